@@ -1,0 +1,191 @@
+package links
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"time"
+)
+
+// ProtocolVersion is the link protocol version carried in the hello. Peers
+// with a different version are refused.
+const ProtocolVersion = 1
+
+// ALPN is the TLS application protocol negotiated on every link.
+const ALPN = "circuitmesh/1"
+
+// Role is what a node does for the mesh.
+type Role uint8
+
+const (
+	// RoleRouter nodes forward circuits for others.
+	RoleRouter Role = 0
+	// RoleLeaf nodes never forward and advertise only themselves.
+	RoleLeaf Role = 1
+)
+
+func (r Role) String() string {
+	if r == RoleLeaf {
+		return "leaf"
+	}
+	return "router"
+}
+
+// Cost is a link's routing cost. One unit is 10 µs of round-trip-time
+// equivalent; every link costs at least MinCost so that hop count matters
+// even on loopback. Costs add up along a path (routing.Metric uses the same
+// scale).
+type Cost = uint32
+
+// MinCost is the floor of any measured link cost (100 µs equivalent).
+const MinCost Cost = 10
+
+// Sentinel errors. Errors returned by this package wrap one of these (and
+// carry context), so callers test them with errors.Is.
+var (
+	// ErrLinkLost: the link died (peer unreachable, transport closed, goodbye
+	// received). Stream operations on a lost link return an error wrapping it.
+	ErrLinkLost = errors.New("link lost")
+	// ErrRefused: the handshake was refused (bad certificate, wrong CA, name
+	// or mesh mismatch, version mismatch). The error text says why.
+	ErrRefused = errors.New("link refused")
+	// ErrClosed: the transport or link was closed locally. It also matches
+	// net.ErrClosed.
+	ErrClosed = net.ErrClosed
+	// ErrStreamReset: the peer reset the stream. See StreamResetError.
+	ErrStreamReset = errors.New("stream reset")
+)
+
+// StreamResetError reports a reset with the peer's application error code.
+// It unwraps to ErrStreamReset.
+type StreamResetError struct {
+	Code   uint64
+	Remote bool
+}
+
+func (e *StreamResetError) Error() string {
+	side := "local"
+	if e.Remote {
+		side = "remote"
+	}
+	return "stream reset by " + side + " side (code " + itoa(e.Code) + ")"
+}
+
+func (e *StreamResetError) Unwrap() error { return ErrStreamReset }
+
+func itoa(v uint64) string {
+	if v == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for v > 0 {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return string(b[i:])
+}
+
+// Stream is one bidirectional byte stream on a link (a QUIC stream for QUIC
+// links). All methods are safe for concurrent use except that Read and Write
+// each have a single caller at a time.
+type Stream interface {
+	io.Reader
+	io.Writer
+	// CloseWrite sends FIN: the peer reads io.EOF after the data already
+	// written. Reading continues.
+	CloseWrite() error
+	// CloseRead tells the peer to stop sending (STOP_SENDING with code).
+	CloseRead(code uint64)
+	// Reset aborts both directions with an application error code; the
+	// peer's pending and future Reads and Writes fail with a
+	// *StreamResetError.
+	Reset(code uint64)
+	// Close is CloseWrite plus CloseRead(0): a graceful end from our side.
+	Close() error
+	SetDeadline(t time.Time) error
+	SetReadDeadline(t time.Time) error
+	SetWriteDeadline(t time.Time) error
+}
+
+// Quality is a link's measured quality.
+type Quality struct {
+	RTT    time.Duration // smoothed round-trip time
+	RTTVar time.Duration // round-trip time variation
+	Loss   float64       // fraction of packets lost, 0..1
+	Cost   Cost          // the (damped or pinned) cost fed to routing
+	Pinned bool          // Cost comes from configuration, not measurement
+}
+
+// Link is one authenticated, live connection to a neighbour.
+type Link interface {
+	// Peer is the neighbour's node name, authenticated by its certificate
+	// (or self-declared in development mode).
+	Peer() string
+	// PeerRole is what the neighbour said it is in its hello.
+	PeerRole() Role
+	// PeerFeatures are the feature bits from the neighbour's hello.
+	PeerFeatures() uint64
+	LocalAddr() net.Addr
+	RemoteAddr() net.Addr
+	// Outbound reports whether this side dialled the link.
+	Outbound() bool
+	// Established is when the handshake completed.
+	Established() time.Time
+
+	// OpenStream opens a new circuit stream. It does not block on the peer's
+	// stream limit beyond ctx.
+	OpenStream(ctx context.Context) (Stream, error)
+	// AcceptStream returns the next circuit stream opened by the peer.
+	AcceptStream(ctx context.Context) (Stream, error)
+	// OpenStreams is the number of circuit streams currently open.
+	OpenStreams() int
+
+	// SendRouting queues an opaque routing payload on the control stream.
+	// It never blocks: when the bounded queue is full the payload is dropped
+	// and ErrQueueFull returned (routing tolerates loss).
+	SendRouting(payload []byte) error
+
+	// Quality is the latest measured quality.
+	Quality() Quality
+
+	// Done is closed when the link is down; Err then says why (wrapping
+	// ErrLinkLost or ErrClosed).
+	Done() <-chan struct{}
+	Err() error
+	// Close sends a goodbye with reason and tears the link down; open
+	// streams end with an error wrapping ErrLinkLost at both ends.
+	Close(reason string) error
+}
+
+// ErrQueueFull is returned by SendRouting when the control queue is full.
+var ErrQueueFull = errors.New("control queue full")
+
+// Handler receives a transport's link events. Calls for one link are
+// serialised and ordered: LinkUp, then any number of Routing and
+// CostChanged, then exactly one LinkDown. Calls may come from any goroutine
+// and must not block for long (hand off to a queue).
+type Handler interface {
+	LinkUp(l Link)
+	Routing(l Link, payload []byte)
+	CostChanged(l Link, q Quality)
+	LinkDown(l Link, err error)
+}
+
+// Transport makes links: it dials and accepts, runs the handshake, and
+// reports every link through its Handler. Implemented over QUIC by
+// QUICTransport and in memory by package memlink.
+type Transport interface {
+	// Dial links to the node at addr. When a link to the same peer already
+	// exists (e.g. after a simultaneous dial) the surviving link is
+	// returned.
+	Dial(ctx context.Context, addr string) (Link, error)
+	// LocalAddr is the address peers dial.
+	LocalAddr() net.Addr
+	// Links returns the live links.
+	Links() []Link
+	// Close closes every link (with goodbye) and the transport.
+	Close() error
+}
