@@ -1,0 +1,18 @@
+package node
+
+import "net"
+
+// Conn is a circuit: a net.Conn to a service on a peer, with half-close
+// and the path the circuit took.
+type Conn interface {
+	net.Conn
+	// CloseWrite half-closes: the peer reads io.EOF; reading continues.
+	CloseWrite() error
+	// Path lists the nodes the circuit crossed, source first and
+	// destination last, when DialOptions.RecordPath was set.
+	Path() []string
+}
+
+// EchoService is the built-in service every node answers: it echoes bytes.
+const EchoService = "echo"
+

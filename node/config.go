@@ -1,0 +1,227 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/links/identity"
+)
+
+// DefaultMesh is the mesh name used when Config.Mesh is empty.
+const DefaultMesh = "circuitmesh"
+
+// Config configures a Node. The zero value of every field except Name means
+// the documented default.
+type Config struct {
+	// Name is this node's name in the mesh (required unless Identity is
+	// set, in which case it must match the certificate's node name).
+	Name string
+	// Mesh is the mesh name. Default DefaultMesh (or the identity's mesh).
+	Mesh string
+
+	// Identity is the node's certificate and key. When nil, the identity is
+	// loaded from CertFile/KeyFile/CAFile, or from DataDir's node.crt,
+	// node.key and ca.crt; with Insecure a throwaway development identity
+	// is generated instead.
+	Identity *identity.Identity
+	// DataDir holds the identity files (and, for the daemon, the admin
+	// socket).
+	DataDir string
+	// CertFile, KeyFile and CAFile override the files in DataDir.
+	CertFile, KeyFile, CAFile string
+	// Insecure uses a throwaway self-signed identity and accepts any peer.
+	// For development only; the node logs a loud warning.
+	Insecure bool
+
+	// ListenAddr is the UDP address for QUIC links. Default
+	// "127.0.0.1:0" (an ephemeral loopback port; daemons set it).
+	ListenAddr string
+	// StaticLinks are addresses this node keeps a link to, redialling with
+	// backoff while the peer is down.
+	StaticLinks []string
+	// LinkCosts pins the cost of the link to the named peers instead of
+	// measuring it.
+	LinkCosts map[string]links.Cost
+	// Leaf nodes never forward circuits and advertise only themselves.
+	Leaf bool
+
+	// Limits bounds every table and queue. Zero fields mean defaults.
+	Limits Limits
+	// Routing tunes the routing engine. Zero fields mean defaults.
+	Routing RoutingConfig
+	// Discovery enables memberlist gossip discovery when BindAddr is set.
+	Discovery DiscoveryConfig
+
+	// GracePeriod is how long Close lets open circuits finish before
+	// resetting them. Default 5s.
+	GracePeriod time.Duration
+	// DialTimeout bounds Dial when the caller's context has no deadline.
+	// Default 10s.
+	DialTimeout time.Duration
+
+	// TracerProvider receives a span per hop. Default: no-op.
+	TracerProvider trace.TracerProvider
+	// Logger receives structured logs. Default slog.Default().
+	Logger *slog.Logger
+
+	// NewTransport replaces the QUIC transport, for simulation with
+	// in-memory links (package links/memlink). It is called once by Start
+	// with the handler that must receive the transport's link events.
+	NewTransport func(h links.Handler, role links.Role) (links.Transport, error)
+}
+
+// Limits bounds the node's resources. Beyond a limit a circuit is refused
+// with an "overloaded" result; nothing grows without bound.
+type Limits struct {
+	// MaxCircuits bounds circuits open at this node in total (local ends
+	// plus relayed). Default 16384.
+	MaxCircuits int
+	// MaxCircuitsPerLink bounds circuit streams on one link (also the QUIC
+	// incoming stream limit). Default 4096.
+	MaxCircuitsPerLink int
+	// MaxCircuitsPerSource bounds circuits from one source node through or
+	// to this node. Default 1024.
+	MaxCircuitsPerSource int
+	// MaxPendingOpens bounds streams whose open header is still being read.
+	// Default 256.
+	MaxPendingOpens int
+	// MaxHeaderSize bounds an open or result header. Default 4096 bytes.
+	MaxHeaderSize int
+	// MaxRoutes bounds the routing table. Default 4096.
+	MaxRoutes int
+	// HeaderTimeout bounds the time to receive an open header. Default 5s.
+	HeaderTimeout time.Duration
+	// RelayBuffer is the per-direction copy buffer of a relayed circuit.
+	// Default 32 KiB.
+	RelayBuffer int
+}
+
+// RoutingConfig tunes the routing engine (see package routing).
+type RoutingConfig struct {
+	// UpdateInterval is the periodic full refresh. Default 4s.
+	UpdateInterval time.Duration
+	// Hysteresis: switch next hop only when better by more than this many
+	// cost units. Default: the routing package default.
+	Hysteresis uint32
+}
+
+// DiscoveryConfig configures memberlist gossip discovery.
+type DiscoveryConfig struct {
+	// BindAddr is the memberlist gossip address (TCP and UDP). Empty
+	// disables discovery.
+	BindAddr string
+	// AdvertiseAddr is the gossip address announced to others. Default
+	// BindAddr.
+	AdvertiseAddr string
+	// Join lists gossip addresses of existing members.
+	Join []string
+	// Key is the gossip encryption key (16, 24 or 32 bytes). Empty means
+	// unencrypted gossip, which is logged as a warning.
+	Key []byte
+	// LinkPolicy decides whether to link directly to a discovered node.
+	// Default: link to every discovered router, up to MaxLinks.
+	LinkPolicy func(peer Member) bool
+	// MaxLinks bounds links made because of discovery. Default 8.
+	MaxLinks int
+}
+
+// Member is a node announced by gossip.
+type Member struct {
+	Name     string
+	LinkAddr string // UDP address of its QUIC links
+	Leaf     bool
+}
+
+// Validation errors.
+var (
+	ErrInvalidConfig = errors.New("invalid node configuration")
+)
+
+func (c *Config) setDefaults() {
+	if c.Mesh == "" {
+		if c.Identity != nil && c.Identity.Mesh != "" {
+			c.Mesh = c.Identity.Mesh
+		} else {
+			c.Mesh = DefaultMesh
+		}
+	}
+	if c.Name == "" && c.Identity != nil {
+		c.Name = c.Identity.Node
+	}
+	if c.ListenAddr == "" {
+		c.ListenAddr = "127.0.0.1:0"
+	}
+	if c.GracePeriod == 0 {
+		c.GracePeriod = 5 * time.Second
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 10 * time.Second
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = noop.NewTracerProvider()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	l := &c.Limits
+	def := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	def(&l.MaxCircuits, 16384)
+	def(&l.MaxCircuitsPerLink, 4096)
+	def(&l.MaxCircuitsPerSource, 1024)
+	def(&l.MaxPendingOpens, 256)
+	def(&l.MaxHeaderSize, 4096)
+	def(&l.MaxRoutes, 4096)
+	def(&l.RelayBuffer, 32<<10)
+	if l.HeaderTimeout == 0 {
+		l.HeaderTimeout = 5 * time.Second
+	}
+	def(&c.Discovery.MaxLinks, 8)
+}
+
+func (c *Config) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	if c.Name == "" {
+		return bad("Name is required")
+	}
+	if c.Identity != nil && c.Identity.Node != c.Name {
+		return bad("Name %q does not match the identity's node name %q", c.Name, c.Identity.Node)
+	}
+	if c.Identity != nil && c.Identity.Mesh != c.Mesh {
+		return bad("Mesh %q does not match the identity's mesh %q", c.Mesh, c.Identity.Mesh)
+	}
+	l := c.Limits
+	for name, v := range map[string]int{
+		"MaxCircuits": l.MaxCircuits, "MaxCircuitsPerLink": l.MaxCircuitsPerLink,
+		"MaxCircuitsPerSource": l.MaxCircuitsPerSource, "MaxPendingOpens": l.MaxPendingOpens,
+		"MaxHeaderSize": l.MaxHeaderSize, "MaxRoutes": l.MaxRoutes, "RelayBuffer": l.RelayBuffer,
+	} {
+		if v < 0 {
+			return bad("Limits.%s must not be negative (got %d)", name, v)
+		}
+	}
+	if l.MaxHeaderSize < 256 {
+		return bad("Limits.MaxHeaderSize %d is below the 256-byte minimum", l.MaxHeaderSize)
+	}
+	if l.RelayBuffer < 1024 {
+		return bad("Limits.RelayBuffer %d is below the 1024-byte minimum", l.RelayBuffer)
+	}
+	if c.GracePeriod < 0 || c.DialTimeout < 0 || l.HeaderTimeout < 0 {
+		return bad("durations must not be negative")
+	}
+	if k := len(c.Discovery.Key); k != 0 && k != 16 && k != 24 && k != 32 {
+		return bad("Discovery.Key must be 16, 24 or 32 bytes (got %d)", k)
+	}
+	return nil
+}

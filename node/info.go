@@ -1,0 +1,98 @@
+package node
+
+import "time"
+
+// PeerInfo describes a node known to routing.
+type PeerInfo struct {
+	Name       string   `json:"name"`
+	Reachable  bool     `json:"reachable"`
+	NextHop    string   `json:"next_hop,omitempty"`
+	Cost       uint32   `json:"cost"`
+	Hops       int      `json:"hops"`
+	Alternates []string `json:"alternates,omitempty"` // feasible next hops after NextHop
+	Seqno      uint16   `json:"seqno"`
+}
+
+// LinkInfo describes one live link.
+type LinkInfo struct {
+	Peer     string        `json:"peer"`
+	Address  string        `json:"address"`
+	Role     string        `json:"role"`
+	Outbound bool          `json:"outbound"`
+	RTT      time.Duration `json:"rtt_ns"`
+	RTTVar   time.Duration `json:"rttvar_ns"`
+	Loss     float64       `json:"loss"`
+	Cost     uint32        `json:"cost"`
+	Pinned   bool          `json:"pinned"`
+	Streams  int           `json:"streams"`
+	Since    time.Time     `json:"since"`
+}
+
+// Status summarises the node.
+type Status struct {
+	Name        string    `json:"name"`
+	Mesh        string    `json:"mesh"`
+	Role        string    `json:"role"`
+	Address     string    `json:"address"`
+	Insecure    bool      `json:"insecure"`
+	Started     time.Time `json:"started"`
+	Links       int       `json:"links"`
+	Reachable   int       `json:"reachable_peers"`
+	Circuits    int       `json:"circuits"`
+	Relayed     int       `json:"relayed_circuits"`
+	Services    []string  `json:"services"`
+	GossipAddr  string    `json:"gossip_address,omitempty"`
+	RoutesLimit int       `json:"routes_limit"`
+}
+
+// EventKind says what an Event reports.
+type EventKind int
+
+const (
+	// PeerUp: a node became reachable.
+	PeerUp EventKind = iota + 1
+	// PeerDown: a node is no longer reachable.
+	PeerDown
+	// LinkUp: a direct link to a neighbour came up.
+	LinkUp
+	// LinkDown: a direct link went down (Err says why).
+	LinkDown
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case PeerUp:
+		return "peer-up"
+	case PeerDown:
+		return "peer-down"
+	case LinkUp:
+		return "link-up"
+	case LinkDown:
+		return "link-down"
+	}
+	return "unknown"
+}
+
+// Event reports a change of reachability or links.
+type Event struct {
+	Kind EventKind
+	Peer string
+	Time time.Time
+	// Route is the route after a PeerUp.
+	Route PeerInfo
+	// Err says why a link went down.
+	Err error
+}
+
+// DialOptions adjusts one Dial.
+type DialOptions struct {
+	// Early returns at once, before the destination accepted: the caller's
+	// first bytes travel with the open and a refusal surfaces on the first
+	// Read or Write.
+	Early bool
+	// RecordPath asks every relay to record its name; Conn.Path returns the
+	// nodes crossed.
+	RecordPath bool
+	// HopLimit bounds the relays crossed. Default 16.
+	HopLimit uint8
+}
