@@ -15,4 +15,3 @@ type Conn interface {
 
 // EchoService is the built-in service every node answers: it echoes bytes.
 const EchoService = "echo"
-
