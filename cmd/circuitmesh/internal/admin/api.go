@@ -1,0 +1,98 @@
+// Package admin is the daemon's control API: HTTP with JSON over a unix
+// socket in the node's data directory (mode 0600, so only the daemon's
+// user can use it).
+//
+// The daemon serves it with NewServer and Serve; the CLI talks to it with
+// Client. Besides the read-only inspection endpoints it changes the running
+// node (expose, forward and their removal), pings peers, and opens circuits
+// for the CLI by upgrading an HTTP request to a raw byte stream (POST
+// /v1/dial with "Upgrade: circuitmesh-circuit").
+package admin
+
+import (
+	"context"
+	"errors"
+	"net"
+
+	"github.com/circuitmesh/circuitmesh/node"
+)
+
+// Endpoint paths.
+const (
+	PathStatus   = "/v1/status"
+	PathPeers    = "/v1/peers"
+	PathLinks    = "/v1/links"
+	PathServices = "/v1/services"
+	PathExpose   = "/v1/expose"
+	PathForward  = "/v1/forward"
+	PathPing     = "/v1/ping"
+	PathDial     = "/v1/dial"
+)
+
+// UpgradeProtocol is the Upgrade token of the dial endpoint.
+const UpgradeProtocol = "circuitmesh-circuit"
+
+// Node is what the server needs from the running node; *node.Node
+// implements it.
+type Node interface {
+	Status() node.Status
+	Peers() []node.PeerInfo
+	Links() []node.LinkInfo
+	Services() []string
+	Ping(ctx context.Context, peer string) (node.PingResult, error)
+	DialWith(ctx context.Context, peer, service string, o node.DialOptions) (node.Conn, error)
+	Expose(service, tcpAddr string) (stop func() error, err error)
+	Forward(listenAddr, peer, service string) (net.Addr, func() error, error)
+}
+
+// Expose is a local TCP service published as a mesh service.
+type Expose struct {
+	Service string `json:"service"`
+	Target  string `json:"target"`
+}
+
+// Forward is a local TCP listener tunnelled to a mesh service.
+type Forward struct {
+	Listen  string `json:"listen"`
+	Peer    string `json:"peer"`
+	Service string `json:"service"`
+}
+
+// Services lists what the node publishes and forwards.
+type Services struct {
+	// Services are all services published on the node, sorted.
+	Services []string `json:"services"`
+	// Exposed are the services backed by a local TCP address.
+	Exposed []Expose `json:"exposed"`
+	// Forwards are the local TCP listeners tunnelled to mesh services.
+	Forwards []Forward `json:"forwards"`
+}
+
+// Ping is one ping result as JSON.
+type Ping struct {
+	Peer   string   `json:"peer"`
+	OpenNS int64    `json:"open_ns"`
+	RTTNS  int64    `json:"rtt_ns"`
+	Path   []string `json:"path"`
+}
+
+// ErrorBody is the JSON body of every error response.
+type ErrorBody struct {
+	Error string `json:"error"`
+}
+
+// Sentinel errors returned by Client (wrapped with context).
+var (
+	// ErrNotRunning: nothing listens on the admin socket.
+	ErrNotRunning = errors.New("daemon not running")
+	// ErrPermission: the socket exists but this user may not use it.
+	ErrPermission = errors.New("permission denied on admin socket")
+	// ErrNotFound: the peer, service, expose or forward does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the service or listen address is already in use.
+	ErrConflict = errors.New("already exists")
+	// ErrBadRequest: the daemon rejected the arguments.
+	ErrBadRequest = errors.New("bad request")
+	// ErrUnreachable: the mesh could not deliver (no route, refused, timeout).
+	ErrUnreachable = errors.New("unreachable")
+)

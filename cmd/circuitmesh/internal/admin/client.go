@@ -1,0 +1,187 @@
+package admin
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"syscall"
+	"time"
+)
+
+// Client talks to a daemon's admin socket.
+type Client struct {
+	// Socket is the admin socket path.
+	Socket string
+	http   *http.Client
+}
+
+// NewClient returns a client for the admin socket at path.
+func NewClient(path string) *Client {
+	c := &Client{Socket: path}
+	c.http = &http.Client{
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return c.dialSocket(ctx)
+			},
+		},
+		Timeout: requestTimeout + 5*time.Second,
+	}
+	return c
+}
+
+// dialSocket connects to the socket and says what a failure means.
+func (c *Client) dialSocket(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.Socket)
+	switch {
+	case err == nil:
+		return conn, nil
+	case errors.Is(err, syscall.ENOENT):
+		return nil, fmt.Errorf("no admin socket at %s: is `circuitmesh run` running with this --data-dir/--admin?: %w", c.Socket, ErrNotRunning)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return nil, fmt.Errorf("admin socket %s is stale: the daemon is not running: %w", c.Socket, ErrNotRunning)
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return nil, fmt.Errorf("admin socket %s: run as the daemon's user (or root): %w", c.Socket, ErrPermission)
+	}
+	return nil, fmt.Errorf("admin socket %s: %w", c.Socket, err)
+}
+
+// Get fetches path and decodes the JSON answer into out.
+func (c *Client) Get(ctx context.Context, path string, query url.Values, out any) error {
+	return c.do(ctx, http.MethodGet, path, query, nil, out)
+}
+
+// Post sends in as JSON to path and decodes the answer into out.
+func (c *Client) Post(ctx context.Context, path string, in, out any) error {
+	return c.do(ctx, http.MethodPost, path, nil, in, out)
+}
+
+// Delete calls DELETE on path with query.
+func (c *Client) Delete(ctx context.Context, path string, query url.Values) error {
+	return c.do(ctx, http.MethodDelete, path, query, nil, nil)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	u := url.URL{Scheme: "http", Host: "circuitmesh", Path: path, RawQuery: query.Encode()}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return decodeError(resp)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode answer of %s: %w", path, err)
+	}
+	return nil
+}
+
+// decodeError turns an error response into an error wrapping the sentinel
+// that matches its status.
+func decodeError(resp *http.Response) error {
+	var eb ErrorBody
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if json.Unmarshal(b, &eb) != nil || eb.Error == "" {
+		eb.Error = fmt.Sprintf("daemon answered %s", resp.Status)
+	}
+	var sentinel error
+	switch resp.StatusCode {
+	case http.StatusBadRequest:
+		sentinel = ErrBadRequest
+	case http.StatusNotFound:
+		sentinel = ErrNotFound
+	case http.StatusConflict:
+		sentinel = ErrConflict
+	default:
+		sentinel = ErrUnreachable
+	}
+	return &RemoteError{Msg: eb.Error, Status: resp.StatusCode, sentinel: sentinel}
+}
+
+// RemoteError is an error reported by the daemon. It unwraps to ErrNotFound,
+// ErrConflict, ErrBadRequest or ErrUnreachable.
+type RemoteError struct {
+	Msg      string
+	Status   int
+	sentinel error
+}
+
+func (e *RemoteError) Error() string { return e.Msg }
+func (e *RemoteError) Unwrap() error { return e.sentinel }
+
+// Circuit is a byte stream to a mesh service opened through the daemon.
+type Circuit struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+// Read reads from the circuit (including bytes buffered with the answer).
+func (c *Circuit) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// CloseWrite half-closes: the service reads EOF; reading continues.
+func (c *Circuit) CloseWrite() error {
+	return c.Conn.(*net.UnixConn).CloseWrite()
+}
+
+// Dial opens a circuit to service on peer through the daemon.
+func (c *Client) Dial(ctx context.Context, peer, service string) (*Circuit, error) {
+	conn, err := c.dialSocket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	q := url.Values{"peer": {peer}, "service": {service}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://circuitmesh"+PathDial+"?"+q.Encode(), nil)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", UpgradeProtocol)
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	if err := req.Write(conn); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("dial through %s: %w", c.Socket, err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("dial through %s: %w", c.Socket, err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		defer conn.Close()
+		defer resp.Body.Close()
+		return nil, decodeError(resp)
+	}
+	conn.SetDeadline(time.Time{})
+	return &Circuit{Conn: conn, r: br}, nil
+}

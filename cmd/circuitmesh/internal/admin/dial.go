@@ -1,0 +1,118 @@
+package admin
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"syscall"
+
+	"github.com/circuitmesh/circuitmesh/node"
+)
+
+// handleDial opens a circuit to ?peer=&service= and, once the destination
+// accepted, answers 101 Switching Protocols and splices the HTTP connection
+// onto the circuit. EOF from the client half-closes the circuit and EOF
+// from the circuit half-closes the socket.
+func (s *Server) handleDial(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Upgrade") != UpgradeProtocol {
+		writeError(w, fmt.Errorf("dial needs \"Upgrade: %s\": %w", UpgradeProtocol, ErrBadRequest))
+		return
+	}
+	q := r.URL.Query()
+	peer, service := q.Get("peer"), q.Get("service")
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	circ, err := s.node.DialWith(ctx, peer, service, node.DialOptions{})
+	cancel()
+	if err != nil {
+		writeError(w, fmt.Errorf("dial %s/%s: %w", peer, service, err))
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		circ.Close()
+		writeError(w, errors.New("connection cannot be upgraded"))
+		return
+	}
+	conn, rw, err := hj.Hijack()
+	if err != nil {
+		circ.Close()
+		return
+	}
+	if !s.trackCircuit(conn, circ) {
+		conn.Close()
+		circ.Close()
+		return
+	}
+	defer s.untrackCircuit(conn, circ)
+	if _, err := io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+UpgradeProtocol+"\r\n\r\n"); err != nil {
+		conn.Close()
+		circ.Close()
+		return
+	}
+	spliceHalves(conn, rw.Reader, circ)
+}
+
+// spliceHalves copies client→circuit (reading through br, which may hold
+// bytes already buffered) and circuit→client, half-closing each side on
+// EOF, and closes both when both directions ended.
+func spliceHalves(client net.Conn, br *bufio.Reader, circ node.Conn) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := io.Copy(circ, br); err != nil {
+			circ.Close()
+			client.Close()
+			return
+		}
+		circ.CloseWrite()
+	}()
+	if _, err := io.Copy(client, circ); err != nil {
+		circ.Close()
+		client.Close()
+	} else if uc, ok := client.(*net.UnixConn); ok {
+		uc.CloseWrite()
+	}
+	<-done
+	client.Close()
+	circ.Close()
+}
+
+func (s *Server) trackCircuit(conns ...net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	for _, c := range conns {
+		s.circuits[c] = struct{}{}
+	}
+	return true
+}
+
+func (s *Server) untrackCircuit(conns ...net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range conns {
+		delete(s.circuits, c)
+	}
+}
+
+// statusOf picks the HTTP status for err so that the client can map it
+// back to a sentinel.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, ErrBadRequest), errors.Is(err, node.ErrInvalidConfig):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, ErrConflict), errors.Is(err, syscall.EADDRINUSE):
+		return http.StatusConflict
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}

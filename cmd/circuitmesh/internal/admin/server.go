@@ -1,0 +1,289 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"time"
+)
+
+// requestTimeout bounds pings and circuit opens made for the CLI.
+const requestTimeout = 15 * time.Second
+
+// Server serves the admin API for one node and owns the exposes and
+// forwards made through it (from flags or at runtime).
+type Server struct {
+	node Node
+	log  *slog.Logger
+	http *http.Server
+
+	mu       sync.Mutex
+	exposed  map[string]exposed // by service
+	forwards map[string]forward // by requested listen address
+	circuits map[net.Conn]struct{}
+	closed   bool
+}
+
+type exposed struct {
+	Expose
+	stop func() error
+}
+
+type forward struct {
+	Forward
+	stop func() error
+}
+
+// NewServer returns a server for n; call Serve to accept requests.
+func NewServer(n Node, log *slog.Logger) *Server {
+	s := &Server{
+		node:     n,
+		log:      log,
+		exposed:  make(map[string]exposed),
+		forwards: make(map[string]forward),
+		circuits: make(map[net.Conn]struct{}),
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PathStatus, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Status()) })
+	mux.HandleFunc("GET "+PathPeers, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Peers()) })
+	mux.HandleFunc("GET "+PathLinks, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, n.Links()) })
+	mux.HandleFunc("GET "+PathServices, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.services()) })
+	mux.HandleFunc("POST "+PathExpose, s.handleExpose)
+	mux.HandleFunc("DELETE "+PathExpose, s.handleUnexpose)
+	mux.HandleFunc("POST "+PathForward, s.handleForward)
+	mux.HandleFunc("DELETE "+PathForward, s.handleUnforward)
+	mux.HandleFunc("GET "+PathPing, s.handlePing)
+	mux.HandleFunc("POST "+PathDial, s.handleDial)
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return s
+}
+
+// Listen creates the unix socket at path with mode 0600. A stale socket
+// left by a crashed daemon is replaced; a live one is an error.
+func Listen(path string) (net.Listener, error) {
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("admin socket %s: another daemon is already running there: %w", path, ErrConflict)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale admin socket: %w", err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	return ln, nil
+}
+
+// Serve answers requests on ln until Close.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.http.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close stops serving, ends the circuits opened for the CLI and stops every
+// expose and forward.
+func (s *Server) Close() error {
+	err := s.http.Close()
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.circuits {
+		c.Close()
+	}
+	ex, fw := s.exposed, s.forwards
+	s.exposed, s.forwards = map[string]exposed{}, map[string]forward{}
+	s.mu.Unlock()
+	var errs []error
+	for _, e := range ex {
+		errs = append(errs, e.stop())
+	}
+	for _, f := range fw {
+		errs = append(errs, f.stop())
+	}
+	return errors.Join(append(errs, err)...)
+}
+
+// AddExpose publishes service backed by the TCP address target.
+func (s *Server) AddExpose(service, target string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.exposed[service]; ok {
+		return fmt.Errorf("service %q is already exposed: %w", service, ErrConflict)
+	}
+	stop, err := s.node.Expose(service, target)
+	if err != nil {
+		return fmt.Errorf("expose %q: %w", service, err)
+	}
+	s.exposed[service] = exposed{Expose{service, target}, stop}
+	s.log.Info("exposed local TCP service", "service", service, "target", target)
+	return nil
+}
+
+// RemoveExpose withdraws an exposed service.
+func (s *Server) RemoveExpose(service string) error {
+	s.mu.Lock()
+	e, ok := s.exposed[service]
+	delete(s.exposed, service)
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("service %q is not exposed: %w", service, ErrNotFound)
+	}
+	s.log.Info("withdrew exposed service", "service", service)
+	return e.stop()
+}
+
+// AddForward listens on the TCP address listen and tunnels connections to
+// service on peer. It returns the bound address.
+func (s *Server) AddForward(listen, peer, service string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.forwards[listen]; ok {
+		return "", fmt.Errorf("%s is already forwarded: %w", listen, ErrConflict)
+	}
+	addr, stop, err := s.node.Forward(listen, peer, service)
+	if err != nil {
+		return "", fmt.Errorf("forward: %w", err)
+	}
+	bound := addr.String()
+	s.forwards[listen] = forward{Forward{bound, peer, service}, stop}
+	s.log.Info("forwarding local TCP port", "listen", bound, "peer", peer, "service", service)
+	return bound, nil
+}
+
+// RemoveForward stops the forward listening on listen (the address as
+// given or as bound).
+func (s *Server) RemoveForward(listen string) error {
+	s.mu.Lock()
+	var f forward
+	found := false
+	for k, v := range s.forwards {
+		if k == listen || v.Listen == listen {
+			f, found = v, true
+			delete(s.forwards, k)
+			break
+		}
+	}
+	s.mu.Unlock()
+	if !found {
+		return fmt.Errorf("nothing forwards %s: %w", listen, ErrNotFound)
+	}
+	s.log.Info("stopped forward", "listen", f.Listen)
+	return f.stop()
+}
+
+func (s *Server) services() Services {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := Services{Services: s.node.Services(), Exposed: []Expose{}, Forwards: []Forward{}}
+	if out.Services == nil {
+		out.Services = []string{}
+	}
+	for _, e := range s.exposed {
+		out.Exposed = append(out.Exposed, e.Expose)
+	}
+	for _, f := range s.forwards {
+		out.Forwards = append(out.Forwards, f.Forward)
+	}
+	sort.Slice(out.Exposed, func(i, j int) bool { return out.Exposed[i].Service < out.Exposed[j].Service })
+	sort.Slice(out.Forwards, func(i, j int) bool { return out.Forwards[i].Listen < out.Forwards[j].Listen })
+	return out
+}
+
+func (s *Server) handleExpose(w http.ResponseWriter, r *http.Request) {
+	var e Expose
+	if !readJSON(w, r, &e) {
+		return
+	}
+	if e.Service == "" || e.Target == "" {
+		writeError(w, fmt.Errorf("expose needs a service and a target: %w", ErrBadRequest))
+		return
+	}
+	if err := s.AddExpose(e.Service, e.Target); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, e)
+}
+
+func (s *Server) handleUnexpose(w http.ResponseWriter, r *http.Request) {
+	if err := s.RemoveExpose(r.URL.Query().Get("service")); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleForward(w http.ResponseWriter, r *http.Request) {
+	var f Forward
+	if !readJSON(w, r, &f) {
+		return
+	}
+	if f.Listen == "" || f.Peer == "" || f.Service == "" {
+		writeError(w, fmt.Errorf("forward needs a listen address, a peer and a service: %w", ErrBadRequest))
+		return
+	}
+	bound, err := s.AddForward(f.Listen, f.Peer, f.Service)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	f.Listen = bound
+	writeJSON(w, f)
+}
+
+func (s *Server) handleUnforward(w http.ResponseWriter, r *http.Request) {
+	if err := s.RemoveForward(r.URL.Query().Get("listen")); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) {
+	peer := r.URL.Query().Get("peer")
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	res, err := s.node.Ping(ctx, peer)
+	if err != nil {
+		writeError(w, fmt.Errorf("ping %s: %w", peer, err))
+		return
+	}
+	writeJSON(w, Ping{Peer: peer, OpenNS: int64(res.Open), RTTNS: int64(res.RTT), Path: res.Path})
+}
+
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, fmt.Errorf("request body: %v: %w", err, ErrBadRequest))
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(statusOf(err))
+	json.NewEncoder(w).Encode(ErrorBody{Error: err.Error()})
+}

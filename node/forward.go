@@ -1,0 +1,199 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// tcpDialTimeout bounds the dial to a local TCP service behind Expose.
+const tcpDialTimeout = 10 * time.Second
+
+// Expose publishes service on this node and connects every circuit that
+// arrives for it to the TCP service at tcpAddr, copying bytes both ways
+// with half-close (a circuit's CloseWrite becomes a TCP FIN and back).
+//
+// stop withdraws the service, closes every connection it spliced and waits
+// for its goroutines. Closing the node also ends them.
+func (n *Node) Expose(service, tcpAddr string) (stop func() error, err error) {
+	if _, _, err := net.SplitHostPort(tcpAddr); err != nil {
+		return nil, fmt.Errorf("expose %q: TCP address %q: %w", service, tcpAddr, err)
+	}
+	ln, err := n.Listen(service)
+	if err != nil {
+		return nil, fmt.Errorf("expose %q on %s: %w", service, tcpAddr, err)
+	}
+	p := newPump(ln, n.cfg.Logger.With("expose", service, "target", tcpAddr))
+	go p.run(func(ctx context.Context, _ net.Conn) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(ctx, tcpDialTimeout)
+		defer cancel()
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", tcpAddr)
+	})
+	return p.stop, nil
+}
+
+// Forward listens on the TCP address listenAddr and tunnels every accepted
+// connection over a fresh circuit to service on peer, with half-close. It
+// returns the address it listens on (useful with port 0).
+//
+// A connection whose circuit cannot be opened (no route, no such service)
+// is closed at once and the reason is logged. stop closes the listener and
+// every connection and waits for the goroutines.
+func (n *Node) Forward(listenAddr, peer, service string) (net.Addr, func() error, error) {
+	ln, err := net.Listen("tcp", listenAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("forward %s to %s/%s: %w", listenAddr, peer, service, err)
+	}
+	p := newPump(ln, n.cfg.Logger.With("forward", ln.Addr().String(), "peer", peer, "service", service))
+	go p.run(func(ctx context.Context, _ net.Conn) (net.Conn, error) {
+		return n.Dial(ctx, peer, service)
+	})
+	return ln.Addr(), p.stop, nil
+}
+
+// pump accepts connections from a listener, dials a partner for each and
+// splices the two. It tracks every connection so stop can end them all.
+type pump struct {
+	ln     net.Listener
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+}
+
+func newPump(ln net.Listener, log *slog.Logger) *pump {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &pump{ln: ln, log: log, ctx: ctx, cancel: cancel, conns: make(map[net.Conn]struct{})}
+	p.wg.Add(1) // the accept loop
+	return p
+}
+
+// run is the accept loop; dial opens the partner of each accepted conn.
+func (p *pump) run(dial func(context.Context, net.Conn) (net.Conn, error)) {
+	defer p.wg.Done()
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			if p.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				p.cancel() // the listener is gone (stop, or the node closed)
+				p.closeAll()
+				return
+			}
+			p.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-p.ctx.Done():
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		if !p.track(c) {
+			c.Close()
+			return
+		}
+		p.wg.Add(1)
+		go p.serve(c, dial)
+	}
+}
+
+func (p *pump) serve(c net.Conn, dial func(context.Context, net.Conn) (net.Conn, error)) {
+	defer p.wg.Done()
+	defer p.untrack(c)
+	other, err := dial(p.ctx, c)
+	if err != nil {
+		if p.ctx.Err() == nil {
+			p.log.Warn("connection dropped: cannot reach the other side", "remote", c.RemoteAddr().String(), "err", err)
+		}
+		c.Close()
+		return
+	}
+	if !p.track(other) {
+		other.Close()
+		c.Close()
+		return
+	}
+	defer p.untrack(other)
+	splice(c, other)
+}
+
+// track registers c; it reports false once the pump is stopping.
+func (p *pump) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctx.Err() != nil {
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *pump) untrack(c net.Conn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+}
+
+func (p *pump) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+func (p *pump) stop() error {
+	p.stopOnce.Do(func() {
+		p.mu.Lock()
+		p.cancel()
+		p.mu.Unlock()
+		if err := p.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			p.stopErr = fmt.Errorf("close %s: %w", p.ln.Addr(), err)
+		}
+		p.closeAll()
+		p.wg.Wait()
+	})
+	return p.stopErr
+}
+
+// splice copies a→b and b→a until both directions end, passing EOF on as
+// a half-close. An error in either direction (a reset) closes both.
+func splice(a, b net.Conn) {
+	done := make(chan struct{})
+	go func() {
+		copyHalf(b, a)
+		close(done)
+	}()
+	copyHalf(a, b)
+	<-done
+	a.Close()
+	b.Close()
+}
+
+// copyHalf copies src to dst and then half-closes dst.
+func copyHalf(dst, src net.Conn) {
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		src.Close()
+		return
+	}
+	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+		if cw.CloseWrite() == nil {
+			return
+		}
+	}
+	dst.Close()
+}
