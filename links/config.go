@@ -1,0 +1,162 @@
+package links
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/circuitmesh/circuitmesh/links/identity"
+)
+
+// Defaults applied by QUICConfig for zero fields.
+const (
+	DefaultListenAddr       = "127.0.0.1:0"
+	DefaultMaxStreams       = 4096
+	DefaultProbeInterval    = 200 * time.Millisecond
+	DefaultProbeMisses      = 4
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultControlQueue     = 256
+	DefaultMaxStreamWindow  = 4 << 20
+	DefaultMaxConnWindow    = 16 << 20
+)
+
+const (
+	initialStreamWindow = 512 << 10
+	initialConnWindow   = 1 << 20
+	quicIdleTimeout     = 10 * time.Second
+	quicKeepAlive       = 2 * time.Second
+	// maxPendingHandshakes bounds inbound handshakes in progress.
+	maxPendingHandshakes = 128
+)
+
+// ErrConfig is wrapped by NewQUICTransport for an invalid configuration.
+var ErrConfig = errors.New("invalid link configuration")
+
+// QUICConfig configures a QUICTransport. The zero value of every field except
+// Identity and Handler means the documented default.
+type QUICConfig struct {
+	// Identity is this node's name, mesh and TLS material. Required. An
+	// insecure identity (development mode) accepts any peer.
+	Identity *identity.Identity
+	// Role and Features are announced in the hello.
+	Role     Role
+	Features uint64
+	// ListenAddr is the UDP address to listen and dial from. Default
+	// "127.0.0.1:0".
+	ListenAddr string
+	// PacketConn, when set, is used instead of ListenAddr (e.g. a simulated
+	// network). The caller keeps ownership and closes it after the
+	// transport.
+	PacketConn net.PacketConn
+	// Handler receives link events. Required.
+	Handler Handler
+	// MaxStreams bounds the circuit streams a peer may have open on one
+	// link. Default 4096.
+	MaxStreams int
+	// ProbeInterval is the liveness probe period. Default 200 ms.
+	ProbeInterval time.Duration
+	// ProbeMisses is how many probe intervals without an answer declare the
+	// peer dead. Default 4 (so 800 ms with the default interval).
+	ProbeMisses int
+	// HandshakeTimeout bounds the QUIC, TLS and hello handshake. Default 5 s.
+	HandshakeTimeout time.Duration
+	// StaticCost pins the cost of links to the named peers.
+	StaticCost map[string]Cost
+	// ControlQueue bounds the routing frames queued per link. Default 256.
+	ControlQueue int
+	// MaxStreamWindow and MaxConnWindow are the QUIC flow-control receive
+	// windows per stream and per connection. Defaults 4 MiB and 16 MiB: a
+	// circuit may keep 4 MiB in flight, and one link pins at most 16 MiB of
+	// receive buffer however many streams it carries.
+	MaxStreamWindow, MaxConnWindow uint64
+	// OnRefused, when set, is called for every inbound link refused in the
+	// handshake (refusals are also logged). It must not block.
+	OnRefused func(remote net.Addr, err error)
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+
+	// Test hooks: send another version, node or mesh name in the hello.
+	testVersion uint16
+	testNode    string
+	testMesh    string
+}
+
+// withDefaults returns c with zero fields replaced by defaults.
+func (c QUICConfig) withDefaults() QUICConfig {
+	if c.ListenAddr == "" {
+		c.ListenAddr = DefaultListenAddr
+	}
+	if c.MaxStreams == 0 {
+		c.MaxStreams = DefaultMaxStreams
+	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = DefaultProbeInterval
+	}
+	if c.ProbeMisses == 0 {
+		c.ProbeMisses = DefaultProbeMisses
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.ControlQueue == 0 {
+		c.ControlQueue = DefaultControlQueue
+	}
+	if c.MaxStreamWindow == 0 {
+		c.MaxStreamWindow = DefaultMaxStreamWindow
+	}
+	if c.MaxConnWindow == 0 {
+		c.MaxConnWindow = DefaultMaxConnWindow
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// validate checks a configuration with defaults applied.
+func (c *QUICConfig) validate() error {
+	switch {
+	case c.Identity == nil:
+		return fmt.Errorf("%w: Identity is required", ErrConfig)
+	case c.Identity.Node == "" || len(c.Identity.Node) > maxNameLen:
+		return fmt.Errorf("%w: node name must be 1..%d bytes", ErrConfig, maxNameLen)
+	case len(c.Identity.Mesh) > maxNameLen:
+		return fmt.Errorf("%w: mesh name longer than %d bytes", ErrConfig, maxNameLen)
+	case c.Handler == nil:
+		return fmt.Errorf("%w: Handler is required", ErrConfig)
+	case c.MaxStreams < 0 || c.ProbeInterval < 0 || c.ProbeMisses < 0 ||
+		c.HandshakeTimeout < 0 || c.ControlQueue < 0:
+		return fmt.Errorf("%w: negative limit", ErrConfig)
+	case c.MaxStreamWindow < initialStreamWindow || c.MaxConnWindow < c.MaxStreamWindow:
+		return fmt.Errorf("%w: need %d <= MaxStreamWindow <= MaxConnWindow", ErrConfig, initialStreamWindow)
+	case c.Role != RoleRouter && c.Role != RoleLeaf:
+		return fmt.Errorf("%w: unknown role %d", ErrConfig, c.Role)
+	}
+	for peer, cost := range c.StaticCost {
+		if cost < MinCost {
+			return fmt.Errorf("%w: static cost %d for %s below MinCost %d", ErrConfig, cost, peer, MinCost)
+		}
+	}
+	return nil
+}
+
+// QUIC returns the exact quic-go configuration links use (defaults
+// applied), so that a plain quic-go baseline can be configured identically.
+func (c QUICConfig) QUIC() *quic.Config {
+	c = c.withDefaults()
+	return &quic.Config{
+		HandshakeIdleTimeout:           c.HandshakeTimeout,
+		MaxIdleTimeout:                 quicIdleTimeout,
+		KeepAlivePeriod:                quicKeepAlive,
+		InitialStreamReceiveWindow:     min(initialStreamWindow, c.MaxStreamWindow),
+		MaxStreamReceiveWindow:         c.MaxStreamWindow,
+		InitialConnectionReceiveWindow: min(initialConnWindow, c.MaxConnWindow),
+		MaxConnectionReceiveWindow:     c.MaxConnWindow,
+		MaxIncomingStreams:             int64(c.MaxStreams),
+		MaxIncomingUniStreams:          -1,
+	}
+}

@@ -1,0 +1,135 @@
+package links
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// readLoop reads control frames until the link ends.
+func (l *quicLink) readLoop() {
+	defer l.t.wg.Done()
+	for {
+		f, err := readFrame(l.ctrl)
+		if err != nil {
+			l.readFailed(err)
+			return
+		}
+		l.lastHeard.Store(time.Now().UnixNano())
+		switch f.typ {
+		case frameRouting:
+			l.event(func() { l.t.cfg.Handler.Routing(l, f.payload) })
+		case frameProbe:
+			if _, _, err := parseProbe(f.payload); err != nil {
+				l.protocolError(err)
+				return
+			}
+			b, _ := appendFrame(nil, frameProbeReply, f.payload)
+			select {
+			case l.prioQ <- b:
+			default: // the peer probes faster than we can answer
+			}
+		case frameProbeReply:
+			if _, _, err := parseProbe(f.payload); err != nil {
+				l.protocolError(err)
+				return
+			}
+		case frameGoodbye:
+			reason := truncReason(string(f.payload))
+			l.down(fmt.Errorf("link to %s: %w: peer said goodbye: %s", l.hello.Node, ErrLinkLost, reason), codeGoodbye, "goodbye received")
+			return
+		case frameHello, frameReady:
+			l.protocolError(fmt.Errorf("unexpected frame type %#x after the handshake: %w", f.typ, errBadFrame))
+			return
+		}
+	}
+}
+
+func (l *quicLink) readFailed(err error) {
+	if l.Err() != nil {
+		return
+	}
+	if isConnErr(err) {
+		<-l.conn.Context().Done()
+		l.down(l.connLost(err), codeGoodbye, "")
+		return
+	}
+	if errors.Is(err, ErrFrameTooLarge) || errors.Is(err, errBadFrame) {
+		l.protocolError(err)
+		return
+	}
+	l.down(fmt.Errorf("link to %s: %w: control stream: %w", l.hello.Node, ErrLinkLost, mapStreamErr(err)), codeProtocol, "control stream ended")
+}
+
+func (l *quicLink) protocolError(err error) {
+	l.t.cfg.Logger.Warn("link protocol error", "peer", l.hello.Node, "err", err)
+	l.down(fmt.Errorf("link to %s: %w: protocol error: %w", l.hello.Node, ErrLinkLost, err), codeProtocol, err.Error())
+}
+
+// writeLoop writes queued control frames, probes and replies first.
+func (l *quicLink) writeLoop() {
+	defer l.t.wg.Done()
+	for {
+		var b []byte
+		select {
+		case <-l.done:
+			return
+		case b = <-l.prioQ:
+		default:
+			select {
+			case <-l.done:
+				return
+			case b = <-l.prioQ:
+			case b = <-l.routingQ:
+			}
+		}
+		l.writeMu.Lock()
+		_, err := l.ctrl.Write(b)
+		l.writeMu.Unlock()
+		if err != nil {
+			l.readFailed(err)
+			return
+		}
+	}
+}
+
+// probeLoop sends probes, declares the peer dead after ProbeMisses silent
+// intervals, and samples link quality.
+func (l *quicLink) probeLoop() {
+	defer l.t.wg.Done()
+	cfg := &l.t.cfg
+	tick := time.NewTicker(cfg.ProbeInterval)
+	defer tick.Stop()
+	deadAfter := time.Duration(cfg.ProbeMisses) * cfg.ProbeInterval
+	var seq uint64
+	for {
+		select {
+		case <-l.done:
+			return
+		case now := <-tick.C:
+			silent := now.Sub(time.Unix(0, l.lastHeard.Load()))
+			if silent > deadAfter {
+				reason := fmt.Sprintf("no answer from %s for %v (%d probes missed)", l.hello.Node, silent.Round(time.Millisecond), cfg.ProbeMisses)
+				l.t.cfg.Logger.Warn("link dead", "peer", l.hello.Node, "remote", l.conn.RemoteAddr(), "silent", silent)
+				l.down(fmt.Errorf("link to %s: %w: %s", l.hello.Node, ErrLinkLost, reason), codeLost, reason)
+				return
+			}
+			seq++
+			b, _ := appendFrame(nil, frameProbe, probePayload(seq, now.UnixNano()))
+			select {
+			case l.prioQ <- b:
+			default:
+			}
+			l.sampleQuality()
+		}
+	}
+}
+
+func (l *quicLink) sampleQuality() {
+	st := l.conn.ConnectionStats()
+	q, changed := l.meter.sample(st.SmoothedRTT, st.MeanDeviation, st.PacketsSent, st.PacketsLost)
+	l.quality.Store(&q)
+	if changed {
+		l.event(func() { l.t.cfg.Handler.CostChanged(l, q) })
+	}
+}

@@ -1,0 +1,205 @@
+package links
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// tlsConfig builds the TLS configuration for both directions. TLS accepts
+// any certificate (one is required); the link handshake checks it with the
+// identity so that a refusal reaches both sides as readable text.
+func (t *QUICTransport) tlsConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		Certificates:       []tls.Certificate{t.cfg.Identity.TLSCertificate()},
+		ClientAuth:         tls.RequireAnyClientCert,
+		InsecureSkipVerify: true, // checked by verifyPeer after the handshake
+		NextProtos:         []string{ALPN},
+		ServerName:         "circuitmesh",
+	}
+}
+
+// ourHello is the hello this node sends; nonce is the dial nonce.
+func (t *QUICTransport) ourHello(nonce uint64) helloMsg {
+	h := helloMsg{
+		Version: ProtocolVersion, Role: t.cfg.Role, Features: t.cfg.Features,
+		Instance: t.instance, Nonce: nonce,
+		Mesh: t.cfg.Identity.Mesh, Node: t.cfg.Identity.Node,
+	}
+	if t.cfg.testVersion != 0 {
+		h.Version = t.cfg.testVersion
+	}
+	if t.cfg.testNode != "" {
+		h.Node = t.cfg.testNode
+	}
+	if t.cfg.testMesh != "" {
+		h.Mesh = t.cfg.testMesh
+	}
+	return h
+}
+
+// verifyPeer checks the peer's hello and certificate. The returned error's
+// text is the refusal reason sent to the peer.
+func (t *QUICTransport) verifyPeer(conn *quic.Conn, h helloMsg) error {
+	id := t.cfg.Identity
+	if h.Version != ProtocolVersion {
+		return fmt.Errorf("protocol version mismatch: %s speaks version %d, %s speaks version %d", h.Node, h.Version, id.Node, ProtocolVersion)
+	}
+	if h.Mesh != id.Mesh {
+		return fmt.Errorf("mesh mismatch: %s claims mesh %q, %s is in mesh %q", h.Node, h.Mesh, id.Node, id.Mesh)
+	}
+	var raw [][]byte
+	for _, c := range conn.ConnectionState().TLS.PeerCertificates {
+		raw = append(raw, c.Raw)
+	}
+	p, err := id.VerifyPeer(raw, time.Now())
+	if err != nil {
+		return fmt.Errorf("certificate of %s rejected by %s: %w", h.Node, id.Node, err)
+	}
+	if err := p.CheckNode(h.Node); err != nil {
+		return fmt.Errorf("name mismatch: hello claims node %q but its certificate names %q", h.Node, p.Node)
+	}
+	if h.Node == id.Node {
+		return fmt.Errorf("peer claims this node's own name %q", h.Node)
+	}
+	return nil
+}
+
+// refuse closes conn with a refusal reason and returns the local error.
+func refuse(conn *quic.Conn, reason error) error {
+	_ = conn.CloseWithError(codeRefused, truncReason(reason.Error()))
+	return fmt.Errorf("%w: %w", ErrRefused, reason)
+}
+
+// handshakeErr maps a failure while waiting for the peer in the handshake.
+// A refusal by the peer carries its reason.
+func handshakeErr(conn *quic.Conn, step string, err error) error {
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) && ae.Remote {
+		switch ae.ErrorCode {
+		case codeRefused:
+			return fmt.Errorf("%w by peer %s: %s", ErrRefused, conn.RemoteAddr(), ae.ErrorMessage)
+		case codeDuplicate:
+			return fmt.Errorf("%s: %w", step, errDuplicate)
+		}
+	}
+	var te *quic.TransportError
+	if errors.As(err, &te) && te.ErrorCode.IsCryptoError() {
+		return fmt.Errorf("%w: TLS handshake with %s: %w", ErrRefused, conn.RemoteAddr(), err)
+	}
+	_ = conn.CloseWithError(codeProtocol, step+" failed")
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%s: control stream ended early: %w", step, err)
+	}
+	return fmt.Errorf("%s: %w", step, err)
+}
+
+// errDuplicate: the peer closed a link in the handshake as a duplicate.
+var errDuplicate = errors.New("duplicate link")
+
+// expectFrame reads one frame and checks its type.
+func expectFrame(s io.Reader, typ uint8) (frame, error) {
+	f, err := readFrame(s)
+	if err != nil {
+		return f, err
+	}
+	if f.typ != typ {
+		return f, fmt.Errorf("got frame type %#x, want %#x: %w", f.typ, typ, errBadFrame)
+	}
+	return f, nil
+}
+
+func writeFrame(s io.Writer, typ uint8, payload []byte) error {
+	b, err := appendFrame(nil, typ, payload)
+	if err != nil {
+		return err
+	}
+	_, err = s.Write(b)
+	return err
+}
+
+func writeHello(s io.Writer, h helloMsg) error {
+	b, err := h.marshal()
+	if err != nil {
+		return err
+	}
+	return writeFrame(s, frameHello, b)
+}
+
+func readHello(s io.Reader) (helloMsg, error) {
+	var h helloMsg
+	f, err := expectFrame(s, frameHello)
+	if err != nil {
+		return h, err
+	}
+	return h, h.unmarshal(f.payload)
+}
+
+// dialHandshake runs the dialler's side of the link handshake on conn.
+func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*quicLink, error) {
+	ctrl, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, handshakeErr(conn, "open control stream", err)
+	}
+	stopDeadline := context.AfterFunc(ctx, func() { _ = ctrl.SetDeadline(time.Now()) })
+	defer stopDeadline()
+	nonce := rand.Uint64()
+	if err := writeHello(ctrl, t.ourHello(nonce)); err != nil {
+		return nil, handshakeErr(conn, "send hello", err)
+	}
+	peer, err := readHello(ctrl)
+	if err != nil {
+		return nil, handshakeErr(conn, "read hello", err)
+	}
+	if err := t.verifyPeer(conn, peer); err != nil {
+		return nil, refuse(conn, err)
+	}
+	if err := writeFrame(ctrl, frameReady, nil); err != nil {
+		return nil, handshakeErr(conn, "send ready", err)
+	}
+	_ = ctrl.SetDeadline(time.Time{})
+	return newQUICLink(t, conn, ctrl, peer, nonce, true), nil
+}
+
+// acceptHandshake runs the acceptor's side of the link handshake on conn.
+func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*quicLink, error) {
+	ctrl, err := conn.AcceptStream(ctx)
+	if err != nil {
+		return nil, handshakeErr(conn, "accept control stream", err)
+	}
+	stopDeadline := context.AfterFunc(ctx, func() { _ = ctrl.SetDeadline(time.Now()) })
+	defer stopDeadline()
+	peer, err := readHello(ctrl)
+	if err != nil {
+		return nil, handshakeErr(conn, "read hello", err)
+	}
+	if err := t.verifyPeer(conn, peer); err != nil {
+		return nil, refuse(conn, err)
+	}
+	if err := writeHello(ctrl, t.ourHello(peer.Nonce)); err != nil {
+		return nil, handshakeErr(conn, "send hello", err)
+	}
+	if _, err := expectFrame(ctrl, frameReady); err != nil {
+		return nil, handshakeErr(conn, "read ready", err)
+	}
+	_ = ctrl.SetDeadline(time.Time{})
+	return newQUICLink(t, conn, ctrl, peer, peer.Nonce, false), nil
+}
+
+// sameAddr reports whether two UDP addresses are equal.
+func sameAddr(a, b net.Addr) bool {
+	ua, ok1 := a.(*net.UDPAddr)
+	ub, ok2 := b.(*net.UDPAddr)
+	if ok1 && ok2 {
+		return ua.Port == ub.Port && ua.IP.Equal(ub.IP)
+	}
+	return a.String() == b.String()
+}

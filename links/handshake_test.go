@@ -1,0 +1,113 @@
+package links
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestLinkUp(t *testing.T) {
+	ca := testCA(t, "m")
+	a := newNode(t, issue(t, ca, "a"), func(c *QUICConfig) { c.Features = 0x5 })
+	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) { c.Role = RoleLeaf })
+	la := dial(t, a, b)
+	b.rec.waitEvent(t, "up", 5*time.Second)
+	if la.Peer() != "b" || la.PeerRole() != RoleLeaf || !la.Outbound() {
+		t.Fatalf("dialler sees peer %q role %v outbound %v", la.Peer(), la.PeerRole(), la.Outbound())
+	}
+	lb := b.Link("a")
+	if lb == nil || lb.Peer() != "a" || lb.PeerFeatures() != 0x5 || lb.Outbound() {
+		t.Fatalf("acceptor sees %v", lb)
+	}
+	if q := la.Quality(); q.Cost < MinCost || q.RTT <= 0 {
+		t.Fatalf("quality after handshake: %+v", q)
+	}
+	// A second dial returns the same link.
+	if again := dial(t, a, b); again != la {
+		t.Fatal("second dial made a new link")
+	}
+	// Routing payloads arrive in order.
+	for _, p := range []string{"one", "two"} {
+		if err := la.SendRouting([]byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "routing payloads", 5*time.Second, func() bool {
+		b.rec.mu.Lock()
+		defer b.rec.mu.Unlock()
+		return len(b.rec.routed) == 2
+	})
+	if string(b.rec.routed[0]) != "one" || string(b.rec.routed[1]) != "two" {
+		t.Fatalf("routed %q", b.rec.routed)
+	}
+	if err := la.SendRouting(make([]byte, MaxFrameSize+1)); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("oversized payload: %v", err)
+	}
+	// Close says goodbye: both sides see LinkDown once, with the reason.
+	if err := la.Close("maintenance"); err != nil {
+		t.Fatal(err)
+	}
+	b.rec.waitEvent(t, "down", 5*time.Second)
+	a.rec.waitEvent(t, "down", 5*time.Second)
+	if err := lb.Err(); !errors.Is(err, ErrLinkLost) || !contains(err, "maintenance") {
+		t.Fatalf("peer's link error: %v", err)
+	}
+	if err := la.Err(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("local link error: %v", err)
+	}
+	if err := la.SendRouting([]byte("late")); err == nil {
+		t.Fatal("SendRouting on a closed link succeeded")
+	}
+	if ups, downs := b.rec.counts(); ups != 1 || downs != 1 {
+		t.Fatalf("acceptor saw %d ups %d downs", ups, downs)
+	}
+	if n := len(a.Links()); n != 0 {
+		t.Fatalf("%d links left after close", n)
+	}
+}
+
+func contains(err error, s string) bool {
+	return err != nil && len(s) > 0 && stringsContains(err.Error(), s)
+}
+
+func TestListenAddressInUse(t *testing.T) {
+	ca := testCA(t, "m")
+	a := newNode(t, issue(t, ca, "a"), nil)
+	_, err := NewQUICTransport(QUICConfig{Identity: issue(t, ca, "b"), Handler: newRecorder(),
+		ListenAddr: a.LocalAddr().String(), Logger: quietLogger()})
+	if err == nil || !contains(err, "address already in use") || !contains(err, a.LocalAddr().String()) {
+		t.Fatalf("second listener on %s: %v", a.LocalAddr(), err)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	ca := testCA(t, "m")
+	id := issue(t, ca, "a")
+	for name, cfg := range map[string]QUICConfig{
+		"no identity": {Handler: newRecorder()},
+		"no handler":  {Identity: id},
+		"low cost":    {Identity: id, Handler: newRecorder(), StaticCost: map[string]Cost{"b": 1}},
+		"bad role":    {Identity: id, Handler: newRecorder(), Role: 9},
+	} {
+		if _, err := NewQUICTransport(cfg); !errors.Is(err, ErrConfig) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	q := QUICConfig{}.QUIC()
+	if q.MaxIncomingStreams != DefaultMaxStreams || q.MaxStreamReceiveWindow != DefaultMaxStreamWindow ||
+		q.KeepAlivePeriod == 0 {
+		t.Fatalf("default quic config %+v", q)
+	}
+}
+
+func TestDialClosedTransport(t *testing.T) {
+	ca := testCA(t, "m")
+	a := newNode(t, issue(t, ca, "a"), nil)
+	b := newNode(t, issue(t, ca, "b"), nil)
+	_ = a.Close()
+	_, err := a.Dial(context.Background(), b.LocalAddr().String())
+	if !errors.Is(err, ErrClosed) {
+		t.Fatalf("dial on closed transport: %v", err)
+	}
+}

@@ -1,0 +1,177 @@
+package links
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/circuitmesh/circuitmesh/links/identity"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// recorder is a Handler that records events.
+type recorder struct {
+	mu     sync.Mutex
+	ups    int
+	downs  int
+	errs   []error
+	costs  []Quality
+	routed [][]byte
+	ev     chan string // "up", "down", "cost", "routing"; dropped when full
+}
+
+func newRecorder() *recorder { return &recorder{ev: make(chan string, 1024)} }
+
+func (r *recorder) note(s string) {
+	select {
+	case r.ev <- s:
+	default:
+	}
+}
+
+func (r *recorder) LinkUp(Link) {
+	r.mu.Lock()
+	r.ups++
+	r.mu.Unlock()
+	r.note("up")
+}
+
+func (r *recorder) Routing(_ Link, p []byte) {
+	r.mu.Lock()
+	r.routed = append(r.routed, p)
+	r.mu.Unlock()
+	r.note("routing")
+}
+
+func (r *recorder) CostChanged(_ Link, q Quality) {
+	r.mu.Lock()
+	r.costs = append(r.costs, q)
+	r.mu.Unlock()
+	r.note("cost")
+}
+
+func (r *recorder) LinkDown(_ Link, err error) {
+	r.mu.Lock()
+	r.downs++
+	r.errs = append(r.errs, err)
+	r.mu.Unlock()
+	r.note("down")
+}
+
+func (r *recorder) counts() (ups, downs int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ups, r.downs
+}
+
+// waitEvent waits for the named event.
+func (r *recorder) waitEvent(t *testing.T, name string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case e := <-r.ev:
+			if e == name {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no %q event within %v", name, timeout)
+		}
+	}
+}
+
+// testCA is the mesh CA the tests issue node identities from.
+func testCA(t *testing.T, mesh string) *identity.CA {
+	t.Helper()
+	ca, err := identity.NewCA(mesh, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+func issue(t *testing.T, ca *identity.CA, node string) *identity.Identity {
+	t.Helper()
+	id, err := ca.Issue(node, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// node is one transport under test with its recorder.
+type node struct {
+	*QUICTransport
+	rec     *recorder
+	refused chan error
+}
+
+// newNode starts a transport; mod adjusts the configuration.
+func newNode(t *testing.T, id *identity.Identity, mod func(*QUICConfig)) *node {
+	t.Helper()
+	n := &node{rec: newRecorder(), refused: make(chan error, 16)}
+	cfg := QUICConfig{
+		Identity:  id,
+		Handler:   n.rec,
+		Logger:    quietLogger(),
+		OnRefused: func(_ net.Addr, err error) { n.refused <- err },
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	tr, err := NewQUICTransport(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.QUICTransport = tr
+	t.Cleanup(func() { _ = tr.Close() })
+	return n
+}
+
+// pair starts two nodes of one mesh and links a to b.
+func pair(t *testing.T) (a, b *node, la Link) {
+	t.Helper()
+	ca := testCA(t, "m")
+	a = newNode(t, issue(t, ca, "a"), nil)
+	b = newNode(t, issue(t, ca, "b"), nil)
+	la = dial(t, a, b)
+	b.rec.waitEvent(t, "up", 5*time.Second)
+	return a, b, la
+}
+
+func dial(t *testing.T, from, to *node) Link {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	l, err := from.Dial(ctx, to.LocalAddr().String())
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	return l
+}
+
+// waitFor polls cond until it holds.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func stringsContains(s, sub string) bool { return strings.Contains(s, sub) }

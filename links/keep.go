@@ -1,0 +1,70 @@
+package links
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Redial backoff for Keep.
+const (
+	keepMinBackoff = 100 * time.Millisecond
+	keepMaxBackoff = 10 * time.Second
+	// keepGoodLink is how long a link must have lived to reset the backoff.
+	keepGoodLink = 2 * time.Second
+)
+
+// Keep maintains a static link to addr: it dials now and, whenever the
+// link is down or the dial fails, redials with exponential backoff (100 ms
+// doubling to 10 s, with jitter), starting again from 100 ms after a link
+// that stayed up for 2 s. stop ends the redialling and waits for it; it does
+// not close a live link.
+func (t *QUICTransport) Keep(addr string) (stop func()) {
+	ctx, cancel := context.WithCancel(t.ctx)
+	done := make(chan struct{})
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		defer close(done)
+		t.keep(ctx, addr)
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+}
+
+func (t *QUICTransport) keep(ctx context.Context, addr string) {
+	backoff := keepMinBackoff
+	for {
+		l, err := t.Dial(ctx, addr)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			t.cfg.Logger.Debug("static link dial failed", "addr", addr, "err", err, "retry", backoff)
+		} else {
+			up := time.Now()
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.Done():
+			}
+			if time.Since(up) >= keepGoodLink {
+				backoff = keepMinBackoff
+			}
+		}
+		// Full jitter in [backoff/2, backoff].
+		wait := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, keepMaxBackoff)
+	}
+}

@@ -1,0 +1,219 @@
+package links
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// QUIC application error codes used to close links (docs/PROTOCOL.md).
+const (
+	codeGoodbye   quic.ApplicationErrorCode = 0x100
+	codeRefused   quic.ApplicationErrorCode = 0x101
+	codeDuplicate quic.ApplicationErrorCode = 0x102
+	codeLost      quic.ApplicationErrorCode = 0x103
+	codeProtocol  quic.ApplicationErrorCode = 0x104
+	codeBusy      quic.ApplicationErrorCode = 0x105
+)
+
+// quicLink is one established QUIC link.
+type quicLink struct {
+	t        *QUICTransport
+	conn     *quic.Conn
+	ctrl     *quic.Stream
+	hello    helloMsg // the peer's hello
+	nonce    uint64   // the dial nonce (the dialler's)
+	outbound bool
+	est      time.Time
+
+	routingQ chan []byte // encoded routing frames, bounded
+	prioQ    chan []byte // encoded probes and replies, bounded
+	writeMu  sync.Mutex  // serialises writes on ctrl
+
+	streams   atomic.Int64
+	quality   atomic.Pointer[Quality]
+	meter     *qualityMeter // used by probeLoop only
+	lastHeard atomic.Int64  // unix nanos of the last frame from the peer
+
+	evMu     sync.Mutex // serialises Handler calls for this link
+	up       bool       // LinkUp was delivered
+	done     chan struct{}
+	downOnce sync.Once
+	err      error // set before done is closed
+}
+
+func newQUICLink(t *QUICTransport, conn *quic.Conn, ctrl *quic.Stream, peer helloMsg, nonce uint64, outbound bool) *quicLink {
+	l := &quicLink{
+		t: t, conn: conn, ctrl: ctrl, hello: peer, nonce: nonce, outbound: outbound,
+		est:      time.Now(),
+		routingQ: make(chan []byte, t.cfg.ControlQueue),
+		prioQ:    make(chan []byte, 16),
+		done:     make(chan struct{}),
+	}
+	l.lastHeard.Store(l.est.UnixNano())
+	l.meter = newQualityMeter(t.cfg.StaticCost[peer.Node])
+	st := conn.ConnectionStats()
+	q, _ := l.meter.sample(st.SmoothedRTT, st.MeanDeviation, st.PacketsSent, st.PacketsLost)
+	l.quality.Store(&q)
+	return l
+}
+
+func (l *quicLink) Peer() string           { return l.hello.Node }
+func (l *quicLink) PeerRole() Role         { return l.hello.Role }
+func (l *quicLink) PeerFeatures() uint64   { return l.hello.Features }
+func (l *quicLink) LocalAddr() net.Addr    { return l.conn.LocalAddr() }
+func (l *quicLink) RemoteAddr() net.Addr   { return l.conn.RemoteAddr() }
+func (l *quicLink) Outbound() bool         { return l.outbound }
+func (l *quicLink) Established() time.Time { return l.est }
+func (l *quicLink) OpenStreams() int       { return int(l.streams.Load()) }
+func (l *quicLink) Quality() Quality       { return *l.quality.Load() }
+func (l *quicLink) Done() <-chan struct{}  { return l.done }
+
+func (l *quicLink) String() string {
+	dir := "in"
+	if l.outbound {
+		dir = "out"
+	}
+	return fmt.Sprintf("link %s-%s (%s, %s)", l.t.name(), l.hello.Node, dir, l.conn.RemoteAddr())
+}
+
+// Err says why the link is down, or nil while it is up.
+func (l *quicLink) Err() error {
+	select {
+	case <-l.done:
+		return l.err
+	default:
+		return nil
+	}
+}
+
+func (l *quicLink) OpenStream(ctx context.Context) (Stream, error) {
+	s, err := l.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, l.opErr("open stream", ctx, err)
+	}
+	return newQUICStream(l, s), nil
+}
+
+func (l *quicLink) AcceptStream(ctx context.Context) (Stream, error) {
+	s, err := l.conn.AcceptStream(ctx)
+	if err != nil {
+		return nil, l.opErr("accept stream", ctx, err)
+	}
+	return newQUICStream(l, s), nil
+}
+
+// opErr maps an OpenStream/AcceptStream failure.
+func (l *quicLink) opErr(op string, ctx context.Context, err error) error {
+	if ctx.Err() != nil && !isConnErr(err) {
+		return fmt.Errorf("%s to %s: %w", op, l.hello.Node, err)
+	}
+	if isConnErr(err) {
+		return fmt.Errorf("%s to %s: %w: %w", op, l.hello.Node, ErrLinkLost, err)
+	}
+	return fmt.Errorf("%s to %s: %w", op, l.hello.Node, err)
+}
+
+func (l *quicLink) SendRouting(payload []byte) error {
+	if l.Err() != nil {
+		return fmt.Errorf("send routing to %s: %w", l.hello.Node, l.err)
+	}
+	b, err := appendFrame(nil, frameRouting, payload)
+	if err != nil {
+		return fmt.Errorf("send routing to %s: %w", l.hello.Node, err)
+	}
+	select {
+	case l.routingQ <- b:
+		return nil
+	default:
+		return fmt.Errorf("send routing to %s (%d frames queued): %w", l.hello.Node, cap(l.routingQ), ErrQueueFull)
+	}
+}
+
+// Close sends a goodbye and tears the link down.
+func (l *quicLink) Close(reason string) error {
+	if l.Err() != nil {
+		return nil
+	}
+	reason = truncReason(reason)
+	if b, err := appendFrame(nil, frameGoodbye, []byte(reason)); err == nil {
+		_ = l.ctrl.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		l.writeMu.Lock()
+		_, _ = l.ctrl.Write(b)
+		l.writeMu.Unlock()
+	}
+	l.down(fmt.Errorf("link to %s closed: %s: %w", l.hello.Node, reason, ErrClosed), codeGoodbye, reason)
+	return nil
+}
+
+// down records why the link ended, closes the connection with code and
+// reason, and unregisters the link. Only the first call counts.
+func (l *quicLink) down(err error, code quic.ApplicationErrorCode, reason string) {
+	l.downOnce.Do(func() {
+		l.err = err
+		close(l.done)
+		l.t.unregister(l)
+		_ = l.conn.CloseWithError(code, truncReason(reason))
+	})
+}
+
+// connLost maps the reason the QUIC connection ended to a link error.
+func (l *quicLink) connLost(cause error) error {
+	var ae *quic.ApplicationError
+	if errors.As(cause, &ae) && ae.Remote {
+		switch ae.ErrorCode {
+		case codeGoodbye:
+			return fmt.Errorf("link to %s: %w: peer said goodbye: %s", l.hello.Node, ErrLinkLost, ae.ErrorMessage)
+		case codeDuplicate:
+			return fmt.Errorf("link to %s: %w: closed by peer as a duplicate: %s", l.hello.Node, ErrLinkLost, ae.ErrorMessage)
+		case codeLost:
+			return fmt.Errorf("link to %s: %w: peer declared it dead: %s", l.hello.Node, ErrLinkLost, ae.ErrorMessage)
+		}
+	}
+	return fmt.Errorf("link to %s: %w: %v", l.hello.Node, ErrLinkLost, cause)
+}
+
+// start runs the link's goroutines and delivers LinkUp. The caller has
+// registered the link.
+func (l *quicLink) start() {
+	l.evMu.Lock()
+	l.t.wg.Add(4)
+	go l.readLoop()
+	go l.writeLoop()
+	go l.probeLoop()
+	go l.watch()
+	l.up = true
+	l.t.cfg.Handler.LinkUp(l)
+	l.evMu.Unlock()
+}
+
+// watch ends the link when the connection dies and delivers LinkDown once.
+func (l *quicLink) watch() {
+	defer l.t.wg.Done()
+	select {
+	case <-l.conn.Context().Done():
+		l.down(l.connLost(context.Cause(l.conn.Context())), codeGoodbye, "")
+	case <-l.done:
+	}
+	l.evMu.Lock()
+	defer l.evMu.Unlock()
+	if l.up {
+		l.t.cfg.Logger.Info("link down", "peer", l.hello.Node, "remote", l.conn.RemoteAddr(), "err", l.err)
+		l.t.cfg.Handler.LinkDown(l, l.err)
+	}
+}
+
+// event delivers one Handler call unless the link is already down.
+func (l *quicLink) event(fn func()) {
+	l.evMu.Lock()
+	defer l.evMu.Unlock()
+	if l.Err() == nil {
+		fn()
+	}
+}

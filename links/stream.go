@@ -1,0 +1,127 @@
+package links
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// quicStream adapts a *quic.Stream to Stream. Read and Write add no
+// allocation on the success path: errors are mapped only when they occur.
+type quicStream struct {
+	s    *quic.Stream
+	link *quicLink
+	// done holds doneRead|doneWrite; the link's open-stream count drops
+	// when both are set.
+	done atomic.Uint32
+}
+
+const (
+	doneRead uint32 = 1 << iota
+	doneWrite
+)
+
+func newQUICStream(l *quicLink, s *quic.Stream) *quicStream {
+	l.streams.Add(1)
+	return &quicStream{s: s, link: l}
+}
+
+func (s *quicStream) finish(bits uint32) {
+	for {
+		old := s.done.Load()
+		if old|bits == old {
+			return
+		}
+		if s.done.CompareAndSwap(old, old|bits) {
+			if old|bits == doneRead|doneWrite {
+				s.link.streams.Add(-1)
+			}
+			return
+		}
+	}
+}
+
+func (s *quicStream) Read(p []byte) (int, error) {
+	n, err := s.s.Read(p)
+	if err != nil {
+		return n, s.readErr(err)
+	}
+	return n, nil
+}
+
+func (s *quicStream) Write(p []byte) (int, error) {
+	n, err := s.s.Write(p)
+	if err != nil {
+		return n, s.writeErr(err)
+	}
+	return n, nil
+}
+
+func (s *quicStream) readErr(err error) error {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		s.finish(doneRead)
+	}
+	if err == io.EOF {
+		return io.EOF
+	}
+	return mapStreamErr(err)
+}
+
+func (s *quicStream) writeErr(err error) error {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		s.finish(doneWrite)
+	}
+	return mapStreamErr(err)
+}
+
+// mapStreamErr maps quic-go errors onto this package's errors: stream
+// resets become *StreamResetError, connection errors wrap ErrLinkLost (the
+// quic-go error stays in the chain), deadline errors are unchanged.
+func mapStreamErr(err error) error {
+	var se *quic.StreamError
+	switch {
+	case err == nil, errors.Is(err, os.ErrDeadlineExceeded), err == io.EOF:
+		return err
+	case errors.As(err, &se):
+		return &StreamResetError{Code: uint64(se.ErrorCode), Remote: se.Remote}
+	case isConnErr(err):
+		return fmt.Errorf("stream: %w: %w", ErrLinkLost, err)
+	}
+	return err
+}
+
+// isConnErr reports whether err ends the whole QUIC connection: every
+// quic-go connection error (and its transport-closed error) unwraps to
+// net.ErrClosed.
+func isConnErr(err error) bool { return errors.Is(err, ErrClosed) }
+
+func (s *quicStream) CloseWrite() error {
+	s.finish(doneWrite)
+	return mapStreamErr(s.s.Close())
+}
+
+func (s *quicStream) CloseRead(code uint64) {
+	s.finish(doneRead)
+	s.s.CancelRead(quic.StreamErrorCode(code))
+}
+
+func (s *quicStream) Reset(code uint64) {
+	s.finish(doneRead | doneWrite)
+	s.s.CancelWrite(quic.StreamErrorCode(code))
+	s.s.CancelRead(quic.StreamErrorCode(code))
+}
+
+func (s *quicStream) Close() error {
+	err := s.CloseWrite()
+	s.CloseRead(0)
+	return err
+}
+
+func (s *quicStream) SetDeadline(t time.Time) error      { return s.s.SetDeadline(t) }
+func (s *quicStream) SetReadDeadline(t time.Time) error  { return s.s.SetReadDeadline(t) }
+func (s *quicStream) SetWriteDeadline(t time.Time) error { return s.s.SetWriteDeadline(t) }

@@ -1,0 +1,256 @@
+package links
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// QUICTransport is a Transport over QUIC: one UDP socket per node, used to
+// both dial and accept links.
+type QUICTransport struct {
+	cfg      QUICConfig
+	quicConf *quic.Config
+	tlsConf  *tls.Config
+	ownConn  net.PacketConn // the socket we opened, nil if cfg.PacketConn
+	tr       *quic.Transport
+	ln       *quic.Listener
+	instance uint64
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine of the transport and its links
+	hsSem  chan struct{}  // bounds inbound handshakes in progress
+
+	mu     sync.Mutex
+	links  map[string]*quicLink
+	closed bool
+}
+
+var _ Transport = (*QUICTransport)(nil)
+
+// NewQUICTransport opens the UDP socket (or uses cfg.PacketConn), starts
+// accepting links and returns the transport. Close releases it.
+func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	t := &QUICTransport{
+		cfg:      cfg,
+		quicConf: cfg.QUIC(),
+		instance: rand.Uint64(),
+		hsSem:    make(chan struct{}, maxPendingHandshakes),
+		links:    make(map[string]*quicLink),
+	}
+	t.tlsConf = t.tlsConfig()
+	pc := cfg.PacketConn
+	if pc == nil {
+		udp, err := net.ListenPacket("udp", cfg.ListenAddr)
+		if err != nil {
+			return nil, fmt.Errorf("links: listen on %s: %w", cfg.ListenAddr, err)
+		}
+		pc, t.ownConn = udp, udp
+	}
+	t.tr = &quic.Transport{Conn: pc}
+	ln, err := t.tr.Listen(t.tlsConf, t.quicConf)
+	if err != nil {
+		_ = t.tr.Close()
+		if t.ownConn != nil {
+			_ = t.ownConn.Close()
+		}
+		return nil, fmt.Errorf("links: listen on %s: %w", pc.LocalAddr(), err)
+	}
+	t.ln = ln
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	if cfg.Identity.Insecure {
+		cfg.Logger.Warn("INSECURE DEVELOPMENT MODE: peer certificates are not checked; any node can join and claim any name",
+			"node", cfg.Identity.Node, "mesh", cfg.Identity.Mesh)
+	}
+	cfg.Logger.Info("links listening", "node", cfg.Identity.Node, "addr", pc.LocalAddr())
+	t.wg.Add(1)
+	go t.acceptLoop()
+	return t, nil
+}
+
+func (t *QUICTransport) name() string { return t.cfg.Identity.Node }
+
+// LocalAddr is the UDP address peers dial.
+func (t *QUICTransport) LocalAddr() net.Addr { return t.tr.Conn.LocalAddr() }
+
+// Links returns the live links.
+func (t *QUICTransport) Links() []Link {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Link, 0, len(t.links))
+	for _, l := range t.links {
+		out = append(out, l)
+	}
+	return out
+}
+
+// Link returns the live link to peer, or nil.
+func (t *QUICTransport) Link(peer string) Link {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l := t.links[peer]; l != nil {
+		return l
+	}
+	return nil
+}
+
+func (t *QUICTransport) acceptLoop() {
+	defer t.wg.Done()
+	for {
+		conn, err := t.ln.Accept(t.ctx)
+		if err != nil {
+			return // listener or transport closed
+		}
+		select {
+		case t.hsSem <- struct{}{}:
+		default:
+			_ = conn.CloseWithError(codeBusy, "too many link handshakes in progress")
+			continue
+		}
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			defer func() { <-t.hsSem }()
+			t.accept(conn)
+		}()
+	}
+}
+
+func (t *QUICTransport) accept(conn *quic.Conn) {
+	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
+	defer cancel()
+	l, err := t.acceptHandshake(ctx, conn)
+	if err != nil {
+		err = fmt.Errorf("accept link from %s: %w", conn.RemoteAddr(), err)
+		if errors.Is(err, ErrRefused) {
+			t.cfg.Logger.Warn("link refused", "remote", conn.RemoteAddr(), "err", err)
+			if t.cfg.OnRefused != nil {
+				t.cfg.OnRefused(conn.RemoteAddr(), err)
+			}
+		} else {
+			t.cfg.Logger.Info("link handshake failed", "remote", conn.RemoteAddr(), "err", err)
+		}
+		return
+	}
+	t.adopt(l)
+}
+
+// Dial links to the node at addr, or returns the existing link to it.
+func (t *QUICTransport) Dial(ctx context.Context, addr string) (Link, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	t.mu.Lock()
+	closed := t.closed
+	for _, l := range t.links {
+		if sameAddr(l.RemoteAddr(), ua) {
+			t.mu.Unlock()
+			return l, nil
+		}
+	}
+	t.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("dial %s: transport: %w", addr, ErrClosed)
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.cfg.HandshakeTimeout)
+	defer cancel()
+	stop := context.AfterFunc(t.ctx, cancel)
+	defer stop()
+	conn, err := t.tr.Dial(ctx, ua, t.tlsConf, t.quicConf)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, t.dialErr(err))
+	}
+	l, err := t.dialHandshake(ctx, conn)
+	if errors.Is(err, errDuplicate) {
+		if l := t.waitLinkTo(ctx, ua); l != nil {
+			return l, nil
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	if l = t.adopt(l); l == nil {
+		return nil, fmt.Errorf("dial %s: transport: %w", addr, ErrClosed)
+	}
+	return l, nil
+}
+
+func (t *QUICTransport) dialErr(err error) error {
+	var te *quic.TransportError
+	if errors.As(err, &te) && te.ErrorCode.IsCryptoError() {
+		return fmt.Errorf("%w: TLS handshake: %w", ErrRefused, err)
+	}
+	if t.ctx.Err() != nil {
+		return fmt.Errorf("transport: %w", ErrClosed)
+	}
+	return err
+}
+
+// waitLinkTo waits briefly for a link whose remote address is addr: the
+// survivor of a simultaneous dial.
+func (t *QUICTransport) waitLinkTo(ctx context.Context, addr net.Addr) *quicLink {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		t.mu.Lock()
+		for _, l := range t.links {
+			if sameAddr(l.RemoteAddr(), addr) {
+				t.mu.Unlock()
+				return l
+			}
+		}
+		t.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// Close closes every link with a goodbye, then the transport, and waits
+// for all its goroutines. It must not be called from a Handler method.
+func (t *QUICTransport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	ls := make([]*quicLink, 0, len(t.links))
+	for _, l := range t.links {
+		ls = append(ls, l)
+	}
+	t.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		wg.Go(func() { _ = l.Close("transport closing") })
+	}
+	wg.Wait()
+	t.cancel()
+	_ = t.ln.Close()
+	err := t.tr.Close()
+	if t.ownConn != nil {
+		if cerr := t.ownConn.Close(); err == nil {
+			err = cerr
+		}
+	}
+	t.wg.Wait()
+	if err != nil {
+		return fmt.Errorf("close transport: %w", err)
+	}
+	return nil
+}
