@@ -1,0 +1,288 @@
+package circuit
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// Conn is one end of a circuit. It implements net.Conn over a links.Stream:
+// Read and Write may be called from several goroutines, deadlines behave as
+// for a TCP connection, Close unblocks pending calls with net.ErrClosed.
+// Errors from Read and Write are *net.OpError values that unwrap to the
+// cause (os.ErrDeadlineExceeded, net.ErrClosed, links.ErrStreamReset with a
+// *links.StreamResetError carrying the close-reason code, links.ErrLinkLost),
+// except io.EOF, returned as is, and a refusal, returned as *RefusedError.
+type Conn struct {
+	s             links.Stream
+	local, remote Addr
+	dest          Addr // for refusal errors
+
+	readMu  sync.Mutex   // one reader of s at a time
+	pending *frameReader // result header still to read (DialEarly); under readMu
+	early   atomic.Bool  // pending != nil
+	readErr error        // sticky protocol failure or refusal; under readMu
+
+	writeMu sync.Mutex // one writer of s at a time
+
+	dlMu        sync.Mutex // orders deadline changes against Close
+	readDL      atomic.Int64
+	writeDL     atomic.Int64
+	closed      atomic.Bool
+	writeClosed atomic.Bool
+
+	refused atomic.Pointer[RefusedError]
+	path    atomic.Pointer[[]string]
+	in, out atomic.Int64
+}
+
+var _ net.Conn = (*Conn)(nil)
+
+func newConn(s links.Stream, local, remote Addr, path []string) *Conn {
+	c := &Conn{s: s, local: local, remote: remote, dest: remote}
+	c.path.Store(&path)
+	return c
+}
+
+// Path returns the relays the circuit crosses, when the open asked for
+// FlagRecordPath. On a DialEarly conn it is nil until the result arrived.
+func (c *Conn) Path() []string {
+	if p := c.path.Load(); p != nil {
+		return append([]string(nil), (*p)...)
+	}
+	return nil
+}
+
+// BytesIn is the number of payload bytes read so far (headers excluded).
+func (c *Conn) BytesIn() int64 { return c.in.Load() }
+
+// BytesOut is the number of payload bytes written so far.
+func (c *Conn) BytesOut() int64 { return c.out.Load() }
+
+// LocalAddr returns this end's Addr.
+func (c *Conn) LocalAddr() net.Addr { return c.local }
+
+// RemoteAddr returns the other end's Addr: the destination node and service
+// at the caller, the (authenticated) source node and the service at the
+// destination.
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// Read reads payload bytes. On a DialEarly conn the first Read first waits
+// for the result header and returns the *RefusedError if the circuit was
+// refused.
+func (c *Conn) Read(p []byte) (int, error) {
+	if err := c.precheck("read", &c.readDL); err != nil {
+		return 0, err
+	}
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	if err := c.precheck("read", &c.readDL); err != nil {
+		return 0, err
+	}
+	if err := c.awaitResultLocked(); err != nil {
+		return 0, err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, err := c.s.Read(p)
+	c.in.Add(int64(n))
+	if err != nil && err != io.EOF {
+		err = c.opError("read", err)
+	}
+	return n, err
+}
+
+// Write writes payload bytes. On a DialEarly conn, once the stream fails
+// because the circuit was refused, Write returns the *RefusedError.
+func (c *Conn) Write(p []byte) (int, error) {
+	if err := c.precheck("write", &c.writeDL); err != nil {
+		return 0, err
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if err := c.precheck("write", &c.writeDL); err != nil {
+		return 0, err
+	}
+	if c.writeClosed.Load() {
+		return 0, c.opError("write", net.ErrClosed)
+	}
+	n, err := c.s.Write(p)
+	c.out.Add(int64(n))
+	if err == nil {
+		return n, nil
+	}
+	if c.early.Load() && !c.closed.Load() && !isTimeout(err) {
+		// The stream failed: on an early conn the reason may be a refusal
+		// whose result header is waiting to be read.
+		c.readMu.Lock()
+		_ = c.awaitResultLocked()
+		c.readMu.Unlock()
+		if r := c.refused.Load(); r != nil {
+			return n, r
+		}
+	}
+	return n, c.opError("write", err)
+}
+
+// precheck fails at once when the conn is closed, refused, or the deadline
+// in dl has passed.
+func (c *Conn) precheck(op string, dl *atomic.Int64) error {
+	if c.closed.Load() {
+		return c.opError(op, net.ErrClosed)
+	}
+	if r := c.refused.Load(); r != nil {
+		return r
+	}
+	if d := dl.Load(); d != 0 && time.Now().UnixNano() >= d {
+		return c.opError(op, os.ErrDeadlineExceeded)
+	}
+	return nil
+}
+
+// awaitResultLocked reads the pending result header, if any. readMu held.
+func (c *Conn) awaitResultLocked() error {
+	if c.readErr != nil {
+		return c.readErr
+	}
+	if c.pending == nil {
+		return nil
+	}
+	body, err := c.pending.fill(c.s)
+	var res *Result
+	if err == nil {
+		res, err = parseResult(body)
+	}
+	switch {
+	case err == io.EOF:
+		err = fmt.Errorf("%w: stream ended before the result header", ErrMalformedHeader)
+	case err != nil && !isHeaderError(err):
+		return c.opError("read", err) // I/O error: not sticky, Read may retry
+	}
+	c.pending = nil
+	c.early.Store(false)
+	if err != nil {
+		c.readErr = c.opError("read", err)
+		c.s.Reset(CloseProtocol)
+		return c.readErr
+	}
+	c.path.Store(&res.Path)
+	if res.Code != Accepted {
+		r := res.Err(c.dest.Node, c.dest.Service).(*RefusedError)
+		c.refused.Store(r)
+		c.readErr = r
+		c.s.Reset(CloseCancelled)
+		return r
+	}
+	return nil
+}
+
+// CloseWrite half-closes the circuit: the other end reads io.EOF after the
+// data already written; this end can still read.
+func (c *Conn) CloseWrite() error {
+	if c.closed.Load() {
+		return c.opError("close", net.ErrClosed)
+	}
+	c.writeClosed.Store(true)
+	if err := c.s.CloseWrite(); err != nil {
+		return c.opError("close", err)
+	}
+	return nil
+}
+
+// Close ends the circuit gracefully from this end (FIN, and stop-sending
+// for the other direction) and unblocks pending Reads and Writes, which
+// fail with net.ErrClosed.
+func (c *Conn) Close() error {
+	if !c.markClosed() {
+		return c.opError("close", net.ErrClosed)
+	}
+	if err := c.s.Close(); err != nil {
+		return c.opError("close", err)
+	}
+	return nil
+}
+
+// Reset aborts the circuit in both directions with a close-reason code
+// (CloseCancelled, ...); the other end sees a *links.StreamResetError.
+func (c *Conn) Reset(code uint64) {
+	if c.markClosed() {
+		c.s.Reset(code)
+	}
+}
+
+// markClosed flags the conn closed and interrupts pending calls. It reports
+// whether this call closed it.
+func (c *Conn) markClosed() bool {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	if c.closed.Swap(true) {
+		return false
+	}
+	past := time.Unix(1, 0)
+	_ = c.s.SetReadDeadline(past)
+	_ = c.s.SetWriteDeadline(past)
+	return true
+}
+
+// SetDeadline sets both the read and the write deadline.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline; a zero t means none. Pending and
+// future Reads fail with an error matching os.ErrDeadlineExceeded once it
+// passes.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	return c.setDeadline(&c.readDL, t, c.s.SetReadDeadline)
+}
+
+// SetWriteDeadline sets the write deadline; a zero t means none.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	return c.setDeadline(&c.writeDL, t, c.s.SetWriteDeadline)
+}
+
+func (c *Conn) setDeadline(dl *atomic.Int64, t time.Time, set func(time.Time) error) error {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	if c.closed.Load() {
+		return c.opError("set deadline", net.ErrClosed)
+	}
+	var v int64
+	if !t.IsZero() {
+		v = t.UnixNano()
+	}
+	dl.Store(v)
+	if err := set(t); err != nil {
+		return c.opError("set deadline", err)
+	}
+	return nil
+}
+
+func (c *Conn) opError(op string, err error) error {
+	switch {
+	case c.closed.Load():
+		err = net.ErrClosed
+	case isTimeout(err):
+		err = os.ErrDeadlineExceeded
+	}
+	return &net.OpError{Op: op, Net: Network, Source: c.local, Addr: c.remote, Err: err}
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,68 @@
+// Package circuit is the virtual stream of circuitmesh: the open and result
+// headers, the Conn type (a net.Conn with deadlines and half-close) used at
+// both ends of a circuit, and the splice a relay runs between two link
+// streams. It never picks routes: the node package decides where a circuit
+// goes and calls this package on the streams it opened or accepted.
+//
+// # Life of a circuit
+//
+// The source opens a stream on the link to the first hop and calls Dial
+// (write the Open header, wait one round trip for the Result) or DialEarly
+// (write the header and return at once; payload follows immediately and the
+// first Read waits for the Result).
+//
+// Each relay reads the header with ReadOpen, checks it, and either refuses
+// with Refuse (NoRoute, HopLimit, Overloaded, ...) or computes the next
+// header with Open.Forward (hop limit decremented, hop index incremented,
+// its name appended to the path when FlagRecordPath is set), opens a stream
+// on the link to the next hop, writes the header with WriteOpen, and joins
+// the two streams with Splice or StartSplice. The relay does not wait for
+// the result: the splice carries the result header back like any other
+// bytes, so a refusal produced anywhere reaches the caller unchanged, and
+// early data flows before the destination has answered.
+//
+// The destination reads the header with ReadOpen and calls Accept (which
+// writes an Accepted result and returns the Conn) or Refuse.
+//
+// Endings propagate hop by hop: a half-close (Conn.CloseWrite, or Close)
+// reaches the far end as io.EOF; a stop-sending with CloseNormal (the far end
+// closed without reading everything) becomes a half-close of the opposite
+// direction; a reset (Conn.Reset, a lost link, a relay shutting down)
+// reaches both ends as a *links.StreamResetError carrying one of the
+// Close* reason codes. A circuit whose link died ends with an error wrapping
+// links.ErrLinkLost at the ends attached to that link and with a reset
+// carrying CloseLinkLost elsewhere.
+//
+// # What the caller must do
+//
+//   - Bound the time a peer may take to send its header: ReadOpen blocks
+//     until the header arrives, so set a read deadline on the stream first
+//     (and clear it before Accept).
+//   - Pass a max header size to ReadOpen and ReadResult (<= 0 means
+//     DefaultMaxHeaderSize, 4096 bytes).
+//   - Keep the Splicer returned by StartSplice to stop circuits at shutdown
+//     (Splicer.Reset(CloseShuttingDown)); splices never time out by
+//     themselves.
+//   - Close or Reset every Conn.
+//
+// # Memory bounds
+//
+// A header is at most DefaultMaxHeaderSize bytes (or the max given to the
+// readers); a path is at most 255 names. A splice holds at most 2×bufSize
+// bytes per circuit of its own (one buffer per direction, default 32 KiB,
+// pooled): a direction reads only after its previous chunk was written, so
+// a slow receiver stalls the relay's reads and the link's flow control
+// stalls the sender. The link streams' own receive windows come on top.
+//
+// # Trust model
+//
+// Header fields are claims. The node must check, on the first hop, that
+// Open.Source equals the link's authenticated peer (links.Link.Peer) and
+// refuse with Policy otherwise; relays are trusted for the fields they
+// forward. A relay, being on the path, can forge everything it forwards: the
+// Source of circuits it relays, the path, the trace context, and the result
+// (it can refuse in the destination's name or claim an accept), and it sees
+// and can alter the payload. Only the first hop's Source is authenticated,
+// by the link's mutual TLS; end-to-end authenticity of Source or payload
+// needs a security layer above the circuit (e.g. TLS inside the Conn).
+package circuit

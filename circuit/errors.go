@@ -1,0 +1,144 @@
+package circuit
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// Code is the outcome carried by a result header: Accepted, or the reason a
+// hop refused the circuit.
+type Code uint8
+
+// Result codes. The numeric values are on the wire; never renumber them.
+const (
+	Accepted     Code = 0 // the destination accepted the circuit
+	NoRoute      Code = 1 // a hop has no route to the destination
+	NoService    Code = 2 // the destination has no listener for the service
+	HopLimit     Code = 3 // the hop limit ran out before the destination
+	Policy       Code = 4 // a hop or the destination refused by policy
+	Overloaded   Code = 5 // a hop hit a limit (streams, pending opens)
+	ShuttingDown Code = 6 // a hop or the destination is shutting down
+	LinkLost     Code = 7 // the next hop's link died while opening
+	Internal     Code = 8 // an unexpected failure at a hop
+
+	maxCode = Internal
+)
+
+var codeNames = [...]string{
+	Accepted:     "accepted",
+	NoRoute:      "no route",
+	NoService:    "no such service",
+	HopLimit:     "hop limit exceeded",
+	Policy:       "refused by policy",
+	Overloaded:   "overloaded",
+	ShuttingDown: "shutting down",
+	LinkLost:     "link lost",
+	Internal:     "internal error",
+}
+
+func (c Code) String() string {
+	if c <= maxCode {
+		return codeNames[c]
+	}
+	return "code " + strconv.Itoa(int(c))
+}
+
+// Sentinel errors. Every error this package returns for a refusal or a bad
+// header wraps one of these, so callers test them with errors.Is.
+var (
+	ErrNoRoute         = errors.New("circuit: no route")
+	ErrNoService       = errors.New("circuit: no such service")
+	ErrHopLimit        = errors.New("circuit: hop limit exceeded")
+	ErrRefusedByPolicy = errors.New("circuit: refused by policy")
+	ErrOverloaded      = errors.New("circuit: overloaded")
+	ErrShuttingDown    = errors.New("circuit: shutting down")
+	ErrInternal        = errors.New("circuit: internal error at a hop")
+	// ErrLinkLost is the links sentinel: a refusal with code LinkLost and a
+	// stream whose link died both match it.
+	ErrLinkLost = links.ErrLinkLost
+	// ErrMalformedHeader: an open or result header could not be decoded
+	// (bad version, bad kind, truncated, invalid field).
+	ErrMalformedHeader = errors.New("circuit: malformed header")
+	// ErrHeaderTooLarge: a header exceeds the size limit.
+	ErrHeaderTooLarge = errors.New("circuit: header too large")
+)
+
+// Err returns the sentinel error for a refusal code, or nil for Accepted.
+// Unknown codes map to ErrInternal.
+func (c Code) Err() error {
+	switch c {
+	case Accepted:
+		return nil
+	case NoRoute:
+		return ErrNoRoute
+	case NoService:
+		return ErrNoService
+	case HopLimit:
+		return ErrHopLimit
+	case Policy:
+		return ErrRefusedByPolicy
+	case Overloaded:
+		return ErrOverloaded
+	case ShuttingDown:
+		return ErrShuttingDown
+	case LinkLost:
+		return ErrLinkLost
+	}
+	return ErrInternal
+}
+
+// RefusedError is a refusal that travelled back to the caller from the hop
+// that produced it. It unwraps to the sentinel for Code.
+type RefusedError struct {
+	Code    Code
+	Node    string // the hop that refused
+	Dest    string
+	Service string
+	Reason  string // free text from the refusing hop; may be empty
+}
+
+func (e *RefusedError) Error() string {
+	s := "circuit to " + e.Dest + "/" + e.Service + " refused by " + e.Node + ": " + e.Code.String()
+	if e.Reason != "" {
+		s += " (" + e.Reason + ")"
+	}
+	return s
+}
+
+func (e *RefusedError) Unwrap() error { return e.Code.Err() }
+
+// Close-reason codes used with links.Stream.Reset by circuits and splices.
+// A reset carries one of these to the other end of the circuit, hop by hop;
+// a links.StreamResetError seen by a Conn holds it in Code.
+const (
+	// CloseNormal ends a direction gracefully. As a CloseRead code it means
+	// "stop sending, no error"; a splice turns it into a half-close.
+	CloseNormal uint64 = 0
+	// CloseCancelled: the caller or the destination aborted the circuit.
+	CloseCancelled uint64 = 1
+	// CloseLinkLost: a link on the path died.
+	CloseLinkLost uint64 = 2
+	// CloseShuttingDown: a hop on the path is shutting down.
+	CloseShuttingDown uint64 = 3
+	// CloseInternal: a hop failed for a local reason (e.g. a deadline).
+	CloseInternal uint64 = 4
+	// CloseProtocol: a peer broke the circuit protocol (bad header).
+	CloseProtocol uint64 = 5
+)
+
+// resetCode is the close-reason code to forward for an error that ended one
+// side of a circuit.
+func resetCode(err error) uint64 {
+	var re *links.StreamResetError
+	switch {
+	case errors.As(err, &re):
+		return re.Code
+	case errors.Is(err, links.ErrLinkLost):
+		return CloseLinkLost
+	case errors.Is(err, ErrMalformedHeader), errors.Is(err, ErrHeaderTooLarge):
+		return CloseProtocol
+	}
+	return CloseInternal
+}

@@ -1,0 +1,81 @@
+package circuit
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"reflect"
+	"testing"
+)
+
+// The fuzz targets check that decoding never panics, never reads past the
+// header, fails only with the package's header errors, and that whatever
+// decodes re-encodes to the same bytes.
+
+func FuzzReadOpen(f *testing.F) {
+	for _, o := range []*Open{sampleOpen(), {Dest: "d", Source: "s"}} {
+		b, err := o.AppendTo(nil)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte{1, 1, 0, 0})
+	f.Add([]byte{1, 1, 255, 255})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bytes.NewReader(append(data, 0xAA))
+		o, err := ReadOpen(r, 0)
+		if err != nil {
+			checkDecodeError(t, err)
+			return
+		}
+		re, err := o.AppendTo(nil)
+		if err != nil {
+			t.Fatalf("decoded %+v but cannot encode it: %v", o, err)
+		}
+		if !bytes.Equal(re, data[:len(re)]) {
+			t.Fatalf("re-encoding differs:\n in %x\nout %x", data[:len(re)], re)
+		}
+		if r.Len() != len(data)+1-len(re) {
+			t.Fatalf("ReadOpen consumed %d bytes, header is %d", len(data)+1-r.Len(), len(re))
+		}
+	})
+}
+
+func FuzzReadResult(f *testing.F) {
+	for _, res := range []Result{
+		{Code: Accepted, Node: "d", Path: []string{"r1", "r2"}},
+		{Code: HopLimit, Node: "r1", Reason: "hop limit"},
+	} {
+		b, err := res.AppendTo(nil)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte{1, 2, 0, 1, 9})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		res, err := ReadResult(bytes.NewReader(data), 0)
+		if err != nil {
+			checkDecodeError(t, err)
+			return
+		}
+		re, err := res.AppendTo(nil)
+		if err != nil {
+			t.Fatalf("decoded %+v but cannot encode it: %v", res, err)
+		}
+		back, err := ReadResult(bytes.NewReader(re), 0)
+		if err != nil || !reflect.DeepEqual(back, res) {
+			t.Fatalf("second round trip: %+v, %v; want %+v", back, err, res)
+		}
+	})
+}
+
+func checkDecodeError(t *testing.T, err error) {
+	t.Helper()
+	if !errors.Is(err, ErrMalformedHeader) && !errors.Is(err, ErrHeaderTooLarge) && !isEOF(err) {
+		t.Fatalf("unexpected error kind: %v", err)
+	}
+}
+
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }

@@ -1,0 +1,118 @@
+package circuit
+
+import (
+	"fmt"
+	"io"
+)
+
+// Flags are the open header's option bits. Unknown bits are kept and
+// forwarded unchanged by relays.
+type Flags uint16
+
+const (
+	// FlagEarly: the caller wrote data right after the open header without
+	// waiting for the result.
+	FlagEarly Flags = 1 << 0
+	// FlagRecordPath: every relay appends its name to Open.Path, and the
+	// destination returns the full path in the result.
+	FlagRecordPath Flags = 1 << 1
+)
+
+// DefaultHopLimit is the hop limit Dial and DialEarly use when Open.HopLimit
+// is zero.
+const DefaultHopLimit = 16
+
+// Open is the header that starts every circuit stream, written by the source
+// and forwarded (amended by Forward) by every relay.
+type Open struct {
+	Dest    string // destination node name (required)
+	Source  string // source node name (required); see doc.go on trust
+	Service string // service at the destination
+	// HopLimit is how many more relays may forward the circuit. Each relay
+	// decrements it; a relay that receives 0 and must forward refuses with
+	// code HopLimit.
+	HopLimit uint8
+	// Hop is 0 at the source and incremented by each relay.
+	Hop uint8
+	// W3C trace context of the sender's span.
+	TraceParent, TraceState string
+	Flags                   Flags
+	// Path lists the relays crossed so far when FlagRecordPath is set.
+	Path []string
+}
+
+// AppendTo appends the encoded header to b. It fails with an error wrapping
+// ErrMalformedHeader (missing Dest or Source, invalid UTF-8) or
+// ErrHeaderTooLarge (more than DefaultMaxHeaderSize bytes).
+func (o *Open) AppendTo(b []byte) ([]byte, error) {
+	if o.Dest == "" || o.Source == "" {
+		return b, fmt.Errorf("%w: open needs Dest and Source", ErrMalformedHeader)
+	}
+	return appendFrame(b, kindOpen, func(b []byte) ([]byte, error) {
+		b = append(b, byte(o.Flags>>8), byte(o.Flags), o.HopLimit, o.Hop)
+		var err error
+		for _, s := range [...]string{o.Dest, o.Source, o.Service, o.TraceParent, o.TraceState} {
+			if b, err = appendString(b, s); err != nil {
+				return b, err
+			}
+		}
+		return appendList(b, o.Path)
+	})
+}
+
+// WriteOpen writes the encoded header to w in one Write.
+func WriteOpen(w io.Writer, o *Open) error { return writeHeader(w, o) }
+
+// ReadOpen reads exactly one open header from r (never more bytes). max
+// bounds the header size (<= 0 means DefaultMaxHeaderSize). Decoding
+// failures wrap ErrMalformedHeader or ErrHeaderTooLarge; a stream that ends
+// before the first byte gives an error wrapping io.EOF; other read errors
+// are returned wrapped.
+func ReadOpen(r io.Reader, max int) (*Open, error) {
+	return readHeader(r, kindOpen, max, parseOpen)
+}
+
+func parseOpen(body []byte) (*Open, error) {
+	d := decoder{b: body}
+	o := &Open{}
+	o.Flags = Flags(d.u16())
+	o.HopLimit = d.u8()
+	o.Hop = d.u8()
+	o.Dest = d.str()
+	o.Source = d.str()
+	o.Service = d.str()
+	o.TraceParent = d.str()
+	o.TraceState = d.str()
+	o.Path = d.list()
+	if err := d.finish(); err != nil {
+		return nil, err
+	}
+	if o.Dest == "" || o.Source == "" {
+		return nil, fmt.Errorf("%w: open without Dest or Source", ErrMalformedHeader)
+	}
+	return o, nil
+}
+
+// Forward returns the header a relay named relay sends to the next hop:
+// HopLimit decremented, Hop incremented, and relay appended to Path when
+// FlagRecordPath is set. It fails with ErrHopLimit when HopLimit is 0 (the
+// relay then refuses with code HopLimit) and with ErrHeaderTooLarge when the
+// path is full.
+func (o *Open) Forward(relay string) (*Open, error) {
+	if o.HopLimit == 0 {
+		return nil, fmt.Errorf("circuit to %s/%s at %s: %w", o.Dest, o.Service, relay, ErrHopLimit)
+	}
+	if o.Hop == 255 {
+		return nil, fmt.Errorf("circuit to %s/%s at %s: hop index overflow: %w", o.Dest, o.Service, relay, ErrHopLimit)
+	}
+	n := *o
+	n.HopLimit--
+	n.Hop++
+	if o.Flags&FlagRecordPath != 0 {
+		if len(o.Path) >= maxListLen {
+			return nil, fmt.Errorf("%w: path of %d relays is full", ErrHeaderTooLarge, len(o.Path))
+		}
+		n.Path = append(o.Path[:len(o.Path):len(o.Path)], relay)
+	}
+	return &n, nil
+}

@@ -1,0 +1,140 @@
+package circuit
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func sampleOpen() *Open {
+	return &Open{
+		Dest: "d", Source: "s", Service: "grpc", HopLimit: 16, Hop: 2,
+		TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		TraceState:  "vendor=x", Flags: FlagRecordPath | FlagEarly,
+		Path: []string{"r1", "r2"},
+	}
+}
+
+func TestOpenRoundTrip(t *testing.T) {
+	for _, o := range []*Open{sampleOpen(), {Dest: "d", Source: "s"}} {
+		var buf bytes.Buffer
+		if err := WriteOpen(&buf, o); err != nil {
+			t.Fatal(err)
+		}
+		buf.WriteString("payload")
+		got, err := ReadOpen(&buf, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, o) {
+			t.Fatalf("round trip: got %+v, want %+v", got, o)
+		}
+		if rest := buf.String(); rest != "payload" {
+			t.Fatalf("ReadOpen consumed payload: left %q", rest)
+		}
+	}
+}
+
+func TestResultRoundTrip(t *testing.T) {
+	for _, r := range []Result{
+		{Code: Accepted, Node: "d", Path: []string{"r1"}},
+		{Code: NoRoute, Node: "r1", Reason: "no route to d"},
+	} {
+		var buf bytes.Buffer
+		if err := WriteResult(&buf, r); err != nil {
+			t.Fatal(err)
+		}
+		buf.WriteString("x")
+		got, err := ReadResult(&buf, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(*got, r) {
+			t.Fatalf("round trip: got %+v, want %+v", *got, r)
+		}
+		if buf.String() != "x" {
+			t.Fatal("ReadResult consumed payload")
+		}
+	}
+}
+
+func TestHeaderBounds(t *testing.T) {
+	big := &Open{Dest: "d", Source: "s", TraceState: strings.Repeat("x", DefaultMaxHeaderSize)}
+	if _, err := big.AppendTo(nil); !errors.Is(err, ErrHeaderTooLarge) {
+		t.Fatalf("encode oversize: %v, want ErrHeaderTooLarge", err)
+	}
+	// A 1000-byte header is fine by default but too large for a 512 limit,
+	// and the reader refuses it from the prefix, before reading the body.
+	o := &Open{Dest: "d", Source: "s", TraceState: strings.Repeat("x", 1000)}
+	b, err := o.AppendTo(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadOpen(bytes.NewReader(b[:4]), 512); !errors.Is(err, ErrHeaderTooLarge) {
+		t.Fatalf("read oversize: %v, want ErrHeaderTooLarge", err)
+	}
+	if _, err := ReadOpen(bytes.NewReader(b), 0); err != nil {
+		t.Fatalf("read within default limit: %v", err)
+	}
+	path := make([]string, 256)
+	for i := range path {
+		path[i] = "r"
+	}
+	if _, err := (&Open{Dest: "d", Source: "s", Path: path}).AppendTo(nil); !errors.Is(err, ErrHeaderTooLarge) {
+		t.Fatalf("256-entry path: %v, want ErrHeaderTooLarge", err)
+	}
+}
+
+func TestHeaderMalformed(t *testing.T) {
+	good, _ := sampleOpen().AppendTo(nil)
+	cases := map[string][]byte{
+		"version":  append([]byte{2}, good[1:]...),
+		"kind":     append([]byte{1, kindResult}, good[2:]...),
+		"trailing": append(append([]byte{}, good[:2]...), append([]byte{0, byte(len(good) - 3)}, append(good[4:], 0)...)...),
+		"short":    append(append([]byte{}, good[:2]...), append([]byte{0, byte(len(good) - 5)}, good[4:len(good)-1]...)...),
+		"no dest":  {1, kindOpen, 0, 15, 0, 0, 16, 0, 0, 0, 0, 1, 's', 0, 0, 0, 0, 0, 0, 0},
+	}
+	cases["no dest"] = cases["no dest"][:len(cases["no dest"])-1]
+	for name, b := range cases {
+		if _, err := ReadOpen(bytes.NewReader(b), 0); !errors.Is(err, ErrMalformedHeader) {
+			t.Errorf("%s: %v, want ErrMalformedHeader", name, err)
+		}
+	}
+	if _, err := ReadOpen(bytes.NewReader(good[:len(good)-3]), 0); !errors.Is(err, ErrMalformedHeader) || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("truncated stream: %v, want ErrMalformedHeader and io.ErrUnexpectedEOF", err)
+	}
+	if _, err := ReadOpen(bytes.NewReader(nil), 0); !errors.Is(err, io.EOF) || errors.Is(err, ErrMalformedHeader) {
+		t.Errorf("empty stream: %v, want io.EOF only", err)
+	}
+	if _, err := (&Open{Dest: "d"}).AppendTo(nil); !errors.Is(err, ErrMalformedHeader) {
+		t.Errorf("encode without Source: %v", err)
+	}
+	if err := WriteResult(io.Discard, Result{Code: 99, Node: "x"}); !errors.Is(err, ErrMalformedHeader) {
+		t.Errorf("encode unknown code: %v", err)
+	}
+}
+
+func TestForward(t *testing.T) {
+	o := sampleOpen()
+	n, err := o.Forward("r3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.HopLimit != 15 || n.Hop != 3 || !reflect.DeepEqual(n.Path, []string{"r1", "r2", "r3"}) {
+		t.Fatalf("forwarded %+v", n)
+	}
+	if len(o.Path) != 2 || o.HopLimit != 16 {
+		t.Fatal("Forward modified its receiver")
+	}
+	o.Flags = 0
+	if n, _ := o.Forward("r3"); len(n.Path) != 2 {
+		t.Fatal("Forward recorded the path without FlagRecordPath")
+	}
+	o.HopLimit = 0
+	if _, err := o.Forward("r3"); !errors.Is(err, ErrHopLimit) {
+		t.Fatalf("hop limit 0: %v, want ErrHopLimit", err)
+	}
+}

@@ -1,0 +1,151 @@
+package circuit
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// DefaultSpliceBuffer is the per-direction buffer of a splice when
+// bufSize <= 0. Buffers of this size are pooled.
+const DefaultSpliceBuffer = 32 << 10
+
+var spliceBufs = sync.Pool{New: func() any {
+	b := make([]byte, DefaultSpliceBuffer)
+	return &b
+}}
+
+// SpliceStats counts the bytes a splice copied each way.
+type SpliceStats struct {
+	Up   int64 // from a to b (towards the destination)
+	Down int64 // from b to a (towards the caller)
+}
+
+// Splicer is a running splice between two streams. Its zero value is not
+// usable; create one with StartSplice.
+type Splicer struct {
+	a, b      links.Stream
+	up, down  atomic.Int64
+	resetOnce sync.Once
+	done      chan struct{}
+	mu        sync.Mutex
+	err       error // first failure
+}
+
+// Splice joins a (the stream from the previous hop) and b (the stream to the
+// next hop) and copies bytes both ways until both directions are done. See
+// StartSplice for the semantics. It returns nil when both directions ended
+// with a clean half-close.
+func Splice(a, b links.Stream, bufSize int) (SpliceStats, error) {
+	return StartSplice(a, b, bufSize).Wait()
+}
+
+// StartSplice starts copying a→b and b→a, each direction through one buffer
+// of bufSize bytes (DefaultSpliceBuffer when <= 0), so the splice itself
+// never holds more than 2×bufSize bytes: a direction reads again only after
+// the previous chunk was written, which carries backpressure from the slow
+// end to the fast one.
+//
+// Ends propagate: EOF read from one stream becomes CloseWrite on the other;
+// a stop-sending with CloseNormal seen while writing becomes CloseRead on
+// the source; any other failure resets both streams, forwarding the peer's
+// close-reason code (or CloseLinkLost for a lost link, CloseInternal for a
+// local failure), so both ends of the circuit see it.
+func StartSplice(a, b links.Stream, bufSize int) *Splicer {
+	sp := &Splicer{a: a, b: b, done: make(chan struct{})}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); sp.copy(b, a, &sp.up, bufSize) }()
+	go func() { defer wg.Done(); sp.copy(a, b, &sp.down, bufSize) }()
+	go func() { wg.Wait(); close(sp.done) }()
+	return sp
+}
+
+// Reset ends the splice from outside (e.g. at shutdown with
+// CloseShuttingDown): both streams are reset with code. Only the first
+// Reset, or the first failure, decides the code.
+func (sp *Splicer) Reset(code uint64) {
+	sp.reset(code, fmt.Errorf("circuit: splice reset locally: %w",
+		&links.StreamResetError{Code: code}))
+}
+
+func (sp *Splicer) reset(code uint64, cause error) {
+	sp.resetOnce.Do(func() {
+		sp.mu.Lock()
+		if sp.err == nil {
+			sp.err = cause
+		}
+		sp.mu.Unlock()
+		sp.a.Reset(code)
+		sp.b.Reset(code)
+	})
+}
+
+// Done is closed when both directions are done.
+func (sp *Splicer) Done() <-chan struct{} { return sp.done }
+
+// Stats returns the bytes copied so far.
+func (sp *Splicer) Stats() SpliceStats {
+	return SpliceStats{Up: sp.up.Load(), Down: sp.down.Load()}
+}
+
+// Wait waits until both directions are done and returns the byte counts
+// and the first failure (nil after a clean end both ways).
+func (sp *Splicer) Wait() (SpliceStats, error) {
+	<-sp.done
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return sp.Stats(), sp.err
+}
+
+func (sp *Splicer) copy(dst, src links.Stream, n *atomic.Int64, size int) {
+	var bp *[]byte
+	if size <= 0 || size == DefaultSpliceBuffer {
+		bp = spliceBufs.Get().(*[]byte)
+		defer spliceBufs.Put(bp)
+	} else {
+		b := make([]byte, size)
+		bp = &b
+	}
+	buf := *bp
+	for {
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			nw, werr := dst.Write(buf[:nr])
+			n.Add(int64(nw))
+			if werr != nil {
+				if isGracefulStop(werr) {
+					src.CloseRead(CloseNormal)
+					return
+				}
+				sp.fail("write", werr)
+				return
+			}
+		}
+		switch {
+		case rerr == io.EOF:
+			if err := dst.CloseWrite(); err != nil && !isGracefulStop(err) {
+				sp.fail("close write", err)
+			}
+			return
+		case rerr != nil:
+			sp.fail("read", rerr)
+			return
+		}
+	}
+}
+
+func (sp *Splicer) fail(op string, err error) {
+	sp.reset(resetCode(err), fmt.Errorf("circuit: splice %s: %w", op, err))
+}
+
+// isGracefulStop reports whether a write failed because the receiver
+// stopped reading with CloseNormal (Close or Refuse at the far end).
+func isGracefulStop(err error) bool {
+	var re *links.StreamResetError
+	return errors.As(err, &re) && re.Remote && re.Code == CloseNormal
+}
