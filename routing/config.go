@@ -1,0 +1,126 @@
+package routing
+
+import (
+	"fmt"
+	"time"
+)
+
+// Metric is an additive path cost. One unit is 10 µs of round-trip-time
+// equivalent, the scale of links.Cost: a link never costs less than 10 units
+// (100 µs), so hop count always matters. The metric of a path is the sum of
+// its link costs, saturating at the configured infinity.
+type Metric uint32
+
+// Defaults applied to zero-valued Config fields.
+const (
+	// DefaultInfinity is the metric that means "unreachable": 2^24-1 units,
+	// about 168 s of round-trip time, far above any real path.
+	DefaultInfinity Metric = 1<<24 - 1
+	// DefaultHysteresis is the margin a new next hop must beat the current
+	// one by before the engine switches: 20 units (200 µs of RTT).
+	DefaultHysteresis Metric = 20
+	// DefaultUpdateInterval is the period of full table refreshes.
+	DefaultUpdateInterval = 4 * time.Second
+	// DefaultMinTriggeredInterval is the per-neighbour rate limit of
+	// triggered updates.
+	DefaultMinTriggeredInterval = 50 * time.Millisecond
+	// DefaultMaxRoutes is the default bound on the number of destinations.
+	DefaultMaxRoutes = 4096
+	// DefaultMaxRoutesPerMessage is the default bound on entries per message.
+	DefaultMaxRoutesPerMessage = 64
+)
+
+// NoHysteresis, set as Config.Hysteresis, makes the engine switch next hop on
+// any strict improvement (the zero value selects DefaultHysteresis).
+const NoHysteresis Metric = ^Metric(0)
+
+// MaxNameLen is the longest node name the engine accepts (one length byte on
+// the wire).
+const MaxNameLen = 255
+
+// maxEntriesLimit is the largest MaxRoutesPerMessage the wire format allows.
+const maxEntriesLimit = 1 << 12
+
+// Config configures an Engine. The zero value of every field except Self
+// selects the documented default.
+type Config struct {
+	// Self is this node's name (required, 1..255 bytes).
+	Self string
+	// Leaf makes the engine advertise only Self and never re-advertise
+	// routes learned from neighbours, so nobody uses this node as transit.
+	Leaf bool
+	// Infinity is the metric meaning unreachable (default DefaultInfinity,
+	// at least 2).
+	Infinity Metric
+	// Hysteresis: the engine moves a destination to another next hop only
+	// if the new route is better by more than this (default
+	// DefaultHysteresis; NoHysteresis for none). Metric changes smaller
+	// than this on the selected route are not sent as triggered updates;
+	// the periodic refresh carries them.
+	Hysteresis Metric
+	// UpdateInterval is the period of full refreshes to every neighbour
+	// (default 4 s; each period is jittered down by up to 1/8 using Seed).
+	UpdateInterval time.Duration
+	// MinTriggeredInterval rate-limits triggered updates per neighbour
+	// (default 50 ms). Replies to seqno requests and first updates to a new
+	// neighbour are not delayed by it.
+	MinTriggeredInterval time.Duration
+	// RouteExpiry drops a route learned from a neighbour that has not been
+	// refreshed for this long (default 3.5 × UpdateInterval). A neighbour's
+	// route to itself never expires while its link is up.
+	RouteExpiry time.Duration
+	// MaxRoutes bounds the number of destinations in the table (default
+	// 4096). Updates for new destinations beyond it are refused and counted
+	// in Stats.RefusedOrigins.
+	MaxRoutes int
+	// MaxRoutesPerMessage bounds the entries in one message, both sent and
+	// accepted (default 64, at most 4096).
+	MaxRoutesPerMessage int
+	// Seed seeds the only randomness: periodic-update jitter and the initial
+	// sequence number.
+	Seed int64
+}
+
+// withDefaults returns cfg with defaults applied, or an error wrapping
+// ErrInvalidConfig.
+func (cfg Config) withDefaults() (Config, error) {
+	c := cfg
+	if c.Infinity == 0 {
+		c.Infinity = DefaultInfinity
+	}
+	if c.Hysteresis == 0 {
+		c.Hysteresis = DefaultHysteresis
+	} else if c.Hysteresis == NoHysteresis {
+		c.Hysteresis = 0
+	}
+	if c.UpdateInterval == 0 {
+		c.UpdateInterval = DefaultUpdateInterval
+	}
+	if c.MinTriggeredInterval == 0 {
+		c.MinTriggeredInterval = DefaultMinTriggeredInterval
+	}
+	if c.RouteExpiry == 0 {
+		c.RouteExpiry = c.UpdateInterval * 7 / 2
+	}
+	if c.MaxRoutes == 0 {
+		c.MaxRoutes = DefaultMaxRoutes
+	}
+	if c.MaxRoutesPerMessage == 0 {
+		c.MaxRoutesPerMessage = DefaultMaxRoutesPerMessage
+	}
+	switch {
+	case c.Self == "" || len(c.Self) > MaxNameLen:
+		return c, fmt.Errorf("%w: Self must be 1..%d bytes, got %d", ErrInvalidConfig, MaxNameLen, len(c.Self))
+	case c.Infinity < 2:
+		return c, fmt.Errorf("%w: Infinity %d < 2", ErrInvalidConfig, c.Infinity)
+	case c.UpdateInterval < 0 || c.MinTriggeredInterval < 0 || c.RouteExpiry < 0:
+		return c, fmt.Errorf("%w: negative interval", ErrInvalidConfig)
+	case c.RouteExpiry <= c.UpdateInterval:
+		return c, fmt.Errorf("%w: RouteExpiry %v must exceed UpdateInterval %v", ErrInvalidConfig, c.RouteExpiry, c.UpdateInterval)
+	case c.MaxRoutes < 0:
+		return c, fmt.Errorf("%w: MaxRoutes %d < 0", ErrInvalidConfig, c.MaxRoutes)
+	case c.MaxRoutesPerMessage < 0 || c.MaxRoutesPerMessage > maxEntriesLimit:
+		return c, fmt.Errorf("%w: MaxRoutesPerMessage %d not in 1..%d", ErrInvalidConfig, c.MaxRoutesPerMessage, maxEntriesLimit)
+	}
+	return c, nil
+}

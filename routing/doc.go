@@ -1,0 +1,64 @@
+// Package routing is circuitmesh's routing engine: a pure, deterministic,
+// loop-free distance-vector protocol in the style of Babel (RFC 8966), where
+// routers are named nodes and the destination ("prefix") is a node name.
+//
+// The Engine does no I/O, starts no goroutines, never reads the clock and
+// uses randomness only from Config.Seed. Like etcd's raft.RawNode it consumes
+// events and produces outputs:
+//
+//	inputs:  LinkUp, LinkCost, LinkDown, Receive (a message from a
+//	         neighbour), Tick (a timer firing), each carrying "now"
+//	outputs: Ready: Messages to send to neighbours, Events (destination up,
+//	         down, next hop changed)
+//
+// # The caller's duties
+//
+//  1. Feed every link event: LinkUp when a link to a neighbour is
+//     established (with its cost and whether the neighbour is a leaf),
+//     LinkCost when its measured cost changes, LinkDown as soon as it dies.
+//     Fast failover depends on LinkDown arriving promptly: routes through
+//     the link are withdrawn in that very call.
+//  2. Deliver every routing message: after each call, drain Ready and send
+//     each Message.Payload to neighbour Message.To over the link's control
+//     stream, in order; on the other side pass it to Receive with the
+//     authenticated name of the sending neighbour. Messages may be lost or
+//     arrive after a LinkDown (Receive then returns ErrUnknownNeighbour);
+//     the engine copes through periodic refreshes and seqno requests.
+//  3. Call Tick at or after NextTick. Between calls the engine does
+//     nothing by itself.
+//  4. Use one goroutine: the Engine is not safe for concurrent use.
+//
+// # Algorithm
+//
+// Each node advertises itself with a 16-bit sequence number. A route is
+// accepted only if it satisfies the feasibility condition: its advertised
+// (seqno, metric) is strictly better than the best distance this node ever
+// advertised for that destination with the same seqno, or carries a newer
+// seqno. This keeps the next-hop graph loop-free at every instant and rules
+// out counting to infinity. When a destination is lost, a retraction
+// (infinite metric) goes out, and a seqno request travels toward the
+// destination so that it issues a newer seqno, making fresh routes feasible
+// without waiting for the periodic refresh. Triggered updates are
+// rate-limited per neighbour (Config.MinTriggeredInterval), full refreshes
+// go out every Config.UpdateInterval, and routes not refreshed for
+// Config.RouteExpiry are dropped. A next hop is replaced only by one better
+// by more than Config.Hysteresis, so jittering link costs do not flap
+// routes. A route's next hop is told the route has infinite metric (poison
+// reverse).
+//
+// Metrics are additive link costs; one unit is 10 µs of round-trip time
+// (links floor a link at 10 units). Config.Infinity (default 2^24-1) means
+// unreachable.
+//
+// A leaf (Config.Leaf) advertises only itself; routes that a leaf neighbour
+// (LinkUp leaf=true) advertises for other nodes are ignored, so a leaf is
+// never transit.
+//
+// Tables are bounded: at most Config.MaxRoutes destinations (new ones beyond
+// are refused and counted in Stats.RefusedOrigins), at most
+// Config.MaxRoutesPerMessage entries per message, and the output queues are
+// bounded (overflow is counted) in case the caller stops draining Ready.
+//
+// The wire encoding of messages is described in wire.go and in the
+// "Routing messages" section of docs/PROTOCOL.md.
+package routing

@@ -1,0 +1,307 @@
+package routing
+
+import (
+	"cmp"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+)
+
+// Engine is the routing state machine of one node. It is not safe for
+// concurrent use: one goroutine feeds it events and drains Ready.
+type Engine struct {
+	cfg   Config
+	rng   *rand.Rand
+	seqno uint16 // our own sequence number
+
+	started bool
+	epoch   time.Time // first time seen; internal times are offsets from it
+
+	nbrs     map[string]*neighbour
+	nbrOrder []string // sorted names of nbrs; nil when stale
+
+	origins     map[string]*origin
+	originOrder []string // sorted names of origins; nil when stale
+
+	periodicAt time.Duration
+	hkValid    bool
+	hkAt       time.Duration // lower bound of the next housekeeping need
+
+	outbox []Message
+	events []Event
+	stats  Stats
+}
+
+// New returns an engine for cfg after applying defaults and validating it.
+// Errors wrap ErrInvalidConfig.
+func New(cfg Config) (*Engine, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	rng := rand.New(rand.NewPCG(uint64(c.Seed), 0x636d657368))
+	return &Engine{
+		cfg:     c,
+		rng:     rng,
+		seqno:   uint16(rng.Uint32()),
+		nbrs:    make(map[string]*neighbour),
+		origins: make(map[string]*origin),
+	}, nil
+}
+
+// Config returns the configuration in effect (defaults applied; Hysteresis
+// is the effective margin, 0 meaning none).
+func (e *Engine) Config() Config { return e.cfg }
+
+// at converts a caller-supplied time into an internal offset.
+func (e *Engine) at(now time.Time) time.Duration {
+	if !e.started {
+		e.started = true
+		e.epoch = now
+		e.periodicAt = e.nextPeriod(0)
+	}
+	return now.Sub(e.epoch)
+}
+
+// nextPeriod is the next periodic refresh after t, jittered down by up to
+// 1/8 of the interval so neighbours do not synchronise.
+func (e *Engine) nextPeriod(t time.Duration) time.Duration {
+	iv := e.cfg.UpdateInterval
+	j := iv / 8
+	if j > 0 {
+		j = time.Duration(e.rng.Int64N(int64(j)))
+	}
+	return t + iv - j
+}
+
+// LinkUp reports a link to neighbour with the given cost (clamped to at
+// least 1). The neighbour becomes reachable directly at once. A leaf
+// neighbour is never used as transit. Calling LinkUp for a neighbour that is
+// already up updates its cost and leaf flag.
+func (e *Engine) LinkUp(now time.Time, neighbour string, cost Metric, leaf bool) {
+	t := e.at(now)
+	if neighbour == "" || neighbour == e.cfg.Self || len(neighbour) > MaxNameLen {
+		return
+	}
+	if nb, ok := e.nbrs[neighbour]; ok {
+		if leaf && !nb.leaf {
+			nb.leaf = true
+			e.dropTransit(t, nb)
+		}
+		nb.leaf = leaf
+		e.setCost(t, nb, cost)
+		e.flush(t)
+		return
+	}
+	nb := newNeighbour(neighbour, e.clampCost(cost), leaf)
+	e.nbrs[neighbour] = nb
+	e.nbrOrder = nil
+	o := e.origins[neighbour]
+	if o == nil {
+		o = e.addOrigin(neighbour)
+	}
+	if o != nil {
+		o.upsert(routeEntry{nb: nb})
+		e.reselect(t, o)
+	}
+	e.flush(t)
+}
+
+// LinkCost reports a new cost for an existing link.
+func (e *Engine) LinkCost(now time.Time, neighbour string, cost Metric) {
+	t := e.at(now)
+	if nb, ok := e.nbrs[neighbour]; ok {
+		e.setCost(t, nb, cost)
+		e.flush(t)
+	}
+}
+
+// LinkDown reports that the link to neighbour is gone. Every route through
+// it is withdrawn at once; alternates take over if feasible, otherwise
+// retractions and seqno requests go out immediately.
+func (e *Engine) LinkDown(now time.Time, neighbour string) {
+	t := e.at(now)
+	nb, ok := e.nbrs[neighbour]
+	if !ok {
+		return
+	}
+	delete(e.nbrs, neighbour)
+	e.nbrOrder = nil
+	for _, name := range e.sortedOrigins() {
+		o := e.origins[name]
+		if o.remove(nb) || o.sel == nb {
+			e.reselect(t, o)
+		}
+	}
+	e.flush(t)
+}
+
+func (e *Engine) clampCost(c Metric) Metric {
+	if c == 0 {
+		return 1
+	}
+	return min(c, e.cfg.Infinity)
+}
+
+func (e *Engine) setCost(t time.Duration, nb *neighbour, cost Metric) {
+	cost = e.clampCost(cost)
+	if cost == nb.cost {
+		return
+	}
+	nb.cost = cost
+	for _, name := range e.sortedOrigins() {
+		if o := e.origins[name]; o.find(nb) >= 0 {
+			e.reselect(t, o)
+		}
+	}
+}
+
+// dropTransit removes routes a neighbour that became a leaf advertised for
+// nodes other than itself.
+func (e *Engine) dropTransit(t time.Duration, nb *neighbour) {
+	for _, name := range e.sortedOrigins() {
+		if o := e.origins[name]; name != nb.name && o.remove(nb) {
+			e.reselect(t, o)
+		}
+	}
+}
+
+// Receive processes a routing message from neighbour from. A malformed
+// message returns an error wrapping ErrMalformed and changes nothing; a
+// message from a node without a link returns ErrUnknownNeighbour.
+func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
+	t := e.at(now)
+	nb, ok := e.nbrs[from]
+	if !ok {
+		e.stats.UnknownNeighbour++
+		return fmt.Errorf("message from %q: %w", from, ErrUnknownNeighbour)
+	}
+	entries, err := decodeMessage(payload, e.cfg.MaxRoutesPerMessage)
+	if err != nil {
+		e.stats.Malformed++
+		return fmt.Errorf("message from %q: %w", from, err)
+	}
+	e.stats.MessagesIn++
+	for _, en := range entries {
+		if en.kind == kindUpdate {
+			e.stats.UpdatesIn++
+			e.handleUpdate(t, nb, en)
+		} else {
+			e.stats.RequestsIn++
+			e.handleRequest(t, nb, en)
+		}
+	}
+	e.flush(t)
+	return nil
+}
+
+// Tick advances timers: periodic refreshes, rate-limited triggered updates,
+// route expiry and request retries. Call it at NextTick (calling it more
+// often is harmless).
+func (e *Engine) Tick(now time.Time) {
+	t := e.at(now)
+	if t >= e.periodicAt {
+		for _, nb := range e.nbrs {
+			nb.pendingAll = true
+		}
+		e.periodicAt = e.nextPeriod(t)
+	}
+	if e.hkValid && t >= e.hkAt {
+		e.housekeep(t)
+	}
+	e.flush(t)
+}
+
+// NextTick returns when Tick must next be called, or the zero time if the
+// engine has seen no event yet.
+func (e *Engine) NextTick() time.Time {
+	if !e.started {
+		return time.Time{}
+	}
+	next := e.periodicAt
+	if e.hkValid && e.hkAt < next {
+		next = e.hkAt
+	}
+	for _, nb := range e.nbrs {
+		if len(nb.pending) > 0 && nb.lastSent+e.cfg.MinTriggeredInterval < next {
+			next = nb.lastSent + e.cfg.MinTriggeredInterval
+		}
+	}
+	return e.epoch.Add(next)
+}
+
+// Ready returns the pending outputs and forgets them.
+func (e *Engine) Ready() Ready {
+	r := Ready{Messages: e.outbox, Events: e.events}
+	e.outbox, e.events = nil, nil
+	return r
+}
+
+// HasReady reports whether Ready would return anything.
+func (e *Engine) HasReady() bool { return len(e.outbox) > 0 || len(e.events) > 0 }
+
+// Lookup returns the route to dest and whether dest is reachable. For Self
+// it returns a reachable route with metric 0 and no next hop.
+func (e *Engine) Lookup(dest string) (Route, bool) {
+	if dest == e.cfg.Self {
+		return Route{Dest: dest, Seqno: e.seqno, Reachable: true}, true
+	}
+	o, ok := e.origins[dest]
+	if !ok {
+		return Route{Dest: dest, Metric: e.cfg.Infinity}, false
+	}
+	return o.route, o.route.Reachable
+}
+
+// NextHops returns the neighbours through which dest can be reached without
+// risk of a loop: the selected next hop first, then feasible alternates by
+// increasing metric. It is empty when dest is unreachable (or is Self).
+func (e *Engine) NextHops(dest string) []string {
+	o, ok := e.origins[dest]
+	if !ok || o.sel == nil {
+		return nil
+	}
+	type alt struct {
+		name   string
+		metric Metric
+	}
+	var alts []alt
+	for i := range o.routes {
+		r := &o.routes[i]
+		if r.nb != o.sel && e.usable(o, r) {
+			alts = append(alts, alt{r.nb.name, e.total(r)})
+		}
+	}
+	slices.SortFunc(alts, func(a, b alt) int {
+		if a.metric != b.metric {
+			return cmp.Compare(a.metric, b.metric)
+		}
+		return cmp.Compare(a.name, b.name)
+	})
+	out := []string{o.sel.name}
+	for _, a := range alts {
+		out = append(out, a.name)
+	}
+	return out
+}
+
+// Routes returns every destination in the table (reachable or still being
+// withdrawn), sorted by Dest. Self is not included.
+func (e *Engine) Routes() []Route {
+	out := make([]Route, 0, len(e.origins))
+	for _, name := range e.sortedOrigins() {
+		out = append(out, e.origins[name].route)
+	}
+	return out
+}
+
+// Neighbours returns the names of neighbours with a link up, sorted.
+func (e *Engine) Neighbours() []string { return slices.Clone(e.sortedNbrs()) }
+
+// Stats returns the counters.
+func (e *Engine) Stats() Stats {
+	s := e.stats
+	s.Destinations = len(e.origins)
+	return s
+}

@@ -1,0 +1,189 @@
+package routing_test
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/routing"
+	"github.com/circuitmesh/circuitmesh/routing/routingtest"
+)
+
+// newNet builds a network of the named nodes with cfg as a template.
+func newNet(t testing.TB, seed int64, cfg routing.Config, names ...string) *routingtest.Network {
+	t.Helper()
+	n := routingtest.New(seed)
+	for i, name := range names {
+		c := cfg
+		c.Self = name
+		c.Seed = seed + int64(i)
+		if err := n.AddNode(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
+func mustLink(t testing.TB, n *routingtest.Network, a, b string, cost routing.Metric) {
+	t.Helper()
+	if err := n.Link(a, b, cost); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func quiet(t testing.TB, n *routingtest.Network) int {
+	t.Helper()
+	r, ok := n.RunUntilQuiet(2000)
+	if !ok {
+		t.Fatalf("network not quiet after %d rounds", r)
+	}
+	return r
+}
+
+var t0 = time.Unix(1_700_000_000, 0)
+
+func TestLineConverges(t *testing.T) {
+	n := newNet(t, 1, routing.Config{}, "a", "b", "c", "d")
+	mustLink(t, n, "a", "b", 10)
+	mustLink(t, n, "b", "c", 20)
+	mustLink(t, n, "c", "d", 30)
+	quiet(t, n)
+	r, ok := n.Engine("a").Lookup("d")
+	if !ok || r.NextHop != "b" || r.Metric != 60 || r.Hops != 3 {
+		t.Fatalf("a->d = %+v, %v; want via b, metric 60, 3 hops", r, ok)
+	}
+	if got := n.Engine("d").NextHops("a"); !slices.Equal(got, []string{"c"}) {
+		t.Fatalf("d next hops to a = %v", got)
+	}
+}
+
+func TestNeighbourReachableBeforeUpdate(t *testing.T) {
+	e, err := routing.New(routing.Config{Self: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.LinkUp(t0, "b", 15, false)
+	r, ok := e.Lookup("b")
+	if !ok || r.NextHop != "b" || r.Metric != 15 || r.Hops != 1 {
+		t.Fatalf("Lookup(b) = %+v, %v", r, ok)
+	}
+	rd := e.Ready()
+	if len(rd.Events) != 1 || rd.Events[0].Kind != routing.PeerUp || rd.Events[0].Dest != "b" {
+		t.Fatalf("events = %+v, want one PeerUp for b", rd.Events)
+	}
+	if len(rd.Messages) != 1 || rd.Messages[0].To != "b" {
+		t.Fatalf("messages = %+v, want a first update to b", rd.Messages)
+	}
+	e.LinkDown(t0, "b")
+	rd = e.Ready()
+	if len(rd.Events) != 1 || rd.Events[0].Kind != routing.PeerDown {
+		t.Fatalf("events after LinkDown = %+v, want PeerDown", rd.Events)
+	}
+	if _, ok := e.Lookup("b"); ok {
+		t.Fatal("b still reachable after LinkDown")
+	}
+}
+
+func TestSelfLookup(t *testing.T) {
+	e, _ := routing.New(routing.Config{Self: "a"})
+	r, ok := e.Lookup("a")
+	if !ok || r.Metric != 0 || r.NextHop != "" {
+		t.Fatalf("Lookup(self) = %+v %v", r, ok)
+	}
+	if len(e.NextHops("a")) != 0 || len(e.Routes()) != 0 {
+		t.Fatal("self must not appear in NextHops or Routes")
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	bad := []routing.Config{
+		{},
+		{Self: string(make([]byte, 256))},
+		{Self: "a", Infinity: 1},
+		{Self: "a", UpdateInterval: time.Second, RouteExpiry: time.Second},
+		{Self: "a", MaxRoutesPerMessage: 5000},
+		{Self: "a", MaxRoutes: -1},
+	}
+	for i, c := range bad {
+		if _, err := routing.New(c); !errors.Is(err, routing.ErrInvalidConfig) {
+			t.Errorf("config %d: err = %v, want ErrInvalidConfig", i, err)
+		}
+	}
+	e, err := routing.New(routing.Config{Self: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.Config()
+	if c.Infinity != routing.DefaultInfinity || c.Hysteresis != routing.DefaultHysteresis ||
+		c.UpdateInterval != 4*time.Second || c.RouteExpiry != 14*time.Second ||
+		c.MinTriggeredInterval != 50*time.Millisecond || c.MaxRoutes != 4096 || c.MaxRoutesPerMessage != 64 {
+		t.Fatalf("defaults = %+v", c)
+	}
+	e, _ = routing.New(routing.Config{Self: "a", Hysteresis: routing.NoHysteresis})
+	if e.Config().Hysteresis != 0 {
+		t.Fatalf("NoHysteresis gives margin %d", e.Config().Hysteresis)
+	}
+}
+
+func TestMalformedChangesNothing(t *testing.T) {
+	e, _ := routing.New(routing.Config{Self: "a"})
+	e.LinkUp(t0, "b", 10, false)
+	e.Ready()
+	before := e.Routes()
+	for _, p := range [][]byte{nil, {1}, {2, 0, 0}, {1, 0, 1, 1, 1, 'x'}, {1, 0, 1, 9, 1, 'x', 0, 0, 0}} {
+		if err := e.Receive(t0, "b", p); !errors.Is(err, routing.ErrMalformed) {
+			t.Fatalf("Receive(%v) = %v, want ErrMalformed", p, err)
+		}
+	}
+	if !slices.Equal(before, e.Routes()) || e.HasReady() {
+		t.Fatal("malformed message changed state or produced output")
+	}
+	if got := e.Stats().Malformed; got != 5 {
+		t.Fatalf("Malformed = %d, want 5", got)
+	}
+	if err := e.Receive(t0, "zz", nil); !errors.Is(err, routing.ErrUnknownNeighbour) {
+		t.Fatalf("from unknown = %v", err)
+	}
+}
+
+func TestTableBound(t *testing.T) {
+	names := []string{"hub"}
+	for i := range 10 {
+		names = append(names, fmt.Sprintf("n%d", i))
+	}
+	n := newNet(t, 3, routing.Config{MaxRoutes: 5}, names...)
+	for _, s := range names[1:] {
+		mustLink(t, n, "hub", s, 10)
+	}
+	quiet(t, n)
+	for _, s := range names {
+		st := n.Engine(s).Stats()
+		if st.Destinations > 5 {
+			t.Fatalf("%s holds %d destinations, bound is 5", s, st.Destinations)
+		}
+	}
+	if n.Engine("hub").Stats().RefusedOrigins == 0 || n.Engine("n9").Stats().RefusedOrigins == 0 {
+		t.Fatal("refusals not counted")
+	}
+}
+
+func TestLeafEngineAdvertisesOnlyItself(t *testing.T) {
+	n := newNet(t, 4, routing.Config{}, "a", "c")
+	if err := n.AddNode(routing.Config{Self: "l", Leaf: true}); err != nil {
+		t.Fatal(err)
+	}
+	mustLink(t, n, "a", "l", 10)
+	mustLink(t, n, "l", "c", 10)
+	quiet(t, n)
+	if _, ok := n.Engine("a").Lookup("c"); ok {
+		t.Fatal("a reaches c through leaf l")
+	}
+	if r, ok := n.Engine("a").Lookup("l"); !ok || r.Metric != 10 {
+		t.Fatalf("a cannot reach leaf l: %+v", r)
+	}
+	if r, ok := n.Engine("l").Lookup("c"); !ok || r.NextHop != "c" {
+		t.Fatalf("leaf cannot reach its neighbour: %+v", r)
+	}
+}

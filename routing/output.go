@@ -1,0 +1,138 @@
+package routing
+
+import (
+	"maps"
+	"slices"
+	"time"
+)
+
+// triggerAll schedules a triggered update for origin to every neighbour.
+func (e *Engine) triggerAll(origin string) {
+	if e.cfg.Leaf && origin != e.cfg.Self {
+		return
+	}
+	for _, nb := range e.nbrs {
+		nb.pending[origin] = struct{}{}
+	}
+}
+
+func (e *Engine) emit(ev Event) {
+	if len(e.events) >= 2*e.cfg.MaxRoutes+64 {
+		e.stats.DroppedEvents++
+		return
+	}
+	e.events = append(e.events, ev)
+}
+
+// sortedNbrs and sortedOrigins return cached sorted key lists, so that
+// every output is deterministic.
+func (e *Engine) sortedNbrs() []string {
+	if e.nbrOrder == nil {
+		e.nbrOrder = slices.Sorted(maps.Keys(e.nbrs))
+	}
+	return e.nbrOrder
+}
+
+func (e *Engine) sortedOrigins() []string {
+	if e.originOrder == nil {
+		e.originOrder = slices.Sorted(maps.Keys(e.origins))
+	}
+	return e.originOrder
+}
+
+// flush turns pending requests and updates into messages, honouring the
+// per-neighbour rate limit for triggered updates.
+func (e *Engine) flush(t time.Duration) {
+	for _, name := range e.sortedNbrs() {
+		nb := e.nbrs[name]
+		var batch []entry
+		if len(nb.requests) > 0 {
+			for _, o := range slices.Sorted(maps.Keys(nb.requests)) {
+				batch = append(batch, nb.requests[o])
+			}
+			e.stats.RequestsOut += uint64(len(nb.requests))
+			clear(nb.requests)
+		}
+		due := nb.pendingAll || nb.urgent || !nb.sentOnce || t >= nb.lastSent+e.cfg.MinTriggeredInterval
+		if due && (nb.pendingAll || len(nb.pending) > 0) {
+			batch = e.updates(t, nb, batch)
+			nb.lastSent, nb.sentOnce = t, true
+			nb.pendingAll, nb.urgent = false, false
+			clear(nb.pending)
+		}
+		e.send(nb.name, batch)
+	}
+}
+
+// updates appends the updates due to nb.
+func (e *Engine) updates(t time.Duration, nb *neighbour, batch []entry) []entry {
+	if nb.pendingAll {
+		batch = e.appendAdvert(t, nb, batch, e.cfg.Self, true)
+		if !e.cfg.Leaf {
+			for _, o := range e.sortedOrigins() {
+				batch = e.appendAdvert(t, nb, batch, o, true)
+			}
+		}
+		return batch
+	}
+	for _, o := range slices.Sorted(maps.Keys(nb.pending)) {
+		batch = e.appendAdvert(t, nb, batch, o, false)
+	}
+	return batch
+}
+
+// appendAdvert appends what we tell nb about name, if anything, and
+// maintains the feasibility distance.
+func (e *Engine) appendAdvert(t time.Duration, nb *neighbour, batch []entry, name string, periodic bool) []entry {
+	if name == e.cfg.Self {
+		return append(batch, entry{kind: kindUpdate, origin: name, seqno: e.seqno})
+	}
+	o := e.origins[name]
+	if o == nil || e.cfg.Leaf {
+		return batch
+	}
+	retract := entry{kind: kindUpdate, origin: name, seqno: o.route.Seqno, metric: e.cfg.Infinity}
+	switch {
+	case o.sel == nil:
+		// Keep retracting for one expiry period so lost messages do
+		// not leave neighbours with stale routes through us.
+		if !o.advertised || (periodic && t >= o.lostAt+e.cfg.RouteExpiry) {
+			return batch
+		}
+		return append(batch, retract)
+	case !o.selSeq:
+		return batch // a fresh neighbour's route, until its first update
+	case o.sel == nb:
+		// Poison reverse: nb is our next hop, it cannot use us.
+		if !o.advertised {
+			return batch
+		}
+		return append(batch, retract)
+	}
+	s, m := o.route.Seqno, o.route.Metric
+	if !o.fdValid || seqnoLess(o.fdSeqno, s) || (s == o.fdSeqno && m < o.fdMetric) {
+		o.fdValid, o.fdSeqno, o.fdMetric = true, s, m
+	}
+	o.advertised = true
+	return append(batch, entry{kind: kindUpdate, origin: name, seqno: s, metric: m, hops: uint16(min(o.route.Hops, 0xffff))})
+}
+
+// send splits batch into bounded messages for neighbour to.
+func (e *Engine) send(to string, batch []entry) {
+	limit := 1024 + len(e.nbrs)*(e.cfg.MaxRoutes/e.cfg.MaxRoutesPerMessage+2)*4
+	for len(batch) > 0 {
+		n := min(len(batch), e.cfg.MaxRoutesPerMessage)
+		if len(e.outbox) >= limit {
+			e.stats.DroppedMessages++
+		} else {
+			e.outbox = append(e.outbox, Message{To: to, Payload: encodeMessage(batch[:n])})
+			e.stats.MessagesOut++
+			for _, en := range batch[:n] {
+				if en.kind == kindUpdate {
+					e.stats.UpdatesOut++
+				}
+			}
+		}
+		batch = batch[n:]
+	}
+}

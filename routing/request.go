@@ -1,0 +1,111 @@
+package routing
+
+import "time"
+
+// requestHopCount is the forwarding budget of a new seqno request.
+const requestHopCount = 127
+
+// handleRequest processes a seqno request from nb (RFC 8966 §3.8.1.2).
+func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
+	if en.origin == e.cfg.Self {
+		if seqnoLess(e.seqno, en.seqno) {
+			e.seqno = en.seqno
+			e.stats.SeqnoBumps++
+			e.triggerAll(e.cfg.Self)
+		}
+		e.reply(nb, e.cfg.Self)
+		return
+	}
+	if e.cfg.Leaf {
+		return
+	}
+	o := e.origins[en.origin]
+	if o == nil {
+		return
+	}
+	if o.sel != nil && o.selSeq && !seqnoLess(o.route.Seqno, en.seqno) {
+		e.reply(nb, o.name)
+		return
+	}
+	if en.hopcnt < 2 {
+		return
+	}
+	target := o.sel
+	if target == nil || target == nb {
+		target = nil
+		var best Metric
+		for i := range o.routes {
+			r := &o.routes[i]
+			if m := e.total(r); r.nb != nb && m < e.cfg.Infinity && (target == nil || m < best) {
+				target, best = r.nb, m
+			}
+		}
+	}
+	if target == nil || target == nb {
+		return
+	}
+	if o.fwdValid && !seqnoLess(o.fwdSeqno, en.seqno) && t < o.fwdUntil {
+		return // already forwarded recently
+	}
+	o.fwdValid, o.fwdSeqno, o.fwdUntil = true, en.seqno, t+2*e.cfg.MinTriggeredInterval
+	target.requests[o.name] = entry{kind: kindRequest, origin: o.name, seqno: en.seqno, hopcnt: en.hopcnt - 1}
+}
+
+// reply queues an update for origin to nb, sent without rate limiting.
+func (e *Engine) reply(nb *neighbour, origin string) {
+	nb.pending[origin] = struct{}{}
+	nb.urgent = true
+}
+
+// unfeasibleHolders returns the neighbours holding finite routes for o that
+// we cannot use.
+func (e *Engine) unfeasibleHolders(o *origin) []*neighbour {
+	var out []*neighbour
+	for i := range o.routes {
+		r := &o.routes[i]
+		if e.total(r) < e.cfg.Infinity && !e.usable(o, r) {
+			out = append(out, r.nb)
+		}
+	}
+	return out
+}
+
+// requestFromUnfeasible asks the holders of unfeasible routes for a newer
+// seqno after o became unreachable.
+func (e *Engine) requestFromUnfeasible(t time.Duration, o *origin) {
+	if nbs := e.unfeasibleHolders(o); len(nbs) > 0 {
+		e.sendRequest(t, o, o.fdSeqno+1, nbs)
+	}
+}
+
+// sendRequest queues a seqno request for o to each of nbs, suppressing
+// repeats of the same request until its retry time.
+func (e *Engine) sendRequest(t time.Duration, o *origin, seqno uint16, nbs []*neighbour) {
+	if o.reqActive && o.reqSeqno == seqno && t < o.reqRetry {
+		return
+	}
+	if o.reqActive && o.reqSeqno == seqno {
+		o.reqBackoff = min(2*o.reqBackoff, e.cfg.UpdateInterval)
+	} else {
+		o.reqBackoff = 4 * e.cfg.MinTriggeredInterval
+	}
+	o.reqActive, o.reqSeqno, o.reqRetry = true, seqno, t+o.reqBackoff
+	e.scheduleHousekeep(o.reqRetry)
+	for _, nb := range nbs {
+		nb.requests[o.name] = entry{kind: kindRequest, origin: o.name, seqno: seqno, hopcnt: requestHopCount}
+	}
+}
+
+// retryRequest resends an unanswered request while some neighbour still
+// holds a route we cannot use.
+func (e *Engine) retryRequest(t time.Duration, o *origin) {
+	if !o.reqActive || t < o.reqRetry {
+		return
+	}
+	nbs := e.unfeasibleHolders(o)
+	if len(nbs) == 0 || (o.sel != nil && o.selSeq && !seqnoLess(o.route.Seqno, o.reqSeqno)) {
+		o.reqActive = false
+		return
+	}
+	e.sendRequest(t, o, o.reqSeqno, nbs)
+}

@@ -1,0 +1,336 @@
+package routingtest
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/routing"
+)
+
+// Edge identifies an undirected link; A < B.
+type Edge struct{ A, B string }
+
+// MakeEdge orders a and b.
+func MakeEdge(a, b string) Edge {
+	if b < a {
+		a, b = b, a
+	}
+	return Edge{a, b}
+}
+
+type link struct {
+	cost routing.Metric
+	up   bool
+	cut  bool
+}
+
+type envelope struct {
+	from, to string
+	payload  []byte
+	due      int
+	seq      int
+}
+
+// Counters are cumulative network figures.
+type Counters struct {
+	Sent, Delivered, Dropped, Malformed int
+}
+
+// Network is a set of engines joined by simulated links.
+type Network struct {
+	// Now is the current virtual time.
+	Now time.Time
+	// Step is the virtual time one round takes (default 50 ms).
+	Step time.Duration
+	// DropRate is the probability that a message is lost.
+	DropRate float64
+	// MaxDelay adds 0..MaxDelay extra rounds to each message, which also
+	// reorders them.
+	MaxDelay int
+	// OnEvent, if set, sees every event every engine emits.
+	OnEvent func(node string, ev routing.Event)
+
+	Counters Counters
+	Round    int
+
+	rng      *rand.Rand
+	engines  map[string]*routing.Engine
+	leaf     map[string]bool
+	names    []string
+	links    map[Edge]*link
+	isolated map[string]bool
+	inflight []envelope
+	seq      int
+}
+
+// New returns an empty network whose randomness comes from seed.
+func New(seed int64) *Network {
+	return &Network{
+		Now:      time.Unix(1_700_000_000, 0),
+		Step:     50 * time.Millisecond,
+		rng:      rand.New(rand.NewPCG(uint64(seed), 7)),
+		engines:  make(map[string]*routing.Engine),
+		leaf:     make(map[string]bool),
+		links:    make(map[Edge]*link),
+		isolated: make(map[string]bool),
+	}
+}
+
+// AddNode creates an engine for cfg (cfg.Self names the node).
+func (n *Network) AddNode(cfg routing.Config) error {
+	if _, ok := n.engines[cfg.Self]; ok {
+		return fmt.Errorf("routingtest: node %q exists", cfg.Self)
+	}
+	e, err := routing.New(cfg)
+	if err != nil {
+		return fmt.Errorf("routingtest: node %q: %w", cfg.Self, err)
+	}
+	n.engines[cfg.Self] = e
+	n.leaf[cfg.Self] = cfg.Leaf
+	n.names = append(n.names, cfg.Self)
+	slices.Sort(n.names)
+	return nil
+}
+
+// Engine returns the engine of node name, or nil.
+func (n *Network) Engine(name string) *routing.Engine { return n.engines[name] }
+
+// Names returns the live node names, sorted.
+func (n *Network) Names() []string { return n.names }
+
+// IsLeaf reports whether node name was configured as a leaf.
+func (n *Network) IsLeaf(name string) bool { return n.leaf[name] }
+
+// Link brings up a link between a and b with the given cost, reporting it to
+// both engines. Linking an existing link changes its cost and brings it up.
+func (n *Network) Link(a, b string, cost routing.Metric) error {
+	ea, eb := n.engines[a], n.engines[b]
+	if ea == nil || eb == nil || a == b {
+		return fmt.Errorf("routingtest: cannot link %q and %q", a, b)
+	}
+	l := n.links[MakeEdge(a, b)]
+	if l == nil {
+		l = &link{}
+		n.links[MakeEdge(a, b)] = l
+	}
+	l.cost, l.up = cost, true
+	ea.LinkUp(n.Now, b, cost, n.leaf[b])
+	n.drain(a)
+	eb.LinkUp(n.Now, a, cost, n.leaf[a])
+	n.drain(b)
+	return nil
+}
+
+// SetCost changes the cost of an up link.
+func (n *Network) SetCost(a, b string, cost routing.Metric) error {
+	l := n.links[MakeEdge(a, b)]
+	if l == nil || !l.up {
+		return fmt.Errorf("routingtest: no link %s-%s", a, b)
+	}
+	l.cost = cost
+	for _, p := range [][2]string{{a, b}, {b, a}} {
+		n.engines[p[0]].LinkCost(n.Now, p[1], cost)
+		n.drain(p[0])
+	}
+	return nil
+}
+
+// Unlink takes a link down, reporting it to both engines. The link keeps
+// its cost for a later Relink.
+func (n *Network) Unlink(a, b string) error {
+	l := n.links[MakeEdge(a, b)]
+	if l == nil || !l.up {
+		return fmt.Errorf("routingtest: no link %s-%s", a, b)
+	}
+	l.up = false
+	for _, p := range [][2]string{{a, b}, {b, a}} {
+		if e := n.engines[p[0]]; e != nil {
+			e.LinkDown(n.Now, p[1])
+			n.drain(p[0])
+		}
+	}
+	return nil
+}
+
+// Relink brings a link taken down by Unlink back up at its old cost.
+func (n *Network) Relink(a, b string) error {
+	l := n.links[MakeEdge(a, b)]
+	if l == nil {
+		return fmt.Errorf("routingtest: no link %s-%s", a, b)
+	}
+	return n.Link(a, b, l.cost)
+}
+
+// Cut silently drops messages on a link (both ways) while both engines keep
+// it up, as a link does before its failure is detected. Uncut restores it.
+func (n *Network) Cut(a, b string, cut bool) {
+	if l := n.links[MakeEdge(a, b)]; l != nil {
+		l.cut = cut
+	}
+}
+
+// Isolate drops every message to or from node without telling any engine.
+func (n *Network) Isolate(node string, isolated bool) { n.isolated[node] = isolated }
+
+// Kill removes a node: every link to it goes down (reported to its
+// neighbours) and its engine is discarded.
+func (n *Network) Kill(node string) {
+	for ed, l := range n.sortedLinks() {
+		if l.up && (ed.A == node || ed.B == node) {
+			_ = n.Unlink(ed.A, ed.B)
+		}
+	}
+	for ed := range n.links {
+		if ed.A == node || ed.B == node {
+			delete(n.links, ed)
+		}
+	}
+	delete(n.engines, node)
+	n.names = slices.DeleteFunc(n.names, func(s string) bool { return s == node })
+}
+
+// Partition takes down every up link between nodes of different groups and
+// returns those links so that they can be healed with Relink. Nodes in no
+// group form a group of their own.
+func (n *Network) Partition(groups ...[]string) []Edge {
+	g := make(map[string]int)
+	for i, grp := range groups {
+		for _, name := range grp {
+			g[name] = i + 1
+		}
+	}
+	var cut []Edge
+	for ed, l := range n.sortedLinks() {
+		if l.up && g[ed.A] != g[ed.B] {
+			_ = n.Unlink(ed.A, ed.B)
+			cut = append(cut, ed)
+		}
+	}
+	return cut
+}
+
+// sortedLinks iterates links in a deterministic order.
+func (n *Network) sortedLinks() func(func(Edge, *link) bool) {
+	edges := make([]Edge, 0, len(n.links))
+	for ed := range n.links {
+		edges = append(edges, ed)
+	}
+	sort.Slice(edges, func(i, j int) bool {
+		if edges[i].A != edges[j].A {
+			return edges[i].A < edges[j].A
+		}
+		return edges[i].B < edges[j].B
+	})
+	return func(yield func(Edge, *link) bool) {
+		for _, ed := range edges {
+			if !yield(ed, n.links[ed]) {
+				return
+			}
+		}
+	}
+}
+
+// Graph returns the up links and their costs as an adjacency map.
+func (n *Network) Graph() map[string]map[string]routing.Metric {
+	g := make(map[string]map[string]routing.Metric, len(n.names))
+	for _, name := range n.names {
+		g[name] = make(map[string]routing.Metric)
+	}
+	for ed, l := range n.links {
+		if l.up {
+			g[ed.A][ed.B] = l.cost
+			g[ed.B][ed.A] = l.cost
+		}
+	}
+	return g
+}
+
+// drain collects the outputs of node's engine.
+func (n *Network) drain(node string) {
+	e := n.engines[node]
+	if e == nil {
+		return
+	}
+	rd := e.Ready()
+	if n.OnEvent != nil {
+		for _, ev := range rd.Events {
+			n.OnEvent(node, ev)
+		}
+	}
+	for _, m := range rd.Messages {
+		n.Counters.Sent++
+		delay := 1
+		if n.MaxDelay > 0 {
+			delay += n.rng.IntN(n.MaxDelay + 1)
+		}
+		n.seq++
+		n.inflight = append(n.inflight, envelope{from: node, to: m.To, payload: m.Payload, due: n.Round + delay, seq: n.seq})
+	}
+}
+
+// InFlight returns the number of undelivered messages.
+func (n *Network) InFlight() int { return len(n.inflight) }
+
+// StepRound advances one round: time moves by Step, the messages due are
+// delivered (or dropped), due timers fire. It returns the number of
+// messages delivered.
+func (n *Network) StepRound() int {
+	n.Round++
+	n.Now = n.Now.Add(n.Step)
+	var due, later []envelope
+	for _, m := range n.inflight {
+		if m.due <= n.Round {
+			due = append(due, m)
+		} else {
+			later = append(later, m)
+		}
+	}
+	n.inflight = later
+	slices.SortStableFunc(due, func(a, b envelope) int { return a.seq - b.seq })
+	delivered := 0
+	for _, m := range due {
+		e := n.engines[m.to]
+		l := n.links[MakeEdge(m.from, m.to)]
+		if e == nil || l == nil || !l.up || l.cut || n.isolated[m.from] || n.isolated[m.to] ||
+			(n.DropRate > 0 && n.rng.Float64() < n.DropRate) {
+			n.Counters.Dropped++
+			continue
+		}
+		if err := e.Receive(n.Now, m.from, m.payload); err != nil {
+			n.Counters.Malformed++
+		}
+		n.Counters.Delivered++
+		delivered++
+		n.drain(m.to)
+	}
+	for _, name := range n.names {
+		e := n.engines[name]
+		if nt := e.NextTick(); !nt.IsZero() && !nt.After(n.Now) {
+			e.Tick(n.Now)
+			n.drain(name)
+		}
+	}
+	return delivered
+}
+
+// RunUntilQuiet steps until no message is in flight, at most max rounds. It
+// returns the rounds taken and whether the network became quiet.
+func (n *Network) RunUntilQuiet(max int) (int, bool) {
+	for i := 1; i <= max; i++ {
+		n.StepRound()
+		if len(n.inflight) == 0 {
+			return i, true
+		}
+	}
+	return max, false
+}
+
+// RunFor steps the network for d of virtual time.
+func (n *Network) RunFor(d time.Duration) {
+	for end := n.Now.Add(d); n.Now.Before(end); {
+		n.StepRound()
+	}
+}

@@ -1,0 +1,267 @@
+package routing
+
+import (
+	"slices"
+	"time"
+)
+
+// neighbour is a node with a link up.
+type neighbour struct {
+	name string
+	cost Metric
+	leaf bool
+
+	sentOnce   bool
+	lastSent   time.Duration       // last update batch sent (rate limit)
+	pending    map[string]struct{} // origins to advertise
+	pendingAll bool                // full dump due (periodic or new link)
+	urgent     bool                // a reply to a request is pending
+	requests   map[string]entry    // seqno requests to send
+}
+
+func newNeighbour(name string, cost Metric, leaf bool) *neighbour {
+	return &neighbour{
+		name: name, cost: cost, leaf: leaf, pendingAll: true,
+		pending:  make(map[string]struct{}),
+		requests: make(map[string]entry),
+	}
+}
+
+// routeEntry is the route a neighbour advertised for an origin.
+type routeEntry struct {
+	nb       *neighbour
+	seqno    uint16
+	metric   Metric // as advertised by nb (without the link cost)
+	hops     uint16 // as advertised by nb
+	hasSeqno bool   // false for a neighbour's implicit route to itself before its first update
+	expires  time.Duration
+}
+
+// origin is everything known about one destination.
+type origin struct {
+	name   string
+	routes []routeEntry
+	sel    *neighbour // selected next hop, nil when unreachable
+	selSeq bool       // selected route carries a real seqno
+	route  Route      // selected route as reported to the caller
+
+	// Feasibility distance: the best (seqno, metric) we advertised.
+	fdValid  bool
+	fdSeqno  uint16
+	fdMetric Metric
+
+	advertised bool          // a finite route was ever advertised
+	lostAt     time.Duration // when the route was last lost
+
+	reqActive  bool
+	reqSeqno   uint16
+	reqRetry   time.Duration
+	reqBackoff time.Duration
+
+	fwdValid bool
+	fwdSeqno uint16
+	fwdUntil time.Duration
+}
+
+func (o *origin) find(nb *neighbour) int {
+	for i := range o.routes {
+		if o.routes[i].nb == nb {
+			return i
+		}
+	}
+	return -1
+}
+
+func (o *origin) upsert(r routeEntry) *routeEntry {
+	if i := o.find(r.nb); i >= 0 {
+		o.routes[i] = r
+		return &o.routes[i]
+	}
+	o.routes = append(o.routes, r)
+	return &o.routes[len(o.routes)-1]
+}
+
+func (o *origin) remove(nb *neighbour) bool {
+	i := o.find(nb)
+	if i < 0 {
+		return false
+	}
+	o.routes = slices.Delete(o.routes, i, i+1)
+	return true
+}
+
+// seqnoLess compares sequence numbers modulo 2^16 (RFC 8966 §3.2.1).
+func seqnoLess(a, b uint16) bool { return a != b && b-a < 0x8000 }
+
+// add sums metrics, saturating at infinity.
+func (e *Engine) add(a, b Metric) Metric {
+	s := uint64(a) + uint64(b)
+	if s >= uint64(e.cfg.Infinity) {
+		return e.cfg.Infinity
+	}
+	return Metric(s)
+}
+
+func (e *Engine) total(r *routeEntry) Metric { return e.add(r.metric, r.nb.cost) }
+
+// feasible is Babel's feasibility condition: an advertised distance
+// (seqno, metric) is feasible if it is strictly better than the distance
+// we last advertised for the origin.
+func (o *origin) feasible(seqno uint16, metric Metric) bool {
+	if !o.fdValid || seqnoLess(o.fdSeqno, seqno) {
+		return true
+	}
+	return seqno == o.fdSeqno && metric < o.fdMetric
+}
+
+// usable reports whether r may be selected: finite, and either feasible or
+// the neighbour's own route to itself (a next hop that is the destination
+// cannot loop).
+func (e *Engine) usable(o *origin, r *routeEntry) bool {
+	if e.total(r) >= e.cfg.Infinity {
+		return false
+	}
+	if r.nb.name == o.name {
+		return true
+	}
+	return !r.nb.leaf && r.hasSeqno && o.feasible(r.seqno, r.metric)
+}
+
+// addOrigin creates the table entry for name, or returns nil and counts a
+// refusal when the table is full.
+func (e *Engine) addOrigin(name string) *origin {
+	if len(e.origins) >= e.cfg.MaxRoutes {
+		e.stats.RefusedOrigins++
+		return nil
+	}
+	o := &origin{name: name, route: Route{Dest: name, Metric: e.cfg.Infinity}}
+	e.origins[name] = o
+	e.originOrder = nil
+	return o
+}
+
+// reselect chooses the best usable route for o, keeping the current one
+// unless another beats it by more than the hysteresis margin.
+func (e *Engine) reselect(t time.Duration, o *origin) {
+	var best *routeEntry
+	var bestM Metric
+	var cur *routeEntry
+	for i := range o.routes {
+		r := &o.routes[i]
+		if !e.usable(o, r) {
+			continue
+		}
+		m := e.total(r)
+		if r.nb == o.sel {
+			cur = r
+		}
+		if best == nil || m < bestM || (m == bestM && r.nb.name < best.nb.name) {
+			best, bestM = r, m
+		}
+	}
+	if cur != nil && best != cur && uint64(bestM)+uint64(e.cfg.Hysteresis) >= uint64(e.total(cur)) {
+		best = cur
+	}
+	e.apply(t, o, best)
+}
+
+// apply installs r (nil: unreachable) as the selected route of o, emitting
+// events, triggered updates and seqno requests as needed.
+func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
+	old := o.route
+	oldSeq := o.selSeq
+	nr := Route{Dest: o.name, Metric: e.cfg.Infinity, Seqno: old.Seqno}
+	o.sel, o.selSeq = nil, false
+	if r != nil {
+		o.sel, o.selSeq = r.nb, r.hasSeqno
+		nr = Route{Dest: o.name, NextHop: r.nb.name, Metric: e.total(r),
+			Hops: int(r.hops) + 1, Seqno: r.seqno, Reachable: true}
+	}
+	o.route = nr
+	trigger := false
+	switch {
+	case old.Reachable != nr.Reachable:
+		trigger = true
+		kind := PeerUp
+		if !nr.Reachable {
+			kind = PeerDown
+			o.lostAt = t
+			e.scheduleHousekeep(t + 2*e.cfg.RouteExpiry)
+		}
+		e.emit(Event{Kind: kind, Dest: o.name, Reachable: nr.Reachable, Route: nr})
+	case !nr.Reachable:
+	case old.NextHop != nr.NextHop:
+		trigger = true
+		e.emit(Event{Kind: NextHopChanged, Dest: o.name, Reachable: true, Route: nr})
+	case old.Seqno != nr.Seqno || oldSeq != o.selSeq:
+		trigger = true
+	case absDiff(old.Metric, nr.Metric) > e.cfg.Hysteresis:
+		trigger = true
+	}
+	if trigger && o.advertisable() {
+		e.triggerAll(o.name)
+	}
+	if nr.Reachable && o.selSeq && o.reqActive && !seqnoLess(nr.Seqno, o.reqSeqno) {
+		o.reqActive = false
+	}
+	if !nr.Reachable && old.Reachable {
+		e.requestFromUnfeasible(t, o)
+	}
+}
+
+func absDiff(a, b Metric) Metric {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
+
+// advertisable reports whether o may appear in our updates at all.
+func (o *origin) advertisable() bool { return o.selSeq || o.advertised }
+
+// handleUpdate processes one received update from nb.
+func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en entry) {
+	if en.origin == e.cfg.Self {
+		// Someone holds a newer seqno for us than we do (we restarted):
+		// jump past it so our fresh routes are feasible everywhere.
+		if en.metric < e.cfg.Infinity && !seqnoLess(en.seqno, e.seqno) && en.seqno != e.seqno {
+			e.seqno = en.seqno + 1
+			e.stats.SeqnoBumps++
+			e.triggerAll(e.cfg.Self)
+		}
+		return
+	}
+	if nb.leaf && en.origin != nb.name {
+		e.stats.IgnoredFromLeaf++
+		return
+	}
+	o := e.origins[en.origin]
+	if en.metric >= e.cfg.Infinity {
+		// A retraction. A neighbour's route to itself stays while the
+		// link is up.
+		if o != nil && en.origin != nb.name && o.remove(nb) {
+			e.reselect(t, o)
+		}
+		return
+	}
+	if o == nil {
+		if o = e.addOrigin(en.origin); o == nil {
+			return
+		}
+	}
+	r := routeEntry{nb: nb, seqno: en.seqno, metric: en.metric, hops: en.hops, hasSeqno: true}
+	if en.origin != nb.name {
+		r.expires = t + e.cfg.RouteExpiry
+		e.scheduleHousekeep(r.expires)
+	} else {
+		r.metric = 0 // a node is at distance 0 from itself
+	}
+	p := o.upsert(r)
+	e.reselect(t, o)
+	// A better route we cannot take because it is unfeasible: ask its
+	// origin for a new seqno so that it becomes feasible.
+	if !e.usable(o, p) && e.total(p) < e.cfg.Infinity &&
+		(o.sel == nil || uint64(e.total(p))+uint64(e.cfg.Hysteresis) < uint64(o.route.Metric)) {
+		e.sendRequest(t, o, o.fdSeqno+1, []*neighbour{nb})
+	}
+}

@@ -1,0 +1,90 @@
+package routing
+
+import "fmt"
+
+// Ready holds the outputs produced since the previous call to Engine.Ready.
+type Ready struct {
+	// Messages must each be delivered (best effort) to neighbour To.
+	Messages []Message
+	// Events report reachability and next-hop changes, oldest first.
+	Events []Event
+}
+
+// Message is an opaque routing message for one neighbour.
+type Message struct {
+	To      string
+	Payload []byte
+}
+
+// EventKind says what changed about a destination.
+type EventKind uint8
+
+const (
+	// PeerUp: the destination became reachable.
+	PeerUp EventKind = iota + 1
+	// PeerDown: the destination became unreachable.
+	PeerDown
+	// NextHopChanged: the destination stays reachable through another
+	// neighbour.
+	NextHopChanged
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case PeerUp:
+		return "up"
+	case PeerDown:
+		return "down"
+	case NextHopChanged:
+		return "nexthop"
+	}
+	return fmt.Sprintf("EventKind(%d)", uint8(k))
+}
+
+// Event reports a change of the route to Dest. Route is the route after the
+// change.
+type Event struct {
+	Kind      EventKind
+	Dest      string
+	Reachable bool
+	Route     Route
+}
+
+// Route is the selected route to a destination.
+type Route struct {
+	Dest string
+	// NextHop is the neighbour to forward to ("" when unreachable, and for
+	// Self).
+	NextHop string
+	// Metric is the path cost (Infinity when unreachable).
+	Metric Metric
+	// Hops is the number of links on the path (0 when unreachable).
+	Hops int
+	// Seqno is the destination's sequence number the route carries.
+	Seqno     uint16
+	Reachable bool
+}
+
+// Stats are cumulative counters plus the current table size.
+type Stats struct {
+	MessagesIn, MessagesOut uint64
+	UpdatesIn, UpdatesOut   uint64
+	RequestsIn, RequestsOut uint64
+	// Malformed counts messages refused by the decoder.
+	Malformed uint64
+	// UnknownNeighbour counts messages from nodes with no link up.
+	UnknownNeighbour uint64
+	// RefusedOrigins counts new destinations refused because the table
+	// was full (Config.MaxRoutes).
+	RefusedOrigins uint64
+	// IgnoredFromLeaf counts routes a leaf neighbour tried to advertise for
+	// other nodes.
+	IgnoredFromLeaf uint64
+	// DroppedMessages and DroppedEvents count outputs discarded because
+	// the caller did not drain Ready and the output queue hit its bound.
+	DroppedMessages, DroppedEvents uint64
+	// SeqnoBumps counts increases of our own sequence number on request.
+	SeqnoBumps uint64
+	// Destinations is the current number of table entries (excluding Self).
+	Destinations int
+}
