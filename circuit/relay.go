@@ -128,9 +128,10 @@ func (sp *Splicer) copy(dst, src links.Stream, n *atomic.Int64, size int) {
 		}
 		switch {
 		case rerr == io.EOF:
-			if err := dst.CloseWrite(); err != nil && !isGracefulStop(err) {
-				sp.fail("close write", err)
-			}
+			// A failed CloseWrite means dst is already cancelled (its
+			// reader stopped) or broken; a broken dst also fails the other
+			// direction's Read, which resets the circuit.
+			_ = dst.CloseWrite()
 			return
 		case rerr != nil:
 			sp.fail("read", rerr)

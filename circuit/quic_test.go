@@ -1,0 +1,146 @@
+package circuit
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// qstream adapts a *quic.Stream to links.Stream the way the links package
+// does: stream errors become *links.StreamResetError, connection errors wrap
+// links.ErrLinkLost.
+type qstream struct{ s *quic.Stream }
+
+func (q qstream) Read(p []byte) (int, error) {
+	n, err := q.s.Read(p)
+	return n, mapQUICErr(err)
+}
+
+func (q qstream) Write(p []byte) (int, error) {
+	n, err := q.s.Write(p)
+	return n, mapQUICErr(err)
+}
+
+func (q qstream) CloseWrite() error     { return mapQUICErr(q.s.Close()) }
+func (q qstream) CloseRead(code uint64) { q.s.CancelRead(quic.StreamErrorCode(code)) }
+func (q qstream) Reset(code uint64) {
+	q.s.CancelWrite(quic.StreamErrorCode(code))
+	q.s.CancelRead(quic.StreamErrorCode(code))
+}
+
+func (q qstream) Close() error {
+	err := q.CloseWrite()
+	q.CloseRead(CloseNormal)
+	return err
+}
+
+func (q qstream) SetDeadline(t time.Time) error      { return q.s.SetDeadline(t) }
+func (q qstream) SetReadDeadline(t time.Time) error  { return q.s.SetReadDeadline(t) }
+func (q qstream) SetWriteDeadline(t time.Time) error { return q.s.SetWriteDeadline(t) }
+
+func mapQUICErr(err error) error {
+	var se *quic.StreamError
+	switch {
+	case err == nil, err == io.EOF, errors.Is(err, os.ErrDeadlineExceeded):
+		return err
+	case errors.As(err, &se):
+		return &links.StreamResetError{Code: uint64(se.ErrorCode), Remote: se.Remote}
+	case errors.Is(err, links.ErrClosed):
+		return fmt.Errorf("%w: %w", links.ErrLinkLost, err)
+	}
+	return err
+}
+
+var (
+	tlsOnce sync.Once
+	tlsCert tls.Certificate
+)
+
+func testTLS(t testing.TB) (server, client *tls.Config) {
+	tlsOnce.Do(func() {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			panic(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(1), DNSNames: []string{"localhost"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			panic(err)
+		}
+		tlsCert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	})
+	const alpn = "circuit-test"
+	return &tls.Config{Certificates: []tls.Certificate{tlsCert}, NextProtos: []string{alpn}},
+		&tls.Config{InsecureSkipVerify: true, NextProtos: []string{alpn}}
+}
+
+// link is one QUIC connection on loopback: streams opened on dialer are
+// accepted on listener.
+type link struct {
+	dialer, listener *quic.Conn
+}
+
+// newLink connects two QUIC endpoints on loopback; cfg may be nil.
+func newLink(t testing.TB, cfg *quic.Config) *link {
+	t.Helper()
+	stls, ctls := testTLS(t)
+	ln, err := quic.ListenAddr("127.0.0.1:0", stls, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d, err := quic.DialAddr(ctx, ln.Addr().String(), ctls, cfg)
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	l, err := ln.Accept(ctx)
+	if err != nil {
+		d.CloseWithError(0, "")
+		ln.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		d.CloseWithError(0, "")
+		l.CloseWithError(0, "")
+		ln.Close()
+	})
+	return &link{dialer: d, listener: l}
+}
+
+// open opens a stream on the dialer side. The listener sees it once data
+// (the open header) is written.
+func (l *link) open() (links.Stream, error) {
+	s, err := l.dialer.OpenStream()
+	if err != nil {
+		return nil, err
+	}
+	return qstream{s}, nil
+}
+
+func (l *link) accept(ctx context.Context) (links.Stream, error) {
+	s, err := l.listener.AcceptStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return qstream{s}, nil
+}
