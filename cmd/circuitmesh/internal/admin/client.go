@@ -44,11 +44,11 @@ func (c *Client) dialSocket(ctx context.Context) (net.Conn, error) {
 	case err == nil:
 		return conn, nil
 	case errors.Is(err, syscall.ENOENT):
-		return nil, fmt.Errorf("no admin socket at %s: is `circuitmesh run` running with this --data-dir/--admin?: %w", c.Socket, ErrNotRunning)
+		return nil, fmt.Errorf("%w: no admin socket at %s (start the daemon with `circuitmesh run`, or point --data-dir or --admin at its socket)", ErrNotRunning, c.Socket)
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return nil, fmt.Errorf("admin socket %s is stale: the daemon is not running: %w", c.Socket, ErrNotRunning)
+		return nil, fmt.Errorf("%w: admin socket %s is left over from a stopped daemon (start it with `circuitmesh run`)", ErrNotRunning, c.Socket)
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
-		return nil, fmt.Errorf("admin socket %s: run as the daemon's user (or root): %w", c.Socket, ErrPermission)
+		return nil, fmt.Errorf("%w %s: run as the daemon's user or root", ErrPermission, c.Socket)
 	}
 	return nil, fmt.Errorf("admin socket %s: %w", c.Socket, err)
 }

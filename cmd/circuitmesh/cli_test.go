@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/circuitmesh/circuitmesh/links/identity"
+	"github.com/circuitmesh/circuitmesh/node"
+)
+
+// cm runs the CLI in-process and returns exit status, stdout and stderr.
+func cm(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(append([]string{"circuitmesh"}, args...), strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// parseRun parses a `run` command line without starting a node.
+func parseRun(t *testing.T, args ...string) (daemonConfig, error) {
+	t.Helper()
+	var got daemonConfig
+	var buildErr error
+	app := &cli.App{
+		Writer: &bytes.Buffer{}, ErrWriter: &bytes.Buffer{},
+		ExitErrHandler: func(*cli.Context, error) {},
+		Commands: []*cli.Command{{
+			Name:   "run",
+			Flags:  runFlags(),
+			Before: func(c *cli.Context) error { return applyConfig(c, true) },
+			Action: func(c *cli.Context) error {
+				got, buildErr = buildDaemonConfig(c)
+				return nil
+			},
+		}},
+	}
+	if err := app.Run(append([]string{"circuitmesh", "run"}, args...)); err != nil {
+		return got, err
+	}
+	return got, buildErr
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRunFlagsMapOntoNodeConfig(t *testing.T) {
+	dir := t.TempDir()
+	d, err := parseRun(t, "--insecure", "--name", "a", "--data-dir", dir, "--listen", "127.0.0.1:5000",
+		"--link", "10.0.0.2:4242", "--link", "10.0.0.3:4242", "--leaf",
+		"--expose", "web=127.0.0.1:8080", "--forward", "9000=d/web",
+		"--gossip", "127.0.0.1:7946", "--join", "10.0.0.2:7946",
+		"--gossip-key", "MDEyMzQ1Njc4OWFiY2RlZg==", "--log-format", "json", "--log-level", "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := d.node
+	if n.Name != "a" || !n.Insecure || !n.Leaf || n.ListenAddr != "127.0.0.1:5000" || n.DataDir != dir {
+		t.Fatalf("node config = %+v", n)
+	}
+	if strings.Join(n.StaticLinks, ",") != "10.0.0.2:4242,10.0.0.3:4242" {
+		t.Fatalf("static links = %v", n.StaticLinks)
+	}
+	if n.Discovery.BindAddr != "127.0.0.1:7946" || len(n.Discovery.Join) != 1 || string(n.Discovery.Key) != "0123456789abcdef" {
+		t.Fatalf("discovery = %+v", n.Discovery)
+	}
+	if d.admin != filepath.Join(dir, "admin.sock") {
+		t.Fatalf("admin socket = %q, want it in the data dir", d.admin)
+	}
+	if len(d.exposes) != 1 || d.exposes[0] != (exposeSpec{"web", "127.0.0.1:8080"}) {
+		t.Fatalf("exposes = %+v", d.exposes)
+	}
+	if len(d.forwards) != 1 || d.forwards[0] != (forwardSpec{"127.0.0.1:9000", "d", "web"}) {
+		t.Fatalf("forwards = %+v (a bare port listens on loopback)", d.forwards)
+	}
+	if !d.json || d.level.String() != "DEBUG" {
+		t.Fatalf("logging = json %v level %v", d.json, d.level)
+	}
+}
+
+func TestConfigFileEnvironmentAndFlagsPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "node.conf", `
+# a node
+name = from-file
+insecure = true
+listen = "127.0.0.1:6000"
+link = 10.0.0.2:4242
+link = 10.0.0.3:4242
+log-level = warn
+`)
+	t.Setenv("CIRCUITMESH_LISTEN", "127.0.0.1:7000")
+	d, err := parseRun(t, "--config", cfg, "--data-dir", dir, "--log-level", "error")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.node.Name != "from-file" || !d.node.Insecure {
+		t.Fatalf("file values not applied: %+v", d.node)
+	}
+	if d.node.ListenAddr != "127.0.0.1:7000" {
+		t.Fatalf("listen = %q, want the environment to win over the file", d.node.ListenAddr)
+	}
+	if d.level.String() != "ERROR" {
+		t.Fatalf("log level = %v, want the flag to win over the file", d.level)
+	}
+	if len(d.node.StaticLinks) != 2 {
+		t.Fatalf("repeated file keys: links = %v, want both", d.node.StaticLinks)
+	}
+}
+
+func TestConfigFileErrorsNameTheLine(t *testing.T) {
+	dir := t.TempDir()
+	for content, want := range map[string]string{
+		"name = a\nbogus = 1\n": "node.conf:2: unknown flag \"bogus\"",
+		"just words\n":          "node.conf:1: want \"flag = value\"",
+		"leaf = maybe\n":        "node.conf:1: leaf = \"maybe\"",
+	} {
+		cfg := writeFile(t, dir, "node.conf", content)
+		_, err := parseRun(t, "--config", cfg, "--insecure", "--name", "a")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("config %q: error %v, want it to contain %q", content, err, want)
+		}
+	}
+}
+
+func TestBadRunFlagsAreUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--insecure"}, // no name
+		{"--insecure", "--name", "a", "--expose", "web"},
+		{"--insecure", "--name", "a", "--forward", "9000=d"},
+		{"--insecure", "--name", "a", "--listen", "nope"},
+		{"--insecure", "--name", "a", "--log-format", "xml"},
+		{"--insecure", "--name", "a", "--gossip-key", "short"},
+		{"--insecure", "--name", "a", "--join", "10.0.0.1:7946"},
+	} {
+		_, err := parseRun(t, args...)
+		var ue *usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("run %v: %v, want a usage error", args, err)
+		}
+	}
+}
+
+func TestMissingIdentitySaysWhichInitFixesIt(t *testing.T) {
+	dir := t.TempDir()
+	code, _, stderr := cm(t, "run", "--data-dir", dir, "--name", "a")
+	if code == 0 {
+		t.Fatal("run without identity succeeded")
+	}
+	want := "circuitmesh init --name a --data-dir " + dir
+	if !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Fatalf("stderr = %q, want one line naming %q", stderr, want)
+	}
+}
+
+func TestInitCreatesSharedCAAndRefusesToOverwrite(t *testing.T) {
+	lab := t.TempDir()
+	code, out, stderr := cm(t, "init", "--name", "a", "--data-dir", filepath.Join(lab, "a"))
+	if code != 0 {
+		t.Fatalf("init a: %d %s", code, stderr)
+	}
+	caDir := filepath.Join(lab, node.DefaultMesh+"-ca")
+	if !strings.Contains(out, "created the CA") || !strings.Contains(out, caDir) {
+		t.Fatalf("init did not say where the CA went: %q", out)
+	}
+	if code, out, stderr = cm(t, "init", "--name", "b", "--data-dir", filepath.Join(lab, "b")); code != 0 || !strings.Contains(out, "using the CA") {
+		t.Fatalf("init b: %d %q %s", code, out, stderr)
+	}
+	a, err := identity.LoadDir(filepath.Join(lab, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := identity.LoadDir(filepath.Join(lab, "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.VerifyPeer([][]byte{b.Cert.Raw}, time.Now()); err != nil {
+		t.Fatalf("a does not trust b: %v", err)
+	}
+	for _, f := range []string{"a/node.key", node.DefaultMesh + "-ca/ca.key"} {
+		fi, err := os.Stat(filepath.Join(lab, f))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: mode %v, %v; want 0600", f, fi.Mode().Perm(), err)
+		}
+	}
+	key, _ := os.ReadFile(filepath.Join(lab, "a", "node.key"))
+	code, _, stderr = cm(t, "init", "--name", "a", "--data-dir", filepath.Join(lab, "a"))
+	if code == 0 || !strings.Contains(stderr, "--force") {
+		t.Fatalf("second init of a: %d %q, want a refusal mentioning --force", code, stderr)
+	}
+	if again, _ := os.ReadFile(filepath.Join(lab, "a", "node.key")); !bytes.Equal(key, again) {
+		t.Fatal("refused init still replaced the key")
+	}
+	if code, _, stderr = cm(t, "init", "--name", "a", "--data-dir", filepath.Join(lab, "a"), "--force"); code != 0 {
+		t.Fatalf("init --force: %s", stderr)
+	}
+}
+
+func TestCAInitAndCertIssue(t *testing.T) {
+	dir := t.TempDir()
+	caDir, out := filepath.Join(dir, "ca"), filepath.Join(dir, "n1")
+	if code, _, stderr := cm(t, "ca", "init", "--dir", caDir, "--mesh", "prod"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if code, _, stderr := cm(t, "ca", "init", "--dir", caDir, "--mesh", "prod"); code == 0 || !strings.Contains(stderr, "--force") {
+		t.Fatalf("second ca init: %d %q", code, stderr)
+	}
+	if code, _, stderr := cm(t, "cert", "issue", "n1", "--ca-dir", caDir, "--out", out); code != 0 {
+		t.Fatal(stderr)
+	}
+	id, err := identity.LoadDir(out)
+	if err != nil || id.Node != "n1" || id.Mesh != "prod" {
+		t.Fatalf("issued identity %+v, %v", id, err)
+	}
+	code, _, stderr := cm(t, "cert", "issue", "n2", "--ca-dir", filepath.Join(dir, "none"), "--out", out)
+	if code == 0 || !strings.Contains(stderr, "circuitmesh ca init --dir") {
+		t.Fatalf("issue without a CA: %d %q", code, stderr)
+	}
+	if code, _, stderr := cm(t, "cert", "issue", "Bad Name", "--ca-dir", caDir, "--out", out); code != 2 {
+		t.Fatalf("issue with an invalid name: %d %q, want usage error", code, stderr)
+	}
+}
+
+func TestEveryCommandHelpHasAnExample(t *testing.T) {
+	app := newApp(nil, nil, nil)
+	var check func(prefix string, cmds []*cli.Command)
+	check = func(prefix string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			if len(c.Subcommands) > 0 {
+				check(prefix+c.Name+" ", c.Subcommands)
+				continue
+			}
+			code, out, _ := cm(t, append(strings.Fields(prefix+c.Name), "--help")...)
+			if code != 0 || !strings.Contains(out, "Example:") || !strings.Contains(out, "circuitmesh "+prefix+c.Name) {
+				t.Errorf("circuitmesh %s%s --help: exit %d, no example:\n%s", prefix, c.Name, code, out)
+			}
+		}
+	}
+	check("", app.Commands)
+}
+
+func TestUnknownCommandsAndFlagsExitTwoWithOneLine(t *testing.T) {
+	for _, args := range [][]string{{"bogus"}, {"peers", "--bogus"}, {"ping"}, {"dial", "d"}} {
+		code, _, stderr := cm(t, args...)
+		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "--help") {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and one line pointing at --help", args, code, stderr)
+		}
+	}
+}
+
+func TestInspectionWithoutDaemonSaysItIsNotRunning(t *testing.T) {
+	dir := t.TempDir()
+	code, _, stderr := cm(t, "peers", "--data-dir", dir)
+	if code != 1 || !strings.Contains(stderr, "daemon not running") || !strings.Contains(stderr, filepath.Join(dir, "admin.sock")) {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}

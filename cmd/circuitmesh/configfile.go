@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// configEntry is one "flag = value" line of a config file.
+type configEntry struct {
+	line       int
+	key, value string
+}
+
+// parseConfig reads a config file: one "flag = value" per line, where flag
+// is a long flag name without dashes in front (name, link, data-dir...).
+// Blank lines and lines starting with # are ignored; a value may be
+// double-quoted (Go syntax); a repeatable flag is given on several lines.
+func parseConfig(path string) ([]configEntry, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	defer f.Close()
+	var out []configEntry
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%s:%d: want \"flag = value\", got %q", path, n, line)
+		}
+		if strings.HasPrefix(v, `"`) {
+			uq, err := strconv.Unquote(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s:%d: bad quoted value %s: %v", path, n, v, err)
+			}
+			v = uq
+		}
+		out = append(out, configEntry{n, strings.TrimPrefix(k, "--"), v})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return out, nil
+}
+
+// applyConfig sets the flags named in the --config file that were not set
+// on the command line or in the environment. With strict, a key that is not
+// a flag of this command is an error; otherwise it is ignored (so that the
+// inspection commands can read the daemon's file for its data dir).
+func applyConfig(c *cli.Context, strict bool) error {
+	path := c.Path("config")
+	if path == "" {
+		return nil
+	}
+	entries, err := parseConfig(path)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	known := map[string]bool{}
+	for _, f := range c.Command.Flags {
+		for _, n := range f.Names() {
+			known[n] = true
+		}
+	}
+	explicit := map[string]bool{}
+	for _, e := range entries {
+		explicit[e.key] = explicit[e.key] || c.IsSet(e.key)
+	}
+	for _, e := range entries {
+		switch {
+		case e.key == "config":
+			return usagef("%s:%d: a config file cannot name another one", path, e.line)
+		case !known[e.key]:
+			if strict {
+				return usagef("%s:%d: unknown flag %q (see `%s --help`)", path, e.line, e.key, c.Command.HelpName)
+			}
+		case explicit[e.key]:
+			// the command line and the environment win
+		default:
+			if err := c.Set(e.key, e.value); err != nil {
+				return usagef("%s:%d: %s = %q: %v", path, e.line, e.key, e.value, err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/admin"
+)
+
+// controlCommand is a command that changes the running daemon.
+func controlCommand(name, usage, args, example string, action func(c *cli.Context, cl *admin.Client) error) *cli.Command {
+	return &cli.Command{
+		Name:        name,
+		Usage:       usage,
+		ArgsUsage:   args,
+		Description: "Example:\n   " + example,
+		Flags:       daemonFlags(),
+		Action: func(c *cli.Context) error {
+			cl, err := clientFor(c)
+			if err != nil {
+				return err
+			}
+			return action(c, cl)
+		},
+	}
+}
+
+func exposeCommand() *cli.Command {
+	return controlCommand("expose", "publish a local TCP service as a mesh service", "NAME HOST:PORT",
+		"circuitmesh expose web 127.0.0.1:8080   # peers reach it as <this node>/web",
+		func(c *cli.Context, cl *admin.Client) error {
+			if err := exactArgs(c, "NAME", "HOST:PORT"); err != nil {
+				return err
+			}
+			e, err := parseExpose(c.Args().Get(0) + "=" + c.Args().Get(1))
+			if err != nil {
+				return err
+			}
+			if err := cl.Post(c.Context, admin.PathExpose, admin.Expose{Service: e.service, Target: e.target}, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "exposed %s as service %q\n", e.target, e.service)
+			return nil
+		})
+}
+
+func unexposeCommand() *cli.Command {
+	return controlCommand("unexpose", "withdraw a service published with expose", "NAME",
+		"circuitmesh unexpose web",
+		func(c *cli.Context, cl *admin.Client) error {
+			if err := exactArgs(c, "NAME"); err != nil {
+				return err
+			}
+			if err := cl.Delete(c.Context, admin.PathExpose, url.Values{"service": {c.Args().First()}}); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "withdrew service %q\n", c.Args().First())
+			return nil
+		})
+}
+
+func forwardCommand() *cli.Command {
+	return controlCommand("forward", "tunnel a local TCP port to a mesh service", "LISTEN PEER/SERVICE",
+		"circuitmesh forward 127.0.0.1:8080 d/web && curl http://127.0.0.1:8080/",
+		func(c *cli.Context, cl *admin.Client) error {
+			if err := exactArgs(c, "LISTEN", "PEER/SERVICE"); err != nil {
+				return err
+			}
+			f, err := parseForward(c.Args().Get(0) + "=" + c.Args().Get(1))
+			if err != nil {
+				return err
+			}
+			var got admin.Forward
+			if err := cl.Post(c.Context, admin.PathForward, admin.Forward{Listen: f.listen, Peer: f.peer, Service: f.service}, &got); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "forwarding %s to %s/%s\n", got.Listen, got.Peer, got.Service)
+			return nil
+		})
+}
+
+func unforwardCommand() *cli.Command {
+	return controlCommand("unforward", "stop a TCP forward", "LISTEN",
+		"circuitmesh unforward 127.0.0.1:8080",
+		func(c *cli.Context, cl *admin.Client) error {
+			if err := exactArgs(c, "LISTEN"); err != nil {
+				return err
+			}
+			listen, err := normalizeListen(c.Args().First())
+			if err != nil {
+				return usagef("%v", err)
+			}
+			if err := cl.Delete(c.Context, admin.PathForward, url.Values{"listen": {listen}}); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "stopped forwarding %s\n", listen)
+			return nil
+		})
+}

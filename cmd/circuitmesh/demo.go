@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/circuitmesh/circuitmesh/links/identity"
+	"github.com/circuitmesh/circuitmesh/node"
+)
+
+// The demo mesh: a diamond a–{b,c}–d plus a tail d–e.
+var (
+	demoNodes = []string{"a", "b", "c", "d", "e"}
+	demoLinks = [][2]string{{"a", "b"}, {"a", "c"}, {"b", "d"}, {"c", "d"}, {"d", "e"}}
+)
+
+const demoService = "sink"
+
+func demoCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "demo",
+		Usage: "run five nodes in this process and show routing, relaying and failover",
+		Description: `Needs no setup: starts nodes a–{b,c}–d–e on loopback QUIC with a throwaway
+CA, sends bytes from a to e across the relays and checks them, kills the relay
+the circuit used and shows the next circuit taking the other path.
+
+Example:
+   circuitmesh demo --size 64`,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "size", Usage: "MiB to send over each circuit", Value: 16},
+			&cli.StringFlag{Name: "log-level", Usage: "node log level (debug, info, warn, error)", Value: "error"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := exactArgs(c); err != nil {
+				return err
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+				return usagef("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+			}
+			if c.Int("size") < 1 {
+				return usagef("--size must be at least 1 (MiB)")
+			}
+			ctx, cancel := context.WithTimeout(c.Context, 2*time.Minute)
+			defer cancel()
+			d := &demo{w: c.App.Writer, log: newLogger(c.App.ErrWriter, level, false), size: c.Int("size") << 20}
+			defer d.close()
+			return d.run(ctx)
+		},
+	}
+}
+
+type demo struct {
+	w     io.Writer
+	log   *slog.Logger
+	size  int
+	nodes map[string]*node.Node
+}
+
+func (d *demo) run(ctx context.Context) error {
+	start := time.Now()
+	if err := d.start(ctx); err != nil {
+		return err
+	}
+	a := d.nodes["a"]
+	if _, err := waitRoute(ctx, a, "e", func(node.PeerInfo) bool { return true }); err != nil {
+		return err
+	}
+	fmt.Fprintf(d.w, "started %d nodes on loopback QUIC (a–{b,c}–d–e) in %s; routes at a:\n\n",
+		len(d.nodes), fmtDuration(time.Since(start)))
+	if err := printTable(d.w, []string{"DESTINATION", "NEXT HOP", "COST", "HOPS", "ALTERNATES"}, demoRouteRows(a.Peers())); err != nil {
+		return err
+	}
+	fmt.Fprintln(d.w)
+	if p, err := a.Ping(ctx, "e"); err == nil {
+		fmt.Fprintf(d.w, "ping e via %s: open %s, rtt %s\n", fmtPath(p.Path), fmtDuration(p.Open), fmtDuration(p.RTT))
+	} else {
+		return fmt.Errorf("ping e: %w", err)
+	}
+	path, err := d.transfer(ctx, a)
+	if err != nil {
+		return err
+	}
+	if len(path) < 4 {
+		return fmt.Errorf("circuit took path %v, expected at least two relays", path)
+	}
+	relay := path[1]
+	fmt.Fprintf(d.w, "killing relay %s\n", relay)
+	killed := time.Now()
+	d.nodes[relay].Close()
+	delete(d.nodes, relay)
+	if _, err := waitRoute(ctx, a, "e", func(p node.PeerInfo) bool { return p.NextHop != relay }); err != nil {
+		return err
+	}
+	fmt.Fprintf(d.w, "a rerouted to e in %s\n", fmtDuration(time.Since(killed)))
+	path2, err := d.transfer(ctx, a)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(path2, relay) {
+		return fmt.Errorf("circuit after killing %s still crossed it: %v", relay, path2)
+	}
+	fmt.Fprintf(d.w, "demo finished in %s\n", fmtDuration(time.Since(start)))
+	return nil
+}
+
+// start creates the CA, starts every node and links them.
+func (d *demo) start(ctx context.Context) error {
+	ca, err := identity.NewCA("demo", time.Hour)
+	if err != nil {
+		return err
+	}
+	d.nodes = map[string]*node.Node{}
+	for _, name := range demoNodes {
+		id, err := ca.Issue(name, time.Hour)
+		if err != nil {
+			return err
+		}
+		n, err := node.New(node.Config{Identity: id, Logger: d.log.With("node", name), GracePeriod: 200 * time.Millisecond})
+		if err != nil {
+			return err
+		}
+		if err := n.Start(ctx); err != nil {
+			return fmt.Errorf("start node %s: %w", name, err)
+		}
+		d.nodes[name] = n
+	}
+	for _, l := range demoLinks {
+		if err := d.nodes[l[0]].Link(ctx, d.nodes[l[1]].Addr().String()); err != nil {
+			return fmt.Errorf("link %s–%s: %w", l[0], l[1], err)
+		}
+	}
+	ln, err := d.nodes["e"].Listen(demoService)
+	if err != nil {
+		return err
+	}
+	go serveSink(ln)
+	return nil
+}
+
+func (d *demo) close() {
+	for _, n := range d.nodes {
+		n.Close()
+	}
+}
+
+// serveSink answers each circuit with the SHA-256 of everything it read.
+func serveSink(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			h := sha256.New()
+			if _, err := io.Copy(h, c); err == nil {
+				c.Write(h.Sum(nil))
+			}
+		}()
+	}
+}
+
+// transfer sends d.size pseudo-random bytes from a to e's sink over a new
+// circuit, checks the hash e computed and prints path and throughput.
+func (d *demo) transfer(ctx context.Context, a *node.Node) ([]string, error) {
+	c, err := a.DialWith(ctx, "e", demoService, node.DialOptions{RecordPath: true})
+	if err != nil {
+		return nil, fmt.Errorf("dial e/%s: %w", demoService, err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	rng := rand.NewChaCha8([32]byte{1})
+	h := sha256.New()
+	buf := make([]byte, 64<<10)
+	start := time.Now()
+	for sent := 0; sent < d.size; sent += len(buf) {
+		rng.Read(buf)
+		h.Write(buf)
+		if _, err := c.Write(buf); err != nil {
+			return nil, fmt.Errorf("send to e: %w", err)
+		}
+	}
+	if err := c.CloseWrite(); err != nil {
+		return nil, fmt.Errorf("half-close: %w", err)
+	}
+	sum := make([]byte, sha256.Size)
+	if _, err := io.ReadFull(c, sum); err != nil {
+		return nil, fmt.Errorf("read e's hash: %w", err)
+	}
+	elapsed := time.Since(start)
+	if !bytes.Equal(sum, h.Sum(nil)) {
+		return nil, errors.New("e received different bytes than a sent")
+	}
+	mib := float64(d.size) / (1 << 20)
+	fmt.Fprintf(d.w, "circuit %s: %.0f MiB in %s = %.1f MiB/s, SHA-256 verified\n",
+		fmtPath(c.Path()), mib, fmtDuration(elapsed), mib/elapsed.Seconds())
+	return c.Path(), nil
+}
+
+// waitRoute polls until n has a reachable route to peer that satisfies ok.
+func waitRoute(ctx context.Context, n *node.Node, peer string, ok func(node.PeerInfo) bool) (node.PeerInfo, error) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		for _, p := range n.Peers() {
+			if p.Name == peer && p.Reachable && ok(p) {
+				return p, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return node.PeerInfo{}, fmt.Errorf("%s has no suitable route to %s: %w", n.Name(), peer, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func demoRouteRows(peers []node.PeerInfo) [][]string {
+	var rows [][]string
+	for _, r := range routeRows(peers) {
+		rows = append(rows, []string{r[0], r[1], r[2], r[3], r[5]})
+	}
+	return rows
+}

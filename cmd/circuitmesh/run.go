@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/admin"
+	"github.com/circuitmesh/circuitmesh/node"
+)
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "run a node in the foreground until SIGINT or SIGTERM",
+		Description: `Runs the daemon: QUIC links on --listen, static links to every --link,
+the admin socket the other commands use, and the --expose/--forward tunnels.
+Every flag can also come from a --config file ("flag = value" lines) or from
+CIRCUITMESH_<FLAG> environment variables (CIRCUITMESH_DATA_DIR, ...); the
+command line wins over the environment, which wins over the file.
+Tracing is exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT or
+OTEL_TRACES_EXPORTER is set (standard OTEL_* variables).
+
+Example:
+   circuitmesh run --data-dir /var/lib/circuitmesh --listen 0.0.0.0:4242 \
+       --link 10.0.0.2:4242 --expose web=127.0.0.1:8080`,
+		Flags: runFlags(),
+		Before: func(c *cli.Context) error {
+			return applyConfig(c, true)
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("run takes no arguments, got %q (flags start with --)", c.Args().First())
+			}
+			cfg, err := buildDaemonConfig(c)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return runDaemon(ctx, cfg, c.App.ErrWriter)
+		},
+	}
+}
+
+// runDaemon runs the node until ctx ends, then shuts down in order: admin
+// API and tunnels, node (grace period for circuits), metrics, tracing.
+func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
+	log := newLogger(logw, d.level, d.json)
+	d.node.Logger = log
+	if d.node.Insecure {
+		log.Warn("INSECURE MODE: throwaway identity, every peer is accepted without a CA; do not use outside development")
+	}
+	tp, shutdownTracing, err := tracerProvider(ctx, d.node.Name)
+	if err != nil {
+		return err
+	}
+	defer shutdownTracing()
+	if tp != nil {
+		d.node.TracerProvider = tp
+	}
+
+	adminLn, err := admin.Listen(d.admin)
+	if err != nil {
+		return err
+	}
+	defer adminLn.Close()
+
+	n, err := node.New(d.node)
+	if err != nil {
+		return err
+	}
+	if err := n.Start(ctx); err != nil {
+		return explainStartError(err, d.node.ListenAddr)
+	}
+	defer n.Close()
+
+	srv := admin.NewServer(n, log)
+	defer srv.Close()
+	for _, e := range d.exposes {
+		if err := srv.AddExpose(e.service, e.target); err != nil {
+			return err
+		}
+	}
+	for _, f := range d.forwards {
+		if _, err := srv.AddForward(f.listen, f.peer, f.service); err != nil {
+			return explainListenError(err, "--forward", f.listen)
+		}
+	}
+	stopMetrics, err := serveMetrics(d.metrics, n.MetricsHandler(), log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(adminLn) }()
+	st := n.Status()
+	log.Info("node running", "name", st.Name, "mesh", st.Mesh, "role", st.Role,
+		"address", addrString(n.Addr()), "admin", d.admin, "links", len(d.node.StaticLinks))
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "grace", "circuits get the node's grace period")
+	case err := <-served:
+		if err != nil {
+			return fmt.Errorf("admin API: %w", err)
+		}
+	}
+	srv.Close()
+	if err := n.Close(); err != nil {
+		log.Warn("close", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+func newLogger(w io.Writer, level slog.Level, json bool) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if json {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// explainStartError says when the UDP address is taken, whatever shape
+// the node's error has.
+func explainStartError(err error, listen string) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return addrInUse("--listen", "UDP", listen)
+	}
+	if pc, perr := net.ListenPacket("udp", listen); perr != nil {
+		if errors.Is(perr, syscall.EADDRINUSE) {
+			return addrInUse("--listen", "UDP", listen)
+		}
+	} else {
+		pc.Close()
+	}
+	return fmt.Errorf("start node: %w", err)
+}
+
+func explainListenError(err error, flag, addr string) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return addrInUse(flag, "TCP", addr)
+	}
+	return fmt.Errorf("%s %s: %w", flag, addr, err)
+}
+
+func addrInUse(flag, proto, addr string) error {
+	return fmt.Errorf("%s address %s is already in use (is another circuitmesh running?); choose another with %s: %w",
+		proto, addr, flag, syscall.EADDRINUSE)
+}
+
+// serveMetrics serves handler at /metrics on addr (nothing when empty).
+func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, explainListenError(err, "--metrics", addr)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ln)
+	}()
+	log.Info("serving metrics", "address", ln.Addr().String(), "path", "/metrics")
+	return func() {
+		srv.Close()
+		<-done
+	}, nil
+}
