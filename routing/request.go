@@ -57,25 +57,19 @@ func (e *Engine) reply(nb *neighbour, origin string) {
 	nb.urgent = true
 }
 
-// unfeasibleHolders returns the neighbours holding finite routes for o that
-// we cannot use.
-func (e *Engine) unfeasibleHolders(o *origin) []*neighbour {
+// betterUnfeasible returns the neighbours holding finite routes for o that
+// we cannot use because they are unfeasible, but would select otherwise.
+func (e *Engine) betterUnfeasible(o *origin) []*neighbour {
 	var out []*neighbour
 	for i := range o.routes {
 		r := &o.routes[i]
-		if e.total(r) < e.cfg.Infinity && !e.usable(o, r) {
+		m := e.total(r)
+		if m < e.cfg.Infinity && !e.usable(o, r) &&
+			(o.sel == nil || uint64(m)+uint64(e.cfg.Hysteresis) < uint64(o.route.Metric)) {
 			out = append(out, r.nb)
 		}
 	}
 	return out
-}
-
-// requestFromUnfeasible asks the holders of unfeasible routes for a newer
-// seqno after o became unreachable.
-func (e *Engine) requestFromUnfeasible(t time.Duration, o *origin) {
-	if nbs := e.unfeasibleHolders(o); len(nbs) > 0 {
-		e.sendRequest(t, o, o.fdSeqno+1, nbs)
-	}
 }
 
 // sendRequest queues a seqno request for o to each of nbs, suppressing
@@ -102,7 +96,7 @@ func (e *Engine) retryRequest(t time.Duration, o *origin) {
 	if !o.reqActive || t < o.reqRetry {
 		return
 	}
-	nbs := e.unfeasibleHolders(o)
+	nbs := e.betterUnfeasible(o)
 	if len(nbs) == 0 || (o.sel != nil && o.selSeq && !seqnoLess(o.route.Seqno, o.reqSeqno)) {
 		o.reqActive = false
 		return

@@ -163,6 +163,11 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 		best = cur
 	}
 	e.apply(t, o, best)
+	// Better routes we cannot take because they are unfeasible: ask the
+	// origin for a new seqno so that they become feasible.
+	if nbs := e.betterUnfeasible(o); len(nbs) > 0 {
+		e.sendRequest(t, o, o.fdSeqno+1, nbs)
+	}
 }
 
 // apply installs r (nil: unreachable) as the selected route of o, emitting
@@ -203,9 +208,6 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 	}
 	if nr.Reachable && o.selSeq && o.reqActive && !seqnoLess(nr.Seqno, o.reqSeqno) {
 		o.reqActive = false
-	}
-	if !nr.Reachable && old.Reachable {
-		e.requestFromUnfeasible(t, o)
 	}
 }
 
@@ -256,12 +258,6 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en entry) {
 	} else {
 		r.metric = 0 // a node is at distance 0 from itself
 	}
-	p := o.upsert(r)
+	o.upsert(r)
 	e.reselect(t, o)
-	// A better route we cannot take because it is unfeasible: ask its
-	// origin for a new seqno so that it becomes feasible.
-	if !e.usable(o, p) && e.total(p) < e.cfg.Infinity &&
-		(o.sel == nil || uint64(e.total(p))+uint64(e.cfg.Hysteresis) < uint64(o.route.Metric)) {
-		e.sendRequest(t, o, o.fdSeqno+1, []*neighbour{nb})
-	}
 }
