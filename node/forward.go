@@ -44,7 +44,8 @@ func (n *Node) Expose(service, tcpAddr string) (stop func() error, err error) {
 //
 // A connection whose circuit cannot be opened (no route, no such service)
 // is closed at once and the reason is logged. stop closes the listener and
-// every connection and waits for the goroutines.
+// every connection and waits for the goroutines; closing the node does the
+// same.
 func (n *Node) Forward(listenAddr, peer, service string) (net.Addr, func() error, error) {
 	ln, err := net.Listen("tcp", listenAddr)
 	if err != nil {
@@ -54,6 +55,13 @@ func (n *Node) Forward(listenAddr, peer, service string) (net.Addr, func() error
 	go p.run(func(ctx context.Context, _ net.Conn) (net.Conn, error) {
 		return n.Dial(ctx, peer, service)
 	})
+	go func() { // the TCP listener is ours: end it when the node closes
+		select {
+		case <-n.closed:
+			p.stop()
+		case <-p.ctx.Done():
+		}
+	}()
 	return ln.Addr(), p.stop, nil
 }
 

@@ -239,3 +239,25 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+func TestNodeCloseEndsForwards(t *testing.T) {
+	a, _ := fwdPair(t)
+	addr, stop, err := a.Forward("127.0.0.1:0", "b", "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	a.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr.String(), time.Second)
+		if err != nil {
+			return // the listener is gone
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("forward listener still accepts after the node closed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -40,7 +40,7 @@ func (f *fakeNode) Ping(_ context.Context, peer string) (node.PingResult, error)
 
 func (f *fakeNode) DialWith(_ context.Context, peer, service string, _ node.DialOptions) (node.Conn, error) {
 	if peer != "b" || service != "echo" {
-		return nil, fmt.Errorf("no service %q on %q", service, peer)
+		return nil, fmt.Errorf("dial %s/%s: no such service", peer, service)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -200,7 +200,7 @@ func TestDialErrorsComeBackAsOneLine(t *testing.T) {
 	if !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("dial of a missing service: %v, want ErrUnreachable", err)
 	}
-	if want := `dial b/nope: no service "nope" on "b"`; err.Error() != want {
+	if want := "dial b/nope: no such service"; err.Error() != want {
 		t.Fatalf("error = %q, want %q", err, want)
 	}
 	var p Ping

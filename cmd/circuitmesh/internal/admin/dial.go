@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"syscall"
 
+	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/node"
 )
 
@@ -28,7 +29,7 @@ func (s *Server) handleDial(w http.ResponseWriter, r *http.Request) {
 	circ, err := s.node.DialWith(ctx, peer, service, node.DialOptions{})
 	cancel()
 	if err != nil {
-		writeError(w, fmt.Errorf("dial %s/%s: %w", peer, service, err))
+		writeError(w, err) // the node's error names peer and service
 		return
 	}
 	hj, ok := w.(http.Hijacker)
@@ -107,7 +108,7 @@ func statusOf(err error) int {
 	switch {
 	case errors.Is(err, ErrBadRequest), errors.Is(err, node.ErrInvalidConfig):
 		return http.StatusBadRequest
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrNotFound), errors.Is(err, circuit.ErrNoRoute), errors.Is(err, circuit.ErrNoService):
 		return http.StatusNotFound
 	case errors.Is(err, ErrConflict), errors.Is(err, syscall.EADDRINUSE):
 		return http.StatusConflict
