@@ -17,6 +17,7 @@ import (
 type testPath struct {
 	links   []*link
 	bufSize int
+	tap     *tap // when set, measures what relay 0 holds in the up direction
 }
 
 func newPath(t testing.TB, relays int, cfg *quic.Config) *testPath {
@@ -79,6 +80,9 @@ func (p *testPath) relay(ctx context.Context, i int) (*Splicer, error) {
 	if err != nil {
 		in.Reset(CloseInternal)
 		return nil, err
+	}
+	if p.tap != nil && i == 0 {
+		in, out = tapIn{in, p.tap}, tapOut{out, p.tap}
 	}
 	return StartSplice(in, out, p.bufSize), nil
 }
