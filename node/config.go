@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -42,6 +43,10 @@ type Config struct {
 	// ListenAddr is the UDP address for QUIC links. Default
 	// "127.0.0.1:0" (an ephemeral loopback port; daemons set it).
 	ListenAddr string
+	// PacketConn, when set, carries the QUIC links instead of a UDP socket
+	// on ListenAddr (a simulated network, or a socket the caller owns).
+	// Close closes it.
+	PacketConn net.PacketConn
 	// StaticLinks are addresses this node keeps a link to, redialling with
 	// backoff while the peer is down.
 	StaticLinks []string

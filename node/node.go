@@ -3,85 +3,405 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
-	"net/http"
+	"sort"
+	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
-var errNotYet = errors.New("not implemented yet")
+// Errors returned by the node itself (circuit refusals are the typed errors
+// of package circuit).
+var (
+	// ErrNotStarted: the node's Start has not succeeded yet.
+	ErrNotStarted = errors.New("node not started")
+	// ErrClosed: the node is closed. It matches net.ErrClosed.
+	ErrClosed = net.ErrClosed
+	// ErrServiceInUse: Listen on a service that already has a listener.
+	ErrServiceInUse = errors.New("service already has a listener")
+	// ErrInvalidService: an empty or oversized service name.
+	ErrInvalidService = errors.New("invalid service name")
+)
 
-// Node is one mesh node.
+// Node is one mesh node: it owns its links, the routing engine, circuit
+// dispatch, services, discovery and telemetry. Create it with New, bring it
+// up with Start and end it with Close. All methods are safe for concurrent
+// use.
 type Node struct {
-	cfg Config
+	cfg     Config
+	log     *slog.Logger
+	tracer  trace.Tracer
+	metrics *metrics
+	id      *identity.Identity
+	role    links.Role
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the node owns
+
+	started   time.Time
+	transport links.Transport
+	router    *router
+	limits    *limiter
+	circuits  *circuitSet
+	events    *eventHub
+	disco     *discovery
+
+	mu       sync.Mutex
+	state    int // stateNew, stateRunning, stateClosing, stateClosed
+	links    map[string]links.Link
+	services map[string]*listener
+	keeps    map[string]func() // static links: address → stop
+	closeErr error
+	closed   chan struct{}
 }
 
-// New validates cfg and returns a node; Start brings it up.
+const (
+	stateNew = iota
+	stateRunning
+	stateClosing
+	stateClosed
+)
+
+// New validates cfg, loads the node's identity and returns a node; Start
+// brings it up.
 func New(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	id, err := loadIdentity(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Identity = id
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg}, nil
+	n := &Node{
+		cfg:      cfg,
+		log:      cfg.Logger.With("node", cfg.Name),
+		tracer:   cfg.TracerProvider.Tracer(tracerName),
+		id:       id,
+		links:    make(map[string]links.Link),
+		services: make(map[string]*listener),
+		keeps:    make(map[string]func()),
+		closed:   make(chan struct{}),
+	}
+	if cfg.Leaf {
+		n.role = links.RoleLeaf
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.metrics = newMetrics(n)
+	n.limits = newLimiter(cfg.Limits)
+	n.circuits = newCircuitSet()
+	n.events = newEventHub(n.metrics)
+	n.router, err = newRouter(n)
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
-// Start opens the transport, links to static peers and starts routing.
-func (n *Node) Start(ctx context.Context) error { return errNotYet }
+// loadIdentity returns the configured identity, loading it from files or
+// generating a development one.
+func loadIdentity(cfg *Config) (*identity.Identity, error) {
+	if cfg.Identity != nil {
+		return cfg.Identity, nil
+	}
+	if cfg.Insecure {
+		if cfg.Name == "" {
+			return nil, fmt.Errorf("%w: Name is required", ErrInvalidConfig)
+		}
+		return identity.Insecure(cfg.Name, cfg.Mesh)
+	}
+	cert, key, ca := cfg.CertFile, cfg.KeyFile, cfg.CAFile
+	if cfg.DataDir != "" {
+		pick := func(p *string, name string) {
+			if *p == "" {
+				*p = cfg.DataDir + "/" + name
+			}
+		}
+		pick(&cert, identity.CertFile)
+		pick(&key, identity.KeyFile)
+		pick(&ca, identity.CACertFile)
+	}
+	if cert == "" || key == "" || ca == "" {
+		return nil, fmt.Errorf("%w: no identity: set Identity, DataDir, the CertFile/KeyFile/CAFile trio, or Insecure", ErrInvalidConfig)
+	}
+	id, err := identity.LoadIdentity(cert, key, ca)
+	if err != nil {
+		return nil, fmt.Errorf("load identity of node %q: %w", cfg.Name, err)
+	}
+	return id, nil
+}
+
+// Start opens the transport, links to static peers, joins gossip and starts
+// routing. ctx bounds only the start itself.
+func (n *Node) Start(ctx context.Context) error {
+	n.mu.Lock()
+	if n.state != stateNew {
+		n.mu.Unlock()
+		return fmt.Errorf("start node %s: already started or closed", n.cfg.Name)
+	}
+	n.state = stateRunning
+	n.started = time.Now()
+	n.mu.Unlock()
+
+	if n.id.Insecure {
+		n.log.Warn("INSECURE development mode: throwaway identity, ANY peer is accepted; never use this in production")
+	}
+	var err error
+	if n.cfg.NewTransport != nil {
+		n.transport, err = n.cfg.NewTransport(n, n.role)
+	} else {
+		n.transport, err = links.NewQUICTransport(links.QUICConfig{
+			Identity:   n.id,
+			Role:       n.role,
+			ListenAddr: n.cfg.ListenAddr,
+			PacketConn: n.cfg.PacketConn,
+			Handler:    n,
+			MaxStreams: n.cfg.Limits.MaxCircuitsPerLink,
+			StaticCost: n.cfg.LinkCosts,
+			Logger:     n.log,
+			OnRefused: func(remote net.Addr, err error) {
+				n.metrics.linkRefused.Inc()
+			},
+		})
+	}
+	if err != nil {
+		n.fail()
+		return fmt.Errorf("start node %s: %w", n.cfg.Name, err)
+	}
+	n.router.start()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		serveEcho(n)
+	}()
+	for _, addr := range n.cfg.StaticLinks {
+		n.keep(addr)
+	}
+	if n.cfg.Discovery.BindAddr != "" {
+		d, err := startDiscovery(n)
+		if err != nil {
+			n.Close()
+			return fmt.Errorf("start node %s: %w", n.cfg.Name, err)
+		}
+		n.disco = d
+	}
+	n.log.Info("node started", "addr", n.transport.LocalAddr().String(), "mesh", n.cfg.Mesh, "role", n.role.String())
+	return nil
+}
+
+// fail marks a node whose Start failed as closed.
+func (n *Node) fail() {
+	n.mu.Lock()
+	n.state = stateClosed
+	n.mu.Unlock()
+	n.cancel()
+	close(n.closed)
+}
+
+// running reports whether the node accepts new circuits.
+func (n *Node) running() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.state == stateRunning
+}
 
 // Close says goodbye to neighbours, stops accepting, lets circuits finish
-// within the grace period, then resets the rest.
-func (n *Node) Close() error { return nil }
+// within the grace period, then resets the rest. It waits for every
+// goroutine the node started.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	switch n.state {
+	case stateNew:
+		n.state = stateClosed
+		n.mu.Unlock()
+		n.cancel()
+		close(n.closed)
+		return nil
+	case stateClosing, stateClosed:
+		n.mu.Unlock()
+		<-n.closed
+		return n.closeErr
+	}
+	n.state = stateClosing
+	services := make([]*listener, 0, len(n.services))
+	for _, l := range n.services {
+		services = append(services, l)
+	}
+	keeps := n.keeps
+	n.keeps = map[string]func(){}
+	n.mu.Unlock()
+
+	n.log.Info("node closing", "circuits", n.circuits.len(), "grace", n.cfg.GracePeriod)
+	for _, stop := range keeps {
+		stop()
+	}
+	if n.disco != nil {
+		n.disco.leave(n.cfg.GracePeriod)
+	}
+	// Let open circuits finish, then reset the rest.
+	if n.circuits.len() > 0 {
+		n.circuits.waitEmpty(n.cfg.GracePeriod)
+		n.circuits.resetAll()
+		n.linger()
+	}
+	for _, l := range services {
+		l.Close()
+	}
+	err := n.transport.Close()
+	n.router.stop()
+	n.cancel()
+	n.wg.Wait()
+	if n.disco != nil {
+		n.disco.shutdown()
+	}
+	n.events.closeAll()
+
+	n.mu.Lock()
+	n.state = stateClosed
+	n.closeErr = err
+	n.mu.Unlock()
+	close(n.closed)
+	n.log.Info("node closed")
+	return err
+}
+
+// linger gives the last bytes of circuits that just ended time to reach
+// their peers before the links close (closing a QUIC connection discards
+// data not yet sent): a few round trips of the slowest link.
+func (n *Node) linger() {
+	var rtt time.Duration
+	for _, l := range n.Links() {
+		rtt = max(rtt, l.RTT)
+	}
+	time.Sleep(min(3*rtt+20*time.Millisecond, 500*time.Millisecond))
+}
 
 // Name is the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
 
-// Addr is the UDP address of the node's links.
-func (n *Node) Addr() net.Addr { return nil }
-
-// Dial opens a circuit to service on peer and returns once the destination
-// accepted.
-func (n *Node) Dial(ctx context.Context, peer, service string) (net.Conn, error) {
-	return n.DialWith(ctx, peer, service, DialOptions{})
+// Addr is the UDP address of the node's links (nil before Start).
+func (n *Node) Addr() net.Addr {
+	if n.transport == nil {
+		return nil
+	}
+	return n.transport.LocalAddr()
 }
 
-// DialWith is Dial with options.
-func (n *Node) DialWith(ctx context.Context, peer, service string, o DialOptions) (Conn, error) {
-	return nil, errNotYet
+// Link dials the node at addr now, returning the dial's error, and keeps
+// the link up afterwards (redialling with backoff while the peer is down).
+func (n *Node) Link(ctx context.Context, addr string) error {
+	if !n.running() {
+		return fmt.Errorf("link to %s: %w", addr, ErrNotStarted)
+	}
+	if _, err := n.transport.Dial(ctx, addr); err != nil {
+		return fmt.Errorf("link to %s: %w", addr, err)
+	}
+	n.keep(addr)
+	return nil
 }
 
-// Listen publishes service on this node.
-func (n *Node) Listen(service string) (net.Listener, error) { return nil, errNotYet }
+// keeper is implemented by transports that redial static links.
+type keeper interface {
+	Keep(addr string) (stop func())
+}
 
-// Link keeps a static link to the node at addr.
-func (n *Node) Link(ctx context.Context, addr string) error { return errNotYet }
-
-// Peers lists every node known to routing, sorted by name.
-func (n *Node) Peers() []PeerInfo { return nil }
+// keep maintains a static link to addr.
+func (n *Node) keep(addr string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.state != stateRunning || n.keeps[addr] != nil {
+		return
+	}
+	if k, ok := n.transport.(keeper); ok {
+		n.keeps[addr] = k.Keep(addr)
+		return
+	}
+	// Transports without redial (in-memory links) get one attempt.
+	ctx, cancel := context.WithCancel(n.ctx)
+	n.keeps[addr] = cancel
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if _, err := n.transport.Dial(ctx, addr); err != nil && ctx.Err() == nil {
+			n.log.Warn("static link failed", "addr", addr, "err", err)
+		}
+	}()
+}
 
 // Links lists live links, sorted by peer.
-func (n *Node) Links() []LinkInfo { return nil }
-
-// Status summarises the node.
-func (n *Node) Status() Status { return Status{} }
-
-// Services lists the published services, sorted.
-func (n *Node) Services() []string { return nil }
-
-// Subscribe returns a channel of events with room for buf events and a
-// cancel function. Events that do not fit are dropped (counted in metrics).
-func (n *Node) Subscribe(buf int) (<-chan Event, func()) { return nil, func() {} }
-
-// MetricsHandler serves the node's Prometheus metrics.
-func (n *Node) MetricsHandler() http.Handler { return http.NotFoundHandler() }
-
-// PingResult is one echo round trip over a fresh circuit.
-type PingResult struct {
-	Open time.Duration // time to open the circuit (one round trip)
-	RTT  time.Duration // time for one byte to come back over the open circuit
-	Path []string      // nodes crossed, source first
+func (n *Node) Links() []LinkInfo {
+	n.mu.Lock()
+	ls := make([]links.Link, 0, len(n.links))
+	for _, l := range n.links {
+		ls = append(ls, l)
+	}
+	n.mu.Unlock()
+	out := make([]LinkInfo, 0, len(ls))
+	for _, l := range ls {
+		q := l.Quality()
+		out = append(out, LinkInfo{
+			Peer: l.Peer(), Address: addrString(l.RemoteAddr()), Role: l.PeerRole().String(),
+			Outbound: l.Outbound(), RTT: q.RTT, RTTVar: q.RTTVar, Loss: q.Loss, Cost: q.Cost,
+			Pinned: q.Pinned, Streams: l.OpenStreams(), Since: l.Established(),
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
+	return out
 }
 
-// Ping opens a circuit to peer's echo service, records the path and times
-// one echo.
-func (n *Node) Ping(ctx context.Context, peer string) (PingResult, error) {
-	return PingResult{}, errNotYet
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// Status summarises the node.
+func (n *Node) Status() Status {
+	n.mu.Lock()
+	nlinks := len(n.links)
+	started := n.started
+	n.mu.Unlock()
+	st := Status{
+		Name: n.cfg.Name, Mesh: n.cfg.Mesh, Role: n.role.String(), Address: addrString(n.Addr()),
+		Insecure: n.id.Insecure, Started: started, Links: nlinks,
+		Circuits: n.circuits.len(), Relayed: n.circuits.relayed(), Services: n.Services(),
+		RoutesLimit: n.cfg.Limits.MaxRoutes,
+	}
+	for _, p := range n.Peers() {
+		if p.Reachable && p.Name != n.cfg.Name {
+			st.Reachable++
+		}
+	}
+	if n.disco != nil {
+		st.GossipAddr = n.disco.addr()
+	}
+	return st
+}
+
+// link returns the live link to peer, if any.
+func (n *Node) link(peer string) links.Link {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.links[peer]
+}
+
+// unkeep stops maintaining a static link to addr.
+func (n *Node) unkeep(addr string) {
+	n.mu.Lock()
+	stop := n.keeps[addr]
+	delete(n.keeps, addr)
+	n.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 }

@@ -1,0 +1,252 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/links/identity"
+)
+
+// cluster is a set of real nodes for a test, on loopback QUIC or on
+// in-memory links.
+type cluster struct {
+	t     testing.TB
+	ca    *identity.CA
+	mem   func(name string) func(links.Handler, links.Role) (links.Transport, error) // nil for QUIC
+	nodes map[string]*Node
+	tp    trace.TracerProvider
+	leafs map[string]bool
+	tweak func(*Config)
+}
+
+func newCluster(t testing.TB, quic bool) *cluster {
+	t.Helper()
+	c := &cluster{t: t, nodes: map[string]*Node{}, leafs: map[string]bool{}}
+	if quic {
+		ca, err := identity.NewCA("test", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.ca = ca
+	} else {
+		c.mem = newMemNetwork(t)
+	}
+	t.Cleanup(c.closeAll)
+	return c
+}
+
+func (c *cluster) closeAll() {
+	var wg sync.WaitGroup
+	for _, n := range c.nodes {
+		wg.Add(1)
+		go func(n *Node) {
+			defer wg.Done()
+			n.Close()
+		}(n)
+	}
+	wg.Wait()
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// add starts a node named name.
+func (c *cluster) add(name string) *Node {
+	c.t.Helper()
+	cfg := Config{
+		Name:           name,
+		Mesh:           "test",
+		Leaf:           c.leafs[name],
+		GracePeriod:    200 * time.Millisecond,
+		Logger:         testLogger(c.t),
+		TracerProvider: c.tp,
+	}
+	if c.mem != nil {
+		cfg.Insecure = true
+		cfg.NewTransport = c.mem(name)
+	} else {
+		id, err := c.ca.Issue(name, 0)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		cfg.Identity = id
+	}
+	if c.tweak != nil {
+		c.tweak(&cfg)
+	}
+	n, err := New(cfg)
+	if err != nil {
+		c.t.Fatalf("new node %s: %v", name, err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		c.t.Fatalf("start node %s: %v", name, err)
+	}
+	c.nodes[name] = n
+	return n
+}
+
+// link links a to b (creating the nodes as needed).
+func (c *cluster) link(a, b string) {
+	c.t.Helper()
+	na, nb := c.node(a), c.node(b)
+	addr := b
+	if c.mem == nil {
+		addr = nb.Addr().String()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := na.Link(ctx, addr); err != nil {
+		c.t.Fatalf("link %s-%s: %v", a, b, err)
+	}
+}
+
+func (c *cluster) node(name string) *Node {
+	if n := c.nodes[name]; n != nil {
+		return n
+	}
+	return c.add(name)
+}
+
+// build links every "a-b" edge in edges.
+func (c *cluster) build(edges ...string) {
+	c.t.Helper()
+	for _, e := range edges {
+		a, b, ok := strings.Cut(e, "-")
+		if !ok {
+			c.t.Fatalf("bad edge %q", e)
+		}
+		c.link(a, b)
+	}
+}
+
+// waitRoute waits until from reaches to through hops relays-plus-one hops
+// (hops 0 means any).
+func (c *cluster) waitRoute(from, to string, hops int) PeerInfo {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p, ok := c.nodes[from].Peer(to)
+		if ok && p.Reachable && (hops == 0 || p.Hops == hops) {
+			return p
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s never reached %s in %d hops: %+v (known %v)", from, to, hops, p, ok)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitNextHop waits until from routes to via next hop via.
+func (c *cluster) waitNextHop(from, to, via string) {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p, _ := c.nodes[from].Peer(to)
+		if p.Reachable && p.NextHop == via {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s never routed to %s via %s: %+v", from, to, via, p)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitConverged waits until every node reaches every other node.
+func (c *cluster) waitConverged() {
+	c.t.Helper()
+	for a := range c.nodes {
+		for b := range c.nodes {
+			if a != b {
+				c.waitRoute(a, b, 0)
+			}
+		}
+	}
+}
+
+// serve publishes service on node, answering each circuit with handle.
+func serve(t testing.TB, n *Node, service string, handle func(c io.ReadWriteCloser)) {
+	t.Helper()
+	lis, err := n.Listen(service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		lis.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+}
+
+// echoHandler copies back what it reads, then half-closes.
+func echoHandler(c io.ReadWriteCloser) {
+	io.Copy(c, c)
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+}
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// roundTrip sends msg over a fresh circuit to an echo handler and checks
+// the reply.
+func roundTrip(t testing.TB, from *Node, to, service string, msg []byte) error {
+	c, err := from.Dial(ctxT(t, 10*time.Second), to, service)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.Write(msg); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	c.(Conn).CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	if string(got) != string(msg) {
+		return errors.New("echo mismatch")
+	}
+	return nil
+}

@@ -1,0 +1,242 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"golang.org/x/net/nettest"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
+)
+
+// pipeVia returns a MakePipe for nettest that opens circuits from a to
+// the "pipe" service on b.
+func pipeVia(t *testing.T, c *cluster, a, b string) nettest.MakePipe {
+	lis, err := c.nodes[b].Listen("pipe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	return func() (c1, c2 net.Conn, stop func(), err error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c1, err = c.nodes[a].Dial(ctx, b, "pipe")
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		c2, err = lis.Accept()
+		if err != nil {
+			c1.Close()
+			return nil, nil, nil, err
+		}
+		return c1, c2, func() { c1.Close(); c2.Close() }, nil
+	}
+}
+
+func TestNettestConnDirect(t *testing.T) {
+	c := newCluster(t, true)
+	c.build("a-b")
+	c.waitRoute("a", "b", 1)
+	nettest.TestConn(t, pipeVia(t, c, "a", "b"))
+}
+
+func TestNettestConnThroughRelay(t *testing.T) {
+	c := newCluster(t, true)
+	c.build("a-r", "r-b")
+	c.waitRoute("a", "b", 2)
+	nettest.TestConn(t, pipeVia(t, c, "a", "b"))
+}
+
+func TestPastDeadlineFailsAtOnce(t *testing.T) {
+	c := newCluster(t, true)
+	c.build("a-b")
+	c.waitRoute("a", "b", 1)
+	conn, err := c.nodes["a"].Dial(ctxT(t, 5*time.Second), "b", EchoService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(-time.Second))
+	start := time.Now()
+	_, err = conn.Read(make([]byte, 1))
+	if !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(start) > 50*time.Millisecond {
+		t.Fatalf("read with a past deadline: %v after %v", err, time.Since(start))
+	}
+}
+
+// TestSlowReaderBackpressure: a receiver that stops reading makes the
+// sender block; what the path holds is bounded by the per-hop windows and
+// relay buffers, not by what the sender wants to send.
+func TestSlowReaderBackpressure(t *testing.T) {
+	c := newCluster(t, true)
+	c.build("a-r", "r-b")
+	c.waitRoute("a", "b", 2)
+	hold := make(chan struct{})
+	serve(t, c.nodes["b"], "sink", func(conn io.ReadWriteCloser) {
+		<-hold // never reads until released
+		io.Copy(io.Discard, conn)
+	})
+	defer close(hold)
+	conn, err := c.nodes["a"].Dial(ctxT(t, 5*time.Second), "b", "sink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	buf := make([]byte, 64<<10)
+	var sent int64
+	for {
+		conn.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
+		n, err := conn.Write(buf)
+		sent += int64(n)
+		if err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("write: %v", err)
+			}
+			break
+		}
+		if sent > 256<<20 {
+			t.Fatalf("sender never blocked: %d bytes accepted with a stalled reader", sent)
+		}
+	}
+	relayBuf := int64(c.nodes["r"].cfg.Limits.RelayBuffer)
+	bound := pathBufferBound(2, relayBuf)
+	t.Logf("sender blocked after %d bytes in flight (bound %d: 2 hops of stream windows plus the relay's 2×%d)", sent, bound, relayBuf)
+	if sent > bound {
+		t.Fatalf("%d bytes in flight exceeds the bound %d", sent, bound)
+	}
+}
+
+// pathBufferBound is what a path of hops links can hold for one circuit:
+// each hop's QUIC stream window (receive side) and send buffer, plus each
+// relay's copy buffers.
+func pathBufferBound(hops int, relayBuf int64) int64 {
+	const streamWindow = 16 << 20 // the largest per-stream window links allow
+	return int64(hops)*2*streamWindow + int64(hops-1)*2*relayBuf
+}
+
+func TestOneTraceWithSpanPerHop(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := trace.NewTracerProvider(trace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	c := newCluster(t, true)
+	c.tp = tp
+	c.build("a-r1", "r1-r2", "r2-b")
+	c.waitRoute("a", "b", 3)
+	if err := roundTrip(t, c.nodes["a"], "b", EchoService, []byte("traced")); err != nil {
+		t.Fatal(err)
+	}
+	// Spans end when both ends closed; give the relays a moment to finish.
+	deadline := time.Now().Add(3 * time.Second)
+	for len(rec.Ended()) < 4 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	spans := rec.Ended()
+	byName := map[string][]string{}
+	traces := map[string]bool{}
+	for _, s := range spans {
+		var node string
+		var hop int64 = -1
+		for _, kv := range s.Attributes() {
+			switch kv.Key {
+			case attrNode:
+				node = kv.Value.AsString()
+			case attrHop:
+				hop = kv.Value.AsInt64()
+			}
+		}
+		byName[s.Name()] = append(byName[s.Name()], node)
+		traces[s.SpanContext().TraceID().String()] = true
+		if hop < 0 {
+			t.Errorf("span %s at %s has no hop index", s.Name(), node)
+		}
+	}
+	if len(traces) != 1 {
+		t.Fatalf("spans belong to %d traces, want 1: %v", len(traces), byName)
+	}
+	if len(byName["circuitmesh.dial"]) != 1 || len(byName["circuitmesh.forward"]) != 2 || len(byName["circuitmesh.accept"]) != 1 {
+		t.Fatalf("spans by name: %v; want one dial, two forwards, one accept", byName)
+	}
+}
+
+func TestOverloadedIsTypedRefusal(t *testing.T) {
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) {
+		if cfg.Name == "b" {
+			cfg.Limits.MaxCircuitsPerSource = 2
+		}
+	}
+	c.build("a-b")
+	c.waitRoute("a", "b", 1)
+	serve(t, c.nodes["b"], "hold", func(conn io.ReadWriteCloser) { io.Copy(io.Discard, conn) })
+	for i := 0; i < 2; i++ {
+		conn, err := c.nodes["a"].Dial(ctxT(t, 5*time.Second), "b", "hold")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+	}
+	_, err := c.nodes["a"].Dial(ctxT(t, 5*time.Second), "b", "hold")
+	var re *circuit.RefusedError
+	if !errors.Is(err, circuit.ErrOverloaded) || !errors.As(err, &re) || re.Node != "b" {
+		t.Fatalf("third circuit: %v, want overloaded from b", err)
+	}
+}
+
+func TestEventsAndGracefulClose(t *testing.T) {
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) { cfg.GracePeriod = 5 * time.Second }
+	c.add("a")
+	events, cancel := c.nodes["a"].Subscribe(16)
+	defer cancel()
+	c.build("a-b")
+	want := map[string]bool{"link-up b": false, "peer-up b": false}
+	waitEvents(t, events, want)
+
+	// b closes gracefully while a circuit is open: the circuit finishes
+	// (the half-closed echo completes), then a sees b go.
+	conn, err := c.nodes["a"].Dial(ctxT(t, 5*time.Second), "b", EchoService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	done := make(chan error, 1)
+	go func() { done <- c.nodes["b"].Close() }()
+	time.Sleep(50 * time.Millisecond)
+	if _, err := c.nodes["a"].Dial(ctxT(t, 5*time.Second), "b", EchoService); !errors.Is(err, circuit.ErrShuttingDown) {
+		t.Fatalf("dial to a closing node: %v, want shutting down", err)
+	}
+	conn.Write([]byte("last words"))
+	conn.(Conn).CloseWrite()
+	got, err := io.ReadAll(conn)
+	if err != nil || string(got) != "last words" {
+		t.Fatalf("open circuit during grace: %q, %v", got, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	waitEvents(t, events, map[string]bool{"link-down b": false, "peer-down b": false})
+}
+
+func waitEvents(t *testing.T, events <-chan Event, want map[string]bool) {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for missing := len(want); missing > 0; {
+		select {
+		case ev := <-events:
+			k := ev.Kind.String() + " " + ev.Peer
+			if seen, ok := want[k]; ok && !seen {
+				want[k] = true
+				missing--
+			}
+		case <-timeout:
+			t.Fatalf("events not seen: %v", want)
+		}
+	}
+}

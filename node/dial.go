@@ -1,0 +1,220 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// Dial opens a circuit to service on peer and returns once the destination
+// accepted (one end-to-end round trip over warm links). A refusal is a
+// *circuit.RefusedError naming the node that produced it; test it with
+// errors.Is against circuit.ErrNoRoute, ErrNoService, ErrHopLimit,
+// ErrRefusedByPolicy, ErrOverloaded, ErrShuttingDown or ErrLinkLost.
+func (n *Node) Dial(ctx context.Context, peer, service string) (net.Conn, error) {
+	return n.DialWith(ctx, peer, service, DialOptions{})
+}
+
+// DialWith is Dial with options.
+func (n *Node) DialWith(ctx context.Context, peer, service string, opt DialOptions) (Conn, error) {
+	c, err := n.dial(ctx, peer, service, opt)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s/%s: %w", peer, service, err)
+	}
+	return c, nil
+}
+
+func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) (Conn, error) {
+	if !n.running() {
+		if n.transport == nil {
+			return nil, ErrNotStarted
+		}
+		return nil, &circuit.RefusedError{Code: circuit.ShuttingDown, Node: n.cfg.Name, Dest: peer, Service: service, Reason: "node is closing"}
+	}
+	if service == "" || len(service) > maxServiceName {
+		return nil, ErrInvalidService
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.cfg.DialTimeout)
+		defer cancel()
+	}
+	o := &circuit.Open{Dest: peer, Source: n.cfg.Name, Service: service, HopLimit: opt.HopLimit}
+	if o.HopLimit == 0 {
+		o.HopLimit = circuit.DefaultHopLimit
+	}
+	if opt.RecordPath {
+		o.Flags |= circuit.FlagRecordPath
+		o.Path = []string{n.cfg.Name}
+	}
+	ctx, span := n.tracer.Start(ctx, "circuitmesh.dial", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(hopAttrs(n.cfg.Name, o)...))
+	injectTrace(ctx, o)
+	refused := func(code circuit.Code, reason string) error {
+		err := &circuit.RefusedError{Code: code, Node: n.cfg.Name, Dest: peer, Service: service, Reason: reason}
+		endSpan(span, code.String(), 0, 0, err)
+		return err
+	}
+
+	if peer == n.cfg.Name {
+		return n.dialLocal(ctx, o, opt, span)
+	}
+	hops := n.router.nextHops(peer)
+	if len(hops) == 0 {
+		return nil, refused(circuit.NoRoute, fmt.Sprintf("%s has no route to %s", n.cfg.Name, peer))
+	}
+	failed := map[string]bool{}
+	var errs []error
+	for {
+		for _, nh := range hops {
+			if failed[nh] {
+				continue
+			}
+			c, err := n.dialVia(ctx, nh, o, opt, span)
+			if err == nil {
+				return c, nil
+			}
+			var re *circuit.RefusedError
+			if errors.As(err, &re) || ctx.Err() != nil || !errors.Is(err, links.ErrLinkLost) {
+				endSpan(span, "refused", 0, 0, err)
+				return nil, err
+			}
+			// The link died before the destination answered and nothing but
+			// the header was sent: another next hop may still work.
+			failed[nh] = true
+			errs = append(errs, err)
+		}
+		// Every known next hop failed: routing is withdrawing them; wait for
+		// it to offer a new one while the caller's deadline allows.
+		if hops = n.awaitNewHop(ctx, peer, failed); hops == nil {
+			return nil, refused(circuit.LinkLost, fmt.Sprintf("no next hop toward %s could carry the circuit: %v", peer, errors.Join(errs...)))
+		}
+	}
+}
+
+// dialVia opens the circuit through neighbour nh.
+func (n *Node) dialVia(ctx context.Context, nh string, o *circuit.Open, opt DialOptions, span trace.Span) (Conn, error) {
+	l := n.link(nh)
+	if l == nil {
+		return nil, fmt.Errorf("next hop %s: %w", nh, links.ErrLinkLost)
+	}
+	t, err := n.limits.admit("", nh)
+	if err != nil {
+		return nil, &circuit.RefusedError{Code: circuit.Overloaded, Node: n.cfg.Name, Dest: o.Dest, Service: o.Service, Reason: err.Error()}
+	}
+	s, err := l.OpenStream(ctx)
+	if err != nil {
+		t.release()
+		return nil, fmt.Errorf("open stream to %s: %w", nh, err)
+	}
+	span.SetAttributes(attrPeer.String(nh))
+	local := circuit.Addr{Node: n.cfg.Name, Service: o.Service}
+	var c *circuit.Conn
+	if opt.Early {
+		c, err = circuit.DialEarly(s, o, local)
+	} else {
+		c, err = circuit.Dial(ctx, s, o, local)
+	}
+	if err != nil {
+		t.release()
+		return nil, err
+	}
+	n.metrics.circuitsOpened.WithLabelValues("dial").Inc()
+	return n.track(c, "dial", span, t, nil), nil
+}
+
+// awaitNewHop polls routing until it offers a next hop toward dest that
+// has not failed, or ctx ends (nil).
+func (n *Node) awaitNewHop(ctx context.Context, dest string, failed map[string]bool) []string {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for _, h := range n.router.nextHops(dest) {
+			if !failed[h] && n.link(h) != nil {
+				return n.router.nextHops(dest)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// dialLocal connects a circuit to a service on this node through an
+// in-memory stream pair, so that dialling one's own name behaves like any
+// other circuit.
+func (n *Node) dialLocal(ctx context.Context, o *circuit.Open, opt DialOptions, span trace.Span) (Conn, error) {
+	a, b := localPipe()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ro, err := n.readOpen(b)
+		if err != nil {
+			b.Reset(circuit.CloseCancelled)
+			return
+		}
+		n.deliver(b, ro, n.cfg.Name)
+	}()
+	local := circuit.Addr{Node: n.cfg.Name, Service: o.Service}
+	var c *circuit.Conn
+	var err error
+	if opt.Early {
+		c, err = circuit.DialEarly(a, o, local)
+	} else {
+		c, err = circuit.Dial(ctx, a, o, local)
+	}
+	if err != nil {
+		a.Reset(circuit.CloseCancelled)
+		endSpan(span, "refused", 0, 0, err)
+		return nil, err
+	}
+	t, err := n.limits.admit("")
+	if err != nil {
+		c.Reset(circuit.CloseCancelled)
+		endSpan(span, circuit.Overloaded.String(), 0, 0, err)
+		return nil, &circuit.RefusedError{Code: circuit.Overloaded, Node: n.cfg.Name, Dest: o.Dest, Service: o.Service, Reason: err.Error()}
+	}
+	n.metrics.circuitsOpened.WithLabelValues("dial").Inc()
+	return n.track(c, "dial", span, t, nil), nil
+}
+
+// PingResult is one echo round trip over a fresh circuit.
+type PingResult struct {
+	Open time.Duration // time to open the circuit (one round trip)
+	RTT  time.Duration // time for one byte to come back over the open circuit
+	Path []string      // nodes crossed, source first, destination last
+}
+
+// Ping opens a circuit to peer's echo service recording the path, then
+// times one byte echoed over it.
+func (n *Node) Ping(ctx context.Context, peer string) (PingResult, error) {
+	start := time.Now()
+	c, err := n.DialWith(ctx, peer, EchoService, DialOptions{RecordPath: true})
+	if err != nil {
+		return PingResult{}, err
+	}
+	defer c.Close()
+	res := PingResult{Open: time.Since(start), Path: c.Path()}
+	if d, ok := ctx.Deadline(); ok {
+		c.SetDeadline(d)
+	}
+	var b [1]byte
+	t0 := time.Now()
+	if _, err := c.Write([]byte{'p'}); err != nil {
+		return res, fmt.Errorf("ping %s: %w", peer, err)
+	}
+	if _, err := c.Read(b[:]); err != nil {
+		return res, fmt.Errorf("ping %s: %w", peer, err)
+	}
+	res.RTT = time.Since(t0)
+	return res, nil
+}

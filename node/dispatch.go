@@ -1,0 +1,136 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// acceptLoop dispatches every circuit stream the neighbour opens on l until
+// the link or the node ends. Streams are bounded by the link's stream limit
+// and by MaxPendingOpens while their headers are read.
+func (n *Node) acceptLoop(l links.Link) {
+	for {
+		s, err := l.AcceptStream(n.ctx)
+		if err != nil {
+			return
+		}
+		if !n.limits.tryPending() {
+			n.refuse(s, circuit.Overloaded, "too many circuits opening at once")
+			continue
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.handleStream(l, s)
+		}()
+	}
+}
+
+// handleStream reads the open header of a stream from neighbour l and
+// either delivers the circuit here or relays it.
+func (n *Node) handleStream(l links.Link, s links.Stream) {
+	o, err := n.readOpen(s)
+	n.limits.donePending()
+	if err != nil {
+		n.log.Debug("bad open header", "peer", l.Peer(), "err", err)
+		n.refuse(s, circuit.Policy, err.Error())
+		return
+	}
+	if !n.running() {
+		n.refuse(s, circuit.ShuttingDown, "node is shutting down")
+		return
+	}
+	if err := n.checkSource(l, o); err != nil {
+		n.log.Warn("refused forged circuit source", "peer", l.Peer(), "source", o.Source, "err", err)
+		n.refuse(s, circuit.Policy, err.Error())
+		return
+	}
+	if o.Dest == n.cfg.Name {
+		n.deliver(s, o, l.Peer())
+		return
+	}
+	n.relay(s, o, l.Peer())
+}
+
+func (n *Node) readOpen(s links.Stream) (*circuit.Open, error) {
+	s.SetReadDeadline(time.Now().Add(n.cfg.Limits.HeaderTimeout))
+	o, err := circuit.ReadOpen(s, n.cfg.Limits.MaxHeaderSize)
+	s.SetReadDeadline(time.Time{})
+	if err != nil {
+		return nil, fmt.Errorf("read open header: %w", err)
+	}
+	return o, nil
+}
+
+// checkSource enforces the trust model: the source a destination sees is
+// the one authenticated by the first link. A header straight from its
+// source (hop 0) must name the link's authenticated peer; a header that
+// already crossed relays (hop > 0) is accepted only from a router
+// neighbour, since leaves never relay.
+func (n *Node) checkSource(l links.Link, o *circuit.Open) error {
+	switch {
+	case o.Source == "":
+		return errors.New("open header has no source")
+	case o.Hop == 0 && o.Source != l.Peer():
+		return fmt.Errorf("source %q differs from the authenticated link peer %q", o.Source, l.Peer())
+	case o.Hop > 0 && l.PeerRole() == links.RoleLeaf:
+		return fmt.Errorf("leaf %q sent a relayed header (hop %d, source %q)", l.Peer(), o.Hop, o.Source)
+	}
+	return nil
+}
+
+// refuse answers a stream with a refusal produced by this node.
+func (n *Node) refuse(s links.Stream, code circuit.Code, reason string) {
+	n.metrics.circuitsRefused.WithLabelValues(code.String()).Inc()
+	if err := circuit.Refuse(s, circuit.Result{Code: code, Node: n.cfg.Name, Reason: reason}); err != nil {
+		s.Reset(circuit.CloseCancelled)
+	}
+}
+
+// deliver hands a circuit addressed to this node to its service.
+func (n *Node) deliver(s links.Stream, o *circuit.Open, from string) {
+	_, span := n.tracer.Start(extractTrace(o), "circuitmesh.accept",
+		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(hopAttrs(n.cfg.Name, o)...),
+		trace.WithAttributes(attrPeer.String(from)))
+	lis := n.service(o.Service)
+	if lis == nil {
+		n.refuse(s, circuit.NoService, fmt.Sprintf("no service %q on %s", o.Service, n.cfg.Name))
+		endSpan(span, circuit.NoService.String(), 0, 0, nil)
+		return
+	}
+	t, err := n.limits.admit(o.Source)
+	if err == nil && !lis.hasRoom() {
+		t.release()
+		err = fmt.Errorf("service %q has %d circuits waiting to be accepted", o.Service, cap(lis.backlog))
+	}
+	if err != nil {
+		n.refuse(s, circuit.Overloaded, err.Error())
+		endSpan(span, circuit.Overloaded.String(), 0, 0, nil)
+		return
+	}
+	if o.Flags&circuit.FlagRecordPath != 0 {
+		o.Path = append(o.Path, n.cfg.Name) // the path ends at the destination
+	}
+	// Count the circuit before the caller learns it was accepted, so that a
+	// Close racing with the accept waits for it.
+	entry := n.circuits.add(false, func() { s.Reset(circuit.CloseShuttingDown) })
+	c, err := circuit.Accept(s, o, circuit.Addr{Node: n.cfg.Name, Service: o.Service})
+	if err != nil {
+		n.circuits.remove(entry)
+		t.release()
+		s.Reset(circuit.CloseCancelled)
+		endSpan(span, "error", 0, 0, err)
+		return
+	}
+	n.metrics.circuitsOpened.WithLabelValues("accept").Inc()
+	tc := n.track(c, "accept", span, t, entry)
+	if !lis.enqueue(tc) {
+		tc.abort()
+	}
+}

@@ -1,0 +1,40 @@
+// Package node composes a circuitmesh node and is the embedding API.
+//
+// A Node owns its links (QUIC by default, or any links.Transport such as
+// the in-memory one of package links/memlink for simulation), the routing
+// engine of package routing, circuit dispatch and relaying (package
+// circuit), published services, gossip discovery (hashicorp/memberlist),
+// tracing (OpenTelemetry) and metrics (Prometheus).
+//
+// Typical use:
+//
+//	n, err := node.New(node.Config{Name: "billing-7", DataDir: "/var/lib/circuitmesh",
+//		ListenAddr: "0.0.0.0:4242", StaticLinks: []string{"10.0.0.2:4242"}})
+//	if err != nil { ... }
+//	if err := n.Start(ctx); err != nil { ... }
+//	defer n.Close()
+//
+//	lis, _ := n.Listen("grpc")          // serve: lis.Accept() returns circuits
+//	conn, err := n.Dial(ctx, "ledger-2", "grpc") // a net.Conn across any number of relays
+//
+// Dial returns once the destination accepted: one end-to-end round trip
+// over warm links. DialWith{Early: true} returns at once and lets the first
+// bytes travel with the open; a refusal then surfaces on the first Read or
+// Write. Refusals are *circuit.RefusedError values that name the node that
+// produced them and match circuit.ErrNoRoute, ErrNoService, ErrHopLimit,
+// ErrRefusedByPolicy, ErrOverloaded, ErrShuttingDown and ErrLinkLost with
+// errors.Is. Dialling the node's own name gives a local circuit.
+//
+// Every node answers the built-in "echo" service (Ping uses it).
+//
+// The source a destination sees (Conn.RemoteAddr) is the node authenticated
+// by the first link's certificate: a node refuses a header whose source is
+// not the neighbour that sent it unless the neighbour is a router relaying
+// it (docs/PROTOCOL.md, trust model).
+//
+// The caller must Close the node; Close says goodbye to neighbours, refuses
+// new circuits, lets open ones finish for Config.GracePeriod, resets the
+// rest and waits for every goroutine the node started. Every table and
+// queue is bounded by Config.Limits; beyond a limit circuits are refused as
+// overloaded.
+package node

@@ -1,0 +1,75 @@
+package node
+
+import "sync"
+
+// maxSubscriberBuffer bounds one subscriber's channel.
+const maxSubscriberBuffer = 4096
+
+// eventHub fans events out to subscribers without ever blocking the
+// publisher: an event that does not fit a subscriber's buffer is dropped
+// for that subscriber and counted.
+type eventHub struct {
+	m      *metrics
+	mu     sync.Mutex
+	subs   map[chan Event]struct{}
+	closed bool
+}
+
+func newEventHub(m *metrics) *eventHub {
+	return &eventHub{m: m, subs: make(map[chan Event]struct{})}
+}
+
+func (h *eventHub) publish(ev Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs {
+		select {
+		case ch <- ev:
+		default:
+			h.m.eventsDropped.Inc()
+		}
+	}
+}
+
+// Subscribe returns a channel of peer and link events with room for buf
+// events (default 64, at most 4096) and a cancel function that closes the
+// channel. Events that do not fit are dropped for this subscriber; read
+// promptly. The channel is closed when the node closes.
+func (n *Node) Subscribe(buf int) (<-chan Event, func()) {
+	if buf <= 0 {
+		buf = 64
+	}
+	if buf > maxSubscriberBuffer {
+		buf = maxSubscriberBuffer
+	}
+	h := n.events
+	ch := make(chan Event, buf)
+	h.mu.Lock()
+	if h.closed {
+		close(ch)
+	} else {
+		h.subs[ch] = struct{}{}
+	}
+	h.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if _, ok := h.subs[ch]; ok {
+				delete(h.subs, ch)
+				close(ch)
+			}
+		})
+	}
+}
+
+func (h *eventHub) closeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for ch := range h.subs {
+		close(ch)
+		delete(h.subs, ch)
+	}
+}

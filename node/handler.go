@@ -1,0 +1,66 @@
+package node
+
+import (
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// The Node is the links.Handler of its transport: link events feed the
+// routing engine and start the link's circuit dispatch.
+
+// LinkUp implements links.Handler.
+func (n *Node) LinkUp(l links.Link) {
+	peer := l.Peer()
+	n.mu.Lock()
+	if n.state != stateRunning && n.state != stateClosing {
+		n.mu.Unlock()
+		l.Close("node closed")
+		return
+	}
+	n.links[peer] = l
+	n.wg.Add(1)
+	n.mu.Unlock()
+	go func() {
+		defer n.wg.Done()
+		n.acceptLoop(l)
+	}()
+	n.log.Info("link up", "peer", peer, "addr", addrString(l.RemoteAddr()), "role", l.PeerRole().String(), "cost", l.Quality().Cost)
+	n.metrics.links.Inc()
+	n.router.linkUp(peer, l.Quality().Cost, l.PeerRole() == links.RoleLeaf)
+	n.events.publish(Event{Kind: LinkUp, Peer: peer, Time: time.Now()})
+}
+
+// Routing implements links.Handler.
+func (n *Node) Routing(l links.Link, payload []byte) {
+	if n.link(l.Peer()) != l {
+		return // a stale link's late message
+	}
+	n.router.receive(l.Peer(), payload)
+}
+
+// CostChanged implements links.Handler.
+func (n *Node) CostChanged(l links.Link, q links.Quality) {
+	if n.link(l.Peer()) != l {
+		return
+	}
+	n.router.linkCost(l.Peer(), q.Cost)
+}
+
+// LinkDown implements links.Handler.
+func (n *Node) LinkDown(l links.Link, err error) {
+	peer := l.Peer()
+	n.mu.Lock()
+	current := n.links[peer] == l
+	if current {
+		delete(n.links, peer)
+	}
+	n.mu.Unlock()
+	if !current {
+		return // replaced by a newer link to the same peer
+	}
+	n.log.Info("link down", "peer", peer, "err", err)
+	n.metrics.links.Dec()
+	n.router.linkDown(peer)
+	n.events.publish(Event{Kind: LinkDown, Peer: peer, Time: time.Now(), Err: err})
+}

@@ -1,0 +1,190 @@
+package node
+
+import (
+	"fmt"
+	"sync"
+	"time"
+)
+
+// limiter enforces Limits on circuits: in total, per source node and per
+// link. Each admitted circuit holds a ticket released exactly once.
+type limiter struct {
+	lim     Limits
+	pending chan struct{} // semaphore for open headers being read
+
+	mu      sync.Mutex
+	total   int
+	perSrc  map[string]int
+	perLink map[string]int
+}
+
+func newLimiter(l Limits) *limiter {
+	return &limiter{
+		lim:     l,
+		pending: make(chan struct{}, l.MaxPendingOpens),
+		perSrc:  make(map[string]int),
+		perLink: make(map[string]int),
+	}
+}
+
+// tryPending reserves room to read one open header.
+func (l *limiter) tryPending() bool {
+	select {
+	case l.pending <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (l *limiter) donePending() { <-l.pending }
+
+// ticket is one admitted circuit.
+type ticket struct {
+	l     *limiter
+	src   string
+	links []string
+	once  sync.Once
+}
+
+// admit admits a circuit from src crossing the given links (by peer name),
+// or says which limit it would exceed.
+func (l *limiter) admit(src string, linkPeers ...string) (*ticket, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.total >= l.lim.MaxCircuits {
+		return nil, fmt.Errorf("%d circuits open, the node limit", l.total)
+	}
+	if src != "" && l.perSrc[src] >= l.lim.MaxCircuitsPerSource {
+		return nil, fmt.Errorf("%d circuits open from %s, the per-source limit", l.perSrc[src], src)
+	}
+	for _, p := range linkPeers {
+		if l.perLink[p] >= l.lim.MaxCircuitsPerLink {
+			return nil, fmt.Errorf("%d circuits open on the link to %s, the per-link limit", l.perLink[p], p)
+		}
+	}
+	l.total++
+	if src != "" {
+		l.perSrc[src]++
+	}
+	for _, p := range linkPeers {
+		l.perLink[p]++
+	}
+	return &ticket{l: l, src: src, links: linkPeers}, nil
+}
+
+func (t *ticket) release() {
+	t.once.Do(func() {
+		l := t.l
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.total--
+		if t.src != "" {
+			if l.perSrc[t.src]--; l.perSrc[t.src] <= 0 {
+				delete(l.perSrc, t.src)
+			}
+		}
+		for _, p := range t.links {
+			if l.perLink[p]--; l.perLink[p] <= 0 {
+				delete(l.perLink, p)
+			}
+		}
+	})
+}
+
+// circuitSet tracks live circuits so Close can wait for them and reset
+// what remains after the grace period.
+type circuitSet struct {
+	mu      sync.Mutex
+	m       map[*tracked]struct{}
+	relays  int
+	changed chan struct{} // closed and replaced on every removal
+}
+
+// tracked is one live circuit end or relay.
+type tracked struct {
+	relay bool
+	reset func() // ends the circuit at once; guarded by circuitSet.mu
+}
+
+func newCircuitSet() *circuitSet {
+	return &circuitSet{m: make(map[*tracked]struct{}), changed: make(chan struct{})}
+}
+
+func (s *circuitSet) add(relay bool, reset func()) *tracked {
+	t := &tracked{relay: relay, reset: reset}
+	s.mu.Lock()
+	s.m[t] = struct{}{}
+	if relay {
+		s.relays++
+	}
+	s.mu.Unlock()
+	return t
+}
+
+// bind replaces the reset function of t.
+func (s *circuitSet) bind(t *tracked, reset func()) {
+	s.mu.Lock()
+	t.reset = reset
+	s.mu.Unlock()
+}
+
+func (s *circuitSet) remove(t *tracked) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[t]; !ok {
+		return
+	}
+	delete(s.m, t)
+	if t.relay {
+		s.relays--
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *circuitSet) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
+func (s *circuitSet) relayed() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.relays
+}
+
+// waitEmpty waits until no circuit is open or d has passed.
+func (s *circuitSet) waitEmpty(d time.Duration) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		n, ch := len(s.m), s.changed
+		s.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return
+		}
+	}
+}
+
+// resetAll ends every circuit still open.
+func (s *circuitSet) resetAll() {
+	s.mu.Lock()
+	all := make([]func(), 0, len(s.m))
+	for t := range s.m {
+		if t.reset != nil {
+			all = append(all, t.reset)
+		}
+	}
+	s.mu.Unlock()
+	for _, reset := range all {
+		reset()
+	}
+}

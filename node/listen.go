@@ -1,0 +1,128 @@
+package node
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"sync"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
+)
+
+// Backlog bounds circuits accepted by the node but not yet by the
+// service's Accept; beyond it new circuits are refused as overloaded.
+const Backlog = 128
+
+// maxServiceName bounds a service name.
+const maxServiceName = 255
+
+// listener is a service's net.Listener.
+type listener struct {
+	n       *Node
+	service string
+	backlog chan *trackedConn
+	mu      sync.Mutex
+	closed  bool
+	done    chan struct{}
+}
+
+// Listen publishes service on this node: circuits addressed to
+// (this node, service) are returned by the listener's Accept. Closing the
+// listener unpublishes the service; circuits already accepted stay open.
+func (n *Node) Listen(service string) (net.Listener, error) {
+	if service == "" || len(service) > maxServiceName {
+		return nil, fmt.Errorf("listen %q: %w", service, ErrInvalidService)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.state == stateClosing || n.state == stateClosed {
+		return nil, fmt.Errorf("listen %q: %w", service, ErrClosed)
+	}
+	if n.services[service] != nil {
+		return nil, fmt.Errorf("listen %q: %w", service, ErrServiceInUse)
+	}
+	l := &listener{n: n, service: service, backlog: make(chan *trackedConn, Backlog), done: make(chan struct{})}
+	n.services[service] = l
+	return l, nil
+}
+
+func (n *Node) service(name string) *listener {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.services[name]
+}
+
+// Services lists the published services, sorted.
+func (n *Node) Services() []string {
+	n.mu.Lock()
+	out := make([]string, 0, len(n.services))
+	for s := range n.services {
+		out = append(out, s)
+	}
+	n.mu.Unlock()
+	sort.Strings(out)
+	return out
+}
+
+func (l *listener) hasRoom() bool { return len(l.backlog) < cap(l.backlog) }
+
+// enqueue hands an accepted circuit to Accept; false when the backlog is
+// full or the listener closed.
+func (l *listener) enqueue(c *trackedConn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	select {
+	case l.backlog <- c:
+		return true
+	default:
+		return false
+	}
+}
+
+// Accept returns the next circuit to the service. Its RemoteAddr names
+// the authenticated source node.
+func (l *listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.backlog:
+		return c, nil
+	case <-l.done:
+		// Drain what raced in before the close.
+		select {
+		case c := <-l.backlog:
+			return c, nil
+		default:
+		}
+		return nil, fmt.Errorf("accept on %s/%s: %w", l.n.cfg.Name, l.service, net.ErrClosed)
+	}
+}
+
+// Close unpublishes the service and resets circuits not yet accepted.
+func (l *listener) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.done)
+	l.mu.Unlock()
+	l.n.mu.Lock()
+	if l.n.services[l.service] == l {
+		delete(l.n.services, l.service)
+	}
+	l.n.mu.Unlock()
+	for {
+		select {
+		case c := <-l.backlog:
+			c.abort()
+		default:
+			return nil
+		}
+	}
+}
+
+// Addr is the service's address, node/service.
+func (l *listener) Addr() net.Addr { return circuit.Addr{Node: l.n.cfg.Name, Service: l.service} }

@@ -1,0 +1,16 @@
+package node
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// quic-go and memberlist start package-level helpers once.
+		goleak.IgnoreAnyFunction("github.com/hashicorp/go-metrics.(*InmemSink).run"),
+		goleak.IgnoreAnyFunction("github.com/armon/go-metrics.(*InmemSink).run"),
+		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
+	)
+}

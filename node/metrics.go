@@ -1,0 +1,68 @@
+package node
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the node's Prometheus metrics, in a registry of the node's
+// own so that many nodes can live in one process.
+type metrics struct {
+	reg              *prometheus.Registry
+	links            prometheus.Gauge
+	linkRefused      prometheus.Counter
+	circuitsOpened   *prometheus.CounterVec // by role: dial, accept, relay
+	circuitsRefused  *prometheus.CounterVec // by code
+	circuitsActive   *prometheus.GaugeVec   // by role
+	relayBytes       prometheus.Counter
+	routingMalformed prometheus.Counter
+	routingDropped   prometheus.Counter
+	eventsDropped    prometheus.Counter
+}
+
+func newMetrics(n *Node) *metrics {
+	reg := prometheus.NewRegistry()
+	f := func(c prometheus.Collector) { reg.MustRegister(c) }
+	m := &metrics{
+		reg:   reg,
+		links: prometheus.NewGauge(prometheus.GaugeOpts{Name: "circuitmesh_links", Help: "Live links to neighbours."}),
+		linkRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "circuitmesh_links_refused_total",
+			Help: "Incoming links refused during the handshake."}),
+		circuitsOpened: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_circuits_opened_total",
+			Help: "Circuits opened, by role (dial, accept, relay)."}, []string{"role"}),
+		circuitsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_circuits_refused_total",
+			Help: "Circuits refused by this node, by result code."}, []string{"code"}),
+		circuitsActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "circuitmesh_circuits_active",
+			Help: "Circuits open, by role."}, []string{"role"}),
+		relayBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "circuitmesh_relay_bytes_total",
+			Help: "Bytes forwarded by this node for relayed circuits (both directions)."}),
+		routingMalformed: prometheus.NewCounter(prometheus.CounterOpts{Name: "circuitmesh_routing_malformed_total",
+			Help: "Routing messages rejected as malformed."}),
+		routingDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "circuitmesh_routing_dropped_total",
+			Help: "Routing messages dropped because a control queue was full."}),
+		eventsDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "circuitmesh_events_dropped_total",
+			Help: "Events dropped because a subscriber's buffer was full."}),
+	}
+	for _, c := range []prometheus.Collector{m.links, m.linkRefused, m.circuitsOpened, m.circuitsRefused,
+		m.circuitsActive, m.relayBytes, m.routingMalformed, m.routingDropped, m.eventsDropped} {
+		f(c)
+	}
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "circuitmesh_peers_reachable",
+		Help: "Nodes reachable through routing."}, func() float64 {
+		c := 0
+		for _, p := range n.Peers() {
+			if p.Reachable {
+				c++
+			}
+		}
+		return float64(c)
+	}))
+	return m
+}
+
+// MetricsHandler serves the node's Prometheus metrics.
+func (n *Node) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{})
+}

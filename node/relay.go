@@ -1,0 +1,122 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// relay forwards a circuit from neighbour `from` toward o.Dest: it checks
+// the hop limit and the limits, opens a stream on the best next hop (or
+// the next feasible alternate when that fails), forwards the header and
+// splices both directions. A refusal from further along travels back to
+// the caller inside the splice, untouched.
+func (n *Node) relay(s links.Stream, o *circuit.Open, from string) {
+	ctx, span := n.tracer.Start(extractTrace(o), "circuitmesh.forward",
+		trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(hopAttrs(n.cfg.Name, o)...),
+		trace.WithAttributes(attrPeer.String(from)))
+	refuse := func(code circuit.Code, reason string) {
+		n.refuse(s, code, reason)
+		endSpan(span, code.String(), 0, 0, nil)
+	}
+	switch {
+	case n.cfg.Leaf:
+		refuse(circuit.Policy, fmt.Sprintf("%s is a leaf and does not relay", n.cfg.Name))
+		return
+	case o.HopLimit == 0:
+		refuse(circuit.HopLimit, fmt.Sprintf("hop limit reached at %s after %d relays", n.cfg.Name, o.Hop))
+		return
+	}
+	hops := n.router.nextHops(o.Dest)
+	if len(hops) == 0 {
+		refuse(circuit.NoRoute, fmt.Sprintf("%s has no route to %s", n.cfg.Name, o.Dest))
+		return
+	}
+	fwd, err := o.Forward(n.cfg.Name)
+	if err != nil {
+		refuse(circuit.Policy, err.Error())
+		return
+	}
+	hdr, err := fwd.AppendTo(nil)
+	if err != nil {
+		refuse(circuit.Policy, fmt.Sprintf("header grew too large at %s: %v", n.cfg.Name, err))
+		return
+	}
+	out, via, t, err := n.openNext(ctx, hops, from, o.Source, hdr)
+	if err != nil {
+		code := circuit.NoRoute
+		if errors.Is(err, errOverloaded) {
+			code = circuit.Overloaded
+		}
+		refuse(code, err.Error())
+		return
+	}
+	span.SetAttributes(attrPeer.String(via))
+	n.metrics.circuitsOpened.WithLabelValues("relay").Inc()
+	n.metrics.circuitsActive.WithLabelValues("relay").Inc()
+	entry := n.circuits.add(true, func() {
+		s.Reset(circuit.CloseShuttingDown)
+		out.Reset(circuit.CloseShuttingDown)
+	})
+	st, err := circuit.Splice(s, out, n.cfg.Limits.RelayBuffer)
+	n.circuits.remove(entry)
+	t.release()
+	n.metrics.circuitsActive.WithLabelValues("relay").Dec()
+	n.metrics.relayBytes.Add(float64(st.Up + st.Down))
+	endSpan(span, "relayed", st.Up, st.Down, err)
+}
+
+var errOverloaded = errors.New("overloaded")
+
+// openNext opens a stream toward the first usable next hop, skipping the
+// neighbour the circuit came from, writes the header and admits the
+// circuit against the limits. It returns the stream, the neighbour it
+// goes through and the circuit's limit ticket.
+func (n *Node) openNext(ctx context.Context, hops []string, from, source string, hdr []byte) (links.Stream, string, *ticket, error) {
+	var errs []error
+	for _, nh := range hops {
+		if nh == from {
+			continue
+		}
+		l := n.link(nh)
+		if l == nil {
+			errs = append(errs, fmt.Errorf("no link to next hop %s", nh))
+			continue
+		}
+		t, err := n.limits.admit(source, from, nh)
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("%w at %s: %v", errOverloaded, n.cfg.Name, err)
+		}
+		out, err := n.openOn(ctx, l, hdr)
+		if err != nil {
+			t.release()
+			errs = append(errs, err)
+			continue
+		}
+		return out, nh, t, nil
+	}
+	if len(errs) == 0 {
+		return nil, "", nil, fmt.Errorf("%s has no route to the destination except back", n.cfg.Name)
+	}
+	return nil, "", nil, fmt.Errorf("%s could not open a stream on any next hop: %w", n.cfg.Name, errors.Join(errs...))
+}
+
+// openOn opens a stream on l and writes hdr on it.
+func (n *Node) openOn(ctx context.Context, l links.Link, hdr []byte) (links.Stream, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.DialTimeout)
+	defer cancel()
+	out, err := l.OpenStream(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open stream to %s: %w", l.Peer(), err)
+	}
+	if _, err := out.Write(hdr); err != nil {
+		out.Reset(circuit.CloseCancelled)
+		return nil, fmt.Errorf("write open header to %s: %w", l.Peer(), err)
+	}
+	return out, nil
+}

@@ -1,0 +1,206 @@
+package node
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/routing"
+)
+
+// router drives the pure routing engine: link events and received messages
+// go in under a mutex (they only compute), Ready's messages go out through
+// the links' non-blocking control queues, and one goroutine calls Tick when
+// the engine asks for it. Lookups take the same mutex briefly.
+type router struct {
+	n    *Node
+	mu   sync.Mutex
+	eng  *routing.Engine
+	kick chan struct{} // wakes the ticker when the next deadline moved
+	done chan struct{}
+	once sync.Once
+}
+
+func newRouter(n *Node) (*router, error) {
+	eng, err := routing.New(routing.Config{
+		Self:           n.cfg.Name,
+		Leaf:           n.cfg.Leaf,
+		Hysteresis:     routing.Metric(n.cfg.Routing.Hysteresis),
+		UpdateInterval: n.cfg.Routing.UpdateInterval,
+		MaxRoutes:      n.cfg.Limits.MaxRoutes,
+		Seed:           seedFor(n.cfg.Name),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("routing engine: %w", err)
+	}
+	return &router{n: n, eng: eng, kick: make(chan struct{}, 1), done: make(chan struct{})}, nil
+}
+
+// seedFor derives a deterministic seed from the node name.
+func seedFor(name string) int64 {
+	var h uint64 = 14695981039346656037
+	for i := 0; i < len(name); i++ {
+		h ^= uint64(name[i])
+		h *= 1099511628211
+	}
+	return int64(h)
+}
+
+func (r *router) start() {
+	r.n.wg.Add(1)
+	go func() {
+		defer r.n.wg.Done()
+		r.tickLoop()
+	}()
+}
+
+func (r *router) stop() { r.once.Do(func() { close(r.done) }) }
+
+func (r *router) tickLoop() {
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		r.mu.Lock()
+		next := r.eng.NextTick()
+		r.mu.Unlock()
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = time.Until(next)
+			if wait < 0 {
+				wait = 0
+			}
+		}
+		t.Reset(wait)
+		select {
+		case <-r.done:
+			return
+		case <-r.kick:
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+		case now := <-t.C:
+			r.mu.Lock()
+			r.eng.Tick(now)
+			r.flushLocked()
+			r.mu.Unlock()
+		}
+	}
+}
+
+// apply runs one engine input and delivers its outputs.
+func (r *router) apply(f func(now time.Time)) {
+	r.mu.Lock()
+	f(time.Now())
+	r.flushLocked()
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (r *router) linkUp(peer string, cost links.Cost, leaf bool) {
+	r.apply(func(now time.Time) { r.eng.LinkUp(now, peer, routing.Metric(cost), leaf) })
+}
+
+func (r *router) linkCost(peer string, cost links.Cost) {
+	r.apply(func(now time.Time) { r.eng.LinkCost(now, peer, routing.Metric(cost)) })
+}
+
+func (r *router) linkDown(peer string) {
+	r.apply(func(now time.Time) { r.eng.LinkDown(now, peer) })
+}
+
+func (r *router) receive(peer string, payload []byte) {
+	r.apply(func(now time.Time) {
+		if err := r.eng.Receive(now, peer, payload); err != nil {
+			r.n.metrics.routingMalformed.Inc()
+			r.n.log.Debug("bad routing message", "peer", peer, "err", err)
+		}
+	})
+}
+
+// flushLocked sends the engine's pending messages and publishes its events.
+func (r *router) flushLocked() {
+	rd := r.eng.Ready()
+	for _, m := range rd.Messages {
+		l := r.n.link(m.To)
+		if l == nil {
+			continue
+		}
+		if err := l.SendRouting(m.Payload); err != nil {
+			r.n.metrics.routingDropped.Inc()
+		}
+	}
+	for _, ev := range rd.Events {
+		if ev.Dest == r.n.cfg.Name {
+			continue
+		}
+		kind := PeerDown
+		if ev.Reachable {
+			kind = PeerUp
+		}
+		r.n.log.Info(kind.String(), "peer", ev.Dest, "next_hop", ev.Route.NextHop, "cost", ev.Route.Metric, "hops", ev.Route.Hops)
+		r.n.events.publish(Event{Kind: kind, Peer: ev.Dest, Time: time.Now(), Route: peerInfo(ev.Route, nil)})
+	}
+}
+
+// nextHops returns the best next hop toward dest, then the feasible
+// alternates.
+func (r *router) nextHops(dest string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.eng.NextHops(dest)
+}
+
+func peerInfo(rt routing.Route, hops []string) PeerInfo {
+	p := PeerInfo{Name: rt.Dest, Reachable: rt.Reachable, NextHop: rt.NextHop, Cost: uint32(rt.Metric), Hops: rt.Hops, Seqno: rt.Seqno}
+	if !rt.Reachable {
+		p.NextHop = ""
+	}
+	if len(hops) > 1 {
+		p.Alternates = hops[1:]
+	}
+	return p
+}
+
+// Peers lists every node known to routing (not this node), sorted by name.
+func (n *Node) Peers() []PeerInfo {
+	r := n.router
+	r.mu.Lock()
+	routes := r.eng.Routes()
+	out := make([]PeerInfo, 0, len(routes))
+	for _, rt := range routes {
+		if rt.Dest == n.cfg.Name {
+			continue
+		}
+		out = append(out, peerInfo(rt, r.eng.NextHops(rt.Dest)))
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Peer returns what routing knows of one node.
+func (n *Node) Peer(name string) (PeerInfo, bool) {
+	r := n.router
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rt, ok := r.eng.Lookup(name)
+	if !ok {
+		return PeerInfo{Name: name}, false
+	}
+	return peerInfo(rt, r.eng.NextHops(name)), true
+}
+
+// RoutingStats returns the routing engine's counters.
+func (n *Node) RoutingStats() routing.Stats {
+	n.router.mu.Lock()
+	defer n.router.mu.Unlock()
+	return n.router.eng.Stats()
+}
