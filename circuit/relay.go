@@ -31,6 +31,7 @@ type Splicer struct {
 	a, b      links.Stream
 	up, down  atomic.Int64
 	resetOnce sync.Once
+	running   atomic.Int32 // directions still copying
 	done      chan struct{}
 	mu        sync.Mutex
 	err       error // first failure
@@ -57,18 +58,22 @@ func Splice(a, b links.Stream, bufSize int) (SpliceStats, error) {
 // local failure), so both ends of the circuit see it.
 func StartSplice(a, b links.Stream, bufSize int) *Splicer {
 	sp := &Splicer{a: a, b: b, done: make(chan struct{})}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); sp.copy(b, a, &sp.up, bufSize) }()
-	go func() { defer wg.Done(); sp.copy(a, b, &sp.down, bufSize) }()
-	go func() { wg.Wait(); close(sp.done) }()
+	sp.running.Store(2)
+	go sp.copy(b, a, &sp.up, bufSize)
+	go sp.copy(a, b, &sp.down, bufSize)
 	return sp
 }
 
 // Reset ends the splice from outside (e.g. at shutdown with
 // CloseShuttingDown): both streams are reset with code. Only the first
-// Reset, or the first failure, decides the code.
+// Reset, or the first failure, decides the code. It does nothing once the
+// splice is done.
 func (sp *Splicer) Reset(code uint64) {
+	select {
+	case <-sp.done:
+		return
+	default:
+	}
 	sp.reset(code, fmt.Errorf("circuit: splice reset locally: %w",
 		&links.StreamResetError{Code: code}))
 }
@@ -103,6 +108,11 @@ func (sp *Splicer) Wait() (SpliceStats, error) {
 }
 
 func (sp *Splicer) copy(dst, src links.Stream, n *atomic.Int64, size int) {
+	defer func() {
+		if sp.running.Add(-1) == 0 {
+			close(sp.done)
+		}
+	}()
 	var bp *[]byte
 	if size <= 0 || size == DefaultSpliceBuffer {
 		bp = spliceBufs.Get().(*[]byte)
