@@ -127,7 +127,7 @@ func (d *demo) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		n, err := node.New(node.Config{Identity: id, Logger: d.log.With("node", name), GracePeriod: 200 * time.Millisecond})
+		n, err := node.New(node.Config{Identity: id, Logger: d.log, GracePeriod: 200 * time.Millisecond})
 		if err != nil {
 			return err
 		}

@@ -163,8 +163,8 @@ func explainListenError(err error, flag, addr string) error {
 }
 
 func addrInUse(flag, proto, addr string) error {
-	return fmt.Errorf("%s address %s is already in use (is another circuitmesh running?); choose another with %s: %w",
-		proto, addr, flag, syscall.EADDRINUSE)
+	return fmt.Errorf("%w: %s %s (is another circuitmesh running? choose another with %s)",
+		syscall.EADDRINUSE, proto, addr, flag)
 }
 
 // serveMetrics serves handler at /metrics on addr (nothing when empty).

@@ -120,8 +120,14 @@ func checkHostPort(s string) error {
 // command that creates it.
 func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 	var d daemonConfig
-	dataDir := c.Path("data-dir")
-	d.admin = adminPath(c)
+	dataDir, err := filepath.Abs(c.Path("data-dir"))
+	if err != nil {
+		return d, fmt.Errorf("--data-dir: %w", err)
+	}
+	d.admin = c.Path("admin")
+	if d.admin == "" {
+		d.admin = filepath.Join(dataDir, adminSocketName)
+	}
 	d.metrics = c.String("metrics")
 	if err := d.level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return d, usagef("--log-level %q: want debug, info, warn or error", c.String("log-level"))

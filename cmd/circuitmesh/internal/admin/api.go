@@ -90,7 +90,7 @@ var (
 	// ErrNotFound: the peer, service, expose or forward does not exist.
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: the service or listen address is already in use.
-	ErrConflict = errors.New("already exists")
+	ErrConflict = errors.New("already in use")
 	// ErrBadRequest: the daemon rejected the arguments.
 	ErrBadRequest = errors.New("bad request")
 	// ErrUnreachable: the mesh could not deliver (no route, refused, timeout).

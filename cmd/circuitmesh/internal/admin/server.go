@@ -70,7 +70,7 @@ func NewServer(n Node, log *slog.Logger) *Server {
 func Listen(path string) (net.Listener, error) {
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
-		return nil, fmt.Errorf("admin socket %s: another daemon is already running there: %w", path, ErrConflict)
+		return nil, fmt.Errorf("%w: a daemon is running with the admin socket %s (stop it, or give this one another --data-dir or --admin)", ErrConflict, path)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("remove stale admin socket: %w", err)
@@ -122,7 +122,7 @@ func (s *Server) AddExpose(service, target string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.exposed[service]; ok {
-		return fmt.Errorf("service %q is already exposed: %w", service, ErrConflict)
+		return fmt.Errorf("%w: service %q is already exposed (unexpose it first)", ErrConflict, service)
 	}
 	stop, err := s.node.Expose(service, target)
 	if err != nil {
@@ -152,7 +152,7 @@ func (s *Server) AddForward(listen, peer, service string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.forwards[listen]; ok {
-		return "", fmt.Errorf("%s is already forwarded: %w", listen, ErrConflict)
+		return "", fmt.Errorf("%w: %s is already forwarded (unforward it first)", ErrConflict, listen)
 	}
 	addr, stop, err := s.node.Forward(listen, peer, service)
 	if err != nil {
@@ -259,7 +259,7 @@ func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	res, err := s.node.Ping(ctx, peer)
 	if err != nil {
-		writeError(w, fmt.Errorf("ping %s: %w", peer, err))
+		writeError(w, err) // the node's error names the peer
 		return
 	}
 	writeJSON(w, Ping{Peer: peer, OpenNS: int64(res.Open), RTTNS: int64(res.RTT), Path: res.Path})

@@ -1,0 +1,424 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/admin"
+	"github.com/circuitmesh/circuitmesh/node"
+)
+
+// These tests build the circuitmesh binary and run real daemons on
+// loopback, as a user would.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds the command once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "circuitmesh-e2e-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "circuitmesh")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// lab is a set of daemons sharing a CA in one temporary directory.
+type lab struct {
+	t   *testing.T
+	bin string
+	dir string
+	ca  string
+}
+
+func newLab(t *testing.T, mesh string) *lab {
+	t.Helper()
+	l := &lab{t: t, bin: binary(t), dir: t.TempDir()}
+	l.ca = filepath.Join(l.dir, "ca-"+mesh)
+	l.cli("ca", "init", "--dir", l.ca, "--mesh", mesh)
+	return l
+}
+
+// cli runs the binary and fails the test on a non-zero exit.
+func (l *lab) cli(args ...string) string {
+	l.t.Helper()
+	out, err := l.try(args...)
+	if err != nil {
+		l.t.Fatalf("circuitmesh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (l *lab) try(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, l.bin, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// daemon is one `circuitmesh run` process.
+type daemon struct {
+	name, dir, addr string
+	cmd             *exec.Cmd
+	log             *syncBuffer
+	lab             *lab
+}
+
+// start issues name a certificate from the lab's CA (or from caDir when
+// given) and runs its daemon with extra flags.
+func (l *lab) start(name, caDir string, extra ...string) *daemon {
+	l.t.Helper()
+	if caDir == "" {
+		caDir = l.ca
+	}
+	d := &daemon{name: name, dir: filepath.Join(l.dir, name), addr: freeUDP(l.t), log: &syncBuffer{}, lab: l}
+	l.cli("cert", "issue", name, "--ca-dir", caDir, "--out", d.dir)
+	args := append([]string{"run", "--data-dir", d.dir, "--listen", d.addr, "--log-level", "debug"}, extra...)
+	d.cmd = exec.Command(l.bin, args...)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		d.cmd.Wait()
+		close(exited)
+	}()
+	l.t.Cleanup(func() {
+		d.cmd.Process.Kill()
+		<-exited
+		if l.t.Failed() {
+			l.t.Logf("log of %s:\n%s", name, d.log.String())
+		}
+	})
+	c := d.client()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var st node.Status
+		if err := c.Get(context.Background(), admin.PathStatus, nil, &st); err == nil {
+			return d
+		}
+		select {
+		case <-exited:
+			l.t.Fatalf("daemon %s exited: %v\n%s", name, d.cmd.ProcessState, d.log.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("daemon %s never answered on its admin socket\n%s", name, d.log.String())
+		}
+	}
+}
+
+func (d *daemon) client() *admin.Client {
+	return admin.NewClient(filepath.Join(d.dir, adminSocketName))
+}
+
+// cli runs a CLI command against this daemon.
+func (d *daemon) cli(args ...string) string {
+	d.lab.t.Helper()
+	return d.lab.cli(append(args, "--data-dir", d.dir)...)
+}
+
+func (d *daemon) peers(t *testing.T) map[string]node.PeerInfo {
+	t.Helper()
+	var ps []node.PeerInfo
+	if err := json.Unmarshal([]byte(d.cli("peers", "--json")), &ps); err != nil {
+		t.Fatalf("peers --json: %v", err)
+	}
+	m := map[string]node.PeerInfo{}
+	for _, p := range ps {
+		m[p.Name] = p
+	}
+	return m
+}
+
+// waitRoute waits until d reaches peer with a route that satisfies ok.
+func (d *daemon) waitRoute(t *testing.T, peer string, ok func(node.PeerInfo) bool) node.PeerInfo {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var ps []node.PeerInfo
+		err := d.client().Get(context.Background(), admin.PathPeers, nil, &ps)
+		for _, p := range ps {
+			if p.Name == peer && p.Reachable && ok(p) {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never had the wanted route to %s: %+v %v", d.name, peer, ps, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func anyRoute(node.PeerInfo) bool { return true }
+
+// freeUDP picks a free loopback UDP port.
+func freeUDP(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().String()
+}
+
+// freeTCP picks a free loopback TCP port.
+func freeTCP(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// bodyServer serves size pseudo-random bytes at / and returns its address
+// and the body's SHA-256.
+func bodyServer(t *testing.T, size int) (string, [32]byte) {
+	t.Helper()
+	body := make([]byte, size)
+	rand.NewChaCha8([32]byte{7}).Read(body)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		w.Write(body)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String(), sha256.Sum256(body)
+}
+
+// fetch GETs url with a fresh connection and returns the body's hash.
+func fetch(url string, timeout time.Duration) ([32]byte, int64, error) {
+	c := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return [32]byte{}, 0, err
+	}
+	defer resp.Body.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, resp.Body)
+	if err != nil {
+		return [32]byte{}, n, err
+	}
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum, n, nil
+}
+
+func TestE2ELineForwardsHTTPThroughTwoRelays(t *testing.T) {
+	l := newLab(t, "e2e")
+	web, wantSum := bodyServer(t, 32<<20)
+	a := l.start("a", "")
+	b := l.start("b", "", "--link", a.addr)
+	c := l.start("c", "", "--link", b.addr)
+	d := l.start("d", "", "--link", c.addr, "--expose", "web="+web)
+
+	route := a.waitRoute(t, "d", anyRoute)
+	if route.NextHop != "b" || route.Hops != 3 {
+		t.Fatalf("a's route to d: %+v, want via b in 3 hops", route)
+	}
+	fwd := freeTCP(t)
+	if out := a.cli("forward", fwd, "d/web"); !strings.Contains(out, "forwarding "+fwd+" to d/web") {
+		t.Fatalf("forward said %q", out)
+	}
+
+	start := time.Now()
+	sum, n, err := fetch("http://"+fwd+"/", 60*time.Second)
+	if err != nil {
+		t.Fatalf("fetch through a→b→c→d: %v (after %d bytes)", err, n)
+	}
+	if sum != wantSum || n != 32<<20 {
+		t.Fatalf("fetched %d bytes with another hash than the %d served", n, 32<<20)
+	}
+	el := time.Since(start)
+	t.Logf("32 MiB over HTTP through two relays in %v (%.1f MiB/s)", el, 32/el.Seconds())
+
+	peers := a.cli("peers")
+	if !lineWith(peers, "d", "yes", "b", "3") {
+		t.Fatalf("`peers` on a does not show d reachable via b in 3 hops:\n%s", peers)
+	}
+	links := a.cli("links")
+	if !lineWith(links, "b", "127.0.0.1:") || lineWith(links, "d") {
+		t.Fatalf("`links` on a should list b and not d:\n%s", links)
+	}
+	if ping := a.cli("ping", "d", "-c", "1"); !strings.Contains(ping, "a → b → c → d") {
+		t.Fatalf("ping did not show the path:\n%s", ping)
+	}
+	if out := d.cli("services"); !lineWith(out, "web", "tcp", web) {
+		t.Fatalf("`services` on d does not list web:\n%s", out)
+	}
+	echo := exec.Command(l.bin, "dial", "d", "echo", "--data-dir", a.dir)
+	echo.Stdin = strings.NewReader("hello across the mesh\n")
+	if out, err := echo.CombinedOutput(); err != nil || string(out) != "hello across the mesh\n" {
+		t.Fatalf("dial d echo: %q, %v", out, err)
+	}
+	// Runtime removal.
+	a.cli("unforward", fwd)
+	if _, _, err := fetch("http://"+fwd+"/", 2*time.Second); err == nil {
+		t.Fatal("fetch succeeded after unforward")
+	}
+	if out, err := l.try("dial", "d", "nothing", "--data-dir", a.dir); err == nil || !strings.Contains(out, "no such service") {
+		t.Fatalf("dial of a missing service: %q, %v", out, err)
+	}
+	if out, err := l.try("ping", "zz", "-c", "1", "--data-dir", a.dir); err == nil || !strings.Contains(out, "no route") {
+		t.Fatalf("ping of an unknown peer: %q, %v", out, err)
+	}
+}
+
+func TestE2EDiamondFailoverAfterKillingARelay(t *testing.T) {
+	l := newLab(t, "e2e")
+	web, wantSum := bodyServer(t, 1<<20)
+	a := l.start("a", "")
+	relays := map[string]*daemon{
+		"b": l.start("b", "", "--link", a.addr),
+		"c": l.start("c", "", "--link", a.addr),
+	}
+	fwd := freeTCP(t)
+	l.start("d", "", "--link", relays["b"].addr, "--link", relays["c"].addr, "--expose", "web="+web)
+	a.cli("forward", fwd, "d/web")
+	a.waitRoute(t, "d", anyRoute)
+	for _, r := range []string{"b", "c"} {
+		relays[r].waitRoute(t, "d", func(p node.PeerInfo) bool { return p.Hops == 1 })
+	}
+	route := a.waitRoute(t, "d", anyRoute)
+	if sum, _, err := fetch("http://"+fwd+"/", 20*time.Second); err != nil || sum != wantSum {
+		t.Fatalf("fetch before the failure: %v", err)
+	}
+	victim := route.NextHop
+	other := map[string]string{"b": "c", "c": "b"}[victim]
+	if other == "" {
+		t.Fatalf("a's route to d goes via %q, want b or c", victim)
+	}
+	killed := time.Now()
+	relays[victim].cmd.Process.Signal(syscall.SIGKILL)
+
+	var lastErr error
+	for time.Since(killed) < 3*time.Second {
+		sum, _, err := fetch("http://"+fwd+"/", 3*time.Second-time.Since(killed))
+		if err == nil && sum == wantSum {
+			t.Logf("fresh fetch succeeded %v after kill -9 of %s", time.Since(killed), victim)
+			if r := a.waitRoute(t, "d", anyRoute); r.NextHop != other {
+				t.Fatalf("a's route to d after the failure: %+v, want via %s", r, other)
+			}
+			return
+		}
+		lastErr = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no successful fetch within 3s of killing %s: %v", victim, lastErr)
+}
+
+func TestE2ENodeFromAnotherCAIsRefused(t *testing.T) {
+	l := newLab(t, "e2e")
+	a := l.start("a", "")
+	rogueCA := filepath.Join(l.dir, "rogue-ca")
+	l.cli("ca", "init", "--dir", rogueCA, "--mesh", "e2e")
+	x := l.start("x", rogueCA, "--link", a.addr)
+
+	const why = "not signed by the CA"
+	deadline := time.Now().Add(10 * time.Second)
+	for !(strings.Contains(a.log.String(), why) && strings.Contains(x.log.String(), why)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("want %q in both logs\n--- a:\n%s\n--- x:\n%s", why, a.log.String(), x.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ps := a.peers(t); ps["x"].Reachable {
+		t.Fatalf("a reaches the rogue node: %+v", ps)
+	}
+	if out := a.cli("links"); lineWith(out, "x") {
+		t.Fatalf("a has a link to the rogue node:\n%s", out)
+	}
+}
+
+// lineWith reports whether a line of out starts with the field first and
+// has the other fields in order.
+func lineWith(out string, first string, rest ...string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != first {
+			continue
+		}
+		i, ok := 1, true
+		for _, want := range rest {
+			for i < len(f) && !strings.HasPrefix(f[i], want) {
+				i++
+			}
+			if i == len(f) {
+				ok = false
+				break
+			}
+			i++
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's output and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
