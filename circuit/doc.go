@@ -56,13 +56,17 @@
 //
 // # Trust model
 //
-// Header fields are claims. The node must check, on the first hop, that
-// Open.Source equals the link's authenticated peer (links.Link.Peer) and
-// refuse with Policy otherwise; relays are trusted for the fields they
-// forward. A relay, being on the path, can forge everything it forwards: the
-// Source of circuits it relays, the path, the trace context, and the result
-// (it can refuse in the destination's name or claim an accept), and it sees
-// and can alter the payload. Only the first hop's Source is authenticated,
-// by the link's mutual TLS; end-to-end authenticity of Source or payload
-// needs a security layer above the circuit (e.g. TLS inside the Conn).
+// Header fields are claims; only the neighbour on each link is
+// authenticated (links.Link.Peer, by mutual TLS). Before acting on an open,
+// the node must call CheckSource with the link's peer and role and refuse
+// with code Policy when it fails: an open at hop 0 must come from its
+// Source itself, a forwarded one from a router (leaves never forward) that
+// ended the recorded path with its own name. A relay, being on the path,
+// can still forge everything it forwards: the Source of circuits it claims
+// to relay, the path, the hop count, the trace context and the result (it
+// can refuse in the destination's name or claim an accept); it also sees
+// and can alter the payload. The Source a destination sees is therefore as
+// trustworthy as the routers on the path; end-to-end authenticity of Source
+// or payload needs a security layer inside the circuit (e.g. TLS over the
+// Conn).
 package circuit

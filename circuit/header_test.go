@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 func sampleOpen() *Open {
@@ -136,5 +138,27 @@ func TestForward(t *testing.T) {
 	o.HopLimit = 0
 	if _, err := o.Forward("r3"); !errors.Is(err, ErrHopLimit) {
 		t.Fatalf("hop limit 0: %v, want ErrHopLimit", err)
+	}
+}
+
+func TestCheckSource(t *testing.T) {
+	first := &Open{Dest: "d", Source: "s"}
+	forwarded, _ := (&Open{Dest: "d", Source: "s", HopLimit: 4, Flags: FlagRecordPath}).Forward("r1")
+	for _, c := range []struct {
+		o    *Open
+		peer string
+		role links.Role
+		ok   bool
+	}{
+		{first, "s", links.RoleLeaf, true},
+		{first, "mallory", links.RoleRouter, false}, // self-declared source
+		{forwarded, "r1", links.RoleRouter, true},
+		{forwarded, "r1", links.RoleLeaf, false},   // leaves never forward
+		{forwarded, "r2", links.RoleRouter, false}, // path does not end with the sender
+	} {
+		err := CheckSource(c.o, c.peer, c.role)
+		if c.ok != (err == nil) || err != nil && !errors.Is(err, ErrRefusedByPolicy) {
+			t.Errorf("hop %d source %s from %s (%s): %v", c.o.Hop, c.o.Source, c.peer, c.role, err)
+		}
 	}
 }
