@@ -23,7 +23,6 @@ import (
 type Conn struct {
 	s             links.Stream
 	local, remote Addr
-	dest          Addr // for refusal errors
 
 	readMu  sync.Mutex   // one reader of s at a time
 	pending *frameReader // result header still to read (DialEarly); under readMu
@@ -46,7 +45,7 @@ type Conn struct {
 var _ net.Conn = (*Conn)(nil)
 
 func newConn(s links.Stream, local, remote Addr, path []string) *Conn {
-	c := &Conn{s: s, local: local, remote: remote, dest: remote}
+	c := &Conn{s: s, local: local, remote: remote}
 	c.path.Store(&path)
 	return c
 }
@@ -175,7 +174,7 @@ func (c *Conn) awaitResultLocked() error {
 	}
 	c.path.Store(&res.Path)
 	if res.Code != Accepted {
-		r := res.Err(c.dest.Node, c.dest.Service).(*RefusedError)
+		r := res.Err(c.remote.Node, c.remote.Service).(*RefusedError)
 		c.refused.Store(r)
 		c.readErr = r
 		c.s.Reset(CloseCancelled)

@@ -92,17 +92,30 @@ func TestHeaderBounds(t *testing.T) {
 
 func TestHeaderMalformed(t *testing.T) {
 	good, _ := sampleOpen().AppendTo(nil)
-	cases := map[string][]byte{
-		"version":  append([]byte{2}, good[1:]...),
-		"kind":     append([]byte{1, kindResult}, good[2:]...),
-		"trailing": append(append([]byte{}, good[:2]...), append([]byte{0, byte(len(good) - 3)}, append(good[4:], 0)...)...),
-		"short":    append(append([]byte{}, good[:2]...), append([]byte{0, byte(len(good) - 5)}, good[4:len(good)-1]...)...),
-		"no dest":  {1, kindOpen, 0, 15, 0, 0, 16, 0, 0, 0, 0, 1, 's', 0, 0, 0, 0, 0, 0, 0},
+	// reframe wraps a body in a version 1 open prefix.
+	reframe := func(body []byte) []byte {
+		return append([]byte{1, kindOpen, byte(len(body) >> 8), byte(len(body))}, body...)
 	}
-	cases["no dest"] = cases["no dest"][:len(cases["no dest"])-1]
-	for name, b := range cases {
-		if _, err := ReadOpen(bytes.NewReader(b), 0); !errors.Is(err, ErrMalformedHeader) {
-			t.Errorf("%s: %v, want ErrMalformedHeader", name, err)
+	body := good[4:]
+	// Open{Dest: "x", Source: "s"}: flags u16, limit, hop, then dest at 4.
+	xs, _ := (&Open{Dest: "x", Source: "s"}).AppendTo(nil)
+	noDest := append(append([]byte{}, xs[4:8]...), append([]byte{0, 0}, xs[11:]...)...)
+	cases := []struct {
+		name string
+		b    []byte
+		text string // part of the error text, proving which check failed
+	}{
+		{"version", append([]byte{2}, good[1:]...), "version 2"},
+		{"kind", append([]byte{1, kindResult}, good[2:]...), "kind 2"},
+		{"trailing", reframe(append(append([]byte{}, body...), 0)), "1 trailing bytes"},
+		{"short", reframe(body[:len(body)-1]), "truncated string"},
+		{"no dest", reframe(noDest), "without Dest"},
+		{"bad utf8", reframe(append(append([]byte{}, xs[4:8]...), append([]byte{0, 1, 0xff}, xs[11:]...)...)), "UTF-8"},
+	}
+	for _, c := range cases {
+		_, err := ReadOpen(bytes.NewReader(c.b), 0)
+		if !errors.Is(err, ErrMalformedHeader) || !strings.Contains(err.Error(), c.text) {
+			t.Errorf("%s: %v, want ErrMalformedHeader saying %q", c.name, err, c.text)
 		}
 	}
 	if _, err := ReadOpen(bytes.NewReader(good[:len(good)-3]), 0); !errors.Is(err, ErrMalformedHeader) || !errors.Is(err, io.ErrUnexpectedEOF) {
