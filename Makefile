@@ -1,0 +1,37 @@
+# circuitmesh build and test entry points. `make help` lists them.
+
+GO      ?= go
+BIN     ?= bin/circuitmesh
+PKGS    ?= ./...
+
+.PHONY: help build test test-long lint bench demo clean
+
+help:
+	@echo "build      build $(BIN)"
+	@echo "test       go test -race -short (the quick suite, includes end-to-end tests)"
+	@echo "test-long  go test -race without -short (long scenarios too)"
+	@echo "lint       gofmt check and go vet"
+	@echo "bench      run the benchmarks"
+	@echo "demo       run the five-node in-process demo"
+
+build:
+	$(GO) build -o $(BIN) ./cmd/circuitmesh
+
+test:
+	$(GO) test -race -short -count=1 $(PKGS)
+
+test-long:
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+lint:
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . $(PKGS)
+
+demo:
+	$(GO) run ./cmd/circuitmesh demo
+
+clean:
+	rm -rf bin

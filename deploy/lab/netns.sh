@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# A multi-host lab on one Linux machine: each node runs a real circuitmesh
+# daemon in its own network namespace, and namespaces are joined by veth
+# pairs (one /30 per link), so links cross real kernel networking.
+#
+# Topology: a diamond with a tail, a–{b,c}–d–e, like `circuitmesh demo`.
+#
+#   sudo deploy/lab/netns.sh up      # build, create namespaces, start daemons
+#   sudo deploy/lab/netns.sh check   # peers at a, ping e, fail a relay, ping again
+#   sudo deploy/lab/netns.sh down    # stop daemons, delete namespaces
+#
+# Optional: DELAY=5ms to add that delay on every veth (needs tc/netem).
+# Requires root, iproute2 and network-namespace support.
+set -euo pipefail
+
+LAB=${LAB:-/tmp/circuitmesh-lab}
+PREFIX=${PREFIX:-cm}
+NODES=(a b c d e)
+LINKS=("a b" "a c" "b d" "c d" "d e")
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN="$LAB/circuitmesh"
+
+die() { echo "netns.sh: $*" >&2; exit 1; }
+
+preflight() {
+	[ "$(id -u)" -eq 0 ] || die "must run as root (network namespaces and veth pairs need CAP_NET_ADMIN)"
+	command -v ip >/dev/null || die "iproute2 ('ip') is missing; install it (apt-get install iproute2)"
+	if ! ip netns add "${PREFIX}-probe" 2>/dev/null; then
+		die "cannot create network namespaces here (a container without CAP_NET_ADMIN/CAP_SYS_ADMIN?); run on a VM or host"
+	fi
+	ip netns del "${PREFIX}-probe"
+}
+
+ns() { echo "${PREFIX}-$1"; }
+cm() { "$BIN" "$@"; }
+
+# addr I A B: the address of node A on the I-th link (A–B).
+addr() {
+	local i=$1 a=$2 b=$3 host
+	if [[ "$a" < "$b" ]]; then host=1; else host=2; fi
+	echo "10.77.$i.$host"
+}
+
+up() {
+	preflight
+	mkdir -p "$LAB"
+	echo "building circuitmesh into $BIN"
+	(cd "$ROOT" && go build -o "$BIN" ./cmd/circuitmesh)
+	for n in "${NODES[@]}"; do
+		ip netns add "$(ns "$n")"
+		ip -n "$(ns "$n")" link set lo up
+		[ -f "$LAB/$n/node.crt" ] || cm init --name "$n" --data-dir "$LAB/$n" --mesh lab >/dev/null
+	done
+	local i=0
+	for l in "${LINKS[@]}"; do
+		set -- $l
+		i=$((i + 1))
+		ip link add "$PREFIX$i$1" netns "$(ns "$1")" type veth peer name "$PREFIX$i$2" netns "$(ns "$2")"
+		ip -n "$(ns "$1")" addr add "$(addr $i "$1" "$2")/30" dev "$PREFIX$i$1"
+		ip -n "$(ns "$2")" addr add "$(addr $i "$2" "$1")/30" dev "$PREFIX$i$2"
+		ip -n "$(ns "$1")" link set "$PREFIX$i$1" up
+		ip -n "$(ns "$2")" link set "$PREFIX$i$2" up
+		if [ -n "${DELAY:-}" ]; then
+			ip netns exec "$(ns "$1")" tc qdisc add dev "$PREFIX$i$1" root netem delay "$DELAY"
+			ip netns exec "$(ns "$2")" tc qdisc add dev "$PREFIX$i$2" root netem delay "$DELAY"
+		fi
+	done
+	# Each node listens on all its addresses; the lexically larger end of a
+	# link dials the smaller one.
+	for n in "${NODES[@]}"; do
+		local args=() i=0
+		for l in "${LINKS[@]}"; do
+			set -- $l
+			i=$((i + 1))
+			[ "$2" = "$n" ] && args+=(--link "$(addr $i "$1" "$2"):4242")
+		done
+		ip netns exec "$(ns "$n")" "$BIN" run --data-dir "$LAB/$n" --listen 0.0.0.0:4242 "${args[@]}" \
+			>"$LAB/$n.log" 2>&1 &
+		echo $! >"$LAB/$n.pid"
+		echo "started $n in namespace $(ns "$n") (log $LAB/$n.log)"
+	done
+	echo "waiting for a to reach e"
+	for _ in $(seq 100); do
+		if cm peers --data-dir "$LAB/a" --json 2>/dev/null | grep -q '"name": "e"'; then
+			cm peers --data-dir "$LAB/a"
+			return 0
+		fi
+		sleep 0.2
+	done
+	die "a never reached e; see $LAB/*.log"
+}
+
+check() {
+	cm peers --data-dir "$LAB/a"
+	cm ping e -c 3 --data-dir "$LAB/a"
+	local relay
+	relay=$(cm routes --data-dir "$LAB/a" | awk '$1 == "e" {print $2}')
+	echo "stopping relay $relay"
+	kill -9 "$(cat "$LAB/$relay.pid")"
+	sleep 2
+	cm ping e -c 3 --data-dir "$LAB/a"
+}
+
+down() {
+	for n in "${NODES[@]}"; do
+		if [ -f "$LAB/$n.pid" ]; then
+			kill "$(cat "$LAB/$n.pid")" 2>/dev/null || true
+			rm -f "$LAB/$n.pid"
+		fi
+		ip netns del "$(ns "$n")" 2>/dev/null || true
+	done
+	echo "lab stopped (identities kept in $LAB)"
+}
+
+case "${1:-}" in
+up) up ;;
+check) check ;;
+down) down ;;
+*) echo "usage: $0 up|check|down" >&2; exit 2 ;;
+esac
