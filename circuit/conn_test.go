@@ -3,6 +3,7 @@ package circuit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -165,8 +166,8 @@ func TestDialEarlyDataBeforeResult(t *testing.T) {
 		if _, err := io.ReadFull(s, buf); err != nil {
 			return nil, err
 		}
-		if o.Flags&FlagEarly == 0 {
-			buf = []byte("noflag")
+		if o.Flags&FlagEarly == 0 || o.HopLimit != DefaultHopLimit-1 || o.Hop != 1 {
+			buf = []byte(fmt.Sprintf("header flags %b hop limit %d hop %d", o.Flags, o.HopLimit, o.Hop))
 		}
 		got <- string(buf)
 		return Accept(s, o, Addr{Node: "d", Service: o.Service})
@@ -294,5 +295,30 @@ func TestDeadlinesAndClose(t *testing.T) {
 	}
 	if err := c.caller.Close(); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("second Close: %v, want net.ErrClosed", err)
+	}
+}
+
+func TestCloseUnblocksPendingWrite(t *testing.T) {
+	c := mustConnect(t, newPath(t, 0, nil), basicOpen(), false)
+	errc := make(chan error, 1)
+	go func() {
+		// Far more than the flow-control windows: blocks, nobody reads.
+		_, err := c.caller.Write(make([]byte, 32<<20))
+		errc <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case err := <-errc:
+		t.Fatalf("Write returned before Close: %v", err)
+	default:
+	}
+	c.caller.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("pending Write after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close did not unblock a pending Write")
 	}
 }
