@@ -282,14 +282,7 @@ func TestDeadlinesAndClose(t *testing.T) {
 	if err := c.caller.Close(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-errc:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("pending Read after Close: %v, want net.ErrClosed", err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("Close did not unblock a pending Read")
-	}
+	wantUnblockedClosed(t, "Read", errc)
 	if _, err := c.caller.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Write after Close: %v, want net.ErrClosed", err)
 	}
@@ -313,12 +306,19 @@ func TestCloseUnblocksPendingWrite(t *testing.T) {
 	default:
 	}
 	c.caller.Close()
+	wantUnblockedClosed(t, "Write", errc)
+}
+
+// wantUnblockedClosed waits for a pending op, interrupted by Close, to fail
+// with net.ErrClosed.
+func wantUnblockedClosed(t *testing.T, op string, errc <-chan error) {
+	t.Helper()
 	select {
 	case err := <-errc:
 		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("pending Write after Close: %v, want net.ErrClosed", err)
+			t.Fatalf("pending %s after Close: %v, want net.ErrClosed", op, err)
 		}
 	case <-time.After(2 * time.Second):
-		t.Fatal("Close did not unblock a pending Write")
+		t.Fatalf("Close did not unblock a pending %s", op)
 	}
 }
