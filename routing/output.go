@@ -7,12 +7,15 @@ import (
 )
 
 // triggerAll schedules a triggered update for origin to every neighbour.
-func (e *Engine) triggerAll(origin string) {
+// Urgent updates (retractions and new seqnos, which drive failover and
+// happen once per event) are not held back by the rate limit.
+func (e *Engine) triggerAll(origin string, urgent bool) {
 	if e.cfg.Leaf && origin != e.cfg.Self {
 		return
 	}
 	for _, nb := range e.nbrs {
 		nb.pending[origin] = struct{}{}
+		nb.urgent = nb.urgent || urgent
 	}
 }
 

@@ -11,7 +11,7 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 		if seqnoLess(e.seqno, en.seqno) {
 			e.seqno = en.seqno
 			e.stats.SeqnoBumps++
-			e.triggerAll(e.cfg.Self)
+			e.triggerAll(e.cfg.Self, true)
 		}
 		e.reply(nb, e.cfg.Self)
 		return

@@ -39,11 +39,12 @@ type routeEntry struct {
 
 // origin is everything known about one destination.
 type origin struct {
-	name   string
-	routes []routeEntry
-	sel    *neighbour // selected next hop, nil when unreachable
-	selSeq bool       // selected route carries a real seqno
-	route  Route      // selected route as reported to the caller
+	name     string
+	routes   []routeEntry
+	sel      *neighbour // selected next hop, nil when unreachable
+	selSeq   bool       // selected route carries a real seqno
+	seqKnown bool       // some selected route carried a real seqno
+	route    Route      // selected route as reported to the caller
 
 	// Feasibility distance: the best (seqno, metric) we advertised.
 	fdValid  bool
@@ -183,7 +184,10 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 			Hops: int(r.hops) + 1, Seqno: r.seqno, Reachable: true}
 	}
 	o.route = nr
-	trigger := false
+	// Retractions and new seqnos go out at once; they drive failover.
+	urgent := !nr.Reachable && old.Reachable || nr.Reachable && o.selSeq && o.seqKnown && nr.Seqno != old.Seqno
+	o.seqKnown = o.seqKnown || o.selSeq
+	trigger := urgent
 	switch {
 	case old.Reachable != nr.Reachable:
 		trigger = true
@@ -204,7 +208,7 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 		trigger = true
 	}
 	if trigger && o.advertisable() {
-		e.triggerAll(o.name)
+		e.triggerAll(o.name, urgent)
 	}
 	if nr.Reachable && o.selSeq && o.reqActive && !seqnoLess(nr.Seqno, o.reqSeqno) {
 		o.reqActive = false
@@ -229,7 +233,7 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en entry) {
 		if en.metric < e.cfg.Infinity && !seqnoLess(en.seqno, e.seqno) && en.seqno != e.seqno {
 			e.seqno = en.seqno + 1
 			e.stats.SeqnoBumps++
-			e.triggerAll(e.cfg.Self)
+			e.triggerAll(e.cfg.Self, true)
 		}
 		return
 	}

@@ -1,0 +1,125 @@
+package routing
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func sampleEntries() []entry {
+	return []entry{
+		{kind: kindUpdate, origin: "a", seqno: 7, metric: 30, hops: 2},
+		{kind: kindUpdate, origin: strings.Repeat("x", MaxNameLen), seqno: 0xffff, metric: DefaultInfinity},
+		{kind: kindRequest, origin: "node-9", seqno: 1, hopcnt: requestHopCount},
+	}
+}
+
+func TestWireRoundTrip(t *testing.T) {
+	in := sampleEntries()
+	b := encodeMessage(in)
+	out, err := decodeMessage(b, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Fatalf("round trip:\n in %+v\nout %+v", in, out)
+	}
+	if _, err := decodeMessage(b, 2); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("3 entries with limit 2: err = %v", err)
+	}
+}
+
+func TestWireRejects(t *testing.T) {
+	good := encodeMessage(sampleEntries()[:1])
+	cases := map[string][]byte{
+		"empty":         nil,
+		"short header":  {1, 0},
+		"bad version":   append([]byte{2}, good[1:]...),
+		"truncated":     good[:len(good)-1],
+		"trailing":      append(bytes.Clone(good), 0),
+		"empty name":    {1, 0, 1, kindUpdate, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+		"unknown kind":  {1, 0, 1, 9, 1, 'a', 0, 0, 0},
+		"count too big": {1, 0xff, 0xff, kindRequest, 1, 'a', 0, 0, 0},
+	}
+	for name, b := range cases {
+		if _, err := decodeMessage(b, maxEntriesLimit); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+// FuzzDecode: the decoder never panics, accepts only what it can
+// re-encode byte for byte, and never exceeds its entry limit.
+func FuzzDecode(f *testing.F) {
+	f.Add(encodeMessage(sampleEntries()))
+	f.Add(encodeMessage(nil))
+	f.Add([]byte{1, 0, 1, kindRequest, 1, 'a', 0, 1, 5})
+	f.Add([]byte{1, 0xff, 0xff})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		const limit = 16
+		out, err := decodeMessage(b, limit)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			}
+			return
+		}
+		if len(out) > limit {
+			t.Fatalf("decoded %d entries, limit %d", len(out), limit)
+		}
+		if re := encodeMessage(out); !bytes.Equal(re, b) {
+			t.Fatalf("re-encoding differs:\n in %x\nout %x", b, re)
+		}
+	})
+}
+
+// FuzzReceive: any payload fed to an engine either is refused with
+// ErrMalformed and changes nothing, or is processed without breaking the
+// engine's invariants.
+func FuzzReceive(f *testing.F) {
+	f.Add(encodeMessage(sampleEntries()))
+	f.Add(encodeMessage([]entry{{kind: kindUpdate, origin: "self", seqno: 9, metric: 1}}))
+	f.Add(encodeMessage([]entry{{kind: kindRequest, origin: "self", seqno: 9, hopcnt: 1}}))
+	f.Add(encodeMessage([]entry{{kind: kindUpdate, origin: "z", seqno: 1, metric: 10}, {kind: kindUpdate, origin: "z", seqno: 1, metric: DefaultInfinity}}))
+	f.Add([]byte{1, 0, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := New(Config{Self: "self", MaxRoutes: 8, MaxRoutesPerMessage: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.LinkUp(t0, "n", 10, false)
+		e.LinkUp(t0, "m", 20, false)
+		e.Ready()
+		before := e.Routes()
+		err = e.Receive(t0, "n", b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			}
+			if !reflect.DeepEqual(before, e.Routes()) || e.HasReady() {
+				t.Fatal("a malformed message changed the engine")
+			}
+			return
+		}
+		if got := len(e.Routes()); got > 8 {
+			t.Fatalf("table holds %d destinations, bound 8", got)
+		}
+		for _, r := range e.Routes() {
+			if r.Reachable && (r.NextHop != "n" && r.NextHop != "m" || r.Metric >= DefaultInfinity) {
+				t.Fatalf("bad route %+v", r)
+			}
+		}
+		e.Tick(t0.Add(time.Minute))
+		for _, m := range e.Ready().Messages {
+			if _, err := decodeMessage(m.Payload, 8); err != nil {
+				t.Fatalf("engine emitted an undecodable message: %v", err)
+			}
+		}
+	})
+}
+
+var t0 = time.Unix(1_700_000_000, 0)
