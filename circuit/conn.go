@@ -46,6 +46,9 @@ var _ net.Conn = (*Conn)(nil)
 
 func newConn(s links.Stream, local, remote Addr, path []string) *Conn {
 	c := &Conn{s: s, local: local, remote: remote}
+	// The Conn starts without deadlines; drop any the caller set on s
+	// (e.g. to bound the header read), so both agree.
+	_ = s.SetDeadline(time.Time{})
 	c.path.Store(&path)
 	return c
 }

@@ -322,3 +322,31 @@ func wantUnblockedClosed(t *testing.T, op string, errc <-chan error) {
 		t.Fatalf("Close did not unblock a pending %s", op)
 	}
 }
+
+// TestAcceptClearsHeaderDeadline: a node bounds the header read with a
+// stream deadline; the Conn it gets from Accept must not inherit it.
+func TestAcceptClearsHeaderDeadline(t *testing.T) {
+	p, ctx, s := openFirstHop(t, 0)
+	wait := p.start(ctx, func(s links.Stream, o *Open) (*Conn, error) {
+		s.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		return acceptAll(s, o)
+	})
+	caller, err := Dial(ctx, s, basicOpen(), Addr{Node: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest, _, err := wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &circuit{caller: caller, dest: dest}
+	defer c.stop()
+	time.Sleep(50 * time.Millisecond)
+	if _, err := caller.Write([]byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(dest, buf); err != nil {
+		t.Fatalf("read after the header deadline: %v", err)
+	}
+}

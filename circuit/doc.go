@@ -37,7 +37,8 @@
 //
 //   - Bound the time a peer may take to send its header: ReadOpen blocks
 //     until the header arrives, so set a read deadline on the stream first
-//     (and clear it before Accept).
+//     (Accept, Dial and DialEarly clear the stream's deadlines: a new Conn
+//     has none).
 //   - Pass a max header size to ReadOpen and ReadResult (<= 0 means
 //     DefaultMaxHeaderSize, 4096 bytes).
 //   - Keep the Splicer returned by StartSplice to stop circuits at shutdown
