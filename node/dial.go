@@ -115,19 +115,23 @@ func (n *Node) dialVia(ctx context.Context, nh string, o *circuit.Open, opt Dial
 		return nil, fmt.Errorf("open stream to %s: %w", nh, err)
 	}
 	span.SetAttributes(attrPeer.String(nh))
-	local := circuit.Addr{Node: n.cfg.Name, Service: o.Service}
-	var c *circuit.Conn
-	if opt.Early {
-		c, err = circuit.DialEarly(s, o, local)
-	} else {
-		c, err = circuit.Dial(ctx, s, o, local)
-	}
+	c, err := n.openCircuit(ctx, s, o, opt)
 	if err != nil {
 		t.release()
 		return nil, err
 	}
 	n.metrics.circuitsOpened.WithLabelValues("dial").Inc()
 	return n.track(c, "dial", span, t, nil), nil
+}
+
+// openCircuit writes the open header on s and, unless opt.Early, waits
+// for the destination's answer.
+func (n *Node) openCircuit(ctx context.Context, s links.Stream, o *circuit.Open, opt DialOptions) (*circuit.Conn, error) {
+	local := circuit.Addr{Node: n.cfg.Name, Service: o.Service}
+	if opt.Early {
+		return circuit.DialEarly(s, o, local)
+	}
+	return circuit.Dial(ctx, s, o, local)
 }
 
 // awaitNewHop polls routing until it offers a next hop toward dest that
@@ -164,14 +168,7 @@ func (n *Node) dialLocal(ctx context.Context, o *circuit.Open, opt DialOptions, 
 		}
 		n.deliver(b, ro, n.cfg.Name)
 	}()
-	local := circuit.Addr{Node: n.cfg.Name, Service: o.Service}
-	var c *circuit.Conn
-	var err error
-	if opt.Early {
-		c, err = circuit.DialEarly(a, o, local)
-	} else {
-		c, err = circuit.Dial(ctx, a, o, local)
-	}
+	c, err := n.openCircuit(ctx, a, o, opt)
 	if err != nil {
 		a.Reset(circuit.CloseCancelled)
 		endSpan(span, "refused", 0, 0, err)

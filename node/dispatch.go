@@ -1,7 +1,6 @@
 package node
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -46,7 +45,8 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 		n.refuse(s, circuit.ShuttingDown, "node is shutting down")
 		return
 	}
-	if err := n.checkSource(l, o); err != nil {
+	// The trust rule: see circuit.CheckSource and docs/PROTOCOL.md §3.
+	if err := circuit.CheckSource(o, l.Peer(), l.PeerRole()); err != nil {
 		n.log.Warn("refused forged circuit source", "peer", l.Peer(), "source", o.Source, "err", err)
 		n.refuse(s, circuit.Policy, err.Error())
 		return
@@ -66,23 +66,6 @@ func (n *Node) readOpen(s links.Stream) (*circuit.Open, error) {
 		return nil, fmt.Errorf("read open header: %w", err)
 	}
 	return o, nil
-}
-
-// checkSource enforces the trust model: the source a destination sees is
-// the one authenticated by the first link. A header straight from its
-// source (hop 0) must name the link's authenticated peer; a header that
-// already crossed relays (hop > 0) is accepted only from a router
-// neighbour, since leaves never relay.
-func (n *Node) checkSource(l links.Link, o *circuit.Open) error {
-	switch {
-	case o.Source == "":
-		return errors.New("open header has no source")
-	case o.Hop == 0 && o.Source != l.Peer():
-		return fmt.Errorf("source %q differs from the authenticated link peer %q", o.Source, l.Peer())
-	case o.Hop > 0 && l.PeerRole() == links.RoleLeaf:
-		return fmt.Errorf("leaf %q sent a relayed header (hop %d, source %q)", l.Peer(), o.Hop, o.Source)
-	}
-	return nil
 }
 
 // refuse answers a stream with a refusal produced by this node.

@@ -25,7 +25,7 @@ func (n *Node) LinkUp(l links.Link) {
 		defer n.wg.Done()
 		n.acceptLoop(l)
 	}()
-	n.log.Info("link up", "peer", peer, "addr", addrString(l.RemoteAddr()), "role", l.PeerRole().String(), "cost", l.Quality().Cost)
+	n.log.Debug("link up", "peer", peer, "cost", l.Quality().Cost)
 	n.metrics.links.Inc()
 	n.router.linkUp(peer, l.Quality().Cost, l.PeerRole() == links.RoleLeaf)
 	n.events.publish(Event{Kind: LinkUp, Peer: peer, Time: time.Now()})
@@ -59,7 +59,7 @@ func (n *Node) LinkDown(l links.Link, err error) {
 	if !current {
 		return // replaced by a newer link to the same peer
 	}
-	n.log.Info("link down", "peer", peer, "err", err)
+	n.log.Debug("link down", "peer", peer, "err", err)
 	n.metrics.links.Dec()
 	n.router.linkDown(peer)
 	n.events.publish(Event{Kind: LinkDown, Peer: peer, Time: time.Now(), Err: err})
