@@ -1,0 +1,321 @@
+package simulate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/links/identity"
+	"github.com/circuitmesh/circuitmesh/node"
+)
+
+// Config configures a Cluster. The zero value runs QUIC links with quiet
+// logs.
+type Config struct {
+	// Backend selects the links. Default BackendQUIC.
+	Backend Backend
+	// Mesh is the mesh name. Default "sim".
+	Mesh string
+	// Seed makes packet loss and random graphs repeatable. Default 1.
+	Seed uint64
+	// Logger receives the nodes' logs. Default: discarded.
+	Logger *slog.Logger
+	// GracePeriod is each node's node.Config.GracePeriod. Default 200 ms.
+	GracePeriod time.Duration
+	// NodeConfig, when set, adjusts every node's configuration before
+	// node.New (after the cluster filled in name, identity and transport).
+	NodeConfig func(*node.Config)
+}
+
+func (c *Config) setDefaults() {
+	if c.Backend == "" {
+		c.Backend = BackendQUIC
+	}
+	if c.Mesh == "" {
+		c.Mesh = "sim"
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.GracePeriod == 0 {
+		c.GracePeriod = 200 * time.Millisecond
+	}
+}
+
+// Errors of cluster operations (wrapped with context).
+var (
+	// ErrUnknownNode: the name is not a node of the cluster.
+	ErrUnknownNode = errNoSuchNode
+	// ErrNodeDown: the node was killed and not restarted.
+	ErrNodeDown = errors.New("node is down")
+	// ErrNoEdge: the two nodes are not linked in the topology.
+	ErrNoEdge = errors.New("no such link")
+)
+
+// Cluster is a set of real nodes (package node) in one process, linked by
+// a topology of edges over a simulated network. Create it with NewCluster
+// and end it with Close. Methods are safe for concurrent use.
+type Cluster struct {
+	cfg Config
+	be  backend
+	ctx context.Context // cancelled by Close
+	end context.CancelFunc
+	wg  sync.WaitGroup // background dials, service loops, event collectors, kills
+
+	mu      sync.Mutex
+	order   []string // node names in creation order
+	members map[string]*member
+	edges   map[pair]*edge
+	closed  bool
+}
+
+// member is one named node across restarts.
+type member struct {
+	name   string
+	n      *node.Node // nil while down
+	dead   chan struct{}
+	events *eventLog
+}
+
+// edge is a link of the topology; a dials b.
+type edge struct {
+	a, b   string
+	params LinkParams
+	cut    bool
+}
+
+// NewCluster returns an empty cluster; add nodes with AddNodes.
+func NewCluster(cfg Config) (*Cluster, error) {
+	cfg.setDefaults()
+	c := &Cluster{cfg: cfg, members: map[string]*member{}, edges: map[pair]*edge{}}
+	switch cfg.Backend {
+	case BackendQUIC:
+		be, err := newQUICBackend(cfg.Mesh, cfg.Seed)
+		if err != nil {
+			return nil, err
+		}
+		c.be = be
+	case BackendMem:
+		be, err := newMemBackend(cfg.Seed)
+		if err != nil {
+			return nil, err
+		}
+		c.be = be
+	default:
+		return nil, fmt.Errorf("simulate: unknown backend %q (want %q or %q)", cfg.Backend, BackendQUIC, BackendMem)
+	}
+	c.ctx, c.end = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// AddNodes creates and starts the named nodes.
+func (c *Cluster) AddNodes(ctx context.Context, names ...string) error {
+	for _, name := range names {
+		if err := identity.ValidateName(name); err != nil {
+			return fmt.Errorf("add node: %w", err)
+		}
+		c.mu.Lock()
+		_, dup := c.members[name]
+		if !dup {
+			c.members[name] = &member{name: name, events: &eventLog{}}
+			c.order = append(c.order, name)
+		}
+		c.mu.Unlock()
+		if dup {
+			return fmt.Errorf("add node %s: already in the cluster", name)
+		}
+		if err := c.start(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// start creates and starts the node of member name.
+func (c *Cluster) start(ctx context.Context, name string) error {
+	cfg := node.Config{Name: name, Mesh: c.cfg.Mesh, GracePeriod: c.cfg.GracePeriod, Logger: c.cfg.Logger}
+	c.mu.Lock()
+	err := c.be.configure(name, &cfg)
+	c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("start node %s: %w", name, err)
+	}
+	if c.cfg.NodeConfig != nil {
+		c.cfg.NodeConfig(&cfg)
+	}
+	n, err := node.New(cfg)
+	if err == nil {
+		err = n.Start(ctx)
+	}
+	if err != nil {
+		if cfg.PacketConn != nil {
+			cfg.PacketConn.Close()
+		}
+		return fmt.Errorf("start node %s: %w", name, err)
+	}
+	events, cancel := n.Subscribe(1024)
+	c.mu.Lock()
+	m := c.members[name]
+	m.n, m.dead = n, nil
+	c.mu.Unlock()
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		defer cancel()
+		m.events.collect(name, events)
+	}()
+	go func() {
+		defer c.wg.Done()
+		serveSink(n)
+	}()
+	return nil
+}
+
+// Names lists the cluster's nodes in the order they were added.
+func (c *Cluster) Names() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.order)
+}
+
+// Node returns the running node called name (nil if unknown or down).
+func (c *Cluster) Node(name string) *node.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m := c.members[name]; m != nil {
+		return m.n
+	}
+	return nil
+}
+
+// live returns the running node called name or an error saying why not.
+func (c *Cluster) live(name string) (*node.Node, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.members[name]
+	switch {
+	case m == nil:
+		return nil, fmt.Errorf("node %s: %w", name, ErrUnknownNode)
+	case m.n == nil:
+		return nil, fmt.Errorf("node %s: %w", name, ErrNodeDown)
+	}
+	return m.n, nil
+}
+
+// Link adds the edge a–b to the topology with the given link parameters
+// and makes a dial b now; a keeps the link up (redialling while b is
+// unreachable). Linking an existing edge heals it and updates its
+// parameters.
+func (c *Cluster) Link(ctx context.Context, a, b string, p LinkParams) error {
+	if a == b {
+		return fmt.Errorf("link %s-%s: a node cannot link to itself", a, b)
+	}
+	if err := p.validate(); err != nil {
+		return fmt.Errorf("link %s-%s: %w", a, b, err)
+	}
+	for _, name := range []string{a, b} {
+		if _, err := c.live(name); err != nil {
+			return fmt.Errorf("link %s-%s: %w", a, b, err)
+		}
+	}
+	c.mu.Lock()
+	e := c.edges[mkpair(a, b)]
+	if e == nil {
+		e = &edge{a: a, b: b}
+		c.edges[mkpair(a, b)] = e
+	}
+	e.params, e.cut = p, false
+	err := c.be.setParams(a, b, p)
+	c.be.block(a, b, false)
+	dialer, addr := e.a, c.be.addr(e.b)
+	c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("link %s-%s: %w", a, b, err)
+	}
+	n, err := c.live(dialer)
+	if err == nil {
+		err = n.Link(ctx, addr)
+	}
+	if err != nil {
+		return fmt.Errorf("link %s-%s: %w", a, b, err)
+	}
+	return nil
+}
+
+// Unlink removes the edge a–b: its traffic is blocked for good, so the
+// link dies as if the cable were pulled and Heal does not restore it (Link
+// does).
+func (c *Cluster) Unlink(a, b string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.edges[mkpair(a, b)] == nil {
+		return fmt.Errorf("unlink %s-%s: %w", a, b, ErrNoEdge)
+	}
+	delete(c.edges, mkpair(a, b))
+	c.be.block(a, b, true)
+	return nil
+}
+
+// SetLink changes the latency and loss of the edge a–b.
+func (c *Cluster) SetLink(a, b string, p LinkParams) error {
+	if err := p.validate(); err != nil {
+		return fmt.Errorf("set %s-%s: %w", a, b, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.edges[mkpair(a, b)]
+	if e == nil {
+		return fmt.Errorf("set %s-%s: %w", a, b, ErrNoEdge)
+	}
+	if err := c.be.setParams(a, b, p); err != nil {
+		return fmt.Errorf("set %s-%s: %w", a, b, err)
+	}
+	e.params = p
+	return nil
+}
+
+// Close closes every node and the simulated network.
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	var nodes []*node.Node
+	for _, m := range c.members {
+		if m.n != nil {
+			nodes = append(nodes, m.n)
+		}
+	}
+	c.mu.Unlock()
+	c.end()
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.Close(); err != nil {
+				errs[i] = fmt.Errorf("close node %s: %w", n.Name(), err)
+			}
+		}()
+	}
+	wg.Wait()
+	c.wg.Wait()
+	c.mu.Lock()
+	for _, name := range c.order {
+		c.be.release(name)
+	}
+	c.mu.Unlock()
+	c.be.close()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,101 @@
+package simulate
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func newTestCluster(t *testing.T, names ...string) *Cluster {
+	t.Helper()
+	c, err := NewCluster(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	if err := c.AddNodes(ctxT(t, 10*time.Second), names...); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestClusterKillRestartCutHeal(t *testing.T) {
+	c := newTestCluster(t, "a", "b", "c")
+	for _, e := range [][2]string{{"a", "b"}, {"b", "c"}} {
+		if err := c.Link(ctxT(t, 10*time.Second), e[0], e[1], LinkParams{Latency: time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.WaitConverged(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if p, ok, _ := c.Route("a", "c"); !ok || p.Hops != 2 || p.NextHop != "b" {
+		t.Fatalf("route a→c = %+v (reachable %v), want 2 hops via b", p, ok)
+	}
+	r, err := c.Transfer(ctxT(t, 10*time.Second), "a", "c", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(r.Path); got != 3 || r.Throughput() <= 0 {
+		t.Fatalf("transfer %+v: want a 3-node path and a throughput", r)
+	}
+
+	if err := c.Cut("b", "c"); err != nil {
+		t.Fatal(err)
+	}
+	if err := poll(ctxT(t, 10*time.Second), func() error {
+		if _, ok, _ := c.Route("a", "c"); ok {
+			return errors.New("still reachable")
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("a reaches c across a cut: %v", err)
+	}
+	if err := c.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitConverged(ctxT(t, 15*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := c.Kill("b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Peers("b"); !errors.Is(err, ErrNodeDown) {
+		t.Fatalf("peers of a killed node: %v, want ErrNodeDown", err)
+	}
+	if _, err := c.WaitConverged(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := c.Route("a", "c"); ok {
+		t.Fatal("a reaches c through a dead relay")
+	}
+	if err := c.Restart(ctxT(t, 10*time.Second), "b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitConverged(ctxT(t, 15*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := c.Events("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, e := range evs {
+		kinds[e.Kind+" "+e.Peer]++
+	}
+	if kinds["peer-down c"] == 0 || kinds["link-down b"] == 0 || kinds["link-up b"] < 2 {
+		t.Fatalf("events of a: %v", kinds)
+	}
+}

@@ -1,0 +1,195 @@
+package simulate
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/node"
+)
+
+// maxEvents bounds the events kept per node; older ones are dropped.
+const maxEvents = 4096
+
+// Event is a node event (node.Subscribe) recorded by the cluster.
+type Event struct {
+	Time time.Time `json:"time"`
+	Node string    `json:"node"`
+	Kind string    `json:"kind"` // peer-up, peer-down, link-up, link-down
+	Peer string    `json:"peer"`
+	Err  string    `json:"error,omitempty"`
+}
+
+// eventLog keeps the latest events of one node across its restarts.
+type eventLog struct {
+	mu      sync.Mutex
+	events  []Event
+	dropped int
+}
+
+func (l *eventLog) collect(name string, ch <-chan node.Event) {
+	for ev := range ch {
+		e := Event{Time: ev.Time, Node: name, Kind: ev.Kind.String(), Peer: ev.Peer}
+		if ev.Err != nil {
+			e.Err = ev.Err.Error()
+		}
+		l.mu.Lock()
+		if len(l.events) == maxEvents {
+			l.events = append(l.events[:0], l.events[1:]...)
+			l.dropped++
+		}
+		l.events = append(l.events, e)
+		l.mu.Unlock()
+	}
+}
+
+// Events returns the recorded events of the node (the latest 4096), oldest
+// first.
+func (c *Cluster) Events(name string) ([]Event, error) {
+	c.mu.Lock()
+	m := c.members[name]
+	c.mu.Unlock()
+	if m == nil {
+		return nil, fmt.Errorf("events of %s: %w", name, ErrUnknownNode)
+	}
+	m.events.mu.Lock()
+	defer m.events.mu.Unlock()
+	return append([]Event(nil), m.events.events...), nil
+}
+
+// Peers returns the routing table of a running node.
+func (c *Cluster) Peers(name string) ([]node.PeerInfo, error) {
+	n, err := c.live(name)
+	if err != nil {
+		return nil, fmt.Errorf("peers of %s: %w", name, err)
+	}
+	return n.Peers(), nil
+}
+
+// Links returns the live links of a running node.
+func (c *Cluster) Links(name string) ([]node.LinkInfo, error) {
+	n, err := c.live(name)
+	if err != nil {
+		return nil, fmt.Errorf("links of %s: %w", name, err)
+	}
+	return n.Links(), nil
+}
+
+// Route returns from's route to to; ok is false when to is unreachable.
+func (c *Cluster) Route(from, to string) (p node.PeerInfo, ok bool, err error) {
+	n, err := c.live(from)
+	if err != nil {
+		return p, false, fmt.Errorf("route %s→%s: %w", from, to, err)
+	}
+	p, known := n.Peer(to)
+	return p, known && p.Reachable, nil
+}
+
+// components labels every running node with its connected component in
+// the current topology: edges that are not cut between running nodes.
+func (c *Cluster) components() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	adj := map[string][]string{}
+	for _, e := range c.edges {
+		if !e.cut && c.members[e.a].n != nil && c.members[e.b].n != nil {
+			adj[e.a] = append(adj[e.a], e.b)
+			adj[e.b] = append(adj[e.b], e.a)
+		}
+	}
+	comp := map[string]int{}
+	for i, name := range c.order {
+		if _, seen := comp[name]; seen || c.members[name].n == nil {
+			continue
+		}
+		comp[name] = i
+		for queue := []string{name}; len(queue) > 0; queue = queue[1:] {
+			for _, next := range adj[queue[0]] {
+				if _, seen := comp[next]; !seen {
+					comp[next] = i
+					queue = append(queue, next)
+				}
+			}
+		}
+	}
+	return comp
+}
+
+// Converged checks that every running node reaches exactly the running
+// nodes connected to it in the current topology. The error names the
+// first disagreement.
+func (c *Cluster) Converged() error {
+	comp := c.components()
+	names := make([]string, 0, len(comp))
+	for name := range comp {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, from := range names {
+		n, err := c.live(from)
+		if err != nil {
+			return err // killed meanwhile
+		}
+		reach := map[string]bool{}
+		for _, p := range n.Peers() {
+			if p.Reachable {
+				reach[p.Name] = true
+			}
+		}
+		for _, to := range names {
+			if to == from {
+				continue
+			}
+			want := comp[to] == comp[from]
+			if reach[to] != want {
+				if want {
+					return fmt.Errorf("%s does not reach %s yet", from, to)
+				}
+				return fmt.Errorf("%s still reaches %s across the cut", from, to)
+			}
+		}
+		c.mu.Lock()
+		for name, m := range c.members {
+			if m.n == nil && reach[name] {
+				c.mu.Unlock()
+				return fmt.Errorf("%s still reaches %s, which is down", from, name)
+			}
+		}
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// pollInterval is how often conditions are re-checked while waiting.
+const pollInterval = 10 * time.Millisecond
+
+// WaitConverged waits until Converged succeeds and returns how long that
+// took; on timeout the error names what was still wrong.
+func (c *Cluster) WaitConverged(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	err := poll(ctx, c.Converged)
+	if err != nil {
+		return time.Since(start), fmt.Errorf("not converged after %v: %w", time.Since(start).Round(time.Millisecond), err)
+	}
+	return time.Since(start), nil
+}
+
+// poll calls check until it returns nil or ctx ends, returning the last
+// error in the latter case.
+func poll(ctx context.Context, check func() error) error {
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-t.C:
+		}
+	}
+}

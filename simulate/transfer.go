@@ -1,0 +1,148 @@
+package simulate
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/node"
+)
+
+// SinkService is the service every simulated node answers: it reads a
+// circuit to its end and answers with the byte count (8 bytes, big endian)
+// and the SHA-256 of what it read.
+const SinkService = "sim-sink"
+
+// sinkAnswerSize is the size of the sink's answer.
+const sinkAnswerSize = 8 + sha256.Size
+
+// serveSink answers SinkService on n until the node closes, and waits for
+// its circuits to end.
+func serveSink(n *node.Node) {
+	lis, err := n.Listen(SinkService)
+	if err != nil {
+		return // the node is closing
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	defer lis.Close()
+	for {
+		conn, err := lis.Accept()
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sink(ctx, conn)
+		}()
+	}
+}
+
+func sink(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	h := sha256.New()
+	count, err := io.Copy(h, conn)
+	if err != nil {
+		return
+	}
+	answer := binary.BigEndian.AppendUint64(make([]byte, 0, sinkAnswerSize), uint64(count))
+	conn.Write(h.Sum(answer))
+}
+
+// TransferResult measures one verified transfer.
+type TransferResult struct {
+	From  string   `json:"from"`
+	To    string   `json:"to"`
+	Bytes int64    `json:"bytes"`
+	Path  []string `json:"path"` // nodes crossed, source first
+	// Open is how long Dial took: the open header's round trip.
+	Open time.Duration `json:"open_ns"`
+	// Duration runs from the end of Dial to the receiver's verified answer.
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// Throughput is the transfer's payload rate in bytes per second.
+func (r TransferResult) Throughput() float64 {
+	if r.Duration <= 0 {
+		return 0
+	}
+	return float64(r.Bytes) / r.Duration.Seconds()
+}
+
+// ErrCorrupted: the receiver's count or hash of a transfer differs from
+// what was sent.
+var ErrCorrupted = errors.New("transfer corrupted")
+
+// Transfer opens a circuit from from to to's SinkService, sends size
+// pseudo-random bytes, half-closes and checks the receiver's count and
+// hash of what it read.
+func (c *Cluster) Transfer(ctx context.Context, from, to string, size int64) (TransferResult, error) {
+	r := TransferResult{From: from, To: to, Bytes: size}
+	fail := func(err error) (TransferResult, error) {
+		return r, fmt.Errorf("transfer %d bytes %s→%s: %w", size, from, to, err)
+	}
+	n, err := c.live(from)
+	if err != nil {
+		return fail(err)
+	}
+	start := time.Now()
+	conn, err := n.DialWith(ctx, to, SinkService, node.DialOptions{RecordPath: true})
+	if err != nil {
+		return fail(err)
+	}
+	defer conn.Close()
+	r.Open = time.Since(start)
+	r.Path = conn.Path()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+
+	start = time.Now()
+	h := sha256.New()
+	src := rand.NewChaCha8([32]byte{byte(size), 's', 'i', 'm'})
+	buf := make([]byte, 64<<10)
+	for left := size; left > 0; {
+		chunk := buf[:min(int64(len(buf)), left)]
+		src.Read(chunk)
+		h.Write(chunk)
+		if _, err := conn.Write(chunk); err != nil {
+			return fail(fmt.Errorf("after %d bytes: %w", size-left, orCtx(ctx, err)))
+		}
+		left -= int64(len(chunk))
+	}
+	if err := conn.CloseWrite(); err != nil {
+		return fail(fmt.Errorf("half-close: %w", orCtx(ctx, err)))
+	}
+	answer := make([]byte, sinkAnswerSize)
+	if _, err := io.ReadFull(conn, answer); err != nil {
+		return fail(fmt.Errorf("read the receiver's answer: %w", orCtx(ctx, err)))
+	}
+	r.Duration = time.Since(start)
+	if got := int64(binary.BigEndian.Uint64(answer)); got != size {
+		return fail(fmt.Errorf("%w: receiver read %d bytes", ErrCorrupted, got))
+	}
+	if !bytes.Equal(answer[8:], h.Sum(nil)) {
+		return fail(fmt.Errorf("%w: receiver's SHA-256 differs", ErrCorrupted))
+	}
+	return r, nil
+}
+
+// orCtx prefers the context's error when it ended the operation.
+func orCtx(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return err
+}
