@@ -319,3 +319,14 @@ func (c *Cluster) Close() error {
 	c.be.close()
 	return errors.Join(errs...)
 }
+
+// edgeParams returns the link parameters of the edge a–b.
+func (c *Cluster) edgeParams(a, b string) (LinkParams, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.edges[mkpair(a, b)]
+	if e == nil {
+		return LinkParams{}, fmt.Errorf("edge %s-%s: %w", a, b, ErrNoEdge)
+	}
+	return e.params, nil
+}

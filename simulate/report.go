@@ -1,0 +1,88 @@
+package simulate
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// resultNote is the measurement or error of a step, for one line of text.
+func resultNote(r StepResult) string {
+	var notes []string
+	if r.Error != "" {
+		notes = append(notes, r.Error)
+	}
+	if r.ChangeLine > 0 {
+		notes = append(notes, fmt.Sprintf("after %v since line %d", round(r.SinceChange), r.ChangeLine))
+	}
+	if t := r.Transfer; t != nil {
+		notes = append(notes, fmt.Sprintf("%s in %v = %.1f MiB/s, open %v, path %s",
+			sizeString(t.Bytes), round(t.Duration), t.Throughput()/(1<<20), round(t.Open), strings.Join(t.Path, "-")))
+	}
+	if len(notes) == 0 {
+		return ""
+	}
+	return "  (" + strings.Join(notes, "; ") + ")"
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
+
+func sizeString(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+// WriteTable writes the report as text: one row per step, the output of
+// print steps, the measurements and a verdict line.
+func (r *Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "scenario %s on the %s backend\n\n", r.Script, r.Backend)
+	fmt.Fprintln(tw, "LINE\tRESULT\tSTEP\tTIME\tDETAIL")
+	for _, s := range r.Steps {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%v\t%s\n", s.Line, s.Status, s.Step, round(s.Elapsed), strings.TrimSpace(resultNote(s)))
+		if s.Output != "" {
+			tw.Flush()
+			for _, l := range strings.Split(strings.TrimRight(s.Output, "\n"), "\n") {
+				fmt.Fprintf(w, "      %s\n", l)
+			}
+		}
+	}
+	if len(r.Measurements) > 0 {
+		fmt.Fprintln(tw, "\nMEASUREMENT\tLINE\tVALUE")
+		for _, m := range r.Measurements {
+			fmt.Fprintf(tw, "%s\t%d\t%.2f %s\n", m.Name, m.Line, m.Value, m.Unit)
+		}
+	}
+	verdict := "PASS"
+	if !r.OK() {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(tw, "\n%s: %d expectations passed, %d steps failed, in %v\n", verdict, r.Passed, r.Failed, round(r.Duration))
+	return tw.Flush()
+}
+
+// WriteJSON writes the report as one indented JSON object.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("encode the report of %s: %w", r.Script, err)
+	}
+	return nil
+}

@@ -1,0 +1,314 @@
+package simulate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Step results.
+const (
+	StatusOK   = "ok"   // an operation that succeeded
+	StatusPass = "pass" // an expectation that held
+	StatusFail = "fail" // an expectation that did not hold, or an operation that failed
+)
+
+// StepResult is the outcome of one scenario step.
+type StepResult struct {
+	Line   int    `json:"line"`
+	Step   string `json:"step"`
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+	// Elapsed is how long the step ran (for an expectation: until it held).
+	Elapsed time.Duration `json:"elapsed_ns"`
+	// SinceChange is, for wait converged and expectations, the time from
+	// the start of the last step that changed the topology (ChangeLine) to
+	// the moment the condition held.
+	SinceChange time.Duration `json:"since_change_ns,omitempty"`
+	ChangeLine  int           `json:"change_line,omitempty"`
+	// Transfer measures a transfer step.
+	Transfer *TransferResult `json:"transfer,omitempty"`
+	// Output is what a print step printed.
+	Output string `json:"output,omitempty"`
+
+	waited bool // an expectation that did not hold at once
+}
+
+// Measurement is one figure of a run, for tables and comparisons.
+type Measurement struct {
+	// Name is convergence (after a change), reroute (an expectation that
+	// held after a fault), throughput or open (a transfer's Dial).
+	Name  string  `json:"name"`
+	Line  int     `json:"line"`
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit"` // ms or MiB/s
+}
+
+// Report is the outcome of a scenario run.
+type Report struct {
+	Script       string        `json:"script"`
+	Backend      Backend       `json:"backend"`
+	Passed       int           `json:"passed"` // expectations that held
+	Failed       int           `json:"failed"` // failed expectations and operations
+	Duration     time.Duration `json:"duration_ns"`
+	Steps        []StepResult  `json:"steps"`
+	Measurements []Measurement `json:"measurements"`
+}
+
+// OK reports whether every step succeeded and every expectation held.
+func (r *Report) OK() bool { return r.Failed == 0 }
+
+// Run runs the scenario on a new cluster configured by cfg and closes the
+// cluster. Failed expectations and operations are recorded in the report
+// and the run goes on; the error is for a cluster that could not be
+// created or a cancelled ctx. progress, when not nil, receives one line
+// per step as it finishes.
+func Run(ctx context.Context, s *Script, cfg Config, progress io.Writer) (rep *Report, err error) {
+	cfg.setDefaults()
+	c, err := NewCluster(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := c.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close the cluster: %w", cerr)
+		}
+	}()
+	r := &runner{c: c, rep: &Report{Script: s.Name, Backend: cfg.Backend}}
+	start := time.Now()
+	for _, st := range s.Steps {
+		if err := ctx.Err(); err != nil {
+			return r.rep, fmt.Errorf("scenario %s stopped at line %d: %w", s.Name, st.Line, err)
+		}
+		res := r.step(ctx, st)
+		r.rep.Steps = append(r.rep.Steps, res)
+		switch res.Status {
+		case StatusPass:
+			r.rep.Passed++
+		case StatusFail:
+			r.rep.Failed++
+		}
+		if progress != nil {
+			fmt.Fprintf(progress, "%4d  %-4s  %s%s\n", res.Line, res.Status, res.Step, resultNote(res))
+		}
+	}
+	r.rep.Duration = time.Since(start)
+	return r.rep, nil
+}
+
+type runner struct {
+	c          *Cluster
+	rep        *Report
+	lastChange time.Time
+	changeLine int
+	changeOp   Op
+}
+
+func (r *runner) step(ctx context.Context, st Step) StepResult {
+	res := StepResult{Line: st.Line, Step: st.Text, Status: StatusOK}
+	start := time.Now()
+	if st.Op.changesTopology() {
+		r.lastChange, r.changeLine, r.changeOp = start, st.Line, st.Op
+	}
+	err := r.do(ctx, st, &res)
+	res.Elapsed = time.Since(start)
+	switch {
+	case err != nil:
+		res.Status, res.Error = StatusFail, err.Error()
+	case st.Op == OpExpectRoute || st.Op == OpExpectUnreachable:
+		res.Status = StatusPass
+	}
+	// Times are measured from the last change; an expectation that held
+	// at once measures nothing.
+	if err == nil && (st.Op == OpWaitConverged || res.Status == StatusPass) && r.changeLine > 0 {
+		res.SinceChange, res.ChangeLine = time.Since(r.lastChange), r.changeLine
+		switch {
+		case st.Op == OpWaitConverged:
+			r.measure("convergence", st.Line, ms(res.SinceChange), "ms")
+		case res.waited && r.changeOp.isFault():
+			r.measure("reroute", st.Line, ms(res.SinceChange), "ms")
+		case res.waited:
+			r.measure("route", st.Line, ms(res.SinceChange), "ms")
+		}
+	}
+	return res
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func (r *runner) measure(name string, line int, v float64, unit string) {
+	r.rep.Measurements = append(r.rep.Measurements, Measurement{Name: name, Line: line, Value: v, Unit: unit})
+}
+
+// do runs one step; an error fails it.
+func (r *runner) do(ctx context.Context, st Step, res *StepResult) error {
+	c := r.c
+	switch st.Op {
+	case OpNodes:
+		return c.AddNodes(ctx, st.Nodes...)
+	case OpLink, OpRandom:
+		for _, e := range st.Edges {
+			lctx, cancel := context.WithTimeout(ctx, redialTimeout)
+			err := c.Link(lctx, e[0], e[1], st.Params)
+			cancel()
+			if err != nil {
+				return err
+			}
+		}
+	case OpUnlink, OpCut, OpSet:
+		for _, e := range st.Edges {
+			if err := r.edgeOp(st, e); err != nil {
+				return err
+			}
+		}
+	case OpHeal:
+		return c.Heal(st.Edges...)
+	case OpPartition:
+		return c.Partition(st.Sets[0], st.Sets[1])
+	case OpIsolate:
+		return c.Isolate(st.Nodes[0])
+	case OpKill:
+		for _, n := range st.Nodes {
+			if err := c.Kill(n); err != nil {
+				return err
+			}
+		}
+	case OpRestart:
+		for _, n := range st.Nodes {
+			if err := c.Restart(ctx, n); err != nil {
+				return err
+			}
+		}
+	case OpWait:
+		select {
+		case <-time.After(st.Duration):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	case OpWaitConverged:
+		wctx, cancel := context.WithTimeout(ctx, st.Duration)
+		defer cancel()
+		_, err := c.WaitConverged(wctx)
+		return err
+	case OpExpectRoute, OpExpectUnreachable:
+		waited, err := r.expect(ctx, st)
+		res.waited = waited
+		return err
+	case OpTransfer:
+		tctx, cancel := context.WithTimeout(ctx, st.Duration)
+		defer cancel()
+		t, err := c.Transfer(tctx, st.Nodes[0], st.Nodes[1], st.Size)
+		if err != nil {
+			return err
+		}
+		res.Transfer = &t
+		r.measure("throughput", st.Line, t.Throughput()/(1<<20), "MiB/s")
+		r.measure("open", st.Line, ms(t.Open), "ms")
+	case OpPrint:
+		out, err := r.print(st)
+		res.Output = out
+		return err
+	default:
+		return fmt.Errorf("line %d: unknown operation %v", st.Line, st.Op)
+	}
+	return nil
+}
+
+func (r *runner) edgeOp(st Step, e [2]string) error {
+	switch st.Op {
+	case OpUnlink:
+		return r.c.Unlink(e[0], e[1])
+	case OpCut:
+		return r.c.Cut(e[0], e[1])
+	}
+	p, err := r.c.edgeParams(e[0], e[1])
+	if err != nil {
+		return err
+	}
+	if st.SetLatency {
+		p.Latency = st.Params.Latency
+	}
+	if st.SetLoss {
+		p.Loss = st.Params.Loss
+	}
+	return r.c.SetLink(e[0], e[1], p)
+}
+
+// expect polls the expectation until it holds or its time is up. waited
+// reports that it did not hold at once.
+func (r *runner) expect(ctx context.Context, st Step) (waited bool, err error) {
+	from, to := st.Nodes[0], st.Nodes[1]
+	check := func() error {
+		p, ok, err := r.c.Route(from, to)
+		switch {
+		case err != nil:
+			return err
+		case st.Op == OpExpectUnreachable:
+			if ok {
+				return fmt.Errorf("%s still reaches %s (next hop %s, %d hops)", from, to, p.NextHop, p.Hops)
+			}
+			return nil
+		case !ok:
+			return fmt.Errorf("%s does not reach %s", from, to)
+		case st.Hops > 0 && p.Hops != st.Hops:
+			return fmt.Errorf("%s reaches %s in %d hops, want %d (next hop %s)", from, to, p.Hops, st.Hops, p.NextHop)
+		case st.Via != "" && p.NextHop != st.Via:
+			return fmt.Errorf("%s reaches %s via %s, want via %s", from, to, p.NextHop, st.Via)
+		}
+		return nil
+	}
+	if check() == nil {
+		return false, nil
+	}
+	ectx, cancel := context.WithTimeout(ctx, st.Duration)
+	defer cancel()
+	err = poll(ectx, check)
+	if err != nil && st.Duration > 0 {
+		return true, fmt.Errorf("%w, for %v", err, st.Duration)
+	}
+	return true, err
+}
+
+// print renders a node's routes, links or events.
+func (r *runner) print(st Step) (string, error) {
+	name := st.Nodes[0]
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	switch st.What {
+	case "routes":
+		peers, err := r.c.Peers(name)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintln(tw, "PEER\tREACHABLE\tNEXT HOP\tHOPS\tCOST")
+		for _, p := range peers {
+			fmt.Fprintf(tw, "%s\t%v\t%s\t%d\t%d\n", p.Name, p.Reachable, p.NextHop, p.Hops, p.Cost)
+		}
+	case "links":
+		ls, err := r.c.Links(name)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintln(tw, "PEER\tRTT\tLOSS\tCOST\tSTREAMS")
+		for _, l := range ls {
+			fmt.Fprintf(tw, "%s\t%v\t%.3f\t%d\t%d\n", l.Peer, l.RTT.Round(10*time.Microsecond), l.Loss, l.Cost, l.Streams)
+		}
+	case "events":
+		evs, err := r.c.Events(name)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintln(tw, "TIME\tEVENT\tPEER\tERROR")
+		for _, e := range evs {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Time.Format("15:04:05.000"), e.Kind, e.Peer, e.Err)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return "", errors.Join(errors.New("render"), err)
+	}
+	return b.String(), nil
+}

@@ -1,0 +1,141 @@
+package simulate
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runFile parses and runs a scenario from testdata.
+func runFile(t *testing.T, file string, backend Backend) *Report {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join("testdata", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runScript(t, file, string(src), backend)
+}
+
+func runScript(t *testing.T, name, src string, backend Backend) *Report {
+	t.Helper()
+	s, err := Parse(name, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, s, Config{Backend: backend}, &progress)
+	if err != nil {
+		t.Fatalf("run %s: %v", name, err)
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s", table.String())
+	return rep
+}
+
+func requireOK(t *testing.T, rep *Report) {
+	t.Helper()
+	if !rep.OK() {
+		for _, s := range rep.Steps {
+			if s.Status == StatusFail {
+				t.Errorf("line %d %q failed: %s", s.Line, s.Step, s.Error)
+			}
+		}
+	}
+}
+
+func TestDiamondFailover(t *testing.T) {
+	rep := runFile(t, "diamond-failover.sim", BackendQUIC)
+	requireOK(t, rep)
+	if rep.Passed != 4 {
+		t.Errorf("%d expectations passed, want 4", rep.Passed)
+	}
+	names := map[string]int{}
+	for _, m := range rep.Measurements {
+		names[m.Name]++
+		if m.Value <= 0 {
+			t.Errorf("measurement %+v is not positive", m)
+		}
+	}
+	if names["reroute"] == 0 || names["throughput"] != 2 || names["open"] != 2 || names["convergence"] != 2 {
+		t.Errorf("measurements %v: want convergence, reroute, throughput and open", names)
+	}
+	for _, s := range rep.Steps {
+		if s.Transfer != nil && s.Line == 9 && strings.Join(s.Transfer.Path, "-") != "a-b-d-e" {
+			t.Errorf("first transfer took %v, want a-b-d-e", s.Transfer.Path)
+		}
+		if s.Transfer != nil && s.Line == 13 && strings.Join(s.Transfer.Path, "-") != "a-c-d-e" {
+			t.Errorf("transfer after the kill took %v, want a-c-d-e", s.Transfer.Path)
+		}
+	}
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || back.Passed != rep.Passed || len(back.Steps) != len(rep.Steps) {
+		t.Fatalf("JSON report does not round-trip: %v", err)
+	}
+}
+
+func TestRingPartitionHeal(t *testing.T) {
+	rep := runFile(t, "ring-partition-heal.sim", BackendQUIC)
+	requireOK(t, rep)
+	if rep.Passed != 6 {
+		t.Errorf("%d expectations passed, want 6", rep.Passed)
+	}
+}
+
+// A scenario whose expectations are false must be reported as failed, with
+// the reason, and the run must go on.
+func TestFalseExpectationsFail(t *testing.T) {
+	rep := runScript(t, "false.sim", `
+nodes a b c
+link a-b b-c
+wait converged
+expect route a c hops=1 within=300ms
+expect route a c via=c within=0s
+expect unreachable a b within=200ms
+expect route a c hops=2 via=b
+kill b
+kill b
+wait converged
+expect route a c within=300ms
+`, BackendQUIC)
+	if rep.OK() {
+		t.Fatal("a run with false expectations reported OK")
+	}
+	want := map[int]string{
+		5:  "a reaches c in 2 hops, want 1",
+		6:  "a reaches c via b, want via c",
+		7:  "a still reaches b",
+		10: "node is down",
+		12: "a does not reach c, for 300ms",
+	}
+	for _, s := range rep.Steps {
+		msg, bad := want[s.Line]
+		switch {
+		case bad && (s.Status != StatusFail || !strings.Contains(s.Error, msg)):
+			t.Errorf("line %d: %s %q, want a failure containing %q", s.Line, s.Status, s.Error, msg)
+		case !bad && s.Status == StatusFail:
+			t.Errorf("line %d failed: %s", s.Line, s.Error)
+		}
+	}
+	if rep.Failed != 5 || rep.Passed != 1 {
+		t.Errorf("passed %d failed %d, want 1 and 5", rep.Passed, rep.Failed)
+	}
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	if !strings.Contains(table.String(), "FAIL: 1 expectations passed, 5 steps failed") {
+		t.Errorf("table verdict missing:\n%s", table.String())
+	}
+}
