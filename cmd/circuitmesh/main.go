@@ -57,6 +57,7 @@ Try it without any setup:   circuitmesh demo`,
 		Commands: []*cli.Command{
 			runCommand(),
 			demoCommand(),
+			simulateCommand(),
 			initCommand(),
 			caCommand(),
 			certCommand(),
