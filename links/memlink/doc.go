@@ -1,0 +1,23 @@
+// Package memlink is an in-memory implementation of links.Transport,
+// links.Link and links.Stream, so that tests and the cluster simulator can
+// run many real nodes in one process.
+//
+// A Network connects Transports by name: Dial(ctx, "b") links to the
+// transport named "b". Links behave like the QUIC links: the hello refuses
+// a peer of another mesh (an error wrapping links.ErrRefused), there is one
+// link per pair of nodes (a second or simultaneous dial returns the existing
+// link), routing payloads travel in order through a bounded queue, Handler
+// calls for a link are serialised (LinkUp, then Routing and CostChanged,
+// then LinkDown exactly once), streams have bounded buffers (a writer blocks
+// when the peer has not read: backpressure), deadlines, half-close and
+// reset, and the number of streams a peer may have open is bounded.
+//
+// The network is scripted with SetCost, Cut, Heal, Isolate, Rejoin and
+// Kill. A cut link stops carrying data at once and is reported down (with
+// an error wrapping links.ErrLinkLost) after Config.DetectDelay.
+//
+// What the caller must do: close every Transport (or Kill its node) when
+// done, and keep Handler methods short. No goroutine runs while a link is
+// idle: handler calls are made from a short-lived goroutine per link that
+// exits when its queue is empty, and streams need no goroutines.
+package memlink

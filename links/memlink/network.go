@@ -1,0 +1,207 @@
+package memlink
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// ErrUnreachable: a dial found no live transport of that name, or the
+// network is cut between the two nodes.
+var ErrUnreachable = errors.New("memlink: node unreachable")
+
+// Default limits.
+const (
+	DefaultStreamBuffer = 256 << 10
+	DefaultControlQueue = 256
+	DefaultMaxStreams   = 4096
+	// MaxStreamBuffer bounds Config.StreamBuffer.
+	MaxStreamBuffer = 64 << 20
+)
+
+// Config configures a Network. The zero value means the defaults.
+type Config struct {
+	// StreamBuffer is the bytes buffered per stream and direction before a
+	// writer blocks. Default DefaultStreamBuffer; at most MaxStreamBuffer.
+	StreamBuffer int
+	// ControlQueue is the number of routing payloads queued per link
+	// direction before SendRouting drops with links.ErrQueueFull.
+	// Default DefaultControlQueue.
+	ControlQueue int
+	// DetectDelay is how long after Cut, Isolate or Kill a link is reported
+	// down at the surviving ends. Data stops flowing at once. Default 0:
+	// immediately.
+	DetectDelay time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.StreamBuffer <= 0 {
+		c.StreamBuffer = DefaultStreamBuffer
+	}
+	if c.StreamBuffer > MaxStreamBuffer {
+		c.StreamBuffer = MaxStreamBuffer
+	}
+	if c.ControlQueue <= 0 {
+		c.ControlQueue = DefaultControlQueue
+	}
+	if c.DetectDelay < 0 {
+		c.DetectDelay = 0
+	}
+	return c
+}
+
+// Network is a simulated network of transports addressed by node name. It
+// is safe for concurrent use.
+type Network struct {
+	cfg Config
+
+	mu         sync.Mutex
+	transports map[string]*Transport
+	cuts       map[pair]bool
+	isolated   map[string]bool
+	costs      map[pair]links.Cost
+}
+
+type pair struct{ a, b string }
+
+func mkpair(a, b string) pair {
+	if b < a {
+		a, b = b, a
+	}
+	return pair{a, b}
+}
+
+// NewNetwork returns an empty network.
+func NewNetwork(cfg Config) *Network {
+	return &Network{
+		cfg:        cfg.withDefaults(),
+		transports: make(map[string]*Transport),
+		cuts:       make(map[pair]bool),
+		isolated:   make(map[string]bool),
+		costs:      make(map[pair]links.Cost),
+	}
+}
+
+// reachable reports whether a and b may exchange data. n.mu is held.
+func (n *Network) reachable(a, b string) bool {
+	return !n.cuts[mkpair(a, b)] && !n.isolated[a] && !n.isolated[b]
+}
+
+// costOf is the configured cost between a and b. n.mu is held.
+func (n *Network) costOf(a, b string) links.Cost {
+	if c, ok := n.costs[mkpair(a, b)]; ok {
+		return c
+	}
+	return links.MinCost
+}
+
+// quality is what a link of the given cost reports: one cost unit is 10 µs
+// of round-trip time.
+func quality(c links.Cost) links.Quality {
+	return links.Quality{RTT: time.Duration(c) * 10 * time.Microsecond, Cost: c}
+}
+
+// SetCost sets the cost of the a–b link in both directions, now and for
+// links made later. Live links report it through Handler.CostChanged and
+// Quality. A cost below links.MinCost is raised to it.
+func (n *Network) SetCost(a, b string, cost links.Cost) {
+	cost = max(cost, links.MinCost)
+	n.mu.Lock()
+	n.costs[mkpair(a, b)] = cost
+	eps := n.linksBetween(a, b)
+	n.mu.Unlock()
+	for _, ep := range eps {
+		ep.setQuality(quality(cost))
+		ep.peer.setQuality(quality(cost))
+	}
+}
+
+// Cut kills the link between a and b (reported down after DetectDelay) and
+// refuses new dials between them until Heal.
+func (n *Network) Cut(a, b string) {
+	n.mu.Lock()
+	n.cuts[mkpair(a, b)] = true
+	eps := n.linksBetween(a, b)
+	n.mu.Unlock()
+	n.sever(eps, fmt.Sprintf("network cut between %s and %s", a, b), false)
+}
+
+// Heal lets a and b dial each other again after Cut. It does not undo
+// Isolate; see Rejoin.
+func (n *Network) Heal(a, b string) {
+	n.mu.Lock()
+	delete(n.cuts, mkpair(a, b))
+	n.mu.Unlock()
+}
+
+// Isolate cuts a from every node until Rejoin(a).
+func (n *Network) Isolate(a string) {
+	n.mu.Lock()
+	n.isolated[a] = true
+	var eps []*endpoint
+	if t := n.transports[a]; t != nil {
+		eps = t.linkList()
+	}
+	n.mu.Unlock()
+	n.sever(eps, fmt.Sprintf("node %s isolated", a), false)
+}
+
+// Rejoin undoes Isolate(a).
+func (n *Network) Rejoin(a string) {
+	n.mu.Lock()
+	delete(n.isolated, a)
+	n.mu.Unlock()
+}
+
+// Kill simulates the death of node a: its transport stops answering, its
+// own links end at once, and its peers see their links lost (wrapping
+// links.ErrLinkLost) after DetectDelay. A new transport may then take the
+// name a (a restart).
+func (n *Network) Kill(a string) {
+	n.mu.Lock()
+	t := n.transports[a]
+	if t == nil {
+		n.mu.Unlock()
+		return
+	}
+	delete(n.transports, a)
+	t.closed = true
+	eps := t.linkList()
+	n.mu.Unlock()
+	n.sever(eps, fmt.Sprintf("node %s died", a), true)
+}
+
+// linksBetween returns the local ends of the live links between a and b.
+// n.mu is held.
+func (n *Network) linksBetween(a, b string) []*endpoint {
+	var eps []*endpoint
+	if t := n.transports[a]; t != nil {
+		if ep := t.links[b]; ep != nil {
+			eps = append(eps, ep)
+		}
+	}
+	return eps
+}
+
+// sever stops data on each link at once and reports both ends lost after
+// DetectDelay, or the ends in eps at once when localNow (a dead node knows
+// it is dead).
+func (n *Network) sever(eps []*endpoint, why string, localNow bool) {
+	for _, ep := range eps {
+		ep.conn.severed.Store(true)
+		err := fmt.Errorf("link %s–%s: %s: %w", ep.t.name, ep.peerName, why, links.ErrLinkLost)
+		n.loseAfter(ep, err, localNow)
+		n.loseAfter(ep.peer, err, false)
+	}
+}
+
+func (n *Network) loseAfter(ep *endpoint, err error, now bool) {
+	if now || n.cfg.DetectDelay == 0 {
+		ep.lose(err)
+		return
+	}
+	time.AfterFunc(n.cfg.DetectDelay, func() { ep.lose(err) })
+}
