@@ -17,7 +17,8 @@
 // an error wrapping links.ErrLinkLost) after Config.DetectDelay.
 //
 // What the caller must do: close every Transport (or Kill its node) when
-// done, and keep Handler methods short. No goroutine runs while a link is
+// done, and keep Handler methods short. Handler calls are asynchronous:
+// LinkDown may arrive after Close returns. No goroutine runs while a link is
 // idle: handler calls are made from a short-lived goroutine per link that
 // exits when its queue is empty, and streams need no goroutines.
 package memlink

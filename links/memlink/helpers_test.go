@@ -3,6 +3,7 @@ package memlink
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -62,9 +63,27 @@ func (r *recorder) snapshot() []string {
 // waitFor waits until the recorded events equal want.
 func (r *recorder) waitFor(t *testing.T, want ...string) {
 	t.Helper()
+	r.wait(t, false, want)
+}
+
+// waitForUnordered waits until the recorded events are want in any order
+// (events of different links are not ordered).
+func (r *recorder) waitForUnordered(t *testing.T, want ...string) {
+	t.Helper()
+	r.wait(t, true, want)
+}
+
+func (r *recorder) wait(t *testing.T, unordered bool, want []string) {
+	t.Helper()
+	if unordered {
+		want = slices.Sorted(slices.Values(want))
+	}
 	deadline := time.After(5 * time.Second)
 	for {
 		got := r.snapshot()
+		if unordered {
+			slices.Sort(got)
+		}
 		if fmt.Sprint(got) == fmt.Sprint(want) {
 			return
 		}

@@ -113,8 +113,8 @@ func (ep *endpoint) SendRouting(payload []byte) error {
 
 // OpenStream opens a stream, waiting while the peer already has
 // MaxStreams of ours open. Like a QUIC stream it needs no round trip: on a
-// severed link it opens, never reaches the peer and fails when the link is
-// reported down.
+// cut link it opens, never reaches the peer and fails when the cut is
+// detected; towards a dead peer it waits until its death is detected.
 func (ep *endpoint) OpenStream(ctx context.Context) (links.Stream, error) {
 	peer := ep.peer
 	for {
@@ -122,10 +122,15 @@ func (ep *endpoint) OpenStream(ctx context.Context) (links.Stream, error) {
 			return nil, fmt.Errorf("open stream to %s: %w", ep.peerName, err)
 		}
 		peer.mu.Lock()
-		if peer.err != nil || peer.incoming < peer.maxIncoming {
+		if peer.err == nil && peer.incoming < peer.maxIncoming {
 			break
 		}
-		wait := peer.waitChan()
+		// A dead peer grants no stream credit: wait for our end to learn
+		// of it, so that nothing piles up here meanwhile.
+		var wait <-chan struct{}
+		if peer.err == nil {
+			wait = peer.waitChan()
+		}
 		peer.mu.Unlock()
 		select {
 		case <-wait:
@@ -134,15 +139,13 @@ func (ep *endpoint) OpenStream(ctx context.Context) (links.Stream, error) {
 			return nil, fmt.Errorf("open stream to %s: peer allows %d open streams: %w", ep.peerName, peer.maxIncoming, ctx.Err())
 		}
 	}
-	// peer.mu is held.
+	// peer.mu is held and the peer has room.
 	local, remote := newStreamPair(ep, peer, ep.conn.buffer)
-	if peer.err == nil {
-		peer.incoming++
-		peer.streams[remote] = struct{}{}
-		if !ep.conn.severed.Load() {
-			peer.acceptQ = append(peer.acceptQ, remote)
-			peer.broadcast()
-		}
+	peer.incoming++
+	peer.streams[remote] = struct{}{}
+	if !ep.conn.severed.Load() {
+		peer.acceptQ = append(peer.acceptQ, remote)
+		peer.broadcast()
 	}
 	peer.mu.Unlock()
 
