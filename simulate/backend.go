@@ -45,23 +45,51 @@ type backend interface {
 	close()
 }
 
-// quicBackend gives each node a socket on a packetNet and a certificate
-// from a throwaway mesh CA.
-type quicBackend struct {
-	net   *packetNet
-	ca    *identity.CA
-	addrs map[string]*net.UDPAddr
-	ids   map[string]*identity.Identity
-	conns map[string]*packetConn
+// identities issues each node one certificate from a throwaway mesh CA
+// and gives it again on restart.
+type identities struct {
+	ca  *identity.CA
+	ids map[string]*identity.Identity
 }
 
-func newQUICBackend(mesh string, seed uint64) (*quicBackend, error) {
+func newIdentities(mesh string) (*identities, error) {
 	ca, err := identity.NewCA(mesh, 0)
 	if err != nil {
 		return nil, fmt.Errorf("create the simulation's mesh CA: %w", err)
 	}
-	return &quicBackend{net: newPacketNet(seed), ca: ca,
-		addrs: map[string]*net.UDPAddr{}, ids: map[string]*identity.Identity{}, conns: map[string]*packetConn{}}, nil
+	return &identities{ca: ca, ids: map[string]*identity.Identity{}}, nil
+}
+
+// set fills in the identity of node name.
+func (ids *identities) set(name string, cfg *node.Config) error {
+	id := ids.ids[name]
+	if id == nil {
+		var err error
+		if id, err = ids.ca.Issue(name, 24*time.Hour); err != nil {
+			return fmt.Errorf("issue the certificate of %s: %w", name, err)
+		}
+		ids.ids[name] = id
+	}
+	cfg.Identity, cfg.Mesh = id, id.Mesh
+	return nil
+}
+
+// quicBackend gives each node a socket on a packetNet and a certificate
+// from a throwaway mesh CA.
+type quicBackend struct {
+	*identities
+	net   *packetNet
+	addrs map[string]*net.UDPAddr
+	conns map[string]*packetConn
+}
+
+func newQUICBackend(mesh string, seed uint64) (*quicBackend, error) {
+	ids, err := newIdentities(mesh)
+	if err != nil {
+		return nil, err
+	}
+	return &quicBackend{identities: ids, net: newPacketNet(seed),
+		addrs: map[string]*net.UDPAddr{}, conns: map[string]*packetConn{}}, nil
 }
 
 // simPort is the port of every simulated node address.
@@ -74,20 +102,13 @@ func (b *quicBackend) configure(name string, cfg *node.Config) error {
 		addr = &net.UDPAddr{IP: net.IPv4(10, byte(i>>16), byte(i>>8), byte(i)), Port: simPort}
 		b.addrs[name] = addr
 	}
-	id := b.ids[name]
-	if id == nil {
-		var err error
-		if id, err = b.ca.Issue(name, 24*time.Hour); err != nil {
-			return fmt.Errorf("issue the certificate of %s: %w", name, err)
-		}
-		b.ids[name] = id
+	if err := b.set(name, cfg); err != nil {
+		return err
 	}
 	pc, err := b.net.listen(name, addr)
 	if err != nil {
 		return err
 	}
-	cfg.Identity = id
-	cfg.Mesh = id.Mesh
 	cfg.PacketConn = pc
 	b.conns[name] = pc
 	return nil

@@ -104,7 +104,7 @@ func NewCluster(cfg Config) (*Cluster, error) {
 		}
 		c.be = be
 	case BackendMem:
-		be, err := newMemBackend(cfg.Seed)
+		be, err := newMemBackend(cfg.Mesh)
 		if err != nil {
 			return nil, err
 		}
@@ -227,19 +227,19 @@ func (c *Cluster) Link(ctx context.Context, a, b string, p LinkParams) error {
 		}
 	}
 	c.mu.Lock()
+	if err := c.be.setParams(a, b, p); err != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("link %s-%s: %w", a, b, err)
+	}
 	e := c.edges[mkpair(a, b)]
 	if e == nil {
 		e = &edge{a: a, b: b}
 		c.edges[mkpair(a, b)] = e
 	}
 	e.params, e.cut = p, false
-	err := c.be.setParams(a, b, p)
 	c.be.block(a, b, false)
 	dialer, addr := e.a, c.be.addr(e.b)
 	c.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("link %s-%s: %w", a, b, err)
-	}
 	n, err := c.live(dialer)
 	if err == nil {
 		err = n.Link(ctx, addr)

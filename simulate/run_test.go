@@ -139,3 +139,27 @@ expect route a c within=300ms
 		t.Errorf("table verdict missing:\n%s", table.String())
 	}
 }
+
+// Every example scenario passes on in-memory links.
+func TestExamplesOnMem(t *testing.T) {
+	files := []string{"diamond-failover.sim", "ring-partition-heal.sim", "random-30.sim"}
+	if !testing.Short() {
+		files = append(files, "random-100.sim")
+	}
+	for _, f := range files {
+		t.Run(f, func(t *testing.T) {
+			rep := runFile(t, f, BackendMem)
+			requireOK(t, rep)
+			if rep.Passed == 0 {
+				t.Fatal("no expectation ran")
+			}
+		})
+	}
+}
+
+func TestMemRejectsLoss(t *testing.T) {
+	rep := runScript(t, "loss.sim", "nodes a b\nlink a-b loss=0.1\n", BackendMem)
+	if rep.OK() || !strings.Contains(rep.Steps[1].Error, ErrUnsupported.Error()) {
+		t.Fatalf("loss on the mem backend: %+v, want a failure saying it is unsupported", rep.Steps[1])
+	}
+}

@@ -1,0 +1,66 @@
+package simulate
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/links/memlink"
+	"github.com/circuitmesh/circuitmesh/node"
+)
+
+// memBackend gives each node an in-memory transport on a memlink.Network.
+// Latency becomes the link's cost; loss is not supported.
+type memBackend struct {
+	*identities
+	net *memlink.Network
+}
+
+func newMemBackend(mesh string) (*memBackend, error) {
+	ids, err := newIdentities(mesh)
+	if err != nil {
+		return nil, err
+	}
+	return &memBackend{identities: ids, net: memlink.NewNetwork(memlink.Config{})}, nil
+}
+
+func (b *memBackend) configure(name string, cfg *node.Config) error {
+	if err := b.set(name, cfg); err != nil {
+		return err
+	}
+	mesh := cfg.Mesh
+	cfg.NewTransport = func(h links.Handler, role links.Role) (links.Transport, error) {
+		return b.net.Transport(memlink.TransportConfig{Name: name, Mesh: mesh, Role: role, Handler: h})
+	}
+	return nil
+}
+
+func (b *memBackend) addr(name string) string { return name }
+
+// costUnit is the round-trip time of one unit of links.Cost.
+const costUnit = 10 * time.Microsecond
+
+func (b *memBackend) setParams(x, y string, p LinkParams) error {
+	if p.Loss > 0 {
+		return fmt.Errorf("loss on in-memory links: %w", ErrUnsupported)
+	}
+	b.net.SetCost(x, y, links.Cost(min(2*p.Latency/costUnit, 1<<31)))
+	return nil
+}
+
+func (b *memBackend) block(x, y string, blocked bool) {
+	if blocked {
+		b.net.Cut(x, y)
+	} else {
+		b.net.Heal(x, y)
+	}
+}
+
+func (b *memBackend) setDown(name string, down bool) {
+	if down {
+		b.net.Kill(name)
+	}
+}
+
+func (b *memBackend) release(string) {}
+func (b *memBackend) close()         {}

@@ -1,0 +1,75 @@
+// Package simulate runs many real circuitmesh nodes (package node: New,
+// Start, Link, Dial, Listen, Close — no copy of node logic) in one process
+// on a simulated network, injects faults, checks expectations and
+// measures convergence, reroute, open time and throughput.
+//
+// # Cluster
+//
+// NewCluster starts an empty cluster on one of two backends:
+//
+//   - BackendQUIC (the default): real QUIC links with TLS 1.3 and a
+//     throwaway mesh CA (identity.NewCA/Issue), over a simulated datagram
+//     network passed as node.Config.PacketConn. Every pair of nodes has a
+//     one-way latency and a loss rate; cuts, partitions and crashes drop
+//     packets silently, so nodes detect them the way they would in the
+//     field (liveness probes, QUIC timeouts).
+//   - BackendMem: in-memory links (package links/memlink) passed as
+//     node.Config.NewTransport: no packets and no cryptography, for
+//     hundreds of nodes. Latency becomes the link's cost (one cost unit per
+//     10 µs of round trip); loss is not supported.
+//
+// AddNodes starts named nodes; Link adds an edge (the first node dials and
+// keeps the link up); Unlink, Cut, Heal, Partition, Isolate, Kill (a crash:
+// no goodbye) and Restart (same name, identity and address) change the
+// network; SetLink changes latency and loss. Converged and WaitConverged
+// compare every node's routing table with the topology's connected
+// components; Route, Peers, Links and Events (node.Subscribe, recorded)
+// observe; Transfer opens a circuit to SinkService, which every node
+// answers, sends pseudo-random bytes and checks the receiver's count and
+// SHA-256. Heal and Restart make the dialling end redial at once rather
+// than after its redial backoff, so what follows measures routing.
+//
+// The caller must Close the cluster; Close closes every node and waits for
+// every goroutine the cluster started.
+//
+// # Scenarios
+//
+// A scenario is a text file of one command per line; '#' starts a comment
+// and blank lines are ignored. Node names are lower-case letters, digits,
+// '.' and '_' (no '-': it joins the two ends of a link, as in a-b). Options
+// are key=value words after the other arguments; durations are Go
+// durations (5ms, 1.5s).
+//
+//	nodes a b c n1..n30            start nodes (n1..n30 is n1, n2, ... n30)
+//	link a-b c-d [latency=D] [loss=P]  link (a dials b) with one-way latency and loss 0..1
+//	random edges=N [seed=S] [latency=D] [loss=P]
+//	                               a random connected graph of N links over every node declared so far
+//	set a-b [latency=D] [loss=P]   change latency or loss of existing links
+//	unlink a-b                     remove a link for good (heal does not restore it)
+//	cut a-b                        drop all traffic of a link, silently
+//	heal [a-b ...]                 undo cuts, partitions and isolation (all, or the links named)
+//	partition {a,b} {c,d}          cut every link between the two sets
+//	isolate a                      cut every link of a
+//	kill a [b ...]                 crash nodes: no goodbye, their packets vanish
+//	restart a [b ...]              start killed nodes again with the same identity and address
+//	wait D                         sleep
+//	wait converged [timeout=D]     wait until routing matches the topology (default 30s)
+//	expect route a b [hops=N] [via=X] [within=D]
+//	                               a reaches b (in N hops, with next hop X) within D (default 5s; 0 checks once)
+//	expect unreachable a b [within=D]
+//	                               a has no route to b within D
+//	transfer a b SIZE [within=D]   send SIZE bytes (4MiB, 512KiB, 1MB, 1000) over a circuit and verify them
+//	print routes|links|events a    include a node's table in the report
+//
+// Parse checks syntax and meaning (nodes declared before use, links that
+// exist, values in range) and returns a *ParseError with the line number.
+// Run executes a Script on a new cluster and returns a Report: one
+// StepResult per line (ok, pass or fail with the reason), and
+// Measurements: convergence (wait converged, from the start of the last
+// step that changed the topology), reroute (an expectation that held only
+// after waiting, following a fault), route (the same after a non-fault
+// change), throughput and open (transfers). A failed step does not stop
+// the run; Report.OK says whether everything passed. WriteTable and
+// WriteJSON render the report. The command `circuitmesh simulate` is the
+// front end; docs/SIMULATE.md describes the language with examples.
+package simulate
