@@ -14,7 +14,8 @@
 //
 // The network is scripted with SetCost, Cut, Heal, Isolate, Rejoin and
 // Kill. A cut link stops carrying data at once and is reported down (with
-// an error wrapping links.ErrLinkLost) after Config.DetectDelay.
+// an error wrapping links.ErrLinkLost) after Config.DetectDelay; dials
+// across a cut, to an isolated or dead node fail with ErrUnreachable.
 //
 // What the caller must do: close every Transport (or Kill its node) when
 // done, and keep Handler methods short. Handler calls are asynchronous:

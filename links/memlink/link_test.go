@@ -191,6 +191,14 @@ func TestCloseReasonReachesPeer(t *testing.T) {
 		t.Fatalf("AcceptStream on lost link = %v", err)
 	}
 	ns[1].rec.waitFor(t, "up a", "down a")
+	// LinkDown comes exactly once, whatever else happens to the link.
+	l.Close("again")
+	r.Close("and again")
+	n.Cut("a", "b")
+	n.SetCost("a", "b", 99)
+	time.Sleep(20 * time.Millisecond)
+	ns[0].rec.waitFor(t, "up b", "down b")
+	ns[1].rec.waitFor(t, "up a", "down a")
 }
 
 func TestMaxStreams(t *testing.T) {

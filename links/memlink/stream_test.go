@@ -233,3 +233,32 @@ func TestLostLinkFailsStreams(t *testing.T) {
 		t.Fatalf("dead link counts %d streams", l.OpenStreams())
 	}
 }
+
+// BenchmarkStreamThroughput copies through one stream in 32 KiB writes.
+func BenchmarkStreamThroughput(b *testing.B) {
+	n := NewNetwork(Config{})
+	ta, _ := n.Transport(TransportConfig{Name: "a", Mesh: "m"})
+	tb, _ := n.Transport(TransportConfig{Name: "b", Mesh: "m"})
+	defer ta.Close()
+	defer tb.Close()
+	l, _ := ta.Dial(context.Background(), "b")
+	s1, _ := l.OpenStream(context.Background())
+	s2, _ := tb.Links()[0].AcceptStream(context.Background())
+	buf := make([]byte, 32<<10)
+	done := make(chan int64)
+	go func() {
+		n, _ := io.Copy(io.Discard, s2)
+		done <- n
+	}()
+	b.SetBytes(int64(len(buf)))
+	b.ResetTimer()
+	for range b.N {
+		if _, err := s1.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s1.CloseWrite()
+	if got := <-done; got != int64(b.N*len(buf)) {
+		b.Fatalf("copied %d bytes", got)
+	}
+}
