@@ -42,12 +42,18 @@ func (c *Config) setDefaults() {
 	if c.Seed == 0 {
 		c.Seed = 1
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	c.Logger = c.logger()
 	if c.GracePeriod == 0 {
 		c.GracePeriod = 200 * time.Millisecond
 	}
+}
+
+// logger is the configured logger or one that discards.
+func (c Config) logger() *slog.Logger {
+	if c.Logger == nil {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return c.Logger
 }
 
 // Errors of cluster operations (wrapped with context).
