@@ -155,7 +155,7 @@ func TestRequestForSelf(t *testing.T) {
 	e.Ready()
 	want := e.seqno + 10
 	req := encodeMessage([]entry{{kind: kindRequest, origin: "a", seqno: want, hopcnt: 5}})
-	mustReceive(t, e, t0.Add(time.Millisecond), "b", req)
+	mustReceive(t, e, t0.Add(DefaultMinTriggeredInterval/10), "b", req)
 	rd := e.Ready()
 	for _, to := range []string{"b", "c"} {
 		got := sent(t, rd, to)
@@ -181,7 +181,7 @@ func TestRequestForwarded(t *testing.T) {
 		t.Fatalf("to b: %+v, want one forwarded request with hop count 4", got)
 	}
 	// A request we can satisfy is answered directly.
-	mustReceive(t, e, t0, "c", encodeMessage([]entry{{kind: kindRequest, origin: "d", seqno: 5, hopcnt: 5}}))
+	mustReceive(t, e, t0.Add(DefaultMinTriggeredInterval/10), "c", encodeMessage([]entry{{kind: kindRequest, origin: "d", seqno: 5, hopcnt: 5}}))
 	got = sent(t, e.Ready(), "c")
 	if len(got) != 1 || got[0].kind != kindUpdate || got[0].seqno != 5 || got[0].metric != 20 {
 		t.Fatalf("to c: %+v, want our route to d", got)

@@ -38,8 +38,9 @@ const NoHysteresis Metric = ^Metric(0)
 // the wire).
 const MaxNameLen = 255
 
-// maxEntriesLimit is the largest MaxRoutesPerMessage the wire format allows.
-const maxEntriesLimit = 1 << 12
+// maxEntriesLimit is the largest MaxRoutesPerMessage: 240 entries of at most
+// 265 bytes keep a message under the 64 KiB control-stream frame.
+const maxEntriesLimit = 240
 
 // Config configures an Engine. The zero value of every field except Self
 // selects the documented default.
@@ -62,8 +63,9 @@ type Config struct {
 	// (default 4 s; each period is jittered down by up to 1/8 using Seed).
 	UpdateInterval time.Duration
 	// MinTriggeredInterval rate-limits triggered updates per neighbour
-	// (default 50 ms). Replies to seqno requests and first updates to a new
-	// neighbour are not delayed by it.
+	// (default 50 ms). Retractions, new seqnos and replies to seqno
+	// requests wait only a tenth of it; the first update to a new
+	// neighbour and periodic refreshes are not delayed.
 	MinTriggeredInterval time.Duration
 	// RouteExpiry drops a route learned from a neighbour that has not been
 	// refreshed for this long (default 3.5 × UpdateInterval). A neighbour's
@@ -74,7 +76,8 @@ type Config struct {
 	// in Stats.RefusedOrigins.
 	MaxRoutes int
 	// MaxRoutesPerMessage bounds the entries in one message, both sent and
-	// accepted (default 64, at most 4096).
+	// accepted (default 64, at most 240 so that a message always fits a
+	// 64 KiB control-stream frame).
 	MaxRoutesPerMessage int
 	// Seed seeds the only randomness: periodic-update jitter and the initial
 	// sequence number.

@@ -224,8 +224,8 @@ func (e *Engine) NextTick() time.Time {
 		next = e.hkAt
 	}
 	for _, nb := range e.nbrs {
-		if len(nb.pending) > 0 && nb.lastSent+e.cfg.MinTriggeredInterval < next {
-			next = nb.lastSent + e.cfg.MinTriggeredInterval
+		if at := nb.lastSent + e.nextGap(nb); len(nb.pending) > 0 && at < next {
+			next = at
 		}
 	}
 	return e.epoch.Add(next)

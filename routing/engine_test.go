@@ -103,7 +103,7 @@ func TestConfigValidation(t *testing.T) {
 		{Self: string(make([]byte, 256))},
 		{Self: "a", Infinity: 1},
 		{Self: "a", UpdateInterval: time.Second, RouteExpiry: time.Second},
-		{Self: "a", MaxRoutesPerMessage: 5000},
+		{Self: "a", MaxRoutesPerMessage: 241},
 		{Self: "a", MaxRoutes: -1},
 	}
 	for i, c := range bad {

@@ -8,7 +8,7 @@ import (
 
 // triggerAll schedules a triggered update for origin to every neighbour.
 // Urgent updates (retractions and new seqnos, which drive failover and
-// happen once per event) are not held back by the rate limit.
+// happen once per event) are held back by a tenth of the rate limit only.
 func (e *Engine) triggerAll(origin string, urgent bool) {
 	if e.cfg.Leaf && origin != e.cfg.Self {
 		return
@@ -56,7 +56,7 @@ func (e *Engine) flush(t time.Duration) {
 			e.stats.RequestsOut += uint64(len(nb.requests))
 			clear(nb.requests)
 		}
-		due := nb.pendingAll || nb.urgent || !nb.sentOnce || t >= nb.lastSent+e.cfg.MinTriggeredInterval
+		due := nb.pendingAll || !nb.sentOnce || t >= nb.lastSent+e.nextGap(nb)
 		if due && (nb.pendingAll || len(nb.pending) > 0) {
 			batch = e.updates(t, nb, batch)
 			nb.lastSent, nb.sentOnce = t, true
@@ -118,6 +118,16 @@ func (e *Engine) appendAdvert(t time.Duration, nb *neighbour, batch []entry, nam
 	}
 	o.advertised = true
 	return append(batch, entry{kind: kindUpdate, origin: name, seqno: s, metric: m, hops: uint16(min(o.route.Hops, 0xffff))})
+}
+
+// nextGap is how long after the last batch nb may get the next one:
+// urgent updates wait a tenth of the triggered-update interval, enough to
+// coalesce a burst of retractions or new seqnos into few messages.
+func (e *Engine) nextGap(nb *neighbour) time.Duration {
+	if nb.urgent {
+		return e.cfg.MinTriggeredInterval / 10
+	}
+	return e.cfg.MinTriggeredInterval
 }
 
 // send splits batch into bounded messages for neighbour to.

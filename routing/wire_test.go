@@ -123,3 +123,15 @@ func FuzzReceive(f *testing.F) {
 }
 
 var t0 = time.Unix(1_700_000_000, 0)
+
+// TestLargestMessageFitsAFrame: the largest message the engine may send
+// fits the links layer's 64 KiB control frame.
+func TestLargestMessageFitsAFrame(t *testing.T) {
+	es := make([]entry, maxEntriesLimit)
+	for i := range es {
+		es[i] = entry{kind: kindUpdate, origin: strings.Repeat("n", MaxNameLen)}
+	}
+	if n := len(encodeMessage(es)); n > 65536 {
+		t.Fatalf("largest message is %d bytes", n)
+	}
+}
