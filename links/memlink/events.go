@@ -69,12 +69,14 @@ func (e *eventQueue) post(ev event) (ended bool, err error) {
 	e.q = append(e.q, ev)
 	if !e.running {
 		e.running = true
+		e.ep.t.drains.Add(1)
 		go e.drain()
 	}
 	return false, nil
 }
 
 func (e *eventQueue) drain() {
+	defer e.ep.t.drains.Done()
 	for {
 		e.mu.Lock()
 		if len(e.q) == 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/links"
@@ -40,6 +41,10 @@ type Transport struct {
 	n    *Network
 	cfg  TransportConfig
 	name string
+
+	// drains counts the goroutines delivering Handler calls for this
+	// transport's links; Close waits for them.
+	drains sync.WaitGroup
 
 	// Guarded by n.mu.
 	closed bool
@@ -131,7 +136,9 @@ func (t *Transport) linkList() []*endpoint {
 	return eps
 }
 
-// Close closes every link with a goodbye and frees the name.
+// Close closes every link with a goodbye, frees the name and waits until
+// the Handler has received every call, LinkDown included: no Handler call
+// happens after Close returns. Close must not be called from a Handler.
 func (t *Transport) Close() error {
 	n := t.n
 	n.mu.Lock()
@@ -144,6 +151,7 @@ func (t *Transport) Close() error {
 	for _, ep := range eps {
 		ep.Close("transport closed")
 	}
+	t.drains.Wait()
 	return nil
 }
 
