@@ -15,18 +15,19 @@ import (
 
 	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/links/identity"
+	"github.com/circuitmesh/circuitmesh/links/memlink"
 )
 
 // cluster is a set of real nodes for a test, on loopback QUIC or on
 // in-memory links.
 type cluster struct {
-	t     testing.TB
-	ca    *identity.CA
-	mem   func(name string) func(links.Handler, links.Role) (links.Transport, error) // nil for QUIC
-	nodes map[string]*Node
-	tp    trace.TracerProvider
-	leafs map[string]bool
-	tweak func(*Config)
+	t      testing.TB
+	ca     *identity.CA
+	memNet *memlink.Network // nil for QUIC
+	nodes  map[string]*Node
+	tp     trace.TracerProvider
+	leafs  map[string]bool
+	tweak  func(*Config)
 }
 
 func newCluster(t testing.TB, quic bool) *cluster {
@@ -39,7 +40,7 @@ func newCluster(t testing.TB, quic bool) *cluster {
 		}
 		c.ca = ca
 	} else {
-		c.mem = newMemNetwork(t)
+		c.memNet = memlink.NewNetwork(memlink.Config{})
 	}
 	t.Cleanup(c.closeAll)
 	return c
@@ -82,9 +83,11 @@ func (c *cluster) add(name string) *Node {
 		Logger:         testLogger(c.t),
 		TracerProvider: c.tp,
 	}
-	if c.mem != nil {
+	if c.memNet != nil {
 		cfg.Insecure = true
-		cfg.NewTransport = c.mem(name)
+		cfg.NewTransport = func(h links.Handler, role links.Role) (links.Transport, error) {
+			return c.memNet.Transport(memlink.TransportConfig{Name: name, Mesh: "test", Role: role, Handler: h})
+		}
 	} else {
 		id, err := c.ca.Issue(name, 0)
 		if err != nil {
@@ -111,7 +114,7 @@ func (c *cluster) link(a, b string) {
 	c.t.Helper()
 	na, nb := c.node(a), c.node(b)
 	addr := b
-	if c.mem == nil {
+	if c.memNet == nil {
 		addr = nb.Addr().String()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -105,6 +105,12 @@ func (n *Node) dialVia(ctx context.Context, nh string, o *circuit.Open, opt Dial
 	if l == nil {
 		return nil, fmt.Errorf("next hop %s: %w", nh, links.ErrLinkLost)
 	}
+	return n.dialOn(ctx, l, o, opt, span)
+}
+
+// dialOn opens the circuit on link l.
+func (n *Node) dialOn(ctx context.Context, l links.Link, o *circuit.Open, opt DialOptions, span trace.Span) (Conn, error) {
+	nh := l.Peer()
 	t, err := n.limits.admit("", nh)
 	if err != nil {
 		return nil, &circuit.RefusedError{Code: circuit.Overloaded, Node: n.cfg.Name, Dest: o.Dest, Service: o.Service, Reason: err.Error()}
@@ -153,35 +159,20 @@ func (n *Node) awaitNewHop(ctx context.Context, dest string, failed map[string]b
 	}
 }
 
-// dialLocal connects a circuit to a service on this node through an
-// in-memory stream pair, so that dialling one's own name behaves like any
-// other circuit.
+// dialLocal connects a circuit to a service on this node over the
+// loopback link, so that dialling one's own name behaves like any other
+// circuit.
 func (n *Node) dialLocal(ctx context.Context, o *circuit.Open, opt DialOptions, span trace.Span) (Conn, error) {
-	a, b := localPipe()
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		ro, err := n.readOpen(b)
-		if err != nil {
-			b.Reset(circuit.CloseCancelled)
-			return
-		}
-		n.deliver(b, ro, n.cfg.Name)
-	}()
-	c, err := n.openCircuit(ctx, a, o, opt)
+	l, err := n.loopLink()
 	if err != nil {
-		a.Reset(circuit.CloseCancelled)
-		endSpan(span, "refused", 0, 0, err)
+		endSpan(span, "error", 0, 0, err)
 		return nil, err
 	}
-	t, err := n.limits.admit("")
+	c, err := n.dialOn(ctx, l, o, opt, span)
 	if err != nil {
-		c.Reset(circuit.CloseCancelled)
-		endSpan(span, circuit.Overloaded.String(), 0, 0, err)
-		return nil, &circuit.RefusedError{Code: circuit.Overloaded, Node: n.cfg.Name, Dest: o.Dest, Service: o.Service, Reason: err.Error()}
+		endSpan(span, "refused", 0, 0, err)
 	}
-	n.metrics.circuitsOpened.WithLabelValues("dial").Inc()
-	return n.track(c, "dial", span, t, nil), nil
+	return c, err
 }
 
 // PingResult is one echo round trip over a fresh circuit.

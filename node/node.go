@@ -52,6 +52,7 @@ type Node struct {
 	circuits  *circuitSet
 	events    *eventHub
 	disco     *discovery
+	loop      loopback
 
 	mu       sync.Mutex
 	state    int // stateNew, stateRunning, stateClosing, stateClosed
@@ -257,6 +258,7 @@ func (n *Node) Close() error {
 		l.Close()
 	}
 	err := n.transport.Close()
+	n.loop.close()
 	n.router.stop()
 	n.cancel()
 	n.wg.Wait()
