@@ -1,0 +1,83 @@
+package routingtest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/routing"
+)
+
+func line(t *testing.T, names ...string) *Network {
+	t.Helper()
+	n := New(1)
+	for _, s := range names {
+		if err := n.AddNode(routing.Config{Self: s, UpdateInterval: time.Second}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i < len(names); i++ {
+		if err := n.Link(names[i-1], names[i], 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := n.RunUntilQuiet(100); !ok {
+		t.Fatal("not quiet")
+	}
+	return n
+}
+
+// TestIsolateLetsRoutesExpire: an isolated node's links still look up, so
+// only route expiry removes what was learned through it.
+func TestIsolateLetsRoutesExpire(t *testing.T) {
+	n := line(t, "a", "x", "b")
+	if _, ok := n.Engine("a").Lookup("b"); !ok {
+		t.Fatal("a cannot reach b before isolation")
+	}
+	n.Isolate("x", true)
+	n.RunFor(3 * time.Second)
+	if _, ok := n.Engine("a").Lookup("b"); !ok {
+		t.Fatal("route through x gone before its expiry (3.5 s)")
+	}
+	n.RunFor(time.Second)
+	if _, ok := n.Engine("a").Lookup("b"); ok {
+		t.Fatal("route through isolated x outlived its expiry")
+	}
+	if n.Counters.Dropped == 0 {
+		t.Fatal("isolation dropped no message")
+	}
+	n.Isolate("x", false)
+	n.RunFor(2 * time.Second)
+	if _, ok := n.Engine("a").Lookup("b"); !ok {
+		t.Fatal("a did not relearn b after the isolation ended")
+	}
+}
+
+func TestCutAndKill(t *testing.T) {
+	n := line(t, "a", "b", "c")
+	n.Cut("a", "b", true)
+	before := n.Counters.Dropped
+	n.RunFor(2 * time.Second)
+	if n.Counters.Dropped == before {
+		t.Fatal("cut link delivered every message")
+	}
+	n.Kill("c")
+	if _, ok := n.RunUntilQuiet(100); !ok {
+		t.Fatal("not quiet")
+	}
+	if _, ok := n.Engine("b").Lookup("c"); ok {
+		t.Fatal("b reaches killed c")
+	}
+	if len(n.Names()) != 2 || n.Engine("c") != nil {
+		t.Fatalf("names after kill: %v", n.Names())
+	}
+}
+
+func TestShortestPathsAvoidLeaves(t *testing.T) {
+	g := map[string]map[string]routing.Metric{
+		"a": {"l": 1, "x": 5}, "l": {"a": 1, "b": 1}, "x": {"a": 5, "b": 5}, "b": {"l": 1, "x": 5},
+	}
+	p := ShortestPaths(g, func(s string) bool { return s == "l" }, "a")
+	if p["b"] != (Path{Cost: 10, Hops: 2}) || p["l"] != (Path{Cost: 1, Hops: 1}) {
+		t.Fatalf("paths = %+v", p)
+	}
+}
