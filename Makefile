@@ -27,8 +27,14 @@ lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
+# QUICK=1 runs the reduced suite (under two minutes).
+QUICK ?=
+
+# The performance suite: circuits through 0-3 relays against direct quic-go,
+# each node in its own process; prints a table, writes bench-results.json.
 bench:
-	$(GO) test -run '^$$' -bench . $(PKGS)
+	$(GO) build -o bin/circuitmesh-bench ./cmd/circuitmesh-bench
+	bin/circuitmesh-bench $(if $(QUICK),-quick) -out bench-results.json
 
 demo:
 	$(GO) run ./cmd/circuitmesh demo

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"syscall"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/node"
+)
+
+// The coordinator drives each role process over its stdin and stdout: one
+// JSON request per line in, one JSON reply per line out, strictly in turn.
+// The first line a role writes, unasked, is its ready reply (its address
+// and pid). Closing stdin ends the role. Roles log to stderr only.
+
+// request is one command to a role process.
+type request struct {
+	Op      string   `json:"op"`
+	Addr    string   `json:"addr,omitempty"`
+	Peer    string   `json:"peer,omitempty"`
+	Peers   []string `json:"peers,omitempty"`
+	Bytes   int64    `json:"bytes,omitempty"`
+	Count   int      `json:"count,omitempty"`
+	Conc    int      `json:"conc,omitempty"`
+	Path    string   `json:"path,omitempty"`
+	Timeout int64    `json:"timeout_ns,omitempty"`
+}
+
+// reply is a role's answer; Err is set when the command failed.
+type reply struct {
+	Err        string             `json:"err,omitempty"`
+	Addr       string             `json:"addr,omitempty"`
+	PID        int                `json:"pid,omitempty"`
+	NS         int64              `json:"ns,omitempty"`
+	CPUNS      int64              `json:"cpu_ns,omitempty"`
+	UnixNS     int64              `json:"unix_ns,omitempty"`
+	Samples    map[string][]int64 `json:"samples,omitempty"`
+	MemBytes   uint64             `json:"mem_bytes,omitempty"` // heap + stack in use
+	StackBytes uint64             `json:"stack_bytes,omitempty"`
+	Goroutines int                `json:"goroutines,omitempty"`
+	Path       []string           `json:"path,omitempty"`
+	Held       int                `json:"held,omitempty"` // idle streams accepted and kept
+	Routes     []node.PeerInfo    `json:"routes,omitempty"`
+}
+
+// handler executes one request in a role process.
+type handler func(req request) (reply, error)
+
+// serveControl answers requests from in on out until in ends. Profiling
+// ("profile-start", "profile-stop"), "cpu" and "mem" are common to every
+// role; everything else goes to h.
+func serveControl(in io.Reader, out io.Writer, ready reply, h handler) error {
+	enc := json.NewEncoder(out)
+	ready.PID = os.Getpid()
+	if err := enc.Encode(ready); err != nil {
+		return fmt.Errorf("write ready line: %w", err)
+	}
+	var prof *os.File
+	defer func() {
+		if prof != nil {
+			pprof.StopCPUProfile()
+			prof.Close()
+		}
+	}()
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var req request
+		var rep reply
+		var err error
+		if err = json.Unmarshal(sc.Bytes(), &req); err != nil {
+			err = fmt.Errorf("decode request: %w", err)
+		} else {
+			switch req.Op {
+			case "cpu":
+				rep.CPUNS, err = cpuTime()
+			case "mem":
+				rep.MemBytes, rep.StackBytes, rep.Goroutines = memInUse()
+			case "profile-start":
+				if prof != nil {
+					err = fmt.Errorf("profile already running")
+					break
+				}
+				if prof, err = os.Create(req.Path); err != nil {
+					break
+				}
+				if err = pprof.StartCPUProfile(prof); err != nil {
+					prof.Close()
+					prof = nil
+				}
+			case "profile-stop":
+				if prof != nil {
+					pprof.StopCPUProfile()
+					err = prof.Close()
+					prof = nil
+				}
+			default:
+				rep, err = h(req)
+			}
+		}
+		if err != nil {
+			rep = reply{Err: fmt.Sprintf("%s: %v", req.Op, err)}
+		}
+		if err := enc.Encode(rep); err != nil {
+			return fmt.Errorf("write reply: %w", err)
+		}
+	}
+	return sc.Err()
+}
+
+// cpuTime is the user plus system CPU time this process used so far.
+func cpuTime() (int64, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, fmt.Errorf("getrusage: %w", err)
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano(), nil
+}
+
+// memInUse collects garbage and returns the heap plus stack bytes in use,
+// the stack bytes alone and the number of goroutines.
+func memInUse() (total, stack uint64, goroutines int) {
+	var ms runtime.MemStats
+	for range 2 {
+		runtime.GC()
+	}
+	time.Sleep(50 * time.Millisecond) // let finalizers and goroutine exits settle
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse + ms.StackInuse, ms.StackInuse, runtime.NumGoroutine()
+}

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary act as a role process: the suite re-executes
+// its own binary with childEnv set.
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+			os.Stderr.WriteString("circuitmesh-bench role: " + err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// requiredKeys are the figures bench-results.json must carry, as numbers,
+// with the sub-keys of the objects.
+var requiredKeys = map[string][]string{
+	"r_k":                         {"0", "1", "2", "3"},
+	"relay_cpu_per_gb_ratio":      nil,
+	"open_echo_us":                {"direct_quic_stream", "k0", "k1", "k2"},
+	"hop_rtt_us_p50":              nil,
+	"hop_rtt_us_p99":              nil,
+	"idle_circuit_bytes_at_relay": nil,
+	"quic_stream_bytes":           nil,
+	"reroute_ms":                  nil,
+	"machine":                     {"cores", "go_version", "quic_go_version", "gso"},
+}
+
+// checkKeys fails unless the JSON file at path has every required key
+// with a number (or, in machine, any value) and returns the decoded file.
+func checkKeys(t *testing.T, path string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("results are not JSON: %v\n%s", err, b)
+	}
+	for key, subs := range requiredKeys {
+		v, ok := got[key]
+		if !ok {
+			t.Errorf("results lack %q", key)
+			continue
+		}
+		if subs == nil {
+			if _, ok := v.(float64); !ok {
+				t.Errorf("%q is %T (%v), want a number", key, v, v)
+			}
+			continue
+		}
+		obj, ok := v.(map[string]any)
+		if !ok {
+			t.Errorf("%q is %T, want an object", key, v)
+			continue
+		}
+		for _, sub := range subs {
+			sv, ok := obj[sub]
+			if !ok {
+				t.Errorf("%q lacks %q", key, sub)
+			} else if _, num := sv.(float64); !num && key != "machine" {
+				t.Errorf("%q.%q is %T, want a number", key, sub, sv)
+			}
+		}
+	}
+	return got
+}
+
+func TestJSONWriterEmitsEveryKey(t *testing.T) {
+	r := &results{
+		RK:         map[string]float64{"0": 1, "1": 0.5, "2": 0.33, "3": 0.25},
+		OpenEchoUS: map[string]float64{"direct_quic_stream": 90, "k0": 95, "k1": 200, "k2": 300},
+		Machine:    machineInfo(),
+		// One goal missed, the others met.
+		IdleCircuitBytes: 82000,
+		RerouteMS:        900,
+	}
+	path := filepath.Join(t.TempDir(), "bench-results.json")
+	if err := r.writeJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	checkKeys(t, path)
+	var table strings.Builder
+	r.printTable(&table)
+	for _, want := range []string{`r_k["1"]`, "idle_circuit_bytes_at_relay", "reroute_ms", "MISSED", "met"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+}
+
+// TestNodeRoleSmoke starts two node roles and a pair of quic roles, links
+// them and runs each workload once on a small scale.
+func TestNodeRoleSmoke(t *testing.T) {
+	a, err := startProc("a", nil, "node", "--name", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopOK(t, a)
+	b, err := startProc("b", nil, "node", "--name", "b", "--link", a.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopOK(t, b)
+	if a.addr == "" || a.pid == 0 {
+		t.Fatalf("ready line without address or pid: %q %d", a.addr, a.pid)
+	}
+	call := func(p *proc, req request) reply {
+		t.Helper()
+		rep, err := p.call(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	call(a, request{Op: "wait", Peers: []string{"b"}, Timeout: int64(waitRoutes)})
+	if rep := call(a, request{Op: "send", Peer: "b", Bytes: 1 << 20}); rep.NS <= 0 || rep.CPUNS <= 0 {
+		t.Errorf("send reported %d ns and %d ns of CPU", rep.NS, rep.CPUNS)
+	}
+	if rep := call(a, request{Op: "open-echo", Peer: "b", Count: 3}); len(rep.Samples["b"]) != 3 {
+		t.Errorf("open-echo samples %v, want 3", rep.Samples)
+	}
+	if rep := call(a, request{Op: "ping", Peers: []string{"b"}, Count: 5}); len(rep.Samples["b"]) != 5 {
+		t.Errorf("ping samples %v, want 5", rep.Samples)
+	}
+	call(a, request{Op: "hold", Peer: "b", Count: 20, Conc: 4})
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if held := call(b, request{Op: "held"}).Held; held == 20 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("b holds %d idle circuits, want 20", held)
+		}
+	}
+	if rep := call(b, request{Op: "mem"}); rep.MemBytes == 0 || rep.Goroutines == 0 {
+		t.Errorf("mem reported %+v", rep)
+	}
+	call(a, request{Op: "release"})
+	if rep := call(a, request{Op: "path", Peer: "b"}); strings.Join(rep.Path, ",") != "a,b" {
+		t.Errorf("path %v, want [a b]", rep.Path)
+	}
+	if _, err := a.call(request{Op: "no-such-op"}); err == nil || !strings.Contains(err.Error(), "unknown op") {
+		t.Errorf("unknown op answered %v", err)
+	}
+
+	qs, err := startProc("qs", nil, "quic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopOK(t, qs)
+	qc, err := startProc("qc", nil, "quic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopOK(t, qc)
+	call(qc, request{Op: "dial", Addr: qs.addr})
+	if rep := call(qc, request{Op: "send", Bytes: 1 << 20}); rep.NS <= 0 {
+		t.Errorf("direct send reported %d ns", rep.NS)
+	}
+	if rep := call(qc, request{Op: "open-echo", Count: 3}); len(rep.Samples["direct"]) != 3 {
+		t.Errorf("direct open-echo samples %v, want 3", rep.Samples)
+	}
+}
+
+func stopOK(t *testing.T, p *proc) {
+	t.Helper()
+	if err := p.stop(); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestSuiteWritesEveryKey runs the whole suite on a tiny scale.
+func TestSuiteWritesEveryKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a dozen processes; skipped with -short")
+	}
+	o := options{Size: 1 << 20, Rounds: 1, EchoBatches: 1, EchoBatch: 3, PingBatches: 1, PingBatch: 10,
+		Idle: 50, Reroutes: 1, ProfileDir: t.TempDir()}
+	res, err := runSuite(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "bench-results.json")
+	if err := res.writeJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	got := checkKeys(t, path)
+	for k, v := range got["r_k"].(map[string]any) {
+		if v.(float64) <= 0 {
+			t.Errorf("r_k[%s] = %v, want a positive ratio", k, v)
+		}
+	}
+	if res.RerouteMS <= 0 || res.IdleCircuitBytes <= 0 || res.OpenEchoUS["k1"] <= 0 {
+		t.Errorf("figures missing: reroute %v ms, idle %v bytes, open k1 %v µs", res.RerouteMS, res.IdleCircuitBytes, res.OpenEchoUS["k1"])
+	}
+	if _, err := os.Stat(filepath.Join(o.ProfileDir, "relay-n1.pprof")); err != nil {
+		t.Errorf("no relay profile: %v", err)
+	}
+}

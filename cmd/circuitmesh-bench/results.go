@@ -1,0 +1,218 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"text/tabwriter"
+
+	"golang.org/x/sys/unix"
+)
+
+// results is what bench-results.json holds. Every figure is measured in the
+// same run as its baseline; ratios and medians are over interleaved rounds.
+type results struct {
+	// RK maps k ("0".."3") to the throughput of a circuit through k relays
+	// divided by a direct quic-go stream between two processes (median of
+	// the per-round ratios).
+	RK map[string]float64 `json:"r_k"`
+	// RelayCPUPerGBRatio is the relay process's CPU seconds per GB
+	// forwarded (k=1) over the direct sender's plus receiver's CPU seconds
+	// per GB.
+	RelayCPUPerGBRatio float64 `json:"relay_cpu_per_gb_ratio"`
+	// OpenEchoUS is the median time to open a stream or circuit over warm
+	// links and get a 1-byte echo back: "direct_quic_stream", "k0".."k2".
+	OpenEchoUS    map[string]float64 `json:"open_echo_us"`
+	OpenEchoP99US map[string]float64 `json:"open_echo_us_p99"`
+	// HopRTT is the round-trip time each relay adds on an idle open
+	// circuit: (RTT through two relays - RTT with none) / 2.
+	HopRTTP50 float64 `json:"hop_rtt_us_p50"`
+	HopRTTP99 float64 `json:"hop_rtt_us_p99"`
+	// RTTUS is the 1-byte echo round trip on an open stream or circuit,
+	// p50 and p99 per path.
+	RTTUS map[string][2]float64 `json:"rtt_us_p50_p99"`
+	// IdleCircuitBytes is the relay's heap+stack in use per idle circuit
+	// held open through it.
+	IdleCircuitBytes float64 `json:"idle_circuit_bytes_at_relay"`
+	IdleCircuits     int     `json:"idle_circuits"`
+	// QUICStreamBytes is the heap+stack per idle quic-go stream at the
+	// accepting end (a goroutine blocked reading each stream).
+	QUICStreamBytes float64 `json:"quic_stream_bytes"`
+	// RerouteMS is, in a diamond with default settings, the time from
+	// SIGKILL of the relay on the path to the first successful dial (with
+	// a 1-byte echo) through the other relay; median over RerouteRuns.
+	RerouteMS   float64   `json:"reroute_ms"`
+	RerouteRuns []float64 `json:"reroute_ms_runs"`
+	// RerouteMSPinned is the same with link costs pinned so that the other
+	// relay is a feasible alternate before the kill.
+	RerouteMSPinned float64  `json:"reroute_ms_pinned_costs"`
+	RerouteErrors   []string `json:"reroute_errors,omitempty"`
+	// ThroughputMBps is the median throughput per path, MB/s (10^6 bytes).
+	ThroughputMBps map[string]float64 `json:"throughput_mb_s"`
+	// CPUSecondsPerGB: "direct" is sender+receiver, "relay" the k=1 relay.
+	CPUSecondsPerGB map[string]float64 `json:"cpu_s_per_gb"`
+	TransferBytes   int64              `json:"transfer_bytes"`
+	Rounds          int                `json:"rounds"`
+	Quick           bool               `json:"quick"`
+	Tuning          tuning             `json:"tuning"`
+	Machine         machine            `json:"machine"`
+	Seconds         float64            `json:"seconds"`
+}
+
+type machine struct {
+	Cores      int    `json:"cores"`
+	GoVersion  string `json:"go_version"`
+	QUICGo     string `json:"quic_go_version"`
+	GSO        bool   `json:"gso"`
+	Kernel     string `json:"kernel"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+}
+
+func machineInfo() machine {
+	m := machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0), GSO: gsoEnabled()}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/quic-go/quic-go" {
+				m.QUICGo = d.Version
+			}
+		}
+	}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		m.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	return m
+}
+
+// gsoEnabled reports whether quic-go will use UDP generic segmentation
+// offload: the kernel supports UDP_SEGMENT and QUIC_GO_DISABLE_GSO is not
+// set (the test quic-go itself makes).
+func gsoEnabled() bool {
+	if off, err := strconv.ParseBool(os.Getenv("QUIC_GO_DISABLE_GSO")); err == nil && off {
+		return false
+	}
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		_, serr = unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+	}); err != nil {
+		return false
+	}
+	return serr == nil
+}
+
+// writeJSON writes r to path.
+func (r *results) writeJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode results: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	return nil
+}
+
+// goal is one line of the table: a figure, its goal and whether it is met.
+type goal struct {
+	name, value, target string
+	met                 bool
+	hasGoal             bool
+}
+
+func (r *results) goals() []goal {
+	f2 := func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
+	f0 := func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }
+	atLeast := func(name string, v, min float64) goal {
+		return goal{name, f2(v), "≥ " + f2(min), v >= min, true}
+	}
+	atMost := func(name string, v, max float64, f func(float64) string) goal {
+		return goal{name, f(v), "≤ " + f(max), v <= max, true}
+	}
+	info := func(name, v string) goal { return goal{name: name, value: v} }
+	direct := r.OpenEchoUS["direct_quic_stream"]
+	return []goal{
+		atLeast(`r_k["0"] (circuit, no relay / direct quic-go)`, r.RK["0"], 0.95),
+		atLeast(`r_k["1"]`, r.RK["1"], 0.50),
+		atLeast(`r_k["2"]`, r.RK["2"], 0.33),
+		info(`r_k["3"]`, f2(r.RK["3"])),
+		atMost("relay_cpu_per_gb_ratio", r.RelayCPUPerGBRatio, 1.1, f2),
+		info("open_echo_us direct_quic_stream", f0(direct)),
+		info("open_echo_us k0", f0(r.OpenEchoUS["k0"])),
+		{"open_echo_us k1", f0(r.OpenEchoUS["k1"]), "≤ 3 × direct = " + f0(3*direct), r.OpenEchoUS["k1"] <= 3*direct, true},
+		info("open_echo_us k2", f0(r.OpenEchoUS["k2"])),
+		atMost("hop_rtt_us_p50", r.HopRTTP50, 50, f0),
+		info("hop_rtt_us_p99", f0(r.HopRTTP99)),
+		atMost("idle_circuit_bytes_at_relay", r.IdleCircuitBytes, 16384, f0),
+		info("quic_stream_bytes", f0(r.QUICStreamBytes)),
+		atMost("reroute_ms", r.RerouteMS, 1500, f0),
+	}
+}
+
+// printTable writes the goals table and the raw figures behind it.
+func (r *results) printTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "metric\tvalue\tgoal\tstatus")
+	for _, g := range r.goals() {
+		status := ""
+		if g.hasGoal {
+			status = "MISSED"
+			if g.met {
+				status = "met"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.name, g.value, g.target, status)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nthroughput MB/s (median):")
+	for _, k := range []string{"direct", "k0", "k1", "k2", "k3"} {
+		fmt.Fprintf(w, " %s %.0f", k, r.ThroughputMBps[k])
+	}
+	fmt.Fprintf(w, "\nCPU s/GB: direct sender+receiver %.2f, relay %.2f\n", r.CPUSecondsPerGB["direct"], r.CPUSecondsPerGB["relay"])
+	fmt.Fprintf(w, "echo RTT µs p50/p99:")
+	for _, k := range []string{"direct", "k0", "k1", "k2"} {
+		fmt.Fprintf(w, " %s %.0f/%.0f", k, r.RTTUS[k][0], r.RTTUS[k][1])
+	}
+	fmt.Fprintf(w, "\nreroute ms per run: %v; with pinned costs (feasible alternate): %.0f\n", r.RerouteRuns, r.RerouteMSPinned)
+	for _, e := range r.RerouteErrors {
+		fmt.Fprintf(w, "reroute failure: %s\n", e)
+	}
+	fmt.Fprintf(w, "transfers %d MiB × %d rounds; %d idle circuits; machine: %d cores, %s, quic-go %s, GSO %v, kernel %s; %.0fs\n",
+		r.TransferBytes>>20, r.Rounds, r.IdleCircuits, r.Machine.Cores, r.Machine.GoVersion, r.Machine.QUICGo, r.Machine.GSO, r.Machine.Kernel, r.Seconds)
+}
+
+// quantile returns the q-quantile (0..1) of xs by nearest rank.
+func quantile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	i := int(q*float64(len(s)-1) + 0.5)
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+func median(xs []float64) float64 { return quantile(xs, 0.5) }
+
+// micros converts nanosecond samples to microseconds.
+func micros(ns []int64) []float64 {
+	out := make([]float64, len(ns))
+	for i, v := range ns {
+		out[i] = float64(v) / 1e3
+	}
+	return out
+}

@@ -1,0 +1,425 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// options size the suite.
+type options struct {
+	Quick       bool
+	Size        int64 // bytes per transfer
+	Rounds      int   // interleaved throughput rounds
+	EchoBatches int   // interleaved open-echo batches ...
+	EchoBatch   int   // ... of this many samples each
+	PingBatches int
+	PingBatch   int
+	Idle        int // idle circuits held through the relay
+	Reroutes    int // diamonds killed
+	ProfileDir  string
+	Only        string    // "line" or "reroute": run that part only
+	Log         io.Writer // role processes' stderr, when set
+	Progress    io.Writer // one line per phase
+	Tune        tuning
+}
+
+func fullOptions() options {
+	return options{Size: 256 << 20, Rounds: 5, EchoBatches: 30, EchoBatch: 20, PingBatches: 10, PingBatch: 200,
+		Idle: 10000, Reroutes: 3}
+}
+
+func quickOptions() options {
+	return options{Quick: true, Size: 48 << 20, Rounds: 3, EchoBatches: 10, EchoBatch: 20, PingBatches: 5, PingBatch: 100,
+		Idle: 10000, Reroutes: 1}
+}
+
+// suite is a running measurement: a line of nodes n0-n1-n2-n3-n4 (so a
+// circuit from n0 to n(k+1) crosses k relays) and a pair of quic-go
+// endpoints for the baselines, each in its own process.
+type suite struct {
+	o      options
+	line   []*proc
+	qs, qc *proc // baseline receiver and sender
+	res    *results
+}
+
+const waitRoutes = 30 * time.Second
+
+// runSuite measures everything and returns the results.
+func runSuite(o options) (*results, error) {
+	start := time.Now()
+	s := &suite{o: o, res: &results{
+		TransferBytes: o.Size, Rounds: o.Rounds, Quick: o.Quick, Tuning: o.Tune, Machine: machineInfo(),
+		IdleCircuits: o.Idle,
+	}}
+	var err error
+	if o.Only != "reroute" {
+		err = s.runLine()
+	}
+	if err == nil && o.Only != "line" {
+		err = s.reroute()
+	}
+	s.res.Seconds = time.Since(start).Seconds()
+	return s.res, err
+}
+
+func (s *suite) progress(format string, args ...any) {
+	if s.o.Progress != nil {
+		fmt.Fprintf(s.o.Progress, format+"\n", args...)
+	}
+}
+
+func (s *suite) runLine() (err error) {
+	defer func() { err = errors.Join(err, s.stopLine()) }()
+	s.progress("starting 5 nodes in a line and a quic-go pair")
+	for i := range 5 {
+		args := append([]string{"node", "--name", nodeName(i)}, s.o.Tune.args()...)
+		if i > 0 {
+			args = append(args, "--link", s.line[i-1].addr)
+		}
+		p, err := startProc(nodeName(i), s.o.Log, args...)
+		if err != nil {
+			return err
+		}
+		s.line = append(s.line, p)
+	}
+	if s.qs, err = startProc("quic-receiver", s.o.Log, append([]string{"quic"}, s.o.Tune.args()...)...); err != nil {
+		return err
+	}
+	if s.qc, err = startProc("quic-sender", s.o.Log, append([]string{"quic"}, s.o.Tune.args()...)...); err != nil {
+		return err
+	}
+	if _, err := s.qc.call(request{Op: "dial", Addr: s.qs.addr}); err != nil {
+		return err
+	}
+	if _, err := s.line[0].call(request{Op: "wait", Peers: []string{"n1", "n2", "n3", "n4"}, Timeout: int64(waitRoutes)}); err != nil {
+		return err
+	}
+	if _, err := s.line[4].call(request{Op: "wait", Peers: []string{"n0"}, Timeout: int64(waitRoutes)}); err != nil {
+		return err
+	}
+	for _, step := range []func() error{s.throughput, s.openEcho, s.hopRTT, s.idleMemory} {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *suite) stopLine() error {
+	var errs []error
+	for _, p := range append(slices.Clone(s.line), s.qs, s.qc) {
+		if p != nil {
+			errs = append(errs, p.stop())
+		}
+	}
+	s.line, s.qs, s.qc = nil, nil, nil
+	return errors.Join(errs...)
+}
+
+func nodeName(i int) string { return "n" + strconv.Itoa(i) }
+
+// transfer is one timed bulk transfer.
+type transfer struct {
+	mbps     float64 // 10^6 bytes per second
+	cpuPerGB float64 // CPU seconds per 10^9 bytes: sender+receiver (direct) or the first relay (k=1)
+}
+
+// transfer sends n bytes over subject: "direct" (quic-go) or "k0".."k3".
+func (s *suite) transfer(subject string, n int64) (transfer, error) {
+	var meter *proc // whose CPU is counted besides the sender's
+	var sender *proc
+	req := request{Op: "send", Bytes: n}
+	if subject == "direct" {
+		sender, meter = s.qc, s.qs
+	} else {
+		k, _ := strconv.Atoi(subject[1:])
+		sender, req.Peer = s.line[0], nodeName(k+1)
+		if k == 1 {
+			meter = s.line[1]
+		}
+	}
+	var cpu0 time.Duration
+	var err error
+	if meter != nil {
+		if cpu0, err = meter.cpu(); err != nil {
+			return transfer{}, err
+		}
+	}
+	rep, err := sender.call(req)
+	if err != nil {
+		return transfer{}, err
+	}
+	t := transfer{mbps: float64(n) / (float64(rep.NS) / 1e9) / 1e6}
+	if meter != nil {
+		cpu1, err := meter.cpu()
+		if err != nil {
+			return transfer{}, err
+		}
+		cpu := (cpu1 - cpu0).Seconds()
+		if subject == "direct" {
+			cpu += time.Duration(rep.CPUNS).Seconds()
+		}
+		t.cpuPerGB = cpu / (float64(n) / 1e9)
+	}
+	return t, nil
+}
+
+var subjects = []string{"direct", "k0", "k1", "k2", "k3"}
+
+func (s *suite) throughput() error {
+	s.progress("throughput: warm-up")
+	for _, subj := range subjects {
+		if _, err := s.transfer(subj, max(s.o.Size/8, 4<<20)); err != nil {
+			return fmt.Errorf("warm-up %s: %w", subj, err)
+		}
+	}
+	if s.o.ProfileDir != "" {
+		if err := s.profile("profile-start"); err != nil {
+			return err
+		}
+	}
+	mbps := map[string][]float64{}
+	ratios := map[string][]float64{}
+	var cpuRatios, cpuDirect, cpuRelay []float64
+	for r := range s.o.Rounds {
+		got := map[string]transfer{}
+		for i := range subjects {
+			subj := subjects[(i+r)%len(subjects)] // rotate the order every round
+			t, err := s.transfer(subj, s.o.Size)
+			if err != nil {
+				return fmt.Errorf("round %d, %s: %w", r+1, subj, err)
+			}
+			got[subj] = t
+			mbps[subj] = append(mbps[subj], t.mbps)
+		}
+		for k := range 4 {
+			key := strconv.Itoa(k)
+			ratios[key] = append(ratios[key], got["k"+key].mbps/got["direct"].mbps)
+		}
+		cpuDirect = append(cpuDirect, got["direct"].cpuPerGB)
+		cpuRelay = append(cpuRelay, got["k1"].cpuPerGB)
+		cpuRatios = append(cpuRatios, got["k1"].cpuPerGB/got["direct"].cpuPerGB)
+		s.progress("throughput round %d/%d: MB/s direct %.0f k0 %.0f k1 %.0f k2 %.0f k3 %.0f; relay CPU ratio %.2f",
+			r+1, s.o.Rounds, got["direct"].mbps, got["k0"].mbps, got["k1"].mbps, got["k2"].mbps, got["k3"].mbps, cpuRatios[r])
+	}
+	if s.o.ProfileDir != "" {
+		if err := s.profile("profile-stop"); err != nil {
+			return err
+		}
+	}
+	s.res.RK = map[string]float64{}
+	for k, v := range ratios {
+		s.res.RK[k] = median(v)
+	}
+	s.res.ThroughputMBps = map[string]float64{}
+	for k, v := range mbps {
+		s.res.ThroughputMBps[k] = median(v)
+	}
+	s.res.RelayCPUPerGBRatio = median(cpuRatios)
+	s.res.CPUSecondsPerGB = map[string]float64{"direct": median(cpuDirect), "relay": median(cpuRelay)}
+	return nil
+}
+
+// profile starts or stops CPU profiles of the first relay and of the
+// baseline pair.
+func (s *suite) profile(op string) error {
+	for _, p := range []struct {
+		proc *proc
+		file string
+	}{{s.line[1], "relay-n1.pprof"}, {s.qs, "direct-receiver.pprof"}, {s.qc, "direct-sender.pprof"}} {
+		if _, err := p.proc.call(request{Op: op, Path: filepath.Join(s.o.ProfileDir, p.file)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *suite) openEcho() error {
+	s.progress("open+echo latency")
+	samples := map[string][]int64{}
+	keys := []string{"direct_quic_stream", "k0", "k1", "k2"}
+	for b := range s.o.EchoBatches {
+		for i := range keys {
+			key := keys[(i+b)%len(keys)]
+			var rep reply
+			var err error
+			if key == "direct_quic_stream" {
+				rep, err = s.qc.call(request{Op: "open-echo", Count: s.o.EchoBatch})
+			} else {
+				k, _ := strconv.Atoi(key[1:])
+				rep, err = s.line[0].call(request{Op: "open-echo", Peer: nodeName(k + 1), Count: s.o.EchoBatch})
+			}
+			if err != nil {
+				return err
+			}
+			for _, v := range rep.Samples {
+				samples[key] = append(samples[key], v...)
+			}
+		}
+	}
+	s.res.OpenEchoUS, s.res.OpenEchoP99US = map[string]float64{}, map[string]float64{}
+	for k, v := range samples {
+		us := micros(v)
+		s.res.OpenEchoUS[k], s.res.OpenEchoP99US[k] = median(us), quantile(us, 0.99)
+	}
+	return nil
+}
+
+func (s *suite) hopRTT() error {
+	s.progress("round trip per relay")
+	samples := map[string][]float64{}
+	for range s.o.PingBatches {
+		rep, err := s.qc.call(request{Op: "ping", Count: s.o.PingBatch})
+		if err != nil {
+			return err
+		}
+		samples["direct"] = append(samples["direct"], micros(rep.Samples["direct"])...)
+		rep, err = s.line[0].call(request{Op: "ping", Peers: []string{"n1", "n2", "n3"}, Count: s.o.PingBatch})
+		if err != nil {
+			return err
+		}
+		for k := range 3 {
+			key := "k" + strconv.Itoa(k)
+			samples[key] = append(samples[key], micros(rep.Samples[nodeName(k+1)])...)
+		}
+	}
+	s.res.RTTUS = map[string][2]float64{}
+	for k, v := range samples {
+		s.res.RTTUS[k] = [2]float64{median(v), quantile(v, 0.99)}
+	}
+	s.res.HopRTTP50 = (s.res.RTTUS["k2"][0] - s.res.RTTUS["k0"][0]) / 2
+	s.res.HopRTTP99 = (s.res.RTTUS["k2"][1] - s.res.RTTUS["k0"][1]) / 2
+	return nil
+}
+
+// idleMemory holds o.Idle idle circuits through relay n1 (n0 to n2), and
+// as many idle quic-go streams, and reads the memory the relay and the
+// accepting quic-go endpoint hold for them.
+func (s *suite) idleMemory() error {
+	s.progress("memory: %d idle circuits through a relay, %d idle quic-go streams", s.o.Idle, s.o.Idle)
+	per := func(meter, opener *proc, peer string) (float64, error) {
+		before, err := meter.call(request{Op: "mem"})
+		if err != nil {
+			return 0, err
+		}
+		if _, err := opener.call(request{Op: "hold", Peer: peer, Count: s.o.Idle, Conc: 32}); err != nil {
+			return 0, err
+		}
+		after, err := meter.call(request{Op: "mem"})
+		if err != nil {
+			return 0, err
+		}
+		if _, err := opener.call(request{Op: "release"}); err != nil {
+			return 0, err
+		}
+		s.progress("  %s: heap+stack %d → %d bytes (stack %d → %d), %d → %d goroutines", meter.name,
+			before.MemBytes, after.MemBytes, before.StackBytes, after.StackBytes, before.Goroutines, after.Goroutines)
+		return (float64(after.MemBytes) - float64(before.MemBytes)) / float64(s.o.Idle), nil
+	}
+	var err error
+	if s.res.IdleCircuitBytes, err = per(s.line[1], s.line[0], "n2"); err != nil {
+		return err
+	}
+	s.res.QUICStreamBytes, err = per(s.qs, s.qc, "")
+	return err
+}
+
+// rerouteTimeout bounds the wait for a circuit after the kill; a run that
+// reaches it is reported with this figure and its error.
+const rerouteTimeout = 15 * time.Second
+
+// reroute builds a diamond s-{a,b}-d with default settings, kills the
+// relay the current path crosses and times the first circuit through the
+// other one. It then does the same with link costs pinned so that the
+// other relay is a feasible alternate before the kill, which isolates
+// failure detection and dial retry from route discovery.
+func (s *suite) reroute() error {
+	for _, pinned := range []bool{false, true} {
+		var runs []float64
+		for run := range s.o.Reroutes {
+			ms, err := s.rerouteOnce(pinned)
+			if errors.Is(err, errNoReroute) {
+				s.res.RerouteErrors = append(s.res.RerouteErrors, err.Error())
+				ms = float64(rerouteTimeout.Milliseconds())
+			} else if err != nil {
+				return fmt.Errorf("reroute run %d: %w", run+1, err)
+			}
+			s.progress("reroute %d/%d (pinned costs %v): %.0f ms", run+1, s.o.Reroutes, pinned, ms)
+			runs = append(runs, ms)
+		}
+		if pinned {
+			s.res.RerouteMSPinned = median(runs)
+		} else {
+			s.res.RerouteRuns, s.res.RerouteMS = runs, median(runs)
+		}
+	}
+	return nil
+}
+
+var errNoReroute = errors.New("no circuit through the other relay")
+
+func (s *suite) rerouteOnce(pinned bool) (ms float64, err error) {
+	procs := map[string]*proc{}
+	defer func() {
+		for _, p := range procs {
+			if p != nil {
+				err = errors.Join(err, p.stop())
+			}
+		}
+	}()
+	start := func(name string, link ...string) error {
+		args := []string{"node", "--default", "--name", name}
+		if pinned {
+			// Every link costs 10: both paths cost 20 and each relay
+			// advertises d at 10, below s's feasibility distance, so
+			// the relay not taken is a feasible alternate.
+			args = append(args, "--cost", "s=10,a=10,b=10,d=10")
+		}
+		var addrs []string
+		for _, l := range link {
+			addrs = append(addrs, procs[l].addr)
+		}
+		if len(addrs) > 0 {
+			args = append(args, "--link", strings.Join(addrs, ","))
+		}
+		p, err := startProc(name, s.o.Log, args...)
+		procs[name] = p
+		return err
+	}
+	for _, step := range [][]string{{"s"}, {"a", "s"}, {"b", "s"}, {"d", "a", "b"}} {
+		if err := start(step[0], step[1:]...); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := procs["s"].call(request{Op: "wait", Peers: []string{"a", "b", "d"}, Timeout: int64(waitRoutes)}); err != nil {
+		return 0, err
+	}
+	time.Sleep(time.Second) // let both routes settle
+	rep, err := procs["s"].call(request{Op: "path", Peer: "d"})
+	if err != nil {
+		return 0, err
+	}
+	if len(rep.Path) != 3 {
+		return 0, fmt.Errorf("path from s to d is %v, want one relay", rep.Path)
+	}
+	victim := rep.Path[1]
+	t0 := time.Now()
+	procs[victim].kill()
+	procs[victim] = nil
+	rep, err = procs["s"].call(request{Op: "redial", Peer: "d", Timeout: int64(rerouteTimeout)})
+	if err != nil {
+		routes, _ := procs["s"].call(request{Op: "routes"})
+		return 0, fmt.Errorf("%w after killing %s: %v; routes at s: %+v", errNoReroute, victim, err, routes.Routes)
+	}
+	if slices.Contains(rep.Path, victim) {
+		return 0, fmt.Errorf("circuit after killing %s still crosses it: %v", victim, rep.Path)
+	}
+	return float64(rep.UnixNS-t0.UnixNano()) / 1e6, nil
+}
