@@ -162,11 +162,13 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 	if err := t.verifyPeer(conn, peer); err != nil {
 		return nil, refuse(conn, err)
 	}
+	p := t.pend(linkKey{peer: peer.Node, instance: peer.Instance, nonce: nonce, outbound: true})
 	if err := writeFrame(ctrl, frameReady, nil); err != nil {
+		t.release(p)
 		return nil, handshakeErr(conn, "send ready", err)
 	}
 	_ = ctrl.SetDeadline(time.Time{})
-	return newQUICLink(t, conn, ctrl, peer, nonce, true), nil
+	return newQUICLink(t, conn, ctrl, peer, p), nil
 }
 
 // acceptHandshake runs the acceptor's side of the link handshake on conn.
@@ -184,14 +186,17 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 	if err := t.verifyPeer(conn, peer); err != nil {
 		return nil, refuse(conn, err)
 	}
+	p := t.pend(linkKey{peer: peer.Node, instance: peer.Instance, nonce: peer.Nonce, outbound: false})
 	if err := writeHello(ctrl, t.ourHello(peer.Nonce)); err != nil {
+		t.release(p)
 		return nil, handshakeErr(conn, "send hello", err)
 	}
 	if _, err := expectFrame(ctrl, frameReady); err != nil {
+		t.release(p)
 		return nil, handshakeErr(conn, "read ready", err)
 	}
 	_ = ctrl.SetDeadline(time.Time{})
-	return newQUICLink(t, conn, ctrl, peer, peer.Nonce, false), nil
+	return newQUICLink(t, conn, ctrl, peer, p), nil
 }
 
 // sameAddr reports whether two UDP addresses are equal.

@@ -28,7 +28,8 @@ type quicLink struct {
 	conn     *quic.Conn
 	ctrl     *quic.Stream
 	hello    helloMsg // the peer's hello
-	nonce    uint64   // the dial nonce (the dialler's)
+	key      linkKey
+	pend     *pending // released once adopt is done
 	outbound bool
 	est      time.Time
 
@@ -48,9 +49,9 @@ type quicLink struct {
 	err      error // set before done is closed
 }
 
-func newQUICLink(t *QUICTransport, conn *quic.Conn, ctrl *quic.Stream, peer helloMsg, nonce uint64, outbound bool) *quicLink {
+func newQUICLink(t *QUICTransport, conn *quic.Conn, ctrl *quic.Stream, peer helloMsg, p *pending) *quicLink {
 	l := &quicLink{
-		t: t, conn: conn, ctrl: ctrl, hello: peer, nonce: nonce, outbound: outbound,
+		t: t, conn: conn, ctrl: ctrl, hello: peer, key: p.key, pend: p, outbound: p.key.outbound,
 		est:      time.Now(),
 		routingQ: make(chan []byte, t.cfg.ControlQueue),
 		prioQ:    make(chan []byte, 16),

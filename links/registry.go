@@ -1,9 +1,124 @@
 package links
 
+import (
+	"context"
+	"net"
+	"time"
+)
+
+// linkKey is what decides between duplicate links to one peer.
+type linkKey struct {
+	peer     string
+	instance uint64 // the peer's transport instance
+	nonce    uint64 // the dial nonce
+	outbound bool   // this node dialled
+}
+
+// pending is a link whose handshake passed verification and that is not
+// yet adopted.
+type pending struct {
+	key  linkKey
+	done chan struct{}
+}
+
+// pend records a verified handshake in progress.
+func (t *QUICTransport) pend(k linkKey) *pending {
+	p := &pending{key: k, done: make(chan struct{})}
+	t.mu.Lock()
+	t.pending[k.peer] = append(t.pending[k.peer], p)
+	t.mu.Unlock()
+	return p
+}
+
+// release ends a pending handshake (adopted or failed).
+func (t *QUICTransport) release(p *pending) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ps := t.pending[p.key.peer]
+	for i, q := range ps {
+		if q == p {
+			ps = append(ps[:i], ps[i+1:]...)
+			close(p.done)
+			break
+		}
+	}
+	if len(ps) == 0 {
+		delete(t.pending, p.key.peer)
+	} else {
+		t.pending[p.key.peer] = ps
+	}
+}
+
+// attempt records a handshake in progress with addr, whose peer is not
+// known yet; the returned func ends it.
+func (t *QUICTransport) attempt(addr net.Addr, outbound bool) (done func()) {
+	d := &dialAttempt{addr: addr, outbound: outbound, done: make(chan struct{})}
+	t.mu.Lock()
+	t.dials[d] = struct{}{}
+	t.mu.Unlock()
+	return func() {
+		t.mu.Lock()
+		delete(t.dials, d)
+		t.mu.Unlock()
+		close(d.done)
+	}
+}
+
+type dialAttempt struct {
+	addr     net.Addr
+	outbound bool
+	done     chan struct{}
+}
+
+// awaitPreferred waits (bounded by the handshake timeout) while another
+// handshake with the same peer that would win over l is in progress, so
+// that a simultaneous dial settles on the survivor without a LinkUp for
+// the loser. A link that would lose to one in the other direction also
+// waits for handshakes in that direction with the same address whose peer
+// is not known yet (one socket serves both directions, so the same address
+// is the same node).
+func (t *QUICTransport) awaitPreferred(l *quicLink) {
+	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
+	defer cancel()
+	p := l.pend
+	for {
+		var wait chan struct{}
+		t.mu.Lock()
+		for _, q := range t.pending[p.key.peer] {
+			if q != p && t.prefer(q.key, p.key) {
+				wait = q.done
+				break
+			}
+		}
+		// Links dialled by the smaller name win: the other direction wins
+		// if it is dialled by the smaller name.
+		otherWins := p.key.outbound == (t.name() > p.key.peer)
+		if wait == nil && otherWins {
+			for d := range t.dials {
+				if d.outbound != p.key.outbound && sameAddr(d.addr, l.conn.RemoteAddr()) {
+					wait = d.done
+					break
+				}
+			}
+		}
+		t.mu.Unlock()
+		if wait == nil {
+			return
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // adopt registers a handshaken link, resolving duplicates, and starts it.
 // It returns the surviving link to the peer (l or an existing one), or nil
 // when the transport is closed.
 func (t *QUICTransport) adopt(l *quicLink) *quicLink {
+	defer t.release(l.pend)
+	t.awaitPreferred(l)
 	peer := l.hello.Node
 	t.mu.Lock()
 	if t.closed {
@@ -12,7 +127,7 @@ func (t *QUICTransport) adopt(l *quicLink) *quicLink {
 		return nil
 	}
 	old := t.links[peer]
-	if old != nil && !t.prefer(l, old) {
+	if old != nil && !t.prefer(l.key, old.key) {
 		t.mu.Unlock()
 		t.cfg.Logger.Debug("closing duplicate link", "peer", peer, "outbound", l.outbound)
 		_ = l.conn.CloseWithError(codeDuplicate, "duplicate link to "+t.name())
@@ -22,38 +137,38 @@ func (t *QUICTransport) adopt(l *quicLink) *quicLink {
 	t.mu.Unlock()
 	if old != nil {
 		reason := "duplicate link"
-		if old.hello.Instance != l.hello.Instance {
+		if old.key.instance != l.key.instance {
 			reason = "replaced by a link to the restarted peer"
 		}
 		t.cfg.Logger.Debug("replacing link", "peer", peer, "reason", reason)
 		old.down(old.connLost(errReplaced(reason)), codeDuplicate, reason)
 	}
 	t.cfg.Logger.Info("link up", "peer", peer, "remote", l.conn.RemoteAddr(), "outbound", l.outbound,
-		"role", l.hello.Role, "rtt", l.conn.ConnectionStats().SmoothedRTT)
+		"role", l.hello.Role, "rtt", l.conn.ConnectionStats().SmoothedRTT.Round(time.Microsecond))
 	l.start()
 	return l
 }
 
-// prefer reports whether the new link nl should replace the existing link
-// old to the same peer (docs/PROTOCOL.md, "Duplicate links"): a peer that
-// restarted wins; otherwise the link dialled by the smaller node name, and
-// then the smaller dial nonce.
-func (t *QUICTransport) prefer(nl, old *quicLink) bool {
-	if nl.hello.Instance != old.hello.Instance {
+// prefer reports whether link key a wins over link key b to the same peer
+// (docs/PROTOCOL.md, "Duplicate links"): a peer that restarted wins;
+// otherwise the link dialled by the smaller node name, and then the smaller
+// dial nonce.
+func (t *QUICTransport) prefer(a, b linkKey) bool {
+	if a.instance != b.instance {
 		return true
 	}
-	nd, od := t.dialler(nl), t.dialler(old)
-	if nd != od {
-		return nd < od
+	da, db := t.dialler(a), t.dialler(b)
+	if da != db {
+		return da < db
 	}
-	return nl.nonce < old.nonce
+	return a.nonce < b.nonce
 }
 
-func (t *QUICTransport) dialler(l *quicLink) string {
-	if l.outbound {
+func (t *QUICTransport) dialler(k linkKey) string {
+	if k.outbound {
 		return t.name()
 	}
-	return l.hello.Node
+	return k.peer
 }
 
 // unregister removes l from the table if it is the current link to its peer.

@@ -29,9 +29,11 @@ type QUICTransport struct {
 	wg     sync.WaitGroup // every goroutine of the transport and its links
 	hsSem  chan struct{}  // bounds inbound handshakes in progress
 
-	mu     sync.Mutex
-	links  map[string]*quicLink
-	closed bool
+	mu      sync.Mutex
+	links   map[string]*quicLink
+	pending map[string][]*pending // verified handshakes not yet adopted, by peer
+	dials   map[*dialAttempt]struct{}
+	closed  bool
 }
 
 var _ Transport = (*QUICTransport)(nil)
@@ -49,6 +51,8 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		instance: rand.Uint64(),
 		hsSem:    make(chan struct{}, maxPendingHandshakes),
 		links:    make(map[string]*quicLink),
+		pending:  make(map[string][]*pending),
+		dials:    make(map[*dialAttempt]struct{}),
 	}
 	t.tlsConf = t.tlsConfig()
 	pc := cfg.PacketConn
@@ -129,6 +133,7 @@ func (t *QUICTransport) acceptLoop() {
 }
 
 func (t *QUICTransport) accept(conn *quic.Conn) {
+	defer t.attempt(conn.RemoteAddr(), false)()
 	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
 	defer cancel()
 	l, err := t.acceptHandshake(ctx, conn)
@@ -169,6 +174,7 @@ func (t *QUICTransport) Dial(ctx context.Context, addr string) (Link, error) {
 	defer cancel()
 	stop := context.AfterFunc(t.ctx, cancel)
 	defer stop()
+	defer t.attempt(ua, true)()
 	conn, err := t.tr.Dial(ctx, ua, t.tlsConf, t.quicConf)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, t.dialErr(err))

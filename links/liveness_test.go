@@ -1,0 +1,178 @@
+package links
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// faultyPair links a (plain UDP) to b (on a faultConn).
+func faultyPair(t *testing.T, modA func(*QUICConfig)) (a, b *node, fc *faultConn, la Link) {
+	t.Helper()
+	fc, err := newFaultConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fc.Close() })
+	ca := testCA(t, "m")
+	a = newNode(t, issue(t, ca, "a"), modA)
+	b = newNode(t, issue(t, ca, "b"), func(c *QUICConfig) { c.PacketConn = fc })
+	la = dial(t, a, b)
+	b.rec.waitEvent(t, "up", 5*time.Second)
+	return a, b, fc, la
+}
+
+func TestKilledPeerDetected(t *testing.T) {
+	a, _, fc, la := faultyPair(t, nil)
+	time.Sleep(300 * time.Millisecond) // a few healthy probes first
+	killed := time.Now()
+	_ = fc.Close()
+	a.rec.waitEvent(t, "down", 3*time.Second)
+	took := time.Since(killed)
+	t.Logf("killed peer detected after %v", took)
+	if took > 2*time.Second {
+		t.Fatalf("detection took %v, want < 2s", took)
+	}
+	err := la.Err()
+	if !errors.Is(err, ErrLinkLost) || !strings.Contains(err.Error(), "probes missed") {
+		t.Fatalf("link error: %v", err)
+	}
+	if ups, downs := a.rec.counts(); ups != 1 || downs != 1 {
+		t.Fatalf("%d LinkUp and %d LinkDown, want 1 and 1", ups, downs)
+	}
+	if _, err := la.OpenStream(context.Background()); !errors.Is(err, ErrLinkLost) {
+		t.Fatalf("open stream on the dead link: %v", err)
+	}
+}
+
+func TestCostFollowsLatency(t *testing.T) {
+	// a pins its cost to b; b measures.
+	a, b, fc, la := faultyPair(t, func(c *QUICConfig) { c.StaticCost = map[string]Cost{"b": 500} })
+	lb := acceptedLink(t, b, "a")
+	before := lb.Quality().Cost
+	if q := la.Quality(); q.Cost != 500 || !q.Pinned {
+		t.Fatalf("pinned quality %+v", q)
+	}
+	fc.setDelay(30 * time.Millisecond)
+	waitFor(t, "cost to follow 30 ms of latency", 10*time.Second, func() bool {
+		q := lb.Quality()
+		return q.RTT >= 30*time.Millisecond && q.Cost >= 3000
+	})
+	q := lb.Quality()
+	t.Logf("cost %d -> %d (rtt %v, rttvar %v)", before, q.Cost, q.RTT, q.RTTVar)
+	b.rec.mu.Lock()
+	last := b.rec.costs[len(b.rec.costs)-1]
+	b.rec.mu.Unlock()
+	if last.Cost != q.Cost {
+		t.Fatalf("last CostChanged said %d, Quality says %d", last.Cost, q.Cost)
+	}
+	// The pinned side saw the latency but reports its pinned cost.
+	if q := la.Quality(); q.Cost != 500 || q.RTT < 30*time.Millisecond {
+		t.Fatalf("pinned side quality %+v", q)
+	}
+	a.rec.mu.Lock()
+	n := len(a.rec.costs)
+	a.rec.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("pinned link reported %d cost changes", n)
+	}
+}
+
+func TestGarbageDatagrams(t *testing.T) {
+	ca := testCA(t, "m")
+	a := newNode(t, issue(t, ca, "a"), nil)
+	b := newNode(t, issue(t, ca, "b"), nil)
+	junk, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer junk.Close()
+	buf := make([]byte, 1500)
+	for i := range 2000 {
+		n := 1 + i%len(buf)
+		_, _ = rand.Read(buf[:n])
+		if i%2 == 0 && n > 5 { // looks like a QUIC v1 long header
+			buf[0] = 0xc0 | buf[0]&0x3f
+			copy(buf[1:5], []byte{0, 0, 0, 1})
+		}
+		_, _ = junk.WriteTo(buf[:n], a.LocalAddr())
+	}
+	l := dial(t, b, a)
+	if l.Peer() != "a" {
+		t.Fatalf("linked to %q", l.Peer())
+	}
+}
+
+func TestSimultaneousDial(t *testing.T) {
+	rounds := 5
+	if testing.Short() {
+		rounds = 2
+	}
+	ca := testCA(t, "m")
+	for range rounds {
+		a := newNode(t, issue(t, ca, "a"), nil)
+		b := newNode(t, issue(t, ca, "b"), nil)
+		errs := make(chan error, 2)
+		go func() { _, err := a.Dial(context.Background(), b.LocalAddr().String()); errs <- err }()
+		go func() { _, err := b.Dial(context.Background(), a.LocalAddr().String()); errs <- err }()
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("simultaneous dial: %v", err)
+			}
+		}
+		settled := func() bool {
+			return len(a.Links()) == 1 && len(b.Links()) == 1 &&
+				a.Links()[0].Outbound() && !b.Links()[0].Outbound()
+		}
+		waitFor(t, "one link dialled by a", 5*time.Second, settled)
+		time.Sleep(200 * time.Millisecond)
+		if !settled() {
+			t.Fatal("links changed after settling")
+		}
+		for _, n := range []*node{a, b} {
+			ups, downs := n.rec.counts()
+			if ups-downs != 1 {
+				t.Fatalf("%d LinkUp, %d LinkDown", ups, downs)
+			}
+			t.Logf("%s: %d LinkUp, %d LinkDown", n.name(), ups, downs)
+		}
+		done := echo(b.Links()[0])
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := roundTrip(ctx, a.Links()[0], 1, 1000); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		_ = a.Close()
+		_ = b.Close()
+		done()
+	}
+}
+
+func TestKeepRedials(t *testing.T) {
+	ca := testCA(t, "m")
+	ida := issue(t, ca, "a")
+	a := newNode(t, ida, nil)
+	addr := a.LocalAddr().String()
+	_ = a.Close()
+	b := newNode(t, issue(t, ca, "b"), nil)
+	stop := b.Keep(addr)
+	defer stop()
+	for i := range 2 {
+		time.Sleep(300 * time.Millisecond) // b dials into nothing meanwhile
+		a = newNode(t, ida, func(c *QUICConfig) { c.ListenAddr = addr })
+		b.rec.waitEvent(t, "up", 5*time.Second)
+		if l := b.Link("a"); l == nil || !l.Outbound() {
+			t.Fatalf("round %d: no outbound link to a", i)
+		}
+		_ = a.Close()
+		b.rec.waitEvent(t, "down", 5*time.Second)
+	}
+	stop()
+	if ups, _ := b.rec.counts(); ups != 2 {
+		t.Fatalf("%d links, want 2", ups)
+	}
+}

@@ -1,0 +1,211 @@
+package links
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+// echo serves every circuit stream of l by copying it back, until the link
+// ends. It returns a wait function.
+func echo(l Link) (wait func()) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			s, err := l.AcceptStream(context.Background())
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				_, _ = io.Copy(s, s)
+				_ = s.Close()
+			})
+		}
+	})
+	return wg.Wait
+}
+
+func acceptedLink(t *testing.T, n *node, peer string) Link {
+	t.Helper()
+	var l Link
+	waitFor(t, "link to "+peer, 5*time.Second, func() bool { l = n.Link(peer); return l != nil })
+	return l
+}
+
+func TestConcurrentStreams(t *testing.T) {
+	a, b, la := pair(t)
+	defer echo(acceptedLink(t, b, "a"))()
+	defer a.Close()
+	n := 1000
+	size := 4 << 10
+	if testing.Short() {
+		n = 300
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs <- roundTrip(ctx, la, i, size) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "streams to close", 5*time.Second, func() bool { return la.OpenStreams() == 0 })
+}
+
+// roundTrip sends size bytes tagged with i on a new stream and checks that
+// the same bytes come back.
+func roundTrip(ctx context.Context, l Link, i, size int) error {
+	s, err := l.OpenStream(ctx)
+	if err != nil {
+		return fmt.Errorf("stream %d: open: %w", i, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.SetDeadline(dl)
+	}
+	want := make([]byte, size)
+	for j := 0; j+8 <= size; j += 8 {
+		binary.BigEndian.PutUint64(want[j:], uint64(i)<<32|uint64(j))
+	}
+	go func() {
+		_, _ = s.Write(want)
+		_ = s.CloseWrite()
+	}()
+	got, err := io.ReadAll(s)
+	if err != nil {
+		return fmt.Errorf("stream %d: read: %w", i, err)
+	}
+	s.CloseRead(0)
+	if !bytes.Equal(got, want) {
+		return fmt.Errorf("stream %d: got %d bytes, not the %d sent", i, len(got), size)
+	}
+	return nil
+}
+
+func TestStreamErrors(t *testing.T) {
+	a, b, la := pair(t)
+	lb := acceptedLink(t, b, "a")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	// The first stream AcceptStream returns is the first circuit stream,
+	// never the control stream.
+	sa, err := la.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sa.Write([]byte("circuit")); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := lb.AcceptStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 7)
+	if _, err := io.ReadFull(sb, buf); err != nil || string(buf) != "circuit" {
+		t.Fatalf("first accepted stream read %q, %v", buf, err)
+	}
+	if la.OpenStreams() != 1 || lb.OpenStreams() != 1 {
+		t.Fatalf("open streams %d/%d, want 1/1", la.OpenStreams(), lb.OpenStreams())
+	}
+
+	// Deadlines keep matching os.ErrDeadlineExceeded.
+	_ = sb.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := sb.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past deadline: %v", err)
+	}
+	_ = sb.SetReadDeadline(time.Time{})
+
+	// A reset reaches the peer as a *StreamResetError with the code.
+	sa.Reset(42)
+	var re *StreamResetError
+	_, err = sb.Read(buf)
+	if !errors.As(err, &re) || re.Code != 42 || !re.Remote || !errors.Is(err, ErrStreamReset) {
+		t.Fatalf("read after peer reset: %v", err)
+	}
+	sb.Reset(1)
+	waitFor(t, "reset streams to be counted closed", 5*time.Second, func() bool {
+		return la.OpenStreams() == 0 && lb.OpenStreams() == 0
+	})
+
+	// Half-close: the peer reads EOF and can still answer.
+	sa, _ = la.OpenStream(ctx)
+	_, _ = sa.Write([]byte("x"))
+	_ = sa.CloseWrite()
+	sb, _ = lb.AcceptStream(ctx)
+	if got, err := io.ReadAll(sb); err != nil || string(got) != "x" {
+		t.Fatalf("read to EOF: %q %v", got, err)
+	}
+	_, _ = sb.Write([]byte("y"))
+
+	// Streams of a lost link end with ErrLinkLost at both ends.
+	pending := make(chan error, 1)
+	go func() {
+		_, _ = sa.Read(make([]byte, 1)) // "y"
+		_, err := sa.Read(make([]byte, 1))
+		pending <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	_ = lb.Close("test over")
+	select {
+	case err := <-pending:
+		if !errors.Is(err, ErrLinkLost) {
+			t.Fatalf("read on the peer of a closed link: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("read did not end when the link closed")
+	}
+	if _, err := sb.Write([]byte("z")); !errors.Is(err, ErrLinkLost) {
+		t.Fatalf("write on a closed link: %v", err)
+	}
+	if _, err := la.OpenStream(ctx); !errors.Is(err, ErrLinkLost) {
+		t.Fatalf("open on a lost link: %v", err)
+	}
+	_ = a.Close()
+}
+
+// TestStreamAllocs checks that the wrapper adds no allocation to Read and
+// Write on the relay hot path.
+func TestStreamAllocs(t *testing.T) {
+	a, b, la := pair(t)
+	defer echo(acceptedLink(t, b, "a"))()
+	defer a.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := la.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	wbuf, rbuf := make([]byte, 1024), make([]byte, 1024)
+	raw := s.(*quicStream).s
+	measure := func(st interface {
+		Write([]byte) (int, error)
+	}, r io.Reader) float64 {
+		return testing.AllocsPerRun(200, func() {
+			if _, err := st.Write(wbuf); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(r, rbuf); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	base := measure(raw, raw)
+	wrapped := measure(s, s)
+	if wrapped > base+0.5 {
+		t.Fatalf("wrapped stream allocates %.1f per round trip, quic-go alone %.1f", wrapped, base)
+	}
+}
