@@ -71,6 +71,10 @@ func startDiscovery(n *Node) (*discovery, error) {
 		return nil, fmt.Errorf("start gossip on %s: %w", dc.BindAddr, err)
 	}
 	d.ml = ml
+	// The link address needs the gossip address, known only now.
+	if err := ml.UpdateNode(time.Second); err != nil {
+		n.log.Warn("gossip metadata update failed", "err", err)
+	}
 	if len(dc.Join) > 0 {
 		if _, err := ml.Join(dc.Join); err != nil {
 			n.log.Warn("gossip join failed; will be joined by others", "join", dc.Join, "err", err)

@@ -7,12 +7,7 @@ import (
 
 // serveEcho answers the built-in echo service until the node closes: every
 // circuit gets its bytes back, and its half-close is mirrored.
-func serveEcho(n *Node) {
-	lis, err := n.Listen(EchoService)
-	if err != nil {
-		n.log.Warn("echo service unavailable", "err", err)
-		return
-	}
+func serveEcho(n *Node, lis net.Listener) {
 	// Close closes every service listener, which ends this loop.
 	for {
 		c, err := lis.Accept()

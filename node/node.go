@@ -179,11 +179,15 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("start node %s: %w", n.cfg.Name, err)
 	}
 	n.router.start()
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		serveEcho(n)
-	}()
+	if echo, err := n.Listen(EchoService); err != nil {
+		n.log.Warn("echo service unavailable", "err", err)
+	} else {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			serveEcho(n, echo)
+		}()
+	}
 	for _, addr := range n.cfg.StaticLinks {
 		n.keep(addr)
 	}

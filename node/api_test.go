@@ -1,0 +1,205 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/links/identity"
+)
+
+func TestConfigValidation(t *testing.T) {
+	ca, err := identity.NewCA("prod", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := ca.Issue("alpha", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no name", Config{Insecure: true}, "Name is required"},
+		{"no identity", Config{Name: "a"}, "no identity"},
+		{"name differs from certificate", Config{Name: "beta", Identity: id}, `does not match the identity's node name "alpha"`},
+		{"mesh differs from certificate", Config{Identity: id, Mesh: "dev"}, `does not match the identity's mesh "prod"`},
+		{"negative limit", Config{Name: "a", Insecure: true, Limits: Limits{MaxCircuits: -1}}, "Limits.MaxCircuits must not be negative"},
+		{"tiny header limit", Config{Name: "a", Insecure: true, Limits: Limits{MaxHeaderSize: 10}}, "MaxHeaderSize"},
+		{"bad gossip key", Config{Name: "a", Insecure: true, Discovery: DiscoveryConfig{Key: []byte("short")}}, "16, 24 or 32 bytes"},
+		{"missing files", Config{Name: "a", DataDir: t.TempDir()}, "node.crt"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New: %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	// The identity alone is enough: name and mesh come from it.
+	n, err := New(Config{Identity: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Name() != "alpha" || n.Status().Mesh != "prod" {
+		t.Fatalf("name %q mesh %q from the identity", n.Name(), n.Status().Mesh)
+	}
+	n.Close()
+	// Missing identity files wrap identity.ErrNoIdentity.
+	if _, err := New(Config{Name: "a", DataDir: t.TempDir()}); !errors.Is(err, identity.ErrNoIdentity) {
+		t.Fatalf("missing files: %v", err)
+	}
+}
+
+func TestIdentityFromDataDir(t *testing.T) {
+	ca, _ := identity.NewCA("test", 0)
+	id, _ := ca.Issue("a", 0)
+	dir := t.TempDir()
+	if err := identity.SaveIdentity(dir, id, false); err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(Config{Name: "a", Mesh: "test", DataDir: dir, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if n.Addr() == nil || n.Status().Insecure {
+		t.Fatalf("status %+v", n.Status())
+	}
+}
+
+func TestPingReportsPathAndTimes(t *testing.T) {
+	c := newCluster(t, true)
+	c.build("a-r", "r-b")
+	c.waitRoute("a", "b", 2)
+	res, err := c.nodes["a"].Ping(ctxT(t, 5*time.Second), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(res.Path, " ") != "a r b" || res.Open <= 0 || res.RTT <= 0 {
+		t.Fatalf("ping result %+v", res)
+	}
+}
+
+func TestMetricsAndStatus(t *testing.T) {
+	c := newCluster(t, true)
+	c.build("a-r", "r-b")
+	c.waitRoute("a", "b", 2)
+	if err := roundTrip(t, c.nodes["a"], "b", EchoService, []byte("m")); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.nodes["a"].Dial(ctxT(t, time.Second), "b", "missing")
+	rec := httptest.NewRecorder()
+	c.nodes["r"].MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`circuitmesh_circuits_opened_total{role="relay"} 2`,
+		`circuitmesh_links 2`,
+		`circuitmesh_peers_reachable 2`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("relay metrics lack %q", want)
+		}
+	}
+	rec = httptest.NewRecorder()
+	c.nodes["b"].MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), `circuitmesh_circuits_refused_total{code="no-service"} 1`) &&
+		!strings.Contains(rec.Body.String(), `circuitmesh_circuits_refused_total{code="no such service"} 1`) {
+		t.Errorf("destination metrics lack the refusal:\n%s", grepLines(rec.Body.String(), "refused"))
+	}
+	st := c.nodes["r"].Status()
+	if st.Name != "r" || st.Links != 2 || st.Reachable != 2 || st.Role != "router" {
+		t.Fatalf("status %+v", st)
+	}
+	ls := c.nodes["a"].Links()
+	if len(ls) != 1 || ls[0].Peer != "r" || ls[0].RTT <= 0 || ls[0].Cost == 0 || ls[0].Address == "" {
+		t.Fatalf("links %+v", ls)
+	}
+	ps := c.nodes["a"].Peers()
+	if len(ps) != 2 || ps[0].Name != "b" || ps[0].NextHop != "r" || ps[0].Hops != 2 {
+		t.Fatalf("peers %+v", ps)
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestListenRules(t *testing.T) {
+	c := newCluster(t, false)
+	a := c.add("a")
+	l, err := a.Listen("svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Listen("svc"); !errors.Is(err, ErrServiceInUse) {
+		t.Fatalf("second listener: %v", err)
+	}
+	if _, err := a.Listen(""); !errors.Is(err, ErrInvalidService) {
+		t.Fatalf("empty service: %v", err)
+	}
+	if got := strings.Join(a.Services(), ","); got != "echo,svc" {
+		t.Fatalf("services %q", got)
+	}
+	if l.Addr().String() != "a/svc" {
+		t.Fatalf("listener addr %s", l.Addr())
+	}
+	l.Close()
+	if _, err := l.Accept(); err == nil {
+		t.Fatal("accept on a closed listener succeeded")
+	}
+	if _, err := a.Listen("svc"); err != nil {
+		t.Fatalf("listen again after close: %v", err)
+	}
+}
+
+func TestGossipDiscoveryLinksNodes(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	c := newCluster(t, true)
+	var seed string
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: key}
+		if seed != "" {
+			cfg.Discovery.Join = []string{seed}
+		}
+	}
+	a := c.add("a")
+	seed = a.Status().GossipAddr
+	c.add("b")
+	c.add("c")
+	// No static links: gossip alone makes the mesh.
+	c.waitConverged()
+	if len(a.Members()) != 3 {
+		t.Fatalf("members %+v", a.Members())
+	}
+	if err := roundTrip(t, c.nodes["b"], "c", EchoService, []byte("found you")); err != nil {
+		t.Fatal(err)
+	}
+	// A node with another gossip key is not let in.
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: bytes.Repeat([]byte{8}, 32), Join: []string{seed}}
+	}
+	c.add("x")
+	time.Sleep(500 * time.Millisecond)
+	if len(a.Members()) != 3 {
+		t.Fatalf("a node with a wrong gossip key joined: %+v", a.Members())
+	}
+	_ = io.Discard
+}
