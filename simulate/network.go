@@ -45,9 +45,11 @@ type packetNet struct {
 	params  map[pair]LinkParams
 	blocked map[pair]bool
 	down    map[string]bool // nodes whose packets all vanish
-	rng     *rand.Rand
-	timers  sync.WaitGroup // packets in flight
-	closed  bool
+	// inflight queues the delayed packets of each path (from, to node).
+	inflight map[[2]string]*fifo
+	rng      *rand.Rand
+	timers   sync.WaitGroup // packets in flight
+	closed   bool
 }
 
 // pair is an unordered pair of node names.
@@ -62,12 +64,13 @@ func mkpair(a, b string) pair {
 
 func newPacketNet(seed uint64) *packetNet {
 	return &packetNet{
-		conns:   map[string]*packetConn{},
-		names:   map[string]string{},
-		params:  map[pair]LinkParams{},
-		blocked: map[pair]bool{},
-		down:    map[string]bool{},
-		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		conns:    map[string]*packetConn{},
+		names:    map[string]string{},
+		params:   map[pair]LinkParams{},
+		blocked:  map[pair]bool{},
+		down:     map[string]bool{},
+		inflight: map[[2]string]*fifo{},
+		rng:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 	}
 }
 
@@ -138,9 +141,19 @@ func (n *packetNet) send(src *packetConn, b []byte, dst net.Addr) {
 		to.deliver(pkt)
 		return
 	}
+	// Timers may fire out of order; each firing delivers the oldest packet
+	// in flight on this path, so a path never reorders.
+	key := [2]string{from, name}
+	q := n.inflight[key]
+	if q == nil {
+		q = &fifo{}
+		n.inflight[key] = q
+	}
+	q.push(pkt)
 	n.timers.Add(1)
 	time.AfterFunc(params.Latency, func() {
 		defer n.timers.Done()
+		pkt := q.pop()
 		// The path may have been cut while the packet was in flight.
 		n.mu.Lock()
 		lost := n.closed || n.down[from] || n.down[name] || n.blocked[p]
@@ -149,6 +162,27 @@ func (n *packetNet) send(src *packetConn, b []byte, dst net.Addr) {
 			to.deliver(pkt)
 		}
 	})
+}
+
+// fifo holds the packets in flight on one path, oldest first.
+type fifo struct {
+	mu sync.Mutex
+	q  []packet
+}
+
+func (f *fifo) push(p packet) {
+	f.mu.Lock()
+	f.q = append(f.q, p)
+	f.mu.Unlock()
+}
+
+func (f *fifo) pop() packet {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.q[0]
+	f.q[0] = packet{}
+	f.q = f.q[1:]
+	return p
 }
 
 // close drops every packet still in flight and waits for their timers.
