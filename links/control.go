@@ -50,7 +50,6 @@ func (l *quicLink) readFailed(err error) {
 		return
 	}
 	if isConnErr(err) {
-		<-l.conn.Context().Done()
 		l.down(l.connLost(err), codeGoodbye, "")
 		return
 	}

@@ -75,7 +75,7 @@ func (r *recorder) counts() (ups, downs int) {
 }
 
 // waitEvent waits for the named event.
-func (r *recorder) waitEvent(t *testing.T, name string, timeout time.Duration) {
+func (r *recorder) waitEvent(t testing.TB, name string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
@@ -91,7 +91,7 @@ func (r *recorder) waitEvent(t *testing.T, name string, timeout time.Duration) {
 }
 
 // testCA is the mesh CA the tests issue node identities from.
-func testCA(t *testing.T, mesh string) *identity.CA {
+func testCA(t testing.TB, mesh string) *identity.CA {
 	t.Helper()
 	ca, err := identity.NewCA(mesh, time.Hour)
 	if err != nil {
@@ -100,7 +100,7 @@ func testCA(t *testing.T, mesh string) *identity.CA {
 	return ca
 }
 
-func issue(t *testing.T, ca *identity.CA, node string) *identity.Identity {
+func issue(t testing.TB, ca *identity.CA, node string) *identity.Identity {
 	t.Helper()
 	id, err := ca.Issue(node, time.Hour)
 	if err != nil {
@@ -119,7 +119,7 @@ type node struct {
 }
 
 // newNode starts a transport; mod adjusts the configuration.
-func newNode(t *testing.T, id *identity.Identity, mod func(*QUICConfig)) *node {
+func newNode(t testing.TB, id *identity.Identity, mod func(*QUICConfig)) *node {
 	t.Helper()
 	n := &node{rec: newRecorder(), refused: make(chan error, 16)}
 	cfg := QUICConfig{
@@ -141,7 +141,7 @@ func newNode(t *testing.T, id *identity.Identity, mod func(*QUICConfig)) *node {
 }
 
 // pair starts two nodes of one mesh and links a to b.
-func pair(t *testing.T) (a, b *node, la Link) {
+func pair(t testing.TB) (a, b *node, la Link) {
 	t.Helper()
 	ca := testCA(t, "m")
 	a = newNode(t, issue(t, ca, "a"), nil)
@@ -151,7 +151,7 @@ func pair(t *testing.T) (a, b *node, la Link) {
 	return a, b, la
 }
 
-func dial(t *testing.T, from, to *node) Link {
+func dial(t testing.TB, from, to *node) Link {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -163,7 +163,7 @@ func dial(t *testing.T, from, to *node) Link {
 }
 
 // waitFor polls cond until it holds.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {

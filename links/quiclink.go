@@ -84,6 +84,11 @@ func (l *quicLink) String() string {
 	return fmt.Sprintf("link %s-%s (%s, %s)", l.t.name(), l.hello.Node, dir, l.conn.RemoteAddr())
 }
 
+// alive reports whether neither side has ended the link yet.
+func (l *quicLink) alive() bool {
+	return l.Err() == nil && l.conn.Context().Err() == nil
+}
+
 // Err says why the link is down, or nil while it is up.
 func (l *quicLink) Err() error {
 	select {
@@ -95,6 +100,9 @@ func (l *quicLink) Err() error {
 }
 
 func (l *quicLink) OpenStream(ctx context.Context) (Stream, error) {
+	if err := l.Err(); err != nil {
+		return nil, fmt.Errorf("open stream to %s: %w", l.hello.Node, err)
+	}
 	s, err := l.conn.OpenStreamSync(ctx)
 	if err != nil {
 		return nil, l.opErr("open stream", ctx, err)
@@ -158,9 +166,9 @@ func (l *quicLink) Close(reason string) error {
 func (l *quicLink) down(err error, code quic.ApplicationErrorCode, reason string) {
 	l.downOnce.Do(func() {
 		l.err = err
-		close(l.done)
 		l.t.unregister(l)
 		_ = l.conn.CloseWithError(code, truncReason(reason))
+		close(l.done)
 	})
 }
 

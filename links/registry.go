@@ -127,7 +127,7 @@ func (t *QUICTransport) adopt(l *quicLink) *quicLink {
 		return nil
 	}
 	old := t.links[peer]
-	if old != nil && !t.prefer(l.key, old.key) {
+	if old != nil && old.alive() && !t.prefer(l.key, old.key) {
 		t.mu.Unlock()
 		t.cfg.Logger.Debug("closing duplicate link", "peer", peer, "outbound", l.outbound)
 		_ = l.conn.CloseWithError(codeDuplicate, "duplicate link to "+t.name())
