@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -70,11 +71,12 @@ var (
 // a topology of edges over a simulated network. Create it with NewCluster
 // and end it with Close. Methods are safe for concurrent use.
 type Cluster struct {
-	cfg Config
-	be  backend
-	ctx context.Context // cancelled by Close
-	end context.CancelFunc
-	wg  sync.WaitGroup // background dials, service loops, event collectors, kills
+	cfg   Config
+	be    backend
+	ctx   context.Context // cancelled by Close
+	end   context.CancelFunc
+	wg    sync.WaitGroup // background dials, service loops, event collectors
+	kills sync.WaitGroup // closing killed nodes
 
 	mu      sync.Mutex
 	order   []string // node names in creation order
@@ -149,7 +151,10 @@ func (c *Cluster) AddNodes(ctx context.Context, names ...string) error {
 func (c *Cluster) start(ctx context.Context, name string) error {
 	cfg := node.Config{Name: name, Mesh: c.cfg.Mesh, GracePeriod: c.cfg.GracePeriod, Logger: c.cfg.Logger}
 	c.mu.Lock()
-	err := c.be.configure(name, &cfg)
+	err := net.ErrClosed
+	if !c.closed {
+		err = c.be.configure(name, &cfg)
+	}
 	c.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("start node %s: %w", name, err)
@@ -304,15 +309,26 @@ func (c *Cluster) Close() error {
 	}
 	c.mu.Unlock()
 	c.end()
+	c.kills.Wait()
 	errs := make([]error, len(nodes))
+	closeNode := func(i int) {
+		if err := nodes[i].Close(); err != nil {
+			errs[i] = fmt.Errorf("close node %s: %w", nodes[i].Name(), err)
+		}
+	}
 	var wg sync.WaitGroup
-	for i, n := range nodes {
+	for i := range nodes {
+		if c.cfg.Backend == BackendMem {
+			// memlink transports must not close concurrently: a closing
+			// transport's Close races with the LinkDown its peers' closes
+			// post to it (see TestMemlinkConcurrentClose).
+			closeNode(i)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := n.Close(); err != nil {
-				errs[i] = fmt.Errorf("close node %s: %w", n.Name(), err)
-			}
+			closeNode(i)
 		}()
 	}
 	wg.Wait()

@@ -153,9 +153,9 @@ func (c *Cluster) Kill(name string) error {
 	n, dead := m.n, make(chan struct{})
 	m.n, m.dead = nil, dead
 	c.mu.Unlock()
-	c.wg.Add(1)
+	c.kills.Add(1)
 	go func() {
-		defer c.wg.Done()
+		defer c.kills.Done()
 		defer close(dead)
 		if err := n.Close(); err != nil {
 			c.cfg.Logger.Debug("closing a killed node", "node", name, "err", err)
