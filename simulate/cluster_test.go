@@ -3,6 +3,7 @@ package simulate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -97,5 +98,40 @@ func TestClusterKillRestartCutHeal(t *testing.T) {
 	}
 	if kinds["peer-down c"] == 0 || kinds["link-down b"] == 0 || kinds["link-up b"] < 2 {
 		t.Fatalf("events of a: %v", kinds)
+	}
+}
+
+// Latency set on a QUIC link shows in the measured round-trip time.
+func TestQUICLatencyIsMeasured(t *testing.T) {
+	c := newTestCluster(t, "a", "b")
+	if err := c.Link(ctxT(t, 10*time.Second), "a", "b", LinkParams{Latency: 15 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	rtt := func() time.Duration {
+		ls, err := c.Links("a")
+		if err != nil || len(ls) != 1 {
+			t.Fatalf("links of a: %v %v", ls, err)
+		}
+		return ls[0].RTT
+	}
+	if got := rtt(); got < 30*time.Millisecond || got > 60*time.Millisecond {
+		t.Fatalf("RTT %v on a link with 15ms each way, want about 30ms", got)
+	}
+	if err := c.SetLink("a", "b", LinkParams{Latency: 60 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if err := poll(ctxT(t, 10*time.Second), func() error {
+		if got := rtt(); got < 100*time.Millisecond {
+			return fmt.Errorf("RTT %v", got)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("after raising latency to 60ms each way: %v", err)
+	}
+	if err := c.SetLink("a", "c", LinkParams{}); !errors.Is(err, ErrNoEdge) {
+		t.Fatalf("SetLink of a missing link: %v, want ErrNoEdge", err)
+	}
+	if err := c.AddNodes(ctxT(t, time.Second), "a"); err == nil {
+		t.Fatal("added a node twice")
 	}
 }

@@ -163,3 +163,38 @@ func TestMemRejectsLoss(t *testing.T) {
 		t.Fatalf("loss on the mem backend: %+v, want a failure saying it is unsupported", rep.Steps[1])
 	}
 }
+
+func TestUnlinkSetAndRelinkOnMem(t *testing.T) {
+	rep := runScript(t, "set.sim", `
+nodes a b c
+link a-b b-c latency=1ms
+link a-c latency=5ms
+wait converged
+expect route a c via=b hops=2
+set a-c latency=100us          # now the direct link is cheaper
+expect route a c via=c hops=1
+unlink a-c
+expect route a c via=b
+unlink a-b
+expect unreachable a c
+link a-b
+expect route a c via=b
+`, BackendMem)
+	requireOK(t, rep)
+	if rep.Passed != 5 {
+		t.Fatalf("%d expectations passed, want 5", rep.Passed)
+	}
+}
+
+func TestDefaultScriptIsTheDiamond(t *testing.T) {
+	file, err := os.ReadFile(filepath.Join("testdata", "diamond-failover.sim"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if DefaultScript != string(file) {
+		t.Fatal("DefaultScript is not testdata/diamond-failover.sim")
+	}
+	if _, err := Parse(DefaultScriptName, DefaultScript); err != nil {
+		t.Fatal(err)
+	}
+}
