@@ -198,3 +198,21 @@ func TestDefaultScriptIsTheDiamond(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Transfers over lossy QUIC links arrive intact, and links report loss.
+func TestLossyQUICTransfer(t *testing.T) {
+	rep := runScript(t, "lossy.sim", `
+nodes a b c
+link a-b b-c latency=1ms loss=0.05
+wait converged
+transfer a c 1MiB
+print links b
+`, BackendQUIC)
+	requireOK(t, rep)
+	if tr := rep.Steps[3].Transfer; tr == nil || strings.Join(tr.Path, "-") != "a-b-c" {
+		t.Fatalf("transfer %+v, want one over a-b-c", tr)
+	}
+	if out := rep.Steps[4].Output; !strings.Contains(out, "LOSS") || strings.Count(out, "\n") != 3 {
+		t.Fatalf("print links b:\n%s\nwant a header and two links", out)
+	}
+}
