@@ -106,6 +106,12 @@ func (l *quicLink) probeLoop() {
 		case <-l.done:
 			return
 		case now := <-tick.C:
+			// Packets arriving also prove the peer alive: under heavy
+			// load a probe reply may queue behind circuit data.
+			if recv := l.conn.ConnectionStats().PacketsReceived; recv != l.lastRecv {
+				l.lastRecv = recv
+				l.lastHeard.Store(now.UnixNano())
+			}
 			silent := now.Sub(time.Unix(0, l.lastHeard.Load()))
 			if silent > deadAfter {
 				reason := fmt.Sprintf("no answer from %s for %v (%d probes missed)", l.hello.Node, silent.Round(time.Millisecond), cfg.ProbeMisses)

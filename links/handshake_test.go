@@ -111,3 +111,28 @@ func TestDialClosedTransport(t *testing.T) {
 		t.Fatalf("dial on closed transport: %v", err)
 	}
 }
+
+// TestSilentPeerTimesOut dials with plain quic-go and never sends a hello:
+// the acceptor gives up after HandshakeTimeout, without a refusal report.
+func TestSilentPeerTimesOut(t *testing.T) {
+	ca := testCA(t, "m")
+	a := newNode(t, issue(t, ca, "a"), func(c *QUICConfig) { c.HandshakeTimeout = 300 * time.Millisecond })
+	b := newNode(t, issue(t, ca, "b"), nil)
+	conn, err := b.tr.Dial(context.Background(), a.LocalAddr(), b.tlsConf, b.quicConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-conn.Context().Done():
+	case <-time.After(3 * time.Second):
+		t.Fatal("silent connection still open after 3 s")
+	}
+	select {
+	case err := <-a.refused:
+		t.Fatalf("timeout reported as a refusal: %v", err)
+	default:
+	}
+	if len(a.Links()) != 0 {
+		t.Fatal("silent peer got a link")
+	}
+}

@@ -49,6 +49,25 @@ func TestKilledPeerDetected(t *testing.T) {
 	}
 }
 
+// TestNetworkCutDetected cuts b's outgoing packets: a stops hearing b and
+// declares the link dead; b learns why from a's close.
+func TestNetworkCutDetected(t *testing.T) {
+	a, b, fc, la := faultyPair(t, nil)
+	lb := acceptedLink(t, b, "a")
+	time.Sleep(300 * time.Millisecond)
+	cut := time.Now()
+	fc.cut.Store(true)
+	a.rec.waitEvent(t, "down", 3*time.Second)
+	t.Logf("cut detected after %v", time.Since(cut))
+	b.rec.waitEvent(t, "down", 3*time.Second)
+	if err := la.Err(); !errors.Is(err, ErrLinkLost) || !strings.Contains(err.Error(), "no answer from b") {
+		t.Fatalf("a's link error: %v", err)
+	}
+	if err := lb.Err(); !errors.Is(err, ErrLinkLost) || !strings.Contains(err.Error(), "peer declared it dead: no answer from b") {
+		t.Fatalf("b's link error: %v", err)
+	}
+}
+
 func TestCostFollowsLatency(t *testing.T) {
 	// a pins its cost to b; b measures.
 	a, b, fc, la := faultyPair(t, func(c *QUICConfig) { c.StaticCost = map[string]Cost{"b": 500} })

@@ -12,6 +12,7 @@ import (
 type faultConn struct {
 	net.PacketConn
 	delay atomic.Int64 // nanoseconds added to every datagram sent
+	cut   atomic.Bool  // drop every datagram sent
 	q     chan delayed
 	stop  chan struct{}
 	once  sync.Once
@@ -38,6 +39,9 @@ func newFaultConn() (*faultConn, error) {
 func (c *faultConn) setDelay(d time.Duration) { c.delay.Store(int64(d)) }
 
 func (c *faultConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if c.cut.Load() {
+		return len(b), nil
+	}
 	d := time.Duration(c.delay.Load())
 	if d == 0 {
 		return c.PacketConn.WriteTo(b, addr)

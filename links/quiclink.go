@@ -40,7 +40,8 @@ type quicLink struct {
 	streams   atomic.Int64
 	quality   atomic.Pointer[Quality]
 	meter     *qualityMeter // used by probeLoop only
-	lastHeard atomic.Int64  // unix nanos of the last frame from the peer
+	lastHeard atomic.Int64  // unix nanos of the last frame or packet from the peer
+	lastRecv  uint64        // QUIC packets received at the last probe tick (probeLoop only)
 
 	evMu     sync.Mutex // serialises Handler calls for this link
 	up       bool       // LinkUp was delivered
@@ -58,6 +59,8 @@ func newQUICLink(t *QUICTransport, conn *quic.Conn, ctrl *quic.Stream, peer hell
 		done:     make(chan struct{}),
 	}
 	l.lastHeard.Store(l.est.UnixNano())
+	// Control frames (probes above all) go ahead of circuit data.
+	ctrl.SetPriority(0, false)
 	l.meter = newQualityMeter(t.cfg.StaticCost[peer.Node])
 	st := conn.ConnectionStats()
 	q, _ := l.meter.sample(st.SmoothedRTT, st.MeanDeviation, st.PacketsSent, st.PacketsLost)

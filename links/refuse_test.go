@@ -1,8 +1,10 @@
 package links
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -100,5 +102,22 @@ func TestInsecureMode(t *testing.T) {
 	_, err = c.Dial(context.Background(), a.LocalAddr().String())
 	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "mesh mismatch") {
 		t.Fatalf("cross-mesh dial in development mode: %v", err)
+	}
+}
+
+func TestInsecureModeWarns(t *testing.T) {
+	id, err := identity.Insecure("a", "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tr, err := NewQUICTransport(QUICConfig{Identity: id, Handler: newRecorder(),
+		Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = tr.Close()
+	if !strings.Contains(buf.String(), "level=WARN msg=\"INSECURE DEVELOPMENT MODE") {
+		t.Fatalf("no warning logged in development mode:\n%s", buf.String())
 	}
 }

@@ -2,6 +2,7 @@ package links
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"time"
 )
@@ -114,9 +115,10 @@ func (t *QUICTransport) awaitPreferred(l *quicLink) {
 }
 
 // adopt registers a handshaken link, resolving duplicates, and starts it.
-// It returns the surviving link to the peer (l or an existing one), or nil
-// when the transport is closed.
-func (t *QUICTransport) adopt(l *quicLink) *quicLink {
+// It returns the surviving link to the peer (l or an existing one), or an
+// error when the transport is closed or l died before it could be adopted
+// with no other link to the peer.
+func (t *QUICTransport) adopt(l *quicLink) (*quicLink, error) {
 	defer t.release(l.pend)
 	t.awaitPreferred(l)
 	peer := l.hello.Node
@@ -124,14 +126,24 @@ func (t *QUICTransport) adopt(l *quicLink) *quicLink {
 	if t.closed {
 		t.mu.Unlock()
 		_ = l.conn.CloseWithError(codeGoodbye, "transport closing")
-		return nil
+		return nil, fmt.Errorf("transport: %w", ErrClosed)
 	}
 	old := t.links[peer]
-	if old != nil && old.alive() && !t.prefer(l.key, old.key) {
+	if old != nil && !old.alive() {
+		old = nil // going down; its watcher reports it
+	}
+	if !l.alive() {
+		t.mu.Unlock()
+		if old != nil {
+			return old, nil
+		}
+		return nil, handshakeErr(l.conn, "link closed before it was up", context.Cause(l.conn.Context()))
+	}
+	if old != nil && !t.prefer(l.key, old.key) {
 		t.mu.Unlock()
 		t.cfg.Logger.Debug("closing duplicate link", "peer", peer, "outbound", l.outbound)
 		_ = l.conn.CloseWithError(codeDuplicate, "duplicate link to "+t.name())
-		return old
+		return old, nil
 	}
 	t.links[peer] = l
 	t.mu.Unlock()
@@ -146,7 +158,7 @@ func (t *QUICTransport) adopt(l *quicLink) *quicLink {
 	t.cfg.Logger.Info("link up", "peer", peer, "remote", l.conn.RemoteAddr(), "outbound", l.outbound,
 		"role", l.hello.Role, "rtt", l.conn.ConnectionStats().SmoothedRTT.Round(time.Microsecond))
 	l.start()
-	return l
+	return l, nil
 }
 
 // prefer reports whether link key a wins over link key b to the same peer

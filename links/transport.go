@@ -149,7 +149,9 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 		}
 		return
 	}
-	t.adopt(l)
+	if _, err := t.adopt(l); err != nil {
+		t.cfg.Logger.Info("link lost before it was up", "remote", conn.RemoteAddr(), "err", err)
+	}
 }
 
 // Dial links to the node at addr, or returns the existing link to it.
@@ -180,18 +182,21 @@ func (t *QUICTransport) Dial(ctx context.Context, addr string) (Link, error) {
 		return nil, fmt.Errorf("dial %s: %w", addr, t.dialErr(err))
 	}
 	l, err := t.dialHandshake(ctx, conn)
+	var survivor *quicLink
+	if err == nil {
+		survivor, err = t.adopt(l)
+	}
 	if errors.Is(err, errDuplicate) {
-		if l := t.waitLinkTo(ctx, ua); l != nil {
-			return l, nil
+		// The peer kept another link to us: return that one.
+		survivor = t.waitLinkTo(ctx, ua)
+		if survivor != nil {
+			err = nil
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	if l = t.adopt(l); l == nil {
-		return nil, fmt.Errorf("dial %s: transport: %w", addr, ErrClosed)
-	}
-	return l, nil
+	return survivor, nil
 }
 
 func (t *QUICTransport) dialErr(err error) error {
