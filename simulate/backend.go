@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -23,7 +24,7 @@ const (
 
 // ErrUnsupported is returned for an operation the backend cannot do (such
 // as latency and loss on in-memory links).
-var ErrUnsupported = fmt.Errorf("not supported by this backend")
+var ErrUnsupported = errors.New("not supported by this backend")
 
 // backend is the network under a cluster: it gives each (re)started node
 // its transport and applies faults.

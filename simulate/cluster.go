@@ -60,7 +60,7 @@ func (c Config) logger() *slog.Logger {
 // Errors of cluster operations (wrapped with context).
 var (
 	// ErrUnknownNode: the name is not a node of the cluster.
-	ErrUnknownNode = errNoSuchNode
+	ErrUnknownNode = errors.New("no such node")
 	// ErrNodeDown: the node was killed and not restarted.
 	ErrNodeDown = errors.New("node is down")
 	// ErrNoEdge: the two nodes are not linked in the topology.

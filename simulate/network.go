@@ -1,7 +1,6 @@
 package simulate
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -301,6 +300,3 @@ func (c *packetConn) SetWriteDeadline(time.Time) error { return nil }
 // buffer holds inboxSize packets), so quic-go does not warn.
 func (c *packetConn) SetReadBuffer(int) error  { return nil }
 func (c *packetConn) SetWriteBuffer(int) error { return nil }
-
-// errNoSuchNode reports a name the cluster does not know.
-var errNoSuchNode = errors.New("no such node")
