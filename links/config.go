@@ -55,7 +55,8 @@ type QUICConfig struct {
 	// Handler receives link events. Required.
 	Handler Handler
 	// MaxStreams bounds the circuit streams a peer may have open on one
-	// link. Default 4096.
+	// link (QUIC's limit is one more, for the control stream). Default
+	// 4096. OpenStream waits for the peer to grant more.
 	MaxStreams int
 	// ProbeInterval is the liveness probe period. Default 200 ms.
 	ProbeInterval time.Duration
@@ -156,7 +157,7 @@ func (c QUICConfig) QUIC() *quic.Config {
 		MaxStreamReceiveWindow:         c.MaxStreamWindow,
 		InitialConnectionReceiveWindow: min(initialConnWindow, c.MaxConnWindow),
 		MaxConnectionReceiveWindow:     c.MaxConnWindow,
-		MaxIncomingStreams:             int64(c.MaxStreams),
+		MaxIncomingStreams:             int64(c.MaxStreams) + 1, // + the control stream
 		MaxIncomingUniStreams:          -1,
 	}
 }

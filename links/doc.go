@@ -20,6 +20,8 @@
 //     QUICTransport.Close;
 //   - Dial peers, or Keep(addr) for static links that redial with backoff;
 //   - drain AcceptStream on every link and Close every Stream it gets;
+//   - treat the payload passed to Handler.Routing as its own (it is not
+//     reused);
 //   - Close the transport, which closes every link with a goodbye and
 //     waits for every goroutine it started; a PacketConn passed in
 //     QUICConfig stays open and is the caller's to close.

@@ -95,7 +95,7 @@ func TestConfigValidation(t *testing.T) {
 		}
 	}
 	q := QUICConfig{}.QUIC()
-	if q.MaxIncomingStreams != DefaultMaxStreams || q.MaxStreamReceiveWindow != DefaultMaxStreamWindow ||
+	if q.MaxIncomingStreams != DefaultMaxStreams+1 || q.MaxStreamReceiveWindow != DefaultMaxStreamWindow ||
 		q.KeepAlivePeriod == 0 {
 		t.Fatalf("default quic config %+v", q)
 	}

@@ -150,29 +150,40 @@ func (l *quicLink) SendRouting(payload []byte) error {
 
 // Close sends a goodbye and tears the link down.
 func (l *quicLink) Close(reason string) error {
-	if l.Err() != nil {
-		return nil
-	}
 	reason = truncReason(reason)
-	if b, err := appendFrame(nil, frameGoodbye, []byte(reason)); err == nil {
-		_ = l.ctrl.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		l.writeMu.Lock()
-		_, _ = l.ctrl.Write(b)
-		l.writeMu.Unlock()
-	}
-	l.down(fmt.Errorf("link to %s closed: %s: %w", l.hello.Node, reason, ErrClosed), codeGoodbye, reason)
+	l.end(fmt.Errorf("link to %s closed: %s: %w", l.hello.Node, reason, ErrClosed), codeGoodbye, reason, true)
 	return nil
 }
 
 // down records why the link ended, closes the connection with code and
 // reason, and unregisters the link. Only the first call counts.
 func (l *quicLink) down(err error, code quic.ApplicationErrorCode, reason string) {
+	l.end(err, code, reason, false)
+}
+
+// end is down, optionally writing a goodbye frame first.
+func (l *quicLink) end(err error, code quic.ApplicationErrorCode, reason string, goodbye bool) {
 	l.downOnce.Do(func() {
 		l.err = err
 		l.t.unregister(l)
+		if goodbye {
+			l.writeGoodbye(reason)
+		}
 		_ = l.conn.CloseWithError(code, truncReason(reason))
 		close(l.done)
 	})
+}
+
+// writeGoodbye writes a goodbye frame, waiting at most 100 ms.
+func (l *quicLink) writeGoodbye(reason string) {
+	b, err := appendFrame(nil, frameGoodbye, []byte(reason))
+	if err != nil {
+		return
+	}
+	_ = l.ctrl.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	l.writeMu.Lock()
+	_, _ = l.ctrl.Write(b)
+	l.writeMu.Unlock()
 }
 
 // connLost maps the reason the QUIC connection ended to a link error.
