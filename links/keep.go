@@ -19,11 +19,13 @@ const (
 // link is down or the dial fails, redials with exponential backoff (100 ms
 // doubling to 10 s, with jitter), starting again from 100 ms after a link
 // that stayed up for 2 s. stop ends the redialling and waits for it; it does
-// not close a live link.
+// not close a live link. Keep on a closed transport does nothing.
 func (t *QUICTransport) Keep(addr string) (stop func()) {
+	if !t.enter() {
+		return func() {}
+	}
 	ctx, cancel := context.WithCancel(t.ctx)
 	done := make(chan struct{})
-	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
 		defer close(done)

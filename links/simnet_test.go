@@ -68,6 +68,7 @@ func TestSimnetVirtualTime(t *testing.T) {
 		_ = cb.Close()
 		<-la.Done()
 		took := time.Since(gone)
+		synctest.Wait() // LinkDown is delivered after Done closes
 		if took > time.Second || !errors.Is(la.Err(), ErrLinkLost) {
 			t.Fatalf("link down after %v (virtual) with %v", took, la.Err())
 		}

@@ -160,8 +160,11 @@ func (t *QUICTransport) Dial(ctx context.Context, addr string) (Link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
+	if !t.enter() {
+		return nil, fmt.Errorf("dial %s: transport: %w", addr, ErrClosed)
+	}
+	defer t.wg.Done()
 	t.mu.Lock()
-	closed := t.closed
 	for _, l := range t.links {
 		if sameAddr(l.RemoteAddr(), ua) {
 			t.mu.Unlock()
@@ -169,9 +172,6 @@ func (t *QUICTransport) Dial(ctx context.Context, addr string) (Link, error) {
 		}
 	}
 	t.mu.Unlock()
-	if closed {
-		return nil, fmt.Errorf("dial %s: transport: %w", addr, ErrClosed)
-	}
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.HandshakeTimeout)
 	defer cancel()
 	stop := context.AfterFunc(t.ctx, cancel)
@@ -230,6 +230,18 @@ func (t *QUICTransport) waitLinkTo(ctx context.Context, addr net.Addr) *quicLink
 		case <-tick.C:
 		}
 	}
+}
+
+// enter counts a caller's goroutine in t.wg unless the transport is
+// closed, so that Close waits for it.
+func (t *QUICTransport) enter() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.wg.Add(1)
+	return true
 }
 
 // Close closes every link with a goodbye, then the transport, and waits
