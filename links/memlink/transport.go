@@ -44,7 +44,7 @@ type Transport struct {
 
 	// drains counts the goroutines delivering Handler calls for this
 	// transport's links; Close waits for them.
-	drains sync.WaitGroup
+	drains drainCount
 
 	// Guarded by n.mu.
 	closed bool
@@ -162,6 +162,38 @@ func (t *Transport) forget(ep *endpoint) {
 		delete(t.links, ep.peerName)
 	}
 	t.n.mu.Unlock()
+}
+
+// drainCount counts running event goroutines. Unlike a sync.WaitGroup it
+// may go up again while someone waits: a peer closing at the same moment
+// posts LinkDown to this transport's links while Close waits.
+type drainCount struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	n    int
+}
+
+func (d *drainCount) Add(delta int) {
+	d.mu.Lock()
+	d.n += delta
+	if d.n == 0 && d.cond != nil {
+		d.cond.Broadcast()
+	}
+	d.mu.Unlock()
+}
+
+func (d *drainCount) Done() { d.Add(-1) }
+
+// Wait returns once no event goroutine runs.
+func (d *drainCount) Wait() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cond == nil {
+		d.cond = sync.NewCond(&d.mu)
+	}
+	for d.n > 0 {
+		d.cond.Wait()
+	}
 }
 
 type nopHandler struct{}
