@@ -70,6 +70,12 @@ type Config struct {
 	// Default 10s.
 	DialTimeout time.Duration
 
+	// RouteWait is how long Dial waits for routing to replace a lost route
+	// to a node it knows of (a retraction and its seqno request take a few
+	// round trips) before refusing with no route. A name routing never
+	// heard of is refused at once. Default 2s; negative disables the wait.
+	RouteWait time.Duration
+
 	// TracerProvider receives a span per hop. Default: no-op.
 	TracerProvider trace.TracerProvider
 	// Logger receives structured logs. Default slog.Default().
@@ -164,6 +170,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.GracePeriod == 0 {
 		c.GracePeriod = 5 * time.Second
+	}
+	if c.RouteWait == 0 {
+		c.RouteWait = 2 * time.Second
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = 10 * time.Second

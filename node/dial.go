@@ -66,11 +66,18 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 	if peer == n.cfg.Name {
 		return n.dialLocal(ctx, o, opt, span)
 	}
+	failed := map[string]bool{}
 	hops := n.router.nextHops(peer)
+	if len(hops) == 0 && n.recentlyKnown(peer) {
+		// Routing is replacing a lost route (a seqno request is in flight):
+		// give it a moment rather than failing a dial that would work.
+		wctx, cancel := context.WithTimeout(ctx, n.cfg.RouteWait)
+		hops = n.awaitNewHop(wctx, peer, failed)
+		cancel()
+	}
 	if len(hops) == 0 {
 		return nil, refused(circuit.NoRoute, fmt.Sprintf("%s has no route to %s", n.cfg.Name, peer))
 	}
-	failed := map[string]bool{}
 	var errs []error
 	for {
 		for _, nh := range hops {
@@ -138,6 +145,13 @@ func (n *Node) openCircuit(ctx context.Context, s links.Stream, o *circuit.Open,
 		return circuit.DialEarly(s, o, local)
 	}
 	return circuit.Dial(ctx, s, o, local)
+}
+
+// recentlyKnown reports whether routing holds an entry for dest, reachable
+// or not: a node it has heard of, as opposed to a name nobody announced.
+func (n *Node) recentlyKnown(dest string) bool {
+	_, ok := n.router.lookup(dest)
+	return ok
 }
 
 // awaitNewHop polls routing until it offers a next hop toward dest that

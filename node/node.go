@@ -262,6 +262,9 @@ func (n *Node) Close() error {
 		l.Close()
 	}
 	err := n.transport.Close()
+	if n.cfg.PacketConn != nil {
+		n.cfg.PacketConn.Close()
+	}
 	n.loop.close()
 	n.router.stop()
 	n.cancel()

@@ -158,6 +158,12 @@ func (r *router) nextHops(dest string) []string {
 	return r.eng.NextHops(dest)
 }
 
+func (r *router) lookup(dest string) (routing.Route, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.eng.Lookup(dest)
+}
+
 func peerInfo(rt routing.Route, hops []string) PeerInfo {
 	p := PeerInfo{Name: rt.Dest, Reachable: rt.Reachable, NextHop: rt.NextHop, Cost: uint32(rt.Metric), Hops: rt.Hops, Seqno: rt.Seqno}
 	if !rt.Reachable {
@@ -188,14 +194,11 @@ func (n *Node) Peers() []PeerInfo {
 
 // Peer returns what routing knows of one node.
 func (n *Node) Peer(name string) (PeerInfo, bool) {
-	r := n.router
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	rt, ok := r.eng.Lookup(name)
+	rt, ok := n.router.lookup(name)
 	if !ok {
 		return PeerInfo{Name: name}, false
 	}
-	return peerInfo(rt, r.eng.NextHops(name)), true
+	return peerInfo(rt, n.router.nextHops(name)), true
 }
 
 // RoutingStats returns the routing engine's counters.

@@ -2,7 +2,6 @@ package simulate
 
 import (
 	"context"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -10,14 +9,9 @@ import (
 	"github.com/circuitmesh/circuitmesh/node"
 )
 
-// node.Config.PacketConn says "Close closes it", but a closed node leaves
-// the socket it was given open (the cluster closes it itself, see
-// quicBackend.release). Run with CIRCUITMESH_NODE_CONTRACTS=1 to check the
-// node package against its documentation.
+// node.Config.PacketConn says "Close closes it": a closed node must not
+// leave the socket it was given open.
 func TestNodeCloseClosesPacketConn(t *testing.T) {
-	if os.Getenv("CIRCUITMESH_NODE_CONTRACTS") == "" {
-		t.Skip("set CIRCUITMESH_NODE_CONTRACTS=1: node.Close does not close Config.PacketConn yet")
-	}
 	be, err := newQUICBackend("contract", 1)
 	if err != nil {
 		t.Fatal(err)
@@ -49,9 +43,6 @@ func TestNodeCloseClosesPacketConn(t *testing.T) {
 // races with the LinkDown that the peer's Close posts to it. Cluster.Close
 // closes in-memory nodes one at a time until this passes.
 func TestMemlinkConcurrentClose(t *testing.T) {
-	if os.Getenv("CIRCUITMESH_NODE_CONTRACTS") == "" {
-		t.Skip("set CIRCUITMESH_NODE_CONTRACTS=1 (and -race): memlink transports race when closed concurrently")
-	}
 	for range 20 {
 		c, err := NewCluster(Config{Backend: BackendMem})
 		if err != nil {
