@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -27,7 +28,18 @@ func faultyPair(t *testing.T, modA func(*QUICConfig)) (a, b *node, fc *faultConn
 }
 
 func TestKilledPeerDetected(t *testing.T) {
-	a, _, fc, la := faultyPair(t, nil)
+	a, b, fc, la := faultyPair(t, nil)
+	defer echo(acceptedLink(t, b, "a"))()
+	s, err := la.OpenStream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		_, _ = s.Write([]byte("x"))
+		_, err := io.ReadAll(s)
+		readErr <- err
+	}()
 	time.Sleep(300 * time.Millisecond) // a few healthy probes first
 	killed := time.Now()
 	_ = fc.Close()
@@ -37,9 +49,11 @@ func TestKilledPeerDetected(t *testing.T) {
 	if took > 2*time.Second {
 		t.Fatalf("detection took %v, want < 2s", took)
 	}
-	err := la.Err()
-	if !errors.Is(err, ErrLinkLost) || !strings.Contains(err.Error(), "probes missed") {
+	if err := la.Err(); !errors.Is(err, ErrLinkLost) || !strings.Contains(err.Error(), "probes missed") {
 		t.Fatalf("link error: %v", err)
+	}
+	if err := <-readErr; !errors.Is(err, ErrLinkLost) {
+		t.Fatalf("stream on the dead link: %v", err)
 	}
 	if ups, downs := a.rec.counts(); ups != 1 || downs != 1 {
 		t.Fatalf("%d LinkUp and %d LinkDown, want 1 and 1", ups, downs)
