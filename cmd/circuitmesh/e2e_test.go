@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -101,6 +102,7 @@ func (l *lab) try(args ...string) (string, error) {
 type daemon struct {
 	name, dir, addr string
 	cmd             *exec.Cmd
+	exited          chan struct{} // closed when the process ended
 	log             *syncBuffer
 	lab             *lab
 }
@@ -109,18 +111,26 @@ type daemon struct {
 // given) and runs its daemon with extra flags.
 func (l *lab) start(name, caDir string, extra ...string) *daemon {
 	l.t.Helper()
+	return l.startWith(nil, name, caDir, extra...)
+}
+
+// startWith is start with extra environment variables.
+func (l *lab) startWith(env []string, name, caDir string, extra ...string) *daemon {
+	l.t.Helper()
 	if caDir == "" {
 		caDir = l.ca
 	}
 	d := &daemon{name: name, dir: filepath.Join(l.dir, name), addr: freeUDP(l.t), log: &syncBuffer{}, lab: l}
 	l.cli("cert", "issue", name, "--ca-dir", caDir, "--out", d.dir)
+	exited := make(chan struct{})
 	args := append([]string{"run", "--data-dir", d.dir, "--listen", d.addr, "--log-level", "debug"}, extra...)
 	d.cmd = exec.Command(l.bin, args...)
+	d.exited = exited
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	d.cmd.Env = append(os.Environ(), env...)
 	if err := d.cmd.Start(); err != nil {
 		l.t.Fatal(err)
 	}
-	exited := make(chan struct{})
 	go func() {
 		d.cmd.Wait()
 		close(exited)
@@ -322,7 +332,10 @@ func TestE2EDiamondFailoverAfterKillingARelay(t *testing.T) {
 		"c": l.start("c", "", "--link", a.addr),
 	}
 	fwd := freeTCP(t)
-	l.start("d", "", "--link", relays["b"].addr, "--link", relays["c"].addr, "--expose", "web="+web)
+	d := l.start("d", "", "--link", relays["b"].addr, "--link", relays["c"].addr)
+	if out := d.cli("expose", "web", web); !strings.Contains(out, `exposed `+web+` as service "web"`) {
+		t.Fatalf("expose said %q", out)
+	}
 	a.cli("forward", fwd, "d/web")
 	a.waitRoute(t, "d", anyRoute)
 	for _, r := range []string{"b", "c"} {
@@ -358,7 +371,8 @@ func TestE2EDiamondFailoverAfterKillingARelay(t *testing.T) {
 
 func TestE2ENodeFromAnotherCAIsRefused(t *testing.T) {
 	l := newLab(t, "e2e")
-	a := l.start("a", "")
+	metrics := freeTCP(t)
+	a := l.start("a", "", "--metrics", metrics)
 	rogueCA := filepath.Join(l.dir, "rogue-ca")
 	l.cli("ca", "init", "--dir", rogueCA, "--mesh", "e2e")
 	x := l.start("x", rogueCA, "--link", a.addr)
@@ -376,6 +390,53 @@ func TestE2ENodeFromAnotherCAIsRefused(t *testing.T) {
 	}
 	if out := a.cli("links"); lineWith(out, "x") {
 		t.Fatalf("a has a link to the rogue node:\n%s", out)
+	}
+	resp, err := http.Get("http://" + metrics + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics endpoint: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`(?m)^circuitmesh_links_refused_total [1-9]`).Match(body) {
+		t.Fatalf("metrics do not count the refused link:\n%s", body)
+	}
+}
+
+func TestE2EDaemonShutsDownGracefullyAndExportsTraces(t *testing.T) {
+	l := newLab(t, "e2e")
+	b := l.start("b", "")
+	a := l.startWith([]string{"OTEL_TRACES_EXPORTER=console"}, "a", "", "--link", b.addr)
+	a.waitRoute(t, "b", anyRoute)
+	a.cli("ping", "b", "-c", "1")
+
+	// A second daemon on the same UDP port says so and exits 1.
+	out, err := l.try("run", "--data-dir", b.dir, "--admin", filepath.Join(l.dir, "other.sock"), "--listen", a.addr)
+	if err == nil || !strings.Contains(out, "address already in use") || !strings.Contains(out, "--listen") {
+		t.Fatalf("second daemon on %s: %v\n%s", a.addr, err, out)
+	}
+	// And one on the same admin socket too.
+	out, err = l.try("run", "--data-dir", a.dir, "--listen", freeUDP(t))
+	if err == nil || !strings.Contains(out, "a daemon is running with the admin socket") {
+		t.Fatalf("second daemon on a's admin socket: %v\n%s", err, out)
+	}
+
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not exit within 10s of SIGTERM")
+	}
+	if !a.cmd.ProcessState.Success() {
+		t.Fatalf("daemon exited with %v after SIGTERM\n%s", a.cmd.ProcessState, a.log.String())
+	}
+	if _, err := os.Stat(filepath.Join(a.dir, adminSocketName)); !os.IsNotExist(err) {
+		t.Fatalf("admin socket left behind after shutdown: %v", err)
+	}
+	if !strings.Contains(a.log.String(), `"TraceID"`) {
+		t.Fatalf("no span exported with OTEL_TRACES_EXPORTER=console:\n%s", a.log.String())
+	}
+	if lg := a.log.String(); !strings.Contains(lg, "shutting down") || !strings.Contains(lg, "msg=stopped") {
+		t.Fatalf("log does not show an orderly shutdown:\n%s", lg)
 	}
 }
 
