@@ -66,7 +66,7 @@ func startProc(name string, logTo io.Writer, args ...string) (*proc, error) {
 	p.enc = json.NewEncoder(p.stdin)
 	p.dec = json.NewDecoder(bufio.NewReader(stdout))
 	var ready reply
-	if err := p.read(&ready); err != nil {
+	if err := p.read("start", &ready); err != nil {
 		p.kill()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -74,9 +74,10 @@ func startProc(name string, logTo io.Writer, args ...string) (*proc, error) {
 	return p, nil
 }
 
-func (p *proc) read(rep *reply) error {
+// read reads one reply; op names what it answers.
+func (p *proc) read(op string, rep *reply) error {
 	if err := p.dec.Decode(rep); err != nil {
-		return fmt.Errorf("%s: no reply (%v); its log ends with:\n%s", p.name, err, p.stderr.String())
+		return fmt.Errorf("%s: no reply to %s (%v); its log ends with:\n%s", p.name, op, err, p.stderr.String())
 	}
 	if rep.Err != "" {
 		return fmt.Errorf("%s: %s", p.name, rep.Err)
@@ -84,13 +85,19 @@ func (p *proc) read(rep *reply) error {
 	return nil
 }
 
+// callTimeout bounds one request: a role that does not answer in time is
+// killed, so a stuck process cannot hang the suite.
+const callTimeout = 5 * time.Minute
+
 // call sends req and waits for the reply.
 func (p *proc) call(req request) (reply, error) {
 	var rep reply
 	if err := p.enc.Encode(req); err != nil {
 		return rep, fmt.Errorf("%s: send %s: %w", p.name, req.Op, err)
 	}
-	err := p.read(&rep)
+	timer := time.AfterFunc(callTimeout, p.kill)
+	defer timer.Stop()
+	err := p.read(req.Op, &rep)
 	return rep, err
 }
 
