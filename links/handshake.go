@@ -167,6 +167,7 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 		t.release(p)
 		return nil, handshakeErr(conn, "send ready", err)
 	}
+	stopDeadline()
 	_ = ctrl.SetDeadline(time.Time{})
 	return newQUICLink(t, conn, ctrl, peer, p), nil
 }
@@ -195,6 +196,7 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 		t.release(p)
 		return nil, handshakeErr(conn, "read ready", err)
 	}
+	stopDeadline()
 	_ = ctrl.SetDeadline(time.Time{})
 	return newQUICLink(t, conn, ctrl, peer, p), nil
 }

@@ -108,7 +108,7 @@ func (l *quicLink) OpenStream(ctx context.Context) (Stream, error) {
 	}
 	s, err := l.conn.OpenStreamSync(ctx)
 	if err != nil {
-		return nil, l.opErr("open stream", ctx, err)
+		return nil, l.opErr("open stream", err)
 	}
 	return newQUICStream(l, s), nil
 }
@@ -116,16 +116,14 @@ func (l *quicLink) OpenStream(ctx context.Context) (Stream, error) {
 func (l *quicLink) AcceptStream(ctx context.Context) (Stream, error) {
 	s, err := l.conn.AcceptStream(ctx)
 	if err != nil {
-		return nil, l.opErr("accept stream", ctx, err)
+		return nil, l.opErr("accept stream", err)
 	}
 	return newQUICStream(l, s), nil
 }
 
-// opErr maps an OpenStream/AcceptStream failure.
-func (l *quicLink) opErr(op string, ctx context.Context, err error) error {
-	if ctx.Err() != nil && !isConnErr(err) {
-		return fmt.Errorf("%s to %s: %w", op, l.hello.Node, err)
-	}
+// opErr maps an OpenStream/AcceptStream failure: the link's end wraps
+// ErrLinkLost, anything else (the caller's context) is kept as is.
+func (l *quicLink) opErr(op string, err error) error {
 	if isConnErr(err) {
 		return fmt.Errorf("%s to %s: %w: %w", op, l.hello.Node, ErrLinkLost, err)
 	}
