@@ -267,3 +267,27 @@ func TestInspectionWithoutDaemonSaysItIsNotRunning(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 }
+
+func TestRepeatableFlagsFromTheEnvironmentAreCommaSeparated(t *testing.T) {
+	t.Setenv("CIRCUITMESH_LINK", "10.0.0.2:4242,10.0.0.3:4242")
+	t.Setenv("CIRCUITMESH_INSECURE", "true")
+	t.Setenv("CIRCUITMESH_NAME", "env-node")
+	d, err := parseRun(t, "--data-dir", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.node.Name != "env-node" || len(d.node.StaticLinks) != 2 {
+		t.Fatalf("from the environment: name %q, links %v", d.node.Name, d.node.StaticLinks)
+	}
+}
+
+func TestInspectionCommandsReadTheDaemonsConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "state")
+	// The daemon's file names flags `peers` does not have; they are ignored.
+	cfg := writeFile(t, dir, "node.conf", "data-dir = "+dataDir+"\nlisten = 0.0.0.0:4242\nlink = 10.0.0.2:4242\n")
+	code, _, stderr := cm(t, "peers", "--config", cfg)
+	if code != 1 || !strings.Contains(stderr, filepath.Join(dataDir, "admin.sock")) {
+		t.Fatalf("peers --config: exit %d, %q; want it to look for the socket in the file's data dir", code, stderr)
+	}
+}
