@@ -40,7 +40,11 @@ type results struct {
 	// IdleCircuitBytes is the relay's heap+stack in use per idle circuit
 	// held open through it.
 	IdleCircuitBytes float64 `json:"idle_circuit_bytes_at_relay"`
-	IdleCircuits     int     `json:"idle_circuits"`
+	// IdleCircuitStackBytes and IdleCircuitGoroutines are the stack share
+	// of that figure and the goroutines per idle circuit at the relay.
+	IdleCircuitStackBytes float64 `json:"idle_circuit_stack_bytes_at_relay"`
+	IdleCircuitGoroutines float64 `json:"idle_circuit_goroutines_at_relay"`
+	IdleCircuits          int     `json:"idle_circuits"`
 	// QUICStreamBytes is the heap+stack per idle quic-go stream at the
 	// accepting end (a goroutine blocked reading each stream).
 	QUICStreamBytes float64 `json:"quic_stream_bytes"`
@@ -187,7 +191,9 @@ func (r *results) printTable(w io.Writer) {
 	for _, k := range []string{"direct", "k0", "k1", "k2"} {
 		fmt.Fprintf(w, " %s %.0f/%.0f", k, r.RTTUS[k][0], r.RTTUS[k][1])
 	}
-	fmt.Fprintf(w, "\nreroute ms per run: %v; with pinned costs (feasible alternate): %.0f\n", r.RerouteRuns, r.RerouteMSPinned)
+	fmt.Fprintf(w, "\nidle circuit at the relay: %.0f bytes of which %.0f stack, %.1f goroutines\n",
+		r.IdleCircuitBytes, r.IdleCircuitStackBytes, r.IdleCircuitGoroutines)
+	fmt.Fprintf(w, "reroute ms per run: %v; with pinned costs (feasible alternate): %.0f\n", r.RerouteRuns, r.RerouteMSPinned)
 	for _, e := range r.RerouteErrors {
 		fmt.Fprintf(w, "reroute failure: %s\n", e)
 	}

@@ -304,30 +304,35 @@ func (s *suite) hopRTT() error {
 // accepting quic-go endpoint hold for them.
 func (s *suite) idleMemory() error {
 	s.progress("memory: %d idle circuits through a relay, %d idle quic-go streams", s.o.Idle, s.o.Idle)
-	per := func(meter, opener *proc, peer string) (float64, error) {
+	// per returns the memory, stack and goroutines per idle stream that
+	// meter holds while opener holds o.Idle streams to peer through or to it.
+	per := func(meter, opener *proc, peer string) (mem, stack, goroutines float64, err error) {
 		before, err := meter.call(request{Op: "mem"})
 		if err != nil {
-			return 0, err
+			return 0, 0, 0, err
 		}
 		if _, err := opener.call(request{Op: "hold", Peer: peer, Count: s.o.Idle, Conc: 32}); err != nil {
-			return 0, err
+			return 0, 0, 0, err
 		}
 		after, err := meter.call(request{Op: "mem"})
 		if err != nil {
-			return 0, err
+			return 0, 0, 0, err
 		}
 		if _, err := opener.call(request{Op: "release"}); err != nil {
-			return 0, err
+			return 0, 0, 0, err
 		}
 		s.progress("  %s: heap+stack %d → %d bytes (stack %d → %d), %d → %d goroutines", meter.name,
 			before.MemBytes, after.MemBytes, before.StackBytes, after.StackBytes, before.Goroutines, after.Goroutines)
-		return (float64(after.MemBytes) - float64(before.MemBytes)) / float64(s.o.Idle), nil
+		delta := func(a, b uint64) float64 { return (float64(b) - float64(a)) / float64(s.o.Idle) }
+		return delta(before.MemBytes, after.MemBytes), delta(before.StackBytes, after.StackBytes),
+			delta(uint64(before.Goroutines), uint64(after.Goroutines)), nil
 	}
 	var err error
-	if s.res.IdleCircuitBytes, err = per(s.line[1], s.line[0], "n2"); err != nil {
+	r := s.res
+	if r.IdleCircuitBytes, r.IdleCircuitStackBytes, r.IdleCircuitGoroutines, err = per(s.line[1], s.line[0], "n2"); err != nil {
 		return err
 	}
-	s.res.QUICStreamBytes, err = per(s.qs, s.qc, "")
+	r.QUICStreamBytes, _, _, err = per(s.qs, s.qc, "")
 	return err
 }
 
