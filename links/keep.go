@@ -41,14 +41,14 @@ func (t *QUICTransport) Keep(addr string) (stop func()) {
 }
 
 func (t *QUICTransport) keep(ctx context.Context, addr string) {
-	backoff := keepMinBackoff
+	var b backoff
 	for {
 		l, err := t.Dial(ctx, addr)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			t.cfg.Logger.Debug("static link dial failed", "addr", addr, "err", err, "retry", backoff)
+			t.cfg.Logger.Debug("static link dial failed", "addr", addr, "err", err)
 		} else {
 			up := time.Now()
 			select {
@@ -57,16 +57,28 @@ func (t *QUICTransport) keep(ctx context.Context, addr string) {
 			case <-l.Done():
 			}
 			if time.Since(up) >= keepGoodLink {
-				backoff = keepMinBackoff
+				b.reset()
 			}
 		}
-		// Full jitter in [backoff/2, backoff].
-		wait := backoff/2 + rand.N(backoff/2+1)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-time.After(b.next()):
 		}
-		backoff = min(2*backoff, keepMaxBackoff)
 	}
 }
+
+// backoff is exponential backoff with jitter: each wait is drawn from
+// [d/2, d], and d doubles from keepMinBackoff up to keepMaxBackoff.
+type backoff struct{ d time.Duration }
+
+func (b *backoff) next() time.Duration {
+	if b.d == 0 {
+		b.d = keepMinBackoff
+	}
+	wait := b.d/2 + rand.N(b.d/2+1)
+	b.d = min(2*b.d, keepMaxBackoff)
+	return wait
+}
+
+func (b *backoff) reset() { b.d = 0 }

@@ -13,6 +13,8 @@ type faultConn struct {
 	net.PacketConn
 	delay atomic.Int64 // nanoseconds added to every datagram sent
 	cut   atomic.Bool  // drop every datagram sent
+	loss  atomic.Int32 // drop one in loss datagrams sent (0: none)
+	sent  atomic.Int32
 	q     chan delayed
 	stop  chan struct{}
 	once  sync.Once
@@ -40,6 +42,9 @@ func (c *faultConn) setDelay(d time.Duration) { c.delay.Store(int64(d)) }
 
 func (c *faultConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if c.cut.Load() {
+		return len(b), nil
+	}
+	if n := c.loss.Load(); n > 0 && c.sent.Add(1)%n == 0 {
 		return len(b), nil
 	}
 	d := time.Duration(c.delay.Load())
