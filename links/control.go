@@ -15,7 +15,7 @@ func (l *quicLink) readLoop() {
 			l.readFailed(err)
 			return
 		}
-		l.lastHeard.Store(time.Now().UnixNano())
+		l.heard(time.Now())
 		switch f.typ {
 		case frameRouting:
 			l.event(func() { l.t.cfg.Handler.Routing(l, f.payload) })
@@ -40,6 +40,17 @@ func (l *quicLink) readLoop() {
 			return
 		case frameHello, frameReady:
 			l.protocolError(fmt.Errorf("unexpected frame type %#x after the handshake: %w", f.typ, errBadFrame))
+			return
+		}
+	}
+}
+
+// heard records a sign of life at t (never moving backwards).
+func (l *quicLink) heard(t time.Time) {
+	n := t.UnixNano()
+	for {
+		old := l.lastHeard.Load()
+		if n <= old || l.lastHeard.CompareAndSwap(old, n) {
 			return
 		}
 	}
@@ -101,6 +112,7 @@ func (l *quicLink) probeLoop() {
 	defer tick.Stop()
 	deadAfter := time.Duration(cfg.ProbeMisses) * cfg.ProbeInterval
 	var seq uint64
+	prev := time.Now()
 	for {
 		select {
 		case <-l.done:
@@ -108,10 +120,12 @@ func (l *quicLink) probeLoop() {
 		case now := <-tick.C:
 			// Packets arriving also prove the peer alive: under heavy
 			// load a probe reply may queue behind circuit data.
+			// They arrived after the previous tick: count them from then.
 			if recv := l.conn.ConnectionStats().PacketsReceived; recv != l.lastRecv {
 				l.lastRecv = recv
-				l.lastHeard.Store(now.UnixNano())
+				l.heard(prev)
 			}
+			prev = now
 			silent := now.Sub(time.Unix(0, l.lastHeard.Load()))
 			if silent > deadAfter {
 				reason := fmt.Sprintf("no answer from %s for %v (%d probes missed)", l.hello.Node, silent.Round(time.Millisecond), cfg.ProbeMisses)
