@@ -254,6 +254,15 @@ func (e *Engine) Lookup(dest string) (Route, bool) {
 	return o.route, o.route.Reachable
 }
 
+// NextHop returns the neighbour to forward to for dest, and whether dest
+// is reachable. It is the cheap form of Lookup for forwarding.
+func (e *Engine) NextHop(dest string) (string, bool) {
+	if o, ok := e.origins[dest]; ok && o.sel != nil {
+		return o.sel.name, true
+	}
+	return "", false
+}
+
 // NextHops returns the neighbours through which dest can be reached without
 // risk of a loop: the selected next hop first, then feasible alternates by
 // increasing metric. It is empty when dest is unreachable (or is Self).

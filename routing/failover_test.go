@@ -19,8 +19,7 @@ func untilAll(t *testing.T, n *routingtest.Network, limit time.Duration, cond fu
 		if n.Now.Sub(start) > limit {
 			t.Fatalf("condition not met within %v", limit)
 		}
-		n.StepRound()
-		checkLoopFree(t, n)
+		stepChecked(t, n, 1)
 	}
 	return n.Now.Sub(start)
 }

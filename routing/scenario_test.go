@@ -178,7 +178,7 @@ func (s *scenario) exec(f []string) error {
 		if !ok {
 			return fmt.Errorf("not quiet after %d rounds", r)
 		}
-		checkLoopFree(s.t, s.n)
+		checkLoopFree(s.t, s.n, nil)
 		fmt.Fprintf(&s.out, "quiet after %d rounds\n", r)
 	case "advance":
 		d, err := time.ParseDuration(arg(1))

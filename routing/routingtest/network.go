@@ -2,6 +2,7 @@ package routingtest
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -64,6 +65,7 @@ type Network struct {
 	isolated map[string]bool
 	inflight []envelope
 	seq      int
+	changed  map[string]bool
 }
 
 // New returns an empty network whose randomness comes from seed.
@@ -76,6 +78,7 @@ func New(seed int64) *Network {
 		leaf:     make(map[string]bool),
 		links:    make(map[Edge]*link),
 		isolated: make(map[string]bool),
+		changed:  make(map[string]bool),
 	}
 }
 
@@ -255,8 +258,9 @@ func (n *Network) drain(node string) {
 		return
 	}
 	rd := e.Ready()
-	if n.OnEvent != nil {
-		for _, ev := range rd.Events {
+	for _, ev := range rd.Events {
+		n.changed[ev.Dest] = true
+		if n.OnEvent != nil {
 			n.OnEvent(node, ev)
 		}
 	}
@@ -269,6 +273,15 @@ func (n *Network) drain(node string) {
 		n.seq++
 		n.inflight = append(n.inflight, envelope{from: node, to: m.To, payload: m.Payload, due: n.Round + delay, seq: n.seq})
 	}
+}
+
+// TakeChanged returns the destinations whose route changed at some node
+// (any event) since the previous call, sorted. A check of loop freedom
+// needs to look only at these.
+func (n *Network) TakeChanged() []string {
+	out := slices.Sorted(maps.Keys(n.changed))
+	clear(n.changed)
+	return out
 }
 
 // InFlight returns the number of undelivered messages.
