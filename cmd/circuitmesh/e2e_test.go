@@ -435,7 +435,7 @@ func TestE2EDaemonShutsDownGracefullyAndExportsTraces(t *testing.T) {
 	if !strings.Contains(a.log.String(), `"TraceID"`) {
 		t.Fatalf("no span exported with OTEL_TRACES_EXPORTER=console:\n%s", a.log.String())
 	}
-	if lg := a.log.String(); !strings.Contains(lg, "shutting down") || !strings.Contains(lg, "msg=stopped") {
+	if lg := a.log.String(); !strings.Contains(lg, "shutting down:") || !strings.Contains(lg, "msg=stopped") {
 		t.Fatalf("log does not show an orderly shutdown:\n%s", lg)
 	}
 }

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -57,9 +59,6 @@ Example:
 func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 	log := newLogger(logw, d.level, d.json)
 	d.node.Logger = log
-	if d.node.Insecure {
-		log.Warn("INSECURE MODE: throwaway identity, every peer is accepted without a CA; do not use outside development")
-	}
 	tp, shutdownTracing, err := tracerProvider(ctx, d.node.Name)
 	if err != nil {
 		return err
@@ -69,6 +68,9 @@ func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 		d.node.TracerProvider = tp
 	}
 
+	if err := os.MkdirAll(filepath.Dir(d.admin), 0o700); err != nil {
+		return fmt.Errorf("admin socket directory: %w", err)
+	}
 	adminLn, err := admin.Listen(d.admin)
 	if err != nil {
 		return err
@@ -110,7 +112,7 @@ func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down", "grace", "circuits get the node's grace period")
+		log.Info("shutting down: open circuits get the grace period to finish")
 	case err := <-served:
 		if err != nil {
 			return fmt.Errorf("admin API: %w", err)
