@@ -40,4 +40,4 @@ demo:
 	$(GO) run ./cmd/circuitmesh demo
 
 clean:
-	rm -rf bin
+	rm -f $(BIN)
