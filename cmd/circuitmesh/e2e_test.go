@@ -266,7 +266,8 @@ func fetch(url string, timeout time.Duration) ([32]byte, int64, error) {
 func TestE2ELineForwardsHTTPThroughTwoRelays(t *testing.T) {
 	l := newLab(t, "e2e")
 	web, wantSum := bodyServer(t, 32<<20)
-	a := l.start("a", "")
+	fwd := freeTCP(t)
+	a := l.start("a", "", "--forward", fwd+"=d/web")
 	b := l.start("b", "", "--link", a.addr)
 	c := l.start("c", "", "--link", b.addr)
 	d := l.start("d", "", "--link", c.addr, "--expose", "web="+web)
@@ -275,9 +276,8 @@ func TestE2ELineForwardsHTTPThroughTwoRelays(t *testing.T) {
 	if route.NextHop != "b" || route.Hops != 3 {
 		t.Fatalf("a's route to d: %+v, want via b in 3 hops", route)
 	}
-	fwd := freeTCP(t)
-	if out := a.cli("forward", fwd, "d/web"); !strings.Contains(out, "forwarding "+fwd+" to d/web") {
-		t.Fatalf("forward said %q", out)
+	if out := a.cli("services"); !lineWith(out, fwd, "d/web") {
+		t.Fatalf("`services` on a does not list the forward from --forward:\n%s", out)
 	}
 
 	start := time.Now()
@@ -336,7 +336,9 @@ func TestE2EDiamondFailoverAfterKillingARelay(t *testing.T) {
 	if out := d.cli("expose", "web", web); !strings.Contains(out, `exposed `+web+` as service "web"`) {
 		t.Fatalf("expose said %q", out)
 	}
-	a.cli("forward", fwd, "d/web")
+	if out := a.cli("forward", fwd, "d/web"); !strings.Contains(out, "forwarding "+fwd+" to d/web") {
+		t.Fatalf("forward said %q", out)
+	}
 	a.waitRoute(t, "d", anyRoute)
 	for _, r := range []string{"b", "c"} {
 		relays[r].waitRoute(t, "d", func(p node.PeerInfo) bool { return p.Hops == 1 })
