@@ -485,3 +485,16 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestE2EGossipDiscoveryLinksNodesWithoutStaticLinks(t *testing.T) {
+	l := newLab(t, "e2e")
+	key := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes
+	ga, gb := freeTCP(t), freeTCP(t)
+	a := l.start("a", "", "--gossip", ga, "--gossip-key", key)
+	b := l.start("b", "", "--gossip", gb, "--join", ga, "--gossip-key", key)
+	a.waitRoute(t, "b", anyRoute)
+	b.waitRoute(t, "a", anyRoute)
+	if st := b.cli("status"); !strings.Contains(st, gb) {
+		t.Fatalf("status does not show the gossip address %s:\n%s", gb, st)
+	}
+}
