@@ -62,10 +62,11 @@ Example:
 }
 
 type demo struct {
-	w     io.Writer
-	log   *slog.Logger
-	size  int
-	nodes map[string]*node.Node
+	w       io.Writer
+	log     *slog.Logger
+	size    int
+	nodes   map[string]*node.Node
+	sockets map[string]*net.UDPConn // each node's UDP socket, so a relay can crash
 }
 
 func (d *demo) run(ctx context.Context) error {
@@ -96,14 +97,13 @@ func (d *demo) run(ctx context.Context) error {
 		return fmt.Errorf("circuit took path %v, expected at least two relays", path)
 	}
 	relay := path[1]
-	fmt.Fprintf(d.w, "killing relay %s\n", relay)
+	fmt.Fprintf(d.w, "killing relay %s (its socket closes: no goodbye, as if the process died)\n", relay)
 	killed := time.Now()
-	d.nodes[relay].Close()
-	delete(d.nodes, relay)
+	d.sockets[relay].Close()
 	if _, err := waitRoute(ctx, a, "e", func(p node.PeerInfo) bool { return p.NextHop != relay }); err != nil {
 		return err
 	}
-	fmt.Fprintf(d.w, "a rerouted to e in %s\n", fmtDuration(time.Since(killed)))
+	fmt.Fprintf(d.w, "a detected the dead relay and rerouted to e in %s\n", fmtDuration(time.Since(killed)))
 	path2, err := d.transfer(ctx, a)
 	if err != nil {
 		return err
@@ -122,19 +122,25 @@ func (d *demo) start(ctx context.Context) error {
 		return err
 	}
 	d.nodes = map[string]*node.Node{}
+	d.sockets = map[string]*net.UDPConn{}
 	for _, name := range demoNodes {
 		id, err := ca.Issue(name, time.Hour)
 		if err != nil {
 			return err
 		}
-		n, err := node.New(node.Config{Identity: id, Logger: d.log, GracePeriod: 200 * time.Millisecond})
+		pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return fmt.Errorf("node %s: %w", name, err)
+		}
+		d.sockets[name] = pc
+		n, err := node.New(node.Config{Identity: id, Logger: d.log, GracePeriod: 200 * time.Millisecond, PacketConn: pc})
 		if err != nil {
 			return err
 		}
+		d.nodes[name] = n
 		if err := n.Start(ctx); err != nil {
 			return fmt.Errorf("start node %s: %w", name, err)
 		}
-		d.nodes[name] = n
 	}
 	for _, l := range demoLinks {
 		if err := d.nodes[l[0]].Link(ctx, d.nodes[l[1]].Addr().String()); err != nil {
@@ -150,8 +156,12 @@ func (d *demo) start(ctx context.Context) error {
 }
 
 func (d *demo) close() {
-	for _, n := range d.nodes {
-		n.Close()
+	for name, n := range d.nodes {
+		n.Close() // closes its socket too
+		delete(d.sockets, name)
+	}
+	for _, pc := range d.sockets {
+		pc.Close()
 	}
 }
 
