@@ -72,15 +72,8 @@ func TestThroughRouterBothDirections(t *testing.T) {
 	if err := roundTrip(t, c.nodes["b"], "a", "svc", []byte("hello a")); err != nil {
 		t.Fatal(err)
 	}
-	// The destination sees the authenticated source and the path.
-	conn, err := c.nodes["a"].DialWith(ctxT(t, 5*time.Second), "b", EchoService, DialOptions{RecordPath: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if got := fmt.Sprint(conn.Path()); got != "[a r b]" {
-		t.Fatalf("path = %s, want [a r b]", got)
-	}
+	// The caller sees the path and the destination's address.
+	conn := dialPath(t, c.nodes["a"], "b", "[a r b]")
 	if got := conn.RemoteAddr().String(); got != "b/echo" {
 		t.Fatalf("caller's RemoteAddr = %s, want b/echo", got)
 	}
@@ -104,14 +97,7 @@ func TestLeafIsNeverTransit(t *testing.T) {
 	// Add a router path: traffic takes it, never the leaf.
 	c.build("a-r", "r-b")
 	c.waitRoute("a", "b", 2)
-	conn, err := c.nodes["a"].DialWith(ctxT(t, 5*time.Second), "b", EchoService, DialOptions{RecordPath: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if got := fmt.Sprint(conn.Path()); got != "[a r b]" {
-		t.Fatalf("path = %s, want [a r b]", got)
-	}
+	dialPath(t, c.nodes["a"], "b", "[a r b]")
 	// The leaf itself reaches everyone and is reachable.
 	if err := roundTrip(t, c.nodes["l"], "r", EchoService, []byte("x")); err != nil {
 		t.Fatalf("leaf to r: %v", err)
@@ -216,4 +202,19 @@ func TestLineBulkHalfClose(t *testing.T) {
 	if got != <-srvSent {
 		t.Fatal("client received a different payload")
 	}
+}
+
+// dialPath dials to's echo service recording the path, checks the path
+// and returns the circuit (closed at the end of the test).
+func dialPath(t *testing.T, from *Node, to, want string) Conn {
+	t.Helper()
+	conn, err := from.DialWith(ctxT(t, 5*time.Second), to, EchoService, DialOptions{RecordPath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if got := fmt.Sprint(conn.Path()); got != want {
+		t.Fatalf("path = %s, want %s", got, want)
+	}
+	return conn
 }
