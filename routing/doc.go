@@ -20,7 +20,8 @@
 //     the link are withdrawn in that very call.
 //  2. Deliver every routing message: after each call, drain Ready and send
 //     each Message.Payload to neighbour Message.To over the link's control
-//     stream, in order; on the other side pass it to Receive with the
+//     stream, in order (reordering is safe but costs extra seqno
+//     requests); on the other side pass it to Receive with the
 //     authenticated name of the sending neighbour. Messages may be lost or
 //     arrive after a LinkDown (Receive then returns ErrUnknownNeighbour);
 //     the engine copes through periodic refreshes and seqno requests.
@@ -45,6 +46,21 @@
 // by more than Config.Hysteresis, so jittering link costs do not flap
 // routes. A route's next hop is told the route has infinite metric (poison
 // reverse).
+//
+// Guarantees checked by the tests on seeded random graphs of up to 1000
+// nodes, driven by package routingtest: next hops never form a loop at any
+// step; once messages stop, every metric equals the shortest path on the
+// live graph (with Hysteresis 0; otherwise within the margin per hop);
+// after a node dies every other node marks it unreachable within 3×H+2
+// update rounds, H being the longest route toward it in hops (measured:
+// at most 2×H+3), with no metric ever exceeding the largest pre-death
+// metric plus two link costs; a partition heals to shortest paths.
+//
+// Lookups: Lookup gives the route (reachable, metric, next hop, hops),
+// NextHop is its cheap form for forwarding, NextHops adds the loop-free
+// alternates for immediate failover when opening a stream on the best link
+// fails, and Routes lists the table (Self excluded; Lookup(Self) is a
+// reachable route with metric 0).
 //
 // Metrics are additive link costs; one unit is 10 µs of round-trip time
 // (links floor a link at 10 units). Config.Infinity (default 2^24-1) means
