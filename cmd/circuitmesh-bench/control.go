@@ -46,7 +46,11 @@ type reply struct {
 	Goroutines int                `json:"goroutines,omitempty"`
 	Path       []string           `json:"path,omitempty"`
 	Held       int                `json:"held,omitempty"` // idle streams accepted and kept
-	Routes     []node.PeerInfo    `json:"routes,omitempty"`
+	// RouteLosses counts dials refused for lack of a route after routes
+	// had converged; LastRouteLoss is the last such refusal.
+	RouteLosses   int             `json:"route_losses,omitempty"`
+	LastRouteLoss string          `json:"last_route_loss,omitempty"`
+	Routes        []node.PeerInfo `json:"routes,omitempty"`
 }
 
 // handler executes one request in a role process.

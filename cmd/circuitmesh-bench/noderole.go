@@ -11,8 +11,10 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/circuitmesh/circuitmesh/node"
@@ -152,9 +154,11 @@ func applyTuning(cfg *node.Config, t tuning) {
 }
 
 type nodeRunner struct {
-	n        *node.Node
-	held     holder // circuits this node opened with "hold"
-	accepted holder // circuits accepted by the hold service
+	n           *node.Node
+	routeLosses atomic.Int64 // dials refused for lack of a route
+	lastLoss    atomic.Value // the last such refusal (string)
+	held        holder       // circuits this node opened with "hold"
+	accepted    holder       // circuits accepted by the hold service
 }
 
 // serve publishes service and runs fn on every accepted circuit.
@@ -175,8 +179,34 @@ func (r *nodeRunner) serve(service string, fn func(net.Conn)) error {
 	return nil
 }
 
+// routeWait bounds how long a dial waits for a lost route to come back.
+const routeWait = 5 * time.Second
+
+// dial opens a circuit. Routes converge before the suite measures, so a
+// refusal for lack of a route means routing withdrew a route that exists:
+// dial counts it and tries again while routeWait allows.
 func (r *nodeRunner) dial(ctx context.Context, peer, service string, early bool) (stream, error) {
-	return r.n.DialWith(ctx, peer, service, node.DialOptions{Early: early})
+	deadline := time.Now().Add(routeWait)
+	for {
+		c, err := r.n.DialWith(ctx, peer, service, node.DialOptions{Early: early})
+		if err == nil {
+			return c, nil
+		}
+		if !r.routeLost(err) || time.Now().After(deadline) {
+			return nil, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// routeLost counts err if it is a refusal for lack of a route.
+func (r *nodeRunner) routeLost(err error) bool {
+	if !errors.Is(err, circuit.ErrNoRoute) {
+		return false
+	}
+	r.routeLosses.Add(1)
+	r.lastLoss.Store(err.Error())
+	return true
 }
 
 func (r *nodeRunner) handle(req request) (reply, error) {
@@ -192,7 +222,7 @@ func (r *nodeRunner) handle(req request) (reply, error) {
 		defer c.Close()
 		return timedSend(c, req.Bytes)
 	case "open-echo":
-		s, err := openEcho(req.Count, func() (stream, error) { return r.dial(ctx, req.Peer, node.EchoService, true) })
+		s, err := openEcho(req.Count, func() (stream, error) { return r.dial(ctx, req.Peer, node.EchoService, true) }, r.routeLost)
 		return reply{Samples: map[string][]int64{req.Peer: s}}, err
 	case "ping":
 		streams := map[string]stream{}
@@ -225,6 +255,9 @@ func (r *nodeRunner) handle(req request) (reply, error) {
 		}
 		defer c.Close()
 		return reply{Path: c.Path()}, echoOnce(c)
+	case "route-losses":
+		last, _ := r.lastLoss.Load().(string)
+		return reply{RouteLosses: int(r.routeLosses.Load()), LastRouteLoss: last}, nil
 	case "held":
 		return reply{Held: r.accepted.len()}, nil
 	case "routes":

@@ -183,7 +183,7 @@ func (q *quicRunner) handle(req request) (reply, error) {
 		defer s.Close()
 		return timedSend(s, req.Bytes)
 	case "open-echo":
-		s, err := openEcho(req.Count, func() (stream, error) { return q.open(ctx, modeEcho) })
+		s, err := openEcho(req.Count, func() (stream, error) { return q.open(ctx, modeEcho) }, nil)
 		return reply{Samples: map[string][]int64{"direct": s}}, err
 	case "ping":
 		s, err := q.open(ctx, modeEcho)

@@ -61,12 +61,16 @@ type results struct {
 	ThroughputMBps map[string]float64 `json:"throughput_mb_s"`
 	// CPUSecondsPerGB: "direct" is sender+receiver, "relay" the k=1 relay.
 	CPUSecondsPerGB map[string]float64 `json:"cpu_s_per_gb"`
-	TransferBytes   int64              `json:"transfer_bytes"`
-	Rounds          int                `json:"rounds"`
-	Quick           bool               `json:"quick"`
-	Tuning          tuning             `json:"tuning"`
-	Machine         machine            `json:"machine"`
-	Seconds         float64            `json:"seconds"`
+	// RouteLosses counts dials from n0 refused for lack of a route after
+	// routes had converged (each retried); LastRouteLoss is the last one.
+	RouteLosses   int     `json:"route_losses"`
+	LastRouteLoss string  `json:"last_route_loss,omitempty"`
+	TransferBytes int64   `json:"transfer_bytes"`
+	Rounds        int     `json:"rounds"`
+	Quick         bool    `json:"quick"`
+	Tuning        tuning  `json:"tuning"`
+	Machine       machine `json:"machine"`
+	Seconds       float64 `json:"seconds"`
 }
 
 type machine struct {
@@ -196,6 +200,9 @@ func (r *results) printTable(w io.Writer) {
 	fmt.Fprintf(w, "reroute ms per run: %v; with pinned costs (feasible alternate): %.0f\n", r.RerouteRuns, r.RerouteMSPinned)
 	for _, e := range r.RerouteErrors {
 		fmt.Fprintf(w, "reroute failure: %s\n", e)
+	}
+	if r.RouteLosses > 0 {
+		fmt.Fprintf(w, "routing withdrew live routes: %d dials refused and retried; last: %s\n", r.RouteLosses, r.LastRouteLoss)
 	}
 	fmt.Fprintf(w, "transfers %d MiB × %d rounds; %d idle circuits; machine: %d cores, %s, quic-go %s, GSO %v, kernel %s; %.0fs\n",
 		r.TransferBytes>>20, r.Rounds, r.IdleCircuits, r.Machine.Cores, r.Machine.GoVersion, r.Machine.QUICGo, r.Machine.GSO, r.Machine.Kernel, r.Seconds)

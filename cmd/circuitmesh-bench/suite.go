@@ -109,7 +109,9 @@ func (s *suite) runLine() (err error) {
 			return err
 		}
 	}
-	return nil
+	rep, err := s.line[0].call(request{Op: "route-losses"})
+	s.res.RouteLosses, s.res.LastRouteLoss = rep.RouteLosses, rep.LastRouteLoss
+	return err
 }
 
 func (s *suite) stopLine() error {

@@ -100,18 +100,21 @@ func echoOnce(s stream) error {
 
 // openEcho times count rounds of: open a stream with open, echo one byte,
 // close it. open must not wait for the far end: the byte travels with the
-// open, so a round is one end-to-end round trip.
-func openEcho(count int, open func() (stream, error)) ([]int64, error) {
+// open, so a round is one end-to-end round trip. A round that fails with
+// an error retry accepts is done again (the caller counts those).
+func openEcho(count int, open func() (stream, error), retry func(error) bool) ([]int64, error) {
 	out := make([]int64, 0, count)
-	for range count {
+	for len(out) < count {
 		t := time.Now()
 		s, err := open()
-		if err != nil {
-			return nil, err
+		if err == nil {
+			err = echoOnce(s)
+			s.Close()
 		}
-		err = echoOnce(s)
 		d := time.Since(t)
-		s.Close()
+		if err != nil && retry != nil && retry(err) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
