@@ -78,7 +78,9 @@ func (e *Engine) nextPeriod(t time.Duration) time.Duration {
 // LinkUp reports a link to neighbour with the given cost (clamped to at
 // least 1). The neighbour becomes reachable directly at once. A leaf
 // neighbour is never used as transit. Calling LinkUp for a neighbour that is
-// already up updates its cost and leaf flag.
+// already up updates its cost and leaf flag. If the table is full
+// (Config.MaxRoutes) the neighbour is not added as a destination (counted
+// in Stats.RefusedOrigins), but messages still flow over the link.
 func (e *Engine) LinkUp(now time.Time, neighbour string, cost Metric, leaf bool) {
 	t := e.at(now)
 	if neighbour == "" || neighbour == e.cfg.Self || len(neighbour) > MaxNameLen {

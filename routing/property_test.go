@@ -11,10 +11,15 @@ import (
 	"github.com/circuitmesh/circuitmesh/routing/routingtest"
 )
 
-// sizes returns the graph sizes to test: small in -short mode.
+// sizes returns the graph size to test: small in -short mode, at most
+// twice that under the race detector (which slows the engine about
+// tenfold), full otherwise.
 func sizes(short, full int) int {
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		return short
+	case raceEnabled:
+		return min(full, 2*short)
 	}
 	return full
 }
@@ -156,7 +161,7 @@ func deathBound(depth int) int { return 3*depth + 2 }
 // TestPropertyPartitionHeal: a partition leaves each side with shortest
 // paths inside it and the other side unreachable; healing reconverges.
 func TestPropertyPartitionHeal(t *testing.T) {
-	spec := graphSpec{nodes: sizes(150, 1000), avgDegree: 3.5, seed: 51}
+	spec := graphSpec{nodes: sizes(150, 500), avgDegree: 3.5, seed: 51}
 	n := buildRandom(t, spec, propCfg())
 	runChecked(t, n, 2000)
 	names := n.Names()

@@ -204,7 +204,7 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 		e.emit(Event{Kind: NextHopChanged, Dest: o.name, Reachable: true, Route: nr})
 	case old.Seqno != nr.Seqno || oldSeq != o.selSeq:
 		trigger = true
-	case absDiff(old.Metric, nr.Metric) > e.cfg.Hysteresis:
+	case absDiff(old.Metric, nr.Metric) > e.cfg.Hysteresis, old.Hops != nr.Hops:
 		trigger = true
 	}
 	if trigger && o.advertisable() {
