@@ -125,6 +125,13 @@ func (l *quicLink) probeLoop() {
 				l.lastRecv = recv
 				l.heard(prev)
 			}
+			// A tick that comes late means this process was not scheduled
+			// (CPU starvation): it cannot tell a silent peer from its own
+			// stall, so the peer gets a fresh window from now. A dead peer
+			// is then detected one window after the stall, never falsely.
+			if now.Sub(prev) > 2*cfg.ProbeInterval {
+				l.heard(now)
+			}
 			prev = now
 			silent := now.Sub(time.Unix(0, l.lastHeard.Load()))
 			if silent > deadAfter {

@@ -103,8 +103,10 @@ func TestCostFollowsLatency(t *testing.T) {
 	if last.Cost != q.Cost {
 		t.Fatalf("last CostChanged said %d, Quality says %d", last.Cost, q.Cost)
 	}
-	// The pinned side saw the latency but reports its pinned cost.
-	if q := la.Quality(); q.Cost != 500 || q.RTT < 30*time.Millisecond {
+	// The pinned side saw the latency but reports its pinned cost. (QUIC
+	// subtracts the peer's reported ACK delay from RTT samples, so the
+	// smoothed RTT may sit a little under the 30 ms injected.)
+	if q := la.Quality(); q.Cost != 500 || q.RTT < 25*time.Millisecond {
 		t.Fatalf("pinned side quality %+v", q)
 	}
 	a.rec.mu.Lock()
