@@ -141,9 +141,15 @@ func (r *router) flushLocked() {
 		if ev.Dest == r.n.cfg.Name {
 			continue
 		}
-		kind := PeerDown
-		if ev.Reachable {
+		var kind EventKind
+		switch ev.Kind {
+		case routing.PeerUp:
 			kind = PeerUp
+		case routing.PeerDown:
+			kind = PeerDown
+		default:
+			r.n.log.Debug("next hop changed", "peer", ev.Dest, "next_hop", ev.Route.NextHop, "cost", ev.Route.Metric)
+			continue
 		}
 		r.n.log.Info(kind.String(), "peer", ev.Dest, "next_hop", ev.Route.NextHop, "cost", ev.Route.Metric, "hops", ev.Route.Hops)
 		r.n.events.publish(Event{Kind: kind, Peer: ev.Dest, Time: time.Now(), Route: peerInfo(ev.Route, nil)})
