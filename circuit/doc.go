@@ -54,6 +54,9 @@
 // pooled): a direction reads only after its previous chunk was written, so
 // a slow receiver stalls the relay's reads and the link's flow control
 // stalls the sender. The link streams' own receive windows come on top.
+// The large buffers are taken from the pool only while a direction is busy:
+// an idle relayed circuit holds 2×IdleSpliceBuffer (1 KiB each) and two
+// goroutines (Splice copies one direction in its caller's goroutine).
 //
 // # Trust model
 //

@@ -41,8 +41,14 @@ type Splicer struct {
 // next hop) and copies bytes both ways until both directions are done. See
 // StartSplice for the semantics. It returns nil when both directions ended
 // with a clean half-close.
+//
+// Splice copies one direction in the calling goroutine, so a relayed
+// circuit costs two goroutines, not three.
 func Splice(a, b links.Stream, bufSize int) (SpliceStats, error) {
-	return StartSplice(a, b, bufSize).Wait()
+	sp := newSplicer(a, b)
+	go sp.copy(a, b, &sp.down, bufSize)
+	sp.copy(b, a, &sp.up, bufSize)
+	return sp.Wait()
 }
 
 // StartSplice starts copying a→b and b→a, each direction through one buffer
@@ -57,10 +63,15 @@ func Splice(a, b links.Stream, bufSize int) (SpliceStats, error) {
 // close-reason code (or CloseLinkLost for a lost link, CloseInternal for a
 // local failure), so both ends of the circuit see it.
 func StartSplice(a, b links.Stream, bufSize int) *Splicer {
-	sp := &Splicer{a: a, b: b, done: make(chan struct{})}
-	sp.running.Store(2)
+	sp := newSplicer(a, b)
 	go sp.copy(b, a, &sp.up, bufSize)
 	go sp.copy(a, b, &sp.down, bufSize)
+	return sp
+}
+
+func newSplicer(a, b links.Stream) *Splicer {
+	sp := &Splicer{a: a, b: b, done: make(chan struct{})}
+	sp.running.Store(2)
 	return sp
 }
 
@@ -113,16 +124,18 @@ func (sp *Splicer) copy(dst, src links.Stream, n *atomic.Int64, size int) {
 			close(sp.done)
 		}
 	}()
-	var bp *[]byte
-	if size <= 0 || size == DefaultSpliceBuffer {
-		bp = spliceBufs.Get().(*[]byte)
-		defer spliceBufs.Put(bp)
-	} else {
-		b := make([]byte, size)
-		bp = &b
-	}
-	buf := *bp
+	// An idle direction waits in Read on a small buffer of its own; the
+	// large buffer is taken only while data keeps coming (a read filled the
+	// small one) and given back as soon as a read comes back short, so an
+	// idle circuit holds 2×IdleSpliceBuffer, not 2×bufSize.
+	var small [IdleSpliceBuffer]byte
+	big := newSpliceBuf(size)
+	defer big.release()
 	for {
+		buf := small[:]
+		if big.held() {
+			buf = big.bytes()
+		}
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
 			nw, werr := dst.Write(buf[:nr])
@@ -138,16 +151,54 @@ func (sp *Splicer) copy(dst, src links.Stream, n *atomic.Int64, size int) {
 		}
 		switch {
 		case rerr == io.EOF:
-			// A failed CloseWrite means dst is already cancelled (its
-			// reader stopped) or broken; a broken dst also fails the other
-			// direction's Read, which resets the circuit.
 			_ = dst.CloseWrite()
 			return
 		case rerr != nil:
 			sp.fail("read", rerr)
 			return
+		case nr == len(buf) && !big.held():
+			big.take() // busy: read in large chunks
+		case nr < len(buf)/2 && big.held():
+			big.release() // drained: wait on the small buffer
 		}
 	}
+}
+
+// IdleSpliceBuffer is the per-direction buffer a splice reads into while
+// its circuit is idle.
+const IdleSpliceBuffer = 1 << 10
+
+// spliceBuf is a splice direction's large buffer, taken from the pool only
+// while the direction is busy.
+type spliceBuf struct {
+	size int
+	p    *[]byte
+}
+
+func newSpliceBuf(size int) spliceBuf {
+	if size <= 0 {
+		size = DefaultSpliceBuffer
+	}
+	return spliceBuf{size: size}
+}
+
+func (b *spliceBuf) held() bool    { return b.p != nil }
+func (b *spliceBuf) bytes() []byte { return *b.p }
+
+func (b *spliceBuf) take() {
+	if b.size == DefaultSpliceBuffer {
+		b.p = spliceBufs.Get().(*[]byte)
+		return
+	}
+	buf := make([]byte, b.size)
+	b.p = &buf
+}
+
+func (b *spliceBuf) release() {
+	if b.p != nil && b.size == DefaultSpliceBuffer {
+		spliceBufs.Put(b.p)
+	}
+	b.p = nil
 }
 
 func (sp *Splicer) fail(op string, err error) {
