@@ -14,6 +14,7 @@ import (
 	"golang.org/x/net/nettest"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // pipeVia returns a MakePipe for nettest that opens circuits from a to
@@ -107,18 +108,17 @@ func TestSlowReaderBackpressure(t *testing.T) {
 	}
 	relayBuf := int64(c.nodes["r"].cfg.Limits.RelayBuffer)
 	bound := pathBufferBound(2, relayBuf)
-	t.Logf("sender blocked after %d bytes in flight (bound %d: 2 hops of stream windows plus the relay's 2×%d)", sent, bound, relayBuf)
+	t.Logf("sender blocked after %d bytes in flight (bound %d: 2 hops of %d-byte stream windows plus the relay's 2×%d)", sent, bound, links.DefaultMaxStreamWindow, relayBuf)
 	if sent > bound {
 		t.Fatalf("%d bytes in flight exceeds the bound %d", sent, bound)
 	}
 }
 
 // pathBufferBound is what a path of hops links can hold for one circuit:
-// each hop's QUIC stream window (receive side) and send buffer, plus each
-// relay's copy buffers.
+// each hop's QUIC stream receive window (the most a sender may have
+// unacknowledged on it) plus each relay's two copy buffers.
 func pathBufferBound(hops int, relayBuf int64) int64 {
-	const streamWindow = 16 << 20 // the largest per-stream window links allow
-	return int64(hops)*2*streamWindow + int64(hops-1)*2*relayBuf
+	return int64(hops)*int64(links.DefaultMaxStreamWindow) + int64(hops-1)*2*relayBuf
 }
 
 func TestOneTraceWithSpanPerHop(t *testing.T) {
