@@ -62,6 +62,19 @@ func (s *quicStream) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// Peek waits until len(p) bytes can be read (or the stream ends or fails)
+// and copies them into p without consuming them. A relay's splice peeks
+// one byte so that an idle circuit holds no copy buffer.
+func (s *quicStream) Peek(p []byte) (int, error) {
+	n, err := s.s.Peek(p)
+	if err != nil {
+		// The Read that follows returns the same error and does the
+		// bookkeeping.
+		return n, mapStreamErr(err)
+	}
+	return n, nil
+}
+
 func (s *quicStream) readErr(err error) error {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		s.finish(doneRead)

@@ -214,3 +214,45 @@ func TestStreamAllocs(t *testing.T) {
 		t.Fatalf("wrapped stream allocates %.1f per round trip, quic-go alone %.1f", wrapped, base)
 	}
 }
+
+func TestPeekLeavesDataToRead(t *testing.T) {
+	a, b, la := pair(t)
+	defer echo(acceptedLink(t, b, "a"))()
+	defer a.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := la.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, ok := s.(interface{ Peek([]byte) (int, error) })
+	if !ok {
+		t.Fatalf("%T cannot peek", s)
+	}
+	if _, err := s.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	one := make([]byte, 1)
+	if n, err := pk.Peek(one); n != 1 || err != nil || one[0] != 'h' {
+		t.Fatalf("Peek = %d %q, %v; want 1 \"h\"", n, one[:n], err)
+	}
+	if got, err := io.ReadAll(s); string(got) != "hello" || err != nil {
+		t.Fatalf("read %q, %v after Peek; want hello", got, err)
+	}
+	if n, err := pk.Peek(one); n != 0 || err != io.EOF {
+		t.Fatalf("Peek at the end = %d, %v; want io.EOF", n, err)
+	}
+
+	s, err = la.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Reset(7)
+	var re *StreamResetError
+	if _, err := s.(interface{ Peek([]byte) (int, error) }).Peek(one); !errors.As(err, &re) || re.Code != 7 {
+		t.Fatalf("Peek after Reset(7) = %v, want a *StreamResetError with code 7", err)
+	}
+}
