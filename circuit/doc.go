@@ -55,7 +55,8 @@
 // a slow receiver stalls the relay's reads and the link's flow control
 // stalls the sender. The link streams' own receive windows come on top.
 // The large buffers are taken from the pool only while a direction is busy:
-// an idle relayed circuit holds 2×IdleSpliceBuffer (1 KiB each) and two
+// an idle relayed circuit holds no buffer when its streams can peek (links'
+// QUIC streams) and 2×IdleSpliceBuffer (1 KiB each) otherwise, and two
 // goroutines (Splice copies one direction in its caller's goroutine).
 //
 // # Trust model

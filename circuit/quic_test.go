@@ -31,6 +31,13 @@ func (q qstream) Read(p []byte) (int, error) {
 	return n, mapQUICErr(err)
 }
 
+// Peek lets splices over these streams take buffers lazily, as over links'
+// QUIC streams.
+func (q qstream) Peek(p []byte) (int, error) {
+	n, err := q.s.Peek(p)
+	return n, mapQUICErr(err)
+}
+
 func (q qstream) Write(p []byte) (int, error) {
 	n, err := q.s.Write(p)
 	return n, mapQUICErr(err)

@@ -32,6 +32,7 @@ type Splicer struct {
 	up, down  atomic.Int64
 	resetOnce sync.Once
 	running   atomic.Int32 // directions still copying
+	peek      [2]byte      // one byte per direction to Peek into
 	done      chan struct{}
 	mu        sync.Mutex
 	err       error // first failure
@@ -46,8 +47,8 @@ type Splicer struct {
 // circuit costs two goroutines, not three.
 func Splice(a, b links.Stream, bufSize int) (SpliceStats, error) {
 	sp := newSplicer(a, b)
-	go sp.copy(a, b, &sp.down, bufSize)
-	sp.copy(b, a, &sp.up, bufSize)
+	go sp.copy(a, b, &sp.down, sp.peek[1:], bufSize)
+	sp.copy(b, a, &sp.up, sp.peek[:1], bufSize)
 	return sp.Wait()
 }
 
@@ -64,8 +65,8 @@ func Splice(a, b links.Stream, bufSize int) (SpliceStats, error) {
 // local failure), so both ends of the circuit see it.
 func StartSplice(a, b links.Stream, bufSize int) *Splicer {
 	sp := newSplicer(a, b)
-	go sp.copy(b, a, &sp.up, bufSize)
-	go sp.copy(a, b, &sp.down, bufSize)
+	go sp.copy(b, a, &sp.up, sp.peek[:1], bufSize)
+	go sp.copy(a, b, &sp.down, sp.peek[1:], bufSize)
 	return sp
 }
 
@@ -118,21 +119,37 @@ func (sp *Splicer) Wait() (SpliceStats, error) {
 	return sp.Stats(), sp.err
 }
 
-func (sp *Splicer) copy(dst, src links.Stream, n *atomic.Int64, size int) {
+// peeker is a stream that can wait for data without consuming it.
+type peeker interface {
+	Peek(p []byte) (int, error)
+}
+
+// copy copies src to dst; peek is the direction's one-byte Peek buffer.
+func (sp *Splicer) copy(dst, src links.Stream, n *atomic.Int64, peek []byte, size int) {
 	defer func() {
 		if sp.running.Add(-1) == 0 {
 			close(sp.done)
 		}
 	}()
-	// An idle direction waits in Read on a small buffer of its own; the
-	// large buffer is taken only while data keeps coming (a read filled the
-	// small one) and given back as soon as a read comes back short, so an
-	// idle circuit holds 2×IdleSpliceBuffer, not 2×bufSize.
-	var small [IdleSpliceBuffer]byte
+	// An idle direction holds no large buffer: the buffer is taken only
+	// while data keeps coming and given back as soon as a read comes back
+	// short. A source that can peek (links' QUIC streams) is waited on
+	// without any buffer; any other is read into a small buffer of the
+	// direction's own until a read fills it.
+	pk, canPeek := src.(peeker)
+	var small []byte
+	if !canPeek {
+		small = make([]byte, IdleSpliceBuffer)
+	}
 	big := newSpliceBuf(size)
 	defer big.release()
 	for {
-		buf := small[:]
+		if canPeek && !big.held() {
+			// A failed Peek fails the Read below the same way.
+			_, _ = pk.Peek(peek)
+			big.take()
+		}
+		buf := small
 		if big.held() {
 			buf = big.bytes()
 		}
@@ -159,13 +176,13 @@ func (sp *Splicer) copy(dst, src links.Stream, n *atomic.Int64, size int) {
 		case nr == len(buf) && !big.held():
 			big.take() // busy: read in large chunks
 		case nr < len(buf)/2 && big.held():
-			big.release() // drained: wait on the small buffer
+			big.release() // drained: wait without the large buffer
 		}
 	}
 }
 
 // IdleSpliceBuffer is the per-direction buffer a splice reads into while
-// its circuit is idle.
+// its circuit is idle, when the source stream cannot peek.
 const IdleSpliceBuffer = 1 << 10
 
 // spliceBuf is a splice direction's large buffer, taken from the pool only
