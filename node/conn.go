@@ -14,6 +14,7 @@ type trackedConn struct {
 	*circuit.Conn
 	n      *Node
 	role   string
+	rm     roleMetrics
 	span   trace.Span
 	ticket *ticket
 	entry  *tracked
@@ -23,8 +24,13 @@ type trackedConn struct {
 // track registers c as a live circuit end of the node. entry, when not
 // nil, is the circuit's place in the set taken before c existed.
 func (n *Node) track(c *circuit.Conn, role string, span trace.Span, t *ticket, entry *tracked) *trackedConn {
-	tc := &trackedConn{Conn: c, n: n, role: role, span: span, ticket: t}
-	n.metrics.circuitsActive.WithLabelValues(role).Inc()
+	rm := n.metrics.dial
+	if role == "accept" {
+		rm = n.metrics.accept
+	}
+	tc := &trackedConn{Conn: c, n: n, role: role, rm: rm, span: span, ticket: t}
+	rm.opened.Inc()
+	rm.active.Inc()
 	if entry == nil {
 		entry = n.circuits.add(false, nil)
 	}
@@ -52,7 +58,7 @@ func (c *trackedConn) finish(result string, err error) {
 		if c.ticket != nil {
 			c.ticket.release()
 		}
-		c.n.metrics.circuitsActive.WithLabelValues(c.role).Dec()
+		c.rm.active.Dec()
 		up, down := c.Conn.BytesOut(), c.Conn.BytesIn()
 		if c.role == "accept" {
 			up, down = down, up

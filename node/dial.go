@@ -133,7 +133,6 @@ func (n *Node) dialOn(ctx context.Context, l links.Link, o *circuit.Open, opt Di
 		t.release()
 		return nil, err
 	}
-	n.metrics.circuitsOpened.WithLabelValues("dial").Inc()
 	return n.track(c, "dial", span, t, nil), nil
 }
 

@@ -111,7 +111,6 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string) {
 		endSpan(span, "error", 0, 0, err)
 		return
 	}
-	n.metrics.circuitsOpened.WithLabelValues("accept").Inc()
 	tc := n.track(c, "accept", span, t, entry)
 	if !lis.enqueue(tc) {
 		tc.abort()

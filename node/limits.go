@@ -98,7 +98,7 @@ type circuitSet struct {
 	mu      sync.Mutex
 	m       map[*tracked]struct{}
 	relays  int
-	changed chan struct{} // closed and replaced on every removal
+	drained chan struct{} // closed when the set empties, while waitEmpty waits
 }
 
 // tracked is one live circuit end or relay.
@@ -108,7 +108,7 @@ type tracked struct {
 }
 
 func newCircuitSet() *circuitSet {
-	return &circuitSet{m: make(map[*tracked]struct{}), changed: make(chan struct{})}
+	return &circuitSet{m: make(map[*tracked]struct{})}
 }
 
 func (s *circuitSet) add(relay bool, reset func()) *tracked {
@@ -139,8 +139,10 @@ func (s *circuitSet) remove(t *tracked) {
 	if t.relay {
 		s.relays--
 	}
-	close(s.changed)
-	s.changed = make(chan struct{})
+	if len(s.m) == 0 && s.drained != nil {
+		close(s.drained)
+		s.drained = nil
+	}
 }
 
 func (s *circuitSet) len() int {
@@ -157,20 +159,21 @@ func (s *circuitSet) relayed() int {
 
 // waitEmpty waits until no circuit is open or d has passed.
 func (s *circuitSet) waitEmpty(d time.Duration) {
+	s.mu.Lock()
+	if len(s.m) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	if s.drained == nil {
+		s.drained = make(chan struct{})
+	}
+	drained := s.drained
+	s.mu.Unlock()
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
-	for {
-		s.mu.Lock()
-		n, ch := len(s.m), s.changed
-		s.mu.Unlock()
-		if n == 0 {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			return
-		}
+	select {
+	case <-drained:
+	case <-deadline.C:
 	}
 }
 

@@ -20,6 +20,20 @@ type metrics struct {
 	routingMalformed prometheus.Counter
 	routingDropped   prometheus.Counter
 	eventsDropped    prometheus.Counter
+
+	// The per-role children, resolved once: opening and closing a circuit
+	// must not hash label values on the relay path.
+	dial, accept, relay roleMetrics
+}
+
+// roleMetrics are the circuit counters of one role (dial, accept, relay).
+type roleMetrics struct {
+	opened prometheus.Counter
+	active prometheus.Gauge
+}
+
+func (m *metrics) roleOf(role string) roleMetrics {
+	return roleMetrics{opened: m.circuitsOpened.WithLabelValues(role), active: m.circuitsActive.WithLabelValues(role)}
 }
 
 func newMetrics(n *Node) *metrics {
@@ -49,6 +63,7 @@ func newMetrics(n *Node) *metrics {
 		m.circuitsActive, m.relayBytes, m.routingMalformed, m.routingDropped, m.eventsDropped} {
 		f(c)
 	}
+	m.dial, m.accept, m.relay = m.roleOf("dial"), m.roleOf("accept"), m.roleOf("relay")
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "circuitmesh_peers_reachable",
 		Help: "Nodes reachable through routing."}, func() float64 {
 		c := 0

@@ -57,8 +57,8 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string) {
 		return
 	}
 	span.SetAttributes(attrPeer.String(via))
-	n.metrics.circuitsOpened.WithLabelValues("relay").Inc()
-	n.metrics.circuitsActive.WithLabelValues("relay").Inc()
+	n.metrics.relay.opened.Inc()
+	n.metrics.relay.active.Inc()
 	entry := n.circuits.add(true, func() {
 		s.Reset(circuit.CloseShuttingDown)
 		out.Reset(circuit.CloseShuttingDown)
@@ -66,7 +66,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string) {
 	st, err := circuit.Splice(s, out, n.cfg.Limits.RelayBuffer)
 	n.circuits.remove(entry)
 	t.release()
-	n.metrics.circuitsActive.WithLabelValues("relay").Dec()
+	n.metrics.relay.active.Dec()
 	n.metrics.relayBytes.Add(float64(st.Up + st.Down))
 	endSpan(span, "relayed", st.Up, st.Down, err)
 }
