@@ -179,15 +179,7 @@ func TestStreamErrors(t *testing.T) {
 // TestStreamAllocs checks that the wrapper adds no allocation to Read and
 // Write on the relay hot path.
 func TestStreamAllocs(t *testing.T) {
-	a, b, la := pair(t)
-	defer echo(acceptedLink(t, b, "a"))()
-	defer a.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s, err := la.OpenStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := openEchoStream(t)
 	defer s.Close()
 	wbuf, rbuf := make([]byte, 1024), make([]byte, 1024)
 	raw := s.(*quicStream).s
@@ -216,15 +208,7 @@ func TestStreamAllocs(t *testing.T) {
 }
 
 func TestPeekLeavesDataToRead(t *testing.T) {
-	a, b, la := pair(t)
-	defer echo(acceptedLink(t, b, "a"))()
-	defer a.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s, err := la.OpenStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, la := openEchoStream(t)
 	pk, ok := s.(interface{ Peek([]byte) (int, error) })
 	if !ok {
 		t.Fatalf("%T cannot peek", s)
@@ -246,7 +230,9 @@ func TestPeekLeavesDataToRead(t *testing.T) {
 		t.Fatalf("Peek at the end = %d, %v; want io.EOF", n, err)
 	}
 
-	s, err = la.OpenStream(ctx)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := la.OpenStream(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,4 +241,20 @@ func TestPeekLeavesDataToRead(t *testing.T) {
 	if _, err := s.(interface{ Peek([]byte) (int, error) }).Peek(one); !errors.As(err, &re) || re.Code != 7 {
 		t.Fatalf("Peek after Reset(7) = %v, want a *StreamResetError with code 7", err)
 	}
+}
+
+// openEchoStream links two transports, echoes every stream the second
+// accepts, and opens one stream from the first; all end with the test.
+func openEchoStream(t *testing.T) (Stream, Link) {
+	t.Helper()
+	a, b, la := pair(t)
+	t.Cleanup(echo(acceptedLink(t, b, "a")))
+	t.Cleanup(func() { a.Close() }) // runs first, as a deferred Close did
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := la.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, la
 }
