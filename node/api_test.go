@@ -203,3 +203,17 @@ func TestGossipDiscoveryLinksNodes(t *testing.T) {
 	}
 	_ = io.Discard
 }
+
+func TestSubscribersAreBounded(t *testing.T) {
+	c := newCluster(t, false)
+	a := c.add("a")
+	for i := 0; i < MaxSubscribers; i++ {
+		_, cancel := a.Subscribe(1)
+		defer cancel()
+	}
+	ch, cancel := a.Subscribe(1)
+	defer cancel()
+	if _, open := <-ch; open {
+		t.Fatal("a subscriber beyond MaxSubscribers got an open channel")
+	}
+}

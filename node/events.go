@@ -5,6 +5,9 @@ import "sync"
 // maxSubscriberBuffer bounds one subscriber's channel.
 const maxSubscriberBuffer = 4096
 
+// MaxSubscribers bounds the subscribers of one node.
+const MaxSubscribers = 1024
+
 // eventHub fans events out to subscribers without ever blocking the
 // publisher: an event that does not fit a subscriber's buffer is dropped
 // for that subscriber and counted.
@@ -34,7 +37,8 @@ func (h *eventHub) publish(ev Event) {
 // Subscribe returns a channel of peer and link events with room for buf
 // events (default 64, at most 4096) and a cancel function that closes the
 // channel. Events that do not fit are dropped for this subscriber; read
-// promptly. The channel is closed when the node closes.
+// promptly. The channel is closed when the node closes, and is returned
+// already closed when the node has MaxSubscribers subscribers.
 func (n *Node) Subscribe(buf int) (<-chan Event, func()) {
 	if buf <= 0 {
 		buf = 64
@@ -45,7 +49,7 @@ func (n *Node) Subscribe(buf int) (<-chan Event, func()) {
 	h := n.events
 	ch := make(chan Event, buf)
 	h.mu.Lock()
-	if h.closed {
+	if h.closed || len(h.subs) >= MaxSubscribers {
 		close(ch)
 	} else {
 		h.subs[ch] = struct{}{}
