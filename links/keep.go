@@ -42,14 +42,23 @@ func (t *QUICTransport) Keep(addr string) (stop func()) {
 
 func (t *QUICTransport) keep(ctx context.Context, addr string) {
 	var b backoff
+	failures := 0
 	for {
 		l, err := t.Dial(ctx, addr)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			t.cfg.Logger.Debug("static link dial failed", "addr", addr, "err", err)
+			// The first failure of a run is news; the retries are not.
+			failures++
+			if failures == 1 {
+				t.cfg.Logger.Info("static link down, redialling with backoff", "addr", addr, "err", err)
+			} else {
+				t.cfg.Logger.Debug("static link dial failed", "addr", addr, "attempt", failures, "err", err)
+			}
 		} else {
+			t.cfg.Logger.Info("static link up", "addr", addr, "peer", l.Peer(), "failed_attempts", failures)
+			failures = 0
 			up := time.Now()
 			select {
 			case <-ctx.Done():

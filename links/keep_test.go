@@ -1,6 +1,11 @@
 package links
 
 import (
+	"bytes"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -49,4 +54,52 @@ func TestKeepRedials(t *testing.T) {
 	if ups, _ := b.rec.counts(); ups != 2 {
 		t.Fatalf("%d links, want 2", ups)
 	}
+}
+
+// TestKeepLogsAnUnreachableStaticLinkOnceAtInfo: an operator sees one INFO
+// line when a static link cannot be reached, not one per retry.
+func TestKeepLogsAnUnreachableStaticLinkOnceAtInfo(t *testing.T) {
+	var buf lockedBuffer
+	ca := testCA(t, "m")
+	a := newNode(t, issue(t, ca, "a"), func(c *QUICConfig) {
+		c.HandshakeTimeout = 200 * time.Millisecond
+		c.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := pc.LocalAddr().String()
+	pc.Close() // nothing answers there
+	stop := a.Keep(dead)
+	defer stop()
+	waitFor(t, "two failed redials", 20*time.Second, func() bool {
+		return strings.Count(buf.String(), "static link dial failed") >= 2
+	})
+	stop()
+	out := buf.String()
+	if got := strings.Count(out, "level=INFO msg=\"static link down"); got != 1 {
+		t.Fatalf("%d INFO lines for an unreachable static link, want exactly 1:\n%s", got, out)
+	}
+	if strings.Contains(out, "level=INFO msg=\"static link dial failed") {
+		t.Fatalf("retries logged at INFO:\n%s", out)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent logging.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -50,8 +50,9 @@ type Config struct {
 	// StaticLinks are addresses this node keeps a link to, redialling with
 	// backoff while the peer is down.
 	StaticLinks []string
-	// LinkCosts pins the cost of the link to the named peers instead of
-	// measuring it.
+	// LinkCosts pins the cost routing uses for the link to the named
+	// peers (MinCost to MaxLinkCost) instead of the measured cost, on any
+	// transport. SetLinkCost changes a pin at run time.
 	LinkCosts map[string]links.Cost
 	// Leaf nodes never forward circuits and advertise only themselves.
 	Leaf bool
@@ -233,6 +234,11 @@ func (c *Config) validate() error {
 	}
 	if c.GracePeriod < 0 || c.DialTimeout < 0 || l.HeaderTimeout < 0 {
 		return bad("durations must not be negative")
+	}
+	for peer, cost := range c.LinkCosts {
+		if cost < links.MinCost || cost > MaxLinkCost {
+			return bad("LinkCosts[%q] = %d: want %d to %d", peer, cost, links.MinCost, MaxLinkCost)
+		}
 	}
 	if k := len(c.Discovery.Key); k != 0 && k != 16 && k != 24 && k != 32 {
 		return bad("Discovery.Key must be 16, 24 or 32 bytes (got %d)", k)

@@ -25,9 +25,10 @@ func (n *Node) LinkUp(l links.Link) {
 		defer n.wg.Done()
 		n.acceptLoop(l)
 	}()
-	n.log.Debug("link up", "peer", peer, "cost", l.Quality().Cost)
+	cost, _ := n.linkCost(l)
+	n.log.Debug("link up", "peer", peer, "cost", cost)
 	n.metrics.links.Inc()
-	n.router.linkUp(peer, l.Quality().Cost, l.PeerRole() == links.RoleLeaf)
+	n.router.linkUp(peer, cost, l.PeerRole() == links.RoleLeaf)
 	n.events.publish(Event{Kind: LinkUp, Peer: peer, Time: time.Now()})
 }
 
@@ -43,6 +44,9 @@ func (n *Node) Routing(l links.Link, payload []byte) {
 func (n *Node) CostChanged(l links.Link, q links.Quality) {
 	if n.link(l.Peer()) != l {
 		return
+	}
+	if _, pinned := n.linkCost(l); pinned {
+		return // routing keeps the pinned cost
 	}
 	n.router.linkCost(l.Peer(), q.Cost)
 }

@@ -59,6 +59,7 @@ type Node struct {
 	links    map[string]links.Link
 	services map[string]*listener
 	keeps    map[string]func() // static links: address → stop
+	pins     map[string]links.Cost // pinned link costs by peer
 	closeErr error
 	closed   chan struct{}
 }
@@ -89,9 +90,13 @@ func New(cfg Config) (*Node, error) {
 		tracer:   cfg.TracerProvider.Tracer(tracerName),
 		id:       id,
 		links:    make(map[string]links.Link),
+		pins:     make(map[string]links.Cost, len(cfg.LinkCosts)),
 		services: make(map[string]*listener),
 		keeps:    make(map[string]func()),
 		closed:   make(chan struct{}),
+	}
+	for peer, c := range cfg.LinkCosts {
+		n.pins[peer] = c
 	}
 	if cfg.Leaf {
 		n.role = links.RoleLeaf
@@ -167,7 +172,6 @@ func (n *Node) Start(ctx context.Context) error {
 			PacketConn: n.cfg.PacketConn,
 			Handler:    n,
 			MaxStreams: n.cfg.Limits.MaxCircuitsPerLink,
-			StaticCost: n.cfg.LinkCosts,
 			Logger:     n.log,
 			OnRefused: func(remote net.Addr, err error) {
 				n.metrics.linkRefused.Inc()
@@ -357,10 +361,11 @@ func (n *Node) Links() []LinkInfo {
 	out := make([]LinkInfo, 0, len(ls))
 	for _, l := range ls {
 		q := l.Quality()
+		cost, pinned := n.linkCost(l)
 		out = append(out, LinkInfo{
 			Peer: l.Peer(), Address: addrString(l.RemoteAddr()), Role: l.PeerRole().String(),
-			Outbound: l.Outbound(), RTT: q.RTT, RTTVar: q.RTTVar, Loss: q.Loss, Cost: q.Cost,
-			Pinned: q.Pinned, Streams: l.OpenStreams(), Since: l.Established(),
+			Outbound: l.Outbound(), RTT: q.RTT, RTTVar: q.RTTVar, Loss: q.Loss, Cost: cost,
+			Pinned: pinned, Streams: l.OpenStreams(), Since: l.Established(),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })

@@ -291,3 +291,92 @@ func TestInspectionCommandsReadTheDaemonsConfigFile(t *testing.T) {
 		t.Fatalf("peers --config: exit %d, %q; want it to look for the socket in the file's data dir", code, stderr)
 	}
 }
+
+func TestMissingRequiredFlagsAreOneLineUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"init"},
+		{"ca", "init"},
+		{"cert", "issue", "alpha"},
+		{"cert", "issue", "alpha", "--ca-dir", "/nonexistent"},
+	} {
+		code, out, stderr := cm(t, args...)
+		if code != 2 || out != "" || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "needs --") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 2, no help dump, one line naming the flag", args, code, out, stderr)
+		}
+	}
+}
+
+func TestCertIssueTakesNamesThatLookLikeHelp(t *testing.T) {
+	dir := t.TempDir()
+	caDir := filepath.Join(dir, "ca")
+	if code, _, stderr := cm(t, "ca", "init", "--dir", caDir); code != 0 {
+		t.Fatal(stderr)
+	}
+	for _, name := range []string{"h", "help"} {
+		out := filepath.Join(dir, name)
+		code, stdout, stderr := cm(t, "cert", "issue", name, "--ca-dir", caDir, "--out", out)
+		if code != 0 || !strings.Contains(stdout, `issued node "`+name+`"`) {
+			t.Fatalf("cert issue %s: exit %d, %q %q", name, code, stdout, stderr)
+		}
+		if id, err := identity.LoadDir(out); err != nil || id.Node != name {
+			t.Fatalf("cert issue %s wrote %+v, %v", name, id, err)
+		}
+	}
+}
+
+func TestVersionFlagAndCommand(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		code, out, stderr := cm(t, args...)
+		if code != 0 || !strings.HasPrefix(out, "circuitmesh ") || !strings.Contains(out, "go1.") || stderr != "" {
+			t.Errorf("%v: exit %d, %q %q", args, code, out, stderr)
+		}
+	}
+}
+
+func TestExposeForwardAndLinkCostArgumentsAreCheckedInTheCLI(t *testing.T) {
+	dir := t.TempDir() // no daemon: a valid command would fail with exit 1
+	for _, args := range [][]string{
+		{"expose", "web", "300.1.1.1:80"},
+		{"expose", "bad name", "127.0.0.1:80"},
+		{"expose", "web", "127.0.0.1:0"},
+		{"forward", "127.0.0.1:9001", "charlie"},
+		{"forward", "127.0.0.1:9001", "Charlie/web"},
+		{"forward", "127.0.0.1:99999", "charlie/web"},
+		{"link-cost", "b", "5"},
+		{"link-cost", "b", "cheap"},
+	} {
+		code, _, stderr := cm(t, append(args, "--data-dir", dir)...)
+		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || strings.Contains(stderr, "--expose") || strings.Contains(stderr, "--forward") {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and one line in the command's own terms", args, code, stderr)
+		}
+	}
+	if _, err := parseRun(t, "--insecure", "--name", "a", "--link-cost", "b=5"); err == nil {
+		t.Error("--link-cost b=5 (below the minimum) accepted")
+	}
+	d, err := parseRun(t, "--insecure", "--name", "a", "--link-cost", "b=500", "--link-cost", "c=auto")
+	if err != nil || len(d.node.LinkCosts) != 1 || d.node.LinkCosts["b"] != 500 {
+		t.Fatalf("--link-cost: %v %v", d.node.LinkCosts, err)
+	}
+}
+
+func TestEveryCommandHelpHasADescription(t *testing.T) {
+	app := newApp(nil, nil, nil)
+	var check func(prefix string, cmds []*cli.Command)
+	check = func(prefix string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			if len(c.Subcommands) > 0 {
+				check(prefix+c.Name+" ", c.Subcommands)
+				continue
+			}
+			if strings.HasPrefix(strings.TrimSpace(c.Description), "Example") {
+				t.Errorf("circuitmesh %s%s: the description is only an example", prefix, c.Name)
+			}
+			for _, f := range c.Flags {
+				if strings.Contains(strings.SplitN(cli.FlagStringer(f), "\t", 2)[0], " value") {
+					t.Errorf("circuitmesh %s%s: flag %s has no placeholder: %s", prefix, c.Name, f.Names()[0], cli.FlagStringer(f))
+				}
+			}
+		}
+	}
+	check("", app.Commands)
+}

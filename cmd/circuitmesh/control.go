@@ -10,12 +10,13 @@ import (
 )
 
 // controlCommand is a command that changes the running daemon.
-func controlCommand(name, usage, args, example string, action func(c *cli.Context, cl *admin.Client) error) *cli.Command {
+// help is the description shown by --help, ending with an example.
+func controlCommand(name, usage, args, help string, action func(c *cli.Context, cl *admin.Client) error) *cli.Command {
 	return &cli.Command{
 		Name:        name,
 		Usage:       usage,
 		ArgsUsage:   args,
-		Description: "Example:\n   " + example,
+		Description: help,
 		Flags:       daemonFlags(),
 		Action: func(c *cli.Context) error {
 			cl, err := clientFor(c)
@@ -29,14 +30,19 @@ func controlCommand(name, usage, args, example string, action func(c *cli.Contex
 
 func exposeCommand() *cli.Command {
 	return controlCommand("expose", "publish a local TCP service as a mesh service", "NAME HOST:PORT",
-		"circuitmesh expose web 127.0.0.1:8080   # peers reach it as <this node>/web",
+		`Publishes the TCP service at HOST:PORT on the running daemon as the mesh
+service NAME: every circuit to <this node>/NAME becomes a TCP connection
+to HOST:PORT. NAME is letters, digits, '.', '_' or '-'; HOST must resolve.
+
+Example:
+   circuitmesh expose web 127.0.0.1:8080   # peers reach it as <this node>/web`,
 		func(c *cli.Context, cl *admin.Client) error {
 			if err := exactArgs(c, "NAME", "HOST:PORT"); err != nil {
 				return err
 			}
-			e, err := parseExpose(c.Args().Get(0) + "=" + c.Args().Get(1))
+			e, err := parseExpose(c.Args().Get(0), c.Args().Get(1))
 			if err != nil {
-				return err
+				return usagef("expose: %v", err)
 			}
 			if err := cl.Post(c.Context, admin.PathExpose, admin.Expose{Service: e.service, Target: e.target}, nil); err != nil {
 				return err
@@ -48,7 +54,11 @@ func exposeCommand() *cli.Command {
 
 func unexposeCommand() *cli.Command {
 	return controlCommand("unexpose", "withdraw a service published with expose", "NAME",
-		"circuitmesh unexpose web",
+		`Withdraws a service published with expose (or --expose); connections
+already spliced to it are closed.
+
+Example:
+   circuitmesh unexpose web`,
 		func(c *cli.Context, cl *admin.Client) error {
 			if err := exactArgs(c, "NAME"); err != nil {
 				return err
@@ -63,14 +73,18 @@ func unexposeCommand() *cli.Command {
 
 func forwardCommand() *cli.Command {
 	return controlCommand("forward", "tunnel a local TCP port to a mesh service", "LISTEN PEER/SERVICE",
-		"circuitmesh forward 127.0.0.1:8080 d/web && curl http://127.0.0.1:8080/",
+		`Listens on the local TCP address LISTEN (a bare port means 127.0.0.1) and
+tunnels every connection over a fresh circuit to SERVICE on node PEER.
+
+Example:
+   circuitmesh forward 127.0.0.1:8080 d/web && curl http://127.0.0.1:8080/`,
 		func(c *cli.Context, cl *admin.Client) error {
 			if err := exactArgs(c, "LISTEN", "PEER/SERVICE"); err != nil {
 				return err
 			}
-			f, err := parseForward(c.Args().Get(0) + "=" + c.Args().Get(1))
+			f, err := parseForward(c.Args().Get(0), c.Args().Get(1))
 			if err != nil {
-				return err
+				return usagef("forward: %v", err)
 			}
 			var got admin.Forward
 			if err := cl.Post(c.Context, admin.PathForward, admin.Forward{Listen: f.listen, Peer: f.peer, Service: f.service}, &got); err != nil {
@@ -83,7 +97,11 @@ func forwardCommand() *cli.Command {
 
 func unforwardCommand() *cli.Command {
 	return controlCommand("unforward", "stop a TCP forward", "LISTEN",
-		"circuitmesh unforward 127.0.0.1:8080",
+		`Stops the forward listening on LISTEN (as given to forward, or as bound)
+and closes its connections.
+
+Example:
+   circuitmesh unforward 127.0.0.1:8080`,
 		func(c *cli.Context, cl *admin.Client) error {
 			if err := exactArgs(c, "LISTEN"); err != nil {
 				return err
@@ -96,6 +114,38 @@ func unforwardCommand() *cli.Command {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "stopped forwarding %s\n", listen)
+			return nil
+		})
+}
+
+func linkCostCommand() *cli.Command {
+	return controlCommand("link-cost", "pin the cost of the link to a neighbour, or return it to the measured cost", "PEER COST|auto",
+		`Routing uses the pinned cost for the link to PEER (now, and for later links
+to it) instead of the measured one; "auto" returns to the measured cost.
+A cost is in units of 10µs of round trip; a path costs the sum of its link
+costs. "circuitmesh links" marks pinned costs. At start-up, --link-cost
+PEER=COST does the same.
+
+Example:
+   circuitmesh link-cost bravo 500   # routes avoid the link to bravo when a cheaper path exists
+   circuitmesh link-cost bravo auto  # back to the measured cost`,
+		func(c *cli.Context, cl *admin.Client) error {
+			if err := exactArgs(c, "PEER", "COST"); err != nil {
+				return err
+			}
+			peer := c.Args().Get(0)
+			cost, err := parseCost(c.Args().Get(1))
+			if err != nil {
+				return usagef("link-cost %s: %v", peer, err)
+			}
+			if err := cl.Post(c.Context, admin.PathLinkCost, admin.LinkCost{Peer: peer, Cost: cost}, nil); err != nil {
+				return err
+			}
+			if cost == 0 {
+				fmt.Fprintf(c.App.Writer, "link to %s uses its measured cost\n", peer)
+			} else {
+				fmt.Fprintf(c.App.Writer, "link to %s pinned at cost %d\n", peer, cost)
+			}
 			return nil
 		})
 }

@@ -38,8 +38,8 @@ the circuit used and shows the next circuit taking the other path.
 Example:
    circuitmesh demo --size 64`,
 		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "size", Usage: "MiB to send over each circuit", Value: 16},
-			&cli.StringFlag{Name: "log-level", Usage: "node log level (debug, info, warn, error)", Value: "error"},
+			&cli.IntFlag{Name: "size", Usage: "send `MIB` MiB over each circuit", Value: 16},
+			&cli.StringFlag{Name: "log-level", Usage: "node log `LEVEL` (debug, info, warn, error)", Value: "error"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := exactArgs(c); err != nil {

@@ -65,7 +65,7 @@ Example:
 			Flags: []cli.Flag{
 				&cli.PathFlag{Name: "ca-dir", Usage: "`DIR` holding ca.crt and ca.key", Required: true},
 				&cli.PathFlag{Name: "out", Usage: "`DIR` to write the node's files into", Required: true},
-				&cli.DurationFlag{Name: "validity", Usage: "certificate lifetime", Value: identity.DefaultNodeValidity},
+				&cli.DurationFlag{Name: "validity", Usage: "certificate lifetime `DURATION`", Value: identity.DefaultNodeValidity},
 				forceFlag(),
 			},
 			Action: func(c *cli.Context) error {
@@ -139,7 +139,7 @@ func createCA(dir, mesh string, force bool) (*identity.CA, error) {
 		return nil, usagef("%v", err)
 	}
 	if err := identity.SaveCA(dir, ca, force); err != nil {
-		return nil, explainExists(err, "a CA")
+		return nil, explainExists(err)
 	}
 	return ca, nil
 }
@@ -159,7 +159,7 @@ func issue(c *cli.Context, ca *identity.CA, name, dir string, validity time.Dura
 		return usagef("%v", err)
 	}
 	if err := identity.SaveIdentity(dir, id, c.Bool("force")); err != nil {
-		return explainExists(err, "an identity")
+		return explainExists(err)
 	}
 	fmt.Fprintf(c.App.Writer, "issued node %q of mesh %q: %s (%s, %s, %s)\n", id.Node, id.Mesh, dir,
 		identity.CertFile, identity.KeyFile, identity.CACertFile)
@@ -167,9 +167,9 @@ func issue(c *cli.Context, ca *identity.CA, name, dir string, validity time.Dura
 }
 
 // explainExists adds the flag that replaces an existing file.
-func explainExists(err error, what string) error {
+func explainExists(err error) error {
 	if errors.Is(err, identity.ErrExists) {
-		return fmt.Errorf("%w; %s is already there: keep it, or replace it with --force", err, what)
+		return fmt.Errorf("%w: keep it, or replace it with --force", err)
 	}
 	if errors.Is(err, os.ErrPermission) {
 		return fmt.Errorf("%w (run as the owner of the directory)", err)

@@ -20,12 +20,14 @@ func clientFor(c *cli.Context) (*admin.Client, error) {
 	return admin.NewClient(adminPath(c)), nil
 }
 
-// inspectCommand is a read-only command: fetch path, print JSON or render.
-func inspectCommand[T any](name, usage, example, path string, render func(c *cli.Context, v T) error) *cli.Command {
+// inspectCommand is a read-only command: fetch path, then print it as JSON
+// (toJSON shapes it; nil prints it as fetched) or render it as a table.
+// help is the description shown by --help, ending with an example.
+func inspectCommand[T any](name, usage, help, path string, toJSON func(T) any, render func(c *cli.Context, v T) error) *cli.Command {
 	return &cli.Command{
 		Name:        name,
 		Usage:       usage,
-		Description: "Example:\n   " + example,
+		Description: help,
 		Flags:       daemonFlags(jsonFlag()),
 		Action: func(c *cli.Context) error {
 			if err := exactArgs(c); err != nil {
@@ -40,6 +42,9 @@ func inspectCommand[T any](name, usage, example, path string, render func(c *cli
 				return err
 			}
 			if c.Bool("json") {
+				if toJSON != nil {
+					return printJSON(c.App.Writer, toJSON(v))
+				}
 				return printJSON(c.App.Writer, v)
 			}
 			return render(c, v)
@@ -48,8 +53,12 @@ func inspectCommand[T any](name, usage, example, path string, render func(c *cli
 }
 
 func statusCommand() *cli.Command {
-	return inspectCommand("status", "summarise the local node", "circuitmesh status --data-dir /var/lib/circuitmesh",
-		admin.PathStatus, func(c *cli.Context, s node.Status) error {
+	return inspectCommand("status", "summarise the local node", `Shows the node's name, mesh, role, addresses, uptime, live links, reachable
+peers, open circuits and services. --json prints one object.
+
+Example:
+   circuitmesh status --data-dir /var/lib/circuitmesh`,
+		admin.PathStatus, nil, func(c *cli.Context, s node.Status) error {
 			services := strings.Join(s.Services, ", ")
 			if services == "" {
 				services = "-"
@@ -76,8 +85,12 @@ func statusCommand() *cli.Command {
 }
 
 func peersCommand() *cli.Command {
-	return inspectCommand("peers", "list the nodes known to routing", "circuitmesh peers --json",
-		admin.PathPeers, func(c *cli.Context, peers []node.PeerInfo) error {
+	return inspectCommand("peers", "list the nodes known to routing", `Lists every node routing has heard of, whether it is reachable, the next
+hop, the path cost and the hop count. --json prints an array of objects.
+
+Example:
+   circuitmesh peers --json`,
+		admin.PathPeers, nil, func(c *cli.Context, peers []node.PeerInfo) error {
 			return printTable(c.App.Writer, []string{"PEER", "REACHABLE", "VIA", "COST", "HOPS"}, peerRows(peers))
 		})
 }
@@ -95,8 +108,13 @@ func peerRows(peers []node.PeerInfo) [][]string {
 }
 
 func linksCommand() *cli.Command {
-	return inspectCommand("links", "list the live links to neighbours", "circuitmesh links",
-		admin.PathLinks, func(c *cli.Context, links []node.LinkInfo) error {
+	return inspectCommand("links", "list the live links to neighbours", `Lists the node's live links: peer, address, who dialled, smoothed RTT, loss,
+the cost routing uses (marked "pinned" when set by --link-cost or link-cost),
+open streams and age. --json prints an array of objects.
+
+Example:
+   circuitmesh links`,
+		admin.PathLinks, nil, func(c *cli.Context, links []node.LinkInfo) error {
 			return printTable(c.App.Writer,
 				[]string{"PEER", "ADDRESS", "DIR", "RTT", "LOSS", "COST", "STREAMS", "AGE"}, linkRows(links, time.Now()))
 		})
@@ -120,8 +138,13 @@ func linkRows(links []node.LinkInfo, now time.Time) [][]string {
 }
 
 func routesCommand() *cli.Command {
-	return inspectCommand("routes", "show the routing table: next hop and alternates per destination", "circuitmesh routes",
-		admin.PathPeers, func(c *cli.Context, peers []node.PeerInfo) error {
+	return inspectCommand("routes", "show the routing table: next hop and alternates per destination", `Shows, for each reachable destination, the selected next hop, cost, hop
+count, the origin's sequence number and the feasible alternates a circuit
+falls back to. --json prints an array of objects.
+
+Example:
+   circuitmesh routes`,
+		admin.PathPeers, nil, func(c *cli.Context, peers []node.PeerInfo) error {
 			return printTable(c.App.Writer, []string{"DESTINATION", "NEXT HOP", "COST", "HOPS", "SEQNO", "ALTERNATES"}, routeRows(peers))
 		})
 }
@@ -139,39 +162,64 @@ func routeRows(peers []node.PeerInfo) [][]string {
 }
 
 func servicesCommand() *cli.Command {
-	return inspectCommand("services", "list published services and TCP forwards", "circuitmesh services",
-		admin.PathServices, func(c *cli.Context, s admin.Services) error {
-			w := c.App.Writer
-			if err := printTable(w, []string{"SERVICE", "BACKEND"}, serviceRows(s)); err != nil {
-				return err
+	return inspectCommand("services", "list the services this node publishes", `Lists the services published on this node and what backs each: a local TCP
+address (expose), the built-in echo, or a listener in the process. --json
+prints an array of objects: {"service", "backend", "target"}.
+
+Example:
+   circuitmesh services`,
+		admin.PathServices, func(s admin.Services) any { return serviceList(s) },
+		func(c *cli.Context, s admin.Services) error {
+			rows := make([][]string, 0, len(s.Services))
+			for _, e := range serviceList(s) {
+				b := e.Backend
+				if e.Target != "" {
+					b += " " + e.Target
+				}
+				rows = append(rows, []string{e.Service, b})
 			}
-			if len(s.Forwards) == 0 {
-				return nil
-			}
-			fmt.Fprintln(w)
+			return printTable(c.App.Writer, []string{"SERVICE", "BACKEND"}, rows)
+		})
+}
+
+func forwardsCommand() *cli.Command {
+	return inspectCommand("forwards", "list the TCP forwards of this node", `Lists the local TCP listeners that tunnel to mesh services (forward or
+--forward). --json prints an array of objects: {"listen", "peer", "service"}.
+
+Example:
+   circuitmesh forwards`,
+		admin.PathServices, func(s admin.Services) any { return s.Forwards },
+		func(c *cli.Context, s admin.Services) error {
 			rows := make([][]string, 0, len(s.Forwards))
 			for _, f := range s.Forwards {
 				rows = append(rows, []string{f.Listen, f.Peer + "/" + f.Service})
 			}
-			return printTable(w, []string{"FORWARD", "TO"}, rows)
+			return printTable(c.App.Writer, []string{"LISTEN", "TO"}, rows)
 		})
 }
 
-func serviceRows(s admin.Services) [][]string {
+// serviceEntry is one service in `services`.
+type serviceEntry struct {
+	Service string `json:"service"`
+	Backend string `json:"backend"` // "tcp", "echo" or "in-process"
+	Target  string `json:"target,omitempty"`
+}
+
+func serviceList(s admin.Services) []serviceEntry {
 	targets := map[string]string{}
 	for _, e := range s.Exposed {
-		targets[e.Service] = "tcp " + e.Target
+		targets[e.Service] = e.Target
 	}
-	rows := make([][]string, 0, len(s.Services))
+	out := make([]serviceEntry, 0, len(s.Services))
 	for _, name := range s.Services {
-		b, ok := targets[name]
-		if !ok {
-			b = "in-process"
-			if name == node.EchoService {
-				b = "built-in echo"
-			}
+		e := serviceEntry{Service: name, Backend: "in-process"}
+		switch t, ok := targets[name]; {
+		case ok:
+			e.Backend, e.Target = "tcp", t
+		case name == node.EchoService:
+			e.Backend = "echo"
 		}
-		rows = append(rows, []string{name, b})
+		out = append(out, e)
 	}
-	return rows
+	return out
 }

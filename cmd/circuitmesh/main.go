@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -24,6 +25,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
+	if errors.Is(err, errReported) {
+		return 1
+	}
 	fmt.Fprintln(stderr, "circuitmesh: "+err.Error())
 	var ue *usageError
 	if errors.As(err, &ue) {
@@ -31,6 +35,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	return 1
 }
+
+// errReported ends a command that has already told the user what went
+// wrong on its own output (ping's summary): exit status 1, nothing more.
+var errReported = errors.New("failure already reported")
 
 // usageError is a bad command line; it exits with status 2.
 type usageError struct{ err error }
@@ -50,6 +58,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 mesh with the other commands, which talk to the local daemon's admin socket.
 
 Try it without any setup:   circuitmesh demo`,
+		Version:        buildVersion(),
 		Reader:         stdin,
 		Writer:         stdout,
 		ErrWriter:      stderr,
@@ -66,12 +75,15 @@ Try it without any setup:   circuitmesh demo`,
 			linksCommand(),
 			routesCommand(),
 			servicesCommand(),
+			forwardsCommand(),
 			exposeCommand(),
 			unexposeCommand(),
 			forwardCommand(),
 			unforwardCommand(),
 			dialCommand(),
 			pingCommand(),
+			linkCostCommand(),
+			versionCommand(),
 		},
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {
@@ -81,14 +93,58 @@ Try it without any setup:   circuitmesh demo`,
 			return cli.ShowAppHelp(c)
 		},
 	}
-	setUsageErrors(app.Commands)
+	prepareCommands(app.Commands)
 	return app
 }
 
-func setUsageErrors(cmds []*cli.Command) {
+// prepareCommands gives every command the same usage-error behaviour: one
+// line and exit status 2 for bad flags, missing required flags and wrong
+// arguments, and no "help" subcommand on leaf commands, so that
+// `cert issue h` issues a certificate for h instead of printing help.
+func prepareCommands(cmds []*cli.Command) {
 	for _, c := range cmds {
 		c.OnUsageError = onUsageError
-		setUsageErrors(c.Subcommands)
+		if len(c.Subcommands) == 0 {
+			c.HideHelpCommand = true
+			requireFlags(c)
+		}
+		prepareCommands(c.Subcommands)
+	}
+}
+
+// requireFlags replaces urfave/cli's own required-flag check (which prints
+// the whole help and exits 1) by a usage error naming the missing flags.
+func requireFlags(c *cli.Command) {
+	var required []string
+	for _, f := range c.Flags {
+		switch f := f.(type) {
+		case *cli.StringFlag:
+			if f.Required {
+				f.Required, f.Usage = false, f.Usage+" (required)"
+				required = append(required, f.Name)
+			}
+		case *cli.PathFlag:
+			if f.Required {
+				f.Required, f.Usage = false, f.Usage+" (required)"
+				required = append(required, f.Name)
+			}
+		}
+	}
+	if len(required) == 0 || c.Action == nil {
+		return
+	}
+	action := c.Action
+	c.Action = func(ctx *cli.Context) error {
+		var missing []string
+		for _, name := range required {
+			if !ctx.IsSet(name) {
+				missing = append(missing, "--"+name)
+			}
+		}
+		if len(missing) > 0 {
+			return usagef("%s needs %s (see `%s --help`)", ctx.Command.HelpName, strings.Join(missing, " and "), ctx.Command.HelpName)
+		}
+		return action(ctx)
 	}
 }
 

@@ -108,7 +108,7 @@ func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 	go func() { served <- srv.Serve(adminLn) }()
 	st := n.Status()
 	log.Info("node running", "name", st.Name, "mesh", st.Mesh, "role", st.Role,
-		"address", addrString(n.Addr()), "admin", d.admin, "links", len(d.node.StaticLinks))
+		"address", addrString(n.Addr()), "admin", d.admin, "static_links", len(d.node.StaticLinks))
 
 	select {
 	case <-ctx.Done():

@@ -1,16 +1,20 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/admin"
+	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/circuitmesh/circuitmesh/node"
 )
@@ -35,8 +39,9 @@ func runFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "join", Usage: "gossip `ADDR` of a member to join (repeatable)", EnvVars: env("join")},
 		&cli.StringFlag{Name: "gossip-key", Usage: "base64 gossip encryption `KEY` (16, 24 or 32 bytes)", EnvVars: env("gossip-key")},
 		&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics on `ADDR` at /metrics", EnvVars: env("metrics")},
-		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", EnvVars: env("log-level")},
-		&cli.StringFlag{Name: "log-format", Usage: "text or json", Value: "text", EnvVars: env("log-format")},
+		&cli.StringSliceFlag{Name: "link-cost", Usage: "pin the cost of the link to a peer, `PEER=COST` (repeatable; see `circuitmesh link-cost`)", EnvVars: env("link-cost")},
+		&cli.StringFlag{Name: "log-level", Usage: "`LEVEL`: debug, info, warn or error", Value: "info", EnvVars: env("log-level")},
+		&cli.StringFlag{Name: "log-format", Usage: "`FORMAT`: text or json", Value: "text", EnvVars: env("log-format")},
 	)
 }
 
@@ -55,42 +60,59 @@ type exposeSpec struct{ service, target string }
 
 type forwardSpec struct{ listen, peer, service string }
 
-// parseExpose parses NAME=HOST:PORT.
-func parseExpose(s string) (exposeSpec, error) {
+// parseExposeFlag parses --expose NAME=HOST:PORT.
+func parseExposeFlag(s string) (exposeSpec, error) {
 	name, target, ok := strings.Cut(s, "=")
-	if !ok || name == "" {
+	if !ok {
 		return exposeSpec{}, usagef("--expose %q: want NAME=HOST:PORT", s)
 	}
-	if err := checkHostPort(target); err != nil {
-		return exposeSpec{}, usagef("--expose %q: %v", s, err)
+	e, err := parseExpose(name, target)
+	if err != nil {
+		return e, usagef("--expose %q: %v", s, err)
+	}
+	return e, nil
+}
+
+// parseExpose checks a service name and the TCP address behind it (a
+// resolvable host and a port from 1 to 65535).
+func parseExpose(name, target string) (exposeSpec, error) {
+	if err := admin.ValidateService(name); err != nil {
+		return exposeSpec{}, unwrapBadRequest(err)
+	}
+	if err := admin.ValidateTarget(context.Background(), target); err != nil {
+		return exposeSpec{}, unwrapBadRequest(err)
 	}
 	return exposeSpec{name, target}, nil
 }
 
-// parseForward parses LISTEN=PEER/SERVICE; a bare port listens on loopback.
-func parseForward(s string) (forwardSpec, error) {
+// parseForwardFlag parses --forward LISTEN=PEER/SERVICE.
+func parseForwardFlag(s string) (forwardSpec, error) {
 	listen, dest, ok := strings.Cut(s, "=")
 	if !ok {
 		return forwardSpec{}, usagef("--forward %q: want LISTEN=PEER/SERVICE", s)
 	}
-	peer, service, err := parseDest(dest)
+	f, err := parseForward(listen, dest)
 	if err != nil {
-		return forwardSpec{}, usagef("--forward %q: %v", s, err)
+		return f, usagef("--forward %q: %v", s, err)
 	}
-	listen, err = normalizeListen(listen)
-	if err != nil {
-		return forwardSpec{}, usagef("--forward %q: %v", s, err)
-	}
-	return forwardSpec{listen, peer, service}, nil
+	return f, nil
 }
 
-// parseDest parses PEER/SERVICE.
-func parseDest(s string) (peer, service string, err error) {
-	peer, service, ok := strings.Cut(s, "/")
-	if !ok || peer == "" || service == "" {
-		return "", "", fmt.Errorf("want PEER/SERVICE, got %q", s)
+// parseForward checks a listen address (a bare port listens on loopback)
+// and a PEER/SERVICE destination.
+func parseForward(listen, dest string) (forwardSpec, error) {
+	peer, service, ok := strings.Cut(dest, "/")
+	if !ok {
+		return forwardSpec{}, fmt.Errorf("destination %q: want PEER/SERVICE", dest)
 	}
-	return peer, service, nil
+	listen, err := normalizeListen(listen)
+	if err != nil {
+		return forwardSpec{}, err
+	}
+	if err := admin.ValidateForward(listen, peer, service); err != nil {
+		return forwardSpec{}, unwrapBadRequest(err)
+	}
+	return forwardSpec{listen, peer, service}, nil
 }
 
 // normalizeListen accepts HOST:PORT, :PORT or a bare PORT (loopback).
@@ -98,21 +120,38 @@ func normalizeListen(s string) (string, error) {
 	if !strings.Contains(s, ":") {
 		s = "127.0.0.1:" + s
 	}
-	if err := checkHostPort(s); err != nil {
-		return "", err
+	if _, err := admin.ValidateHostPort(s, true); err != nil {
+		return "", unwrapBadRequest(err)
 	}
 	return s, nil
 }
 
-func checkHostPort(s string) error {
-	_, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return fmt.Errorf("want HOST:PORT: %v", err)
+// unwrapBadRequest drops the admin API's ": bad request" suffix from a
+// validation error shown on the command line.
+func unwrapBadRequest(err error) error {
+	return errors.New(strings.TrimSuffix(err.Error(), ": "+admin.ErrBadRequest.Error()))
+}
+
+// parseLinkCost parses PEER=COST (COST a number, or auto).
+func parseLinkCost(s string) (string, uint32, error) {
+	peer, v, ok := strings.Cut(s, "=")
+	if !ok {
+		return "", 0, fmt.Errorf("want PEER=COST")
 	}
-	if _, err := net.LookupPort("tcp", port); err != nil {
-		return fmt.Errorf("bad port %q", port)
+	cost, err := parseCost(v)
+	return peer, cost, err
+}
+
+// parseCost parses a link cost: a number, or auto (0, the measured cost).
+func parseCost(v string) (uint32, error) {
+	if v == "auto" {
+		return 0, nil
 	}
-	return nil
+	c, err := strconv.ParseUint(v, 10, 32)
+	if err != nil || c < uint64(links.MinCost) || c > uint64(node.MaxLinkCost) {
+		return 0, fmt.Errorf("cost %q: want a number from %d to %d, or auto", v, links.MinCost, node.MaxLinkCost)
+	}
+	return uint32(c), nil
 }
 
 // buildDaemonConfig maps the flags of `run` onto node.Config. It loads the
@@ -149,18 +188,28 @@ func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 		}
 	}
 	for _, s := range c.StringSlice("expose") {
-		e, err := parseExpose(s)
+		e, err := parseExposeFlag(s)
 		if err != nil {
 			return d, err
 		}
 		d.exposes = append(d.exposes, e)
 	}
 	for _, s := range c.StringSlice("forward") {
-		f, err := parseForward(s)
+		f, err := parseForwardFlag(s)
 		if err != nil {
 			return d, err
 		}
 		d.forwards = append(d.forwards, f)
+	}
+	costs := map[string]uint32{}
+	for _, s := range c.StringSlice("link-cost") {
+		peer, cost, err := parseLinkCost(s)
+		if err != nil {
+			return d, usagef("--link-cost %q: %v", s, err)
+		}
+		if cost != 0 {
+			costs[peer] = cost
+		}
 	}
 	var key []byte
 	if k := c.String("gossip-key"); k != "" {
@@ -178,6 +227,7 @@ func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 		ListenAddr:  listen,
 		StaticLinks: c.StringSlice("link"),
 		Leaf:        c.Bool("leaf"),
+		LinkCosts:   costs,
 		Discovery: node.DiscoveryConfig{
 			BindAddr: c.String("gossip"),
 			Join:     c.StringSlice("join"),

@@ -30,11 +30,11 @@ Examples:
    circuitmesh simulate --backend mem simulate/testdata/random-100.sim
    circuitmesh simulate --json ring.sim > report.json`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "backend", Usage: "links to run on: quic (real QUIC over a simulated network with latency and loss) or mem (in-memory links, for hundreds of nodes)", Value: string(simulate.BackendQUIC)},
+			&cli.StringFlag{Name: "backend", Usage: "`BACKEND` to run links on: quic (real QUIC over a simulated network with latency and loss) or mem (in-memory links, for hundreds of nodes)", Value: string(simulate.BackendQUIC)},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON instead of a table"},
 			&cli.BoolFlag{Name: "progress", Usage: "print each step on stderr as it finishes"},
-			&cli.Uint64Flag{Name: "seed", Usage: "seed of packet loss (random graphs take seed= in the script)", Value: 1},
-			&cli.StringFlag{Name: "log-level", Usage: "node log level on stderr (debug, info, warn, error; default: none)"},
+			&cli.Uint64Flag{Name: "seed", Usage: "`SEED` of packet loss (random graphs take seed= in the script)", Value: 1},
+			&cli.StringFlag{Name: "log-level", Usage: "node log `LEVEL` on stderr (debug, info, warn, error; default: none)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {

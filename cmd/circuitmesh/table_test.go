@@ -52,16 +52,16 @@ func TestRoutesListOnlyReachableDestinations(t *testing.T) {
 	}
 }
 
-func TestServiceRowsNameTheBackend(t *testing.T) {
-	rows := serviceRows(admin.Services{
+func TestServiceListNamesTheBackend(t *testing.T) {
+	list := serviceList(admin.Services{
 		Services: []string{"echo", "lib", "web"},
 		Exposed:  []admin.Expose{{Service: "web", Target: "127.0.0.1:8080"}},
 	})
 	var got []string
-	for _, r := range rows {
-		got = append(got, strings.Join(r, "="))
+	for _, e := range list {
+		got = append(got, e.Service+"="+e.Backend+" "+e.Target)
 	}
-	if strings.Join(got, ",") != "echo=built-in echo,lib=in-process,web=tcp 127.0.0.1:8080" {
+	if strings.Join(got, ",") != "echo=echo ,lib=in-process ,web=tcp 127.0.0.1:8080" {
 		t.Fatalf("services = %v", got)
 	}
 }

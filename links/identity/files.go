@@ -229,7 +229,7 @@ func writeFiles(dir string, force bool, files []file) error {
 		case err == nil && bytes.Equal(old, f.data):
 			continue // already there
 		case err == nil && !force:
-			return fmt.Errorf("%s exists (use force to replace it): %w", path, ErrExists)
+			return fmt.Errorf("%s: %w", path, ErrExists)
 		case err != nil && !errors.Is(err, fs.ErrNotExist):
 			return fmt.Errorf("check %s: %w", path, err)
 		}
@@ -270,7 +270,7 @@ func writeFile(path string, data []byte, mode fs.FileMode, force bool) error {
 	} else {
 		err = os.Link(tmp.Name(), path)
 		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%s exists (use force to replace it): %w", path, ErrExists)
+			return fmt.Errorf("%s: %w", path, ErrExists)
 		}
 	}
 	if err != nil {

@@ -71,6 +71,8 @@ func (f *fakeNode) Expose(service, target string) (func() error, error) {
 	return func() error { delete(f.exposes, service); return nil }, nil
 }
 
+func (f *fakeNode) SetLinkCost(peer string, cost uint32) error { return nil }
+
 func (f *fakeNode) Forward(listen, peer, service string) (net.Addr, func() error, error) {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
@@ -242,5 +244,42 @@ func TestClientSaysWhenTheDaemonIsNotRunning(t *testing.T) {
 	}()
 	if _, err := Listen(stale); !errors.Is(err, ErrConflict) {
 		t.Fatalf("listen over a live socket: %v, want ErrConflict", err)
+	}
+}
+
+func TestExposeAndForwardArgumentsAreCheckedBeforeAnythingIsPublished(t *testing.T) {
+	f := newFake()
+	c, _ := startServer(t, f)
+	ctx := context.Background()
+	for _, e := range []Expose{
+		{Service: "bad name", Target: "127.0.0.1:80"},
+		{Service: "web/x", Target: "127.0.0.1:80"},
+		{Service: "", Target: "127.0.0.1:80"},
+		{Service: "web", Target: "300.1.1.1:80"},
+		{Service: "web", Target: "127.0.0.1:0"},
+		{Service: "web", Target: "127.0.0.1:70000"},
+		{Service: "web", Target: "no-such-host.invalid:80"},
+		{Service: "web", Target: "127.0.0.1"},
+	} {
+		err := c.Post(ctx, PathExpose, e, nil)
+		if !errors.Is(err, ErrBadRequest) {
+			t.Errorf("expose %+v: %v, want a bad request", e, err)
+		}
+	}
+	if len(f.exposes) != 0 {
+		t.Fatalf("refused exposes were published: %v", f.exposes)
+	}
+	for _, fw := range []Forward{
+		{Listen: "127.0.0.1:0", Peer: "Bad Peer", Service: "web"},
+		{Listen: "127.0.0.1:0", Peer: "d", Service: "bad name"},
+		{Listen: "127.0.0.1:99999", Peer: "d", Service: "web"},
+	} {
+		if err := c.Post(ctx, PathForward, fw, nil); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("forward %+v: %v, want a bad request", fw, err)
+		}
+	}
+	var s Services
+	if err := c.Get(ctx, PathServices, nil, &s); err != nil || len(s.Forwards) != 0 {
+		t.Fatalf("refused forwards were started: %+v %v", s, err)
 	}
 }

@@ -27,6 +27,7 @@ const (
 	PathForward  = "/v1/forward"
 	PathPing     = "/v1/ping"
 	PathDial     = "/v1/dial"
+	PathLinkCost = "/v1/link-cost"
 )
 
 // UpgradeProtocol is the Upgrade token of the dial endpoint.
@@ -43,6 +44,14 @@ type Node interface {
 	DialWith(ctx context.Context, peer, service string, o node.DialOptions) (node.Conn, error)
 	Expose(service, tcpAddr string) (stop func() error, err error)
 	Forward(listenAddr, peer, service string) (net.Addr, func() error, error)
+	SetLinkCost(peer string, cost uint32) error
+}
+
+// LinkCost pins the cost of the link to Peer; Cost 0 returns to the
+// measured cost.
+type LinkCost struct {
+	Peer string `json:"peer"`
+	Cost uint32 `json:"cost"`
 }
 
 // Expose is a local TCP service published as a mesh service.

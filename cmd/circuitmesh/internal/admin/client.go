@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"syscall"
 	"time"
 )
@@ -45,12 +46,19 @@ func (c *Client) dialSocket(ctx context.Context) (net.Conn, error) {
 		return conn, nil
 	case errors.Is(err, syscall.ENOENT):
 		return nil, fmt.Errorf("%w: no admin socket at %s (start the daemon with `circuitmesh run`, or point --data-dir or --admin at its socket)", ErrNotRunning, c.Socket)
+	case errors.Is(err, syscall.ECONNREFUSED) && !isSocket(c.Socket):
+		return nil, fmt.Errorf("admin socket %s is not a socket (point --admin at the daemon's socket, or remove the file): %w", c.Socket, ErrNotRunning)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return nil, fmt.Errorf("%w: admin socket %s is left over from a stopped daemon (start it with `circuitmesh run`)", ErrNotRunning, c.Socket)
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
 		return nil, fmt.Errorf("%w %s: run as the daemon's user or root", ErrPermission, c.Socket)
 	}
 	return nil, fmt.Errorf("admin socket %s: %w", c.Socket, err)
+}
+
+func isSocket(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode()&os.ModeSocket != 0
 }
 
 // Get fetches path and decodes the JSON answer into out.

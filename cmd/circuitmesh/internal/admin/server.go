@@ -60,6 +60,7 @@ func NewServer(n Node, log *slog.Logger) *Server {
 	mux.HandleFunc("POST "+PathForward, s.handleForward)
 	mux.HandleFunc("DELETE "+PathForward, s.handleUnforward)
 	mux.HandleFunc("GET "+PathPing, s.handlePing)
+	mux.HandleFunc("POST "+PathLinkCost, s.handleLinkCost)
 	mux.HandleFunc("POST "+PathDial, s.handleDial)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return s
@@ -119,6 +120,12 @@ func (s *Server) Close() error {
 
 // AddExpose publishes service backed by the TCP address target.
 func (s *Server) AddExpose(service, target string) error {
+	if err := ValidateService(service); err != nil {
+		return err
+	}
+	if err := ValidateTarget(context.Background(), target); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.exposed[service]; ok {
@@ -149,6 +156,9 @@ func (s *Server) RemoveExpose(service string) error {
 // AddForward listens on the TCP address listen and tunnels connections to
 // service on peer. It returns the bound address.
 func (s *Server) AddForward(listen, peer, service string) (string, error) {
+	if err := ValidateForward(listen, peer, service); err != nil {
+		return "", err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.forwards[listen]; ok {
@@ -156,7 +166,7 @@ func (s *Server) AddForward(listen, peer, service string) (string, error) {
 	}
 	addr, stop, err := s.node.Forward(listen, peer, service)
 	if err != nil {
-		return "", fmt.Errorf("forward: %w", err)
+		return "", err // names the listen address and the destination
 	}
 	bound := addr.String()
 	s.forwards[listen] = forward{Forward{bound, peer, service}, stop}
@@ -208,10 +218,6 @@ func (s *Server) handleExpose(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &e) {
 		return
 	}
-	if e.Service == "" || e.Target == "" {
-		writeError(w, fmt.Errorf("expose needs a service and a target: %w", ErrBadRequest))
-		return
-	}
 	if err := s.AddExpose(e.Service, e.Target); err != nil {
 		writeError(w, err)
 		return
@@ -230,10 +236,6 @@ func (s *Server) handleUnexpose(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleForward(w http.ResponseWriter, r *http.Request) {
 	var f Forward
 	if !readJSON(w, r, &f) {
-		return
-	}
-	if f.Listen == "" || f.Peer == "" || f.Service == "" {
-		writeError(w, fmt.Errorf("forward needs a listen address, a peer and a service: %w", ErrBadRequest))
 		return
 	}
 	bound, err := s.AddForward(f.Listen, f.Peer, f.Service)
@@ -263,6 +265,18 @@ func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, Ping{Peer: peer, OpenNS: int64(res.Open), RTTNS: int64(res.RTT), Path: res.Path})
+}
+
+func (s *Server) handleLinkCost(w http.ResponseWriter, r *http.Request) {
+	var lc LinkCost
+	if !readJSON(w, r, &lc) {
+		return
+	}
+	if err := s.node.SetLinkCost(lc.Peer, lc.Cost); err != nil {
+		writeError(w, fmt.Errorf("%w: %w", err, ErrBadRequest))
+		return
+	}
+	writeJSON(w, lc)
 }
 
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {

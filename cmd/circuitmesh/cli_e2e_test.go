@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/node"
+)
+
+// run3 runs a CLI command against d and returns its exit status, stdout
+// and stderr separately.
+func (d *daemon) run3(args ...string) (int, string, string) {
+	d.lab.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, d.lab.bin, append(args, "--data-dir", d.dir)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, out.String(), errb.String()
+	case errors.As(err, &ee):
+		return ee.ExitCode(), out.String(), errb.String()
+	}
+	d.lab.t.Fatalf("circuitmesh %v: %v", args, err)
+	return 0, "", ""
+}
+
+// ndjson decodes one JSON object per line.
+func ndjson(t *testing.T, s string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %q is not a JSON object: %v\n%s", sc.Text(), err, s)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestE2EPingLikePing8AndJSONShapes(t *testing.T) {
+	l := newLab(t, "e2e")
+	a := l.start("a", "")
+	l.start("b", "", "--link", a.addr)
+	a.waitRoute(t, "b", anyRoute)
+
+	code, out, stderr := a.run3("ping", "b", "-c", "2", "-i", "10ms", "--json")
+	lines := ndjson(t, out)
+	if code != 0 || stderr != "" || len(lines) != 3 {
+		t.Fatalf("ping --json: exit %d, stderr %q, %d lines:\n%s", code, stderr, len(lines), out)
+	}
+	for i, want := range []string{"reply", "reply", "summary"} {
+		if lines[i]["type"] != want {
+			t.Fatalf("line %d type %v, want %s:\n%s", i, lines[i]["type"], want, out)
+		}
+	}
+	if s := lines[2]; s["sent"] != 2.0 || s["replies"] != 2.0 || s["loss_percent"] != 0.0 {
+		t.Fatalf("summary %v", s)
+	}
+
+	// No reply at all: ping(8) prints the failures and the summary and
+	// exits 1, without repeating the error on stderr.
+	code, out, stderr = a.run3("ping", "nobody", "-c", "2", "-i", "10ms")
+	if code != 1 || stderr != "" || strings.Count(out, "no reply from nobody") != 2 || !strings.Contains(out, "2 sent, 0 replies, 100% loss") {
+		t.Fatalf("ping nobody: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+
+	// Every list prints an array of objects.
+	for _, cmd := range []string{"peers", "links", "routes", "services", "forwards"} {
+		_, out, _ := a.run3(cmd, "--json")
+		var v []map[string]any
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Errorf("%s --json is not an array of objects: %v\n%s", cmd, err, out)
+		}
+	}
+}
+
+func TestE2ELinkCostPinsAndReleasesARoute(t *testing.T) {
+	l := newLab(t, "e2e")
+	a := l.start("a", "", "--link-cost", "c=700")
+	b := l.start("b", "", "--link", a.addr)
+	l.start("c", "", "--link", a.addr, "--link", b.addr)
+	pinned := func(want uint32) func(node.PeerInfo) bool {
+		return func(p node.PeerInfo) bool { return p.NextHop == "c" && p.Hops == 1 && p.Cost == want }
+	}
+	a.waitRoute(t, "c", pinned(700)) // pinned at start-up
+	if out := a.cli("link-cost", "c", "900"); !strings.Contains(out, "pinned at cost 900") {
+		t.Fatalf("link-cost said %q", out)
+	}
+	a.waitRoute(t, "c", pinned(900))
+	var ls []node.LinkInfo
+	if err := json.Unmarshal([]byte(a.cli("links", "--json")), &ls); err != nil {
+		t.Fatal(err)
+	}
+	for _, li := range ls {
+		if li.Peer == "c" && (!li.Pinned || li.Cost != 900) {
+			t.Fatalf("links shows %+v, want c pinned at 900", li)
+		}
+	}
+	if out := a.cli("link-cost", "c", "auto"); !strings.Contains(out, "measured cost") {
+		t.Fatalf("link-cost auto said %q", out)
+	}
+	// Measured loopback links cost far below 900: the route comes back
+	// to a measured cost.
+	a.waitRoute(t, "c", func(p node.PeerInfo) bool { return p.Cost < 900 })
+	if code, _, stderr := a.run3("link-cost", "Not A Name", "50"); code == 0 || !strings.Contains(stderr, "Not A Name") {
+		t.Fatalf("link-cost with a bad peer name: exit %d %q", code, stderr)
+	}
+}

@@ -1,0 +1,104 @@
+package admin
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/links/identity"
+)
+
+// MaxServiceName bounds a service name published or forwarded through the
+// admin API.
+const MaxServiceName = 63
+
+// resolveTimeout bounds the name lookup of an expose target.
+const resolveTimeout = 3 * time.Second
+
+// ValidateService checks the name of a service given to expose or forward:
+// 1 to 63 characters, the first an ASCII letter or digit, the rest letters,
+// digits, '.', '_' or '-' (no spaces and no '/', which separates peer and
+// service). The error wraps ErrBadRequest.
+func ValidateService(name string) error {
+	if name == "" || len(name) > MaxServiceName {
+		return fmt.Errorf("service name %q: want 1 to %d characters: %w", name, MaxServiceName, ErrBadRequest)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if i > 0 {
+			ok = ok || c == '.' || c == '_' || c == '-'
+		}
+		if !ok {
+			return fmt.Errorf("service name %q: character %q not allowed (want letters, digits, '.', '_' or '-'): %w", name, c, ErrBadRequest)
+		}
+	}
+	return nil
+}
+
+// ValidateTarget checks the TCP address behind an exposed service: a host
+// that resolves and a port from 1 to 65535. The error wraps ErrBadRequest.
+func ValidateTarget(ctx context.Context, hostport string) error {
+	host, err := ValidateHostPort(hostport, false)
+	if err != nil {
+		return err
+	}
+	if net.ParseIP(host) != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	if _, err := net.DefaultResolver.LookupHost(ctx, host); err != nil {
+		return fmt.Errorf("address %q: host %q does not resolve: %w", hostport, host, ErrBadRequest)
+	}
+	return nil
+}
+
+// ValidateHostPort checks HOST:PORT syntax, an IP literal that parses (a
+// dotted quad such as 300.1.1.1 is not a host name) and a port from 1 to
+// 65535, or 0 when allowZero (a listener that picks its port). It returns
+// the host. The error wraps ErrBadRequest.
+func ValidateHostPort(hostport string, allowZero bool) (string, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return "", fmt.Errorf("address %q: want HOST:PORT: %w", hostport, ErrBadRequest)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 || (p == 0 && !allowZero) {
+		want := "1 to 65535"
+		if allowZero {
+			want = "0 to 65535"
+		}
+		return "", fmt.Errorf("address %q: port %q: want a number from %s: %w", hostport, port, want, ErrBadRequest)
+	}
+	if host != "" && net.ParseIP(host) == nil && looksNumeric(host) {
+		return "", fmt.Errorf("address %q: %q is not a valid IP address: %w", hostport, host, ErrBadRequest)
+	}
+	return host, nil
+}
+
+// looksNumeric reports whether host is made of digits and dots only, so is
+// meant as an IPv4 literal rather than a name.
+func looksNumeric(host string) bool {
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; c != '.' && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidateForward checks a forward: a listen HOST:PORT (port 0 picks one),
+// a valid node name and a valid service name. The error wraps
+// ErrBadRequest.
+func ValidateForward(listen, peer, service string) error {
+	if _, err := ValidateHostPort(listen, true); err != nil {
+		return err
+	}
+	if err := identity.ValidateName(peer); err != nil {
+		return fmt.Errorf("peer: %w: %w", err, ErrBadRequest)
+	}
+	return ValidateService(service)
+}

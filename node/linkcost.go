@@ -1,0 +1,61 @@
+package node
+
+import (
+	"fmt"
+
+	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/links/identity"
+)
+
+// MaxLinkCost is the largest cost SetLinkCost and Config.LinkCosts accept
+// (a little above 167 s of RTT in link cost units, far beyond any real link).
+const MaxLinkCost links.Cost = 1 << 24
+
+// SetLinkCost pins the cost routing uses for the link to peer, now and for
+// every later link to it, instead of the measured cost; cost 0 returns to
+// the measured cost. The change reaches routing at once, so routes move
+// with the next update. The link's measurement goes on either way and
+// Links shows both the cost in use and whether it is pinned.
+func (n *Node) SetLinkCost(peer string, cost links.Cost) error {
+	if err := identity.ValidateName(peer); err != nil {
+		return fmt.Errorf("set link cost of %q: %w", peer, err)
+	}
+	if cost != 0 && (cost < links.MinCost || cost > MaxLinkCost) {
+		return fmt.Errorf("set link cost of %s to %d: want %d to %d, or 0 for the measured cost: %w",
+			peer, cost, links.MinCost, MaxLinkCost, ErrInvalidConfig)
+	}
+	n.mu.Lock()
+	if cost == 0 {
+		delete(n.pins, peer)
+	} else {
+		n.pins[peer] = cost
+	}
+	l := n.links[peer]
+	n.mu.Unlock()
+	if l != nil {
+		c, _ := n.linkCost(l)
+		n.router.linkCost(peer, c)
+	}
+	n.log.Info("link cost set", "peer", peer, "cost", costText(cost))
+	return nil
+}
+
+// linkCost is the cost routing uses for l: pinned by configuration or
+// SetLinkCost, else measured.
+func (n *Node) linkCost(l links.Link) (cost links.Cost, pinned bool) {
+	n.mu.Lock()
+	c, ok := n.pins[l.Peer()]
+	n.mu.Unlock()
+	if ok {
+		return c, true
+	}
+	q := l.Quality()
+	return q.Cost, q.Pinned
+}
+
+func costText(c links.Cost) string {
+	if c == 0 {
+		return "measured"
+	}
+	return fmt.Sprint(c)
+}
