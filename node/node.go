@@ -58,7 +58,7 @@ type Node struct {
 	state    int // stateNew, stateRunning, stateClosing, stateClosed
 	links    map[string]links.Link
 	services map[string]*listener
-	keeps    map[string]func() // static links: address → stop
+	keeps    map[string]func()     // static links: address → stop
 	pins     map[string]links.Cost // pinned link costs by peer
 	closeErr error
 	closed   chan struct{}
