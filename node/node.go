@@ -8,6 +8,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -60,6 +61,8 @@ type Node struct {
 	services map[string]*listener
 	keeps    map[string]func()     // static links: address → stop
 	pins     map[string]links.Cost // pinned link costs by peer
+
+	httpTr   atomic.Pointer[meshTransport] // HTTPTransport, made on first use
 	closeErr error
 	closed   chan struct{}
 }
@@ -250,6 +253,9 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 
 	n.log.Info("node closing", "circuits", n.circuits.len(), "grace", n.cfg.GracePeriod)
+	if m := n.httpTr.Load(); m != nil {
+		m.CloseIdleConnections()
+	}
 	for _, stop := range keeps {
 		stop()
 	}

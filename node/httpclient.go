@@ -1,0 +1,102 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// httpHostSuffix marks the synthetic host names under which HTTPTransport
+// pools connections: one pool per peer and service.
+const httpHostSuffix = ".circuitmesh.invalid"
+
+// ErrHTTPURL is returned for a URL HTTPClient cannot send over the mesh:
+// not http://PEER/SERVICE/..., or a scheme other than http.
+var ErrHTTPURL = errors.New("mesh URL must be http://PEER/SERVICE/path")
+
+// HTTPClient returns an HTTP client whose requests travel over circuits.
+// The URL http://PEER/SERVICE/rest?q sends "GET /rest?q" (Host: PEER) to
+// the HTTP server behind service SERVICE on node PEER, for example one
+// serving n.Listen("web") or a TCP server published with Expose. Each
+// peer/service pair has its own pool of keep-alive circuits; a cancelled
+// or timed-out request closes its circuit. The clients share one
+// transport per node, so calling HTTPClient again is cheap.
+func (n *Node) HTTPClient() *http.Client {
+	return &http.Client{Transport: n.HTTPTransport()}
+}
+
+// HTTPTransport is the round tripper behind HTTPClient, for callers that
+// build their own http.Client (timeouts, cookie jars, redirects).
+func (n *Node) HTTPTransport() http.RoundTripper {
+	if m := n.httpTr.Load(); m != nil {
+		return m
+	}
+	m := &meshTransport{base: &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			peer, service, err := decodeHTTPHost(addr)
+			if err != nil {
+				return nil, err
+			}
+			return n.Dial(ctx, peer, service)
+		},
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+	if !n.httpTr.CompareAndSwap(nil, m) {
+		return n.httpTr.Load()
+	}
+	return m
+}
+
+// meshTransport rewrites http://PEER/SERVICE/rest to a request for /rest
+// on a connection keyed by peer and service.
+type meshTransport struct{ base *http.Transport }
+
+func (m *meshTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "http" {
+		closeBody(req)
+		return nil, fmt.Errorf("%s: scheme %q: %w", req.URL.Redacted(), req.URL.Scheme, ErrHTTPURL)
+	}
+	peer := req.URL.Hostname()
+	service, rest, _ := strings.Cut(strings.TrimPrefix(req.URL.Path, "/"), "/")
+	if peer == "" || service == "" || req.URL.Port() != "" {
+		closeBody(req)
+		return nil, fmt.Errorf("%s: %w", req.URL.Redacted(), ErrHTTPURL)
+	}
+	out := req.Clone(req.Context())
+	u := *req.URL
+	u.Host = hex.EncodeToString([]byte(peer+"/"+service)) + httpHostSuffix
+	u.Path, u.RawPath = "/"+rest, ""
+	out.URL = &u
+	if out.Host == "" || out.Host == req.URL.Host {
+		out.Host = peer
+	}
+	return m.base.RoundTrip(out)
+}
+
+// CloseIdleConnections closes the pooled circuits no request is using.
+func (m *meshTransport) CloseIdleConnections() { m.base.CloseIdleConnections() }
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+func decodeHTTPHost(addr string) (peer, service string, err error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", fmt.Errorf("mesh HTTP address %q: %w", addr, err)
+	}
+	b, err := hex.DecodeString(strings.TrimSuffix(host, httpHostSuffix))
+	if err != nil || !strings.HasSuffix(host, httpHostSuffix) {
+		return "", "", fmt.Errorf("mesh HTTP address %q: %w", addr, ErrHTTPURL)
+	}
+	peer, service, _ = strings.Cut(string(b), "/")
+	return peer, service, nil
+}
