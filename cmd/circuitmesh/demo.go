@@ -97,13 +97,27 @@ func (d *demo) run(ctx context.Context) error {
 		return fmt.Errorf("circuit took path %v, expected at least two relays", path)
 	}
 	relay := path[1]
+	events, unsubscribe := a.Subscribe(64)
+	defer unsubscribe()
+	before, _ := a.Peer("e")
 	fmt.Fprintf(d.w, "killing relay %s (its socket closes: no goodbye, as if the process died)\n", relay)
 	killed := time.Now()
 	d.sockets[relay].Close()
-	if _, err := waitRoute(ctx, a, "e", func(p node.PeerInfo) bool { return p.NextHop != relay }); err != nil {
+	if err := waitLinkDown(ctx, events, relay); err != nil {
 		return err
 	}
-	fmt.Fprintf(d.w, "a detected the dead relay and rerouted to e in %s\n", fmtDuration(time.Since(killed)))
+	detected := time.Since(killed)
+	after, err := waitRoute(ctx, a, "e", func(p node.PeerInfo) bool { return p.NextHop != relay })
+	if err != nil {
+		return err
+	}
+	if before.NextHop == relay {
+		fmt.Fprintf(d.w, "a detected the dead relay after %s and routed to e via %s %s after the kill\n",
+			fmtDuration(detected), after.NextHop, fmtDuration(time.Since(killed)))
+	} else {
+		fmt.Fprintf(d.w, "a detected the dead relay after %s (its route to e had already moved to %s)\n",
+			fmtDuration(detected), after.NextHop)
+	}
 	path2, err := d.transfer(ctx, a)
 	if err != nil {
 		return err
@@ -219,6 +233,23 @@ func (d *demo) transfer(ctx context.Context, a *node.Node) ([]string, error) {
 	fmt.Fprintf(d.w, "circuit %s: %.0f MiB in %s = %.1f MiB/s, SHA-256 verified\n",
 		fmtPath(c.Path()), mib, fmtDuration(elapsed), mib/elapsed.Seconds())
 	return c.Path(), nil
+}
+
+// waitLinkDown waits for the event that the link to peer went down.
+func waitLinkDown(ctx context.Context, events <-chan node.Event, peer string) error {
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return errors.New("event subscription ended")
+			}
+			if ev.Kind == node.LinkDown && ev.Peer == peer {
+				return nil
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("link to %s never went down: %w", peer, ctx.Err())
+		}
+	}
 }
 
 // waitRoute polls until n has a reachable route to peer that satisfies ok.

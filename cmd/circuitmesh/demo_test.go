@@ -10,7 +10,7 @@ func TestDemoRelaysVerifiesAndFailsOver(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("demo exited %d: %s\n%s", code, stderr, out)
 	}
-	for _, want := range []string{"DESTINATION", "ping e via a → ", "killing relay", "rerouted to e"} {
+	for _, want := range []string{"DESTINATION", "ping e via a → ", "killing relay", "detected the dead relay after"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
