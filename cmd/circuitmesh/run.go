@@ -71,7 +71,7 @@ func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 	if err := os.MkdirAll(filepath.Dir(d.admin), 0o700); err != nil {
 		return fmt.Errorf("admin socket directory: %w", err)
 	}
-	adminLn, err := admin.Listen(d.admin)
+	adminLn, err := admin.Listen(d.admin, log)
 	if err != nil {
 		return err
 	}

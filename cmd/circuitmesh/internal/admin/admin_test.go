@@ -84,7 +84,7 @@ func (f *fakeNode) Forward(listen, peer, service string) (net.Addr, func() error
 func startServer(t *testing.T, n Node) (*Client, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "admin.sock")
-	ln, err := Listen(path)
+	ln, err := Listen(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestClientSaysWhenTheDaemonIsNotRunning(t *testing.T) {
 		t.Fatalf("stale socket: %v, want ErrNotRunning", err)
 	}
 	// The daemon replaces a stale socket but refuses a live one.
-	ln2, err := Listen(stale)
+	ln2, err := Listen(stale, nil)
 	if err != nil {
 		t.Fatalf("listen over a stale socket: %v", err)
 	}
@@ -242,7 +242,7 @@ func TestClientSaysWhenTheDaemonIsNotRunning(t *testing.T) {
 			c.Close()
 		}
 	}()
-	if _, err := Listen(stale); !errors.Is(err, ErrConflict) {
+	if _, err := Listen(stale, nil); !errors.Is(err, ErrConflict) {
 		t.Fatalf("listen over a live socket: %v, want ErrConflict", err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sort"
 	"sync"
 	"time"
@@ -64,27 +63,6 @@ func NewServer(n Node, log *slog.Logger) *Server {
 	mux.HandleFunc("POST "+PathDial, s.handleDial)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return s
-}
-
-// Listen creates the unix socket at path with mode 0600. A stale socket
-// left by a crashed daemon is replaced; a live one is an error.
-func Listen(path string) (net.Listener, error) {
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("%w: a daemon is running with the admin socket %s (stop it, or give this one another --data-dir or --admin)", ErrConflict, path)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("remove stale admin socket: %w", err)
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("admin socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("admin socket: %w", err)
-	}
-	return ln, nil
 }
 
 // Serve answers requests on ln until Close.

@@ -1,0 +1,118 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Listen creates the admin socket at path: mode 0600 from the moment it
+// exists (it is bound inside a private 0700 directory and renamed into
+// place), and it only accepts connections whose peer process runs as root
+// or as this process's user (SO_PEERCRED), whatever the file's mode later
+// becomes. A stale socket left by a crashed daemon is replaced; a live one
+// is an error. Closing the listener removes the socket. Refused peers are
+// logged on log (one line per minute at most) when it is not nil.
+func Listen(path string, log *slog.Logger) (net.Listener, error) {
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("%w: a daemon is running with the admin socket %s (stop it, or give this one another --data-dir or --admin)", ErrConflict, path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale admin socket: %w", err)
+	}
+	private, err := os.MkdirTemp(filepath.Dir(path), ".admin-")
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	defer os.RemoveAll(private)
+	tmp := filepath.Join(private, "sock")
+	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	ul.SetUnlinkOnClose(false) // the bound name moves; Close removes path
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		ul.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		ul.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	return &credListener{UnixListener: ul, path: path, uid: uint32(os.Geteuid()), log: log}, nil
+}
+
+// credListener accepts only peers running as root or as uid.
+type credListener struct {
+	*net.UnixListener
+	path string
+	uid  uint32
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	refused   int       // refused since the last log line
+	lastLog   time.Time // when the last refusal was logged
+	closeOnce sync.Once
+}
+
+// Accept returns the next connection from an allowed user; others are
+// closed at once.
+func (l *credListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			return nil, err
+		}
+		uid, err := peerUID(c)
+		if err == nil && (uid == 0 || uid == l.uid) {
+			return c, nil
+		}
+		c.Close()
+		l.noteRefused(uid, err)
+	}
+}
+
+func (l *credListener) noteRefused(uid uint32, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refused++
+	if l.log == nil || time.Since(l.lastLog) < time.Minute {
+		return
+	}
+	l.log.Warn("admin socket refused a connection from another user", "uid", uid, "err", err,
+		"refused_since_last_warning", l.refused, "socket", l.path)
+	l.refused, l.lastLog = 0, time.Now()
+}
+
+// Close stops listening and removes the socket file.
+func (l *credListener) Close() error {
+	err := l.UnixListener.Close()
+	l.closeOnce.Do(func() { os.Remove(l.path) })
+	return err
+}
+
+// peerUID is the user id of the process at the other end of c.
+func peerUID(c *net.UnixConn) (uint32, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *syscall.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if credErr != nil {
+		return 0, fmt.Errorf("SO_PEERCRED: %w", credErr)
+	}
+	return cred.Uid, nil
+}

@@ -1,0 +1,80 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+func TestAdminSocketIsPrivateAndLeavesNothingBehind(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "admin.sock")
+	ln, err := Listen(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket %v %v, want a 0600 socket", fi.Mode(), err)
+	}
+	ln.Close()
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 0 {
+		t.Fatalf("left behind after Close: %v", entries)
+	}
+}
+
+// TestAdminSocketRefusesOtherUsers connects as the unprivileged user nobody
+// to a socket whose mode was opened up (as a careless chmod would): the
+// daemon still refuses the connection by the peer's credentials.
+func TestAdminSocketRefusesOtherUsers(t *testing.T) {
+	if os.Getenv("ADMIN_SOCKET_CLIENT") != "" {
+		err := NewClient(os.Getenv("ADMIN_SOCKET_CLIENT")).Get(context.Background(), PathStatus, nil, nil)
+		if err == nil {
+			os.Exit(0)
+		}
+		os.Stderr.WriteString(err.Error())
+		os.Exit(3)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("CANNOT RUN: needs root to run a client as another user")
+	}
+	c, path := startServer(t, newFake())
+	if err := c.Get(context.Background(), PathStatus, nil, nil); err != nil {
+		t.Fatalf("the daemon's own user: %v", err)
+	}
+	// Open the way for nobody: the directories, the socket and a copy of
+	// this test binary it can execute.
+	for d := filepath.Dir(path); d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	os.Chmod(path, 0o666)
+	bin := filepath.Join(filepath.Dir(path), "client.test")
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestAdminSocketRefusesOtherUsers$")
+	cmd.Env = append(os.Environ(), "ADMIN_SOCKET_CLIENT="+path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("client as nobody: %v, output %q; want it refused", err, out)
+	}
+	if strings.Contains(string(out), "permission denied") {
+		t.Fatalf("refused by the file mode, not by credentials: %s", out)
+	}
+	// The daemon's own user still gets in.
+	if err := c.Get(context.Background(), PathStatus, nil, nil); err != nil {
+		t.Fatalf("after the refusal: %v", err)
+	}
+}
