@@ -228,6 +228,13 @@ func TestCAInitAndCertIssue(t *testing.T) {
 	if code == 0 || !strings.Contains(stderr, "circuitmesh ca init --dir") {
 		t.Fatalf("issue without a CA: %d %q", code, stderr)
 	}
+	grouped := filepath.Join(dir, "ops-1")
+	if code, stdout, stderr := cm(t, "cert", "issue", "ops-1", "--ca-dir", caDir, "--out", grouped, "--group", "ops", "--group", "web"); code != 0 || !strings.Contains(stdout, "in groups ops, web") {
+		t.Fatalf("issue with groups: %d %q %q", code, stdout, stderr)
+	}
+	if id, err := identity.LoadDir(grouped); err != nil || strings.Join(id.Groups(), ",") != "ops,web" {
+		t.Fatalf("issued groups %v, %v", id.Groups(), err)
+	}
 	if code, _, stderr := cm(t, "cert", "issue", "Bad Name", "--ca-dir", caDir, "--out", out); code != 2 {
 		t.Fatalf("issue with an invalid name: %d %q, want usage error", code, stderr)
 	}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -61,11 +61,13 @@ func certCommand() *cli.Command {
 then the node's --data-dir.
 
 Example:
-   circuitmesh cert issue b --ca-dir ./ca --out ./b`,
+   circuitmesh cert issue b --ca-dir ./ca --out ./b
+   circuitmesh cert issue ops-1 --ca-dir ./ca --out ./ops-1 --group ops`,
 			Flags: []cli.Flag{
 				&cli.PathFlag{Name: "ca-dir", Usage: "`DIR` holding ca.crt and ca.key", Required: true},
 				&cli.PathFlag{Name: "out", Usage: "`DIR` to write the node's files into", Required: true},
 				&cli.DurationFlag{Name: "validity", Usage: "certificate lifetime `DURATION`", Value: identity.DefaultNodeValidity},
+				&cli.StringSliceFlag{Name: "group", Usage: "authorization `GROUP` signed into the certificate, for policy rules (repeatable)"},
 				forceFlag(),
 			},
 			Action: func(c *cli.Context) error {
@@ -76,7 +78,8 @@ Example:
 				if err != nil {
 					return err
 				}
-				return issue(c, ca, c.Args().First(), c.Path("out"), c.Duration("validity"))
+				return issue(c, ca, c.Args().First(), c.Path("out"),
+					identity.IssueOptions{Validity: c.Duration("validity"), Groups: c.StringSlice("group")})
 			},
 		}},
 	}
@@ -124,7 +127,7 @@ Example:
 				}
 				fmt.Fprintf(c.App.Writer, "using the CA of mesh %q in %s\n", ca.Mesh, caDir)
 			}
-			if err := issue(c, ca, c.String("name"), dataDir, 0); err != nil {
+			if err := issue(c, ca, c.String("name"), dataDir, identity.IssueOptions{}); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "start it with: circuitmesh run --data-dir %s\n", dataDir)
@@ -153,15 +156,19 @@ func loadCA(dir string) (*identity.CA, error) {
 }
 
 // issue writes a node identity for name into dir.
-func issue(c *cli.Context, ca *identity.CA, name, dir string, validity time.Duration) error {
-	id, err := ca.Issue(name, validity)
+func issue(c *cli.Context, ca *identity.CA, name, dir string, o identity.IssueOptions) error {
+	id, err := ca.IssueWith(name, o)
 	if err != nil {
 		return usagef("%v", err)
 	}
 	if err := identity.SaveIdentity(dir, id, c.Bool("force")); err != nil {
 		return explainExists(err)
 	}
-	fmt.Fprintf(c.App.Writer, "issued node %q of mesh %q: %s (%s, %s, %s)\n", id.Node, id.Mesh, dir,
+	groups := ""
+	if len(o.Groups) > 0 {
+		groups = " in groups " + strings.Join(o.Groups, ", ")
+	}
+	fmt.Fprintf(c.App.Writer, "issued node %q of mesh %q%s: %s (%s, %s, %s)\n", id.Node, id.Mesh, groups, dir,
 		identity.CertFile, identity.KeyFile, identity.CACertFile)
 	return nil
 }

@@ -74,9 +74,41 @@ func (ca *CA) Issue(node string, validity time.Duration) (*Identity, error) {
 	return ca.IssueAt(node, now.Add(-clockSkew), now.Add(validity))
 }
 
+// IssueOptions are the optional parts of a node certificate.
+type IssueOptions struct {
+	// Validity is the certificate's lifetime from now. Default
+	// DefaultNodeValidity.
+	Validity time.Duration
+	// Groups are authorization groups signed into the certificate (as
+	// Subject OU values); policies name them as group:NAME. Each must pass
+	// ValidateName.
+	Groups []string
+}
+
+// IssueWith is Issue with options.
+func (ca *CA) IssueWith(node string, o IssueOptions) (*Identity, error) {
+	if o.Validity < 0 {
+		return nil, fmt.Errorf("issue %q: negative validity %v (use IssueAt): %w", node, o.Validity, ErrExpired)
+	}
+	if o.Validity == 0 {
+		o.Validity = DefaultNodeValidity
+	}
+	now := time.Now()
+	return ca.issue(node, now.Add(-clockSkew), now.Add(o.Validity), o.Groups)
+}
+
 // IssueAt creates a node identity valid from notBefore to notAfter, which
 // may lie in the past (for tests of expiry).
 func (ca *CA) IssueAt(node string, notBefore, notAfter time.Time) (*Identity, error) {
+	return ca.issue(node, notBefore, notAfter, nil)
+}
+
+func (ca *CA) issue(node string, notBefore, notAfter time.Time, groups []string) (*Identity, error) {
+	for _, g := range groups {
+		if err := ValidateName(g); err != nil {
+			return nil, fmt.Errorf("issue %q: group: %w", node, err)
+		}
+	}
 	if err := ValidateName(node); err != nil {
 		return nil, fmt.Errorf("issue: node: %w", err)
 	}
@@ -87,7 +119,9 @@ func (ca *CA) IssueAt(node string, notBefore, notAfter time.Time) (*Identity, er
 	if err != nil {
 		return nil, fmt.Errorf("issue %q: %w", node, err)
 	}
-	cert, err := create(nodeTemplate(ca.Mesh, node, notBefore, notAfter), ca.Cert, pub, ca.Key)
+	tmpl := nodeTemplate(ca.Mesh, node, notBefore, notAfter)
+	tmpl.Subject.OrganizationalUnit = groups
+	cert, err := create(tmpl, ca.Cert, pub, ca.Key)
 	if err != nil {
 		return nil, fmt.Errorf("issue %q in mesh %q: %w", node, ca.Mesh, err)
 	}

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -374,5 +375,38 @@ func TestMutualTLS(t *testing.T) {
 				t.Fatalf("client handshake = %v, want ErrUntrusted", cerr)
 			}
 		})
+	}
+}
+
+func TestGroupsAreSignedIntoTheCertificate(t *testing.T) {
+	ca, err := NewCA("m", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := ca.IssueWith("alpha", IssueOptions{Groups: []string{"ops", "web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := ca.Issue("bravo", 0)
+	p, err := plain.VerifyPeer([][]byte{ops.Cert.Raw}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(p.Groups, ",") != "ops,web" || strings.Join(ops.Groups(), ",") != "ops,web" {
+		t.Fatalf("groups %v / %v, want ops,web", p.Groups, ops.Groups())
+	}
+	if _, err := ca.IssueWith("x", IssueOptions{Groups: []string{"Bad Group"}}); !errors.Is(err, ErrInvalidName) {
+		t.Fatalf("invalid group: %v", err)
+	}
+	// A node cannot add groups to its own certificate: re-signing it with
+	// its own key breaks the CA's signature.
+	forged := *ops.Cert
+	forged.Subject.OrganizationalUnit = []string{"admin"}
+	self, err := x509.CreateCertificate(rand.Reader, &forged, &forged, ops.Key.Public(), ops.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.VerifyPeer([][]byte{self}, time.Now()); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("self-signed certificate with extra groups: %v, want ErrUntrusted", err)
 	}
 }

@@ -19,6 +19,9 @@ type Identity struct {
 	Insecure bool
 }
 
+// Groups are the authorization groups in the identity's certificate.
+func (id *Identity) Groups() []string { return id.Cert.Subject.OrganizationalUnit }
+
 // TLSCertificate returns the identity as a certificate for tls.Config.
 func (id *Identity) TLSCertificate() tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{id.Cert.Raw}, PrivateKey: id.Key, Leaf: id.Cert}
@@ -27,7 +30,10 @@ func (id *Identity) TLSCertificate() tls.Certificate {
 // Peer is what a verified peer certificate says about the peer.
 type Peer struct {
 	Node, Mesh string
-	Cert       *x509.Certificate
+	// Groups are the authorization groups the CA signed into the
+	// certificate (IssueOptions.Groups).
+	Groups []string
+	Cert   *x509.Certificate
 }
 
 // CheckNode reports an error wrapping ErrWrongName unless the certificate
@@ -95,7 +101,7 @@ func peerNames(leaf *x509.Certificate) (Peer, error) {
 	if leaf.Subject.CommonName != node {
 		return Peer{}, fmt.Errorf("peer certificate CN %q disagrees with its URI node %q: %w", leaf.Subject.CommonName, node, ErrInvalidName)
 	}
-	return Peer{Node: node, Mesh: mesh, Cert: leaf}, nil
+	return Peer{Node: node, Mesh: mesh, Groups: leaf.Subject.OrganizationalUnit, Cert: leaf}, nil
 }
 
 func checkValidity(what string, c *x509.Certificate, now time.Time) error {
