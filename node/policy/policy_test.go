@@ -79,15 +79,15 @@ func TestRelayDecisionsAndDefaults(t *testing.T) {
 
 func TestSyntaxErrorsNameTheLine(t *testing.T) {
 	for text, want := range map[string]string{
-		"allow dial from=a\npermit dial":                   "line 2",
-		"allow dial port=22":                               "does not apply",
-		"allow relay service=web":                          "does not apply",
-		"allow dial from=":                                 "selector=value",
-		"allow dial from=a,,b":                             "empty value",
-		"allow dial from=a,*":                              "stands alone",
-		"allow dial from=a from=b":                         "twice",
-		"allow":                                            "want",
-		"allow teleport":                                   "dial or relay",
+		"allow dial from=a\npermit dial": "line 2",
+		"allow dial port=22":             "does not apply",
+		"allow relay service=web":        "does not apply",
+		"allow dial from=":               "selector=value",
+		"allow dial from=a,,b":           "empty value",
+		"allow dial from=a,*":            "stands alone",
+		"allow dial from=a from=b":       "twice",
+		"allow":                          "want",
+		"allow teleport":                 "dial or relay",
 		"allow dial " + strings.Repeat("x", MaxLineLength): "longer than",
 	} {
 		_, err := Parse(text)
