@@ -70,7 +70,7 @@ func (n *Node) readOpen(s links.Stream) (*circuit.Open, error) {
 
 // refuse answers a stream with a refusal produced by this node.
 func (n *Node) refuse(s links.Stream, code circuit.Code, reason string) {
-	n.metrics.circuitsRefused.WithLabelValues(code.String()).Inc()
+	n.metrics.circuitsRefused.WithLabelValues(codeLabel(code)).Inc()
 	if err := circuit.Refuse(s, circuit.Result{Code: code, Node: n.cfg.Name, Reason: reason}); err != nil {
 		s.Reset(circuit.CloseCancelled)
 	}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -47,7 +48,7 @@ func newMetrics(n *Node) *metrics {
 		circuitsOpened: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_circuits_opened_total",
 			Help: "Circuits opened, by role (dial, accept, relay)."}, []string{"role"}),
 		circuitsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_circuits_refused_total",
-			Help: "Circuits refused by this node, by result code."}, []string{"code"}),
+			Help: "Circuits refused by this node, by result code (no_route, no_such_service, hop_limit_exceeded, refused_by_policy, overloaded, shutting_down, link_lost, internal_error)."}, []string{"code"}),
 		circuitsActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "circuitmesh_circuits_active",
 			Help: "Circuits open, by role."}, []string{"role"}),
 		relayBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "circuitmesh_relay_bytes_total",
@@ -64,16 +65,10 @@ func newMetrics(n *Node) *metrics {
 		f(c)
 	}
 	m.dial, m.accept, m.relay = m.roleOf("dial"), m.roleOf("accept"), m.roleOf("relay")
-	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "circuitmesh_peers_reachable",
-		Help: "Nodes reachable through routing."}, func() float64 {
-		c := 0
-		for _, p := range n.Peers() {
-			if p.Reachable {
-				c++
-			}
-		}
-		return float64(c)
-	}))
+	f(newStateCollector(n))
+	f(buildInfo())
+	f(collectors.NewGoCollector())
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

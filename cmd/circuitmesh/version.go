@@ -3,9 +3,10 @@ package main
 import (
 	"fmt"
 	"runtime"
-	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/circuitmesh/circuitmesh/node"
 )
 
 func init() {
@@ -14,35 +15,13 @@ func init() {
 	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, versionLine()) }
 }
 
-// buildVersion is the module version the binary was built from ("(devel)"
-// for a build from a work tree), with the VCS revision when Go recorded one.
+// buildVersion is the module version and commit the binary was built from.
 func buildVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
+	b := node.Build()
+	if b.Commit == "" {
+		return b.Version
 	}
-	v := bi.Main.Version
-	if v == "" {
-		v = "(devel)"
-	}
-	var rev, modified string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				modified = "+dirty"
-			}
-		}
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if rev != "" {
-		v += " " + rev + modified
-	}
-	return v
+	return b.Version + " " + b.Commit
 }
 
 func versionLine() string {

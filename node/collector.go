@@ -1,0 +1,102 @@
+package node
+
+import (
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
+)
+
+// stateCollector exports the node's live tables at scrape time: each link's
+// quality, the routing table and counters, and gossip membership. Reading
+// them at scrape time costs nothing on the circuit path.
+type stateCollector struct {
+	n *Node
+
+	linkRTT, linkLoss, linkCost, linkStreams *prometheus.Desc
+	routes, reachable, members               *prometheus.Desc
+	routingMsgs, routingUpdates, routingReqs *prometheus.Desc
+	routingRefused                           *prometheus.Desc
+}
+
+func newStateCollector(n *Node) *stateCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	return &stateCollector{
+		n:              n,
+		linkRTT:        d("circuitmesh_link_rtt_seconds", "Smoothed round-trip time of the link to a neighbour.", "peer"),
+		linkLoss:       d("circuitmesh_link_loss_ratio", "Smoothed packet loss (0 to 1) of the link to a neighbour.", "peer"),
+		linkCost:       d("circuitmesh_link_cost", "Cost routing uses for the link to a neighbour (pinned=true when set by configuration).", "peer", "pinned"),
+		linkStreams:    d("circuitmesh_link_streams", "Open streams (circuits) on the link to a neighbour.", "peer"),
+		routes:         d("circuitmesh_routes", "Destinations in the routing table, reachable or not."),
+		reachable:      d("circuitmesh_peers_reachable", "Nodes reachable through routing."),
+		members:        d("circuitmesh_gossip_members", "Members known to gossip (0 when discovery is off)."),
+		routingMsgs:    d("circuitmesh_routing_messages_total", "Routing messages, by direction (in, out).", "direction"),
+		routingUpdates: d("circuitmesh_routing_updates_total", "Route updates inside routing messages, by direction.", "direction"),
+		routingReqs:    d("circuitmesh_routing_requests_total", "Route and seqno requests, by direction.", "direction"),
+		routingRefused: d("circuitmesh_routing_refused_total", "Routing input refused, by reason (malformed, unknown_neighbour, table_full, from_leaf).", "reason"),
+	}
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.linkRTT, c.linkLoss, c.linkCost, c.linkStreams, c.routes, c.reachable,
+		c.members, c.routingMsgs, c.routingUpdates, c.routingReqs, c.routingRefused} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	g := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	ctr := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	for _, l := range c.n.Links() {
+		g(c.linkRTT, l.RTT.Seconds(), l.Peer)
+		g(c.linkLoss, l.Loss, l.Peer)
+		g(c.linkCost, float64(l.Cost), l.Peer, strconv.FormatBool(l.Pinned))
+		g(c.linkStreams, float64(l.Streams), l.Peer)
+	}
+	peers := c.n.Peers()
+	reachable := 0
+	for _, p := range peers {
+		if p.Reachable {
+			reachable++
+		}
+	}
+	g(c.routes, float64(len(peers)))
+	g(c.reachable, float64(reachable))
+	g(c.members, float64(len(c.n.Members())))
+	st := c.n.RoutingStats()
+	ctr(c.routingMsgs, st.MessagesIn, "in")
+	ctr(c.routingMsgs, st.MessagesOut, "out")
+	ctr(c.routingUpdates, st.UpdatesIn, "in")
+	ctr(c.routingUpdates, st.UpdatesOut, "out")
+	ctr(c.routingReqs, st.RequestsIn, "in")
+	ctr(c.routingReqs, st.RequestsOut, "out")
+	ctr(c.routingRefused, st.Malformed, "malformed")
+	ctr(c.routingRefused, st.UnknownNeighbour, "unknown_neighbour")
+	ctr(c.routingRefused, st.RefusedOrigins, "table_full")
+	ctr(c.routingRefused, st.IgnoredFromLeaf, "from_leaf")
+}
+
+// codeLabel is a result code as a metric label value: snake_case, no
+// spaces ("no_such_service").
+func codeLabel(c circuit.Code) string {
+	return strings.ReplaceAll(c.String(), " ", "_")
+}
+
+// buildInfo is the constant circuitmesh_build_info gauge.
+func buildInfo() prometheus.Collector {
+	b := Build()
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "circuitmesh_build_info",
+		Help:        "Always 1; the labels say which build the node runs.",
+		ConstLabels: prometheus.Labels{"version": b.Version, "commit": b.Commit, "go_version": runtime.Version()},
+	}, func() float64 { return 1 })
+}
