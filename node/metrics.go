@@ -6,6 +6,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
 )
 
 // metrics are the node's Prometheus metrics, in a registry of the node's
@@ -65,6 +67,9 @@ func newMetrics(n *Node) *metrics {
 		f(c)
 	}
 	m.dial, m.accept, m.relay = m.roleOf("dial"), m.roleOf("accept"), m.roleOf("relay")
+	for c := circuit.NoRoute; c <= circuit.Internal; c++ {
+		m.circuitsRefused.WithLabelValues(codeLabel(c)) // every code from zero, so rate() sees the first
+	}
 	f(newStateCollector(n))
 	f(buildInfo())
 	f(collectors.NewGoCollector())
