@@ -437,6 +437,15 @@ func TestE2EDaemonShutsDownGracefullyAndExportsTraces(t *testing.T) {
 	if !strings.Contains(a.log.String(), `"TraceID"`) {
 		t.Fatalf("no span exported with OTEL_TRACES_EXPORTER=console:\n%s", a.log.String())
 	}
+	for _, want := range []string{
+		`"Key":"service.instance.id","Value":{"Type":"STRING","Value":"a"}`,
+		`"Key":"service.name","Value":{"Type":"STRING","Value":"circuitmesh"}`,
+		`"Key":"service.version"`,
+	} {
+		if !strings.Contains(a.log.String(), want) {
+			t.Fatalf("exported spans lack the resource attribute %s:\n%s", want, a.log.String())
+		}
+	}
 	if lg := a.log.String(); !strings.Contains(lg, "shutting down:") || !strings.Contains(lg, "msg=stopped") {
 		t.Fatalf("log does not show an orderly shutdown:\n%s", lg)
 	}

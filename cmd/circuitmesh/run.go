@@ -59,7 +59,7 @@ Example:
 func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 	log := newLogger(logw, d.level, d.json)
 	d.node.Logger = log
-	tp, shutdownTracing, err := tracerProvider(ctx, d.node.Name)
+	tp, shutdownTracing, err := tracerProvider(ctx, d.node.Name, log)
 	if err != nil {
 		return err
 	}

@@ -3,13 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -25,17 +28,23 @@ func tracingWanted() bool {
 // tracerProvider builds an SDK tracer provider exporting as the OTEL_*
 // variables say (autoexport), or returns nil when tracing is not asked
 // for. shutdown flushes pending spans.
-func tracerProvider(ctx context.Context, nodeName string) (trace.TracerProvider, func(), error) {
+// Exporter errors go to log instead of the standard logger.
+func tracerProvider(ctx context.Context, nodeName string, log *slog.Logger) (trace.TracerProvider, func(), error) {
 	if !tracingWanted() {
 		return nil, func() {}, nil
 	}
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		log.Warn("trace export", "err", err)
+	}))
 	exp, err := autoexport.NewSpanExporter(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("trace exporter (OTEL_* variables): %w", err)
 	}
 	res, err := resource.New(ctx,
 		resource.WithAttributes(
-			attribute.String("service.name", "circuitmesh"),
+			semconv.ServiceName("circuitmesh"),
+			semconv.ServiceInstanceID(nodeName),
+			semconv.ServiceVersion(buildVersion()),
 			attribute.String("circuitmesh.node", nodeName),
 		),
 		resource.WithFromEnv(), // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win
