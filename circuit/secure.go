@@ -33,12 +33,21 @@ var (
 type Security struct {
 	Keys *seal.Keys
 	Peer *seal.KeyRecord
+	// OnRetry, when set, is called when the destination refuses the
+	// one-message handshake with code Retry (e.g. to forget Peer); on a
+	// DialEarlySecure conn that refusal surfaces from Read or Write.
+	OnRetry func()
 }
+
+// IsRetry reports whether err is a refusal of the one-message handshake:
+// the caller should forget the destination's key and open again.
+func IsRetry(err error) bool { return errors.Is(err, seal.ErrRetry) }
 
 // secure is the end-to-end state of a sealed Conn.
 type secure struct {
 	mu     sync.Mutex // the handshake; held while completing it
 	ini    *seal.Initiator
+	retry  func()
 	hdr    []byte       // open header not yet sent (early dial)
 	result *frameReader // result header still to read
 	reply  msgReader    // handshake reply being read
@@ -171,7 +180,7 @@ func DialEarlySecure(s links.Stream, o *Open, local Addr, sec Security) (*Conn, 
 	}
 	c := newConn(s, local, Addr{hdr.Dest, hdr.Service}, nil)
 	c.path.Store(nil)
-	c.sec = &secure{ini: ini, hdr: b, result: newFrameReader(kindResult, 0)}
+	c.sec = &secure{ini: ini, retry: sec.OnRetry, hdr: b, result: newFrameReader(kindResult, 0)}
 	c.sec.rd.pool = true
 	return c, nil
 }
@@ -242,6 +251,9 @@ func (c *Conn) awaitHandshake() error {
 		c.sec.result = nil
 		if err := c.takeResult(body, err); err != nil {
 			c.sec.err = err
+			if IsRetry(err) && c.sec.retry != nil {
+				c.sec.retry()
+			}
 			return err
 		}
 	}

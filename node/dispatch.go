@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"github.com/circuitmesh/circuitmesh/links"
 )
 
@@ -51,7 +52,7 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 		n.refuse(s, circuit.Policy, err.Error())
 		return
 	}
-	if o.Dest == n.cfg.Name {
+	if o.Dest == n.cfg.Name || n.cfg.hooks != nil && n.cfg.hooks.claim != nil && n.cfg.hooks.claim(o.Dest) {
 		n.deliver(s, o, l.Peer())
 		return
 	}
@@ -87,7 +88,29 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string) {
 		endSpan(span, circuit.NoService.String(), 0, 0, nil)
 		return
 	}
-	t, err := n.limits.admit(o.Source)
+	// The source is authenticated by the end-to-end handshake: in the
+	// one-message handshake now, in the full one once Accept read its
+	// identity (then the limits apply after the result went out).
+	var resp *seal.Responder
+	if o.Flags&circuit.FlagSealed != 0 {
+		r, code, err := n.respond(s, o)
+		if err != nil {
+			n.refuse(s, code, fmt.Sprintf("end-to-end handshake with %s failed: %v", n.cfg.Name, err))
+			endSpan(span, code.String(), 0, 0, err)
+			return
+		}
+		resp = r
+	} else if n.cfg.E2E != E2EOff {
+		n.refuse(s, circuit.Policy, fmt.Sprintf("%s requires end-to-end security (the open is not sealed)", n.cfg.Name))
+		endSpan(span, circuit.Policy.String(), 0, 0, nil)
+		return
+	}
+	full := resp != nil && resp.Full()
+	var t *ticket
+	var err error
+	if !full {
+		t, err = n.limits.admit(o.Source)
+	}
 	if err == nil && !lis.hasRoom() {
 		t.release()
 		err = fmt.Errorf("service %q has %d circuits waiting to be accepted", o.Service, cap(lis.backlog))
@@ -103,13 +126,27 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string) {
 	// Count the circuit before the caller learns it was accepted, so that a
 	// Close racing with the accept waits for it.
 	entry := n.circuits.add(false, func() { s.Reset(circuit.CloseShuttingDown) })
-	c, err := circuit.Accept(s, o, circuit.Addr{Node: n.cfg.Name, Service: o.Service})
+	local := circuit.Addr{Node: n.cfg.Name, Service: o.Service}
+	var c *circuit.Conn
+	if resp != nil {
+		c, err = circuit.AcceptSecure(s, o, local, resp)
+	} else {
+		c, err = circuit.Accept(s, o, local)
+	}
+	if err == nil && full {
+		if t, err = n.limits.admit(o.Source); err != nil {
+			c.Reset(circuit.CloseInternal)
+		}
+	}
 	if err != nil {
 		n.circuits.remove(entry)
 		t.release()
 		s.Reset(circuit.CloseCancelled)
 		endSpan(span, "error", 0, 0, err)
 		return
+	}
+	if resp != nil {
+		n.keyBook.store(resp.PeerRecord())
 	}
 	tc := n.track(c, "accept", span, t, entry)
 	if !lis.enqueue(tc) {
