@@ -9,8 +9,6 @@ import (
 	"github.com/flynn/noise"
 )
 
-var suite = noise.NewCipherSuite(noise.DH25519, noise.CipherAESGCM, noise.HashSHA256)
-
 // Handshake modes, the first byte of the first message.
 const (
 	modeIK = 1
@@ -73,30 +71,38 @@ func (k *Keys) verifyIdentity(p []byte, want string, static []byte, now time.Tim
 	if !ok1 || !ok2 || len(p) < 8 {
 		return peerIdentity{}, fmt.Errorf("%w: truncated identity of %q", ErrAuth, want)
 	}
-	peer, err := k.id.VerifyPeer([][]byte{cert}, now)
-	if err != nil {
-		return peerIdentity{}, fmt.Errorf("%w: certificate of %q: %w", ErrAuth, want, err)
+	ck := idKey(cert, rb)
+	id, ok := k.seen.lookup(ck, now)
+	if !ok {
+		peer, err := k.id.VerifyPeer([][]byte{cert}, now)
+		if err != nil {
+			return peerIdentity{}, fmt.Errorf("%w: certificate of %q: %w", ErrAuth, want, err)
+		}
+		rec, err := UnmarshalKeyRecord(rb)
+		if err != nil {
+			return peerIdentity{}, fmt.Errorf("%w: key record of %q: %w", ErrAuth, want, err)
+		}
+		if err := rec.Verify(peer.Cert, peer.Mesh, peer.Node, now); err != nil {
+			return peerIdentity{}, err
+		}
+		id = verifiedID{peer: peer, rec: rec}
+		k.seen.store(ck, id)
 	}
+	peer, rec := id.peer, id.rec
 	if peer.Node != want {
 		return peerIdentity{}, fmt.Errorf("%w: expected %q, certificate names %q", ErrAuth, want, peer.Node)
-	}
-	rec, err := UnmarshalKeyRecord(rb)
-	if err != nil {
-		return peerIdentity{}, fmt.Errorf("%w: key record of %q: %w", ErrAuth, want, err)
-	}
-	if err := rec.Verify(peer.Cert, peer.Mesh, peer.Node, now); err != nil {
-		return peerIdentity{}, err
 	}
 	if !bytes.Equal(rec.Key[:], static) {
 		return peerIdentity{}, fmt.Errorf("%w: %q's handshake key is not the one its key record certifies", ErrAuth, want)
 	}
+	k.dh.allow(rec.Key)
 	ts := time.Unix(0, int64(binary.BigEndian.Uint64(p)))
 	return peerIdentity{rec: rec, ts: ts, early: p[8:]}, nil
 }
 
 func (k *Keys) handshake(pattern noise.HandshakePattern, initiator bool, prologue, peer []byte) (*noise.HandshakeState, error) {
 	hs, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite: suite, Pattern: pattern, Initiator: initiator,
+		CipherSuite: k.suite, Pattern: pattern, Initiator: initiator,
 		Prologue: prologue, StaticKeypair: k.static, PeerStatic: peer,
 	})
 	if err != nil {
@@ -121,6 +127,7 @@ func (k *Keys) Initiate(prologue []byte, dest string, peer *KeyRecord) (*Initiat
 	pattern, pk := noise.HandshakeXX, []byte(nil)
 	if peer != nil {
 		i.mode, i.peer, pattern, pk = modeIK, peer, noise.HandshakeIK, peer.Key[:]
+		k.dh.allow(peer.Key)
 	}
 	var err error
 	i.hs, err = k.handshake(pattern, true, prologue, pk)

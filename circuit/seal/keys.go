@@ -19,6 +19,9 @@ type Keys struct {
 	static noise.DHKey
 	record KeyRecord
 	rec    []byte // record, encoded
+	dh     *staticDH
+	suite  noise.CipherSuite
+	seen   verified
 }
 
 // NewKeys derives the node's static X25519 key from id's Ed25519 key
@@ -38,6 +41,9 @@ func NewKeys(id *identity.Identity) (*Keys, error) {
 	copy(k.record.Key[:], k.static.Public)
 	k.record.Sign(id.Key)
 	k.rec = k.record.Marshal()
+	k.dh = &staticDH{static: priv, known: make(map[[32]byte][]byte)}
+	k.suite = noise.NewCipherSuite(k.dh, noise.CipherAESGCM, noise.HashSHA256)
+	k.seen.m = make(map[[32]byte]verifiedID)
 	return k, nil
 }
 

@@ -231,3 +231,25 @@ func FuzzRespond(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkHandshakeIK is one one-message open: both ends' work.
+func BenchmarkHandshakeIK(b *testing.B) {
+	m := newMesh(b, "s", "d")
+	rec := m.keys["d"].Record()
+	strikes := NewStrikes(1<<20, time.Hour, time.Now().Add(-time.Second))
+	pro := Prologue("d", "s", "svc")
+	b.ReportAllocs()
+	for b.Loop() {
+		now := time.Now()
+		ini, _ := m.keys["s"].Initiate(pro, "d", &rec)
+		m1, _ := ini.First(nil, []byte("x"), now)
+		r, err := m.keys["d"].Respond(pro, m1[2:], "s", strikes, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m2, _, _ := r.Reply(nil, now)
+		if _, _, err := ini.Finish(m2[2:], nil, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

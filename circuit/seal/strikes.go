@@ -22,9 +22,10 @@ type Strikes struct {
 	head   int
 }
 
+// strike holds no pointer, so the garbage collector never scans the ring.
 type strike struct {
 	key [32]byte
-	ts  time.Time
+	ts  int64 // Unix ns
 }
 
 // Default replay-register settings.
@@ -69,7 +70,7 @@ func (s *Strikes) Check(eph []byte, ts, now time.Time) error {
 	// the timestamp check.
 	for len(s.seen) > 0 {
 		h := &s.ring[s.head]
-		if !h.ts.Before(now.Add(-s.window)) {
+		if h.ts >= now.Add(-s.window).UnixNano() {
 			break
 		}
 		delete(s.seen, h.key)
@@ -78,7 +79,7 @@ func (s *Strikes) Check(eph []byte, ts, now time.Time) error {
 	if len(s.seen) == len(s.ring) {
 		return fmt.Errorf("%w: replay register full (%d first messages within %s)", ErrRetry, len(s.ring), s.window)
 	}
-	s.ring[(s.head+len(s.seen))%len(s.ring)] = strike{key: key, ts: ts}
+	s.ring[(s.head+len(s.seen))%len(s.ring)] = strike{key: key, ts: ts.UnixNano()}
 	s.seen[key] = struct{}{}
 	return nil
 }
