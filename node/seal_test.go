@@ -50,10 +50,13 @@ func (s *spy) bytes() []byte {
 // maliciousLine builds a - m - b where m is a real router with a valid
 // certificate whose relayed circuits pass through up (from a) and down
 // (from b).
-func maliciousLine(t *testing.T, up *spy) (*cluster, *spy) {
+func maliciousLine(t *testing.T, up *spy, e2e ...E2E) (*cluster, *spy) {
 	down := &spy{}
 	c := newCluster(t, true)
 	c.tweak = func(cfg *Config) {
+		if len(e2e) > 0 {
+			cfg.E2E = e2e[0]
+		}
 		if cfg.Name == "m" {
 			cfg.hooks = &hooks{relay: func(in, out links.Stream) (links.Stream, links.Stream) {
 				up.Stream, down.Stream = in, out
@@ -93,6 +96,20 @@ func TestSealedRelayRecordsNoPayload(t *testing.T) {
 		if bytes.Contains(b, []byte("secret")) {
 			t.Fatalf("%s: relay read payload in the clear", name)
 		}
+	}
+}
+
+// The same relay with end-to-end security off reads the payload: what the
+// test above would catch.
+func TestClearRelayRecordsPayload(t *testing.T) {
+	up := &spy{}
+	c, _ := maliciousLine(t, up, E2EOff)
+	serve(t, c.nodes["b"], "svc", echoHandler)
+	if err := roundTrip(t, c.nodes["a"], "b", "svc", []byte("top secret payload")); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(up.bytes(), []byte("secret")) {
+		t.Fatal("the spying relay did not see the clear payload")
 	}
 }
 
@@ -261,5 +278,78 @@ func TestSealedImpostorDestination(t *testing.T) {
 	_, err = c.nodes["a"].Dial(ctxT(t, 10*time.Second), "b", EchoService)
 	if !errors.Is(err, circuit.ErrAuth) {
 		t.Fatalf("dial through the impostor with b's key: %v, want ErrAuth", err)
+	}
+}
+
+// A relay that recorded a circuit's first flight (open header, handshake
+// and early data) replays it to the destination on a new stream: the
+// destination refuses it (retry) and its service never sees the early data
+// a second time.
+func TestSealedRelayReplaysFirstFlight(t *testing.T) {
+	up := &spy{}
+	c, _ := maliciousLine(t, up)
+	got := make(chan string, 4)
+	serve(t, c.nodes["b"], "svc", func(conn io.ReadWriteCloser) {
+		b := make([]byte, 64)
+		n, _ := conn.Read(b)
+		got <- string(b[:n])
+		conn.Write([]byte("ok"))
+	})
+	a := c.nodes["a"]
+	// The first circuit learns b's key (full handshake); the second is a
+	// one-message open with early data.
+	if err := roundTrip(t, a, "b", EchoService, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.keyBook.LookupKey("b"); !ok {
+		t.Fatal("a did not cache b's key record after the first circuit")
+	}
+	up.mu.Lock()
+	up.seen.Reset()
+	up.mu.Unlock()
+	conn, err := a.DialWith(ctxT(t, 10*time.Second), "b", "svc", DialOptions{Early: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write([]byte("transfer 100 to m")); err != nil {
+		t.Fatal(err)
+	}
+	reply := make([]byte, 2)
+	if _, err := io.ReadFull(conn, reply); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if s := <-got; s != "transfer 100 to m" {
+		t.Fatalf("service got %q", s)
+	}
+	flight := up.bytes()
+	if len(flight) < 2 {
+		t.Fatal("relay saw no first flight")
+	}
+	first := flight[:2+(int(flight[0])<<8|int(flight[1]))]
+	if bytes.Contains(first, []byte("transfer")) {
+		t.Fatal("early data crossed the relay in the clear")
+	}
+	s, err := c.nodes["m"].link("b").OpenStream(ctxT(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Reset(circuit.CloseCancelled)
+	o := &circuit.Open{Dest: "b", Source: "a", Service: "svc", Hop: 1, HopLimit: 15, Flags: circuit.FlagEarly | circuit.FlagSealed}
+	hdr, _ := o.AppendTo(nil)
+	if _, err := s.Write(append(hdr, first...)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := circuit.ReadResult(s, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Code != circuit.Retry {
+		t.Fatalf("replayed first flight: result %v (%s), want retry", res.Code, res.Reason)
+	}
+	select {
+	case s := <-got:
+		t.Fatalf("the service received the replayed early data %q", s)
+	default:
 	}
 }
