@@ -37,6 +37,9 @@ type Security struct {
 	// one-message handshake with code Retry (e.g. to forget Peer); on a
 	// DialEarlySecure conn that refusal surfaces from Read or Write.
 	OnRetry func()
+	// OnPeer, when set, is called with the destination's verified key
+	// record once the handshake completed (e.g. to cache it).
+	OnPeer func(*seal.KeyRecord)
 }
 
 // IsRetry reports whether err is a refusal of the one-message handshake:
@@ -48,6 +51,7 @@ type secure struct {
 	mu     sync.Mutex // the handshake; held while completing it
 	ini    *seal.Initiator
 	retry  func()
+	onPeer func(*seal.KeyRecord)
 	hdr    []byte       // open header not yet sent (early dial)
 	result *frameReader // result header still to read
 	reply  msgReader    // handshake reply being read
@@ -180,7 +184,7 @@ func DialEarlySecure(s links.Stream, o *Open, local Addr, sec Security) (*Conn, 
 	}
 	c := newConn(s, local, Addr{hdr.Dest, hdr.Service}, nil)
 	c.path.Store(nil)
-	c.sec = &secure{ini: ini, retry: sec.OnRetry, hdr: b, result: newFrameReader(kindResult, 0)}
+	c.sec = &secure{ini: ini, retry: sec.OnRetry, onPeer: sec.OnPeer, hdr: b, result: newFrameReader(kindResult, 0)}
 	c.sec.rd.pool = true
 	return c, nil
 }
@@ -280,6 +284,9 @@ func (c *Conn) awaitHandshake() error {
 	}
 	c.sec.sess = sess
 	c.sec.done.Store(true)
+	if c.sec.onPeer != nil {
+		c.sec.onPeer(c.sec.ini.PeerRecord())
+	}
 	return nil
 }
 

@@ -96,7 +96,7 @@ func (b *keyBook) forget(node string) {
 // stream of l.
 func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *circuit.Open, opt DialOptions) (*circuit.Conn, error) {
 	local := circuit.Addr{Node: n.cfg.Name, Service: o.Service}
-	sec := circuit.Security{Keys: n.seal}
+	sec := circuit.Security{Keys: n.seal, OnPeer: n.keyBook.store}
 	if r, ok := n.keyBook.LookupKey(o.Dest); ok {
 		sec.Peer = r
 	}
@@ -112,9 +112,6 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 			return nil, fmt.Errorf("open stream to %s: %w", l.Peer(), err)
 		}
 		c, err = circuit.DialSecure(ctx, s, o, local, sec)
-	}
-	if err == nil {
-		n.keyBook.store(c.PeerRecord())
 	}
 	return c, err
 }

@@ -353,3 +353,27 @@ func TestSealedRelayReplaysFirstFlight(t *testing.T) {
 	default:
 	}
 }
+
+// Early dials learn the destination's key too: after one early circuit the
+// next open is a one-message handshake.
+func TestSealedEarlyDialCachesKey(t *testing.T) {
+	c := newCluster(t, true)
+	c.build("a-b")
+	c.waitRoute("a", "b", 1)
+	a := c.nodes["a"]
+	conn, err := a.DialWith(ctxT(t, 10*time.Second), "b", EchoService, DialOptions{Early: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("p")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(conn, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	rec, ok := a.keyBook.LookupKey("b")
+	if !ok || rec.Key != c.nodes["b"].seal.Record().Key {
+		t.Fatalf("after an early circuit a holds b's key: %v", ok)
+	}
+}
