@@ -34,9 +34,20 @@ func (n *Node) acceptLoop(l links.Link) {
 
 // handleStream reads the open header of a stream from neighbour l and
 // either delivers the circuit here or relays it.
+//
+// The stream holds a MaxPendingOpens slot until its header was read and,
+// for a sealed circuit to this node, until the first handshake message was
+// read too.
 func (n *Node) handleStream(l links.Link, s links.Stream) {
 	o, err := n.readOpen(s)
-	n.limits.donePending()
+	pending := true
+	opened := func() {
+		if pending {
+			pending = false
+			n.limits.donePending()
+		}
+	}
+	defer opened()
 	if err != nil {
 		n.log.Debug("bad open header", "peer", l.Peer(), "err", err)
 		n.refuse(s, circuit.Policy, err.Error())
@@ -53,9 +64,10 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 		return
 	}
 	if o.Dest == n.cfg.Name || n.cfg.hooks != nil && n.cfg.hooks.claim != nil && n.cfg.hooks.claim(o.Dest) {
-		n.deliver(s, o, l.Peer())
+		n.deliver(s, o, l.Peer(), opened)
 		return
 	}
+	opened()
 	n.relay(s, o, l.Peer())
 }
 
@@ -77,13 +89,15 @@ func (n *Node) refuse(s links.Stream, code circuit.Code, reason string) {
 	}
 }
 
-// deliver hands a circuit addressed to this node to its service.
-func (n *Node) deliver(s links.Stream, o *circuit.Open, from string) {
+// deliver hands a circuit addressed to this node to its service. It calls
+// opened once the open (header and first handshake message) was read.
+func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func()) {
 	_, span := n.tracer.Start(extractTrace(o), "circuitmesh.accept",
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(hopAttrs(n.cfg.Name, o)...),
 		trace.WithAttributes(attrPeer.String(from)))
 	lis := n.service(o.Service)
 	if lis == nil {
+		opened()
 		n.refuse(s, circuit.NoService, fmt.Sprintf("no service %q on %s", o.Service, n.cfg.Name))
 		endSpan(span, circuit.NoService.String(), 0, 0, nil)
 		return
@@ -94,6 +108,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string) {
 	var resp *seal.Responder
 	if o.Flags&circuit.FlagSealed != 0 {
 		r, code, err := n.respond(s, o)
+		opened()
 		if err != nil {
 			n.refuse(s, code, fmt.Sprintf("end-to-end handshake with %s failed: %v", n.cfg.Name, err))
 			endSpan(span, code.String(), 0, 0, err)
@@ -105,6 +120,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string) {
 		endSpan(span, circuit.Policy.String(), 0, 0, nil)
 		return
 	}
+	opened()
 	full := resp != nil && resp.Full()
 	var t *ticket
 	var err error
