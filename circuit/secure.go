@@ -328,7 +328,6 @@ func AcceptSecure(s links.Stream, o *Open, local Addr, r *seal.Responder) (*Conn
 	c.sec.rd.pool = true
 	if e := r.Early(); len(e) > 0 {
 		c.sec.plain = append([]byte(nil), e...)
-		c.in.Add(0)
 	}
 	return c, nil
 }
