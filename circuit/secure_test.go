@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"golang.org/x/net/nettest"
@@ -294,4 +295,34 @@ func TestSealedForgedSource(t *testing.T) {
 			t.Fatalf("destination: err %v, want a failed handshake", acceptErr)
 		}
 	}
+}
+
+// The record framing reader takes any byte stream, a byte at a time:
+// it returns whole frames within the record bound, or a typed end.
+func FuzzRecordFraming(f *testing.F) {
+	f.Add([]byte{0, 3, 1, 2, 3, 0, 0})
+	f.Add([]byte{0xff, 0xff, 1})
+	f.Add([]byte{0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m := msgReader{pool: true}
+		r := iotest.OneByteReader(bytes.NewReader(b))
+		total := 0
+		for {
+			body, err := m.fill(r)
+			if err != nil {
+				if err != io.EOF && err != io.ErrUnexpectedEOF && !errors.Is(err, ErrIntegrity) {
+					t.Fatalf("unexpected error %v", err)
+				}
+				return
+			}
+			if len(body) > seal.MaxRecord {
+				t.Fatalf("frame of %d bytes", len(body))
+			}
+			total += 2 + len(body)
+			if total > len(b) {
+				t.Fatal("read more than the input")
+			}
+			m.release()
+		}
+	})
 }

@@ -35,7 +35,7 @@ func newMesh(t testing.TB, names ...string) *mesh {
 
 // handshake runs src -> the node answering as dst (responder), with
 // src believing it talks to want.
-func handshake(t *testing.T, src, responder *Keys, want string, peer *KeyRecord, early []byte) (*Session, *Session, *Responder, error) {
+func handshake(t testing.TB, src, responder *Keys, want string, peer *KeyRecord, early []byte) (*Session, *Session, *Responder, error) {
 	t.Helper()
 	pro := Prologue(want, src.Node(), "svc")
 	ini, err := src.Initiate(pro, want, peer)
@@ -252,4 +252,22 @@ func BenchmarkHandshakeIK(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// Nobody without the keys makes a record that opens.
+func FuzzOpenRecord(f *testing.F) {
+	m := newMesh(f, "s", "d")
+	rec := m.keys["d"].Record()
+	f.Add([]byte{1, 2, 3})
+	f.Add(make([]byte, 17))
+	_, rs, _, err := handshake(f, m.keys["s"], m.keys["d"], "d", &rec, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, ct []byte) {
+		// A failed Open does not advance the session, so one serves all.
+		if _, _, err := rs.Open(append([]byte(nil), ct...)); !errors.Is(err, ErrIntegrity) {
+			t.Fatalf("forged record: %v", err)
+		}
+	})
 }
