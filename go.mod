@@ -3,6 +3,7 @@ module github.com/circuitmesh/circuitmesh
 go 1.26.8
 
 require (
+	github.com/flynn/noise v1.1.0
 	github.com/hashicorp/memberlist v0.7.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/quic-go/quic-go v0.65.0

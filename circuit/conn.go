@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"github.com/circuitmesh/circuitmesh/links"
 )
 
@@ -36,6 +37,8 @@ type Conn struct {
 	writeDL     atomic.Int64
 	closed      atomic.Bool
 	writeClosed atomic.Bool
+
+	sec *secure // end-to-end layer of a sealed circuit, else nil
 
 	refused atomic.Pointer[RefusedError]
 	path    atomic.Pointer[[]string]
@@ -88,6 +91,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if err := c.precheck("read", &c.readDL); err != nil {
 		return 0, err
 	}
+	if c.sec != nil {
+		if len(p) == 0 {
+			return 0, c.awaitHandshake()
+		}
+		return c.readSealed(p)
+	}
 	if err := c.awaitResultLocked(); err != nil {
 		return 0, err
 	}
@@ -115,6 +124,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	if c.writeClosed.Load() {
 		return 0, c.opError("write", net.ErrClosed)
+	}
+	if c.sec != nil {
+		return c.writeSealed(p)
 	}
 	n, err := c.s.Write(p)
 	c.out.Add(int64(n))
@@ -158,18 +170,25 @@ func (c *Conn) awaitResultLocked() error {
 		return nil
 	}
 	body, err := c.pending.fill(c.s)
-	var res *Result
-	if err == nil {
-		res, err = parseResult(body)
-	}
-	switch {
-	case err == io.EOF:
-		err = fmt.Errorf("%w: stream ended before the result header", ErrMalformedHeader)
-	case err != nil && !isHeaderError(err):
+	if err != nil && !isHeaderError(err) && err != io.EOF {
 		return c.opError("read", err) // I/O error: not sticky, Read may retry
 	}
 	c.pending = nil
 	c.early.Store(false)
+	return c.takeResult(body, err)
+}
+
+// takeResult acts on the result header body read on an early conn (err is
+// its read or decoding failure): it records the path, or makes the
+// failure or refusal sticky and resets the stream.
+func (c *Conn) takeResult(body []byte, err error) error {
+	var res *Result
+	if err == nil {
+		res, err = parseResult(body)
+	}
+	if err == io.EOF {
+		err = fmt.Errorf("%w: stream ended before the result header", ErrMalformedHeader)
+	}
 	if err != nil {
 		c.readErr = c.opError("read", err)
 		c.s.Reset(CloseProtocol)
@@ -192,6 +211,17 @@ func (c *Conn) CloseWrite() error {
 	if c.closed.Load() {
 		return c.opError("close", net.ErrClosed)
 	}
+	if c.sec != nil {
+		c.writeMu.Lock()
+		var err error
+		if !c.writeClosed.Swap(true) {
+			err = c.closeWriteSealed()
+		}
+		c.writeMu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
 	c.writeClosed.Store(true)
 	if err := c.s.CloseWrite(); err != nil {
 		return c.opError("close", err)
@@ -204,12 +234,39 @@ func (c *Conn) CloseWrite() error {
 // fail with net.ErrClosed. It fails only when the conn was already closed:
 // a stream the other end already stopped or reset is simply released.
 func (c *Conn) Close() error {
+	if c.closed.Load() {
+		return c.opError("close", net.ErrClosed)
+	}
+	c.endSealed()
 	if !c.markClosed() {
 		return c.opError("close", net.ErrClosed)
 	}
 	_ = c.s.Close()
 	return nil
 }
+
+// endSealed sends the end-of-stream record on a sealed circuit whose
+// handshake is complete, so that the other end reads a clean io.EOF, unless
+// this end already half-closed or a Write is in progress (the close then
+// interrupts it and the other end sees the truncation). The write is
+// bounded by closeFlushTimeout.
+func (c *Conn) endSealed() {
+	if c.sec == nil || !c.sec.done.Load() || c.writeClosed.Load() || !c.writeMu.TryLock() {
+		return
+	}
+	defer c.writeMu.Unlock()
+	if c.writeClosed.Swap(true) {
+		return
+	}
+	_ = c.s.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+	if c.flushPending() == nil {
+		var b [seal.Overhead]byte
+		_ = c.writeRecord(b[:0], seal.RecordEnd, nil)
+	}
+}
+
+// closeFlushTimeout bounds the end-of-stream record Close sends.
+const closeFlushTimeout = time.Second
 
 // Reset aborts the circuit in both directions with a close-reason code
 // (CloseCancelled, ...); the other end sees a *links.StreamResetError.

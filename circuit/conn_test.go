@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"io"
 	"net"
 	"os"
@@ -79,6 +80,7 @@ func TestResultErrEveryCode(t *testing.T) {
 		NoRoute: ErrNoRoute, NoService: ErrNoService, HopLimit: ErrHopLimit,
 		Policy: ErrRefusedByPolicy, Overloaded: ErrOverloaded,
 		ShuttingDown: ErrShuttingDown, LinkLost: links.ErrLinkLost, Internal: ErrInternal,
+		Retry: seal.ErrRetry,
 	}
 	if (&Result{Code: Accepted, Node: "d"}).Err("d", "x") != nil {
 		t.Fatal("accepted result gave an error")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"github.com/circuitmesh/circuitmesh/links"
 )
 
@@ -22,8 +23,12 @@ const (
 	ShuttingDown Code = 6 // a hop or the destination is shutting down
 	LinkLost     Code = 7 // the next hop's link died while opening
 	Internal     Code = 8 // an unexpected failure at a hop
+	// Retry: the destination cannot take the one-message end-to-end
+	// handshake (stale key, timestamp, replay register); open again with
+	// the full handshake.
+	Retry Code = 9
 
-	maxCode = Internal
+	maxCode = Retry
 )
 
 var codeNames = [...]string{
@@ -36,6 +41,7 @@ var codeNames = [...]string{
 	ShuttingDown: "shutting down",
 	LinkLost:     "link lost",
 	Internal:     "internal error",
+	Retry:        "retry with the full handshake",
 }
 
 func (c Code) String() string {
@@ -85,6 +91,8 @@ func (c Code) Err() error {
 		return ErrShuttingDown
 	case LinkLost:
 		return ErrLinkLost
+	case Retry:
+		return seal.ErrRetry
 	}
 	return ErrInternal
 }

@@ -18,6 +18,10 @@ type testPath struct {
 	links   []*link
 	bufSize int
 	tap     *tap // when set, measures what relay 0 holds in the up direction
+	// wrap, when set, replaces relay 0's streams (a malicious relay).
+	wrap func(in, out links.Stream) (links.Stream, links.Stream)
+	// forge, when set, rewrites the header relay 0 forwards.
+	forge func(*Open)
 }
 
 func newPath(t testing.TB, relays int, cfg *quic.Config) *testPath {
@@ -73,6 +77,9 @@ func (p *testPath) relay(ctx context.Context, i int) (*Splicer, error) {
 	if err != nil {
 		return nil, Refuse(in, Result{Code: HopLimit, Node: name, Reason: err.Error(), Path: o.Path})
 	}
+	if p.forge != nil && i == 0 {
+		p.forge(fo)
+	}
 	out, err := p.links[i+1].open()
 	if err == nil {
 		err = WriteOpen(out, fo)
@@ -83,6 +90,9 @@ func (p *testPath) relay(ctx context.Context, i int) (*Splicer, error) {
 	}
 	if p.tap != nil && i == 0 {
 		in, out = tapIn{in, p.tap}, tapOut{out, p.tap}
+	}
+	if p.wrap != nil && i == 0 {
+		in, out = p.wrap(in, out)
 	}
 	return StartSplice(in, out, p.bufSize), nil
 }
@@ -163,21 +173,27 @@ func (p *testPath) start(ctx context.Context, dest destFunc) (wait func() (*Conn
 // connect dials an accepted circuit from the caller to the destination,
 // with Dial or, when early is set, DialEarly.
 func (p *testPath) connect(o *Open, early bool) (*circuit, error) {
+	return p.connectWith(o, nil, func(ctx context.Context, s links.Stream) (*Conn, error) {
+		if early {
+			return DialEarly(s, o, Addr{Node: "s", Service: o.Service})
+		}
+		return Dial(ctx, s, o, Addr{Node: "s", Service: o.Service})
+	})
+}
+
+// connectWith connects a circuit with dial at the caller and dest at the
+// destination (nil: Accept).
+func (p *testPath) connectWith(o *Open, dest destFunc, dial func(context.Context, links.Stream) (*Conn, error)) (*circuit, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := p.links[0].open()
 	if err != nil {
 		return nil, err
 	}
-	wait := p.start(ctx, nil)
-	var caller *Conn
-	if early {
-		caller, err = DialEarly(s, o, Addr{Node: "s", Service: o.Service})
-	} else {
-		caller, err = Dial(ctx, s, o, Addr{Node: "s", Service: o.Service})
-	}
-	dest, sps, werr := wait()
-	c := &circuit{caller: caller, dest: dest, splicers: sps}
+	wait := p.start(ctx, dest)
+	caller, err := dial(ctx, s)
+	dc, sps, werr := wait()
+	c := &circuit{caller: caller, dest: dc, splicers: sps}
 	if err == nil {
 		err = werr
 	}

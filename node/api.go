@@ -11,6 +11,10 @@ type Conn interface {
 	// Path lists the nodes the circuit crossed, source first and
 	// destination last, when DialOptions.RecordPath was set.
 	Path() []string
+	// Sealed reports whether the circuit is end-to-end secured: its payload
+	// is encrypted and authenticated between the two ends, which proved
+	// their names to each other, so relays carried only ciphertext.
+	Sealed() bool
 }
 
 // EchoService is the built-in service every node answers: it echoes bytes.

@@ -57,6 +57,18 @@ type Config struct {
 	// Leaf nodes never forward circuits and advertise only themselves.
 	Leaf bool
 
+	// E2E is end-to-end circuit security: on by default (E2EOn), every
+	// circuit is encrypted and authenticated between its two ends and
+	// relays see only ciphertext. E2EOff is for meshes whose routers are
+	// all trusted; the node then logs a warning at start.
+	E2E E2E
+	// Keys, when set, supplies verified key records of nodes this node has
+	// not opened a circuit to yet, so the first circuit uses the
+	// one-message handshake. Without it (or when it has none) the first
+	// circuit to a node takes the full handshake, and the record learned is
+	// cached.
+	Keys KeyLookup
+
 	// Limits bounds every table and queue. Zero fields mean defaults.
 	Limits Limits
 	// Routing tunes the routing engine. Zero fields mean defaults.
@@ -86,6 +98,19 @@ type Config struct {
 	// in-memory links (package links/memlink). It is called once by Start
 	// with the handler that must receive the transport's link events.
 	NewTransport func(h links.Handler, role links.Role) (links.Transport, error)
+
+	// hooks make a node misbehave, for attack tests; nil in real nodes.
+	hooks *hooks
+}
+
+// hooks turn a node into a malicious one in tests.
+type hooks struct {
+	// relay replaces the two streams of every relayed circuit (in: from the
+	// previous hop, out: to the next) before the splice.
+	relay func(in, out links.Stream) (links.Stream, links.Stream)
+	// claim makes the node accept circuits addressed to dest as if it were
+	// dest (a node that attracted another's route).
+	claim func(dest string) bool
 }
 
 // Limits bounds the node's resources. Beyond a limit a circuit is refused
@@ -239,6 +264,9 @@ func (c *Config) validate() error {
 		if cost < links.MinCost || cost > MaxLinkCost {
 			return bad("LinkCosts[%q] = %d: want %d to %d", peer, cost, links.MinCost, MaxLinkCost)
 		}
+	}
+	if c.E2E != E2EOn && c.E2E != E2EOff {
+		return bad("E2E must be E2EOn or E2EOff (got %d)", int(c.E2E))
 	}
 	if k := len(c.Discovery.Key); k != 0 && k != 16 && k != 24 && k != 32 {
 		return bad("Discovery.Key must be 16, 24 or 32 bytes (got %d)", k)

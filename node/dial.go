@@ -79,6 +79,7 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 		return nil, refused(circuit.NoRoute, fmt.Sprintf("%s has no route to %s", n.cfg.Name, peer))
 	}
 	var errs []error
+	var authErr error
 	for {
 		for _, nh := range hops {
 			if failed[nh] {
@@ -89,14 +90,26 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 				return c, nil
 			}
 			var re *circuit.RefusedError
-			if errors.As(err, &re) || ctx.Err() != nil || !errors.Is(err, links.ErrLinkLost) {
+			impostor := errors.Is(err, circuit.ErrAuth)
+			if !impostor && (errors.As(err, &re) || ctx.Err() != nil || !errors.Is(err, links.ErrLinkLost)) {
 				endSpan(span, "refused", 0, 0, err)
 				return nil, err
 			}
+			if impostor {
+				authErr = err
+				n.log.Warn("circuit through next hop reached a node that could not prove it is the destination; trying another next hop",
+					"dest", peer, "next_hop", nh, "err", err)
+			}
 			// The link died before the destination answered and nothing but
-			// the header was sent: another next hop may still work.
+			// the header was sent, or whoever answered was not the
+			// destination: another next hop may still work.
 			failed[nh] = true
 			errs = append(errs, err)
+		}
+		if authErr != nil {
+			// Routing will not fix a next hop that leads to an impostor.
+			endSpan(span, "refused", 0, 0, authErr)
+			return nil, authErr
 		}
 		// Every known next hop failed: routing is withdrawing them; wait for
 		// it to offer a new one while the caller's deadline allows.
@@ -128,7 +141,7 @@ func (n *Node) dialOn(ctx context.Context, l links.Link, o *circuit.Open, opt Di
 		return nil, fmt.Errorf("open stream to %s: %w", nh, err)
 	}
 	span.SetAttributes(attrPeer.String(nh))
-	c, err := n.openCircuit(ctx, s, o, opt)
+	c, err := n.openCircuit(ctx, l, s, o, opt)
 	if err != nil {
 		t.release()
 		return nil, err
@@ -137,8 +150,12 @@ func (n *Node) dialOn(ctx context.Context, l links.Link, o *circuit.Open, opt Di
 }
 
 // openCircuit writes the open header on s and, unless opt.Early, waits
-// for the destination's answer.
-func (n *Node) openCircuit(ctx context.Context, s links.Stream, o *circuit.Open, opt DialOptions) (*circuit.Conn, error) {
+// for the destination's answer. With end-to-end security (the default) the
+// circuit is sealed.
+func (n *Node) openCircuit(ctx context.Context, l links.Link, s links.Stream, o *circuit.Open, opt DialOptions) (*circuit.Conn, error) {
+	if n.cfg.E2E != E2EOff {
+		return n.openSealed(ctx, l, s, o, opt)
+	}
 	local := circuit.Addr{Node: n.cfg.Name, Service: o.Service}
 	if opt.Early {
 		return circuit.DialEarly(s, o, local)

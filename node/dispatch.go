@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"github.com/circuitmesh/circuitmesh/links"
 )
 
@@ -33,9 +34,20 @@ func (n *Node) acceptLoop(l links.Link) {
 
 // handleStream reads the open header of a stream from neighbour l and
 // either delivers the circuit here or relays it.
+//
+// The stream holds a MaxPendingOpens slot until its header was read and,
+// for a sealed circuit to this node, until the first handshake message was
+// read too.
 func (n *Node) handleStream(l links.Link, s links.Stream) {
 	o, err := n.readOpen(s)
-	n.limits.donePending()
+	pending := true
+	opened := func() {
+		if pending {
+			pending = false
+			n.limits.donePending()
+		}
+	}
+	defer opened()
 	if err != nil {
 		n.log.Debug("bad open header", "peer", l.Peer(), "err", err)
 		n.refuse(s, circuit.Policy, err.Error())
@@ -51,10 +63,11 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 		n.refuse(s, circuit.Policy, err.Error())
 		return
 	}
-	if o.Dest == n.cfg.Name {
-		n.deliver(s, o, l.Peer())
+	if o.Dest == n.cfg.Name || n.cfg.hooks != nil && n.cfg.hooks.claim != nil && n.cfg.hooks.claim(o.Dest) {
+		n.deliver(s, o, l.Peer(), opened)
 		return
 	}
+	opened()
 	n.relay(s, o, l.Peer())
 }
 
@@ -76,18 +89,44 @@ func (n *Node) refuse(s links.Stream, code circuit.Code, reason string) {
 	}
 }
 
-// deliver hands a circuit addressed to this node to its service.
-func (n *Node) deliver(s links.Stream, o *circuit.Open, from string) {
+// deliver hands a circuit addressed to this node to its service. It calls
+// opened once the open (header and first handshake message) was read.
+func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func()) {
 	_, span := n.tracer.Start(extractTrace(o), "circuitmesh.accept",
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(hopAttrs(n.cfg.Name, o)...),
 		trace.WithAttributes(attrPeer.String(from)))
 	lis := n.service(o.Service)
 	if lis == nil {
+		opened()
 		n.refuse(s, circuit.NoService, fmt.Sprintf("no service %q on %s", o.Service, n.cfg.Name))
 		endSpan(span, circuit.NoService.String(), 0, 0, nil)
 		return
 	}
-	t, err := n.limits.admit(o.Source)
+	// The source is authenticated by the end-to-end handshake: in the
+	// one-message handshake now, in the full one once Accept read its
+	// identity (then the limits apply after the result went out).
+	var resp *seal.Responder
+	if o.Flags&circuit.FlagSealed != 0 {
+		r, code, err := n.respond(s, o)
+		opened()
+		if err != nil {
+			n.refuse(s, code, fmt.Sprintf("end-to-end handshake with %s failed: %v", n.cfg.Name, err))
+			endSpan(span, code.String(), 0, 0, err)
+			return
+		}
+		resp = r
+	} else if n.cfg.E2E != E2EOff {
+		n.refuse(s, circuit.Policy, fmt.Sprintf("%s requires end-to-end security (the open is not sealed)", n.cfg.Name))
+		endSpan(span, circuit.Policy.String(), 0, 0, nil)
+		return
+	}
+	opened()
+	full := resp != nil && resp.Full()
+	var t *ticket
+	var err error
+	if !full {
+		t, err = n.limits.admit(o.Source)
+	}
 	if err == nil && !lis.hasRoom() {
 		t.release()
 		err = fmt.Errorf("service %q has %d circuits waiting to be accepted", o.Service, cap(lis.backlog))
@@ -103,13 +142,27 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string) {
 	// Count the circuit before the caller learns it was accepted, so that a
 	// Close racing with the accept waits for it.
 	entry := n.circuits.add(false, func() { s.Reset(circuit.CloseShuttingDown) })
-	c, err := circuit.Accept(s, o, circuit.Addr{Node: n.cfg.Name, Service: o.Service})
+	local := circuit.Addr{Node: n.cfg.Name, Service: o.Service}
+	var c *circuit.Conn
+	if resp != nil {
+		c, err = circuit.AcceptSecure(s, o, local, resp)
+	} else {
+		c, err = circuit.Accept(s, o, local)
+	}
+	if err == nil && full {
+		if t, err = n.limits.admit(o.Source); err != nil {
+			c.Reset(circuit.CloseInternal)
+		}
+	}
 	if err != nil {
 		n.circuits.remove(entry)
 		t.release()
 		s.Reset(circuit.CloseCancelled)
 		endSpan(span, "error", 0, 0, err)
 		return
+	}
+	if resp != nil {
+		n.keyBook.store(resp.PeerRecord())
 	}
 	tc := n.track(c, "accept", span, t, entry)
 	if !lis.enqueue(tc) {

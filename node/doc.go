@@ -27,10 +27,13 @@
 //
 // Every node answers the built-in "echo" service (Ping uses it).
 //
-// The source a destination sees (Conn.RemoteAddr) is the node authenticated
-// by the first link's certificate: a node refuses a header whose source is
-// not the neighbour that sent it unless the neighbour is a router relaying
-// it (docs/PROTOCOL.md, trust model).
+// Circuits are sealed end to end by default (Config.E2E, docs/SECURITY.md):
+// the source a destination sees (Conn.RemoteAddr) proved its name with its
+// certificate in the circuit's handshake, the source knows it reached the
+// named destination, and relays carry only ciphertext. With E2EOff the
+// source is only as trustworthy as the routers on the path: a node refuses
+// a header whose source is not the neighbour that sent it unless the
+// neighbour is a router relaying it (docs/PROTOCOL.md, trust model).
 //
 // The caller must Close the node; Close says goodbye to neighbours, refuses
 // new circuits, lets open ones finish for Config.GracePeriod, resets the

@@ -35,6 +35,7 @@ type Status struct {
 	Role        string    `json:"role"`
 	Address     string    `json:"address"`
 	Insecure    bool      `json:"insecure"`
+	E2E         string    `json:"e2e"` // end-to-end circuit security: "on" or "off"
 	Started     time.Time `json:"started"`
 	Links       int       `json:"links"`
 	Reachable   int       `json:"reachable_peers"`

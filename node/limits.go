@@ -74,6 +74,9 @@ func (l *limiter) admit(src string, linkPeers ...string) (*ticket, error) {
 }
 
 func (t *ticket) release() {
+	if t == nil {
+		return
+	}
 	t.once.Do(func() {
 		l := t.l
 		l.mu.Lock()

@@ -83,7 +83,8 @@ func (l *listener) enqueue(c *trackedConn) bool {
 }
 
 // Accept returns the next circuit to the service. Its RemoteAddr names
-// the authenticated source node.
+// the source node, authenticated by the circuit's end-to-end handshake
+// (unless the node runs with E2EOff and the circuit came in the clear).
 func (l *listener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.backlog:

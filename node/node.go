@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/links/identity"
 )
@@ -41,6 +42,9 @@ type Node struct {
 	metrics *metrics
 	id      *identity.Identity
 	role    links.Role
+	seal    *seal.Keys    // end-to-end identity
+	strikes *seal.Strikes // replay register for early data
+	keyBook *keyBook      // verified key records of other nodes
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -104,6 +108,11 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Leaf {
 		n.role = links.RoleLeaf
 	}
+	if n.seal, err = seal.NewKeys(id); err != nil {
+		return nil, err
+	}
+	n.strikes = seal.NewStrikes(0, 0, time.Now())
+	n.keyBook = newKeyBook(cfg.Limits.MaxRoutes, cfg.Keys)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = newMetrics(n)
 	n.limits = newLimiter(cfg.Limits)
@@ -163,6 +172,9 @@ func (n *Node) Start(ctx context.Context) error {
 
 	if n.id.Insecure {
 		n.log.Warn("INSECURE development mode: throwaway identity, ANY peer is accepted; never use this in production")
+	}
+	if n.cfg.E2E == E2EOff {
+		n.log.Warn("END-TO-END SECURITY OFF (e2e=off): circuits this node opens are sent in the clear and unsealed circuits are accepted; every router on a path can read, change and forge them")
 	}
 	var err error
 	if n.cfg.NewTransport != nil {
@@ -393,7 +405,7 @@ func (n *Node) Status() Status {
 	n.mu.Unlock()
 	st := Status{
 		Name: n.cfg.Name, Mesh: n.cfg.Mesh, Role: n.role.String(), Address: addrString(n.Addr()),
-		Insecure: n.id.Insecure, Started: started, Links: nlinks,
+		Insecure: n.id.Insecure, E2E: n.cfg.E2E.String(), Started: started, Links: nlinks,
 		Circuits: n.circuits.len(), Relayed: n.circuits.relayed(), Services: n.Services(),
 		RoutesLimit: n.cfg.Limits.MaxRoutes,
 	}

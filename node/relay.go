@@ -63,6 +63,9 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string) {
 		s.Reset(circuit.CloseShuttingDown)
 		out.Reset(circuit.CloseShuttingDown)
 	})
+	if h := n.cfg.hooks; h != nil && h.relay != nil {
+		s, out = h.relay(s, out)
+	}
 	st, err := circuit.Splice(s, out, n.cfg.Limits.RelayBuffer)
 	n.circuits.remove(entry)
 	t.release()

@@ -33,6 +33,7 @@ var requiredKeys = map[string][]string{
 	"idle_circuit_bytes_at_relay": nil,
 	"quic_stream_bytes":           nil,
 	"reroute_ms":                  nil,
+	"cpu_s_per_gb":                {"direct", "relay", "ends_sealed", "ends_clear"},
 	"machine":                     {"cores", "go_version", "quic_go_version", "gso"},
 }
 
@@ -85,6 +86,7 @@ func TestJSONWriterEmitsEveryKey(t *testing.T) {
 		// One goal missed, the others met.
 		IdleCircuitBytes: 82000,
 		RerouteMS:        900,
+		CPUSecondsPerGB:  map[string]float64{"direct": 4, "relay": 4, "ends_sealed": 5, "ends_clear": 4},
 	}
 	path := filepath.Join(t.TempDir(), "bench-results.json")
 	if err := r.writeJSON(path); err != nil {

@@ -74,6 +74,7 @@ func nodeRole(args []string) error {
 	linkTo := fs.String("link", "", "comma-separated addresses to keep links to")
 	defaults := fs.Bool("default", false, "run with the default node configuration (ignores the tuning flags)")
 	costs := fs.String("cost", "", "comma-separated peer=cost pins of link costs")
+	e2e := fs.String("e2e", "on", "end-to-end circuit security: on or off")
 	stopProfile, err := rf.parse(fs, args)
 	if err != nil {
 		return err
@@ -89,6 +90,13 @@ func nodeRole(args []string) error {
 		return fmt.Errorf("node %s: identity: %w", *name, err)
 	}
 	cfg := node.Config{Name: *name, Identity: id, ListenAddr: rf.listen, Logger: logger}
+	switch *e2e {
+	case "on":
+	case "off":
+		cfg.E2E = node.E2EOff
+	default:
+		return fmt.Errorf("-e2e: want on or off, got %q", *e2e)
+	}
 	if *linkTo != "" {
 		cfg.StaticLinks = strings.Split(*linkTo, ",")
 	}

@@ -45,7 +45,8 @@ func quickOptions() options {
 type suite struct {
 	o      options
 	line   []*proc
-	qs, qc *proc // baseline receiver and sender
+	clear  []*proc // x0-x1: two linked nodes with end-to-end security off
+	qs, qc *proc   // baseline receiver and sender
 	res    *results
 }
 
@@ -89,6 +90,17 @@ func (s *suite) runLine() (err error) {
 		}
 		s.line = append(s.line, p)
 	}
+	for i, name := range []string{"x0", "x1"} {
+		args := append([]string{"node", "--name", name, "-e2e", "off"}, s.o.Tune.args()...)
+		if i > 0 {
+			args = append(args, "--link", s.clear[0].addr)
+		}
+		p, err := startProc(name, s.o.Log, args...)
+		if err != nil {
+			return err
+		}
+		s.clear = append(s.clear, p)
+	}
 	if s.qs, err = startProc("quic-receiver", s.o.Log, append([]string{"quic"}, s.o.Tune.args()...)...); err != nil {
 		return err
 	}
@@ -104,6 +116,9 @@ func (s *suite) runLine() (err error) {
 	if _, err := s.line[4].call(request{Op: "wait", Peers: []string{"n0"}, Timeout: int64(waitRoutes)}); err != nil {
 		return err
 	}
+	if _, err := s.clear[0].call(request{Op: "wait", Peers: []string{"x1"}, Timeout: int64(waitRoutes)}); err != nil {
+		return err
+	}
 	for _, step := range []func() error{s.throughput, s.openEcho, s.hopRTT, s.idleMemory} {
 		if err := step(); err != nil {
 			return err
@@ -116,12 +131,12 @@ func (s *suite) runLine() (err error) {
 
 func (s *suite) stopLine() error {
 	var errs []error
-	for _, p := range append(slices.Clone(s.line), s.qs, s.qc) {
+	for _, p := range append(slices.Concat(s.line, s.clear), s.qs, s.qc) {
 		if p != nil {
 			errs = append(errs, p.stop())
 		}
 	}
-	s.line, s.qs, s.qc = nil, nil, nil
+	s.line, s.clear, s.qs, s.qc = nil, nil, nil, nil
 	return errors.Join(errs...)
 }
 
@@ -130,21 +145,27 @@ func nodeName(i int) string { return "n" + strconv.Itoa(i) }
 // transfer is one timed bulk transfer.
 type transfer struct {
 	mbps     float64 // 10^6 bytes per second
-	cpuPerGB float64 // CPU seconds per 10^9 bytes: sender+receiver (direct) or the first relay (k=1)
+	cpuPerGB float64 // CPU seconds per 10^9 bytes: sender+receiver (direct, k0, k0clear) or the first relay (k1)
 }
 
-// transfer sends n bytes over subject: "direct" (quic-go) or "k0".."k3".
+// transfer sends n bytes over subject: "direct" (quic-go), "k0".."k3", or
+// "k0clear" (a circuit between two neighbours with end-to-end security
+// off).
 func (s *suite) transfer(subject string, n int64) (transfer, error) {
 	var meter *proc // whose CPU is counted besides the sender's
 	var sender *proc
 	req := request{Op: "send", Bytes: n}
-	if subject == "direct" {
+	ends := subject == "direct" || subject == "k0" || subject == "k0clear"
+	switch subject {
+	case "direct":
 		sender, meter = s.qc, s.qs
-	} else {
+	case "k0clear":
+		sender, meter, req.Peer = s.clear[0], s.clear[1], "x1"
+	default:
 		k, _ := strconv.Atoi(subject[1:])
 		sender, req.Peer = s.line[0], nodeName(k+1)
-		if k == 1 {
-			meter = s.line[1]
+		if k <= 1 {
+			meter = s.line[1] // the receiver (k0) or the relay (k1)
 		}
 	}
 	var cpu0 time.Duration
@@ -165,7 +186,7 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 			return transfer{}, err
 		}
 		cpu := (cpu1 - cpu0).Seconds()
-		if subject == "direct" {
+		if ends {
 			cpu += time.Duration(rep.CPUNS).Seconds()
 		}
 		t.cpuPerGB = cpu / (float64(n) / 1e9)
@@ -173,7 +194,7 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 	return t, nil
 }
 
-var subjects = []string{"direct", "k0", "k1", "k2", "k3"}
+var subjects = []string{"direct", "k0", "k1", "k2", "k3", "k0clear"}
 
 func (s *suite) throughput() error {
 	s.progress("throughput: warm-up")
@@ -189,7 +210,7 @@ func (s *suite) throughput() error {
 	}
 	mbps := map[string][]float64{}
 	ratios := map[string][]float64{}
-	var cpuRatios, cpuDirect, cpuRelay []float64
+	var cpuRatios, cpuDirect, cpuRelay, cpuSealed, cpuClear []float64
 	for r := range s.o.Rounds {
 		got := map[string]transfer{}
 		for i := range subjects {
@@ -207,6 +228,8 @@ func (s *suite) throughput() error {
 		}
 		cpuDirect = append(cpuDirect, got["direct"].cpuPerGB)
 		cpuRelay = append(cpuRelay, got["k1"].cpuPerGB)
+		cpuSealed = append(cpuSealed, got["k0"].cpuPerGB)
+		cpuClear = append(cpuClear, got["k0clear"].cpuPerGB)
 		cpuRatios = append(cpuRatios, got["k1"].cpuPerGB/got["direct"].cpuPerGB)
 		s.progress("throughput round %d/%d: MB/s direct %.0f k0 %.0f k1 %.0f k2 %.0f k3 %.0f; relay CPU ratio %.2f",
 			r+1, s.o.Rounds, got["direct"].mbps, got["k0"].mbps, got["k1"].mbps, got["k2"].mbps, got["k3"].mbps, cpuRatios[r])
@@ -225,7 +248,8 @@ func (s *suite) throughput() error {
 		s.res.ThroughputMBps[k] = median(v)
 	}
 	s.res.RelayCPUPerGBRatio = median(cpuRatios)
-	s.res.CPUSecondsPerGB = map[string]float64{"direct": median(cpuDirect), "relay": median(cpuRelay)}
+	s.res.CPUSecondsPerGB = map[string]float64{"direct": median(cpuDirect), "relay": median(cpuRelay),
+		"ends_sealed": median(cpuSealed), "ends_clear": median(cpuClear)}
 	return nil
 }
 

@@ -387,3 +387,23 @@ func TestEveryCommandHelpHasADescription(t *testing.T) {
 	}
 	check("", app.Commands)
 }
+
+// End-to-end security is on unless --e2e=off; other values are refused.
+func TestRunFlagE2E(t *testing.T) {
+	for args, want := range map[string]node.E2E{"": node.E2EOn, "--e2e=on": node.E2EOn, "--e2e=off": node.E2EOff} {
+		a := []string{"--insecure", "--name", "a", "--data-dir", t.TempDir()}
+		if args != "" {
+			a = append(a, args)
+		}
+		d, err := parseRun(t, a...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.node.E2E != want {
+			t.Fatalf("%q: E2E = %v, want %v", args, d.node.E2E, want)
+		}
+	}
+	if _, err := parseRun(t, "--insecure", "--name", "a", "--data-dir", t.TempDir(), "--e2e=maybe"); err == nil {
+		t.Fatal("--e2e=maybe accepted")
+	}
+}

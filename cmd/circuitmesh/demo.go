@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -179,7 +180,8 @@ func (d *demo) close() {
 	}
 }
 
-// serveSink answers each circuit with the SHA-256 of everything it read.
+// serveSink answers each circuit with the SHA-256 of everything it read,
+// and only if the circuit is sealed end to end.
 func serveSink(ln net.Listener) {
 	for {
 		c, err := ln.Accept()
@@ -189,7 +191,7 @@ func serveSink(ln net.Listener) {
 		go func() {
 			defer c.Close()
 			h := sha256.New()
-			if _, err := io.Copy(h, c); err == nil {
+			if _, err := io.Copy(h, c); err == nil && c.(node.Conn).Sealed() {
 				c.Write(h.Sum(nil))
 			}
 		}()
@@ -229,9 +231,15 @@ func (d *demo) transfer(ctx context.Context, a *node.Node) ([]string, error) {
 	if !bytes.Equal(sum, h.Sum(nil)) {
 		return nil, errors.New("e received different bytes than a sent")
 	}
+	if !c.Sealed() {
+		return nil, errors.New("the circuit to e is not sealed end to end")
+	}
 	mib := float64(d.size) / (1 << 20)
 	fmt.Fprintf(d.w, "circuit %s: %.0f MiB in %s = %.1f MiB/s, SHA-256 verified\n",
 		fmtPath(c.Path()), mib, fmtDuration(elapsed), mib/elapsed.Seconds())
+	relays := c.Path()[1 : len(c.Path())-1]
+	fmt.Fprintf(d.w, "  sealed end to end (checked at a and at e, which authenticated each other): relays %s carried only ciphertext\n",
+		strings.Join(relays, ", "))
 	return c.Path(), nil
 }
 

@@ -18,5 +18,8 @@ func TestDemoRelaysVerifiesAndFailsOver(t *testing.T) {
 	if n := strings.Count(out, "SHA-256 verified"); n != 2 {
 		t.Errorf("%d verified transfers, want 2 (before and after the failure):\n%s", n, out)
 	}
+	if n := strings.Count(out, "sealed end to end (checked at a and at e"); n != 2 {
+		t.Errorf("%d transfers reported sealed end to end, want 2:\n%s", n, out)
+	}
 	t.Log("\n" + out)
 }

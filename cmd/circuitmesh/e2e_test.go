@@ -507,3 +507,27 @@ func TestE2EGossipDiscoveryLinksNodesWithoutStaticLinks(t *testing.T) {
 		t.Fatalf("status does not show the gossip address %s:\n%s", gb, st)
 	}
 }
+
+// A daemon run with --e2e=off says so at WARN and in status; a daemon
+// with the default refuses its unsealed circuits, while its own sealed
+// circuits are still accepted by the one with security off.
+func TestE2ESecurityOffIsLoudVisibleAndRefused(t *testing.T) {
+	l := newLab(t, "e2e")
+	a := l.start("a", "", "--e2e=off")
+	b := l.start("b", "", "--link", a.addr)
+	a.waitRoute(t, "b", anyRoute)
+	b.waitRoute(t, "a", anyRoute)
+	if st := a.cli("status"); !strings.Contains(st, "OFF (circuits in the clear") {
+		t.Fatalf("status of a does not show end-to-end security off:\n%s", st)
+	}
+	if st := b.cli("status"); !regexp.MustCompile(`End-to-end:\s+on`).MatchString(st) {
+		t.Fatalf("status of b does not show end-to-end security on:\n%s", st)
+	}
+	if log := a.log.String(); !strings.Contains(log, "level=WARN") || !strings.Contains(log, "END-TO-END SECURITY OFF") {
+		t.Fatalf("a did not warn that end-to-end security is off:\n%s", log)
+	}
+	b.cli("ping", "a", "-c", "1")
+	if out, err := l.try("ping", "b", "-c", "1", "--data-dir", a.dir); err == nil || !strings.Contains(out, "requires end-to-end security") {
+		t.Fatalf("unsealed ping from a to b: err %v, output:\n%s", err, out)
+	}
+}

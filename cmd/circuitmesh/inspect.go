@@ -80,6 +80,11 @@ Example:
 			if s.Insecure {
 				kv = append(kv, [2]string{"Security", "INSECURE (development identity, any peer accepted)"})
 			}
+			if s.E2E == "off" {
+				kv = append(kv, [2]string{"End-to-end", "OFF (circuits in the clear: relays can read and change them)"})
+			} else {
+				kv = append(kv, [2]string{"End-to-end", s.E2E})
+			}
 			return printKV(c.App.Writer, kv)
 		})
 }

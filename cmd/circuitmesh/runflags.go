@@ -33,6 +33,7 @@ func runFlags() []cli.Flag {
 		&cli.PathFlag{Name: "cert", Usage: "node certificate `FILE` (default: <data-dir>/node.crt)", EnvVars: env("cert")},
 		&cli.PathFlag{Name: "key", Usage: "node key `FILE` (default: <data-dir>/node.key)", EnvVars: env("key")},
 		&cli.BoolFlag{Name: "insecure", Usage: "DEVELOPMENT ONLY: throwaway identity, accept any peer", EnvVars: env("insecure")},
+		&cli.StringFlag{Name: "e2e", Usage: "end-to-end circuit security `MODE`: on, or off (only when every router is trusted; relays can then read and change circuits)", Value: "on", EnvVars: env("e2e")},
 		&cli.StringSliceFlag{Name: "expose", Usage: "publish the local TCP service `NAME=HOST:PORT` (repeatable)", EnvVars: env("expose")},
 		&cli.StringSliceFlag{Name: "forward", Usage: "tunnel `LISTEN=PEER/SERVICE`: a local TCP port to a mesh service (repeatable)", EnvVars: env("forward")},
 		&cli.StringFlag{Name: "gossip", Usage: "memberlist gossip `ADDR` (TCP and UDP) for discovery; empty disables it", EnvVars: env("gossip")},
@@ -219,7 +220,16 @@ func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 		}
 		key = b
 	}
+	var e2e node.E2E
+	switch c.String("e2e") {
+	case "on":
+	case "off":
+		e2e = node.E2EOff
+	default:
+		return d, usagef("--e2e: want on or off, got %q", c.String("e2e"))
+	}
 	d.node = node.Config{
+		E2E:         e2e,
 		Name:        c.String("name"),
 		Mesh:        c.String("mesh"),
 		DataDir:     dataDir,

@@ -65,6 +65,7 @@ func (f *fakeNode) DialWith(_ context.Context, peer, service string, _ node.Dial
 type tcpCircuit struct{ *net.TCPConn }
 
 func (tcpCircuit) Path() []string { return []string{"a", "b"} }
+func (tcpCircuit) Sealed() bool   { return false }
 
 func (f *fakeNode) Expose(service, target string) (func() error, error) {
 	f.exposes[service] = target

@@ -1,0 +1,37 @@
+// Package seal is the end-to-end security layer of circuits: a Noise
+// handshake between the source node and the destination node, bound to
+// their mesh certificates, and the record layer that encrypts and
+// authenticates a circuit's payload so that relays carry only ciphertext.
+//
+// Handshakes use github.com/flynn/noise with X25519, AES-256-GCM and
+// SHA-256:
+//
+//   - IK (Noise_IK_25519_AESGCM_SHA256) when the source holds a verified
+//     KeyRecord of the destination: one message each way, and the first
+//     message carries the source's identity and early data encrypted to the
+//     destination's static key.
+//   - XX (Noise_XX_25519_AESGCM_SHA256) otherwise: the destination's
+//     identity comes back in the second message and the source's identity
+//     goes in a third one, after which the source caches the verified
+//     destination record so that later circuits use IK.
+//
+// A node's static X25519 key is derived from its certificate's Ed25519 key,
+// and a KeyRecord {mesh, node, X25519 key, expiry} signed by that Ed25519
+// key binds it to the certificate. Identities travel as the certificate
+// (DER) plus the signed record inside the encrypted handshake payloads.
+//
+// The prologue binds what relays must not change in the open header
+// (destination, source, service); relays may change the rest (hop limit,
+// hop, trace context, path).
+//
+// After the handshake, payload travels in records:
+//
+//	length u16 big endian (ciphertext length, <= MaxCiphertext)
+//	ciphertext = AES-256-GCM(type u8 | data), nonce = record counter
+//
+// Type 0 is data, type 1 the end of stream (a half-close). Each direction
+// has its own key and counter; both ends rekey (Noise Rekey) every
+// RekeyEvery records. A record that fails to decrypt (tampered, replayed,
+// reordered, dropped) or a stream that ends without the end record fails
+// with an error wrapping ErrIntegrity.
+package seal

@@ -1,0 +1,274 @@
+package seal
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/flynn/noise"
+)
+
+// Handshake modes, the first byte of the first message.
+const (
+	modeIK = 1
+	modeXX = 2
+)
+
+// MaxMessage bounds one handshake message (the u16 length prefix's range).
+const MaxMessage = 65535
+
+// MaxEarly bounds the early data carried by a first (IK) message.
+const MaxEarly = 16 << 10
+
+// Prologue is what both ends bind into the handshake from the open header:
+// the fields relays must not change.
+func Prologue(dest, source, service string) []byte {
+	b := []byte("circuitmesh seal v1\x00")
+	for _, s := range [...]string{dest, source, service} {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+		b = append(b, s...)
+	}
+	return b
+}
+
+// AppendMessage frames a handshake message: u16 length, then msg.
+func AppendMessage(b, msg []byte) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(msg)))
+	return append(b, msg...)
+}
+
+// identity payload: u16 cert length | cert DER | u16 record length | record
+// | u64 timestamp (Unix ns) | early data.
+func (k *Keys) appendIdentity(b []byte, now time.Time, early []byte) []byte {
+	b = AppendMessage(b, k.id.Cert.Raw)
+	b = AppendMessage(b, k.rec)
+	b = binary.BigEndian.AppendUint64(b, uint64(now.UnixNano()))
+	return append(b, early...)
+}
+
+type peerIdentity struct {
+	rec   *KeyRecord
+	ts    time.Time
+	early []byte
+}
+
+// verifyIdentity checks an identity payload: the certificate chains to the
+// mesh CA and names want, the record is signed by it and carries the key
+// the handshake proved (static).
+func (k *Keys) verifyIdentity(p []byte, want string, static []byte, now time.Time) (peerIdentity, error) {
+	field := func() ([]byte, bool) {
+		if len(p) < 2 || len(p) < 2+int(binary.BigEndian.Uint16(p)) {
+			return nil, false
+		}
+		n := int(binary.BigEndian.Uint16(p))
+		f := p[2 : 2+n]
+		p = p[2+n:]
+		return f, true
+	}
+	cert, ok1 := field()
+	rb, ok2 := field()
+	if !ok1 || !ok2 || len(p) < 8 {
+		return peerIdentity{}, fmt.Errorf("%w: truncated identity of %q", ErrAuth, want)
+	}
+	ck := idKey(cert, rb)
+	id, ok := k.seen.lookup(ck, now)
+	if !ok {
+		peer, err := k.id.VerifyPeer([][]byte{cert}, now)
+		if err != nil {
+			return peerIdentity{}, fmt.Errorf("%w: certificate of %q: %w", ErrAuth, want, err)
+		}
+		rec, err := UnmarshalKeyRecord(rb)
+		if err != nil {
+			return peerIdentity{}, fmt.Errorf("%w: key record of %q: %w", ErrAuth, want, err)
+		}
+		if err := rec.Verify(peer.Cert, peer.Mesh, peer.Node, now); err != nil {
+			return peerIdentity{}, err
+		}
+		id = verifiedID{peer: peer, rec: rec}
+		k.seen.store(ck, id)
+	}
+	peer, rec := id.peer, id.rec
+	if peer.Node != want {
+		return peerIdentity{}, fmt.Errorf("%w: expected %q, certificate names %q", ErrAuth, want, peer.Node)
+	}
+	if !bytes.Equal(rec.Key[:], static) {
+		return peerIdentity{}, fmt.Errorf("%w: %q's handshake key is not the one its key record certifies", ErrAuth, want)
+	}
+	k.dh.allow(rec.Key)
+	ts := time.Unix(0, int64(binary.BigEndian.Uint64(p)))
+	return peerIdentity{rec: rec, ts: ts, early: p[8:]}, nil
+}
+
+func (k *Keys) handshake(pattern noise.HandshakePattern, initiator bool, prologue, peer []byte) (*noise.HandshakeState, error) {
+	hs, err := noise.NewHandshakeState(noise.Config{
+		CipherSuite: k.suite, Pattern: pattern, Initiator: initiator,
+		Prologue: prologue, StaticKeypair: k.static, PeerStatic: peer,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("seal: new handshake: %w", err)
+	}
+	return hs, nil
+}
+
+// Initiator is the source's side of one handshake.
+type Initiator struct {
+	k    *Keys
+	hs   *noise.HandshakeState
+	mode byte
+	dest string
+	peer *KeyRecord
+}
+
+// Initiate starts a handshake toward dest. With peer (dest's verified key
+// record, valid now) it is IK, else XX.
+func (k *Keys) Initiate(prologue []byte, dest string, peer *KeyRecord) (*Initiator, error) {
+	i := &Initiator{k: k, dest: dest, mode: modeXX}
+	pattern, pk := noise.HandshakeXX, []byte(nil)
+	if peer != nil {
+		i.mode, i.peer, pattern, pk = modeIK, peer, noise.HandshakeIK, peer.Key[:]
+		k.dh.allow(peer.Key)
+	}
+	var err error
+	i.hs, err = k.handshake(pattern, true, prologue, pk)
+	return i, err
+}
+
+// Full reports whether this is the full (XX) handshake.
+func (i *Initiator) Full() bool { return i.mode == modeXX }
+
+// First appends the framed first message to b. In IK it carries the
+// source's identity and early (at most MaxEarly bytes); XX carries none.
+func (i *Initiator) First(b, early []byte, now time.Time) ([]byte, error) {
+	if len(early) > MaxEarly || i.mode == modeXX && len(early) > 0 {
+		return b, fmt.Errorf("seal: %d bytes of early data not allowed", len(early))
+	}
+	var payload []byte
+	if i.mode == modeIK {
+		payload = i.k.appendIdentity(nil, now, early)
+	}
+	msg, _, _, err := i.hs.WriteMessage([]byte{i.mode}, payload)
+	if err != nil {
+		return b, fmt.Errorf("seal: first message: %w", err)
+	}
+	return AppendMessage(b, msg), nil
+}
+
+// Finish reads the destination's reply (unframed). It returns the session
+// and, in XX, appends the framed third message (the source's identity) to
+// b, which the caller must send before any record.
+func (i *Initiator) Finish(reply, b []byte, now time.Time) (*Session, []byte, error) {
+	payload, cs1, cs2, err := i.hs.ReadMessage(nil, reply)
+	if err != nil {
+		return nil, b, fmt.Errorf("%w: reply from %q does not decrypt: %v", ErrAuth, i.dest, err)
+	}
+	if i.mode == modeIK {
+		if cs1 == nil {
+			return nil, b, fmt.Errorf("%w: IK reply from %q did not complete", ErrAuth, i.dest)
+		}
+		return newSession(cs1, cs2), b, nil
+	}
+	pi, err := i.k.verifyIdentity(payload, i.dest, i.hs.PeerStatic(), now)
+	if err != nil {
+		return nil, b, err
+	}
+	i.peer = pi.rec
+	msg, cs1, cs2, err := i.hs.WriteMessage(nil, i.k.appendIdentity(nil, now, nil))
+	if err != nil || cs1 == nil {
+		return nil, b, fmt.Errorf("seal: third message: %v", err)
+	}
+	return newSession(cs1, cs2), AppendMessage(b, msg), nil
+}
+
+// PeerRecord is the destination's verified key record: the one given to
+// Initiate, or the one learned in an XX handshake once Finish succeeded.
+func (i *Initiator) PeerRecord() *KeyRecord { return i.peer }
+
+// Responder is the destination's side of one handshake.
+type Responder struct {
+	k      *Keys
+	hs     *noise.HandshakeState
+	mode   byte
+	source string
+	peer   peerIdentity
+}
+
+// Respond reads the source's first message (unframed). source is the
+// open header's source, which the handshake must prove. In IK the source
+// is authenticated on return (Early holds its early data) and strikes
+// guards against replay; in XX it is after Finish. Errors wrap ErrAuth,
+// or ErrRetry when the source should retry with the full handshake.
+func (k *Keys) Respond(prologue, msg []byte, source string, strikes *Strikes, now time.Time) (*Responder, error) {
+	if len(msg) < 1 || msg[0] != modeIK && msg[0] != modeXX {
+		return nil, fmt.Errorf("%w: unknown handshake mode", ErrAuth)
+	}
+	r := &Responder{k: k, mode: msg[0], source: source}
+	pattern := noise.HandshakeXX
+	if r.mode == modeIK {
+		pattern = noise.HandshakeIK
+	}
+	var err error
+	if r.hs, err = k.handshake(pattern, false, prologue, nil); err != nil {
+		return nil, err
+	}
+	payload, _, _, err := r.hs.ReadMessage(nil, msg[1:])
+	if err != nil {
+		if r.mode == modeIK {
+			// Most likely a stale copy of our key (or a changed header).
+			return nil, fmt.Errorf("%w: first message from %q does not decrypt: %v", ErrRetry, source, err)
+		}
+		return nil, fmt.Errorf("%w: first message from %q: %v", ErrAuth, source, err)
+	}
+	if r.mode == modeXX {
+		return r, nil
+	}
+	if r.peer, err = k.verifyIdentity(payload, source, r.hs.PeerStatic(), now); err != nil {
+		return nil, err
+	}
+	if err := strikes.Check(r.hs.PeerEphemeral(), r.peer.ts, now); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Full reports whether this is the full (XX) handshake.
+func (r *Responder) Full() bool { return r.mode == modeXX }
+
+// Early is the early data of an IK first message.
+func (r *Responder) Early() []byte { return r.peer.early }
+
+// Reply appends the framed reply to b. In IK it also returns the session;
+// in XX the session comes from Finish.
+func (r *Responder) Reply(b []byte, now time.Time) ([]byte, *Session, error) {
+	var payload []byte
+	if r.mode == modeXX {
+		payload = r.k.appendIdentity(nil, now, nil)
+	}
+	msg, cs1, cs2, err := r.hs.WriteMessage(nil, payload)
+	if err != nil {
+		return b, nil, fmt.Errorf("seal: reply: %w", err)
+	}
+	b = AppendMessage(b, msg)
+	if r.mode == modeIK {
+		return b, newSession(cs2, cs1), nil
+	}
+	return b, nil, nil
+}
+
+// Finish reads the third (XX) message and authenticates the source.
+func (r *Responder) Finish(msg []byte, now time.Time) (*Session, error) {
+	payload, cs1, cs2, err := r.hs.ReadMessage(nil, msg)
+	if err != nil || cs1 == nil {
+		return nil, fmt.Errorf("%w: third message from %q: %v", ErrAuth, r.source, err)
+	}
+	if r.peer, err = r.k.verifyIdentity(payload, r.source, r.hs.PeerStatic(), now); err != nil {
+		return nil, err
+	}
+	if len(r.peer.early) != 0 {
+		return nil, fmt.Errorf("%w: data in the third message from %q", ErrAuth, r.source)
+	}
+	return newSession(cs2, cs1), nil
+}
+
+// PeerRecord is the source's verified key record once authenticated.
+func (r *Responder) PeerRecord() *KeyRecord { return r.peer.rec }

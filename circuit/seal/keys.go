@@ -1,0 +1,54 @@
+package seal
+
+import (
+	"crypto/ecdh"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"fmt"
+
+	"github.com/flynn/noise"
+
+	"github.com/circuitmesh/circuitmesh/links/identity"
+)
+
+// Keys is a node's end-to-end identity: its certificate, the static X25519
+// key derived from the certificate's Ed25519 key, and the signed KeyRecord
+// that binds the two.
+type Keys struct {
+	id     *identity.Identity
+	static noise.DHKey
+	record KeyRecord
+	rec    []byte // record, encoded
+	dh     *staticDH
+	suite  noise.CipherSuite
+	seen   verified
+}
+
+// NewKeys derives the node's static X25519 key from id's Ed25519 key
+// (HKDF-SHA256, so it survives restarts while the certificate key is
+// unchanged) and signs its KeyRecord, which expires with the certificate.
+func NewKeys(id *identity.Identity) (*Keys, error) {
+	priv, err := hkdf.Key(sha256.New, id.Key.Seed(), nil, "circuitmesh seal static x25519", 32)
+	if err != nil {
+		return nil, fmt.Errorf("seal keys of %q: %w", id.Node, err)
+	}
+	pk, err := ecdh.X25519().NewPrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("seal keys of %q: %w", id.Node, err)
+	}
+	k := &Keys{id: id, static: noise.DHKey{Private: priv, Public: pk.PublicKey().Bytes()}}
+	k.record = KeyRecord{Mesh: id.Mesh, Node: id.Node, Expiry: id.Cert.NotAfter.Truncate(1e9)}
+	copy(k.record.Key[:], k.static.Public)
+	k.record.Sign(id.Key)
+	k.rec = k.record.Marshal()
+	k.dh = &staticDH{static: priv, known: make(map[[32]byte][]byte)}
+	k.suite = noise.NewCipherSuite(k.dh, noise.CipherAESGCM, noise.HashSHA256)
+	k.seen.m = make(map[[32]byte]verifiedID)
+	return k, nil
+}
+
+// Record returns the node's signed key record.
+func (k *Keys) Record() KeyRecord { return k.record }
+
+// Node is the name the keys belong to.
+func (k *Keys) Node() string { return k.id.Node }

@@ -1,0 +1,273 @@
+package seal
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/links/identity"
+)
+
+type mesh struct {
+	ca   *identity.CA
+	keys map[string]*Keys
+}
+
+func newMesh(t testing.TB, names ...string) *mesh {
+	t.Helper()
+	ca, err := identity.NewCA("m", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &mesh{ca: ca, keys: map[string]*Keys{}}
+	for _, n := range names {
+		id, err := ca.Issue(n, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.keys[n], err = NewKeys(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m
+}
+
+// handshake runs src -> the node answering as dst (responder), with
+// src believing it talks to want.
+func handshake(t testing.TB, src, responder *Keys, want string, peer *KeyRecord, early []byte) (*Session, *Session, *Responder, error) {
+	t.Helper()
+	pro := Prologue(want, src.Node(), "svc")
+	ini, err := src.Initiate(pro, want, peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	m1, err := ini.First(nil, early, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := responder.Respond(pro, m1[2:], src.Node(), NewStrikes(0, 0, now.Add(-time.Second)), now)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	m2, rs, err := r.Reply(nil, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, m3, err := ini.Finish(m2[2:], nil, now)
+	if err != nil {
+		return nil, nil, r, err
+	}
+	if rs == nil {
+		if rs, err = r.Finish(m3[2:], now); err != nil {
+			return nil, nil, r, err
+		}
+	}
+	return is, rs, r, nil
+}
+
+func TestHandshakeIKAndXX(t *testing.T) {
+	m := newMesh(t, "s", "d")
+	rec := m.keys["d"].Record()
+	for _, peer := range []*KeyRecord{&rec, nil} {
+		is, rs, r, err := handshake(t, m.keys["s"], m.keys["d"], "d", peer, nil)
+		if err != nil {
+			t.Fatalf("IK=%v: %v", peer != nil, err)
+		}
+		if r.PeerRecord().Node != "s" {
+			t.Fatalf("responder authenticated %q, want s", r.PeerRecord().Node)
+		}
+		rec, err := is.Seal(nil, RecordData, []byte("hello"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		typ, data, err := rs.Open(rec[2:])
+		if err != nil || typ != RecordData || string(data) != "hello" {
+			t.Fatalf("open: %d %q %v", typ, data, err)
+		}
+	}
+}
+
+// A node with a valid certificate answering for another name cannot
+// complete the handshake: in IK it cannot decrypt (the source must retry
+// in full), in XX its certificate names the wrong node.
+func TestHandshakeImpostor(t *testing.T) {
+	m := newMesh(t, "s", "d", "evil")
+	rec := m.keys["d"].Record()
+	if _, _, _, err := handshake(t, m.keys["s"], m.keys["evil"], "d", &rec, []byte("secret")); !errors.Is(err, ErrRetry) {
+		t.Fatalf("IK to an impostor: %v, want ErrRetry", err)
+	}
+	if _, _, _, err := handshake(t, m.keys["s"], m.keys["evil"], "d", nil, nil); !errors.Is(err, ErrAuth) {
+		t.Fatalf("XX to an impostor: %v, want ErrAuth", err)
+	}
+	// A source claiming another name: the responder checks the certificate
+	// against the claimed source.
+	pro := Prologue("d", "s", "svc")
+	ini, _ := m.keys["evil"].Initiate(pro, "d", &rec)
+	m1, _ := ini.First(nil, nil, time.Now())
+	_, err := m.keys["d"].Respond(pro, m1[2:], "s", NewStrikes(0, 0, time.Now().Add(-time.Second)), time.Now())
+	if !errors.Is(err, ErrAuth) {
+		t.Fatalf("source impersonation: %v, want ErrAuth", err)
+	}
+}
+
+func TestStrikesRefuseReplayAndStale(t *testing.T) {
+	now := time.Now()
+	s := NewStrikes(2, time.Minute, now.Add(-time.Second))
+	eph := bytes.Repeat([]byte{1}, 32)
+	if err := s.Check(eph, now, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(eph, now, now); !errors.Is(err, ErrReplay) || !errors.Is(err, ErrRetry) {
+		t.Fatalf("replay: %v", err)
+	}
+	if err := s.Check(bytes.Repeat([]byte{2}, 32), now.Add(-2*time.Minute), now); !errors.Is(err, ErrRetry) {
+		t.Fatalf("stale timestamp: %v", err)
+	}
+	if err := s.Check(bytes.Repeat([]byte{3}, 32), now.Add(-2*time.Second), now); !errors.Is(err, ErrRetry) {
+		t.Fatalf("stamped before start: %v", err)
+	}
+	s.Check(bytes.Repeat([]byte{4}, 32), now, now)
+	if err := s.Check(bytes.Repeat([]byte{5}, 32), now, now); !errors.Is(err, ErrRetry) {
+		t.Fatalf("full register: %v", err)
+	}
+	// Once the window passed, old keys make room.
+	later := now.Add(2 * time.Minute)
+	if err := s.Check(bytes.Repeat([]byte{5}, 32), later, later); err != nil {
+		t.Fatalf("after the window: %v", err)
+	}
+}
+
+// Both directions rekey at the same record counts, so long circuits keep
+// working; a record replayed across a rekey does not authenticate.
+func TestSessionRekey(t *testing.T) {
+	m := newMesh(t, "s", "d")
+	rec := m.keys["d"].Record()
+	is, rs, _, err := handshake(t, m.keys["s"], m.keys["d"], "d", &rec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is.rekeyEvery, rs.rekeyEvery = 3, 3
+	var old []byte
+	for i := 0; i < 10; i++ {
+		r, _ := is.Seal(nil, RecordData, []byte{byte(i)})
+		if i == 1 {
+			old = append([]byte(nil), r[2:]...)
+		}
+		if _, d, err := rs.Open(r[2:]); err != nil || d[0] != byte(i) {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	if _, _, err := rs.Open(old); !errors.Is(err, ErrIntegrity) {
+		t.Fatalf("replayed record: %v", err)
+	}
+}
+
+func TestKeyRecordVerify(t *testing.T) {
+	m := newMesh(t, "a", "b")
+	ra := m.keys["a"].Record()
+	got, err := UnmarshalKeyRecord(ra.Marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := m.keys["a"].id.Cert
+	if err := got.Verify(cert, "m", "a", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := got.Verify(m.keys["b"].id.Cert, "m", "a", time.Now()); !errors.Is(err, ErrAuth) {
+		t.Fatalf("record checked with another node's certificate: %v", err)
+	}
+	if err := got.Verify(cert, "m", "a", got.Expiry.Add(time.Second)); !errors.Is(err, ErrAuth) {
+		t.Fatalf("expired record: %v", err)
+	}
+	bad := *got
+	bad.Key[0] ^= 1
+	if err := bad.Verify(cert, "m", "a", time.Now()); !errors.Is(err, ErrAuth) {
+		t.Fatalf("altered key: %v", err)
+	}
+}
+
+func FuzzUnmarshalKeyRecord(f *testing.F) {
+	m := newMesh(f, "a")
+	r := m.keys["a"].Record()
+	f.Add(r.Marshal())
+	f.Add([]byte{1, 1, 'm', 0})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rec, err := UnmarshalKeyRecord(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformedRecord) {
+				t.Fatalf("error %v does not wrap ErrMalformedRecord", err)
+			}
+			return
+		}
+		if !bytes.Equal(rec.Marshal(), b) {
+			t.Fatal("decode/encode is not the identity")
+		}
+	})
+}
+
+// The destination decodes first messages from anyone: arbitrary bytes
+// fail with ErrAuth or ErrRetry, never a panic; only s's own first
+// message authenticates, as s.
+func FuzzRespond(f *testing.F) {
+	m := newMesh(f, "s", "d")
+	rec := m.keys["d"].Record()
+	pro := Prologue("d", "s", "svc")
+	for _, peer := range []*KeyRecord{&rec, nil} {
+		ini, _ := m.keys["s"].Initiate(pro, "d", peer)
+		m1, _ := ini.First(nil, nil, time.Now())
+		f.Add(m1[2:])
+	}
+	f.Add([]byte{modeIK})
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		r, err := m.keys["d"].Respond(pro, msg, "s", NewStrikes(0, 0, time.Now().Add(-time.Hour)), time.Now())
+		if err == nil && !r.Full() && r.PeerRecord().Key != m.keys["s"].Record().Key {
+			t.Fatal("an IK first message authenticated a key other than the source's")
+		}
+		if err != nil && !errors.Is(err, ErrAuth) && !errors.Is(err, ErrRetry) {
+			t.Fatalf("error %v wraps neither ErrAuth nor ErrRetry", err)
+		}
+	})
+}
+
+// BenchmarkHandshakeIK is one one-message open: both ends' work.
+func BenchmarkHandshakeIK(b *testing.B) {
+	m := newMesh(b, "s", "d")
+	rec := m.keys["d"].Record()
+	strikes := NewStrikes(1<<20, time.Hour, time.Now().Add(-time.Second))
+	pro := Prologue("d", "s", "svc")
+	b.ReportAllocs()
+	for b.Loop() {
+		now := time.Now()
+		ini, _ := m.keys["s"].Initiate(pro, "d", &rec)
+		m1, _ := ini.First(nil, []byte("x"), now)
+		r, err := m.keys["d"].Respond(pro, m1[2:], "s", strikes, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m2, _, _ := r.Reply(nil, now)
+		if _, _, err := ini.Finish(m2[2:], nil, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// Nobody without the keys makes a record that opens.
+func FuzzOpenRecord(f *testing.F) {
+	m := newMesh(f, "s", "d")
+	rec := m.keys["d"].Record()
+	f.Add([]byte{1, 2, 3})
+	f.Add(make([]byte, 17))
+	_, rs, _, err := handshake(f, m.keys["s"], m.keys["d"], "d", &rec, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, ct []byte) {
+		// A failed Open does not advance the session, so one serves all.
+		if _, _, err := rs.Open(append([]byte(nil), ct...)); !errors.Is(err, ErrIntegrity) {
+			t.Fatalf("forged record: %v", err)
+		}
+	})
+}

@@ -1,0 +1,80 @@
+package seal
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/flynn/noise"
+)
+
+// Record layout and limits.
+const (
+	// MaxData is the most payload one record carries.
+	MaxData = 32 << 10
+	// Overhead is what a record adds to its data: length, type and tag.
+	Overhead = 2 + 1 + 16
+	// MaxRecord is the largest record on the wire.
+	MaxRecord = MaxData + Overhead
+	// RekeyEvery: both ends rekey a direction after this many records.
+	RekeyEvery = 1 << 16
+
+	// RecordData carries payload; RecordEnd ends the direction.
+	RecordData = 0
+	RecordEnd  = 1
+)
+
+// Session holds the keys of an established circuit: one CipherState per
+// direction, each with its own counter (the nonce), so nonces never repeat.
+// A Session is not safe for concurrent use of the same direction; the two
+// directions may be used concurrently.
+type Session struct {
+	send, recv   *noise.CipherState
+	nsend, nrecv uint64
+	rekeyEvery   uint64
+}
+
+func newSession(send, recv *noise.CipherState) *Session {
+	return &Session{send: send, recv: recv, rekeyEvery: RekeyEvery}
+}
+
+// Seal appends one framed record of type typ carrying data (at most
+// MaxData bytes) to dst, encrypting in place: give dst the capacity for
+// len(data)+Overhead more bytes to avoid an allocation.
+func (s *Session) Seal(dst []byte, typ byte, data []byte) ([]byte, error) {
+	if len(data) > MaxData {
+		return dst, fmt.Errorf("seal: record of %d bytes exceeds %d", len(data), MaxData)
+	}
+	start := len(dst)
+	dst = append(dst, 0, 0, typ)
+	dst = append(dst, data...)
+	out, err := s.send.Encrypt(dst[start+2:start+2], nil, dst[start+2:])
+	if err != nil {
+		return dst[:start], fmt.Errorf("seal: %w", err)
+	}
+	binary.BigEndian.PutUint16(dst[start:], uint16(len(out)))
+	if s.nsend++; s.nsend%s.rekeyEvery == 0 {
+		s.send.Rekey()
+	}
+	if &out[0] != &dst[start+2] {
+		// Encrypt had to grow the buffer.
+		return append(dst[:start+2], out...), nil
+	}
+	return dst[:start+2+len(out)], nil
+}
+
+// Open decrypts one record's ciphertext (without its length prefix) in
+// place and returns its type and data. Any failure wraps ErrIntegrity; the
+// session is then unusable for reading.
+func (s *Session) Open(ct []byte) (byte, []byte, error) {
+	pt, err := s.recv.Decrypt(ct[:0], nil, ct)
+	if err != nil || len(pt) == 0 {
+		return 0, nil, fmt.Errorf("%w: record %d does not authenticate", ErrIntegrity, s.nrecv)
+	}
+	if s.nrecv++; s.nrecv%s.rekeyEvery == 0 {
+		s.recv.Rekey()
+	}
+	if pt[0] != RecordData && pt[0] != RecordEnd || pt[0] == RecordEnd && len(pt) != 1 {
+		return 0, nil, fmt.Errorf("%w: record %d has type %d", ErrIntegrity, s.nrecv, pt[0])
+	}
+	return pt[0], pt[1:], nil
+}

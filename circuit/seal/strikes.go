@@ -1,0 +1,85 @@
+package seal
+
+import (
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Strikes is the destination's replay register for first (IK) messages,
+// which carry early data: it remembers the initiator ephemeral key of every
+// first message whose timestamp is within Window of now, and refuses a
+// message it has seen, one whose timestamp lies outside the window or
+// before the register was created (a message captured before a restart),
+// and any new one while the register is full. Each refusal wraps ErrRetry:
+// the source then opens with the full handshake, which cannot be replayed.
+type Strikes struct {
+	mu     sync.Mutex
+	window time.Duration
+	start  time.Time
+	seen   map[[32]byte]struct{}
+	ring   []strike // arrival order, len(seen) entries from head
+	head   int
+}
+
+// strike holds no pointer, so the garbage collector never scans the ring.
+type strike struct {
+	key [32]byte
+	ts  int64 // Unix ns
+}
+
+// Default replay-register settings.
+const (
+	DefaultStrikeWindow = 30 * time.Second
+	DefaultStrikeMax    = 1 << 16
+)
+
+// ErrReplay: a first message was seen before (wrapped with ErrRetry).
+var ErrReplay = fmt.Errorf("circuit: replayed first handshake message")
+
+// NewStrikes returns a register holding at most max keys (<= 0 means
+// DefaultStrikeMax) for window (<= 0 means DefaultStrikeWindow), started
+// at now.
+func NewStrikes(max int, window time.Duration, now time.Time) *Strikes {
+	if max <= 0 {
+		max = DefaultStrikeMax
+	}
+	if window <= 0 {
+		window = DefaultStrikeWindow
+	}
+	return &Strikes{window: window, start: now, seen: make(map[[32]byte]struct{}), ring: make([]strike, max)}
+}
+
+// Check records the first message with ephemeral key eph and timestamp ts,
+// received at now, or refuses it with an error wrapping ErrRetry.
+func (s *Strikes) Check(eph []byte, ts, now time.Time) error {
+	var key [32]byte
+	copy(key[:], eph)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case ts.Before(s.start):
+		return fmt.Errorf("%w: first message stamped before this node started", ErrRetry)
+	case ts.Before(now.Add(-s.window)) || ts.After(now.Add(s.window)):
+		return fmt.Errorf("%w: first message stamped %s, outside ±%s of now", ErrRetry, ts.UTC().Format(time.RFC3339Nano), s.window)
+	}
+	if _, dup := s.seen[key]; dup {
+		return fmt.Errorf("%w: %w", ErrRetry, ErrReplay)
+	}
+	// Forget keys whose timestamps left the window: a replay of them fails
+	// the timestamp check.
+	for len(s.seen) > 0 {
+		h := &s.ring[s.head]
+		if h.ts >= now.Add(-s.window).UnixNano() {
+			break
+		}
+		delete(s.seen, h.key)
+		s.head = (s.head + 1) % len(s.ring)
+	}
+	if len(s.seen) == len(s.ring) {
+		return fmt.Errorf("%w: replay register full (%d first messages within %s)", ErrRetry, len(s.ring), s.window)
+	}
+	s.ring[(s.head+len(s.seen))%len(s.ring)] = strike{key: key, ts: ts.UnixNano()}
+	s.seen[key] = struct{}{}
+	return nil
+}

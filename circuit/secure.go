@@ -1,0 +1,482 @@
+package circuit
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// FlagSealed: the payload is an end-to-end handshake followed by sealed
+// records (package seal), bound to this header's dest, source and service.
+const FlagSealed Flags = 1 << 2
+
+// End-to-end security sentinels (see package seal).
+var (
+	// ErrIntegrity: a record was tampered with, replayed, reordered or
+	// dropped, or the circuit ended without its end-of-stream record.
+	ErrIntegrity = seal.ErrIntegrity
+	// ErrAuth: the other end could not prove the name it claims.
+	ErrAuth = seal.ErrAuth
+)
+
+// Security is what a source needs to seal a circuit: its own keys and, for
+// the one-message (IK) handshake, the destination's verified key record.
+// Without Peer the full (XX) handshake is used.
+type Security struct {
+	Keys *seal.Keys
+	Peer *seal.KeyRecord
+	// OnRetry, when set, is called when the destination refuses the
+	// one-message handshake with code Retry (e.g. to forget Peer); on a
+	// DialEarlySecure conn that refusal surfaces from Read or Write.
+	OnRetry func()
+	// OnPeer, when set, is called with the destination's verified key
+	// record once the handshake completed (e.g. to cache it).
+	OnPeer func(*seal.KeyRecord)
+}
+
+// IsRetry reports whether err is a refusal of the one-message handshake:
+// the caller should forget the destination's key and open again.
+func IsRetry(err error) bool { return errors.Is(err, seal.ErrRetry) }
+
+// secure is the end-to-end state of a sealed Conn.
+type secure struct {
+	mu     sync.Mutex // the handshake; held while completing it
+	ini    *seal.Initiator
+	retry  func()
+	onPeer func(*seal.KeyRecord)
+	hdr    []byte       // open header not yet sent (early dial)
+	result *frameReader // result header still to read
+	reply  msgReader    // handshake reply being read
+	done   atomic.Bool
+	err    error // sticky handshake failure
+	sess   *seal.Session
+
+	// Read side, under Conn.readMu.
+	rd    msgReader
+	plain []byte // decrypted data not yet returned
+	eof   bool
+	// Write side, under Conn.writeMu: the unsent tail of a sealed record.
+	wpend []byte
+}
+
+var recordPool = sync.Pool{New: func() any { b := make([]byte, seal.MaxRecord); return &b }}
+
+// msgReader reads one u16-length-prefixed message, keeping partial
+// progress across calls (a read interrupted by a deadline resumes).
+type msgReader struct {
+	hdr  [2]byte
+	nh   int
+	buf  *[]byte // from recordPool when pooled
+	n    int
+	pool bool
+}
+
+// fill returns the message body once complete; the next call starts a new
+// message. A stream that ends inside a message gives io.ErrUnexpectedEOF,
+// one that ends before it io.EOF.
+func (m *msgReader) fill(r io.Reader) ([]byte, error) {
+	for m.nh < 2 {
+		k, err := r.Read(m.hdr[m.nh:])
+		m.nh += k
+		if err != nil && (err != io.EOF || m.nh < 2) {
+			if err == io.EOF && m.nh > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	want := int(binary.BigEndian.Uint16(m.hdr[:]))
+	if m.buf == nil {
+		if m.pool {
+			m.buf = recordPool.Get().(*[]byte)
+		} else {
+			b := make([]byte, want)
+			m.buf = &b
+		}
+	}
+	if want > len(*m.buf) {
+		return nil, fmt.Errorf("%w: record of %d bytes exceeds %d", ErrIntegrity, want, len(*m.buf))
+	}
+	for m.n < want {
+		k, err := r.Read((*m.buf)[m.n:want])
+		m.n += k
+		if err != nil && (err != io.EOF || m.n < want) {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	body := (*m.buf)[:want]
+	m.nh, m.n = 0, 0
+	return body, nil
+}
+
+// release returns a pooled buffer once its body is no longer used.
+func (m *msgReader) release() {
+	if m.pool && m.buf != nil && m.nh == 0 && m.n == 0 {
+		recordPool.Put(m.buf)
+		m.buf = nil
+	}
+}
+
+// ReadHandshake reads one framed handshake message from s (the destination
+// reads the source's first message after the open header). The caller
+// bounds the time with a read deadline.
+func ReadHandshake(s io.Reader) ([]byte, error) {
+	var m msgReader
+	b, err := m.fill(s)
+	if err != nil {
+		return nil, fmt.Errorf("circuit: read handshake: %w", err)
+	}
+	return b, nil
+}
+
+// DialSecure is Dial for a sealed circuit: the open header and the first
+// handshake message go in one write, and it returns once the destination
+// accepted and proved its name (one round trip; the full handshake's third
+// message is sent before returning). Failures of the handshake wrap ErrAuth.
+func DialSecure(ctx context.Context, s links.Stream, o *Open, local Addr, sec Security) (*Conn, error) {
+	c, err := DialEarlySecure(s, o, local, sec)
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { s.Reset(CloseCancelled) })
+	err = c.awaitHandshake()
+	if !stop() {
+		c.Reset(CloseCancelled)
+		return nil, dialError(&Open{Dest: o.Dest, Service: o.Service}, ctx.Err())
+	}
+	if err != nil {
+		c.Reset(CloseCancelled)
+		var re *RefusedError
+		if errors.As(err, &re) {
+			return nil, re
+		}
+		return nil, dialError(o, err)
+	}
+	return c, nil
+}
+
+// DialEarlySecure is DialEarly for a sealed circuit. Nothing is sent until
+// the first Write (or Read): with the destination's key known (IK), the
+// open header, the handshake and up to seal.MaxEarly bytes of that Write
+// leave in one flight; the rest waits for the destination's reply.
+func DialEarlySecure(s links.Stream, o *Open, local Addr, sec Security) (*Conn, error) {
+	hdr := openFor(o, FlagEarly|FlagSealed)
+	ini, err := sec.Keys.Initiate(seal.Prologue(hdr.Dest, hdr.Source, hdr.Service), hdr.Dest, sec.Peer)
+	if err != nil {
+		s.Reset(CloseInternal)
+		return nil, dialError(hdr, err)
+	}
+	b, err := hdr.AppendTo(make([]byte, 0, 512))
+	if err != nil {
+		s.Reset(resetCode(err))
+		return nil, dialError(hdr, err)
+	}
+	c := newConn(s, local, Addr{hdr.Dest, hdr.Service}, nil)
+	c.path.Store(nil)
+	c.sec = &secure{ini: ini, retry: sec.OnRetry, onPeer: sec.OnPeer, hdr: b, result: newFrameReader(kindResult, 0)}
+	c.sec.rd.pool = true
+	return c, nil
+}
+
+// PeerRecord is the other end's verified key record on a sealed circuit
+// whose handshake completed (nil otherwise): at a source, what to cache for
+// the next one-message handshake.
+func (c *Conn) PeerRecord() *seal.KeyRecord {
+	if c.sec == nil || !c.sec.done.Load() || c.sec.ini == nil {
+		return nil
+	}
+	return c.sec.ini.PeerRecord()
+}
+
+// Sealed reports whether the circuit's payload is end-to-end sealed.
+func (c *Conn) Sealed() bool { return c.sec != nil }
+
+// firstFlightLocked sends the open header and first handshake message, with
+// as much of early as the handshake allows, and returns how much of early
+// it carried. sec.mu held.
+func (c *Conn) firstFlightLocked(early []byte) (int, error) {
+	if c.sec.hdr == nil {
+		return 0, nil
+	}
+	if c.sec.ini.Full() {
+		early = nil
+	}
+	early = early[:min(len(early), seal.MaxEarly)]
+	b, err := c.sec.ini.First(c.sec.hdr, early, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	c.sec.hdr = nil
+	if _, err := c.s.Write(b); err != nil {
+		c.sec.err = c.opError("write", err)
+		c.s.Reset(resetCode(err))
+		return 0, c.sec.err
+	}
+	c.out.Add(int64(len(early)))
+	return len(early), nil
+}
+
+// awaitHandshake completes the source's handshake: first flight if not
+// sent, result header, reply, and the full handshake's third message.
+func (c *Conn) awaitHandshake() error {
+	if c.sec.done.Load() {
+		return nil
+	}
+	c.sec.mu.Lock()
+	defer c.sec.mu.Unlock()
+	if c.sec.done.Load() {
+		return nil
+	}
+	if c.sec.err != nil {
+		return c.sec.err
+	}
+	if r := c.refused.Load(); r != nil {
+		return r
+	}
+	if _, err := c.firstFlightLocked(nil); err != nil {
+		return err
+	}
+	if c.sec.result != nil {
+		body, err := c.sec.result.fill(c.s)
+		if err != nil && !isHeaderError(err) && err != io.EOF {
+			return c.opError("read", err) // not sticky: may be a deadline
+		}
+		c.sec.result = nil
+		if err := c.takeResult(body, err); err != nil {
+			c.sec.err = err
+			if IsRetry(err) && c.sec.retry != nil {
+				c.sec.retry()
+			}
+			return err
+		}
+	}
+	body, err := c.sec.reply.fill(c.s)
+	if err != nil {
+		if isTimeout(err) || c.closed.Load() {
+			return c.opError("read", err)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			err = fmt.Errorf("%w: stream ended during the handshake", ErrAuth)
+		}
+		c.sec.err = c.opError("read", err)
+		c.s.Reset(CloseProtocol)
+		return c.sec.err
+	}
+	sess, third, err := c.sec.ini.Finish(body, nil, time.Now())
+	if err == nil && len(third) > 0 {
+		_, err = c.s.Write(third)
+	}
+	if err != nil {
+		c.sec.err = c.opError("read", err)
+		c.s.Reset(CloseProtocol)
+		return c.sec.err
+	}
+	c.sec.sess = sess
+	c.sec.done.Store(true)
+	if c.sec.onPeer != nil {
+		c.sec.onPeer(c.sec.ini.PeerRecord())
+	}
+	return nil
+}
+
+// AcceptSecure is Accept for a sealed circuit whose first handshake message
+// the destination processed with r (Keys.Respond), so for the one-message
+// handshake the source is already authenticated. It writes the Accepted
+// result and the reply in one write; for the full handshake it then reads
+// the source's third message, bounded by the read deadline the caller set
+// on s, and authenticates the source (errors wrap ErrAuth; s is reset).
+func AcceptSecure(s links.Stream, o *Open, local Addr, r *seal.Responder) (*Conn, error) {
+	fail := func(err error) (*Conn, error) {
+		s.Reset(resetCode(err))
+		return nil, fmt.Errorf("circuit: accept from %s/%s: %w", o.Source, o.Service, err)
+	}
+	b, err := (&Result{Code: Accepted, Node: local.Node, Path: o.Path}).AppendTo(make([]byte, 0, 256))
+	if err != nil {
+		return fail(err)
+	}
+	b, sess, err := r.Reply(b, time.Now())
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := s.Write(b); err != nil {
+		return fail(err)
+	}
+	if sess == nil {
+		third, err := ReadHandshake(s)
+		if err == nil {
+			sess, err = r.Finish(third, time.Now())
+		}
+		if err != nil {
+			s.Reset(CloseProtocol)
+			return nil, fmt.Errorf("circuit: accept from %s/%s: %w", o.Source, o.Service, err)
+		}
+	}
+	c := newConn(s, local, Addr{o.Source, o.Service}, o.Path)
+	c.sec = &secure{sess: sess}
+	c.sec.done.Store(true)
+	c.sec.rd.pool = true
+	if e := r.Early(); len(e) > 0 {
+		c.sec.plain = append([]byte(nil), e...)
+	}
+	return c, nil
+}
+
+// readSealed reads payload from records. readMu held.
+func (c *Conn) readSealed(p []byte) (int, error) {
+	if err := c.awaitHandshake(); err != nil {
+		return 0, err
+	}
+	if c.readErr != nil {
+		return 0, c.readErr
+	}
+	sc := c.sec
+	for len(sc.plain) == 0 {
+		sc.rd.release()
+		if sc.eof {
+			return 0, io.EOF
+		}
+		body, err := sc.rd.fill(c.s)
+		if err != nil {
+			if errors.Is(err, ErrIntegrity) || err == io.EOF || err == io.ErrUnexpectedEOF {
+				return 0, c.integrity(fmt.Errorf("%w: circuit ended without its end-of-stream record", ErrIntegrity))
+			}
+			return 0, c.opError("read", err)
+		}
+		typ, data, err := sc.sess.Open(body)
+		if err != nil {
+			return 0, c.integrity(err)
+		}
+		if typ == seal.RecordEnd {
+			sc.eof = true
+			continue
+		}
+		sc.plain = data
+	}
+	n := copy(p, sc.plain)
+	sc.plain = sc.plain[n:]
+	c.in.Add(int64(n))
+	if len(sc.plain) == 0 {
+		sc.rd.release()
+	}
+	return n, nil
+}
+
+// integrity makes an integrity failure sticky and aborts the circuit.
+func (c *Conn) integrity(err error) error {
+	c.readErr = c.opError("read", err)
+	c.s.Reset(CloseProtocol)
+	return c.readErr
+}
+
+// writeSealed writes p as records. writeMu held.
+func (c *Conn) writeSealed(p []byte) (int, error) {
+	n := 0
+	if !c.sec.done.Load() {
+		c.sec.mu.Lock()
+		k, err := c.firstFlightLocked(p)
+		c.sec.mu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+		if n = k; n == len(p) {
+			return n, nil
+		}
+		if err := c.awaitHandshakeForWrite(); err != nil {
+			return n, err
+		}
+	}
+	if err := c.flushPending(); err != nil {
+		return n, err
+	}
+	bp := recordPool.Get().(*[]byte)
+	defer recordPool.Put(bp)
+	for n < len(p) {
+		chunk := p[n:min(len(p), n+seal.MaxData)]
+		if err := c.writeRecord((*bp)[:0], seal.RecordData, chunk); err != nil {
+			return n + len(chunk), err
+		}
+		n += len(chunk)
+		c.out.Add(int64(len(chunk)))
+	}
+	return n, nil
+}
+
+// writeRecord seals one record into buf and writes it; the unsent tail of
+// a write cut by a deadline is kept for the next write.
+func (c *Conn) writeRecord(buf []byte, typ byte, data []byte) error {
+	rec, err := c.sec.sess.Seal(buf, typ, data)
+	if err != nil {
+		return c.opError("write", err)
+	}
+	k, err := c.s.Write(rec)
+	if err != nil {
+		c.sec.wpend = append(c.sec.wpend[:0], rec[k:]...)
+		return c.opError("write", err)
+	}
+	return nil
+}
+
+func (c *Conn) flushPending() error {
+	for len(c.sec.wpend) > 0 {
+		k, err := c.s.Write(c.sec.wpend)
+		c.sec.wpend = c.sec.wpend[k:]
+		if err != nil {
+			return c.opError("write", err)
+		}
+	}
+	c.sec.wpend = nil
+	return nil
+}
+
+// awaitHandshakeForWrite completes the handshake for a writer: its reads
+// are bounded by the write deadline, not by the read deadline. Nobody
+// else reads the stream meanwhile (readers wait for the handshake too).
+func (c *Conn) awaitHandshakeForWrite() error {
+	if c.sec.done.Load() {
+		return nil
+	}
+	dl := func(v int64) time.Time {
+		if v == 0 {
+			return time.Time{}
+		}
+		return time.Unix(0, v)
+	}
+	c.dlMu.Lock()
+	if !c.closed.Load() {
+		_ = c.s.SetReadDeadline(dl(c.writeDL.Load()))
+	}
+	c.dlMu.Unlock()
+	err := c.awaitHandshake()
+	c.dlMu.Lock()
+	if !c.closed.Load() {
+		_ = c.s.SetReadDeadline(dl(c.readDL.Load()))
+	}
+	c.dlMu.Unlock()
+	if err != nil && isTimeout(err) {
+		return c.opError("write", err)
+	}
+	return err
+}
+
+// closeWriteSealed sends the end-of-stream record. writeMu held.
+func (c *Conn) closeWriteSealed() error {
+	if err := c.awaitHandshakeForWrite(); err != nil {
+		return err
+	}
+	if err := c.flushPending(); err != nil {
+		return err
+	}
+	var b [seal.Overhead]byte
+	return c.writeRecord(b[:0], seal.RecordEnd, nil)
+}

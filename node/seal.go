@@ -1,0 +1,138 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// E2E selects end-to-end circuit security. The zero value is on.
+type E2E int
+
+const (
+	// E2EOn seals every circuit this node opens between its two ends and
+	// accepts only sealed circuits (the default).
+	E2EOn E2E = 0
+	// E2EOff opens circuits in the clear and accepts unsealed ones, so every
+	// router on a path can read and change them: only for meshes whose
+	// routers are all trusted. Sealed circuits are still accepted.
+	E2EOff E2E = 1
+)
+
+func (e E2E) String() string {
+	if e == E2EOff {
+		return "off"
+	}
+	return "on"
+}
+
+// KeyLookup gives the verified key record of a node, so that the first
+// circuit to it can use the one-message handshake. Records it returns must
+// have been verified against the node's certificate (seal.KeyRecord.Verify).
+type KeyLookup interface {
+	LookupKey(node string) (*seal.KeyRecord, bool)
+}
+
+// keyBook caches the key records learned from completed handshakes,
+// bounded by Limits.MaxRoutes entries (an arbitrary one is dropped when
+// full), in front of Config.Keys.
+type keyBook struct {
+	mu    sync.Mutex
+	max   int
+	recs  map[string]*seal.KeyRecord
+	extra KeyLookup
+}
+
+func newKeyBook(max int, extra KeyLookup) *keyBook {
+	return &keyBook{max: max, recs: make(map[string]*seal.KeyRecord), extra: extra}
+}
+
+// LookupKey returns a record for node still valid now.
+func (b *keyBook) LookupKey(node string) (*seal.KeyRecord, bool) {
+	b.mu.Lock()
+	r, ok := b.recs[node]
+	if ok && !r.Valid(time.Now()) {
+		delete(b.recs, node)
+		ok = false
+	}
+	b.mu.Unlock()
+	if !ok && b.extra != nil {
+		r, ok = b.extra.LookupKey(node)
+		ok = ok && r != nil && r.Node == node && r.Valid(time.Now())
+	}
+	return r, ok
+}
+
+func (b *keyBook) store(r *seal.KeyRecord) {
+	if r == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.recs[r.Node]; !ok && len(b.recs) >= b.max {
+		for k := range b.recs {
+			delete(b.recs, k)
+			break
+		}
+	}
+	b.recs[r.Node] = r
+}
+
+func (b *keyBook) forget(node string) {
+	b.mu.Lock()
+	delete(b.recs, node)
+	b.mu.Unlock()
+}
+
+// openSealed opens a sealed circuit on s, with the one-message handshake
+// when the destination's key is known. A destination that cannot take it
+// (stale key, replay register) refuses with code Retry: the key is
+// forgotten and, for a Dial, the open is made again in full on a new
+// stream of l.
+func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *circuit.Open, opt DialOptions) (*circuit.Conn, error) {
+	local := circuit.Addr{Node: n.cfg.Name, Service: o.Service}
+	sec := circuit.Security{Keys: n.seal, OnPeer: n.keyBook.store}
+	if r, ok := n.keyBook.LookupKey(o.Dest); ok {
+		sec.Peer = r
+	}
+	if opt.Early {
+		sec.OnRetry = func() { n.keyBook.forget(o.Dest) }
+		return circuit.DialEarlySecure(s, o, local, sec)
+	}
+	c, err := circuit.DialSecure(ctx, s, o, local, sec)
+	if err != nil && sec.Peer != nil && errIsRetry(err) {
+		n.keyBook.forget(o.Dest)
+		sec.Peer = nil
+		if s, err = l.OpenStream(ctx); err != nil {
+			return nil, fmt.Errorf("open stream to %s: %w", l.Peer(), err)
+		}
+		c, err = circuit.DialSecure(ctx, s, o, local, sec)
+	}
+	return c, err
+}
+
+// respond runs the destination's side of the first handshake message of
+// a sealed open on s. On failure it returns the refusal code to answer.
+func (n *Node) respond(s links.Stream, o *circuit.Open) (*seal.Responder, circuit.Code, error) {
+	s.SetReadDeadline(time.Now().Add(n.cfg.Limits.HeaderTimeout))
+	msg, err := circuit.ReadHandshake(s)
+	if err != nil {
+		return nil, circuit.Policy, err
+	}
+	r, err := n.seal.Respond(seal.Prologue(o.Dest, o.Source, o.Service), msg, o.Source, n.strikes, time.Now())
+	switch {
+	case errIsRetry(err):
+		return nil, circuit.Retry, err
+	case err != nil:
+		n.log.Debug("end-to-end handshake failed", "source", o.Source, "service", o.Service, "err", err)
+		return nil, circuit.Policy, err
+	}
+	return r, circuit.Accepted, nil
+}
+
+func errIsRetry(err error) bool { return circuit.IsRetry(err) }

@@ -1,0 +1,379 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// spy is a malicious relay's view of one direction of a circuit: it keeps
+// every byte it reads and may change the stream (flip one byte at offset
+// flip, or end it after cut bytes).
+type spy struct {
+	links.Stream
+	mu        sync.Mutex
+	seen      bytes.Buffer
+	flip, cut int // 0: off
+}
+
+func (s *spy) Read(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	off := s.seen.Len()
+	if s.cut > 0 && off >= s.cut {
+		return 0, io.EOF
+	}
+	if s.cut > 0 && off+len(p) > s.cut {
+		p = p[:s.cut-off]
+	}
+	n, err := s.Stream.Read(p)
+	if s.flip > 0 && off <= s.flip && s.flip < off+n {
+		p[s.flip-off] ^= 0x20
+	}
+	s.seen.Write(p[:n])
+	return n, err
+}
+
+func (s *spy) bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]byte(nil), s.seen.Bytes()...)
+}
+
+// maliciousLine builds a - m - b where m is a real router with a valid
+// certificate whose relayed circuits pass through up (from a) and down
+// (from b).
+func maliciousLine(t *testing.T, up *spy, e2e ...E2E) (*cluster, *spy) {
+	down := &spy{}
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) {
+		if len(e2e) > 0 {
+			cfg.E2E = e2e[0]
+		}
+		if cfg.Name == "m" {
+			cfg.hooks = &hooks{relay: func(in, out links.Stream) (links.Stream, links.Stream) {
+				up.Stream, down.Stream = in, out
+				return up, down
+			}}
+		}
+	}
+	c.build("a-m", "m-b")
+	c.waitRoute("a", "b", 2)
+	c.waitRoute("b", "a", 2)
+	return c, down
+}
+
+// A relay that records everything it splices, both ways, finds neither the
+// request nor the reply: it carried only ciphertext. The destination sees
+// the authenticated source.
+func TestSealedRelayRecordsNoPayload(t *testing.T) {
+	up := &spy{}
+	c, down := maliciousLine(t, up)
+	remote := make(chan string, 1)
+	serve(t, c.nodes["b"], "svc", func(conn io.ReadWriteCloser) {
+		remote <- conn.(Conn).RemoteAddr().String()
+		echoHandler(conn)
+	})
+	msg := bytes.Repeat([]byte("top secret payload "), 5000)
+	if err := roundTrip(t, c.nodes["a"], "b", "svc", msg); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-remote; got != "a/svc" {
+		t.Fatalf("destination saw source %s, want a/svc", got)
+	}
+	for name, s := range map[string]*spy{"a to b": up, "b to a": down} {
+		b := s.bytes()
+		if len(b) < len(msg) {
+			t.Fatalf("%s: relay carried %d bytes, less than the %d-byte payload", name, len(b), len(msg))
+		}
+		if bytes.Contains(b, []byte("secret")) {
+			t.Fatalf("%s: relay read payload in the clear", name)
+		}
+	}
+}
+
+// The same relay with end-to-end security off reads the payload: what the
+// test above would catch.
+func TestClearRelayRecordsPayload(t *testing.T) {
+	up := &spy{}
+	c, _ := maliciousLine(t, up, E2EOff)
+	serve(t, c.nodes["b"], "svc", echoHandler)
+	if err := roundTrip(t, c.nodes["a"], "b", "svc", []byte("top secret payload")); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(up.bytes(), []byte("secret")) {
+		t.Fatal("the spying relay did not see the clear payload")
+	}
+}
+
+// A relay that changes one byte, or cuts the circuit short (FIN before
+// the end), makes the destination fail with ErrIntegrity after delivering
+// only a prefix of what was sent.
+func TestSealedRelayTamperAndTruncate(t *testing.T) {
+	for name, up := range map[string]*spy{"tamper": {flip: 100 << 10}, "truncate": {cut: 100 << 10}} {
+		t.Run(name, func(t *testing.T) {
+			c, _ := maliciousLine(t, up)
+			type outcome struct {
+				got []byte
+				err error
+			}
+			res := make(chan outcome, 1)
+			serve(t, c.nodes["b"], "sink", func(conn io.ReadWriteCloser) {
+				got, err := io.ReadAll(conn)
+				res <- outcome{got, err}
+			})
+			conn, err := c.nodes["a"].Dial(ctxT(t, 10*time.Second), "b", "sink")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			sent := make([]byte, 1<<20)
+			for i := range sent {
+				sent[i] = byte(i % 251)
+			}
+			go func() {
+				conn.Write(sent)
+				conn.(Conn).CloseWrite()
+			}()
+			o := <-res
+			if !errors.Is(o.err, circuit.ErrIntegrity) {
+				t.Fatalf("destination read %d bytes, err %v; want ErrIntegrity", len(o.got), o.err)
+			}
+			if len(o.got) >= len(sent) || !bytes.HasPrefix(sent, o.got) {
+				t.Fatalf("destination got %d bytes that are not a strict prefix of the payload", len(o.got))
+			}
+		})
+	}
+}
+
+// A router with a valid certificate opens circuits at hop 1 claiming to
+// relay them for a: in the clear, with garbage, or with a real handshake
+// made with its own keys. The destination refuses them all, never counts
+// them against a, and a still gets through, seen as a.
+func TestSealedForgedSourceAtRelay(t *testing.T) {
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) { cfg.Limits.MaxCircuitsPerSource = 4 }
+	c.build("a-m", "m-b")
+	c.waitRoute("a", "b", 2)
+	serve(t, c.nodes["b"], "svc", echoHandler)
+	m := c.nodes["m"]
+	rec := c.nodes["b"].seal.Record()
+	l := m.link("b")
+	var held []links.Stream
+	defer func() {
+		for _, s := range held {
+			s.Reset(circuit.CloseCancelled)
+		}
+	}()
+	for i := 0; i < 3*4; i++ {
+		s, err := l.OpenStream(ctxT(t, 5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, s)
+		o := &circuit.Open{Dest: "b", Source: "a", Service: "svc", Hop: 1, HopLimit: 10}
+		b, _ := o.AppendTo(nil)
+		switch i % 3 {
+		case 1:
+			o.Flags |= circuit.FlagSealed
+			b, _ = o.AppendTo(nil)
+			b = seal.AppendMessage(b, []byte{1, 2, 3})
+		case 2:
+			o.Flags |= circuit.FlagSealed
+			b, _ = o.AppendTo(nil)
+			ini, err := m.seal.Initiate(seal.Prologue("b", "a", "svc"), "b", &rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b, err = ini.First(b, []byte("GET /"), time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		res, err := circuit.ReadResult(s, 0)
+		if err != nil {
+			t.Fatalf("forged open %d: %v", i, err)
+		}
+		want := circuit.Policy // in the clear, or m's certificate is not a's
+		if i%3 == 1 {
+			want = circuit.Retry // undecryptable first message
+		}
+		if res.Code != want {
+			t.Fatalf("forged open %d: result %v, want %v", i, res.Code, want)
+		}
+	}
+	remote := make(chan string, 1)
+	serve(t, c.nodes["b"], "who", func(conn io.ReadWriteCloser) { remote <- conn.(Conn).RemoteAddr().String() })
+	for i := 0; i < 4; i++ { // a's whole per-source allowance is intact
+		conn, err := c.nodes["a"].Dial(ctxT(t, 10*time.Second), "b", "who")
+		if err != nil {
+			t.Fatalf("a's circuit %d after the forgeries: %v", i, err)
+		}
+		defer conn.Close()
+		if got := <-remote; got != "a/who" {
+			t.Fatalf("destination saw %s, want a/who", got)
+		}
+	}
+}
+
+// A node that attracted the route to b and answers for it cannot prove it
+// is b: the source tries the other next hop and reaches the real b; with
+// no other next hop the dial fails with ErrAuth.
+func TestSealedImpostorDestination(t *testing.T) {
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) {
+		switch cfg.Name {
+		case "a":
+			cfg.LinkCosts = map[string]links.Cost{"m": 10, "c": 5000}
+		case "m":
+			cfg.LinkCosts = map[string]links.Cost{"b": 1000}
+			cfg.hooks = &hooks{claim: func(dest string) bool { return dest == "b" }}
+		case "c":
+			cfg.LinkCosts = map[string]links.Cost{"b": 10}
+		}
+	}
+	c.build("a-m", "m-b", "a-c", "c-b")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p, _ := c.nodes["a"].Peer("b")
+		if p.Reachable && p.NextHop == "m" && len(p.Alternates) > 0 && p.Alternates[0] == "c" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a never routed to b via m with c as alternate: %+v", p)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	serve(t, c.nodes["m"], EchoService+"-m", echoHandler) // m's own services are irrelevant
+	dialPath(t, c.nodes["a"], "b", "[a c b]")
+
+	// Without the honest path, the source gets a typed error.
+	c.nodes["c"].Close()
+	c.waitNextHop("a", "b", "m")
+	for {
+		p, _ := c.nodes["a"].Peer("b")
+		if len(p.Alternates) == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.nodes["a"].keyBook.forget("b")
+	_, err := c.nodes["a"].Dial(ctxT(t, 10*time.Second), "b", EchoService)
+	if !errors.Is(err, circuit.ErrAuth) {
+		t.Fatalf("dial through the impostor alone: %v, want ErrAuth", err)
+	}
+	// Also when a holds b's real key (one-message handshake): m cannot
+	// decrypt, a retries in full and m fails to prove it is b.
+	rec := c.nodes["b"].seal.Record()
+	c.nodes["a"].keyBook.store(&rec)
+	_, err = c.nodes["a"].Dial(ctxT(t, 10*time.Second), "b", EchoService)
+	if !errors.Is(err, circuit.ErrAuth) {
+		t.Fatalf("dial through the impostor with b's key: %v, want ErrAuth", err)
+	}
+}
+
+// A relay that recorded a circuit's first flight (open header, handshake
+// and early data) replays it to the destination on a new stream: the
+// destination refuses it (retry) and its service never sees the early data
+// a second time.
+func TestSealedRelayReplaysFirstFlight(t *testing.T) {
+	up := &spy{}
+	c, _ := maliciousLine(t, up)
+	got := make(chan string, 4)
+	serve(t, c.nodes["b"], "svc", func(conn io.ReadWriteCloser) {
+		b := make([]byte, 64)
+		n, _ := conn.Read(b)
+		got <- string(b[:n])
+		conn.Write([]byte("ok"))
+	})
+	a := c.nodes["a"]
+	// The first circuit learns b's key (full handshake); the second is a
+	// one-message open with early data.
+	if err := roundTrip(t, a, "b", EchoService, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.keyBook.LookupKey("b"); !ok {
+		t.Fatal("a did not cache b's key record after the first circuit")
+	}
+	up.mu.Lock()
+	up.seen.Reset()
+	up.mu.Unlock()
+	conn, err := a.DialWith(ctxT(t, 10*time.Second), "b", "svc", DialOptions{Early: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write([]byte("transfer 100 to m")); err != nil {
+		t.Fatal(err)
+	}
+	reply := make([]byte, 2)
+	if _, err := io.ReadFull(conn, reply); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if s := <-got; s != "transfer 100 to m" {
+		t.Fatalf("service got %q", s)
+	}
+	flight := up.bytes()
+	if len(flight) < 2 {
+		t.Fatal("relay saw no first flight")
+	}
+	first := flight[:2+(int(flight[0])<<8|int(flight[1]))]
+	if bytes.Contains(first, []byte("transfer")) {
+		t.Fatal("early data crossed the relay in the clear")
+	}
+	s, err := c.nodes["m"].link("b").OpenStream(ctxT(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Reset(circuit.CloseCancelled)
+	o := &circuit.Open{Dest: "b", Source: "a", Service: "svc", Hop: 1, HopLimit: 15, Flags: circuit.FlagEarly | circuit.FlagSealed}
+	hdr, _ := o.AppendTo(nil)
+	if _, err := s.Write(append(hdr, first...)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := circuit.ReadResult(s, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Code != circuit.Retry {
+		t.Fatalf("replayed first flight: result %v (%s), want retry", res.Code, res.Reason)
+	}
+	select {
+	case s := <-got:
+		t.Fatalf("the service received the replayed early data %q", s)
+	default:
+	}
+}
+
+// Early dials learn the destination's key too: after one early circuit the
+// next open is a one-message handshake.
+func TestSealedEarlyDialCachesKey(t *testing.T) {
+	c := newCluster(t, true)
+	c.build("a-b")
+	c.waitRoute("a", "b", 1)
+	a := c.nodes["a"]
+	conn, err := a.DialWith(ctxT(t, 10*time.Second), "b", EchoService, DialOptions{Early: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("p")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(conn, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	rec, ok := a.keyBook.LookupKey("b")
+	if !ok || rec.Key != c.nodes["b"].seal.Record().Key {
+		t.Fatalf("after an early circuit a holds b's key: %v", ok)
+	}
+}
