@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -17,8 +16,10 @@ import (
 // accepted (one end-to-end round trip over warm links). A refusal is a
 // *circuit.RefusedError naming the node that produced it; test it with
 // errors.Is against circuit.ErrNoRoute, ErrNoService, ErrHopLimit,
-// ErrRefusedByPolicy, ErrOverloaded, ErrShuttingDown or ErrLinkLost.
-func (n *Node) Dial(ctx context.Context, peer, service string) (net.Conn, error) {
+// ErrRefusedByPolicy, ErrOverloaded, ErrShuttingDown or ErrLinkLost. The
+// Conn is a net.Conn with half-close, the recorded path and whether it is
+// sealed end to end.
+func (n *Node) Dial(ctx context.Context, peer, service string) (Conn, error) {
 	return n.DialWith(ctx, peer, service, DialOptions{})
 }
 

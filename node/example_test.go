@@ -218,7 +218,7 @@ func ExampleNode_Dial_grpc() {
 	defer srv.Stop()
 
 	cc, err := grpc.NewClient("passthrough:///charlie",
-		grpc.WithTransportCredentials(insecure.NewCredentials()), // gRPC adds no TLS of its own here
+		grpc.WithTransportCredentials(insecure.NewCredentials()), // the circuit is sealed end to end
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 			return alpha.Dial(ctx, "charlie", "grpc")
 		}))
