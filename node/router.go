@@ -16,6 +16,7 @@ import (
 // the engine asks for it. Lookups take the same mutex briefly.
 type router struct {
 	n    *Node
+	cert *originCertifier
 	mu   sync.Mutex
 	eng  *routing.Engine
 	kick chan struct{} // wakes the ticker when the next deadline moved
@@ -24,7 +25,9 @@ type router struct {
 }
 
 func newRouter(n *Node) (*router, error) {
+	cert := newOriginCertifier(n.id, n.log, n.cfg.Limits.MaxRoutes)
 	eng, err := routing.New(routing.Config{
+		Certifier:      cert,
 		Self:           n.cfg.Name,
 		Leaf:           n.cfg.Leaf,
 		Hysteresis:     routing.Metric(n.cfg.Routing.Hysteresis),
@@ -35,7 +38,7 @@ func newRouter(n *Node) (*router, error) {
 	if err != nil {
 		return nil, fmt.Errorf("routing engine: %w", err)
 	}
-	return &router{n: n, eng: eng, kick: make(chan struct{}, 1), done: make(chan struct{})}, nil
+	return &router{n: n, cert: cert, eng: eng, kick: make(chan struct{}, 1), done: make(chan struct{})}, nil
 }
 
 // seedFor derives a deterministic seed from the node name.
