@@ -322,4 +322,3 @@ func TestAttackForgedOriginsVanish(t *testing.T) {
 		t.Fatalf("a routes to b as %+v after the attacker left", p)
 	}
 }
-
