@@ -73,6 +73,26 @@ func (t *QUICTransport) verifyPeer(conn *quic.Conn, h helloMsg) error {
 	return nil
 }
 
+// checkDuplicateName refuses a peer whose name is already linked from
+// another transport instance that is alive: two live nodes hold the same
+// name. The established link wins; a peer that restarted is accepted once
+// its old link has been silent for two probe intervals (a live link hears
+// a probe every interval).
+func (t *QUICTransport) checkDuplicateName(h helloMsg) error {
+	t.mu.Lock()
+	old := t.links[h.Node]
+	t.mu.Unlock()
+	if old == nil || !old.alive() || old.hello.Instance == h.Instance {
+		return nil
+	}
+	silent := time.Since(time.Unix(0, old.lastHeard.Load()))
+	if silent >= 2*t.cfg.ProbeInterval {
+		return nil
+	}
+	return fmt.Errorf("%w: %s already has a live link to another node named %q (at %s, up since %s); refusing the newcomer",
+		ErrDuplicateName, t.name(), h.Node, old.RemoteAddr(), old.est.UTC().Format(time.RFC3339))
+}
+
 // refuse closes conn with a refusal reason and returns the local error.
 func refuse(conn *quic.Conn, reason error) error {
 	_ = conn.CloseWithError(codeRefused, truncReason(reason.Error()))
@@ -162,6 +182,9 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 	if err := t.verifyPeer(conn, peer); err != nil {
 		return nil, refuse(conn, err)
 	}
+	if err := t.checkDuplicateName(peer); err != nil {
+		return nil, refuse(conn, err)
+	}
 	p := t.pend(linkKey{peer: peer.Node, instance: peer.Instance, nonce: nonce, outbound: true})
 	if err := writeFrame(ctrl, frameReady, nil); err != nil {
 		t.release(p)
@@ -185,6 +208,9 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 		return nil, handshakeErr(conn, "read hello", err)
 	}
 	if err := t.verifyPeer(conn, peer); err != nil {
+		return nil, refuse(conn, err)
+	}
+	if err := t.checkDuplicateName(peer); err != nil {
 		return nil, refuse(conn, err)
 	}
 	p := t.pend(linkKey{peer: peer.Node, instance: peer.Instance, nonce: peer.Nonce, outbound: false})

@@ -2,6 +2,7 @@ package links
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -48,7 +49,11 @@ func (t *QUICTransport) keep(ctx context.Context, addr string) {
 			if ctx.Err() != nil {
 				return
 			}
-			t.cfg.Logger.Debug("static link dial failed", "addr", addr, "err", err)
+			if errors.Is(err, ErrRefused) {
+				t.refusals.Warn("out:"+addr, "link refused", "addr", addr, "err", err)
+			} else {
+				t.cfg.Logger.Debug("static link dial failed", "addr", addr, "err", err)
+			}
 		} else {
 			up := time.Now()
 			select {

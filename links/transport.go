@@ -11,6 +11,15 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/circuitmesh/circuitmesh/internal/ratelog"
+)
+
+// Link refusals are logged at WARN once per address and direction per
+// refusalLogPeriod, with the count of those suppressed.
+const (
+	refusalLogPeriod = time.Minute
+	maxRefusalKeys   = 4096
 )
 
 // QUICTransport is a Transport over QUIC: one UDP socket per node, used to
@@ -28,6 +37,9 @@ type QUICTransport struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine of the transport and its links
 	hsSem  chan struct{}  // bounds inbound handshakes in progress
+
+	// refusals logs link refusals at WARN, once per address per minute.
+	refusals *ratelog.Log
 
 	mu      sync.Mutex
 	links   map[string]*quicLink
@@ -53,6 +65,7 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		links:    make(map[string]*quicLink),
 		pending:  make(map[string][]*pending),
 		dials:    make(map[*dialAttempt]struct{}),
+		refusals: ratelog.New(cfg.Logger, refusalLogPeriod, maxRefusalKeys),
 	}
 	t.tlsConf = t.tlsConfig()
 	pc := cfg.PacketConn
@@ -140,7 +153,7 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 	if err != nil {
 		err = fmt.Errorf("accept link from %s: %w", conn.RemoteAddr(), err)
 		if errors.Is(err, ErrRefused) {
-			t.cfg.Logger.Warn("link refused", "remote", conn.RemoteAddr(), "err", err)
+			t.refusals.Warn("in:"+conn.RemoteAddr().String(), "link refused", "remote", conn.RemoteAddr(), "err", err)
 			if t.cfg.OnRefused != nil {
 				t.cfg.OnRefused(conn.RemoteAddr(), err)
 			}
