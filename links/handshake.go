@@ -17,9 +17,18 @@ import (
 // any certificate (one is required); the link handshake checks it with the
 // identity so that a refusal reaches both sides as readable text.
 func (t *QUICTransport) tlsConfig() *tls.Config {
+	current := func() (*tls.Certificate, error) {
+		c := t.identity().TLSCertificate()
+		return &c, nil
+	}
 	return &tls.Config{
-		MinVersion:         tls.VersionTLS13,
-		Certificates:       []tls.Certificate{t.cfg.Identity.TLSCertificate()},
+		MinVersion: tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return current()
+		},
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return current()
+		},
 		ClientAuth:         tls.RequireAnyClientCert,
 		InsecureSkipVerify: true, // checked by verifyPeer after the handshake
 		NextProtos:         []string{ALPN},
@@ -32,7 +41,7 @@ func (t *QUICTransport) ourHello(nonce uint64) helloMsg {
 	h := helloMsg{
 		Version: ProtocolVersion, Role: t.cfg.Role, Features: t.cfg.Features,
 		Instance: t.instance, Nonce: nonce,
-		Mesh: t.cfg.Identity.Mesh, Node: t.cfg.Identity.Node,
+		Mesh: t.identity().Mesh, Node: t.identity().Node,
 	}
 	if t.cfg.testVersion != 0 {
 		h.Version = t.cfg.testVersion
@@ -49,7 +58,7 @@ func (t *QUICTransport) ourHello(nonce uint64) helloMsg {
 // verifyPeer checks the peer's hello and certificate. The returned error's
 // text is the refusal reason sent to the peer.
 func (t *QUICTransport) verifyPeer(conn *quic.Conn, h helloMsg) error {
-	id := t.cfg.Identity
+	id := t.identity()
 	if h.Version != ProtocolVersion {
 		return fmt.Errorf("protocol version mismatch: %s speaks version %d, %s speaks version %d", h.Node, h.Version, id.Node, ProtocolVersion)
 	}

@@ -8,11 +8,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
 	"github.com/circuitmesh/circuitmesh/internal/ratelog"
+	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
 // Link refusals are logged at WARN once per address and direction per
@@ -40,6 +42,9 @@ type QUICTransport struct {
 
 	// refusals logs link refusals at WARN, once per address per minute.
 	refusals *ratelog.Log
+	// id is the identity new links present and check peers with
+	// (SetIdentity replaces it; live links keep theirs).
+	id atomic.Pointer[identity.Identity]
 
 	mu      sync.Mutex
 	links   map[string]*quicLink
@@ -67,6 +72,7 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		dials:    make(map[*dialAttempt]struct{}),
 		refusals: ratelog.New(cfg.Logger, refusalLogPeriod, maxRefusalKeys),
 	}
+	t.id.Store(cfg.Identity)
 	t.tlsConf = t.tlsConfig()
 	pc := cfg.PacketConn
 	if pc == nil {
@@ -98,6 +104,22 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 }
 
 func (t *QUICTransport) name() string { return t.cfg.Identity.Node }
+
+// identity returns the identity in effect for new links.
+func (t *QUICTransport) identity() *identity.Identity { return t.id.Load() }
+
+// SetIdentity makes new links present and check peers with id, a renewed
+// certificate (or CA) of the same node and mesh. Live links are kept: they
+// stay authenticated by the certificates of their handshake, and each is
+// closed when its peer's certificate expires.
+func (t *QUICTransport) SetIdentity(id *identity.Identity) error {
+	cur := t.identity()
+	if id == nil || id.Node != cur.Node || id.Mesh != cur.Mesh || id.Insecure != cur.Insecure {
+		return fmt.Errorf("%w: a new identity must keep node %q and mesh %q", ErrConfig, cur.Node, cur.Mesh)
+	}
+	t.id.Store(id)
+	return nil
+}
 
 // LocalAddr is the UDP address peers dial.
 func (t *QUICTransport) LocalAddr() net.Addr { return t.tr.Conn.LocalAddr() }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -38,8 +39,12 @@ type Node struct {
 	log     *slog.Logger
 	tracer  trace.Tracer
 	metrics *metrics
-	id      *identity.Identity
-	role    links.Role
+	id      atomic.Pointer[identity.Identity]
+	idFiles struct {
+		cert, key, ca string
+		ok            bool
+	}
+	role links.Role
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -74,9 +79,13 @@ const (
 // brings it up.
 func New(cfg Config) (*Node, error) {
 	cfg.setDefaults()
+	certFile, keyFile, caFile, fromFiles := identityFiles(&cfg)
 	id, err := loadIdentity(&cfg)
 	if err != nil {
 		return nil, err
+	}
+	if err := checkOwnCert(id, time.Now()); err != nil {
+		return nil, fmt.Errorf("new node %s: %w", id.Node, err)
 	}
 	cfg.Identity = id
 	cfg.setDefaults()
@@ -87,12 +96,13 @@ func New(cfg Config) (*Node, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("node", cfg.Name),
 		tracer:   cfg.TracerProvider.Tracer(tracerName),
-		id:       id,
 		links:    make(map[string]links.Link),
 		services: make(map[string]*listener),
 		keeps:    make(map[string]func()),
 		closed:   make(chan struct{}),
 	}
+	n.id.Store(id)
+	n.idFiles.cert, n.idFiles.key, n.idFiles.ca, n.idFiles.ok = certFile, keyFile, caFile, fromFiles
 	if cfg.Leaf {
 		n.role = links.RoleLeaf
 	}
@@ -120,18 +130,8 @@ func loadIdentity(cfg *Config) (*identity.Identity, error) {
 		}
 		return identity.Insecure(cfg.Name, cfg.Mesh)
 	}
-	cert, key, ca := cfg.CertFile, cfg.KeyFile, cfg.CAFile
-	if cfg.DataDir != "" {
-		pick := func(p *string, name string) {
-			if *p == "" {
-				*p = cfg.DataDir + "/" + name
-			}
-		}
-		pick(&cert, identity.CertFile)
-		pick(&key, identity.KeyFile)
-		pick(&ca, identity.CACertFile)
-	}
-	if cert == "" || key == "" || ca == "" {
+	cert, key, ca, ok := identityFiles(cfg)
+	if !ok {
 		return nil, fmt.Errorf("%w: no identity: set Identity, DataDir, the CertFile/KeyFile/CAFile trio, or Insecure", ErrInvalidConfig)
 	}
 	id, err := identity.LoadIdentity(cert, key, ca)
@@ -153,7 +153,8 @@ func (n *Node) Start(ctx context.Context) error {
 	n.started = time.Now()
 	n.mu.Unlock()
 
-	if n.id.Insecure {
+	n.warnExpiring(time.Now())
+	if n.identity().Insecure {
 		n.log.Warn("INSECURE development mode: throwaway identity, ANY peer is accepted; never use this in production")
 	}
 	var err error
@@ -161,7 +162,7 @@ func (n *Node) Start(ctx context.Context) error {
 		n.transport, err = n.cfg.NewTransport(n, n.role)
 	} else {
 		n.transport, err = links.NewQUICTransport(links.QUICConfig{
-			Identity:   n.id,
+			Identity:   n.identity(),
 			Role:       n.role,
 			ListenAddr: n.cfg.ListenAddr,
 			PacketConn: n.cfg.PacketConn,
@@ -179,6 +180,8 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("start node %s: %w", n.cfg.Name, err)
 	}
 	n.router.start()
+	n.wg.Add(1)
+	go n.watchCertificate()
 	if echo, err := n.Listen(EchoService); err != nil {
 		n.log.Warn("echo service unavailable", "err", err)
 	} else {
@@ -382,7 +385,7 @@ func (n *Node) Status() Status {
 	n.mu.Unlock()
 	st := Status{
 		Name: n.cfg.Name, Mesh: n.cfg.Mesh, Role: n.role.String(), Address: addrString(n.Addr()),
-		Insecure: n.id.Insecure, Started: started, Links: nlinks,
+		Insecure: n.identity().Insecure, Started: started, Links: nlinks,
 		Circuits: n.circuits.len(), Relayed: n.circuits.relayed(), Services: n.Services(),
 		RoutesLimit: n.cfg.Limits.MaxRoutes,
 	}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/internal/ratelog"
 	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/circuitmesh/circuitmesh/routing"
 )
@@ -47,7 +48,7 @@ type originCertifier struct {
 	mu     sync.Mutex
 	chains map[[32]byte]chainResult
 	certOf map[string][32]byte // origin -> fingerprint of the certificate last verified for it
-	warned *rateLimitedLog
+	warned *ratelog.Log
 }
 
 type chainResult struct {
@@ -64,7 +65,7 @@ func newOriginCertifier(id *identity.Identity, log *slog.Logger, maxRoutes int) 
 		log: log, now: time.Now, max: 2*maxRoutes + 64,
 		chains: make(map[[32]byte]chainResult),
 		certOf: make(map[string][32]byte),
-		warned: newRateLimitedLog(log, time.Minute, 1024),
+		warned: ratelog.New(log, time.Minute, 1024),
 	}
 	c.id.Store(id)
 	return c
@@ -151,7 +152,7 @@ func (c *originCertifier) Verify(origin string, seqno uint16, att []byte) error 
 		return fmt.Errorf("origin %q seqno %d: bad signature: %w", origin, seqno, errAttestation)
 	}
 	if origin == id.Node && !bytes.Equal(p.cert, id.Cert.Raw) {
-		c.warned.warn("dup-self", "another node presents this node's name with its own valid certificate (duplicate name); its routes are ignored",
+		c.warned.Warn("dup-self", "another node presents this node's name with its own valid certificate (duplicate name); its routes are ignored",
 			"node", origin, "seqno", seqno)
 		return fmt.Errorf("origin %q: attestation by another certificate for our own name: %w", origin, errAttestation)
 	}
@@ -163,7 +164,7 @@ func (c *originCertifier) Verify(origin string, seqno uint16, att []byte) error 
 	c.certOf[origin] = fp
 	c.mu.Unlock()
 	if seen && old != fp {
-		c.warned.warn("dup:"+origin, "two certificates attest one node name (a renewal, or two live nodes with the same name)",
+		c.warned.Warn("dup:"+origin, "two certificates attest one node name (a renewal, or two live nodes with the same name)",
 			"node", origin, "seqno", seqno)
 	}
 	return nil
@@ -202,49 +203,4 @@ func (c *originCertifier) setIdentity(id *identity.Identity) {
 	c.mu.Lock()
 	clear(c.chains)
 	c.mu.Unlock()
-}
-
-// rateLimitedLog logs at WARN at most once per key per period, reporting
-// how many lines it suppressed meanwhile.
-type rateLimitedLog struct {
-	log    *slog.Logger
-	period time.Duration
-	max    int
-
-	mu   sync.Mutex
-	keys map[string]*rlEntry
-}
-
-type rlEntry struct {
-	last       time.Time
-	suppressed int
-}
-
-func newRateLimitedLog(log *slog.Logger, period time.Duration, max int) *rateLimitedLog {
-	return &rateLimitedLog{log: log, period: period, max: max, keys: make(map[string]*rlEntry)}
-}
-
-func (r *rateLimitedLog) warn(key, msg string, args ...any) {
-	now := time.Now()
-	r.mu.Lock()
-	e := r.keys[key]
-	if e != nil && now.Sub(e.last) < r.period {
-		e.suppressed++
-		r.mu.Unlock()
-		return
-	}
-	if e == nil {
-		if len(r.keys) >= r.max {
-			clear(r.keys)
-		}
-		e = &rlEntry{}
-		r.keys[key] = e
-	}
-	n := e.suppressed
-	e.last, e.suppressed = now, 0
-	r.mu.Unlock()
-	if n > 0 {
-		args = append(args, "suppressed", n)
-	}
-	r.log.Warn(msg, args...)
 }

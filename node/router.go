@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/circuitmesh/circuitmesh/routing"
 )
 
@@ -25,7 +26,7 @@ type router struct {
 }
 
 func newRouter(n *Node) (*router, error) {
-	cert := newOriginCertifier(n.id, n.log, n.cfg.Limits.MaxRoutes)
+	cert := newOriginCertifier(n.identity(), n.log, n.cfg.Limits.MaxRoutes)
 	eng, err := routing.New(routing.Config{
 		Certifier:      cert,
 		Self:           n.cfg.Name,
@@ -126,6 +127,13 @@ func (r *router) receive(peer string, payload []byte) {
 			r.n.log.Debug("bad routing message", "peer", peer, "err", err)
 		}
 	})
+}
+
+// setIdentity attests from now on with a renewed identity, announcing a
+// new seqno so that the new certificate reaches every node.
+func (r *router) setIdentity(id *identity.Identity) {
+	r.cert.setIdentity(id)
+	r.apply(func(now time.Time) { r.eng.NewSeqno(now) })
 }
 
 // flushLocked sends the engine's pending messages and publishes its events.
