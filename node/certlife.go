@@ -67,9 +67,11 @@ func (n *Node) watchCertificate() {
 // identity returns the node's current identity.
 func (n *Node) identity() *identity.Identity { return n.id.Load() }
 
-// identityFiles returns the files cfg loads its identity from, if any.
+// identityFiles returns the identity files cfg names (CertFile, KeyFile,
+// CAFile, else DataDir's), if any: New loads them when Identity is nil,
+// and ReloadIdentity reads them.
 func identityFiles(cfg *Config) (cert, key, ca string, ok bool) {
-	if cfg.Identity != nil || cfg.Insecure {
+	if cfg.Insecure {
 		return "", "", "", false
 	}
 	cert, key, ca = cfg.CertFile, cfg.KeyFile, cfg.CAFile
@@ -86,9 +88,10 @@ func identityFiles(cfg *Config) (cert, key, ca string, ok bool) {
 	return cert, key, ca, cert != "" && key != "" && ca != ""
 }
 
-// ReloadIdentity reads the node's identity files again and switches to
-// them (see SetIdentity). It fails with ErrNoIdentityFiles if the identity
-// did not come from files.
+// ReloadIdentity reads the node's identity files (Config.CertFile,
+// KeyFile and CAFile, else those in DataDir) again and switches to them
+// (see SetIdentity). It fails with ErrNoIdentityFiles if the configuration
+// names no files.
 func (n *Node) ReloadIdentity() error {
 	if !n.idFiles.ok {
 		return fmt.Errorf("reload identity of %s: %w", n.cfg.Name, ErrNoIdentityFiles)

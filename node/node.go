@@ -389,6 +389,9 @@ func (n *Node) Status() Status {
 		Circuits: n.circuits.len(), Relayed: n.circuits.relayed(), Services: n.Services(),
 		RoutesLimit: n.cfg.Limits.MaxRoutes,
 	}
+	if id := n.identity(); !id.Insecure {
+		st.CertNotAfter = id.Cert.NotAfter
+	}
 	for _, p := range n.Peers() {
 		if p.Reachable && p.Name != n.cfg.Name {
 			st.Reachable++

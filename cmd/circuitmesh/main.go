@@ -72,6 +72,7 @@ Try it without any setup:   circuitmesh demo`,
 			unforwardCommand(),
 			dialCommand(),
 			pingCommand(),
+			reloadCommand(),
 		},
 		OnUsageError: onUsageError,
 		Action: func(c *cli.Context) error {

@@ -27,6 +27,9 @@ const (
 	PathForward  = "/v1/forward"
 	PathPing     = "/v1/ping"
 	PathDial     = "/v1/dial"
+	// PathReload (POST) reloads the node's identity files and answers the
+	// new Status.
+	PathReload = "/v1/reload"
 )
 
 // UpgradeProtocol is the Upgrade token of the dial endpoint.
@@ -43,6 +46,7 @@ type Node interface {
 	DialWith(ctx context.Context, peer, service string, o node.DialOptions) (node.Conn, error)
 	Expose(service, tcpAddr string) (stop func() error, err error)
 	Forward(listenAddr, peer, service string) (net.Addr, func() error, error)
+	ReloadIdentity() error
 }
 
 // Expose is a local TCP service published as a mesh service.
