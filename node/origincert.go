@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -203,4 +204,54 @@ func (c *originCertifier) setIdentity(id *identity.Identity) {
 	c.mu.Lock()
 	clear(c.chains)
 	c.mu.Unlock()
+}
+
+// setExtra sets the opaque field this node's attestations carry from its
+// next seqno on (at most maxExtraLen bytes).
+func (c *originCertifier) setExtra(extra []byte) error {
+	if len(extra) > maxExtraLen {
+		return fmt.Errorf("%w: extra of %d bytes exceeds %d", errAttestation, len(extra), maxExtraLen)
+	}
+	b := bytes.Clone(extra)
+	c.extra.Store(&b)
+	return nil
+}
+
+// originRecord is what a verified attestation says about an origin: its
+// certificate (whose NotAfter bounds any session with it) and the extra
+// field it signed.
+type originRecord struct {
+	Seqno uint16
+	Cert  *x509.Certificate
+	Extra []byte
+}
+
+// setOriginExtra makes this node attest extra with a new seqno, announced
+// at once, so that every node can read it with originRecord.
+func (r *router) setOriginExtra(extra []byte) error {
+	if err := r.cert.setExtra(extra); err != nil {
+		return err
+	}
+	r.apply(func(now time.Time) { r.eng.NewSeqno(now) })
+	return nil
+}
+
+// originRecord returns the newest verified attestation of name (this
+// node's own for its name), parsed.
+func (r *router) originRecord(name string) (originRecord, bool) {
+	r.mu.Lock()
+	seq, att, ok := r.eng.Attestation(name)
+	r.mu.Unlock()
+	if !ok {
+		return originRecord{}, false
+	}
+	p, err := parseAttestation(att)
+	if err != nil {
+		return originRecord{}, false
+	}
+	cert, err := x509.ParseCertificate(p.cert)
+	if err != nil {
+		return originRecord{}, false
+	}
+	return originRecord{Seqno: seq, Cert: cert, Extra: bytes.Clone(p.extra)}, true
 }

@@ -119,3 +119,28 @@ func FuzzParseAttestation(f *testing.F) {
 		}
 	})
 }
+
+// An origin's signed extra field and certificate reach a node two hops
+// away (the hook for keys and session bounds).
+func TestOriginRecordReachesNonNeighbours(t *testing.T) {
+	c := newCluster(t, true)
+	c.build("a-b", "b-c")
+	c.waitRoute("a", "c", 2)
+	if err := c.nodes["c"].router.setOriginExtra([]byte("key record of c")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rec, ok := c.nodes["a"].router.originRecord("c")
+		if ok && string(rec.Extra) == "key record of c" {
+			if !rec.Cert.NotAfter.Equal(c.nodes["c"].identity().Cert.NotAfter) {
+				t.Fatalf("a holds a certificate of c expiring %v", rec.Cert.NotAfter)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a never received c's extra field: %+v %v", rec, ok)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
