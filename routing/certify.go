@@ -21,16 +21,12 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) {
 	if en.origin == e.cfg.Self {
 		// A newer seqno of ours that we signed (before a restart): jump
 		// past it so our fresh routes are feasible everywhere.
-		if !seqnoLess(e.seqno, en.seqno) || !e.verify(t, nb, en) {
-			return
+		if seqnoLess(e.seqno, en.seqno) && e.verify(t, nb, en) {
+			e.jumpPast(en.seqno)
 		}
-		e.seqno = en.seqno + 1
-		e.stats.SeqnoBumps++
-		e.triggerAll(e.cfg.Self, true)
 		return
 	}
-	if nb.leaf && en.origin != nb.name {
-		e.stats.IgnoredFromLeaf++
+	if e.leafTransit(nb, en.origin) {
 		return
 	}
 	o := e.origins[en.origin]
@@ -53,6 +49,23 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) {
 		e.scheduleHousekeep(t + 2*e.cfg.RouteExpiry)
 	}
 	o.att, o.attSeq, o.attValid = en.att, en.seqno, true
+}
+
+// leafTransit reports (and counts) an entry from leaf neighbour nb about
+// another node, which a leaf may not advertise.
+func (e *Engine) leafTransit(nb *neighbour, origin string) bool {
+	if nb.leaf && origin != nb.name {
+		e.stats.IgnoredFromLeaf++
+		return true
+	}
+	return false
+}
+
+// jumpPast raises our seqno past seqno and announces it at once.
+func (e *Engine) jumpPast(seqno uint16) {
+	e.seqno = seqno + 1
+	e.stats.SeqnoBumps++
+	e.triggerAll(e.cfg.Self, true)
 }
 
 // verify checks en's attestation within nb's failure budget.

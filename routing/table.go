@@ -246,15 +246,12 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en entry) {
 		}
 		// Someone holds a newer seqno for us than we do (we restarted):
 		// jump past it so our fresh routes are feasible everywhere.
-		if en.metric < e.cfg.Infinity && !seqnoLess(en.seqno, e.seqno) && en.seqno != e.seqno {
-			e.seqno = en.seqno + 1
-			e.stats.SeqnoBumps++
-			e.triggerAll(e.cfg.Self, true)
+		if en.metric < e.cfg.Infinity && seqnoLess(e.seqno, en.seqno) {
+			e.jumpPast(en.seqno)
 		}
 		return
 	}
-	if nb.leaf && en.origin != nb.name {
-		e.stats.IgnoredFromLeaf++
+	if e.leafTransit(nb, en.origin) {
 		return
 	}
 	o := e.origins[en.origin]
