@@ -172,7 +172,7 @@ func (c *originCertifier) Verify(origin string, seqno uint16, att []byte) error 
 }
 
 // chain returns the cached verification of a certificate, checking it
-// against the mesh CA on a miss.
+// against the mesh CA on a miss. Only certificates that passed are cached.
 func (c *originCertifier) chain(id *identity.Identity, fp [32]byte, cert []byte, now time.Time) chainResult {
 	c.mu.Lock()
 	r, ok := c.chains[fp]
@@ -182,12 +182,15 @@ func (c *originCertifier) chain(id *identity.Identity, fp [32]byte, cert []byte,
 	}
 	peer, err := id.VerifyPeer([][]byte{cert}, now)
 	if err != nil {
-		r.err = err
-	} else if pub, ok := peer.Cert.PublicKey.(ed25519.PublicKey); !ok {
-		r.err = fmt.Errorf("certificate of %q has no Ed25519 key: %w", peer.Node, errAttestation)
-	} else {
-		r = chainResult{node: peer.Node, pub: pub, notAfter: peer.Cert.NotAfter}
+		// Not cached: a certificate not yet valid may become valid, and
+		// failures are bounded by the engine's per-neighbour budget.
+		return chainResult{err: err}
 	}
+	pub, ok := peer.Cert.PublicKey.(ed25519.PublicKey)
+	if !ok {
+		return chainResult{err: fmt.Errorf("certificate of %q has no Ed25519 key: %w", peer.Node, errAttestation)}
+	}
+	r = chainResult{node: peer.Node, pub: pub, notAfter: peer.Cert.NotAfter}
 	c.mu.Lock()
 	if len(c.chains) >= c.max {
 		clear(c.chains)
