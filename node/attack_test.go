@@ -155,23 +155,31 @@ func (a *attacker) send(target *Node, payloads ...[]byte) {
 	}
 }
 
-// hijack advertises origin at metric 0 with its seqno bumped by 10, in
-// every form the attacker can produce: the old wire version without any
+// hijack advertises origin at metric 0 (and at metric 1, one hop) with
+// its seqno bumped by 10, in every form the attacker can produce: the old wire version without any
 // attestation, the origin's real attestation replayed for the bumped seqno,
 // and an attestation signed with the attacker's own valid certificate.
 func (a *attacker) hijack(origin string, seqno uint16) [][]byte {
 	bumped := seqno + 10
-	upd := wireEntry{kind: 1, origin: origin, seqno: bumped}
-	out := [][]byte{encodeRouting(1, []wireEntry{upd}), encodeRouting(2, []wireEntry{upd})}
-	if real, ok := a.heard(origin); ok {
-		real.seqno = bumped
-		out = append(out, encodeRouting(2, []wireEntry{real, upd}))
+	var out [][]byte
+	// Metric 0 at hop 0 (claiming to be the origin), and the smallest
+	// distance a relay can plausibly claim.
+	for _, upd := range []wireEntry{
+		{kind: 1, origin: origin, seqno: bumped},
+		{kind: 1, origin: origin, seqno: bumped, metric: 1, hops: 1},
+	} {
+		out = append(out, encodeRouting(1, []wireEntry{upd}), encodeRouting(2, []wireEntry{upd}))
+		if real, ok := a.heard(origin); ok {
+			real.seqno = bumped
+			out = append(out, encodeRouting(2, []wireEntry{real, upd}))
+		}
+		own, err := a.cert.Attest(origin, bumped)
+		if err != nil {
+			a.t.Fatal(err)
+		}
+		out = append(out, encodeRouting(2, []wireEntry{{kind: 3, origin: origin, seqno: bumped, att: own}, upd}))
 	}
-	own, err := a.cert.Attest(origin, bumped)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	return append(out, encodeRouting(2, []wireEntry{{kind: 3, origin: origin, seqno: bumped, att: own}, upd}))
+	return out
 }
 
 // fill advertises n made-up names, with and without forged attestations.
@@ -180,7 +188,7 @@ func (a *attacker) fill(n int) [][]byte {
 	var v1, v2 []wireEntry
 	for i := range n {
 		name := fmt.Sprintf("ghost-%d", i)
-		upd := wireEntry{kind: 1, origin: name, seqno: 1, hops: 1}
+		upd := wireEntry{kind: 1, origin: name, seqno: 1, metric: 10, hops: 1}
 		v1 = append(v1, upd)
 		own, err := a.cert.Attest(name, 1)
 		if err != nil {

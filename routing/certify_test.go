@@ -57,8 +57,8 @@ func TestCertifiedRefusesMadeUpNames(t *testing.T) {
 	e.LinkUp(ct0, "m", 10, false)
 	for i := range 5000 {
 		name := fmt.Sprintf("ghost-%d", i)
-		recvEntries(t, e, "m", upd(name, 1, 0))
-		recvEntries(t, e, "m", att(name, 1, "forged"), upd(name, 1, 0))
+		recvEntries(t, e, "m", upd(name, 1, 10))
+		recvEntries(t, e, "m", att(name, 1, "forged"), upd(name, 1, 10))
 	}
 	if got := e.Stats().Destinations; got != 1 {
 		t.Fatalf("%d destinations after 5000 made-up names, want 1 (m): %v", got, e.Routes())
@@ -89,9 +89,17 @@ func TestCertifiedSeqnoBumpRefused(t *testing.T) {
 	e.LinkUp(ct0, "c", 10, false)
 	e.LinkUp(ct0, "m", 10, false)
 	recvEntries(t, e, "c", att("b", 5, "att:b/5"), upd("b", 5, 30))
-	recvEntries(t, e, "m", upd("b", 9, 0))
-	recvEntries(t, e, "m", att("b", 5, "att:b/5"), upd("b", 9, 0))
-	recvEntries(t, e, "m", att("b", 9, "att:b/5"), upd("b", 9, 0))
+	recvEntries(t, e, "m", upd("b", 9, 1))
+	recvEntries(t, e, "m", att("b", 5, "att:b/5"), upd("b", 9, 1))
+	recvEntries(t, e, "m", att("b", 9, "att:b/5"), upd("b", 9, 1))
+	if got := e.Stats().Uncertified; got != 3 {
+		t.Errorf("Uncertified = %d after 3 bumped updates, want 3", got)
+	}
+	// Distance 0 from a relay is impossible whatever the seqno.
+	recvEntries(t, e, "m", upd("b", 5, 0))
+	if got := e.Stats().Implausible; got != 1 {
+		t.Errorf("Implausible = %d after a relay's metric 0, want 1", got)
+	}
 	r, ok := e.Lookup("b")
 	if !ok || r.NextHop != "c" || r.Seqno != 5 {
 		t.Fatalf("route to b = %+v; want via c at seqno 5", r)

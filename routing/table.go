@@ -263,6 +263,12 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en entry) {
 		}
 		return
 	}
+	if en.origin != nb.name && (en.hops == 0 || Metric(en.hops) > en.metric) {
+		// Every link costs at least 1: a relay cannot be at distance 0,
+		// nor below its hop count.
+		e.stats.Implausible++
+		return
+	}
 	if e.cfg.Certifier != nil && (o == nil || !o.attValid || seqnoLess(o.attSeq, en.seqno)) {
 		// No verified attestation covers this seqno: the name or the
 		// seqno was not issued by the origin.

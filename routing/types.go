@@ -94,6 +94,10 @@ type Stats struct {
 	BadAttestations, ThrottledAttestations uint64
 	// Verified counts attestations verified successfully.
 	Verified uint64
+	// Implausible counts updates for another origin claiming fewer hops
+	// than 1 or a metric below their hop count (each link costs at least
+	// 1), which no honest relay sends.
+	Implausible uint64
 	// Destinations is the current number of table entries (excluding Self).
 	Destinations int
 }
