@@ -17,9 +17,18 @@ import (
 // any certificate (one is required); the link handshake checks it with the
 // identity so that a refusal reaches both sides as readable text.
 func (t *QUICTransport) tlsConfig() *tls.Config {
+	current := func() (*tls.Certificate, error) {
+		c := t.identity().TLSCertificate()
+		return &c, nil
+	}
 	return &tls.Config{
-		MinVersion:         tls.VersionTLS13,
-		Certificates:       []tls.Certificate{t.cfg.Identity.TLSCertificate()},
+		MinVersion: tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return current()
+		},
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return current()
+		},
 		ClientAuth:         tls.RequireAnyClientCert,
 		InsecureSkipVerify: true, // checked by verifyPeer after the handshake
 		NextProtos:         []string{ALPN},
@@ -32,7 +41,7 @@ func (t *QUICTransport) ourHello(nonce uint64) helloMsg {
 	h := helloMsg{
 		Version: ProtocolVersion, Role: t.cfg.Role, Features: t.cfg.Features,
 		Instance: t.instance, Nonce: nonce,
-		Mesh: t.cfg.Identity.Mesh, Node: t.cfg.Identity.Node,
+		Mesh: t.identity().Mesh, Node: t.identity().Node,
 	}
 	if t.cfg.testVersion != 0 {
 		h.Version = t.cfg.testVersion
@@ -49,7 +58,7 @@ func (t *QUICTransport) ourHello(nonce uint64) helloMsg {
 // verifyPeer checks the peer's hello and certificate. The returned error's
 // text is the refusal reason sent to the peer.
 func (t *QUICTransport) verifyPeer(conn *quic.Conn, h helloMsg) error {
-	id := t.cfg.Identity
+	id := t.identity()
 	if h.Version != ProtocolVersion {
 		return fmt.Errorf("protocol version mismatch: %s speaks version %d, %s speaks version %d", h.Node, h.Version, id.Node, ProtocolVersion)
 	}
@@ -71,6 +80,26 @@ func (t *QUICTransport) verifyPeer(conn *quic.Conn, h helloMsg) error {
 		return fmt.Errorf("peer claims this node's own name %q", h.Node)
 	}
 	return nil
+}
+
+// checkDuplicateName refuses a peer whose name is already linked from
+// another transport instance that is alive: two live nodes hold the same
+// name. The established link wins; a peer that restarted is accepted once
+// its old link has been silent for two probe intervals (a live link hears
+// a probe every interval).
+func (t *QUICTransport) checkDuplicateName(h helloMsg) error {
+	t.mu.Lock()
+	old := t.links[h.Node]
+	t.mu.Unlock()
+	if old == nil || !old.alive() || old.hello.Instance == h.Instance {
+		return nil
+	}
+	silent := time.Since(time.Unix(0, old.lastHeard.Load()))
+	if silent >= 2*t.cfg.ProbeInterval {
+		return nil
+	}
+	return fmt.Errorf("%w: %s already has a live link to another node named %q (at %s, up since %s); refusing the newcomer",
+		ErrDuplicateName, t.name(), h.Node, old.RemoteAddr(), old.est.UTC().Format(time.RFC3339))
 }
 
 // refuse closes conn with a refusal reason and returns the local error.
@@ -162,6 +191,9 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 	if err := t.verifyPeer(conn, peer); err != nil {
 		return nil, refuse(conn, err)
 	}
+	if err := t.checkDuplicateName(peer); err != nil {
+		return nil, refuse(conn, err)
+	}
 	p := t.pend(linkKey{peer: peer.Node, instance: peer.Instance, nonce: nonce, outbound: true})
 	if err := writeFrame(ctrl, frameReady, nil); err != nil {
 		t.release(p)
@@ -185,6 +217,9 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 		return nil, handshakeErr(conn, "read hello", err)
 	}
 	if err := t.verifyPeer(conn, peer); err != nil {
+		return nil, refuse(conn, err)
+	}
+	if err := t.checkDuplicateName(peer); err != nil {
 		return nil, refuse(conn, err)
 	}
 	p := t.pend(linkKey{peer: peer.Node, instance: peer.Instance, nonce: peer.Nonce, outbound: false})

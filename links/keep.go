@@ -2,6 +2,7 @@ package links
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -49,11 +50,15 @@ func (t *QUICTransport) keep(ctx context.Context, addr string) {
 			if ctx.Err() != nil {
 				return
 			}
-			// The first failure of a run is news; the retries are not.
+			// The first failure of a run is news; the retries are not. A
+			// refusal says why at WARN, once a minute per address.
 			failures++
-			if failures == 1 {
+			switch {
+			case errors.Is(err, ErrRefused):
+				t.refusals.Warn("out:"+addr, "link refused", "addr", addr, "err", err)
+			case failures == 1:
 				t.cfg.Logger.Info("static link down, redialling with backoff", "addr", addr, "err", err)
-			} else {
+			default:
 				t.cfg.Logger.Debug("static link dial failed", "addr", addr, "attempt", failures, "err", err)
 			}
 		} else {

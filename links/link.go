@@ -50,6 +50,10 @@ var (
 	// ErrRefused: the handshake was refused (bad certificate, wrong CA, name
 	// or mesh mismatch, version mismatch). The error text says why.
 	ErrRefused = errors.New("link refused")
+	// ErrDuplicateName: a node refused a link because another live node
+	// with the same name is already linked to it (wrapped with ErrRefused
+	// on the refusing side; the dialler reads the reason text).
+	ErrDuplicateName = errors.New("duplicate node name")
 	// ErrClosed: the transport or link was closed locally. It also matches
 	// net.ErrClosed.
 	ErrClosed = net.ErrClosed

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
 // QUIC application error codes used to close links (docs/PROTOCOL.md).
@@ -32,6 +34,7 @@ type quicLink struct {
 	pend     *pending // released once adopt is done
 	outbound bool
 	est      time.Time
+	notAfter time.Time // the peer certificate's NotAfter (zero: not enforced)
 
 	routingQ chan []byte // encoded routing frames, bounded
 	prioQ    chan []byte // encoded probes and replies, bounded
@@ -59,6 +62,9 @@ func newQUICLink(t *QUICTransport, conn *quic.Conn, ctrl *quic.Stream, peer hell
 		done:     make(chan struct{}),
 	}
 	l.lastHeard.Store(l.est.UnixNano())
+	if certs := conn.ConnectionState().TLS.PeerCertificates; len(certs) > 0 && !t.cfg.Identity.Insecure {
+		l.notAfter = certs[0].NotAfter
+	}
 	// Control frames (probes above all) go ahead of circuit data.
 	ctrl.SetPriority(0, false)
 	l.meter = newQualityMeter(t.cfg.StaticCost[peer.Node])
@@ -78,6 +84,10 @@ func (l *quicLink) Established() time.Time { return l.est }
 func (l *quicLink) OpenStreams() int       { return int(l.streams.Load()) }
 func (l *quicLink) Quality() Quality       { return *l.quality.Load() }
 func (l *quicLink) Done() <-chan struct{}  { return l.done }
+
+// PeerNotAfter is when the peer's certificate expires and the link is
+// closed (zero in insecure mode, where expiry is not enforced).
+func (l *quicLink) PeerNotAfter() time.Time { return l.notAfter }
 
 func (l *quicLink) String() string {
 	dir := "in"
@@ -214,12 +224,23 @@ func (l *quicLink) start() {
 	l.evMu.Unlock()
 }
 
-// watch ends the link when the connection dies and delivers LinkDown once.
+// watch ends the link when the connection dies or the peer's certificate
+// expires, and delivers LinkDown once.
 func (l *quicLink) watch() {
 	defer l.t.wg.Done()
+	var expiry <-chan time.Time
+	if !l.notAfter.IsZero() {
+		tm := time.NewTimer(time.Until(l.notAfter))
+		defer tm.Stop()
+		expiry = tm.C
+	}
 	select {
 	case <-l.conn.Context().Done():
 		l.down(l.connLost(context.Cause(l.conn.Context())), codeGoodbye, "")
+	case <-expiry:
+		reason := fmt.Sprintf("certificate of %s expired at %s", l.hello.Node, l.notAfter.UTC().Format(time.RFC3339))
+		l.t.cfg.Logger.Warn("closing link: peer certificate expired", "peer", l.hello.Node, "not_after", l.notAfter.UTC())
+		l.end(fmt.Errorf("link to %s: %w: %s: %w", l.hello.Node, ErrLinkLost, reason, identity.ErrExpired), codeGoodbye, reason, true)
 	case <-l.done:
 	}
 	l.evMu.Lock()

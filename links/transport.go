@@ -8,9 +8,20 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/circuitmesh/circuitmesh/links/ratelog"
+	"github.com/circuitmesh/circuitmesh/links/identity"
+)
+
+// Link refusals are logged at WARN once per address and direction per
+// refusalLogPeriod, with the count of those suppressed.
+const (
+	refusalLogPeriod = time.Minute
+	maxRefusalKeys   = 4096
 )
 
 // QUICTransport is a Transport over QUIC: one UDP socket per node, used to
@@ -28,6 +39,12 @@ type QUICTransport struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine of the transport and its links
 	hsSem  chan struct{}  // bounds inbound handshakes in progress
+
+	// refusals logs link refusals at WARN, once per address per minute.
+	refusals *ratelog.Log
+	// id is the identity new links present and check peers with
+	// (SetIdentity replaces it; live links keep theirs).
+	id atomic.Pointer[identity.Identity]
 
 	mu      sync.Mutex
 	links   map[string]*quicLink
@@ -53,7 +70,9 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		links:    make(map[string]*quicLink),
 		pending:  make(map[string][]*pending),
 		dials:    make(map[*dialAttempt]struct{}),
+		refusals: ratelog.New(cfg.Logger, refusalLogPeriod, maxRefusalKeys),
 	}
+	t.id.Store(cfg.Identity)
 	t.tlsConf = t.tlsConfig()
 	pc := cfg.PacketConn
 	if pc == nil {
@@ -85,6 +104,22 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 }
 
 func (t *QUICTransport) name() string { return t.cfg.Identity.Node }
+
+// identity returns the identity in effect for new links.
+func (t *QUICTransport) identity() *identity.Identity { return t.id.Load() }
+
+// SetIdentity makes new links present and check peers with id, a renewed
+// certificate (or CA) of the same node and mesh. Live links are kept: they
+// stay authenticated by the certificates of their handshake, and each is
+// closed when its peer's certificate expires.
+func (t *QUICTransport) SetIdentity(id *identity.Identity) error {
+	cur := t.identity()
+	if id == nil || id.Node != cur.Node || id.Mesh != cur.Mesh || id.Insecure != cur.Insecure {
+		return fmt.Errorf("%w: a new identity must keep node %q and mesh %q", ErrConfig, cur.Node, cur.Mesh)
+	}
+	t.id.Store(id)
+	return nil
+}
 
 // LocalAddr is the UDP address peers dial.
 func (t *QUICTransport) LocalAddr() net.Addr { return t.tr.Conn.LocalAddr() }
@@ -140,7 +175,7 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 	if err != nil {
 		err = fmt.Errorf("accept link from %s: %w", conn.RemoteAddr(), err)
 		if errors.Is(err, ErrRefused) {
-			t.cfg.Logger.Warn("link refused", "remote", conn.RemoteAddr(), "err", err)
+			t.refusals.Warn("in:"+conn.RemoteAddr().String(), "link refused", "remote", conn.RemoteAddr(), "err", err)
 			if t.cfg.OnRefused != nil {
 				t.cfg.OnRefused(conn.RemoteAddr(), err)
 			}

@@ -35,6 +35,8 @@ type Config struct {
 	// socket).
 	DataDir string
 	// CertFile, KeyFile and CAFile override the files in DataDir.
+	// ReloadIdentity rereads these files (or DataDir's), also when
+	// Identity was given.
 	CertFile, KeyFile, CAFile string
 	// Insecure uses a throwaway self-signed identity and accepts any peer.
 	// For development only; the node logs a loud warning.

@@ -44,6 +44,9 @@ type Status struct {
 	Services    []string  `json:"services"`
 	GossipAddr  string    `json:"gossip_address,omitempty"`
 	RoutesLimit int       `json:"routes_limit"`
+	// CertNotAfter is when the node's certificate expires (zero in
+	// insecure mode).
+	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
 }
 
 // EventKind says what an Event reports.

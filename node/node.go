@@ -40,11 +40,15 @@ type Node struct {
 	log     *slog.Logger
 	tracer  trace.Tracer
 	metrics *metrics
-	id      *identity.Identity
+	id      atomic.Pointer[identity.Identity]
+	idFiles struct {
+		cert, key, ca string
+		ok            bool
+	}
 	role    links.Role
-	seal    *seal.Keys    // end-to-end identity
-	strikes *seal.Strikes // replay register for early data
-	keyBook *keyBook      // verified key records of other nodes
+	seal    atomic.Pointer[seal.Keys] // end-to-end identity, follows id
+	strikes *seal.Strikes             // replay register for early data
+	keyBook *keyBook                  // verified key records of other nodes
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -82,9 +86,13 @@ const (
 // brings it up.
 func New(cfg Config) (*Node, error) {
 	cfg.setDefaults()
+	certFile, keyFile, caFile, fromFiles := identityFiles(&cfg)
 	id, err := loadIdentity(&cfg)
 	if err != nil {
 		return nil, err
+	}
+	if err := checkOwnCert(id, time.Now()); err != nil {
+		return nil, fmt.Errorf("new node %s: %w", id.Node, err)
 	}
 	cfg.Identity = id
 	cfg.setDefaults()
@@ -95,7 +103,6 @@ func New(cfg Config) (*Node, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("node", cfg.Name),
 		tracer:   cfg.TracerProvider.Tracer(tracerName),
-		id:       id,
 		links:    make(map[string]links.Link),
 		pins:     make(map[string]links.Cost, len(cfg.LinkCosts)),
 		services: make(map[string]*listener),
@@ -105,12 +112,16 @@ func New(cfg Config) (*Node, error) {
 	for peer, c := range cfg.LinkCosts {
 		n.pins[peer] = c
 	}
+	n.id.Store(id)
+	n.idFiles.cert, n.idFiles.key, n.idFiles.ca, n.idFiles.ok = certFile, keyFile, caFile, fromFiles
 	if cfg.Leaf {
 		n.role = links.RoleLeaf
 	}
-	if n.seal, err = seal.NewKeys(id); err != nil {
+	keys, err := seal.NewKeys(id)
+	if err != nil {
 		return nil, err
 	}
+	n.seal.Store(keys)
 	n.strikes = seal.NewStrikes(0, 0, time.Now())
 	n.keyBook = newKeyBook(cfg.Limits.MaxRoutes, cfg.Keys)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -137,18 +148,8 @@ func loadIdentity(cfg *Config) (*identity.Identity, error) {
 		}
 		return identity.Insecure(cfg.Name, cfg.Mesh)
 	}
-	cert, key, ca := cfg.CertFile, cfg.KeyFile, cfg.CAFile
-	if cfg.DataDir != "" {
-		pick := func(p *string, name string) {
-			if *p == "" {
-				*p = cfg.DataDir + "/" + name
-			}
-		}
-		pick(&cert, identity.CertFile)
-		pick(&key, identity.KeyFile)
-		pick(&ca, identity.CACertFile)
-	}
-	if cert == "" || key == "" || ca == "" {
+	cert, key, ca, ok := identityFiles(cfg)
+	if !ok {
 		return nil, fmt.Errorf("%w: no identity: set Identity, DataDir, the CertFile/KeyFile/CAFile trio, or Insecure", ErrInvalidConfig)
 	}
 	id, err := identity.LoadIdentity(cert, key, ca)
@@ -170,7 +171,8 @@ func (n *Node) Start(ctx context.Context) error {
 	n.started = time.Now()
 	n.mu.Unlock()
 
-	if n.id.Insecure {
+	n.warnExpiring(time.Now())
+	if n.identity().Insecure {
 		n.log.Warn("INSECURE development mode: throwaway identity, ANY peer is accepted; never use this in production")
 	}
 	if n.cfg.E2E == E2EOff {
@@ -181,7 +183,7 @@ func (n *Node) Start(ctx context.Context) error {
 		n.transport, err = n.cfg.NewTransport(n, n.role)
 	} else {
 		n.transport, err = links.NewQUICTransport(links.QUICConfig{
-			Identity:   n.id,
+			Identity:   n.identity(),
 			Role:       n.role,
 			ListenAddr: n.cfg.ListenAddr,
 			PacketConn: n.cfg.PacketConn,
@@ -198,6 +200,8 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("start node %s: %w", n.cfg.Name, err)
 	}
 	n.router.start()
+	n.wg.Add(1)
+	go n.watchCertificate()
 	if echo, err := n.Listen(EchoService); err != nil {
 		n.log.Warn("echo service unavailable", "err", err)
 	} else {
@@ -405,9 +409,12 @@ func (n *Node) Status() Status {
 	n.mu.Unlock()
 	st := Status{
 		Name: n.cfg.Name, Mesh: n.cfg.Mesh, Role: n.role.String(), Address: addrString(n.Addr()),
-		Insecure: n.id.Insecure, E2E: n.cfg.E2E.String(), Started: started, Links: nlinks,
+		Insecure: n.identity().Insecure, E2E: n.cfg.E2E.String(), Started: started, Links: nlinks,
 		Circuits: n.circuits.len(), Relayed: n.circuits.relayed(), Services: n.Services(),
 		RoutesLimit: n.cfg.Limits.MaxRoutes,
+	}
+	if id := n.identity(); !id.Insecure {
+		st.CertNotAfter = id.Cert.NotAfter
 	}
 	for _, p := range n.Peers() {
 		if p.Reachable && p.Name != n.cfg.Name {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/circuitmesh/circuitmesh/routing"
 )
 
@@ -16,6 +17,7 @@ import (
 // the engine asks for it. Lookups take the same mutex briefly.
 type router struct {
 	n    *Node
+	cert *originCertifier
 	mu   sync.Mutex
 	eng  *routing.Engine
 	kick chan struct{} // wakes the ticker when the next deadline moved
@@ -24,7 +26,9 @@ type router struct {
 }
 
 func newRouter(n *Node) (*router, error) {
+	cert := newOriginCertifier(n.identity(), n.log, n.cfg.Limits.MaxRoutes)
 	eng, err := routing.New(routing.Config{
+		Certifier:      cert,
 		Self:           n.cfg.Name,
 		Leaf:           n.cfg.Leaf,
 		Hysteresis:     routing.Metric(n.cfg.Routing.Hysteresis),
@@ -35,7 +39,7 @@ func newRouter(n *Node) (*router, error) {
 	if err != nil {
 		return nil, fmt.Errorf("routing engine: %w", err)
 	}
-	return &router{n: n, eng: eng, kick: make(chan struct{}, 1), done: make(chan struct{})}, nil
+	return &router{n: n, cert: cert, eng: eng, kick: make(chan struct{}, 1), done: make(chan struct{})}, nil
 }
 
 // seedFor derives a deterministic seed from the node name.
@@ -123,6 +127,13 @@ func (r *router) receive(peer string, payload []byte) {
 			r.n.log.Debug("bad routing message", "peer", peer, "err", err)
 		}
 	})
+}
+
+// setIdentity attests from now on with a renewed identity, announcing a
+// new seqno so that the new certificate reaches every node.
+func (r *router) setIdentity(id *identity.Identity) {
+	r.cert.setIdentity(id)
+	r.apply(func(now time.Time) { r.eng.NewSeqno(now) })
 }
 
 // flushLocked sends the engine's pending messages and publishes its events.

@@ -96,7 +96,7 @@ func (b *keyBook) forget(node string) {
 // stream of l.
 func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *circuit.Open, opt DialOptions) (*circuit.Conn, error) {
 	local := circuit.Addr{Node: n.cfg.Name, Service: o.Service}
-	sec := circuit.Security{Keys: n.seal, OnPeer: n.keyBook.store}
+	sec := circuit.Security{Keys: n.seal.Load(), OnPeer: n.keyBook.store}
 	if r, ok := n.keyBook.LookupKey(o.Dest); ok {
 		sec.Peer = r
 	}
@@ -124,7 +124,7 @@ func (n *Node) respond(s links.Stream, o *circuit.Open) (*seal.Responder, circui
 	if err != nil {
 		return nil, circuit.Policy, err
 	}
-	r, err := n.seal.Respond(seal.Prologue(o.Dest, o.Source, o.Service), msg, o.Source, n.strikes, time.Now())
+	r, err := n.seal.Load().Respond(seal.Prologue(o.Dest, o.Source, o.Service), msg, o.Source, n.strikes, time.Now())
 	switch {
 	case errIsRetry(err):
 		return nil, circuit.Retry, err

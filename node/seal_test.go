@@ -164,7 +164,7 @@ func TestSealedForgedSourceAtRelay(t *testing.T) {
 	c.waitRoute("a", "b", 2)
 	serve(t, c.nodes["b"], "svc", echoHandler)
 	m := c.nodes["m"]
-	rec := c.nodes["b"].seal.Record()
+	rec := c.nodes["b"].seal.Load().Record()
 	l := m.link("b")
 	var held []links.Stream
 	defer func() {
@@ -188,7 +188,7 @@ func TestSealedForgedSourceAtRelay(t *testing.T) {
 		case 2:
 			o.Flags |= circuit.FlagSealed
 			b, _ = o.AppendTo(nil)
-			ini, err := m.seal.Initiate(seal.Prologue("b", "a", "svc"), "b", &rec)
+			ini, err := m.seal.Load().Initiate(seal.Prologue("b", "a", "svc"), "b", &rec)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -273,7 +273,7 @@ func TestSealedImpostorDestination(t *testing.T) {
 	}
 	// Also when a holds b's real key (one-message handshake): m cannot
 	// decrypt, a retries in full and m fails to prove it is b.
-	rec := c.nodes["b"].seal.Record()
+	rec := c.nodes["b"].seal.Load().Record()
 	c.nodes["a"].keyBook.store(&rec)
 	_, err = c.nodes["a"].Dial(ctxT(t, 10*time.Second), "b", EchoService)
 	if !errors.Is(err, circuit.ErrAuth) {
@@ -373,7 +373,7 @@ func TestSealedEarlyDialCachesKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec, ok := a.keyBook.LookupKey("b")
-	if !ok || rec.Key != c.nodes["b"].seal.Record().Key {
+	if !ok || rec.Key != c.nodes["b"].seal.Load().Record().Key {
 		t.Fatalf("after an early circuit a holds b's key: %v", ok)
 	}
 }

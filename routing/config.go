@@ -28,6 +28,9 @@ const (
 	DefaultMaxRoutes = 4096
 	// DefaultMaxRoutesPerMessage is the default bound on entries per message.
 	DefaultMaxRoutesPerMessage = 64
+	// DefaultMaxVerifyFailures is the default bound on failed attestation
+	// checks per neighbour per second.
+	DefaultMaxVerifyFailures = 20
 )
 
 // NoHysteresis, set as Config.Hysteresis, makes the engine switch next hop on
@@ -82,6 +85,28 @@ type Config struct {
 	// Seed seeds the only randomness: periodic-update jitter and the initial
 	// sequence number.
 	Seed int64
+	// Certifier, if set, certifies route origins: this node attests its
+	// own seqnos with it, and an update for origin X at seqno s enters the
+	// table only if X's attestation for s or a newer seqno verified
+	// (docs/PROTOCOL.md, "Certified origins"). Names without a valid
+	// attestation never enter the table, so MaxRoutes counts certified
+	// origins only. Nil means every update is believed (tests, simulation).
+	Certifier Certifier
+	// MaxVerifyFailures bounds the attestations of one neighbour that may
+	// fail verification per second (default 20, with a burst of 5×); beyond
+	// it that neighbour's attestations are dropped unverified, so a
+	// neighbour cannot make this node burn CPU on bad signatures.
+	MaxVerifyFailures int
+}
+
+// Certifier signs and checks origin attestations. The engine treats
+// attestations as opaque bytes; the caller binds them to its PKI. It is
+// called from the goroutine driving the engine.
+type Certifier interface {
+	// Attest returns the attestation that origin (this node) issued seqno.
+	Attest(origin string, seqno uint16) ([]byte, error)
+	// Verify reports whether att proves that origin issued seqno.
+	Verify(origin string, seqno uint16, att []byte) error
 }
 
 // withDefaults returns cfg with defaults applied, or an error wrapping
@@ -111,6 +136,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if c.MaxRoutesPerMessage == 0 {
 		c.MaxRoutesPerMessage = DefaultMaxRoutesPerMessage
 	}
+	if c.MaxVerifyFailures == 0 {
+		c.MaxVerifyFailures = DefaultMaxVerifyFailures
+	}
 	switch {
 	case c.Self == "" || len(c.Self) > MaxNameLen:
 		return c, fmt.Errorf("%w: Self must be 1..%d bytes, got %d", ErrInvalidConfig, MaxNameLen, len(c.Self))
@@ -120,6 +148,8 @@ func (cfg Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: negative interval", ErrInvalidConfig)
 	case c.RouteExpiry <= c.UpdateInterval:
 		return c, fmt.Errorf("%w: RouteExpiry %v must exceed UpdateInterval %v", ErrInvalidConfig, c.RouteExpiry, c.UpdateInterval)
+	case c.MaxVerifyFailures < 0:
+		return c, fmt.Errorf("%w: MaxVerifyFailures %d < 0", ErrInvalidConfig, c.MaxVerifyFailures)
 	case c.MaxRoutes < 0:
 		return c, fmt.Errorf("%w: MaxRoutes %d < 0", ErrInvalidConfig, c.MaxRoutes)
 	case c.MaxRoutesPerMessage < 0 || c.MaxRoutesPerMessage > maxEntriesLimit:

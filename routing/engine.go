@@ -28,6 +28,12 @@ type Engine struct {
 	hkValid    bool
 	hkAt       time.Duration // lower bound of the next housekeeping need
 
+	// Our own attestation of seqno selfAttSeq (Config.Certifier).
+	selfAtt      []byte
+	selfAttSeq   uint16
+	selfAttValid bool
+	periodicN    int // periodic refreshes so far
+
 	outbox []Message
 	events []Event
 	stats  Stats
@@ -186,10 +192,13 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 	}
 	e.stats.MessagesIn++
 	for _, en := range entries {
-		if en.kind == kindUpdate {
+		switch en.kind {
+		case kindUpdate:
 			e.stats.UpdatesIn++
 			e.handleUpdate(t, nb, en)
-		} else {
+		case kindAttest:
+			e.handleAttest(t, nb, en)
+		default:
 			e.stats.RequestsIn++
 			e.handleRequest(t, nb, en)
 		}
@@ -204,8 +213,14 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 func (e *Engine) Tick(now time.Time) {
 	t := e.at(now)
 	if t >= e.periodicAt {
+		e.periodicN++
 		for _, nb := range e.nbrs {
 			nb.pendingAll = true
+			if e.periodicN%attestRefreshPeriods == 0 {
+				// Resend attestations now and then, in case a message
+				// carrying one was lost.
+				clear(nb.attSent)
+			}
 		}
 		e.periodicAt = e.nextPeriod(t)
 	}

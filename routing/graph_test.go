@@ -70,9 +70,10 @@ func buildRandom(t testing.TB, spec graphSpec, cfg routing.Config) *routingtest.
 }
 
 // propCfg is the engine configuration for convergence checks: triggered
-// updates only (the periodic refresh is far away), exact metrics.
+// updates only (the periodic refresh is far away), exact metrics, and
+// certified origins (with a trivial certifier).
 func propCfg() routing.Config {
-	return routing.Config{Hysteresis: routing.NoHysteresis, UpdateInterval: time.Hour}
+	return routing.Config{Hysteresis: routing.NoHysteresis, UpdateInterval: time.Hour, Certifier: plainCertifier{}}
 }
 
 // checkLoopFree follows next hops from every node toward each destination

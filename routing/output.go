@@ -88,6 +88,7 @@ func (e *Engine) updates(t time.Duration, nb *neighbour, batch []entry) []entry 
 // maintains the feasibility distance.
 func (e *Engine) appendAdvert(t time.Duration, nb *neighbour, batch []entry, name string, periodic bool) []entry {
 	if name == e.cfg.Self {
+		batch = e.appendAttest(nb, batch, name)
 		return append(batch, entry{kind: kindUpdate, origin: name, seqno: e.seqno})
 	}
 	o := e.origins[name]
@@ -117,6 +118,7 @@ func (e *Engine) appendAdvert(t time.Duration, nb *neighbour, batch []entry, nam
 		o.fdValid, o.fdSeqno, o.fdMetric = true, s, m
 	}
 	o.advertised = true
+	batch = e.appendAttest(nb, batch, name)
 	return append(batch, entry{kind: kindUpdate, origin: name, seqno: s, metric: m, hops: uint16(min(o.route.Hops, 0xffff))})
 }
 
@@ -134,7 +136,14 @@ func (e *Engine) nextGap(nb *neighbour) time.Duration {
 func (e *Engine) send(to string, batch []entry) {
 	limit := 1024 + len(e.nbrs)*(e.cfg.MaxRoutes/e.cfg.MaxRoutesPerMessage+2)*4
 	for len(batch) > 0 {
-		n := min(len(batch), e.cfg.MaxRoutesPerMessage)
+		n, size := 0, headerLen
+		for n < len(batch) && n < e.cfg.MaxRoutesPerMessage {
+			size += entrySize(batch[n])
+			if n > 0 && size > maxMessageBytes {
+				break
+			}
+			n++
+		}
 		if len(e.outbox) >= limit {
 			e.stats.DroppedMessages++
 		} else {

@@ -17,6 +17,13 @@ type neighbour struct {
 	pendingAll bool                // full dump due (periodic or new link)
 	urgent     bool                // a reply to a request is pending
 	requests   map[string]entry    // seqno requests to send
+
+	attSent map[string]uint16 // origin -> seqno of the attestation sent to it
+
+	// Failed-verification budget (token bucket, Config.MaxVerifyFailures).
+	vInit   bool
+	vTokens float64
+	vAt     time.Duration
 }
 
 func newNeighbour(name string, cost Metric, leaf bool) *neighbour {
@@ -24,6 +31,7 @@ func newNeighbour(name string, cost Metric, leaf bool) *neighbour {
 		name: name, cost: cost, leaf: leaf, pendingAll: true,
 		pending:  make(map[string]struct{}),
 		requests: make(map[string]entry),
+		attSent:  make(map[string]uint16),
 	}
 }
 
@@ -62,6 +70,11 @@ type origin struct {
 	fwdValid bool
 	fwdSeqno uint16
 	fwdUntil time.Duration
+
+	// Newest verified attestation of the origin (Config.Certifier).
+	att      []byte
+	attSeq   uint16
+	attValid bool
 }
 
 func (o *origin) find(nb *neighbour) int {
@@ -228,17 +241,17 @@ func (o *origin) advertisable() bool { return o.selSeq || o.advertised }
 // handleUpdate processes one received update from nb.
 func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en entry) {
 	if en.origin == e.cfg.Self {
+		if e.cfg.Certifier != nil {
+			return // only a verified attestation moves our seqno (handleAttest)
+		}
 		// Someone holds a newer seqno for us than we do (we restarted):
 		// jump past it so our fresh routes are feasible everywhere.
-		if en.metric < e.cfg.Infinity && !seqnoLess(en.seqno, e.seqno) && en.seqno != e.seqno {
-			e.seqno = en.seqno + 1
-			e.stats.SeqnoBumps++
-			e.triggerAll(e.cfg.Self, true)
+		if en.metric < e.cfg.Infinity && seqnoLess(e.seqno, en.seqno) {
+			e.jumpPast(en.seqno)
 		}
 		return
 	}
-	if nb.leaf && en.origin != nb.name {
-		e.stats.IgnoredFromLeaf++
+	if e.leafTransit(nb, en.origin) {
 		return
 	}
 	o := e.origins[en.origin]
@@ -248,6 +261,18 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en entry) {
 		if o != nil && en.origin != nb.name && o.remove(nb) {
 			e.reselect(t, o)
 		}
+		return
+	}
+	if en.origin != nb.name && (en.hops == 0 || Metric(en.hops) > en.metric) {
+		// Every link costs at least 1: a relay cannot be at distance 0,
+		// nor below its hop count.
+		e.stats.Implausible++
+		return
+	}
+	if e.cfg.Certifier != nil && (o == nil || !o.attValid || seqnoLess(o.attSeq, en.seqno)) {
+		// No verified attestation covers this seqno: the name or the
+		// seqno was not issued by the origin.
+		e.stats.Uncertified++
 		return
 	}
 	if o == nil {

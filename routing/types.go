@@ -85,6 +85,19 @@ type Stats struct {
 	DroppedMessages, DroppedEvents uint64
 	// SeqnoBumps counts increases of our own sequence number on request.
 	SeqnoBumps uint64
+	// Uncertified counts updates dropped because no verified attestation
+	// of their origin covers their seqno (Config.Certifier).
+	Uncertified uint64
+	// BadAttestations counts attestations that failed verification, and
+	// ThrottledAttestations those dropped unverified because their
+	// neighbour exceeded Config.MaxVerifyFailures.
+	BadAttestations, ThrottledAttestations uint64
+	// Verified counts attestations verified successfully.
+	Verified uint64
+	// Implausible counts updates for another origin claiming fewer hops
+	// than 1 or a metric below their hop count (each link costs at least
+	// 1), which no honest relay sends.
+	Implausible uint64
 	// Destinations is the current number of table entries (excluding Self).
 	Destinations int
 }

@@ -1,30 +1,42 @@
 package routing
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 )
 
-// Wire format of a routing message (version 1), big-endian:
+// Wire format of a routing message (version 2), big-endian:
 //
 //	message = version:u8 count:u16 entry*count
 //	entry   = kind:u8 namelen:u8 name:namelen body
 //	update  (kind 1) body = seqno:u16 metric:u32 hops:u16
 //	request (kind 2) body = seqno:u16 hopcount:u8
+//	attest  (kind 3) body = seqno:u16 attlen:u16 attestation:attlen
 //
-// The message must be consumed exactly; names are 1..255 bytes.
-const wireVersion = 1
+// The message must be consumed exactly; names are 1..255 bytes and an
+// attestation 1..MaxAttestationLen bytes.
+const wireVersion = 2
 
 const (
 	kindUpdate  = 1
 	kindRequest = 2
+	kindAttest  = 3
 )
 
 const (
 	headerLen     = 3
 	updateBodyLen = 8
 	requestBody   = 3
+	attestBodyMin = 4
 )
+
+// MaxAttestationLen bounds one origin attestation on the wire.
+const MaxAttestationLen = 4096
+
+// maxMessageBytes bounds an encoded message so that it fits a 64 KiB
+// control-stream frame.
+const maxMessageBytes = 60 << 10
 
 // entry is one decoded update or seqno request.
 type entry struct {
@@ -34,13 +46,17 @@ type entry struct {
 	metric Metric // updates
 	hops   uint16 // updates: hops from the sender to origin
 	hopcnt uint8  // requests: remaining forwarding budget
+	att    []byte // attestations
 }
 
 // entrySize is the encoded size of e.
 func entrySize(e entry) int {
 	n := 2 + len(e.origin)
-	if e.kind == kindUpdate {
+	switch e.kind {
+	case kindUpdate:
 		return n + updateBodyLen
+	case kindAttest:
+		return n + attestBodyMin + len(e.att)
 	}
 	return n + requestBody
 }
@@ -58,10 +74,14 @@ func encodeMessage(entries []entry) []byte {
 		b = append(b, e.kind, uint8(len(e.origin)))
 		b = append(b, e.origin...)
 		b = binary.BigEndian.AppendUint16(b, e.seqno)
-		if e.kind == kindUpdate {
+		switch e.kind {
+		case kindUpdate:
 			b = binary.BigEndian.AppendUint32(b, uint32(e.metric))
 			b = binary.BigEndian.AppendUint16(b, e.hops)
-		} else {
+		case kindAttest:
+			b = binary.BigEndian.AppendUint16(b, uint16(len(e.att)))
+			b = append(b, e.att...)
+		default:
 			b = append(b, e.hopcnt)
 		}
 	}
@@ -102,6 +122,15 @@ func decodeMessage(b []byte, maxEntries int) ([]entry, error) {
 		case kindUpdate:
 		case kindRequest:
 			body = requestBody
+		case kindAttest:
+			body = attestBodyMin
+			if len(p) >= 2+l+attestBodyMin {
+				al := int(binary.BigEndian.Uint16(p[2+l+2:]))
+				if al == 0 || al > MaxAttestationLen {
+					return nil, fmt.Errorf("%w: entry %d has an attestation of %d bytes (1..%d)", ErrMalformed, i, al, MaxAttestationLen)
+				}
+				body += al
+			}
 		default:
 			return nil, fmt.Errorf("%w: entry %d has unknown kind %d", ErrMalformed, i, e.kind)
 		}
@@ -111,10 +140,13 @@ func decodeMessage(b []byte, maxEntries int) ([]entry, error) {
 		e.origin = string(p[2 : 2+l])
 		q := p[2+l:]
 		e.seqno = binary.BigEndian.Uint16(q)
-		if e.kind == kindUpdate {
+		switch e.kind {
+		case kindUpdate:
 			e.metric = Metric(binary.BigEndian.Uint32(q[2:]))
 			e.hops = binary.BigEndian.Uint16(q[6:])
-		} else {
+		case kindAttest:
+			e.att = bytes.Clone(q[attestBodyMin:body])
+		default:
 			e.hopcnt = q[2]
 		}
 		out = append(out, e)

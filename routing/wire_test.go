@@ -14,6 +14,7 @@ func sampleEntries() []entry {
 		{kind: kindUpdate, origin: "a", seqno: 7, metric: 30, hops: 2},
 		{kind: kindUpdate, origin: strings.Repeat("x", MaxNameLen), seqno: 0xffff, metric: DefaultInfinity},
 		{kind: kindRequest, origin: "node-9", seqno: 1, hopcnt: requestHopCount},
+		{kind: kindAttest, origin: "b", seqno: 9, att: []byte("signed by b")},
 	}
 }
 
@@ -27,8 +28,8 @@ func TestWireRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(in, out) {
 		t.Fatalf("round trip:\n in %+v\nout %+v", in, out)
 	}
-	if _, err := decodeMessage(b, 2); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("3 entries with limit 2: err = %v", err)
+	if _, err := decodeMessage(b, 3); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("4 entries with limit 3: err = %v", err)
 	}
 }
 
@@ -37,12 +38,15 @@ func TestWireRejects(t *testing.T) {
 	cases := map[string][]byte{
 		"empty":         nil,
 		"short header":  {1, 0},
-		"bad version":   append([]byte{2}, good[1:]...),
+		"bad version":   append([]byte{1}, good[1:]...),
 		"truncated":     good[:len(good)-1],
 		"trailing":      append(bytes.Clone(good), 0),
-		"empty name":    {1, 0, 1, kindUpdate, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-		"unknown kind":  {1, 0, 1, 9, 1, 'a', 0, 0, 0},
-		"count too big": {1, 0xff, 0xff, kindRequest, 1, 'a', 0, 0, 0},
+		"empty name":    {2, 0, 1, kindUpdate, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+		"unknown kind":  {2, 0, 1, 9, 1, 'a', 0, 0, 0},
+		"count too big": {2, 0xff, 0xff, kindRequest, 1, 'a', 0, 0, 0},
+		"empty attest":  {2, 0, 1, kindAttest, 1, 'a', 0, 1, 0, 0},
+		"attest short":  {2, 0, 1, kindAttest, 1, 'a', 0, 1, 0, 3, 'x'},
+		"attest huge":   append([]byte{2, 0, 1, kindAttest, 1, 'a', 0, 1, 0x10, 0x01}, make([]byte, 4097)...),
 	}
 	for name, b := range cases {
 		if _, err := decodeMessage(b, maxEntriesLimit); !errors.Is(err, ErrMalformed) {
@@ -56,8 +60,9 @@ func TestWireRejects(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add(encodeMessage(sampleEntries()))
 	f.Add(encodeMessage(nil))
-	f.Add([]byte{1, 0, 1, kindRequest, 1, 'a', 0, 1, 5})
-	f.Add([]byte{1, 0xff, 0xff})
+	f.Add([]byte{2, 0, 1, kindRequest, 1, 'a', 0, 1, 5})
+	f.Add([]byte{2, 0, 1, kindAttest, 1, 'a', 0, 1, 0, 1, 'z'})
+	f.Add([]byte{2, 0xff, 0xff})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		const limit = 16
@@ -85,7 +90,7 @@ func FuzzReceive(f *testing.F) {
 	f.Add(encodeMessage([]entry{{kind: kindUpdate, origin: "self", seqno: 9, metric: 1}}))
 	f.Add(encodeMessage([]entry{{kind: kindRequest, origin: "self", seqno: 9, hopcnt: 1}}))
 	f.Add(encodeMessage([]entry{{kind: kindUpdate, origin: "z", seqno: 1, metric: 10}, {kind: kindUpdate, origin: "z", seqno: 1, metric: DefaultInfinity}}))
-	f.Add([]byte{1, 0, 1})
+	f.Add([]byte{2, 0, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := New(Config{Self: "self", MaxRoutes: 8, MaxRoutesPerMessage: 8})
 		if err != nil {

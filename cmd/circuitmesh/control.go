@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/admin"
+	"github.com/circuitmesh/circuitmesh/node"
 )
 
 // controlCommand is a command that changes the running daemon.
@@ -146,6 +148,23 @@ Example:
 			} else {
 				fmt.Fprintf(c.App.Writer, "link to %s pinned at cost %d\n", peer, cost)
 			}
+			return nil
+		})
+}
+
+func reloadCommand() *cli.Command {
+	return controlCommand("reload", "reload the node's certificate, key and CA files (as SIGHUP does)", "",
+		"circuitmesh cert issue b --ca-dir ./ca --out ./b --force && circuitmesh reload --data-dir ./b",
+		func(c *cli.Context, cl *admin.Client) error {
+			if c.NArg() > 0 {
+				return usagef("reload takes no arguments, got %q", c.Args().First())
+			}
+			var st node.Status
+			if err := cl.Post(c.Context, admin.PathReload, nil, &st); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "reloaded the identity of %s; certificate valid until %s\n",
+				st.Name, st.CertNotAfter.UTC().Format(time.RFC3339))
 			return nil
 		})
 }

@@ -108,7 +108,8 @@ type daemon struct {
 }
 
 // start issues name a certificate from the lab's CA (or from caDir when
-// given) and runs its daemon with extra flags.
+// given) unless its directory already holds one, and runs its daemon with
+// extra flags.
 func (l *lab) start(name, caDir string, extra ...string) *daemon {
 	l.t.Helper()
 	return l.startWith(nil, name, caDir, extra...)
@@ -121,7 +122,9 @@ func (l *lab) startWith(env []string, name, caDir string, extra ...string) *daem
 		caDir = l.ca
 	}
 	d := &daemon{name: name, dir: filepath.Join(l.dir, name), addr: freeUDP(l.t), log: &syncBuffer{}, lab: l}
-	l.cli("cert", "issue", name, "--ca-dir", caDir, "--out", d.dir)
+	if _, err := os.Stat(filepath.Join(d.dir, "node.crt")); err != nil {
+		l.cli("cert", "issue", name, "--ca-dir", caDir, "--out", d.dir)
+	}
 	exited := make(chan struct{})
 	args := append([]string{"run", "--data-dir", d.dir, "--listen", d.addr, "--log-level", "debug"}, extra...)
 	d.cmd = exec.Command(l.bin, args...)

@@ -23,7 +23,7 @@ import (
 func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
-		Usage: "run a node in the foreground until SIGINT or SIGTERM",
+		Usage: "run a node in the foreground until SIGINT or SIGTERM (SIGHUP reloads the identity files)",
 		Description: `Runs the daemon: QUIC links on --listen, static links to every --link,
 the admin socket the other commands use, and the --expose/--forward tunnels.
 Every flag can also come from a --config file ("flag = value" lines) or from
@@ -110,12 +110,24 @@ func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 	log.Info("node running", "name", st.Name, "mesh", st.Mesh, "role", st.Role,
 		"address", addrString(n.Addr()), "admin", d.admin, "static_links", len(d.node.StaticLinks))
 
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down: open circuits get the grace period to finish")
-	case err := <-served:
-		if err != nil {
-			return fmt.Errorf("admin API: %w", err)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down: open circuits get the grace period to finish")
+			break wait
+		case <-hup:
+			if err := n.ReloadIdentity(); err != nil {
+				log.Warn("SIGHUP: identity reload failed; keeping the current identity", "err", err)
+			}
+		case err := <-served:
+			if err != nil {
+				return fmt.Errorf("admin API: %w", err)
+			}
+			break wait
 		}
 	}
 	srv.Close()

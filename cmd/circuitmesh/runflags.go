@@ -257,6 +257,8 @@ func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 	if err != nil {
 		return d, err
 	}
+	// The node rereads these files on reload (SIGHUP, circuitmesh reload).
+	d.node.CertFile, d.node.KeyFile, d.node.CAFile = identityPaths(c, dataDir)
 	if d.node.Name != "" && d.node.Name != id.Node {
 		return d, usagef("--name %q differs from the certificate's node name %q", d.node.Name, id.Node)
 	}
@@ -267,16 +269,22 @@ func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 	return d, nil
 }
 
-// loadNodeIdentity loads node.crt, node.key and ca.crt from the data dir
-// (or the --cert/--key/--ca files) and says how to create them if missing.
-func loadNodeIdentity(c *cli.Context, dataDir string) (*identity.Identity, error) {
+// identityPaths returns the certificate, key and CA files: the --cert,
+// --key and --ca flags, else those in the data dir.
+func identityPaths(c *cli.Context, dataDir string) (cert, key, ca string) {
 	pick := func(flag, file string) string {
 		if p := c.Path(flag); p != "" {
 			return p
 		}
 		return filepath.Join(dataDir, file)
 	}
-	id, err := identity.LoadIdentity(pick("cert", identity.CertFile), pick("key", identity.KeyFile), pick("ca", identity.CACertFile))
+	return pick("cert", identity.CertFile), pick("key", identity.KeyFile), pick("ca", identity.CACertFile)
+}
+
+// loadNodeIdentity loads node.crt, node.key and ca.crt from the data dir
+// (or the --cert/--key/--ca files) and says how to create them if missing.
+func loadNodeIdentity(c *cli.Context, dataDir string) (*identity.Identity, error) {
+	id, err := identity.LoadIdentity(identityPaths(c, dataDir))
 	if errors.Is(err, identity.ErrNoIdentity) {
 		name := c.String("name")
 		if name == "" {

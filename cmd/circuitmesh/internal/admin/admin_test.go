@@ -62,6 +62,8 @@ func (f *fakeNode) DialWith(_ context.Context, peer, service string, _ node.Dial
 	return tcpCircuit{c.(*net.TCPConn)}, nil
 }
 
+func (f *fakeNode) ReloadIdentity() error { return errors.New("no identity files") }
+
 type tcpCircuit struct{ *net.TCPConn }
 
 func (tcpCircuit) Path() []string { return []string{"a", "b"} }

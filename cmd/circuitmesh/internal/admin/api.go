@@ -28,6 +28,9 @@ const (
 	PathPing     = "/v1/ping"
 	PathDial     = "/v1/dial"
 	PathLinkCost = "/v1/link-cost"
+	// PathReload (POST) reloads the node's identity files and answers the
+	// new Status.
+	PathReload = "/v1/reload"
 )
 
 // UpgradeProtocol is the Upgrade token of the dial endpoint.
@@ -45,6 +48,7 @@ type Node interface {
 	Expose(service, tcpAddr string) (stop func() error, err error)
 	Forward(listenAddr, peer, service string) (net.Addr, func() error, error)
 	SetLinkCost(peer string, cost uint32) error
+	ReloadIdentity() error
 }
 
 // LinkCost pins the cost of the link to Peer; Cost 0 returns to the

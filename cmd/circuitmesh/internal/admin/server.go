@@ -61,6 +61,14 @@ func NewServer(n Node, log *slog.Logger) *Server {
 	mux.HandleFunc("GET "+PathPing, s.handlePing)
 	mux.HandleFunc("POST "+PathLinkCost, s.handleLinkCost)
 	mux.HandleFunc("POST "+PathDial, s.handleDial)
+	mux.HandleFunc("POST "+PathReload, func(w http.ResponseWriter, r *http.Request) {
+		if err := n.ReloadIdentity(); err != nil {
+			s.log.Warn("identity reload failed; keeping the current identity", "err", err)
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, n.Status())
+	})
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return s
 }

@@ -1,0 +1,167 @@
+package links
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/links/identity"
+)
+
+// logBuf is a log sink safe for the transport's goroutines.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// lines returns the WARN lines containing all of words.
+func (l *logBuf) lines(words ...string) []string {
+	var out []string
+	for _, line := range strings.Split(l.String(), "\n") {
+		ok := strings.Contains(line, "level=WARN")
+		for _, w := range words {
+			ok = ok && strings.Contains(line, w)
+		}
+		if ok {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+func logTo(buf *logBuf) func(*QUICConfig) {
+	return func(c *QUICConfig) { c.Logger = slog.New(slog.NewTextHandler(buf, nil)) }
+}
+
+func countRefusals(n *atomic.Int64) func(*QUICConfig) {
+	return func(c *QUICConfig) { c.OnRefused = func(net.Addr, error) { n.Add(1) } }
+}
+
+func both(mods ...func(*QUICConfig)) func(*QUICConfig) {
+	return func(c *QUICConfig) {
+		for _, m := range mods {
+			m(c)
+		}
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A second live node with an established node's name is refused with a
+// clear reason, logged at WARN on both sides, and the established link
+// stays up however often the newcomer retries.
+func TestDuplicateNameRefusedWithoutFlapping(t *testing.T) {
+	ca := testCA(t, "m")
+	var alog, blog logBuf
+	var refusals atomic.Int64
+	a := newNode(t, issue(t, ca, "a"), both(logTo(&alog), countRefusals(&refusals)))
+	b1 := newNode(t, issue(t, ca, "b"), nil)
+	b2 := newNode(t, issue(t, ca, "b"), logTo(&blog))
+	l := dial(t, b1, a)
+	a.rec.waitEvent(t, "up", 5*time.Second)
+	est := a.Link("b").Established()
+
+	_, err := b2.Dial(context.Background(), a.LocalAddr().String())
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), `another node named "b"`) {
+		t.Fatalf("newcomer's dial: %v, want a refusal naming the duplicate", err)
+	}
+	stop := b2.Keep(a.LocalAddr().String())
+	waitUntil(t, "3 more refusals of the newcomer", func() bool { return refusals.Load() >= 4 })
+	stop()
+	if ups, downs := a.rec.counts(); ups != 1 || downs != 0 {
+		t.Fatalf("a saw %d LinkUp and %d LinkDown; the established link must stay", ups, downs)
+	}
+	if cur := a.Link("b"); cur == nil || !cur.Established().Equal(est) || l.Err() != nil {
+		t.Fatal("the established link to b was replaced or lost")
+	}
+	if got := alog.lines("link refused", "duplicate node name"); len(got) != 1 {
+		t.Errorf("a logged %d WARN lines for %d refusals of one peer, want 1:\n%s", len(got), refusals.Load(), alog.String())
+	}
+	if got := blog.lines("link refused", "refusing the newcomer"); len(got) != 1 {
+		t.Errorf("the newcomer logged %d WARN lines for its refusals, want 1:\n%s", len(got), blog.String())
+	}
+}
+
+// A link whose peer's certificate expires is closed with the reason, on
+// both sides.
+func TestPeerCertificateExpiryClosesLink(t *testing.T) {
+	ca := testCA(t, "m")
+	now := time.Now()
+	short, err := ca.IssueAt("b", now.Add(-time.Minute), now.Add(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ida := issue(t, ca, "a")
+	a := newNode(t, ida, nil)
+	b := newNode(t, short, nil)
+	l := dial(t, b, a)
+	a.rec.waitEvent(t, "up", 5*time.Second)
+	if got := l.(*quicLink).PeerNotAfter(); !got.Equal(ida.Cert.NotAfter) {
+		t.Fatalf("b's view of a's expiry %v, want %v", got, ida.Cert.NotAfter)
+	}
+	a.rec.waitEvent(t, "down", 20*time.Second)
+	a.rec.mu.Lock()
+	aerr := a.rec.errs[0]
+	a.rec.mu.Unlock()
+	if !errors.Is(aerr, identity.ErrExpired) || !strings.Contains(aerr.Error(), "certificate of b expired at") {
+		t.Fatalf("a's link down error: %v, want the expiry of b's certificate", aerr)
+	}
+	b.rec.waitEvent(t, "down", 20*time.Second)
+	b.rec.mu.Lock()
+	berr := b.rec.errs[0]
+	b.rec.mu.Unlock()
+	if !strings.Contains(berr.Error(), "certificate of b expired at") {
+		t.Fatalf("b's link down error: %v, want the reason", berr)
+	}
+}
+
+// Refusals are logged at WARN on both sides, once per peer address per
+// minute however often the dialler retries.
+func TestRefusalLoggedOnBothSidesOncePerMinute(t *testing.T) {
+	ca := testCA(t, "m")
+	expired, err := ca.IssueAt("b", time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var alog, blog logBuf
+	var refusals atomic.Int64
+	a := newNode(t, issue(t, ca, "a"), both(logTo(&alog), countRefusals(&refusals)))
+	b := newNode(t, expired, logTo(&blog))
+	stop := b.Keep(a.LocalAddr().String())
+	waitUntil(t, "4 refusals", func() bool { return refusals.Load() >= 4 })
+	stop()
+	if got := alog.lines("link refused", "expired at"); len(got) != 1 {
+		t.Errorf("acceptor logged %d WARN refusal lines for %d refusals, want 1:\n%s", len(got), refusals.Load(), alog.String())
+	}
+	if got := blog.lines("link refused", "expired at"); len(got) != 1 {
+		t.Errorf("dialler logged %d WARN refusal lines, want 1:\n%s", len(got), blog.String())
+	}
+}

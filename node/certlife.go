@@ -1,0 +1,140 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/links/identity"
+)
+
+// ErrCertificateExpired: the node's own certificate is expired or not yet
+// valid. New refuses such an identity, and ReloadIdentity keeps the old
+// one. It also matches identity.ErrExpired.
+var ErrCertificateExpired = fmt.Errorf("node certificate not valid now: %w", identity.ErrExpired)
+
+// ErrNoIdentityFiles: ReloadIdentity on a node whose identity was not
+// loaded from files.
+var ErrNoIdentityFiles = errors.New("node identity was not loaded from files")
+
+// The node warns when its certificate expires within certWarnWithin: at
+// start, on reload, and every certWarnEvery while it runs.
+const (
+	certWarnWithin = 7 * 24 * time.Hour
+	certWarnEvery  = 24 * time.Hour
+)
+
+// checkOwnCert refuses a node certificate that is not valid at now.
+func checkOwnCert(id *identity.Identity, now time.Time) error {
+	if id.Insecure {
+		return nil
+	}
+	c := id.Cert
+	if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+		return fmt.Errorf("%w: certificate of node %q is valid from %s to %s, now is %s", ErrCertificateExpired,
+			id.Node, c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// warnExpiring logs a WARN if the node's certificate expires soon.
+func (n *Node) warnExpiring(now time.Time) {
+	id := n.identity()
+	if id.Insecure {
+		return
+	}
+	if left := id.Cert.NotAfter.Sub(now); left < certWarnWithin {
+		n.log.Warn("node certificate expires soon: renew it and reload (SIGHUP or circuitmesh reload)",
+			"not_after", id.Cert.NotAfter.UTC().Format(time.RFC3339), "left", left.Round(time.Minute))
+	}
+}
+
+// watchCertificate repeats the expiry warning every certWarnEvery.
+func (n *Node) watchCertificate() {
+	defer n.wg.Done()
+	tick := time.NewTicker(certWarnEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case now := <-tick.C:
+			n.warnExpiring(now)
+		}
+	}
+}
+
+// identity returns the node's current identity.
+func (n *Node) identity() *identity.Identity { return n.id.Load() }
+
+// identityFiles returns the identity files cfg names (CertFile, KeyFile,
+// CAFile, else DataDir's), if any: New loads them when Identity is nil,
+// and ReloadIdentity reads them.
+func identityFiles(cfg *Config) (cert, key, ca string, ok bool) {
+	if cfg.Insecure {
+		return "", "", "", false
+	}
+	cert, key, ca = cfg.CertFile, cfg.KeyFile, cfg.CAFile
+	if cfg.DataDir != "" {
+		pick := func(p *string, name string) {
+			if *p == "" {
+				*p = cfg.DataDir + "/" + name
+			}
+		}
+		pick(&cert, identity.CertFile)
+		pick(&key, identity.KeyFile)
+		pick(&ca, identity.CACertFile)
+	}
+	return cert, key, ca, cert != "" && key != "" && ca != ""
+}
+
+// ReloadIdentity reads the node's identity files (Config.CertFile,
+// KeyFile and CAFile, else those in DataDir) again and switches to them
+// (see SetIdentity). It fails with ErrNoIdentityFiles if the configuration
+// names no files.
+func (n *Node) ReloadIdentity() error {
+	if !n.idFiles.ok {
+		return fmt.Errorf("reload identity of %s: %w", n.cfg.Name, ErrNoIdentityFiles)
+	}
+	id, err := identity.LoadIdentity(n.idFiles.cert, n.idFiles.key, n.idFiles.ca)
+	if err != nil {
+		return fmt.Errorf("reload identity of %s: %w", n.cfg.Name, err)
+	}
+	return n.SetIdentity(id)
+}
+
+// SetIdentity switches the node to a renewed certificate (or CA) of the
+// same node and mesh, without dropping links or circuits: new links present
+// the new certificate, and the node announces a new seqno attested with it.
+// Each live link stays up until its peer's certificate expires. An expired
+// certificate is refused (ErrCertificateExpired).
+func (n *Node) SetIdentity(id *identity.Identity) error {
+	cur := n.identity()
+	if id.Node != cur.Node || id.Mesh != cur.Mesh {
+		return fmt.Errorf("%w: new identity names node %q in mesh %q, want %q in %q", ErrInvalidConfig, id.Node, id.Mesh, cur.Node, cur.Mesh)
+	}
+	if err := checkOwnCert(id, time.Now()); err != nil {
+		return err
+	}
+	keys, err := seal.NewKeys(id) // a new key means a new end-to-end key record
+	if err != nil {
+		return fmt.Errorf("set identity of %s: %w", n.cfg.Name, err)
+	}
+	n.mu.Lock()
+	tr := n.transport
+	n.mu.Unlock()
+	if s, ok := tr.(interface {
+		SetIdentity(*identity.Identity) error
+	}); ok {
+		if err := s.SetIdentity(id); err != nil {
+			return fmt.Errorf("set identity of %s: %w", n.cfg.Name, err)
+		}
+	}
+	n.id.Store(id)
+	n.seal.Store(keys) // peers holding the old key record get Retry once, then learn the new one
+	n.router.setIdentity(id)
+	n.log.Info("identity reloaded", "not_after", id.Cert.NotAfter.UTC().Format(time.RFC3339))
+	n.warnExpiring(time.Now())
+	return nil
+}

@@ -1,0 +1,260 @@
+package node
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/links/ratelog"
+	"github.com/circuitmesh/circuitmesh/links/identity"
+	"github.com/circuitmesh/circuitmesh/routing"
+)
+
+// Origin attestation (docs/PROTOCOL.md, "Certified origins"), opaque to
+// the routing engine:
+//
+//	attestation = version:u8 certlen:u16 cert:certlen extralen:u16 extra sig:64
+//
+// sig is the origin's certificate key's Ed25519 signature over
+//
+//	"circuitmesh origin v1" 0x00 mesh 0x00 origin 0x00 seqno:u16 extralen:u16 extra
+const (
+	attestVersion = 1
+	attestContext = "circuitmesh origin v1\x00"
+	maxExtraLen   = 1024
+)
+
+// errAttestation is wrapped by every refusal of an attestation.
+var errAttestation = errors.New("invalid origin attestation")
+
+// originCertifier signs this node's origin attestations with its
+// certificate key and verifies others' against the mesh CA. Verified
+// certificate chains are cached by fingerprint, so a steady mesh checks
+// each certificate once and then one signature per new (origin, seqno).
+type originCertifier struct {
+	id    atomic.Pointer[identity.Identity]
+	extra atomic.Pointer[[]byte]
+	log   *slog.Logger
+	now   func() time.Time
+	max   int // bound of each cache
+
+	mu     sync.Mutex
+	chains map[[32]byte]chainResult
+	certOf map[string][32]byte // origin -> fingerprint of the certificate last verified for it
+	warned *ratelog.Log
+}
+
+type chainResult struct {
+	node     string
+	pub      ed25519.PublicKey
+	notAfter time.Time
+	err      error
+}
+
+var _ routing.Certifier = (*originCertifier)(nil)
+
+func newOriginCertifier(id *identity.Identity, log *slog.Logger, maxRoutes int) *originCertifier {
+	c := &originCertifier{
+		log: log, now: time.Now, max: 2*maxRoutes + 64,
+		chains: make(map[[32]byte]chainResult),
+		certOf: make(map[string][32]byte),
+		warned: ratelog.New(log, time.Minute, 1024),
+	}
+	c.id.Store(id)
+	return c
+}
+
+func attestSigned(mesh, origin string, seqno uint16, extra []byte) []byte {
+	b := make([]byte, 0, len(attestContext)+len(mesh)+len(origin)+6+len(extra))
+	b = append(b, attestContext...)
+	b = append(b, mesh...)
+	b = append(b, 0)
+	b = append(b, origin...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint16(b, seqno)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(extra)))
+	return append(b, extra...)
+}
+
+// Attest implements routing.Certifier.
+func (c *originCertifier) Attest(origin string, seqno uint16) ([]byte, error) {
+	id := c.id.Load()
+	var extra []byte
+	if p := c.extra.Load(); p != nil {
+		extra = *p
+	}
+	cert := id.Cert.Raw
+	b := make([]byte, 0, 5+len(cert)+len(extra)+ed25519.SignatureSize)
+	b = append(b, attestVersion)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(cert)))
+	b = append(b, cert...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(extra)))
+	b = append(b, extra...)
+	b = append(b, ed25519.Sign(id.Key, attestSigned(id.Mesh, origin, seqno, extra))...)
+	if len(b) > routing.MaxAttestationLen {
+		return nil, fmt.Errorf("attestation of %d bytes exceeds %d: %w", len(b), routing.MaxAttestationLen, errAttestation)
+	}
+	return b, nil
+}
+
+// parsedAttestation is an attestation split into its fields.
+type parsedAttestation struct {
+	cert, extra, sig []byte
+}
+
+func parseAttestation(att []byte) (parsedAttestation, error) {
+	var p parsedAttestation
+	if len(att) < 5+ed25519.SignatureSize || att[0] != attestVersion {
+		return p, fmt.Errorf("%w: bad length or version", errAttestation)
+	}
+	cl := int(binary.BigEndian.Uint16(att[1:]))
+	rest := att[3:]
+	if len(rest) < cl+2 {
+		return p, fmt.Errorf("%w: truncated certificate", errAttestation)
+	}
+	p.cert, rest = rest[:cl], rest[cl:]
+	el := int(binary.BigEndian.Uint16(rest))
+	rest = rest[2:]
+	if el > maxExtraLen || len(rest) != el+ed25519.SignatureSize {
+		return p, fmt.Errorf("%w: bad extra or signature length", errAttestation)
+	}
+	p.extra, p.sig = rest[:el], rest[el:]
+	return p, nil
+}
+
+// Verify implements routing.Certifier.
+func (c *originCertifier) Verify(origin string, seqno uint16, att []byte) error {
+	p, err := parseAttestation(att)
+	if err != nil {
+		return fmt.Errorf("origin %q: %w", origin, err)
+	}
+	id := c.id.Load()
+	now := c.now()
+	fp := sha256.Sum256(p.cert)
+	ch := c.chain(id, fp, p.cert, now)
+	if ch.err != nil {
+		return fmt.Errorf("origin %q: %w", origin, ch.err)
+	}
+	if ch.node != origin {
+		return fmt.Errorf("origin %q: attestation certificate names %q: %w", origin, ch.node, errAttestation)
+	}
+	if now.After(ch.notAfter) {
+		return fmt.Errorf("origin %q: certificate expired at %s: %w", origin, ch.notAfter.UTC().Format(time.RFC3339), identity.ErrExpired)
+	}
+	if !ed25519.Verify(ch.pub, attestSigned(id.Mesh, origin, seqno, p.extra), p.sig) {
+		return fmt.Errorf("origin %q seqno %d: bad signature: %w", origin, seqno, errAttestation)
+	}
+	if origin == id.Node && !bytes.Equal(p.cert, id.Cert.Raw) {
+		c.warned.Warn("dup-self", "another node presents this node's name with its own valid certificate (duplicate name); its routes are ignored",
+			"node", origin, "seqno", seqno)
+		return fmt.Errorf("origin %q: attestation by another certificate for our own name: %w", origin, errAttestation)
+	}
+	c.mu.Lock()
+	old, seen := c.certOf[origin]
+	if len(c.certOf) >= c.max {
+		clear(c.certOf)
+	}
+	c.certOf[origin] = fp
+	c.mu.Unlock()
+	if seen && old != fp {
+		c.warned.Warn("dup:"+origin, "two certificates attest one node name (a renewal, or two live nodes with the same name)",
+			"node", origin, "seqno", seqno)
+	}
+	return nil
+}
+
+// chain returns the cached verification of a certificate, checking it
+// against the mesh CA on a miss. Only certificates that passed are cached.
+func (c *originCertifier) chain(id *identity.Identity, fp [32]byte, cert []byte, now time.Time) chainResult {
+	c.mu.Lock()
+	r, ok := c.chains[fp]
+	c.mu.Unlock()
+	if ok {
+		return r
+	}
+	peer, err := id.VerifyPeer([][]byte{cert}, now)
+	if err != nil {
+		// Not cached: a certificate not yet valid may become valid, and
+		// failures are bounded by the engine's per-neighbour budget.
+		return chainResult{err: err}
+	}
+	pub, ok := peer.Cert.PublicKey.(ed25519.PublicKey)
+	if !ok {
+		return chainResult{err: fmt.Errorf("certificate of %q has no Ed25519 key: %w", peer.Node, errAttestation)}
+	}
+	r = chainResult{node: peer.Node, pub: pub, notAfter: peer.Cert.NotAfter}
+	c.mu.Lock()
+	if len(c.chains) >= c.max {
+		clear(c.chains)
+	}
+	c.chains[fp] = r
+	c.mu.Unlock()
+	return r
+}
+
+// setIdentity switches to a reloaded identity; cached verdicts are
+// dropped since the CA may have changed.
+func (c *originCertifier) setIdentity(id *identity.Identity) {
+	c.id.Store(id)
+	c.mu.Lock()
+	clear(c.chains)
+	c.mu.Unlock()
+}
+
+// setExtra sets the opaque field this node's attestations carry from its
+// next seqno on (at most maxExtraLen bytes).
+func (c *originCertifier) setExtra(extra []byte) error {
+	if len(extra) > maxExtraLen {
+		return fmt.Errorf("%w: extra of %d bytes exceeds %d", errAttestation, len(extra), maxExtraLen)
+	}
+	b := bytes.Clone(extra)
+	c.extra.Store(&b)
+	return nil
+}
+
+// originRecord is what a verified attestation says about an origin: its
+// certificate (whose NotAfter bounds any session with it) and the extra
+// field it signed.
+type originRecord struct {
+	Seqno uint16
+	Cert  *x509.Certificate
+	Extra []byte
+}
+
+// setOriginExtra makes this node attest extra with a new seqno, announced
+// at once, so that every node can read it with originRecord.
+func (r *router) setOriginExtra(extra []byte) error {
+	if err := r.cert.setExtra(extra); err != nil {
+		return err
+	}
+	r.apply(func(now time.Time) { r.eng.NewSeqno(now) })
+	return nil
+}
+
+// originRecord returns the newest verified attestation of name (this
+// node's own for its name), parsed.
+func (r *router) originRecord(name string) (originRecord, bool) {
+	r.mu.Lock()
+	seq, att, ok := r.eng.Attestation(name)
+	r.mu.Unlock()
+	if !ok {
+		return originRecord{}, false
+	}
+	p, err := parseAttestation(att)
+	if err != nil {
+		return originRecord{}, false
+	}
+	cert, err := x509.ParseCertificate(p.cert)
+	if err != nil {
+		return originRecord{}, false
+	}
+	return originRecord{Seqno: seq, Cert: cert, Extra: bytes.Clone(p.extra)}, true
+}

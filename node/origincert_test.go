@@ -1,0 +1,146 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/links/identity"
+)
+
+func certifierFor(t testing.TB, ca *identity.CA, name string, log *slog.Logger) (*originCertifier, *identity.Identity) {
+	t.Helper()
+	id, err := ca.Issue(name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newOriginCertifier(id, log, 16), id
+}
+
+func TestOriginAttestationChecks(t *testing.T) {
+	ca, err := identity.NewCA("test", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := identity.NewCA("test", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuf
+	a, _ := certifierFor(t, ca, "a", slog.New(slog.NewTextHandler(&logs, nil)))
+	b, _ := certifierFor(t, ca, "b", testLogger(t))
+	b2, _ := certifierFor(t, ca, "b", testLogger(t))
+	rogue, _ := certifierFor(t, other, "b", testLogger(t))
+	a2, _ := certifierFor(t, ca, "a", testLogger(t))
+	expiredID, err := ca.IssueAt("b", time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired := newOriginCertifier(expiredID, testLogger(t), 16)
+
+	att := func(c *originCertifier, origin string, seqno uint16) []byte {
+		b, err := c.Attest(origin, seqno)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	good := att(b, "b", 7)
+	if err := a.Verify("b", 7, good); err != nil {
+		t.Fatalf("b's own attestation: %v", err)
+	}
+	tampered := bytes.Clone(good)
+	tampered[len(tampered)-1] ^= 1
+	cases := map[string]struct {
+		origin string
+		seqno  uint16
+		att    []byte
+		want   error
+	}{
+		"other seqno":     {"b", 8, good, errAttestation},
+		"other origin":    {"c", 7, good, errAttestation},
+		"tampered":        {"b", 7, tampered, errAttestation},
+		"truncated":       {"b", 7, good[:len(good)-1], errAttestation},
+		"other CA":        {"b", 7, att(rogue, "b", 7), identity.ErrUntrusted},
+		"expired":         {"b", 7, att(expired, "b", 7), identity.ErrExpired},
+		"our name, other": {"a", 7, att(a2, "a", 7), errAttestation},
+	}
+	for name, c := range cases {
+		if err := a.Verify(c.origin, c.seqno, c.att); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", name, err, c.want)
+		}
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "duplicate name") {
+		t.Errorf("no WARN for our own name under another certificate:\n%s", logs.String())
+	}
+	// A second certificate for one name is accepted (a renewal looks the
+	// same) and logged.
+	if err := a.Verify("b", 9, att(b2, "b", 9)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "two certificates attest one node name") {
+		t.Errorf("no WARN for two certificates of b:\n%s", logs.String())
+	}
+}
+
+// FuzzParseAttestation: the attestation decoder never panics and accepts
+// only what re-encodes to the same bytes.
+func FuzzParseAttestation(f *testing.F) {
+	ca, err := identity.NewCA("test", 0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	c, _ := certifierFor(f, ca, "b", slog.New(slog.DiscardHandler))
+	good, err := c.Attest("b", 1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte{})
+	f.Add([]byte{1, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := parseAttestation(b)
+		if err != nil {
+			if !errors.Is(err, errAttestation) {
+				t.Fatalf("error %v does not wrap errAttestation", err)
+			}
+			return
+		}
+		re := []byte{attestVersion, byte(len(p.cert) >> 8), byte(len(p.cert))}
+		re = append(re, p.cert...)
+		re = append(re, byte(len(p.extra)>>8), byte(len(p.extra)))
+		re = append(re, p.extra...)
+		re = append(re, p.sig...)
+		if !bytes.Equal(re, b) {
+			t.Fatalf("re-encoding differs:\n in %x\nout %x", b, re)
+		}
+	})
+}
+
+// An origin's signed extra field and certificate reach a node two hops
+// away (the hook for keys and session bounds).
+func TestOriginRecordReachesNonNeighbours(t *testing.T) {
+	c := newCluster(t, true)
+	c.build("a-b", "b-c")
+	c.waitRoute("a", "c", 2)
+	if err := c.nodes["c"].router.setOriginExtra([]byte("key record of c")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rec, ok := c.nodes["a"].router.originRecord("c")
+		if ok && string(rec.Extra) == "key record of c" {
+			if !rec.Cert.NotAfter.Equal(c.nodes["c"].identity().Cert.NotAfter) {
+				t.Fatalf("a holds a certificate of c expiring %v", rec.Cert.NotAfter)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a never received c's extra field: %+v %v", rec, ok)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

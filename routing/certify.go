@@ -1,0 +1,148 @@
+package routing
+
+import (
+	"bytes"
+	"time"
+)
+
+// attestRefreshPeriods: every this many periodic refreshes, attestations
+// are sent again with the updates they cover.
+const attestRefreshPeriods = 4
+
+// handleAttest processes an origin attestation from nb. A valid one newer
+// than what we hold becomes the origin's attestation (creating the table
+// entry if there is room); an older or identical one is ignored without
+// verification. Failed verifications spend nb's budget; once it is spent,
+// nb's attestations are dropped unverified.
+func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) {
+	if e.cfg.Certifier == nil {
+		return
+	}
+	if en.origin == e.cfg.Self {
+		// A newer seqno of ours that we signed (before a restart): jump
+		// past it so our fresh routes are feasible everywhere.
+		if seqnoLess(e.seqno, en.seqno) && e.verify(t, nb, en) {
+			e.jumpPast(en.seqno)
+		}
+		return
+	}
+	if e.leafTransit(nb, en.origin) {
+		return
+	}
+	o := e.origins[en.origin]
+	if o != nil && o.attValid && !seqnoLess(o.attSeq, en.seqno) {
+		return // nothing newer (a different attestation of the same seqno loses)
+	}
+	if o == nil && len(e.origins) >= e.cfg.MaxRoutes {
+		e.stats.RefusedOrigins++
+		return
+	}
+	if !e.verify(t, nb, en) {
+		return
+	}
+	if o == nil {
+		if o = e.addOrigin(en.origin); o == nil {
+			return
+		}
+		// Forgotten unless a route follows.
+		o.lostAt = t
+		e.scheduleHousekeep(t + 2*e.cfg.RouteExpiry)
+	}
+	o.att, o.attSeq, o.attValid = en.att, en.seqno, true
+}
+
+// leafTransit reports (and counts) an entry from leaf neighbour nb about
+// another node, which a leaf may not advertise.
+func (e *Engine) leafTransit(nb *neighbour, origin string) bool {
+	if nb.leaf && origin != nb.name {
+		e.stats.IgnoredFromLeaf++
+		return true
+	}
+	return false
+}
+
+// jumpPast raises our seqno past seqno and announces it at once.
+func (e *Engine) jumpPast(seqno uint16) {
+	e.seqno = seqno + 1
+	e.stats.SeqnoBumps++
+	e.triggerAll(e.cfg.Self, true)
+}
+
+// verify checks en's attestation within nb's failure budget.
+func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) bool {
+	rate := float64(e.cfg.MaxVerifyFailures)
+	burst := 5 * rate
+	if !nb.vInit {
+		nb.vInit, nb.vTokens = true, burst
+	} else {
+		nb.vTokens = min(burst, nb.vTokens+(t-nb.vAt).Seconds()*rate)
+	}
+	nb.vAt = t
+	if nb.vTokens < 1 {
+		e.stats.ThrottledAttestations++
+		return false
+	}
+	if err := e.cfg.Certifier.Verify(en.origin, en.seqno, en.att); err != nil {
+		nb.vTokens--
+		e.stats.BadAttestations++
+		return false
+	}
+	e.stats.Verified++
+	return true
+}
+
+// appendAttest appends the attestation covering an update for name at
+// nb, unless nb already has it.
+func (e *Engine) appendAttest(nb *neighbour, batch []entry, name string) []entry {
+	if e.cfg.Certifier == nil {
+		return batch
+	}
+	var seq uint16
+	var att []byte
+	if name == e.cfg.Self {
+		if !e.selfAttValid || e.selfAttSeq != e.seqno {
+			a, err := e.cfg.Certifier.Attest(name, e.seqno)
+			if err != nil {
+				e.selfAttValid = false
+				return batch
+			}
+			e.selfAtt, e.selfAttSeq, e.selfAttValid = a, e.seqno, true
+		}
+		seq, att = e.selfAttSeq, e.selfAtt
+	} else {
+		o := e.origins[name]
+		if o == nil || !o.attValid {
+			return batch
+		}
+		seq, att = o.attSeq, o.att
+	}
+	if s, ok := nb.attSent[name]; ok && s == seq {
+		return batch
+	}
+	nb.attSent[name] = seq
+	return append(batch, entry{kind: kindAttest, origin: name, seqno: seq, att: att})
+}
+
+// Attestation returns the newest verified attestation of origin (our own
+// for Self) and its seqno; ok is false if there is none.
+func (e *Engine) Attestation(origin string) (seqno uint16, att []byte, ok bool) {
+	if origin == e.cfg.Self {
+		return e.selfAttSeq, bytes.Clone(e.selfAtt), e.selfAttValid
+	}
+	o := e.origins[origin]
+	if o == nil || !o.attValid {
+		return 0, nil, false
+	}
+	return o.attSeq, bytes.Clone(o.att), true
+}
+
+// NewSeqno advances this node's seqno and advertises it at once, with a
+// fresh attestation: call it when what the Certifier attests changed (a
+// renewed certificate).
+func (e *Engine) NewSeqno(now time.Time) {
+	t := e.at(now)
+	e.seqno++
+	e.selfAttValid = false
+	e.triggerAll(e.cfg.Self, true)
+	e.flush(t)
+}

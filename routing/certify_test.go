@@ -1,0 +1,148 @@
+package routing
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// fakeCertifier accepts exactly the attestations it issued: "att:" origin
+// "/" seqno. It counts verifications.
+type fakeCertifier struct{ verified int }
+
+func (c *fakeCertifier) Attest(origin string, seqno uint16) ([]byte, error) {
+	return fmt.Appendf(nil, "att:%s/%d", origin, seqno), nil
+}
+
+func (c *fakeCertifier) Verify(origin string, seqno uint16, att []byte) error {
+	c.verified++
+	if string(att) != fmt.Sprintf("att:%s/%d", origin, seqno) {
+		return errors.New("forged")
+	}
+	return nil
+}
+
+var ct0 = time.Unix(1_700_000_000, 0)
+
+func certEngine(t *testing.T, c *fakeCertifier) *Engine {
+	t.Helper()
+	e, err := New(Config{Self: "a", Certifier: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func recvEntries(t *testing.T, e *Engine, from string, entries ...entry) {
+	t.Helper()
+	if err := e.Receive(ct0, from, encodeMessage(entries)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func upd(origin string, seqno uint16, metric Metric) entry {
+	return entry{kind: kindUpdate, origin: origin, seqno: seqno, metric: metric, hops: 1}
+}
+
+func att(origin string, seqno uint16, b string) entry {
+	return entry{kind: kindAttest, origin: origin, seqno: seqno, att: []byte(b)}
+}
+
+// A neighbour cannot add names it holds no attestation for, forged or
+// absent, and forged attestations cost bounded verification work.
+func TestCertifiedRefusesMadeUpNames(t *testing.T) {
+	c := &fakeCertifier{}
+	e := certEngine(t, c)
+	e.LinkUp(ct0, "m", 10, false)
+	for i := range 5000 {
+		name := fmt.Sprintf("ghost-%d", i)
+		recvEntries(t, e, "m", upd(name, 1, 10))
+		recvEntries(t, e, "m", att(name, 1, "forged"), upd(name, 1, 10))
+	}
+	if got := e.Stats().Destinations; got != 1 {
+		t.Fatalf("%d destinations after 5000 made-up names, want 1 (m): %v", got, e.Routes())
+	}
+	st := e.Stats()
+	if st.Uncertified != 10000 {
+		t.Errorf("Uncertified = %d, want 10000", st.Uncertified)
+	}
+	if c.verified > 5*DefaultMaxVerifyFailures {
+		t.Errorf("verified %d forged attestations at one instant, budget is %d", c.verified, 5*DefaultMaxVerifyFailures)
+	}
+	if st.ThrottledAttestations == 0 {
+		t.Error("no attestation throttled")
+	}
+	// An honest origin is still accepted from an honest neighbour.
+	e.LinkUp(ct0, "c", 10, false)
+	recvEntries(t, e, "c", att("b", 3, "att:b/3"), upd("b", 3, 10))
+	if r, ok := e.Lookup("b"); !ok || r.NextHop != "c" {
+		t.Fatalf("route to b = %+v, %v; want via c", r, ok)
+	}
+}
+
+// Only the origin advances its seqno: a bumped seqno without the origin's
+// attestation is refused, for others and for ourselves.
+func TestCertifiedSeqnoBumpRefused(t *testing.T) {
+	c := &fakeCertifier{}
+	e := certEngine(t, c)
+	e.LinkUp(ct0, "c", 10, false)
+	e.LinkUp(ct0, "m", 10, false)
+	recvEntries(t, e, "c", att("b", 5, "att:b/5"), upd("b", 5, 30))
+	recvEntries(t, e, "m", upd("b", 9, 1))
+	recvEntries(t, e, "m", att("b", 5, "att:b/5"), upd("b", 9, 1))
+	recvEntries(t, e, "m", att("b", 9, "att:b/5"), upd("b", 9, 1))
+	if got := e.Stats().Uncertified; got != 3 {
+		t.Errorf("Uncertified = %d after 3 bumped updates, want 3", got)
+	}
+	// Distance 0 from a relay is impossible whatever the seqno.
+	recvEntries(t, e, "m", upd("b", 5, 0))
+	if got := e.Stats().Implausible; got != 1 {
+		t.Errorf("Implausible = %d after a relay's metric 0, want 1", got)
+	}
+	r, ok := e.Lookup("b")
+	if !ok || r.NextHop != "c" || r.Seqno != 5 {
+		t.Fatalf("route to b = %+v; want via c at seqno 5", r)
+	}
+	self, _ := e.Lookup("a")
+	recvEntries(t, e, "m", att("a", self.Seqno+100, "forged"), upd("a", self.Seqno+100, 0))
+	if now, _ := e.Lookup("a"); now.Seqno != self.Seqno {
+		t.Fatalf("own seqno moved from %d to %d on a forged attestation", self.Seqno, now.Seqno)
+	}
+	// The origin's own newer attestation moves it.
+	recvEntries(t, e, "c", att("b", 6, "att:b/6"), upd("b", 6, 30))
+	if r, _ := e.Lookup("b"); r.Seqno != 6 {
+		t.Fatalf("seqno = %d after b's attestation of 6", r.Seqno)
+	}
+}
+
+// Attestations travel with the updates they cover, once per neighbour and
+// seqno.
+func TestCertifiedAttestationSentOnce(t *testing.T) {
+	c := &fakeCertifier{}
+	e := certEngine(t, c)
+	e.LinkUp(ct0, "c", 10, false)
+	first := decodeAll(t, e.Ready().Messages)
+	if len(first) != 2 || first[0].kind != kindAttest || first[1].kind != kindUpdate {
+		t.Fatalf("first message to c = %+v, want attest then update", first)
+	}
+	e.Tick(ct0.Add(5 * time.Second)) // periodic refresh
+	for _, en := range decodeAll(t, e.Ready().Messages) {
+		if en.kind == kindAttest {
+			t.Fatalf("attestation resent in the first periodic refresh: %+v", en)
+		}
+	}
+}
+
+func decodeAll(t *testing.T, ms []Message) []entry {
+	t.Helper()
+	var out []entry
+	for _, m := range ms {
+		es, err := decodeMessage(m.Payload, maxEntriesLimit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, es...)
+	}
+	return out
+}
