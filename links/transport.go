@@ -13,8 +13,8 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/circuitmesh/circuitmesh/links/ratelog"
 	"github.com/circuitmesh/circuitmesh/links/identity"
+	"github.com/circuitmesh/circuitmesh/links/ratelog"
 )
 
 // Link refusals are logged at WARN once per address and direction per

@@ -13,8 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/circuitmesh/circuitmesh/links/ratelog"
 	"github.com/circuitmesh/circuitmesh/links/identity"
+	"github.com/circuitmesh/circuitmesh/links/ratelog"
 	"github.com/circuitmesh/circuitmesh/routing"
 )
 
