@@ -116,6 +116,7 @@ func TestReloadIdentityKeepsCircuits(t *testing.T) {
 		}
 	}
 	echo("before")
+	oldRecord := b.seal.Load().Record()
 
 	// A reload with an expired certificate is refused; the old one stays.
 	expired, err := c.ca.IssueAt("b", time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))
@@ -166,4 +167,25 @@ func TestReloadIdentityKeepsCircuits(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	echo("at the end")
+
+	// The reload changed b's end-to-end key with its certificate key. a
+	// holds b's old key record from the first circuit; a new circuit still
+	// opens, sealed under b's new key.
+	if b.seal.Load().Record().Key == oldRecord.Key {
+		t.Fatal("b's end-to-end key did not follow its reloaded certificate")
+	}
+	conn2, err := c.nodes["a"].Dial(ctxT(t, 10*time.Second), "b", "echo2")
+	if err != nil {
+		t.Fatalf("dial after b's key changed: %v", err)
+	}
+	defer conn2.Close()
+	if !conn2.Sealed() {
+		t.Fatal("the circuit after the key change is not sealed")
+	}
+	if _, err := conn2.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(conn2, make([]byte, 1)); err != nil {
+		t.Fatalf("echo after b's key changed: %v", err)
+	}
 }
