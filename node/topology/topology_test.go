@@ -117,7 +117,7 @@ func TestDecide(t *testing.T) {
 	}, {
 		name: "a router never dials a leaf",
 		in: Input{Self: "me", Coord: at(0), Config: cfg,
-			Members: []Member{{Name: "l0", Leaf: true, Addr: "l0", Coord: at(1)}, {Name: "r0", Addr: "r0", Coord: at(50)}},
+			Members:     []Member{{Name: "l0", Leaf: true, Addr: "l0", Coord: at(1)}, {Name: "r0", Addr: "r0", Coord: at(50)}},
 			Unreachable: []string{"l0"}},
 		wantAdd: []string{"r0"},
 	}, {
@@ -200,7 +200,9 @@ func newMesh(n int, order []int, cfg Config, rng *rand.Rand) *mesh {
 	return m
 }
 
-func (m *mesh) rtt(a, b string) time.Duration { return m.coord[a].DistanceTo(m.coord[b]) + time.Microsecond }
+func (m *mesh) rtt(a, b string) time.Duration {
+	return m.coord[a].DistanceTo(m.coord[b]) + time.Microsecond
+}
 
 func (m *mesh) component(from string) map[string]bool {
 	seen := map[string]bool{from: true}
