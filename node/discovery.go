@@ -39,7 +39,7 @@ type discovery struct {
 	once  sync.Once
 
 	mu      sync.Mutex
-	members map[string]gossipMember            // alive members, copied from memberlist's events
+	members map[string]gossipMember           // alive members, copied from memberlist's events
 	coords  map[string]*coordinate.Coordinate // member → last coordinate
 	dialing map[string]bool                   // member → dial in progress
 	owned   map[string]bool                   // members this node dialled and linked

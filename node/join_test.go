@@ -21,8 +21,8 @@ import (
 type dnsServer struct {
 	addr string
 	mu   sync.Mutex
-	a    map[string][]net.IP       // name → A records
-	srv  map[string][]*dns.SRV     // name → SRV records
+	a    map[string][]net.IP   // name → A records
+	srv  map[string][]*dns.SRV // name → SRV records
 	srvr *dns.Server
 }
 
@@ -208,11 +208,11 @@ func TestMemberWhoseCertificateNamesAnotherNodeGetsNoLink(t *testing.T) {
 
 type staticMeta []byte
 
-func (m staticMeta) NodeMeta(int) []byte                { return m }
-func (staticMeta) NotifyMsg([]byte)                     {}
-func (staticMeta) GetBroadcasts(int, int) [][]byte      { return nil }
-func (staticMeta) LocalState(bool) []byte               { return nil }
-func (staticMeta) MergeRemoteState([]byte, bool)        {}
+func (m staticMeta) NodeMeta(int) []byte           { return m }
+func (staticMeta) NotifyMsg([]byte)                {}
+func (staticMeta) GetBroadcasts(int, int) [][]byte { return nil }
+func (staticMeta) LocalState(bool) []byte          { return nil }
+func (staticMeta) MergeRemoteState([]byte, bool)   {}
 
 func FuzzDecodeCoordinate(f *testing.F) {
 	good, _ := json.Marshal(coordinate.NewCoordinate(coordinate.DefaultConfig()))
