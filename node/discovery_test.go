@@ -24,6 +24,7 @@ func gossipCluster(t *testing.T, order []int, maxLinks int) (*cluster, []string)
 	var names []string
 	for _, i := range order {
 		name := fmt.Sprintf("circuitmesh-%d", i)
+		c.leafs[name] = i%5 == 4 && i > 0 // one node in five is a leaf
 		n := c.add(name)
 		if seed == "" {
 			seed = n.Status().GossipAddr
@@ -128,6 +129,13 @@ func TestDiscoveryBuildsConnectedBoundedMesh(t *testing.T) {
 				c, names := gossipCluster(t, order, maxLinks)
 				started := time.Since(start)
 				took, st := waitMesh(t, c, names, maxLinks, 60*time.Second)
+				for _, a := range names {
+					for _, l := range c.nodes[a].Links() {
+						if c.leafs[a] && c.leafs[l.Peer] {
+							t.Errorf("leaves %s and %s are linked", a, l.Peer)
+						}
+					}
+				}
 				t.Logf("%d nodes: started in %v, every pair reachable %v later; max degree %d (bound %d), mean %.1f, diameter %d hops",
 					n, started.Round(time.Millisecond), took.Round(time.Millisecond), st.maxDegree, maxLinks, st.meanDegree, st.diameter)
 			})
