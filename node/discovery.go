@@ -34,9 +34,7 @@ type discovery struct {
 	ml    *memberlist.Memberlist
 	vc    *coordinate.Client
 	kickc chan struct{}
-	stopc chan struct{}
 	logw  *slogWriter
-	once  sync.Once
 
 	mu      sync.Mutex
 	members map[string]gossipMember           // alive members, copied from memberlist's events
@@ -107,7 +105,7 @@ func startDiscovery(n *Node) (*discovery, error) {
 		return nil, fmt.Errorf("network coordinates: %w", err)
 	}
 	d := &discovery{
-		n: n, vc: vc, kickc: make(chan struct{}, 1), stopc: make(chan struct{}),
+		n: n, vc: vc, kickc: make(chan struct{}, 1),
 		members: map[string]gossipMember{},
 		coords:  map[string]*coordinate.Coordinate{}, dialing: map[string]bool{}, owned: map[string]bool{},
 		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
@@ -182,8 +180,6 @@ func (d *discovery) joinLoop() {
 	defer t.Stop()
 	for {
 		select {
-		case <-d.stopc:
-			return
 		case <-d.n.ctx.Done():
 			return
 		case <-t.C:
@@ -441,8 +437,6 @@ func (d *discovery) policyLoop(events <-chan Event) {
 	defer t.Stop()
 	for {
 		select {
-		case <-d.stopc:
-			return
 		case <-d.n.ctx.Done():
 			return
 		case _, ok := <-events:
@@ -678,7 +672,6 @@ func (d *discovery) leave(timeout time.Duration) {
 }
 
 func (d *discovery) shutdown() {
-	d.once.Do(func() { close(d.stopc) })
 	d.ml.Shutdown()
 	// Memberlist's goroutines may log a little after Shutdown returns.
 	d.logw.closed.Store(true)
