@@ -149,7 +149,8 @@ type DiscoveryConfig struct {
 	// discovery makes (they are neither dialled nor repaired toward).
 	LinkPolicy func(peer Member) bool
 	// TargetLinks is the degree a router aims for (incoming plus
-	// outgoing links made by discovery). Default 5.
+	// outgoing links made by discovery). Default 5, or MaxLinks if that
+	// is set and smaller.
 	TargetLinks int
 	// MaxLinks is the hard bound on links, incoming and outgoing, static
 	// links excluded: beyond it the worst are closed. Default the larger
@@ -223,6 +224,9 @@ func (c *Config) setDefaults() {
 		l.HeaderTimeout = 5 * time.Second
 	}
 	d := &c.Discovery
+	if d.TargetLinks == 0 && d.MaxLinks > 0 {
+		d.TargetLinks = min(topology.DefaultTarget, d.MaxLinks)
+	}
 	def(&d.TargetLinks, topology.DefaultTarget)
 	def(&d.MaxLinks, max(topology.DefaultMax, 2*d.TargetLinks))
 	def(&d.LeafLinks, topology.DefaultLeaf)

@@ -235,3 +235,62 @@ func FuzzDecodeCoordinate(f *testing.F) {
 		_ = coordinate.NewCoordinate(coordinate.DefaultConfig()).DistanceTo(c)
 	})
 }
+
+// Gossip members that have the gossip key but no certificate (their link
+// addresses lead nowhere) take no link slot: a late honest joiner still
+// links and reaches every honest node, and the fakes' addresses are backed
+// off.
+func TestFakeGossipMembersTakeNoLinkSlots(t *testing.T) {
+	key := bytes.Repeat([]byte{9}, 32)
+	c := newCluster(t, false)
+	var seed string
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: key, TargetLinks: 2, MaxLinks: 4}
+		if seed != "" {
+			cfg.Discovery.Join = []string{seed}
+		}
+	}
+	a := c.add("a")
+	seed = a.Status().GossipAddr
+	c.add("b")
+	for i := range 8 {
+		mc := memberlist.DefaultLANConfig()
+		mc.Name, mc.BindAddr, mc.BindPort = "fake"+strconv.Itoa(i), "127.0.0.1", 0
+		mc.SecretKey = key
+		mc.LogOutput = testWriter{t}
+		meta, _ := json.Marshal(memberMeta{Link: "nowhere" + strconv.Itoa(i), Mesh: "test"})
+		mc.Delegate = staticMeta(meta)
+		ml, err := memberlist.Create(mc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ml.Shutdown() })
+		if _, err := ml.Join([]string{seed}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	late := c.add("late")
+	c.waitConverged()
+	if len(late.Links()) == 0 {
+		t.Fatal("the late joiner has no links")
+	}
+	// Every fake address a tried is backing off.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		a.disco.mu.Lock()
+		n := 0
+		for addr, b := range a.disco.backoff {
+			if len(addr) > 7 && addr[:7] == "nowhere" && time.Now().Before(b.until) {
+				n++
+			}
+		}
+		a.disco.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a never backed off from a fake member's address")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
