@@ -289,10 +289,17 @@ func (p *planner) plan() Plan {
 		}
 	}
 
-	// Fill up to the target: wanted first, then the nearest others.
+	// Fill up to the target: the long links first (the shortcuts that
+	// keep the diameter small would otherwise be crowded out by incoming
+	// near links), then the wanted near ones, then the nearest others.
 	if p.degree+len(out.Add) < target {
 		for _, m := range cands {
-			if wanted[m.Name] && p.degree+len(out.Add) < target {
+			if wanted[m.Name] && !near[m.Name] && p.degree+len(out.Add) < target {
+				add(m)
+			}
+		}
+		for _, m := range cands {
+			if near[m.Name] && p.degree+len(out.Add) < target {
 				add(m)
 			}
 		}

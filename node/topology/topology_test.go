@@ -190,8 +190,12 @@ func newMesh(n int, order []int, cfg Config, rng *rand.Rand) *mesh {
 	m := &mesh{coord: map[string]*coordinate.Coordinate{}, links: map[string]map[string]bool{}, refused: map[string]map[string]bool{}, cfg: cfg}
 	for _, i := range order {
 		name := fmt.Sprintf("n%04d", i)
-		// Three regions 30–80 ms apart, 1 ms inside.
-		c := at(float64(i%3)*40 + rng.Float64())
+		// Three regions 40 ms apart on a triangle, 1 ms inside.
+		c := at(float64(i%3%2)*40 + rng.Float64())
+		c.Vec[1] = (float64(i%3/2)*35 + rng.Float64()) / 1000
+		if i%3 == 2 {
+			c.Vec[0] += 20.0 / 1000
+		}
 		m.coord[name] = c
 		m.members = append(m.members, Member{Name: name, Addr: name, Coord: c})
 		m.links[name] = map[string]bool{}
@@ -310,8 +314,71 @@ func TestPlanBuildsConnectedBoundedMesh(t *testing.T) {
 				if got := len(m.component(m.members[0].Name)); got != n {
 					t.Errorf("settled mesh reaches %d of %d", got, n)
 				}
-				t.Logf("n=%d connected after %d rounds; max degree %d, mean %.1f", n, rounds+1, maxDeg, float64(sum)/float64(n))
+				stretch, diameter := m.pathStats()
+				if stretch > 1.3 {
+					t.Errorf("mean path stretch %.2f between regions, above 1.3", stretch)
+				}
+				t.Logf("n=%d connected after %d rounds; max degree %d, mean %.1f; diameter %d hops; mean path stretch %.2f",
+					n, rounds+1, maxDeg, float64(sum)/float64(n), diameter, stretch)
 			})
 		}
 	}
+}
+
+// pathStats returns the mean stretch of the lowest-latency path over the
+// links against the direct underlay latency, over pairs in different
+// regions (inside a region every path is a fraction of a millisecond), and
+// the diameter in hops seen from those sources.
+func (m *mesh) pathStats() (stretch float64, diameter int) {
+	var sum float64
+	pairs := 0
+	for _, src := range m.members[:min(50, len(m.members))] { // 50 sources bound the cost
+		// Dijkstra by latency, tracking hop counts by BFS separately.
+		dist := map[string]time.Duration{src.Name: 0}
+		done := map[string]bool{}
+		for {
+			cur, best := "", time.Duration(-1)
+			for x, d := range dist {
+				if !done[x] && (best < 0 || d < best) {
+					cur, best = x, d
+				}
+			}
+			if cur == "" {
+				break
+			}
+			done[cur] = true
+			for y := range m.links[cur] {
+				if d := best + m.rtt(cur, y); !done[y] {
+					if old, ok := dist[y]; !ok || d < old {
+						dist[y] = d
+					}
+				}
+			}
+		}
+		hops := map[string]int{src.Name: 0}
+		q := []string{src.Name}
+		for len(q) > 0 {
+			x := q[0]
+			q = q[1:]
+			for y := range m.links[x] {
+				if _, ok := hops[y]; !ok {
+					hops[y] = hops[x] + 1
+					diameter = max(diameter, hops[y])
+					q = append(q, y)
+				}
+			}
+		}
+		for _, dst := range m.members {
+			direct := m.rtt(src.Name, dst.Name)
+			if dst.Name == src.Name || direct < 10*time.Millisecond {
+				continue
+			}
+			sum += float64(dist[dst.Name]) / float64(direct)
+			pairs++
+		}
+	}
+	if pairs == 0 {
+		return 1, diameter
+	}
+	return sum / float64(pairs), diameter
 }
