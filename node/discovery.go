@@ -110,9 +110,7 @@ func startDiscovery(n *Node) (*discovery, error) {
 		coords:  map[string]*coordinate.Coordinate{}, dialing: map[string]bool{}, owned: map[string]bool{},
 		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
 	}
-	for _, a := range n.cfg.StaticLinks {
-		d.static[a] = true
-	}
+	d.resolveStatic()
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = n.cfg.Name
 	mc.BindAddr, mc.BindPort = host, port
@@ -167,6 +165,33 @@ func startDiscovery(n *Node) (*discovery, error) {
 		d.joinLoop()
 	}()
 	return d, nil
+}
+
+// resolveStatic records the static link addresses, with host names also
+// resolved, so that the policy recognises their links (whose remote
+// address is an IP) and never counts or drops them.
+func (d *discovery) resolveStatic() {
+	r := d.n.cfg.Discovery.Resolver
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	ctx, cancel := context.WithTimeout(d.n.ctx, 5*time.Second)
+	defer cancel()
+	for _, a := range d.n.cfg.StaticLinks {
+		d.static[a] = true
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || net.ParseIP(host) != nil {
+			continue
+		}
+		ips, err := r.LookupIPAddr(ctx, host)
+		if err != nil {
+			d.n.log.Debug("static link address does not resolve", "addr", a, "err", err)
+			continue
+		}
+		for _, ip := range ips[:min(len(ips), 16)] {
+			d.static[net.JoinHostPort(ip.IP.String(), port)] = true
+		}
+	}
 }
 
 // joinLoop resolves Join again every JoinInterval and joins addresses that

@@ -267,3 +267,35 @@ func TestDiscoveryChurn(t *testing.T) {
 	time.Sleep(quiet)
 	t.Logf("link changes per node per minute once settled: %.2f", float64(len(changes))/float64(len(stay))/quiet.Minutes())
 }
+
+// Static links are kept on top of the policy: neither counted toward the
+// bound nor closed when gossip links fill it.
+func TestDiscoveryKeepsStaticLinks(t *testing.T) {
+	c := newCluster(t, false)
+	for _, s := range []string{"s1", "s2", "s3"} {
+		c.add(s)
+	}
+	var seed string
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), TargetLinks: 1, MaxLinks: 1}
+		if seed != "" {
+			cfg.Discovery.Join = []string{seed}
+		} else {
+			cfg.StaticLinks = []string{"s1", "s2", "s3"}
+		}
+	}
+	a := c.add("a")
+	seed = a.Status().GossipAddr
+	c.add("g1")
+	c.add("g2")
+	c.waitConverged()
+	// Give the policy a few runs at its bound, then check.
+	for range 3 {
+		a.disco.step(time.Now())
+	}
+	for _, s := range []string{"s1", "s2", "s3"} {
+		if a.link(s) == nil {
+			t.Errorf("a lost its static link to %s", s)
+		}
+	}
+}
