@@ -39,6 +39,7 @@ func TestConfigValidation(t *testing.T) {
 		{"negative limit", Config{Name: "a", Insecure: true, Limits: Limits{MaxCircuits: -1}}, "Limits.MaxCircuits must not be negative"},
 		{"tiny header limit", Config{Name: "a", Insecure: true, Limits: Limits{MaxHeaderSize: 10}}, "MaxHeaderSize"},
 		{"bad gossip key", Config{Name: "a", Insecure: true, Discovery: DiscoveryConfig{Key: []byte("short")}}, "16, 24 or 32 bytes"},
+		{"max links below target", Config{Name: "a", Insecure: true, Discovery: DiscoveryConfig{TargetLinks: 6, MaxLinks: 4}}, "at least Discovery.TargetLinks"},
 		{"missing files", Config{Name: "a", DataDir: t.TempDir()}, "node.crt"},
 	}
 	for _, tc := range cases {

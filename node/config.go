@@ -12,6 +12,7 @@ import (
 
 	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/links/identity"
+	"github.com/circuitmesh/circuitmesh/node/topology"
 )
 
 // DefaultMesh is the mesh name used when Config.Mesh is empty.
@@ -150,7 +151,8 @@ type RoutingConfig struct {
 	Hysteresis uint32
 }
 
-// DiscoveryConfig configures memberlist gossip discovery.
+// DiscoveryConfig configures memberlist gossip discovery and the policy
+// that turns members into links (package node/topology).
 type DiscoveryConfig struct {
 	// BindAddr is the memberlist gossip address (TCP and UDP). Empty
 	// disables discovery.
@@ -158,16 +160,38 @@ type DiscoveryConfig struct {
 	// AdvertiseAddr is the gossip address announced to others. Default
 	// BindAddr.
 	AdvertiseAddr string
-	// Join lists gossip addresses of existing members.
+	// Join lists members to join: gossip addresses HOST:PORT, or
+	// "dns:NAME[:PORT]" (every A/AAAA record of NAME, port default the
+	// local gossip port) or "dns+srv:NAME" (the SRV records of NAME, e.g.
+	// _gossip._udp.circuitmesh.ns.svc). Names are resolved again every
+	// JoinInterval and new addresses joined.
 	Join []string
+	// JoinInterval is how often Join is resolved and retried. Default 30s.
+	JoinInterval time.Duration
+	// Resolver resolves dns: and dns+srv: joins. Default net.DefaultResolver.
+	Resolver *net.Resolver
 	// Key is the gossip encryption key (16, 24 or 32 bytes). Empty means
 	// unencrypted gossip, which is logged as a warning.
 	Key []byte
-	// LinkPolicy decides whether to link directly to a discovered node.
-	// Default: link to every discovered router, up to MaxLinks.
+	// LinkPolicy, when set, excludes members it rejects from the links
+	// discovery makes (they are neither dialled nor repaired toward).
 	LinkPolicy func(peer Member) bool
-	// MaxLinks bounds links made because of discovery. Default 8.
+	// TargetLinks is the degree a router aims for (incoming plus
+	// outgoing links made by discovery). Default 5, or MaxLinks if that
+	// is set and smaller.
+	TargetLinks int
+	// MaxLinks is the hard bound on links, incoming and outgoing, static
+	// links excluded: beyond it the worst are closed. Default the larger
+	// of 10 and 2×TargetLinks.
 	MaxLinks int
+	// LongLinks is how many of the TargetLinks are random long links
+	// (small-world shortcuts). Default 1; negative means none.
+	LongLinks int
+	// LeafLinks is how many nearby routers a leaf links to. Default 2.
+	LeafLinks int
+	// Interval is how often the link policy runs besides membership, link
+	// and route events. Default 2s.
+	Interval time.Duration
 }
 
 // Member is a node announced by gossip.
@@ -227,7 +251,19 @@ func (c *Config) setDefaults() {
 	if l.HeaderTimeout == 0 {
 		l.HeaderTimeout = 5 * time.Second
 	}
-	def(&c.Discovery.MaxLinks, 8)
+	d := &c.Discovery
+	if d.TargetLinks == 0 && d.MaxLinks > 0 {
+		d.TargetLinks = min(topology.DefaultTarget, d.MaxLinks)
+	}
+	def(&d.TargetLinks, topology.DefaultTarget)
+	def(&d.MaxLinks, max(topology.DefaultMax, 2*d.TargetLinks))
+	def(&d.LeafLinks, topology.DefaultLeaf)
+	if d.JoinInterval <= 0 {
+		d.JoinInterval = 30 * time.Second
+	}
+	if d.Interval <= 0 {
+		d.Interval = 2 * time.Second
+	}
 }
 
 func (c *Config) validate() error {
@@ -269,6 +305,9 @@ func (c *Config) validate() error {
 	}
 	if c.E2E != E2EOn && c.E2E != E2EOff {
 		return bad("E2E must be E2EOn or E2EOff (got %d)", int(c.E2E))
+	}
+	if d := c.Discovery; d.TargetLinks < 1 || d.MaxLinks < d.TargetLinks {
+		return bad("Discovery.MaxLinks %d must be at least Discovery.TargetLinks %d (at least 1)", d.MaxLinks, d.TargetLinks)
 	}
 	if k := len(c.Discovery.Key); k != 0 && k != 16 && k != 24 && k != 32 {
 		return bad("Discovery.Key must be 16, 24 or 32 bytes (got %d)", k)

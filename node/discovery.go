@@ -2,28 +2,84 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/coordinate"
+
+	"github.com/circuitmesh/circuitmesh/node/topology"
 )
 
 // discovery runs memberlist gossip: it announces this node's name, link
-// address and role, and links to discovered nodes the link policy accepts.
-// Gossip only discovers; reachability is routing's business.
+// address and role, learns network coordinates from memberlist's probes,
+// and runs the link policy (package node/topology) on membership, link and
+// route events and every Interval. Gossip only discovers; a member holds a
+// link only once the link's handshake proved its certificate names it.
 type discovery struct {
-	n  *Node
-	ml *memberlist.Memberlist
+	n     *Node
+	ml    *memberlist.Memberlist
+	vc    *coordinate.Client
+	kickc chan struct{}
+	logw  *slogWriter
 
-	mu    sync.Mutex
-	links map[string]string // member name → link address kept because of gossip
+	mu      sync.Mutex
+	members map[string]gossipMember           // alive members, copied from memberlist's events
+	coords  map[string]*coordinate.Coordinate // member → last coordinate
+	dialing map[string]bool                   // member → dial in progress
+	owned   map[string]bool                   // members this node dialled and linked
+	backoff map[string]*addrBackoff           // link address → back-off
+	lost    map[string]time.Time              // member → unreachable since
+	static  map[string]bool                   // static link addresses
+}
+
+// Bounds of discovery's tables.
+const (
+	maxCoords   = 4096
+	maxBackoffs = 4096
+	maxDialing  = 4
+	coordSize   = 1024 // bound of an encoded coordinate in a probe ack
+)
+
+// Back-off of dials by link address: a failed dial waits 1 s doubling up
+// to 5 min; an address whose certificate names another node than its
+// gossip member waits banTime. A link that lived less than goodLink counts
+// as failed.
+const (
+	dialMinBackoff = time.Second
+	dialMaxBackoff = 5 * time.Minute
+	banTime        = 10 * time.Minute
+	goodLink       = 10 * time.Second
+	lostGrace      = 3 * time.Second
+)
+
+// gossipMember is what discovery keeps of a memberlist member (memberlist's
+// own *Node is mutated under its lock, so it is copied in its callbacks).
+type gossipMember struct {
+	Member
+	gossip string // gossip address
+	ok     bool   // same mesh, good metadata, accepted by LinkPolicy
+}
+
+// maxMembers bounds the member table.
+const maxMembers = 65536
+
+type addrBackoff struct {
+	wait  time.Duration
+	until time.Time
 }
 
 // memberMeta is the gossip metadata of a node (JSON, under
@@ -44,7 +100,17 @@ func startDiscovery(n *Node) (*discovery, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip bind port %q: %w", portStr, err)
 	}
-	d := &discovery{n: n, links: make(map[string]string)}
+	vc, err := coordinate.NewClient(coordinate.DefaultConfig())
+	if err != nil {
+		return nil, fmt.Errorf("network coordinates: %w", err)
+	}
+	d := &discovery{
+		n: n, vc: vc, kickc: make(chan struct{}, 1),
+		members: map[string]gossipMember{},
+		coords:  map[string]*coordinate.Coordinate{}, dialing: map[string]bool{}, owned: map[string]bool{},
+		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
+	}
+	d.resolveStatic()
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = n.cfg.Name
 	mc.BindAddr, mc.BindPort = host, port
@@ -61,11 +127,13 @@ func startDiscovery(n *Node) (*discovery, error) {
 	if len(dc.Key) > 0 {
 		mc.SecretKey = dc.Key
 	} else {
-		n.log.Warn("gossip is NOT encrypted: set a gossip key (Discovery.Key, --gossip-key)")
+		n.log.Warn("gossip is NOT encrypted: set a gossip key (Discovery.Key, --gossip-key-file)")
 	}
 	mc.Delegate = d
 	mc.Events = d
-	mc.Logger = log.New(&slogWriter{l: n.log.With("component", "gossip")}, "", 0)
+	mc.Ping = d
+	d.logw = &slogWriter{l: n.log.With("component", "gossip")}
+	mc.Logger = log.New(d.logw, "", 0)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("start gossip on %s: %w", dc.BindAddr, err)
@@ -76,11 +144,173 @@ func startDiscovery(n *Node) (*discovery, error) {
 		n.log.Warn("gossip metadata update failed", "err", err)
 	}
 	if len(dc.Join) > 0 {
-		if _, err := ml.Join(dc.Join); err != nil {
-			n.log.Warn("gossip join failed; will be joined by others", "join", dc.Join, "err", err)
+		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+		addrs := d.resolveJoin(ctx)
+		cancel()
+		if len(addrs) == 0 {
+			n.log.Warn("gossip join: no address yet; retrying", "join", dc.Join, "every", dc.JoinInterval)
+		} else if _, err := ml.Join(addrs); err != nil {
+			n.log.Warn("gossip join failed; retrying", "join", addrs, "err", err, "every", dc.JoinInterval)
 		}
 	}
+	events, unsubscribe := n.Subscribe(64)
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		defer unsubscribe()
+		d.policyLoop(events)
+	}()
+	go func() {
+		defer n.wg.Done()
+		d.joinLoop()
+	}()
 	return d, nil
+}
+
+// resolveStatic records the static link addresses, with host names also
+// resolved, so that the policy recognises their links (whose remote
+// address is an IP) and never counts or drops them.
+func (d *discovery) resolveStatic() {
+	r := d.n.cfg.Discovery.Resolver
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	ctx, cancel := context.WithTimeout(d.n.ctx, 5*time.Second)
+	defer cancel()
+	for _, a := range d.n.cfg.StaticLinks {
+		d.static[a] = true
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || net.ParseIP(host) != nil {
+			continue
+		}
+		ips, err := r.LookupIPAddr(ctx, host)
+		if err != nil {
+			d.n.log.Debug("static link address does not resolve", "addr", a, "err", err)
+			continue
+		}
+		for _, ip := range ips[:min(len(ips), 16)] {
+			d.static[net.JoinHostPort(ip.IP.String(), port)] = true
+		}
+	}
+}
+
+// joinLoop resolves Join again every JoinInterval and joins addresses that
+// are not members yet.
+func (d *discovery) joinLoop() {
+	dc := d.n.cfg.Discovery
+	if len(dc.Join) == 0 {
+		return
+	}
+	t := time.NewTicker(dc.JoinInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(d.n.ctx, min(dc.JoinInterval, 10*time.Second))
+		addrs := d.resolveJoin(ctx)
+		cancel()
+		known := map[string]bool{}
+		d.mu.Lock()
+		for _, m := range d.members {
+			known[m.gossip] = true
+		}
+		d.mu.Unlock()
+		var fresh []string
+		for _, a := range addrs {
+			if !known[a] {
+				fresh = append(fresh, a)
+			}
+		}
+		if len(fresh) == 0 {
+			continue
+		}
+		if _, err := d.ml.Join(fresh); err != nil {
+			d.n.log.Debug("gossip join failed", "join", fresh, "err", err)
+		}
+	}
+}
+
+// maxJoinAddrs bounds the addresses one resolution of Join yields.
+const maxJoinAddrs = 256
+
+// resolveJoin turns Join into gossip addresses: dns:NAME[:PORT] gives
+// every A/AAAA record of NAME (port default: this node's gossip port),
+// dns+srv:NAME every SRV target and port; anything else is used as is.
+func (d *discovery) resolveJoin(ctx context.Context) []string {
+	dc := d.n.cfg.Discovery
+	r := dc.Resolver
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	_, defPort, _ := net.SplitHostPort(dc.BindAddr)
+	if d.ml != nil {
+		defPort = strconv.Itoa(int(d.ml.LocalNode().Port))
+	}
+	addrs, err := resolveJoin(ctx, r, dc.Join, defPort)
+	if err != nil {
+		d.n.log.Warn("gossip join: resolving failed", "join", dc.Join, "err", err)
+	}
+	return addrs
+}
+
+// ErrBadJoin: a Join entry that cannot be resolved.
+var ErrBadJoin = errors.New("bad gossip join address")
+
+func resolveJoin(ctx context.Context, r *net.Resolver, join []string, defPort string) ([]string, error) {
+	var out []string
+	var errs []error
+	seen := map[string]bool{}
+	addHost := func(host, port string) error {
+		ips, err := r.LookupIPAddr(ctx, host)
+		if err != nil {
+			return fmt.Errorf("%w: resolve %s: %w", ErrBadJoin, host, err)
+		}
+		for _, ip := range ips {
+			a := net.JoinHostPort(ip.IP.String(), port)
+			if !seen[a] && len(out) < maxJoinAddrs {
+				seen[a] = true
+				out = append(out, a)
+			}
+		}
+		return nil
+	}
+	for _, j := range join {
+		switch {
+		case strings.HasPrefix(j, "dns+srv:"):
+			name := strings.TrimPrefix(j, "dns+srv:")
+			_, srvs, err := r.LookupSRV(ctx, "", "", name)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%w: SRV %s: %w", ErrBadJoin, name, err))
+				continue
+			}
+			for _, srv := range srvs {
+				if err := addHost(strings.TrimSuffix(srv.Target, "."), strconv.Itoa(int(srv.Port))); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		case strings.HasPrefix(j, "dns:"):
+			host, port := strings.TrimPrefix(j, "dns:"), defPort
+			if h, p, err := net.SplitHostPort(host); err == nil {
+				host, port = h, p
+			}
+			if host == "" || port == "" {
+				errs = append(errs, fmt.Errorf("%w: %q", ErrBadJoin, j))
+				continue
+			}
+			if err := addHost(host, port); err != nil {
+				errs = append(errs, err)
+			}
+		default:
+			if !seen[j] && len(out) < maxJoinAddrs {
+				seen[j] = true
+				out = append(out, j)
+			}
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
 func (d *discovery) addr() string {
@@ -122,68 +352,340 @@ func (d *discovery) LocalState(join bool) []byte                { return nil }
 func (d *discovery) MergeRemoteState(buf []byte, join bool)     {}
 
 // NotifyJoin implements memberlist.EventDelegate.
-func (d *discovery) NotifyJoin(m *memberlist.Node) { d.consider(m) }
+func (d *discovery) NotifyJoin(m *memberlist.Node) { d.record(m) }
 
 // NotifyUpdate implements memberlist.EventDelegate.
-func (d *discovery) NotifyUpdate(m *memberlist.Node) { d.consider(m) }
+func (d *discovery) NotifyUpdate(m *memberlist.Node) { d.record(m) }
+
+// record copies a joined or updated member (called with memberlist's lock
+// held: it must not call memberlist).
+func (d *discovery) record(m *memberlist.Node) {
+	gm := gossipMember{gossip: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))}
+	gm.Member, gm.ok = d.member(m)
+	gm.Name = m.Name
+	d.mu.Lock()
+	if _, ok := d.members[m.Name]; ok || len(d.members) < maxMembers {
+		d.members[m.Name] = gm
+	}
+	d.mu.Unlock()
+	d.kick()
+}
 
 // NotifyLeave implements memberlist.EventDelegate.
 func (d *discovery) NotifyLeave(m *memberlist.Node) {
 	d.mu.Lock()
-	addr, ok := d.links[m.Name]
-	delete(d.links, m.Name)
+	delete(d.members, m.Name)
+	delete(d.coords, m.Name)
+	delete(d.lost, m.Name)
 	d.mu.Unlock()
-	if ok {
-		d.n.unkeep(addr)
-	}
+	d.vc.ForgetNode(m.Name)
+	d.kick()
 }
 
-// consider links to a discovered member when the policy accepts it.
-func (d *discovery) consider(m *memberlist.Node) {
-	if m.Name == d.n.cfg.Name || len(m.Meta) == 0 {
+// AckPayload implements memberlist.PingDelegate: probe acks carry this
+// node's Vivaldi coordinate.
+func (d *discovery) AckPayload() []byte {
+	b, err := json.Marshal(d.vc.GetCoordinate())
+	if err != nil || len(b) > coordSize {
+		return nil
+	}
+	return b
+}
+
+// NotifyPingComplete implements memberlist.PingDelegate: a probe's RTT and
+// the member's coordinate update this node's coordinate.
+func (d *discovery) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, payload []byte) {
+	c, err := decodeCoordinate(payload)
+	if err != nil {
+		d.n.log.Debug("ignoring a probe ack's coordinate", "member", other.Name, "err", err)
 		return
 	}
-	var meta memberMeta
-	if err := json.Unmarshal(m.Meta, &meta); err != nil || meta.Link == "" {
-		d.n.log.Debug("ignoring gossip member with bad metadata", "member", m.Name)
-		return
-	}
-	if meta.Mesh != d.n.cfg.Mesh {
-		return
-	}
-	mem := Member{Name: m.Name, LinkAddr: meta.Link, Leaf: meta.Leaf}
-	policy := d.n.cfg.Discovery.LinkPolicy
-	if policy == nil {
-		// Default: link to routers; two leaves never link directly.
-		policy = func(p Member) bool { return !p.Leaf || !d.n.cfg.Leaf }
-	}
-	if !policy(mem) {
+	if _, err := d.vc.Update(other.Name, c, rtt); err != nil {
+		d.n.log.Debug("coordinate update rejected", "member", other.Name, "err", err)
 		return
 	}
 	d.mu.Lock()
-	if _, ok := d.links[m.Name]; ok || len(d.links) >= d.n.cfg.Discovery.MaxLinks {
-		d.mu.Unlock()
-		return
+	if _, ok := d.coords[other.Name]; ok || len(d.coords) < maxCoords {
+		d.coords[other.Name] = c
 	}
-	d.links[m.Name] = meta.Link
 	d.mu.Unlock()
-	// Only one side dials, so the pair does not race: the smaller name.
-	if d.n.cfg.Name < m.Name {
-		d.n.keep(meta.Link)
+}
+
+// errBadCoordinate: a probe ack carried no usable coordinate.
+var errBadCoordinate = errors.New("bad network coordinate")
+
+// decodeCoordinate parses a coordinate from a probe ack.
+func decodeCoordinate(b []byte) (*coordinate.Coordinate, error) {
+	if len(b) == 0 || len(b) > coordSize {
+		return nil, fmt.Errorf("%w: %d bytes", errBadCoordinate, len(b))
+	}
+	var c coordinate.Coordinate
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadCoordinate, err)
+	}
+	if !c.IsValid() || !c.IsCompatibleWith(coordinate.NewCoordinate(coordinate.DefaultConfig())) {
+		return nil, fmt.Errorf("%w: invalid or of another dimension", errBadCoordinate)
+	}
+	return &c, nil
+}
+
+func (d *discovery) kick() {
+	select {
+	case d.kickc <- struct{}{}:
+	default:
 	}
 }
 
-// Members lists the nodes gossip knows (nil without discovery).
+// member parses a gossip member; ok is false for this node, another mesh,
+// bad metadata, or a member the LinkPolicy rejects.
+func (d *discovery) member(m *memberlist.Node) (Member, bool) {
+	if m.Name == d.n.cfg.Name || len(m.Meta) == 0 {
+		return Member{}, false
+	}
+	var meta memberMeta
+	if err := json.Unmarshal(m.Meta, &meta); err != nil || meta.Link == "" || meta.Mesh != d.n.cfg.Mesh {
+		return Member{}, false
+	}
+	mem := Member{Name: m.Name, LinkAddr: meta.Link, Leaf: meta.Leaf}
+	if p := d.n.cfg.Discovery.LinkPolicy; p != nil && !p(mem) {
+		return Member{}, false
+	}
+	return mem, true
+}
+
+// policyLoop runs the link policy on events and every Interval, at most
+// once per settle period.
+func (d *discovery) policyLoop(events <-chan Event) {
+	const settle = 100 * time.Millisecond
+	interval := d.n.cfg.Discovery.Interval
+	t := time.NewTimer(settle)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.n.ctx.Done():
+			return
+		case _, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			t.Reset(settle)
+			continue
+		case <-d.kickc:
+			t.Reset(settle)
+			continue
+		case <-t.C:
+		}
+		d.step(time.Now())
+		// Jitter so that nodes started together do not act in lockstep.
+		t.Reset(interval/2 + rand.N(interval/2+1))
+	}
+}
+
+// step runs the policy once and applies its decision.
+func (d *discovery) step(now time.Time) {
+	n := d.n
+	if !n.running() {
+		return
+	}
+	// Memberlist calls the delegates with its own locks held: never call
+	// it with d.mu held.
+	alive := map[string]Member{}
+	var names []string
+	d.mu.Lock()
+	for _, gm := range d.members {
+		if gm.ok {
+			alive[gm.Name] = gm.Member
+			names = append(names, gm.Name)
+		}
+	}
+	d.mu.Unlock()
+	sort.Strings(names)
+	reachable := map[string]bool{}
+	for _, name := range names {
+		if p, ok := n.Peer(name); ok && p.Reachable {
+			reachable[name] = true
+		}
+	}
+	current := n.Links()
+	var members []topology.Member
+	var lost, unavailable []string
+	d.mu.Lock()
+	for _, name := range names {
+		mem := alive[name]
+		members = append(members, topology.Member{Name: mem.Name, Leaf: mem.Leaf, Addr: mem.LinkAddr, Coord: d.coords[mem.Name]})
+	}
+	for name, mem := range alive {
+		if reachable[name] {
+			delete(d.lost, name)
+		} else if since, ok := d.lost[name]; !ok {
+			d.lost[name] = now
+		} else if now.Sub(since) >= lostGrace {
+			lost = append(lost, name)
+		}
+		if d.dialing[name] || len(d.dialing) >= maxDialing || !d.mayDial(mem.LinkAddr, now) {
+			unavailable = append(unavailable, name)
+		}
+	}
+	for name := range d.lost {
+		if _, ok := alive[name]; !ok {
+			delete(d.lost, name)
+		}
+	}
+	var ls []topology.Link
+	var gone []string // links this node dialled to members no longer alive
+	for _, l := range current {
+		static := d.static[l.Address] || d.static[l.Peer]
+		ls = append(ls, topology.Link{Peer: l.Peer, Outbound: l.Outbound, RTT: l.RTT, Static: static})
+		if _, ok := alive[l.Peer]; !ok && d.owned[l.Peer] && !static {
+			gone = append(gone, l.Peer)
+		}
+	}
+	d.mu.Unlock()
+
+	dc := n.cfg.Discovery
+	plan := topology.Decide(topology.Input{
+		Self: n.cfg.Name, Leaf: n.cfg.Leaf, Coord: d.vc.GetCoordinate(),
+		Members: members, Links: ls, Unreachable: lost, Unavailable: unavailable,
+		Config: topology.Config{Target: dc.TargetLinks, Max: dc.MaxLinks, Long: dc.LongLinks, Leaf: dc.LeafLinks, Seed: seedFor(n.cfg.Mesh)},
+	})
+	for _, peer := range gone {
+		d.drop(peer, "no longer a gossip member")
+	}
+	for _, dr := range plan.Drop {
+		d.drop(dr.Peer, dr.Reason)
+	}
+	for _, m := range plan.Add {
+		d.dial(Member{Name: m.Name, LinkAddr: m.Addr, Leaf: m.Leaf})
+	}
+}
+
+func (d *discovery) drop(peer, reason string) {
+	if l := d.n.link(peer); l != nil {
+		d.n.log.Debug("discovery closes a link", "peer", peer, "reason", reason)
+		l.Close("discovery: " + reason)
+	}
+}
+
+// mayDial reports whether addr is out of back-off. d.mu is held.
+func (d *discovery) mayDial(addr string, now time.Time) bool {
+	b := d.backoff[addr]
+	if b == nil {
+		return len(d.backoff) < maxBackoffs || d.evictLocked(now)
+	}
+	return !now.Before(b.until)
+}
+
+// evictLocked frees a back-off entry whose wait ended; false when every
+// entry is still waiting (then no new address is dialled). d.mu is held.
+func (d *discovery) evictLocked(now time.Time) bool {
+	for a, b := range d.backoff {
+		if !now.Before(b.until) {
+			delete(d.backoff, a)
+			return true
+		}
+	}
+	return false
+}
+
+// failed backs addr off: doubling from dialMinBackoff, or at least ban.
+func (d *discovery) failed(addr string, ban time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b := d.backoff[addr]
+	if b == nil {
+		if len(d.backoff) >= maxBackoffs && !d.evictLocked(time.Now()) {
+			return
+		}
+		b = &addrBackoff{}
+		d.backoff[addr] = b
+	}
+	b.wait = min(max(2*b.wait, dialMinBackoff), dialMaxBackoff)
+	wait := max(b.wait/2+rand.N(b.wait/2+1), ban)
+	b.until = time.Now().Add(wait)
+}
+
+// dial links to member m, keeping the link only if its certificate names
+// m. The link's life then decides the address's back-off.
+func (d *discovery) dial(m Member) {
+	d.mu.Lock()
+	if d.dialing[m.Name] {
+		d.mu.Unlock()
+		return
+	}
+	d.dialing[m.Name] = true
+	d.mu.Unlock()
+	n := d.n
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer d.kick()
+		before := map[string]bool{}
+		for _, li := range n.Links() {
+			before[li.Peer] = true
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DialTimeout)
+		l, err := n.transport.Dial(ctx, m.LinkAddr)
+		cancel()
+		d.mu.Lock()
+		delete(d.dialing, m.Name)
+		d.mu.Unlock()
+		switch {
+		case err != nil:
+			if n.ctx.Err() == nil {
+				n.log.Debug("discovery dial failed", "member", m.Name, "addr", m.LinkAddr, "err", err)
+				d.failed(m.LinkAddr, 0)
+			}
+			return
+		case l.Peer() != m.Name:
+			n.log.Warn("gossip member's link address proved another identity; not linking to it",
+				"member", m.Name, "addr", m.LinkAddr, "certificate", l.Peer(), "retry_after", banTime)
+			n.metrics.linkRefused.Inc()
+			if !before[l.Peer()] {
+				l.Close("identity does not match the gossip member")
+			}
+			d.failed(m.LinkAddr, banTime)
+			return
+		}
+		d.mu.Lock()
+		d.owned[m.Name] = true
+		d.mu.Unlock()
+		up := time.Now()
+		select {
+		case <-l.Done():
+		case <-n.ctx.Done():
+			return
+		}
+		d.mu.Lock()
+		if d.owned[m.Name] && n.link(m.Name) == nil {
+			delete(d.owned, m.Name)
+		}
+		if time.Since(up) >= goodLink {
+			delete(d.backoff, m.LinkAddr)
+		}
+		d.mu.Unlock()
+		if time.Since(up) < goodLink {
+			d.failed(m.LinkAddr, 0)
+		}
+	}()
+}
+
+// Members lists the nodes gossip knows (nil without discovery), sorted by
+// name.
 func (n *Node) Members() []Member {
 	if n.disco == nil {
 		return nil
 	}
-	var out []Member
-	for _, m := range n.disco.ml.Members() {
-		var meta memberMeta
-		json.Unmarshal(m.Meta, &meta)
-		out = append(out, Member{Name: m.Name, LinkAddr: meta.Link, Leaf: meta.Leaf})
+	d := n.disco
+	out := []Member{{Name: n.cfg.Name, LinkAddr: d.linkAddr(), Leaf: n.cfg.Leaf}}
+	d.mu.Lock()
+	for _, m := range d.members {
+		if m.Name != n.cfg.Name {
+			out = append(out, m.Member)
+		}
 	}
+	d.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
@@ -194,13 +696,23 @@ func (d *discovery) leave(timeout time.Duration) {
 	d.ml.Leave(timeout)
 }
 
-func (d *discovery) shutdown() { d.ml.Shutdown() }
+func (d *discovery) shutdown() {
+	d.ml.Shutdown()
+	// Memberlist's goroutines may log a little after Shutdown returns.
+	d.logw.closed.Store(true)
+}
 
 // slogWriter adapts memberlist's log.Logger output to slog at debug level
 // (warnings and errors at their level).
-type slogWriter struct{ l *slog.Logger }
+type slogWriter struct {
+	l      *slog.Logger
+	closed atomic.Bool
+}
 
 func (w *slogWriter) Write(p []byte) (int, error) {
+	if w.closed.Load() {
+		return len(p), nil
+	}
 	msg := string(bytes.TrimSpace(p))
 	switch {
 	case bytes.Contains(p, []byte("[ERR]")):

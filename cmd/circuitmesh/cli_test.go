@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,6 +144,8 @@ func TestBadRunFlagsAreUsageErrors(t *testing.T) {
 		{"--insecure", "--name", "a", "--listen", "nope"},
 		{"--insecure", "--name", "a", "--log-format", "xml"},
 		{"--insecure", "--name", "a", "--gossip-key", "short"},
+		{"--insecure", "--name", "a", "--gossip-key-file", "/nonexistent/gossip.key"},
+		{"--insecure", "--name", "a", "--target-links", "6", "--max-links", "4"},
 		{"--insecure", "--name", "a", "--join", "10.0.0.1:7946"},
 	} {
 		_, err := parseRun(t, args...)
@@ -405,5 +408,38 @@ func TestRunFlagE2E(t *testing.T) {
 	}
 	if _, err := parseRun(t, "--insecure", "--name", "a", "--data-dir", t.TempDir(), "--e2e=maybe"); err == nil {
 		t.Fatal("--e2e=maybe accepted")
+	}
+}
+
+func TestDiscoveryFlagsAndGossipKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "gossip.key")
+	if err := os.WriteFile(keyFile, []byte("MDEyMzQ1Njc4OWFiY2RlZg==\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := parseRun(t, "--insecure", "--name", "a", "--data-dir", dir, "--gossip", "127.0.0.1:7946",
+		"--join", "dns+srv:_gossip._udp.circuitmesh.default.svc", "--gossip-key-file", keyFile,
+		"--target-links", "3", "--max-links", "7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc := d.node.Discovery
+	if string(dc.Key) != "0123456789abcdef" || dc.TargetLinks != 3 || dc.MaxLinks != 7 || dc.Join[0] != "dns+srv:_gossip._udp.circuitmesh.default.svc" {
+		t.Fatalf("discovery = %+v", dc)
+	}
+}
+
+func TestGossipKeyOnTheCommandLineIsRefused(t *testing.T) {
+	for _, args := range [][]string{
+		{"circuitmesh", "run", "--insecure", "--name", "a", "--gossip-key", "MDEyMzQ1Njc4OWFiY2RlZg=="},
+		{"circuitmesh", "run", "--gossip-key=MDEyMzQ1Njc4OWFiY2RlZg==", "--insecure", "--name", "a"},
+	} {
+		var stderr bytes.Buffer
+		if code := run(args, strings.NewReader(""), io.Discard, &stderr); code != 2 {
+			t.Fatalf("%v: exit %d, want 2 (usage)", args, code)
+		}
+		if !strings.Contains(stderr.String(), "--gossip-key-file") {
+			t.Fatalf("%v: the refusal does not say what to use instead: %s", args, stderr.String())
+		}
 	}
 }

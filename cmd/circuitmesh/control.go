@@ -154,7 +154,14 @@ Example:
 
 func reloadCommand() *cli.Command {
 	return controlCommand("reload", "reload the node's certificate, key and CA files (as SIGHUP does)", "",
-		"circuitmesh cert issue b --ca-dir ./ca --out ./b --force && circuitmesh reload --data-dir ./b",
+		`Rereads the node's certificate, key and CA files and switches to them
+without dropping links or circuits: new links and end-to-end handshakes
+use the new certificate, and the node announces a new sequence number
+signed with it. An expired certificate, or one for another name or mesh,
+is refused and the current identity kept. SIGHUP does the same.
+
+Example:
+   circuitmesh cert issue b --ca-dir ./ca --out ./b --force && circuitmesh reload --data-dir ./b`,
 		func(c *cli.Context, cl *admin.Client) error {
 			if c.NArg() > 0 {
 				return usagef("reload takes no arguments, got %q", c.Args().First())

@@ -502,8 +502,12 @@ func TestE2EGossipDiscoveryLinksNodesWithoutStaticLinks(t *testing.T) {
 	l := newLab(t, "e2e")
 	key := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes
 	ga, gb := freeTCP(t), freeTCP(t)
-	a := l.start("a", "", "--gossip", ga, "--gossip-key", key)
-	b := l.start("b", "", "--gossip", gb, "--join", ga, "--gossip-key", key)
+	keyFile := filepath.Join(l.dir, "gossip.key")
+	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := l.start("a", "", "--gossip", ga, "--gossip-key-file", keyFile)
+	b := l.startWith([]string{"CIRCUITMESH_GOSSIP_KEY=" + key}, "b", "", "--gossip", gb, "--join", ga)
 	a.waitRoute(t, "b", anyRoute)
 	b.waitRoute(t, "a", anyRoute)
 	if st := b.cli("status"); !strings.Contains(st, gb) {

@@ -21,7 +21,10 @@ func main() {
 // printed as one line on stderr.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
-	err := app.Run(interspersed(app, args))
+	err := refuseSecretArgs(args)
+	if err == nil {
+		err = app.Run(interspersed(app, args))
+	}
 	if err == nil {
 		return 0
 	}

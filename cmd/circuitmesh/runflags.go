@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -38,7 +39,10 @@ func runFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "forward", Usage: "tunnel `LISTEN=PEER/SERVICE`: a local TCP port to a mesh service (repeatable)", EnvVars: env("forward")},
 		&cli.StringFlag{Name: "gossip", Usage: "memberlist gossip `ADDR` (TCP and UDP) for discovery; empty disables it", EnvVars: env("gossip")},
 		&cli.StringSliceFlag{Name: "join", Usage: "gossip `ADDR` of a member to join (repeatable)", EnvVars: env("join")},
-		&cli.StringFlag{Name: "gossip-key", Usage: "base64 gossip encryption `KEY` (16, 24 or 32 bytes)", EnvVars: env("gossip-key")},
+		&cli.StringFlag{Name: "gossip-key", Usage: "base64 gossip encryption `KEY` (16, 24 or 32 bytes); only from the environment or the config file, never the command line", EnvVars: env("gossip-key")},
+		&cli.PathFlag{Name: "gossip-key-file", Usage: "`FILE` holding the base64 gossip encryption key", EnvVars: env("gossip-key-file")},
+		&cli.IntFlag{Name: "target-links", Usage: "`N` links discovery aims for on a router (default 5)", EnvVars: env("target-links")},
+		&cli.IntFlag{Name: "max-links", Usage: "hard bound `N` on links made or accepted, static links excluded (default max(10, 2×target-links))", EnvVars: env("max-links")},
 		&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics on `ADDR` at /metrics", EnvVars: env("metrics")},
 		&cli.StringSliceFlag{Name: "link-cost", Usage: "pin the cost of the link to a peer, `PEER=COST` (repeatable; see `circuitmesh link-cost`)", EnvVars: env("link-cost")},
 		&cli.StringFlag{Name: "log-level", Usage: "`LEVEL`: debug, info, warn or error", Value: "info", EnvVars: env("log-level")},
@@ -212,13 +216,9 @@ func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 			costs[peer] = cost
 		}
 	}
-	var key []byte
-	if k := c.String("gossip-key"); k != "" {
-		b, err := base64.StdEncoding.DecodeString(k)
-		if err != nil || (len(b) != 16 && len(b) != 24 && len(b) != 32) {
-			return d, usagef("--gossip-key: want 16, 24 or 32 bytes in base64 (make one with `head -c 32 /dev/urandom | base64`)")
-		}
-		key = b
+	key, err := gossipKey(c)
+	if err != nil {
+		return d, err
 	}
 	var e2e node.E2E
 	switch c.String("e2e") {
@@ -239,10 +239,15 @@ func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 		Leaf:        c.Bool("leaf"),
 		LinkCosts:   costs,
 		Discovery: node.DiscoveryConfig{
-			BindAddr: c.String("gossip"),
-			Join:     c.StringSlice("join"),
-			Key:      key,
+			BindAddr:    c.String("gossip"),
+			Join:        c.StringSlice("join"),
+			Key:         key,
+			TargetLinks: c.Int("target-links"),
+			MaxLinks:    c.Int("max-links"),
 		},
+	}
+	if t, m := c.Int("target-links"), c.Int("max-links"); t < 0 || m < 0 || (m > 0 && m < max(t, 1)) {
+		return d, usagef("--max-links %d must be at least --target-links %d (both positive)", m, t)
 	}
 	if len(d.node.Discovery.Join) > 0 && d.node.Discovery.BindAddr == "" {
 		return d, usagef("--join needs --gossip ADDR (the local gossip address)")
@@ -293,4 +298,44 @@ func loadNodeIdentity(c *cli.Context, dataDir string) (*identity.Identity, error
 		return nil, fmt.Errorf("%w; create it with `circuitmesh init --name %s --data-dir %s` (or use --insecure for development)", err, name, dataDir)
 	}
 	return id, err
+}
+
+// gossipKey reads the gossip key from --gossip-key-file or --gossip-key
+// (the environment or the config file: see refuseSecretArgs).
+func gossipKey(c *cli.Context) ([]byte, error) {
+	k, from := c.String("gossip-key"), "--gossip-key"
+	if p := c.Path("gossip-key-file"); p != "" {
+		if k != "" {
+			return nil, usagef("--gossip-key and --gossip-key-file are exclusive")
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, usagef("--gossip-key-file: %v", err)
+		}
+		k, from = strings.TrimSpace(string(b)), "--gossip-key-file "+p
+	}
+	if k == "" {
+		return nil, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(k)
+	if err != nil || (len(b) != 16 && len(b) != 24 && len(b) != 32) {
+		return nil, usagef("%s: want 16, 24 or 32 bytes in base64 (make one with `head -c 32 /dev/urandom | base64`)", from)
+	}
+	return b, nil
+}
+
+// refuseSecretArgs refuses a gossip key on the command line, where every
+// local user sees it (ps, /proc/PID/cmdline): it belongs in
+// --gossip-key-file, CIRCUITMESH_GOSSIP_KEY or the config file.
+func refuseSecretArgs(args []string) error {
+	for _, a := range args {
+		if a == "--" {
+			return nil
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && name == "gossip-key" {
+			return usagef("--gossip-key on the command line is visible to every local user; use --gossip-key-file FILE or %s", env("gossip-key")[0])
+		}
+	}
+	return nil
 }

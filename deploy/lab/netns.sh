@@ -10,13 +10,28 @@
 #   sudo deploy/lab/netns.sh down    # stop daemons, delete namespaces
 #
 # Optional: DELAY=5ms to add that delay on every veth (needs tc/netem).
+#
+# Gossip mode: MODE=gossip (N=20 nodes by default) puts every node on one
+# bridged LAN with no static links; each joins the first by gossip, and
+# discovery alone must build the mesh. `check` then asserts that every node
+# reaches every other.
+#
+#   sudo MODE=gossip N=24 deploy/lab/netns.sh up
+#   sudo MODE=gossip N=24 deploy/lab/netns.sh check
+#   sudo MODE=gossip N=24 deploy/lab/netns.sh down
+#
 # Requires root, iproute2 and network-namespace support.
 set -euo pipefail
 
 LAB=${LAB:-/tmp/circuitmesh-lab}
 PREFIX=${PREFIX:-cm}
+MODE=${MODE:-static}
 NODES=(a b c d e)
 LINKS=("a b" "a c" "b d" "c d" "d e")
+if [ "$MODE" = gossip ]; then
+	NODES=()
+	for i in $(seq "${N:-20}"); do NODES+=("n$i"); done
+fi
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN="$LAB/circuitmesh"
 
@@ -90,6 +105,57 @@ up() {
 	die "a never reached e; see $LAB/*.log"
 }
 
+# gossip_up: one bridge namespace, every node on 10.78.0.0/16, gossip only.
+gossip_up() {
+	preflight
+	mkdir -p "$LAB"
+	echo "building circuitmesh into $BIN"
+	(cd "$ROOT" && go build -o "$BIN" ./cmd/circuitmesh)
+	[ -f "$LAB/ca/ca.crt" ] || cm ca init --dir "$LAB/ca" --mesh lab >/dev/null
+	[ -f "$LAB/gossip.key" ] || (umask 077 && head -c 32 /dev/urandom | base64 >"$LAB/gossip.key")
+	ip netns add "$(ns br)"
+	ip -n "$(ns br)" link add br0 type bridge
+	ip -n "$(ns br)" link set br0 up
+	local i=0
+	for n in "${NODES[@]}"; do
+		i=$((i + 1))
+		ip netns add "$(ns "$n")"
+		ip -n "$(ns "$n")" link set lo up
+		ip link add "${PREFIX}g$i" netns "$(ns "$n")" type veth peer name "${PREFIX}b$i" netns "$(ns br)"
+		ip -n "$(ns "$n")" addr add "10.78.$((i / 250)).$((i % 250 + 1))/16" dev "${PREFIX}g$i"
+		ip -n "$(ns "$n")" link set "${PREFIX}g$i" up
+		ip -n "$(ns br)" link set "${PREFIX}b$i" master br0 up
+		[ -f "$LAB/$n/node.crt" ] || cm cert issue "$n" --ca-dir "$LAB/ca" --out "$LAB/$n" >/dev/null
+		local ip="10.78.$((i / 250)).$((i % 250 + 1))"
+		ip netns exec "$(ns "$n")" "$BIN" run --data-dir "$LAB/$n" --listen "$ip:4242" \
+			--gossip "$ip:7946" --join 10.78.0.2:7946 --gossip-key-file "$LAB/gossip.key" \
+			>"$LAB/$n.log" 2>&1 &
+		echo $! >"$LAB/$n.pid"
+	done
+	echo "started ${#NODES[@]} nodes with gossip only (logs in $LAB)"
+}
+
+# gossip_check: every node reaches every other, within 60 s.
+gossip_check() {
+	local want=$((${#NODES[@]} - 1)) start=$SECONDS
+	for n in "${NODES[@]}"; do
+		local got=0
+		while :; do
+			got=$(cm status --data-dir "$LAB/$n" --json 2>/dev/null | sed -n 's/.*"reachable_peers": *\([0-9]*\).*/\1/p')
+			[ "${got:-0}" -eq "$want" ] && break
+			[ $((SECONDS - start)) -lt 60 ] || die "$n reaches ${got:-0} of $want peers after 60 s; see $LAB/$n.log"
+			sleep 0.5
+		done
+	done
+	local maxdeg=0
+	for n in "${NODES[@]}"; do
+		local d
+		d=$(cm links --data-dir "$LAB/$n" --json 2>/dev/null | grep -c '"peer"' || true)
+		[ "$d" -gt "$maxdeg" ] && maxdeg=$d
+	done
+	echo "all ${#NODES[@]} nodes reach every other ($((SECONDS - start)) s); max links on a node: $maxdeg"
+}
+
 check() {
 	cm peers --data-dir "$LAB/a"
 	cm ping e -c 3 --data-dir "$LAB/a"
@@ -109,12 +175,13 @@ down() {
 		fi
 		ip netns del "$(ns "$n")" 2>/dev/null || true
 	done
+	ip netns del "$(ns br)" 2>/dev/null || true
 	echo "lab stopped (identities kept in $LAB)"
 }
 
 case "${1:-}" in
-up) up ;;
-check) check ;;
+up) if [ "$MODE" = gossip ]; then gossip_up; else up; fi ;;
+check) if [ "$MODE" = gossip ]; then gossip_check; else check; fi ;;
 down) down ;;
 *) echo "usage: $0 up|check|down" >&2; exit 2 ;;
 esac

@@ -1,0 +1,301 @@
+package node
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"testing"
+	"time"
+)
+
+// gossipCluster starts n nodes on in-memory links with real memberlist
+// gossip on loopback, every node joining through the first one started,
+// in the given order of indexes.
+func gossipCluster(t *testing.T, order []int, maxLinks int) (*cluster, []string) {
+	return gossipClusterOn(t, false, order, maxLinks)
+}
+
+func gossipClusterOn(t *testing.T, quic bool, order []int, maxLinks int) (*cluster, []string) {
+	t.Helper()
+	c := newCluster(t, quic)
+	var seed string
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: maxLinks, TargetLinks: 4, Interval: time.Second}
+		if seed != "" {
+			cfg.Discovery.Join = []string{seed}
+		}
+	}
+	var names []string
+	for _, i := range order {
+		name := fmt.Sprintf("circuitmesh-%d", i)
+		c.leafs[name] = i%5 == 4 && i > 0 // one node in five is a leaf
+		n := c.add(name)
+		if seed == "" {
+			seed = n.Status().GossipAddr
+		}
+		names = append(names, name)
+	}
+	return c, names
+}
+
+// meshStats is the link graph of a cluster.
+type meshStats struct {
+	maxDegree   int
+	meanDegree  float64
+	diameter    int // in hops; -1 if disconnected
+	unreachable int // ordered pairs routing does not reach
+}
+
+func statsOf(c *cluster, names []string) meshStats {
+	adj := map[string][]string{}
+	in := map[string]bool{}
+	for _, a := range names {
+		in[a] = true
+	}
+	var st meshStats
+	sum := 0
+	for _, a := range names {
+		for _, l := range c.nodes[a].Links() {
+			adj[a] = append(adj[a], l.Peer)
+		}
+		d := len(adj[a])
+		st.maxDegree = max(st.maxDegree, d)
+		sum += d
+		reach := 0
+		for _, p := range c.nodes[a].Peers() {
+			if p.Reachable && in[p.Name] {
+				reach++
+			}
+		}
+		st.unreachable += len(names) - 1 - reach
+	}
+	st.meanDegree = float64(sum) / float64(len(names))
+	for _, a := range names {
+		dist := map[string]int{a: 0}
+		q := []string{a}
+		for len(q) > 0 {
+			x := q[0]
+			q = q[1:]
+			for _, y := range adj[x] {
+				if _, ok := dist[y]; !ok {
+					dist[y] = dist[x] + 1
+					st.diameter = max(st.diameter, dist[y])
+					q = append(q, y)
+				}
+			}
+		}
+		if len(dist) != len(names) {
+			st.diameter = -1
+			return st
+		}
+	}
+	return st
+}
+
+// waitMesh waits until every node reaches every other and no node's degree
+// is above maxLinks, and returns the time it took and the graph.
+func waitMesh(t *testing.T, c *cluster, names []string, maxLinks int, within time.Duration) (time.Duration, meshStats) {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(within)
+	for {
+		st := statsOf(c, names)
+		if st.unreachable == 0 && st.maxDegree <= maxLinks && st.diameter > 0 {
+			return time.Since(start), st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %d ordered pairs unreachable, max degree %d (bound %d), diameter %d",
+				within, st.unreachable, st.maxDegree, maxLinks, st.diameter)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestDiscoveryBuildsConnectedBoundedMesh(t *testing.T) {
+	// 30 nodes take about 1 s of an idle machine without the race
+	// detector; the quick suite runs 10.
+	sizes := []int{10}
+	if !testing.Short() {
+		sizes = []int{30, 100}
+	}
+	const maxLinks = 8
+	for _, n := range sizes {
+		for _, random := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%d/random=%v", n, random), func(t *testing.T) {
+				order := make([]int, n)
+				for i := range order {
+					order[i] = i
+				}
+				if random {
+					rand.Shuffle(n, func(i, j int) { order[i], order[j] = order[j], order[i] })
+				}
+				start := time.Now()
+				c, names := gossipCluster(t, order, maxLinks)
+				started := time.Since(start)
+				took, st := waitMesh(t, c, names, maxLinks, 60*time.Second)
+				for _, a := range names {
+					for _, l := range c.nodes[a].Links() {
+						if c.leafs[a] && c.leafs[l.Peer] {
+							t.Errorf("leaves %s and %s are linked", a, l.Peer)
+						}
+					}
+				}
+				t.Logf("%d nodes: started in %v, every pair reachable %v later; max degree %d (bound %d), mean %.1f, diameter %d hops",
+					n, started.Round(time.Millisecond), took.Round(time.Millisecond), st.maxDegree, maxLinks, st.meanDegree, st.diameter)
+			})
+		}
+	}
+}
+
+// The same on QUIC links: the 16-node QUIC run left 4 nodes
+// isolated.
+func TestDiscoveryBuildsConnectedMeshOnQUIC(t *testing.T) {
+	if testing.Short() {
+		t.Skip("16 QUIC nodes")
+	}
+	const n, maxLinks = 16, 8
+	order := rand.Perm(n)
+	c, names := gossipClusterOn(t, true, order, maxLinks)
+	took, st := waitMesh(t, c, names, maxLinks, 60*time.Second)
+	t.Logf("%d QUIC nodes: every pair reachable %v after the last start; max degree %d, mean %.1f, diameter %d",
+		n, took.Round(time.Millisecond), st.maxDegree, st.meanDegree, st.diameter)
+}
+
+func TestDiscoveryHealsPartition(t *testing.T) {
+	n, maxLinks := 10, 8
+	if !testing.Short() {
+		n = 30
+	}
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	c, names := gossipCluster(t, order, maxLinks)
+	waitMesh(t, c, names, maxLinks, 60*time.Second)
+	left, right := names[:n/2], names[n/2:]
+	for _, a := range left {
+		for _, b := range right {
+			c.memNet.Cut(a, b)
+		}
+	}
+	// Gossip (on loopback) still sees everyone; each half must stay
+	// connected on its own.
+	waitMesh(t, c, left, maxLinks, 60*time.Second)
+	waitMesh(t, c, right, maxLinks, 60*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p, _ := c.nodes[left[0]].Peer(right[0])
+		if !p.Reachable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still reaches %s across the cut", left[0], right[0])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Stay cut long enough for repair dials across to fail and back off.
+	cutFor := 5 * time.Second
+	if testing.Short() {
+		cutFor = 2 * time.Second
+	}
+	time.Sleep(cutFor)
+	for _, a := range left {
+		for _, b := range right {
+			c.memNet.Heal(a, b)
+		}
+	}
+	took, st := waitMesh(t, c, names, maxLinks, 60*time.Second)
+	t.Logf("healed in %v: max degree %d, mean %.1f, diameter %d", took.Round(time.Millisecond), st.maxDegree, st.meanDegree, st.diameter)
+}
+
+func TestDiscoveryChurn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("churn waves take a minute")
+	}
+	const n, maxLinks, waves = 30, 8, 3
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	c, names := gossipCluster(t, order, maxLinks)
+	waitMesh(t, c, names, maxLinks, 60*time.Second)
+	// Count link changes on the nodes that stay up.
+	changes := make(chan struct{}, 1<<16)
+	stay := names[n/10*waves:]
+	for _, name := range stay {
+		events, cancel := c.nodes[name].Subscribe(1024)
+		t.Cleanup(cancel)
+		go func() {
+			for ev := range events {
+				if ev.Kind == LinkUp || ev.Kind == LinkDown {
+					select {
+					case changes <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	start := time.Now()
+	seed := c.nodes[names[len(names)-1]].Status().GossipAddr
+	for w := range waves {
+		victims := names[w*n/10 : (w+1)*n/10]
+		for _, v := range victims {
+			c.nodes[v].Close()
+			c.memNet.Kill(v)
+			delete(c.nodes, v)
+		}
+		rest := names[(w+1)*n/10:]
+		sort.Strings(rest)
+		waitMesh(t, c, append(append([]string{}, names[:w*n/10]...), rest...), maxLinks, 60*time.Second)
+		c.tweak = func(cfg *Config) {
+			cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: maxLinks, TargetLinks: 4, Interval: time.Second, Join: []string{seed}}
+		}
+		for _, v := range victims {
+			c.add(v)
+		}
+		took, st := waitMesh(t, c, names, maxLinks, 60*time.Second)
+		t.Logf("wave %d: %d nodes restarted, every pair reachable after %v; max degree %d, diameter %d", w+1, len(victims), took.Round(time.Millisecond), st.maxDegree, st.diameter)
+	}
+	t.Logf("link changes per surviving node: %.1f per wave (%d waves in %v)",
+		float64(len(changes))/float64(len(stay))/waves, waves, time.Since(start).Round(time.Millisecond))
+	// Then a quiet spell: hysteresis means links stop changing.
+	for len(changes) > 0 {
+		<-changes
+	}
+	const quiet = 20 * time.Second
+	time.Sleep(quiet)
+	t.Logf("link changes per node per minute once settled: %.2f", float64(len(changes))/float64(len(stay))/quiet.Minutes())
+}
+
+// Static links are kept on top of the policy: neither counted toward the
+// bound nor closed when gossip links fill it.
+func TestDiscoveryKeepsStaticLinks(t *testing.T) {
+	c := newCluster(t, false)
+	for _, s := range []string{"s1", "s2", "s3"} {
+		c.add(s)
+	}
+	var seed string
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), TargetLinks: 1, MaxLinks: 1}
+		if seed != "" {
+			cfg.Discovery.Join = []string{seed}
+		} else {
+			cfg.StaticLinks = []string{"s1", "s2", "s3"}
+		}
+	}
+	a := c.add("a")
+	seed = a.Status().GossipAddr
+	c.add("g1")
+	c.add("g2")
+	c.waitConverged()
+	// Give the policy a few runs at its bound, then check.
+	for range 3 {
+		a.disco.step(time.Now())
+	}
+	for _, s := range []string{"s1", "s2", "s3"} {
+		if a.link(s) == nil {
+			t.Errorf("a lost its static link to %s", s)
+		}
+	}
+}

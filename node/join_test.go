@@ -1,0 +1,296 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/coordinate"
+	"github.com/miekg/dns"
+)
+
+// dnsServer is a small authoritative DNS server on loopback whose records
+// a test changes while it runs.
+type dnsServer struct {
+	addr string
+	mu   sync.Mutex
+	a    map[string][]net.IP   // name → A records
+	srv  map[string][]*dns.SRV // name → SRV records
+	srvr *dns.Server
+}
+
+func newDNSServer(t *testing.T) *dnsServer {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &dnsServer{addr: pc.LocalAddr().String(), a: map[string][]net.IP{}, srv: map[string][]*dns.SRV{}}
+	started := make(chan struct{})
+	s.srvr = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.answer), NotifyStartedFunc: func() { close(started) }}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.srvr.ActivateAndServe()
+	}()
+	<-started
+	t.Cleanup(func() {
+		s.srvr.Shutdown()
+		<-done
+	})
+	return s
+}
+
+func (s *dnsServer) answer(w dns.ResponseWriter, q *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetReply(q)
+	m.Authoritative = true
+	s.mu.Lock()
+	for _, qq := range q.Question {
+		switch qq.Qtype {
+		case dns.TypeA:
+			for _, ip := range s.a[qq.Name] {
+				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: qq.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1}, A: ip})
+			}
+		case dns.TypeSRV:
+			for _, r := range s.srv[qq.Name] {
+				rr := *r
+				rr.Hdr = dns.RR_Header{Name: qq.Name, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: 1}
+				m.Answer = append(m.Answer, &rr)
+			}
+		}
+	}
+	if len(m.Answer) == 0 && len(s.a[q.Question[0].Name]) == 0 && len(s.srv[q.Question[0].Name]) == 0 {
+		m.Rcode = dns.RcodeNameError
+	}
+	s.mu.Unlock()
+	w.WriteMsg(m)
+}
+
+func (s *dnsServer) resolver() *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", s.addr)
+	}}
+}
+
+func TestJoinByDNSAndSRV(t *testing.T) {
+	ds := newDNSServer(t)
+	c := newCluster(t, false)
+	key := bytes.Repeat([]byte{3}, 32)
+	var join []string
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: key, Join: join,
+			Resolver: ds.resolver(), JoinInterval: 100 * time.Millisecond}
+	}
+	seed := c.add("seed")
+	_, port, _ := net.SplitHostPort(seed.Status().GossipAddr)
+	p, _ := strconv.Atoi(port)
+
+	ds.mu.Lock()
+	ds.a["seed.mesh.test."] = []net.IP{net.IPv4(127, 0, 0, 1)}
+	ds.srv["_gossip._udp.mesh.test."] = []*dns.SRV{{Target: "seed.mesh.test.", Port: uint16(p)}}
+	ds.mu.Unlock()
+
+	join = []string{"dns+srv:_gossip._udp.mesh.test"}
+	c.add("bysrv")
+	join = []string{"dns:seed.mesh.test:" + port}
+	c.add("bya")
+	// A name that resolves to nothing yet: joined once it does.
+	join = []string{"dns:later.mesh.test:" + port}
+	c.add("later")
+	ds.mu.Lock()
+	ds.a["later.mesh.test."] = []net.IP{net.IPv4(127, 0, 0, 1)}
+	ds.mu.Unlock()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for len(seed.Members()) != 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("seed knows %+v, want 4 members", seed.Members())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.waitConverged()
+}
+
+func TestResolveJoinErrors(t *testing.T) {
+	ds := newDNSServer(t)
+	ds.mu.Lock()
+	ds.a["x.test."] = []net.IP{net.IPv4(127, 0, 0, 2)}
+	ds.mu.Unlock()
+	ctx := ctxT(t, 10*time.Second)
+	got, err := resolveJoin(ctx, ds.resolver(), []string{"10.0.0.1:7946", "dns:x.test", "dns:nowhere.test", "dns:"}, "7000")
+	if !errors.Is(err, ErrBadJoin) {
+		t.Fatalf("error %v, want ErrBadJoin", err)
+	}
+	if len(got) != 2 || got[0] != "10.0.0.1:7946" || got[1] != "127.0.0.2:7000" {
+		t.Fatalf("resolved %v", got)
+	}
+}
+
+// A gossip member (it has the gossip key) that announces another node's
+// link address does not get a link: the handshake proves another name, the
+// link is closed and the address is not dialled again for a long time.
+func TestMemberWhoseCertificateNamesAnotherNodeGetsNoLink(t *testing.T) {
+	key := bytes.Repeat([]byte{5}, 32)
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: key}
+	}
+	a := c.add("a")
+	c.tweak = nil
+	victim := c.add("victim") // no gossip: only the liar announces it
+	ups, cancel := victim.Subscribe(64)
+	defer cancel()
+
+	// The liar: a real memberlist member claiming victim's link address.
+	mc := memberlist.DefaultLANConfig()
+	mc.Name, mc.BindAddr, mc.BindPort = "liar", "127.0.0.1", 0
+	mc.SecretKey = key
+	mc.LogOutput = testWriter{t}
+	meta, _ := json.Marshal(memberMeta{Link: victim.Addr().String(), Mesh: "test"})
+	mc.Delegate = staticMeta(meta)
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ml.Shutdown()
+	if _, err := ml.Join([]string{a.Status().GossipAddr}); err != nil {
+		t.Fatal(err)
+	}
+	// a dials the announced address, finds "victim", drops the link and
+	// backs the address off for long.
+	addr := victim.Addr().String()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		a.disco.mu.Lock()
+		b := a.disco.backoff[addr]
+		banned := b != nil && time.Until(b.until) > banTime/2
+		a.disco.mu.Unlock()
+		if banned {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lying member's address is not backed off for long: %+v", b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for a.link("victim") != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("a keeps a link to a member that proved another name")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The victim saw at most the one link of that handshake.
+	n := 0
+	for {
+		select {
+		case ev := <-ups:
+			if ev.Kind == LinkUp {
+				n++
+			}
+			continue
+		default:
+		}
+		break
+	}
+	if n > 1 {
+		t.Fatalf("a linked to the victim %d times", n)
+	}
+}
+
+type staticMeta []byte
+
+func (m staticMeta) NodeMeta(int) []byte           { return m }
+func (staticMeta) NotifyMsg([]byte)                {}
+func (staticMeta) GetBroadcasts(int, int) [][]byte { return nil }
+func (staticMeta) LocalState(bool) []byte          { return nil }
+func (staticMeta) MergeRemoteState([]byte, bool)   {}
+
+func FuzzDecodeCoordinate(f *testing.F) {
+	good, _ := json.Marshal(coordinate.NewCoordinate(coordinate.DefaultConfig()))
+	f.Add(good)
+	f.Add([]byte(`{"Vec":[1,2],"Error":1,"Adjustment":0,"Height":0}`))
+	f.Add([]byte(`{"Vec":[1e308,1e308,1e308,1e308,1e308,1e308,1e308,1e308],"Error":1e308}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := decodeCoordinate(b)
+		if err != nil {
+			if !errors.Is(err, errBadCoordinate) {
+				t.Fatalf("error %v does not unwrap to errBadCoordinate", err)
+			}
+			return
+		}
+		if !c.IsValid() {
+			t.Fatalf("accepted an invalid coordinate %+v", c)
+		}
+		// A decoded coordinate is usable for distance estimates.
+		_ = coordinate.NewCoordinate(coordinate.DefaultConfig()).DistanceTo(c)
+	})
+}
+
+// Gossip members that have the gossip key but no certificate (their link
+// addresses lead nowhere) take no link slot: a late honest joiner still
+// links and reaches every honest node, and the fakes' addresses are backed
+// off.
+func TestFakeGossipMembersTakeNoLinkSlots(t *testing.T) {
+	key := bytes.Repeat([]byte{9}, 32)
+	c := newCluster(t, false)
+	var seed string
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: key, TargetLinks: 2, MaxLinks: 4}
+		if seed != "" {
+			cfg.Discovery.Join = []string{seed}
+		}
+	}
+	a := c.add("a")
+	seed = a.Status().GossipAddr
+	c.add("b")
+	for i := range 8 {
+		mc := memberlist.DefaultLANConfig()
+		mc.Name, mc.BindAddr, mc.BindPort = "fake"+strconv.Itoa(i), "127.0.0.1", 0
+		mc.SecretKey = key
+		mc.LogOutput = testWriter{t}
+		meta, _ := json.Marshal(memberMeta{Link: "nowhere" + strconv.Itoa(i), Mesh: "test"})
+		mc.Delegate = staticMeta(meta)
+		ml, err := memberlist.Create(mc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ml.Shutdown() })
+		if _, err := ml.Join([]string{seed}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	late := c.add("late")
+	c.waitConverged()
+	if len(late.Links()) == 0 {
+		t.Fatal("the late joiner has no links")
+	}
+	// Every fake address a tried is backing off.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		a.disco.mu.Lock()
+		n := 0
+		for addr, b := range a.disco.backoff {
+			if len(addr) > 7 && addr[:7] == "nowhere" && time.Now().Before(b.until) {
+				n++
+			}
+		}
+		a.disco.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a never backed off from a fake member's address")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

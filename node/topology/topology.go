@@ -1,0 +1,430 @@
+// Package topology decides which links a node keeps to the members gossip
+// announces. Plan is a pure function of the members, their network
+// coordinates, the node's current links and what routing reaches: no
+// goroutines, no I/O, no clock. The caller (package node's discovery)
+// dials what Plan adds, closes what it drops, and calls it again on every
+// membership, link or route change and periodically.
+//
+// The rules, for a router:
+//   - Degree is every non-static link, incoming or outgoing. Static links
+//     are kept on top and never counted or dropped.
+//   - Wanted neighbours are the Target−Long nearest routers (measured link
+//     RTT, else the Vivaldi estimate) plus Long "long links": routers
+//     ranked by a hash of (seed, self, name), a stable random choice that
+//     keeps the diameter logarithmic (small world).
+//   - Below Target, add wanted neighbours first, then the nearest others.
+//   - At or above Target, add a wanted near neighbour only when it is
+//     clearly better than a current outgoing link that is not wanted
+//     (Replace times closer plus Slack); that link is dropped once the
+//     better one is up. Incoming links are never dropped for being
+//     unwanted, so two nodes that disagree do not fight.
+//   - Members that gossip shows but routing cannot reach get a link to the
+//     nearest of them (one per call) while degree is below Max.
+//   - Above Max, the worst unwanted links are dropped (incoming ones
+//     first): the hard bound on every node's degree.
+//
+// A leaf links to its Leaf nearest routers, never to another leaf and never
+// beyond Max.
+package topology
+
+import (
+	"hash/fnv"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/serf/coordinate"
+)
+
+// Defaults of Config.
+const (
+	DefaultTarget  = 5
+	DefaultMax     = 10
+	DefaultLong    = 1
+	DefaultLeaf    = 2
+	DefaultReplace = 2.0
+	DefaultSlack   = 2 * time.Millisecond
+	DefaultAdds    = 2
+)
+
+// Config tunes the policy. The zero value means the defaults.
+type Config struct {
+	// Target is the degree a router aims for. Default DefaultTarget.
+	Target int
+	// Max is the hard bound on degree (incoming plus outgoing, static
+	// links excluded). Default the larger of DefaultMax and 2×Target.
+	Max int
+	// Long is how many of the Target neighbours are random long links.
+	// Default DefaultLong; negative means none.
+	Long int
+	// Leaf is how many routers a leaf links to. Default DefaultLeaf.
+	Leaf int
+	// Replace and Slack are the hysteresis: a new neighbour replaces a
+	// current one only when its distance d satisfies
+	// Replace×d + Slack < current distance. Defaults DefaultReplace and
+	// DefaultSlack.
+	Replace float64
+	Slack   time.Duration
+	// Adds bounds the links added per call. Default DefaultAdds.
+	Adds int
+	// Seed makes the long-link choice differ between meshes.
+	Seed int64
+}
+
+func (c Config) withDefaults() Config {
+	if c.Target <= 0 {
+		c.Target = DefaultTarget
+	}
+	if c.Max <= 0 {
+		c.Max = max(DefaultMax, 2*c.Target)
+	}
+	if c.Max < c.Target {
+		c.Max = c.Target
+	}
+	switch {
+	case c.Long == 0:
+		c.Long = DefaultLong
+	case c.Long < 0:
+		c.Long = 0
+	}
+	if c.Long >= c.Target {
+		c.Long = c.Target - 1
+	}
+	if c.Leaf <= 0 {
+		c.Leaf = DefaultLeaf
+	}
+	if c.Replace < 1 {
+		c.Replace = DefaultReplace
+	}
+	if c.Slack <= 0 {
+		c.Slack = DefaultSlack
+	}
+	if c.Adds <= 0 {
+		c.Adds = DefaultAdds
+	}
+	return c
+}
+
+// Member is a node that gossip reports alive.
+type Member struct {
+	Name  string
+	Leaf  bool
+	Addr  string                 // link address
+	Coord *coordinate.Coordinate // nil when not known yet
+}
+
+// Link is one live link of this node.
+type Link struct {
+	Peer     string
+	Outbound bool          // this node dialled
+	RTT      time.Duration // measured; 0 when not known
+	Static   bool          // configured by the operator: never dropped or counted
+}
+
+// Input is everything Plan looks at.
+type Input struct {
+	Self  string
+	Leaf  bool
+	Coord *coordinate.Coordinate // this node's coordinate; nil when unknown
+	// Members are the alive gossip members (this node may be among them).
+	Members []Member
+	Links   []Link
+	// Unreachable lists members routing has not reached for a while (the
+	// caller decides how long); they trigger partition repair.
+	Unreachable []string
+	// Unavailable lists members not to dial now (backing off, or a dial
+	// in progress).
+	Unavailable []string
+	Config      Config
+}
+
+// Drop is a link to close and why.
+type Drop struct {
+	Peer   string
+	Reason string
+}
+
+// Plan is the policy's decision.
+type Plan struct {
+	Add  []Member // members to dial, best first
+	Drop []Drop
+}
+
+// Decide computes the links to add and drop.
+func Decide(in Input) Plan {
+	cfg := in.Config.withDefaults()
+	p := planner{in: in, cfg: cfg, linked: map[string]Link{}, members: map[string]Member{},
+		dists: map[string]time.Duration{}, hashes: map[string]uint64{}}
+	return p.plan()
+}
+
+type planner struct {
+	in      Input
+	cfg     Config
+	linked  map[string]Link
+	members map[string]Member
+	degree  int
+	dists   map[string]time.Duration // memo of dist
+	hashes  map[string]uint64        // memo of hash
+}
+
+// unknown is the distance of a member with no estimate: far, after every
+// measured or estimated one.
+const unknown = time.Duration(math.MaxInt64 / 4)
+
+func (p *planner) plan() Plan {
+	for _, l := range p.in.Links {
+		p.linked[l.Peer] = l
+		if !l.Static {
+			p.degree++
+		}
+	}
+	for _, m := range p.in.Members {
+		if m.Name != p.in.Self && m.Name != "" {
+			p.members[m.Name] = m
+		}
+	}
+	unavailable := set(p.in.Unavailable)
+	// Candidates: routers only (a router lets leaves dial it; a leaf never
+	// links to another leaf).
+	var cands []Member
+	for _, m := range p.members {
+		if !m.Leaf {
+			cands = append(cands, m)
+		}
+	}
+	sort.Slice(cands, func(i, j int) bool { return p.less(cands[i], cands[j]) })
+
+	wanted := map[string]bool{}
+	near := map[string]bool{}
+	nNear, nLong := p.cfg.Target-p.cfg.Long, p.cfg.Long
+	if p.in.Leaf {
+		nNear, nLong = p.cfg.Leaf, 0
+	}
+	for _, m := range cands[:min(nNear, len(cands))] {
+		wanted[m.Name], near[m.Name] = true, true
+	}
+	if nLong > 0 {
+		rest := make([]Member, 0, len(cands))
+		for _, m := range cands {
+			if !wanted[m.Name] {
+				rest = append(rest, m)
+			}
+		}
+		sort.Slice(rest, func(i, j int) bool {
+			hi, hj := p.hash(rest[i].Name), p.hash(rest[j].Name)
+			if hi != hj {
+				return hi < hj
+			}
+			return rest[i].Name < rest[j].Name
+		})
+		for _, m := range rest[:min(nLong, len(rest))] {
+			wanted[m.Name] = true
+		}
+	}
+
+	var out Plan
+	added := map[string]bool{}
+	target, hardMax := p.cfg.Target, p.cfg.Max
+	if p.in.Leaf {
+		target = min(p.cfg.Leaf, hardMax)
+	}
+	add := func(m Member) bool {
+		if len(out.Add) >= p.cfg.Adds || p.degree+len(out.Add) >= hardMax {
+			return false
+		}
+		if _, ok := p.linked[m.Name]; ok || added[m.Name] || unavailable[m.Name] || m.Addr == "" {
+			return false
+		}
+		if p.in.Leaf && m.Leaf {
+			return false
+		}
+		added[m.Name] = true
+		out.Add = append(out.Add, m)
+		return true
+	}
+
+	// Above the hard maximum: drop the worst unwanted links, incoming
+	// first, then the worst wanted ones if still above.
+	if excess := p.degree - hardMax; excess > 0 {
+		var ls []Link
+		for _, l := range p.in.Links {
+			if !l.Static {
+				ls = append(ls, l)
+			}
+		}
+		sort.Slice(ls, func(i, j int) bool {
+			a, b := ls[i], ls[j]
+			if wanted[a.Peer] != wanted[b.Peer] {
+				return !wanted[a.Peer]
+			}
+			if a.Outbound != b.Outbound {
+				return !a.Outbound
+			}
+			da, db := p.linkDist(a), p.linkDist(b)
+			if da != db {
+				return da > db
+			}
+			return a.Peer < b.Peer
+		})
+		for _, l := range ls[:excess] {
+			out.Drop = append(out.Drop, Drop{Peer: l.Peer, Reason: "degree above the maximum"})
+		}
+		return out
+	}
+
+	// Partition repair: gossip knows members routing cannot reach.
+	if !p.in.Leaf {
+		var lost []Member
+		for _, name := range p.in.Unreachable {
+			if m, ok := p.members[name]; ok && !m.Leaf {
+				lost = append(lost, m)
+			}
+		}
+		sort.Slice(lost, func(i, j int) bool { return p.less(lost[i], lost[j]) })
+		for _, m := range lost {
+			if add(m) {
+				break
+			}
+		}
+	}
+
+	// Fill up to the target: the long links first (the shortcuts that
+	// keep the diameter small would otherwise be crowded out by incoming
+	// near links), then the wanted near ones, then the nearest others.
+	if p.degree+len(out.Add) < target {
+		for _, m := range cands {
+			if wanted[m.Name] && !near[m.Name] && p.degree+len(out.Add) < target {
+				add(m)
+			}
+		}
+		for _, m := range cands {
+			if near[m.Name] && p.degree+len(out.Add) < target {
+				add(m)
+			}
+		}
+		for _, m := range cands {
+			if p.degree+len(out.Add) >= target {
+				break
+			}
+			add(m)
+		}
+		return out
+	}
+
+	// Hysteresis: replace an unwanted outgoing link only by a clearly
+	// closer wanted neighbour; drop it once that one is up.
+	var spare []Link
+	for _, l := range p.in.Links {
+		if l.Outbound && !l.Static && !wanted[l.Peer] {
+			spare = append(spare, l)
+		}
+	}
+	sort.Slice(spare, func(i, j int) bool {
+		di, dj := p.linkDist(spare[i]), p.linkDist(spare[j])
+		if di != dj {
+			return di > dj
+		}
+		return spare[i].Peer < spare[j].Peer
+	})
+	for _, l := range spare {
+		worse := p.linkDist(l)
+		// A wanted near neighbour already linked that is clearly better:
+		// the replacement is up, drop the spare link.
+		if p.degree > target {
+			for name := range near {
+				if nl, ok := p.linked[name]; ok && p.clearlyBetter(p.linkDist(nl), worse) && len(p.in.Unreachable) == 0 {
+					out.Drop = append(out.Drop, Drop{Peer: l.Peer, Reason: "replaced by a closer neighbour " + name})
+					return out
+				}
+			}
+		}
+		for _, m := range cands {
+			if near[m.Name] && p.clearlyBetter(p.dist(m), worse) && add(m) {
+				return out
+			}
+		}
+	}
+	return out
+}
+
+func (p *planner) clearlyBetter(d, than time.Duration) bool {
+	if d >= unknown || than >= unknown {
+		return false
+	}
+	return time.Duration(p.cfg.Replace*float64(d))+p.cfg.Slack < than
+}
+
+// dist is the distance to a member: the measured RTT of the link to it,
+// else the coordinate estimate, else unknown.
+func (p *planner) dist(m Member) time.Duration {
+	if d, ok := p.dists[m.Name]; ok {
+		return d
+	}
+	d := p.distOf(m)
+	p.dists[m.Name] = d
+	return d
+}
+
+func (p *planner) distOf(m Member) time.Duration {
+	if l, ok := p.linked[m.Name]; ok && l.RTT > 0 {
+		return l.RTT
+	}
+	if p.in.Coord != nil && m.Coord != nil && p.in.Coord.IsCompatibleWith(m.Coord) {
+		if d := p.in.Coord.DistanceTo(m.Coord); d > 0 {
+			return d
+		}
+		return time.Nanosecond
+	}
+	return unknown
+}
+
+func (p *planner) linkDist(l Link) time.Duration {
+	if l.RTT > 0 {
+		return l.RTT
+	}
+	if m, ok := p.members[l.Peer]; ok {
+		return p.dist(m)
+	}
+	return unknown
+}
+
+// less orders members nearest first, ties by the seeded hash.
+func (p *planner) less(a, b Member) bool {
+	da, db := p.dist(a), p.dist(b)
+	if da != db {
+		return da < db
+	}
+	ha, hb := p.hash(a.Name), p.hash(b.Name)
+	if ha != hb {
+		return ha < hb
+	}
+	return a.Name < b.Name
+}
+
+// hash is a stable pseudo-random rank of name as seen from this node.
+func (p *planner) hash(name string) uint64 {
+	if v, ok := p.hashes[name]; ok {
+		return v
+	}
+	h := fnv.New64a()
+	var s [8]byte
+	for i := range s {
+		s[i] = byte(p.cfg.Seed >> (8 * i))
+	}
+	h.Write(s[:])
+	h.Write([]byte(p.in.Self))
+	h.Write([]byte{0})
+	h.Write([]byte(name))
+	v := h.Sum64()
+	p.hashes[name] = v
+	return v
+}
+
+func set(xs []string) map[string]bool {
+	m := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		m[x] = true
+	}
+	return m
+}
