@@ -277,7 +277,9 @@ func TestDiscoveryKeepsStaticLinks(t *testing.T) {
 	}
 	var seed string
 	c.tweak = func(cfg *Config) {
-		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), TargetLinks: 1, MaxLinks: 1}
+		// A bound of 2 lets the three gossip nodes form a line; a holds
+		// three static links on top of it.
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), TargetLinks: 1, MaxLinks: 2}
 		if seed != "" {
 			cfg.Discovery.Join = []string{seed}
 		} else {
