@@ -126,7 +126,25 @@ const (
 	CloseInternal uint64 = 4
 	// CloseProtocol: a peer broke the circuit protocol (bad header).
 	CloseProtocol uint64 = 5
+	// CloseUnavailable: the destination accepted the circuit but what
+	// serves it is down (e.g. the TCP service behind an exposed service
+	// refused the connection).
+	CloseUnavailable uint64 = 6
 )
+
+var closeNames = [...]string{
+	CloseNormal: "normal", CloseCancelled: "cancelled", CloseLinkLost: "link lost",
+	CloseShuttingDown: "shutting down", CloseInternal: "internal error",
+	CloseProtocol: "protocol error", CloseUnavailable: "service unavailable",
+}
+
+// CloseName names a close-reason code ("link lost", ...).
+func CloseName(code uint64) string {
+	if code < uint64(len(closeNames)) {
+		return closeNames[code]
+	}
+	return "code " + strconv.FormatUint(code, 10)
+}
 
 // resetCode is the close-reason code to forward for an error that ended one
 // side of a circuit.
