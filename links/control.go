@@ -34,6 +34,8 @@ func (l *quicLink) readLoop() {
 				l.protocolError(err)
 				return
 			}
+		case frameDraining:
+			l.peerDrains()
 		case frameGoodbye:
 			reason := truncReason(string(f.payload))
 			l.down(fmt.Errorf("link to %s: %w: peer said goodbye: %s", l.hello.Node, ErrLinkLost, reason), codeGoodbye, "goodbye received")
@@ -151,9 +153,35 @@ func (l *quicLink) probeLoop() {
 	}
 }
 
+// peerDrains handles the peer's draining frame: from now on the link
+// reports the highest cost, so routing moves new circuits away from the
+// peer while the circuits already crossing the link carry on.
+func (l *quicLink) peerDrains() {
+	if l.draining.Swap(true) {
+		return
+	}
+	q := l.Quality()
+	q.Cost = maxCost
+	l.quality.Store(&q)
+	l.t.cfg.Logger.Info("peer draining: routing around it", "peer", l.hello.Node)
+	l.event(func() { l.t.cfg.Handler.CostChanged(l, q) })
+}
+
+// sendDraining queues a draining frame for the peer.
+func (l *quicLink) sendDraining() {
+	b, _ := appendFrame(nil, frameDraining, nil)
+	select {
+	case l.routingQ <- b:
+	default: // the queue is full of routing: the goodbye still follows
+	}
+}
+
 func (l *quicLink) sampleQuality() {
 	st := l.conn.ConnectionStats()
 	q, changed := l.meter.sample(st.SmoothedRTT, st.MeanDeviation, st.PacketsSent, st.PacketsLost)
+	if l.draining.Load() {
+		q.Cost, changed = maxCost, false
+	}
 	l.quality.Store(&q)
 	if changed {
 		l.event(func() { l.t.cfg.Handler.CostChanged(l, q) })

@@ -42,6 +42,7 @@ type quicLink struct {
 	meter     *qualityMeter // used by probeLoop only
 	lastHeard atomic.Int64  // unix nanos of the last frame or packet from the peer
 	lastRecv  uint64        // QUIC packets received at the last probe tick (probeLoop only)
+	draining  atomic.Bool   // the peer said it is draining (cost pinned to the maximum)
 
 	evMu     sync.Mutex // serialises Handler calls for this link
 	up       bool       // LinkUp was delivered
@@ -212,6 +213,9 @@ func (l *quicLink) start() {
 	l.up = true
 	l.t.cfg.Handler.LinkUp(l)
 	l.evMu.Unlock()
+	if l.t.draining.Load() {
+		l.sendDraining()
+	}
 }
 
 // watch ends the link when the connection dies and delivers LinkDown once.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -34,6 +35,8 @@ type QUICTransport struct {
 	pending map[string][]*pending // verified handshakes not yet adopted, by peer
 	dials   map[*dialAttempt]struct{}
 	closed  bool
+
+	draining atomic.Bool
 }
 
 var _ Transport = (*QUICTransport)(nil)
@@ -242,6 +245,25 @@ func (t *QUICTransport) enter() bool {
 	}
 	t.wg.Add(1)
 	return true
+}
+
+// Drain tells every neighbour, now and on links that come up later, that
+// this node is shutting down: each neighbour then reports its link to this
+// node at the highest cost, so routing sends new circuits around it, while
+// circuits already open keep flowing until Close.
+func (t *QUICTransport) Drain() {
+	if t.draining.Swap(true) {
+		return
+	}
+	t.mu.Lock()
+	ls := make([]*quicLink, 0, len(t.links))
+	for _, l := range t.links {
+		ls = append(ls, l)
+	}
+	t.mu.Unlock()
+	for _, l := range ls {
+		l.sendDraining()
+	}
 }
 
 // Close closes every link with a goodbye, then the transport, and waits

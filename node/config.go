@@ -63,8 +63,9 @@ type Config struct {
 	// Discovery enables memberlist gossip discovery when BindAddr is set.
 	Discovery DiscoveryConfig
 
-	// GracePeriod is how long Close lets open circuits finish before
-	// resetting them. Default 5s.
+	// GracePeriod is how long Close drains: it lets open circuits finish
+	// (neighbours already route new ones around this node) before resetting
+	// them. Default 5s; a negative value means no wait.
 	GracePeriod time.Duration
 	// DialTimeout bounds Dial when the caller's context has no deadline.
 	// Default 10s.
@@ -231,7 +232,7 @@ func (c *Config) validate() error {
 	if l.RelayBuffer < 1024 {
 		return bad("Limits.RelayBuffer %d is below the 1024-byte minimum", l.RelayBuffer)
 	}
-	if c.GracePeriod < 0 || c.DialTimeout < 0 || l.HeaderTimeout < 0 {
+	if c.DialTimeout < 0 || l.HeaderTimeout < 0 {
 		return bad("durations must not be negative")
 	}
 	if k := len(c.Discovery.Key); k != 0 && k != 16 && k != 24 && k != 32 {

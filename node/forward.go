@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
@@ -63,7 +64,13 @@ func (n *Node) Forward(listenAddr, peer, service string) (net.Addr, func() error
 	go p.run(func(ctx context.Context, _ net.Conn) (net.Conn, error) {
 		return n.Dial(ctx, peer, service)
 	})
-	go func() { // the TCP listener is ours: end it when the node closes
+	go func() { // the TCP listener is ours: stop accepting when the node drains, end it when it closes
+		select {
+		case <-n.draining:
+			p.stopAccepting()
+		case <-p.ctx.Done():
+			return
+		}
 		select {
 		case <-n.closed:
 			p.stop()
@@ -87,6 +94,7 @@ type pump struct {
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 	stopErr  error
+	draining atomic.Bool // the listener was closed to drain: keep the connections
 }
 
 func newPump(ln net.Listener, log *slog.Logger) *pump {
@@ -103,6 +111,9 @@ func (p *pump) run(dial func(context.Context, net.Conn) (net.Conn, error)) {
 	for {
 		c, err := p.ln.Accept()
 		if err != nil {
+			if p.draining.Load() && p.ctx.Err() == nil {
+				return // draining: open connections carry on until stop
+			}
 			if p.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				p.cancel() // the listener is gone (stop, or the node closed)
 				p.closeAll()
@@ -169,6 +180,12 @@ func (p *pump) closeAll() {
 	for c := range p.conns {
 		c.Close()
 	}
+}
+
+// stopAccepting closes the listener and leaves open connections alone.
+func (p *pump) stopAccepting() {
+	p.draining.Store(true)
+	_ = p.ln.Close()
 }
 
 func (p *pump) stop() error {

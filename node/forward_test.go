@@ -156,33 +156,6 @@ func TestForwardToMissingServiceClosesTheConnection(t *testing.T) {
 	}
 }
 
-func TestExposeToDeadTCPServiceEndsTheCircuit(t *testing.T) {
-	a, b := fwdPair(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close() // nothing listens there any more
-	stop, err := b.Expose("dead", dead)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := a.Dial(ctx, "b", "dead")
-	if err != nil {
-		t.Fatalf("dial the exposed service: %v", err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	n, err := c.Read(make([]byte, 1))
-	if n != 0 || err == nil || isTimeout(err) {
-		t.Fatalf("read on a circuit to a dead TCP service: n=%d err=%v, want it closed", n, err)
-	}
-}
-
 func TestStopEndsListenersAndConnections(t *testing.T) {
 	a, b := fwdPair(t)
 	stopExpose, err := b.Expose("tcp-echo", fwdEchoServer(t))

@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -34,6 +35,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "gossip", Usage: "memberlist gossip `ADDR` (TCP and UDP) for discovery; empty disables it", EnvVars: env("gossip")},
 		&cli.StringSliceFlag{Name: "join", Usage: "gossip `ADDR` of a member to join (repeatable)", EnvVars: env("join")},
 		&cli.StringFlag{Name: "gossip-key", Usage: "base64 gossip encryption `KEY` (16, 24 or 32 bytes)", EnvVars: env("gossip-key")},
+		&cli.DurationFlag{Name: "drain-timeout", Usage: "on SIGTERM, let open circuits and tunnels finish for up to `DURATION` (0: close at once)", Value: 10 * time.Second, EnvVars: env("drain-timeout")},
 		&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics on `ADDR` at /metrics", EnvVars: env("metrics")},
 		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", EnvVars: env("log-level")},
 		&cli.StringFlag{Name: "log-format", Usage: "text or json", Value: "text", EnvVars: env("log-format")},
@@ -183,6 +185,14 @@ func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 			Join:     c.StringSlice("join"),
 			Key:      key,
 		},
+	}
+	switch drain := c.Duration("drain-timeout"); {
+	case drain < 0:
+		return d, usagef("--drain-timeout %v: want a duration >= 0", drain)
+	case drain == 0:
+		d.node.GracePeriod = -1 // close at once
+	default:
+		d.node.GracePeriod = drain
 	}
 	if len(d.node.Discovery.Join) > 0 && d.node.Discovery.BindAddr == "" {
 		return d, usagef("--join needs --gossip ADDR (the local gossip address)")

@@ -18,7 +18,9 @@ func TestFramesCarryDataEndAndReset(t *testing.T) {
 		{"clean end", func(w io.Writer) error { return writeFrame(w, frameEnd, nil) },
 			func(err error) bool { return err == nil }}, // io.ReadAll hides io.EOF
 		{"reset", func(w io.Writer) error { return writeFrame(w, frameError, []byte("link lost")) },
-			func(err error) bool { return errors.Is(err, ErrCircuitReset) && bytes.Contains([]byte(err.Error()), []byte("link lost")) }},
+			func(err error) bool {
+				return errors.Is(err, ErrCircuitReset) && bytes.Contains([]byte(err.Error()), []byte("link lost"))
+			}},
 		{"cut", func(io.Writer) error { return nil },
 			func(err error) bool { return errors.Is(err, io.ErrUnexpectedEOF) }},
 	} {
