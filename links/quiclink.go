@@ -43,6 +43,8 @@ type quicLink struct {
 	lastHeard atomic.Int64  // unix nanos of the last frame or packet from the peer
 	lastRecv  uint64        // QUIC packets received at the last probe tick (probeLoop only)
 	draining  atomic.Bool   // the peer said it is draining (cost pinned to the maximum)
+	gaps      gapDetector   // spread of the gaps between the peer's control frames
+	byeSeen   atomic.Bool   // the peer ended the link on purpose (goodbye, duplicate)
 
 	evMu     sync.Mutex // serialises Handler calls for this link
 	up       bool       // LinkUp was delivered
@@ -62,7 +64,7 @@ func newQUICLink(t *QUICTransport, conn *quic.Conn, ctrl *quic.Stream, peer hell
 	l.lastHeard.Store(l.est.UnixNano())
 	// Control frames (probes above all) go ahead of circuit data.
 	ctrl.SetPriority(0, false)
-	l.meter = newQualityMeter(t.cfg.StaticCost[peer.Node])
+	l.meter = newQualityMeter(t.cfg.StaticCost[peer.Node], t.flapped(peer.Node))
 	st := conn.ConnectionStats()
 	q, _ := l.meter.sample(st.SmoothedRTT, st.MeanDeviation, st.PacketsSent, st.PacketsLost)
 	l.quality.Store(&q)
@@ -189,6 +191,9 @@ func (l *quicLink) writeGoodbye(reason string) {
 func (l *quicLink) connLost(cause error) error {
 	var ae *quic.ApplicationError
 	if errors.As(cause, &ae) && ae.Remote {
+		if ae.ErrorCode == codeGoodbye || ae.ErrorCode == codeDuplicate {
+			l.byeSeen.Store(true)
+		}
 		switch ae.ErrorCode {
 		case codeGoodbye:
 			return fmt.Errorf("link to %s: %w: peer said goodbye: %s", l.hello.Node, ErrLinkLost, ae.ErrorMessage)
@@ -228,6 +233,9 @@ func (l *quicLink) watch() {
 	}
 	l.evMu.Lock()
 	defer l.evMu.Unlock()
+	if !l.byeSeen.Load() && errors.Is(l.err, ErrLinkLost) {
+		l.t.noteLost(l.hello.Node)
+	}
 	if l.up {
 		l.t.cfg.Logger.Info("link down", "peer", l.hello.Node, "remote", l.conn.RemoteAddr(), "err", l.err)
 		l.t.cfg.Handler.LinkDown(l, l.err)

@@ -37,6 +37,7 @@ type QUICTransport struct {
 	closed  bool
 
 	draining atomic.Bool
+	lost     map[string]time.Time // when a link to a peer was last lost (not closed), for flap damping
 }
 
 var _ Transport = (*QUICTransport)(nil)
@@ -56,6 +57,7 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		links:    make(map[string]*quicLink),
 		pending:  make(map[string][]*pending),
 		dials:    make(map[*dialAttempt]struct{}),
+		lost:     make(map[string]time.Time),
 	}
 	t.tlsConf = t.tlsConfig()
 	pc := cfg.PacketConn
@@ -245,6 +247,39 @@ func (t *QUICTransport) enter() bool {
 	}
 	t.wg.Add(1)
 	return true
+}
+
+// maxLostMemory bounds the peers remembered for flap damping.
+const maxLostMemory = 4096
+
+// noteLost remembers that the link to peer was lost.
+func (t *QUICTransport) noteLost(peer string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	if len(t.lost) >= maxLostMemory {
+		for p, at := range t.lost {
+			if now.Sub(at) > flapMemory {
+				delete(t.lost, p)
+			}
+		}
+		if len(t.lost) >= maxLostMemory {
+			return
+		}
+	}
+	t.lost[peer] = now
+}
+
+// flapped reports whether a link to peer was lost within flapMemory.
+func (t *QUICTransport) flapped(peer string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	at, ok := t.lost[peer]
+	if ok && time.Since(at) > flapMemory {
+		delete(t.lost, peer)
+		ok = false
+	}
+	return ok
 }
 
 // Drain tells every neighbour, now and on links that come up later, that

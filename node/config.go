@@ -112,6 +112,14 @@ type Limits struct {
 	// RelayBuffer is the per-direction copy buffer of a relayed circuit.
 	// Default 32 KiB.
 	RelayBuffer int
+	// RelayStall bounds how long a relayed circuit may wait on a reader
+	// that stopped reading (a write with no progress). Default 2 min;
+	// negative means no bound.
+	RelayStall time.Duration
+	// RelayHalfClosed bounds how long a relayed circuit may stay
+	// half-closed with the open direction silent. Default 2 min; negative
+	// means no bound.
+	RelayHalfClosed time.Duration
 }
 
 // RoutingConfig tunes the routing engine (see package routing).
@@ -199,6 +207,12 @@ func (c *Config) setDefaults() {
 	def(&l.RelayBuffer, 32<<10)
 	if l.HeaderTimeout == 0 {
 		l.HeaderTimeout = 5 * time.Second
+	}
+	if l.RelayStall == 0 {
+		l.RelayStall = 2 * time.Minute
+	}
+	if l.RelayHalfClosed == 0 {
+		l.RelayHalfClosed = 2 * time.Minute
 	}
 	def(&c.Discovery.MaxLinks, 8)
 }

@@ -63,7 +63,13 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string) {
 		s.Reset(circuit.CloseShuttingDown)
 		out.Reset(circuit.CloseShuttingDown)
 	})
-	st, err := circuit.Splice(s, out, n.cfg.Limits.RelayBuffer)
+	st, err := circuit.SpliceBounded(s, out, n.cfg.Limits.RelayBuffer, circuit.SpliceBounds{
+		Stall:      max(n.cfg.Limits.RelayStall, 0),
+		HalfClosed: max(n.cfg.Limits.RelayHalfClosed, 0),
+	})
+	if errors.Is(err, circuit.ErrStalled) {
+		n.log.Info("relayed circuit ended by a bound", "source", o.Source, "dest", o.Dest, "err", err)
+	}
 	n.circuits.remove(entry)
 	t.release()
 	n.metrics.relay.active.Dec()
