@@ -10,16 +10,17 @@ import (
 // The detector learns how irregularly signs of life arrive from the peer:
 // an estimate of the mean gap between control frames and a peak-holding
 // deviation that jumps to any larger gap at once and decays slowly
-// (about 1/64 per frame). The peer is declared dead after
+// (1/512 per frame: its memory is about a minute at the usual ten frames
+// a second). The peer is declared dead after
 // max(floor, mean + 4 × deviation) of silence, capped at detectorCap ×
 // floor: on a quiet link the floor (ProbeMisses × ProbeInterval) decides,
 // so a dead peer is found as fast as before; a peer that has been seen to
 // stall (a descheduled process, a CPU-starved host) gets a proportionally
-// longer allowance, which shrinks back to the floor after some tens of
-// seconds of regular traffic.
+// longer allowance, which shrinks back to the floor after a few minutes
+// of regular traffic.
 const (
 	detectorMeanGain = 8  // mean gap: EWMA with gain 1/8
-	detectorDevDecay = 64 // deviation decays by 1/64 per sample
+	detectorDevDecay = 512 // deviation decays by 1/512 per sample
 	detectorDevMult  = 4  // allowance = mean + 4 × deviation
 	detectorCap      = 8  // allowance at most 8 × the floor
 )

@@ -31,9 +31,9 @@ func TestGapDetectorAdapts(t *testing.T) {
 	if a := d.allowance(floor); a > detectorCap*floor {
 		t.Fatalf("allowance %v above the cap", a)
 	}
-	regular(1000)
+	regular(5000)
 	if a := d.allowance(floor); a != floor {
-		t.Fatalf("after 100 s of regular traffic: allowance %v, want the floor", a)
+		t.Fatalf("after 500 s of regular traffic: allowance %v, want the floor", a)
 	}
 	// Out-of-order or repeated times change nothing.
 	d.observe(now.Add(-time.Second))

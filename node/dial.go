@@ -150,7 +150,7 @@ func (n *Node) openCircuit(ctx context.Context, s links.Stream, o *circuit.Open,
 // or not: a node it has heard of, as opposed to a name nobody announced.
 func (n *Node) recentlyKnown(dest string) bool {
 	_, ok := n.router.lookup(dest)
-	return ok
+	return ok || n.events.recentlyLost(dest)
 }
 
 // awaitNewHop polls routing until it offers a next hop toward dest that

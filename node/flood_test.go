@@ -19,8 +19,11 @@ import (
 // during it keep carrying data intact.
 func TestNonReadingCircuitsThroughRelay(t *testing.T) {
 	circuits := int64(1000)
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		circuits = 50
+	case raceEnabled:
+		circuits = 200
 	}
 	const window = 32 << 10
 	c := newCluster(t, true)

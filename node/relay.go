@@ -33,6 +33,13 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string) {
 		return
 	}
 	hops := n.router.nextHops(o.Dest)
+	if len(hops) == 0 && n.recentlyKnown(o.Dest) {
+		// As in Dial: routing is replacing a route it just dropped (an
+		// unfeasible update awaiting a new seqno); wait for it briefly.
+		wctx, cancel := context.WithTimeout(ctx, n.cfg.RouteWait)
+		hops = n.awaitNewHop(wctx, o.Dest, map[string]bool{from: true})
+		cancel()
+	}
 	if len(hops) == 0 {
 		refuse(circuit.NoRoute, fmt.Sprintf("%s has no route to %s", n.cfg.Name, o.Dest))
 		return
