@@ -19,10 +19,10 @@ import (
 // longer allowance, which shrinks back to the floor after a few minutes
 // of regular traffic.
 const (
-	detectorMeanGain = 8  // mean gap: EWMA with gain 1/8
+	detectorMeanGain = 8   // mean gap: EWMA with gain 1/8
 	detectorDevDecay = 512 // deviation decays by 1/512 per sample
-	detectorDevMult  = 4  // allowance = mean + 4 × deviation
-	detectorCap      = 8  // allowance at most 8 × the floor
+	detectorDevMult  = 4   // allowance = mean + 4 × deviation
+	detectorCap      = 8   // allowance at most 8 × the floor
 )
 
 // gapDetector estimates the spread of inter-arrival gaps. Safe for
