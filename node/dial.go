@@ -68,6 +68,11 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 	}
 	failed := map[string]bool{}
 	hops := n.router.nextHops(peer)
+	if len(hops) == 0 && n.link(peer) != nil {
+		// A neighbour routing has no use for (it is draining): ask it
+		// directly, so that its own answer (shutting down) comes back.
+		hops = []string{peer}
+	}
 	if len(hops) == 0 && n.recentlyKnown(peer) {
 		// Routing is replacing a lost route (a seqno request is in flight):
 		// give it a moment rather than failing a dial that would work.
