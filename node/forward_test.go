@@ -66,6 +66,12 @@ func fwdWaitReachable(t *testing.T, n *Node, peer string) {
 // fwdEchoServer is a TCP server that echoes until the client half-closes,
 // then closes. It returns its address.
 func fwdEchoServer(t *testing.T) string {
+	return tcpServer(t, func(c net.Conn) { io.Copy(c, c) })
+}
+
+// tcpServer serves every connection on a loopback port with handle (then
+// closes it) until the test ends, and returns its address.
+func tcpServer(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -80,7 +86,7 @@ func fwdEchoServer(t *testing.T) string {
 			}
 			go func() {
 				defer c.Close()
-				io.Copy(c, c)
+				handle(c)
 			}()
 		}
 	}()

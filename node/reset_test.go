@@ -15,30 +15,17 @@ import (
 // tcpSource is a TCP server that sends bytes to every client until the
 // connection fails. It returns its address.
 func tcpSource(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		buf := make([]byte, 32<<10)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				for {
-					if _, err := c.Write(buf); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return tcpServer(t, func(c net.Conn) {
+		io.Copy(c, zeros{})
+	})
+}
+
+// zeros reads as an endless stream of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
 
 // TestRelayDeathResetsForwardedTCP downloads through a→r→b with --forward
@@ -47,11 +34,7 @@ func tcpSource(t *testing.T) string {
 func TestRelayDeathResetsForwardedTCP(t *testing.T) {
 	c := newCluster(t, true)
 	sockets := map[string]*net.UDPConn{}
-	c.tweak = func(cfg *Config) {
-		s := listenUDP(t)
-		sockets[cfg.Name] = s
-		cfg.PacketConn = s
-	}
+	c.tweak = func(cfg *Config) { ownSocket(t, sockets, cfg) }
 	c.build("a-r", "r-b")
 	c.waitRoute("a", "b", 2)
 	stopExpose, err := c.nodes["b"].Expose("source", tcpSource(t))
