@@ -71,10 +71,11 @@ type Config struct {
 	// Default 10s.
 	DialTimeout time.Duration
 
-	// RouteWait is how long Dial waits for routing to replace a lost route
-	// to a node it knows of (a retraction and its seqno request take a few
-	// round trips) before refusing with no route. A name routing never
-	// heard of is refused at once. Default 2s; negative disables the wait.
+	// RouteWait is how long Dial, and a relay forwarding a circuit, wait
+	// for routing to replace a lost route to a node it knows of or lost
+	// within the last minute (a retraction and its seqno request take a
+	// few round trips) before refusing with no route. A name routing
+	// never heard of is refused at once. Default 2s; negative disables the wait.
 	RouteWait time.Duration
 
 	// TracerProvider receives a span per hop. Default: no-op.
