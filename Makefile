@@ -4,12 +4,13 @@ GO      ?= go
 BIN     ?= bin/circuitmesh
 PKGS    ?= ./...
 
-.PHONY: help build test test-long lint bench demo clean
+.PHONY: help build test test-long soak lint bench demo clean
 
 help:
 	@echo "build      build $(BIN)"
 	@echo "test       go test -race -short (the quick suite, includes end-to-end tests)"
 	@echo "test-long  go test -race without -short (long scenarios too)"
+	@echo "soak       5 CPU-starved daemons for 2 minutes: no false link-down, no failed ping"
 	@echo "lint       gofmt check and go vet"
 	@echo "bench      run the benchmarks"
 	@echo "demo       run the five-node in-process demo"
@@ -22,6 +23,9 @@ test:
 
 test-long:
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+soak:
+	$(GO) test -count=1 -v -run TestSoakCPUStarvedMesh ./cmd/circuitmesh
 
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi

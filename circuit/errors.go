@@ -61,6 +61,8 @@ var (
 	ErrOverloaded      = errors.New("circuit: overloaded")
 	ErrShuttingDown    = errors.New("circuit: shutting down")
 	ErrInternal        = errors.New("circuit: internal error at a hop")
+	// ErrStalled: a relay's splice ran into one of its bounds.
+	ErrStalled = errors.New("circuit: stalled")
 	// ErrLinkLost is the links sentinel: a refusal with code LinkLost and a
 	// stream whose link died both match it.
 	ErrLinkLost = links.ErrLinkLost
@@ -134,7 +136,29 @@ const (
 	CloseInternal uint64 = 4
 	// CloseProtocol: a peer broke the circuit protocol (bad header).
 	CloseProtocol uint64 = 5
+	// CloseUnavailable: the destination accepted the circuit but what
+	// serves it is down (e.g. the TCP service behind an exposed service
+	// refused the connection).
+	CloseUnavailable uint64 = 6
+	// CloseTimeout: a relay ended the circuit after a bound ran out (a
+	// reader that stopped reading, a half-closed circuit left silent).
+	CloseTimeout uint64 = 7
 )
+
+var closeNames = [...]string{
+	CloseNormal: "normal", CloseCancelled: "cancelled", CloseLinkLost: "link lost",
+	CloseShuttingDown: "shutting down", CloseInternal: "internal error",
+	CloseProtocol: "protocol error", CloseUnavailable: "service unavailable",
+	CloseTimeout: "timed out at a relay",
+}
+
+// CloseName names a close-reason code ("link lost", ...).
+func CloseName(code uint64) string {
+	if code < uint64(len(closeNames)) {
+		return closeNames[code]
+	}
+	return "code " + strconv.FormatUint(code, 10)
+}
 
 // resetCode is the close-reason code to forward for an error that ended one
 // side of a circuit.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/circuitmesh/circuitmesh/links"
 )
@@ -25,9 +26,24 @@ type SpliceStats struct {
 	Down int64 // from b to a (towards the caller)
 }
 
+// SpliceBounds bound the states a peer can leave a splice in. Zero fields
+// mean no bound. A splice that runs into one resets both streams with
+// CloseTimeout.
+type SpliceBounds struct {
+	// Stall bounds a write that makes no progress: the reader on that
+	// side stopped reading (its flow-control window stays shut).
+	Stall time.Duration
+	// HalfClosed bounds the silence of the remaining direction once the
+	// other one ended cleanly: a half-closed circuit whose other side
+	// neither sends nor closes.
+	HalfClosed time.Duration
+}
+
 // Splicer is a running splice between two streams. Its zero value is not
 // usable; create one with StartSplice.
 type Splicer struct {
+	bounds    SpliceBounds
+	halfDone  atomic.Bool // one direction ended cleanly
 	a, b      links.Stream
 	up, down  atomic.Int64
 	resetOnce sync.Once
@@ -46,7 +62,13 @@ type Splicer struct {
 // Splice copies one direction in the calling goroutine, so a relayed
 // circuit costs two goroutines, not three.
 func Splice(a, b links.Stream, bufSize int) (SpliceStats, error) {
+	return SpliceBounded(a, b, bufSize, SpliceBounds{})
+}
+
+// SpliceBounded is Splice with bounds on stalled and half-closed states.
+func SpliceBounded(a, b links.Stream, bufSize int, bounds SpliceBounds) (SpliceStats, error) {
 	sp := newSplicer(a, b)
+	sp.bounds = bounds
 	go sp.copy(a, b, &sp.down, sp.peek[1:], bufSize)
 	sp.copy(b, a, &sp.up, sp.peek[:1], bufSize)
 	return sp.Wait()
@@ -155,19 +177,27 @@ func (sp *Splicer) copy(dst, src links.Stream, n *atomic.Int64, peek []byte, siz
 		}
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
+			if sp.bounds.Stall > 0 {
+				_ = dst.SetWriteDeadline(time.Now().Add(sp.bounds.Stall))
+			}
 			nw, werr := dst.Write(buf[:nr])
 			n.Add(int64(nw))
 			if werr != nil {
 				if isGracefulStop(werr) {
+					sp.endedCleanly(src)
 					src.CloseRead(CloseNormal)
 					return
 				}
 				sp.fail("write", werr)
 				return
 			}
+			if sp.halfDone.Load() && sp.bounds.HalfClosed > 0 {
+				_ = src.SetReadDeadline(time.Now().Add(sp.bounds.HalfClosed))
+			}
 		}
 		switch {
 		case rerr == io.EOF:
+			sp.endedCleanly(src)
 			_ = dst.CloseWrite()
 			return
 		case rerr != nil:
@@ -219,7 +249,29 @@ func (b *spliceBuf) release() {
 }
 
 func (sp *Splicer) fail(op string, err error) {
-	sp.reset(resetCode(err), fmt.Errorf("circuit: splice %s: %w", op, err))
+	code := resetCode(err)
+	if isTimeout(err) {
+		code = CloseTimeout
+		if op == "write" {
+			err = fmt.Errorf("%w: the reader made no progress for %v: %w", ErrStalled, sp.bounds.Stall, err)
+		} else {
+			err = fmt.Errorf("%w: half-closed and silent for %v: %w", ErrStalled, sp.bounds.HalfClosed, err)
+		}
+	}
+	sp.reset(code, fmt.Errorf("circuit: splice %s: %w", op, err))
+}
+
+// endedCleanly notes that the direction reading src ended cleanly: the
+// other direction, still open, is bounded by HalfClosed from now.
+func (sp *Splicer) endedCleanly(src links.Stream) {
+	if sp.halfDone.Swap(true) || sp.bounds.HalfClosed <= 0 {
+		return
+	}
+	other := sp.a
+	if src == sp.a {
+		other = sp.b
+	}
+	_ = other.SetReadDeadline(time.Now().Add(sp.bounds.HalfClosed))
 }
 
 // isGracefulStop reports whether a write failed because the receiver

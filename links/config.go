@@ -21,14 +21,14 @@ const (
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultControlQueue     = 256
 	DefaultMaxStreamWindow  = 4 << 20
-	DefaultMaxConnWindow    = 16 << 20
 )
 
 const (
 	initialStreamWindow = 512 << 10
-	initialConnWindow   = 1 << 20
-	quicIdleTimeout     = 10 * time.Second
-	quicKeepAlive       = 2 * time.Second
+	// minStreamWindow is the smallest MaxStreamWindow accepted.
+	minStreamWindow = 16 << 10
+	quicIdleTimeout = 10 * time.Second
+	quicKeepAlive   = 2 * time.Second
 	// maxPendingHandshakes bounds inbound handshakes in progress.
 	maxPendingHandshakes = 128
 )
@@ -69,11 +69,19 @@ type QUICConfig struct {
 	StaticCost map[string]Cost
 	// ControlQueue bounds the routing frames queued per link. Default 256.
 	ControlQueue int
-	// MaxStreamWindow and MaxConnWindow are the QUIC flow-control receive
-	// windows per stream and per connection. Defaults 4 MiB and 16 MiB: a
-	// circuit may keep 4 MiB in flight, and one link pins at most 16 MiB of
-	// receive buffer however many streams it carries.
-	MaxStreamWindow, MaxConnWindow uint64
+	// MaxStreamWindow is the QUIC flow-control receive window per stream
+	// (minimum 16 KiB, default 4 MiB): a circuit may keep that much in
+	// flight. A stream starts at min(512 KiB, MaxStreamWindow) and grows
+	// only while its reader keeps up.
+	//
+	// The connection window is not configurable: it is always at least the
+	// sum of the stream windows the peer may fill, (MaxStreams+1) ×
+	// MaxStreamWindow, so streams whose readers stall can never use up the
+	// connection's credit and block the control stream (liveness, routing)
+	// or the other circuits. The price is that a link may pin up to that
+	// sum of receive buffer; lower MaxStreams or MaxStreamWindow to shrink
+	// it.
+	MaxStreamWindow uint64
 	// OnRefused, when set, is called for every inbound link refused in the
 	// handshake (refusals are also logged). It must not block.
 	OnRefused func(remote net.Addr, err error)
@@ -109,9 +117,6 @@ func (c QUICConfig) withDefaults() QUICConfig {
 	if c.MaxStreamWindow == 0 {
 		c.MaxStreamWindow = DefaultMaxStreamWindow
 	}
-	if c.MaxConnWindow == 0 {
-		c.MaxConnWindow = DefaultMaxConnWindow
-	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -132,8 +137,8 @@ func (c *QUICConfig) validate() error {
 	case c.MaxStreams < 0 || c.ProbeInterval < 0 || c.ProbeMisses < 0 ||
 		c.HandshakeTimeout < 0 || c.ControlQueue < 0:
 		return fmt.Errorf("%w: negative limit", ErrConfig)
-	case c.MaxStreamWindow < initialStreamWindow || c.MaxConnWindow < c.MaxStreamWindow:
-		return fmt.Errorf("%w: need %d <= MaxStreamWindow <= MaxConnWindow", ErrConfig, initialStreamWindow)
+	case c.MaxStreamWindow < minStreamWindow:
+		return fmt.Errorf("%w: MaxStreamWindow %d below %d", ErrConfig, c.MaxStreamWindow, minStreamWindow)
 	case c.Role != RoleRouter && c.Role != RoleLeaf:
 		return fmt.Errorf("%w: unknown role %d", ErrConfig, c.Role)
 	}
@@ -147,17 +152,24 @@ func (c *QUICConfig) validate() error {
 
 // QUIC returns the exact quic-go configuration links use (defaults
 // applied), so that a plain quic-go baseline can be configured identically.
+//
+// Invariant: the connection receive window, initial and maximum, is at
+// least the sum of the stream windows of every stream the peer may open
+// (MaxStreams circuits and the control stream). Credit held by streams
+// nobody reads can therefore never starve another stream.
 func (c QUICConfig) QUIC() *quic.Config {
 	c = c.withDefaults()
+	streams := uint64(c.MaxStreams) + 1 // + the control stream
+	initStream := min(initialStreamWindow, c.MaxStreamWindow)
 	return &quic.Config{
 		HandshakeIdleTimeout:           c.HandshakeTimeout,
 		MaxIdleTimeout:                 quicIdleTimeout,
 		KeepAlivePeriod:                quicKeepAlive,
-		InitialStreamReceiveWindow:     min(initialStreamWindow, c.MaxStreamWindow),
+		InitialStreamReceiveWindow:     initStream,
 		MaxStreamReceiveWindow:         c.MaxStreamWindow,
-		InitialConnectionReceiveWindow: min(initialConnWindow, c.MaxConnWindow),
-		MaxConnectionReceiveWindow:     c.MaxConnWindow,
-		MaxIncomingStreams:             int64(c.MaxStreams) + 1, // + the control stream
+		InitialConnectionReceiveWindow: streams * initStream,
+		MaxConnectionReceiveWindow:     streams * c.MaxStreamWindow,
+		MaxIncomingStreams:             int64(streams),
 		MaxIncomingUniStreams:          -1,
 	}
 }

@@ -15,7 +15,9 @@ func (l *quicLink) readLoop() {
 			l.readFailed(err)
 			return
 		}
-		l.heard(time.Now())
+		now := time.Now()
+		l.heard(now)
+		l.gaps.observe(now)
 		switch f.typ {
 		case frameRouting:
 			l.event(func() { l.t.cfg.Handler.Routing(l, f.payload) })
@@ -34,7 +36,10 @@ func (l *quicLink) readLoop() {
 				l.protocolError(err)
 				return
 			}
+		case frameDraining:
+			l.peerDrains()
 		case frameGoodbye:
+			l.byeSeen.Store(true)
 			reason := truncReason(string(f.payload))
 			l.down(fmt.Errorf("link to %s: %w: peer said goodbye: %s", l.hello.Node, ErrLinkLost, reason), codeGoodbye, "goodbye received")
 			return
@@ -103,16 +108,19 @@ func (l *quicLink) writeLoop() {
 	}
 }
 
-// probeLoop sends probes, declares the peer dead after ProbeMisses silent
-// intervals, and samples link quality.
+// probeLoop sends probes, declares the peer dead after a silence longer
+// than the detector's allowance (at least ProbeMisses intervals), and
+// samples link quality.
 func (l *quicLink) probeLoop() {
 	defer l.t.wg.Done()
 	cfg := &l.t.cfg
 	tick := time.NewTicker(cfg.ProbeInterval)
 	defer tick.Stop()
-	deadAfter := time.Duration(cfg.ProbeMisses) * cfg.ProbeInterval
+	floor := time.Duration(cfg.ProbeMisses) * cfg.ProbeInterval
 	var seq uint64
 	prev := time.Now()
+	var late time.Duration // how late our own ticks ran since we last heard the peer
+	heardAt := l.lastHeard.Load()
 	for {
 		select {
 		case <-l.done:
@@ -132,10 +140,16 @@ func (l *quicLink) probeLoop() {
 			if now.Sub(prev) > 2*cfg.ProbeInterval {
 				l.heard(now)
 			}
+			// Smaller delays of our own ticks are not the peer's silence
+			// either: they are taken off it.
+			if h := l.lastHeard.Load(); h != heardAt {
+				heardAt, late = h, 0
+			}
+			late += max(now.Sub(prev)-cfg.ProbeInterval, 0)
 			prev = now
-			silent := now.Sub(time.Unix(0, l.lastHeard.Load()))
-			if silent > deadAfter {
-				reason := fmt.Sprintf("no answer from %s for %v (%d probes missed)", l.hello.Node, silent.Round(time.Millisecond), cfg.ProbeMisses)
+			silent := now.Sub(time.Unix(0, heardAt)) - late
+			if deadAfter := l.gaps.allowance(floor); silent > deadAfter {
+				reason := fmt.Sprintf("no answer from %s for %v (%d probes missed)", l.hello.Node, silent.Round(time.Millisecond), int(silent/cfg.ProbeInterval))
 				l.t.cfg.Logger.Warn("link dead", "peer", l.hello.Node, "remote", l.conn.RemoteAddr(), "silent", silent)
 				l.down(fmt.Errorf("link to %s: %w: %s", l.hello.Node, ErrLinkLost, reason), codeLost, reason)
 				return
@@ -151,9 +165,35 @@ func (l *quicLink) probeLoop() {
 	}
 }
 
+// peerDrains handles the peer's draining frame: from now on the link
+// reports the highest cost, so routing moves new circuits away from the
+// peer while the circuits already crossing the link carry on.
+func (l *quicLink) peerDrains() {
+	if l.draining.Swap(true) {
+		return
+	}
+	q := l.Quality()
+	q.Cost = maxCost
+	l.quality.Store(&q)
+	l.t.cfg.Logger.Info("peer draining: routing around it", "peer", l.hello.Node)
+	l.event(func() { l.t.cfg.Handler.CostChanged(l, q) })
+}
+
+// sendDraining queues a draining frame for the peer.
+func (l *quicLink) sendDraining() {
+	b, _ := appendFrame(nil, frameDraining, nil)
+	select {
+	case l.routingQ <- b:
+	default: // the queue is full of routing: the goodbye still follows
+	}
+}
+
 func (l *quicLink) sampleQuality() {
 	st := l.conn.ConnectionStats()
 	q, changed := l.meter.sample(st.SmoothedRTT, st.MeanDeviation, st.PacketsSent, st.PacketsLost)
+	if l.draining.Load() {
+		q.Cost, changed = maxCost, false
+	}
 	l.quality.Store(&q)
 	if changed {
 		l.event(func() { l.t.cfg.Handler.CostChanged(l, q) })

@@ -32,6 +32,7 @@ const (
 	frameProbe      uint8 = 0x04 // liveness probe: seq uint64, stamp uint64
 	frameProbeReply uint8 = 0x05 // echo of a probe's payload
 	frameGoodbye    uint8 = 0x06 // reason text (UTF-8)
+	frameDraining   uint8 = 0x07 // the sender is shutting down; empty
 )
 
 // ErrFrameTooLarge is returned for control frames longer than MaxFrameSize.
@@ -88,7 +89,7 @@ func readFrame(r io.Reader) (frame, error) {
 }
 
 func knownFrame(typ uint8) bool {
-	return typ >= frameHello && typ <= frameGoodbye
+	return typ >= frameHello && typ <= frameDraining
 }
 
 // noEOF turns an end of stream inside a frame into io.ErrUnexpectedEOF.

@@ -11,6 +11,13 @@ import (
 	"time"
 )
 
+// allowance is the silence l's detector tolerates now: the 800 ms floor on
+// a quiet link, more when the machine is loaded enough for the peer's
+// frames to have arrived irregularly.
+func allowance(l Link) time.Duration {
+	return l.(*quicLink).gaps.allowance(DefaultProbeMisses * DefaultProbeInterval)
+}
+
 // faultyPair links a (plain UDP) to b (on a faultConn).
 func faultyPair(t *testing.T, modA func(*QUICConfig)) (a, b *node, fc *faultConn, la Link) {
 	t.Helper()
@@ -41,13 +48,14 @@ func TestKilledPeerDetected(t *testing.T) {
 		readErr <- err
 	}()
 	time.Sleep(300 * time.Millisecond) // a few healthy probes first
+	allow := allowance(la)
 	killed := time.Now()
 	_ = fc.Close()
-	a.rec.waitEvent(t, "down", 3*time.Second)
+	a.rec.waitEvent(t, "down", allow+3*time.Second)
 	took := time.Since(killed)
-	t.Logf("killed peer detected after %v", took)
-	if took > 2*time.Second {
-		t.Fatalf("detection took %v, want < 2s", took)
+	t.Logf("killed peer detected after %v (allowance %v)", took, allow)
+	if took > allow+1200*time.Millisecond {
+		t.Fatalf("detection took %v, want < %v", took, allow+1200*time.Millisecond)
 	}
 	if err := la.Err(); !errors.Is(err, ErrLinkLost) || !strings.Contains(err.Error(), "probes missed") {
 		t.Fatalf("link error: %v", err)
@@ -69,9 +77,10 @@ func TestNetworkCutDetected(t *testing.T) {
 	a, b, fc, la := faultyPair(t, nil)
 	lb := acceptedLink(t, b, "a")
 	time.Sleep(300 * time.Millisecond)
+	allow := allowance(la)
 	cut := time.Now()
 	fc.cut.Store(true)
-	a.rec.waitEvent(t, "down", 3*time.Second)
+	a.rec.waitEvent(t, "down", allow+3*time.Second)
 	t.Logf("cut detected after %v", time.Since(cut))
 	b.rec.waitEvent(t, "down", 3*time.Second)
 	if err := la.Err(); !errors.Is(err, ErrLinkLost) || !strings.Contains(err.Error(), "no answer from b") {

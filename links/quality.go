@@ -11,6 +11,19 @@ const (
 	costThreshold  = 0.10    // relative change that produces a CostChanged
 	minCostChange  = 1       // and the smallest absolute change
 	lossMinPackets = 4       // intervals with fewer packets sent keep the old loss
+	// costHold is how many consecutive samples must agree on a change
+	// beyond the threshold, in the same direction, before it is reported:
+	// a spike shorter than that (a peer descheduled for a few hundred ms
+	// inflates the RTT) never reaches routing.
+	costHold = 5
+	// A link to a peer whose previous link was lost (not closed) within
+	// flapMemory starts at flapFactor times its measured cost, the excess
+	// decaying by flapDecay per sample (to nothing in about 30 s of 200 ms
+	// probes), so a link that recovers does not pull routes back at once
+	// and a flapping one does not churn the mesh.
+	flapMemory = time.Minute
+	flapFactor = 4.0
+	flapDecay  = 0.97
 )
 
 // rawCost turns one measurement into a cost.
@@ -31,11 +44,17 @@ type qualityMeter struct {
 	sent     uint64  // packet counters at the previous sample
 	lost     uint64
 	started  bool
+	penalty  float64 // flap damping multiplier, 1 when none
+	hold     int     // consecutive samples beyond the threshold (signed: + up, - down)
 }
 
-// newQualityMeter starts a meter; pinned costs never change.
-func newQualityMeter(pinned Cost) *qualityMeter {
-	m := &qualityMeter{reported: MinCost}
+// newQualityMeter starts a meter; pinned costs never change. A meter for
+// a link that replaces a lost one (flapped) starts with the flap penalty.
+func newQualityMeter(pinned Cost, flapped bool) *qualityMeter {
+	m := &qualityMeter{reported: MinCost, penalty: 1}
+	if flapped {
+		m.penalty = flapFactor
+	}
 	if pinned > 0 {
 		m.pinned, m.reported = true, pinned
 	}
@@ -57,7 +76,8 @@ func (m *qualityMeter) sample(srtt, rttvar time.Duration, sent, lost uint64) (Qu
 		m.sent, m.lost = sent, lost
 	}
 	raw := rawCost(srtt, rttvar, m.loss)
-	if !m.started {
+	first := !m.started
+	if first {
 		m.started = true
 		m.smooth = raw
 	} else {
@@ -65,13 +85,29 @@ func (m *qualityMeter) sample(srtt, rttvar time.Duration, sent, lost uint64) (Qu
 	}
 	changed := false
 	if !m.pinned {
-		next := Cost(max(m.smooth+0.5, float64(MinCost)))
+		next := Cost(min(max(m.smooth*m.penalty+0.5, float64(MinCost)), maxCost))
+		if m.penalty > 1 {
+			m.penalty = 1 + (m.penalty-1)*flapDecay
+			if m.penalty < 1.01 {
+				m.penalty = 1
+			}
+		}
 		diff := float64(next) - float64(m.reported)
 		if diff < 0 {
 			diff = -diff
 		}
-		if diff >= minCostChange && diff > costThreshold*float64(m.reported) {
-			m.reported, changed = next, true
+		switch beyond := diff >= minCostChange && diff > costThreshold*float64(m.reported); {
+		case first:
+			m.reported, changed = next, next != m.reported
+		case !beyond:
+			m.hold = 0
+		case next > m.reported:
+			m.hold = max(m.hold, 0) + 1
+		default:
+			m.hold = min(m.hold, 0) - 1
+		}
+		if m.hold >= costHold || m.hold <= -costHold {
+			m.reported, changed, m.hold = next, true, 0
 		}
 	}
 	return Quality{RTT: srtt, RTTVar: rttvar, Loss: m.loss, Cost: m.reported, Pinned: m.pinned}, changed

@@ -25,7 +25,7 @@ func TestRawCostFormula(t *testing.T) {
 }
 
 func TestQualityMeterDampsJitter(t *testing.T) {
-	m := newQualityMeter(0)
+	m := newQualityMeter(0, false)
 	q, _ := m.sample(10*time.Millisecond, time.Millisecond, 0, 0)
 	base := q.Cost
 	if base < 1100 || base > 1300 {
@@ -41,7 +41,7 @@ func TestQualityMeterDampsJitter(t *testing.T) {
 }
 
 func TestQualityMeterFollowsStepAndLoss(t *testing.T) {
-	m := newQualityMeter(0)
+	m := newQualityMeter(0, false)
 	m.sample(time.Millisecond, 0, 0, 0)
 	events := 0
 	var q Quality
@@ -71,11 +71,37 @@ func TestQualityMeterFollowsStepAndLoss(t *testing.T) {
 }
 
 func TestQualityMeterPinned(t *testing.T) {
-	m := newQualityMeter(777)
+	m := newQualityMeter(777, false)
 	for i := range 20 {
 		q, changed := m.sample(time.Duration(i)*time.Millisecond, 0, 0, 0)
 		if changed || q.Cost != 777 || !q.Pinned {
 			t.Fatalf("pinned meter reported %+v changed=%v", q, changed)
 		}
 	}
+}
+
+// TestFlapPenaltyDecays: a link that replaces a lost one starts at
+// flapFactor times its measured cost and comes down to it as samples
+// accumulate, reporting each step as a cost change.
+func TestFlapPenaltyDecays(t *testing.T) {
+	const rtt = 2 * time.Millisecond
+	plain := newQualityMeter(0, false)
+	q0, _ := plain.sample(rtt, 0, 100, 0)
+	m := newQualityMeter(0, true)
+	q, _ := m.sample(rtt, 0, 100, 0)
+	if q.Cost < 3*q0.Cost {
+		t.Fatalf("flapped link starts at cost %d, measured %d: want about %vx", q.Cost, q0.Cost, flapFactor)
+	}
+	var changes int
+	for i := range 300 {
+		var changed bool
+		q, changed = m.sample(rtt, 0, uint64(200+100*i), 0)
+		if changed {
+			changes++
+		}
+	}
+	if float64(q.Cost) > (1+costThreshold)*float64(q0.Cost) || changes == 0 {
+		t.Fatalf("after 300 samples: cost %d (measured %d), %d changes reported", q.Cost, q0.Cost, changes)
+	}
+	t.Logf("penalised cost came down to %d in %d reported steps", q.Cost, changes)
 }

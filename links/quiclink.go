@@ -45,6 +45,9 @@ type quicLink struct {
 	meter     *qualityMeter // used by probeLoop only
 	lastHeard atomic.Int64  // unix nanos of the last frame or packet from the peer
 	lastRecv  uint64        // QUIC packets received at the last probe tick (probeLoop only)
+	draining  atomic.Bool   // the peer said it is draining (cost pinned to the maximum)
+	gaps      gapDetector   // spread of the gaps between the peer's control frames
+	byeSeen   atomic.Bool   // the peer ended the link on purpose (goodbye, duplicate)
 
 	evMu     sync.Mutex // serialises Handler calls for this link
 	up       bool       // LinkUp was delivered
@@ -67,7 +70,7 @@ func newQUICLink(t *QUICTransport, conn *quic.Conn, ctrl *quic.Stream, peer hell
 	}
 	// Control frames (probes above all) go ahead of circuit data.
 	ctrl.SetPriority(0, false)
-	l.meter = newQualityMeter(t.cfg.StaticCost[peer.Node])
+	l.meter = newQualityMeter(t.cfg.StaticCost[peer.Node], t.flapped(peer.Node))
 	st := conn.ConnectionStats()
 	q, _ := l.meter.sample(st.SmoothedRTT, st.MeanDeviation, st.PacketsSent, st.PacketsLost)
 	l.quality.Store(&q)
@@ -198,6 +201,9 @@ func (l *quicLink) writeGoodbye(reason string) {
 func (l *quicLink) connLost(cause error) error {
 	var ae *quic.ApplicationError
 	if errors.As(cause, &ae) && ae.Remote {
+		if ae.ErrorCode == codeGoodbye || ae.ErrorCode == codeDuplicate {
+			l.byeSeen.Store(true)
+		}
 		switch ae.ErrorCode {
 		case codeGoodbye:
 			return fmt.Errorf("link to %s: %w: peer said goodbye: %s", l.hello.Node, ErrLinkLost, ae.ErrorMessage)
@@ -222,6 +228,9 @@ func (l *quicLink) start() {
 	l.up = true
 	l.t.cfg.Handler.LinkUp(l)
 	l.evMu.Unlock()
+	if l.t.draining.Load() {
+		l.sendDraining()
+	}
 }
 
 // watch ends the link when the connection dies or the peer's certificate
@@ -245,6 +254,9 @@ func (l *quicLink) watch() {
 	}
 	l.evMu.Lock()
 	defer l.evMu.Unlock()
+	if !l.byeSeen.Load() && errors.Is(l.err, ErrLinkLost) {
+		l.t.noteLost(l.hello.Node)
+	}
 	if l.up {
 		l.t.cfg.Logger.Info("link down", "peer", l.hello.Node, "remote", l.conn.RemoteAddr(), "err", l.err)
 		l.t.cfg.Handler.LinkDown(l, l.err)

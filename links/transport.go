@@ -51,6 +51,9 @@ type QUICTransport struct {
 	pending map[string][]*pending // verified handshakes not yet adopted, by peer
 	dials   map[*dialAttempt]struct{}
 	closed  bool
+
+	draining atomic.Bool
+	lost     map[string]time.Time // when a link to a peer was last lost (not closed), for flap damping
 }
 
 var _ Transport = (*QUICTransport)(nil)
@@ -71,6 +74,7 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		pending:  make(map[string][]*pending),
 		dials:    make(map[*dialAttempt]struct{}),
 		refusals: ratelog.New(cfg.Logger, refusalLogPeriod, maxRefusalKeys),
+		lost:     make(map[string]time.Time),
 	}
 	t.id.Store(cfg.Identity)
 	t.tlsConf = t.tlsConfig()
@@ -277,6 +281,58 @@ func (t *QUICTransport) enter() bool {
 	}
 	t.wg.Add(1)
 	return true
+}
+
+// maxLostMemory bounds the peers remembered for flap damping.
+const maxLostMemory = 4096
+
+// noteLost remembers that the link to peer was lost.
+func (t *QUICTransport) noteLost(peer string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	if len(t.lost) >= maxLostMemory {
+		for p, at := range t.lost {
+			if now.Sub(at) > flapMemory {
+				delete(t.lost, p)
+			}
+		}
+		if len(t.lost) >= maxLostMemory {
+			return
+		}
+	}
+	t.lost[peer] = now
+}
+
+// flapped reports whether a link to peer was lost within flapMemory.
+func (t *QUICTransport) flapped(peer string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	at, ok := t.lost[peer]
+	if ok && time.Since(at) > flapMemory {
+		delete(t.lost, peer)
+		ok = false
+	}
+	return ok
+}
+
+// Drain tells every neighbour, now and on links that come up later, that
+// this node is shutting down: each neighbour then reports its link to this
+// node at the highest cost, so routing sends new circuits around it, while
+// circuits already open keep flowing until Close.
+func (t *QUICTransport) Drain() {
+	if t.draining.Swap(true) {
+		return
+	}
+	t.mu.Lock()
+	ls := make([]*quicLink, 0, len(t.links))
+	for _, l := range t.links {
+		ls = append(ls, l)
+	}
+	t.mu.Unlock()
+	for _, l := range ls {
+		l.sendDraining()
+	}
 }
 
 // Close closes every link with a goodbye, then the transport, and waits

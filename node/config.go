@@ -79,17 +79,19 @@ type Config struct {
 	// Discovery enables memberlist gossip discovery when BindAddr is set.
 	Discovery DiscoveryConfig
 
-	// GracePeriod is how long Close lets open circuits finish before
-	// resetting them. Default 5s.
+	// GracePeriod is how long Close drains: it lets open circuits finish
+	// (neighbours already route new ones around this node) before resetting
+	// them. Default 5s; a negative value means no wait.
 	GracePeriod time.Duration
 	// DialTimeout bounds Dial when the caller's context has no deadline.
 	// Default 10s.
 	DialTimeout time.Duration
 
-	// RouteWait is how long Dial waits for routing to replace a lost route
-	// to a node it knows of (a retraction and its seqno request take a few
-	// round trips) before refusing with no route. A name routing never
-	// heard of is refused at once. Default 2s; negative disables the wait.
+	// RouteWait is how long Dial, and a relay forwarding a circuit, wait
+	// for routing to replace a lost route to a node it knows of or lost
+	// within the last minute (a retraction and its seqno request take a
+	// few round trips) before refusing with no route. A name routing
+	// never heard of is refused at once. Default 2s; negative disables the wait.
 	RouteWait time.Duration
 
 	// TracerProvider receives a span per hop. Default: no-op.
@@ -140,6 +142,14 @@ type Limits struct {
 	// RelayBuffer is the per-direction copy buffer of a relayed circuit.
 	// Default 32 KiB.
 	RelayBuffer int
+	// RelayStall bounds how long a relayed circuit may wait on a reader
+	// that stopped reading (a write with no progress). Default 2 min;
+	// negative means no bound.
+	RelayStall time.Duration
+	// RelayHalfClosed bounds how long a relayed circuit may stay
+	// half-closed with the open direction silent. Default 2 min; negative
+	// means no bound.
+	RelayHalfClosed time.Duration
 }
 
 // RoutingConfig tunes the routing engine (see package routing).
@@ -251,6 +261,12 @@ func (c *Config) setDefaults() {
 	if l.HeaderTimeout == 0 {
 		l.HeaderTimeout = 5 * time.Second
 	}
+	if l.RelayStall == 0 {
+		l.RelayStall = 2 * time.Minute
+	}
+	if l.RelayHalfClosed == 0 {
+		l.RelayHalfClosed = 2 * time.Minute
+	}
 	d := &c.Discovery
 	if d.TargetLinks == 0 && d.MaxLinks > 0 {
 		d.TargetLinks = min(topology.DefaultTarget, d.MaxLinks)
@@ -295,7 +311,7 @@ func (c *Config) validate() error {
 	if l.RelayBuffer < 1024 {
 		return bad("Limits.RelayBuffer %d is below the 1024-byte minimum", l.RelayBuffer)
 	}
-	if c.GracePeriod < 0 || c.DialTimeout < 0 || l.HeaderTimeout < 0 {
+	if c.DialTimeout < 0 || l.HeaderTimeout < 0 {
 		return bad("durations must not be negative")
 	}
 	for peer, cost := range c.LinkCosts {

@@ -69,6 +69,11 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 	}
 	failed := map[string]bool{}
 	hops := n.router.nextHops(peer)
+	if len(hops) == 0 && n.link(peer) != nil {
+		// A neighbour routing has no use for (it is draining): ask it
+		// directly, so that its own answer (shutting down) comes back.
+		hops = []string{peer}
+	}
 	if len(hops) == 0 && n.recentlyKnown(peer) {
 		// Routing is replacing a lost route (a seqno request is in flight):
 		// give it a moment rather than failing a dial that would work.
@@ -168,7 +173,7 @@ func (n *Node) openCircuit(ctx context.Context, l links.Link, s links.Stream, o 
 // or not: a node it has heard of, as opposed to a name nobody announced.
 func (n *Node) recentlyKnown(dest string) bool {
 	_, ok := n.router.lookup(dest)
-	return ok
+	return ok || n.events.recentlyLost(dest)
 }
 
 // awaitNewHop polls routing until it offers a next hop toward dest that

@@ -35,9 +35,10 @@
 // a header whose source is not the neighbour that sent it unless the
 // neighbour is a router relaying it (docs/PROTOCOL.md, trust model).
 //
-// The caller must Close the node; Close says goodbye to neighbours, refuses
-// new circuits, lets open ones finish for Config.GracePeriod, resets the
-// rest and waits for every goroutine the node started. Every table and
+// The caller must Close the node; Close drains (refuses new circuits,
+// tells neighbours to route around this node, lets open ones finish for
+// Config.GracePeriod), resets the rest, says goodbye to neighbours and
+// waits for every goroutine the node started. Every table and
 // queue is bounded by Config.Limits; beyond a limit circuits are refused as
 // overloaded.
 package node

@@ -1,6 +1,9 @@
 package node
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // maxSubscriberBuffer bounds one subscriber's channel.
 const maxSubscriberBuffer = 4096
@@ -16,15 +19,51 @@ type eventHub struct {
 	mu     sync.Mutex
 	subs   map[chan Event]struct{}
 	closed bool
+	lost   map[string]time.Time // peers whose PeerDown is recent, bounded by maxLostPeers
 }
 
+// Peers that went down within lostMemory count as recently known: a Dial
+// or relay toward one waits RouteWait for routing to bring it back.
+const (
+	lostMemory   = time.Minute
+	maxLostPeers = 4096
+)
+
 func newEventHub(m *metrics) *eventHub {
-	return &eventHub{m: m, subs: make(map[chan Event]struct{})}
+	return &eventHub{m: m, subs: make(map[chan Event]struct{}), lost: make(map[string]time.Time)}
+}
+
+// recentlyLost reports whether peer went down within lostMemory and has
+// not come back since.
+func (h *eventHub) recentlyLost(peer string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	at, ok := h.lost[peer]
+	return ok && time.Since(at) < lostMemory
+}
+
+func (h *eventHub) noteLocked(ev Event) {
+	switch ev.Kind {
+	case PeerUp:
+		delete(h.lost, ev.Peer)
+	case PeerDown:
+		if len(h.lost) >= maxLostPeers {
+			for p, at := range h.lost {
+				if time.Since(at) >= lostMemory {
+					delete(h.lost, p)
+				}
+			}
+		}
+		if len(h.lost) < maxLostPeers {
+			h.lost[ev.Peer] = ev.Time
+		}
+	}
 }
 
 func (h *eventHub) publish(ev Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.noteLocked(ev)
 	for ch := range h.subs {
 		select {
 		case ch <- ev:

@@ -24,13 +24,19 @@ func listenUDP(t testing.TB) *net.UDPConn {
 	return pc
 }
 
+// ownSocket gives the node of cfg a UDP socket the test keeps in sockets,
+// so that closing it kills the node without a goodbye.
+func ownSocket(t testing.TB, sockets map[string]*net.UDPConn, cfg *Config) {
+	s := listenUDP(t)
+	sockets[cfg.Name] = s
+	cfg.PacketConn = s
+}
+
 func TestDiamondRelayDeathReroutes(t *testing.T) {
 	c := newCluster(t, true)
 	sockets := map[string]*net.UDPConn{}
 	c.tweak = func(cfg *Config) {
-		s := listenUDP(t)
-		sockets[cfg.Name] = s
-		cfg.PacketConn = s
+		ownSocket(t, sockets, cfg)
 		// Prefer b: a–b and b–d are cheap, the c path is dearer.
 		cfg.LinkCosts = map[string]links.Cost{"b": 10, "c": 40}
 		switch cfg.Name {

@@ -8,7 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
 )
 
 // tcpDialTimeout bounds the dial to a local TCP service behind Expose.
@@ -16,7 +19,10 @@ const tcpDialTimeout = 10 * time.Second
 
 // Expose publishes service on this node and connects every circuit that
 // arrives for it to the TCP service at tcpAddr, copying bytes both ways
-// with half-close (a circuit's CloseWrite becomes a TCP FIN and back).
+// with half-close (a circuit's CloseWrite becomes a TCP FIN and back). A
+// failure on either side aborts the other: the circuit is reset, the TCP
+// connection is closed with RST. A circuit whose TCP service cannot be
+// reached is reset with circuit.CloseUnavailable.
 //
 // stop withdraws the service, closes every connection it spliced and waits
 // for its goroutines. Closing the node also ends them.
@@ -43,7 +49,10 @@ func (n *Node) Expose(service, tcpAddr string) (stop func() error, err error) {
 // returns the address it listens on (useful with port 0).
 //
 // A connection whose circuit cannot be opened (no route, no such service)
-// is closed at once and the reason is logged. stop closes the listener and
+// is aborted at once (TCP RST) and the reason is logged; so is one whose
+// circuit ends in error (reset, link lost), so that the client never
+// mistakes a broken transfer for a complete one. Half-close maps to FIN
+// both ways. stop closes the listener and
 // every connection and waits for the goroutines; closing the node does the
 // same.
 func (n *Node) Forward(listenAddr, peer, service string) (net.Addr, func() error, error) {
@@ -55,7 +64,13 @@ func (n *Node) Forward(listenAddr, peer, service string) (net.Addr, func() error
 	go p.run(func(ctx context.Context, _ net.Conn) (net.Conn, error) {
 		return n.Dial(ctx, peer, service)
 	})
-	go func() { // the TCP listener is ours: end it when the node closes
+	go func() { // the TCP listener is ours: stop accepting when the node drains, end it when it closes
+		select {
+		case <-n.draining:
+			p.stopAccepting()
+		case <-p.ctx.Done():
+			return
+		}
 		select {
 		case <-n.closed:
 			p.stop()
@@ -79,6 +94,7 @@ type pump struct {
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 	stopErr  error
+	draining atomic.Bool // the listener was closed to drain: keep the connections
 }
 
 func newPump(ln net.Listener, log *slog.Logger) *pump {
@@ -95,6 +111,9 @@ func (p *pump) run(dial func(context.Context, net.Conn) (net.Conn, error)) {
 	for {
 		c, err := p.ln.Accept()
 		if err != nil {
+			if p.draining.Load() && p.ctx.Err() == nil {
+				return // draining: open connections carry on until stop
+			}
 			if p.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				p.cancel() // the listener is gone (stop, or the node closed)
 				p.closeAll()
@@ -126,7 +145,7 @@ func (p *pump) serve(c net.Conn, dial func(context.Context, net.Conn) (net.Conn,
 		if p.ctx.Err() == nil {
 			p.log.Warn("connection dropped: cannot reach the other side", "remote", c.RemoteAddr().String(), "err", err)
 		}
-		c.Close()
+		abort(c, circuit.CloseUnavailable)
 		return
 	}
 	if !p.track(other) {
@@ -163,6 +182,12 @@ func (p *pump) closeAll() {
 	}
 }
 
+// stopAccepting closes the listener and leaves open connections alone.
+func (p *pump) stopAccepting() {
+	p.draining.Store(true)
+	_ = p.ln.Close()
+}
+
 func (p *pump) stop() error {
 	p.stopOnce.Do(func() {
 		p.mu.Lock()
@@ -178,7 +203,7 @@ func (p *pump) stop() error {
 }
 
 // splice copies a→b and b→a until both directions end, passing EOF on as
-// a half-close. An error in either direction (a reset) closes both.
+// a half-close. An error in either direction (a reset) aborts both.
 func splice(a, b net.Conn) {
 	done := make(chan struct{})
 	go func() {
@@ -191,11 +216,12 @@ func splice(a, b net.Conn) {
 	b.Close()
 }
 
-// copyHalf copies src to dst and then half-closes dst.
+// copyHalf copies src to dst and then half-closes dst; if the copy fails
+// it aborts both.
 func copyHalf(dst, src net.Conn) {
 	if _, err := io.Copy(dst, src); err != nil {
-		dst.Close()
-		src.Close()
+		abort(dst, circuit.CloseCancelled)
+		abort(src, circuit.CloseCancelled)
 		return
 	}
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
@@ -204,4 +230,16 @@ func copyHalf(dst, src net.Conn) {
 		}
 	}
 	dst.Close()
+}
+
+// abort ends c as an error its peer cannot mistake for a clean end: a TCP
+// connection with RST (SO_LINGER 0), a circuit with a reset carrying code.
+func abort(c net.Conn, code uint64) {
+	switch c := c.(type) {
+	case *net.TCPConn:
+		_ = c.SetLinger(0)
+	case interface{ Reset(uint64) }:
+		c.Reset(code)
+	}
+	c.Close()
 }

@@ -30,6 +30,9 @@ type LinkInfo struct {
 
 // Status summarises the node.
 type Status struct {
+	// State is "running", "draining" (Close is letting circuits finish),
+	// "closed", or "new" before Start.
+	State       string    `json:"state"`
 	Name        string    `json:"name"`
 	Mesh        string    `json:"mesh"`
 	Role        string    `json:"role"`

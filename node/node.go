@@ -72,6 +72,7 @@ type Node struct {
 
 	httpTr   atomic.Pointer[meshTransport] // HTTPTransport, made on first use
 	closeErr error
+	draining chan struct{} // closed when Close starts draining
 	closed   chan struct{}
 }
 
@@ -107,6 +108,7 @@ func New(cfg Config) (*Node, error) {
 		pins:     make(map[string]links.Cost, len(cfg.LinkCosts)),
 		services: make(map[string]*listener),
 		keeps:    make(map[string]func()),
+		draining: make(chan struct{}),
 		closed:   make(chan struct{}),
 	}
 	for peer, c := range cfg.LinkCosts {
@@ -232,6 +234,7 @@ func (n *Node) fail() {
 	n.state = stateClosed
 	n.mu.Unlock()
 	n.cancel()
+	close(n.draining)
 	close(n.closed)
 }
 
@@ -242,9 +245,16 @@ func (n *Node) running() bool {
 	return n.state == stateRunning
 }
 
-// Close says goodbye to neighbours, stops accepting, lets circuits finish
-// within the grace period, then resets the rest. It waits for every
-// goroutine the node started.
+// drainer is implemented by transports that can tell neighbours this node
+// is shutting down before its links close.
+type drainer interface{ Drain() }
+
+// Close drains, then closes: it refuses new circuits (shutting down),
+// stops accepting on Forward listeners, tells neighbours to route new
+// circuits around this node, lets open circuits (Forward and Expose
+// connections included) finish within GracePeriod, resets the rest and
+// closes the links. Status reports "draining" meanwhile. It waits for
+// every goroutine the node started.
 func (n *Node) Close() error {
 	n.mu.Lock()
 	switch n.state {
@@ -252,6 +262,7 @@ func (n *Node) Close() error {
 		n.state = stateClosed
 		n.mu.Unlock()
 		n.cancel()
+		close(n.draining)
 		close(n.closed)
 		return nil
 	case stateClosing, stateClosed:
@@ -260,6 +271,7 @@ func (n *Node) Close() error {
 		return n.closeErr
 	}
 	n.state = stateClosing
+	close(n.draining)
 	services := make([]*listener, 0, len(n.services))
 	for _, l := range n.services {
 		services = append(services, l)
@@ -268,7 +280,11 @@ func (n *Node) Close() error {
 	n.keeps = map[string]func(){}
 	n.mu.Unlock()
 
-	n.log.Info("node closing", "circuits", n.circuits.len(), "grace", n.cfg.GracePeriod)
+	grace := max(n.cfg.GracePeriod, 0)
+	n.log.Info("node draining", "circuits", n.circuits.len(), "grace", grace)
+	if d, ok := n.transport.(drainer); ok {
+		d.Drain()
+	}
 	if m := n.httpTr.Load(); m != nil {
 		m.CloseIdleConnections()
 	}
@@ -276,11 +292,11 @@ func (n *Node) Close() error {
 		stop()
 	}
 	if n.disco != nil {
-		n.disco.leave(n.cfg.GracePeriod)
+		n.disco.leave(grace)
 	}
 	// Let open circuits finish, then reset the rest.
 	if n.circuits.len() > 0 {
-		n.circuits.waitEmpty(n.cfg.GracePeriod)
+		n.circuits.waitEmpty(grace)
 		n.circuits.resetAll()
 		n.linger()
 	}
@@ -406,15 +422,25 @@ func (n *Node) Status() Status {
 	n.mu.Lock()
 	nlinks := len(n.links)
 	started := n.started
+	state := n.state
 	n.mu.Unlock()
 	st := Status{
-		Name: n.cfg.Name, Mesh: n.cfg.Mesh, Role: n.role.String(), Address: addrString(n.Addr()),
+		State: "running",
+		Name:  n.cfg.Name, Mesh: n.cfg.Mesh, Role: n.role.String(), Address: addrString(n.Addr()),
 		Insecure: n.identity().Insecure, E2E: n.cfg.E2E.String(), Started: started, Links: nlinks,
 		Circuits: n.circuits.len(), Relayed: n.circuits.relayed(), Services: n.Services(),
 		RoutesLimit: n.cfg.Limits.MaxRoutes,
 	}
 	if id := n.identity(); !id.Insecure {
 		st.CertNotAfter = id.Cert.NotAfter
+	}
+	switch state {
+	case stateNew:
+		st.State = "new"
+	case stateClosing:
+		st.State = "draining"
+	case stateClosed:
+		st.State = "closed"
 	}
 	for _, p := range n.Peers() {
 		if p.Reachable && p.Name != n.cfg.Name {

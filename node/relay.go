@@ -33,6 +33,13 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string) {
 		return
 	}
 	hops := n.router.nextHops(o.Dest)
+	if len(hops) == 0 && n.recentlyKnown(o.Dest) {
+		// As in Dial: routing is replacing a route it just dropped (an
+		// unfeasible update awaiting a new seqno); wait for it briefly.
+		wctx, cancel := context.WithTimeout(ctx, n.cfg.RouteWait)
+		hops = n.awaitNewHop(wctx, o.Dest, map[string]bool{from: true})
+		cancel()
+	}
 	if len(hops) == 0 {
 		refuse(circuit.NoRoute, fmt.Sprintf("%s has no route to %s", n.cfg.Name, o.Dest))
 		return
@@ -66,7 +73,13 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string) {
 	if h := n.cfg.hooks; h != nil && h.relay != nil {
 		s, out = h.relay(s, out)
 	}
-	st, err := circuit.Splice(s, out, n.cfg.Limits.RelayBuffer)
+	st, err := circuit.SpliceBounded(s, out, n.cfg.Limits.RelayBuffer, circuit.SpliceBounds{
+		Stall:      max(n.cfg.Limits.RelayStall, 0),
+		HalfClosed: max(n.cfg.Limits.RelayHalfClosed, 0),
+	})
+	if errors.Is(err, circuit.ErrStalled) {
+		n.log.Info("relayed circuit ended by a bound", "source", o.Source, "dest", o.Dest, "err", err)
+	}
 	n.circuits.remove(entry)
 	t.release()
 	n.metrics.relay.active.Dec()

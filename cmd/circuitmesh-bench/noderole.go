@@ -31,14 +31,12 @@ const (
 type tuning struct {
 	RelayBuffer     int    `json:"relay_buffer"`
 	MaxStreamWindow uint64 `json:"max_stream_window"`
-	MaxConnWindow   uint64 `json:"max_conn_window"`
 	MaxStreams      int    `json:"max_streams"`
 }
 
 func (t *tuning) flags(fs *flag.FlagSet) {
 	fs.IntVar(&t.RelayBuffer, "relay-buffer", 0, "node Limits.RelayBuffer (0: default)")
 	fs.Uint64Var(&t.MaxStreamWindow, "stream-window", 0, "QUIC max stream receive window (0: default)")
-	fs.Uint64Var(&t.MaxConnWindow, "conn-window", 0, "QUIC max connection receive window (0: default)")
 	fs.IntVar(&t.MaxStreams, "max-streams", 0, "QUIC incoming stream limit per link and circuits per link (0: default)")
 }
 
@@ -46,7 +44,6 @@ func (t tuning) args() []string {
 	return []string{
 		fmt.Sprintf("--relay-buffer=%d", t.RelayBuffer),
 		fmt.Sprintf("--stream-window=%d", t.MaxStreamWindow),
-		fmt.Sprintf("--conn-window=%d", t.MaxConnWindow),
 		fmt.Sprintf("--max-streams=%d", t.MaxStreams),
 	}
 }
@@ -61,7 +58,6 @@ func (t tuning) quicConfig() links.QUICConfig {
 	return links.QUICConfig{
 		MaxStreams:      t.streamsPerLink(),
 		MaxStreamWindow: t.MaxStreamWindow,
-		MaxConnWindow:   t.MaxConnWindow,
 	}
 }
 

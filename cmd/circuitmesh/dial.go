@@ -14,7 +14,9 @@ func dialCommand() *cli.Command {
 		Usage:     "connect stdin and stdout to a mesh service (like nc)",
 		ArgsUsage: "PEER SERVICE",
 		Description: `Opens a circuit through the local daemon. End of stdin half-closes the
-circuit; the command ends when the service closes its side.
+circuit; the command ends when the service closes its side. It exits 1
+with the reason on stderr when the circuit is refused or ends in error
+(reset on the path, link lost, service down behind the far node).
 
 Example:
    echo hello | circuitmesh dial d echo

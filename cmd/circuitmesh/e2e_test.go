@@ -68,6 +68,8 @@ type lab struct {
 	bin string
 	dir string
 	ca  string
+	// wrap, when set, prefixes the daemons' command line (e.g. nice).
+	wrap []string
 }
 
 func newLab(t *testing.T, mesh string) *lab {
@@ -127,7 +129,8 @@ func (l *lab) startWith(env []string, name, caDir string, extra ...string) *daem
 	}
 	exited := make(chan struct{})
 	args := append([]string{"run", "--data-dir", d.dir, "--listen", d.addr, "--log-level", "debug"}, extra...)
-	d.cmd = exec.Command(l.bin, args...)
+	cmdline := append(append(append([]string{}, l.wrap...), l.bin), args...)
+	d.cmd = exec.Command(cmdline[0], cmdline[1:]...)
 	d.exited = exited
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.Env = append(os.Environ(), env...)

@@ -67,6 +67,7 @@ Example:
 				{"Node", s.Name},
 				{"Mesh", s.Mesh},
 				{"Role", s.Role},
+				{"State", s.State},
 				{"Address", s.Address},
 				{"Up", fmtAge(s.Started, time.Now())},
 				{"Links", strconv.Itoa(s.Links)},

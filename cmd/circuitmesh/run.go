@@ -54,8 +54,11 @@ Example:
 	}
 }
 
-// runDaemon runs the node until ctx ends, then shuts down in order: admin
-// API and tunnels, node (grace period for circuits), metrics, tracing.
+// runDaemon runs the node until ctx ends, then shuts down in order: the
+// node drains (no new circuits or tunnel connections, neighbours route
+// around it, open circuits, tunnels included, get --drain-timeout; the
+// admin API answers meanwhile and status says "draining"), then the admin
+// API and tunnels, metrics, tracing.
 func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 	log := newLogger(logw, d.level, d.json)
 	d.node.Logger = log
@@ -117,7 +120,7 @@ wait:
 	for {
 		select {
 		case <-ctx.Done():
-			log.Info("shutting down: open circuits get the grace period to finish")
+			log.Info("shutting down: draining, open circuits get the drain timeout to finish", "drain_timeout", max(d.node.GracePeriod, 0))
 			break wait
 		case <-hup:
 			if err := n.ReloadIdentity(); err != nil {
@@ -130,10 +133,10 @@ wait:
 			break wait
 		}
 	}
-	srv.Close()
 	if err := n.Close(); err != nil {
 		log.Warn("close", "err", err)
 	}
+	srv.Close()
 	log.Info("stopped")
 	return nil
 }

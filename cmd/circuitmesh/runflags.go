@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -43,6 +44,7 @@ func runFlags() []cli.Flag {
 		&cli.PathFlag{Name: "gossip-key-file", Usage: "`FILE` holding the base64 gossip encryption key", EnvVars: env("gossip-key-file")},
 		&cli.IntFlag{Name: "target-links", Usage: "`N` links discovery aims for on a router (default 5)", EnvVars: env("target-links")},
 		&cli.IntFlag{Name: "max-links", Usage: "hard bound `N` on links made or accepted, static links excluded (default max(10, 2×target-links))", EnvVars: env("max-links")},
+		&cli.DurationFlag{Name: "drain-timeout", Usage: "on SIGTERM, let open circuits and tunnels finish for up to `DURATION` (0: close at once)", Value: 10 * time.Second, EnvVars: env("drain-timeout")},
 		&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics on `ADDR` at /metrics", EnvVars: env("metrics")},
 		&cli.StringSliceFlag{Name: "link-cost", Usage: "pin the cost of the link to a peer, `PEER=COST` (repeatable; see `circuitmesh link-cost`)", EnvVars: env("link-cost")},
 		&cli.StringFlag{Name: "log-level", Usage: "`LEVEL`: debug, info, warn or error", Value: "info", EnvVars: env("log-level")},
@@ -248,6 +250,14 @@ func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 	}
 	if t, m := c.Int("target-links"), c.Int("max-links"); t < 0 || m < 0 || (m > 0 && m < max(t, 1)) {
 		return d, usagef("--max-links %d must be at least --target-links %d (both positive)", m, t)
+	}
+	switch drain := c.Duration("drain-timeout"); {
+	case drain < 0:
+		return d, usagef("--drain-timeout %v: want a duration >= 0", drain)
+	case drain == 0:
+		d.node.GracePeriod = -1 // close at once
+	default:
+		d.node.GracePeriod = drain
 	}
 	if len(d.node.Discovery.Join) > 0 && d.node.Discovery.BindAddr == "" {
 		return d, usagef("--join needs --gossip ADDR (the local gossip address)")

@@ -33,8 +33,9 @@ const (
 	PathReload = "/v1/reload"
 )
 
-// UpgradeProtocol is the Upgrade token of the dial endpoint.
-const UpgradeProtocol = "circuitmesh-circuit"
+// UpgradeProtocol is the Upgrade token of the dial endpoint (framed
+// answers, frame.go).
+const UpgradeProtocol = "circuitmesh-circuit/2"
 
 // Node is what the server needs from the running node; *node.Node
 // implements it.

@@ -147,10 +147,12 @@ func (e *RemoteError) Unwrap() error { return e.sentinel }
 // Circuit is a byte stream to a mesh service opened through the daemon.
 type Circuit struct {
 	net.Conn
-	r *bufio.Reader
+	r *frameReader
 }
 
-// Read reads from the circuit (including bytes buffered with the answer).
+// Read reads from the circuit. It returns io.EOF when the service ended
+// its side cleanly, and an error wrapping ErrCircuitReset with the reason
+// when the circuit failed.
 func (c *Circuit) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // CloseWrite half-closes: the service reads EOF; reading continues.
@@ -191,5 +193,5 @@ func (c *Client) Dial(ctx context.Context, peer, service string) (*Circuit, erro
 		return nil, decodeError(resp)
 	}
 	conn.SetDeadline(time.Time{})
-	return &Circuit{Conn: conn, r: br}, nil
+	return &Circuit{Conn: conn, r: &frameReader{r: br}}, nil
 }

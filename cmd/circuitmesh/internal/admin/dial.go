@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/node"
 )
 
@@ -58,28 +59,53 @@ func (s *Server) handleDial(w http.ResponseWriter, r *http.Request) {
 }
 
 // spliceHalves copies client→circuit (reading through br, which may hold
-// bytes already buffered) and circuit→client, half-closing each side on
-// EOF, and closes both when both directions ended.
+// bytes already buffered) and circuit→client in frames (frame.go): the
+// circuit's clean end is an end frame, its failure an error frame with the
+// reason. EOF from the client half-closes the circuit. Both are closed
+// when both directions ended.
 func spliceHalves(client net.Conn, br *bufio.Reader, circ node.Conn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if _, err := io.Copy(circ, br); err != nil {
 			circ.Close()
-			client.Close()
 			return
 		}
 		circ.CloseWrite()
 	}()
-	if _, err := io.Copy(client, circ); err != nil {
+	_, err := io.Copy(frameWriter{client}, circ)
+	switch {
+	case err == nil:
+		if writeFrame(client, frameEnd, nil) == nil {
+			if uc, ok := client.(*net.UnixConn); ok {
+				uc.CloseWrite()
+			}
+		}
+	default:
+		_ = writeFrame(client, frameError, []byte(truncate(failReason(peer(circ), err), maxReason)))
 		circ.Close()
 		client.Close()
-	} else if uc, ok := client.(*net.UnixConn); ok {
-		uc.CloseWrite()
 	}
 	<-done
 	client.Close()
 	circ.Close()
+}
+
+// peer names the far end of a circuit.
+func peer(c node.Conn) string { return c.RemoteAddr().String() }
+
+// failReason says why a circuit to far failed, naming the close-reason
+// code of a reset.
+func failReason(far string, err error) string {
+	var re *links.StreamResetError
+	if errors.As(err, &re) {
+		by := "this node"
+		if re.Remote {
+			by = "the path to " + far
+		}
+		return fmt.Sprintf("circuit to %s reset by %s: %s (code %d)", far, by, circuit.CloseName(re.Code), re.Code)
+	}
+	return fmt.Sprintf("circuit to %s failed: %v", far, err)
 }
 
 func (s *Server) trackCircuit(conns ...net.Conn) bool {

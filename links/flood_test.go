@@ -1,0 +1,116 @@
+package links
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestNonReadingStreamsDoNotStarveLink opens 1,000 streams to an echoing
+// peer that write without ever reading their replies, so that every one of
+// them fills its stream window in both directions. The link must stay up
+// and the control stream and a fresh stream must keep flowing: credit held
+// by stalled streams never starves the connection (QUICConfig.QUIC).
+func TestNonReadingStreamsDoNotStarveLink(t *testing.T) {
+	streams := int64(1000)
+	if testing.Short() {
+		streams = 200
+	}
+	const (
+		window = 32 << 10
+		// fill is written by a stream once the echo returned data: both
+		// directions then hold credit (a stream stalls at about 2 windows).
+		fill = window * 3 / 2
+	)
+	small := func(c *QUICConfig) { c.MaxStreamWindow = window }
+	ca := testCA(t, "m")
+	a := newNode(t, issue(t, ca, "a"), small)
+	b := newNode(t, issue(t, ca, "b"), small)
+	la := dial(t, a, b)
+	lb := acceptedLink(t, b, "a")
+	defer echo(lb)()
+	defer a.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var (
+		wg      sync.WaitGroup
+		full    atomic.Int64 // streams that wrote more than their windows hold one way
+		failed  atomic.Int64 // flood streams that failed before the end
+		stopped = make(chan struct{})
+	)
+	var flood []Stream
+	for range int(streams) {
+		s, err := la.OpenStream(ctx)
+		if err != nil {
+			t.Fatalf("open flood stream %d: %v", len(flood), err)
+		}
+		flood = append(flood, s)
+		wg.Go(func() {
+			buf := make([]byte, 8<<10)
+			var sent int
+			for {
+				n, err := s.Write(buf)
+				sent += n
+				if sent >= fill && sent-n < fill {
+					full.Add(1)
+				}
+				if err != nil {
+					select {
+					case <-stopped:
+					default:
+						failed.Add(1)
+					}
+					return
+				}
+			}
+		})
+	}
+	waitFor(t, "every flood stream to fill its windows", 2*time.Minute, func() bool {
+		return full.Load() == streams || failed.Load() > 0
+	})
+
+	// Keep working on the link for three detection windows while the
+	// flood holds its credit: routing both ways and echoes on new streams.
+	deadAfter := time.Duration(DefaultProbeMisses) * DefaultProbeInterval
+	until := time.Now().Add(3 * deadAfter)
+	var rounds, routed int
+	for time.Now().Before(until) || rounds < 10 {
+		if err := la.SendRouting([]byte{byte(rounds)}); err != nil {
+			t.Fatalf("round %d: send routing: %v", rounds, err)
+		}
+		b.rec.waitEvent(t, "routing", 10*time.Second)
+		routed++
+		rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := roundTrip(rctx, la, rounds, 64<<10)
+		rcancel()
+		if err != nil {
+			t.Fatalf("round %d during the flood: %v", rounds, err)
+		}
+		rounds++
+	}
+	close(stopped)
+	t.Logf("%d streams flooding; %d echoes of 64 KiB and %d routing frames went through", full.Load(), rounds, routed)
+	if n := failed.Load(); n != 0 {
+		t.Fatalf("%d flood streams failed while the link should be up", n)
+	}
+	if _, downs := a.rec.counts(); downs != 0 || la.Err() != nil {
+		t.Fatalf("link went down under the flood: %v", la.Err())
+	}
+	if _, downs := b.rec.counts(); downs != 0 {
+		t.Fatalf("peer saw the link go down: %v", lb.Err())
+	}
+	if got := la.OpenStreams(); got < int(streams) {
+		t.Fatalf("%d streams open, want the %d flood streams still up", got, streams)
+	}
+	for _, s := range flood {
+		s.Reset(0)
+	}
+	wg.Wait()
+	if err := la.Err(); err != nil && !errors.Is(err, ErrClosed) {
+		t.Fatal(err)
+	}
+}
