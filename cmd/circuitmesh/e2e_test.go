@@ -282,8 +282,8 @@ func TestE2ELineForwardsHTTPThroughTwoRelays(t *testing.T) {
 	if route.NextHop != "b" || route.Hops != 3 {
 		t.Fatalf("a's route to d: %+v, want via b in 3 hops", route)
 	}
-	if out := a.cli("services"); !lineWith(out, fwd, "d/web") {
-		t.Fatalf("`services` on a does not list the forward from --forward:\n%s", out)
+	if out := a.cli("forwards"); !lineWith(out, fwd, "d/web") {
+		t.Fatalf("`forwards` on a does not list the forward from --forward:\n%s", out)
 	}
 
 	start := time.Now()
