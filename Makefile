@@ -4,12 +4,13 @@ GO      ?= go
 BIN     ?= bin/circuitmesh
 PKGS    ?= ./...
 
-.PHONY: help build test test-long lint bench demo clean
+.PHONY: help build test test-long stress lint bench demo clean
 
 help:
 	@echo "build      build $(BIN)"
 	@echo "test       go test -race -short (the quick suite, includes end-to-end tests)"
 	@echo "test-long  go test -race without -short (long scenarios too)"
+	@echo "stress     run the quick suite RUNS times, LOAD busy loops beside it (.ci/stress)"
 	@echo "lint       gofmt check and go vet"
 	@echo "bench      run the benchmarks"
 	@echo "demo       run the five-node in-process demo"
@@ -22,6 +23,16 @@ test:
 
 test-long:
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+# Flaky-test hunting: RUNS go test invocations of PKGS (-count=COUNT, -run
+# RUN) beside LOAD busy loops; failing runs' output is kept (.ci/stress).
+RUNS    ?= 5
+COUNT   ?= 1
+LOAD    ?= 0
+RUN     ?=
+
+stress:
+	RUNS='$(RUNS)' COUNT='$(COUNT)' LOAD='$(LOAD)' RUN='$(RUN)' PKGS='$(PKGS)' bash .ci/stress
 
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
