@@ -149,8 +149,9 @@ func (n *Node) openCircuit(ctx context.Context, s links.Stream, o *circuit.Open,
 // recentlyKnown reports whether routing holds an entry for dest, reachable
 // or not: a node it has heard of, as opposed to a name nobody announced.
 func (n *Node) recentlyKnown(dest string) bool {
-	_, ok := n.router.lookup(dest)
-	return ok
+	n.router.mu.Lock()
+	defer n.router.mu.Unlock()
+	return n.router.eng.Known(dest)
 }
 
 // awaitNewHop polls routing until it offers a next hop toward dest that
