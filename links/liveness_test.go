@@ -97,11 +97,10 @@ func TestCostFollowsLatency(t *testing.T) {
 	})
 	q := lb.Quality()
 	t.Logf("cost %d -> %d (rtt %v, rttvar %v)", before, q.Cost, q.RTT, q.RTTVar)
-	b.rec.mu.Lock()
-	last := b.rec.costs[len(b.rec.costs)-1]
-	b.rec.mu.Unlock()
-	if last.Cost != q.Cost {
-		t.Fatalf("last CostChanged said %d, Quality says %d", last.Cost, q.Cost)
+	// Routing was told the cost: by CostChanged, or already at LinkUp when
+	// the handshake's round trips were that slow (a loaded machine).
+	if last, _ := b.rec.reported(); last != q.Cost {
+		t.Fatalf("the handler was last told cost %d, Quality says %d", last, q.Cost)
 	}
 	// The pinned side saw the latency but reports its pinned cost. (QUIC
 	// subtracts the peer's reported ACK delay from RTT samples, so the
@@ -109,10 +108,7 @@ func TestCostFollowsLatency(t *testing.T) {
 	if q := la.Quality(); q.Cost != 500 || q.RTT < 25*time.Millisecond {
 		t.Fatalf("pinned side quality %+v", q)
 	}
-	a.rec.mu.Lock()
-	n := len(a.rec.costs)
-	a.rec.mu.Unlock()
-	if n != 0 {
+	if _, n := a.rec.reported(); n != 0 {
 		t.Fatalf("pinned link reported %d cost changes", n)
 	}
 }
