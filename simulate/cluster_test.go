@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -17,6 +18,16 @@ func newTestCluster(t *testing.T, names ...string) *Cluster {
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
 			t.Errorf("close: %v", err)
+		}
+	})
+	// Registered after Close, so it runs first: the state at the failure.
+	t.Cleanup(func() {
+		if t.Failed() {
+			var b strings.Builder
+			if err := c.WriteState(&b, failureEvents); err != nil {
+				t.Logf("cluster state: %v", err)
+			}
+			t.Logf("cluster state at the failure:\n%s", b.String())
 		}
 	})
 	if err := c.AddNodes(ctxT(t, 10*time.Second), names...); err != nil {
