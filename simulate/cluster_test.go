@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
 func newTestCluster(t *testing.T, names ...string) *Cluster {
 	t.Helper()
-	c, err := NewCluster(Config{})
+	logs := &logTail{max: 400}
+	c, err := NewCluster(Config{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,13 +30,36 @@ func newTestCluster(t *testing.T, names ...string) *Cluster {
 			if err := c.WriteState(&b, failureEvents); err != nil {
 				t.Logf("cluster state: %v", err)
 			}
-			t.Logf("cluster state at the failure:\n%s", b.String())
+			t.Logf("cluster state at the failure:\n%s\nlatest logs of the nodes:\n%s", b.String(), logs)
 		}
 	})
 	if err := c.AddNodes(ctxT(t, 10*time.Second), names...); err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// logTail keeps the latest max lines written to it.
+type logTail struct {
+	mu    sync.Mutex
+	max   int
+	lines []string
+}
+
+func (l *logTail) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, strings.TrimRight(string(p), "\n"))
+	if len(l.lines) > l.max {
+		l.lines = l.lines[len(l.lines)-l.max:]
+	}
+	return len(p), nil
+}
+
+func (l *logTail) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
