@@ -210,3 +210,39 @@ func TestSimultaneousDial(t *testing.T) {
 		done()
 	}
 }
+
+// Two dials from one node to the same peer at once (a redial loop and an
+// explicit dial) make one link: neither end sees a link come up only to be
+// closed as a duplicate, which would cut the circuits opened on it.
+func TestConcurrentDialsFromOneSideMakeOneLink(t *testing.T) {
+	ca := testCA(t, "m")
+	for round := range 10 {
+		a := newNode(t, issue(t, ca, "a"), nil)
+		b := newNode(t, issue(t, ca, "b"), nil)
+		ls := make(chan Link, 2)
+		errs := make(chan error, 2)
+		for range 2 {
+			go func() {
+				l, err := a.Dial(context.Background(), b.LocalAddr().String())
+				ls <- l
+				errs <- err
+			}()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: dial: %v", round, err)
+			}
+		}
+		if l1, l2 := <-ls, <-ls; l1 != l2 {
+			t.Fatalf("round %d: the two dials returned different links", round)
+		}
+		b.rec.waitEvent(t, "up", 5*time.Second)
+		for _, n := range []*node{a, b} {
+			if ups, downs := n.rec.counts(); ups != 1 || downs != 0 {
+				t.Fatalf("round %d: %s saw %d LinkUp and %d LinkDown, want 1 and 0", round, n.name(), ups, downs)
+			}
+		}
+		_ = a.Close()
+		_ = b.Close()
+	}
+}
