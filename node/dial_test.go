@@ -42,11 +42,18 @@ func TestDialWaitsForALostRouteToComeBack(t *testing.T) {
 	c.build("a-b", "b-c")
 	c.waitRoute("a", "c", 2)
 	a := c.nodes["a"]
+	events, cancel := a.Subscribe(64)
+	defer cancel()
 	c.nodes["b"].link("c").Close("test cuts b-c")
-	waitFor(t, "a to lose its route to c", 10*time.Second, func() bool {
-		p, _ := a.Peer("c")
-		return !p.Reachable
-	})
+	deadline := time.After(10 * time.Second)
+	for lost := false; !lost; {
+		select {
+		case ev := <-events:
+			lost = ev.Kind == PeerDown && ev.Peer == "c"
+		case <-deadline:
+			t.Fatal("a did not lose its route to c")
+		}
+	}
 	if !a.recentlyKnown("c") {
 		t.Fatal("a forgot c at once; the lost route should stay known")
 	}
@@ -68,18 +75,6 @@ func TestDialWaitsForALostRouteToComeBack(t *testing.T) {
 	c.link("b", "c")
 	if err := <-done; err != nil {
 		t.Fatalf("dial across the restored route: %v", err)
-	}
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
