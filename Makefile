@@ -4,13 +4,14 @@ GO      ?= go
 BIN     ?= bin/circuitmesh
 PKGS    ?= ./...
 
-.PHONY: help build test test-long soak lint bench demo clean
+.PHONY: help build test test-long soak stress lint bench demo clean
 
 help:
 	@echo "build      build $(BIN)"
 	@echo "test       go test -race -short (the quick suite, includes end-to-end tests)"
 	@echo "test-long  go test -race without -short (long scenarios too)"
 	@echo "soak       5 CPU-starved daemons for 2 minutes: no false link-down, no failed ping"
+	@echo "stress     run the quick suite RUNS times, LOAD busy loops beside it (.ci/stress)"
 	@echo "lint       gofmt check and go vet"
 	@echo "bench      run the benchmarks"
 	@echo "demo       run the five-node in-process demo"
@@ -26,6 +27,16 @@ test-long:
 
 soak:
 	$(GO) test -count=1 -v -run TestSoakCPUStarvedMesh ./cmd/circuitmesh
+
+# Flaky-test hunting: RUNS go test invocations of PKGS (-count=COUNT, -run
+# RUN) beside LOAD busy loops; failing runs' output is kept (.ci/stress).
+RUNS    ?= 5
+COUNT   ?= 1
+LOAD    ?= 0
+RUN     ?=
+
+stress:
+	RUNS='$(RUNS)' COUNT='$(COUNT)' LOAD='$(LOAD)' RUN='$(RUN)' PKGS='$(PKGS)' bash .ci/stress
 
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi

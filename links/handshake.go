@@ -194,7 +194,13 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 	if err := t.checkDuplicateName(peer); err != nil {
 		return nil, refuse(conn, err)
 	}
-	p := t.pend(linkKey{peer: peer.Node, instance: peer.Instance, nonce: nonce, outbound: true})
+	p := t.pendDial(linkKey{peer: peer.Node, instance: peer.Instance, nonce: nonce, outbound: true})
+	if p == nil {
+		// Another dial of ours to this peer is up or finishing: this one
+		// ends before the peer could adopt it.
+		_ = conn.CloseWithError(codeDuplicate, "duplicate link to "+t.name())
+		return nil, fmt.Errorf("finish handshake: %w", errDuplicate)
+	}
 	if err := writeFrame(ctrl, frameReady, nil); err != nil {
 		t.release(p)
 		return nil, handshakeErr(conn, "send ready", err)

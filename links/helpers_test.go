@@ -25,7 +25,8 @@ type recorder struct {
 	ups    int
 	downs  int
 	errs   []error
-	costs  []Quality
+	upCost Quality   // the quality at the latest LinkUp
+	costs  []Quality // every CostChanged since
 	routed [][]byte
 	ev     chan string // "up", "down", "cost", "routing"; dropped when full
 }
@@ -39,9 +40,10 @@ func (r *recorder) note(s string) {
 	}
 }
 
-func (r *recorder) LinkUp(Link) {
+func (r *recorder) LinkUp(l Link) {
 	r.mu.Lock()
 	r.ups++
+	r.upCost = l.Quality()
 	r.mu.Unlock()
 	r.note("up")
 }
@@ -66,6 +68,17 @@ func (r *recorder) LinkDown(_ Link, err error) {
 	r.errs = append(r.errs, err)
 	r.mu.Unlock()
 	r.note("down")
+}
+
+// reported returns the cost the handler was last told (by CostChanged,
+// or by the link's quality at LinkUp) and the number of CostChanged calls.
+func (r *recorder) reported() (last Cost, changes int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := len(r.costs); n > 0 {
+		return r.costs[n-1].Cost, n
+	}
+	return r.upCost.Cost, 0
 }
 
 func (r *recorder) counts() (ups, downs int) {

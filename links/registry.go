@@ -31,6 +31,29 @@ func (t *QUICTransport) pend(k linkKey) *pending {
 	return p
 }
 
+// pendDial is pend for a link this node dialled, unless another link this
+// node dialled to the same peer instance is alive or pending: then it
+// returns nil and the caller abandons its dial before sending ready, so
+// that the peer never adopts it. Two dials from one node (a redial loop
+// and an explicit dial) thus make one link, and a later one never replaces
+// a link that already carries circuits.
+func (t *QUICTransport) pendDial(k linkKey) *pending {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	same := func(o linkKey) bool { return o.outbound && o.instance == k.instance }
+	if l := t.links[k.peer]; l != nil && same(l.key) && l.alive() {
+		return nil
+	}
+	for _, q := range t.pending[k.peer] {
+		if same(q.key) {
+			return nil
+		}
+	}
+	p := &pending{key: k, done: make(chan struct{})}
+	t.pending[k.peer] = append(t.pending[k.peer], p)
+	return p
+}
+
 // release ends a pending handshake (adopted or failed).
 func (t *QUICTransport) release(p *pending) {
 	t.mu.Lock()

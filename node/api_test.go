@@ -219,9 +219,17 @@ func TestGossipDiscoveryLinksNodes(t *testing.T) {
 func TestSubscribersAreBounded(t *testing.T) {
 	c := newCluster(t, false)
 	a := c.add("a")
-	for i := 0; i < MaxSubscribers; i++ {
-		_, cancel := a.Subscribe(1)
+	// The cluster's event collector is the first subscriber.
+	for i := 1; i < MaxSubscribers; i++ {
+		ch, cancel := a.Subscribe(1)
 		defer cancel()
+		select {
+		case _, open := <-ch:
+			if !open {
+				t.Fatalf("subscriber %d of %d got a closed channel", i+1, MaxSubscribers)
+			}
+		default:
+		}
 	}
 	ch, cancel := a.Subscribe(1)
 	defer cancel()

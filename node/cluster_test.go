@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -28,11 +30,18 @@ type cluster struct {
 	tp     trace.TracerProvider
 	leafs  map[string]bool
 	tweak  func(*Config)
+
+	evMu   sync.Mutex
+	events map[string][]Event // each node's latest events, for failures
+	evWG   sync.WaitGroup     // event collectors; they end when nodes close
 }
+
+// keptEvents is how many of each node's latest events a failing test prints.
+const keptEvents = 30
 
 func newCluster(t testing.TB, quic bool) *cluster {
 	t.Helper()
-	c := &cluster{t: t, nodes: map[string]*Node{}, leafs: map[string]bool{}}
+	c := &cluster{t: t, nodes: map[string]*Node{}, leafs: map[string]bool{}, events: map[string][]Event{}}
 	if quic {
 		ca, err := identity.NewCA("test", 0)
 		if err != nil {
@@ -43,7 +52,52 @@ func newCluster(t testing.TB, quic bool) *cluster {
 		c.memNet = memlink.NewNetwork(memlink.Config{})
 	}
 	t.Cleanup(c.closeAll)
+	// Registered after closeAll, so it runs first: the state at the failure.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("cluster state at the failure:\n%s", c.state())
+		}
+	})
 	return c
+}
+
+// collect records n's events until it closes.
+func (c *cluster) collect(n *Node) {
+	ch, _ := n.Subscribe(256) // closed by n.Close
+	c.evWG.Add(1)
+	go func() {
+		defer c.evWG.Done()
+		for ev := range ch {
+			c.evMu.Lock()
+			evs := append(c.events[n.Name()], ev)
+			if len(evs) > keptEvents {
+				evs = evs[len(evs)-keptEvents:]
+			}
+			c.events[n.Name()] = evs
+			c.evMu.Unlock()
+		}
+	}()
+}
+
+// state is every node's latest events, links and routes as text.
+func (c *cluster) state() string {
+	names := make([]string, 0, len(c.nodes))
+	for name := range c.nodes {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, name := range names {
+		c.evMu.Lock()
+		evs := slices.Clone(c.events[name])
+		c.evMu.Unlock()
+		fmt.Fprintf(&b, "events of %s (latest %d):\n", name, len(evs))
+		for _, ev := range evs {
+			fmt.Fprintf(&b, "  %s\n", ev)
+		}
+		c.nodes[name].WriteState(&b)
+	}
+	return b.String()
 }
 
 func (c *cluster) closeAll() {
@@ -56,6 +110,7 @@ func (c *cluster) closeAll() {
 		}(n)
 	}
 	wg.Wait()
+	c.evWG.Wait()
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -106,6 +161,7 @@ func (c *cluster) add(name string) *Node {
 		c.t.Fatalf("start node %s: %v", name, err)
 	}
 	c.nodes[name] = n
+	c.collect(n)
 	return n
 }
 

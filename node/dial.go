@@ -172,8 +172,10 @@ func (n *Node) openCircuit(ctx context.Context, l links.Link, s links.Stream, o 
 // recentlyKnown reports whether routing holds an entry for dest, reachable
 // or not: a node it has heard of, as opposed to a name nobody announced.
 func (n *Node) recentlyKnown(dest string) bool {
-	_, ok := n.router.lookup(dest)
-	return ok || n.events.recentlyLost(dest)
+	n.router.mu.Lock()
+	known := n.router.eng.Known(dest)
+	n.router.mu.Unlock()
+	return known || n.events.recentlyLost(dest)
 }
 
 // awaitNewHop polls routing until it offers a next hop toward dest that

@@ -16,6 +16,8 @@ import (
 
 func TestDialUnknownPeerIsTypedNoRouteAndFast(t *testing.T) {
 	c := newCluster(t, true)
+	// A dial that waited for a route would take the whole minute.
+	c.tweak = func(cfg *Config) { cfg.RouteWait = time.Minute }
 	c.build("a-b")
 	c.waitRoute("a", "b", 1)
 	start := time.Now()
@@ -27,8 +29,52 @@ func TestDialUnknownPeerIsTypedNoRouteAndFast(t *testing.T) {
 	if !errors.As(err, &re) || re.Node != "a" {
 		t.Fatalf("refusal should name node a as its producer: %#v", err)
 	}
-	if d := time.Since(start); d > 100*time.Millisecond {
-		t.Fatalf("no-route took %v; it must not wait", d)
+	if d := time.Since(start); d >= 30*time.Second {
+		t.Fatalf("no-route took %v; it must not wait for a route to a name nobody announced", d)
+	}
+}
+
+// A dial to a node routing knows but cannot reach right now (its route was
+// just lost) waits for the route to come back rather than failing at once.
+func TestDialWaitsForALostRouteToComeBack(t *testing.T) {
+	c := newCluster(t, false)
+	c.tweak = func(cfg *Config) { cfg.RouteWait = time.Minute }
+	c.build("a-b", "b-c")
+	c.waitRoute("a", "c", 2)
+	a := c.nodes["a"]
+	events, cancel := a.Subscribe(64)
+	defer cancel()
+	c.nodes["b"].link("c").Close("test cuts b-c")
+	deadline := time.After(10 * time.Second)
+	for lost := false; !lost; {
+		select {
+		case ev := <-events:
+			lost = ev.Kind == PeerDown && ev.Peer == "c"
+		case <-deadline:
+			t.Fatal("a did not lose its route to c")
+		}
+	}
+	if !a.recentlyKnown("c") {
+		t.Fatal("a forgot c at once; the lost route should stay known")
+	}
+
+	// The route does not come back: the dial waits until its deadline.
+	const wait = 300 * time.Millisecond
+	start := time.Now()
+	_, err := a.Dial(ctxT(t, wait), "c", EchoService)
+	if !errors.Is(err, circuit.ErrNoRoute) {
+		t.Fatalf("dial while c is unreachable: %v, want no route", err)
+	}
+	if d := time.Since(start); d < wait {
+		t.Fatalf("dial refused after %v, before its %v deadline: it did not wait for a route", d, wait)
+	}
+
+	// The route comes back while a dial waits: the dial succeeds.
+	done := make(chan error, 1)
+	go func() { done <- roundTrip(t, a, "c", EchoService, []byte("back")) }()
+	c.link("b", "c")
+	if err := <-done; err != nil {
+		t.Fatalf("dial across the restored route: %v", err)
 	}
 }
 

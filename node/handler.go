@@ -9,9 +9,18 @@ import (
 // The Node is the links.Handler of its transport: link events feed the
 // routing engine and start the link's circuit dispatch.
 
+// Link events of different links to one peer (a link replaced by a
+// duplicate or by one to the restarted peer) come from different
+// goroutines. linkEvents serialises them so that routing hears them in the
+// order the link table changed: otherwise the old link's LinkDown could
+// reach routing after the new link's LinkUp, leaving routing without the
+// neighbour while the node holds a live link to it.
+
 // LinkUp implements links.Handler.
 func (n *Node) LinkUp(l links.Link) {
 	peer := l.Peer()
+	n.linkEvents.Lock()
+	defer n.linkEvents.Unlock()
 	n.mu.Lock()
 	if n.state != stateRunning && n.state != stateClosing {
 		n.mu.Unlock()
@@ -54,6 +63,8 @@ func (n *Node) CostChanged(l links.Link, q links.Quality) {
 // LinkDown implements links.Handler.
 func (n *Node) LinkDown(l links.Link, err error) {
 	peer := l.Peer()
+	n.linkEvents.Lock()
+	defer n.linkEvents.Unlock()
 	n.mu.Lock()
 	current := n.links[peer] == l
 	if current {

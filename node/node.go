@@ -63,6 +63,8 @@ type Node struct {
 	disco     *discovery
 	loop      loopback
 
+	linkEvents sync.Mutex // held by LinkUp and LinkDown (handler.go)
+
 	mu       sync.Mutex
 	state    int // stateNew, stateRunning, stateClosing, stateClosed
 	links    map[string]links.Link

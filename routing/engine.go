@@ -271,6 +271,13 @@ func (e *Engine) Lookup(dest string) (Route, bool) {
 	return o.route, o.route.Reachable
 }
 
+// Known reports whether the table holds an entry for dest, reachable or
+// not (a lost route is kept for two route expiry periods).
+func (e *Engine) Known(dest string) bool {
+	_, ok := e.origins[dest]
+	return ok
+}
+
 // NextHop returns the neighbour to forward to for dest, and whether dest
 // is reachable. It is the cheap form of Lookup for forwarding.
 func (e *Engine) NextHop(dest string) (string, bool) {

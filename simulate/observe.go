@@ -3,7 +3,9 @@ package simulate
 import (
 	"context"
 	"fmt"
+	"io"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -192,4 +194,43 @@ func poll(ctx context.Context, check func() error) error {
 		case <-t.C:
 		}
 	}
+}
+
+// WriteState writes, for every node in the order they were added, its
+// latest events (at most events of them) and, when it runs, its links and
+// routing table (node.WriteState): what a failing test prints to be
+// diagnosed from its output alone.
+func (c *Cluster) WriteState(w io.Writer, events int) error {
+	for _, name := range c.Names() {
+		evs, err := c.Events(name)
+		if err != nil {
+			return err
+		}
+		if len(evs) > events {
+			evs = evs[len(evs)-events:]
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "events of %s (latest %d):\n", name, len(evs))
+		for _, e := range evs {
+			fmt.Fprintf(&b, "  %s %s %s", e.Time.Format("15:04:05.000"), e.Kind, e.Peer)
+			if e.Err != "" {
+				fmt.Fprintf(&b, ": %s", e.Err)
+			}
+			b.WriteByte('\n')
+		}
+		if _, err := io.WriteString(w, b.String()); err != nil {
+			return err
+		}
+		n := c.Node(name)
+		if n == nil {
+			if _, err := fmt.Fprintf(w, "node %s is down\n", name); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := n.WriteState(w); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -49,16 +49,20 @@ func sizeString(n int64) string {
 }
 
 // WriteTable writes the report as text: one row per step, the output of
-// print steps, the measurements and a verdict line.
+// print steps, the cluster's state at each failed step, the measurements
+// and a verdict line.
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "scenario %s on the %s backend\n\n", r.Script, r.Backend)
 	fmt.Fprintln(tw, "LINE\tRESULT\tSTEP\tTIME\tDETAIL")
 	for _, s := range r.Steps {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%v\t%s\n", s.Line, s.Status, s.Step, round(s.Elapsed), strings.TrimSpace(resultNote(s)))
-		if s.Output != "" {
+		for _, text := range []string{s.Output, s.State} {
+			if text == "" {
+				continue
+			}
 			tw.Flush()
-			for _, l := range strings.Split(strings.TrimRight(s.Output, "\n"), "\n") {
+			for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
 				fmt.Fprintf(w, "      %s\n", l)
 			}
 		}

@@ -34,6 +34,9 @@ type StepResult struct {
 	Transfer *TransferResult `json:"transfer,omitempty"`
 	// Output is what a print step printed.
 	Output string `json:"output,omitempty"`
+	// State is, for a failed step, every node's latest events, links and
+	// routes when it failed (Cluster.WriteState).
+	State string `json:"state,omitempty"`
 
 	waited bool // an expectation that did not hold at once
 }
@@ -100,6 +103,10 @@ func Run(ctx context.Context, s *Script, cfg Config, progress io.Writer) (rep *R
 	return r.rep, nil
 }
 
+// failureEvents is how many of each node's latest events a failed step
+// keeps in its State.
+const failureEvents = 30
+
 type runner struct {
 	c          *Cluster
 	rep        *Report
@@ -119,6 +126,10 @@ func (r *runner) step(ctx context.Context, st Step) StepResult {
 	switch {
 	case err != nil:
 		res.Status, res.Error = StatusFail, err.Error()
+		var state strings.Builder
+		if err := r.c.WriteState(&state, failureEvents); err == nil {
+			res.State = state.String()
+		}
 	case st.Op == OpExpectRoute || st.Op == OpExpectUnreachable:
 		res.Status = StatusPass
 	}

@@ -124,15 +124,13 @@ func TestDetectDelay(t *testing.T) {
 	if _, err := ba.OpenStream(context.Background()); err != nil {
 		t.Fatalf("OpenStream on an undetected cut = %v", err)
 	}
-	select {
-	case <-ab.Done():
-		t.Fatal("cut detected before DetectDelay")
-	case <-time.After(delay / 2):
-	}
+	// The steps above may take longer than the delay on a loaded machine:
+	// what must hold is that detection comes no earlier than DetectDelay
+	// after the cut.
 	waitDone(t, ab)
 	waitDone(t, ba)
 	if el := time.Since(start); el < delay {
-		t.Fatalf("cut detected after %v, want %v", el, delay)
+		t.Fatalf("cut detected after %v, before DetectDelay %v", el, delay)
 	}
 	if _, err := s2.Read(make([]byte, 1)); !errors.Is(err, links.ErrLinkLost) {
 		t.Fatalf("Read after detection = %v", err)
