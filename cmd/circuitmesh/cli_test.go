@@ -243,22 +243,28 @@ func TestCAInitAndCertIssue(t *testing.T) {
 	}
 }
 
-func TestEveryCommandHelpHasAnExample(t *testing.T) {
-	app := newApp(nil, nil, nil)
-	var check func(prefix string, cmds []*cli.Command)
-	check = func(prefix string, cmds []*cli.Command) {
+// eachCommand calls f for every leaf command with its full name ("cert issue").
+func eachCommand(f func(name string, c *cli.Command)) {
+	var walk func(prefix string, cmds []*cli.Command)
+	walk = func(prefix string, cmds []*cli.Command) {
 		for _, c := range cmds {
 			if len(c.Subcommands) > 0 {
-				check(prefix+c.Name+" ", c.Subcommands)
+				walk(prefix+c.Name+" ", c.Subcommands)
 				continue
 			}
-			code, out, _ := cm(t, append(strings.Fields(prefix+c.Name), "--help")...)
-			if code != 0 || !strings.Contains(out, "Example") || !strings.Contains(out, "circuitmesh "+prefix+c.Name) {
-				t.Errorf("circuitmesh %s%s --help: exit %d, no example:\n%s", prefix, c.Name, code, out)
-			}
+			f(prefix+c.Name, c)
 		}
 	}
-	check("", app.Commands)
+	walk("", newApp(nil, nil, nil).Commands)
+}
+
+func TestEveryCommandHelpHasAnExample(t *testing.T) {
+	eachCommand(func(name string, c *cli.Command) {
+		code, out, _ := cm(t, append(strings.Fields(name), "--help")...)
+		if code != 0 || !strings.Contains(out, "Example") || !strings.Contains(out, "circuitmesh "+name) {
+			t.Errorf("circuitmesh %s --help: exit %d, no example:\n%s", name, code, out)
+		}
+	})
 }
 
 func TestUnknownCommandsAndFlagsExitTwoWithOneLine(t *testing.T) {
@@ -370,25 +376,16 @@ func TestExposeForwardAndLinkCostArgumentsAreCheckedInTheCLI(t *testing.T) {
 }
 
 func TestEveryCommandHelpHasADescription(t *testing.T) {
-	app := newApp(nil, nil, nil)
-	var check func(prefix string, cmds []*cli.Command)
-	check = func(prefix string, cmds []*cli.Command) {
-		for _, c := range cmds {
-			if len(c.Subcommands) > 0 {
-				check(prefix+c.Name+" ", c.Subcommands)
-				continue
-			}
-			if strings.HasPrefix(strings.TrimSpace(c.Description), "Example") {
-				t.Errorf("circuitmesh %s%s: the description is only an example", prefix, c.Name)
-			}
-			for _, f := range c.Flags {
-				if strings.Contains(strings.SplitN(cli.FlagStringer(f), "\t", 2)[0], " value") {
-					t.Errorf("circuitmesh %s%s: flag %s has no placeholder: %s", prefix, c.Name, f.Names()[0], cli.FlagStringer(f))
-				}
+	eachCommand(func(name string, c *cli.Command) {
+		if strings.HasPrefix(strings.TrimSpace(c.Description), "Example") {
+			t.Errorf("circuitmesh %s: the description is only an example", name)
+		}
+		for _, f := range c.Flags {
+			if strings.Contains(strings.SplitN(cli.FlagStringer(f), "\t", 2)[0], " value") {
+				t.Errorf("circuitmesh %s: flag %s has no placeholder: %s", name, f.Names()[0], cli.FlagStringer(f))
 			}
 		}
-	}
-	check("", app.Commands)
+	})
 }
 
 // End-to-end security is on unless --e2e=off; other values are refused.
