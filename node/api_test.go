@@ -236,7 +236,10 @@ func TestSubscribersAreBounded(t *testing.T) {
 	a := c.add("a")
 	// The cluster's event collector is the first subscriber.
 	for i := 1; i < MaxSubscribers; i++ {
-		ch, cancel := a.Subscribe(1)
+		ch, cancel, err := a.Subscribe(1)
+		if err != nil {
+			t.Fatalf("subscriber %d of %d: %v", i+1, MaxSubscribers, err)
+		}
 		defer cancel()
 		select {
 		case _, open := <-ch:
@@ -246,10 +249,8 @@ func TestSubscribersAreBounded(t *testing.T) {
 		default:
 		}
 	}
-	ch, cancel := a.Subscribe(1)
-	defer cancel()
-	if _, open := <-ch; open {
-		t.Fatal("a subscriber beyond MaxSubscribers got an open channel")
+	if _, _, err := a.Subscribe(1); !errors.Is(err, ErrTooManySubscribers) {
+		t.Fatalf("a subscriber beyond MaxSubscribers: %v, want ErrTooManySubscribers", err)
 	}
 }
 
@@ -345,5 +346,33 @@ func TestGrafanaDashboardQueriesExistingMetrics(t *testing.T) {
 	}
 	if len(dash.Panels) < 8 || checked < 10 {
 		t.Fatalf("%d panels, %d metric references: the dashboard looks empty", len(dash.Panels), checked)
+	}
+}
+
+func TestUnlinkStopsAStaticLink(t *testing.T) {
+	c := newCluster(t, true)
+	c.build("a-b", "b-c", "a-c")
+	c.waitConverged()
+	a, b := c.nodes["a"], c.nodes["b"]
+	addr := b.Addr().String()
+	if err := a.Unlink("127.0.0.1:1"); !errors.Is(err, ErrNotLinked) {
+		t.Fatalf("unlink of an address never linked: %v, want ErrNotLinked", err)
+	}
+	if err := a.Unlink(addr); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); a.link("b") != nil || b.link("a") != nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the a-b link is still up 10s after Unlink")
+		}
+	}
+	c.waitNextHop("a", "b", "c") // routing moved to the remaining path
+	// No redial: the link stays down.
+	time.Sleep(500 * time.Millisecond)
+	if a.link("b") != nil {
+		t.Fatal("a redialled b after Unlink")
+	}
+	if err := a.Unlink(addr); !errors.Is(err, ErrNotLinked) {
+		t.Fatalf("second unlink: %v, want ErrNotLinked", err)
 	}
 }

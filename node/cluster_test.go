@@ -63,7 +63,10 @@ func newCluster(t testing.TB, quic bool) *cluster {
 
 // collect records n's events until it closes.
 func (c *cluster) collect(n *Node) {
-	ch, _ := n.Subscribe(256) // closed by n.Close
+	ch, _, err := n.Subscribe(256) // closed by n.Close
+	if err != nil {
+		c.t.Fatal(err)
+	}
 	c.evWG.Add(1)
 	go func() {
 		defer c.evWG.Done()

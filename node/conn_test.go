@@ -193,7 +193,10 @@ func TestEventsAndGracefulClose(t *testing.T) {
 	c := newCluster(t, true)
 	c.tweak = func(cfg *Config) { cfg.GracePeriod = 5 * time.Second }
 	c.add("a")
-	events, cancel := c.nodes["a"].Subscribe(16)
+	events, cancel, err := c.nodes["a"].Subscribe(16)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer cancel()
 	c.build("a-b")
 	want := map[string]bool{"link-up b": false, "peer-up b": false}

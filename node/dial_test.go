@@ -42,7 +42,10 @@ func TestDialWaitsForALostRouteToComeBack(t *testing.T) {
 	c.build("a-b", "b-c")
 	c.waitRoute("a", "c", 2)
 	a := c.nodes["a"]
-	events, cancel := a.Subscribe(64)
+	events, cancel, err := a.Subscribe(64)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer cancel()
 	c.nodes["b"].link("c").Close("test cuts b-c")
 	deadline := time.After(10 * time.Second)
@@ -61,7 +64,7 @@ func TestDialWaitsForALostRouteToComeBack(t *testing.T) {
 	// The route does not come back: the dial waits until its deadline.
 	const wait = 300 * time.Millisecond
 	start := time.Now()
-	_, err := a.Dial(ctxT(t, wait), "c", EchoService)
+	_, err = a.Dial(ctxT(t, wait), "c", EchoService)
 	if !errors.Is(err, circuit.ErrNoRoute) {
 		t.Fatalf("dial while c is unreachable: %v, want no route", err)
 	}

@@ -153,7 +153,11 @@ func startDiscovery(n *Node) (*discovery, error) {
 			n.log.Warn("gossip join failed; retrying", "join", addrs, "err", err, "every", dc.JoinInterval)
 		}
 	}
-	events, unsubscribe := n.Subscribe(64)
+	events, unsubscribe, err := n.Subscribe(64)
+	if err != nil {
+		ml.Shutdown()
+		return nil, fmt.Errorf("start gossip: %w", err)
+	}
 	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()

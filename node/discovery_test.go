@@ -223,7 +223,10 @@ func TestDiscoveryChurn(t *testing.T) {
 	changes := make(chan struct{}, 1<<16)
 	stay := names[n/10*waves:]
 	for _, name := range stay {
-		events, cancel := c.nodes[name].Subscribe(1024)
+		events, cancel, err := c.nodes[name].Subscribe(1024)
+		if err != nil {
+			t.Fatal(err)
+		}
 		t.Cleanup(cancel)
 		go func() {
 			for ev := range events {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"sync"
 	"time"
 )
@@ -76,9 +77,10 @@ func (h *eventHub) publish(ev Event) {
 // Subscribe returns a channel of peer and link events with room for buf
 // events (default 64, at most 4096) and a cancel function that closes the
 // channel. Events that do not fit are dropped for this subscriber; read
-// promptly. The channel is closed when the node closes, and is returned
-// already closed when the node has MaxSubscribers subscribers.
-func (n *Node) Subscribe(buf int) (<-chan Event, func()) {
+// promptly. The channel is closed when the node closes (and is returned
+// already closed by a closed node). With MaxSubscribers subscribers already,
+// Subscribe returns an error wrapping ErrTooManySubscribers.
+func (n *Node) Subscribe(buf int) (<-chan Event, func(), error) {
 	if buf <= 0 {
 		buf = 64
 	}
@@ -88,9 +90,13 @@ func (n *Node) Subscribe(buf int) (<-chan Event, func()) {
 	h := n.events
 	ch := make(chan Event, buf)
 	h.mu.Lock()
-	if h.closed || len(h.subs) >= MaxSubscribers {
+	switch {
+	case h.closed:
 		close(ch)
-	} else {
+	case len(h.subs) >= MaxSubscribers:
+		h.mu.Unlock()
+		return nil, func() {}, fmt.Errorf("subscribe to %s: %w (%d)", n.cfg.Name, ErrTooManySubscribers, MaxSubscribers)
+	default:
 		h.subs[ch] = struct{}{}
 	}
 	h.mu.Unlock()
@@ -104,7 +110,7 @@ func (n *Node) Subscribe(buf int) (<-chan Event, func()) {
 				close(ch)
 			}
 		})
-	}
+	}, nil
 }
 
 func (h *eventHub) closeAll() {

@@ -152,7 +152,10 @@ func ExampleNode_Subscribe() {
 	defer closeAll(nodes[:2])
 	alpha, charlie := nodes[0], nodes[2]
 
-	events, unsubscribe := alpha.Subscribe(16)
+	events, unsubscribe, err := alpha.Subscribe(16)
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer unsubscribe()
 	charlie.Close() // charlie leaves: alpha hears it went away
 	for ev := range events {

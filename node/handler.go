@@ -6,8 +6,10 @@ import (
 	"github.com/circuitmesh/circuitmesh/links"
 )
 
-// The Node is the links.Handler of its transport: link events feed the
-// routing engine and start the link's circuit dispatch.
+// linkHandler is the node as the links.Handler of its transport: link
+// events feed the routing engine and start the link's circuit dispatch. It
+// is a separate type so that the events are not part of Node's API.
+type linkHandler Node
 
 // Link events of different links to one peer (a link replaced by a
 // duplicate or by one to the restarted peer) come from different
@@ -17,7 +19,8 @@ import (
 // neighbour while the node holds a live link to it.
 
 // LinkUp implements links.Handler.
-func (n *Node) LinkUp(l links.Link) {
+func (h *linkHandler) LinkUp(l links.Link) {
+	n := (*Node)(h)
 	peer := l.Peer()
 	n.linkEvents.Lock()
 	defer n.linkEvents.Unlock()
@@ -42,7 +45,8 @@ func (n *Node) LinkUp(l links.Link) {
 }
 
 // Routing implements links.Handler.
-func (n *Node) Routing(l links.Link, payload []byte) {
+func (h *linkHandler) Routing(l links.Link, payload []byte) {
+	n := (*Node)(h)
 	if n.link(l.Peer()) != l {
 		return // a stale link's late message
 	}
@@ -50,7 +54,8 @@ func (n *Node) Routing(l links.Link, payload []byte) {
 }
 
 // CostChanged implements links.Handler.
-func (n *Node) CostChanged(l links.Link, q links.Quality) {
+func (h *linkHandler) CostChanged(l links.Link, q links.Quality) {
+	n := (*Node)(h)
 	if n.link(l.Peer()) != l {
 		return
 	}
@@ -61,7 +66,8 @@ func (n *Node) CostChanged(l links.Link, q links.Quality) {
 }
 
 // LinkDown implements links.Handler.
-func (n *Node) LinkDown(l links.Link, err error) {
+func (h *linkHandler) LinkDown(l links.Link, err error) {
+	n := (*Node)(h)
 	peer := l.Peer()
 	n.linkEvents.Lock()
 	defer n.linkEvents.Unlock()

@@ -47,7 +47,7 @@ func TestReplacedLinkLeavesPeerRouted(t *testing.T) {
 	c := newCluster(t, false)
 	a := c.add("a")
 	ls := []links.Link{linkTo(t, "p"), linkTo(t, "p")}
-	a.LinkUp(ls[0])
+	(*linkHandler)(a).LinkUp(ls[0])
 	for i := range 300 {
 		old, repl := ls[i%2], ls[(i+1)%2]
 		// Routing is busy (its lock held) while both events arrive, the
@@ -57,14 +57,14 @@ func TestReplacedLinkLeavesPeerRouted(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			a.LinkDown(old, links.ErrLinkLost)
+			(*linkHandler)(a).LinkDown(old, links.ErrLinkLost)
 		}()
 		for a.link("p") == old {
 			runtime.Gosched()
 		}
 		go func() {
 			defer wg.Done()
-			a.LinkUp(repl)
+			(*linkHandler)(a).LinkUp(repl)
 		}()
 		time.Sleep(time.Millisecond) // lets LinkUp run as far as it may
 		a.router.mu.Unlock()

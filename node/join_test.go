@@ -147,7 +147,10 @@ func TestMemberWhoseCertificateNamesAnotherNodeGetsNoLink(t *testing.T) {
 	a := c.add("a")
 	c.tweak = nil
 	victim := c.add("victim") // no gossip: only the liar announces it
-	ups, cancel := victim.Subscribe(64)
+	ups, cancel, err := victim.Subscribe(64)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer cancel()
 
 	// The liar: a real memberlist member claiming victim's link address.

@@ -27,6 +27,10 @@ var (
 	ErrClosed = net.ErrClosed
 	// ErrServiceInUse: Listen on a service that already has a listener.
 	ErrServiceInUse = errors.New("service already has a listener")
+	// ErrNotLinked: Unlink of an address that is not a static link.
+	ErrNotLinked = errors.New("not a static link")
+	// ErrTooManySubscribers: Subscribe past MaxSubscribers.
+	ErrTooManySubscribers = errors.New("too many event subscribers")
 	// ErrInvalidService: an empty or oversized service name.
 	ErrInvalidService = errors.New("invalid service name")
 )
@@ -65,12 +69,13 @@ type Node struct {
 
 	linkEvents sync.Mutex // held by LinkUp and LinkDown (handler.go)
 
-	mu       sync.Mutex
-	state    int // stateNew, stateRunning, stateClosing, stateClosed
-	links    map[string]links.Link
-	services map[string]*listener
-	keeps    map[string]func()     // static links: address → stop
-	pins     map[string]links.Cost // pinned link costs by peer
+	mu        sync.Mutex
+	state     int // stateNew, stateRunning, stateClosing, stateClosed
+	links     map[string]links.Link
+	services  map[string]*listener
+	keeps     map[string]func()     // static links: address → stop
+	pins      map[string]links.Cost // pinned link costs by peer
+	keepPeers map[string]string     // static link address → peer, for Unlink
 
 	httpTr   atomic.Pointer[meshTransport] // HTTPTransport, made on first use
 	closeErr error
@@ -103,15 +108,16 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:      cfg,
-		log:      cfg.Logger.With("node", cfg.Name),
-		tracer:   cfg.TracerProvider.Tracer(tracerName),
-		links:    make(map[string]links.Link),
-		pins:     make(map[string]links.Cost, len(cfg.LinkCosts)),
-		services: make(map[string]*listener),
-		keeps:    make(map[string]func()),
-		draining: make(chan struct{}),
-		closed:   make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger.With("node", cfg.Name),
+		tracer:    cfg.TracerProvider.Tracer(tracerName),
+		links:     make(map[string]links.Link),
+		pins:      make(map[string]links.Cost, len(cfg.LinkCosts)),
+		keepPeers: make(map[string]string),
+		services:  make(map[string]*listener),
+		keeps:     make(map[string]func()),
+		draining:  make(chan struct{}),
+		closed:    make(chan struct{}),
 	}
 	for peer, c := range cfg.LinkCosts {
 		n.pins[peer] = c
@@ -184,14 +190,14 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	var err error
 	if n.cfg.NewTransport != nil {
-		n.transport, err = n.cfg.NewTransport(n, n.role)
+		n.transport, err = n.cfg.NewTransport((*linkHandler)(n), n.role)
 	} else {
 		n.transport, err = links.NewQUICTransport(links.QUICConfig{
 			Identity:   n.identity(),
 			Role:       n.role,
 			ListenAddr: n.cfg.ListenAddr,
 			PacketConn: n.cfg.PacketConn,
-			Handler:    n,
+			Handler:    (*linkHandler)(n),
 			MaxStreams: n.cfg.Limits.MaxCircuitsPerLink,
 			Logger:     n.log,
 			OnRefused: func(remote net.Addr, err error) {
@@ -355,10 +361,49 @@ func (n *Node) Link(ctx context.Context, addr string) error {
 	if !n.running() {
 		return fmt.Errorf("link to %s: %w", addr, ErrNotStarted)
 	}
-	if _, err := n.transport.Dial(ctx, addr); err != nil {
+	l, err := n.transport.Dial(ctx, addr)
+	if err != nil {
 		return fmt.Errorf("link to %s: %w", addr, err)
 	}
 	n.keep(addr)
+	n.mu.Lock()
+	if n.keeps[addr] != nil && len(n.keepPeers) < maxKeepPeers {
+		n.keepPeers[addr] = l.Peer()
+	}
+	n.mu.Unlock()
+	return nil
+}
+
+// maxKeepPeers bounds the peer names remembered for Unlink.
+const maxKeepPeers = 4096
+
+// Unlink undoes Link, or a Config.StaticLinks entry: it stops redialling
+// addr and closes the link to the node there, if one is up; routing then
+// moves to other links. It fails with ErrNotLinked when addr is not a
+// static link.
+func (n *Node) Unlink(addr string) error {
+	n.mu.Lock()
+	stop, ok := n.keeps[addr]
+	peer := n.keepPeers[addr]
+	delete(n.keeps, addr)
+	delete(n.keepPeers, addr)
+	n.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("unlink %s: %w", addr, ErrNotLinked)
+	}
+	stop() // waits for the redial loop to end
+	n.mu.Lock()
+	var victim links.Link
+	for _, l := range n.links {
+		if l.Peer() == peer || addrString(l.RemoteAddr()) == addr {
+			victim = l
+		}
+	}
+	n.mu.Unlock()
+	if victim != nil {
+		victim.Close("unlinked by " + n.cfg.Name)
+	}
+	n.log.Info("static link removed", "addr", addr, "peer", peer)
 	return nil
 }
 

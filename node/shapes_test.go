@@ -60,7 +60,10 @@ func TestPartitionAndHeal(t *testing.T) {
 	// A ring of six: cutting two links splits it in two halves.
 	c.build("r0-r1", "r1-r2", "r2-r3", "r3-r4", "r4-r5", "r5-r0")
 	c.waitConverged()
-	events, cancel := c.nodes["r0"].Subscribe(64)
+	events, cancel, err := c.nodes["r0"].Subscribe(64)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer cancel()
 	c.memNet.Cut("r2", "r3")
 	c.memNet.Cut("r5", "r0")

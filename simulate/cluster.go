@@ -172,7 +172,11 @@ func (c *Cluster) start(ctx context.Context, name string) error {
 		}
 		return fmt.Errorf("start node %s: %w", name, err)
 	}
-	events, cancel := n.Subscribe(1024)
+	events, cancel, err := n.Subscribe(1024)
+	if err != nil {
+		n.Close()
+		return fmt.Errorf("start node %s: %w", name, err)
+	}
 	c.mu.Lock()
 	m := c.members[name]
 	m.n, m.dead = n, nil

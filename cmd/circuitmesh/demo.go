@@ -98,7 +98,10 @@ func (d *demo) run(ctx context.Context) error {
 		return fmt.Errorf("circuit took path %v, expected at least two relays", path)
 	}
 	relay := path[1]
-	events, unsubscribe := a.Subscribe(64)
+	events, unsubscribe, err := a.Subscribe(64)
+	if err != nil {
+		return err
+	}
 	defer unsubscribe()
 	before, _ := a.Peer("e")
 	fmt.Fprintf(d.w, "killing relay %s (its socket closes: no goodbye, as if the process died)\n", relay)
