@@ -333,6 +333,8 @@ func (c *Conn) opError(op string, err error) error {
 		err = net.ErrClosed
 	case isTimeout(err):
 		err = os.ErrDeadlineExceeded
+	default:
+		err = asResetError(err)
 	}
 	return &net.OpError{Op: op, Net: Network, Source: c.local, Addr: c.remote, Err: err}
 }

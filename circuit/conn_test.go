@@ -352,3 +352,22 @@ func TestAcceptClearsHeaderDeadline(t *testing.T) {
 		t.Fatalf("read after the header deadline: %v", err)
 	}
 }
+
+func TestCloseCodeCarriesReasonAndHop(t *testing.T) {
+	for _, c := range []struct {
+		code   CloseCode
+		reason uint64
+		hop    int
+		text   string
+	}{
+		{CloseCode(CloseLinkLost), CloseLinkLost, 0, "link lost"},
+		{CloseCode(CloseLinkLost).At(2), CloseLinkLost, 2, "link lost at hop 2"},
+		{CloseCode(CloseLinkLost).At(2).At(1), CloseLinkLost, 2, "link lost at hop 2"}, // forwarded unchanged
+		{CloseCode(CloseTimeout).At(300), CloseTimeout, 0, "timed out at a relay"},     // out of range: unstamped
+		{CloseCode(42), 42, 0, "code 42"},
+	} {
+		if c.code.Reason() != c.reason || c.code.Hop() != c.hop || c.code.String() != c.text {
+			t.Errorf("%d: reason %d hop %d %q, want %d %d %q", uint64(c.code), c.code.Reason(), c.code.Hop(), c.code.String(), c.reason, c.hop, c.text)
+		}
+	}
+}

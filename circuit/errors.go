@@ -152,12 +152,92 @@ var closeNames = [...]string{
 	CloseTimeout: "timed out at a relay",
 }
 
-// CloseName names a close-reason code ("link lost", ...).
-func CloseName(code uint64) string {
-	if code < uint64(len(closeNames)) {
-		return closeNames[code]
+// CloseName names a close-reason code as a reset carries it ("link lost",
+// "link lost at hop 2", ...).
+func CloseName(code uint64) string { return CloseCode(code).String() }
+
+// CloseCode is a close-reason code as a stream reset carries it: the
+// reason (CloseCancelled, CloseLinkLost, ...) in the low 8 bits and, when a
+// relay produced the reset, that relay's hop number (1 for the first relay
+// from the source) in the next 8 bits. Relays forward resets they receive
+// unchanged, so both ends learn which hop ended the circuit.
+type CloseCode uint64
+
+// Reason is the close reason without the hop: compare it with CloseLinkLost
+// and the other Close constants.
+func (c CloseCode) Reason() uint64 { return uint64(c) & 0xff }
+
+// Hop is the hop number of the relay that produced the reset, or 0 when an
+// end did (or the hop is unknown).
+func (c CloseCode) Hop() int { return int(uint64(c) >> 8 & 0xff) }
+
+func (c CloseCode) String() string {
+	r := c.Reason()
+	name := "code " + strconv.FormatUint(r, 10)
+	if r < uint64(len(closeNames)) {
+		name = closeNames[r]
 	}
-	return "code " + strconv.FormatUint(code, 10)
+	if h := c.Hop(); h > 0 {
+		name += " at hop " + strconv.Itoa(h)
+	}
+	return name
+}
+
+// At returns the code as produced by the relay at hop (1 for the first
+// relay). An end (hop 0) and a code already stamped are left as they are.
+func (c CloseCode) At(hop int) CloseCode {
+	if hop <= 0 || hop > 255 || c > 0xff {
+		return c
+	}
+	return c | CloseCode(hop)<<8
+}
+
+func atHop(code uint64, hop int) uint64 { return uint64(CloseCode(code).At(hop)) }
+
+// ResetError is how a circuit's Read and Write report a stream reset: the
+// close code (reason and the hop that produced it) and whether it came from
+// the other side. errors.Is matches ErrLinkLost, ErrShuttingDown and
+// ErrStalled by reason, wherever on the path the reset began; errors.As
+// also finds the underlying *links.StreamResetError.
+type ResetError struct {
+	Code   CloseCode
+	Remote bool
+	cause  *links.StreamResetError
+}
+
+func (e *ResetError) Error() string {
+	by := "this end"
+	switch {
+	case e.Code.Hop() > 0:
+		by = "the relay at hop " + strconv.Itoa(e.Code.Hop())
+	case e.Remote:
+		by = "the path"
+	}
+	return "circuit reset by " + by + ": " + CloseCode(e.Code.Reason()).String()
+}
+
+func (e *ResetError) Unwrap() error { return e.cause }
+
+// Is matches the sentinel of the reset's reason.
+func (e *ResetError) Is(target error) bool {
+	switch target {
+	case ErrLinkLost:
+		return e.Code.Reason() == CloseLinkLost
+	case ErrShuttingDown:
+		return e.Code.Reason() == CloseShuttingDown
+	case ErrStalled:
+		return e.Code.Reason() == CloseTimeout
+	}
+	return false
+}
+
+// asResetError turns a *links.StreamResetError in err into a *ResetError.
+func asResetError(err error) error {
+	var re *links.StreamResetError
+	if !errors.As(err, &re) {
+		return err
+	}
+	return &ResetError{Code: CloseCode(re.Code), Remote: re.Remote, cause: re}
 }
 
 // resetCode is the close-reason code to forward for an error that ended one

@@ -37,6 +37,10 @@ type SpliceBounds struct {
 	// other one ended cleanly: a half-closed circuit whose other side
 	// neither sends nor closes.
 	HalfClosed time.Duration
+	// Hop is this relay's hop number on the circuit (1 for the first relay
+	// from the source). Resets the splice produces carry it (CloseCode), so
+	// the ends learn where the circuit broke. 0 leaves them unstamped.
+	Hop int
 }
 
 // Splicer is a running splice between two streams. Its zero value is not
@@ -257,6 +261,10 @@ func (sp *Splicer) fail(op string, err error) {
 		} else {
 			err = fmt.Errorf("%w: half-closed and silent for %v: %w", ErrStalled, sp.bounds.HalfClosed, err)
 		}
+	}
+	var re *links.StreamResetError
+	if !errors.As(err, &re) { // produced here, not forwarded from further along
+		code = atHop(code, sp.bounds.Hop)
 	}
 	sp.reset(code, fmt.Errorf("circuit: splice %s: %w", op, err))
 }

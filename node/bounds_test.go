@@ -31,7 +31,7 @@ func TestRelayBoundsStuckCircuits(t *testing.T) {
 	wantTimeout := func(what string, err error) {
 		t.Helper()
 		var re *links.StreamResetError
-		if !errors.As(err, &re) || re.Code != circuit.CloseTimeout {
+		if !errors.As(err, &re) || circuit.CloseCode(re.Code).Reason() != circuit.CloseTimeout {
 			t.Fatalf("%s: %v, want a reset with code %d (%s)", what, err, circuit.CloseTimeout, circuit.CloseName(circuit.CloseTimeout))
 		}
 	}

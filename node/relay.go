@@ -66,9 +66,11 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string) {
 	span.SetAttributes(attrPeer.String(via))
 	n.metrics.relay.opened.Inc()
 	n.metrics.relay.active.Inc()
+	hop := int(o.Hop) + 1 // this relay's place on the path, stamped into resets it produces
 	entry := n.circuits.add(true, func() {
-		s.Reset(circuit.CloseShuttingDown)
-		out.Reset(circuit.CloseShuttingDown)
+		code := uint64(circuit.CloseCode(circuit.CloseShuttingDown).At(hop))
+		s.Reset(code)
+		out.Reset(code)
 	})
 	if h := n.cfg.hooks; h != nil && h.relay != nil {
 		s, out = h.relay(s, out)
@@ -76,6 +78,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string) {
 	st, err := circuit.SpliceBounded(s, out, n.cfg.Limits.RelayBuffer, circuit.SpliceBounds{
 		Stall:      max(n.cfg.Limits.RelayStall, 0),
 		HalfClosed: max(n.cfg.Limits.RelayHalfClosed, 0),
+		Hop:        hop,
 	})
 	if errors.Is(err, circuit.ErrStalled) {
 		n.log.Info("relayed circuit ended by a bound", "source", o.Source, "dest", o.Dest, "err", err)

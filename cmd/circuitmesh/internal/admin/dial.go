@@ -11,7 +11,6 @@ import (
 	"syscall"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
-	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/node"
 )
 
@@ -97,13 +96,9 @@ func peer(c node.Conn) string { return c.RemoteAddr().String() }
 // failReason says why a circuit to far failed, naming the close-reason
 // code of a reset.
 func failReason(far string, err error) string {
-	var re *links.StreamResetError
+	var re *circuit.ResetError
 	if errors.As(err, &re) {
-		by := "this node"
-		if re.Remote {
-			by = "the path to " + far
-		}
-		return fmt.Sprintf("circuit to %s reset by %s: %s (code %d)", far, by, circuit.CloseName(re.Code), re.Code)
+		return fmt.Sprintf("circuit to %s: %v (code %d)", far, re, re.Code)
 	}
 	return fmt.Sprintf("circuit to %s failed: %v", far, err)
 }
