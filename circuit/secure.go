@@ -42,6 +42,12 @@ type Security struct {
 	OnPeer func(*seal.KeyRecord)
 }
 
+// EarlyWait is how long the first Read of an early sealed circuit waits for
+// a Write before it sends the open without data: long enough for a client
+// that speaks first (HTTP, TLS) to have its first bytes carried by the open,
+// short enough not to matter to one that waits for the server.
+const EarlyWait = 5 * time.Millisecond
+
 // IsRetry reports whether err is a refusal of the one-message handshake:
 // the caller should forget the destination's key and open again.
 func IsRetry(err error) bool { return errors.Is(err, seal.ErrRetry) }
@@ -52,7 +58,8 @@ type secure struct {
 	ini    *seal.Initiator
 	retry  func()
 	onPeer func(*seal.KeyRecord)
-	hdr    []byte       // open header not yet sent (early dial)
+	hdr    []byte        // open header not yet sent (early dial)
+	sent   chan struct{} // closed once the first flight is sent (early dial)
 	result *frameReader // result header still to read
 	reply  msgReader    // handshake reply being read
 	done   atomic.Bool
@@ -184,7 +191,7 @@ func DialEarlySecure(s links.Stream, o *Open, local Addr, sec Security) (*Conn, 
 	}
 	c := newConn(s, local, Addr{hdr.Dest, hdr.Service}, nil)
 	c.path.Store(nil)
-	c.sec = &secure{ini: ini, retry: sec.OnRetry, onPeer: sec.OnPeer, hdr: b, result: newFrameReader(kindResult, 0)}
+	c.sec = &secure{ini: ini, retry: sec.OnRetry, onPeer: sec.OnPeer, hdr: b, sent: make(chan struct{}), result: newFrameReader(kindResult, 0)}
 	c.sec.rd.pool = true
 	return c, nil
 }
@@ -218,6 +225,7 @@ func (c *Conn) firstFlightLocked(early []byte) (int, error) {
 		return 0, err
 	}
 	c.sec.hdr = nil
+	close(c.sec.sent)
 	if _, err := c.s.Write(b); err != nil {
 		c.sec.err = c.opError("write", err)
 		c.s.Reset(resetCode(err))
@@ -232,6 +240,17 @@ func (c *Conn) firstFlightLocked(early []byte) (int, error) {
 func (c *Conn) awaitHandshake() error {
 	if c.sec.done.Load() {
 		return nil
+	}
+	if c.sec.sent != nil {
+		// A reader that comes first (the usual order when both directions
+		// start together) gives the writer EarlyWait to put its first
+		// bytes in the first flight.
+		t := time.NewTimer(EarlyWait)
+		select {
+		case <-c.sec.sent:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 	c.sec.mu.Lock()
 	defer c.sec.mu.Unlock()

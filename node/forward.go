@@ -48,10 +48,13 @@ func (n *Node) Expose(service, tcpAddr string) (stop func() error, err error) {
 // connection over a fresh circuit to service on peer, with half-close. It
 // returns the address it listens on (useful with port 0).
 //
-// A connection whose circuit cannot be opened (no route, no such service)
-// is aborted at once (TCP RST) and the reason is logged; so is one whose
-// circuit ends in error (reset, link lost), so that the client never
-// mistakes a broken transfer for a complete one. Half-close maps to FIN
+// The circuit is opened early (DialOptions.Early): the client's first
+// bytes travel with the open, without a round trip first. A connection
+// whose circuit cannot be opened is aborted (TCP RST): at once, with the
+// reason logged, when this node has no route; when the refusal arrives
+// (no such service), on its first read or write. So is one whose circuit
+// ends in error (reset, link lost), so that the client never mistakes a
+// broken transfer for a complete one. Half-close maps to FIN
 // both ways. stop closes the listener and
 // every connection and waits for the goroutines; closing the node does the
 // same.
@@ -62,7 +65,10 @@ func (n *Node) Forward(listenAddr, peer, service string) (net.Addr, func() error
 	}
 	p := newPump(ln, n.cfg.Logger.With("forward", ln.Addr().String(), "peer", peer, "service", service))
 	go p.run(func(ctx context.Context, _ net.Conn) (net.Conn, error) {
-		return n.Dial(ctx, peer, service)
+		// Early: the client's first bytes travel with the open, and a
+		// refusal surfaces on the circuit's first Read or Write (the
+		// TCP connection is then reset).
+		return n.DialWith(ctx, peer, service, DialOptions{Early: true})
 	})
 	go func() { // the TCP listener is ours: stop accepting when the node drains, end it when it closes
 		select {

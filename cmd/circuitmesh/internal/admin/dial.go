@@ -14,9 +14,10 @@ import (
 	"github.com/circuitmesh/circuitmesh/node"
 )
 
-// handleDial opens a circuit to ?peer=&service= and, once the destination
-// accepted, answers 101 Switching Protocols and splices the HTTP connection
-// onto the circuit. EOF from the client half-closes the circuit and EOF
+// handleDial opens a circuit to ?peer=&service= early (the caller's first
+// bytes travel with the open), answers 101 Switching Protocols unless the
+// open failed at once (no route), and splices the HTTP connection onto the
+// circuit; a refusal that arrives later comes back as an error frame. EOF from the client half-closes the circuit and EOF
 // from the circuit half-closes the socket.
 func (s *Server) handleDial(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Upgrade") != UpgradeProtocol {
@@ -26,7 +27,9 @@ func (s *Server) handleDial(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	peer, service := q.Get("peer"), q.Get("service")
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
-	circ, err := s.node.DialWith(ctx, peer, service, node.DialOptions{})
+	// Early: the caller's first bytes travel with the open; a refusal
+	// further along arrives as an error frame after the upgrade.
+	circ, err := s.node.DialWith(ctx, peer, service, node.DialOptions{Early: true})
 	cancel()
 	if err != nil {
 		writeError(w, err) // the node's error names peer and service
