@@ -60,8 +60,8 @@ type secure struct {
 	onPeer func(*seal.KeyRecord)
 	hdr    []byte        // open header not yet sent (early dial)
 	sent   chan struct{} // closed once the first flight is sent (early dial)
-	result *frameReader // result header still to read
-	reply  msgReader    // handshake reply being read
+	result *frameReader  // result header still to read
+	reply  msgReader     // handshake reply being read
 	done   atomic.Bool
 	err    error // sticky handshake failure
 	sess   *seal.Session
