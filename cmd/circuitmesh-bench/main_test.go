@@ -28,6 +28,7 @@ var requiredKeys = map[string][]string{
 	"r_k":                         {"0", "1", "2", "3"},
 	"relay_cpu_per_gb_ratio":      nil,
 	"open_echo_us":                {"direct_quic_stream", "k0", "k1", "k2"},
+	"ttfb_us":                     {"direct_tcp", "forward_k1"},
 	"hop_rtt_us_p50":              nil,
 	"hop_rtt_us_p99":              nil,
 	"idle_circuit_bytes_at_relay": nil,
@@ -82,6 +83,7 @@ func TestJSONWriterEmitsEveryKey(t *testing.T) {
 	r := &results{
 		RK:         map[string]float64{"0": 1, "1": 0.5, "2": 0.33, "3": 0.25},
 		OpenEchoUS: map[string]float64{"direct_quic_stream": 90, "k0": 95, "k1": 200, "k2": 300},
+		TTFBUS:     map[string]float64{"direct_tcp": 150, "forward_k1": 1500},
 		Machine:    machineInfo(),
 		// One goal missed, the others met.
 		IdleCircuitBytes: 82000,

@@ -111,6 +111,11 @@ func nodeRole(args []string) error {
 	}
 	defer n.Close()
 	r := &nodeRunner{n: n}
+	if r.web, err = startWeb(n); err != nil {
+		return err
+	}
+	defer r.web.stop()
+	defer r.fwds.close()
 	if err := r.serve(sinkService, func(c net.Conn) { _ = serveSink(c.(node.Conn)) }); err != nil {
 		return err
 	}
@@ -158,6 +163,8 @@ func applyTuning(cfg *node.Config, t tuning) {
 }
 
 type nodeRunner struct {
+	web         *webServer // tiny HTTP server exposed as webService
+	fwds        forwards   // forwards to other nodes' webService (TTFB)
 	n           *node.Node
 	routeLosses atomic.Int64 // dials refused for lack of a route
 	lastLoss    atomic.Value // the last such refusal (string)
@@ -259,6 +266,15 @@ func (r *nodeRunner) handle(req request) (reply, error) {
 		}
 		defer c.Close()
 		return reply{Path: c.Path()}, echoOnce(c)
+	case "web-addr":
+		return reply{Addr: r.web.addr}, nil
+	case "ttfb":
+		fwd, err := r.fwds.to(r.n, req.Peer)
+		if err != nil {
+			return reply{}, err
+		}
+		s, err := ttfbRounds(req.Addr, fwd, req.Count)
+		return reply{Samples: s}, err
 	case "route-losses":
 		last, _ := r.lastLoss.Load().(string)
 		return reply{RouteLosses: int(r.routeLosses.Load()), LastRouteLoss: last}, nil

@@ -30,6 +30,10 @@ type results struct {
 	// links and get a 1-byte echo back: "direct_quic_stream", "k0".."k2".
 	OpenEchoUS    map[string]float64 `json:"open_echo_us"`
 	OpenEchoP99US map[string]float64 `json:"open_echo_us_p99"`
+	// TTFBUS is the median time from connect to the status line of a tiny
+	// HTTP request: "direct_tcp" to the server, "forward_k1" through a
+	// forward over one relay to it.
+	TTFBUS map[string]float64 `json:"ttfb_us"`
 	// HopRTT is the round-trip time each relay adds on an idle open
 	// circuit: (RTT through two relays - RTT with none) / 2.
 	HopRTTP50 float64 `json:"hop_rtt_us_p50"`
@@ -168,6 +172,8 @@ func (r *results) goals() []goal {
 		info("open_echo_us k0", f0(r.OpenEchoUS["k0"])),
 		{"open_echo_us k1", f0(r.OpenEchoUS["k1"]), "≤ 3 × direct = " + f0(3*direct), r.OpenEchoUS["k1"] <= 3*direct, true},
 		info("open_echo_us k2", f0(r.OpenEchoUS["k2"])),
+		info("ttfb_us direct_tcp", f0(r.TTFBUS["direct_tcp"])),
+		info("ttfb_us forward_k1", f0(r.TTFBUS["forward_k1"])),
 		atMost("hop_rtt_us_p50", r.HopRTTP50, 50, f0),
 		info("hop_rtt_us_p99", f0(r.HopRTTP99)),
 		atMost("idle_circuit_bytes_at_relay", r.IdleCircuitBytes, 16384, f0),

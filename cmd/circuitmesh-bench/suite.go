@@ -119,7 +119,7 @@ func (s *suite) runLine() (err error) {
 	if _, err := s.clear[0].call(request{Op: "wait", Peers: []string{"x1"}, Timeout: int64(waitRoutes)}); err != nil {
 		return err
 	}
-	for _, step := range []func() error{s.throughput, s.openEcho, s.hopRTT, s.idleMemory} {
+	for _, step := range []func() error{s.throughput, s.openEcho, s.ttfb, s.hopRTT, s.idleMemory} {
 		if err := step(); err != nil {
 			return err
 		}
@@ -294,6 +294,26 @@ func (s *suite) openEcho() error {
 	for k, v := range samples {
 		us := micros(v)
 		s.res.OpenEchoUS[k], s.res.OpenEchoP99US[k] = median(us), quantile(us, 0.99)
+	}
+	return nil
+}
+
+// ttfb measures, from n0, the time to the first byte of a tiny HTTP
+// request to n2's web server: directly over TCP, and through a forward of
+// n0's to n2/web, one relay (n1) away.
+func (s *suite) ttfb() error {
+	s.progress("time to first byte through a forward")
+	web, err := s.line[2].call(request{Op: "web-addr"})
+	if err != nil {
+		return err
+	}
+	rep, err := s.line[0].call(request{Op: "ttfb", Peer: nodeName(2), Addr: web.Addr, Count: s.o.EchoBatches * s.o.EchoBatch})
+	if err != nil {
+		return err
+	}
+	s.res.TTFBUS = map[string]float64{}
+	for k, v := range rep.Samples {
+		s.res.TTFBUS[k] = median(micros(v))
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,7 +80,7 @@ func (f *fakeNode) SetLinkCost(peer string, cost uint32) error { return nil }
 func (f *fakeNode) Forward(listen, peer, service string) (net.Addr, func() error, error) {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("forward %s to %s/%s: %w", listen, peer, service, err) // as node.Forward says it
 	}
 	return ln.Addr(), ln.Close, nil
 }
@@ -230,8 +231,17 @@ func TestClientSaysWhenTheDaemonIsNotRunning(t *testing.T) {
 	ln.SetUnlinkOnClose(false)
 	ln.Close()
 	err = NewClient(stale).Get(context.Background(), PathStatus, nil, nil)
-	if !errors.Is(err, ErrNotRunning) {
-		t.Fatalf("stale socket: %v, want ErrNotRunning", err)
+	if !errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "left over from a stopped daemon") {
+		t.Fatalf("stale socket: %v, want ErrNotRunning saying it is left over", err)
+	}
+	// A regular file where the socket should be is not called a leftover.
+	file := filepath.Join(dir, "not-a-socket")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = NewClient(file).Get(context.Background(), PathStatus, nil, nil)
+	if !errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "is not a socket") || strings.Contains(err.Error(), "left over") {
+		t.Fatalf("regular file as the admin socket: %v", err)
 	}
 	// The daemon replaces a stale socket but refuses a live one.
 	ln2, err := Listen(stale, nil)
@@ -284,5 +294,23 @@ func TestExposeAndForwardArgumentsAreCheckedBeforeAnythingIsPublished(t *testing
 	var s Services
 	if err := c.Get(ctx, PathServices, nil, &s); err != nil || len(s.Forwards) != 0 {
 		t.Fatalf("refused forwards were started: %+v %v", s, err)
+	}
+}
+
+// TestForwardOnABusyPortSaysSoOnce: the error names the listen address and
+// the destination once, without a doubled "forward:" prefix.
+func TestForwardOnABusyPortSaysSoOnce(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	c, _ := startServer(t, newFake())
+	err = c.Post(context.Background(), PathForward, Forward{Listen: busy.Addr().String(), Peer: "d", Service: "web"}, nil)
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("forward on a busy port: %v, want a conflict", err)
+	}
+	if strings.Count(err.Error(), "forward") > 1 {
+		t.Fatalf("error repeats itself: %q", err)
 	}
 }
