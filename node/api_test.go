@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/links/identity"
@@ -254,12 +256,10 @@ func TestSubscribersAreBounded(t *testing.T) {
 	}
 }
 
-// TestEveryMetricIsDocumented keeps docs/METRICS.md in step with the code.
-func TestEveryMetricIsDocumented(t *testing.T) {
-	doc, err := os.ReadFile("../docs/METRICS.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+// linkedNodeMetrics gathers the metric families of a node with one live
+// link and a route.
+func linkedNodeMetrics(t *testing.T) []*dto.MetricFamily {
+	t.Helper()
 	c := newCluster(t, true)
 	c.build("a-b")
 	c.waitRoute("a", "b", 1)
@@ -267,6 +267,16 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return fams
+}
+
+// TestEveryMetricIsDocumented keeps docs/METRICS.md in step with the code.
+func TestEveryMetricIsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/METRICS.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams := linkedNodeMetrics(t)
 	seen := 0
 	for _, f := range fams {
 		name := f.GetName()
@@ -307,13 +317,7 @@ func TestGrafanaDashboardQueriesExistingMetrics(t *testing.T) {
 	if err := json.Unmarshal(raw, &dash); err != nil {
 		t.Fatalf("dashboard is not valid JSON: %v", err)
 	}
-	c := newCluster(t, true)
-	c.build("a-b")
-	c.waitRoute("a", "b", 1)
-	fams, err := c.nodes["a"].metrics.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	fams := linkedNodeMetrics(t)
 	exported := map[string]bool{}
 	for _, f := range fams {
 		exported[f.GetName()] = true
@@ -374,5 +378,27 @@ func TestUnlinkStopsAStaticLink(t *testing.T) {
 	}
 	if err := a.Unlink(addr); !errors.Is(err, ErrNotLinked) {
 		t.Fatalf("second unlink: %v, want ErrNotLinked", err)
+	}
+}
+
+func TestLinkCostPinsAreBounded(t *testing.T) {
+	c := newCluster(t, false)
+	a := c.add("a")
+	for i := range MaxLinkCostPins {
+		if err := a.SetLinkCost(fmt.Sprintf("p%d", i), 100); err != nil {
+			t.Fatalf("pin %d: %v", i, err)
+		}
+	}
+	if err := a.SetLinkCost("one-more", 100); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("pin past the bound: %v, want ErrInvalidConfig", err)
+	}
+	if err := a.SetLinkCost("p0", 200); err != nil {
+		t.Fatalf("re-pinning an existing peer at the bound: %v", err)
+	}
+	if err := a.SetLinkCost("p0", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetLinkCost("one-more", 100); err != nil {
+		t.Fatalf("pin after one was released: %v", err)
 	}
 }
