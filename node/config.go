@@ -314,6 +314,9 @@ func (c *Config) validate() error {
 	if c.DialTimeout < 0 || l.HeaderTimeout < 0 {
 		return bad("durations must not be negative")
 	}
+	if len(c.LinkCosts) > MaxLinkCostPins {
+		return bad("LinkCosts has %d peers, more than MaxLinkCostPins (%d)", len(c.LinkCosts), MaxLinkCostPins)
+	}
 	for peer, cost := range c.LinkCosts {
 		if cost < links.MinCost || cost > MaxLinkCost {
 			return bad("LinkCosts[%q] = %d: want %d to %d", peer, cost, links.MinCost, MaxLinkCost)

@@ -11,6 +11,9 @@ import (
 // (a little above 167 s of RTT in link cost units, far beyond any real link).
 const MaxLinkCost links.Cost = 1 << 24
 
+// MaxLinkCostPins bounds the peers whose link cost is pinned at once.
+const MaxLinkCostPins = 4096
+
 // SetLinkCost pins the cost routing uses for the link to peer, now and for
 // every later link to it, instead of the measured cost; cost 0 returns to
 // the measured cost. The change reaches routing at once, so routes move
@@ -25,9 +28,14 @@ func (n *Node) SetLinkCost(peer string, cost links.Cost) error {
 			peer, cost, links.MinCost, MaxLinkCost, ErrInvalidConfig)
 	}
 	n.mu.Lock()
-	if cost == 0 {
+	_, pinned := n.pins[peer]
+	switch {
+	case cost == 0:
 		delete(n.pins, peer)
-	} else {
+	case !pinned && len(n.pins) >= MaxLinkCostPins:
+		n.mu.Unlock()
+		return fmt.Errorf("set link cost of %s: %d peers pinned already (MaxLinkCostPins): %w", peer, MaxLinkCostPins, ErrInvalidConfig)
+	default:
 		n.pins[peer] = cost
 	}
 	l := n.links[peer]
