@@ -184,7 +184,7 @@ func TestListenRules(t *testing.T) {
 	if _, err := a.Listen(""); !errors.Is(err, ErrInvalidService) {
 		t.Fatalf("empty service: %v", err)
 	}
-	if got := strings.Join(a.Services(), ","); got != "echo,svc" {
+	if got := strings.Join(a.Services(), ","); got != "_info,echo,svc" {
 		t.Fatalf("services %q", got)
 	}
 	if l.Addr().String() != "a/svc" {

@@ -59,6 +59,11 @@ type Config struct {
 	LinkCosts map[string]links.Cost
 	// Leaf nodes never forward circuits and advertise only themselves.
 	Leaf bool
+	// DisableInfo turns off the built-in info service (InfoService), which
+	// tells any node of the mesh this node's name, role, version, links
+	// with their quality, and service names. Default: on. Without it,
+	// other nodes' Topology lists this node as unreachable.
+	DisableInfo bool
 
 	// E2E is end-to-end circuit security: on by default (E2EOn), every
 	// circuit is encrypted and authenticated between its two ends and

@@ -8,21 +8,29 @@ import (
 // serveEcho answers the built-in echo service until the node closes: every
 // circuit gets its bytes back, and its half-close is mirrored.
 func serveEcho(n *Node, lis net.Listener) {
-	// Close closes every service listener, which ends this loop.
+	serveEach(n, lis, func(c net.Conn) {
+		buf := make([]byte, 16<<10)
+		io.CopyBuffer(c, c, buf)
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+	})
+}
+
+// serveEach runs handle on every circuit lis accepts, each in a goroutine
+// the node owns, and closes the circuit after it. Close closes every
+// service listener, which ends the loop.
+func serveEach(n *Node, lis net.Listener, handle func(c net.Conn)) {
 	for {
 		c, err := lis.Accept()
 		if err != nil {
 			return
 		}
 		n.wg.Add(1)
-		go func(c net.Conn) {
+		go func() {
 			defer n.wg.Done()
 			defer c.Close()
-			buf := make([]byte, 16<<10)
-			io.CopyBuffer(c, c, buf)
-			if cw, ok := c.(interface{ CloseWrite() error }); ok {
-				cw.CloseWrite()
-			}
-		}(c)
+			handle(c)
+		}()
 	}
 }

@@ -221,6 +221,17 @@ func (n *Node) Start(ctx context.Context) error {
 			serveEcho(n, echo)
 		}()
 	}
+	if !n.cfg.DisableInfo {
+		if info, err := n.Listen(InfoService); err != nil {
+			n.log.Warn("info service unavailable", "err", err)
+		} else {
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				serveInfo(n, info)
+			}()
+		}
+	}
 	for _, addr := range n.cfg.StaticLinks {
 		n.keep(addr)
 	}

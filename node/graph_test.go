@@ -1,0 +1,190 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
+)
+
+// linkPairs lists a graph's links as "a-b".
+func linkPairs(g Graph) string {
+	var s []string
+	for _, l := range g.Links {
+		s = append(s, l.A+"-"+l.B)
+	}
+	return strings.Join(s, " ")
+}
+
+func nodeNames(g Graph) string {
+	var s []string
+	for _, n := range g.Nodes {
+		s = append(s, n.Name)
+	}
+	return strings.Join(s, " ")
+}
+
+func TestTopologyGathersEveryNodeOverQUIC(t *testing.T) {
+	c := newCluster(t, true)
+	c.leafs["e"] = true
+	c.build("a-b", "b-c", "b-d", "c-d", "e-d")
+	serve(t, c.nodes["d"], "web", echoHandler)
+	c.waitConverged()
+	// Wait until every node sees all its links (the far end of a link may
+	// report it a moment after the near end).
+	var g Graph
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var err error
+		g, err = c.nodes["a"].Topology(ctxT(t, 20*time.Second), TopologyOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if linkPairs(g) == "a-b b-c b-d c-d d-e" && len(g.Unreachable) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topology from a: nodes %q, links %q, unreachable %+v", nodeNames(g), linkPairs(g), g.Unreachable)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if g.Origin != "a" || nodeNames(g) != "a b c d e" {
+		t.Fatalf("origin %q, nodes %q", g.Origin, nodeNames(g))
+	}
+	for _, n := range g.Nodes {
+		wantRole := "router"
+		if n.Name == "e" {
+			wantRole = "leaf"
+		}
+		if n.Role != wantRole || n.Version != Build().Version || n.Mesh != "test" {
+			t.Errorf("node %s: role %q version %q mesh %q", n.Name, n.Role, n.Version, n.Mesh)
+		}
+		if !strings.Contains(strings.Join(n.Services, ","), "echo") {
+			t.Errorf("node %s does not list the echo service: %v", n.Name, n.Services)
+		}
+		if n.Name == "d" && !strings.Contains(strings.Join(n.Services, ","), "web") {
+			t.Errorf("d does not list its web service: %v", n.Services)
+		}
+		if n.Name == "d" && n.Hops != 2 {
+			t.Errorf("a's route to d: %d hops, want 2 (via b)", n.Hops)
+		}
+	}
+	for _, l := range g.Links {
+		if l.Cost == 0 || l.RTT <= 0 || l.Quality == "" {
+			t.Errorf("link %s-%s without measured quality: %+v", l.A, l.B, l)
+		}
+	}
+	if _, err := json.Marshal(g); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTopologyListsNodesThatDoNotAnswer(t *testing.T) {
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) { cfg.DisableInfo = cfg.Name == "c" }
+	c.build("a-b", "b-c", "c-d")
+	c.waitConverged()
+	var g Graph
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var err error
+		g, err = c.nodes["a"].Topology(ctxT(t, 20*time.Second), TopologyOptions{Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nodeNames(g) == "a b d" && linkPairs(g) == "a-b b-c c-d" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topology from a: nodes %q, links %q, unreachable %+v", nodeNames(g), linkPairs(g), g.Unreachable)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(g.Unreachable) != 1 || g.Unreachable[0].Name != "c" || !strings.Contains(g.Unreachable[0].Error, "no such service") {
+		t.Fatalf("unreachable %+v, want c refusing the info service", g.Unreachable)
+	}
+
+	// A node that goes away is listed as unreachable (or dropped once
+	// routing forgot it), and its links disappear.
+	c.nodes["d"].Close()
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		g, err := c.nodes["a"].Topology(ctxT(t, 20*time.Second), TopologyOptions{Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nodeNames(g) == "a b" && linkPairs(g) == "a-b b-c" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after d closed: nodes %q, links %q, unreachable %+v", nodeNames(g), linkPairs(g), g.Unreachable)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestInfoAnswerStaysWithinItsBound(t *testing.T) {
+	info := NodeInfo{Name: strings.Repeat("n", 255), Role: "router", Version: "v1"}
+	for i := range MaxInfoLinks + 50 {
+		info.Links = append(info.Links, InfoLink{Peer: fmt.Sprintf("%0255d", i), Role: "router", RTT: time.Millisecond, Cost: 100})
+	}
+	for i := range MaxInfoServices {
+		info.Services = append(info.Services, fmt.Sprintf("%0255d", i))
+	}
+	b := encodeInfo(info)
+	if len(b) > MaxInfoSize {
+		t.Fatalf("answer of %d bytes, bound %d", len(b), MaxInfoSize)
+	}
+	got, err := DecodeInfo(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != info.Name || !got.ServicesTruncated || len(got.Links) == 0 {
+		t.Fatalf("decoded %q with %d links, %d services, truncated %v", got.Name, len(got.Links), len(got.Services), got.ServicesTruncated)
+	}
+	if _, err := DecodeInfo(append(b, make([]byte, MaxInfoSize)...)); !errors.Is(err, ErrBadInfo) {
+		t.Fatalf("oversized answer: %v", err)
+	}
+}
+
+func TestDisabledInfoServiceRefusesLikeAMissingService(t *testing.T) {
+	c := newCluster(t, false)
+	c.tweak = func(cfg *Config) { cfg.DisableInfo = cfg.Name == "b" }
+	c.build("a-b")
+	c.waitConverged()
+	if _, err := c.nodes["a"].Info(ctxT(t, 10*time.Second), "b"); !errors.Is(err, circuit.ErrNoService) {
+		t.Fatalf("info of b with the service off: %v, want no such service", err)
+	}
+	info, err := c.nodes["b"].Info(ctxT(t, 10*time.Second), "a")
+	if err != nil || info.Name != "a" || len(info.Links) != 1 || info.Links[0].Peer != "b" {
+		t.Fatalf("info of a: %+v, %v", info, err)
+	}
+}
+
+func FuzzDecodeInfo(f *testing.F) {
+	f.Add(encodeInfo(NodeInfo{Name: "a", Role: "router", Version: "(devel)", Links: []InfoLink{{Peer: "b", Cost: 10}}, Services: []string{"echo"}}))
+	f.Add([]byte(`{"name":"a","links":[{"peer":"","loss":2}]}`))
+	f.Add([]byte(`{"name":"a"} {}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`{"name":"a","links":null,"services":["x"]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		info, err := DecodeInfo(b)
+		if err != nil {
+			if !errors.Is(err, ErrBadInfo) {
+				t.Fatalf("error %v does not unwrap to ErrBadInfo", err)
+			}
+			return
+		}
+		if info.Name == "" || len(info.Links) > MaxInfoLinks || len(info.Services) > MaxInfoServices || info.Links == nil {
+			t.Fatalf("accepted out-of-bounds info %+v", info)
+		}
+		again, err := DecodeInfo(encodeInfo(info))
+		if err != nil || again.Name != info.Name {
+			t.Fatalf("re-encoded info does not decode the same: %+v %v", again, err)
+		}
+	})
+}
