@@ -224,6 +224,8 @@ func serviceList(s admin.Services) []serviceEntry {
 			e.Backend, e.Target = "tcp", t
 		case name == node.EchoService:
 			e.Backend = "echo"
+		case name == node.InfoService:
+			e.Backend = "info"
 		}
 		out = append(out, e)
 	}

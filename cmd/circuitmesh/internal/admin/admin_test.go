@@ -76,6 +76,9 @@ func (f *fakeNode) Expose(service, target string) (func() error, error) {
 }
 
 func (f *fakeNode) SetLinkCost(peer string, cost uint32) error { return nil }
+func (f *fakeNode) Topology(context.Context, node.TopologyOptions) (node.Graph, error) {
+	return node.Graph{}, errors.New("no mesh behind the fake node")
+}
 
 func (f *fakeNode) Forward(listen, peer, service string) (net.Addr, func() error, error) {
 	ln, err := net.Listen("tcp", listen)

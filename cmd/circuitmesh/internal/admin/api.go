@@ -31,6 +31,9 @@ const (
 	// PathReload (POST) reloads the node's identity files and answers the
 	// new Status.
 	PathReload = "/v1/reload"
+	// PathGraph (GET) gathers the mesh topology (node.Graph); the query
+	// parameter timeout (a Go duration) bounds each node's answer.
+	PathGraph = "/v1/graph"
 )
 
 // UpgradeProtocol is the Upgrade token of the dial endpoint (framed
@@ -50,6 +53,7 @@ type Node interface {
 	Forward(listenAddr, peer, service string) (net.Addr, func() error, error)
 	SetLinkCost(peer string, cost uint32) error
 	ReloadIdentity() error
+	Topology(ctx context.Context, opt node.TopologyOptions) (node.Graph, error)
 }
 
 // LinkCost pins the cost of the link to Peer; Cost 0 returns to the

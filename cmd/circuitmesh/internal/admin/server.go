@@ -11,6 +11,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/node"
 )
 
 // requestTimeout bounds pings and circuit opens made for the CLI.
@@ -59,6 +61,7 @@ func NewServer(n Node, log *slog.Logger) *Server {
 	mux.HandleFunc("POST "+PathForward, s.handleForward)
 	mux.HandleFunc("DELETE "+PathForward, s.handleUnforward)
 	mux.HandleFunc("GET "+PathPing, s.handlePing)
+	mux.HandleFunc("GET "+PathGraph, s.handleGraph)
 	mux.HandleFunc("POST "+PathLinkCost, s.handleLinkCost)
 	mux.HandleFunc("POST "+PathDial, s.handleDial)
 	mux.HandleFunc("POST "+PathReload, func(w http.ResponseWriter, r *http.Request) {
@@ -251,6 +254,26 @@ func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, Ping{Peer: peer, OpenNS: int64(res.Open), RTTNS: int64(res.RTT), Path: res.Path})
+}
+
+func (s *Server) handleGraph(w http.ResponseWriter, r *http.Request) {
+	var opt node.TopologyOptions
+	if v := r.URL.Query().Get("timeout"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > requestTimeout {
+			writeError(w, fmt.Errorf("timeout %q: want a duration up to %v: %w", v, requestTimeout, ErrBadRequest))
+			return
+		}
+		opt.Timeout = d
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	g, err := s.node.Topology(ctx, opt)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, g)
 }
 
 func (s *Server) handleLinkCost(w http.ResponseWriter, r *http.Request) {
