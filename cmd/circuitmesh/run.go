@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/admin"
+	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/ui"
 	"github.com/circuitmesh/circuitmesh/node"
 )
 
@@ -106,6 +107,13 @@ func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 		return err
 	}
 	defer stopMetrics()
+	if d.ui != "" {
+		_, stopUI, err := ui.Serve(d.ui, n, log)
+		if err != nil {
+			return explainListenError(err, "--ui", d.ui)
+		}
+		defer stopUI()
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(adminLn) }()

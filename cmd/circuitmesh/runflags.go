@@ -46,6 +46,8 @@ func runFlags() []cli.Flag {
 		&cli.IntFlag{Name: "max-links", Usage: "hard bound `N` on links made or accepted, static links excluded (default max(10, 2×target-links))", EnvVars: env("max-links")},
 		&cli.DurationFlag{Name: "drain-timeout", Usage: "on SIGTERM, let open circuits and tunnels finish for up to `DURATION` (0: close at once)", Value: 10 * time.Second, EnvVars: env("drain-timeout")},
 		&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics on `ADDR` at /metrics", EnvVars: env("metrics")},
+		&cli.StringFlag{Name: "ui", Usage: "serve the live mesh page on the TCP `ADDR` (off by default; it shows the topology to whoever reaches ADDR)", EnvVars: env("ui")},
+		&cli.BoolFlag{Name: "no-info", Usage: "do not answer the built-in info service (other nodes' graph then lists this node as unreachable)", EnvVars: env("no-info")},
 		&cli.StringSliceFlag{Name: "link-cost", Usage: "pin the cost of the link to a peer, `PEER=COST` (repeatable; see `circuitmesh link-cost`)", EnvVars: env("link-cost")},
 		&cli.StringFlag{Name: "log-level", Usage: "`LEVEL`: debug, info, warn or error", Value: "info", EnvVars: env("log-level")},
 		&cli.StringFlag{Name: "log-format", Usage: "`FORMAT`: text or json", Value: "text", EnvVars: env("log-format")},
@@ -59,6 +61,7 @@ type daemonConfig struct {
 	exposes  []exposeSpec
 	forwards []forwardSpec
 	metrics  string
+	ui       string
 	level    slog.Level
 	json     bool
 }
@@ -175,6 +178,7 @@ func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 		d.admin = filepath.Join(dataDir, adminSocketName)
 	}
 	d.metrics = c.String("metrics")
+	d.ui = c.String("ui")
 	if err := d.level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return d, usagef("--log-level %q: want debug, info, warn or error", c.String("log-level"))
 	}
@@ -239,6 +243,7 @@ func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 		ListenAddr:  listen,
 		StaticLinks: c.StringSlice("link"),
 		Leaf:        c.Bool("leaf"),
+		DisableInfo: c.Bool("no-info"),
 		LinkCosts:   costs,
 		Discovery: node.DiscoveryConfig{
 			BindAddr:    c.String("gossip"),
