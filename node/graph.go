@@ -78,7 +78,7 @@ func LinkQuality(rtt time.Duration, loss float64) string {
 
 // errNotRouted: routing knows the node but has no route to it, so
 // Topology does not query it.
-var errNotRouted = errors.New("no route (known only from routing or a neighbour's links)")
+var errNotRouted = errors.New("no route")
 
 // Topology gathers the mesh graph: it asks the info service of this node
 // and of every node it has a route to, and of every node their links

@@ -31,6 +31,12 @@ func nodeNames(g Graph) string {
 func TestTopologyGathersEveryNodeOverQUIC(t *testing.T) {
 	c := newCluster(t, true)
 	c.leafs["e"] = true
+	// a pins its side of a-b: the graph keeps the worse of the two reports.
+	c.tweak = func(cfg *Config) {
+		if cfg.Name == "a" {
+			cfg.LinkCosts = map[string]uint32{"b": 50000}
+		}
+	}
 	c.build("a-b", "b-c", "b-d", "c-d", "e-d")
 	serve(t, c.nodes["d"], "web", echoHandler)
 	c.waitConverged()
@@ -72,6 +78,12 @@ func TestTopologyGathersEveryNodeOverQUIC(t *testing.T) {
 		if n.Name == "d" && n.Hops != 2 {
 			t.Errorf("a's route to d: %d hops, want 2 (via b)", n.Hops)
 		}
+	}
+	if g.Links[0].Cost != 50000 {
+		t.Errorf("link a-b: cost %d, want a's pinned 50000", g.Links[0].Cost)
+	}
+	if _, err := c.nodes["a"].Listen(InfoService); !errors.Is(err, ErrServiceInUse) {
+		t.Errorf("Listen on the reserved info service: %v", err)
 	}
 	for _, l := range g.Links {
 		if l.Cost == 0 || l.RTT <= 0 || l.Quality == "" {
@@ -124,6 +136,22 @@ func TestTopologyListsNodesThatDoNotAnswer(t *testing.T) {
 			t.Fatalf("after d closed: nodes %q, links %q, unreachable %+v", nodeNames(g), linkPairs(g), g.Unreachable)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestLinkQualityClasses(t *testing.T) {
+	for _, tc := range []struct {
+		rtt  time.Duration
+		loss float64
+		want string
+	}{
+		{time.Millisecond, 0, "good"}, {49 * time.Millisecond, 0.009, "good"},
+		{50 * time.Millisecond, 0, "fair"}, {time.Millisecond, 0.01, "fair"},
+		{250 * time.Millisecond, 0, "poor"}, {time.Millisecond, 0.05, "poor"},
+	} {
+		if got := LinkQuality(tc.rtt, tc.loss); got != tc.want {
+			t.Errorf("LinkQuality(%v, %v) = %s, want %s", tc.rtt, tc.loss, got, tc.want)
+		}
 	}
 }
 

@@ -24,41 +24,36 @@ type placed struct {
 	x, y               float64
 }
 
-// layout places the origin at the top of a circle and the other nodes,
-// sorted by name, clockwise after it; unreachable nodes and nodes only
-// named by links come after the answering ones.
+// layout places the origin at the top of a circle and every other node
+// (answering, unreachable, or only named by a link), sorted by name,
+// clockwise after it, so that a node keeps its place while the set of
+// nodes stays the same.
 func layout(g node.Graph) ([]placed, float64, float64) {
-	var ps []placed
-	seen := map[string]bool{}
-	add := func(name, label, state string) {
-		if !seen[name] {
-			seen[name] = true
-			ps = append(ps, placed{name: name, label: label, state: state})
-		}
-	}
-	for _, n := range g.Nodes {
-		if n.Name == g.Origin {
-			add(n.Name, nodeLabel(n), "origin")
-		}
-	}
-	for _, n := range g.Nodes {
-		add(n.Name, nodeLabel(n), "up")
+	byName := map[string]placed{}
+	for _, l := range g.Links {
+		byName[l.A] = placed{name: l.A, label: "not queried", state: "down"}
+		byName[l.B] = placed{name: l.B, label: "not queried", state: "down"}
 	}
 	for _, u := range g.Unreachable {
-		add(u.Name, "unreachable", "down")
+		byName[u.Name] = placed{name: u.Name, label: "unreachable", state: "down"}
 	}
-	var extra []string
-	for _, l := range g.Links {
-		for _, name := range []string{l.A, l.B} {
-			if !seen[name] {
-				extra = append(extra, name)
-			}
+	for _, n := range g.Nodes {
+		state := "up"
+		if n.Name == g.Origin {
+			state = "origin"
 		}
+		byName[n.Name] = placed{name: n.Name, label: nodeLabel(n), state: state}
 	}
-	sort.Strings(extra)
-	for _, name := range extra {
-		add(name, "not queried", "down")
+	ps := make([]placed, 0, len(byName))
+	for _, p := range byName {
+		ps = append(ps, p)
 	}
+	sort.Slice(ps, func(i, j int) bool {
+		if oi, oj := ps[i].name == g.Origin, ps[j].name == g.Origin; oi != oj {
+			return oi
+		}
+		return ps[i].name < ps[j].name
+	})
 	r := math.Max(160, 90*float64(len(ps))/math.Pi)
 	w, h := 2*r+320, 2*r+200
 	for i := range ps {
