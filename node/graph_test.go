@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -215,4 +216,38 @@ func FuzzDecodeInfo(f *testing.F) {
 			t.Fatalf("re-encoded info does not decode the same: %+v %v", again, err)
 		}
 	})
+}
+
+// A node whose info service lies (an oversized answer, an answer for
+// another name) or never answers is listed as unreachable with the reason;
+// the graph still comes back, within the per-node timeout.
+func TestTopologySurvivesBadInfoAnswers(t *testing.T) {
+	c := newCluster(t, false)
+	c.tweak = func(cfg *Config) { cfg.DisableInfo = cfg.Name != "a" }
+	c.build("a-huge", "a-liar", "a-mute")
+	for _, n := range []string{"huge", "liar", "mute"} {
+		c.waitRoute("a", n, 1)
+	}
+	serve(t, c.nodes["huge"], InfoService, func(c io.ReadWriteCloser) {
+		c.Write([]byte(`{"name":"huge","services":["` + strings.Repeat("x", MaxInfoSize) + `"]}`))
+	})
+	serve(t, c.nodes["liar"], InfoService, func(c io.ReadWriteCloser) {
+		c.Write(encodeInfo(NodeInfo{Name: "someone-else", Role: "router"}))
+	})
+	mute := make(chan struct{})
+	serve(t, c.nodes["mute"], InfoService, func(c io.ReadWriteCloser) { <-mute })
+	defer close(mute)
+
+	g, err := c.nodes["a"].Topology(ctxT(t, 20*time.Second), TopologyOptions{Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nodeNames(g) != "a" || linkPairs(g) != "a-huge a-liar a-mute" || len(g.Unreachable) != 3 {
+		t.Fatalf("nodes %q, links %q, unreachable %+v", nodeNames(g), linkPairs(g), g.Unreachable)
+	}
+	for i, want := range []string{"more than 65536", `answered for "someone-else"`, "timeout"} {
+		if u := g.Unreachable[i]; !strings.Contains(u.Error, want) {
+			t.Errorf("%s: %q, want it to say %q", u.Name, u.Error, want)
+		}
+	}
 }

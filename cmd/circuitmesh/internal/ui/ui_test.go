@@ -1,0 +1,89 @@
+package ui
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/circuitmesh/circuitmesh/node"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestPageIsSelfContained(t *testing.T) {
+	external := regexp.MustCompile(`(?i)(https?:)?//[a-z0-9.-]+\.[a-z]{2,}`)
+	err := fs.WalkDir(assets, "assets", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := assets.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if m := external.Find(b); m != nil {
+			t.Errorf("%s refers to %q: the page must work without the internet", p, m)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestViewOfARealNode(t *testing.T) {
+	n, err := node.New(node.Config{Name: "solo", Insecure: true, GracePeriod: -1, RouteWait: -1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	srv := httptest.NewServer(Handler(n))
+	defer srv.Close()
+
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), `<script src="app.js">`) ||
+		!strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
+		t.Fatalf("GET /: %d %v\n%s", resp.StatusCode, resp.Header, page)
+	}
+
+	view := func(query string) View {
+		t.Helper()
+		resp, err := http.Get(srv.URL + "/api/view" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v View
+		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET /api/view%s: %d %v", query, resp.StatusCode, err)
+		}
+		return v
+	}
+	v := view("")
+	if v.Graph.Origin != "solo" || len(v.Graph.Nodes) != 1 || !strings.HasPrefix(v.SVG, "<svg ") ||
+		!strings.Contains(v.SVG, `data-node="solo" data-state="origin"`) {
+		t.Fatalf("view: %+v", v)
+	}
+	if v := view("?to=nowhere"); len(v.Path) != 0 || !strings.Contains(v.PathError, "no route") {
+		t.Fatalf("path to an unknown node: %+v", v)
+	}
+}
