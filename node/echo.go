@@ -17,6 +17,21 @@ func serveEcho(n *Node, lis net.Listener) {
 	})
 }
 
+// startBuiltin publishes a service the node answers itself, served by
+// serve until the node closes.
+func (n *Node) startBuiltin(service string, serve func(*Node, net.Listener)) {
+	lis, err := n.Listen(service)
+	if err != nil {
+		n.log.Warn("built-in service unavailable", "service", service, "err", err)
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		serve(n, lis)
+	}()
+}
+
 // serveEach runs handle on every circuit lis accepts, each in a goroutine
 // the node owns, and closes the circuit after it. Close closes every
 // service listener, which ends the loop.

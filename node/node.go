@@ -212,25 +212,9 @@ func (n *Node) Start(ctx context.Context) error {
 	n.router.start()
 	n.wg.Add(1)
 	go n.watchCertificate()
-	if echo, err := n.Listen(EchoService); err != nil {
-		n.log.Warn("echo service unavailable", "err", err)
-	} else {
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			serveEcho(n, echo)
-		}()
-	}
+	n.startBuiltin(EchoService, serveEcho)
 	if !n.cfg.DisableInfo {
-		if info, err := n.Listen(InfoService); err != nil {
-			n.log.Warn("info service unavailable", "err", err)
-		} else {
-			n.wg.Add(1)
-			go func() {
-				defer n.wg.Done()
-				serveInfo(n, info)
-			}()
-		}
+		n.startBuiltin(InfoService, serveInfo)
 	}
 	for _, addr := range n.cfg.StaticLinks {
 		n.keep(addr)
