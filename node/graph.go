@@ -100,8 +100,9 @@ func (n *Node) Topology(ctx context.Context, opt TopologyOptions) (Graph, error)
 		opt.MaxNodes = n.cfg.Limits.MaxRoutes
 	}
 	g := Graph{Origin: n.cfg.Name, Taken: time.Now(), Nodes: []GraphNode{}, Links: []GraphLink{}, Unreachable: []Unanswered{}}
-	routes := map[string]PeerInfo{}
-	for _, p := range n.Peers() {
+	peers := n.Peers()
+	routes := make(map[string]PeerInfo, len(peers))
+	for _, p := range peers {
 		routes[p.Name] = p
 	}
 	t := &topoWalk{n: n, opt: opt, seen: map[string]bool{}, answers: map[string]NodeInfo{}, errs: map[string]error{}}
@@ -109,7 +110,7 @@ func (n *Node) Topology(ctx context.Context, opt TopologyOptions) (Graph, error)
 	local := n.LocalInfo()
 	t.seen[n.cfg.Name] = true
 	t.answers[n.cfg.Name] = local
-	for _, p := range n.Peers() {
+	for _, p := range peers {
 		if p.Reachable {
 			t.spawn(ctx, p.Name)
 		} else {

@@ -54,14 +54,14 @@ func TestRoutesListOnlyReachableDestinations(t *testing.T) {
 
 func TestServiceListNamesTheBackend(t *testing.T) {
 	list := serviceList(admin.Services{
-		Services: []string{"echo", "lib", "web"},
+		Services: []string{"_info", "echo", "lib", "web"},
 		Exposed:  []admin.Expose{{Service: "web", Target: "127.0.0.1:8080"}},
 	})
 	var got []string
 	for _, e := range list {
 		got = append(got, e.Service+"="+e.Backend+" "+e.Target)
 	}
-	if strings.Join(got, ",") != "echo=echo ,lib=in-process ,web=tcp 127.0.0.1:8080" {
+	if strings.Join(got, ",") != "_info=info ,echo=echo ,lib=in-process ,web=tcp 127.0.0.1:8080" {
 		t.Fatalf("services = %v", got)
 	}
 }
