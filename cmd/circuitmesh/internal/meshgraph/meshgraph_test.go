@@ -208,3 +208,29 @@ func TestQuotingOfOddNames(t *testing.T) {
 	}
 	checkSVG(t, svg.String(), []string{`a"<b>`, `c\d`}, 1, nil)
 }
+
+func TestLinksAreColouredByQuality(t *testing.T) {
+	g := node.Graph{Origin: "a"}
+	for _, n := range []string{"a", "b", "c", "d"} {
+		g.Nodes = append(g.Nodes, node.GraphNode{NodeInfo: node.NodeInfo{Name: n, Role: "router"}})
+	}
+	for _, l := range []struct {
+		b    string
+		rtt  time.Duration
+		loss float64
+	}{{"b", time.Millisecond, 0}, {"c", 80 * time.Millisecond, 0}, {"d", time.Millisecond, 0.2}} {
+		g.Links = append(g.Links, node.GraphLink{A: "a", B: l.b, RTT: l.rtt, Loss: l.loss, Cost: 10, Quality: node.LinkQuality(l.rtt, l.loss)})
+	}
+	var svg, dot bytes.Buffer
+	SVG(&svg, g, SVGOptions{})
+	DOT(&dot, g)
+	for b, want := range map[string]string{"b": "#2e7d32", "c": "#f9a825", "d": "#c62828"} {
+		link := regexp.MustCompile(`data-a="a" data-b="` + b + `" data-quality="[a-z]+"><line [^>]*stroke="([^"]+)"`).FindStringSubmatch(svg.String())
+		if link == nil || link[1] != want {
+			t.Errorf("SVG link a-%s: %v, want stroke %s", b, link, want)
+		}
+		if !strings.Contains(dot.String(), `"a" -- "`+b+`" [label="cost 10, `) || !regexp.MustCompile(`"a" -- "`+b+`" [^\n]*color="`+want+`"`).MatchString(dot.String()) {
+			t.Errorf("DOT link a-%s is not coloured %s:\n%s", b, want, dot.String())
+		}
+	}
+}
