@@ -54,6 +54,7 @@ type originCertifier struct {
 
 type chainResult struct {
 	node     string
+	groups   []string
 	pub      ed25519.PublicKey
 	notAfter time.Time
 	err      error
@@ -190,7 +191,7 @@ func (c *originCertifier) chain(id *identity.Identity, fp [32]byte, cert []byte,
 	if !ok {
 		return chainResult{err: fmt.Errorf("certificate of %q has no Ed25519 key: %w", peer.Node, errAttestation)}
 	}
-	r = chainResult{node: peer.Node, pub: pub, notAfter: peer.Cert.NotAfter}
+	r = chainResult{node: peer.Node, groups: peer.Groups, pub: pub, notAfter: peer.Cert.NotAfter}
 	c.mu.Lock()
 	if len(c.chains) >= c.max {
 		clear(c.chains)
@@ -257,4 +258,24 @@ func (r *router) originRecord(name string) (originRecord, bool) {
 		return originRecord{}, false
 	}
 	return originRecord{Seqno: seq, Cert: cert, Extra: bytes.Clone(p.extra)}, true
+}
+
+// groupsOf returns the groups in the certificate that last attested a
+// route origin named node (verified against the mesh CA), or this node's
+// own groups; false when no attestation of node was verified.
+func (c *originCertifier) groupsOf(node string) ([]string, bool) {
+	if id := c.id.Load(); node == id.Node {
+		return id.Groups(), true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fp, ok := c.certOf[node]
+	if !ok {
+		return nil, false
+	}
+	r, ok := c.chains[fp]
+	if !ok || r.node != node {
+		return nil, false
+	}
+	return r.groups, true
 }
