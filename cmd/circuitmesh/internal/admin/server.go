@@ -61,6 +61,7 @@ func NewServer(n Node, log *slog.Logger) *Server {
 	mux.HandleFunc("GET "+PathPing, s.handlePing)
 	mux.HandleFunc("POST "+PathLinkCost, s.handleLinkCost)
 	mux.HandleFunc("POST "+PathDial, s.handleDial)
+	mux.HandleFunc("GET "+PathPolicyCheck, s.handlePolicyCheck)
 	mux.HandleFunc("POST "+PathReload, func(w http.ResponseWriter, r *http.Request) {
 		if err := n.ReloadIdentity(); err != nil {
 			s.log.Warn("identity reload failed; keeping the current identity", "err", err)
