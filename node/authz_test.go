@@ -221,3 +221,32 @@ func TestPolicyReloadKeepsAllowedCircuits(t *testing.T) {
 		t.Fatalf("b dials d/ssh with no policy: %v", err)
 	}
 }
+
+// TestPolicyDeniesAfterFullHandshake: when the destination cannot decide
+// before answering (first contact from a source whose certificate it has
+// not seen), it decides once the full handshake authenticated the source
+// and resets a denied circuit with close code CloseDenied.
+func TestPolicyDeniesAfterFullHandshake(t *testing.T) {
+	c, logs := policyMesh(t, map[string]string{"d": destPolicy})
+	d := c.node("d")
+	// d forgets which certificate attested b's routes, as if it had
+	// never verified one.
+	d.router.cert.mu.Lock()
+	delete(d.router.cert.certOf, "b")
+	d.router.cert.mu.Unlock()
+	if _, known := d.PolicySubject("b"); known {
+		t.Fatal("d still knows b's groups")
+	}
+	err := roundTrip(t, c.node("b"), "d", "ssh", []byte("x"))
+	var re *circuit.ResetError
+	if !errors.Is(err, circuit.ErrRefusedByPolicy) || !errors.As(err, &re) || re.Code.Reason() != circuit.CloseDenied {
+		t.Fatalf("b dials d/ssh on first contact: %v, want a reset refused by policy", err)
+	}
+	if l := logs["d"].String(); !strings.Contains(l, "closed a circuit its authenticated source may not open") || !strings.Contains(l, "b to dial ssh") {
+		t.Errorf("d does not log the late denial:\n%s", l)
+	}
+	// b's name rule for web still lets it in on the same first contact.
+	if err := roundTrip(t, c.node("b"), "d", "web", []byte("x")); err != nil {
+		t.Fatalf("b dials d/web: %v", err)
+	}
+}
