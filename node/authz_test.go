@@ -1,12 +1,10 @@
 package node
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,24 +12,6 @@ import (
 	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/circuitmesh/circuitmesh/node/policy"
 )
-
-// lockedLog is a log buffer written by a node's goroutines.
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func mustPolicy(t *testing.T, text string) *policy.Policy {
 	t.Helper()
@@ -48,10 +28,10 @@ func mustPolicy(t *testing.T, text string) *policy.Policy {
 //	a ─┐
 //	   r ── d
 //	b ─┘
-func policyMesh(t *testing.T, policies map[string]string) (*cluster, map[string]*lockedLog) {
+func policyMesh(t *testing.T, policies map[string]string) (*cluster, map[string]*syncBuf) {
 	c := newCluster(t, true)
 	groups := map[string][]string{"a": {"ops"}, "b": {"web"}, "r": {"infra"}, "d": {"infra"}}
-	logs := map[string]*lockedLog{}
+	logs := map[string]*syncBuf{}
 	c.tweak = func(cfg *Config) {
 		id, err := c.ca.IssueWith(cfg.Name, identity.IssueOptions{Groups: groups[cfg.Name]})
 		if err != nil {
@@ -61,7 +41,7 @@ func policyMesh(t *testing.T, policies map[string]string) (*cluster, map[string]
 		if text, ok := policies[cfg.Name]; ok {
 			cfg.Policy = mustPolicy(t, text)
 		}
-		logs[cfg.Name] = &lockedLog{}
+		logs[cfg.Name] = &syncBuf{}
 		cfg.Logger = slog.New(slog.NewTextHandler(logs[cfg.Name], nil))
 	}
 	c.build("a-r", "b-r", "r-d")
