@@ -212,7 +212,7 @@ func TestPolicyDeniesAfterFullHandshake(t *testing.T) {
 	// d forgets which certificate attested b's routes, as if it had
 	// never verified one.
 	d.router.cert.mu.Lock()
-	delete(d.router.cert.certOf, "b")
+	delete(d.router.cert.groups, "b")
 	d.router.cert.mu.Unlock()
 	if _, known := d.PolicySubject("b"); known {
 		t.Fatal("d still knows b's groups")

@@ -49,6 +49,7 @@ type originCertifier struct {
 	mu     sync.Mutex
 	chains map[[32]byte]chainResult
 	certOf map[string][32]byte // origin -> fingerprint of the certificate last verified for it
+	groups map[string][]string // origin -> groups of that certificate (authz.go)
 	warned *ratelog.Log
 }
 
@@ -67,6 +68,7 @@ func newOriginCertifier(id *identity.Identity, log *slog.Logger, maxRoutes int) 
 		log: log, now: time.Now, max: 2*maxRoutes + 64,
 		chains: make(map[[32]byte]chainResult),
 		certOf: make(map[string][32]byte),
+		groups: make(map[string][]string),
 		warned: ratelog.New(log, time.Minute, 1024),
 	}
 	c.id.Store(id)
@@ -162,8 +164,10 @@ func (c *originCertifier) Verify(origin string, seqno uint16, att []byte) error 
 	old, seen := c.certOf[origin]
 	if len(c.certOf) >= c.max {
 		clear(c.certOf)
+		clear(c.groups)
 	}
 	c.certOf[origin] = fp
+	c.groups[origin] = ch.groups
 	c.mu.Unlock()
 	if seen && old != fp {
 		c.warned.Warn("dup:"+origin, "two certificates attest one node name (a renewal, or two live nodes with the same name)",
@@ -204,9 +208,12 @@ func (c *originCertifier) chain(id *identity.Identity, fp [32]byte, cert []byte,
 // setIdentity switches to a reloaded identity; cached verdicts are
 // dropped since the CA may have changed.
 func (c *originCertifier) setIdentity(id *identity.Identity) {
-	c.id.Store(id)
+	old := c.id.Swap(id)
 	c.mu.Lock()
 	clear(c.chains)
+	if old.CA == nil || id.CA == nil || !old.CA.Equal(id.CA) {
+		clear(c.groups) // groups verified under another CA
+	}
 	c.mu.Unlock()
 }
 
@@ -262,20 +269,14 @@ func (r *router) originRecord(name string) (originRecord, bool) {
 
 // groupsOf returns the groups in the certificate that last attested a
 // route origin named node (verified against the mesh CA), or this node's
-// own groups; false when no attestation of node was verified.
+// own groups; false when no attestation of node was verified (since the
+// CA last changed).
 func (c *originCertifier) groupsOf(node string) ([]string, bool) {
 	if id := c.id.Load(); node == id.Node {
 		return id.Groups(), true
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	fp, ok := c.certOf[node]
-	if !ok {
-		return nil, false
-	}
-	r, ok := c.chains[fp]
-	if !ok || r.node != node {
-		return nil, false
-	}
-	return r.groups, true
+	g, ok := c.groups[node]
+	return g, ok
 }

@@ -15,8 +15,8 @@ import (
 )
 
 // policySource is where the daemon's authorization policy comes from:
-// "policy = RULE" lines of the --config file, or --policy-file. The daemon
-// reads it again on reload.
+// --policy-file, else the "policy = RULE" lines of the --config file. The
+// daemon reads it again on reload.
 type policySource struct {
 	config string // the config file, when its policy lines are the policy
 	file   string // --policy-file
@@ -89,10 +89,13 @@ func daemonPolicy(c *cli.Context) (policySource, *policy.Policy, error) {
 		if err != nil {
 			return src, nil, usagef("%v", err)
 		}
-		if _, ok := configPolicy(entries); ok {
-			if src.file != "" {
-				return src, nil, usagef("--policy-file and policy lines in the config file %s are exclusive", path)
-			}
+		_, ok := configPolicy(entries)
+		switch {
+		case ok && src.file != "":
+			return src, nil, usagef("--policy-file and policy lines in the config file %s are exclusive", path)
+		case src.file == "":
+			// The config file's policy lines, even none yet: a reload
+			// takes lines added later.
 			src.config = path
 		}
 	}

@@ -96,17 +96,13 @@ func TestE2EPolicyFromConfigFileCheckAndReload(t *testing.T) {
 	a := l.start("a", "")
 	b := l.start("b", "")
 	conf := filepath.Join(l.dir, "d.conf")
-	writeConfig(t, conf,
-		"# d lets ops in",
-		"link = "+a.addr,
-		"link = "+b.addr,
-		"policy = allow dial from=group:ops service=echo")
+	writeConfig(t, conf, "# no policy yet", "link = "+a.addr, "link = "+b.addr)
 	d := l.start("d", "", "--config", conf)
 	a.waitRoute(t, "d", anyRoute)
 	b.waitRoute(t, "d", anyRoute)
 	d.waitRoute(t, "a", anyRoute)
 	d.waitRoute(t, "b", anyRoute)
-	d.waitLog(t, 1, "authorization policy", `dial="default deny"`)
+	d.waitLog(t, 1, "level=WARN", "no authorization policy")
 
 	dial := func(from *daemon) (string, error) {
 		cmd := exec.Command(l.bin, "dial", "d", "echo", "--data-dir", from.dir)
@@ -114,6 +110,17 @@ func TestE2EPolicyFromConfigFileCheckAndReload(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
+	if out, err := dial(b); err != nil || out != "hi\n" {
+		t.Fatalf("b dials d/echo with no policy: %q, %v", out, err)
+	}
+	// Policy lines added to the config file take effect on reload.
+	writeConfig(t, conf,
+		"# d lets ops in",
+		"link = "+a.addr,
+		"link = "+b.addr,
+		"policy = allow dial from=group:ops service=echo")
+	d.cli("reload")
+	d.waitLog(t, 1, "authorization policy replaced", `dial="default deny"`)
 	if out, err := dial(a); err != nil || out != "hi\n" {
 		t.Fatalf("a (ops) dials d/echo: %q, %v", out, err)
 	}
