@@ -81,7 +81,9 @@ func (n *Node) SetPolicy(p *policy.Policy) int {
 	var denied []*policed
 	for c := range a.live {
 		if d := c.decide(p); !d.Allowed {
-			n.log.Info("closing a circuit the new policy denies", "reason", d.Reason)
+			if len(denied) < maxDeniedLogged {
+				n.log.Info("closing a circuit the new policy denies", "reason", d.Reason)
+			}
 			denied = append(denied, c)
 			delete(a.live, c)
 		}
@@ -94,6 +96,10 @@ func (n *Node) SetPolicy(p *policy.Policy) int {
 		"relay", policyDefault(p, policy.Relay), "circuits_closed", len(denied))
 	return len(denied)
 }
+
+// maxDeniedLogged bounds the circuits SetPolicy logs one by one; the
+// summary line counts them all.
+const maxDeniedLogged = 16
 
 // policyDefault says what a policy does with what no rule matches.
 func policyDefault(p *policy.Policy, k policy.Kind) string {
