@@ -64,55 +64,53 @@ func (n *Node) GossipKeys() (GossipKeyring, error) {
 // encrypted with it is accepted from now on, and this node still encrypts
 // with its primary key. Installing an installed key does nothing.
 func (n *Node) InstallGossipKey(key []byte) error {
-	kr, err := n.keyring()
-	if err != nil {
-		return err
-	}
-	if err := kr.AddKey(key); err != nil {
-		return fmt.Errorf("install gossip key %s: %w: %v", KeyFingerprint(key), ErrInvalidConfig, err)
-	}
-	n.log.Info("gossip key installed", "key", KeyFingerprint(key))
-	return nil
+	return n.changeKeyring("install", "installed", key, func(kr *memberlist.Keyring) error {
+		if err := kr.AddKey(key); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+		}
+		return nil
+	})
 }
 
 // UseGossipKey makes an installed key the primary one: this node encrypts
 // its gossip with it from now on. Install it on every member first.
 func (n *Node) UseGossipKey(key []byte) error {
-	kr, err := n.keyring()
-	if err != nil {
-		return err
-	}
-	if !n.hasKey(kr, key) {
-		return fmt.Errorf("use gossip key %s: %w", KeyFingerprint(key), ErrKeyNotInstalled)
-	}
-	if err := kr.UseKey(key); err != nil {
-		return fmt.Errorf("use gossip key %s: %w", KeyFingerprint(key), err)
-	}
-	n.log.Info("gossip key in use", "key", KeyFingerprint(key))
-	return nil
+	return n.changeKeyring("use", "in use", key, func(kr *memberlist.Keyring) error {
+		if !hasKey(kr, key) {
+			return ErrKeyNotInstalled
+		}
+		return kr.UseKey(key)
+	})
 }
 
 // RemoveGossipKey removes a key that is not the primary one: gossip
 // encrypted with it is refused from now on.
 func (n *Node) RemoveGossipKey(key []byte) error {
+	return n.changeKeyring("remove", "removed", key, func(kr *memberlist.Keyring) error {
+		switch {
+		case !hasKey(kr, key):
+			return ErrKeyNotInstalled
+		case bytes.Equal(kr.GetPrimaryKey(), key):
+			return fmt.Errorf("%w (use another key first)", ErrKeyInUse)
+		}
+		return kr.RemoveKey(key)
+	})
+}
+
+// changeKeyring applies change to the keyring and logs it.
+func (n *Node) changeKeyring(verb, done string, key []byte, change func(*memberlist.Keyring) error) error {
 	kr, err := n.keyring()
 	if err != nil {
 		return err
 	}
-	switch {
-	case !n.hasKey(kr, key):
-		return fmt.Errorf("remove gossip key %s: %w", KeyFingerprint(key), ErrKeyNotInstalled)
-	case bytes.Equal(kr.GetPrimaryKey(), key):
-		return fmt.Errorf("remove gossip key %s: %w (use another key first)", KeyFingerprint(key), ErrKeyInUse)
+	if err := change(kr); err != nil {
+		return fmt.Errorf("%s gossip key %s: %w", verb, KeyFingerprint(key), err)
 	}
-	if err := kr.RemoveKey(key); err != nil {
-		return fmt.Errorf("remove gossip key %s: %w", KeyFingerprint(key), err)
-	}
-	n.log.Info("gossip key removed", "key", KeyFingerprint(key))
+	n.log.Info("gossip key "+done, "key", KeyFingerprint(key))
 	return nil
 }
 
-func (n *Node) hasKey(kr *memberlist.Keyring, key []byte) bool {
+func hasKey(kr *memberlist.Keyring, key []byte) bool {
 	for _, k := range kr.GetKeys() {
 		if bytes.Equal(k, key) {
 			return true
