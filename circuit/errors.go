@@ -143,13 +143,17 @@ const (
 	// CloseTimeout: a relay ended the circuit after a bound ran out (a
 	// reader that stopped reading, a half-closed circuit left silent).
 	CloseTimeout uint64 = 7
+	// CloseDenied: a hop's authorization policy no longer allows the
+	// circuit (a reloaded policy), or the destination denied a source it
+	// could authenticate only after accepting (full end-to-end handshake).
+	CloseDenied uint64 = 8
 )
 
 var closeNames = [...]string{
 	CloseNormal: "normal", CloseCancelled: "cancelled", CloseLinkLost: "link lost",
 	CloseShuttingDown: "shutting down", CloseInternal: "internal error",
 	CloseProtocol: "protocol error", CloseUnavailable: "service unavailable",
-	CloseTimeout: "timed out at a relay",
+	CloseTimeout: "timed out at a relay", CloseDenied: "refused by policy",
 }
 
 // CloseName names a close-reason code as a reset carries it ("link lost",
@@ -196,8 +200,8 @@ func atHop(code uint64, hop int) uint64 { return uint64(CloseCode(code).At(hop))
 
 // ResetError is how a circuit's Read and Write report a stream reset: the
 // close code (reason and the hop that produced it) and whether it came from
-// the other side. errors.Is matches ErrLinkLost, ErrShuttingDown and
-// ErrStalled by reason, wherever on the path the reset began; errors.As
+// the other side. errors.Is matches ErrLinkLost, ErrShuttingDown,
+// ErrStalled and ErrRefusedByPolicy by reason, wherever on the path the reset began; errors.As
 // also finds the underlying *links.StreamResetError.
 type ResetError struct {
 	Code   CloseCode
@@ -221,6 +225,8 @@ func (e *ResetError) Unwrap() error { return e.cause }
 // Is matches the sentinel of the reset's reason.
 func (e *ResetError) Is(target error) bool {
 	switch target {
+	case ErrRefusedByPolicy:
+		return e.Code.Reason() == CloseDenied
 	case ErrLinkLost:
 		return e.Code.Reason() == CloseLinkLost
 	case ErrShuttingDown:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/links/identity"
+	"github.com/circuitmesh/circuitmesh/node/policy"
 	"github.com/circuitmesh/circuitmesh/node/topology"
 )
 
@@ -76,6 +77,15 @@ type Config struct {
 	// circuit to a node takes the full handshake, and the record learned is
 	// cached.
 	Keys KeyLookup
+
+	// Policy is the authorization policy (package node/policy): which
+	// sources may open which services on this node ("dial" rules, checked
+	// against the source authenticated end to end) and which circuits it
+	// relays ("relay" rules). Nil, or no rule of a kind, allows everything
+	// of that kind (Start logs a warning when there is no rule at all); a
+	// kind with at least one rule denies what none of them allows.
+	// SetPolicy replaces it at run time.
+	Policy *policy.Policy
 
 	// Limits bounds every table and queue. Zero fields mean defaults.
 	Limits Limits

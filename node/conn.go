@@ -2,6 +2,7 @@ package node
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -18,6 +19,7 @@ type trackedConn struct {
 	span   trace.Span
 	ticket *ticket
 	entry  *tracked
+	police atomic.Pointer[policed] // as the authorization policy allowed it
 	once   sync.Once
 }
 
@@ -54,6 +56,7 @@ func (c *trackedConn) abort() {
 
 func (c *trackedConn) finish(result string, err error) {
 	c.once.Do(func() {
+		c.n.authz.forget(c.police.Load())
 		c.n.circuits.remove(c.entry)
 		if c.ticket != nil {
 			c.ticket.release()

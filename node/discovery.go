@@ -36,6 +36,9 @@ type discovery struct {
 	kickc chan struct{}
 	logw  *slogWriter
 
+	keyring *memberlist.Keyring // nil when gossip is not encrypted (keys.go)
+	probes  atomic.Int64        // probes answered, so gossip works with the keys in force
+
 	mu      sync.Mutex
 	members map[string]gossipMember           // alive members, copied from memberlist's events
 	coords  map[string]*coordinate.Coordinate // member → last coordinate
@@ -139,6 +142,7 @@ func startDiscovery(n *Node) (*discovery, error) {
 		return nil, fmt.Errorf("start gossip on %s: %w", dc.BindAddr, err)
 	}
 	d.ml = ml
+	d.keyring = mc.Keyring // made by memberlist from SecretKey
 	// The link address needs the gossip address, known only now.
 	if err := ml.UpdateNode(time.Second); err != nil {
 		n.log.Warn("gossip metadata update failed", "err", err)
@@ -399,6 +403,7 @@ func (d *discovery) AckPayload() []byte {
 // NotifyPingComplete implements memberlist.PingDelegate: a probe's RTT and
 // the member's coordinate update this node's coordinate.
 func (d *discovery) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, payload []byte) {
+	d.probes.Add(1)
 	c, err := decodeCoordinate(payload)
 	if err != nil {
 		d.n.log.Debug("ignoring a probe ack's coordinate", "member", other.Name, "err", err)

@@ -95,6 +95,12 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	_, span := n.tracer.Start(extractTrace(o), "circuitmesh.accept",
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(hopAttrs(n.cfg.Name, o)...),
 		trace.WithAttributes(attrPeer.String(from)))
+	if d, ok := n.precheckDial(o); !ok {
+		opened()
+		n.refuse(s, circuit.Policy, d.Reason)
+		endSpan(span, circuit.Policy.String(), 0, 0, nil)
+		return
+	}
 	lis := n.service(o.Service)
 	if lis == nil {
 		opened()
@@ -122,6 +128,11 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	}
 	opened()
 	full := resp != nil && resp.Full()
+	if d := n.Policy().Dial(n.dialSource(o, resp), o.Service); !d.Allowed && !full {
+		n.refuse(s, circuit.Policy, d.Reason) // the full handshake authenticates the source later: policeDial
+		endSpan(span, circuit.Policy.String(), 0, 0, nil)
+		return
+	}
 	var t *ticket
 	var err error
 	if !full {
@@ -165,6 +176,9 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		n.keyBook.store(resp.PeerRecord())
 	}
 	tc := n.track(c, "accept", span, t, entry)
+	if !n.policeDial(tc, o, resp) {
+		return
+	}
 	if !lis.enqueue(tc) {
 		tc.abort()
 	}

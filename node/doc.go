@@ -35,6 +35,12 @@
 // a header whose source is not the neighbour that sent it unless the
 // neighbour is a router relaying it (docs/PROTOCOL.md, trust model).
 //
+// Config.Policy (package node/policy) says which sources may open which
+// services here and which circuits this node relays; SetPolicy replaces it
+// and resets only the open circuits it no longer allows. Without a policy
+// everything is allowed and Start logs a warning. The gossip keyring can
+// be rotated at run time (InstallGossipKey, UseGossipKey, RemoveGossipKey).
+//
 // The caller must Close the node; Close drains (refuses new circuits,
 // tells neighbours to route around this node, lets open ones finish for
 // Config.GracePeriod), resets the rest, says goodbye to neighbours and

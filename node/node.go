@@ -53,6 +53,7 @@ type Node struct {
 	seal    atomic.Pointer[seal.Keys] // end-to-end identity, follows id
 	strikes *seal.Strikes             // replay register for early data
 	keyBook *keyBook                  // verified key records of other nodes
+	authz   *authz                    // authorization policy and the circuits it allowed
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -134,6 +135,7 @@ func New(cfg Config) (*Node, error) {
 	n.seal.Store(keys)
 	n.strikes = seal.NewStrikes(0, 0, time.Now())
 	n.keyBook = newKeyBook(cfg.Limits.MaxRoutes, cfg.Keys)
+	n.authz = newAuthz(cfg.Policy)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = newMetrics(n)
 	n.limits = newLimiter(cfg.Limits)
@@ -188,6 +190,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.cfg.E2E == E2EOff {
 		n.log.Warn("END-TO-END SECURITY OFF (e2e=off): circuits this node opens are sent in the clear and unsealed circuits are accepted; every router on a path can read, change and forge them")
 	}
+	n.logPolicy()
 	var err error
 	if n.cfg.NewTransport != nil {
 		n.transport, err = n.cfg.NewTransport((*linkHandler)(n), n.role)

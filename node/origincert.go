@@ -49,11 +49,13 @@ type originCertifier struct {
 	mu     sync.Mutex
 	chains map[[32]byte]chainResult
 	certOf map[string][32]byte // origin -> fingerprint of the certificate last verified for it
+	groups map[string][]string // origin -> groups of that certificate (authz.go)
 	warned *ratelog.Log
 }
 
 type chainResult struct {
 	node     string
+	groups   []string
 	pub      ed25519.PublicKey
 	notAfter time.Time
 	err      error
@@ -66,6 +68,7 @@ func newOriginCertifier(id *identity.Identity, log *slog.Logger, maxRoutes int) 
 		log: log, now: time.Now, max: 2*maxRoutes + 64,
 		chains: make(map[[32]byte]chainResult),
 		certOf: make(map[string][32]byte),
+		groups: make(map[string][]string),
 		warned: ratelog.New(log, time.Minute, 1024),
 	}
 	c.id.Store(id)
@@ -161,8 +164,10 @@ func (c *originCertifier) Verify(origin string, seqno uint16, att []byte) error 
 	old, seen := c.certOf[origin]
 	if len(c.certOf) >= c.max {
 		clear(c.certOf)
+		clear(c.groups)
 	}
 	c.certOf[origin] = fp
+	c.groups[origin] = ch.groups
 	c.mu.Unlock()
 	if seen && old != fp {
 		c.warned.Warn("dup:"+origin, "two certificates attest one node name (a renewal, or two live nodes with the same name)",
@@ -190,7 +195,7 @@ func (c *originCertifier) chain(id *identity.Identity, fp [32]byte, cert []byte,
 	if !ok {
 		return chainResult{err: fmt.Errorf("certificate of %q has no Ed25519 key: %w", peer.Node, errAttestation)}
 	}
-	r = chainResult{node: peer.Node, pub: pub, notAfter: peer.Cert.NotAfter}
+	r = chainResult{node: peer.Node, groups: peer.Groups, pub: pub, notAfter: peer.Cert.NotAfter}
 	c.mu.Lock()
 	if len(c.chains) >= c.max {
 		clear(c.chains)
@@ -203,9 +208,12 @@ func (c *originCertifier) chain(id *identity.Identity, fp [32]byte, cert []byte,
 // setIdentity switches to a reloaded identity; cached verdicts are
 // dropped since the CA may have changed.
 func (c *originCertifier) setIdentity(id *identity.Identity) {
-	c.id.Store(id)
+	old := c.id.Swap(id)
 	c.mu.Lock()
 	clear(c.chains)
+	if old.CA == nil || id.CA == nil || !old.CA.Equal(id.CA) {
+		clear(c.groups) // groups verified under another CA
+	}
 	c.mu.Unlock()
 }
 
@@ -257,4 +265,18 @@ func (r *router) originRecord(name string) (originRecord, bool) {
 		return originRecord{}, false
 	}
 	return originRecord{Seqno: seq, Cert: cert, Extra: bytes.Clone(p.extra)}, true
+}
+
+// groupsOf returns the groups in the certificate that last attested a
+// route origin named node (verified against the mesh CA), or this node's
+// own groups; false when no attestation of node was verified (since the
+// CA last changed).
+func (c *originCertifier) groupsOf(node string) ([]string, bool) {
+	if id := c.id.Load(); node == id.Node {
+		return id.Groups(), true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, ok := c.groups[node]
+	return g, ok
 }

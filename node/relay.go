@@ -9,6 +9,7 @@ import (
 
 	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/node/policy"
 )
 
 // relay forwards a circuit from neighbour `from` toward o.Dest: it checks
@@ -30,6 +31,11 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string) {
 		return
 	case o.HopLimit == 0:
 		refuse(circuit.HopLimit, fmt.Sprintf("hop limit reached at %s after %d relays", n.cfg.Name, o.Hop))
+		return
+	}
+	src, dst := n.relaySubjects(o)
+	if d := n.Policy().Relay(src, dst); !d.Allowed {
+		refuse(circuit.Policy, d.Reason)
 		return
 	}
 	hops := n.router.nextHops(o.Dest)
@@ -72,6 +78,15 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string) {
 		s.Reset(code)
 		out.Reset(code)
 	})
+	police := &policed{kind: policy.Relay, from: src, to: dst, deny: func() {
+		code := uint64(circuit.CloseCode(circuit.CloseDenied).At(hop))
+		s.Reset(code)
+		out.Reset(code)
+	}}
+	if d := n.authz.watch(police); !d.Allowed { // the policy changed since the check above
+		police.deny()
+	}
+	defer n.authz.forget(police)
 	if h := n.cfg.hooks; h != nil && h.relay != nil {
 		s, out = h.relay(s, out)
 	}

@@ -48,9 +48,10 @@ func (k *Keys) appendIdentity(b []byte, now time.Time, early []byte) []byte {
 }
 
 type peerIdentity struct {
-	rec   *KeyRecord
-	ts    time.Time
-	early []byte
+	rec    *KeyRecord
+	groups []string
+	ts     time.Time
+	early  []byte
 }
 
 // verifyIdentity checks an identity payload: the certificate chains to the
@@ -97,7 +98,7 @@ func (k *Keys) verifyIdentity(p []byte, want string, static []byte, now time.Tim
 	}
 	k.dh.allow(rec.Key)
 	ts := time.Unix(0, int64(binary.BigEndian.Uint64(p)))
-	return peerIdentity{rec: rec, ts: ts, early: p[8:]}, nil
+	return peerIdentity{rec: rec, groups: peer.Groups, ts: ts, early: p[8:]}, nil
 }
 
 func (k *Keys) handshake(pattern noise.HandshakePattern, initiator bool, prologue, peer []byte) (*noise.HandshakeState, error) {
@@ -272,3 +273,8 @@ func (r *Responder) Finish(msg []byte, now time.Time) (*Session, error) {
 
 // PeerRecord is the source's verified key record once authenticated.
 func (r *Responder) PeerRecord() *KeyRecord { return r.peer.rec }
+
+// PeerGroups are the authorization groups in the source's verified
+// certificate once authenticated (nil before, or when it has none). The
+// caller must not modify them.
+func (r *Responder) PeerGroups() []string { return r.peer.groups }

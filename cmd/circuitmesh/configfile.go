@@ -20,6 +20,8 @@ type configEntry struct {
 // is a long flag name without dashes in front (name, link, data-dir...).
 // Blank lines and lines starting with # are ignored; a value may be
 // double-quoted (Go syntax); a repeatable flag is given on several lines.
+// "policy = RULE" lines are not flags but the daemon's authorization
+// policy, one rule a line (see policy.go).
 func parseConfig(path string) ([]configEntry, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -80,6 +82,8 @@ func applyConfig(c *cli.Context, strict bool) error {
 		switch {
 		case e.key == "config":
 			return usagef("%s:%d: a config file cannot name another one", path, e.line)
+		case e.key == "policy":
+			// an authorization rule: read by daemonPolicy (policy.go)
 		case !known[e.key]:
 			if strict {
 				return usagef("%s:%d: unknown flag %q (see `%s --help`)", path, e.line, e.key, c.Command.HelpName)

@@ -153,12 +153,16 @@ Example:
 }
 
 func reloadCommand() *cli.Command {
-	return controlCommand("reload", "reload the node's certificate, key and CA files (as SIGHUP does)", "",
+	return controlCommand("reload", "reload the node's certificate, key and CA files and its policy (as SIGHUP does)", "",
 		`Rereads the node's certificate, key and CA files and switches to them
 without dropping links or circuits: new links and end-to-end handshakes
 use the new certificate, and the node announces a new sequence number
 signed with it. An expired certificate, or one for another name or mesh,
 is refused and the current identity kept. SIGHUP does the same.
+The authorization policy (--policy-file, or the config file's policy
+lines) is reread too: circuits it still allows stay open, those it no
+longer allows are reset; a policy that does not parse is refused and the
+current one kept.
 
 Example:
    circuitmesh cert issue b --ca-dir ./ca --out ./b --force && circuitmesh reload --data-dir ./b`,

@@ -24,7 +24,7 @@ import (
 func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
-		Usage: "run a node in the foreground until SIGINT or SIGTERM (SIGHUP reloads the identity files)",
+		Usage: "run a node in the foreground until SIGINT or SIGTERM (SIGHUP reloads the identity files and the policy)",
 		Description: `Runs the daemon: QUIC links on --listen, static links to every --link,
 the admin socket the other commands use, and the --expose/--forward tunnels.
 Every flag can also come from a --config file ("flag = value" lines) or from
@@ -90,7 +90,8 @@ func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 	}
 	defer n.Close()
 
-	srv := admin.NewServer(n, log)
+	dn := daemonNode{Node: n, policy: d.policy}
+	srv := admin.NewServer(dn, log)
 	defer srv.Close()
 	for _, e := range d.exposes {
 		if err := srv.AddExpose(e.service, e.target); err != nil {
@@ -131,8 +132,8 @@ wait:
 			log.Info("shutting down: draining, open circuits get the drain timeout to finish", "drain_timeout", max(d.node.GracePeriod, 0))
 			break wait
 		case <-hup:
-			if err := n.ReloadIdentity(); err != nil {
-				log.Warn("SIGHUP: identity reload failed; keeping the current identity", "err", err)
+			if err := dn.ReloadIdentity(); err != nil {
+				log.Warn("SIGHUP: reload failed; keeping the current identity or policy", "err", err)
 			}
 		case err := <-served:
 			if err != nil {

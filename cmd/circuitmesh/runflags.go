@@ -42,6 +42,7 @@ func runFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "join", Usage: "gossip `ADDR` of a member to join (repeatable)", EnvVars: env("join")},
 		&cli.StringFlag{Name: "gossip-key", Usage: "base64 gossip encryption `KEY` (16, 24 or 32 bytes); only from the environment or the config file, never the command line", EnvVars: env("gossip-key")},
 		&cli.PathFlag{Name: "gossip-key-file", Usage: "`FILE` holding the base64 gossip encryption key", EnvVars: env("gossip-key-file")},
+		&cli.PathFlag{Name: "policy-file", Usage: "authorization policy `FILE` (\"allow dial from=group:ops service=ssh\" lines; reread on SIGHUP); or \"policy = RULE\" lines in the --config file", EnvVars: env("policy-file")},
 		&cli.IntFlag{Name: "target-links", Usage: "`N` links discovery aims for on a router (default 5)", EnvVars: env("target-links")},
 		&cli.IntFlag{Name: "max-links", Usage: "hard bound `N` on links made or accepted, static links excluded (default max(10, 2×target-links))", EnvVars: env("max-links")},
 		&cli.DurationFlag{Name: "drain-timeout", Usage: "on SIGTERM, let open circuits and tunnels finish for up to `DURATION` (0: close at once)", Value: 10 * time.Second, EnvVars: env("drain-timeout")},
@@ -62,6 +63,7 @@ type daemonConfig struct {
 	forwards []forwardSpec
 	metrics  string
 	ui       string
+	policy   policySource
 	level    slog.Level
 	json     bool
 }
@@ -252,6 +254,9 @@ func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 			TargetLinks: c.Int("target-links"),
 			MaxLinks:    c.Int("max-links"),
 		},
+	}
+	if d.policy, d.node.Policy, err = daemonPolicy(c); err != nil {
+		return d, err
 	}
 	if t, m := c.Int("target-links"), c.Int("max-links"); t < 0 || m < 0 || (m > 0 && m < max(t, 1)) {
 		return d, usagef("--max-links %d must be at least --target-links %d (both positive)", m, t)

@@ -64,6 +64,9 @@ func NewServer(n Node, log *slog.Logger) *Server {
 	mux.HandleFunc("GET "+PathGraph, s.handleGraph)
 	mux.HandleFunc("POST "+PathLinkCost, s.handleLinkCost)
 	mux.HandleFunc("POST "+PathDial, s.handleDial)
+	mux.HandleFunc("GET "+PathPolicyCheck, s.handlePolicyCheck)
+	mux.HandleFunc("GET "+PathKeys, s.handleKeys)
+	mux.HandleFunc("POST "+PathKeys, s.handleKeyOp)
 	mux.HandleFunc("POST "+PathReload, func(w http.ResponseWriter, r *http.Request) {
 		if err := n.ReloadIdentity(); err != nil {
 			s.log.Warn("identity reload failed; keeping the current identity", "err", err)

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"encoding/base64"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/circuitmesh/circuitmesh/node"
+)
+
+// Three daemons gossiping under one key rotate to a new one with `keys`,
+// node by node as docs/SECURITY.md says; afterwards a daemon that knows
+// only the new key finds the mesh by gossip alone.
+func TestE2EGossipKeyRotationWithTheCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs daemons")
+	}
+	l := newLab(t, "e2e")
+	oldKey, newKey := make([]byte, 32), make([]byte, 32)
+	for i := range newKey {
+		oldKey[i], newKey[i] = byte(i), byte(100+i)
+	}
+	oldFile, newFile := filepath.Join(l.dir, "old.key"), filepath.Join(l.dir, "new.key")
+	for f, k := range map[string][]byte{oldFile: oldKey, newFile: newKey} {
+		if err := os.WriteFile(f, []byte(base64.StdEncoding.EncodeToString(k)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ga := freeTCP(t)
+	a := l.start("a", "", "--gossip", ga, "--gossip-key-file", oldFile)
+	b := l.start("b", "", "--gossip", freeTCP(t), "--join", ga, "--gossip-key-file", oldFile)
+	c := l.start("c", "", "--gossip", freeTCP(t), "--join", ga, "--gossip-key-file", oldFile)
+	all := []*daemon{a, b, c}
+	for _, d := range all {
+		for _, p := range all {
+			if p != d {
+				d.waitRoute(t, p.name, anyRoute)
+			}
+		}
+	}
+	oldFP, newFP := node.KeyFingerprint(oldKey), node.KeyFingerprint(newKey)
+	if out := a.cli("keys", "list"); strings.TrimSpace(out) != oldFP+"  primary" {
+		t.Fatalf("keys list before: %q", out)
+	}
+	for _, step := range []struct{ op, file string }{{"install", newFile}, {"use", newFile}, {"remove", oldFile}} {
+		for _, d := range all {
+			d.cli("keys", step.op, "--key-file", step.file)
+		}
+	}
+	for _, d := range all {
+		if out := d.cli("keys", "list"); strings.TrimSpace(out) != newFP+"  primary" {
+			t.Fatalf("keys list on %s after the rotation: %q", d.name, out)
+		}
+	}
+	// The key comes from stdin too, and the primary key cannot be removed.
+	rm := exec.Command(l.bin, "keys", "remove", "--data-dir", a.dir)
+	rm.Stdin = strings.NewReader(base64.StdEncoding.EncodeToString(newKey))
+	if out, err := rm.CombinedOutput(); err == nil || !strings.Contains(string(out), "primary") {
+		t.Fatalf("removing the primary key: %v\n%s", err, out)
+	}
+	if out, err := l.try("keys", "install", base64.StdEncoding.EncodeToString(newKey), "--data-dir", a.dir); err == nil || !strings.Contains(out, "never the command line") {
+		t.Fatalf("a key on the command line: %v\n%s", err, out)
+	}
+	// Gossip runs on the new key: a newcomer with only that key is found
+	// and linked without any static link.
+	x := l.start("x", "", "--gossip", freeTCP(t), "--join", ga, "--gossip-key-file", newFile)
+	x.waitRoute(t, "c", anyRoute)
+	a.waitRoute(t, "x", anyRoute)
+}

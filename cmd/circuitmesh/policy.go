@@ -1,0 +1,194 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/admin"
+	"github.com/circuitmesh/circuitmesh/node"
+	"github.com/circuitmesh/circuitmesh/node/policy"
+)
+
+// policySource is where the daemon's authorization policy comes from:
+// --policy-file, else the "policy = RULE" lines of the --config file. The
+// daemon reads it again on reload.
+type policySource struct {
+	config string // the config file, when its policy lines are the policy
+	file   string // --policy-file
+}
+
+func (s policySource) none() bool { return s.config == "" && s.file == "" }
+
+// maxPolicyFile bounds a policy file (policy.MaxRules lines of
+// policy.MaxLineLength at most).
+const maxPolicyFile = 4 << 20
+
+// load reads and parses the policy; nil without a source. Rule line
+// numbers are those of the file the rules are in.
+func (s policySource) load() (*policy.Policy, error) {
+	switch {
+	case s.file != "":
+		fi, err := os.Stat(s.file)
+		if err != nil {
+			return nil, fmt.Errorf("--policy-file: %w", err)
+		}
+		if fi.Size() > maxPolicyFile {
+			return nil, fmt.Errorf("--policy-file %s: larger than %d bytes", s.file, maxPolicyFile)
+		}
+		b, err := os.ReadFile(s.file)
+		if err != nil {
+			return nil, fmt.Errorf("--policy-file: %w", err)
+		}
+		p, err := policy.Parse(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("--policy-file %s: %w", s.file, err)
+		}
+		return p, nil
+	case s.config != "":
+		entries, err := parseConfig(s.config)
+		if err != nil {
+			return nil, err
+		}
+		text, _ := configPolicy(entries)
+		p, err := policy.Parse(text)
+		if err != nil {
+			return nil, fmt.Errorf("config file %s: %w", s.config, err)
+		}
+		return p, nil
+	}
+	return nil, nil
+}
+
+// configPolicy is the policy text of a config file's "policy = RULE"
+// lines, each rule on its line of the file so that decisions name the
+// file's line numbers, and whether there was any.
+func configPolicy(entries []configEntry) (string, bool) {
+	var lines []string
+	for _, e := range entries {
+		if e.key != "policy" {
+			continue
+		}
+		for len(lines) < e.line-1 {
+			lines = append(lines, "")
+		}
+		lines = append(lines, e.value)
+	}
+	return strings.Join(lines, "\n"), len(lines) > 0
+}
+
+// daemonPolicy finds the policy source of `run` and loads it.
+func daemonPolicy(c *cli.Context) (policySource, *policy.Policy, error) {
+	src := policySource{file: c.Path("policy-file")}
+	if path := c.Path("config"); path != "" {
+		entries, err := parseConfig(path)
+		if err != nil {
+			return src, nil, usagef("%v", err)
+		}
+		_, ok := configPolicy(entries)
+		switch {
+		case ok && src.file != "":
+			return src, nil, usagef("--policy-file and policy lines in the config file %s are exclusive", path)
+		case src.file == "":
+			// The config file's policy lines, even none yet: a reload
+			// takes lines added later.
+			src.config = path
+		}
+	}
+	p, err := src.load()
+	if err != nil {
+		return src, nil, usagef("%v", err)
+	}
+	return src, p, nil
+}
+
+// daemonNode is the node as the admin API and SIGHUP see it: reloading
+// rereads the identity files and the policy.
+type daemonNode struct {
+	*node.Node
+	policy policySource
+}
+
+// ReloadIdentity reloads the policy (when the daemon has a policy source)
+// and the identity files. A policy that does not parse is refused and the
+// current one kept, like a bad certificate.
+func (d daemonNode) ReloadIdentity() error {
+	var perr error
+	if !d.policy.none() {
+		p, err := d.policy.load()
+		if err != nil {
+			perr = fmt.Errorf("reload policy: %w (keeping the current policy)", err)
+		} else {
+			d.SetPolicy(p)
+		}
+	}
+	ierr := d.Node.ReloadIdentity()
+	if errors.Is(ierr, node.ErrNoIdentityFiles) && !d.policy.none() {
+		ierr = nil // an --insecure daemon reloads its policy only
+	}
+	return errors.Join(perr, ierr)
+}
+
+func policyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "policy",
+		Usage: "explain the running daemon's authorization policy",
+		Subcommands: []*cli.Command{
+			withFlags(controlCommand("check", "explain whether FROM may open SERVICE on this node (or, with --relay, be relayed to a node)", "FROM SERVICE | --relay FROM TO",
+				`Asks the running daemon how its authorization policy decides a circuit
+from the node FROM to SERVICE on this node, and prints the decision with
+the rule that made it (or the default). FROM's groups are those of the
+certificate that attested its routes to this node, unless --group gives
+them. With --relay, decides whether this node relays a circuit from FROM
+to the node TO. Exits with status 1 when the circuit is denied.
+
+Examples:
+   circuitmesh policy check alice ssh
+   circuitmesh policy check --group ops alice ssh
+   circuitmesh policy check --relay alice db1`,
+				func(c *cli.Context, cl *admin.Client) error {
+					want := []string{"FROM", "SERVICE"}
+					if c.Bool("relay") {
+						want = []string{"FROM", "TO"}
+					}
+					if err := exactArgs(c, want...); err != nil {
+						return err
+					}
+					q := url.Values{"from": {c.Args().Get(0)}, "group": c.StringSlice("group")}
+					if c.Bool("relay") {
+						q.Set("to", c.Args().Get(1))
+						q["to-group"] = c.StringSlice("to-group")
+					} else {
+						q.Set("service", c.Args().Get(1))
+					}
+					var res admin.PolicyCheck
+					if err := cl.Get(c.Context, admin.PathPolicyCheck, q, &res); err != nil {
+						return err
+					}
+					fmt.Fprint(c.App.Writer, res.String())
+					if !res.Allowed {
+						return errReported
+					}
+					return nil
+				}), policyCheckFlags()...),
+		},
+	}
+}
+
+func withFlags(c *cli.Command, flags ...cli.Flag) *cli.Command {
+	c.Flags = append(c.Flags, flags...)
+	return c
+}
+
+// policyCheckFlags are the flags of `policy check` besides the daemon's.
+func policyCheckFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "relay", Usage: "decide relaying from FROM to the node TO instead of a dial"},
+		&cli.StringSliceFlag{Name: "group", Usage: "FROM is in group `NAME` (repeatable; default: its certificate's groups)"},
+		&cli.StringSliceFlag{Name: "to-group", Usage: "with --relay, TO is in group `NAME` (repeatable)"},
+	}
+}

@@ -1,0 +1,196 @@
+package node
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
+	"github.com/circuitmesh/circuitmesh/node/policy"
+)
+
+// authz applies the node's authorization policy (package node/policy) to
+// circuits: dial rules at the destination, relay rules at each relay. It
+// remembers the subjects of every live circuit it allowed so that a new
+// policy can end the ones it no longer allows.
+type authz struct {
+	pol  atomic.Pointer[policy.Policy]
+	mu   sync.Mutex
+	live map[*policed]struct{} // bounded by the node's circuit limits
+}
+
+// policed is a live circuit as the policy saw it when it was allowed.
+type policed struct {
+	kind     policy.Kind
+	from, to policy.Subject // to: relay only
+	service  string         // dial only
+	deny     func()         // resets the circuit with CloseDenied
+}
+
+func newAuthz(p *policy.Policy) *authz {
+	a := &authz{live: make(map[*policed]struct{})}
+	a.pol.Store(p)
+	return a
+}
+
+func (p *policed) decide(pol *policy.Policy) policy.Decision {
+	if p.kind == policy.Relay {
+		return pol.Relay(p.from, p.to)
+	}
+	return pol.Dial(p.from, p.service)
+}
+
+// watch decides p with the policy in force and, when allowed, registers
+// it until forget. Deciding under the lock that SetPolicy holds means a
+// circuit is either decided by the new policy here or rechecked by
+// SetPolicy, never missed.
+func (a *authz) watch(p *policed) policy.Decision {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	d := p.decide(a.pol.Load())
+	if d.Allowed {
+		a.live[p] = struct{}{}
+	}
+	return d
+}
+
+// forget unregisters p (nil or unregistered: nothing).
+func (a *authz) forget(p *policed) {
+	if p == nil {
+		return
+	}
+	a.mu.Lock()
+	delete(a.live, p)
+	a.mu.Unlock()
+}
+
+// Policy is the authorization policy in force (nil: none, everything
+// allowed).
+func (n *Node) Policy() *policy.Policy { return n.authz.pol.Load() }
+
+// SetPolicy replaces the authorization policy (nil removes it: everything
+// allowed). Circuits the new policy still allows stay open; circuits it no
+// longer allows (by the same subjects the old policy allowed them on) are
+// reset with close code circuit.CloseDenied, which both ends see as an
+// error matching circuit.ErrRefusedByPolicy. It returns how many were
+// reset.
+func (n *Node) SetPolicy(p *policy.Policy) int {
+	a := n.authz
+	a.mu.Lock()
+	a.pol.Store(p)
+	var denied []*policed
+	for c := range a.live {
+		if d := c.decide(p); !d.Allowed {
+			if len(denied) < maxDeniedLogged {
+				n.log.Info("closing a circuit the new policy denies", "reason", d.Reason)
+			}
+			denied = append(denied, c)
+			delete(a.live, c)
+		}
+	}
+	a.mu.Unlock()
+	for _, c := range denied {
+		c.deny()
+	}
+	n.log.Info("authorization policy replaced", "rules", len(p.Rules()), "dial", policyDefault(p, policy.Dial),
+		"relay", policyDefault(p, policy.Relay), "circuits_closed", len(denied))
+	return len(denied)
+}
+
+// maxDeniedLogged bounds the circuits SetPolicy logs one by one; the
+// summary line counts them all.
+const maxDeniedLogged = 16
+
+// policyDefault says what a policy does with what no rule matches.
+func policyDefault(p *policy.Policy, k policy.Kind) string {
+	if p.Has(k) {
+		return "default deny"
+	}
+	return "allow all (no " + string(k) + " rules)"
+}
+
+// logPolicy states the policy at start: a warning when there is none.
+func (n *Node) logPolicy() {
+	p := n.Policy()
+	if !p.Has(policy.Dial) && !p.Has(policy.Relay) {
+		n.log.Warn("no authorization policy: every member of the mesh may open every service on this node and relay through it; set a policy (Config.Policy, --policy-file) to restrict")
+		return
+	}
+	n.log.Info("authorization policy", "rules", len(p.Rules()), "dial", policyDefault(p, policy.Dial), "relay", policyDefault(p, policy.Relay))
+}
+
+// PolicySubject is node as the policy sees it from here: its name and the
+// groups of the certificate that last attested its routes (verified
+// against the mesh CA), or this node's own groups. known is false when this
+// node has verified no attestation of it, so its groups are unknown.
+func (n *Node) PolicySubject(node string) (s policy.Subject, known bool) {
+	groups, ok := n.router.cert.groupsOf(node)
+	return policy.Subject{Name: node, Groups: groups}, ok
+}
+
+// precheckDial decides a circuit to this node before its source is
+// authenticated, on the source the header claims and the groups of that
+// name's certificate. Denying on a claim hurts only the claimer, so a
+// denial is final; an allowance is final only for an unsealed circuit,
+// whose source cannot be authenticated better (see docs/SECURITY.md).
+// It returns ok when the circuit may go on.
+func (n *Node) precheckDial(o *circuit.Open) (policy.Decision, bool) {
+	p := n.Policy()
+	if !p.Has(policy.Dial) {
+		return policy.Decision{Allowed: true}, true
+	}
+	from, known := n.PolicySubject(o.Source)
+	sealed := o.Flags&circuit.FlagSealed != 0
+	if !known && sealed {
+		return policy.Decision{Allowed: true}, true // the groups come with the handshake
+	}
+	d := p.Dial(from, o.Service)
+	return d, d.Allowed
+}
+
+// relaySubjects are the source and destination of a relayed circuit as
+// this relay can know them. A relay sees only the header: the destination
+// is where the circuit goes, but the source is what the previous hop
+// claims (proven only when that hop is the source itself, hop 0). The
+// groups of both are those of the certificates that attested their routes.
+func (n *Node) relaySubjects(o *circuit.Open) (from, to policy.Subject) {
+	from, _ = n.PolicySubject(o.Source)
+	to, _ = n.PolicySubject(o.Dest)
+	return from, to
+}
+
+// dialSource is the source of a circuit to this node as the policy sees
+// it: authenticated by the end-to-end handshake with the groups of its
+// verified certificate, or, unsealed (E2EOff), the source the header
+// claims (proven by the link only at hop 0) with the groups of the
+// certificate that attested its routes.
+func (n *Node) dialSource(o *circuit.Open, resp *seal.Responder) policy.Subject {
+	if resp != nil {
+		return policy.Subject{Name: o.Source, Groups: resp.PeerGroups()}
+	}
+	s, _ := n.PolicySubject(o.Source)
+	return s
+}
+
+// policeDial decides a circuit accepted here, now that its source is
+// authenticated, and registers it. A denied circuit is reset with
+// CloseDenied and false returned: that happens only when the source could
+// not be decided before the Accepted result went out (full handshake with
+// a source whose certificate this node had not seen, or a policy that
+// changed meanwhile).
+func (n *Node) policeDial(tc *trackedConn, o *circuit.Open, resp *seal.Responder) bool {
+	p := &policed{kind: policy.Dial, from: n.dialSource(o, resp), service: o.Service, deny: tc.deny}
+	tc.police.Store(p)
+	if d := n.authz.watch(p); !d.Allowed {
+		n.log.Info("closed a circuit its authenticated source may not open", "source", o.Source, "service", o.Service, "reason", d.Reason)
+		tc.deny()
+		return false
+	}
+	return true
+}
+
+// deny resets a delivered circuit the policy does not allow.
+func (c *trackedConn) deny() {
+	c.Conn.Reset(circuit.CloseDenied)
+	c.finish("denied", circuit.ErrRefusedByPolicy)
+}

@@ -1,0 +1,232 @@
+package node
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links/identity"
+	"github.com/circuitmesh/circuitmesh/node/policy"
+)
+
+func mustPolicy(t *testing.T, text string) *policy.Policy {
+	t.Helper()
+	p, err := policy.Parse(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// policyMesh is four nodes on loopback QUIC: a (group ops) and b (group
+// web) reach d only through the relay r.
+//
+//	a ─┐
+//	   r ── d
+//	b ─┘
+func policyMesh(t *testing.T, policies map[string]string) (*cluster, map[string]*syncBuf) {
+	c := newCluster(t, true)
+	groups := map[string][]string{"a": {"ops"}, "b": {"web"}, "r": {"infra"}, "d": {"infra"}}
+	logs := map[string]*syncBuf{}
+	c.tweak = func(cfg *Config) {
+		id, err := c.ca.IssueWith(cfg.Name, identity.IssueOptions{Groups: groups[cfg.Name]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Identity = id
+		if text, ok := policies[cfg.Name]; ok {
+			cfg.Policy = mustPolicy(t, text)
+		}
+		logs[cfg.Name] = &syncBuf{}
+		cfg.Logger = slog.New(slog.NewTextHandler(logs[cfg.Name], nil))
+	}
+	c.build("a-r", "b-r", "r-d")
+	c.waitConverged()
+	for _, s := range []string{"ssh", "web"} {
+		serve(t, c.node("d"), s, echoHandler)
+	}
+	return c, logs
+}
+
+// wantRefused checks that err is a policy refusal by node whose reason
+// contains reason.
+func wantRefused(t *testing.T, what string, err error, node, reason string) {
+	t.Helper()
+	var re *circuit.RefusedError
+	if !errors.As(err, &re) || !errors.Is(err, circuit.ErrRefusedByPolicy) || re.Code != circuit.Policy {
+		t.Fatalf("%s: %v, want a refusal by policy", what, err)
+	}
+	if re.Node != node || !strings.Contains(re.Reason, reason) {
+		t.Fatalf("%s: refused by %s (%q), want by %s with a reason containing %q", what, re.Node, re.Reason, node, reason)
+	}
+}
+
+const destPolicy = `
+allow dial from=group:ops service=ssh,web
+allow dial from=b         service=web
+`
+
+func TestPolicyDialMatrix(t *testing.T) {
+	c, logs := policyMesh(t, map[string]string{"d": destPolicy})
+	msg := []byte("hello")
+	for _, tc := range []struct {
+		from, service string
+		reason        string // "" allowed, else the refusal's reason contains it
+	}{
+		{"a", "ssh", ""},                // by group
+		{"a", "web", ""},                // by group
+		{"b", "web", ""},                // by name
+		{"b", "ssh", "default deny"},    // no rule: denied, since dial rules exist
+		{"r", "web", "default deny"},    // a relay is no exception
+		{"a", "echo", "default deny"},   // ping's service too
+		{"b", "ssh", "default deny"},    // again, now on the one-message handshake path
+		{"a", "nosuch", "default deny"}, // no service is not revealed to the denied
+		{"a", "ssh", ""},                // again, on the one-message handshake path
+		{"b", "web", ""},                // again
+		{"d", "ssh", "default deny"},    // a node's circuits to itself are no exception
+	} {
+		err := roundTrip(t, c.node(tc.from), "d", tc.service, msg)
+		if tc.reason == "" {
+			if err != nil {
+				t.Fatalf("%s dials d/%s: %v, want allowed", tc.from, tc.service, err)
+			}
+			continue
+		}
+		wantRefused(t, tc.from+" dials d/"+tc.service, err, "d", tc.reason)
+	}
+	// A refusal by a rule names it.
+	c.node("d").SetPolicy(mustPolicy(t, destPolicy+"deny dial from=group:web service=*\n"))
+	err := roundTrip(t, c.node("b"), "d", "ssh", msg)
+	wantRefused(t, "b dials d/ssh after a deny rule", err, "d", "by rule at line 4 (deny dial from=group:web service=*)")
+	if err := roundTrip(t, c.node("b"), "d", "web", msg); err != nil {
+		t.Fatalf("b dials d/web: %v (the name rule comes first)", err)
+	}
+	// Defaults: r has no policy and relays everything, with a warning at
+	// start; d states its default.
+	if l := logs["r"].String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "no authorization policy") {
+		t.Errorf("r started without a policy and without the warning:\n%s", l)
+	}
+	if l := logs["d"].String(); strings.Contains(l, "no authorization policy") || !strings.Contains(l, `dial="default deny"`) {
+		t.Errorf("d's start does not state its policy:\n%s", l)
+	}
+}
+
+func TestPolicyRelayRules(t *testing.T) {
+	c, _ := policyMesh(t, map[string]string{"r": "allow relay from=group:ops to=group:infra\n"})
+	msg := []byte("hello")
+	if err := roundTrip(t, c.node("a"), "d", "web", msg); err != nil {
+		t.Fatalf("a (ops) through r: %v", err)
+	}
+	wantRefused(t, "b through r", roundTrip(t, c.node("b"), "d", "web", msg), "r", "default deny")
+	wantRefused(t, "d to b through r", roundTrip(t, c.node("d"), "b", EchoService, msg), "r", "relaying d to b")
+	// Circuits ending at the relay are dial circuits: relay rules do not
+	// apply to them.
+	if err := roundTrip(t, c.node("b"), "r", EchoService, msg); err != nil {
+		t.Fatalf("b dials r itself: %v", err)
+	}
+	// A relay that the source must not use is refused also when the
+	// source is one hop further: the rule sees the source's groups.
+	c.node("r").SetPolicy(mustPolicy(t, "deny relay from=a to=*\nallow relay from=* to=*\n"))
+	wantRefused(t, "a through r after deny", roundTrip(t, c.node("a"), "d", "web", msg), "r", "by rule at line 1")
+	if err := roundTrip(t, c.node("b"), "d", "web", msg); err != nil {
+		t.Fatalf("b through r after allow-all: %v", err)
+	}
+}
+
+// openEcho opens a circuit to an echo service and checks it works.
+func openEcho(t *testing.T, from *Node, to, service string) Conn {
+	t.Helper()
+	conn, err := from.Dial(ctxT(t, 10*time.Second), to, service)
+	if err != nil {
+		t.Fatalf("%s dials %s/%s: %v", from.Name(), to, service, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	echoOnce(t, conn, "before")
+	return conn
+}
+
+func echoOnce(t *testing.T, conn Conn, msg string) {
+	t.Helper()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte(msg)); err != nil {
+		t.Fatalf("write %q: %v", msg, err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(conn, got); err != nil || string(got) != msg {
+		t.Fatalf("echo of %q: %q, %v", msg, got, err)
+	}
+}
+
+// wantDenied waits for conn to be ended by a policy reset.
+func wantDenied(t *testing.T, what string, conn Conn, hop int) {
+	t.Helper()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, err := io.ReadAll(conn)
+	var re *circuit.ResetError
+	if !errors.Is(err, circuit.ErrRefusedByPolicy) || !errors.As(err, &re) || re.Code.Hop() != hop {
+		t.Fatalf("%s: %v, want a reset refused by policy at hop %d", what, err, hop)
+	}
+}
+
+// TestPolicyReloadKeepsAllowedCircuits: a new policy ends exactly the
+// open circuits it no longer allows, at the destination and at a relay.
+func TestPolicyReloadKeepsAllowedCircuits(t *testing.T) {
+	c, _ := policyMesh(t, map[string]string{"d": destPolicy, "r": "allow relay from=* to=*\n"})
+	aSSH := openEcho(t, c.node("a"), "d", "ssh")
+	aWeb := openEcho(t, c.node("a"), "d", "web")
+	bWeb := openEcho(t, c.node("b"), "d", "web")
+
+	if n := c.node("d").SetPolicy(mustPolicy(t, "allow dial from=group:ops service=web\nallow dial from=b service=web\n")); n != 1 {
+		t.Errorf("d's new policy closed %d circuits, want 1 (a's ssh)", n)
+	}
+	wantDenied(t, "a's ssh circuit after d dropped ssh", aSSH, 0)
+	echoOnce(t, aWeb, "a's web still allowed")
+	echoOnce(t, bWeb, "b's web still allowed")
+	wantRefused(t, "a dials d/ssh after the reload", roundTrip(t, c.node("a"), "d", "ssh", []byte("x")), "d", "default deny")
+
+	if n := c.node("r").SetPolicy(mustPolicy(t, "allow relay from=group:ops to=*\n")); n < 1 {
+		t.Errorf("r's new policy closed %d circuits, want b's", n)
+	}
+	wantDenied(t, "b's web circuit after r stopped relaying for b", bWeb, 1)
+	echoOnce(t, aWeb, "a's web still relayed")
+
+	// Removing the policy allows everything again.
+	c.node("d").SetPolicy(nil)
+	c.node("r").SetPolicy(nil)
+	if err := roundTrip(t, c.node("b"), "d", "ssh", []byte("x")); err != nil {
+		t.Fatalf("b dials d/ssh with no policy: %v", err)
+	}
+}
+
+// TestPolicyDeniesAfterFullHandshake: when the destination cannot decide
+// before answering (first contact from a source whose certificate it has
+// not seen), it decides once the full handshake authenticated the source
+// and resets a denied circuit with close code CloseDenied.
+func TestPolicyDeniesAfterFullHandshake(t *testing.T) {
+	c, logs := policyMesh(t, map[string]string{"d": destPolicy})
+	d := c.node("d")
+	// d forgets which certificate attested b's routes, as if it had
+	// never verified one.
+	d.router.cert.mu.Lock()
+	delete(d.router.cert.groups, "b")
+	d.router.cert.mu.Unlock()
+	if _, known := d.PolicySubject("b"); known {
+		t.Fatal("d still knows b's groups")
+	}
+	err := roundTrip(t, c.node("b"), "d", "ssh", []byte("x"))
+	var re *circuit.ResetError
+	if !errors.Is(err, circuit.ErrRefusedByPolicy) || !errors.As(err, &re) || re.Code.Reason() != circuit.CloseDenied {
+		t.Fatalf("b dials d/ssh on first contact: %v, want a reset refused by policy", err)
+	}
+	if l := logs["d"].String(); !strings.Contains(l, "closed a circuit its authenticated source may not open") || !strings.Contains(l, "b to dial ssh") {
+		t.Errorf("d does not log the late denial:\n%s", l)
+	}
+	// b's name rule for web still lets it in on the same first contact.
+	if err := roundTrip(t, c.node("b"), "d", "web", []byte("x")); err != nil {
+		t.Fatalf("b dials d/web: %v", err)
+	}
+}

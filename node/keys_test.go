@@ -1,0 +1,195 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestGossipKeyRotationKeepsTheMesh rotates the gossip key of a running
+// five-node mesh the documented way (install everywhere, use everywhere,
+// remove everywhere) while circuits keep flowing: no member is ever lost,
+// no circuit fails, a node holding only the new key joins afterwards and a
+// node holding only the old one does not.
+func TestGossipKeyRotationKeepsTheMesh(t *testing.T) {
+	oldKey, newKey := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	c := newCluster(t, true)
+	var seed string
+	key := oldKey
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: key, Interval: time.Second}
+		if seed != "" {
+			cfg.Discovery.Join = []string{seed}
+		}
+	}
+	var names []string
+	for i := range 5 {
+		name := fmt.Sprintf("k%d", i)
+		n := c.add(name)
+		if seed == "" {
+			seed = n.Status().GossipAddr
+		}
+		names = append(names, name)
+	}
+	c.waitConverged()
+	waitMembers(t, c, names, 5)
+
+	// Watch every node's membership and keep circuits flowing between all
+	// pairs while the key changes.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var lost atomic.Value // first member loss seen
+	var circuits, failed atomic.Int64
+	var firstErr atomic.Value
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for {
+			for _, name := range names {
+				if m := len(c.nodes[name].Members()); m < 5 {
+					lost.CompareAndSwap(nil, fmt.Sprintf("%s saw %d members", name, m))
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			from, to := names[i%5], names[(i+1+i/5)%5]
+			if from == to {
+				to = names[(i+2)%5]
+			}
+			if err := roundTrip(t, c.nodes[from], to, EchoService, []byte("during rotation")); err != nil {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, fmt.Sprintf("%s to %s: %v", from, to, err))
+			}
+			circuits.Add(1)
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond): // pace: the point is continuity, not load
+			}
+		}
+	}()
+
+	each := func(what string, f func(*Node) error) {
+		t.Helper()
+		for _, name := range names {
+			if err := f(c.nodes[name]); err != nil {
+				t.Fatalf("%s on %s: %v", what, name, err)
+			}
+		}
+		// Let gossip run under this step: every member probes and is
+		// probed by another before the next step (at least two probe
+		// rounds of 1 s at every node, counted as circuits keep flowing).
+		waitGossipRounds(t, c, names, 2)
+	}
+	each("install", func(n *Node) error { return n.InstallGossipKey(newKey) })
+	each("use", func(n *Node) error { return n.UseGossipKey(newKey) })
+	each("remove", func(n *Node) error { return n.RemoveGossipKey(oldKey) })
+	close(stop)
+	wg.Wait()
+
+	if l := lost.Load(); l != nil {
+		t.Errorf("a member was lost during the rotation: %s", l)
+	}
+	if f := failed.Load(); f > 0 || circuits.Load() < 10 {
+		t.Errorf("%d of %d circuits failed during the rotation (first: %v)", f, circuits.Load(), firstErr.Load())
+	}
+	for _, name := range names {
+		kr, err := c.nodes[name].GossipKeys()
+		if err != nil || kr.Primary != KeyFingerprint(newKey) || len(kr.Keys) != 1 {
+			t.Fatalf("%s's keyring after the rotation: %+v, %v", name, kr, err)
+		}
+	}
+	// Gossip now runs on the new key alone: a node with only the new key
+	// joins, one with only the old key does not.
+	key = newKey
+	c.add("fresh")
+	waitMembers(t, c, append(names, "fresh"), 6)
+	key = oldKey
+	stale := c.add("stale") // Start has tried the join by the time it returns
+	if m := stale.Members(); len(m) != 1 {
+		t.Fatalf("a node with the old key joined: it sees %+v", m)
+	}
+	for _, name := range names {
+		for _, m := range c.nodes[name].Members() {
+			if m.Name == "stale" {
+				t.Fatalf("%s let in a member with the old key", name)
+			}
+		}
+	}
+}
+
+// waitMembers waits until every named node sees want members.
+func waitMembers(t *testing.T, c *cluster, names []string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, name := range names {
+		for len(c.nodes[name].Members()) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s sees %+v, want %d members", name, c.nodes[name].Members(), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// waitGossipRounds waits until every named node completed rounds more
+// gossip probes of its members (each answered, so encrypted and decrypted
+// with the keys in force).
+func waitGossipRounds(t *testing.T, c *cluster, names []string, rounds int) {
+	t.Helper()
+	start := map[string]int64{}
+	for _, name := range names {
+		start[name] = c.nodes[name].disco.probes.Load()
+	}
+	deadline := time.Now().Add(90 * time.Second) // generous: probes slow down on a loaded machine
+	for _, name := range names {
+		for c.nodes[name].disco.probes.Load() < start[name]+int64(rounds) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s completed %d gossip probes in 90 s, want %d", name, c.nodes[name].disco.probes.Load()-start[name], rounds)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func TestGossipKeyringErrors(t *testing.T) {
+	k1, k2 := bytes.Repeat([]byte{1}, 16), bytes.Repeat([]byte{2}, 16)
+	c := newCluster(t, false)
+	plain := c.add("plain")
+	if _, err := plain.GossipKeys(); !errors.Is(err, ErrNoKeyring) {
+		t.Fatalf("keys of a node without gossip: %v", err)
+	}
+	c.tweak = func(cfg *Config) { cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: k1} }
+	n := c.add("g")
+	if err := n.RemoveGossipKey(k1); !errors.Is(err, ErrKeyInUse) {
+		t.Errorf("remove the primary key: %v", err)
+	}
+	if err := n.UseGossipKey(k2); !errors.Is(err, ErrKeyNotInstalled) {
+		t.Errorf("use a key not installed: %v", err)
+	}
+	if err := n.RemoveGossipKey(k2); !errors.Is(err, ErrKeyNotInstalled) {
+		t.Errorf("remove a key not installed: %v", err)
+	}
+	if err := n.InstallGossipKey([]byte("short")); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("install a 5-byte key: %v", err)
+	}
+	if err := n.InstallGossipKey(k2); err != nil {
+		t.Fatal(err)
+	}
+	kr, err := n.GossipKeys()
+	if err != nil || kr.Primary != KeyFingerprint(k1) || len(kr.Keys) != 2 || kr.Keys[0] != kr.Primary || kr.Keys[1] != KeyFingerprint(k2) {
+		t.Fatalf("keyring %+v, %v", kr, err)
+	}
+}
