@@ -136,7 +136,7 @@ func New(cfg Config) (*Node, error) {
 	n.keyBook = newKeyBook(cfg.Limits.MaxRoutes, cfg.Keys)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = newMetrics(n)
-	n.limits = newLimiter(cfg.Limits)
+	n.limits = newLimiter(cfg.Limits, n.log)
 	n.circuits = newCircuitSet()
 	n.events = newEventHub(n.metrics)
 	n.router, err = newRouter(n)
