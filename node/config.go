@@ -304,8 +304,8 @@ func (c *Config) validate() error {
 	for name, v := range map[string]int{
 		"MaxCircuits": l.MaxCircuits, "MaxCircuitsPerLink": l.MaxCircuitsPerLink,
 		"MaxCircuitsPerSource": l.MaxCircuitsPerSource, "MaxPendingOpens": l.MaxPendingOpens,
-		"MaxPendingOpensPerLink": l.MaxPendingOpensPerLink,
 		"MaxHeaderSize": l.MaxHeaderSize, "MaxRoutes": l.MaxRoutes, "RelayBuffer": l.RelayBuffer,
+		"MaxPendingOpensPerLink": l.MaxPendingOpensPerLink,
 	} {
 		if v < 0 {
 			return bad("Limits.%s must not be negative (got %d)", name, v)
