@@ -1,10 +1,8 @@
 package links
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -16,24 +14,6 @@ import (
 
 	"github.com/circuitmesh/circuitmesh/links/identity"
 )
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // handshakeFlood is a misbehaving peer: from one UDP socket it keeps
 // conns QUIC handshakes open toward target with a certificate the mesh
@@ -131,10 +111,8 @@ func linkSetups(t *testing.T, from *node, to *node, rounds int) int {
 // the flood in at most a few WARN lines.
 func TestHandshakeFloodWithoutCertificate(t *testing.T) {
 	ca := testCA(t, "m")
-	var logs syncBuffer
-	a := newNode(t, issue(t, ca, "a"), func(c *QUICConfig) {
-		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	})
+	var logs logBuf
+	a := newNode(t, issue(t, ca, "a"), logTo(&logs))
 	// The honest node dials from another address than the attacker
 	// (127.0.0.0/8 is all loopback on Linux).
 	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) { c.ListenAddr = "127.0.0.2:0" })

@@ -2,15 +2,11 @@ package node
 
 import (
 	"bytes"
-	"encoding/json"
-	"io"
 	"net"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/memberlist"
 )
 
 // udpSink counts the UDP packets sent to an address nobody answers from,
@@ -100,20 +96,7 @@ func TestFakeMembersGetBoundedPackets(t *testing.T) {
 	for i := range 8 {
 		sink := newUDPSink(t)
 		sinks = append(sinks, sink)
-		mc := memberlist.DefaultLANConfig()
-		mc.Name, mc.BindAddr, mc.BindPort = "fake"+strconv.Itoa(i), "127.0.0.1", 0
-		mc.SecretKey = key
-		mc.LogOutput = io.Discard // memberlist logs after Shutdown
-		meta, _ := json.Marshal(memberMeta{Link: sink.pc.LocalAddr().String(), Mesh: "test"})
-		mc.Delegate = staticMeta(meta)
-		ml, err := memberlist.Create(mc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ml.Shutdown() })
-		if _, err := ml.Join([]string{seed}); err != nil {
-			t.Fatal(err)
-		}
+		fakeMember(t, "fake"+strconv.Itoa(i), key, sink.pc.LocalAddr().String(), seed)
 	}
 	late := c.add("late")
 	reaches := func(from *Node, to string) bool {
