@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
 // slowHeaders is a misbehaving neighbour holding a valid certificate: on
@@ -146,3 +148,41 @@ func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestHandshakeRefusalsInMetrics: a peer whose certificate is not from the
+// mesh CA is refused in the handshake, and the node's metrics count the
+// failed handshake.
+func TestHandshakeRefusalsInMetrics(t *testing.T) {
+	c := newCluster(t, true)
+	d := c.add("d")
+	other, err := identity.NewCA("test", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := other.Issue("x", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := links.NewQUICTransport(links.QUICConfig{Identity: id, Handler: nopHandler{}, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if _, err := tr.Dial(ctxT(t, 10*time.Second), d.Addr().String()); !errors.Is(err, links.ErrRefused) {
+		t.Fatalf("dial with a certificate of another CA: %v, want ErrRefused", err)
+	}
+	waitFor(t, "the failed handshake in d's metrics", 30*time.Second, func() bool {
+		rec := httptest.NewRecorder()
+		d.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		m := grepLines(rec.Body.String(), "circuitmesh_link_handshakes_failed_total ")
+		return m != "" && !strings.HasSuffix(m, " 0")
+	})
+}
+
+// nopHandler ignores link events.
+type nopHandler struct{}
+
+func (nopHandler) LinkUp(links.Link)                     {}
+func (nopHandler) LinkDown(links.Link, error)            {}
+func (nopHandler) Routing(links.Link, []byte)            {}
+func (nopHandler) CostChanged(links.Link, links.Quality) {}
