@@ -29,8 +29,6 @@ const (
 	minStreamWindow = 16 << 10
 	quicIdleTimeout = 10 * time.Second
 	quicKeepAlive   = 2 * time.Second
-	// maxPendingHandshakes bounds inbound handshakes in progress.
-	maxPendingHandshakes = 128
 )
 
 // ErrConfig is wrapped by NewQUICTransport for an invalid configuration.

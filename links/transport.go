@@ -38,10 +38,12 @@ type QUICTransport struct {
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine of the transport and its links
-	hsSem  chan struct{}  // bounds inbound handshakes in progress
+	gate   *gate          // bounds inbound handshakes in progress (gate.go)
 
-	// refusals logs link refusals at WARN, once per address per minute.
+	// refusals logs link refusals at WARN, once per source prefix per
+	// minute; floods logs failed and refused handshakes once per minute.
 	refusals *ratelog.Log
+	floods   *ratelog.Log
 	// id is the identity new links present and check peers with
 	// (SetIdentity replaces it; live links keep theirs).
 	id atomic.Pointer[identity.Identity]
@@ -69,11 +71,12 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		cfg:      cfg,
 		quicConf: cfg.QUIC(),
 		instance: rand.Uint64(),
-		hsSem:    make(chan struct{}, maxPendingHandshakes),
+		gate:     newGate(),
 		links:    make(map[string]*quicLink),
 		pending:  make(map[string][]*pending),
 		dials:    make(map[*dialAttempt]struct{}),
 		refusals: ratelog.New(cfg.Logger, refusalLogPeriod, maxRefusalKeys),
+		floods:   ratelog.New(cfg.Logger, handshakeLogPeriod, 1),
 		lost:     make(map[string]time.Time),
 	}
 	t.id.Store(cfg.Identity)
@@ -86,7 +89,7 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		}
 		pc, t.ownConn = udp, udp
 	}
-	t.tr = &quic.Transport{Conn: pc}
+	t.tr = &quic.Transport{Conn: pc, VerifySourceAddress: t.gate.verifySource, ConnContext: t.connContext}
 	ln, err := t.tr.Listen(t.tlsConf, t.quicConf)
 	if err != nil {
 		_ = t.tr.Close()
@@ -156,16 +159,10 @@ func (t *QUICTransport) acceptLoop() {
 		if err != nil {
 			return // listener or transport closed
 		}
-		select {
-		case t.hsSem <- struct{}{}:
-		default:
-			_ = conn.CloseWithError(codeBusy, "too many link handshakes in progress")
-			continue
-		}
+		// The connection holds a gate slot since its first packet.
 		t.wg.Add(1)
 		go func() {
 			defer t.wg.Done()
-			defer func() { <-t.hsSem }()
 			t.accept(conn)
 		}()
 	}
@@ -173,20 +170,27 @@ func (t *QUICTransport) acceptLoop() {
 
 func (t *QUICTransport) accept(conn *quic.Conn) {
 	defer t.attempt(conn.RemoteAddr(), false)()
+	s := slotOf(conn)
+	if s != nil {
+		defer s.release()
+	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
 	defer cancel()
 	l, err := t.acceptHandshake(ctx, conn)
 	if err != nil {
 		err = fmt.Errorf("accept link from %s: %w", conn.RemoteAddr(), err)
 		if errors.Is(err, ErrRefused) {
-			t.refusals.Warn("in:"+conn.RemoteAddr().String(), "link refused", "remote", conn.RemoteAddr(), "err", err)
+			t.refusals.Warn("in:"+prefixOf(conn.RemoteAddr()).String(), "link refused", "remote", conn.RemoteAddr(), "err", err)
 			if t.cfg.OnRefused != nil {
 				t.cfg.OnRefused(conn.RemoteAddr(), err)
 			}
 		} else {
-			t.cfg.Logger.Info("link handshake failed", "remote", conn.RemoteAddr(), "err", err)
+			t.noteHandshakeFailure(conn.RemoteAddr(), err)
 		}
 		return
+	}
+	if s != nil {
+		s.linked.Store(true)
 	}
 	if _, err := t.adopt(l); err != nil {
 		t.cfg.Logger.Info("link lost before it was up", "remote", conn.RemoteAddr(), "err", err)

@@ -148,6 +148,10 @@ type Limits struct {
 	// MaxPendingOpens bounds streams whose open header is still being read.
 	// Default 256.
 	MaxPendingOpens int
+	// MaxPendingOpensPerLink bounds such streams from one link, so that a
+	// neighbour that sends headers slowly cannot hold the slots of the
+	// others. Default a quarter of MaxPendingOpens (64).
+	MaxPendingOpensPerLink int
 	// MaxHeaderSize bounds an open or result header. Default 4096 bytes.
 	MaxHeaderSize int
 	// MaxRoutes bounds the routing table. Default 4096.
@@ -270,6 +274,7 @@ func (c *Config) setDefaults() {
 	def(&l.MaxCircuitsPerLink, 4096)
 	def(&l.MaxCircuitsPerSource, 1024)
 	def(&l.MaxPendingOpens, 256)
+	def(&l.MaxPendingOpensPerLink, max(1, l.MaxPendingOpens/4))
 	def(&l.MaxHeaderSize, 4096)
 	def(&l.MaxRoutes, 4096)
 	def(&l.RelayBuffer, 32<<10)
@@ -315,6 +320,7 @@ func (c *Config) validate() error {
 		"MaxCircuits": l.MaxCircuits, "MaxCircuitsPerLink": l.MaxCircuitsPerLink,
 		"MaxCircuitsPerSource": l.MaxCircuitsPerSource, "MaxPendingOpens": l.MaxPendingOpens,
 		"MaxHeaderSize": l.MaxHeaderSize, "MaxRoutes": l.MaxRoutes, "RelayBuffer": l.RelayBuffer,
+		"MaxPendingOpensPerLink": l.MaxPendingOpensPerLink,
 	} {
 		if v < 0 {
 			return bad("Limits.%s must not be negative (got %d)", name, v)

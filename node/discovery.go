@@ -45,6 +45,7 @@ type discovery struct {
 	dialing map[string]bool                   // member → dial in progress
 	owned   map[string]bool                   // members this node dialled and linked
 	backoff map[string]*addrBackoff           // link address → back-off
+	proven  map[string]string                 // link address → member whose certificate a handshake there proved
 	lost    map[string]time.Time              // member → unreachable since
 	static  map[string]bool                   // static link addresses
 }
@@ -61,12 +62,22 @@ const (
 // to 5 min; an address whose certificate names another node than its
 // gossip member waits banTime. A link that lived less than goodLink counts
 // as failed.
+//
+// An address where no handshake ever proved the member's certificate (a
+// member that has the gossip key but no certificate, announcing any
+// address, e.g. a victim's) gets unprovenDials failed dials, then one per
+// unprovenBan: each dial is a QUIC handshake attempt of about ten packets
+// in HandshakeTimeout, so a node sends such an address a few tens of
+// packets, then a handful per hour.
 const (
 	dialMinBackoff = time.Second
 	dialMaxBackoff = 5 * time.Minute
 	banTime        = 10 * time.Minute
 	goodLink       = 10 * time.Second
 	lostGrace      = 3 * time.Second
+	unprovenDials  = 2
+	unprovenBan    = time.Hour
+	maxProven      = 4096
 )
 
 // gossipMember is what discovery keeps of a memberlist member (memberlist's
@@ -83,6 +94,7 @@ const maxMembers = 65536
 type addrBackoff struct {
 	wait  time.Duration
 	until time.Time
+	fails int // failed dials in a row
 }
 
 // memberMeta is the gossip metadata of a node (JSON, under
@@ -112,6 +124,7 @@ func startDiscovery(n *Node) (*discovery, error) {
 		members: map[string]gossipMember{},
 		coords:  map[string]*coordinate.Coordinate{}, dialing: map[string]bool{}, owned: map[string]bool{},
 		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
+		proven: map[string]string{},
 	}
 	d.resolveStatic()
 	mc := memberlist.DefaultLANConfig()
@@ -544,6 +557,9 @@ func (d *discovery) step(now time.Time) {
 	var ls []topology.Link
 	var gone []string // links this node dialled to members no longer alive
 	for _, l := range current {
+		if mem, ok := alive[l.Peer]; ok && mem.LinkAddr == l.Address {
+			d.proveLocked(l.Address, l.Peer) // the member linked to us from its address
+		}
 		static := d.static[l.Address] || d.static[l.Peer]
 		ls = append(ls, topology.Link{Peer: l.Peer, Outbound: l.Outbound, RTT: l.RTT, Static: static})
 		if _, ok := alive[l.Peer]; !ok && d.owned[l.Peer] && !static {
@@ -597,10 +613,17 @@ func (d *discovery) evictLocked(now time.Time) bool {
 	return false
 }
 
-// failed backs addr off: doubling from dialMinBackoff, or at least ban.
+// failed backs addr off: doubling from dialMinBackoff, or at least ban;
+// an address that never proved its member's certificate waits unprovenBan
+// after unprovenDials failures.
 func (d *discovery) failed(addr string, ban time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.failedLocked(addr, ban)
+}
+
+// failedLocked is failed with d.mu held.
+func (d *discovery) failedLocked(addr string, ban time.Duration) {
 	b := d.backoff[addr]
 	if b == nil {
 		if len(d.backoff) >= maxBackoffs && !d.evictLocked(time.Now()) {
@@ -609,9 +632,28 @@ func (d *discovery) failed(addr string, ban time.Duration) {
 		b = &addrBackoff{}
 		d.backoff[addr] = b
 	}
+	b.fails++
+	if _, ok := d.proven[addr]; !ok && b.fails >= unprovenDials {
+		ban = max(ban, unprovenBan)
+	}
 	b.wait = min(max(2*b.wait, dialMinBackoff), dialMaxBackoff)
 	wait := max(b.wait/2+rand.N(b.wait/2+1), ban)
 	b.until = time.Now().Add(wait)
+}
+
+// proveLocked records that a handshake at addr proved member's
+// certificate. d.mu is held.
+func (d *discovery) proveLocked(addr, member string) {
+	if d.proven[addr] == member {
+		return
+	}
+	if len(d.proven) >= maxProven {
+		for a := range d.proven { // forget one: it only gets fewer dials
+			delete(d.proven, a)
+			break
+		}
+	}
+	d.proven[addr] = member
 }
 
 // dial links to member m, keeping the link only if its certificate names
@@ -636,14 +678,22 @@ func (d *discovery) dial(m Member) {
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DialTimeout)
 		l, err := n.transport.Dial(ctx, m.LinkAddr)
 		cancel()
+		// The back-off is updated in the same critical section that ends
+		// the dial, so that the policy cannot dial the address again in
+		// between.
 		d.mu.Lock()
 		delete(d.dialing, m.Name)
+		switch {
+		case err != nil && n.ctx.Err() == nil:
+			d.failedLocked(m.LinkAddr, 0)
+		case err == nil && l.Peer() != m.Name:
+			d.failedLocked(m.LinkAddr, banTime)
+		}
 		d.mu.Unlock()
 		switch {
 		case err != nil:
 			if n.ctx.Err() == nil {
 				n.log.Debug("discovery dial failed", "member", m.Name, "addr", m.LinkAddr, "err", err)
-				d.failed(m.LinkAddr, 0)
 			}
 			return
 		case l.Peer() != m.Name:
@@ -653,11 +703,14 @@ func (d *discovery) dial(m Member) {
 			if !before[l.Peer()] {
 				l.Close("identity does not match the gossip member")
 			}
-			d.failed(m.LinkAddr, banTime)
 			return
 		}
 		d.mu.Lock()
 		d.owned[m.Name] = true
+		d.proveLocked(m.LinkAddr, m.Name)
+		if b := d.backoff[m.LinkAddr]; b != nil {
+			b.fails = 0
+		}
 		d.mu.Unlock()
 		up := time.Now()
 		select {

@@ -13,15 +13,19 @@ import (
 
 // acceptLoop dispatches every circuit stream the neighbour opens on l until
 // the link or the node ends. Streams are bounded by the link's stream limit
-// and by MaxPendingOpens while their headers are read.
+// and, while their headers are read, by MaxPendingOpensPerLink and
+// MaxPendingOpens: one link cannot hold the slots every other link needs.
 func (n *Node) acceptLoop(l links.Link) {
 	for {
 		s, err := l.AcceptStream(n.ctx)
 		if err != nil {
 			return
 		}
-		if !n.limits.tryPending() {
-			n.refuse(s, circuit.Overloaded, "too many circuits opening at once")
+		if ok, why := n.limits.tryPending(l.Peer()); !ok {
+			total := n.limits.pendingRefused.Add(1)
+			n.limits.floods.Warn(l.Peer(), "refusing circuit opens: too many open headers pending",
+				"peer", l.Peer(), "reason", why, "refused_total", total)
+			n.refuse(s, circuit.Overloaded, why)
 			continue
 		}
 		n.wg.Add(1)
@@ -44,7 +48,7 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 	opened := func() {
 		if pending {
 			pending = false
-			n.limits.donePending()
+			n.limits.donePending(l.Peer())
 		}
 	}
 	defer opened()

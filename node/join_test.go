@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -154,20 +155,7 @@ func TestMemberWhoseCertificateNamesAnotherNodeGetsNoLink(t *testing.T) {
 	defer cancel()
 
 	// The liar: a real memberlist member claiming victim's link address.
-	mc := memberlist.DefaultLANConfig()
-	mc.Name, mc.BindAddr, mc.BindPort = "liar", "127.0.0.1", 0
-	mc.SecretKey = key
-	mc.LogOutput = testWriter{t}
-	meta, _ := json.Marshal(memberMeta{Link: victim.Addr().String(), Mesh: "test"})
-	mc.Delegate = staticMeta(meta)
-	ml, err := memberlist.Create(mc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ml.Shutdown()
-	if _, err := ml.Join([]string{a.Status().GossipAddr}); err != nil {
-		t.Fatal(err)
-	}
+	fakeMember(t, "liar", key, victim.Addr().String(), a.Status().GossipAddr)
 	// a dials the announced address, finds "victim", drops the link and
 	// backs the address off for long.
 	addr := victim.Addr().String()
@@ -206,6 +194,27 @@ func TestMemberWhoseCertificateNamesAnotherNodeGetsNoLink(t *testing.T) {
 	}
 	if n > 1 {
 		t.Fatalf("a linked to the victim %d times", n)
+	}
+}
+
+// fakeMember joins a real memberlist member to the gossip at seed: it has
+// the gossip key and announces linkAddr as its link address, but runs no
+// node and holds no certificate. It leaves when the test ends.
+func fakeMember(t *testing.T, name string, key []byte, linkAddr, seed string) {
+	t.Helper()
+	mc := memberlist.DefaultLANConfig()
+	mc.Name, mc.BindAddr, mc.BindPort = name, "127.0.0.1", 0
+	mc.SecretKey = key
+	mc.LogOutput = io.Discard // memberlist may log after Shutdown, past the test
+	meta, _ := json.Marshal(memberMeta{Link: linkAddr, Mesh: "test"})
+	mc.Delegate = staticMeta(meta)
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ml.Shutdown() })
+	if _, err := ml.Join([]string{seed}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -257,20 +266,7 @@ func TestFakeGossipMembersTakeNoLinkSlots(t *testing.T) {
 	seed = a.Status().GossipAddr
 	c.add("b")
 	for i := range 8 {
-		mc := memberlist.DefaultLANConfig()
-		mc.Name, mc.BindAddr, mc.BindPort = "fake"+strconv.Itoa(i), "127.0.0.1", 0
-		mc.SecretKey = key
-		mc.LogOutput = testWriter{t}
-		meta, _ := json.Marshal(memberMeta{Link: "nowhere" + strconv.Itoa(i), Mesh: "test"})
-		mc.Delegate = staticMeta(meta)
-		ml, err := memberlist.Create(mc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ml.Shutdown() })
-		if _, err := ml.Join([]string{seed}); err != nil {
-			t.Fatal(err)
-		}
+		fakeMember(t, "fake"+strconv.Itoa(i), key, "nowhere"+strconv.Itoa(i), seed)
 	}
 	late := c.add("late")
 	c.waitConverged()

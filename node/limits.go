@@ -2,42 +2,76 @@ package node
 
 import (
 	"fmt"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/links/ratelog"
 )
 
 // limiter enforces Limits on circuits: in total, per source node and per
 // link. Each admitted circuit holds a ticket released exactly once.
 type limiter struct {
-	lim     Limits
-	pending chan struct{} // semaphore for open headers being read
+	lim Limits
 
 	mu      sync.Mutex
 	total   int
 	perSrc  map[string]int
 	perLink map[string]int
+	// Streams whose open header is being read: in total and by the link
+	// (peer) they came on.
+	pending        int
+	pendingPerLink map[string]int
+
+	// pendingRefused counts streams refused because a pending-open bound
+	// was reached; floods logs them once per link per minute.
+	pendingRefused atomic.Uint64
+	floods         *ratelog.Log
 }
 
-func newLimiter(l Limits) *limiter {
+func newLimiter(l Limits, log *slog.Logger) *limiter {
 	return &limiter{
-		lim:     l,
-		pending: make(chan struct{}, l.MaxPendingOpens),
-		perSrc:  make(map[string]int),
-		perLink: make(map[string]int),
+		lim:            l,
+		floods:         ratelog.New(log, time.Minute, 1024),
+		perSrc:         make(map[string]int),
+		perLink:        make(map[string]int),
+		pendingPerLink: make(map[string]int),
 	}
 }
 
-// tryPending reserves room to read one open header.
-func (l *limiter) tryPending() bool {
-	select {
-	case l.pending <- struct{}{}:
-		return true
-	default:
-		return false
+// tryPending reserves room to read one open header from the link to peer,
+// or says which bound is reached.
+func (l *limiter) tryPending(peer string) (bool, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pendingPerLink[peer] >= l.lim.MaxPendingOpensPerLink {
+		return false, fmt.Sprintf("too many circuits opening at once on the link from %s", peer)
+	}
+	if l.pending >= l.lim.MaxPendingOpens {
+		return false, "too many circuits opening at once"
+	}
+	l.pending++
+	l.pendingPerLink[peer]++
+	return true, ""
+}
+
+// donePending releases a reservation of tryPending.
+func (l *limiter) donePending(peer string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pending--
+	if l.pendingPerLink[peer]--; l.pendingPerLink[peer] <= 0 {
+		delete(l.pendingPerLink, peer)
 	}
 }
 
-func (l *limiter) donePending() { <-l.pending }
+// pendingOn is the number of open headers being read from peer's link.
+func (l *limiter) pendingOn(peer string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.pendingPerLink[peer]
+}
 
 // ticket is one admitted circuit.
 type ticket struct {

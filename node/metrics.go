@@ -71,6 +71,7 @@ func newMetrics(n *Node) *metrics {
 		m.circuitsRefused.WithLabelValues(codeLabel(c)) // every code from zero, so rate() sees the first
 	}
 	f(newStateCollector(n))
+	f(newFloodCollector(n))
 	f(buildInfo())
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

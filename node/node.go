@@ -138,7 +138,7 @@ func New(cfg Config) (*Node, error) {
 	n.authz = newAuthz(cfg.Policy)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = newMetrics(n)
-	n.limits = newLimiter(cfg.Limits)
+	n.limits = newLimiter(cfg.Limits, n.log)
 	n.circuits = newCircuitSet()
 	n.events = newEventHub(n.metrics)
 	n.router, err = newRouter(n)

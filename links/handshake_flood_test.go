@@ -1,0 +1,175 @@
+package links
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/circuitmesh/circuitmesh/links/identity"
+)
+
+// handshakeFlood is a misbehaving peer: from one UDP socket it keeps
+// conns QUIC handshakes open toward target with a certificate the mesh
+// does not trust, completing TLS and then never sending a hello, renewing
+// each one as soon as the target drops it.
+type handshakeFlood struct {
+	tr       *quic.Transport
+	wg       sync.WaitGroup
+	cancel   context.CancelFunc
+	refused  atomic.Int64 // attempts the target refused or dropped before TLS completed
+	complete atomic.Int64 // attempts that completed TLS
+}
+
+func startHandshakeFlood(t *testing.T, target net.Addr, bindIP string, conns int, id *identity.Identity) *handshakeFlood {
+	t.Helper()
+	udp, err := net.ListenPacket("udp", bindIP+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &handshakeFlood{tr: &quic.Transport{Conn: udp}}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	cert := id.TLSCertificate()
+	tlsConf := &tls.Config{
+		MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, NextProtos: []string{ALPN}, ServerName: "circuitmesh",
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+	}
+	qc := &quic.Config{HandshakeIdleTimeout: 10 * time.Second, MaxIdleTimeout: 30 * time.Second}
+	for range conns {
+		f.wg.Go(func() {
+			for ctx.Err() == nil {
+				conn, err := f.tr.Dial(ctx, target, tlsConf, qc)
+				if err != nil {
+					if ctx.Err() == nil {
+						f.refused.Add(1)
+						// A refusal comes back at once: renew it
+						// half a second later.
+						select {
+						case <-ctx.Done():
+						case <-time.After(500 * time.Millisecond):
+						}
+					}
+					continue
+				}
+				f.complete.Add(1)
+				select {
+				case <-conn.Context().Done():
+				case <-ctx.Done():
+				}
+				_ = conn.CloseWithError(0, "")
+			}
+		})
+	}
+	t.Cleanup(func() { f.stop(); _ = udp.Close() })
+	return f
+}
+
+// handshakesFrom is the number of handshake slots addr's prefix holds.
+func (t *QUICTransport) handshakesFrom(addr net.Addr) int { return t.gate.heldBy(addr) }
+
+func (f *handshakeFlood) stop() {
+	f.cancel()
+	f.wg.Wait()
+	_ = f.tr.Close()
+}
+
+// linkSetups dials target from n, closes the link, and repeats, rounds
+// times; it returns how many links came up.
+func linkSetups(t *testing.T, from *node, to *node, rounds int) int {
+	t.Helper()
+	ok := 0
+	for i := range rounds {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		l, err := from.Dial(ctx, to.LocalAddr().String())
+		cancel()
+		if err != nil {
+			t.Logf("honest link setup %d: %v", i, err)
+			continue
+		}
+		ok++
+		_ = l.Close("next round")
+		waitFor(t, "the link to close on both sides", 10*time.Second, func() bool {
+			return len(from.Links()) == 0 && len(to.Links()) == 0
+		})
+	}
+	return ok
+}
+
+// TestHandshakeFloodWithoutCertificate floods a node with QUIC handshakes
+// that present a certificate of another CA and then sit silent, more of
+// them than the node has handshake slots, all from one address. A valid
+// node at another address keeps linking: during the flood at least half
+// as many of its link setups succeed as without it, the flooding address
+// is held to its share of slots and refused beyond it, and the node logs
+// the flood in at most a few WARN lines.
+func TestHandshakeFloodWithoutCertificate(t *testing.T) {
+	ca := testCA(t, "m")
+	var logs logBuf
+	a := newNode(t, issue(t, ca, "a"), logTo(&logs))
+	// The honest node dials from another address than the attacker
+	// (127.0.0.0/8 is all loopback on Linux).
+	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) { c.ListenAddr = "127.0.0.2:0" })
+
+	const rounds = 8
+	base := linkSetups(t, b, a, rounds)
+	if base != rounds {
+		t.Fatalf("without a flood only %d of %d link setups succeeded", base, rounds)
+	}
+
+	conns := 2 * maxPendingHandshakes
+	if testing.Short() {
+		conns = maxPendingHandshakes + handshakeShare
+	}
+	flood := startHandshakeFlood(t, a.LocalAddr(), "127.0.0.1", conns, issue(t, testCA(t, "m"), "x"))
+	var held atomic.Int64 // most slots the attacker's address held at once
+	stopWatch := make(chan struct{})
+	var watch sync.WaitGroup
+	watch.Go(func() {
+		for {
+			held.Store(max(held.Load(), int64(a.handshakesFrom(flood.tr.Conn.LocalAddr()))))
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	})
+	waitFor(t, "the flood to make as many attempts as the node has slots", time.Minute, func() bool {
+		return flood.complete.Load()+flood.refused.Load() >= maxPendingHandshakes
+	})
+	during := linkSetups(t, b, a, rounds)
+	st := a.HandshakeStats()
+	close(stopWatch)
+	watch.Wait()
+	flood.stop()
+	t.Logf("link setups: %d/%d without the flood, %d/%d during it; flood: %d completed TLS, %d refused, at most %d slots held; node: %+v",
+		base, rounds, during, rounds, flood.complete.Load(), flood.refused.Load(), held.Load(), st)
+
+	if during*2 < base {
+		t.Fatalf("during the flood %d of %d honest link setups succeeded, want at least half of %d", during, rounds, base)
+	}
+	if st.RefusedShare+st.RefusedFull+st.RefusedRate == 0 || flood.refused.Load() == 0 {
+		t.Fatalf("the flooding address was never refused: %+v", st)
+	}
+	if n := held.Load(); n > handshakeBorrow {
+		t.Fatalf("the flooding address held %d handshake slots, more than the %d one source may borrow", n, handshakeBorrow)
+	}
+	if st.Failed == 0 {
+		t.Fatalf("the silent handshakes were not counted as failed: %+v", st)
+	}
+	// One rate-limited WARN with counts, not a line per attempt.
+	lines := strings.Count(logs.String(), "inbound link handshakes failing or refused")
+	if lines == 0 || lines > 2 {
+		t.Fatalf("%d WARN lines about the flood, want 1 or 2:\n%s", lines, logs.String())
+	}
+	if n := strings.Count(logs.String(), "\n"); n > 20 {
+		t.Fatalf("the node logged %d lines during the flood:\n%s", n, logs.String())
+	}
+}

@@ -1,0 +1,63 @@
+package node
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// floodCollector exports the counters of the fair-share limits read at
+// scrape time: inbound link handshakes refused or failed before the peer
+// proved a certificate (links.HandshakeStats), and circuit opens refused
+// because a pending-open bound was reached.
+type floodCollector struct {
+	n                                 *Node
+	hsRefused, hsFailed, hsRetries    *prometheus.Desc
+	hsInProgress, pendingOpensRefused *prometheus.Desc
+}
+
+// handshakeStatser is implemented by transports that count inbound
+// handshakes (the QUIC transport).
+type handshakeStatser interface {
+	HandshakeStats() links.HandshakeStats
+}
+
+func newFloodCollector(n *Node) *floodCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	return &floodCollector{
+		n:            n,
+		hsRefused:    d("circuitmesh_link_handshakes_refused_total", "Inbound link handshakes refused at their first packet, by reason (full, share, rate).", "reason"),
+		hsFailed:     d("circuitmesh_link_handshakes_failed_total", "Inbound link handshakes that took a slot and did not end in a link."),
+		hsRetries:    d("circuitmesh_link_handshake_retries_total", "Inbound first packets answered with a QUIC Retry (address validation) because the node was busy."),
+		hsInProgress: d("circuitmesh_link_handshakes_in_progress", "Inbound link handshakes holding a slot now."),
+		pendingOpensRefused: d("circuitmesh_pending_opens_refused_total",
+			"Circuit streams refused because the node's or their link's bound on open headers being read was reached."),
+	}
+}
+
+func (c *floodCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.hsRefused, c.hsFailed, c.hsRetries, c.hsInProgress, c.pendingOpensRefused} {
+		ch <- d
+	}
+}
+
+func (c *floodCollector) Collect(ch chan<- prometheus.Metric) {
+	ctr := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	var st links.HandshakeStats
+	// The transport is set by Start, before the metrics are served (as
+	// Addr reads it).
+	if s, ok := c.n.transport.(handshakeStatser); ok {
+		st = s.HandshakeStats()
+	}
+	ctr(c.hsRefused, st.RefusedFull, "full")
+	ctr(c.hsRefused, st.RefusedShare, "share")
+	ctr(c.hsRefused, st.RefusedRate, "rate")
+	ctr(c.hsFailed, st.Failed)
+	ctr(c.hsRetries, st.Retries)
+	ch <- prometheus.MustNewConstMetric(c.hsInProgress, prometheus.GaugeValue, float64(st.InProgress))
+	ctr(c.pendingOpensRefused, c.n.limits.pendingRefused.Load())
+}
