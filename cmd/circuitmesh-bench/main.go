@@ -13,6 +13,7 @@
 //
 //	circuitmesh-bench node --name r1 --listen 127.0.0.1:0 --link 127.0.0.1:4242 [-cpuprofile f]
 //	circuitmesh-bench quic --listen 127.0.0.1:0
+//	circuitmesh-bench naive --listen 127.0.0.1:0 --next 127.0.0.1:4243
 //
 // A role writes one JSON line with its address, then answers one JSON
 // request per line on stdin (see control.go) until stdin closes.
@@ -40,6 +41,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return nodeRole(args[1:])
 		case "quic":
 			return quicRole(args[1:])
+		case "naive":
+			return naiveRole(args[1:])
+		case "spin":
+			return spinRole(args[1:])
 		}
 	}
 	fs := flag.NewFlagSet("circuitmesh-bench", flag.ContinueOnError)
