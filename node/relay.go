@@ -75,19 +75,24 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string) {
 	if h := n.cfg.hooks; h != nil && h.relay != nil {
 		s, out = h.relay(s, out)
 	}
-	st, err := circuit.SpliceBounded(s, out, n.cfg.Limits.RelayBuffer, circuit.SpliceBounds{
+	// The splice runs in two goroutines of its own and this one ends (see
+	// circuit.StartSpliceBounded); the node waits for them on Close.
+	n.wg.Add(1)
+	circuit.StartSpliceBounded(s, out, n.cfg.Limits.RelayBuffer, circuit.SpliceBounds{
 		Stall:      max(n.cfg.Limits.RelayStall, 0),
 		HalfClosed: max(n.cfg.Limits.RelayHalfClosed, 0),
 		Hop:        hop,
+	}, func(st circuit.SpliceStats, err error) {
+		defer n.wg.Done()
+		if errors.Is(err, circuit.ErrStalled) {
+			n.log.Info("relayed circuit ended by a bound", "source", o.Source, "dest", o.Dest, "err", err)
+		}
+		n.circuits.remove(entry)
+		t.release()
+		n.metrics.relay.active.Dec()
+		n.metrics.relayBytes.Add(float64(st.Up + st.Down))
+		endSpan(span, "relayed", st.Up, st.Down, err)
 	})
-	if errors.Is(err, circuit.ErrStalled) {
-		n.log.Info("relayed circuit ended by a bound", "source", o.Source, "dest", o.Dest, "err", err)
-	}
-	n.circuits.remove(entry)
-	t.release()
-	n.metrics.relay.active.Dec()
-	n.metrics.relayBytes.Add(float64(st.Up + st.Down))
-	endSpan(span, "relayed", st.Up, st.Down, err)
 }
 
 var errOverloaded = errors.New("overloaded")
