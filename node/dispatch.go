@@ -39,7 +39,7 @@ func (n *Node) acceptLoop(l links.Link) {
 // for a sealed circuit to this node, until the first handshake message was
 // read too.
 func (n *Node) handleStream(l links.Link, s links.Stream) {
-	o, err := n.readOpen(s)
+	o, rest, err := n.readOpen(s)
 	pending := true
 	opened := func() {
 		if pending {
@@ -64,21 +64,43 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 		return
 	}
 	if o.Dest == n.cfg.Name || n.cfg.hooks != nil && n.cfg.hooks.claim != nil && n.cfg.hooks.claim(o.Dest) {
+		if len(rest) > 0 {
+			s = &readFirst{Stream: s, first: rest}
+		}
 		n.deliver(s, o, l.Peer(), opened)
 		return
 	}
 	opened()
-	n.relay(s, o, l.Peer())
+	n.relay(s, o, l.Peer(), rest)
 }
 
-func (n *Node) readOpen(s links.Stream) (*circuit.Open, error) {
+// readOpen reads the open header and whatever arrived with it (rest: the
+// first bytes of the circuit's payload, see circuit.ReadOpenAhead).
+func (n *Node) readOpen(s links.Stream) (*circuit.Open, []byte, error) {
 	s.SetReadDeadline(time.Now().Add(n.cfg.Limits.HeaderTimeout))
-	o, err := circuit.ReadOpen(s, n.cfg.Limits.MaxHeaderSize)
+	o, rest, err := circuit.ReadOpenAhead(s, n.cfg.Limits.MaxHeaderSize)
 	s.SetReadDeadline(time.Time{})
 	if err != nil {
-		return nil, fmt.Errorf("read open header: %w", err)
+		return nil, nil, fmt.Errorf("read open header: %w", err)
 	}
-	return o, nil
+	return o, rest, nil
+}
+
+// readFirst is a stream whose first bytes were already read from it.
+type readFirst struct {
+	links.Stream
+	first []byte
+}
+
+func (s *readFirst) Read(p []byte) (int, error) {
+	if len(s.first) == 0 {
+		return s.Stream.Read(p)
+	}
+	n := copy(p, s.first)
+	if s.first = s.first[n:]; len(s.first) == 0 {
+		s.first = nil
+	}
+	return n, nil
 }
 
 // refuse answers a stream with a refusal produced by this node.
