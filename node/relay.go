@@ -65,6 +65,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte) 
 		rest = nil
 	}
 	hdr = append(hdr, rest...)
+	ahead := int64(len(rest)) // rest itself is not kept: it holds a read buffer
 	out, via, t, err := n.openNext(ctx, hops, from, o.Source, hdr)
 	if err != nil {
 		code := circuit.NoRoute
@@ -95,7 +96,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte) 
 		Hop:        hop,
 	}, func(st circuit.SpliceStats, err error) {
 		defer n.wg.Done()
-		st.Up += int64(len(rest))
+		st.Up += ahead
 		if errors.Is(err, circuit.ErrStalled) {
 			n.log.Info("relayed circuit ended by a bound", "source", o.Source, "dest", o.Dest, "err", err)
 		}

@@ -286,13 +286,13 @@ func (s *suite) throughput() error {
 	return nil
 }
 
-// profile starts or stops CPU profiles of the first relay and of the
-// baseline pair.
+// profile starts or stops CPU profiles of the first relay, of the
+// baseline pair and of the first naive relay.
 func (s *suite) profile(op string) error {
 	for _, p := range []struct {
 		proc *proc
 		file string
-	}{{s.line[1], "relay-n1.pprof"}, {s.qs, "direct-receiver.pprof"}, {s.qc, "direct-sender.pprof"}} {
+	}{{s.line[1], "relay-n1.pprof"}, {s.qs, "direct-receiver.pprof"}, {s.qc, "direct-sender.pprof"}, {s.naive[0], "relay-naive1.pprof"}} {
 		if _, err := p.proc.call(request{Op: op, Path: filepath.Join(s.o.ProfileDir, p.file)}); err != nil {
 			return err
 		}
