@@ -51,6 +51,21 @@ type results struct {
 	IdleCircuitStackBytes float64 `json:"idle_circuit_stack_bytes_at_relay"`
 	IdleCircuitGoroutines float64 `json:"idle_circuit_goroutines_at_relay"`
 	IdleCircuits          int     `json:"idle_circuits"`
+	// IdleCircuitRSSBytes is the growth of the relay's resident set per
+	// idle circuit (what the OS sees, runtime overhead included).
+	IdleCircuitRSSBytes float64 `json:"idle_circuit_rss_bytes_at_relay"`
+	// NaiveIdleStream(RSS)Bytes are the same figures for an idle stream
+	// through the naive relay.
+	NaiveIdleStreamBytes    float64 `json:"naive_idle_stream_bytes"`
+	NaiveIdleStreamRSSBytes float64 `json:"naive_idle_stream_rss_bytes"`
+	// RelayOpensPerS is the rate at which the idle circuits ("circuit")
+	// and the naive relay's idle streams ("naive") were opened through one
+	// relay, 32 in flight; RelayOpensPerCPUS is opens per CPU second of
+	// the relay (per core); RelayOpenRateVsNaive the ratio of the latter,
+	// circuit over naive.
+	RelayOpensPerS       map[string]float64 `json:"relay_opens_per_s"`
+	RelayOpensPerCPUS    map[string]float64 `json:"relay_opens_per_cpu_s"`
+	RelayOpenRateVsNaive float64            `json:"relay_open_rate_vs_naive"`
 	// QUICStreamBytes is the heap+stack per idle quic-go stream at the
 	// accepting end (a goroutine blocked reading each stream).
 	QUICStreamBytes float64 `json:"quic_stream_bytes"`
@@ -230,7 +245,10 @@ func (r *results) goals() []goal {
 		info("busy: naive_hop_rtt_us_p50", f0(busy.NaiveHopRTTP50)),
 		vsNaive("busy: hop_rtt_vs_naive", busy.HopRTTVsNaive, false),
 		atMost("idle_circuit_bytes_at_relay", r.IdleCircuitBytes, 16384, f0),
+		info("idle_circuit_rss_bytes_at_relay", f0(r.IdleCircuitRSSBytes)),
+		info("naive_idle_stream_bytes", f0(r.NaiveIdleStreamBytes)),
 		info("quic_stream_bytes", f0(r.QUICStreamBytes)),
+		vsNaive("relay_open_rate_vs_naive (opens per relay CPU s)", r.RelayOpenRateVsNaive, true),
 		atMost("reroute_ms", r.RerouteMS, 1500, f0),
 	}
 }
@@ -274,8 +292,10 @@ func (r *results) printTable(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "idle circuit at the relay: %.0f bytes of which %.0f stack, %.1f goroutines\n",
-		r.IdleCircuitBytes, r.IdleCircuitStackBytes, r.IdleCircuitGoroutines)
+	fmt.Fprintf(w, "idle circuit at the relay: %.0f bytes of which %.0f stack, %.1f goroutines, RSS %.0f bytes; naive relay: %.0f bytes, RSS %.0f\n",
+		r.IdleCircuitBytes, r.IdleCircuitStackBytes, r.IdleCircuitGoroutines, r.IdleCircuitRSSBytes, r.NaiveIdleStreamBytes, r.NaiveIdleStreamRSSBytes)
+	fmt.Fprintf(w, "opens through one relay, 32 in flight: circuits %.0f/s (%.0f per relay CPU s), naive %.0f/s (%.0f per relay CPU s)\n",
+		r.RelayOpensPerS["circuit"], r.RelayOpensPerCPUS["circuit"], r.RelayOpensPerS["naive"], r.RelayOpensPerCPUS["naive"])
 	fmt.Fprintf(w, "reroute ms per run: %v; with pinned costs (feasible alternate): %.0f\n", r.RerouteRuns, r.RerouteMSPinned)
 	for _, e := range r.RerouteErrors {
 		fmt.Fprintf(w, "reroute failure: %s\n", e)

@@ -458,40 +458,72 @@ func (s *suite) hopRTT(label string, l *latency) error {
 	return nil
 }
 
-// idleMemory holds o.Idle idle circuits through relay n1 (n0 to n2), and
-// as many idle quic-go streams, and reads the memory the relay and the
-// accepting quic-go endpoint hold for them.
+// idleMemory holds o.Idle idle circuits through relay n1 (n0 to n2), as
+// many quic-go streams through naive1 (to qs) and as many idle quic-go
+// streams to qs, and reads the memory the relays and the accepting
+// quic-go endpoint hold for them, and how fast and at what CPU cost each
+// relay opened them (32 opens in flight).
 func (s *suite) idleMemory() error {
-	s.progress("memory: %d idle circuits through a relay, %d idle quic-go streams", s.o.Idle, s.o.Idle)
-	// per returns the memory, stack and goroutines per idle stream that
-	// meter holds while opener holds o.Idle streams to peer through or to it.
-	per := func(meter, opener *proc, peer string) (mem, stack, goroutines float64, err error) {
+	s.progress("memory: %d idle circuits through a relay, %d idle quic-go streams through a naive relay and to a quic-go endpoint",
+		s.o.Idle, s.o.Idle)
+	type perStream struct {
+		mem, stack, goroutines, rss float64
+		opensPerS, opensPerCPUS     float64
+	}
+	// per measures what meter holds and spends per stream while opener
+	// opens o.Idle streams to peer through or to it.
+	per := func(meter, opener *proc, peer string) (perStream, error) {
 		before, err := meter.call(request{Op: "mem"})
 		if err != nil {
-			return 0, 0, 0, err
+			return perStream{}, err
 		}
+		cpu0, err := meter.cpu()
+		if err != nil {
+			return perStream{}, err
+		}
+		t0 := time.Now()
 		if _, err := opener.call(request{Op: "hold", Peer: peer, Count: s.o.Idle, Conc: 32}); err != nil {
-			return 0, 0, 0, err
+			return perStream{}, err
+		}
+		elapsed := time.Since(t0)
+		cpu1, err := meter.cpu()
+		if err != nil {
+			return perStream{}, err
 		}
 		after, err := meter.call(request{Op: "mem"})
 		if err != nil {
-			return 0, 0, 0, err
+			return perStream{}, err
 		}
 		if _, err := opener.call(request{Op: "release"}); err != nil {
-			return 0, 0, 0, err
+			return perStream{}, err
 		}
-		s.progress("  %s: heap+stack %d → %d bytes (stack %d → %d), %d → %d goroutines", meter.name,
-			before.MemBytes, after.MemBytes, before.StackBytes, after.StackBytes, before.Goroutines, after.Goroutines)
-		delta := func(a, b uint64) float64 { return (float64(b) - float64(a)) / float64(s.o.Idle) }
-		return delta(before.MemBytes, after.MemBytes), delta(before.StackBytes, after.StackBytes),
-			delta(uint64(before.Goroutines), uint64(after.Goroutines)), nil
+		s.progress("  %s: heap+stack %d → %d bytes (stack %d → %d), RSS %d → %d, %d → %d goroutines; opened in %v, %v CPU",
+			meter.name, before.MemBytes, after.MemBytes, before.StackBytes, after.StackBytes, before.RSSBytes, after.RSSBytes,
+			before.Goroutines, after.Goroutines, elapsed.Round(time.Millisecond), (cpu1 - cpu0).Round(time.Millisecond))
+		n := float64(s.o.Idle)
+		delta := func(a, b uint64) float64 { return (float64(b) - float64(a)) / n }
+		return perStream{
+			mem: delta(before.MemBytes, after.MemBytes), stack: delta(before.StackBytes, after.StackBytes),
+			goroutines: delta(uint64(before.Goroutines), uint64(after.Goroutines)), rss: delta(before.RSSBytes, after.RSSBytes),
+			opensPerS: n / elapsed.Seconds(), opensPerCPUS: n / max((cpu1-cpu0).Seconds(), 1e-9),
+		}, nil
 	}
-	var err error
 	r := s.res
-	if r.IdleCircuitBytes, r.IdleCircuitStackBytes, r.IdleCircuitGoroutines, err = per(s.line[1], s.line[0], "n2"); err != nil {
+	c, err := per(s.line[1], s.line[0], "n2")
+	if err != nil {
 		return err
 	}
-	r.QUICStreamBytes, _, _, err = per(s.qs, s.qc, "")
+	r.IdleCircuitBytes, r.IdleCircuitStackBytes, r.IdleCircuitGoroutines, r.IdleCircuitRSSBytes = c.mem, c.stack, c.goroutines, c.rss
+	nv, err := per(s.naive[0], s.qc, "naive1")
+	if err != nil {
+		return err
+	}
+	r.NaiveIdleStreamBytes, r.NaiveIdleStreamRSSBytes = nv.mem, nv.rss
+	r.RelayOpensPerS = map[string]float64{"circuit": c.opensPerS, "naive": nv.opensPerS}
+	r.RelayOpensPerCPUS = map[string]float64{"circuit": c.opensPerCPUS, "naive": nv.opensPerCPUS}
+	r.RelayOpenRateVsNaive = c.opensPerCPUS / nv.opensPerCPUS
+	q, err := per(s.qs, s.qc, "")
+	r.QUICStreamBytes = q.mem
 	return err
 }
 
