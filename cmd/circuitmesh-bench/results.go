@@ -102,7 +102,8 @@ type results struct {
 type latency struct {
 	// OpenEchoUS is the median time to open a stream or circuit over warm
 	// links and get a 1-byte echo back: "direct_quic_stream", "k0".."k2",
-	// and "naive_k1", "naive_k2" (a quic-go stream through naive relays).
+	// "naive_k1", "naive_k2" (a quic-go stream through naive relays) and
+	// "k0clear" (a neighbour circuit with end-to-end security off).
 	OpenEchoUS    map[string]float64 `json:"open_echo_us"`
 	OpenEchoP99US map[string]float64 `json:"open_echo_us_p99"`
 	// HopRTT is the round-trip time each relay adds on an idle open
@@ -226,6 +227,7 @@ func (r *results) goals() []goal {
 		vsNaive("r1_vs_naive (k1 circuit / naive relay)", r.R1VsNaive, true),
 		info("relay_cpu_vs_naive", f2(r.RelayCPUVsNaive)),
 		info("open_echo_us direct_quic_stream", f0(direct)),
+		info("open_echo_us k0clear (e2e off)", f0(r.OpenEchoUS["k0clear"])),
 		info("open_echo_us k0", f0(r.OpenEchoUS["k0"])),
 		{"open_echo_us k1", f0(r.OpenEchoUS["k1"]), "≤ 3 × direct = " + f0(3*direct), r.OpenEchoUS["k1"] <= 3*direct, true},
 		info("open_echo_us k2", f0(r.OpenEchoUS["k2"])),
@@ -287,7 +289,7 @@ func (r *results) printTable(w io.Writer) {
 			fmt.Fprintf(w, " %s %.0f/%.0f", k, l.l.RTTUS[k][0], l.l.RTTUS[k][1])
 		}
 		fmt.Fprintf(w, "\n%s: open+echo µs p50:", l.name)
-		for _, k := range []string{"direct_quic_stream", "k0", "k1", "k2", "naive_k1", "naive_k2"} {
+		for _, k := range []string{"direct_quic_stream", "k0clear", "k0", "k1", "k2", "naive_k1", "naive_k2"} {
 			fmt.Fprintf(w, " %s %.0f", k, l.l.OpenEchoUS[k])
 		}
 		fmt.Fprintln(w)

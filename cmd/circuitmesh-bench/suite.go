@@ -367,7 +367,7 @@ func (s *suite) profileOpen(op string) error {
 func (s *suite) openEcho(label string, l *latency) error {
 	s.progress("open+echo latency, %s", label)
 	samples := map[string][]int64{}
-	keys := []string{"direct_quic_stream", "k0", "k1", "k2", "naive_k1", "naive_k2"}
+	keys := []string{"direct_quic_stream", "k0", "k1", "k2", "naive_k1", "naive_k2", "k0clear"}
 	for b := range s.o.EchoBatches {
 		for i := range keys {
 			key := keys[(i+b)%len(keys)]
@@ -376,6 +376,8 @@ func (s *suite) openEcho(label string, l *latency) error {
 			switch key {
 			case "direct_quic_stream":
 				rep, err = s.qc.call(request{Op: "open-echo", Count: s.o.EchoBatch})
+			case "k0clear":
+				rep, err = s.clear[0].call(request{Op: "open-echo", Peer: "x1", Count: s.o.EchoBatch})
 			case "naive_k1", "naive_k2":
 				rep, err = s.qc.call(request{Op: "open-echo", Peer: "naive" + key[len(key)-1:], Count: s.o.EchoBatch})
 			default:
