@@ -99,6 +99,9 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 // ReadOpenAhead decodes what ReadOpen decodes, fails where it fails, and
 // its rest is exactly the bytes that followed the header, whatever the
 // sizes the stream delivers them in.
+// readAhead is the buffer the fuzz target reads into, as node does.
+const readAhead = 2048
+
 func FuzzReadOpenAhead(f *testing.F) {
 	b, err := sampleOpen().AppendTo(nil)
 	if err != nil {
@@ -111,7 +114,7 @@ func FuzzReadOpenAhead(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint16) {
 		want, wantErr := ReadOpen(bytes.NewReader(data), 0)
 		r := &chunkReader{b: data, n: int(chunk%8192) + 1}
-		got, rest, err := ReadOpenAhead(r, 0)
+		got, rest, err := ReadOpenAhead(r, 0, make([]byte, readAhead))
 		if (err == nil) != (wantErr == nil) {
 			t.Fatalf("ReadOpenAhead: %v; ReadOpen: %v", err, wantErr)
 		}

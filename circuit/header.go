@@ -74,14 +74,16 @@ func ReadOpen(r io.Reader, max int) (*Open, error) {
 
 // ReadOpenAhead is ReadOpen for a stream whose header is usually followed
 // at once by more (a first flight: handshake and early data). It reads
-// what the stream has at hand, up to readAhead bytes in all, and waits
-// only for the header itself; the bytes after the header come back as
-// rest. A relay forwards rest with its header in one write, so the next
-// hop gets both in one packet; a destination reads rest before the
-// stream.
-func ReadOpenAhead(r io.Reader, max int) (o *Open, rest []byte, err error) {
+// what the stream has at hand into buf, up to len(buf) bytes in all (or
+// the header's length when that is more), and waits only for the header
+// itself; the bytes after the header come back as rest, which lies in buf
+// when the header fitted in it. A relay forwards rest with its header in
+// one write, so the next hop gets both in one packet; a destination reads
+// rest before the stream. buf may come from a pool: the decoded Open
+// does not refer to it.
+func ReadOpenAhead(r io.Reader, max int, buf []byte) (o *Open, rest []byte, err error) {
 	f := newFrameReader(kindOpen, max)
-	f.buf = make([]byte, 0, readAhead)
+	f.buf = buf[:0:len(buf)]
 	for {
 		want, err := f.want()
 		if err != nil {
@@ -113,10 +115,6 @@ func ReadOpenAhead(r io.Reader, max int) (o *Open, rest []byte, err error) {
 		}
 	}
 }
-
-// readAhead is how much ReadOpenAhead reads at most: a header and an
-// IK first message with a little early data.
-const readAhead = 2048
 
 func parseOpen(body []byte) (*Open, error) {
 	d := decoder{b: body}

@@ -187,11 +187,11 @@ func TestReadOpenAheadWaitsForTheHeaderOnly(t *testing.T) {
 	pr, pw := io.Pipe()
 	defer pr.Close()
 	go pw.Write(hdr) // nothing follows until the test ends
-	o, rest, err := ReadOpenAhead(pr, 0)
+	o, rest, err := ReadOpenAhead(pr, 0, make([]byte, 2048))
 	if err != nil || !reflect.DeepEqual(o, sampleOpen()) || len(rest) != 0 {
 		t.Fatalf("got %+v, rest %q, %v; want the open and no rest", o, rest, err)
 	}
-	o, rest, err = ReadOpenAhead(bytes.NewReader(append(hdr, "early"...)), 0)
+	o, rest, err = ReadOpenAhead(bytes.NewReader(append(hdr, "early"...)), 0, make([]byte, 2048))
 	if err != nil || !reflect.DeepEqual(o, sampleOpen()) || string(rest) != "early" {
 		t.Fatalf("got %+v, rest %q, %v; want the open and rest \"early\"", o, rest, err)
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -39,7 +40,8 @@ func (n *Node) acceptLoop(l links.Link) {
 // for a sealed circuit to this node, until the first handshake message was
 // read too.
 func (n *Node) handleStream(l links.Link, s links.Stream) {
-	o, rest, err := n.readOpen(s)
+	bp := aheadBufs.Get().(*[]byte)
+	o, rest, err := n.readOpen(s, *bp)
 	pending := true
 	opened := func() {
 		if pending {
@@ -65,20 +67,31 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 	}
 	if o.Dest == n.cfg.Name || n.cfg.hooks != nil && n.cfg.hooks.claim != nil && n.cfg.hooks.claim(o.Dest) {
 		if len(rest) > 0 {
-			s = &readFirst{Stream: s, first: rest}
+			// A copy: the circuit may keep the stream long after.
+			s = &readFirst{Stream: s, first: append([]byte(nil), rest...)}
 		}
+		aheadBufs.Put(bp)
 		n.deliver(s, o, l.Peer(), opened)
 		return
 	}
 	opened()
-	n.relay(s, o, l.Peer(), rest)
+	n.relay(s, o, l.Peer(), rest, func() { aheadBufs.Put(bp) })
 }
+
+// aheadBufs pools the buffers open headers are read into, with what
+// arrived with them: a relay opening circuits at a high rate reuses warm
+// memory instead of allocating one per open.
+var aheadBufs = sync.Pool{New: func() any { b := make([]byte, readAhead); return &b }}
+
+// readAhead is how much is read with an open header at most: a header and
+// an IK first message with a little early data.
+const readAhead = 2048
 
 // readOpen reads the open header and whatever arrived with it (rest: the
 // first bytes of the circuit's payload, see circuit.ReadOpenAhead).
-func (n *Node) readOpen(s links.Stream) (*circuit.Open, []byte, error) {
+func (n *Node) readOpen(s links.Stream, buf []byte) (*circuit.Open, []byte, error) {
 	s.SetReadDeadline(time.Now().Add(n.cfg.Limits.HeaderTimeout))
-	o, rest, err := circuit.ReadOpenAhead(s, n.cfg.Limits.MaxHeaderSize)
+	o, rest, err := circuit.ReadOpenAhead(s, n.cfg.Limits.MaxHeaderSize, buf)
 	s.SetReadDeadline(time.Time{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("read open header: %w", err)

@@ -17,7 +17,15 @@ import (
 // rest (the payload that arrived with it) in one write and splices both
 // directions. A refusal from further along travels back to the caller
 // inside the splice, untouched.
-func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte) {
+func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, releaseRest func()) {
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			releaseRest()
+		}
+	}
+	defer release()
 	ctx, span := n.tracer.Start(extractTrace(o), "circuitmesh.forward",
 		trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(hopAttrs(n.cfg.Name, o)...),
 		trace.WithAttributes(attrPeer.String(from)))
@@ -60,12 +68,14 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte) 
 		// Tests that watch a relay's splice see every byte after the
 		// header: rest is read through it.
 		if len(rest) > 0 {
-			s = &readFirst{Stream: s, first: rest}
+			s = &readFirst{Stream: s, first: append([]byte(nil), rest...)}
 		}
 		rest = nil
 	}
 	hdr = append(hdr, rest...)
-	ahead := int64(len(rest)) // rest itself is not kept: it holds a read buffer
+	ahead := int64(len(rest))
+	rest = nil
+	release()
 	out, via, t, err := n.openNext(ctx, hops, from, o.Source, hdr)
 	if err != nil {
 		code := circuit.NoRoute

@@ -483,11 +483,22 @@ func (s *suite) idleMemory() error {
 		if err != nil {
 			return perStream{}, err
 		}
+		prof := filepath.Join(s.o.ProfileDir, "hold-"+meter.name+".pprof")
+		if s.o.ProfileDir != "" {
+			if _, err := meter.call(request{Op: "profile-start", Path: prof}); err != nil {
+				return perStream{}, err
+			}
+		}
 		t0 := time.Now()
 		if _, err := opener.call(request{Op: "hold", Peer: peer, Count: s.o.Idle, Conc: 32}); err != nil {
 			return perStream{}, err
 		}
 		elapsed := time.Since(t0)
+		if s.o.ProfileDir != "" {
+			if _, err := meter.call(request{Op: "profile-stop"}); err != nil {
+				return perStream{}, err
+			}
+		}
 		cpu1, err := meter.cpu()
 		if err != nil {
 			return perStream{}, err
