@@ -43,7 +43,7 @@ var requiredKeys = map[string][]string{
 	"open_k1_vs_naive":                nil,
 	"busy":                            {"hop_rtt_us_p50", "naive_hop_rtt_us_p50", "hop_rtt_vs_naive", "open_k1_vs_naive"},
 	"idle_circuit_rss_bytes_at_relay": nil,
-	"relay_opens_per_cpu_s":           {"circuit", "naive"},
+	"relay_opens_per_cpu_s":           {"circuit", "circuit_clear_ends", "naive"},
 	"relay_open_rate_vs_naive":        nil,
 	"machine":                         {"cores", "go_version", "quic_go_version", "gso"},
 }
@@ -99,7 +99,7 @@ func TestJSONWriterEmitsEveryKey(t *testing.T) {
 		Busy:              &latency{HopRTTP50: 30, NaiveHopRTTP50: 40, HopRTTVsNaive: 0.75},
 		RNaive:            map[string]float64{"1": 0.5, "2": 0.33},
 		R1VsNaive:         1.01,
-		RelayOpensPerCPUS: map[string]float64{"circuit": 900, "naive": 1000}, RelayOpenRateVsNaive: 0.9,
+		RelayOpensPerCPUS: map[string]float64{"circuit": 900, "circuit_clear_ends": 950, "naive": 1000}, RelayOpenRateVsNaive: 0.9,
 		TTFBUS:  map[string]float64{"direct_tcp": 150, "forward_k1": 1500},
 		Machine: machineInfo(),
 		// One goal missed, the others met.
@@ -168,6 +168,7 @@ func TestNodeRoleSmoke(t *testing.T) {
 		t.Errorf("mem reported %+v", rep)
 	}
 	call(a, request{Op: "release"})
+	call(a, request{Op: "churn", Peer: "b", Count: 20, Conc: 4})
 	if rep := call(a, request{Op: "path", Peer: "b"}); strings.Join(rep.Path, ",") != "a,b" {
 		t.Errorf("path %v, want [a b]", rep.Path)
 	}
@@ -210,6 +211,7 @@ func TestNodeRoleSmoke(t *testing.T) {
 	if rep := call(qc, request{Op: "ping", Peers: []string{"", "naive1"}, Count: 5}); len(rep.Samples["naive1"]) != 5 || len(rep.Samples["direct"]) != 5 {
 		t.Errorf("ping direct and through the naive relay: samples %v, want 5 each", rep.Samples)
 	}
+	call(qc, request{Op: "churn", Peer: "naive1", Count: 20, Conc: 4})
 }
 
 // TestSpinRoleStartsAndStops starts a busy loop pinned to core 0 and

@@ -243,6 +243,10 @@ func (q *quicRunner) handle(req request) (reply, error) {
 			return q.open(ctx, req.Peer, modeHold)
 		})
 		return reply{}, err
+	case "churn":
+		return reply{}, churn(ctx, req.Count, req.Conc, func(ctx context.Context) (stream, error) {
+			return q.open(ctx, req.Peer, modeEcho)
+		})
 	case "release":
 		q.held.release()
 		return reply{}, nil

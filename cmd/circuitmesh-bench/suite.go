@@ -49,7 +49,7 @@ func quickOptions() options {
 type suite struct {
 	o      options
 	line   []*proc
-	clear  []*proc // x0-x1: two linked nodes with end-to-end security off
+	clear  []*proc // x0-x1-x2: a line of nodes with end-to-end security off
 	qs, qc *proc   // baseline receiver and sender
 	naive  []*proc // naive1 (next hop qs) and naive2 (next hop naive1)
 	res    *results
@@ -95,10 +95,10 @@ func (s *suite) runLine() (err error) {
 		}
 		s.line = append(s.line, p)
 	}
-	for i, name := range []string{"x0", "x1"} {
+	for i, name := range []string{"x0", "x1", "x2"} {
 		args := append([]string{"node", "--name", name, "-e2e", "off"}, s.o.Tune.args()...)
 		if i > 0 {
-			args = append(args, "--link", s.clear[0].addr)
+			args = append(args, "--link", s.clear[i-1].addr)
 		}
 		p, err := startProc(name, s.o.Log, args...)
 		if err != nil {
@@ -131,10 +131,10 @@ func (s *suite) runLine() (err error) {
 	if _, err := s.line[4].call(request{Op: "wait", Peers: []string{"n0"}, Timeout: int64(waitRoutes)}); err != nil {
 		return err
 	}
-	if _, err := s.clear[0].call(request{Op: "wait", Peers: []string{"x1"}, Timeout: int64(waitRoutes)}); err != nil {
+	if _, err := s.clear[0].call(request{Op: "wait", Peers: []string{"x1", "x2"}, Timeout: int64(waitRoutes)}); err != nil {
 		return err
 	}
-	for _, step := range []func() error{s.throughput, s.latencyIdleBusy, s.ttfb, s.idleMemory} {
+	for _, step := range []func() error{s.throughput, s.latencyIdleBusy, s.ttfb, s.idleMemory, s.openRate} {
 		if err := step(); err != nil {
 			return err
 		}
@@ -462,15 +462,13 @@ func (s *suite) hopRTT(label string, l *latency) error {
 
 // idleMemory holds o.Idle idle circuits through relay n1 (n0 to n2), as
 // many quic-go streams through naive1 (to qs) and as many idle quic-go
-// streams to qs, and reads the memory the relays and the accepting
-// quic-go endpoint hold for them, and how fast and at what CPU cost each
-// relay opened them (32 opens in flight).
+// streams to qs, 32 opened at a time, and reads the memory the relays and
+// the accepting quic-go endpoint hold for them.
 func (s *suite) idleMemory() error {
 	s.progress("memory: %d idle circuits through a relay, %d idle quic-go streams through a naive relay and to a quic-go endpoint",
 		s.o.Idle, s.o.Idle)
 	type perStream struct {
 		mem, stack, goroutines, rss float64
-		opensPerS, opensPerCPUS     float64
 	}
 	// per measures what meter holds and spends per stream while opener
 	// opens o.Idle streams to peer through or to it.
@@ -518,7 +516,6 @@ func (s *suite) idleMemory() error {
 		return perStream{
 			mem: delta(before.MemBytes, after.MemBytes), stack: delta(before.StackBytes, after.StackBytes),
 			goroutines: delta(uint64(before.Goroutines), uint64(after.Goroutines)), rss: delta(before.RSSBytes, after.RSSBytes),
-			opensPerS: n / elapsed.Seconds(), opensPerCPUS: n / max((cpu1-cpu0).Seconds(), 1e-9),
 		}, nil
 	}
 	r := s.res
@@ -532,12 +529,45 @@ func (s *suite) idleMemory() error {
 		return err
 	}
 	r.NaiveIdleStreamBytes, r.NaiveIdleStreamRSSBytes = nv.mem, nv.rss
-	r.RelayOpensPerS = map[string]float64{"circuit": c.opensPerS, "naive": nv.opensPerS}
-	r.RelayOpensPerCPUS = map[string]float64{"circuit": c.opensPerCPUS, "naive": nv.opensPerCPUS}
-	r.RelayOpenRateVsNaive = c.opensPerCPUS / nv.opensPerCPUS
 	q, err := per(s.qs, s.qc, "")
 	r.QUICStreamBytes = q.mem
 	return err
+}
+
+// openRate opens, echoes one byte on and closes o.Idle circuits (streams)
+// through one relay, 32 in flight, and reads the rate and the relay's CPU:
+// sealed circuits through n1, circuits through x1 (ends without end-to-end
+// security, so that their handshakes do not bound the rate: the relay's
+// own cost) and streams through naive1.
+func (s *suite) openRate() error {
+	s.progress("open rate: %d circuits or streams opened and closed through one relay, 32 in flight", s.o.Idle)
+	r := s.res
+	r.RelayOpensPerS, r.RelayOpensPerCPUS = map[string]float64{}, map[string]float64{}
+	for _, c := range []struct {
+		key           string
+		meter, opener *proc
+		peer          string
+	}{{"circuit", s.line[1], s.line[0], "n2"}, {"circuit_clear_ends", s.clear[1], s.clear[0], "x2"}, {"naive", s.naive[0], s.qc, "naive1"}} {
+		cpu0, err := c.meter.cpu()
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if _, err := c.opener.call(request{Op: "churn", Peer: c.peer, Count: s.o.Idle, Conc: 32}); err != nil {
+			return fmt.Errorf("open rate, %s: %w", c.key, err)
+		}
+		elapsed := time.Since(t0)
+		cpu1, err := c.meter.cpu()
+		if err != nil {
+			return err
+		}
+		n := float64(s.o.Idle)
+		r.RelayOpensPerS[c.key] = n / elapsed.Seconds()
+		r.RelayOpensPerCPUS[c.key] = n / max((cpu1-cpu0).Seconds(), 1e-9)
+		s.progress("  %s: %v, relay %s used %v CPU", c.key, elapsed.Round(time.Millisecond), c.meter.name, (cpu1 - cpu0).Round(time.Millisecond))
+	}
+	r.RelayOpenRateVsNaive = r.RelayOpensPerCPUS["circuit_clear_ends"] / r.RelayOpensPerCPUS["naive"]
+	return nil
 }
 
 // rerouteTimeout bounds the wait for a circuit after the kill; a run that

@@ -139,6 +139,35 @@ func pingRounds(streams map[string]stream, count int) (map[string][]int64, error
 	return out, nil
 }
 
+// churn opens count streams with open, conc at a time, echoes one byte on
+// each and closes it: the open rate a relay sustains, without the memory
+// of streams kept open.
+func churn(ctx context.Context, count, conc int, open func(context.Context) (stream, error)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, max(conc, 1))
+	for w := range max(conc, 1) {
+		wg.Go(func() {
+			for next.Add(1) <= int64(count) && ctx.Err() == nil {
+				s, err := open(ctx)
+				if err == nil {
+					err = echoOnce(s)
+					s.Close()
+				}
+				if err != nil {
+					errs[w] = fmt.Errorf("stream %d: %w", next.Load(), err)
+					cancel()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // holder keeps idle streams open.
 type holder struct {
 	mu   sync.Mutex
