@@ -7,12 +7,20 @@ import (
 	"time"
 )
 
-// BenchmarkOpenEcho opens a sealed circuit with its first byte as early
-// data, reads the byte back from the echo service and closes: one
-// end-to-end round trip, over zero and one relay (a–r–b on loopback QUIC,
-// key already cached). go test -run '^$' -bench OpenEcho -benchtime 300x ./node/
+// BenchmarkOpenEcho opens a circuit with its first byte as early data,
+// reads the byte back from the echo service and closes: one end-to-end
+// round trip, over zero and one relay (a–r–b on loopback QUIC, key already
+// cached), sealed (the default) and with end-to-end security off.
+// go test -run '^$' -bench OpenEcho -benchtime 300x ./node/
 func BenchmarkOpenEcho(b *testing.B) {
+	for _, e2e := range []E2E{E2EOn, E2EOff} {
+		b.Run("e2e="+e2e.String(), func(b *testing.B) { benchmarkOpenEcho(b, e2e) })
+	}
+}
+
+func benchmarkOpenEcho(b *testing.B, e2e E2E) {
 	c := newCluster(b, true)
+	c.tweak = func(cfg *Config) { cfg.E2E = e2e }
 	c.build("a-r", "r-b")
 	c.waitRoute("a", "b", 2)
 	a := c.nodes["a"]
