@@ -2,8 +2,11 @@
 // loopback and writes bench-results.json.
 //
 // Without a role it runs the suite: it starts a line of nodes
-// n0-n1-n2-n3-n4 and a pair of plain quic-go endpoints, each in its own
-// process (this binary re-executed as "node" or "quic"), drives them over
+// n0-n1-n2-n3-n4, a line x0-x1-x2 with end-to-end security off, a pair of
+// plain quic-go endpoints and two naive relays (io.Copy over quic-go
+// streams) in front of the receiver, each in its own process (this binary
+// re-executed as "node", "quic" or "naive"; "spin" is the background load
+// of the busy latency run), drives them over
 // their stdin/stdout, and reports every figure as a ratio or difference
 // against a baseline measured in the same run, in interleaved rounds:
 //
