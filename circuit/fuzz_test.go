@@ -79,3 +79,59 @@ func checkDecodeError(t *testing.T, err error) {
 }
 
 func isEOF(err error) bool { return errors.Is(err, io.EOF) }
+
+// chunkReader returns at most n bytes per Read, as a stream hands over
+// what has arrived so far.
+type chunkReader struct {
+	b []byte
+	n int
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	k := copy(p[:min(len(p), r.n)], r.b)
+	r.b = r.b[k:]
+	return k, nil
+}
+
+// ReadOpenAhead decodes what ReadOpen decodes, fails where it fails, and
+// its rest is exactly the bytes that followed the header, whatever the
+// sizes the stream delivers them in.
+// readAhead is the buffer the fuzz target reads into, as node does.
+const readAhead = 2048
+
+func FuzzReadOpenAhead(f *testing.F) {
+	b, err := sampleOpen().AppendTo(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(append(b, "first flight"...), uint16(1))
+	f.Add(b, uint16(4096))
+	f.Add(append(b, make([]byte, 3000)...), uint16(100))
+	f.Add([]byte{1, 1, 255, 255}, uint16(2))
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint16) {
+		want, wantErr := ReadOpen(bytes.NewReader(data), 0)
+		r := &chunkReader{b: data, n: int(chunk%8192) + 1}
+		got, rest, err := ReadOpenAhead(r, 0, make([]byte, readAhead))
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("ReadOpenAhead: %v; ReadOpen: %v", err, wantErr)
+		}
+		if err != nil {
+			checkDecodeError(t, err)
+			return
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("ReadOpenAhead decoded %+v, ReadOpen %+v", got, want)
+		}
+		hdr, _ := want.AppendTo(nil)
+		consumed := len(data) - len(r.b)
+		if !bytes.Equal(rest, data[len(hdr):consumed]) {
+			t.Fatalf("rest is %d bytes, want the %d read after the %d-byte header", len(rest), consumed-len(hdr), len(hdr))
+		}
+		if consumed > max(readAhead, len(hdr)) {
+			t.Fatalf("read %d bytes, more than %d", consumed, readAhead)
+		}
+	})
+}

@@ -72,6 +72,50 @@ func ReadOpen(r io.Reader, max int) (*Open, error) {
 	return readHeader(r, kindOpen, max, parseOpen)
 }
 
+// ReadOpenAhead is ReadOpen for a stream whose header is usually followed
+// at once by more (a first flight: handshake and early data). It reads
+// what the stream has at hand into buf, up to len(buf) bytes in all (or
+// the header's length when that is more), and waits only for the header
+// itself; the bytes after the header come back as rest, which lies in buf
+// when the header fitted in it. A relay forwards rest with its header in
+// one write, so the next hop gets both in one packet; a destination reads
+// rest before the stream. buf may come from a pool: the decoded Open
+// does not refer to it.
+func ReadOpenAhead(r io.Reader, max int, buf []byte) (o *Open, rest []byte, err error) {
+	f := newFrameReader(kindOpen, max)
+	f.buf = buf[:0:len(buf)]
+	for {
+		want, err := f.want()
+		if err != nil {
+			return nil, nil, fmt.Errorf("circuit: read open header: %w", err)
+		}
+		if len(f.buf) >= prefixLen && len(f.buf) >= want {
+			o, err := parseOpen(f.buf[prefixLen:want])
+			if err != nil {
+				return nil, nil, err
+			}
+			if len(f.buf) > want {
+				rest = f.buf[want:]
+			}
+			return o, rest, nil
+		}
+		if cap(f.buf) < want {
+			nb := make([]byte, len(f.buf), want)
+			copy(nb, f.buf)
+			f.buf = nb
+		}
+		n, err := r.Read(f.buf[len(f.buf):cap(f.buf)])
+		f.buf = f.buf[:len(f.buf)+n]
+		switch {
+		case err == nil, n > 0 && err == io.EOF:
+		case err == io.EOF && len(f.buf) > 0:
+			return nil, nil, fmt.Errorf("circuit: read open header: %w", errTruncated)
+		default:
+			return nil, nil, fmt.Errorf("circuit: read open header: %w", err)
+		}
+	}
+}
+
 func parseOpen(body []byte) (*Open, error) {
 	d := decoder{b: body}
 	o := &Open{}

@@ -175,3 +175,24 @@ func TestCheckSource(t *testing.T) {
 		}
 	}
 }
+
+// ReadOpenAhead waits for the header only: on a stream whose first flight
+// is just the header it returns without more, and on one where payload
+// arrived with the header it returns that payload as rest.
+func TestReadOpenAheadWaitsForTheHeaderOnly(t *testing.T) {
+	hdr, err := sampleOpen().AppendTo(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	defer pr.Close()
+	go pw.Write(hdr) // nothing follows until the test ends
+	o, rest, err := ReadOpenAhead(pr, 0, make([]byte, 2048))
+	if err != nil || !reflect.DeepEqual(o, sampleOpen()) || len(rest) != 0 {
+		t.Fatalf("got %+v, rest %q, %v; want the open and no rest", o, rest, err)
+	}
+	o, rest, err = ReadOpenAhead(bytes.NewReader(append(hdr, "early"...)), 0, make([]byte, 2048))
+	if err != nil || !reflect.DeepEqual(o, sampleOpen()) || string(rest) != "early" {
+		t.Fatalf("got %+v, rest %q, %v; want the open and rest \"early\"", o, rest, err)
+	}
+}

@@ -54,6 +54,7 @@ type Splicer struct {
 	running   atomic.Int32 // directions still copying
 	peek      [2]byte      // one byte per direction to Peek into
 	done      chan struct{}
+	onDone    func(SpliceStats, error) // called once both directions are done
 	mu        sync.Mutex
 	err       error // first failure
 }
@@ -91,6 +92,20 @@ func SpliceBounded(a, b links.Stream, bufSize int, bounds SpliceBounds) (SpliceS
 // local failure), so both ends of the circuit see it.
 func StartSplice(a, b links.Stream, bufSize int) *Splicer {
 	sp := newSplicer(a, b)
+	go sp.copy(b, a, &sp.up, sp.peek[:1], bufSize)
+	go sp.copy(a, b, &sp.down, sp.peek[1:], bufSize)
+	return sp
+}
+
+// StartSpliceBounded is SpliceBounded without waiting: both directions
+// run in goroutines of their own, and done, when not nil, is called from
+// the last one to finish with what Wait returns. A relay that hands a
+// circuit over this way lets its own goroutine end: that goroutine's
+// stack, grown while it read the header and opened the next stream, then
+// does not stay behind for the life of an idle circuit.
+func StartSpliceBounded(a, b links.Stream, bufSize int, bounds SpliceBounds, done func(SpliceStats, error)) *Splicer {
+	sp := newSplicer(a, b)
+	sp.bounds, sp.onDone = bounds, done
 	go sp.copy(b, a, &sp.up, sp.peek[:1], bufSize)
 	go sp.copy(a, b, &sp.down, sp.peek[1:], bufSize)
 	return sp
@@ -155,6 +170,9 @@ func (sp *Splicer) copy(dst, src links.Stream, n *atomic.Int64, peek []byte, siz
 	defer func() {
 		if sp.running.Add(-1) == 0 {
 			close(sp.done)
+			if sp.onDone != nil {
+				sp.onDone(sp.Wait())
+			}
 		}
 	}()
 	// An idle direction holds no large buffer: the buffer is taken only

@@ -90,3 +90,50 @@ func TestIdleSpliceHoldsNoBuffer(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestStartSpliceBoundedRunsDoneOnce: a relay that hands its circuit to
+// StartSpliceBounded keeps no goroutine of its own (two per idle splice),
+// and done runs once per splice when both directions have ended.
+func TestStartSpliceBoundedRunsDoneOnce(t *testing.T) {
+	const n = 200
+	var waiting atomic.Int64
+	calls := make([]atomic.Int64, n)
+	var finished atomic.Int64
+	streams := make([]*idleStream, 0, 2*n)
+	_, g0 := memInUse()
+	for i := range n {
+		a, b := newIdleStream(&waiting), newIdleStream(&waiting)
+		streams = append(streams, a, b)
+		StartSpliceBounded(a, b, 0, SpliceBounds{}, func(st SpliceStats, err error) {
+			if err != nil || st != (SpliceStats{}) {
+				t.Errorf("splice %d done with %+v, %v; want nothing copied and a clean end", i, st, err)
+			}
+			calls[i].Add(1)
+			finished.Add(1)
+		})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for waiting.Load() < 2*n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d directions waiting for data", waiting.Load(), 2*n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, g1 := memInUse(); float64(g1-g0)/n > 2.01 {
+		t.Errorf("an idle splice runs %.2f goroutines, want 2", float64(g1-g0)/n)
+	}
+	for _, s := range streams {
+		s.end()
+	}
+	for finished.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("done ran for %d of %d splices", finished.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := range calls {
+		if c := calls[i].Load(); c != 1 {
+			t.Errorf("done ran %d times for splice %d", c, i)
+		}
+	}
+}

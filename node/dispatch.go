@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -43,7 +44,8 @@ func (n *Node) acceptLoop(l links.Link) {
 // for a sealed circuit to this node, until the first handshake message was
 // read too.
 func (n *Node) handleStream(l links.Link, s links.Stream) {
-	o, err := n.readOpen(s)
+	bp := aheadBufs.Get().(*[]byte)
+	o, rest, err := n.readOpen(s, *bp)
 	pending := true
 	opened := func() {
 		if pending {
@@ -68,21 +70,54 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 		return
 	}
 	if o.Dest == n.cfg.Name || n.cfg.hooks != nil && n.cfg.hooks.claim != nil && n.cfg.hooks.claim(o.Dest) {
+		if len(rest) > 0 {
+			// A copy: the circuit may keep the stream long after.
+			s = &readFirst{Stream: s, first: append([]byte(nil), rest...)}
+		}
+		aheadBufs.Put(bp)
 		n.deliver(s, o, l.Peer(), opened)
 		return
 	}
 	opened()
-	n.relay(s, o, l.Peer())
+	n.relay(s, o, l.Peer(), rest, func() { aheadBufs.Put(bp) })
 }
 
-func (n *Node) readOpen(s links.Stream) (*circuit.Open, error) {
+// aheadBufs pools the buffers open headers are read into, with what
+// arrived with them: a relay opening circuits at a high rate reuses warm
+// memory instead of allocating one per open.
+var aheadBufs = sync.Pool{New: func() any { b := make([]byte, readAhead); return &b }}
+
+// readAhead is how much is read with an open header at most: a header and
+// an IK first message with a little early data.
+const readAhead = 2048
+
+// readOpen reads the open header and whatever arrived with it (rest: the
+// first bytes of the circuit's payload, see circuit.ReadOpenAhead).
+func (n *Node) readOpen(s links.Stream, buf []byte) (*circuit.Open, []byte, error) {
 	s.SetReadDeadline(time.Now().Add(n.cfg.Limits.HeaderTimeout))
-	o, err := circuit.ReadOpen(s, n.cfg.Limits.MaxHeaderSize)
+	o, rest, err := circuit.ReadOpenAhead(s, n.cfg.Limits.MaxHeaderSize, buf)
 	s.SetReadDeadline(time.Time{})
 	if err != nil {
-		return nil, fmt.Errorf("read open header: %w", err)
+		return nil, nil, fmt.Errorf("read open header: %w", err)
 	}
-	return o, nil
+	return o, rest, nil
+}
+
+// readFirst is a stream whose first bytes were already read from it.
+type readFirst struct {
+	links.Stream
+	first []byte
+}
+
+func (s *readFirst) Read(p []byte) (int, error) {
+	if len(s.first) == 0 {
+		return s.Stream.Read(p)
+	}
+	n := copy(p, s.first)
+	if s.first = s.first[n:]; len(s.first) == 0 {
+		s.first = nil
+	}
+	return n, nil
 }
 
 // refuse answers a stream with a refusal produced by this node.

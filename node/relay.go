@@ -14,10 +14,19 @@ import (
 
 // relay forwards a circuit from neighbour `from` toward o.Dest: it checks
 // the hop limit and the limits, opens a stream on the best next hop (or
-// the next feasible alternate when that fails), forwards the header and
-// splices both directions. A refusal from further along travels back to
-// the caller inside the splice, untouched.
-func (n *Node) relay(s links.Stream, o *circuit.Open, from string) {
+// the next feasible alternate when that fails), forwards the header with
+// rest (the payload that arrived with it) in one write and splices both
+// directions. A refusal from further along travels back to the caller
+// inside the splice, untouched.
+func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, releaseRest func()) {
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			releaseRest()
+		}
+	}
+	defer release()
 	ctx, span := n.tracer.Start(extractTrace(o), "circuitmesh.forward",
 		trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(hopAttrs(n.cfg.Name, o)...),
 		trace.WithAttributes(attrPeer.String(from)))
@@ -55,11 +64,24 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string) {
 		refuse(circuit.Policy, err.Error())
 		return
 	}
-	hdr, err := fwd.AppendTo(nil)
+	hdr, err := fwd.AppendTo(make([]byte, 0, 256+len(rest)))
 	if err != nil {
 		refuse(circuit.Policy, fmt.Sprintf("header grew too large at %s: %v", n.cfg.Name, err))
 		return
 	}
+	hook := n.cfg.hooks != nil && n.cfg.hooks.relay != nil
+	if hook {
+		// Tests that watch a relay's splice see every byte after the
+		// header: rest is read through it.
+		if len(rest) > 0 {
+			s = &readFirst{Stream: s, first: append([]byte(nil), rest...)}
+		}
+		rest = nil
+	}
+	hdr = append(hdr, rest...)
+	ahead := int64(len(rest))
+	rest = nil
+	release()
 	out, via, t, err := n.openNext(ctx, hops, from, o.Source, hdr)
 	if err != nil {
 		code := circuit.NoRoute
@@ -86,23 +108,29 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string) {
 	if d := n.authz.watch(police); !d.Allowed { // the policy changed since the check above
 		police.deny()
 	}
-	defer n.authz.forget(police)
-	if h := n.cfg.hooks; h != nil && h.relay != nil {
-		s, out = h.relay(s, out)
+	if hook {
+		s, out = n.cfg.hooks.relay(s, out)
 	}
-	st, err := circuit.SpliceBounded(s, out, n.cfg.Limits.RelayBuffer, circuit.SpliceBounds{
+	// The splice runs in two goroutines of its own and this one ends (see
+	// circuit.StartSpliceBounded); the node waits for them on Close.
+	n.wg.Add(1)
+	circuit.StartSpliceBounded(s, out, n.cfg.Limits.RelayBuffer, circuit.SpliceBounds{
 		Stall:      max(n.cfg.Limits.RelayStall, 0),
 		HalfClosed: max(n.cfg.Limits.RelayHalfClosed, 0),
 		Hop:        hop,
+	}, func(st circuit.SpliceStats, err error) {
+		defer n.wg.Done()
+		st.Up += ahead
+		if errors.Is(err, circuit.ErrStalled) {
+			n.log.Info("relayed circuit ended by a bound", "source", o.Source, "dest", o.Dest, "err", err)
+		}
+		n.authz.forget(police)
+		n.circuits.remove(entry)
+		t.release()
+		n.metrics.relay.active.Dec()
+		n.metrics.relayBytes.Add(float64(st.Up + st.Down))
+		endSpan(span, "relayed", st.Up, st.Down, err)
 	})
-	if errors.Is(err, circuit.ErrStalled) {
-		n.log.Info("relayed circuit ended by a bound", "source", o.Source, "dest", o.Dest, "err", err)
-	}
-	n.circuits.remove(entry)
-	t.release()
-	n.metrics.relay.active.Dec()
-	n.metrics.relayBytes.Add(float64(st.Up + st.Down))
-	endSpan(span, "relayed", st.Up, st.Down, err)
 }
 
 var errOverloaded = errors.New("overloaded")

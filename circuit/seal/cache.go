@@ -1,9 +1,14 @@
 package seal
 
 import (
+	"crypto/ecdh"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flynn/noise"
@@ -15,19 +20,96 @@ import (
 // when full).
 const cacheMax = 4096
 
-// staticDH is X25519 for one node's handshakes that remembers the
+// staticDH is X25519 for one node's handshakes. It remembers the
 // static-static shared secret (Noise "ss") with peers whose static key was
 // verified before: it is the same for every handshake between two nodes,
 // so an IK open costs two X25519 operations fewer once the pair has met.
 // Only keys passed to allow are remembered, so ephemeral keys never enter.
+//
+// Every operation is one scalar multiplication: noise.DH25519 goes
+// through curve25519.X25519, where crypto/ecdh's NewPrivateKey computes
+// the private key's public key first (a second multiplication, unused),
+// so the node's static key is parsed once and each handshake's ephemeral
+// key is kept parsed by that handshake's handshakeDH.
 type staticDH struct {
-	static []byte // this node's static private key
-	mu     sync.Mutex
-	known  map[[32]byte][]byte // verified peer static key → ss (nil: not computed yet)
+	static    []byte            // this node's static private key
+	staticKey *ecdh.PrivateKey  // the same, parsed
+	spare     chan ephemeralKey // ephemeral keys generated ahead (see ephemeral)
+	filling   atomic.Bool       // a goroutine is refilling spare
+	mu        sync.Mutex
+	known     map[[32]byte][]byte // verified peer static key → ss (nil: not computed yet)
 }
 
-func (d *staticDH) GenerateKeypair(rng io.Reader) (noise.DHKey, error) {
-	return noise.DH25519.GenerateKeypair(rng)
+// spareEphemerals is how many ephemeral keys a node keeps generated ahead
+// of the handshakes that use them.
+const spareEphemerals = 4
+
+// ephemeralKey is one ephemeral key pair, parsed and encoded.
+type ephemeralKey struct {
+	key  *ecdh.PrivateKey
+	priv []byte
+}
+
+func newStaticDH(priv []byte) (*staticDH, error) {
+	pk, err := ecdh.X25519().NewPrivateKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	return &staticDH{static: priv, staticKey: pk, spare: make(chan ephemeralKey, spareEphemerals),
+		known: make(map[[32]byte][]byte)}, nil
+}
+
+// ephemeral returns a fresh ephemeral key pair, used once. Generating one
+// is a scalar multiplication on the path of every open, so keys are
+// generated ahead, up to spareEphemerals, by a goroutine that ends once
+// the spare keys are there: a handshake takes one that was made while the
+// node had nothing else to do, and makes one itself only when none is
+// left.
+func (d *staticDH) ephemeral() (ephemeralKey, error) {
+	var k ephemeralKey
+	var err error
+	select {
+	case k = <-d.spare:
+	default:
+		if k, err = newEphemeral(); err != nil {
+			return k, err
+		}
+	}
+	if len(d.spare) < cap(d.spare) && d.filling.CompareAndSwap(false, true) {
+		go d.refill()
+	}
+	return k, nil
+}
+
+func (d *staticDH) refill() {
+	defer d.filling.Store(false)
+	for len(d.spare) < cap(d.spare) {
+		k, err := newEphemeral()
+		if err != nil {
+			return
+		}
+		select {
+		case d.spare <- k:
+		default:
+			return
+		}
+	}
+}
+
+func newEphemeral() (ephemeralKey, error) {
+	k, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return ephemeralKey{}, fmt.Errorf("seal: ephemeral key: %w", err)
+	}
+	return ephemeralKey{key: k, priv: k.Bytes()}, nil
+}
+
+func (d *staticDH) GenerateKeypair(io.Reader) (noise.DHKey, error) {
+	k, err := d.ephemeral()
+	if err != nil {
+		return noise.DHKey{}, err
+	}
+	return noise.DHKey{Private: k.priv, Public: k.key.PublicKey().Bytes()}, nil
 }
 
 func (d *staticDH) DHLen() int     { return noise.DH25519.DHLen() }
@@ -36,7 +118,7 @@ func (d *staticDH) DHName() string { return noise.DH25519.DHName() }
 func (d *staticDH) DH(priv, pub []byte) ([]byte, error) {
 	var k [32]byte
 	if len(pub) != len(k) || string(priv) != string(d.static) {
-		return noise.DH25519.DH(priv, pub)
+		return x25519(nil, priv, pub)
 	}
 	copy(k[:], pub)
 	d.mu.Lock()
@@ -45,7 +127,7 @@ func (d *staticDH) DH(priv, pub []byte) ([]byte, error) {
 	if v != nil {
 		return append([]byte(nil), v...), nil
 	}
-	out, err := noise.DH25519.DH(priv, pub)
+	out, err := x25519(d.staticKey, priv, pub)
 	if err == nil && ok {
 		d.mu.Lock()
 		if _, still := d.known[k]; still {
@@ -54,6 +136,48 @@ func (d *staticDH) DH(priv, pub []byte) ([]byte, error) {
 		d.mu.Unlock()
 	}
 	return out, err
+}
+
+// x25519 is X25519(priv, pub) with priv already parsed as key when not nil.
+// Like curve25519.X25519 it fails on a low-order pub (an all-zero result).
+func x25519(key *ecdh.PrivateKey, priv, pub []byte) ([]byte, error) {
+	p, err := ecdh.X25519().NewPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("seal: x25519: %w", err)
+	}
+	if key == nil {
+		if key, err = ecdh.X25519().NewPrivateKey(priv); err != nil {
+			return nil, fmt.Errorf("seal: x25519: %w", err)
+		}
+	}
+	out, err := key.ECDH(p)
+	if err != nil {
+		return nil, fmt.Errorf("seal: x25519: %w", err)
+	}
+	return out, nil
+}
+
+// handshakeDH is the X25519 of one handshake: the node's staticDH, plus
+// this handshake's ephemeral key kept parsed once generated.
+type handshakeDH struct {
+	*staticDH
+	eph ephemeralKey
+}
+
+func (h *handshakeDH) GenerateKeypair(io.Reader) (noise.DHKey, error) {
+	k, err := h.ephemeral()
+	if err != nil {
+		return noise.DHKey{}, err
+	}
+	h.eph = k
+	return noise.DHKey{Private: k.priv, Public: k.key.PublicKey().Bytes()}, nil
+}
+
+func (h *handshakeDH) DH(priv, pub []byte) ([]byte, error) {
+	if h.eph.key != nil && subtle.ConstantTimeCompare(priv, h.eph.priv) == 1 {
+		return x25519(h.eph.key, priv, pub)
+	}
+	return h.staticDH.DH(priv, pub)
 }
 
 // allow marks pub as a verified peer static key.

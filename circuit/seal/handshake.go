@@ -103,7 +103,10 @@ func (k *Keys) verifyIdentity(p []byte, want string, static []byte, now time.Tim
 
 func (k *Keys) handshake(pattern noise.HandshakePattern, initiator bool, prologue, peer []byte) (*noise.HandshakeState, error) {
 	hs, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite: k.suite, Pattern: pattern, Initiator: initiator,
+		// A suite per handshake, whose DH keeps this handshake's
+		// ephemeral key parsed (handshakeDH).
+		CipherSuite: noise.NewCipherSuite(&handshakeDH{staticDH: k.dh}, noise.CipherAESGCM, noise.HashSHA256),
+		Pattern:     pattern, Initiator: initiator,
 		Prologue: prologue, StaticKeypair: k.static, PeerStatic: peer,
 	})
 	if err != nil {

@@ -20,7 +20,6 @@ type Keys struct {
 	record KeyRecord
 	rec    []byte // record, encoded
 	dh     *staticDH
-	suite  noise.CipherSuite
 	seen   verified
 }
 
@@ -41,8 +40,9 @@ func NewKeys(id *identity.Identity) (*Keys, error) {
 	copy(k.record.Key[:], k.static.Public)
 	k.record.Sign(id.Key)
 	k.rec = k.record.Marshal()
-	k.dh = &staticDH{static: priv, known: make(map[[32]byte][]byte)}
-	k.suite = noise.NewCipherSuite(k.dh, noise.CipherAESGCM, noise.HashSHA256)
+	if k.dh, err = newStaticDH(priv); err != nil {
+		return nil, fmt.Errorf("seal keys of %q: %w", id.Node, err)
+	}
 	k.seen.m = make(map[[32]byte]verifiedID)
 	return k, nil
 }

@@ -271,3 +271,48 @@ func FuzzOpenRecord(f *testing.F) {
 		}
 	})
 }
+
+// Ephemeral keys generated ahead are each used by one handshake only: many
+// more opens than there are spare keys, from both sides, never repeat an
+// ephemeral key (the replay register would refuse a repeat), and every
+// pair of sessions agrees.
+func TestEphemeralKeysNeverRepeat(t *testing.T) {
+	m := newMesh(t, "s", "d")
+	rec := m.keys["d"].Record()
+	pro := Prologue("d", "s", "svc")
+	strikes := NewStrikes(0, time.Hour, time.Now().Add(-time.Second))
+	replies := map[string]bool{}
+	for i := range 8 * spareEphemerals {
+		now := time.Now()
+		ini, err := m.keys["s"].Initiate(pro, "d", &rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m1, err := ini.First(nil, []byte{byte(i)}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := m.keys["d"].Respond(pro, m1[2:], "s", strikes, now)
+		if err != nil {
+			t.Fatalf("open %d: %v", i, err)
+		}
+		m2, rs, err := r.Reply(nil, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The reply starts with the responder's ephemeral public key.
+		if e := string(m2[2:34]); replies[e] {
+			t.Fatalf("open %d: the destination reused an ephemeral key", i)
+		} else {
+			replies[e] = true
+		}
+		is, _, err := ini.Finish(m2[2:], nil, now)
+		if err != nil {
+			t.Fatalf("open %d: %v", i, err)
+		}
+		rec, _ := is.Seal(nil, RecordData, []byte("hello"))
+		if _, got, err := rs.Open(rec[2:]); err != nil || string(got) != "hello" {
+			t.Fatalf("open %d: sessions disagree: %q, %v", i, got, err)
+		}
+	}
+}

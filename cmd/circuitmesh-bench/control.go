@@ -8,6 +8,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,6 +45,7 @@ type reply struct {
 	Samples    map[string][]int64 `json:"samples,omitempty"`
 	MemBytes   uint64             `json:"mem_bytes,omitempty"` // heap + stack in use
 	StackBytes uint64             `json:"stack_bytes,omitempty"`
+	RSSBytes   uint64             `json:"rss_bytes,omitempty"` // resident set size
 	Goroutines int                `json:"goroutines,omitempty"`
 	Path       []string           `json:"path,omitempty"`
 	Held       int                `json:"held,omitempty"` // idle streams accepted and kept
@@ -86,6 +89,7 @@ func serveControl(in io.Reader, out io.Writer, ready reply, h handler) error {
 				rep.CPUNS, err = cpuTime()
 			case "mem":
 				rep.MemBytes, rep.StackBytes, rep.Goroutines = memInUse()
+				rep.RSSBytes, err = rss()
 			case "profile-start":
 				if prof != nil {
 					err = fmt.Errorf("profile already running")
@@ -138,4 +142,21 @@ func memInUse() (total, stack uint64, goroutines int) {
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse + ms.StackInuse, ms.StackInuse, runtime.NumGoroutine()
+}
+
+// rss is this process's resident set size (/proc/self/statm).
+func rss() (uint64, error) {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, fmt.Errorf("rss: %w", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0, fmt.Errorf("rss: /proc/self/statm reads %q", b)
+	}
+	pages, err := strconv.ParseUint(f[1], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("rss: %w", err)
+	}
+	return pages * uint64(os.Getpagesize()), nil
 }

@@ -2,8 +2,11 @@
 // loopback and writes bench-results.json.
 //
 // Without a role it runs the suite: it starts a line of nodes
-// n0-n1-n2-n3-n4 and a pair of plain quic-go endpoints, each in its own
-// process (this binary re-executed as "node" or "quic"), drives them over
+// n0-n1-n2-n3-n4, a line x0-x1-x2 with end-to-end security off, a pair of
+// plain quic-go endpoints and two naive relays (io.Copy over quic-go
+// streams) in front of the receiver, each in its own process (this binary
+// re-executed as "node", "quic" or "naive"; "spin" is the background load
+// of the busy latency run), drives them over
 // their stdin/stdout, and reports every figure as a ratio or difference
 // against a baseline measured in the same run, in interleaved rounds:
 //
@@ -13,6 +16,7 @@
 //
 //	circuitmesh-bench node --name r1 --listen 127.0.0.1:0 --link 127.0.0.1:4242 [-cpuprofile f]
 //	circuitmesh-bench quic --listen 127.0.0.1:0
+//	circuitmesh-bench naive --listen 127.0.0.1:0 --next 127.0.0.1:4243
 //
 // A role writes one JSON line with its address, then answers one JSON
 // request per line on stdin (see control.go) until stdin closes.
@@ -40,6 +44,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return nodeRole(args[1:])
 		case "quic":
 			return quicRole(args[1:])
+		case "naive":
+			return naiveRole(args[1:])
+		case "spin":
+			return spinRole(args[1:])
 		}
 	}
 	fs := flag.NewFlagSet("circuitmesh-bench", flag.ContinueOnError)

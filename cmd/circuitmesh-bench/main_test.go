@@ -25,17 +25,27 @@ func TestMain(m *testing.M) {
 // requiredKeys are the figures bench-results.json must carry, as numbers,
 // with the sub-keys of the objects.
 var requiredKeys = map[string][]string{
-	"r_k":                         {"0", "1", "2", "3"},
-	"relay_cpu_per_gb_ratio":      nil,
-	"open_echo_us":                {"direct_quic_stream", "k0", "k1", "k2"},
-	"ttfb_us":                     {"direct_tcp", "forward_k1"},
-	"hop_rtt_us_p50":              nil,
-	"hop_rtt_us_p99":              nil,
-	"idle_circuit_bytes_at_relay": nil,
-	"quic_stream_bytes":           nil,
-	"reroute_ms":                  nil,
-	"cpu_s_per_gb":                {"direct", "relay", "ends_sealed", "ends_clear"},
-	"machine":                     {"cores", "go_version", "quic_go_version", "gso"},
+	"r_k":                             {"0", "1", "2", "3"},
+	"relay_cpu_per_gb_ratio":          nil,
+	"open_echo_us":                    {"direct_quic_stream", "k0", "k1", "k2"},
+	"ttfb_us":                         {"direct_tcp", "forward_k1"},
+	"hop_rtt_us_p50":                  nil,
+	"hop_rtt_us_p99":                  nil,
+	"idle_circuit_bytes_at_relay":     nil,
+	"quic_stream_bytes":               nil,
+	"reroute_ms":                      nil,
+	"cpu_s_per_gb":                    {"direct", "relay", "ends_sealed", "ends_clear", "naive_relay"},
+	"r_naive":                         {"1", "2"},
+	"r1_vs_naive":                     nil,
+	"relay_cpu_vs_naive":              nil,
+	"naive_hop_rtt_us_p50":            nil,
+	"hop_rtt_vs_naive":                nil,
+	"open_k1_vs_naive":                nil,
+	"busy":                            {"hop_rtt_us_p50", "naive_hop_rtt_us_p50", "hop_rtt_vs_naive", "open_k1_vs_naive"},
+	"idle_circuit_rss_bytes_at_relay": nil,
+	"relay_opens_per_cpu_s":           {"circuit", "circuit_clear_ends", "naive"},
+	"relay_open_rate_vs_naive":        nil,
+	"machine":                         {"cores", "go_version", "quic_go_version", "gso"},
 }
 
 // checkKeys fails unless the JSON file at path has every required key
@@ -81,14 +91,21 @@ func checkKeys(t *testing.T, path string) map[string]any {
 
 func TestJSONWriterEmitsEveryKey(t *testing.T) {
 	r := &results{
-		RK:         map[string]float64{"0": 1, "1": 0.5, "2": 0.33, "3": 0.25},
-		OpenEchoUS: map[string]float64{"direct_quic_stream": 90, "k0": 95, "k1": 200, "k2": 300},
-		TTFBUS:     map[string]float64{"direct_tcp": 150, "forward_k1": 1500},
-		Machine:    machineInfo(),
+		RK: map[string]float64{"0": 1, "1": 0.5, "2": 0.33, "3": 0.25},
+		latency: latency{
+			OpenEchoUS: map[string]float64{"direct_quic_stream": 90, "k0": 95, "k1": 200, "k2": 300, "naive_k1": 150},
+			HopRTTP50:  60, NaiveHopRTTP50: 50, HopRTTVsNaive: 1.2, OpenK1VsNaive: 1.33,
+		},
+		Busy:              &latency{HopRTTP50: 30, NaiveHopRTTP50: 40, HopRTTVsNaive: 0.75},
+		RNaive:            map[string]float64{"1": 0.5, "2": 0.33},
+		R1VsNaive:         1.01,
+		RelayOpensPerCPUS: map[string]float64{"circuit": 900, "circuit_clear_ends": 950, "naive": 1000}, RelayOpenRateVsNaive: 0.9,
+		TTFBUS:  map[string]float64{"direct_tcp": 150, "forward_k1": 1500},
+		Machine: machineInfo(),
 		// One goal missed, the others met.
 		IdleCircuitBytes: 82000,
 		RerouteMS:        900,
-		CPUSecondsPerGB:  map[string]float64{"direct": 4, "relay": 4, "ends_sealed": 5, "ends_clear": 4},
+		CPUSecondsPerGB:  map[string]float64{"direct": 4, "relay": 4, "ends_sealed": 5, "ends_clear": 4, "naive_relay": 4},
 	}
 	path := filepath.Join(t.TempDir(), "bench-results.json")
 	if err := r.writeJSON(path); err != nil {
@@ -97,7 +114,8 @@ func TestJSONWriterEmitsEveryKey(t *testing.T) {
 	checkKeys(t, path)
 	var table strings.Builder
 	r.printTable(&table)
-	for _, want := range []string{`r_k["1"]`, "idle_circuit_bytes_at_relay", "reroute_ms", "MISSED", "met"} {
+	for _, want := range []string{`r_k["1"]`, "idle_circuit_bytes_at_relay", "reroute_ms", "MISSED", "met",
+		"hop_rtt_vs_naive", "busy: hop_rtt_vs_naive", "r1_vs_naive", "open_k1_vs_naive"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
@@ -150,6 +168,7 @@ func TestNodeRoleSmoke(t *testing.T) {
 		t.Errorf("mem reported %+v", rep)
 	}
 	call(a, request{Op: "release"})
+	call(a, request{Op: "churn", Peer: "b", Count: 20, Conc: 4})
 	if rep := call(a, request{Op: "path", Peer: "b"}); strings.Join(rep.Path, ",") != "a,b" {
 		t.Errorf("path %v, want [a b]", rep.Path)
 	}
@@ -174,6 +193,35 @@ func TestNodeRoleSmoke(t *testing.T) {
 	if rep := call(qc, request{Op: "open-echo", Count: 3}); len(rep.Samples["direct"]) != 3 {
 		t.Errorf("direct open-echo samples %v, want 3", rep.Samples)
 	}
+
+	// A naive relay in front of qs carries bulk data (the receiver
+	// counts every byte), echoes and idle streams.
+	nv, err := startProc("naive", nil, "naive", "--next", qs.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopOK(t, nv)
+	call(qc, request{Op: "dial", Peer: "naive1", Addr: nv.addr})
+	if rep := call(qc, request{Op: "send", Peer: "naive1", Bytes: 1 << 20}); rep.NS <= 0 {
+		t.Errorf("send through the naive relay reported %d ns", rep.NS)
+	}
+	if rep := call(qc, request{Op: "open-echo", Peer: "naive1", Count: 3}); len(rep.Samples["naive1"]) != 3 {
+		t.Errorf("open-echo through the naive relay: samples %v, want 3", rep.Samples)
+	}
+	if rep := call(qc, request{Op: "ping", Peers: []string{"", "naive1"}, Count: 5}); len(rep.Samples["naive1"]) != 5 || len(rep.Samples["direct"]) != 5 {
+		t.Errorf("ping direct and through the naive relay: samples %v, want 5 each", rep.Samples)
+	}
+	call(qc, request{Op: "churn", Peer: "naive1", Count: 20, Conc: 4})
+}
+
+// TestSpinRoleStartsAndStops starts a busy loop pinned to core 0 and
+// stops it by closing its stdin.
+func TestSpinRoleStartsAndStops(t *testing.T) {
+	p, err := startProc("spin", nil, "spin", "--cpu", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopOK(t, p)
 }
 
 func stopOK(t *testing.T, p *proc) {

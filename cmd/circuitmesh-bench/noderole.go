@@ -256,6 +256,10 @@ func (r *nodeRunner) handle(req request) (reply, error) {
 			return r.dial(ctx, req.Peer, holdService, false)
 		})
 		return reply{}, err
+	case "churn":
+		return reply{}, churn(ctx, req.Count, req.Conc, func(ctx context.Context) (stream, error) {
+			return r.dial(ctx, req.Peer, node.EchoService, true)
+		})
 	case "release":
 		r.held.release()
 		return reply{}, nil

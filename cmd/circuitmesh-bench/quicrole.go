@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -39,65 +38,68 @@ func (s qstream) Close() error {
 	return err
 }
 
-// quicRole runs a quic-go endpoint that accepts streams and, once told to
-// "dial" another one, opens streams to it:
-//
-//	circuitmesh-bench quic --listen 127.0.0.1:0
-func quicRole(args []string) error {
-	fs, rf := newRoleFlags("quic")
-	stopProfile, err := rf.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	defer stopProfile()
+// quicEndpoint is the UDP socket, transport and listener of a quic or
+// naive role, with the TLS and quic-go configuration every baseline uses.
+type quicEndpoint struct {
+	udp  net.PacketConn
+	tr   *quic.Transport
+	ln   *quic.Listener
+	tls  *tls.Config
+	conf *quic.Config
+}
 
+func newQUICEndpoint(role string, rf *roleFlags) (*quicEndpoint, error) {
 	id, err := identity.Insecure("baseline", node.DefaultMesh)
 	if err != nil {
-		return fmt.Errorf("quic: identity: %w", err)
+		return nil, fmt.Errorf("%s: identity: %w", role, err)
 	}
-	tlsConf := &tls.Config{
-		MinVersion:         tls.VersionTLS13,
-		Certificates:       []tls.Certificate{id.TLSCertificate()},
-		ClientAuth:         tls.RequireAnyClientCert,
-		InsecureSkipVerify: true, // a baseline: peers are not checked
-		NextProtos:         []string{baselineALPN},
-		ServerName:         "circuitmesh",
+	e := &quicEndpoint{
+		tls: &tls.Config{
+			MinVersion:         tls.VersionTLS13,
+			Certificates:       []tls.Certificate{id.TLSCertificate()},
+			ClientAuth:         tls.RequireAnyClientCert,
+			InsecureSkipVerify: true, // a baseline: peers are not checked
+			NextProtos:         []string{baselineALPN},
+			ServerName:         "circuitmesh",
+		},
+		conf: rf.tune.quicConfig().QUIC(),
 	}
-	quicConf := rf.tune.quicConfig().QUIC()
-
-	udp, err := net.ListenPacket("udp", rf.listen)
-	if err != nil {
-		return fmt.Errorf("quic: listen on %s: %w", rf.listen, err)
+	if e.udp, err = net.ListenPacket("udp", rf.listen); err != nil {
+		return nil, fmt.Errorf("%s: listen on %s: %w", role, rf.listen, err)
 	}
-	defer udp.Close()
-	tr := &quic.Transport{Conn: udp}
-	defer tr.Close()
-	ln, err := tr.Listen(tlsConf, quicConf)
-	if err != nil {
-		return fmt.Errorf("quic: listen on %s: %w", udp.LocalAddr(), err)
+	e.tr = &quic.Transport{Conn: e.udp}
+	if e.ln, err = e.tr.Listen(e.tls, e.conf); err != nil {
+		e.close()
+		return nil, fmt.Errorf("%s: listen on %s: %w", role, e.udp.LocalAddr(), err)
 	}
-	q := &quicRunner{tr: tr, tls: tlsConf, conf: quicConf}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go q.acceptLoop(ctx, ln)
-	defer q.accepted.release()
-	defer q.held.release()
-	return serveControl(os.Stdin, os.Stdout, reply{Addr: udp.LocalAddr().String()}, q.handle)
+	return e, nil
 }
 
-type quicRunner struct {
-	tr       *quic.Transport
-	tls      *tls.Config
-	conf     *quic.Config
-	mu       sync.Mutex
-	conn     *quic.Conn // the connection opened by "dial"
-	held     holder
-	accepted holder
+func (e *quicEndpoint) dial(ctx context.Context, addr string) (*quic.Conn, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	conn, err := e.tr.Dial(ctx, ua, e.tls, e.conf)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return conn, nil
 }
 
-func (q *quicRunner) acceptLoop(ctx context.Context, ln *quic.Listener) {
+func (e *quicEndpoint) close() {
+	if e.ln != nil {
+		e.ln.Close()
+	}
+	e.tr.Close()
+	e.udp.Close()
+}
+
+// acceptStreams runs serve on every stream of every connection accepted
+// until ctx ends.
+func (e *quicEndpoint) acceptStreams(ctx context.Context, serve func(*quic.Stream)) {
 	for {
-		conn, err := ln.Accept(ctx)
+		conn, err := e.ln.Accept(ctx)
 		if err != nil {
 			return
 		}
@@ -107,10 +109,44 @@ func (q *quicRunner) acceptLoop(ctx context.Context, ln *quic.Listener) {
 				if err != nil {
 					return
 				}
-				go q.serveStream(qstream{s})
+				go serve(s)
 			}
 		}()
 	}
+}
+
+// quicRole runs a quic-go endpoint that accepts streams and, once told to
+// "dial" others, opens streams to them (a dial's Peer names the
+// connection; requests pick one by their Peer, "" being the default):
+//
+//	circuitmesh-bench quic --listen 127.0.0.1:0
+func quicRole(args []string) error {
+	fs, rf := newRoleFlags("quic")
+	stopProfile, err := rf.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
+	e, err := newQUICEndpoint("quic", rf)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	q := &quicRunner{e: e, conns: map[string]*quic.Conn{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.acceptStreams(ctx, func(s *quic.Stream) { q.serveStream(qstream{s}) })
+	defer q.accepted.release()
+	defer q.held.release()
+	return serveControl(os.Stdin, os.Stdout, reply{Addr: e.udp.LocalAddr().String()}, q.handle)
+}
+
+type quicRunner struct {
+	e        *quicEndpoint
+	mu       sync.Mutex
+	conns    map[string]*quic.Conn // connections opened by "dial", by name
+	held     holder
+	accepted holder
 }
 
 // serveStream reads the mode byte and serves the stream accordingly.
@@ -141,12 +177,12 @@ func (q *quicRunner) serveStream(s qstream) {
 
 // open opens a stream on the dialled connection and writes its mode byte
 // without waiting for the peer.
-func (q *quicRunner) open(ctx context.Context, mode byte) (stream, error) {
+func (q *quicRunner) open(ctx context.Context, peer string, mode byte) (stream, error) {
 	q.mu.Lock()
-	conn := q.conn
+	conn := q.conns[peer]
 	q.mu.Unlock()
 	if conn == nil {
-		return nil, errors.New("not connected: send \"dial\" first")
+		return nil, fmt.Errorf("not connected to %q: send \"dial\" first", peer)
 	}
 	s, err := conn.OpenStreamSync(ctx)
 	if err != nil {
@@ -163,44 +199,65 @@ func (q *quicRunner) handle(req request) (reply, error) {
 	ctx := context.Background()
 	switch req.Op {
 	case "dial":
-		addr, err := net.ResolveUDPAddr("udp", req.Addr)
+		conn, err := q.e.dial(ctx, req.Addr)
 		if err != nil {
-			return reply{}, fmt.Errorf("dial: %w", err)
-		}
-		conn, err := q.tr.Dial(ctx, addr, q.tls, q.conf)
-		if err != nil {
-			return reply{}, fmt.Errorf("dial %s: %w", req.Addr, err)
+			return reply{}, err
 		}
 		q.mu.Lock()
-		q.conn = conn
+		q.conns[req.Peer] = conn
 		q.mu.Unlock()
 		return reply{}, nil
 	case "send":
-		s, err := q.open(ctx, modeSink)
+		s, err := q.open(ctx, req.Peer, modeSink)
 		if err != nil {
 			return reply{}, err
 		}
 		defer s.Close()
 		return timedSend(s, req.Bytes)
 	case "open-echo":
-		s, err := openEcho(req.Count, func() (stream, error) { return q.open(ctx, modeEcho) }, nil)
-		return reply{Samples: map[string][]int64{"direct": s}}, err
+		s, err := openEcho(req.Count, func() (stream, error) { return q.open(ctx, req.Peer, modeEcho) }, nil)
+		return reply{Samples: map[string][]int64{connKey(req.Peer): s}}, err
 	case "ping":
-		s, err := q.open(ctx, modeEcho)
-		if err != nil {
-			return reply{}, err
+		// One stream per connection named in Peers (none: the default).
+		peers := req.Peers
+		if len(peers) == 0 {
+			peers = []string{""}
 		}
-		defer s.Close()
-		samples, err := pingRounds(map[string]stream{"direct": s}, req.Count)
+		streams := map[string]stream{}
+		defer func() {
+			for _, s := range streams {
+				s.Close()
+			}
+		}()
+		for _, p := range peers {
+			s, err := q.open(ctx, p, modeEcho)
+			if err != nil {
+				return reply{}, err
+			}
+			streams[connKey(p)] = s
+		}
+		samples, err := pingRounds(streams, req.Count)
 		return reply{Samples: samples}, err
 	case "hold":
 		err := q.held.open(ctx, req.Count, req.Conc, func(ctx context.Context) (stream, error) {
-			return q.open(ctx, modeHold)
+			return q.open(ctx, req.Peer, modeHold)
 		})
 		return reply{}, err
+	case "churn":
+		return reply{}, churn(ctx, req.Count, req.Conc, func(ctx context.Context) (stream, error) {
+			return q.open(ctx, req.Peer, modeEcho)
+		})
 	case "release":
 		q.held.release()
 		return reply{}, nil
 	}
 	return reply{}, fmt.Errorf("unknown op %q", req.Op)
+}
+
+// connKey is the sample key of the connection named peer.
+func connKey(peer string) string {
+	if peer == "" {
+		return "direct"
+	}
+	return peer
 }

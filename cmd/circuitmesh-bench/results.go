@@ -26,21 +26,23 @@ type results struct {
 	// forwarded (k=1) over the direct sender's plus receiver's CPU seconds
 	// per GB.
 	RelayCPUPerGBRatio float64 `json:"relay_cpu_per_gb_ratio"`
-	// OpenEchoUS is the median time to open a stream or circuit over warm
-	// links and get a 1-byte echo back: "direct_quic_stream", "k0".."k2".
-	OpenEchoUS    map[string]float64 `json:"open_echo_us"`
-	OpenEchoP99US map[string]float64 `json:"open_echo_us_p99"`
+	// RNaive maps k ("1", "2") to the throughput of a quic-go stream
+	// through k naive relays (the naive role) over the direct stream.
+	RNaive map[string]float64 `json:"r_naive"`
+	// R1VsNaive is the throughput of a circuit through one relay over
+	// that of a stream through one naive relay (median of per-round
+	// ratios); RelayCPUVsNaive the relay's CPU per GB over the naive
+	// relay's.
+	R1VsNaive       float64 `json:"r1_vs_naive"`
+	RelayCPUVsNaive float64 `json:"relay_cpu_vs_naive"`
+	// The latency figures on the machine as it is (flattened into the top
+	// level) and with a busy loop at nice 19 pinned to every core (Busy).
+	latency
+	Busy *latency `json:"busy"`
 	// TTFBUS is the median time from connect to the status line of a tiny
 	// HTTP request: "direct_tcp" to the server, "forward_k1" through a
 	// forward over one relay to it.
 	TTFBUS map[string]float64 `json:"ttfb_us"`
-	// HopRTT is the round-trip time each relay adds on an idle open
-	// circuit: (RTT through two relays - RTT with none) / 2.
-	HopRTTP50 float64 `json:"hop_rtt_us_p50"`
-	HopRTTP99 float64 `json:"hop_rtt_us_p99"`
-	// RTTUS is the 1-byte echo round trip on an open stream or circuit,
-	// p50 and p99 per path.
-	RTTUS map[string][2]float64 `json:"rtt_us_p50_p99"`
 	// IdleCircuitBytes is the relay's heap+stack in use per idle circuit
 	// held open through it.
 	IdleCircuitBytes float64 `json:"idle_circuit_bytes_at_relay"`
@@ -49,6 +51,24 @@ type results struct {
 	IdleCircuitStackBytes float64 `json:"idle_circuit_stack_bytes_at_relay"`
 	IdleCircuitGoroutines float64 `json:"idle_circuit_goroutines_at_relay"`
 	IdleCircuits          int     `json:"idle_circuits"`
+	// IdleCircuitRSSBytes is the growth of the relay's resident set per
+	// idle circuit (what the OS sees, runtime overhead included).
+	IdleCircuitRSSBytes float64 `json:"idle_circuit_rss_bytes_at_relay"`
+	// NaiveIdleStream(RSS)Bytes are the same figures for an idle stream
+	// through the naive relay.
+	NaiveIdleStreamBytes    float64 `json:"naive_idle_stream_bytes"`
+	NaiveIdleStreamRSSBytes float64 `json:"naive_idle_stream_rss_bytes"`
+	// RelayOpensPerS is the rate at which circuits or streams are opened,
+	// echo one byte and are closed through one relay, 32 in flight:
+	// "circuit" (sealed, n0-n1-n2), "circuit_clear_ends" (x0-x1-x2, whose
+	// ends run without end-to-end security, which relays never see
+	// anyway) and "naive" (through naive1). RelayOpensPerCPUS is opens
+	// per CPU second of the relay (per core); RelayOpenRateVsNaive the
+	// ratio of the latter, circuit_clear_ends over naive: the relay's own
+	// cost per open.
+	RelayOpensPerS       map[string]float64 `json:"relay_opens_per_s"`
+	RelayOpensPerCPUS    map[string]float64 `json:"relay_opens_per_cpu_s"`
+	RelayOpenRateVsNaive float64            `json:"relay_open_rate_vs_naive"`
 	// QUICStreamBytes is the heap+stack per idle quic-go stream at the
 	// accepting end (a goroutine blocked reading each stream).
 	QUICStreamBytes float64 `json:"quic_stream_bytes"`
@@ -65,8 +85,9 @@ type results struct {
 	ThroughputMBps map[string]float64 `json:"throughput_mb_s"`
 	// CPUSecondsPerGB: "direct" is the quic-go sender+receiver, "relay" the
 	// k=1 relay, "ends_sealed" the two ends of a k0 circuit (end-to-end
-	// security on, the default) and "ends_clear" those of a k0 circuit
-	// between two nodes run with end-to-end security off.
+	// security on, the default), "ends_clear" those of a k0 circuit
+	// between two nodes run with end-to-end security off, and
+	// "naive_relay" the naive relay of naive1.
 	CPUSecondsPerGB map[string]float64 `json:"cpu_s_per_gb"`
 	// RouteLosses counts dials from n0 refused for lack of a route after
 	// routes had converged (each retried); LastRouteLoss is the last one.
@@ -78,6 +99,32 @@ type results struct {
 	Tuning        tuning  `json:"tuning"`
 	Machine       machine `json:"machine"`
 	Seconds       float64 `json:"seconds"`
+}
+
+// latency is one run of the latency measurements.
+type latency struct {
+	// OpenEchoUS is the median time to open a stream or circuit over warm
+	// links and get a 1-byte echo back: "direct_quic_stream", "k0".."k2",
+	// "naive_k1", "naive_k2" (a quic-go stream through naive relays) and
+	// "k0clear" (a neighbour circuit with end-to-end security off).
+	OpenEchoUS    map[string]float64 `json:"open_echo_us"`
+	OpenEchoP99US map[string]float64 `json:"open_echo_us_p99"`
+	// HopRTT is the round-trip time each relay adds on an idle open
+	// circuit: (RTT through two relays - RTT with none) / 2.
+	HopRTTP50 float64 `json:"hop_rtt_us_p50"`
+	HopRTTP99 float64 `json:"hop_rtt_us_p99"`
+	// NaiveHopRTT is the same for the naive relay: (RTT through two naive
+	// relays - direct RTT) / 2.
+	NaiveHopRTTP50 float64 `json:"naive_hop_rtt_us_p50"`
+	NaiveHopRTTP99 float64 `json:"naive_hop_rtt_us_p99"`
+	// HopRTTVsNaive is HopRTTP50 / NaiveHopRTTP50; OpenK1VsNaive is
+	// open_echo_us k1 over naive_k1 (0 when the naive figure is not
+	// positive).
+	HopRTTVsNaive float64 `json:"hop_rtt_vs_naive"`
+	OpenK1VsNaive float64 `json:"open_k1_vs_naive"`
+	// RTTUS is the 1-byte echo round trip on an open stream or circuit,
+	// p50 and p99 per path ("direct", "k0".."k2", "naive_k1", "naive_k2").
+	RTTUS map[string][2]float64 `json:"rtt_us_p50_p99"`
 }
 
 type machine struct {
@@ -159,7 +206,19 @@ func (r *results) goals() []goal {
 		return goal{name, f(v), "≤ " + f(max), v <= max, true}
 	}
 	info := func(name, v string) goal { return goal{name: name, value: v} }
+	// vsNaive is a ratio to the naive relay, which must be measured
+	// (positive) to meet its goal.
+	vsNaive := func(name string, v float64, atLeast bool) goal {
+		if atLeast {
+			return goal{name, f2(v), "≥ 1.00", v >= 1, true}
+		}
+		return goal{name, f2(v), "≤ 1.00", v > 0 && v <= 1, true}
+	}
 	direct := r.OpenEchoUS["direct_quic_stream"]
+	busy := r.Busy
+	if busy == nil {
+		busy = &latency{}
+	}
 	// Circuits are sealed end to end (the default) while the quic-go
 	// baseline is not: the goals allow for the encryption at the ends.
 	return []goal{
@@ -168,16 +227,33 @@ func (r *results) goals() []goal {
 		atLeast(`r_k["2"]`, r.RK["2"], 0.33),
 		info(`r_k["3"]`, f2(r.RK["3"])),
 		atMost("relay_cpu_per_gb_ratio", r.RelayCPUPerGBRatio, 1.1, f2),
+		vsNaive("r1_vs_naive (k1 circuit / naive relay)", r.R1VsNaive, true),
+		info("relay_cpu_vs_naive", f2(r.RelayCPUVsNaive)),
 		info("open_echo_us direct_quic_stream", f0(direct)),
+		info("open_echo_us k0clear (e2e off)", f0(r.OpenEchoUS["k0clear"])),
 		info("open_echo_us k0", f0(r.OpenEchoUS["k0"])),
 		{"open_echo_us k1", f0(r.OpenEchoUS["k1"]), "≤ 3 × direct = " + f0(3*direct), r.OpenEchoUS["k1"] <= 3*direct, true},
 		info("open_echo_us k2", f0(r.OpenEchoUS["k2"])),
+		info("open_echo_us naive_k1", f0(r.OpenEchoUS["naive_k1"])),
+		vsNaive("open_k1_vs_naive", r.OpenK1VsNaive, false),
 		info("ttfb_us direct_tcp", f0(r.TTFBUS["direct_tcp"])),
 		info("ttfb_us forward_k1", f0(r.TTFBUS["forward_k1"])),
 		atMost("hop_rtt_us_p50", r.HopRTTP50, 50, f0),
 		info("hop_rtt_us_p99", f0(r.HopRTTP99)),
+		info("naive_hop_rtt_us_p50", f0(r.NaiveHopRTTP50)),
+		vsNaive("hop_rtt_vs_naive", r.HopRTTVsNaive, false),
+		info("busy: open_echo_us direct_quic_stream", f0(busy.OpenEchoUS["direct_quic_stream"])),
+		{"busy: open_echo_us k1", f0(busy.OpenEchoUS["k1"]), "≤ 3 × direct = " + f0(3*busy.OpenEchoUS["direct_quic_stream"]),
+			busy.OpenEchoUS["k1"] <= 3*busy.OpenEchoUS["direct_quic_stream"], true},
+		vsNaive("busy: open_k1_vs_naive", busy.OpenK1VsNaive, false),
+		atMost("busy: hop_rtt_us_p50", busy.HopRTTP50, 50, f0),
+		info("busy: naive_hop_rtt_us_p50", f0(busy.NaiveHopRTTP50)),
+		vsNaive("busy: hop_rtt_vs_naive", busy.HopRTTVsNaive, false),
 		atMost("idle_circuit_bytes_at_relay", r.IdleCircuitBytes, 16384, f0),
+		info("idle_circuit_rss_bytes_at_relay", f0(r.IdleCircuitRSSBytes)),
+		info("naive_idle_stream_bytes", f0(r.NaiveIdleStreamBytes)),
 		info("quic_stream_bytes", f0(r.QUICStreamBytes)),
+		vsNaive("relay_open_rate_vs_naive (opens per relay CPU s)", r.RelayOpenRateVsNaive, true),
 		atMost("reroute_ms", r.RerouteMS, 1500, f0),
 	}
 }
@@ -198,17 +274,34 @@ func (r *results) printTable(w io.Writer) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nthroughput MB/s (median):")
-	for _, k := range []string{"direct", "k0", "k1", "k2", "k3", "k0clear"} {
+	for _, k := range []string{"direct", "k0", "k1", "k2", "k3", "k0clear", "naive1", "naive2"} {
 		fmt.Fprintf(w, " %s %.0f", k, r.ThroughputMBps[k])
 	}
-	fmt.Fprintf(w, "\nCPU s/GB: direct sender+receiver %.2f, relay %.2f, k0 ends sealed %.2f, k0 ends clear (e2e off) %.2f\n",
-		r.CPUSecondsPerGB["direct"], r.CPUSecondsPerGB["relay"], r.CPUSecondsPerGB["ends_sealed"], r.CPUSecondsPerGB["ends_clear"])
-	fmt.Fprintf(w, "echo RTT µs p50/p99:")
-	for _, k := range []string{"direct", "k0", "k1", "k2"} {
-		fmt.Fprintf(w, " %s %.0f/%.0f", k, r.RTTUS[k][0], r.RTTUS[k][1])
+	fmt.Fprintf(w, "\nCPU s/GB: direct sender+receiver %.2f, relay %.2f, naive relay %.2f, k0 ends sealed %.2f, k0 ends clear (e2e off) %.2f\n",
+		r.CPUSecondsPerGB["direct"], r.CPUSecondsPerGB["relay"], r.CPUSecondsPerGB["naive_relay"],
+		r.CPUSecondsPerGB["ends_sealed"], r.CPUSecondsPerGB["ends_clear"])
+	for _, l := range []struct {
+		name string
+		l    *latency
+	}{{"idle", &r.latency}, {"busy", r.Busy}} {
+		if l.l == nil {
+			continue
+		}
+		fmt.Fprintf(w, "%s: echo RTT µs p50/p99:", l.name)
+		for _, k := range []string{"direct", "k0", "k1", "k2", "naive_k1", "naive_k2"} {
+			fmt.Fprintf(w, " %s %.0f/%.0f", k, l.l.RTTUS[k][0], l.l.RTTUS[k][1])
+		}
+		fmt.Fprintf(w, "\n%s: open+echo µs p50:", l.name)
+		for _, k := range []string{"direct_quic_stream", "k0clear", "k0", "k1", "k2", "naive_k1", "naive_k2"} {
+			fmt.Fprintf(w, " %s %.0f", k, l.l.OpenEchoUS[k])
+		}
+		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "\nidle circuit at the relay: %.0f bytes of which %.0f stack, %.1f goroutines\n",
-		r.IdleCircuitBytes, r.IdleCircuitStackBytes, r.IdleCircuitGoroutines)
+	fmt.Fprintf(w, "idle circuit at the relay: %.0f bytes of which %.0f stack, %.1f goroutines, RSS %.0f bytes; naive relay: %.0f bytes, RSS %.0f\n",
+		r.IdleCircuitBytes, r.IdleCircuitStackBytes, r.IdleCircuitGoroutines, r.IdleCircuitRSSBytes, r.NaiveIdleStreamBytes, r.NaiveIdleStreamRSSBytes)
+	fmt.Fprintf(w, "opens through one relay, 32 in flight: sealed circuits %.0f/s (%.0f per relay CPU s), circuits with clear ends %.0f/s (%.0f), naive %.0f/s (%.0f)\n",
+		r.RelayOpensPerS["circuit"], r.RelayOpensPerCPUS["circuit"], r.RelayOpensPerS["circuit_clear_ends"], r.RelayOpensPerCPUS["circuit_clear_ends"],
+		r.RelayOpensPerS["naive"], r.RelayOpensPerCPUS["naive"])
 	fmt.Fprintf(w, "reroute ms per run: %v; with pinned costs (feasible alternate): %.0f\n", r.RerouteRuns, r.RerouteMSPinned)
 	for _, e := range r.RerouteErrors {
 		fmt.Fprintf(w, "reroute failure: %s\n", e)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,13 +41,17 @@ func quickOptions() options {
 }
 
 // suite is a running measurement: a line of nodes n0-n1-n2-n3-n4 (so a
-// circuit from n0 to n(k+1) crosses k relays) and a pair of quic-go
-// endpoints for the baselines, each in its own process.
+// circuit from n0 to n(k+1) crosses k relays), a pair of quic-go endpoints
+// for the baselines and two naive relays in front of the receiver, each in
+// its own process. The sender qc holds three connections: to the receiver
+// qs ("", direct), to naive1 (which relays to qs) and to naive2 (which
+// relays to naive1): naive relays at k = 1 and 2.
 type suite struct {
 	o      options
 	line   []*proc
-	clear  []*proc // x0-x1: two linked nodes with end-to-end security off
+	clear  []*proc // x0-x1-x2: a line of nodes with end-to-end security off
 	qs, qc *proc   // baseline receiver and sender
+	naive  []*proc // naive1 (next hop qs) and naive2 (next hop naive1)
 	res    *results
 }
 
@@ -90,10 +95,10 @@ func (s *suite) runLine() (err error) {
 		}
 		s.line = append(s.line, p)
 	}
-	for i, name := range []string{"x0", "x1"} {
+	for i, name := range []string{"x0", "x1", "x2"} {
 		args := append([]string{"node", "--name", name, "-e2e", "off"}, s.o.Tune.args()...)
 		if i > 0 {
-			args = append(args, "--link", s.clear[0].addr)
+			args = append(args, "--link", s.clear[i-1].addr)
 		}
 		p, err := startProc(name, s.o.Log, args...)
 		if err != nil {
@@ -107,8 +112,18 @@ func (s *suite) runLine() (err error) {
 	if s.qc, err = startProc("quic-sender", s.o.Log, append([]string{"quic"}, s.o.Tune.args()...)...); err != nil {
 		return err
 	}
-	if _, err := s.qc.call(request{Op: "dial", Addr: s.qs.addr}); err != nil {
-		return err
+	next := s.qs.addr
+	for _, name := range []string{"naive1", "naive2"} {
+		p, err := startProc(name, s.o.Log, append([]string{"naive", "--next", next}, s.o.Tune.args()...)...)
+		if err != nil {
+			return err
+		}
+		s.naive, next = append(s.naive, p), p.addr
+	}
+	for peer, p := range map[string]*proc{"": s.qs, "naive1": s.naive[0], "naive2": s.naive[1]} {
+		if _, err := s.qc.call(request{Op: "dial", Peer: peer, Addr: p.addr}); err != nil {
+			return err
+		}
 	}
 	if _, err := s.line[0].call(request{Op: "wait", Peers: []string{"n1", "n2", "n3", "n4"}, Timeout: int64(waitRoutes)}); err != nil {
 		return err
@@ -116,10 +131,10 @@ func (s *suite) runLine() (err error) {
 	if _, err := s.line[4].call(request{Op: "wait", Peers: []string{"n0"}, Timeout: int64(waitRoutes)}); err != nil {
 		return err
 	}
-	if _, err := s.clear[0].call(request{Op: "wait", Peers: []string{"x1"}, Timeout: int64(waitRoutes)}); err != nil {
+	if _, err := s.clear[0].call(request{Op: "wait", Peers: []string{"x1", "x2"}, Timeout: int64(waitRoutes)}); err != nil {
 		return err
 	}
-	for _, step := range []func() error{s.throughput, s.openEcho, s.ttfb, s.hopRTT, s.idleMemory} {
+	for _, step := range []func() error{s.throughput, s.latencyIdleBusy, s.ttfb, s.idleMemory, s.openRate} {
 		if err := step(); err != nil {
 			return err
 		}
@@ -131,12 +146,12 @@ func (s *suite) runLine() (err error) {
 
 func (s *suite) stopLine() error {
 	var errs []error
-	for _, p := range append(slices.Concat(s.line, s.clear), s.qs, s.qc) {
+	for _, p := range append(slices.Concat(s.line, s.clear, s.naive), s.qs, s.qc) {
 		if p != nil {
 			errs = append(errs, p.stop())
 		}
 	}
-	s.line, s.clear, s.qs, s.qc = nil, nil, nil, nil
+	s.line, s.clear, s.naive, s.qs, s.qc = nil, nil, nil, nil, nil
 	return errors.Join(errs...)
 }
 
@@ -145,12 +160,13 @@ func nodeName(i int) string { return "n" + strconv.Itoa(i) }
 // transfer is one timed bulk transfer.
 type transfer struct {
 	mbps     float64 // 10^6 bytes per second
-	cpuPerGB float64 // CPU seconds per 10^9 bytes: sender+receiver (direct, k0, k0clear) or the first relay (k1)
+	cpuPerGB float64 // CPU seconds per 10^9 bytes: sender+receiver (direct, k0, k0clear) or the first relay (k1, naive1)
 }
 
-// transfer sends n bytes over subject: "direct" (quic-go), "k0".."k3", or
+// transfer sends n bytes over subject: "direct" (quic-go), "k0".."k3",
 // "k0clear" (a circuit between two neighbours with end-to-end security
-// off).
+// off), or "naive1", "naive2" (a quic-go stream through one or two naive
+// relays).
 func (s *suite) transfer(subject string, n int64) (transfer, error) {
 	var meter *proc // whose CPU is counted besides the sender's
 	var sender *proc
@@ -161,6 +177,10 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 		sender, meter = s.qc, s.qs
 	case "k0clear":
 		sender, meter, req.Peer = s.clear[0], s.clear[1], "x1"
+	case "naive1":
+		sender, meter, req.Peer = s.qc, s.naive[0], "naive1"
+	case "naive2":
+		sender, req.Peer = s.qc, "naive2"
 	default:
 		k, _ := strconv.Atoi(subject[1:])
 		sender, req.Peer = s.line[0], nodeName(k+1)
@@ -194,7 +214,7 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 	return t, nil
 }
 
-var subjects = []string{"direct", "k0", "k1", "k2", "k3", "k0clear"}
+var subjects = []string{"direct", "k0", "k1", "k2", "k3", "k0clear", "naive1", "naive2"}
 
 func (s *suite) throughput() error {
 	s.progress("throughput: warm-up")
@@ -210,7 +230,7 @@ func (s *suite) throughput() error {
 	}
 	mbps := map[string][]float64{}
 	ratios := map[string][]float64{}
-	var cpuRatios, cpuDirect, cpuRelay, cpuSealed, cpuClear []float64
+	var cpuRatios, cpuDirect, cpuRelay, cpuSealed, cpuClear, cpuNaive, cpuVsNaive, r1VsNaive []float64
 	for r := range s.o.Rounds {
 		got := map[string]transfer{}
 		for i := range subjects {
@@ -226,40 +246,53 @@ func (s *suite) throughput() error {
 			key := strconv.Itoa(k)
 			ratios[key] = append(ratios[key], got["k"+key].mbps/got["direct"].mbps)
 		}
+		for k := 1; k <= 2; k++ {
+			key := "naive" + strconv.Itoa(k)
+			ratios[key] = append(ratios[key], got[key].mbps/got["direct"].mbps)
+		}
+		r1VsNaive = append(r1VsNaive, got["k1"].mbps/got["naive1"].mbps)
+		cpuNaive = append(cpuNaive, got["naive1"].cpuPerGB)
+		cpuVsNaive = append(cpuVsNaive, got["k1"].cpuPerGB/got["naive1"].cpuPerGB)
 		cpuDirect = append(cpuDirect, got["direct"].cpuPerGB)
 		cpuRelay = append(cpuRelay, got["k1"].cpuPerGB)
 		cpuSealed = append(cpuSealed, got["k0"].cpuPerGB)
 		cpuClear = append(cpuClear, got["k0clear"].cpuPerGB)
 		cpuRatios = append(cpuRatios, got["k1"].cpuPerGB/got["direct"].cpuPerGB)
-		s.progress("throughput round %d/%d: MB/s direct %.0f k0 %.0f k1 %.0f k2 %.0f k3 %.0f; relay CPU ratio %.2f",
-			r+1, s.o.Rounds, got["direct"].mbps, got["k0"].mbps, got["k1"].mbps, got["k2"].mbps, got["k3"].mbps, cpuRatios[r])
+		s.progress("throughput round %d/%d: MB/s direct %.0f k0 %.0f k1 %.0f k2 %.0f k3 %.0f naive1 %.0f naive2 %.0f; relay CPU ratio %.2f, vs naive %.2f",
+			r+1, s.o.Rounds, got["direct"].mbps, got["k0"].mbps, got["k1"].mbps, got["k2"].mbps, got["k3"].mbps,
+			got["naive1"].mbps, got["naive2"].mbps, cpuRatios[r], cpuVsNaive[r])
 	}
 	if s.o.ProfileDir != "" {
 		if err := s.profile("profile-stop"); err != nil {
 			return err
 		}
 	}
-	s.res.RK = map[string]float64{}
+	s.res.RK, s.res.RNaive = map[string]float64{}, map[string]float64{}
 	for k, v := range ratios {
-		s.res.RK[k] = median(v)
+		if n, ok := strings.CutPrefix(k, "naive"); ok {
+			s.res.RNaive[n] = median(v)
+		} else {
+			s.res.RK[k] = median(v)
+		}
 	}
+	s.res.R1VsNaive, s.res.RelayCPUVsNaive = median(r1VsNaive), median(cpuVsNaive)
 	s.res.ThroughputMBps = map[string]float64{}
 	for k, v := range mbps {
 		s.res.ThroughputMBps[k] = median(v)
 	}
 	s.res.RelayCPUPerGBRatio = median(cpuRatios)
 	s.res.CPUSecondsPerGB = map[string]float64{"direct": median(cpuDirect), "relay": median(cpuRelay),
-		"ends_sealed": median(cpuSealed), "ends_clear": median(cpuClear)}
+		"ends_sealed": median(cpuSealed), "ends_clear": median(cpuClear), "naive_relay": median(cpuNaive)}
 	return nil
 }
 
-// profile starts or stops CPU profiles of the first relay and of the
-// baseline pair.
+// profile starts or stops CPU profiles of the first relay, of the
+// baseline pair and of the first naive relay.
 func (s *suite) profile(op string) error {
 	for _, p := range []struct {
 		proc *proc
 		file string
-	}{{s.line[1], "relay-n1.pprof"}, {s.qs, "direct-receiver.pprof"}, {s.qc, "direct-sender.pprof"}} {
+	}{{s.line[1], "relay-n1.pprof"}, {s.qs, "direct-receiver.pprof"}, {s.qc, "direct-sender.pprof"}, {s.naive[0], "relay-naive1.pprof"}} {
 		if _, err := p.proc.call(request{Op: op, Path: filepath.Join(s.o.ProfileDir, p.file)}); err != nil {
 			return err
 		}
@@ -267,18 +300,87 @@ func (s *suite) profile(op string) error {
 	return nil
 }
 
-func (s *suite) openEcho() error {
-	s.progress("open+echo latency")
+// latencyIdleBusy runs the latency measurements twice: on the machine as
+// it is, and with one nice-19 busy loop pinned to each core, so that no
+// core sits idle when a packet wakes a process (see spinRole).
+func (s *suite) latencyIdleBusy() error {
+	if err := s.latency("idle", &s.res.latency, s.o.ProfileDir != ""); err != nil {
+		return err
+	}
+	var spin []*proc
+	defer func() {
+		for _, p := range spin {
+			_ = p.stop()
+		}
+	}()
+	for cpu := range runtime.NumCPU() {
+		p, err := startProc("spin"+strconv.Itoa(cpu), s.o.Log, "spin", "--cpu", strconv.Itoa(cpu))
+		if err != nil {
+			return err
+		}
+		spin = append(spin, p)
+	}
+	s.res.Busy = &latency{}
+	return s.latency(fmt.Sprintf("busy (%d nice-19 busy loops)", len(spin)), s.res.Busy, false)
+}
+
+// latency measures open+echo and per-hop round trips into l, with CPU
+// profiles of n0, n1, n2 and naive1 during the open+echo rounds when
+// profile is set.
+func (s *suite) latency(label string, l *latency, profile bool) error {
+	if profile {
+		if err := s.profileOpen("profile-start"); err != nil {
+			return err
+		}
+	}
+	err := s.openEcho(label, l)
+	if profile {
+		err = errors.Join(err, s.profileOpen("profile-stop"))
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.hopRTT(label, l); err != nil {
+		return err
+	}
+	if nv := l.OpenEchoUS["naive_k1"]; nv > 0 {
+		l.OpenK1VsNaive = l.OpenEchoUS["k1"] / nv
+	}
+	if l.NaiveHopRTTP50 > 0 {
+		l.HopRTTVsNaive = l.HopRTTP50 / l.NaiveHopRTTP50
+	}
+	return nil
+}
+
+// profileOpen starts or stops CPU profiles of the source, the first relay,
+// the destination of a k1 circuit and the first naive relay.
+func (s *suite) profileOpen(op string) error {
+	for _, p := range []*proc{s.line[0], s.line[1], s.line[2], s.naive[0]} {
+		path := filepath.Join(s.o.ProfileDir, "open-"+p.name+".pprof")
+		if _, err := p.call(request{Op: op, Path: path}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *suite) openEcho(label string, l *latency) error {
+	s.progress("open+echo latency, %s", label)
 	samples := map[string][]int64{}
-	keys := []string{"direct_quic_stream", "k0", "k1", "k2"}
+	keys := []string{"direct_quic_stream", "k0", "k1", "k2", "naive_k1", "naive_k2", "k0clear"}
 	for b := range s.o.EchoBatches {
 		for i := range keys {
 			key := keys[(i+b)%len(keys)]
 			var rep reply
 			var err error
-			if key == "direct_quic_stream" {
+			switch key {
+			case "direct_quic_stream":
 				rep, err = s.qc.call(request{Op: "open-echo", Count: s.o.EchoBatch})
-			} else {
+			case "k0clear":
+				rep, err = s.clear[0].call(request{Op: "open-echo", Peer: "x1", Count: s.o.EchoBatch})
+			case "naive_k1", "naive_k2":
+				rep, err = s.qc.call(request{Op: "open-echo", Peer: "naive" + key[len(key)-1:], Count: s.o.EchoBatch})
+			default:
 				k, _ := strconv.Atoi(key[1:])
 				rep, err = s.line[0].call(request{Op: "open-echo", Peer: nodeName(k + 1), Count: s.o.EchoBatch})
 			}
@@ -290,10 +392,10 @@ func (s *suite) openEcho() error {
 			}
 		}
 	}
-	s.res.OpenEchoUS, s.res.OpenEchoP99US = map[string]float64{}, map[string]float64{}
+	l.OpenEchoUS, l.OpenEchoP99US = map[string]float64{}, map[string]float64{}
 	for k, v := range samples {
 		us := micros(v)
-		s.res.OpenEchoUS[k], s.res.OpenEchoP99US[k] = median(us), quantile(us, 0.99)
+		l.OpenEchoUS[k], l.OpenEchoP99US[k] = median(us), quantile(us, 0.99)
 	}
 	return nil
 }
@@ -318,68 +420,154 @@ func (s *suite) ttfb() error {
 	return nil
 }
 
-func (s *suite) hopRTT() error {
-	s.progress("round trip per relay")
+// hopRTT measures echo round trips on open streams and circuits: direct
+// quic-go and through one and two naive relays, circuits through zero to
+// two relays, the two senders taking turns.
+func (s *suite) hopRTT(label string, l *latency) error {
+	s.progress("round trip per relay, %s", label)
 	samples := map[string][]float64{}
-	for range s.o.PingBatches {
-		rep, err := s.qc.call(request{Op: "ping", Count: s.o.PingBatch})
-		if err != nil {
-			return err
-		}
-		samples["direct"] = append(samples["direct"], micros(rep.Samples["direct"])...)
-		rep, err = s.line[0].call(request{Op: "ping", Peers: []string{"n1", "n2", "n3"}, Count: s.o.PingBatch})
-		if err != nil {
-			return err
-		}
-		for k := range 3 {
-			key := "k" + strconv.Itoa(k)
-			samples[key] = append(samples[key], micros(rep.Samples[nodeName(k+1)])...)
+	for b := range s.o.PingBatches {
+		for i := range 2 {
+			var err error
+			if (i+b)%2 == 0 {
+				var rep reply
+				rep, err = s.qc.call(request{Op: "ping", Peers: []string{"", "naive1", "naive2"}, Count: s.o.PingBatch})
+				for _, k := range []string{"direct", "naive1", "naive2"} {
+					key := strings.Replace(k, "naive", "naive_k", 1)
+					samples[key] = append(samples[key], micros(rep.Samples[k])...)
+				}
+			} else {
+				var rep reply
+				rep, err = s.line[0].call(request{Op: "ping", Peers: []string{"n1", "n2", "n3"}, Count: s.o.PingBatch})
+				for k := range 3 {
+					key := "k" + strconv.Itoa(k)
+					samples[key] = append(samples[key], micros(rep.Samples[nodeName(k+1)])...)
+				}
+			}
+			if err != nil {
+				return err
+			}
 		}
 	}
-	s.res.RTTUS = map[string][2]float64{}
+	l.RTTUS = map[string][2]float64{}
 	for k, v := range samples {
-		s.res.RTTUS[k] = [2]float64{median(v), quantile(v, 0.99)}
+		l.RTTUS[k] = [2]float64{median(v), quantile(v, 0.99)}
 	}
-	s.res.HopRTTP50 = (s.res.RTTUS["k2"][0] - s.res.RTTUS["k0"][0]) / 2
-	s.res.HopRTTP99 = (s.res.RTTUS["k2"][1] - s.res.RTTUS["k0"][1]) / 2
+	l.HopRTTP50 = (l.RTTUS["k2"][0] - l.RTTUS["k0"][0]) / 2
+	l.HopRTTP99 = (l.RTTUS["k2"][1] - l.RTTUS["k0"][1]) / 2
+	l.NaiveHopRTTP50 = (l.RTTUS["naive_k2"][0] - l.RTTUS["direct"][0]) / 2
+	l.NaiveHopRTTP99 = (l.RTTUS["naive_k2"][1] - l.RTTUS["direct"][1]) / 2
 	return nil
 }
 
-// idleMemory holds o.Idle idle circuits through relay n1 (n0 to n2), and
-// as many idle quic-go streams, and reads the memory the relay and the
-// accepting quic-go endpoint hold for them.
+// idleMemory holds o.Idle idle circuits through relay n1 (n0 to n2), as
+// many quic-go streams through naive1 (to qs) and as many idle quic-go
+// streams to qs, 32 opened at a time, and reads the memory the relays and
+// the accepting quic-go endpoint hold for them.
 func (s *suite) idleMemory() error {
-	s.progress("memory: %d idle circuits through a relay, %d idle quic-go streams", s.o.Idle, s.o.Idle)
-	// per returns the memory, stack and goroutines per idle stream that
-	// meter holds while opener holds o.Idle streams to peer through or to it.
-	per := func(meter, opener *proc, peer string) (mem, stack, goroutines float64, err error) {
+	s.progress("memory: %d idle circuits through a relay, %d idle quic-go streams through a naive relay and to a quic-go endpoint",
+		s.o.Idle, s.o.Idle)
+	type perStream struct {
+		mem, stack, goroutines, rss float64
+	}
+	// per measures what meter holds and spends per stream while opener
+	// opens o.Idle streams to peer through or to it.
+	per := func(meter, opener *proc, peer string) (perStream, error) {
 		before, err := meter.call(request{Op: "mem"})
 		if err != nil {
-			return 0, 0, 0, err
+			return perStream{}, err
 		}
+		cpu0, err := meter.cpu()
+		if err != nil {
+			return perStream{}, err
+		}
+		prof := filepath.Join(s.o.ProfileDir, "hold-"+meter.name+".pprof")
+		if s.o.ProfileDir != "" {
+			if _, err := meter.call(request{Op: "profile-start", Path: prof}); err != nil {
+				return perStream{}, err
+			}
+		}
+		t0 := time.Now()
 		if _, err := opener.call(request{Op: "hold", Peer: peer, Count: s.o.Idle, Conc: 32}); err != nil {
-			return 0, 0, 0, err
+			return perStream{}, err
+		}
+		elapsed := time.Since(t0)
+		if s.o.ProfileDir != "" {
+			if _, err := meter.call(request{Op: "profile-stop"}); err != nil {
+				return perStream{}, err
+			}
+		}
+		cpu1, err := meter.cpu()
+		if err != nil {
+			return perStream{}, err
 		}
 		after, err := meter.call(request{Op: "mem"})
 		if err != nil {
-			return 0, 0, 0, err
+			return perStream{}, err
 		}
 		if _, err := opener.call(request{Op: "release"}); err != nil {
-			return 0, 0, 0, err
+			return perStream{}, err
 		}
-		s.progress("  %s: heap+stack %d → %d bytes (stack %d → %d), %d → %d goroutines", meter.name,
-			before.MemBytes, after.MemBytes, before.StackBytes, after.StackBytes, before.Goroutines, after.Goroutines)
-		delta := func(a, b uint64) float64 { return (float64(b) - float64(a)) / float64(s.o.Idle) }
-		return delta(before.MemBytes, after.MemBytes), delta(before.StackBytes, after.StackBytes),
-			delta(uint64(before.Goroutines), uint64(after.Goroutines)), nil
+		s.progress("  %s: heap+stack %d → %d bytes (stack %d → %d), RSS %d → %d, %d → %d goroutines; opened in %v, %v CPU",
+			meter.name, before.MemBytes, after.MemBytes, before.StackBytes, after.StackBytes, before.RSSBytes, after.RSSBytes,
+			before.Goroutines, after.Goroutines, elapsed.Round(time.Millisecond), (cpu1 - cpu0).Round(time.Millisecond))
+		n := float64(s.o.Idle)
+		delta := func(a, b uint64) float64 { return (float64(b) - float64(a)) / n }
+		return perStream{
+			mem: delta(before.MemBytes, after.MemBytes), stack: delta(before.StackBytes, after.StackBytes),
+			goroutines: delta(uint64(before.Goroutines), uint64(after.Goroutines)), rss: delta(before.RSSBytes, after.RSSBytes),
+		}, nil
 	}
-	var err error
 	r := s.res
-	if r.IdleCircuitBytes, r.IdleCircuitStackBytes, r.IdleCircuitGoroutines, err = per(s.line[1], s.line[0], "n2"); err != nil {
+	c, err := per(s.line[1], s.line[0], "n2")
+	if err != nil {
 		return err
 	}
-	r.QUICStreamBytes, _, _, err = per(s.qs, s.qc, "")
+	r.IdleCircuitBytes, r.IdleCircuitStackBytes, r.IdleCircuitGoroutines, r.IdleCircuitRSSBytes = c.mem, c.stack, c.goroutines, c.rss
+	nv, err := per(s.naive[0], s.qc, "naive1")
+	if err != nil {
+		return err
+	}
+	r.NaiveIdleStreamBytes, r.NaiveIdleStreamRSSBytes = nv.mem, nv.rss
+	q, err := per(s.qs, s.qc, "")
+	r.QUICStreamBytes = q.mem
 	return err
+}
+
+// openRate opens, echoes one byte on and closes o.Idle circuits (streams)
+// through one relay, 32 in flight, and reads the rate and the relay's CPU:
+// sealed circuits through n1, circuits through x1 (ends without end-to-end
+// security, so that their handshakes do not bound the rate: the relay's
+// own cost) and streams through naive1.
+func (s *suite) openRate() error {
+	s.progress("open rate: %d circuits or streams opened and closed through one relay, 32 in flight", s.o.Idle)
+	r := s.res
+	r.RelayOpensPerS, r.RelayOpensPerCPUS = map[string]float64{}, map[string]float64{}
+	for _, c := range []struct {
+		key           string
+		meter, opener *proc
+		peer          string
+	}{{"circuit", s.line[1], s.line[0], "n2"}, {"circuit_clear_ends", s.clear[1], s.clear[0], "x2"}, {"naive", s.naive[0], s.qc, "naive1"}} {
+		cpu0, err := c.meter.cpu()
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if _, err := c.opener.call(request{Op: "churn", Peer: c.peer, Count: s.o.Idle, Conc: 32}); err != nil {
+			return fmt.Errorf("open rate, %s: %w", c.key, err)
+		}
+		elapsed := time.Since(t0)
+		cpu1, err := c.meter.cpu()
+		if err != nil {
+			return err
+		}
+		n := float64(s.o.Idle)
+		r.RelayOpensPerS[c.key] = n / elapsed.Seconds()
+		r.RelayOpensPerCPUS[c.key] = n / max((cpu1-cpu0).Seconds(), 1e-9)
+		s.progress("  %s: %v, relay %s used %v CPU", c.key, elapsed.Round(time.Millisecond), c.meter.name, (cpu1 - cpu0).Round(time.Millisecond))
+	}
+	r.RelayOpenRateVsNaive = r.RelayOpensPerCPUS["circuit_clear_ends"] / r.RelayOpensPerCPUS["naive"]
+	return nil
 }
 
 // rerouteTimeout bounds the wait for a circuit after the kill; a run that

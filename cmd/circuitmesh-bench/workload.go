@@ -139,6 +139,46 @@ func pingRounds(streams map[string]stream, count int) (map[string][]int64, error
 	return out, nil
 }
 
+// inParallel runs fn count times, conc at a time (i is the run's number
+// from 1), and stops at the first failure.
+func inParallel(ctx context.Context, count, conc int, fn func(ctx context.Context, i int64) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, max(conc, 1))
+	for w := range max(conc, 1) {
+		wg.Go(func() {
+			for i := next.Add(1); i <= int64(count) && ctx.Err() == nil; i = next.Add(1) {
+				if err := fn(ctx, i); err != nil {
+					errs[w] = err
+					cancel()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// churn opens count streams with open, conc at a time, echoes one byte on
+// each and closes it: the open rate a relay sustains, without the memory
+// of streams kept open.
+func churn(ctx context.Context, count, conc int, open func(context.Context) (stream, error)) error {
+	return inParallel(ctx, count, conc, func(ctx context.Context, i int64) error {
+		s, err := open(ctx)
+		if err == nil {
+			err = echoOnce(s)
+			s.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("stream %d: %w", i, err)
+		}
+		return nil
+	})
+}
+
 // holder keeps idle streams open.
 type holder struct {
 	mu   sync.Mutex
@@ -147,28 +187,16 @@ type holder struct {
 
 // open opens count streams with open, conc at a time, and keeps them.
 func (h *holder) open(ctx context.Context, count, conc int, open func(context.Context) (stream, error)) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make([]error, max(conc, 1))
-	for w := range max(conc, 1) {
-		wg.Go(func() {
-			for next.Add(1) <= int64(count) && ctx.Err() == nil {
-				s, err := open(ctx)
-				if err != nil {
-					errs[w] = fmt.Errorf("open idle stream %d: %w", next.Load(), err)
-					cancel()
-					return
-				}
-				h.mu.Lock()
-				h.held = append(h.held, s)
-				h.mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return inParallel(ctx, count, conc, func(ctx context.Context, i int64) error {
+		s, err := open(ctx)
+		if err != nil {
+			return fmt.Errorf("open idle stream %d: %w", i, err)
+		}
+		h.mu.Lock()
+		h.held = append(h.held, s)
+		h.mu.Unlock()
+		return nil
+	})
 }
 
 // release closes every held stream.
