@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -81,6 +82,25 @@ func securityHeaders(h http.Handler) http.Handler {
 	})
 }
 
+// loopbackHostOnly refuses requests whose Host header does not name the
+// loopback interface. A page bound to loopback is meant for this host's
+// browser; without the check, any web site the browser visits could read
+// the topology through a DNS name it re-points at 127.0.0.1 (DNS rebinding).
+func loopbackHostOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			host = hh
+		}
+		ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+		if host != "localhost" && (err != nil || !ip.IsLoopback()) {
+			http.Error(w, "the mesh page answers only to a loopback host name", http.StatusMisdirectedRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 func (h *handler) graph(ctx context.Context) (node.Graph, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -137,7 +157,11 @@ func Serve(addr string, src Source, log *slog.Logger) (bound net.Addr, stop func
 	if err != nil {
 		return nil, nil, err
 	}
-	srv := &http.Server{Handler: Handler(src), ReadHeaderTimeout: 10 * time.Second}
+	h := Handler(src)
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && ap.Addr().IsLoopback() {
+		h = loopbackHostOnly(h)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
