@@ -46,10 +46,34 @@ type keyBook struct {
 	max   int
 	recs  map[string]*seal.KeyRecord
 	extra KeyLookup
+	// learning holds, per destination, the full handshake in flight that
+	// will learn its record (closed when that dial ends); one entry per
+	// dialling destination, removed when the dial ends.
+	learning map[string]chan struct{}
 }
 
 func newKeyBook(max int, extra KeyLookup) *keyBook {
-	return &keyBook{max: max, recs: make(map[string]*seal.KeyRecord), extra: extra}
+	return &keyBook{max: max, recs: make(map[string]*seal.KeyRecord), extra: extra, learning: make(map[string]chan struct{})}
+}
+
+// learn is for a dial to node whose record is unknown: it returns done
+// (non-nil) when this dial is to take the full handshake and must call it
+// once the dial ended, or wait, closed when the full handshake in flight
+// ended, after which the record may be known.
+func (b *keyBook) learn(node string) (done func(), wait <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if ch, ok := b.learning[node]; ok {
+		return nil, ch
+	}
+	ch := make(chan struct{})
+	b.learning[node] = ch
+	return func() {
+		b.mu.Lock()
+		delete(b.learning, node)
+		b.mu.Unlock()
+		close(ch)
+	}, nil
 }
 
 // LookupKey returns a record for node still valid now.
@@ -103,6 +127,27 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 	if opt.Early {
 		sec.OnRetry = func() { n.keyBook.forget(o.Dest) }
 		return circuit.DialEarlySecure(s, o, local, sec)
+	}
+	// Concurrent dials to a node whose record is unknown take one full
+	// handshake between them: the others wait for it and open in one
+	// message. A burst of full handshakes would each need its third
+	// message through the path within the destination's HeaderTimeout,
+	// behind the traffic of the circuits opened before it.
+	for sec.Peer == nil {
+		done, wait := n.keyBook.learn(o.Dest)
+		if done != nil {
+			defer done()
+			break
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			s.Reset(circuit.CloseCancelled)
+			return nil, fmt.Errorf("dial %s/%s: %w", o.Dest, o.Service, ctx.Err())
+		}
+		if r, ok := n.keyBook.LookupKey(o.Dest); ok {
+			sec.Peer = r
+		}
 	}
 	c, err := circuit.DialSecure(ctx, s, o, local, sec)
 	if err != nil && sec.Peer != nil && errIsRetry(err) {

@@ -377,3 +377,81 @@ func TestSealedEarlyDialCachesKey(t *testing.T) {
 		t.Fatalf("after an early circuit a holds b's key: %v", ok)
 	}
 }
+
+// modeSpy records the handshake mode of each circuit a relay carries: the
+// byte after the first handshake message's length, the third of the
+// stream once the relay read the open header.
+type modeSpy struct {
+	links.Stream
+	modes *modeCount
+	n     int
+}
+
+type modeCount struct {
+	mu   sync.Mutex
+	full int // first messages in the full (XX) mode
+	one  int // first messages in the one-message (IK) mode
+}
+
+func (s *modeSpy) Read(p []byte) (int, error) {
+	n, err := s.Stream.Read(p)
+	if s.n <= 2 && s.n+n > 2 {
+		s.modes.mu.Lock()
+		switch p[2-s.n] {
+		case 2:
+			s.modes.full++
+		case 1:
+			s.modes.one++
+		}
+		s.modes.mu.Unlock()
+	}
+	s.n += n
+	return n, err
+}
+
+// Concurrent first dials to a node whose key record the source does not
+// know yet take one full handshake between them; the others wait for it
+// and open in one message. (Each full handshake's third message must cross
+// the path within the destination's HeaderTimeout, behind the traffic of
+// the circuits opened before it: a burst of them failed under load with
+// "reset by the path: protocol error".)
+func TestConcurrentFirstDialsTakeOneFullHandshake(t *testing.T) {
+	modes := &modeCount{}
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) {
+		if cfg.Name == "r" {
+			cfg.hooks = &hooks{relay: func(in, out links.Stream) (links.Stream, links.Stream) {
+				return &modeSpy{Stream: in, modes: modes}, out
+			}}
+		}
+	}
+	c.build("a-r", "r-b")
+	c.waitRoute("a", "b", 2)
+	serve(t, c.nodes["b"], "svc", echoHandler)
+	const dials = 16
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make(chan error, dials)
+	for i := 0; i < dials; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if err := roundTrip(t, c.nodes["a"], "b", "svc", []byte("hello")); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	modes.mu.Lock()
+	defer modes.mu.Unlock()
+	if modes.full != 1 || modes.one != dials-1 {
+		t.Fatalf("%d concurrent first dials took %d full and %d one-message handshakes, want 1 and %d",
+			dials, modes.full, modes.one, dials-1)
+	}
+}
