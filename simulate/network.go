@@ -184,11 +184,16 @@ func (f *fifo) pop() packet {
 	return p
 }
 
-// close drops every packet still in flight and waits for their timers.
-func (n *packetNet) close() {
+// shutdown drops every packet from now on, those in flight included.
+func (n *packetNet) shutdown() {
 	n.mu.Lock()
 	n.closed = true
 	n.mu.Unlock()
+}
+
+// close drops every packet still in flight and waits for their timers.
+func (n *packetNet) close() {
+	n.shutdown()
 	n.timers.Wait()
 }
 

@@ -98,9 +98,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 		verdict = "FAIL"
 	}
 	if r.Virtual {
-		fmt.Fprintf(tw, "\n%s: %d expectations passed, %d steps failed, in %v virtual (%v wall)\n", verdict, r.Passed, r.Failed, round(r.Duration), round(r.Wall))
+		fmt.Fprintf(tw, "\n%s: %d expectations passed, %d steps failed, in %v virtual (%v wall); teardown %v virtual (%v wall)\n",
+			verdict, r.Passed, r.Failed, round(r.Duration), round(r.Wall), round(r.Teardown), round(r.TeardownWall))
 	} else {
-		fmt.Fprintf(tw, "\n%s: %d expectations passed, %d steps failed, in %v\n", verdict, r.Passed, r.Failed, round(r.Duration))
+		fmt.Fprintf(tw, "\n%s: %d expectations passed, %d steps failed, in %v; teardown %v\n", verdict, r.Passed, r.Failed, round(r.Duration), round(r.Teardown))
 	}
 	return tw.Flush()
 }

@@ -65,7 +65,11 @@ type Report struct {
 	Virtual  bool          `json:"virtual"`
 	Duration time.Duration `json:"duration_ns"`
 	// Wall is how long the run really took.
-	Wall         time.Duration `json:"wall_ns"`
+	Wall time.Duration `json:"wall_ns"`
+	// Teardown is how long closing the cluster took after the last step
+	// (not part of Duration), and TeardownWall how long it really took.
+	Teardown     time.Duration `json:"teardown_ns"`
+	TeardownWall time.Duration `json:"teardown_wall_ns"`
 	Steps        []StepResult  `json:"steps"`
 	Measurements []Measurement `json:"measurements"`
 }
@@ -113,6 +117,11 @@ func run(ctx context.Context, s *Script, cfg Config, progress io.Writer, virtual
 		}
 	}
 	r.rep.Duration, r.rep.Wall = time.Since(start), wallNow()-wallStart
+	start, wallStart = time.Now(), wallNow()
+	if err := c.Close(); err != nil {
+		return r.rep, fmt.Errorf("close the cluster: %w", err)
+	}
+	r.rep.Teardown, r.rep.TeardownWall = time.Since(start), wallNow()-wallStart
 	return r.rep, nil
 }
 

@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,10 +13,11 @@ import (
 //
 //	go test ./simulate -run TestVirtualScript -v -args -sim.script=$PWD/my.sim -sim.backend=mem
 var (
-	flagScript  = flag.String("sim.script", "", "scenario `FILE` for TestVirtualScript (an absolute path: go test runs in the package directory); default: the built-in diamond demo on both backends")
-	flagBackend = flag.String("sim.backend", "", "`BACKEND` of -sim.script: quic (default) or mem")
-	flagSeed    = flag.Uint64("sim.seed", 1, "`SEED` of packet loss for -sim.script")
-	flagJSON    = flag.Bool("sim.json", false, "print TestVirtualScript's report as JSON on stdout instead of a table in the test log")
+	flagScript   = flag.String("sim.script", "", "scenario `FILE` for TestVirtualScript (an absolute path: go test runs in the package directory); default: the built-in diamond demo on both backends")
+	flagBackend  = flag.String("sim.backend", "", "`BACKEND` of -sim.script: quic (default) or mem")
+	flagSeed     = flag.Uint64("sim.seed", 1, "`SEED` of packet loss for -sim.script")
+	flagProgress = flag.Bool("sim.progress", false, "print each step of TestVirtualScript on stderr as it finishes")
+	flagJSON     = flag.Bool("sim.json", false, "print TestVirtualScript's report as JSON on stdout instead of a table in the test log")
 )
 
 // TestVirtualScript runs a scenario in virtual time and prints its report:
@@ -38,7 +40,11 @@ func TestVirtualScript(t *testing.T) {
 	}
 	for _, backend := range backends {
 		t.Run(string(backend), func(t *testing.T) {
-			rep := Test(t, s, Config{Backend: backend, Seed: *flagSeed})
+			var progress io.Writer
+			if *flagProgress {
+				progress = os.Stderr
+			}
+			rep := testRun(t, s, Config{Backend: backend, Seed: *flagSeed}, progress)
 			if *flagJSON {
 				if err := rep.WriteJSON(os.Stdout); err != nil {
 					t.Fatal(err)
