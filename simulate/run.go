@@ -83,11 +83,20 @@ func (r *Report) OK() bool { return r.Failed == 0 }
 // created or a cancelled ctx. progress, when not nil, receives one line
 // per step as it finishes.
 func Run(ctx context.Context, s *Script, cfg Config, progress io.Writer) (rep *Report, err error) {
-	return run(ctx, s, cfg, progress, false)
+	return run(ctx, s, cfg, runOptions{progress: progress})
 }
 
-// run is Run; virtual marks the report as a run in virtual time.
-func run(ctx context.Context, s *Script, cfg Config, progress io.Writer, virtual bool) (rep *Report, err error) {
+// runOptions are run's options beyond Run's.
+type runOptions struct {
+	progress io.Writer
+	virtual  bool // the report is of a run in virtual time
+	// last, when set, sees the cluster after the last step, before Close.
+	last func(*Cluster)
+}
+
+// run is Run with options.
+func run(ctx context.Context, s *Script, cfg Config, o runOptions) (rep *Report, err error) {
+	progress := o.progress
 	cfg.setDefaults()
 	c, err := NewCluster(cfg)
 	if err != nil {
@@ -98,7 +107,7 @@ func run(ctx context.Context, s *Script, cfg Config, progress io.Writer, virtual
 			err = fmt.Errorf("close the cluster: %w", cerr)
 		}
 	}()
-	r := &runner{c: c, rep: &Report{Script: s.Name, Backend: cfg.Backend, Virtual: virtual}}
+	r := &runner{c: c, rep: &Report{Script: s.Name, Backend: cfg.Backend, Virtual: o.virtual}}
 	start, wallStart := time.Now(), wallNow()
 	for _, st := range s.Steps {
 		if err := ctx.Err(); err != nil {
@@ -117,6 +126,9 @@ func run(ctx context.Context, s *Script, cfg Config, progress io.Writer, virtual
 		}
 	}
 	r.rep.Duration, r.rep.Wall = time.Since(start), wallNow()-wallStart
+	if o.last != nil {
+		o.last(c)
+	}
 	start, wallStart = time.Now(), wallNow()
 	if err := c.Close(); err != nil {
 		return r.rep, fmt.Errorf("close the cluster: %w", err)

@@ -44,7 +44,7 @@ func TestVirtualScript(t *testing.T) {
 			if *flagProgress {
 				progress = os.Stderr
 			}
-			rep := testRun(t, s, Config{Backend: backend, Seed: *flagSeed}, progress)
+			rep := testRun(t, s, Config{Backend: backend, Seed: *flagSeed}, runOptions{progress: progress})
 			if *flagJSON {
 				if err := rep.WriteJSON(os.Stdout); err != nil {
 					t.Fatal(err)

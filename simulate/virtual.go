@@ -2,7 +2,6 @@ package simulate
 
 import (
 	"context"
-	"io"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -25,19 +24,19 @@ import (
 // synctest.Test and Close it before the bubble's function returns.
 func Test(t *testing.T, s *Script, cfg Config) *Report {
 	t.Helper()
-	return testRun(t, s, cfg, nil)
+	return testRun(t, s, cfg, runOptions{})
 }
 
-// testRun is Test; progress, when not nil, receives one line per step as
-// it finishes.
-func testRun(t *testing.T, s *Script, cfg Config, progress io.Writer) *Report {
+// testRun is Test with run's options.
+func testRun(t *testing.T, s *Script, cfg Config, o runOptions) *Report {
 	t.Helper()
 	var (
 		rep *Report
 		err error
 	)
 	synctest.Test(t, func(*testing.T) {
-		rep, err = run(context.Background(), s, cfg, progress, true)
+		o.virtual = true
+		rep, err = run(context.Background(), s, cfg, o)
 	})
 	if err != nil {
 		t.Fatalf("scenario %s: %v", s.Name, err)
