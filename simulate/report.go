@@ -22,6 +22,13 @@ func resultNote(r StepResult, wall bool) string {
 	if r.ChangeLine > 0 {
 		notes = append(notes, fmt.Sprintf("after %v since line %d", round(r.SinceChange), r.ChangeLine))
 	}
+	if st := r.Stretch; st != nil {
+		note := fmt.Sprintf("%d of %d routes longer than the shortest path", st.Longer, st.Routes)
+		if st.Longer > 0 {
+			note += fmt.Sprintf(", worst %s", st.Worst)
+		}
+		notes = append(notes, note)
+	}
 	if t := r.Transfer; t != nil {
 		rate := "no time passed"
 		if t.Duration > 0 {

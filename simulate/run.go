@@ -33,6 +33,9 @@ type StepResult struct {
 	// the moment the condition held.
 	SinceChange time.Duration `json:"since_change_ns,omitempty"`
 	ChangeLine  int           `json:"change_line,omitempty"`
+	// Stretch compares, for a wait converged that held, the routes with
+	// the shortest paths at that moment (Cluster.RouteStretch).
+	Stretch *Stretch `json:"stretch,omitempty"`
 	// Transfer measures a transfer step.
 	Transfer *TransferResult `json:"transfer,omitempty"`
 	// Output is what a print step printed.
@@ -237,8 +240,16 @@ func (r *runner) do(ctx context.Context, st Step, res *StepResult) error {
 	case OpWaitConverged:
 		wctx, cancel := context.WithTimeout(ctx, st.Duration)
 		defer cancel()
-		_, err := c.WaitConverged(wctx)
-		return err
+		if _, err := c.WaitConverged(wctx); err != nil {
+			return err
+		}
+		st, err := c.RouteStretch()
+		if err != nil {
+			return err
+		}
+		res.Stretch = &st
+		r.measure("longer routes", res.Line, float64(st.Longer), "routes")
+		r.measure("stretch", res.Line, st.MaxRatio, "x")
 	case OpExpectRoute, OpExpectUnreachable:
 		waited, err := r.expect(ctx, st)
 		res.waited = waited
