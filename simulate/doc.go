@@ -24,7 +24,8 @@
 // network; SetLink changes latency and loss. Converged and WaitConverged
 // compare every node's routing table with the topology's connected
 // components; Route, Peers, Links and Events (node.Subscribe, recorded)
-// observe; Transfer opens a circuit to SinkService, which every node
+// observe; RouteStretch compares every route with the shortest path over
+// the links' costs (Dijkstra); Transfer opens a circuit to SinkService, which every node
 // answers, sends pseudo-random bytes and checks the receiver's count and
 // SHA-256. Heal and Restart make the dialling end redial at once rather
 // than after its redial backoff, so what follows measures routing.
