@@ -71,6 +71,7 @@ transfer n%[1]d n1 64KiB
 restart n2
 wait converged timeout=60s
 expect route n1 n2
+wait 10s
 transfer n2 n%[1]d 64KiB
 `, nodes, nodes*7/4, params)
 	s, err := Parse("determinism.sim", src)
