@@ -1,8 +1,10 @@
 package simulate
 
 import (
-	"container/heap"
 	"fmt"
+
+	"github.com/circuitmesh/circuitmesh/routing"
+	"github.com/circuitmesh/circuitmesh/routing/routingtest"
 )
 
 // Stretch compares the routes of the running nodes with the shortest
@@ -68,44 +70,21 @@ func (c *Cluster) RouteStretch() (Stretch, error) {
 }
 
 // shortest returns the cost of the cheapest path from src to every node
-// it reaches in graph (graph[u][v] is the cost of u's link to v).
+// it reaches in graph (graph[u][v] is the cost of u's link to v), src
+// included at 0. A link whose far end is down is left out.
 func shortest(graph map[string]map[string]uint32, src string) map[string]uint64 {
-	dist := map[string]uint64{src: 0}
-	q := &costQueue{{src, 0}}
-	for q.Len() > 0 {
-		it := heap.Pop(q).(costItem)
-		if it.cost > dist[it.name] {
-			continue
-		}
-		for next, c := range graph[it.name] {
-			if graph[next] == nil {
-				continue // the link's far end is down
-			}
-			d := it.cost + uint64(c)
-			if old, ok := dist[next]; !ok || d < old {
-				dist[next] = d
-				heap.Push(q, costItem{next, d})
+	g := make(map[string]map[string]routing.Metric, len(graph))
+	for u, nbrs := range graph {
+		g[u] = make(map[string]routing.Metric, len(nbrs))
+		for v, c := range nbrs {
+			if graph[v] != nil {
+				g[u][v] = routing.Metric(c)
 			}
 		}
 	}
+	dist := map[string]uint64{src: 0}
+	for name, p := range routingtest.ShortestPaths(g, func(string) bool { return false }, src) {
+		dist[name] = p.Cost
+	}
 	return dist
-}
-
-type costItem struct {
-	name string
-	cost uint64
-}
-
-// costQueue is a min-heap of costItem by cost.
-type costQueue []costItem
-
-func (q costQueue) Len() int           { return len(q) }
-func (q costQueue) Less(i, j int) bool { return q[i].cost < q[j].cost }
-func (q costQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
-func (q *costQueue) Push(x any)        { *q = append(*q, x.(costItem)) }
-func (q *costQueue) Pop() any {
-	old := *q
-	it := old[len(old)-1]
-	*q = old[:len(old)-1]
-	return it
 }
