@@ -40,6 +40,9 @@ type backend interface {
 	block(a, b string, blocked bool)
 	// setDown makes every packet to and from name vanish (or not).
 	setDown(name string, down bool)
+	// shutdown stops all traffic at once when the cluster closes, without
+	// telling the nodes (they are about to close anyway).
+	shutdown()
 	// release frees what configure gave node name once the node closed.
 	release(name string)
 	// close releases the network after every node closed.
@@ -132,4 +135,5 @@ func (b *quicBackend) setParams(x, y string, p LinkParams) error {
 
 func (b *quicBackend) block(x, y string, blocked bool) { b.net.setBlocked(x, y, blocked) }
 func (b *quicBackend) setDown(name string, down bool)  { b.net.setDown(name, down) }
+func (b *quicBackend) shutdown()                       { b.net.shutdown() }
 func (b *quicBackend) close()                          { b.net.close() }

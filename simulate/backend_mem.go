@@ -62,5 +62,9 @@ func (b *memBackend) setDown(name string, down bool) {
 	}
 }
 
+// shutdown does nothing: memlink has no way to stop traffic without
+// reporting the links down, and a cluster's nodes close concurrently, so
+// their links go down together rather than node after node.
+func (b *memBackend) shutdown()      {}
 func (b *memBackend) release(string) {}
 func (b *memBackend) close()         {}

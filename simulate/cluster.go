@@ -297,7 +297,11 @@ func (c *Cluster) SetLink(a, b string, p LinkParams) error {
 	return nil
 }
 
-// Close closes every node and the simulated network.
+// Close closes every node and the simulated network. The cluster goes away
+// as a whole: the network stops carrying packets first (QUIC backend), so
+// no node learns of another's departure from it, and the nodes close
+// concurrently, so a node's close does not make the rest of the mesh
+// re-route around it one node at a time.
 func (c *Cluster) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -314,6 +318,9 @@ func (c *Cluster) Close() error {
 	c.mu.Unlock()
 	c.end()
 	c.kills.Wait()
+	c.mu.Lock()
+	c.be.shutdown()
+	c.mu.Unlock()
 	errs := make([]error, len(nodes))
 	closeNode := func(i int) {
 		if err := nodes[i].Close(); err != nil {
@@ -322,13 +329,6 @@ func (c *Cluster) Close() error {
 	}
 	var wg sync.WaitGroup
 	for i := range nodes {
-		if c.cfg.Backend == BackendMem {
-			// memlink transports must not close concurrently: a closing
-			// transport's Close races with the LinkDown its peers' closes
-			// post to it (see TestMemlinkConcurrentClose).
-			closeNode(i)
-			continue
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -24,13 +24,28 @@
 // network; SetLink changes latency and loss. Converged and WaitConverged
 // compare every node's routing table with the topology's connected
 // components; Route, Peers, Links and Events (node.Subscribe, recorded)
-// observe; Transfer opens a circuit to SinkService, which every node
+// observe; RouteStretch compares every route with the shortest path over
+// the links' costs (Dijkstra); Transfer opens a circuit to SinkService, which every node
 // answers, sends pseudo-random bytes and checks the receiver's count and
 // SHA-256. Heal and Restart make the dialling end redial at once rather
 // than after its redial backoff, so what follows measures routing.
 //
-// The caller must Close the cluster; Close closes every node and waits for
-// every goroutine the cluster started.
+// The caller must Close the cluster; Close stops the simulated network,
+// closes every node concurrently and waits for every goroutine the cluster
+// started.
+//
+// # Virtual time
+//
+// Test runs a scenario inside a testing/synctest bubble: every timer of the
+// nodes, of quic-go and of the simulated network runs on the bubble's fake
+// clock, which jumps forward whenever the whole cluster is blocked. Waits
+// and timeouts then cost no wall time, and the report's durations are
+// virtual, with the wall time beside them (Report.Virtual, Report.Wall,
+// StepResult.Wall). A Cluster created inside synctest.Test runs in virtual
+// time the same way. Same script and seed give the same step outcomes;
+// timings and routing tables may still differ between runs, because
+// goroutines ready at the same virtual instant run in an order the Go
+// scheduler picks and links and QUIC draw unseeded randomness.
 //
 // # Scenarios
 //
@@ -70,6 +85,6 @@
 // after waiting, following a fault), route (the same after a non-fault
 // change), throughput and open (transfers). A failed step does not stop
 // the run; Report.OK says whether everything passed. WriteTable and
-// WriteJSON render the report. The command `circuitmesh simulate` is the
+// WriteJSON render the report; it also gives the teardown time. The command `circuitmesh simulate` is the
 // front end; docs/SIMULATE.md describes the language with examples.
 package simulate

@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -46,9 +47,13 @@ type packetNet struct {
 	down    map[string]bool // nodes whose packets all vanish
 	// inflight queues the delayed packets of each path (from, to node).
 	inflight map[[2]string]*fifo
-	rng      *rand.Rand
-	timers   sync.WaitGroup // packets in flight
-	closed   bool
+	// seed derives rngs, one random stream per path (from, to node), so
+	// the loss pattern of a path depends on the seed and on that path's
+	// packets alone, not on how other paths' packets interleave with them.
+	seed   uint64
+	rngs   map[[2]string]*rand.Rand
+	timers sync.WaitGroup // packets in flight
+	closed bool
 }
 
 // pair is an unordered pair of node names.
@@ -69,8 +74,25 @@ func newPacketNet(seed uint64) *packetNet {
 		blocked:  map[pair]bool{},
 		down:     map[string]bool{},
 		inflight: map[[2]string]*fifo{},
-		rng:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		seed:     seed,
+		rngs:     map[[2]string]*rand.Rand{},
 	}
+}
+
+// pathRand returns the random stream of the path from → to, derived from
+// the network's seed and the two names. n.mu is held.
+func (n *packetNet) pathRand(from, to string) *rand.Rand {
+	key := [2]string{from, to}
+	r := n.rngs[key]
+	if r == nil {
+		h := fnv.New64a()
+		h.Write([]byte(from))
+		h.Write([]byte{0})
+		h.Write([]byte(to))
+		r = rand.New(rand.NewPCG(n.seed, h.Sum64()))
+		n.rngs[key] = r
+	}
+	return r
 }
 
 // listen binds a new socket for node name at addr, replacing a closed one
@@ -132,7 +154,7 @@ func (n *packetNet) send(src *packetConn, b []byte, dst net.Addr) {
 		return
 	}
 	params := n.params[p]
-	if params.Loss > 0 && n.rng.Float64() < params.Loss {
+	if params.Loss > 0 && n.pathRand(from, name).Float64() < params.Loss {
 		return
 	}
 	pkt := packet{data: append([]byte(nil), b...), from: src.addr}
@@ -184,11 +206,16 @@ func (f *fifo) pop() packet {
 	return p
 }
 
-// close drops every packet still in flight and waits for their timers.
-func (n *packetNet) close() {
+// shutdown drops every packet from now on, those in flight included.
+func (n *packetNet) shutdown() {
 	n.mu.Lock()
 	n.closed = true
 	n.mu.Unlock()
+}
+
+// close drops every packet still in flight and waits for their timers.
+func (n *packetNet) close() {
+	n.shutdown()
 	n.timers.Wait()
 }
 

@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"os"
@@ -60,7 +61,14 @@ func TestPacketNetLatencyLossAndBlocks(t *testing.T) {
 	for range 400 {
 		a.WriteTo([]byte("x"), b.LocalAddr())
 	}
-	if got := received(t, b, 50*time.Millisecond); got < 120 || got > 280 {
+	// Without latency a packet is in b's buffer when WriteTo returns:
+	// count them there rather than racing a read deadline.
+	got := 0
+	for len(b.in) > 0 {
+		<-b.in
+		got++
+	}
+	if got < 120 || got > 280 {
 		t.Fatalf("%d of 400 packets arrived at 50%% loss", got)
 	}
 
@@ -105,5 +113,50 @@ func TestPacketConnCloseAndRebind(t *testing.T) {
 	a.WriteTo([]byte("x"), b2.LocalAddr())
 	if got := received(t, b2, 20*time.Millisecond); got != 1 {
 		t.Fatalf("rebound socket got %d packets, want 1", got)
+	}
+}
+
+// Each path draws its losses from its own stream derived from the seed:
+// which packets of a→b are lost does not change when other paths carry
+// traffic in between, and does change with the seed.
+func TestPacketNetLossStreamPerPath(t *testing.T) {
+	arrivals := func(seed uint64, interleave bool) []byte {
+		n := newPacketNet(seed)
+		defer n.close()
+		conns := map[string]*packetConn{}
+		for i, name := range []string{"a", "b", "c", "d"} {
+			c, err := n.listen(name, &net.UDPAddr{IP: net.IPv4(10, 0, 0, byte(i+1)), Port: simPort})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			conns[name] = c
+		}
+		n.setParams("a", "b", LinkParams{Loss: 0.5})
+		n.setParams("c", "d", LinkParams{Loss: 0.5})
+		for i := range 500 {
+			if interleave {
+				conns["c"].WriteTo([]byte("x"), conns["d"].addr)
+				conns["b"].WriteTo([]byte("y"), conns["a"].addr)
+				conns["d"].WriteTo([]byte("z"), conns["c"].addr)
+			}
+			conns["a"].WriteTo([]byte{byte(i), byte(i >> 8)}, conns["b"].addr)
+		}
+		var got []byte
+		for len(conns["b"].in) > 0 {
+			p := <-conns["b"].in
+			got = append(got, p.data...)
+		}
+		return got
+	}
+	alone := arrivals(7, false)
+	if len(alone) < 2*150 || len(alone) > 2*350 {
+		t.Fatalf("%d of 500 packets arrived at 50%% loss", len(alone)/2)
+	}
+	if mixed := arrivals(7, true); !bytes.Equal(alone, mixed) {
+		t.Errorf("the packets lost on a→b changed when other paths carried traffic: %d arrived alone, %d with other traffic", len(alone)/2, len(mixed)/2)
+	}
+	if other := arrivals(8, false); bytes.Equal(alone, other) {
+		t.Error("seeds 7 and 8 lost the same packets of a→b")
 	}
 }

@@ -41,7 +41,7 @@ func TestNodeCloseClosesPacketConn(t *testing.T) {
 // Two linked nodes on in-memory links closing at the same time: under the
 // race detector, memlink's Transport.Close (waiting for its Handler calls)
 // races with the LinkDown that the peer's Close posts to it. Cluster.Close
-// closes in-memory nodes one at a time until this passes.
+// closes all its nodes concurrently and relies on this.
 func TestMemlinkConcurrentClose(t *testing.T) {
 	for range 20 {
 		c, err := NewCluster(Config{Backend: BackendMem})

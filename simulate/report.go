@@ -9,18 +9,33 @@ import (
 	"time"
 )
 
-// resultNote is the measurement or error of a step, for one line of text.
-func resultNote(r StepResult) string {
+// resultNote is the measurement or error of a step, for one line of text;
+// wall adds the step's wall time (for a run in virtual time).
+func resultNote(r StepResult, wall bool) string {
 	var notes []string
+	if wall {
+		notes = append(notes, fmt.Sprintf("%v virtual, %v wall", round(r.Elapsed), round(r.Wall)))
+	}
 	if r.Error != "" {
 		notes = append(notes, r.Error)
 	}
 	if r.ChangeLine > 0 {
 		notes = append(notes, fmt.Sprintf("after %v since line %d", round(r.SinceChange), r.ChangeLine))
 	}
+	if st := r.Stretch; st != nil {
+		note := fmt.Sprintf("%d of %d routes longer than the shortest path", st.Longer, st.Routes)
+		if st.Longer > 0 {
+			note += fmt.Sprintf(", worst %s", st.Worst)
+		}
+		notes = append(notes, note)
+	}
 	if t := r.Transfer; t != nil {
-		notes = append(notes, fmt.Sprintf("%s in %v = %.1f MiB/s, open %v, path %s",
-			sizeString(t.Bytes), round(t.Duration), t.Throughput()/(1<<20), round(t.Open), strings.Join(t.Path, "-")))
+		rate := "no time passed"
+		if t.Duration > 0 {
+			rate = fmt.Sprintf("%.1f MiB/s", t.Throughput()/(1<<20))
+		}
+		notes = append(notes, fmt.Sprintf("%s in %v = %s, open %v, path %s",
+			sizeString(t.Bytes), round(t.Duration), rate, round(t.Open), strings.Join(t.Path, "-")))
 	}
 	if len(notes) == 0 {
 		return ""
@@ -53,10 +68,22 @@ func sizeString(n int64) string {
 // and a verdict line.
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "scenario %s on the %s backend\n\n", r.Script, r.Backend)
-	fmt.Fprintln(tw, "LINE\tRESULT\tSTEP\tTIME\tDETAIL")
+	clock := ""
+	if r.Virtual {
+		clock = " in virtual time"
+	}
+	fmt.Fprintf(tw, "scenario %s on the %s backend%s\n\n", r.Script, r.Backend, clock)
+	if r.Virtual {
+		fmt.Fprintln(tw, "LINE\tRESULT\tSTEP\tTIME\tWALL\tDETAIL")
+	} else {
+		fmt.Fprintln(tw, "LINE\tRESULT\tSTEP\tTIME\tDETAIL")
+	}
 	for _, s := range r.Steps {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%v\t%s\n", s.Line, s.Status, s.Step, round(s.Elapsed), strings.TrimSpace(resultNote(s)))
+		wall := ""
+		if r.Virtual {
+			wall = round(s.Wall).String() + "\t"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%v\t%s%s\n", s.Line, s.Status, s.Step, round(s.Elapsed), wall, strings.TrimSpace(resultNote(s, false)))
 		for _, text := range []string{s.Output, s.State} {
 			if text == "" {
 				continue
@@ -77,7 +104,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if !r.OK() {
 		verdict = "FAIL"
 	}
-	fmt.Fprintf(tw, "\n%s: %d expectations passed, %d steps failed, in %v\n", verdict, r.Passed, r.Failed, round(r.Duration))
+	if r.Virtual {
+		fmt.Fprintf(tw, "\n%s: %d expectations passed, %d steps failed, in %v virtual (%v wall); teardown %v virtual (%v wall)\n",
+			verdict, r.Passed, r.Failed, round(r.Duration), round(r.Wall), round(r.Teardown), round(r.TeardownWall))
+	} else {
+		fmt.Fprintf(tw, "\n%s: %d expectations passed, %d steps failed, in %v; teardown %v\n", verdict, r.Passed, r.Failed, round(r.Duration), round(r.Teardown))
+	}
 	return tw.Flush()
 }
 

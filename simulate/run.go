@@ -25,11 +25,17 @@ type StepResult struct {
 	Error  string `json:"error,omitempty"`
 	// Elapsed is how long the step ran (for an expectation: until it held).
 	Elapsed time.Duration `json:"elapsed_ns"`
+	// Wall is how long the step really took; it differs from Elapsed in
+	// virtual time (Report.Virtual).
+	Wall time.Duration `json:"wall_ns"`
 	// SinceChange is, for wait converged and expectations, the time from
 	// the start of the last step that changed the topology (ChangeLine) to
 	// the moment the condition held.
 	SinceChange time.Duration `json:"since_change_ns,omitempty"`
 	ChangeLine  int           `json:"change_line,omitempty"`
+	// Stretch compares, for a wait converged that held, the routes with
+	// the shortest paths at that moment (Cluster.RouteStretch).
+	Stretch *Stretch `json:"stretch,omitempty"`
 	// Transfer measures a transfer step.
 	Transfer *TransferResult `json:"transfer,omitempty"`
 	// Output is what a print step printed.
@@ -53,11 +59,20 @@ type Measurement struct {
 
 // Report is the outcome of a scenario run.
 type Report struct {
-	Script       string        `json:"script"`
-	Backend      Backend       `json:"backend"`
-	Passed       int           `json:"passed"` // expectations that held
-	Failed       int           `json:"failed"` // failed expectations and operations
-	Duration     time.Duration `json:"duration_ns"`
+	Script  string  `json:"script"`
+	Backend Backend `json:"backend"`
+	Passed  int     `json:"passed"` // expectations that held
+	Failed  int     `json:"failed"` // failed expectations and operations
+	// Virtual reports a run in virtual time (see Test): every duration
+	// but the Wall ones is then virtual.
+	Virtual  bool          `json:"virtual"`
+	Duration time.Duration `json:"duration_ns"`
+	// Wall is how long the run really took.
+	Wall time.Duration `json:"wall_ns"`
+	// Teardown is how long closing the cluster took after the last step
+	// (not part of Duration), and TeardownWall how long it really took.
+	Teardown     time.Duration `json:"teardown_ns"`
+	TeardownWall time.Duration `json:"teardown_wall_ns"`
 	Steps        []StepResult  `json:"steps"`
 	Measurements []Measurement `json:"measurements"`
 }
@@ -71,6 +86,20 @@ func (r *Report) OK() bool { return r.Failed == 0 }
 // created or a cancelled ctx. progress, when not nil, receives one line
 // per step as it finishes.
 func Run(ctx context.Context, s *Script, cfg Config, progress io.Writer) (rep *Report, err error) {
+	return run(ctx, s, cfg, runOptions{progress: progress})
+}
+
+// runOptions are run's options beyond Run's.
+type runOptions struct {
+	progress io.Writer
+	virtual  bool // the report is of a run in virtual time
+	// last, when set, sees the cluster after the last step, before Close.
+	last func(*Cluster)
+}
+
+// run is Run with options.
+func run(ctx context.Context, s *Script, cfg Config, o runOptions) (rep *Report, err error) {
+	progress := o.progress
 	cfg.setDefaults()
 	c, err := NewCluster(cfg)
 	if err != nil {
@@ -81,8 +110,8 @@ func Run(ctx context.Context, s *Script, cfg Config, progress io.Writer) (rep *R
 			err = fmt.Errorf("close the cluster: %w", cerr)
 		}
 	}()
-	r := &runner{c: c, rep: &Report{Script: s.Name, Backend: cfg.Backend}}
-	start := time.Now()
+	r := &runner{c: c, rep: &Report{Script: s.Name, Backend: cfg.Backend, Virtual: o.virtual}}
+	start, wallStart := time.Now(), wallNow()
 	for _, st := range s.Steps {
 		if err := ctx.Err(); err != nil {
 			return r.rep, fmt.Errorf("scenario %s stopped at line %d: %w", s.Name, st.Line, err)
@@ -96,10 +125,18 @@ func Run(ctx context.Context, s *Script, cfg Config, progress io.Writer) (rep *R
 			r.rep.Failed++
 		}
 		if progress != nil {
-			fmt.Fprintf(progress, "%4d  %-4s  %s%s\n", res.Line, res.Status, res.Step, resultNote(res))
+			fmt.Fprintf(progress, "%4d  %-4s  %s%s\n", res.Line, res.Status, res.Step, resultNote(res, r.rep.Virtual))
 		}
 	}
-	r.rep.Duration = time.Since(start)
+	r.rep.Duration, r.rep.Wall = time.Since(start), wallNow()-wallStart
+	if o.last != nil {
+		o.last(c)
+	}
+	start, wallStart = time.Now(), wallNow()
+	if err := c.Close(); err != nil {
+		return r.rep, fmt.Errorf("close the cluster: %w", err)
+	}
+	r.rep.Teardown, r.rep.TeardownWall = time.Since(start), wallNow()-wallStart
 	return r.rep, nil
 }
 
@@ -117,12 +154,12 @@ type runner struct {
 
 func (r *runner) step(ctx context.Context, st Step) StepResult {
 	res := StepResult{Line: st.Line, Step: st.Text, Status: StatusOK}
-	start := time.Now()
+	start, wallStart := time.Now(), wallNow()
 	if st.Op.changesTopology() {
 		r.lastChange, r.changeLine, r.changeOp = start, st.Line, st.Op
 	}
 	err := r.do(ctx, st, &res)
-	res.Elapsed = time.Since(start)
+	res.Elapsed, res.Wall = time.Since(start), wallNow()-wallStart
 	switch {
 	case err != nil:
 		res.Status, res.Error = StatusFail, err.Error()
@@ -203,8 +240,16 @@ func (r *runner) do(ctx context.Context, st Step, res *StepResult) error {
 	case OpWaitConverged:
 		wctx, cancel := context.WithTimeout(ctx, st.Duration)
 		defer cancel()
-		_, err := c.WaitConverged(wctx)
-		return err
+		if _, err := c.WaitConverged(wctx); err != nil {
+			return err
+		}
+		st, err := c.RouteStretch()
+		if err != nil {
+			return err
+		}
+		res.Stretch = &st
+		r.measure("longer routes", res.Line, float64(st.Longer), "routes")
+		r.measure("stretch", res.Line, st.MaxRatio, "x")
 	case OpExpectRoute, OpExpectUnreachable:
 		waited, err := r.expect(ctx, st)
 		res.waited = waited
@@ -217,7 +262,11 @@ func (r *runner) do(ctx context.Context, st Step, res *StepResult) error {
 			return err
 		}
 		res.Transfer = &t
-		r.measure("throughput", st.Line, t.Throughput()/(1<<20), "MiB/s")
+		// In virtual time in-memory links move bytes in no time at all:
+		// there is no rate to report.
+		if t.Duration > 0 {
+			r.measure("throughput", st.Line, t.Throughput()/(1<<20), "MiB/s")
+		}
 		r.measure("open", st.Line, ms(t.Open), "ms")
 	case OpPrint:
 		out, err := r.print(st)

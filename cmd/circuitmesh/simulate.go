@@ -23,7 +23,8 @@ partitions, isolation, crashes and restarts, latency and loss), checks its
 expectations and measures convergence, reroute, open time and throughput.
 Without SCRIPT it runs the built-in diamond failover demo. The language is
 described in docs/SIMULATE.md. The exit status is 1 when an expectation or
-step failed.
+step failed. Time is real; to run a scenario in virtual time use
+  go test ./simulate -run TestVirtualScript -v -args -sim.script=/abs/path.sim
 
 Examples:
    circuitmesh simulate
