@@ -78,6 +78,16 @@ func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) bool {
 		nb.vTokens = min(burst, nb.vTokens+(t-nb.vAt).Seconds()*rate)
 	}
 	nb.vAt = t
+	var key verdictKey
+	shared := cacheable(e.cfg.Certifier)
+	if shared {
+		key = verdictKeyOf(e.cfg.Certifier, en.origin, en.seqno, en.att)
+		if verdicts.lookup(key, e.epoch.Add(t)) {
+			e.stats.Verified++
+			e.stats.CachedVerdicts++
+			return true
+		}
+	}
 	if nb.vTokens < 1 {
 		e.stats.ThrottledAttestations++
 		return false
@@ -86,6 +96,9 @@ func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) bool {
 		nb.vTokens--
 		e.stats.BadAttestations++
 		return false
+	}
+	if shared {
+		verdicts.store(key, e.epoch.Add(t))
 	}
 	e.stats.Verified++
 	return true

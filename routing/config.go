@@ -102,6 +102,13 @@ type Config struct {
 // Certifier signs and checks origin attestations. The engine treats
 // attestations as opaque bytes; the caller binds them to its PKI. It is
 // called from the goroutine driving the engine.
+//
+// Successful verifications are remembered process-wide (at most 65,536,
+// each for one minute of the callers' time) for every Certifier that is
+// comparable (a pointer, typically): engines configured with the same
+// Certifier value then check a given attestation once between them, so a
+// Certifier shared by engines must give every one of them the same
+// verdict.
 type Certifier interface {
 	// Attest returns the attestation that origin (this node) issued seqno.
 	Attest(origin string, seqno uint16) ([]byte, error)
