@@ -5,10 +5,6 @@ import (
 	"time"
 )
 
-// attestRefreshPeriods: every this many periodic refreshes, attestations
-// are sent again with the updates they cover.
-const attestRefreshPeriods = 4
-
 // handleAttest processes an origin attestation from nb. A valid one newer
 // than what we hold becomes the origin's attestation (creating the table
 // entry if there is room); an older or identical one is ignored without
@@ -31,6 +27,10 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) {
 	}
 	o := e.origins[en.origin]
 	if o != nil && o.attValid && !seqnoLess(o.attSeq, en.seqno) {
+		if o.attSeq == en.seqno {
+			// nb holds what we would send it.
+			nb.attSent[en.origin] = en.seqno
+		}
 		return // nothing newer (a different attestation of the same seqno loses)
 	}
 	if o == nil && len(e.origins) >= e.cfg.MaxRoutes {
@@ -49,6 +49,7 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) {
 		e.scheduleHousekeep(t + 2*e.cfg.RouteExpiry)
 	}
 	o.att, o.attSeq, o.attValid = en.att, en.seqno, true
+	nb.attSent[en.origin] = en.seqno
 }
 
 // leafTransit reports (and counts) an entry from leaf neighbour nb about

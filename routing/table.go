@@ -10,15 +10,19 @@ type neighbour struct {
 	name string
 	cost Metric
 	leaf bool
+	slot int // index in Engine.slots; bit of origin.told when < 64
 
 	sentOnce   bool
 	lastSent   time.Duration       // last update batch sent (rate limit)
 	pending    map[string]struct{} // origins to advertise
-	pendingAll bool                // full dump due (periodic or new link)
+	pendingAll bool                // full dump due (new link)
+	repair     map[string]struct{} // origins to resend on request, retractions included
+	summaryDue bool                // periodic summary due
 	urgent     bool                // a reply to a request is pending
 	requests   map[string]entry    // seqno requests to send
+	resends    []entry             // resend requests to send
 
-	attSent map[string]uint16 // origin -> seqno of the attestation sent to it
+	attSent map[string]uint16 // origin -> seqno of the attestation it holds (sent by us or to us)
 
 	// Failed-verification budget (token bucket, Config.MaxVerifyFailures).
 	vInit   bool
@@ -26,10 +30,11 @@ type neighbour struct {
 	vAt     time.Duration
 }
 
-func newNeighbour(name string, cost Metric, leaf bool) *neighbour {
+func newNeighbour(name string, cost Metric, leaf bool, slot int) *neighbour {
 	return &neighbour{
-		name: name, cost: cost, leaf: leaf, pendingAll: true,
+		name: name, cost: cost, leaf: leaf, pendingAll: true, slot: slot,
 		pending:  make(map[string]struct{}),
+		repair:   make(map[string]struct{}),
 		requests: make(map[string]entry),
 		attSent:  make(map[string]uint16),
 	}
@@ -48,6 +53,7 @@ type routeEntry struct {
 // origin is everything known about one destination.
 type origin struct {
 	name     string
+	hash     uint64 // nameHash(name)
 	routes   []routeEntry
 	sel      *neighbour // selected next hop, nil when unreachable
 	selSeq   bool       // selected route carries a real seqno
@@ -60,6 +66,14 @@ type origin struct {
 	fdMetric Metric
 
 	advertised bool          // a finite route was ever advertised
+	// told has bit i set if the neighbour in slot i was last told a finite
+	// route (slots from 64 on are not tracked: advertised stands in).
+	told uint64
+	// The route last advertised (finite), to spot changes below the
+	// hysteresis that were not sent.
+	advSeqno  uint16
+	advMetric Metric
+	advHops   uint16
 	lostAt     time.Duration // when the route was last lost
 
 	reqActive  bool
@@ -75,6 +89,26 @@ type origin struct {
 	att      []byte
 	attSeq   uint16
 	attValid bool
+}
+
+// toldFinite reports whether nb may hold a finite route from us for o.
+func (o *origin) toldFinite(nb *neighbour) bool {
+	if nb.slot >= 64 {
+		return o.advertised
+	}
+	return o.told&(1<<nb.slot) != 0
+}
+
+// setTold records what nb was last told about o.
+func (o *origin) setTold(nb *neighbour, finite bool) {
+	if nb.slot >= 64 {
+		return
+	}
+	if finite {
+		o.told |= 1 << nb.slot
+	} else {
+		o.told &^= 1 << nb.slot
+	}
 }
 
 func (o *origin) find(nb *neighbour) int {
@@ -148,7 +182,7 @@ func (e *Engine) addOrigin(name string) *origin {
 		e.stats.RefusedOrigins++
 		return nil
 	}
-	o := &origin{name: name, route: Route{Dest: name, Metric: e.cfg.Infinity}}
+	o := &origin{name: name, hash: nameHash(name), route: Route{Dest: name, Metric: e.cfg.Infinity}}
 	e.origins[name] = o
 	e.originOrder = nil
 	return o
