@@ -49,12 +49,12 @@ func New(cfg Config) (*Engine, error) {
 	}
 	rng := rand.New(rand.NewPCG(uint64(c.Seed), 0x636d657368))
 	return &Engine{
-		cfg:     c,
-		rng:     rng,
+		cfg:      c,
+		rng:      rng,
 		seqno:    uint16(rng.Uint32()),
 		selfHash: nameHash(c.Self),
 		nbrs:     make(map[string]*neighbour),
-		origins: make(map[string]*origin),
+		origins:  make(map[string]*origin),
 	}, nil
 }
 

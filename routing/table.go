@@ -65,7 +65,7 @@ type origin struct {
 	fdSeqno  uint16
 	fdMetric Metric
 
-	advertised bool          // a finite route was ever advertised
+	advertised bool // a finite route was ever advertised
 	// told has bit i set if the neighbour in slot i was last told a finite
 	// route (slots from 64 on are not tracked: advertised stands in).
 	told uint64
@@ -74,7 +74,7 @@ type origin struct {
 	advSeqno  uint16
 	advMetric Metric
 	advHops   uint16
-	lostAt     time.Duration // when the route was last lost
+	lostAt    time.Duration // when the route was last lost
 
 	reqActive  bool
 	reqSeqno   uint16
