@@ -34,6 +34,12 @@ type Engine struct {
 	selfAtt      []byte
 	selfAttSeq   uint16
 	selfAttValid bool
+	selfAttHeld  uint64 // bit i: the neighbour in slot i holds selfAtt
+
+	batch   []entry             // scratch: the entries for one neighbour
+	recv    []entry             // scratch: decoded entries
+	intern  func([]byte) string // a received name, allocated only if new
+	keysBuf []string            // scratch: sorted keys
 
 	outbox []Message
 	events []Event
@@ -48,14 +54,24 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	rng := rand.New(rand.NewPCG(uint64(c.Seed), 0x636d657368))
-	return &Engine{
+	e := &Engine{
 		cfg:      c,
 		rng:      rng,
 		seqno:    uint16(rng.Uint32()),
 		selfHash: nameHash(c.Self),
 		nbrs:     make(map[string]*neighbour),
 		origins:  make(map[string]*origin),
-	}, nil
+	}
+	e.intern = func(b []byte) string {
+		if o, ok := e.origins[string(b)]; ok {
+			return o.name
+		}
+		if string(b) == e.cfg.Self {
+			return e.cfg.Self
+		}
+		return string(b)
+	}
+	return e, nil
 }
 
 // Config returns the configuration in effect (defaults applied; Hysteresis
@@ -145,9 +161,11 @@ func (e *Engine) LinkDown(now time.Time, neighbour string) {
 	delete(e.nbrs, neighbour)
 	e.nbrOrder = nil
 	e.slots[nb.slot] = nil
+	e.setAttHeld(nb, e.cfg.Self, false)
 	for _, name := range e.sortedOrigins() {
 		o := e.origins[name]
 		o.setTold(nb, false)
+		e.setAttHeld(nb, name, false)
 		if o.remove(nb) || o.sel == nb {
 			e.reselect(t, o)
 		}
@@ -195,7 +213,8 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 		e.stats.UnknownNeighbour++
 		return fmt.Errorf("message from %q: %w", from, ErrUnknownNeighbour)
 	}
-	entries, err := decodeMessage(payload, e.cfg.MaxRoutesPerMessage)
+	entries, err := decodeInto(e.recv, payload, e.cfg.MaxRoutesPerMessage, e.intern)
+	e.recv = entries[:0]
 	if err != nil {
 		e.stats.Malformed++
 		return fmt.Errorf("message from %q: %w", from, err)

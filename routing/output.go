@@ -48,7 +48,7 @@ func (e *Engine) sortedOrigins() []string {
 func (e *Engine) flush(t time.Duration) {
 	for _, name := range e.sortedNbrs() {
 		nb := e.nbrs[name]
-		var batch []entry
+		batch := e.batch[:0]
 		if len(nb.requests) > 0 {
 			for _, o := range slices.Sorted(maps.Keys(nb.requests)) {
 				batch = append(batch, nb.requests[o])
@@ -73,7 +73,20 @@ func (e *Engine) flush(t time.Duration) {
 			clear(nb.repair)
 		}
 		e.send(nb.name, batch)
+		e.batch = batch[:0]
 	}
+}
+
+// sortedKeys returns the keys of m sorted, in a buffer reused by the next
+// call.
+func (e *Engine) sortedKeys(m map[string]struct{}) []string {
+	k := e.keysBuf[:0]
+	for s := range m {
+		k = append(k, s)
+	}
+	slices.Sort(k)
+	e.keysBuf = k
+	return k
 }
 
 // updates appends the updates due to nb.
@@ -87,12 +100,12 @@ func (e *Engine) updates(t time.Duration, nb *neighbour, batch []entry) []entry 
 		}
 		return batch
 	}
-	for _, o := range slices.Sorted(maps.Keys(nb.pending)) {
+	for _, o := range e.sortedKeys(nb.pending) {
 		if _, ok := nb.repair[o]; !ok {
 			batch = e.appendAdvert(t, nb, batch, o, false)
 		}
 	}
-	for _, o := range slices.Sorted(maps.Keys(nb.repair)) {
+	for _, o := range e.sortedKeys(nb.repair) {
 		batch = e.appendAdvert(t, nb, batch, o, true)
 	}
 	return batch

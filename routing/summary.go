@@ -146,13 +146,13 @@ func (e *Engine) handleSummaries(t time.Duration, nb *neighbour, sums []entry) {
 func (e *Engine) handleResend(nb *neighbour, en entry) {
 	if bucketOf(e.selfHash, en.buckets) == int(en.bucket) {
 		nb.repair[e.cfg.Self] = struct{}{}
-		delete(nb.attSent, e.cfg.Self)
+		e.setAttHeld(nb, e.cfg.Self, false)
 	}
 	if !e.cfg.Leaf {
 		for name, o := range e.origins {
 			if bucketOf(o.hash, en.buckets) == int(en.bucket) {
 				nb.repair[name] = struct{}{}
-				delete(nb.attSent, name)
+				e.setAttHeld(nb, name, false)
 			}
 		}
 	}

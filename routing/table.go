@@ -22,7 +22,9 @@ type neighbour struct {
 	requests   map[string]entry    // seqno requests to send
 	resends    []entry             // resend requests to send
 
-	attSent map[string]uint16 // origin -> seqno of the attestation it holds (sent by us or to us)
+	// attSent: origin -> seqno of the attestation it holds (sent by us or
+	// to us), for slots from 64 on (below, origin.attHeld says it).
+	attSent map[string]uint16
 
 	// Failed-verification budget (token bucket, Config.MaxVerifyFailures).
 	vInit   bool
@@ -89,6 +91,7 @@ type origin struct {
 	att      []byte
 	attSeq   uint16
 	attValid bool
+	attHeld  uint64 // bit i: the neighbour in slot i holds att
 }
 
 // toldFinite reports whether nb may hold a finite route from us for o.

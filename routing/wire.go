@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
 )
 
 // Wire format of a routing message (version 3), big-endian:
@@ -118,6 +119,12 @@ func encodeMessage(entries []entry) []byte {
 // decodeMessage decodes b, accepting at most maxEntries entries. Any error
 // wraps ErrMalformed.
 func decodeMessage(b []byte, maxEntries int) ([]entry, error) {
+	return decodeInto(nil, b, maxEntries, nil)
+}
+
+// decodeInto is decodeMessage appending to dst, with names converted by
+// intern (if not nil) so that known names are not allocated again.
+func decodeInto(dst []entry, b []byte, maxEntries int, intern func([]byte) string) ([]entry, error) {
 	if len(b) < headerLen {
 		return nil, fmt.Errorf("%w: %d bytes is shorter than the header", ErrMalformed, len(b))
 	}
@@ -133,7 +140,7 @@ func decodeMessage(b []byte, maxEntries int) ([]entry, error) {
 	if n*6 > len(b)-headerLen {
 		return nil, fmt.Errorf("%w: %d entries cannot fit in %d bytes", ErrMalformed, n, len(b))
 	}
-	out := make([]entry, 0, n)
+	out := slices.Grow(dst[:0], n)
 	p := b[headerLen:]
 	for i := range n {
 		if len(p) < 2 {
@@ -187,7 +194,11 @@ func decodeMessage(b []byte, maxEntries int) ([]entry, error) {
 			p = q[body:]
 			continue
 		}
-		e.origin = string(p[2 : 2+l])
+		if intern != nil {
+			e.origin = intern(p[2 : 2+l])
+		} else {
+			e.origin = string(p[2 : 2+l])
+		}
 		e.seqno = binary.BigEndian.Uint16(q)
 		switch e.kind {
 		case kindUpdate:
