@@ -25,7 +25,7 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) {
 	if e.leafTransit(nb, en.origin) {
 		return
 	}
-	o := e.origins[en.origin]
+	o := e.originOf(en)
 	if o != nil && o.attValid && !seqnoLess(o.attSeq, en.seqno) {
 		if o.attSeq == en.seqno {
 			// nb holds what we would send it.

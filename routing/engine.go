@@ -36,10 +36,10 @@ type Engine struct {
 	selfAttValid bool
 	selfAttHeld  uint64 // bit i: the neighbour in slot i holds selfAtt
 
-	batch   []entry             // scratch: the entries for one neighbour
-	recv    []entry             // scratch: decoded entries
-	intern  func([]byte) string // a received name, allocated only if new
-	keysBuf []string            // scratch: sorted keys
+	batch   []entry                        // scratch: the entries for one neighbour
+	recv    []entry                        // scratch: decoded entries
+	intern  func([]byte) (string, *origin) // a received name, allocated only if new
+	keysBuf []string                       // scratch: sorted keys
 
 	outbox []Message
 	events []Event
@@ -62,14 +62,14 @@ func New(cfg Config) (*Engine, error) {
 		nbrs:     make(map[string]*neighbour),
 		origins:  make(map[string]*origin),
 	}
-	e.intern = func(b []byte) string {
+	e.intern = func(b []byte) (string, *origin) {
 		if o, ok := e.origins[string(b)]; ok {
-			return o.name
+			return o.name, o
 		}
 		if string(b) == e.cfg.Self {
-			return e.cfg.Self
+			return e.cfg.Self, nil
 		}
-		return string(b)
+		return string(b), nil
 	}
 	return e, nil
 }
@@ -242,6 +242,16 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 	}
 	e.flush(t)
 	return nil
+}
+
+// originOf returns the table entry of en's origin, or nil. Entries are
+// removed only by housekeeping, never while a message is processed, so the
+// entry found when decoding is still the one in the table.
+func (e *Engine) originOf(en entry) *origin {
+	if en.org != nil {
+		return en.org
+	}
+	return e.origins[en.origin]
 }
 
 // Tick advances timers: periodic refreshes, rate-limited triggered updates,

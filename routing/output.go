@@ -24,6 +24,9 @@ func (e *Engine) emit(ev Event) {
 		e.stats.DroppedEvents++
 		return
 	}
+	if e.events == nil {
+		e.events = make([]Event, 0, 8)
+	}
 	e.events = append(e.events, ev)
 }
 

@@ -291,7 +291,7 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en entry) {
 	if e.leafTransit(nb, en.origin) {
 		return
 	}
-	o := e.origins[en.origin]
+	o := e.originOf(en)
 	if en.metric >= e.cfg.Infinity {
 		// A retraction. A neighbour's route to itself stays while the
 		// link is up.

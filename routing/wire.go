@@ -54,10 +54,11 @@ type entry struct {
 	kind   uint8
 	origin string
 	seqno  uint16
-	metric Metric // updates
-	hops   uint16 // updates: hops from the sender to origin
-	hopcnt uint8  // requests: remaining forwarding budget
-	att    []byte // attestations
+	metric Metric  // updates
+	hops   uint16  // updates: hops from the sender to origin
+	hopcnt uint8   // requests: remaining forwarding budget
+	att    []byte  // attestations
+	org    *origin // the table entry of origin when decoded (engine only)
 
 	buckets, bucket uint16 // summaries and resend requests
 	count           uint16 // summaries: routes in the bucket
@@ -123,8 +124,9 @@ func decodeMessage(b []byte, maxEntries int) ([]entry, error) {
 }
 
 // decodeInto is decodeMessage appending to dst, with names converted by
-// intern (if not nil) so that known names are not allocated again.
-func decodeInto(dst []entry, b []byte, maxEntries int, intern func([]byte) string) ([]entry, error) {
+// intern (if not nil) so that known names are not allocated again; intern
+// also gives their table entries.
+func decodeInto(dst []entry, b []byte, maxEntries int, intern func([]byte) (string, *origin)) ([]entry, error) {
 	if len(b) < headerLen {
 		return nil, fmt.Errorf("%w: %d bytes is shorter than the header", ErrMalformed, len(b))
 	}
@@ -195,7 +197,7 @@ func decodeInto(dst []entry, b []byte, maxEntries int, intern func([]byte) strin
 			continue
 		}
 		if intern != nil {
-			e.origin = intern(p[2 : 2+l])
+			e.origin, e.org = intern(p[2 : 2+l])
 		} else {
 			e.origin = string(p[2 : 2+l])
 		}
