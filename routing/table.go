@@ -78,6 +78,11 @@ type origin struct {
 	advHops   uint16
 	lostAt    time.Duration // when the route was last lost
 
+	// A route better than the selected one by no more than the
+	// hysteresis: its next hop and since when it has stayed better.
+	cand      *neighbour
+	candSince time.Duration
+
 	reqActive  bool
 	reqSeqno   uint16
 	reqRetry   time.Duration
@@ -211,7 +216,24 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 		}
 	}
 	if cur != nil && best != cur && uint64(bestM)+uint64(e.cfg.Hysteresis) >= uint64(e.total(cur)) {
-		best = cur
+		// Better, but within the margin: take it only once it has stayed
+		// better for an update interval, so that routes still settle on
+		// the shortest paths while jitter does not move them.
+		switch {
+		case bestM >= e.total(cur):
+			o.cand = nil
+			best = cur
+		case o.cand != best.nb:
+			o.cand, o.candSince = best.nb, t
+			e.scheduleHousekeep(t + e.cfg.UpdateInterval)
+			best = cur
+		case t < o.candSince+e.cfg.UpdateInterval:
+			best = cur
+		default:
+			o.cand = nil
+		}
+	} else {
+		o.cand = nil
 	}
 	e.apply(t, o, best)
 	// Better routes we cannot take because they are unfeasible: ask the
