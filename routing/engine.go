@@ -231,6 +231,7 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 		case kindSummary:
 			sums = append(sums, en)
 		case kindResend:
+			e.stats.RequestsIn++
 			e.handleResend(nb, en)
 		default:
 			e.stats.RequestsIn++

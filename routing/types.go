@@ -69,6 +69,8 @@ type Route struct {
 type Stats struct {
 	MessagesIn, MessagesOut uint64
 	UpdatesIn, UpdatesOut   uint64
+	// RequestsIn and RequestsOut count seqno requests and resend requests
+	// (asking a neighbour again for a bucket of routes).
 	RequestsIn, RequestsOut uint64
 	// Malformed counts messages refused by the decoder.
 	Malformed uint64
