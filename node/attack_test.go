@@ -42,10 +42,13 @@ func encodeRouting(version byte, es []wireEntry) []byte {
 	return b
 }
 
-// decodeAttestations returns the attestation entries of a version 2
+// routingWire is the current routing wire version (docs/PROTOCOL.md §2.1).
+const routingWire = 3
+
+// decodeAttestations returns the attestation entries of a current
 // routing message (nil for anything else).
 func decodeAttestations(p []byte) []wireEntry {
-	if len(p) < 3 || p[0] != 2 {
+	if len(p) < 3 || p[0] != routingWire {
 		return nil
 	}
 	var out []wireEntry
@@ -168,16 +171,16 @@ func (a *attacker) hijack(origin string, seqno uint16) [][]byte {
 		{kind: 1, origin: origin, seqno: bumped},
 		{kind: 1, origin: origin, seqno: bumped, metric: 1, hops: 1},
 	} {
-		out = append(out, encodeRouting(1, []wireEntry{upd}), encodeRouting(2, []wireEntry{upd}))
+		out = append(out, encodeRouting(1, []wireEntry{upd}), encodeRouting(routingWire, []wireEntry{upd}))
 		if real, ok := a.heard(origin); ok {
 			real.seqno = bumped
-			out = append(out, encodeRouting(2, []wireEntry{real, upd}))
+			out = append(out, encodeRouting(routingWire, []wireEntry{real, upd}))
 		}
 		own, err := a.cert.Attest(origin, bumped)
 		if err != nil {
 			a.t.Fatal(err)
 		}
-		out = append(out, encodeRouting(2, []wireEntry{{kind: 3, origin: origin, seqno: bumped, att: own}, upd}))
+		out = append(out, encodeRouting(routingWire, []wireEntry{{kind: 3, origin: origin, seqno: bumped, att: own}, upd}))
 	}
 	return out
 }
@@ -200,7 +203,7 @@ func (a *attacker) fill(n int) [][]byte {
 			v1 = nil
 		}
 		if len(v2) == 64 || i == n-1 {
-			out = append(out, encodeRouting(2, v2))
+			out = append(out, encodeRouting(routingWire, v2))
 			v2 = nil
 		}
 	}

@@ -67,9 +67,16 @@ func TestTriggeredUpdatesAreRateLimited(t *testing.T) {
 	}
 }
 
+// TestPeriodicRefresh: each update interval a neighbour gets a summary of
+// what we advertise to it, not the routes themselves; a summary that does
+// not match what we hold from its sender makes us ask for that bucket
+// again.
 func TestPeriodicRefresh(t *testing.T) {
 	e := newEngine(t, Config{UpdateInterval: time.Second})
 	e.LinkUp(t0, "b", 10, false)
+	e.LinkUp(t0, "c", 10, false)
+	mustReceive(t, e, t0, "b", update("x", 1, 10))
+	e.Tick(t0.Add(DefaultMinTriggeredInterval))
 	e.Ready()
 	nt := e.NextTick()
 	if d := nt.Sub(t0); d > time.Second || d < 7*time.Second/8 {
@@ -80,9 +87,32 @@ func TestPeriodicRefresh(t *testing.T) {
 		t.Fatal("refresh sent early")
 	}
 	e.Tick(nt)
-	got := sent(t, e.Ready(), "b")
-	if len(got) == 0 || got[0].origin != "a" {
-		t.Fatalf("refresh to b = %+v, want our own route", got)
+	got := sent(t, e.Ready(), "c")
+	if len(got) != 1 || got[0].kind != kindSummary || got[0].buckets != 1 || got[0].count != 2 {
+		t.Fatalf("refresh to c = %+v, want one summary of 2 routes (a and x)", got)
+	}
+	// c, holding exactly what we sent, finds the summary matches.
+	c := newEngine(t, Config{Self: "c", UpdateInterval: time.Second})
+	c.LinkUp(t0, "a", 10, false)
+	mustReceive(t, c, t0, "a", encodeMessage([]entry{{kind: kindUpdate, origin: "a", seqno: e.seqno}, {kind: kindUpdate, origin: "x", seqno: 1, metric: 20, hops: 2}}))
+	c.Ready()
+	mustReceive(t, c, nt, "a", encodeMessage(got))
+	if rd := c.Ready(); len(rd.Messages) != 0 {
+		t.Fatalf("matching summary answered with %+v", sent(t, rd, "a"))
+	}
+	// A summary that does not match asks for the bucket again, and the
+	// answer carries every route of it.
+	mustReceive(t, c, nt, "a", encodeMessage([]entry{{kind: kindUpdate, origin: "x", seqno: 1, metric: DefaultInfinity}}))
+	mustReceive(t, c, nt, "a", encodeMessage(got))
+	req := sent(t, c.Ready(), "a")
+	if len(req) != 1 || req[0].kind != kindResend || req[0].buckets != 1 {
+		t.Fatalf("after a mismatching summary c sent %+v, want a resend request", req)
+	}
+	mustReceive(t, e, nt, "c", encodeMessage(req))
+	e.Tick(nt.Add(DefaultMinTriggeredInterval / 10)) // a reply to a request
+	resent := sent(t, e.Ready(), "c")
+	if len(resent) != 2 || resent[0].origin != "a" || resent[1].origin != "x" || resent[1].metric != 20 {
+		t.Fatalf("resent bucket = %+v, want routes to a and x", resent)
 	}
 }
 
@@ -226,7 +256,7 @@ func TestLeafEngineSendsOnlyItself(t *testing.T) {
 	e.Tick(t0.Add(10 * time.Second))
 	for _, to := range []string{"b", "c"} {
 		for _, en := range sent(t, e.Ready(), to) {
-			if en.origin != "a" {
+			if en.kind != kindSummary && en.origin != "a" {
 				t.Fatalf("leaf advertised %q to %s", en.origin, to)
 			}
 		}

@@ -2,6 +2,7 @@ package routing_test
 
 import (
 	"fmt"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -20,14 +21,18 @@ func cpuTime() time.Duration {
 }
 
 type convergence struct {
+	nodes                   int
 	rounds, messages, bumps int
+	bytes                   int64
 	cpu                     time.Duration
 }
 
 func (c *convergence) add(d convergence) {
+	c.nodes = d.nodes
 	c.rounds += d.rounds
 	c.messages += d.messages
 	c.bumps += d.bumps
+	c.bytes += d.bytes
 	c.cpu += d.cpu
 }
 
@@ -40,20 +45,28 @@ func seqnoBumps(n *routingtest.Network) int {
 }
 
 // converge runs n until quiet and measures the work done.
-func converge(b *testing.B, n *routingtest.Network, sent0, bumps0 int, cpu0 time.Duration) convergence {
+func converge(b *testing.B, n *routingtest.Network, c0 routingtest.Counters, bumps0 int, cpu0 time.Duration) convergence {
 	rounds, ok := n.RunUntilQuiet(5000)
 	if !ok {
 		b.Fatalf("not quiet after %d rounds", rounds)
 	}
-	return convergence{rounds, n.Counters.Sent - sent0, seqnoBumps(n) - bumps0, cpuTime() - cpu0}
+	return convergence{len(n.Names()), rounds, n.Counters.Sent - c0.Sent, seqnoBumps(n) - bumps0,
+		n.Counters.Bytes - c0.Bytes, cpuTime() - cpu0}
 }
 
+// report gives the totals per run and, per node, messages, bytes and
+// CPU time.
 func report(b *testing.B, sum convergence) {
 	runs := float64(b.N)
+	nodes := runs * float64(sum.nodes)
 	b.ReportMetric(float64(sum.rounds)/runs, "rounds/op")
 	b.ReportMetric(float64(sum.messages)/runs, "msgs/op")
+	b.ReportMetric(float64(sum.bytes)/runs, "bytes/op")
 	b.ReportMetric(float64(sum.cpu.Milliseconds())/runs, "cpu-ms/op")
 	b.ReportMetric(float64(sum.bumps)/runs, "seqno-bumps/op")
+	b.ReportMetric(float64(sum.messages)/nodes, "msgs/node")
+	b.ReportMetric(float64(sum.bytes)/nodes, "bytes/node")
+	b.ReportMetric(float64(sum.cpu.Microseconds())/nodes, "cpu-us/node")
 }
 
 // benchCfg is propCfg with real Ed25519 attestations, so that the CPU time
@@ -64,18 +77,26 @@ func benchCfg() routing.Config {
 	return c
 }
 
-// BenchmarkConverge measures update rounds, messages and CPU time to
+// BenchmarkConverge measures update rounds, messages, bytes and CPU time
+// (of the whole process: engines, certifier and simulated network) to
 // converge on sparse random graphs (average degree 3, link costs 10..209,
-// rounds of 50 ms), from cold start and after the busiest node dies.
+// rounds of 50 ms), from cold start (building the graph included) and
+// after the busiest node dies. 5000 nodes run only with
+// CIRCUITMESH_BENCH_5000=1: 25 million (node, destination) entries in one
+// process take more than 9 GiB of memory.
 func BenchmarkConverge(b *testing.B) {
-	for _, nodes := range []int{100, 1000} {
+	sizes := []int{100, 1000}
+	if os.Getenv("CIRCUITMESH_BENCH_5000") != "" {
+		sizes = append(sizes, 5000)
+	}
+	for _, nodes := range sizes {
 		spec := graphSpec{nodes: nodes, avgDegree: 3, seed: 77}
 		b.Run(fmt.Sprintf("nodes=%d/cold", nodes), func(b *testing.B) {
 			var sum convergence
 			for range b.N {
 				cpu0 := cpuTime()
 				n := buildRandom(b, spec, benchCfg())
-				sum.add(converge(b, n, 0, 0, cpu0))
+				sum.add(converge(b, n, routingtest.Counters{}, 0, cpu0))
 			}
 			report(b, sum)
 		})
@@ -84,11 +105,11 @@ func BenchmarkConverge(b *testing.B) {
 			for range b.N {
 				b.StopTimer()
 				n := buildRandom(b, spec, benchCfg())
-				converge(b, n, 0, 0, 0)
+				converge(b, n, routingtest.Counters{}, 0, 0)
 				b.StartTimer()
-				cpu0, sent0, bumps0 := cpuTime(), n.Counters.Sent, seqnoBumps(n)
+				cpu0, c0, bumps0 := cpuTime(), n.Counters, seqnoBumps(n)
 				n.Kill(busiest(n))
-				sum.add(converge(b, n, sent0, bumps0, cpu0))
+				sum.add(converge(b, n, c0, bumps0, cpu0))
 			}
 			report(b, sum)
 		})

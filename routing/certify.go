@@ -5,10 +5,6 @@ import (
 	"time"
 )
 
-// attestRefreshPeriods: every this many periodic refreshes, attestations
-// are sent again with the updates they cover.
-const attestRefreshPeriods = 4
-
 // handleAttest processes an origin attestation from nb. A valid one newer
 // than what we hold becomes the origin's attestation (creating the table
 // entry if there is room); an older or identical one is ignored without
@@ -29,8 +25,12 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) {
 	if e.leafTransit(nb, en.origin) {
 		return
 	}
-	o := e.origins[en.origin]
+	o := e.originOf(en)
 	if o != nil && o.attValid && !seqnoLess(o.attSeq, en.seqno) {
+		if o.attSeq == en.seqno {
+			// nb holds what we would send it.
+			e.setAttHeld(nb, en.origin, true)
+		}
 		return // nothing newer (a different attestation of the same seqno loses)
 	}
 	if o == nil && len(e.origins) >= e.cfg.MaxRoutes {
@@ -48,7 +48,52 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) {
 		o.lostAt = t
 		e.scheduleHousekeep(t + 2*e.cfg.RouteExpiry)
 	}
-	o.att, o.attSeq, o.attValid = en.att, en.seqno, true
+	o.att, o.attSeq, o.attValid, o.attHeld = en.att, en.seqno, true, 0
+	e.setAttHeld(nb, en.origin, true)
+}
+
+// attHeld reports whether nb holds our attestation of name (the newest
+// we have).
+func (e *Engine) attHeld(nb *neighbour, name string) bool {
+	if nb.slot >= 64 {
+		seq := e.selfAttSeq
+		if name != e.cfg.Self {
+			seq = e.origins[name].attSeq
+		}
+		s, ok := nb.attSent[name]
+		return ok && s == seq
+	}
+	if name == e.cfg.Self {
+		return e.selfAttHeld&(1<<nb.slot) != 0
+	}
+	return e.origins[name].attHeld&(1<<nb.slot) != 0
+}
+
+// setAttHeld records whether nb holds our attestation of name.
+func (e *Engine) setAttHeld(nb *neighbour, name string, held bool) {
+	if nb.slot >= 64 {
+		if !held {
+			delete(nb.attSent, name)
+		} else if name == e.cfg.Self {
+			nb.attSent[name] = e.selfAttSeq
+		} else if o := e.origins[name]; o != nil {
+			nb.attSent[name] = o.attSeq
+		}
+		return
+	}
+	p := &e.selfAttHeld
+	if name != e.cfg.Self {
+		o := e.origins[name]
+		if o == nil {
+			return
+		}
+		p = &o.attHeld
+	}
+	if held {
+		*p |= 1 << nb.slot
+	} else {
+		*p &^= 1 << nb.slot
+	}
 }
 
 // leafTransit reports (and counts) an entry from leaf neighbour nb about
@@ -78,6 +123,16 @@ func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) bool {
 		nb.vTokens = min(burst, nb.vTokens+(t-nb.vAt).Seconds()*rate)
 	}
 	nb.vAt = t
+	var key verdictKey
+	shared := cacheable(e.cfg.Certifier)
+	if shared {
+		key = verdictKeyOf(e.cfg.Certifier, en.origin, en.seqno, en.att)
+		if verdicts.lookup(key, e.epoch.Add(t)) {
+			e.stats.Verified++
+			e.stats.CachedVerdicts++
+			return true
+		}
+	}
 	if nb.vTokens < 1 {
 		e.stats.ThrottledAttestations++
 		return false
@@ -86,6 +141,9 @@ func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) bool {
 		nb.vTokens--
 		e.stats.BadAttestations++
 		return false
+	}
+	if shared {
+		verdicts.store(key, e.epoch.Add(t))
 	}
 	e.stats.Verified++
 	return true
@@ -106,7 +164,7 @@ func (e *Engine) appendAttest(nb *neighbour, batch []entry, name string) []entry
 				e.selfAttValid = false
 				return batch
 			}
-			e.selfAtt, e.selfAttSeq, e.selfAttValid = a, e.seqno, true
+			e.selfAtt, e.selfAttSeq, e.selfAttValid, e.selfAttHeld = a, e.seqno, true, 0
 		}
 		seq, att = e.selfAttSeq, e.selfAtt
 	} else {
@@ -116,10 +174,10 @@ func (e *Engine) appendAttest(nb *neighbour, batch []entry, name string) []entry
 		}
 		seq, att = o.attSeq, o.att
 	}
-	if s, ok := nb.attSent[name]; ok && s == seq {
+	if e.attHeld(nb, name) {
 		return batch
 	}
-	nb.attSent[name] = seq
+	e.setAttHeld(nb, name, true)
 	return append(batch, entry{kind: kindAttest, origin: name, seqno: seq, att: att})
 }
 

@@ -146,3 +146,67 @@ func decodeAll(t *testing.T, ms []Message) []entry {
 	}
 	return out
 }
+
+// Engines sharing a Certifier check an attestation once between them; a
+// different attestation, another Certifier or a later time is checked
+// again, and a forgery is never taken from the cache.
+func TestVerdictsSharedBetweenEngines(t *testing.T) {
+	c := &fakeCertifier{}
+	engines := make([]*Engine, 3)
+	for i := range engines {
+		engines[i] = certEngine(t, c)
+		engines[i].LinkUp(ct0, "c", 10, false)
+	}
+	for _, e := range engines {
+		recvEntries(t, e, "c", att("b", 3, "att:b/3"), upd("b", 3, 10))
+		if _, ok := e.Lookup("b"); !ok {
+			t.Fatal("b not accepted")
+		}
+	}
+	if c.verified != 1 {
+		t.Fatalf("3 engines sharing a certifier verified %d times, want 1", c.verified)
+	}
+	if got := engines[2].Stats().CachedVerdicts; got != 1 {
+		t.Fatalf("CachedVerdicts = %d, want 1", got)
+	}
+	// A forged attestation of a newer seqno is checked (and fails) each
+	// time, however often it is sent.
+	for range 2 {
+		recvEntries(t, engines[0], "c", att("b", 4, "att:b/3"))
+	}
+	if c.verified != 3 || engines[0].Stats().BadAttestations != 2 {
+		t.Fatalf("forgery: verified %d, bad %d; want 3 and 2", c.verified, engines[0].Stats().BadAttestations)
+	}
+	// Another certifier does not see this one's verdicts.
+	other := &fakeCertifier{}
+	e := certEngine(t, other)
+	e.LinkUp(ct0, "c", 10, false)
+	recvEntries(t, e, "c", att("b", 3, "att:b/3"))
+	if other.verified != 1 {
+		t.Fatalf("a second certifier reused another's verdict (verified %d)", other.verified)
+	}
+	// Verdicts are not reused after a minute.
+	late := certEngine(t, c)
+	late.LinkUp(ct0.Add(2*time.Minute), "c", 10, false)
+	if err := late.Receive(ct0.Add(2*time.Minute), "c", encodeMessage([]entry{att("b", 3, "att:b/3")})); err != nil {
+		t.Fatal(err)
+	}
+	if c.verified != 4 {
+		t.Fatalf("verdict reused after two minutes (verified %d, want 4)", c.verified)
+	}
+}
+
+// The process-wide verdict cache stays bounded.
+func TestVerdictCacheBounded(t *testing.T) {
+	v := &verdictCache{}
+	c := &fakeCertifier{}
+	for i := range 3 * verifyCacheSize {
+		v.store(verdictKeyOf(c, fmt.Sprint(i), 1, []byte("x")), ct0)
+	}
+	if n := v.len(); n > verifyCacheSize {
+		t.Fatalf("cache holds %d verdicts, bound %d", n, verifyCacheSize)
+	}
+	if !v.lookup(verdictKeyOf(c, fmt.Sprint(3*verifyCacheSize-1), 1, []byte("x")), ct0) {
+		t.Fatal("newest verdict forgotten")
+	}
+}

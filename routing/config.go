@@ -17,9 +17,9 @@ const (
 	// about 168 s of round-trip time, far above any real path.
 	DefaultInfinity Metric = 1<<24 - 1
 	// DefaultHysteresis is the margin a new next hop must beat the current
-	// one by before the engine switches: 20 units (200 µs of RTT).
+	// one by before the engine switches at once: 20 units (200 µs of RTT).
 	DefaultHysteresis Metric = 20
-	// DefaultUpdateInterval is the period of full table refreshes.
+	// DefaultUpdateInterval is the period of refresh summaries.
 	DefaultUpdateInterval = 4 * time.Second
 	// DefaultMinTriggeredInterval is the per-neighbour rate limit of
 	// triggered updates.
@@ -56,14 +56,20 @@ type Config struct {
 	// Infinity is the metric meaning unreachable (default DefaultInfinity,
 	// at least 2).
 	Infinity Metric
-	// Hysteresis: the engine moves a destination to another next hop only
-	// if the new route is better by more than this (default
-	// DefaultHysteresis; NoHysteresis for none). Metric changes smaller
-	// than this on the selected route are not sent as triggered updates;
-	// the periodic refresh carries them.
+	// Hysteresis: the engine moves a destination to another next hop at
+	// once if the new route is better by more than this (default
+	// DefaultHysteresis; NoHysteresis for none); a route better by less
+	// is taken once it has stayed better for UpdateInterval, so routes
+	// still end on the shortest paths. Metric changes smaller than this
+	// on the selected route are not sent as triggered updates; the
+	// periodic refresh carries them.
 	Hysteresis Metric
-	// UpdateInterval is the period of full refreshes to every neighbour
-	// (default 4 s; each period is jittered down by up to 1/8 using Seed).
+	// UpdateInterval is the period of refreshes to every neighbour
+	// (default 4 s; each period is jittered down by up to 1/8 using Seed):
+	// routes whose metric moved below the hysteresis are sent, then a
+	// summary of what the neighbour was told, which it checks against
+	// what it holds and answers by asking again for what differs
+	// (docs/PROTOCOL.md §2.3).
 	UpdateInterval time.Duration
 	// MinTriggeredInterval rate-limits triggered updates per neighbour
 	// (default 50 ms). Retractions, new seqnos and replies to seqno
@@ -102,6 +108,13 @@ type Config struct {
 // Certifier signs and checks origin attestations. The engine treats
 // attestations as opaque bytes; the caller binds them to its PKI. It is
 // called from the goroutine driving the engine.
+//
+// Successful verifications are remembered process-wide (at most 65,536,
+// each for one minute of the callers' time) for every Certifier that is
+// comparable (a pointer, typically): engines configured with the same
+// Certifier value then check a given attestation once between them, so a
+// Certifier shared by engines must give every one of them the same
+// verdict.
 type Certifier interface {
 	// Attest returns the attestation that origin (this node) issued seqno.
 	Attest(origin string, seqno uint16) ([]byte, error)

@@ -24,7 +24,7 @@
 //     requests); on the other side pass it to Receive with the
 //     authenticated name of the sending neighbour. Messages may be lost or
 //     arrive after a LinkDown (Receive then returns ErrUnknownNeighbour);
-//     the engine copes through periodic refreshes and seqno requests.
+//     the engine copes through periodic summaries and seqno requests.
 //  3. Call Tick at or after NextTick. Between calls the engine does
 //     nothing by itself.
 //  4. Use one goroutine: the Engine is not safe for concurrent use.
@@ -39,18 +39,26 @@
 // out counting to infinity. When a destination is lost, a retraction
 // (infinite metric) goes out, and a seqno request travels toward the
 // destination so that it issues a newer seqno, making fresh routes feasible
-// without waiting for the periodic refresh. Triggered updates are
-// rate-limited per neighbour (Config.MinTriggeredInterval), full refreshes
-// go out every Config.UpdateInterval, and routes not refreshed for
-// Config.RouteExpiry are dropped. A next hop is replaced only by one better
-// by more than Config.Hysteresis, so jittering link costs do not flap
-// routes. A route's next hop is told the route has infinite metric (poison
-// reverse).
+// without waiting for the periodic refresh. Updates are incremental: a
+// new neighbour gets the whole table once, after that only changes go out,
+// as triggered updates rate-limited per neighbour
+// (Config.MinTriggeredInterval). Every Config.UpdateInterval each
+// neighbour gets a summary (per-bucket digests) of what it was told
+// instead of the table; it asks again only for the buckets that differ
+// from what it holds, which repairs lost messages, and a matching bucket
+// refreshes its routes. Routes not refreshed for Config.RouteExpiry are
+// dropped. A next hop is replaced at once only by one better by more than
+// Config.Hysteresis, and by one better by less only once it has stayed
+// better for an update interval, so jittering link costs do not flap
+// routes and routes still settle on the shortest paths. A route's next
+// hop is told the route has infinite metric (poison reverse) if it was
+// told a finite one.
 //
 // Guarantees checked by the tests on seeded random graphs of up to 1000
 // nodes, driven by package routingtest: next hops never form a loop at any
 // step; once messages stop, every metric equals the shortest path on the
-// live graph (with Hysteresis 0; otherwise within the margin per hop);
+// live graph (with Hysteresis 0; with the default margin, once small
+// changes have travelled with the refreshes, exactly too);
 // after a node dies every other node marks it unreachable within 3×H+2
 // update rounds, H being the longest route toward it in hops (measured:
 // at most 2×H+3), with no metric ever exceeding the largest pre-death

@@ -19,7 +19,9 @@ type Engine struct {
 	epoch   time.Time // first time seen; internal times are offsets from it
 
 	nbrs     map[string]*neighbour
-	nbrOrder []string // sorted names of nbrs; nil when stale
+	nbrOrder []string     // sorted names of nbrs; nil when stale
+	slots    []*neighbour // neighbours by slot; nil for a free slot
+	selfHash uint64       // nameHash(Self)
 
 	origins     map[string]*origin
 	originOrder []string // sorted names of origins; nil when stale
@@ -32,7 +34,12 @@ type Engine struct {
 	selfAtt      []byte
 	selfAttSeq   uint16
 	selfAttValid bool
-	periodicN    int // periodic refreshes so far
+	selfAttHeld  uint64 // bit i: the neighbour in slot i holds selfAtt
+
+	batch   []entry                        // scratch: the entries for one neighbour
+	recv    []entry                        // scratch: decoded entries
+	intern  func([]byte) (string, *origin) // a received name, allocated only if new
+	keysBuf []string                       // scratch: sorted keys
 
 	outbox []Message
 	events []Event
@@ -47,13 +54,24 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	rng := rand.New(rand.NewPCG(uint64(c.Seed), 0x636d657368))
-	return &Engine{
-		cfg:     c,
-		rng:     rng,
-		seqno:   uint16(rng.Uint32()),
-		nbrs:    make(map[string]*neighbour),
-		origins: make(map[string]*origin),
-	}, nil
+	e := &Engine{
+		cfg:      c,
+		rng:      rng,
+		seqno:    uint16(rng.Uint32()),
+		selfHash: nameHash(c.Self),
+		nbrs:     make(map[string]*neighbour),
+		origins:  make(map[string]*origin),
+	}
+	e.intern = func(b []byte) (string, *origin) {
+		if o, ok := e.origins[string(b)]; ok {
+			return o.name, o
+		}
+		if string(b) == e.cfg.Self {
+			return e.cfg.Self, nil
+		}
+		return string(b), nil
+	}
+	return e, nil
 }
 
 // Config returns the configuration in effect (defaults applied; Hysteresis
@@ -102,7 +120,13 @@ func (e *Engine) LinkUp(now time.Time, neighbour string, cost Metric, leaf bool)
 		e.flush(t)
 		return
 	}
-	nb := newNeighbour(neighbour, e.clampCost(cost), leaf)
+	slot := slices.Index(e.slots, nil)
+	if slot < 0 {
+		slot = len(e.slots)
+		e.slots = append(e.slots, nil)
+	}
+	nb := newNeighbour(neighbour, e.clampCost(cost), leaf, slot)
+	e.slots[slot] = nb
 	e.nbrs[neighbour] = nb
 	e.nbrOrder = nil
 	o := e.origins[neighbour]
@@ -136,8 +160,12 @@ func (e *Engine) LinkDown(now time.Time, neighbour string) {
 	}
 	delete(e.nbrs, neighbour)
 	e.nbrOrder = nil
+	e.slots[nb.slot] = nil
+	e.setAttHeld(nb, e.cfg.Self, false)
 	for _, name := range e.sortedOrigins() {
 		o := e.origins[name]
+		o.setTold(nb, false)
+		e.setAttHeld(nb, name, false)
 		if o.remove(nb) || o.sel == nb {
 			e.reselect(t, o)
 		}
@@ -185,12 +213,14 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 		e.stats.UnknownNeighbour++
 		return fmt.Errorf("message from %q: %w", from, ErrUnknownNeighbour)
 	}
-	entries, err := decodeMessage(payload, e.cfg.MaxRoutesPerMessage)
+	entries, err := decodeInto(e.recv, payload, e.cfg.MaxRoutesPerMessage, e.intern)
+	e.recv = entries[:0]
 	if err != nil {
 		e.stats.Malformed++
 		return fmt.Errorf("message from %q: %w", from, err)
 	}
 	e.stats.MessagesIn++
+	var sums []entry
 	for _, en := range entries {
 		switch en.kind {
 		case kindUpdate:
@@ -198,13 +228,31 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 			e.handleUpdate(t, nb, en)
 		case kindAttest:
 			e.handleAttest(t, nb, en)
+		case kindSummary:
+			sums = append(sums, en)
+		case kindResend:
+			e.stats.RequestsIn++
+			e.handleResend(nb, en)
 		default:
 			e.stats.RequestsIn++
 			e.handleRequest(t, nb, en)
 		}
 	}
+	if len(sums) > 0 {
+		e.handleSummaries(t, nb, sums)
+	}
 	e.flush(t)
 	return nil
+}
+
+// originOf returns the table entry of en's origin, or nil. Entries are
+// removed only by housekeeping, never while a message is processed, so the
+// entry found when decoding is still the one in the table.
+func (e *Engine) originOf(en entry) *origin {
+	if en.org != nil {
+		return en.org
+	}
+	return e.origins[en.origin]
 }
 
 // Tick advances timers: periodic refreshes, rate-limited triggered updates,
@@ -213,14 +261,9 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 func (e *Engine) Tick(now time.Time) {
 	t := e.at(now)
 	if t >= e.periodicAt {
-		e.periodicN++
+		e.refreshDiffs()
 		for _, nb := range e.nbrs {
-			nb.pendingAll = true
-			if e.periodicN%attestRefreshPeriods == 0 {
-				// Resend attestations now and then, in case a message
-				// carrying one was lost.
-				clear(nb.attSent)
-			}
+			nb.summaryDue = true
 		}
 		e.periodicAt = e.nextPeriod(t)
 	}
@@ -241,7 +284,7 @@ func (e *Engine) NextTick() time.Time {
 		next = e.hkAt
 	}
 	for _, nb := range e.nbrs {
-		if at := nb.lastSent + e.nextGap(nb); len(nb.pending) > 0 && at < next {
+		if at := nb.lastSent + e.nextGap(nb); (len(nb.pending) > 0 || len(nb.repair) > 0) && at < next {
 			next = at
 		}
 	}

@@ -133,7 +133,7 @@ func TestMalformedChangesNothing(t *testing.T) {
 	e.LinkUp(t0, "b", 10, false)
 	e.Ready()
 	before := e.Routes()
-	for _, p := range [][]byte{nil, {2}, {1, 0, 0}, {2, 0, 1, 1, 1, 'x'}, {2, 0, 1, 9, 1, 'x', 0, 0, 0}} {
+	for _, p := range [][]byte{nil, {3}, {2, 0, 0}, {3, 0, 1, 1, 1, 'x'}, {3, 0, 1, 9, 1, 'x', 0, 0, 0}} {
 		if err := e.Receive(t0, "b", p); !errors.Is(err, routing.ErrMalformed) {
 			t.Fatalf("Receive(%v) = %v, want ErrMalformed", p, err)
 		}

@@ -28,8 +28,11 @@ func (e *Engine) housekeep(t time.Duration) {
 			}
 			i++
 		}
-		if expired {
+		if expired || o.cand != nil && t >= o.candSince+e.cfg.UpdateInterval {
 			e.reselect(t, o)
+		}
+		if o.cand != nil {
+			e.scheduleHousekeep(o.candSince + e.cfg.UpdateInterval)
 		}
 		e.retryRequest(t, o)
 		if o.reqActive {

@@ -24,6 +24,9 @@ func (e *Engine) emit(ev Event) {
 		e.stats.DroppedEvents++
 		return
 	}
+	if e.events == nil {
+		e.events = make([]Event, 0, 8)
+	}
 	e.events = append(e.events, ev)
 }
 
@@ -48,7 +51,7 @@ func (e *Engine) sortedOrigins() []string {
 func (e *Engine) flush(t time.Duration) {
 	for _, name := range e.sortedNbrs() {
 		nb := e.nbrs[name]
-		var batch []entry
+		batch := e.batch[:0]
 		if len(nb.requests) > 0 {
 			for _, o := range slices.Sorted(maps.Keys(nb.requests)) {
 				batch = append(batch, nb.requests[o])
@@ -56,37 +59,67 @@ func (e *Engine) flush(t time.Duration) {
 			e.stats.RequestsOut += uint64(len(nb.requests))
 			clear(nb.requests)
 		}
-		due := nb.pendingAll || !nb.sentOnce || t >= nb.lastSent+e.nextGap(nb)
-		if due && (nb.pendingAll || len(nb.pending) > 0) {
+		if len(nb.resends) > 0 {
+			batch = append(batch, nb.resends...)
+			e.stats.RequestsOut += uint64(len(nb.resends))
+			nb.resends = nb.resends[:0]
+		}
+		due := nb.pendingAll || nb.summaryDue || !nb.sentOnce || t >= nb.lastSent+e.nextGap(nb)
+		if due && (nb.pendingAll || nb.summaryDue || len(nb.pending) > 0 || len(nb.repair) > 0) {
 			batch = e.updates(t, nb, batch)
+			if nb.summaryDue {
+				batch = e.appendSummaries(nb, batch)
+			}
 			nb.lastSent, nb.sentOnce = t, true
-			nb.pendingAll, nb.urgent = false, false
+			nb.pendingAll, nb.summaryDue, nb.urgent = false, false, false
 			clear(nb.pending)
+			clear(nb.repair)
 		}
 		e.send(nb.name, batch)
+		e.batch = batch[:0]
 	}
+}
+
+// sortedKeys returns the keys of m sorted, in a buffer reused by the next
+// call.
+func (e *Engine) sortedKeys(m map[string]struct{}) []string {
+	k := e.keysBuf[:0]
+	for s := range m {
+		k = append(k, s)
+	}
+	slices.Sort(k)
+	e.keysBuf = k
+	return k
 }
 
 // updates appends the updates due to nb.
 func (e *Engine) updates(t time.Duration, nb *neighbour, batch []entry) []entry {
 	if nb.pendingAll {
-		batch = e.appendAdvert(t, nb, batch, e.cfg.Self, true)
+		batch = e.appendAdvert(t, nb, batch, e.cfg.Self, false)
 		if !e.cfg.Leaf {
 			for _, o := range e.sortedOrigins() {
-				batch = e.appendAdvert(t, nb, batch, o, true)
+				batch = e.appendAdvert(t, nb, batch, o, false)
 			}
 		}
 		return batch
 	}
-	for _, o := range slices.Sorted(maps.Keys(nb.pending)) {
-		batch = e.appendAdvert(t, nb, batch, o, false)
+	for _, o := range e.sortedKeys(nb.pending) {
+		if _, ok := nb.repair[o]; !ok {
+			batch = e.appendAdvert(t, nb, batch, o, false)
+		}
+	}
+	for _, o := range e.sortedKeys(nb.repair) {
+		batch = e.appendAdvert(t, nb, batch, o, true)
 	}
 	return batch
 }
 
 // appendAdvert appends what we tell nb about name, if anything, and
-// maintains the feasibility distance.
-func (e *Engine) appendAdvert(t time.Duration, nb *neighbour, batch []entry, name string, periodic bool) []entry {
+// maintains the feasibility distance. A retraction goes only to a
+// neighbour that was told a finite route, unless repair is set (nb asked
+// for the route again): then any route advertised and lost within the
+// last route expiry period is retracted.
+func (e *Engine) appendAdvert(t time.Duration, nb *neighbour, batch []entry, name string, repair bool) []entry {
 	if name == e.cfg.Self {
 		batch = e.appendAttest(nb, batch, name)
 		return append(batch, entry{kind: kindUpdate, origin: name, seqno: e.seqno})
@@ -96,21 +129,24 @@ func (e *Engine) appendAdvert(t time.Duration, nb *neighbour, batch []entry, nam
 		return batch
 	}
 	retract := entry{kind: kindUpdate, origin: name, seqno: o.route.Seqno, metric: e.cfg.Infinity}
+	told := o.toldFinite(nb)
 	switch {
 	case o.sel == nil:
-		// Keep retracting for one expiry period so lost messages do
+		// A repair retracts for one expiry period so lost messages do
 		// not leave neighbours with stale routes through us.
-		if !o.advertised || (periodic && t >= o.lostAt+e.cfg.RouteExpiry) {
+		if repair && (!o.advertised || t >= o.lostAt+e.cfg.RouteExpiry) || !repair && !told {
 			return batch
 		}
+		o.setTold(nb, false)
 		return append(batch, retract)
 	case !o.selSeq:
 		return batch // a fresh neighbour's route, until its first update
 	case o.sel == nb:
 		// Poison reverse: nb is our next hop, it cannot use us.
-		if !o.advertised {
+		if repair && !o.advertised || !repair && !told {
 			return batch
 		}
+		o.setTold(nb, false)
 		return append(batch, retract)
 	}
 	s, m := o.route.Seqno, o.route.Metric
@@ -118,6 +154,8 @@ func (e *Engine) appendAdvert(t time.Duration, nb *neighbour, batch []entry, nam
 		o.fdValid, o.fdSeqno, o.fdMetric = true, s, m
 	}
 	o.advertised = true
+	o.setTold(nb, true)
+	o.advSeqno, o.advMetric, o.advHops = s, m, uint16(min(o.route.Hops, 0xffff))
 	batch = e.appendAttest(nb, batch, name)
 	return append(batch, entry{kind: kindUpdate, origin: name, seqno: s, metric: m, hops: uint16(min(o.route.Hops, 0xffff))})
 }

@@ -253,3 +253,36 @@ func diameterHops(n *routingtest.Network) int {
 	}
 	return diam
 }
+
+// TestPropertyHysteresisConvergesToShortest: with the default hysteresis
+// margin (20 units, two links at the 10-unit floor), routes still end
+// exactly on the shortest paths: a route better by less than the margin
+// is taken once it has stayed better for an update interval. Graphs with
+// equal link costs (where a path two hops longer sits at the margin) and
+// with random costs.
+func TestPropertyHysteresisConvergesToShortest(t *testing.T) {
+	for name, equal := range map[string]bool{"equal": true, "random": false} {
+		t.Run(name, func(t *testing.T) {
+			spec := graphSpec{nodes: sizes(80, 300), avgDegree: 3, seed: 91}
+			cfg := routing.Config{UpdateInterval: 500 * time.Millisecond, Certifier: plainCertifier{}}
+			n := buildRandom(t, spec, cfg)
+			if equal {
+				g := n.Graph()
+				for _, a := range n.Names() {
+					for _, b := range slices.Sorted(maps.Keys(g[a])) {
+						if a < b {
+							if err := n.SetCost(a, b, 10); err != nil {
+								t.Fatal(err)
+							}
+						}
+					}
+				}
+			}
+			// Small metric changes travel with the periodic refresh, one
+			// hop per interval at worst: allow the diameter's worth twice.
+			periods := 2 * (diameterHops(n) + 2)
+			stepChecked(t, n, periods*int(cfg.UpdateInterval/n.Step))
+			checkShortest(t, n, 0)
+		})
+	}
+}

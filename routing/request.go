@@ -19,7 +19,7 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	if e.cfg.Leaf {
 		return
 	}
-	o := e.origins[en.origin]
+	o := e.originOf(en)
 	if o == nil {
 		return
 	}

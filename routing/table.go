@@ -10,15 +10,21 @@ type neighbour struct {
 	name string
 	cost Metric
 	leaf bool
+	slot int // index in Engine.slots; bit of origin.told when < 64
 
 	sentOnce   bool
 	lastSent   time.Duration       // last update batch sent (rate limit)
 	pending    map[string]struct{} // origins to advertise
-	pendingAll bool                // full dump due (periodic or new link)
+	pendingAll bool                // full dump due (new link)
+	repair     map[string]struct{} // origins to resend on request, retractions included
+	summaryDue bool                // periodic summary due
 	urgent     bool                // a reply to a request is pending
 	requests   map[string]entry    // seqno requests to send
+	resends    []entry             // resend requests to send
 
-	attSent map[string]uint16 // origin -> seqno of the attestation sent to it
+	// attSent: origin -> seqno of the attestation it holds (sent by us or
+	// to us), for slots from 64 on (below, origin.attHeld says it).
+	attSent map[string]uint16
 
 	// Failed-verification budget (token bucket, Config.MaxVerifyFailures).
 	vInit   bool
@@ -26,10 +32,11 @@ type neighbour struct {
 	vAt     time.Duration
 }
 
-func newNeighbour(name string, cost Metric, leaf bool) *neighbour {
+func newNeighbour(name string, cost Metric, leaf bool, slot int) *neighbour {
 	return &neighbour{
-		name: name, cost: cost, leaf: leaf, pendingAll: true,
+		name: name, cost: cost, leaf: leaf, pendingAll: true, slot: slot,
 		pending:  make(map[string]struct{}),
+		repair:   make(map[string]struct{}),
 		requests: make(map[string]entry),
 		attSent:  make(map[string]uint16),
 	}
@@ -48,6 +55,7 @@ type routeEntry struct {
 // origin is everything known about one destination.
 type origin struct {
 	name     string
+	hash     uint64 // nameHash(name)
 	routes   []routeEntry
 	sel      *neighbour // selected next hop, nil when unreachable
 	selSeq   bool       // selected route carries a real seqno
@@ -59,8 +67,21 @@ type origin struct {
 	fdSeqno  uint16
 	fdMetric Metric
 
-	advertised bool          // a finite route was ever advertised
-	lostAt     time.Duration // when the route was last lost
+	advertised bool // a finite route was ever advertised
+	// told has bit i set if the neighbour in slot i was last told a finite
+	// route (slots from 64 on are not tracked: advertised stands in).
+	told uint64
+	// The route last advertised (finite), to spot changes below the
+	// hysteresis that were not sent.
+	advSeqno  uint16
+	advMetric Metric
+	advHops   uint16
+	lostAt    time.Duration // when the route was last lost
+
+	// A route better than the selected one by no more than the
+	// hysteresis: its next hop and since when it has stayed better.
+	cand      *neighbour
+	candSince time.Duration
 
 	reqActive  bool
 	reqSeqno   uint16
@@ -75,6 +96,27 @@ type origin struct {
 	att      []byte
 	attSeq   uint16
 	attValid bool
+	attHeld  uint64 // bit i: the neighbour in slot i holds att
+}
+
+// toldFinite reports whether nb may hold a finite route from us for o.
+func (o *origin) toldFinite(nb *neighbour) bool {
+	if nb.slot >= 64 {
+		return o.advertised
+	}
+	return o.told&(1<<nb.slot) != 0
+}
+
+// setTold records what nb was last told about o.
+func (o *origin) setTold(nb *neighbour, finite bool) {
+	if nb.slot >= 64 {
+		return
+	}
+	if finite {
+		o.told |= 1 << nb.slot
+	} else {
+		o.told &^= 1 << nb.slot
+	}
 }
 
 func (o *origin) find(nb *neighbour) int {
@@ -148,7 +190,7 @@ func (e *Engine) addOrigin(name string) *origin {
 		e.stats.RefusedOrigins++
 		return nil
 	}
-	o := &origin{name: name, route: Route{Dest: name, Metric: e.cfg.Infinity}}
+	o := &origin{name: name, hash: nameHash(name), route: Route{Dest: name, Metric: e.cfg.Infinity}}
 	e.origins[name] = o
 	e.originOrder = nil
 	return o
@@ -174,7 +216,24 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 		}
 	}
 	if cur != nil && best != cur && uint64(bestM)+uint64(e.cfg.Hysteresis) >= uint64(e.total(cur)) {
-		best = cur
+		// Better, but within the margin: take it only once it has stayed
+		// better for an update interval, so that routes still settle on
+		// the shortest paths while jitter does not move them.
+		switch {
+		case bestM >= e.total(cur):
+			o.cand = nil
+			best = cur
+		case o.cand != best.nb:
+			o.cand, o.candSince = best.nb, t
+			e.scheduleHousekeep(t + e.cfg.UpdateInterval)
+			best = cur
+		case t < o.candSince+e.cfg.UpdateInterval:
+			best = cur
+		default:
+			o.cand = nil
+		}
+	} else {
+		o.cand = nil
 	}
 	e.apply(t, o, best)
 	// Better routes we cannot take because they are unfeasible: ask the
@@ -254,7 +313,7 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en entry) {
 	if e.leafTransit(nb, en.origin) {
 		return
 	}
-	o := e.origins[en.origin]
+	o := e.originOf(en)
 	if en.metric >= e.cfg.Infinity {
 		// A retraction. A neighbour's route to itself stays while the
 		// link is up.

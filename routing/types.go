@@ -69,6 +69,8 @@ type Route struct {
 type Stats struct {
 	MessagesIn, MessagesOut uint64
 	UpdatesIn, UpdatesOut   uint64
+	// RequestsIn and RequestsOut count seqno requests and resend requests
+	// (asking a neighbour again for a bucket of routes).
 	RequestsIn, RequestsOut uint64
 	// Malformed counts messages refused by the decoder.
 	Malformed uint64
@@ -92,8 +94,11 @@ type Stats struct {
 	// ThrottledAttestations those dropped unverified because their
 	// neighbour exceeded Config.MaxVerifyFailures.
 	BadAttestations, ThrottledAttestations uint64
-	// Verified counts attestations verified successfully.
-	Verified uint64
+	// Verified counts attestations verified successfully, and
+	// CachedVerdicts those of them that another engine of the process
+	// using the same Certifier had verified in the last minute, which
+	// were accepted without calling the Certifier again.
+	Verified, CachedVerdicts uint64
 	// Implausible counts updates for another origin claiming fewer hops
 	// than 1 or a metric below their hop count (each link costs at least
 	// 1), which no honest relay sends.

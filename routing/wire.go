@@ -4,24 +4,30 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
 )
 
-// Wire format of a routing message (version 2), big-endian:
+// Wire format of a routing message (version 3), big-endian:
 //
 //	message = version:u8 count:u16 entry*count
 //	entry   = kind:u8 namelen:u8 name:namelen body
 //	update  (kind 1) body = seqno:u16 metric:u32 hops:u16
 //	request (kind 2) body = seqno:u16 hopcount:u8
 //	attest  (kind 3) body = seqno:u16 attlen:u16 attestation:attlen
+//	summary (kind 4) body = buckets:u16 bucket:u16 count:u16 digest:u64
+//	resend  (kind 5) body = buckets:u16 bucket:u16
 //
-// The message must be consumed exactly; names are 1..255 bytes and an
-// attestation 1..MaxAttestationLen bytes.
-const wireVersion = 2
+// The message must be consumed exactly; names are 1..255 bytes (empty for
+// summary and resend), an attestation is 1..MaxAttestationLen bytes, and
+// buckets is a power of two in 1..maxBuckets with bucket < buckets.
+const wireVersion = 3
 
 const (
 	kindUpdate  = 1
 	kindRequest = 2
 	kindAttest  = 3
+	kindSummary = 4
+	kindResend  = 5
 )
 
 const (
@@ -29,7 +35,12 @@ const (
 	updateBodyLen = 8
 	requestBody   = 3
 	attestBodyMin = 4
+	summaryBody   = 14
+	resendBody    = 4
 )
+
+// maxBuckets bounds the buckets of a summary (docs/PROTOCOL.md §2.3).
+const maxBuckets = 4096
 
 // MaxAttestationLen bounds one origin attestation on the wire.
 const MaxAttestationLen = 4096
@@ -43,10 +54,15 @@ type entry struct {
 	kind   uint8
 	origin string
 	seqno  uint16
-	metric Metric // updates
-	hops   uint16 // updates: hops from the sender to origin
-	hopcnt uint8  // requests: remaining forwarding budget
-	att    []byte // attestations
+	metric Metric  // updates
+	hops   uint16  // updates: hops from the sender to origin
+	hopcnt uint8   // requests: remaining forwarding budget
+	att    []byte  // attestations
+	org    *origin // the table entry of origin when decoded (engine only)
+
+	buckets, bucket uint16 // summaries and resend requests
+	count           uint16 // summaries: routes in the bucket
+	digest          uint64 // summaries
 }
 
 // entrySize is the encoded size of e.
@@ -57,6 +73,10 @@ func entrySize(e entry) int {
 		return n + updateBodyLen
 	case kindAttest:
 		return n + attestBodyMin + len(e.att)
+	case kindSummary:
+		return n + summaryBody
+	case kindResend:
+		return n + resendBody
 	}
 	return n + requestBody
 }
@@ -73,6 +93,15 @@ func encodeMessage(entries []entry) []byte {
 	for _, e := range entries {
 		b = append(b, e.kind, uint8(len(e.origin)))
 		b = append(b, e.origin...)
+		if e.kind == kindSummary || e.kind == kindResend {
+			b = binary.BigEndian.AppendUint16(b, e.buckets)
+			b = binary.BigEndian.AppendUint16(b, e.bucket)
+			if e.kind == kindSummary {
+				b = binary.BigEndian.AppendUint16(b, e.count)
+				b = binary.BigEndian.AppendUint64(b, e.digest)
+			}
+			continue
+		}
 		b = binary.BigEndian.AppendUint16(b, e.seqno)
 		switch e.kind {
 		case kindUpdate:
@@ -91,6 +120,13 @@ func encodeMessage(entries []entry) []byte {
 // decodeMessage decodes b, accepting at most maxEntries entries. Any error
 // wraps ErrMalformed.
 func decodeMessage(b []byte, maxEntries int) ([]entry, error) {
+	return decodeInto(nil, b, maxEntries, nil)
+}
+
+// decodeInto is decodeMessage appending to dst, with names converted by
+// intern (if not nil) so that known names are not allocated again; intern
+// also gives their table entries.
+func decodeInto(dst []entry, b []byte, maxEntries int, intern func([]byte) (string, *origin)) ([]entry, error) {
 	if len(b) < headerLen {
 		return nil, fmt.Errorf("%w: %d bytes is shorter than the header", ErrMalformed, len(b))
 	}
@@ -101,12 +137,12 @@ func decodeMessage(b []byte, maxEntries int) ([]entry, error) {
 	if n > maxEntries {
 		return nil, fmt.Errorf("%w: %d entries exceed the limit of %d", ErrMalformed, n, maxEntries)
 	}
-	// Each entry takes at least 2+1+3 bytes: reject impossible counts
+	// Each entry takes at least 2+4 bytes: reject impossible counts
 	// before allocating.
 	if n*6 > len(b)-headerLen {
 		return nil, fmt.Errorf("%w: %d entries cannot fit in %d bytes", ErrMalformed, n, len(b))
 	}
-	out := make([]entry, 0, n)
+	out := slices.Grow(dst[:0], n)
 	p := b[headerLen:]
 	for i := range n {
 		if len(p) < 2 {
@@ -114,11 +150,19 @@ func decodeMessage(b []byte, maxEntries int) ([]entry, error) {
 		}
 		e := entry{kind: p[0]}
 		l := int(p[1])
-		if l == 0 {
+		named := e.kind != kindSummary && e.kind != kindResend
+		if l == 0 && named {
 			return nil, fmt.Errorf("%w: entry %d has an empty name", ErrMalformed, i)
+		}
+		if l != 0 && !named {
+			return nil, fmt.Errorf("%w: entry %d of kind %d has a name", ErrMalformed, i, e.kind)
 		}
 		body := updateBodyLen
 		switch e.kind {
+		case kindSummary:
+			body = summaryBody
+		case kindResend:
+			body = resendBody
 		case kindUpdate:
 		case kindRequest:
 			body = requestBody
@@ -137,8 +181,26 @@ func decodeMessage(b []byte, maxEntries int) ([]entry, error) {
 		if len(p) < 2+l+body {
 			return nil, fmt.Errorf("%w: entry %d truncated", ErrMalformed, i)
 		}
-		e.origin = string(p[2 : 2+l])
 		q := p[2+l:]
+		if !named {
+			e.buckets = binary.BigEndian.Uint16(q)
+			e.bucket = binary.BigEndian.Uint16(q[2:])
+			if e.buckets == 0 || e.buckets > maxBuckets || e.buckets&(e.buckets-1) != 0 || e.bucket >= e.buckets {
+				return nil, fmt.Errorf("%w: entry %d has bucket %d of %d", ErrMalformed, i, e.bucket, e.buckets)
+			}
+			if e.kind == kindSummary {
+				e.count = binary.BigEndian.Uint16(q[4:])
+				e.digest = binary.BigEndian.Uint64(q[6:])
+			}
+			out = append(out, e)
+			p = q[body:]
+			continue
+		}
+		if intern != nil {
+			e.origin, e.org = intern(p[2 : 2+l])
+		} else {
+			e.origin = string(p[2 : 2+l])
+		}
 		e.seqno = binary.BigEndian.Uint16(q)
 		switch e.kind {
 		case kindUpdate:

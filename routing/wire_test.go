@@ -15,6 +15,8 @@ func sampleEntries() []entry {
 		{kind: kindUpdate, origin: strings.Repeat("x", MaxNameLen), seqno: 0xffff, metric: DefaultInfinity},
 		{kind: kindRequest, origin: "node-9", seqno: 1, hopcnt: requestHopCount},
 		{kind: kindAttest, origin: "b", seqno: 9, att: []byte("signed by b")},
+		{kind: kindSummary, buckets: 8, bucket: 5, count: 31, digest: 0x0123456789abcdef},
+		{kind: kindResend, buckets: 4096, bucket: 4095},
 	}
 }
 
@@ -41,12 +43,19 @@ func TestWireRejects(t *testing.T) {
 		"bad version":   append([]byte{1}, good[1:]...),
 		"truncated":     good[:len(good)-1],
 		"trailing":      append(bytes.Clone(good), 0),
-		"empty name":    {2, 0, 1, kindUpdate, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-		"unknown kind":  {2, 0, 1, 9, 1, 'a', 0, 0, 0},
-		"count too big": {2, 0xff, 0xff, kindRequest, 1, 'a', 0, 0, 0},
-		"empty attest":  {2, 0, 1, kindAttest, 1, 'a', 0, 1, 0, 0},
-		"attest short":  {2, 0, 1, kindAttest, 1, 'a', 0, 1, 0, 3, 'x'},
-		"attest huge":   append([]byte{2, 0, 1, kindAttest, 1, 'a', 0, 1, 0x10, 0x01}, make([]byte, 4097)...),
+		"version 2":     append([]byte{2}, good[1:]...),
+		"empty name":    {3, 0, 1, kindUpdate, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+		"unknown kind":  {3, 0, 1, 9, 1, 'a', 0, 0, 0},
+		"count too big": {3, 0xff, 0xff, kindRequest, 1, 'a', 0, 0, 0},
+		"empty attest":  {3, 0, 1, kindAttest, 1, 'a', 0, 1, 0, 0},
+		"attest short":  {3, 0, 1, kindAttest, 1, 'a', 0, 1, 0, 3, 'x'},
+		"attest huge":   append([]byte{3, 0, 1, kindAttest, 1, 'a', 0, 1, 0x10, 0x01}, make([]byte, 4097)...),
+		"named summary": {3, 0, 1, kindSummary, 1, 'a', 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+		"summary short": {3, 0, 1, kindSummary, 0, 0, 1, 0, 0, 0, 0},
+		"zero buckets":  {3, 0, 1, kindResend, 0, 0, 0, 0, 0},
+		"3 buckets":     {3, 0, 1, kindResend, 0, 0, 3, 0, 0},
+		"bucket beyond": {3, 0, 1, kindResend, 0, 0, 4, 0, 4},
+		"too many":      {3, 0, 1, kindResend, 0, 0x20, 0, 0, 0},
 	}
 	for name, b := range cases {
 		if _, err := decodeMessage(b, maxEntriesLimit); !errors.Is(err, ErrMalformed) {
@@ -60,9 +69,11 @@ func TestWireRejects(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add(encodeMessage(sampleEntries()))
 	f.Add(encodeMessage(nil))
-	f.Add([]byte{2, 0, 1, kindRequest, 1, 'a', 0, 1, 5})
-	f.Add([]byte{2, 0, 1, kindAttest, 1, 'a', 0, 1, 0, 1, 'z'})
-	f.Add([]byte{2, 0xff, 0xff})
+	f.Add([]byte{3, 0, 1, kindRequest, 1, 'a', 0, 1, 5})
+	f.Add([]byte{3, 0, 1, kindAttest, 1, 'a', 0, 1, 0, 1, 'z'})
+	f.Add([]byte{3, 0, 1, kindResend, 0, 0, 2, 0, 1})
+	f.Add([]byte{3, 0, 1, kindSummary, 0, 0, 1, 0, 0, 0, 2, 1, 2, 3, 4, 5, 6, 7, 8})
+	f.Add([]byte{3, 0xff, 0xff})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		const limit = 16
@@ -90,7 +101,8 @@ func FuzzReceive(f *testing.F) {
 	f.Add(encodeMessage([]entry{{kind: kindUpdate, origin: "self", seqno: 9, metric: 1}}))
 	f.Add(encodeMessage([]entry{{kind: kindRequest, origin: "self", seqno: 9, hopcnt: 1}}))
 	f.Add(encodeMessage([]entry{{kind: kindUpdate, origin: "z", seqno: 1, metric: 10}, {kind: kindUpdate, origin: "z", seqno: 1, metric: DefaultInfinity}}))
-	f.Add([]byte{2, 0, 1})
+	f.Add(encodeMessage([]entry{{kind: kindSummary, buckets: 1, count: 3, digest: 7}, {kind: kindResend, buckets: 1}}))
+	f.Add([]byte{3, 0, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := New(Config{Self: "self", MaxRoutes: 8, MaxRoutesPerMessage: 8})
 		if err != nil {

@@ -35,9 +35,11 @@ type envelope struct {
 	seq      int
 }
 
-// Counters are cumulative network figures.
+// Counters are cumulative network figures. Bytes counts the payload bytes
+// of the messages sent.
 type Counters struct {
 	Sent, Delivered, Dropped, Malformed int
+	Bytes                               int64
 }
 
 // Network is a set of engines joined by simulated links.
@@ -266,6 +268,7 @@ func (n *Network) drain(node string) {
 	}
 	for _, m := range rd.Messages {
 		n.Counters.Sent++
+		n.Counters.Bytes += int64(len(m.Payload))
 		delay := 1
 		if n.MaxDelay > 0 {
 			delay += n.rng.IntN(n.MaxDelay + 1)

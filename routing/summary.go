@@ -1,0 +1,172 @@
+package routing
+
+import "time"
+
+// Periodic repair (docs/PROTOCOL.md §2.3, "Timing"). Instead of sending its
+// whole table every UpdateInterval, a node sends each neighbour a summary
+// of what it currently advertises to it: the advertised routes are split
+// into buckets by a hash of the origin's name, and each bucket is
+// summarised by its number of finite routes and the sum of a hash of each
+// route's (origin, seqno, metric, hops). The neighbour computes the same
+// over the routes it holds from the sender; where a bucket matches, those
+// routes are refreshed (their expiry restarts), and where it differs, it
+// asks for the bucket again (a resend entry) and gets every route of it,
+// with attestations. A steady mesh thus exchanges a few hundred bytes per
+// neighbour per interval, and a lost message costs one bucket.
+
+// summaryBucketRoutes is the target number of routes per bucket: a resent
+// bucket fits a message.
+const summaryBucketRoutes = 32
+
+// nameHash is the 64-bit FNV-1a hash of a name; its low bits choose the
+// bucket.
+func nameHash(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+func bucketOf(h uint64, buckets uint16) int { return int(h & uint64(buckets-1)) }
+
+// routeHash mixes a route's fields (splitmix64 finaliser) so that the sum
+// over a bucket changes when any of them does.
+func routeHash(h uint64, seqno uint16, metric Metric, hops uint16) uint64 {
+	x := h ^ (uint64(seqno)<<48 | uint64(metric)<<16 | uint64(hops))
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// advertisedTo reports the finite route we currently advertise to nb for
+// o, if any. It matches what appendAdvert sends for o.
+func (e *Engine) advertisedTo(o *origin, nb *neighbour) (seqno uint16, metric Metric, hops uint16, ok bool) {
+	if e.cfg.Leaf || o.name == nb.name || o.sel == nil || !o.selSeq || o.sel == nb {
+		return 0, 0, 0, false
+	}
+	return o.route.Seqno, o.route.Metric, uint16(min(o.route.Hops, 0xffff)), true
+}
+
+// summaryBuckets is the number of buckets for n routes: a power of two
+// giving about summaryBucketRoutes routes per bucket.
+func summaryBuckets(n int) uint16 {
+	b := 1
+	for b < maxBuckets && b*summaryBucketRoutes < n {
+		b *= 2
+	}
+	return uint16(b)
+}
+
+// appendSummaries appends the summary of what we advertise to nb. It must
+// be called when nothing is pending for nb, so that the summary describes
+// what nb was told.
+func (e *Engine) appendSummaries(nb *neighbour, batch []entry) []entry {
+	n := 1 // ourselves
+	for _, o := range e.origins {
+		if _, _, _, ok := e.advertisedTo(o, nb); ok {
+			n++
+		}
+	}
+	buckets := summaryBuckets(n)
+	sums := make([]uint64, buckets)
+	counts := make([]uint16, buckets)
+	b := bucketOf(e.selfHash, buckets)
+	sums[b] += routeHash(e.selfHash, e.seqno, 0, 0)
+	counts[b]++
+	for _, o := range e.origins {
+		if s, m, h, ok := e.advertisedTo(o, nb); ok {
+			b := bucketOf(o.hash, buckets)
+			sums[b] += routeHash(o.hash, s, m, h)
+			counts[b]++
+		}
+	}
+	for i := range sums {
+		batch = append(batch, entry{kind: kindSummary, buckets: buckets, bucket: uint16(i), count: counts[i], digest: sums[i]})
+	}
+	return batch
+}
+
+// handleSummaries checks nb's summaries against the routes we hold from
+// nb: matching buckets are refreshed, the others are asked for again.
+func (e *Engine) handleSummaries(t time.Duration, nb *neighbour, sums []entry) {
+	for len(sums) > 0 {
+		buckets := sums[0].buckets
+		var these []entry
+		rest := sums[:0:0]
+		for _, s := range sums {
+			if s.buckets == buckets {
+				these = append(these, s)
+			} else {
+				rest = append(rest, s)
+			}
+		}
+		sums = rest
+		have := make([]uint64, buckets)
+		counts := make([]uint16, buckets)
+		for _, o := range e.origins {
+			if i := o.find(nb); i >= 0 && o.routes[i].hasSeqno {
+				r := &o.routes[i]
+				b := bucketOf(o.hash, buckets)
+				have[b] += routeHash(o.hash, r.seqno, r.metric, r.hops)
+				counts[b]++
+			}
+		}
+		good := make([]bool, buckets)
+		for _, s := range these {
+			if have[s.bucket] == s.digest && counts[s.bucket] == s.count {
+				good[s.bucket] = true
+				continue
+			}
+			nb.resends = append(nb.resends, entry{kind: kindResend, buckets: buckets, bucket: s.bucket})
+		}
+		exp := t + e.cfg.RouteExpiry
+		refreshed := false
+		for _, o := range e.origins {
+			if i := o.find(nb); i >= 0 && o.routes[i].expires != 0 && good[bucketOf(o.hash, buckets)] {
+				o.routes[i].expires = exp
+				refreshed = true
+			}
+		}
+		if refreshed {
+			e.scheduleHousekeep(exp)
+		}
+	}
+	if len(nb.resends) > int(maxBuckets) {
+		nb.resends = nb.resends[len(nb.resends)-maxBuckets:]
+	}
+}
+
+// handleResend queues every route of the requested bucket for nb, with
+// attestations and with retractions of routes lost recently.
+func (e *Engine) handleResend(nb *neighbour, en entry) {
+	if bucketOf(e.selfHash, en.buckets) == int(en.bucket) {
+		nb.repair[e.cfg.Self] = struct{}{}
+		e.setAttHeld(nb, e.cfg.Self, false)
+	}
+	if !e.cfg.Leaf {
+		for name, o := range e.origins {
+			if bucketOf(o.hash, en.buckets) == int(en.bucket) {
+				nb.repair[name] = struct{}{}
+				e.setAttHeld(nb, name, false)
+			}
+		}
+	}
+	nb.urgent = true
+}
+
+// refreshDiffs schedules updates for routes whose metric moved by less
+// than the hysteresis since they were last sent (such changes are not
+// sent as triggered updates), so that the summaries that follow describe
+// current routes.
+func (e *Engine) refreshDiffs() {
+	for name, o := range e.origins {
+		if o.sel != nil && o.selSeq && o.advertised && (o.advSeqno != o.route.Seqno || o.advMetric != o.route.Metric || int(o.advHops) != min(o.route.Hops, 0xffff)) {
+			e.triggerAll(name, false)
+		}
+	}
+}

@@ -1,0 +1,88 @@
+package routing
+
+import (
+	"encoding/binary"
+	"reflect"
+	"sync"
+	"time"
+)
+
+// Verdict cache: attestations that verified, shared by every engine of the
+// process that uses the same Certifier value. Many engines in one process
+// (a simulation, a test harness, a host running several nodes) each
+// receive the same attestation of every origin; with the cache each
+// distinct (certifier, origin, seqno, attestation) is checked once, not
+// once per engine. Only successes are remembered: a failure may be
+// transient (a certificate not yet valid) and failures are bounded per
+// neighbour anyway (Config.MaxVerifyFailures).
+const (
+	// verifyCacheSize bounds the remembered verdicts (two generations of
+	// half this size each; the older one is dropped when the newer fills).
+	verifyCacheSize = 1 << 16
+	// verifyCacheTTL bounds how long a verdict is reused, in the time of
+	// the engines' callers, so that a certificate that expires or a CA
+	// that is reloaded stops being believed by engines that did not check
+	// it themselves within this delay. (An engine keeps the attestation it
+	// verified for as long as it holds the origin, so this delay changes
+	// nothing for a single engine.)
+	verifyCacheTTL = time.Minute
+)
+
+type verdictKey struct {
+	c Certifier
+	k string // origin 0x00 seqno:u16 attestation
+}
+
+type verdictCache struct {
+	mu       sync.Mutex
+	cur, old map[verdictKey]time.Time // when the attestation verified
+}
+
+var verdicts = &verdictCache{}
+
+// cacheable reports whether c can be part of a map key (a pointer or a
+// comparable value); other certifiers are never cached.
+func cacheable(c Certifier) bool {
+	return c != nil && reflect.TypeOf(c).Comparable()
+}
+
+func verdictKeyOf(c Certifier, origin string, seqno uint16, att []byte) verdictKey {
+	b := make([]byte, 0, len(origin)+3+len(att))
+	b = append(b, origin...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint16(b, seqno)
+	b = append(b, att...)
+	return verdictKey{c: c, k: string(b)}
+}
+
+// lookup reports whether k verified within verifyCacheTTL of now.
+func (v *verdictCache) lookup(k verdictKey, now time.Time) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	at, ok := v.cur[k]
+	if !ok {
+		at, ok = v.old[k]
+	}
+	if !ok {
+		return false
+	}
+	d := now.Sub(at)
+	return d > -verifyCacheTTL && d < verifyCacheTTL
+}
+
+// store remembers that k verified at now.
+func (v *verdictCache) store(k verdictKey, now time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.cur == nil || len(v.cur) >= verifyCacheSize/2 {
+		v.old, v.cur = v.cur, make(map[verdictKey]time.Time)
+	}
+	v.cur[k] = now
+}
+
+// len returns the number of remembered verdicts (tests).
+func (v *verdictCache) len() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return len(v.cur) + len(v.old)
+}
