@@ -46,6 +46,15 @@ func (c *trackedConn) Close() error {
 	return err
 }
 
+// CloseWrite half-closes the circuit end (see circuit.Conn.CloseWrite).
+func (c *trackedConn) CloseWrite() error {
+	err := c.Conn.CloseWrite()
+	if err == nil {
+		halfClose(c.span, c.role == "dial")
+	}
+	return err
+}
+
 // abort resets the circuit (node shutdown or an undeliverable circuit).
 func (c *trackedConn) abort() {
 	c.Conn.Reset(circuit.CloseShuttingDown)
