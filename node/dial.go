@@ -25,7 +25,11 @@ func (n *Node) Dial(ctx context.Context, peer, service string) (Conn, error) {
 
 // DialWith is Dial with options.
 func (n *Node) DialWith(ctx context.Context, peer, service string, opt DialOptions) (Conn, error) {
+	start := time.Now()
 	c, err := n.dial(ctx, peer, service, opt)
+	if (!opt.Early || err != nil) && !errors.Is(err, ErrInvalidService) && !errors.Is(err, ErrNotStarted) {
+		n.metrics.observeOpen(start, err) // an early circuit's result comes later, with its first bytes
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dial %s/%s: %w", peer, service, err)
 	}

@@ -210,8 +210,12 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("start node %s: %w", n.cfg.Name, err)
 	}
 	n.router.start()
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.watchCertificate()
+	go func() {
+		defer n.wg.Done()
+		n.sampleLinkRTT()
+	}()
 	if echo, err := n.Listen(EchoService); err != nil {
 		n.log.Warn("echo service unavailable", "err", err)
 	} else {

@@ -81,10 +81,12 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string) {
 	if h := n.cfg.hooks; h != nil && h.relay != nil {
 		s, out = h.relay(s, out)
 	}
+	counters := n.metrics.relayBytes.start()
 	st, err := circuit.SpliceBounded(s, out, n.cfg.Limits.RelayBuffer, circuit.SpliceBounds{
 		Stall:       max(n.cfg.Limits.RelayStall, 0),
 		HalfClosed:  max(n.cfg.Limits.RelayHalfClosed, 0),
 		Hop:         hop,
+		Counters:    counters,
 		OnHalfClose: func(up bool) { halfClose(span, up) },
 	})
 	if errors.Is(err, circuit.ErrStalled) {
@@ -93,7 +95,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string) {
 	n.circuits.remove(entry)
 	t.release()
 	n.metrics.relay.active.Dec()
-	n.metrics.relayBytes.Add(float64(st.Up + st.Down))
+	n.metrics.relayBytes.end(counters)
 	if forwardedReset(err) {
 		// Another hop produced the reset: its span says so, not this one.
 		span.SetAttributes(attrCloseErr.String(err.Error()))
