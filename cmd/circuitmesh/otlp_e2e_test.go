@@ -157,6 +157,21 @@ func (r *otlpReceiver) trace(want int) ([]receivedSpan, bool) {
 	return nil, false
 }
 
+// waitTrace waits for a trace of want spans with a dial (see trace).
+func (r *otlpReceiver) waitTrace(t *testing.T, want int) []receivedSpan {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if spans, ok := r.trace(want); ok {
+			return spans
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no trace of %d spans with a dial reached the receiver; received:\n%s", want, r.dump())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func (r *otlpReceiver) dump() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -195,18 +210,7 @@ func TestE2ETracesReachAnOTLPCollectorAsAChain(t *testing.T) {
 	a.waitRoute(t, "d", func(p node.PeerInfo) bool { return p.Hops == 3 })
 	a.cli("ping", "d", "-c", "1")
 
-	var spans []receivedSpan
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var ok bool
-		if spans, ok = rcv.trace(4); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no trace of 4 spans with a dial reached the receiver; received:\n%s", rcv.dump())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	spans := rcv.waitTrace(t, 4)
 	want := []struct {
 		node, name, service, via string
 		kind                     tracepb.Span_SpanKind
@@ -245,5 +249,34 @@ func TestE2ETracesReachAnOTLPCollectorAsAChain(t *testing.T) {
 		if rcv.via[w.node] != w.via {
 			t.Fatalf("%s exported over %q, want %s", w.node, rcv.via[w.node], w.via)
 		}
+	}
+}
+
+// `circuitmesh demo` exports its five nodes' spans when the OTEL_*
+// variables ask for it (what `make trace-demo` points at Jaeger): a circuit
+// from a to e is one chained trace across four service instances.
+func TestDemoExportsChainedTracesOverOTLP(t *testing.T) {
+	rcv := startOTLPReceiver(t)
+	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+rcv.grpcAddr)
+	t.Setenv("OTEL_SERVICE_NAME", "")
+	code, out, stderr := cm(t, "demo", "--size", "1")
+	if code != 0 {
+		t.Fatalf("demo exited %d: %s\n%s", code, stderr, out)
+	}
+	spans := rcv.waitTrace(t, 4)
+	kinds := []tracepb.Span_SpanKind{tracepb.Span_SPAN_KIND_CLIENT, tracepb.Span_SPAN_KIND_INTERNAL,
+		tracepb.Span_SPAN_KIND_INTERNAL, tracepb.Span_SPAN_KIND_SERVER}
+	for i, s := range spans {
+		if s.GetKind() != kinds[i] || stringAttrs(s.GetAttributes())["circuitmesh.hop"] != fmt.Sprint(i) {
+			t.Fatalf("hop %d: %s kind %v\n%s", i, s.GetName(), s.GetKind(), rcv.dump())
+		}
+		if i > 0 && !bytes.Equal(s.GetParentSpanId(), spans[i-1].GetSpanId()) {
+			t.Fatalf("hop %d is not a child of hop %d:\n%s", i, i-1, rcv.dump())
+		}
+	}
+	if first, last := spans[0].resource["service.instance.id"], spans[3].resource["service.instance.id"]; first != "a" || last != "e" {
+		t.Fatalf("the trace goes from %s to %s, want a to e:\n%s", first, last, rcv.dump())
 	}
 }
