@@ -1,7 +1,12 @@
 package node
 
 import (
+	"errors"
+	"io"
+	"net"
+	"os"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -19,6 +24,40 @@ type trackedConn struct {
 	ticket *ticket
 	entry  *tracked
 	once   sync.Once
+	// failed is the first failure a dialled circuit's Read or Write saw (a
+	// reset from the path, a refusal of an early circuit): the caller's
+	// span reports it.
+	failed atomic.Pointer[error]
+}
+
+// Read reads from the circuit (see circuit.Conn.Read).
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.noteFailure(err)
+	}
+	return n, err
+}
+
+// Write writes to the circuit (see circuit.Conn.Write).
+func (c *trackedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.noteFailure(err)
+	}
+	return n, err
+}
+
+// noteFailure keeps the first failure of a dialled circuit. The end of
+// the stream, deadlines the caller set and use after Close are not
+// failures of the circuit.
+func (c *trackedConn) noteFailure(err error) {
+	var reset *circuit.ResetError
+	if c.role != "dial" || errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) ||
+		errors.As(err, &reset) && !reset.Remote {
+		return
+	}
+	c.failed.CompareAndSwap(nil, &err)
 }
 
 // track registers c as a live circuit end of the node. entry, when not
@@ -71,6 +110,12 @@ func (c *trackedConn) finish(result string, err error) {
 		up, down := c.Conn.BytesOut(), c.Conn.BytesIn()
 		if c.role == "accept" {
 			up, down = down, up
+		}
+		if p := c.failed.Load(); err == nil && p != nil {
+			result, err = resultLabel(*p), *p
+			if result == "error" {
+				result = "reset"
+			}
 		}
 		endSpan(c.span, result, up, down, err)
 	})

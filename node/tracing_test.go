@@ -284,3 +284,32 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A relay that resets an open circuit (here because it shuts down) marks
+// its span, and the caller's, as failed; the other hops do not.
+func TestTraceResetMarksOnlyTheProducerAndTheCaller(t *testing.T) {
+	c, rec := tracedCluster(t)
+	c.build("a-r1", "r1-r2", "r2-b")
+	c.waitRoute("a", "b", 3)
+	ctx, root := sdktrace.NewTracerProvider().Tracer("test").Start(ctxT(t, 10*time.Second), "caller")
+	root.End()
+	conn, err := c.nodes["a"].Dial(ctx, "b", EchoService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(conn, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	c.nodes["r2"].Close() // resets the circuit after its grace period
+	if _, err := io.ReadAll(conn); !errors.Is(err, circuit.ErrShuttingDown) {
+		t.Fatalf("read after the relay closed: %v, want a shutting-down reset", err)
+	}
+	conn.Close()
+	spans := traceSpans(t, rec, root.SpanContext().TraceID(), 4)
+	checkChain(t, spans, "a", "r1", "r2", "b")
+	wantStatus(t, spans, "shutting_down", true, false, true, false)
+}
