@@ -23,19 +23,19 @@ const tracerName = "github.com/circuitmesh/circuitmesh/node"
 // semantic-convention keys (network.*, server.address, error.type) are
 // used where one exists.
 const (
-	attrNode     = attribute.Key("circuitmesh.node")
-	attrPeer     = attribute.Key("circuitmesh.peer") // the neighbour toward the destination (dial, relay) or the source (accept)
-	attrFrom     = attribute.Key("circuitmesh.from") // at a relay: the neighbour the circuit came from
-	attrDest     = attribute.Key("circuitmesh.dest")
-	attrSource   = attribute.Key("circuitmesh.source")
-	attrService  = attribute.Key("circuitmesh.service")
-	attrHop      = attribute.Key("circuitmesh.hop")
-	attrResult   = attribute.Key("circuitmesh.result")
-	attrBytesUp  = attribute.Key("circuitmesh.bytes_up")   // toward the destination
-	attrBytesDn  = attribute.Key("circuitmesh.bytes_down") // toward the source
-	attrCloseErr = attribute.Key("circuitmesh.close_reason")
-	attrRefuser  = attribute.Key("circuitmesh.refused_by") // the node that produced a refusal
-	attrDir      = attribute.Key("circuitmesh.direction")  // of a half-close: up (toward the destination) or down
+	attrNode       = attribute.Key("circuitmesh.node")
+	attrPeer       = attribute.Key("circuitmesh.peer") // the neighbour toward the destination (dial, relay) or the source (accept)
+	attrFrom       = attribute.Key("circuitmesh.from") // at a relay: the neighbour the circuit came from
+	attrDest       = attribute.Key("circuitmesh.dest")
+	attrSource     = attribute.Key("circuitmesh.source")
+	attrService    = attribute.Key("circuitmesh.service")
+	attrHop        = attribute.Key("circuitmesh.hop")
+	attrResult     = attribute.Key("circuitmesh.result")
+	attrBytesUp    = attribute.Key("circuitmesh.bytes_up")   // toward the destination
+	attrBytesDn    = attribute.Key("circuitmesh.bytes_down") // toward the source
+	attrCloseErr   = attribute.Key("circuitmesh.close_reason")
+	attrResultNode = attribute.Key("circuitmesh.result_node") // the node that produced the result
+	attrDir        = attribute.Key("circuitmesh.direction")   // of a half-close: up (toward the destination) or down
 )
 
 // Span event names.
@@ -104,7 +104,7 @@ func linkAttrs(l links.Link) []attribute.KeyValue {
 // spanResult adds the result event: code is the snake_case result
 // (accepted or a refusal code) and by the node that produced it.
 func spanResult(span trace.Span, code, by string) {
-	span.AddEvent(eventResult, trace.WithAttributes(attrResult.String(code), attrRefuser.String(by)))
+	span.AddEvent(eventResult, trace.WithAttributes(attrResult.String(code), attrResultNode.String(by)))
 }
 
 // halfClose adds the half-close event of one direction.

@@ -172,7 +172,7 @@ func TestTraceChainHopsKindsAndEvents(t *testing.T) {
 	switch {
 	case !hasEvent(dial, eventOpenSent, attrPeer.String("r1")):
 		t.Errorf("dial span has no open_sent event toward r1: %v", dial.Events())
-	case !hasEvent(dial, eventResult, accepted, attrRefuser.String("b")):
+	case !hasEvent(dial, eventResult, accepted, attrResultNode.String("b")):
 		t.Errorf("dial span has no accepted result event: %v", dial.Events())
 	case !hasEvent(dial, eventHalfClose, attrDir.String("up")):
 		t.Errorf("dial span has no half_close event: %v", dial.Events())
@@ -224,7 +224,7 @@ func TestTraceRefusalMarksOnlyTheRefuserAndTheCaller(t *testing.T) {
 	spans = traceSpans(t, rec, root.SpanContext().TraceID(), 3)
 	checkChain(t, spans, "a", "r1", "r2", "")
 	wantStatus(t, spans, "hop_limit_exceeded", true, false, true)
-	if !hasEvent(spans[0], eventResult, attrResult.String("hop_limit_exceeded"), attrRefuser.String("r2")) {
+	if !hasEvent(spans[0], eventResult, attrResult.String("hop_limit_exceeded"), attrResultNode.String("r2")) {
 		t.Errorf("the dial span's result event does not name r2's refusal: %v", spans[0].Events())
 	}
 }
