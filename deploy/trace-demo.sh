@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs Jaeger and `circuitmesh demo` exporting its spans to it over OTLP,
-# then keeps Jaeger up so the traces can be browsed at http://localhost:16686
-# (Ctrl-C stops it; KEEP=0 stops it as soon as the demo is done).
+# then keeps Jaeger up so the traces can be queried at http://localhost:16686
+# (Ctrl-C stops it; KEEP=0 stops it as soon as the demo is done). A Jaeger
+# built from Go source serves the query API there but not the UI, whose
+# assets are an npm build; Jaeger's release binary serves both.
 #
 # Jaeger is built from github.com/jaegertracing/jaeger/cmd/jaeger at
 # JAEGER_VERSION as a Go tool in a module of its own under bin/, so the
@@ -60,7 +62,9 @@ OTEL_TRACES_EXPORTER=otlp \
 	"$GO" run ./cmd/circuitmesh demo --size 4
 
 echo
-echo "trace-demo: spans exported; open http://localhost:16686, service circuitmesh, operation circuitmesh.dial"
+echo "trace-demo: spans exported. Jaeger built from Go source has no UI assets (its UI is an npm build):"
+echo "  curl -s 'http://127.0.0.1:16686/api/traces?service=circuitmesh&operation=circuitmesh.dial&limit=5'"
+echo "lists the traces; Jaeger's release binary or container serves the UI on the same port."
 if [ "$KEEP" = 1 ]; then
 	echo "trace-demo: Jaeger keeps running; Ctrl-C stops it"
 	wait "$pid" || true
