@@ -15,6 +15,7 @@ help:
 	@echo "lint       gofmt check and go vet"
 	@echo "bench      run the benchmarks"
 	@echo "demo       run the five-node in-process demo"
+	@echo "trace-demo run Jaeger and the demo exporting its traces to it (UI on :16686)"
 
 build:
 	$(GO) build -o $(BIN) ./cmd/circuitmesh
@@ -53,6 +54,12 @@ bench:
 
 demo:
 	$(GO) run ./cmd/circuitmesh demo
+
+# Builds Jaeger (JAEGER_VERSION, once, under bin/), runs it and the demo
+# exporting OTLP to it; KEEP=0 stops Jaeger when the demo is done.
+.PHONY: trace-demo
+trace-demo:
+	GO='$(GO)' bash deploy/trace-demo.sh
 
 clean:
 	rm -f $(BIN)

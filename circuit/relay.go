@@ -41,6 +41,19 @@ type SpliceBounds struct {
 	// from the source). Resets the splice produces carry it (CloseCode), so
 	// the ends learn where the circuit broke. 0 leaves them unstamped.
 	Hop int
+	// Counters, when not nil, count the bytes the splice copies as they
+	// move, so their owner can read them while the splice runs.
+	Counters *SpliceCounters
+	// OnHalfClose, when not nil, is called once for each direction that
+	// ends cleanly (up: toward the destination), from the splice's
+	// goroutine.
+	OnHalfClose func(up bool)
+}
+
+// SpliceCounters are the bytes a splice copied each way so far. Each
+// direction is written by one goroutine only.
+type SpliceCounters struct {
+	Up, Down atomic.Int64
 }
 
 // Splicer is a running splice between two streams. Its zero value is not
@@ -49,7 +62,8 @@ type Splicer struct {
 	bounds    SpliceBounds
 	halfDone  atomic.Bool // one direction ended cleanly
 	a, b      links.Stream
-	up, down  atomic.Int64
+	own       SpliceCounters
+	ctr       *SpliceCounters // own, or the caller's
 	resetOnce sync.Once
 	running   atomic.Int32 // directions still copying
 	peek      [2]byte      // one byte per direction to Peek into
@@ -73,9 +87,9 @@ func Splice(a, b links.Stream, bufSize int) (SpliceStats, error) {
 // SpliceBounded is Splice with bounds on stalled and half-closed states.
 func SpliceBounded(a, b links.Stream, bufSize int, bounds SpliceBounds) (SpliceStats, error) {
 	sp := newSplicer(a, b)
-	sp.bounds = bounds
-	go sp.copy(a, b, &sp.down, sp.peek[1:], bufSize)
-	sp.copy(b, a, &sp.up, sp.peek[:1], bufSize)
+	sp.bound(bounds)
+	go sp.copy(a, b, &sp.ctr.Down, sp.peek[1:], bufSize)
+	sp.copy(b, a, &sp.ctr.Up, sp.peek[:1], bufSize)
 	return sp.Wait()
 }
 
@@ -92,8 +106,8 @@ func SpliceBounded(a, b links.Stream, bufSize int, bounds SpliceBounds) (SpliceS
 // local failure), so both ends of the circuit see it.
 func StartSplice(a, b links.Stream, bufSize int) *Splicer {
 	sp := newSplicer(a, b)
-	go sp.copy(b, a, &sp.up, sp.peek[:1], bufSize)
-	go sp.copy(a, b, &sp.down, sp.peek[1:], bufSize)
+	go sp.copy(b, a, &sp.ctr.Up, sp.peek[:1], bufSize)
+	go sp.copy(a, b, &sp.ctr.Down, sp.peek[1:], bufSize)
 	return sp
 }
 
@@ -105,14 +119,24 @@ func StartSplice(a, b links.Stream, bufSize int) *Splicer {
 // does not stay behind for the life of an idle circuit.
 func StartSpliceBounded(a, b links.Stream, bufSize int, bounds SpliceBounds, done func(SpliceStats, error)) *Splicer {
 	sp := newSplicer(a, b)
-	sp.bounds, sp.onDone = bounds, done
-	go sp.copy(b, a, &sp.up, sp.peek[:1], bufSize)
-	go sp.copy(a, b, &sp.down, sp.peek[1:], bufSize)
+	sp.bound(bounds)
+	sp.onDone = done
+	go sp.copy(b, a, &sp.ctr.Up, sp.peek[:1], bufSize)
+	go sp.copy(a, b, &sp.ctr.Down, sp.peek[1:], bufSize)
 	return sp
+}
+
+// bound applies bounds before the splice starts.
+func (sp *Splicer) bound(bounds SpliceBounds) {
+	sp.bounds = bounds
+	if bounds.Counters != nil {
+		sp.ctr = bounds.Counters
+	}
 }
 
 func newSplicer(a, b links.Stream) *Splicer {
 	sp := &Splicer{a: a, b: b, done: make(chan struct{})}
+	sp.ctr = &sp.own
 	sp.running.Store(2)
 	return sp
 }
@@ -148,7 +172,7 @@ func (sp *Splicer) Done() <-chan struct{} { return sp.done }
 
 // Stats returns the bytes copied so far.
 func (sp *Splicer) Stats() SpliceStats {
-	return SpliceStats{Up: sp.up.Load(), Down: sp.down.Load()}
+	return SpliceStats{Up: sp.ctr.Up.Load(), Down: sp.ctr.Down.Load()}
 }
 
 // Wait waits until both directions are done and returns the byte counts
@@ -290,6 +314,9 @@ func (sp *Splicer) fail(op string, err error) {
 // endedCleanly notes that the direction reading src ended cleanly: the
 // other direction, still open, is bounded by HalfClosed from now.
 func (sp *Splicer) endedCleanly(src links.Stream) {
+	if f := sp.bounds.OnHalfClose; f != nil {
+		f(src == sp.a) // a is the stream from the previous hop: data going up
+	}
 	if sp.halfDone.Swap(true) || sp.bounds.HalfClosed <= 0 {
 		return
 	}

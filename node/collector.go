@@ -3,7 +3,6 @@ package node
 import (
 	"runtime"
 	"strconv"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -88,7 +87,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 // codeLabel is a result code as a metric label value: snake_case, no
 // spaces ("no_such_service").
 func codeLabel(c circuit.Code) string {
-	return strings.ReplaceAll(c.String(), " ", "_")
+	return snake(c.String())
 }
 
 // buildInfo is the constant circuitmesh_build_info gauge.

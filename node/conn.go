@@ -1,6 +1,10 @@
 package node
 
 import (
+	"errors"
+	"io"
+	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -21,6 +25,40 @@ type trackedConn struct {
 	entry  *tracked
 	police atomic.Pointer[policed] // as the authorization policy allowed it
 	once   sync.Once
+	// failed is the first failure a dialled circuit's Read or Write saw (a
+	// reset from the path, a refusal of an early circuit): the caller's
+	// span reports it.
+	failed atomic.Pointer[error]
+}
+
+// Read reads from the circuit (see circuit.Conn.Read).
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.noteFailure(err)
+	}
+	return n, err
+}
+
+// Write writes to the circuit (see circuit.Conn.Write).
+func (c *trackedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.noteFailure(err)
+	}
+	return n, err
+}
+
+// noteFailure keeps the first failure of a dialled circuit. The end of
+// the stream, deadlines the caller set and use after Close are not
+// failures of the circuit.
+func (c *trackedConn) noteFailure(err error) {
+	var reset *circuit.ResetError
+	if c.role != "dial" || errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) ||
+		errors.As(err, &reset) && !reset.Remote {
+		return
+	}
+	c.failed.CompareAndSwap(nil, &err)
 }
 
 // track registers c as a live circuit end of the node. entry, when not
@@ -48,6 +86,15 @@ func (c *trackedConn) Close() error {
 	return err
 }
 
+// CloseWrite half-closes the circuit end (see circuit.Conn.CloseWrite).
+func (c *trackedConn) CloseWrite() error {
+	err := c.Conn.CloseWrite()
+	if err == nil {
+		halfClose(c.span, c.role == "dial")
+	}
+	return err
+}
+
 // abort resets the circuit (node shutdown or an undeliverable circuit).
 func (c *trackedConn) abort() {
 	c.Conn.Reset(circuit.CloseShuttingDown)
@@ -65,6 +112,12 @@ func (c *trackedConn) finish(result string, err error) {
 		up, down := c.Conn.BytesOut(), c.Conn.BytesIn()
 		if c.role == "accept" {
 			up, down = down, up
+		}
+		if p := c.failed.Load(); err == nil && p != nil {
+			result, err = resultLabel(*p), *p
+			if result == "error" {
+				result = "reset"
+			}
 		}
 		endSpan(c.span, result, up, down, err)
 	})

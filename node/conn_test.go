@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"golang.org/x/net/nettest"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
@@ -119,50 +117,6 @@ func TestSlowReaderBackpressure(t *testing.T) {
 // unacknowledged on it) plus each relay's two copy buffers.
 func pathBufferBound(hops int, relayBuf int64) int64 {
 	return int64(hops)*int64(links.DefaultMaxStreamWindow) + int64(hops-1)*2*relayBuf
-}
-
-func TestOneTraceWithSpanPerHop(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	tp := trace.NewTracerProvider(trace.WithSpanProcessor(rec))
-	defer tp.Shutdown(context.Background())
-	c := newCluster(t, true)
-	c.tp = tp
-	c.build("a-r1", "r1-r2", "r2-b")
-	c.waitRoute("a", "b", 3)
-	if err := roundTrip(t, c.nodes["a"], "b", EchoService, []byte("traced")); err != nil {
-		t.Fatal(err)
-	}
-	// Spans end when both ends closed; give the relays a moment to finish.
-	deadline := time.Now().Add(3 * time.Second)
-	for len(rec.Ended()) < 4 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	spans := rec.Ended()
-	byName := map[string][]string{}
-	traces := map[string]bool{}
-	for _, s := range spans {
-		var node string
-		var hop int64 = -1
-		for _, kv := range s.Attributes() {
-			switch kv.Key {
-			case attrNode:
-				node = kv.Value.AsString()
-			case attrHop:
-				hop = kv.Value.AsInt64()
-			}
-		}
-		byName[s.Name()] = append(byName[s.Name()], node)
-		traces[s.SpanContext().TraceID().String()] = true
-		if hop < 0 {
-			t.Errorf("span %s at %s has no hop index", s.Name(), node)
-		}
-	}
-	if len(traces) != 1 {
-		t.Fatalf("spans belong to %d traces, want 1: %v", len(traces), byName)
-	}
-	if len(byName["circuitmesh.dial"]) != 1 || len(byName["circuitmesh.forward"]) != 2 || len(byName["circuitmesh.accept"]) != 1 {
-		t.Fatalf("spans by name: %v; want one dial, two forwards, one accept", byName)
-	}
 }
 
 func TestOverloadedIsTypedRefusal(t *testing.T) {

@@ -25,7 +25,11 @@ func (n *Node) Dial(ctx context.Context, peer, service string) (Conn, error) {
 
 // DialWith is Dial with options.
 func (n *Node) DialWith(ctx context.Context, peer, service string, opt DialOptions) (Conn, error) {
+	start := time.Now()
 	c, err := n.dial(ctx, peer, service, opt)
+	if (!opt.Early || err != nil) && !errors.Is(err, ErrInvalidService) && !errors.Is(err, ErrNotStarted) {
+		n.metrics.observeOpen(start, err) // an early circuit's result comes later, with its first bytes
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dial %s/%s: %w", peer, service, err)
 	}
@@ -55,12 +59,13 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 		o.Flags |= circuit.FlagRecordPath
 		o.Path = []string{n.cfg.Name}
 	}
-	ctx, span := n.tracer.Start(ctx, "circuitmesh.dial", trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(hopAttrs(n.cfg.Name, o)...))
+	ctx, span := n.tracer.Start(ctx, spanDial, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(hopAttrs(n.cfg.Name, o, 0)...))
 	injectTrace(ctx, o)
 	refused := func(code circuit.Code, reason string) error {
 		err := &circuit.RefusedError{Code: code, Node: n.cfg.Name, Dest: peer, Service: service, Reason: reason}
-		endSpan(span, code.String(), 0, 0, err)
+		spanResult(span, codeLabel(code), n.cfg.Name)
+		endSpan(span, codeLabel(code), 0, 0, err)
 		return err
 	}
 
@@ -98,7 +103,7 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			var re *circuit.RefusedError
 			impostor := errors.Is(err, circuit.ErrAuth)
 			if !impostor && (errors.As(err, &re) || ctx.Err() != nil || !errors.Is(err, links.ErrLinkLost)) {
-				endSpan(span, "refused", 0, 0, err)
+				endSpan(span, resultLabel(err), 0, 0, err)
 				return nil, err
 			}
 			if impostor {
@@ -114,7 +119,7 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 		}
 		if authErr != nil {
 			// Routing will not fix a next hop that leads to an impostor.
-			endSpan(span, "refused", 0, 0, authErr)
+			endSpan(span, resultLabel(authErr), 0, 0, authErr)
 			return nil, authErr
 		}
 		// Every known next hop failed: routing is withdrawing them; wait for
@@ -146,11 +151,19 @@ func (n *Node) dialOn(ctx context.Context, l links.Link, o *circuit.Open, opt Di
 		t.release()
 		return nil, fmt.Errorf("open stream to %s: %w", nh, err)
 	}
-	span.SetAttributes(attrPeer.String(nh))
+	span.SetAttributes(linkAttrs(l)...)
+	span.AddEvent(eventOpenSent, trace.WithAttributes(attrPeer.String(nh)))
 	c, err := n.openCircuit(ctx, l, s, o, opt)
 	if err != nil {
 		t.release()
+		var re *circuit.RefusedError
+		if errors.As(err, &re) {
+			spanResult(span, codeLabel(re.Code), re.Node)
+		}
 		return nil, err
+	}
+	if !opt.Early {
+		spanResult(span, codeLabel(circuit.Accepted), o.Dest)
 	}
 	return n.track(c, "dial", span, t, nil), nil
 }
@@ -208,7 +221,7 @@ func (n *Node) dialLocal(ctx context.Context, o *circuit.Open, opt DialOptions, 
 	}
 	c, err := n.dialOn(ctx, l, o, opt, span)
 	if err != nil {
-		endSpan(span, "refused", 0, 0, err)
+		endSpan(span, resultLabel(err), 0, 0, err)
 	}
 	return c, err
 }

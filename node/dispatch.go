@@ -131,20 +131,28 @@ func (n *Node) refuse(s links.Stream, code circuit.Code, reason string) {
 // deliver hands a circuit addressed to this node to its service. It calls
 // opened once the open (header and first handshake message) was read.
 func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func()) {
-	_, span := n.tracer.Start(extractTrace(o), "circuitmesh.accept",
-		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(hopAttrs(n.cfg.Name, o)...),
-		trace.WithAttributes(attrPeer.String(from)))
+	_, span := n.tracer.Start(extractTrace(o), spanAccept,
+		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(hopAttrs(n.cfg.Name, o, int(o.Hop)+1)...))
+	if l := n.link(from); l != nil {
+		span.SetAttributes(linkAttrs(l)...)
+	} else {
+		span.SetAttributes(attrPeer.String(from))
+	}
+	// refuse answers with a refusal this node produced, which makes its
+	// span the failed one.
+	refuse := func(code circuit.Code, reason string) {
+		n.refuse(s, code, reason)
+		refusedSpan(span, n.cfg.Name, code, reason)
+	}
 	if d, ok := n.precheckDial(o); !ok {
 		opened()
-		n.refuse(s, circuit.Policy, d.Reason)
-		endSpan(span, circuit.Policy.String(), 0, 0, nil)
+		refuse(circuit.Policy, d.Reason)
 		return
 	}
 	lis := n.service(o.Service)
 	if lis == nil {
 		opened()
-		n.refuse(s, circuit.NoService, fmt.Sprintf("no service %q on %s", o.Service, n.cfg.Name))
-		endSpan(span, circuit.NoService.String(), 0, 0, nil)
+		refuse(circuit.NoService, fmt.Sprintf("no service %q on %s", o.Service, n.cfg.Name))
 		return
 	}
 	// The source is authenticated by the end-to-end handshake: in the
@@ -155,21 +163,18 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		r, code, err := n.respond(s, o)
 		opened()
 		if err != nil {
-			n.refuse(s, code, fmt.Sprintf("end-to-end handshake with %s failed: %v", n.cfg.Name, err))
-			endSpan(span, code.String(), 0, 0, err)
+			refuse(code, fmt.Sprintf("end-to-end handshake with %s failed: %v", n.cfg.Name, err))
 			return
 		}
 		resp = r
 	} else if n.cfg.E2E != E2EOff {
-		n.refuse(s, circuit.Policy, fmt.Sprintf("%s requires end-to-end security (the open is not sealed)", n.cfg.Name))
-		endSpan(span, circuit.Policy.String(), 0, 0, nil)
+		refuse(circuit.Policy, fmt.Sprintf("%s requires end-to-end security (the open is not sealed)", n.cfg.Name))
 		return
 	}
 	opened()
 	full := resp != nil && resp.Full()
 	if d := n.Policy().Dial(n.dialSource(o, resp), o.Service); !d.Allowed && !full {
-		n.refuse(s, circuit.Policy, d.Reason) // the full handshake authenticates the source later: policeDial
-		endSpan(span, circuit.Policy.String(), 0, 0, nil)
+		refuse(circuit.Policy, d.Reason) // the full handshake authenticates the source later: policeDial
 		return
 	}
 	var t *ticket
@@ -182,8 +187,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		err = fmt.Errorf("service %q has %d circuits waiting to be accepted", o.Service, cap(lis.backlog))
 	}
 	if err != nil {
-		n.refuse(s, circuit.Overloaded, err.Error())
-		endSpan(span, circuit.Overloaded.String(), 0, 0, nil)
+		refuse(circuit.Overloaded, err.Error())
 		return
 	}
 	if o.Flags&circuit.FlagRecordPath != 0 {
@@ -211,6 +215,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		endSpan(span, "error", 0, 0, err)
 		return
 	}
+	spanResult(span, codeLabel(circuit.Accepted), n.cfg.Name)
 	if resp != nil {
 		n.keyBook.store(resp.PeerRecord())
 	}

@@ -213,8 +213,12 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("start node %s: %w", n.cfg.Name, err)
 	}
 	n.router.start()
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.watchCertificate()
+	go func() {
+		defer n.wg.Done()
+		n.sampleLinkRTT()
+	}()
 	n.startBuiltin(EchoService, serveEcho)
 	if !n.cfg.DisableInfo {
 		n.startBuiltin(InfoService, serveInfo)

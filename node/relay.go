@@ -27,12 +27,15 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 		}
 	}
 	defer release()
-	ctx, span := n.tracer.Start(extractTrace(o), "circuitmesh.forward",
-		trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(hopAttrs(n.cfg.Name, o)...),
-		trace.WithAttributes(attrPeer.String(from)))
+	hop := int(o.Hop) + 1 // this relay's place on the path, stamped into resets it produces
+	// The span is a child of the previous hop's span (the header carries
+	// its context), and the header sent on carries this one's.
+	ctx, span := n.tracer.Start(extractTrace(o), spanForward,
+		trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(hopAttrs(n.cfg.Name, o, hop)...),
+		trace.WithAttributes(attrFrom.String(from)))
 	refuse := func(code circuit.Code, reason string) {
 		n.refuse(s, code, reason)
-		endSpan(span, code.String(), 0, 0, nil)
+		refusedSpan(span, n.cfg.Name, code, reason)
 	}
 	switch {
 	case n.cfg.Leaf:
@@ -64,6 +67,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 		refuse(circuit.Policy, err.Error())
 		return
 	}
+	injectTrace(ctx, fwd)
 	hdr, err := fwd.AppendTo(make([]byte, 0, 256+len(rest)))
 	if err != nil {
 		refuse(circuit.Policy, fmt.Sprintf("header grew too large at %s: %v", n.cfg.Name, err))
@@ -91,10 +95,12 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 		refuse(code, err.Error())
 		return
 	}
-	span.SetAttributes(attrPeer.String(via))
+	span.AddEvent(eventOpenSent, trace.WithAttributes(attrPeer.String(via)))
+	if l := n.link(via); l != nil {
+		span.SetAttributes(linkAttrs(l)...)
+	}
 	n.metrics.relay.opened.Inc()
 	n.metrics.relay.active.Inc()
-	hop := int(o.Hop) + 1 // this relay's place on the path, stamped into resets it produces
 	entry := n.circuits.add(true, func() {
 		code := uint64(circuit.CloseCode(circuit.CloseShuttingDown).At(hop))
 		s.Reset(code)
@@ -111,16 +117,19 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 	if hook {
 		s, out = n.cfg.hooks.relay(s, out)
 	}
+	counters := n.metrics.relayBytes.start()
+	counters.Up.Add(ahead) // forwarded with the header
 	// The splice runs in two goroutines of its own and this one ends (see
 	// circuit.StartSpliceBounded); the node waits for them on Close.
 	n.wg.Add(1)
 	circuit.StartSpliceBounded(s, out, n.cfg.Limits.RelayBuffer, circuit.SpliceBounds{
-		Stall:      max(n.cfg.Limits.RelayStall, 0),
-		HalfClosed: max(n.cfg.Limits.RelayHalfClosed, 0),
-		Hop:        hop,
+		Stall:       max(n.cfg.Limits.RelayStall, 0),
+		HalfClosed:  max(n.cfg.Limits.RelayHalfClosed, 0),
+		Hop:         hop,
+		Counters:    counters,
+		OnHalfClose: func(up bool) { halfClose(span, up) },
 	}, func(st circuit.SpliceStats, err error) {
 		defer n.wg.Done()
-		st.Up += ahead
 		if errors.Is(err, circuit.ErrStalled) {
 			n.log.Info("relayed circuit ended by a bound", "source", o.Source, "dest", o.Dest, "err", err)
 		}
@@ -128,7 +137,12 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 		n.circuits.remove(entry)
 		t.release()
 		n.metrics.relay.active.Dec()
-		n.metrics.relayBytes.Add(float64(st.Up + st.Down))
+		n.metrics.relayBytes.end(counters)
+		if forwardedReset(err) {
+			// Another hop produced the reset: its span says so, not this one.
+			span.SetAttributes(attrCloseErr.String(err.Error()))
+			err = nil
+		}
 		endSpan(span, "relayed", st.Up, st.Down, err)
 	})
 }

@@ -2,34 +2,61 @@ package node
 
 import (
 	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 const tracerName = "github.com/circuitmesh/circuitmesh/node"
 
-// Span attribute keys, one set for every hop of a circuit.
+// Span attribute keys, one set for every hop of a circuit. OpenTelemetry
+// semantic-convention keys (network.*, server.address, error.type) are
+// used where one exists.
 const (
-	attrNode     = attribute.Key("circuitmesh.node")
-	attrPeer     = attribute.Key("circuitmesh.peer") // the link neighbour
-	attrDest     = attribute.Key("circuitmesh.dest")
-	attrSource   = attribute.Key("circuitmesh.source")
-	attrService  = attribute.Key("circuitmesh.service")
-	attrHop      = attribute.Key("circuitmesh.hop")
-	attrResult   = attribute.Key("circuitmesh.result")
-	attrBytesUp  = attribute.Key("circuitmesh.bytes_up")   // toward the destination
-	attrBytesDn  = attribute.Key("circuitmesh.bytes_down") // toward the source
-	attrCloseErr = attribute.Key("circuitmesh.close_reason")
+	attrNode       = attribute.Key("circuitmesh.node")
+	attrPeer       = attribute.Key("circuitmesh.peer") // the neighbour toward the destination (dial, relay) or the source (accept)
+	attrFrom       = attribute.Key("circuitmesh.from") // at a relay: the neighbour the circuit came from
+	attrDest       = attribute.Key("circuitmesh.dest")
+	attrSource     = attribute.Key("circuitmesh.source")
+	attrService    = attribute.Key("circuitmesh.service")
+	attrHop        = attribute.Key("circuitmesh.hop")
+	attrResult     = attribute.Key("circuitmesh.result")
+	attrBytesUp    = attribute.Key("circuitmesh.bytes_up")   // toward the destination
+	attrBytesDn    = attribute.Key("circuitmesh.bytes_down") // toward the source
+	attrCloseErr   = attribute.Key("circuitmesh.close_reason")
+	attrResultNode = attribute.Key("circuitmesh.result_node") // the node that produced the result
+	attrDir        = attribute.Key("circuitmesh.direction")   // of a half-close: up (toward the destination) or down
+)
+
+// Span event names.
+const (
+	eventOpenSent  = "open_sent"  // the open header went to the next hop
+	eventResult    = "result"     // the circuit's result: accepted or a refusal
+	eventHalfClose = "half_close" // one direction ended cleanly
+)
+
+// Span names, one per role on the path.
+const (
+	spanDial    = "circuitmesh.dial"
+	spanForward = "circuitmesh.forward"
+	spanAccept  = "circuitmesh.accept"
 )
 
 var traceContext = propagation.TraceContext{}
 
-// injectTrace writes the span context of ctx into the open header.
+// injectTrace writes the span context of ctx into the open header, so the
+// next hop's span is a child of this hop's. An unsampled span context
+// travels too: the next hop follows the decision.
 func injectTrace(ctx context.Context, o *circuit.Open) {
 	c := propagation.MapCarrier{}
 	traceContext.Inject(ctx, c)
@@ -37,7 +64,8 @@ func injectTrace(ctx context.Context, o *circuit.Open) {
 	o.TraceState = c["tracestate"]
 }
 
-// extractTrace returns a context carrying the header's remote span context.
+// extractTrace returns a context carrying the header's remote span context
+// (the previous hop's span).
 func extractTrace(o *circuit.Open) context.Context {
 	if o.TraceParent == "" {
 		return context.Background()
@@ -49,19 +77,109 @@ func extractTrace(o *circuit.Open) context.Context {
 	return traceContext.Extract(context.Background(), c)
 }
 
-func hopAttrs(self string, o *circuit.Open) []attribute.KeyValue {
+// hopAttrs are the attributes of the span of this node at position hop on
+// the circuit (0 at the source, 1 at the first relay, ...).
+func hopAttrs(self string, o *circuit.Open, hop int) []attribute.KeyValue {
 	return []attribute.KeyValue{
 		attrNode.String(self), attrDest.String(o.Dest), attrSource.String(o.Source),
-		attrService.String(o.Service), attrHop.Int(int(o.Hop)),
+		attrService.String(o.Service), attrHop.Int(hop),
+		semconv.ServerAddress(o.Dest), semconv.NetworkTransportKey.String("quic"),
 	}
 }
 
-// endSpan records the outcome of one hop and ends its span.
+// linkAttrs name the neighbour on link l: its node name and its address.
+func linkAttrs(l links.Link) []attribute.KeyValue {
+	kv := []attribute.KeyValue{attrPeer.String(l.Peer())}
+	if a := l.RemoteAddr(); a != nil {
+		if host, port, err := net.SplitHostPort(a.String()); err == nil {
+			kv = append(kv, semconv.NetworkPeerAddress(host))
+			if p, err := strconv.Atoi(port); err == nil {
+				kv = append(kv, semconv.NetworkPeerPort(p))
+			}
+		}
+	}
+	return kv
+}
+
+// spanResult adds the result event: code is the snake_case result
+// (accepted or a refusal code) and by the node that produced it.
+func spanResult(span trace.Span, code, by string) {
+	span.AddEvent(eventResult, trace.WithAttributes(attrResult.String(code), attrResultNode.String(by)))
+}
+
+// halfClose adds the half-close event of one direction.
+func halfClose(span trace.Span, up bool) {
+	dir := "down"
+	if up {
+		dir = "up"
+	}
+	span.AddEvent(eventHalfClose, trace.WithAttributes(attrDir.String(dir)))
+}
+
+// refusedSpan ends the span of a hop that refused the circuit itself: it
+// is where the failure was produced, so the status is ERROR.
+func refusedSpan(span trace.Span, self string, code circuit.Code, reason string) {
+	label := codeLabel(code)
+	spanResult(span, label, self)
+	span.SetAttributes(attrResult.String(label), semconv.ErrorTypeKey.String(label))
+	span.SetStatus(codes.Error, reason)
+	span.End()
+}
+
+// endSpan records the outcome of one hop and ends its span. err, when not
+// nil, is a failure this hop produced or (at the ends) saw: the span's
+// status becomes ERROR with error.type.
 func endSpan(span trace.Span, result string, up, down int64, err error) {
 	span.SetAttributes(attrResult.String(result), attrBytesUp.Int64(up), attrBytesDn.Int64(down))
 	if err != nil {
-		span.SetAttributes(attrCloseErr.String(err.Error()))
+		span.SetAttributes(attrCloseErr.String(err.Error()), semconv.ErrorTypeKey.String(errorType(err)))
 		span.SetStatus(codes.Error, err.Error())
 	}
 	span.End()
+}
+
+// errorType is the low-cardinality error.type of a circuit failure: the
+// refusal code or the reset reason in snake_case, "stalled" for a relay
+// bound, else "_OTHER".
+func errorType(err error) string {
+	var refused *circuit.RefusedError
+	var reset *circuit.ResetError
+	var sreset *links.StreamResetError
+	switch {
+	case errors.As(err, &refused):
+		return codeLabel(refused.Code)
+	case errors.Is(err, circuit.ErrStalled):
+		return "stalled"
+	case errors.Is(err, circuit.ErrShuttingDown):
+		return "shutting_down"
+	case errors.As(err, &reset):
+		return snake(circuit.CloseName(reset.Code.Reason()))
+	case errors.As(err, &sreset):
+		return snake(circuit.CloseName(circuit.CloseCode(sreset.Code).Reason()))
+	case errors.Is(err, links.ErrLinkLost):
+		return "link_lost"
+	case errors.Is(err, circuit.ErrAuth):
+		return "auth"
+	}
+	return "_OTHER"
+}
+
+// forwardedReset reports whether err is a reset that came from further
+// along the path (another hop produced it), as opposed to one this relay
+// produced: only the producer marks its span as failed.
+func forwardedReset(err error) bool {
+	var sreset *links.StreamResetError
+	return errors.As(err, &sreset) && sreset.Remote && !errors.Is(err, circuit.ErrStalled)
+}
+
+func snake(s string) string { return strings.ReplaceAll(s, " ", "_") }
+
+// resultLabel is the circuitmesh.result of a failed dial: the refusal code,
+// or "error" when the circuit failed otherwise.
+func resultLabel(err error) string {
+	var refused *circuit.RefusedError
+	if errors.As(err, &refused) {
+		return codeLabel(refused.Code)
+	}
+	return "error"
 }

@@ -68,6 +68,7 @@ type demo struct {
 	size    int
 	nodes   map[string]*node.Node
 	sockets map[string]*net.UDPConn // each node's UDP socket, so a relay can crash
+	flush   []func()                // flush each node's pending spans
 }
 
 func (d *demo) run(ctx context.Context) error {
@@ -151,7 +152,14 @@ func (d *demo) start(ctx context.Context) error {
 			return fmt.Errorf("node %s: %w", name, err)
 		}
 		d.sockets[name] = pc
-		n, err := node.New(node.Config{Identity: id, Logger: d.log, GracePeriod: 200 * time.Millisecond, PacketConn: pc})
+		// With the standard OTEL_* variables set, each node exports its
+		// spans as a service instance of its own.
+		tp, flush, err := tracerProvider(ctx, name, d.log)
+		if err != nil {
+			return err
+		}
+		d.flush = append(d.flush, flush)
+		n, err := node.New(node.Config{Identity: id, Logger: d.log, GracePeriod: 200 * time.Millisecond, PacketConn: pc, TracerProvider: tp})
 		if err != nil {
 			return err
 		}
@@ -177,6 +185,9 @@ func (d *demo) close() {
 	for name, n := range d.nodes {
 		n.Close() // closes its socket too
 		delete(d.sockets, name)
+	}
+	for _, flush := range d.flush {
+		flush()
 	}
 	for _, pc := range d.sockets {
 		pc.Close()
