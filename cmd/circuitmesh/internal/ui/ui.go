@@ -57,6 +57,9 @@ const queryTimeout = 5 * time.Second
 type handler struct {
 	src Source
 
+	pmu    sync.Mutex
+	probes map[string]*probe // by destination
+
 	mu    sync.Mutex // held while gathering: one gathering at a time
 	last  node.Graph
 	lastT time.Time
@@ -82,19 +85,19 @@ func securityHeaders(h http.Handler) http.Handler {
 	})
 }
 
-// loopbackHostOnly refuses requests whose Host header does not name the
-// loopback interface. A page bound to loopback is meant for this host's
-// browser; without the check, any web site the browser visits could read
-// the topology through a DNS name it re-points at 127.0.0.1 (DNS rebinding).
-func loopbackHostOnly(h http.Handler) http.Handler {
+// literalHostOnly refuses requests whose Host header is a DNS name other
+// than localhost. Without the check, any web site the browser visits could
+// read the topology and drive pings through a name it re-points at this
+// address (DNS rebinding); a rebinding attack needs a name, so IP literals
+// are safe to serve.
+func literalHostOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := r.Host
 		if hh, _, err := net.SplitHostPort(host); err == nil {
 			host = hh
 		}
-		ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
-		if host != "localhost" && (err != nil || !ip.IsLoopback()) {
-			http.Error(w, "the mesh page answers only to a loopback host name", http.StatusMisdirectedRequest)
+		if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err != nil && host != "localhost" {
+			http.Error(w, "the mesh page answers only to an IP address or localhost in the URL", http.StatusMisdirectedRequest)
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -129,9 +132,7 @@ func (h *handler) view(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if v.To != "" && v.To != g.Origin {
-		ctx, cancel := context.WithTimeout(r.Context(), queryTimeout)
-		res, err := h.src.Ping(ctx, v.To)
-		cancel()
+		res, err := h.ping(r.Context(), v.To)
 		if err != nil {
 			v.PathError = err.Error()
 		} else {
@@ -142,6 +143,64 @@ func (h *handler) view(w http.ResponseWriter, r *http.Request) {
 	meshgraph.SVG(&b, g, meshgraph.SVGOptions{Path: v.Path})
 	v.SVG = b.String()
 	writeJSON(w, http.StatusOK, v)
+}
+
+// maxProbes bounds the destinations whose last ping is remembered.
+const maxProbes = 256
+
+// probe is one ping to a destination, shared by every request that asks
+// for it while it runs and for refresh after.
+type probe struct {
+	done chan struct{}
+	at   time.Time // when it finished
+	res  node.PingResult
+	err  error
+}
+
+// ping answers the path to peer: at most one ping per destination is in
+// flight, and its answer is reused for refresh, so pages polling (or a
+// client hammering the endpoint) cannot make the node open a circuit per
+// request.
+func (h *handler) ping(ctx context.Context, peer string) (node.PingResult, error) {
+	h.pmu.Lock()
+	p := h.probes[peer]
+	if p == nil || (!p.at.IsZero() && time.Since(p.at) >= refresh) {
+		if p == nil && len(h.probes) >= maxProbes {
+			for k, q := range h.probes {
+				if !q.at.IsZero() && time.Since(q.at) >= refresh {
+					delete(h.probes, k)
+				}
+			}
+			if len(h.probes) >= maxProbes {
+				h.pmu.Unlock()
+				return node.PingResult{}, errors.New("too many destinations asked for at once")
+			}
+		}
+		if h.probes == nil {
+			h.probes = make(map[string]*probe)
+		}
+		p = &probe{done: make(chan struct{})}
+		h.probes[peer] = p
+		h.pmu.Unlock()
+		// Detached from the request: other requests wait for this answer.
+		pctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		res, err := h.src.Ping(pctx, peer)
+		cancel()
+		h.pmu.Lock()
+		p.res, p.err, p.at = res, err, time.Now()
+		h.pmu.Unlock()
+		close(p.done)
+		return res, err
+	}
+	h.pmu.Unlock()
+	select {
+	case <-p.done:
+		h.pmu.Lock()
+		defer h.pmu.Unlock()
+		return p.res, p.err
+	case <-ctx.Done():
+		return node.PingResult{}, ctx.Err()
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -157,11 +216,10 @@ func Serve(addr string, src Source, log *slog.Logger) (bound net.Addr, stop func
 	if err != nil {
 		return nil, nil, err
 	}
-	h := Handler(src)
-	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && ap.Addr().IsLoopback() {
-		h = loopbackHostOnly(h)
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
+		log.Warn("the mesh page has no authentication: anyone who reaches it sees the topology and can ask for pings", "addr", ln.Addr().String())
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: literalHostOnly(Handler(src)), ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -15,6 +15,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/circuitmesh/circuitmesh/node"
+	"sync"
+	"sync/atomic"
+	"time"
 )
 
 func TestMain(m *testing.M) {
@@ -88,16 +91,17 @@ func TestViewOfARealNode(t *testing.T) {
 	}
 }
 
-func TestLoopbackPageRefusesForeignHostNames(t *testing.T) {
+func TestPageRefusesHostNamesThatCouldBeRebound(t *testing.T) {
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
-	h := loopbackHostOnly(ok)
+	h := literalHostOnly(ok)
 	for host, want := range map[string]int{
 		"127.0.0.1:8080":      http.StatusOK,
 		"localhost:8080":      http.StatusOK,
 		"[::1]:8080":          http.StatusOK,
 		"127.0.0.1":           http.StatusOK,
 		"rebind.example:8080": http.StatusMisdirectedRequest,
-		"10.0.0.1:8080":       http.StatusMisdirectedRequest,
+		"10.0.0.1:8080":       http.StatusOK,
+		"[fe80::1]:8080":      http.StatusOK,
 		"localhost.evil:8080": http.StatusMisdirectedRequest,
 		"":                    http.StatusMisdirectedRequest,
 	} {
@@ -108,5 +112,62 @@ func TestLoopbackPageRefusesForeignHostNames(t *testing.T) {
 		if w.Code != want {
 			t.Errorf("Host %q: status %d, want %d", host, w.Code, want)
 		}
+	}
+}
+
+// slowPinger counts pings and holds each until released.
+type slowPinger struct {
+	pings   atomic.Int32
+	release chan struct{}
+}
+
+func (s *slowPinger) Topology(context.Context, node.TopologyOptions) (node.Graph, error) {
+	return node.Graph{Origin: "a"}, nil
+}
+
+func (s *slowPinger) Ping(ctx context.Context, peer string) (node.PingResult, error) {
+	s.pings.Add(1)
+	<-s.release
+	return node.PingResult{Path: []string{"a", peer}}, nil
+}
+
+// Many requests for the path to one destination share one ping: a page, or
+// anyone hammering the endpoint, cannot make the node open a circuit per
+// request.
+func TestPathRequestsShareOnePing(t *testing.T) {
+	src := &slowPinger{release: make(chan struct{})}
+	srv := httptest.NewServer(Handler(src))
+	defer srv.Close()
+	var wg sync.WaitGroup
+	paths := make(chan string, 20)
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(srv.URL + "/api/view?to=b")
+			if err != nil {
+				paths <- err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			var v View
+			json.NewDecoder(resp.Body).Decode(&v)
+			paths <- strings.Join(v.Path, " ")
+		}()
+	}
+	for src.pings.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // let the other requests arrive and wait
+	close(src.release)
+	wg.Wait()
+	close(paths)
+	for p := range paths {
+		if p != "a b" {
+			t.Errorf("path %q, want a b", p)
+		}
+	}
+	if n := src.pings.Load(); n != 1 {
+		t.Errorf("%d pings for 20 requests within the refresh interval, want 1", n)
 	}
 }
