@@ -16,6 +16,7 @@ help:
 	@echo "bench      run the benchmarks"
 	@echo "demo       run the five-node in-process demo"
 	@echo "trace-demo run Jaeger and the demo exporting its traces to it (UI on :16686)"
+	@echo "jaeger-ui  build Jaeger's UI (node, npm) for trace-demo to serve"
 
 build:
 	$(GO) build -o $(BIN) ./cmd/circuitmesh
@@ -60,6 +61,10 @@ demo:
 .PHONY: trace-demo
 trace-demo:
 	GO='$(GO)' bash deploy/trace-demo.sh
+
+.PHONY: jaeger-ui
+jaeger-ui:
+	bash deploy/jaeger-ui.sh
 
 clean:
 	rm -f $(BIN)

@@ -2,8 +2,9 @@
 # Runs Jaeger and `circuitmesh demo` exporting its spans to it over OTLP,
 # then keeps Jaeger up so the traces can be queried at http://localhost:16686
 # (Ctrl-C stops it; KEEP=0 stops it as soon as the demo is done). A Jaeger
-# built from Go source serves the query API there but not the UI, whose
-# assets are an npm build; Jaeger's release binary serves both.
+# built from Go source embeds no UI assets, only the query API; when
+# deploy/jaeger-ui.sh has built the UI into bin/jaeger-ui-$JAEGER_VERSION
+# (or JAEGER_UI points at a built UI), Jaeger serves it from there.
 #
 # Jaeger is built from github.com/jaegertracing/jaeger/cmd/jaeger at
 # JAEGER_VERSION as a Go tool in a module of its own under bin/, so the
@@ -17,6 +18,7 @@ JAEGER_VERSION="${JAEGER_VERSION:-v1.76.0}"
 KEEP="${KEEP:-1}"
 tooldir="bin/jaeger-$JAEGER_VERSION"
 jaeger="$tooldir/jaeger"
+ui="${JAEGER_UI:-bin/jaeger-ui-$JAEGER_VERSION}"
 
 if [ ! -x "$jaeger" ]; then
 	echo "trace-demo: building Jaeger $JAEGER_VERSION (once; takes a few minutes)"
@@ -36,7 +38,12 @@ for port in 4317 16686; do
 	fi
 done
 
-"$jaeger" >"$tooldir/jaeger.log" 2>&1 &
+args=()
+if [ -f "$ui/index.html" ]; then
+	ui="$(cd "$ui" && pwd)"
+	args+=(--set "extensions.jaeger_query.ui.assets_path=$ui")
+fi
+"$jaeger" "${args[@]}" >"$tooldir/jaeger.log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true' EXIT
 up=""
@@ -62,9 +69,15 @@ OTEL_TRACES_EXPORTER=otlp \
 	"$GO" run ./cmd/circuitmesh demo --size 4
 
 echo
-echo "trace-demo: spans exported. Jaeger built from Go source has no UI assets (its UI is an npm build):"
-echo "  curl -s 'http://127.0.0.1:16686/api/traces?service=circuitmesh&operation=circuitmesh.dial&limit=5'"
-echo "lists the traces; Jaeger's release binary or container serves the UI on the same port."
+if [ ${#args[@]} -gt 0 ]; then
+	echo "trace-demo: spans exported; Jaeger's UI (from $ui):"
+	echo "  http://127.0.0.1:16686/search?service=circuitmesh&operation=circuitmesh.dial"
+else
+	echo "trace-demo: spans exported. Jaeger built from Go source has no UI assets;"
+	echo "make jaeger-ui builds them (node and npm), then run make trace-demo again. Meanwhile"
+	echo "  curl -s 'http://127.0.0.1:16686/api/traces?service=circuitmesh&operation=circuitmesh.dial&limit=5'"
+	echo "lists the traces."
+fi
 if [ "$KEEP" = 1 ]; then
 	echo "trace-demo: Jaeger keeps running; Ctrl-C stops it"
 	wait "$pid" || true
