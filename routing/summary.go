@@ -14,7 +14,7 @@ import (
 // over the routes it holds from the sender; where a bucket matches, those
 // routes are refreshed (their expiry restarts), and where it differs, it
 // asks for the bucket again (a resend entry) and gets every route of it,
-// with attestations. A steady mesh thus exchanges a few hundred bytes per
+// with attestations. A steady mesh thus exchanges 16 bytes per 32 routes per
 // neighbour per interval, and a lost message costs one bucket.
 
 // summaryBucketRoutes is the target number of routes per bucket: a resent
