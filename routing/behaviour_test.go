@@ -109,7 +109,12 @@ func TestPeriodicRefresh(t *testing.T) {
 		t.Fatalf("after a mismatching summary c sent %+v, want a resend request", req)
 	}
 	mustReceive(t, e, nt, "c", encodeMessage(req))
-	e.Tick(nt.Add(DefaultMinTriggeredInterval / 10)) // a reply to a request
+	// The answer goes at the triggered-update pace, not sooner.
+	e.Tick(nt.Add(DefaultMinTriggeredInterval / 10))
+	if early := sent(t, e.Ready(), "c"); len(early) != 0 {
+		t.Fatalf("resend answered before the triggered-update interval: %+v", early)
+	}
+	e.Tick(nt.Add(DefaultMinTriggeredInterval))
 	resent := sent(t, e.Ready(), "c")
 	if len(resent) != 2 || resent[0].origin != "a" || resent[1].origin != "x" || resent[1].metric != 20 {
 		t.Fatalf("resent bucket = %+v, want routes to a and x", resent)

@@ -3,6 +3,7 @@ package routing
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -209,4 +210,31 @@ func TestVerdictCacheBounded(t *testing.T) {
 	if !v.lookup(verdictKeyOf(c, fmt.Sprint(3*verifyCacheSize-1), 1, []byte("x")), ct0) {
 		t.Fatal("newest verdict forgotten")
 	}
+}
+
+// A full verdict cache holds digests, not attestations: filling it with
+// large attestations (as a certificate holder issuing ever-new seqnos
+// could make every node do) costs a few megabytes, not the attestations'
+// size.
+func TestVerdictCacheHoldsNoAttestations(t *testing.T) {
+	v := &verdictCache{}
+	c := &fakeCertifier{}
+	att := make([]byte, 1700)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range verifyCacheSize {
+		v.store(verdictKeyOf(c, fmt.Sprintf("origin-%d", i), uint16(i), att), ct0)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d verdicts of %d-byte attestations hold %d KiB", v.len(), len(att), held>>10)
+	if v.len() < verifyCacheSize/2 {
+		t.Fatalf("cache holds %d verdicts, want at least %d", v.len(), verifyCacheSize/2)
+	}
+	if limit := int64(verifyCacheSize) * 256; held > limit {
+		t.Fatalf("%d verdicts hold %d bytes, want at most %d (256 bytes each)", v.len(), held, limit)
+	}
+	runtime.KeepAlive(v)
 }

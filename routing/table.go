@@ -22,6 +22,12 @@ type neighbour struct {
 	requests   map[string]entry    // seqno requests to send
 	resends    []entry             // resend requests to send
 
+	// Resend requests from nb are answered only for the bucket count of
+	// the last summary sent to it (sumBuckets, 0 before the first), each
+	// bucket at most once per summary (bit set in answered).
+	sumBuckets uint16
+	answered   []uint64
+
 	// attSent: origin -> seqno of the attestation it holds (sent by us or
 	// to us), for slots from 64 on (below, origin.attHeld says it).
 	attSent map[string]uint16

@@ -72,6 +72,10 @@ type Stats struct {
 	// RequestsIn and RequestsOut count seqno requests and resend requests
 	// (asking a neighbour again for a bucket of routes).
 	RequestsIn, RequestsOut uint64
+	// RefusedResends counts resend requests ignored because they named
+	// another bucket count than our last summary to that neighbour, or a
+	// bucket already answered since that summary.
+	RefusedResends uint64
 	// Malformed counts messages refused by the decoder.
 	Malformed uint64
 	// UnknownNeighbour counts messages from nodes with no link up.

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"reflect"
 	"sync"
@@ -28,9 +29,12 @@ const (
 	verifyCacheTTL = time.Minute
 )
 
+// verdictKey names what verified: the certifier and a SHA-256 digest of
+// (origin, seqno, attestation), so that an entry takes a fixed ~100 bytes
+// whatever the size of the attestation.
 type verdictKey struct {
 	c Certifier
-	k string // origin 0x00 seqno:u16 attestation
+	d [sha256.Size]byte // sha256(len(origin):u8 origin seqno:u16 attestation)
 }
 
 type verdictCache struct {
@@ -47,12 +51,16 @@ func cacheable(c Certifier) bool {
 }
 
 func verdictKeyOf(c Certifier, origin string, seqno uint16, att []byte) verdictKey {
-	b := make([]byte, 0, len(origin)+3+len(att))
+	h := sha256.New()
+	var hdr [1 + MaxNameLen + 2]byte
+	b := append(hdr[:0], byte(len(origin)))
 	b = append(b, origin...)
-	b = append(b, 0)
 	b = binary.BigEndian.AppendUint16(b, seqno)
-	b = append(b, att...)
-	return verdictKey{c: c, k: string(b)}
+	h.Write(b)
+	h.Write(att)
+	k := verdictKey{c: c}
+	h.Sum(k.d[:0])
+	return k
 }
 
 // lookup reports whether k verified within verifyCacheTTL of now.
