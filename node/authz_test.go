@@ -230,3 +230,32 @@ func TestPolicyDeniesAfterFullHandshake(t *testing.T) {
 		t.Fatalf("b dials d/web: %v", err)
 	}
 }
+
+// A relay rule that denies by the destination's group still denies when
+// the relay dropped the groups it verified (a full cache, a reload that
+// changed the CA): they are read again from the attestation routing holds,
+// and a subject whose groups cannot be known is denied while relay rules
+// select by group.
+func TestRelayDenyByGroupSurvivesDroppedGroups(t *testing.T) {
+	c, _ := policyMesh(t, map[string]string{"r": "deny relay from=* to=group:infra\nallow relay from=* to=*\n"})
+	msg := []byte("hello")
+	r := c.node("r")
+	wantRefused(t, "a to d (infra) through r", roundTrip(t, c.node("a"), "d", "web", msg), "r", "by rule at line 1")
+	r.router.cert.mu.Lock()
+	clear(r.router.cert.certOf)
+	clear(r.router.cert.groups)
+	r.router.cert.mu.Unlock()
+	wantRefused(t, "a to d through r after r dropped the groups", roundTrip(t, c.node("a"), "d", "web", msg), "r", "by rule at line 1")
+	if err := roundTrip(t, c.node("d"), "a", EchoService, msg); err != nil {
+		t.Fatalf("d to a (ops) through r: %v", err)
+	}
+	// A destination no attestation vouches for.
+	o := &circuit.Open{Source: "a", Dest: "unheard-of", Service: "web"}
+	if _, _, d := r.relayDecision(o); d.Allowed || !strings.Contains(d.Reason, "groups unknown") {
+		t.Fatalf("relaying to a node of unknown groups: %+v, want denied as unknown", d)
+	}
+	r.SetPolicy(mustPolicy(t, "deny relay from=b to=*\nallow relay from=* to=*\n"))
+	if _, _, d := r.relayDecision(o); !d.Allowed {
+		t.Fatalf("relaying to a node of unknown groups under rules by name only: %+v, want allowed", d)
+	}
+}
