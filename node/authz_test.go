@@ -259,3 +259,30 @@ func TestRelayDenyByGroupSurvivesDroppedGroups(t *testing.T) {
 		t.Fatalf("relaying to a node of unknown groups under rules by name only: %+v, want allowed", d)
 	}
 }
+
+// The info service lists to each asker only the services the policy lets
+// it dial; under a default-deny dial policy the info service itself must
+// be allowed.
+func TestInfoListsOnlyServicesTheAskerMayDial(t *testing.T) {
+	c, _ := policyMesh(t, map[string]string{"d": destPolicy})
+	ctx := ctxT(t, 10*time.Second)
+	if _, err := c.node("b").Info(ctx, "d"); !errors.Is(err, circuit.ErrRefusedByPolicy) {
+		t.Fatalf("b asks d's info with no rule for it: %v, want refused by policy", err)
+	}
+	c.node("d").SetPolicy(mustPolicy(t, destPolicy+"allow dial from=* service="+InfoService+"\n"))
+	for _, tc := range []struct{ from, want string }{
+		{"a", InfoService + ",ssh,web"},
+		{"b", InfoService + ",web"},
+	} {
+		info, err := c.node(tc.from).Info(ctx, "d")
+		if err != nil {
+			t.Fatalf("%s asks d's info: %v", tc.from, err)
+		}
+		if got := strings.Join(info.Services, ","); got != tc.want {
+			t.Errorf("d's info to %s lists services %q, want %q", tc.from, got, tc.want)
+		}
+	}
+	if got := strings.Join(c.node("d").LocalInfo().Services, ","); !strings.Contains(got, "echo") || !strings.Contains(got, "ssh") {
+		t.Errorf("d's own view lists %q, want every service", got)
+	}
+}
