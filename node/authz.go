@@ -93,6 +93,11 @@ func (n *Node) SetPolicy(p *policy.Policy) int {
 	for _, c := range denied {
 		c.deny()
 	}
+	if !p.Has(policy.Dial) && !p.Has(policy.Relay) {
+		n.log.Warn("authorization policy replaced by none: every member of the mesh may open every service on this node and relay through it",
+			"rules", len(p.Rules()), "circuits_closed", len(denied))
+		return len(denied)
+	}
 	n.log.Info("authorization policy replaced", "rules", len(p.Rules()), "dial", policyDefault(p, policy.Dial),
 		"relay", policyDefault(p, policy.Relay), "circuits_closed", len(denied))
 	return len(denied)

@@ -175,7 +175,7 @@ func wantDenied(t *testing.T, what string, conn Conn, hop int) {
 // TestPolicyReloadKeepsAllowedCircuits: a new policy ends exactly the
 // open circuits it no longer allows, at the destination and at a relay.
 func TestPolicyReloadKeepsAllowedCircuits(t *testing.T) {
-	c, _ := policyMesh(t, map[string]string{"d": destPolicy, "r": "allow relay from=* to=*\n"})
+	c, logs := policyMesh(t, map[string]string{"d": destPolicy, "r": "allow relay from=* to=*\n"})
 	aSSH := openEcho(t, c.node("a"), "d", "ssh")
 	aWeb := openEcho(t, c.node("a"), "d", "web")
 	bWeb := openEcho(t, c.node("b"), "d", "web")
@@ -194,11 +194,17 @@ func TestPolicyReloadKeepsAllowedCircuits(t *testing.T) {
 	wantDenied(t, "b's web circuit after r stopped relaying for b", bWeb, 1)
 	echoOnce(t, aWeb, "a's web still relayed")
 
-	// Removing the policy allows everything again.
+	// Removing the policy allows everything again, with a warning as at
+	// start.
 	c.node("d").SetPolicy(nil)
-	c.node("r").SetPolicy(nil)
+	c.node("r").SetPolicy(mustPolicy(t, "# nothing left\n"))
 	if err := roundTrip(t, c.node("b"), "d", "ssh", []byte("x")); err != nil {
 		t.Fatalf("b dials d/ssh with no policy: %v", err)
+	}
+	for _, name := range []string{"d", "r"} {
+		if l := logs[name].String(); !strings.Contains(l, `level=WARN msg="authorization policy replaced by none`) {
+			t.Errorf("%s's policy was replaced by none without a warning:\n%s", name, l)
+		}
 	}
 }
 
