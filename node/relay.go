@@ -77,9 +77,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 	if hook {
 		// Tests that watch a relay's splice see every byte after the
 		// header: rest is read through it.
-		if len(rest) > 0 {
-			s = &readFirst{Stream: s, first: append([]byte(nil), rest...)}
-		}
+		s = withFirst(s, rest)
 		rest = nil
 	}
 	hdr = append(hdr, rest...)
