@@ -515,7 +515,11 @@ func TestWaitingFirstDialsHoldNoOpenSlots(t *testing.T) {
 			}
 		}()
 	}
-	<-reached
+	select {
+	case <-reached:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the full handshake to b never reached r")
+	}
 	// Let the other dials reach their wait, then write on a new stream of
 	// the same link.
 	time.Sleep(200 * time.Millisecond)
