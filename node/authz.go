@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -92,6 +93,11 @@ func (n *Node) SetPolicy(p *policy.Policy) int {
 	for _, c := range denied {
 		c.deny()
 	}
+	if !p.Has(policy.Dial) && !p.Has(policy.Relay) {
+		n.log.Warn("authorization policy replaced by none: every member of the mesh may open every service on this node and relay through it",
+			"rules", len(p.Rules()), "circuits_closed", len(denied))
+		return len(denied)
+	}
 	n.log.Info("authorization policy replaced", "rules", len(p.Rules()), "dial", policyDefault(p, policy.Dial),
 		"relay", policyDefault(p, policy.Relay), "circuits_closed", len(denied))
 	return len(denied)
@@ -128,6 +134,23 @@ func (n *Node) PolicySubject(node string) (s policy.Subject, known bool) {
 	return policy.Subject{Name: node, Groups: groups}, ok
 }
 
+// relaySubject is PolicySubject for a relay's decision: when the groups
+// verified for node were dropped (a full cache, a reload that changed the
+// CA) the attestation routing holds for node is verified again against the
+// current CA, which records its groups again.
+func (n *Node) relaySubject(node string) (policy.Subject, bool) {
+	if s, ok := n.PolicySubject(node); ok {
+		return s, true
+	}
+	n.router.mu.Lock()
+	seq, att, held := n.router.eng.Attestation(node)
+	n.router.mu.Unlock()
+	if held && n.router.cert.Verify(node, seq, att) == nil {
+		return n.PolicySubject(node)
+	}
+	return policy.Subject{Name: node}, false
+}
+
 // precheckDial decides a circuit to this node before its source is
 // authenticated, on the source the header claims and the groups of that
 // name's certificate. Denying on a claim hurts only the claimer, so a
@@ -152,11 +175,24 @@ func (n *Node) precheckDial(o *circuit.Open) (policy.Decision, bool) {
 // this relay can know them. A relay sees only the header: the destination
 // is where the circuit goes, but the source is what the previous hop
 // claims (proven only when that hop is the source itself, hop 0). The
-// groups of both are those of the certificates that attested their routes.
-func (n *Node) relaySubjects(o *circuit.Open) (from, to policy.Subject) {
-	from, _ = n.PolicySubject(o.Source)
-	to, _ = n.PolicySubject(o.Dest)
-	return from, to
+// groups of both are those of the certificates that attested their routes;
+// known is false when the groups of either are unknown.
+func (n *Node) relaySubjects(o *circuit.Open) (from, to policy.Subject, known bool) {
+	from, fromKnown := n.relaySubject(o.Source)
+	to, toKnown := n.relaySubject(o.Dest)
+	return from, to, fromKnown && toKnown
+}
+
+// relayDecision decides a circuit this node would relay. A subject whose
+// groups are unknown is denied when a relay rule selects by group: it
+// might be in a group a deny rule names.
+func (n *Node) relayDecision(o *circuit.Open) (from, to policy.Subject, d policy.Decision) {
+	p := n.Policy()
+	from, to, known := n.relaySubjects(o)
+	if !known && p.NamesGroup(policy.Relay) {
+		return from, to, policy.Decision{Reason: fmt.Sprintf("denied: relaying %s to %s (groups unknown here, and relay rules select by group)", from.Name, to.Name)}
+	}
+	return from, to, p.Relay(from, to)
 }
 
 // dialSource is the source of a circuit to this node as the policy sees

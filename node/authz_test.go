@@ -175,7 +175,7 @@ func wantDenied(t *testing.T, what string, conn Conn, hop int) {
 // TestPolicyReloadKeepsAllowedCircuits: a new policy ends exactly the
 // open circuits it no longer allows, at the destination and at a relay.
 func TestPolicyReloadKeepsAllowedCircuits(t *testing.T) {
-	c, _ := policyMesh(t, map[string]string{"d": destPolicy, "r": "allow relay from=* to=*\n"})
+	c, logs := policyMesh(t, map[string]string{"d": destPolicy, "r": "allow relay from=* to=*\n"})
 	aSSH := openEcho(t, c.node("a"), "d", "ssh")
 	aWeb := openEcho(t, c.node("a"), "d", "web")
 	bWeb := openEcho(t, c.node("b"), "d", "web")
@@ -194,11 +194,17 @@ func TestPolicyReloadKeepsAllowedCircuits(t *testing.T) {
 	wantDenied(t, "b's web circuit after r stopped relaying for b", bWeb, 1)
 	echoOnce(t, aWeb, "a's web still relayed")
 
-	// Removing the policy allows everything again.
+	// Removing the policy allows everything again, with a warning as at
+	// start.
 	c.node("d").SetPolicy(nil)
-	c.node("r").SetPolicy(nil)
+	c.node("r").SetPolicy(mustPolicy(t, "# nothing left\n"))
 	if err := roundTrip(t, c.node("b"), "d", "ssh", []byte("x")); err != nil {
 		t.Fatalf("b dials d/ssh with no policy: %v", err)
+	}
+	for _, name := range []string{"d", "r"} {
+		if l := logs[name].String(); !strings.Contains(l, `level=WARN msg="authorization policy replaced by none`) {
+			t.Errorf("%s's policy was replaced by none without a warning:\n%s", name, l)
+		}
 	}
 }
 
@@ -228,5 +234,61 @@ func TestPolicyDeniesAfterFullHandshake(t *testing.T) {
 	// b's name rule for web still lets it in on the same first contact.
 	if err := roundTrip(t, c.node("b"), "d", "web", []byte("x")); err != nil {
 		t.Fatalf("b dials d/web: %v", err)
+	}
+}
+
+// A relay rule that denies by the destination's group still denies when
+// the relay dropped the groups it verified (a full cache, a reload that
+// changed the CA): they are read again from the attestation routing holds,
+// and a subject whose groups cannot be known is denied while relay rules
+// select by group.
+func TestRelayDenyByGroupSurvivesDroppedGroups(t *testing.T) {
+	c, _ := policyMesh(t, map[string]string{"r": "deny relay from=* to=group:infra\nallow relay from=* to=*\n"})
+	msg := []byte("hello")
+	r := c.node("r")
+	wantRefused(t, "a to d (infra) through r", roundTrip(t, c.node("a"), "d", "web", msg), "r", "by rule at line 1")
+	r.router.cert.mu.Lock()
+	clear(r.router.cert.certOf)
+	clear(r.router.cert.groups)
+	r.router.cert.mu.Unlock()
+	wantRefused(t, "a to d through r after r dropped the groups", roundTrip(t, c.node("a"), "d", "web", msg), "r", "by rule at line 1")
+	if err := roundTrip(t, c.node("d"), "a", EchoService, msg); err != nil {
+		t.Fatalf("d to a (ops) through r: %v", err)
+	}
+	// A destination no attestation vouches for.
+	o := &circuit.Open{Source: "a", Dest: "unheard-of", Service: "web"}
+	if _, _, d := r.relayDecision(o); d.Allowed || !strings.Contains(d.Reason, "groups unknown") {
+		t.Fatalf("relaying to a node of unknown groups: %+v, want denied as unknown", d)
+	}
+	r.SetPolicy(mustPolicy(t, "deny relay from=b to=*\nallow relay from=* to=*\n"))
+	if _, _, d := r.relayDecision(o); !d.Allowed {
+		t.Fatalf("relaying to a node of unknown groups under rules by name only: %+v, want allowed", d)
+	}
+}
+
+// The info service lists to each asker only the services the policy lets
+// it dial; under a default-deny dial policy the info service itself must
+// be allowed.
+func TestInfoListsOnlyServicesTheAskerMayDial(t *testing.T) {
+	c, _ := policyMesh(t, map[string]string{"d": destPolicy})
+	ctx := ctxT(t, 10*time.Second)
+	if _, err := c.node("b").Info(ctx, "d"); !errors.Is(err, circuit.ErrRefusedByPolicy) {
+		t.Fatalf("b asks d's info with no rule for it: %v, want refused by policy", err)
+	}
+	c.node("d").SetPolicy(mustPolicy(t, destPolicy+"allow dial from=* service="+InfoService+"\n"))
+	for _, tc := range []struct{ from, want string }{
+		{"a", InfoService + ",ssh,web"},
+		{"b", InfoService + ",web"},
+	} {
+		info, err := c.node(tc.from).Info(ctx, "d")
+		if err != nil {
+			t.Fatalf("%s asks d's info: %v", tc.from, err)
+		}
+		if got := strings.Join(info.Services, ","); got != tc.want {
+			t.Errorf("d's info to %s lists services %q, want %q", tc.from, got, tc.want)
+		}
+	}
+	if got := strings.Join(c.node("d").LocalInfo().Services, ","); !strings.Contains(got, "echo") || !strings.Contains(got, "ssh") {
+		t.Errorf("d's own view lists %q, want every service", got)
 	}
 }

@@ -146,6 +146,16 @@ func (n *Node) dialOn(ctx context.Context, l links.Link, o *circuit.Open, opt Di
 	if err != nil {
 		return nil, &circuit.RefusedError{Code: circuit.Overloaded, Node: n.cfg.Name, Dest: o.Dest, Service: o.Service, Reason: err.Error()}
 	}
+	if n.cfg.E2E != E2EOff && !opt.Early {
+		done, err := n.awaitKey(ctx, o)
+		if err != nil {
+			t.release()
+			return nil, err
+		}
+		if done != nil {
+			defer done()
+		}
+	}
 	s, err := l.OpenStream(ctx)
 	if err != nil {
 		t.release()

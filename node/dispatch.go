@@ -70,10 +70,7 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 		return
 	}
 	if o.Dest == n.cfg.Name || n.cfg.hooks != nil && n.cfg.hooks.claim != nil && n.cfg.hooks.claim(o.Dest) {
-		if len(rest) > 0 {
-			// A copy: the circuit may keep the stream long after.
-			s = &readFirst{Stream: s, first: append([]byte(nil), rest...)}
-		}
+		s = withFirst(s, rest)
 		aheadBufs.Put(bp)
 		n.deliver(s, o, l.Peer(), opened)
 		return
@@ -101,6 +98,16 @@ func (n *Node) readOpen(s links.Stream, buf []byte) (*circuit.Open, []byte, erro
 		return nil, nil, fmt.Errorf("read open header: %w", err)
 	}
 	return o, rest, nil
+}
+
+// withFirst is s with first, bytes already read from it, read again
+// first. first is copied: the stream may be kept long after the buffer
+// holding it is reused.
+func withFirst(s links.Stream, first []byte) links.Stream {
+	if len(first) == 0 {
+		return s
+	}
+	return &readFirst{Stream: s, first: append([]byte(nil), first...)}
 }
 
 // readFirst is a stream whose first bytes were already read from it.

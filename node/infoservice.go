@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/node/policy"
 )
 
 // InfoService is the reserved service every node answers (unless
@@ -45,7 +48,8 @@ type NodeInfo struct {
 	// MaxInfoLinks; LinksTruncated says when there were more).
 	Links          []InfoLink `json:"links"`
 	LinksTruncated bool       `json:"links_truncated,omitempty"`
-	// Services are the published services, sorted, reserved ones
+	// Services are the published services the asker may dial under the
+	// node's dial policy (all of them in LocalInfo), sorted, reserved ones
 	// included (at most MaxInfoServices).
 	Services          []string `json:"services"`
 	ServicesTruncated bool     `json:"services_truncated,omitempty"`
@@ -63,11 +67,23 @@ type InfoLink struct {
 	Streams int           `json:"streams"`
 }
 
-// LocalInfo is what this node's info service answers.
-func (n *Node) LocalInfo() NodeInfo {
+// LocalInfo is this node's description of itself, every service listed.
+// Its info service answers an asker with the services the asker may dial
+// only (see infoFor).
+func (n *Node) LocalInfo() NodeInfo { return n.infoFor(nil) }
+
+// infoFor is the info answer for asker, the authenticated source of the
+// info circuit: the services the policy lets asker dial (all when asker
+// is nil).
+func (n *Node) infoFor(asker *policy.Subject) NodeInfo {
 	b := Build()
+	services := n.Services()
+	if asker != nil {
+		p := n.Policy()
+		services = slices.DeleteFunc(services, func(svc string) bool { return !p.Dial(*asker, svc).Allowed })
+	}
 	info := NodeInfo{Name: n.cfg.Name, Mesh: n.cfg.Mesh, Role: n.role.String(), Version: b.Version, Commit: b.Commit,
-		Links: []InfoLink{}, Services: n.Services()}
+		Links: []InfoLink{}, Services: services}
 	for _, l := range n.Links() {
 		if len(info.Links) == MaxInfoLinks {
 			info.LinksTruncated = true
@@ -167,6 +183,19 @@ func (n *Node) Info(ctx context.Context, peer string) (NodeInfo, error) {
 	return info, nil
 }
 
+// infoAsker is the source of an info circuit as the dial policy decided
+// it (authenticated by the end-to-end handshake). A circuit without one
+// is answered as a source of no name and no groups.
+func infoAsker(c net.Conn) *policy.Subject {
+	if tc, ok := c.(*trackedConn); ok {
+		if p := tc.police.Load(); p != nil {
+			from := p.from
+			return &from
+		}
+	}
+	return &policy.Subject{}
+}
+
 // serveInfo answers the info service until the node closes: every circuit
 // gets this node's NodeInfo, then the end of the stream. Circuits are
 // admitted like any other (per-source and total limits, the service
@@ -175,7 +204,7 @@ func (n *Node) Info(ctx context.Context, peer string) (NodeInfo, error) {
 func serveInfo(n *Node, lis net.Listener) {
 	serveEach(n, lis, func(c net.Conn) {
 		c.SetWriteDeadline(time.Now().Add(infoWriteTimeout))
-		if _, err := c.Write(encodeInfo(n.LocalInfo())); err != nil {
+		if _, err := c.Write(encodeInfo(n.infoFor(infoAsker(c)))); err != nil {
 			return
 		}
 		if cw, ok := c.(interface{ CloseWrite() error }); ok {

@@ -45,8 +45,8 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 		refuse(circuit.HopLimit, fmt.Sprintf("hop limit reached at %s after %d relays", n.cfg.Name, o.Hop))
 		return
 	}
-	src, dst := n.relaySubjects(o)
-	if d := n.Policy().Relay(src, dst); !d.Allowed {
+	src, dst, d := n.relayDecision(o)
+	if !d.Allowed {
 		refuse(circuit.Policy, d.Reason)
 		return
 	}
@@ -77,9 +77,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 	if hook {
 		// Tests that watch a relay's splice see every byte after the
 		// header: rest is read through it.
-		if len(rest) > 0 {
-			s = &readFirst{Stream: s, first: append([]byte(nil), rest...)}
-		}
+		s = withFirst(s, rest)
 		rest = nil
 	}
 	hdr = append(hdr, rest...)

@@ -113,6 +113,34 @@ func (b *keyBook) forget(node string) {
 	b.mu.Unlock()
 }
 
+// awaitKey is for a sealed, not early, dial to dest: concurrent dials to
+// a node whose record is unknown take one full handshake between them, the
+// others wait for it here and open in one message. A burst of full
+// handshakes would each need its third message through the path within
+// the destination's HeaderTimeout, behind the traffic of the circuits
+// opened before it. It returns done (non-nil) when this dial is to take
+// the full handshake and must call it once the dial ended.
+//
+// It runs before the dial opens its stream: in QUIC the first write on a
+// later stream makes the earlier ones visible to the next hop, which would
+// hold an open slot of the link for each empty stream waiting here.
+func (n *Node) awaitKey(ctx context.Context, o *circuit.Open) (done func(), err error) {
+	for {
+		if _, ok := n.keyBook.LookupKey(o.Dest); ok {
+			return nil, nil
+		}
+		done, wait := n.keyBook.learn(o.Dest)
+		if done != nil {
+			return done, nil
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("dial %s/%s: %w", o.Dest, o.Service, ctx.Err())
+		}
+	}
+}
+
 // openSealed opens a sealed circuit on s, with the one-message handshake
 // when the destination's key is known. A destination that cannot take it
 // (stale key, replay register) refuses with code Retry: the key is
@@ -127,27 +155,6 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 	if opt.Early {
 		sec.OnRetry = func() { n.keyBook.forget(o.Dest) }
 		return circuit.DialEarlySecure(s, o, local, sec)
-	}
-	// Concurrent dials to a node whose record is unknown take one full
-	// handshake between them: the others wait for it and open in one
-	// message. A burst of full handshakes would each need its third
-	// message through the path within the destination's HeaderTimeout,
-	// behind the traffic of the circuits opened before it.
-	for sec.Peer == nil {
-		done, wait := n.keyBook.learn(o.Dest)
-		if done != nil {
-			defer done()
-			break
-		}
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			s.Reset(circuit.CloseCancelled)
-			return nil, fmt.Errorf("dial %s/%s: %w", o.Dest, o.Service, ctx.Err())
-		}
-		if r, ok := n.keyBook.LookupKey(o.Dest); ok {
-			sec.Peer = r
-		}
 	}
 	c, err := circuit.DialSecure(ctx, s, o, local, sec)
 	if err != nil && sec.Peer != nil && errIsRetry(err) {

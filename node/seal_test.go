@@ -455,3 +455,90 @@ func TestConcurrentFirstDialsTakeOneFullHandshake(t *testing.T) {
 			dials, modes.full, modes.one, dials-1)
 	}
 }
+
+// First dials to one destination waiting for one full handshake do not
+// hold open slots at the next hop: each opens its stream only once the
+// handshake it waits for ended. (In QUIC the first write on a later stream
+// makes the earlier ones visible to the peer; a waiting dial that had
+// opened its stream left an empty one pending at the relay until
+// HeaderTimeout refused it, and more of them than the link's pending room
+// (MaxPendingOpensPerLink, 64 by default) were refused at once.)
+func TestWaitingFirstDialsHoldNoOpenSlots(t *testing.T) {
+	c := newCluster(t, true)
+	reached, gate := make(chan struct{}), make(chan struct{})
+	var gateOnce sync.Once
+	release := func() { gateOnce.Do(func() { close(gate) }) }
+	t.Cleanup(release)
+	var calls sync.Mutex
+	first := true
+	c.tweak = func(cfg *Config) {
+		switch cfg.Name {
+		case "r", "b":
+			// Room for the waiting dials' opens once they all go at
+			// once, when the handshake ended.
+			cfg.Limits.MaxPendingOpensPerLink = 1024
+			cfg.Limits.MaxPendingOpens = 1024
+		}
+		switch cfg.Name {
+		case "r":
+			cfg.hooks = &hooks{relay: func(in, out links.Stream) (links.Stream, links.Stream) {
+				calls.Lock()
+				hold := first
+				first = false
+				calls.Unlock()
+				if hold { // the one full handshake to b
+					close(reached)
+					<-gate
+				}
+				return in, out
+			}}
+		case "b":
+			// b waits for the held handshake message.
+			cfg.Limits.HeaderTimeout = time.Minute
+		}
+	}
+	c.build("a-r", "r-b", "r-c")
+	c.waitRoute("a", "b", 2)
+	c.waitRoute("a", "c", 2)
+	serve(t, c.nodes["b"], "svc", echoHandler)
+	serve(t, c.nodes["c"], "svc", echoHandler)
+	r := c.nodes["r"]
+	const dials = 80
+	var wg sync.WaitGroup
+	errs := make(chan error, dials+1)
+	for i := 0; i < dials; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := roundTrip(t, c.nodes["a"], "b", "svc", []byte("hello")); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	select {
+	case <-reached:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the full handshake to b never reached r")
+	}
+	// Let the other dials reach their wait, then write on a new stream of
+	// the same link.
+	time.Sleep(200 * time.Millisecond)
+	if err := roundTrip(t, c.nodes["a"], "c", "svc", []byte("hello")); err != nil {
+		errs <- err
+	}
+	// r accepted the stream to c, and so every stream a opened before it.
+	pending, refused := r.limits.pendingOn("a"), r.limits.pendingRefused.Load()
+	release()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if pending != 0 || refused != 0 {
+		t.Errorf("while %d dials waited for a handshake the relay held %d empty opens pending and refused %d, want 0 and 0",
+			dials-1, pending, refused)
+	}
+	if n := r.limits.pendingRefused.Load(); n != 0 {
+		t.Errorf("relay refused %d opens for want of pending room, want 0", n)
+	}
+}

@@ -21,7 +21,8 @@ func keysCommand() *cli.Command {
 		return withFlags(controlCommand(name, usage, "", help,
 			func(c *cli.Context, cl *admin.Client) error {
 				if c.NArg() > 0 {
-					return usagef("keys %s reads the key from --key-file or stdin, never the command line (got %q)", name, c.Args().First())
+					// The argument is not echoed: it may be the key.
+					return usagef("keys %s reads the key from --key-file or stdin, never the command line (got %d arguments)", name, c.NArg())
 				}
 				key, err := readKey(c)
 				if err != nil {

@@ -180,6 +180,25 @@ func (p *Policy) Dial(from Subject, service string) Decision {
 	}, fmt.Sprintf("%s to dial %s", from.Name, service))
 }
 
+// NamesGroup reports whether a rule of kind k selects a subject by group.
+func (p *Policy) NamesGroup(k Kind) bool {
+	if p == nil {
+		return false
+	}
+	for i := range p.rules {
+		r := &p.rules[i]
+		if r.Kind != k {
+			continue
+		}
+		for _, v := range slices.Concat(r.From, r.To) {
+			if strings.HasPrefix(v, "group:") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Relay decides whether this node forwards a circuit from from to to.
 func (p *Policy) Relay(from, to Subject) Decision {
 	return p.decide(Relay, func(r *Rule) bool {

@@ -124,3 +124,28 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestNamesGroup(t *testing.T) {
+	for _, tc := range []struct {
+		text        string
+		dial, relay bool
+	}{
+		{"", false, false},
+		{"allow dial from=group:ops service=ssh\n", true, false},
+		{"deny relay from=* to=group:secret\n", false, true},
+		{"allow relay from=group:a to=b\n", false, true},
+		{"allow relay from=a to=b\nallow dial from=c service=x\n", false, false},
+	} {
+		p, err := Parse(tc.text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.NamesGroup(Dial) != tc.dial || p.NamesGroup(Relay) != tc.relay {
+			t.Errorf("%q: names a group in dial %v, relay %v; want %v, %v", tc.text, p.NamesGroup(Dial), p.NamesGroup(Relay), tc.dial, tc.relay)
+		}
+	}
+	var none *Policy
+	if none.NamesGroup(Relay) {
+		t.Error("no policy names a group")
+	}
+}

@@ -56,10 +56,12 @@ func (s *Server) handlePolicyCheck(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("want from and either service or to: %w", ErrBadRequest))
 		return
 	}
-	for _, g := range q["group"] {
-		if err := identity.ValidateName(g); err != nil {
-			writeError(w, fmt.Errorf("group %q: %v: %w", g, err, ErrBadRequest))
-			return
+	for _, key := range []string{"group", "to-group"} {
+		for _, g := range q[key] {
+			if err := identity.ValidateName(g); err != nil {
+				writeError(w, fmt.Errorf("%s %q: %v: %w", key, g, err, ErrBadRequest))
+				return
+			}
 		}
 	}
 	subject := func(name string, given []string) Subject {

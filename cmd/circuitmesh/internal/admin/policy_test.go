@@ -79,6 +79,7 @@ func TestPolicyCheckEndpoint(t *testing.T) {
 		{"from": {"a"}, "service": {"ssh"}, "to": {"b"}},
 		{"service": {"ssh"}},
 		{"from": {"a"}, "service": {"ssh"}, "group": {"bad group"}},
+		{"from": {"a"}, "to": {"b"}, "to-group": {"bad group"}},
 	} {
 		if _, err := check(q); !errors.Is(err, ErrBadRequest) {
 			t.Errorf("check %v: %v, want a bad request", q, err)
