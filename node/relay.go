@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -99,16 +100,18 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 	}
 	n.metrics.relay.opened.Inc()
 	n.metrics.relay.active.Inc()
-	entry := n.circuits.add(true, func() {
-		code := uint64(circuit.CloseCode(circuit.CloseShuttingDown).At(hop))
+	// produced is the reset this relay itself gave the circuit (shutdown,
+	// policy), if any: its span reports it whatever error the splice saw
+	// first as the streams went down.
+	var produced atomic.Pointer[links.StreamResetError]
+	resetBoth := func(reason uint64) {
+		code := uint64(circuit.CloseCode(reason).At(hop))
+		produced.CompareAndSwap(nil, &links.StreamResetError{Code: code})
 		s.Reset(code)
 		out.Reset(code)
-	})
-	police := &policed{kind: policy.Relay, from: src, to: dst, deny: func() {
-		code := uint64(circuit.CloseCode(circuit.CloseDenied).At(hop))
-		s.Reset(code)
-		out.Reset(code)
-	}}
+	}
+	entry := n.circuits.add(true, func() { resetBoth(circuit.CloseShuttingDown) })
+	police := &policed{kind: policy.Relay, from: src, to: dst, deny: func() { resetBoth(circuit.CloseDenied) }}
 	if d := n.authz.watch(police); !d.Allowed { // the policy changed since the check above
 		police.deny()
 	}
@@ -136,7 +139,9 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 		t.release()
 		n.metrics.relay.active.Dec()
 		n.metrics.relayBytes.end(counters)
-		if forwardedReset(err) {
+		if p := produced.Load(); p != nil {
+			err = p
+		} else if forwardedReset(err) {
 			// Another hop produced the reset: its span says so, not this one.
 			span.SetAttributes(attrCloseErr.String(err.Error()))
 			err = nil
