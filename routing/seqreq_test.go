@@ -10,15 +10,8 @@ import (
 // with a seqno we already hold draws at most one update per origin per
 // MinTriggeredInterval, not one per request.
 func TestRequestFloodBounded(t *testing.T) {
-	c := &fakeCertifier{}
-	e := certEngine(t, c)
-	e.LinkUp(ct0, "b", 10, false)
 	const origins = 50
-	for i := range origins {
-		name := fmt.Sprintf("o%03d", i)
-		recvEntries(t, e, "b", att(name, 1, fmt.Sprintf("att:%s/1", name)), upd(name, 1, 10))
-	}
-	e.LinkUp(ct0, "m", 10, true)
+	e := floodEngine(t, origins)
 	now := ct0.Add(time.Millisecond)
 	e.Tick(now)
 	e.Ready()
