@@ -13,7 +13,7 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 			e.stats.SeqnoBumps++
 			e.triggerAll(e.cfg.Self, true)
 		}
-		e.reply(nb, e.cfg.Self)
+		e.reply(t, nb, e.cfg.Self)
 		return
 	}
 	if e.cfg.Leaf {
@@ -24,7 +24,7 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 		return
 	}
 	if o.sel != nil && o.selSeq && !seqnoLess(o.route.Seqno, en.seqno) {
-		e.reply(nb, o.name)
+		e.reply(t, nb, o.name)
 		return
 	}
 	if en.hopcnt < 2 {
@@ -47,14 +47,42 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	if o.fwdValid && !seqnoLess(o.fwdSeqno, en.seqno) && t < o.fwdUntil {
 		return // already forwarded recently
 	}
+	if !e.holdUntil(t, nb.forwarded, o.name) {
+		return // nb already had a request forwarded for o recently
+	}
 	o.fwdValid, o.fwdSeqno, o.fwdUntil = true, en.seqno, t+2*e.cfg.MinTriggeredInterval
 	target.requests[o.name] = entry{kind: kindRequest, origin: o.name, seqno: en.seqno, hopcnt: en.hopcnt - 1}
 }
 
-// reply queues an update for origin to nb, sent without rate limiting.
-func (e *Engine) reply(nb *neighbour, origin string) {
+// reply queues an update for origin to nb, sent without rate limiting, at
+// most once per origin per MinTriggeredInterval: a neighbour repeating
+// requests cannot draw updates faster than triggered updates go.
+func (e *Engine) reply(t time.Duration, nb *neighbour, origin string) {
+	if !e.holdUntil(t, nb.replied, origin) {
+		return
+	}
 	nb.pending[origin] = struct{}{}
 	nb.urgent = true
+}
+
+// holdUntil reports whether origin is free in last (nothing recorded within
+// MinTriggeredInterval before t) and records t; otherwise it counts a
+// refused request. Entries older than the interval are swept when last
+// outgrows the table, so last holds at most one entry per held origin.
+func (e *Engine) holdUntil(t time.Duration, last map[string]time.Duration, origin string) bool {
+	if at, ok := last[origin]; ok && t < at+e.cfg.MinTriggeredInterval {
+		e.stats.RefusedRequests++
+		return false
+	}
+	if len(last) > len(e.origins) {
+		for k, at := range last {
+			if t >= at+e.cfg.MinTriggeredInterval {
+				delete(last, k)
+			}
+		}
+	}
+	last[origin] = t
+	return true
 }
 
 // betterUnfeasible returns the neighbours holding finite routes for o that

@@ -10,15 +10,8 @@ import (
 // copy of our table per summary we send it, at the triggered-update pace,
 // however many it sends and whatever bucket count it names.
 func TestResendFloodBounded(t *testing.T) {
-	c := &fakeCertifier{}
-	e := certEngine(t, c)
-	e.LinkUp(ct0, "b", 10, false)
 	const origins = 200
-	for i := range origins {
-		name := fmt.Sprintf("o%03d", i)
-		recvEntries(t, e, "b", att(name, 1, fmt.Sprintf("att:%s/1", name)), upd(name, 1, 10))
-	}
-	e.LinkUp(ct0, "m", 10, true)
+	e := floodEngine(t, origins)
 	e.Tick(ct0.Add(time.Millisecond))
 	var full int
 	for _, en := range decodeAll(t, e.Ready().Messages) {
@@ -96,4 +89,18 @@ func TestResendFloodBounded(t *testing.T) {
 	if st := e.Stats(); st.RefusedResends == 0 {
 		t.Fatal("no resend request refused")
 	}
+}
+
+// floodEngine returns engine a learning origins o000.. (seqno 1, attested)
+// from neighbour b, with a leaf neighbour m (the attacker) linked after.
+func floodEngine(t *testing.T, origins int) *Engine {
+	t.Helper()
+	e := certEngine(t, &fakeCertifier{})
+	e.LinkUp(ct0, "b", 10, false)
+	for i := range origins {
+		name := fmt.Sprintf("o%03d", i)
+		recvEntries(t, e, "b", att(name, 1, fmt.Sprintf("att:%s/1", name)), upd(name, 1, 10))
+	}
+	e.LinkUp(ct0, "m", 10, true)
+	return e
 }

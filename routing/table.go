@@ -22,6 +22,12 @@ type neighbour struct {
 	requests   map[string]entry    // seqno requests to send
 	resends    []entry             // resend requests to send
 
+	// Requests from nb draw at most one reply and one forward per origin
+	// per MinTriggeredInterval: origin -> time of the last one. Only held
+	// origins get an entry, stale entries are swept (holdUntil).
+	replied   map[string]time.Duration
+	forwarded map[string]time.Duration
+
 	// Resend requests from nb are answered only for the bucket count of
 	// the last summary sent to it (sumBuckets, 0 before the first), each
 	// bucket at most once per summary (bit set in answered).
@@ -41,10 +47,12 @@ type neighbour struct {
 func newNeighbour(name string, cost Metric, leaf bool, slot int) *neighbour {
 	return &neighbour{
 		name: name, cost: cost, leaf: leaf, pendingAll: true, slot: slot,
-		pending:  make(map[string]struct{}),
-		repair:   make(map[string]struct{}),
-		requests: make(map[string]entry),
-		attSent:  make(map[string]uint16),
+		pending:   make(map[string]struct{}),
+		repair:    make(map[string]struct{}),
+		requests:  make(map[string]entry),
+		replied:   make(map[string]time.Duration),
+		forwarded: make(map[string]time.Duration),
+		attSent:   make(map[string]uint16),
 	}
 }
 

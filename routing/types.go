@@ -76,6 +76,10 @@ type Stats struct {
 	// another bucket count than our last summary to that neighbour, or a
 	// bucket already answered since that summary.
 	RefusedResends uint64
+	// RefusedRequests counts seqno requests ignored because the same
+	// neighbour already drew a reply (or a forward) for that origin within
+	// MinTriggeredInterval.
+	RefusedRequests uint64
 	// Malformed counts messages refused by the decoder.
 	Malformed uint64
 	// UnknownNeighbour counts messages from nodes with no link up.
