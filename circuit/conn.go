@@ -36,6 +36,7 @@ type Conn struct {
 	readDL      atomic.Int64
 	writeDL     atomic.Int64
 	closed      atomic.Bool
+	closing     atomic.Bool // a Close has started
 	writeClosed atomic.Bool
 
 	sec *secure // end-to-end layer of a sealed circuit, else nil
@@ -233,14 +234,15 @@ func (c *Conn) CloseWrite() error {
 // for the other direction) and unblocks pending Reads and Writes, which
 // fail with net.ErrClosed. It fails only when the conn was already closed:
 // a stream the other end already stopped or reset is simply released.
+//
+// The first Close to start is the one that succeeds, even when another
+// Close runs while it is still sending a sealed circuit's end record.
 func (c *Conn) Close() error {
-	if c.closed.Load() {
+	if c.closed.Load() || c.closing.Swap(true) {
 		return c.opError("close", net.ErrClosed)
 	}
 	c.endSealed()
-	if !c.markClosed() {
-		return c.opError("close", net.ErrClosed)
-	}
+	c.markClosed()
 	_ = c.s.Close()
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -325,4 +326,52 @@ func FuzzRecordFraming(f *testing.F) {
 			m.release()
 		}
 	})
+}
+
+// gatedStream holds Writes, once armed, until released.
+type gatedStream struct {
+	links.Stream
+	armed   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedStream) Write(p []byte) (int, error) {
+	if g.armed.CompareAndSwap(true, false) {
+		close(g.entered)
+		<-g.release
+	}
+	return g.Stream.Write(p)
+}
+
+// The Close that starts first succeeds even when a second Close (a
+// deferred cleanup, say) runs while the first is still sending the end
+// record; only the second reports net.ErrClosed.
+func TestSealedCloseRacingCloseFirstWins(t *testing.T) {
+	p := newPath(t, 1, nil)
+	k := newSealKeys(t)
+	g := &gatedStream{entered: make(chan struct{}), release: make(chan struct{})}
+	dial := k.dial(basicOpen(), false, false)
+	c, err := p.connectWith(basicOpen(), k.accept, func(ctx context.Context, s links.Stream) (*Conn, error) {
+		g.Stream = s
+		return dial(ctx, g)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.stop()
+	g.armed.Store(true)
+	first := make(chan error, 1)
+	go func() { first <- c.caller.Close() }()
+	<-g.entered // the first Close is sending the end record
+	if err := c.caller.Close(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("second Close = %v, want net.ErrClosed", err)
+	}
+	close(g.release)
+	if err := <-first; err != nil {
+		t.Errorf("first Close = %v, want nil", err)
+	}
+	if _, err := io.ReadAll(c.dest); err != nil {
+		t.Errorf("destination read %v, want a clean EOF", err)
+	}
 }
