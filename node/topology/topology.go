@@ -15,8 +15,8 @@
 //   - Below Target, add wanted neighbours first, then the nearest others.
 //   - At or above Target, add a wanted near neighbour only when it is
 //     clearly better than a current outgoing link that is not wanted
-//     (Replace times closer plus Slack); that link is dropped once the
-//     better one is up. Incoming links are never dropped for being
+//     (Replace times closer plus Slack) and at least MinAge old; that link
+//     is dropped once the better one is up. Incoming links are never dropped for being
 //     unwanted, so two nodes that disagree do not fight.
 //   - Members that gossip shows but routing cannot reach get a link to the
 //     nearest of them (one per call) while degree is below Max.
@@ -45,6 +45,7 @@ const (
 	DefaultReplace = 2.0
 	DefaultSlack   = 2 * time.Millisecond
 	DefaultAdds    = 2
+	DefaultMinAge  = 30 * time.Second
 )
 
 // Config tunes the policy. The zero value means the defaults.
@@ -65,6 +66,10 @@ type Config struct {
 	// DefaultSlack.
 	Replace float64
 	Slack   time.Duration
+	// MinAge is the age a link must reach before a closer neighbour may
+	// replace it, so that a link is not closed while coordinates are
+	// still settling. Default DefaultMinAge; negative means none.
+	MinAge time.Duration
 	// Adds bounds the links added per call. Default DefaultAdds.
 	Adds int
 	// Seed makes the long-link choice differ between meshes.
@@ -102,6 +107,12 @@ func (c Config) withDefaults() Config {
 	if c.Adds <= 0 {
 		c.Adds = DefaultAdds
 	}
+	switch {
+	case c.MinAge == 0:
+		c.MinAge = DefaultMinAge
+	case c.MinAge < 0:
+		c.MinAge = 0
+	}
 	return c
 }
 
@@ -119,6 +130,9 @@ type Link struct {
 	Outbound bool          // this node dialled
 	RTT      time.Duration // measured; 0 when not known
 	Static   bool          // configured by the operator: never dropped or counted
+	// Age is how long the link has been up; 0 when not known, which
+	// counts as old enough to be replaced.
+	Age time.Duration
 }
 
 // Input is everything Plan looks at.
@@ -138,15 +152,30 @@ type Input struct {
 	Config      Config
 }
 
+// Why is the kind of a decision: a small fixed set, fit for a metric
+// label.
+type Why string
+
+// The kinds of decisions.
+const (
+	WhyTarget  Why = "target"  // add: a near neighbour, below the target degree
+	WhyLong    Why = "long"    // add: a random long link, below the target degree
+	WhyRepair  Why = "repair"  // add: a member routing cannot reach
+	WhyReplace Why = "replace" // add: clearly closer than a current link; drop: the link it replaced
+	WhyMax     Why = "max"     // drop: degree above the maximum
+)
+
 // Drop is a link to close and why.
 type Drop struct {
 	Peer   string
-	Reason string
+	Reason string // for people: names the replacement, if any
+	Why    Why
 }
 
 // Plan is the policy's decision.
 type Plan struct {
 	Add  []Member // members to dial, best first
+	Why  []Why    // Why[i] is why Add[i] is added
 	Drop []Drop
 }
 
@@ -229,7 +258,7 @@ func (p *planner) plan() Plan {
 	if p.in.Leaf {
 		target = min(p.cfg.Leaf, hardMax)
 	}
-	add := func(m Member) bool {
+	add := func(m Member, why Why) bool {
 		if len(out.Add) >= p.cfg.Adds || p.degree+len(out.Add) >= hardMax {
 			return false
 		}
@@ -241,6 +270,7 @@ func (p *planner) plan() Plan {
 		}
 		added[m.Name] = true
 		out.Add = append(out.Add, m)
+		out.Why = append(out.Why, why)
 		return true
 	}
 
@@ -268,7 +298,7 @@ func (p *planner) plan() Plan {
 			return a.Peer < b.Peer
 		})
 		for _, l := range ls[:excess] {
-			out.Drop = append(out.Drop, Drop{Peer: l.Peer, Reason: "degree above the maximum"})
+			out.Drop = append(out.Drop, Drop{Peer: l.Peer, Reason: "degree above the maximum", Why: WhyMax})
 		}
 		return out
 	}
@@ -283,7 +313,7 @@ func (p *planner) plan() Plan {
 		}
 		sort.Slice(lost, func(i, j int) bool { return p.less(lost[i], lost[j]) })
 		for _, m := range lost {
-			if add(m) {
+			if add(m, WhyRepair) {
 				break
 			}
 		}
@@ -295,19 +325,19 @@ func (p *planner) plan() Plan {
 	if p.degree+len(out.Add) < target {
 		for _, m := range cands {
 			if wanted[m.Name] && !near[m.Name] && p.degree+len(out.Add) < target {
-				add(m)
+				add(m, WhyLong)
 			}
 		}
 		for _, m := range cands {
 			if near[m.Name] && p.degree+len(out.Add) < target {
-				add(m)
+				add(m, WhyTarget)
 			}
 		}
 		for _, m := range cands {
 			if p.degree+len(out.Add) >= target {
 				break
 			}
-			add(m)
+			add(m, WhyTarget)
 		}
 		return out
 	}
@@ -316,7 +346,7 @@ func (p *planner) plan() Plan {
 	// closer wanted neighbour; drop it once that one is up.
 	var spare []Link
 	for _, l := range p.in.Links {
-		if l.Outbound && !l.Static && !wanted[l.Peer] {
+		if l.Outbound && !l.Static && !wanted[l.Peer] && (l.Age == 0 || l.Age >= p.cfg.MinAge) {
 			spare = append(spare, l)
 		}
 	}
@@ -334,13 +364,13 @@ func (p *planner) plan() Plan {
 		if p.degree > target {
 			for name := range near {
 				if nl, ok := p.linked[name]; ok && p.clearlyBetter(p.linkDist(nl), worse) && len(p.in.Unreachable) == 0 {
-					out.Drop = append(out.Drop, Drop{Peer: l.Peer, Reason: "replaced by a closer neighbour " + name})
+					out.Drop = append(out.Drop, Drop{Peer: l.Peer, Reason: "replaced by a closer neighbour " + name, Why: WhyReplace})
 					return out
 				}
 			}
 		}
 		for _, m := range cands {
-			if near[m.Name] && p.clearlyBetter(p.dist(m), worse) && add(m) {
+			if near[m.Name] && p.clearlyBetter(p.dist(m), worse) && add(m, WhyReplace) {
 				return out
 			}
 		}

@@ -55,11 +55,19 @@ func TestDecide(t *testing.T) {
 		name      string
 		in        Input
 		wantAdd   []string
+		wantWhy   []Why // when set, the kinds of the adds
 		wantDrops []string
+		dropWhy   Why // when set, the kind of every drop
 	}{{
 		name:    "empty node dials its nearest routers up to the target",
 		in:      Input{Self: "me", Coord: at(0), Members: ten, Config: cfg},
 		wantAdd: []string{"r0", "r1", "r2"},
+		wantWhy: []Why{WhyTarget, WhyTarget, WhyTarget},
+	}, {
+		name: "a long link is added first, then the nearest",
+		in:   Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 3, Max: 5, Long: 1, Adds: 10}},
+		// r0, r1 are the near ones; the long one is r2..r9 by the hash.
+		wantWhy: []Why{WhyLong, WhyTarget, WhyTarget},
 	}, {
 		name:    "adds per call are bounded",
 		in:      Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 3, Max: 5, Long: -1, Adds: 1}},
@@ -88,11 +96,28 @@ func TestDecide(t *testing.T) {
 		in: Input{Self: "me", Coord: at(0), Members: ten, Config: cfg,
 			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r1", Outbound: true, RTT: ms(20)}, {Peer: "r9", Outbound: true, RTT: ms(100)}}},
 		wantAdd: []string{"r2"},
+		wantWhy: []Why{WhyReplace},
+	}, {
+		name: "a far outgoing link younger than MinAge is not replaced yet",
+		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 3, Max: 5, Long: -1, Adds: 10, MinAge: time.Minute},
+			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r1", Outbound: true, RTT: ms(20)}, {Peer: "r9", Outbound: true, RTT: ms(100), Age: 59 * time.Second}}},
+	}, {
+		name: "a far outgoing link older than MinAge is replaced",
+		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 3, Max: 5, Long: -1, Adds: 10, MinAge: time.Minute},
+			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r1", Outbound: true, RTT: ms(20)}, {Peer: "r9", Outbound: true, RTT: ms(100), Age: time.Minute}}},
+		wantAdd: []string{"r2"},
 	}, {
 		name: "once the closer one is up the far outgoing link is dropped",
 		in: Input{Self: "me", Coord: at(0), Members: ten, Config: cfg,
 			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r1", Outbound: true, RTT: ms(20)}, {Peer: "r2", Outbound: true, RTT: ms(30)}, {Peer: "r9", Outbound: true, RTT: ms(100)}}},
 		wantDrops: []string{"r9"},
+		dropWhy:   WhyReplace,
+	}, {
+		name: "the maximum is enforced on young links too",
+		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 3, Max: 3, Long: -1, MinAge: time.Hour},
+			Links: []Link{{Peer: "r0", Age: time.Second, RTT: ms(10)}, {Peer: "r1", Age: time.Second, RTT: ms(20)}, {Peer: "r2", Age: time.Second, RTT: ms(30)}, {Peer: "r9", Age: time.Second, RTT: ms(100)}}},
+		wantDrops: []string{"r9"},
+		dropWhy:   WhyMax,
 	}, {
 		name: "unwanted incoming links are kept below the maximum",
 		in: Input{Self: "me", Coord: at(0), Members: ten, Config: cfg,
@@ -103,12 +128,14 @@ func TestDecide(t *testing.T) {
 			Links: []Link{{Peer: "r0", RTT: ms(10)}, {Peer: "r1", RTT: ms(20)}, {Peer: "r2", RTT: ms(30)},
 				{Peer: "r5", Outbound: true, RTT: ms(60)}, {Peer: "r6", RTT: ms(70)}, {Peer: "r7", RTT: ms(80)}, {Peer: "r8", Outbound: true, RTT: ms(90)}}},
 		wantDrops: []string{"r6", "r7"},
+		dropWhy:   WhyMax,
 	}, {
 		name: "partition repair adds the nearest unreachable router beyond the target",
 		in: Input{Self: "me", Coord: at(0), Members: ten, Config: cfg,
 			Links:       []Link{{Peer: "r0", RTT: ms(10)}, {Peer: "r1", RTT: ms(20)}, {Peer: "r2", RTT: ms(30)}},
 			Unreachable: []string{"r9", "r6", "r7"}},
 		wantAdd: []string{"r6"},
+		wantWhy: []Why{WhyRepair},
 	}, {
 		name: "partition repair stops at the maximum",
 		in: Input{Self: "me", Coord: at(0), Members: ten, Config: cfg,
@@ -144,8 +171,21 @@ func TestDecide(t *testing.T) {
 			if tt.name == "members without coordinates are ordered by the seeded hash, all distinct" {
 				sort.Strings(gotAdd)
 			}
-			if !slices.Equal(gotAdd, tt.wantAdd) {
-				t.Errorf("added %v, want %v", gotAdd, tt.wantAdd)
+			if tt.wantAdd != nil || tt.wantWhy == nil {
+				if !slices.Equal(gotAdd, tt.wantAdd) {
+					t.Errorf("added %v, want %v", gotAdd, tt.wantAdd)
+				}
+			}
+			if len(got.Why) != len(got.Add) {
+				t.Errorf("%d kinds for %d adds", len(got.Why), len(got.Add))
+			}
+			if tt.wantWhy != nil && !slices.Equal(got.Why, tt.wantWhy) {
+				t.Errorf("adds %v are of kinds %v, want %v", gotAdd, got.Why, tt.wantWhy)
+			}
+			for _, d := range got.Drop {
+				if tt.dropWhy != "" && d.Why != tt.dropWhy {
+					t.Errorf("drop of %s is of kind %q (%s), want %q", d.Peer, d.Why, d.Reason, tt.dropWhy)
+				}
 			}
 			if d := drops(got.Drop); !slices.Equal(d, tt.wantDrops) {
 				t.Errorf("dropped %v, want %v", d, tt.wantDrops)
