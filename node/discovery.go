@@ -35,6 +35,7 @@ type discovery struct {
 	vc    *coordinate.Client
 	kickc chan struct{}
 	logw  *slogWriter
+	stats *discoveryMetrics
 
 	keyring *memberlist.Keyring // nil when gossip is not encrypted (keys.go)
 	probes  atomic.Int64        // probes answered, so gossip works with the keys in force
@@ -125,6 +126,9 @@ func startDiscovery(n *Node) (*discovery, error) {
 		coords:  map[string]*coordinate.Coordinate{}, dialing: map[string]bool{}, owned: map[string]bool{},
 		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
 		proven: map[string]string{},
+	}
+	if d.stats, err = newDiscoveryMetrics(n.metrics.reg); err != nil {
+		return nil, fmt.Errorf("discovery metrics: %w", err)
 	}
 	d.resolveStatic()
 	mc := memberlist.DefaultLANConfig()
@@ -561,7 +565,7 @@ func (d *discovery) step(now time.Time) {
 			d.proveLocked(l.Address, l.Peer) // the member linked to us from its address
 		}
 		static := d.static[l.Address] || d.static[l.Peer]
-		ls = append(ls, topology.Link{Peer: l.Peer, Outbound: l.Outbound, RTT: l.RTT, Static: static})
+		ls = append(ls, topology.Link{Peer: l.Peer, Outbound: l.Outbound, RTT: l.RTT, Static: static, Age: max(now.Sub(l.Since), time.Nanosecond)})
 		if _, ok := alive[l.Peer]; !ok && d.owned[l.Peer] && !static {
 			gone = append(gone, l.Peer)
 		}
@@ -575,19 +579,20 @@ func (d *discovery) step(now time.Time) {
 		Config: topology.Config{Target: dc.TargetLinks, Max: dc.MaxLinks, Long: dc.LongLinks, Leaf: dc.LeafLinks, Seed: seedFor(n.cfg.Mesh)},
 	})
 	for _, peer := range gone {
-		d.drop(peer, "no longer a gossip member")
+		d.drop(peer, whyGone, "no longer a gossip member")
 	}
 	for _, dr := range plan.Drop {
-		d.drop(dr.Peer, dr.Reason)
+		d.drop(dr.Peer, dr.Why, dr.Reason)
 	}
-	for _, m := range plan.Add {
-		d.dial(Member{Name: m.Name, LinkAddr: m.Addr, Leaf: m.Leaf})
+	for i, m := range plan.Add {
+		d.dial(Member{Name: m.Name, LinkAddr: m.Addr, Leaf: m.Leaf}, plan.Why[i])
 	}
 }
 
-func (d *discovery) drop(peer, reason string) {
+func (d *discovery) drop(peer string, why topology.Why, reason string) {
 	if l := d.n.link(peer); l != nil {
 		d.n.log.Debug("discovery closes a link", "peer", peer, "reason", reason)
+		d.stats.dropped.WithLabelValues(string(why)).Inc()
 		l.Close("discovery: " + reason)
 	}
 }
@@ -657,8 +662,9 @@ func (d *discovery) proveLocked(addr, member string) {
 }
 
 // dial links to member m, keeping the link only if its certificate names
-// m. The link's life then decides the address's back-off.
-func (d *discovery) dial(m Member) {
+// m. The link's life then decides the address's back-off; why is the
+// policy's reason, counted once the link is proven.
+func (d *discovery) dial(m Member, why topology.Why) {
 	d.mu.Lock()
 	if d.dialing[m.Name] {
 		d.mu.Unlock()
@@ -704,6 +710,9 @@ func (d *discovery) dial(m Member) {
 				l.Close("identity does not match the gossip member")
 			}
 			return
+		}
+		if !before[m.Name] {
+			d.stats.added.WithLabelValues(string(why)).Inc()
 		}
 		d.mu.Lock()
 		d.owned[m.Name] = true

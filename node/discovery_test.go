@@ -304,3 +304,39 @@ func TestDiscoveryKeepsStaticLinks(t *testing.T) {
 		}
 	}
 }
+
+// Discovery counts the links it makes and closes by reason: every link of
+// a gossip mesh was dialled by discovery and counted once proven, and a
+// node above its maximum counts the links it closes.
+func TestDiscoveryCountsLinksByReason(t *testing.T) {
+	c, names := gossipCluster(t, []int{0, 1, 2, 3, 4}, 8)
+	waitMesh(t, c, names, 8, 60*time.Second)
+	links := map[[2]string]bool{}
+	added := 0.0
+	for _, a := range names {
+		for _, l := range c.nodes[a].Links() {
+			links[[2]string{min(a, l.Peer), max(a, l.Peer)}] = true
+		}
+		for _, why := range []string{"target", "long", "repair", "replace"} {
+			added += metricValue(t, c.nodes[a], "circuitmesh_discovery_links_added_total", "reason", why)
+		}
+	}
+	if added < float64(len(links)) {
+		t.Errorf("discovery counted %v links added, the mesh has %d", added, len(links))
+	}
+
+	// A node with a bound of 1 to which two nodes link.
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second}
+	}
+	hub := c.add("hub")
+	c.tweak = nil
+	c.link("x1", "hub")
+	c.link("x2", "hub")
+	waitFor(t, "hub to close a link above its maximum", 30*time.Second, func() bool {
+		return metricValue(t, hub, "circuitmesh_discovery_links_dropped_total", "reason", "max") >= 1
+	})
+	if v := metricValue(t, c.nodes["x1"], "circuitmesh_discovery_links_dropped_total", "reason", "max"); v != -1 {
+		t.Errorf("a node without gossip exports discovery metrics (%v)", v)
+	}
+}
