@@ -289,6 +289,9 @@ func resolveJoin(ctx context.Context, r *net.Resolver, join []string, defPort st
 	var errs []error
 	seen := map[string]bool{}
 	addHost := func(host, port string) error {
+		if len(out) >= maxJoinAddrs {
+			return nil // enough to join: spare the DNS server the rest
+		}
 		ips, err := r.LookupIPAddr(ctx, host)
 		if err != nil {
 			return fmt.Errorf("%w: resolve %s: %w", ErrBadJoin, host, err)

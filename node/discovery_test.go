@@ -113,8 +113,8 @@ func waitMesh(t *testing.T, c *cluster, names []string, maxLinks int, within tim
 
 func TestDiscoveryBuildsConnectedBoundedMesh(t *testing.T) {
 	// 30 nodes take about 1 s of an idle machine without the race
-	// detector; the quick suite runs 10.
-	sizes := []int{10}
+	// detector; the quick suite runs 16.
+	sizes := []int{16}
 	if !testing.Short() {
 		sizes = []int{30, 100}
 	}
@@ -266,9 +266,11 @@ func TestDiscoveryChurn(t *testing.T) {
 	for len(changes) > 0 {
 		<-changes
 	}
+	before := discoveryCounts(t, c, names)
 	const quiet = 20 * time.Second
 	time.Sleep(quiet)
-	t.Logf("link changes per node per minute once settled: %.2f", float64(len(changes))/float64(len(stay))/quiet.Minutes())
+	t.Logf("link changes per node per minute once settled: %.2f; discovery's decisions meanwhile: %v",
+		float64(len(changes))/float64(len(stay))/quiet.Minutes(), diffCounts(discoveryCounts(t, c, names), before))
 }
 
 // Static links are kept on top of the policy: neither counted toward the
@@ -339,4 +341,29 @@ func TestDiscoveryCountsLinksByReason(t *testing.T) {
 	if v := metricValue(t, c.nodes["x1"], "circuitmesh_discovery_links_dropped_total", "reason", "max"); v != -1 {
 		t.Errorf("a node without gossip exports discovery metrics (%v)", v)
 	}
+}
+
+// discoveryCounts sums the discovery counters of the nodes by metric and
+// reason.
+func discoveryCounts(t *testing.T, c *cluster, names []string) map[string]float64 {
+	out := map[string]float64{}
+	for _, a := range names {
+		for _, why := range []string{"target", "long", "repair", "replace"} {
+			out["added "+why] += metricValue(t, c.nodes[a], "circuitmesh_discovery_links_added_total", "reason", why)
+		}
+		for _, why := range []string{"max", "replace", "gone"} {
+			out["dropped "+why] += metricValue(t, c.nodes[a], "circuitmesh_discovery_links_dropped_total", "reason", why)
+		}
+	}
+	return out
+}
+
+func diffCounts(after, before map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range after {
+		if d := v - before[k]; d != 0 {
+			out[k] = d
+		}
+	}
+	return out
 }

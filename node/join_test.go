@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,13 +20,16 @@ import (
 )
 
 // dnsServer is a small authoritative DNS server on loopback whose records
-// a test changes while it runs.
+// a test changes while it runs. Like a real one it truncates UDP answers
+// to the size the client offers and answers on TCP too, where the client
+// asks again for a truncated answer (a large SRV set).
 type dnsServer struct {
 	addr string
 	mu   sync.Mutex
 	a    map[string][]net.IP   // name → A records
 	srv  map[string][]*dns.SRV // name → SRV records
-	srvr *dns.Server
+	srvr []*dns.Server
+	asked atomic.Int64 // questions answered
 }
 
 func newDNSServer(t *testing.T) *dnsServer {
@@ -33,19 +38,27 @@ func newDNSServer(t *testing.T) *dnsServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		t.Fatal(err)
+	}
 	s := &dnsServer{addr: pc.LocalAddr().String(), a: map[string][]net.IP{}, srv: map[string][]*dns.SRV{}}
-	started := make(chan struct{})
-	s.srvr = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.answer), NotifyStartedFunc: func() { close(started) }}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.srvr.ActivateAndServe()
-	}()
-	<-started
-	t.Cleanup(func() {
-		s.srvr.Shutdown()
-		<-done
-	})
+	for _, srv := range []*dns.Server{{PacketConn: pc}, {Listener: ln}} {
+		started, done := make(chan struct{}), make(chan struct{})
+		srv.Handler = dns.HandlerFunc(s.answer)
+		srv.NotifyStartedFunc = func() { close(started) }
+		go func() {
+			defer close(done)
+			srv.ActivateAndServe()
+		}()
+		<-started
+		s.srvr = append(s.srvr, srv)
+		t.Cleanup(func() {
+			srv.Shutdown()
+			<-done
+		})
+	}
 	return s
 }
 
@@ -53,6 +66,7 @@ func (s *dnsServer) answer(w dns.ResponseWriter, q *dns.Msg) {
 	m := new(dns.Msg)
 	m.SetReply(q)
 	m.Authoritative = true
+	s.asked.Add(int64(len(q.Question)))
 	s.mu.Lock()
 	for _, qq := range q.Question {
 		switch qq.Qtype {
@@ -72,13 +86,20 @@ func (s *dnsServer) answer(w dns.ResponseWriter, q *dns.Msg) {
 		m.Rcode = dns.RcodeNameError
 	}
 	s.mu.Unlock()
+	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+		size := dns.MinMsgSize
+		if o := q.IsEdns0(); o != nil {
+			size = int(o.UDPSize())
+		}
+		m.Truncate(size)
+	}
 	w.WriteMsg(m)
 }
 
 func (s *dnsServer) resolver() *net.Resolver {
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "udp", s.addr)
+		return d.DialContext(ctx, network, s.addr)
 	}}
 }
 
@@ -119,6 +140,32 @@ func TestJoinByDNSAndSRV(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	c.waitConverged()
+}
+
+// A headless Service of many pods: the SRV answer does not fit in UDP
+// (it comes over TCP), and resolving stops at maxJoinAddrs addresses
+// rather than asking for every pod's address.
+func TestResolveJoinOfManyPodsIsBounded(t *testing.T) {
+	const pods = maxJoinAddrs + 100
+	ds := newDNSServer(t)
+	ds.mu.Lock()
+	for i := range pods {
+		host := fmt.Sprintf("circuitmesh-%d.circuitmesh.ns.svc.", i)
+		ds.a[host] = []net.IP{net.IPv4(127, 0, byte(i>>8), byte(i))}
+		ds.srv["_gossip._udp.circuitmesh.ns.svc."] = append(ds.srv["_gossip._udp.circuitmesh.ns.svc."], &dns.SRV{Target: host, Port: 7946})
+	}
+	ds.mu.Unlock()
+	got, err := resolveJoin(ctxT(t, 30*time.Second), ds.resolver(), []string{"dns+srv:_gossip._udp.circuitmesh.ns.svc"}, "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != maxJoinAddrs {
+		t.Fatalf("resolved %d addresses of %d pods, want %d", len(got), pods, maxJoinAddrs)
+	}
+	// A and AAAA per pod resolved, the SRV question over UDP and TCP.
+	if asked := ds.asked.Load(); asked > 2*maxJoinAddrs+4 {
+		t.Fatalf("%d questions asked of the DNS server for %d addresses", asked, maxJoinAddrs)
+	}
 }
 
 func TestResolveJoinErrors(t *testing.T) {
@@ -292,4 +339,43 @@ func TestFakeGossipMembersTakeNoLinkSlots(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// A StatefulSet behind a headless Service: every pod joins the Service's
+// SRV name, which lists every pod started so far, itself included (the
+// first pod finds only itself). Pods join in name order, and the mesh
+// they build by themselves connects every pair within the degree bound.
+func TestStatefulSetJoinsBySRV(t *testing.T) {
+	n := 8
+	if !testing.Short() {
+		n = 20
+	}
+	const srvName, maxLinks = "_gossip-udp._udp.circuitmesh.ns.svc.", 6
+	ds := newDNSServer(t)
+	c := newCluster(t, false)
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), Join: []string{"dns+srv:" + srvName},
+			Resolver: ds.resolver(), JoinInterval: 200 * time.Millisecond, Interval: time.Second, TargetLinks: 4, MaxLinks: maxLinks}
+	}
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("circuitmesh-%d", i)
+		host := name + ".circuitmesh.ns.svc."
+		// The pod's record exists before the process starts
+		// (publishNotReadyAddresses), but its gossip port is known only
+		// once it listens: register the host now, the SRV record after.
+		ds.mu.Lock()
+		ds.a[host] = []net.IP{net.IPv4(127, 0, 0, 1)}
+		ds.mu.Unlock()
+		nd := c.add(name)
+		_, port, _ := net.SplitHostPort(nd.Status().GossipAddr)
+		p, _ := strconv.Atoi(port)
+		ds.mu.Lock()
+		ds.srv[srvName] = append(ds.srv[srvName], &dns.SRV{Target: host, Port: uint16(p)})
+		ds.mu.Unlock()
+		names = append(names, name)
+	}
+	took, st := waitMesh(t, c, names, maxLinks, 60*time.Second)
+	t.Logf("%d pods joined by SRV: every pair reachable %v after the last start; max degree %d (bound %d), mean %.1f, diameter %d",
+		n, took.Round(time.Millisecond), st.maxDegree, maxLinks, st.meanDegree, st.diameter)
 }
