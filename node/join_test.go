@@ -24,11 +24,11 @@ import (
 // to the size the client offers and answers on TCP too, where the client
 // asks again for a truncated answer (a large SRV set).
 type dnsServer struct {
-	addr string
-	mu   sync.Mutex
-	a    map[string][]net.IP   // name → A records
-	srv  map[string][]*dns.SRV // name → SRV records
-	srvr []*dns.Server
+	addr  string
+	mu    sync.Mutex
+	a     map[string][]net.IP   // name → A records
+	srv   map[string][]*dns.SRV // name → SRV records
+	srvr  []*dns.Server
 	asked atomic.Int64 // questions answered
 }
 
