@@ -568,7 +568,8 @@ func (d *discovery) step(now time.Time) {
 			d.proveLocked(l.Address, l.Peer) // the member linked to us from its address
 		}
 		static := d.static[l.Address] || d.static[l.Peer]
-		ls = append(ls, topology.Link{Peer: l.Peer, Outbound: l.Outbound, RTT: l.RTT, Static: static, Age: max(now.Sub(l.Since), time.Nanosecond)})
+		ls = append(ls, topology.Link{Peer: l.Peer, Outbound: l.Outbound, RTT: l.RTT, Static: static,
+			Age: max(now.Sub(l.Since), time.Nanosecond), Streams: l.Streams})
 		if _, ok := alive[l.Peer]; !ok && d.owned[l.Peer] && !static {
 			gone = append(gone, l.Peer)
 		}

@@ -20,8 +20,10 @@
 //     unwanted, so two nodes that disagree do not fight.
 //   - Members that gossip shows but routing cannot reach get a link to the
 //     nearest of them (one per call) while degree is below Max.
-//   - Above Max, the worst unwanted links are dropped (incoming ones
-//     first): the hard bound on every node's degree.
+//   - Above Max, the least useful links are dropped: unwanted, idle,
+//     incoming and young ones first (a link that takes a node above Max
+//     is in effect refused), repair links last: the hard bound on every
+//     node's degree.
 //
 // A leaf links to its Leaf nearest routers, never to another leaf and never
 // beyond Max.
@@ -131,8 +133,10 @@ type Link struct {
 	RTT      time.Duration // measured; 0 when not known
 	Static   bool          // configured by the operator: never dropped or counted
 	// Age is how long the link has been up; 0 when not known, which
-	// counts as old enough to be replaced.
+	// counts as old.
 	Age time.Duration
+	// Streams is the number of circuits open on the link.
+	Streams int
 }
 
 // Input is everything Plan looks at.
@@ -274,8 +278,12 @@ func (p *planner) plan() Plan {
 		return true
 	}
 
-	// Above the hard maximum: drop the worst unwanted links, incoming
-	// first, then the worst wanted ones if still above.
+	// Above the hard maximum: drop the least useful links. Unwanted
+	// before wanted; idle before carrying circuits; any before a link to
+	// a member routing could not reach (a repair link just up); incoming
+	// before outgoing; young (under MinAge: most often the link that took
+	// the node above its maximum, so that is refused in effect) before
+	// old; far before near.
 	if excess := p.degree - hardMax; excess > 0 {
 		var ls []Link
 		for _, l := range p.in.Links {
@@ -283,13 +291,24 @@ func (p *planner) plan() Plan {
 				ls = append(ls, l)
 			}
 		}
+		lost := set(p.in.Unreachable)
+		young := func(l Link) bool { return l.Age > 0 && l.Age < p.cfg.MinAge }
 		sort.Slice(ls, func(i, j int) bool {
 			a, b := ls[i], ls[j]
 			if wanted[a.Peer] != wanted[b.Peer] {
 				return !wanted[a.Peer]
 			}
+			if (a.Streams > 0) != (b.Streams > 0) {
+				return a.Streams == 0
+			}
+			if lost[a.Peer] != lost[b.Peer] {
+				return !lost[a.Peer]
+			}
 			if a.Outbound != b.Outbound {
 				return !a.Outbound
+			}
+			if young(a) != young(b) {
+				return young(a)
 			}
 			da, db := p.linkDist(a), p.linkDist(b)
 			if da != db {

@@ -130,6 +130,23 @@ func TestDecide(t *testing.T) {
 		wantDrops: []string{"r6", "r7"},
 		dropWhy:   WhyMax,
 	}, {
+		name: "above the maximum a young incoming link goes before an older, farther one",
+		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 2, Max: 2, Long: -1, MinAge: time.Minute},
+			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10), Age: time.Hour}, {Peer: "r8", RTT: ms(90), Age: time.Hour}, {Peer: "r3", RTT: ms(40), Age: time.Second}}},
+		wantDrops: []string{"r3"},
+		dropWhy:   WhyMax,
+	}, {
+		name: "above the maximum a link carrying circuits is kept over an idle one",
+		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 2, Max: 2, Long: -1},
+			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r8", RTT: ms(90), Streams: 3}, {Peer: "r3", RTT: ms(40)}}},
+		wantDrops: []string{"r3"},
+	}, {
+		name: "above the maximum a link to a member routing could not reach is kept (repair)",
+		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 2, Max: 2, Long: -1, MinAge: time.Minute},
+			Links:       []Link{{Peer: "r0", Outbound: true, RTT: ms(10), Age: time.Hour}, {Peer: "r8", RTT: ms(90), Age: time.Hour}, {Peer: "r9", RTT: ms(100), Age: time.Second}},
+			Unreachable: []string{"r9"}},
+		wantDrops: []string{"r8"},
+	}, {
 		name: "partition repair adds the nearest unreachable router beyond the target",
 		in: Input{Self: "me", Coord: at(0), Members: ten, Config: cfg,
 			Links:       []Link{{Peer: "r0", RTT: ms(10)}, {Peer: "r1", RTT: ms(20)}, {Peer: "r2", RTT: ms(30)}},
