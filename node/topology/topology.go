@@ -20,7 +20,7 @@
 //     unwanted, so two nodes that disagree do not fight.
 //   - Members that gossip shows but routing cannot reach get a link to the
 //     nearest of them (one per call) while degree is below Max.
-//   - Above Max, the least useful links are dropped: unwanted, idle,
+//   - Above Max, the least useful links are dropped: idle, unwanted,
 //     incoming and young ones first (a link that takes a node above Max
 //     is in effect refused), repair links last: the hard bound on every
 //     node's degree.
@@ -278,8 +278,9 @@ func (p *planner) plan() Plan {
 		return true
 	}
 
-	// Above the hard maximum: drop the least useful links. Unwanted
-	// before wanted; idle before carrying circuits; any before a link to
+	// Above the hard maximum: drop the least useful links. Idle before
+	// carrying circuits (closing a link ends the circuits on it); unwanted
+	// before wanted; any before a link to
 	// a member routing could not reach (a repair link just up); incoming
 	// before outgoing; young (under MinAge: most often the link that took
 	// the node above its maximum, so that is refused in effect) before
@@ -295,11 +296,11 @@ func (p *planner) plan() Plan {
 		young := func(l Link) bool { return l.Age > 0 && l.Age < p.cfg.MinAge }
 		sort.Slice(ls, func(i, j int) bool {
 			a, b := ls[i], ls[j]
-			if wanted[a.Peer] != wanted[b.Peer] {
-				return !wanted[a.Peer]
-			}
 			if (a.Streams > 0) != (b.Streams > 0) {
 				return a.Streams == 0
+			}
+			if wanted[a.Peer] != wanted[b.Peer] {
+				return !wanted[a.Peer]
 			}
 			if lost[a.Peer] != lost[b.Peer] {
 				return !lost[a.Peer]

@@ -141,6 +141,11 @@ func TestDecide(t *testing.T) {
 			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r8", RTT: ms(90), Streams: 3}, {Peer: "r3", RTT: ms(40)}}},
 		wantDrops: []string{"r3"},
 	}, {
+		name: "above the maximum a link carrying circuits is kept over an idle wanted one",
+		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 2, Max: 2, Long: -1},
+			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r8", RTT: ms(90), Streams: 1}, {Peer: "r9", RTT: ms(100), Streams: 1}}},
+		wantDrops: []string{"r0"},
+	}, {
 		name: "above the maximum a link to a member routing could not reach is kept (repair)",
 		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 2, Max: 2, Long: -1, MinAge: time.Minute},
 			Links:       []Link{{Peer: "r0", Outbound: true, RTT: ms(10), Age: time.Hour}, {Peer: "r8", RTT: ms(90), Age: time.Hour}, {Peer: "r9", RTT: ms(100), Age: time.Second}},
