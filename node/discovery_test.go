@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"sort"
 	"testing"
@@ -366,4 +367,38 @@ func diffCounts(after, before map[string]float64) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// A node at its maximum keeps the link that carries a circuit and closes
+// the idle newcomer: linking to a full node cannot break circuits.
+func TestFullNodeClosesIdleNewcomerNotBusyLink(t *testing.T) {
+	c := newCluster(t, false)
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second}
+	}
+	hub := c.add("hub")
+	c.tweak = nil
+	// "a" sorts before "b": without the circuit, a's link would go first.
+	c.link("a", "hub")
+	conn, err := c.nodes["a"].Dial(ctxT(t, 10*time.Second), "hub", EchoService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	since := hub.link("a").Established()
+	c.link("b", "hub")
+	waitFor(t, "hub to close a link above its maximum", 30*time.Second, func() bool {
+		return metricValue(t, hub, "circuitmesh_discovery_links_dropped_total", "reason", "max") >= 1
+	})
+	if l := hub.link("a"); l == nil || !l.Established().Equal(since) {
+		t.Fatal("hub closed the link carrying a circuit")
+	}
+	msg := []byte("still here")
+	if _, err := conn.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(conn, got); err != nil || string(got) != string(msg) {
+		t.Fatalf("circuit after the drop: %q, %v", got, err)
+	}
 }
