@@ -208,9 +208,9 @@ func FuzzUnmarshalKeyRecord(f *testing.F) {
 	})
 }
 
-// The destination decodes first messages from anyone: arbitrary bytes
-// fail with ErrAuth or ErrRetry, never a panic; only s's own first
-// message authenticates, as s.
+// The destination decodes first messages from anyone (one-message, full
+// and resumed): arbitrary bytes fail with ErrAuth or ErrRetry, never a
+// panic; only s's own first message authenticates, as s.
 func FuzzRespond(f *testing.F) {
 	m := newMesh(f, "s", "d")
 	rec := m.keys["d"].Record()
@@ -221,10 +221,21 @@ func FuzzRespond(f *testing.F) {
 		f.Add(m1[2:])
 	}
 	f.Add([]byte{modeIK})
+	// A resumed first message, once d issued s a session.
+	if _, _, _, err := handshake(f, m.keys["s"], m.keys["d"], "d", &rec, nil); err != nil {
+		f.Fatal(err)
+	}
+	ini, _ := m.keys["s"].Initiate(pro, "d", &rec)
+	if !ini.Resumed() {
+		f.Fatal("no session to resume")
+	}
+	m1, _ := ini.First(nil, []byte("early"), time.Now())
+	f.Add(m1[2:])
+	f.Add(m1[2:18])
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		r, err := m.keys["d"].Respond(pro, msg, "s", NewStrikes(0, 0, time.Now().Add(-time.Hour)), time.Now())
 		if err == nil && !r.Full() && r.PeerRecord().Key != m.keys["s"].Record().Key {
-			t.Fatal("an IK first message authenticated a key other than the source's")
+			t.Fatal("a first message authenticated a key other than the source's")
 		}
 		if err != nil && !errors.Is(err, ErrAuth) && !errors.Is(err, ErrRetry) {
 			t.Fatalf("error %v wraps neither ErrAuth nor ErrRetry", err)
