@@ -285,7 +285,11 @@ func TestSealedImpostorDestination(t *testing.T) {
 // and early data) replays it to the destination on a new stream: the
 // destination refuses it (retry) and its service never sees the early data
 // a second time.
-func TestSealedRelayReplaysFirstFlight(t *testing.T) {
+func TestSealedRelayReplaysFirstFlight(t *testing.T) { replayFirstFlight(t, false) }
+
+// replayFirstFlight: a one-message open, or with resumed one that resumes
+// the session a one-message open gave.
+func replayFirstFlight(t *testing.T, resumed bool) {
 	up := &spy{}
 	c, _ := maliciousLine(t, up)
 	got := make(chan string, 4)
@@ -297,9 +301,15 @@ func TestSealedRelayReplaysFirstFlight(t *testing.T) {
 	})
 	a := c.nodes["a"]
 	// The first circuit learns b's key (full handshake); the second is a
-	// one-message open with early data.
-	if err := roundTrip(t, a, "b", EchoService, []byte("x")); err != nil {
-		t.Fatal(err)
+	// one-message open, which gets a session to resume.
+	warmup := 1
+	if resumed {
+		warmup = 2
+	}
+	for range warmup {
+		if err := roundTrip(t, a, "b", EchoService, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, ok := a.keyBook.LookupKey("b"); !ok {
 		t.Fatal("a did not cache b's key record after the first circuit")
@@ -310,6 +320,9 @@ func TestSealedRelayReplaysFirstFlight(t *testing.T) {
 	conn, err := a.DialWith(ctxT(t, 10*time.Second), "b", "svc", DialOptions{Early: true})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if r := conn.(interface{ Resumed() bool }).Resumed(); r != resumed {
+		t.Fatalf("circuit resumed %v, want %v", r, resumed)
 	}
 	if _, err := conn.Write([]byte("transfer 100 to m")); err != nil {
 		t.Fatal(err)
@@ -330,20 +343,7 @@ func TestSealedRelayReplaysFirstFlight(t *testing.T) {
 	if bytes.Contains(first, []byte("transfer")) {
 		t.Fatal("early data crossed the relay in the clear")
 	}
-	s, err := c.nodes["m"].link("b").OpenStream(ctxT(t, 5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Reset(circuit.CloseCancelled)
-	o := &circuit.Open{Dest: "b", Source: "a", Service: "svc", Hop: 1, HopLimit: 15, Flags: circuit.FlagEarly | circuit.FlagSealed}
-	hdr, _ := o.AppendTo(nil)
-	if _, err := s.Write(append(hdr, first...)); err != nil {
-		t.Fatal(err)
-	}
-	res, err := circuit.ReadResult(s, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := sendForged(t, c.nodes["m"], "a", first)
 	if res.Code != circuit.Retry {
 		t.Fatalf("replayed first flight: result %v (%s), want retry", res.Code, res.Reason)
 	}
@@ -352,6 +352,28 @@ func TestSealedRelayReplaysFirstFlight(t *testing.T) {
 		t.Fatalf("the service received the replayed early data %q", s)
 	default:
 	}
+}
+
+// sendForged opens a stream from m to b at hop 1 with an open header
+// claiming source and service svc, followed by first (a framed handshake
+// message), and returns b's answer.
+func sendForged(t *testing.T, m *Node, source string, first []byte) *circuit.Result {
+	t.Helper()
+	s, err := m.link("b").OpenStream(ctxT(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Reset(circuit.CloseCancelled)
+	o := &circuit.Open{Dest: "b", Source: source, Service: "svc", Hop: 1, HopLimit: 15, Flags: circuit.FlagEarly | circuit.FlagSealed}
+	hdr, _ := o.AppendTo(nil)
+	if _, err := s.Write(append(hdr, first...)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := circuit.ReadResult(s, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
 
 // Early dials learn the destination's key too: after one early circuit the

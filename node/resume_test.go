@@ -1,0 +1,133 @@
+package node
+
+import (
+	"bytes"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
+)
+
+// resumed reports whether a circuit resumed a session.
+func resumed(c io.ReadWriteCloser) bool { return c.(interface{ Resumed() bool }).Resumed() }
+
+// A relay that recorded a resumed open's first flight replays it: refused
+// (retry, the replay register), and the early data is delivered once.
+func TestSealedRelayReplaysResumedFirstFlight(t *testing.T) { replayFirstFlight(t, true) }
+
+// A router with a valid certificate and its own session with b cannot use
+// a's: neither its own session while claiming to be a, nor a's ticket id
+// (which it saw in the clear on the circuits it relays) with its own real
+// key. b refuses both, its service sees nothing, and a's session still
+// works.
+func TestResumedSessionOfAnotherPairRefused(t *testing.T) {
+	up := &spy{}
+	c, _ := maliciousLine(t, up)
+	got := make(chan string, 4)
+	serve(t, c.nodes["b"], "svc", func(conn io.ReadWriteCloser) {
+		b := make([]byte, 64)
+		n, _ := conn.Read(b)
+		got <- string(b[:n])
+		conn.Write([]byte("ok"))
+	})
+	a, m := c.nodes["a"], c.nodes["m"]
+	for _, n := range []*Node{a, a, m, m} { // full, then one-message: a session each
+		if err := roundTrip(t, n, "b", EchoService, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up.mu.Lock()
+	up.seen.Reset()
+	up.mu.Unlock()
+	if err := roundTrip(t, a, "b", EchoService, []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	flight := up.bytes()
+	// The relay reads past the open header: the framed first message,
+	// mode 3 then the ticket id.
+	theirs := flight
+	if len(theirs) < 2+1+16 || theirs[2] != 3 {
+		t.Fatalf("a's circuit did not resume a session (first message %x)", theirs[:min(len(theirs), 8)])
+	}
+	ini, err := m.seal.Load().Initiate(seal.Prologue("b", "a", "svc"), "b", nil)
+	if err != nil || !ini.Resumed() {
+		t.Fatalf("m holds no session with b: %v", err)
+	}
+	mine, err := ini.First(nil, []byte("transfer 100 to m"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := sendForged(t, m, "a", mine); res.Code != circuit.Policy {
+		t.Fatalf("m's session claiming a: result %v (%s), want policy", res.Code, res.Reason)
+	}
+	forged := bytes.Clone(mine)
+	copy(forged[3:19], theirs[3:19])
+	if res := sendForged(t, m, "a", forged); res.Code != circuit.Policy {
+		t.Fatalf("a's session id with m's key: result %v (%s), want policy", res.Code, res.Reason)
+	}
+	select {
+	case s := <-got:
+		t.Fatalf("b's service received %q from a forged open", s)
+	default:
+	}
+	conn, err := a.DialWith(ctxT(t, 10*time.Second), "b", "svc", DialOptions{Early: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if !resumed(conn) {
+		t.Fatal("a lost its session")
+	}
+	if _, err := conn.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(conn, make([]byte, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; s != "hello" {
+		t.Fatalf("b's service got %q", s)
+	}
+}
+
+// When the destination renews its certificate (new key, no sessions), a
+// dial that resumes is refused with retry and falls back to the next
+// handshake down, transparently; the session is then renewed.
+func TestResumedDialAfterDestinationRenewal(t *testing.T) {
+	c := newCluster(t, true)
+	c.build("a-b")
+	c.waitRoute("a", "b", 1)
+	a, b := c.nodes["a"], c.nodes["b"]
+	dial := func() bool {
+		t.Helper()
+		conn, err := a.Dial(ctxT(t, 10*time.Second), "b", EchoService)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := conn.Write([]byte("p")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(conn, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		return resumed(conn)
+	}
+	if r1, r2, r3 := dial(), dial(), dial(); r1 || r2 || !r3 {
+		t.Fatalf("resumed: %v %v %v, want only the third", r1, r2, r3)
+	}
+	id, err := c.ca.Issue("b", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetIdentity(id); err != nil {
+		t.Fatal(err)
+	}
+	if dial() {
+		t.Fatal("resumed a session of b's old keys")
+	}
+	if r1, r2 := dial(), dial(); r1 || !r2 {
+		t.Fatalf("after renewal resumed: %v %v, want a one-message open then a resumed one", r1, r2)
+	}
+}
