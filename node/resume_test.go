@@ -13,6 +13,18 @@ import (
 // resumed reports whether a circuit resumed a session.
 func resumed(c io.ReadWriteCloser) bool { return c.(interface{ Resumed() bool }).Resumed() }
 
+// echoByte sends one byte on a circuit to the echo service and reads it
+// back.
+func echoByte(t *testing.T, conn io.ReadWriter) {
+	t.Helper()
+	if _, err := conn.Write([]byte("p")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(conn, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A relay that recorded a resumed open's first flight replays it: refused
 // (retry, the replay register), and the early data is delivered once.
 func TestSealedRelayReplaysResumedFirstFlight(t *testing.T) { replayFirstFlight(t, true) }
@@ -23,15 +35,7 @@ func TestSealedRelayReplaysResumedFirstFlight(t *testing.T) { replayFirstFlight(
 // key. b refuses both, its service sees nothing, and a's session still
 // works.
 func TestResumedSessionOfAnotherPairRefused(t *testing.T) {
-	up := &spy{}
-	c, _ := maliciousLine(t, up)
-	got := make(chan string, 4)
-	serve(t, c.nodes["b"], "svc", func(conn io.ReadWriteCloser) {
-		b := make([]byte, 64)
-		n, _ := conn.Read(b)
-		got <- string(b[:n])
-		conn.Write([]byte("ok"))
-	})
+	c, up, got := spiedLine(t)
 	a, m := c.nodes["a"], c.nodes["m"]
 	for _, n := range []*Node{a, a, m, m} { // full, then one-message: a session each
 		if err := roundTrip(t, n, "b", EchoService, []byte("x")); err != nil {
@@ -106,12 +110,7 @@ func TestResumedDialAfterDestinationRenewal(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		if _, err := conn.Write([]byte("p")); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.ReadFull(conn, make([]byte, 1)); err != nil {
-			t.Fatal(err)
-		}
+		echoByte(t, conn)
 		return resumed(conn)
 	}
 	if r1, r2, r3 := dial(), dial(), dial(); r1 || r2 || !r3 {

@@ -287,18 +287,25 @@ func TestSealedImpostorDestination(t *testing.T) {
 // a second time.
 func TestSealedRelayReplaysFirstFlight(t *testing.T) { replayFirstFlight(t, false) }
 
-// replayFirstFlight: a one-message open, or with resumed one that resumes
-// the session a one-message open gave.
-func replayFirstFlight(t *testing.T, resumed bool) {
-	up := &spy{}
-	c, _ := maliciousLine(t, up)
-	got := make(chan string, 4)
+// spiedLine is maliciousLine with, at b, a service "svc" that reports the
+// first read of each circuit on got and answers "ok".
+func spiedLine(t *testing.T) (c *cluster, up *spy, got chan string) {
+	up = &spy{}
+	c, _ = maliciousLine(t, up)
+	got = make(chan string, 4)
 	serve(t, c.nodes["b"], "svc", func(conn io.ReadWriteCloser) {
 		b := make([]byte, 64)
 		n, _ := conn.Read(b)
 		got <- string(b[:n])
 		conn.Write([]byte("ok"))
 	})
+	return c, up, got
+}
+
+// replayFirstFlight: a one-message open, or with resumed one that resumes
+// the session a one-message open gave.
+func replayFirstFlight(t *testing.T, resumed bool) {
+	c, up, got := spiedLine(t)
 	a := c.nodes["a"]
 	// The first circuit learns b's key (full handshake); the second is a
 	// one-message open, which gets a session to resume.
@@ -388,12 +395,7 @@ func TestSealedEarlyDialCachesKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := conn.Write([]byte("p")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(conn, make([]byte, 1)); err != nil {
-		t.Fatal(err)
-	}
+	echoByte(t, conn)
 	rec, ok := a.keyBook.LookupKey("b")
 	if !ok || rec.Key != c.nodes["b"].seal.Load().Record().Key {
 		t.Fatalf("after an early circuit a holds b's key: %v", ok)

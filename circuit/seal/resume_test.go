@@ -30,6 +30,19 @@ func open(t *testing.T, src, d *Keys, peer *KeyRecord, early string) (*Responder
 	return r, nil
 }
 
+// resumedPair is s and d after one one-message handshake: s holds a
+// session with d.
+func resumedPair(t *testing.T) (m *mesh, s, d *Keys, rec KeyRecord) {
+	t.Helper()
+	m = newMesh(t, "s", "d")
+	s, d = m.keys["s"], m.keys["d"]
+	rec = d.Record()
+	if _, err := open(t, s, d, &rec, ""); err != nil {
+		t.Fatal(err)
+	}
+	return m, s, d, rec
+}
+
 // After one one-message handshake the source holds a session ticket and
 // the next circuits resume it: early data arrives, the destination knows
 // the source's name, record and groups without its certificate, and each
@@ -131,12 +144,7 @@ func TestResumeThirdNodeRefused(t *testing.T) {
 // A replayed resumed first message is refused with ErrReplay (wrapped in
 // ErrRetry), so its early data is delivered once.
 func TestResumeReplayRefused(t *testing.T) {
-	m := newMesh(t, "s", "d")
-	s, d := m.keys["s"], m.keys["d"]
-	rec := d.Record()
-	if _, err := open(t, s, d, &rec, ""); err != nil {
-		t.Fatal(err)
-	}
+	_, s, d, rec := resumedPair(t)
 	pro := Prologue("d", "s", "svc")
 	now := time.Now()
 	strikes := NewStrikes(0, 0, now.Add(-time.Second))
@@ -159,12 +167,7 @@ func TestResumeReplayRefused(t *testing.T) {
 // which the source drops it and the next one-message handshake gives a new
 // one; the source itself stops using a ticket at its lifetime.
 func TestResumeExpiryAndRefresh(t *testing.T) {
-	m := newMesh(t, "s", "d")
-	s, d := m.keys["s"], m.keys["d"]
-	rec := d.Record()
-	if _, err := open(t, s, d, &rec, ""); err != nil {
-		t.Fatal(err)
-	}
+	_, s, d, rec := resumedPair(t)
 	pro := Prologue("d", "s", "svc")
 	later := time.Now().Add(SessionLifetime + time.Second)
 	ini, _ := s.Initiate(pro, "d", &rec)
@@ -195,12 +198,7 @@ func TestResumeExpiryAndRefresh(t *testing.T) {
 // the source proved last: once s comes back with a new certificate, the
 // sessions of the old one are refused.
 func TestResumeDroppedOnNewCertificate(t *testing.T) {
-	m := newMesh(t, "s", "d")
-	s, d := m.keys["s"], m.keys["d"]
-	rec := d.Record()
-	if _, err := open(t, s, d, &rec, ""); err != nil {
-		t.Fatal(err)
-	}
+	m, s, d, rec := resumedPair(t)
 	pro := Prologue("d", "s", "svc")
 	now := time.Now()
 	ini, _ := s.Initiate(pro, "d", &rec)

@@ -245,27 +245,7 @@ func FuzzRespond(f *testing.F) {
 
 // BenchmarkHandshakeIK is one one-message open: both ends' work.
 // go test -run '^$' -bench Handshake ./circuit/seal/
-func BenchmarkHandshakeIK(b *testing.B) {
-	m := newMesh(b, "s", "d")
-	rec := m.keys["d"].Record()
-	strikes := NewStrikes(1<<20, time.Hour, time.Now().Add(-time.Second))
-	pro := Prologue("d", "s", "svc")
-	b.ReportAllocs()
-	for b.Loop() {
-		m.keys["s"].ForgetSession("d") // a one-message handshake, not a resumed one
-		now := time.Now()
-		ini, _ := m.keys["s"].Initiate(pro, "d", &rec)
-		m1, _ := ini.First(nil, []byte("x"), now)
-		r, err := m.keys["d"].Respond(pro, m1[2:], "s", strikes, now)
-		if err != nil {
-			b.Fatal(err)
-		}
-		m2, _, _ := r.Reply(nil, now)
-		if _, _, err := ini.Finish(m2[2:], nil, now); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
+func BenchmarkHandshakeIK(b *testing.B) { benchmarkHandshake(b, false) }
 
 // Nobody without the keys makes a record that opens.
 func FuzzOpenRecord(f *testing.F) {
@@ -331,22 +311,27 @@ func TestEphemeralKeysNeverRepeat(t *testing.T) {
 }
 
 // BenchmarkHandshakeResumed is one resumed open: both ends' work.
-func BenchmarkHandshakeResumed(b *testing.B) {
+func BenchmarkHandshakeResumed(b *testing.B) { benchmarkHandshake(b, true) }
+
+func benchmarkHandshake(b *testing.B, resumed bool) {
 	m := newMesh(b, "s", "d")
 	rec := m.keys["d"].Record()
 	strikes := NewStrikes(1<<20, time.Hour, time.Now().Add(-time.Second))
 	pro := Prologue("d", "s", "svc")
+	m.keys["d"].life = time.Hour
 	if _, _, _, err := handshake(b, m.keys["s"], m.keys["d"], "d", &rec, nil); err != nil {
 		b.Fatal(err)
 	}
-	m.keys["s"].life = time.Hour
 	b.ReportAllocs()
 	for b.Loop() {
-		if !m.keys["s"].Resumable("d") {
-			b.Fatal("no session to resume")
+		if !resumed {
+			m.keys["s"].ForgetSession("d")
 		}
 		now := time.Now()
 		ini, _ := m.keys["s"].Initiate(pro, "d", &rec)
+		if ini.Resumed() != resumed {
+			b.Fatalf("resumed %v, want %v", ini.Resumed(), resumed)
+		}
 		m1, _ := ini.First(nil, []byte("x"), now)
 		r, err := m.keys["d"].Respond(pro, m1[2:], "s", strikes, now)
 		if err != nil {
