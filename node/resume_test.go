@@ -130,3 +130,39 @@ func TestResumedDialAfterDestinationRenewal(t *testing.T) {
 		t.Fatalf("after renewal resumed: %v %v, want a one-message open then a resumed one", r1, r2)
 	}
 }
+
+// A node whose route is lost (it may be restarting, which drops the
+// sessions it issued) loses its sessions at the source too: the next
+// circuit takes a one-message handshake instead of a refused resumption.
+func TestSessionForgottenWhenRouteLost(t *testing.T) {
+	c := newCluster(t, true)
+	c.build("a-b", "b-c")
+	c.waitRoute("a", "c", 2)
+	a := c.nodes["a"]
+	for range 2 {
+		if err := roundTrip(t, a, "c", EchoService, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !a.seal.Load().Resumable("c") {
+		t.Fatal("a holds no session with c")
+	}
+	events, cancel, err := a.Subscribe(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	c.nodes["b"].link("c").Close("test cuts b-c")
+	deadline := time.After(10 * time.Second)
+	for lost := false; !lost; {
+		select {
+		case ev := <-events:
+			lost = ev.Kind == PeerDown && ev.Peer == "c"
+		case <-deadline:
+			t.Fatal("a did not lose its route to c")
+		}
+	}
+	if a.seal.Load().Resumable("c") {
+		t.Fatal("a kept its session with c after losing the route")
+	}
+}
