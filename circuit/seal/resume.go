@@ -304,5 +304,9 @@ func (k *Keys) Resumable(dest string) bool {
 	k.tickets.mu.Lock()
 	defer k.tickets.mu.Unlock()
 	e, ok := k.tickets.m[dest]
-	return ok && k.now().Before(e.Value.(*ticketEntry).t.expiry)
+	if !ok {
+		return false
+	}
+	t, now := e.Value.(*ticketEntry).t, k.now()
+	return now.Before(t.expiry) && t.opens < SessionMaxOpens && t.peer.Valid(now)
 }

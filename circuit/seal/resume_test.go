@@ -272,3 +272,27 @@ func FuzzParseTicket(f *testing.F) {
 		}
 	})
 }
+
+// A session opens at most SessionMaxOpens circuits, counted at both ends.
+func TestResumeCountLimit(t *testing.T) {
+	_, s, d, rec := resumedPair(t)
+	pro := Prologue("d", "s", "svc")
+	now := time.Now()
+	d.sessions.lru.Front().Value.(*resumable).opens = SessionMaxOpens
+	ini, _ := s.Initiate(pro, "d", &rec)
+	m1, _ := ini.First(nil, nil, now)
+	if _, err := d.Respond(pro, m1[2:], "s", NewStrikes(0, 0, now.Add(-time.Second)), now); !errors.Is(err, ErrRetry) {
+		t.Fatalf("used-up session at the destination: %v, want ErrRetry", err)
+	}
+	ini.Refused()
+	if _, err := open(t, s, d, &rec, ""); err != nil { // a new session
+		t.Fatal(err)
+	}
+	s.tickets.m["d"].Value.(*ticketEntry).t.opens = SessionMaxOpens
+	if s.Resumable("d") {
+		t.Fatal("used-up session resumable at the source")
+	}
+	if ini, _ := s.Initiate(pro, "d", &rec); ini.Resumed() {
+		t.Fatal("the source resumed a used-up session")
+	}
+}
