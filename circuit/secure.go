@@ -69,7 +69,7 @@ type secure struct {
 	sess   *seal.Session
 
 	// At the destination: the source resumed a session.
-	resumed bool
+	sessionResumed bool
 
 	// Read side, under Conn.readMu.
 	rd    msgReader
@@ -214,17 +214,17 @@ func (c *Conn) PeerRecord() *seal.KeyRecord {
 // Sealed reports whether the circuit's payload is end-to-end sealed.
 func (c *Conn) Sealed() bool { return c.sec != nil }
 
-// Resumed reports whether a sealed circuit opened by resuming a session
-// between its two ends (seal's NNpsk0 handshake) rather than with the
-// ends' static keys.
-func (c *Conn) Resumed() bool {
+// SessionResumed reports whether a sealed circuit opened by resuming an
+// end-to-end session between its two ends (a seal session ticket, no DH)
+// rather than with the ends' static keys.
+func (c *Conn) SessionResumed() bool {
 	switch {
 	case c.sec == nil:
 		return false
 	case c.sec.ini != nil:
 		return c.sec.ini.Resumed()
 	default:
-		return c.sec.resumed
+		return c.sec.sessionResumed
 	}
 }
 
@@ -361,7 +361,7 @@ func AcceptSecure(s links.Stream, o *Open, local Addr, r *seal.Responder) (*Conn
 		}
 	}
 	c := newConn(s, local, Addr{o.Source, o.Service}, o.Path)
-	c.sec = &secure{sess: sess, resumed: r.Resumed()}
+	c.sec = &secure{sess: sess, sessionResumed: r.Resumed()}
 	c.sec.done.Store(true)
 	c.sec.rd.pool = true
 	if e := r.Early(); len(e) > 0 {

@@ -113,9 +113,9 @@ func makeSealedPipe(k *sealKeys, p *testPath, full, early, resumed bool) nettest
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		if c.dest.Resumed() != resumed || c.caller.Resumed() != resumed {
+		if c.dest.SessionResumed() != resumed || c.caller.SessionResumed() != resumed {
 			c.stop()
-			return nil, nil, nil, fmt.Errorf("circuit resumed: source %v, destination %v; want %v", c.caller.Resumed(), c.dest.Resumed(), resumed)
+			return nil, nil, nil, fmt.Errorf("circuit resumed: source %v, destination %v; want %v", c.caller.SessionResumed(), c.dest.SessionResumed(), resumed)
 		}
 		return c.caller, c.dest, c.stop, nil
 	}

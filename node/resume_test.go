@@ -11,7 +11,9 @@ import (
 )
 
 // resumed reports whether a circuit resumed a session.
-func resumed(c io.ReadWriteCloser) bool { return c.(interface{ Resumed() bool }).Resumed() }
+func resumed(c io.ReadWriteCloser) bool {
+	return c.(interface{ SessionResumed() bool }).SessionResumed()
+}
 
 // echoByte sends one byte on a circuit to the echo service and reads it
 // back.

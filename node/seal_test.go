@@ -328,7 +328,7 @@ func replayFirstFlight(t *testing.T, resumed bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := conn.(interface{ Resumed() bool }).Resumed(); r != resumed {
+	if r := conn.(interface{ SessionResumed() bool }).SessionResumed(); r != resumed {
 		t.Fatalf("circuit resumed %v, want %v", r, resumed)
 	}
 	if _, err := conn.Write([]byte("transfer 100 to m")); err != nil {
