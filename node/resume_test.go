@@ -149,22 +149,29 @@ func TestSessionForgottenWhenRouteLost(t *testing.T) {
 	if !a.seal.Load().Resumable("c") {
 		t.Fatal("a holds no session with c")
 	}
-	events, cancel, err := a.Subscribe(64)
+	cutAndLose(t, c, "a", "b", "c")
+	if a.seal.Load().Resumable("c") {
+		t.Fatal("a kept its session with c after losing the route")
+	}
+}
+
+// cutAndLose closes the link between via and lost and waits until from
+// loses its route to lost (its PeerDown event).
+func cutAndLose(t *testing.T, c *cluster, from, via, lost string) {
+	t.Helper()
+	events, cancel, err := c.nodes[from].Subscribe(64)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cancel()
-	c.nodes["b"].link("c").Close("test cuts b-c")
+	c.nodes[via].link(lost).Close("test cuts " + via + "-" + lost)
 	deadline := time.After(10 * time.Second)
-	for lost := false; !lost; {
+	for gone := false; !gone; {
 		select {
 		case ev := <-events:
-			lost = ev.Kind == PeerDown && ev.Peer == "c"
+			gone = ev.Kind == PeerDown && ev.Peer == lost
 		case <-deadline:
-			t.Fatal("a did not lose its route to c")
+			t.Fatalf("%s did not lose its route to %s", from, lost)
 		}
-	}
-	if a.seal.Load().Resumable("c") {
-		t.Fatal("a kept its session with c after losing the route")
 	}
 }
