@@ -35,7 +35,9 @@ type Security struct {
 	Peer *seal.KeyRecord
 	// OnRetry, when set, is called when the destination refuses the
 	// one-message handshake with code Retry (e.g. to forget Peer); on a
-	// DialEarlySecure conn that refusal surfaces from Read or Write.
+	// DialEarlySecure conn that refusal surfaces from Read or Write. A
+	// refused resumed handshake does not call it: its session is dropped
+	// instead (seal.Initiator.Refused) and Peer stays good.
 	OnRetry func()
 	// OnPeer, when set, is called with the destination's verified key
 	// record once the handshake completed (e.g. to cache it).
@@ -65,6 +67,9 @@ type secure struct {
 	done   atomic.Bool
 	err    error // sticky handshake failure
 	sess   *seal.Session
+
+	// At the destination: the source resumed a session.
+	sessionResumed bool
 
 	// Read side, under Conn.readMu.
 	rd    msgReader
@@ -209,6 +214,20 @@ func (c *Conn) PeerRecord() *seal.KeyRecord {
 // Sealed reports whether the circuit's payload is end-to-end sealed.
 func (c *Conn) Sealed() bool { return c.sec != nil }
 
+// SessionResumed reports whether a sealed circuit opened by resuming an
+// end-to-end session between its two ends (a seal session ticket, no DH)
+// rather than with the ends' static keys.
+func (c *Conn) SessionResumed() bool {
+	switch {
+	case c.sec == nil:
+		return false
+	case c.sec.ini != nil:
+		return c.sec.ini.Resumed()
+	default:
+		return c.sec.sessionResumed
+	}
+}
+
 // firstFlightLocked sends the open header and first handshake message, with
 // as much of early as the handshake allows, and returns how much of early
 // it carried. sec.mu held.
@@ -274,7 +293,7 @@ func (c *Conn) awaitHandshake() error {
 		c.sec.result = nil
 		if err := c.takeResult(body, err); err != nil {
 			c.sec.err = err
-			if IsRetry(err) && c.sec.retry != nil {
+			if IsRetry(err) && !c.sec.ini.Refused() && c.sec.retry != nil {
 				c.sec.retry()
 			}
 			return err
@@ -342,7 +361,7 @@ func AcceptSecure(s links.Stream, o *Open, local Addr, r *seal.Responder) (*Conn
 		}
 	}
 	c := newConn(s, local, Addr{o.Source, o.Service}, o.Path)
-	c.sec = &secure{sess: sess}
+	c.sec = &secure{sess: sess, sessionResumed: r.Resumed()}
 	c.sec.done.Store(true)
 	c.sec.rd.pool = true
 	if e := r.Early(); len(e) > 0 {

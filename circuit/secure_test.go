@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -64,13 +65,20 @@ func (k *sealKeys) accept(s links.Stream, o *Open) (*Conn, error) {
 }
 
 // dial returns a dialler of sealed circuits: IK unless full, early or not.
-func (k *sealKeys) dial(o *Open, full, early bool) func(context.Context, links.Stream) (*Conn, error) {
+// With resumed, it resumes the session an IK open gave (and fails if it
+// cannot); otherwise it never does.
+func (k *sealKeys) dial(o *Open, full, early, resumed bool) func(context.Context, links.Stream) (*Conn, error) {
 	sec := Security{Keys: k.s}
 	if !full {
 		rec := k.d.Record()
 		sec.Peer = &rec
 	}
 	return func(ctx context.Context, s links.Stream) (*Conn, error) {
+		if !resumed {
+			k.s.ForgetSession("d")
+		} else if !k.s.Resumable("d") {
+			return nil, errors.New("no session to resume")
+		}
 		local := Addr{Node: "s", Service: o.Service}
 		if !early {
 			return DialSecure(ctx, s, o, local, sec)
@@ -84,11 +92,30 @@ func (k *sealKeys) dial(o *Open, full, early bool) func(context.Context, links.S
 }
 
 func sealedPipe(t *testing.T, p *testPath, full, early bool) nettest.MakePipe {
+	return makeSealedPipe(newSealKeys(t), p, full, early, false)
+}
+
+// resumedPipe makes circuits that resume the session of a first IK open.
+func resumedPipe(t *testing.T, p *testPath, early bool) nettest.MakePipe {
+	t.Helper()
 	k := newSealKeys(t)
+	c, err := p.connectWith(basicOpen(), k.accept, k.dial(basicOpen(), false, false, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.stop()
+	return makeSealedPipe(k, p, false, early, true)
+}
+
+func makeSealedPipe(k *sealKeys, p *testPath, full, early, resumed bool) nettest.MakePipe {
 	return func() (c1, c2 net.Conn, stop func(), err error) {
-		c, err := p.connectWith(basicOpen(), k.accept, k.dial(basicOpen(), full, early))
+		c, err := p.connectWith(basicOpen(), k.accept, k.dial(basicOpen(), full, early, resumed))
 		if err != nil {
 			return nil, nil, nil, err
+		}
+		if c.dest.SessionResumed() != resumed || c.caller.SessionResumed() != resumed {
+			c.stop()
+			return nil, nil, nil, fmt.Errorf("circuit resumed: source %v, destination %v; want %v", c.caller.SessionResumed(), c.dest.SessionResumed(), resumed)
 		}
 		return c.caller, c.dest, c.stop, nil
 	}
@@ -106,6 +133,19 @@ func TestNettestSealedRelayed(t *testing.T) {
 
 func TestNettestSealedEarlyRelayed(t *testing.T) {
 	nettest.TestConn(t, sealedPipe(t, newPath(t, 1, nil), false, true))
+}
+
+// Circuits that resume a session (no static-key DH) pass it too.
+func TestNettestSealedResumedDirect(t *testing.T) {
+	nettest.TestConn(t, resumedPipe(t, newPath(t, 0, nil), false))
+}
+
+func TestNettestSealedResumedRelayed(t *testing.T) {
+	nettest.TestConn(t, resumedPipe(t, newPath(t, 1, nil), false))
+}
+
+func TestNettestSealedResumedEarlyRelayed(t *testing.T) {
+	nettest.TestConn(t, resumedPipe(t, newPath(t, 1, nil), true))
 }
 
 func TestNettestSealedFullRelayed(t *testing.T) {
@@ -137,7 +177,7 @@ func TestSealedRelaySeesOnlyCiphertext(t *testing.T) {
 		return in, rec
 	}
 	k := newSealKeys(t)
-	c, err := p.connectWith(basicOpen(), k.accept, k.dial(basicOpen(), false, true))
+	c, err := p.connectWith(basicOpen(), k.accept, k.dial(basicOpen(), false, true, false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +282,7 @@ func TestSealedRelayAttacks(t *testing.T) {
 				return in, &mangler{Stream: out, edit: edit}
 			}
 			k := newSealKeys(t)
-			c, err := p.connectWith(basicOpen(), k.accept, k.dial(basicOpen(), false, false))
+			c, err := p.connectWith(basicOpen(), k.accept, k.dial(basicOpen(), false, false, false))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -282,7 +322,7 @@ func TestSealedForgedSource(t *testing.T) {
 			acceptErr = err
 			return c, err
 		}
-		_, err := p.connectWith(basicOpen(), dest, k.dial(basicOpen(), full, false))
+		_, err := p.connectWith(basicOpen(), dest, k.dial(basicOpen(), full, false, false))
 		if err == nil {
 			t.Fatalf("full=%v: circuit with a forged source connected", full)
 		}
@@ -351,7 +391,7 @@ func TestSealedCloseRacingCloseFirstWins(t *testing.T) {
 	p := newPath(t, 1, nil)
 	k := newSealKeys(t)
 	g := &gatedStream{entered: make(chan struct{}), release: make(chan struct{})}
-	dial := k.dial(basicOpen(), false, false)
+	dial := k.dial(basicOpen(), false, false, false)
 	c, err := p.connectWith(basicOpen(), k.accept, func(ctx context.Context, s links.Stream) (*Conn, error) {
 		g.Stream = s
 		return dial(ctx, g)

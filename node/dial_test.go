@@ -42,21 +42,7 @@ func TestDialWaitsForALostRouteToComeBack(t *testing.T) {
 	c.build("a-b", "b-c")
 	c.waitRoute("a", "c", 2)
 	a := c.nodes["a"]
-	events, cancel, err := a.Subscribe(64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cancel()
-	c.nodes["b"].link("c").Close("test cuts b-c")
-	deadline := time.After(10 * time.Second)
-	for lost := false; !lost; {
-		select {
-		case ev := <-events:
-			lost = ev.Kind == PeerDown && ev.Peer == "c"
-		case <-deadline:
-			t.Fatal("a did not lose its route to c")
-		}
-	}
+	cutAndLose(t, c, "a", "b", "c")
 	if !a.recentlyKnown("c") {
 		t.Fatal("a forgot c at once; the lost route should stay known")
 	}
@@ -64,7 +50,7 @@ func TestDialWaitsForALostRouteToComeBack(t *testing.T) {
 	// The route does not come back: the dial waits until its deadline.
 	const wait = 300 * time.Millisecond
 	start := time.Now()
-	_, err = a.Dial(ctxT(t, wait), "c", EchoService)
+	_, err := a.Dial(ctxT(t, wait), "c", EchoService)
 	if !errors.Is(err, circuit.ErrNoRoute) {
 		t.Fatalf("dial while c is unreachable: %v, want no route", err)
 	}

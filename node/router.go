@@ -158,6 +158,10 @@ func (r *router) flushLocked() {
 			kind = PeerUp
 		case routing.PeerDown:
 			kind = PeerDown
+			// It may be restarting, which drops the sessions it issued:
+			// the next circuit to it takes a one-message handshake rather
+			// than a refused resumption.
+			r.n.seal.Load().ForgetSession(ev.Dest)
 		default:
 			r.n.log.Debug("next hop changed", "peer", ev.Dest, "next_hop", ev.Route.NextHop, "cost", ev.Route.Metric)
 			continue

@@ -141,25 +141,30 @@ func (n *Node) awaitKey(ctx context.Context, o *circuit.Open) (done func(), err 
 	}
 }
 
-// openSealed opens a sealed circuit on s, with the one-message handshake
-// when the destination's key is known. A destination that cannot take it
-// (stale key, replay register) refuses with code Retry: the key is
-// forgotten and, for a Dial, the open is made again in full on a new
-// stream of l.
+// openSealed opens a sealed circuit on s: resuming the session with the
+// destination when the node holds one, else with the one-message handshake
+// when the destination's key is known, else with the full one. A
+// destination that cannot take the first two (session unknown or expired,
+// stale key, replay register) refuses with code Retry: the session or the
+// key is forgotten and, for a Dial, the open is made again on a new stream
+// of l with the next handshake down (at most twice).
 func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *circuit.Open, opt DialOptions) (*circuit.Conn, error) {
 	local := circuit.Addr{Node: n.cfg.Name, Service: o.Service}
-	sec := circuit.Security{Keys: n.seal.Load(), OnPeer: n.keyBook.store}
+	sec := circuit.Security{Keys: n.seal.Load(), OnPeer: n.keyBook.store,
+		OnRetry: func() { n.keyBook.forget(o.Dest) }}
 	if r, ok := n.keyBook.LookupKey(o.Dest); ok {
 		sec.Peer = r
 	}
 	if opt.Early {
-		sec.OnRetry = func() { n.keyBook.forget(o.Dest) }
 		return circuit.DialEarlySecure(s, o, local, sec)
 	}
+	resumed := sec.Keys.Resumable(o.Dest)
 	c, err := circuit.DialSecure(ctx, s, o, local, sec)
-	if err != nil && sec.Peer != nil && errIsRetry(err) {
-		n.keyBook.forget(o.Dest)
-		sec.Peer = nil
+	for try := 0; try < 2 && err != nil && errIsRetry(err); try++ {
+		if !resumed {
+			sec.Peer = nil // refused: the key (which Config.Keys may still give)
+		}
+		resumed = sec.Keys.Resumable(o.Dest)
 		if s, err = l.OpenStream(ctx); err != nil {
 			return nil, fmt.Errorf("open stream to %s: %w", l.Peer(), err)
 		}

@@ -285,21 +285,38 @@ func TestSealedImpostorDestination(t *testing.T) {
 // and early data) replays it to the destination on a new stream: the
 // destination refuses it (retry) and its service never sees the early data
 // a second time.
-func TestSealedRelayReplaysFirstFlight(t *testing.T) {
-	up := &spy{}
-	c, _ := maliciousLine(t, up)
-	got := make(chan string, 4)
+func TestSealedRelayReplaysFirstFlight(t *testing.T) { replayFirstFlight(t, false) }
+
+// spiedLine is maliciousLine with, at b, a service "svc" that reports the
+// first read of each circuit on got and answers "ok".
+func spiedLine(t *testing.T) (c *cluster, up *spy, got chan string) {
+	up = &spy{}
+	c, _ = maliciousLine(t, up)
+	got = make(chan string, 4)
 	serve(t, c.nodes["b"], "svc", func(conn io.ReadWriteCloser) {
 		b := make([]byte, 64)
 		n, _ := conn.Read(b)
 		got <- string(b[:n])
 		conn.Write([]byte("ok"))
 	})
+	return c, up, got
+}
+
+// replayFirstFlight: a one-message open, or with resumed one that resumes
+// the session a one-message open gave.
+func replayFirstFlight(t *testing.T, resumed bool) {
+	c, up, got := spiedLine(t)
 	a := c.nodes["a"]
 	// The first circuit learns b's key (full handshake); the second is a
-	// one-message open with early data.
-	if err := roundTrip(t, a, "b", EchoService, []byte("x")); err != nil {
-		t.Fatal(err)
+	// one-message open, which gets a session to resume.
+	warmup := 1
+	if resumed {
+		warmup = 2
+	}
+	for range warmup {
+		if err := roundTrip(t, a, "b", EchoService, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, ok := a.keyBook.LookupKey("b"); !ok {
 		t.Fatal("a did not cache b's key record after the first circuit")
@@ -310,6 +327,9 @@ func TestSealedRelayReplaysFirstFlight(t *testing.T) {
 	conn, err := a.DialWith(ctxT(t, 10*time.Second), "b", "svc", DialOptions{Early: true})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if r := conn.(interface{ SessionResumed() bool }).SessionResumed(); r != resumed {
+		t.Fatalf("circuit resumed %v, want %v", r, resumed)
 	}
 	if _, err := conn.Write([]byte("transfer 100 to m")); err != nil {
 		t.Fatal(err)
@@ -330,20 +350,7 @@ func TestSealedRelayReplaysFirstFlight(t *testing.T) {
 	if bytes.Contains(first, []byte("transfer")) {
 		t.Fatal("early data crossed the relay in the clear")
 	}
-	s, err := c.nodes["m"].link("b").OpenStream(ctxT(t, 5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Reset(circuit.CloseCancelled)
-	o := &circuit.Open{Dest: "b", Source: "a", Service: "svc", Hop: 1, HopLimit: 15, Flags: circuit.FlagEarly | circuit.FlagSealed}
-	hdr, _ := o.AppendTo(nil)
-	if _, err := s.Write(append(hdr, first...)); err != nil {
-		t.Fatal(err)
-	}
-	res, err := circuit.ReadResult(s, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := sendForged(t, c.nodes["m"], "a", first)
 	if res.Code != circuit.Retry {
 		t.Fatalf("replayed first flight: result %v (%s), want retry", res.Code, res.Reason)
 	}
@@ -352,6 +359,28 @@ func TestSealedRelayReplaysFirstFlight(t *testing.T) {
 		t.Fatalf("the service received the replayed early data %q", s)
 	default:
 	}
+}
+
+// sendForged opens a stream from m to b at hop 1 with an open header
+// claiming source and service svc, followed by first (a framed handshake
+// message), and returns b's answer.
+func sendForged(t *testing.T, m *Node, source string, first []byte) *circuit.Result {
+	t.Helper()
+	s, err := m.link("b").OpenStream(ctxT(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Reset(circuit.CloseCancelled)
+	o := &circuit.Open{Dest: "b", Source: source, Service: "svc", Hop: 1, HopLimit: 15, Flags: circuit.FlagEarly | circuit.FlagSealed}
+	hdr, _ := o.AppendTo(nil)
+	if _, err := s.Write(append(hdr, first...)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := circuit.ReadResult(s, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
 
 // Early dials learn the destination's key too: after one early circuit the
@@ -366,12 +395,7 @@ func TestSealedEarlyDialCachesKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := conn.Write([]byte("p")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(conn, make([]byte, 1)); err != nil {
-		t.Fatal(err)
-	}
+	echoByte(t, conn)
 	rec, ok := a.keyBook.LookupKey("b")
 	if !ok || rec.Key != c.nodes["b"].seal.Load().Record().Key {
 		t.Fatalf("after an early circuit a holds b's key: %v", ok)

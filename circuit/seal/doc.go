@@ -14,6 +14,13 @@
 //     identity comes back in the second message and the source's identity
 //     goes in a third one, after which the source caches the verified
 //     destination record so that later circuits use IK.
+//   - Resumed (patternResume, Noise NNpsk0 without ee) when the source holds
+//     a session ticket the destination issued in an IK reply: one message
+//     each way, keyed by the ticket's pre-shared key, with no DH and no
+//     identity to verify; the destination honours a ticket only for the
+//     source it authenticated when issuing it, for SessionLifetime and
+//     SessionMaxOpens circuits (bounded tables, least recently used
+//     dropped).
 //
 // A node's static X25519 key is derived from its certificate's Ed25519 key,
 // and a KeyRecord {mesh, node, X25519 key, expiry} signed by that Ed25519

@@ -11,8 +11,9 @@ import (
 
 // Handshake modes, the first byte of the first message.
 const (
-	modeIK = 1
-	modeXX = 2
+	modeIK     = 1
+	modeXX     = 2
+	modeResume = 3 // followed by the ticket id, then Noise NNpsk0
 )
 
 // MaxMessage bounds one handshake message (the u16 length prefix's range).
@@ -48,10 +49,12 @@ func (k *Keys) appendIdentity(b []byte, now time.Time, early []byte) []byte {
 }
 
 type peerIdentity struct {
-	rec    *KeyRecord
-	groups []string
-	ts     time.Time
-	early  []byte
+	rec        *KeyRecord
+	groups     []string
+	certKey    [32]byte  // the verified certificate and record
+	certExpiry time.Time // the certificate's NotAfter
+	ts         time.Time
+	early      []byte
 }
 
 // verifyIdentity checks an identity payload: the certificate chains to the
@@ -98,7 +101,7 @@ func (k *Keys) verifyIdentity(p []byte, want string, static []byte, now time.Tim
 	}
 	k.dh.allow(rec.Key)
 	ts := time.Unix(0, int64(binary.BigEndian.Uint64(p)))
-	return peerIdentity{rec: rec, groups: peer.Groups, ts: ts, early: p[8:]}, nil
+	return peerIdentity{rec: rec, groups: peer.Groups, certKey: ck, certExpiry: peer.Cert.NotAfter, ts: ts, early: p[8:]}, nil
 }
 
 func (k *Keys) handshake(pattern noise.HandshakePattern, initiator bool, prologue, peer []byte) (*noise.HandshakeState, error) {
@@ -122,12 +125,20 @@ type Initiator struct {
 	mode byte
 	dest string
 	peer *KeyRecord
+	t    *ticket // the session resumed (modeResume)
 }
 
-// Initiate starts a handshake toward dest. With peer (dest's verified key
-// record, valid now) it is IK, else XX.
+// Initiate starts a handshake toward dest. With a session ticket from dest
+// still valid it resumes that session (patternResume); else with peer (dest's
+// verified key record, valid now) it is IK, else XX.
 func (k *Keys) Initiate(prologue []byte, dest string, peer *KeyRecord) (*Initiator, error) {
 	i := &Initiator{k: k, dest: dest, mode: modeXX}
+	if t := k.tickets.take(dest, k.now()); t != nil {
+		i.mode, i.t, i.peer = modeResume, t, t.peer
+		var err error
+		i.hs, err = k.resumeHandshake(true, prologue, t.id, t.psk[:])
+		return i, err
+	}
 	pattern, pk := noise.HandshakeXX, []byte(nil)
 	if peer != nil {
 		i.mode, i.peer, pattern, pk = modeIK, peer, noise.HandshakeIK, peer.Key[:]
@@ -141,6 +152,20 @@ func (k *Keys) Initiate(prologue []byte, dest string, peer *KeyRecord) (*Initiat
 // Full reports whether this is the full (XX) handshake.
 func (i *Initiator) Full() bool { return i.mode == modeXX }
 
+// Resumed reports whether this handshake resumes a session (patternResume).
+func (i *Initiator) Resumed() bool { return i.mode == modeResume }
+
+// Refused is for a handshake the destination refused with Retry: a
+// resumed one drops its session ticket, so that the next circuit takes
+// the one-message handshake. It reports whether the handshake was
+// resumed; if not, the destination's key record is what it refused.
+func (i *Initiator) Refused() bool {
+	if i.t != nil {
+		i.k.tickets.drop(i.dest, i.t)
+	}
+	return i.t != nil
+}
+
 // First appends the framed first message to b. In IK it carries the
 // source's identity and early (at most MaxEarly bytes); XX carries none.
 func (i *Initiator) First(b, early []byte, now time.Time) ([]byte, error) {
@@ -148,10 +173,15 @@ func (i *Initiator) First(b, early []byte, now time.Time) ([]byte, error) {
 		return b, fmt.Errorf("seal: %d bytes of early data not allowed", len(early))
 	}
 	var payload []byte
-	if i.mode == modeIK {
+	prefix := []byte{i.mode}
+	switch i.mode {
+	case modeIK:
 		payload = i.k.appendIdentity(nil, now, early)
+	case modeResume:
+		payload = append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(early)), uint64(now.UnixNano())), early...)
+		prefix = append(prefix, i.t.id[:]...)
 	}
-	msg, _, _, err := i.hs.WriteMessage([]byte{i.mode}, payload)
+	msg, _, _, err := i.hs.WriteMessage(prefix, payload)
 	if err != nil {
 		return b, fmt.Errorf("seal: first message: %w", err)
 	}
@@ -166,12 +196,27 @@ func (i *Initiator) Finish(reply, b []byte, now time.Time) (*Session, []byte, er
 	if err != nil {
 		return nil, b, fmt.Errorf("%w: reply from %q does not decrypt: %v", ErrAuth, i.dest, err)
 	}
-	if i.mode == modeIK {
-		if cs1 == nil {
-			return nil, b, fmt.Errorf("%w: IK reply from %q did not complete", ErrAuth, i.dest)
+	if i.mode != modeXX && cs1 == nil {
+		return nil, b, fmt.Errorf("%w: reply from %q did not complete the handshake", ErrAuth, i.dest)
+	}
+	switch i.mode {
+	case modeResume:
+		return newSession(cs1, cs2), b, nil
+	case modeIK:
+		id, psk, life, ok, err := parseTicket(payload)
+		if err != nil {
+			return nil, b, fmt.Errorf("%w (from %q)", err, i.dest)
+		}
+		if ok {
+			t := &ticket{id: id, psk: psk, peer: i.peer, expiry: now.Add(life - life/8)}
+			if t.peer.Expiry.Before(t.expiry) {
+				t.expiry = t.peer.Expiry
+			}
+			i.k.tickets.put(i.dest, t)
 		}
 		return newSession(cs1, cs2), b, nil
 	}
+	i.k.tickets.drop(i.dest, nil) // the destination's key was unknown or changed
 	pi, err := i.k.verifyIdentity(payload, i.dest, i.hs.PeerStatic(), now)
 	if err != nil {
 		return nil, b, err
@@ -195,6 +240,7 @@ type Responder struct {
 	mode   byte
 	source string
 	peer   peerIdentity
+	sess   *resumable // the session resumed (modeResume)
 }
 
 // Respond reads the source's first message (unframed). source is the
@@ -203,8 +249,11 @@ type Responder struct {
 // guards against replay; in XX it is after Finish. Errors wrap ErrAuth,
 // or ErrRetry when the source should retry with the full handshake.
 func (k *Keys) Respond(prologue, msg []byte, source string, strikes *Strikes, now time.Time) (*Responder, error) {
-	if len(msg) < 1 || msg[0] != modeIK && msg[0] != modeXX {
+	if len(msg) < 1 || msg[0] != modeIK && msg[0] != modeXX && msg[0] != modeResume {
 		return nil, fmt.Errorf("%w: unknown handshake mode", ErrAuth)
+	}
+	if msg[0] == modeResume {
+		return k.respondResumed(prologue, msg, source, strikes, now)
 	}
 	r := &Responder{k: k, mode: msg[0], source: source}
 	pattern := noise.HandshakeXX
@@ -238,6 +287,49 @@ func (k *Keys) Respond(prologue, msg []byte, source string, strikes *Strikes, no
 // Full reports whether this is the full (XX) handshake.
 func (r *Responder) Full() bool { return r.mode == modeXX }
 
+// Resumed reports whether the source resumed a session.
+func (r *Responder) Resumed() bool { return r.mode == modeResume }
+
+// respondResumed reads a resumed first message: mode | ticket id |
+// patternResume message 1 (random e, then timestamp and early data encrypted under
+// the ticket's key). Only the holder of the key the destination issued to
+// source in an authenticated handshake makes one that decrypts; the
+// timestamp and ephemeral key go through the replay register.
+func (k *Keys) respondResumed(prologue, msg []byte, source string, strikes *Strikes, now time.Time) (*Responder, error) {
+	var id [16]byte
+	if len(msg) < 1+len(id) {
+		return nil, fmt.Errorf("%w: truncated resumed first message from %q", ErrAuth, source)
+	}
+	copy(id[:], msg[1:])
+	s, ok := k.sessions.lookup(id, now)
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown or expired session from %q", ErrRetry, source)
+	}
+	if s.source != source {
+		return nil, fmt.Errorf("%w: session of %q used by a circuit from %q", ErrAuth, s.source, source)
+	}
+	r := &Responder{k: k, mode: modeResume, source: source, sess: s}
+	var err error
+	if r.hs, err = k.resumeHandshake(false, prologue, id, s.psk[:]); err != nil {
+		return nil, err
+	}
+	payload, _, _, err := r.hs.ReadMessage(nil, msg[1+len(id):])
+	if err != nil {
+		return nil, fmt.Errorf("%w: resumed first message from %q does not decrypt: %v", ErrAuth, source, err)
+	}
+	if len(payload) < 8 {
+		return nil, fmt.Errorf("%w: resumed first message from %q has no timestamp", ErrAuth, source)
+	}
+	r.peer = s.peer
+	r.peer.ts = time.Unix(0, int64(binary.BigEndian.Uint64(payload)))
+	r.peer.early = payload[8:]
+	if err := strikes.Check(r.hs.PeerEphemeral(), r.peer.ts, now); err != nil {
+		return nil, err
+	}
+	k.sessions.opened(s)
+	return r, nil
+}
+
 // Early is the early data of an IK first message.
 func (r *Responder) Early() []byte { return r.peer.early }
 
@@ -245,15 +337,21 @@ func (r *Responder) Early() []byte { return r.peer.early }
 // in XX the session comes from Finish.
 func (r *Responder) Reply(b []byte, now time.Time) ([]byte, *Session, error) {
 	var payload []byte
-	if r.mode == modeXX {
+	var err error
+	switch r.mode {
+	case modeXX:
 		payload = r.k.appendIdentity(nil, now, nil)
+	case modeIK:
+		if payload, err = r.k.issue(nil, r, now); err != nil {
+			return b, nil, err
+		}
 	}
 	msg, cs1, cs2, err := r.hs.WriteMessage(nil, payload)
 	if err != nil {
 		return b, nil, fmt.Errorf("seal: reply: %w", err)
 	}
 	b = AppendMessage(b, msg)
-	if r.mode == modeIK {
+	if r.mode != modeXX {
 		return b, newSession(cs2, cs1), nil
 	}
 	return b, nil, nil

@@ -5,6 +5,7 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"fmt"
+	"time"
 
 	"github.com/flynn/noise"
 
@@ -21,6 +22,11 @@ type Keys struct {
 	rec    []byte // record, encoded
 	dh     *staticDH
 	seen   verified
+
+	tickets  *tickets  // sessions this node resumes, per destination
+	sessions *sessions // sessions this node issued, per ticket id
+	life     time.Duration
+	now      func() time.Time
 }
 
 // NewKeys derives the node's static X25519 key from id's Ed25519 key
@@ -44,6 +50,8 @@ func NewKeys(id *identity.Identity) (*Keys, error) {
 		return nil, fmt.Errorf("seal keys of %q: %w", id.Node, err)
 	}
 	k.seen.m = make(map[[32]byte]verifiedID)
+	k.tickets, k.sessions = newTickets(cacheMax), newSessions(cacheMax)
+	k.life, k.now = SessionLifetime, time.Now
 	return k, nil
 }
 

@@ -208,9 +208,9 @@ func FuzzUnmarshalKeyRecord(f *testing.F) {
 	})
 }
 
-// The destination decodes first messages from anyone: arbitrary bytes
-// fail with ErrAuth or ErrRetry, never a panic; only s's own first
-// message authenticates, as s.
+// The destination decodes first messages from anyone (one-message, full
+// and resumed): arbitrary bytes fail with ErrAuth or ErrRetry, never a
+// panic; only s's own first message authenticates, as s.
 func FuzzRespond(f *testing.F) {
 	m := newMesh(f, "s", "d")
 	rec := m.keys["d"].Record()
@@ -221,10 +221,21 @@ func FuzzRespond(f *testing.F) {
 		f.Add(m1[2:])
 	}
 	f.Add([]byte{modeIK})
+	// A resumed first message, once d issued s a session.
+	if _, _, _, err := handshake(f, m.keys["s"], m.keys["d"], "d", &rec, nil); err != nil {
+		f.Fatal(err)
+	}
+	ini, _ := m.keys["s"].Initiate(pro, "d", &rec)
+	if !ini.Resumed() {
+		f.Fatal("no session to resume")
+	}
+	m1, _ := ini.First(nil, []byte("early"), time.Now())
+	f.Add(m1[2:])
+	f.Add(m1[2:18])
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		r, err := m.keys["d"].Respond(pro, msg, "s", NewStrikes(0, 0, time.Now().Add(-time.Hour)), time.Now())
 		if err == nil && !r.Full() && r.PeerRecord().Key != m.keys["s"].Record().Key {
-			t.Fatal("an IK first message authenticated a key other than the source's")
+			t.Fatal("a first message authenticated a key other than the source's")
 		}
 		if err != nil && !errors.Is(err, ErrAuth) && !errors.Is(err, ErrRetry) {
 			t.Fatalf("error %v wraps neither ErrAuth nor ErrRetry", err)
@@ -233,26 +244,8 @@ func FuzzRespond(f *testing.F) {
 }
 
 // BenchmarkHandshakeIK is one one-message open: both ends' work.
-func BenchmarkHandshakeIK(b *testing.B) {
-	m := newMesh(b, "s", "d")
-	rec := m.keys["d"].Record()
-	strikes := NewStrikes(1<<20, time.Hour, time.Now().Add(-time.Second))
-	pro := Prologue("d", "s", "svc")
-	b.ReportAllocs()
-	for b.Loop() {
-		now := time.Now()
-		ini, _ := m.keys["s"].Initiate(pro, "d", &rec)
-		m1, _ := ini.First(nil, []byte("x"), now)
-		r, err := m.keys["d"].Respond(pro, m1[2:], "s", strikes, now)
-		if err != nil {
-			b.Fatal(err)
-		}
-		m2, _, _ := r.Reply(nil, now)
-		if _, _, err := ini.Finish(m2[2:], nil, now); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
+// go test -run '^$' -bench Handshake ./circuit/seal/
+func BenchmarkHandshakeIK(b *testing.B) { benchmarkHandshake(b, false) }
 
 // Nobody without the keys makes a record that opens.
 func FuzzOpenRecord(f *testing.F) {
@@ -313,6 +306,40 @@ func TestEphemeralKeysNeverRepeat(t *testing.T) {
 		rec, _ := is.Seal(nil, RecordData, []byte("hello"))
 		if _, got, err := rs.Open(rec[2:]); err != nil || string(got) != "hello" {
 			t.Fatalf("open %d: sessions disagree: %q, %v", i, got, err)
+		}
+	}
+}
+
+// BenchmarkHandshakeResumed is one resumed open: both ends' work.
+func BenchmarkHandshakeResumed(b *testing.B) { benchmarkHandshake(b, true) }
+
+func benchmarkHandshake(b *testing.B, resumed bool) {
+	m := newMesh(b, "s", "d")
+	rec := m.keys["d"].Record()
+	strikes := NewStrikes(1<<20, time.Hour, time.Now().Add(-time.Second))
+	pro := Prologue("d", "s", "svc")
+	m.keys["d"].life = time.Hour
+	if _, _, _, err := handshake(b, m.keys["s"], m.keys["d"], "d", &rec, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !resumed {
+			m.keys["s"].ForgetSession("d")
+		}
+		now := time.Now()
+		ini, _ := m.keys["s"].Initiate(pro, "d", &rec)
+		if ini.Resumed() != resumed {
+			b.Fatalf("resumed %v, want %v", ini.Resumed(), resumed)
+		}
+		m1, _ := ini.First(nil, []byte("x"), now)
+		r, err := m.keys["d"].Respond(pro, m1[2:], "s", strikes, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m2, _, _ := r.Reply(nil, now)
+		if _, _, err := ini.Finish(m2[2:], nil, now); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
