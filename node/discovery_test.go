@@ -380,6 +380,7 @@ func TestFullNodeClosesIdleNewcomerNotBusyLink(t *testing.T) {
 	c.tweak = nil
 	// "a" sorts before "b": without the circuit, a's link would go first.
 	c.link("a", "hub")
+	c.waitRoute("a", "hub", 1)
 	conn, err := c.nodes["a"].Dial(ctxT(t, 10*time.Second), "hub", EchoService)
 	if err != nil {
 		t.Fatal(err)
