@@ -328,9 +328,10 @@ func TestDiscoveryCountsLinksByReason(t *testing.T) {
 		t.Errorf("discovery counted %v links added, the mesh has %d", added, len(links))
 	}
 
-	// A node with a bound of 1 to which two nodes link.
+	// A node with a bound of 1 to which two nodes link (honouring none of
+	// their static claims).
 	c.tweak = func(cfg *Config) {
-		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second}
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second, StaticInLinks: -1}
 	}
 	hub := c.add("hub")
 	c.tweak = nil
@@ -370,16 +371,18 @@ func diffCounts(after, before map[string]float64) map[string]float64 {
 }
 
 // A node at its maximum keeps the link that carries a circuit and closes
-// the idle newcomer: linking to a full node cannot break circuits.
+// the idle newcomer: linking to a full node cannot break circuits. (The
+// hub honours no static claims here: a and b link to it as static links.)
 func TestFullNodeClosesIdleNewcomerNotBusyLink(t *testing.T) {
 	c := newCluster(t, false)
 	c.tweak = func(cfg *Config) {
-		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second}
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second, StaticInLinks: -1}
 	}
 	hub := c.add("hub")
 	c.tweak = nil
 	// "a" sorts before "b": without the circuit, a's link would go first.
 	c.link("a", "hub")
+	c.waitRoute("a", "hub", 1)
 	conn, err := c.nodes["a"].Dial(ctxT(t, 10*time.Second), "hub", EchoService)
 	if err != nil {
 		t.Fatal(err)
@@ -400,5 +403,50 @@ func TestFullNodeClosesIdleNewcomerNotBusyLink(t *testing.T) {
 	got := make([]byte, len(msg))
 	if _, err := io.ReadFull(conn, got); err != nil || string(got) != string(msg) {
 		t.Fatalf("circuit after the drop: %q, %v", got, err)
+	}
+}
+
+// fullHub starts a gossip node "hub" with a maximum of one link and a
+// gossip node "g" that fills it, on QUIC, and waits until they are linked.
+func fullHub(t *testing.T, tweak func(*DiscoveryConfig)) (*cluster, *Node) {
+	t.Helper()
+	c := newCluster(t, true)
+	var seed string
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second}
+		if seed != "" {
+			cfg.Discovery.Join = []string{seed}
+		} else if tweak != nil {
+			tweak(&cfg.Discovery)
+		}
+	}
+	hub := c.add("hub")
+	seed = hub.Status().GossipAddr
+	c.add("g")
+	c.tweak = nil
+	waitFor(t, "the gossip link hub-g", 60*time.Second, func() bool { return hub.link("g") != nil })
+	return c, hub
+}
+
+// A node's static link to a gossip node at its maximum stays up: the hub
+// keeps the link its dialler keeps as static on top of its own maximum,
+// and keeps its gossip link too.
+func TestStaticLinkToFullGossipNodeStaysUp(t *testing.T) {
+	c, hub := fullHub(t, nil)
+	c.link("a", "hub") // a keeps a static link to hub; a has no gossip
+	waitFor(t, "hub to see a's link", 30*time.Second, func() bool { return hub.link("a") != nil })
+	al := hub.link("a")
+	// The policy at its bound, run a few times (it also runs by itself).
+	for range 3 {
+		hub.disco.step(time.Now())
+	}
+	if l := hub.link("a"); l != al {
+		t.Fatalf("hub closed a's static link (now %v)", l)
+	}
+	if hub.link("g") == nil {
+		t.Fatal("hub closed its gossip link to g to keep a's static link")
+	}
+	if v := metricValue(t, hub, "circuitmesh_discovery_links_dropped_total", "reason", "max"); v > 0 {
+		t.Fatalf("hub closed %v links for its maximum", v)
 	}
 }
