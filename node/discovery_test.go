@@ -3,10 +3,14 @@ package node
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // gossipCluster starts n nodes on in-memory links with real memberlist
@@ -440,13 +444,105 @@ func TestStaticLinkToFullGossipNodeStaysUp(t *testing.T) {
 	for range 3 {
 		hub.disco.step(time.Now())
 	}
-	if l := hub.link("a"); l != al {
-		t.Fatalf("hub closed a's static link (now %v)", l)
+	if !stillUp(hub, al) {
+		t.Fatal("hub closed a's static link")
 	}
 	if hub.link("g") == nil {
 		t.Fatal("hub closed its gossip link to g to keep a's static link")
 	}
 	if v := metricValue(t, hub, "circuitmesh_discovery_links_dropped_total", "reason", "max"); v > 0 {
 		t.Fatalf("hub closed %v links for its maximum", v)
+	}
+}
+
+// Claiming "static" costs a peer nothing, so a full node honours a bounded
+// number of claims: peers that all link to it as static cannot push it
+// past MaxLinks plus StaticInLinks, cannot displace the claims it already
+// honours, and are told why at WARN, once a minute.
+func TestPeersClaimingStaticCannotPushFullNodePastBound(t *testing.T) {
+	const maxLinks, staticIn = 1, 2
+	c, hub := fullHub(t, func(d *DiscoveryConfig) { d.StaticInLinks = staticIn })
+	c.link("s1", "hub")
+	c.link("s2", "hub")
+	waitFor(t, "hub to see s1 and s2", 30*time.Second, func() bool { return hub.link("s1") != nil && hub.link("s2") != nil })
+	s1, s2 := hub.link("s1"), hub.link("s2")
+
+	var x1log syncBuf
+	c.tweak = func(cfg *Config) {
+		if cfg.Name == "x1" {
+			cfg.Logger = slog.New(slog.NewTextHandler(&x1log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		}
+	}
+	attackers := []string{"x1", "x2", "x3", "x4"}
+	for _, x := range attackers {
+		c.add(x)
+	}
+	c.tweak = nil
+	x1events, stop, err := c.nodes["x1"].Subscribe(1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	for _, x := range attackers {
+		c.link(x, "hub") // each keeps redialling hub, claiming static
+	}
+
+	bound := maxLinks + staticIn
+	// Whenever the attackers have pushed hub over its bound, its policy
+	// brings it back within, closing attackers only.
+	for round := range 3 {
+		waitFor(t, "attackers to push hub over its bound", 60*time.Second, func() bool { return len(hub.Links()) > bound })
+		before := hub.Links()
+		hub.disco.step(time.Now())
+		kept := 0
+		for _, l := range before {
+			if nl := hub.link(l.Peer); nl != nil && nl.Established().Equal(l.Since) && stillUp(hub, nl) {
+				kept++
+			}
+		}
+		if kept > bound {
+			t.Fatalf("round %d: hub kept %d of its links %v, bound %d+%d", round, kept, before, maxLinks, staticIn)
+		}
+	}
+	if !stillUp(hub, s1) || !stillUp(hub, s2) {
+		t.Fatal("hub closed a static link it had honoured for a newer claimant")
+	}
+	if hub.link("g") == nil {
+		t.Fatal("hub closed its gossip link for a claimant")
+	}
+
+	// x1 is closed again and again; it says why once.
+	downs := 0
+	waitFor(t, "hub to close x1's link 3 times", 60*time.Second, func() bool {
+		for {
+			select {
+			case ev := <-x1events:
+				if ev.Kind == LinkDown && ev.Peer == "hub" {
+					downs++
+				}
+				continue
+			default:
+			}
+			return downs >= 3
+		}
+	})
+	logged := x1log.String()
+	if n := strings.Count(logged, "static link closed soon after it came up"); n != 1 ||
+		!strings.Contains(logged, "static for their dialler already kept on top") {
+		t.Fatalf("x1 logged %d WARN lines for %d closures of its static link, want 1 with the reason:\n%s", n, downs, logged)
+	}
+}
+
+// stillUp reports whether l is n's link to its peer and not closed (a
+// closed link stays in the node's table a moment longer).
+func stillUp(n *Node, l links.Link) bool {
+	if n.link(l.Peer()) != l {
+		return false
+	}
+	select {
+	case <-l.Done():
+		return false
+	default:
+		return true
 	}
 }
