@@ -447,9 +447,9 @@ func TestStaticLinkToFullGossipNodeStaysUp(t *testing.T) {
 	if !stillUp(hub, al) {
 		t.Fatal("hub closed a's static link")
 	}
-	if hub.link("g") == nil {
-		t.Fatal("hub closed its gossip link to g to keep a's static link")
-	}
+	// (A link being settled as a duplicate is gone from the table for a
+	// moment, hence the wait; the counter below says nothing was closed.)
+	waitFor(t, "hub's gossip link to g", 30*time.Second, func() bool { return hub.link("g") != nil })
 	if v := metricValue(t, hub, "circuitmesh_discovery_links_dropped_total", "reason", "max"); v > 0 {
 		t.Fatalf("hub closed %v links for its maximum", v)
 	}
@@ -507,9 +507,7 @@ func TestPeersClaimingStaticCannotPushFullNodePastBound(t *testing.T) {
 	if !stillUp(hub, s1) || !stillUp(hub, s2) {
 		t.Fatal("hub closed a static link it had honoured for a newer claimant")
 	}
-	if hub.link("g") == nil {
-		t.Fatal("hub closed its gossip link for a claimant")
-	}
+	waitFor(t, "hub's gossip link to g", 30*time.Second, func() bool { return hub.link("g") != nil })
 
 	// x1 is closed again and again; it says why once.
 	downs := 0
