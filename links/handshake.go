@@ -181,7 +181,11 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 	stopDeadline := context.AfterFunc(ctx, func() { _ = ctrl.SetDeadline(time.Now()) })
 	defer stopDeadline()
 	nonce := rand.Uint64()
-	if err := writeHello(ctrl, t.ourHello(nonce)); err != nil {
+	hello := t.ourHello(nonce)
+	if IsStatic(ctx) {
+		hello.Features |= FeatureStatic
+	}
+	if err := writeHello(ctrl, hello); err != nil {
 		return nil, handshakeErr(conn, "send hello", err)
 	}
 	peer, err := readHello(ctrl)

@@ -19,7 +19,7 @@ const (
 // Keep maintains a static link to addr: it dials now and, whenever the
 // link is down or the dial fails, redials with exponential backoff (100 ms
 // doubling to 10 s, with jitter), starting again from 100 ms after a link
-// that stayed up for 2 s. stop ends the redialling and waits for it; it does
+// that stayed up for 2 s. Its dials carry FeatureStatic. stop ends the redialling and waits for it; it does
 // not close a live link. Keep on a closed transport does nothing.
 func (t *QUICTransport) Keep(addr string) (stop func()) {
 	if !t.enter() {
@@ -45,7 +45,7 @@ func (t *QUICTransport) keep(ctx context.Context, addr string) {
 	var b backoff
 	failures := 0
 	for {
-		l, err := t.Dial(ctx, addr)
+		l, err := t.Dial(WithStatic(ctx), addr)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -72,6 +72,10 @@ func (t *QUICTransport) keep(ctx context.Context, addr string) {
 			}
 			if time.Since(up) >= keepGoodLink {
 				b.reset()
+			} else if ctx.Err() == nil {
+				// A peer that closes the link at once (e.g. at its
+				// maximum of links) says why at WARN, once a minute.
+				t.refusals.Warn("out:"+addr, "static link closed soon after it came up", "addr", addr, "peer", l.Peer(), "err", l.Err())
 			}
 		}
 		select {

@@ -213,6 +213,12 @@ type DiscoveryConfig struct {
 	// links excluded: beyond it the worst are closed. Default the larger
 	// of 10 and 2×TargetLinks.
 	MaxLinks int
+	// StaticInLinks is how many incoming links that their dialler keeps
+	// as static (its hello says so: links.FeatureStatic) are kept on top
+	// of MaxLinks, the oldest first; beyond that such links count like any
+	// other. The claim costs a peer nothing, hence the bound. Default 4;
+	// negative means none.
+	StaticInLinks int
 	// LongLinks is how many of the TargetLinks are random long links
 	// (small-world shortcuts). Default 1; negative means none.
 	LongLinks int

@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/coordinate"
 
+	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/node/topology"
 )
 
@@ -537,6 +538,14 @@ func (d *discovery) step(now time.Time) {
 		}
 	}
 	current := n.Links()
+	// Incoming links whose dialler keeps them as static (they are honoured
+	// within a bound by the policy).
+	claimed := map[string]bool{}
+	for _, l := range current {
+		if ll := n.link(l.Peer); ll != nil && !ll.Outbound() && ll.PeerFeatures()&links.FeatureStatic != 0 {
+			claimed[l.Peer] = true
+		}
+	}
 	var members []topology.Member
 	var lost, unavailable []string
 	d.mu.Lock()
@@ -569,7 +578,7 @@ func (d *discovery) step(now time.Time) {
 		}
 		static := d.static[l.Address] || d.static[l.Peer]
 		ls = append(ls, topology.Link{Peer: l.Peer, Outbound: l.Outbound, RTT: l.RTT, Static: static,
-			Age: max(now.Sub(l.Since), time.Nanosecond), Streams: l.Streams})
+			Age: max(now.Sub(l.Since), time.Nanosecond), Streams: l.Streams, Claimed: claimed[l.Peer]})
 		if _, ok := alive[l.Peer]; !ok && d.owned[l.Peer] && !static {
 			gone = append(gone, l.Peer)
 		}
@@ -580,7 +589,8 @@ func (d *discovery) step(now time.Time) {
 	plan := topology.Decide(topology.Input{
 		Self: n.cfg.Name, Leaf: n.cfg.Leaf, Coord: d.vc.GetCoordinate(),
 		Members: members, Links: ls, Unreachable: lost, Unavailable: unavailable,
-		Config: topology.Config{Target: dc.TargetLinks, Max: dc.MaxLinks, Long: dc.LongLinks, Leaf: dc.LeafLinks, Seed: seedFor(n.cfg.Mesh)},
+		Config: topology.Config{Target: dc.TargetLinks, Max: dc.MaxLinks, Long: dc.LongLinks, Leaf: dc.LeafLinks, Seed: seedFor(n.cfg.Mesh),
+			StaticIn: dc.StaticInLinks},
 	})
 	for _, peer := range gone {
 		d.drop(peer, whyGone, "no longer a gossip member")

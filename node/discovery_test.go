@@ -3,10 +3,14 @@ package node
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // gossipCluster starts n nodes on in-memory links with real memberlist
@@ -328,9 +332,10 @@ func TestDiscoveryCountsLinksByReason(t *testing.T) {
 		t.Errorf("discovery counted %v links added, the mesh has %d", added, len(links))
 	}
 
-	// A node with a bound of 1 to which two nodes link.
+	// A node with a bound of 1 to which two nodes link (honouring none of
+	// their static claims).
 	c.tweak = func(cfg *Config) {
-		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second}
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second, StaticInLinks: -1}
 	}
 	hub := c.add("hub")
 	c.tweak = nil
@@ -370,11 +375,12 @@ func diffCounts(after, before map[string]float64) map[string]float64 {
 }
 
 // A node at its maximum keeps the link that carries a circuit and closes
-// the idle newcomer: linking to a full node cannot break circuits.
+// the idle newcomer: linking to a full node cannot break circuits. (The
+// hub honours no static claims here: a and b link to it as static links.)
 func TestFullNodeClosesIdleNewcomerNotBusyLink(t *testing.T) {
 	c := newCluster(t, false)
 	c.tweak = func(cfg *Config) {
-		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second}
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second, StaticInLinks: -1}
 	}
 	hub := c.add("hub")
 	c.tweak = nil
@@ -401,5 +407,140 @@ func TestFullNodeClosesIdleNewcomerNotBusyLink(t *testing.T) {
 	got := make([]byte, len(msg))
 	if _, err := io.ReadFull(conn, got); err != nil || string(got) != string(msg) {
 		t.Fatalf("circuit after the drop: %q, %v", got, err)
+	}
+}
+
+// fullHub starts a gossip node "hub" with a maximum of one link and a
+// gossip node "g" that fills it, on QUIC, and waits until they are linked.
+func fullHub(t *testing.T, tweak func(*DiscoveryConfig)) (*cluster, *Node) {
+	t.Helper()
+	c := newCluster(t, true)
+	var seed string
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second}
+		if seed != "" {
+			cfg.Discovery.Join = []string{seed}
+		} else if tweak != nil {
+			tweak(&cfg.Discovery)
+		}
+	}
+	hub := c.add("hub")
+	seed = hub.Status().GossipAddr
+	c.add("g")
+	c.tweak = nil
+	waitFor(t, "the gossip link hub-g", 60*time.Second, func() bool { return hub.link("g") != nil })
+	return c, hub
+}
+
+// A node's static link to a gossip node at its maximum stays up: the hub
+// keeps the link its dialler keeps as static on top of its own maximum,
+// and keeps its gossip link too.
+func TestStaticLinkToFullGossipNodeStaysUp(t *testing.T) {
+	c, hub := fullHub(t, nil)
+	c.link("a", "hub") // a keeps a static link to hub; a has no gossip
+	waitFor(t, "hub to see a's link", 30*time.Second, func() bool { return hub.link("a") != nil })
+	al := hub.link("a")
+	// The policy at its bound, run a few times (it also runs by itself).
+	for range 3 {
+		hub.disco.step(time.Now())
+	}
+	if !stillUp(hub, al) {
+		t.Fatal("hub closed a's static link")
+	}
+	// (A link being settled as a duplicate is gone from the table for a
+	// moment, hence the wait; the counter below says nothing was closed.)
+	waitFor(t, "hub's gossip link to g", 30*time.Second, func() bool { return hub.link("g") != nil })
+	if v := metricValue(t, hub, "circuitmesh_discovery_links_dropped_total", "reason", "max"); v > 0 {
+		t.Fatalf("hub closed %v links for its maximum", v)
+	}
+}
+
+// Claiming "static" costs a peer nothing, so a full node honours a bounded
+// number of claims: peers that all link to it as static cannot push it
+// past MaxLinks plus StaticInLinks, cannot displace the claims it already
+// honours, and are told why at WARN, once a minute.
+func TestPeersClaimingStaticCannotPushFullNodePastBound(t *testing.T) {
+	const maxLinks, staticIn = 1, 2
+	c, hub := fullHub(t, func(d *DiscoveryConfig) { d.StaticInLinks = staticIn })
+	c.link("s1", "hub")
+	c.link("s2", "hub")
+	waitFor(t, "hub to see s1 and s2", 30*time.Second, func() bool { return hub.link("s1") != nil && hub.link("s2") != nil })
+	s1, s2 := hub.link("s1"), hub.link("s2")
+
+	var x1log syncBuf
+	c.tweak = func(cfg *Config) {
+		if cfg.Name == "x1" {
+			cfg.Logger = slog.New(slog.NewTextHandler(&x1log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		}
+	}
+	attackers := []string{"x1", "x2", "x3", "x4"}
+	for _, x := range attackers {
+		c.add(x)
+	}
+	c.tweak = nil
+	x1events, stop, err := c.nodes["x1"].Subscribe(1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	for _, x := range attackers {
+		c.link(x, "hub") // each keeps redialling hub, claiming static
+	}
+
+	bound := maxLinks + staticIn
+	// Whenever the attackers have pushed hub over its bound, its policy
+	// brings it back within, closing attackers only.
+	for round := range 3 {
+		waitFor(t, "attackers to push hub over its bound", 60*time.Second, func() bool { return len(hub.Links()) > bound })
+		before := hub.Links()
+		hub.disco.step(time.Now())
+		kept := 0
+		for _, l := range before {
+			if nl := hub.link(l.Peer); nl != nil && nl.Established().Equal(l.Since) && stillUp(hub, nl) {
+				kept++
+			}
+		}
+		if kept > bound {
+			t.Fatalf("round %d: hub kept %d of its links %v, bound %d+%d", round, kept, before, maxLinks, staticIn)
+		}
+	}
+	if !stillUp(hub, s1) || !stillUp(hub, s2) {
+		t.Fatal("hub closed a static link it had honoured for a newer claimant")
+	}
+	waitFor(t, "hub's gossip link to g", 30*time.Second, func() bool { return hub.link("g") != nil })
+
+	// x1 is closed again and again; it says why once.
+	downs := 0
+	waitFor(t, "hub to close x1's link 3 times", 60*time.Second, func() bool {
+		for {
+			select {
+			case ev := <-x1events:
+				if ev.Kind == LinkDown && ev.Peer == "hub" {
+					downs++
+				}
+				continue
+			default:
+			}
+			return downs >= 3
+		}
+	})
+	logged := x1log.String()
+	if n := strings.Count(logged, "static link closed soon after it came up"); n != 1 ||
+		!strings.Contains(logged, "static for their dialler already kept on top") {
+		t.Fatalf("x1 logged %d WARN lines for %d closures of its static link, want 1 with the reason:\n%s", n, downs, logged)
+	}
+}
+
+// stillUp reports whether l is n's link to its peer and not closed (a
+// closed link stays in the node's table a moment longer).
+func stillUp(n *Node, l links.Link) bool {
+	if n.link(l.Peer()) != l {
+		return false
+	}
+	select {
+	case <-l.Done():
+		return false
+	default:
+		return true
 	}
 }

@@ -363,7 +363,7 @@ func (n *Node) Link(ctx context.Context, addr string) error {
 	if !n.running() {
 		return fmt.Errorf("link to %s: %w", addr, ErrNotStarted)
 	}
-	l, err := n.transport.Dial(ctx, addr)
+	l, err := n.transport.Dial(links.WithStatic(ctx), addr)
 	if err != nil {
 		return fmt.Errorf("link to %s: %w", addr, err)
 	}
@@ -431,7 +431,7 @@ func (n *Node) keep(addr string) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if _, err := n.transport.Dial(ctx, addr); err != nil && ctx.Err() == nil {
+		if _, err := n.transport.Dial(links.WithStatic(ctx), addr); err != nil && ctx.Err() == nil {
 			n.log.Warn("static link failed", "addr", addr, "err", err)
 		}
 	}()

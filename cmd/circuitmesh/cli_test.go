@@ -416,12 +416,13 @@ func TestDiscoveryFlagsAndGossipKeyFile(t *testing.T) {
 	}
 	d, err := parseRun(t, "--insecure", "--name", "a", "--data-dir", dir, "--gossip", "127.0.0.1:7946",
 		"--join", "dns+srv:_gossip._udp.circuitmesh.default.svc", "--gossip-key-file", keyFile,
-		"--target-links", "3", "--max-links", "7")
+		"--target-links", "3", "--max-links", "7", "--static-in-links", "2")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dc := d.node.Discovery
-	if string(dc.Key) != "0123456789abcdef" || dc.TargetLinks != 3 || dc.MaxLinks != 7 || dc.Join[0] != "dns+srv:_gossip._udp.circuitmesh.default.svc" {
+	if string(dc.Key) != "0123456789abcdef" || dc.TargetLinks != 3 || dc.MaxLinks != 7 || dc.Join[0] != "dns+srv:_gossip._udp.circuitmesh.default.svc" ||
+		dc.StaticInLinks != 2 {
 		t.Fatalf("discovery = %+v", dc)
 	}
 }

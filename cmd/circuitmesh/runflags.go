@@ -45,6 +45,7 @@ func runFlags() []cli.Flag {
 		&cli.PathFlag{Name: "policy-file", Usage: "authorization policy `FILE` (\"allow dial from=group:ops service=ssh\" lines; reread on SIGHUP); or \"policy = RULE\" lines in the --config file", EnvVars: env("policy-file")},
 		&cli.IntFlag{Name: "target-links", Usage: "`N` links discovery aims for on a router (default 5)", EnvVars: env("target-links")},
 		&cli.IntFlag{Name: "max-links", Usage: "hard bound `N` on links made or accepted, static links excluded (default max(10, 2×target-links))", EnvVars: env("max-links")},
+		&cli.IntFlag{Name: "static-in-links", Usage: "`N` incoming links that their dialler keeps as static are kept on top of --max-links, the oldest first (default 4; -1: none)", EnvVars: env("static-in-links")},
 		&cli.DurationFlag{Name: "drain-timeout", Usage: "on SIGTERM, let open circuits and tunnels finish for up to `DURATION` (0: close at once)", Value: 10 * time.Second, EnvVars: env("drain-timeout")},
 		&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics on `ADDR` at /metrics", EnvVars: env("metrics")},
 		&cli.StringFlag{Name: "ui", Usage: "serve the live mesh page on the TCP `ADDR` (off by default; it shows the topology to whoever reaches ADDR)", EnvVars: env("ui")},
@@ -253,6 +254,8 @@ func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 			Key:         key,
 			TargetLinks: c.Int("target-links"),
 			MaxLinks:    c.Int("max-links"),
+
+			StaticInLinks: c.Int("static-in-links"),
 		},
 	}
 	if d.policy, d.node.Policy, err = daemonPolicy(c); err != nil {

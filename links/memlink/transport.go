@@ -104,6 +104,9 @@ func (t *Transport) Dial(ctx context.Context, addr string) (links.Link, error) {
 		return nil, fmt.Errorf("dial %s from %s: peer is in mesh %q, not %q: %w", addr, t.name, peer.cfg.Mesh, t.cfg.Mesh, links.ErrRefused)
 	}
 	local, remote := newConn(t, peer, quality(n.costOf(t.name, addr)), time.Now())
+	if links.IsStatic(ctx) {
+		remote.peerFeatures |= links.FeatureStatic
+	}
 	t.links[addr] = local
 	peer.links[t.name] = remote
 	local.events.post(event{kind: evUp})

@@ -7,7 +7,10 @@
 //
 // The rules, for a router:
 //   - Degree is every non-static link, incoming or outgoing. Static links
-//     are kept on top and never counted or dropped.
+//     are kept on top and never counted or dropped. An incoming link whose
+//     dialler keeps it as static (Link.Claimed) counts as static too, for
+//     at most StaticIn such links, the oldest first: the claim is free, so
+//     it is bounded; beyond it such a link counts like any other.
 //   - Wanted neighbours are the Target−Long nearest routers (measured link
 //     RTT, else the Vivaldi estimate) plus Long "long links": routers
 //     ranked by a hash of (seed, self, name), a stable random choice that
@@ -30,6 +33,7 @@
 package topology
 
 import (
+	"fmt"
 	"hash/fnv"
 	"math"
 	"sort"
@@ -48,6 +52,7 @@ const (
 	DefaultSlack   = 2 * time.Millisecond
 	DefaultAdds    = 2
 	DefaultMinAge  = 30 * time.Second
+	DefaultStatic  = 4
 )
 
 // Config tunes the policy. The zero value means the defaults.
@@ -76,6 +81,10 @@ type Config struct {
 	Adds int
 	// Seed makes the long-link choice differ between meshes.
 	Seed int64
+	// StaticIn is how many incoming links claimed static by their
+	// dialler are kept on top of Max, the oldest first. Default
+	// DefaultStatic; negative means none.
+	StaticIn int
 }
 
 func (c Config) withDefaults() Config {
@@ -115,6 +124,12 @@ func (c Config) withDefaults() Config {
 	case c.MinAge < 0:
 		c.MinAge = 0
 	}
+	switch {
+	case c.StaticIn == 0:
+		c.StaticIn = DefaultStatic
+	case c.StaticIn < 0:
+		c.StaticIn = 0
+	}
 	return c
 }
 
@@ -137,6 +152,10 @@ type Link struct {
 	Age time.Duration
 	// Streams is the number of circuits open on the link.
 	Streams int
+	// Claimed: the peer dialled this link and keeps it as static on its
+	// side (it said so in the link hello). Honoured for Config.StaticIn
+	// incoming links, the oldest first.
+	Claimed bool
 }
 
 // Input is everything Plan looks at.
@@ -206,6 +225,7 @@ type planner struct {
 const unknown = time.Duration(math.MaxInt64 / 4)
 
 func (p *planner) plan() Plan {
+	p.in.Links = p.honourClaims(p.in.Links)
 	for _, l := range p.in.Links {
 		p.linked[l.Peer] = l
 		if !l.Static {
@@ -318,7 +338,11 @@ func (p *planner) plan() Plan {
 			return a.Peer < b.Peer
 		})
 		for _, l := range ls[:excess] {
-			out.Drop = append(out.Drop, Drop{Peer: l.Peer, Reason: "degree above the maximum", Why: WhyMax})
+			reason := "degree above the maximum"
+			if l.Claimed && !l.Outbound {
+				reason = fmt.Sprintf("degree above the maximum of %d links, and %d links static for their dialler already kept on top", hardMax, p.cfg.StaticIn)
+			}
+			out.Drop = append(out.Drop, Drop{Peer: l.Peer, Reason: reason, Why: WhyMax})
 		}
 		return out
 	}
@@ -394,6 +418,39 @@ func (p *planner) plan() Plan {
 				return out
 			}
 		}
+	}
+	return out
+}
+
+// honourClaims returns links with the oldest StaticIn incoming links
+// claimed static by their dialler marked Static; the others are unchanged
+// (and links is not modified).
+func (p *planner) honourClaims(links []Link) []Link {
+	var claimed []int
+	for i, l := range links {
+		if l.Claimed && !l.Outbound && !l.Static {
+			claimed = append(claimed, i)
+		}
+	}
+	if len(claimed) == 0 || p.cfg.StaticIn == 0 {
+		return links
+	}
+	age := func(l Link) time.Duration {
+		if l.Age == 0 { // unknown counts as old
+			return math.MaxInt64
+		}
+		return l.Age
+	}
+	sort.Slice(claimed, func(i, j int) bool {
+		a, b := links[claimed[i]], links[claimed[j]]
+		if age(a) != age(b) {
+			return age(a) > age(b)
+		}
+		return a.Peer < b.Peer
+	})
+	out := append([]Link(nil), links...)
+	for _, i := range claimed[:min(p.cfg.StaticIn, len(claimed))] {
+		out[i].Static = true
 	}
 	return out
 }

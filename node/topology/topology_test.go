@@ -83,6 +83,33 @@ func TestDecide(t *testing.T) {
 			Links: []Link{{Peer: "x", Static: true, Outbound: true}, {Peer: "r9", Static: true, Outbound: true}}},
 		wantAdd: []string{"r0", "r1", "r2"},
 	}, {
+		name: "at the maximum an incoming link claimed static is kept on top, not counted",
+		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 2, Max: 2, Long: -1},
+			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r1", RTT: ms(20)}, {Peer: "a", Claimed: true, Age: time.Second}}},
+	}, {
+		name: "claimed static links are honoured up to StaticIn, the oldest first; the newest counts and goes",
+		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 2, Max: 2, Long: -1, StaticIn: 2},
+			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r1", RTT: ms(20)},
+				{Peer: "a", Claimed: true, Age: time.Hour}, {Peer: "b", Claimed: true, Age: time.Second}, {Peer: "c", Claimed: true, Age: time.Minute}}},
+		wantDrops: []string{"b"},
+		dropWhy:   WhyMax,
+	}, {
+		name: "many claimed static links cannot push a node past Max plus StaticIn",
+		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 1, Max: 1, Long: -1, StaticIn: 1},
+			Links: []Link{{Peer: "x1", Claimed: true, Age: 5 * time.Second}, {Peer: "x2", Claimed: true, Age: 4 * time.Second},
+				{Peer: "x3", Claimed: true, Age: 3 * time.Second}, {Peer: "x4", Claimed: true, Age: 2 * time.Second}}},
+		wantDrops: []string{"x2", "x3"}, // x1 honoured; of the others, far (unknown) first, then by name
+	}, {
+		name: "with StaticIn negative no claim is honoured",
+		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 1, Max: 1, Long: -1, StaticIn: -1},
+			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "a", Claimed: true, Age: time.Second}}},
+		wantDrops: []string{"a"},
+	}, {
+		name: "a claim on an outgoing link is ignored",
+		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 1, Max: 1, Long: -1},
+			Links: []Link{{Peer: "r0", RTT: ms(10), Age: time.Hour}, {Peer: "r9", Outbound: true, Claimed: true, RTT: ms(100), Age: time.Hour}}},
+		wantDrops: []string{"r9"},
+	}, {
 		name: "backing-off members are skipped",
 		in: Input{Self: "me", Coord: at(0), Members: ten, Config: cfg,
 			Unavailable: []string{"r0", "r2"}},
