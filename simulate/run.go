@@ -295,6 +295,7 @@ func (r *runner) edgeOp(st Step, e [2]string) error {
 	if st.SetLoss {
 		p.Loss = st.Params.Loss
 	}
+	setShape(&p, st)
 	return r.c.SetLink(e[0], e[1], p)
 }
 

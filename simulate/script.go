@@ -99,6 +99,9 @@ type Step struct {
 	// were given (set changes only those).
 	Params              LinkParams
 	SetLatency, SetLoss bool
+	// SetShape names the shape options given (bandwidth, queue, jitter,
+	// reorder, dup).
+	SetShape []string
 	// Duration: wait's time, wait converged's timeout, expect's and
 	// transfer's deadline (0 for expect means check once, now).
 	Duration time.Duration
@@ -304,13 +307,13 @@ func (p *parser) edgeStep(st *Step, args []string) error {
 	}
 	allowed := []string{}
 	if st.Op == OpLink || st.Op == OpSet {
-		allowed = []string{"latency", "loss"}
+		allowed = append([]string{"latency", "loss"}, shapeKeys...)
 	}
 	if err := p.options(st, opts, allowed...); err != nil {
 		return err
 	}
-	if st.Op == OpSet && !st.SetLatency && !st.SetLoss {
-		return fmt.Errorf("set needs latency= or loss=")
+	if st.Op == OpSet && !st.SetLatency && !st.SetLoss && len(st.SetShape) == 0 {
+		return fmt.Errorf("set needs latency=, loss=, bandwidth=, queue=, jitter=, reorder= or dup=")
 	}
 	return nil
 }
@@ -399,6 +402,9 @@ func (p *parser) option(st *Step, k, v string) error {
 			return fmt.Errorf("want a non-negative integer")
 		}
 		st.Seed = n
+	default:
+		_, err := parseShapeOption(st, k, v)
+		return err
 	}
 	return nil
 }
@@ -456,7 +462,7 @@ func (p *parser) random(st *Step, args []string) error {
 		return fmt.Errorf("want random edges=N [seed=S] [latency=D] [loss=P]")
 	}
 	st.Count = -1
-	if err := p.options(st, opts, "edges", "seed", "latency", "loss"); err != nil {
+	if err := p.options(st, opts, append([]string{"edges", "seed", "latency", "loss"}, shapeKeys...)...); err != nil {
 		return err
 	}
 	n := p.nnodes
