@@ -32,6 +32,8 @@ const (
 	OpExpectUnreachable
 	OpTransfer
 	OpPrint
+	OpWorkload
+	OpWaitOptimal
 )
 
 var opNames = map[Op]string{
@@ -40,6 +42,7 @@ var opNames = map[Op]string{
 	OpRestart: "restart", OpRandom: "random", OpWait: "wait", OpWaitConverged: "wait converged",
 	OpExpectRoute: "expect route", OpExpectUnreachable: "expect unreachable",
 	OpTransfer: "transfer", OpPrint: "print",
+	OpWorkload: "workload", OpWaitOptimal: "wait optimal",
 }
 
 func (o Op) String() string {
@@ -111,6 +114,8 @@ type Step struct {
 	Count    int    // random: edges in total
 	Seed     uint64 // random: seed
 	What     string // print: routes, links or events
+	// Workload is the workload step's circuits.
+	Workload *WorkloadSpec
 }
 
 // Script is a parsed scenario.
@@ -186,6 +191,8 @@ func (p *parser) parseLine(st *Step) error {
 	case "transfer":
 		st.Op = OpTransfer
 		return p.transfer(st, args)
+	case "workload":
+		return p.workload(st, args)
 	case "print":
 		st.Op = OpPrint
 		if len(args) != 2 || args[0] != "routes" && args[0] != "links" && args[0] != "events" {
@@ -194,7 +201,7 @@ func (p *parser) parseLine(st *Step) error {
 		st.What = args[0]
 		return p.names(st, args[1:])
 	}
-	return fmt.Errorf("unknown command %q (want nodes, link, unlink, cut, heal, set, partition, isolate, kill, restart, random, wait, expect, transfer or print)", cmd)
+	return fmt.Errorf("unknown command %q (want nodes, link, unlink, cut, heal, set, partition, isolate, kill, restart, random, wait, expect, transfer, workload or print)", cmd)
 }
 
 // nodes declares node names; "n1..n30" declares n1 to n30.
@@ -313,7 +320,7 @@ func (p *parser) edgeStep(st *Step, args []string) error {
 		return err
 	}
 	if st.Op == OpSet && !st.SetLatency && !st.SetLoss && len(st.SetShape) == 0 {
-		return fmt.Errorf("set needs latency=, loss=, bandwidth=, queue=, jitter=, reorder= or dup=")
+		return fmt.Errorf("set needs latency= or loss= (or bandwidth=, queue=, jitter=, reorder=, dup=)")
 	}
 	return nil
 }
@@ -501,12 +508,15 @@ func (p *parser) wait(st *Step, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(words) == 1 && words[0] == "converged" {
+	if len(words) == 1 && (words[0] == "converged" || words[0] == "optimal") {
 		st.Op, st.Duration = OpWaitConverged, DefaultConvergeTimout
+		if words[0] == "optimal" {
+			st.Op = OpWaitOptimal
+		}
 		return p.options(st, opts, "timeout")
 	}
 	if len(words) != 1 || len(opts) > 0 {
-		return fmt.Errorf("want wait DURATION or wait converged [timeout=D]")
+		return fmt.Errorf("want wait DURATION, wait converged [timeout=D] or wait optimal [timeout=D]")
 	}
 	st.Op = OpWait
 	st.Duration, err = parseDuration(words[0])
