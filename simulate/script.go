@@ -77,7 +77,7 @@ const (
 	DefaultConvergeTimout = 30 * time.Second // wait converged
 	DefaultTransferWithin = 60 * time.Second // transfer
 	// MaxNodes bounds the nodes of one scenario.
-	MaxNodes = 1000
+	MaxNodes = 5000
 	// MaxRandomEdges bounds the links of a random graph.
 	MaxRandomEdges = 10000
 	// MaxTransfer bounds one transfer.
