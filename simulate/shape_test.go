@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"slices"
 	"strings"
@@ -59,18 +58,7 @@ func shapedArrivals(t *testing.T, seed uint64, p LinkParams, count int, reverse 
 	t.Helper()
 	var got []arrival
 	synctest.Test(t, func(t *testing.T) {
-		n := newPacketNet(seed)
-		a, err := n.listen("a", &net.UDPAddr{IP: net.IPv4(10, 0, 0, 1), Port: simPort})
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := n.listen("b", &net.UDPAddr{IP: net.IPv4(10, 0, 0, 2), Port: simPort})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer n.close()
-		defer a.Close()
-		defer b.Close()
+		n, a, b := listenPairSeed(t, seed)
 		n.setParams("a", "b", p)
 		start := time.Now()
 		done := make(chan struct{})
@@ -175,12 +163,7 @@ func TestShapePerDirectionStreams(t *testing.T) {
 // that do not fit in the queue.
 func TestShapeBandwidthQueue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := newPacketNet(1)
-		a, _ := n.listen("a", &net.UDPAddr{IP: net.IPv4(10, 0, 0, 1), Port: simPort})
-		b, _ := n.listen("b", &net.UDPAddr{IP: net.IPv4(10, 0, 0, 2), Port: simPort})
-		defer n.close()
-		defer a.Close()
-		defer b.Close()
+		n, a, b := listenPair(t)
 		// 1 Mbit/s: a 1250-byte packet takes 10 ms on the wire; the queue
 		// holds 4 of them (the one being sent counts while it waits).
 		n.setParams("a", "b", LinkParams{Shape: Shape{Bandwidth: 1_000_000, Queue: 5000}})

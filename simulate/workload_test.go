@@ -8,21 +8,15 @@ import (
 	"time"
 )
 
-// Circuits between every ordered pair of a mesh whose routes are all
-// shortest: every one is verified, and every path is as cheap as Dijkstra
-// over the links' costs says.
-func TestWorkloadAllPairsMem(t *testing.T) {
-	s, err := Parse("workload-all.sim", `
-nodes n1..n8
-random edges=12 seed=3 latency=1ms
-wait converged
-wait optimal
-workload pairs=all size=4KiB
-`)
+// runWorkload runs a scenario ending in a workload in virtual time and
+// returns its report and the workload's result.
+func runWorkload(t *testing.T, backend Backend, src string) (*Report, *WorkloadResult) {
+	t.Helper()
+	s, err := Parse(t.Name()+".sim", src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep := Test(t, s, Config{Backend: BackendMem})
+	rep := Test(t, s, Config{Backend: backend})
 	if testing.Verbose() {
 		rep.WriteTable(t.Output())
 	}
@@ -30,6 +24,20 @@ workload pairs=all size=4KiB
 	if w == nil {
 		t.Fatal("the workload step has no result")
 	}
+	return rep, w
+}
+
+// Circuits between every ordered pair of a mesh whose routes are all
+// shortest: every one is verified, and every path is as cheap as Dijkstra
+// over the links' costs says.
+func TestWorkloadAllPairsMem(t *testing.T) {
+	rep, w := runWorkload(t, BackendMem, `
+nodes n1..n8
+random edges=12 seed=3 latency=1ms
+wait converged
+wait optimal
+workload pairs=all size=4KiB
+`)
 	if w.Circuits != 8*7 || w.Succeeded != w.Circuits || w.SuccessRate != 1 {
 		t.Errorf("%d of %d circuits verified (rate %v), want all 56 ordered pairs", w.Succeeded, w.Circuits, w.SuccessRate)
 	}
@@ -54,23 +62,12 @@ workload pairs=all size=4KiB
 // lasts as long as the rate says, and each hop adds at least its round
 // trip to a circuit's open time.
 func TestWorkloadRateQUIC(t *testing.T) {
-	s, err := Parse("workload-rate.sim", `
+	_, w := runWorkload(t, BackendQUIC, `
 nodes n1..n8
 random edges=10 seed=5 latency=1ms
 wait converged
 workload circuits=60 rate=10 size=2KiB seed=9
 `)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep := Test(t, s, Config{Backend: BackendQUIC})
-	if testing.Verbose() {
-		rep.WriteTable(t.Output())
-	}
-	w := rep.Steps[len(rep.Steps)-1].Workload
-	if w == nil {
-		t.Fatal("the workload step has no result")
-	}
 	if w.Succeeded != 60 {
 		t.Errorf("%d of 60 circuits verified: %v", w.Succeeded, w.Errors)
 	}
