@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -65,5 +67,29 @@ transfer a c 64KiB
 				t.Errorf("run: %v virtual, %v wall; want at least 10m virtual and less wall", time.Duration(rep.Duration), time.Duration(rep.Wall))
 			}
 		})
+	}
+}
+
+// A scenario that fails in virtual time exits 1 with its report on stdout.
+func TestE2ESimulateVirtualFailure(t *testing.T) {
+	bin := binary(t)
+	script := filepath.Join(t.TempDir(), "fails.sim")
+	if err := os.WriteFile(script, []byte("nodes a b\nlink a-b\nwait converged\nexpect unreachable a b within=1m\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "simulate", "--virtual", "--backend", "mem", script)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want status 1\nstdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
+	}
+	for _, want := range []string{"in virtual time", "a still reaches b", "FAIL: 0 expectations passed, 1 steps failed, in 1m0"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("stdout lacks %q:\n%s", want, out.String())
+		}
 	}
 }
