@@ -209,14 +209,7 @@ func (r *runner) do(ctx context.Context, st Step, res *StepResult) error {
 	case OpNodes:
 		return c.AddNodes(ctx, st.Nodes...)
 	case OpLink, OpRandom:
-		for _, e := range st.Edges {
-			lctx, cancel := context.WithTimeout(ctx, redialTimeout)
-			err := c.Link(lctx, e[0], e[1], st.Params)
-			cancel()
-			if err != nil {
-				return err
-			}
-		}
+		return c.linkAll(ctx, st.Edges, st.Params)
 	case OpUnlink, OpCut, OpSet:
 		for _, e := range st.Edges {
 			if err := r.edgeOp(st, e); err != nil {
