@@ -42,20 +42,28 @@ func (g linkGraph) pathCost(path []string) (cost uint64, ok bool) {
 	return cost, true
 }
 
-// shortestPaths returns the cheapest path (its cost, and its hop count,
-// the fewest among equally cheap paths) from src to every node it reaches
-// in graph, src left out. A link whose far end is not in graph (a node
-// that is down) is left out. The Dijkstra is routingtest.ShortestPaths,
-// the reference the routing engine's own tests use.
-func shortestPaths(graph linkGraph, src string) map[string]routingtest.Path {
-	g := make(map[string]map[string]routing.Metric, len(graph))
-	for u, nbrs := range graph {
-		g[u] = make(map[string]routing.Metric, len(nbrs))
+// metricGraph is a linkGraph ready for shortestPaths: links whose far end
+// is not in the snapshot (a node that is down) are left out.
+type metricGraph map[string]map[string]routing.Metric
+
+// metrics converts the graph once for any number of shortestPaths calls.
+func (g linkGraph) metrics() metricGraph {
+	m := make(metricGraph, len(g))
+	for u, nbrs := range g {
+		m[u] = make(map[string]routing.Metric, len(nbrs))
 		for v, c := range nbrs {
-			if graph[v] != nil {
-				g[u][v] = routing.Metric(c)
+			if g[v] != nil {
+				m[u][v] = routing.Metric(c)
 			}
 		}
 	}
+	return m
+}
+
+// shortestPaths returns the cheapest path (its cost, and its hop count,
+// the fewest among equally cheap paths) from src to every node it reaches
+// in g, src left out. The Dijkstra is routingtest.ShortestPaths, the
+// reference the routing engine's own tests use.
+func shortestPaths(g metricGraph, src string) map[string]routingtest.Path {
 	return routingtest.ShortestPaths(g, func(string) bool { return false }, src)
 }

@@ -22,13 +22,14 @@ type Stretch struct {
 // paths (Dijkstra over every running node's live links).
 func (c *Cluster) RouteStretch() (Stretch, error) {
 	graph := c.linkGraph()
+	metrics := graph.metrics()
 	names := c.Names()
 	st := Stretch{MaxRatio: 1}
 	for _, from := range names {
 		if graph[from] == nil {
 			continue
 		}
-		dist := shortest(graph, from)
+		dist := shortestIn(metrics, from)
 		peers, err := c.Peers(from)
 		if err != nil {
 			continue
@@ -54,8 +55,13 @@ func (c *Cluster) RouteStretch() (Stretch, error) {
 // shortest returns the cost of the cheapest path from src to every node
 // it reaches in graph, src included at 0.
 func shortest(graph linkGraph, src string) map[string]uint64 {
+	return shortestIn(graph.metrics(), src)
+}
+
+// shortestIn is shortest on a converted graph.
+func shortestIn(g metricGraph, src string) map[string]uint64 {
 	dist := map[string]uint64{src: 0}
-	for name, p := range shortestPaths(graph, src) {
+	for name, p := range shortestPaths(g, src) {
 		dist[name] = p.Cost
 	}
 	return dist
