@@ -90,8 +90,8 @@ type WorkloadResult struct {
 	CostStretch RatioDist `json:"cost_stretch"`
 	HopStretch  RatioDist `json:"hop_stretch"`
 	Longer      int       `json:"longer"`
-	// RoutingMessages is how many routing messages the running nodes sent
-	// while the workload ran.
+	// RoutingMessages is how many routing messages the nodes running
+	// throughout the workload sent while it ran.
 	RoutingMessages uint64 `json:"routing_messages"`
 	// Errors counts the failed circuits by error (the most frequent five,
 	// with the pair's names taken out).
@@ -170,7 +170,11 @@ func (c *Cluster) Workload(ctx context.Context, spec WorkloadSpec) (WorkloadResu
 	if res.Elapsed > 0 {
 		res.Throughput = float64(res.Bytes) / res.Elapsed.Seconds()
 	}
-	res.RoutingMessages = c.routingMessages() - before
+	for name, n := range c.routingMessages() {
+		if b, ok := before[name]; ok && n >= b {
+			res.RoutingMessages += n - b
+		}
+	}
 	return res, nil
 }
 
@@ -226,15 +230,16 @@ func (s WorkloadSpec) offset(i, n int) time.Duration {
 	return 0
 }
 
-// routingMessages sums the routing messages the running nodes sent.
-func (c *Cluster) routingMessages() uint64 {
-	var sum uint64
+// routingMessages returns how many routing messages each running node
+// sent (a restarted node counts from its restart).
+func (c *Cluster) routingMessages() map[string]uint64 {
+	sent := map[string]uint64{}
 	for _, name := range c.Names() {
 		if n := c.Node(name); n != nil {
-			sum += n.RoutingStats().MessagesOut
+			sent[name] = n.RoutingStats().MessagesOut
 		}
 	}
-	return sum
+	return sent
 }
 
 // summarise computes a workload's figures from its circuits.
