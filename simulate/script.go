@@ -410,8 +410,7 @@ func (p *parser) option(st *Step, k, v string) error {
 		}
 		st.Seed = n
 	default:
-		_, err := parseShapeOption(st, k, v)
-		return err
+		return parseShapeOption(st, k, v)
 	}
 	return nil
 }

@@ -171,9 +171,9 @@ func (n *packetNet) deliverAt(from, to string, d time.Duration, next func() pack
 	})
 }
 
-// parseShapeOption sets the Shape option k of a script step; ok is false
-// when k is not a shape option.
-func parseShapeOption(st *Step, k, v string) (ok bool, err error) {
+// parseShapeOption sets the Shape option k (one of shapeKeys) of a
+// script step.
+func parseShapeOption(st *Step, k, v string) (err error) {
 	s := &st.Params.Shape
 	switch k {
 	case "bandwidth":
@@ -197,12 +197,12 @@ func parseShapeOption(st *Step, k, v string) (ok bool, err error) {
 			s.Duplicate = f
 		}
 	default:
-		return false, nil
+		return fmt.Errorf("unknown option")
 	}
 	if err == nil {
 		st.SetShape = append(st.SetShape, k)
 	}
-	return true, err
+	return err
 }
 
 // setShape copies the shape options a set step names from st onto p.
