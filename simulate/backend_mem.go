@@ -44,6 +44,9 @@ func (b *memBackend) setParams(x, y string, p LinkParams) error {
 	if p.Loss > 0 {
 		return fmt.Errorf("loss on in-memory links: %w", ErrUnsupported)
 	}
+	if !p.Shape.IsZero() {
+		return fmt.Errorf("bandwidth, queue, jitter, reorder and dup on in-memory links: %w", ErrUnsupported)
+	}
 	b.net.SetCost(x, y, links.Cost(min(2*p.Latency/costUnit, 1<<31)))
 	return nil
 }

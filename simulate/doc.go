@@ -42,7 +42,8 @@
 // and timeouts then cost no wall time, and the report's durations are
 // virtual, with the wall time beside them (Report.Virtual, Report.Wall,
 // StepResult.Wall). A Cluster created inside synctest.Test runs in virtual
-// time the same way. Same script and seed give the same step outcomes;
+// time the same way, and RunVirtual (`circuitmesh simulate --virtual`)
+// runs a scenario in virtual time outside go test. Same script and seed give the same step outcomes;
 // timings and routing tables may still differ between runs, because
 // goroutines ready at the same virtual instant run in an order the Go
 // scheduler picks and links and QUIC draw unseeded randomness.
@@ -60,6 +61,8 @@
 //	random edges=N [seed=S] [latency=D] [loss=P]
 //	                               a random connected graph of N links over every node declared so far
 //	set a-b [latency=D] [loss=P]   change latency or loss of existing links
+//	    link, random and set take bandwidth=R (10Mbit) queue=S (64KiB) jitter=D reorder=P dup=P
+//	                               too (QUIC backend; Shape)
 //	unlink a-b                     remove a link for good (heal does not restore it)
 //	cut a-b                        drop all traffic of a link, silently
 //	heal [a-b ...]                 undo cuts, partitions and isolation (all, or the links named)
@@ -69,6 +72,10 @@
 //	restart a [b ...]              start killed nodes again with the same identity and address
 //	wait D                         sleep
 //	wait converged [timeout=D]     wait until routing matches the topology (default 30s)
+//	wait optimal [timeout=D]       wait until every route is also the shortest
+//	workload [circuits=N] [pairs=random|all] [rate=R] [size=S] [duration=D] [seed=S] [within=D]
+//	                               many verified circuits (Cluster.Workload): success rate, open
+//	                               and per-hop times, throughput, path stretch, routing messages
 //	expect route a b [hops=N] [via=X] [within=D]
 //	                               a reaches b (in N hops, with next hop X) within D (default 5s; 0 checks once)
 //	expect unreachable a b [within=D]

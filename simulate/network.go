@@ -19,6 +19,9 @@ type LinkParams struct {
 	// Loss is the probability, 0 to 1, that a packet is dropped, drawn
 	// independently for each packet and direction.
 	Loss float64
+	// Bandwidth, Queue, Jitter, Reorder and Duplicate shape the packets
+	// of the QUIC backend further (see shape.go); zero means none.
+	Shape
 }
 
 func (p LinkParams) validate() error {
@@ -28,7 +31,7 @@ func (p LinkParams) validate() error {
 	if !(p.Loss >= 0 && p.Loss <= 1) {
 		return fmt.Errorf("loss %v is not between 0 and 1", p.Loss)
 	}
-	return nil
+	return p.Shape.validate()
 }
 
 // inboxSize bounds the packets queued at a receiver (a socket buffer):
@@ -45,8 +48,9 @@ type packetNet struct {
 	params  map[pair]LinkParams
 	blocked map[pair]bool
 	down    map[string]bool // nodes whose packets all vanish
-	// inflight queues the delayed packets of each path (from, to node).
-	inflight map[[2]string]*fifo
+	// inflight holds each path's (from, to node) packets in flight and its
+	// transmitter's state.
+	inflight map[[2]string]*pathState
 	// seed derives rngs, one random stream per path (from, to node), so
 	// the loss pattern of a path depends on the seed and on that path's
 	// packets alone, not on how other paths' packets interleave with them.
@@ -73,7 +77,7 @@ func newPacketNet(seed uint64) *packetNet {
 		params:   map[pair]LinkParams{},
 		blocked:  map[pair]bool{},
 		down:     map[string]bool{},
-		inflight: map[[2]string]*fifo{},
+		inflight: map[[2]string]*pathState{},
 		seed:     seed,
 		rngs:     map[[2]string]*rand.Rand{},
 	}
@@ -153,36 +157,7 @@ func (n *packetNet) send(src *packetConn, b []byte, dst net.Addr) {
 	if n.down[from] || n.down[name] || n.blocked[p] {
 		return
 	}
-	params := n.params[p]
-	if params.Loss > 0 && n.pathRand(from, name).Float64() < params.Loss {
-		return
-	}
-	pkt := packet{data: append([]byte(nil), b...), from: src.addr}
-	if params.Latency <= 0 {
-		to.deliver(pkt)
-		return
-	}
-	// Timers may fire out of order; each firing delivers the oldest packet
-	// in flight on this path, so a path never reorders.
-	key := [2]string{from, name}
-	q := n.inflight[key]
-	if q == nil {
-		q = &fifo{}
-		n.inflight[key] = q
-	}
-	q.push(pkt)
-	n.timers.Add(1)
-	time.AfterFunc(params.Latency, func() {
-		defer n.timers.Done()
-		pkt := q.pop()
-		// The path may have been cut while the packet was in flight.
-		n.mu.Lock()
-		lost := n.closed || n.down[from] || n.down[name] || n.blocked[p]
-		n.mu.Unlock()
-		if !lost {
-			to.deliver(pkt)
-		}
-	})
+	n.schedule(from, name, n.params[p], b, src.addr, to)
 }
 
 // fifo holds the packets in flight on one path, oldest first.
@@ -195,6 +170,12 @@ func (f *fifo) push(p packet) {
 	f.mu.Lock()
 	f.q = append(f.q, p)
 	f.mu.Unlock()
+}
+
+func (f *fifo) empty() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.q) == 0
 }
 
 func (f *fifo) pop() packet {

@@ -11,7 +11,13 @@ import (
 
 func listenPair(t *testing.T) (*packetNet, *packetConn, *packetConn) {
 	t.Helper()
-	n := newPacketNet(1)
+	return listenPairSeed(t, 1)
+}
+
+// listenPairSeed binds a and b on a new network with the given seed.
+func listenPairSeed(t *testing.T, seed uint64) (*packetNet, *packetConn, *packetConn) {
+	t.Helper()
+	n := newPacketNet(seed)
 	a, err := n.listen("a", &net.UDPAddr{IP: net.IPv4(10, 0, 0, 1), Port: simPort})
 	if err != nil {
 		t.Fatal(err)

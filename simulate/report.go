@@ -37,6 +37,9 @@ func resultNote(r StepResult, wall bool) string {
 		notes = append(notes, fmt.Sprintf("%s in %v = %s, open %v, path %s",
 			sizeString(t.Bytes), round(t.Duration), rate, round(t.Open), strings.Join(t.Path, "-")))
 	}
+	if w := r.Workload; w != nil {
+		notes = append(notes, w.String())
+	}
 	if len(notes) == 0 {
 		return ""
 	}

@@ -38,6 +38,8 @@ type StepResult struct {
 	Stretch *Stretch `json:"stretch,omitempty"`
 	// Transfer measures a transfer step.
 	Transfer *TransferResult `json:"transfer,omitempty"`
+	// Workload measures a workload step.
+	Workload *WorkloadResult `json:"workload,omitempty"`
 	// Output is what a print step printed.
 	Output string `json:"output,omitempty"`
 	// State is, for a failed step, every node's latest events, links and
@@ -150,6 +152,7 @@ type runner struct {
 	lastChange time.Time
 	changeLine int
 	changeOp   Op
+	changeEnd  time.Time // when the last change step ended
 }
 
 func (r *runner) step(ctx context.Context, st Step) StepResult {
@@ -172,11 +175,18 @@ func (r *runner) step(ctx context.Context, st Step) StepResult {
 	}
 	// Times are measured from the last change; an expectation that held
 	// at once measures nothing.
-	if err == nil && (st.Op == OpWaitConverged || res.Status == StatusPass) && r.changeLine > 0 {
+	if st.Op.changesTopology() {
+		r.changeEnd = time.Now()
+	}
+	if err == nil && (st.Op == OpWaitConverged || st.Op == OpWaitOptimal || res.Status == StatusPass) && r.changeLine > 0 {
 		res.SinceChange, res.ChangeLine = time.Since(r.lastChange), r.changeLine
 		switch {
 		case st.Op == OpWaitConverged:
 			r.measure("convergence", st.Line, ms(res.SinceChange), "ms")
+			r.measureSetup(st.Line, "convergence")
+		case st.Op == OpWaitOptimal:
+			r.measure("optimal", st.Line, ms(res.SinceChange), "ms")
+			r.measureSetup(st.Line, "optimal")
 		case res.waited && r.changeOp.isFault():
 			r.measure("reroute", st.Line, ms(res.SinceChange), "ms")
 		case res.waited:
@@ -199,14 +209,7 @@ func (r *runner) do(ctx context.Context, st Step, res *StepResult) error {
 	case OpNodes:
 		return c.AddNodes(ctx, st.Nodes...)
 	case OpLink, OpRandom:
-		for _, e := range st.Edges {
-			lctx, cancel := context.WithTimeout(ctx, redialTimeout)
-			err := c.Link(lctx, e[0], e[1], st.Params)
-			cancel()
-			if err != nil {
-				return err
-			}
-		}
+		return c.linkAll(ctx, st.Edges, st.Params)
 	case OpUnlink, OpCut, OpSet:
 		for _, e := range st.Edges {
 			if err := r.edgeOp(st, e); err != nil {
@@ -268,6 +271,22 @@ func (r *runner) do(ctx context.Context, st Step, res *StepResult) error {
 			r.measure("throughput", st.Line, t.Throughput()/(1<<20), "MiB/s")
 		}
 		r.measure("open", st.Line, ms(t.Open), "ms")
+	case OpWaitOptimal:
+		wctx, cancel := context.WithTimeout(ctx, st.Duration)
+		defer cancel()
+		st, err := c.waitOptimal(wctx)
+		res.Stretch = &st
+		return err
+	case OpWorkload:
+		w, err := c.Workload(ctx, *st.Workload)
+		if err != nil {
+			return err
+		}
+		res.Workload = &w
+		r.measureWorkload(st.Line, w)
+		if w.Succeeded < w.Circuits {
+			return fmt.Errorf("%d of %d circuits failed", w.Circuits-w.Succeeded, w.Circuits)
+		}
 	case OpPrint:
 		out, err := r.print(st)
 		res.Output = out
@@ -295,6 +314,7 @@ func (r *runner) edgeOp(st Step, e [2]string) error {
 	if st.SetLoss {
 		p.Loss = st.Params.Loss
 	}
+	setShape(&p, st)
 	return r.c.SetLink(e[0], e[1], p)
 }
 

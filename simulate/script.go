@@ -32,6 +32,8 @@ const (
 	OpExpectUnreachable
 	OpTransfer
 	OpPrint
+	OpWorkload
+	OpWaitOptimal
 )
 
 var opNames = map[Op]string{
@@ -40,6 +42,7 @@ var opNames = map[Op]string{
 	OpRestart: "restart", OpRandom: "random", OpWait: "wait", OpWaitConverged: "wait converged",
 	OpExpectRoute: "expect route", OpExpectUnreachable: "expect unreachable",
 	OpTransfer: "transfer", OpPrint: "print",
+	OpWorkload: "workload", OpWaitOptimal: "wait optimal",
 }
 
 func (o Op) String() string {
@@ -74,7 +77,7 @@ const (
 	DefaultConvergeTimout = 30 * time.Second // wait converged
 	DefaultTransferWithin = 60 * time.Second // transfer
 	// MaxNodes bounds the nodes of one scenario.
-	MaxNodes = 1000
+	MaxNodes = 5000
 	// MaxRandomEdges bounds the links of a random graph.
 	MaxRandomEdges = 10000
 	// MaxTransfer bounds one transfer.
@@ -99,6 +102,9 @@ type Step struct {
 	// were given (set changes only those).
 	Params              LinkParams
 	SetLatency, SetLoss bool
+	// SetShape names the shape options given (bandwidth, queue, jitter,
+	// reorder, dup).
+	SetShape []string
 	// Duration: wait's time, wait converged's timeout, expect's and
 	// transfer's deadline (0 for expect means check once, now).
 	Duration time.Duration
@@ -108,6 +114,8 @@ type Step struct {
 	Count    int    // random: edges in total
 	Seed     uint64 // random: seed
 	What     string // print: routes, links or events
+	// Workload is the workload step's circuits.
+	Workload *WorkloadSpec
 }
 
 // Script is a parsed scenario.
@@ -183,6 +191,8 @@ func (p *parser) parseLine(st *Step) error {
 	case "transfer":
 		st.Op = OpTransfer
 		return p.transfer(st, args)
+	case "workload":
+		return p.workload(st, args)
 	case "print":
 		st.Op = OpPrint
 		if len(args) != 2 || args[0] != "routes" && args[0] != "links" && args[0] != "events" {
@@ -191,7 +201,7 @@ func (p *parser) parseLine(st *Step) error {
 		st.What = args[0]
 		return p.names(st, args[1:])
 	}
-	return fmt.Errorf("unknown command %q (want nodes, link, unlink, cut, heal, set, partition, isolate, kill, restart, random, wait, expect, transfer or print)", cmd)
+	return fmt.Errorf("unknown command %q (want nodes, link, unlink, cut, heal, set, partition, isolate, kill, restart, random, wait, expect, transfer, workload or print)", cmd)
 }
 
 // nodes declares node names; "n1..n30" declares n1 to n30.
@@ -304,13 +314,13 @@ func (p *parser) edgeStep(st *Step, args []string) error {
 	}
 	allowed := []string{}
 	if st.Op == OpLink || st.Op == OpSet {
-		allowed = []string{"latency", "loss"}
+		allowed = append([]string{"latency", "loss"}, shapeKeys...)
 	}
 	if err := p.options(st, opts, allowed...); err != nil {
 		return err
 	}
-	if st.Op == OpSet && !st.SetLatency && !st.SetLoss {
-		return fmt.Errorf("set needs latency= or loss=")
+	if st.Op == OpSet && !st.SetLatency && !st.SetLoss && len(st.SetShape) == 0 {
+		return fmt.Errorf("set needs latency= or loss= (or bandwidth=, queue=, jitter=, reorder=, dup=)")
 	}
 	return nil
 }
@@ -399,6 +409,8 @@ func (p *parser) option(st *Step, k, v string) error {
 			return fmt.Errorf("want a non-negative integer")
 		}
 		st.Seed = n
+	default:
+		return parseShapeOption(st, k, v)
 	}
 	return nil
 }
@@ -456,7 +468,7 @@ func (p *parser) random(st *Step, args []string) error {
 		return fmt.Errorf("want random edges=N [seed=S] [latency=D] [loss=P]")
 	}
 	st.Count = -1
-	if err := p.options(st, opts, "edges", "seed", "latency", "loss"); err != nil {
+	if err := p.options(st, opts, append([]string{"edges", "seed", "latency", "loss"}, shapeKeys...)...); err != nil {
 		return err
 	}
 	n := p.nnodes
@@ -495,12 +507,15 @@ func (p *parser) wait(st *Step, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(words) == 1 && words[0] == "converged" {
+	if len(words) == 1 && (words[0] == "converged" || words[0] == "optimal") {
 		st.Op, st.Duration = OpWaitConverged, DefaultConvergeTimout
+		if words[0] == "optimal" {
+			st.Op = OpWaitOptimal
+		}
 		return p.options(st, opts, "timeout")
 	}
 	if len(words) != 1 || len(opts) > 0 {
-		return fmt.Errorf("want wait DURATION or wait converged [timeout=D]")
+		return fmt.Errorf("want wait DURATION, wait converged [timeout=D] or wait optimal [timeout=D]")
 	}
 	st.Op = OpWait
 	st.Duration, err = parseDuration(words[0])

@@ -78,7 +78,7 @@ func TestParseErrors(t *testing.T) {
 		{"nodes a a", 1, "declared twice"},
 		{"nodes A", 1, "bad node name"},
 		{"nodes a-b", 1, "'-' separates"},
-		{"nodes n1..n2000", 1, "more than 1000"},
+		{"nodes n1..n6000", 1, "more than 5000"},
 		{"nodes n5..n1", 1, "increasing"},
 		{"nodes a b\n\n\nexpect route a b hops=0", 4, "hop count"},
 		{"nodes a b\nexpect route a a", 2, "to itself"},

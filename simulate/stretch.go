@@ -1,11 +1,6 @@
 package simulate
 
-import (
-	"fmt"
-
-	"github.com/circuitmesh/circuitmesh/routing"
-	"github.com/circuitmesh/circuitmesh/routing/routingtest"
-)
+import "fmt"
 
 // Stretch compares the routes of the running nodes with the shortest
 // paths over their live links' actual costs (each node's node.LinkInfo.Cost
@@ -26,27 +21,15 @@ type Stretch struct {
 // RouteStretch measures how far the nodes' routes are from the shortest
 // paths (Dijkstra over every running node's live links).
 func (c *Cluster) RouteStretch() (Stretch, error) {
-	graph := map[string]map[string]uint32{}
+	graph := c.linkGraph()
+	metrics := graph.metrics()
 	names := c.Names()
-	for _, name := range names {
-		if c.Node(name) == nil {
-			continue
-		}
-		links, err := c.Links(name)
-		if err != nil {
-			continue // went down meanwhile
-		}
-		graph[name] = map[string]uint32{}
-		for _, l := range links {
-			graph[name][l.Peer] = l.Cost
-		}
-	}
 	st := Stretch{MaxRatio: 1}
 	for _, from := range names {
 		if graph[from] == nil {
 			continue
 		}
-		dist := shortest(graph, from)
+		dist := shortestIn(metrics, from)
 		peers, err := c.Peers(from)
 		if err != nil {
 			continue
@@ -70,20 +53,15 @@ func (c *Cluster) RouteStretch() (Stretch, error) {
 }
 
 // shortest returns the cost of the cheapest path from src to every node
-// it reaches in graph (graph[u][v] is the cost of u's link to v), src
-// included at 0. A link whose far end is down is left out.
-func shortest(graph map[string]map[string]uint32, src string) map[string]uint64 {
-	g := make(map[string]map[string]routing.Metric, len(graph))
-	for u, nbrs := range graph {
-		g[u] = make(map[string]routing.Metric, len(nbrs))
-		for v, c := range nbrs {
-			if graph[v] != nil {
-				g[u][v] = routing.Metric(c)
-			}
-		}
-	}
+// it reaches in graph, src included at 0.
+func shortest(graph linkGraph, src string) map[string]uint64 {
+	return shortestIn(graph.metrics(), src)
+}
+
+// shortestIn is shortest on a converted graph.
+func shortestIn(g metricGraph, src string) map[string]uint64 {
 	dist := map[string]uint64{src: 0}
-	for name, p := range routingtest.ShortestPaths(g, func(string) bool { return false }, src) {
+	for name, p := range shortestPaths(g, src) {
 		dist[name] = p.Cost
 	}
 	return dist

@@ -112,7 +112,7 @@ func (c *Cluster) Transfer(ctx context.Context, from, to string, size int64) (Tr
 	start = time.Now()
 	h := sha256.New()
 	src := rand.NewChaCha8([32]byte{byte(size), 's', 'i', 'm'})
-	buf := make([]byte, 64<<10)
+	buf := make([]byte, min(size, 64<<10)) // small for the many circuits of a workload
 	for left := size; left > 0; {
 		chunk := buf[:min(int64(len(buf)), left)]
 		src.Read(chunk)
