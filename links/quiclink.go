@@ -41,6 +41,8 @@ type quicLink struct {
 	writeMu  sync.Mutex  // serialises writes on ctrl
 
 	streams   atomic.Int64
+	smu       sync.Mutex               // guards live
+	live      map[*quicStream]struct{} // streams whose receive side is open
 	quality   atomic.Pointer[Quality]
 	meter     *qualityMeter // used by probeLoop only
 	lastHeard atomic.Int64  // unix nanos of the last frame or packet from the peer

@@ -19,6 +19,15 @@ type quicStream struct {
 	// done holds doneRead|doneWrite; the link's open-stream count drops
 	// when both are set.
 	done atomic.Uint32
+	// got counts the bytes the reader took; reading the Read and Peek
+	// calls in progress (see quicLink.reclaim).
+	got     atomic.Int64
+	reading atomic.Int32
+	// Owned by the link's reclaim pass: got when the reader last made
+	// progress, since when it has not, and the most the stream may hold.
+	mark  int64
+	since time.Time
+	bound uint64
 }
 
 const (
@@ -28,7 +37,9 @@ const (
 
 func newQUICStream(l *quicLink, s *quic.Stream) *quicStream {
 	l.streams.Add(1)
-	return &quicStream{s: s, link: l}
+	qs := &quicStream{s: s, link: l}
+	l.track(qs)
+	return qs
 }
 
 func (s *quicStream) finish(bits uint32) {
@@ -38,6 +49,9 @@ func (s *quicStream) finish(bits uint32) {
 			return
 		}
 		if s.done.CompareAndSwap(old, old|bits) {
+			if old&doneRead == 0 && bits&doneRead != 0 {
+				s.link.untrack(s)
+			}
 			if old|bits == doneRead|doneWrite {
 				s.link.streams.Add(-1)
 			}
@@ -47,7 +61,12 @@ func (s *quicStream) finish(bits uint32) {
 }
 
 func (s *quicStream) Read(p []byte) (int, error) {
+	s.reading.Add(1)
 	n, err := s.s.Read(p)
+	s.reading.Add(-1)
+	if n > 0 {
+		s.got.Add(int64(n))
+	}
 	if err != nil {
 		return n, s.readErr(err)
 	}
@@ -66,7 +85,9 @@ func (s *quicStream) Write(p []byte) (int, error) {
 // and copies them into p without consuming them. A relay's splice peeks
 // one byte so that an idle circuit holds no copy buffer.
 func (s *quicStream) Peek(p []byte) (int, error) {
+	s.reading.Add(1)
 	n, err := s.s.Peek(p)
+	s.reading.Add(-1)
 	if err != nil {
 		// The Read that follows returns the same error and does the
 		// bookkeeping.

@@ -1,0 +1,147 @@
+package links
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// windowPair links a to b, both with small receive windows; b's readers
+// stall after stall.
+func windowPair(t *testing.T, stall time.Duration) (a, b *node, la, lb Link) {
+	t.Helper()
+	ca := testCA(t, "m")
+	mod := func(c *QUICConfig) {
+		c.MaxStreamWindow = 64 << 10
+		c.LinkWindow = 256 << 10
+		c.ReaderStall = stall
+	}
+	a = newNode(t, issue(t, ca, "a"), mod)
+	b = newNode(t, issue(t, ca, "b"), mod)
+	la = dial(t, a, b)
+	return a, b, la, acceptedLink(t, b, "a")
+}
+
+// holdUnread accepts streams on l and never reads those whose first byte
+// is not 'h'; it echoes the others. It returns a function that waits for
+// its goroutines once the link is closed.
+func holdUnread(l Link) (wait func()) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var held []Stream
+		defer func() {
+			for _, s := range held {
+				s.Reset(0)
+			}
+		}()
+		for {
+			s, err := l.AcceptStream(context.Background())
+			if err != nil {
+				return
+			}
+			var first [1]byte
+			if _, err := io.ReadFull(s, first[:]); err != nil || first[0] != 'h' {
+				held = append(held, s)
+				continue
+			}
+			wg.Go(func() {
+				_, _ = s.Write(first[:])
+				_, _ = io.Copy(s, s)
+				_ = s.Close()
+			})
+		}
+	})
+	return wg.Wait
+}
+
+// TestLinkWindowBoundsUnreadBytes: a peer writes on 16 streams that the
+// node never reads, 1 MiB in all, against stream windows of 64 KiB. It
+// gets no more than the link window (256 KiB) into the node's buffers.
+func TestLinkWindowBoundsUnreadBytes(t *testing.T) {
+	a, _, la, lb := windowPair(t, time.Hour)
+	defer holdUnread(lb)()
+	defer a.Close()
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		s, err := la.OpenStream(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = s.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		wg.Go(func() {
+			n, _ := s.Write(make([]byte, 64<<10))
+			total.Add(int64(n))
+		})
+	}
+	wg.Wait()
+	t.Logf("the peer got %d bytes into unread buffers", total.Load())
+	if total.Load() > 256<<10 {
+		t.Fatalf("the peer got %d bytes into unread buffers, more than the 256 KiB link window", total.Load())
+	}
+}
+
+// TestStalledStreamsReclaimed: a peer fills the link's window with 16
+// streams the node never reads; the node resets streams whose readers
+// stalled (with the stalled code) until they fit in half the window, and a
+// stream the node reads on the same link moves 1 MiB both ways.
+func TestStalledStreamsReclaimed(t *testing.T) {
+	a, b, la, lb := windowPair(t, 300*time.Millisecond)
+	defer holdUnread(lb)()
+	defer a.Close()
+	var stalled atomic.Int64
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 16 {
+		s, err := la.OpenStream(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := context.AfterFunc(ctx, func() { s.Reset(0) })
+		wg.Go(func() {
+			defer stop()
+			buf := bytes.Repeat([]byte("x"), 16<<10)
+			for {
+				if _, err := s.Write(buf); err != nil {
+					var re *StreamResetError
+					if errors.As(err, &re) && re.Code == DefaultStalledCode && re.Remote {
+						stalled.Add(1)
+					}
+					return
+				}
+			}
+		})
+	}
+	// The honest stream: 1 MiB echoed.
+	s, err := la.OpenStream(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append([]byte("h"), bytes.Repeat([]byte("honest"), 1<<20/6)...)
+	go func() {
+		_, _ = s.Write(want)
+		_ = s.CloseWrite()
+	}()
+	got, err := io.ReadAll(s)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("honest stream: %d of %d bytes echoed: %v", len(got), len(want), err)
+	}
+	waitFor(t, "stalled streams reset", 30*time.Second, func() bool { return stalled.Load() > 0 })
+	t.Logf("streams reset as stalled: %d of 16 (counted by b: %d)", stalled.Load(), b.StalledStreams())
+	if b.StalledStreams() == 0 {
+		t.Fatal("b does not count the streams it reset")
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
