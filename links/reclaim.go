@@ -10,17 +10,28 @@ import (
 // reader stops (a service that never reads, a relay whose next hop stopped
 // taking data) keeps the credit of the bytes it holds unread; enough of
 // them would leave the other circuits and the control stream without
-// credit. Each probe tick the link therefore looks for stalled streams (no
-// Read in progress and too little read for ReaderStall) and, when what
-// they may hold together exceeds half the window, resets the largest
-// until the rest fits. The bytes a stream may hold unread are bounded by
-// its receive window, which quic-go doubles only after the reader took
-// more than half of it in one round of auto-tuning: so it is at most
-// max(initial window, 4 × bytes read), and at most MaxStreamWindow.
+// credit. Each probe tick the link therefore looks for stalled streams: no
+// Read in progress, too little read for ReaderStall, and bytes waiting
+// unread. When what they may hold together exceeds half the window, it
+// resets the largest until the rest fits. A stream whose reader is merely
+// idle (nothing waits) is never reset.
+//
+// The bytes a stream may hold unread are bounded by its receive window,
+// which quic-go doubles only after the reader took more than half of it in
+// one round of auto-tuning: so at most max(initial window, 4 × bytes
+// read), and at most MaxStreamWindow.
 
-// stallProgress is the least a stalled reader must take in ReaderStall to
-// count as reading again (or a quarter of what it may hold, if less).
-const stallProgress = 64 << 10
+const (
+	// stallProgress is the least a stalled reader must take in
+	// ReaderStall to count as reading again (or a quarter of what it may
+	// hold, if less).
+	stallProgress = 16 << 10
+	// lookWait bounds the wait of a look at a stream holding nothing;
+	// maxLooks bounds the looks per tick, and a stream seen holding
+	// nothing is looked at again only after ReaderStall.
+	lookWait = 100 * time.Microsecond
+	maxLooks = 64
+)
 
 // track registers a stream whose receive side is open.
 func (l *quicLink) track(s *quicStream) {
@@ -48,10 +59,11 @@ func (c *QUICConfig) unreadBound(got int64) uint64 {
 
 // reclaim resets the streams whose readers stalled while they may hold
 // more than half the link window; it runs on the probe loop only, which
-// owns the streams' mark, since and bound.
+// owns the streams' mark, since, bound and idleAt.
 func (l *quicLink) reclaim(now time.Time) {
 	cfg := &l.t.cfg
-	var stalled []*quicStream
+	budget := cfg.LinkWindow / 2
+	var idle []*quicStream
 	var sum uint64
 	l.smu.Lock()
 	for s := range l.live {
@@ -65,18 +77,17 @@ func (l *quicLink) reclaim(now time.Time) {
 			s.since = now
 			continue
 		}
-		if now.Sub(s.since) >= cfg.ReaderStall {
+		if now.Sub(s.since) >= cfg.ReaderStall && now.Sub(s.idleAt) >= cfg.ReaderStall {
 			s.bound = b
 			sum += b
-			stalled = append(stalled, s)
+			idle = append(idle, s)
 		}
 	}
 	l.smu.Unlock()
-	budget := cfg.LinkWindow / 2
 	if sum <= budget {
-		return
+		return // even if every idle reader had its window full
 	}
-	slices.SortFunc(stalled, func(a, b *quicStream) int {
+	slices.SortFunc(idle, func(a, b *quicStream) int {
 		if a.bound != b.bound {
 			if a.bound > b.bound {
 				return -1
@@ -85,6 +96,20 @@ func (l *quicLink) reclaim(now time.Time) {
 		}
 		return a.since.Compare(b.since)
 	})
+	// Only the streams found holding bytes count.
+	var stalled []*quicStream
+	sum = 0
+	for i, s := range idle {
+		if i == maxLooks {
+			break
+		}
+		if !s.unread(l.lookBuf[:]) {
+			s.idleAt = now
+			continue
+		}
+		stalled = append(stalled, s)
+		sum += s.bound
+	}
 	n := 0
 	for _, s := range stalled {
 		if sum <= budget {
@@ -98,9 +123,11 @@ func (l *quicLink) reclaim(now time.Time) {
 			cfg.OnStalled(l.hello.Node, s.bound)
 		}
 	}
-	l.t.stallLog.Warn(l.hello.Node, "reset circuit streams whose readers stalled holding the link's receive buffer",
-		"peer", l.hello.Node, "reset", n, "stalled", len(stalled), "link_window", cfg.LinkWindow,
-		"reader_stall", cfg.ReaderStall, "total_reset", l.t.stalled.Load())
+	if n > 0 {
+		l.t.stallLog.Warn(l.hello.Node, "reset circuit streams whose readers stalled holding the link's receive buffer",
+			"peer", l.hello.Node, "reset", n, "stalled", len(stalled), "link_window", cfg.LinkWindow,
+			"reader_stall", cfg.ReaderStall, "total_reset", l.t.stalled.Load())
+	}
 }
 
 // StalledStreams is the number of streams reset because their readers

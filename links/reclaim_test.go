@@ -30,7 +30,7 @@ func windowPair(t *testing.T, stall time.Duration) (a, b *node, la, lb Link) {
 // holdUnread accepts streams on l and never reads those whose first byte
 // is not 'h'; it echoes the others. It returns a function that waits for
 // its goroutines once the link is closed.
-func holdUnread(l Link) (wait func()) {
+func holdUnread(l Link, idle chan<- Stream) (wait func()) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		var held []Stream
@@ -46,6 +46,10 @@ func holdUnread(l Link) (wait func()) {
 			}
 			var first [1]byte
 			if _, err := io.ReadFull(s, first[:]); err != nil || first[0] != 'h' {
+				if first[0] == 'i' && idle != nil {
+					idle <- s // read later
+					continue
+				}
 				held = append(held, s)
 				continue
 			}
@@ -64,7 +68,7 @@ func holdUnread(l Link) (wait func()) {
 // gets no more than the link window (256 KiB) into the node's buffers.
 func TestLinkWindowBoundsUnreadBytes(t *testing.T) {
 	a, _, la, lb := windowPair(t, time.Hour)
-	defer holdUnread(lb)()
+	defer holdUnread(lb, nil)()
 	defer a.Close()
 	var total atomic.Int64
 	var wg sync.WaitGroup
@@ -88,12 +92,23 @@ func TestLinkWindowBoundsUnreadBytes(t *testing.T) {
 
 // TestStalledStreamsReclaimed: a peer fills the link's window with 16
 // streams the node never reads; the node resets streams whose readers
-// stalled (with the stalled code) until they fit in half the window, and a
-// stream the node reads on the same link moves 1 MiB both ways.
+// stalled (with the stalled code) until they fit in half the window, a
+// stream the node reads on the same link moves 1 MiB both ways, and a
+// stream whose reader is idle with nothing waiting is left alone.
 func TestStalledStreamsReclaimed(t *testing.T) {
 	a, b, la, lb := windowPair(t, 300*time.Millisecond)
-	defer holdUnread(lb)()
+	idleAt := make(chan Stream, 1)
+	defer holdUnread(lb, idleAt)()
 	defer a.Close()
+	idle, err := la.OpenStream(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := idle.Write([]byte("i")); err != nil {
+		t.Fatal(err)
+	}
+	idleB := <-idleAt
+	defer idleB.Reset(0)
 	var stalled atomic.Int64
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -134,6 +149,15 @@ func TestStalledStreamsReclaimed(t *testing.T) {
 		t.Fatalf("honest stream: %d of %d bytes echoed: %v", len(got), len(want), err)
 	}
 	waitFor(t, "stalled streams reset", 30*time.Second, func() bool { return stalled.Load() > 0 })
+	// The idle stream outlived the reclaim: it still carries bytes.
+	if _, err := idle.Write([]byte("ping")); err != nil {
+		t.Fatalf("idle stream: %v", err)
+	}
+	_ = idleB.SetReadDeadline(time.Now().Add(10 * time.Second))
+	ping := make([]byte, 4)
+	if _, err := io.ReadFull(idleB, ping); err != nil || string(ping) != "ping" {
+		t.Fatalf("idle stream after the reclaim: %q, %v", ping, err)
+	}
 	t.Logf("streams reset as stalled: %d of 16 (counted by b: %d)", stalled.Load(), b.StalledStreams())
 	if b.StalledStreams() == 0 {
 		t.Fatal("b does not count the streams it reset")
