@@ -12,8 +12,8 @@ import (
 // them would leave the other circuits and the control stream without
 // credit. Each probe tick the link therefore looks for stalled streams: no
 // Read in progress, too little read for ReaderStall, and bytes waiting
-// unread. When what they may hold together exceeds half the window, it
-// resets the largest until the rest fits. A stream whose reader is merely
+// unread. While what they may hold together exceeds half the window, it
+// resets the largest found holding bytes. A stream whose reader is merely
 // idle (nothing waits) is never reset.
 //
 // The bytes a stream may hold unread are bounded by its receive window,
@@ -96,19 +96,19 @@ func (l *quicLink) reclaim(now time.Time) {
 		}
 		return a.since.Compare(b.since)
 	})
-	// Only the streams found holding bytes count.
+	// Look at the largest: those found holding nothing leave the sum
+	// (those not looked at this tick stay in it, at their bound).
 	var stalled []*quicStream
-	sum = 0
 	for i, s := range idle {
 		if i == maxLooks {
 			break
 		}
 		if !s.unread(l.lookBuf[:]) {
 			s.idleAt = now
+			sum -= s.bound
 			continue
 		}
 		stalled = append(stalled, s)
-		sum += s.bound
 	}
 	n := 0
 	for _, s := range stalled {

@@ -27,36 +27,33 @@ func windowPair(t *testing.T, stall time.Duration) (a, b *node, la, lb Link) {
 	return a, b, la, acceptedLink(t, b, "a")
 }
 
-// holdUnread accepts streams on l and never reads those whose first byte
-// is not 'h'; it echoes the others. It returns a function that waits for
-// its goroutines once the link is closed.
+// holdUnread accepts streams on l and reads their first byte: it echoes
+// those starting with 'h', hands those starting with 'i' to idle, and never
+// reads the others again. Streams are taken at once, as a node does. It
+// returns a function that waits for its goroutines once the link is
+// closed.
 func holdUnread(l Link, idle chan<- Stream) (wait func()) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		var held []Stream
-		defer func() {
-			for _, s := range held {
-				s.Reset(0)
-			}
-		}()
 		for {
 			s, err := l.AcceptStream(context.Background())
 			if err != nil {
 				return
 			}
-			var first [1]byte
-			if _, err := io.ReadFull(s, first[:]); err != nil || first[0] != 'h' {
+			wg.Go(func() {
+				var first [1]byte
+				if _, err := io.ReadFull(s, first[:]); err == nil && first[0] == 'h' {
+					_, _ = s.Write(first[:])
+					_, _ = io.Copy(s, s)
+					_ = s.Close()
+					return
+				}
 				if first[0] == 'i' && idle != nil {
 					idle <- s // read later
-					continue
+					return
 				}
-				held = append(held, s)
-				continue
-			}
-			wg.Go(func() {
-				_, _ = s.Write(first[:])
-				_, _ = io.Copy(s, s)
-				_ = s.Close()
+				<-l.Done()
+				s.Reset(0)
 			})
 		}
 	})
