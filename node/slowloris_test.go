@@ -27,7 +27,7 @@ type slowHeaders struct {
 	written atomic.Int64 // streams that got their byte out
 }
 
-func startSlowHeaders(t *testing.T, l links.Link, streams int) *slowHeaders {
+func startSlowHeaders(t testing.TB, l links.Link, streams int) *slowHeaders {
 	t.Helper()
 	hdr, err := (&circuit.Open{Dest: "d", Source: l.Peer(), Service: EchoService, HopLimit: 8}).AppendTo(nil)
 	if err != nil {
