@@ -17,7 +17,6 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/circuitmesh/circuitmesh/links"
-	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
 // BenchmarkHonestWorkDuringFloods measures, in one run on loopback, the
@@ -194,14 +193,7 @@ type badHandshakes struct {
 
 func startBadHandshakes(t testing.TB, target net.Addr, conns int) *badHandshakes {
 	t.Helper()
-	other, err := identity.NewCA("test", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := other.Issue("x", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := foreignIdentity(t)
 	// Another source prefix than the honest nodes (all on 127.0.0.1).
 	udp, err := net.ListenPacket("udp", "127.0.0.2:0")
 	if err != nil {
@@ -251,27 +243,8 @@ func (f *badHandshakes) stop() {
 // them.
 func startStalledCircuits(t testing.TB, from, to *Node, n int) (stop func()) {
 	t.Helper()
-	sink, err := to.Listen("sink")
-	if err != nil {
-		t.Fatal(err)
-	}
+	keep, closeAll := startSink(t, to)
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	keep := func(c net.Conn) {
-		mu.Lock()
-		conns = append(conns, c)
-		mu.Unlock()
-	}
-	wg.Go(func() {
-		for {
-			conn, err := sink.Accept()
-			if err != nil {
-				return
-			}
-			keep(conn)
-		}
-	})
 	chunk := make([]byte, 16<<10)
 	var written atomic.Int64
 	for range n {
@@ -291,12 +264,49 @@ func startStalledCircuits(t testing.TB, from, to *Node, n int) (stop func()) {
 	}
 	waitFor(t, "the stalled circuits to fill their windows", time.Minute, func() bool { return written.Load() >= int64(n) })
 	return func() {
-		_ = sink.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
+		closeAll()
 		wg.Wait()
 	}
+}
+
+// startSink publishes the service "sink" on n: it accepts circuits and
+// never reads them. keep holds another conn to close with them;
+// closeAll closes the service and every conn held.
+func startSink(t testing.TB, n *Node) (keep func(net.Conn), closeAll func()) {
+	t.Helper()
+	sink, err := n.Listen("sink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	keep = func(c net.Conn) {
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+	}
+	wg.Go(func() {
+		for {
+			conn, err := sink.Accept()
+			if err != nil {
+				return
+			}
+			keep(conn)
+		}
+	})
+	var once sync.Once
+	closeAll = func() {
+		once.Do(func() {
+			_ = sink.Close()
+			wg.Wait()
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range conns {
+				_ = c.Close()
+			}
+		})
+	}
+	t.Cleanup(closeAll)
+	return keep, closeAll
 }

@@ -1,43 +1,23 @@
 package node
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
 )
 
-// lockedBuffer is a log destination safe for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestOverloadRefusalsLoggedOnce: a source that keeps opening circuits
 // beyond its per-source limit at b is refused every time, b logs that as
 // one WARN line with the count, not a line per circuit, and its metrics
 // count every refusal.
 func TestOverloadRefusalsLoggedOnce(t *testing.T) {
-	var logs lockedBuffer
+	var logs syncBuf
 	c := newCluster(t, true)
 	c.tweak = func(cfg *Config) {
 		if cfg.Name == "b" {

@@ -155,14 +155,7 @@ func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 func TestHandshakeRefusalsInMetrics(t *testing.T) {
 	c := newCluster(t, true)
 	d := c.add("d")
-	other, err := identity.NewCA("test", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := other.Issue("x", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := foreignIdentity(t)
 	tr, err := links.NewQUICTransport(links.QUICConfig{Identity: id, Handler: nopHandler{}, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -177,6 +170,21 @@ func TestHandshakeRefusalsInMetrics(t *testing.T) {
 		m := grepLines(rec.Body.String(), "circuitmesh_link_handshakes_failed_total ")
 		return m != "" && !strings.HasSuffix(m, " 0")
 	})
+}
+
+// foreignIdentity is an identity named x issued by a CA of the same mesh
+// name that the nodes under test do not trust.
+func foreignIdentity(t testing.TB) *identity.Identity {
+	t.Helper()
+	other, err := identity.NewCA("test", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := other.Issue("x", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // nopHandler ignores link events.

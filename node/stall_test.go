@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -51,34 +50,7 @@ func TestStalledReadersCannotStarveALink(t *testing.T) {
 		}
 	}
 
-	d := c.nodes["d"]
-	sink, err := d.Listen("sink")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held sync.WaitGroup
-	var heldMu sync.Mutex
-	var heldConns []net.Conn
-	held.Go(func() { // accepts and never reads
-		for {
-			conn, err := sink.Accept()
-			if err != nil {
-				return
-			}
-			heldMu.Lock()
-			heldConns = append(heldConns, conn)
-			heldMu.Unlock()
-		}
-	})
-	t.Cleanup(func() {
-		_ = sink.Close()
-		held.Wait()
-		heldMu.Lock()
-		defer heldMu.Unlock()
-		for _, conn := range heldConns {
-			_ = conn.Close()
-		}
-	})
+	startSink(t, c.nodes["d"]) // accepts and never reads
 
 	// The attack: each circuit writes until it fails and never reads.
 	a := c.nodes["a"]
