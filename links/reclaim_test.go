@@ -5,21 +5,24 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// windowPair links a to b, both with small receive windows; b's readers
-// stall after stall.
-func windowPair(t *testing.T, stall time.Duration) (a, b *node, la, lb Link) {
+// windowPair links a to b, both with small receive windows, readers
+// stalled after stall and WARN lines logged to log.
+func windowPair(t *testing.T, stall time.Duration, log io.Writer) (a, b *node, la, lb Link) {
 	t.Helper()
 	ca := testCA(t, "m")
 	mod := func(c *QUICConfig) {
 		c.MaxStreamWindow = 64 << 10
 		c.LinkWindow = 256 << 10
 		c.ReaderStall = stall
+		c.Logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	a = newNode(t, issue(t, ca, "a"), mod)
 	b = newNode(t, issue(t, ca, "b"), mod)
@@ -64,7 +67,7 @@ func holdUnread(l Link, idle chan<- Stream) (wait func()) {
 // node never reads, 1 MiB in all, against stream windows of 64 KiB. It
 // gets no more than the link window (256 KiB) into the node's buffers.
 func TestLinkWindowBoundsUnreadBytes(t *testing.T) {
-	a, _, la, lb := windowPair(t, time.Hour)
+	a, _, la, lb := windowPair(t, time.Hour, io.Discard)
 	defer holdUnread(lb, nil)()
 	defer a.Close()
 	var total atomic.Int64
@@ -93,7 +96,8 @@ func TestLinkWindowBoundsUnreadBytes(t *testing.T) {
 // stream the node reads on the same link moves 1 MiB both ways, and a
 // stream whose reader is idle with nothing waiting is left alone.
 func TestStalledStreamsReclaimed(t *testing.T) {
-	a, b, la, lb := windowPair(t, 300*time.Millisecond)
+	var logs lockedBuffer
+	a, b, la, lb := windowPair(t, 300*time.Millisecond, &logs)
 	idleAt := make(chan Stream, 1)
 	defer holdUnread(lb, idleAt)()
 	defer a.Close()
@@ -158,6 +162,10 @@ func TestStalledStreamsReclaimed(t *testing.T) {
 	t.Logf("streams reset as stalled: %d of 16 (counted by b: %d)", stalled.Load(), b.StalledStreams())
 	if b.StalledStreams() == 0 {
 		t.Fatal("b does not count the streams it reset")
+	}
+	const msg = "reset circuit streams whose readers stalled"
+	if n := strings.Count(logs.String(), msg); n != 1 {
+		t.Fatalf("%d WARN lines %q for %d streams reset, want 1:\n%s", n, msg, b.StalledStreams(), logs.String())
 	}
 }
 
