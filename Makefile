@@ -52,6 +52,8 @@ QUICK ?=
 bench:
 	$(GO) build -o bin/circuitmesh-bench ./cmd/circuitmesh-bench
 	bin/circuitmesh-bench $(if $(QUICK),-quick) -out bench-results.json
+	# Honest circuit opens and link setups during each flood (issue 13).
+	$(GO) test -run '^$$' -bench BenchmarkHonestWorkDuringFloods -benchtime 1x ./node/
 
 demo:
 	$(GO) run ./cmd/circuitmesh demo

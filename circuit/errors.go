@@ -61,7 +61,8 @@ var (
 	ErrOverloaded      = errors.New("circuit: overloaded")
 	ErrShuttingDown    = errors.New("circuit: shutting down")
 	ErrInternal        = errors.New("circuit: internal error at a hop")
-	// ErrStalled: a relay's splice ran into one of its bounds.
+	// ErrStalled: a relay's splice ran into one of its bounds, or a hop
+	// reclaimed the link buffer a stalled reader held (CloseStalled).
 	ErrStalled = errors.New("circuit: stalled")
 	// ErrLinkLost is the links sentinel: a refusal with code LinkLost and a
 	// stream whose link died both match it.
@@ -147,6 +148,10 @@ const (
 	// circuit (a reloaded policy), or the destination denied a source it
 	// could authenticate only after accepting (full end-to-end handshake).
 	CloseDenied uint64 = 8
+	// CloseStalled: a hop reclaimed the link buffer the circuit held
+	// unread: its reader made no progress while the stalled circuits of
+	// the link could hold more than half of the link's receive window.
+	CloseStalled uint64 = 9
 )
 
 var closeNames = [...]string{
@@ -154,6 +159,7 @@ var closeNames = [...]string{
 	CloseShuttingDown: "shutting down", CloseInternal: "internal error",
 	CloseProtocol: "protocol error", CloseUnavailable: "service unavailable",
 	CloseTimeout: "timed out at a relay", CloseDenied: "refused by policy",
+	CloseStalled: "reader stalled (link buffer reclaimed)",
 }
 
 // CloseName names a close-reason code as a reset carries it ("link lost",
@@ -232,7 +238,7 @@ func (e *ResetError) Is(target error) bool {
 	case ErrShuttingDown:
 		return e.Code.Reason() == CloseShuttingDown
 	case ErrStalled:
-		return e.Code.Reason() == CloseTimeout
+		return e.Code.Reason() == CloseTimeout || e.Code.Reason() == CloseStalled
 	}
 	return false
 }

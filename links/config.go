@@ -21,6 +21,12 @@ const (
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultControlQueue     = 256
 	DefaultMaxStreamWindow  = 4 << 20
+	DefaultLinkWindow       = 32 << 20
+	DefaultReaderStall      = 2 * time.Second
+	// DefaultStalledCode is the reset code of a stream reclaimed from a
+	// stalled reader when QUICConfig.StalledCode is zero: the circuit
+	// layer's CloseStalled.
+	DefaultStalledCode = 9
 )
 
 const (
@@ -68,18 +74,34 @@ type QUICConfig struct {
 	// ControlQueue bounds the routing frames queued per link. Default 256.
 	ControlQueue int
 	// MaxStreamWindow is the QUIC flow-control receive window per stream
-	// (minimum 16 KiB, default 4 MiB): a circuit may keep that much in
-	// flight. A stream starts at min(512 KiB, MaxStreamWindow) and grows
-	// only while its reader keeps up.
-	//
-	// The connection window is not configurable: it is always at least the
-	// sum of the stream windows the peer may fill, (MaxStreams+1) ×
-	// MaxStreamWindow, so streams whose readers stall can never use up the
-	// connection's credit and block the control stream (liveness, routing)
-	// or the other circuits. The price is that a link may pin up to that
-	// sum of receive buffer; lower MaxStreams or MaxStreamWindow to shrink
-	// it.
+	// (minimum 16 KiB, default 4 MiB, at most a quarter of LinkWindow): a
+	// circuit may keep that much in flight. A stream starts at
+	// min(512 KiB, MaxStreamWindow) and grows only while its reader keeps
+	// up.
 	MaxStreamWindow uint64
+	// LinkWindow is the QUIC connection receive window: the bytes the peer
+	// may have sent on the link and this node not yet read, all streams
+	// together, so the most receive buffer one link can pin. Default the
+	// larger of 32 MiB and 4 × MaxStreamWindow. Streams whose readers
+	// stall are reclaimed before they can hold more than half of it (see
+	// ReaderStall).
+	LinkWindow uint64
+	// ReaderStall is how long a stream's reader may make no progress
+	// before the stream counts as stalled: no Read in progress and less
+	// than a quarter of what the stream may hold unread taken meanwhile.
+	// When the stalled streams of a link may hold more than half of
+	// LinkWindow, the link resets them (largest first, then longest
+	// stalled) with StalledCode until they fit, so that readers that
+	// stopped cannot starve the other circuits or the control stream of
+	// connection credit. Default 2 s.
+	ReaderStall time.Duration
+	// StalledCode is the reset code of a reclaimed stream. Default
+	// DefaultStalledCode.
+	StalledCode uint64
+	// OnStalled, when set, is called for every stream reset because its
+	// reader stalled, with the peer and the most the stream could hold
+	// unread. It must not block.
+	OnStalled func(peer string, unread uint64)
 	// OnRefused, when set, is called for every inbound link refused in the
 	// handshake (refusals are also logged). It must not block.
 	OnRefused func(remote net.Addr, err error)
@@ -115,6 +137,15 @@ func (c QUICConfig) withDefaults() QUICConfig {
 	if c.MaxStreamWindow == 0 {
 		c.MaxStreamWindow = DefaultMaxStreamWindow
 	}
+	if c.LinkWindow == 0 {
+		c.LinkWindow = max(DefaultLinkWindow, 4*c.MaxStreamWindow)
+	}
+	if c.ReaderStall == 0 {
+		c.ReaderStall = DefaultReaderStall
+	}
+	if c.StalledCode == 0 {
+		c.StalledCode = DefaultStalledCode
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -133,10 +164,12 @@ func (c *QUICConfig) validate() error {
 	case c.Handler == nil:
 		return fmt.Errorf("%w: Handler is required", ErrConfig)
 	case c.MaxStreams < 0 || c.ProbeInterval < 0 || c.ProbeMisses < 0 ||
-		c.HandshakeTimeout < 0 || c.ControlQueue < 0:
+		c.HandshakeTimeout < 0 || c.ControlQueue < 0 || c.ReaderStall < 0:
 		return fmt.Errorf("%w: negative limit", ErrConfig)
 	case c.MaxStreamWindow < minStreamWindow:
 		return fmt.Errorf("%w: MaxStreamWindow %d below %d", ErrConfig, c.MaxStreamWindow, minStreamWindow)
+	case c.LinkWindow < 4*c.MaxStreamWindow:
+		return fmt.Errorf("%w: LinkWindow %d below 4 × MaxStreamWindow (%d)", ErrConfig, c.LinkWindow, 4*c.MaxStreamWindow)
 	case c.Role != RoleRouter && c.Role != RoleLeaf:
 		return fmt.Errorf("%w: unknown role %d", ErrConfig, c.Role)
 	}
@@ -151,10 +184,10 @@ func (c *QUICConfig) validate() error {
 // QUIC returns the exact quic-go configuration links use (defaults
 // applied), so that a plain quic-go baseline can be configured identically.
 //
-// Invariant: the connection receive window, initial and maximum, is at
-// least the sum of the stream windows of every stream the peer may open
-// (MaxStreams circuits and the control stream). Credit held by streams
-// nobody reads can therefore never starve another stream.
+// The connection receive window, initial and maximum, is LinkWindow: what
+// one link may pin in receive buffers. Streams whose readers stall are
+// reset before they hold more than half of it (quicLink.reclaim), so
+// their credit cannot starve the other streams.
 func (c QUICConfig) QUIC() *quic.Config {
 	c = c.withDefaults()
 	streams := uint64(c.MaxStreams) + 1 // + the control stream
@@ -165,8 +198,8 @@ func (c QUICConfig) QUIC() *quic.Config {
 		KeepAlivePeriod:                quicKeepAlive,
 		InitialStreamReceiveWindow:     initStream,
 		MaxStreamReceiveWindow:         c.MaxStreamWindow,
-		InitialConnectionReceiveWindow: streams * initStream,
-		MaxConnectionReceiveWindow:     streams * c.MaxStreamWindow,
+		InitialConnectionReceiveWindow: c.LinkWindow,
+		MaxConnectionReceiveWindow:     c.LinkWindow,
 		MaxIncomingStreams:             int64(streams),
 		MaxIncomingUniStreams:          -1,
 	}

@@ -161,6 +161,7 @@ func (l *quicLink) probeLoop() {
 			default:
 			}
 			l.sampleQuality()
+			l.reclaim(now)
 		}
 	}
 }

@@ -89,6 +89,9 @@ func TestConfigValidation(t *testing.T) {
 		"no handler":  {Identity: id},
 		"low cost":    {Identity: id, Handler: newRecorder(), StaticCost: map[string]Cost{"b": 1}},
 		"bad role":    {Identity: id, Handler: newRecorder(), Role: 9},
+		"link window below 4 stream windows": {Identity: id, Handler: newRecorder(),
+			MaxStreamWindow: 1 << 20, LinkWindow: 3 << 20},
+		"negative reader stall": {Identity: id, Handler: newRecorder(), ReaderStall: -1},
 	} {
 		if _, err := NewQUICTransport(cfg); !errors.Is(err, ErrConfig) {
 			t.Errorf("%s: %v", name, err)
@@ -96,7 +99,7 @@ func TestConfigValidation(t *testing.T) {
 	}
 	q := QUICConfig{}.QUIC()
 	if q.MaxIncomingStreams != DefaultMaxStreams+1 || q.MaxStreamReceiveWindow != DefaultMaxStreamWindow ||
-		q.KeepAlivePeriod == 0 {
+		q.MaxConnectionReceiveWindow != DefaultLinkWindow || q.KeepAlivePeriod == 0 {
 		t.Fatalf("default quic config %+v", q)
 	}
 }

@@ -41,6 +41,9 @@ type quicLink struct {
 	writeMu  sync.Mutex  // serialises writes on ctrl
 
 	streams   atomic.Int64
+	smu       sync.Mutex               // guards live
+	live      map[*quicStream]struct{} // streams whose receive side is open
+	lookBuf   [1]byte                  // reclaim's look at unread bytes (probeLoop only)
 	quality   atomic.Pointer[Quality]
 	meter     *qualityMeter // used by probeLoop only
 	lastHeard atomic.Int64  // unix nanos of the last frame or packet from the peer

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,24 @@ type quicStream struct {
 	// done holds doneRead|doneWrite; the link's open-stream count drops
 	// when both are set.
 	done atomic.Uint32
+	// got counts the bytes the reader took; reading the Read and Peek
+	// calls in progress (see quicLink.reclaim).
+	got     atomic.Int64
+	reading atomic.Int32
+	// rmu is held by Read and Peek, and by the reclaim pass while it looks
+	// at what waits unread; dmu guards the reader's deadline, which that
+	// look borrows.
+	rmu          sync.Mutex
+	dmu          sync.Mutex
+	readDeadline time.Time
+	looking      bool
+	// Owned by the link's reclaim pass: got when the reader last made
+	// progress, since when it has not, the most the stream may hold, and
+	// when it was last seen holding too little to matter.
+	mark   int64
+	since  time.Time
+	bound  uint64
+	idleAt time.Time
 }
 
 const (
@@ -28,7 +47,9 @@ const (
 
 func newQUICStream(l *quicLink, s *quic.Stream) *quicStream {
 	l.streams.Add(1)
-	return &quicStream{s: s, link: l}
+	qs := &quicStream{s: s, link: l}
+	l.track(qs)
+	return qs
 }
 
 func (s *quicStream) finish(bits uint32) {
@@ -38,6 +59,9 @@ func (s *quicStream) finish(bits uint32) {
 			return
 		}
 		if s.done.CompareAndSwap(old, old|bits) {
+			if old&doneRead == 0 && bits&doneRead != 0 {
+				s.link.untrack(s)
+			}
 			if old|bits == doneRead|doneWrite {
 				s.link.streams.Add(-1)
 			}
@@ -47,7 +71,14 @@ func (s *quicStream) finish(bits uint32) {
 }
 
 func (s *quicStream) Read(p []byte) (int, error) {
+	s.reading.Add(1)
+	s.rmu.Lock()
 	n, err := s.s.Read(p)
+	s.rmu.Unlock()
+	s.reading.Add(-1)
+	if n > 0 {
+		s.got.Add(int64(n))
+	}
 	if err != nil {
 		return n, s.readErr(err)
 	}
@@ -66,7 +97,11 @@ func (s *quicStream) Write(p []byte) (int, error) {
 // and copies them into p without consuming them. A relay's splice peeks
 // one byte so that an idle circuit holds no copy buffer.
 func (s *quicStream) Peek(p []byte) (int, error) {
+	s.reading.Add(1)
+	s.rmu.Lock()
 	n, err := s.s.Peek(p)
+	s.rmu.Unlock()
+	s.reading.Add(-1)
 	if err != nil {
 		// The Read that follows returns the same error and does the
 		// bookkeeping.
@@ -135,6 +170,41 @@ func (s *quicStream) Close() error {
 	return err
 }
 
-func (s *quicStream) SetDeadline(t time.Time) error      { return s.s.SetDeadline(t) }
-func (s *quicStream) SetReadDeadline(t time.Time) error  { return s.s.SetReadDeadline(t) }
+func (s *quicStream) SetDeadline(t time.Time) error {
+	err := s.SetReadDeadline(t)
+	if werr := s.s.SetWriteDeadline(t); err == nil {
+		err = werr
+	}
+	return err
+}
+
+func (s *quicStream) SetReadDeadline(t time.Time) error {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	s.readDeadline = t
+	if s.looking {
+		return nil // set when the look ends
+	}
+	return s.s.SetReadDeadline(t)
+}
+
+// unread reports whether at least len(buf) bytes wait unread, without
+// consuming them and waiting at most lookWait; false when a Read or Peek
+// is in progress (then nothing waits).
+func (s *quicStream) unread(buf []byte) bool {
+	if !s.rmu.TryLock() {
+		return false
+	}
+	defer s.rmu.Unlock()
+	s.dmu.Lock()
+	s.looking = true
+	_ = s.s.SetReadDeadline(time.Now().Add(lookWait))
+	s.dmu.Unlock()
+	n, _ := s.s.Peek(buf)
+	s.dmu.Lock()
+	s.looking = false
+	_ = s.s.SetReadDeadline(s.readDeadline)
+	s.dmu.Unlock()
+	return n == len(buf)
+}
 func (s *quicStream) SetWriteDeadline(t time.Time) error { return s.s.SetWriteDeadline(t) }

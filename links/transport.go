@@ -44,6 +44,10 @@ type QUICTransport struct {
 	// minute; floods logs failed and refused handshakes once per minute.
 	refusals *ratelog.Log
 	floods   *ratelog.Log
+	// stallLog logs reclaimed streams once per peer per minute; stalled
+	// counts them.
+	stallLog *ratelog.Log
+	stalled  atomic.Uint64
 	// id is the identity new links present and check peers with
 	// (SetIdentity replaces it; live links keep theirs).
 	id atomic.Pointer[identity.Identity]
@@ -77,6 +81,7 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		dials:    make(map[*dialAttempt]struct{}),
 		refusals: ratelog.New(cfg.Logger, refusalLogPeriod, maxRefusalKeys),
 		floods:   ratelog.New(cfg.Logger, handshakeLogPeriod, 1),
+		stallLog: ratelog.New(cfg.Logger, time.Minute, maxRefusalKeys),
 		lost:     make(map[string]time.Time),
 	}
 	t.id.Store(cfg.Identity)

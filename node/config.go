@@ -169,6 +169,20 @@ type Limits struct {
 	// half-closed with the open direction silent. Default 2 min; negative
 	// means no bound.
 	RelayHalfClosed time.Duration
+	// LinkWindow bounds the bytes one link may hold in this node's
+	// receive buffers, all its circuits together (the QUIC connection
+	// window). Default the larger of 32 MiB and 4 × StreamWindow.
+	LinkWindow uint64
+	// StreamWindow bounds the bytes one circuit may have in flight toward
+	// this node on a link (the QUIC stream window, at most LinkWindow/4).
+	// Default 4 MiB.
+	StreamWindow uint64
+	// ReaderStall is how long a circuit's reader at this node (the
+	// service, or a relay's next hop) may make no progress before the
+	// circuit counts as stalled. When the stalled circuits of a link could
+	// hold more than half of LinkWindow, the largest are reset with
+	// circuit.CloseStalled until the rest fit. Default 2 s.
+	ReaderStall time.Duration
 }
 
 // RoutingConfig tunes the routing engine (see package routing).
@@ -338,7 +352,7 @@ func (c *Config) validate() error {
 	if l.RelayBuffer < 1024 {
 		return bad("Limits.RelayBuffer %d is below the 1024-byte minimum", l.RelayBuffer)
 	}
-	if c.DialTimeout < 0 || l.HeaderTimeout < 0 {
+	if c.DialTimeout < 0 || l.HeaderTimeout < 0 || l.ReaderStall < 0 {
 		return bad("durations must not be negative")
 	}
 	if len(c.LinkCosts) > MaxLinkCostPins {

@@ -194,6 +194,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		err = fmt.Errorf("service %q has %d circuits waiting to be accepted", o.Service, cap(lis.backlog))
 	}
 	if err != nil {
+		n.limits.noteOverloaded(err.Error())
 		refuse(circuit.Overloaded, err.Error())
 		return
 	}

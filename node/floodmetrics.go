@@ -14,12 +14,14 @@ type floodCollector struct {
 	n                                 *Node
 	hsRefused, hsFailed, hsRetries    *prometheus.Desc
 	hsInProgress, pendingOpensRefused *prometheus.Desc
+	stalledReset                      *prometheus.Desc
 }
 
 // handshakeStatser is implemented by transports that count inbound
 // handshakes (the QUIC transport).
 type handshakeStatser interface {
 	HandshakeStats() links.HandshakeStats
+	StalledStreams() uint64
 }
 
 func newFloodCollector(n *Node) *floodCollector {
@@ -34,11 +36,13 @@ func newFloodCollector(n *Node) *floodCollector {
 		hsInProgress: d("circuitmesh_link_handshakes_in_progress", "Inbound link handshakes holding a slot now."),
 		pendingOpensRefused: d("circuitmesh_pending_opens_refused_total",
 			"Circuit streams refused because the node's or their link's bound on open headers being read was reached."),
+		stalledReset: d("circuitmesh_stalled_circuits_reset_total",
+			"Circuit streams reset (circuit.CloseStalled) because their reader made no progress while the stalled streams of their link could hold more than half of its receive window."),
 	}
 }
 
 func (c *floodCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.hsRefused, c.hsFailed, c.hsRetries, c.hsInProgress, c.pendingOpensRefused} {
+	for _, d := range []*prometheus.Desc{c.hsRefused, c.hsFailed, c.hsRetries, c.hsInProgress, c.pendingOpensRefused, c.stalledReset} {
 		ch <- d
 	}
 }
@@ -48,11 +52,14 @@ func (c *floodCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	var st links.HandshakeStats
+	var stalled uint64
 	// The transport is set by Start, before the metrics are served (as
 	// Addr reads it).
 	if s, ok := c.n.transport.(handshakeStatser); ok {
 		st = s.HandshakeStats()
+		stalled = s.StalledStreams()
 	}
+	ctr(c.stalledReset, stalled)
 	ctr(c.hsRefused, st.RefusedFull, "full")
 	ctr(c.hsRefused, st.RefusedShare, "share")
 	ctr(c.hsRefused, st.RefusedRate, "rate")

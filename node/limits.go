@@ -27,7 +27,11 @@ type limiter struct {
 	// pendingRefused counts streams refused because a pending-open bound
 	// was reached; floods logs them once per link per minute.
 	pendingRefused atomic.Uint64
-	floods         *ratelog.Log
+	// overloaded counts circuits refused because a circuit limit was
+	// reached (node, source, link, backlog); floods logs them once a
+	// minute.
+	overloaded atomic.Uint64
+	floods     *ratelog.Log
 }
 
 func newLimiter(l Limits, log *slog.Logger) *limiter {
@@ -38,6 +42,15 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 		perLink:        make(map[string]int),
 		pendingPerLink: make(map[string]int),
 	}
+}
+
+// noteOverloaded counts a circuit refused at a circuit limit and logs
+// such refusals as one WARN a minute with the count, never a line per
+// circuit.
+func (l *limiter) noteOverloaded(reason string) {
+	total := l.overloaded.Add(1)
+	l.floods.Warn("circuit limits", "refusing circuits: a circuit limit is reached (counts since start)",
+		"last_reason", reason, "refused_total", total)
 }
 
 // tryPending reserves room to read one open header from the link to peer,

@@ -1,12 +1,16 @@
 package node
 
 import (
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
+	if target := os.Getenv(floodTargetEnv); target != "" {
+		os.Exit(runBadHandshakes(target))
+	}
 	goleak.VerifyTestMain(m,
 		// quic-go and memberlist start package-level helpers once.
 		goleak.IgnoreAnyFunction("github.com/hashicorp/go-metrics.(*InmemSink).run"),

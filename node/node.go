@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/links/identity"
@@ -203,6 +204,11 @@ func (n *Node) Start(ctx context.Context) error {
 			Handler:    (*linkHandler)(n),
 			MaxStreams: n.cfg.Limits.MaxCircuitsPerLink,
 			Logger:     n.log,
+			// Link buffers: see Limits.LinkWindow and ReaderStall.
+			MaxStreamWindow: n.cfg.Limits.StreamWindow,
+			LinkWindow:      n.cfg.Limits.LinkWindow,
+			ReaderStall:     n.cfg.Limits.ReaderStall,
+			StalledCode:     circuit.CloseStalled,
 			OnRefused: func(remote net.Addr, err error) {
 				n.metrics.linkRefused.Inc()
 			},

@@ -90,6 +90,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 		code := circuit.NoRoute
 		if errors.Is(err, errOverloaded) {
 			code = circuit.Overloaded
+			n.limits.noteOverloaded(err.Error())
 		}
 		refuse(code, err.Error())
 		return

@@ -1,0 +1,176 @@
+package links
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// windowPair links a to b, both with small receive windows, readers
+// stalled after stall and WARN lines logged to log.
+func windowPair(t *testing.T, stall time.Duration, log io.Writer) (a, b *node, la, lb Link) {
+	t.Helper()
+	ca := testCA(t, "m")
+	mod := func(c *QUICConfig) {
+		c.MaxStreamWindow = 64 << 10
+		c.LinkWindow = 256 << 10
+		c.ReaderStall = stall
+		c.Logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	a = newNode(t, issue(t, ca, "a"), mod)
+	b = newNode(t, issue(t, ca, "b"), mod)
+	la = dial(t, a, b)
+	return a, b, la, acceptedLink(t, b, "a")
+}
+
+// holdUnread accepts streams on l and reads their first byte: it echoes
+// those starting with 'h', hands those starting with 'i' to idle, and never
+// reads the others again. Streams are taken at once, as a node does. It
+// returns a function that waits for its goroutines once the link is
+// closed.
+func holdUnread(l Link, idle chan<- Stream) (wait func()) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			s, err := l.AcceptStream(context.Background())
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				var first [1]byte
+				if _, err := io.ReadFull(s, first[:]); err == nil && first[0] == 'h' {
+					_, _ = s.Write(first[:])
+					_, _ = io.Copy(s, s)
+					_ = s.Close()
+					return
+				}
+				if first[0] == 'i' && idle != nil {
+					idle <- s // read later
+					return
+				}
+				<-l.Done()
+				s.Reset(0)
+			})
+		}
+	})
+	return wg.Wait
+}
+
+// TestLinkWindowBoundsUnreadBytes: a peer writes on 16 streams that the
+// node never reads, 1 MiB in all, against stream windows of 64 KiB. It
+// gets no more than the link window (256 KiB) into the node's buffers.
+func TestLinkWindowBoundsUnreadBytes(t *testing.T) {
+	a, _, la, lb := windowPair(t, time.Hour, io.Discard)
+	defer holdUnread(lb, nil)()
+	defer a.Close()
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		s, err := la.OpenStream(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = s.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		wg.Go(func() {
+			n, _ := s.Write(make([]byte, 64<<10))
+			total.Add(int64(n))
+		})
+	}
+	wg.Wait()
+	t.Logf("the peer got %d bytes into unread buffers", total.Load())
+	if total.Load() > 256<<10 {
+		t.Fatalf("the peer got %d bytes into unread buffers, more than the 256 KiB link window", total.Load())
+	}
+}
+
+// TestStalledStreamsReclaimed: a peer fills the link's window with 16
+// streams the node never reads; the node resets streams whose readers
+// stalled (with the stalled code) until they fit in half the window, a
+// stream the node reads on the same link moves 1 MiB both ways, and a
+// stream whose reader is idle with nothing waiting is left alone.
+func TestStalledStreamsReclaimed(t *testing.T) {
+	var logs lockedBuffer
+	a, b, la, lb := windowPair(t, 300*time.Millisecond, &logs)
+	idleAt := make(chan Stream, 1)
+	defer holdUnread(lb, idleAt)()
+	defer a.Close()
+	idle, err := la.OpenStream(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := idle.Write([]byte("i")); err != nil {
+		t.Fatal(err)
+	}
+	idleB := <-idleAt
+	defer idleB.Reset(0)
+	var stalled atomic.Int64
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 16 {
+		s, err := la.OpenStream(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := context.AfterFunc(ctx, func() { s.Reset(0) })
+		wg.Go(func() {
+			defer stop()
+			buf := bytes.Repeat([]byte("x"), 16<<10)
+			for {
+				if _, err := s.Write(buf); err != nil {
+					var re *StreamResetError
+					if errors.As(err, &re) && re.Code == DefaultStalledCode && re.Remote {
+						stalled.Add(1)
+					}
+					return
+				}
+			}
+		})
+	}
+	// The honest stream: 1 MiB echoed.
+	s, err := la.OpenStream(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append([]byte("h"), bytes.Repeat([]byte("honest"), 1<<20/6)...)
+	go func() {
+		_, _ = s.Write(want)
+		_ = s.CloseWrite()
+	}()
+	got, err := io.ReadAll(s)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("honest stream: %d of %d bytes echoed: %v", len(got), len(want), err)
+	}
+	waitFor(t, "stalled streams reset", 30*time.Second, func() bool { return stalled.Load() > 0 })
+	// The idle stream outlived the reclaim: it still carries bytes.
+	if _, err := idle.Write([]byte("ping")); err != nil {
+		t.Fatalf("idle stream: %v", err)
+	}
+	_ = idleB.SetReadDeadline(time.Now().Add(10 * time.Second))
+	ping := make([]byte, 4)
+	if _, err := io.ReadFull(idleB, ping); err != nil || string(ping) != "ping" {
+		t.Fatalf("idle stream after the reclaim: %q, %v", ping, err)
+	}
+	t.Logf("streams reset as stalled: %d of 16 (counted by b: %d)", stalled.Load(), b.StalledStreams())
+	if b.StalledStreams() == 0 {
+		t.Fatal("b does not count the streams it reset")
+	}
+	const msg = "reset circuit streams whose readers stalled"
+	if n := strings.Count(logs.String(), msg); n != 1 {
+		t.Fatalf("%d WARN lines %q for %d streams reset, want 1:\n%s", n, msg, b.StalledStreams(), logs.String())
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

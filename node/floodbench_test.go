@@ -1,0 +1,312 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// BenchmarkHonestWorkDuringFloods measures, in one run on loopback, the
+// p99 of honest circuit opens (h→r→d, echo) and of honest link setups to
+// d, without a flood and during each flood, and reports each as the ratio
+// to the value without a flood (goal: at most 2). The run without a flood
+// is repeated at the end (none-again) to show the machine's own noise:
+//
+//   - handshake: 256 QUIC handshakes from 127.0.0.2 with a certificate of
+//     another CA held open toward d, renewed as d drops them;
+//   - slowheader: 300 streams on the link m→r each carrying one byte of an
+//     open header;
+//   - stalled: 128 circuits m→r→d to a service of d that never reads.
+//
+// It runs its work once whatever b.N (make bench uses -benchtime 1x).
+func BenchmarkHonestWorkDuringFloods(b *testing.B) {
+	const opens, setups = 200, 30
+	c := newCluster(b, true)
+	c.build("h-r", "r-d", "m-r")
+	c.waitRoute("h", "d", 2)
+	c.waitRoute("m", "d", 2)
+	h, d, m := c.nodes["h"], c.nodes["d"], c.nodes["m"]
+
+	measure := func(name string) (open, setup time.Duration) {
+		b.Helper()
+		var o, s []time.Duration
+		for i := range opens {
+			start := time.Now()
+			conn, err := h.Dial(ctxT(b, 30*time.Second), "d", EchoService)
+			if err != nil {
+				b.Fatalf("%s: honest open %d: %v", name, i, err)
+			}
+			o = append(o, time.Since(start))
+			conn.Close()
+		}
+		for i := range setups {
+			id, err := c.ca.Issue(fmt.Sprintf("j-%s-%d", name, i), 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tr, err := links.NewQUICTransport(links.QUICConfig{Identity: id, Handler: nopHandler{}, Logger: testLogger(b)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			start := time.Now()
+			_, err = tr.Dial(ctxT(b, 30*time.Second), d.Addr().String())
+			took := time.Since(start)
+			_ = tr.Close()
+			if err != nil {
+				b.Fatalf("%s: honest link setup %d: %v", name, i, err)
+			}
+			s = append(s, took)
+		}
+		return p99(o), p99(s)
+	}
+
+	type result struct {
+		name        string
+		open, setup time.Duration
+	}
+	var res []result
+	run := func(name string, start func() (stop func())) {
+		stop := start()
+		o, s := measure(name)
+		stop()
+		res = append(res, result{name, o, s})
+	}
+	run("none", func() func() { return func() {} })
+	run("handshake", func() func() {
+		return startFloodProcess(b, d.Addr())
+	})
+	run("slowheader", func() func() {
+		f := startSlowHeaders(b, m.link("r"), 300)
+		waitFor(b, "the slow streams to be written", time.Minute, func() bool { return f.written.Load() >= 300 })
+		return f.stop
+	})
+	run("stalled", func() func() {
+		return startStalledCircuits(b, m, d, 128)
+	})
+	// Without a flood again: how far the machine's own noise moves p99.
+	run("none-again", func() func() { return func() {} })
+
+	base := res[0]
+	for _, r := range res {
+		b.Logf("%-10s open p99 %8v (x%.2f)  link setup p99 %8v (x%.2f)", r.name,
+			r.open.Round(time.Microsecond), ratio(r.open, base.open), r.setup.Round(time.Microsecond), ratio(r.setup, base.setup))
+		if r.name == "none" || r.name == "none-again" {
+			b.ReportMetric(float64(r.open.Microseconds()), "open-p99-us-"+r.name)
+			b.ReportMetric(float64(r.setup.Microseconds()), "setup-p99-us-"+r.name)
+			continue
+		}
+		b.ReportMetric(ratio(r.open, base.open), "open-p99-x-"+r.name)
+		b.ReportMetric(ratio(r.setup, base.setup), "setup-p99-x-"+r.name)
+	}
+}
+
+func p99(xs []time.Duration) time.Duration {
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	return xs[min(len(xs)-1, len(xs)*99/100)]
+}
+
+func ratio(a, b time.Duration) float64 { return float64(a) / float64(max(b, 1)) }
+
+// floodTargetEnv names the address a re-executed test binary floods with
+// handshakes (runBadHandshakes) instead of running tests: the attacker
+// then runs in a process of its own, as it would on its own host.
+const floodTargetEnv = "CIRCUITMESH_TEST_FLOOD_TARGET"
+
+// startFloodProcess runs a handshake flood (256 connections) toward target
+// in a child process and returns once it has made its first 256
+// attempts; stop ends it.
+func startFloodProcess(t testing.TB, target net.Addr) (stop func()) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), floodTargetEnv+"="+target.String())
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stop = func() {
+		_ = stdin.Close() // the child stops when its stdin closes
+		_ = cmd.Wait()
+	}
+	line := make([]byte, 6)
+	if _, err := io.ReadFull(stdout, line); err != nil || string(line) != "ready\n" {
+		stop()
+		t.Fatalf("flood process: %q, %v", line, err)
+	}
+	return stop
+}
+
+// runBadHandshakes is the child process of startFloodProcess.
+func runBadHandshakes(target string) int {
+	addr, err := net.ResolveUDPAddr("udp", target)
+	if err != nil {
+		return 2
+	}
+	var tb floodTB
+	f := startBadHandshakes(&tb, addr, 256)
+	for f.attempts.Load() < 256 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, _ = os.Stdout.WriteString("ready\n")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	f.stop()
+	return 0
+}
+
+// floodTB is the testing.TB of the flood process: a failure ends it.
+type floodTB struct{ testing.TB }
+
+func (floodTB) Helper()                   {}
+func (floodTB) Cleanup(func())            {}
+func (floodTB) Fatal(args ...any)         { fmt.Fprintln(os.Stderr, args...); os.Exit(2) }
+func (floodTB) Fatalf(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...); os.Exit(2) }
+
+// badHandshakes keeps QUIC handshakes open toward a node from one socket
+// with a certificate of another CA, never sending a hello, and renews each
+// one the node drops.
+type badHandshakes struct {
+	tr       *quic.Transport
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	attempts atomic.Int64
+}
+
+func startBadHandshakes(t testing.TB, target net.Addr, conns int) *badHandshakes {
+	t.Helper()
+	id := foreignIdentity(t)
+	// Another source prefix than the honest nodes (all on 127.0.0.1).
+	udp, err := net.ListenPacket("udp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &badHandshakes{tr: &quic.Transport{Conn: udp}}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	cert := id.TLSCertificate()
+	tlsConf := &tls.Config{
+		MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, NextProtos: []string{links.ALPN}, ServerName: "circuitmesh",
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+	}
+	qc := &quic.Config{HandshakeIdleTimeout: 10 * time.Second, MaxIdleTimeout: 30 * time.Second}
+	for range conns {
+		f.wg.Go(func() {
+			for ctx.Err() == nil {
+				f.attempts.Add(1)
+				conn, err := f.tr.Dial(ctx, target, tlsConf, qc)
+				if err != nil {
+					select {
+					case <-ctx.Done():
+					case <-time.After(500 * time.Millisecond):
+					}
+					continue
+				}
+				select {
+				case <-conn.Context().Done():
+				case <-ctx.Done():
+				}
+				_ = conn.CloseWithError(0, "")
+			}
+		})
+	}
+	t.Cleanup(func() { f.stop(); _ = udp.Close() })
+	return f
+}
+
+func (f *badHandshakes) stop() {
+	f.cancel()
+	f.wg.Wait()
+	_ = f.tr.Close()
+}
+
+// startStalledCircuits has from open n circuits to a service of to that
+// accepts them and never reads, each written to until it fails; stop ends
+// them.
+func startStalledCircuits(t testing.TB, from, to *Node, n int) (stop func()) {
+	t.Helper()
+	keep, closeAll := startSink(t, to)
+	var wg sync.WaitGroup
+	chunk := make([]byte, 16<<10)
+	var written atomic.Int64
+	for range n {
+		conn, err := from.Dial(ctxT(t, 10*time.Second), to.Name(), "sink")
+		if err != nil {
+			continue // the circuits opened so far may starve the links until reclaimed
+		}
+		keep(conn)
+		wg.Go(func() {
+			for {
+				if _, err := conn.Write(chunk); err != nil {
+					return
+				}
+				written.Add(1)
+			}
+		})
+	}
+	waitFor(t, "the stalled circuits to fill their windows", time.Minute, func() bool { return written.Load() >= int64(n) })
+	return func() {
+		closeAll()
+		wg.Wait()
+	}
+}
+
+// startSink publishes the service "sink" on n: it accepts circuits and
+// never reads them. keep holds another conn to close with them;
+// closeAll closes the service and every conn held.
+func startSink(t testing.TB, n *Node) (keep func(net.Conn), closeAll func()) {
+	t.Helper()
+	sink, err := n.Listen("sink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	keep = func(c net.Conn) {
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+	}
+	wg.Go(func() {
+		for {
+			conn, err := sink.Accept()
+			if err != nil {
+				return
+			}
+			keep(conn)
+		}
+	})
+	var once sync.Once
+	closeAll = func() {
+		once.Do(func() {
+			_ = sink.Close()
+			wg.Wait()
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range conns {
+				_ = c.Close()
+			}
+		})
+	}
+	t.Cleanup(closeAll)
+	return keep, closeAll
+}
