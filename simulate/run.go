@@ -38,6 +38,8 @@ type StepResult struct {
 	Stretch *Stretch `json:"stretch,omitempty"`
 	// Transfer measures a transfer step.
 	Transfer *TransferResult `json:"transfer,omitempty"`
+	// Mesh is what a measure step measured (Output has it as text).
+	Mesh *MeshStats `json:"mesh,omitempty"`
 	// Output is what a print step printed.
 	Output string `json:"output,omitempty"`
 	// State is, for a failed step, every node's latest events, links and
@@ -150,6 +152,7 @@ type runner struct {
 	lastChange time.Time
 	changeLine int
 	changeOp   Op
+	gossip     bool // a discover step ran: partitions split the underlay
 }
 
 func (r *runner) step(ctx context.Context, st Step) StepResult {
@@ -172,11 +175,16 @@ func (r *runner) step(ctx context.Context, st Step) StepResult {
 	}
 	// Times are measured from the last change; an expectation that held
 	// at once measures nothing.
-	if err == nil && (st.Op == OpWaitConverged || res.Status == StatusPass) && r.changeLine > 0 {
+	gossipWait := st.Op == OpWaitMembers || st.Op == OpWaitReachable
+	if err == nil && (st.Op == OpWaitConverged || gossipWait || res.Status == StatusPass) && r.changeLine > 0 {
 		res.SinceChange, res.ChangeLine = time.Since(r.lastChange), r.changeLine
 		switch {
 		case st.Op == OpWaitConverged:
 			r.measure("convergence", st.Line, ms(res.SinceChange), "ms")
+		case st.Op == OpWaitMembers:
+			r.measure("members known", st.Line, ms(res.SinceChange), "ms")
+		case st.Op == OpWaitReachable:
+			r.measure("all reachable", st.Line, ms(res.SinceChange), "ms")
 		case res.waited && r.changeOp.isFault():
 			r.measure("reroute", st.Line, ms(res.SinceChange), "ms")
 		case res.waited:
@@ -214,9 +222,17 @@ func (r *runner) do(ctx context.Context, st Step, res *StepResult) error {
 			}
 		}
 	case OpHeal:
+		if len(st.Edges) == 0 {
+			c.HealUnderlay()
+		}
 		return c.Heal(st.Edges...)
 	case OpPartition:
-		return c.Partition(st.Sets[0], st.Sets[1])
+		if err := c.Partition(st.Sets[0], st.Sets[1]); err != nil {
+			return err
+		}
+		if r.gossip {
+			return c.PartitionUnderlay(st.Sets[0], st.Sets[1])
+		}
 	case OpIsolate:
 		return c.Isolate(st.Nodes[0])
 	case OpKill:
@@ -268,6 +284,8 @@ func (r *runner) do(ctx context.Context, st Step, res *StepResult) error {
 			r.measure("throughput", st.Line, t.Throughput()/(1<<20), "MiB/s")
 		}
 		r.measure("open", st.Line, ms(t.Open), "ms")
+	case OpRegions, OpDiscover, OpWaitMembers, OpWaitReachable, OpMeasure:
+		return r.gossipStep(ctx, st, res)
 	case OpPrint:
 		out, err := r.print(st)
 		res.Output = out
