@@ -62,12 +62,8 @@ type gossipBackend struct {
 }
 
 func newGossipBackend(be backend, seed uint64) (*gossipBackend, error) {
-	var pn *packetNet
-	qb, isQUIC := be.(*quicBackend)
-	if isQUIC {
-		pn = qb.net
-	}
-	g, err := newGossipNet(pn, isQUIC)
+	_, isQUIC := be.(*quicBackend)
+	g, err := newGossipNet(seed, isQUIC)
 	if err != nil {
 		return nil, err
 	}
@@ -112,6 +108,14 @@ func (b *gossipBackend) configure(name string, cfg *node.Config) error {
 	if !slices.Contains(b.started, name) {
 		b.started = append(b.started, name)
 	}
+	return nil
+}
+
+func (b *gossipBackend) setParams(x, y string, p LinkParams) error {
+	if err := b.backend.setParams(x, y, p); err != nil {
+		return err
+	}
+	b.g.setParams(x, y, p)
 	return nil
 }
 

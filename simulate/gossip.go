@@ -53,16 +53,18 @@ type GossipStats struct {
 }
 
 // gossipNet carries the memberlist gossip of a cluster's nodes over the
-// simulated network. Datagrams always cross a packetNet: on the QUIC
-// backend the one the links use (same latency, loss, cuts and partitions
-// per pair of nodes), on mem one of the gossip's own with no delay and no
-// loss, blocked like the memlink links. Streams are QUIC streams over that
-// packetNet on the QUIC backend (so they see the same loss and delay as
-// links, and retransmit), and in-memory pipes on mem, severed at once by a
-// cut or a crash as memlink links are.
+// simulated network. Datagrams cross a packetNet of the gossip's own whose
+// pairs of nodes mirror the links' network: on the QUIC backend the same
+// latency, loss, cuts, partitions and crashes per pair (loss drawn from
+// random streams of its own), on mem no delay and no loss, blocked like
+// the memlink links. (A packetNet of its own because packetNet keeps one
+// in-flight queue per pair of nodes, which assumes one socket per node.)
+// Streams are QUIC streams over that packetNet on the QUIC backend (so
+// they see the same loss and delay as links, and retransmit), and
+// in-memory pipes on mem, severed at once by a cut or a crash as memlink
+// links are.
 type gossipNet struct {
 	pn      *packetNet
-	ownNet  bool // pn belongs to the gossip (mem backend)
 	useQUIC bool
 
 	serverTLS, clientTLS *tls.Config
@@ -76,12 +78,9 @@ type gossipNet struct {
 	packets, packetBytes, streams, streamBytes atomic.Int64
 }
 
-func newGossipNet(pn *packetNet, useQUIC bool) (*gossipNet, error) {
-	g := &gossipNet{pn: pn, useQUIC: useQUIC, ips: map[string]net.IP{}, byIP: map[string]string{},
+func newGossipNet(seed uint64, useQUIC bool) (*gossipNet, error) {
+	g := &gossipNet{pn: newPacketNet(seed ^ 0x60551b), useQUIC: useQUIC, ips: map[string]net.IP{}, byIP: map[string]string{},
 		live: map[string]*gossipTransport{}, pipes: map[pair]map[*pipeConn]struct{}{}}
-	if pn == nil {
-		g.pn, g.ownNet = newPacketNet(1), true
-	}
 	if useQUIC {
 		cert, pool, err := gossipCert()
 		if err != nil {
@@ -140,23 +139,26 @@ func (g *gossipNet) stats() GossipStats {
 		Streams: g.streams.Load(), StreamBytes: g.streamBytes.Load()}
 }
 
-// block mirrors a cut or heal of the pair on the gossip's own packetNet and
-// severs the in-memory streams between them.
-func (g *gossipNet) block(a, b string, blocked bool) {
-	if g.ownNet {
-		g.pn.setBlocked(a, b, blocked)
+// setParams mirrors the latency and loss of a pair (QUIC backend).
+func (g *gossipNet) setParams(a, b string, p LinkParams) {
+	if g.useQUIC {
+		g.pn.setParams(a, b, p)
 	}
+}
+
+// block mirrors a cut or heal of the pair and severs the in-memory
+// streams between them.
+func (g *gossipNet) block(a, b string, blocked bool) {
+	g.pn.setBlocked(a, b, blocked)
 	if blocked {
 		g.sever(func(p pair) bool { return p == mkpair(a, b) })
 	}
 }
 
-// setDown mirrors a crash (or restart) on the gossip's own packetNet and
-// severs the node's in-memory streams.
+// setDown mirrors a crash (or restart) and severs the node's in-memory
+// streams.
 func (g *gossipNet) setDown(name string, down bool) {
-	if g.ownNet {
-		g.pn.setDown(name, down)
-	}
+	g.pn.setDown(name, down)
 	if down {
 		g.sever(func(p pair) bool { return p.a == name || p.b == name })
 	}
@@ -179,17 +181,9 @@ func (g *gossipNet) sever(match func(pair) bool) {
 }
 
 // shutdown stops all gossip datagrams (the cluster is closing).
-func (g *gossipNet) shutdown() {
-	if g.ownNet {
-		g.pn.shutdown()
-	}
-}
+func (g *gossipNet) shutdown() { g.pn.shutdown() }
 
-func (g *gossipNet) close() {
-	if g.ownNet {
-		g.pn.close()
-	}
-}
+func (g *gossipNet) close() { g.pn.close() }
 
 // transport makes node name's gossip transport for one start of the node.
 func (g *gossipNet) transport(name string) (*gossipTransport, error) {
