@@ -29,12 +29,13 @@ step failed. Time is real; to run a scenario in virtual time use
 Examples:
    circuitmesh simulate
    circuitmesh simulate --backend mem simulate/testdata/random-100.sim
+   circuitmesh simulate simulate/testdata/discover-regions.sim   # nodes that link by gossip
    circuitmesh simulate --json ring.sim > report.json`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "backend", Usage: "`BACKEND` to run links on: quic (real QUIC over a simulated network with latency and loss) or mem (in-memory links, for hundreds of nodes)", Value: string(simulate.BackendQUIC)},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON instead of a table"},
 			&cli.BoolFlag{Name: "progress", Usage: "print each step on stderr as it finishes"},
-			&cli.Uint64Flag{Name: "seed", Usage: "`SEED` of packet loss (random graphs take seed= in the script)", Value: 1},
+			&cli.Uint64Flag{Name: "seed", Usage: "`SEED` of packet loss and of discover order=random (random graphs and regions take seed= in the script)", Value: 1},
 			&cli.StringFlag{Name: "log-level", Usage: "node log `LEVEL` on stderr (debug, info, warn, error; default: none)"},
 		},
 		Action: func(c *cli.Context) error {
