@@ -157,3 +157,31 @@ func testPartitionHeal(t *testing.T, be Backend) {
 	}
 	t.Logf("%v", ms)
 }
+
+// TestDiscoverKillRestart crashes the seed and another gossip node and
+// restarts them: the rest stay connected, and the restarted nodes (the
+// seed rejoining the nodes that started after it) are members and
+// reachable again.
+func TestDiscoverKillRestart(t *testing.T) {
+	const src = `regions eu:n1..n3 us:n4..n6 between=40ms
+discover seed=n1 nodes=n2..n6
+wait members timeout=1m
+wait reachable timeout=1m
+kill n1 n4
+expect unreachable n2 n4 within=1m
+wait reachable timeout=1m
+restart n1 n4
+wait members timeout=2m
+wait reachable timeout=2m
+expect route n4 n1
+`
+	for _, be := range []Backend{BackendMem, BackendQUIC} {
+		t.Run(string(be), func(t *testing.T) {
+			s, err := Parse("kill.sim", src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			Test(t, s, Config{Backend: be})
+		})
+	}
+}
