@@ -84,13 +84,7 @@ func (p *parser) regions(st *Step, args []string) error {
 		}
 	}
 	lo, hi, seed := 30*time.Millisecond, 80*time.Millisecond, uint64(1)
-	seen := map[string]bool{}
-	for _, o := range opts {
-		k, v := o[0], o[1]
-		if seen[k] {
-			return fmt.Errorf("option %s= given twice", k)
-		}
-		seen[k] = true
+	err = eachOption(opts, func(k, v string) error {
 		switch k {
 		case "inside":
 			if u.Inside, err = parseDuration(v); err != nil {
@@ -114,6 +108,10 @@ func (p *parser) regions(st *Step, args []string) error {
 		default:
 			return fmt.Errorf("regions does not take %s= (options: inside=, between=, seed=)", k)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	// Each pair of regions gets a latency drawn from [lo, hi], in a fixed
 	// order, so the same line and seed give the same underlay.
@@ -130,6 +128,22 @@ func (p *parser) regions(st *Step, args []string) error {
 	}
 	st.Underlay = u
 	p.g.regions = true
+	return nil
+}
+
+// eachOption calls f with each key=value option, refusing a key given
+// twice.
+func eachOption(opts [][2]string, f func(k, v string) error) error {
+	seen := map[string]bool{}
+	for _, o := range opts {
+		if seen[o[0]] {
+			return fmt.Errorf("option %s= given twice", o[0])
+		}
+		seen[o[0]] = true
+		if err := f(o[0], o[1]); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -163,13 +177,7 @@ func (p *parser) discover(st *Step, args []string) error {
 	}
 	var seed, list string
 	st.Order = "name"
-	seen := map[string]bool{}
-	for _, o := range opts {
-		k, v := o[0], o[1]
-		if seen[k] {
-			return fmt.Errorf("option %s= given twice", k)
-		}
-		seen[k] = true
+	err = eachOption(opts, func(k, v string) error {
 		switch k {
 		case "seed":
 			seed = v
@@ -183,6 +191,10 @@ func (p *parser) discover(st *Step, args []string) error {
 		default:
 			return fmt.Errorf("discover does not take %s= (options: seed=, nodes=, order=)", k)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if seed == "" || list == "" {
 		return fmt.Errorf("%s", usage)
