@@ -194,8 +194,18 @@ func (l *quicLink) writeGoodbye(reason string) {
 	if err != nil {
 		return
 	}
-	_ = l.ctrl.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	l.writeMu.Lock()
+	deadline := time.Now().Add(100 * time.Millisecond)
+	_ = l.ctrl.SetWriteDeadline(deadline)
+	// A write in progress (a peer that gives no flow-control credit) ends
+	// at the deadline; wait for it by polling rather than on the mutex,
+	// because a sleep, unlike a mutex wait, lets the clock of a
+	// testing/synctest bubble (package simulate) advance to that deadline.
+	for !l.writeMu.TryLock() {
+		if !time.Now().Before(deadline) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 	_, _ = l.ctrl.Write(b)
 	l.writeMu.Unlock()
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -241,6 +242,12 @@ type DiscoveryConfig struct {
 	// Interval is how often the link policy runs besides membership, link
 	// and route events. Default 2s.
 	Interval time.Duration
+	// Transport, when set, carries gossip instead of memberlist's UDP and
+	// TCP sockets on BindAddr (package simulate gives one over its
+	// simulated network). BindAddr is still required: its port is the
+	// default port of Join addresses. One Transport serves one Start;
+	// Close shuts it down.
+	Transport memberlist.NodeAwareTransport
 }
 
 // Member is a node announced by gossip.

@@ -135,6 +135,9 @@ func startDiscovery(n *Node) (*discovery, error) {
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = n.cfg.Name
 	mc.BindAddr, mc.BindPort = host, port
+	if dc.Transport != nil {
+		mc.Transport = dc.Transport
+	}
 	if dc.AdvertiseAddr != "" {
 		ah, ap, err := net.SplitHostPort(dc.AdvertiseAddr)
 		if err != nil {

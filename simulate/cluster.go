@@ -120,6 +120,11 @@ func NewCluster(cfg Config) (*Cluster, error) {
 	default:
 		return nil, fmt.Errorf("simulate: unknown backend %q (want %q or %q)", cfg.Backend, BackendQUIC, BackendMem)
 	}
+	gb, err := newGossipBackend(c.be, cfg.Seed)
+	if err != nil {
+		return nil, err
+	}
+	c.be = gb
 	c.ctx, c.end = context.WithCancel(context.Background())
 	return c, nil
 }
@@ -337,6 +342,7 @@ func (c *Cluster) Close() error {
 	}
 	wg.Wait()
 	c.wg.Wait()
+	c.lingerGossip()
 	c.mu.Lock()
 	for _, name := range c.order {
 		c.be.release(name)

@@ -30,6 +30,17 @@
 // SHA-256. Heal and Restart make the dialling end redial at once rather
 // than after its redial backoff, so what follows measures routing.
 //
+// Discover starts nodes that run memberlist gossip over the simulated
+// network (a memberlist.NodeAwareTransport given as
+// node.DiscoveryConfig.Transport: datagrams with the pair's latency, loss
+// and faults, streams over QUIC on the QUIC backend and in-memory pipes on
+// mem) and join a seed; their discovery makes the links. SetUnderlay
+// places nodes in regions whose latencies the network applies;
+// PartitionUnderlay and HealUnderlay split and restore it; WaitMembers,
+// WaitReachable and MeasureMesh (MeshStats: reachability, degrees,
+// diameter, path stretch over the underlay, link churn, gossip traffic)
+// observe the mesh discovery built.
+//
 // The caller must Close the cluster; Close stops the simulated network,
 // closes every node concurrently and waits for every goroutine the cluster
 // started.
@@ -82,6 +93,13 @@
 //	                               a has no route to b within D
 //	transfer a b SIZE [within=D]   send SIZE bytes (4MiB, 512KiB, 1MB, 1000) over a circuit and verify them
 //	print routes|links|events a    include a node's table in the report
+//	regions eu:n1..n9 us:n10,x [inside=D] [between=D|D..D] [seed=S]
+//	                               the underlay: latency inside a region and between regions
+//	discover seed=n1 nodes=n2..n9 [order=name|random]
+//	                               start nodes with gossip that join n1 and make their own links
+//	wait members [timeout=D]       wait until every gossip node knows the others on its side
+//	wait reachable [timeout=D]     wait until every node reaches the others on its side
+//	measure                        reachability, degrees, diameter, path stretch, churn, gossip traffic
 //
 // Parse checks syntax and meaning (nodes declared before use, links that
 // exist, values in range) and returns a *ParseError with the line number.

@@ -40,6 +40,8 @@ type StepResult struct {
 	Transfer *TransferResult `json:"transfer,omitempty"`
 	// Workload measures a workload step.
 	Workload *WorkloadResult `json:"workload,omitempty"`
+	// Mesh is what a measure step measured (Output has it as text).
+	Mesh *MeshStats `json:"mesh,omitempty"`
 	// Output is what a print step printed.
 	Output string `json:"output,omitempty"`
 	// State is, for a failed step, every node's latest events, links and
@@ -153,6 +155,7 @@ type runner struct {
 	changeLine int
 	changeOp   Op
 	changeEnd  time.Time // when the last change step ended
+	gossip     bool      // a discover step ran: partitions split the underlay
 }
 
 func (r *runner) step(ctx context.Context, st Step) StepResult {
@@ -178,7 +181,8 @@ func (r *runner) step(ctx context.Context, st Step) StepResult {
 	if st.Op.changesTopology() {
 		r.changeEnd = time.Now()
 	}
-	if err == nil && (st.Op == OpWaitConverged || st.Op == OpWaitOptimal || res.Status == StatusPass) && r.changeLine > 0 {
+	gossipWait := st.Op == OpWaitMembers || st.Op == OpWaitReachable
+	if err == nil && (st.Op == OpWaitConverged || st.Op == OpWaitOptimal || gossipWait || res.Status == StatusPass) && r.changeLine > 0 {
 		res.SinceChange, res.ChangeLine = time.Since(r.lastChange), r.changeLine
 		switch {
 		case st.Op == OpWaitConverged:
@@ -187,6 +191,10 @@ func (r *runner) step(ctx context.Context, st Step) StepResult {
 		case st.Op == OpWaitOptimal:
 			r.measure("optimal", st.Line, ms(res.SinceChange), "ms")
 			r.measureSetup(st.Line, "optimal")
+		case st.Op == OpWaitMembers:
+			r.measure("members known", st.Line, ms(res.SinceChange), "ms")
+		case st.Op == OpWaitReachable:
+			r.measure("all reachable", st.Line, ms(res.SinceChange), "ms")
 		case res.waited && r.changeOp.isFault():
 			r.measure("reroute", st.Line, ms(res.SinceChange), "ms")
 		case res.waited:
@@ -217,9 +225,17 @@ func (r *runner) do(ctx context.Context, st Step, res *StepResult) error {
 			}
 		}
 	case OpHeal:
+		if len(st.Edges) == 0 {
+			c.HealUnderlay()
+		}
 		return c.Heal(st.Edges...)
 	case OpPartition:
-		return c.Partition(st.Sets[0], st.Sets[1])
+		if err := c.Partition(st.Sets[0], st.Sets[1]); err != nil {
+			return err
+		}
+		if r.gossip {
+			return c.PartitionUnderlay(st.Sets[0], st.Sets[1])
+		}
 	case OpIsolate:
 		return c.Isolate(st.Nodes[0])
 	case OpKill:
@@ -287,6 +303,8 @@ func (r *runner) do(ctx context.Context, st Step, res *StepResult) error {
 		if w.Succeeded < w.Circuits {
 			return fmt.Errorf("%d of %d circuits failed", w.Circuits-w.Succeeded, w.Circuits)
 		}
+	case OpRegions, OpDiscover, OpWaitMembers, OpWaitReachable, OpMeasure:
+		return r.gossipStep(ctx, st, res)
 	case OpPrint:
 		out, err := r.print(st)
 		res.Output = out

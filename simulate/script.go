@@ -59,7 +59,7 @@ func (o Op) changesTopology() bool {
 	case OpNodes, OpLink, OpUnlink, OpCut, OpHeal, OpSet, OpPartition, OpIsolate, OpKill, OpRestart, OpRandom:
 		return true
 	}
-	return false
+	return o == OpDiscover || o == OpRegions
 }
 
 // isFault reports whether the step takes links or nodes away.
@@ -116,6 +116,10 @@ type Step struct {
 	What     string // print: routes, links or events
 	// Workload is the workload step's circuits.
 	Workload *WorkloadSpec
+	// Underlay of regions; Order of discover (name or random; the seed
+	// node is Nodes[0], the nodes joining it follow).
+	Underlay *Underlay
+	Order    string
 }
 
 // Script is a parsed scenario.
@@ -160,6 +164,7 @@ type parser struct {
 	declared map[string]bool
 	nnodes   int
 	edges    map[pair]bool
+	g        gossipState
 }
 
 func (p *parser) parseLine(st *Step) error {
@@ -193,6 +198,18 @@ func (p *parser) parseLine(st *Step) error {
 		return p.transfer(st, args)
 	case "workload":
 		return p.workload(st, args)
+	case "regions":
+		st.Op = OpRegions
+		return p.regions(st, args)
+	case "discover":
+		st.Op = OpDiscover
+		return p.discover(st, args)
+	case "measure":
+		st.Op = OpMeasure
+		if len(args) > 0 {
+			return fmt.Errorf("measure takes no arguments")
+		}
+		return nil
 	case "print":
 		st.Op = OpPrint
 		if len(args) != 2 || args[0] != "routes" && args[0] != "links" && args[0] != "events" {
@@ -201,7 +218,7 @@ func (p *parser) parseLine(st *Step) error {
 		st.What = args[0]
 		return p.names(st, args[1:])
 	}
-	return fmt.Errorf("unknown command %q (want nodes, link, unlink, cut, heal, set, partition, isolate, kill, restart, random, wait, expect, transfer, workload or print)", cmd)
+	return fmt.Errorf("unknown command %q (want nodes, link, unlink, cut, heal, set, partition, isolate, kill, restart, random, regions, discover, wait, expect, transfer, workload, measure or print)", cmd)
 }
 
 // nodes declares node names; "n1..n30" declares n1 to n30.
@@ -471,7 +488,7 @@ func (p *parser) random(st *Step, args []string) error {
 	if err := p.options(st, opts, append([]string{"edges", "seed", "latency", "loss"}, shapeKeys...)...); err != nil {
 		return err
 	}
-	n := p.nnodes
+	n := len(p.declaredOrder()) // nodes started by discover are not linked by random
 	switch {
 	case n < 2:
 		return fmt.Errorf("random needs at least two declared nodes")
@@ -507,6 +524,12 @@ func (p *parser) wait(st *Step, args []string) error {
 	if err != nil {
 		return err
 	}
+	if len(words) == 1 && (words[0] == "members" || words[0] == "reachable") {
+		return p.waitGossip(st, words[0], opts)
+	}
+	if len(words) == 1 && (words[0] == "converged" || words[0] == "optimal") && p.g.seed != "" {
+		return fmt.Errorf("wait %s compares routes with the links the script made; nodes started by discover make their own: use wait reachable", words[0])
+	}
 	if len(words) == 1 && (words[0] == "converged" || words[0] == "optimal") {
 		st.Op, st.Duration = OpWaitConverged, DefaultConvergeTimout
 		if words[0] == "optimal" {
@@ -515,7 +538,7 @@ func (p *parser) wait(st *Step, args []string) error {
 		return p.options(st, opts, "timeout")
 	}
 	if len(words) != 1 || len(opts) > 0 {
-		return fmt.Errorf("want wait DURATION, wait converged [timeout=D] or wait optimal [timeout=D]")
+		return fmt.Errorf("want wait DURATION, wait converged [timeout=D], wait optimal [timeout=D], wait members [timeout=D] or wait reachable [timeout=D]")
 	}
 	st.Op = OpWait
 	st.Duration, err = parseDuration(words[0])

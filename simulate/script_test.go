@@ -149,6 +149,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(string(b))
 	}
 	f.Add("nodes a b\nlink a-b latency=1ms\npartition {a} {b}\ntransfer a b 1KiB\nexpect route a b via=b hops=1")
+	f.Add("regions eu:a,n1..n3 us:b between=30ms..80ms seed=2\ndiscover seed=a nodes=b,n1..n3 order=random\nwait members\nwait reachable timeout=1m\npartition {a} {b}\nheal\nmeasure")
 	f.Fuzz(func(t *testing.T, src string) {
 		s, err := Parse("f", src)
 		nlines := strings.Count(src, "\n") + 1
@@ -168,6 +169,9 @@ func FuzzParse(f *testing.F) {
 			}
 			if st.Op == OpNodes {
 				nodes += len(st.Nodes)
+			}
+			if st.Op == OpDiscover {
+				nodes += len(st.Nodes) - 1 // the seed may have started before
 			}
 			b.WriteString(st.Text + "\n")
 		}

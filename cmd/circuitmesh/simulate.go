@@ -31,6 +31,7 @@ gives virtual times with the wall times beside them.
 Examples:
    circuitmesh simulate
    circuitmesh simulate --backend mem simulate/testdata/random-100.sim
+   circuitmesh simulate simulate/testdata/discover-regions.sim   # nodes that link by gossip
    circuitmesh simulate --json ring.sim > report.json
    circuitmesh simulate --virtual --backend mem simulate/testdata/random-100.sim`,
 		Flags: []cli.Flag{
@@ -38,7 +39,7 @@ Examples:
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON instead of a table"},
 			&cli.BoolFlag{Name: "virtual", Usage: "run in virtual time: waits and timeouts take no real time, figures are the protocols' own"},
 			&cli.BoolFlag{Name: "progress", Usage: "print each step on stderr as it finishes"},
-			&cli.Uint64Flag{Name: "seed", Usage: "`SEED` of packet loss (random graphs take seed= in the script)", Value: 1},
+			&cli.Uint64Flag{Name: "seed", Usage: "`SEED` of packet loss and of discover order=random (random graphs and regions take seed= in the script)", Value: 1},
 			&cli.StringFlag{Name: "log-level", Usage: "node log `LEVEL` on stderr (debug, info, warn, error; default: none)"},
 		},
 		Action: func(c *cli.Context) error {

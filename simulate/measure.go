@@ -1,0 +1,303 @@
+package simulate
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"strings"
+	"time"
+)
+
+// MeshStats describes the mesh the running nodes built: how much of it is
+// reachable, its shape, how good its paths are over the underlay, and
+// (from Cluster.MeasureMesh) how much it changed and gossiped.
+type MeshStats struct {
+	Nodes int `json:"nodes"`
+	// Pairs is the ordered pairs of running nodes; ReachablePairs those
+	// where the first has a route to the second; Reachable their ratio.
+	Pairs          int     `json:"pairs"`
+	ReachablePairs int     `json:"reachable_pairs"`
+	Reachable      float64 `json:"reachable"`
+	// Links counts live links (each once); degrees count a node's links.
+	Links      int     `json:"links"`
+	MaxDegree  int     `json:"max_degree"`
+	MeanDegree float64 `json:"mean_degree"`
+	Isolated   int     `json:"isolated"` // nodes with no link
+	// Components is the connected components of the link graph; Diameter
+	// the longest shortest path, in links, between two connected nodes.
+	Components int `json:"components"`
+	Diameter   int `json:"diameter"`
+	// Stretch is the mean, over routed pairs whose latency-optimal path
+	// over the underlay is not zero, of the one-way latency of the route
+	// (following next hops, each hop at its underlay latency) divided by
+	// the latency-optimal path's (Dijkstra over every pair of running
+	// nodes the underlay connects); MaxStretch the largest. StretchPairs
+	// is how many pairs were compared (0: no underlay latency).
+	Stretch      float64 `json:"stretch"`
+	MaxStretch   float64 `json:"max_stretch"`
+	StretchPairs int     `json:"stretch_pairs"`
+	// Window is the time since the previous MeasureMesh (or the first
+	// Discover); LinkChanges the link-up and link-down events the nodes
+	// saw in it; Churn those per node per minute.
+	Window      time.Duration `json:"window_ns"`
+	LinkChanges int           `json:"link_changes"`
+	Churn       float64       `json:"churn"`
+	// Gossip is the gossip traffic in the window.
+	Gossip GossipStats `json:"gossip"`
+}
+
+// meshInput is a snapshot of the mesh: nodes, their live links, their
+// routes' next hops, and the underlay latency between two nodes (ok false
+// when the underlay does not connect them).
+type meshInput struct {
+	nodes   []string
+	links   map[string][]string          // node → peers it has a live link to
+	next    map[string]map[string]string // node → destination → next hop (reachable routes)
+	latency func(a, b string) (time.Duration, bool)
+}
+
+// measureMesh computes the reachability, shape and stretch of a snapshot.
+func measureMesh(in meshInput) MeshStats {
+	st := MeshStats{Nodes: len(in.nodes), MaxStretch: 0}
+	index := make(map[string]int, len(in.nodes))
+	for i, name := range in.nodes {
+		index[name] = i
+	}
+	// The link graph, undirected, over running nodes only.
+	adj := make([][]int, len(in.nodes))
+	seen := map[[2]int]bool{}
+	for _, a := range in.nodes {
+		for _, b := range in.links[a] {
+			j, ok := index[b]
+			i := index[a]
+			if !ok || i == j {
+				continue
+			}
+			k := [2]int{min(i, j), max(i, j)}
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			adj[i] = append(adj[i], j)
+			adj[j] = append(adj[j], i)
+		}
+	}
+	st.Links = len(seen)
+	for i := range adj {
+		d := len(adj[i])
+		st.MaxDegree = max(st.MaxDegree, d)
+		if d == 0 {
+			st.Isolated++
+		}
+	}
+	if len(in.nodes) > 0 {
+		st.MeanDegree = 2 * float64(st.Links) / float64(len(in.nodes))
+	}
+	// Components and diameter: BFS from every node.
+	comp := make([]int, len(in.nodes))
+	for i := range comp {
+		comp[i] = -1
+	}
+	dist := make([]int, len(in.nodes))
+	for s := range in.nodes {
+		if comp[s] < 0 {
+			st.Components++
+		}
+		for i := range dist {
+			dist[i] = -1
+		}
+		dist[s] = 0
+		for queue := []int{s}; len(queue) > 0; queue = queue[1:] {
+			u := queue[0]
+			if comp[u] < 0 {
+				comp[u] = s
+			}
+			for _, v := range adj[u] {
+				if dist[v] < 0 {
+					dist[v] = dist[u] + 1
+					st.Diameter = max(st.Diameter, dist[v])
+					queue = append(queue, v)
+				}
+			}
+		}
+	}
+	// Reachability and stretch.
+	var sum float64
+	for _, a := range in.nodes {
+		opt := latencyOptimal(in, a)
+		for _, b := range in.nodes {
+			if a == b {
+				continue
+			}
+			st.Pairs++
+			if in.next[a][b] == "" {
+				continue
+			}
+			st.ReachablePairs++
+			best, ok := opt[b]
+			if !ok || best <= 0 {
+				continue
+			}
+			route, ok := routeLatency(in, a, b)
+			if !ok {
+				continue
+			}
+			r := float64(route) / float64(best)
+			st.StretchPairs++
+			sum += r
+			st.MaxStretch = max(st.MaxStretch, r)
+		}
+	}
+	if st.Pairs > 0 {
+		st.Reachable = float64(st.ReachablePairs) / float64(st.Pairs)
+	}
+	if st.StretchPairs > 0 {
+		st.Stretch = sum / float64(st.StretchPairs)
+	}
+	return st
+}
+
+// routeLatency follows next hops from a to b and adds up the underlay
+// latency of each hop; ok is false for a route that loops, ends early or
+// crosses a pair the underlay does not connect.
+func routeLatency(in meshInput, a, b string) (time.Duration, bool) {
+	var total time.Duration
+	at := a
+	for range len(in.nodes) {
+		hop := in.next[at][b]
+		if hop == "" {
+			return 0, false
+		}
+		l, ok := in.latency(at, hop)
+		if !ok {
+			return 0, false
+		}
+		total += l
+		if hop == b {
+			return total, true
+		}
+		at = hop
+	}
+	return 0, false
+}
+
+// latencyOptimal returns the lowest one-way latency from src to every node
+// over the underlay (a dense Dijkstra: the underlay connects every pair
+// it does not partition).
+func latencyOptimal(in meshInput, src string) map[string]time.Duration {
+	n := len(in.nodes)
+	dist := make([]time.Duration, n)
+	done := make([]bool, n)
+	for i := range dist {
+		dist[i] = math.MaxInt64
+	}
+	for i, name := range in.nodes {
+		if name == src {
+			dist[i] = 0
+		}
+	}
+	for range n {
+		u := -1
+		for i := range n {
+			if !done[i] && dist[i] != math.MaxInt64 && (u < 0 || dist[i] < dist[u]) {
+				u = i
+			}
+		}
+		if u < 0 {
+			break
+		}
+		done[u] = true
+		for v := range n {
+			if done[v] {
+				continue
+			}
+			if l, ok := in.latency(in.nodes[u], in.nodes[v]); ok && dist[u]+l < dist[v] {
+				dist[v] = dist[u] + l
+			}
+		}
+	}
+	out := make(map[string]time.Duration, n)
+	for i, name := range in.nodes {
+		if dist[i] != math.MaxInt64 {
+			out[name] = dist[i]
+		}
+	}
+	return out
+}
+
+// MeasureMesh measures the mesh of the running nodes now (MeshStats),
+// with the churn and gossip traffic since the previous MeasureMesh (or the
+// first Discover), and starts a new window.
+func (c *Cluster) MeasureMesh() (MeshStats, error) {
+	names, _ := c.sides()
+	in := meshInput{nodes: names, links: map[string][]string{}, next: map[string]map[string]string{}}
+	for _, name := range names {
+		n := c.Node(name)
+		if n == nil {
+			continue // killed meanwhile: its entries stay empty
+		}
+		for _, l := range n.Links() {
+			in.links[name] = append(in.links[name], l.Peer)
+		}
+		next := map[string]string{}
+		for _, p := range n.Peers() {
+			if p.Reachable {
+				next[p.Name] = p.NextHop
+			}
+		}
+		in.next[name] = next
+	}
+	c.mu.Lock()
+	gb := c.gossipOf()
+	under, parted := gb.under, maps.Clone(gb.parted)
+	start, before := gb.window, gb.windowAt
+	now, stats := time.Now(), gb.g.stats()
+	if start.IsZero() {
+		start = now
+		before = stats
+	}
+	gb.window, gb.windowAt = now, stats
+	c.mu.Unlock()
+	in.latency = func(a, b string) (time.Duration, bool) {
+		if parted[mkpair(a, b)] {
+			return 0, false
+		}
+		return under.Latency(a, b), true
+	}
+	st := measureMesh(in)
+	st.Window = now.Sub(start)
+	for _, name := range names {
+		evs, err := c.Events(name)
+		if err != nil {
+			return st, err
+		}
+		for _, e := range evs {
+			if (e.Kind == "link-up" || e.Kind == "link-down") && !e.Time.Before(start) && !e.Time.After(now) {
+				st.LinkChanges++
+			}
+		}
+	}
+	if st.Window > 0 && st.Nodes > 0 {
+		st.Churn = float64(st.LinkChanges) / float64(st.Nodes) / st.Window.Minutes()
+	}
+	st.Gossip = GossipStats{Packets: stats.Packets - before.Packets, PacketBytes: stats.PacketBytes - before.PacketBytes,
+		Streams: stats.Streams - before.Streams, StreamBytes: stats.StreamBytes - before.StreamBytes}
+	return st, nil
+}
+
+// String renders the statistics as lines of text for a report.
+func (s MeshStats) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "nodes %d, links %d, reachable pairs %d of %d (%.1f %%)\n",
+		s.Nodes, s.Links, s.ReachablePairs, s.Pairs, 100*s.Reachable)
+	fmt.Fprintf(&b, "degree max %d, mean %.2f, isolated %d; components %d, diameter %d hops\n",
+		s.MaxDegree, s.MeanDegree, s.Isolated, s.Components, s.Diameter)
+	if s.StretchPairs > 0 {
+		fmt.Fprintf(&b, "path stretch vs the underlay: mean %.3f, max %.3f over %d routes\n", s.Stretch, s.MaxStretch, s.StretchPairs)
+	} else {
+		b.WriteString("path stretch: no underlay latency to compare with\n")
+	}
+	fmt.Fprintf(&b, "in the last %v: %d link changes (%.2f per node per minute); gossip %d packets (%d bytes), %d streams (%d bytes)\n",
+		round(s.Window), s.LinkChanges, s.Churn, s.Gossip.Packets, s.Gossip.PacketBytes, s.Gossip.Streams, s.Gossip.StreamBytes)
+	return b.String()
+}

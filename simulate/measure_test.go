@@ -1,0 +1,114 @@
+package simulate
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+// latencies builds an underlay from one-way latencies in ms; pairs in
+// blocked are not connected; pairs not given have 0 latency.
+func latencies(ms map[[2]string]int, blocked ...[2]string) func(a, b string) (time.Duration, bool) {
+	return func(a, b string) (time.Duration, bool) {
+		for _, p := range blocked {
+			if mkpair(p[0], p[1]) == mkpair(a, b) {
+				return 0, false
+			}
+		}
+		if v, ok := ms[[2]string{a, b}]; ok {
+			return time.Duration(v) * time.Millisecond, true
+		}
+		return time.Duration(ms[[2]string{b, a}]) * time.Millisecond, true
+	}
+}
+
+func TestMeasureMesh(t *testing.T) {
+	tests := []struct {
+		name string
+		in   meshInput
+		want MeshStats
+	}{{
+		// A line a-b-c-d over an underlay where a-c and c-d-a have
+		// shortcuts; d has no routes yet.
+		name: "line with shortcuts in the underlay",
+		in: meshInput{
+			nodes: []string{"a", "b", "c", "d"},
+			links: map[string][]string{"a": {"b"}, "b": {"a", "c"}, "c": {"b", "d"}, "d": {"c"}},
+			next: map[string]map[string]string{
+				"a": {"b": "b", "c": "b", "d": "b"},
+				"b": {"a": "a", "c": "c", "d": "c"},
+				"c": {"a": "b", "b": "b", "d": "d"},
+			},
+			latency: latencies(map[[2]string]int{{"a", "b"}: 10, {"b", "c"}: 10, {"c", "d"}: 10,
+				{"a", "c"}: 15, {"a", "d"}: 50, {"b", "d"}: 30}),
+		},
+		// a→c 20 vs 15, c→a 20 vs 15, a→d 30 vs 25 (a-c-d), the rest 1.
+		want: MeshStats{Nodes: 4, Pairs: 12, ReachablePairs: 9, Reachable: 0.75, Links: 3, MaxDegree: 2,
+			MeanDegree: 1.5, Components: 1, Diameter: 3, StretchPairs: 9,
+			Stretch: (6 + 4.0/3 + 4.0/3 + 1.2) / 9, MaxStretch: 4.0 / 3},
+	}, {
+		name: "isolated node, a routing loop and a partitioned pair",
+		in: meshInput{
+			nodes: []string{"a", "b", "e"},
+			links: map[string][]string{"a": {"b", "x"}, "b": {"a"}}, // x is not running
+			next: map[string]map[string]string{
+				"a": {"b": "b", "e": "b"},
+				"b": {"a": "a", "e": "a"}, // a and b send e's traffic to each other
+			},
+			latency: latencies(map[[2]string]int{{"a", "b"}: 5, {"b", "e"}: 5, {"a", "e"}: 1}, [2]string{"a", "e"}),
+		},
+		want: MeshStats{Nodes: 3, Pairs: 6, ReachablePairs: 4, Reachable: 4.0 / 6, Links: 1, MaxDegree: 1,
+			MeanDegree: 2.0 / 3, Isolated: 1, Components: 2, Diameter: 1, StretchPairs: 2, Stretch: 1, MaxStretch: 1},
+	}, {
+		name: "no underlay latency: no stretch",
+		in: meshInput{
+			nodes:   []string{"a", "b"},
+			links:   map[string][]string{"a": {"b"}, "b": {"a"}},
+			next:    map[string]map[string]string{"a": {"b": "b"}, "b": {"a": "a"}},
+			latency: latencies(nil),
+		},
+		want: MeshStats{Nodes: 2, Pairs: 2, ReachablePairs: 2, Reachable: 1, Links: 1, MaxDegree: 1,
+			MeanDegree: 1, Components: 1, Diameter: 1},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := measureMesh(tt.in)
+			near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+			if !near(got.Stretch, tt.want.Stretch) || !near(got.MaxStretch, tt.want.MaxStretch) ||
+				!near(got.Reachable, tt.want.Reachable) || !near(got.MeanDegree, tt.want.MeanDegree) {
+				t.Fatalf("got %+v\nwant %+v", got, tt.want)
+			}
+			got.Stretch, got.MaxStretch, got.Reachable, got.MeanDegree = tt.want.Stretch, tt.want.MaxStretch, tt.want.Reachable, tt.want.MeanDegree
+			if got != tt.want {
+				t.Fatalf("got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestUnderlayLatency(t *testing.T) {
+	s, err := Parse("u.sim", "regions eu:a,b us:c ap:d inside=2ms between=30ms..80ms seed=7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := s.Steps[0].Underlay
+	if got := u.Latency("a", "b"); got != 2*time.Millisecond {
+		t.Errorf("inside eu: %v, want 2ms", got)
+	}
+	for _, p := range [][2]string{{"a", "c"}, {"c", "d"}, {"d", "b"}} {
+		l := u.Latency(p[0], p[1])
+		if l < 30*time.Millisecond || l > 80*time.Millisecond || l != u.Latency(p[1], p[0]) {
+			t.Errorf("%s-%s: %v, want the same both ways in 30ms..80ms", p[0], p[1], l)
+		}
+	}
+	if u.Latency("a", "c") != u.Latency("b", "c") {
+		t.Errorf("two nodes of one region see different latencies to a third region")
+	}
+	if got := u.Latency("a", "zz"); got != 0 {
+		t.Errorf("a node in no region: %v, want 0", got)
+	}
+	again, _ := Parse("u.sim", "regions eu:a,b us:c ap:d inside=2ms between=30ms..80ms seed=7")
+	if again.Steps[0].Underlay.Latency("a", "d") != u.Latency("a", "d") {
+		t.Errorf("the same seed gave another underlay")
+	}
+}

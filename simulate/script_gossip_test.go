@@ -1,0 +1,92 @@
+package simulate
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseGossipSteps(t *testing.T) {
+	s, err := Parse("g", `regions eu:n1..n3,x us:n4 inside=2ms between=40ms
+discover seed=n1 nodes=n2..n4,x order=random
+wait members timeout=30s
+wait reachable
+partition {n1,n2} {n3,n4,x}
+heal
+measure
+expect route n1 x within=1s
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := []Op{}
+	for _, st := range s.Steps {
+		ops = append(ops, st.Op)
+	}
+	if want := []Op{OpRegions, OpDiscover, OpWaitMembers, OpWaitReachable, OpPartition, OpHeal, OpMeasure, OpExpectRoute}; !reflect.DeepEqual(ops, want) {
+		t.Fatalf("ops %v, want %v", ops, want)
+	}
+	u := s.Steps[0].Underlay
+	if u.Region["x"] != "eu" || u.Region["n4"] != "us" || u.Inside != 2*time.Millisecond || u.Latency("n1", "n4") != 40*time.Millisecond {
+		t.Errorf("underlay %+v", u)
+	}
+	d := s.Steps[1]
+	if !reflect.DeepEqual(d.Nodes, []string{"n1", "n2", "n3", "n4", "x"}) || d.Order != "random" {
+		t.Errorf("discover nodes %v order %q", d.Nodes, d.Order)
+	}
+	if s.Steps[2].Duration != 30*time.Second || s.Steps[3].Duration != DefaultGossipTimeout {
+		t.Errorf("timeouts %v, %v", s.Steps[2].Duration, s.Steps[3].Duration)
+	}
+	if !OpDiscover.changesTopology() || !OpRegions.changesTopology() || OpMeasure.changesTopology() {
+		t.Errorf("discover and regions change the topology, measure does not")
+	}
+	if OpWaitReachable.String() != "wait reachable" {
+		t.Errorf("op name %q", OpWaitReachable)
+	}
+}
+
+func TestParseGossipErrors(t *testing.T) {
+	for _, tc := range []struct {
+		src  string
+		line int
+		msg  string
+	}{
+		{"discover nodes=a,b", 1, "want discover seed=NODE nodes=NODES"},
+		{"discover seed=a", 1, "want discover seed=NODE nodes=NODES"},
+		{"discover seed=a nodes=b order=size", 1, "order=name or order=random"},
+		{"discover seed=a nodes=b colour=red", 1, "does not take colour="},
+		{"discover seed=a nodes=b seed=a", 1, "given twice"},
+		{"discover seed=a nodes=b..c", 1, "range"},
+		{"discover seed=a nodes=b,b", 1, "declared twice"},
+		{"nodes a\ndiscover seed=a nodes=b", 2, "runs without gossip"},
+		{"nodes b\ndiscover seed=a nodes=b", 2, "declared twice"},
+		{"discover seed=a nodes=b\ndiscover seed=c nodes=d", 2, "one seed per scenario"},
+		{"discover seed=A nodes=b", 1, "bad node name"},
+		{"discover seed=a nodes=x1..x1000", 1, "more than 1000 nodes"},
+		{"wait members", 1, "needs nodes started by discover"},
+		{"discover seed=a nodes=b\nwait reachable timeout=1h", 2, "timeout=1h"},
+		{"discover seed=a nodes=b\nwait converged", 2, "use wait reachable"},
+		{"discover seed=a nodes=b\nwait members within=1s", 2, "does not take within="},
+		{"regions", 1, "want regions NAME:NODES"},
+		{"regions eu", 1, "bad region"},
+		{"regions eu:a us:a", 1, "in regions eu and us"},
+		{"regions eu:a eu:b", 1, "region eu given twice"},
+		{"regions eu:a between=80ms..30ms", 1, "increasing range"},
+		{"regions eu:a between=fast", 1, "increasing range"},
+		{"regions eu:a inside=-1ms", 1, "inside=-1ms"},
+		{"regions eu:a seed=-1", 1, "non-negative integer"},
+		{"regions eu:a loss=0.1", 1, "does not take loss="},
+		{"regions eu:a\nregions us:b", 2, "regions given twice"},
+		{"regions Eu:a", 1, "region \"Eu\""},
+		{"measure now", 1, "no arguments"},
+		{"nodes a b\ndiscover seed=c nodes=d\nrandom edges=2", 3, "a connected graph of 2 nodes"},
+	} {
+		_, err := Parse("g.sim", tc.src)
+		var pe *ParseError
+		if !errors.As(err, &pe) || pe.Line != tc.line || !strings.Contains(pe.Msg, tc.msg) {
+			t.Errorf("Parse(%q) = %v, want line %d with %q", tc.src, err, tc.line, tc.msg)
+		}
+	}
+}
