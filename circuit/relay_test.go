@@ -194,6 +194,9 @@ func TestSpliceBackpressureBound(t *testing.T) {
 	if h := p.tap.maxHeld.Load(); h > bufSize || h == 0 {
 		t.Errorf("relay held up to %d bytes in one direction, want 0 < held <= %d", h, bufSize)
 	}
+	if s := sent.Load(); s > bound {
+		t.Fatalf("sender got %d bytes ahead although nothing is read (bound %d)", s, bound)
+	}
 	// Draining releases the sender and every byte arrives intact.
 	got, err := io.ReadAll(c.dest)
 	if err != nil || len(got) != total {

@@ -64,7 +64,7 @@ func TestParseGossipErrors(t *testing.T) {
 		{"nodes b\ndiscover seed=a nodes=b", 2, "declared twice"},
 		{"discover seed=a nodes=b\ndiscover seed=c nodes=d", 2, "one seed per scenario"},
 		{"discover seed=A nodes=b", 1, "bad node name"},
-		{"discover seed=a nodes=x1..x1000", 1, "more than 1000 nodes"},
+		{"discover seed=a nodes=x1..x5000", 1, "more than 5000 nodes"},
 		{"wait members", 1, "needs nodes started by discover"},
 		{"discover seed=a nodes=b\nwait reachable timeout=1h", 2, "timeout=1h"},
 		{"discover seed=a nodes=b\nwait converged", 2, "use wait reachable"},

@@ -48,6 +48,15 @@ func RunVirtual(s *Script, cfg Config, progress io.Writer) (*Report, error) {
 		runErr error
 	)
 	test := func(t *testing.T) {
+		// synctest.Test panics when goroutines are left blocked in the
+		// bubble at its end; the runner would re-raise it and kill the
+		// process. Report it as ErrVirtual, with the report kept.
+		defer func() {
+			if r := recover(); r != nil {
+				runErr = fmt.Errorf("run %s: %w: %v", s.Name, ErrVirtual, r)
+				t.Fail()
+			}
+		}()
 		synctest.Test(t, func(*testing.T) {
 			rep, runErr = run(context.Background(), s, cfg, runOptions{progress: progress, virtual: true})
 		})

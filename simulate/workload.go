@@ -185,20 +185,24 @@ func (s WorkloadSpec) pairs(names []string, clusterSeed uint64) [][2]string {
 		n = int(s.Rate * s.Duration.Seconds())
 	}
 	if s.AllPairs {
-		var all [][2]string
-		for _, a := range names {
-			for _, b := range names {
-				if a != b {
-					all = append(all, [2]string{a, b})
-				}
-			}
+		// Pair i of the N·(N-1) ordered pairs, computed from its index so
+		// that only the circuits run are held.
+		k := len(names)
+		total := k * (k - 1)
+		if total == 0 {
+			return nil
 		}
 		if n == 0 {
-			n = len(all)
+			n = total
 		}
 		out := make([][2]string, 0, min(n, MaxWorkloadCircuits))
 		for i := 0; i < n && i < MaxWorkloadCircuits; i++ {
-			out = append(out, all[i%len(all)])
+			j := i % total
+			a, b := j/(k-1), j%(k-1)
+			if b >= a {
+				b++
+			}
+			out = append(out, [2]string{names[a], names[b]})
 		}
 		return out
 	}
