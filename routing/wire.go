@@ -1,7 +1,6 @@
 package routing
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -118,7 +117,7 @@ func encodeMessage(entries []entry) []byte {
 }
 
 // decodeMessage decodes b, accepting at most maxEntries entries. Any error
-// wraps ErrMalformed.
+// wraps ErrMalformed. Attestations alias b.
 func decodeMessage(b []byte, maxEntries int) ([]entry, error) {
 	return decodeInto(nil, b, maxEntries, nil)
 }
@@ -207,7 +206,8 @@ func decodeInto(dst []entry, b []byte, maxEntries int, intern func([]byte) (stri
 			e.metric = Metric(binary.BigEndian.Uint32(q[2:]))
 			e.hops = binary.BigEndian.Uint16(q[6:])
 		case kindAttest:
-			e.att = bytes.Clone(q[attestBodyMin:body])
+			// Aliases b: the engine copies the few it keeps.
+			e.att = q[attestBodyMin:body:body]
 		default:
 			e.hopcnt = q[2]
 		}
