@@ -138,8 +138,9 @@ func benchCfg() routing.Config {
 // converge on sparse random graphs (average degree 3, link costs 10..209,
 // rounds of 50 ms), from cold start (building the graph included) and
 // after the busiest node dies. 5000 nodes run only with
-// CIRCUITMESH_BENCH_5000=1: 25 million (node, destination) entries in one
-// process take more than 9 GiB of memory.
+// CIRCUITMESH_BENCH_5000=1: 25 million (node, destination) entries of
+// about 330 bytes each (table entry, routes, map slot, name) take more
+// than 8 GiB in one process, plus the messages in flight.
 func BenchmarkConverge(b *testing.B) {
 	sizes := []int{100, 1000}
 	if os.Getenv("CIRCUITMESH_BENCH_5000") != "" {
