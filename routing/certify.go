@@ -29,7 +29,7 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) {
 	if o != nil && o.attValid && !seqnoLess(o.attSeq, en.seqno) {
 		if o.attSeq == en.seqno {
 			// nb holds what we would send it.
-			e.setAttHeld(nb, en.origin, true)
+			e.setAttHeldOf(nb, o, true)
 		}
 		return // nothing newer (a different attestation of the same seqno loses)
 	}
@@ -48,45 +48,54 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) {
 		o.lostAt = t
 		e.scheduleHousekeep(t + 2*e.cfg.RouteExpiry)
 	}
-	o.att, o.attSeq, o.attValid, o.attHeld = en.att, en.seqno, true, 0
-	e.setAttHeld(nb, en.origin, true)
+	o.att, o.attSeq, o.attValid, o.attHeld = bytes.Clone(en.att), en.seqno, true, 0
+	e.setAttHeldOf(nb, o, true)
 }
 
-// attHeld reports whether nb holds our attestation of name (the newest
-// we have).
-func (e *Engine) attHeld(nb *neighbour, name string) bool {
+// attHeld reports whether nb holds our attestation of o (nil: Self), the
+// newest we have.
+func (e *Engine) attHeld(nb *neighbour, o *origin) bool {
 	if nb.slot >= 64 {
-		seq := e.selfAttSeq
-		if name != e.cfg.Self {
-			seq = e.origins[name].attSeq
+		seq, name := e.selfAttSeq, e.cfg.Self
+		if o != nil {
+			seq, name = o.attSeq, o.name
 		}
 		s, ok := nb.attSent[name]
 		return ok && s == seq
 	}
-	if name == e.cfg.Self {
+	if o == nil {
 		return e.selfAttHeld&(1<<nb.slot) != 0
 	}
-	return e.origins[name].attHeld&(1<<nb.slot) != 0
+	return o.attHeld&(1<<nb.slot) != 0
 }
 
 // setAttHeld records whether nb holds our attestation of name.
 func (e *Engine) setAttHeld(nb *neighbour, name string, held bool) {
+	if name == e.cfg.Self {
+		e.setAttHeldOf(nb, nil, held)
+	} else if o := e.origins[name]; o != nil {
+		e.setAttHeldOf(nb, o, held)
+	} else if nb.slot >= 64 && !held {
+		delete(nb.attSent, name)
+	}
+}
+
+// setAttHeldOf records whether nb holds our attestation of o (nil: Self).
+func (e *Engine) setAttHeldOf(nb *neighbour, o *origin, held bool) {
 	if nb.slot >= 64 {
-		if !held {
+		seq, name := e.selfAttSeq, e.cfg.Self
+		if o != nil {
+			seq, name = o.attSeq, o.name
+		}
+		if held {
+			nb.attSent[name] = seq
+		} else {
 			delete(nb.attSent, name)
-		} else if name == e.cfg.Self {
-			nb.attSent[name] = e.selfAttSeq
-		} else if o := e.origins[name]; o != nil {
-			nb.attSent[name] = o.attSeq
 		}
 		return
 	}
 	p := &e.selfAttHeld
-	if name != e.cfg.Self {
-		o := e.origins[name]
-		if o == nil {
-			return
-		}
+	if o != nil {
 		p = &o.attHeld
 	}
 	if held {
@@ -110,7 +119,7 @@ func (e *Engine) leafTransit(nb *neighbour, origin string) bool {
 func (e *Engine) jumpPast(seqno uint16) {
 	e.seqno = seqno + 1
 	e.stats.SeqnoBumps++
-	e.triggerAll(e.cfg.Self, true)
+	e.triggerAll(nil, true)
 }
 
 // verify checks en's attestation within nb's failure budget.
@@ -149,15 +158,16 @@ func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) bool {
 	return true
 }
 
-// appendAttest appends the attestation covering an update for name at
-// nb, unless nb already has it.
-func (e *Engine) appendAttest(nb *neighbour, batch []entry, name string) []entry {
+// appendAttest appends the attestation covering an update for o (nil:
+// Self) at nb, unless nb already has it.
+func (e *Engine) appendAttest(nb *neighbour, batch []entry, o *origin) []entry {
 	if e.cfg.Certifier == nil {
 		return batch
 	}
 	var seq uint16
 	var att []byte
-	if name == e.cfg.Self {
+	name := e.cfg.Self
+	if o == nil {
 		if !e.selfAttValid || e.selfAttSeq != e.seqno {
 			a, err := e.cfg.Certifier.Attest(name, e.seqno)
 			if err != nil {
@@ -168,16 +178,15 @@ func (e *Engine) appendAttest(nb *neighbour, batch []entry, name string) []entry
 		}
 		seq, att = e.selfAttSeq, e.selfAtt
 	} else {
-		o := e.origins[name]
-		if o == nil || !o.attValid {
+		if !o.attValid {
 			return batch
 		}
-		seq, att = o.attSeq, o.att
+		name, seq, att = o.name, o.attSeq, o.att
 	}
-	if e.attHeld(nb, name) {
+	if e.attHeld(nb, o) {
 		return batch
 	}
-	e.setAttHeld(nb, name, true)
+	e.setAttHeldOf(nb, o, true)
 	return append(batch, entry{kind: kindAttest, origin: name, seqno: seq, att: att})
 }
 
@@ -201,6 +210,6 @@ func (e *Engine) NewSeqno(now time.Time) {
 	t := e.at(now)
 	e.seqno++
 	e.selfAttValid = false
-	e.triggerAll(e.cfg.Self, true)
+	e.triggerAll(nil, true)
 	e.flush(t)
 }

@@ -30,6 +30,13 @@ type Engine struct {
 	hkValid    bool
 	hkAt       time.Duration // lower bound of the next housekeeping need
 
+	// Origins with a seqno request in progress or a candidate next hop,
+	// checked at watchAt (at most their number, not the table, per
+	// check: requests retry every few rounds after a failure).
+	watch      []*origin
+	watchValid bool
+	watchAt    time.Duration
+
 	// Our own attestation of seqno selfAttSeq (Config.Certifier).
 	selfAtt      []byte
 	selfAttSeq   uint16
@@ -43,7 +50,9 @@ type Engine struct {
 
 	outbox []Message
 	events []Event
-	stats  Stats
+	// Lengths of the last outputs taken, to size the next ones.
+	outboxHint, eventsHint int
+	stats                  Stats
 }
 
 // New returns an engine for cfg after applying defaults and validating it.
@@ -159,6 +168,7 @@ func (e *Engine) LinkDown(now time.Time, neighbour string) {
 		return
 	}
 	delete(e.nbrs, neighbour)
+	nb.clearPending() // frees the slot's pend bits for the next neighbour
 	e.nbrOrder = nil
 	e.slots[nb.slot] = nil
 	e.setAttHeld(nb, e.cfg.Self, false)
@@ -270,6 +280,9 @@ func (e *Engine) Tick(now time.Time) {
 	if e.hkValid && t >= e.hkAt {
 		e.housekeep(t)
 	}
+	if e.watchValid && t >= e.watchAt {
+		e.checkWatched(t)
+	}
 	e.flush(t)
 }
 
@@ -283,8 +296,11 @@ func (e *Engine) NextTick() time.Time {
 	if e.hkValid && e.hkAt < next {
 		next = e.hkAt
 	}
+	if e.watchValid && e.watchAt < next {
+		next = e.watchAt
+	}
 	for _, nb := range e.nbrs {
-		if at := nb.lastSent + e.nextGap(nb); (len(nb.pending) > 0 || len(nb.repair) > 0) && at < next {
+		if at := nb.lastSent + e.nextGap(nb); (nb.hasPending() || len(nb.repair) > 0) && at < next {
 			next = at
 		}
 	}
@@ -294,6 +310,7 @@ func (e *Engine) NextTick() time.Time {
 // Ready returns the pending outputs and forgets them.
 func (e *Engine) Ready() Ready {
 	r := Ready{Messages: e.outbox, Events: e.events}
+	e.outboxHint, e.eventsHint = len(e.outbox), len(e.events)
 	e.outbox, e.events = nil, nil
 	return r
 }
@@ -311,7 +328,7 @@ func (e *Engine) Lookup(dest string) (Route, bool) {
 	if !ok {
 		return Route{Dest: dest, Metric: e.cfg.Infinity}, false
 	}
-	return o.route, o.route.Reachable
+	return o.routeOf(), o.rtReachable
 }
 
 // Known reports whether the table holds an entry for dest, reachable or
@@ -367,7 +384,7 @@ func (e *Engine) NextHops(dest string) []string {
 func (e *Engine) Routes() []Route {
 	out := make([]Route, 0, len(e.origins))
 	for _, name := range e.sortedOrigins() {
-		out = append(out, e.origins[name].route)
+		out = append(out, e.origins[name].routeOf())
 	}
 	return out
 }

@@ -8,9 +8,9 @@ func (e *Engine) scheduleHousekeep(at time.Duration) {
 	}
 }
 
-// housekeep expires stale routes, retries seqno requests and forgets
-// destinations that have been unreachable for two expiry periods. It then
-// records when it is next needed.
+// housekeep expires stale routes and forgets destinations that have been
+// unreachable for two expiry periods. It then records when it is next
+// needed.
 func (e *Engine) housekeep(t time.Duration) {
 	e.hkValid = false
 	for _, name := range e.sortedOrigins() {
@@ -28,24 +28,56 @@ func (e *Engine) housekeep(t time.Duration) {
 			}
 			i++
 		}
-		if expired || o.cand != nil && t >= o.candSince+e.cfg.UpdateInterval {
+		if expired {
 			e.reselect(t, o)
-		}
-		if o.cand != nil {
-			e.scheduleHousekeep(o.candSince + e.cfg.UpdateInterval)
-		}
-		e.retryRequest(t, o)
-		if o.reqActive {
-			e.scheduleHousekeep(o.reqRetry)
 		}
 		if o.sel == nil && len(o.routes) == 0 {
 			gc := o.lostAt + 2*e.cfg.RouteExpiry
 			if t >= gc {
 				delete(e.origins, name)
+				o.removed = true
 				e.originOrder = nil
 				continue
 			}
 			e.scheduleHousekeep(gc)
+		}
+	}
+}
+
+// watchOrigin schedules checkWatched for o at or before at.
+func (e *Engine) watchOrigin(o *origin, at time.Duration) {
+	if !o.watched {
+		o.watched = true
+		e.watch = append(e.watch, o)
+	}
+	if !e.watchValid || at < e.watchAt {
+		e.watchValid, e.watchAt = true, at
+	}
+}
+
+// checkWatched takes candidate next hops that stayed better for an update
+// interval and retries seqno requests, for the watched origins only, in
+// the order they were first watched.
+func (e *Engine) checkWatched(t time.Duration) {
+	e.watchValid = false
+	list := e.watch
+	e.watch = nil
+	for _, o := range list {
+		o.watched = false
+	}
+	for _, o := range list {
+		if o.removed {
+			continue
+		}
+		if o.cand != nil && t >= o.candSince+e.cfg.UpdateInterval {
+			e.reselect(t, o)
+		}
+		e.retryRequest(t, o)
+		if o.cand != nil {
+			e.watchOrigin(o, o.candSince+e.cfg.UpdateInterval)
+		}
+		if o.reqActive {
+			e.watchOrigin(o, o.reqRetry)
 		}
 	}
 }

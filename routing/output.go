@@ -6,17 +6,59 @@ import (
 	"time"
 )
 
-// triggerAll schedules a triggered update for origin to every neighbour.
-// Urgent updates (retractions and new seqnos, which drive failover and
-// happen once per event) are held back by a tenth of the rate limit only.
-func (e *Engine) triggerAll(origin string, urgent bool) {
-	if e.cfg.Leaf && origin != e.cfg.Self {
+// triggerAll schedules a triggered update for o (nil: Self) to every
+// neighbour. Urgent updates (retractions and new seqnos, which drive
+// failover and happen once per event) are held back by a tenth of the rate
+// limit only.
+func (e *Engine) triggerAll(o *origin, urgent bool) {
+	if e.cfg.Leaf && o != nil {
 		return
 	}
-	for _, nb := range e.nbrs {
-		nb.pending[origin] = struct{}{}
-		nb.urgent = nb.urgent || urgent
+	for _, nb := range e.slots {
+		if nb != nil {
+			nb.queue(o)
+			nb.urgent = nb.urgent || urgent
+		}
 	}
+}
+
+// queue adds o (nil: Self) to nb's pending updates.
+func (nb *neighbour) queue(o *origin) {
+	switch {
+	case o == nil:
+		nb.pendSelf = true
+		return
+	case nb.slot < 64:
+		if o.pend&(1<<nb.slot) != 0 {
+			return
+		}
+		o.pend |= 1 << nb.slot
+	default:
+		if _, ok := nb.pendSet[o]; ok {
+			return
+		}
+		if nb.pendSet == nil {
+			nb.pendSet = make(map[*origin]struct{})
+		}
+		nb.pendSet[o] = struct{}{}
+	}
+	nb.pending = append(nb.pending, o)
+}
+
+// hasPending reports whether updates are queued for nb.
+func (nb *neighbour) hasPending() bool { return nb.pendSelf || len(nb.pending) > 0 }
+
+// clearPending empties nb's pending updates.
+func (nb *neighbour) clearPending() {
+	if nb.slot < 64 {
+		for _, o := range nb.pending {
+			o.pend &^= 1 << nb.slot
+		}
+	}
+	clear(nb.pending)
+	nb.pending = nb.pending[:0]
+	clear(nb.pendSet)
+	nb.pendSelf = false
 }
 
 func (e *Engine) emit(ev Event) {
@@ -25,7 +67,7 @@ func (e *Engine) emit(ev Event) {
 		return
 	}
 	if e.events == nil {
-		e.events = make([]Event, 0, 8)
+		e.events = make([]Event, 0, max(8, e.eventsHint))
 	}
 	e.events = append(e.events, ev)
 }
@@ -65,14 +107,14 @@ func (e *Engine) flush(t time.Duration) {
 			nb.resends = nb.resends[:0]
 		}
 		due := nb.pendingAll || nb.summaryDue || !nb.sentOnce || t >= nb.lastSent+e.nextGap(nb)
-		if due && (nb.pendingAll || nb.summaryDue || len(nb.pending) > 0 || len(nb.repair) > 0) {
+		if due && (nb.pendingAll || nb.summaryDue || nb.hasPending() || len(nb.repair) > 0) {
 			batch = e.updates(t, nb, batch)
 			if nb.summaryDue {
 				batch = e.appendSummaries(nb, batch)
 			}
 			nb.lastSent, nb.sentOnce = t, true
 			nb.pendingAll, nb.summaryDue, nb.urgent = false, false, false
-			clear(nb.pending)
+			nb.clearPending()
 			clear(nb.repair)
 		}
 		e.send(nb.name, batch)
@@ -95,40 +137,49 @@ func (e *Engine) sortedKeys(m map[string]struct{}) []string {
 // updates appends the updates due to nb.
 func (e *Engine) updates(t time.Duration, nb *neighbour, batch []entry) []entry {
 	if nb.pendingAll {
-		batch = e.appendAdvert(t, nb, batch, e.cfg.Self, false)
+		batch = e.appendAdvert(t, nb, batch, nil, false)
 		if !e.cfg.Leaf {
-			for _, o := range e.sortedOrigins() {
-				batch = e.appendAdvert(t, nb, batch, o, false)
+			for _, name := range e.sortedOrigins() {
+				batch = e.appendAdvert(t, nb, batch, e.origins[name], false)
 			}
 		}
 		return batch
 	}
-	for _, o := range e.sortedKeys(nb.pending) {
-		if _, ok := nb.repair[o]; !ok {
+	if _, ok := nb.repair[e.cfg.Self]; nb.pendSelf && !ok {
+		batch = e.appendAdvert(t, nb, batch, nil, false)
+	}
+	// In the order queued: every path that queues updates visits origins
+	// in a reproducible order (message order, or sorted), so runs are.
+	for _, o := range nb.pending {
+		if _, ok := nb.repair[o.name]; !o.removed && (len(nb.repair) == 0 || !ok) {
 			batch = e.appendAdvert(t, nb, batch, o, false)
 		}
 	}
-	for _, o := range e.sortedKeys(nb.repair) {
-		batch = e.appendAdvert(t, nb, batch, o, true)
+	for _, name := range e.sortedKeys(nb.repair) {
+		if name == e.cfg.Self {
+			batch = e.appendAdvert(t, nb, batch, nil, true)
+		} else if o := e.origins[name]; o != nil {
+			batch = e.appendAdvert(t, nb, batch, o, true)
+		}
 	}
 	return batch
 }
 
-// appendAdvert appends what we tell nb about name, if anything, and
-// maintains the feasibility distance. A retraction goes only to a
+// appendAdvert appends what we tell nb about o (nil: Self), if anything,
+// and maintains the feasibility distance. A retraction goes only to a
 // neighbour that was told a finite route, unless repair is set (nb asked
 // for the route again): then any route advertised and lost within the
 // last route expiry period is retracted.
-func (e *Engine) appendAdvert(t time.Duration, nb *neighbour, batch []entry, name string, repair bool) []entry {
-	if name == e.cfg.Self {
-		batch = e.appendAttest(nb, batch, name)
-		return append(batch, entry{kind: kindUpdate, origin: name, seqno: e.seqno})
+func (e *Engine) appendAdvert(t time.Duration, nb *neighbour, batch []entry, o *origin, repair bool) []entry {
+	if o == nil {
+		batch = e.appendAttest(nb, batch, nil)
+		return append(batch, entry{kind: kindUpdate, origin: e.cfg.Self, seqno: e.seqno})
 	}
-	o := e.origins[name]
-	if o == nil || e.cfg.Leaf {
+	if e.cfg.Leaf {
 		return batch
 	}
-	retract := entry{kind: kindUpdate, origin: name, seqno: o.route.Seqno, metric: e.cfg.Infinity}
+	name := o.name
+	retract := entry{kind: kindUpdate, origin: name, seqno: o.rtSeqno, metric: e.cfg.Infinity}
 	told := o.toldFinite(nb)
 	switch {
 	case o.sel == nil:
@@ -149,15 +200,15 @@ func (e *Engine) appendAdvert(t time.Duration, nb *neighbour, batch []entry, nam
 		o.setTold(nb, false)
 		return append(batch, retract)
 	}
-	s, m := o.route.Seqno, o.route.Metric
+	s, m := o.rtSeqno, o.rtMetric
 	if !o.fdValid || seqnoLess(o.fdSeqno, s) || (s == o.fdSeqno && m < o.fdMetric) {
 		o.fdValid, o.fdSeqno, o.fdMetric = true, s, m
 	}
 	o.advertised = true
 	o.setTold(nb, true)
-	o.advSeqno, o.advMetric, o.advHops = s, m, uint16(min(o.route.Hops, 0xffff))
-	batch = e.appendAttest(nb, batch, name)
-	return append(batch, entry{kind: kindUpdate, origin: name, seqno: s, metric: m, hops: uint16(min(o.route.Hops, 0xffff))})
+	o.advSeqno, o.advMetric, o.advHops = s, m, uint16(min(o.rtHops, 0xffff))
+	batch = e.appendAttest(nb, batch, o)
+	return append(batch, entry{kind: kindUpdate, origin: name, seqno: s, metric: m, hops: uint16(min(o.rtHops, 0xffff))})
 }
 
 // nextGap is how long after the last batch nb may get the next one:
@@ -185,6 +236,9 @@ func (e *Engine) send(to string, batch []entry) {
 		if len(e.outbox) >= limit {
 			e.stats.DroppedMessages++
 		} else {
+			if e.outbox == nil {
+				e.outbox = make([]Message, 0, max(4, e.outboxHint))
+			}
 			e.outbox = append(e.outbox, Message{To: to, Payload: encodeMessage(batch[:n])})
 			e.stats.MessagesOut++
 			for _, en := range batch[:n] {

@@ -11,9 +11,9 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 		if seqnoLess(e.seqno, en.seqno) {
 			e.seqno = en.seqno
 			e.stats.SeqnoBumps++
-			e.triggerAll(e.cfg.Self, true)
+			e.triggerAll(nil, true)
 		}
-		e.reply(t, nb, e.cfg.Self)
+		e.reply(t, nb, nil)
 		return
 	}
 	if e.cfg.Leaf {
@@ -23,8 +23,8 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	if o == nil {
 		return
 	}
-	if o.sel != nil && o.selSeq && !seqnoLess(o.route.Seqno, en.seqno) {
-		e.reply(t, nb, o.name)
+	if o.sel != nil && o.selSeq && !seqnoLess(o.rtSeqno, en.seqno) {
+		e.reply(t, nb, o)
 		return
 	}
 	if en.hopcnt < 2 {
@@ -54,14 +54,18 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	target.requests[o.name] = entry{kind: kindRequest, origin: o.name, seqno: en.seqno, hopcnt: en.hopcnt - 1}
 }
 
-// reply queues an update for origin to nb, sent without rate limiting, at
+// reply queues an update for o (nil: Self) to nb, sent without rate limiting, at
 // most once per origin per MinTriggeredInterval: a neighbour repeating
 // requests cannot draw updates faster than triggered updates go.
-func (e *Engine) reply(t time.Duration, nb *neighbour, origin string) {
-	if !e.holdUntil(t, nb.replied, origin) {
+func (e *Engine) reply(t time.Duration, nb *neighbour, o *origin) {
+	name := e.cfg.Self
+	if o != nil {
+		name = o.name
+	}
+	if !e.holdUntil(t, nb.replied, name) {
 		return
 	}
-	nb.pending[origin] = struct{}{}
+	nb.queue(o)
 	nb.urgent = true
 }
 
@@ -93,7 +97,7 @@ func (e *Engine) betterUnfeasible(o *origin) []*neighbour {
 		r := &o.routes[i]
 		m := e.total(r)
 		if m < e.cfg.Infinity && !e.usable(o, r) &&
-			(o.sel == nil || uint64(m)+uint64(e.cfg.Hysteresis) < uint64(o.route.Metric)) {
+			(o.sel == nil || uint64(m)+uint64(e.cfg.Hysteresis) < uint64(o.rtMetric)) {
 			out = append(out, r.nb)
 		}
 	}
@@ -112,7 +116,7 @@ func (e *Engine) sendRequest(t time.Duration, o *origin, seqno uint16, nbs []*ne
 		o.reqBackoff = 4 * e.cfg.MinTriggeredInterval
 	}
 	o.reqActive, o.reqSeqno, o.reqRetry = true, seqno, t+o.reqBackoff
-	e.scheduleHousekeep(o.reqRetry)
+	e.watchOrigin(o, o.reqRetry)
 	for _, nb := range nbs {
 		nb.requests[o.name] = entry{kind: kindRequest, origin: o.name, seqno: seqno, hopcnt: requestHopCount}
 	}
@@ -125,7 +129,7 @@ func (e *Engine) retryRequest(t time.Duration, o *origin) {
 		return
 	}
 	nbs := e.betterUnfeasible(o)
-	if len(nbs) == 0 || (o.sel != nil && o.selSeq && !seqnoLess(o.route.Seqno, o.reqSeqno)) {
+	if len(nbs) == 0 || (o.sel != nil && o.selSeq && !seqnoLess(o.rtSeqno, o.reqSeqno)) {
 		o.reqActive = false
 		return
 	}

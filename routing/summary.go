@@ -52,7 +52,7 @@ func (e *Engine) advertisedTo(o *origin, nb *neighbour) (seqno uint16, metric Me
 	if e.cfg.Leaf || o.name == nb.name || o.sel == nil || !o.selSeq || o.sel == nb {
 		return 0, 0, 0, false
 	}
-	return o.route.Seqno, o.route.Metric, uint16(min(o.route.Hops, 0xffff)), true
+	return o.rtSeqno, o.rtMetric, uint16(min(o.rtHops, 0xffff)), true
 }
 
 // summaryBuckets is the number of buckets for n routes: a power of two
@@ -182,9 +182,9 @@ func (e *Engine) handleResend(nb *neighbour, en entry) {
 // sent as triggered updates), so that the summaries that follow describe
 // current routes.
 func (e *Engine) refreshDiffs() {
-	for name, o := range e.origins {
-		if o.sel != nil && o.selSeq && o.advertised && (o.advSeqno != o.route.Seqno || o.advMetric != o.route.Metric || int(o.advHops) != min(o.route.Hops, 0xffff)) {
-			e.triggerAll(name, false)
+	for _, name := range e.sortedOrigins() { // in order: see updates
+		if o := e.origins[name]; o.sel != nil && o.selSeq && o.advertised && (o.advSeqno != o.rtSeqno || o.advMetric != o.rtMetric || uint32(o.advHops) != min(o.rtHops, 0xffff)) {
+			e.triggerAll(o, false)
 		}
 	}
 }

@@ -12,9 +12,13 @@ type neighbour struct {
 	leaf bool
 	slot int // index in Engine.slots; bit of origin.told when < 64
 
-	sentOnce   bool
-	lastSent   time.Duration       // last update batch sent (rate limit)
-	pending    map[string]struct{} // origins to advertise
+	sentOnce bool
+	lastSent time.Duration // last update batch sent (rate limit)
+	// Origins to advertise, each once (origin.pend, or pendSet from slot
+	// 64 on, says which are queued), and whether Self is.
+	pending    []*origin
+	pendSet    map[*origin]struct{}
+	pendSelf   bool
 	pendingAll bool                // full dump due (new link)
 	repair     map[string]struct{} // origins to resend on request, retractions included
 	summaryDue bool                // periodic summary due
@@ -47,7 +51,6 @@ type neighbour struct {
 func newNeighbour(name string, cost Metric, leaf bool, slot int) *neighbour {
 	return &neighbour{
 		name: name, cost: cost, leaf: leaf, pendingAll: true, slot: slot,
-		pending:   make(map[string]struct{}),
 		repair:    make(map[string]struct{}),
 		requests:  make(map[string]entry),
 		replied:   make(map[string]time.Duration),
@@ -66,51 +69,89 @@ type routeEntry struct {
 	expires  time.Duration
 }
 
-// origin is everything known about one destination.
+// origin is everything known about one destination. Its fields are
+// ordered by size so that it takes no padding: one exists per destination
+// at every node.
 type origin struct {
-	name     string
-	hash     uint64 // nameHash(name)
-	routes   []routeEntry
-	sel      *neighbour // selected next hop, nil when unreachable
-	selSeq   bool       // selected route carries a real seqno
-	seqKnown bool       // some selected route carried a real seqno
-	route    Route      // selected route as reported to the caller
-
-	// Feasibility distance: the best (seqno, metric) we advertised.
-	fdValid  bool
-	fdSeqno  uint16
-	fdMetric Metric
-
-	advertised bool // a finite route was ever advertised
+	name   string
+	hash   uint64 // nameHash(name)
+	routes []routeEntry
+	sel    *neighbour // selected next hop, nil when unreachable
+	// pend has bit i set if o is queued in the pending list of the
+	// neighbour in slot i.
+	pend uint64
 	// told has bit i set if the neighbour in slot i was last told a finite
 	// route (slots from 64 on are not tracked: advertised stands in).
-	told uint64
-	// The route last advertised (finite), to spot changes below the
-	// hysteresis that were not sent.
-	advSeqno  uint16
-	advMetric Metric
-	advHops   uint16
-	lostAt    time.Duration // when the route was last lost
+	told   uint64
+	lostAt time.Duration // when the route was last lost
 
 	// A route better than the selected one by no more than the
 	// hysteresis: its next hop and since when it has stayed better.
 	cand      *neighbour
 	candSince time.Duration
 
-	reqActive  bool
-	reqSeqno   uint16
+	// The seqno request in progress (reqActive), and the last one
+	// forwarded (fwdValid).
 	reqRetry   time.Duration
 	reqBackoff time.Duration
-
-	fwdValid bool
-	fwdSeqno uint16
-	fwdUntil time.Duration
+	fwdUntil   time.Duration
 
 	// Newest verified attestation of the origin (Config.Certifier).
-	att      []byte
+	att     []byte
+	attHeld uint64 // bit i: the neighbour in slot i holds att
+
+	rtMetric Metric // the selected route (routeOf gives it in full)
+	rtHops   uint32
+	// Feasibility distance: the best (seqno, metric) we advertised.
+	fdMetric Metric
+	// The route last advertised (finite), to spot changes below the
+	// hysteresis that were not sent.
+	advMetric Metric
+
+	rtSeqno  uint16
+	fdSeqno  uint16
+	advSeqno uint16
+	advHops  uint16
+	reqSeqno uint16
+	fwdSeqno uint16
 	attSeq   uint16
-	attValid bool
-	attHeld  uint64 // bit i: the neighbour in slot i holds att
+
+	rtReachable bool
+	selSeq      bool // selected route carries a real seqno
+	seqKnown    bool // some selected route carried a real seqno
+	fdValid     bool
+	advertised  bool // a finite route was ever advertised
+	removed     bool // no longer in the table (a stale pending entry)
+	reqActive   bool
+	fwdValid    bool
+	attValid    bool
+	watched     bool // in Engine.watch
+}
+
+// selRoute is the selected route of an origin without its next hop
+// (origin.sel).
+type selRoute struct {
+	metric    Metric
+	hops      uint32
+	seqno     uint16
+	reachable bool
+}
+
+func (o *origin) selected() selRoute {
+	return selRoute{o.rtMetric, o.rtHops, o.rtSeqno, o.rtReachable}
+}
+
+func (o *origin) setSelected(r selRoute) {
+	o.rtMetric, o.rtHops, o.rtSeqno, o.rtReachable = r.metric, r.hops, r.seqno, r.reachable
+}
+
+// routeOf returns the selected route of o as reported to the caller.
+func (o *origin) routeOf() Route {
+	r := Route{Dest: o.name, Metric: o.rtMetric, Hops: int(o.rtHops), Seqno: o.rtSeqno, Reachable: o.rtReachable}
+	if o.rtReachable {
+		r.NextHop = o.sel.name
+	}
+	return r
 }
 
 // toldFinite reports whether nb may hold a finite route from us for o.
@@ -146,6 +187,11 @@ func (o *origin) upsert(r routeEntry) *routeEntry {
 	if i := o.find(r.nb); i >= 0 {
 		o.routes[i] = r
 		return &o.routes[i]
+	}
+	if o.routes == nil {
+		// A mesh node has a few neighbours: room for three routes
+		// saves the regrowths from 1 and 2.
+		o.routes = make([]routeEntry, 0, 3)
 	}
 	o.routes = append(o.routes, r)
 	return &o.routes[len(o.routes)-1]
@@ -204,7 +250,7 @@ func (e *Engine) addOrigin(name string) *origin {
 		e.stats.RefusedOrigins++
 		return nil
 	}
-	o := &origin{name: name, hash: nameHash(name), route: Route{Dest: name, Metric: e.cfg.Infinity}}
+	o := &origin{name: name, hash: nameHash(name), rtMetric: e.cfg.Infinity}
 	e.origins[name] = o
 	e.originOrder = nil
 	return o
@@ -239,7 +285,7 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 			best = cur
 		case o.cand != best.nb:
 			o.cand, o.candSince = best.nb, t
-			e.scheduleHousekeep(t + e.cfg.UpdateInterval)
+			e.watchOrigin(o, t+e.cfg.UpdateInterval)
 			best = cur
 		case t < o.candSince+e.cfg.UpdateInterval:
 			best = cur
@@ -260,43 +306,42 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 // apply installs r (nil: unreachable) as the selected route of o, emitting
 // events, triggered updates and seqno requests as needed.
 func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
-	old := o.route
+	old, oldSel := o.selected(), o.sel
 	oldSeq := o.selSeq
-	nr := Route{Dest: o.name, Metric: e.cfg.Infinity, Seqno: old.Seqno}
+	nr := selRoute{metric: e.cfg.Infinity, seqno: old.seqno}
 	o.sel, o.selSeq = nil, false
 	if r != nil {
 		o.sel, o.selSeq = r.nb, r.hasSeqno
-		nr = Route{Dest: o.name, NextHop: r.nb.name, Metric: e.total(r),
-			Hops: int(r.hops) + 1, Seqno: r.seqno, Reachable: true}
+		nr = selRoute{metric: e.total(r), hops: uint32(r.hops) + 1, seqno: r.seqno, reachable: true}
 	}
-	o.route = nr
+	o.setSelected(nr)
 	// Retractions and new seqnos go out at once; they drive failover.
-	urgent := !nr.Reachable && old.Reachable || nr.Reachable && o.selSeq && o.seqKnown && nr.Seqno != old.Seqno
+	urgent := !nr.reachable && old.reachable || nr.reachable && o.selSeq && o.seqKnown && nr.seqno != old.seqno
 	o.seqKnown = o.seqKnown || o.selSeq
 	trigger := urgent
 	switch {
-	case old.Reachable != nr.Reachable:
+	case old.reachable != nr.reachable:
 		trigger = true
 		kind := PeerUp
-		if !nr.Reachable {
+		if !nr.reachable {
 			kind = PeerDown
 			o.lostAt = t
 			e.scheduleHousekeep(t + 2*e.cfg.RouteExpiry)
 		}
-		e.emit(Event{Kind: kind, Dest: o.name, Reachable: nr.Reachable, Route: nr})
-	case !nr.Reachable:
-	case old.NextHop != nr.NextHop:
+		e.emit(Event{Kind: kind, Dest: o.name, Reachable: nr.reachable, Route: o.routeOf()})
+	case !nr.reachable:
+	case oldSel.name != o.sel.name: // both reachable
 		trigger = true
-		e.emit(Event{Kind: NextHopChanged, Dest: o.name, Reachable: true, Route: nr})
-	case old.Seqno != nr.Seqno || oldSeq != o.selSeq:
+		e.emit(Event{Kind: NextHopChanged, Dest: o.name, Reachable: true, Route: o.routeOf()})
+	case old.seqno != nr.seqno || oldSeq != o.selSeq:
 		trigger = true
-	case absDiff(old.Metric, nr.Metric) > e.cfg.Hysteresis, old.Hops != nr.Hops:
+	case absDiff(old.metric, nr.metric) > e.cfg.Hysteresis, old.hops != nr.hops:
 		trigger = true
 	}
 	if trigger && o.advertisable() {
-		e.triggerAll(o.name, urgent)
+		e.triggerAll(o, urgent)
 	}
-	if nr.Reachable && o.selSeq && o.reqActive && !seqnoLess(nr.Seqno, o.reqSeqno) {
+	if nr.reachable && o.selSeq && o.reqActive && !seqnoLess(nr.seqno, o.reqSeqno) {
 		o.reqActive = false
 	}
 }

@@ -1,7 +1,6 @@
 package routing
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -118,7 +117,7 @@ func encodeMessage(entries []entry) []byte {
 }
 
 // decodeMessage decodes b, accepting at most maxEntries entries. Any error
-// wraps ErrMalformed.
+// wraps ErrMalformed. Attestations alias b.
 func decodeMessage(b []byte, maxEntries int) ([]entry, error) {
 	return decodeInto(nil, b, maxEntries, nil)
 }
@@ -144,6 +143,11 @@ func decodeInto(dst []entry, b []byte, maxEntries int, intern func([]byte) (stri
 	}
 	out := slices.Grow(dst[:0], n)
 	p := b[headerLen:]
+	// An attestation and the update it covers come in a row: the second
+	// name is interned from the first.
+	var prev []byte
+	var prevName string
+	var prevOrg *origin
 	for i := range n {
 		if len(p) < 2 {
 			return nil, fmt.Errorf("%w: entry %d truncated", ErrMalformed, i)
@@ -196,8 +200,11 @@ func decodeInto(dst []entry, b []byte, maxEntries int, intern func([]byte) (stri
 			p = q[body:]
 			continue
 		}
-		if intern != nil {
-			e.origin, e.org = intern(p[2 : 2+l])
+		if name := p[2 : 2+l]; intern != nil && prev != nil && string(name) == string(prev) {
+			e.origin, e.org = prevName, prevOrg
+		} else if intern != nil {
+			e.origin, e.org = intern(name)
+			prev, prevName, prevOrg = name, e.origin, e.org
 		} else {
 			e.origin = string(p[2 : 2+l])
 		}
@@ -207,7 +214,8 @@ func decodeInto(dst []entry, b []byte, maxEntries int, intern func([]byte) (stri
 			e.metric = Metric(binary.BigEndian.Uint32(q[2:]))
 			e.hops = binary.BigEndian.Uint16(q[6:])
 		case kindAttest:
-			e.att = bytes.Clone(q[attestBodyMin:body])
+			// Aliases b: the engine copies the few it keeps.
+			e.att = q[attestBodyMin:body:body]
 		default:
 			e.hopcnt = q[2]
 		}

@@ -73,6 +73,10 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{3, 0, 1, kindAttest, 1, 'a', 0, 1, 0, 1, 'z'})
 	f.Add([]byte{3, 0, 1, kindResend, 0, 0, 2, 0, 1})
 	f.Add([]byte{3, 0, 1, kindSummary, 0, 0, 1, 0, 0, 0, 2, 1, 2, 3, 4, 5, 6, 7, 8})
+	f.Add(encodeMessage([]entry{{kind: kindAttest, origin: "ab", seqno: 4, att: []byte{9}},
+		{kind: kindUpdate, origin: "ab", seqno: 4, metric: 30, hops: 2},
+		{kind: kindUpdate, origin: "ac", seqno: 1, metric: 30, hops: 2},
+		{kind: kindUpdate, origin: "ab", seqno: 4, metric: 31, hops: 2}}))
 	f.Add([]byte{3, 0xff, 0xff})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -89,6 +93,13 @@ func FuzzDecode(f *testing.F) {
 		}
 		if re := encodeMessage(out); !bytes.Equal(re, b) {
 			t.Fatalf("re-encoding differs:\n in %x\nout %x", b, re)
+		}
+		// With an intern function (the engine's path, which reuses
+		// the previous entry's name when it repeats) the entries are
+		// the same.
+		interned, err := decodeInto(nil, b, limit, func(n []byte) (string, *origin) { return string(n), nil })
+		if err != nil || !reflect.DeepEqual(interned, out) {
+			t.Fatalf("interned decoding differs: %v\n%+v\n%+v", err, interned, out)
 		}
 	})
 }
