@@ -93,6 +93,11 @@ type ResumeConfig struct {
 	// OnEnd, when set, is called once when the circuit ended (cleanly or
 	// not) and its goroutines are about to exit.
 	OnEnd func()
+	// Early (source): the first path is an early circuit, whose first
+	// Write travels with the open; the hello then waits for the first
+	// Write or Read to go with it. Otherwise it is sent at once, so that
+	// the destination can resume the circuit before anything was written.
+	Early bool
 }
 
 // ResumeEvent reports a resume: the path that took the circuit over and
@@ -168,7 +173,7 @@ func NewResumableSource(p Path, local, remote net.Addr, cfg ResumeConfig) (*Resu
 	if _, err := rand.Read(r.id[:]); err != nil {
 		return nil, fmt.Errorf("circuit: resumable id: %w", err)
 	}
-	r.helloDue = true
+	r.helloDue, r.helloNow = true, !cfg.Early
 	r.start()
 	return r, nil
 }
@@ -969,6 +974,13 @@ func (r *Resumable) Path() []string {
 		return p.Path()
 	}
 	return nil
+}
+
+// Current is the path the circuit runs on, nil while it has none.
+func (r *Resumable) Current() Path {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur
 }
 
 // Sealed reports true: resumable circuits are always sealed.

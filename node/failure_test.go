@@ -58,7 +58,7 @@ func TestDiamondRelayDeathReroutes(t *testing.T) {
 	const circuits = 4
 	conns := make([]net.Conn, circuits)
 	for i := range conns {
-		conn, err := c.nodes["a"].DialWith(ctxT(t, 5*time.Second), "d", "stream", DialOptions{RecordPath: true})
+		conn, err := c.nodes["a"].DialWith(ctxT(t, 5*time.Second), "d", "stream", DialOptions{RecordPath: true, NoResume: true})
 		if err != nil {
 			t.Fatal(err)
 		}

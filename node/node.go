@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/links/identity"
@@ -64,9 +65,13 @@ type Node struct {
 	router    *router
 	limits    *limiter
 	circuits  *circuitSet
-	events    *eventHub
-	disco     *discovery
-	loop      loopback
+	// resumables holds the ends of resumable circuits, with a path or
+	// waiting for one; resumeTable finds them for resume opens.
+	resumables  *circuitSet
+	resumeTable *circuit.ResumeTable
+	events      *eventHub
+	disco       *discovery
+	loop        loopback
 
 	linkEvents sync.Mutex // held by LinkUp and LinkDown (handler.go)
 
@@ -140,6 +145,8 @@ func New(cfg Config) (*Node, error) {
 	n.metrics = newMetrics(n)
 	n.limits = newLimiter(cfg.Limits, n.log)
 	n.circuits = newCircuitSet()
+	n.resumables = newCircuitSet()
+	n.resumeTable = circuit.NewResumeTable()
 	n.events = newEventHub(n.metrics)
 	n.router, err = newRouter(n)
 	if err != nil {
@@ -310,6 +317,7 @@ func (n *Node) Close() error {
 		n.circuits.resetAll()
 		n.linger()
 	}
+	n.resumables.resetAll() // those waiting for a new path
 	for _, l := range services {
 		l.Close()
 	}
