@@ -1,0 +1,151 @@
+package node
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// TestResumeDiamondRelayCrash sends a transfer from a to d through b, the
+// cheaper relay of a diamond a–{b,c}–d on QUIC, and crashes b (its socket
+// closes: no goodbye) half way. The circuit takes the path through c: the
+// destination reads every byte once and in order (its SHA-256 comes back
+// right), and neither application sees an error.
+func TestResumeDiamondRelayCrash(t *testing.T) {
+	size := 256 << 20
+	if testing.Short() {
+		size = 8 << 20
+	}
+	c := newCluster(t, true)
+	sockets := map[string]*net.UDPConn{}
+	c.tweak = func(cfg *Config) {
+		ownSocket(t, sockets, cfg)
+		cfg.LinkCosts = map[string]links.Cost{"b": 10, "c": 40}
+		switch cfg.Name {
+		case "b":
+			cfg.LinkCosts = map[string]links.Cost{"a": 10, "d": 10}
+		case "c":
+			cfg.LinkCosts = map[string]links.Cost{"a": 40, "d": 40}
+		}
+	}
+	c.build("a-b", "a-c", "b-d", "c-d")
+	c.waitNextHop("a", "d", "b")
+	c.waitNextHop("d", "a", "b")
+
+	var received atomic.Int64
+	srvErr := make(chan error, 1)
+	serve(t, c.nodes["d"], "sink", func(conn io.ReadWriteCloser) {
+		h := sha256.New()
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := conn.Read(buf)
+			h.Write(buf[:n])
+			received.Add(int64(n))
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				srvErr <- err
+				return
+			}
+		}
+		_, err := conn.Write(h.Sum(nil))
+		srvErr <- err
+	})
+
+	data := make([]byte, 1<<20)
+	rng := mrand.NewChaCha8([32]byte{'d'})
+	want := sha256.New()
+	a := c.nodes["a"]
+	conn, err := a.DialWith(ctxT(t, 10*time.Second), "d", "sink", DialOptions{RecordPath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Minute))
+	write := func(n int) {
+		t.Helper()
+		for sent := 0; sent < n; sent += len(data) {
+			rng.Read(data)
+			want.Write(data)
+			if _, err := conn.Write(data); err != nil {
+				t.Fatalf("write after %d bytes: %v", sent, err)
+			}
+		}
+	}
+	write(size / 2)
+	waitFor(t, "d to receive a quarter", 60*time.Second, func() bool { return received.Load() >= int64(size/4) })
+	killed := time.Now()
+	at := received.Load()
+	sockets["b"].Close() // b's process dies
+	stallc := make(chan time.Duration, 1)
+	done := make(chan struct{})
+	go func() {
+		// The stall: the longest time d received nothing after the crash.
+		var longest time.Duration
+		last, lastAt := at, killed
+		for {
+			select {
+			case <-done:
+				stallc <- longest
+				return
+			case <-time.After(time.Millisecond):
+			}
+			if r := received.Load(); r != last {
+				last, lastAt = r, time.Now()
+			} else {
+				longest = max(longest, time.Since(lastAt))
+			}
+		}
+	}()
+	write(size - size/2)
+	if err := conn.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("reading the digest: %v", err)
+	}
+	if !bytes.Equal(sum, want.Sum(nil)) {
+		t.Fatalf("d's SHA-256 of %d bytes is %x, want %x", received.Load(), sum, want.Sum(nil))
+	}
+	close(done)
+	t.Logf("longest stall at d after b crashed: %v", <-stallc)
+	if err := <-srvErr; err != nil {
+		t.Fatalf("destination: %v", err)
+	}
+	if got := received.Load(); got != int64(size) {
+		t.Fatalf("d received %d bytes, want %d", got, size)
+	}
+	rc := conn.(*resumableConn)
+	if p := rc.Current(); p != nil {
+		if got := p.(*trackedConn).Path(); len(got) != 3 || got[1] != "c" {
+			t.Errorf("path after the crash %v, want [a c d]", got)
+		}
+	}
+	if n := counterValue(a.metrics.resume.resumes.WithLabelValues("dial")); n < 1 {
+		t.Errorf("resumes counted at a: %v, want at least 1", n)
+	}
+	if n := counterValue(c.nodes["d"].metrics.resume.resumes.WithLabelValues("accept")); n < 1 {
+		t.Errorf("resumes counted at d: %v, want at least 1", n)
+	}
+	t.Logf("%d MiB through a crash of the relay in %v", size>>20, time.Since(killed))
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
+}
