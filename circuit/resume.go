@@ -144,12 +144,11 @@ type Resumable struct {
 	helloNow   bool // source: send it even without data (a Read started)
 	wantHello  bool // destination: the first frame must be a hello
 
-	sbuf              []byte // sent positions not yet acknowledged: [acked, written)
+	sbuf              ring // sent positions not yet acknowledged: [acked, written)
 	acked, written    int64
 	sent              int64 // positions sent on the current path
 	finQueued         bool
-	rq                []byte // received, not yet read
-	rqOff             int
+	rq                ring // received, not yet read
 	recv, ackSent     int64
 	gotFin            bool
 	readDL, writeDL   time.Time
@@ -198,6 +197,7 @@ func newResumable(p Path, local, remote net.Addr, cfg ResumeConfig) *Resumable {
 	}
 	r := &Resumable{cfg: cfg, local: local, remote: remote, cur: p, firstPath: p, quit: make(chan struct{})}
 	r.cond = sync.NewCond(&r.mu)
+	r.sbuf.max, r.rq.max = cfg.Window, 2*cfg.Window
 	return r
 }
 
@@ -272,7 +272,12 @@ func (r *Resumable) workLocked() bool {
 // and the fin, in that order of priority.
 func (r *Resumable) writeLoop() {
 	defer r.wg.Done()
-	buf := make([]byte, 0, 64+maxFrameData)
+	var bp *[]byte // a frame buffer, held only while there is work
+	defer func() {
+		if bp != nil {
+			framePool.Put(bp)
+		}
+	}()
 	r.mu.Lock()
 	for {
 		if r.ended && !r.cleanClose {
@@ -289,11 +294,18 @@ func (r *Resumable) writeLoop() {
 				}
 				return
 			}
+			if bp != nil {
+				framePool.Put(bp)
+				bp = nil
+			}
 			r.cond.Wait()
 			continue
 		}
 		p, gen := r.cur, r.gen
-		b := buf[:0]
+		if bp == nil {
+			bp = framePool.Get().(*[]byte)
+		}
+		b := (*bp)[:0]
 		if r.helloDue {
 			b = append(b, frameHello)
 			b = append(b, r.id[:]...)
@@ -308,7 +320,8 @@ func (r *Resumable) writeLoop() {
 				n := min(r.written-r.sent, maxFrameData)
 				at := r.sent - r.acked
 				b = binary.BigEndian.AppendUint16(append(b, frameData), uint16(n))
-				b = append(b, r.sbuf[at:at+n]...)
+				b = b[:len(b)+int(n)]
+				r.sbuf.copyOut(b[len(b)-int(n):], int(at), int(n))
 				r.sent += n
 			} else if r.finQueued && r.sent == r.written {
 				b = append(b, frameFin)
@@ -328,7 +341,6 @@ func (r *Resumable) writeLoop() {
 func (r *Resumable) readLoop() {
 	defer r.wg.Done()
 	defer r.endOnce.Do(r.onEnd)
-	buf := make([]byte, readChunk)
 	for {
 		r.mu.Lock()
 		for !r.ended && r.cur == nil {
@@ -340,7 +352,7 @@ func (r *Resumable) readLoop() {
 		}
 		p, gen := r.cur, r.gen
 		r.mu.Unlock()
-		err := r.readPath(p, gen, buf)
+		err := r.readPath(p, gen)
 		r.mu.Lock()
 		if err == io.EOF {
 			r.pathEndedLocked(gen)
@@ -366,7 +378,7 @@ var errStale = errors.New("circuit: path replaced")
 
 // readPath reads frames from p until it fails (io.EOF: it ended cleanly
 // at a frame boundary).
-func (r *Resumable) readPath(p Path, gen uint64, buf []byte) error {
+func (r *Resumable) readPath(p Path, gen uint64) error {
 	var hdr [1 + idLen + 8]byte
 	for {
 		if _, err := io.ReadFull(p, hdr[:1]); err != nil {
@@ -399,21 +411,8 @@ func (r *Resumable) readPath(p Path, gen uint64, buf []byte) error {
 			if n == 0 {
 				return r.integrity("empty data frame")
 			}
-			for n > 0 {
-				k, err := p.Read(buf[:min(n, len(buf))])
-				if k > 0 {
-					ok, derr := r.deliver(gen, buf[:k])
-					if derr != nil {
-						return derr
-					}
-					if !ok {
-						return errStale
-					}
-					n -= k
-				}
-				if err != nil && n > 0 {
-					return unexpected(err)
-				}
+			if err := r.readData(p, gen, n); err != nil {
+				return err
 			}
 		case frameAck:
 			if _, err := io.ReadFull(p, hdr[1:9]); err != nil {
@@ -452,6 +451,36 @@ func (r *Resumable) readPath(p Path, gen uint64, buf []byte) error {
 	}
 }
 
+// readData reads the n bytes of a data frame into the receive queue,
+// through a pooled buffer held only meanwhile.
+func (r *Resumable) readData(p Path, gen uint64, n int) error {
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := *bp
+	for n > 0 {
+		k, err := p.Read(buf[:min(n, len(buf))])
+		if k > 0 {
+			ok, derr := r.deliver(gen, buf[:k])
+			if derr != nil {
+				return derr
+			}
+			if !ok {
+				return errStale
+			}
+			n -= k
+		}
+		if err != nil && n > 0 {
+			return unexpected(err)
+		}
+	}
+	return nil
+}
+
+var (
+	framePool = sync.Pool{New: func() any { b := make([]byte, 0, 64+maxFrameData); return &b }}
+	chunkPool = sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }}
+)
+
 func unexpected(err error) error {
 	if err == io.EOF {
 		return io.ErrUnexpectedEOF
@@ -476,14 +505,10 @@ func (r *Resumable) deliver(gen uint64, b []byte) (bool, error) {
 		return false, nil
 	}
 	if !r.appClosed {
-		if len(r.rq)-r.rqOff+len(b) > 2*r.cfg.Window {
+		if r.rq.len()+len(b) > 2*r.cfg.Window {
 			return false, r.integrity("the other end sent beyond its window")
 		}
-		if r.rqOff > 0 && len(r.rq)+len(b) > cap(r.rq) {
-			r.rq = r.rq[:copy(r.rq, r.rq[r.rqOff:])]
-			r.rqOff = 0
-		}
-		r.rq = append(r.rq, b...)
+		r.rq.push(b)
 	}
 	r.recv += int64(len(b))
 	r.cond.Broadcast()
@@ -493,7 +518,7 @@ func (r *Resumable) deliver(gen uint64, b []byte) (bool, error) {
 // ackableLocked is what this end acknowledges: what it received, less what
 // the application has not read yet.
 func (r *Resumable) ackableLocked() int64 {
-	return r.recv - int64(len(r.rq)-r.rqOff)
+	return r.recv - int64(r.rq.len())
 }
 
 // ackLocked drops what the other end acknowledged.
@@ -503,7 +528,7 @@ func (r *Resumable) ackLocked(off int64) {
 	}
 	data := min(off, r.written) - r.acked
 	if data > 0 {
-		r.sbuf = r.sbuf[data:]
+		r.sbuf.pop(int(data))
 	}
 	r.acked = off
 	r.cond.Broadcast()
@@ -774,12 +799,10 @@ func (r *Resumable) Read(b []byte) (int, error) {
 		if r.appClosed {
 			return 0, r.opError("read", net.ErrClosed)
 		}
-		if avail := len(r.rq) - r.rqOff; avail > 0 || len(b) == 0 {
-			n := copy(b, r.rq[r.rqOff:])
-			r.rqOff += n
-			if r.rqOff == len(r.rq) {
-				r.rq, r.rqOff = r.rq[:0], 0
-			}
+		if avail := r.rq.len(); avail > 0 || len(b) == 0 {
+			n := min(avail, len(b))
+			r.rq.copyOut(b, 0, n)
+			r.rq.pop(n)
 			r.in.Add(int64(n))
 			r.cond.Broadcast()
 			return n, nil
@@ -825,14 +848,7 @@ func (r *Resumable) Write(b []byte) (int, error) {
 			continue
 		}
 		k := int(min(room, int64(len(b)-n)))
-		if len(r.sbuf)+k > cap(r.sbuf) {
-			// Move the unacknowledged bytes to a buffer of their own, so
-			// acknowledged ones are not kept alive behind them.
-			nb := make([]byte, len(r.sbuf), max(min(2*(len(r.sbuf)+k), r.cfg.Window), len(r.sbuf)+k))
-			copy(nb, r.sbuf)
-			r.sbuf = nb
-		}
-		r.sbuf = append(r.sbuf, b[n:n+k]...)
+		r.sbuf.push(b[n : n+k])
 		r.written += int64(k)
 		r.out.Add(int64(k))
 		n += k
@@ -899,7 +915,7 @@ func (r *Resumable) Close() error {
 	}
 	r.appClosed = true
 	r.finQueued = true
-	r.rq, r.rqOff = nil, 0
+	r.rq.pop(r.rq.len())
 	r.cond.Broadcast()
 	r.checkDoneLocked()
 	if !r.ended {

@@ -203,7 +203,7 @@ func TestResumeSurvivesRelayCrash(t *testing.T) {
 				return
 			}
 			src.mu.Lock()
-			held := max(src.written-src.acked, int64(cap(src.sbuf)))
+			held := max(src.written-src.acked, int64(len(src.sbuf.buf)))
 			src.mu.Unlock()
 			if held > maxHeld {
 				maxHeld = held
