@@ -133,6 +133,8 @@ type Resumable struct {
 	downAt     time.Time // when the path broke; zero while one is up
 	cause      error     // why the last path broke
 	timer      *time.Timer
+	ackTimer   *time.Timer // a delayed acknowledgement
+	ackNow     bool        // its delay ran out
 	linger     *time.Timer
 	quit       chan struct{} // closed once ended
 	ended      bool
@@ -263,9 +265,37 @@ func (r *Resumable) totalLocked() int64 {
 
 func (r *Resumable) workLocked() bool {
 	if r.helloDue {
-		return r.helloNow || r.sent < r.totalLocked() || r.ackableLocked() > r.ackSent
+		return r.helloNow || r.sent < r.totalLocked() || r.ackDueLocked()
 	}
-	return r.sent < r.totalLocked() || r.ackableLocked() > r.ackSent
+	return r.sent < r.totalLocked() || r.ackDueLocked()
+}
+
+// ackDelay bounds how long a read smaller than the ack threshold waits to
+// be acknowledged.
+const ackDelay = 5 * time.Millisecond
+
+// ackDueLocked reports whether an acknowledgement should go now: an
+// eighth of the window was read since the last one, the fin was read, or
+// the delay of a smaller one ran out. Between those, acks ride on frames
+// the writer sends anyway.
+func (r *Resumable) ackDueLocked() bool {
+	a := r.ackableLocked()
+	switch {
+	case a <= r.ackSent:
+		return false
+	case a-r.ackSent >= int64(r.cfg.Window/8), r.ackNow, r.gotFin && a == r.recv:
+		return true
+	}
+	if r.ackTimer == nil {
+		r.ackTimer = time.AfterFunc(ackDelay, func() {
+			r.mu.Lock()
+			r.ackTimer = nil
+			r.ackNow = true
+			r.cond.Broadcast()
+			r.mu.Unlock()
+		})
+	}
+	return false
 }
 
 // writeLoop is the only writer of the paths: hello, acknowledgements, data
@@ -284,7 +314,7 @@ func (r *Resumable) writeLoop() {
 			r.mu.Unlock()
 			return
 		}
-		if r.cur == nil || !r.workLocked() || r.ended && r.ackableLocked() <= r.ackSent {
+		if r.cur == nil || !r.workLocked() || r.ended && r.ackableLocked() <= r.ackSent && !r.ackNow {
 			if r.ended {
 				p := r.cur
 				r.cur = nil
@@ -313,7 +343,7 @@ func (r *Resumable) writeLoop() {
 		}
 		if a := r.ackableLocked(); a > r.ackSent {
 			b = binary.BigEndian.AppendUint64(append(b, frameAck), uint64(a))
-			r.ackSent = a
+			r.ackSent, r.ackNow = a, false
 		}
 		if !r.ended {
 			if r.sent < r.written {
@@ -557,6 +587,10 @@ func (r *Resumable) endLocked() {
 }
 
 func (r *Resumable) stopTimerLocked() {
+	if r.ackTimer != nil && r.ended {
+		r.ackTimer.Stop()
+		r.ackTimer = nil
+	}
 	if r.timer != nil {
 		r.timer.Stop()
 		r.timer = nil
