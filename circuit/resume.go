@@ -93,6 +93,10 @@ type ResumeConfig struct {
 	// OnEnd, when set, is called once when the circuit ended (cleanly or
 	// not) and its goroutines are about to exit.
 	OnEnd func()
+	// OnPathFailed, when set, is called with a path that failed and is
+	// about to be replaced (the circuit is suspended), under the circuit's
+	// lock like OnResume.
+	OnPathFailed func(p Path, err error)
 	// Early (source): the first path is an early circuit, whose first
 	// Write travels with the open; the hello then waits for the first
 	// Write or Read to go with it. Otherwise it is sent at once, so that
@@ -632,6 +636,9 @@ func (r *Resumable) pathFailedLocked(gen uint64, err error) {
 	r.cur, r.cause, r.downAt = nil, err, time.Now()
 	r.gen++
 	if old != nil {
+		if r.cfg.OnPathFailed != nil {
+			r.cfg.OnPathFailed(old, err)
+		}
 		dropPath(old, CloseLinkLost)
 	}
 	r.cond.Broadcast()

@@ -83,6 +83,11 @@ func (n *Node) resumeConfig(role string) (circuit.ResumeConfig, *tracked) {
 	return circuit.ResumeConfig{
 		Timeout: n.resumeTimeout(),
 		OnEnd:   func() { n.resumables.remove(entry) },
+		OnPathFailed: func(p circuit.Path, err error) {
+			if tc, ok := p.(*trackedConn); ok {
+				tc.failed.CompareAndSwap(nil, &err) // its span reports the failure
+			}
+		},
 		OnResume: func(ev circuit.ResumeEvent) {
 			if ev.Err != nil {
 				n.metrics.resume.failures.WithLabelValues(role).Inc()

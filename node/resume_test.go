@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"go.opentelemetry.io/otel/codes"
+
 	"github.com/circuitmesh/circuitmesh/links"
 )
 
@@ -26,7 +28,7 @@ func TestResumeDiamondRelayCrash(t *testing.T) {
 	if testing.Short() {
 		size = 8 << 20
 	}
-	c := newCluster(t, true)
+	c, rec := tracedCluster(t)
 	sockets := map[string]*net.UDPConn{}
 	c.tweak = func(cfg *Config) {
 		ownSocket(t, sockets, cfg)
@@ -140,6 +142,25 @@ func TestResumeDiamondRelayCrash(t *testing.T) {
 		t.Errorf("resumes counted at d: %v, want at least 1", n)
 	}
 	t.Logf("%d MiB through a crash of the relay in %v", size>>20, time.Since(killed))
+
+	// The trace shows both paths: the first one's dial span failed with
+	// the crash, the one that took over carries the resumed event.
+	conn.Close()
+	waitFor(t, "the paths' dial spans to end", 20*time.Second, func() bool {
+		failed, resumed := false, false
+		for _, s := range rec.Ended() {
+			if s.Name() != spanDial {
+				continue
+			}
+			for _, e := range s.Events() {
+				if e.Name == eventResumed {
+					resumed = true
+				}
+			}
+			failed = failed || s.Status().Code == codes.Error
+		}
+		return failed && resumed
+	})
 }
 
 func counterValue(c prometheus.Counter) float64 {
