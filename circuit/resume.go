@@ -148,6 +148,7 @@ type Resumable struct {
 	registered bool
 	helloDue   bool // source: the hello is still to be sent
 	helloNow   bool // source: send it even without data (a Read started)
+	helloSent  bool // source: the first path's first write returned: it may be read
 	wantHello  bool // destination: the first frame must be a hello
 
 	sbuf              ring // sent positions not yet acknowledged: [acked, written)
@@ -340,7 +341,8 @@ func (r *Resumable) writeLoop() {
 			bp = framePool.Get().(*[]byte)
 		}
 		b := (*bp)[:0]
-		if r.helloDue {
+		hello := r.helloDue
+		if hello {
 			b = append(b, frameHello)
 			b = append(b, r.id[:]...)
 			r.helloDue = false
@@ -365,6 +367,10 @@ func (r *Resumable) writeLoop() {
 		r.mu.Unlock()
 		_, err := p.Write(b)
 		r.mu.Lock()
+		if hello {
+			r.helloSent = true
+			r.cond.Broadcast()
+		}
 		if err != nil {
 			r.pathFailedLocked(gen, err)
 		}
@@ -377,7 +383,9 @@ func (r *Resumable) readLoop() {
 	defer r.endOnce.Do(r.onEnd)
 	for {
 		r.mu.Lock()
-		for !r.ended && r.cur == nil {
+		// An early path is read only once its first flight left with the
+		// hello: a Read first would send the open without it.
+		for !r.ended && (r.cur == nil || r.source && !r.helloSent) {
 			r.cond.Wait()
 		}
 		if r.ended {
