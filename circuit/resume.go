@@ -1001,28 +1001,23 @@ func (r *Resumable) LocalAddr() net.Addr { return r.local }
 func (r *Resumable) RemoteAddr() net.Addr { return r.remote }
 
 // SetDeadline sets both deadlines.
-func (r *Resumable) SetDeadline(t time.Time) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.readDL, r.writeDL = t, t
-	r.cond.Broadcast()
-	return nil
-}
+func (r *Resumable) SetDeadline(t time.Time) error { return r.setDeadlines(&t, &t) }
 
 // SetReadDeadline sets the read deadline; zero means none.
-func (r *Resumable) SetReadDeadline(t time.Time) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.readDL = t
-	r.cond.Broadcast()
-	return nil
-}
+func (r *Resumable) SetReadDeadline(t time.Time) error { return r.setDeadlines(&t, nil) }
 
 // SetWriteDeadline sets the write deadline; zero means none.
-func (r *Resumable) SetWriteDeadline(t time.Time) error {
+func (r *Resumable) SetWriteDeadline(t time.Time) error { return r.setDeadlines(nil, &t) }
+
+func (r *Resumable) setDeadlines(read, write *time.Time) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.writeDL = t
+	if read != nil {
+		r.readDL = *read
+	}
+	if write != nil {
+		r.writeDL = *write
+	}
 	r.cond.Broadcast()
 	return nil
 }
@@ -1033,10 +1028,15 @@ func (r *Resumable) BytesIn() int64 { return r.in.Load() }
 // BytesOut is the payload bytes written so far.
 func (r *Resumable) BytesOut() int64 { return r.out.Load() }
 
-// Path is the recorded path of the circuit's first path, when it has one.
+// Path is the recorded path (DialOptions.RecordPath) of the path the
+// circuit runs on, or of its first one while it has none.
 func (r *Resumable) Path() []string {
-	if p, ok := r.firstPath.(interface{ Path() []string }); ok {
-		return p.Path()
+	p := r.Current()
+	if p == nil {
+		p = r.firstPath
+	}
+	if rp, ok := p.(interface{ Path() []string }); ok {
+		return rp.Path()
 	}
 	return nil
 }
