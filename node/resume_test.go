@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"io"
 	mrand "math/rand/v2"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,8 +13,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"go.opentelemetry.io/otel/codes"
-
-	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // TestResumeDiamondRelayCrash sends a transfer from a to d through b, the
@@ -29,20 +26,7 @@ func TestResumeDiamondRelayCrash(t *testing.T) {
 		size = 8 << 20
 	}
 	c, rec := tracedCluster(t)
-	sockets := map[string]*net.UDPConn{}
-	c.tweak = func(cfg *Config) {
-		ownSocket(t, sockets, cfg)
-		cfg.LinkCosts = map[string]links.Cost{"b": 10, "c": 40}
-		switch cfg.Name {
-		case "b":
-			cfg.LinkCosts = map[string]links.Cost{"a": 10, "d": 10}
-		case "c":
-			cfg.LinkCosts = map[string]links.Cost{"a": 40, "d": 40}
-		}
-	}
-	c.build("a-b", "a-c", "b-d", "c-d")
-	c.waitNextHop("a", "d", "b")
-	c.waitNextHop("d", "a", "b")
+	sockets := buildDiamond(t, c)
 
 	var received atomic.Int64
 	srvErr := make(chan error, 1)
