@@ -26,20 +26,7 @@ func TestE2EResumeOnKill9(t *testing.T) {
 	}
 	l := newLab(t, "e2e")
 	web, wantSum := bodyServer(t, size)
-	a := l.start("a", "")
-	relays := map[string]*daemon{
-		"b": l.start("b", "", "--link", a.addr),
-		"c": l.start("c", "", "--link", a.addr),
-	}
-	l.start("d", "", "--link", relays["b"].addr, "--link", relays["c"].addr, "--expose", "web="+web)
-	for _, r := range relays {
-		r.waitRoute(t, "d", func(p node.PeerInfo) bool { return p.Hops == 1 })
-	}
-	route := a.waitRoute(t, "d", func(p node.PeerInfo) bool { return p.Hops == 2 })
-	victim, other := relays[route.NextHop], relays[map[string]string{"b": "c", "c": "b"}[route.NextHop]]
-	if victim == nil || other == nil {
-		t.Fatalf("a's route to d goes via %q, want b or c", route.NextHop)
-	}
+	a, victim, _ := startDiamond(t, l, web)
 	fwd := freeTCP(t)
 	a.cli("forward", fwd, "d/web")
 
@@ -83,4 +70,26 @@ func TestE2EResumeOnKill9(t *testing.T) {
 		t.Fatalf("downloaded %d of %d bytes, intact %v", len(body), size, sha256.Sum256(body) == wantSum)
 	}
 	t.Logf("%d MiB intact; %v from the kill of %s to the end", size>>20, time.Since(killed), victim.name)
+}
+
+// startDiamond starts a–{b,c}–d, d exposing web as service "web", relays
+// started with relayArgs, and returns a, the relay a's route to d crosses
+// and the other one.
+func startDiamond(t *testing.T, l *lab, web string, relayArgs ...string) (a, victim, other *daemon) {
+	t.Helper()
+	a = l.start("a", "")
+	relays := map[string]*daemon{
+		"b": l.start("b", "", append([]string{"--link", a.addr}, relayArgs...)...),
+		"c": l.start("c", "", append([]string{"--link", a.addr}, relayArgs...)...),
+	}
+	l.start("d", "", "--link", relays["b"].addr, "--link", relays["c"].addr, "--expose", "web="+web)
+	for _, r := range relays {
+		r.waitRoute(t, "d", func(p node.PeerInfo) bool { return p.Hops == 1 })
+	}
+	route := a.waitRoute(t, "d", func(p node.PeerInfo) bool { return p.Hops == 2 })
+	victim, other = relays[route.NextHop], relays[map[string]string{"b": "c", "c": "b"}[route.NextHop]]
+	if victim == nil || other == nil {
+		t.Fatalf("a's route to d goes via %q, want b or c", route.NextHop)
+	}
+	return a, victim, other
 }
