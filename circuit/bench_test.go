@@ -1,6 +1,8 @@
 package circuit
 
 import (
+	"context"
+	"errors"
 	"io"
 	"testing"
 )
@@ -37,3 +39,70 @@ func benchmarkCircuit(b *testing.B, relays int) {
 
 func BenchmarkCircuitDirect(b *testing.B)  { benchmarkCircuit(b, 0) }
 func BenchmarkCircuitRelayed(b *testing.B) { benchmarkCircuit(b, 1) }
+
+// benchmarkSealed is benchmarkCircuit for a sealed circuit through one
+// relay, resumable or not: the cost of resumption at the ends.
+func benchmarkSealed(b *testing.B, resumable bool) {
+	g := &resumeRig{k: newSealKeys(b), table: NewResumeTable()}
+	p := newPath(b, 1, nil)
+	o := resumableOpen(0)
+	if !resumable {
+		o.Flags = 0
+	}
+	c, err := p.connectWith(o, g.k.accept, g.k.dial(o, false, false))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.stop()
+	var w io.WriteCloser = closeWriter{c.caller}
+	var r io.Reader = c.dest
+	if resumable {
+		src, err := NewResumableSource(c.caller, c.caller.LocalAddr(), c.caller.RemoteAddr(), ResumeConfig{Redial: func(context.Context) (Path, error) {
+			return nil, errors.New("no redial in a benchmark")
+		}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		dst := NewResumableDest(c.dest, c.dest.LocalAddr(), c.dest.RemoteAddr(), g.table, "s", "echo", ResumeConfig{})
+		defer func() {
+			src.Close()
+			dst.Close()
+			src.Wait()
+			dst.Wait()
+		}()
+		w, r = closeWriter{src}, dst
+	}
+	const chunk = 32 << 10
+	b.SetBytes(chunk)
+	b.ReportAllocs()
+	done := make(chan int64, 1)
+	go func() {
+		n, _ := io.Copy(io.Discard, r)
+		done <- n
+	}()
+	buf := make([]byte, chunk)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := w.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	w.Close()
+	if n := <-done; n != int64(b.N)*chunk {
+		b.Fatalf("received %d bytes, want %d", n, int64(b.N)*chunk)
+	}
+}
+
+// closeWriter's Close half-closes.
+type closeWriter struct {
+	c interface {
+		io.Writer
+		CloseWrite() error
+	}
+}
+
+func (c closeWriter) Write(p []byte) (int, error) { return c.c.Write(p) }
+func (c closeWriter) Close() error                { return c.c.CloseWrite() }
+
+func BenchmarkSealedRelayed(b *testing.B)    { benchmarkSealed(b, false) }
+func BenchmarkResumableRelayed(b *testing.B) { benchmarkSealed(b, true) }

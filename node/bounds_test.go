@@ -38,7 +38,7 @@ func TestRelayBoundsStuckCircuits(t *testing.T) {
 
 	// A reader that never reads: the writer fills the windows, the relay's
 	// write stalls, the relay resets the circuit.
-	stalled, err := c.nodes["a"].Dial(ctxT(t, 10*time.Second), "d", "sink-never")
+	stalled, err := c.nodes["a"].DialWith(ctxT(t, 10*time.Second), "d", "sink-never", DialOptions{NoResume: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestRelayBoundsStuckCircuits(t *testing.T) {
 	wantTimeout("writing to a reader that stopped", err)
 
 	// Half-closed by the caller, the other direction silent.
-	half, err := c.nodes["a"].Dial(ctxT(t, 10*time.Second), "d", "read-then-hold")
+	half, err := c.nodes["a"].DialWith(ctxT(t, 10*time.Second), "d", "read-then-hold", DialOptions{NoResume: true})
 	if err != nil {
 		t.Fatal(err)
 	}

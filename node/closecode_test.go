@@ -17,7 +17,7 @@ func TestResetNamesTheHopThatBrokeTheCircuit(t *testing.T) {
 	c.build("a-r1", "r1-r2", "r2-b")
 	c.waitRoute("a", "b", 3)
 	serve(t, c.nodes["b"], "hold", func(rw io.ReadWriteCloser) { io.Copy(io.Discard, rw) })
-	conn, err := c.nodes["a"].Dial(ctxT(t, 10*time.Second), "b", "hold")
+	conn, err := c.nodes["a"].DialWith(ctxT(t, 10*time.Second), "b", "hold", DialOptions{NoResume: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -110,6 +110,15 @@ type Config struct {
 	// never heard of is refused at once. Default 2s; negative disables the wait.
 	RouteWait time.Duration
 
+	// ResumeTimeout is how long a circuit whose path broke (a relay died,
+	// a link was lost) waits for a new path before it fails with
+	// circuit.ErrResumeTimeout; its application sees nothing meanwhile.
+	// Circuits this node dials are resumable unless DialOptions.NoResume
+	// is set or end-to-end security is off. Default 30s; negative: the
+	// node dials no resumable circuits (it still accepts them, waiting the
+	// default).
+	ResumeTimeout time.Duration
+
 	// TracerProvider receives a span per hop. Default: no-op.
 	TracerProvider trace.TracerProvider
 	// Logger receives structured logs. Default slog.Default().

@@ -27,6 +27,9 @@ func (n *Node) Dial(ctx context.Context, peer, service string) (Conn, error) {
 func (n *Node) DialWith(ctx context.Context, peer, service string, opt DialOptions) (Conn, error) {
 	start := time.Now()
 	c, err := n.dial(ctx, peer, service, opt)
+	if err == nil && n.resumeOn(peer, opt) {
+		c, err = n.resumableSource(c.(*trackedConn), peer, service, opt)
+	}
 	if (!opt.Early || err != nil) && !errors.Is(err, ErrInvalidService) && !errors.Is(err, ErrNotStarted) {
 		n.metrics.observeOpen(start, err) // an early circuit's result comes later, with its first bytes
 	}
@@ -54,6 +57,12 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 	o := &circuit.Open{Dest: peer, Source: n.cfg.Name, Service: service, HopLimit: opt.HopLimit}
 	if o.HopLimit == 0 {
 		o.HopLimit = circuit.DefaultHopLimit
+	}
+	if n.resumeOn(peer, opt) || opt.resume {
+		o.Flags |= circuit.FlagResumable
+	}
+	if opt.resume {
+		o.Flags |= circuit.FlagResume
 	}
 	if opt.RecordPath {
 		o.Flags |= circuit.FlagRecordPath

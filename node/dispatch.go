@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -156,8 +157,14 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		refuse(circuit.Policy, d.Reason)
 		return
 	}
+	resume := o.Flags&circuit.FlagResume != 0
+	if o.Flags&(circuit.FlagResume|circuit.FlagResumable) != 0 && o.Flags&circuit.FlagSealed == 0 {
+		opened()
+		refuse(circuit.Policy, "a resumable circuit must be sealed")
+		return
+	}
 	lis := n.service(o.Service)
-	if lis == nil {
+	if lis == nil && !resume { // a circuit already accepted outlives its listener
 		opened()
 		refuse(circuit.NoService, fmt.Sprintf("no service %q on %s", o.Service, n.cfg.Name))
 		return
@@ -189,7 +196,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	if !full {
 		t, err = n.limits.admit(o.Source)
 	}
-	if err == nil && !lis.hasRoom() {
+	if err == nil && !resume && !lis.hasRoom() {
 		t.release()
 		err = fmt.Errorf("service %q has %d circuits waiting to be accepted", o.Service, cap(lis.backlog))
 	}
@@ -231,7 +238,15 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	if !n.policeDial(tc, o, resp) {
 		return
 	}
-	if !lis.enqueue(tc) {
-		tc.abort()
+	if resume {
+		n.resumePath(tc, o)
+		return
+	}
+	var conn net.Conn = tc
+	if o.Flags&circuit.FlagResumable != 0 {
+		conn = n.resumableDest(tc, o)
+	}
+	if !lis.enqueue(conn) {
+		conn.(interface{ abort() }).abort()
 	}
 }

@@ -32,8 +32,9 @@ func ownSocket(t testing.TB, sockets map[string]*net.UDPConn, cfg *Config) {
 	cfg.PacketConn = s
 }
 
-func TestDiamondRelayDeathReroutes(t *testing.T) {
-	c := newCluster(t, true)
+// buildDiamond builds a–{b,c}–d on c, every node on a socket the test
+// owns (sockets, by name), and waits until a and d route through b.
+func buildDiamond(t *testing.T, c *cluster) map[string]*net.UDPConn {
 	sockets := map[string]*net.UDPConn{}
 	c.tweak = func(cfg *Config) {
 		ownSocket(t, sockets, cfg)
@@ -49,6 +50,12 @@ func TestDiamondRelayDeathReroutes(t *testing.T) {
 	c.build("a-b", "a-c", "b-d", "c-d")
 	c.waitNextHop("a", "d", "b")
 	c.waitNextHop("d", "a", "b")
+	return sockets
+}
+
+func TestDiamondRelayDeathReroutes(t *testing.T) {
+	c := newCluster(t, true)
+	sockets := buildDiamond(t, c)
 
 	srvErrs := make(chan error, 8)
 	serve(t, c.nodes["d"], "stream", func(conn io.ReadWriteCloser) {
@@ -58,7 +65,7 @@ func TestDiamondRelayDeathReroutes(t *testing.T) {
 	const circuits = 4
 	conns := make([]net.Conn, circuits)
 	for i := range conns {
-		conn, err := c.nodes["a"].DialWith(ctxT(t, 5*time.Second), "d", "stream", DialOptions{RecordPath: true})
+		conn, err := c.nodes["a"].DialWith(ctxT(t, 5*time.Second), "d", "stream", DialOptions{RecordPath: true, NoResume: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -65,7 +65,7 @@ func TestNonReadingCircuitsThroughRelay(t *testing.T) {
 	)
 	const fill = window * 3 / 2
 	for range int(circuits) {
-		conn, err := a.Dial(ctxT(t, 30*time.Second), "d", EchoService)
+		conn, err := a.DialWith(ctxT(t, 30*time.Second), "d", EchoService, DialOptions{NoResume: true})
 		if err != nil {
 			t.Fatalf("open flood circuit %d: %v", len(flood), err)
 		}

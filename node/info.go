@@ -102,4 +102,9 @@ type DialOptions struct {
 	RecordPath bool
 	// HopLimit bounds the relays crossed. Default 16.
 	HopLimit uint8
+	// NoResume makes the circuit fail as soon as its path does, instead of
+	// taking a new path when a relay dies (Config.ResumeTimeout).
+	NoResume bool
+
+	resume bool // the open takes over a suspended circuit
 }

@@ -187,6 +187,9 @@ func (n *Node) Info(ctx context.Context, peer string) (NodeInfo, error) {
 // it (authenticated by the end-to-end handshake). A circuit without one
 // is answered as a source of no name and no groups.
 func infoAsker(c net.Conn) *policy.Subject {
+	if rc, ok := c.(*resumableConn); ok {
+		c = rc.first
+	}
 	if tc, ok := c.(*trackedConn); ok {
 		if p := tc.police.Load(); p != nil {
 			from := p.from

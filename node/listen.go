@@ -20,7 +20,7 @@ const maxServiceName = 255
 type listener struct {
 	n       *Node
 	service string
-	backlog chan *trackedConn
+	backlog chan net.Conn // *trackedConn or *resumableConn
 	mu      sync.Mutex
 	closed  bool
 	done    chan struct{}
@@ -41,7 +41,7 @@ func (n *Node) Listen(service string) (net.Listener, error) {
 	if n.services[service] != nil {
 		return nil, fmt.Errorf("listen %q: %w", service, ErrServiceInUse)
 	}
-	l := &listener{n: n, service: service, backlog: make(chan *trackedConn, Backlog), done: make(chan struct{})}
+	l := &listener{n: n, service: service, backlog: make(chan net.Conn, Backlog), done: make(chan struct{})}
 	n.services[service] = l
 	return l, nil
 }
@@ -68,7 +68,7 @@ func (l *listener) hasRoom() bool { return len(l.backlog) < cap(l.backlog) }
 
 // enqueue hands an accepted circuit to Accept; false when the backlog is
 // full or the listener closed.
-func (l *listener) enqueue(c *trackedConn) bool {
+func (l *listener) enqueue(c net.Conn) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -118,7 +118,7 @@ func (l *listener) Close() error {
 	for {
 		select {
 		case c := <-l.backlog:
-			c.abort()
+			c.(interface{ abort() }).abort()
 		default:
 			return nil
 		}

@@ -27,6 +27,7 @@ type metrics struct {
 	routingMalformed prometheus.Counter
 	routingDropped   prometheus.Counter
 	eventsDropped    prometheus.Counter
+	resume           resumeMetrics
 
 	// The per-role children, resolved once: opening and closing a circuit
 	// must not hash label values on the relay path.
@@ -76,6 +77,7 @@ func newMetrics(n *Node) *metrics {
 		f(c)
 	}
 	m.dial, m.accept, m.relay = m.roleOf("dial"), m.roleOf("accept"), m.roleOf("relay")
+	m.resume = newResumeMetrics(reg)
 	m.openSeconds.WithLabelValues(codeLabel(circuit.Accepted))
 	for c := circuit.NoRoute; c <= circuit.Internal; c++ {
 		m.circuitsRefused.WithLabelValues(codeLabel(c)) // every code from zero, so rate() sees the first

@@ -65,9 +65,13 @@ type Node struct {
 	router    *router
 	limits    *limiter
 	circuits  *circuitSet
-	events    *eventHub
-	disco     *discovery
-	loop      loopback
+	// resumables holds the ends of resumable circuits, with a path or
+	// waiting for one; resumeTable finds them for resume opens.
+	resumables  *circuitSet
+	resumeTable *circuit.ResumeTable
+	events      *eventHub
+	disco       *discovery
+	loop        loopback
 
 	linkEvents sync.Mutex // held by LinkUp and LinkDown (handler.go)
 
@@ -141,6 +145,8 @@ func New(cfg Config) (*Node, error) {
 	n.metrics = newMetrics(n)
 	n.limits = newLimiter(cfg.Limits, n.log)
 	n.circuits = newCircuitSet()
+	n.resumables = newCircuitSet()
+	n.resumeTable = circuit.NewResumeTable()
 	n.events = newEventHub(n.metrics)
 	n.router, err = newRouter(n)
 	if err != nil {
@@ -316,6 +322,7 @@ func (n *Node) Close() error {
 		n.circuits.resetAll()
 		n.linger()
 	}
+	n.resumables.resetAll() // those waiting for a new path
 	for _, l := range services {
 		l.Close()
 	}

@@ -2,176 +2,155 @@ package node
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"io"
+	mrand "math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/circuitmesh/circuitmesh/circuit"
-	"github.com/circuitmesh/circuitmesh/circuit/seal"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"go.opentelemetry.io/otel/codes"
 )
 
-// resumed reports whether a circuit resumed a session.
-func resumed(c io.ReadWriteCloser) bool {
-	return c.(interface{ SessionResumed() bool }).SessionResumed()
-}
-
-// echoByte sends one byte on a circuit to the echo service and reads it
-// back.
-func echoByte(t *testing.T, conn io.ReadWriter) {
-	t.Helper()
-	if _, err := conn.Write([]byte("p")); err != nil {
-		t.Fatal(err)
+// TestResumeDiamondRelayCrash sends a transfer from a to d through b, the
+// cheaper relay of a diamond a–{b,c}–d on QUIC, and crashes b (its socket
+// closes: no goodbye) half way. The circuit takes the path through c: the
+// destination reads every byte once and in order (its SHA-256 comes back
+// right), and neither application sees an error.
+func TestResumeDiamondRelayCrash(t *testing.T) {
+	size := 256 << 20
+	if testing.Short() {
+		size = 8 << 20
 	}
-	if _, err := io.ReadFull(conn, make([]byte, 1)); err != nil {
-		t.Fatal(err)
-	}
-}
+	c, rec := tracedCluster(t)
+	sockets := buildDiamond(t, c)
 
-// A relay that recorded a resumed open's first flight replays it: refused
-// (retry, the replay register), and the early data is delivered once.
-func TestSealedRelayReplaysResumedFirstFlight(t *testing.T) { replayFirstFlight(t, true) }
-
-// A router with a valid certificate and its own session with b cannot use
-// a's: neither its own session while claiming to be a, nor a's ticket id
-// (which it saw in the clear on the circuits it relays) with its own real
-// key. b refuses both, its service sees nothing, and a's session still
-// works.
-func TestResumedSessionOfAnotherPairRefused(t *testing.T) {
-	c, up, got := spiedLine(t)
-	a, m := c.nodes["a"], c.nodes["m"]
-	for _, n := range []*Node{a, a, m, m} { // full, then one-message: a session each
-		if err := roundTrip(t, n, "b", EchoService, []byte("x")); err != nil {
-			t.Fatal(err)
+	var received atomic.Int64
+	srvErr := make(chan error, 1)
+	serve(t, c.nodes["d"], "sink", func(conn io.ReadWriteCloser) {
+		h := sha256.New()
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := conn.Read(buf)
+			h.Write(buf[:n])
+			received.Add(int64(n))
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				srvErr <- err
+				return
+			}
 		}
-	}
-	up.mu.Lock()
-	up.seen.Reset()
-	up.mu.Unlock()
-	if err := roundTrip(t, a, "b", EchoService, []byte("y")); err != nil {
-		t.Fatal(err)
-	}
-	flight := up.bytes()
-	// The relay reads past the open header: the framed first message,
-	// mode 3 then the ticket id.
-	theirs := flight
-	if len(theirs) < 2+1+16 || theirs[2] != 3 {
-		t.Fatalf("a's circuit did not resume a session (first message %x)", theirs[:min(len(theirs), 8)])
-	}
-	ini, err := m.seal.Load().Initiate(seal.Prologue("b", "a", "svc"), "b", nil)
-	if err != nil || !ini.Resumed() {
-		t.Fatalf("m holds no session with b: %v", err)
-	}
-	mine, err := ini.First(nil, []byte("transfer 100 to m"), time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res := sendForged(t, m, "a", mine); res.Code != circuit.Policy {
-		t.Fatalf("m's session claiming a: result %v (%s), want policy", res.Code, res.Reason)
-	}
-	forged := bytes.Clone(mine)
-	copy(forged[3:19], theirs[3:19])
-	if res := sendForged(t, m, "a", forged); res.Code != circuit.Policy {
-		t.Fatalf("a's session id with m's key: result %v (%s), want policy", res.Code, res.Reason)
-	}
-	select {
-	case s := <-got:
-		t.Fatalf("b's service received %q from a forged open", s)
-	default:
-	}
-	conn, err := a.DialWith(ctxT(t, 10*time.Second), "b", "svc", DialOptions{Early: true})
+		_, err := conn.Write(h.Sum(nil))
+		srvErr <- err
+	})
+
+	data := make([]byte, 1<<20)
+	rng := mrand.NewChaCha8([32]byte{'d'})
+	want := sha256.New()
+	a := c.nodes["a"]
+	conn, err := a.DialWith(ctxT(t, 10*time.Second), "d", "sink", DialOptions{RecordPath: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if !resumed(conn) {
-		t.Fatal("a lost its session")
-	}
-	if _, err := conn.Write([]byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(conn, make([]byte, 2)); err != nil {
-		t.Fatal(err)
-	}
-	if s := <-got; s != "hello" {
-		t.Fatalf("b's service got %q", s)
-	}
-}
-
-// When the destination renews its certificate (new key, no sessions), a
-// dial that resumes is refused with retry and falls back to the next
-// handshake down, transparently; the session is then renewed.
-func TestResumedDialAfterDestinationRenewal(t *testing.T) {
-	c := newCluster(t, true)
-	c.build("a-b")
-	c.waitRoute("a", "b", 1)
-	a, b := c.nodes["a"], c.nodes["b"]
-	dial := func() bool {
+	conn.SetDeadline(time.Now().Add(5 * time.Minute))
+	write := func(n int) {
 		t.Helper()
-		conn, err := a.Dial(ctxT(t, 10*time.Second), "b", EchoService)
-		if err != nil {
-			t.Fatal(err)
+		for sent := 0; sent < n; sent += len(data) {
+			rng.Read(data)
+			want.Write(data)
+			if _, err := conn.Write(data); err != nil {
+				t.Fatalf("write after %d bytes: %v", sent, err)
+			}
 		}
-		defer conn.Close()
-		echoByte(t, conn)
-		return resumed(conn)
 	}
-	if r1, r2, r3 := dial(), dial(), dial(); r1 || r2 || !r3 {
-		t.Fatalf("resumed: %v %v %v, want only the third", r1, r2, r3)
+	write(size / 2)
+	waitFor(t, "d to receive a quarter", 60*time.Second, func() bool { return received.Load() >= int64(size/4) })
+	killed := time.Now()
+	at := received.Load()
+	sockets["b"].Close() // b's process dies
+	stallc := make(chan time.Duration, 1)
+	done := make(chan struct{})
+	go func() {
+		// The stall: the longest time d received nothing after the crash.
+		var longest time.Duration
+		last, lastAt := at, killed
+		for {
+			select {
+			case <-done:
+				stallc <- longest
+				return
+			case <-time.After(time.Millisecond):
+			}
+			if r := received.Load(); r != last {
+				last, lastAt = r, time.Now()
+			} else {
+				longest = max(longest, time.Since(lastAt))
+			}
+		}
+	}()
+	write(size - size/2)
+	if err := conn.CloseWrite(); err != nil {
+		t.Fatal(err)
 	}
-	id, err := c.ca.Issue("b", 0)
+	sum, err := io.ReadAll(conn)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("reading the digest: %v", err)
 	}
-	if err := b.SetIdentity(id); err != nil {
-		t.Fatal(err)
+	if !bytes.Equal(sum, want.Sum(nil)) {
+		t.Fatalf("d's SHA-256 of %d bytes is %x, want %x", received.Load(), sum, want.Sum(nil))
 	}
-	if dial() {
-		t.Fatal("resumed a session of b's old keys")
+	close(done)
+	t.Logf("longest stall at d after b crashed: %v", <-stallc)
+	if err := <-srvErr; err != nil {
+		t.Fatalf("destination: %v", err)
 	}
-	if r1, r2 := dial(), dial(); r1 || !r2 {
-		t.Fatalf("after renewal resumed: %v %v, want a one-message open then a resumed one", r1, r2)
+	if got := received.Load(); got != int64(size) {
+		t.Fatalf("d received %d bytes, want %d", got, size)
 	}
+	rc := conn.(*resumableConn)
+	if p := rc.Current(); p != nil {
+		if got := p.(*trackedConn).Path(); len(got) != 3 || got[1] != "c" {
+			t.Errorf("path after the crash %v, want [a c d]", got)
+		}
+	}
+	if n := counterValue(a.metrics.resume.resumes.WithLabelValues("dial")); n < 1 {
+		t.Errorf("resumes counted at a: %v, want at least 1", n)
+	}
+	if n := counterValue(c.nodes["d"].metrics.resume.resumes.WithLabelValues("accept")); n < 1 {
+		t.Errorf("resumes counted at d: %v, want at least 1", n)
+	}
+	t.Logf("%d MiB through a crash of the relay in %v", size>>20, time.Since(killed))
+
+	// The trace shows both paths: the first one's dial span failed with
+	// the crash, the one that took over carries the resumed event.
+	conn.Close()
+	waitFor(t, "the paths' dial spans to end", 20*time.Second, func() bool {
+		failed, resumed := false, false
+		for _, s := range rec.Ended() {
+			if s.Name() != spanDial {
+				continue
+			}
+			for _, e := range s.Events() {
+				if e.Name == eventResumed {
+					resumed = true
+				}
+			}
+			failed = failed || s.Status().Code == codes.Error
+		}
+		return failed && resumed
+	})
 }
 
-// A node whose route is lost (it may be restarting, which drops the
-// sessions it issued) loses its sessions at the source too: the next
-// circuit takes a one-message handshake instead of a refused resumption.
-func TestSessionForgottenWhenRouteLost(t *testing.T) {
-	c := newCluster(t, true)
-	c.build("a-b", "b-c")
-	c.waitRoute("a", "c", 2)
-	a := c.nodes["a"]
-	for range 2 {
-		if err := roundTrip(t, a, "c", EchoService, []byte("x")); err != nil {
-			t.Fatal(err)
-		}
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
 	}
-	if !a.seal.Load().Resumable("c") {
-		t.Fatal("a holds no session with c")
-	}
-	cutAndLose(t, c, "a", "b", "c")
-	if a.seal.Load().Resumable("c") {
-		t.Fatal("a kept its session with c after losing the route")
-	}
-}
-
-// cutAndLose closes the link between via and lost and waits until from
-// loses its route to lost (its PeerDown event).
-func cutAndLose(t *testing.T, c *cluster, from, via, lost string) {
-	t.Helper()
-	events, cancel, err := c.nodes[from].Subscribe(64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cancel()
-	c.nodes[via].link(lost).Close("test cuts " + via + "-" + lost)
-	deadline := time.After(10 * time.Second)
-	for gone := false; !gone; {
-		select {
-		case ev := <-events:
-			gone = ev.Kind == PeerDown && ev.Peer == lost
-		case <-deadline:
-			t.Fatalf("%s did not lose its route to %s", from, lost)
-		}
-	}
+	return m.GetCounter().GetValue()
 }

@@ -281,7 +281,7 @@ func TestTraceResetMarksOnlyTheProducerAndTheCaller(t *testing.T) {
 	c.waitRoute("a", "b", 3)
 	ctx, root := sdktrace.NewTracerProvider().Tracer("test").Start(ctxT(t, 10*time.Second), "caller")
 	root.End()
-	conn, err := c.nodes["a"].Dial(ctx, "b", EchoService)
+	conn, err := c.nodes["a"].DialWith(ctx, "b", EchoService, DialOptions{NoResume: true})
 	if err != nil {
 		t.Fatal(err)
 	}

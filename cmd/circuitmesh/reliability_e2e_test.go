@@ -85,20 +85,7 @@ func TestE2EDrainOnSIGTERM(t *testing.T) {
 	}
 	l := newLab(t, "e2e")
 	web, wantSum := bodyServer(t, size)
-	a := l.start("a", "")
-	relays := map[string]*daemon{
-		"b": l.start("b", "", "--link", a.addr, "--drain-timeout", "2m"),
-		"c": l.start("c", "", "--link", a.addr, "--drain-timeout", "2m"),
-	}
-	l.start("d", "", "--link", relays["b"].addr, "--link", relays["c"].addr, "--expose", "web="+web)
-	for _, r := range relays {
-		r.waitRoute(t, "d", func(p node.PeerInfo) bool { return p.Hops == 1 })
-	}
-	route := a.waitRoute(t, "d", func(p node.PeerInfo) bool { return p.Hops == 2 })
-	victim, other := relays[route.NextHop], relays[map[string]string{"b": "c", "c": "b"}[route.NextHop]]
-	if victim == nil || other == nil {
-		t.Fatalf("a's route to d goes via %q, want b or c", route.NextHop)
-	}
+	a, victim, other := startDiamond(t, l, web, "--drain-timeout", "2m")
 	fwd, own := freeTCP(t), freeTCP(t)
 	a.cli("forward", fwd, "d/web")
 	victim.cli("forward", own, "d/web")

@@ -1,0 +1,1137 @@
+package circuit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// Open header flags of resumable circuits (docs/PROTOCOL.md §3.9). Both
+// need FlagSealed.
+const (
+	// FlagResumable: the sealed payload carries the resumable framing, so
+	// the circuit can outlive the death of a relay on its path.
+	FlagResumable Flags = 1 << 3
+	// FlagResume: the open takes over a suspended resumable circuit.
+	FlagResume Flags = 1 << 4
+)
+
+// Resumption sentinels.
+var (
+	// ErrResumeTimeout: the path of a resumable circuit broke and no new
+	// path took it over within the resume timeout.
+	ErrResumeTimeout = errors.New("circuit: no new path within the resume timeout")
+	// ErrResumeRefused: the destination does not know the circuit to
+	// resume (wrong id or source, or it already gave up on it).
+	ErrResumeRefused = errors.New("circuit: the destination refused to resume the circuit")
+)
+
+// Defaults of ResumeConfig.
+const (
+	DefaultResumeTimeout = 30 * time.Second
+	DefaultResumeWindow  = 4 << 20
+)
+
+// Bounds of the destination's table of resumable circuits.
+const (
+	MaxResumablePerSource = 1024
+	MaxResumable          = 16384
+)
+
+// Frame types of the resumable framing.
+const (
+	frameHello   = 1
+	frameData    = 2
+	frameAck     = 3
+	frameFin     = 4
+	frameResume  = 5
+	frameResumed = 6
+
+	idLen        = 16
+	maxFrameData = 32<<10 - 64 // one data frame fits one sealed record
+	readChunk    = 16 << 10
+)
+
+// Path is one path of a resumable circuit: a sealed circuit opened with
+// FlagResumable (or FlagResume). *Conn is one.
+type Path interface {
+	io.Reader
+	io.Writer
+	Close() error
+	Reset(code uint64)
+	SetReadDeadline(time.Time) error
+}
+
+// ResumeConfig configures one end of a resumable circuit. The zero value
+// takes the defaults.
+type ResumeConfig struct {
+	// Timeout bounds how long the circuit waits for a new path once its
+	// path broke, and how long Close keeps delivering. Default 30 s.
+	Timeout time.Duration
+	// Window bounds the bytes kept for retransmission, and the bytes
+	// received but not yet read, per direction. Default 4 MiB.
+	Window int
+	// Redial (source only) opens a new path to the same destination and
+	// service with FlagResume set, along the current best route. ctx ends
+	// at the resume deadline.
+	Redial func(ctx context.Context) (Path, error)
+	// OnResume, when set, is called when a new path took the circuit
+	// over, or with the final error (ErrResumeTimeout, ErrResumeRefused,
+	// ...) when the circuit gave up. It runs with the circuit's lock held:
+	// it must not call the Resumable's methods.
+	OnResume func(ResumeEvent)
+	// OnEnd, when set, is called once when the circuit ended (cleanly or
+	// not) and its goroutines are about to exit.
+	OnEnd func()
+	// OnPathFailed, when set, is called with a path that failed and is
+	// about to be replaced (the circuit is suspended), under the circuit's
+	// lock like OnResume.
+	OnPathFailed func(p Path, err error)
+	// Early (source): the first path is an early circuit, whose first
+	// Write travels with the open; the hello then waits for the first
+	// Write or Read to go with it. Otherwise it is sent at once, so that
+	// the destination can resume the circuit before anything was written.
+	Early bool
+}
+
+// ResumeEvent reports a resume: the path that took the circuit over and
+// how long the circuit had no path, or Err when the circuit gave up.
+type ResumeEvent struct {
+	Path     Path
+	Stall    time.Duration
+	Attempts int
+	Cause    error // the failure of the previous path
+	Err      error
+}
+
+// Resumable is one end of a resumable circuit: a net.Conn whose bytes
+// survive the failure of the path under it. Writes are kept until the
+// other end acknowledges them (at most Window bytes; Write blocks beyond),
+// and after a path failure the source opens a new path (Redial) which the
+// destination matches in its ResumeTable; both then send again what the
+// other did not receive. See docs/PROTOCOL.md §3.9.
+type Resumable struct {
+	cfg           ResumeConfig
+	source        bool
+	id            [idLen]byte
+	local, remote net.Addr
+	table         *ResumeTable
+	tkey          resumeKey
+	service       string
+
+	mu   sync.Mutex
+	cond *sync.Cond
+
+	cur        Path
+	gen        uint64
+	downAt     time.Time // when the path broke; zero while one is up
+	cause      error     // why the last path broke
+	timer      *time.Timer
+	ackTimer   *time.Timer // a delayed acknowledgement
+	ackNow     bool        // its delay ran out
+	linger     *time.Timer
+	quit       chan struct{} // closed once ended
+	ended      bool
+	cleanClose bool  // ended after both directions finished: close the path gracefully
+	err        error // why the circuit ended, when it failed
+	appClosed  bool
+	registered bool
+	helloDue   bool // source: the hello is still to be sent
+	helloNow   bool // source: send it even without data (a Read started)
+	helloSent  bool // source: the first path's first write returned: it may be read
+	wantHello  bool // destination: the first frame must be a hello
+
+	sbuf              ring // sent positions not yet acknowledged: [acked, written)
+	acked, written    int64
+	sent              int64 // positions sent on the current path
+	finQueued         bool
+	rq                ring // received, not yet read
+	recv, ackSent     int64
+	gotFin            bool
+	readDL, writeDL   time.Time
+	in, out           atomic.Int64
+	wg                sync.WaitGroup
+	endOnce           sync.Once
+	firstPath         Path
+	resumes, failures atomic.Int64
+}
+
+var _ net.Conn = (*Resumable)(nil)
+
+// NewResumableSource makes the source's end of a resumable circuit over p,
+// a sealed circuit opened with FlagResumable. cfg.Redial is required.
+func NewResumableSource(p Path, local, remote net.Addr, cfg ResumeConfig) (*Resumable, error) {
+	if cfg.Redial == nil {
+		return nil, errors.New("circuit: a resumable source needs Redial")
+	}
+	r := newResumable(p, local, remote, cfg)
+	r.source = true
+	if _, err := rand.Read(r.id[:]); err != nil {
+		return nil, fmt.Errorf("circuit: resumable id: %w", err)
+	}
+	r.helloDue, r.helloNow = true, !cfg.Early
+	r.start()
+	return r, nil
+}
+
+// NewResumableDest makes the destination's end of a resumable circuit over
+// p, accepted from source for service. Once the source's hello arrives the
+// circuit is registered in t, so that a FlagResume open can take it over.
+func NewResumableDest(p Path, local, remote net.Addr, t *ResumeTable, source, service string, cfg ResumeConfig) *Resumable {
+	r := newResumable(p, local, remote, cfg)
+	r.table, r.tkey.source, r.service = t, source, service
+	r.wantHello = true
+	r.start()
+	return r
+}
+
+func newResumable(p Path, local, remote net.Addr, cfg ResumeConfig) *Resumable {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultResumeTimeout
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = DefaultResumeWindow
+	}
+	r := &Resumable{cfg: cfg, local: local, remote: remote, cur: p, firstPath: p, quit: make(chan struct{})}
+	r.cond = sync.NewCond(&r.mu)
+	r.sbuf.max, r.rq.max = cfg.Window, 2*cfg.Window
+	return r
+}
+
+func (r *Resumable) start() {
+	r.wg.Add(2)
+	go r.readLoop()
+	go r.writeLoop()
+}
+
+// Wait blocks until the circuit's goroutines ended: after Close once
+// everything was delivered, after Reset, or after a failure.
+func (r *Resumable) Wait() { r.wg.Wait() }
+
+// Resumes is how many times a new path took the circuit over.
+func (r *Resumable) Resumes() int64 { return r.resumes.Load() }
+
+// resumableError reports whether a path failure may be resumed: a link on
+// the path died, or a relay (not an end) gave up on the circuit.
+func resumableError(err error) bool {
+	var re *ResetError
+	if errors.As(err, &re) {
+		switch re.Code.Reason() {
+		case CloseLinkLost:
+			return true
+		case CloseShuttingDown, CloseInternal:
+			return re.Code.Hop() > 0
+		}
+		return false
+	}
+	var lre *links.StreamResetError
+	if errors.As(err, &lre) {
+		return resumableError(&ResetError{Code: CloseCode(lre.Code), Remote: lre.Remote, cause: lre})
+	}
+	return errors.Is(err, links.ErrLinkLost)
+}
+
+// refusedForGood reports whether a resume attempt's failure ends the
+// circuit: the destination itself refused or reset it, or its identity
+// did not hold.
+func refusedForGood(err error) bool {
+	var re *ResetError
+	if errors.As(err, &re) {
+		return re.Remote && re.Code.Hop() == 0 && re.Code.Reason() != CloseLinkLost
+	}
+	var rf *RefusedError
+	if errors.As(err, &rf) {
+		switch rf.Code {
+		case NoService, Policy, HopLimit:
+			return true
+		}
+		return false
+	}
+	return errors.Is(err, ErrAuth) || errors.Is(err, ErrIntegrity) || errors.Is(err, ErrResumeRefused)
+}
+
+// totalLocked is the positions this end has to send: data and the fin.
+func (r *Resumable) totalLocked() int64 {
+	if r.finQueued {
+		return r.written + 1
+	}
+	return r.written
+}
+
+func (r *Resumable) workLocked() bool {
+	if r.helloDue {
+		return r.helloNow || r.sent < r.totalLocked() || r.ackDueLocked()
+	}
+	return r.sent < r.totalLocked() || r.ackDueLocked()
+}
+
+// ackDelay bounds how long a read smaller than the ack threshold waits to
+// be acknowledged.
+const ackDelay = 5 * time.Millisecond
+
+// ackDueLocked reports whether an acknowledgement should go now: an
+// eighth of the window was read since the last one, the fin was read, or
+// the delay of a smaller one ran out. Between those, acks ride on frames
+// the writer sends anyway.
+func (r *Resumable) ackDueLocked() bool {
+	a := r.ackableLocked()
+	switch {
+	case a <= r.ackSent:
+		return false
+	case a-r.ackSent >= int64(r.cfg.Window/8), r.ackNow, r.gotFin && a == r.recv:
+		return true
+	}
+	if r.ackTimer == nil {
+		r.ackTimer = time.AfterFunc(ackDelay, func() {
+			r.mu.Lock()
+			r.ackTimer = nil
+			r.ackNow = true
+			r.cond.Broadcast()
+			r.mu.Unlock()
+		})
+	}
+	return false
+}
+
+// writeLoop is the only writer of the paths: hello, acknowledgements, data
+// and the fin, in that order of priority.
+func (r *Resumable) writeLoop() {
+	defer r.wg.Done()
+	var bp *[]byte // a frame buffer, held only while there is work
+	defer func() {
+		if bp != nil {
+			framePool.Put(bp)
+		}
+	}()
+	r.mu.Lock()
+	for {
+		if r.ended && !r.cleanClose {
+			r.mu.Unlock()
+			return
+		}
+		if r.cur == nil || !r.workLocked() || r.ended && r.ackableLocked() <= r.ackSent && !r.ackNow {
+			if r.ended {
+				p := r.cur
+				r.cur = nil
+				r.mu.Unlock()
+				if p != nil {
+					_ = p.Close()
+				}
+				return
+			}
+			if bp != nil {
+				framePool.Put(bp)
+				bp = nil
+			}
+			r.cond.Wait()
+			continue
+		}
+		p, gen := r.cur, r.gen
+		if bp == nil {
+			bp = framePool.Get().(*[]byte)
+		}
+		b := (*bp)[:0]
+		hello := r.helloDue
+		if hello {
+			b = append(b, frameHello)
+			b = append(b, r.id[:]...)
+			r.helloDue = false
+		}
+		if a := r.ackableLocked(); a > r.ackSent {
+			b = binary.BigEndian.AppendUint64(append(b, frameAck), uint64(a))
+			r.ackSent, r.ackNow = a, false
+		}
+		if !r.ended {
+			if r.sent < r.written {
+				n := min(r.written-r.sent, maxFrameData)
+				at := r.sent - r.acked
+				b = binary.BigEndian.AppendUint16(append(b, frameData), uint16(n))
+				b = b[:len(b)+int(n)]
+				r.sbuf.copyOut(b[len(b)-int(n):], int(at), int(n))
+				r.sent += n
+			} else if r.finQueued && r.sent == r.written {
+				b = append(b, frameFin)
+				r.sent++
+			}
+		}
+		r.mu.Unlock()
+		_, err := p.Write(b)
+		r.mu.Lock()
+		if hello {
+			r.helloSent = true
+			r.cond.Broadcast()
+		}
+		if err != nil {
+			r.pathFailedLocked(gen, err)
+		}
+	}
+}
+
+// readLoop reads the frames of each path in turn.
+func (r *Resumable) readLoop() {
+	defer r.wg.Done()
+	defer r.endOnce.Do(r.onEnd)
+	for {
+		r.mu.Lock()
+		// An early path is read only once its first flight left with the
+		// hello: a Read first would send the open without it.
+		for !r.ended && (r.cur == nil || r.source && !r.helloSent) {
+			r.cond.Wait()
+		}
+		if r.ended {
+			r.mu.Unlock()
+			return
+		}
+		p, gen := r.cur, r.gen
+		r.mu.Unlock()
+		err := r.readPath(p, gen)
+		r.mu.Lock()
+		if err == io.EOF {
+			r.pathEndedLocked(gen)
+		} else {
+			r.pathFailedLocked(gen, err)
+		}
+		r.mu.Unlock()
+	}
+}
+
+func (r *Resumable) onEnd() {
+	r.mu.Lock()
+	if r.linger != nil {
+		r.linger.Stop()
+	}
+	r.mu.Unlock()
+	if r.cfg.OnEnd != nil {
+		r.cfg.OnEnd()
+	}
+}
+
+var errStale = errors.New("circuit: path replaced")
+
+// readPath reads frames from p until it fails (io.EOF: it ended cleanly
+// at a frame boundary).
+func (r *Resumable) readPath(p Path, gen uint64) error {
+	var hdr [1 + idLen + 8]byte
+	for {
+		if _, err := io.ReadFull(p, hdr[:1]); err != nil {
+			return err
+		}
+		r.mu.Lock()
+		wantHello := r.wantHello
+		r.mu.Unlock()
+		if wantHello != (hdr[0] == frameHello) {
+			return r.integrity(fmt.Sprintf("frame %d where a hello %s expected", hdr[0], map[bool]string{true: "was", false: "was not"}[wantHello]))
+		}
+		switch hdr[0] {
+		case frameHello:
+			if _, err := io.ReadFull(p, hdr[1:1+idLen]); err != nil {
+				return unexpected(err)
+			}
+			r.mu.Lock()
+			r.wantHello = false
+			copy(r.id[:], hdr[1:1+idLen])
+			r.tkey.id = r.id
+			if r.table != nil && !r.ended {
+				r.registered = r.table.register(r)
+			}
+			r.mu.Unlock()
+		case frameData:
+			if _, err := io.ReadFull(p, hdr[1:3]); err != nil {
+				return unexpected(err)
+			}
+			n := int(binary.BigEndian.Uint16(hdr[1:3]))
+			if n == 0 {
+				return r.integrity("empty data frame")
+			}
+			if err := r.readData(p, gen, n); err != nil {
+				return err
+			}
+		case frameAck:
+			if _, err := io.ReadFull(p, hdr[1:9]); err != nil {
+				return unexpected(err)
+			}
+			off := int64(binary.BigEndian.Uint64(hdr[1:9]))
+			r.mu.Lock()
+			if gen != r.gen {
+				r.mu.Unlock()
+				return errStale
+			}
+			if off < r.acked || off > r.sent {
+				r.mu.Unlock()
+				return r.integrity(fmt.Sprintf("acknowledgement of %d outside [%d, %d]", off, r.acked, r.sent))
+			}
+			r.ackLocked(off)
+			r.mu.Unlock()
+		case frameFin:
+			r.mu.Lock()
+			if gen != r.gen {
+				r.mu.Unlock()
+				return errStale
+			}
+			if r.gotFin {
+				r.mu.Unlock()
+				return r.integrity("second fin")
+			}
+			r.gotFin = true
+			r.recv++
+			r.cond.Broadcast()
+			r.checkDoneLocked()
+			r.mu.Unlock()
+		default:
+			return r.integrity(fmt.Sprintf("unknown frame type %d", hdr[0]))
+		}
+	}
+}
+
+// readData reads the n bytes of a data frame into the receive queue,
+// through a pooled buffer held only meanwhile.
+func (r *Resumable) readData(p Path, gen uint64, n int) error {
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := *bp
+	for n > 0 {
+		k, err := p.Read(buf[:min(n, len(buf))])
+		if k > 0 {
+			ok, derr := r.deliver(gen, buf[:k])
+			if derr != nil {
+				return derr
+			}
+			if !ok {
+				return errStale
+			}
+			n -= k
+		}
+		if err != nil && n > 0 {
+			return unexpected(err)
+		}
+	}
+	return nil
+}
+
+var (
+	framePool = sync.Pool{New: func() any { b := make([]byte, 0, 64+maxFrameData); return &b }}
+	chunkPool = sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }}
+)
+
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// integrity is a framing failure: the other end broke the protocol.
+func (r *Resumable) integrity(what string) error {
+	return fmt.Errorf("%w: resumable framing: %s", ErrIntegrity, what)
+}
+
+// deliver queues received data. It reports false when the path was
+// replaced meanwhile (the data is then sent again on the new one). The
+// queue needs no wait: the other end never has more than Window bytes
+// unacknowledged, and this end acknowledges only what was read (after a
+// resume, what was received: at most two Windows are queued).
+func (r *Resumable) deliver(gen uint64, b []byte) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if gen != r.gen || r.ended {
+		return false, nil
+	}
+	if !r.appClosed {
+		if r.rq.len()+len(b) > 2*r.cfg.Window {
+			return false, r.integrity("the other end sent beyond its window")
+		}
+		r.rq.push(b)
+	}
+	r.recv += int64(len(b))
+	r.cond.Broadcast()
+	return true, nil
+}
+
+// ackableLocked is what this end acknowledges: what it received, less what
+// the application has not read yet.
+func (r *Resumable) ackableLocked() int64 {
+	return r.recv - int64(r.rq.len())
+}
+
+// ackLocked drops what the other end acknowledged.
+func (r *Resumable) ackLocked(off int64) {
+	if off <= r.acked {
+		return
+	}
+	data := min(off, r.written) - r.acked
+	if data > 0 {
+		r.sbuf.pop(int(data))
+	}
+	r.acked = off
+	r.cond.Broadcast()
+	r.checkDoneLocked()
+}
+
+// checkDoneLocked ends the circuit once this end's fin was acknowledged
+// and the other end finished too (or the application closed).
+func (r *Resumable) checkDoneLocked() {
+	if r.ended || !r.finQueued || r.acked != r.written+1 || !(r.gotFin || r.appClosed) {
+		return
+	}
+	r.cleanClose = true
+	r.endLocked()
+}
+
+// endLocked marks the circuit ended and wakes everyone.
+func (r *Resumable) endLocked() {
+	if !r.ended {
+		r.ended = true
+		close(r.quit)
+	}
+	r.stopTimerLocked()
+	r.unregisterLocked()
+	r.cond.Broadcast()
+}
+
+func (r *Resumable) stopTimerLocked() {
+	if r.ackTimer != nil && r.ended {
+		r.ackTimer.Stop()
+		r.ackTimer = nil
+	}
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+}
+
+func (r *Resumable) unregisterLocked() {
+	if r.registered {
+		r.registered = false
+		r.table.unregister(r)
+	}
+}
+
+// pathEndedLocked: the other end closed the path cleanly: it is done.
+func (r *Resumable) pathEndedLocked(gen uint64) {
+	if gen != r.gen || r.ended {
+		return
+	}
+	if !r.gotFin {
+		r.failLocked(fmt.Errorf("%w: the other end closed the circuit before its end of stream", ErrIntegrity))
+		return
+	}
+	r.cleanClose = true
+	r.err = fmt.Errorf("circuit: the other end closed the circuit: %w", net.ErrClosed)
+	r.endLocked()
+}
+
+// pathFailedLocked acts on a failure of the path of generation gen:
+// suspend the circuit when the failure may be resumed, else end it.
+func (r *Resumable) pathFailedLocked(gen uint64, err error) {
+	if gen != r.gen || r.ended || errors.Is(err, errStale) {
+		return
+	}
+	if !resumableError(err) || !r.source && !r.registered {
+		r.failLocked(err)
+		return
+	}
+	old := r.cur
+	r.cur, r.cause, r.downAt = nil, err, time.Now()
+	r.gen++
+	if old != nil {
+		if r.cfg.OnPathFailed != nil {
+			r.cfg.OnPathFailed(old, err)
+		}
+		dropPath(old, CloseLinkLost)
+	}
+	r.cond.Broadcast()
+	if r.source {
+		r.wg.Add(1)
+		go r.resumeLoop(r.gen, r.downAt.Add(r.cfg.Timeout))
+		return
+	}
+	g := r.gen
+	r.timer = time.AfterFunc(r.cfg.Timeout, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.gen == g && r.cur == nil && !r.ended {
+			r.giveUpLocked(fmt.Errorf("%w (%s) after %v: %w", ErrResumeTimeout, r.remote, r.cfg.Timeout, r.cause), 0)
+		}
+	})
+}
+
+// dropPath resets a path and releases it.
+func dropPath(p Path, code uint64) {
+	p.Reset(code)
+	_ = p.Close()
+}
+
+// failLocked ends the circuit with err.
+func (r *Resumable) failLocked(err error) {
+	if r.ended {
+		return
+	}
+	r.err = err
+	code := CloseCancelled
+	if errors.Is(err, ErrIntegrity) {
+		code = CloseProtocol
+	}
+	if r.cur != nil {
+		dropPath(r.cur, code)
+		r.cur = nil
+	}
+	r.endLocked()
+}
+
+// giveUpLocked ends a suspended circuit for good.
+func (r *Resumable) giveUpLocked(err error, attempts int) {
+	r.failures.Add(1)
+	r.failLocked(err)
+	if r.cfg.OnResume != nil {
+		r.cfg.OnResume(ResumeEvent{Stall: time.Since(r.downAt), Attempts: attempts, Cause: r.cause, Err: err})
+	}
+}
+
+// resumeLoop (source) opens new paths until one takes the circuit over,
+// the deadline passes, or the destination refuses.
+func (r *Resumable) resumeLoop(gen uint64, deadline time.Time) {
+	defer r.wg.Done()
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	r.wg.Add(1)
+	go func() {
+		// Cancel the attempt when the circuit ends (Reset, Close).
+		defer r.wg.Done()
+		select {
+		case <-r.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		p, err := r.cfg.Redial(ctx)
+		if err == nil {
+			var off int64
+			if off, err = r.greet(p, deadline); err == nil {
+				r.mu.Lock()
+				if r.ended || r.gen != gen {
+					r.mu.Unlock()
+					dropPath(p, CloseCancelled)
+					return
+				}
+				r.installLocked(p, off)
+				r.resumes.Add(1)
+				if r.cfg.OnResume != nil {
+					r.cfg.OnResume(ResumeEvent{Path: p, Stall: time.Since(r.downAt), Attempts: attempt, Cause: r.cause})
+				}
+				r.downAt = time.Time{}
+				r.mu.Unlock()
+				return
+			}
+			dropPath(p, CloseLinkLost)
+		}
+		r.mu.Lock()
+		switch {
+		case r.ended || r.gen != gen:
+		case refusedForGood(err):
+			r.giveUpLocked(fmt.Errorf("%w: %w", ErrResumeRefused, err), attempt)
+		case !time.Now().Before(deadline) || ctx.Err() != nil:
+			r.giveUpLocked(fmt.Errorf("%w (%s) after %d attempts: %w", ErrResumeTimeout, r.remote, attempt, err), attempt)
+		default:
+			r.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		r.mu.Unlock()
+		return
+	}
+}
+
+func (r *Resumable) wake() {
+	r.mu.Lock()
+	r.cond.Broadcast()
+	r.mu.Unlock()
+}
+
+// greet (source) sends the resume frame on a new path and reads the
+// destination's answer: the offset it received.
+func (r *Resumable) greet(p Path, deadline time.Time) (int64, error) {
+	r.mu.Lock()
+	b := append([]byte{frameResume}, r.id[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.recv))
+	r.mu.Unlock()
+	if _, err := p.Write(b); err != nil {
+		return 0, err
+	}
+	_ = p.SetReadDeadline(deadline)
+	var a [9]byte
+	_, err := io.ReadFull(p, a[:])
+	_ = p.SetReadDeadline(time.Time{})
+	if err != nil {
+		return 0, err
+	}
+	if a[0] != frameResumed {
+		return 0, r.integrity(fmt.Sprintf("frame %d where resumed was expected", a[0]))
+	}
+	return int64(binary.BigEndian.Uint64(a[1:])), nil
+}
+
+// installLocked makes p the circuit's path; off is what the other end
+// reported it received.
+func (r *Resumable) installLocked(p Path, off int64) {
+	r.ackLocked(off)
+	r.cur, r.sent, r.ackSent = p, off, r.recv
+	r.gen++
+	r.stopTimerLocked()
+	r.cond.Broadcast()
+}
+
+// adopt (destination) takes over the circuit with p, whose source
+// received off positions.
+func (r *Resumable) adopt(p Path, off int64) error {
+	r.mu.Lock()
+	if r.ended {
+		r.mu.Unlock()
+		return fmt.Errorf("%w: the circuit already ended", ErrResumeRefused)
+	}
+	if off < r.acked || off > r.totalLocked() {
+		r.mu.Unlock()
+		return fmt.Errorf("%w: resume from %d outside [%d, %d]", ErrIntegrity, off, r.acked, r.totalLocked())
+	}
+	if r.cur != nil {
+		// The source found the break first: the old path goes.
+		old := r.cur
+		r.cur, r.cause, r.downAt = nil, errors.New("replaced by a resume"), time.Now()
+		r.gen++
+		dropPath(old, CloseLinkLost)
+	}
+	gen := r.gen
+	b := binary.BigEndian.AppendUint64([]byte{frameResumed}, uint64(r.recv))
+	r.mu.Unlock()
+	if _, err := p.Write(b); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended || r.gen != gen {
+		return fmt.Errorf("%w: the circuit ended during the resume", ErrResumeRefused)
+	}
+	stall := time.Since(r.downAt)
+	r.installLocked(p, off)
+	r.downAt = time.Time{}
+	r.resumes.Add(1)
+	if r.cfg.OnResume != nil {
+		r.cfg.OnResume(ResumeEvent{Path: p, Stall: stall, Cause: r.cause, Attempts: 1})
+	}
+	return nil
+}
+
+// Read reads received bytes; a path failure that is resumed is not seen.
+func (r *Resumable) Read(b []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.helloDue && !r.helloNow {
+		r.helloNow = true
+		r.cond.Broadcast()
+	}
+	for {
+		if r.appClosed {
+			return 0, r.opError("read", net.ErrClosed)
+		}
+		if avail := r.rq.len(); avail > 0 || len(b) == 0 {
+			n := min(avail, len(b))
+			r.rq.copyOut(b, 0, n)
+			r.rq.pop(n)
+			r.in.Add(int64(n))
+			r.cond.Broadcast()
+			return n, nil
+		}
+		if r.gotFin {
+			return 0, io.EOF
+		}
+		if r.ended {
+			return 0, r.opError("read", r.errLocked())
+		}
+		if err := r.waitLocked(r.readDL, "read"); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// Write queues b to be sent and kept until acknowledged; it blocks while
+// Window bytes are unacknowledged.
+func (r *Resumable) Write(b []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for {
+		switch {
+		case r.appClosed:
+			return n, r.opError("write", net.ErrClosed)
+		case r.finQueued:
+			return n, r.opError("write", net.ErrClosed)
+		case r.ended:
+			return n, r.opError("write", r.errLocked())
+		}
+		if n == len(b) {
+			return n, nil
+		}
+		if !r.writeDL.IsZero() && !time.Now().Before(r.writeDL) {
+			return n, r.opError("write", os.ErrDeadlineExceeded)
+		}
+		room := int64(r.cfg.Window) - (r.written - r.acked)
+		if room <= 0 {
+			if err := r.waitLocked(r.writeDL, "write"); err != nil {
+				return n, err
+			}
+			continue
+		}
+		k := int(min(room, int64(len(b)-n)))
+		r.sbuf.push(b[n : n+k])
+		r.written += int64(k)
+		r.out.Add(int64(k))
+		n += k
+		r.cond.Broadcast()
+	}
+}
+
+func (r *Resumable) errLocked() error {
+	if r.err != nil {
+		return r.err
+	}
+	return net.ErrClosed
+}
+
+// waitLocked waits for a change, at most until dl.
+func (r *Resumable) waitLocked(dl time.Time, op string) error {
+	if dl.IsZero() {
+		r.cond.Wait()
+		return nil
+	}
+	d := time.Until(dl)
+	if d <= 0 {
+		return r.opError(op, os.ErrDeadlineExceeded)
+	}
+	t := time.AfterFunc(d, r.wake)
+	r.cond.Wait()
+	t.Stop()
+	return nil
+}
+
+func (r *Resumable) opError(op string, err error) error {
+	if err == io.EOF {
+		return err
+	}
+	var re *RefusedError
+	if errors.As(err, &re) {
+		return re
+	}
+	return &net.OpError{Op: op, Net: Network, Source: r.local, Addr: r.remote, Err: err}
+}
+
+// CloseWrite ends this direction once everything written was sent; the
+// other end reads io.EOF. Reading continues.
+func (r *Resumable) CloseWrite() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.appClosed || r.ended && !r.cleanClose {
+		return r.opError("close", net.ErrClosed)
+	}
+	r.finQueued = true
+	r.cond.Broadcast()
+	return nil
+}
+
+// Close ends the circuit from this end: what was written is still
+// delivered (across resumes, for at most the resume timeout) and the other
+// end reads io.EOF after it; pending Reads and Writes fail with
+// net.ErrClosed, and bytes that arrive later are dropped.
+func (r *Resumable) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.appClosed {
+		return r.opError("close", net.ErrClosed)
+	}
+	r.appClosed = true
+	r.finQueued = true
+	r.rq.pop(r.rq.len())
+	r.cond.Broadcast()
+	r.checkDoneLocked()
+	if !r.ended {
+		r.linger = time.AfterFunc(r.cfg.Timeout, func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.failLocked(fmt.Errorf("%w: undelivered at close", ErrResumeTimeout))
+		})
+	}
+	return nil
+}
+
+// Reset aborts the circuit in both directions with code; it is never
+// resumed.
+func (r *Resumable) Reset(code uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.appClosed = true
+	if r.ended {
+		return
+	}
+	r.err = net.ErrClosed
+	if r.cur != nil {
+		dropPath(r.cur, code)
+		r.cur = nil
+	}
+	r.endLocked()
+}
+
+// LocalAddr is this end's address.
+func (r *Resumable) LocalAddr() net.Addr { return r.local }
+
+// RemoteAddr is the other end's address.
+func (r *Resumable) RemoteAddr() net.Addr { return r.remote }
+
+// SetDeadline sets both deadlines.
+func (r *Resumable) SetDeadline(t time.Time) error { return r.setDeadlines(&t, &t) }
+
+// SetReadDeadline sets the read deadline; zero means none.
+func (r *Resumable) SetReadDeadline(t time.Time) error { return r.setDeadlines(&t, nil) }
+
+// SetWriteDeadline sets the write deadline; zero means none.
+func (r *Resumable) SetWriteDeadline(t time.Time) error { return r.setDeadlines(nil, &t) }
+
+func (r *Resumable) setDeadlines(read, write *time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if read != nil {
+		r.readDL = *read
+	}
+	if write != nil {
+		r.writeDL = *write
+	}
+	r.cond.Broadcast()
+	return nil
+}
+
+// BytesIn is the payload bytes read so far.
+func (r *Resumable) BytesIn() int64 { return r.in.Load() }
+
+// BytesOut is the payload bytes written so far.
+func (r *Resumable) BytesOut() int64 { return r.out.Load() }
+
+// Path is the recorded path (DialOptions.RecordPath) of the path the
+// circuit runs on, or of its first one while it has none.
+func (r *Resumable) Path() []string {
+	p := r.Current()
+	if p == nil {
+		p = r.firstPath
+	}
+	if rp, ok := p.(interface{ Path() []string }); ok {
+		return rp.Path()
+	}
+	return nil
+}
+
+// Current is the path the circuit runs on, nil while it has none.
+func (r *Resumable) Current() Path {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur
+}
+
+// Sealed reports true: resumable circuits are always sealed.
+func (r *Resumable) Sealed() bool { return true }
+
+type resumeKey struct {
+	source string
+	id     [idLen]byte
+}
+
+// ResumeTable is a destination's table of resumable circuits, by
+// authenticated source and id, bounded per source and in all.
+type ResumeTable struct {
+	mu   sync.Mutex
+	m    map[resumeKey]*Resumable
+	per  map[string]int
+	maxS int
+	max  int
+}
+
+// NewResumeTable returns a table bounded by MaxResumablePerSource and
+// MaxResumable.
+func NewResumeTable() *ResumeTable {
+	return &ResumeTable{m: make(map[resumeKey]*Resumable), per: make(map[string]int), maxS: MaxResumablePerSource, max: MaxResumable}
+}
+
+// Len is the number of circuits in the table.
+func (t *ResumeTable) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.m)
+}
+
+func (t *ResumeTable) register(r *Resumable) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, dup := t.m[r.tkey]; dup || t.per[r.tkey.source] >= t.maxS || len(t.m) >= t.max {
+		return false
+	}
+	t.m[r.tkey] = r
+	t.per[r.tkey.source]++
+	return true
+}
+
+func (t *ResumeTable) unregister(r *Resumable) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m[r.tkey] != r {
+		return
+	}
+	delete(t.m, r.tkey)
+	if t.per[r.tkey.source]--; t.per[r.tkey.source] <= 0 {
+		delete(t.per, r.tkey.source)
+	}
+}
+
+// Resume hands p, a path opened with FlagResume by source (authenticated
+// by its handshake) to service, to the circuit it names: it reads the
+// resume frame (until deadline), then the circuit continues on p. A
+// circuit the table does not hold is refused (p is reset with
+// CloseCancelled); the error wraps ErrResumeRefused.
+func (t *ResumeTable) Resume(p Path, source, service string, deadline time.Time) (*Resumable, error) {
+	refuse := func(err error) (*Resumable, error) {
+		dropPath(p, CloseCancelled)
+		return nil, fmt.Errorf("circuit: resume from %s/%s: %w", source, service, err)
+	}
+	_ = p.SetReadDeadline(deadline)
+	var b [1 + idLen + 8]byte
+	_, err := io.ReadFull(p, b[:])
+	_ = p.SetReadDeadline(time.Time{})
+	if err != nil {
+		return refuse(err)
+	}
+	if b[0] != frameResume {
+		return refuse(fmt.Errorf("%w: resumable framing: frame %d where resume was expected", ErrIntegrity, b[0]))
+	}
+	k := resumeKey{source: source}
+	copy(k.id[:], b[1:1+idLen])
+	t.mu.Lock()
+	r := t.m[k]
+	t.mu.Unlock()
+	if r == nil || r.service != service {
+		return refuse(fmt.Errorf("%w: no such circuit", ErrResumeRefused))
+	}
+	if err := r.adopt(p, int64(binary.BigEndian.Uint64(b[1+idLen:]))); err != nil {
+		return refuse(err)
+	}
+	return r, nil
+}

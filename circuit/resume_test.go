@@ -1,0 +1,509 @@
+package circuit
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/nettest"
+
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+func resumableOpen(flags Flags) *Open {
+	o := basicOpen()
+	o.Flags = FlagResumable | flags
+	return o
+}
+
+// resumeRig is a source and a destination with a resume table, each path
+// a sealed circuit through one relay of its own (a testPath).
+type resumeRig struct {
+	t          *testing.T
+	k          *sealKeys
+	table      *ResumeTable
+	mu         sync.Mutex
+	paths      []*testPath
+	circs      []*circuit
+	redials    atomic.Int64
+	resumed    sync.WaitGroup // the destination's Resume calls
+	resumeErrs chan error
+}
+
+func newResumeRig(t *testing.T) *resumeRig {
+	g := &resumeRig{t: t, k: newSealKeys(t), table: NewResumeTable(), resumeErrs: make(chan error, 16)}
+	t.Cleanup(func() {
+		g.resumed.Wait()
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		for _, c := range g.circs {
+			c.waitRelays(2 * time.Second)
+		}
+	})
+	return g
+}
+
+// connect opens a sealed circuit with flags over a new one-relay path;
+// with resume, the destination hands it to the table.
+func (g *resumeRig) connect(ctx context.Context, flags Flags) (*testPath, *circuit, error) {
+	p := newPath(g.t, 1, nil)
+	o := resumableOpen(flags)
+	dest := g.k.accept
+	if flags&FlagResume != 0 {
+		dest = func(s links.Stream, o *Open) (*Conn, error) {
+			c, err := g.k.accept(s, o)
+			if err == nil {
+				g.resumed.Add(1)
+				go func() {
+					defer g.resumed.Done()
+					_, err := g.table.Resume(c, o.Source, o.Service, time.Now().Add(5*time.Second))
+					g.resumeErrs <- err
+				}()
+			}
+			return c, err
+		}
+	}
+	c, err := p.connectWith(o, dest, g.k.dial(o, false, false))
+	if err != nil {
+		return nil, nil, err
+	}
+	g.mu.Lock()
+	g.paths = append(g.paths, p)
+	g.circs = append(g.circs, c)
+	g.mu.Unlock()
+	return p, c, nil
+}
+
+// redial is a source's Redial: a new path through a relay of its own.
+func (g *resumeRig) redial(ctx context.Context) (Path, error) {
+	g.redials.Add(1)
+	_, c, err := g.connect(ctx, FlagResume)
+	if err != nil {
+		return nil, err
+	}
+	return c.caller, nil
+}
+
+// pair opens a resumable circuit: its source and destination ends.
+func (g *resumeRig) pair(scfg, dcfg ResumeConfig) (*testPath, *Resumable, *Resumable) {
+	g.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, c, err := g.connect(ctx, 0)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	if scfg.Redial == nil {
+		scfg.Redial = g.redial
+	}
+	src, err := NewResumableSource(c.caller, c.caller.LocalAddr(), c.caller.RemoteAddr(), scfg)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	dst := NewResumableDest(c.dest, c.dest.LocalAddr(), c.dest.RemoteAddr(), g.table, "s", "echo", dcfg)
+	g.t.Cleanup(func() {
+		src.Reset(CloseCancelled)
+		dst.Reset(CloseCancelled)
+		src.Wait()
+		dst.Wait()
+	})
+	return p, src, dst
+}
+
+// crash kills the relay of p the way a crashed process goes: both of its
+// QUIC connections close at once, no circuit gets a goodbye.
+func crash(p *testPath) {
+	p.links[0].listener.CloseWithError(0, "relay crashed")
+	p.links[1].dialer.CloseWithError(0, "relay crashed")
+}
+
+// waitRegistered waits until the destination knows the circuit's id.
+func waitRegistered(t *testing.T, table *ResumeTable, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for table.Len() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("table holds %d circuits, want %d", table.Len(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A transfer both ways through a relay that crashes mid-transfer, twice:
+// every byte arrives once and in order, and neither application sees an
+// error.
+func TestResumeSurvivesRelayCrash(t *testing.T) {
+	size := 16 << 20
+	if testing.Short() {
+		size = 4 << 20
+	}
+	const window = 256 << 10
+	g := newResumeRig(t)
+	var events []ResumeEvent
+	var evMu sync.Mutex
+	cfg := ResumeConfig{Window: window, OnResume: func(ev ResumeEvent) {
+		evMu.Lock()
+		events = append(events, ev)
+		evMu.Unlock()
+	}}
+	p, src, dst := g.pair(cfg, ResumeConfig{Window: window})
+	data := make([]byte, size)
+	rng := mrand.NewChaCha8([32]byte{14})
+	_, _ = rng.Read(data)
+	want := sha256.Sum256(data)
+
+	// The destination echoes everything back.
+	echoErr := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(dst, dst)
+		if err == nil {
+			err = dst.CloseWrite()
+		}
+		echoErr <- err
+	}()
+	var got atomic.Int64
+	readErr := make(chan error, 1)
+	var back [sha256.Size]byte
+	go func() {
+		h := sha256.New()
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := src.Read(buf)
+			h.Write(buf[:n])
+			got.Add(int64(n))
+			if err == io.EOF {
+				h.Sum(back[:0])
+				readErr <- nil
+				return
+			}
+			if err != nil {
+				readErr <- err
+				return
+			}
+		}
+	}()
+	var maxHeld int64
+	writeErr := make(chan error, 1)
+	go func() {
+		for off := 0; off < len(data); {
+			n, err := src.Write(data[off:min(len(data), off+100_000)])
+			off += n
+			if err != nil {
+				writeErr <- err
+				return
+			}
+			src.mu.Lock()
+			held := max(src.written-src.acked, int64(len(src.sbuf.buf)))
+			src.mu.Unlock()
+			if held > maxHeld {
+				maxHeld = held
+			}
+		}
+		writeErr <- src.CloseWrite()
+	}()
+
+	// Crash the relay a quarter of the way, and the one that took over
+	// half way.
+	waitRegistered(t, g.table, 1)
+	waitFor(t, func() bool { return got.Load() >= int64(size/4) })
+	crash(p)
+	waitFor(t, func() bool { return src.Resumes() >= 1 && got.Load() >= int64(size/2) })
+	g.mu.Lock()
+	second := g.paths[len(g.paths)-1]
+	g.mu.Unlock()
+	crash(second)
+
+	for name, ch := range map[string]chan error{"write": writeErr, "read": readErr, "echo": echoErr} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%s did not finish; source read %d of %d", name, got.Load(), size)
+		}
+	}
+	if back != want {
+		t.Fatalf("echoed bytes differ: SHA-256 %x, want %x", back, want)
+	}
+	if got.Load() != int64(size) {
+		t.Fatalf("read %d bytes, want %d", got.Load(), size)
+	}
+	if src.Resumes() < 2 || dst.Resumes() < 2 {
+		t.Errorf("resumes: source %d, destination %d, want 2 each", src.Resumes(), dst.Resumes())
+	}
+	if maxHeld > window {
+		t.Errorf("retransmit buffer held %d bytes, window %d", maxHeld, window)
+	}
+	evMu.Lock()
+	for _, ev := range events {
+		if ev.Err != nil || ev.Path == nil || ev.Cause == nil {
+			t.Errorf("resume event %+v: want a path and the failure it replaced", ev)
+		}
+	}
+	evMu.Unlock()
+	src.Close()
+	dst.Close()
+	src.Wait()
+	dst.Wait()
+	if g.table.Len() != 0 {
+		t.Errorf("table holds %d circuits after both ends closed", g.table.Len())
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 30 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// rawResume opens a FlagResume path and sends a resume frame naming id.
+func (g *resumeRig) rawResume(t *testing.T, id [idLen]byte) (Path, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, c, err := g.connect(ctx, FlagResume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := binary.BigEndian.AppendUint64(append([]byte{frameResume}, id[:]...), 0)
+	if _, err := c.caller.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	c.caller.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = io.ReadFull(c.caller, make([]byte, 9))
+	return c.caller, err
+}
+
+// Nobody resumes a circuit without its id and its source's name: the
+// destination resets the resume path (a reset by an end, which a source
+// never retries) and the circuit carries on untouched.
+func TestResumeRefusedWithoutIDOrSource(t *testing.T) {
+	g := newResumeRig(t)
+	_, src, dst := g.pair(ResumeConfig{}, ResumeConfig{})
+	if _, err := src.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	waitRegistered(t, g.table, 1)
+
+	var wrong [idLen]byte
+	rand.Read(wrong[:])
+	_, err := g.rawResume(t, wrong)
+	var re *ResetError
+	if !errors.As(err, &re) || re.Code != CloseCode(CloseCancelled) || !refusedForGood(err) {
+		t.Errorf("resume with a wrong id: %v, want a reset by the destination (cancelled)", err)
+	}
+	if err := <-g.resumeErrs; !errors.Is(err, ErrResumeRefused) {
+		t.Errorf("destination's Resume: %v, want ErrResumeRefused", err)
+	}
+
+	// The right id from another source: the handshake proved "x", and the
+	// table is keyed by the source it authenticated.
+	src.mu.Lock()
+	id := src.id
+	src.mu.Unlock()
+	a, b := net.Pipe()
+	defer a.Close()
+	go func() {
+		a.Write(binary.BigEndian.AppendUint64(append([]byte{frameResume}, id[:]...), 0))
+	}()
+	if _, err := g.table.Resume(pipePath{b}, "x", "echo", time.Now().Add(5*time.Second)); !errors.Is(err, ErrResumeRefused) {
+		t.Errorf("resume of the right id by another source: %v, want ErrResumeRefused", err)
+	}
+	// Nor by the right source for another service.
+	a2, b2 := net.Pipe()
+	defer a2.Close()
+	go a2.Write(binary.BigEndian.AppendUint64(append([]byte{frameResume}, id[:]...), 0))
+	if _, err := g.table.Resume(pipePath{b2}, "s", "other", time.Now().Add(5*time.Second)); !errors.Is(err, ErrResumeRefused) {
+		t.Errorf("resume for another service: %v, want ErrResumeRefused", err)
+	}
+
+	// The circuit is unharmed.
+	buf := make([]byte, 5)
+	dst.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(dst, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("destination read %q, %v", buf, err)
+	}
+	if src.Resumes() != 0 || g.redials.Load() != 0 {
+		t.Errorf("resumes %d, redials %d: want none", src.Resumes(), g.redials.Load())
+	}
+}
+
+// pipePath is a Path over a net.Conn (net.Pipe) for table tests.
+type pipePath struct{ net.Conn }
+
+func (p pipePath) Reset(uint64) { p.Conn.Close() }
+
+// After the resume timeout the destination has given up: its application
+// gets ErrResumeTimeout, and the source's late resume is refused
+// (ErrResumeRefused), not retried.
+func TestResumeAfterTimeoutRefused(t *testing.T) {
+	g := newResumeRig(t)
+	gate := make(chan struct{})
+	scfg := ResumeConfig{Timeout: 20 * time.Second, Redial: func(ctx context.Context) (Path, error) {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return g.redial(ctx)
+	}}
+	p, src, dst := g.pair(scfg, ResumeConfig{Timeout: 300 * time.Millisecond})
+	if _, err := src.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	waitRegistered(t, g.table, 1)
+	crash(p)
+	dst.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err := io.ReadFull(dst, make([]byte, 2))
+	if !errors.Is(err, ErrResumeTimeout) {
+		t.Fatalf("destination Read: %v, want ErrResumeTimeout", err)
+	}
+	if g.table.Len() != 0 {
+		t.Errorf("table still holds the circuit after its timeout")
+	}
+	close(gate)
+	src.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err = src.Read(make([]byte, 1))
+	if !errors.Is(err, ErrResumeRefused) {
+		t.Fatalf("source Read: %v, want ErrResumeRefused", err)
+	}
+	if n := g.redials.Load(); n != 1 {
+		t.Errorf("source tried %d resumes after the refusal, want 1", n)
+	}
+}
+
+// A source that finds no path within its timeout gives up with
+// ErrResumeTimeout.
+func TestResumeSourceTimeout(t *testing.T) {
+	g := newResumeRig(t)
+	var tries atomic.Int64
+	scfg := ResumeConfig{Timeout: 400 * time.Millisecond, Redial: func(ctx context.Context) (Path, error) {
+		tries.Add(1)
+		return nil, links.ErrLinkLost
+	}}
+	p, src, _ := g.pair(scfg, ResumeConfig{Timeout: 400 * time.Millisecond})
+	if _, err := src.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	waitRegistered(t, g.table, 1)
+	crash(p)
+	src.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err := src.Read(make([]byte, 1))
+	if !errors.Is(err, ErrResumeTimeout) {
+		t.Fatalf("source Read: %v, want ErrResumeTimeout", err)
+	}
+	if tries.Load() < 2 {
+		t.Errorf("source tried %d paths, want retries until the timeout", tries.Load())
+	}
+}
+
+// Deliberate endings are never resumed: the application's Reset reaches
+// the other end as an error and no new path is opened.
+func TestResumeNotOnDeliberateReset(t *testing.T) {
+	g := newResumeRig(t)
+	_, src, dst := g.pair(ResumeConfig{}, ResumeConfig{})
+	if _, err := src.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	waitRegistered(t, g.table, 1)
+	dst.Reset(CloseCancelled)
+	src.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := src.Read(make([]byte, 1))
+	var re *ResetError
+	if !errors.As(err, &re) || re.Code.Reason() != CloseCancelled {
+		t.Fatalf("source Read after the destination's Reset: %v, want a reset (cancelled)", err)
+	}
+	if g.redials.Load() != 0 {
+		t.Errorf("a deliberate reset was resumed")
+	}
+}
+
+// The resumable conn is a net.Conn like any other.
+func TestNettestResumable(t *testing.T) {
+	g := newResumeRig(t)
+	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
+		_, src, dst := g.pair(ResumeConfig{Window: 64 << 10}, ResumeConfig{Window: 64 << 10})
+		return src, dst, func() {
+			src.Close()
+			dst.Close()
+			src.Reset(CloseCancelled)
+			dst.Reset(CloseCancelled)
+			src.Wait()
+			dst.Wait()
+		}, nil
+	})
+}
+
+// Close delivers what was written before it, and both ends end.
+func TestResumableCloseDelivers(t *testing.T) {
+	g := newResumeRig(t)
+	_, src, dst := g.pair(ResumeConfig{}, ResumeConfig{})
+	msg := bytes.Repeat([]byte("m"), 300_000)
+	if _, err := src.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+	dst.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(dst)
+	if err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("destination read %d bytes, %v", len(got), err)
+	}
+	dst.Close()
+	src.Wait()
+	dst.Wait()
+}
+
+// bytesPath is a path whose other end sent b and then closed cleanly.
+type bytesPath struct{ r *bytes.Reader }
+
+func (p bytesPath) Read(b []byte) (int, error)      { return p.r.Read(b) }
+func (p bytesPath) Write(b []byte) (int, error)     { return len(b), nil }
+func (p bytesPath) Close() error                    { return nil }
+func (p bytesPath) Reset(uint64)                    {}
+func (p bytesPath) SetReadDeadline(time.Time) error { return nil }
+
+// The frame decoders take anything without a panic, end the circuit, and
+// leave nothing in the table.
+func FuzzResumableFrames(f *testing.F) {
+	var id [idLen]byte
+	hello := append([]byte{frameHello}, id[:]...)
+	f.Add(hello)
+	f.Add(append(append(append([]byte{}, hello...), frameData, 0, 3, 'a', 'b', 'c'), frameFin))
+	f.Add(append(append([]byte{}, hello...), frameAck, 0, 0, 0, 0, 0, 0, 0, 1))
+	f.Add(append(append([]byte{}, hello...), frameData, 0, 0))
+	f.Add([]byte{frameData, 0, 1, 'x'})
+	f.Add(binary.BigEndian.AppendUint64(append([]byte{frameResume}, id[:]...), 7))
+	f.Add([]byte{9})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		table := NewResumeTable()
+		r := NewResumableDest(bytesPath{bytes.NewReader(b)}, Addr{"d", "echo"}, Addr{"s", "echo"}, table, "s", "echo", ResumeConfig{Window: 1 << 10})
+		r.Wait()
+		if table.Len() != 0 {
+			t.Fatal("an ended circuit stayed in the table")
+		}
+		buf := make([]byte, 64)
+		for {
+			if _, err := r.Read(buf); err != nil {
+				break
+			}
+		}
+		_, _ = table.Resume(bytesPath{bytes.NewReader(b)}, "s", "echo", time.Now().Add(time.Second))
+		r.Reset(CloseCancelled)
+	})
+}

@@ -1,0 +1,91 @@
+package circuit
+
+import (
+	"math/bits"
+	"sync"
+)
+
+// ring is a byte queue in one buffer that grows (by doubling) up to the
+// most it must hold. An emptied buffer goes back to a pool, so an idle
+// circuit holds none and a busy one reuses warm memory.
+type ring struct {
+	buf     []byte
+	head, n int
+	max     int // the buffer never grows past max(max, what it holds)
+}
+
+// ringPools hold buffers of 4 KiB << i bytes.
+var ringPools [12]sync.Pool
+
+const minRing = 4 << 10
+
+func getRing(size int) []byte {
+	if i := bits.Len(uint(size/minRing)) - 1; size >= minRing && size == minRing<<i && i < len(ringPools) {
+		if b, ok := ringPools[i].Get().(*[]byte); ok {
+			return *b
+		}
+	}
+	return make([]byte, size)
+}
+
+func putRing(b []byte) {
+	size := len(b)
+	if i := bits.Len(uint(size/minRing)) - 1; size >= minRing && size == minRing<<i && i < len(ringPools) {
+		ringPools[i].Put(&b)
+	}
+}
+
+func (q *ring) len() int { return q.n }
+
+// grow makes room for k more bytes.
+func (q *ring) grow(k int) {
+	if q.n+k <= len(q.buf) {
+		return
+	}
+	size := max(minRing, len(q.buf))
+	for size < q.n+k {
+		size *= 2
+	}
+	if q.max > 0 {
+		size = max(min(size, q.max), q.n+k)
+	}
+	nb := getRing(size)
+	q.copyOut(nb, 0, q.n)
+	if q.buf != nil {
+		putRing(q.buf)
+	}
+	q.buf, q.head = nb, 0
+}
+
+// push appends p.
+func (q *ring) push(p []byte) {
+	q.grow(len(p))
+	tail := (q.head + q.n) % len(q.buf)
+	k := copy(q.buf[tail:], p)
+	copy(q.buf, p[k:])
+	q.n += len(p)
+}
+
+// copyOut copies the k bytes at offset off into dst.
+func (q *ring) copyOut(dst []byte, off, k int) {
+	if k == 0 {
+		return
+	}
+	start := (q.head + off) % len(q.buf)
+	c := copy(dst[:k], q.buf[start:])
+	copy(dst[c:k], q.buf)
+}
+
+// pop removes the first k bytes; an emptied buffer goes back to the pool.
+func (q *ring) pop(k int) {
+	q.n -= k
+	if q.n == 0 {
+		q.head = 0
+		if q.buf != nil {
+			putRing(q.buf)
+			q.buf = nil
+		}
+		return
+	}
+	q.head = (q.head + k) % len(q.buf)
+}

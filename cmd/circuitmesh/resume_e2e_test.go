@@ -1,0 +1,95 @@
+package main
+
+import (
+	"crypto/sha256"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/node"
+)
+
+// TestE2EResumeOnKill9 downloads a file with curl through --forward on a
+// and --expose on d, across a diamond a–{b,c}–d, and kills the relay the
+// download crosses with SIGKILL mid-transfer: the circuit moves to the
+// other relay and curl gets the whole file, intact.
+func TestE2EResumeOnKill9(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl not installed")
+	}
+	size, rate := 64<<20, "16M"
+	if testing.Short() {
+		size, rate = 16<<20, "8M"
+	}
+	l := newLab(t, "e2e")
+	web, wantSum := bodyServer(t, size)
+	a, victim, _ := startDiamond(t, l, web)
+	fwd := freeTCP(t)
+	a.cli("forward", fwd, "d/web")
+
+	out := filepath.Join(t.TempDir(), "body")
+	cmd := exec.Command(curl, "-sS", "--fail", "--max-time", "120", "--limit-rate", rate, "-o", out, "http://"+fwd+"/")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var curlErr error
+	exited := make(chan struct{})
+	go func() {
+		curlErr = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	waitUntil(t, "curl to have a quarter of the file", func() bool {
+		st, err := os.Stat(out)
+		return err == nil && st.Size() >= int64(size/4)
+	})
+	killed := time.Now()
+	if err := victim.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-victim.exited
+	select {
+	case <-exited:
+		if curlErr != nil {
+			t.Fatalf("curl after %s was killed: %v", victim.name, curlErr)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("curl did not finish")
+	}
+	body, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(body) != size || sha256.Sum256(body) != wantSum {
+		t.Fatalf("downloaded %d of %d bytes, intact %v", len(body), size, sha256.Sum256(body) == wantSum)
+	}
+	t.Logf("%d MiB intact; %v from the kill of %s to the end", size>>20, time.Since(killed), victim.name)
+}
+
+// startDiamond starts a–{b,c}–d, d exposing web as service "web", relays
+// started with relayArgs, and returns a, the relay a's route to d crosses
+// and the other one.
+func startDiamond(t *testing.T, l *lab, web string, relayArgs ...string) (a, victim, other *daemon) {
+	t.Helper()
+	a = l.start("a", "")
+	relays := map[string]*daemon{
+		"b": l.start("b", "", append([]string{"--link", a.addr}, relayArgs...)...),
+		"c": l.start("c", "", append([]string{"--link", a.addr}, relayArgs...)...),
+	}
+	l.start("d", "", "--link", relays["b"].addr, "--link", relays["c"].addr, "--expose", "web="+web)
+	for _, r := range relays {
+		r.waitRoute(t, "d", func(p node.PeerInfo) bool { return p.Hops == 1 })
+	}
+	route := a.waitRoute(t, "d", func(p node.PeerInfo) bool { return p.Hops == 2 })
+	victim, other = relays[route.NextHop], relays[map[string]string{"b": "c", "c": "b"}[route.NextHop]]
+	if victim == nil || other == nil {
+		t.Fatalf("a's route to d goes via %q, want b or c", route.NextHop)
+	}
+	return a, victim, other
+}
