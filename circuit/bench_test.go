@@ -49,7 +49,7 @@ func benchmarkSealed(b *testing.B, resumable bool) {
 	if !resumable {
 		o.Flags = 0
 	}
-	c, err := p.connectWith(o, g.k.accept, g.k.dial(o, false, false))
+	c, err := p.connectWith(o, g.k.accept, g.k.dial(o, false, false, false))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -73,7 +73,7 @@ func (g *resumeRig) connect(ctx context.Context, flags Flags) (*testPath, *circu
 			return c, err
 		}
 	}
-	c, err := p.connectWith(o, dest, g.k.dial(o, false, false))
+	c, err := p.connectWith(o, dest, g.k.dial(o, false, false, false))
 	if err != nil {
 		return nil, nil, err
 	}
