@@ -73,6 +73,13 @@ func (c *resumableConn) CloseWrite() error {
 	return err
 }
 
+// SessionResumed reports whether the path the circuit runs on now opened
+// on a resumed end-to-end session (no handshake DH).
+func (c *resumableConn) SessionResumed() bool {
+	p, ok := c.Current().(interface{ SessionResumed() bool })
+	return ok && p.SessionResumed()
+}
+
 // abort resets the circuit (node shutdown, an undeliverable circuit).
 func (c *resumableConn) abort() { c.Resumable.Reset(circuit.CloseShuttingDown) }
 
