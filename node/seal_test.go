@@ -321,6 +321,12 @@ func replayFirstFlight(t *testing.T, resumed bool) {
 	if _, ok := a.keyBook.LookupKey("b"); !ok {
 		t.Fatal("a did not cache b's key record after the first circuit")
 	}
+	// The spy follows the latest circuit m relays: a warm-up circuit still
+	// closing (a resumable one exchanges its fin and acknowledgements)
+	// would read through it.
+	waitFor(t, "m to finish relaying the warm-up circuits", 10*time.Second, func() bool {
+		return c.nodes["m"].circuits.len() == 0
+	})
 	up.mu.Lock()
 	up.seen.Reset()
 	up.mu.Unlock()
