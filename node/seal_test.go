@@ -302,6 +302,16 @@ func spiedLine(t *testing.T) (c *cluster, up *spy, got chan string) {
 	return c, up, got
 }
 
+// waitRelayIdle waits until m relays no circuit. A spy follows the latest
+// circuit m relays: a warm-up circuit still closing (a resumable one
+// exchanges its fin and acknowledgements) would read through it.
+func waitRelayIdle(t *testing.T, c *cluster) {
+	t.Helper()
+	waitFor(t, "m to finish relaying the warm-up circuits", 10*time.Second, func() bool {
+		return c.nodes["m"].circuits.len() == 0
+	})
+}
+
 // replayFirstFlight: a one-message open, or with resumed one that resumes
 // the session a one-message open gave.
 func replayFirstFlight(t *testing.T, resumed bool) {
@@ -321,12 +331,7 @@ func replayFirstFlight(t *testing.T, resumed bool) {
 	if _, ok := a.keyBook.LookupKey("b"); !ok {
 		t.Fatal("a did not cache b's key record after the first circuit")
 	}
-	// The spy follows the latest circuit m relays: a warm-up circuit still
-	// closing (a resumable one exchanges its fin and acknowledgements)
-	// would read through it.
-	waitFor(t, "m to finish relaying the warm-up circuits", 10*time.Second, func() bool {
-		return c.nodes["m"].circuits.len() == 0
-	})
+	waitRelayIdle(t, c)
 	up.mu.Lock()
 	up.seen.Reset()
 	up.mu.Unlock()

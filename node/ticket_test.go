@@ -44,6 +44,7 @@ func TestResumedSessionOfAnotherPairRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	waitRelayIdle(t, c)
 	up.mu.Lock()
 	up.seen.Reset()
 	up.mu.Unlock()
