@@ -14,7 +14,16 @@ import (
 // Read in progress, too little read for ReaderStall, and bytes waiting
 // unread. While what they may hold together exceeds half the window, it
 // resets those found holding bytes, longest stalled first, then largest.
-// A stream whose reader is merely idle (nothing waits) is never reset.
+// A stream whose reader is merely idle (nothing waits) is never reset; a
+// slow reader taking less than stallProgress per ReaderStall while bytes
+// wait counts as stalled.
+//
+// A stream counts only once it stalled for ReaderStall, seen at a tick
+// (and one seen holding nothing is left out for ReaderStall more), so a
+// peer that keeps opening streams it fills can hold the uncounted half of
+// the window with young streams, each for about that long: the reclaim
+// bounds how long a stopped reader holds credit and what counted streams
+// hold, not what such a peer holds at one moment.
 //
 // The bytes a stream may hold unread are bounded by its receive window,
 // which quic-go doubles only after the reader took more than half of it in
