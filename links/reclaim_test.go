@@ -32,10 +32,10 @@ func windowPair(t *testing.T, stall time.Duration, log io.Writer) (a, b *node, l
 
 // holdUnread accepts streams on l and reads their first byte: it echoes
 // those starting with 'h', hands those starting with 'i' to idle, and never
-// reads the others again. Streams are taken at once, as a node does. It
-// returns a function that waits for its goroutines once the link is
-// closed.
-func holdUnread(l Link, idle chan<- Stream) (wait func()) {
+// reads the others again, telling held (if not nil) of each. Streams are
+// taken at once, as a node does. It returns a function that waits for its
+// goroutines once the link is closed.
+func holdUnread(l Link, idle chan<- Stream, held chan<- struct{}) (wait func()) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
@@ -55,6 +55,9 @@ func holdUnread(l Link, idle chan<- Stream) (wait func()) {
 					idle <- s // read later
 					return
 				}
+				if held != nil {
+					held <- struct{}{}
+				}
 				<-l.Done()
 				s.Reset(0)
 			})
@@ -68,7 +71,7 @@ func holdUnread(l Link, idle chan<- Stream) (wait func()) {
 // gets no more than the link window (256 KiB) into the node's buffers.
 func TestLinkWindowBoundsUnreadBytes(t *testing.T) {
 	a, _, la, lb := windowPair(t, time.Hour, io.Discard)
-	defer holdUnread(lb, nil)()
+	defer holdUnread(lb, nil, nil)()
 	defer a.Close()
 	var total atomic.Int64
 	var wg sync.WaitGroup
@@ -99,7 +102,7 @@ func TestStalledStreamsReclaimed(t *testing.T) {
 	var logs lockedBuffer
 	a, b, la, lb := windowPair(t, 300*time.Millisecond, &logs)
 	idleAt := make(chan Stream, 1)
-	defer holdUnread(lb, idleAt)()
+	defer holdUnread(lb, idleAt, nil)()
 	defer a.Close()
 	idle, err := la.OpenStream(ctxT(t))
 	if err != nil {
@@ -206,33 +209,10 @@ func TestReclaimResetsLongestStalledFirst(t *testing.T) {
 	b := newNode(t, issue(t, ca, "b"), mod)
 	la := dial(t, a, b)
 	lb := acceptedLink(t, b, "a")
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer a.Close()
-
 	honestAt := make(chan Stream, 1)
 	held := make(chan struct{}, attackers)
-	wg.Go(func() {
-		for {
-			s, err := lb.AcceptStream(context.Background())
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				var first [1]byte
-				if _, err := io.ReadFull(s, first[:]); err != nil {
-					return
-				}
-				if first[0] == 'i' {
-					honestAt <- s
-					return
-				}
-				held <- struct{}{} // never read again
-				<-lb.Done()
-				s.Reset(0)
-			})
-		}
-	})
+	defer holdUnread(lb, honestAt, held)()
+	defer a.Close()
 
 	// The honest circuit reads 1 MiB.
 	honest, err := la.OpenStream(ctxT(t))
