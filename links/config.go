@@ -83,17 +83,21 @@ type QUICConfig struct {
 	// may have sent on the link and this node not yet read, all streams
 	// together, so the most receive buffer one link can pin. Default the
 	// larger of 32 MiB and 4 × MaxStreamWindow. Streams whose readers
-	// stall are reclaimed before they can hold more than half of it (see
-	// ReaderStall).
+	// stalled for ReaderStall are reclaimed once they may hold more than
+	// half of it (see ReaderStall).
 	LinkWindow uint64
 	// ReaderStall is how long a stream's reader may make no progress
 	// before the stream counts as stalled: no Read in progress and less
 	// than a quarter of what the stream may hold unread taken meanwhile.
-	// When the stalled streams of a link may hold more than half of
-	// LinkWindow, the link resets them (largest first, then longest
-	// stalled) with StalledCode until they fit, so that readers that
-	// stopped cannot starve the other circuits or the control stream of
-	// connection credit. Default 2 s.
+	// A slow reader taking less than that while bytes wait counts as
+	// stalled too. When the stalled streams of a link may hold more than
+	// half of LinkWindow, the link resets them (longest stalled first, then
+	// largest) with StalledCode until they fit. A stream counts only once
+	// it stalled for ReaderStall, seen at a probe tick, so a peer that
+	// keeps opening new streams it fills can hold the rest of the window
+	// with streams younger than that: the reclaim bounds how long a
+	// stopped reader holds credit, not what such a peer holds at one
+	// moment. Default 2 s.
 	ReaderStall time.Duration
 	// StalledCode is the reset code of a reclaimed stream. Default
 	// DefaultStalledCode.
@@ -185,9 +189,9 @@ func (c *QUICConfig) validate() error {
 // applied), so that a plain quic-go baseline can be configured identically.
 //
 // The connection receive window, initial and maximum, is LinkWindow: what
-// one link may pin in receive buffers. Streams whose readers stall are
-// reset before they hold more than half of it (quicLink.reclaim), so
-// their credit cannot starve the other streams.
+// one link may pin in receive buffers. Streams whose readers stalled for
+// ReaderStall are reset while they may hold more than half of it
+// (quicLink.reclaim); see ReaderStall for what that does not bound.
 func (c QUICConfig) QUIC() *quic.Config {
 	c = c.withDefaults()
 	streams := uint64(c.MaxStreams) + 1 // + the control stream

@@ -13,8 +13,17 @@ import (
 // credit. Each probe tick the link therefore looks for stalled streams: no
 // Read in progress, too little read for ReaderStall, and bytes waiting
 // unread. While what they may hold together exceeds half the window, it
-// resets the largest found holding bytes. A stream whose reader is merely
-// idle (nothing waits) is never reset.
+// resets those found holding bytes, longest stalled first, then largest.
+// A stream whose reader is merely idle (nothing waits) is never reset; a
+// slow reader taking less than stallProgress per ReaderStall while bytes
+// wait counts as stalled.
+//
+// A stream counts only once it stalled for ReaderStall, seen at a tick
+// (and one seen holding nothing is left out for ReaderStall more), so a
+// peer that keeps opening streams it fills can hold the uncounted half of
+// the window with young streams, each for about that long: the reclaim
+// bounds how long a stopped reader holds credit and what counted streams
+// hold, not what such a peer holds at one moment.
 //
 // The bytes a stream may hold unread are bounded by its receive window,
 // which quic-go doubles only after the reader took more than half of it in
@@ -87,17 +96,24 @@ func (l *quicLink) reclaim(now time.Time) {
 	if sum <= budget {
 		return // even if every idle reader had its window full
 	}
+	// Longest stalled first, then largest: the bound grows with what a
+	// stream has read, so ordering by size alone would reset a long-lived
+	// circuit whose reader just paused before a peer's streams that never
+	// read at all.
 	slices.SortFunc(idle, func(a, b *quicStream) int {
+		if c := a.since.Compare(b.since); c != 0 {
+			return c
+		}
 		if a.bound != b.bound {
 			if a.bound > b.bound {
 				return -1
 			}
 			return 1
 		}
-		return a.since.Compare(b.since)
+		return 0
 	})
-	// Look at the largest: those found holding nothing leave the sum
-	// (those not looked at this tick stay in it, at their bound).
+	// Look at the longest stalled: those found holding nothing leave the
+	// sum (those not looked at this tick stay in it, at their bound).
 	var stalled []*quicStream
 	for i, s := range idle {
 		if i == maxLooks {

@@ -32,10 +32,10 @@ func windowPair(t *testing.T, stall time.Duration, log io.Writer) (a, b *node, l
 
 // holdUnread accepts streams on l and reads their first byte: it echoes
 // those starting with 'h', hands those starting with 'i' to idle, and never
-// reads the others again. Streams are taken at once, as a node does. It
-// returns a function that waits for its goroutines once the link is
-// closed.
-func holdUnread(l Link, idle chan<- Stream) (wait func()) {
+// reads the others again, telling held (if not nil) of each. Streams are
+// taken at once, as a node does. It returns a function that waits for its
+// goroutines once the link is closed.
+func holdUnread(l Link, idle chan<- Stream, held chan<- struct{}) (wait func()) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
@@ -55,6 +55,9 @@ func holdUnread(l Link, idle chan<- Stream) (wait func()) {
 					idle <- s // read later
 					return
 				}
+				if held != nil {
+					held <- struct{}{}
+				}
 				<-l.Done()
 				s.Reset(0)
 			})
@@ -68,7 +71,7 @@ func holdUnread(l Link, idle chan<- Stream) (wait func()) {
 // gets no more than the link window (256 KiB) into the node's buffers.
 func TestLinkWindowBoundsUnreadBytes(t *testing.T) {
 	a, _, la, lb := windowPair(t, time.Hour, io.Discard)
-	defer holdUnread(lb, nil)()
+	defer holdUnread(lb, nil, nil)()
 	defer a.Close()
 	var total atomic.Int64
 	var wg sync.WaitGroup
@@ -99,7 +102,7 @@ func TestStalledStreamsReclaimed(t *testing.T) {
 	var logs lockedBuffer
 	a, b, la, lb := windowPair(t, 300*time.Millisecond, &logs)
 	idleAt := make(chan Stream, 1)
-	defer holdUnread(lb, idleAt)()
+	defer holdUnread(lb, idleAt, nil)()
 	defer a.Close()
 	idle, err := la.OpenStream(ctxT(t))
 	if err != nil {
@@ -163,7 +166,10 @@ func TestStalledStreamsReclaimed(t *testing.T) {
 	if b.StalledStreams() == 0 {
 		t.Fatal("b does not count the streams it reset")
 	}
+	// The link logs once all of a pass's resets are done, after the writer
+	// may have seen its own.
 	const msg = "reset circuit streams whose readers stalled"
+	waitFor(t, "the reclaim's WARN line", 30*time.Second, func() bool { return strings.Contains(logs.String(), msg) })
 	if n := strings.Count(logs.String(), msg); n != 1 {
 		t.Fatalf("%d WARN lines %q for %d streams reset, want 1:\n%s", n, msg, b.StalledStreams(), logs.String())
 	}
@@ -173,4 +179,113 @@ func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// TestReclaimResetsLongestStalledFirst: a long-lived circuit that read
+// 1 MiB (so it may hold a full 2 MiB stream window) pauses its reader
+// with bytes waiting, while a peer's 7 streams, never read, have been
+// stalled since they opened. Together they exceed half the 8 MiB link
+// window: the peer's streams are reset, the paused circuit is not, and it
+// reads on.
+func TestReclaimResetsLongestStalledFirst(t *testing.T) {
+	const (
+		streamWindow = 2 << 20
+		attackers    = 7 // 7 × 512 KiB fit in half the window, with the honest 2 MiB they do not
+	)
+	ca := testCA(t, "m")
+	var resetMu sync.Mutex
+	var resetBounds []uint64
+	mod := func(c *QUICConfig) {
+		c.MaxStreamWindow = streamWindow
+		c.LinkWindow = 4 * streamWindow
+		c.ReaderStall = 300 * time.Millisecond
+		c.OnStalled = func(_ string, unread uint64) {
+			resetMu.Lock()
+			resetBounds = append(resetBounds, unread)
+			resetMu.Unlock()
+		}
+	}
+	a := newNode(t, issue(t, ca, "a"), mod)
+	b := newNode(t, issue(t, ca, "b"), mod)
+	la := dial(t, a, b)
+	lb := acceptedLink(t, b, "a")
+	honestAt := make(chan Stream, 1)
+	held := make(chan struct{}, attackers)
+	defer holdUnread(lb, honestAt, held)()
+	defer a.Close()
+
+	// The honest circuit reads 1 MiB.
+	honest, err := la.OpenStream(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = honest.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	chunk := bytes.Repeat([]byte("h"), 64<<10)
+	if _, err := honest.Write([]byte("i")); err != nil {
+		t.Fatal(err)
+	}
+	writeErr := make(chan error, 1)
+	go func() {
+		for range 16 {
+			if _, err := honest.Write(chunk); err != nil {
+				writeErr <- err
+				return
+			}
+		}
+		writeErr <- nil
+	}()
+	hb := <-honestAt
+	defer hb.Reset(0)
+	_ = hb.SetReadDeadline(time.Now().Add(30 * time.Second))
+	buf := make([]byte, 1<<20)
+	if _, err := io.ReadFull(hb, buf); err != nil {
+		t.Fatalf("honest stream, first MiB: %v", err)
+	}
+	if err := <-writeErr; err != nil {
+		t.Fatalf("honest stream, first MiB: %v", err)
+	}
+
+	// The peer's streams: bytes written, never read.
+	for range attackers {
+		s, err := la.OpenStream(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Reset(0)
+		_ = s.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if _, err := s.Write(append([]byte("x"), chunk...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range attackers {
+		<-held
+	}
+
+	// The honest reader makes progress once more after the peer's streams
+	// are open, then pauses with 64 KiB waiting.
+	if _, err := honest.Write(chunk); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(hb, buf[:len(chunk)]); err != nil {
+		t.Fatalf("honest stream, progress: %v", err)
+	}
+	if _, err := honest.Write(chunk); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reclaim to reset a stream", 30*time.Second, func() bool { return b.StalledStreams() > 0 })
+
+	if _, err := io.ReadFull(hb, buf[:len(chunk)]); err != nil {
+		t.Fatalf("the paused honest stream was reset: %v", err)
+	}
+	if _, err := honest.Write([]byte("more")); err != nil {
+		t.Fatalf("the paused honest stream was reset: %v", err)
+	}
+	resetMu.Lock()
+	defer resetMu.Unlock()
+	t.Logf("reset streams holding at most %v bytes", resetBounds)
+	for _, u := range resetBounds {
+		if u == streamWindow {
+			t.Fatalf("the honest stream (bound %d) was reset before the peer's streams stalled longer: %v", u, resetBounds)
+		}
+	}
 }

@@ -190,8 +190,9 @@ type Limits struct {
 	// ReaderStall is how long a circuit's reader at this node (the
 	// service, or a relay's next hop) may make no progress before the
 	// circuit counts as stalled. When the stalled circuits of a link could
-	// hold more than half of LinkWindow, the largest are reset with
-	// circuit.CloseStalled until the rest fit. Default 2 s.
+	// hold more than half of LinkWindow, the longest stalled (then the
+	// largest) are reset with circuit.CloseStalled until the rest fit; see
+	// links.QUICConfig.ReaderStall for what that bounds. Default 2 s.
 	ReaderStall time.Duration
 }
 
