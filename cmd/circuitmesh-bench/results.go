@@ -81,6 +81,9 @@ type results struct {
 	// relay is a feasible alternate before the kill.
 	RerouteMSPinned float64  `json:"reroute_ms_pinned_costs"`
 	RerouteErrors   []string `json:"reroute_errors,omitempty"`
+	// Scale is the scale part (scale.go): many idle circuits through one
+	// relay and the open rate with them held.
+	Scale *scaleResult `json:"scale,omitempty"`
 	// ThroughputMBps is the median throughput per path, MB/s (10^6 bytes).
 	ThroughputMBps map[string]float64 `json:"throughput_mb_s"`
 	// CPUSecondsPerGB: "direct" is the quic-go sender+receiver, "relay" the
@@ -105,8 +108,9 @@ type results struct {
 type latency struct {
 	// OpenEchoUS is the median time to open a stream or circuit over warm
 	// links and get a 1-byte echo back: "direct_quic_stream", "k0".."k2",
-	// "naive_k1", "naive_k2" (a quic-go stream through naive relays) and
-	// "k0clear" (a neighbour circuit with end-to-end security off).
+	// "naive_k1", "naive_k2" (a quic-go stream through naive relays),
+	// "k0clear" (a neighbour circuit with end-to-end security off) and
+	// "k1noresume" (k1 opened with DialOptions.NoResume).
 	OpenEchoUS    map[string]float64 `json:"open_echo_us"`
 	OpenEchoP99US map[string]float64 `json:"open_echo_us_p99"`
 	// HopRTT is the round-trip time each relay adds on an idle open
@@ -221,7 +225,7 @@ func (r *results) goals() []goal {
 	}
 	// Circuits are sealed end to end (the default) while the quic-go
 	// baseline is not: the goals allow for the encryption at the ends.
-	return []goal{
+	return append([]goal{
 		atLeast(`r_k["0"] (sealed circuit, no relay / direct quic-go)`, r.RK["0"], 0.90),
 		atLeast(`r_k["1"]`, r.RK["1"], 0.48),
 		atLeast(`r_k["2"]`, r.RK["2"], 0.33),
@@ -233,6 +237,7 @@ func (r *results) goals() []goal {
 		info("open_echo_us k0clear (e2e off)", f0(r.OpenEchoUS["k0clear"])),
 		info("open_echo_us k0", f0(r.OpenEchoUS["k0"])),
 		{"open_echo_us k1", f0(r.OpenEchoUS["k1"]), "≤ 3 × direct = " + f0(3*direct), r.OpenEchoUS["k1"] <= 3*direct, true},
+		info("open_echo_us k1noresume (not resumable)", f0(r.OpenEchoUS["k1noresume"])),
 		info("open_echo_us k2", f0(r.OpenEchoUS["k2"])),
 		info("open_echo_us naive_k1", f0(r.OpenEchoUS["naive_k1"])),
 		vsNaive("open_k1_vs_naive", r.OpenK1VsNaive, false),
@@ -255,7 +260,7 @@ func (r *results) goals() []goal {
 		info("quic_stream_bytes", f0(r.QUICStreamBytes)),
 		vsNaive("relay_open_rate_vs_naive (opens per relay CPU s)", r.RelayOpenRateVsNaive, true),
 		atMost("reroute_ms", r.RerouteMS, 1500, f0),
-	}
+	}, r.Scale.goals()...)
 }
 
 // printTable writes the goals table and the raw figures behind it.
@@ -292,7 +297,7 @@ func (r *results) printTable(w io.Writer) {
 			fmt.Fprintf(w, " %s %.0f/%.0f", k, l.l.RTTUS[k][0], l.l.RTTUS[k][1])
 		}
 		fmt.Fprintf(w, "\n%s: open+echo µs p50:", l.name)
-		for _, k := range []string{"direct_quic_stream", "k0clear", "k0", "k1", "k2", "naive_k1", "naive_k2"} {
+		for _, k := range []string{"direct_quic_stream", "k0clear", "k0", "k1", "k1noresume", "k2", "naive_k1", "naive_k2"} {
 			fmt.Fprintf(w, " %s %.0f", k, l.l.OpenEchoUS[k])
 		}
 		fmt.Fprintln(w)
@@ -309,6 +314,7 @@ func (r *results) printTable(w io.Writer) {
 	if r.RouteLosses > 0 {
 		fmt.Fprintf(w, "routing withdrew live routes: %d dials refused and retried; last: %s\n", r.RouteLosses, r.LastRouteLoss)
 	}
+	r.Scale.print(w)
 	fmt.Fprintf(w, "transfers %d MiB × %d rounds; %d idle circuits; machine: %d cores, %s, quic-go %s, GSO %v, kernel %s; %.0fs\n",
 		r.TransferBytes>>20, r.Rounds, r.IdleCircuits, r.Machine.Cores, r.Machine.GoVersion, r.Machine.QUICGo, r.Machine.GSO, r.Machine.Kernel, r.Seconds)
 }

@@ -23,8 +23,9 @@ type options struct {
 	PingBatch   int
 	Idle        int // idle circuits held through the relay
 	Reroutes    int // diamonds killed
+	Scale       int // idle circuits held through one relay in the scale part (0: not run)
 	ProfileDir  string
-	Only        string    // "line" or "reroute": run that part only
+	Only        string    // "line", "reroute" or "scale": run that part only
 	Log         io.Writer // role processes' stderr, when set
 	Progress    io.Writer // one line per phase
 	Tune        tuning
@@ -32,7 +33,7 @@ type options struct {
 
 func fullOptions() options {
 	return options{Size: 256 << 20, Rounds: 5, EchoBatches: 30, EchoBatch: 20, PingBatches: 10, PingBatch: 200,
-		Idle: 10000, Reroutes: 3}
+		Idle: 10000, Reroutes: 3, Scale: 100000}
 }
 
 func quickOptions() options {
@@ -65,11 +66,14 @@ func runSuite(o options) (*results, error) {
 		IdleCircuits: o.Idle,
 	}}
 	var err error
-	if o.Only != "reroute" {
+	if o.Only == "" || o.Only == "line" {
 		err = s.runLine()
 	}
-	if err == nil && o.Only != "line" {
+	if err == nil && (o.Only == "" || o.Only == "reroute") {
 		err = s.reroute()
+	}
+	if err == nil && (o.Only == "" || o.Only == "scale") && o.Scale > 0 {
+		err = s.scale()
 	}
 	s.res.Seconds = time.Since(start).Seconds()
 	return s.res, err
@@ -367,7 +371,7 @@ func (s *suite) profileOpen(op string) error {
 func (s *suite) openEcho(label string, l *latency) error {
 	s.progress("open+echo latency, %s", label)
 	samples := map[string][]int64{}
-	keys := []string{"direct_quic_stream", "k0", "k1", "k2", "naive_k1", "naive_k2", "k0clear"}
+	keys := []string{"direct_quic_stream", "k0", "k1", "k2", "naive_k1", "naive_k2", "k0clear", "k1noresume"}
 	for b := range s.o.EchoBatches {
 		for i := range keys {
 			key := keys[(i+b)%len(keys)]
@@ -378,6 +382,8 @@ func (s *suite) openEcho(label string, l *latency) error {
 				rep, err = s.qc.call(request{Op: "open-echo", Count: s.o.EchoBatch})
 			case "k0clear":
 				rep, err = s.clear[0].call(request{Op: "open-echo", Peer: "x1", Count: s.o.EchoBatch})
+			case "k1noresume":
+				rep, err = s.line[0].call(request{Op: "open-echo-noresume", Peer: nodeName(2), Count: s.o.EchoBatch})
 			case "naive_k1", "naive_k2":
 				rep, err = s.qc.call(request{Op: "open-echo", Peer: "naive" + key[len(key)-1:], Count: s.o.EchoBatch})
 			default:
