@@ -235,6 +235,13 @@ func (r *nodeRunner) handle(req request) (reply, error) {
 	case "open-echo":
 		s, err := openEcho(req.Count, func() (stream, error) { return r.dial(ctx, req.Peer, node.EchoService, true) }, r.routeLost)
 		return reply{Samples: map[string][]int64{req.Peer: s}}, err
+	case "open-echo-noresume":
+		// The same with DialOptions.NoResume: a sealed circuit without the
+		// resumable layer, to show what that layer adds to an open.
+		s, err := openEcho(req.Count, func() (stream, error) {
+			return r.n.DialWith(ctx, req.Peer, node.EchoService, node.DialOptions{Early: true, NoResume: true})
+		}, r.routeLost)
+		return reply{Samples: map[string][]int64{req.Peer: s}}, err
 	case "ping":
 		streams := map[string]stream{}
 		defer func() {
