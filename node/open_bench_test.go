@@ -2,55 +2,222 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
+	"net"
+	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
 // BenchmarkOpenEcho opens a circuit with its first byte as early data,
 // reads the byte back from the echo service and closes: one end-to-end
 // round trip, over zero and one relay (a–r–b on loopback QUIC, key already
-// cached), sealed (the default) and with end-to-end security off.
-// go test -run '^$' -bench OpenEcho -benchtime 300x ./node/
+// cached), sealed and resumable (the default: k0, k1), sealed without the
+// resumable layer (DialOptions.NoResume: k0noresume, k1noresume) and with
+// end-to-end security off (another a–r–b: k0clear, k1clear). The
+// baselines: a plain quic-go stream opened to an echo server (direct) and
+// through a relay that io.Copies each stream to one on its next hop
+// (naive_k1), with the links' QUIC configuration. Each iteration opens one
+// of each, in an order that rotates, so that they share the machine's
+// load alike; the medians are reported in µs and as ratios:
+// go test -run '^$' -bench OpenEcho -benchtime 1000x ./node/
 func BenchmarkOpenEcho(b *testing.B) {
-	for _, e2e := range []E2E{E2EOn, E2EOff} {
-		b.Run("e2e="+e2e.String(), func(b *testing.B) { benchmarkOpenEcho(b, e2e) })
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	direct, naive := openEchoBaselines(b, ctx, &wg)
+	sealed, clear := openEchoCluster(b, E2EOn), openEchoCluster(b, E2EOff)
+	circuit := func(n *Node, peer string, noResume bool) func() error {
+		return func() error {
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			conn, err := n.DialWith(dctx, peer, EchoService, DialOptions{Early: true, NoResume: noResume})
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			return echoOne(conn)
+		}
 	}
+	stream := func(c *quic.Conn) func() error {
+		return func() error {
+			s, err := c.OpenStreamSync(ctx)
+			if err != nil {
+				return err
+			}
+			defer s.CancelRead(0)
+			defer s.Close()
+			return echoOne(s)
+		}
+	}
+	kinds := []struct {
+		name string
+		open func() error
+	}{
+		{"direct", stream(direct)}, {"naive_k1", stream(naive)},
+		{"k0", circuit(sealed, "r", false)}, {"k1", circuit(sealed, "b", false)},
+		{"k0noresume", circuit(sealed, "r", true)}, {"k1noresume", circuit(sealed, "b", true)},
+		{"k0clear", circuit(clear, "r", false)}, {"k1clear", circuit(clear, "b", false)},
+	}
+	for _, k := range kinds { // warm: keys cached, sessions resumable
+		if err := k.open(); err != nil {
+			b.Fatalf("%s: %v", k.name, err)
+		}
+	}
+	samples := make(map[string][]float64, len(kinds))
+	b.ResetTimer()
+	for i := range b.N {
+		for j := range kinds {
+			k := kinds[(i+j)%len(kinds)]
+			t := time.Now()
+			if err := k.open(); err != nil {
+				b.Fatalf("%s: %v", k.name, err)
+			}
+			samples[k.name] = append(samples[k.name], float64(time.Since(t).Microseconds()))
+		}
+	}
+	b.StopTimer()
+	med := map[string]float64{}
+	for name, v := range samples {
+		slices.Sort(v)
+		med[name] = v[len(v)/2]
+		b.ReportMetric(med[name], name+"-µs")
+	}
+	b.ReportMetric(med["k1"]/med["direct"], "k1/direct")
+	b.ReportMetric(med["k1"]/med["naive_k1"], "k1/naive_k1")
+	b.ReportMetric(med["k1noresume"]/med["naive_k1"], "k1noresume/naive_k1")
+	b.ReportMetric(med["k1clear"]/med["naive_k1"], "k1clear/naive_k1")
+	b.ReportMetric(0, "ns/op")
 }
 
-func benchmarkOpenEcho(b *testing.B, e2e E2E) {
+// echoOne writes one byte on c and reads it back.
+func echoOne(c io.ReadWriter) error {
+	buf := []byte{'x'}
+	if _, err := c.Write(buf); err != nil {
+		return err
+	}
+	_, err := io.ReadFull(c, buf)
+	return err
+}
+
+// openEchoCluster builds a–r–b with end-to-end security e2e and returns a.
+func openEchoCluster(b *testing.B, e2e E2E) *Node {
 	c := newCluster(b, true)
 	c.tweak = func(cfg *Config) { cfg.E2E = e2e }
 	c.build("a-r", "r-b")
 	c.waitRoute("a", "b", 2)
-	a := c.nodes["a"]
-	once := func(peer string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := a.DialWith(ctx, peer, EchoService, DialOptions{Early: true})
+	return c.nodes["a"]
+}
+
+// openEchoBaselines starts a quic-go echo server and a naive relay in
+// front of it, and returns a connection to each.
+func openEchoBaselines(b *testing.B, ctx context.Context, wg *sync.WaitGroup) (direct, naive *quic.Conn) {
+	echo := newBenchQUIC(b)
+	echo.serve(ctx, wg, func(s *quic.Stream) {
+		io.Copy(s, s)
+		s.Close()
+	})
+	relay := newBenchQUIC(b)
+	next := relay.dial(b, ctx, echo.addr())
+	relay.serve(ctx, wg, func(in *quic.Stream) {
+		out, err := next.OpenStreamSync(ctx)
 		if err != nil {
-			return err
+			in.CancelRead(1)
+			in.CancelWrite(1)
+			return
 		}
-		defer conn.Close()
-		buf := []byte{'x'}
-		if _, err := conn.Write(buf); err != nil {
-			return err
-		}
-		_, err = io.ReadFull(conn, buf)
-		return err
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			io.Copy(out, in)
+			out.Close()
+		}()
+		io.Copy(in, out)
+		in.Close()
+		<-done
+	})
+	src := newBenchQUIC(b)
+	return src.dial(b, ctx, echo.addr()), src.dial(b, ctx, relay.addr())
+}
+
+// benchQUIC is a plain quic-go endpoint with the links' QUIC
+// configuration and TLS certificates, peers unchecked.
+type benchQUIC struct {
+	tr   *quic.Transport
+	ln   *quic.Listener
+	tls  *tls.Config
+	conf *quic.Config
+}
+
+func newBenchQUIC(b *testing.B) *benchQUIC {
+	id, err := identity.Insecure("baseline", DefaultMesh)
+	if err != nil {
+		b.Fatal(err)
 	}
-	for _, peer := range []string{"r", "b"} {
-		if err := once(peer); err != nil { // caches the key
-			b.Fatal(err)
-		}
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
 	}
-	for _, k := range []struct{ name, peer string }{{"k0", "r"}, {"k1", "b"}} {
-		b.Run(k.name, func(b *testing.B) {
-			for range b.N {
-				if err := once(k.peer); err != nil {
-					b.Fatal(err)
-				}
+	e := &benchQUIC{
+		tr: &quic.Transport{Conn: udp},
+		tls: &tls.Config{
+			MinVersion:         tls.VersionTLS13,
+			Certificates:       []tls.Certificate{id.TLSCertificate()},
+			ClientAuth:         tls.RequireAnyClientCert,
+			InsecureSkipVerify: true,
+			NextProtos:         []string{"bench"},
+			ServerName:         "bench",
+		},
+		conf: links.QUICConfig{}.QUIC(),
+	}
+	if e.ln, err = e.tr.Listen(e.tls, e.conf); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		e.ln.Close()
+		e.tr.Close()
+		udp.Close()
+	})
+	return e
+}
+
+func (e *benchQUIC) addr() net.Addr { return e.tr.Conn.LocalAddr() }
+
+func (e *benchQUIC) dial(b *testing.B, ctx context.Context, to net.Addr) *quic.Conn {
+	c, err := e.tr.Dial(ctx, to, e.tls, e.conf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.CloseWithError(0, "") })
+	return c
+}
+
+// serve runs fn in a goroutine of its own for every stream accepted until
+// ctx ends.
+func (e *benchQUIC) serve(ctx context.Context, wg *sync.WaitGroup, fn func(*quic.Stream)) {
+	wg.Go(func() {
+		for {
+			c, err := e.ln.Accept(ctx)
+			if err != nil {
+				return
 			}
-		})
-	}
+			wg.Go(func() {
+				for {
+					s, err := c.AcceptStream(ctx)
+					if err != nil {
+						return
+					}
+					wg.Go(func() { fn(s) })
+				}
+			})
+		}
+	})
 }
