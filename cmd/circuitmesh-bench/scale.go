@@ -109,6 +109,9 @@ func memAvailable() (uint64, error) {
 // scale runs the scale part into s.res.Scale.
 func (s *suite) scale() (err error) {
 	start := time.Now()
+	if s.o.Scale < minScale {
+		return fmt.Errorf("scale: %d circuits asked; the part needs at least %d", s.o.Scale, minScale)
+	}
 	avail, err := memAvailable()
 	if err != nil {
 		return err
