@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,7 +128,13 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return 0, c.opError("write", net.ErrClosed)
 	}
 	if c.sec != nil {
-		return c.writeSealed(p)
+		n, err := c.writeSealed(p)
+		if err != nil && !isTimeout(err) {
+			if r := c.awaitRefusal(err); r != nil {
+				return n, r
+			}
+		}
+		return n, err
 	}
 	n, err := c.s.Write(p)
 	c.out.Add(int64(n))
@@ -204,6 +211,102 @@ func (c *Conn) takeResult(body []byte, err error) error {
 		return r
 	}
 	return nil
+}
+
+// maxRefusalReason bounds the reason Deny sends, in bytes.
+const maxRefusalReason = 512
+
+// Deny ends a circuit this end accepted and may not serve after all: its
+// source, authenticated only by the full end-to-end handshake, is not
+// allowed by the authorization policy. On a sealed circuit the reason goes
+// to the caller in a sealed refusal record, so that no relay can forge or
+// change it: the caller's Read, and its Write once the circuit ended,
+// return a *RefusedError with code Policy from this node carrying it. The
+// circuit then ends gracefully in both directions. An unsealed circuit, or
+// one whose handshake is not complete, is reset with CloseDenied.
+func (c *Conn) Deny(reason string) {
+	if c.sec == nil || !c.sec.done.Load() {
+		c.Reset(CloseDenied)
+		return
+	}
+	if c.closed.Load() || c.closing.Swap(true) {
+		return
+	}
+	if len(reason) > maxRefusalReason {
+		reason = reason[:maxRefusalReason]
+	}
+	c.writeMu.Lock()
+	if !c.writeClosed.Swap(true) {
+		_ = c.s.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+		if c.flushPending() == nil {
+			_ = c.writeRecord(make([]byte, 0, len(reason)+seal.Overhead), seal.RecordRefused, []byte(reason))
+		}
+	}
+	c.writeMu.Unlock()
+	c.markClosed()
+	_ = c.s.Close()
+}
+
+// takeRefusal acts on a refusal record read on a sealed circuit: the
+// refusal becomes sticky and the stream is released. readMu held.
+func (c *Conn) takeRefusal(reason string) error {
+	r := &RefusedError{Code: Policy, Node: c.remote.Node, Dest: c.remote.Node, Service: c.remote.Service,
+		Reason: strings.ToValidUTF8(reason, "?")}
+	c.refused.Store(r)
+	c.readErr = r
+	c.s.Reset(CloseCancelled)
+	return r
+}
+
+// awaitRefusal is for a Write on a sealed circuit that failed because the
+// other end stopped reading: when that end refused the circuit (Deny), its
+// refusal record is waiting to be read, and is read here, with the read
+// side bounded by closeFlushTimeout (the refusal and the end of the
+// stream were sent together). It returns the refusal, or nil.
+func (c *Conn) awaitRefusal(werr error) *RefusedError {
+	var re *links.StreamResetError
+	if c.closed.Load() || !errors.As(werr, &re) || !re.Remote || re.Code != CloseNormal {
+		return c.refused.Load()
+	}
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	sc := c.sec
+	if c.readErr != nil || sc.eof || len(sc.plain) > 0 {
+		return c.refused.Load()
+	}
+	c.dlMu.Lock()
+	_ = c.s.SetReadDeadline(time.Now().Add(closeFlushTimeout))
+	c.dlMu.Unlock()
+	defer func() {
+		c.dlMu.Lock()
+		if !c.closed.Load() {
+			if v := c.readDL.Load(); v != 0 {
+				_ = c.s.SetReadDeadline(time.Unix(0, v))
+			} else {
+				_ = c.s.SetReadDeadline(time.Time{})
+			}
+		}
+		c.dlMu.Unlock()
+	}()
+	body, err := sc.rd.fill(c.s)
+	if err != nil {
+		return c.refused.Load()
+	}
+	typ, data, err := sc.sess.Open(body)
+	switch {
+	case err != nil:
+		sc.rd.release()
+		_ = c.integrity(err)
+	case typ == seal.RecordRefused:
+		_ = c.takeRefusal(string(data))
+		sc.rd.release()
+	case typ == seal.RecordEnd:
+		sc.eof = true
+		sc.rd.release()
+	default:
+		sc.plain = data // for the next Read
+	}
+	return c.refused.Load()
 }
 
 // CloseWrite half-closes the circuit: the other end reads io.EOF after the

@@ -399,6 +399,11 @@ func (c *Conn) readSealed(p []byte) (int, error) {
 			sc.eof = true
 			continue
 		}
+		if typ == seal.RecordRefused {
+			err := c.takeRefusal(string(data))
+			sc.rd.release()
+			return 0, err
+		}
 		sc.plain = data
 	}
 	n := copy(p, sc.plain)

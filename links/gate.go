@@ -24,8 +24,11 @@ import (
 //     handshakeBorrow stay for the other prefixes;
 //   - a prefix starts at most handshakeRate new handshakes per second
 //     (burst handshakeBurst), which bounds the CPU one source spends;
-//   - once handshakeRetryAt slots are taken, a new peer must first prove
-//     its address with a QUIC Retry, so spoofed sources cannot take slots.
+//   - once handshakeRetryAt slots are taken counting at most
+//     handshakeShare/2 per prefix (spread), a new peer must first prove
+//     its address with a QUIC Retry, so spoofed sources cannot take slots;
+//     a prefix holding handshakeShare/2 slots must prove its addresses
+//     whatever the others do. See verifySource.
 //
 // A refused attempt costs one CONNECTION_REFUSED packet and no crypto.
 const (
@@ -63,8 +66,11 @@ type HandshakeStats struct {
 
 // gate bounds inbound handshakes in progress; see maxPendingHandshakes.
 type gate struct {
-	mu       sync.Mutex
-	total    int
+	mu    sync.Mutex
+	total int
+	// spread is the slots taken counting at most handshakeShare/2 per
+	// prefix: what many prefixes hold, not what one holds.
+	spread   int
 	prefixes map[netip.Prefix]*prefixState
 
 	refusedFull, refusedShare, refusedRate, retries, failed atomic.Uint64
@@ -115,6 +121,9 @@ func (s *slot) release() {
 		g.total--
 		if ps := g.prefixes[s.prefix]; ps != nil {
 			ps.n--
+			if ps.n < handshakeShare/2 {
+				g.spread--
+			}
 		}
 	})
 }
@@ -151,6 +160,9 @@ func (g *gate) enter(addr net.Addr, now time.Time) (*slot, error) {
 		return nil, fmt.Errorf("%w: %s starts more than %d per second", ErrBusy, p, handshakeRate)
 	}
 	ps.tokens--
+	if ps.n < handshakeShare/2 {
+		g.spread++
+	}
 	ps.n++
 	g.total++
 	return &slot{g: g, prefix: p}, nil
@@ -178,18 +190,38 @@ func (g *gate) forgetIdleLocked(now time.Time) {
 
 // verifySource is quic.Transport.VerifySourceAddress: under load, a new
 // peer proves its address with a Retry before it may take a slot.
+//
+// quic-go queues the Retries it is to send in a short queue (8) shared by
+// all sources and drops a first packet that finds it full: the honest peer
+// whose first packet meets a burst of an attacker's then waits a whole
+// retransmission timeout (200 ms, doubling). So
+//   - a peer is sent a Retry only when its own prefix is busy or many
+//     prefixes are (spread), not because one other prefix holds many
+//     slots: then honest peers of other prefixes never queue for one;
+//   - a peer that enter refuses anyway is not sent a Retry but refused at
+//     once (connContext), at the cost of one small packet.
 func (g *gate) verifySource(addr net.Addr) bool {
 	p := prefixOf(addr)
+	now := time.Now()
 	g.mu.Lock()
-	busy := g.total >= handshakeRetryAt
-	if ps := g.prefixes[p]; ps != nil && ps.n >= handshakeShare/2 {
-		busy = true
-	}
+	ps := g.prefixes[p]
+	busy := g.spread >= handshakeRetryAt || ps != nil && ps.n >= handshakeShare/2
+	busy = busy && !g.refusesLocked(ps, now)
 	g.mu.Unlock()
 	if busy {
 		g.retries.Add(1)
 	}
 	return busy
+}
+
+// refusesLocked says whether enter would refuse a handshake of the prefix
+// in state ps (nil: new) now, without changing anything. g.mu is held.
+func (g *gate) refusesLocked(ps *prefixState, now time.Time) bool {
+	if g.total >= maxPendingHandshakes {
+		return true
+	}
+	return ps != nil && (ps.n >= handshakeShare && g.total >= handshakeBorrow ||
+		min(handshakeBurst, ps.tokens+now.Sub(ps.last).Seconds()*handshakeRate) < 1)
 }
 
 type slotKey struct{}

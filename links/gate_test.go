@@ -2,6 +2,7 @@ package links
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -33,6 +34,18 @@ func TestGateShares(t *testing.T) {
 			break
 		}
 		held = append(held, s)
+		if i+1 == handshakeShare/2 && !g.verifySource(udp("10.0.0.1:1001")) {
+			t.Fatal("a prefix holding half its share is not asked to validate its addresses")
+		}
+	}
+	// One busy prefix, refused beyond its share, is refused at once
+	// rather than sent a Retry, and does not make the others validate
+	// their address (see verifySource).
+	if g.verifySource(udp("10.0.0.1:1001")) {
+		t.Fatal("a prefix refused anyway is sent a Retry")
+	}
+	if g.verifySource(udp("10.0.3.1:1")) {
+		t.Fatal("one busy prefix makes peers of another validate their address")
 	}
 	// Other prefixes still get every remaining slot, each up to its share
 	// (the total is above the borrow mark now).
@@ -47,8 +60,8 @@ func TestGateShares(t *testing.T) {
 	if _, err := g.enter(udp("10.0.2.1:1"), now); !errors.Is(err, ErrBusy) {
 		t.Fatalf("a slot beyond the node's bound: %v", err)
 	}
-	if !g.verifySource(udp("10.0.3.1:1")) {
-		t.Fatal("a busy node does not ask new peers to validate their address")
+	if g.verifySource(udp("10.0.3.1:1")) {
+		t.Fatal("a full node sends a Retry instead of refusing")
 	}
 	for _, s := range held {
 		s.release()
@@ -59,6 +72,18 @@ func TestGateShares(t *testing.T) {
 	}
 	if g.verifySource(udp("10.0.3.1:1")) {
 		t.Fatal("an idle node asks for address validation")
+	}
+
+	// Many busy prefixes: a new peer validates its address.
+	g = newGate()
+	for i := range handshakeRetryAt {
+		if _, err := g.enter(udp(fmt.Sprintf("10.0.4.%d:1", i/(handshakeShare/2))), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !g.verifySource(udp("10.0.3.1:1")) {
+		t.Fatalf("a node with %d handshakes from %d prefixes does not ask new peers to validate their address",
+			handshakeRetryAt, handshakeRetryAt/(handshakeShare/2))
 	}
 
 	// Rate: a burst, then handshakeRate per second.

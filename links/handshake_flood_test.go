@@ -114,16 +114,24 @@ func linkSetups(t *testing.T, from *node, to *node, rounds int) int {
 // that present a certificate of another CA and then sit silent, more of
 // them than the node has handshake slots, all from one address. A valid
 // node at another address keeps linking: every one of its link setups
-// succeeds during the flood (within one retry), the flooding address
-// is held to its share of slots and refused beyond it, and the node logs
-// the flood in at most a few WARN lines.
+// succeeds during the flood (within one retry) and none is sent a QUIC
+// Retry (whose short queue in quic-go the flood fills, dropping the first
+// packet of an honest peer queued behind it: a 200 ms retransmission), the
+// flooding address is held to its share of slots and refused beyond it,
+// and the node logs the flood in at most a few WARN lines.
 func TestHandshakeFloodWithoutCertificate(t *testing.T) {
 	ca := testCA(t, "m")
 	var logs logBuf
 	a := newNode(t, issue(t, ca, "a"), logTo(&logs))
-	// The honest node dials from another address than the attacker
-	// (127.0.0.0/8 is all loopback on Linux).
-	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) { c.ListenAddr = "127.0.0.2:0" })
+	// The honest node dials from another address than the attacker, as
+	// it would from another host (127.0.0.0/8 is all loopback on Linux).
+	udp, err := net.ListenPacket("udp", "127.0.0.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	retries := &retryCounter{PacketConn: udp}
+	t.Cleanup(func() { _ = udp.Close() })
+	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) { c.PacketConn = retries })
 
 	const rounds = 8
 	base := linkSetups(t, b, a, rounds)
@@ -135,7 +143,7 @@ func TestHandshakeFloodWithoutCertificate(t *testing.T) {
 	if testing.Short() {
 		conns = maxPendingHandshakes + handshakeShare
 	}
-	flood := startHandshakeFlood(t, a.LocalAddr(), "127.0.0.1", conns, issue(t, testCA(t, "m"), "x"))
+	flood := startHandshakeFlood(t, a.LocalAddr(), "127.0.0.2", conns, issue(t, testCA(t, "m"), "x"))
 	var held atomic.Int64 // most slots the attacker's address held at once
 	stopWatch := make(chan struct{})
 	var watch sync.WaitGroup
@@ -152,16 +160,21 @@ func TestHandshakeFloodWithoutCertificate(t *testing.T) {
 	waitFor(t, "the flood to make as many attempts as the node has slots", time.Minute, func() bool {
 		return flood.complete.Load()+flood.refused.Load() >= maxPendingHandshakes
 	})
+	retriesBefore := retries.n.Load()
 	during := linkSetups(t, b, a, rounds)
+	retriesDuring := retries.n.Load() - retriesBefore
 	st := a.HandshakeStats()
 	close(stopWatch)
 	watch.Wait()
 	flood.stop()
-	t.Logf("link setups: %d/%d without the flood, %d/%d during it; flood: %d completed TLS, %d refused, at most %d slots held; node: %+v",
-		base, rounds, during, rounds, flood.complete.Load(), flood.refused.Load(), held.Load(), st)
+	t.Logf("link setups: %d/%d without the flood, %d/%d during it (%d Retries); flood: %d completed TLS, %d refused, at most %d slots held; node: %+v",
+		base, rounds, during, rounds, retriesDuring, flood.complete.Load(), flood.refused.Load(), held.Load(), st)
 
 	if during != rounds {
 		t.Fatalf("during the flood %d of %d honest link setups succeeded, want every one", during, rounds)
+	}
+	if retriesDuring != 0 {
+		t.Fatalf("the honest node was sent %d QUIC Retries during a flood from another address", retriesDuring)
 	}
 	if st.RefusedShare+st.RefusedFull+st.RefusedRate == 0 || flood.refused.Load() == 0 {
 		t.Fatalf("the flooding address was never refused: %+v", st)
@@ -180,4 +193,19 @@ func TestHandshakeFloodWithoutCertificate(t *testing.T) {
 	if n := strings.Count(logs.String(), "\n"); n > 20 {
 		t.Fatalf("the node logged %d lines during the flood:\n%s", n, logs.String())
 	}
+}
+
+// retryCounter counts the QUIC Retry packets read from a socket.
+type retryCounter struct {
+	net.PacketConn
+	n atomic.Int64
+}
+
+func (c *retryCounter) ReadFrom(p []byte) (int, net.Addr, error) {
+	n, addr, err := c.PacketConn.ReadFrom(p)
+	// A long header (0x80) of type Retry (0x30) in QUIC v1 (RFC 9000, 17.2.5).
+	if n > 0 && p[0]&0xb0 == 0xb0 {
+		c.n.Add(1)
+	}
+	return n, addr, err
 }

@@ -209,17 +209,20 @@ func (n *Node) dialSource(o *circuit.Open, resp *seal.Responder) policy.Subject 
 }
 
 // policeDial decides a circuit accepted here, now that its source is
-// authenticated, and registers it. A denied circuit is reset with
-// CloseDenied and false returned: that happens only when the source could
-// not be decided before the Accepted result went out (full handshake with
-// a source whose certificate this node had not seen, or a policy that
-// changed meanwhile).
+// authenticated, and registers it. A denied circuit is refused and false
+// returned: that happens only when the source could not be decided before
+// the Accepted result went out (full handshake with a source whose
+// certificate this node had not seen, or a policy that changed meanwhile).
+// The reason, naming the rule, goes to the caller in a sealed refusal
+// record (circuit.Conn.Deny); an unsealed circuit is reset with
+// CloseDenied.
 func (n *Node) policeDial(tc *trackedConn, o *circuit.Open, resp *seal.Responder) bool {
 	p := &policed{kind: policy.Dial, from: n.dialSource(o, resp), service: o.Service, deny: tc.deny}
 	tc.police.Store(p)
 	if d := n.authz.watch(p); !d.Allowed {
 		n.log.Info("closed a circuit its authenticated source may not open", "source", o.Source, "service", o.Service, "reason", d.Reason)
-		tc.deny()
+		tc.Conn.Deny(d.Reason)
+		tc.finish("denied", circuit.ErrRefusedByPolicy)
 		return false
 	}
 	return true

@@ -210,8 +210,10 @@ func TestPolicyReloadKeepsAllowedCircuits(t *testing.T) {
 
 // TestPolicyDeniesAfterFullHandshake: when the destination cannot decide
 // before answering (first contact from a source whose certificate it has
-// not seen), it decides once the full handshake authenticated the source
-// and resets a denied circuit with close code CloseDenied.
+// not seen), it decides once the full handshake authenticated the source,
+// and the caller gets the refusal with code Policy from the destination
+// and the reason naming the rule, sealed end to end: on Read, and on
+// Write once the circuit ended.
 func TestPolicyDeniesAfterFullHandshake(t *testing.T) {
 	c, logs := policyMesh(t, map[string]string{"d": destPolicy})
 	d := c.node("d")
@@ -224,10 +226,25 @@ func TestPolicyDeniesAfterFullHandshake(t *testing.T) {
 		t.Fatal("d still knows b's groups")
 	}
 	err := roundTrip(t, c.node("b"), "d", "ssh", []byte("x"))
-	var re *circuit.ResetError
-	if !errors.Is(err, circuit.ErrRefusedByPolicy) || !errors.As(err, &re) || re.Code.Reason() != circuit.CloseDenied {
-		t.Fatalf("b dials d/ssh on first contact: %v, want a reset refused by policy", err)
+	wantRefused(t, "b dials d/ssh on first contact", err, "d", "default deny")
+	// The same on a caller that only writes: d forgets b again.
+	d.router.cert.mu.Lock()
+	delete(d.router.cert.groups, "b")
+	d.router.cert.mu.Unlock()
+	d.keyBook.forget("b")
+	c.node("b").keyBook.forget("d")
+	conn, err := c.node("b").Dial(ctxT(t, 30*time.Second), "d", "ssh")
+	if err != nil {
+		t.Fatalf("b dials d/ssh again: %v", err)
 	}
+	defer conn.Close()
+	chunk := make([]byte, 1<<10)
+	for {
+		if _, err = conn.Write(chunk); err != nil {
+			break
+		}
+	}
+	wantRefused(t, "b writes to d/ssh after a late denial", err, "d", "default deny")
 	if l := logs["d"].String(); !strings.Contains(l, "closed a circuit its authenticated source may not open") || !strings.Contains(l, "b to dial ssh") {
 		t.Errorf("d does not log the late denial:\n%s", l)
 	}

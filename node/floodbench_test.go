@@ -29,7 +29,18 @@ import (
 //     another CA held open toward d, renewed as d drops them;
 //   - slowheader: 300 streams on the link m→r each carrying one byte of an
 //     open header;
-//   - stalled: 128 circuits m→r→d to a service of d that never reads.
+//   - stalled: 128 fail-fast circuits m→r→d to a service of d that never
+//     reads, written to until they fail: they pin the receive buffers of
+//     the links r→d and m→r until reclaimed. (A resumable end would read
+//     them into its own window, up to 4 MiB each: that is a bulk transfer
+//     of 512 MiB, which an attacker does not need to send, and which on
+//     one machine slows honest opens by the CPU it takes, not by any
+//     buffer it pins.)
+//
+// The attacker's handshakes come from 127.0.0.2, the honest nodes dial
+// from 127.0.0.1: on loopback every address is the local host, and the
+// handshake gate shares its slots per source address, as another host's
+// would be.
 //
 // It runs its work once whatever b.N (make bench uses -benchtime 1x).
 func BenchmarkHonestWorkDuringFloods(b *testing.B) {
@@ -238,9 +249,9 @@ func (f *badHandshakes) stop() {
 	_ = f.tr.Close()
 }
 
-// startStalledCircuits has from open n circuits to a service of to that
-// accepts them and never reads, each written to until it fails; stop ends
-// them.
+// startStalledCircuits has from open n fail-fast circuits to a service of
+// to that accepts them and never reads, each written to until it fails;
+// stop ends them.
 func startStalledCircuits(t testing.TB, from, to *Node, n int) (stop func()) {
 	t.Helper()
 	keep, closeAll := startSink(t, to)
@@ -248,7 +259,7 @@ func startStalledCircuits(t testing.TB, from, to *Node, n int) (stop func()) {
 	chunk := make([]byte, 16<<10)
 	var written atomic.Int64
 	for range n {
-		conn, err := from.Dial(ctxT(t, 10*time.Second), to.Name(), "sink")
+		conn, err := from.DialWith(ctxT(t, 10*time.Second), to.Name(), "sink", DialOptions{NoResume: true})
 		if err != nil {
 			continue // the circuits opened so far may starve the links until reclaimed
 		}

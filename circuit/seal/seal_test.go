@@ -86,6 +86,15 @@ func TestHandshakeIKAndXX(t *testing.T) {
 		if err != nil || typ != RecordData || string(data) != "hello" {
 			t.Fatalf("open: %d %q %v", typ, data, err)
 		}
+		// The destination's refusal, the other way.
+		rec, err = rs.Seal(nil, RecordRefused, []byte("denied by rule at line 2"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		typ, data, err = is.Open(rec[2:])
+		if err != nil || typ != RecordRefused || string(data) != "denied by rule at line 2" {
+			t.Fatalf("open refusal: %d %q %v", typ, data, err)
+		}
 	}
 }
 

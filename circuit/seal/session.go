@@ -18,9 +18,13 @@ const (
 	// RekeyEvery: both ends rekey a direction after this many records.
 	RekeyEvery = 1 << 16
 
-	// RecordData carries payload; RecordEnd ends the direction.
-	RecordData = 0
-	RecordEnd  = 1
+	// RecordData carries payload; RecordEnd ends the direction;
+	// RecordRefused ends it too, carrying the reason the destination
+	// refused the circuit after the handshake (its authorization policy
+	// does not allow the source it authenticated).
+	RecordData    = 0
+	RecordEnd     = 1
+	RecordRefused = 2
 )
 
 // Session holds the keys of an established circuit: one CipherState per
@@ -73,7 +77,7 @@ func (s *Session) Open(ct []byte) (byte, []byte, error) {
 	if s.nrecv++; s.nrecv%s.rekeyEvery == 0 {
 		s.recv.Rekey()
 	}
-	if pt[0] != RecordData && pt[0] != RecordEnd || pt[0] == RecordEnd && len(pt) != 1 {
+	if pt[0] > RecordRefused || pt[0] == RecordEnd && len(pt) != 1 {
 		return 0, nil, fmt.Errorf("%w: record %d has type %d", ErrIntegrity, s.nrecv, pt[0])
 	}
 	return pt[0], pt[1:], nil
