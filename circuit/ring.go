@@ -12,12 +12,10 @@ type ring struct {
 	buf     []byte
 	head, n int
 	max     int  // the buffer never grows past max(max, what it holds)
-	last    int  // the size of the last buffer released (see grow)
+	peak    int  // the most the buffer held since it was taken
+	last    int  // the size the next buffer starts at (see release)
 	pinned  bool // the free space is being filled (tail): keep the buffer
 }
-
-// maxRingHint bounds the size a new buffer starts at.
-const maxRingHint = 128 << 10
 
 // ringPools hold buffers of 4 KiB << i bytes.
 var ringPools [12]sync.Pool
@@ -49,9 +47,10 @@ func (q *ring) grow(k int) {
 	}
 	size := max(minRing, len(q.buf))
 	if q.buf == nil {
-		// A queue that emptied and fills again starts at the size it had
-		// (bounded), not at minRing: no regrowth and copies each time.
-		size = max(size, min(q.last, maxRingHint))
+		// A queue that emptied and fills again starts at the size its
+		// last buffers needed, not at minRing: a busy stream does not
+		// regrow (and copy) after each drain.
+		size = max(size, q.last)
 	}
 	for size < q.n+k {
 		size *= 2
@@ -74,6 +73,7 @@ func (q *ring) push(p []byte) {
 	k := copy(q.buf[tail:], p)
 	copy(q.buf, p[k:])
 	q.n += len(p)
+	q.peak = max(q.peak, q.n)
 }
 
 // tail makes room for k > 0 more bytes and returns free space after the
@@ -91,7 +91,10 @@ func (q *ring) tail(k int) []byte {
 }
 
 // commit appends the k bytes written at the start of tail's space.
-func (q *ring) commit(k int) { q.n += k }
+func (q *ring) commit(k int) {
+	q.n += k
+	q.peak = max(q.peak, q.n)
+}
 
 // unpin ends a fill; an empty queue releases its buffer.
 func (q *ring) unpin() {
@@ -105,7 +108,14 @@ func (q *ring) unpin() {
 func (q *ring) release() {
 	q.head = 0
 	if q.buf != nil {
-		q.last = len(q.buf)
+		// What the buffer needed, or half the previous size: a burst
+		// keeps its size for a while, an interactive stream after one
+		// comes back to small buffers in a few drains.
+		need := minRing
+		for need < q.peak {
+			need *= 2
+		}
+		q.last, q.peak = max(need, q.last/2), 0
 		putRing(q.buf)
 		q.buf = nil
 	}
