@@ -40,6 +40,9 @@ type resumeResults struct {
 	// ResumeCPURatio is the CPU per GB of both ends of a k0 circuit,
 	// resumable over resumption off (median of per-round ratios).
 	ResumeCPURatio float64 `json:"resume_cpu_ratio"`
+	// ResumeSenderCPURatio maps k to the same ratio for the sender's
+	// process alone (the receiver of k ≥ 1 is not metered).
+	ResumeSenderCPURatio map[string]float64 `json:"resume_sender_cpu_ratio"`
 	// RerouteLiveMS is the longest gap in the bytes delivered at d while
 	// a transfer a→d crosses a diamond a-{b,c}-d and the relay carrying it
 	// gets SIGKILL: median over the runs, with their maximum.
@@ -57,6 +60,7 @@ var resumeSubjects = []string{"k0" + resumeOff, "k1" + resumeOff, "k2" + resumeO
 // subjects.
 type resumeRounds struct {
 	rOff, ratio map[string][]float64
+	senderCPU   map[string][]float64
 	cpu, cpuOff []float64
 	cpuRatio    []float64
 }
@@ -64,13 +68,14 @@ type resumeRounds struct {
 // add records one round; got holds every subject's transfer.
 func (rr *resumeRounds) add(got map[string]transfer) {
 	if rr.rOff == nil {
-		rr.rOff, rr.ratio = map[string][]float64{}, map[string][]float64{}
+		rr.rOff, rr.ratio, rr.senderCPU = map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
 	}
 	for k := range 4 {
 		key := strconv.Itoa(k)
 		on, off := got["k"+key], got["k"+key+resumeOff]
 		rr.rOff[key] = append(rr.rOff[key], off.mbps/got["direct"].mbps)
 		rr.ratio[key] = append(rr.ratio[key], on.mbps/off.mbps)
+		rr.senderCPU[key] = append(rr.senderCPU[key], on.sendCPU/off.sendCPU)
 	}
 	on, off := got["k0"].cpuPerGB, got["k0"+resumeOff].cpuPerGB
 	rr.cpu, rr.cpuOff = append(rr.cpu, on), append(rr.cpuOff, off)
@@ -91,9 +96,12 @@ func (rr *resumeRounds) line() string {
 
 // store writes the medians into r.
 func (rr *resumeRounds) store(r *results) {
-	r.RKResumeOff, r.ResumeThroughputRatio = map[string]float64{}, map[string]float64{}
+	r.RKResumeOff, r.ResumeThroughputRatio, r.ResumeSenderCPURatio = map[string]float64{}, map[string]float64{}, map[string]float64{}
 	for k, v := range rr.rOff {
 		r.RKResumeOff[k] = median(v)
+	}
+	for k, v := range rr.senderCPU {
+		r.ResumeSenderCPURatio[k] = median(v)
 	}
 	for k, v := range rr.ratio {
 		r.ResumeThroughputRatio[k] = median(v)
@@ -128,7 +136,11 @@ func (r *results) printResume(w io.Writer) {
 	for _, k := range []string{"0", "1", "2", "3"} {
 		fmt.Fprintf(w, " %s %.2f", k, r.RKResumeOff[k])
 	}
-	fmt.Fprintf(w, "; k0 ends CPU s/GB resumable %.2f, off %.2f\n", r.CPUSecondsPerGB["ends_sealed"], r.CPUSecondsPerGB["ends_sealed_resume_off"])
+	fmt.Fprintf(w, "; k0 ends CPU s/GB resumable %.2f, off %.2f; sender CPU resumable/off", r.CPUSecondsPerGB["ends_sealed"], r.CPUSecondsPerGB["ends_sealed_resume_off"])
+	for _, k := range []string{"0", "1", "2", "3"} {
+		fmt.Fprintf(w, " k%s %.2f", k, r.ResumeSenderCPURatio[k])
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "live circuit stall when its relay is killed, ms per run (%d MiB a→d): %.0f\n", r.RerouteLiveBytes>>20, r.RerouteLiveRuns)
 	for _, e := range r.RerouteLiveErrors {
 		fmt.Fprintf(w, "live reroute failure: %s\n", e)

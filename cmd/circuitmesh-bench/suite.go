@@ -164,6 +164,7 @@ func nodeName(i int) string { return "n" + strconv.Itoa(i) }
 type transfer struct {
 	mbps     float64 // 10^6 bytes per second
 	cpuPerGB float64 // CPU seconds per 10^9 bytes: sender+receiver (direct, k0, k0clear) or the first relay (k1, naive1)
+	sendCPU  float64 // the sender process's CPU seconds per 10^9 bytes
 }
 
 // transfer sends n bytes over subject: "direct" (quic-go), "k0".."k3",
@@ -204,6 +205,7 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 		return transfer{}, err
 	}
 	t := transfer{mbps: float64(n) / (float64(rep.NS) / 1e9) / 1e6}
+	t.sendCPU = time.Duration(rep.CPUNS).Seconds() / (float64(n) / 1e9)
 	if meter != nil {
 		cpu1, err := meter.cpu()
 		if err != nil {
