@@ -49,6 +49,8 @@ QUICK ?=
 
 # The performance suite: circuits through 0-3 relays against direct quic-go,
 # each node in its own process; prints a table, writes bench-results.json.
+# Circuits run resumable and with resumption off (resume_throughput_ratio),
+# and a relay is killed under a live transfer (reroute_live_ms).
 bench:
 	$(GO) build -o bin/circuitmesh-bench ./cmd/circuitmesh-bench
 	bin/circuitmesh-bench $(if $(QUICK),-quick) -out bench-results.json

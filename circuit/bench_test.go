@@ -72,25 +72,7 @@ func benchmarkSealed(b *testing.B, resumable bool) {
 		}()
 		w, r = closeWriter{src}, dst
 	}
-	const chunk = 32 << 10
-	b.SetBytes(chunk)
-	b.ReportAllocs()
-	done := make(chan int64, 1)
-	go func() {
-		n, _ := io.Copy(io.Discard, r)
-		done <- n
-	}()
-	buf := make([]byte, chunk)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := w.Write(buf); err != nil {
-			b.Fatal(err)
-		}
-	}
-	w.Close()
-	if n := <-done; n != int64(b.N)*chunk {
-		b.Fatalf("received %d bytes, want %d", n, int64(b.N)*chunk)
-	}
+	benchmarkOneWay(b, w, r)
 }
 
 // closeWriter's Close half-closes.

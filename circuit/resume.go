@@ -59,7 +59,6 @@ const (
 
 	idLen        = 16
 	maxFrameData = 32<<10 - 64 // one data frame fits one sealed record
-	readChunk    = 16 << 10
 )
 
 // Path is one path of a resumable circuit: a sealed circuit opened with
@@ -129,8 +128,9 @@ type Resumable struct {
 	tkey          resumeKey
 	service       string
 
-	mu   sync.Mutex
-	cond *sync.Cond
+	mu    sync.Mutex
+	cond  *sync.Cond // the application's Reads and Writes, readLoop
+	wcond *sync.Cond // writeLoop alone (see broadcast)
 
 	cur        Path
 	gen        uint64
@@ -203,7 +203,7 @@ func newResumable(p Path, local, remote net.Addr, cfg ResumeConfig) *Resumable {
 		cfg.Window = DefaultResumeWindow
 	}
 	r := &Resumable{cfg: cfg, local: local, remote: remote, cur: p, firstPath: p, quit: make(chan struct{})}
-	r.cond = sync.NewCond(&r.mu)
+	r.cond, r.wcond = sync.NewCond(&r.mu), sync.NewCond(&r.mu)
 	r.sbuf.max, r.rq.max = cfg.Window, 2*cfg.Window
 	return r
 }
@@ -296,7 +296,7 @@ func (r *Resumable) ackDueLocked() bool {
 			r.mu.Lock()
 			r.ackTimer = nil
 			r.ackNow = true
-			r.cond.Broadcast()
+			r.broadcast()
 			r.mu.Unlock()
 		})
 	}
@@ -333,7 +333,7 @@ func (r *Resumable) writeLoop() {
 				framePool.Put(bp)
 				bp = nil
 			}
-			r.cond.Wait()
+			r.wcond.Wait()
 			continue
 		}
 		p, gen := r.cur, r.gen
@@ -369,7 +369,7 @@ func (r *Resumable) writeLoop() {
 		r.mu.Lock()
 		if hello {
 			r.helloSent = true
-			r.cond.Broadcast()
+			r.broadcast()
 		}
 		if err != nil {
 			r.pathFailedLocked(gen, err)
@@ -484,7 +484,7 @@ func (r *Resumable) readPath(p Path, gen uint64) error {
 			}
 			r.gotFin = true
 			r.recv++
-			r.cond.Broadcast()
+			r.broadcast()
 			r.checkDoneLocked()
 			r.mu.Unlock()
 		default:
@@ -493,23 +493,45 @@ func (r *Resumable) readPath(p Path, gen uint64) error {
 	}
 }
 
-// readData reads the n bytes of a data frame into the receive queue,
-// through a pooled buffer held only meanwhile.
+// readData reads the n bytes of a data frame straight into the free space
+// of the receive queue (pinned meanwhile: the application's Reads may
+// drain it but it stays in place). A path replaced meanwhile is stale:
+// its data is sent again on the new one. The queue needs no wait: the
+// other end never has more than Window bytes unacknowledged, and this end
+// acknowledges only what was read (after a resume, what was received: at
+// most two Windows are queued).
 func (r *Resumable) readData(p Path, gen uint64, n int) error {
-	bp := chunkPool.Get().(*[]byte)
-	defer chunkPool.Put(bp)
-	buf := *bp
 	for n > 0 {
-		k, err := p.Read(buf[:min(n, len(buf))])
-		if k > 0 {
-			ok, derr := r.deliver(gen, buf[:k])
-			if derr != nil {
-				return derr
+		r.mu.Lock()
+		if gen != r.gen || r.ended {
+			r.mu.Unlock()
+			return errStale
+		}
+		if r.rq.len()+n > 2*r.cfg.Window {
+			r.mu.Unlock()
+			return r.integrity("the other end sent beyond its window")
+		}
+		dst := r.rq.tail(n)
+		r.rq.pinned = true
+		r.mu.Unlock()
+		k, err := p.Read(dst)
+		r.mu.Lock()
+		stale := gen != r.gen || r.ended
+		if k > 0 && !stale {
+			if !r.appClosed { // else the bytes are dropped
+				r.rq.commit(k)
 			}
-			if !ok {
-				return errStale
-			}
+			r.recv += int64(k)
 			n -= k
+			r.cond.Broadcast() // the readers; acknowledgements wait for Reads
+			if r.appClosed {
+				r.wcond.Signal()
+			}
+		}
+		r.rq.unpin()
+		r.mu.Unlock()
+		if stale {
+			return errStale
 		}
 		if err != nil && n > 0 {
 			return unexpected(err)
@@ -518,10 +540,7 @@ func (r *Resumable) readData(p Path, gen uint64, n int) error {
 	return nil
 }
 
-var (
-	framePool = sync.Pool{New: func() any { b := make([]byte, 0, 64+maxFrameData); return &b }}
-	chunkPool = sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }}
-)
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 64+maxFrameData); return &b }}
 
 func unexpected(err error) error {
 	if err == io.EOF {
@@ -533,28 +552,6 @@ func unexpected(err error) error {
 // integrity is a framing failure: the other end broke the protocol.
 func (r *Resumable) integrity(what string) error {
 	return fmt.Errorf("%w: resumable framing: %s", ErrIntegrity, what)
-}
-
-// deliver queues received data. It reports false when the path was
-// replaced meanwhile (the data is then sent again on the new one). The
-// queue needs no wait: the other end never has more than Window bytes
-// unacknowledged, and this end acknowledges only what was read (after a
-// resume, what was received: at most two Windows are queued).
-func (r *Resumable) deliver(gen uint64, b []byte) (bool, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if gen != r.gen || r.ended {
-		return false, nil
-	}
-	if !r.appClosed {
-		if r.rq.len()+len(b) > 2*r.cfg.Window {
-			return false, r.integrity("the other end sent beyond its window")
-		}
-		r.rq.push(b)
-	}
-	r.recv += int64(len(b))
-	r.cond.Broadcast()
-	return true, nil
 }
 
 // ackableLocked is what this end acknowledges: what it received, less what
@@ -573,7 +570,7 @@ func (r *Resumable) ackLocked(off int64) {
 		r.sbuf.pop(int(data))
 	}
 	r.acked = off
-	r.cond.Broadcast()
+	r.broadcast()
 	r.checkDoneLocked()
 }
 
@@ -595,7 +592,7 @@ func (r *Resumable) endLocked() {
 	}
 	r.stopTimerLocked()
 	r.unregisterLocked()
-	r.cond.Broadcast()
+	r.broadcast()
 }
 
 func (r *Resumable) stopTimerLocked() {
@@ -649,7 +646,7 @@ func (r *Resumable) pathFailedLocked(gen uint64, err error) {
 		}
 		dropPath(old, CloseLinkLost)
 	}
-	r.cond.Broadcast()
+	r.broadcast()
 	if r.source {
 		r.wg.Add(1)
 		go r.resumeLoop(r.gen, r.downAt.Add(r.cfg.Timeout))
@@ -757,9 +754,18 @@ func (r *Resumable) resumeLoop(gen uint64, deadline time.Time) {
 	}
 }
 
+// broadcast wakes every waiter: the application's Reads and Writes,
+// readLoop and writeLoop. The data path wakes only whom it concerns:
+// Write and an acknowledgement due after a Read wake writeLoop, received
+// data wakes the readers.
+func (r *Resumable) broadcast() {
+	r.cond.Broadcast()
+	r.wcond.Signal()
+}
+
 func (r *Resumable) wake() {
 	r.mu.Lock()
-	r.cond.Broadcast()
+	r.broadcast()
 	r.mu.Unlock()
 }
 
@@ -793,7 +799,7 @@ func (r *Resumable) installLocked(p Path, off int64) {
 	r.cur, r.sent, r.ackSent = p, off, r.recv
 	r.gen++
 	r.stopTimerLocked()
-	r.cond.Broadcast()
+	r.broadcast()
 }
 
 // adopt (destination) takes over the circuit with p, whose source
@@ -842,7 +848,7 @@ func (r *Resumable) Read(b []byte) (int, error) {
 	defer r.mu.Unlock()
 	if r.helloDue && !r.helloNow {
 		r.helloNow = true
-		r.cond.Broadcast()
+		r.broadcast()
 	}
 	for {
 		if r.appClosed {
@@ -853,7 +859,9 @@ func (r *Resumable) Read(b []byte) (int, error) {
 			r.rq.copyOut(b, 0, n)
 			r.rq.pop(n)
 			r.in.Add(int64(n))
-			r.cond.Broadcast()
+			if r.ackDueLocked() {
+				r.wcond.Signal()
+			}
 			return n, nil
 		}
 		if r.gotFin {
@@ -901,7 +909,7 @@ func (r *Resumable) Write(b []byte) (int, error) {
 		r.written += int64(k)
 		r.out.Add(int64(k))
 		n += k
-		r.cond.Broadcast()
+		r.wcond.Signal()
 	}
 }
 
@@ -948,7 +956,7 @@ func (r *Resumable) CloseWrite() error {
 		return r.opError("close", net.ErrClosed)
 	}
 	r.finQueued = true
-	r.cond.Broadcast()
+	r.broadcast()
 	return nil
 }
 
@@ -965,7 +973,7 @@ func (r *Resumable) Close() error {
 	r.appClosed = true
 	r.finQueued = true
 	r.rq.pop(r.rq.len())
-	r.cond.Broadcast()
+	r.broadcast()
 	r.checkDoneLocked()
 	if !r.ended {
 		r.linger = time.AfterFunc(r.cfg.Timeout, func() {
@@ -1018,7 +1026,7 @@ func (r *Resumable) setDeadlines(read, write *time.Time) error {
 	if write != nil {
 		r.writeDL = *write
 	}
-	r.cond.Broadcast()
+	r.broadcast()
 	return nil
 }
 

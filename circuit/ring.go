@@ -11,7 +11,10 @@ import (
 type ring struct {
 	buf     []byte
 	head, n int
-	max     int // the buffer never grows past max(max, what it holds)
+	max     int  // the buffer never grows past max(max, what it holds)
+	peak    int  // the most the buffer held since it was taken
+	last    int  // the size the next buffer starts at (see release)
+	pinned  bool // the free space is being filled (tail): keep the buffer
 }
 
 // ringPools hold buffers of 4 KiB << i bytes.
@@ -43,6 +46,12 @@ func (q *ring) grow(k int) {
 		return
 	}
 	size := max(minRing, len(q.buf))
+	if q.buf == nil {
+		// A queue that emptied and fills again starts at the size its
+		// last buffers needed, not at minRing: a busy stream does not
+		// regrow (and copy) after each drain.
+		size = max(size, q.last)
+	}
 	for size < q.n+k {
 		size *= 2
 	}
@@ -50,8 +59,8 @@ func (q *ring) grow(k int) {
 		size = max(min(size, q.max), q.n+k)
 	}
 	nb := getRing(size)
-	q.copyOut(nb, 0, q.n)
 	if q.buf != nil {
+		q.copyOut(nb, 0, q.n)
 		putRing(q.buf)
 	}
 	q.buf, q.head = nb, 0
@@ -64,6 +73,52 @@ func (q *ring) push(p []byte) {
 	k := copy(q.buf[tail:], p)
 	copy(q.buf, p[k:])
 	q.n += len(p)
+	q.peak = max(q.peak, q.n)
+}
+
+// tail makes room for k > 0 more bytes and returns free space after the
+// queued bytes: contiguous, at most k bytes, at least one. The caller
+// fills a prefix of it and commits that; meanwhile pinned must be set if
+// the lock is released, so that pop keeps the buffer in place.
+func (q *ring) tail(k int) []byte {
+	q.grow(k)
+	t := (q.head + q.n) % len(q.buf)
+	end := len(q.buf)
+	if t < q.head {
+		end = q.head
+	}
+	return q.buf[t:min(end, t+k)]
+}
+
+// commit appends the k bytes written at the start of tail's space.
+func (q *ring) commit(k int) {
+	q.n += k
+	q.peak = max(q.peak, q.n)
+}
+
+// unpin ends a fill; an empty queue releases its buffer.
+func (q *ring) unpin() {
+	q.pinned = false
+	if q.n == 0 {
+		q.release()
+	}
+}
+
+// release returns an empty queue's buffer to the pool.
+func (q *ring) release() {
+	q.head = 0
+	if q.buf != nil {
+		// What the buffer needed, or half the previous size: a burst
+		// keeps its size for a while, an interactive stream after one
+		// comes back to small buffers in a few drains.
+		need := minRing
+		for need < q.peak {
+			need *= 2
+		}
+		q.last, q.peak = max(need, q.last/2), 0
+		putRing(q.buf)
+		q.buf = nil
+	}
 }
 
 // copyOut copies the k bytes at offset off into dst.
@@ -79,13 +134,11 @@ func (q *ring) copyOut(dst []byte, off, k int) {
 // pop removes the first k bytes; an emptied buffer goes back to the pool.
 func (q *ring) pop(k int) {
 	q.n -= k
-	if q.n == 0 {
-		q.head = 0
-		if q.buf != nil {
-			putRing(q.buf)
-			q.buf = nil
-		}
+	if q.n == 0 && !q.pinned {
+		q.release()
 		return
 	}
-	q.head = (q.head + k) % len(q.buf)
+	if k > 0 {
+		q.head = (q.head + k) % len(q.buf)
+	}
 }

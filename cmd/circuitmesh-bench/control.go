@@ -32,6 +32,8 @@ type request struct {
 	Conc    int      `json:"conc,omitempty"`
 	Path    string   `json:"path,omitempty"`
 	Timeout int64    `json:"timeout_ns,omitempty"`
+	// NoResume dials the circuit with resumption off.
+	NoResume bool `json:"no_resume,omitempty"`
 }
 
 // reply is a role's answer; Err is set when the command failed.
@@ -54,6 +56,10 @@ type reply struct {
 	RouteLosses   int             `json:"route_losses,omitempty"`
 	LastRouteLoss string          `json:"last_route_loss,omitempty"`
 	Routes        []node.PeerInfo `json:"routes,omitempty"`
+	// Bytes, Done and Live report a live transfer (resume.go).
+	Bytes int64       `json:"bytes,omitempty"`
+	Done  bool        `json:"done,omitempty"`
+	Live  *liveResult `json:"live,omitempty"`
 }
 
 // handler executes one request in a role process.

@@ -46,6 +46,12 @@ var requiredKeys = map[string][]string{
 	"relay_opens_per_cpu_s":           {"circuit", "circuit_clear_ends", "naive"},
 	"relay_open_rate_vs_naive":        nil,
 	"machine":                         {"cores", "go_version", "quic_go_version", "gso"},
+	"r_k_resume_off":                  {"0", "1", "2", "3"},
+	"resume_throughput_ratio":         {"0", "1", "2", "3"},
+	"resume_cpu_ratio":                nil,
+	"resume_sender_cpu_ratio":         {"0", "1", "2", "3"},
+	"reroute_live_ms":                 nil,
+	"reroute_live_ms_max":             nil,
 }
 
 // checkKeys fails unless the JSON file at path has every required key
@@ -106,6 +112,12 @@ func TestJSONWriterEmitsEveryKey(t *testing.T) {
 		IdleCircuitBytes: 82000,
 		RerouteMS:        900,
 		CPUSecondsPerGB:  map[string]float64{"direct": 4, "relay": 4, "ends_sealed": 5, "ends_clear": 4, "naive_relay": 4},
+		resumeResults: resumeResults{
+			RKResumeOff:           map[string]float64{"0": 0.95, "1": 0.5, "2": 0.34, "3": 0.26},
+			ResumeThroughputRatio: map[string]float64{"0": 0.97, "1": 0.99, "2": 0.98, "3": 0.9},
+			ResumeSenderCPURatio:  map[string]float64{"0": 1.1, "1": 1.05, "2": 1.04, "3": 1.02},
+			ResumeCPURatio:        1.1, RerouteLiveMS: 950, RerouteLiveMSMax: 1100, RerouteLiveRuns: []float64{900, 950, 1100},
+		},
 	}
 	path := filepath.Join(t.TempDir(), "bench-results.json")
 	if err := r.writeJSON(path); err != nil {
@@ -115,7 +127,8 @@ func TestJSONWriterEmitsEveryKey(t *testing.T) {
 	var table strings.Builder
 	r.printTable(&table)
 	for _, want := range []string{`r_k["1"]`, "idle_circuit_bytes_at_relay", "reroute_ms", "MISSED", "met",
-		"hop_rtt_vs_naive", "busy: hop_rtt_vs_naive", "r1_vs_naive", "open_k1_vs_naive"} {
+		"hop_rtt_vs_naive", "busy: hop_rtt_vs_naive", "r1_vs_naive", "open_k1_vs_naive",
+		`resume_throughput_ratio["3"]`, "reroute_live_ms (stall of a live circuit, p50)", "[900 950 1100]"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
@@ -254,6 +267,9 @@ func TestSuiteWritesEveryKey(t *testing.T) {
 	}
 	if res.RerouteMS <= 0 || res.IdleCircuitBytes <= 0 || res.OpenEchoUS["k1"] <= 0 {
 		t.Errorf("figures missing: reroute %v ms, idle %v bytes, open k1 %v µs", res.RerouteMS, res.IdleCircuitBytes, res.OpenEchoUS["k1"])
+	}
+	if len(res.RerouteLiveErrors) > 0 || len(res.RerouteLiveRuns) != 3 || res.RerouteLiveMS <= 0 {
+		t.Errorf("live reroute: runs %v, errors %q", res.RerouteLiveRuns, res.RerouteLiveErrors)
 	}
 	if _, err := os.Stat(filepath.Join(o.ProfileDir, "relay-n1.pprof")); err != nil {
 		t.Errorf("no relay profile: %v", err)

@@ -197,9 +197,14 @@ const routeWait = 5 * time.Second
 // refusal for lack of a route means routing withdrew a route that exists:
 // dial counts it and tries again while routeWait allows.
 func (r *nodeRunner) dial(ctx context.Context, peer, service string, early bool) (stream, error) {
+	return r.dialWith(ctx, peer, service, node.DialOptions{Early: early})
+}
+
+// dialWith is dial with options.
+func (r *nodeRunner) dialWith(ctx context.Context, peer, service string, opt node.DialOptions) (stream, error) {
 	deadline := time.Now().Add(routeWait)
 	for {
-		c, err := r.n.DialWith(ctx, peer, service, node.DialOptions{Early: early})
+		c, err := r.n.DialWith(ctx, peer, service, opt)
 		if err == nil {
 			return c, nil
 		}
@@ -226,7 +231,7 @@ func (r *nodeRunner) handle(req request) (reply, error) {
 	case "wait":
 		return reply{}, r.waitReachable(req.Peers, time.Duration(req.Timeout))
 	case "send":
-		c, err := r.dial(ctx, req.Peer, sinkService, false)
+		c, err := r.dialWith(ctx, req.Peer, sinkService, node.DialOptions{NoResume: req.NoResume})
 		if err != nil {
 			return reply{}, err
 		}
@@ -295,6 +300,9 @@ func (r *nodeRunner) handle(req request) (reply, error) {
 		return reply{Routes: r.n.Peers()}, nil
 	case "redial":
 		return r.redial(req.Peer, time.Duration(req.Timeout))
+	}
+	if rep, ok, err := r.handleResume(req); ok {
+		return rep, err
 	}
 	return reply{}, fmt.Errorf("unknown op %q", req.Op)
 }

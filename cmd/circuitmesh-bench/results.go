@@ -39,6 +39,8 @@ type results struct {
 	// level) and with a busy loop at nice 19 pinned to every core (Busy).
 	latency
 	Busy *latency `json:"busy"`
+	// Resumable circuits: on against off, and the live reroute.
+	resumeResults
 	// TTFBUS is the median time from connect to the status line of a tiny
 	// HTTP request: "direct_tcp" to the server, "forward_k1" through a
 	// forward over one relay to it.
@@ -267,7 +269,7 @@ func (r *results) goals() []goal {
 func (r *results) printTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "metric\tvalue\tgoal\tstatus")
-	for _, g := range r.goals() {
+	for _, g := range append(r.goals(), r.resumeGoals()...) {
 		status := ""
 		if g.hasGoal {
 			status = "MISSED"
@@ -307,6 +309,7 @@ func (r *results) printTable(w io.Writer) {
 	fmt.Fprintf(w, "opens through one relay, 32 in flight: sealed circuits %.0f/s (%.0f per relay CPU s), circuits with clear ends %.0f/s (%.0f), naive %.0f/s (%.0f)\n",
 		r.RelayOpensPerS["circuit"], r.RelayOpensPerCPUS["circuit"], r.RelayOpensPerS["circuit_clear_ends"], r.RelayOpensPerCPUS["circuit_clear_ends"],
 		r.RelayOpensPerS["naive"], r.RelayOpensPerCPUS["naive"])
+	r.printResume(w)
 	fmt.Fprintf(w, "reroute ms per run: %v; with pinned costs (feasible alternate): %.0f\n", r.RerouteRuns, r.RerouteMSPinned)
 	for _, e := range r.RerouteErrors {
 		fmt.Fprintf(w, "reroute failure: %s\n", e)

@@ -72,6 +72,9 @@ func runSuite(o options) (*results, error) {
 	if err == nil && (o.Only == "" || o.Only == "reroute") {
 		err = s.reroute()
 	}
+	if err == nil && (o.Only == "" || o.Only == "reroute") {
+		err = s.rerouteLive()
+	}
 	if err == nil && (o.Only == "" || o.Only == "scale") && o.Scale > 0 {
 		err = s.scale()
 	}
@@ -165,6 +168,7 @@ func nodeName(i int) string { return "n" + strconv.Itoa(i) }
 type transfer struct {
 	mbps     float64 // 10^6 bytes per second
 	cpuPerGB float64 // CPU seconds per 10^9 bytes: sender+receiver (direct, k0, k0clear) or the first relay (k1, naive1)
+	sendCPU  float64 // the sender process's CPU seconds per 10^9 bytes
 }
 
 // transfer sends n bytes over subject: "direct" (quic-go), "k0".."k3",
@@ -175,6 +179,7 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 	var meter *proc // whose CPU is counted besides the sender's
 	var sender *proc
 	req := request{Op: "send", Bytes: n}
+	subject, req.NoResume = strings.CutSuffix(subject, resumeOff)
 	ends := subject == "direct" || subject == "k0" || subject == "k0clear"
 	switch subject {
 	case "direct":
@@ -204,6 +209,7 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 		return transfer{}, err
 	}
 	t := transfer{mbps: float64(n) / (float64(rep.NS) / 1e9) / 1e6}
+	t.sendCPU = time.Duration(rep.CPUNS).Seconds() / (float64(n) / 1e9)
 	if meter != nil {
 		cpu1, err := meter.cpu()
 		if err != nil {
@@ -218,7 +224,7 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 	return t, nil
 }
 
-var subjects = []string{"direct", "k0", "k1", "k2", "k3", "k0clear", "naive1", "naive2"}
+var subjects = append([]string{"direct", "k0", "k1", "k2", "k3", "k0clear", "naive1", "naive2"}, resumeSubjects...)
 
 func (s *suite) throughput() error {
 	s.progress("throughput: warm-up")
@@ -235,6 +241,7 @@ func (s *suite) throughput() error {
 	mbps := map[string][]float64{}
 	ratios := map[string][]float64{}
 	var cpuRatios, cpuDirect, cpuRelay, cpuSealed, cpuClear, cpuNaive, cpuVsNaive, r1VsNaive []float64
+	var resume resumeRounds
 	for r := range s.o.Rounds {
 		got := map[string]transfer{}
 		for i := range subjects {
@@ -265,6 +272,8 @@ func (s *suite) throughput() error {
 		s.progress("throughput round %d/%d: MB/s direct %.0f k0 %.0f k1 %.0f k2 %.0f k3 %.0f naive1 %.0f naive2 %.0f; relay CPU ratio %.2f, vs naive %.2f",
 			r+1, s.o.Rounds, got["direct"].mbps, got["k0"].mbps, got["k1"].mbps, got["k2"].mbps, got["k3"].mbps,
 			got["naive1"].mbps, got["naive2"].mbps, cpuRatios[r], cpuVsNaive[r])
+		resume.add(got)
+		s.progress("  %s", resume.line())
 	}
 	if s.o.ProfileDir != "" {
 		if err := s.profile("profile-stop"); err != nil {
@@ -287,6 +296,7 @@ func (s *suite) throughput() error {
 	s.res.RelayCPUPerGBRatio = median(cpuRatios)
 	s.res.CPUSecondsPerGB = map[string]float64{"direct": median(cpuDirect), "relay": median(cpuRelay),
 		"ends_sealed": median(cpuSealed), "ends_clear": median(cpuClear), "naive_relay": median(cpuNaive)}
+	resume.store(s.res)
 	return nil
 }
 

@@ -1,0 +1,434 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/node"
+)
+
+// Resumable circuits in the suite: the throughput rounds also run every
+// circuit with resumption off (DialOptions.NoResume), and a diamond
+// a-{b,c}-d measures the stall of a live transfer when the relay carrying
+// it is killed (reroute_live_ms).
+
+// resumeOff marks a throughput subject ("k1" + resumeOff) whose circuit is
+// dialled with resumption off.
+const resumeOff = "_resume_off"
+
+// resumeResults are the figures of resumable circuits in
+// bench-results.json (flattened into the top level).
+type resumeResults struct {
+	// RKResumeOff is r_k for circuits dialled with resumption off.
+	RKResumeOff map[string]float64 `json:"r_k_resume_off"`
+	// ResumeThroughputRatio maps k to the throughput of the resumable
+	// circuit (the default) over the same circuit with resumption off,
+	// median of the per-round ratios.
+	ResumeThroughputRatio map[string]float64 `json:"resume_throughput_ratio"`
+	// ResumeCPURatio is the CPU per GB of both ends of a k0 circuit,
+	// resumable over resumption off (median of per-round ratios).
+	ResumeCPURatio float64 `json:"resume_cpu_ratio"`
+	// ResumeSenderCPURatio maps k to the same ratio for the sender's
+	// process alone (the receiver of k ≥ 1 is not metered).
+	ResumeSenderCPURatio map[string]float64 `json:"resume_sender_cpu_ratio"`
+	// RerouteLiveMS is the longest gap in the bytes delivered at d while
+	// a transfer a→d crosses a diamond a-{b,c}-d and the relay carrying it
+	// gets SIGKILL: median over the runs, with their maximum.
+	RerouteLiveMS     float64   `json:"reroute_live_ms"`
+	RerouteLiveMSMax  float64   `json:"reroute_live_ms_max"`
+	RerouteLiveRuns   []float64 `json:"reroute_live_ms_runs"`
+	RerouteLiveBytes  int64     `json:"reroute_live_transfer_bytes"`
+	RerouteLiveErrors []string  `json:"reroute_live_errors,omitempty"`
+}
+
+// resumeSubjects are the throughput subjects with resumption off.
+var resumeSubjects = []string{"k0" + resumeOff, "k1" + resumeOff, "k2" + resumeOff, "k3" + resumeOff}
+
+// resumeRounds accumulates the per-round figures of the resumption
+// subjects.
+type resumeRounds struct {
+	rOff, ratio map[string][]float64
+	senderCPU   map[string][]float64
+	cpu, cpuOff []float64
+	cpuRatio    []float64
+}
+
+// add records one round; got holds every subject's transfer.
+func (rr *resumeRounds) add(got map[string]transfer) {
+	if rr.rOff == nil {
+		rr.rOff, rr.ratio, rr.senderCPU = map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	}
+	for k := range 4 {
+		key := strconv.Itoa(k)
+		on, off := got["k"+key], got["k"+key+resumeOff]
+		rr.rOff[key] = append(rr.rOff[key], off.mbps/got["direct"].mbps)
+		rr.ratio[key] = append(rr.ratio[key], on.mbps/off.mbps)
+		rr.senderCPU[key] = append(rr.senderCPU[key], on.sendCPU/off.sendCPU)
+	}
+	on, off := got["k0"].cpuPerGB, got["k0"+resumeOff].cpuPerGB
+	rr.cpu, rr.cpuOff = append(rr.cpu, on), append(rr.cpuOff, off)
+	rr.cpuRatio = append(rr.cpuRatio, on/off)
+}
+
+// line is the round's progress line.
+func (rr *resumeRounds) line() string {
+	var b strings.Builder
+	b.WriteString("resumable/off throughput:")
+	for k := range 4 {
+		v := rr.ratio[strconv.Itoa(k)]
+		fmt.Fprintf(&b, " k%d %.2f", k, v[len(v)-1])
+	}
+	fmt.Fprintf(&b, "; k0 ends CPU %.2f", rr.cpuRatio[len(rr.cpuRatio)-1])
+	return b.String()
+}
+
+// store writes the medians into r.
+func (rr *resumeRounds) store(r *results) {
+	r.RKResumeOff, r.ResumeThroughputRatio, r.ResumeSenderCPURatio = map[string]float64{}, map[string]float64{}, map[string]float64{}
+	for k, v := range rr.rOff {
+		r.RKResumeOff[k] = median(v)
+	}
+	for k, v := range rr.senderCPU {
+		r.ResumeSenderCPURatio[k] = median(v)
+	}
+	for k, v := range rr.ratio {
+		r.ResumeThroughputRatio[k] = median(v)
+	}
+	r.ResumeCPURatio = median(rr.cpuRatio)
+	if r.CPUSecondsPerGB != nil {
+		r.CPUSecondsPerGB["ends_sealed_resume_off"] = median(rr.cpuOff)
+	}
+}
+
+// resumeGoals are the table's lines for resumable circuits.
+func (r *results) resumeGoals() []goal {
+	f2 := func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
+	var gs []goal
+	for k := range 4 {
+		key := strconv.Itoa(k)
+		v := r.ResumeThroughputRatio[key]
+		gs = append(gs, goal{`resume_throughput_ratio["` + key + `"] (resumable / resume off)`, f2(v), "≥ 0.95", v >= 0.95, true})
+	}
+	gs = append(gs, goal{name: "resume_cpu_ratio (k0 ends, resumable / resume off)", value: f2(r.ResumeCPURatio)})
+	ok := len(r.RerouteLiveErrors) == 0 && len(r.RerouteLiveRuns) > 0
+	gs = append(gs,
+		goal{"reroute_live_ms (stall of a live circuit, p50)", strconv.FormatFloat(r.RerouteLiveMS, 'f', 0, 64), "≤ 1500, intact",
+			ok && r.RerouteLiveMS <= 1500, true},
+		goal{name: "reroute_live_ms_max", value: strconv.FormatFloat(r.RerouteLiveMSMax, 'f', 0, 64)})
+	return gs
+}
+
+// printResume writes the raw figures behind the resumption lines.
+func (r *results) printResume(w io.Writer) {
+	fmt.Fprintf(w, "resumption off: r_k")
+	for _, k := range []string{"0", "1", "2", "3"} {
+		fmt.Fprintf(w, " %s %.2f", k, r.RKResumeOff[k])
+	}
+	fmt.Fprintf(w, "; k0 ends CPU s/GB resumable %.2f, off %.2f; sender CPU resumable/off", r.CPUSecondsPerGB["ends_sealed"], r.CPUSecondsPerGB["ends_sealed_resume_off"])
+	for _, k := range []string{"0", "1", "2", "3"} {
+		fmt.Fprintf(w, " k%s %.2f", k, r.ResumeSenderCPURatio[k])
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "live circuit stall when its relay is killed, ms per run (%d MiB a→d): %.0f\n", r.RerouteLiveBytes>>20, r.RerouteLiveRuns)
+	for _, e := range r.RerouteLiveErrors {
+		fmt.Fprintf(w, "live reroute failure: %s\n", e)
+	}
+}
+
+// liveService is the sink of the live reroute: it reads everything and
+// answers with the byte count, the SHA-256 of the bytes and the longest
+// gap between two reads.
+const liveService = "livesink"
+
+// liveReplyLen is the sink's answer: count, SHA-256, longest gap (ns).
+const liveReplyLen = 8 + sha256.Size + 8
+
+// serveLiveSink reads s to its end and answers.
+func serveLiveSink(s stream) error {
+	defer s.Close()
+	h := sha256.New()
+	buf := make([]byte, writeChunk)
+	var total int64
+	var last time.Time
+	var gap time.Duration
+	for {
+		n, err := s.Read(buf)
+		if n > 0 {
+			now := time.Now()
+			if !last.IsZero() {
+				gap = max(gap, now.Sub(last))
+			}
+			last = now
+			h.Write(buf[:n])
+			total += int64(n)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("live sink read after %d bytes: %w", total, err)
+		}
+	}
+	var rep [liveReplyLen]byte
+	binary.BigEndian.PutUint64(rep[:8], uint64(total))
+	copy(rep[8:], h.Sum(nil))
+	binary.BigEndian.PutUint64(rep[8+sha256.Size:], uint64(gap))
+	if _, err := s.Write(rep[:]); err != nil {
+		return fmt.Errorf("live sink answer: %w", err)
+	}
+	return s.CloseWrite()
+}
+
+// liveSender is the transfer of the live reroute at a.
+type liveSender struct {
+	c    node.Conn
+	n    int64
+	mu   sync.Mutex
+	sent int64
+	done chan struct{}
+	err  error
+	sum  []byte   // SHA-256 of what was sent
+	path []string // the path when the last byte was written
+	ans  [liveReplyLen]byte
+}
+
+// live is the role process's live transfer, at most one.
+var live struct {
+	mu sync.Mutex
+	s  *liveSender
+}
+
+// run sends n pseudo-random bytes, half-closes and reads the answer.
+func (ls *liveSender) run() {
+	defer close(ls.done)
+	defer ls.c.Close()
+	h := sha256.New()
+	rng := rand.NewChaCha8([32]byte{'l', 'i', 'v', 'e'})
+	buf := make([]byte, writeChunk)
+	err := func() error {
+		for left := ls.n; left > 0; {
+			b := buf[:min(left, writeChunk)]
+			_, _ = rng.Read(b)
+			h.Write(b)
+			if _, err := ls.c.Write(b); err != nil {
+				return fmt.Errorf("write after %d of %d bytes: %w", ls.n-left, ls.n, err)
+			}
+			left -= int64(len(b))
+			ls.mu.Lock()
+			ls.sent = ls.n - left
+			ls.mu.Unlock()
+		}
+		path := ls.c.Path() // the path that carried the last bytes
+		ls.mu.Lock()
+		ls.path = path
+		ls.mu.Unlock()
+		if err := ls.c.CloseWrite(); err != nil {
+			return fmt.Errorf("half-close: %w", err)
+		}
+		if _, err := io.ReadFull(ls.c, ls.ans[:]); err != nil {
+			return fmt.Errorf("read the sink's answer: %w", err)
+		}
+		return nil
+	}()
+	ls.mu.Lock()
+	ls.err, ls.sum = err, h.Sum(nil)
+	ls.mu.Unlock()
+}
+
+// sentBytes is how much the application wrote so far.
+func (ls *liveSender) sentBytes() int64 {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.sent
+}
+
+// handleResume runs the node role's live-reroute operations; ok is false
+// for an operation it does not know.
+func (r *nodeRunner) handleResume(req request) (rep reply, ok bool, err error) {
+	switch req.Op {
+	case "live-listen":
+		return reply{}, true, r.serve(liveService, func(c net.Conn) { _ = serveLiveSink(c.(node.Conn)) })
+	case "live-start":
+		live.mu.Lock()
+		defer live.mu.Unlock()
+		if live.s != nil {
+			return reply{}, true, errors.New("a live transfer already ran")
+		}
+		c, err := r.n.DialWith(context.Background(), req.Peer, liveService, node.DialOptions{RecordPath: true})
+		if err != nil {
+			return reply{}, true, err
+		}
+		live.s = &liveSender{c: c, n: req.Bytes, done: make(chan struct{})}
+		go live.s.run()
+		return reply{Path: c.Path()}, true, nil
+	case "live-status", "live-wait":
+		live.mu.Lock()
+		ls := live.s
+		live.mu.Unlock()
+		if ls == nil {
+			return reply{}, true, errors.New("no live transfer")
+		}
+		if req.Op == "live-wait" {
+			select {
+			case <-ls.done:
+			case <-time.After(time.Duration(req.Timeout)):
+				return reply{}, true, fmt.Errorf("live transfer not done after %v (%d bytes written)", time.Duration(req.Timeout), ls.sentBytes())
+			}
+		}
+		rep := reply{Bytes: ls.sentBytes(), Path: ls.c.Path()}
+		select {
+		case <-ls.done:
+		default:
+			return rep, true, nil
+		}
+		if ls.err != nil {
+			return reply{}, true, ls.err
+		}
+		rep.Done, rep.Path = true, ls.path
+		rep.Live = &liveResult{
+			Count:   int64(binary.BigEndian.Uint64(ls.ans[:8])),
+			SumSent: hex.EncodeToString(ls.sum),
+			SumRecv: hex.EncodeToString(ls.ans[8 : 8+sha256.Size]),
+			GapNS:   int64(binary.BigEndian.Uint64(ls.ans[8+sha256.Size:])),
+		}
+		return rep, true, nil
+	}
+	return reply{}, false, nil
+}
+
+// liveResult is the outcome of a live transfer: what the sink received,
+// the hashes at both ends and the sink's longest gap between reads.
+type liveResult struct {
+	Count   int64  `json:"count"`
+	SumSent string `json:"sha256_sent"`
+	SumRecv string `json:"sha256_received"`
+	GapNS   int64  `json:"gap_ns"`
+}
+
+// liveTimeout bounds a live transfer after the kill: past the default
+// resume timeout (30 s), the circuit has failed.
+const liveTimeout = 60 * time.Second
+
+// rerouteLive runs the live reroute max(3, Reroutes+2) times.
+func (s *suite) rerouteLive() error {
+	runs := max(3, s.o.Reroutes+2)
+	size := max(s.o.Size, 32<<20)
+	s.res.RerouteLiveBytes = size
+	var ms []float64
+	for run := range runs {
+		v, err := s.rerouteLiveOnce(size)
+		var lf *liveFailure
+		if errors.As(err, &lf) {
+			s.res.RerouteLiveErrors = append(s.res.RerouteLiveErrors, err.Error())
+			s.progress("live reroute %d/%d: %v", run+1, runs, err)
+			continue
+		} else if err != nil {
+			return fmt.Errorf("live reroute run %d: %w", run+1, err)
+		}
+		s.progress("live reroute %d/%d: longest gap at d %.0f ms", run+1, runs, v)
+		ms = append(ms, v)
+	}
+	s.res.RerouteLiveRuns = ms
+	if len(ms) > 0 {
+		s.res.RerouteLiveMS, s.res.RerouteLiveMSMax = median(ms), slices.Max(ms)
+	}
+	return nil
+}
+
+// liveFailure is a live transfer that did not arrive intact: a result,
+// not a failure of the suite.
+type liveFailure struct{ err error }
+
+func (e *liveFailure) Error() string { return e.err.Error() }
+func (e *liveFailure) Unwrap() error { return e.err }
+
+// rerouteLiveOnce builds a diamond a-{b,c}-d of default nodes, starts a
+// resumable transfer of size bytes from a to d, kills (SIGKILL) the relay
+// it crosses once a quarter was written and returns the longest gap
+// between two reads at d, in ms.
+func (s *suite) rerouteLiveOnce(size int64) (ms float64, err error) {
+	procs := map[string]*proc{}
+	defer func() {
+		for _, p := range procs {
+			if p != nil {
+				err = errors.Join(err, p.stop())
+			}
+		}
+	}()
+	for _, step := range [][]string{{"a"}, {"b", "a"}, {"c", "a"}, {"d", "b", "c"}} {
+		args := []string{"node", "--default", "--name", step[0]}
+		var addrs []string
+		for _, l := range step[1:] {
+			addrs = append(addrs, procs[l].addr)
+		}
+		if len(addrs) > 0 {
+			args = append(args, "--link", strings.Join(addrs, ","))
+		}
+		p, err := startProc("live-"+step[0], s.o.Log, args...)
+		if err != nil {
+			return 0, err
+		}
+		procs[step[0]] = p
+	}
+	a, d := procs["a"], procs["d"]
+	if _, err := a.call(request{Op: "wait", Peers: []string{"b", "c", "d"}, Timeout: int64(waitRoutes)}); err != nil {
+		return 0, err
+	}
+	if _, err := d.call(request{Op: "wait", Peers: []string{"a"}, Timeout: int64(waitRoutes)}); err != nil {
+		return 0, err
+	}
+	if _, err := d.call(request{Op: "live-listen"}); err != nil {
+		return 0, err
+	}
+	rep, err := a.call(request{Op: "live-start", Peer: "d", Bytes: size})
+	if err != nil {
+		return 0, err
+	}
+	if len(rep.Path) != 3 {
+		return 0, fmt.Errorf("path from a to d is %v, want one relay", rep.Path)
+	}
+	victim := rep.Path[1]
+	for {
+		st, err := a.call(request{Op: "live-status"})
+		if err != nil {
+			return 0, &liveFailure{fmt.Errorf("before the kill: %w", err)}
+		}
+		if st.Done {
+			return 0, fmt.Errorf("the %d MiB transfer ended before a quarter of it was seen written; use a larger -size", size>>20)
+		}
+		if st.Bytes >= size/4 {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	procs[victim].kill()
+	procs[victim] = nil
+	rep, err = a.call(request{Op: "live-wait", Timeout: int64(liveTimeout)})
+	if err != nil {
+		return 0, &liveFailure{fmt.Errorf("after killing %s: %w", victim, err)}
+	}
+	l := rep.Live
+	switch {
+	case l == nil:
+		return 0, &liveFailure{errors.New("no result")}
+	case l.Count != size:
+		return 0, &liveFailure{fmt.Errorf("d received %d bytes, a sent %d", l.Count, size)}
+	case l.SumSent != l.SumRecv:
+		return 0, &liveFailure{fmt.Errorf("SHA-256 at d %s, sent %s", l.SumRecv, l.SumSent)}
+	case slices.Contains(rep.Path, victim):
+		return 0, &liveFailure{fmt.Errorf("the circuit still runs through the killed %s: %v", victim, rep.Path)}
+	}
+	return float64(l.GapNS) / 1e6, nil
+}
