@@ -379,6 +379,40 @@ func (e *Engine) NextHops(dest string) []string {
 	return out
 }
 
+// Advertisers returns the neighbours that advertised a finite route to
+// dest, feasible or not, by increasing metric (leaf neighbours only for
+// their own name). Unlike NextHops it may include routes that could loop:
+// it is for a caller that must avoid a next hop routing still likes (one
+// whose path stopped forwarding) and can bound the attempt itself.
+func (e *Engine) Advertisers(dest string) []string {
+	o, ok := e.origins[dest]
+	if !ok {
+		return nil
+	}
+	type alt struct {
+		name   string
+		metric Metric
+	}
+	var alts []alt
+	for i := range o.routes {
+		r := &o.routes[i]
+		if m := e.total(r); m < e.cfg.Infinity && (!r.nb.leaf || r.nb.name == dest) {
+			alts = append(alts, alt{r.nb.name, m})
+		}
+	}
+	slices.SortFunc(alts, func(a, b alt) int {
+		if a.metric != b.metric {
+			return cmp.Compare(a.metric, b.metric)
+		}
+		return cmp.Compare(a.name, b.name)
+	})
+	out := make([]string, len(alts))
+	for i, a := range alts {
+		out[i] = a.name
+	}
+	return out
+}
+
 // Routes returns every destination in the table (reachable or still being
 // withdrawn), sorted by Dest. Self is not included.
 func (e *Engine) Routes() []Route {
