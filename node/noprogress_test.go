@@ -75,8 +75,16 @@ func TestResumeAroundRelayThatStopsForwarding(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "d to receive a quarter", 60*time.Second, func() bool { return received.Load() >= int64(size/4) })
+	stalls := newStallMeter(received)
+	defer stalls.close()
 	stuck.Store(true)
+	stalls.take()
 	stopped := time.Now()
+	// The rest is written once the circuit runs through c: checked while
+	// it is still open.
+	waitFor(t, "the circuit to resume through c", 60*time.Second, func() bool {
+		return fmt.Sprint(conn.Path()) == "[a c d]"
+	})
 	if err := w.write(size - size/2); err != nil {
 		t.Fatalf("write after b stopped forwarding: %v", err)
 	}
@@ -93,10 +101,8 @@ func TestResumeAroundRelayThatStopsForwarding(t *testing.T) {
 	if err := <-srvErr; err != nil {
 		t.Fatalf("destination: %v", err)
 	}
-	t.Logf("%d MiB through a relay that stopped forwarding, in %v after it stopped", size>>20, time.Since(stopped))
-	if got := fmt.Sprint(conn.Path()); got != "[a c d]" {
-		t.Errorf("path after the resume %s, want [a c d]", got)
-	}
+	t.Logf("%d MiB through a relay that stopped forwarding: longest stall at d %v, done %v after it stopped",
+		size>>20, stalls.take().Round(time.Millisecond), time.Since(stopped).Round(time.Millisecond))
 	if n := counterValue(a.metrics.resume.resumes.WithLabelValues("dial")); n < 1 {
 		t.Errorf("resumes counted at a: %v, want at least 1", n)
 	}
