@@ -72,7 +72,10 @@ func (r *Resumable) checkProgress(gen uint64) {
 	}
 	limit := r.silenceLimitLocked()
 	silent := now.Sub(r.heard)
-	if silent >= limit {
+	// A source gives up on a path only once the destination showed that
+	// it holds the circuit: before, a resume would be refused, and the
+	// silence is more likely a slow start than a relay gone quiet.
+	if silent >= limit && (r.peerShown || !r.source) {
 		r.pathFailedLocked(r.gen, fmt.Errorf("%w: nothing arrived from %s for %v", ErrNoProgress, r.remote, silent.Round(time.Millisecond)))
 		return
 	}
@@ -108,6 +111,7 @@ func (r *Resumable) probeFrameLocked(typ byte) {
 	if r.pingAt.IsZero() {
 		return
 	}
+	r.peerShown = true
 	sample := time.Since(r.pingAt)
 	r.pingAt = time.Time{}
 	r.pongs.Add(1)

@@ -191,6 +191,7 @@ type Resumable struct {
 	pongDue    bool         // a ping arrived: a pong is to be sent
 	pingAt     time.Time    // when the outstanding ping left; zero if none
 	pongs      atomic.Int64 // pongs that answered a ping
+	peerShown  bool         // an ack or pong came on this path, or it is a resumed one
 	srtt       time.Duration
 }
 
@@ -507,6 +508,7 @@ func (r *Resumable) readPath(p Path, gen uint64) error {
 				return r.integrity(fmt.Sprintf("acknowledgement of %d outside [%d, %d]", off, r.acked, r.sent))
 			}
 			r.ackLocked(off)
+			r.peerShown = true
 			r.mu.Unlock()
 		case frameFin:
 			r.mu.Lock()
@@ -841,6 +843,7 @@ func (r *Resumable) installLocked(p Path, off int64) {
 	r.cur, r.sent, r.ackSent = p, off, r.recv
 	r.gen++
 	r.resetProbeLocked()
+	r.peerShown = true
 	r.stopTimerLocked()
 	r.cond.Broadcast()
 }
