@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -41,23 +40,13 @@ func TestResumeAroundRelayThatStopsForwarding(t *testing.T) {
 	}
 	var stuck atomic.Bool
 	c := newCluster(t, true)
-	sockets := map[string]*net.UDPConn{}
-	c.tweak = func(cfg *Config) {
-		ownSocket(t, sockets, cfg)
-		cfg.LinkCosts = map[string]links.Cost{"b": 10, "c": 40}
-		switch cfg.Name {
-		case "b":
-			cfg.LinkCosts = map[string]links.Cost{"a": 10, "d": 10}
+	buildDiamondWith(t, c, func(cfg *Config) {
+		if cfg.Name == "b" {
 			cfg.hooks = &hooks{relay: func(in, out links.Stream) (links.Stream, links.Stream) {
 				return stuckStream{in, &stuck}, stuckStream{out, &stuck}
 			}}
-		case "c":
-			cfg.LinkCosts = map[string]links.Cost{"a": 40, "d": 40}
 		}
-	}
-	c.build("a-b", "a-c", "b-d", "c-d")
-	c.waitNextHop("a", "d", "b")
-	c.waitNextHop("d", "a", "b")
+	})
 
 	received, srvErr := sinkService(t, c.nodes["d"])
 	a := c.nodes["a"]
@@ -91,16 +80,7 @@ func TestResumeAroundRelayThatStopsForwarding(t *testing.T) {
 	if err := conn.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := io.ReadAll(conn)
-	if err != nil {
-		t.Fatalf("reading the digest: %v", err)
-	}
-	if !bytes.Equal(sum, w.sum()) {
-		t.Fatalf("d's SHA-256 of %d bytes is %x, want %x", received.Load(), sum, w.sum())
-	}
-	if err := <-srvErr; err != nil {
-		t.Fatalf("destination: %v", err)
-	}
+	checkDigest(t, conn, w.sum(), received, srvErr)
 	t.Logf("%d MiB through a relay that stopped forwarding: longest stall at d %v, done %v after it stopped",
 		size>>20, stalls.take().Round(time.Millisecond), time.Since(stopped).Round(time.Millisecond))
 	if n := counterValue(a.metrics.resume.resumes.WithLabelValues("dial")); n < 1 {
@@ -132,6 +112,22 @@ func sinkService(t *testing.T, n *Node) (*atomic.Int64, chan error) {
 		srvErr <- err
 	})
 	return &received, srvErr
+}
+
+// checkDigest reads the sink's answer on conn (after the writer's
+// half-close) and checks it is want, and that the sink saw no error.
+func checkDigest(t *testing.T, conn io.Reader, want []byte, received *atomic.Int64, srvErr chan error) {
+	t.Helper()
+	sum, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("reading the digest: %v", err)
+	}
+	if !bytes.Equal(sum, want) {
+		t.Fatalf("the destination's SHA-256 of %d bytes is %x, want %x", received.Load(), sum, want)
+	}
+	if err := <-srvErr; err != nil {
+		t.Fatalf("destination: %v", err)
+	}
 }
 
 // sumWriter writes pseudo-random bytes to a circuit, keeping their

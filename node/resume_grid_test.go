@@ -1,8 +1,6 @@
 package node
 
 import (
-	"bytes"
-	"io"
 	"net"
 	"slices"
 	"strings"
@@ -146,16 +144,7 @@ func TestResumeGridFiveRelayCrashes(t *testing.T) {
 	if err := <-writeErr; err != nil {
 		t.Fatal(err)
 	}
-	sum, err := io.ReadAll(conn)
-	if err != nil {
-		t.Fatalf("reading the digest: %v", err)
-	}
-	if !bytes.Equal(sum, w.sum()) {
-		t.Fatalf("the destination's SHA-256 of %d bytes is %x, want %x", received.Load(), sum, w.sum())
-	}
-	if err := <-srvErr; err != nil {
-		t.Fatalf("destination: %v", err)
-	}
+	checkDigest(t, conn, w.sum(), received, srvErr)
 	if got, want := received.Load(), int64((kills+1)*seg); got != want {
 		t.Fatalf("destination received %d bytes, want %d", got, want)
 	}
