@@ -111,8 +111,10 @@ type ResumeConfig struct {
 	// the silence counts while this end has data or a fin the other end
 	// did not acknowledge, or a ping it did not answer; the limit is
 	// max(ProgressTimeout, 8 × the round trip its pongs measured). A
-	// quarter of the way a ping asks the other end for a sign of life.
-	// Default 2 s; negative turns the detection off.
+	// quarter of the way a ping asks the other end for a sign of life. A
+	// source fails a path this way only once an ack or pong came on it
+	// (the destination holds the circuit). Default 2 s; negative turns
+	// the detection off.
 	ProgressTimeout time.Duration
 	// Early (source): the first path is an early circuit, whose first
 	// Write travels with the open; the hello then waits for the first
