@@ -34,12 +34,19 @@ var (
 	// ErrResumeRefused: the destination does not know the circuit to
 	// resume (wrong id or source, or it already gave up on it).
 	ErrResumeRefused = errors.New("circuit: the destination refused to resume the circuit")
+	// ErrNoProgress: nothing arrived on the path for the progress timeout
+	// while this end waited for an acknowledgement or a pong (a relay
+	// that stopped forwarding); the circuit resumes on another path.
+	ErrNoProgress = errors.New("circuit: the path made no progress")
 )
 
 // Defaults of ResumeConfig.
 const (
 	DefaultResumeTimeout = 30 * time.Second
 	DefaultResumeWindow  = 4 << 20
+	// DefaultProgressTimeout is the least silence after which a path that
+	// owes this end an acknowledgement or a pong is deemed broken.
+	DefaultProgressTimeout = 2 * time.Second
 )
 
 // Bounds of the destination's table of resumable circuits.
@@ -56,6 +63,8 @@ const (
 	frameFin     = 4
 	frameResume  = 5
 	frameResumed = 6
+	framePing    = 7
+	framePong    = 8
 
 	idLen        = 16
 	maxFrameData = 32<<10 - 64 // one data frame fits one sealed record
@@ -96,6 +105,16 @@ type ResumeConfig struct {
 	// about to be replaced (the circuit is suspended), under the circuit's
 	// lock like OnResume.
 	OnPathFailed func(p Path, err error)
+	// ProgressTimeout is the least silence after which the path is
+	// deemed broken (ErrNoProgress) and the circuit resumes on another:
+	// the silence counts while this end has data or a fin the other end
+	// did not acknowledge, or a ping it did not answer; the limit is
+	// max(ProgressTimeout, 8 × the round trip its pongs measured). A
+	// quarter of the way a ping asks the other end for a sign of life. A
+	// source fails a path this way only once an ack or pong came on it
+	// (the destination holds the circuit). Default 2 s; negative turns
+	// the detection off.
+	ProgressTimeout time.Duration
 	// Early (source): the first path is an early circuit, whose first
 	// Write travels with the open; the hello then waits for the first
 	// Write or Read to go with it. Otherwise it is sent at once, so that
@@ -164,6 +183,18 @@ type Resumable struct {
 	endOnce           sync.Once
 	firstPath         Path
 	resumes, failures atomic.Int64
+
+	// Progress detection (see ResumeConfig.ProgressTimeout).
+	frames     atomic.Int64 // frames read, on any path
+	seenFrames int64        // frames at the last check
+	heard      time.Time    // when the last check saw frames arrive, or the wait began
+	probe      *time.Timer  // the next check; nil while nothing is owed
+	pingDue    bool         // a ping is to be sent
+	pongDue    bool         // a ping arrived: a pong is to be sent
+	pingAt     time.Time    // when the outstanding ping left; zero if none
+	pongs      atomic.Int64 // pongs that answered a ping
+	peerShown  bool         // an ack or pong came on this path, or it is a resumed one
+	srtt       time.Duration
 }
 
 var _ net.Conn = (*Resumable)(nil)
@@ -202,6 +233,9 @@ func newResumable(p Path, local, remote net.Addr, cfg ResumeConfig) *Resumable {
 	if cfg.Window <= 0 {
 		cfg.Window = DefaultResumeWindow
 	}
+	if cfg.ProgressTimeout == 0 {
+		cfg.ProgressTimeout = DefaultProgressTimeout
+	}
 	r := &Resumable{cfg: cfg, local: local, remote: remote, cur: p, firstPath: p, quit: make(chan struct{})}
 	r.cond, r.wcond = sync.NewCond(&r.mu), sync.NewCond(&r.mu)
 	r.sbuf.max, r.rq.max = cfg.Window, 2*cfg.Window
@@ -238,7 +272,7 @@ func resumableError(err error) bool {
 	if errors.As(err, &lre) {
 		return resumableError(&ResetError{Code: CloseCode(lre.Code), Remote: lre.Remote, cause: lre})
 	}
-	return errors.Is(err, links.ErrLinkLost)
+	return errors.Is(err, links.ErrLinkLost) || errors.Is(err, ErrNoProgress)
 }
 
 // refusedForGood reports whether a resume attempt's failure ends the
@@ -272,7 +306,7 @@ func (r *Resumable) workLocked() bool {
 	if r.helloDue {
 		return r.helloNow || r.sent < r.totalLocked() || r.ackDueLocked()
 	}
-	return r.sent < r.totalLocked() || r.ackDueLocked()
+	return r.sent < r.totalLocked() || r.pingDue || r.pongDue || r.ackDueLocked()
 }
 
 // ackDelay bounds how long a read smaller than the ack threshold waits to
@@ -351,6 +385,7 @@ func (r *Resumable) writeLoop() {
 			b = binary.BigEndian.AppendUint64(append(b, frameAck), uint64(a))
 			r.ackSent, r.ackNow = a, false
 		}
+		b = r.appendProbeLocked(b)
 		if !r.ended {
 			if r.sent < r.written {
 				n := min(r.written-r.sent, maxFrameData)
@@ -362,6 +397,9 @@ func (r *Resumable) writeLoop() {
 			} else if r.finQueued && r.sent == r.written {
 				b = append(b, frameFin)
 				r.sent++
+			}
+			if r.sent > r.acked {
+				r.armProbeLocked()
 			}
 		}
 		r.mu.Unlock()
@@ -426,6 +464,7 @@ func (r *Resumable) readPath(p Path, gen uint64) error {
 		if _, err := io.ReadFull(p, hdr[:1]); err != nil {
 			return err
 		}
+		r.frames.Add(1)
 		r.mu.Lock()
 		wantHello := r.wantHello
 		r.mu.Unlock()
@@ -471,6 +510,7 @@ func (r *Resumable) readPath(p Path, gen uint64) error {
 				return r.integrity(fmt.Sprintf("acknowledgement of %d outside [%d, %d]", off, r.acked, r.sent))
 			}
 			r.ackLocked(off)
+			r.peerShown = true
 			r.mu.Unlock()
 		case frameFin:
 			r.mu.Lock()
@@ -486,6 +526,14 @@ func (r *Resumable) readPath(p Path, gen uint64) error {
 			r.recv++
 			r.broadcast()
 			r.checkDoneLocked()
+			r.mu.Unlock()
+		case framePing, framePong:
+			r.mu.Lock()
+			if gen != r.gen {
+				r.mu.Unlock()
+				return errStale
+			}
+			r.probeFrameLocked(hdr[0])
 			r.mu.Unlock()
 		default:
 			return r.integrity(fmt.Sprintf("unknown frame type %d", hdr[0]))
@@ -599,6 +647,10 @@ func (r *Resumable) stopTimerLocked() {
 	if r.ackTimer != nil && r.ended {
 		r.ackTimer.Stop()
 		r.ackTimer = nil
+	}
+	if r.probe != nil && r.ended {
+		r.probe.Stop()
+		r.probe = nil
 	}
 	if r.timer != nil {
 		r.timer.Stop()
@@ -798,6 +850,8 @@ func (r *Resumable) installLocked(p Path, off int64) {
 	r.ackLocked(off)
 	r.cur, r.sent, r.ackSent = p, off, r.recv
 	r.gen++
+	r.resetProbeLocked()
+	r.peerShown = true
 	r.stopTimerLocked()
 	r.broadcast()
 }

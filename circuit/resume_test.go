@@ -38,6 +38,9 @@ type resumeRig struct {
 	redials    atomic.Int64
 	resumed    sync.WaitGroup // the destination's Resume calls
 	resumeErrs chan error
+	// wrap, when set, is the relay of the next path connect opens (then
+	// it is cleared): a relay that misbehaves.
+	wrap func(in, out links.Stream) (links.Stream, links.Stream)
 }
 
 func newResumeRig(t *testing.T) *resumeRig {
@@ -57,6 +60,9 @@ func newResumeRig(t *testing.T) *resumeRig {
 // with resume, the destination hands it to the table.
 func (g *resumeRig) connect(ctx context.Context, flags Flags) (*testPath, *circuit, error) {
 	p := newPath(g.t, 1, nil)
+	g.mu.Lock()
+	p.wrap, g.wrap = g.wrap, nil
+	g.mu.Unlock()
 	o := resumableOpen(flags)
 	dest := g.k.accept
 	if flags&FlagResume != 0 {
@@ -489,6 +495,9 @@ func FuzzResumableFrames(f *testing.F) {
 	f.Add(append(append([]byte{}, hello...), frameData, 0, 0))
 	f.Add([]byte{frameData, 0, 1, 'x'})
 	f.Add(binary.BigEndian.AppendUint64(append([]byte{frameResume}, id[:]...), 7))
+	f.Add(append(append([]byte{}, hello...), framePing, framePong, frameData, 0, 1, 'x', framePing))
+	f.Add(append(append([]byte{}, hello...), framePong))
+	f.Add([]byte{framePing})
 	f.Add([]byte{9})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		table := NewResumeTable()

@@ -111,7 +111,8 @@ type Config struct {
 	RouteWait time.Duration
 
 	// ResumeTimeout is how long a circuit whose path broke (a relay died,
-	// a link was lost) waits for a new path before it fails with
+	// a link was lost, or nothing arrived for max(2 s, 8 × RTT) while the
+	// other end owed an acknowledgement: circuit.ErrNoProgress) waits for a new path before it fails with
 	// circuit.ErrResumeTimeout; its application sees nothing meanwhile.
 	// Circuits this node dials are resumable unless DialOptions.NoResume
 	// is set or end-to-end security is off. Default 30s; negative: the

@@ -24,6 +24,7 @@ type trackedConn struct {
 	ticket *ticket
 	entry  *tracked
 	police atomic.Pointer[policed] // as the authorization policy allowed it
+	via    string                  // the neighbour a dialled circuit went through
 	once   sync.Once
 	// failed is the first failure a dialled circuit's Read or Write saw (a
 	// reset from the path, a refusal of an early circuit): the caller's

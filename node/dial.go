@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -100,7 +101,9 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 	}
 	var errs []error
 	var authErr error
+	fallback := map[string]bool{}
 	for {
+		hops = n.avoidLast(peer, hops, opt.avoid, fallback)
 		for _, nh := range hops {
 			if failed[nh] {
 				continue
@@ -108,6 +111,13 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			c, err := n.dialVia(ctx, nh, o, opt, span)
 			if err == nil {
 				return c, nil
+			}
+			if fallback[nh] && ctx.Err() == nil && !errors.Is(err, circuit.ErrAuth) {
+				// A route routing did not choose may lead nowhere: the
+				// next one is tried whatever the answer.
+				failed[nh] = true
+				errs = append(errs, err)
+				continue
 			}
 			var re *circuit.RefusedError
 			impostor := errors.Is(err, circuit.ErrAuth)
@@ -137,6 +147,28 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			return nil, refused(circuit.LinkLost, fmt.Sprintf("no next hop toward %s could carry the circuit: %v", peer, errors.Join(errs...)))
 		}
 	}
+}
+
+// avoidLast moves avoid, when it is one of hops, to the end: the other
+// next hops are tried first. When it was the only one, the neighbours
+// advertising a route routing did not find feasible come before it
+// (marked in fallback): the relays' own routes and the hop limit bound
+// where they lead.
+func (n *Node) avoidLast(dest string, hops []string, avoid string, fallback map[string]bool) []string {
+	i := slices.Index(hops, avoid)
+	if avoid == "" || i < 0 {
+		return hops
+	}
+	out := slices.Delete(slices.Clone(hops), i, i+1)
+	if len(out) == 0 {
+		for _, h := range n.router.advertisers(dest) {
+			if h != avoid && n.link(h) != nil {
+				out = append(out, h)
+				fallback[h] = true
+			}
+		}
+	}
+	return append(out, avoid)
 }
 
 // dialVia opens the circuit through neighbour nh.
@@ -184,7 +216,9 @@ func (n *Node) dialOn(ctx context.Context, l links.Link, o *circuit.Open, opt Di
 	if !opt.Early {
 		spanResult(span, codeLabel(circuit.Accepted), o.Dest)
 	}
-	return n.track(c, "dial", span, t, nil), nil
+	tc := n.track(c, "dial", span, t, nil)
+	tc.via = nh
+	return tc, nil
 }
 
 // openCircuit writes the open header on s and, unless opt.Early, waits

@@ -35,9 +35,20 @@ func ownSocket(t testing.TB, sockets map[string]*net.UDPConn, cfg *Config) {
 // buildDiamond builds a–{b,c}–d on c, every node on a socket the test
 // owns (sockets, by name), and waits until a and d route through b.
 func buildDiamond(t *testing.T, c *cluster) map[string]*net.UDPConn {
+	return buildDiamondWith(t, c, nil)
+}
+
+// buildDiamondWith is buildDiamond with more configuration (extra, when
+// set, runs last).
+func buildDiamondWith(t *testing.T, c *cluster, extra func(*Config)) map[string]*net.UDPConn {
 	sockets := map[string]*net.UDPConn{}
 	c.tweak = func(cfg *Config) {
 		ownSocket(t, sockets, cfg)
+		defer func() {
+			if extra != nil {
+				extra(cfg)
+			}
+		}()
 		// Prefer b: a–b and b–d are cheap, the c path is dearer.
 		cfg.LinkCosts = map[string]links.Cost{"b": 10, "c": 40}
 		switch cfg.Name {

@@ -106,5 +106,6 @@ type DialOptions struct {
 	// taking a new path when a relay dies (Config.ResumeTimeout).
 	NoResume bool
 
-	resume bool // the open takes over a suspended circuit
+	resume bool   // the open takes over a suspended circuit
+	avoid  string // a next hop to try last: the previous path through it made no progress
 }

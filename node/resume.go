@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -116,13 +118,31 @@ func (n *Node) resumeConfig(role string) (circuit.ResumeConfig, *tracked) {
 func (n *Node) resumableSource(tc *trackedConn, peer, service string, opt DialOptions) (Conn, error) {
 	cfg, entry := n.resumeConfig("dial")
 	cfg.Early = opt.Early
-	ropt := opt
-	ropt.Early, ropt.resume = false, true
+	// A path that made no progress while its links stayed up (a relay
+	// that stopped forwarding) would be chosen again by routing: the
+	// resume tries the other next hops first.
+	var avoidMu sync.Mutex
+	avoid := ""
+	pathFailed := cfg.OnPathFailed
+	cfg.OnPathFailed = func(p circuit.Path, err error) {
+		pathFailed(p, err)
+		avoidMu.Lock()
+		defer avoidMu.Unlock()
+		avoid = ""
+		if tc, ok := p.(*trackedConn); ok && errors.Is(err, circuit.ErrNoProgress) {
+			avoid = tc.via
+		}
+	}
 	cfg.Redial = func(ctx context.Context) (circuit.Path, error) {
 		// One attempt waits at most DialTimeout for its answer (a next hop
 		// that died silently), and routing for a new next hop meanwhile.
 		actx, cancel := context.WithTimeout(ctx, n.cfg.DialTimeout)
 		defer cancel()
+		ropt := opt
+		ropt.Early, ropt.resume = false, true
+		avoidMu.Lock()
+		ropt.avoid = avoid
+		avoidMu.Unlock()
 		c, err := n.dial(actx, peer, service, ropt)
 		if err != nil {
 			return nil, err

@@ -1,11 +1,8 @@
 package node
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"io"
 	mrand "math/rand/v2"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,26 +25,7 @@ func TestResumeDiamondRelayCrash(t *testing.T) {
 	c, rec := tracedCluster(t)
 	sockets := buildDiamond(t, c)
 
-	var received atomic.Int64
-	srvErr := make(chan error, 1)
-	serve(t, c.nodes["d"], "sink", func(conn io.ReadWriteCloser) {
-		h := sha256.New()
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := conn.Read(buf)
-			h.Write(buf[:n])
-			received.Add(int64(n))
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				srvErr <- err
-				return
-			}
-		}
-		_, err := conn.Write(h.Sum(nil))
-		srvErr <- err
-	})
+	received, srvErr := sinkService(t, c.nodes["d"])
 
 	data := make([]byte, 1<<20)
 	rng := mrand.NewChaCha8([32]byte{'d'})
@@ -98,18 +76,9 @@ func TestResumeDiamondRelayCrash(t *testing.T) {
 	if err := conn.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := io.ReadAll(conn)
-	if err != nil {
-		t.Fatalf("reading the digest: %v", err)
-	}
-	if !bytes.Equal(sum, want.Sum(nil)) {
-		t.Fatalf("d's SHA-256 of %d bytes is %x, want %x", received.Load(), sum, want.Sum(nil))
-	}
+	checkDigest(t, conn, want.Sum(nil), received, srvErr)
 	close(done)
 	t.Logf("longest stall at d after b crashed: %v", <-stallc)
-	if err := <-srvErr; err != nil {
-		t.Fatalf("destination: %v", err)
-	}
 	if got := received.Load(); got != int64(size) {
 		t.Fatalf("d received %d bytes, want %d", got, size)
 	}

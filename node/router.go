@@ -179,6 +179,14 @@ func (r *router) nextHops(dest string) []string {
 	return r.eng.NextHops(dest)
 }
 
+// advertisers lists the neighbours advertising a route to dest, feasible
+// or not (routing.Engine.Advertisers).
+func (r *router) advertisers(dest string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.eng.Advertisers(dest)
+}
+
 func (r *router) lookup(dest string) (routing.Route, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

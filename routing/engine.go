@@ -355,14 +355,20 @@ func (e *Engine) NextHops(dest string) []string {
 	if !ok || o.sel == nil {
 		return nil
 	}
+	alts := e.byMetric(o, func(r *routeEntry) bool { return r.nb != o.sel && e.usable(o, r) })
+	return append([]string{o.sel.name}, alts...)
+}
+
+// byMetric returns the neighbours of o's routes that keep accepts, by
+// increasing total metric, then name.
+func (e *Engine) byMetric(o *origin, keep func(*routeEntry) bool) []string {
 	type alt struct {
 		name   string
 		metric Metric
 	}
 	var alts []alt
 	for i := range o.routes {
-		r := &o.routes[i]
-		if r.nb != o.sel && e.usable(o, r) {
+		if r := &o.routes[i]; keep(r) {
 			alts = append(alts, alt{r.nb.name, e.total(r)})
 		}
 	}
@@ -372,11 +378,26 @@ func (e *Engine) NextHops(dest string) []string {
 		}
 		return cmp.Compare(a.name, b.name)
 	})
-	out := []string{o.sel.name}
-	for _, a := range alts {
-		out = append(out, a.name)
+	out := make([]string, len(alts))
+	for i, a := range alts {
+		out[i] = a.name
 	}
 	return out
+}
+
+// Advertisers returns the neighbours that advertised a finite route to
+// dest, feasible or not, by increasing metric (leaf neighbours only for
+// their own name). Unlike NextHops it may include routes that could loop:
+// it is for a caller that must avoid a next hop routing still likes (one
+// whose path stopped forwarding) and can bound the attempt itself.
+func (e *Engine) Advertisers(dest string) []string {
+	o, ok := e.origins[dest]
+	if !ok {
+		return nil
+	}
+	return e.byMetric(o, func(r *routeEntry) bool {
+		return e.total(r) < e.cfg.Infinity && (!r.nb.leaf || r.nb.name == dest)
+	})
 }
 
 // Routes returns every destination in the table (reachable or still being

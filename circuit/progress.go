@@ -1,0 +1,123 @@
+package circuit
+
+import (
+	"fmt"
+	"time"
+)
+
+// Progress detection of resumable circuits (docs/PROTOCOL.md §3.9): a
+// path that stays silent while this end waits for something from the
+// other end (an acknowledgement of what it sent, or the pong to its ping)
+// is deemed broken, as a lost link would be. A relay that keeps the
+// circuit's streams open but stops forwarding is found this way; an
+// application that does not read is not, since the other end's circuit
+// layer answers pings whatever its application does.
+
+// silenceLimitLocked is how long the path may stay silent while this end
+// waits: max(ProgressTimeout, 8 × the measured round trip).
+func (r *Resumable) silenceLimitLocked() time.Duration {
+	return max(r.cfg.ProgressTimeout, 8*r.srtt)
+}
+
+// waitingLocked reports whether the other end owes this end a frame: an
+// acknowledgement of what was sent on the path, or a pong.
+func (r *Resumable) waitingLocked() bool {
+	return r.acked < r.sent || !r.pingAt.IsZero()
+}
+
+// armProbeLocked starts the checks when this end starts waiting: the
+// silence counts from now. A destination checks only once the hello
+// arrived: before, it could not resume anyway, and an early source reads
+// nothing until its application writes or reads.
+func (r *Resumable) armProbeLocked() {
+	if r.probe != nil || r.cfg.ProgressTimeout < 0 || r.ended || !r.source && !r.registered {
+		return
+	}
+	r.heard, r.seenFrames = time.Now(), r.frames.Load()
+	r.scheduleProbeLocked(r.silenceLimitLocked() / 8)
+}
+
+// scheduleProbeLocked runs the next check of the current path after d.
+func (r *Resumable) scheduleProbeLocked(d time.Duration) {
+	gen := r.gen
+	r.probe = time.AfterFunc(d, func() { r.checkProgress(gen) })
+}
+
+// resetProbeLocked forgets the probe state of a replaced path.
+func (r *Resumable) resetProbeLocked() {
+	if r.probe != nil {
+		r.probe.Stop()
+		r.probe = nil
+	}
+	r.pingDue, r.pongDue, r.pingAt = false, false, time.Time{}
+}
+
+// checkProgress runs every eighth of the limit while this end waits: it
+// notes whether frames arrived since the last check, asks for a pong
+// after a quarter of the limit in silence, and fails the path after all
+// of it.
+func (r *Resumable) checkProgress(gen uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if gen != r.gen {
+		return // the check of a replaced path
+	}
+	r.probe = nil
+	if r.ended || r.cur == nil || !r.waitingLocked() {
+		return // armed again by the next send
+	}
+	now := time.Now()
+	if f := r.frames.Load(); f != r.seenFrames {
+		r.seenFrames, r.heard = f, now
+	}
+	limit := r.silenceLimitLocked()
+	silent := now.Sub(r.heard)
+	// A source gives up on a path only once the destination showed that
+	// it holds the circuit: before, a resume would be refused, and the
+	// silence is more likely a slow start than a relay gone quiet.
+	if silent >= limit && (r.peerShown || !r.source) {
+		r.pathFailedLocked(r.gen, fmt.Errorf("%w: nothing arrived from %s for %v", ErrNoProgress, r.remote, silent.Round(time.Millisecond)))
+		return
+	}
+	if silent >= limit/4 && r.pingAt.IsZero() && !r.pingDue {
+		r.pingDue = true
+		r.cond.Broadcast()
+	}
+	r.scheduleProbeLocked(limit / 8)
+}
+
+// appendProbeLocked appends the pong and the ping due, if any.
+func (r *Resumable) appendProbeLocked(b []byte) []byte {
+	if r.pongDue {
+		b = append(b, framePong)
+		r.pongDue = false
+	}
+	if r.pingDue {
+		b = append(b, framePing)
+		r.pingDue, r.pingAt = false, time.Now()
+		r.armProbeLocked()
+	}
+	return b
+}
+
+// probeFrameLocked acts on a ping (answer it) or a pong (measure the
+// round trip). A pong with no ping outstanding is ignored.
+func (r *Resumable) probeFrameLocked(typ byte) {
+	if typ == framePing {
+		r.pongDue = true
+		r.cond.Broadcast()
+		return
+	}
+	if r.pingAt.IsZero() {
+		return
+	}
+	r.peerShown = true
+	sample := time.Since(r.pingAt)
+	r.pingAt = time.Time{}
+	r.pongs.Add(1)
+	if r.srtt == 0 {
+		r.srtt = sample
+	} else {
+		r.srtt = (7*r.srtt + sample) / 8
+	}
+}

@@ -1,0 +1,163 @@
+package circuit
+
+import (
+	"crypto/sha256"
+	"errors"
+	"io"
+	mrand "math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// wedgeStream is a relay's stream that, once wedged, swallows what the
+// relay writes to it: the circuit stays open and nothing moves, as through
+// a relay that stopped forwarding (wedged or malicious).
+type wedgeStream struct {
+	links.Stream
+	wedged *atomic.Bool
+}
+
+func (s wedgeStream) Write(b []byte) (int, error) {
+	if s.wedged.Load() {
+		return len(b), nil
+	}
+	return s.Stream.Write(b)
+}
+
+// A relay that stops forwarding in both directions, keeping the circuit's
+// streams open, stalls the circuit only for the progress timeout: the
+// source finds nothing arrives, resumes on a new path, and every byte
+// arrives once and in order with no error at either application.
+func TestResumeOnNoProgress(t *testing.T) {
+	size := 4 << 20
+	if testing.Short() {
+		size = 1 << 20
+	}
+	const window = 128 << 10
+	g := newResumeRig(t)
+	var wedged atomic.Bool
+	g.wrap = func(in, out links.Stream) (links.Stream, links.Stream) {
+		return wedgeStream{in, &wedged}, wedgeStream{out, &wedged}
+	}
+	var (
+		evMu   sync.Mutex
+		events []ResumeEvent
+	)
+	scfg := ResumeConfig{Window: window, ProgressTimeout: 400 * time.Millisecond, OnResume: func(ev ResumeEvent) {
+		evMu.Lock()
+		events = append(events, ev)
+		evMu.Unlock()
+	}}
+	_, src, dst := g.pair(scfg, ResumeConfig{Window: window, ProgressTimeout: 400 * time.Millisecond})
+
+	data := make([]byte, size)
+	_, _ = mrand.NewChaCha8([32]byte{'w'}).Read(data)
+	var got atomic.Int64
+	sum := make(chan [sha256.Size]byte, 1)
+	readErr := make(chan error, 1)
+	go func() {
+		h := sha256.New()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := dst.Read(buf)
+			h.Write(buf[:n])
+			got.Add(int64(n))
+			if err == io.EOF {
+				var s [sha256.Size]byte
+				h.Sum(s[:0])
+				sum <- s
+				readErr <- nil
+				return
+			}
+			if err != nil {
+				readErr <- err
+				return
+			}
+		}
+	}()
+	writeErr := make(chan error, 1)
+	go func() {
+		for off := 0; off < len(data); off += 64 << 10 {
+			if _, err := src.Write(data[off:min(len(data), off+64<<10)]); err != nil {
+				writeErr <- err
+				return
+			}
+		}
+		writeErr <- src.CloseWrite()
+	}()
+
+	waitRegistered(t, g.table, 1)
+	waitFor(t, func() bool { return got.Load() >= int64(size/4) })
+	wedged.Store(true)
+	for name, ch := range map[string]chan error{"write": writeErr, "read": readErr} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%s did not finish: the destination read %d of %d bytes after the relay stopped forwarding", name, got.Load(), size)
+		}
+	}
+	if s := <-sum; s != sha256.Sum256(data) {
+		t.Fatalf("destination's SHA-256 %x, want %x", s, sha256.Sum256(data))
+	}
+	if src.Resumes() < 1 {
+		t.Fatalf("source resumes %d, want at least 1", src.Resumes())
+	}
+	evMu.Lock()
+	defer evMu.Unlock()
+	if len(events) == 0 || !errors.Is(events[0].Cause, ErrNoProgress) {
+		t.Fatalf("resume events %+v: want the first caused by ErrNoProgress", events)
+	}
+	t.Logf("%v; the new path took over %v later", events[0].Cause, events[0].Stall)
+}
+
+// An application that does not read is no broken path: its circuit layer
+// answers pings, the writer blocks on the window, no resume happens, and
+// once it reads it gets every byte.
+func TestNoProgressNotOnNonReader(t *testing.T) {
+	const window = 64 << 10
+	g := newResumeRig(t)
+	cfg := ResumeConfig{Window: window, ProgressTimeout: 300 * time.Millisecond}
+	_, src, dst := g.pair(cfg, cfg)
+	data := make([]byte, 4*window)
+	_, _ = mrand.NewChaCha8([32]byte{'n'}).Read(data)
+	writeErr := make(chan error, 1)
+	go func() {
+		_, err := src.Write(data)
+		if err == nil {
+			err = src.CloseWrite()
+		}
+		writeErr <- err
+	}()
+	// The window fills (the destination reads nothing), then the source
+	// keeps asking for signs of life and getting them.
+	waitFor(t, func() bool {
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		return src.written-src.acked == window
+	})
+	waitFor(t, func() bool { return src.pongs.Load() >= 6 })
+	if n := src.Resumes() + dst.Resumes() + g.redials.Load(); n != 0 {
+		t.Fatalf("a peer that does not read caused %d resumes or redials", n)
+	}
+	dst.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.ReadAll(dst)
+	if err != nil {
+		t.Fatalf("destination read %d bytes: %v", len(got), err)
+	}
+	if sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatalf("destination read %d bytes that differ from the %d written", len(got), len(data))
+	}
+	if err := <-writeErr; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if n := src.Resumes() + g.redials.Load(); n != 0 {
+		t.Fatalf("%d resumes or redials", n)
+	}
+}
