@@ -81,7 +81,7 @@ func (r *Resumable) checkProgress(gen uint64) {
 	}
 	if silent >= limit/4 && r.pingAt.IsZero() && !r.pingDue {
 		r.pingDue = true
-		r.cond.Broadcast()
+		r.broadcast()
 	}
 	r.scheduleProbeLocked(limit / 8)
 }
@@ -105,7 +105,7 @@ func (r *Resumable) appendProbeLocked(b []byte) []byte {
 func (r *Resumable) probeFrameLocked(typ byte) {
 	if typ == framePing {
 		r.pongDue = true
-		r.cond.Broadcast()
+		r.broadcast()
 		return
 	}
 	if r.pingAt.IsZero() {
