@@ -307,6 +307,19 @@ func (e *Engine) NextTick() time.Time {
 	return e.epoch.Add(next)
 }
 
+// Pending reports whether the engine holds updates or requests that it
+// has not sent yet because of the triggered-update rate limit: they go out
+// at a later Tick. (Periodic refreshes, route expiry and request retries
+// are not counted.)
+func (e *Engine) Pending() bool {
+	for _, nb := range e.nbrs {
+		if nb.pendingAll || nb.hasPending() || len(nb.repair) > 0 || len(nb.requests) > 0 || len(nb.resends) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Ready returns the pending outputs and forgets them.
 func (e *Engine) Ready() Ready {
 	r := Ready{Messages: e.outbox, Events: e.events}

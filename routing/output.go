@@ -204,11 +204,17 @@ func (e *Engine) appendAdvert(t time.Duration, nb *neighbour, batch []entry, o *
 	if !o.fdValid || seqnoLess(o.fdSeqno, s) || (s == o.fdSeqno && m < o.fdMetric) {
 		o.fdValid, o.fdSeqno, o.fdMetric = true, s, m
 	}
+	h := uint16(min(o.rtHops, 0xffff))
+	if o.advertised && (o.advSeqno != s || o.advMetric != m || o.advHops != h) {
+		// What every neighbour holds from us moves (advertisedTo):
+		// queue it for all, if this is not already that.
+		e.triggerAll(o, false)
+	}
 	o.advertised = true
 	o.setTold(nb, true)
-	o.advSeqno, o.advMetric, o.advHops = s, m, uint16(min(o.rtHops, 0xffff))
+	o.advSeqno, o.advMetric, o.advHops = s, m, h
 	batch = e.appendAttest(nb, batch, o)
-	return append(batch, entry{kind: kindUpdate, origin: name, seqno: s, metric: m, hops: uint16(min(o.rtHops, 0xffff))})
+	return append(batch, entry{kind: kindUpdate, origin: name, seqno: s, metric: m, hops: h})
 }
 
 // nextGap is how long after the last batch nb may get the next one:
