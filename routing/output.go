@@ -66,9 +66,6 @@ func (e *Engine) emit(ev Event) {
 		e.stats.DroppedEvents++
 		return
 	}
-	if e.events == nil {
-		e.events = make([]Event, 0, max(8, e.eventsHint))
-	}
 	e.events = append(e.events, ev)
 }
 
@@ -242,9 +239,6 @@ func (e *Engine) send(to string, batch []entry) {
 		if len(e.outbox) >= limit {
 			e.stats.DroppedMessages++
 		} else {
-			if e.outbox == nil {
-				e.outbox = make([]Message, 0, max(4, e.outboxHint))
-			}
 			e.outbox = append(e.outbox, Message{To: to, Payload: encodeMessage(batch[:n])})
 			e.stats.MessagesOut++
 			for _, en := range batch[:n] {
