@@ -16,18 +16,26 @@ func updatesOf(es []entry, origin string) []entry {
 	return out
 }
 
-// A new seqno that changes nothing else is not passed on: it answers no
-// request of ours, and every bump flooding every node is what made a node
-// death cost each node an update per origin. It still reaches a neighbour
-// that asks (the reply carries the current seqno), and the next summary
-// describes what was sent, so it draws no resend.
-func TestSeqnoAloneNotPropagated(t *testing.T) {
+// relayOfX returns an engine with neighbours b and c that has just
+// learned x (seqno 5, metric 20) from b, and the time it did.
+func relayOfX(t *testing.T) (*Engine, time.Time) {
+	t.Helper()
 	e := newEngine(t, Config{Hysteresis: NoHysteresis})
 	e.LinkUp(t0, "b", 10, false)
 	e.LinkUp(t0, "c", 10, false)
 	now := t0.Add(time.Second)
 	mustReceive(t, e, now, "b", update("x", 5, 20))
 	e.Tick(now)
+	return e, now
+}
+
+// A new seqno that changes nothing else is not passed on: it answers no
+// request of ours, and every bump flooding every node is what made a node
+// death cost each node an update per origin. It still reaches a neighbour
+// that asks (the reply carries the current seqno), and the next summary
+// describes what was sent, so it draws no resend.
+func TestSeqnoAloneNotPropagated(t *testing.T) {
+	e, now := relayOfX(t)
 	if got := updatesOf(sent(t, e.Ready(), "c"), "x"); len(got) != 1 || got[0].seqno != 5 || got[0].metric != 30 {
 		t.Fatalf("first route to x sent to c as %+v", got)
 	}
@@ -81,12 +89,7 @@ func TestSeqnoAloneNotPropagated(t *testing.T) {
 // A new seqno that answers a request we forwarded goes out at once, to
 // every neighbour.
 func TestSeqnoAnsweringForwardedRequestSent(t *testing.T) {
-	e := newEngine(t, Config{Hysteresis: NoHysteresis})
-	e.LinkUp(t0, "b", 10, false)
-	e.LinkUp(t0, "c", 10, false)
-	now := t0.Add(time.Second)
-	mustReceive(t, e, now, "b", update("x", 5, 20))
-	e.Tick(now)
+	e, now := relayOfX(t)
 	e.Ready()
 	now = now.Add(time.Second)
 	mustReceive(t, e, now, "c", encodeMessage([]entry{{kind: kindRequest, origin: "x", seqno: 6, hopcnt: 5}}))
