@@ -9,10 +9,11 @@ import (
 // than what we hold becomes the origin's attestation (creating the table
 // entry if there is room); an older or identical one is ignored without
 // verification. Failed verifications spend nb's budget; once it is spent,
-// nb's attestations are dropped unverified.
-func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) {
+// nb's attestations are dropped unverified. It returns the table entry it
+// created, if any.
+func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin {
 	if e.cfg.Certifier == nil {
-		return
+		return nil
 	}
 	if en.origin == e.cfg.Self {
 		// A newer seqno of ours that we signed (before a restart): jump
@@ -20,10 +21,10 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) {
 		if seqnoLess(e.seqno, en.seqno) && e.verify(t, nb, en) {
 			e.jumpPast(en.seqno)
 		}
-		return
+		return nil
 	}
 	if e.leafTransit(nb, en.origin) {
-		return
+		return nil
 	}
 	o := e.originOf(en)
 	if o != nil && o.attValid && !seqnoLess(o.attSeq, en.seqno) {
@@ -31,18 +32,18 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) {
 			// nb holds what we would send it.
 			e.setAttHeldOf(nb, o, true)
 		}
-		return // nothing newer (a different attestation of the same seqno loses)
+		return nil // nothing newer (a different attestation of the same seqno loses)
 	}
 	if o == nil && len(e.origins) >= e.cfg.MaxRoutes {
 		e.stats.RefusedOrigins++
-		return
+		return nil
 	}
 	if !e.verify(t, nb, en) {
-		return
+		return nil
 	}
 	if o == nil {
 		if o = e.addOrigin(en.origin); o == nil {
-			return
+			return nil
 		}
 		// Forgotten unless a route follows.
 		o.lostAt = t
@@ -50,6 +51,7 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) {
 	}
 	o.att, o.attSeq, o.attValid, o.attHeld = bytes.Clone(en.att), en.seqno, true, 0
 	e.setAttHeldOf(nb, o, true)
+	return o
 }
 
 // attHeld reports whether nb holds our attestation of o (nil: Self), the

@@ -48,11 +48,9 @@ type Engine struct {
 	intern  func([]byte) (string, *origin) // a received name, allocated only if new
 	keysBuf []string                       // scratch: sorted keys
 
-	outbox []Message
+	outbox []Message // buffers of the outputs, reused (Ready)
 	events []Event
-	// Lengths of the last outputs taken, to size the next ones.
-	outboxHint, eventsHint int
-	stats                  Stats
+	stats  Stats
 }
 
 // New returns an engine for cfg after applying defaults and validating it.
@@ -231,13 +229,22 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 	}
 	e.stats.MessagesIn++
 	var sums []entry
+	// The table entry the last attestation created: the update that
+	// follows it names the same origin, which did not exist when the
+	// message was decoded.
+	var created *origin
 	for _, en := range entries {
 		switch en.kind {
 		case kindUpdate:
 			e.stats.UpdatesIn++
+			if en.org == nil && created != nil && created.name == en.origin {
+				en.org = created
+			}
 			e.handleUpdate(t, nb, en)
 		case kindAttest:
-			e.handleAttest(t, nb, en)
+			if o := e.handleAttest(t, nb, en); o != nil {
+				created = o
+			}
 		case kindSummary:
 			sums = append(sums, en)
 		case kindResend:
@@ -307,12 +314,46 @@ func (e *Engine) NextTick() time.Time {
 	return e.epoch.Add(next)
 }
 
+// Pending reports whether the engine holds updates or requests that it
+// has not sent yet because of the triggered-update rate limit: they go out
+// at a later Tick. (Periodic refreshes, route expiry and request retries
+// are not counted.)
+func (e *Engine) Pending() bool {
+	for _, nb := range e.nbrs {
+		if nb.pendingAll || nb.hasPending() || len(nb.repair) > 0 || len(nb.requests) > 0 || len(nb.resends) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Ready returns the pending outputs and forgets them.
 func (e *Engine) Ready() Ready {
-	r := Ready{Messages: e.outbox, Events: e.events}
-	e.outboxHint, e.eventsHint = len(e.outbox), len(e.events)
-	e.outbox, e.events = nil, nil
+	// The outputs are gathered in buffers kept between calls and handed
+	// out as exact-size copies: most calls carry a few messages and
+	// events, and a buffer sized by the largest recent output would cost
+	// every call that much.
+	r := Ready{Messages: clip(e.outbox), Events: clip(e.events)}
+	e.outbox, e.events = reuse(e.outbox), reuse(e.events)
 	return r
+}
+
+// clip returns a copy of s that holds exactly its elements (nil if none).
+func clip[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return slices.Clone(s)
+}
+
+// reuse empties buf for the next outputs, dropping its references; a
+// buffer grown beyond a few hundred elements by a burst is let go.
+func reuse[T any](buf []T) []T {
+	if cap(buf) > 512 {
+		return nil
+	}
+	clear(buf)
+	return buf[:0]
 }
 
 // HasReady reports whether Ready would return anything.

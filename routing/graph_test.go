@@ -177,7 +177,7 @@ func runChecked(t testing.TB, n *routingtest.Network, max int) int {
 	t.Helper()
 	for i := 1; i <= max; i++ {
 		stepChecked(t, n, 1)
-		if n.InFlight() == 0 {
+		if n.Quiet() {
 			return i
 		}
 	}

@@ -66,9 +66,6 @@ func (e *Engine) emit(ev Event) {
 		e.stats.DroppedEvents++
 		return
 	}
-	if e.events == nil {
-		e.events = make([]Event, 0, max(8, e.eventsHint))
-	}
 	e.events = append(e.events, ev)
 }
 
@@ -204,11 +201,17 @@ func (e *Engine) appendAdvert(t time.Duration, nb *neighbour, batch []entry, o *
 	if !o.fdValid || seqnoLess(o.fdSeqno, s) || (s == o.fdSeqno && m < o.fdMetric) {
 		o.fdValid, o.fdSeqno, o.fdMetric = true, s, m
 	}
+	h := uint16(min(o.rtHops, 0xffff))
+	if o.advertised && (o.advSeqno != s || o.advMetric != m || o.advHops != h) {
+		// What every neighbour holds from us moves (advertisedTo):
+		// queue it for all, if this is not already that.
+		e.triggerAll(o, false)
+	}
 	o.advertised = true
 	o.setTold(nb, true)
-	o.advSeqno, o.advMetric, o.advHops = s, m, uint16(min(o.rtHops, 0xffff))
+	o.advSeqno, o.advMetric, o.advHops = s, m, h
 	batch = e.appendAttest(nb, batch, o)
-	return append(batch, entry{kind: kindUpdate, origin: name, seqno: s, metric: m, hops: uint16(min(o.rtHops, 0xffff))})
+	return append(batch, entry{kind: kindUpdate, origin: name, seqno: s, metric: m, hops: h})
 }
 
 // nextGap is how long after the last batch nb may get the next one:
@@ -236,9 +239,6 @@ func (e *Engine) send(to string, batch []entry) {
 		if len(e.outbox) >= limit {
 			e.stats.DroppedMessages++
 		} else {
-			if e.outbox == nil {
-				e.outbox = make([]Message, 0, max(4, e.outboxHint))
-			}
 			e.outbox = append(e.outbox, Message{To: to, Payload: encodeMessage(batch[:n])})
 			e.stats.MessagesOut++
 			for _, en := range batch[:n] {

@@ -47,12 +47,15 @@ func routeHash(h uint64, seqno uint16, metric Metric, hops uint16) uint64 {
 }
 
 // advertisedTo reports the finite route we currently advertise to nb for
-// o, if any. It matches what appendAdvert sends for o.
+// o, if any: the route last sent (appendAdvert), which every neighbour
+// was told or has queued. It differs from the selected route only by a
+// newer seqno, which is not sent by itself (apply), or by a metric change
+// below the hysteresis, which refreshDiffs queues before each summary.
 func (e *Engine) advertisedTo(o *origin, nb *neighbour) (seqno uint16, metric Metric, hops uint16, ok bool) {
-	if e.cfg.Leaf || o.name == nb.name || o.sel == nil || !o.selSeq || o.sel == nb {
+	if e.cfg.Leaf || o.name == nb.name || o.sel == nil || !o.selSeq || o.sel == nb || !o.advertised {
 		return 0, 0, 0, false
 	}
-	return o.rtSeqno, o.rtMetric, uint16(min(o.rtHops, 0xffff)), true
+	return o.advSeqno, o.advMetric, o.advHops, true
 }
 
 // summaryBuckets is the number of buckets for n routes: a power of two
@@ -180,10 +183,12 @@ func (e *Engine) handleResend(nb *neighbour, en entry) {
 // refreshDiffs schedules updates for routes whose metric moved by less
 // than the hysteresis since they were last sent (such changes are not
 // sent as triggered updates), so that the summaries that follow describe
-// current routes.
+// current metrics. A newer seqno alone is not sent: a neighbour that
+// needs it asks (a seqno request), and a route's seqno moves only after
+// such requests, so sending every one would flood each bump to every node.
 func (e *Engine) refreshDiffs() {
 	for _, name := range e.sortedOrigins() { // in order: see updates
-		if o := e.origins[name]; o.sel != nil && o.selSeq && o.advertised && (o.advSeqno != o.rtSeqno || o.advMetric != o.rtMetric || uint32(o.advHops) != min(o.rtHops, 0xffff)) {
+		if o := e.origins[name]; o.sel != nil && o.selSeq && o.advertised && (o.advMetric != o.rtMetric || uint32(o.advHops) != min(o.rtHops, 0xffff)) {
 			e.triggerAll(o, false)
 		}
 	}

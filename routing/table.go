@@ -315,8 +315,15 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 		nr = selRoute{metric: e.total(r), hops: uint32(r.hops) + 1, seqno: r.seqno, reachable: true}
 	}
 	o.setSelected(nr)
-	// Retractions and new seqnos go out at once; they drive failover.
-	urgent := !nr.reachable && old.reachable || nr.reachable && o.selSeq && o.seqKnown && nr.seqno != old.seqno
+	// Retractions go out at once; they drive failover. So does a new
+	// seqno that answers a request we forwarded (RFC 8966 §3.8.1.2); any
+	// other change of seqno alone is not sent (see advertisedTo): nobody
+	// needs it, and sending it would flood every bump to every node.
+	answers := nr.reachable && o.selSeq && o.fwdValid && !seqnoLess(nr.seqno, o.fwdSeqno)
+	if answers {
+		o.fwdValid = false
+	}
+	urgent := !nr.reachable && old.reachable || answers
 	o.seqKnown = o.seqKnown || o.selSeq
 	trigger := urgent
 	switch {
@@ -333,7 +340,7 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 	case oldSel.name != o.sel.name: // both reachable
 		trigger = true
 		e.emit(Event{Kind: NextHopChanged, Dest: o.name, Reachable: true, Route: o.routeOf()})
-	case old.seqno != nr.seqno || oldSeq != o.selSeq:
+	case oldSeq != o.selSeq:
 		trigger = true
 	case absDiff(old.metric, nr.metric) > e.cfg.Hysteresis, old.hops != nr.hops:
 		trigger = true

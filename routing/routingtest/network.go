@@ -332,16 +332,31 @@ func (n *Network) StepRound() int {
 	return delivered
 }
 
-// RunUntilQuiet steps until no message is in flight, at most max rounds. It
+// RunUntilQuiet steps until no message is in flight and no engine holds
+// updates back for its rate limit (Engine.Pending), at most max rounds. It
 // returns the rounds taken and whether the network became quiet.
 func (n *Network) RunUntilQuiet(max int) (int, bool) {
 	for i := 1; i <= max; i++ {
 		n.StepRound()
-		if len(n.inflight) == 0 {
+		if n.Quiet() {
 			return i, true
 		}
 	}
 	return max, false
+}
+
+// Quiet reports whether no message is in flight and no engine holds
+// updates back for its rate limit (Engine.Pending).
+func (n *Network) Quiet() bool {
+	if len(n.inflight) > 0 {
+		return false
+	}
+	for _, name := range n.names {
+		if n.engines[name].Pending() {
+			return false
+		}
+	}
+	return true
 }
 
 // RunFor steps the network for d of virtual time.

@@ -81,3 +81,37 @@ func TestShortestPathsAvoidLeaves(t *testing.T) {
 		t.Fatalf("paths = %+v", p)
 	}
 }
+
+// TestQuietWaitsForHeldUpdates: with a triggered-update interval of
+// several rounds, a change held back by the rate limit keeps the network
+// from counting as quiet even when no message is in flight.
+func TestQuietWaitsForHeldUpdates(t *testing.T) {
+	n := New(1)
+	for _, s := range []string{"a", "b", "c"} {
+		cfg := routing.Config{Self: s, UpdateInterval: time.Hour, MinTriggeredInterval: 500 * time.Millisecond, Hysteresis: routing.NoHysteresis}
+		if err := n.AddNode(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range [][2]string{{"a", "b"}, {"b", "c"}} {
+		if err := n.Link(p[0], p[1], 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := n.RunUntilQuiet(200); !ok {
+		t.Fatal("not quiet")
+	}
+	// b's new cost to c reaches a only after b's rate limit.
+	if err := n.SetCost("b", "c", 50); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := n.RunUntilQuiet(200); !ok {
+		t.Fatal("not quiet")
+	}
+	if r, _ := n.Engine("a").Lookup("c"); r.Metric != 60 {
+		t.Fatalf("a's metric to c = %d when quiet, want 60", r.Metric)
+	}
+	if !n.Quiet() || n.Engine("b").Pending() {
+		t.Fatal("quiet network reports held updates")
+	}
+}
