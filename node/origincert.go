@@ -46,11 +46,13 @@ type originCertifier struct {
 	extra atomic.Pointer[[]byte]
 	log   *slog.Logger
 	now   func() time.Time
-	max   int // bound of certOf and groups
+	max   int // bound of certOf
 
-	mu     sync.Mutex
-	certOf map[string][32]byte // origin -> fingerprint of the certificate last verified for it
-	groups map[string][]string // origin -> groups of that certificate (authz.go)
+	mu sync.Mutex
+	// origin -> the certificate last verified for it (its fingerprint and
+	// groups, for authz.go), shared with the other nodes of the process;
+	// cleared when the CA changes.
+	certOf map[string]*sharedChain
 	warned *ratelog.Log
 }
 
@@ -59,8 +61,7 @@ var _ routing.Certifier = (*originCertifier)(nil)
 func newOriginCertifier(id *identity.Identity, log *slog.Logger, maxRoutes int) *originCertifier {
 	c := &originCertifier{
 		log: log, now: time.Now, max: 2*maxRoutes + 64,
-		certOf: make(map[string][32]byte),
-		groups: make(map[string][]string),
+		certOf: make(map[string]*sharedChain),
 		warned: ratelog.New(log, time.Minute, 1024),
 	}
 	c.storeID(id)
@@ -168,12 +169,10 @@ func (c *originCertifier) Verify(origin string, seqno uint16, att []byte) error 
 	old, seen := c.certOf[origin]
 	if len(c.certOf) >= c.max {
 		clear(c.certOf)
-		clear(c.groups)
 	}
-	c.certOf[origin] = fp
-	c.groups[origin] = ch.groups
+	c.certOf[origin] = ch
 	c.mu.Unlock()
-	if seen && old != fp {
+	if seen && old.fp != fp {
 		c.warned.Warn("dup:"+origin, "two certificates attest one node name (a renewal, or two live nodes with the same name)",
 			"node", origin, "seqno", seqno)
 	}
@@ -186,7 +185,7 @@ func (c *originCertifier) setIdentity(id *identity.Identity) {
 	c.mu.Lock()
 	old := c.storeID(id)
 	if old.CA == nil || id.CA == nil || !old.CA.Equal(id.CA) {
-		clear(c.groups) // groups verified under another CA
+		clear(c.certOf) // certificates (and groups) verified under another CA
 	}
 	c.mu.Unlock()
 }
@@ -251,6 +250,9 @@ func (c *originCertifier) groupsOf(node string) ([]string, bool) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	g, ok := c.groups[node]
-	return g, ok
+	ch, ok := c.certOf[node]
+	if !ok {
+		return nil, false
+	}
+	return ch.groups, true
 }

@@ -32,6 +32,7 @@ type chainKey struct {
 // sharedChain is what a certificate that verified says, with its validity
 // (and its CA's), checked against the caller's time on every use.
 type sharedChain struct {
+	fp             [32]byte // SHA-256 of the certificate's DER
 	node           string
 	groups         []string
 	pub            ed25519.PublicKey // a copy, aliasing no message
@@ -72,7 +73,7 @@ func (g *twoGen[K, V]) len() int {
 }
 
 var (
-	sharedChains twoGen[chainKey, sharedChain]
+	sharedChains twoGen[chainKey, *sharedChain]
 	// sharedSigs holds SHA-256(len(pub) pub len(msg) msg sig) of Ed25519
 	// signatures that verified.
 	sharedSigs twoGen[[32]byte, struct{}]
@@ -99,21 +100,23 @@ func trustScope(id *identity.Identity) [32]byte {
 
 // verifyChain verifies cert (DER, fingerprint fp) with id at now, using
 // and filling the shared cache.
-func verifyChain(id *identity.Identity, scope, fp [32]byte, cert []byte, now time.Time) (sharedChain, error) {
+// The result is shared: nodes keep the pointer, not a copy, and never
+// modify it.
+func verifyChain(id *identity.Identity, scope, fp [32]byte, cert []byte, now time.Time) (*sharedChain, error) {
 	k := chainKey{scope: scope, cert: fp}
 	if r, ok := sharedChains.get(k); ok && r.validAt(now) {
 		return r, nil
 	}
 	peer, err := id.VerifyPeer([][]byte{cert}, now)
 	if err != nil {
-		return sharedChain{}, err
+		return nil, err
 	}
 	pub, ok := peer.Cert.PublicKey.(ed25519.PublicKey)
 	if !ok {
-		return sharedChain{}, fmt.Errorf("certificate of %q has no Ed25519 key: %w", peer.Node, errAttestation)
+		return nil, fmt.Errorf("certificate of %q has no Ed25519 key: %w", peer.Node, errAttestation)
 	}
-	r := sharedChain{
-		node: peer.Node, groups: peer.Groups, pub: ed25519.PublicKey(append([]byte(nil), pub...)),
+	r := &sharedChain{
+		fp: fp, node: peer.Node, groups: peer.Groups, pub: ed25519.PublicKey(append([]byte(nil), pub...)),
 		notBefore: peer.Cert.NotBefore, notAfter: peer.Cert.NotAfter,
 	}
 	if !id.Insecure && id.CA != nil {
@@ -126,7 +129,7 @@ func verifyChain(id *identity.Identity, scope, fp [32]byte, cert []byte, now tim
 // validAt reports whether the certificate and its CA are within their
 // validity at now. An expired leaf is reported by the caller with its own
 // error; here a miss just makes the caller verify again.
-func (r sharedChain) validAt(now time.Time) bool {
+func (r *sharedChain) validAt(now time.Time) bool {
 	if now.Before(r.notBefore) || now.After(r.notAfter) {
 		return false
 	}
