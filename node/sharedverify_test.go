@@ -15,14 +15,7 @@ import (
 // tampered signature, a certificate of another CA, a certificate expired
 // at the node's time.
 func TestSharedVerdictsStaySound(t *testing.T) {
-	ca, err := identity.NewCA("test", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := identity.NewCA("test", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, other := twoCAs(t)
 	a, _ := certifierFor(t, ca, "a", testLogger(t))
 	c, _ := certifierFor(t, ca, "c", testLogger(t))
 	b, _ := certifierFor(t, ca, "b", testLogger(t))
