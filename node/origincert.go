@@ -37,28 +37,23 @@ var errAttestation = errors.New("invalid origin attestation")
 
 // originCertifier signs this node's origin attestations with its
 // certificate key and verifies others' against the mesh CA. Verified
-// certificate chains are cached by fingerprint, so a steady mesh checks
-// each certificate once and then one signature per new (origin, seqno).
+// certificates and signatures are cached process-wide (sharedverify.go),
+// so a steady mesh checks each certificate once and then one signature
+// per new (origin, seqno), however many nodes the process runs.
 type originCertifier struct {
 	id    atomic.Pointer[identity.Identity]
+	trust atomic.Pointer[trusted] // id with its trustScope, for Verify
 	extra atomic.Pointer[[]byte]
 	log   *slog.Logger
 	now   func() time.Time
-	max   int // bound of each cache
+	max   int // bound of certOf
 
-	mu     sync.Mutex
-	chains map[[32]byte]chainResult
-	certOf map[string][32]byte // origin -> fingerprint of the certificate last verified for it
-	groups map[string][]string // origin -> groups of that certificate (authz.go)
+	mu sync.Mutex
+	// origin -> the certificate last verified for it (its fingerprint and
+	// groups, for authz.go), shared with the other nodes of the process;
+	// cleared when the CA changes.
+	certOf map[string]*sharedChain
 	warned *ratelog.Log
-}
-
-type chainResult struct {
-	node     string
-	groups   []string
-	pub      ed25519.PublicKey
-	notAfter time.Time
-	err      error
 }
 
 var _ routing.Certifier = (*originCertifier)(nil)
@@ -66,13 +61,22 @@ var _ routing.Certifier = (*originCertifier)(nil)
 func newOriginCertifier(id *identity.Identity, log *slog.Logger, maxRoutes int) *originCertifier {
 	c := &originCertifier{
 		log: log, now: time.Now, max: 2*maxRoutes + 64,
-		chains: make(map[[32]byte]chainResult),
-		certOf: make(map[string][32]byte),
-		groups: make(map[string][]string),
+		certOf: make(map[string]*sharedChain),
 		warned: ratelog.New(log, time.Minute, 1024),
 	}
-	c.id.Store(id)
+	c.storeID(id)
 	return c
+}
+
+// trusted is an identity with its trust scope, swapped as one.
+type trusted struct {
+	id    *identity.Identity
+	scope [32]byte
+}
+
+func (c *originCertifier) storeID(id *identity.Identity) *identity.Identity {
+	c.trust.Store(&trusted{id: id, scope: trustScope(id)})
+	return c.id.Swap(id)
 }
 
 func attestSigned(mesh, origin string, seqno uint16, extra []byte) []byte {
@@ -139,12 +143,13 @@ func (c *originCertifier) Verify(origin string, seqno uint16, att []byte) error 
 	if err != nil {
 		return fmt.Errorf("origin %q: %w", origin, err)
 	}
-	id := c.id.Load()
+	tr := c.trust.Load()
+	id := tr.id
 	now := c.now()
 	fp := sha256.Sum256(p.cert)
-	ch := c.chain(id, fp, p.cert, now)
-	if ch.err != nil {
-		return fmt.Errorf("origin %q: %w", origin, ch.err)
+	ch, err := verifyChain(id, tr.scope, fp, p.cert, now)
+	if err != nil {
+		return fmt.Errorf("origin %q: %w", origin, err)
 	}
 	if ch.node != origin {
 		return fmt.Errorf("origin %q: attestation certificate names %q: %w", origin, ch.node, errAttestation)
@@ -152,7 +157,7 @@ func (c *originCertifier) Verify(origin string, seqno uint16, att []byte) error 
 	if now.After(ch.notAfter) {
 		return fmt.Errorf("origin %q: certificate expired at %s: %w", origin, ch.notAfter.UTC().Format(time.RFC3339), identity.ErrExpired)
 	}
-	if !ed25519.Verify(ch.pub, attestSigned(id.Mesh, origin, seqno, p.extra), p.sig) {
+	if !verifySig(ch.pub, attestSigned(id.Mesh, origin, seqno, p.extra), p.sig) {
 		return fmt.Errorf("origin %q seqno %d: bad signature: %w", origin, seqno, errAttestation)
 	}
 	if origin == id.Node && !bytes.Equal(p.cert, id.Cert.Raw) {
@@ -164,55 +169,23 @@ func (c *originCertifier) Verify(origin string, seqno uint16, att []byte) error 
 	old, seen := c.certOf[origin]
 	if len(c.certOf) >= c.max {
 		clear(c.certOf)
-		clear(c.groups)
 	}
-	c.certOf[origin] = fp
-	c.groups[origin] = ch.groups
+	c.certOf[origin] = ch
 	c.mu.Unlock()
-	if seen && old != fp {
+	if seen && old.fp != fp {
 		c.warned.Warn("dup:"+origin, "two certificates attest one node name (a renewal, or two live nodes with the same name)",
 			"node", origin, "seqno", seqno)
 	}
 	return nil
 }
 
-// chain returns the cached verification of a certificate, checking it
-// against the mesh CA on a miss. Only certificates that passed are cached.
-func (c *originCertifier) chain(id *identity.Identity, fp [32]byte, cert []byte, now time.Time) chainResult {
-	c.mu.Lock()
-	r, ok := c.chains[fp]
-	c.mu.Unlock()
-	if ok {
-		return r
-	}
-	peer, err := id.VerifyPeer([][]byte{cert}, now)
-	if err != nil {
-		// Not cached: a certificate not yet valid may become valid, and
-		// failures are bounded by the engine's per-neighbour budget.
-		return chainResult{err: err}
-	}
-	pub, ok := peer.Cert.PublicKey.(ed25519.PublicKey)
-	if !ok {
-		return chainResult{err: fmt.Errorf("certificate of %q has no Ed25519 key: %w", peer.Node, errAttestation)}
-	}
-	r = chainResult{node: peer.Node, groups: peer.Groups, pub: pub, notAfter: peer.Cert.NotAfter}
-	c.mu.Lock()
-	if len(c.chains) >= c.max {
-		clear(c.chains)
-	}
-	c.chains[fp] = r
-	c.mu.Unlock()
-	return r
-}
-
-// setIdentity switches to a reloaded identity; cached verdicts are
-// dropped since the CA may have changed.
+// setIdentity switches to a reloaded identity; certificate verdicts of
+// another CA or mesh are not reused (they are cached by trust scope).
 func (c *originCertifier) setIdentity(id *identity.Identity) {
-	old := c.id.Swap(id)
 	c.mu.Lock()
-	clear(c.chains)
+	old := c.storeID(id)
 	if old.CA == nil || id.CA == nil || !old.CA.Equal(id.CA) {
-		clear(c.groups) // groups verified under another CA
+		clear(c.certOf) // certificates (and groups) verified under another CA
 	}
 	c.mu.Unlock()
 }
@@ -277,6 +250,9 @@ func (c *originCertifier) groupsOf(node string) ([]string, bool) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	g, ok := c.groups[node]
-	return g, ok
+	ch, ok := c.certOf[node]
+	if !ok {
+		return nil, false
+	}
+	return ch.groups, true
 }

@@ -20,15 +20,22 @@ func certifierFor(t testing.TB, ca *identity.CA, name string, log *slog.Logger) 
 	return newOriginCertifier(id, log, 16), id
 }
 
-func TestOriginAttestationChecks(t *testing.T) {
+// twoCAs returns two CAs of one mesh name: the mesh's and a rogue one.
+func twoCAs(t testing.TB) (ca, other *identity.CA) {
+	t.Helper()
 	ca, err := identity.NewCA("test", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := identity.NewCA("test", 0)
+	other, err = identity.NewCA("test", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ca, other
+}
+
+func TestOriginAttestationChecks(t *testing.T) {
+	ca, other := twoCAs(t)
 	var logs syncBuf
 	a, _ := certifierFor(t, ca, "a", slog.New(slog.NewTextHandler(&logs, nil)))
 	b, _ := certifierFor(t, ca, "b", testLogger(t))

@@ -3,6 +3,8 @@ package routing
 import (
 	"bytes"
 	"time"
+	"unique"
+	"unsafe"
 )
 
 // handleAttest processes an origin attestation from nb. A valid one newer
@@ -49,7 +51,7 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin 
 		o.lostAt = t
 		e.scheduleHousekeep(t + 2*e.cfg.RouteExpiry)
 	}
-	o.att, o.attSeq, o.attValid, o.attHeld = bytes.Clone(en.att), en.seqno, true, 0
+	o.att, o.attSeq, o.attValid, o.attHeld = unique.Make(string(en.att)), en.seqno, true, 0
 	e.setAttHeldOf(nb, o, true)
 	return o
 }
@@ -183,7 +185,7 @@ func (e *Engine) appendAttest(nb *neighbour, batch []entry, o *origin) []entry {
 		if !o.attValid {
 			return batch
 		}
-		name, seq, att = o.name, o.attSeq, o.att
+		name, seq, att = o.name, o.attSeq, attBytes(o.att)
 	}
 	if e.attHeld(nb, o) {
 		return batch
@@ -202,7 +204,7 @@ func (e *Engine) Attestation(origin string) (seqno uint16, att []byte, ok bool) 
 	if o == nil || !o.attValid {
 		return 0, nil, false
 	}
-	return o.attSeq, bytes.Clone(o.att), true
+	return o.attSeq, []byte(o.att.Value()), true
 }
 
 // NewSeqno advances this node's seqno and advertises it at once, with a
@@ -214,4 +216,12 @@ func (e *Engine) NewSeqno(now time.Time) {
 	e.selfAttValid = false
 	e.triggerAll(nil, true)
 	e.flush(t)
+}
+
+// attBytes returns an interned attestation's bytes without copying them;
+// they are shared by every engine of the process and must not be
+// modified (they are only encoded).
+func attBytes(h unique.Handle[string]) []byte {
+	s := h.Value()
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }

@@ -258,6 +258,9 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 	if len(sums) > 0 {
 		e.handleSummaries(t, nb, sums)
 	}
+	// The scratch entries alias payload: drop them, or every engine keeps
+	// its last messages alive.
+	clear(entries)
 	e.flush(t)
 	return nil
 }

@@ -3,6 +3,7 @@ package routing
 import (
 	"slices"
 	"time"
+	"unique"
 )
 
 // neighbour is a node with a link up.
@@ -96,8 +97,10 @@ type origin struct {
 	reqBackoff time.Duration
 	fwdUntil   time.Duration
 
-	// Newest verified attestation of the origin (Config.Certifier).
-	att     []byte
+	// Newest verified attestation of the origin (Config.Certifier),
+	// interned process-wide: every engine of a process (a simulation)
+	// holds the same bytes of an origin's attestation once.
+	att     unique.Handle[string]
 	attHeld uint64 // bit i: the neighbour in slot i holds att
 
 	rtMetric Metric // the selected route (routeOf gives it in full)

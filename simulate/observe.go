@@ -27,7 +27,8 @@ type Event struct {
 // eventLog keeps the latest events of one node across its restarts.
 type eventLog struct {
 	mu      sync.Mutex
-	events  []Event
+	events  []Event // a ring once it holds maxEvents
+	oldest  int     // index of the oldest event when full
 	dropped int
 }
 
@@ -38,11 +39,13 @@ func (l *eventLog) collect(name string, ch <-chan node.Event) {
 			e.Err = ev.Err.Error()
 		}
 		l.mu.Lock()
-		if len(l.events) == maxEvents {
-			l.events = append(l.events[:0], l.events[1:]...)
+		if len(l.events) < maxEvents {
+			l.events = append(l.events, e)
+		} else { // a ring from here on: overwrite the oldest
+			l.events[l.oldest] = e
+			l.oldest = (l.oldest + 1) % maxEvents
 			l.dropped++
 		}
-		l.events = append(l.events, e)
 		l.mu.Unlock()
 	}
 }
@@ -58,7 +61,10 @@ func (c *Cluster) Events(name string) ([]Event, error) {
 	}
 	m.events.mu.Lock()
 	defer m.events.mu.Unlock()
-	return append([]Event(nil), m.events.events...), nil
+	l := m.events
+	out := make([]Event, 0, len(l.events))
+	out = append(out, l.events[l.oldest:]...)
+	return append(out, l.events[:l.oldest]...), nil
 }
 
 // Peers returns the routing table of a running node.

@@ -352,3 +352,45 @@ func benchmarkHandshake(b *testing.B, resumed bool) {
 		}
 	}
 }
+
+// TestStrikesGrowKeepsEveryKey: the register starts small and grows as
+// first messages arrive; every key stays refused as a replay across the
+// growth (also when the ring had wrapped), and the bound still holds.
+func TestStrikesGrowKeepsEveryKey(t *testing.T) {
+	start := time.Now()
+	s := NewStrikes(300, time.Minute, start.Add(-time.Second))
+	key := func(i int) []byte {
+		k := make([]byte, 32)
+		k[0], k[1] = byte(i), byte(i>>8)
+		return k
+	}
+	// 50 keys at start, then 100 after 50 s: once the first 50 left the
+	// window the ring's head has moved, so later growth copies a wrapped
+	// ring.
+	for i := range 50 {
+		if err := s.Check(key(i), start, start); err != nil {
+			t.Fatalf("key %d: %v", i, err)
+		}
+	}
+	mid := start.Add(50 * time.Second)
+	for i := 50; i < 150; i++ {
+		if err := s.Check(key(i), mid, mid); err != nil {
+			t.Fatalf("key %d: %v", i, err)
+		}
+	}
+	late := start.Add(70 * time.Second) // keys 0..49 out of the window
+	for i := 150; i < 400; i++ {
+		err := s.Check(key(i), late, late)
+		if i < 150+200 && err != nil { // 100 held + 200 new = max
+			t.Fatalf("key %d: %v", i, err)
+		}
+		if i >= 150+200 && !errors.Is(err, ErrRetry) {
+			t.Fatalf("key %d beyond the bound of 300: %v", i, err)
+		}
+	}
+	for i := 50; i < 350; i++ {
+		if err := s.Check(key(i), late, late); !errors.Is(err, ErrReplay) {
+			t.Fatalf("key %d replayed after growth: %v", i, err)
+		}
+	}
+}

@@ -20,6 +20,7 @@ type Strikes struct {
 	seen   map[[32]byte]struct{}
 	ring   []strike // arrival order, len(seen) entries from head
 	head   int
+	max    int // bound of len(ring), which grows on demand up to it
 }
 
 // strike holds no pointer, so the garbage collector never scans the ring.
@@ -47,7 +48,9 @@ func NewStrikes(max int, window time.Duration, now time.Time) *Strikes {
 	if window <= 0 {
 		window = DefaultStrikeWindow
 	}
-	return &Strikes{window: window, start: now, seen: make(map[[32]byte]struct{}), ring: make([]strike, max)}
+	// The ring grows as first messages arrive: a node that opens few
+	// circuits (most of a simulation's, or a leaf) never pays for max.
+	return &Strikes{window: window, start: now, seen: make(map[[32]byte]struct{}), ring: make([]strike, min(max, 64)), max: max}
 }
 
 // Check records the first message with ephemeral key eph and timestamp ts,
@@ -76,10 +79,21 @@ func (s *Strikes) Check(eph []byte, ts, now time.Time) error {
 		delete(s.seen, h.key)
 		s.head = (s.head + 1) % len(s.ring)
 	}
+	if len(s.seen) == len(s.ring) && len(s.ring) < s.max {
+		s.grow()
+	}
 	if len(s.seen) == len(s.ring) {
 		return fmt.Errorf("%w: replay register full (%d first messages within %s)", ErrRetry, len(s.ring), s.window)
 	}
 	s.ring[(s.head+len(s.seen))%len(s.ring)] = strike{key: key, ts: ts.UnixNano()}
 	s.seen[key] = struct{}{}
 	return nil
+}
+
+// grow doubles the ring (up to max), keeping the arrival order from index 0.
+func (s *Strikes) grow() {
+	ring := make([]strike, min(2*len(s.ring), s.max))
+	n := copy(ring, s.ring[s.head:])
+	copy(ring[n:], s.ring[:s.head])
+	s.ring, s.head = ring, 0
 }

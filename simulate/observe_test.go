@@ -1,0 +1,34 @@
+package simulate
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/circuitmesh/circuitmesh/node"
+)
+
+// TestEventLogKeepsLatestInOrder: past maxEvents a node's log keeps the
+// latest maxEvents events, oldest first, and counts the dropped ones.
+func TestEventLogKeepsLatestInOrder(t *testing.T) {
+	l := &eventLog{}
+	c := &Cluster{members: map[string]*member{"n": {name: "n", events: l}}}
+	const total = maxEvents + 1000
+	ch := make(chan node.Event, total)
+	for i := range total {
+		ch <- node.Event{Kind: node.PeerUp, Peer: fmt.Sprint(i)}
+	}
+	close(ch)
+	l.collect("n", ch)
+	got, err := c.Events("n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != maxEvents || l.dropped != total-maxEvents {
+		t.Fatalf("%d events kept, %d dropped; want %d and %d", len(got), l.dropped, maxEvents, total-maxEvents)
+	}
+	for i, e := range got {
+		if want := fmt.Sprint(total - maxEvents + i); e.Peer != want {
+			t.Fatalf("event %d is of peer %s, want %s (latest events, oldest first)", i, e.Peer, want)
+		}
+	}
+}
