@@ -1,0 +1,91 @@
+package node
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Nodes that join at once through one seed never hold more links than
+// MaxLinks, not even for a moment: a link beyond the maximum is refused
+// when it comes up and a node starts no more dials than it has free slots.
+// A sampler reads every node's links every few milliseconds during the
+// joins; the mesh still ends with every pair reachable.
+func TestDegreeNeverExceedsMaxLinksWhileNodesJoin(t *testing.T) {
+	n := 10
+	if !testing.Short() {
+		n = 20
+	}
+	const maxLinks = 3
+	c := newCluster(t, true)
+	var seed string
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: maxLinks, TargetLinks: 2, Interval: time.Second}
+		if seed != "" {
+			cfg.Discovery.Join = []string{seed}
+		}
+	}
+
+	var (
+		mu       sync.Mutex
+		nodes    []*Node
+		worst    int
+		overshot []string // what the sampler saw above the bound
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			mu.Lock()
+			ns := append([]*Node(nil), nodes...)
+			mu.Unlock()
+			for _, nd := range ns {
+				ls := nd.Links()
+				mu.Lock()
+				worst = max(worst, len(ls))
+				if len(ls) > maxLinks && len(overshot) < 10 {
+					var peers []string
+					for _, l := range ls {
+						peers = append(peers, fmt.Sprintf("%s(out=%v)", l.Peer, l.Outbound))
+					}
+					overshot = append(overshot, fmt.Sprintf("%s: %d links %s", nd.cfg.Name, len(ls), strings.Join(peers, " ")))
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	stopSampler := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopSampler()
+
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("circuitmesh-%d", i)
+		nd := c.add(name)
+		if seed == "" {
+			seed = nd.Status().GossipAddr
+		}
+		mu.Lock()
+		nodes = append(nodes, nd)
+		mu.Unlock()
+		names = append(names, name)
+	}
+	took, st := waitMesh(t, c, names, maxLinks, 120*time.Second)
+	stopSampler()
+	if len(overshot) > 0 {
+		t.Fatalf("a node held more than MaxLinks=%d links (most %d):\n%s", maxLinks, worst, strings.Join(overshot, "\n"))
+	}
+	refused := metricValue(t, c.nodes[names[0]], "circuitmesh_discovery_links_dropped_total", "reason", "max")
+	t.Logf("%d QUIC nodes joined through one seed: every pair reachable %v after the last start; most links on a node at any sample %d (bound %d); diameter %d; seed refused or dropped %v links at its maximum",
+		n, took.Round(time.Millisecond), worst, maxLinks, st.diameter, refused)
+}
