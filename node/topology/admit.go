@@ -38,7 +38,7 @@ func Admit(cfg Config, links []Link, pending []string, l Link) (bool, string) {
 		return true, ""
 	case degree < cfg.Max:
 		return true, ""
-	case l.Claimed && !l.Outbound:
+	case l.Claimed && !l.Outbound && cfg.StaticIn > 0:
 		return false, fmt.Sprintf("%s of %d links, and %d links static for their dialler already kept on top", AtMaximum, cfg.Max, cfg.StaticIn)
 	}
 	return false, fmt.Sprintf("%s of %d links", AtMaximum, cfg.Max)
