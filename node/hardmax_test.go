@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -88,4 +89,46 @@ func TestDegreeNeverExceedsMaxLinksWhileNodesJoin(t *testing.T) {
 	refused := metricValue(t, c.nodes[names[0]], "circuitmesh_discovery_links_dropped_total", "reason", "max")
 	t.Logf("%d QUIC nodes joined through one seed: every pair reachable %v after the last start; most links on a node at any sample %d (bound %d); diameter %d; seed refused or dropped %v links at its maximum",
 		n, took.Round(time.Millisecond), worst, maxLinks, st.diameter, refused)
+}
+
+// A member that joins a full node is refused when its link comes up, says
+// so at WARN with the reason, and is not linked to the full node (it backs
+// off from it and links elsewhere).
+func TestJoinerRefusedByFullNodeWarnsAndBacksOff(t *testing.T) {
+	c, hub := fullHub(t, nil)
+	var jlog syncBuf
+	seed := hub.Status().GossipAddr
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second, Join: []string{seed}}
+		cfg.Logger = slog.New(slog.NewTextHandler(&jlog, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	j := c.add("j")
+	c.tweak = nil
+	waitFor(t, "j to be refused by hub", 60*time.Second, func() bool {
+		return strings.Contains(jlog.String(), "member=hub")
+	})
+	logged := jlog.String()
+	if !strings.Contains(logged, "at its link maximum of 1 links") || !strings.Contains(logged, "level=WARN") {
+		t.Fatalf("j's log does not say hub is at its maximum:\n%s", logged)
+	}
+	if k := len(hub.Links()); k > 1 {
+		t.Fatalf("hub holds %d links, maximum 1", k)
+	}
+	// j backs off from hub (the policy leaves it alone meanwhile).
+	addr := hub.disco.linkAddr()
+	j.disco.mu.Lock()
+	b := j.disco.backoff[addr]
+	j.disco.mu.Unlock()
+	if b == nil || time.Until(b.until) < fullBan/2 {
+		t.Fatalf("j's back-off from hub at %s: %+v, want about %v", addr, b, fullBan)
+	}
+	for range 3 {
+		j.disco.step(time.Now())
+	}
+	j.disco.mu.Lock()
+	dialing := j.disco.dialing["hub"]
+	j.disco.mu.Unlock()
+	if dialing {
+		t.Fatal("j dials hub again while backing off")
+	}
 }
