@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,12 +24,7 @@ func gossipClusterOn(t *testing.T, quic bool, order []int, maxLinks int) (*clust
 	t.Helper()
 	c := newCluster(t, quic)
 	var seed string
-	c.tweak = func(cfg *Config) {
-		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: maxLinks, TargetLinks: 4, Interval: time.Second}
-		if seed != "" {
-			cfg.Discovery.Join = []string{seed}
-		}
-	}
+	c.tweak = gossipTweak(&seed, maxLinks, 4)
 	var names []string
 	for _, i := range order {
 		name := fmt.Sprintf("circuitmesh-%d", i)
@@ -43,6 +36,17 @@ func gossipClusterOn(t *testing.T, quic bool, order []int, maxLinks int) (*clust
 		names = append(names, name)
 	}
 	return c, names
+}
+
+// gossipTweak configures nodes for gossip on loopback with the given
+// bounds, joining through *seed once it is set.
+func gossipTweak(seed *string, maxLinks, target int) func(*Config) {
+	return func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: maxLinks, TargetLinks: target, Interval: time.Second}
+		if *seed != "" {
+			cfg.Discovery.Join = []string{*seed}
+		}
+	}
 }
 
 // meshStats is the link graph of a cluster.
@@ -488,27 +492,8 @@ func TestPeersClaimingStaticCannotPushFullNodePastBound(t *testing.T) {
 	bound := maxLinks + staticIn
 	// Hub refuses the attackers' links when they come up: a sampler never
 	// sees it above its bound while x1 is refused again and again.
-	var overshot atomic.Int64
-	stopSampling := make(chan struct{})
-	var sampler sync.WaitGroup
-	sampler.Add(1)
-	go func() {
-		defer sampler.Done()
-		tick := time.NewTicker(2 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stopSampling:
-				return
-			case <-tick.C:
-			}
-			if k := len(hub.Links()); k > bound {
-				overshot.Store(int64(k))
-			}
-		}
-	}()
-	stopSampler := sync.OnceFunc(func() { close(stopSampling); sampler.Wait() })
-	defer stopSampler()
+	sampler := sampleLinks(func() []*Node { return []*Node{hub} }, bound)
+	defer sampler.stop()
 	for _, x := range attackers {
 		c.link(x, "hub") // each keeps redialling hub, claiming static
 	}
@@ -528,9 +513,8 @@ func TestPeersClaimingStaticCannotPushFullNodePastBound(t *testing.T) {
 			return downs >= 3
 		}
 	})
-	stopSampler()
-	if k := overshot.Load(); k > 0 {
-		t.Fatalf("hub held %d links, bound %d+%d", k, maxLinks, staticIn)
+	if worst, overshot := sampler.stop(); len(overshot) > 0 {
+		t.Fatalf("hub held %d links, bound %d+%d:\n%s", worst, maxLinks, staticIn, strings.Join(overshot, "\n"))
 	}
 	if !stillUp(hub, s1) || !stillUp(hub, s2) {
 		t.Fatal("hub closed a static link it had honoured for a newer claimant")

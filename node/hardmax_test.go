@@ -22,52 +22,18 @@ func TestDegreeNeverExceedsMaxLinksWhileNodesJoin(t *testing.T) {
 	const maxLinks = 3
 	c := newCluster(t, true)
 	var seed string
-	c.tweak = func(cfg *Config) {
-		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: maxLinks, TargetLinks: 2, Interval: time.Second}
-		if seed != "" {
-			cfg.Discovery.Join = []string{seed}
-		}
-	}
+	c.tweak = gossipTweak(&seed, maxLinks, 2)
 
 	var (
-		mu       sync.Mutex
-		nodes    []*Node
-		worst    int
-		overshot []string // what the sampler saw above the bound
+		mu    sync.Mutex
+		nodes []*Node
 	)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(2 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			mu.Lock()
-			ns := append([]*Node(nil), nodes...)
-			mu.Unlock()
-			for _, nd := range ns {
-				ls := nd.Links()
-				mu.Lock()
-				worst = max(worst, len(ls))
-				if len(ls) > maxLinks && len(overshot) < 10 {
-					var peers []string
-					for _, l := range ls {
-						peers = append(peers, fmt.Sprintf("%s(out=%v)", l.Peer, l.Outbound))
-					}
-					overshot = append(overshot, fmt.Sprintf("%s: %d links %s", nd.cfg.Name, len(ls), strings.Join(peers, " ")))
-				}
-				mu.Unlock()
-			}
-		}
-	}()
-	stopSampler := sync.OnceFunc(func() { close(stop); wg.Wait() })
-	defer stopSampler()
+	sampler := sampleLinks(func() []*Node {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]*Node(nil), nodes...)
+	}, maxLinks)
+	defer sampler.stop()
 
 	var names []string
 	for i := range n {
@@ -82,7 +48,7 @@ func TestDegreeNeverExceedsMaxLinksWhileNodesJoin(t *testing.T) {
 		names = append(names, name)
 	}
 	took, st := waitMesh(t, c, names, maxLinks, 120*time.Second)
-	stopSampler()
+	worst, overshot := sampler.stop()
 	if len(overshot) > 0 {
 		t.Fatalf("a node held more than MaxLinks=%d links (most %d):\n%s", maxLinks, worst, strings.Join(overshot, "\n"))
 	}
@@ -131,4 +97,55 @@ func TestJoinerRefusedByFullNodeWarnsAndBacksOff(t *testing.T) {
 	if dialing {
 		t.Fatal("j dials hub again while backing off")
 	}
+}
+
+// linkSampler reads the links of every node nodes returns every 2 ms until
+// stopped and records what it saw above bound.
+type linkSampler struct {
+	mu       sync.Mutex
+	worst    int
+	overshot []string // the first samples above bound
+	done     chan struct{}
+	wg       sync.WaitGroup
+	once     sync.Once
+}
+
+func sampleLinks(nodes func() []*Node, bound int) *linkSampler {
+	s := &linkSampler{done: make(chan struct{})}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-s.done:
+				return
+			case <-tick.C:
+			}
+			for _, nd := range nodes() {
+				ls := nd.Links()
+				s.mu.Lock()
+				s.worst = max(s.worst, len(ls))
+				if len(ls) > bound && len(s.overshot) < 10 {
+					var peers []string
+					for _, l := range ls {
+						peers = append(peers, fmt.Sprintf("%s(out=%v)", l.Peer, l.Outbound))
+					}
+					s.overshot = append(s.overshot, fmt.Sprintf("%s: %d links %s", nd.cfg.Name, len(ls), strings.Join(peers, " ")))
+				}
+				s.mu.Unlock()
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the sampling (idempotent) and returns the most links seen on
+// a node and the samples above the bound.
+func (s *linkSampler) stop() (worst int, overshot []string) {
+	s.once.Do(func() { close(s.done); s.wg.Wait() })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.worst, s.overshot
 }
