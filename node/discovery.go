@@ -48,6 +48,7 @@ type discovery struct {
 	coords  map[string]*coordinate.Coordinate // member → last coordinate
 	dialing map[string]bool                   // member → dial in progress
 	owned   map[string]bool                   // members this node dialled and linked
+	held    map[string]links.Link             // member → link a dial made, holding its slot until it ends
 	backoff map[string]*addrBackoff           // link address → back-off
 	proven  map[string]string                 // link address → member whose certificate a handshake there proved
 	lost    map[string]time.Time              // member → unreachable since
@@ -129,7 +130,7 @@ func startDiscovery(n *Node) (*discovery, error) {
 	d := &discovery{
 		n: n, vc: vc, kickc: make(chan struct{}, 1),
 		members: map[string]gossipMember{},
-		coords:  map[string]*coordinate.Coordinate{}, dialing: map[string]bool{}, owned: map[string]bool{},
+		coords:  map[string]*coordinate.Coordinate{}, dialing: map[string]bool{}, owned: map[string]bool{}, held: map[string]links.Link{},
 		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
 		proven: map[string]string{},
 		full:   ratelog.New(n.log, time.Minute, 1024),
@@ -623,8 +624,9 @@ func (d *discovery) policyConfig() topology.Config {
 }
 
 // slotsLocked returns the node's links as the policy sees them and the
-// members holding a slot by a dial: in progress, or made and still
-// linked. d.mu is held (it serialises admissions and dials).
+// members holding a slot by a dial: in progress, or made and its link not
+// ended (it may not be in the node's table yet). d.mu is held (it
+// serialises admissions and dials).
 func (d *discovery) slotsLocked(now time.Time) ([]topology.Link, []string) {
 	n := d.n
 	n.mu.Lock()
@@ -637,11 +639,11 @@ func (d *discovery) slotsLocked(now time.Time) ([]topology.Link, []string) {
 	for _, l := range cur {
 		ls = append(ls, d.policyLinkLocked(l, now))
 	}
-	pending := make([]string, 0, len(d.dialing)+len(d.owned))
+	pending := make([]string, 0, len(d.dialing)+len(d.held))
 	for name := range d.dialing {
 		pending = append(pending, name)
 	}
-	for name := range d.owned {
+	for name := range d.held {
 		pending = append(pending, name)
 	}
 	return ls, pending
@@ -756,7 +758,7 @@ func (d *discovery) dial(m Member, why topology.Why) {
 	}
 	// A dial holds a slot from its start: dials may not outnumber the
 	// free slots.
-	if ls, pending := d.slotsLocked(time.Now()); topology.Slots(d.policyConfig(), ls, pending) == 0 && !d.owned[m.Name] && n.link(m.Name) == nil {
+	if ls, pending := d.slotsLocked(time.Now()); topology.Slots(d.policyConfig(), ls, pending) == 0 && d.held[m.Name] == nil && n.link(m.Name) == nil {
 		d.mu.Unlock()
 		n.log.Debug("discovery dial deferred: no free link slot", "member", m.Name)
 		return
@@ -785,7 +787,8 @@ func (d *discovery) dial(m Member, why topology.Why) {
 		case err == nil && l.Peer() != m.Name:
 			d.failedLocked(m.LinkAddr, banTime)
 		case err == nil:
-			d.owned[m.Name] = true // keeps the dial's slot
+			d.owned[m.Name] = true
+			d.held[m.Name] = l // the link may reach the node's table later
 		}
 		d.mu.Unlock()
 		switch {
@@ -819,6 +822,9 @@ func (d *discovery) dial(m Member, why topology.Why) {
 			return
 		}
 		d.mu.Lock()
+		if d.held[m.Name] == l {
+			delete(d.held, m.Name)
+		}
 		if d.owned[m.Name] && n.link(m.Name) == nil {
 			delete(d.owned, m.Name)
 		}

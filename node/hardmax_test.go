@@ -22,7 +22,7 @@ func TestDegreeNeverExceedsMaxLinksWhileNodesJoin(t *testing.T) {
 	const maxLinks = 3
 	c := newCluster(t, true)
 	var seed string
-	c.tweak = gossipTweak(&seed, maxLinks, 2)
+	c.tweak = gossipTweak(&seed, maxLinks, 1)
 
 	var (
 		mu    sync.Mutex
