@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/serf/coordinate"
 
 	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/links/ratelog"
 	"github.com/circuitmesh/circuitmesh/node/topology"
 )
 
@@ -37,6 +38,7 @@ type discovery struct {
 	kickc chan struct{}
 	logw  *slogWriter
 	stats *discoveryMetrics
+	full  *ratelog.Log // members that refused a link at their maximum
 
 	keyring *memberlist.Keyring // nil when gossip is not encrypted (keys.go)
 	probes  atomic.Int64        // probes answered, so gossip works with the keys in force
@@ -46,6 +48,7 @@ type discovery struct {
 	coords  map[string]*coordinate.Coordinate // member → last coordinate
 	dialing map[string]bool                   // member → dial in progress
 	owned   map[string]bool                   // members this node dialled and linked
+	held    map[string]links.Link             // member → link a dial made, holding its slot until it ends
 	backoff map[string]*addrBackoff           // link address → back-off
 	proven  map[string]string                 // link address → member whose certificate a handshake there proved
 	lost    map[string]time.Time              // member → unreachable since
@@ -80,6 +83,9 @@ const (
 	unprovenDials  = 2
 	unprovenBan    = time.Hour
 	maxProven      = 4096
+	// fullBan is how long a member that refused a link at its maximum is
+	// not dialled: the policy picks another meanwhile.
+	fullBan = 15 * time.Second
 )
 
 // gossipMember is what discovery keeps of a memberlist member (memberlist's
@@ -124,14 +130,20 @@ func startDiscovery(n *Node) (*discovery, error) {
 	d := &discovery{
 		n: n, vc: vc, kickc: make(chan struct{}, 1),
 		members: map[string]gossipMember{},
-		coords:  map[string]*coordinate.Coordinate{}, dialing: map[string]bool{}, owned: map[string]bool{},
+		coords:  map[string]*coordinate.Coordinate{}, dialing: map[string]bool{}, owned: map[string]bool{}, held: map[string]links.Link{},
 		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
 		proven: map[string]string{},
+		full:   ratelog.New(n.log, time.Minute, 1024),
 	}
 	if d.stats, err = newDiscoveryMetrics(n.metrics.reg); err != nil {
 		return nil, fmt.Errorf("discovery metrics: %w", err)
 	}
 	d.resolveStatic()
+	// Links admitted from now on count against MaxLinks, before gossip
+	// makes this node known.
+	n.mu.Lock()
+	n.bound = d
+	n.mu.Unlock()
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = n.cfg.Name
 	mc.BindAddr, mc.BindPort = host, port
@@ -588,12 +600,10 @@ func (d *discovery) step(now time.Time) {
 	}
 	d.mu.Unlock()
 
-	dc := n.cfg.Discovery
 	plan := topology.Decide(topology.Input{
 		Self: n.cfg.Name, Leaf: n.cfg.Leaf, Coord: d.vc.GetCoordinate(),
 		Members: members, Links: ls, Unreachable: lost, Unavailable: unavailable,
-		Config: topology.Config{Target: dc.TargetLinks, Max: dc.MaxLinks, Long: dc.LongLinks, Leaf: dc.LeafLinks, Seed: seedFor(n.cfg.Mesh),
-			StaticIn: dc.StaticInLinks},
+		Config: d.policyConfig(),
 	})
 	for _, peer := range gone {
 		d.drop(peer, whyGone, "no longer a gossip member")
@@ -604,6 +614,64 @@ func (d *discovery) step(now time.Time) {
 	for i, m := range plan.Add {
 		d.dial(Member{Name: m.Name, LinkAddr: m.Addr, Leaf: m.Leaf}, plan.Why[i])
 	}
+}
+
+// policyConfig is the link policy's configuration.
+func (d *discovery) policyConfig() topology.Config {
+	dc := d.n.cfg.Discovery
+	return topology.Config{Target: dc.TargetLinks, Max: dc.MaxLinks, Long: dc.LongLinks, Leaf: dc.LeafLinks, Seed: seedFor(d.n.cfg.Mesh),
+		StaticIn: dc.StaticInLinks}
+}
+
+// slotsLocked returns the node's links as the policy sees them and the
+// members holding a slot by a dial: in progress, or made and its link not
+// ended (it may not be in the node's table yet). d.mu is held (it
+// serialises admissions and dials).
+func (d *discovery) slotsLocked(now time.Time) ([]topology.Link, []string) {
+	n := d.n
+	n.mu.Lock()
+	cur := make([]links.Link, 0, len(n.links))
+	for _, l := range n.links {
+		cur = append(cur, l)
+	}
+	n.mu.Unlock()
+	ls := make([]topology.Link, 0, len(cur))
+	for _, l := range cur {
+		ls = append(ls, d.policyLinkLocked(l, now))
+	}
+	pending := make([]string, 0, len(d.dialing)+len(d.held))
+	for name := range d.dialing {
+		pending = append(pending, name)
+	}
+	for name := range d.held {
+		pending = append(pending, name)
+	}
+	return ls, pending
+}
+
+// policyLinkLocked describes l for the policy's bound. d.mu is held.
+func (d *discovery) policyLinkLocked(l links.Link, now time.Time) topology.Link {
+	addr := addrString(l.RemoteAddr())
+	return topology.Link{Peer: l.Peer(), Outbound: l.Outbound(), Static: d.static[addr] || d.static[l.Peer()],
+		Claimed: !l.Outbound() && l.PeerFeatures()&links.FeatureStatic != 0,
+		Age:     max(now.Sub(l.Established()), time.Nanosecond)}
+}
+
+// admit decides whether link l, just up, may join the node's links, and
+// if so adds it with add, in the same critical section as the count so
+// that links coming up together cannot overshoot MaxLinks. Links this
+// node dialled took their slot when the dial started.
+func (d *discovery) admit(l links.Link, add func() bool) (ok bool, reason string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !l.Outbound() {
+		now := time.Now()
+		ls, pending := d.slotsLocked(now)
+		if ok, reason := topology.Admit(d.policyConfig(), ls, pending, d.policyLinkLocked(l, now)); !ok {
+			return false, reason
+		}
+	}
+	return add(), ""
 }
 
 func (d *discovery) drop(peer string, why topology.Why, reason string) {
@@ -682,14 +750,21 @@ func (d *discovery) proveLocked(addr, member string) {
 // m. The link's life then decides the address's back-off; why is the
 // policy's reason, counted once the link is proven.
 func (d *discovery) dial(m Member, why topology.Why) {
+	n := d.n
 	d.mu.Lock()
 	if d.dialing[m.Name] {
 		d.mu.Unlock()
 		return
 	}
+	// A dial holds a slot from its start: dials may not outnumber the
+	// free slots.
+	if ls, pending := d.slotsLocked(time.Now()); topology.Slots(d.policyConfig(), ls, pending) == 0 && d.held[m.Name] == nil && n.link(m.Name) == nil {
+		d.mu.Unlock()
+		n.log.Debug("discovery dial deferred: no free link slot", "member", m.Name)
+		return
+	}
 	d.dialing[m.Name] = true
 	d.mu.Unlock()
-	n := d.n
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -711,6 +786,9 @@ func (d *discovery) dial(m Member, why topology.Why) {
 			d.failedLocked(m.LinkAddr, 0)
 		case err == nil && l.Peer() != m.Name:
 			d.failedLocked(m.LinkAddr, banTime)
+		case err == nil:
+			d.owned[m.Name] = true
+			d.held[m.Name] = l // the link may reach the node's table later
 		}
 		d.mu.Unlock()
 		switch {
@@ -732,7 +810,6 @@ func (d *discovery) dial(m Member, why topology.Why) {
 			d.stats.added.WithLabelValues(string(why)).Inc()
 		}
 		d.mu.Lock()
-		d.owned[m.Name] = true
 		d.proveLocked(m.LinkAddr, m.Name)
 		if b := d.backoff[m.LinkAddr]; b != nil {
 			b.fails = 0
@@ -745,6 +822,9 @@ func (d *discovery) dial(m Member, why topology.Why) {
 			return
 		}
 		d.mu.Lock()
+		if d.held[m.Name] == l {
+			delete(d.held, m.Name)
+		}
 		if d.owned[m.Name] && n.link(m.Name) == nil {
 			delete(d.owned, m.Name)
 		}
@@ -752,7 +832,11 @@ func (d *discovery) dial(m Member, why topology.Why) {
 			delete(d.backoff, m.LinkAddr)
 		}
 		d.mu.Unlock()
-		if time.Since(up) < goodLink {
+		if lerr := l.Err(); lerr != nil && strings.Contains(lerr.Error(), topology.AtMaximum) {
+			d.full.Warn("full:"+m.Name, "gossip member refused the link: at its link maximum; linking to others",
+				"member", m.Name, "addr", m.LinkAddr, "err", lerr, "retry_after", fullBan)
+			d.failed(m.LinkAddr, fullBan)
+		} else if time.Since(up) < goodLink {
 			d.failed(m.LinkAddr, 0)
 		}
 	}()

@@ -23,7 +23,7 @@ func newDiscoveryMetrics(reg prometheus.Registerer) (*discoveryMetrics, error) {
 		added: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_discovery_links_added_total",
 			Help: "Links discovery dialled and the peer's certificate proved, by reason (target, long, repair, replace)."}, []string{"reason"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_discovery_links_dropped_total",
-			Help: "Links discovery closed, by reason (max, replace, gone)."}, []string{"reason"}),
+			Help: "Links discovery closed, by reason (max, which counts links refused at admission too; replace, gone)."}, []string{"reason"}),
 	}
 	for _, w := range []topology.Why{topology.WhyTarget, topology.WhyLong, topology.WhyRepair, topology.WhyReplace} {
 		m.added.WithLabelValues(string(w)) // from zero, so rate() sees the first

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/node/topology"
 )
 
 // linkHandler is the node as the links.Handler of its transport: link
@@ -24,15 +25,37 @@ func (h *linkHandler) LinkUp(l links.Link) {
 	peer := l.Peer()
 	n.linkEvents.Lock()
 	defer n.linkEvents.Unlock()
+	// A node with discovery admits a link only within MaxLinks (links
+	// beyond it are refused here, before routing or Links see them).
+	add := func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.state != stateRunning && n.state != stateClosing {
+			return false
+		}
+		n.links[peer] = l
+		n.wg.Add(1)
+		return true
+	}
 	n.mu.Lock()
-	if n.state != stateRunning && n.state != stateClosing {
-		n.mu.Unlock()
+	bound := n.bound
+	n.mu.Unlock()
+	added, refused := false, ""
+	if bound != nil {
+		added, refused = bound.admit(l, add)
+	} else {
+		added = add()
+	}
+	if refused != "" {
+		n.log.Debug("link refused", "peer", peer, "reason", refused)
+		bound.stats.dropped.WithLabelValues(string(topology.WhyMax)).Inc()
+		l.Close("discovery: " + refused)
+		return
+	}
+	if !added {
 		l.Close("node closed")
 		return
 	}
-	n.links[peer] = l
-	n.wg.Add(1)
-	n.mu.Unlock()
 	go func() {
 		defer n.wg.Done()
 		n.acceptLoop(l)

@@ -24,9 +24,11 @@
 //   - Members that gossip shows but routing cannot reach get a link to the
 //     nearest of them (one per call) while degree is below Max.
 //   - Above Max, the least useful links are dropped: idle, unwanted,
-//     incoming and young ones first (a link that takes a node above Max
-//     is in effect refused), repair links last: the hard bound on every
-//     node's degree.
+//     incoming and young ones first, repair links last. The hard bound
+//     itself is kept at admission (Admit, Slots): a link beyond Max is
+//     refused as it comes up and dials do not outnumber free slots, so
+//     these drops only follow links made outside the policy or a lowered
+//     Max.
 //
 // A leaf links to its Leaf nearest routers, never to another leaf and never
 // beyond Max.

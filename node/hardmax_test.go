@@ -1,0 +1,151 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Nodes that join at once through one seed never hold more links than
+// MaxLinks, not even for a moment: a link beyond the maximum is refused
+// when it comes up and a node starts no more dials than it has free slots.
+// A sampler reads every node's links every few milliseconds during the
+// joins; the mesh still ends with every pair reachable.
+func TestDegreeNeverExceedsMaxLinksWhileNodesJoin(t *testing.T) {
+	n := 10
+	if !testing.Short() {
+		n = 20
+	}
+	const maxLinks = 3
+	c := newCluster(t, true)
+	var seed string
+	c.tweak = gossipTweak(&seed, maxLinks, 1)
+
+	var (
+		mu    sync.Mutex
+		nodes []*Node
+	)
+	sampler := sampleLinks(func() []*Node {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]*Node(nil), nodes...)
+	}, maxLinks)
+	defer sampler.stop()
+
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("circuitmesh-%d", i)
+		nd := c.add(name)
+		if seed == "" {
+			seed = nd.Status().GossipAddr
+		}
+		mu.Lock()
+		nodes = append(nodes, nd)
+		mu.Unlock()
+		names = append(names, name)
+	}
+	took, st := waitMesh(t, c, names, maxLinks, 120*time.Second)
+	worst, overshot := sampler.stop()
+	if len(overshot) > 0 {
+		t.Fatalf("a node held more than MaxLinks=%d links (most %d):\n%s", maxLinks, worst, strings.Join(overshot, "\n"))
+	}
+	refused := metricValue(t, c.nodes[names[0]], "circuitmesh_discovery_links_dropped_total", "reason", "max")
+	t.Logf("%d QUIC nodes joined through one seed: every pair reachable %v after the last start; most links on a node at any sample %d (bound %d); diameter %d; seed refused or dropped %v links at its maximum",
+		n, took.Round(time.Millisecond), worst, maxLinks, st.diameter, refused)
+}
+
+// A member that joins a full node is refused when its link comes up, says
+// so at WARN with the reason, and is not linked to the full node (it backs
+// off from it and links elsewhere).
+func TestJoinerRefusedByFullNodeWarnsAndBacksOff(t *testing.T) {
+	c, hub := fullHub(t, nil)
+	var jlog syncBuf
+	seed := hub.Status().GossipAddr
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second, Join: []string{seed}}
+		cfg.Logger = slog.New(slog.NewTextHandler(&jlog, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	j := c.add("j")
+	c.tweak = nil
+	waitFor(t, "j to be refused by hub", 60*time.Second, func() bool {
+		return strings.Contains(jlog.String(), "member=hub")
+	})
+	logged := jlog.String()
+	if !strings.Contains(logged, "at its link maximum of 1 links") || !strings.Contains(logged, "level=WARN") {
+		t.Fatalf("j's log does not say hub is at its maximum:\n%s", logged)
+	}
+	if k := len(hub.Links()); k > 1 {
+		t.Fatalf("hub holds %d links, maximum 1", k)
+	}
+	// j backs off from hub (the policy leaves it alone meanwhile).
+	addr := hub.disco.linkAddr()
+	j.disco.mu.Lock()
+	b := j.disco.backoff[addr]
+	j.disco.mu.Unlock()
+	if b == nil || time.Until(b.until) < fullBan/2 {
+		t.Fatalf("j's back-off from hub at %s: %+v, want about %v", addr, b, fullBan)
+	}
+	for range 3 {
+		j.disco.step(time.Now())
+	}
+	j.disco.mu.Lock()
+	dialing := j.disco.dialing["hub"]
+	j.disco.mu.Unlock()
+	if dialing {
+		t.Fatal("j dials hub again while backing off")
+	}
+}
+
+// linkSampler reads the links of every node nodes returns every 2 ms until
+// stopped and records what it saw above bound.
+type linkSampler struct {
+	mu       sync.Mutex
+	worst    int
+	overshot []string // the first samples above bound
+	done     chan struct{}
+	wg       sync.WaitGroup
+	once     sync.Once
+}
+
+func sampleLinks(nodes func() []*Node, bound int) *linkSampler {
+	s := &linkSampler{done: make(chan struct{})}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-s.done:
+				return
+			case <-tick.C:
+			}
+			for _, nd := range nodes() {
+				ls := nd.Links()
+				s.mu.Lock()
+				s.worst = max(s.worst, len(ls))
+				if len(ls) > bound && len(s.overshot) < 10 {
+					var peers []string
+					for _, l := range ls {
+						peers = append(peers, fmt.Sprintf("%s(out=%v)", l.Peer, l.Outbound))
+					}
+					s.overshot = append(s.overshot, fmt.Sprintf("%s: %d links %s", nd.cfg.Name, len(ls), strings.Join(peers, " ")))
+				}
+				s.mu.Unlock()
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the sampling (idempotent) and returns the most links seen on
+// a node and the samples above the bound.
+func (s *linkSampler) stop() (worst int, overshot []string) {
+	s.once.Do(func() { close(s.done); s.wg.Wait() })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.worst, s.overshot
+}
