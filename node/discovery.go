@@ -553,6 +553,7 @@ func (d *discovery) step(now time.Time) {
 		}
 	}
 	current := n.Links()
+	alt := d.alternates()
 	// Incoming links whose dialler keeps them as static (they are honoured
 	// within a bound by the policy).
 	claimed := map[string]bool{}
@@ -593,7 +594,8 @@ func (d *discovery) step(now time.Time) {
 		}
 		static := d.static[l.Address] || d.static[l.Peer]
 		ls = append(ls, topology.Link{Peer: l.Peer, Outbound: l.Outbound, RTT: l.RTT, Static: static,
-			Age: max(now.Sub(l.Since), time.Nanosecond), Streams: l.Streams, Claimed: claimed[l.Peer]})
+			Age: max(now.Sub(l.Since), time.Nanosecond), Streams: l.Streams, Claimed: claimed[l.Peer],
+			Alternates: alt[l.Peer]})
 		if _, ok := alive[l.Peer]; !ok && d.owned[l.Peer] && !static {
 			gone = append(gone, l.Peer)
 		}
@@ -625,9 +627,10 @@ func (d *discovery) policyConfig() topology.Config {
 
 // slotsLocked returns the node's links as the policy sees them and the
 // members holding a slot by a dial: in progress, or made and its link not
-// ended (it may not be in the node's table yet). d.mu is held (it
+// ended (it may not be in the node's table yet). alt gives the routing
+// alternates of the links' peers (nil: none known). d.mu is held (it
 // serialises admissions and dials).
-func (d *discovery) slotsLocked(now time.Time) ([]topology.Link, []string) {
+func (d *discovery) slotsLocked(now time.Time, alt map[string]int) ([]topology.Link, []string) {
 	n := d.n
 	n.mu.Lock()
 	cur := make([]links.Link, 0, len(n.links))
@@ -637,7 +640,9 @@ func (d *discovery) slotsLocked(now time.Time) ([]topology.Link, []string) {
 	n.mu.Unlock()
 	ls := make([]topology.Link, 0, len(cur))
 	for _, l := range cur {
-		ls = append(ls, d.policyLinkLocked(l, now))
+		pl := d.policyLinkLocked(l, now)
+		pl.Alternates = alt[pl.Peer]
+		ls = append(ls, pl)
 	}
 	pending := make([]string, 0, len(d.dialing)+len(d.held))
 	for name := range d.dialing {
@@ -654,24 +659,75 @@ func (d *discovery) policyLinkLocked(l links.Link, now time.Time) topology.Link 
 	addr := addrString(l.RemoteAddr())
 	return topology.Link{Peer: l.Peer(), Outbound: l.Outbound(), Static: d.static[addr] || d.static[l.Peer()],
 		Claimed: !l.Outbound() && l.PeerFeatures()&links.FeatureStatic != 0,
-		Age:     max(now.Sub(l.Established()), time.Nanosecond)}
+		Age:     max(now.Sub(l.Established()), time.Nanosecond), RTT: l.Quality().RTT, Streams: l.OpenStreams()}
+}
+
+// alternates counts, for the peer of every current link, the other
+// neighbours routing reaches it through (its feasible next hops other
+// than the peer itself).
+func (d *discovery) alternates() map[string]int {
+	n := d.n
+	n.mu.Lock()
+	peers := make([]string, 0, len(n.links))
+	for peer := range n.links {
+		peers = append(peers, peer)
+	}
+	n.mu.Unlock()
+	alt := make(map[string]int, len(peers))
+	for _, peer := range peers {
+		for _, hop := range n.router.nextHops(peer) {
+			if hop != peer {
+				alt[peer]++
+			}
+		}
+	}
+	return alt
 }
 
 // admit decides whether link l, just up, may join the node's links, and
 // if so adds it with add, in the same critical section as the count so
 // that links coming up together cannot overshoot MaxLinks. Links this
-// node dialled took their slot when the dial started.
-func (d *discovery) admit(l links.Link, add func() bool) (ok bool, reason string) {
+// node dialled took their slot when the dial started. At the maximum, a
+// link from a gossip member routing does not reach (a new member, or the
+// other side of a partition) is admitted in place of a redundant idle
+// link (topology.Room): add gets that link to remove first, and evicted
+// returns it.
+func (d *discovery) admit(l links.Link, add func(evict links.Link) bool) (ok bool, evicted links.Link, reason string) {
+	if l.Outbound() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return add(nil), nil, ""
+	}
+	// Routing is asked before d.mu is taken (the router has its own lock);
+	// what it says may be a moment old, which only makes room-making
+	// more or less eager.
+	n := d.n
+	peer := l.Peer()
+	var repair bool
+	if p, ok := n.Peer(peer); !ok || !p.Reachable {
+		d.mu.Lock()
+		gm, member := d.members[peer]
+		d.mu.Unlock()
+		repair = member && gm.ok
+	}
+	var alt map[string]int
+	if repair {
+		alt = d.alternates()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !l.Outbound() {
-		now := time.Now()
-		ls, pending := d.slotsLocked(now)
-		if ok, reason := topology.Admit(d.policyConfig(), ls, pending, d.policyLinkLocked(l, now)); !ok {
-			return false, reason
-		}
+	now := time.Now()
+	ls, pending := d.slotsLocked(now, alt)
+	cand := d.policyLinkLocked(l, now)
+	cand.Repair = repair
+	a := topology.Admit(d.policyConfig(), ls, pending, cand)
+	if !a.OK {
+		return false, nil, a.Reason
 	}
-	return add(), ""
+	if a.Evict != "" {
+		evicted = n.link(a.Evict)
+	}
+	return add(evicted), evicted, ""
 }
 
 func (d *discovery) drop(peer string, why topology.Why, reason string) {
@@ -758,7 +814,7 @@ func (d *discovery) dial(m Member, why topology.Why) {
 	}
 	// A dial holds a slot from its start: dials may not outnumber the
 	// free slots.
-	if ls, pending := d.slotsLocked(time.Now()); topology.Slots(d.policyConfig(), ls, pending) == 0 && d.held[m.Name] == nil && n.link(m.Name) == nil {
+	if ls, pending := d.slotsLocked(time.Now(), nil); topology.Slots(d.policyConfig(), ls, pending) == 0 && d.held[m.Name] == nil && n.link(m.Name) == nil {
 		d.mu.Unlock()
 		n.log.Debug("discovery dial deferred: no free link slot", "member", m.Name)
 		return

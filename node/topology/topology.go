@@ -22,7 +22,8 @@
 //     is dropped once the better one is up. Incoming links are never dropped for being
 //     unwanted, so two nodes that disagree do not fight.
 //   - Members that gossip shows but routing cannot reach get a link to the
-//     nearest of them (one per call) while degree is below Max.
+//     nearest of them (one per call) while degree is below Max; at Max
+//     the node first gives up a redundant idle link (Room) to make room.
 //   - Above Max, the least useful links are dropped: idle, unwanted,
 //     incoming and young ones first, repair links last. The hard bound
 //     itself is kept at admission (Admit, Slots): a link beyond Max is
@@ -38,6 +39,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -158,6 +160,12 @@ type Link struct {
 	// side (it said so in the link hello). Honoured for Config.StaticIn
 	// incoming links, the oldest first.
 	Claimed bool
+	// Alternates is how many other neighbours routing reaches the peer
+	// through: above 0, closing the link cuts the peer off from no one.
+	Alternates int
+	// Repair marks a link coming up (Admit) from a member routing does
+	// not reach: a new member, or the other side of a partition.
+	Repair bool
 }
 
 // Input is everything Plan looks at.
@@ -188,6 +196,7 @@ const (
 	WhyRepair  Why = "repair"  // add: a member routing cannot reach
 	WhyReplace Why = "replace" // add: clearly closer than a current link; drop: the link it replaced
 	WhyMax     Why = "max"     // drop: degree above the maximum
+	WhyRoom    Why = "room"    // drop: a redundant idle link, for a repair link at the maximum
 )
 
 // Drop is a link to close and why.
@@ -361,6 +370,17 @@ func (p *planner) plan() Plan {
 		for _, m := range lost {
 			if add(m, WhyRepair) {
 				break
+			}
+		}
+		// At the maximum with a lost member to dial: give up a redundant
+		// idle link so that the next call can dial it.
+		if len(out.Add) == 0 && p.degree >= hardMax && slices.ContainsFunc(lost, func(m Member) bool {
+			_, linked := p.linked[m.Name]
+			return !linked && !unavailable[m.Name] && m.Addr != ""
+		}) {
+			if victim, ok := room(p.cfg, p.in.Links, p.in.Unavailable); ok {
+				out.Drop = append(out.Drop, Drop{Peer: victim, Reason: "room for a link to a member routing cannot reach", Why: WhyRoom})
+				return out
 			}
 		}
 	}
