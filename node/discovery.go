@@ -663,8 +663,8 @@ func (d *discovery) policyLinkLocked(l links.Link, now time.Time) topology.Link 
 }
 
 // alternates counts, for the peer of every current link, the other
-// neighbours routing reaches it through (its feasible next hops other
-// than the peer itself).
+// neighbours that advertise a route to it not through this node
+// (routing's detours): closing the link would not cut the peer off.
 func (d *discovery) alternates() map[string]int {
 	n := d.n
 	n.mu.Lock()
@@ -675,11 +675,7 @@ func (d *discovery) alternates() map[string]int {
 	n.mu.Unlock()
 	alt := make(map[string]int, len(peers))
 	for _, peer := range peers {
-		for _, hop := range n.router.nextHops(peer) {
-			if hop != peer {
-				alt[peer]++
-			}
-		}
+		alt[peer] = len(n.router.detours(peer))
 	}
 	return alt
 }

@@ -149,3 +149,57 @@ func (s *linkSampler) stop() (worst int, overshot []string) {
 	defer s.mu.Unlock()
 	return s.worst, s.overshot
 }
+
+// Two groups of four nodes gossip each among itself and link fully inside
+// (TargetLinks = MaxLinks = 3: every node is full). When their gossip
+// merges, each node sees four members routing cannot reach: a full node
+// gives up a redundant idle link to dial one of them, and a full node
+// admits such a repair link in place of one of its own, so the groups
+// join while no node ever holds more than 3 links.
+func TestFullGroupsJoinWhenGossipMerges(t *testing.T) {
+	const maxLinks = 3
+	c := newCluster(t, false)
+	groups := [2][]string{{"a1", "a2", "a3", "a4"}, {"b1", "b2", "b3", "b4"}}
+	var all []*Node
+	var names []string
+	seeds := [2]string{}
+	for g, group := range groups {
+		c.tweak = gossipTweak(&seeds[g], maxLinks, maxLinks)
+		for _, name := range group {
+			nd := c.add(name)
+			if seeds[g] == "" {
+				seeds[g] = nd.Status().GossipAddr
+			}
+			all = append(all, nd)
+			names = append(names, name)
+		}
+	}
+	c.tweak = nil
+	waitFor(t, "each group fully linked inside", 60*time.Second, func() bool {
+		for _, nd := range all {
+			if len(nd.Links()) != maxLinks || len(nd.Members()) != 4 || nd.Status().Reachable != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	sampler := sampleLinks(func() []*Node { return all }, maxLinks)
+	defer sampler.stop()
+	start := time.Now()
+	if _, err := c.nodes["a1"].disco.ml.Join([]string{seeds[1]}); err != nil {
+		t.Fatal(err)
+	}
+	took, st := waitMesh(t, c, names, maxLinks, 90*time.Second)
+	if worst, over := sampler.stop(); len(over) > 0 {
+		t.Fatalf("a node held more than MaxLinks=%d links (most %d):\n%s", maxLinks, worst, strings.Join(over, "\n"))
+	}
+	var room float64
+	for _, nd := range all {
+		room += metricValue(t, nd, "circuitmesh_discovery_links_dropped_total", "reason", "room")
+	}
+	if room == 0 {
+		t.Fatal("the groups joined without a link closed to make room: the test did not start from full nodes")
+	}
+	t.Logf("full groups joined %v after their gossip merged (%v of it waiting for the mesh); %v links closed for room; diameter %d",
+		time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond), room, st.diameter)
+}

@@ -179,6 +179,14 @@ func (r *router) nextHops(dest string) []string {
 	return r.eng.NextHops(dest)
 }
 
+// detours returns the other neighbours that reach dest by a next hop of
+// their own (routing.Engine.Detours).
+func (r *router) detours(dest string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.eng.Detours(dest)
+}
+
 func (r *router) lookup(dest string) (routing.Route, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -69,8 +69,8 @@ func Admit(cfg Config, links []Link, pending []string, l Link) Admission {
 
 // Room returns the link a node at its maximum gives up for a repair link:
 // one that counts against Max (not static, not an honoured claim), carries
-// no circuit, is not to a peer being dialled, and whose peer routing
-// reaches through another neighbour too (Alternates > 0), so closing it
+// no circuit, is not to a peer being dialled, and whose peer another
+// neighbour reaches without this node (Alternates > 0), so closing it
 // cuts no one off. Of those, the most redundant (most alternates), then
 // incoming before outgoing (outgoing links are the node's own choice),
 // then the farthest (measured RTT), then the oldest. ok is false when no

@@ -160,8 +160,9 @@ type Link struct {
 	// side (it said so in the link hello). Honoured for Config.StaticIn
 	// incoming links, the oldest first.
 	Claimed bool
-	// Alternates is how many other neighbours routing reaches the peer
-	// through: above 0, closing the link cuts the peer off from no one.
+	// Alternates is how many other neighbours advertise a route to the
+	// peer that does not go through this node: above 0, closing the link
+	// is unlikely to cut the peer off.
 	Alternates int
 	// Repair marks a link coming up (Admit) from a member routing does
 	// not reach: a new member, or the other side of a partition.

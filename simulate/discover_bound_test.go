@@ -1,0 +1,172 @@
+package simulate
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/node"
+)
+
+// TestDiscoverSmallMaximumHeals joins 20 gossip nodes at once through one
+// seed with a small link maximum (MaxLinks 3, TargetLinks 2) in two
+// regions, splits the underlay between the regions and heals it. A full
+// node admits a link from a member routing does not reach (a new member,
+// the other half after the heal) in place of a redundant idle link, so:
+// every node reaches every other after the joins and again after the
+// heal, each half stays connected inside, and a sampler that reads every
+// node's links every 5 ms (virtual) never sees more than 3 on a node.
+func TestDiscoverSmallMaximumHeals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		testSmallMaximum(t)
+	})
+}
+
+func testSmallMaximum(t *testing.T) {
+	const (
+		n        = 20
+		maxLinks = 3
+	)
+	c, err := NewCluster(Config{Backend: BackendMem, NodeConfig: func(cfg *node.Config) {
+		cfg.Discovery.MaxLinks, cfg.Discovery.TargetLinks = maxLinks, 2
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	ctx := context.Background()
+	var west, east, names []string
+	u := &Underlay{Region: map[string]string{}, Inside: time.Millisecond,
+		Between: map[[2]string]time.Duration{{"east", "west"}: 30 * time.Millisecond}}
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("n%d", i)
+		names = append(names, name)
+		if i <= n/2 {
+			west, u.Region[name] = append(west, name), "west"
+		} else {
+			east, u.Region[name] = append(east, name), "east"
+		}
+	}
+	if err := c.SetUnderlay(u); err != nil {
+		t.Fatal(err)
+	}
+
+	s := sampleDegrees(c, names, maxLinks)
+	defer s.stop()
+	if err := c.Discover(ctx, names[0], names[1:]...); err != nil {
+		t.Fatal(err)
+	}
+	wait := func(what string, d time.Duration, f func(context.Context) (time.Duration, error)) {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		took, err := f(wctx)
+		if err != nil {
+			ms, _ := c.MeasureMesh()
+			t.Fatalf("%s: %v\nmesh: %v", what, err, ms)
+		}
+		t.Logf("%s after %v (virtual)", what, took.Round(time.Millisecond))
+	}
+	wait("all reachable after the joins", 3*time.Minute, c.WaitReachable)
+
+	if err := c.PartitionUnderlay(west, east); err != nil {
+		t.Fatal(err)
+	}
+	wait("each half reachable inside", 3*time.Minute, func(ctx context.Context) (time.Duration, error) {
+		start := time.Now()
+		// Gossip declares the other half gone first; then every
+		// member left is reachable.
+		err := poll(ctx, func() error {
+			for _, a := range names {
+				ms, err := c.Members(a)
+				if err != nil {
+					return err
+				}
+				if len(ms) != n/2 {
+					return fmt.Errorf("%s lists %d members, want its half's %d", a, len(ms), n/2)
+				}
+			}
+			return c.AllReachable()
+		})
+		return time.Since(start), err
+	})
+	c.HealUnderlay()
+	wait("members known after the heal", 3*time.Minute, c.WaitMembers)
+	wait("all reachable after the heal", 3*time.Minute, c.WaitReachable)
+
+	worst, over := s.stop()
+	if len(over) > 0 {
+		t.Fatalf("a node held more than MaxLinks=%d links (most %d):\n%s", maxLinks, worst, strings.Join(over, "\n"))
+	}
+	ms, err := c.MeasureMesh()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms.Components != 1 || ms.MaxDegree > maxLinks {
+		t.Fatalf("mesh after the heal: %v", ms)
+	}
+	t.Logf("most links on a node at any sample: %d (bound %d); %v", worst, maxLinks, ms)
+}
+
+// degreeSampler reads the links of every node every 5 ms until stopped
+// and records samples above bound.
+type degreeSampler struct {
+	done  chan struct{}
+	wg    sync.WaitGroup
+	once  sync.Once
+	mu    sync.Mutex
+	worst int
+	over  []string
+}
+
+func sampleDegrees(c *Cluster, names []string, bound int) *degreeSampler {
+	s := &degreeSampler{done: make(chan struct{})}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-s.done:
+				return
+			case <-tick.C:
+			}
+			for _, name := range names {
+				nd := c.Node(name)
+				if nd == nil {
+					continue
+				}
+				ls := nd.Links()
+				s.mu.Lock()
+				s.worst = max(s.worst, len(ls))
+				if len(ls) > bound && len(s.over) < 10 {
+					var peers []string
+					for _, l := range ls {
+						peers = append(peers, l.Peer)
+					}
+					s.over = append(s.over, fmt.Sprintf("%v %s: %d links %v", time.Now().Format("15:04:05.000"), name, len(ls), peers))
+				}
+				s.mu.Unlock()
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the sampling (idempotent) and returns the most links seen on
+// a node and the samples above the bound.
+func (s *degreeSampler) stop() (worst int, over []string) {
+	s.once.Do(func() { close(s.done); s.wg.Wait() })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.worst, s.over
+}
