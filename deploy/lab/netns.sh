@@ -145,7 +145,7 @@ gossip_up() {
 			>"$LAB/$n.log" 2>&1 &
 		echo $! >"$LAB/$n.pid"
 	done
-	echo "started ${#NODES[@]} nodes with gossip only (logs in $LAB)"
+	echo "started ${#NODES[@]} nodes with gossip only in $(awk -v s="$(cat "$LAB/started")" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }') s (logs in $LAB)"
 }
 
 # reachable_names N: the peers node N's routing reaches, one name a line.
