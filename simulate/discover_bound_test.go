@@ -19,7 +19,7 @@ import (
 // the other half after the heal) in place of a redundant idle link, so:
 // every node reaches every other after the joins and again after the
 // heal, each half stays connected inside, and a sampler that reads every
-// node's links every 5 ms (virtual) never sees more than 3 on a node.
+// node's links every 25 ms (virtual) never sees more than 3 on a node.
 func TestDiscoverSmallMaximumHeals(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		testSmallMaximum(t)
@@ -116,7 +116,7 @@ func testSmallMaximum(t *testing.T) {
 	t.Logf("most links on a node at any sample: %d (bound %d); %v", worst, maxLinks, ms)
 }
 
-// degreeSampler reads the links of every node every 5 ms until stopped
+// degreeSampler reads the links of every node every 25 ms until stopped
 // and records samples above bound.
 type degreeSampler struct {
 	done  chan struct{}
@@ -132,7 +132,7 @@ func sampleDegrees(c *Cluster, names []string, bound int) *degreeSampler {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		tick := time.NewTicker(5 * time.Millisecond)
+		tick := time.NewTicker(25 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			select {
