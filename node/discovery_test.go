@@ -502,7 +502,7 @@ func TestPeersClaimingStaticCannotPushFullNodePastBound(t *testing.T) {
 	// Hub refuses the attackers' links when they come up: a sampler never
 	// sees it above its bound while x1 is refused again and again.
 	sampler := sampleLinks(func() []*Node { return []*Node{hub} }, bound)
-	defer sampler.stop()
+	defer sampler.Stop()
 	for _, x := range attackers {
 		c.link(x, "hub") // each keeps redialling hub, claiming static
 	}
@@ -522,7 +522,7 @@ func TestPeersClaimingStaticCannotPushFullNodePastBound(t *testing.T) {
 			return downs >= 3
 		}
 	})
-	if worst, overshot := sampler.stop(); len(overshot) > 0 {
+	if worst, overshot := sampler.Stop(); len(overshot) > 0 {
 		t.Fatalf("hub held %d links, bound %d+%d:\n%s", worst, maxLinks, staticIn, strings.Join(overshot, "\n"))
 	}
 	if !stillUp(hub, s1) || !stillUp(hub, s2) {

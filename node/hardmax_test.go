@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/internal/degree"
 )
 
 // Nodes that join at once through one seed never hold more links than
@@ -33,7 +35,7 @@ func TestDegreeNeverExceedsMaxLinksWhileNodesJoin(t *testing.T) {
 		defer mu.Unlock()
 		return append([]*Node(nil), nodes...)
 	}, maxLinks)
-	defer sampler.stop()
+	defer sampler.Stop()
 
 	var names []string
 	for i := range n {
@@ -48,7 +50,7 @@ func TestDegreeNeverExceedsMaxLinksWhileNodesJoin(t *testing.T) {
 		names = append(names, name)
 	}
 	took, st := waitMesh(t, c, names, maxLinks, 120*time.Second)
-	worst, overshot := sampler.stop()
+	worst, overshot := sampler.Stop()
 	if len(overshot) > 0 {
 		t.Fatalf("a node held more than MaxLinks=%d links (most %d):\n%s", maxLinks, worst, strings.Join(overshot, "\n"))
 	}
@@ -99,55 +101,20 @@ func TestJoinerRefusedByFullNodeWarnsAndBacksOff(t *testing.T) {
 	}
 }
 
-// linkSampler reads the links of every node nodes returns every 2 ms until
-// stopped and records what it saw above bound.
-type linkSampler struct {
-	mu       sync.Mutex
-	worst    int
-	overshot []string // the first samples above bound
-	done     chan struct{}
-	wg       sync.WaitGroup
-	once     sync.Once
-}
-
-func sampleLinks(nodes func() []*Node, bound int) *linkSampler {
-	s := &linkSampler{done: make(chan struct{})}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		tick := time.NewTicker(2 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-s.done:
-				return
-			case <-tick.C:
+// sampleLinks reads the links of every node nodes returns every 2 ms
+// until stopped and records what it saw above bound.
+func sampleLinks(nodes func() []*Node, bound int) *degree.Sampler {
+	return degree.Sample(2*time.Millisecond, bound, func() map[string][]string {
+		out := map[string][]string{}
+		for _, nd := range nodes() {
+			var peers []string
+			for _, l := range nd.Links() {
+				peers = append(peers, fmt.Sprintf("%s(out=%v)", l.Peer, l.Outbound))
 			}
-			for _, nd := range nodes() {
-				ls := nd.Links()
-				s.mu.Lock()
-				s.worst = max(s.worst, len(ls))
-				if len(ls) > bound && len(s.overshot) < 10 {
-					var peers []string
-					for _, l := range ls {
-						peers = append(peers, fmt.Sprintf("%s(out=%v)", l.Peer, l.Outbound))
-					}
-					s.overshot = append(s.overshot, fmt.Sprintf("%s: %d links %s", nd.cfg.Name, len(ls), strings.Join(peers, " ")))
-				}
-				s.mu.Unlock()
-			}
+			out[nd.cfg.Name] = peers
 		}
-	}()
-	return s
-}
-
-// stop ends the sampling (idempotent) and returns the most links seen on
-// a node and the samples above the bound.
-func (s *linkSampler) stop() (worst int, overshot []string) {
-	s.once.Do(func() { close(s.done); s.wg.Wait() })
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.worst, s.overshot
+		return out
+	})
 }
 
 // Two groups of four nodes gossip each among itself and link fully inside
@@ -184,13 +151,13 @@ func TestFullGroupsJoinWhenGossipMerges(t *testing.T) {
 		return true
 	})
 	sampler := sampleLinks(func() []*Node { return all }, maxLinks)
-	defer sampler.stop()
+	defer sampler.Stop()
 	start := time.Now()
 	if _, err := c.nodes["a1"].disco.ml.Join([]string{seeds[1]}); err != nil {
 		t.Fatal(err)
 	}
 	took, st := waitMesh(t, c, names, maxLinks, 90*time.Second)
-	if worst, over := sampler.stop(); len(over) > 0 {
+	if worst, over := sampler.Stop(); len(over) > 0 {
 		t.Fatalf("a node held more than MaxLinks=%d links (most %d):\n%s", maxLinks, worst, strings.Join(over, "\n"))
 	}
 	var room float64

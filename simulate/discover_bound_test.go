@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/internal/degree"
 	"github.com/circuitmesh/circuitmesh/node"
 )
 
@@ -60,7 +60,7 @@ func testSmallMaximum(t *testing.T) {
 	}
 
 	s := sampleDegrees(c, names, maxLinks)
-	defer s.stop()
+	defer s.Stop()
 	if err := c.Discover(ctx, names[0], names[1:]...); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func testSmallMaximum(t *testing.T) {
 	wait("members known after the heal", 3*time.Minute, c.WaitMembers)
 	wait("all reachable after the heal", 3*time.Minute, c.WaitReachable)
 
-	worst, over := s.stop()
+	worst, over := s.Stop()
 	if len(over) > 0 {
 		t.Fatalf("a node held more than MaxLinks=%d links (most %d):\n%s", maxLinks, worst, strings.Join(over, "\n"))
 	}
@@ -116,57 +116,20 @@ func testSmallMaximum(t *testing.T) {
 	t.Logf("most links on a node at any sample: %d (bound %d); %v", worst, maxLinks, ms)
 }
 
-// degreeSampler reads the links of every node every 25 ms until stopped
-// and records samples above bound.
-type degreeSampler struct {
-	done  chan struct{}
-	wg    sync.WaitGroup
-	once  sync.Once
-	mu    sync.Mutex
-	worst int
-	over  []string
-}
-
-func sampleDegrees(c *Cluster, names []string, bound int) *degreeSampler {
-	s := &degreeSampler{done: make(chan struct{})}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		tick := time.NewTicker(25 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-s.done:
-				return
-			case <-tick.C:
-			}
-			for _, name := range names {
-				nd := c.Node(name)
-				if nd == nil {
-					continue
+// sampleDegrees reads the links of every running node of names every
+// 25 ms until stopped and records samples above bound.
+func sampleDegrees(c *Cluster, names []string, bound int) *degree.Sampler {
+	return degree.Sample(25*time.Millisecond, bound, func() map[string][]string {
+		out := map[string][]string{}
+		for _, name := range names {
+			if nd := c.Node(name); nd != nil {
+				var peers []string
+				for _, l := range nd.Links() {
+					peers = append(peers, l.Peer)
 				}
-				ls := nd.Links()
-				s.mu.Lock()
-				s.worst = max(s.worst, len(ls))
-				if len(ls) > bound && len(s.over) < 10 {
-					var peers []string
-					for _, l := range ls {
-						peers = append(peers, l.Peer)
-					}
-					s.over = append(s.over, fmt.Sprintf("%v %s: %d links %v", time.Now().Format("15:04:05.000"), name, len(ls), peers))
-				}
-				s.mu.Unlock()
+				out[name] = peers
 			}
 		}
-	}()
-	return s
-}
-
-// stop ends the sampling (idempotent) and returns the most links seen on
-// a node and the samples above the bound.
-func (s *degreeSampler) stop() (worst int, over []string) {
-	s.once.Do(func() { close(s.done); s.wg.Wait() })
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.worst, s.over
+		return out
+	})
 }
