@@ -42,7 +42,7 @@ func gossipClusterOn(t *testing.T, quic bool, order []int, maxLinks int) (*clust
 // bounds, joining through *seed once it is set.
 func gossipTweak(seed *string, maxLinks, target int) func(*Config) {
 	return func(cfg *Config) {
-		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: maxLinks, TargetLinks: target, Interval: time.Second}
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: maxLinks, TargetLinks: target, Interval: time.Second, JoinInterval: 2 * time.Second}
 		if *seed != "" {
 			cfg.Discovery.Join = []string{*seed}
 		}
@@ -432,7 +432,7 @@ func fullHub(t *testing.T, tweak func(*DiscoveryConfig)) (*cluster, *Node) {
 	c := newCluster(t, true)
 	var seed string
 	c.tweak = func(cfg *Config) {
-		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second}
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second, JoinInterval: 2 * time.Second}
 		if seed != "" {
 			cfg.Discovery.Join = []string{seed}
 		} else if tweak != nil {
