@@ -25,6 +25,9 @@
 #   sudo MODE=gossip N=24 deploy/lab/netns.sh check
 #   sudo MODE=gossip N=24 deploy/lab/netns.sh down
 #
+# deploy/lab/netns_test.go runs up, check and down in gossip mode with 20
+# nodes (as root, without -short).
+#
 # PREFIX (default cm) starts every namespace and interface name, LAB
 # (default /tmp/circuitmesh-lab) holds binaries, identities and logs: two
 # labs with different PREFIX and LAB do not collide.
