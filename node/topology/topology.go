@@ -27,9 +27,10 @@
 //   - Above Max, the least useful links are dropped: idle, unwanted,
 //     incoming and young ones first, repair links last. The hard bound
 //     itself is kept at admission (Admit, Slots): a link beyond Max is
-//     refused as it comes up and dials do not outnumber free slots, so
-//     these drops only follow links made outside the policy or a lowered
-//     Max.
+//     refused as it comes up, unless it is a repair link and a redundant
+//     idle link can make room for it (Room), and dials do not outnumber
+//     free slots, so these drops only follow links made outside the
+//     policy or a lowered Max.
 //
 // A leaf links to its Leaf nearest routers, never to another leaf and never
 // beyond Max.
