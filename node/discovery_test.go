@@ -482,30 +482,32 @@ func TestPeersClaimingStaticCannotPushFullNodePastBound(t *testing.T) {
 	waitFor(t, "hub to see s1 and s2", 30*time.Second, func() bool { return hub.link("s1") != nil && hub.link("s2") != nil })
 	s1, s2 := hub.link("s1"), hub.link("s2")
 
-	var x1log syncBuf
-	c.tweak = func(cfg *Config) {
-		if cfg.Name == "x1" {
-			cfg.Logger = slog.New(slog.NewTextHandler(&x1log, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		}
-	}
-	attackers := []string{"x1", "x2", "x3", "x4"}
-	for _, x := range attackers {
-		c.add(x)
-	}
-	c.tweak = nil
-	x1events, stop, err := c.nodes["x1"].Subscribe(1024)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
 	bound := maxLinks + staticIn
 	// Hub refuses the attackers' links when they come up: a sampler never
 	// sees it above its bound while x1 is refused again and again.
 	sampler := sampleLinks(func() []*Node { return []*Node{hub} }, bound)
 	defer sampler.Stop()
-	for _, x := range attackers {
-		c.link(x, "hub") // each keeps redialling hub, claiming static
+
+	// Each attacker keeps a static link to hub from its start, redialling
+	// it, claiming static. (Node.Link would give up when hub refuses the
+	// first dial before the dialler saw the link up.)
+	var x1log syncBuf
+	c.tweak = func(cfg *Config) {
+		cfg.StaticLinks = []string{hub.Addr().String()}
+		if cfg.Name == "x1" {
+			cfg.Logger = slog.New(slog.NewTextHandler(&x1log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		}
 	}
+	x1 := c.add("x1")
+	x1events, stop, err := x1.Subscribe(1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	for _, x := range []string{"x2", "x3", "x4"} {
+		c.add(x)
+	}
+	c.tweak = nil
 
 	// x1 is closed again and again; it says why once.
 	downs := 0
