@@ -236,8 +236,9 @@ type DiscoveryConfig struct {
 	// is set and smaller.
 	TargetLinks int
 	// MaxLinks is the hard bound on links, incoming and outgoing, static
-	// links excluded: beyond it the worst are closed. Default the larger
-	// of 10 and 2×TargetLinks.
+	// links excluded: a link beyond it is refused as it comes up, and
+	// discovery dials only into free slots. Default the larger of 10 and
+	// 2×TargetLinks.
 	MaxLinks int
 	// StaticInLinks is how many incoming links that their dialler keeps
 	// as static (its hello says so: links.FeatureStatic) are kept on top

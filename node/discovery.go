@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/serf/coordinate"
 
 	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/links/ratelog"
 	"github.com/circuitmesh/circuitmesh/node/topology"
 )
 
@@ -37,6 +38,7 @@ type discovery struct {
 	kickc chan struct{}
 	logw  *slogWriter
 	stats *discoveryMetrics
+	full  *ratelog.Log // members that refused a link at their maximum
 
 	keyring *memberlist.Keyring // nil when gossip is not encrypted (keys.go)
 	probes  atomic.Int64        // probes answered, so gossip works with the keys in force
@@ -46,6 +48,7 @@ type discovery struct {
 	coords  map[string]*coordinate.Coordinate // member → last coordinate
 	dialing map[string]bool                   // member → dial in progress
 	owned   map[string]bool                   // members this node dialled and linked
+	held    map[string]links.Link             // member → link a dial made, holding its slot until it ends
 	backoff map[string]*addrBackoff           // link address → back-off
 	proven  map[string]string                 // link address → member whose certificate a handshake there proved
 	lost    map[string]time.Time              // member → unreachable since
@@ -80,6 +83,9 @@ const (
 	unprovenDials  = 2
 	unprovenBan    = time.Hour
 	maxProven      = 4096
+	// fullBan is how long a member that refused a link at its maximum is
+	// not dialled: the policy picks another meanwhile.
+	fullBan = 15 * time.Second
 )
 
 // gossipMember is what discovery keeps of a memberlist member (memberlist's
@@ -124,14 +130,20 @@ func startDiscovery(n *Node) (*discovery, error) {
 	d := &discovery{
 		n: n, vc: vc, kickc: make(chan struct{}, 1),
 		members: map[string]gossipMember{},
-		coords:  map[string]*coordinate.Coordinate{}, dialing: map[string]bool{}, owned: map[string]bool{},
+		coords:  map[string]*coordinate.Coordinate{}, dialing: map[string]bool{}, owned: map[string]bool{}, held: map[string]links.Link{},
 		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
 		proven: map[string]string{},
+		full:   ratelog.New(n.log, time.Minute, 1024),
 	}
 	if d.stats, err = newDiscoveryMetrics(n.metrics.reg); err != nil {
 		return nil, fmt.Errorf("discovery metrics: %w", err)
 	}
 	d.resolveStatic()
+	// Links admitted from now on count against MaxLinks, before gossip
+	// makes this node known.
+	n.mu.Lock()
+	n.bound = d
+	n.mu.Unlock()
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = n.cfg.Name
 	mc.BindAddr, mc.BindPort = host, port
@@ -541,6 +553,7 @@ func (d *discovery) step(now time.Time) {
 		}
 	}
 	current := n.Links()
+	alt := d.alternates()
 	// Incoming links whose dialler keeps them as static (they are honoured
 	// within a bound by the policy).
 	claimed := map[string]bool{}
@@ -581,19 +594,18 @@ func (d *discovery) step(now time.Time) {
 		}
 		static := d.static[l.Address] || d.static[l.Peer]
 		ls = append(ls, topology.Link{Peer: l.Peer, Outbound: l.Outbound, RTT: l.RTT, Static: static,
-			Age: max(now.Sub(l.Since), time.Nanosecond), Streams: l.Streams, Claimed: claimed[l.Peer]})
+			Age: max(now.Sub(l.Since), time.Nanosecond), Streams: l.Streams, Claimed: claimed[l.Peer],
+			Alternates: alt[l.Peer]})
 		if _, ok := alive[l.Peer]; !ok && d.owned[l.Peer] && !static {
 			gone = append(gone, l.Peer)
 		}
 	}
 	d.mu.Unlock()
 
-	dc := n.cfg.Discovery
 	plan := topology.Decide(topology.Input{
 		Self: n.cfg.Name, Leaf: n.cfg.Leaf, Coord: d.vc.GetCoordinate(),
 		Members: members, Links: ls, Unreachable: lost, Unavailable: unavailable,
-		Config: topology.Config{Target: dc.TargetLinks, Max: dc.MaxLinks, Long: dc.LongLinks, Leaf: dc.LeafLinks, Seed: seedFor(n.cfg.Mesh),
-			StaticIn: dc.StaticInLinks},
+		Config: d.policyConfig(),
 	})
 	for _, peer := range gone {
 		d.drop(peer, whyGone, "no longer a gossip member")
@@ -604,6 +616,114 @@ func (d *discovery) step(now time.Time) {
 	for i, m := range plan.Add {
 		d.dial(Member{Name: m.Name, LinkAddr: m.Addr, Leaf: m.Leaf}, plan.Why[i])
 	}
+}
+
+// policyConfig is the link policy's configuration.
+func (d *discovery) policyConfig() topology.Config {
+	dc := d.n.cfg.Discovery
+	return topology.Config{Target: dc.TargetLinks, Max: dc.MaxLinks, Long: dc.LongLinks, Leaf: dc.LeafLinks, Seed: seedFor(d.n.cfg.Mesh),
+		StaticIn: dc.StaticInLinks}
+}
+
+// slotsLocked returns the node's links as the policy sees them and the
+// members holding a slot by a dial: in progress, or made and its link not
+// ended (it may not be in the node's table yet). alt gives the routing
+// alternates of the links' peers (nil: none known). d.mu is held (it
+// serialises admissions and dials).
+func (d *discovery) slotsLocked(now time.Time, alt map[string]int) ([]topology.Link, []string) {
+	n := d.n
+	n.mu.Lock()
+	cur := make([]links.Link, 0, len(n.links))
+	for _, l := range n.links {
+		cur = append(cur, l)
+	}
+	n.mu.Unlock()
+	ls := make([]topology.Link, 0, len(cur))
+	for _, l := range cur {
+		pl := d.policyLinkLocked(l, now)
+		pl.Alternates = alt[pl.Peer]
+		ls = append(ls, pl)
+	}
+	pending := make([]string, 0, len(d.dialing)+len(d.held))
+	for name := range d.dialing {
+		pending = append(pending, name)
+	}
+	for name := range d.held {
+		pending = append(pending, name)
+	}
+	return ls, pending
+}
+
+// policyLinkLocked describes l for the policy's bound. d.mu is held.
+func (d *discovery) policyLinkLocked(l links.Link, now time.Time) topology.Link {
+	addr := addrString(l.RemoteAddr())
+	return topology.Link{Peer: l.Peer(), Outbound: l.Outbound(), Static: d.static[addr] || d.static[l.Peer()],
+		Claimed: !l.Outbound() && l.PeerFeatures()&links.FeatureStatic != 0,
+		Age:     max(now.Sub(l.Established()), time.Nanosecond), RTT: l.Quality().RTT, Streams: l.OpenStreams()}
+}
+
+// alternates counts, for the peer of every current link, the other
+// neighbours that advertise a route to it not through this node
+// (routing's detours): closing the link would not cut the peer off.
+func (d *discovery) alternates() map[string]int {
+	n := d.n
+	n.mu.Lock()
+	peers := make([]string, 0, len(n.links))
+	for peer := range n.links {
+		peers = append(peers, peer)
+	}
+	n.mu.Unlock()
+	alt := make(map[string]int, len(peers))
+	for _, peer := range peers {
+		alt[peer] = len(n.router.detours(peer))
+	}
+	return alt
+}
+
+// admit decides whether link l, just up, may join the node's links, and
+// if so adds it with add, in the same critical section as the count so
+// that links coming up together cannot overshoot MaxLinks. Links this
+// node dialled took their slot when the dial started. At the maximum, a
+// link from a gossip member routing does not reach (a new member, or the
+// other side of a partition) is admitted in place of a redundant idle
+// link (topology.Room): add gets that link to remove first, and evicted
+// returns it.
+func (d *discovery) admit(l links.Link, add func(evict links.Link) bool) (ok bool, evicted links.Link, reason string) {
+	if l.Outbound() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return add(nil), nil, ""
+	}
+	// Routing is asked before d.mu is taken (the router has its own lock);
+	// what it says may be a moment old, which only makes room-making
+	// more or less eager.
+	n := d.n
+	peer := l.Peer()
+	var repair bool
+	if p, ok := n.Peer(peer); !ok || !p.Reachable {
+		d.mu.Lock()
+		gm, member := d.members[peer]
+		d.mu.Unlock()
+		repair = member && gm.ok
+	}
+	var alt map[string]int
+	if repair {
+		alt = d.alternates()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	ls, pending := d.slotsLocked(now, alt)
+	cand := d.policyLinkLocked(l, now)
+	cand.Repair = repair
+	a := topology.Admit(d.policyConfig(), ls, pending, cand)
+	if !a.OK {
+		return false, nil, a.Reason
+	}
+	if a.Evict != "" {
+		evicted = n.link(a.Evict)
+	}
+	return add(evicted), evicted, ""
 }
 
 func (d *discovery) drop(peer string, why topology.Why, reason string) {
@@ -682,14 +802,21 @@ func (d *discovery) proveLocked(addr, member string) {
 // m. The link's life then decides the address's back-off; why is the
 // policy's reason, counted once the link is proven.
 func (d *discovery) dial(m Member, why topology.Why) {
+	n := d.n
 	d.mu.Lock()
 	if d.dialing[m.Name] {
 		d.mu.Unlock()
 		return
 	}
+	// A dial holds a slot from its start: dials may not outnumber the
+	// free slots.
+	if ls, pending := d.slotsLocked(time.Now(), nil); topology.Slots(d.policyConfig(), ls, pending) == 0 && d.held[m.Name] == nil && n.link(m.Name) == nil {
+		d.mu.Unlock()
+		n.log.Debug("discovery dial deferred: no free link slot", "member", m.Name)
+		return
+	}
 	d.dialing[m.Name] = true
 	d.mu.Unlock()
-	n := d.n
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -711,6 +838,9 @@ func (d *discovery) dial(m Member, why topology.Why) {
 			d.failedLocked(m.LinkAddr, 0)
 		case err == nil && l.Peer() != m.Name:
 			d.failedLocked(m.LinkAddr, banTime)
+		case err == nil:
+			d.owned[m.Name] = true
+			d.held[m.Name] = l // the link may reach the node's table later
 		}
 		d.mu.Unlock()
 		switch {
@@ -732,7 +862,6 @@ func (d *discovery) dial(m Member, why topology.Why) {
 			d.stats.added.WithLabelValues(string(why)).Inc()
 		}
 		d.mu.Lock()
-		d.owned[m.Name] = true
 		d.proveLocked(m.LinkAddr, m.Name)
 		if b := d.backoff[m.LinkAddr]; b != nil {
 			b.fails = 0
@@ -745,6 +874,9 @@ func (d *discovery) dial(m Member, why topology.Why) {
 			return
 		}
 		d.mu.Lock()
+		if d.held[m.Name] == l {
+			delete(d.held, m.Name)
+		}
 		if d.owned[m.Name] && n.link(m.Name) == nil {
 			delete(d.owned, m.Name)
 		}
@@ -752,7 +884,11 @@ func (d *discovery) dial(m Member, why topology.Why) {
 			delete(d.backoff, m.LinkAddr)
 		}
 		d.mu.Unlock()
-		if time.Since(up) < goodLink {
+		if lerr := l.Err(); lerr != nil && strings.Contains(lerr.Error(), topology.AtMaximum) {
+			d.full.Warn("full:"+m.Name, "gossip member refused the link: at its link maximum; linking to others",
+				"member", m.Name, "addr", m.LinkAddr, "err", lerr, "retry_after", fullBan)
+			d.failed(m.LinkAddr, fullBan)
+		} else if time.Since(up) < goodLink {
 			d.failed(m.LinkAddr, 0)
 		}
 	}()

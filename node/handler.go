@@ -1,9 +1,11 @@
 package node
 
 import (
+	"errors"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/node/topology"
 )
 
 // linkHandler is the node as the links.Handler of its transport: link
@@ -24,15 +26,52 @@ func (h *linkHandler) LinkUp(l links.Link) {
 	peer := l.Peer()
 	n.linkEvents.Lock()
 	defer n.linkEvents.Unlock()
+	// A node with discovery admits a link only within MaxLinks (links
+	// beyond it are refused here, before routing or Links see them; a
+	// link it evicts to make room leaves the table in the same step).
+	add := func(evict links.Link) bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.state != stateRunning && n.state != stateClosing {
+			return false
+		}
+		if evict != nil && n.links[evict.Peer()] == evict {
+			delete(n.links, evict.Peer())
+		}
+		n.links[peer] = l
+		n.wg.Add(1)
+		return true
+	}
 	n.mu.Lock()
-	if n.state != stateRunning && n.state != stateClosing {
-		n.mu.Unlock()
+	bound := n.bound
+	n.mu.Unlock()
+	var (
+		added   bool
+		evicted links.Link
+		refused string
+	)
+	if bound != nil {
+		added, evicted, refused = bound.admit(l, add)
+	} else {
+		added = add(nil)
+	}
+	if refused != "" {
+		n.log.Debug("link refused", "peer", peer, "reason", refused)
+		bound.stats.dropped.WithLabelValues(string(topology.WhyMax)).Inc()
+		l.Close("discovery: " + refused)
+		return
+	}
+	if !added {
 		l.Close("node closed")
 		return
 	}
-	n.links[peer] = l
-	n.wg.Add(1)
-	n.mu.Unlock()
+	if evicted != nil {
+		const why = "room for a link from a member routing could not reach"
+		n.log.Debug("discovery closes a link", "peer", evicted.Peer(), "reason", why, "for", peer)
+		bound.stats.dropped.WithLabelValues(string(topology.WhyRoom)).Inc()
+		n.linkRemoved(evicted.Peer(), errEvicted)
+		evicted.Close("discovery: " + why)
+	}
 	go func() {
 		defer n.wg.Done()
 		n.acceptLoop(l)
@@ -78,8 +117,18 @@ func (h *linkHandler) LinkDown(l links.Link, err error) {
 	}
 	n.mu.Unlock()
 	if !current {
-		return // replaced by a newer link to the same peer
+		return // replaced by a newer link, or evicted (LinkUp)
 	}
+	n.linkRemoved(peer, err)
+}
+
+// errEvicted is the LinkDown error of a link closed to make room at the
+// link maximum.
+var errEvicted = errors.New("link closed to make room for a repair link")
+
+// linkRemoved tells routing and subscribers that the link to peer, just
+// removed from the table, is down. n.linkEvents is held.
+func (n *Node) linkRemoved(peer string, err error) {
 	n.log.Debug("link down", "peer", peer, "err", err)
 	n.metrics.links.Dec()
 	n.router.linkDown(peer)

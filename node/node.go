@@ -71,6 +71,7 @@ type Node struct {
 	resumeTable *circuit.ResumeTable
 	events      *eventHub
 	disco       *discovery
+	bound       *discovery // admits links within MaxLinks; set before gossip starts (guarded by mu)
 	loop        loopback
 
 	linkEvents sync.Mutex // held by LinkUp and LinkDown (handler.go)

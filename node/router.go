@@ -187,6 +187,14 @@ func (r *router) advertisers(dest string) []string {
 	return r.eng.Advertisers(dest)
 }
 
+// detours returns the other neighbours that reach dest by a next hop of
+// their own (routing.Engine.Detours).
+func (r *router) detours(dest string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.eng.Detours(dest)
+}
+
 func (r *router) lookup(dest string) (routing.Route, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

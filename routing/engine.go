@@ -444,6 +444,27 @@ func (e *Engine) Advertisers(dest string) []string {
 	})
 }
 
+// Detours returns the neighbours other than dest that advertise a
+// finite route to dest, feasible or not, sorted. With poison reverse a
+// neighbour whose next hop toward dest is this node advertises it as
+// unreachable, so each of them reaches dest by a next hop of its own: a
+// hint that closing this node's link to dest would not cut dest off.
+func (e *Engine) Detours(dest string) []string {
+	o, ok := e.origins[dest]
+	if !ok {
+		return nil
+	}
+	var out []string
+	for i := range o.routes {
+		r := &o.routes[i]
+		if r.nb.name != dest && r.hasSeqno && r.metric < e.cfg.Infinity {
+			out = append(out, r.nb.name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Routes returns every destination in the table (reachable or still being
 // withdrawn), sorted by Dest. Self is not included.
 func (e *Engine) Routes() []Route {

@@ -217,3 +217,31 @@ func TestDeterministic(t *testing.T) {
 		t.Fatal("nothing happened")
 	}
 }
+
+// A neighbour advertises a finite route to another neighbour only when
+// its own next hop there is not this node: in a triangle a–b–c, c is a's
+// detour to b (though not a feasible alternate: it is no closer to b than
+// a), and once b–c is gone, c reaches b only through a and is none.
+func TestDetours(t *testing.T) {
+	n := newNet(t, 1, routing.Config{}, "a", "b", "c")
+	mustLink(t, n, "a", "b", 10)
+	mustLink(t, n, "a", "c", 10)
+	mustLink(t, n, "b", "c", 10)
+	quiet(t, n)
+	if got := n.Engine("a").Detours("b"); !slices.Equal(got, []string{"c"}) {
+		t.Fatalf("a's detours to b in a triangle = %v, want [c]", got)
+	}
+	if got := n.Engine("a").NextHops("b"); !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("a's next hops to b = %v, want [b] (c's route is not feasible)", got)
+	}
+	if err := n.Unlink("b", "c"); err != nil {
+		t.Fatal(err)
+	}
+	quiet(t, n)
+	if got := n.Engine("a").Detours("b"); len(got) != 0 {
+		t.Fatalf("a's detours to b on the line c–a–b = %v, want none", got)
+	}
+	if got := n.Engine("a").Detours("zz"); got != nil {
+		t.Fatalf("detours to an unknown node = %v", got)
+	}
+}

@@ -13,12 +13,24 @@
 #
 # Gossip mode: MODE=gossip (N=20 nodes by default) puts every node on one
 # bridged LAN with no static links; each joins the first by gossip, and
-# discovery alone must build the mesh. `check` then asserts that every node
-# reaches every other.
+# discovery alone must build the mesh. `check` then asserts, by name, that
+# every node lists every other as reachable (`peers`), that the first node
+# pings every other and every other pings it (`ping`), and, with
+# MAX_LINKS set, that no node holds more links; it prints the time from
+# `up` to full reachability. MAX_LINKS and TARGET_LINKS are passed to
+# every node as --max-links and --target-links; TIMEOUT (default 120 s)
+# bounds the wait.
 #
 #   sudo MODE=gossip N=24 deploy/lab/netns.sh up
 #   sudo MODE=gossip N=24 deploy/lab/netns.sh check
 #   sudo MODE=gossip N=24 deploy/lab/netns.sh down
+#
+# deploy/lab/netns_test.go runs up, check and down in gossip mode with 20
+# nodes (as root, without -short).
+#
+# PREFIX (default cm) starts every namespace and interface name, LAB
+# (default /tmp/circuitmesh-lab) holds binaries, identities and logs: two
+# labs with different PREFIX and LAB do not collide.
 #
 # Requires root, iproute2 and network-namespace support.
 set -euo pipefail
@@ -113,9 +125,13 @@ gossip_up() {
 	(cd "$ROOT" && go build -o "$BIN" ./cmd/circuitmesh)
 	[ -f "$LAB/ca/ca.crt" ] || cm ca init --dir "$LAB/ca" --mesh lab >/dev/null
 	[ -f "$LAB/gossip.key" ] || (umask 077 && head -c 32 /dev/urandom | base64 >"$LAB/gossip.key")
+	local bounds=()
+	[ -z "${MAX_LINKS:-}" ] || bounds+=(--max-links "$MAX_LINKS")
+	[ -z "${TARGET_LINKS:-}" ] || bounds+=(--target-links "$TARGET_LINKS")
 	ip netns add "$(ns br)"
 	ip -n "$(ns br)" link add br0 type bridge
 	ip -n "$(ns br)" link set br0 up
+	date +%s.%N >"$LAB/started"
 	local i=0
 	for n in "${NODES[@]}"; do
 		i=$((i + 1))
@@ -128,15 +144,59 @@ gossip_up() {
 		[ -f "$LAB/$n/node.crt" ] || cm cert issue "$n" --ca-dir "$LAB/ca" --out "$LAB/$n" >/dev/null
 		local ip="10.78.$((i / 250)).$((i % 250 + 1))"
 		ip netns exec "$(ns "$n")" "$BIN" run --data-dir "$LAB/$n" --listen "$ip:4242" \
-			--gossip "$ip:7946" --join 10.78.0.2:7946 --gossip-key-file "$LAB/gossip.key" \
+			--gossip "$ip:7946" --join 10.78.0.2:7946 --gossip-key-file "$LAB/gossip.key" "${bounds[@]}" \
 			>"$LAB/$n.log" 2>&1 &
 		echo $! >"$LAB/$n.pid"
 	done
-	echo "started ${#NODES[@]} nodes with gossip only (logs in $LAB)"
+	echo "started ${#NODES[@]} nodes with gossip only in $(awk -v s="$(cat "$LAB/started")" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }') s (logs in $LAB)"
 }
 
-# gossip_check: every node reaches every other, within 60 s.
+# reachable_names N: the peers node N's routing reaches, one name a line.
+reachable_names() {
+	cm peers --data-dir "$LAB/$1" --json 2>/dev/null | tr -d ' \n\t' |
+		grep -o '"name":"[^"]*","reachable":true' | cut -d'"' -f4
+}
+
+# gossip_check: every node reaches every other by name within TIMEOUT.
 gossip_check() {
+	local want=$((${#NODES[@]} - 1)) timeout=${TIMEOUT:-120} start=$SECONDS
+	for n in "${NODES[@]}"; do
+		while :; do
+			local names missing=()
+			names=$(reachable_names "$n")
+			for m in "${NODES[@]}"; do
+				[ "$m" = "$n" ] || grep -qx "$m" <<<"$names" || missing+=("$m")
+			done
+			[ ${#missing[@]} -eq 0 ] && break
+			[ $((SECONDS - start)) -lt "$timeout" ] ||
+				die "$n does not reach ${missing[*]} (${#missing[@]} of $want) after $timeout s; see $LAB/$n.log"
+			sleep 0.5
+		done
+	done
+	local took
+	took=$(awk -v s="$(cat "$LAB/started")" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+	echo "every node lists every other of ${#NODES[@]} as reachable: $took s after up started"
+	local first=${NODES[0]} failed=0
+	for m in "${NODES[@]:1}"; do
+		cm ping "$m" -c 1 --data-dir "$LAB/$first" >/dev/null 2>&1 || { echo "$first cannot ping $m" >&2; failed=1; }
+		cm ping "$first" -c 1 --data-dir "$LAB/$m" >/dev/null 2>&1 || { echo "$m cannot ping $first" >&2; failed=1; }
+	done
+	[ "$failed" -eq 0 ] || die "pings failed"
+	echo "$first pings every other node by name and every other pings it"
+	local maxdeg=0 sum=0
+	for n in "${NODES[@]}"; do
+		local d
+		d=$(cm links --data-dir "$LAB/$n" --json 2>/dev/null | grep -c '"peer"' || true)
+		sum=$((sum + d))
+		[ "$d" -gt "$maxdeg" ] && maxdeg=$d
+	done
+	if [ -n "${MAX_LINKS:-}" ] && [ "$maxdeg" -gt "$MAX_LINKS" ]; then
+		die "a node holds $maxdeg links, above --max-links $MAX_LINKS"
+	fi
+	echo "links: max $maxdeg on a node${MAX_LINKS:+ (bound $MAX_LINKS)}, $((sum / 2)) in all"
+}
+
+check() {
 	local want=$((${#NODES[@]} - 1)) start=$SECONDS
 	for n in "${NODES[@]}"; do
 		local got=0

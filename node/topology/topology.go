@@ -22,11 +22,15 @@
 //     is dropped once the better one is up. Incoming links are never dropped for being
 //     unwanted, so two nodes that disagree do not fight.
 //   - Members that gossip shows but routing cannot reach get a link to the
-//     nearest of them (one per call) while degree is below Max.
+//     nearest of them (one per call) while degree is below Max; at Max
+//     the node first gives up a redundant idle link (Room) to make room.
 //   - Above Max, the least useful links are dropped: idle, unwanted,
-//     incoming and young ones first (a link that takes a node above Max
-//     is in effect refused), repair links last: the hard bound on every
-//     node's degree.
+//     incoming and young ones first, repair links last. The hard bound
+//     itself is kept at admission (Admit, Slots): a link beyond Max is
+//     refused as it comes up, unless it is a repair link and a redundant
+//     idle link can make room for it (Room), and dials do not outnumber
+//     free slots, so these drops only follow links made outside the
+//     policy or a lowered Max.
 //
 // A leaf links to its Leaf nearest routers, never to another leaf and never
 // beyond Max.
@@ -36,6 +40,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -156,6 +161,13 @@ type Link struct {
 	// side (it said so in the link hello). Honoured for Config.StaticIn
 	// incoming links, the oldest first.
 	Claimed bool
+	// Alternates is how many other neighbours advertise a route to the
+	// peer that does not go through this node: above 0, closing the link
+	// is unlikely to cut the peer off.
+	Alternates int
+	// Repair marks a link coming up (Admit) from a member routing does
+	// not reach: a new member, or the other side of a partition.
+	Repair bool
 }
 
 // Input is everything Plan looks at.
@@ -186,6 +198,7 @@ const (
 	WhyRepair  Why = "repair"  // add: a member routing cannot reach
 	WhyReplace Why = "replace" // add: clearly closer than a current link; drop: the link it replaced
 	WhyMax     Why = "max"     // drop: degree above the maximum
+	WhyRoom    Why = "room"    // drop: a redundant idle link, for a repair link at the maximum
 )
 
 // Drop is a link to close and why.
@@ -359,6 +372,17 @@ func (p *planner) plan() Plan {
 		for _, m := range lost {
 			if add(m, WhyRepair) {
 				break
+			}
+		}
+		// At the maximum with a lost member to dial: give up a redundant
+		// idle link so that the next call can dial it.
+		if len(out.Add) == 0 && p.degree >= hardMax && slices.ContainsFunc(lost, func(m Member) bool {
+			_, linked := p.linked[m.Name]
+			return !linked && !unavailable[m.Name] && m.Addr != ""
+		}) {
+			if victim, ok := room(p.cfg, p.in.Links, p.in.Unavailable); ok {
+				out.Drop = append(out.Drop, Drop{Peer: victim, Reason: "room for a link to a member routing cannot reach", Why: WhyRoom})
+				return out
 			}
 		}
 	}

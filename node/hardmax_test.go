@@ -1,0 +1,172 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/internal/degree"
+)
+
+// Nodes that join at once through one seed never hold more links than
+// MaxLinks, not even for a moment: a link beyond the maximum is refused
+// when it comes up and a node starts no more dials than it has free slots.
+// A sampler reads every node's links every few milliseconds during the
+// joins; the mesh still ends with every pair reachable.
+func TestDegreeNeverExceedsMaxLinksWhileNodesJoin(t *testing.T) {
+	n := 10
+	if !testing.Short() {
+		n = 20
+	}
+	const maxLinks = 3
+	c := newCluster(t, true)
+	var seed string
+	c.tweak = gossipTweak(&seed, maxLinks, 1)
+
+	var (
+		mu    sync.Mutex
+		nodes []*Node
+	)
+	sampler := sampleLinks(func() []*Node {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]*Node(nil), nodes...)
+	}, maxLinks)
+	defer sampler.Stop()
+
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("circuitmesh-%d", i)
+		nd := c.add(name)
+		if seed == "" {
+			seed = nd.Status().GossipAddr
+		}
+		mu.Lock()
+		nodes = append(nodes, nd)
+		mu.Unlock()
+		names = append(names, name)
+	}
+	took, st := waitMesh(t, c, names, maxLinks, 120*time.Second)
+	worst, overshot := sampler.Stop()
+	if len(overshot) > 0 {
+		t.Fatalf("a node held more than MaxLinks=%d links (most %d):\n%s", maxLinks, worst, strings.Join(overshot, "\n"))
+	}
+	refused := metricValue(t, c.nodes[names[0]], "circuitmesh_discovery_links_dropped_total", "reason", "max")
+	t.Logf("%d QUIC nodes joined through one seed: every pair reachable %v after the last start; most links on a node at any sample %d (bound %d); diameter %d; seed refused or dropped %v links at its maximum",
+		n, took.Round(time.Millisecond), worst, maxLinks, st.diameter, refused)
+}
+
+// A member that joins a full node is refused when its link comes up, says
+// so at WARN with the reason, and is not linked to the full node (it backs
+// off from it and links elsewhere).
+func TestJoinerRefusedByFullNodeWarnsAndBacksOff(t *testing.T) {
+	c, hub := fullHub(t, nil)
+	var jlog syncBuf
+	seed := hub.Status().GossipAddr
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second, Join: []string{seed}}
+		cfg.Logger = slog.New(slog.NewTextHandler(&jlog, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	j := c.add("j")
+	c.tweak = nil
+	waitFor(t, "j to be refused by hub", 60*time.Second, func() bool {
+		return strings.Contains(jlog.String(), "member=hub")
+	})
+	logged := jlog.String()
+	if !strings.Contains(logged, "at its link maximum of 1 links") || !strings.Contains(logged, "level=WARN") {
+		t.Fatalf("j's log does not say hub is at its maximum:\n%s", logged)
+	}
+	if k := len(hub.Links()); k > 1 {
+		t.Fatalf("hub holds %d links, maximum 1", k)
+	}
+	// j backs off from hub (the policy leaves it alone meanwhile).
+	addr := hub.disco.linkAddr()
+	j.disco.mu.Lock()
+	b := j.disco.backoff[addr]
+	j.disco.mu.Unlock()
+	if b == nil || time.Until(b.until) < fullBan/2 {
+		t.Fatalf("j's back-off from hub at %s: %+v, want about %v", addr, b, fullBan)
+	}
+	for range 3 {
+		j.disco.step(time.Now())
+	}
+	j.disco.mu.Lock()
+	dialing := j.disco.dialing["hub"]
+	j.disco.mu.Unlock()
+	if dialing {
+		t.Fatal("j dials hub again while backing off")
+	}
+}
+
+// sampleLinks reads the links of every node nodes returns every 2 ms
+// until stopped and records what it saw above bound.
+func sampleLinks(nodes func() []*Node, bound int) *degree.Sampler {
+	return degree.Sample(2*time.Millisecond, bound, func() map[string][]string {
+		out := map[string][]string{}
+		for _, nd := range nodes() {
+			var peers []string
+			for _, l := range nd.Links() {
+				peers = append(peers, fmt.Sprintf("%s(out=%v)", l.Peer, l.Outbound))
+			}
+			out[nd.cfg.Name] = peers
+		}
+		return out
+	})
+}
+
+// Two groups of four nodes gossip each among itself and link fully inside
+// (TargetLinks = MaxLinks = 3: every node is full). When their gossip
+// merges, each node sees four members routing cannot reach: a full node
+// gives up a redundant idle link to dial one of them, and a full node
+// admits such a repair link in place of one of its own, so the groups
+// join while no node ever holds more than 3 links.
+func TestFullGroupsJoinWhenGossipMerges(t *testing.T) {
+	const maxLinks = 3
+	c := newCluster(t, false)
+	groups := [2][]string{{"a1", "a2", "a3", "a4"}, {"b1", "b2", "b3", "b4"}}
+	var all []*Node
+	var names []string
+	seeds := [2]string{}
+	for g, group := range groups {
+		c.tweak = gossipTweak(&seeds[g], maxLinks, maxLinks)
+		for _, name := range group {
+			nd := c.add(name)
+			if seeds[g] == "" {
+				seeds[g] = nd.Status().GossipAddr
+			}
+			all = append(all, nd)
+			names = append(names, name)
+		}
+	}
+	c.tweak = nil
+	waitFor(t, "each group fully linked inside", 60*time.Second, func() bool {
+		for _, nd := range all {
+			if len(nd.Links()) != maxLinks || len(nd.Members()) != 4 || nd.Status().Reachable != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	sampler := sampleLinks(func() []*Node { return all }, maxLinks)
+	defer sampler.Stop()
+	start := time.Now()
+	if _, err := c.nodes["a1"].disco.ml.Join([]string{seeds[1]}); err != nil {
+		t.Fatal(err)
+	}
+	took, st := waitMesh(t, c, names, maxLinks, 90*time.Second)
+	if worst, over := sampler.Stop(); len(over) > 0 {
+		t.Fatalf("a node held more than MaxLinks=%d links (most %d):\n%s", maxLinks, worst, strings.Join(over, "\n"))
+	}
+	var room float64
+	for _, nd := range all {
+		room += metricValue(t, nd, "circuitmesh_discovery_links_dropped_total", "reason", "room")
+	}
+	if room == 0 {
+		t.Fatal("the groups joined without a link closed to make room: the test did not start from full nodes")
+	}
+	t.Logf("full groups joined %v after their gossip merged (%v of it waiting for the mesh); %v links closed for room; diameter %d",
+		time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond), room, st.diameter)
+}
