@@ -229,7 +229,7 @@ func TestPolicyDeniesAfterFullHandshake(t *testing.T) {
 	wantRefused(t, "b dials d/ssh on first contact", err, "d", "default deny")
 	// The same on a caller that only writes: d forgets b again.
 	d.router.cert.mu.Lock()
-	delete(d.router.cert.groups, "b")
+	delete(d.router.cert.certOf, "b")
 	d.router.cert.mu.Unlock()
 	d.keyBook.forget("b")
 	c.node("b").keyBook.forget("d")
