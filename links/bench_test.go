@@ -69,7 +69,7 @@ func BenchmarkOpenWithIdleStreams(b *testing.B) {
 
 func benchOpenWithIdle(b *testing.B, n int) {
 	ca := testCA(b, "m")
-	mod := func(c *QUICConfig) { c.MaxStreams = n + 64 }
+	mod := func(c *QUICConfig) { c.MaxStreams = n + DefaultMaxStreams }
 	na := newNode(b, issue(b, ca, "a"), mod)
 	nb := newNode(b, issue(b, ca, "b"), mod)
 	la := dial(b, na, nb)
