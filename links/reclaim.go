@@ -2,6 +2,7 @@ package links
 
 import (
 	"container/heap"
+	"slices"
 	"time"
 )
 
@@ -131,6 +132,18 @@ func (s *quicStream) left() {
 	}
 }
 
+// drop takes the stream at i off the watch list.
+func (r *reclaimScan) drop(i int) {
+	s, last := r.watch[i], len(r.watch)-1
+	if i != last {
+		r.watch[i] = r.watch[last]
+		r.watch[i].widx = i
+	}
+	r.watch[last] = nil
+	r.watch = r.watch[:last]
+	s.widx = -1
+}
+
 // unreadBound is the most a stream whose reader took got bytes may hold
 // unread.
 func (c *QUICConfig) unreadBound(got int64) uint64 {
@@ -216,10 +229,17 @@ func (l *quicLink) reclaim(now time.Time) {
 	queued, gone := l.queued, l.gone
 	l.queued, l.gone = nil, nil
 	l.cmu.Unlock()
+	for _, s := range queued {
+		s.widx = len(r.watch)
+		r.watch = append(r.watch, s)
+	}
+	// Ended streams leave at once, not when the cursor comes to them.
 	for _, s := range gone {
 		r.uncount(s)
+		if s.widx >= 0 {
+			r.drop(s.widx)
+		}
 	}
-	r.watch = append(r.watch, queued...)
 	r.scanned = 0
 	for n := min(maxScan, len(r.watch)); n > 0; n-- {
 		if r.cursor >= len(r.watch) {
@@ -231,13 +251,10 @@ func (l *quicLink) reclaim(now time.Time) {
 			r.cursor++
 			continue
 		}
-		last := len(r.watch) - 1
-		r.watch[r.cursor] = r.watch[last]
-		r.watch[last] = nil
-		r.watch = r.watch[:last]
+		r.drop(r.cursor)
 	}
 	if len(r.watch) < cap(r.watch)/4 && cap(r.watch) > 2*maxScan {
-		r.watch = append([]*quicStream(nil), r.watch...) // give back what a burst took
+		r.watch = slices.Clone(r.watch) // give back what a burst took
 	}
 	if r.sum <= budget {
 		return // even if every stalled reader had its window full

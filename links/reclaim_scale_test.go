@@ -197,6 +197,11 @@ func TestReclaimWorkBoundedWithIdleStreams(t *testing.T) {
 	if n := b.StalledStreams(); n != 1 {
 		t.Fatalf("%d streams reset, want 1 (the rest fit in half the window)", n)
 	}
+	// The reset stream leaves the watch list at the next tick.
+	step()
+	if n := len(lb.scan.watch); n != 2 {
+		t.Fatalf("%d streams watched after the reset, want the 2 stalled ones left", n)
+	}
 	if n := idleErrs.Load(); n != 0 {
 		t.Fatalf("%d idle readers failed", n)
 	}

@@ -36,12 +36,14 @@ type quicStream struct {
 	// Owned by the link's reclaim pass: got when the reader last made
 	// progress, since when it has not, the most the stream may hold, when
 	// it was last seen holding too little to matter, and its place in the
-	// pass's heap of counted streams (-1: not counted).
+	// pass's heap of counted streams (-1: not counted) and on its watch
+	// list (-1: not on it).
 	mark   int64
 	since  time.Time
 	bound  uint64
 	idleAt time.Time
 	hidx   int
+	widx   int
 }
 
 const (
@@ -51,7 +53,7 @@ const (
 
 func newQUICStream(l *quicLink, s *quic.Stream) *quicStream {
 	l.streams.Add(1)
-	qs := &quicStream{s: s, link: l, hidx: -1}
+	qs := &quicStream{s: s, link: l, hidx: -1, widx: -1}
 	l.opened(qs)
 	return qs
 }
