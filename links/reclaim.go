@@ -31,14 +31,15 @@ import (
 // one round of auto-tuning: so at most max(initial window, 4 × bytes
 // read), and at most MaxStreamWindow.
 //
-// The pass costs the same however many streams are idle. Only streams
+// The pass's work per tick does not grow with idle streams. Only streams
 // whose reader is not in a Read or Peek can hold bytes waiting: a stream
 // joins the pass's watch list when it opens and when its reader leaves a
 // Read (one atomic load on that path, and the link's queue lock at most
 // once per look of the pass at the stream), and leaves it when the pass
 // finds it reading again or ended, so idle readers parked in a Read (a
 // relay's splice, a service's copy loop) cost nothing once seen. Each tick
-// examines at most maxScan streams of the list, round robin, and looks at
+// examines at most maxScan streams of the list, round robin, takes at most
+// maxPops off the heap below and looks at
 // at most maxLooks; the streams counted as stalled sit in a heap, longest
 // stalled then largest on top, with the sum of their bounds kept as they
 // come and go. With no more than maxScan streams outside a Read every one
