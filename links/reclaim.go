@@ -38,11 +38,10 @@ import (
 // once per look of the pass at the stream), and leaves it when the pass
 // finds it reading again or ended, so idle readers parked in a Read (a
 // relay's splice, a service's copy loop) cost nothing once seen. Each tick
-// examines at most maxScan streams of the list, round robin, takes at most
-// maxPops off the heap below and looks at
-// at most maxLooks; the streams counted as stalled sit in a heap, longest
-// stalled then largest on top, with the sum of their bounds kept as they
-// come and go. With no more than maxScan streams outside a Read every one
+// examines at most maxScan streams of the list, round robin; the streams
+// counted as stalled sit in a heap, longest stalled then largest on top,
+// with the sum of their bounds kept as they come and go, and a tick takes
+// at most maxPops off it and looks at at most maxLooks. With no more than maxScan streams outside a Read every one
 // is examined every tick; with more, a stream's state is brought up to
 // date once per pass over the list (len/maxScan ticks), which delays when
 // a stall is counted or a resumed reader leaves the sum; a stream's
