@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,8 +29,7 @@ func TestReclaimWorkBoundedWithIdleStreams(t *testing.T) {
 		stall = 300 * time.Millisecond
 	)
 	ca := testCA(t, "m")
-	var resetMu sync.Mutex
-	var resetStreams []uint64 // bounds of the streams reset
+	var resets resetLog
 	mod := func(c *QUICConfig) {
 		c.MaxStreams = idleN + 64
 		c.MaxStreamWindow = 64 << 10 // each stalled stream may hold 64 KiB
@@ -38,11 +38,7 @@ func TestReclaimWorkBoundedWithIdleStreams(t *testing.T) {
 		// The test drives b's reclaim pass itself: the probe loop never
 		// ticks.
 		c.ProbeInterval = time.Hour
-		c.OnStalled = func(_ string, unread uint64) {
-			resetMu.Lock()
-			resetStreams = append(resetStreams, unread)
-			resetMu.Unlock()
-		}
+		c.OnStalled = resets.note
 	}
 	a := newNode(t, issue(t, ca, "a"), mod)
 	b := newNode(t, issue(t, ca, "b"), mod)
@@ -205,9 +201,26 @@ func TestReclaimWorkBoundedWithIdleStreams(t *testing.T) {
 	if n := idleErrs.Load(); n != 0 {
 		t.Fatalf("%d idle readers failed", n)
 	}
-	resetMu.Lock()
-	defer resetMu.Unlock()
-	if len(resetStreams) != 1 || resetStreams[0] != 64<<10 {
-		t.Fatalf("reset streams holding at most %v bytes, want one of 64 KiB", resetStreams)
+	if got := resets.list(); len(got) != 1 || got[0] != 64<<10 {
+		t.Fatalf("reset streams holding at most %v bytes, want one of 64 KiB", got)
 	}
+}
+
+// resetLog records the bounds of the streams a transport reset as stalled
+// (QUICConfig.OnStalled).
+type resetLog struct {
+	mu     sync.Mutex
+	bounds []uint64
+}
+
+func (r *resetLog) note(_ string, unread uint64) {
+	r.mu.Lock()
+	r.bounds = append(r.bounds, unread)
+	r.mu.Unlock()
+}
+
+func (r *resetLog) list() []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.bounds)
 }
