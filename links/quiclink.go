@@ -41,9 +41,10 @@ type quicLink struct {
 	writeMu  sync.Mutex  // serialises writes on ctrl
 
 	streams   atomic.Int64
-	smu       sync.Mutex               // guards live
-	live      map[*quicStream]struct{} // streams whose receive side is open
-	lookBuf   [1]byte                  // reclaim's look at unread bytes (probeLoop only)
+	cmu       sync.Mutex    // guards queued and gone, handed to the reclaim pass
+	queued    []*quicStream // streams whose reader may have left Read (see reclaim.go)
+	gone      []*quicStream // streams whose receive side ended
+	scan      reclaimScan   // the reclaim pass's state (probeLoop only)
 	quality   atomic.Pointer[Quality]
 	meter     *qualityMeter // used by probeLoop only
 	lastHeard atomic.Int64  // unix nanos of the last frame or packet from the peer

@@ -1,6 +1,7 @@
 package links
 
 import (
+	"container/heap"
 	"slices"
 	"time"
 )
@@ -29,6 +30,23 @@ import (
 // which quic-go doubles only after the reader took more than half of it in
 // one round of auto-tuning: so at most max(initial window, 4 × bytes
 // read), and at most MaxStreamWindow.
+//
+// The pass's work per tick does not grow with idle streams. Only streams
+// whose reader is not in a Read or Peek can hold bytes waiting: a stream
+// joins the pass's watch list when it opens and when its reader leaves a
+// Read (one atomic load on that path, and the link's queue lock at most
+// once per look of the pass at the stream), and leaves it when the pass
+// finds it reading again or ended, so idle readers parked in a Read (a
+// relay's splice, a service's copy loop) cost nothing once seen. Each tick
+// examines at most maxScan streams of the list, round robin; the streams
+// counted as stalled sit in a heap, longest stalled then largest on top,
+// with the sum of their bounds kept as they come and go, and a tick takes
+// at most maxPops off it and looks at at most maxLooks. With no more than maxScan streams outside a Read every one
+// is examined every tick; with more, a stream's state is brought up to
+// date once per pass over the list (len/maxScan ticks), which delays when
+// a stall is counted or a resumed reader leaves the sum; a stream's
+// progress is checked again before it is looked at, so a reader found
+// reading or progressing is never reset.
 
 const (
 	// stallProgress is the least a stalled reader must take in
@@ -40,23 +58,90 @@ const (
 	// nothing is looked at again only after ReaderStall.
 	lookWait = 100 * time.Microsecond
 	maxLooks = 64
+	// maxScan bounds the watched streams examined per tick; maxPops the
+	// counted streams taken off the heap per tick to be looked at.
+	maxScan = 1024
+	maxPops = 4 * maxLooks
 )
 
-// track registers a stream whose receive side is open.
-func (l *quicLink) track(s *quicStream) {
-	l.smu.Lock()
-	if l.live == nil {
-		l.live = make(map[*quicStream]struct{})
-	}
-	l.live[s] = struct{}{}
-	l.smu.Unlock()
+// reclaimScan is the reclaim pass's state, owned by the probe loop.
+type reclaimScan struct {
+	watch   []*quicStream // streams whose reader was last seen outside a Read
+	cursor  int           // next place in watch to examine
+	counted stallHeap     // streams counted as stalled
+	sum     uint64        // the bounds of counted together
+	scanned int           // streams examined and taken off the heap by the last pass
+	lookBuf [1]byte       // the look at unread bytes
+	stalled []*quicStream // scratch: the streams found holding bytes
 }
 
-// untrack forgets a stream whose receive side ended.
-func (l *quicLink) untrack(s *quicStream) {
-	l.smu.Lock()
-	delete(l.live, s)
-	l.smu.Unlock()
+// stallHeap orders counted streams longest stalled first, then largest
+// bound: the bound grows with what a stream has read, so ordering by size
+// alone would reset a long-lived circuit whose reader just paused before a
+// peer's streams that never read at all.
+type stallHeap []*quicStream
+
+func (h stallHeap) Len() int { return len(h) }
+func (h stallHeap) Less(i, j int) bool {
+	if c := h[i].since.Compare(h[j].since); c != 0 {
+		return c < 0
+	}
+	return h[i].bound > h[j].bound
+}
+func (h stallHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].hidx, h[j].hidx = i, j
+}
+func (h *stallHeap) Push(x any) {
+	s := x.(*quicStream)
+	s.hidx = len(*h)
+	*h = append(*h, s)
+}
+func (h *stallHeap) Pop() any {
+	old := *h
+	s := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	s.hidx = -1
+	return s
+}
+
+// opened queues a stream whose receive side just opened.
+func (l *quicLink) opened(s *quicStream) {
+	s.watched.Store(true)
+	l.cmu.Lock()
+	l.queued = append(l.queued, s)
+	l.cmu.Unlock()
+}
+
+// ended tells the reclaim pass that a stream's receive side ended.
+func (l *quicLink) ended(s *quicStream) {
+	l.cmu.Lock()
+	l.gone = append(l.gone, s)
+	l.cmu.Unlock()
+}
+
+// left ends a Read or Peek: a reader outside a Read may stall, so the
+// stream is queued for the reclaim pass unless it is watched already.
+func (s *quicStream) left() {
+	if s.reading.Add(-1) == 0 && !s.watched.Load() && s.watched.CompareAndSwap(false, true) {
+		l := s.link
+		l.cmu.Lock()
+		l.queued = append(l.queued, s)
+		l.cmu.Unlock()
+	}
+}
+
+// drop takes the stream at i off the watch list.
+func (r *reclaimScan) drop(i int) {
+	s, last := r.watch[i], len(r.watch)-1
+	if i != last {
+		r.watch[i] = r.watch[last]
+		r.watch[i].widx = i
+	}
+	r.watch[last] = nil
+	r.watch = r.watch[:last]
+	s.widx = -1
 }
 
 // unreadBound is the most a stream whose reader took got bytes may hold
@@ -66,72 +151,139 @@ func (c *QUICConfig) unreadBound(got int64) uint64 {
 	return min(c.MaxStreamWindow, max(init, 4*uint64(max(got, 0))))
 }
 
+// count puts s, stalled with bound b, in the sum (or updates its bound).
+func (r *reclaimScan) count(s *quicStream, b uint64) {
+	if s.hidx < 0 {
+		s.bound = b
+		r.sum += b
+		heap.Push(&r.counted, s)
+		return
+	}
+	if s.bound != b {
+		r.sum += b - s.bound
+		s.bound = b
+		heap.Fix(&r.counted, s.hidx)
+	}
+}
+
+// uncount takes s out of the sum.
+func (r *reclaimScan) uncount(s *quicStream) {
+	if s.hidx >= 0 {
+		r.sum -= s.bound
+		heap.Remove(&r.counted, s.hidx)
+	}
+}
+
+// stalled reports whether s's receive side is open, no Read is in
+// progress and its reader took too little since it was last seen making
+// progress; if it read, that is now its last progress.
+func (s *quicStream) stalled(cfg *QUICConfig) bool {
+	if s.done.Load()&doneRead != 0 {
+		return false
+	}
+	got := s.got.Load()
+	if s.reading.Load() > 0 || uint64(got-s.mark) >= min(cfg.unreadBound(got)/4, stallProgress) {
+		s.mark, s.since = got, time.Time{}
+		return false
+	}
+	return true
+}
+
+// examine brings s's state up to date and reports whether it stays on
+// the watch list.
+func (l *quicLink) examine(s *quicStream, now time.Time) bool {
+	cfg := &l.t.cfg
+	r := &l.scan
+	if s.stalled(cfg) {
+		switch {
+		case s.since.IsZero():
+			s.since = now
+		case now.Sub(s.since) >= cfg.ReaderStall && now.Sub(s.idleAt) >= cfg.ReaderStall:
+			r.count(s, cfg.unreadBound(s.got.Load()))
+			return true
+		}
+		r.uncount(s)
+		return true
+	}
+	r.uncount(s)
+	if s.done.Load()&doneRead != 0 {
+		return false // watched stays set: never queued again
+	}
+	if s.reading.Load() == 0 {
+		return true // it read and left the Read: stays watched
+	}
+	// Parked in a Read: off the list until the reader leaves it. A reader
+	// that left meanwhile saw watched still set, so look again.
+	s.watched.Store(false)
+	return s.reading.Load() == 0 && s.watched.CompareAndSwap(false, true)
+}
+
 // reclaim resets the streams whose readers stalled while they may hold
 // more than half the link window; it runs on the probe loop only, which
-// owns the streams' mark, since, bound and idleAt.
+// owns the scan and the streams' mark, since, bound, idleAt and hidx.
 func (l *quicLink) reclaim(now time.Time) {
 	cfg := &l.t.cfg
+	r := &l.scan
 	budget := cfg.LinkWindow / 2
-	var idle []*quicStream
-	var sum uint64
-	l.smu.Lock()
-	for s := range l.live {
-		got := s.got.Load()
-		b := cfg.unreadBound(got)
-		if s.reading.Load() > 0 || uint64(got-s.mark) >= min(b/4, stallProgress) {
-			s.mark, s.since = got, time.Time{}
-			continue
-		}
-		if s.since.IsZero() {
-			s.since = now
-			continue
-		}
-		if now.Sub(s.since) >= cfg.ReaderStall && now.Sub(s.idleAt) >= cfg.ReaderStall {
-			s.bound = b
-			sum += b
-			idle = append(idle, s)
+	l.cmu.Lock()
+	queued, gone := l.queued, l.gone
+	l.queued, l.gone = nil, nil
+	l.cmu.Unlock()
+	for _, s := range queued {
+		s.widx = len(r.watch)
+		r.watch = append(r.watch, s)
+	}
+	// Ended streams leave at once, not when the cursor comes to them.
+	for _, s := range gone {
+		r.uncount(s)
+		if s.widx >= 0 {
+			r.drop(s.widx)
 		}
 	}
-	l.smu.Unlock()
-	if sum <= budget {
-		return // even if every idle reader had its window full
+	r.scanned = 0
+	for n := min(maxScan, len(r.watch)); n > 0; n-- {
+		if r.cursor >= len(r.watch) {
+			r.cursor = 0
+		}
+		s := r.watch[r.cursor]
+		r.scanned++
+		if l.examine(s, now) {
+			r.cursor++
+			continue
+		}
+		r.drop(r.cursor)
 	}
-	// Longest stalled first, then largest: the bound grows with what a
-	// stream has read, so ordering by size alone would reset a long-lived
-	// circuit whose reader just paused before a peer's streams that never
-	// read at all.
-	slices.SortFunc(idle, func(a, b *quicStream) int {
-		if c := a.since.Compare(b.since); c != 0 {
-			return c
-		}
-		if a.bound != b.bound {
-			if a.bound > b.bound {
-				return -1
-			}
-			return 1
-		}
-		return 0
-	})
+	if len(r.watch) < cap(r.watch)/4 && cap(r.watch) > 2*maxScan {
+		r.watch = slices.Clone(r.watch) // give back what a burst took
+	}
+	if r.sum <= budget {
+		return // even if every stalled reader had its window full
+	}
 	// Look at the longest stalled: those found holding nothing leave the
 	// sum (those not looked at this tick stay in it, at their bound).
-	var stalled []*quicStream
-	for i, s := range idle {
-		if i == maxLooks {
-			break
+	stalled := r.stalled[:0]
+	looks := 0
+	for pops := 0; pops < maxPops && looks < maxLooks && r.counted.Len() > 0; pops++ {
+		s := heap.Pop(&r.counted).(*quicStream)
+		r.scanned++
+		if !s.stalled(cfg) { // it read since it was examined
+			r.sum -= s.bound
+			continue
 		}
-		if !s.unread(l.lookBuf[:]) {
+		looks++
+		if !s.unread(r.lookBuf[:]) {
 			s.idleAt = now
-			sum -= s.bound
+			r.sum -= s.bound
 			continue
 		}
 		stalled = append(stalled, s)
 	}
 	n := 0
 	for _, s := range stalled {
-		if sum <= budget {
+		if r.sum <= budget {
 			break
 		}
-		sum -= s.bound
+		r.sum -= s.bound
 		s.Reset(cfg.StalledCode)
 		n++
 		l.t.stalled.Add(1)
@@ -139,6 +291,12 @@ func (l *quicLink) reclaim(now time.Time) {
 			cfg.OnStalled(l.hello.Node, s.bound)
 		}
 	}
+	// Those left in the sum go back on the heap.
+	for _, s := range stalled[n:] {
+		heap.Push(&r.counted, s)
+	}
+	clear(stalled)
+	r.stalled = stalled[:0]
 	if n > 0 {
 		l.t.stallLog.Warn(l.hello.Node, "reset circuit streams whose readers stalled holding the link's receive buffer",
 			"peer", l.hello.Node, "reset", n, "stalled", len(stalled), "link_window", cfg.LinkWindow,

@@ -198,17 +198,12 @@ func TestReclaimResetsLongestStalledFirst(t *testing.T) {
 		attackers    = 7 // 7 × 512 KiB fit in half the window, with the honest 2 MiB they do not
 	)
 	ca := testCA(t, "m")
-	var resetMu sync.Mutex
-	var resetBounds []uint64
+	var resets resetLog
 	mod := func(c *QUICConfig) {
 		c.MaxStreamWindow = streamWindow
 		c.LinkWindow = 4 * streamWindow
 		c.ReaderStall = 300 * time.Millisecond
-		c.OnStalled = func(_ string, unread uint64) {
-			resetMu.Lock()
-			resetBounds = append(resetBounds, unread)
-			resetMu.Unlock()
-		}
+		c.OnStalled = resets.note
 	}
 	a := newNode(t, issue(t, ca, "a"), mod)
 	b := newNode(t, issue(t, ca, "b"), mod)
@@ -285,8 +280,7 @@ func TestReclaimResetsLongestStalledFirst(t *testing.T) {
 	if _, err := honest.Write([]byte("more")); err != nil {
 		t.Fatalf("the paused honest stream was reset: %v", err)
 	}
-	resetMu.Lock()
-	defer resetMu.Unlock()
+	resetBounds := resets.list()
 	t.Logf("reset streams holding at most %v bytes", resetBounds)
 	for _, u := range resetBounds {
 		if u == streamWindow {

@@ -21,9 +21,11 @@ type quicStream struct {
 	// when both are set.
 	done atomic.Uint32
 	// got counts the bytes the reader took; reading the Read and Peek
-	// calls in progress (see quicLink.reclaim).
+	// calls in progress; watched is set while the stream waits in the
+	// link's queue or the reclaim pass's watch list (see reclaim.go).
 	got     atomic.Int64
 	reading atomic.Int32
+	watched atomic.Bool
 	// rmu is held by Read and Peek, and by the reclaim pass while it looks
 	// at what waits unread; dmu guards the reader's deadline, which that
 	// look borrows.
@@ -32,12 +34,16 @@ type quicStream struct {
 	readDeadline time.Time
 	looking      bool
 	// Owned by the link's reclaim pass: got when the reader last made
-	// progress, since when it has not, the most the stream may hold, and
-	// when it was last seen holding too little to matter.
+	// progress, since when it has not, the most the stream may hold, when
+	// it was last seen holding too little to matter, and its place in the
+	// pass's heap of counted streams (-1: not counted) and on its watch
+	// list (-1: not on it).
 	mark   int64
 	since  time.Time
 	bound  uint64
 	idleAt time.Time
+	hidx   int
+	widx   int
 }
 
 const (
@@ -47,8 +53,8 @@ const (
 
 func newQUICStream(l *quicLink, s *quic.Stream) *quicStream {
 	l.streams.Add(1)
-	qs := &quicStream{s: s, link: l}
-	l.track(qs)
+	qs := &quicStream{s: s, link: l, hidx: -1, widx: -1}
+	l.opened(qs)
 	return qs
 }
 
@@ -60,7 +66,7 @@ func (s *quicStream) finish(bits uint32) {
 		}
 		if s.done.CompareAndSwap(old, old|bits) {
 			if old&doneRead == 0 && bits&doneRead != 0 {
-				s.link.untrack(s)
+				s.link.ended(s)
 			}
 			if old|bits == doneRead|doneWrite {
 				s.link.streams.Add(-1)
@@ -75,10 +81,10 @@ func (s *quicStream) Read(p []byte) (int, error) {
 	s.rmu.Lock()
 	n, err := s.s.Read(p)
 	s.rmu.Unlock()
-	s.reading.Add(-1)
 	if n > 0 {
 		s.got.Add(int64(n))
 	}
+	s.left()
 	if err != nil {
 		return n, s.readErr(err)
 	}
@@ -101,7 +107,7 @@ func (s *quicStream) Peek(p []byte) (int, error) {
 	s.rmu.Lock()
 	n, err := s.s.Peek(p)
 	s.rmu.Unlock()
-	s.reading.Add(-1)
+	s.left()
 	if err != nil {
 		// The Read that follows returns the same error and does the
 		// bookkeeping.
