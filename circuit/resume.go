@@ -172,6 +172,7 @@ type Resumable struct {
 
 	sbuf              ring // sent positions not yet acknowledged: [acked, written)
 	acked, written    int64
+	credit            int64 // what the other end's application read (its last ack): the window's base
 	sent              int64 // positions sent on the current path
 	finQueued         bool
 	rq                ring // received, not yet read
@@ -238,7 +239,7 @@ func newResumable(p Path, local, remote net.Addr, cfg ResumeConfig) *Resumable {
 	}
 	r := &Resumable{cfg: cfg, local: local, remote: remote, cur: p, firstPath: p, quit: make(chan struct{})}
 	r.cond, r.wcond = sync.NewCond(&r.mu), sync.NewCond(&r.mu)
-	r.sbuf.max, r.rq.max = cfg.Window, 2*cfg.Window
+	r.sbuf.max, r.rq.max = cfg.Window, cfg.Window
 	return r
 }
 
@@ -505,11 +506,13 @@ func (r *Resumable) readPath(p Path, gen uint64) error {
 				r.mu.Unlock()
 				return errStale
 			}
-			if off < r.acked || off > r.sent {
+			if off < r.credit || off > r.sent {
 				r.mu.Unlock()
-				return r.integrity(fmt.Sprintf("acknowledgement of %d outside [%d, %d]", off, r.acked, r.sent))
+				return r.integrity(fmt.Sprintf("acknowledgement of %d outside [%d, %d]", off, r.credit, r.sent))
 			}
+			r.credit = off
 			r.ackLocked(off)
+			r.broadcast()
 			r.peerShown = true
 			r.mu.Unlock()
 		case frameFin:
@@ -545,9 +548,9 @@ func (r *Resumable) readPath(p Path, gen uint64) error {
 // of the receive queue (pinned meanwhile: the application's Reads may
 // drain it but it stays in place). A path replaced meanwhile is stale:
 // its data is sent again on the new one. The queue needs no wait: the
-// other end never has more than Window bytes unacknowledged, and this end
-// acknowledges only what was read (after a resume, what was received: at
-// most two Windows are queued).
+// other end sends at most Window bytes beyond what this end acknowledged,
+// and it acknowledges only what was read (a resume's received offset
+// frees retransmit data but gives no credit).
 func (r *Resumable) readData(p Path, gen uint64, n int) error {
 	for n > 0 {
 		r.mu.Lock()
@@ -555,7 +558,7 @@ func (r *Resumable) readData(p Path, gen uint64, n int) error {
 			r.mu.Unlock()
 			return errStale
 		}
-		if r.rq.len()+n > 2*r.cfg.Window {
+		if r.rq.len()+n > r.cfg.Window {
 			r.mu.Unlock()
 			return r.integrity("the other end sent beyond its window")
 		}
@@ -845,10 +848,14 @@ func (r *Resumable) greet(p Path, deadline time.Time) (int64, error) {
 }
 
 // installLocked makes p the circuit's path; off is what the other end
-// reported it received.
+// reported it received: the retransmit data below it goes, but the window
+// stays based on what the other end's application read (credit), else a
+// non-reading application would be sent a further Window each resume.
+// The next acknowledgement of what was read goes at once (ackSent reset):
+// the last one may have been lost with the old path.
 func (r *Resumable) installLocked(p Path, off int64) {
 	r.ackLocked(off)
-	r.cur, r.sent, r.ackSent = p, off, r.recv
+	r.cur, r.sent, r.ackSent, r.ackNow = p, off, 0, true
 	r.gen++
 	r.resetProbeLocked()
 	r.peerShown = true
@@ -931,7 +938,7 @@ func (r *Resumable) Read(b []byte) (int, error) {
 }
 
 // Write queues b to be sent and kept until acknowledged; it blocks while
-// Window bytes are unacknowledged.
+// Window bytes are beyond what the other end's application read.
 func (r *Resumable) Write(b []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -951,7 +958,7 @@ func (r *Resumable) Write(b []byte) (int, error) {
 		if !r.writeDL.IsZero() && !time.Now().Before(r.writeDL) {
 			return n, r.opError("write", os.ErrDeadlineExceeded)
 		}
-		room := int64(r.cfg.Window) - (r.written - r.acked)
+		room := int64(r.cfg.Window) - (r.written - r.credit)
 		if room <= 0 {
 			if err := r.waitLocked(r.writeDL, "write"); err != nil {
 				return n, err
