@@ -196,6 +196,9 @@ type Resumable struct {
 	pongs      atomic.Int64 // pongs that answered a ping
 	peerShown  bool         // an ack or pong came on this path, or it is a resumed one
 	srtt       time.Duration
+	rate       float64   // bytes/s the other end acknowledged on this path while this end waited; 0 unknown
+	rateAt     time.Time // start of the current rate sample
+	rateBase   int64     // credit at rateAt
 }
 
 var _ net.Conn = (*Resumable)(nil)
@@ -510,6 +513,7 @@ func (r *Resumable) readPath(p Path, gen uint64) error {
 				r.mu.Unlock()
 				return r.integrity(fmt.Sprintf("acknowledgement of %d outside [%d, %d]", off, r.credit, r.sent))
 			}
+			r.sampleRateLocked(off)
 			r.credit = off
 			r.ackLocked(off)
 			r.broadcast()
