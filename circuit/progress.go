@@ -14,7 +14,8 @@ import (
 // layer answers pings whatever its application does.
 
 // silenceLimitLocked is how long the path may stay silent while this end
-// waits: max(ProgressTimeout, 8 × the measured round trip).
+// waits: max(ProgressTimeout, 8 × the measured round trip); checkProgress
+// adds the time the path needs to drain what is in flight (drainLocked).
 func (r *Resumable) silenceLimitLocked() time.Duration {
 	return max(r.cfg.ProgressTimeout, 8*r.srtt)
 }

@@ -126,16 +126,7 @@ func TestNoProgressNotOnNonReader(t *testing.T) {
 	g := newResumeRig(t)
 	cfg := ResumeConfig{Window: window, ProgressTimeout: 300 * time.Millisecond}
 	_, src, dst := g.pair(cfg, cfg)
-	data := make([]byte, 4*window)
-	_, _ = mrand.NewChaCha8([32]byte{'n'}).Read(data)
-	writeErr := make(chan error, 1)
-	go func() {
-		_, err := src.Write(data)
-		if err == nil {
-			err = src.CloseWrite()
-		}
-		writeErr <- err
-	}()
+	data, writeErr := writeAndClose(src, 4*window, 'n')
 	// The window fills (the destination reads nothing), then the source
 	// keeps asking for signs of life and getting them.
 	waitFor(t, func() bool {
@@ -187,16 +178,7 @@ func TestNoProgressNotOnSlowPathNonReader(t *testing.T) {
 	}
 	cfg := ResumeConfig{Window: window, ProgressTimeout: 300 * time.Millisecond}
 	_, src, dst := g.pair(cfg, cfg)
-	data := make([]byte, 6*window)
-	_, _ = mrand.NewChaCha8([32]byte{'s'}).Read(data)
-	writeErr := make(chan error, 1)
-	go func() {
-		_, err := src.Write(data)
-		if err == nil {
-			err = src.CloseWrite()
-		}
-		writeErr <- err
-	}()
+	data, writeErr := writeAndClose(src, 6*window, 's')
 	dst.SetReadDeadline(time.Now().Add(60 * time.Second))
 	got := make([]byte, len(data))
 	if _, err := io.ReadFull(dst, got[:2*window]); err != nil {
@@ -218,4 +200,20 @@ func TestNoProgressNotOnSlowPathNonReader(t *testing.T) {
 	if err := <-writeErr; err != nil {
 		t.Fatalf("write: %v", err)
 	}
+}
+
+// writeAndClose writes n random bytes drawn from seed to src, then closes
+// its write side, in a goroutine; the error comes on the channel.
+func writeAndClose(src *Resumable, n int, seed byte) ([]byte, chan error) {
+	data := make([]byte, n)
+	_, _ = mrand.NewChaCha8([32]byte{seed}).Read(data)
+	writeErr := make(chan error, 1)
+	go func() {
+		_, err := src.Write(data)
+		if err == nil {
+			err = src.CloseWrite()
+		}
+		writeErr <- err
+	}()
+	return data, writeErr
 }

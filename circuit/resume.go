@@ -109,7 +109,9 @@ type ResumeConfig struct {
 	// deemed broken (ErrNoProgress) and the circuit resumes on another:
 	// the silence counts while this end has data or a fin the other end
 	// did not acknowledge, or a ping it did not answer; the limit is
-	// max(ProgressTimeout, 8 × the round trip its pongs measured). A
+	// max(ProgressTimeout, 8 × the round trip its pongs measured), plus
+	// the time the unacknowledged bytes take at the rate acks came (at
+	// most 4 × that, since a ping queues behind them). A
 	// quarter of the way a ping asks the other end for a sign of life. A
 	// source fails a path this way only once an ack or pong came on it
 	// (the destination holds the circuit). Default 2 s; negative turns

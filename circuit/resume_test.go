@@ -527,16 +527,7 @@ func TestResumeTwiceWhileNotReading(t *testing.T) {
 	g := newResumeRig(t)
 	cfg := ResumeConfig{Window: window}
 	p, src, dst := g.pair(cfg, cfg)
-	data := make([]byte, 8*window)
-	_, _ = mrand.NewChaCha8([32]byte{'c'}).Read(data)
-	writeErr := make(chan error, 1)
-	go func() {
-		_, err := src.Write(data)
-		if err == nil {
-			err = src.CloseWrite()
-		}
-		writeErr <- err
-	}()
+	data, writeErr := writeAndClose(src, 8*window, 'c')
 	waitRegistered(t, g.table, 1)
 	path := p
 	for i := 1; ; i++ {
