@@ -14,7 +14,8 @@ import (
 // layer answers pings whatever its application does.
 
 // silenceLimitLocked is how long the path may stay silent while this end
-// waits: max(ProgressTimeout, 8 × the measured round trip).
+// waits: max(ProgressTimeout, 8 × the measured round trip); checkProgress
+// adds the time the path needs to drain what is in flight (drainLocked).
 func (r *Resumable) silenceLimitLocked() time.Duration {
 	return max(r.cfg.ProgressTimeout, 8*r.srtt)
 }
@@ -34,6 +35,7 @@ func (r *Resumable) armProbeLocked() {
 		return
 	}
 	r.heard, r.seenFrames = time.Now(), r.frames.Load()
+	r.rateAt, r.rateBase = r.heard, r.credit
 	r.scheduleProbeLocked(r.silenceLimitLocked() / 8)
 }
 
@@ -50,6 +52,44 @@ func (r *Resumable) resetProbeLocked() {
 		r.probe = nil
 	}
 	r.pingDue, r.pongDue, r.pingAt = false, false, time.Time{}
+	r.rate, r.rateAt = 0, time.Time{}
+}
+
+// minRateSample is the least span of a delivery-rate sample: shorter
+// ones measure the burstiness of acknowledgements, not the path.
+const minRateSample = 10 * time.Millisecond
+
+// sampleRateLocked notes an acknowledgement of off while this end waits:
+// how fast the other end took what was sent (the path's rate, or its
+// reader's when slower), smoothed.
+func (r *Resumable) sampleRateLocked(off int64) {
+	if r.rateAt.IsZero() || off <= r.rateBase {
+		return
+	}
+	now := time.Now()
+	span := now.Sub(r.rateAt)
+	if span < minRateSample {
+		return
+	}
+	sample := float64(off-r.rateBase) / span.Seconds()
+	if r.rate == 0 {
+		r.rate = sample
+	} else {
+		r.rate = (7*r.rate + sample) / 8
+	}
+	r.rateAt, r.rateBase = now, off
+}
+
+// drainLocked is how long the path may take to deliver what this end sent
+// and the other end did not acknowledge, at the rate it was seen to take
+// data, at most 4 × limit: a ping queues behind that data on the ordered
+// path, so its pong cannot come sooner.
+func (r *Resumable) drainLocked(limit time.Duration) time.Duration {
+	out := min(r.sent, r.written) - r.credit
+	if r.rate <= 0 || out <= 0 {
+		return 0
+	}
+	return min(time.Duration(float64(out)/r.rate*float64(time.Second)), 4*limit)
 }
 
 // checkProgress runs every eighth of the limit while this end waits: it
@@ -74,8 +114,10 @@ func (r *Resumable) checkProgress(gen uint64) {
 	silent := now.Sub(r.heard)
 	// A source gives up on a path only once the destination showed that
 	// it holds the circuit: before, a resume would be refused, and the
-	// silence is more likely a slow start than a relay gone quiet.
-	if silent >= limit && (r.peerShown || !r.source) {
+	// silence is more likely a slow start than a relay gone quiet. The
+	// time the path needs to drain what is in flight ahead of the ping
+	// adds to the limit.
+	if silent >= limit+r.drainLocked(limit) && (r.peerShown || !r.source) {
 		r.pathFailedLocked(r.gen, fmt.Errorf("%w: nothing arrived from %s for %v", ErrNoProgress, r.remote, silent.Round(time.Millisecond)))
 		return
 	}

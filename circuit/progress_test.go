@@ -1,6 +1,7 @@
 package circuit
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"io"
@@ -125,16 +126,7 @@ func TestNoProgressNotOnNonReader(t *testing.T) {
 	g := newResumeRig(t)
 	cfg := ResumeConfig{Window: window, ProgressTimeout: 300 * time.Millisecond}
 	_, src, dst := g.pair(cfg, cfg)
-	data := make([]byte, 4*window)
-	_, _ = mrand.NewChaCha8([32]byte{'n'}).Read(data)
-	writeErr := make(chan error, 1)
-	go func() {
-		_, err := src.Write(data)
-		if err == nil {
-			err = src.CloseWrite()
-		}
-		writeErr <- err
-	}()
+	data, writeErr := writeAndClose(src, 4*window, 'n')
 	// The window fills (the destination reads nothing), then the source
 	// keeps asking for signs of life and getting them.
 	waitFor(t, func() bool {
@@ -160,4 +152,68 @@ func TestNoProgressNotOnNonReader(t *testing.T) {
 	if n := src.Resumes() + g.redials.Load(); n != 0 {
 		t.Fatalf("%d resumes or redials", n)
 	}
+}
+
+// slowStream is a relay's stream that forwards slowly: each Write waits
+// first, as through a congested hop.
+type slowStream struct {
+	links.Stream
+	delay time.Duration
+}
+
+func (s slowStream) Write(b []byte) (int, error) {
+	time.Sleep(s.delay)
+	return s.Stream.Write(b)
+}
+
+// A slow but healthy path whose receiving application stops reading is no
+// broken path either: the ping queues behind the window of data the relay
+// still forwards, and its pong comes late, but no resume happens, and
+// once the application reads again it gets every byte.
+func TestNoProgressNotOnSlowPathNonReader(t *testing.T) {
+	const window = 768 << 10
+	g := newResumeRig(t)
+	g.wrap = func(in, out links.Stream) (links.Stream, links.Stream) {
+		return in, slowStream{out, 20 * time.Millisecond}
+	}
+	cfg := ResumeConfig{Window: window, ProgressTimeout: 300 * time.Millisecond}
+	_, src, dst := g.pair(cfg, cfg)
+	data, writeErr := writeAndClose(src, 6*window, 's')
+	dst.SetReadDeadline(time.Now().Add(60 * time.Second))
+	got := make([]byte, len(data))
+	if _, err := io.ReadFull(dst, got[:2*window]); err != nil {
+		t.Fatalf("destination read: %v", err)
+	}
+	// The destination stops reading: the window fills and the source's
+	// pings wait behind it in the slow relay.
+	pongs := src.pongs.Load()
+	waitFor(t, func() bool { return src.pongs.Load() >= pongs+3 })
+	if n := src.Resumes() + dst.Resumes() + g.redials.Load(); n != 0 {
+		t.Fatalf("a slow path to a peer that does not read caused %d resumes or redials", n)
+	}
+	if _, err := io.ReadFull(dst, got[2*window:]); err != nil {
+		t.Fatalf("destination read: %v", err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("the destination read bytes that differ from those written")
+	}
+	if err := <-writeErr; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+}
+
+// writeAndClose writes n random bytes drawn from seed to src, then closes
+// its write side, in a goroutine; the error comes on the channel.
+func writeAndClose(src *Resumable, n int, seed byte) ([]byte, chan error) {
+	data := make([]byte, n)
+	_, _ = mrand.NewChaCha8([32]byte{seed}).Read(data)
+	writeErr := make(chan error, 1)
+	go func() {
+		_, err := src.Write(data)
+		if err == nil {
+			err = src.CloseWrite()
+		}
+		writeErr <- err
+	}()
+	return data, writeErr
 }

@@ -109,7 +109,9 @@ type ResumeConfig struct {
 	// deemed broken (ErrNoProgress) and the circuit resumes on another:
 	// the silence counts while this end has data or a fin the other end
 	// did not acknowledge, or a ping it did not answer; the limit is
-	// max(ProgressTimeout, 8 × the round trip its pongs measured). A
+	// max(ProgressTimeout, 8 × the round trip its pongs measured), plus
+	// the time the unacknowledged bytes take at the rate acks came (at
+	// most 4 × that, since a ping queues behind them). A
 	// quarter of the way a ping asks the other end for a sign of life. A
 	// source fails a path this way only once an ack or pong came on it
 	// (the destination holds the circuit). Default 2 s; negative turns
@@ -172,6 +174,7 @@ type Resumable struct {
 
 	sbuf              ring // sent positions not yet acknowledged: [acked, written)
 	acked, written    int64
+	credit            int64 // what the other end's application read (its last ack): the window's base
 	sent              int64 // positions sent on the current path
 	finQueued         bool
 	rq                ring // received, not yet read
@@ -195,6 +198,9 @@ type Resumable struct {
 	pongs      atomic.Int64 // pongs that answered a ping
 	peerShown  bool         // an ack or pong came on this path, or it is a resumed one
 	srtt       time.Duration
+	rate       float64   // bytes/s the other end acknowledged on this path while this end waited; 0 unknown
+	rateAt     time.Time // start of the current rate sample
+	rateBase   int64     // credit at rateAt
 }
 
 var _ net.Conn = (*Resumable)(nil)
@@ -238,7 +244,7 @@ func newResumable(p Path, local, remote net.Addr, cfg ResumeConfig) *Resumable {
 	}
 	r := &Resumable{cfg: cfg, local: local, remote: remote, cur: p, firstPath: p, quit: make(chan struct{})}
 	r.cond, r.wcond = sync.NewCond(&r.mu), sync.NewCond(&r.mu)
-	r.sbuf.max, r.rq.max = cfg.Window, 2*cfg.Window
+	r.sbuf.max, r.rq.max = cfg.Window, cfg.Window
 	return r
 }
 
@@ -505,11 +511,14 @@ func (r *Resumable) readPath(p Path, gen uint64) error {
 				r.mu.Unlock()
 				return errStale
 			}
-			if off < r.acked || off > r.sent {
+			if off < r.credit || off > r.sent {
 				r.mu.Unlock()
-				return r.integrity(fmt.Sprintf("acknowledgement of %d outside [%d, %d]", off, r.acked, r.sent))
+				return r.integrity(fmt.Sprintf("acknowledgement of %d outside [%d, %d]", off, r.credit, r.sent))
 			}
+			r.sampleRateLocked(off)
+			r.credit = off
 			r.ackLocked(off)
+			r.broadcast()
 			r.peerShown = true
 			r.mu.Unlock()
 		case frameFin:
@@ -545,9 +554,9 @@ func (r *Resumable) readPath(p Path, gen uint64) error {
 // of the receive queue (pinned meanwhile: the application's Reads may
 // drain it but it stays in place). A path replaced meanwhile is stale:
 // its data is sent again on the new one. The queue needs no wait: the
-// other end never has more than Window bytes unacknowledged, and this end
-// acknowledges only what was read (after a resume, what was received: at
-// most two Windows are queued).
+// other end sends at most Window bytes beyond what this end acknowledged,
+// and it acknowledges only what was read (a resume's received offset
+// frees retransmit data but gives no credit).
 func (r *Resumable) readData(p Path, gen uint64, n int) error {
 	for n > 0 {
 		r.mu.Lock()
@@ -555,7 +564,7 @@ func (r *Resumable) readData(p Path, gen uint64, n int) error {
 			r.mu.Unlock()
 			return errStale
 		}
-		if r.rq.len()+n > 2*r.cfg.Window {
+		if r.rq.len()+n > r.cfg.Window {
 			r.mu.Unlock()
 			return r.integrity("the other end sent beyond its window")
 		}
@@ -845,10 +854,14 @@ func (r *Resumable) greet(p Path, deadline time.Time) (int64, error) {
 }
 
 // installLocked makes p the circuit's path; off is what the other end
-// reported it received.
+// reported it received: the retransmit data below it goes, but the window
+// stays based on what the other end's application read (credit), else a
+// non-reading application would be sent a further Window each resume.
+// The next acknowledgement of what was read goes at once (ackSent reset):
+// the last one may have been lost with the old path.
 func (r *Resumable) installLocked(p Path, off int64) {
 	r.ackLocked(off)
-	r.cur, r.sent, r.ackSent = p, off, r.recv
+	r.cur, r.sent, r.ackSent, r.ackNow = p, off, 0, true
 	r.gen++
 	r.resetProbeLocked()
 	r.peerShown = true
@@ -931,7 +944,7 @@ func (r *Resumable) Read(b []byte) (int, error) {
 }
 
 // Write queues b to be sent and kept until acknowledged; it blocks while
-// Window bytes are unacknowledged.
+// Window bytes are beyond what the other end's application read.
 func (r *Resumable) Write(b []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -951,7 +964,7 @@ func (r *Resumable) Write(b []byte) (int, error) {
 		if !r.writeDL.IsZero() && !time.Now().Before(r.writeDL) {
 			return n, r.opError("write", os.ErrDeadlineExceeded)
 		}
-		room := int64(r.cfg.Window) - (r.written - r.acked)
+		room := int64(r.cfg.Window) - (r.written - r.credit)
 		if room <= 0 {
 			if err := r.waitLocked(r.writeDL, "write"); err != nil {
 				return n, err

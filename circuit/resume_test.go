@@ -516,3 +516,53 @@ func FuzzResumableFrames(f *testing.F) {
 		r.Reset(CloseCancelled)
 	})
 }
+
+// A destination whose application does not read, through two relay
+// crashes: each resume reports what arrived, not what was read, and that
+// gives the source no credit, so the circuit survives both resumes (no
+// "sent beyond its window") and, once the application reads, every byte
+// arrives once and in order.
+func TestResumeTwiceWhileNotReading(t *testing.T) {
+	const window = 64 << 10
+	g := newResumeRig(t)
+	cfg := ResumeConfig{Window: window}
+	p, src, dst := g.pair(cfg, cfg)
+	data, writeErr := writeAndClose(src, 8*window, 'c')
+	waitRegistered(t, g.table, 1)
+	path := p
+	for i := 1; ; i++ {
+		// The source sent all it may and it arrived, unread; the relay
+		// crashes (twice), and after the second resume the source again
+		// sends only what the window allows.
+		waitFor(t, func() bool {
+			src.mu.Lock()
+			sent, credit := src.written, src.credit
+			src.mu.Unlock()
+			dst.mu.Lock()
+			defer dst.mu.Unlock()
+			if dst.err != nil {
+				t.Fatalf("after %d crashes the destination failed: %v", i-1, dst.err)
+			}
+			return sent-credit == window && dst.recv == sent
+		})
+		if i > 2 {
+			break
+		}
+		crash(path)
+		waitFor(t, func() bool { return src.Resumes() >= int64(i) && dst.Resumes() >= int64(i) })
+		g.mu.Lock()
+		path = g.paths[len(g.paths)-1]
+		g.mu.Unlock()
+	}
+	dst.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.ReadAll(dst)
+	if err != nil {
+		t.Fatalf("destination read %d bytes: %v", len(got), err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("destination read %d bytes that differ from the %d written", len(got), len(data))
+	}
+	if err := <-writeErr; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+}
