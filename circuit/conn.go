@@ -114,7 +114,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 // Write writes payload bytes. On a DialEarly conn, once the stream fails
-// because the circuit was refused, Write returns the *RefusedError.
+// because the circuit was refused, Write returns the *RefusedError. On a
+// sealed conn refused by Deny, a Write failing while a Read is in
+// progress returns the stream reset at once and leaves the refusal to
+// that Read (unless it was already read).
 func (c *Conn) Write(p []byte) (int, error) {
 	if err := c.precheck("write", &c.writeDL); err != nil {
 		return 0, err
