@@ -114,7 +114,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 // Write writes payload bytes. On a DialEarly conn, once the stream fails
-// because the circuit was refused, Write returns the *RefusedError.
+// because the circuit was refused, Write returns the *RefusedError. On a
+// sealed conn refused by Deny, a Write failing while a Read is in
+// progress returns the stream reset at once and leaves the refusal to
+// that Read (unless it was already read).
 func (c *Conn) Write(p []byte) (int, error) {
 	if err := c.precheck("write", &c.writeDL); err != nil {
 		return 0, err
@@ -262,20 +265,33 @@ func (c *Conn) takeRefusal(reason string) error {
 // other end stopped reading: when that end refused the circuit (Deny), its
 // refusal record is waiting to be read, and is read here, with the read
 // side bounded by closeFlushTimeout (the refusal and the end of the
-// stream were sent together). It returns the refusal, or nil.
+// stream were sent together), and by the write deadline. When a Read is in
+// progress it is not waited for (it may wait without a deadline): that
+// Read surfaces the refusal. It returns the refusal, or nil.
 func (c *Conn) awaitRefusal(werr error) *RefusedError {
 	var re *links.StreamResetError
 	if c.closed.Load() || !errors.As(werr, &re) || !re.Remote || re.Code != CloseNormal {
 		return c.refused.Load()
 	}
-	c.readMu.Lock()
+	bound := time.Now().Add(closeFlushTimeout)
+	if d := c.writeDL.Load(); d != 0 {
+		if d <= time.Now().UnixNano() {
+			return c.refused.Load()
+		}
+		if t := time.Unix(0, d); t.Before(bound) {
+			bound = t
+		}
+	}
+	if !c.readMu.TryLock() {
+		return c.refused.Load()
+	}
 	defer c.readMu.Unlock()
 	sc := c.sec
 	if c.readErr != nil || sc.eof || len(sc.plain) > 0 {
 		return c.refused.Load()
 	}
 	c.dlMu.Lock()
-	_ = c.s.SetReadDeadline(time.Now().Add(closeFlushTimeout))
+	_ = c.s.SetReadDeadline(bound)
 	c.dlMu.Unlock()
 	defer func() {
 		c.dlMu.Lock()

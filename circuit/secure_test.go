@@ -415,3 +415,47 @@ func TestSealedCloseRacingCloseFirstWins(t *testing.T) {
 		t.Errorf("destination read %v, want a clean EOF", err)
 	}
 }
+
+// A Write on a sealed circuit that the other end stopped reading with
+// STOP_SENDING(0) and then went silent (a stalling relay) fails at once,
+// even while a Read without deadline is blocked: it does not wait for
+// that Read to look for a refusal record.
+func TestSealedWriteStoppedDuringBlockedRead(t *testing.T) {
+	p := newPath(t, 0, nil)
+	k := newSealKeys(t)
+	c, err := p.connectWith(basicOpen(), k.accept, k.dial(basicOpen(), false, false, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.stop()
+	read := make(chan error, 1)
+	go func() {
+		_, err := c.caller.Read(make([]byte, 16))
+		read <- err
+	}()
+	c.dest.s.CloseRead(CloseNormal) // STOP_SENDING(0), then nothing
+	wrote := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			if _, err := c.caller.Write(buf); err != nil {
+				wrote <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-wrote:
+		if !errors.Is(err, links.ErrStreamReset) {
+			t.Errorf("Write = %v, want a stream reset", err)
+		}
+	case <-time.After(10 * time.Second):
+		c.caller.Close() // ends both the Read and the Write
+		<-wrote
+		t.Fatal("Write stopped by the other end waited for the blocked Read")
+	}
+	c.caller.Close()
+	if err := <-read; !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Read = %v, want net.ErrClosed after Close", err)
+	}
+}

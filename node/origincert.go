@@ -137,46 +137,72 @@ func parseAttestation(att []byte) (parsedAttestation, error) {
 	return p, nil
 }
 
-// Verify implements routing.Certifier.
+// Verify implements routing.Certifier. A verification that an identity
+// reload (setIdentity, a new CA say) overtook is made again under the new
+// trust: a verdict, and the groups authorization reads from it, never
+// outlives the trust it was made under.
 func (c *originCertifier) Verify(origin string, seqno uint16, att []byte) error {
 	p, err := parseAttestation(att)
 	if err != nil {
 		return fmt.Errorf("origin %q: %w", origin, err)
 	}
-	tr := c.trust.Load()
+	fp := sha256.Sum256(p.cert)
+	for attempt := 1; ; attempt++ {
+		tr := c.trust.Load()
+		ch, err := c.verifyUnder(tr, origin, seqno, fp, p)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		if c.trust.Load() != tr { // setIdentity ran meanwhile (it holds mu)
+			c.mu.Unlock()
+			if attempt < maxVerifyAttempts {
+				continue
+			}
+			return fmt.Errorf("origin %q: the identity changed during verification: %w", origin, errAttestation)
+		}
+		old, seen := c.certOf[origin]
+		if len(c.certOf) >= c.max {
+			clear(c.certOf)
+		}
+		c.certOf[origin] = ch
+		c.mu.Unlock()
+		if seen && old.fp != fp {
+			c.warned.Warn("dup:"+origin, "two certificates attest one node name (a renewal, or two live nodes with the same name)",
+				"node", origin, "seqno", seqno)
+		}
+		return nil
+	}
+}
+
+// maxVerifyAttempts bounds how often Verify starts again after an identity
+// reload overtook it.
+const maxVerifyAttempts = 3
+
+// verifyUnder checks an attestation against the trust tr; c.now is read
+// after tr was loaded.
+func (c *originCertifier) verifyUnder(tr *trusted, origin string, seqno uint16, fp [32]byte, p parsedAttestation) (*sharedChain, error) {
 	id := tr.id
 	now := c.now()
-	fp := sha256.Sum256(p.cert)
 	ch, err := verifyChain(id, tr.scope, fp, p.cert, now)
 	if err != nil {
-		return fmt.Errorf("origin %q: %w", origin, err)
+		return nil, fmt.Errorf("origin %q: %w", origin, err)
 	}
 	if ch.node != origin {
-		return fmt.Errorf("origin %q: attestation certificate names %q: %w", origin, ch.node, errAttestation)
+		return nil, fmt.Errorf("origin %q: attestation certificate names %q: %w", origin, ch.node, errAttestation)
 	}
 	if now.After(ch.notAfter) {
-		return fmt.Errorf("origin %q: certificate expired at %s: %w", origin, ch.notAfter.UTC().Format(time.RFC3339), identity.ErrExpired)
+		return nil, fmt.Errorf("origin %q: certificate expired at %s: %w", origin, ch.notAfter.UTC().Format(time.RFC3339), identity.ErrExpired)
 	}
 	if !verifySig(ch.pub, attestSigned(id.Mesh, origin, seqno, p.extra), p.sig) {
-		return fmt.Errorf("origin %q seqno %d: bad signature: %w", origin, seqno, errAttestation)
+		return nil, fmt.Errorf("origin %q seqno %d: bad signature: %w", origin, seqno, errAttestation)
 	}
 	if origin == id.Node && !bytes.Equal(p.cert, id.Cert.Raw) {
 		c.warned.Warn("dup-self", "another node presents this node's name with its own valid certificate (duplicate name); its routes are ignored",
 			"node", origin, "seqno", seqno)
-		return fmt.Errorf("origin %q: attestation by another certificate for our own name: %w", origin, errAttestation)
+		return nil, fmt.Errorf("origin %q: attestation by another certificate for our own name: %w", origin, errAttestation)
 	}
-	c.mu.Lock()
-	old, seen := c.certOf[origin]
-	if len(c.certOf) >= c.max {
-		clear(c.certOf)
-	}
-	c.certOf[origin] = ch
-	c.mu.Unlock()
-	if seen && old.fp != fp {
-		c.warned.Warn("dup:"+origin, "two certificates attest one node name (a renewal, or two live nodes with the same name)",
-			"node", origin, "seqno", seqno)
-	}
-	return nil
+	return ch, nil
 }
 
 // setIdentity switches to a reloaded identity; certificate verdicts of

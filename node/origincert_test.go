@@ -151,3 +151,62 @@ func TestOriginRecordReachesNonNeighbours(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A verification made under the old CA that an identity reload (a new CA
+// after a compromise of the old) overtakes leaves no verdict and no groups
+// behind: it is made again under the new CA, which refuses the old
+// certificate. A reload under the same CA (a renewal) is verified again
+// and accepted.
+func TestVerifyOvertakenByIdentityReload(t *testing.T) {
+	oldCA, newCA := twoCAs(t)
+	b, _ := certifierFor(t, oldCA, "b", testLogger(t))
+	att, err := b.Attest("b", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		reloadCA *identity.CA
+		want     error // nil: accepted and recorded
+	}{
+		"new CA":  {newCA, identity.ErrUntrusted},
+		"renewal": {oldCA, nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a, _ := certifierFor(t, oldCA, "a", testLogger(t))
+			reloaded, err := tc.reloadCA.Issue("a", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// c.now is read once the trust of a verification is loaded:
+			// the first verification runs under the old identity while
+			// the reload lands in the middle of it.
+			var calls int
+			a.now = func() time.Time {
+				if calls++; calls == 1 {
+					a.setIdentity(reloaded)
+				}
+				return time.Now()
+			}
+			err = a.Verify("b", 3, att)
+			groups, known := a.groupsOf("b")
+			a.mu.Lock()
+			_, recorded := a.certOf["b"]
+			a.mu.Unlock()
+			if tc.want != nil {
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("Verify = %v, want %v", err, tc.want)
+				}
+				if known || recorded {
+					t.Fatalf("b verified under the replaced CA is still known: groups %v", groups)
+				}
+				return
+			}
+			if err != nil || !known || !recorded {
+				t.Fatalf("renewal: Verify = %v, known %v, recorded %v", err, known, recorded)
+			}
+			if calls < 2 {
+				t.Fatalf("the verdict made under the old identity was kept (%d checks)", calls)
+			}
+		})
+	}
+}
