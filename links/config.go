@@ -116,6 +116,8 @@ type QUICConfig struct {
 	testVersion uint16
 	testNode    string
 	testMesh    string
+	// testHandshakeRate, if set, replaces nodeHandshakeRate and its burst.
+	testHandshakeRate float64
 }
 
 // withDefaults returns c with zero fields replaced by defaults.

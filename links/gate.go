@@ -24,6 +24,15 @@ import (
 //     handshakeBorrow stay for the other prefixes;
 //   - a prefix starts at most handshakeRate new handshakes per second
 //     (burst handshakeBurst), which bounds the CPU one source spends;
+//   - the node starts at most nodeHandshakeRate per second (burst
+//     nodeHandshakeBurst) from all prefixes together, which bounds the CPU
+//     the node spends on unauthenticated peers however many prefixes send
+//     them; one prefix alone (handshakeRate) never empties it. When it is
+//     empty, a prefix that failed no handshake for failQuiet may still
+//     start one from a validated address (QUIC Retry) out of a reserve of
+//     reserveHandshakeRate per second: a peer that links (honest peers
+//     do) keeps getting in while a flood of failing handshakes from many
+//     prefixes is refused;
 //   - once handshakeRetryAt slots are taken counting at most
 //     handshakeShare/2 per prefix (spread), a new peer must first prove
 //     its address with a QUIC Retry, so spoofed sources cannot take slots;
@@ -32,12 +41,19 @@ import (
 //
 // A refused attempt costs one CONNECTION_REFUSED packet and no crypto.
 const (
-	maxPendingHandshakes = 128
-	handshakeShare       = 16
-	handshakeBorrow      = maxPendingHandshakes / 2
-	handshakeRetryAt     = maxPendingHandshakes / 4
-	handshakeRate        = 32
-	handshakeBurst       = 64
+	maxPendingHandshakes  = 128
+	handshakeShare        = 16
+	handshakeBorrow       = maxPendingHandshakes / 2
+	handshakeRetryAt      = maxPendingHandshakes / 4
+	handshakeRate         = 32
+	handshakeBurst        = 16
+	nodeHandshakeRate     = 64
+	nodeHandshakeBurst    = 32
+	reserveHandshakeRate  = 16
+	reserveHandshakeBurst = 8
+	// failQuiet is how long a prefix must go without a failed handshake
+	// to draw on the reserve.
+	failQuiet = 10 * time.Second
 	// maxGatePrefixes bounds the prefixes the gate remembers (those with
 	// handshakes in progress or a rate to recover).
 	maxGatePrefixes = 4096
@@ -54,8 +70,14 @@ type HandshakeStats struct {
 	InProgress int
 	// Refused counts handshakes refused at their first packet: the node's
 	// slots were taken (RefusedFull), the source prefix held its share
-	// (RefusedShare) or started handshakes too fast (RefusedRate).
-	RefusedFull, RefusedShare, RefusedRate uint64
+	// (RefusedShare) or started handshakes too fast (RefusedRate), or the
+	// node started as many as it spends CPU on and the peer could not draw
+	// on the reserve (RefusedNodeRate).
+	RefusedFull, RefusedShare, RefusedRate, RefusedNodeRate uint64
+	// Reserved counts handshakes admitted from the reserve (validated
+	// addresses of prefixes without recent failures) while the node's
+	// rate was spent.
+	Reserved uint64
 	// Retries counts first packets answered with a QUIC Retry (address
 	// validation) because the node was busy.
 	Retries uint64
@@ -72,17 +94,48 @@ type gate struct {
 	// prefix: what many prefixes hold, not what one holds.
 	spread   int
 	prefixes map[netip.Prefix]*prefixState
+	// node and reserve are the node-wide rates (nodeHandshakeRate,
+	// reserveHandshakeRate).
+	node, reserve bucket
 
-	refusedFull, refusedShare, refusedRate, retries, failed atomic.Uint64
+	refusedFull, refusedShare, refusedRate, refusedNode, reserved, retries, failed atomic.Uint64
 }
 
 type prefixState struct {
-	n      int // slots held
-	tokens float64
-	last   time.Time
+	n        int // slots held
+	tokens   float64
+	last     time.Time
+	lastFail time.Time // when a handshake of the prefix last failed
 }
 
-func newGate() *gate { return &gate{prefixes: make(map[netip.Prefix]*prefixState)} }
+// bucket is a token bucket.
+type bucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+// refill adds the tokens earned since the last refill; it returns b.
+func (b *bucket) refill(now time.Time) *bucket {
+	if now.After(b.last) {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+		b.last = now
+	}
+	return b
+}
+
+func newGate() *gate {
+	return newGateRate(nodeHandshakeRate, nodeHandshakeBurst)
+}
+
+// newGateRate is a gate whose node-wide rate is rate per second (burst).
+func newGateRate(rate, burst float64) *gate {
+	now := time.Now()
+	return &gate{
+		prefixes: make(map[netip.Prefix]*prefixState),
+		node:     bucket{rate: rate, burst: burst, tokens: burst, last: now},
+		reserve:  bucket{rate: reserveHandshakeRate, burst: reserveHandshakeBurst, tokens: reserveHandshakeBurst, last: now},
+	}
+}
 
 // prefixOf is the prefix a remote address is accounted to: the IPv4
 // address, or the /64 of an IPv6 address.
@@ -108,18 +161,28 @@ type slot struct {
 	prefix netip.Prefix
 	once   sync.Once
 	linked atomic.Bool
+	// proven: the peer's hello proved a certificate of the mesh (the
+	// handshake may still fail after, without counting against the
+	// prefix's use of the reserve).
+	proven atomic.Bool
 }
 
 func (s *slot) release() {
 	s.once.Do(func() {
 		g := s.g
-		if !s.linked.Load() {
+		failed := !s.linked.Load()
+		if failed {
 			g.failed.Add(1)
 		}
+		unproven := failed && !s.proven.Load()
+		now := time.Now()
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		g.total--
 		if ps := g.prefixes[s.prefix]; ps != nil {
+			if unproven {
+				ps.lastFail = now
+			}
 			ps.n--
 			if ps.n < handshakeShare/2 {
 				g.spread--
@@ -128,8 +191,9 @@ func (s *slot) release() {
 	})
 }
 
-// enter admits a handshake from addr or says why not (wrapping ErrBusy).
-func (g *gate) enter(addr net.Addr, now time.Time) (*slot, error) {
+// enter admits a handshake from addr or says why not (wrapping ErrBusy);
+// verified says the peer proved its address (a QUIC Retry token).
+func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error) {
 	p := prefixOf(addr)
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -159,6 +223,18 @@ func (g *gate) enter(addr net.Addr, now time.Time) (*slot, error) {
 		g.refusedRate.Add(1)
 		return nil, fmt.Errorf("%w: %s starts more than %d per second", ErrBusy, p, handshakeRate)
 	}
+	// The node's rate, or else the reserve for a validated address of a
+	// prefix whose handshakes do not fail.
+	switch {
+	case g.node.refill(now).tokens >= 1:
+		g.node.tokens--
+	case verified && g.mayReserveLocked(ps, now):
+		g.reserve.tokens--
+		g.reserved.Add(1)
+	default:
+		g.refusedNode.Add(1)
+		return nil, fmt.Errorf("%w: the node starts at most %v per second", ErrBusy, g.node.rate)
+	}
 	ps.tokens--
 	if ps.n < handshakeShare/2 {
 		g.spread++
@@ -166,6 +242,13 @@ func (g *gate) enter(addr net.Addr, now time.Time) (*slot, error) {
 	ps.n++
 	g.total++
 	return &slot{g: g, prefix: p}, nil
+}
+
+// mayReserveLocked says whether a handshake of the prefix in state ps
+// (nil: new) may draw on the reserve now. g.mu is held.
+func (g *gate) mayReserveLocked(ps *prefixState, now time.Time) bool {
+	quiet := ps == nil || ps.lastFail.IsZero() || now.Sub(ps.lastFail) >= failQuiet
+	return quiet && g.reserve.refill(now).tokens >= 1
 }
 
 // heldBy is the number of slots addr's prefix holds.
@@ -182,7 +265,7 @@ func (g *gate) heldBy(addr net.Addr) int {
 // allowance has recovered. g.mu is held.
 func (g *gate) forgetIdleLocked(now time.Time) {
 	for p, ps := range g.prefixes {
-		if ps.n == 0 && now.Sub(ps.last).Seconds()*handshakeRate >= handshakeBurst {
+		if ps.n == 0 && now.Sub(ps.last).Seconds()*handshakeRate >= handshakeBurst && now.Sub(ps.lastFail) >= failQuiet {
 			delete(g.prefixes, p)
 		}
 	}
@@ -199,13 +282,20 @@ func (g *gate) forgetIdleLocked(now time.Time) {
 //     prefixes are (spread), not because one other prefix holds many
 //     slots: then honest peers of other prefixes never queue for one;
 //   - a peer that enter refuses anyway is not sent a Retry but refused at
-//     once (connContext), at the cost of one small packet.
-func (g *gate) verifySource(addr net.Addr) bool {
+//     once (connContext), at the cost of one small packet;
+//   - while the node's rate is spent, a peer that may draw on the reserve
+//     is sent a Retry (the reserve is for validated addresses); peers of
+//     prefixes whose handshakes failed are refused, so a flood of failing
+//     handshakes does not fill the Retry queue.
+func (g *gate) verifySource(addr net.Addr) bool { return g.verifySourceAt(addr, time.Now()) }
+
+// verifySourceAt is verifySource at time now.
+func (g *gate) verifySourceAt(addr net.Addr, now time.Time) bool {
 	p := prefixOf(addr)
-	now := time.Now()
 	g.mu.Lock()
 	ps := g.prefixes[p]
-	busy := g.spread >= handshakeRetryAt || ps != nil && ps.n >= handshakeShare/2
+	busy := g.spread >= handshakeRetryAt || ps != nil && ps.n >= handshakeShare/2 ||
+		g.node.refill(now).tokens < 1 // only the reserve is left, for validated addresses
 	busy = busy && !g.refusesLocked(ps, now)
 	g.mu.Unlock()
 	if busy {
@@ -220,8 +310,11 @@ func (g *gate) refusesLocked(ps *prefixState, now time.Time) bool {
 	if g.total >= maxPendingHandshakes {
 		return true
 	}
-	return ps != nil && (ps.n >= handshakeShare && g.total >= handshakeBorrow ||
-		min(handshakeBurst, ps.tokens+now.Sub(ps.last).Seconds()*handshakeRate) < 1)
+	if ps != nil && (ps.n >= handshakeShare && g.total >= handshakeBorrow ||
+		min(handshakeBurst, ps.tokens+now.Sub(ps.last).Seconds()*handshakeRate) < 1) {
+		return true
+	}
+	return g.node.refill(now).tokens < 1 && !g.mayReserveLocked(ps, now)
 }
 
 type slotKey struct{}
@@ -231,7 +324,7 @@ type slotKey struct{}
 // ends (slotOf) or when quic-go gives the connection up, whichever is
 // first.
 func (t *QUICTransport) connContext(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
-	s, err := t.gate.enter(info.RemoteAddr, time.Now())
+	s, err := t.gate.enter(info.RemoteAddr, info.AddrVerified, time.Now())
 	if err != nil {
 		t.noteHandshakeFailure(info.RemoteAddr, err)
 		return nil, err
@@ -255,7 +348,8 @@ func (t *QUICTransport) HandshakeStats() HandshakeStats {
 	g.mu.Unlock()
 	return HandshakeStats{
 		InProgress: n, RefusedFull: g.refusedFull.Load(), RefusedShare: g.refusedShare.Load(),
-		RefusedRate: g.refusedRate.Load(), Retries: g.retries.Load(), Failed: g.failed.Load(),
+		RefusedRate: g.refusedRate.Load(), RefusedNodeRate: g.refusedNode.Load(), Reserved: g.reserved.Load(),
+		Retries: g.retries.Load(), Failed: g.failed.Load(),
 	}
 }
 
@@ -267,7 +361,7 @@ func (t *QUICTransport) noteHandshakeFailure(remote net.Addr, err error) {
 	t.floods.Warn("handshakes", "inbound link handshakes failing or refused (counts since start)",
 		"last_remote", remote, "last_err", err, "in_progress", st.InProgress, "failed", st.Failed,
 		"refused_full", st.RefusedFull, "refused_share", st.RefusedShare, "refused_rate", st.RefusedRate,
-		"retries", st.Retries)
+		"refused_node_rate", st.RefusedNodeRate, "reserved", st.Reserved, "retries", st.Retries)
 }
 
 // handshakeLogPeriod spaces the WARN lines of noteHandshakeFailure.

@@ -21,12 +21,15 @@ func udp(s string) net.Addr {
 // addresses of one /64 share one prefix.
 func TestGateShares(t *testing.T) {
 	g := newGate()
+	// Each attempt comes 1/handshakeRate later: the rates never refuse
+	// here, only the slots do (the rates are checked below).
 	now := time.Now()
+	next := func() time.Time { now = now.Add(time.Second / handshakeRate); return now }
 	var held []*slot
 	// One address borrows up to handshakeBorrow slots, then is held to
 	// its share while others are busy.
 	for i := 0; ; i++ {
-		s, err := g.enter(udp("10.0.0.1:1000"), now)
+		s, err := g.enter(udp("10.0.0.1:1000"), false, next())
 		if err != nil {
 			if !errors.Is(err, ErrBusy) || i != handshakeBorrow {
 				t.Fatalf("attempt %d refused with %v, want ErrBusy at %d", i, err, handshakeBorrow)
@@ -34,33 +37,33 @@ func TestGateShares(t *testing.T) {
 			break
 		}
 		held = append(held, s)
-		if i+1 == handshakeShare/2 && !g.verifySource(udp("10.0.0.1:1001")) {
+		if i+1 == handshakeShare/2 && !g.verifySourceAt(udp("10.0.0.1:1001"), now) {
 			t.Fatal("a prefix holding half its share is not asked to validate its addresses")
 		}
 	}
 	// One busy prefix, refused beyond its share, is refused at once
 	// rather than sent a Retry, and does not make the others validate
 	// their address (see verifySource).
-	if g.verifySource(udp("10.0.0.1:1001")) {
+	if g.verifySourceAt(udp("10.0.0.1:1001"), now) {
 		t.Fatal("a prefix refused anyway is sent a Retry")
 	}
-	if g.verifySource(udp("10.0.3.1:1")) {
+	if g.verifySourceAt(udp("10.0.3.1:1"), now) {
 		t.Fatal("one busy prefix makes peers of another validate their address")
 	}
 	// Other prefixes still get every remaining slot, each up to its share
 	// (the total is above the borrow mark now).
 	for i := range maxPendingHandshakes - handshakeBorrow {
 		ip := "10.0.1." + string(rune('1'+i/handshakeShare)) + ":1"
-		s, err := g.enter(udp(ip), now)
+		s, err := g.enter(udp(ip), false, next())
 		if err != nil {
 			t.Fatalf("slot %d for %s: %v", i, ip, err)
 		}
 		held = append(held, s)
 	}
-	if _, err := g.enter(udp("10.0.2.1:1"), now); !errors.Is(err, ErrBusy) {
+	if _, err := g.enter(udp("10.0.2.1:1"), false, next()); !errors.Is(err, ErrBusy) {
 		t.Fatalf("a slot beyond the node's bound: %v", err)
 	}
-	if g.verifySource(udp("10.0.3.1:1")) {
+	if g.verifySourceAt(udp("10.0.3.1:1"), now) {
 		t.Fatal("a full node sends a Retry instead of refusing")
 	}
 	for _, s := range held {
@@ -70,18 +73,18 @@ func TestGateShares(t *testing.T) {
 	if st := (&QUICTransport{gate: g}).HandshakeStats(); st.InProgress != 0 || st.Failed != uint64(len(held)) || st.RefusedFull == 0 || st.RefusedShare == 0 {
 		t.Fatalf("stats after release: %+v", st)
 	}
-	if g.verifySource(udp("10.0.3.1:1")) {
+	if g.verifySourceAt(udp("10.0.3.1:1"), next()) {
 		t.Fatal("an idle node asks for address validation")
 	}
 
 	// Many busy prefixes: a new peer validates its address.
 	g = newGate()
 	for i := range handshakeRetryAt {
-		if _, err := g.enter(udp(fmt.Sprintf("10.0.4.%d:1", i/(handshakeShare/2))), now); err != nil {
+		if _, err := g.enter(udp(fmt.Sprintf("10.0.4.%d:1", i/(handshakeShare/2))), false, next()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if !g.verifySource(udp("10.0.3.1:1")) {
+	if !g.verifySourceAt(udp("10.0.3.1:1"), now) {
 		t.Fatalf("a node with %d handshakes from %d prefixes does not ask new peers to validate their address",
 			handshakeRetryAt, handshakeRetryAt/(handshakeShare/2))
 	}
@@ -90,7 +93,7 @@ func TestGateShares(t *testing.T) {
 	g = newGate()
 	n := 0
 	for ; n < 2*handshakeBurst; n++ {
-		s, err := g.enter(udp("[2001:db8::1]:1"), now)
+		s, err := g.enter(udp("[2001:db8::1]:1"), false, now)
 		if err != nil {
 			break
 		}
@@ -100,13 +103,99 @@ func TestGateShares(t *testing.T) {
 		t.Fatalf("%d handshakes admitted at once, want the burst %d", n, handshakeBurst)
 	}
 	// Another address of the same /64 shares the allowance.
-	if _, err := g.enter(udp("[2001:db8::2]:1"), now); !errors.Is(err, ErrBusy) {
+	if _, err := g.enter(udp("[2001:db8::2]:1"), false, now); !errors.Is(err, ErrBusy) {
 		t.Fatalf("same /64 not rate limited: %v", err)
 	}
-	if _, err := g.enter(udp("[2001:db8:0:1::1]:1"), now); err != nil {
+	if _, err := g.enter(udp("[2001:db8:0:1::1]:1"), false, now); err != nil {
 		t.Fatalf("another /64: %v", err)
 	}
-	if _, err := g.enter(udp("[2001:db8::2]:1"), now.Add(time.Second/handshakeRate)); err != nil {
+	if _, err := g.enter(udp("[2001:db8::2]:1"), false, now.Add(time.Second/handshakeRate)); err != nil {
 		t.Fatalf("after 1/rate second: %v", err)
+	}
+}
+
+// TestGateNodeRate checks the node-wide rate: one prefix alone never
+// spends it; many prefixes whose handshakes fail do, and are then refused
+// without a Retry, while a validated address of a prefix without failed
+// handshakes still gets in from the reserve, which is bounded too.
+func TestGateNodeRate(t *testing.T) {
+	g := newGate()
+	now := time.Now()
+	// One prefix at its own rate for two seconds: the node's rate is
+	// never the reason of a refusal.
+	for i := range 2 * handshakeRate {
+		at := now.Add(time.Duration(i) * time.Second / handshakeRate)
+		s, err := g.enter(udp("10.1.0.1:1"), false, at)
+		if err != nil {
+			t.Fatalf("attempt %d of one prefix at its rate: %v", i, err)
+		}
+		s.release()
+	}
+	if n := g.refusedNode.Load(); n != 0 {
+		t.Fatalf("one prefix at its own rate was refused %d times for the node's rate", n)
+	}
+
+	// Many prefixes at once, every handshake failing: the node admits its
+	// burst, then refuses them, at once rather than with a Retry.
+	g = newGate()
+	admitted := 0
+	for i := range 4 * nodeHandshakeBurst {
+		a := udp(fmt.Sprintf("10.2.%d.1:1", i))
+		if i < nodeHandshakeBurst && g.verifySourceAt(a, now) {
+			t.Fatalf("attempt %d of a new prefix sent a Retry before the node's rate was spent", i)
+		}
+		s, err := g.enter(a, false, now)
+		if err != nil {
+			if !errors.Is(err, ErrBusy) {
+				t.Fatal(err)
+			}
+			continue
+		}
+		admitted++
+		s.release() // failed: never linked
+	}
+	if admitted != nodeHandshakeBurst {
+		t.Fatalf("%d handshakes of new prefixes admitted at once, want the node's burst %d", admitted, nodeHandshakeBurst)
+	}
+	failedPrefix := udp("10.2.0.1:2")
+	if g.verifySourceAt(failedPrefix, now) {
+		t.Fatal("a prefix whose handshake failed is sent a Retry while the node's rate is spent")
+	}
+	if _, err := g.enter(failedPrefix, true, now); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a validated address of a failing prefix drew on the reserve: %v", err)
+	}
+	// A new prefix is asked to validate its address, then gets in from
+	// the reserve, up to its burst.
+	fresh := udp("10.3.0.1:1")
+	if !g.verifySourceAt(fresh, now) {
+		t.Fatal("a new peer is not asked to validate its address while the node's rate is spent")
+	}
+	if _, err := g.enter(fresh, false, now); !errors.Is(err, ErrBusy) {
+		t.Fatalf("an unvalidated address got in while the node's rate is spent: %v", err)
+	}
+	reserved := 0
+	for i := range 2 * reserveHandshakeBurst {
+		s, err := g.enter(udp(fmt.Sprintf("10.4.%d.1:1", i)), true, now)
+		if err != nil {
+			continue
+		}
+		reserved++
+		s.linked.Store(true)
+		s.release()
+	}
+	if reserved != reserveHandshakeBurst {
+		t.Fatalf("%d validated handshakes from the reserve at once, want its burst %d", reserved, reserveHandshakeBurst)
+	}
+	st := (&QUICTransport{gate: g}).HandshakeStats()
+	if st.RefusedNodeRate == 0 || st.Reserved != reserveHandshakeBurst {
+		t.Fatalf("stats: %+v", st)
+	}
+	// A failed handshake keeps its prefix off the reserve for failQuiet.
+	g.mu.Lock()
+	ps := g.prefixes[prefixOf(failedPrefix)]
+	before, after := g.mayReserveLocked(ps, now.Add(failQuiet-time.Second)), g.mayReserveLocked(ps, now.Add(failQuiet+time.Second))
+	g.mu.Unlock()
+	if before || !after {
+		t.Fatalf("a prefix whose handshake failed may draw on the reserve %v before failQuiet and %v after, want false and true", before, after)
 	}
 }

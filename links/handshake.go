@@ -195,6 +195,9 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 	if err := t.verifyPeer(conn, peer); err != nil {
 		return nil, refuse(conn, err)
 	}
+	if s := slotOf(conn); s != nil {
+		s.proven.Store(true)
+	}
 	if err := t.checkDuplicateName(peer); err != nil {
 		return nil, refuse(conn, err)
 	}
@@ -228,6 +231,9 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 	}
 	if err := t.verifyPeer(conn, peer); err != nil {
 		return nil, refuse(conn, err)
+	}
+	if s := slotOf(conn); s != nil {
+		s.proven.Store(true)
 	}
 	if err := t.checkDuplicateName(peer); err != nil {
 		return nil, refuse(conn, err)

@@ -3,6 +3,7 @@ package links
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -208,4 +209,120 @@ func (c *retryCounter) ReadFrom(p []byte) (int, net.Addr, error) {
 		c.n.Add(1)
 	}
 	return n, addr, err
+}
+
+// failingHandshakes is a misbehaving peer spread over many source
+// prefixes: from each, one after another, it completes a QUIC handshake
+// with a certificate the mesh does not trust and closes the connection at
+// once, so that each handshake frees its slot and the next one costs the
+// target another round of TLS crypto.
+type failingHandshakes struct {
+	wg       sync.WaitGroup
+	cancel   context.CancelFunc
+	trs      []*quic.Transport
+	complete atomic.Int64 // handshakes that completed TLS (the target did the crypto)
+	refused  atomic.Int64
+}
+
+func startFailingHandshakes(t *testing.T, target net.Addr, ips []string, id *identity.Identity) *failingHandshakes {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &failingHandshakes{cancel: cancel}
+	cert := id.TLSCertificate()
+	tlsConf := &tls.Config{
+		MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, NextProtos: []string{ALPN}, ServerName: "circuitmesh",
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+	}
+	qc := &quic.Config{HandshakeIdleTimeout: 5 * time.Second}
+	for _, ip := range ips {
+		udp, err := net.ListenPacket("udp", ip+":0")
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		tr := &quic.Transport{Conn: udp}
+		f.trs = append(f.trs, tr)
+		f.wg.Go(func() {
+			for ctx.Err() == nil {
+				conn, err := tr.Dial(ctx, target, tlsConf, qc)
+				if err != nil {
+					if ctx.Err() == nil {
+						f.refused.Add(1)
+						select {
+						case <-ctx.Done():
+						case <-time.After(20 * time.Millisecond):
+						}
+					}
+					continue
+				}
+				f.complete.Add(1)
+				_ = conn.CloseWithError(0, "")
+			}
+		})
+	}
+	t.Cleanup(f.stop)
+	return f
+}
+
+func (f *failingHandshakes) stop() {
+	f.cancel()
+	f.wg.Wait()
+	for _, tr := range f.trs {
+		_ = tr.Close()
+		_ = tr.Conn.Close()
+	}
+	f.trs = nil
+}
+
+// TestHandshakeFloodFromManyPrefixes floods a node with handshakes that
+// fail (a certificate of another CA, closed at once) from 16 source
+// prefixes, each within its own rate, so that together they would have
+// the node do TLS crypto as fast as they can send. The node spends no more
+// than its node-wide rate on them (here lowered to 4 per second so that
+// the flood exceeds it on any machine): the handshakes it admits are
+// bounded by that rate over the flood's duration, it refuses the rest,
+// and a valid node at another address, whose handshakes do not fail,
+// still sets up every link (from the reserve, after a QUIC Retry).
+func TestHandshakeFloodFromManyPrefixes(t *testing.T) {
+	ca := testCA(t, "m")
+	const rate = 4
+	start := time.Now() // a's rate starts full
+	a := newNode(t, issue(t, ca, "a"), func(c *QUICConfig) { c.testHandshakeRate = rate; c.OnRefused = nil })
+	udp, err := net.ListenPacket("udp", "127.0.0.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = udp.Close() })
+	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) { c.PacketConn = udp })
+
+	const prefixes, rounds = 16, 8
+	ips := make([]string, prefixes)
+	for i := range ips {
+		ips[i] = fmt.Sprintf("127.0.1.%d", i+1)
+	}
+	flood := startFailingHandshakes(t, a.LocalAddr(), ips, issue(t, testCA(t, "m"), "x"))
+	waitFor(t, "the flood to make a few attempts from each prefix", time.Minute, func() bool {
+		return flood.complete.Load()+flood.refused.Load() >= 4*prefixes
+	})
+	during := linkSetups(t, b, a, rounds)
+	st := a.HandshakeStats()
+	elapsed := time.Since(start)
+	flood.stop()
+	t.Logf("link setups during the flood: %d/%d; flood: %d completed TLS, %d refused in %v; node: %+v",
+		during, rounds, flood.complete.Load(), flood.refused.Load(), elapsed.Round(time.Millisecond), st)
+
+	if during != rounds {
+		t.Fatalf("during the flood %d of %d honest link setups succeeded, want every one", during, rounds)
+	}
+	// Each handshake the node admitted (did crypto for) took a token of
+	// its rate (burst and rate since it started) or of the reserve
+	// (counted). Without the node-wide rate the flood gets as many as it
+	// can complete (282 in 3.5 s on a 2-core machine with -race).
+	bound := int64(rate+rate*elapsed.Seconds()) + int64(st.Reserved)
+	if n := flood.complete.Load(); n > bound {
+		t.Fatalf("the flood completed %d TLS handshakes in %v, more than the node's rate allows (%d)", n, elapsed, bound)
+	}
+	if st.RefusedNodeRate == 0 || st.Reserved == 0 {
+		t.Fatalf("the node's rate refused nothing or the honest node never drew on the reserve: %+v", st)
+	}
 }

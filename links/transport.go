@@ -84,6 +84,9 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		stallLog: ratelog.New(cfg.Logger, time.Minute, maxRefusalKeys),
 		lost:     make(map[string]time.Time),
 	}
+	if r := cfg.testHandshakeRate; r > 0 {
+		t.gate = newGateRate(r, r)
+	}
 	t.id.Store(cfg.Identity)
 	t.tlsConf = t.tlsConfig()
 	pc := cfg.PacketConn

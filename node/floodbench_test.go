@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -9,8 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,7 +55,7 @@ func BenchmarkHonestWorkDuringFloods(b *testing.B) {
 	c.waitRoute("m", "d", 2)
 	h, d, m := c.nodes["h"], c.nodes["d"], c.nodes["m"]
 
-	measure := func(name string) (open, setup time.Duration) {
+	measure := func(name string) (open, open50, setup time.Duration) {
 		b.Helper()
 		var o, s []time.Duration
 		for i := range opens {
@@ -81,39 +85,56 @@ func BenchmarkHonestWorkDuringFloods(b *testing.B) {
 			}
 			s = append(s, took)
 		}
-		return p99(o), p99(s)
+		return p99(o), quantile(o, 50), p99(s)
 	}
 
+	// Per phase, besides the honest times: the wall time of the
+	// measurement, the CPU this process (every node) and the flood's own
+	// process used meanwhile, and d's inbound handshake counters, to tell
+	// where an honest delay comes from.
 	type result struct {
-		name        string
-		open, setup time.Duration
+		name                 string
+		open, open50, setup  time.Duration
+		wall, cpu, attackCPU time.Duration
+		admitted, refused    uint64
+		drops                int64
 	}
 	var res []result
-	run := func(name string, start func() (stop func())) {
-		stop := start()
-		o, s := measure(name)
+	dst := d.transport.(handshakeStatser)
+	run := func(name string, start func() (stop func(), attackCPU func() time.Duration)) {
+		stop, attackCPU := start()
+		st0, cpu0, at0, dr0, t0 := dst.HandshakeStats(), processCPU(), attackCPU(), udpDrops(d.Addr()), time.Now()
+		o, o50, s := measure(name)
+		st1, cpu1, at1, dr1, wall := dst.HandshakeStats(), processCPU(), attackCPU(), udpDrops(d.Addr()), time.Since(t0)
 		stop()
-		res = append(res, result{name, o, s})
+		res = append(res, result{name: name, open: o, open50: o50, setup: s, wall: wall, cpu: cpu1 - cpu0, attackCPU: at1 - at0,
+			drops: dr1 - dr0, admitted: st1.Failed - st0.Failed + uint64(max(st1.InProgress-st0.InProgress, 0)),
+			refused: st1.RefusedFull + st1.RefusedShare + st1.RefusedRate - st0.RefusedFull - st0.RefusedShare - st0.RefusedRate})
 	}
-	run("none", func() func() { return func() {} })
-	run("handshake", func() func() {
+	noAttack := func() time.Duration { return 0 }
+	run("none", func() (func(), func() time.Duration) { return func() {}, noAttack })
+	run("handshake", func() (func(), func() time.Duration) {
 		return startFloodProcess(b, d.Addr())
 	})
-	run("slowheader", func() func() {
+	run("slowheader", func() (func(), func() time.Duration) {
 		f := startSlowHeaders(b, m.link("r"), 300)
 		waitFor(b, "the slow streams to be written", time.Minute, func() bool { return f.written.Load() >= 300 })
-		return f.stop
+		return f.stop, noAttack
 	})
-	run("stalled", func() func() {
-		return startStalledCircuits(b, m, d, 128)
+	run("stalled", func() (func(), func() time.Duration) {
+		return startStalledCircuits(b, m, d, 128), noAttack
 	})
 	// Without a flood again: how far the machine's own noise moves p99.
-	run("none-again", func() func() { return func() {} })
+	run("none-again", func() (func(), func() time.Duration) { return func() {}, noAttack })
 
 	base := res[0]
 	for _, r := range res {
-		b.Logf("%-10s open p99 %8v (x%.2f)  link setup p99 %8v (x%.2f)", r.name,
-			r.open.Round(time.Microsecond), ratio(r.open, base.open), r.setup.Round(time.Microsecond), ratio(r.setup, base.setup))
+		b.Logf("%-10s open p99 %8v (x%.2f) p50 %8v (x%.2f)  link setup p99 %8v (x%.2f)", r.name,
+			r.open.Round(time.Microsecond), ratio(r.open, base.open), r.open50.Round(time.Microsecond), ratio(r.open50, base.open50),
+			r.setup.Round(time.Microsecond), ratio(r.setup, base.setup))
+		b.Logf("%-10s   took %v: nodes' CPU %v (%.0f%%), attacker process CPU %v; d admitted %d handshakes, refused %d; its socket dropped %d packets", r.name,
+			r.wall.Round(time.Millisecond), r.cpu.Round(time.Millisecond), 100*r.cpu.Seconds()/r.wall.Seconds(),
+			r.attackCPU.Round(time.Millisecond), r.admitted, r.refused, r.drops)
 		if r.name == "none" || r.name == "none-again" {
 			b.ReportMetric(float64(r.open.Microseconds()), "open-p99-us-"+r.name)
 			b.ReportMetric(float64(r.setup.Microseconds()), "setup-p99-us-"+r.name)
@@ -124,10 +145,66 @@ func BenchmarkHonestWorkDuringFloods(b *testing.B) {
 	}
 }
 
-func p99(xs []time.Duration) time.Duration {
+func p99(xs []time.Duration) time.Duration { return quantile(xs, 99) }
+
+// quantile is the q-th percentile of xs.
+func quantile(xs []time.Duration, q int) time.Duration {
 	xs = slices.Clone(xs)
 	slices.Sort(xs)
-	return xs[min(len(xs)-1, len(xs)*99/100)]
+	return xs[min(len(xs)-1, len(xs)*q/100)]
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// udpDrops is the count of datagrams the kernel dropped for the UDP
+// socket bound to addr (its receive buffer full), from /proc/net/udp.
+func udpDrops(addr net.Addr) int64 {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return 0
+	}
+	tab, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return 0
+	}
+	local := fmt.Sprintf(":%04X", ua.Port)
+	for _, line := range strings.Split(string(tab), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) >= 13 && strings.HasSuffix(f[1], local) {
+			n, _ := strconv.ParseInt(f[len(f)-1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// childCPU is the user and system CPU time process pid has used, read
+// from /proc (0 where there is none).
+func childCPU(pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which ends with the last ')'.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const clockTicks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / clockTicks
 }
 
 func ratio(a, b time.Duration) float64 { return float64(a) / float64(max(b, 1)) }
@@ -139,8 +216,8 @@ const floodTargetEnv = "CIRCUITMESH_TEST_FLOOD_TARGET"
 
 // startFloodProcess runs a handshake flood (256 connections) toward target
 // in a child process and returns once it has made its first 256
-// attempts; stop ends it.
-func startFloodProcess(t testing.TB, target net.Addr) (stop func()) {
+// attempts; stop ends it, cpu reads the CPU time the process has used.
+func startFloodProcess(t testing.TB, target net.Addr) (stop func(), cpu func() time.Duration) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), floodTargetEnv+"="+target.String())
@@ -164,7 +241,7 @@ func startFloodProcess(t testing.TB, target net.Addr) (stop func()) {
 		stop()
 		t.Fatalf("flood process: %q, %v", line, err)
 	}
-	return stop
+	return stop, func() time.Duration { return childCPU(cmd.Process.Pid) }
 }
 
 // runBadHandshakes is the child process of startFloodProcess.

@@ -30,7 +30,7 @@ func newFloodCollector(n *Node) *floodCollector {
 	}
 	return &floodCollector{
 		n:            n,
-		hsRefused:    d("circuitmesh_link_handshakes_refused_total", "Inbound link handshakes refused at their first packet, by reason (full, share, rate).", "reason"),
+		hsRefused:    d("circuitmesh_link_handshakes_refused_total", "Inbound link handshakes refused at their first packet, by reason (full, share, rate, node_rate).", "reason"),
 		hsFailed:     d("circuitmesh_link_handshakes_failed_total", "Inbound link handshakes that took a slot and did not end in a link."),
 		hsRetries:    d("circuitmesh_link_handshake_retries_total", "Inbound first packets answered with a QUIC Retry (address validation) because the node was busy."),
 		hsInProgress: d("circuitmesh_link_handshakes_in_progress", "Inbound link handshakes holding a slot now."),
@@ -63,6 +63,7 @@ func (c *floodCollector) Collect(ch chan<- prometheus.Metric) {
 	ctr(c.hsRefused, st.RefusedFull, "full")
 	ctr(c.hsRefused, st.RefusedShare, "share")
 	ctr(c.hsRefused, st.RefusedRate, "rate")
+	ctr(c.hsRefused, st.RefusedNodeRate, "node_rate")
 	ctr(c.hsFailed, st.Failed)
 	ctr(c.hsRetries, st.Retries)
 	ch <- prometheus.MustNewConstMetric(c.hsInProgress, prometheus.GaugeValue, float64(st.InProgress))
