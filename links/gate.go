@@ -23,11 +23,17 @@ import (
 //     slots are taken in total, so at least maxPendingHandshakes −
 //     handshakeBorrow stay for the other prefixes;
 //   - a prefix starts at most handshakeRate new handshakes per second
-//     (burst handshakeBurst), which bounds the CPU one source spends;
+//     (burst handshakeBurst, or failedBurst while the prefix holds
+//     failedBurst slots or a handshake of it failed within failQuiet),
+//     which bounds the CPU one source spends: a host that links many
+//     nodes one after another links them all at once, a source whose
+//     handshakes fail or stay unfinished puts at most about twice
+//     failedBurst handshakes' crypto on the node at once;
 //   - the node starts at most nodeHandshakeRate per second (burst
 //     nodeHandshakeBurst) from all prefixes together, which bounds the CPU
 //     the node spends on unauthenticated peers however many prefixes send
-//     them; one prefix alone (handshakeRate) never empties it. When it is
+//     them; one prefix whose handshakes fail (handshakeRate, failedBurst)
+//     never empties it. When it is
 //     empty, a prefix that failed no handshake for failQuiet may still
 //     start one from a validated address (QUIC Retry) out of a reserve of
 //     reserveHandshakeRate per second: a peer that links (honest peers
@@ -46,9 +52,10 @@ const (
 	handshakeBorrow       = maxPendingHandshakes / 2
 	handshakeRetryAt      = maxPendingHandshakes / 4
 	handshakeRate         = 32
-	handshakeBurst        = 16
+	handshakeBurst        = 64
+	failedBurst           = 8
 	nodeHandshakeRate     = 64
-	nodeHandshakeBurst    = 32
+	nodeHandshakeBurst    = 64
 	reserveHandshakeRate  = 16
 	reserveHandshakeBurst = 8
 	// failQuiet is how long a prefix must go without a failed handshake
@@ -106,6 +113,22 @@ type prefixState struct {
 	tokens   float64
 	last     time.Time
 	lastFail time.Time // when a handshake of the prefix last failed
+}
+
+// tokensAt is the prefix's rate allowance at now: what it had, plus what
+// it earned since, up to its burst.
+func (ps *prefixState) tokensAt(now time.Time) float64 {
+	burst := float64(handshakeBurst)
+	if ps.n >= failedBurst || ps.failedWithin(now) {
+		burst = failedBurst
+	}
+	return min(burst, ps.tokens+max(0, now.Sub(ps.last).Seconds())*handshakeRate)
+}
+
+// failedWithin says whether a handshake of the prefix failed within
+// failQuiet before now.
+func (ps *prefixState) failedWithin(now time.Time) bool {
+	return !ps.lastFail.IsZero() && now.Sub(ps.lastFail) < failQuiet
 }
 
 // bucket is a token bucket.
@@ -213,7 +236,7 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 		ps = &prefixState{tokens: handshakeBurst, last: now}
 		g.prefixes[p] = ps
 	}
-	ps.tokens = min(handshakeBurst, ps.tokens+now.Sub(ps.last).Seconds()*handshakeRate)
+	ps.tokens = ps.tokensAt(now)
 	ps.last = now
 	if ps.n >= handshakeShare && g.total >= handshakeBorrow {
 		g.refusedShare.Add(1)
@@ -247,8 +270,7 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 // mayReserveLocked says whether a handshake of the prefix in state ps
 // (nil: new) may draw on the reserve now. g.mu is held.
 func (g *gate) mayReserveLocked(ps *prefixState, now time.Time) bool {
-	quiet := ps == nil || ps.lastFail.IsZero() || now.Sub(ps.lastFail) >= failQuiet
-	return quiet && g.reserve.refill(now).tokens >= 1
+	return (ps == nil || !ps.failedWithin(now)) && g.reserve.refill(now).tokens >= 1
 }
 
 // heldBy is the number of slots addr's prefix holds.
@@ -311,7 +333,7 @@ func (g *gate) refusesLocked(ps *prefixState, now time.Time) bool {
 		return true
 	}
 	if ps != nil && (ps.n >= handshakeShare && g.total >= handshakeBorrow ||
-		min(handshakeBurst, ps.tokens+now.Sub(ps.last).Seconds()*handshakeRate) < 1) {
+		ps.tokensAt(now) < 1) {
 		return true
 	}
 	return g.node.refill(now).tokens < 1 && !g.mayReserveLocked(ps, now)

@@ -97,10 +97,39 @@ func TestGateShares(t *testing.T) {
 		if err != nil {
 			break
 		}
+		s.linked.Store(true) // each ends in a link
 		s.release()
 	}
 	if n != handshakeBurst {
 		t.Fatalf("%d handshakes admitted at once, want the burst %d", n, handshakeBurst)
+	}
+	// A prefix that holds failedBurst slots has the smaller burst.
+	held = nil
+	for range 2 * handshakeBurst {
+		s, err := g.enter(udp("10.5.0.1:1"), false, now.Add(time.Second)) // the node's rate has refilled
+		if err != nil {
+			break
+		}
+		held = append(held, s)
+	}
+	if len(held) != 2*failedBurst {
+		t.Fatalf("%d handshakes held at once by one prefix, want %d", len(held), 2*failedBurst)
+	}
+	// So has a prefix whose handshakes fail, until failQuiet.
+	for _, s := range held {
+		s.release()
+	}
+	n = 0
+	for ; n < 2*handshakeBurst; n++ {
+		s, err := g.enter(udp("10.5.0.1:1"), false, now.Add(2*time.Second))
+		if err != nil {
+			break
+		}
+		s.linked.Store(true)
+		s.release()
+	}
+	if n != failedBurst {
+		t.Fatalf("%d handshakes at once from a prefix whose handshakes failed, want %d", n, failedBurst)
 	}
 	// Another address of the same /64 shares the allowance.
 	if _, err := g.enter(udp("[2001:db8::2]:1"), false, now); !errors.Is(err, ErrBusy) {

@@ -141,6 +141,7 @@ func BenchmarkHonestWorkDuringFloods(b *testing.B) {
 			continue
 		}
 		b.ReportMetric(ratio(r.open, base.open), "open-p99-x-"+r.name)
+		b.ReportMetric(ratio(r.open50, base.open50), "open-p50-x-"+r.name)
 		b.ReportMetric(ratio(r.setup, base.setup), "setup-p99-x-"+r.name)
 	}
 }
