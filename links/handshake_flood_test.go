@@ -44,32 +44,41 @@ func startHandshakeFlood(t *testing.T, target net.Addr, bindIP string, conns int
 	}
 	qc := &quic.Config{HandshakeIdleTimeout: 10 * time.Second, MaxIdleTimeout: 30 * time.Second}
 	for range conns {
+		// A refusal comes back at once: renew it half a second later.
 		f.wg.Go(func() {
-			for ctx.Err() == nil {
-				conn, err := f.tr.Dial(ctx, target, tlsConf, qc)
-				if err != nil {
-					if ctx.Err() == nil {
-						f.refused.Add(1)
-						// A refusal comes back at once: renew it
-						// half a second later.
-						select {
-						case <-ctx.Done():
-						case <-time.After(500 * time.Millisecond):
-						}
-					}
-					continue
-				}
-				f.complete.Add(1)
+			redial(ctx, f.tr, target, tlsConf, qc, 500*time.Millisecond, &f.refused, &f.complete, func(conn *quic.Conn) {
 				select {
 				case <-conn.Context().Done():
 				case <-ctx.Done():
 				}
-				_ = conn.CloseWithError(0, "")
-			}
+			})
 		})
 	}
 	t.Cleanup(func() { f.stop(); _ = udp.Close() })
 	return f
+}
+
+// redial dials target from tr until ctx ends, counting the attempts
+// refused (then waiting pause) and those that completed TLS (then holding
+// the connection with hold and closing it).
+func redial(ctx context.Context, tr *quic.Transport, target net.Addr, tlsConf *tls.Config, qc *quic.Config,
+	pause time.Duration, refused, complete *atomic.Int64, hold func(*quic.Conn)) {
+	for ctx.Err() == nil {
+		conn, err := tr.Dial(ctx, target, tlsConf, qc)
+		if err != nil {
+			if ctx.Err() == nil {
+				refused.Add(1)
+				select {
+				case <-ctx.Done():
+				case <-time.After(pause):
+				}
+			}
+			continue
+		}
+		complete.Add(1)
+		hold(conn)
+		_ = conn.CloseWithError(0, "")
+	}
 }
 
 // handshakesFrom is the number of handshake slots addr's prefix holds.
@@ -243,21 +252,7 @@ func startFailingHandshakes(t *testing.T, target net.Addr, ips []string, id *ide
 		tr := &quic.Transport{Conn: udp}
 		f.trs = append(f.trs, tr)
 		f.wg.Go(func() {
-			for ctx.Err() == nil {
-				conn, err := tr.Dial(ctx, target, tlsConf, qc)
-				if err != nil {
-					if ctx.Err() == nil {
-						f.refused.Add(1)
-						select {
-						case <-ctx.Done():
-						case <-time.After(20 * time.Millisecond):
-						}
-					}
-					continue
-				}
-				f.complete.Add(1)
-				_ = conn.CloseWithError(0, "")
-			}
+			redial(ctx, tr, target, tlsConf, qc, 20*time.Millisecond, &f.refused, &f.complete, func(*quic.Conn) {})
 		})
 	}
 	t.Cleanup(f.stop)

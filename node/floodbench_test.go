@@ -46,6 +46,12 @@ import (
 // handshake gate shares its slots per source address, as another host's
 // would be.
 //
+// Per phase it also logs the p50 of the opens, the phase's wall time, the
+// CPU the nodes' process and the flood's process used, the handshakes d
+// admitted and refused, and the datagrams the kernel dropped at d's
+// socket: a delay that moves p50 or comes with drops is the node's, a
+// tail alone with the CPU of the flood's process is the machine's.
+//
 // It runs its work once whatever b.N (make bench uses -benchtime 1x).
 func BenchmarkHonestWorkDuringFloods(b *testing.B) {
 	const opens, setups = 200, 30
