@@ -33,12 +33,11 @@ import (
 //     nodeHandshakeBurst) from all prefixes together, which bounds the CPU
 //     the node spends on unauthenticated peers however many prefixes send
 //     them; one prefix whose handshakes fail (handshakeRate, failedBurst)
-//     never empties it. When it is
-//     empty, a prefix that failed no handshake for failQuiet may still
-//     start one from a validated address (QUIC Retry) out of a reserve of
-//     reserveHandshakeRate per second: a peer that links (honest peers
-//     do) keeps getting in while a flood of failing handshakes from many
-//     prefixes is refused;
+//     never empties it. When it is empty, a prefix that failed no
+//     handshake for failQuiet may still start one from a validated
+//     address (QUIC Retry) out of a reserve of reserveHandshakeRate per
+//     second: a peer that links (honest peers do) keeps getting in while
+//     a flood of failing handshakes from many prefixes is refused;
 //   - once handshakeRetryAt slots are taken counting at most
 //     handshakeShare/2 per prefix (spread), a new peer must first prove
 //     its address with a QUIC Retry, so spoofed sources cannot take slots;
