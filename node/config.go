@@ -385,7 +385,7 @@ func (c *Config) validate() error {
 		"MaxCircuitsPerSource": l.MaxCircuitsPerSource, "MaxPendingOpens": l.MaxPendingOpens,
 		"MaxHeaderSize": l.MaxHeaderSize, "MaxRoutes": l.MaxRoutes, "RelayBuffer": l.RelayBuffer,
 		"MaxPendingOpensPerLink": l.MaxPendingOpensPerLink,
-		"ResumeBuffer": l.ResumeBuffer, "ResumeBufferPerSource": l.ResumeBufferPerSource,
+		"ResumeBuffer":           l.ResumeBuffer, "ResumeBufferPerSource": l.ResumeBufferPerSource,
 		"MaxParked": l.MaxParked, "MaxParkedPerSource": l.MaxParkedPerSource,
 	} {
 		if v < 0 {
