@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/circuitmesh/circuitmesh/circuit"
 )
 
@@ -183,13 +185,17 @@ func (p *budgetPeak) end() (node, src int) {
 
 // TestAttackResumeBuffers: three certified peers each keep three
 // resumable circuits to d full (a window each way, 8 MiB a circuit, 72 MiB
-// in all) while an honest peer h sends 4 MiB through d's echo and back.
-// d's resumable buffers stay within its budget (24 MiB, 12 MiB a source),
-// the attackers' circuits are reset (they see ErrStalled, d counts the
+// in all; with -short two peers, two circuits each) while an honest peer h
+// sends 4 MiB through d's echo and back. d's resumable buffers stay
+// within its budget (24 MiB, 12 MiB a source; with -short 12 and 8), the
+// attackers' circuits are reset (they see ErrStalled, d counts the
 // drops), h's circuit opens resumable and comes back intact, and once the
 // attack ends d's account is back to zero.
 func TestAttackResumeBuffers(t *testing.T) {
-	const budget, perSource = 24 << 20, 12 << 20
+	budget, perSource, attackerNames, circuits, honest := 24<<20, 12<<20, []string{"m1", "m2", "m3"}, 3, 4<<20
+	if testing.Short() {
+		budget, perSource, attackerNames, circuits, honest = 12<<20, 8<<20, []string{"m1", "m2"}, 2, 1<<20
+	}
 	c := newCluster(t, true)
 	c.tweak = func(cfg *Config) {
 		if cfg.Name == "d" {
@@ -197,15 +203,17 @@ func TestAttackResumeBuffers(t *testing.T) {
 			cfg.Limits.ResumeBufferPerSource = perSource
 		}
 	}
-	c.build("m1-d", "m2-d", "m3-d", "h-d")
-	for _, n := range []string{"m1", "m2", "m3", "h"} {
-		c.waitRoute(n, "d", 1)
+	c.build("h-d")
+	for _, m := range attackerNames {
+		c.build(m + "-d")
+		c.waitRoute(m, "d", 1)
 	}
+	c.waitRoute("h", "d", 1)
 	d := c.nodes["d"]
 	peak := watchBudget(d.rbudget)
 	var attackers []*resumeAttacker
-	for _, m := range []string{"m1", "m2", "m3"} {
-		attackers = append(attackers, startResumeAttacker(t, c.nodes[m], "d", 3))
+	for _, m := range attackerNames {
+		attackers = append(attackers, startResumeAttacker(t, c.nodes[m], "d", circuits))
 	}
 	drops := func() float64 {
 		var sum float64
@@ -214,9 +222,9 @@ func TestAttackResumeBuffers(t *testing.T) {
 		}
 		return sum
 	}
-	waitFor(t, "the attack to reach d's budget", 2*time.Minute, func() bool { return drops() >= 3 })
+	waitFor(t, "the attack to reach d's budget", 2*time.Minute, func() bool { return drops() >= 2 })
 
-	echoRoundTrip(t, c.nodes["h"], "d", 4<<20)
+	echoRoundTrip(t, c.nodes["h"], "d", honest)
 
 	for _, a := range attackers {
 		a.halt()
@@ -249,3 +257,141 @@ func TestAttackResumeBuffers(t *testing.T) {
 }
 
 var _ net.Conn = (*resumableConn)(nil)
+
+func testBudget(t *testing.T, l Limits) *resumeBudget {
+	t.Helper()
+	cfg := Config{Limits: l}
+	cfg.setDefaults()
+	return newResumeBudget(cfg.Limits, prometheus.NewRegistry())
+}
+
+// The budget's policy: a source's share, the node's budget taken back
+// from the source holding the most (never from one holding less than the
+// asker would), waiting circuits bounded per source and in all, and every
+// byte and wait given back when the circuits end.
+func TestResumeBudgetPolicy(t *testing.T) {
+	b := testBudget(t, Limits{ResumeBuffer: 100, ResumeBufferPerSource: 60, MaxParked: 3, MaxParkedPerSource: 2})
+	check := func(what string, got, want int) {
+		t.Helper()
+		if got != want {
+			t.Errorf("%s: %d, want %d", what, got, want)
+		}
+	}
+	a1, a2 := b.open("a"), b.open("a")
+	if !a1.Grow(30) || !a2.Grow(30) {
+		t.Fatal("a's growth within its share was refused")
+	}
+	if a2.Grow(1) {
+		t.Error("a grew beyond its share")
+	}
+	if !a2.dead || !errors.Is(a2.why, circuit.ErrBufferBudget) {
+		t.Errorf("the circuit that would pass its source's share is not ended with ErrBufferBudget: dead %v, %v", a2.dead, a2.why)
+	}
+	check("a's bytes after its circuit was ended", b.usage().perSource["a"], 30)
+	check("source_share drops", int(counterValue(b.drops.WithLabelValues(dropSourceShare))), 1)
+
+	// The node fills: c's growth takes bytes back from b, which holds the
+	// most.
+	bb := b.open("b")
+	if !bb.Grow(55) {
+		t.Fatal("b's growth was refused")
+	}
+	c1 := b.open("c")
+	if !c1.Grow(20) {
+		t.Fatal("c's growth was refused though b and a hold more")
+	}
+	if !bb.dead || a1.dead {
+		t.Errorf("ended: b %v, a %v; want b's circuit (55 bytes, the most)", bb.dead, a1.dead)
+	}
+	check("node bytes", b.usage().bytes, 50)
+	// A source that would then hold the most is refused rather than
+	// taking from the others.
+	a3, c2 := b.open("a"), b.open("c")
+	if !a3.Grow(25) || !c2.Grow(25) {
+		t.Fatal("growth with room was refused")
+	}
+	check("node bytes when full", b.usage().bytes, 100)
+	if a3.Grow(5) {
+		t.Error("a grew into a full node though it would hold more than c")
+	}
+	if c1.dead || c2.dead {
+		t.Error("a's growth ended a circuit of c, which holds less")
+	}
+	check("node_budget drops", int(counterValue(b.drops.WithLabelValues(dropNodeBudget))), 2)
+
+	// Waiting for a resume: two per source, three in all.
+	p := []*budgetAccount{b.open("p"), b.open("p"), b.open("p")}
+	for _, a := range p {
+		a.park()
+		time.Sleep(time.Millisecond) // distinct wait times: the oldest is p[0]
+	}
+	if !p[0].dead || p[1].dead || p[2].dead {
+		t.Errorf("the third waiting circuit of p ended %v, want the oldest (p[0]) only", []bool{p[0].dead, p[1].dead, p[2].dead})
+	}
+	q := []*budgetAccount{b.open("q"), b.open("q")}
+	q[0].park()
+	time.Sleep(time.Millisecond)
+	q[1].park() // the fourth in all: the oldest of p or q goes (both have two)
+	check("circuits waiting", b.usage().parked, 3)
+	check("parked drops", int(counterValue(b.drops.WithLabelValues(dropParkedSource))+counterValue(b.drops.WithLabelValues(dropParkedNode))), 2)
+	q[1].unpark()
+
+	for _, a := range []*budgetAccount{a1, a2, a3, bb, c1, c2, p[0], p[1], p[2], q[0], q[1]} {
+		a.Shrink(a.bytes)
+		a.close()
+	}
+	u := b.usage()
+	if u.bytes != 0 || u.parked != 0 || u.circuits != 0 || len(b.sources) != 0 {
+		t.Errorf("after every circuit ended: %+v, %d sources", u, len(b.sources))
+	}
+}
+
+// Circuits waiting for a resume are bounded per source: a peer whose
+// relay to d dies leaves at most MaxParkedPerSource of its circuits
+// waiting at d (the oldest others are ended), an honest source still
+// opens and uses a resumable circuit, and when d closes its account is
+// back to zero.
+func TestAttackResumeParked(t *testing.T) {
+	c := newCluster(t, true)
+	sockets := map[string]*net.UDPConn{}
+	c.tweak = func(cfg *Config) {
+		switch cfg.Name {
+		case "r":
+			ownSocket(t, sockets, cfg)
+		case "d":
+			cfg.Limits.MaxParkedPerSource = 2
+			cfg.ResumeTimeout = 5 * time.Minute
+		}
+	}
+	c.build("m-r", "r-d", "h-d")
+	c.waitRoute("m", "d", 2)
+	d := c.nodes["d"]
+	serve(t, d, "hold", func(conn io.ReadWriteCloser) { io.Copy(io.Discard, conn) })
+	var conns []net.Conn
+	for range 5 {
+		conn, err := c.nodes["m"].Dial(ctxT(t, 10*time.Second), "d", "hold")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := conn.Write(make([]byte, 64<<10)); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, conn)
+	}
+	waitFor(t, "d to hold m's circuits", 20*time.Second, func() bool { return d.resumeTable.Len() == 5 })
+	sockets["r"].Close() // the relay dies: d's ends of m's circuits wait for a resume
+	dropped := func() float64 { return counterValue(d.rbudget.drops.WithLabelValues(dropParkedSource)) }
+	waitFor(t, "d to end m's circuits beyond two waiting", time.Minute, func() bool { return dropped() >= 3 })
+	if u := d.rbudget.usage(); u.parked > 2 {
+		t.Errorf("%d of m's circuits wait for a resume at d, want at most 2", u.parked)
+	}
+	if n := d.resumeTable.Len(); n != 2 {
+		t.Errorf("d's resume table holds %d circuits, want the 2 still waiting", n)
+	}
+	echoRoundTrip(t, c.nodes["h"], "d", 1<<20)
+	d.Close()
+	if u := d.rbudget.usage(); u.bytes != 0 || u.parked != 0 || u.circuits != 0 {
+		t.Errorf("d's account after it closed: %+v", u)
+	}
+}
