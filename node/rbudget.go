@@ -77,10 +77,10 @@ func newResumeBudget(l Limits, reg *prometheus.Registry) *resumeBudget {
 	reg.MustRegister(b.drops,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "circuitmesh_resume_buffered_bytes",
 			Help: "Memory held by the buffers of the resumable circuits ending here (receive queues and retransmit buffers)."},
-			func() float64 { return float64(b.usage().bytes) }),
+			func() float64 { return float64(b.totals().bytes) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "circuitmesh_resume_parked_circuits",
 			Help: "Resumable circuits ending here that wait for a new path."},
-			func() float64 { return float64(b.usage().parked) }))
+			func() float64 { return float64(b.totals().parked) }))
 	for _, r := range []string{dropSourceShare, dropNodeBudget, dropParkedSource, dropParkedNode} {
 		b.drops.WithLabelValues(r)
 	}
@@ -91,6 +91,13 @@ func newResumeBudget(l Limits, reg *prometheus.Registry) *resumeBudget {
 type budgetUsage struct {
 	bytes, parked, circuits int
 	perSource               map[string]int // bytes by source
+}
+
+// totals is usage without the counts by source.
+func (b *resumeBudget) totals() budgetUsage {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return budgetUsage{bytes: b.total, parked: b.parked}
 }
 
 func (b *resumeBudget) usage() budgetUsage {
