@@ -38,7 +38,26 @@ var (
 	// while this end waited for an acknowledgement or a pong (a relay
 	// that stopped forwarding); the circuit resumes on another path.
 	ErrNoProgress = errors.New("circuit: the path made no progress")
+	// ErrBufferBudget: the circuit's buffers would have grown beyond what
+	// its ResumeBudget grants, or the budget's owner took the circuit's
+	// share back (Abort). The path is reset with CloseStalled: the other
+	// end sees ErrStalled.
+	ErrBufferBudget = errors.New("circuit: the resumable circuit's buffers are over budget")
 )
+
+// ResumeBudget is an account the buffers of a resumable circuit are
+// charged to: the retransmit buffer and the receive queue, by the size of
+// the memory they hold (which grows by doubling up to the window and goes
+// back when a buffer empties). Both methods are called with the circuit's
+// lock held: they must not call the Resumable's methods. A circuit gives
+// back everything it was granted by the time it ended.
+type ResumeBudget interface {
+	// Grow asks for n more bytes; false refuses them, and the circuit ends
+	// with ErrBufferBudget.
+	Grow(n int) bool
+	// Shrink gives back n bytes granted by Grow.
+	Shrink(n int)
+}
 
 // Defaults of ResumeConfig.
 const (
@@ -117,6 +136,9 @@ type ResumeConfig struct {
 	// (the destination holds the circuit). Default 2 s; negative turns
 	// the detection off.
 	ProgressTimeout time.Duration
+	// Budget, when set, is charged with the memory of the circuit's
+	// buffers (see ResumeBudget).
+	Budget ResumeBudget
 	// Early (source): the first path is an early circuit, whose first
 	// Write travels with the open; the hello then waits for the first
 	// Write or Read to go with it. Otherwise it is sent at once, so that
@@ -201,6 +223,10 @@ type Resumable struct {
 	rate       float64   // bytes/s the other end acknowledged on this path while this end waited; 0 unknown
 	rateAt     time.Time // start of the current rate sample
 	rateBase   int64     // credit at rateAt
+
+	// The share of cfg.Budget the buffers hold (see sized).
+	charged    int
+	overBudget bool // a Grow was refused: the circuit ends
 }
 
 var _ net.Conn = (*Resumable)(nil)
@@ -245,6 +271,9 @@ func newResumable(p Path, local, remote net.Addr, cfg ResumeConfig) *Resumable {
 	r := &Resumable{cfg: cfg, local: local, remote: remote, cur: p, firstPath: p, quit: make(chan struct{})}
 	r.cond, r.wcond = sync.NewCond(&r.mu), sync.NewCond(&r.mu)
 	r.sbuf.max, r.rq.max = cfg.Window, cfg.Window
+	if cfg.Budget != nil {
+		r.sbuf.sized, r.rq.sized = r.sizedLocked, r.sizedLocked
+	}
 	return r
 }
 
@@ -569,6 +598,10 @@ func (r *Resumable) readData(p Path, gen uint64, n int) error {
 			return r.integrity("the other end sent beyond its window")
 		}
 		dst := r.rq.tail(n)
+		if r.overBudget {
+			r.mu.Unlock()
+			return r.budgetErr()
+		}
 		r.rq.pinned = true
 		r.mu.Unlock()
 		k, err := p.Read(dst)
@@ -641,11 +674,59 @@ func (r *Resumable) checkDoneLocked() {
 	r.endLocked()
 }
 
+// sizedLocked charges a change of a buffer's size to the budget. Once
+// the circuit ended everything went back (endLocked): what its buffers
+// still hold until the application drops them is not counted.
+func (r *Resumable) sizedLocked(delta int) {
+	switch {
+	case r.ended:
+	case delta < 0:
+		delta = min(-delta, r.charged)
+		r.charged -= delta
+		r.cfg.Budget.Shrink(delta)
+	case delta > 0 && !r.overBudget:
+		if !r.cfg.Budget.Grow(delta) {
+			r.overBudget = true
+			return
+		}
+		r.charged += delta
+	}
+}
+
+// budgetErr is the failure of a circuit whose buffers went over budget.
+func (r *Resumable) budgetErr() error {
+	return fmt.Errorf("%w (circuit with %s)", ErrBufferBudget, r.remote)
+}
+
+// Abort ends the circuit with err (wrapped by the errors of its Reads and
+// Writes); its path, if any, is reset with code. It is never resumed.
+func (r *Resumable) Abort(code uint64, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.abortLocked(code, err)
+}
+
+func (r *Resumable) abortLocked(code uint64, err error) {
+	if r.ended {
+		return
+	}
+	r.err = err
+	if r.cur != nil {
+		dropPath(r.cur, code)
+		r.cur = nil
+	}
+	r.endLocked()
+}
+
 // endLocked marks the circuit ended and wakes everyone.
 func (r *Resumable) endLocked() {
 	if !r.ended {
 		r.ended = true
 		close(r.quit)
+		if r.charged > 0 {
+			r.cfg.Budget.Shrink(r.charged)
+			r.charged = 0
+		}
 	}
 	r.stopTimerLocked()
 	r.unregisterLocked()
@@ -734,16 +815,14 @@ func (r *Resumable) failLocked(err error) {
 	if r.ended {
 		return
 	}
-	r.err = err
 	code := CloseCancelled
-	if errors.Is(err, ErrIntegrity) {
+	switch {
+	case errors.Is(err, ErrIntegrity):
 		code = CloseProtocol
+	case errors.Is(err, ErrBufferBudget):
+		code = CloseStalled
 	}
-	if r.cur != nil {
-		dropPath(r.cur, code)
-		r.cur = nil
-	}
-	r.endLocked()
+	r.abortLocked(code, err)
 }
 
 // giveUpLocked ends a suspended circuit for good.
@@ -973,6 +1052,10 @@ func (r *Resumable) Write(b []byte) (int, error) {
 		}
 		k := int(min(room, int64(len(b)-n)))
 		r.sbuf.push(b[n : n+k])
+		if r.overBudget {
+			r.abortLocked(CloseStalled, r.budgetErr())
+			return n, r.opError("write", r.err)
+		}
 		r.written += int64(k)
 		r.out.Add(int64(k))
 		n += k

@@ -15,6 +15,9 @@ type ring struct {
 	peak    int  // the most the buffer held since it was taken
 	last    int  // the size the next buffer starts at (see release)
 	pinned  bool // the free space is being filled (tail): keep the buffer
+	// sized, when set, learns each change of the buffer's size (bytes
+	// taken when it grows, given back when it goes to the pool).
+	sized func(delta int)
 }
 
 // ringPools hold buffers of 4 KiB << i bytes.
@@ -59,6 +62,9 @@ func (q *ring) grow(k int) {
 		size = max(min(size, q.max), q.n+k)
 	}
 	nb := getRing(size)
+	if q.sized != nil {
+		q.sized(len(nb) - len(q.buf))
+	}
 	if q.buf != nil {
 		q.copyOut(nb, 0, q.n)
 		putRing(q.buf)
@@ -116,6 +122,9 @@ func (q *ring) release() {
 			need *= 2
 		}
 		q.last, q.peak = max(need, q.last/2), 0
+		if q.sized != nil {
+			q.sized(-len(q.buf))
+		}
 		putRing(q.buf)
 		q.buf = nil
 	}

@@ -195,6 +195,27 @@ type Limits struct {
 	// largest) are reset with circuit.CloseStalled until the rest fit; see
 	// links.QUICConfig.ReaderStall for what that bounds. Default 2 s.
 	ReaderStall time.Duration
+	// ResumeBuffer bounds the memory the buffers of the resumable
+	// circuits ending at this node hold together (receive queues and
+	// retransmit buffers, up to a window each way per circuit, with a
+	// path or waiting for one). When a source asks for more while it is
+	// full, the circuit holding the most of the source that holds the most
+	// (its oldest waiting for a resume first) is reset, if that source
+	// holds more than the asking one would; else the asking circuit is.
+	// Reset circuits fail with circuit.ErrBufferBudget here and
+	// circuit.ErrStalled at the source. Default 256 MiB.
+	ResumeBuffer int
+	// ResumeBufferPerSource is the most one source's resumable circuits
+	// may hold of ResumeBuffer; a circuit that would take its source
+	// beyond is reset. Default a quarter of ResumeBuffer.
+	ResumeBufferPerSource int
+	// MaxParked bounds the resumable circuits ending here that wait for a
+	// new path; beyond it the oldest waiting circuit of the source with
+	// the most waiting is reset. Default 1024.
+	MaxParked int
+	// MaxParkedPerSource bounds those of one source; beyond it the
+	// source's oldest waiting circuit is reset. Default 64.
+	MaxParkedPerSource int
 }
 
 // RoutingConfig tunes the routing engine (see package routing).
@@ -317,6 +338,10 @@ func (c *Config) setDefaults() {
 	def(&l.MaxHeaderSize, 4096)
 	def(&l.MaxRoutes, 4096)
 	def(&l.RelayBuffer, 32<<10)
+	def(&l.ResumeBuffer, DefaultResumeBuffer)
+	def(&l.ResumeBufferPerSource, max(1, l.ResumeBuffer/4))
+	def(&l.MaxParked, DefaultMaxParked)
+	def(&l.MaxParkedPerSource, DefaultMaxParkedPerSource)
 	if l.HeaderTimeout == 0 {
 		l.HeaderTimeout = 5 * time.Second
 	}
@@ -360,6 +385,8 @@ func (c *Config) validate() error {
 		"MaxCircuitsPerSource": l.MaxCircuitsPerSource, "MaxPendingOpens": l.MaxPendingOpens,
 		"MaxHeaderSize": l.MaxHeaderSize, "MaxRoutes": l.MaxRoutes, "RelayBuffer": l.RelayBuffer,
 		"MaxPendingOpensPerLink": l.MaxPendingOpensPerLink,
+		"ResumeBuffer":           l.ResumeBuffer, "ResumeBufferPerSource": l.ResumeBufferPerSource,
+		"MaxParked": l.MaxParked, "MaxParkedPerSource": l.MaxParkedPerSource,
 	} {
 		if v < 0 {
 			return bad("Limits.%s must not be negative (got %d)", name, v)

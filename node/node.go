@@ -69,6 +69,7 @@ type Node struct {
 	// waiting for one; resumeTable finds them for resume opens.
 	resumables  *circuitSet
 	resumeTable *circuit.ResumeTable
+	rbudget     *resumeBudget // the buffers of the resumable circuits ending here
 	events      *eventHub
 	disco       *discovery
 	bound       *discovery // admits links within MaxLinks; set before gossip starts (guarded by mu)
@@ -148,6 +149,7 @@ func New(cfg Config) (*Node, error) {
 	n.circuits = newCircuitSet()
 	n.resumables = newCircuitSet()
 	n.resumeTable = circuit.NewResumeTable()
+	n.rbudget = newResumeBudget(cfg.Limits, n.metrics.reg)
 	n.events = newEventHub(n.metrics)
 	n.router, err = newRouter(n)
 	if err != nil {
@@ -226,7 +228,11 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("start node %s: %w", n.cfg.Name, err)
 	}
 	n.router.start()
-	n.wg.Add(2)
+	n.wg.Add(3)
+	go func() {
+		defer n.wg.Done()
+		n.rbudget.evictLoop(n.ctx.Done())
+	}()
 	go n.watchCertificate()
 	go func() {
 		defer n.wg.Done()

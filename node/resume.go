@@ -160,10 +160,28 @@ func (n *Node) resumableSource(tc *trackedConn, peer, service string, opt DialOp
 	return rc, nil
 }
 
-// resumableDest makes an accepted circuit (FlagResumable) resumable.
+// resumableDest makes an accepted circuit (FlagResumable) resumable. Its
+// buffers and its waits for a resume are charged to its source's share of
+// the node's budget (Limits.ResumeBuffer, Limits.MaxParked).
 func (n *Node) resumableDest(tc *trackedConn, o *circuit.Open) net.Conn {
 	cfg, entry := n.resumeConfig("accept")
+	acct := n.rbudget.open(o.Source)
+	cfg.Budget = acct
+	onEnd, onPathFailed, onResume := cfg.OnEnd, cfg.OnPathFailed, cfg.OnResume
+	cfg.OnEnd = func() {
+		acct.close()
+		onEnd()
+	}
+	cfg.OnPathFailed = func(p circuit.Path, err error) {
+		onPathFailed(p, err)
+		acct.park()
+	}
+	cfg.OnResume = func(ev circuit.ResumeEvent) {
+		acct.unpark()
+		onResume(ev)
+	}
 	r := circuit.NewResumableDest(tc, tc.LocalAddr(), tc.RemoteAddr(), n.resumeTable, o.Source, o.Service, cfg)
+	acct.bind(r)
 	rc := &resumableConn{Resumable: r, first: tc}
 	n.resumables.bind(entry, rc.abort)
 	return rc

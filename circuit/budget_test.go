@@ -1,0 +1,166 @@
+package circuit
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+)
+
+// countBudget is a ResumeBudget that grants up to limit bytes (none: no
+// limit) and counts what is granted.
+type countBudget struct {
+	mu     sync.Mutex
+	limit  int
+	held   int
+	peak   int
+	grants int
+}
+
+func (b *countBudget) Grow(n int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.limit > 0 && b.held+n > b.limit {
+		return false
+	}
+	b.held += n
+	b.peak = max(b.peak, b.held)
+	b.grants++
+	return true
+}
+
+func (b *countBudget) Shrink(n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n > b.held {
+		panic("shrink beyond what was granted")
+	}
+	b.held -= n
+}
+
+func (b *countBudget) state() (held, peak, grants int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.held, b.peak, b.grants
+}
+
+// The buffers of both ends are charged while data waits in them, and
+// everything goes back on every way a circuit ends: a clean close, a
+// Reset, the resume timeout while waiting for a path, an Abort.
+func TestResumeBudgetBalanced(t *testing.T) {
+	ends := map[string]func(t *testing.T, g *resumeRig, p *testPath, src, dst *Resumable){
+		"close": func(t *testing.T, g *resumeRig, p *testPath, src, dst *Resumable) {
+			src.CloseWrite()
+			if _, err := io.ReadAll(dst); err != nil {
+				t.Fatal(err)
+			}
+			dst.Close()
+			src.SetReadDeadline(time.Now().Add(20 * time.Second))
+			io.Copy(io.Discard, src)
+			src.Close()
+		},
+		"reset": func(t *testing.T, g *resumeRig, p *testPath, src, dst *Resumable) {
+			dst.Reset(CloseCancelled)
+		},
+		"resume timeout": func(t *testing.T, g *resumeRig, p *testPath, src, dst *Resumable) {
+			crash(p) // the source's Redial never finds a path
+			dst.SetReadDeadline(time.Now().Add(20 * time.Second))
+			for {
+				if _, err := dst.Read(make([]byte, 64<<10)); err != nil {
+					if !errors.Is(err, ErrResumeTimeout) {
+						t.Fatalf("destination: %v, want ErrResumeTimeout", err)
+					}
+					return
+				}
+			}
+		},
+		"abort": func(t *testing.T, g *resumeRig, p *testPath, src, dst *Resumable) {
+			dst.Abort(CloseStalled, ErrBufferBudget)
+			src.SetReadDeadline(time.Now().Add(20 * time.Second))
+			_, err := io.ReadAll(src)
+			if !errors.Is(err, ErrStalled) {
+				t.Fatalf("source after the destination's Abort: %v, want ErrStalled", err)
+			}
+		},
+	}
+	for name, end := range ends {
+		t.Run(name, func(t *testing.T) {
+			g := newResumeRig(t)
+			sb, db := &countBudget{}, &countBudget{}
+			scfg := ResumeConfig{Budget: sb, Timeout: 500 * time.Millisecond, Redial: func(ctx context.Context) (Path, error) {
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}}
+			p, src, dst := g.pair(scfg, ResumeConfig{Budget: db, Timeout: 500 * time.Millisecond})
+			// 256 KiB each way, unread: both ends hold it.
+			data := make([]byte, 256<<10)
+			if _, err := src.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := dst.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			waitRegistered(t, g.table, 1)
+			waitFor(t, func() bool {
+				h, _, _ := db.state()
+				return h >= 2*len(data) // its receive queue and its retransmit buffer
+			})
+			end(t, g, p, src, dst)
+			src.Reset(CloseCancelled)
+			dst.Reset(CloseCancelled)
+			src.Wait()
+			dst.Wait()
+			for side, b := range map[string]*countBudget{"source": sb, "destination": db} {
+				if held, peak, _ := b.state(); held != 0 {
+					t.Errorf("%s still charged with %d bytes after the circuit ended (peak %d)", side, held, peak)
+				}
+			}
+		})
+	}
+}
+
+// A destination whose budget refuses its buffers more memory ends the
+// circuit with ErrBufferBudget; the source sees it reset as stalled, not
+// resumed; what was granted goes back.
+func TestResumeBudgetRefusal(t *testing.T) {
+	g := newResumeRig(t)
+	db := &countBudget{limit: 128 << 10}
+	_, src, dst := g.pair(ResumeConfig{}, ResumeConfig{Budget: db})
+	werr := make(chan error, 1)
+	go func() {
+		src.SetWriteDeadline(time.Now().Add(20 * time.Second))
+		_, err := src.Write(make([]byte, 1<<20)) // the destination reads none of it
+		werr <- err
+	}()
+	// Nothing is read: the circuit ends once its buffers ask for more.
+	ended := make(chan struct{})
+	go func() {
+		dst.Wait()
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the destination's circuit did not end when its budget refused")
+	}
+	dst.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err := io.ReadAll(dst)
+	if !errors.Is(err, ErrBufferBudget) {
+		t.Fatalf("destination: %v, want ErrBufferBudget", err)
+	}
+	if err := <-werr; err != nil {
+		t.Fatalf("source Write (within its window): %v", err)
+	}
+	src.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := src.Read(make([]byte, 1)); !errors.Is(err, ErrStalled) {
+		t.Fatalf("source Read: %v, want ErrStalled", err)
+	}
+	if held, peak, _ := db.state(); held != 0 || peak > db.limit {
+		t.Errorf("budget holds %d bytes after the circuit ended, peak %d (limit %d)", held, peak, db.limit)
+	}
+	if n := g.redials.Load(); n != 0 {
+		t.Errorf("the source resumed a circuit its destination ended for its budget (%d redials)", n)
+	}
+}

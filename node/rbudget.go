@@ -1,0 +1,328 @@
+package node
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
+)
+
+// Defaults of the budget of resumable circuits (Limits).
+const (
+	DefaultResumeBuffer       = 256 << 20
+	DefaultMaxParked          = 1024
+	DefaultMaxParkedPerSource = 64
+)
+
+// Reasons a resumable circuit was ended by the budget, the label of
+// circuitmesh_resume_budget_drops_total.
+const (
+	dropSourceShare  = "source_share"  // its source's share was full
+	dropNodeBudget   = "node_budget"   // the node's budget was full and its source held the most
+	dropParkedSource = "parked_source" // its source had too many circuits waiting for a resume
+	dropParkedNode   = "parked_node"   // the node had too many, and its source held the most
+)
+
+// resumeBudget shares the memory of the buffers of the resumable circuits
+// that end at this node (their receive queues and retransmit buffers,
+// with a path or waiting for one) among their sources: a source gets at
+// most perSource bytes, the node at most max; a source that asks for
+// bytes while the node is full takes them back from the source holding
+// the most, if that one holds more than it would. It also bounds the
+// circuits waiting for a resume (parked), per source and in all.
+type resumeBudget struct {
+	max, perSource                int
+	maxParked, maxParkedPerSource int
+	drops                         *prometheus.CounterVec
+
+	mu      sync.Mutex
+	total   int // bytes granted
+	parked  int
+	sources map[string]*budgetSource
+	evict   []*budgetAccount // ended by the budget, for evictLoop to abort
+	kick    chan struct{}    // evict has work (capacity 1)
+}
+
+// budgetSource is what one source's circuits hold.
+type budgetSource struct {
+	name     string
+	bytes    int
+	parked   int
+	accounts map[*budgetAccount]struct{}
+}
+
+// budgetAccount is one circuit's share: a circuit.ResumeBudget.
+type budgetAccount struct {
+	b        *resumeBudget
+	src      *budgetSource
+	bytes    int       // guarded by b.mu, like the rest
+	parkedAt time.Time // zero unless waiting for a resume
+	dead     bool      // ended (or being ended) by the budget, or gone
+	conn     *circuit.Resumable
+	why      error // why the budget ends it
+}
+
+func newResumeBudget(l Limits, reg *prometheus.Registry) *resumeBudget {
+	b := &resumeBudget{
+		max: l.ResumeBuffer, perSource: l.ResumeBufferPerSource,
+		maxParked: l.MaxParked, maxParkedPerSource: l.MaxParkedPerSource,
+		sources: make(map[string]*budgetSource),
+		kick:    make(chan struct{}, 1),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_resume_budget_drops_total",
+			Help: "Resumable circuits ending here that the budget of resumable circuits ended, by reason (source_share, node_budget, parked_source, parked_node)."}, []string{"reason"}),
+	}
+	reg.MustRegister(b.drops,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "circuitmesh_resume_buffered_bytes",
+			Help: "Memory held by the buffers of the resumable circuits ending here (receive queues and retransmit buffers)."},
+			func() float64 { return float64(b.totals().bytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "circuitmesh_resume_parked_circuits",
+			Help: "Resumable circuits ending here that wait for a new path."},
+			func() float64 { return float64(b.totals().parked) }))
+	for _, r := range []string{dropSourceShare, dropNodeBudget, dropParkedSource, dropParkedNode} {
+		b.drops.WithLabelValues(r)
+	}
+	return b
+}
+
+// budgetUsage is what the resumable circuits ending at a node hold.
+type budgetUsage struct {
+	bytes, parked, circuits int
+	perSource               map[string]int // bytes by source
+}
+
+// totals is usage without the counts by source.
+func (b *resumeBudget) totals() budgetUsage {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return budgetUsage{bytes: b.total, parked: b.parked}
+}
+
+func (b *resumeBudget) usage() budgetUsage {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	u := budgetUsage{bytes: b.total, parked: b.parked, perSource: make(map[string]int, len(b.sources))}
+	for name, s := range b.sources {
+		u.perSource[name] = s.bytes
+		u.circuits += len(s.accounts)
+	}
+	return u
+}
+
+// open makes the account of a new circuit from source.
+func (b *resumeBudget) open(source string) *budgetAccount {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.sources[source]
+	if s == nil {
+		s = &budgetSource{name: source, accounts: make(map[*budgetAccount]struct{})}
+		b.sources[source] = s
+	}
+	a := &budgetAccount{b: b, src: s}
+	s.accounts[a] = struct{}{}
+	return a
+}
+
+// bind names the circuit a charges; one the budget already ended is
+// aborted at once.
+func (a *budgetAccount) bind(r *circuit.Resumable) {
+	a.b.mu.Lock()
+	a.conn = r
+	dead := a.dead && a.why != nil
+	a.b.mu.Unlock()
+	if dead {
+		a.b.kickLoop()
+	}
+}
+
+// Grow grants n bytes unless the source's share or the node's budget is
+// full; when the node is full, circuits of the source holding the most
+// are ended first if it holds more than a's source would.
+func (a *budgetAccount) Grow(n int) bool {
+	b := a.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if a.dead {
+		return false
+	}
+	if a.src.bytes+n > b.perSource {
+		b.endLocked(a, dropSourceShare, fmt.Errorf("%w: source %s would hold more than its share of %d bytes",
+			circuit.ErrBufferBudget, a.src.name, b.perSource))
+		return false
+	}
+	for b.total+n > b.max {
+		g := b.greediestLocked(func(s *budgetSource) int { return s.bytes }, a.src)
+		if g == nil || g.bytes <= a.src.bytes+n {
+			b.endLocked(a, dropNodeBudget, fmt.Errorf("%w: the node's %d bytes are in use and source %s holds the most",
+				circuit.ErrBufferBudget, b.max, a.src.name))
+			return false
+		}
+		b.endLocked(g.victimLocked(), dropNodeBudget, fmt.Errorf("%w: the node's %d bytes were needed by %s and source %s held the most",
+			circuit.ErrBufferBudget, b.max, a.src.name, g.name))
+	}
+	a.bytes += n
+	a.src.bytes += n
+	b.total += n
+	return true
+}
+
+// Shrink gives back n bytes (an ended account already gave back all).
+func (a *budgetAccount) Shrink(n int) {
+	b := a.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n = min(n, a.bytes)
+	a.bytes -= n
+	a.src.bytes -= n
+	b.total -= n
+}
+
+// park: the circuit lost its path and waits for a resume. Beyond the
+// bounds the oldest waiting circuit of its source (or, node-wide, of the
+// source with the most waiting) is ended.
+func (a *budgetAccount) park() {
+	b := a.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if a.dead || !a.parkedAt.IsZero() {
+		return
+	}
+	a.parkedAt = time.Now()
+	a.src.parked++
+	b.parked++
+	if a.src.parked > b.maxParkedPerSource {
+		b.endLocked(a.src.oldestParkedLocked(), dropParkedSource, fmt.Errorf("%w: source %s has more than %d circuits waiting for a resume",
+			circuit.ErrBufferBudget, a.src.name, b.maxParkedPerSource))
+	}
+	if b.parked > b.maxParked {
+		g := b.greediestLocked(func(s *budgetSource) int { return s.parked }, nil)
+		b.endLocked(g.oldestParkedLocked(), dropParkedNode, fmt.Errorf("%w: more than %d circuits wait for a resume and source %s has the most",
+			circuit.ErrBufferBudget, b.maxParked, g.name))
+	}
+}
+
+// unpark: a new path took the circuit over, or it gave up.
+func (a *budgetAccount) unpark() {
+	a.b.mu.Lock()
+	defer a.b.mu.Unlock()
+	a.unparkLocked()
+}
+
+func (a *budgetAccount) unparkLocked() {
+	if !a.parkedAt.IsZero() {
+		a.parkedAt = time.Time{}
+		a.src.parked--
+		a.b.parked--
+	}
+}
+
+// close: the circuit ended; what it still holds goes back.
+func (a *budgetAccount) close() {
+	a.b.mu.Lock()
+	defer a.b.mu.Unlock()
+	a.b.forgetLocked(a)
+}
+
+// forgetLocked takes a out of the budget.
+func (b *resumeBudget) forgetLocked(a *budgetAccount) {
+	a.dead = true
+	a.unparkLocked()
+	a.src.bytes -= a.bytes
+	b.total -= a.bytes
+	a.bytes = 0
+	delete(a.src.accounts, a)
+	if len(a.src.accounts) == 0 && b.sources[a.src.name] == a.src {
+		delete(b.sources, a.src.name)
+	}
+}
+
+// endLocked takes a out of the budget at once and has evictLoop end its
+// circuit with why.
+func (b *resumeBudget) endLocked(a *budgetAccount, reason string, why error) {
+	if a.dead {
+		return
+	}
+	b.forgetLocked(a)
+	a.why = why
+	b.drops.WithLabelValues(reason).Inc()
+	b.evict = append(b.evict, a)
+	b.kickLoop()
+}
+
+func (b *resumeBudget) kickLoop() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// greediestLocked is the source other than except with the largest
+// measure, nil if none holds any.
+func (b *resumeBudget) greediestLocked(measure func(*budgetSource) int, except *budgetSource) *budgetSource {
+	var g *budgetSource
+	for _, s := range b.sources {
+		if s != except && measure(s) > 0 && (g == nil || measure(s) > measure(g)) {
+			g = s
+		}
+	}
+	return g
+}
+
+// victimLocked is the circuit of s to end first for memory: the oldest
+// waiting for a resume, else the one holding the most.
+func (s *budgetSource) victimLocked() *budgetAccount {
+	if v := s.oldestParkedLocked(); v != nil && v.bytes > 0 {
+		return v
+	}
+	var v *budgetAccount
+	for a := range s.accounts {
+		if v == nil || a.bytes > v.bytes {
+			v = a
+		}
+	}
+	return v
+}
+
+func (s *budgetSource) oldestParkedLocked() *budgetAccount {
+	var v *budgetAccount
+	for a := range s.accounts {
+		if !a.parkedAt.IsZero() && (v == nil || a.parkedAt.Before(v.parkedAt)) {
+			v = a
+		}
+	}
+	return v
+}
+
+// evictLoop ends the circuits the budget took out: outside the budget's
+// lock and the circuits' own (Grow and park run under the latter).
+func (b *resumeBudget) evictLoop(done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-b.kick:
+		}
+		type victim struct {
+			conn *circuit.Resumable
+			why  error
+		}
+		b.mu.Lock()
+		var ready []victim
+		later := b.evict[:0]
+		for _, a := range b.evict {
+			if a.conn != nil {
+				ready = append(ready, victim{a.conn, a.why})
+			} else {
+				later = append(later, a) // not bound yet: bind kicks again
+			}
+		}
+		clear(b.evict[len(later):])
+		b.evict = later
+		b.mu.Unlock()
+		for _, v := range ready {
+			v.conn.Abort(circuit.CloseStalled, v.why)
+		}
+	}
+}
