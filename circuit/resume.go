@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"github.com/circuitmesh/circuitmesh/links"
 )
 
@@ -178,6 +179,7 @@ type Resumable struct {
 	sent              int64 // positions sent on the current path
 	finQueued         bool
 	rq                ring // received, not yet read
+	rw                readWait
 	recv, ackSent     int64
 	gotFin            bool
 	readDL, writeDL   time.Time
@@ -186,6 +188,7 @@ type Resumable struct {
 	endOnce           sync.Once
 	firstPath         Path
 	resumes, failures atomic.Int64
+	fast              fastPaths
 
 	// Progress detection (see ResumeConfig.ProgressTimeout).
 	frames     atomic.Int64 // frames read, on any path
@@ -204,6 +207,22 @@ type Resumable struct {
 }
 
 var _ net.Conn = (*Resumable)(nil)
+
+// readWait is the buffer of a Read waiting for data, into which readLoop
+// copies a data frame's bytes straight from the path's decrypted record
+// when nothing is queued before them (rq empty): no hop through rq.
+type readWait struct {
+	busy bool   // a Read owns the slot
+	b    []byte // where the next bytes go; nil once some came
+	n    int    // bytes delivered into b
+}
+
+// fastPaths counts the data path's shortcuts, for tests: bytes delivered
+// straight into a waiting Read, and records sealed where writeLoop laid
+// them out.
+type fastPaths struct {
+	direct, inPlace atomic.Int64
+}
 
 // NewResumableSource makes the source's end of a resumable circuit over p,
 // a sealed circuit opened with FlagResumable. cfg.Redial is required.
@@ -380,7 +399,7 @@ func (r *Resumable) writeLoop() {
 		if bp == nil {
 			bp = framePool.Get().(*[]byte)
 		}
-		b := (*bp)[:0]
+		b := (*bp)[:seal.RecordHead] // the record's head, filled when sealed in place
 		hello := r.helloDue
 		if hello {
 			b = append(b, frameHello)
@@ -409,7 +428,7 @@ func (r *Resumable) writeLoop() {
 			}
 		}
 		r.mu.Unlock()
-		_, err := p.Write(b)
+		err := r.writeFrames(p, b)
 		r.mu.Lock()
 		if hello {
 			r.helloSent = true
@@ -419,6 +438,22 @@ func (r *Resumable) writeLoop() {
 			r.pathFailedLocked(gen, err)
 		}
 	}
+}
+
+// writeFrames writes b[seal.RecordHead:], frames laid out after room for a
+// record's head: a sealed path (*Conn) seals them in place into one
+// record, others get them as bytes.
+func (r *Resumable) writeFrames(p Path, b []byte) error {
+	if c, ok := p.(*Conn); ok {
+		if done, err := c.writeDataRecord(b); done {
+			if err == nil {
+				r.fast.inPlace.Add(1)
+			}
+			return err
+		}
+	}
+	_, err := p.Write(b[seal.RecordHead:])
+	return err
 }
 
 // readLoop reads the frames of each path in turn.
@@ -568,6 +603,11 @@ func (r *Resumable) readData(p Path, gen uint64, n int) error {
 			r.mu.Unlock()
 			return r.integrity("the other end sent beyond its window")
 		}
+		if k := r.deliverLocked(p, n); k > 0 {
+			n -= k
+			r.mu.Unlock()
+			continue
+		}
 		dst := r.rq.tail(n)
 		r.rq.pinned = true
 		r.mu.Unlock()
@@ -597,7 +637,37 @@ func (r *Resumable) readData(p Path, gen uint64, n int) error {
 	return nil
 }
 
-var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 64+maxFrameData); return &b }}
+// framePool holds writeLoop's buffers: a record's head, up to 64 bytes of
+// control frames, a data frame, and room for the record's tag.
+// deliverLocked copies up to n bytes of a data frame that p (a sealed
+// Conn) already decrypted straight into the buffer of a waiting Read, when
+// nothing is queued before them, and returns how many. It never blocks:
+// the Read's buffer is written only under the lock the Read waits for.
+func (r *Resumable) deliverLocked(p Path, n int) int {
+	w := &r.rw
+	if w.b == nil || r.rq.len() > 0 || r.appClosed {
+		return 0
+	}
+	c, ok := p.(*Conn)
+	if !ok {
+		return 0
+	}
+	k := c.readBuffered(w.b[:min(len(w.b), n)])
+	if k == 0 {
+		return 0
+	}
+	w.b, w.n = nil, k
+	r.recv += int64(k)
+	r.in.Add(int64(k))
+	r.fast.direct.Add(int64(k))
+	r.cond.Broadcast()
+	if r.ackDueLocked() {
+		r.wcond.Signal()
+	}
+	return k
+}
+
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, seal.MaxRecord); return &b }}
 
 func unexpected(err error) error {
 	if err == io.EOF {
@@ -937,7 +1007,20 @@ func (r *Resumable) Read(b []byte) (int, error) {
 		if r.ended {
 			return 0, r.opError("read", r.errLocked())
 		}
-		if err := r.waitLocked(r.readDL, "read"); err != nil {
+		// The first waiting Read lends readLoop its buffer.
+		mine := !r.rw.busy
+		if mine {
+			r.rw = readWait{busy: true, b: b}
+		}
+		err := r.waitLocked(r.readDL, "read")
+		if mine {
+			n := r.rw.n
+			r.rw = readWait{}
+			if n > 0 {
+				return n, nil
+			}
+		}
+		if err != nil {
 			return 0, err
 		}
 	}
