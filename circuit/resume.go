@@ -178,7 +178,9 @@ type Resumable struct {
 	credit            int64 // what the other end's application read (its last ack): the window's base
 	sent              int64 // positions sent on the current path
 	finQueued         bool
-	rq                ring // received, not yet read
+	rq                ring    // received, not yet read
+	held              []byte  // received, not yet read, before rq: a record's payload taken from the path
+	heldBuf           *[]byte // held's buffer, back to recordPool once read
 	rw                readWait
 	recv, ackSent     int64
 	gotFin            bool
@@ -218,10 +220,10 @@ type readWait struct {
 }
 
 // fastPaths counts the data path's shortcuts, for tests: bytes delivered
-// straight into a waiting Read, and records sealed where writeLoop laid
-// them out.
+// straight into a waiting Read, records sealed where writeLoop laid them
+// out, and bytes queued in the record they came in (held).
 type fastPaths struct {
-	direct, inPlace atomic.Int64
+	direct, inPlace, held atomic.Int64
 }
 
 // NewResumableSource makes the source's end of a resumable circuit over p,
@@ -599,11 +601,16 @@ func (r *Resumable) readData(p Path, gen uint64, n int) error {
 			r.mu.Unlock()
 			return errStale
 		}
-		if r.rq.len()+n > r.cfg.Window {
+		if r.queuedLocked()+n > r.cfg.Window {
 			r.mu.Unlock()
 			return r.integrity("the other end sent beyond its window")
 		}
 		if k := r.deliverLocked(p, n); k > 0 {
+			n -= k
+			r.mu.Unlock()
+			continue
+		}
+		if k := r.holdLocked(p, n); k > 0 {
 			n -= k
 			r.mu.Unlock()
 			continue
@@ -645,7 +652,7 @@ func (r *Resumable) readData(p Path, gen uint64, n int) error {
 // the Read's buffer is written only under the lock the Read waits for.
 func (r *Resumable) deliverLocked(p Path, n int) int {
 	w := &r.rw
-	if w.b == nil || r.rq.len() > 0 || r.appClosed {
+	if w.b == nil || r.queuedLocked() > 0 || r.appClosed {
 		return 0
 	}
 	c, ok := p.(*Conn)
@@ -667,6 +674,42 @@ func (r *Resumable) deliverLocked(p Path, n int) int {
 	return k
 }
 
+// holdLocked queues up to n bytes of a data frame that p (a sealed Conn)
+// already decrypted in the record buffer they came in, taking that buffer
+// over instead of copying them into rq, when nothing is queued: the
+// frame's bytes must be the rest of the record (a data frame is the last
+// of its batch). At most one record is held, so the buffers a circuit
+// holds stay bounded.
+func (r *Resumable) holdLocked(p Path, n int) int {
+	if r.held != nil || r.rq.len() > 0 || r.appClosed {
+		return 0
+	}
+	c, ok := p.(*Conn)
+	if !ok {
+		return 0
+	}
+	data, bp := c.takeBuffered(n)
+	if data == nil {
+		return 0
+	}
+	r.held, r.heldBuf = data, bp
+	r.recv += int64(len(data))
+	r.fast.held.Add(int64(len(data)))
+	r.cond.Broadcast()
+	return len(data)
+}
+
+// queuedLocked is what was received and not read yet.
+func (r *Resumable) queuedLocked() int { return len(r.held) + r.rq.len() }
+
+// dropHeldLocked returns the held record's buffer.
+func (r *Resumable) dropHeldLocked() {
+	if r.heldBuf != nil {
+		recordPool.Put(r.heldBuf)
+	}
+	r.held, r.heldBuf = nil, nil
+}
+
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, seal.MaxRecord); return &b }}
 
 func unexpected(err error) error {
@@ -684,7 +727,7 @@ func (r *Resumable) integrity(what string) error {
 // ackableLocked is what this end acknowledges: what it received, less what
 // the application has not read yet.
 func (r *Resumable) ackableLocked() int64 {
-	return r.recv - int64(r.rq.len())
+	return r.recv - int64(r.queuedLocked())
 }
 
 // ackLocked drops what the other end acknowledged.
@@ -991,10 +1034,18 @@ func (r *Resumable) Read(b []byte) (int, error) {
 		if r.appClosed {
 			return 0, r.opError("read", net.ErrClosed)
 		}
-		if avail := r.rq.len(); avail > 0 || len(b) == 0 {
-			n := min(avail, len(b))
-			r.rq.copyOut(b, 0, n)
-			r.rq.pop(n)
+		if avail := r.queuedLocked(); avail > 0 || len(b) == 0 {
+			var n int
+			if r.held != nil {
+				n = copy(b, r.held)
+				if r.held = r.held[n:]; len(r.held) == 0 {
+					r.dropHeldLocked()
+				}
+			} else {
+				n = min(avail, len(b))
+				r.rq.copyOut(b, 0, n)
+				r.rq.pop(n)
+			}
 			r.in.Add(int64(n))
 			if r.ackDueLocked() {
 				r.wcond.Signal()
@@ -1123,6 +1174,7 @@ func (r *Resumable) Close() error {
 	r.appClosed = true
 	r.finQueued = true
 	r.rq.pop(r.rq.len())
+	r.dropHeldLocked()
 	r.broadcast()
 	r.checkDoneLocked()
 	if !r.ended {

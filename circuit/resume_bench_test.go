@@ -111,6 +111,7 @@ func benchmarkSocket(b *testing.B, resumable bool) {
 			dst.Wait()
 			if in := dst.BytesIn(); in > 0 {
 				b.ReportMetric(float64(dst.fast.direct.Load())/float64(in), "direct-frac")
+				b.ReportMetric(float64(dst.fast.held.Load())/float64(in), "held-frac")
 			}
 		}()
 		w, r = closeWriter{src}, dst

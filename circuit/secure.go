@@ -592,3 +592,31 @@ func (c *Conn) readBuffered(b []byte) int {
 	}
 	return n
 }
+
+// takeBuffered hands over the payload a sealed conn already decrypted when
+// it is the whole rest of a pooled record and at most n bytes: the caller
+// then owns the record's buffer (recordPool's, to put back once read) and
+// the conn reads its next record into another. Otherwise nil: nothing
+// changes.
+func (c *Conn) takeBuffered(n int) ([]byte, *[]byte) {
+	if c.sec == nil {
+		return nil, nil
+	}
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	sc, m := c.sec, &c.sec.rd
+	if c.readErr != nil || !sc.done.Load() || len(sc.plain) == 0 || len(sc.plain) > n ||
+		!m.pool || m.buf == nil || m.nh != 0 || m.n != 0 {
+		return nil, nil
+	}
+	// The payload must end where the record buffer does (early data at a
+	// destination, for one, lies elsewhere).
+	buf, p := *m.buf, sc.plain
+	if &buf[:cap(buf)][cap(buf)-1] != &p[:cap(p)][cap(p)-1] {
+		return nil, nil
+	}
+	bp := m.buf
+	sc.plain, m.buf = nil, nil
+	c.in.Add(int64(len(p)))
+	return p, bp
+}
