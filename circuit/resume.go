@@ -587,9 +587,11 @@ func (r *Resumable) readPath(p Path, gen uint64) error {
 	}
 }
 
-// readData reads the n bytes of a data frame straight into the free space
-// of the receive queue (pinned meanwhile: the application's Reads may
-// drain it but it stays in place). A path replaced meanwhile is stale:
+// readData reads the n bytes of a data frame: into a waiting Read's
+// buffer (deliverLocked) or kept in their record (holdLocked) when nothing
+// is queued before them, else straight into the free space of the receive
+// queue (pinned meanwhile: the application's Reads may drain it but it
+// stays in place). A path replaced meanwhile is stale:
 // its data is sent again on the new one. The queue needs no wait: the
 // other end sends at most Window bytes beyond what this end acknowledged,
 // and it acknowledges only what was read (a resume's received offset
