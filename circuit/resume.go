@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"github.com/circuitmesh/circuitmesh/links"
 )
 
@@ -199,7 +200,10 @@ type Resumable struct {
 	credit            int64 // what the other end's application read (its last ack): the window's base
 	sent              int64 // positions sent on the current path
 	finQueued         bool
-	rq                ring // received, not yet read
+	rq                ring    // received, not yet read
+	held              []byte  // received, not yet read, before rq: a record's payload taken from the path
+	heldBuf           *[]byte // held's buffer, back to recordPool once read
+	rw                readWait
 	recv, ackSent     int64
 	gotFin            bool
 	readDL, writeDL   time.Time
@@ -208,6 +212,7 @@ type Resumable struct {
 	endOnce           sync.Once
 	firstPath         Path
 	resumes, failures atomic.Int64
+	fast              fastPaths
 
 	// Progress detection (see ResumeConfig.ProgressTimeout).
 	frames     atomic.Int64 // frames read, on any path
@@ -230,6 +235,22 @@ type Resumable struct {
 }
 
 var _ net.Conn = (*Resumable)(nil)
+
+// readWait is the buffer of a Read waiting for data, into which readLoop
+// copies a data frame's bytes straight from the path's decrypted record
+// when nothing is queued before them (rq empty): no hop through rq.
+type readWait struct {
+	busy bool   // a Read owns the slot
+	b    []byte // where the next bytes go; nil once some came
+	n    int    // bytes delivered into b
+}
+
+// fastPaths counts the data path's shortcuts, for tests: bytes delivered
+// straight into a waiting Read, records sealed where writeLoop laid them
+// out, and bytes queued in the record they came in (held).
+type fastPaths struct {
+	direct, inPlace, held atomic.Int64
+}
 
 // NewResumableSource makes the source's end of a resumable circuit over p,
 // a sealed circuit opened with FlagResumable. cfg.Redial is required.
@@ -409,7 +430,7 @@ func (r *Resumable) writeLoop() {
 		if bp == nil {
 			bp = framePool.Get().(*[]byte)
 		}
-		b := (*bp)[:0]
+		b := (*bp)[:seal.RecordHead] // the record's head, filled when sealed in place
 		hello := r.helloDue
 		if hello {
 			b = append(b, frameHello)
@@ -438,7 +459,7 @@ func (r *Resumable) writeLoop() {
 			}
 		}
 		r.mu.Unlock()
-		_, err := p.Write(b)
+		err := r.writeFrames(p, b)
 		r.mu.Lock()
 		if hello {
 			r.helloSent = true
@@ -448,6 +469,22 @@ func (r *Resumable) writeLoop() {
 			r.pathFailedLocked(gen, err)
 		}
 	}
+}
+
+// writeFrames writes b[seal.RecordHead:], frames laid out after room for a
+// record's head: a sealed path (*Conn) seals them in place into one
+// record, others get them as bytes.
+func (r *Resumable) writeFrames(p Path, b []byte) error {
+	if c, ok := p.(*Conn); ok {
+		if done, err := c.writeDataRecord(b); done {
+			if err == nil {
+				r.fast.inPlace.Add(1)
+			}
+			return err
+		}
+	}
+	_, err := p.Write(b[seal.RecordHead:])
+	return err
 }
 
 // readLoop reads the frames of each path in turn.
@@ -579,9 +616,11 @@ func (r *Resumable) readPath(p Path, gen uint64) error {
 	}
 }
 
-// readData reads the n bytes of a data frame straight into the free space
-// of the receive queue (pinned meanwhile: the application's Reads may
-// drain it but it stays in place). A path replaced meanwhile is stale:
+// readData reads the n bytes of a data frame: into a waiting Read's
+// buffer (deliverLocked) or kept in their record (holdLocked) when nothing
+// is queued before them, else straight into the free space of the receive
+// queue (pinned meanwhile: the application's Reads may drain it but it
+// stays in place). A path replaced meanwhile is stale:
 // its data is sent again on the new one. The queue needs no wait: the
 // other end sends at most Window bytes beyond what this end acknowledged,
 // and it acknowledges only what was read (a resume's received offset
@@ -593,9 +632,19 @@ func (r *Resumable) readData(p Path, gen uint64, n int) error {
 			r.mu.Unlock()
 			return errStale
 		}
-		if r.rq.len()+n > r.cfg.Window {
+		if r.queuedLocked()+n > r.cfg.Window {
 			r.mu.Unlock()
 			return r.integrity("the other end sent beyond its window")
+		}
+		if k := r.deliverLocked(p, n); k > 0 {
+			n -= k
+			r.mu.Unlock()
+			continue
+		}
+		if k := r.holdLocked(p, n); k > 0 {
+			n -= k
+			r.mu.Unlock()
+			continue
 		}
 		dst := r.rq.tail(n)
 		if r.overBudget {
@@ -630,7 +679,73 @@ func (r *Resumable) readData(p Path, gen uint64, n int) error {
 	return nil
 }
 
-var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 64+maxFrameData); return &b }}
+// framePool holds writeLoop's buffers: a record's head, up to 64 bytes of
+// control frames, a data frame, and room for the record's tag.
+// deliverLocked copies up to n bytes of a data frame that p (a sealed
+// Conn) already decrypted straight into the buffer of a waiting Read, when
+// nothing is queued before them, and returns how many. It never blocks:
+// the Read's buffer is written only under the lock the Read waits for.
+func (r *Resumable) deliverLocked(p Path, n int) int {
+	w := &r.rw
+	if w.b == nil || r.queuedLocked() > 0 || r.appClosed {
+		return 0
+	}
+	c, ok := p.(*Conn)
+	if !ok {
+		return 0
+	}
+	k := c.readBuffered(w.b[:min(len(w.b), n)])
+	if k == 0 {
+		return 0
+	}
+	w.b, w.n = nil, k
+	r.recv += int64(k)
+	r.in.Add(int64(k))
+	r.fast.direct.Add(int64(k))
+	r.cond.Broadcast()
+	if r.ackDueLocked() {
+		r.wcond.Signal()
+	}
+	return k
+}
+
+// holdLocked queues up to n bytes of a data frame that p (a sealed Conn)
+// already decrypted in the record buffer they came in, taking that buffer
+// over instead of copying them into rq, when nothing is queued: the
+// frame's bytes must be the rest of the record (a data frame is the last
+// of its batch). At most one record is held, so the buffers a circuit
+// holds stay bounded.
+func (r *Resumable) holdLocked(p Path, n int) int {
+	if r.held != nil || r.rq.len() > 0 || r.appClosed {
+		return 0
+	}
+	c, ok := p.(*Conn)
+	if !ok {
+		return 0
+	}
+	data, bp := c.takeBuffered(n)
+	if data == nil {
+		return 0
+	}
+	r.held, r.heldBuf = data, bp
+	r.recv += int64(len(data))
+	r.fast.held.Add(int64(len(data)))
+	r.cond.Broadcast()
+	return len(data)
+}
+
+// queuedLocked is what was received and not read yet.
+func (r *Resumable) queuedLocked() int { return len(r.held) + r.rq.len() }
+
+// dropHeldLocked returns the held record's buffer.
+func (r *Resumable) dropHeldLocked() {
+	if r.heldBuf != nil {
+		recordPool.Put(r.heldBuf)
+	}
+	r.held, r.heldBuf = nil, nil
+}
+
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, seal.MaxRecord); return &b }}
 
 func unexpected(err error) error {
 	if err == io.EOF {
@@ -647,7 +762,7 @@ func (r *Resumable) integrity(what string) error {
 // ackableLocked is what this end acknowledges: what it received, less what
 // the application has not read yet.
 func (r *Resumable) ackableLocked() int64 {
-	return r.recv - int64(r.rq.len())
+	return r.recv - int64(r.queuedLocked())
 }
 
 // ackLocked drops what the other end acknowledged.
@@ -1000,10 +1115,18 @@ func (r *Resumable) Read(b []byte) (int, error) {
 		if r.appClosed {
 			return 0, r.opError("read", net.ErrClosed)
 		}
-		if avail := r.rq.len(); avail > 0 || len(b) == 0 {
-			n := min(avail, len(b))
-			r.rq.copyOut(b, 0, n)
-			r.rq.pop(n)
+		if avail := r.queuedLocked(); avail > 0 || len(b) == 0 {
+			var n int
+			if r.held != nil {
+				n = copy(b, r.held)
+				if r.held = r.held[n:]; len(r.held) == 0 {
+					r.dropHeldLocked()
+				}
+			} else {
+				n = min(avail, len(b))
+				r.rq.copyOut(b, 0, n)
+				r.rq.pop(n)
+			}
 			r.in.Add(int64(n))
 			if r.ackDueLocked() {
 				r.wcond.Signal()
@@ -1016,7 +1139,20 @@ func (r *Resumable) Read(b []byte) (int, error) {
 		if r.ended {
 			return 0, r.opError("read", r.errLocked())
 		}
-		if err := r.waitLocked(r.readDL, "read"); err != nil {
+		// The first waiting Read lends readLoop its buffer.
+		mine := !r.rw.busy
+		if mine {
+			r.rw = readWait{busy: true, b: b}
+		}
+		err := r.waitLocked(r.readDL, "read")
+		if mine {
+			n := r.rw.n
+			r.rw = readWait{}
+			if n > 0 {
+				return n, nil
+			}
+		}
+		if err != nil {
 			return 0, err
 		}
 	}
@@ -1123,6 +1259,7 @@ func (r *Resumable) Close() error {
 	r.appClosed = true
 	r.finQueued = true
 	r.rq.pop(r.rq.len())
+	r.dropHeldLocked()
 	r.broadcast()
 	r.checkDoneLocked()
 	if !r.ended {

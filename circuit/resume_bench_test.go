@@ -5,8 +5,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"syscall"
 	"testing"
+
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // BenchmarkResumablePipe measures the resumable framing alone: one-way
@@ -74,3 +77,95 @@ func cpuNS(b *testing.B) int64 {
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
+
+// BenchmarkSealedSocket measures a sealed circuit's ends alone: one-way
+// 32 KiB writes between a source and a destination whose stream is a
+// local socket pair (kernel buffers, no QUIC, no relay).
+func BenchmarkSealedSocket(b *testing.B) { benchmarkSocket(b, false) }
+
+// BenchmarkResumableSocket is BenchmarkSealedSocket for a resumable
+// circuit: the ratio of the two is what resumption costs at the ends.
+func BenchmarkResumableSocket(b *testing.B) { benchmarkSocket(b, true) }
+
+func benchmarkSocket(b *testing.B, resumable bool) {
+	k := newSealKeys(b)
+	o := resumableOpen(0)
+	if !resumable {
+		o.Flags = 0
+	}
+	caller, dest := sealedSocketPair(b, k, o)
+	var w io.WriteCloser = closeWriter{caller}
+	var r io.Reader = dest
+	if resumable {
+		src, err := NewResumableSource(caller, caller.LocalAddr(), caller.RemoteAddr(), ResumeConfig{Redial: func(context.Context) (Path, error) {
+			return nil, errors.New("no redial in a benchmark")
+		}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		dst := NewResumableDest(dest, dest.LocalAddr(), dest.RemoteAddr(), NewResumeTable(), "s", "echo", ResumeConfig{})
+		defer func() {
+			src.Close()
+			dst.Close()
+			src.Wait()
+			dst.Wait()
+			if in := dst.BytesIn(); in > 0 {
+				b.ReportMetric(float64(dst.fast.direct.Load())/float64(in), "direct-frac")
+				b.ReportMetric(float64(dst.fast.held.Load())/float64(in), "held-frac")
+			}
+		}()
+		w, r = closeWriter{src}, dst
+	} else {
+		defer caller.Close()
+		defer dest.Close()
+	}
+	benchmarkOneWay(b, w, r)
+}
+
+// sealedSocketPair opens a sealed circuit o over a unix socket pair: the
+// source's and the destination's Conns.
+func sealedSocketPair(b *testing.B, k *sealKeys, o *Open) (caller, dest *Conn) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ss [2]links.Stream
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		ss[i] = unixStream{c.(*net.UnixConn)}
+	}
+	type accepted struct {
+		c   *Conn
+		err error
+	}
+	ch := make(chan accepted, 1)
+	go func() {
+		o, err := ReadOpen(ss[1], 0)
+		if err != nil {
+			ch <- accepted{nil, err}
+			return
+		}
+		c, err := k.accept(ss[1], o)
+		ch <- accepted{c, err}
+	}()
+	caller, err = k.dial(o, false, false, false)(context.Background(), ss[0])
+	a := <-ch
+	if err == nil {
+		err = a.err
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	return caller, a.c
+}
+
+// unixStream is a links.Stream over a unix socket.
+type unixStream struct{ *net.UnixConn }
+
+func (s unixStream) CloseRead(uint64) { _ = s.UnixConn.CloseRead() }
+func (s unixStream) Reset(uint64)     { _ = s.UnixConn.Close() }

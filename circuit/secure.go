@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -455,13 +456,18 @@ func (c *Conn) writeSealed(p []byte) (int, error) {
 	return n, nil
 }
 
-// writeRecord seals one record into buf and writes it; the unsent tail of
-// a write cut by a deadline is kept for the next write.
+// writeRecord seals one record into buf and writes it.
 func (c *Conn) writeRecord(buf []byte, typ byte, data []byte) error {
 	rec, err := c.sec.sess.Seal(buf, typ, data)
 	if err != nil {
 		return c.opError("write", err)
 	}
+	return c.sendRecord(rec)
+}
+
+// sendRecord writes a sealed record; the unsent tail of a write cut by a
+// deadline is kept for the next write.
+func (c *Conn) sendRecord(rec []byte) error {
 	k, err := c.s.Write(rec)
 	if err != nil {
 		c.sec.wpend = append(c.sec.wpend[:0], rec[k:]...)
@@ -522,4 +528,95 @@ func (c *Conn) closeWriteSealed() error {
 	}
 	var b [seal.Overhead]byte
 	return c.writeRecord(b[:0], seal.RecordEnd, nil)
+}
+
+// writeDataRecord is Write for data that fits one record and was laid out
+// in rec for seal.Session.SealInPlace (seal.RecordHead bytes, then the
+// data, capacity for the tag): it is sealed where it lies, saving Write's
+// copy into a record buffer. ok is false, and nothing done, when the conn
+// is not sealed or its handshake did not complete (its first Write may
+// carry the open): the caller then Writes rec[seal.RecordHead:].
+func (c *Conn) writeDataRecord(rec []byte) (ok bool, err error) {
+	if c.sec == nil || !c.sec.done.Load() {
+		return false, nil
+	}
+	if err := c.precheck("write", &c.writeDL); err != nil {
+		return true, err
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if err := c.precheck("write", &c.writeDL); err != nil {
+		return true, err
+	}
+	if c.writeClosed.Load() {
+		return true, c.opError("write", net.ErrClosed)
+	}
+	err = c.flushPending()
+	if err == nil {
+		rec[2] = seal.RecordData
+		var sealed []byte
+		if sealed, err = c.sec.sess.SealInPlace(rec); err != nil {
+			return true, c.opError("write", err)
+		}
+		err = c.sendRecord(sealed)
+	}
+	if err != nil {
+		if !isTimeout(err) {
+			if r := c.awaitRefusal(err); r != nil {
+				return true, r
+			}
+		}
+		return true, err
+	}
+	c.out.Add(int64(len(rec) - seal.RecordHead))
+	return true, nil
+}
+
+// readBuffered copies into b payload a sealed conn already decrypted, and
+// returns how much: 0, without blocking, when it holds none.
+func (c *Conn) readBuffered(b []byte) int {
+	if c.sec == nil {
+		return 0
+	}
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	if c.readErr != nil || !c.sec.done.Load() {
+		return 0
+	}
+	sc := c.sec
+	n := copy(b, sc.plain)
+	sc.plain = sc.plain[n:]
+	c.in.Add(int64(n))
+	if len(sc.plain) == 0 {
+		sc.rd.release()
+	}
+	return n
+}
+
+// takeBuffered hands over the payload a sealed conn already decrypted when
+// it is the whole rest of a pooled record and at most n bytes: the caller
+// then owns the record's buffer (recordPool's, to put back once read) and
+// the conn reads its next record into another. Otherwise nil: nothing
+// changes.
+func (c *Conn) takeBuffered(n int) ([]byte, *[]byte) {
+	if c.sec == nil {
+		return nil, nil
+	}
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	sc, m := c.sec, &c.sec.rd
+	if c.readErr != nil || !sc.done.Load() || len(sc.plain) == 0 || len(sc.plain) > n ||
+		!m.pool || m.buf == nil || m.nh != 0 || m.n != 0 {
+		return nil, nil
+	}
+	// The payload must end where the record buffer does (early data at a
+	// destination, for one, lies elsewhere).
+	buf, p := *m.buf, sc.plain
+	if &buf[:cap(buf)][cap(buf)-1] != &p[:cap(p)][cap(p)-1] {
+		return nil, nil
+	}
+	bp := m.buf
+	sc.plain, m.buf = nil, nil
+	c.in.Add(int64(len(p)))
+	return p, bp
 }

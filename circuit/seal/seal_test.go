@@ -2,6 +2,7 @@ package seal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"testing"
 	"time"
@@ -392,5 +393,55 @@ func TestStrikesGrowKeepsEveryKey(t *testing.T) {
 		if err := s.Check(key(i), late, late); !errors.Is(err, ErrReplay) {
 			t.Fatalf("key %d replayed after growth: %v", i, err)
 		}
+	}
+}
+
+// A record sealed in place, with or without room for its tag, opens like
+// one Seal made, in sequence with them; one too big is refused.
+func TestSealInPlace(t *testing.T) {
+	m := newMesh(t, "s", "d")
+	rec := m.keys["d"].Record()
+	is, rs, _, err := handshake(t, m.keys["s"], m.keys["d"], "d", &rec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, size := range []int{0, 1, 100, MaxData} {
+		data := bytes.Repeat([]byte{byte(i + 1)}, size)
+		var b []byte
+		if i%2 == 0 {
+			b = make([]byte, RecordHead, RecordHead+size+Overhead) // room for the tag
+		} else {
+			b = make([]byte, RecordHead, RecordHead+size) // none: a new buffer
+		}
+		b = append(b, data...)
+		b[2] = RecordData
+		out, err := is.SealInPlace(b)
+		if err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+		if got := int(binary.BigEndian.Uint16(out)); got != len(out)-2 || len(out) != size+Overhead {
+			t.Fatalf("size %d: record of %d bytes, length field %d", size, len(out), got)
+		}
+		if i%2 == 0 && &out[0] != &b[0] {
+			t.Errorf("size %d: sealed into a new buffer despite room for the tag", size)
+		}
+		typ, got, err := rs.Open(out[2:])
+		if err != nil || typ != RecordData || !bytes.Equal(got, data) {
+			t.Fatalf("size %d: open: type %d, %d bytes, %v", size, typ, len(got), err)
+		}
+		// A Seal'd record follows in the same sequence.
+		out, err = is.Seal(nil, RecordData, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := rs.Open(out[2:]); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("size %d: open after an in-place record: %v", size, err)
+		}
+	}
+	if _, err := is.SealInPlace(make([]byte, RecordHead+MaxData+1)); err == nil {
+		t.Error("a record over MaxData was sealed")
+	}
+	if _, err := is.SealInPlace(make([]byte, 2)); err == nil {
+		t.Error("a record without its head was sealed")
 	}
 }

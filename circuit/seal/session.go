@@ -51,19 +51,43 @@ func (s *Session) Seal(dst []byte, typ byte, data []byte) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, 0, 0, typ)
 	dst = append(dst, data...)
-	out, err := s.send.Encrypt(dst[start+2:start+2], nil, dst[start+2:])
+	rec, err := s.SealInPlace(dst[start:])
 	if err != nil {
-		return dst[:start], fmt.Errorf("seal: %w", err)
+		return dst[:start], err
 	}
-	binary.BigEndian.PutUint16(dst[start:], uint16(len(out)))
+	if &rec[0] != &dst[start] {
+		// SealInPlace had to grow the buffer.
+		return append(dst[:start], rec...), nil
+	}
+	return dst[:start+len(rec)], nil
+}
+
+// RecordHead is what a record laid out for SealInPlace starts with: the
+// length (filled in by SealInPlace) and the type.
+const RecordHead = 3
+
+// SealInPlace seals the record laid out in rec: RecordHead bytes (the type
+// at rec[2]) then the data, at most MaxData bytes. It encrypts in place and
+// returns the framed record, which is rec grown by the tag when its
+// capacity allows (Overhead - RecordHead more bytes), else a new buffer.
+// The caller that assembles the data in rec saves Seal's copy.
+func (s *Session) SealInPlace(rec []byte) ([]byte, error) {
+	if len(rec) < RecordHead || len(rec)-RecordHead > MaxData {
+		return rec, fmt.Errorf("seal: record of %d bytes outside [0, %d]", len(rec)-RecordHead, MaxData)
+	}
+	out, err := s.send.Encrypt(rec[2:2], nil, rec[2:])
+	if err != nil {
+		return rec, fmt.Errorf("seal: %w", err)
+	}
 	if s.nsend++; s.nsend%s.rekeyEvery == 0 {
 		s.send.Rekey()
 	}
-	if &out[0] != &dst[start+2] {
+	if &out[0] != &rec[2] {
 		// Encrypt had to grow the buffer.
-		return append(dst[:start+2], out...), nil
+		rec = append(make([]byte, 2, 2+len(out)), out...)
 	}
-	return dst[:start+2+len(out)], nil
+	binary.BigEndian.PutUint16(rec, uint16(len(out)))
+	return rec[:2+len(out)], nil
 }
 
 // Open decrypts one record's ciphertext (without its length prefix) in
