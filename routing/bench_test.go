@@ -3,6 +3,8 @@ package routing_test
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -138,13 +140,22 @@ func benchCfg() routing.Config {
 // converge on sparse random graphs (average degree 3, link costs 10..209,
 // rounds of 50 ms), from cold start (building the graph included) and
 // after the busiest node dies. 5000 nodes run only with
-// CIRCUITMESH_BENCH_5000=1: 25 million (node, destination) entries of
-// about 330 bytes each (table entry, routes, map slot, name) take more
-// than 8 GiB in one process, plus the messages in flight.
+// CIRCUITMESH_BENCH_5000=1, other sizes with CIRCUITMESH_BENCH_NODES:
+// 25 million (node, destination) entries of about 330 bytes each (table
+// entry with its routes, map slot, name) take more than 8 GiB in one
+// process, plus the messages in flight and the collector's headroom
+// (2000 nodes took 2.6 GB).
 func BenchmarkConverge(b *testing.B) {
 	sizes := []int{100, 1000}
 	if os.Getenv("CIRCUITMESH_BENCH_5000") != "" {
 		sizes = append(sizes, 5000)
+	}
+	// Other sizes, comma-separated (CIRCUITMESH_BENCH_NODES=2000,3000),
+	// to see how the cost per node grows with the mesh.
+	for f := range strings.SplitSeq(os.Getenv("CIRCUITMESH_BENCH_NODES"), ",") {
+		if v, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && v > 1 {
+			sizes = append(sizes, v)
+		}
 	}
 	for _, nodes := range sizes {
 		spec := graphSpec{nodes: nodes, avgDegree: 3, seed: 77}

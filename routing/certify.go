@@ -2,6 +2,7 @@ package routing
 
 import (
 	"bytes"
+	"slices"
 	"time"
 	"unique"
 	"unsafe"
@@ -139,7 +140,8 @@ func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) bool {
 	var key verdictKey
 	shared := cacheable(e.cfg.Certifier)
 	if shared {
-		key = verdictKeyOf(e.cfg.Certifier, en.origin, en.seqno, en.att)
+		e.keyBuf = slices.Grow(e.keyBuf[:0], 1+len(en.origin)+2+len(en.att))
+		key = verdictKeyIn(e.keyBuf, e.cfg.Certifier, en.origin, en.seqno, en.att)
 		if verdicts.lookup(key, e.epoch.Add(t)) {
 			e.stats.Verified++
 			e.stats.CachedVerdicts++

@@ -47,6 +47,7 @@ type Engine struct {
 	recv    []entry                        // scratch: decoded entries
 	intern  func([]byte) (string, *origin) // a received name, allocated only if new
 	keysBuf []string                       // scratch: sorted keys
+	keyBuf  []byte                         // scratch: what a verdict key hashes
 
 	outbox []Message // buffers of the outputs, reused (Ready)
 	events []Event

@@ -75,9 +75,13 @@ type routeEntry struct {
 // at every node.
 type origin struct {
 	name   string
-	hash   uint64 // nameHash(name)
-	routes []routeEntry
-	sel    *neighbour // selected next hop, nil when unreachable
+	hash   uint64       // nameHash(name)
+	routes []routeEntry // in inl while there are at most three
+	// Room for the routes of a node with a few neighbours, allocated
+	// with the entry: a separate array was one allocation more per
+	// destination at every node.
+	inl [3]routeEntry
+	sel *neighbour // selected next hop, nil when unreachable
 	// pend has bit i set if o is queued in the pending list of the
 	// neighbour in slot i.
 	pend uint64
@@ -192,9 +196,7 @@ func (o *origin) upsert(r routeEntry) *routeEntry {
 		return &o.routes[i]
 	}
 	if o.routes == nil {
-		// A mesh node has a few neighbours: room for three routes
-		// saves the regrowths from 1 and 2.
-		o.routes = make([]routeEntry, 0, 3)
+		o.routes = o.inl[:0]
 	}
 	o.routes = append(o.routes, r)
 	return &o.routes[len(o.routes)-1]

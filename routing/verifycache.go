@@ -51,16 +51,19 @@ func cacheable(c Certifier) bool {
 }
 
 func verdictKeyOf(c Certifier, origin string, seqno uint16, att []byte) verdictKey {
-	h := sha256.New()
-	var hdr [1 + MaxNameLen + 2]byte
-	b := append(hdr[:0], byte(len(origin)))
+	var buf [1 + MaxNameLen + 2 + 256]byte
+	return verdictKeyIn(buf[:0], c, origin, seqno, att)
+}
+
+// verdictKeyIn is verdictKeyOf hashing in one pass over scratch, which it
+// grows if needed (an engine passes its own buffer): a hash.Hash
+// allocated per check was one allocation per (origin, seqno) at every node.
+func verdictKeyIn(scratch []byte, c Certifier, origin string, seqno uint16, att []byte) verdictKey {
+	b := append(scratch[:0], byte(len(origin)))
 	b = append(b, origin...)
 	b = binary.BigEndian.AppendUint16(b, seqno)
-	h.Write(b)
-	h.Write(att)
-	k := verdictKey{c: c}
-	h.Sum(k.d[:0])
-	return k
+	b = append(b, att...)
+	return verdictKey{c: c, d: sha256.Sum256(b)}
 }
 
 // lookup reports whether k verified within verifyCacheTTL of now.

@@ -66,6 +66,7 @@ type Network struct {
 	links    map[Edge]*link
 	isolated map[string]bool
 	inflight []envelope
+	due      []envelope // scratch of StepRound
 	seq      int
 	changed  map[string]bool
 }
@@ -296,7 +297,11 @@ func (n *Network) InFlight() int { return len(n.inflight) }
 func (n *Network) StepRound() int {
 	n.Round++
 	n.Now = n.Now.Add(n.Step)
-	var due, later []envelope
+	// The messages due move to a buffer kept between rounds, the others
+	// stay in place (a thousand engines send over a hundred thousand
+	// messages: fresh slices every round were a tenth of a node death's
+	// CPU time).
+	due, later := n.due[:0], n.inflight[:0]
 	for _, m := range n.inflight {
 		if m.due <= n.Round {
 			due = append(due, m)
@@ -304,8 +309,16 @@ func (n *Network) StepRound() int {
 			later = append(later, m)
 		}
 	}
+	clear(n.inflight[len(later):])
 	n.inflight = later
-	slices.SortStableFunc(due, func(a, b envelope) int { return a.seq - b.seq })
+	bySeq := func(a, b envelope) int { return a.seq - b.seq }
+	if !slices.IsSortedFunc(due, bySeq) {
+		slices.SortStableFunc(due, bySeq)
+	}
+	defer func() {
+		clear(due) // drop the payloads
+		n.due = due[:0]
+	}()
 	delivered := 0
 	for _, m := range due {
 		e := n.engines[m.to]
