@@ -322,15 +322,18 @@ func (r *Resumable) workLocked() bool {
 const ackDelay = 5 * time.Millisecond
 
 // ackDueLocked reports whether an acknowledgement should go now: an
-// eighth of the window was read since the last one, the fin was read, or
-// the delay of a smaller one ran out. Between those, acks ride on frames
-// the writer sends anyway.
+// eighth of the window was read since the last one, the fin came and this
+// end's own fin is queued (the ack rides with it), or the delay of a
+// smaller one ran out. Between those, acks ride on frames the writer sends
+// anyway: a fin is acknowledged with the application's answer to it (its
+// CloseWrite or Close) when that comes within the delay, one frame instead
+// of two.
 func (r *Resumable) ackDueLocked() bool {
 	a := r.ackableLocked()
 	switch {
 	case a <= r.ackSent:
 		return false
-	case a-r.ackSent >= int64(r.cfg.Window/8), r.ackNow, r.gotFin && a == r.recv:
+	case a-r.ackSent >= int64(r.cfg.Window/8), r.ackNow, r.gotFin && a == r.recv && r.finQueued:
 		return true
 	}
 	if r.ackTimer == nil {
@@ -1105,7 +1108,10 @@ func (r *Resumable) CloseWrite() error {
 		return r.opError("close", net.ErrClosed)
 	}
 	r.finQueued = true
-	r.broadcast()
+	r.cond.Broadcast()
+	if !r.sendInlineLocked() {
+		r.wcond.Signal()
+	}
 	return nil
 }
 
@@ -1122,7 +1128,10 @@ func (r *Resumable) Close() error {
 	r.appClosed = true
 	r.finQueued = true
 	r.rq.pop(r.rq.len())
-	r.broadcast()
+	r.cond.Broadcast()
+	if !r.sendInlineLocked() {
+		r.wcond.Signal()
+	}
 	r.checkDoneLocked()
 	if !r.ended {
 		r.linger = time.AfterFunc(r.cfg.Timeout, func() {
