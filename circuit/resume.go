@@ -167,11 +167,12 @@ type Resumable struct {
 	err        error // why the circuit ended, when it failed
 	appClosed  bool
 	registered bool
-	helloDue   bool // source: the hello is still to be sent
-	helloNow   bool // source: send it even without data (a Read started)
-	helloSent  bool // source: the first path's first write returned: it may be read
-	wantHello  bool // destination: the first frame must be a hello
-	writing    bool // a frame is being written (by writeLoop or a Write)
+	helloDue   bool   // source: the hello is still to be sent
+	helloNow   bool   // source: send it even without data (a Read started)
+	helloSent  bool   // source: the first path's first write returned: it may be read
+	wantHello  bool   // destination: the first frame must be a hello
+	writing    bool   // a frame is being written (by writeLoop or a Write)
+	wstopped   uint64 // 1 + the generation of a path the other end stopped reading
 
 	sbuf              ring // sent positions not yet acknowledged: [acked, written)
 	acked, written    int64
@@ -369,7 +370,7 @@ func (r *Resumable) writeLoop() {
 			r.wcond.Wait()
 			continue
 		}
-		if r.cur == nil || !r.workLocked() || r.ended && r.ackableLocked() <= r.ackSent && !r.ackNow {
+		if r.cur == nil || r.wstopped == r.gen+1 || !r.workLocked() || r.ended && r.ackableLocked() <= r.ackSent && !r.ackNow {
 			if r.ended {
 				p := r.cur
 				r.cur = nil
@@ -440,7 +441,14 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 		r.helloSent = true
 		r.broadcast()
 	}
-	if err != nil {
+	switch {
+	case err == nil:
+	case isGracefulStop(err) && gen == r.gen:
+		// The other end stopped reading the path gracefully: it closed or
+		// refused the circuit, and what it said (a refusal, the end of
+		// stream) comes on the read side, which decides.
+		r.wstopped = gen + 1
+	default:
 		r.pathFailedLocked(gen, err)
 	}
 }
@@ -458,7 +466,7 @@ const maxInline = 1 << 10
 // the rest. A path whose write would wait for a handshake round trip (the
 // full handshake, data beyond the early data) is left to writeLoop.
 func (r *Resumable) sendInlineLocked() bool {
-	if r.writing || r.cur == nil || r.ended || r.written-r.sent > maxInline {
+	if r.writing || r.cur == nil || r.wstopped == r.gen+1 || r.ended || r.written-r.sent > maxInline {
 		return false
 	}
 	if w, ok := r.cur.(interface{ writeWaits() bool }); ok && w.writeWaits() {
