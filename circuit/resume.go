@@ -190,10 +190,12 @@ type Resumable struct {
 	err        error // why the circuit ended, when it failed
 	appClosed  bool
 	registered bool
-	helloDue   bool // source: the hello is still to be sent
-	helloNow   bool // source: send it even without data (a Read started)
-	helloSent  bool // source: the first path's first write returned: it may be read
-	wantHello  bool // destination: the first frame must be a hello
+	helloDue   bool   // source: the hello is still to be sent
+	helloNow   bool   // source: send it even without data (a Read started)
+	helloSent  bool   // source: the first path's first write returned: it may be read
+	wantHello  bool   // destination: the first frame must be a hello
+	writing    bool   // a frame is being written (by writeLoop or a Write)
+	wstopped   uint64 // 1 + the generation of a path the other end stopped reading
 
 	sbuf              ring // sent positions not yet acknowledged: [acked, written)
 	acked, written    int64
@@ -275,6 +277,7 @@ func NewResumableDest(p Path, local, remote net.Addr, t *ResumeTable, source, se
 	r := newResumable(p, local, remote, cfg)
 	r.table, r.tkey.source, r.service = t, source, service
 	r.wantHello = true
+	r.readEarly(p)
 	r.start()
 	return r
 }
@@ -370,15 +373,18 @@ func (r *Resumable) workLocked() bool {
 const ackDelay = 5 * time.Millisecond
 
 // ackDueLocked reports whether an acknowledgement should go now: an
-// eighth of the window was read since the last one, the fin was read, or
-// the delay of a smaller one ran out. Between those, acks ride on frames
-// the writer sends anyway.
+// eighth of the window was read since the last one, the fin came and this
+// end's own fin is queued (the ack rides with it), or the delay of a
+// smaller one ran out. Between those, acks ride on frames the writer sends
+// anyway: a fin is acknowledged with the application's answer to it (its
+// CloseWrite or Close) when that comes within the delay, one frame instead
+// of two.
 func (r *Resumable) ackDueLocked() bool {
 	a := r.ackableLocked()
 	switch {
 	case a <= r.ackSent:
 		return false
-	case a-r.ackSent >= int64(r.cfg.Window/8), r.ackNow, r.gotFin && a == r.recv:
+	case a-r.ackSent >= int64(r.cfg.Window/8), r.ackNow, r.gotFin && a == r.recv && r.finQueued:
 		return true
 	}
 	if r.ackTimer == nil {
@@ -393,8 +399,9 @@ func (r *Resumable) ackDueLocked() bool {
 	return false
 }
 
-// writeLoop is the only writer of the paths: hello, acknowledgements, data
-// and the fin, in that order of priority.
+// writeLoop writes the frames of the paths (hello, acknowledgements, data
+// and the fin, in that order of priority) whenever a Write does not send
+// them itself (see sendInlineLocked); r.writing makes one writer at a time.
 func (r *Resumable) writeLoop() {
 	defer r.wg.Done()
 	var bp *[]byte // a frame buffer, held only while there is work
@@ -409,7 +416,11 @@ func (r *Resumable) writeLoop() {
 			r.mu.Unlock()
 			return
 		}
-		if r.cur == nil || !r.workLocked() || r.ended && r.ackableLocked() <= r.ackSent && !r.ackNow {
+		if r.writing {
+			r.wcond.Wait()
+			continue
+		}
+		if r.cur == nil || r.wstopped == r.gen+1 || !r.workLocked() || r.ended && r.ackableLocked() <= r.ackSent && !r.ackNow {
 			if r.ended {
 				p := r.cur
 				r.cur = nil
@@ -426,49 +437,98 @@ func (r *Resumable) writeLoop() {
 			r.wcond.Wait()
 			continue
 		}
-		p, gen := r.cur, r.gen
 		if bp == nil {
 			bp = framePool.Get().(*[]byte)
 		}
-		b := (*bp)[:seal.RecordHead] // the record's head, filled when sealed in place
-		hello := r.helloDue
-		if hello {
-			b = append(b, frameHello)
-			b = append(b, r.id[:]...)
-			r.helloDue = false
+		r.sendLocked(bp)
+	}
+}
+
+// sendLocked builds the next frame in *bp and writes it on the current
+// path, unlocked meanwhile (r.writing held).
+func (r *Resumable) sendLocked(bp *[]byte) {
+	p, gen := r.cur, r.gen
+	b := (*bp)[:seal.RecordHead] // the record's head, filled when sealed in place
+	hello := r.helloDue
+	if hello {
+		b = append(b, frameHello)
+		b = append(b, r.id[:]...)
+		r.helloDue = false
+	}
+	if a := r.ackableLocked(); a > r.ackSent {
+		b = binary.BigEndian.AppendUint64(append(b, frameAck), uint64(a))
+		r.ackSent = a
+	}
+	r.ackNow = false // what was read is acknowledged now
+	b = r.appendProbeLocked(b)
+	if !r.ended {
+		if r.sent < r.written {
+			n := min(r.written-r.sent, maxFrameData)
+			at := r.sent - r.acked
+			b = binary.BigEndian.AppendUint16(append(b, frameData), uint16(n))
+			b = b[:len(b)+int(n)]
+			r.sbuf.copyOut(b[len(b)-int(n):], int(at), int(n))
+			r.sent += n
+		} else if r.finQueued && r.sent == r.written {
+			b = append(b, frameFin)
+			r.sent++
 		}
-		if a := r.ackableLocked(); a > r.ackSent {
-			b = binary.BigEndian.AppendUint64(append(b, frameAck), uint64(a))
-			r.ackSent, r.ackNow = a, false
-		}
-		b = r.appendProbeLocked(b)
-		if !r.ended {
-			if r.sent < r.written {
-				n := min(r.written-r.sent, maxFrameData)
-				at := r.sent - r.acked
-				b = binary.BigEndian.AppendUint16(append(b, frameData), uint16(n))
-				b = b[:len(b)+int(n)]
-				r.sbuf.copyOut(b[len(b)-int(n):], int(at), int(n))
-				r.sent += n
-			} else if r.finQueued && r.sent == r.written {
-				b = append(b, frameFin)
-				r.sent++
-			}
-			if r.sent > r.acked {
-				r.armProbeLocked()
-			}
-		}
-		r.mu.Unlock()
-		err := r.writeFrames(p, b)
-		r.mu.Lock()
-		if hello {
-			r.helloSent = true
-			r.broadcast()
-		}
-		if err != nil {
-			r.pathFailedLocked(gen, err)
+		if r.sent > r.acked {
+			r.armProbeLocked()
 		}
 	}
+	if len(b) == seal.RecordHead {
+		// Nothing left to send: an ended circuit with its fin unsent, or
+		// an acknowledgement already carried by an earlier frame.
+		return
+	}
+	r.writing = true
+	r.mu.Unlock()
+	err := r.writeFrames(p, b)
+	r.mu.Lock()
+	r.writing = false
+	if hello {
+		r.helloSent = true
+		r.broadcast()
+	}
+	switch {
+	case err == nil:
+	case isGracefulStop(err) && gen == r.gen:
+		// The other end stopped reading the path gracefully: it closed or
+		// refused the circuit, and what it said (a refusal, the end of
+		// stream) comes on the read side, which decides.
+		r.wstopped = gen + 1
+	default:
+		r.pathFailedLocked(gen, err)
+	}
+}
+
+// maxInline bounds the unsent bytes a Write sends itself: few enough that
+// the path's Write copies them and returns without waiting (a QUIC stream
+// buffers up to a packet's worth).
+const maxInline = 1 << 10
+
+// sendInlineLocked sends what a Write just queued from the writer's own
+// goroutine, when no frame is being written and it all fits one small
+// frame: the first flight of an open and a small reply then leave at once,
+// without waking writeLoop (a goroutine hand-off, and a stack of its own
+// grown for the handshake). It reports whether it sent; writeLoop sends
+// the rest. A path whose write would wait for a handshake round trip (the
+// full handshake, data beyond the early data) is left to writeLoop.
+func (r *Resumable) sendInlineLocked() bool {
+	if r.writing || r.cur == nil || r.wstopped == r.gen+1 || r.ended || r.written-r.sent > maxInline {
+		return false
+	}
+	if w, ok := r.cur.(interface{ writeWaits() bool }); ok && w.writeWaits() {
+		return false
+	}
+	bp := framePool.Get().(*[]byte)
+	r.sendLocked(bp)
+	framePool.Put(bp)
+	if r.ended || r.workLocked() {
+		r.wcond.Signal() // what came meanwhile, or the path to close
+	}
+	return true
 }
 
 // writeFrames writes b[seal.RecordHead:], frames laid out after room for a
@@ -504,7 +564,7 @@ func (r *Resumable) readLoop() {
 		}
 		p, gen := r.cur, r.gen
 		r.mu.Unlock()
-		err := r.readPath(p, gen)
+		err := r.readPath(p, gen, nil)
 		r.mu.Lock()
 		if err == io.EOF {
 			r.pathEndedLocked(gen)
@@ -529,10 +589,14 @@ func (r *Resumable) onEnd() {
 var errStale = errors.New("circuit: path replaced")
 
 // readPath reads frames from p until it fails (io.EOF: it ended cleanly
-// at a frame boundary).
-func (r *Resumable) readPath(p Path, gen uint64) error {
+// at a frame boundary), or, when more is set, until more reports false
+// before a frame.
+func (r *Resumable) readPath(p Path, gen uint64, more func() bool) error {
 	var hdr [1 + idLen + 8]byte
 	for {
+		if more != nil && !more() {
+			return nil
+		}
 		if _, err := io.ReadFull(p, hdr[:1]); err != nil {
 			return err
 		}
@@ -616,6 +680,33 @@ func (r *Resumable) readPath(p Path, gen uint64) error {
 	}
 }
 
+// readEarly (destination) takes the hello and the data frames that came
+// with the open, already received and opened (Conn.buffered), before the
+// circuit is handed to the application: its first Read then finds them
+// without waiting for readLoop. It reads only whole frames (never waits);
+// readLoop reads the rest.
+func (r *Resumable) readEarly(p Path) {
+	b, ok := p.(interface{ buffered() []byte })
+	if !ok {
+		return
+	}
+	whole := func() bool {
+		e := b.buffered()
+		switch {
+		case len(e) >= 1+idLen && e[0] == frameHello:
+			return true
+		case len(e) >= 3 && e[0] == frameData:
+			return len(e) >= 3+int(binary.BigEndian.Uint16(e[1:3]))
+		}
+		return false
+	}
+	if err := r.readPath(p, r.gen, whole); err != nil {
+		r.mu.Lock()
+		r.pathFailedLocked(r.gen, err)
+		r.mu.Unlock()
+	}
+}
+
 // readData reads the n bytes of a data frame: into a waiting Read's
 // buffer (deliverLocked) or kept in their record (holdLocked) when nothing
 // is queued before them, else straight into the free space of the receive
@@ -679,8 +770,6 @@ func (r *Resumable) readData(p Path, gen uint64, n int) error {
 	return nil
 }
 
-// framePool holds writeLoop's buffers: a record's head, up to 64 bytes of
-// control frames, a data frame, and room for the record's tag.
 // deliverLocked copies up to n bytes of a data frame that p (a sealed
 // Conn) already decrypted straight into the buffer of a waiting Read, when
 // nothing is queued before them, and returns how many. It never blocks:
@@ -745,6 +834,8 @@ func (r *Resumable) dropHeldLocked() {
 	r.held, r.heldBuf = nil, nil
 }
 
+// framePool holds writeLoop's buffers: a record's head, up to 64 bytes of
+// control frames, a data frame, and room for the record's tag.
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, seal.MaxRecord); return &b }}
 
 func unexpected(err error) error {
@@ -1195,7 +1286,9 @@ func (r *Resumable) Write(b []byte) (int, error) {
 		r.written += int64(k)
 		r.out.Add(int64(k))
 		n += k
-		r.wcond.Signal()
+		if !r.sendInlineLocked() {
+			r.wcond.Signal()
+		}
 	}
 }
 
@@ -1242,7 +1335,10 @@ func (r *Resumable) CloseWrite() error {
 		return r.opError("close", net.ErrClosed)
 	}
 	r.finQueued = true
-	r.broadcast()
+	r.cond.Broadcast()
+	if !r.sendInlineLocked() {
+		r.wcond.Signal()
+	}
 	return nil
 }
 
@@ -1260,7 +1356,10 @@ func (r *Resumable) Close() error {
 	r.finQueued = true
 	r.rq.pop(r.rq.len())
 	r.dropHeldLocked()
-	r.broadcast()
+	r.cond.Broadcast()
+	if !r.sendInlineLocked() {
+		r.wcond.Signal()
+	}
 	r.checkDoneLocked()
 	if !r.ended {
 		r.linger = time.AfterFunc(r.cfg.Timeout, func() {

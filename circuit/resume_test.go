@@ -515,6 +515,14 @@ func FuzzResumableFrames(f *testing.F) {
 		}
 		_, _ = table.Resume(bytesPath{bytes.NewReader(b)}, "s", "echo", time.Now().Add(time.Second))
 		r.Reset(CloseCancelled)
+		// The same bytes as the open's early data.
+		p := newRecPath(b, len(b))
+		r = NewResumableDest(p, Addr{"d", "echo"}, Addr{"s", "echo"}, table, "s", "echo", ResumeConfig{Window: 1 << 10})
+		p.Close()
+		r.Wait()
+		if table.Len() != 0 {
+			t.Fatal("an ended circuit stayed in the table")
+		}
 	})
 }
 

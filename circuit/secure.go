@@ -255,6 +255,18 @@ func (c *Conn) firstFlightLocked(early []byte) (int, error) {
 	return len(early), nil
 }
 
+// writeWaits reports whether a Write of a few bytes would wait for the
+// other end: a sealed source whose handshake is under way (first flight
+// sent) or is the full one, which carries no early data.
+func (c *Conn) writeWaits() bool {
+	if c.sec == nil || c.sec.done.Load() {
+		return false
+	}
+	c.sec.mu.Lock()
+	defer c.sec.mu.Unlock()
+	return c.sec.hdr == nil || c.sec.ini.Full()
+}
+
 // awaitHandshake completes the source's handshake: first flight if not
 // sent, result header, reply, and the full handshake's third message.
 func (c *Conn) awaitHandshake() error {
@@ -369,6 +381,18 @@ func AcceptSecure(s links.Stream, o *Open, local Addr, r *seal.Responder) (*Conn
 		c.sec.plain = append([]byte(nil), e...)
 	}
 	return c, nil
+}
+
+// buffered is the payload received and opened that the next Read returns
+// without waiting: at a destination, the early data of the open. The
+// slice is valid until the next Read.
+func (c *Conn) buffered() []byte {
+	if c.sec == nil {
+		return nil
+	}
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	return c.sec.plain
 }
 
 // readSealed reads payload from records. readMu held.

@@ -202,7 +202,7 @@ func (n *Node) dialOn(ctx context.Context, l links.Link, o *circuit.Open, opt Di
 		t.release()
 		return nil, fmt.Errorf("open stream to %s: %w", nh, err)
 	}
-	span.SetAttributes(linkAttrs(l)...)
+	setLinkAttrs(span, l)
 	span.AddEvent(eventOpenSent, trace.WithAttributes(attrPeer.String(nh)))
 	c, err := n.openCircuit(ctx, l, s, o, opt)
 	if err != nil {

@@ -142,7 +142,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	_, span := n.tracer.Start(extractTrace(o), spanAccept,
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(hopAttrs(n.cfg.Name, o, int(o.Hop)+1)...))
 	if l := n.link(from); l != nil {
-		span.SetAttributes(linkAttrs(l)...)
+		setLinkAttrs(span, l)
 	} else {
 		span.SetAttributes(attrPeer.String(from))
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,6 +97,59 @@ func BenchmarkOpenEcho(b *testing.B) {
 	b.ReportMetric(med["k1noresume"]/med["naive_k1"], "k1noresume/naive_k1")
 	b.ReportMetric(med["k1clear"]/med["naive_k1"], "k1clear/naive_k1")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkOpenSerial opens circuits via one relay back to back, each
+// with its first byte as early data echoed once, closed before the next:
+// sealed and resumable (k1), sealed (k1noresume) and clear (k1clear). It
+// reports the median open + echo in µs and the CPU the process (source,
+// relay and destination) spent per open, the close included, which a
+// busy node pays for each circuit:
+// go test -run '^$' -bench OpenSerial -benchtime 1000x ./node/
+func BenchmarkOpenSerial(b *testing.B) {
+	for _, k := range []struct {
+		name     string
+		e2e      E2E
+		noResume bool
+	}{{"k1", E2EOn, false}, {"k1noresume", E2EOn, true}, {"k1clear", E2EOff, false}} {
+		b.Run(k.name, func(b *testing.B) {
+			n := openEchoCluster(b, k.e2e)
+			open := func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				conn, err := n.DialWith(ctx, "b", EchoService, DialOptions{Early: true, NoResume: k.noResume})
+				if err == nil {
+					err = echoOne(conn)
+					conn.Close()
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			open() // warm: key cached, session resumable
+			lat := make([]float64, 0, b.N)
+			b.ResetTimer()
+			cpu0 := processCPU()
+			for range b.N {
+				t := time.Now()
+				open()
+				lat = append(lat, float64(time.Since(t).Microseconds()))
+			}
+			cpu := processCPU() - cpu0
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(lat[len(lat)/2], "open-µs")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/open")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// processCPU is the user and system CPU time the process used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // echoOne writes one byte on c and reads it back.

@@ -97,7 +97,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 	}
 	span.AddEvent(eventOpenSent, trace.WithAttributes(attrPeer.String(via)))
 	if l := n.link(via); l != nil {
-		span.SetAttributes(linkAttrs(l)...)
+		setLinkAttrs(span, l)
 	}
 	n.metrics.relay.opened.Inc()
 	n.metrics.relay.active.Inc()

@@ -324,6 +324,7 @@ func replayFirstFlight(t *testing.T, resumed bool) {
 		warmup = 2
 	}
 	for range warmup {
+		waitRelayIdle(t, c) // the spy follows one circuit at a time
 		if err := roundTrip(t, a, "b", EchoService, []byte("x")); err != nil {
 			t.Fatal(err)
 		}

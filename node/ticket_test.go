@@ -40,6 +40,7 @@ func TestResumedSessionOfAnotherPairRefused(t *testing.T) {
 	c, up, got := spiedLine(t)
 	a, m := c.nodes["a"], c.nodes["m"]
 	for _, n := range []*Node{a, a, m, m} { // full, then one-message: a session each
+		waitRelayIdle(t, c) // the spy follows one circuit at a time
 		if err := roundTrip(t, n, "b", EchoService, []byte("x")); err != nil {
 			t.Fatal(err)
 		}

@@ -87,6 +87,14 @@ func hopAttrs(self string, o *circuit.Open, hop int) []attribute.KeyValue {
 	}
 }
 
+// setLinkAttrs sets linkAttrs(l) on span when it records: formatting the
+// address is most of an open's tracing cost when tracing is off.
+func setLinkAttrs(span trace.Span, l links.Link) {
+	if span.IsRecording() {
+		span.SetAttributes(linkAttrs(l)...)
+	}
+}
+
 // linkAttrs name the neighbour on link l: its node name and its address.
 func linkAttrs(l links.Link) []attribute.KeyValue {
 	kv := []attribute.KeyValue{attrPeer.String(l.Peer())}

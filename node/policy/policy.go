@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -177,7 +178,7 @@ func (p *Policy) Has(k Kind) bool { return p != nil && p.counts[k] > 0 }
 func (p *Policy) Dial(from Subject, service string) Decision {
 	return p.decide(Dial, func(r *Rule) bool {
 		return matchSubject(r.From, from) && matchName(r.Service, service)
-	}, fmt.Sprintf("%s to dial %s", from.Name, service))
+	}, from.Name+" to dial "+service)
 }
 
 // NamesGroup reports whether a rule of kind k selects a subject by group.
@@ -203,12 +204,14 @@ func (p *Policy) NamesGroup(k Kind) bool {
 func (p *Policy) Relay(from, to Subject) Decision {
 	return p.decide(Relay, func(r *Rule) bool {
 		return matchSubject(r.From, from) && matchSubject(r.To, to)
-	}, fmt.Sprintf("relaying %s to %s", from.Name, to.Name))
+	}, "relaying "+from.Name+" to "+to.Name)
 }
 
+// decide builds its reasons by concatenation, not fmt: it runs on every
+// relayed and accepted open.
 func (p *Policy) decide(k Kind, match func(*Rule) bool, what string) Decision {
 	if !p.Has(k) {
-		return Decision{Allowed: true, Reason: fmt.Sprintf("allowed: %s (no %s rules: everything allowed)", what, k)}
+		return Decision{Allowed: true, Reason: "allowed: " + what + " (no " + string(k) + " rules: everything allowed)"}
 	}
 	for i := range p.rules {
 		r := &p.rules[i]
@@ -219,9 +222,9 @@ func (p *Policy) decide(k Kind, match func(*Rule) bool, what string) Decision {
 		if r.Allow {
 			verdict = "allowed"
 		}
-		return Decision{Allowed: r.Allow, Rule: r, Reason: fmt.Sprintf("%s: %s by rule at line %d (%s)", verdict, what, r.Line, r.Text)}
+		return Decision{Allowed: r.Allow, Rule: r, Reason: verdict + ": " + what + " by rule at line " + strconv.Itoa(r.Line) + " (" + r.Text + ")"}
 	}
-	return Decision{Reason: fmt.Sprintf("denied: %s (no %s rule matches: default deny)", what, k)}
+	return Decision{Reason: "denied: " + what + " (no " + string(k) + " rule matches: default deny)"}
 }
 
 func matchSubject(sel []string, s Subject) bool {

@@ -1,0 +1,236 @@
+package circuit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recPath is a path that records what is written on it. Its reads return
+// data, then block until it is closed; the first early bytes of data are
+// reported as already received and opened (buffered), as a destination's
+// early data.
+type recPath struct {
+	mu     sync.Mutex
+	writes [][]byte
+	data   []byte
+	early  int
+	closed bool
+	done   chan struct{}
+	// hold, when set, blocks every Write until closed; waits is what
+	// writeWaits reports.
+	hold, waits bool
+}
+
+func newRecPath(data []byte, early int) *recPath {
+	return &recPath{data: data, early: early, done: make(chan struct{})}
+}
+
+func (p *recPath) Read(b []byte) (int, error) {
+	p.mu.Lock()
+	if len(p.data) > 0 {
+		n := copy(b, p.data)
+		p.data = p.data[n:]
+		p.early = max(0, p.early-n)
+		p.mu.Unlock()
+		return n, nil
+	}
+	p.mu.Unlock()
+	<-p.done
+	return 0, io.ErrClosedPipe
+}
+
+func (p *recPath) buffered() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.data[:p.early]
+}
+
+func (p *recPath) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	p.writes = append(p.writes, append([]byte(nil), b...))
+	hold := p.hold
+	p.mu.Unlock()
+	if hold {
+		<-p.done
+		return 0, io.ErrClosedPipe
+	}
+	return len(b), nil
+}
+
+func (p *recPath) written() [][]byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([][]byte(nil), p.writes...)
+}
+
+func (p *recPath) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed {
+		p.closed = true
+		close(p.done)
+	}
+	return nil
+}
+
+func (p *recPath) Reset(uint64)                    { _ = p.Close() }
+func (p *recPath) SetReadDeadline(time.Time) error { return nil }
+func (p *recPath) writeWaits() bool                { return p.waits }
+
+func noRedial(context.Context) (Path, error) { return nil, errors.New("no redial") }
+
+// waitEnded waits (generously) for r's goroutines to end.
+func waitEnded(t *testing.T, r *Resumable) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		r.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the circuit's goroutines did not end")
+	}
+}
+
+// The first Write of an early resumable source puts the hello and its
+// bytes on the path before it returns: the open leaves from the writer.
+func TestResumableFirstFlightFromWrite(t *testing.T) {
+	p := newRecPath(nil, 0)
+	src, err := NewResumableSource(p, Addr{"s", "x"}, Addr{"d", "x"}, ResumeConfig{Early: true, Redial: noRedial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waitEnded(t, src)
+	defer src.Reset(CloseCancelled)
+	if _, err := src.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	w := p.written()
+	want := append(append([]byte{frameHello}, src.id[:]...), frameData, 0, 2, 'h', 'i')
+	if len(w) != 1 || !bytes.Equal(w[0], want) {
+		t.Fatalf("path holds %x after the first Write, want one write %x", w, want)
+	}
+}
+
+// A path whose write would wait for the other end (a full handshake) is
+// written by writeLoop: the application's Write does not wait with it.
+func TestResumableWriteDoesNotWaitForHandshake(t *testing.T) {
+	p := newRecPath(nil, 0)
+	p.hold, p.waits = true, true
+	src, err := NewResumableSource(p, Addr{"s", "x"}, Addr{"d", "x"}, ResumeConfig{Early: true, Redial: noRedial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waitEnded(t, src)
+	defer src.Reset(CloseCancelled)
+	done := make(chan error, 1)
+	go func() {
+		_, err := src.Write([]byte("hi"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write waited for the path")
+	}
+	waitFor(t, func() bool { return len(p.written()) == 1 })
+}
+
+// A destination takes the hello and the whole data frames that came with
+// the open before it is handed over: it is registered for resumes and its
+// first Read finds the bytes; a frame cut short is read once the rest
+// arrives.
+func TestResumableDestTakesEarlyFrames(t *testing.T) {
+	var id [idLen]byte
+	id[0] = 7
+	frames := append(append([]byte{frameHello}, id[:]...), frameData, 0, 3, 'a', 'b', 'c', frameData, 0, 4, 'd', 'e')
+	early := len(frames) // the second data frame is cut: its last bytes come later
+	p := newRecPath(append(frames, 'f', 'g'), early)
+	table := NewResumeTable()
+	dst := NewResumableDest(p, Addr{"d", "echo"}, Addr{"s", "echo"}, table, "s", "echo", ResumeConfig{})
+	defer waitEnded(t, dst)
+	defer dst.Reset(CloseCancelled)
+	if table.Len() != 1 {
+		t.Fatalf("table holds %d circuits once the destination was made, want 1", table.Len())
+	}
+	dst.mu.Lock()
+	queued := dst.rq.len()
+	dst.mu.Unlock()
+	if queued < 3 {
+		t.Fatalf("%d bytes queued once the destination was made, want the early frame's 3", queued)
+	}
+	dst.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(io.LimitReader(dst, 7))
+	if err != nil || string(got) != "abcdefg" {
+		t.Fatalf("read %q, %v; want abcdefg", got, err)
+	}
+}
+
+// An early frame that breaks the framing ends the destination with an
+// integrity failure and leaves nothing in the table.
+func TestResumableDestBadEarlyFrame(t *testing.T) {
+	var id [idLen]byte
+	frames := append(append([]byte{frameHello}, id[:]...), frameData, 0, 0)
+	p := newRecPath(frames, len(frames))
+	table := NewResumeTable()
+	dst := NewResumableDest(p, Addr{"d", "echo"}, Addr{"s", "echo"}, table, "s", "echo", ResumeConfig{})
+	waitEnded(t, dst)
+	if table.Len() != 0 {
+		t.Fatal("a failed circuit stayed in the table")
+	}
+	if _, err := dst.Read(make([]byte, 1)); !errors.Is(err, ErrIntegrity) {
+		t.Fatalf("Read: %v, want ErrIntegrity", err)
+	}
+}
+
+// The fin is acknowledged with this end's own fin when the application
+// answers it (one frame), else after the delay of small acknowledgements.
+func TestResumableFinAckWaitsForAnswer(t *testing.T) {
+	r := newResumable(newRecPath(nil, 0), Addr{"d", "echo"}, Addr{"s", "echo"}, ResumeConfig{})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gotFin, r.recv = true, 1
+	if r.ackDueLocked() {
+		t.Fatal("the fin's acknowledgement is due before this end answered it")
+	}
+	if r.ackTimer == nil {
+		t.Fatal("no delayed acknowledgement armed for the fin")
+	}
+	r.ackTimer.Stop()
+	r.ackTimer = nil
+	r.finQueued = true
+	if !r.ackDueLocked() {
+		t.Fatal("the fin's acknowledgement is not due with this end's fin")
+	}
+}
+
+// A circuit that ended cleanly with its own fin never sent (the other end
+// closed the path first) and an acknowledgement already carried closes
+// its path and ends: writeLoop writes nothing more.
+func TestResumableEndedWithFinUnsent(t *testing.T) {
+	p := newRecPath(nil, 0)
+	r := newResumable(p, Addr{"d", "echo"}, Addr{"s", "echo"}, ResumeConfig{})
+	r.mu.Lock()
+	r.ended, r.cleanClose, r.finQueued, r.ackNow = true, true, true, true
+	close(r.quit)
+	r.mu.Unlock()
+	r.wg.Add(1)
+	go r.writeLoop()
+	waitEnded(t, r)
+	if w := p.written(); len(w) != 0 {
+		t.Fatalf("wrote %d frames after the end", len(w))
+	}
+	if !p.closed {
+		t.Fatal("the path was not closed")
+	}
+}
