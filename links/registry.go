@@ -170,6 +170,12 @@ func (t *QUICTransport) adopt(l *quicLink) (*quicLink, error) {
 	}
 	t.links[peer] = l
 	t.mu.Unlock()
+	t.cfg.Logger.Info("link up", "peer", peer, "remote", l.conn.RemoteAddr(), "outbound", l.outbound,
+		"role", l.hello.Role, "rtt", l.conn.ConnectionStats().SmoothedRTT.Round(time.Microsecond))
+	// The new link is up (its LinkUp delivered) before the old one goes
+	// down, so that the handler always holds a live link to the peer: a
+	// circuit open that fails on the old link finds the new one.
+	l.start()
 	if old != nil {
 		reason := "duplicate link"
 		if old.key.instance != l.key.instance {
@@ -178,9 +184,6 @@ func (t *QUICTransport) adopt(l *quicLink) (*quicLink, error) {
 		t.cfg.Logger.Debug("replacing link", "peer", peer, "reason", reason)
 		old.down(old.connLost(errReplaced(reason)), codeDuplicate, reason)
 	}
-	t.cfg.Logger.Info("link up", "peer", peer, "remote", l.conn.RemoteAddr(), "outbound", l.outbound,
-		"role", l.hello.Role, "rtt", l.conn.ConnectionStats().SmoothedRTT.Round(time.Microsecond))
-	l.start()
 	return l, nil
 }
 

@@ -82,7 +82,7 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 	if peer == n.cfg.Name {
 		return n.dialLocal(ctx, o, opt, span)
 	}
-	failed := map[string]bool{}
+	failed := failedHops{}
 	hops := n.router.nextHops(peer)
 	if len(hops) == 0 && n.link(peer) != nil {
 		// A neighbour routing has no use for (it is draining): ask it
@@ -93,7 +93,7 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 		// Routing is replacing a lost route (a seqno request is in flight):
 		// give it a moment rather than failing a dial that would work.
 		wctx, cancel := context.WithTimeout(ctx, n.cfg.RouteWait)
-		hops = n.awaitNewHop(wctx, peer, failed)
+		hops = n.awaitNewHop(wctx, peer, failed.skip(n))
 		cancel()
 	}
 	if len(hops) == 0 {
@@ -105,17 +105,18 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 	for {
 		hops = n.avoidLast(peer, hops, opt.avoid, fallback)
 		for _, nh := range hops {
-			if failed[nh] {
+			if failed.has(n, nh) {
 				continue
 			}
-			c, err := n.dialVia(ctx, nh, o, opt, span)
+			l := n.link(nh)
+			c, err := n.dialVia(ctx, nh, l, o, opt, span)
 			if err == nil {
 				return c, nil
 			}
 			if fallback[nh] && ctx.Err() == nil && !errors.Is(err, circuit.ErrAuth) {
 				// A route routing did not choose may lead nowhere: the
 				// next one is tried whatever the answer.
-				failed[nh] = true
+				failed[nh] = failedHop{link: l, always: true}
 				errs = append(errs, err)
 				continue
 			}
@@ -132,8 +133,9 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			}
 			// The link died before the destination answered and nothing but
 			// the header was sent, or whoever answered was not the
-			// destination: another next hop may still work.
-			failed[nh] = true
+			// destination: another next hop may still work, and so may
+			// a link that replaces l to the same next hop.
+			failed[nh] = failedHop{link: l, always: impostor}
 			errs = append(errs, err)
 		}
 		if authErr != nil {
@@ -143,7 +145,7 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 		}
 		// Every known next hop failed: routing is withdrawing them; wait for
 		// it to offer a new one while the caller's deadline allows.
-		if hops = n.awaitNewHop(ctx, peer, failed); hops == nil {
+		if hops = n.awaitNewHop(ctx, peer, failed.skip(n)); hops == nil {
 			return nil, refused(circuit.LinkLost, fmt.Sprintf("no next hop toward %s could carry the circuit: %v", peer, errors.Join(errs...)))
 		}
 	}
@@ -171,9 +173,34 @@ func (n *Node) avoidLast(dest string, hops []string, avoid string, fallback map[
 	return append(out, avoid)
 }
 
-// dialVia opens the circuit through neighbour nh.
-func (n *Node) dialVia(ctx context.Context, nh string, o *circuit.Open, opt DialOptions, span trace.Span) (Conn, error) {
-	l := n.link(nh)
+// failedHops are the next hops a Dial tried and that failed, by name.
+type failedHops map[string]failedHop
+
+// failedHop is the link a next hop failed on; always, when the failure
+// was the next hop's own (a refusal, an impostor) rather than its link's.
+type failedHop struct {
+	link   links.Link
+	always bool
+}
+
+// has reports whether next hop h failed and is not worth another try:
+// it failed on its own account, or the node still holds the link the
+// failure came from. A link that lost to a duplicate (package links,
+// "Duplicate links") goes down as the new one to the same neighbour comes
+// up; an open that failed on the old link is made again on the new one.
+func (f failedHops) has(n *Node, h string) bool {
+	fh, ok := f[h]
+	return ok && (fh.always || n.link(h) == fh.link)
+}
+
+// skip is has as the filter of awaitNewHop.
+func (f failedHops) skip(n *Node) func(string) bool {
+	return func(h string) bool { return f.has(n, h) }
+}
+
+// dialVia opens the circuit through neighbour nh on l, the node's link to
+// it when the attempt began.
+func (n *Node) dialVia(ctx context.Context, nh string, l links.Link, o *circuit.Open, opt DialOptions, span trace.Span) (Conn, error) {
 	if l == nil {
 		return nil, fmt.Errorf("next hop %s: %w", nh, links.ErrLinkLost)
 	}
@@ -245,13 +272,13 @@ func (n *Node) recentlyKnown(dest string) bool {
 }
 
 // awaitNewHop polls routing until it offers a next hop toward dest that
-// has not failed, or ctx ends (nil).
-func (n *Node) awaitNewHop(ctx context.Context, dest string, failed map[string]bool) []string {
+// skip does not refuse, or ctx ends (nil).
+func (n *Node) awaitNewHop(ctx context.Context, dest string, skip func(string) bool) []string {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		for _, h := range n.router.nextHops(dest) {
-			if !failed[h] && n.link(h) != nil {
+			if !skip(h) && n.link(h) != nil {
 				return n.router.nextHops(dest)
 			}
 		}

@@ -56,7 +56,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 		// As in Dial: routing is replacing a route it just dropped (an
 		// unfeasible update awaiting a new seqno); wait for it briefly.
 		wctx, cancel := context.WithTimeout(ctx, n.cfg.RouteWait)
-		hops = n.awaitNewHop(wctx, o.Dest, map[string]bool{from: true})
+		hops = n.awaitNewHop(wctx, o.Dest, func(h string) bool { return h == from })
 		cancel()
 	}
 	if len(hops) == 0 {

@@ -34,6 +34,11 @@ type request struct {
 	Timeout int64    `json:"timeout_ns,omitempty"`
 	// NoResume dials the circuit with resumption off.
 	NoResume bool `json:"no_resume,omitempty"`
+	// MaxFailed lets a churn go on past up to this many failed streams,
+	// counted in the reply's Failed; one more fails the churn.
+	MaxFailed int `json:"max_failed,omitempty"`
+	// Service is the service a node's churn dials (default echo).
+	Service string `json:"service,omitempty"`
 }
 
 // reply is a role's answer; Err is set when the command failed.
@@ -51,6 +56,10 @@ type reply struct {
 	Goroutines int                `json:"goroutines,omitempty"`
 	Path       []string           `json:"path,omitempty"`
 	Held       int                `json:"held,omitempty"` // idle streams accepted and kept
+	// Failed counts a churn's failed streams (request.MaxFailed);
+	// LastFailure is the last one's error.
+	Failed      int    `json:"failed,omitempty"`
+	LastFailure string `json:"last_failure,omitempty"`
 	// RouteLosses counts dials refused for lack of a route after routes
 	// had converged; LastRouteLoss is the last such refusal.
 	RouteLosses   int             `json:"route_losses,omitempty"`

@@ -182,6 +182,14 @@ func TestNodeRoleSmoke(t *testing.T) {
 	}
 	call(a, request{Op: "release"})
 	call(a, request{Op: "churn", Peer: "b", Count: 20, Conc: 4})
+	// A churn counts failed opens up to MaxFailed (here every open fails:
+	// a nonexistent service), and fails with one more.
+	if rep := call(a, request{Op: "churn", Peer: "b", Service: "no-such-service", Count: 4, Conc: 2, MaxFailed: 4}); rep.Failed != 4 || rep.LastFailure == "" {
+		t.Errorf("churn with every open failing reported %d failed (last %q), want 4", rep.Failed, rep.LastFailure)
+	}
+	if _, err := a.call(request{Op: "churn", Peer: "b", Service: "no-such-service", Count: 4, Conc: 2, MaxFailed: 3}); err == nil {
+		t.Error("churn with more failed opens than MaxFailed succeeded")
+	}
 	if rep := call(a, request{Op: "path", Peer: "b"}); strings.Join(rep.Path, ",") != "a,b" {
 		t.Errorf("path %v, want [a b]", rep.Path)
 	}
@@ -267,6 +275,9 @@ func TestSuiteWritesEveryKey(t *testing.T) {
 	}
 	if res.RerouteMS <= 0 || res.IdleCircuitBytes <= 0 || res.OpenEchoUS["k1"] <= 0 {
 		t.Errorf("figures missing: reroute %v ms, idle %v bytes, open k1 %v µs", res.RerouteMS, res.IdleCircuitBytes, res.OpenEchoUS["k1"])
+	}
+	if len(res.OpenRateFailures) > 0 {
+		t.Errorf("open rate churns failed: %q", res.OpenRateFailures)
 	}
 	if len(res.RerouteLiveErrors) > 0 || len(res.RerouteLiveRuns) != 3 || res.RerouteLiveMS <= 0 {
 		t.Errorf("live reroute: runs %v, errors %q", res.RerouteLiveRuns, res.RerouteLiveErrors)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -269,8 +270,9 @@ func (r *nodeRunner) handle(req request) (reply, error) {
 		})
 		return reply{}, err
 	case "churn":
-		return reply{}, churn(ctx, req.Count, req.Conc, func(ctx context.Context) (stream, error) {
-			return r.dial(ctx, req.Peer, node.EchoService, true)
+		service := cmp.Or(req.Service, node.EchoService)
+		return churn(ctx, req.Count, req.Conc, req.MaxFailed, func(ctx context.Context) (stream, error) {
+			return r.dial(ctx, req.Peer, service, true)
 		})
 	case "release":
 		r.held.release()

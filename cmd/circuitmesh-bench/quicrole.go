@@ -244,7 +244,7 @@ func (q *quicRunner) handle(req request) (reply, error) {
 		})
 		return reply{}, err
 	case "churn":
-		return reply{}, churn(ctx, req.Count, req.Conc, func(ctx context.Context) (stream, error) {
+		return churn(ctx, req.Count, req.Conc, req.MaxFailed, func(ctx context.Context) (stream, error) {
 			return q.open(ctx, req.Peer, modeEcho)
 		})
 	case "release":

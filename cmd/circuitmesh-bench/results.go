@@ -71,6 +71,11 @@ type results struct {
 	RelayOpensPerS       map[string]float64 `json:"relay_opens_per_s"`
 	RelayOpensPerCPUS    map[string]float64 `json:"relay_opens_per_cpu_s"`
 	RelayOpenRateVsNaive float64            `json:"relay_open_rate_vs_naive"`
+	// OpenRateErrors counts, by the keys above, the opens that failed in
+	// the open rate churns; OpenRateFailures are the churns that failed
+	// outright (too many failed opens), whose rates are left out.
+	OpenRateErrors   map[string]int `json:"open_rate_errors"`
+	OpenRateFailures []string       `json:"open_rate_failures,omitempty"`
 	// QUICStreamBytes is the heap+stack per idle quic-go stream at the
 	// accepting end (a goroutine blocked reading each stream).
 	QUICStreamBytes float64 `json:"quic_stream_bytes"`
@@ -261,8 +266,22 @@ func (r *results) goals() []goal {
 		info("naive_idle_stream_bytes", f0(r.NaiveIdleStreamBytes)),
 		info("quic_stream_bytes", f0(r.QUICStreamBytes)),
 		vsNaive("relay_open_rate_vs_naive (opens per relay CPU s)", r.RelayOpenRateVsNaive, true),
+		r.openRateErrorsGoal(),
 		atMost("reroute_ms", r.RerouteMS, 1500, f0),
 	}, r.Scale.goals()...)
+}
+
+// openRateErrorsGoal: every open of the open rate churns succeeds.
+func (r *results) openRateErrorsGoal() goal {
+	n := 0
+	for _, v := range r.OpenRateErrors {
+		n += v
+	}
+	value := strconv.Itoa(n)
+	if len(r.OpenRateFailures) > 0 {
+		value += fmt.Sprintf(" (%d churns failed)", len(r.OpenRateFailures))
+	}
+	return goal{"open_rate_errors", value, "0", n == 0 && len(r.OpenRateFailures) == 0, true}
 }
 
 // printTable writes the goals table and the raw figures behind it.
@@ -309,6 +328,9 @@ func (r *results) printTable(w io.Writer) {
 	fmt.Fprintf(w, "opens through one relay, 32 in flight: sealed circuits %.0f/s (%.0f per relay CPU s), circuits with clear ends %.0f/s (%.0f), naive %.0f/s (%.0f)\n",
 		r.RelayOpensPerS["circuit"], r.RelayOpensPerCPUS["circuit"], r.RelayOpensPerS["circuit_clear_ends"], r.RelayOpensPerCPUS["circuit_clear_ends"],
 		r.RelayOpensPerS["naive"], r.RelayOpensPerCPUS["naive"])
+	for _, e := range r.OpenRateFailures {
+		fmt.Fprintf(w, "open rate failure: %s\n", e)
+	}
 	r.printResume(w)
 	fmt.Fprintf(w, "reroute ms per run: %v; with pinned costs (feasible alternate): %.0f\n", r.RerouteRuns, r.RerouteMSPinned)
 	for _, e := range r.RerouteErrors {

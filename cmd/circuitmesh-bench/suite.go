@@ -559,6 +559,7 @@ func (s *suite) openRate() error {
 	s.progress("open rate: %d circuits or streams opened and closed through one relay, 32 in flight", s.o.Idle)
 	r := s.res
 	r.RelayOpensPerS, r.RelayOpensPerCPUS = map[string]float64{}, map[string]float64{}
+	r.OpenRateErrors = map[string]int{}
 	for _, c := range []struct {
 		key           string
 		meter, opener *proc
@@ -569,8 +570,18 @@ func (s *suite) openRate() error {
 			return err
 		}
 		t0 := time.Now()
-		if _, err := c.opener.call(request{Op: "churn", Peer: c.peer, Count: s.o.Idle, Conc: 32}); err != nil {
-			return fmt.Errorf("open rate, %s: %w", c.key, err)
+		// A few failed opens are counted (a link replaced under load);
+		// more than openRateMaxFailed of them fail the figure, which the
+		// table then reports as missed, and the suite goes on.
+		rep, err := c.opener.call(request{Op: "churn", Peer: c.peer, Count: s.o.Idle, Conc: 32, MaxFailed: s.o.Idle / openRateMaxFailed})
+		r.OpenRateErrors[c.key] = rep.Failed
+		if err != nil {
+			r.OpenRateFailures = append(r.OpenRateFailures, fmt.Sprintf("%s: %v", c.key, err))
+			s.progress("  %s: failed: %v", c.key, err)
+			continue
+		}
+		if rep.Failed > 0 {
+			s.progress("  %s: %d opens failed; last: %s", c.key, rep.Failed, rep.LastFailure)
 		}
 		elapsed := time.Since(t0)
 		cpu1, err := c.meter.cpu()
@@ -582,9 +593,15 @@ func (s *suite) openRate() error {
 		r.RelayOpensPerCPUS[c.key] = n / max((cpu1-cpu0).Seconds(), 1e-9)
 		s.progress("  %s: %v, relay %s used %v CPU", c.key, elapsed.Round(time.Millisecond), c.meter.name, (cpu1 - cpu0).Round(time.Millisecond))
 	}
-	r.RelayOpenRateVsNaive = r.RelayOpensPerCPUS["circuit_clear_ends"] / r.RelayOpensPerCPUS["naive"]
+	if clear, naive := r.RelayOpensPerCPUS["circuit_clear_ends"], r.RelayOpensPerCPUS["naive"]; naive > 0 {
+		r.RelayOpenRateVsNaive = clear / naive
+	}
 	return nil
 }
+
+// openRateMaxFailed: an open rate churn fails when more than one open in
+// this many fails.
+const openRateMaxFailed = 10
 
 // rerouteTimeout bounds the wait for a circuit after the kill; a run that
 // reaches it is reported with this figure and its error.

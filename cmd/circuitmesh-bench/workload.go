@@ -164,19 +164,37 @@ func inParallel(ctx context.Context, count, conc int, fn func(ctx context.Contex
 
 // churn opens count streams with open, conc at a time, echoes one byte on
 // each and closes it: the open rate a relay sustains, without the memory
-// of streams kept open.
-func churn(ctx context.Context, count, conc int, open func(context.Context) (stream, error)) error {
-	return inParallel(ctx, count, conc, func(ctx context.Context, i int64) error {
+// of streams kept open. Up to maxFailed streams may fail (counted in the
+// reply, with the last error); one more ends the churn with its error.
+func churn(ctx context.Context, count, conc, maxFailed int, open func(context.Context) (stream, error)) (reply, error) {
+	var (
+		mu   sync.Mutex
+		rep  reply
+		last error
+	)
+	err := inParallel(ctx, count, conc, func(ctx context.Context, i int64) error {
 		s, err := open(ctx)
 		if err == nil {
 			err = echoOnce(s)
 			s.Close()
 		}
-		if err != nil {
-			return fmt.Errorf("stream %d: %w", i, err)
+		if err == nil {
+			return nil
 		}
+		err = fmt.Errorf("stream %d: %w", i, err)
+		mu.Lock()
+		defer mu.Unlock()
+		if rep.Failed >= maxFailed || ctx.Err() != nil {
+			return err
+		}
+		rep.Failed++
+		last = err
 		return nil
 	})
+	if last != nil {
+		rep.LastFailure = last.Error()
+	}
+	return rep, err
 }
 
 // holder keeps idle streams open.
