@@ -156,7 +156,7 @@ func startDiscovery(n *Node) (*discovery, error) {
 		coords:  map[string]*coordinate.Coordinate{}, dialing: map[string]bool{}, owned: map[string]bool{}, held: map[string]links.Link{},
 		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
 		proven: map[string]string{}, reached: map[string]bool{}, granted: map[string]time.Time{},
-		full:   ratelog.New(n.log, time.Minute, 1024),
+		full: ratelog.New(n.log, time.Minute, 1024),
 	}
 	if d.stats, err = newDiscoveryMetrics(n.metrics.reg); err != nil {
 		return nil, fmt.Errorf("discovery metrics: %w", err)
