@@ -53,6 +53,12 @@ type discovery struct {
 	proven  map[string]string                 // link address → member whose certificate a handshake there proved
 	lost    map[string]time.Time              // member → unreachable since
 	static  map[string]bool                   // static link addresses
+	reached map[string]bool                   // members routing reached once (they vouch for room-making)
+	granted map[string]time.Time              // peer → when an admission made room for it (roomBackoff)
+	roomAt  time.Time                         // last link given up for room (roomEvery)
+	// unvouchedAt is when the policy last could give up a link for a
+	// member not vouched for (unvouchedRoomEvery).
+	unvouchedAt time.Time
 }
 
 // Bounds of discovery's tables.
@@ -86,6 +92,23 @@ const (
 	// fullBan is how long a member that refused a link at its maximum is
 	// not dialled: the policy picks another meanwhile.
 	fullBan = 15 * time.Second
+)
+
+// Bounds of room-making (a node at its maximum giving up a redundant idle
+// link for a member routing does not reach). At most one link per
+// roomEvery is given up, by the policy or at admission. The policy makes
+// room for a member not vouched for (no handshake proved its certificate
+// at its address, and routing never reached it: it may be invented by a
+// holder of the gossip key) at most once per unvouchedRoomEvery, enough
+// for two full groups whose gossip merged to get a first link across. A
+// peer admitted in place of another link gets no such admission again for
+// roomBackoff unless routing reaches it over a link that lived goodLink.
+const (
+	roomEvery          = time.Minute
+	unvouchedRoomEvery = 10 * time.Minute
+	roomBackoff        = 30 * time.Minute
+	maxReached         = maxMembers
+	maxGranted         = 1024
 )
 
 // gossipMember is what discovery keeps of a memberlist member (memberlist's
@@ -132,8 +155,8 @@ func startDiscovery(n *Node) (*discovery, error) {
 		members: map[string]gossipMember{},
 		coords:  map[string]*coordinate.Coordinate{}, dialing: map[string]bool{}, owned: map[string]bool{}, held: map[string]links.Link{},
 		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
-		proven: map[string]string{},
-		full:   ratelog.New(n.log, time.Minute, 1024),
+		proven: map[string]string{}, reached: map[string]bool{}, granted: map[string]time.Time{},
+		full: ratelog.New(n.log, time.Minute, 1024),
 	}
 	if d.stats, err = newDiscoveryMetrics(n.metrics.reg); err != nil {
 		return nil, fmt.Errorf("discovery metrics: %w", err)
@@ -566,9 +589,20 @@ func (d *discovery) step(now time.Time) {
 	var lost, unavailable []string
 	d.mu.Lock()
 	for _, name := range names {
+		if reachable[name] && !d.reached[name] {
+			if len(d.reached) >= maxReached {
+				for k := range d.reached { // forget one: it only gets less room
+					delete(d.reached, k)
+					break
+				}
+			}
+			d.reached[name] = true
+		}
 		mem := alive[name]
-		members = append(members, topology.Member{Name: mem.Name, Leaf: mem.Leaf, Addr: mem.LinkAddr, Coord: d.coords[mem.Name]})
+		members = append(members, topology.Member{Name: mem.Name, Leaf: mem.Leaf, Addr: mem.LinkAddr, Coord: d.coords[mem.Name],
+			Vouched: d.reached[name] || (mem.LinkAddr != "" && d.proven[mem.LinkAddr] == name)})
 	}
+	d.clearGrantsLocked(now, reachable, current)
 	for name, mem := range alive {
 		if reachable[name] {
 			delete(d.lost, name)
@@ -600,17 +634,28 @@ func (d *discovery) step(now time.Time) {
 			gone = append(gone, l.Peer)
 		}
 	}
+	noRoom := !d.roomAt.IsZero() && now.Sub(d.roomAt) < roomEvery
+	unvouched := d.unvouchedAt.IsZero() || now.Sub(d.unvouchedAt) >= unvouchedRoomEvery
 	d.mu.Unlock()
 
 	plan := topology.Decide(topology.Input{
 		Self: n.cfg.Name, Leaf: n.cfg.Leaf, Coord: d.vc.GetCoordinate(),
 		Members: members, Links: ls, Unreachable: lost, Unavailable: unavailable,
+		NoRoom: noRoom, UnvouchedRoom: unvouched,
 		Config: d.policyConfig(),
 	})
 	for _, peer := range gone {
 		d.drop(peer, whyGone, "no longer a gossip member")
 	}
 	for _, dr := range plan.Drop {
+		if dr.Why == topology.WhyRoom {
+			d.mu.Lock()
+			d.roomAt = now
+			if unvouched {
+				d.unvouchedAt = now
+			}
+			d.mu.Unlock()
+		}
 		d.drop(dr.Peer, dr.Why, dr.Reason)
 	}
 	for i, m := range plan.Add {
@@ -713,6 +758,9 @@ func (d *discovery) admit(l links.Link, add func(evict links.Link) bool) (ok boo
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()
+	if repair && !d.mayMakeRoomLocked(peer, now) {
+		repair = false
+	}
 	ls, pending := d.slotsLocked(now, alt)
 	cand := d.policyLinkLocked(l, now)
 	cand.Repair = repair
@@ -722,8 +770,57 @@ func (d *discovery) admit(l links.Link, add func(evict links.Link) bool) (ok boo
 	}
 	if a.Evict != "" {
 		evicted = n.link(a.Evict)
+		d.roomAt = now
+		d.granted[peer] = now
 	}
 	return add(evicted), evicted, ""
+}
+
+// mayMakeRoomLocked reports whether an incoming link from peer, a member
+// routing does not reach, may take the place of another link now: not
+// within roomEvery of the last link given up for room, and not within
+// roomBackoff of the last time peer got room (a certified peer that never
+// lets routing reach it, or drops its link at once, would otherwise evict
+// a link on every reconnect). The grant table is bounded: when it is full
+// of running back-offs, no room is made. d.mu is held.
+func (d *discovery) mayMakeRoomLocked(peer string, now time.Time) bool {
+	if !d.roomAt.IsZero() && now.Sub(d.roomAt) < roomEvery {
+		return false
+	}
+	if at, ok := d.granted[peer]; ok {
+		if now.Sub(at) < roomBackoff {
+			return false
+		}
+		delete(d.granted, peer)
+	}
+	if len(d.granted) >= maxGranted {
+		for p, at := range d.granted {
+			if now.Sub(at) >= roomBackoff {
+				delete(d.granted, p)
+			}
+		}
+	}
+	return len(d.granted) < maxGranted
+}
+
+// clearGrantsLocked ends the room back-off of peers routing reaches over
+// a link that has lived goodLink (they were what room is for: a member on
+// the other side of a partition), and of those whose back-off ran out.
+// d.mu is held.
+func (d *discovery) clearGrantsLocked(now time.Time, reachable map[string]bool, current []LinkInfo) {
+	if len(d.granted) == 0 {
+		return
+	}
+	for _, l := range current {
+		if _, ok := d.granted[l.Peer]; ok && reachable[l.Peer] && now.Sub(l.Since) >= goodLink {
+			delete(d.granted, l.Peer)
+		}
+	}
+	for p, at := range d.granted {
+		if now.Sub(at) >= roomBackoff {
+			delete(d.granted, p)
+		}
+	}
 }
 
 func (d *discovery) drop(peer string, why topology.Why, reason string) {

@@ -56,8 +56,8 @@ type GossipStats struct {
 // simulated network. Datagrams cross a packetNet of the gossip's own whose
 // pairs of nodes mirror the links' network: on the QUIC backend the same
 // latency, loss, cuts, partitions and crashes per pair (loss drawn from
-// random streams of its own), on mem no delay and no loss, blocked like
-// the memlink links. (A packetNet of its own because packetNet keeps one
+// random streams of its own), on mem the same latency but no loss, blocked
+// like the memlink links. (A packetNet of its own because packetNet keeps one
 // in-flight queue per pair of nodes, which assumes one socket per node.)
 // Streams are QUIC streams over that packetNet on the QUIC backend (so
 // they see the same loss and delay as links, and retransmit), and
@@ -139,11 +139,15 @@ func (g *gossipNet) stats() GossipStats {
 		Streams: g.streams.Load(), StreamBytes: g.streamBytes.Load()}
 }
 
-// setParams mirrors the latency and loss of a pair (QUIC backend).
+// setParams mirrors the latency and loss of a pair. On mem only the
+// latency: memlink links carry no loss, and without the delay memberlist's
+// probes would measure no RTT, leaving the nodes' network coordinates (and
+// so the link policy's choice of near neighbours) without proximity.
 func (g *gossipNet) setParams(a, b string, p LinkParams) {
-	if g.useQUIC {
-		g.pn.setParams(a, b, p)
+	if !g.useQUIC {
+		p = LinkParams{Latency: p.Latency}
 	}
+	g.pn.setParams(a, b, p)
 }
 
 // block mirrors a cut or heal of the pair and severs the in-memory

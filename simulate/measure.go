@@ -36,6 +36,8 @@ type MeshStats struct {
 	Stretch      float64 `json:"stretch"`
 	MaxStretch   float64 `json:"max_stretch"`
 	StretchPairs int     `json:"stretch_pairs"`
+	// WorstRoute names the route of MaxStretch: "a→b via a-x-b".
+	WorstRoute string `json:"worst_route,omitempty"`
 	// Window is the time since the previous MeasureMesh (or the first
 	// Discover); LinkChanges the link-up and link-down events the nodes
 	// saw in it; Churn those per node per minute.
@@ -145,7 +147,9 @@ func measureMesh(in meshInput) MeshStats {
 			r := float64(route) / float64(best)
 			st.StretchPairs++
 			sum += r
-			st.MaxStretch = max(st.MaxStretch, r)
+			if r > st.MaxStretch {
+				st.MaxStretch, st.WorstRoute = r, fmt.Sprintf("%s→%s via %s", a, b, routePath(in, a, b))
+			}
 		}
 	}
 	if st.Pairs > 0 {
@@ -179,6 +183,17 @@ func routeLatency(in meshInput, a, b string) (time.Duration, bool) {
 		at = hop
 	}
 	return 0, false
+}
+
+// routePath names the hops of a route that routeLatency followed to its
+// end: "a-x-b".
+func routePath(in meshInput, a, b string) string {
+	path := []string{a}
+	for at := a; at != b && len(path) <= len(in.nodes); {
+		at = in.next[at][b]
+		path = append(path, at)
+	}
+	return strings.Join(path, "-")
 }
 
 // latencyOptimal returns the lowest one-way latency from src to every node
@@ -293,7 +308,7 @@ func (s MeshStats) String() string {
 	fmt.Fprintf(&b, "degree max %d, mean %.2f, isolated %d; components %d, diameter %d hops\n",
 		s.MaxDegree, s.MeanDegree, s.Isolated, s.Components, s.Diameter)
 	if s.StretchPairs > 0 {
-		fmt.Fprintf(&b, "path stretch vs the underlay: mean %.3f, max %.3f over %d routes\n", s.Stretch, s.MaxStretch, s.StretchPairs)
+		fmt.Fprintf(&b, "path stretch vs the underlay: mean %.3f, max %.3f over %d routes (worst %s)\n", s.Stretch, s.MaxStretch, s.StretchPairs, s.WorstRoute)
 	} else {
 		b.WriteString("path stretch: no underlay latency to compare with\n")
 	}

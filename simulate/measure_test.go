@@ -45,7 +45,7 @@ func TestMeasureMesh(t *testing.T) {
 		// a→c 20 vs 15, c→a 20 vs 15, a→d 30 vs 25 (a-c-d), the rest 1.
 		want: MeshStats{Nodes: 4, Pairs: 12, ReachablePairs: 9, Reachable: 0.75, Links: 3, MaxDegree: 2,
 			MeanDegree: 1.5, Components: 1, Diameter: 3, StretchPairs: 9,
-			Stretch: (6 + 4.0/3 + 4.0/3 + 1.2) / 9, MaxStretch: 4.0 / 3},
+			Stretch: (6 + 4.0/3 + 4.0/3 + 1.2) / 9, MaxStretch: 4.0 / 3, WorstRoute: "a→c via a-b-c"},
 	}, {
 		name: "isolated node, a routing loop and a partitioned pair",
 		in: meshInput{
@@ -58,7 +58,8 @@ func TestMeasureMesh(t *testing.T) {
 			latency: latencies(map[[2]string]int{{"a", "b"}: 5, {"b", "e"}: 5, {"a", "e"}: 1}, [2]string{"a", "e"}),
 		},
 		want: MeshStats{Nodes: 3, Pairs: 6, ReachablePairs: 4, Reachable: 4.0 / 6, Links: 1, MaxDegree: 1,
-			MeanDegree: 2.0 / 3, Isolated: 1, Components: 2, Diameter: 1, StretchPairs: 2, Stretch: 1, MaxStretch: 1},
+			MeanDegree: 2.0 / 3, Isolated: 1, Components: 2, Diameter: 1, StretchPairs: 2, Stretch: 1, MaxStretch: 1,
+			WorstRoute: "a→b via a-b"},
 	}, {
 		name: "no underlay latency: no stretch",
 		in: meshInput{

@@ -64,7 +64,7 @@ func TestAdmit(t *testing.T) {
 // link, or with the member unavailable, it keeps its links.
 func TestPlanMakesRoomForRepair(t *testing.T) {
 	cfg := Config{Target: 2, Max: 3}
-	members := []Member{{Name: "a", Addr: "a:1"}, {Name: "b", Addr: "b:1"}, {Name: "c", Addr: "c:1"}, {Name: "x", Addr: "x:1"}}
+	members := []Member{{Name: "a", Addr: "a:1"}, {Name: "b", Addr: "b:1"}, {Name: "c", Addr: "c:1"}, {Name: "x", Addr: "x:1", Vouched: true}}
 	full := []Link{{Peer: "a", Alternates: 1, Age: DefaultMinAge}, {Peer: "b", Age: DefaultMinAge}, {Peer: "c", Age: DefaultMinAge}}
 	p := Decide(Input{Self: "s", Members: members, Links: full, Unreachable: []string{"x"}, Config: cfg})
 	if len(p.Add) != 0 || len(p.Drop) != 1 || p.Drop[0].Peer != "a" || p.Drop[0].Why != WhyRoom {
@@ -82,11 +82,28 @@ func TestPlanMakesRoomForRepair(t *testing.T) {
 		{"no redundant link", Input{Links: []Link{{Peer: "a"}, {Peer: "b"}, {Peer: "c"}}, Unreachable: []string{"x"}}},
 		{"member unavailable", Input{Links: full, Unreachable: []string{"x"}, Unavailable: []string{"x"}}},
 		{"everyone reachable", Input{Links: full}},
+		{"room rate-limited", Input{Links: full, Unreachable: []string{"x"}, NoRoom: true}},
 	} {
 		in := tc.in
 		in.Self, in.Members, in.Config = "s", members, cfg
 		if p := Decide(in); len(p.Drop) != 0 || len(p.Add) != 0 {
 			t.Errorf("%s: plan %+v, want nothing", tc.name, p)
 		}
+	}
+}
+
+// A lost member nobody vouched for (no handshake proved its certificate at
+// its address, routing never reached it: a holder of the gossip key may
+// have invented it) gets no room unless the caller allows it this once.
+func TestPlanMakesNoRoomForUnvouchedFakeMember(t *testing.T) {
+	cfg := Config{Target: 2, Max: 3}
+	members := []Member{{Name: "a", Addr: "a:1"}, {Name: "b", Addr: "b:1"}, {Name: "c", Addr: "c:1"}, {Name: "fake", Addr: "f:1"}}
+	full := []Link{{Peer: "a", Alternates: 1, Age: DefaultMinAge}, {Peer: "b", Age: DefaultMinAge}, {Peer: "c", Age: DefaultMinAge}}
+	if p := Decide(Input{Self: "s", Members: members, Links: full, Unreachable: []string{"fake"}, Config: cfg}); len(p.Drop) != 0 || len(p.Add) != 0 {
+		t.Fatalf("plan %+v: a link given up for a member nobody vouched for", p)
+	}
+	p := Decide(Input{Self: "s", Members: members, Links: full, Unreachable: []string{"fake"}, UnvouchedRoom: true, Config: cfg})
+	if len(p.Drop) != 1 || p.Drop[0].Why != WhyRoom {
+		t.Fatalf("plan %+v: want one link given up when unvouched room is allowed", p)
 	}
 }

@@ -144,6 +144,12 @@ type Member struct {
 	Leaf  bool
 	Addr  string                 // link address
 	Coord *coordinate.Coordinate // nil when not known yet
+	// Vouched: a handshake at Addr proved the member's certificate, or
+	// routing reached the member once. Only for such a member, or while
+	// Input.UnvouchedRoom allows it, does a node at its maximum give up a
+	// link (WhyRoom): an unproven gossip member may be invented by anyone
+	// with the gossip key.
+	Vouched bool
 }
 
 // Link is one live link of this node.
@@ -184,7 +190,11 @@ type Input struct {
 	// Unavailable lists members not to dial now (backing off, or a dial
 	// in progress).
 	Unavailable []string
-	Config      Config
+	// NoRoom: give up no link for a lost member now (the caller's rate
+	// limit of room-making). UnvouchedRoom: a lost member that is not
+	// Vouched may have room made for it too.
+	NoRoom, UnvouchedRoom bool
+	Config                Config
 }
 
 // Why is the kind of a decision: a small fixed set, fit for a metric
@@ -376,9 +386,9 @@ func (p *planner) plan() Plan {
 		}
 		// At the maximum with a lost member to dial: give up a redundant
 		// idle link so that the next call can dial it.
-		if len(out.Add) == 0 && p.degree >= hardMax && slices.ContainsFunc(lost, func(m Member) bool {
+		if len(out.Add) == 0 && p.degree >= hardMax && !p.in.NoRoom && slices.ContainsFunc(lost, func(m Member) bool {
 			_, linked := p.linked[m.Name]
-			return !linked && !unavailable[m.Name] && m.Addr != ""
+			return !linked && !unavailable[m.Name] && m.Addr != "" && (m.Vouched || p.in.UnvouchedRoom)
 		}) {
 			if victim, ok := room(p.cfg, p.in.Links, p.in.Unavailable); ok {
 				out.Drop = append(out.Drop, Drop{Peer: victim, Reason: "room for a link to a member routing cannot reach", Why: WhyRoom})
