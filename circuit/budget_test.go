@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
 )
 
 // countBudget is a ResumeBudget that grants up to limit bytes (none: no
@@ -94,6 +96,16 @@ func TestResumeBudgetBalanced(t *testing.T) {
 				return nil, ctx.Err()
 			}}
 			p, src, dst := g.pair(scfg, ResumeConfig{Budget: db, Timeout: 500 * time.Millisecond})
+			// A byte each way, read: the receive queues are empty, so
+			// the first record of what follows is held as it came.
+			for _, c := range [][2]*Resumable{{src, dst}, {dst, src}} {
+				if _, err := c[0].Write([]byte{1}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.ReadFull(c[1], make([]byte, 1)); err != nil {
+					t.Fatal(err)
+				}
+			}
 			// 256 KiB each way, unread: both ends hold it.
 			data := make([]byte, 256<<10)
 			if _, err := src.Write(data); err != nil {
@@ -107,6 +119,15 @@ func TestResumeBudgetBalanced(t *testing.T) {
 				h, _, _ := db.state()
 				return h >= 2*len(data) // its receive queue and its retransmit buffer
 			})
+			for side, r := range map[string]*Resumable{"source": src, "destination": dst} {
+				waitFor(t, func() bool { return holding(r) })
+				r.mu.Lock()
+				charged, rq, sbuf := r.charged, cap(r.rq.buf), cap(r.sbuf.buf)
+				r.mu.Unlock()
+				if want := rq + sbuf + seal.MaxRecord; charged != want {
+					t.Errorf("%s charged with %d bytes, want %d: its receive queue, retransmit buffer and held record", side, charged, want)
+				}
+			}
 			end(t, g, p, src, dst)
 			src.Reset(CloseCancelled)
 			dst.Reset(CloseCancelled)
@@ -124,6 +145,14 @@ func TestResumeBudgetBalanced(t *testing.T) {
 // A destination whose budget refuses its buffers more memory ends the
 // circuit with ErrBufferBudget; the source sees it reset as stalled, not
 // resumed; what was granted goes back.
+// holding reports whether r keeps a received record it was not read from
+// yet.
+func holding(r *Resumable) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.held != nil
+}
+
 func TestResumeBudgetRefusal(t *testing.T) {
 	g := newResumeRig(t)
 	db := &countBudget{limit: 128 << 10}

@@ -49,7 +49,8 @@ var (
 // ResumeBudget is an account the buffers of a resumable circuit are
 // charged to: the retransmit buffer and the receive queue, by the size of
 // the memory they hold (which grows by doubling up to the window and goes
-// back when a buffer empties). Both methods are called with the circuit's
+// back when a buffer empties), and a received record kept unread (a
+// record buffer, seal.MaxRecord, while held). Both methods are called with the circuit's
 // lock held: they must not call the Resumable's methods. A circuit gives
 // back everything it was granted by the time it ended.
 type ResumeBudget interface {
@@ -205,6 +206,7 @@ type Resumable struct {
 	rq                ring    // received, not yet read
 	held              []byte  // received, not yet read, before rq: a record's payload taken from the path
 	heldBuf           *[]byte // held's buffer, back to recordPool once read
+	heldCharge        int     // the share of cfg.Budget heldBuf holds (part of charged)
 	rw                readWait
 	recv, ackSent     int64
 	gotFin            bool
@@ -803,18 +805,30 @@ func (r *Resumable) deliverLocked(p Path, n int) int {
 // over instead of copying them into rq, when nothing is queued: the
 // frame's bytes must be the rest of the record (a data frame is the last
 // of its batch). At most one record is held, so the buffers a circuit
-// holds stay bounded.
+// holds stay bounded. The record's buffer is charged to the budget while
+// held; when the budget has no room for it, nothing is held (the bytes go
+// to rq, whose growth the budget refuses in turn).
 func (r *Resumable) holdLocked(p Path, n int) int {
-	if r.held != nil || r.rq.len() > 0 || r.appClosed {
+	if r.held != nil || r.rq.len() > 0 || r.appClosed || r.overBudget {
 		return 0
 	}
 	c, ok := p.(*Conn)
 	if !ok {
 		return 0
 	}
+	if r.cfg.Budget != nil && !r.cfg.Budget.Grow(seal.MaxRecord) {
+		return 0
+	}
 	data, bp := c.takeBuffered(n)
 	if data == nil {
+		if r.cfg.Budget != nil {
+			r.cfg.Budget.Shrink(seal.MaxRecord)
+		}
 		return 0
+	}
+	if r.cfg.Budget != nil {
+		r.charged += seal.MaxRecord
+		r.heldCharge = seal.MaxRecord
 	}
 	r.held, r.heldBuf = data, bp
 	r.recv += int64(len(data))
@@ -826,12 +840,17 @@ func (r *Resumable) holdLocked(p Path, n int) int {
 // queuedLocked is what was received and not read yet.
 func (r *Resumable) queuedLocked() int { return len(r.held) + r.rq.len() }
 
-// dropHeldLocked returns the held record's buffer.
+// dropHeldLocked returns the held record's buffer, and its charge to the
+// budget unless the circuit ended (endLocked gave everything back).
 func (r *Resumable) dropHeldLocked() {
 	if r.heldBuf != nil {
 		recordPool.Put(r.heldBuf)
 	}
 	r.held, r.heldBuf = nil, nil
+	if r.heldCharge > 0 {
+		r.sizedLocked(-r.heldCharge)
+		r.heldCharge = 0
+	}
 }
 
 // framePool holds writeLoop's buffers: a record's head, up to 64 bytes of
@@ -931,7 +950,7 @@ func (r *Resumable) endLocked() {
 		close(r.quit)
 		if r.charged > 0 {
 			r.cfg.Budget.Shrink(r.charged)
-			r.charged = 0
+			r.charged, r.heldCharge = 0, 0
 		}
 	}
 	r.stopTimerLocked()

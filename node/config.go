@@ -196,9 +196,9 @@ type Limits struct {
 	// links.QUICConfig.ReaderStall for what that bounds. Default 2 s.
 	ReaderStall time.Duration
 	// ResumeBuffer bounds the memory the buffers of the resumable
-	// circuits ending at this node hold together (receive queues and
-	// retransmit buffers, up to a window each way per circuit, with a
-	// path or waiting for one). When a source asks for more while it is
+	// circuits ending at this node hold together (receive queues, a
+	// received record held unread, and retransmit buffers, up to a window
+	// each way per circuit, with a path or waiting for one). When a source asks for more while it is
 	// full, the circuit holding the most of the source that holds the most
 	// (its oldest waiting for a resume first) is reset, if that source
 	// holds more than the asking one would; else the asking circuit is.
@@ -207,7 +207,9 @@ type Limits struct {
 	ResumeBuffer int
 	// ResumeBufferPerSource is the most one source's resumable circuits
 	// may hold of ResumeBuffer; a circuit that would take its source
-	// beyond is reset. Default a quarter of ResumeBuffer.
+	// beyond is reset. Default a quarter of ResumeBuffer, at least
+	// MinResumeBuffer; a smaller value (or a ResumeBuffer below
+	// MinResumeBuffer) fails New with ErrInvalidConfig.
 	ResumeBufferPerSource int
 	// MaxParked bounds the resumable circuits ending here that wait for a
 	// new path; beyond it the oldest waiting circuit of the source with
@@ -339,7 +341,7 @@ func (c *Config) setDefaults() {
 	def(&l.MaxRoutes, 4096)
 	def(&l.RelayBuffer, 32<<10)
 	def(&l.ResumeBuffer, DefaultResumeBuffer)
-	def(&l.ResumeBufferPerSource, max(1, l.ResumeBuffer/4))
+	def(&l.ResumeBufferPerSource, max(MinResumeBuffer, l.ResumeBuffer/4))
 	def(&l.MaxParked, DefaultMaxParked)
 	def(&l.MaxParkedPerSource, DefaultMaxParkedPerSource)
 	if l.HeaderTimeout == 0 {
@@ -394,6 +396,10 @@ func (c *Config) validate() error {
 	}
 	if l.MaxHeaderSize < 256 {
 		return bad("Limits.MaxHeaderSize %d is below the 256-byte minimum", l.MaxHeaderSize)
+	}
+	if l.ResumeBuffer < MinResumeBuffer || l.ResumeBufferPerSource < MinResumeBuffer {
+		return bad("Limits.ResumeBuffer %d and Limits.ResumeBufferPerSource %d must be at least MinResumeBuffer (%d: two resume windows and a record)",
+			l.ResumeBuffer, l.ResumeBufferPerSource, MinResumeBuffer)
 	}
 	if l.RelayBuffer < 1024 {
 		return bad("Limits.RelayBuffer %d is below the 1024-byte minimum", l.RelayBuffer)

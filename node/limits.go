@@ -149,12 +149,14 @@ type circuitSet struct {
 	m       map[*tracked]struct{}
 	relays  int
 	drained chan struct{} // closed when the set empties, while waitEmpty waits
+	ended   bool          // endAll ran: bindWait refuses
 }
 
 // tracked is one live circuit end or relay.
 type tracked struct {
 	relay bool
 	reset func() // ends the circuit at once; guarded by circuitSet.mu
+	wait  func() // waits for the circuit's goroutines, if it has any; guarded by circuitSet.mu
 }
 
 func newCircuitSet() *circuitSet {
@@ -224,6 +226,41 @@ func (s *circuitSet) waitEmpty(d time.Duration) {
 	select {
 	case <-drained:
 	case <-deadline.C:
+	}
+}
+
+// bindWait sets how t is ended and how its goroutines are waited for. It
+// refuses (false) once endAll ran: the caller ends t and waits itself.
+func (s *circuitSet) bindWait(t *tracked, reset, wait func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return false
+	}
+	t.reset, t.wait = reset, wait
+	return true
+}
+
+// endAll ends every circuit still open and waits for their goroutines;
+// circuits bound later are refused (bindWait).
+func (s *circuitSet) endAll() {
+	s.mu.Lock()
+	s.ended = true
+	var resets, waits []func()
+	for t := range s.m {
+		if t.reset != nil {
+			resets = append(resets, t.reset)
+		}
+		if t.wait != nil {
+			waits = append(waits, t.wait)
+		}
+	}
+	s.mu.Unlock()
+	for _, reset := range resets {
+		reset()
+	}
+	for _, wait := range waits {
+		wait()
 	}
 }
 

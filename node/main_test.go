@@ -11,13 +11,16 @@ func TestMain(m *testing.M) {
 	if target := os.Getenv(floodTargetEnv); target != "" {
 		os.Exit(runBadHandshakes(target))
 	}
-	goleak.VerifyTestMain(m,
-		// quic-go and memberlist start package-level helpers once.
-		goleak.IgnoreAnyFunction("github.com/hashicorp/go-metrics.(*InmemSink).run"),
-		goleak.IgnoreAnyFunction("github.com/armon/go-metrics.(*InmemSink).run"),
-		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
-		// A memberlist probe in flight at Shutdown ends on its own timeout
-		// (at most the probe interval, 1 s) without watching Shutdown.
-		goleak.IgnoreTopFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode"),
-	)
+	goleak.VerifyTestMain(m, leakIgnores...)
+}
+
+// leakIgnores are the goroutines goleak does not count as leaks.
+var leakIgnores = []goleak.Option{
+	// quic-go and memberlist start package-level helpers once.
+	goleak.IgnoreAnyFunction("github.com/hashicorp/go-metrics.(*InmemSink).run"),
+	goleak.IgnoreAnyFunction("github.com/armon/go-metrics.(*InmemSink).run"),
+	goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
+	// A memberlist probe in flight at Shutdown ends on its own timeout
+	// (at most the probe interval, 1 s) without watching Shutdown.
+	goleak.IgnoreTopFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode"),
 }

@@ -329,7 +329,7 @@ func (n *Node) Close() error {
 		n.circuits.resetAll()
 		n.linger()
 	}
-	n.resumables.resetAll() // those waiting for a new path
+	n.resumables.endAll() // those waiting for a new path too; their goroutines end
 	for _, l := range services {
 		l.Close()
 	}

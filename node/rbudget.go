@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
 )
 
 // Defaults of the budget of resumable circuits (Limits).
@@ -15,6 +16,11 @@ const (
 	DefaultResumeBuffer       = 256 << 20
 	DefaultMaxParked          = 1024
 	DefaultMaxParkedPerSource = 64
+	// MinResumeBuffer is the least Limits.ResumeBuffer and
+	// Limits.ResumeBufferPerSource may be: the most one resumable circuit
+	// holds (a window each way and one received record held unread), so
+	// that a lone circuit of a source is never reset by its share.
+	MinResumeBuffer = 2*circuit.DefaultResumeWindow + seal.MaxRecord
 )
 
 // Reasons a resumable circuit was ended by the budget, the label of

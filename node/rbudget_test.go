@@ -191,14 +191,14 @@ func (p *budgetPeak) end() (node, src int) {
 // resumable circuits to d full (a window each way, 8 MiB a circuit, 72 MiB
 // in all; with -short two peers, two circuits each) while an honest peer h
 // sends 4 MiB through d's echo and back. d's resumable buffers stay
-// within its budget (24 MiB, 12 MiB a source; with -short 12 and 8), the
+// within its budget (24 MiB, 12 MiB a source; with -short 12 and 9), the
 // attackers' circuits are reset (they see ErrStalled, d counts the
 // drops), h's circuit opens resumable and comes back intact, and once the
 // attack ends d's account is back to zero.
 func TestAttackResumeBuffers(t *testing.T) {
 	budget, perSource, attackerNames, circuits, honest := 24<<20, 12<<20, []string{"m1", "m2", "m3"}, 3, 4<<20
 	if testing.Short() {
-		budget, perSource, attackerNames, circuits, honest = 12<<20, 8<<20, []string{"m1", "m2"}, 2, 1<<20
+		budget, perSource, attackerNames, circuits, honest = 12<<20, 9<<20, []string{"m1", "m2"}, 2, 1<<20
 	}
 	c := newCluster(t, true)
 	c.tweak = func(cfg *Config) {
@@ -396,5 +396,42 @@ func TestAttackResumeParked(t *testing.T) {
 	d.Close()
 	if u := d.rbudget.usage(); u.bytes != 0 || u.parked != 0 || u.circuits != 0 {
 		t.Errorf("d's account after it closed: %+v", u)
+	}
+}
+
+// A share of the resumable budget smaller than what one circuit may hold
+// would let a source's lone circuit be reset: New refuses it, and the
+// default share of a small budget is never below it.
+func TestResumeBudgetMinimumShare(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		total, share int
+		ok           bool
+		wantShare    int
+	}{
+		{"defaults", 0, 0, true, MinResumeBuffer},
+		{"small budget, default share", MinResumeBuffer, 0, true, MinResumeBuffer},
+		{"share of two windows and a record", 64 << 20, MinResumeBuffer, true, MinResumeBuffer},
+		{"share below two windows", 64 << 20, 2*circuit.DefaultResumeWindow - 1, false, 0},
+		{"share of a byte", 64 << 20, 1, false, 0},
+		{"budget below the minimum", MinResumeBuffer - 1, MinResumeBuffer, false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Name: "n", Limits: Limits{ResumeBuffer: tc.total, ResumeBufferPerSource: tc.share}}
+			cfg.setDefaults()
+			err := cfg.validate()
+			if !tc.ok {
+				if !errors.Is(err, ErrInvalidConfig) {
+					t.Fatalf("validate: %v, want ErrInvalidConfig", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("validate: %v", err)
+			}
+			if got := cfg.Limits.ResumeBufferPerSource; got < tc.wantShare {
+				t.Errorf("ResumeBufferPerSource defaulted to %d, want at least %d", got, tc.wantShare)
+			}
+		})
 	}
 }

@@ -86,7 +86,8 @@ func (c *resumableConn) SessionResumed() bool {
 func (c *resumableConn) abort() { c.Resumable.Reset(circuit.CloseShuttingDown) }
 
 // resumeConfig is the configuration of one end; the node keeps the end in
-// its set of resumable circuits (reset when the node closes) until it ends.
+// its set of resumable circuits until it ends: Close resets them and waits
+// for their goroutines (circuitSet.endAll).
 func (n *Node) resumeConfig(role string) (circuit.ResumeConfig, *tracked) {
 	entry := n.resumables.add(false, nil)
 	return circuit.ResumeConfig{
@@ -156,7 +157,11 @@ func (n *Node) resumableSource(tc *trackedConn, peer, service string, opt DialOp
 		return nil, err
 	}
 	rc := &resumableConn{Resumable: r, first: tc}
-	n.resumables.bind(entry, rc.abort)
+	if !n.resumables.bindWait(entry, rc.abort, r.Wait) {
+		rc.abort() // the node closed meanwhile
+		r.Wait()
+		return nil, fmt.Errorf("node: dial %s/%s: %w", peer, service, ErrClosed)
+	}
 	return rc, nil
 }
 
@@ -183,7 +188,10 @@ func (n *Node) resumableDest(tc *trackedConn, o *circuit.Open) net.Conn {
 	r := circuit.NewResumableDest(tc, tc.LocalAddr(), tc.RemoteAddr(), n.resumeTable, o.Source, o.Service, cfg)
 	acct.bind(r)
 	rc := &resumableConn{Resumable: r, first: tc}
-	n.resumables.bind(entry, rc.abort)
+	if !n.resumables.bindWait(entry, rc.abort, r.Wait) {
+		rc.abort() // the node closed meanwhile: the circuit is handed over reset
+		r.Wait()
+	}
 	return rc
 }
 
