@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // recPath is a path that records what is written on it. Its reads return
@@ -22,8 +24,9 @@ type recPath struct {
 	closed bool
 	done   chan struct{}
 	// hold, when set, blocks every Write until closed; waits is what
-	// writeWaits reports.
+	// writeWaits reports; werr, when set, fails every Write.
 	hold, waits bool
+	werr        error
 }
 
 func newRecPath(data []byte, early int) *recPath {
@@ -53,8 +56,11 @@ func (p *recPath) buffered() []byte {
 func (p *recPath) Write(b []byte) (int, error) {
 	p.mu.Lock()
 	p.writes = append(p.writes, append([]byte(nil), b...))
-	hold := p.hold
+	hold, werr := p.hold, p.werr
 	p.mu.Unlock()
+	if werr != nil {
+		return 0, werr
+	}
 	if hold {
 		<-p.done
 		return 0, io.ErrClosedPipe
@@ -232,5 +238,83 @@ func TestResumableEndedWithFinUnsent(t *testing.T) {
 	}
 	if !p.closed {
 		t.Fatal("the path was not closed")
+	}
+}
+
+// TestResumableWriteDoesNotBlockOnUnreadPath: once sent data is
+// unacknowledged, the path may be out of flow-control credit (a hop or the
+// other end not reading), so neither Write nor Close writes on it from the
+// caller's goroutine: both return while the path's Write is stuck.
+func TestResumableWriteDoesNotBlockOnUnreadPath(t *testing.T) {
+	p := newRecPath(nil, 0)
+	src, err := NewResumableSource(p, Addr{"s", "x"}, Addr{"d", "x"}, ResumeConfig{Early: true, Redial: noRedial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waitEnded(t, src)
+	defer p.Close()
+	defer src.Reset(CloseCancelled)
+	if _, err := src.Write([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return len(p.written()) >= 1 })
+	p.mu.Lock()
+	p.hold = true // the path's stream is out of credit from now on
+	p.mu.Unlock()
+	done := make(chan error, 2)
+	go func() {
+		_, err := src.Write([]byte("b"))
+		done <- err
+		done <- src.Close()
+	}()
+	for _, op := range []string{"Write", "Close"} {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%s: %v", op, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s waited for a path that takes no more bytes", op)
+		}
+	}
+}
+
+// TestResumableStoppedPathFailsWithoutVerdict: a hop that stops reading
+// one direction gracefully (as when the other end closed or refused) and
+// then sends nothing, neither a refusal nor the end of stream, does not
+// leave the circuit's writes queued for good: the path fails within
+// stopDecideTimeout and the circuit ends with an error.
+func TestResumableStoppedPathFailsWithoutVerdict(t *testing.T) {
+	p := newRecPath(nil, 0)
+	src, err := NewResumableSource(p, Addr{"s", "x"}, Addr{"d", "x"},
+		ResumeConfig{Early: true, Redial: noRedial, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waitEnded(t, src)
+	defer p.Close()
+	defer src.Reset(CloseCancelled)
+	if _, err := src.Write([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return len(p.written()) >= 1 })
+	p.mu.Lock()
+	p.werr = &links.StreamResetError{Remote: true, Code: CloseNormal}
+	p.mu.Unlock()
+	if _, err := src.Write([]byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := src.Read(make([]byte, 1))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Read succeeded on a circuit whose path was stopped")
+		}
+	case <-time.After(4 * stopDecideTimeout):
+		t.Fatal("the circuit still waits for a verdict on its stopped path")
 	}
 }

@@ -498,8 +498,18 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 	case isGracefulStop(err) && gen == r.gen:
 		// The other end stopped reading the path gracefully: it closed or
 		// refused the circuit, and what it said (a refusal, the end of
-		// stream) comes on the read side, which decides.
+		// stream) comes on the read side, which decides, within
+		// stopDecideTimeout: a hop that stops reading one direction while
+		// the other stays open (nothing ever comes to decide) fails the
+		// path as any other write error does.
 		r.wstopped = gen + 1
+		time.AfterFunc(stopDecideTimeout, func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if r.wstopped == gen+1 {
+				r.pathFailedLocked(gen, err)
+			}
+		})
 	default:
 		r.pathFailedLocked(gen, err)
 	}
@@ -510,15 +520,24 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 // buffers up to a packet's worth).
 const maxInline = 1 << 10
 
+// stopDecideTimeout bounds the wait for the read side's verdict on a path
+// whose other end stopped reading it gracefully.
+const stopDecideTimeout = 5 * time.Second
+
 // sendInlineLocked sends what a Write just queued from the writer's own
 // goroutine, when no frame is being written and it all fits one small
 // frame: the first flight of an open and a small reply then leave at once,
 // without waking writeLoop (a goroutine hand-off, and a stack of its own
 // grown for the handshake). It reports whether it sent; writeLoop sends
 // the rest. A path whose write would wait for a handshake round trip (the
-// full handshake, data beyond the early data) is left to writeLoop.
+// full handshake, data beyond the early data) is left to writeLoop, and so
+// is everything while sent data is unacknowledged: the path's stream may
+// then be out of flow-control credit (a hop or the other end not reading),
+// and its Write would block the caller; with everything acknowledged the
+// stream holds at most small control frames, and a small Write is copied
+// and returns.
 func (r *Resumable) sendInlineLocked() bool {
-	if r.writing || r.cur == nil || r.wstopped == r.gen+1 || r.ended || r.written-r.sent > maxInline {
+	if r.writing || r.cur == nil || r.wstopped == r.gen+1 || r.ended || r.written-r.sent > maxInline || r.sent != r.acked {
 		return false
 	}
 	if w, ok := r.cur.(interface{ writeWaits() bool }); ok && w.writeWaits() {
@@ -533,11 +552,20 @@ func (r *Resumable) sendInlineLocked() bool {
 	return true
 }
 
+// sealedPath is a sealed path whose records the resumable layer fills and
+// drains in place: a *Conn, or a type that embeds one (as a node's
+// circuits do).
+type sealedPath interface {
+	writeDataRecord(rec []byte) (bool, error)
+	readBuffered(b []byte) int
+	takeBuffered(n int) ([]byte, *[]byte)
+}
+
 // writeFrames writes b[seal.RecordHead:], frames laid out after room for a
 // record's head: a sealed path (*Conn) seals them in place into one
 // record, others get them as bytes.
 func (r *Resumable) writeFrames(p Path, b []byte) error {
-	if c, ok := p.(*Conn); ok {
+	if c, ok := p.(sealedPath); ok {
 		if done, err := c.writeDataRecord(b); done {
 			if err == nil {
 				r.fast.inPlace.Add(1)
@@ -781,7 +809,7 @@ func (r *Resumable) deliverLocked(p Path, n int) int {
 	if w.b == nil || r.queuedLocked() > 0 || r.appClosed {
 		return 0
 	}
-	c, ok := p.(*Conn)
+	c, ok := p.(sealedPath)
 	if !ok {
 		return 0
 	}
@@ -812,7 +840,7 @@ func (r *Resumable) holdLocked(p Path, n int) int {
 	if r.held != nil || r.rq.len() > 0 || r.appClosed || r.overBudget {
 		return 0
 	}
-	c, ok := p.(*Conn)
+	c, ok := p.(sealedPath)
 	if !ok {
 		return 0
 	}

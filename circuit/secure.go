@@ -602,7 +602,11 @@ func (c *Conn) readBuffered(b []byte) int {
 	if c.sec == nil {
 		return 0
 	}
-	c.readMu.Lock()
+	// Called under the circuit's lock: never wait for a Read in
+	// progress (a refusal being read holds readMu for up to a second).
+	if !c.readMu.TryLock() {
+		return 0
+	}
 	defer c.readMu.Unlock()
 	if c.readErr != nil || !c.sec.done.Load() {
 		return 0
@@ -626,7 +630,11 @@ func (c *Conn) takeBuffered(n int) ([]byte, *[]byte) {
 	if c.sec == nil {
 		return nil, nil
 	}
-	c.readMu.Lock()
+	// Called under the circuit's lock: never wait for a Read in
+	// progress (a refusal being read holds readMu for up to a second).
+	if !c.readMu.TryLock() {
+		return nil, nil
+	}
 	defer c.readMu.Unlock()
 	sc, m := c.sec, &c.sec.rd
 	if c.readErr != nil || !sc.done.Load() || len(sc.plain) == 0 || len(sc.plain) > n ||
