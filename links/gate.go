@@ -32,12 +32,21 @@ import (
 //   - the node starts at most nodeHandshakeRate per second (burst
 //     nodeHandshakeBurst) from all prefixes together, which bounds the CPU
 //     the node spends on unauthenticated peers however many prefixes send
-//     them; one prefix whose handshakes fail (handshakeRate, failedBurst)
-//     never empties it. When it is empty, a prefix that failed no
-//     handshake for failQuiet may still start one from a validated
-//     address (QUIC Retry) out of a reserve of reserveHandshakeRate per
-//     second: a peer that links (honest peers do) keeps getting in while
-//     a flood of failing handshakes from many prefixes is refused;
+//     them; one prefix draws at most 1/nodeShareDiv of its rate (and
+//     twice that of its burst), so it takes nodeShareDiv prefixes to
+//     keep it spent (and nodeShareDiv/2 to empty its burst once). When a
+//     prefix cannot draw on it, a validated address (QUIC Retry) of a
+//     prefix that failed no handshake for failQuiet may still start one
+//     out of a reserve of reserveHandshakeRate per second, if the prefix
+//     has no reserve handshake in progress, has reserve tokens of its own
+//     (prefixReserveRate, prefixReserveBurst) and either linked within
+//     linkedRecent or has no handshake in progress (first contact): a
+//     peer that links (honest peers do) keeps getting in while a flood of
+//     failing handshakes from many prefixes is refused, and it takes
+//     reserveHandshakeRate/prefixReserveRate prefixes that link (or fail
+//     only after proving a certificate) to spend the reserve;
+//   - a prefix the gate does not remember enters its table (bounded by
+//     maxGatePrefixes) only when a handshake of it is admitted;
 //   - once handshakeRetryAt slots are taken counting at most
 //     handshakeShare/2 per prefix (spread), a new peer must first prove
 //     its address with a QUIC Retry, so spoofed sources cannot take slots;
@@ -58,8 +67,9 @@ const (
 	reserveHandshakeRate  = 16
 	reserveHandshakeBurst = 8
 	// nodeShareDiv: a prefix draws at most 1/nodeShareDiv of the node's
-	// rate and burst (at least one token), so it takes nodeShareDiv
-	// prefixes to spend it.
+	// rate (and 2/nodeShareDiv of its burst, at least one token, so that a
+	// peer linking a few times in a row is not sent Retries), so it takes
+	// nodeShareDiv prefixes to spend it.
 	nodeShareDiv = 8
 	// prefixReserveRate and prefixReserveBurst bound one prefix's draw on
 	// the reserve; a prefix holds at most one reserve handshake at once.
@@ -144,7 +154,7 @@ func (ps *prefixState) tokensAt(now time.Time) float64 {
 // nodeShare is the rate and burst of one prefix's share of the node's
 // rate.
 func (g *gate) nodeShare() (rate, burst float64) {
-	return g.node.rate / nodeShareDiv, max(1, g.node.burst/nodeShareDiv)
+	return g.node.rate / nodeShareDiv, max(1, 2*g.node.burst/nodeShareDiv)
 }
 
 // refillLocked brings the prefix's allowances up to now. g.mu is held.

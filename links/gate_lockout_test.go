@@ -39,7 +39,7 @@ func TestGateTwoPrefixesCannotSpendNodeRate(t *testing.T) {
 		t.Fatalf("two failing prefixes at their own rate got %d handshakes in %d s and the node refused %d of a third prefix's %d a second",
 			flooded, seconds, honestRefused, honestRate)
 	}
-	if most := 2 * (nodeHandshakeBurst + seconds*nodeHandshakeRate) / nodeShareDiv; flooded > most {
+	if most := 2 * (2*nodeHandshakeBurst + seconds*nodeHandshakeRate) / nodeShareDiv; flooded > most {
 		t.Fatalf("two prefixes got %d handshakes in %d s, more than their shares of the node's rate (%d)", flooded, seconds, most)
 	}
 }

@@ -165,7 +165,7 @@ func TestGateNodeRate(t *testing.T) {
 			s.release()
 		}
 	}
-	if share := (nodeHandshakeBurst + 2*nodeHandshakeRate) / nodeShareDiv; admitted > share || admitted == 0 {
+	if share := (2*nodeHandshakeBurst + 2*nodeHandshakeRate) / nodeShareDiv; admitted > share || admitted == 0 {
 		t.Fatalf("one prefix at its own rate got %d handshakes in 2 s, want its share of the node's rate (%d)", admitted, share)
 	}
 	if n := g.refusedNode.Load(); n != 0 {
