@@ -97,9 +97,10 @@ type HandshakeStats struct {
 	InProgress int
 	// Refused counts handshakes refused at their first packet: the node's
 	// slots were taken (RefusedFull), the source prefix held its share
-	// (RefusedShare) or started handshakes too fast (RefusedRate), or the
-	// node started as many as it spends CPU on and the peer could not draw
-	// on the reserve (RefusedNodeRate).
+	// (RefusedShare) or started handshakes too fast or more than its
+	// share of the node's rate (RefusedRate), or the node started as many
+	// as it spends CPU on and the peer could not draw on the reserve
+	// (RefusedNodeRate).
 	RefusedFull, RefusedShare, RefusedRate, RefusedNodeRate uint64
 	// Reserved counts handshakes admitted from the reserve (validated
 	// addresses of prefixes without recent failures) while the node's
