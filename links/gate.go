@@ -32,12 +32,21 @@ import (
 //   - the node starts at most nodeHandshakeRate per second (burst
 //     nodeHandshakeBurst) from all prefixes together, which bounds the CPU
 //     the node spends on unauthenticated peers however many prefixes send
-//     them; one prefix whose handshakes fail (handshakeRate, failedBurst)
-//     never empties it. When it is empty, a prefix that failed no
-//     handshake for failQuiet may still start one from a validated
-//     address (QUIC Retry) out of a reserve of reserveHandshakeRate per
-//     second: a peer that links (honest peers do) keeps getting in while
-//     a flood of failing handshakes from many prefixes is refused;
+//     them; one prefix draws at most 1/nodeShareDiv of its rate (and
+//     twice that of its burst), so it takes nodeShareDiv prefixes to
+//     keep it spent (and nodeShareDiv/2 to empty its burst once). When a
+//     prefix cannot draw on it, a validated address (QUIC Retry) of a
+//     prefix that failed no handshake for failQuiet may still start one
+//     out of a reserve of reserveHandshakeRate per second, if the prefix
+//     has no reserve handshake in progress, has reserve tokens of its own
+//     (prefixReserveRate, prefixReserveBurst) and either linked within
+//     linkedRecent or has no handshake in progress (first contact): a
+//     peer that links (honest peers do) keeps getting in while a flood of
+//     failing handshakes from many prefixes is refused, and it takes
+//     reserveHandshakeRate/prefixReserveRate prefixes that link (or fail
+//     only after proving a certificate) to spend the reserve;
+//   - a prefix the gate does not remember enters its table (bounded by
+//     maxGatePrefixes) only when a handshake of it is admitted;
 //   - once handshakeRetryAt slots are taken counting at most
 //     handshakeShare/2 per prefix (spread), a new peer must first prove
 //     its address with a QUIC Retry, so spoofed sources cannot take slots;
@@ -57,6 +66,18 @@ const (
 	nodeHandshakeBurst    = 64
 	reserveHandshakeRate  = 16
 	reserveHandshakeBurst = 8
+	// nodeShareDiv: a prefix draws at most 1/nodeShareDiv of the node's
+	// rate (and 2/nodeShareDiv of its burst, at least one token, so that a
+	// peer linking a few times in a row is not sent Retries), so it takes
+	// nodeShareDiv prefixes to spend it.
+	nodeShareDiv = 8
+	// prefixReserveRate and prefixReserveBurst bound one prefix's draw on
+	// the reserve; a prefix holds at most one reserve handshake at once.
+	prefixReserveRate  = 2
+	prefixReserveBurst = 2
+	// linkedRecent: a prefix that completed a link this recently may draw
+	// on the reserve (as may a new prefix).
+	linkedRecent = 10 * time.Minute
 	// failQuiet is how long a prefix must go without a failed handshake
 	// to draw on the reserve.
 	failQuiet = 10 * time.Second
@@ -76,9 +97,10 @@ type HandshakeStats struct {
 	InProgress int
 	// Refused counts handshakes refused at their first packet: the node's
 	// slots were taken (RefusedFull), the source prefix held its share
-	// (RefusedShare) or started handshakes too fast (RefusedRate), or the
-	// node started as many as it spends CPU on and the peer could not draw
-	// on the reserve (RefusedNodeRate).
+	// (RefusedShare) or started handshakes too fast or more than its
+	// share of the node's rate (RefusedRate), or the node started as many
+	// as it spends CPU on and the peer could not draw on the reserve
+	// (RefusedNodeRate).
 	RefusedFull, RefusedShare, RefusedRate, RefusedNodeRate uint64
 	// Reserved counts handshakes admitted from the reserve (validated
 	// addresses of prefixes without recent failures) while the node's
@@ -112,6 +134,12 @@ type prefixState struct {
 	tokens   float64
 	last     time.Time
 	lastFail time.Time // when a handshake of the prefix last failed
+	// nodeTokens is the prefix's share of the node's rate, reserveTokens
+	// its share of the reserve (both refilled since last), reserving the
+	// reserve handshakes it has in progress (at most one).
+	nodeTokens, reserveTokens float64
+	reserving                 int
+	linkedAt                  time.Time // when a handshake of the prefix last ended in a link
 }
 
 // tokensAt is the prefix's rate allowance at now: what it had, plus what
@@ -122,6 +150,30 @@ func (ps *prefixState) tokensAt(now time.Time) float64 {
 		burst = failedBurst
 	}
 	return min(burst, ps.tokens+max(0, now.Sub(ps.last).Seconds())*handshakeRate)
+}
+
+// nodeShare is the rate and burst of one prefix's share of the node's
+// rate.
+func (g *gate) nodeShare() (rate, burst float64) {
+	return g.node.rate / nodeShareDiv, max(1, 2*g.node.burst/nodeShareDiv)
+}
+
+// refillLocked brings the prefix's allowances up to now. g.mu is held.
+func (g *gate) refillLocked(ps *prefixState, now time.Time) {
+	dt := max(0, now.Sub(ps.last).Seconds())
+	ps.tokens = ps.tokensAt(now)
+	rate, burst := g.nodeShare()
+	ps.nodeTokens = min(burst, ps.nodeTokens+dt*rate)
+	ps.reserveTokens = min(prefixReserveBurst, ps.reserveTokens+dt*prefixReserveRate)
+	if now.After(ps.last) {
+		ps.last = now
+	}
+}
+
+// newPrefixLocked is the state of a prefix the gate does not remember.
+func (g *gate) newPrefixLocked(now time.Time) *prefixState {
+	_, burst := g.nodeShare()
+	return &prefixState{tokens: handshakeBurst, nodeTokens: burst, reserveTokens: prefixReserveBurst, last: now}
 }
 
 // failedWithin says whether a handshake of the prefix failed within
@@ -182,14 +234,19 @@ type slot struct {
 	g      *gate
 	prefix netip.Prefix
 	once   sync.Once
-	linked atomic.Bool
+	// reserve: the handshake was admitted from the reserve.
+	reserve bool
+	linked  atomic.Bool
 	// proven: the peer's hello proved a certificate of the mesh (the
 	// handshake may still fail after, without counting against the
 	// prefix's use of the reserve).
 	proven atomic.Bool
 }
 
-func (s *slot) release() {
+func (s *slot) release() { s.releaseAt(time.Now()) }
+
+// releaseAt is release at time now.
+func (s *slot) releaseAt(now time.Time) {
 	s.once.Do(func() {
 		g := s.g
 		failed := !s.linked.Load()
@@ -197,13 +254,18 @@ func (s *slot) release() {
 			g.failed.Add(1)
 		}
 		unproven := failed && !s.proven.Load()
-		now := time.Now()
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		g.total--
 		if ps := g.prefixes[s.prefix]; ps != nil {
 			if unproven {
 				ps.lastFail = now
+			}
+			if !failed {
+				ps.linkedAt = now
+			}
+			if s.reserve {
+				ps.reserving--
 			}
 			ps.n--
 			if ps.n < handshakeShare/2 {
@@ -223,20 +285,14 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 		g.refusedFull.Add(1)
 		return nil, fmt.Errorf("%w: %d in progress, the node's bound", ErrBusy, g.total)
 	}
-	ps := g.prefixes[p]
-	if ps == nil {
-		if len(g.prefixes) >= maxGatePrefixes {
-			g.forgetIdleLocked(now)
-		}
-		if len(g.prefixes) >= maxGatePrefixes {
-			g.refusedFull.Add(1)
-			return nil, fmt.Errorf("%w: %d source prefixes busy", ErrBusy, len(g.prefixes))
-		}
-		ps = &prefixState{tokens: handshakeBurst, last: now}
-		g.prefixes[p] = ps
+	// A prefix the gate does not remember is entered in its table only
+	// if the handshake is admitted: refused first packets from spoofed
+	// addresses leave no state.
+	ps, known := g.prefixes[p]
+	if !known {
+		ps = g.newPrefixLocked(now)
 	}
-	ps.tokens = ps.tokensAt(now)
-	ps.last = now
+	g.refillLocked(ps, now)
 	if ps.n >= handshakeShare && g.total >= handshakeBorrow {
 		g.refusedShare.Add(1)
 		return nil, fmt.Errorf("%w: %d from %s, its share", ErrBusy, ps.n, p)
@@ -245,17 +301,39 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 		g.refusedRate.Add(1)
 		return nil, fmt.Errorf("%w: %s starts more than %d per second", ErrBusy, p, handshakeRate)
 	}
-	// The node's rate, or else the reserve for a validated address of a
-	// prefix whose handshakes do not fail.
+	// The prefix's share of the node's rate, or else the reserve for a
+	// validated address of a prefix that links.
+	fromReserve := false
 	switch {
-	case g.node.refill(now).tokens >= 1:
-		g.node.tokens--
+	case ps.nodeTokens >= 1 && g.node.refill(now).tokens >= 1:
 	case verified && g.mayReserveLocked(ps, now):
-		g.reserve.tokens--
-		g.reserved.Add(1)
+		fromReserve = true
+	case ps.nodeTokens < 1:
+		g.refusedRate.Add(1)
+		rate, _ := g.nodeShare()
+		return nil, fmt.Errorf("%w: %s starts more than its share (%v per second) of the node's rate", ErrBusy, p, rate)
 	default:
 		g.refusedNode.Add(1)
 		return nil, fmt.Errorf("%w: the node starts at most %v per second", ErrBusy, g.node.rate)
+	}
+	if !known {
+		if len(g.prefixes) >= maxGatePrefixes {
+			g.forgetIdleLocked(now)
+		}
+		if len(g.prefixes) >= maxGatePrefixes {
+			g.refusedFull.Add(1)
+			return nil, fmt.Errorf("%w: %d source prefixes busy", ErrBusy, len(g.prefixes))
+		}
+		g.prefixes[p] = ps
+	}
+	if fromReserve {
+		g.reserve.tokens--
+		ps.reserveTokens--
+		ps.reserving++
+		g.reserved.Add(1)
+	} else {
+		g.node.tokens--
+		ps.nodeTokens--
 	}
 	ps.tokens--
 	if ps.n < handshakeShare/2 {
@@ -263,13 +341,23 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 	}
 	ps.n++
 	g.total++
-	return &slot{g: g, prefix: p}, nil
+	return &slot{g: g, prefix: p, reserve: fromReserve}, nil
 }
 
 // mayReserveLocked says whether a handshake of the prefix in state ps
-// (nil: new) may draw on the reserve now. g.mu is held.
+// (nil: new; its allowances refilled to now) may draw on the reserve now:
+// the prefix has no reserve handshake in progress and reserve tokens of
+// its own, no handshake of it failed within failQuiet, and it completed a
+// link within linkedRecent or has no handshake in progress at all (a new
+// peer's first contact). g.mu is held.
 func (g *gate) mayReserveLocked(ps *prefixState, now time.Time) bool {
-	return (ps == nil || !ps.failedWithin(now)) && g.reserve.refill(now).tokens >= 1
+	if ps != nil {
+		linked := !ps.linkedAt.IsZero() && now.Sub(ps.linkedAt) < linkedRecent
+		if ps.reserving > 0 || ps.reserveTokens < 1 || ps.failedWithin(now) || !linked && ps.n > 0 {
+			return false
+		}
+	}
+	return g.reserve.refill(now).tokens >= 1
 }
 
 // heldBy is the number of slots addr's prefix holds.
@@ -282,11 +370,12 @@ func (g *gate) heldBy(addr net.Addr) int {
 	return 0
 }
 
-// forgetIdleLocked drops prefixes with no handshake in progress whose rate
-// allowance has recovered. g.mu is held.
+// forgetIdleLocked drops prefixes with no handshake in progress that
+// started none and failed none for failQuiet (their allowances have
+// recovered). g.mu is held.
 func (g *gate) forgetIdleLocked(now time.Time) {
 	for p, ps := range g.prefixes {
-		if ps.n == 0 && now.Sub(ps.last).Seconds()*handshakeRate >= handshakeBurst && now.Sub(ps.lastFail) >= failQuiet {
+		if ps.n == 0 && now.Sub(ps.last) >= failQuiet && now.Sub(ps.lastFail) >= failQuiet {
 			delete(g.prefixes, p)
 		}
 	}
@@ -314,9 +403,9 @@ func (g *gate) verifySource(addr net.Addr) bool { return g.verifySourceAt(addr, 
 func (g *gate) verifySourceAt(addr net.Addr, now time.Time) bool {
 	p := prefixOf(addr)
 	g.mu.Lock()
-	ps := g.prefixes[p]
-	busy := g.spread >= handshakeRetryAt || ps != nil && ps.n >= handshakeShare/2 ||
-		g.node.refill(now).tokens < 1 // only the reserve is left, for validated addresses
+	ps := g.peekLocked(g.prefixes[p], now)
+	busy := g.spread >= handshakeRetryAt || ps.n >= handshakeShare/2 ||
+		g.node.refill(now).tokens < 1 || ps.nodeTokens < 1 // only the reserve is left, for validated addresses
 	busy = busy && !g.refusesLocked(ps, now)
 	g.mu.Unlock()
 	if busy {
@@ -325,17 +414,27 @@ func (g *gate) verifySourceAt(addr net.Addr, now time.Time) bool {
 	return busy
 }
 
+// peekLocked is a copy of the prefix state ps (nil: new) with its
+// allowances refilled to now. g.mu is held.
+func (g *gate) peekLocked(ps *prefixState, now time.Time) *prefixState {
+	if ps == nil {
+		return g.newPrefixLocked(now)
+	}
+	c := *ps
+	g.refillLocked(&c, now)
+	return &c
+}
+
 // refusesLocked says whether enter would refuse a handshake of the prefix
-// in state ps (nil: new) now, without changing anything. g.mu is held.
+// in state ps (from peekLocked) now. g.mu is held.
 func (g *gate) refusesLocked(ps *prefixState, now time.Time) bool {
 	if g.total >= maxPendingHandshakes {
 		return true
 	}
-	if ps != nil && (ps.n >= handshakeShare && g.total >= handshakeBorrow ||
-		ps.tokensAt(now) < 1) {
+	if ps.n >= handshakeShare && g.total >= handshakeBorrow || ps.tokens < 1 {
 		return true
 	}
-	return g.node.refill(now).tokens < 1 && !g.mayReserveLocked(ps, now)
+	return (ps.nodeTokens < 1 || g.node.refill(now).tokens < 1) && !g.mayReserveLocked(ps, now)
 }
 
 type slotKey struct{}

@@ -16,11 +16,15 @@ func udp(s string) net.Addr {
 	return a
 }
 
+// unlimitedGate is a gate whose node-wide rate (and so each prefix's share
+// of it) never refuses: the slot and per-prefix rules alone.
+func unlimitedGate() *gate { return newGateRate(1e6, 1e6) }
+
 // TestGateShares checks the accounting of handshake slots: a prefix keeps
 // its share, borrows only idle capacity, is rate limited, and IPv6
 // addresses of one /64 share one prefix.
 func TestGateShares(t *testing.T) {
-	g := newGate()
+	g := unlimitedGate()
 	// Each attempt comes 1/handshakeRate later: the rates never refuse
 	// here, only the slots do (the rates are checked below).
 	now := time.Now()
@@ -78,7 +82,7 @@ func TestGateShares(t *testing.T) {
 	}
 
 	// Many busy prefixes: a new peer validates its address.
-	g = newGate()
+	g = unlimitedGate()
 	for i := range handshakeRetryAt {
 		if _, err := g.enter(udp(fmt.Sprintf("10.0.4.%d:1", i/(handshakeShare/2))), false, next()); err != nil {
 			t.Fatal(err)
@@ -90,7 +94,7 @@ func TestGateShares(t *testing.T) {
 	}
 
 	// Rate: a burst, then handshakeRate per second.
-	g = newGate()
+	g = unlimitedGate()
 	n := 0
 	for ; n < 2*handshakeBurst; n++ {
 		s, err := g.enter(udp("[2001:db8::1]:1"), false, now)
@@ -150,24 +154,28 @@ func TestGateShares(t *testing.T) {
 func TestGateNodeRate(t *testing.T) {
 	g := newGate()
 	now := time.Now()
-	// One prefix at its own rate for two seconds: the node's rate is
-	// never the reason of a refusal.
+	// One prefix at its own rate for two seconds gets its share of the
+	// node's rate (burst and rate), no more, and never spends the node's
+	// rate: the others are never refused for it.
+	admitted := 0
 	for i := range 2 * handshakeRate {
 		at := now.Add(time.Duration(i) * time.Second / handshakeRate)
-		s, err := g.enter(udp("10.1.0.1:1"), false, at)
-		if err != nil {
-			t.Fatalf("attempt %d of one prefix at its rate: %v", i, err)
+		if s, err := g.enter(udp("10.1.0.1:1"), false, at); err == nil {
+			admitted++
+			s.release()
 		}
-		s.release()
+	}
+	if share := (2*nodeHandshakeBurst + 2*nodeHandshakeRate) / nodeShareDiv; admitted > share || admitted == 0 {
+		t.Fatalf("one prefix at its own rate got %d handshakes in 2 s, want its share of the node's rate (%d)", admitted, share)
 	}
 	if n := g.refusedNode.Load(); n != 0 {
-		t.Fatalf("one prefix at its own rate was refused %d times for the node's rate", n)
+		t.Fatalf("one prefix at its own rate made the node refuse %d times for the node's rate", n)
 	}
 
 	// Many prefixes at once, every handshake failing: the node admits its
 	// burst, then refuses them, at once rather than with a Retry.
 	g = newGate()
-	admitted := 0
+	admitted = 0
 	for i := range 4 * nodeHandshakeBurst {
 		a := udp(fmt.Sprintf("10.2.%d.1:1", i))
 		if i < nodeHandshakeBurst && g.verifySourceAt(a, now) {

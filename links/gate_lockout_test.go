@@ -1,0 +1,135 @@
+package links
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestGateTwoPrefixesCannotSpendNodeRate: two prefixes whose handshakes
+// all fail, each at its own full rate, for 40 s, alongside a third prefix
+// starting a few handshakes a second. The two draw at most their shares
+// of the node's rate, so the third is never refused.
+func TestGateTwoPrefixesCannotSpendNodeRate(t *testing.T) {
+	g := newGate()
+	start := time.Now()
+	const seconds, honestRate = 40, 4
+	step := time.Second / (2 * handshakeRate)
+	honestEvery := 2 * handshakeRate / honestRate
+	flooded, honestRefused := 0, 0
+	for i := range seconds * 2 * handshakeRate {
+		now := start.Add(time.Duration(i) * step)
+		attacker := udp(fmt.Sprintf("10.7.0.%d:1", 1+i%2)) // alternating: each at handshakeRate
+		if s, err := g.enter(attacker, false, now); err == nil {
+			flooded++
+			s.releaseAt(now) // fails
+		}
+		if i%honestEvery == 0 {
+			s, err := g.enter(udp("10.8.0.1:1"), false, now)
+			if err != nil {
+				honestRefused++
+				continue
+			}
+			s.linked.Store(true)
+			s.releaseAt(now)
+		}
+	}
+	if honestRefused != 0 {
+		t.Fatalf("two failing prefixes at their own rate got %d handshakes in %d s and the node refused %d of a third prefix's %d a second",
+			flooded, seconds, honestRefused, honestRate)
+	}
+	if most := 2 * (2*nodeHandshakeBurst + seconds*nodeHandshakeRate) / nodeShareDiv; flooded > most {
+		t.Fatalf("two prefixes got %d handshakes in %d s, more than their shares of the node's rate (%d)", flooded, seconds, most)
+	}
+}
+
+// spentGate is a gate whose node-wide rate is always spent: only the
+// reserve admits.
+func spentGate() *gate { return newGateRate(0, 0) }
+
+// TestGateReserveOneInFlight: a fresh prefix that answers the Retry and
+// then stalls its handshake holds one reserve handshake; it cannot draw
+// on the reserve again until that one ends.
+func TestGateReserveOneInFlight(t *testing.T) {
+	g := spentGate()
+	now := time.Now()
+	a := udp("10.9.0.1:1")
+	s, err := g.enter(a, true, now)
+	if err != nil {
+		t.Fatalf("a new validated prefix is refused the reserve: %v", err)
+	}
+	for i := 1; i <= 2*reserveHandshakeBurst; i++ {
+		at := now.Add(time.Duration(i) * time.Second)
+		if g.verifySourceAt(udp("10.9.0.1:2"), at) {
+			t.Fatalf("a prefix with a reserve handshake in progress is sent a Retry %d s later", i)
+		}
+		if _, err := g.enter(udp("10.9.0.1:2"), true, at); !errors.Is(err, ErrBusy) {
+			t.Fatalf("a prefix with a reserve handshake in progress drew on the reserve again %d s later: %v", i, err)
+		}
+	}
+	// The stalled handshake times out: a failure bars the prefix for
+	// failQuiet.
+	end := now.Add(5 * time.Second)
+	s.releaseAt(end)
+	if _, err := g.enter(a, true, end.Add(failQuiet/2)); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a prefix whose handshake just failed drew on the reserve: %v", err)
+	}
+	// Another new prefix still gets in.
+	if _, err := g.enter(udp("10.9.1.1:1"), true, end); err != nil {
+		t.Fatalf("another new prefix is refused the reserve: %v", err)
+	}
+}
+
+// TestGateReserveChurningCertifiedPrefix: a certificate holder links and
+// closes again as fast as the gate lets it, for 10 s, while the node's
+// rate is spent. It gets at most its own share of the reserve.
+func TestGateReserveChurningCertifiedPrefix(t *testing.T) {
+	g := spentGate()
+	start := time.Now()
+	const seconds = 10
+	got := 0
+	for i := range seconds * handshakeRate {
+		now := start.Add(time.Duration(i) * time.Second / handshakeRate)
+		s, err := g.enter(udp("10.10.0.1:1"), true, now)
+		if err != nil {
+			continue
+		}
+		got++
+		s.proven.Store(true)
+		s.linked.Store(i%2 == 0) // some link, some fail after proving
+		s.releaseAt(now)
+	}
+	if most := prefixReserveBurst + seconds*prefixReserveRate; got > most || got == 0 {
+		t.Fatalf("a churning certificate holder got %d reserve handshakes in %d s, want 1..%d", got, seconds, most)
+	}
+	// The reserve stays for others.
+	if _, err := g.enter(udp("10.10.1.1:1"), true, start.Add(seconds*time.Second)); err != nil {
+		t.Fatalf("a new prefix is refused the reserve after one prefix churned: %v", err)
+	}
+}
+
+// TestGateSpoofedInitialsLeaveNoState: while the node's rate and the
+// reserve admit nothing new, first packets from 5000 spoofed addresses
+// are refused and leave the prefix table empty; an honest new prefix is
+// then admitted once the reserve has a token.
+func TestGateSpoofedInitialsLeaveNoState(t *testing.T) {
+	g := spentGate()
+	now := time.Now()
+	g.reserve.tokens, g.reserve.last = 0, now
+	for i := range 5000 {
+		a := udp(fmt.Sprintf("10.%d.%d.%d:1", 20+i/65536, i/256%256, i%256))
+		if _, err := g.enter(a, i%2 == 0, now); !errors.Is(err, ErrBusy) {
+			t.Fatalf("spoofed first packet %d: %v, want ErrBusy", i, err)
+		}
+	}
+	g.mu.Lock()
+	n := len(g.prefixes)
+	g.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("refused first packets left %d prefixes in the gate's table", n)
+	}
+	if _, err := g.enter(udp("192.0.2.1:1"), true, now.Add(time.Second)); err != nil {
+		t.Fatalf("an honest new prefix is refused after the spoofed flood: %v", err)
+	}
+}
