@@ -32,9 +32,11 @@ import (
 //   - the node starts at most nodeHandshakeRate per second (burst
 //     nodeHandshakeBurst) from all prefixes together, which bounds the CPU
 //     the node spends on unauthenticated peers however many prefixes send
-//     them; one prefix draws at most 1/nodeShareDiv of its rate (and
-//     twice that of its burst), so it takes nodeShareDiv prefixes to
-//     keep it spent (and nodeShareDiv/2 to empty its burst once). When a
+//     them; while that rate is contended (below half its burst), one
+//     prefix draws at most 1/nodeShareDiv of it (and twice that of its
+//     burst), so it takes nodeShareDiv prefixes to keep it spent, while a
+//     prefix with many honest nodes behind it links at its own rate on a
+//     quiet node. When a
 //     prefix cannot draw on it, a validated address (QUIC Retry) of a
 //     prefix that failed no handshake for failQuiet may still start one
 //     out of a reserve of reserveHandshakeRate per second, if the prefix
@@ -156,6 +158,15 @@ func (ps *prefixState) tokensAt(now time.Time) float64 {
 // rate.
 func (g *gate) nodeShare() (rate, burst float64) {
 	return g.node.rate / nodeShareDiv, max(1, 2*g.node.burst/nodeShareDiv)
+}
+
+// overShareLocked says whether the prefix in state ps is held to its share
+// of the node's rate now and has spent it: shares apply only while the
+// node's rate is contended (below half its burst), so that one prefix
+// with many honest nodes behind it links at its own rate on a quiet
+// node. g.mu is held.
+func (g *gate) overShareLocked(ps *prefixState, now time.Time) bool {
+	return ps.nodeTokens < 1 && g.node.refill(now).tokens < g.node.burst/2
 }
 
 // refillLocked brings the prefix's allowances up to now. g.mu is held.
@@ -305,10 +316,10 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 	// validated address of a prefix that links.
 	fromReserve := false
 	switch {
-	case ps.nodeTokens >= 1 && g.node.refill(now).tokens >= 1:
+	case !g.overShareLocked(ps, now) && g.node.refill(now).tokens >= 1:
 	case verified && g.mayReserveLocked(ps, now):
 		fromReserve = true
-	case ps.nodeTokens < 1:
+	case g.overShareLocked(ps, now):
 		g.refusedRate.Add(1)
 		rate, _ := g.nodeShare()
 		return nil, fmt.Errorf("%w: %s starts more than its share (%v per second) of the node's rate", ErrBusy, p, rate)
@@ -333,7 +344,8 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 		g.reserved.Add(1)
 	} else {
 		g.node.tokens--
-		ps.nodeTokens--
+		_, burst := g.nodeShare()
+		ps.nodeTokens = max(ps.nodeTokens-1, -burst) // a debt repaid in 2 s at most
 	}
 	ps.tokens--
 	if ps.n < handshakeShare/2 {
@@ -405,7 +417,7 @@ func (g *gate) verifySourceAt(addr net.Addr, now time.Time) bool {
 	g.mu.Lock()
 	ps := g.peekLocked(g.prefixes[p], now)
 	busy := g.spread >= handshakeRetryAt || ps.n >= handshakeShare/2 ||
-		g.node.refill(now).tokens < 1 || ps.nodeTokens < 1 // only the reserve is left, for validated addresses
+		g.node.refill(now).tokens < 1 || g.overShareLocked(ps, now) // only the reserve is left, for validated addresses
 	busy = busy && !g.refusesLocked(ps, now)
 	g.mu.Unlock()
 	if busy {
@@ -434,7 +446,7 @@ func (g *gate) refusesLocked(ps *prefixState, now time.Time) bool {
 	if ps.n >= handshakeShare && g.total >= handshakeBorrow || ps.tokens < 1 {
 		return true
 	}
-	return (ps.nodeTokens < 1 || g.node.refill(now).tokens < 1) && !g.mayReserveLocked(ps, now)
+	return (g.overShareLocked(ps, now) || g.node.refill(now).tokens < 1) && !g.mayReserveLocked(ps, now)
 }
 
 type slotKey struct{}

@@ -7,20 +7,22 @@ import (
 	"time"
 )
 
-// TestGateTwoPrefixesCannotSpendNodeRate: two prefixes whose handshakes
-// all fail, each at its own full rate, for 40 s, alongside a third prefix
-// starting a few handshakes a second. The two draw at most their shares
-// of the node's rate, so the third is never refused.
-func TestGateTwoPrefixesCannotSpendNodeRate(t *testing.T) {
+// TestGateFourPrefixesCannotSpendNodeRate: four prefixes whose handshakes
+// all fail, each at its own full rate (together twice the node's rate),
+// for 40 s, alongside a third party starting a few handshakes a second.
+// Once the node's rate is contended the four draw at most their shares of
+// it, so it is never spent: the other prefix is never refused, and the
+// four together get no more than the node's rate.
+func TestGateFourPrefixesCannotSpendNodeRate(t *testing.T) {
 	g := newGate()
 	start := time.Now()
-	const seconds, honestRate = 40, 4
-	step := time.Second / (2 * handshakeRate)
-	honestEvery := 2 * handshakeRate / honestRate
+	const seconds, honestRate, attackers = 40, 4, 4
+	step := time.Second / (attackers * handshakeRate)
+	honestEvery := attackers * handshakeRate / honestRate
 	flooded, honestRefused := 0, 0
-	for i := range seconds * 2 * handshakeRate {
+	for i := range seconds * attackers * handshakeRate {
 		now := start.Add(time.Duration(i) * step)
-		attacker := udp(fmt.Sprintf("10.7.0.%d:1", 1+i%2)) // alternating: each at handshakeRate
+		attacker := udp(fmt.Sprintf("10.7.0.%d:1", 1+i%attackers)) // in turn: each at handshakeRate
 		if s, err := g.enter(attacker, false, now); err == nil {
 			flooded++
 			s.releaseAt(now) // fails
@@ -36,11 +38,11 @@ func TestGateTwoPrefixesCannotSpendNodeRate(t *testing.T) {
 		}
 	}
 	if honestRefused != 0 {
-		t.Fatalf("two failing prefixes at their own rate got %d handshakes in %d s and the node refused %d of a third prefix's %d a second",
-			flooded, seconds, honestRefused, honestRate)
+		t.Fatalf("%d failing prefixes at their own rate got %d handshakes in %d s and the node refused %d of another prefix's %d a second",
+			attackers, flooded, seconds, honestRefused, honestRate)
 	}
-	if most := 2 * (2*nodeHandshakeBurst + seconds*nodeHandshakeRate) / nodeShareDiv; flooded > most {
-		t.Fatalf("two prefixes got %d handshakes in %d s, more than their shares of the node's rate (%d)", flooded, seconds, most)
+	if most := nodeHandshakeBurst + seconds*nodeHandshakeRate; flooded > most {
+		t.Fatalf("%d prefixes got %d handshakes in %d s, more than the node's rate (%d)", attackers, flooded, seconds, most)
 	}
 }
 
