@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/quic-go/quic-go"
 
 	"github.com/circuitmesh/circuitmesh/links"
@@ -40,6 +42,18 @@ import (
 //     of 512 MiB, which an attacker does not need to send, and which on
 //     one machine slows honest opens by the CPU it takes, not by any
 //     buffer it pins.)
+//   - fakemembers: 16 real memberlist members with the gossip key but no
+//     certificate (more than d's MaxLinks) join d's gossip, each
+//     announcing a link address where nobody answers: d's discovery dials
+//     them into its free link slots, each dial holding its slot until the
+//     handshake times out, until the unproven addresses are banned. The
+//     fake members run in this process, so their CPU counts as the
+//     nodes'.
+//
+// Every node runs gossip in every phase, so that its cost is in the base
+// figures too. Their LinkPolicy refuses the honest members, so discovery
+// links no honest pair and the measured paths stay as built; the fake
+// members pass it, as they would with no policy.
 //
 // The attacker's handshakes come from 127.0.0.2, the honest nodes dial
 // from 127.0.0.1: on loopback every address is the local host, and the
@@ -56,10 +70,23 @@ import (
 func BenchmarkHonestWorkDuringFloods(b *testing.B) {
 	const opens, setups = 200, 30
 	c := newCluster(b, true)
+	key := bytes.Repeat([]byte{5}, 32)
+	honest := map[string]bool{"h": true, "r": true, "d": true, "m": true}
+	var seed string // h's gossip address, once h runs
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: key, Interval: 500 * time.Millisecond,
+			LinkPolicy: func(m Member) bool { return !honest[m.Name] }}
+		if seed != "" {
+			cfg.Discovery.Join = []string{seed}
+		}
+	}
+	c.add("h")
+	seed = c.nodes["h"].Status().GossipAddr
 	c.build("h-r", "r-d", "m-r")
 	c.waitRoute("h", "d", 2)
 	c.waitRoute("m", "d", 2)
 	h, d, m := c.nodes["h"], c.nodes["d"], c.nodes["m"]
+	waitFor(b, "every honest node to be a gossip member of d", time.Minute, func() bool { return len(d.Members()) == len(honest) })
 
 	measure := func(name string) (open, open50, setup time.Duration) {
 		b.Helper()
@@ -130,15 +157,25 @@ func BenchmarkHonestWorkDuringFloods(b *testing.B) {
 	run("stalled", func() (func(), func() time.Duration) {
 		return startStalledCircuits(b, m, d, 128), noAttack
 	})
+	run("fakemembers", func() (func(), func() time.Duration) {
+		const fakes = 16
+		stop, packets := startFakeMembers(b, fakes, key, d.Status().GossipAddr)
+		waitFor(b, "d to know the fake members", time.Minute, func() bool { return len(d.Members()) >= len(honest)+fakes })
+		return func() {
+			stop()
+			// Shows the attack was carried out: d dialled the fakes.
+			b.Logf("fakemembers: their link addresses received %d packets", packets.Load())
+		}, noAttack
+	})
 	// Without a flood again: how far the machine's own noise moves p99.
 	run("none-again", func() (func(), func() time.Duration) { return func() {}, noAttack })
 
 	base := res[0]
 	for _, r := range res {
-		b.Logf("%-10s open p99 %8v (x%.2f) p50 %8v (x%.2f)  link setup p99 %8v (x%.2f)", r.name,
+		b.Logf("%-11s open p99 %8v (x%.2f) p50 %8v (x%.2f)  link setup p99 %8v (x%.2f)", r.name,
 			r.open.Round(time.Microsecond), ratio(r.open, base.open), r.open50.Round(time.Microsecond), ratio(r.open50, base.open50),
 			r.setup.Round(time.Microsecond), ratio(r.setup, base.setup))
-		b.Logf("%-10s   took %v: nodes' CPU %v (%.0f%%), attacker process CPU %v; d admitted %d handshakes, refused %d; its socket dropped %d packets", r.name,
+		b.Logf("%-11s   took %v: nodes' CPU %v (%.0f%%), attacker process CPU %v; d admitted %d handshakes, refused %d; its socket dropped %d packets", r.name,
 			r.wall.Round(time.Millisecond), r.cpu.Round(time.Millisecond), 100*r.cpu.Seconds()/r.wall.Seconds(),
 			r.attackCPU.Round(time.Millisecond), r.admitted, r.refused, r.drops)
 		if r.name == "none" || r.name == "none-again" {
@@ -362,6 +399,69 @@ func startStalledCircuits(t testing.TB, from, to *Node, n int) (stop func()) {
 		closeAll()
 		wg.Wait()
 	}
+}
+
+// startFakeMembers joins n real memberlist members to the gossip at seed:
+// each has the gossip key and announces as its link address a UDP socket
+// that reads and never answers, and runs no node and holds no
+// certificate. They run in this process: their CPU counts as the nodes'.
+// stop makes them leave the gossip and closes the sockets; packets counts
+// what the sockets received.
+func startFakeMembers(t testing.TB, n int, key []byte, seed string) (stop func(), packets *atomic.Int64) {
+	t.Helper()
+	var mls []*memberlist.Memberlist
+	var socks []net.PacketConn
+	var wg sync.WaitGroup
+	var once sync.Once
+	packets = new(atomic.Int64)
+	stop = func() {
+		once.Do(func() {
+			var lw sync.WaitGroup
+			for _, ml := range mls {
+				lw.Go(func() {
+					_ = ml.Leave(time.Second)
+					_ = ml.Shutdown()
+				})
+			}
+			lw.Wait()
+			for _, pc := range socks {
+				_ = pc.Close()
+			}
+			wg.Wait()
+		})
+	}
+	t.Cleanup(stop)
+	for i := range n {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		socks = append(socks, pc)
+		wg.Go(func() {
+			buf := make([]byte, 2048)
+			for {
+				if _, _, err := pc.ReadFrom(buf); err != nil {
+					return
+				}
+				packets.Add(1)
+			}
+		})
+		mc := memberlist.DefaultLANConfig()
+		mc.Name, mc.BindAddr, mc.BindPort = "fake"+strconv.Itoa(i), "127.0.0.1", 0
+		mc.SecretKey = key
+		mc.LogOutput = io.Discard // memberlist may log after Shutdown
+		meta, _ := json.Marshal(memberMeta{Link: pc.LocalAddr().String(), Mesh: "test"})
+		mc.Delegate = staticMeta(meta)
+		ml, err := memberlist.Create(mc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mls = append(mls, ml)
+		if _, err := ml.Join([]string{seed}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return stop, packets
 }
 
 // startSink publishes the service "sink" on n: it accepts circuits and
