@@ -47,8 +47,8 @@ import (
 //     announcing a link address where nobody answers: d's discovery dials
 //     them into its free link slots, each dial holding its slot until the
 //     handshake times out, until the unproven addresses are banned. The
-//     fake members run in this process, so their CPU counts as the
-//     nodes'.
+//     fake members run in a process of their own, like the handshake
+//     flood.
 //
 // Every node runs gossip in every phase, so that its cost is in the base
 // figures too. Their LinkPolicy refuses the honest members, so discovery
@@ -70,7 +70,7 @@ import (
 func BenchmarkHonestWorkDuringFloods(b *testing.B) {
 	const opens, setups = 200, 30
 	c := newCluster(b, true)
-	key := bytes.Repeat([]byte{5}, 32)
+	key := benchGossipKey()
 	honest := map[string]bool{"h": true, "r": true, "d": true, "m": true}
 	var seed string // h's gossip address, once h runs
 	c.tweak = func(cfg *Config) {
@@ -158,14 +158,12 @@ func BenchmarkHonestWorkDuringFloods(b *testing.B) {
 		return startStalledCircuits(b, m, d, 128), noAttack
 	})
 	run("fakemembers", func() (func(), func() time.Duration) {
-		const fakes = 16
-		stop, packets := startFakeMembers(b, fakes, key, d.Status().GossipAddr)
-		waitFor(b, "d to know the fake members", time.Minute, func() bool { return len(d.Members()) >= len(honest)+fakes })
+		stop, cpu := startAttackProcess(b, fakeMembersArg+d.Status().GossipAddr)
+		waitFor(b, "d to know the fake members", time.Minute, func() bool { return len(d.Members()) >= len(honest)+benchFakeMembers })
 		return func() {
-			stop()
 			// Shows the attack was carried out: d dialled the fakes.
-			b.Logf("fakemembers: their link addresses received %d packets", packets.Load())
-		}, noAttack
+			b.Logf("fakemembers: their link addresses received %s packets", strings.TrimSpace(stop()))
+		}, cpu
 	})
 	// Without a flood again: how far the machine's own noise moves p99.
 	run("none-again", func() (func(), func() time.Duration) { return func() {}, noAttack })
@@ -263,8 +261,17 @@ const floodTargetEnv = "CIRCUITMESH_TEST_FLOOD_TARGET"
 // attempts; stop ends it, cpu reads the CPU time the process has used.
 func startFloodProcess(t testing.TB, target net.Addr) (stop func(), cpu func() time.Duration) {
 	t.Helper()
+	end, cpu := startAttackProcess(t, target.String())
+	return func() { end() }, cpu
+}
+
+// startAttackProcess re-executes the test binary with floodTargetEnv set
+// to arg and returns once the child says it is ready; stop ends it and
+// returns what it printed then, cpu reads the CPU time it has used.
+func startAttackProcess(t testing.TB, arg string) (stop func() string, cpu func() time.Duration) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), floodTargetEnv+"="+target.String())
+	cmd.Env = append(os.Environ(), floodTargetEnv+"="+arg)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -276,20 +283,56 @@ func startFloodProcess(t testing.TB, target net.Addr) (stop func(), cpu func() t
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	stop = func() {
-		_ = stdin.Close() // the child stops when its stdin closes
-		_ = cmd.Wait()
+	var once sync.Once
+	var rest []byte
+	stop = func() string {
+		once.Do(func() {
+			_ = stdin.Close() // the child stops when its stdin closes
+			rest, _ = io.ReadAll(stdout)
+			_ = cmd.Wait()
+		})
+		return string(rest)
 	}
 	line := make([]byte, 6)
 	if _, err := io.ReadFull(stdout, line); err != nil || string(line) != "ready\n" {
 		stop()
-		t.Fatalf("flood process: %q, %v", line, err)
+		t.Fatalf("attack process: %q, %v", line, err)
 	}
 	return stop, func() time.Duration { return childCPU(cmd.Process.Pid) }
 }
 
-// runBadHandshakes is the child process of startFloodProcess.
+// fakeMembersArg prefixes the gossip address that a re-executed test
+// binary joins benchFakeMembers fake members to (runFakeMembers).
+const fakeMembersArg = "fakemembers="
+
+// benchFakeMembers is how many fake members the benchmark's fakemembers
+// phase joins: more than d's link slots (MaxLinks, default 10).
+const benchFakeMembers = 16
+
+// benchGossipKey is the gossip key of the benchmark's nodes, which the
+// fake members hold.
+func benchGossipKey() []byte { return bytes.Repeat([]byte{5}, 32) }
+
+// runFakeMembers is the child process of the fakemembers phase: it
+// joins the fake members to the gossip at seed, says ready, and when its
+// stdin closes makes them leave and prints the packets their link
+// addresses received.
+func runFakeMembers(seed string) int {
+	var tb floodTB
+	stop, packets := startFakeMembers(&tb, benchFakeMembers, benchGossipKey(), seed)
+	_, _ = os.Stdout.WriteString("ready\n")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	stop()
+	fmt.Println(packets.Load())
+	return 0
+}
+
+// runBadHandshakes is the child process of startFloodProcess, or with
+// fakeMembersArg that of the fakemembers phase (runFakeMembers).
 func runBadHandshakes(target string) int {
+	if seed, ok := strings.CutPrefix(target, fakeMembersArg); ok {
+		return runFakeMembers(seed)
+	}
 	addr, err := net.ResolveUDPAddr("udp", target)
 	if err != nil {
 		return 2
@@ -404,8 +447,7 @@ func startStalledCircuits(t testing.TB, from, to *Node, n int) (stop func()) {
 // startFakeMembers joins n real memberlist members to the gossip at seed:
 // each has the gossip key and announces as its link address a UDP socket
 // that reads and never answers, and runs no node and holds no
-// certificate. They run in this process: their CPU counts as the nodes'.
-// stop makes them leave the gossip and closes the sockets; packets counts
+// certificate. stop makes them leave the gossip and closes the sockets; packets counts
 // what the sockets received.
 func startFakeMembers(t testing.TB, n int, key []byte, seed string) (stop func(), packets *atomic.Int64) {
 	t.Helper()
