@@ -68,10 +68,10 @@ const (
 	nodeHandshakeBurst    = 64
 	reserveHandshakeRate  = 16
 	reserveHandshakeBurst = 8
-	// nodeShareDiv: a prefix draws at most 1/nodeShareDiv of the node's
-	// rate (and 2/nodeShareDiv of its burst, at least one token, so that a
-	// peer linking a few times in a row is not sent Retries), so it takes
-	// nodeShareDiv prefixes to spend it.
+	// nodeShareDiv: while the node's rate is contended, a prefix draws at
+	// most 1/nodeShareDiv of it (and 2/nodeShareDiv of its burst, at least
+	// one token, so that a peer linking a few times in a row is not sent
+	// Retries), so it takes nodeShareDiv prefixes to spend it.
 	nodeShareDiv = 8
 	// prefixReserveRate and prefixReserveBurst bound one prefix's draw on
 	// the reserve; a prefix holds at most one reserve handshake at once.
