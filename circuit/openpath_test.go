@@ -105,16 +105,29 @@ func waitEnded(t *testing.T, r *Resumable) {
 	}
 }
 
+// earlySource is an early resumable source on p that cannot redial (its
+// resume timeout, 0 for the default), reset and waited for at the end of
+// the test.
+func earlySource(t *testing.T, p *recPath, timeout time.Duration) *Resumable {
+	t.Helper()
+	src, err := NewResumableSource(p, Addr{"s", "x"}, Addr{"d", "x"},
+		ResumeConfig{Early: true, Redial: noRedial, Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		src.Reset(CloseCancelled)
+		_ = p.Close()
+		waitEnded(t, src)
+	})
+	return src
+}
+
 // The first Write of an early resumable source puts the hello and its
 // bytes on the path before it returns: the open leaves from the writer.
 func TestResumableFirstFlightFromWrite(t *testing.T) {
 	p := newRecPath(nil, 0)
-	src, err := NewResumableSource(p, Addr{"s", "x"}, Addr{"d", "x"}, ResumeConfig{Early: true, Redial: noRedial})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer waitEnded(t, src)
-	defer src.Reset(CloseCancelled)
+	src := earlySource(t, p, 0)
 	if _, err := src.Write([]byte("hi")); err != nil {
 		t.Fatal(err)
 	}
@@ -130,12 +143,7 @@ func TestResumableFirstFlightFromWrite(t *testing.T) {
 func TestResumableWriteDoesNotWaitForHandshake(t *testing.T) {
 	p := newRecPath(nil, 0)
 	p.hold, p.waits = true, true
-	src, err := NewResumableSource(p, Addr{"s", "x"}, Addr{"d", "x"}, ResumeConfig{Early: true, Redial: noRedial})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer waitEnded(t, src)
-	defer src.Reset(CloseCancelled)
+	src := earlySource(t, p, 0)
 	done := make(chan error, 1)
 	go func() {
 		_, err := src.Write([]byte("hi"))
@@ -247,13 +255,7 @@ func TestResumableEndedWithFinUnsent(t *testing.T) {
 // caller's goroutine: both return while the path's Write is stuck.
 func TestResumableWriteDoesNotBlockOnUnreadPath(t *testing.T) {
 	p := newRecPath(nil, 0)
-	src, err := NewResumableSource(p, Addr{"s", "x"}, Addr{"d", "x"}, ResumeConfig{Early: true, Redial: noRedial})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer waitEnded(t, src)
-	defer p.Close()
-	defer src.Reset(CloseCancelled)
+	src := earlySource(t, p, 0)
 	if _, err := src.Write([]byte("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -286,14 +288,7 @@ func TestResumableWriteDoesNotBlockOnUnreadPath(t *testing.T) {
 // stopDecideTimeout and the circuit ends with an error.
 func TestResumableStoppedPathFailsWithoutVerdict(t *testing.T) {
 	p := newRecPath(nil, 0)
-	src, err := NewResumableSource(p, Addr{"s", "x"}, Addr{"d", "x"},
-		ResumeConfig{Early: true, Redial: noRedial, Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer waitEnded(t, src)
-	defer p.Close()
-	defer src.Reset(CloseCancelled)
+	src := earlySource(t, p, time.Second)
 	if _, err := src.Write([]byte("a")); err != nil {
 		t.Fatal(err)
 	}
