@@ -32,8 +32,12 @@ import (
 // route events and every Interval. Gossip only discovers; a member holds a
 // link only once the link's handshake proved its certificate names it.
 type discovery struct {
-	n     *Node
-	ml    *memberlist.Memberlist
+	n  *Node
+	ml *memberlist.Memberlist
+	// self is this node's gossip address, read once after Create:
+	// memberlist's LocalNode dereferences a nil state once the node has
+	// left and been reaped from its own member map.
+	self  net.UDPAddr
 	vc    *coordinate.Client
 	kickc chan struct{}
 	logw  *slogWriter
@@ -197,6 +201,8 @@ func startDiscovery(n *Node) (*discovery, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start gossip on %s: %w", dc.BindAddr, err)
 	}
+	ln := ml.LocalNode()
+	d.self = net.UDPAddr{IP: ln.Addr, Port: int(ln.Port)}
 	d.ml = ml
 	d.keyring = mc.Keyring // made by memberlist from SecretKey
 	// The link address needs the gossip address, known only now.
@@ -311,7 +317,7 @@ func (d *discovery) resolveJoin(ctx context.Context) []string {
 	}
 	_, defPort, _ := net.SplitHostPort(dc.BindAddr)
 	if d.ml != nil {
-		defPort = strconv.Itoa(int(d.ml.LocalNode().Port))
+		defPort = strconv.Itoa(d.self.Port)
 	}
 	addrs, err := resolveJoin(ctx, r, dc.Join, defPort)
 	if err != nil {
@@ -381,8 +387,7 @@ func resolveJoin(ctx context.Context, r *net.Resolver, join []string, defPort st
 }
 
 func (d *discovery) addr() string {
-	ln := d.ml.LocalNode()
-	return net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
+	return d.self.String()
 }
 
 // linkAddr is the QUIC address announced to others: the transport's
@@ -394,7 +399,7 @@ func (d *discovery) linkAddr() string {
 	}
 	ip := a.IP
 	if ip == nil || ip.IsUnspecified() {
-		ip = d.ml.LocalNode().Addr
+		ip = d.self.IP
 	}
 	return net.JoinHostPort(ip.String(), strconv.Itoa(a.Port))
 }
