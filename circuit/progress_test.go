@@ -179,7 +179,7 @@ func TestNoProgressNotOnSlowPathNonReader(t *testing.T) {
 	cfg := ResumeConfig{Window: window, ProgressTimeout: 300 * time.Millisecond}
 	_, src, dst := g.pair(cfg, cfg)
 	data, writeErr := writeAndClose(src, 6*window, 's')
-	dst.SetReadDeadline(time.Now().Add(60 * time.Second))
+	dst.SetReadDeadline(time.Now().Add(3 * time.Minute))
 	got := make([]byte, len(data))
 	if _, err := io.ReadFull(dst, got[:2*window]); err != nil {
 		t.Fatalf("destination read: %v", err)
