@@ -25,7 +25,7 @@ type options struct {
 	Reroutes    int // diamonds killed
 	Scale       int // idle circuits held through one relay in the scale part (0: not run)
 	ProfileDir  string
-	Only        string    // "line", "reroute" or "scale": run that part only
+	Only        string    // "line", "relay", "reroute" or "scale": run that part only
 	Log         io.Writer // role processes' stderr, when set
 	Progress    io.Writer // one line per phase
 	Tune        tuning
@@ -66,7 +66,7 @@ func runSuite(o options) (*results, error) {
 		IdleCircuits: o.Idle,
 	}}
 	var err error
-	if o.Only == "" || o.Only == "line" {
+	if o.Only == "" || o.Only == "line" || o.Only == "relay" {
 		err = s.runLine()
 	}
 	if err == nil && (o.Only == "" || o.Only == "reroute") {
@@ -141,7 +141,11 @@ func (s *suite) runLine() (err error) {
 	if _, err := s.clear[0].call(request{Op: "wait", Peers: []string{"x1", "x2"}, Timeout: int64(waitRoutes)}); err != nil {
 		return err
 	}
-	for _, step := range []func() error{s.throughput, s.latencyIdleBusy, s.ttfb, s.idleMemory, s.openRate} {
+	steps := []func() error{s.throughput, s.latencyIdleBusy, s.ttfb, s.idleMemory, s.openRate}
+	if s.o.Only == "relay" {
+		steps = steps[:2] // an established circuit's relay against the naive one
+	}
+	for _, step := range steps {
 		if err := step(); err != nil {
 			return err
 		}
@@ -339,8 +343,8 @@ func (s *suite) latencyIdleBusy() error {
 }
 
 // latency measures open+echo and per-hop round trips into l, with CPU
-// profiles of n0, n1, n2 and naive1 during the open+echo rounds when
-// profile is set.
+// profiles of n0, n1, n2 and naive1 during the open+echo rounds, and of
+// n1 and naive1 during the round trips, when profile is set.
 func (s *suite) latency(label string, l *latency, profile bool) error {
 	if profile {
 		if err := s.profileOpen("profile-start"); err != nil {
@@ -354,7 +358,16 @@ func (s *suite) latency(label string, l *latency, profile bool) error {
 	if err != nil {
 		return err
 	}
-	if err := s.hopRTT(label, l); err != nil {
+	if profile {
+		if err := s.profileHop("profile-start"); err != nil {
+			return err
+		}
+	}
+	err = s.hopRTT(label, l)
+	if profile {
+		err = errors.Join(err, s.profileHop("profile-stop"))
+	}
+	if err != nil {
 		return err
 	}
 	if nv := l.OpenEchoUS["naive_k1"]; nv > 0 {
@@ -371,6 +384,18 @@ func (s *suite) latency(label string, l *latency, profile bool) error {
 func (s *suite) profileOpen(op string) error {
 	for _, p := range []*proc{s.line[0], s.line[1], s.line[2], s.naive[0]} {
 		path := filepath.Join(s.o.ProfileDir, "open-"+p.name+".pprof")
+		if _, err := p.call(request{Op: op, Path: path}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// profileHop starts or stops CPU profiles of the first relay and the
+// first naive relay while echoes cross established circuits and streams.
+func (s *suite) profileHop(op string) error {
+	for _, p := range []*proc{s.line[1], s.naive[0]} {
+		path := filepath.Join(s.o.ProfileDir, "hop-"+p.name+".pprof")
 		if _, err := p.call(request{Op: op, Path: path}); err != nil {
 			return err
 		}
@@ -438,21 +463,28 @@ func (s *suite) ttfb() error {
 
 // hopRTT measures echo round trips on open streams and circuits: direct
 // quic-go and through one and two naive relays, circuits through zero to
-// two relays, the two senders taking turns.
+// two relays, and circuits with clear ends and no resumption through zero
+// and one relay (x0 to x1 and x2), the three senders taking turns.
 func (s *suite) hopRTT(label string, l *latency) error {
 	s.progress("round trip per relay, %s", label)
 	samples := map[string][]float64{}
 	for b := range s.o.PingBatches {
-		for i := range 2 {
+		for i := range 3 {
 			var err error
-			if (i+b)%2 == 0 {
+			switch (i + b) % 3 {
+			case 2:
+				var rep reply
+				rep, err = s.clear[0].call(request{Op: "ping", Peers: []string{"x1", "x2"}, Count: s.o.PingBatch, NoResume: true})
+				samples["k0clear"] = append(samples["k0clear"], micros(rep.Samples["x1"])...)
+				samples["k1clear"] = append(samples["k1clear"], micros(rep.Samples["x2"])...)
+			case 0:
 				var rep reply
 				rep, err = s.qc.call(request{Op: "ping", Peers: []string{"", "naive1", "naive2"}, Count: s.o.PingBatch})
 				for _, k := range []string{"direct", "naive1", "naive2"} {
 					key := strings.Replace(k, "naive", "naive_k", 1)
 					samples[key] = append(samples[key], micros(rep.Samples[k])...)
 				}
-			} else {
+			default:
 				var rep reply
 				rep, err = s.line[0].call(request{Op: "ping", Peers: []string{"n1", "n2", "n3"}, Count: s.o.PingBatch})
 				for k := range 3 {
@@ -473,6 +505,10 @@ func (s *suite) hopRTT(label string, l *latency) error {
 	l.HopRTTP99 = (l.RTTUS["k2"][1] - l.RTTUS["k0"][1]) / 2
 	l.NaiveHopRTTP50 = (l.RTTUS["naive_k2"][0] - l.RTTUS["direct"][0]) / 2
 	l.NaiveHopRTTP99 = (l.RTTUS["naive_k2"][1] - l.RTTUS["direct"][1]) / 2
+	l.ClearHopRTTP50 = l.RTTUS["k1clear"][0] - l.RTTUS["k0clear"][0]
+	if naive1 := l.RTTUS["naive_k1"][0] - l.RTTUS["direct"][0]; naive1 > 0 {
+		l.ClearHopRTTVsNaive = l.ClearHopRTTP50 / naive1
+	}
 	return nil
 }
 
