@@ -171,14 +171,15 @@ func nodeName(i int) string { return "n" + strconv.Itoa(i) }
 // transfer is one timed bulk transfer.
 type transfer struct {
 	mbps     float64 // 10^6 bytes per second
-	cpuPerGB float64 // CPU seconds per 10^9 bytes: sender+receiver (direct, k0, k0clear) or the first relay (k1, naive1)
+	cpuPerGB float64 // CPU seconds per 10^9 bytes: sender+receiver (direct, k0, k0clear) or the first relay (k1, k1clear, naive1)
 	sendCPU  float64 // the sender process's CPU seconds per 10^9 bytes
 }
 
 // transfer sends n bytes over subject: "direct" (quic-go), "k0".."k3",
 // "k0clear" (a circuit between two neighbours with end-to-end security
-// off), or "naive1", "naive2" (a quic-go stream through one or two naive
-// relays).
+// off), "k1clear" (x0 to x2 through x1, end-to-end security and
+// resumption off: the relay carries what a naive relay carries), or
+// "naive1", "naive2" (a quic-go stream through one or two naive relays).
 func (s *suite) transfer(subject string, n int64) (transfer, error) {
 	var meter *proc // whose CPU is counted besides the sender's
 	var sender *proc
@@ -190,6 +191,8 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 		sender, meter = s.qc, s.qs
 	case "k0clear":
 		sender, meter, req.Peer = s.clear[0], s.clear[1], "x1"
+	case "k1clear":
+		sender, meter, req.Peer, req.NoResume = s.clear[0], s.clear[1], "x2", true
 	case "naive1":
 		sender, meter, req.Peer = s.qc, s.naive[0], "naive1"
 	case "naive2":
@@ -228,7 +231,7 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 	return t, nil
 }
 
-var subjects = append([]string{"direct", "k0", "k1", "k2", "k3", "k0clear", "naive1", "naive2"}, resumeSubjects...)
+var subjects = append([]string{"direct", "k0", "k1", "k2", "k3", "k0clear", "k1clear", "naive1", "naive2"}, resumeSubjects...)
 
 func (s *suite) throughput() error {
 	s.progress("throughput: warm-up")
@@ -244,7 +247,7 @@ func (s *suite) throughput() error {
 	}
 	mbps := map[string][]float64{}
 	ratios := map[string][]float64{}
-	var cpuRatios, cpuDirect, cpuRelay, cpuSealed, cpuClear, cpuNaive, cpuVsNaive, r1VsNaive []float64
+	var cpuRatios, cpuDirect, cpuRelay, cpuSealed, cpuClear, cpuNaive, cpuVsNaive, r1VsNaive, r1ClearVsNaive, cpuClearVsNaive []float64
 	var resume resumeRounds
 	for r := range s.o.Rounds {
 		got := map[string]transfer{}
@@ -266,6 +269,8 @@ func (s *suite) throughput() error {
 			ratios[key] = append(ratios[key], got[key].mbps/got["direct"].mbps)
 		}
 		r1VsNaive = append(r1VsNaive, got["k1"].mbps/got["naive1"].mbps)
+		r1ClearVsNaive = append(r1ClearVsNaive, got["k1clear"].mbps/got["naive1"].mbps)
+		cpuClearVsNaive = append(cpuClearVsNaive, got["k1clear"].cpuPerGB/got["naive1"].cpuPerGB)
 		cpuNaive = append(cpuNaive, got["naive1"].cpuPerGB)
 		cpuVsNaive = append(cpuVsNaive, got["k1"].cpuPerGB/got["naive1"].cpuPerGB)
 		cpuDirect = append(cpuDirect, got["direct"].cpuPerGB)
@@ -273,9 +278,9 @@ func (s *suite) throughput() error {
 		cpuSealed = append(cpuSealed, got["k0"].cpuPerGB)
 		cpuClear = append(cpuClear, got["k0clear"].cpuPerGB)
 		cpuRatios = append(cpuRatios, got["k1"].cpuPerGB/got["direct"].cpuPerGB)
-		s.progress("throughput round %d/%d: MB/s direct %.0f k0 %.0f k1 %.0f k2 %.0f k3 %.0f naive1 %.0f naive2 %.0f; relay CPU ratio %.2f, vs naive %.2f",
+		s.progress("throughput round %d/%d: MB/s direct %.0f k0 %.0f k1 %.0f k2 %.0f k3 %.0f k1clear %.0f naive1 %.0f naive2 %.0f; relay CPU ratio %.2f, vs naive %.2f (clear ends %.2f)",
 			r+1, s.o.Rounds, got["direct"].mbps, got["k0"].mbps, got["k1"].mbps, got["k2"].mbps, got["k3"].mbps,
-			got["naive1"].mbps, got["naive2"].mbps, cpuRatios[r], cpuVsNaive[r])
+			got["k1clear"].mbps, got["naive1"].mbps, got["naive2"].mbps, cpuRatios[r], cpuVsNaive[r], cpuClearVsNaive[r])
 		resume.add(got)
 		s.progress("  %s", resume.line())
 	}
@@ -293,6 +298,7 @@ func (s *suite) throughput() error {
 		}
 	}
 	s.res.R1VsNaive, s.res.RelayCPUVsNaive = median(r1VsNaive), median(cpuVsNaive)
+	s.res.R1ClearVsNaive, s.res.RelayClearCPUVsNaive = median(r1ClearVsNaive), median(cpuClearVsNaive)
 	s.res.ThroughputMBps = map[string]float64{}
 	for k, v := range mbps {
 		s.res.ThroughputMBps[k] = median(v)
