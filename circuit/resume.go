@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit/seal"
+	"github.com/circuitmesh/circuitmesh/internal/stack"
 	"github.com/circuitmesh/circuitmesh/links"
 )
 
@@ -406,6 +407,7 @@ func (r *Resumable) ackDueLocked() bool {
 // them itself (see sendInlineLocked); r.writing makes one writer at a time.
 func (r *Resumable) writeLoop() {
 	defer r.wg.Done()
+	stack.Grow8K() // sealing a record grows a 2 KiB stack twice
 	var bp *[]byte // a frame buffer, held only while there is work
 	defer func() {
 		if bp != nil {
@@ -580,6 +582,7 @@ func (r *Resumable) writeFrames(p Path, b []byte) error {
 // readLoop reads the frames of each path in turn.
 func (r *Resumable) readLoop() {
 	defer r.wg.Done()
+	stack.Grow8K() // the handshake's reply and a record's opening grow a 2 KiB stack twice
 	defer r.endOnce.Do(r.onEnd)
 	for {
 		r.mu.Lock()
