@@ -5,12 +5,15 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"time"
 )
 
 // benchmarkCircuit measures one-way throughput of a circuit over loopback
-// QUIC through relays, 32 KiB per op.
-func benchmarkCircuit(b *testing.B, relays int) {
+// QUIC through relays, 32 KiB per op, the relays' splices bounded as a
+// node's when bounds is not nil.
+func benchmarkCircuit(b *testing.B, relays int, bounds *SpliceBounds) {
 	p := newPath(b, relays, nil)
+	p.bounds = bounds
 	c, err := p.connect(basicOpen(), false)
 	if err != nil {
 		b.Fatal(err)
@@ -37,8 +40,15 @@ func benchmarkCircuit(b *testing.B, relays int) {
 	}
 }
 
-func BenchmarkCircuitDirect(b *testing.B)  { benchmarkCircuit(b, 0) }
-func BenchmarkCircuitRelayed(b *testing.B) { benchmarkCircuit(b, 1) }
+func BenchmarkCircuitDirect(b *testing.B)  { benchmarkCircuit(b, 0, nil) }
+func BenchmarkCircuitRelayed(b *testing.B) { benchmarkCircuit(b, 1, nil) }
+
+// BenchmarkCircuitRelayedBounded: through a relay whose splice keeps a
+// node's default bounds (stalled writes, half-closed silence), counters
+// and hop stamp.
+func BenchmarkCircuitRelayedBounded(b *testing.B) {
+	benchmarkCircuit(b, 1, &SpliceBounds{Stall: 2 * time.Minute, HalfClosed: 2 * time.Minute, Hop: 1, Counters: new(SpliceCounters)})
+}
 
 // benchmarkSealed is benchmarkCircuit for a sealed circuit through one
 // relay, resumable or not: the cost of resumption at the ends.

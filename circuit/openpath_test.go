@@ -313,3 +313,40 @@ func TestResumableStoppedPathFailsWithoutVerdict(t *testing.T) {
 		t.Fatal("the circuit still waits for a verdict on its stopped path")
 	}
 }
+
+// An early resumable source starts its goroutines only at its first call
+// (after the first flight left): one that is reset, aborted or closed
+// before it ever wrote still ends, and calls OnEnd, so that its owner
+// forgets it.
+func TestResumableEarlySourceEndsUnused(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		end  func(*Resumable)
+	}{
+		{"Reset", func(r *Resumable) { r.Reset(CloseCancelled) }},
+		{"Abort", func(r *Resumable) { r.Abort(CloseCancelled, errors.New("aborted")) }},
+		// Nothing acknowledges the fin: the circuit ends when its resume
+		// timeout runs out.
+		{"Close", func(r *Resumable) { _ = r.Close() }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := newRecPath(nil, 0)
+			ended := make(chan struct{})
+			src, err := NewResumableSource(p, Addr{"s", "x"}, Addr{"d", "x"}, ResumeConfig{
+				Early: true, Redial: noRedial, Timeout: 50 * time.Millisecond,
+				OnEnd: func() { close(ended) },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			c.end(src)
+			select {
+			case <-ended:
+			case <-time.After(10 * time.Second):
+				t.Fatal("OnEnd was not called")
+			}
+			waitEnded(t, src)
+		})
+	}
+}

@@ -22,6 +22,8 @@ type testPath struct {
 	wrap func(in, out links.Stream) (links.Stream, links.Stream)
 	// forge, when set, rewrites the header relay 0 forwards.
 	forge func(*Open)
+	// bounds, when set, are the relays' splice bounds (as a node's).
+	bounds *SpliceBounds
 }
 
 func newPath(t testing.TB, relays int, cfg *quic.Config) *testPath {
@@ -93,6 +95,9 @@ func (p *testPath) relay(ctx context.Context, i int) (*Splicer, error) {
 	}
 	if p.wrap != nil && i == 0 {
 		in, out = p.wrap(in, out)
+	}
+	if p.bounds != nil {
+		return StartSpliceBounded(in, out, p.bufSize, *p.bounds, nil), nil
 	}
 	return StartSplice(in, out, p.bufSize), nil
 }

@@ -29,13 +29,21 @@ type SpliceStats struct {
 // SpliceBounds bound the states a peer can leave a splice in. Zero fields
 // mean no bound. A splice that runs into one resets both streams with
 // CloseTimeout.
+//
+// The bounds are kept by a watchdog timer of the splice, not by deadlines
+// on the streams: a chunk costs the copy loop two atomic increments, and
+// the timer runs only while a write is in progress or the splice is
+// half-closed (an idle splice holds none). The watchdog looks every
+// quarter of the smaller bound, so a state is ended after its bound and
+// at most a quarter of it more.
 type SpliceBounds struct {
 	// Stall bounds a write that makes no progress: the reader on that
 	// side stopped reading (its flow-control window stays shut).
 	Stall time.Duration
 	// HalfClosed bounds the silence of the remaining direction once the
 	// other one ended cleanly: a half-closed circuit whose other side
-	// neither sends nor closes.
+	// neither sends nor closes. The silence counts from the half-close
+	// or the direction's last write, whichever is later.
 	HalfClosed time.Duration
 	// Hop is this relay's hop number on the circuit (1 for the first relay
 	// from the source). Resets the splice produces carry it (CloseCode), so
@@ -60,7 +68,6 @@ type SpliceCounters struct {
 // usable; create one with StartSplice.
 type Splicer struct {
 	bounds    SpliceBounds
-	halfDone  atomic.Bool // one direction ended cleanly
 	a, b      links.Stream
 	own       SpliceCounters
 	ctr       *SpliceCounters // own, or the caller's
@@ -71,7 +78,36 @@ type Splicer struct {
 	onDone    func(SpliceStats, error) // called once both directions are done
 	mu        sync.Mutex
 	err       error // first failure
+	// writes counts, per direction (up, down), the starts and ends of
+	// its writes: odd while a write is in progress. The watchdog reads
+	// it; watched is set while its timer runs (see arm and watch).
+	writes  [2]atomic.Uint64
+	watched atomic.Bool
+	// half is 1 + the direction that ended cleanly first (0: none yet),
+	// halfAt when (Unix ns).
+	half   atomic.Int32
+	halfAt atomic.Int64
+	wd     watchdog
 }
+
+// watchdog is the state of a splice's bounds timer, guarded by its mu.
+type watchdog struct {
+	mu    sync.Mutex
+	timer *time.Timer // nil while not watching
+	over  bool        // the splice is done: never watch again
+	every time.Duration
+	// seen is each direction's writes count at the last look (noSeen
+	// after a pause of the watchdog), since when it has not changed.
+	seen  [2]uint64
+	since [2]time.Time
+}
+
+const (
+	up, down = 0, 1
+	noSeen   = ^uint64(0)
+	// minWatch is the least period of the watchdog.
+	minWatch = 10 * time.Millisecond
+)
 
 // Splice joins a (the stream from the previous hop) and b (the stream to the
 // next hop) and copies bytes both ways until both directions are done. See
@@ -88,8 +124,8 @@ func Splice(a, b links.Stream, bufSize int) (SpliceStats, error) {
 func SpliceBounded(a, b links.Stream, bufSize int, bounds SpliceBounds) (SpliceStats, error) {
 	sp := newSplicer(a, b)
 	sp.bound(bounds)
-	go sp.copy(a, b, &sp.ctr.Down, sp.peek[1:], bufSize)
-	sp.copy(b, a, &sp.ctr.Up, sp.peek[:1], bufSize)
+	go sp.copy(down, bufSize)
+	sp.copy(up, bufSize)
 	return sp.Wait()
 }
 
@@ -106,8 +142,8 @@ func SpliceBounded(a, b links.Stream, bufSize int, bounds SpliceBounds) (SpliceS
 // local failure), so both ends of the circuit see it.
 func StartSplice(a, b links.Stream, bufSize int) *Splicer {
 	sp := newSplicer(a, b)
-	go sp.copy(b, a, &sp.ctr.Up, sp.peek[:1], bufSize)
-	go sp.copy(a, b, &sp.ctr.Down, sp.peek[1:], bufSize)
+	go sp.copy(up, bufSize)
+	go sp.copy(down, bufSize)
 	return sp
 }
 
@@ -121,8 +157,8 @@ func StartSpliceBounded(a, b links.Stream, bufSize int, bounds SpliceBounds, don
 	sp := newSplicer(a, b)
 	sp.bound(bounds)
 	sp.onDone = done
-	go sp.copy(b, a, &sp.ctr.Up, sp.peek[:1], bufSize)
-	go sp.copy(a, b, &sp.ctr.Down, sp.peek[1:], bufSize)
+	go sp.copy(up, bufSize)
+	go sp.copy(down, bufSize)
 	return sp
 }
 
@@ -131,6 +167,12 @@ func (sp *Splicer) bound(bounds SpliceBounds) {
 	sp.bounds = bounds
 	if bounds.Counters != nil {
 		sp.ctr = bounds.Counters
+	}
+	sp.bounds.Stall, sp.bounds.HalfClosed = max(bounds.Stall, 0), max(bounds.HalfClosed, 0)
+	for _, d := range []time.Duration{sp.bounds.Stall, sp.bounds.HalfClosed} {
+		if every := max(d/4, minWatch); d > 0 && (sp.wd.every == 0 || every < sp.wd.every) {
+			sp.wd.every = every
+		}
 	}
 }
 
@@ -189,10 +231,15 @@ type peeker interface {
 	Peek(p []byte) (int, error)
 }
 
-// copy copies src to dst; peek is the direction's one-byte Peek buffer.
-func (sp *Splicer) copy(dst, src links.Stream, n *atomic.Int64, peek []byte, size int) {
+// copy copies one direction: up reads a and writes b, down the reverse.
+func (sp *Splicer) copy(dir int, size int) {
+	src, dst, n, peek := sp.a, sp.b, &sp.ctr.Up, sp.peek[:1]
+	if dir == down {
+		src, dst, n, peek = sp.b, sp.a, &sp.ctr.Down, sp.peek[1:]
+	}
 	defer func() {
 		if sp.running.Add(-1) == 0 {
+			sp.unwatch()
 			close(sp.done)
 			if sp.onDone != nil {
 				sp.onDone(sp.Wait())
@@ -211,6 +258,8 @@ func (sp *Splicer) copy(dst, src links.Stream, n *atomic.Int64, peek []byte, siz
 	}
 	big := newSpliceBuf(size)
 	defer big.release()
+	writes := &sp.writes[dir]
+	stall := sp.bounds.Stall > 0
 	for {
 		if canPeek && !big.held() {
 			// A failed Peek fails the Read below the same way.
@@ -223,27 +272,26 @@ func (sp *Splicer) copy(dst, src links.Stream, n *atomic.Int64, peek []byte, siz
 		}
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
-			if sp.bounds.Stall > 0 {
-				_ = dst.SetWriteDeadline(time.Now().Add(sp.bounds.Stall))
+			writes.Add(1)
+			if stall && !sp.watched.Load() {
+				sp.arm()
 			}
 			nw, werr := dst.Write(buf[:nr])
+			writes.Add(1)
 			n.Add(int64(nw))
 			if werr != nil {
 				if isGracefulStop(werr) {
-					sp.endedCleanly(src)
+					sp.endedCleanly(dir)
 					src.CloseRead(CloseNormal)
 					return
 				}
 				sp.fail("write", werr)
 				return
 			}
-			if sp.halfDone.Load() && sp.bounds.HalfClosed > 0 {
-				_ = src.SetReadDeadline(time.Now().Add(sp.bounds.HalfClosed))
-			}
 		}
 		switch {
 		case rerr == io.EOF:
-			sp.endedCleanly(src)
+			sp.endedCleanly(dir)
 			_ = dst.CloseWrite()
 			return
 		case rerr != nil:
@@ -255,6 +303,98 @@ func (sp *Splicer) copy(dst, src links.Stream, n *atomic.Int64, peek []byte, siz
 			big.release() // drained: wait without the large buffer
 		}
 	}
+}
+
+// arm starts the watchdog unless it runs.
+func (sp *Splicer) arm() {
+	if !sp.watched.CompareAndSwap(false, true) {
+		return
+	}
+	sp.wd.mu.Lock()
+	defer sp.wd.mu.Unlock()
+	sp.startLocked()
+}
+
+// startLocked starts the watchdog's timer (watched is set).
+func (sp *Splicer) startLocked() {
+	if sp.wd.over || sp.wd.timer != nil {
+		return
+	}
+	sp.wd.seen = [2]uint64{noSeen, noSeen}
+	sp.wd.timer = time.AfterFunc(sp.wd.every, sp.watch)
+}
+
+// unwatch stops the watchdog for good: the splice is done.
+func (sp *Splicer) unwatch() {
+	sp.wd.mu.Lock()
+	defer sp.wd.mu.Unlock()
+	sp.wd.over = true
+	if sp.wd.timer != nil {
+		sp.wd.timer.Stop()
+		sp.wd.timer = nil
+	}
+}
+
+// watch is the watchdog: it ends the splice when a write made no progress
+// for Stall, or when half-closed, the remaining direction wrote nothing
+// for HalfClosed; it looks again after every while a write is in progress
+// or the splice is half-closed, and pauses otherwise.
+func (sp *Splicer) watch() {
+	wd := &sp.wd
+	wd.mu.Lock()
+	defer wd.mu.Unlock()
+	if wd.over {
+		return
+	}
+	now := time.Now()
+	remaining := -1 // the direction bounded by HalfClosed
+	if h := sp.half.Load(); h != 0 && sp.bounds.HalfClosed > 0 {
+		remaining = int(2 - h)
+	}
+	busy := remaining >= 0
+	for dir := range 2 {
+		w := sp.writes[dir].Load()
+		if w != wd.seen[dir] {
+			wd.seen[dir], wd.since[dir] = w, now
+		}
+		writing := w&1 == 1
+		switch {
+		case writing && sp.bounds.Stall > 0:
+			busy = true
+			if now.Sub(wd.since[dir]) >= sp.bounds.Stall {
+				sp.stalled("write", fmt.Errorf("%w: the reader made no progress for %v", ErrStalled, sp.bounds.Stall))
+				return
+			}
+		case !writing && dir == remaining:
+			quiet := wd.since[dir]
+			if h := time.Unix(0, sp.halfAt.Load()); h.After(quiet) {
+				quiet = h
+			}
+			if now.Sub(quiet) >= sp.bounds.HalfClosed {
+				sp.stalled("read", fmt.Errorf("%w: half-closed and silent for %v", ErrStalled, sp.bounds.HalfClosed))
+				return
+			}
+		}
+	}
+	if busy {
+		wd.timer.Reset(wd.every)
+		return
+	}
+	// Pause. A write that started after the loads above may have seen
+	// watched still set and not armed: look again after clearing it.
+	wd.timer = nil
+	sp.watched.Store(false)
+	for dir := range 2 {
+		if sp.writes[dir].Load()&1 == 1 && sp.watched.CompareAndSwap(false, true) {
+			sp.startLocked()
+			return
+		}
+	}
+}
+
+// stalled ends the splice because it ran into a bound.
+func (sp *Splicer) stalled(op string, err error) {
+	sp.reset(atHop(CloseTimeout, sp.bounds.Hop), fmt.Errorf("circuit: splice %s: %w", op, err))
 }
 
 // IdleSpliceBuffer is the per-direction buffer a splice reads into while
@@ -296,14 +436,6 @@ func (b *spliceBuf) release() {
 
 func (sp *Splicer) fail(op string, err error) {
 	code := resetCode(err)
-	if isTimeout(err) {
-		code = CloseTimeout
-		if op == "write" {
-			err = fmt.Errorf("%w: the reader made no progress for %v: %w", ErrStalled, sp.bounds.Stall, err)
-		} else {
-			err = fmt.Errorf("%w: half-closed and silent for %v: %w", ErrStalled, sp.bounds.HalfClosed, err)
-		}
-	}
 	var re *links.StreamResetError
 	if !errors.As(err, &re) { // produced here, not forwarded from further along
 		code = atHop(code, sp.bounds.Hop)
@@ -311,20 +443,19 @@ func (sp *Splicer) fail(op string, err error) {
 	sp.reset(code, fmt.Errorf("circuit: splice %s: %w", op, err))
 }
 
-// endedCleanly notes that the direction reading src ended cleanly: the
-// other direction, still open, is bounded by HalfClosed from now.
-func (sp *Splicer) endedCleanly(src links.Stream) {
+// endedCleanly notes that direction dir ended cleanly: the other
+// direction, still open, is bounded by HalfClosed from now.
+func (sp *Splicer) endedCleanly(dir int) {
 	if f := sp.bounds.OnHalfClose; f != nil {
-		f(src == sp.a) // a is the stream from the previous hop: data going up
+		f(dir == up)
 	}
-	if sp.halfDone.Swap(true) || sp.bounds.HalfClosed <= 0 {
+	if sp.bounds.HalfClosed <= 0 || sp.half.Load() != 0 {
 		return
 	}
-	other := sp.a
-	if src == sp.a {
-		other = sp.b
+	sp.halfAt.Store(time.Now().UnixNano()) // before half: watch reads them in that order
+	if sp.half.CompareAndSwap(0, int32(dir)+1) {
+		sp.arm()
 	}
-	_ = other.SetReadDeadline(time.Now().Add(sp.bounds.HalfClosed))
 }
 
 // isGracefulStop reports whether a write failed because the receiver

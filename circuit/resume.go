@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit/seal"
+	"github.com/circuitmesh/circuitmesh/internal/stack"
 	"github.com/circuitmesh/circuitmesh/links"
 )
 
@@ -193,6 +194,7 @@ type Resumable struct {
 	registered bool
 	helloDue   bool   // source: the hello is still to be sent
 	helloNow   bool   // source: send it even without data (a Read started)
+	idle       bool   // source of an early circuit: readLoop and writeLoop not started yet (startLocked)
 	helloSent  bool   // source: the first path's first write returned: it may be read
 	wantHello  bool   // destination: the first frame must be a hello
 	writing    bool   // a frame is being written (by writeLoop or a Write)
@@ -268,7 +270,15 @@ func NewResumableSource(p Path, local, remote net.Addr, cfg ResumeConfig) (*Resu
 		return nil, fmt.Errorf("circuit: resumable id: %w", err)
 	}
 	r.helloDue, r.helloNow = true, !cfg.Early
-	r.start()
+	if cfg.Early {
+		// Started by the first call on the circuit, once the first
+		// flight left (a Write) or the open is due (a Read): starting
+		// two goroutines, and the contention for r.mu with them, then
+		// runs while the open travels instead of before it is sent.
+		r.idle = true
+	} else {
+		r.start()
+	}
 	return r, nil
 }
 
@@ -309,9 +319,25 @@ func (r *Resumable) start() {
 	go r.writeLoop()
 }
 
+// startLocked starts the goroutines of a source that has not yet: every
+// exported method that reads, writes or ends the circuit calls it, so that
+// they run before anything needs them (a frame to write, a path to read,
+// OnEnd to call). r.mu held.
+func (r *Resumable) startLocked() {
+	if r.idle {
+		r.idle = false
+		r.start()
+	}
+}
+
 // Wait blocks until the circuit's goroutines ended: after Close once
 // everything was delivered, after Reset, or after a failure.
-func (r *Resumable) Wait() { r.wg.Wait() }
+func (r *Resumable) Wait() {
+	r.mu.Lock()
+	r.startLocked()
+	r.mu.Unlock()
+	r.wg.Wait()
+}
 
 // Resumes is how many times a new path took the circuit over.
 func (r *Resumable) Resumes() int64 { return r.resumes.Load() }
@@ -406,6 +432,7 @@ func (r *Resumable) ackDueLocked() bool {
 // them itself (see sendInlineLocked); r.writing makes one writer at a time.
 func (r *Resumable) writeLoop() {
 	defer r.wg.Done()
+	stack.Grow8K() // sealing a record grows a 2 KiB stack twice
 	var bp *[]byte // a frame buffer, held only while there is work
 	defer func() {
 		if bp != nil {
@@ -580,6 +607,7 @@ func (r *Resumable) writeFrames(p Path, b []byte) error {
 // readLoop reads the frames of each path in turn.
 func (r *Resumable) readLoop() {
 	defer r.wg.Done()
+	stack.Grow8K() // the handshake's reply and a record's opening grow a 2 KiB stack twice
 	defer r.endOnce.Do(r.onEnd)
 	for {
 		r.mu.Lock()
@@ -956,6 +984,7 @@ func (r *Resumable) budgetErr() error {
 func (r *Resumable) Abort(code uint64, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.startLocked()
 	r.abortLocked(code, err)
 }
 
@@ -1249,6 +1278,7 @@ func (r *Resumable) Read(b []byte) (int, error) {
 		r.helloNow = true
 		r.broadcast()
 	}
+	r.startLocked()
 	for {
 		if r.appClosed {
 			return 0, r.opError("read", net.ErrClosed)
@@ -1336,6 +1366,7 @@ func (r *Resumable) Write(b []byte) (int, error) {
 		if !r.sendInlineLocked() {
 			r.wcond.Signal()
 		}
+		r.startLocked() // after the first flight went inline
 	}
 }
 
@@ -1386,6 +1417,7 @@ func (r *Resumable) CloseWrite() error {
 	if !r.sendInlineLocked() {
 		r.wcond.Signal()
 	}
+	r.startLocked()
 	return nil
 }
 
@@ -1407,6 +1439,7 @@ func (r *Resumable) Close() error {
 	if !r.sendInlineLocked() {
 		r.wcond.Signal()
 	}
+	r.startLocked()
 	r.checkDoneLocked()
 	if !r.ended {
 		r.linger = time.AfterFunc(r.cfg.Timeout, func() {
@@ -1424,6 +1457,7 @@ func (r *Resumable) Reset(code uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.appClosed = true
+	r.startLocked()
 	if r.ended {
 		return
 	}

@@ -174,7 +174,9 @@ type Limits struct {
 	RelayBuffer int
 	// RelayStall bounds how long a relayed circuit may wait on a reader
 	// that stopped reading (a write with no progress). Default 2 min;
-	// negative means no bound.
+	// negative means no bound. The relay's splice acts on this bound and
+	// RelayHalfClosed up to a quarter of the smaller one late
+	// (circuit.SpliceBounds).
 	RelayStall time.Duration
 	// RelayHalfClosed bounds how long a relayed circuit may stay
 	// half-closed with the open direction silent. Default 2 min; negative

@@ -10,6 +10,7 @@ import (
 
 	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/circuit/seal"
+	"github.com/circuitmesh/circuitmesh/internal/stack"
 	"github.com/circuitmesh/circuitmesh/links"
 )
 
@@ -33,6 +34,9 @@ func (n *Node) acceptLoop(l links.Link) {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
+			// Reading the header, the handshake and opening the next
+			// hop's stream grow a 2 KiB stack twice (see package stack).
+			stack.Grow16K()
 			n.handleStream(l, s)
 		}()
 	}

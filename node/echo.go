@@ -3,6 +3,8 @@ package node
 import (
 	"io"
 	"net"
+
+	"github.com/circuitmesh/circuitmesh/internal/stack"
 )
 
 // serveEcho answers the built-in echo service until the node closes: every
@@ -45,6 +47,7 @@ func serveEach(n *Node, lis net.Listener, handle func(c net.Conn)) {
 		go func() {
 			defer n.wg.Done()
 			defer c.Close()
+			stack.Grow8K() // a sealed Read and Write grow a 2 KiB stack twice
 			handle(c)
 		}()
 	}

@@ -256,7 +256,7 @@ func (r *nodeRunner) handle(req request) (reply, error) {
 			}
 		}()
 		for _, p := range req.Peers {
-			c, err := r.dial(ctx, p, node.EchoService, false)
+			c, err := r.dialWith(ctx, p, node.EchoService, node.DialOptions{NoResume: req.NoResume})
 			if err != nil {
 				return reply{}, err
 			}

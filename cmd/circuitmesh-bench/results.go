@@ -35,6 +35,12 @@ type results struct {
 	// relay's.
 	R1VsNaive       float64 `json:"r1_vs_naive"`
 	RelayCPUVsNaive float64 `json:"relay_cpu_vs_naive"`
+	// R1ClearVsNaive and RelayClearCPUVsNaive are the same for a circuit
+	// through x1 whose ends run neither end-to-end security nor
+	// resumption (k1clear), so that the ends cost what the quic-go pair
+	// costs and the relay carries what a naive relay carries.
+	R1ClearVsNaive       float64 `json:"r1_clear_vs_naive"`
+	RelayClearCPUVsNaive float64 `json:"relay_clear_cpu_vs_naive"`
 	// The latency figures on the machine as it is (flattened into the top
 	// level) and with a busy loop at nice 19 pinned to every core (Busy).
 	latency
@@ -133,8 +139,16 @@ type latency struct {
 	// positive).
 	HopRTTVsNaive float64 `json:"hop_rtt_vs_naive"`
 	OpenK1VsNaive float64 `json:"open_k1_vs_naive"`
+	// ClearHopRTTP50 is the round-trip time one relay (x1) adds to a
+	// circuit whose ends run neither end-to-end security nor resumption,
+	// so that the relay carries the bytes a naive relay does: k1clear -
+	// k0clear. ClearHopRTTVsNaive is it over the naive relay's (naive_k1
+	// - direct): what the relay costs, apart from what the ends send.
+	ClearHopRTTP50     float64 `json:"hop_rtt_clear_us_p50"`
+	ClearHopRTTVsNaive float64 `json:"hop_rtt_clear_vs_naive"`
 	// RTTUS is the 1-byte echo round trip on an open stream or circuit,
-	// p50 and p99 per path ("direct", "k0".."k2", "naive_k1", "naive_k2").
+	// p50 and p99 per path ("direct", "k0".."k2", "naive_k1", "naive_k2",
+	// "k0clear", "k1clear").
 	RTTUS map[string][2]float64 `json:"rtt_us_p50_p99"`
 }
 
@@ -240,6 +254,8 @@ func (r *results) goals() []goal {
 		atMost("relay_cpu_per_gb_ratio", r.RelayCPUPerGBRatio, 1.1, f2),
 		vsNaive("r1_vs_naive (k1 circuit / naive relay)", r.R1VsNaive, true),
 		info("relay_cpu_vs_naive", f2(r.RelayCPUVsNaive)),
+		info("r1_clear_vs_naive (k1clear circuit / naive relay)", f2(r.R1ClearVsNaive)),
+		info("relay_clear_cpu_vs_naive", f2(r.RelayClearCPUVsNaive)),
 		info("open_echo_us direct_quic_stream", f0(direct)),
 		info("open_echo_us k0clear (e2e off)", f0(r.OpenEchoUS["k0clear"])),
 		info("open_echo_us k0", f0(r.OpenEchoUS["k0"])),
@@ -254,6 +270,8 @@ func (r *results) goals() []goal {
 		info("hop_rtt_us_p99", f0(r.HopRTTP99)),
 		info("naive_hop_rtt_us_p50", f0(r.NaiveHopRTTP50)),
 		vsNaive("hop_rtt_vs_naive", r.HopRTTVsNaive, false),
+		info("hop_rtt_clear_us_p50 (1 relay, clear ends, no resumption)", f0(r.ClearHopRTTP50)),
+		info("hop_rtt_clear_vs_naive", f2(r.ClearHopRTTVsNaive)),
 		info("busy: open_echo_us direct_quic_stream", f0(busy.OpenEchoUS["direct_quic_stream"])),
 		{"busy: open_echo_us k1", f0(busy.OpenEchoUS["k1"]), "≤ 3 × direct = " + f0(3*busy.OpenEchoUS["direct_quic_stream"]),
 			busy.OpenEchoUS["k1"] <= 3*busy.OpenEchoUS["direct_quic_stream"], true},
@@ -261,6 +279,7 @@ func (r *results) goals() []goal {
 		atMost("busy: hop_rtt_us_p50", busy.HopRTTP50, 50, f0),
 		info("busy: naive_hop_rtt_us_p50", f0(busy.NaiveHopRTTP50)),
 		vsNaive("busy: hop_rtt_vs_naive", busy.HopRTTVsNaive, false),
+		info("busy: hop_rtt_clear_vs_naive", f2(busy.ClearHopRTTVsNaive)),
 		atMost("idle_circuit_bytes_at_relay", r.IdleCircuitBytes, 16384, f0),
 		info("idle_circuit_rss_bytes_at_relay", f0(r.IdleCircuitRSSBytes)),
 		info("naive_idle_stream_bytes", f0(r.NaiveIdleStreamBytes)),
@@ -300,7 +319,7 @@ func (r *results) printTable(w io.Writer) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nthroughput MB/s (median):")
-	for _, k := range []string{"direct", "k0", "k1", "k2", "k3", "k0clear", "naive1", "naive2"} {
+	for _, k := range []string{"direct", "k0", "k1", "k2", "k3", "k0clear", "k1clear", "naive1", "naive2"} {
 		fmt.Fprintf(w, " %s %.0f", k, r.ThroughputMBps[k])
 	}
 	fmt.Fprintf(w, "\nCPU s/GB: direct sender+receiver %.2f, relay %.2f, naive relay %.2f, k0 ends sealed %.2f, k0 ends clear (e2e off) %.2f\n",
@@ -314,7 +333,7 @@ func (r *results) printTable(w io.Writer) {
 			continue
 		}
 		fmt.Fprintf(w, "%s: echo RTT µs p50/p99:", l.name)
-		for _, k := range []string{"direct", "k0", "k1", "k2", "naive_k1", "naive_k2"} {
+		for _, k := range []string{"direct", "k0", "k1", "k2", "naive_k1", "naive_k2", "k0clear", "k1clear"} {
 			fmt.Fprintf(w, " %s %.0f/%.0f", k, l.l.RTTUS[k][0], l.l.RTTUS[k][1])
 		}
 		fmt.Fprintf(w, "\n%s: open+echo µs p50:", l.name)

@@ -25,7 +25,7 @@ type options struct {
 	Reroutes    int // diamonds killed
 	Scale       int // idle circuits held through one relay in the scale part (0: not run)
 	ProfileDir  string
-	Only        string    // "line", "reroute" or "scale": run that part only
+	Only        string    // "line", "relay", "reroute" or "scale": run that part only
 	Log         io.Writer // role processes' stderr, when set
 	Progress    io.Writer // one line per phase
 	Tune        tuning
@@ -66,7 +66,7 @@ func runSuite(o options) (*results, error) {
 		IdleCircuits: o.Idle,
 	}}
 	var err error
-	if o.Only == "" || o.Only == "line" {
+	if o.Only == "" || o.Only == "line" || o.Only == "relay" {
 		err = s.runLine()
 	}
 	if err == nil && (o.Only == "" || o.Only == "reroute") {
@@ -141,7 +141,11 @@ func (s *suite) runLine() (err error) {
 	if _, err := s.clear[0].call(request{Op: "wait", Peers: []string{"x1", "x2"}, Timeout: int64(waitRoutes)}); err != nil {
 		return err
 	}
-	for _, step := range []func() error{s.throughput, s.latencyIdleBusy, s.ttfb, s.idleMemory, s.openRate} {
+	steps := []func() error{s.throughput, s.latencyIdleBusy, s.ttfb, s.idleMemory, s.openRate}
+	if s.o.Only == "relay" {
+		steps = steps[:2] // an established circuit's relay against the naive one
+	}
+	for _, step := range steps {
 		if err := step(); err != nil {
 			return err
 		}
@@ -167,14 +171,15 @@ func nodeName(i int) string { return "n" + strconv.Itoa(i) }
 // transfer is one timed bulk transfer.
 type transfer struct {
 	mbps     float64 // 10^6 bytes per second
-	cpuPerGB float64 // CPU seconds per 10^9 bytes: sender+receiver (direct, k0, k0clear) or the first relay (k1, naive1)
+	cpuPerGB float64 // CPU seconds per 10^9 bytes: sender+receiver (direct, k0, k0clear) or the first relay (k1, k1clear, naive1)
 	sendCPU  float64 // the sender process's CPU seconds per 10^9 bytes
 }
 
 // transfer sends n bytes over subject: "direct" (quic-go), "k0".."k3",
 // "k0clear" (a circuit between two neighbours with end-to-end security
-// off), or "naive1", "naive2" (a quic-go stream through one or two naive
-// relays).
+// off), "k1clear" (x0 to x2 through x1, end-to-end security and
+// resumption off: the relay carries what a naive relay carries), or
+// "naive1", "naive2" (a quic-go stream through one or two naive relays).
 func (s *suite) transfer(subject string, n int64) (transfer, error) {
 	var meter *proc // whose CPU is counted besides the sender's
 	var sender *proc
@@ -186,6 +191,8 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 		sender, meter = s.qc, s.qs
 	case "k0clear":
 		sender, meter, req.Peer = s.clear[0], s.clear[1], "x1"
+	case "k1clear":
+		sender, meter, req.Peer, req.NoResume = s.clear[0], s.clear[1], "x2", true
 	case "naive1":
 		sender, meter, req.Peer = s.qc, s.naive[0], "naive1"
 	case "naive2":
@@ -224,7 +231,7 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 	return t, nil
 }
 
-var subjects = append([]string{"direct", "k0", "k1", "k2", "k3", "k0clear", "naive1", "naive2"}, resumeSubjects...)
+var subjects = append([]string{"direct", "k0", "k1", "k2", "k3", "k0clear", "k1clear", "naive1", "naive2"}, resumeSubjects...)
 
 func (s *suite) throughput() error {
 	s.progress("throughput: warm-up")
@@ -240,7 +247,7 @@ func (s *suite) throughput() error {
 	}
 	mbps := map[string][]float64{}
 	ratios := map[string][]float64{}
-	var cpuRatios, cpuDirect, cpuRelay, cpuSealed, cpuClear, cpuNaive, cpuVsNaive, r1VsNaive []float64
+	var cpuRatios, cpuDirect, cpuRelay, cpuSealed, cpuClear, cpuNaive, cpuVsNaive, r1VsNaive, r1ClearVsNaive, cpuClearVsNaive []float64
 	var resume resumeRounds
 	for r := range s.o.Rounds {
 		got := map[string]transfer{}
@@ -262,6 +269,8 @@ func (s *suite) throughput() error {
 			ratios[key] = append(ratios[key], got[key].mbps/got["direct"].mbps)
 		}
 		r1VsNaive = append(r1VsNaive, got["k1"].mbps/got["naive1"].mbps)
+		r1ClearVsNaive = append(r1ClearVsNaive, got["k1clear"].mbps/got["naive1"].mbps)
+		cpuClearVsNaive = append(cpuClearVsNaive, got["k1clear"].cpuPerGB/got["naive1"].cpuPerGB)
 		cpuNaive = append(cpuNaive, got["naive1"].cpuPerGB)
 		cpuVsNaive = append(cpuVsNaive, got["k1"].cpuPerGB/got["naive1"].cpuPerGB)
 		cpuDirect = append(cpuDirect, got["direct"].cpuPerGB)
@@ -269,9 +278,9 @@ func (s *suite) throughput() error {
 		cpuSealed = append(cpuSealed, got["k0"].cpuPerGB)
 		cpuClear = append(cpuClear, got["k0clear"].cpuPerGB)
 		cpuRatios = append(cpuRatios, got["k1"].cpuPerGB/got["direct"].cpuPerGB)
-		s.progress("throughput round %d/%d: MB/s direct %.0f k0 %.0f k1 %.0f k2 %.0f k3 %.0f naive1 %.0f naive2 %.0f; relay CPU ratio %.2f, vs naive %.2f",
+		s.progress("throughput round %d/%d: MB/s direct %.0f k0 %.0f k1 %.0f k2 %.0f k3 %.0f k1clear %.0f naive1 %.0f naive2 %.0f; relay CPU ratio %.2f, vs naive %.2f (clear ends %.2f)",
 			r+1, s.o.Rounds, got["direct"].mbps, got["k0"].mbps, got["k1"].mbps, got["k2"].mbps, got["k3"].mbps,
-			got["naive1"].mbps, got["naive2"].mbps, cpuRatios[r], cpuVsNaive[r])
+			got["k1clear"].mbps, got["naive1"].mbps, got["naive2"].mbps, cpuRatios[r], cpuVsNaive[r], cpuClearVsNaive[r])
 		resume.add(got)
 		s.progress("  %s", resume.line())
 	}
@@ -289,6 +298,7 @@ func (s *suite) throughput() error {
 		}
 	}
 	s.res.R1VsNaive, s.res.RelayCPUVsNaive = median(r1VsNaive), median(cpuVsNaive)
+	s.res.R1ClearVsNaive, s.res.RelayClearCPUVsNaive = median(r1ClearVsNaive), median(cpuClearVsNaive)
 	s.res.ThroughputMBps = map[string]float64{}
 	for k, v := range mbps {
 		s.res.ThroughputMBps[k] = median(v)
@@ -339,8 +349,8 @@ func (s *suite) latencyIdleBusy() error {
 }
 
 // latency measures open+echo and per-hop round trips into l, with CPU
-// profiles of n0, n1, n2 and naive1 during the open+echo rounds when
-// profile is set.
+// profiles of n0, n1, n2 and naive1 during the open+echo rounds, and of
+// n1 and naive1 during the round trips, when profile is set.
 func (s *suite) latency(label string, l *latency, profile bool) error {
 	if profile {
 		if err := s.profileOpen("profile-start"); err != nil {
@@ -354,7 +364,16 @@ func (s *suite) latency(label string, l *latency, profile bool) error {
 	if err != nil {
 		return err
 	}
-	if err := s.hopRTT(label, l); err != nil {
+	if profile {
+		if err := s.profileHop("profile-start"); err != nil {
+			return err
+		}
+	}
+	err = s.hopRTT(label, l)
+	if profile {
+		err = errors.Join(err, s.profileHop("profile-stop"))
+	}
+	if err != nil {
 		return err
 	}
 	if nv := l.OpenEchoUS["naive_k1"]; nv > 0 {
@@ -371,6 +390,18 @@ func (s *suite) latency(label string, l *latency, profile bool) error {
 func (s *suite) profileOpen(op string) error {
 	for _, p := range []*proc{s.line[0], s.line[1], s.line[2], s.naive[0]} {
 		path := filepath.Join(s.o.ProfileDir, "open-"+p.name+".pprof")
+		if _, err := p.call(request{Op: op, Path: path}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// profileHop starts or stops CPU profiles of the first relay and the
+// first naive relay while echoes cross established circuits and streams.
+func (s *suite) profileHop(op string) error {
+	for _, p := range []*proc{s.line[1], s.naive[0]} {
+		path := filepath.Join(s.o.ProfileDir, "hop-"+p.name+".pprof")
 		if _, err := p.call(request{Op: op, Path: path}); err != nil {
 			return err
 		}
@@ -438,21 +469,28 @@ func (s *suite) ttfb() error {
 
 // hopRTT measures echo round trips on open streams and circuits: direct
 // quic-go and through one and two naive relays, circuits through zero to
-// two relays, the two senders taking turns.
+// two relays, and circuits with clear ends and no resumption through zero
+// and one relay (x0 to x1 and x2), the three senders taking turns.
 func (s *suite) hopRTT(label string, l *latency) error {
 	s.progress("round trip per relay, %s", label)
 	samples := map[string][]float64{}
 	for b := range s.o.PingBatches {
-		for i := range 2 {
+		for i := range 3 {
 			var err error
-			if (i+b)%2 == 0 {
+			switch (i + b) % 3 {
+			case 2:
+				var rep reply
+				rep, err = s.clear[0].call(request{Op: "ping", Peers: []string{"x1", "x2"}, Count: s.o.PingBatch, NoResume: true})
+				samples["k0clear"] = append(samples["k0clear"], micros(rep.Samples["x1"])...)
+				samples["k1clear"] = append(samples["k1clear"], micros(rep.Samples["x2"])...)
+			case 0:
 				var rep reply
 				rep, err = s.qc.call(request{Op: "ping", Peers: []string{"", "naive1", "naive2"}, Count: s.o.PingBatch})
 				for _, k := range []string{"direct", "naive1", "naive2"} {
 					key := strings.Replace(k, "naive", "naive_k", 1)
 					samples[key] = append(samples[key], micros(rep.Samples[k])...)
 				}
-			} else {
+			default:
 				var rep reply
 				rep, err = s.line[0].call(request{Op: "ping", Peers: []string{"n1", "n2", "n3"}, Count: s.o.PingBatch})
 				for k := range 3 {
@@ -473,6 +511,10 @@ func (s *suite) hopRTT(label string, l *latency) error {
 	l.HopRTTP99 = (l.RTTUS["k2"][1] - l.RTTUS["k0"][1]) / 2
 	l.NaiveHopRTTP50 = (l.RTTUS["naive_k2"][0] - l.RTTUS["direct"][0]) / 2
 	l.NaiveHopRTTP99 = (l.RTTUS["naive_k2"][1] - l.RTTUS["direct"][1]) / 2
+	l.ClearHopRTTP50 = l.RTTUS["k1clear"][0] - l.RTTUS["k0clear"][0]
+	if naive1 := l.RTTUS["naive_k1"][0] - l.RTTUS["direct"][0]; naive1 > 0 {
+		l.ClearHopRTTVsNaive = l.ClearHopRTTP50 / naive1
+	}
 	return nil
 }
 
