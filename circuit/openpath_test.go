@@ -320,21 +320,29 @@ func TestResumableStoppedPathFailsWithoutVerdict(t *testing.T) {
 // forgets it.
 func TestResumableEarlySourceEndsUnused(t *testing.T) {
 	for _, c := range []struct {
-		name string
-		end  func(*Resumable)
+		name   string
+		end    func(*Resumable)
+		budget ResumeBudget
 	}{
-		{"Reset", func(r *Resumable) { r.Reset(CloseCancelled) }},
-		{"Abort", func(r *Resumable) { r.Abort(CloseCancelled, errors.New("aborted")) }},
+		{"Reset", func(r *Resumable) { r.Reset(CloseCancelled) }, nil},
+		{"Abort", func(r *Resumable) { r.Abort(CloseCancelled, errors.New("aborted")) }, nil},
 		// Nothing acknowledges the fin: the circuit ends when its resume
 		// timeout runs out.
-		{"Close", func(r *Resumable) { _ = r.Close() }},
+		{"Close", func(r *Resumable) { _ = r.Close() }, nil},
+		// The first Write is refused by the buffer budget, and the
+		// application drops the circuit without another call.
+		{"WriteOverBudget", func(r *Resumable) {
+			if _, err := r.Write(make([]byte, 4<<10)); !errors.Is(err, ErrBufferBudget) {
+				t.Errorf("Write: %v, want ErrBufferBudget", err)
+			}
+		}, &countBudget{limit: 1}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := newRecPath(nil, 0)
 			ended := make(chan struct{})
 			src, err := NewResumableSource(p, Addr{"s", "x"}, Addr{"d", "x"}, ResumeConfig{
 				Early: true, Redial: noRedial, Timeout: 50 * time.Millisecond,
-				OnEnd: func() { close(ended) },
+				OnEnd: func() { close(ended) }, Budget: c.budget,
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -34,8 +34,8 @@ type SpliceStats struct {
 // on the streams: a chunk costs the copy loop two atomic increments, and
 // the timer runs only while a write is in progress or the splice is
 // half-closed (an idle splice holds none). The watchdog looks every
-// quarter of the smaller bound, so a state is ended after its bound and
-// at most a quarter of it more.
+// quarter of the smaller bound (at least every 10 ms), so a state is
+// ended after its bound and at most a quarter of it (or 10 ms) more.
 type SpliceBounds struct {
 	// Stall bounds a write that makes no progress: the reader on that
 	// side stopped reading (its flow-control window stays shut).
@@ -380,15 +380,17 @@ func (sp *Splicer) watch() {
 		wd.timer.Reset(wd.every)
 		return
 	}
-	// Pause. A write that started after the loads above may have seen
-	// watched still set and not armed: look again after clearing it.
+	// Pause. A write that started, or a half-close that came, after the
+	// loads above may have seen watched still set and not armed: look
+	// again after clearing it.
 	wd.timer = nil
 	sp.watched.Store(false)
+	again := sp.half.Load() != 0 && sp.bounds.HalfClosed > 0
 	for dir := range 2 {
-		if sp.writes[dir].Load()&1 == 1 && sp.watched.CompareAndSwap(false, true) {
-			sp.startLocked()
-			return
-		}
+		again = again || sp.writes[dir].Load()&1 == 1
+	}
+	if again && sp.watched.CompareAndSwap(false, true) {
+		sp.startLocked()
 	}
 }
 

@@ -1013,6 +1013,10 @@ func (r *Resumable) endLocked() {
 	r.stopTimerLocked()
 	r.unregisterLocked()
 	r.broadcast()
+	// An early source that ended before its goroutines started (its first
+	// Write over the budget) starts them now: they see the end and call
+	// OnEnd.
+	r.startLocked()
 }
 
 func (r *Resumable) stopTimerLocked() {

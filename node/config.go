@@ -175,8 +175,8 @@ type Limits struct {
 	// RelayStall bounds how long a relayed circuit may wait on a reader
 	// that stopped reading (a write with no progress). Default 2 min;
 	// negative means no bound. The relay's splice acts on this bound and
-	// RelayHalfClosed up to a quarter of the smaller one late
-	// (circuit.SpliceBounds).
+	// RelayHalfClosed up to a quarter of the smaller one late, or 10 ms
+	// for bounds under 40 ms (circuit.SpliceBounds).
 	RelayStall time.Duration
 	// RelayHalfClosed bounds how long a relayed circuit may stay
 	// half-closed with the open direction silent. Default 2 min; negative
