@@ -51,6 +51,7 @@ func engineStats(n *routingtest.Network) routing.Stats {
 		s.UpdatesIn += st.UpdatesIn
 		s.Verified += st.Verified
 		s.CachedVerdicts += st.CachedVerdicts
+		s.RefusedOrigins += st.RefusedOrigins
 	}
 	return s
 }
@@ -75,8 +76,13 @@ func converge(b *testing.B, n *routingtest.Network, c0 routingtest.Counters, bum
 		b.Fatalf("not quiet after %d rounds", rounds)
 	}
 	cpu := cpuTime() - cpu0
+	st := engineStats(n)
+	if st.RefusedOrigins > 0 {
+		// A full table would end the run early and make it look cheap.
+		b.Fatalf("%d destinations refused for lack of room (MaxRoutes)", st.RefusedOrigins)
+	}
 	return convergence{len(n.Names()), rounds, n.Counters.Sent - c0.Sent, seqnoBumps(n) - bumps0,
-		n.Counters.Bytes - c0.Bytes, cpu, subStats(engineStats(n), st0)}
+		n.Counters.Bytes - c0.Bytes, cpu, subStats(st, st0)}
 }
 
 // report gives the totals per run and, per node, messages, bytes and
@@ -128,10 +134,13 @@ var verifyCostOnce = sync.OnceValue(func() time.Duration {
 func verifyCost() time.Duration { return verifyCostOnce() }
 
 // benchCfg is propCfg with real Ed25519 attestations, so that the CPU time
-// includes one signature check per new (origin, seqno) at every node.
-func benchCfg() routing.Config {
+// includes one signature check per new (origin, seqno) at every node, and
+// with room in the table for every node of a mesh of the given size (the
+// default MaxRoutes, 4096, would cut a 5000-node mesh short).
+func benchCfg(nodes int) routing.Config {
 	c := propCfg()
 	c.Certifier = testCertifier
+	c.MaxRoutes = max(routing.DefaultMaxRoutes, 2*nodes)
 	return c
 }
 
@@ -163,7 +172,7 @@ func BenchmarkConverge(b *testing.B) {
 			var sum convergence
 			for range b.N {
 				cpu0 := cpuTime()
-				n := buildRandom(b, spec, benchCfg())
+				n := buildRandom(b, spec, benchCfg(nodes))
 				sum.add(converge(b, n, routingtest.Counters{}, 0, routing.Stats{}, cpu0))
 			}
 			report(b, sum)
@@ -172,7 +181,7 @@ func BenchmarkConverge(b *testing.B) {
 			var sum convergence
 			for range b.N {
 				b.StopTimer()
-				n := buildRandom(b, spec, benchCfg())
+				n := buildRandom(b, spec, benchCfg(nodes))
 				converge(b, n, routingtest.Counters{}, 0, routing.Stats{}, 0)
 				b.StartTimer()
 				victim := busiest(n)

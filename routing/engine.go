@@ -24,6 +24,7 @@ type Engine struct {
 	selfHash uint64       // nameHash(Self)
 
 	origins     map[string]*origin
+	slab        []origin // unused table entries allocated together (newOrigin)
 	originOrder []string // sorted names of origins; nil when stale
 
 	periodicAt time.Duration

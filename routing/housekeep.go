@@ -46,8 +46,8 @@ func (e *Engine) housekeep(t time.Duration) {
 
 // watchOrigin schedules checkWatched for o at or before at.
 func (e *Engine) watchOrigin(o *origin, at time.Duration) {
-	if !o.watched {
-		o.watched = true
+	if x := o.ext(); !x.watched {
+		x.watched = true
 		e.watch = append(e.watch, o)
 	}
 	if !e.watchValid || at < e.watchAt {
@@ -63,21 +63,21 @@ func (e *Engine) checkWatched(t time.Duration) {
 	list := e.watch
 	e.watch = nil
 	for _, o := range list {
-		o.watched = false
+		o.x.watched = false // watched origins have their ext
 	}
 	for _, o := range list {
 		if o.removed {
 			continue
 		}
-		if o.cand != nil && t >= o.candSince+e.cfg.UpdateInterval {
+		if o.x.cand != nil && t >= o.x.candSince+e.cfg.UpdateInterval {
 			e.reselect(t, o)
 		}
 		e.retryRequest(t, o)
-		if o.cand != nil {
-			e.watchOrigin(o, o.candSince+e.cfg.UpdateInterval)
+		if o.x.cand != nil {
+			e.watchOrigin(o, o.x.candSince+e.cfg.UpdateInterval)
 		}
-		if o.reqActive {
-			e.watchOrigin(o, o.reqRetry)
+		if o.x.reqActive {
+			e.watchOrigin(o, o.x.reqRetry)
 		}
 	}
 }

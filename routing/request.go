@@ -44,13 +44,14 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	if target == nil || target == nb {
 		return
 	}
-	if o.fwdValid && !seqnoLess(o.fwdSeqno, en.seqno) && t < o.fwdUntil {
+	x := o.ext()
+	if x.fwdValid && !seqnoLess(x.fwdSeqno, en.seqno) && t < x.fwdUntil {
 		return // already forwarded recently
 	}
 	if !e.holdUntil(t, nb.forwarded, o.name) {
 		return // nb already had a request forwarded for o recently
 	}
-	o.fwdValid, o.fwdSeqno, o.fwdUntil = true, en.seqno, t+2*e.cfg.MinTriggeredInterval
+	x.fwdValid, x.fwdSeqno, x.fwdUntil = true, en.seqno, t+2*e.cfg.MinTriggeredInterval
 	target.requests[o.name] = entry{kind: kindRequest, origin: o.name, seqno: en.seqno, hopcnt: en.hopcnt - 1}
 }
 
@@ -107,16 +108,17 @@ func (e *Engine) betterUnfeasible(o *origin) []*neighbour {
 // sendRequest queues a seqno request for o to each of nbs, suppressing
 // repeats of the same request until its retry time.
 func (e *Engine) sendRequest(t time.Duration, o *origin, seqno uint16, nbs []*neighbour) {
-	if o.reqActive && o.reqSeqno == seqno && t < o.reqRetry {
+	x := o.ext()
+	if x.reqActive && x.reqSeqno == seqno && t < x.reqRetry {
 		return
 	}
-	if o.reqActive && o.reqSeqno == seqno {
-		o.reqBackoff = min(2*o.reqBackoff, e.cfg.UpdateInterval)
+	if x.reqActive && x.reqSeqno == seqno {
+		x.reqBackoff = min(2*x.reqBackoff, e.cfg.UpdateInterval)
 	} else {
-		o.reqBackoff = 4 * e.cfg.MinTriggeredInterval
+		x.reqBackoff = 4 * e.cfg.MinTriggeredInterval
 	}
-	o.reqActive, o.reqSeqno, o.reqRetry = true, seqno, t+o.reqBackoff
-	e.watchOrigin(o, o.reqRetry)
+	x.reqActive, x.reqSeqno, x.reqRetry = true, seqno, t+x.reqBackoff
+	e.watchOrigin(o, x.reqRetry)
 	for _, nb := range nbs {
 		nb.requests[o.name] = entry{kind: kindRequest, origin: o.name, seqno: seqno, hopcnt: requestHopCount}
 	}
@@ -125,13 +127,14 @@ func (e *Engine) sendRequest(t time.Duration, o *origin, seqno uint16, nbs []*ne
 // retryRequest resends an unanswered request while some neighbour still
 // holds a route we cannot use.
 func (e *Engine) retryRequest(t time.Duration, o *origin) {
-	if !o.reqActive || t < o.reqRetry {
+	x := o.x
+	if x == nil || !x.reqActive || t < x.reqRetry {
 		return
 	}
 	nbs := e.betterUnfeasible(o)
-	if len(nbs) == 0 || (o.sel != nil && o.selSeq && !seqnoLess(o.rtSeqno, o.reqSeqno)) {
-		o.reqActive = false
+	if len(nbs) == 0 || (o.sel != nil && o.selSeq && !seqnoLess(o.rtSeqno, x.reqSeqno)) {
+		x.reqActive = false
 		return
 	}
-	e.sendRequest(t, o, o.reqSeqno, nbs)
+	e.sendRequest(t, o, x.reqSeqno, nbs)
 }

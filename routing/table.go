@@ -90,16 +90,10 @@ type origin struct {
 	told   uint64
 	lostAt time.Duration // when the route was last lost
 
-	// A route better than the selected one by no more than the
-	// hysteresis: its next hop and since when it has stayed better.
-	cand      *neighbour
-	candSince time.Duration
-
-	// The seqno request in progress (reqActive), and the last one
-	// forwarded (fwdValid).
-	reqRetry   time.Duration
-	reqBackoff time.Duration
-	fwdUntil   time.Duration
+	// Candidate next hop and seqno request state, allocated by ext the
+	// first time the origin has either: most destinations never do, and
+	// every byte of origin is paid at every node for every destination.
+	x *originExt
 
 	// Newest verified attestation of the origin (Config.Certifier),
 	// interned process-wide: every engine of a process (a simulation)
@@ -119,8 +113,6 @@ type origin struct {
 	fdSeqno  uint16
 	advSeqno uint16
 	advHops  uint16
-	reqSeqno uint16
-	fwdSeqno uint16
 	attSeq   uint16
 
 	rtReachable bool
@@ -129,11 +121,53 @@ type origin struct {
 	fdValid     bool
 	advertised  bool // a finite route was ever advertised
 	removed     bool // no longer in the table (a stale pending entry)
-	reqActive   bool
-	fwdValid    bool
 	attValid    bool
-	watched     bool // in Engine.watch
 }
+
+// originExt is the rarely used part of an origin.
+type originExt struct {
+	// A route better than the selected one by no more than the
+	// hysteresis: its next hop and since when it has stayed better.
+	cand      *neighbour
+	candSince time.Duration
+
+	// The seqno request in progress (reqActive), and the last one
+	// forwarded (fwdValid).
+	reqRetry   time.Duration
+	reqBackoff time.Duration
+	fwdUntil   time.Duration
+	reqSeqno   uint16
+	fwdSeqno   uint16
+	reqActive  bool
+	fwdValid   bool
+	watched    bool // in Engine.watch
+}
+
+// ext returns o's rarely used state, allocating it on first use.
+func (o *origin) ext() *originExt {
+	if o.x == nil {
+		o.x = &originExt{}
+	}
+	return o.x
+}
+
+// cand returns the candidate next hop (nil if none).
+func (o *origin) cand() *neighbour {
+	if o.x == nil {
+		return nil
+	}
+	return o.x.cand
+}
+
+// dropCand forgets the candidate next hop.
+func (o *origin) dropCand() {
+	if o.x != nil {
+		o.x.cand = nil
+	}
+}
+
+// reqActive reports whether a seqno request for o is in progress.
+func (o *origin) reqActive() bool { return o.x != nil && o.x.reqActive }
 
 // selRoute is the selected route of an origin without its next hop
 // (origin.sel).
@@ -255,9 +289,29 @@ func (e *Engine) addOrigin(name string) *origin {
 		e.stats.RefusedOrigins++
 		return nil
 	}
-	o := &origin{name: name, hash: nameHash(name), rtMetric: e.cfg.Infinity}
+	o := e.newOrigin() // zeroed
+	o.name, o.hash, o.rtMetric = name, nameHash(name), e.cfg.Infinity
 	e.origins[name] = o
 	e.originOrder = nil
+	return o
+}
+
+// originSlab is the number of table entries allocated together. One
+// allocation per destination at every node was a tenth of the CPU time of
+// a cold start at 1000 nodes; a slab is freed once none of its entries is
+// in use, so at most originSlab-1 forgotten entries per live one stay
+// allocated (bounded by MaxRoutes×originSlab entries).
+const originSlab = 32
+
+// newOrigin returns a zeroed table entry from the current slab. Slabs
+// grow with the table, from 4 entries to originSlab, so that a small table
+// stays small.
+func (e *Engine) newOrigin() *origin {
+	if len(e.slab) == 0 {
+		e.slab = make([]origin, min(originSlab, max(len(e.origins), 4)))
+	}
+	o := &e.slab[0]
+	e.slab = e.slab[1:]
 	return o
 }
 
@@ -286,19 +340,20 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 		// the shortest paths while jitter does not move them.
 		switch {
 		case bestM >= e.total(cur):
-			o.cand = nil
+			o.dropCand()
 			best = cur
-		case o.cand != best.nb:
-			o.cand, o.candSince = best.nb, t
+		case o.cand() != best.nb:
+			x := o.ext()
+			x.cand, x.candSince = best.nb, t
 			e.watchOrigin(o, t+e.cfg.UpdateInterval)
 			best = cur
-		case t < o.candSince+e.cfg.UpdateInterval:
+		case t < o.x.candSince+e.cfg.UpdateInterval:
 			best = cur
 		default:
-			o.cand = nil
+			o.dropCand()
 		}
 	} else {
-		o.cand = nil
+		o.dropCand()
 	}
 	e.apply(t, o, best)
 	// Better routes we cannot take because they are unfeasible: ask the
@@ -324,9 +379,9 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 	// seqno that answers a request we forwarded (RFC 8966 §3.8.1.2); any
 	// other change of seqno alone is not sent (see advertisedTo): nobody
 	// needs it, and sending it would flood every bump to every node.
-	answers := nr.reachable && o.selSeq && o.fwdValid && !seqnoLess(nr.seqno, o.fwdSeqno)
+	answers := nr.reachable && o.selSeq && o.x != nil && o.x.fwdValid && !seqnoLess(nr.seqno, o.x.fwdSeqno)
 	if answers {
-		o.fwdValid = false
+		o.x.fwdValid = false
 	}
 	urgent := !nr.reachable && old.reachable || answers
 	o.seqKnown = o.seqKnown || o.selSeq
@@ -353,8 +408,8 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 	if trigger && o.advertisable() {
 		e.triggerAll(o, urgent)
 	}
-	if nr.reachable && o.selSeq && o.reqActive && !seqnoLess(nr.seqno, o.reqSeqno) {
-		o.reqActive = false
+	if nr.reachable && o.selSeq && o.reqActive() && !seqnoLess(nr.seqno, o.x.reqSeqno) {
+		o.x.reqActive = false
 	}
 }
 
