@@ -26,7 +26,11 @@
 //     arrive after a LinkDown (Receive then returns ErrUnknownNeighbour);
 //     the engine copes through periodic summaries and seqno requests.
 //  3. Call Tick at or after NextTick. Between calls the engine does
-//     nothing by itself.
+//     nothing by itself. Receive sends nothing itself: what a message
+//     changes goes out at the next Tick, and NextTick is then due at once
+//     (or at the triggered-update rate limit). Deliver the messages at
+//     hand, then Tick: a burst of changes leaves as one batch per
+//     neighbour, with the best routes of the whole burst.
 //  4. Use one goroutine: the Engine is not safe for concurrent use.
 //
 // # Algorithm

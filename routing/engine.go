@@ -16,7 +16,8 @@ type Engine struct {
 	seqno uint16 // our own sequence number
 
 	started bool
-	epoch   time.Time // first time seen; internal times are offsets from it
+	epoch   time.Time     // first time seen; internal times are offsets from it
+	last    time.Duration // latest time seen
 
 	nbrs     map[string]*neighbour
 	nbrOrder []string     // sorted names of nbrs; nil when stale
@@ -94,7 +95,9 @@ func (e *Engine) at(now time.Time) time.Duration {
 		e.epoch = now
 		e.periodicAt = e.nextPeriod(0)
 	}
-	return now.Sub(e.epoch)
+	t := now.Sub(e.epoch)
+	e.last = max(e.last, t)
+	return t
 }
 
 // nextPeriod is the next periodic refresh after t, jittered down by up to
@@ -216,6 +219,11 @@ func (e *Engine) dropTransit(t time.Duration, nb *neighbour) {
 // Receive processes a routing message from neighbour from. A malformed
 // message returns an error wrapping ErrMalformed and changes nothing; a
 // message from a node without a link returns ErrUnknownNeighbour.
+//
+// The updates and requests it causes are not sent by Receive but by the
+// next Tick, and NextTick is then no later than now (or than the triggered
+// update rate limit): deliver every message at hand, then Tick, and a
+// burst of changes goes to each neighbour as one batch.
 func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 	t := e.at(now)
 	nb, ok := e.nbrs[from]
@@ -263,7 +271,13 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 	// The scratch entries alias payload: drop them, or every engine keeps
 	// its last messages alive.
 	clear(entries)
-	e.flush(t)
+	// What this message changed goes out at the next Tick, which
+	// NextTick puts no later than now: the messages a caller has at hand
+	// are all received first, and a burst of changes leaves as one batch
+	// per neighbour, with the best routes of the whole burst. Flushing
+	// after each message sent the first one's changes at once and held
+	// the others' for the rate limit, so neighbours learnt worse routes
+	// first and better ones a round later.
 	return nil
 }
 
@@ -312,6 +326,9 @@ func (e *Engine) NextTick() time.Time {
 		next = e.watchAt
 	}
 	for _, nb := range e.nbrs {
+		if nb.pendingAll || nb.summaryDue || len(nb.requests) > 0 || len(nb.resends) > 0 {
+			next = min(next, e.last) // due now (flush)
+		}
 		if at := nb.lastSent + e.nextGap(nb); (nb.hasPending() || len(nb.repair) > 0) && at < next {
 			next = at
 		}

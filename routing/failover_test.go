@@ -134,6 +134,8 @@ func ExampleEngine() {
 	a.LinkUp(now, "b", 10, false)
 	b.LinkUp(now, "a", 10, false)
 	// Deliver every message: each engine's output is the other's input.
+	// What Receive causes goes out at the next Tick (NextTick is then
+	// due at once).
 	for a.HasReady() || b.HasReady() {
 		for _, m := range a.Ready().Messages {
 			_ = b.Receive(now, "a", m.Payload)
@@ -141,6 +143,8 @@ func ExampleEngine() {
 		for _, m := range b.Ready().Messages {
 			_ = a.Receive(now, "b", m.Payload)
 		}
+		a.Tick(now)
+		b.Tick(now)
 	}
 	r, ok := a.Lookup("b")
 	fmt.Println(r.NextHop, r.Metric, ok)
