@@ -115,8 +115,34 @@ func (e *Engine) flush(t time.Duration) {
 			clear(nb.repair)
 		}
 		e.send(nb.name, batch)
+		clear(batch) // drop the references to attestations and table entries
 		e.batch = batch[:0]
+		if cap(batch) > 4*e.cfg.MaxRoutesPerMessage {
+			e.batch = nil // a summary of a large table grew it
+		}
 	}
+}
+
+// sendFull sends the leading full messages of batch (for a long batch,
+// such as a table sent to a new neighbour, as it is built) and returns the
+// rest, moved to the start of batch: the scratch batch stays a few
+// messages long instead of the whole table at every node.
+func (e *Engine) sendFull(to string, batch []entry) []entry {
+	if len(batch) < 2*e.cfg.MaxRoutesPerMessage {
+		return batch
+	}
+	sent := 0
+	for {
+		n, full := e.nextMessage(batch[sent:])
+		if !full {
+			break
+		}
+		e.sendMessage(to, batch[sent:sent+n])
+		sent += n
+	}
+	rest := copy(batch, batch[sent:])
+	clear(batch[rest:])
+	return batch[:rest]
 }
 
 // sortedKeys returns the keys of m sorted, in a buffer reused by the next
@@ -138,6 +164,7 @@ func (e *Engine) updates(t time.Duration, nb *neighbour, batch []entry) []entry 
 		if !e.cfg.Leaf {
 			for _, name := range e.sortedOrigins() {
 				batch = e.appendAdvert(t, nb, batch, e.origins[name], false)
+				batch = e.sendFull(nb.name, batch)
 			}
 		}
 		return batch
@@ -150,6 +177,7 @@ func (e *Engine) updates(t time.Duration, nb *neighbour, batch []entry) []entry 
 	for _, o := range nb.pending {
 		if _, ok := nb.repair[o.name]; !o.removed && (len(nb.repair) == 0 || !ok) {
 			batch = e.appendAdvert(t, nb, batch, o, false)
+			batch = e.sendFull(nb.name, batch)
 		}
 	}
 	for _, name := range e.sortedKeys(nb.repair) {
@@ -158,6 +186,7 @@ func (e *Engine) updates(t time.Duration, nb *neighbour, batch []entry) []entry 
 		} else if o := e.origins[name]; o != nil {
 			batch = e.appendAdvert(t, nb, batch, o, true)
 		}
+		batch = e.sendFull(nb.name, batch)
 	}
 	return batch
 }
@@ -226,27 +255,40 @@ func (e *Engine) nextGap(nb *neighbour) time.Duration {
 
 // send splits batch into bounded messages for neighbour to.
 func (e *Engine) send(to string, batch []entry) {
-	limit := 1024 + len(e.nbrs)*(e.cfg.MaxRoutes/e.cfg.MaxRoutesPerMessage+2)*4
 	for len(batch) > 0 {
-		n, size := 0, headerLen
-		for n < len(batch) && n < e.cfg.MaxRoutesPerMessage {
-			size += entrySize(batch[n])
-			if n > 0 && size > maxMessageBytes {
-				break
-			}
-			n++
-		}
-		if len(e.outbox) >= limit {
-			e.stats.DroppedMessages++
-		} else {
-			e.outbox = append(e.outbox, Message{To: to, Payload: encodeMessage(batch[:n])})
-			e.stats.MessagesOut++
-			for _, en := range batch[:n] {
-				if en.kind == kindUpdate {
-					e.stats.UpdatesOut++
-				}
-			}
-		}
+		n, _ := e.nextMessage(batch)
+		e.sendMessage(to, batch[:n])
 		batch = batch[n:]
+	}
+}
+
+// nextMessage returns how many leading entries of batch the next message
+// takes, and whether that message is full (more entries would not fit).
+func (e *Engine) nextMessage(batch []entry) (n int, full bool) {
+	size := headerLen
+	for n < len(batch) && n < e.cfg.MaxRoutesPerMessage {
+		size += entrySize(batch[n])
+		if n > 0 && size > maxMessageBytes {
+			return n, true
+		}
+		n++
+	}
+	return n, n == e.cfg.MaxRoutesPerMessage
+}
+
+// sendMessage queues one message to neighbour to, unless the output queue
+// is full.
+func (e *Engine) sendMessage(to string, entries []entry) {
+	limit := 1024 + len(e.nbrs)*(e.cfg.MaxRoutes/e.cfg.MaxRoutesPerMessage+2)*4
+	if len(e.outbox) >= limit {
+		e.stats.DroppedMessages++
+		return
+	}
+	e.outbox = append(e.outbox, Message{To: to, Payload: encodeMessage(entries)})
+	e.stats.MessagesOut++
+	for _, en := range entries {
+		if en.kind == kindUpdate {
+			e.stats.UpdatesOut++
+		}
 	}
 }
