@@ -51,8 +51,8 @@ type Engine struct {
 	keysBuf []string                       // scratch: sorted keys
 	keyBuf  []byte                         // scratch: what a verdict key hashes
 
-	outbox []Message // buffers of the outputs, reused (Ready)
-	events []Event
+	outbox []Message // buffer of the output messages, reused (Ready)
+	events outQueue[Event]
 	stats  Stats
 }
 
@@ -355,9 +355,51 @@ func (e *Engine) Ready() Ready {
 	// out as exact-size copies: most calls carry a few messages and
 	// events, and a buffer sized by the largest recent output would cost
 	// every call that much.
-	r := Ready{Messages: clip(e.outbox), Events: clip(e.events)}
-	e.outbox, e.events = reuse(e.outbox), reuse(e.events)
+	// Events are handed out from chunks without a copy (outQueue): a
+	// cold start emits one per destination at every node.
+	r := Ready{Messages: clip(e.outbox), Events: e.events.take()}
+	e.outbox = reuse(e.outbox)
 	return r
+}
+
+// outChunk is the number of events allocated together (outQueue).
+const outChunk = 64
+
+// outQueue gathers outputs in chunks handed out as they are: take returns
+// the part of the chunk holding the outputs since the previous call, with
+// its capacity clipped so that a caller's append cannot reach the next
+// ones, which follow in the same chunk. One allocation serves many calls
+// and nothing is copied. The engine keeps the current chunk only, so it
+// holds at most outChunk outputs already handed out (events: names and
+// numbers only, no payloads).
+type outQueue[T any] struct {
+	buf  []T
+	from int // buf[from:] are pending
+}
+
+func (q *outQueue[T]) len() int { return len(q.buf) - q.from }
+
+func (q *outQueue[T]) push(v T) {
+	if len(q.buf) == cap(q.buf) {
+		pending := q.buf[q.from:]
+		next := make([]T, len(pending), max(outChunk, 2*len(pending)))
+		copy(next, pending)
+		q.buf, q.from = next, 0
+	}
+	q.buf = append(q.buf, v)
+}
+
+// take returns the pending outputs (nil if none) and forgets them.
+func (q *outQueue[T]) take() []T {
+	if q.len() == 0 {
+		return nil
+	}
+	out := q.buf[q.from:len(q.buf):len(q.buf)]
+	q.from = len(q.buf)
+	if cap(q.buf) > outChunk {
+		q.buf, q.from = nil, 0 // a burst grew it: let it go with the caller
+	}
+	return out
 }
 
 // clip returns a copy of s that holds exactly its elements (nil if none).
@@ -379,7 +421,7 @@ func reuse[T any](buf []T) []T {
 }
 
 // HasReady reports whether Ready would return anything.
-func (e *Engine) HasReady() bool { return len(e.outbox) > 0 || len(e.events) > 0 }
+func (e *Engine) HasReady() bool { return len(e.outbox) > 0 || e.events.len() > 0 }
 
 // Lookup returns the route to dest and whether dest is reachable. For Self
 // it returns a reachable route with metric 0 and no next hop.

@@ -62,11 +62,11 @@ func (nb *neighbour) clearPending() {
 }
 
 func (e *Engine) emit(ev Event) {
-	if len(e.events) >= 2*e.cfg.MaxRoutes+64 {
+	if e.events.len() >= 2*e.cfg.MaxRoutes+64 {
 		e.stats.DroppedEvents++
 		return
 	}
-	e.events = append(e.events, ev)
+	e.events.push(ev)
 }
 
 // sortedNbrs and sortedOrigins return cached sorted key lists, so that
