@@ -71,8 +71,8 @@ type routeEntry struct {
 }
 
 // origin is everything known about one destination. Its fields are
-// ordered by size so that it takes no padding: one exists per destination
-// at every node.
+// ordered by size so that none is padded (240 bytes): one exists per
+// destination at every node.
 type origin struct {
 	name   string
 	hash   uint64       // nameHash(name)
