@@ -287,3 +287,34 @@ func TestOutputQueueBounded(t *testing.T) {
 		t.Fatal("overflow not counted")
 	}
 }
+
+// TestBurstLeavesAsOneBatch: Receive sends nothing itself; NextTick is
+// then due at once, and the Tick sends what the whole burst changed, so a
+// neighbour hears the best route of the burst, not the first one heard.
+func TestBurstLeavesAsOneBatch(t *testing.T) {
+	e := newEngine(t, Config{Hysteresis: NoHysteresis})
+	for _, nb := range []string{"b", "c", "d"} {
+		e.LinkUp(t0, nb, 10, false)
+	}
+	e.Ready()
+	now := t0.Add(time.Second) // past the rate limit of every neighbour
+	for _, m := range []struct {
+		from   string
+		metric Metric
+	}{{"b", 100}, {"c", 10}} {
+		if err := e.Receive(now, m.from, update("x", 1, m.metric)); err != nil {
+			t.Fatal(err)
+		}
+		if rd := e.Ready(); len(rd.Messages) != 0 {
+			t.Fatalf("Receive from %s sent %d messages itself", m.from, len(rd.Messages))
+		}
+	}
+	if nt := e.NextTick(); nt.After(now) {
+		t.Fatalf("NextTick %v after the burst, want due at once", nt.Sub(now))
+	}
+	e.Tick(now)
+	got := sent(t, e.Ready(), "d")
+	if len(got) != 1 || got[0].origin != "x" || got[0].metric != 20 {
+		t.Fatalf("to d: %+v, want one update for x at metric 20 (via c)", got)
+	}
+}
