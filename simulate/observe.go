@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unique"
 
 	"github.com/circuitmesh/circuitmesh/node"
 )
@@ -24,34 +25,55 @@ type Event struct {
 	Err  string    `json:"error,omitempty"`
 }
 
-// eventLog keeps the latest events of one node across its restarts.
+// eventLog keeps the latest events of one node across its restarts. Its
+// entries are compact (32 bytes): a thousand nodes keep up to four million
+// of them.
 type eventLog struct {
+	name    string
 	mu      sync.Mutex
-	events  []Event // a ring once it holds maxEvents
-	oldest  int     // index of the oldest event when full
+	events  []logEntry // a ring once it holds maxEvents
+	oldest  int        // index of the oldest event when full
 	dropped int
 }
 
-func (l *eventLog) collect(name string, ch <-chan node.Event) {
-	for ev := range ch {
-		e := Event{Time: ev.Time, Node: name, Kind: ev.Kind.String(), Peer: ev.Peer}
-		if ev.Err != nil {
-			e.Err = ev.Err.Error()
-		}
-		l.mu.Lock()
-		if len(l.events) < maxEvents {
-			l.events = append(l.events, e)
-		} else { // a ring from here on: overwrite the oldest
-			l.events[l.oldest] = e
-			l.oldest = (l.oldest + 1) % maxEvents
-			l.dropped++
-		}
-		l.mu.Unlock()
+// logEntry is one recorded event. Peer names and error texts repeat across
+// the nodes' logs and are kept once per process (package unique).
+type logEntry struct {
+	at   int64 // Unix nanoseconds
+	peer unique.Handle[string]
+	err  unique.Handle[string] // the zero Handle: no error
+	kind node.EventKind
+}
+
+// add records ev. It is the node's SubscribeFunc callback, so it only
+// copies and returns.
+func (l *eventLog) add(ev node.Event) {
+	e := logEntry{at: ev.Time.UnixNano(), peer: unique.Make(ev.Peer), kind: ev.Kind}
+	if ev.Err != nil {
+		e.err = unique.Make(ev.Err.Error())
 	}
+	l.mu.Lock()
+	if len(l.events) < maxEvents {
+		l.events = append(l.events, e)
+	} else { // a ring from here on: overwrite the oldest
+		l.events[l.oldest] = e
+		l.oldest = (l.oldest + 1) % maxEvents
+		l.dropped++
+	}
+	l.mu.Unlock()
+}
+
+// event is e as an Event.
+func (l *eventLog) event(e logEntry) Event {
+	ev := Event{Time: time.Unix(0, e.at), Node: l.name, Kind: e.kind.String(), Peer: e.peer.Value()}
+	if e.err != (unique.Handle[string]{}) {
+		ev.Err = e.err.Value()
+	}
+	return ev
 }
 
 // Events returns the recorded events of the node (the latest 4096), oldest
-// first.
+// first. Recording ends when the cluster starts closing.
 func (c *Cluster) Events(name string) ([]Event, error) {
 	c.mu.Lock()
 	m := c.members[name]
@@ -59,12 +81,17 @@ func (c *Cluster) Events(name string) ([]Event, error) {
 	if m == nil {
 		return nil, fmt.Errorf("events of %s: %w", name, ErrUnknownNode)
 	}
-	m.events.mu.Lock()
-	defer m.events.mu.Unlock()
 	l := m.events
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	out := make([]Event, 0, len(l.events))
-	out = append(out, l.events[l.oldest:]...)
-	return append(out, l.events[:l.oldest]...), nil
+	for _, e := range l.events[l.oldest:] {
+		out = append(out, l.event(e))
+	}
+	for _, e := range l.events[:l.oldest] {
+		out = append(out, l.event(e))
+	}
+	return out, nil
 }
 
 // Peers returns the routing table of a running node.
