@@ -82,6 +82,8 @@ type Cluster struct {
 	members map[string]*member
 	edges   map[pair]*edge
 	closed  bool
+	// unconverged is the node Converged last found not converged.
+	unconverged string
 
 	// closing, when set (by a test), is called as Close starts closing
 	// each node.

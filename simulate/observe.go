@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unique"
 
 	"github.com/circuitmesh/circuitmesh/node"
 )
@@ -26,7 +25,7 @@ type Event struct {
 }
 
 // eventLog keeps the latest events of one node across its restarts. Its
-// entries are compact (32 bytes): a thousand nodes keep up to four million
+// entries are compact (40 bytes): a thousand nodes keep up to four million
 // of them.
 type eventLog struct {
 	name    string
@@ -36,21 +35,22 @@ type eventLog struct {
 	dropped int
 }
 
-// logEntry is one recorded event. Peer names and error texts repeat across
-// the nodes' logs and are kept once per process (package unique).
+// logEntry is one recorded event. The peer's name is the node's own string
+// (not a copy); only the rare events with an error allocate.
 type logEntry struct {
 	at   int64 // Unix nanoseconds
-	peer unique.Handle[string]
-	err  unique.Handle[string] // the zero Handle: no error
+	peer string
+	err  *string // nil: no error
 	kind node.EventKind
 }
 
 // add records ev. It is the node's SubscribeFunc callback, so it only
 // copies and returns.
 func (l *eventLog) add(ev node.Event) {
-	e := logEntry{at: ev.Time.UnixNano(), peer: unique.Make(ev.Peer), kind: ev.Kind}
+	e := logEntry{at: ev.Time.UnixNano(), peer: ev.Peer, kind: ev.Kind}
 	if ev.Err != nil {
-		e.err = unique.Make(ev.Err.Error())
+		msg := ev.Err.Error()
+		e.err = &msg
 	}
 	l.mu.Lock()
 	if len(l.events) < maxEvents {
@@ -65,9 +65,9 @@ func (l *eventLog) add(ev node.Event) {
 
 // event is e as an Event.
 func (l *eventLog) event(e logEntry) Event {
-	ev := Event{Time: time.Unix(0, e.at), Node: l.name, Kind: e.kind.String(), Peer: e.peer.Value()}
-	if e.err != (unique.Handle[string]{}) {
-		ev.Err = e.err.Value()
+	ev := Event{Time: time.Unix(0, e.at), Node: l.name, Kind: e.kind.String(), Peer: e.peer}
+	if e.err != nil {
+		ev.Err = *e.err
 	}
 	return ev
 }
@@ -154,7 +154,9 @@ func (c *Cluster) components() map[string]int {
 
 // Converged checks that every running node reaches exactly the running
 // nodes connected to it in the current topology. The error names the
-// first disagreement.
+// first disagreement. The node that disagreed last time is checked first,
+// so that a wait that polls Converged reads one routing table per poll
+// until that node agrees, not every table up to it.
 func (c *Cluster) Converged() error {
 	comp := c.components()
 	names := make([]string, 0, len(comp))
@@ -162,39 +164,71 @@ func (c *Cluster) Converged() error {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	c.mu.Lock()
+	hint := c.unconverged
+	down := map[string]bool{}
+	for name, m := range c.members {
+		if m.n == nil {
+			down[name] = true
+		}
+	}
+	c.mu.Unlock()
+	if _, ok := comp[hint]; ok {
+		names = append([]string{hint}, names...) // checked again in its turn: cheap, and rare
+	}
 	for _, from := range names {
-		n, err := c.live(from)
-		if err != nil {
-			return err // killed meanwhile
+		if err := c.convergedAt(from, names, comp, down); err != nil {
+			c.mu.Lock()
+			c.unconverged = from
+			c.mu.Unlock()
+			return err
 		}
-		reach := map[string]bool{}
-		for _, p := range n.Peers() {
-			if p.Reachable {
-				reach[p.Name] = true
-			}
-		}
-		for _, to := range names {
-			if to == from {
-				continue
-			}
-			want := comp[to] == comp[from]
-			if reach[to] != want {
-				if want {
-					return fmt.Errorf("%s does not reach %s yet", from, to)
-				}
-				return fmt.Errorf("%s still reaches %s across the cut", from, to)
-			}
-		}
-		c.mu.Lock()
-		for name, m := range c.members {
-			if m.n == nil && reach[name] {
-				c.mu.Unlock()
-				return fmt.Errorf("%s still reaches %s, which is down", from, name)
-			}
-		}
-		c.mu.Unlock()
 	}
 	return nil
+}
+
+// convergedAt checks that from reaches exactly the nodes of its component
+// (comp) and none of the nodes down; names are the running nodes, sorted.
+func (c *Cluster) convergedAt(from string, names []string, comp map[string]int, down map[string]bool) error {
+	n, err := c.live(from)
+	if err != nil {
+		return err // killed meanwhile
+	}
+	want := 0
+	for _, k := range comp {
+		if k == comp[from] {
+			want++
+		}
+	}
+	want-- // from itself
+	reached := 0
+	for _, p := range n.Peers() {
+		if !p.Reachable || p.Name == from {
+			continue
+		}
+		k, running := comp[p.Name]
+		switch {
+		case down[p.Name]:
+			return fmt.Errorf("%s still reaches %s, which is down", from, p.Name)
+		case running && k != comp[from]:
+			return fmt.Errorf("%s still reaches %s across the cut", from, p.Name)
+		case running:
+			reached++
+		}
+	}
+	if reached == want {
+		return nil
+	}
+	reach := map[string]bool{}
+	for _, p := range n.Peers() {
+		reach[p.Name] = p.Reachable
+	}
+	for _, to := range names {
+		if comp[to] == comp[from] && to != from && !reach[to] {
+			return fmt.Errorf("%s does not reach %s yet", from, to)
+		}
+	}
+	return fmt.Errorf("%s reaches %d of the %d nodes connected to it", from, reached, want)
 }
 
 // pollInterval is how often conditions are re-checked while waiting.

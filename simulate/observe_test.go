@@ -3,6 +3,7 @@ package simulate
 import (
 	"fmt"
 	"testing"
+	"unsafe"
 
 	"github.com/circuitmesh/circuitmesh/node"
 )
@@ -30,5 +31,12 @@ func TestEventLogKeepsLatestInOrder(t *testing.T) {
 		if want := fmt.Sprint(total - maxEvents + i); e.Peer != want {
 			t.Fatalf("event %d is of peer %s, want %s (latest events, oldest first)", i, e.Peer, want)
 		}
+	}
+}
+
+// TestEventLogEntryIsCompact: a thousand nodes keep millions of entries.
+func TestEventLogEntryIsCompact(t *testing.T) {
+	if size := unsafe.Sizeof(logEntry{}); size > 40 {
+		t.Fatalf("an event log entry takes %d bytes, want at most 40", size)
 	}
 }

@@ -21,24 +21,27 @@ type Stretch struct {
 // RouteStretch measures how far the nodes' routes are from the shortest
 // paths (Dijkstra over every running node's live links).
 func (c *Cluster) RouteStretch() (Stretch, error) {
-	graph := c.linkGraph()
-	metrics := graph.metrics()
+	graph := c.linkGraph().metrics().dense()
 	names := c.Names()
 	st := Stretch{MaxRatio: 1}
+	dist := make([]uint64, len(graph.adj))
+	var h costHeap
 	for _, from := range names {
-		if graph[from] == nil {
+		src, ok := graph.index[from]
+		if !ok {
 			continue
 		}
-		dist := shortestIn(metrics, from)
+		graph.costs(src, dist, &h)
 		peers, err := c.Peers(from)
 		if err != nil {
 			continue
 		}
 		for _, p := range peers {
-			d, ok := dist[p.Name]
-			if !p.Reachable || !ok || d == 0 {
+			i, ok := graph.index[p.Name]
+			if !p.Reachable || !ok || dist[i] == unreached || dist[i] == 0 {
 				continue
 			}
+			d := dist[i]
 			st.Routes++
 			if uint64(p.Cost) > d {
 				st.Longer++
@@ -55,14 +58,18 @@ func (c *Cluster) RouteStretch() (Stretch, error) {
 // shortest returns the cost of the cheapest path from src to every node
 // it reaches in graph, src included at 0.
 func shortest(graph linkGraph, src string) map[string]uint64 {
-	return shortestIn(graph.metrics(), src)
-}
-
-// shortestIn is shortest on a converted graph.
-func shortestIn(g metricGraph, src string) map[string]uint64 {
-	dist := map[string]uint64{src: 0}
-	for name, p := range shortestPaths(g, src) {
-		dist[name] = p.Cost
+	d := graph.metrics().dense()
+	i, ok := d.index[src]
+	if !ok {
+		return map[string]uint64{}
 	}
-	return dist
+	dist := make([]uint64, len(d.adj))
+	d.costs(i, dist, new(costHeap))
+	out := map[string]uint64{}
+	for name, j := range d.index {
+		if dist[j] != unreached {
+			out[name] = dist[j]
+		}
+	}
+	return out
 }
