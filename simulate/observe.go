@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -158,6 +159,14 @@ func (c *Cluster) components() map[string]int {
 // so that a wait that polls Converged reads one routing table per poll
 // until that node agrees, not every table up to it.
 func (c *Cluster) Converged() error {
+	_, err := c.converged(false)
+	return err
+}
+
+// converged is Converged; with stretch, a check that succeeds also
+// measures the routes' stretch (RouteStretch) from the routing tables it
+// read.
+func (c *Cluster) converged(stretch bool) (*Stretch, error) {
 	comp := c.components()
 	names := make([]string, 0, len(comp))
 	for name := range comp {
@@ -173,62 +182,78 @@ func (c *Cluster) Converged() error {
 		}
 	}
 	c.mu.Unlock()
+	order := names
 	if _, ok := comp[hint]; ok {
-		names = append([]string{hint}, names...) // checked again in its turn: cheap, and rare
+		order = append([]string{hint}, slices.DeleteFunc(slices.Clone(names), func(s string) bool { return s == hint })...)
 	}
-	for _, from := range names {
-		if err := c.convergedAt(from, names, comp, down); err != nil {
+	size := map[string]int{} // each node's component's size
+	count := map[int]int{}
+	for _, k := range comp {
+		count[k]++
+	}
+	for name, k := range comp {
+		size[name] = count[k]
+	}
+	var meter *stretchMeter
+	for _, from := range order {
+		peers, err := c.convergedAt(from, names, comp, size, down)
+		if err != nil {
 			c.mu.Lock()
 			c.unconverged = from
 			c.mu.Unlock()
-			return err
+			return nil, err
+		}
+		if stretch {
+			if meter == nil { // once a node agrees: the pass may succeed
+				meter = c.newStretchMeter()
+			}
+			meter.add(from, peers)
 		}
 	}
-	return nil
+	if meter == nil {
+		return nil, nil
+	}
+	return &meter.st, nil
 }
 
 // convergedAt checks that from reaches exactly the nodes of its component
-// (comp) and none of the nodes down; names are the running nodes, sorted.
-func (c *Cluster) convergedAt(from string, names []string, comp map[string]int, down map[string]bool) error {
+// (comp; size holds each component's size) and none of the nodes down,
+// and returns its routing table; names are the running nodes, sorted.
+func (c *Cluster) convergedAt(from string, names []string, comp, size map[string]int, down map[string]bool) ([]node.PeerInfo, error) {
 	n, err := c.live(from)
 	if err != nil {
-		return err // killed meanwhile
+		return nil, err // killed meanwhile
 	}
-	want := 0
-	for _, k := range comp {
-		if k == comp[from] {
-			want++
-		}
-	}
-	want-- // from itself
+	want := size[from] - 1 // from itself left out
 	reached := 0
-	for _, p := range n.Peers() {
+	peers := n.Peers()
+	for _, p := range peers {
 		if !p.Reachable || p.Name == from {
 			continue
 		}
 		k, running := comp[p.Name]
 		switch {
 		case down[p.Name]:
-			return fmt.Errorf("%s still reaches %s, which is down", from, p.Name)
+			return nil, fmt.Errorf("%s still reaches %s, which is down", from, p.Name)
 		case running && k != comp[from]:
-			return fmt.Errorf("%s still reaches %s across the cut", from, p.Name)
+			return nil, fmt.Errorf("%s still reaches %s across the cut", from, p.Name)
 		case running:
 			reached++
 		}
 	}
 	if reached == want {
-		return nil
+		return peers, nil
 	}
 	reach := map[string]bool{}
-	for _, p := range n.Peers() {
+	for _, p := range peers {
 		reach[p.Name] = p.Reachable
 	}
 	for _, to := range names {
 		if comp[to] == comp[from] && to != from && !reach[to] {
-			return fmt.Errorf("%s does not reach %s yet", from, to)
+			return nil, fmt.Errorf("%s does not reach %s yet", from, to)
 		}
 	}
-	return fmt.Errorf("%s reaches %d of the %d nodes connected to it", from, reached, want)
+	return nil, fmt.Errorf("%s reaches %d of the %d nodes connected to it", from, reached, want)
 }
 
 // pollInterval is how often conditions are re-checked while waiting.
@@ -243,6 +268,26 @@ func (c *Cluster) WaitConverged(ctx context.Context) (time.Duration, error) {
 		return time.Since(start), fmt.Errorf("not converged after %v: %w", time.Since(start).Round(time.Millisecond), err)
 	}
 	return time.Since(start), nil
+}
+
+// waitConvergedStretch is WaitConverged that also returns the routes'
+// stretch, measured from the routing tables the successful check read
+// (one pass over them, not two).
+func (c *Cluster) waitConvergedStretch(ctx context.Context) (*Stretch, error) {
+	start := time.Now()
+	var st *Stretch
+	err := poll(ctx, func() error {
+		var err error
+		st, err = c.converged(true)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("not converged after %v: %w", time.Since(start).Round(time.Millisecond), err)
+	}
+	if st == nil { // no running node to compare
+		st = &Stretch{MaxRatio: 1}
+	}
+	return st, nil
 }
 
 // poll calls check until it returns nil or ctx ends, returning the last

@@ -1,6 +1,10 @@
 package simulate
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/circuitmesh/circuitmesh/node"
+)
 
 // Stretch compares the routes of the running nodes with the shortest
 // paths over their live links' actual costs (each node's node.LinkInfo.Cost
@@ -21,38 +25,57 @@ type Stretch struct {
 // RouteStretch measures how far the nodes' routes are from the shortest
 // paths (Dijkstra over every running node's live links).
 func (c *Cluster) RouteStretch() (Stretch, error) {
-	graph := c.linkGraph().metrics().dense()
-	names := c.Names()
-	st := Stretch{MaxRatio: 1}
-	dist := make([]uint64, len(graph.adj))
-	var h costHeap
-	for _, from := range names {
-		src, ok := graph.index[from]
-		if !ok {
+	m := c.newStretchMeter()
+	for _, from := range c.Names() {
+		if _, ok := m.graph.index[from]; !ok {
 			continue
 		}
-		graph.costs(src, dist, &h)
 		peers, err := c.Peers(from)
 		if err != nil {
 			continue
 		}
-		for _, p := range peers {
-			i, ok := graph.index[p.Name]
-			if !p.Reachable || !ok || dist[i] == unreached || dist[i] == 0 {
-				continue
-			}
-			d := dist[i]
-			st.Routes++
-			if uint64(p.Cost) > d {
-				st.Longer++
-			}
-			if r := float64(p.Cost) / float64(d); r > st.MaxRatio {
-				st.MaxRatio = r
-				st.Worst = fmt.Sprintf("%s→%s cost %d, shortest %d", from, p.Name, p.Cost, d)
-			}
+		m.add(from, peers)
+	}
+	return m.st, nil
+}
+
+// stretchMeter adds routing tables up into a Stretch against the live
+// links at its creation.
+type stretchMeter struct {
+	graph *denseGraph
+	dist  []uint64
+	h     costHeap
+	st    Stretch
+}
+
+func (c *Cluster) newStretchMeter() *stretchMeter {
+	g := c.linkGraph().metrics().dense()
+	return &stretchMeter{graph: g, dist: make([]uint64, len(g.adj)), st: Stretch{MaxRatio: 1}}
+}
+
+// add compares the routes of from (its routing table, peers) with the
+// shortest paths from it.
+func (m *stretchMeter) add(from string, peers []node.PeerInfo) {
+	src, ok := m.graph.index[from]
+	if !ok {
+		return
+	}
+	m.graph.costs(src, m.dist, &m.h)
+	for _, p := range peers {
+		i, ok := m.graph.index[p.Name]
+		if !p.Reachable || !ok || m.dist[i] == unreached || m.dist[i] == 0 {
+			continue
+		}
+		d := m.dist[i]
+		m.st.Routes++
+		if uint64(p.Cost) > d {
+			m.st.Longer++
+		}
+		if r := float64(p.Cost) / float64(d); r > m.st.MaxRatio {
+			m.st.MaxRatio = r
+			m.st.Worst = fmt.Sprintf("%s→%s cost %d, shortest %d", from, p.Name, p.Cost, d)
 		}
 	}
-	return st, nil
 }
 
 // shortest returns the cost of the cheapest path from src to every node
