@@ -134,15 +134,17 @@ type funcSub struct {
 // between: nothing is dropped, and nothing is held for the subscriber but
 // fn itself. It returns a stop function: after stop returns, no event
 // published later reaches fn (one being delivered at that moment, from
-// another goroutine, may still reach it). Calls end when the node closes. With MaxSubscribers
-// subscribers already (channels and functions together), SubscribeFunc
-// returns an error wrapping ErrTooManySubscribers.
+// another goroutine, may still reach it). Calls end when the node closes.
+// With MaxSubscribers subscribers already (channels and functions
+// together), SubscribeFunc returns an error wrapping
+// ErrTooManySubscribers.
 //
 // fn runs on the goroutine that publishes the event, while the node holds
-// its event lock and, for peer events, its routing lock. So fn must return
-// quickly (copy what it needs and return: the node's routing waits for it)
-// and must not call methods of the node, nor block on anything that waits
-// for the node. It may call its own stop function, and any other
+// its event lock and the lock of what changed (its routing for peer
+// events, its link table for link events). So fn must return quickly
+// (copy what it needs and return: the node's routing waits for it) and
+// must not call methods of the node, nor block on anything that waits for
+// the node. It may call its own stop function, and any other
 // subscriber's: stop only marks the subscriber, which the next event then
 // removes, and never takes a lock, so it cannot deadlock with a call under
 // way.
