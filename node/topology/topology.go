@@ -108,8 +108,8 @@ type Config struct {
 	// Stretch and Gain decide shortcuts: a nearby member whose route
 	// (Member.Route) is at least Stretch times its measured round trip
 	// (Member.RTT) and Gain more gets a direct link. Defaults
-	// DefaultStretch and DefaultGain; a negative Stretch means no
-	// shortcuts.
+	// DefaultStretch and DefaultGain; a Stretch below 1 (other than 0)
+	// means no shortcuts.
 	Stretch float64
 	Gain    time.Duration
 }
