@@ -142,6 +142,9 @@ type hooks struct {
 	// claim makes the node accept circuits addressed to dest as if it were
 	// dest (a node that attracted another's route).
 	claim func(dest string) bool
+	// strikes sizes the replay register (seal.NewStrikes; 0: the default),
+	// so that a test fills it with a few hundred opens.
+	strikes int
 }
 
 // Limits bounds the node's resources. Beyond a limit a circuit is refused
