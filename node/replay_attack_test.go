@@ -2,7 +2,10 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,40 +38,19 @@ func TestAttackReplayRegisterFill(t *testing.T) {
 	}
 
 	rec := d.seal.Load().Record()
-	l := m.link("d")
 	accepted, retried := 0, 0
 	for i := 0; i < register+register/4; i++ {
-		s, err := l.OpenStream(ctxT(t, 10*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		o := &circuit.Open{Dest: "d", Source: "m", Service: EchoService, HopLimit: 16, Flags: circuit.FlagEarly | circuit.FlagSealed}
-		b, err := o.AppendTo(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ini, err := m.seal.Load().Initiate(seal.Prologue("d", "m", EchoService), "d", &rec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b, err = ini.First(b, nil, time.Now()); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Write(b); err != nil {
-			t.Fatal(err)
-		}
-		res, err := circuit.ReadResult(s, 0)
-		s.Reset(circuit.CloseCancelled)
+		code, err := sendFirstMessage(ctxT(t, 10*time.Second), m, &rec, "d")
 		if err != nil {
 			t.Fatalf("m's open %d: %v", i, err)
 		}
-		switch res.Code {
+		switch code {
 		case circuit.Accepted:
 			accepted++
 		case circuit.Retry:
 			retried++
 		default:
-			t.Fatalf("m's open %d: %v", i, res)
+			t.Fatalf("m's open %d: %v", i, code)
 		}
 	}
 	t.Logf("m's first messages: %d remembered by d, %d refused with retry", accepted, retried)
@@ -93,4 +75,88 @@ func TestAttackReplayRegisterFill(t *testing.T) {
 			t.Fatalf("a's early circuit %d during m's flood: read %q, %v", i, got, err)
 		}
 	}
+}
+
+// sendFirstMessage opens a circuit from m to dest's echo service by hand
+// on m's link to dest: the open header and a fresh first message (resumed
+// when m holds a session ticket of dest, else one-message), reads the
+// result and resets the stream.
+func sendFirstMessage(ctx context.Context, m *Node, rec *seal.KeyRecord, dest string) (circuit.Code, error) {
+	s, err := m.link(dest).OpenStream(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer s.Reset(circuit.CloseCancelled)
+	o := &circuit.Open{Dest: dest, Source: m.Name(), Service: EchoService, HopLimit: 16, Flags: circuit.FlagEarly | circuit.FlagSealed}
+	b, err := o.AppendTo(nil)
+	if err != nil {
+		return 0, err
+	}
+	ini, err := m.seal.Load().Initiate(seal.Prologue(dest, m.Name(), EchoService), dest, rec)
+	if err != nil {
+		return 0, err
+	}
+	if b, err = ini.First(b, nil, time.Now()); err != nil {
+		return 0, err
+	}
+	if _, err := s.Write(b); err != nil {
+		return 0, err
+	}
+	res, err := circuit.ReadResult(s, 0)
+	if err != nil {
+		return 0, err
+	}
+	return res.Code, nil
+}
+
+// BenchmarkAttackReplayRegisterFill measures how fast one member fills a
+// destination's replay register at its default size: m holds a session
+// ticket of d and sends d fresh resumed first messages from 16 goroutines
+// (attacker and destination share the machine), until d first answers
+// retry or 40 s passed. It reports the first messages d remembered, how
+// many a second, and when d first refused (0: never). The register
+// forgets keys after 30 s, so an attacker that fills it within 30 s can
+// keep it full:
+// go test -run '^$' -bench AttackReplayRegisterFill -benchtime 1x ./node/
+func BenchmarkAttackReplayRegisterFill(b *testing.B) {
+	for range b.N {
+		c := newCluster(b, true)
+		c.build("m-d")
+		d, m := c.nodes["d"], c.nodes["m"]
+		for i := 0; i < 2; i++ { // a full handshake, then a one-message one: m holds a ticket
+			if err := roundTrip(b, m, "d", EchoService, []byte("warm")); err != nil {
+				b.Fatal(err)
+			}
+		}
+		rec := d.seal.Load().Record()
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+		var accepted atomic.Int64
+		var refusedAt atomic.Int64
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ctx.Err() == nil {
+					code, err := sendFirstMessage(ctx, m, &rec, "d")
+					switch {
+					case err != nil:
+					case code == circuit.Accepted:
+						accepted.Add(1)
+					case code == circuit.Retry:
+						refusedAt.CompareAndSwap(0, int64(time.Since(start)))
+						cancel()
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		cancel()
+		el := time.Since(start)
+		b.ReportMetric(float64(accepted.Load()), "remembered")
+		b.ReportMetric(float64(accepted.Load())/el.Seconds(), "remembered/s")
+		b.ReportMetric(time.Duration(refusedAt.Load()).Seconds(), "first-retry-s")
+	}
+	b.ReportMetric(0, "ns/op")
 }
