@@ -157,7 +157,9 @@ type Limits struct {
 	// incoming stream limit). Default 4096.
 	MaxCircuitsPerLink int
 	// MaxCircuitsPerSource bounds circuits from one source node through or
-	// to this node. Default 1024.
+	// to this node. A relay counts a circuit that a neighbour claims to
+	// relay for a source (hop > 0) against that source and that neighbour
+	// together: the source's name is only claimed there. Default 1024.
 	MaxCircuitsPerSource int
 	// MaxPendingOpens bounds streams whose open header is still being read.
 	// Default 256.
