@@ -11,6 +11,7 @@ import (
 
 	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/circuit/seal"
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // TestAttackReplayRegisterFill: m, a member with a valid certificate,
@@ -82,31 +83,44 @@ func TestAttackReplayRegisterFill(t *testing.T) {
 // when m holds a session ticket of dest, else one-message), reads the
 // result and resets the stream.
 func sendFirstMessage(ctx context.Context, m *Node, rec *seal.KeyRecord, dest string) (circuit.Code, error) {
-	s, err := m.link(dest).OpenStream(ctx)
-	if err != nil {
-		return 0, err
+	o := &circuit.Open{Dest: dest, Source: m.Name(), Service: EchoService, HopLimit: 16}
+	s, code, err := openByHand(ctx, m, m.link(dest), o, rec)
+	if s != nil {
+		s.Reset(circuit.CloseCancelled)
 	}
-	defer s.Reset(circuit.CloseCancelled)
-	o := &circuit.Open{Dest: dest, Source: m.Name(), Service: EchoService, HopLimit: 16, Flags: circuit.FlagEarly | circuit.FlagSealed}
+	return code, err
+}
+
+// openByHand opens a sealed circuit with header o on l, m's link: it
+// writes the header and a first message made with m's keys (resumed when
+// m holds a session ticket of o.Dest, else one-message to rec, or the
+// full handshake's when rec is nil) and reads the result. The caller
+// owns the stream, nil only when it could not be opened.
+func openByHand(ctx context.Context, m *Node, l links.Link, o *circuit.Open, rec *seal.KeyRecord) (links.Stream, circuit.Code, error) {
+	s, err := l.OpenStream(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	o.Flags |= circuit.FlagEarly | circuit.FlagSealed
 	b, err := o.AppendTo(nil)
 	if err != nil {
-		return 0, err
+		return s, 0, err
 	}
-	ini, err := m.seal.Load().Initiate(seal.Prologue(dest, m.Name(), EchoService), dest, rec)
+	ini, err := m.seal.Load().Initiate(seal.Prologue(o.Dest, o.Source, o.Service), o.Dest, rec)
 	if err != nil {
-		return 0, err
+		return s, 0, err
 	}
 	if b, err = ini.First(b, nil, time.Now()); err != nil {
-		return 0, err
+		return s, 0, err
 	}
 	if _, err := s.Write(b); err != nil {
-		return 0, err
+		return s, 0, err
 	}
 	res, err := circuit.ReadResult(s, 0)
 	if err != nil {
-		return 0, err
+		return s, 0, err
 	}
-	return res.Code, nil
+	return s, res.Code, nil
 }
 
 // BenchmarkAttackReplayRegisterFill measures how fast one member fills a
