@@ -50,7 +50,7 @@ const (
 // ErrReplay: a first message was seen before (wrapped with ErrRetry).
 var ErrReplay = fmt.Errorf("circuit: replayed first handshake message")
 
-// ErrReplayShare: the register is more than half full and the message's
+// ErrReplayShare: the register is at least half full and the message's
 // source holds its share of it (wrapped with ErrRetry).
 var ErrReplayShare = fmt.Errorf("circuit: the source holds its share of the replay register")
 
