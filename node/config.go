@@ -142,6 +142,9 @@ type hooks struct {
 	// claim makes the node accept circuits addressed to dest as if it were
 	// dest (a node that attracted another's route).
 	claim func(dest string) bool
+	// strikes sizes the replay register (seal.NewStrikes; 0: the default),
+	// so that a test fills it with a few hundred opens.
+	strikes int
 }
 
 // Limits bounds the node's resources. Beyond a limit a circuit is refused
@@ -154,7 +157,9 @@ type Limits struct {
 	// incoming stream limit). Default 4096.
 	MaxCircuitsPerLink int
 	// MaxCircuitsPerSource bounds circuits from one source node through or
-	// to this node. Default 1024.
+	// to this node. A relay counts a circuit that a neighbour claims to
+	// relay for a source (hop > 0) against that source and that neighbour
+	// together: the source's name is only claimed there. Default 1024.
 	MaxCircuitsPerSource int
 	// MaxPendingOpens bounds streams whose open header is still being read.
 	// Default 256.

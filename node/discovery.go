@@ -50,8 +50,10 @@ type discovery struct {
 	mu      sync.Mutex
 	members map[string]gossipMember           // alive members, copied from memberlist's events
 	coords  map[string]*coordinate.Coordinate // member → last coordinate
+	rtts    map[string]probeRTT               // member → round trips of its last probes
 	dialing map[string]bool                   // member → dial in progress
 	owned   map[string]bool                   // members this node dialled and linked
+	short   map[string]bool                   // of those, the ones dialled as shortcuts (topology.WhyShortcut)
 	held    map[string]links.Link             // member → link a dial made, holding its slot until it ends
 	backoff map[string]*addrBackoff           // link address → back-off
 	proven  map[string]string                 // link address → member whose certificate a handshake there proved
@@ -157,7 +159,7 @@ func startDiscovery(n *Node) (*discovery, error) {
 	d := &discovery{
 		n: n, vc: vc, kickc: make(chan struct{}, 1),
 		members: map[string]gossipMember{},
-		coords:  map[string]*coordinate.Coordinate{}, dialing: map[string]bool{}, owned: map[string]bool{}, held: map[string]links.Link{},
+		coords:  map[string]*coordinate.Coordinate{}, rtts: map[string]probeRTT{}, dialing: map[string]bool{}, owned: map[string]bool{}, short: map[string]bool{}, held: map[string]links.Link{},
 		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
 		proven: map[string]string{}, reached: map[string]bool{}, granted: map[string]time.Time{},
 		full: ratelog.New(n.log, time.Minute, 1024),
@@ -448,6 +450,7 @@ func (d *discovery) NotifyLeave(m *memberlist.Node) {
 	d.mu.Lock()
 	delete(d.members, m.Name)
 	delete(d.coords, m.Name)
+	delete(d.rtts, m.Name)
 	delete(d.lost, m.Name)
 	d.mu.Unlock()
 	d.vc.ForgetNode(m.Name)
@@ -468,6 +471,13 @@ func (d *discovery) AckPayload() []byte {
 // the member's coordinate update this node's coordinate.
 func (d *discovery) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, payload []byte) {
 	d.probes.Add(1)
+	if rtt > 0 {
+		d.mu.Lock()
+		if r, ok := d.rtts[other.Name]; ok || len(d.rtts) < maxCoords {
+			d.rtts[other.Name] = probeRTT{last: rtt, prev: r.last}
+		}
+		d.mu.Unlock()
+	}
 	c, err := decodeCoordinate(payload)
 	if err != nil {
 		d.n.log.Debug("ignoring a probe ack's coordinate", "member", other.Name, "err", err)
@@ -482,6 +492,18 @@ func (d *discovery) NotifyPingComplete(other *memberlist.Node, rtt time.Duration
 		d.coords[other.Name] = c
 	}
 	d.mu.Unlock()
+}
+
+// probeRTT is the round trip of the last two direct probes of a member.
+type probeRTT struct{ last, prev time.Duration }
+
+// rtt is the smaller of the two (a probe delayed by a busy member or
+// network counts less), 0 when none.
+func (r probeRTT) rtt() time.Duration {
+	if r.prev > 0 && r.prev < r.last {
+		return r.prev
+	}
+	return r.last
 }
 
 // errBadCoordinate: a probe ack carried no usable coordinate.
@@ -575,12 +597,15 @@ func (d *discovery) step(now time.Time) {
 	d.mu.Unlock()
 	sort.Strings(names)
 	reachable := map[string]bool{}
+	routes := map[string]PeerInfo{}
 	for _, name := range names {
 		if p, ok := n.Peer(name); ok && p.Reachable {
 			reachable[name] = true
+			routes[name] = p
 		}
 	}
 	current := n.Links()
+	route := routeLatency(routes, current)
 	alt := d.alternates()
 	// Incoming links whose dialler keeps them as static (they are honoured
 	// within a bound by the policy).
@@ -604,8 +629,8 @@ func (d *discovery) step(now time.Time) {
 			d.reached[name] = true
 		}
 		mem := alive[name]
-		members = append(members, topology.Member{Name: mem.Name, Leaf: mem.Leaf, Addr: mem.LinkAddr, Coord: d.coords[mem.Name],
-			Vouched: d.reached[name] || (mem.LinkAddr != "" && d.proven[mem.LinkAddr] == name)})
+		members = append(members, topology.Member{Name: mem.Name, Leaf: mem.Leaf, Addr: mem.LinkAddr, Coord: d.coords[mem.Name], RTT: d.rtts[mem.Name].rtt(),
+			Vouched: d.reached[name] || (mem.LinkAddr != "" && d.proven[mem.LinkAddr] == name), Route: route[name]})
 	}
 	d.clearGrantsLocked(now, reachable, current)
 	for name, mem := range alive {
@@ -634,7 +659,7 @@ func (d *discovery) step(now time.Time) {
 		static := d.static[l.Address] || d.static[l.Peer]
 		ls = append(ls, topology.Link{Peer: l.Peer, Outbound: l.Outbound, RTT: l.RTT, Static: static,
 			Age: max(now.Sub(l.Since), time.Nanosecond), Streams: l.Streams, Claimed: claimed[l.Peer],
-			Alternates: alt[l.Peer]})
+			Alternates: alt[l.Peer], Shortcut: l.Outbound && d.short[l.Peer]})
 		if _, ok := alive[l.Peer]; !ok && d.owned[l.Peer] && !static {
 			gone = append(gone, l.Peer)
 		}
@@ -666,6 +691,33 @@ func (d *discovery) step(now time.Time) {
 	for i, m := range plan.Add {
 		d.dial(Member{Name: m.Name, LinkAddr: m.Addr, Leaf: m.Leaf}, plan.Why[i])
 	}
+}
+
+// routeCostUnit is the round-trip time of one unit of routing cost
+// (links.Cost).
+const routeCostUnit = 10 * time.Microsecond
+
+// routeLatency turns routes into the policy's Member.Route: the route's
+// cost as round-trip time, less what the first hop's cost adds to its
+// measured RTT (loss, RTT variance, a pinned cost), which this node sees;
+// the hops beyond are taken at their cost. Routes without a known first
+// hop are left out.
+func routeLatency(routes map[string]PeerInfo, current []LinkInfo) map[string]time.Duration {
+	excess := make(map[string]time.Duration, len(current))
+	for _, l := range current {
+		excess[l.Peer] = max(time.Duration(l.Cost)*routeCostUnit-l.RTT, 0)
+	}
+	out := make(map[string]time.Duration, len(routes))
+	for name, p := range routes {
+		ex, ok := excess[p.NextHop]
+		if !ok {
+			continue
+		}
+		if r := time.Duration(p.Cost)*routeCostUnit - ex; r > 0 {
+			out[name] = r
+		}
+	}
+	return out
 }
 
 // policyConfig is the link policy's configuration.
@@ -942,6 +994,7 @@ func (d *discovery) dial(m Member, why topology.Why) {
 			d.failedLocked(m.LinkAddr, banTime)
 		case err == nil:
 			d.owned[m.Name] = true
+			d.short[m.Name] = why == topology.WhyShortcut
 			d.held[m.Name] = l // the link may reach the node's table later
 		}
 		d.mu.Unlock()
@@ -981,6 +1034,7 @@ func (d *discovery) dial(m Member, why topology.Why) {
 		}
 		if d.owned[m.Name] && n.link(m.Name) == nil {
 			delete(d.owned, m.Name)
+			delete(d.short, m.Name)
 		}
 		if time.Since(up) >= goodLink {
 			delete(d.backoff, m.LinkAddr)

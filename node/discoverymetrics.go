@@ -21,11 +21,11 @@ type discoveryMetrics struct {
 func newDiscoveryMetrics(reg prometheus.Registerer) (*discoveryMetrics, error) {
 	m := &discoveryMetrics{
 		added: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_discovery_links_added_total",
-			Help: "Links discovery dialled and the peer's certificate proved, by reason (target, long, repair, replace)."}, []string{"reason"}),
+			Help: "Links discovery dialled and the peer's certificate proved, by reason (target, long, repair, replace, shortcut)."}, []string{"reason"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_discovery_links_dropped_total",
 			Help: "Links discovery closed, by reason (max, which counts links refused at admission too; room, a redundant idle link closed at the maximum for a repair link; replace, gone)."}, []string{"reason"}),
 	}
-	for _, w := range []topology.Why{topology.WhyTarget, topology.WhyLong, topology.WhyRepair, topology.WhyReplace} {
+	for _, w := range []topology.Why{topology.WhyTarget, topology.WhyLong, topology.WhyRepair, topology.WhyReplace, topology.WhyShortcut} {
 		m.added.WithLabelValues(string(w)) // from zero, so rate() sees the first
 	}
 	for _, w := range []topology.Why{topology.WhyMax, topology.WhyRoom, topology.WhyReplace, whyGone} {

@@ -198,7 +198,11 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	var t *ticket
 	var err error
 	if !full {
-		t, err = n.limits.admit(o.Source)
+		src := limitSource{name: o.Source} // authenticated by the handshake
+		if resp == nil {
+			src = relaySource(o, from) // unsealed: as claimed by the neighbour
+		}
+		t, err = n.limits.admit(src)
 	}
 	if err == nil && !resume && !lis.hasRoom() {
 		t.release()
@@ -223,7 +227,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		c, err = circuit.Accept(s, o, local)
 	}
 	if err == nil && full {
-		if t, err = n.limits.admit(o.Source); err != nil {
+		if t, err = n.limits.admit(limitSource{name: o.Source}); err != nil {
 			c.Reset(circuit.CloseInternal)
 		}
 	}

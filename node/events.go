@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,6 +20,7 @@ type eventHub struct {
 	m      *metrics
 	mu     sync.Mutex
 	subs   map[chan Event]struct{}
+	funcs  map[*funcSub]struct{}
 	closed bool
 	lost   map[string]time.Time // peers whose PeerDown is recent, bounded by maxLostPeers
 }
@@ -31,7 +33,8 @@ const (
 )
 
 func newEventHub(m *metrics) *eventHub {
-	return &eventHub{m: m, subs: make(map[chan Event]struct{}), lost: make(map[string]time.Time)}
+	return &eventHub{m: m, subs: make(map[chan Event]struct{}), funcs: make(map[*funcSub]struct{}),
+		lost: make(map[string]time.Time)}
 }
 
 // recentlyLost reports whether peer went down within lostMemory and has
@@ -72,6 +75,13 @@ func (h *eventHub) publish(ev Event) {
 			h.m.eventsDropped.Inc()
 		}
 	}
+	for s := range h.funcs {
+		if s.stopped.Load() {
+			delete(h.funcs, s)
+			continue
+		}
+		s.fn(ev)
+	}
 }
 
 // Subscribe returns a channel of peer and link events with room for buf
@@ -93,7 +103,7 @@ func (n *Node) Subscribe(buf int) (<-chan Event, func(), error) {
 	switch {
 	case h.closed:
 		close(ch)
-	case len(h.subs) >= MaxSubscribers:
+	case h.subscribersLocked() >= MaxSubscribers:
 		h.mu.Unlock()
 		return nil, func() {}, fmt.Errorf("subscribe to %s: %w (%d)", n.cfg.Name, ErrTooManySubscribers, MaxSubscribers)
 	default:
@@ -113,6 +123,60 @@ func (n *Node) Subscribe(buf int) (<-chan Event, func(), error) {
 	}, nil
 }
 
+// funcSub is one SubscribeFunc subscriber.
+type funcSub struct {
+	fn      func(Event)
+	stopped atomic.Bool
+}
+
+// SubscribeFunc calls fn with every peer and link event of the node, in
+// the order the node publishes them, one call at a time, with no buffer in
+// between: nothing is dropped, and nothing is held for the subscriber but
+// fn itself. It returns a stop function: after stop returns, no event
+// published later reaches fn (one being delivered at that moment, from
+// another goroutine, may still reach it). Calls end when the node closes.
+// With MaxSubscribers subscribers already (channels and functions
+// together), SubscribeFunc returns an error wrapping
+// ErrTooManySubscribers.
+//
+// fn runs on the goroutine that publishes the event, while the node holds
+// its event lock and the lock of what changed (its routing for peer
+// events, its link table for link events). So fn must return quickly
+// (copy what it needs and return: the node's routing waits for it) and
+// must not call methods of the node, nor block on anything that waits for
+// the node. It may call its own stop function, and any other
+// subscriber's: stop only marks the subscriber, which the next event then
+// removes, and never takes a lock, so it cannot deadlock with a call under
+// way.
+func (n *Node) SubscribeFunc(fn func(Event)) (stop func(), err error) {
+	if fn == nil {
+		return nil, fmt.Errorf("subscribe to %s: nil function", n.cfg.Name)
+	}
+	h := n.events
+	s := &funcSub{fn: fn}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return func() {}, nil
+	}
+	if h.subscribersLocked() >= MaxSubscribers {
+		return nil, fmt.Errorf("subscribe to %s: %w (%d)", n.cfg.Name, ErrTooManySubscribers, MaxSubscribers)
+	}
+	h.funcs[s] = struct{}{}
+	return func() { s.stopped.Store(true) }, nil
+}
+
+// subscribersLocked counts the live subscribers, forgetting stopped
+// function subscribers first. h.mu is held.
+func (h *eventHub) subscribersLocked() int {
+	for s := range h.funcs {
+		if s.stopped.Load() {
+			delete(h.funcs, s)
+		}
+	}
+	return len(h.subs) + len(h.funcs)
+}
+
 func (h *eventHub) closeAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -121,4 +185,5 @@ func (h *eventHub) closeAll() {
 		close(ch)
 		delete(h.subs, ch)
 	}
+	clear(h.funcs)
 }

@@ -17,7 +17,7 @@ type limiter struct {
 
 	mu      sync.Mutex
 	total   int
-	perSrc  map[string]int
+	perSrc  map[limitSource]int
 	perLink map[string]int
 	// Streams whose open header is being read: in total and by the link
 	// (peer) they came on.
@@ -38,7 +38,7 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 	return &limiter{
 		lim:            l,
 		floods:         ratelog.New(log, time.Minute, 1024),
-		perSrc:         make(map[string]int),
+		perSrc:         make(map[limitSource]int),
 		perLink:        make(map[string]int),
 		pendingPerLink: make(map[string]int),
 	}
@@ -86,23 +86,39 @@ func (l *limiter) pendingOn(peer string) int {
 	return l.pendingPerLink[peer]
 }
 
+// limitSource is whom a circuit counts against in the per-source limit: its
+// source node, and, when a neighbour claims to relay the circuit for it
+// (hop > 0 at a relay), that neighbour. The zero value counts against no
+// source.
+type limitSource struct {
+	name string
+	via  string // the neighbour that claims the source; "" when proven
+}
+
+func (s limitSource) String() string {
+	if s.via == "" {
+		return s.name
+	}
+	return fmt.Sprintf("%s (as claimed by %s)", s.name, s.via)
+}
+
 // ticket is one admitted circuit.
 type ticket struct {
 	l     *limiter
-	src   string
+	src   limitSource
 	links []string
 	once  sync.Once
 }
 
 // admit admits a circuit from src crossing the given links (by peer name),
 // or says which limit it would exceed.
-func (l *limiter) admit(src string, linkPeers ...string) (*ticket, error) {
+func (l *limiter) admit(src limitSource, linkPeers ...string) (*ticket, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.total >= l.lim.MaxCircuits {
 		return nil, fmt.Errorf("%d circuits open, the node limit", l.total)
 	}
-	if src != "" && l.perSrc[src] >= l.lim.MaxCircuitsPerSource {
+	if src.name != "" && l.perSrc[src] >= l.lim.MaxCircuitsPerSource {
 		return nil, fmt.Errorf("%d circuits open from %s, the per-source limit", l.perSrc[src], src)
 	}
 	for _, p := range linkPeers {
@@ -111,7 +127,7 @@ func (l *limiter) admit(src string, linkPeers ...string) (*ticket, error) {
 		}
 	}
 	l.total++
-	if src != "" {
+	if src.name != "" {
 		l.perSrc[src]++
 	}
 	for _, p := range linkPeers {
@@ -129,7 +145,7 @@ func (t *ticket) release() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		l.total--
-		if t.src != "" {
+		if t.src.name != "" {
 			if l.perSrc[t.src]--; l.perSrc[t.src] <= 0 {
 				delete(l.perSrc, t.src)
 			}

@@ -84,11 +84,23 @@ func newMetrics(n *Node) *metrics {
 	}
 	f(newStateCollector(n))
 	f(newFloodCollector(n))
-	f(buildInfo())
-	f(collectors.NewGoCollector())
-	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, c := range processCollectors() {
+		f(c)
+	}
 	return m
 }
+
+// processCollectors are the collectors of what every node of a process
+// shares (the Go runtime, the process, the build), created once and
+// registered in each node's registry: a process of a thousand nodes keeps
+// one set of them, not a thousand.
+var processCollectors = sync.OnceValue(func() []prometheus.Collector {
+	return []prometheus.Collector{
+		buildInfo(),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	}
+})
 
 // MetricsHandler serves the node's Prometheus metrics.
 func (n *Node) MetricsHandler() http.Handler {

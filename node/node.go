@@ -140,7 +140,11 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.seal.Store(keys)
-	n.strikes = seal.NewStrikes(0, 0, time.Now())
+	strikes := 0
+	if cfg.hooks != nil {
+		strikes = cfg.hooks.strikes
+	}
+	n.strikes = seal.NewStrikes(strikes, 0, time.Now())
 	n.keyBook = newKeyBook(cfg.Limits.MaxRoutes, cfg.Keys)
 	n.authz = newAuthz(cfg.Policy)
 	n.ctx, n.cancel = context.WithCancel(context.Background())

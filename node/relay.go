@@ -85,7 +85,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 	ahead := int64(len(rest))
 	rest = nil
 	release()
-	out, via, t, err := n.openNext(ctx, hops, from, o.Source, hdr)
+	out, via, t, err := n.openNext(ctx, hops, from, relaySource(o, from), hdr)
 	if err != nil {
 		code := circuit.NoRoute
 		if errors.Is(err, errOverloaded) {
@@ -153,11 +153,24 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 
 var errOverloaded = errors.New("overloaded")
 
+// relaySource is whom a relayed circuit counts against in the per-source
+// limit: its source when the neighbour it came from is the source (hop 0,
+// proven by circuit.CheckSource), else the source as claimed by that
+// neighbour. A router can claim any source for the circuits it says it
+// relays; counted apart, its claims never use up the source's own
+// allowance here (TestAttackForgedSourceExhaustsRelayShare).
+func relaySource(o *circuit.Open, from string) limitSource {
+	if o.Hop == 0 {
+		return limitSource{name: o.Source}
+	}
+	return limitSource{name: o.Source, via: from}
+}
+
 // openNext opens a stream toward the first usable next hop, skipping the
 // neighbour the circuit came from, writes the header and admits the
 // circuit against the limits. It returns the stream, the neighbour it
 // goes through and the circuit's limit ticket.
-func (n *Node) openNext(ctx context.Context, hops []string, from, source string, hdr []byte) (links.Stream, string, *ticket, error) {
+func (n *Node) openNext(ctx context.Context, hops []string, from string, src limitSource, hdr []byte) (links.Stream, string, *ticket, error) {
 	var errs []error
 	for _, nh := range hops {
 		if nh == from {
@@ -168,7 +181,7 @@ func (n *Node) openNext(ctx context.Context, hops []string, from, source string,
 			errs = append(errs, fmt.Errorf("no link to next hop %s", nh))
 			continue
 		}
-		t, err := n.limits.admit(source, from, nh)
+		t, err := n.limits.admit(src, from, nh)
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("%w at %s: %v", errOverloaded, n.cfg.Name, err)
 		}

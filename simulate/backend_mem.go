@@ -65,9 +65,8 @@ func (b *memBackend) setDown(name string, down bool) {
 	}
 }
 
-// shutdown does nothing: memlink has no way to stop traffic without
-// reporting the links down, and a cluster's nodes close concurrently, so
-// their links go down together rather than node after node.
-func (b *memBackend) shutdown()      {}
+// shutdown halts the network: no link is reported down to its other end,
+// so the nodes closing after it do not re-route around each other.
+func (b *memBackend) shutdown()      { b.net.Halt() }
 func (b *memBackend) release(string) {}
 func (b *memBackend) close()         {}

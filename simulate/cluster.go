@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -52,7 +51,7 @@ func (c *Config) setDefaults() {
 // logger is the configured logger or one that discards.
 func (c Config) logger() *slog.Logger {
 	if c.Logger == nil {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
+		return slog.New(slog.DiscardHandler) // disabled: the nodes do not even format their logs
 	}
 	return c.Logger
 }
@@ -83,6 +82,12 @@ type Cluster struct {
 	members map[string]*member
 	edges   map[pair]*edge
 	closed  bool
+	// unconverged is the node Converged last found not converged.
+	unconverged string
+
+	// closing, when set (by a test), is called as Close starts closing
+	// each node.
+	closing func(name string)
 }
 
 // member is one named node across restarts.
@@ -91,6 +96,7 @@ type member struct {
 	n      *node.Node // nil while down
 	dead   chan struct{}
 	events *eventLog
+	stop   func() // ends the recording of n's events
 }
 
 // edge is a link of the topology; a dials b.
@@ -138,7 +144,7 @@ func (c *Cluster) AddNodes(ctx context.Context, names ...string) error {
 		c.mu.Lock()
 		_, dup := c.members[name]
 		if !dup {
-			c.members[name] = &member{name: name, events: &eventLog{}}
+			c.members[name] = &member{name: name, events: &eventLog{name: name}}
 			c.order = append(c.order, name)
 		}
 		c.mu.Unlock()
@@ -177,21 +183,18 @@ func (c *Cluster) start(ctx context.Context, name string) error {
 		}
 		return fmt.Errorf("start node %s: %w", name, err)
 	}
-	events, cancel, err := n.Subscribe(1024)
+	c.mu.Lock()
+	m := c.members[name]
+	c.mu.Unlock()
+	stop, err := n.SubscribeFunc(m.events.add)
 	if err != nil {
 		n.Close()
 		return fmt.Errorf("start node %s: %w", name, err)
 	}
 	c.mu.Lock()
-	m := c.members[name]
-	m.n, m.dead = n, nil
+	m.n, m.dead, m.stop = n, nil, stop
 	c.mu.Unlock()
-	c.wg.Add(2)
-	go func() {
-		defer c.wg.Done()
-		defer cancel()
-		m.events.collect(name, events)
-	}()
+	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		serveSink(n)
@@ -302,11 +305,16 @@ func (c *Cluster) SetLink(a, b string, p LinkParams) error {
 	return nil
 }
 
+// closeWorkers bounds the nodes a Cluster closes at once (a variable for
+// a test that closes them one at a time).
+var closeWorkers = 64
+
 // Close closes every node and the simulated network. The cluster goes away
-// as a whole: the network stops carrying packets first (QUIC backend), so
-// no node learns of another's departure from it, and the nodes close
-// concurrently, so a node's close does not make the rest of the mesh
-// re-route around it one node at a time.
+// as a whole: the network stops carrying traffic first without telling any
+// node (memlink.Network.Halt on mem; on QUIC packets stop), so no node
+// learns of another's departure and none re-routes around the nodes that
+// close before it; then the nodes close, closeWorkers at a time. Event
+// recording (Events) ends when Close begins.
 func (c *Cluster) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -315,7 +323,11 @@ func (c *Cluster) Close() error {
 	}
 	c.closed = true
 	var nodes []*node.Node
-	for _, m := range c.members {
+	for _, name := range c.order {
+		m := c.members[name]
+		if m.stop != nil {
+			m.stop()
+		}
 		if m.n != nil {
 			nodes = append(nodes, m.n)
 		}
@@ -327,19 +339,26 @@ func (c *Cluster) Close() error {
 	c.be.shutdown()
 	c.mu.Unlock()
 	errs := make([]error, len(nodes))
-	closeNode := func(i int) {
-		if err := nodes[i].Close(); err != nil {
-			errs[i] = fmt.Errorf("close node %s: %w", nodes[i].Name(), err)
-		}
-	}
+	next := make(chan int)
 	var wg sync.WaitGroup
-	for i := range nodes {
+	for range min(closeWorkers, len(nodes)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			closeNode(i)
+			for i := range next {
+				if c.closing != nil {
+					c.closing(nodes[i].Name())
+				}
+				if err := nodes[i].Close(); err != nil {
+					errs[i] = fmt.Errorf("close node %s: %w", nodes[i].Name(), err)
+				}
+			}
 		}()
 	}
+	for i := range nodes {
+		next <- i
+	}
+	close(next)
 	wg.Wait()
 	c.wg.Wait()
 	c.lingerGossip()

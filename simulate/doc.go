@@ -23,7 +23,7 @@
 // no goodbye) and Restart (same name, identity and address) change the
 // network; SetLink changes latency and loss. Converged and WaitConverged
 // compare every node's routing table with the topology's connected
-// components; Route, Peers, Links and Events (node.Subscribe, recorded)
+// components; Route, Peers, Links and Events (node.SubscribeFunc, recorded until Close)
 // observe; RouteStretch compares every route with the shortest path over
 // the links' costs (Dijkstra); Transfer opens a circuit to SinkService, which every node
 // answers, sends pseudo-random bytes and checks the receiver's count and
@@ -41,9 +41,10 @@
 // diameter, path stretch over the underlay, link churn, gossip traffic)
 // observe the mesh discovery built.
 //
-// The caller must Close the cluster; Close stops the simulated network,
-// closes every node concurrently and waits for every goroutine the cluster
-// started.
+// The caller must Close the cluster; Close stops the simulated network
+// without telling the nodes (so none re-routes around another that
+// closes), closes the nodes 64 at a time and waits for every goroutine the
+// cluster started.
 //
 // # Virtual time
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -24,34 +25,56 @@ type Event struct {
 	Err  string    `json:"error,omitempty"`
 }
 
-// eventLog keeps the latest events of one node across its restarts.
+// eventLog keeps the latest events of one node across its restarts. Its
+// entries are compact (40 bytes): a thousand nodes keep up to four million
+// of them.
 type eventLog struct {
+	name    string
 	mu      sync.Mutex
-	events  []Event // a ring once it holds maxEvents
-	oldest  int     // index of the oldest event when full
+	events  []logEntry // a ring once it holds maxEvents
+	oldest  int        // index of the oldest event when full
 	dropped int
 }
 
-func (l *eventLog) collect(name string, ch <-chan node.Event) {
-	for ev := range ch {
-		e := Event{Time: ev.Time, Node: name, Kind: ev.Kind.String(), Peer: ev.Peer}
-		if ev.Err != nil {
-			e.Err = ev.Err.Error()
-		}
-		l.mu.Lock()
-		if len(l.events) < maxEvents {
-			l.events = append(l.events, e)
-		} else { // a ring from here on: overwrite the oldest
-			l.events[l.oldest] = e
-			l.oldest = (l.oldest + 1) % maxEvents
-			l.dropped++
-		}
-		l.mu.Unlock()
+// logEntry is one recorded event. The peer's name is the node's own string
+// (not a copy); only the rare events with an error allocate.
+type logEntry struct {
+	at   int64 // Unix nanoseconds
+	peer string
+	err  *string // nil: no error
+	kind node.EventKind
+}
+
+// add records ev. It is the node's SubscribeFunc callback, so it only
+// copies and returns.
+func (l *eventLog) add(ev node.Event) {
+	e := logEntry{at: ev.Time.UnixNano(), peer: ev.Peer, kind: ev.Kind}
+	if ev.Err != nil {
+		msg := ev.Err.Error()
+		e.err = &msg
 	}
+	l.mu.Lock()
+	if len(l.events) < maxEvents {
+		l.events = append(l.events, e)
+	} else { // a ring from here on: overwrite the oldest
+		l.events[l.oldest] = e
+		l.oldest = (l.oldest + 1) % maxEvents
+		l.dropped++
+	}
+	l.mu.Unlock()
+}
+
+// event is e as an Event.
+func (l *eventLog) event(e logEntry) Event {
+	ev := Event{Time: time.Unix(0, e.at), Node: l.name, Kind: e.kind.String(), Peer: e.peer}
+	if e.err != nil {
+		ev.Err = *e.err
+	}
+	return ev
 }
 
 // Events returns the recorded events of the node (the latest 4096), oldest
-// first.
+// first. Recording ends when the cluster starts closing.
 func (c *Cluster) Events(name string) ([]Event, error) {
 	c.mu.Lock()
 	m := c.members[name]
@@ -59,12 +82,17 @@ func (c *Cluster) Events(name string) ([]Event, error) {
 	if m == nil {
 		return nil, fmt.Errorf("events of %s: %w", name, ErrUnknownNode)
 	}
-	m.events.mu.Lock()
-	defer m.events.mu.Unlock()
 	l := m.events
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	out := make([]Event, 0, len(l.events))
-	out = append(out, l.events[l.oldest:]...)
-	return append(out, l.events[:l.oldest]...), nil
+	for _, e := range l.events[l.oldest:] {
+		out = append(out, l.event(e))
+	}
+	for _, e := range l.events[:l.oldest] {
+		out = append(out, l.event(e))
+	}
+	return out, nil
 }
 
 // Peers returns the routing table of a running node.
@@ -127,47 +155,105 @@ func (c *Cluster) components() map[string]int {
 
 // Converged checks that every running node reaches exactly the running
 // nodes connected to it in the current topology. The error names the
-// first disagreement.
+// first disagreement. The node that disagreed last time is checked first,
+// so that a wait that polls Converged reads one routing table per poll
+// until that node agrees, not every table up to it.
 func (c *Cluster) Converged() error {
+	_, err := c.converged(false)
+	return err
+}
+
+// converged is Converged; with stretch, a check that succeeds also
+// measures the routes' stretch (RouteStretch) from the routing tables it
+// read.
+func (c *Cluster) converged(stretch bool) (*Stretch, error) {
 	comp := c.components()
 	names := make([]string, 0, len(comp))
 	for name := range comp {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	for _, from := range names {
-		n, err := c.live(from)
-		if err != nil {
-			return err // killed meanwhile
+	c.mu.Lock()
+	hint := c.unconverged
+	down := map[string]bool{}
+	for name, m := range c.members {
+		if m.n == nil {
+			down[name] = true
 		}
-		reach := map[string]bool{}
-		for _, p := range n.Peers() {
-			if p.Reachable {
-				reach[p.Name] = true
-			}
-		}
-		for _, to := range names {
-			if to == from {
-				continue
-			}
-			want := comp[to] == comp[from]
-			if reach[to] != want {
-				if want {
-					return fmt.Errorf("%s does not reach %s yet", from, to)
-				}
-				return fmt.Errorf("%s still reaches %s across the cut", from, to)
-			}
-		}
-		c.mu.Lock()
-		for name, m := range c.members {
-			if m.n == nil && reach[name] {
-				c.mu.Unlock()
-				return fmt.Errorf("%s still reaches %s, which is down", from, name)
-			}
-		}
-		c.mu.Unlock()
 	}
-	return nil
+	c.mu.Unlock()
+	order := names
+	if _, ok := comp[hint]; ok {
+		order = append([]string{hint}, slices.DeleteFunc(slices.Clone(names), func(s string) bool { return s == hint })...)
+	}
+	size := map[string]int{} // each node's component's size
+	count := map[int]int{}
+	for _, k := range comp {
+		count[k]++
+	}
+	for name, k := range comp {
+		size[name] = count[k]
+	}
+	var meter *stretchMeter
+	for _, from := range order {
+		peers, err := c.convergedAt(from, names, comp, size, down)
+		if err != nil {
+			c.mu.Lock()
+			c.unconverged = from
+			c.mu.Unlock()
+			return nil, err
+		}
+		if stretch {
+			if meter == nil { // once a node agrees: the pass may succeed
+				meter = c.newStretchMeter()
+			}
+			meter.add(from, peers)
+		}
+	}
+	if meter == nil {
+		return nil, nil
+	}
+	return &meter.st, nil
+}
+
+// convergedAt checks that from reaches exactly the nodes of its component
+// (comp; size holds each component's size) and none of the nodes down,
+// and returns its routing table; names are the running nodes, sorted.
+func (c *Cluster) convergedAt(from string, names []string, comp, size map[string]int, down map[string]bool) ([]node.PeerInfo, error) {
+	n, err := c.live(from)
+	if err != nil {
+		return nil, err // killed meanwhile
+	}
+	want := size[from] - 1 // from itself left out
+	reached := 0
+	peers := n.Peers()
+	for _, p := range peers {
+		if !p.Reachable || p.Name == from {
+			continue
+		}
+		k, running := comp[p.Name]
+		switch {
+		case down[p.Name]:
+			return nil, fmt.Errorf("%s still reaches %s, which is down", from, p.Name)
+		case running && k != comp[from]:
+			return nil, fmt.Errorf("%s still reaches %s across the cut", from, p.Name)
+		case running:
+			reached++
+		}
+	}
+	if reached == want {
+		return peers, nil
+	}
+	reach := map[string]bool{}
+	for _, p := range peers {
+		reach[p.Name] = p.Reachable
+	}
+	for _, to := range names {
+		if comp[to] == comp[from] && to != from && !reach[to] {
+			return nil, fmt.Errorf("%s does not reach %s yet", from, to)
+		}
+	}
+	return nil, fmt.Errorf("%s reaches %d of the %d nodes connected to it", from, reached, want)
 }
 
 // pollInterval is how often conditions are re-checked while waiting.
@@ -182,6 +268,26 @@ func (c *Cluster) WaitConverged(ctx context.Context) (time.Duration, error) {
 		return time.Since(start), fmt.Errorf("not converged after %v: %w", time.Since(start).Round(time.Millisecond), err)
 	}
 	return time.Since(start), nil
+}
+
+// waitConvergedStretch is WaitConverged that also returns the routes'
+// stretch, measured from the routing tables the successful check read
+// (one pass over them, not two).
+func (c *Cluster) waitConvergedStretch(ctx context.Context) (*Stretch, error) {
+	start := time.Now()
+	var st *Stretch
+	err := poll(ctx, func() error {
+		var err error
+		st, err = c.converged(true)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("not converged after %v: %w", time.Since(start).Round(time.Millisecond), err)
+	}
+	if st == nil { // no running node to compare
+		st = &Stretch{MaxRatio: 1}
+	}
+	return st, nil
 }
 
 // poll calls check until it returns nil or ctx ends, returning the last

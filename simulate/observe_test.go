@@ -3,6 +3,7 @@ package simulate
 import (
 	"fmt"
 	"testing"
+	"unsafe"
 
 	"github.com/circuitmesh/circuitmesh/node"
 )
@@ -10,15 +11,12 @@ import (
 // TestEventLogKeepsLatestInOrder: past maxEvents a node's log keeps the
 // latest maxEvents events, oldest first, and counts the dropped ones.
 func TestEventLogKeepsLatestInOrder(t *testing.T) {
-	l := &eventLog{}
+	l := &eventLog{name: "n"}
 	c := &Cluster{members: map[string]*member{"n": {name: "n", events: l}}}
 	const total = maxEvents + 1000
-	ch := make(chan node.Event, total)
 	for i := range total {
-		ch <- node.Event{Kind: node.PeerUp, Peer: fmt.Sprint(i)}
+		l.add(node.Event{Kind: node.PeerUp, Peer: fmt.Sprint(i)})
 	}
-	close(ch)
-	l.collect("n", ch)
 	got, err := c.Events("n")
 	if err != nil {
 		t.Fatal(err)
@@ -27,8 +25,18 @@ func TestEventLogKeepsLatestInOrder(t *testing.T) {
 		t.Fatalf("%d events kept, %d dropped; want %d and %d", len(got), l.dropped, maxEvents, total-maxEvents)
 	}
 	for i, e := range got {
+		if e.Node != "n" || e.Kind != "peer-up" || e.Err != "" {
+			t.Fatalf("event %d is %+v, want a peer-up of node n without error", i, e)
+		}
 		if want := fmt.Sprint(total - maxEvents + i); e.Peer != want {
 			t.Fatalf("event %d is of peer %s, want %s (latest events, oldest first)", i, e.Peer, want)
 		}
+	}
+}
+
+// TestEventLogEntryIsCompact: a thousand nodes keep millions of entries.
+func TestEventLogEntryIsCompact(t *testing.T) {
+	if size := unsafe.Sizeof(logEntry{}); size > 40 {
+		t.Fatalf("an event log entry takes %d bytes, want at most 40", size)
 	}
 }

@@ -259,14 +259,11 @@ func (r *runner) do(ctx context.Context, st Step, res *StepResult) error {
 	case OpWaitConverged:
 		wctx, cancel := context.WithTimeout(ctx, st.Duration)
 		defer cancel()
-		if _, err := c.WaitConverged(wctx); err != nil {
-			return err
-		}
-		st, err := c.RouteStretch()
+		st, err := c.waitConvergedStretch(wctx)
 		if err != nil {
 			return err
 		}
-		res.Stretch = &st
+		res.Stretch = st
 		r.measure("longer routes", res.Line, float64(st.Longer), "routes")
 		r.measure("stretch", res.Line, st.MaxRatio, "x")
 	case OpExpectRoute, OpExpectUnreachable:

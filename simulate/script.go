@@ -629,3 +629,17 @@ func randomGraph(names []string, count int, seed uint64) [][2]string {
 	}
 	return edges
 }
+
+// Nodes returns how many distinct nodes the script starts (nodes and
+// discover steps).
+func (s *Script) Nodes() int {
+	seen := map[string]bool{}
+	for _, st := range s.Steps {
+		if st.Op == OpNodes || st.Op == OpDiscover {
+			for _, name := range st.Nodes {
+				seen[name] = true
+			}
+		}
+	}
+	return len(seen)
+}

@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"testing"
 )
 
@@ -18,7 +20,22 @@ var (
 	flagSeed     = flag.Uint64("sim.seed", 1, "`SEED` of packet loss for -sim.script")
 	flagProgress = flag.Bool("sim.progress", false, "print each step of TestVirtualScript on stderr as it finishes")
 	flagJSON     = flag.Bool("sim.json", false, "print TestVirtualScript's report as JSON on stdout instead of a table in the test log")
+	flagHeap     = flag.String("sim.heapprofile", "", "write a heap profile to `FILE` after the last step of TestVirtualScript, before the teardown")
 )
+
+// writeHeapProfile writes the live heap to file after a collection.
+func writeHeapProfile(t *testing.T, file string) {
+	f, err := os.Create(file)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		t.Error(err)
+	}
+}
 
 // TestVirtualScript runs a scenario in virtual time and prints its report:
 // the built-in diamond demo on both backends, or the scenario -sim.script
@@ -44,7 +61,11 @@ func TestVirtualScript(t *testing.T) {
 			if *flagProgress {
 				progress = os.Stderr
 			}
-			rep := testRun(t, s, Config{Backend: backend, Seed: *flagSeed}, runOptions{progress: progress})
+			o := runOptions{progress: progress}
+			if *flagHeap != "" {
+				o.last = func(*Cluster) { writeHeapProfile(t, *flagHeap) }
+			}
+			rep := testRun(t, s, Config{Backend: backend, Seed: *flagSeed}, o)
 			if *flagJSON {
 				if err := rep.WriteJSON(os.Stdout); err != nil {
 					t.Fatal(err)

@@ -278,7 +278,7 @@ func (k *Keys) Respond(prologue, msg []byte, source string, strikes *Strikes, no
 	if r.peer, err = k.verifyIdentity(payload, source, r.hs.PeerStatic(), now); err != nil {
 		return nil, err
 	}
-	if err := strikes.Check(r.hs.PeerEphemeral(), r.peer.ts, now); err != nil {
+	if err := strikes.Check(r.hs.PeerEphemeral(), source, r.peer.ts, now); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -323,7 +323,7 @@ func (k *Keys) respondResumed(prologue, msg []byte, source string, strikes *Stri
 	r.peer = s.peer
 	r.peer.ts = time.Unix(0, int64(binary.BigEndian.Uint64(payload)))
 	r.peer.early = payload[8:]
-	if err := strikes.Check(r.hs.PeerEphemeral(), r.peer.ts, now); err != nil {
+	if err := strikes.Check(r.hs.PeerEphemeral(), source, r.peer.ts, now); err != nil {
 		return nil, err
 	}
 	k.sessions.opened(s)

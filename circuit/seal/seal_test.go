@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -126,25 +127,25 @@ func TestStrikesRefuseReplayAndStale(t *testing.T) {
 	now := time.Now()
 	s := NewStrikes(2, time.Minute, now.Add(-time.Second))
 	eph := bytes.Repeat([]byte{1}, 32)
-	if err := s.Check(eph, now, now); err != nil {
+	if err := s.Check(eph, "s1", now, now); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Check(eph, now, now); !errors.Is(err, ErrReplay) || !errors.Is(err, ErrRetry) {
+	if err := s.Check(eph, "s1", now, now); !errors.Is(err, ErrReplay) || !errors.Is(err, ErrRetry) {
 		t.Fatalf("replay: %v", err)
 	}
-	if err := s.Check(bytes.Repeat([]byte{2}, 32), now.Add(-2*time.Minute), now); !errors.Is(err, ErrRetry) {
+	if err := s.Check(bytes.Repeat([]byte{2}, 32), "s2", now.Add(-2*time.Minute), now); !errors.Is(err, ErrRetry) {
 		t.Fatalf("stale timestamp: %v", err)
 	}
-	if err := s.Check(bytes.Repeat([]byte{3}, 32), now.Add(-2*time.Second), now); !errors.Is(err, ErrRetry) {
+	if err := s.Check(bytes.Repeat([]byte{3}, 32), "s3", now.Add(-2*time.Second), now); !errors.Is(err, ErrRetry) {
 		t.Fatalf("stamped before start: %v", err)
 	}
-	s.Check(bytes.Repeat([]byte{4}, 32), now, now)
-	if err := s.Check(bytes.Repeat([]byte{5}, 32), now, now); !errors.Is(err, ErrRetry) {
+	s.Check(bytes.Repeat([]byte{4}, 32), "s4", now, now)
+	if err := s.Check(bytes.Repeat([]byte{5}, 32), "s5", now, now); !errors.Is(err, ErrRetry) {
 		t.Fatalf("full register: %v", err)
 	}
 	// Once the window passed, old keys make room.
 	later := now.Add(2 * time.Minute)
-	if err := s.Check(bytes.Repeat([]byte{5}, 32), later, later); err != nil {
+	if err := s.Check(bytes.Repeat([]byte{5}, 32), "s5", later, later); err != nil {
 		t.Fatalf("after the window: %v", err)
 	}
 }
@@ -369,19 +370,19 @@ func TestStrikesGrowKeepsEveryKey(t *testing.T) {
 	// window the ring's head has moved, so later growth copies a wrapped
 	// ring.
 	for i := range 50 {
-		if err := s.Check(key(i), start, start); err != nil {
+		if err := s.Check(key(i), fmt.Sprint(i), start, start); err != nil {
 			t.Fatalf("key %d: %v", i, err)
 		}
 	}
 	mid := start.Add(50 * time.Second)
 	for i := 50; i < 150; i++ {
-		if err := s.Check(key(i), mid, mid); err != nil {
+		if err := s.Check(key(i), fmt.Sprint(i), mid, mid); err != nil {
 			t.Fatalf("key %d: %v", i, err)
 		}
 	}
 	late := start.Add(70 * time.Second) // keys 0..49 out of the window
 	for i := 150; i < 400; i++ {
-		err := s.Check(key(i), late, late)
+		err := s.Check(key(i), fmt.Sprint(i), late, late)
 		if i < 150+200 && err != nil { // 100 held + 200 new = max
 			t.Fatalf("key %d: %v", i, err)
 		}
@@ -390,7 +391,7 @@ func TestStrikesGrowKeepsEveryKey(t *testing.T) {
 		}
 	}
 	for i := 50; i < 350; i++ {
-		if err := s.Check(key(i), late, late); !errors.Is(err, ErrReplay) {
+		if err := s.Check(key(i), fmt.Sprint(i), late, late); !errors.Is(err, ErrReplay) {
 			t.Fatalf("key %d replayed after growth: %v", i, err)
 		}
 	}
@@ -443,5 +444,56 @@ func TestSealInPlace(t *testing.T) {
 	}
 	if _, err := is.SealInPlace(make([]byte, 2)); err == nil {
 		t.Error("a record without its head was sealed")
+	}
+}
+
+// TestStrikesShare: one source fills at most half the register; every
+// other source then still gets its share (a 64th of it), until
+// many together fill the register; a source's keys leaving the window
+// give it room again.
+func TestStrikesShare(t *testing.T) {
+	const max, share = 256, 256 / 64
+	start := time.Now()
+	s := NewStrikes(max, time.Minute, start.Add(-time.Second))
+	n := 0
+	key := func() []byte {
+		n++
+		k := make([]byte, 32)
+		k[0], k[1] = byte(n), byte(n>>8)
+		return k
+	}
+	got := 0
+	for range max {
+		err := s.Check(key(), "m", start, start)
+		if err == nil {
+			got++
+			continue
+		}
+		if !errors.Is(err, ErrRetry) || !errors.Is(err, ErrReplayShare) {
+			t.Fatalf("m's key %d: %v, want ErrRetry and ErrReplayShare", got, err)
+		}
+	}
+	if got != max/2 {
+		t.Fatalf("m holds %d keys, want %d (half the register)", got, max/2)
+	}
+	// Every other source gets its share, up to the bound.
+	others := 0
+	for i := 0; others < max-got; i++ {
+		for j := range share {
+			if err := s.Check(key(), fmt.Sprint("h", i), start, start); err != nil {
+				t.Fatalf("source h%d's key %d with %d keys held: %v", i, j, got+others, err)
+			}
+			if others++; others == max-got {
+				break
+			}
+		}
+	}
+	if err := s.Check(key(), "late", start, start); !errors.Is(err, ErrRetry) || errors.Is(err, ErrReplayShare) {
+		t.Fatalf("a new source at the bound: %v, want the register full", err)
+	}
+	// m's keys (stamped at start) leave the window first.
+	later := start.Add(time.Minute + time.Second)
+	if err := s.Check(key(), "m", later, later); err != nil {
+		t.Fatalf("m after its keys left the window: %v", err)
 	}
 }

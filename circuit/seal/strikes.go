@@ -2,6 +2,7 @@ package seal
 
 import (
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -13,6 +14,13 @@ import (
 // before the register was created (a message captured before a restart),
 // and any new one while the register is full. Each refusal wraps ErrRetry:
 // the source then opens with the full handshake, which cannot be replayed.
+//
+// The register is shared by every source, so one source may not fill it:
+// once it is half full, a source that holds its share (a 64th of the
+// bound) is refused (ErrReplayShare) until its own keys leave the window.
+// A source alone therefore holds at most half the register (its share if
+// that is more), and the others always find room unless many sources
+// fill it together (33, each at its share, at the default bound).
 type Strikes struct {
 	mu     sync.Mutex
 	window time.Duration
@@ -21,12 +29,16 @@ type Strikes struct {
 	ring   []strike // arrival order, len(seen) entries from head
 	head   int
 	max    int // bound of len(ring), which grows on demand up to it
+	share  int // keys a source may hold while the register is half full
+	seed   maphash.Seed
+	held   map[uint64]int // keys held, by source (hashed with seed)
 }
 
 // strike holds no pointer, so the garbage collector never scans the ring.
 type strike struct {
 	key [32]byte
-	ts  int64 // Unix ns
+	ts  int64  // Unix ns
+	src uint64 // the source, hashed with the register's random seed
 }
 
 // Default replay-register settings.
@@ -37,6 +49,10 @@ const (
 
 // ErrReplay: a first message was seen before (wrapped with ErrRetry).
 var ErrReplay = fmt.Errorf("circuit: replayed first handshake message")
+
+// ErrReplayShare: the register is at least half full and the message's
+// source holds its share of it (wrapped with ErrRetry).
+var ErrReplayShare = fmt.Errorf("circuit: the source holds its share of the replay register")
 
 // NewStrikes returns a register holding at most max keys (<= 0 means
 // DefaultStrikeMax) for window (<= 0 means DefaultStrikeWindow), started
@@ -50,14 +66,26 @@ func NewStrikes(max int, window time.Duration, now time.Time) *Strikes {
 	}
 	// The ring grows as first messages arrive: a node that opens few
 	// circuits (most of a simulation's, or a leaf) never pays for max.
-	return &Strikes{window: window, start: now, seen: make(map[[32]byte]struct{}), ring: make([]strike, min(max, 64)), max: max}
+	return &Strikes{window: window, start: now, seen: make(map[[32]byte]struct{}), ring: make([]strike, min(max, 64)), max: max,
+		share: shareOf(max), seed: maphash.MakeSeed(), held: make(map[uint64]int)}
 }
 
-// Check records the first message with ephemeral key eph and timestamp ts,
-// received at now, or refuses it with an error wrapping ErrRetry.
-func (s *Strikes) Check(eph []byte, ts, now time.Time) error {
+// shareOf is what one source may hold of a register of max keys once it
+// is half full.
+func shareOf(max int) int {
+	if max < 64 {
+		return 1
+	}
+	return max / 64
+}
+
+// Check records the first message with ephemeral key eph and timestamp ts
+// from source (authenticated by the handshake), received at now, or
+// refuses it with an error wrapping ErrRetry.
+func (s *Strikes) Check(eph []byte, source string, ts, now time.Time) error {
 	var key [32]byte
 	copy(key[:], eph)
+	src := maphash.String(s.seed, source)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -77,7 +105,13 @@ func (s *Strikes) Check(eph []byte, ts, now time.Time) error {
 			break
 		}
 		delete(s.seen, h.key)
+		if s.held[h.src]--; s.held[h.src] <= 0 {
+			delete(s.held, h.src)
+		}
 		s.head = (s.head + 1) % len(s.ring)
+	}
+	if len(s.seen) >= s.max/2 && s.held[src] >= s.share {
+		return fmt.Errorf("%w: %w (%d of %d first messages within %s, %q holds %d)", ErrRetry, ErrReplayShare, len(s.seen), s.max, s.window, source, s.held[src])
 	}
 	if len(s.seen) == len(s.ring) && len(s.ring) < s.max {
 		s.grow()
@@ -85,8 +119,9 @@ func (s *Strikes) Check(eph []byte, ts, now time.Time) error {
 	if len(s.seen) == len(s.ring) {
 		return fmt.Errorf("%w: replay register full (%d first messages within %s)", ErrRetry, len(s.ring), s.window)
 	}
-	s.ring[(s.head+len(s.seen))%len(s.ring)] = strike{key: key, ts: ts.UnixNano()}
+	s.ring[(s.head+len(s.seen))%len(s.ring)] = strike{key: key, ts: ts.UnixNano(), src: src}
 	s.seen[key] = struct{}{}
+	s.held[src]++
 	return nil
 }
 

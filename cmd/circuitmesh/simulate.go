@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
 
@@ -26,7 +27,9 @@ described in docs/SIMULATE.md. The exit status is 1 when an expectation or
 step failed. Time is real unless --virtual is given: then the scenario runs
 on a fake clock that jumps whenever every node waits (testing/synctest), so
 "wait 60s" takes the computing it involves, not a minute, and the report
-gives virtual times with the wall times beside them.
+gives virtual times with the wall times beside them. Above 300 nodes a soft
+memory limit is set from the node count (1.25 GiB at 1000 nodes) unless
+GOMEMLIMIT is set; GOMEMLIMIT=off runs without one.
 
 Examples:
    circuitmesh simulate
@@ -70,6 +73,7 @@ Examples:
 			if err != nil {
 				return err
 			}
+			setSimulateMemoryLimit(script.Nodes())
 			var progress io.Writer
 			if c.Bool("progress") {
 				progress = c.App.ErrWriter
@@ -100,5 +104,16 @@ Examples:
 			}
 			return nil
 		},
+	}
+}
+
+// setSimulateMemoryLimit sets the soft memory limit of a scenario of that
+// many nodes (simulate.MemoryLimit) unless GOMEMLIMIT is set (off: none).
+func setSimulateMemoryLimit(nodes int) {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
+		return
+	}
+	if limit := simulate.MemoryLimit(nodes); limit > 0 {
+		debug.SetMemoryLimit(limit)
 	}
 }

@@ -16,6 +16,9 @@
 // Kill. A cut link stops carrying data at once and is reported down (with
 // an error wrapping links.ErrLinkLost) after Config.DetectDelay; dials
 // across a cut, to an isolated or dead node fail with ErrUnreachable.
+// Halt stops the whole network for good without reporting any link down,
+// so that the nodes of a network going away can close without each close
+// making the others re-route.
 //
 // What the caller must do: close every Transport (or Kill its node) when
 // done, and keep Handler methods short. Handler calls are asynchronous:

@@ -63,6 +63,7 @@ type Network struct {
 	cuts       map[pair]bool
 	isolated   map[string]bool
 	costs      map[pair]links.Cost
+	halted     bool
 }
 
 type pair struct{ a, b string }
@@ -88,6 +89,31 @@ func NewNetwork(cfg Config) *Network {
 // reachable reports whether a and b may exchange data. n.mu is held.
 func (n *Network) reachable(a, b string) bool {
 	return !n.cuts[mkpair(a, b)] && !n.isolated[a] && !n.isolated[b]
+}
+
+// Halt stops the whole network at once for good, without telling either
+// end of any link: every link stops carrying data and routing payloads at
+// once, as after Cut, but no end is ever reported down by the network,
+// and dials fail with ErrUnreachable. A transport's Close after Halt still
+// takes its own ends down (its Handler gets LinkDown, wrapping
+// links.ErrClosed) but its peers hear nothing, as if the goodbye were lost:
+// nodes closing one after another then do not each make the survivors
+// re-route around them. Kill, Cut and Isolate after Halt report nothing
+// to the surviving ends either. Meant for taking a whole simulated network
+// down; Halt cannot be undone.
+func (n *Network) Halt() {
+	n.mu.Lock()
+	n.halted = true
+	var eps []*endpoint
+	for _, t := range n.transports {
+		for _, ep := range t.links {
+			eps = append(eps, ep)
+		}
+	}
+	n.mu.Unlock()
+	for _, ep := range eps {
+		ep.conn.severed.Store(true)
+	}
 }
 
 // costOf is the configured cost between a and b. n.mu is held.
@@ -189,10 +215,20 @@ func (n *Network) linksBetween(a, b string) []*endpoint {
 // sever stops data on each link at once and reports both ends lost after
 // DetectDelay, or the ends in eps at once when localNow (a dead node knows
 // it is dead).
+// After Halt only the dead node's own ends are reported.
 func (n *Network) sever(eps []*endpoint, why string, localNow bool) {
+	n.mu.Lock()
+	halted := n.halted
+	n.mu.Unlock()
 	for _, ep := range eps {
 		ep.conn.severed.Store(true)
 		err := fmt.Errorf("link %s–%s: %s: %w", ep.t.name, ep.peerName, why, links.ErrLinkLost)
+		if halted {
+			if localNow {
+				ep.lose(err)
+			}
+			continue
+		}
 		n.loseAfter(ep, err, localNow)
 		n.loseAfter(ep.peer, err, false)
 	}

@@ -96,6 +96,8 @@ func (t *Transport) Dial(ctx context.Context, addr string) (links.Link, error) {
 	switch {
 	case addr == t.name:
 		return nil, fmt.Errorf("dial %s: cannot link to itself: %w", addr, links.ErrRefused)
+	case n.halted:
+		return nil, fmt.Errorf("dial %s from %s: network halted: %w", addr, t.name, ErrUnreachable)
 	case peer == nil:
 		return nil, fmt.Errorf("dial %s from %s: no such node: %w", addr, t.name, ErrUnreachable)
 	case !n.reachable(t.name, addr):

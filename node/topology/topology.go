@@ -21,6 +21,16 @@
 //     (Replace times closer plus Slack) and at least MinAge old; that link
 //     is dropped once the better one is up. Incoming links are never dropped for being
 //     unwanted, so two nodes that disagree do not fight.
+//   - Shortcuts: a router at or above Target and below Max−2 links, from
+//     which routing reaches every router member, links to the nearby
+//     member (within Replace times its farthest near neighbour's distance
+//     plus Slack) whose route (Member.Route, its latency part) is the
+//     longest against the member's round trip measured by gossip's probes
+//     (Member.RTT, floored at the node's nearest link's RTT), when the
+//     route is at least Stretch times that and Gain more: one per call. No
+//     closer neighbour replaces a shortcut link while it stays nearby. The
+//     distance is measured, not the member's self-reported coordinate, so
+//     a faked coordinate attracts no shortcut.
 //   - Members that gossip shows but routing cannot reach get a link to the
 //     nearest of them (one per call) while degree is below Max; at Max
 //     the node first gives up a redundant idle link (Room) to make room.
@@ -58,6 +68,11 @@ const (
 	DefaultAdds    = 2
 	DefaultMinAge  = 30 * time.Second
 	DefaultStatic  = 4
+	// Shortcuts (Config.Stretch, Gain).
+	DefaultStretch = 1.6
+	DefaultGain    = time.Millisecond
+	// MinRTT is the floor of a member's distance for a shortcut.
+	MinRTT = 100 * time.Microsecond
 )
 
 // Config tunes the policy. The zero value means the defaults.
@@ -90,6 +105,13 @@ type Config struct {
 	// dialler are kept on top of Max, the oldest first. Default
 	// DefaultStatic; negative means none.
 	StaticIn int
+	// Stretch and Gain decide shortcuts: a nearby member whose route
+	// (Member.Route) is at least Stretch times its measured round trip
+	// (Member.RTT) and Gain more gets a direct link. Defaults
+	// DefaultStretch and DefaultGain; a Stretch below 1 (other than 0)
+	// means no shortcuts.
+	Stretch float64
+	Gain    time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -135,6 +157,15 @@ func (c Config) withDefaults() Config {
 	case c.StaticIn < 0:
 		c.StaticIn = 0
 	}
+	switch {
+	case c.Stretch == 0:
+		c.Stretch = DefaultStretch
+	case c.Stretch < 1:
+		c.Stretch = 0 // none
+	}
+	if c.Gain <= 0 {
+		c.Gain = DefaultGain
+	}
 	return c
 }
 
@@ -150,6 +181,14 @@ type Member struct {
 	// link (WhyRoom): an unproven gossip member may be invented by anyone
 	// with the gossip key.
 	Vouched bool
+	// RTT is the round trip to the member measured by gossip's probes; 0
+	// when not measured yet. Unlike Coord, which the member reports
+	// itself, it cannot be made shorter than the network makes it.
+	RTT time.Duration
+	// Route is the round-trip latency of the route routing has to the
+	// member (its cost without the first hop's loss and pinned excess);
+	// 0 when routing has none.
+	Route time.Duration
 }
 
 // Link is one live link of this node.
@@ -174,6 +213,9 @@ type Link struct {
 	// Repair marks a link coming up (Admit) from a member routing does
 	// not reach: a new member, or the other side of a partition.
 	Repair bool
+	// Shortcut marks a link this node dialled as a shortcut (WhyShortcut):
+	// no closer neighbour replaces it while it stays nearby.
+	Shortcut bool
 }
 
 // Input is everything Plan looks at.
@@ -209,6 +251,8 @@ const (
 	WhyReplace Why = "replace" // add: clearly closer than a current link; drop: the link it replaced
 	WhyMax     Why = "max"     // drop: degree above the maximum
 	WhyRoom    Why = "room"    // drop: a redundant idle link, for a repair link at the maximum
+	// add: a nearby member whose route is much longer than its distance
+	WhyShortcut Why = "shortcut"
 )
 
 // Drop is a link to close and why.
@@ -421,10 +465,13 @@ func (p *planner) plan() Plan {
 	}
 
 	// Hysteresis: replace an unwanted outgoing link only by a clearly
-	// closer wanted neighbour; drop it once that one is up.
+	// closer wanted neighbour; drop it once that one is up. A shortcut
+	// that is still nearby is not replaced.
+	radius := p.radius(near)
 	var spare []Link
 	for _, l := range p.in.Links {
-		if l.Outbound && !l.Static && !wanted[l.Peer] && (l.Age == 0 || l.Age >= p.cfg.MinAge) {
+		if l.Outbound && !l.Static && !wanted[l.Peer] && (l.Age == 0 || l.Age >= p.cfg.MinAge) &&
+			(!l.Shortcut || p.linkDist(l) > radius) {
 			spare = append(spare, l)
 		}
 	}
@@ -447,11 +494,94 @@ func (p *planner) plan() Plan {
 				}
 			}
 		}
-		for _, m := range cands {
-			if near[m.Name] && p.clearlyBetter(p.dist(m), worse) && add(m, WhyReplace) {
-				return out
-			}
+		if slices.ContainsFunc(cands, func(m Member) bool {
+			return near[m.Name] && p.clearlyBetter(p.dist(m), worse) && add(m, WhyReplace)
+		}) {
+			break
 		}
+	}
+
+	// Shortcuts, one per call, while the degree leaves room for repair
+	// links: the nearby member whose route is the longest against its
+	// estimated distance, when that is clearly longer. A member this call
+	// adds already is skipped, so that the shortcut goes to the next.
+	for _, m := range p.shortcuts(cands, radius) {
+		if p.degree+len(out.Add) >= hardMax-2 || add(m, WhyShortcut) {
+			break
+		}
+	}
+	return out
+}
+
+// radius is the distance within which a member is nearby: Replace times
+// the farthest near neighbour's distance plus Slack (0 when none is known).
+func (p *planner) radius(near map[string]bool) time.Duration {
+	var far time.Duration
+	for name := range near {
+		d := p.dist(p.members[name])
+		if d >= unknown {
+			continue
+		}
+		far = max(far, d)
+	}
+	if far == 0 {
+		return 0
+	}
+	return time.Duration(p.cfg.Replace*float64(far)) + p.cfg.Slack
+}
+
+// shortcuts returns the members a shortcut may go to, the best first: for
+// a router at its target degree from which routing reaches every router
+// member, the unlinked nearby members whose route is at least Stretch
+// times their measured RTT and Gain more, ordered by that ratio. The
+// distance is the probes' RTT, floored at the nearest link's RTT: never a
+// coordinate, which a member reports itself and could place on this
+// node's to attract links.
+func (p *planner) shortcuts(cands []Member, radius time.Duration) []Member {
+	if p.in.Leaf || p.cfg.Stretch == 0 || radius == 0 || p.degree < p.cfg.Target || len(p.in.Unreachable) > 0 {
+		return nil
+	}
+	floor := time.Duration(0)
+	for _, l := range p.in.Links {
+		if l.RTT > 0 && (floor == 0 || l.RTT < floor) {
+			floor = l.RTT
+		}
+	}
+	floor = max(floor, MinRTT)
+	type cand struct {
+		m          Member
+		ratio      float64
+		gain, hash uint64
+	}
+	var cs []cand
+	for _, m := range cands {
+		if m.Route <= 0 {
+			return nil // a member routing does not reach yet: not settled
+		}
+		if _, ok := p.linked[m.Name]; ok || m.RTT <= 0 {
+			continue
+		}
+		est := max(m.RTT, floor)
+		if est > radius || float64(m.Route) < p.cfg.Stretch*float64(est) || m.Route < est+p.cfg.Gain {
+			continue
+		}
+		cs = append(cs, cand{m: m, ratio: float64(m.Route) / float64(est), gain: uint64(m.Route - est), hash: p.hash(m.Name)})
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		a, b := cs[i], cs[j]
+		switch {
+		case a.ratio != b.ratio:
+			return a.ratio > b.ratio
+		case a.gain != b.gain:
+			return a.gain > b.gain
+		case a.hash != b.hash:
+			return a.hash < b.hash
+		}
+		return a.m.Name < b.m.Name
+	})
+	out := make([]Member, len(cs))
+	for i, c := range cs {
+		out[i] = c.m
 	}
 	return out
 }
@@ -497,7 +627,7 @@ func (p *planner) clearlyBetter(d, than time.Duration) bool {
 }
 
 // dist is the distance to a member: the measured RTT of the link to it,
-// else the coordinate estimate, else unknown.
+// else the probes' RTT, else the coordinate estimate, else unknown.
 func (p *planner) dist(m Member) time.Duration {
 	if d, ok := p.dists[m.Name]; ok {
 		return d
@@ -510,6 +640,9 @@ func (p *planner) dist(m Member) time.Duration {
 func (p *planner) distOf(m Member) time.Duration {
 	if l, ok := p.linked[m.Name]; ok && l.RTT > 0 {
 		return l.RTT
+	}
+	if m.RTT > 0 {
+		return m.RTT
 	}
 	if p.in.Coord != nil && m.Coord != nil && p.in.Coord.IsCompatibleWith(m.Coord) {
 		if d := p.in.Coord.DistanceTo(m.Coord); d > 0 {
