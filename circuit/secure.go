@@ -43,6 +43,9 @@ type Security struct {
 	// OnPeer, when set, is called with the destination's verified key
 	// record once the handshake completed (e.g. to cache it).
 	OnPeer func(*seal.KeyRecord)
+	// Fresh, when set, never resumes a session: the handshake is IK with
+	// Peer, else XX. A retry after a refused resumed handshake sets it.
+	Fresh bool
 }
 
 // EarlyWait is how long the first Read of an early sealed circuit waits for
@@ -185,7 +188,11 @@ func DialSecure(ctx context.Context, s links.Stream, o *Open, local Addr, sec Se
 // leave in one flight; the rest waits for the destination's reply.
 func DialEarlySecure(s links.Stream, o *Open, local Addr, sec Security) (*Conn, error) {
 	hdr := openFor(o, FlagEarly|FlagSealed)
-	ini, err := sec.Keys.Initiate(seal.Prologue(hdr.Dest, hdr.Source, hdr.Service), hdr.Dest, sec.Peer)
+	initiate := sec.Keys.Initiate
+	if sec.Fresh {
+		initiate = sec.Keys.InitiateFresh
+	}
+	ini, err := initiate(seal.Prologue(hdr.Dest, hdr.Source, hdr.Service), hdr.Dest, sec.Peer)
 	if err != nil {
 		s.Reset(CloseInternal)
 		return nil, dialError(hdr, err)

@@ -145,6 +145,13 @@ type hooks struct {
 	// strikes sizes the replay register (seal.NewStrikes; 0: the default),
 	// so that a test fills it with a few hundred opens.
 	strikes int
+	// forgetSessions makes a destination refuse every resumed handshake
+	// with Retry, as one that has forgotten the session.
+	forgetSessions bool
+	// beforeRetry runs before a Dial opens again after a refused
+	// handshake (a test stores a new ticket then, as a concurrent open's
+	// reply would).
+	beforeRetry func()
 }
 
 // Limits bounds the node's resources. Beyond a limit a circuit is refused

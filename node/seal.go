@@ -164,7 +164,12 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 		if !resumed {
 			sec.Peer = nil // refused: the key (which Config.Keys may still give)
 		}
-		resumed = sec.Keys.Resumable(o.Dest)
+		// The next handshake down: a ticket another open stored meanwhile
+		// may be one the destination has forgotten too.
+		resumed, sec.Fresh = false, true
+		if n.cfg.hooks != nil && n.cfg.hooks.beforeRetry != nil {
+			n.cfg.hooks.beforeRetry()
+		}
 		if s, err = l.OpenStream(ctx); err != nil {
 			return nil, fmt.Errorf("open stream to %s: %w", l.Peer(), err)
 		}
@@ -182,6 +187,9 @@ func (n *Node) respond(s links.Stream, o *circuit.Open) (*seal.Responder, circui
 		return nil, circuit.Policy, err
 	}
 	r, err := n.seal.Load().Respond(seal.Prologue(o.Dest, o.Source, o.Service), msg, o.Source, n.strikes, time.Now())
+	if err == nil && r.Resumed() && n.cfg.hooks != nil && n.cfg.hooks.forgetSessions {
+		err = fmt.Errorf("%w: session forgotten (test hook)", seal.ErrRetry)
+	}
 	switch {
 	case errIsRetry(err):
 		return nil, circuit.Retry, err

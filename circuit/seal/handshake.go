@@ -132,8 +132,30 @@ type Initiator struct {
 // still valid it resumes that session (patternResume); else with peer (dest's
 // verified key record, valid now) it is IK, else XX.
 func (k *Keys) Initiate(prologue []byte, dest string, peer *KeyRecord) (*Initiator, error) {
+	return k.initiate(prologue, dest, peer, true)
+}
+
+// InitiateFresh is Initiate without resuming a session: IK with peer, else
+// XX. A source retrying after the destination refused a resumed handshake
+// uses it, so that its retry does not take another ticket the destination
+// may have forgotten too (many concurrent opens replace tickets faster
+// than their replies arrive).
+func (k *Keys) InitiateFresh(prologue []byte, dest string, peer *KeyRecord) (*Initiator, error) {
+	return k.initiate(prologue, dest, peer, false)
+}
+
+// ticketFor takes the ticket a handshake to dest resumes, if resume and
+// one is valid.
+func (k *Keys) ticketFor(dest string, resume bool) *ticket {
+	if !resume {
+		return nil
+	}
+	return k.tickets.take(dest, k.now())
+}
+
+func (k *Keys) initiate(prologue []byte, dest string, peer *KeyRecord, resume bool) (*Initiator, error) {
 	i := &Initiator{k: k, dest: dest, mode: modeXX}
-	if t := k.tickets.take(dest, k.now()); t != nil {
+	if t := k.ticketFor(dest, resume); t != nil {
 		i.mode, i.t, i.peer = modeResume, t, t.peer
 		var err error
 		i.hs, err = k.resumeHandshake(true, prologue, t.id, t.psk[:])
