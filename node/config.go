@@ -166,7 +166,10 @@ type Limits struct {
 	// MaxCircuitsPerSource bounds circuits from one source node through or
 	// to this node. A relay counts a circuit that a neighbour claims to
 	// relay for a source (hop > 0) against that source and that neighbour
-	// together: the source's name is only claimed there. Default 1024.
+	// together (the source's name is only claimed there), and all such
+	// claims for one source together against twice the limit. A
+	// destination counts unsealed circuits (E2E off) the same way.
+	// Default 1024.
 	MaxCircuitsPerSource int
 	// MaxPendingOpens bounds streams whose open header is still being read.
 	// Default 256.

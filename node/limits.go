@@ -18,6 +18,7 @@ type limiter struct {
 	mu      sync.Mutex
 	total   int
 	perSrc  map[limitSource]int
+	claimed map[string]int // circuits claimed for a source by any neighbour (via != "")
 	perLink map[string]int
 	// Streams whose open header is being read: in total and by the link
 	// (peer) they came on.
@@ -39,6 +40,7 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 		lim:            l,
 		floods:         ratelog.New(log, time.Minute, 1024),
 		perSrc:         make(map[limitSource]int),
+		claimed:        make(map[string]int),
 		perLink:        make(map[string]int),
 		pendingPerLink: make(map[string]int),
 	}
@@ -89,7 +91,11 @@ func (l *limiter) pendingOn(peer string) int {
 // limitSource is whom a circuit counts against in the per-source limit: its
 // source node, and, when a neighbour claims to relay the circuit for it
 // (hop > 0 at a relay), that neighbour. The zero value counts against no
-// source.
+// source. Claimed circuits count against the pair, so that a neighbour's
+// claims never use up the source's allowance through other neighbours,
+// and against the source's claimed total, at most twice the per-source
+// limit, so that a source whose circuits come through many neighbours
+// holds no more than that (claimedLimit).
 type limitSource struct {
 	name string
 	via  string // the neighbour that claims the source; "" when proven
@@ -101,6 +107,12 @@ func (s limitSource) String() string {
 	}
 	return fmt.Sprintf("%s (as claimed by %s)", s.name, s.via)
 }
+
+// claimedLimit bounds the circuits all neighbours together claim for one
+// source: a source reaching this node through many neighbours holds at
+// most twice its limit, and one neighbour forging a source's name (at most
+// the per-source limit, by the pair) leaves the source at least its limit.
+func (l *limiter) claimedLimit() int { return 2 * l.lim.MaxCircuitsPerSource }
 
 // ticket is one admitted circuit.
 type ticket struct {
@@ -121,6 +133,9 @@ func (l *limiter) admit(src limitSource, linkPeers ...string) (*ticket, error) {
 	if src.name != "" && l.perSrc[src] >= l.lim.MaxCircuitsPerSource {
 		return nil, fmt.Errorf("%d circuits open from %s, the per-source limit", l.perSrc[src], src)
 	}
+	if src.via != "" && l.claimed[src.name] >= l.claimedLimit() {
+		return nil, fmt.Errorf("%d circuits open claimed for %s by its neighbours, twice the per-source limit", l.claimed[src.name], src.name)
+	}
 	for _, p := range linkPeers {
 		if l.perLink[p] >= l.lim.MaxCircuitsPerLink {
 			return nil, fmt.Errorf("%d circuits open on the link to %s, the per-link limit", l.perLink[p], p)
@@ -129,6 +144,9 @@ func (l *limiter) admit(src limitSource, linkPeers ...string) (*ticket, error) {
 	l.total++
 	if src.name != "" {
 		l.perSrc[src]++
+	}
+	if src.via != "" {
+		l.claimed[src.name]++
 	}
 	for _, p := range linkPeers {
 		l.perLink[p]++
@@ -148,6 +166,11 @@ func (t *ticket) release() {
 		if t.src.name != "" {
 			if l.perSrc[t.src]--; l.perSrc[t.src] <= 0 {
 				delete(l.perSrc, t.src)
+			}
+		}
+		if t.src.via != "" {
+			if l.claimed[t.src.name]--; l.claimed[t.src.name] <= 0 {
+				delete(l.claimed, t.src.name)
 			}
 		}
 		for _, p := range t.links {

@@ -1,8 +1,11 @@
 package node
 
 import (
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestNodesShareProcessCollectors: two nodes of one process export the Go
@@ -32,10 +35,16 @@ func TestNodesShareProcessCollectors(t *testing.T) {
 			t.Errorf("%s exports no process_ metric", n.Name())
 		}
 	}
-	first, second := processCollectors(), processCollectors()
-	for i := range first {
-		if first[i] != second[i] {
-			t.Fatalf("process collector %d is created again for each node", i)
+	// Each node's registry holds the shared collectors themselves:
+	// registering one again is refused as already there, with that very
+	// collector (one created per node would be a different one).
+	for _, n := range []*Node{a, b} {
+		for i, col := range processCollectors() {
+			err := n.metrics.reg.Register(col)
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) || are.ExistingCollector != col {
+				t.Fatalf("%s: process collector %d is not the shared one (registering it again: %v)", n.Name(), i, err)
+			}
 		}
 	}
 }

@@ -337,9 +337,9 @@ func (e *Engine) NextTick() time.Time {
 }
 
 // Pending reports whether the engine holds updates or requests that it
-// has not sent yet because of the triggered-update rate limit: they go out
-// at a later Tick. (Periodic refreshes, route expiry and request retries
-// are not counted.)
+// has not sent yet: what a Receive caused (it goes out at the next Tick)
+// and what the triggered-update rate limit holds (at a later Tick).
+// (Periodic refreshes, route expiry and request retries are not counted.)
 func (e *Engine) Pending() bool {
 	for _, nb := range e.nbrs {
 		if nb.pendingAll || nb.hasPending() || len(nb.repair) > 0 || len(nb.requests) > 0 || len(nb.resends) > 0 {

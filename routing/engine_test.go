@@ -138,7 +138,7 @@ func TestMalformedChangesNothing(t *testing.T) {
 			t.Fatalf("Receive(%v) = %v, want ErrMalformed", p, err)
 		}
 	}
-	if !slices.Equal(before, e.Routes()) || e.HasReady() {
+	if !slices.Equal(before, e.Routes()) || e.HasReady() || e.Pending() {
 		t.Fatal("malformed message changed state or produced output")
 	}
 	if got := e.Stats().Malformed; got != 5 {

@@ -122,13 +122,13 @@ func FuzzReceive(f *testing.F) {
 		e.LinkUp(t0, "n", 10, false)
 		e.LinkUp(t0, "m", 20, false)
 		e.Ready()
-		before := e.Routes()
+		before, pending := e.Routes(), e.Pending()
 		err = e.Receive(t0, "n", b)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
 				t.Fatalf("error %v does not wrap ErrMalformed", err)
 			}
-			if !reflect.DeepEqual(before, e.Routes()) || e.HasReady() {
+			if !reflect.DeepEqual(before, e.Routes()) || e.HasReady() || e.Pending() != pending {
 				t.Fatal("a malformed message changed the engine")
 			}
 			return

@@ -182,8 +182,11 @@ type Member struct {
 	// with the gossip key.
 	Vouched bool
 	// RTT is the round trip to the member measured by gossip's probes; 0
-	// when not measured yet. Unlike Coord, which the member reports
-	// itself, it cannot be made shorter than the network makes it.
+	// when not measured yet. Unlike Coord it is not the member's own
+	// report, but a holder of the gossip key can still shorten it: gossip
+	// matches a probe's ack by its sequence number only, so an ack sent
+	// ahead of the probe makes a short RTT. Shortcuts floor it at the
+	// nearest link's RTT; neighbour choice uses it as measured.
 	RTT time.Duration
 	// Route is the round-trip latency of the route routing has to the
 	// member (its cost without the first hop's loss and pinned excess);
