@@ -203,8 +203,18 @@ func TestHandshakeFloodWithoutCertificate(t *testing.T) {
 	if lines == 0 || lines > 2 {
 		t.Fatalf("%d WARN lines about the flood, want 1 or 2:\n%s", lines, logs.String())
 	}
-	if n := strings.Count(logs.String(), "\n"); n > 20 {
-		t.Fatalf("the node logged %d lines during the flood:\n%s", n, logs.String())
+	// Every line but the honest link's own up and down (one pair per round
+	// in which a registered the link before b closed it, so their number
+	// varies with timing): nothing logged per flood attempt.
+	other := 0
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		honest := strings.Contains(line, "peer=b ") && (strings.Contains(line, `msg="link up"`) || strings.Contains(line, `msg="link down"`))
+		if !honest {
+			other++
+		}
+	}
+	if other > 20 {
+		t.Fatalf("the node logged %d lines during the flood besides the honest link's:\n%s", other, logs.String())
 	}
 }
 
