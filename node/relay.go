@@ -157,8 +157,9 @@ var errOverloaded = errors.New("overloaded")
 // limit: its source when the neighbour it came from is the source (hop 0,
 // proven by circuit.CheckSource), else the source as claimed by that
 // neighbour. A router can claim any source for the circuits it says it
-// relays; counted apart, its claims never use up the source's own
-// allowance here (TestAttackForgedSourceExhaustsRelayShare).
+// relays; counted apart, one neighbour's claims never use up the source's
+// own allowance here (TestAttackForgedSourceExhaustsRelayShare), while
+// all claims for a source are bounded together (limiter.claimedLimit).
 func relaySource(o *circuit.Open, from string) limitSource {
 	if o.Hop == 0 {
 		return limitSource{name: o.Source}
