@@ -497,3 +497,31 @@ func TestStrikesShare(t *testing.T) {
 		t.Fatalf("m after its keys left the window: %v", err)
 	}
 }
+
+// A message stamped near the end of the window keeps only its own key:
+// the keys that arrived after it are forgotten when their own timestamps
+// leave the window, so a source stamping ahead (by a skewed clock or on
+// purpose) does not make every other source reach its share early.
+func TestStrikesFutureStampHoldsOnlyItsOwnKey(t *testing.T) {
+	const max = 4 // share 1, half full at 2 keys
+	start := time.Now()
+	s := NewStrikes(max, 30*time.Second, start.Add(-time.Second))
+	key := func(b byte) []byte { k := make([]byte, 32); k[0] = b; return k }
+	if err := s.Check(key(1), "m", start.Add(29*time.Second), start); err != nil {
+		t.Fatalf("m's key stamped 29 s ahead: %v", err)
+	}
+	if err := s.Check(key(2), "a", start, start); err != nil {
+		t.Fatalf("a's first key: %v", err)
+	}
+	if err := s.Check(key(3), "a", start.Add(time.Second), start.Add(time.Second)); !errors.Is(err, ErrReplayShare) {
+		t.Fatalf("a's second key with the register half full: %v, want ErrReplayShare", err)
+	}
+	// 31 s on, a's first key has left the window; m's has not.
+	later := start.Add(31 * time.Second)
+	if err := s.Check(key(4), "a", later, later); err != nil {
+		t.Fatalf("a once its key left the window, m's stamped ahead still in it: %v", err)
+	}
+	if err := s.Check(key(1), "m", start.Add(29*time.Second), later); !errors.Is(err, ErrReplay) {
+		t.Fatalf("m's key replayed within its own window: %v, want ErrReplay", err)
+	}
+}

@@ -1,6 +1,7 @@
 package seal
 
 import (
+	"container/heap"
 	"fmt"
 	"hash/maphash"
 	"sync"
@@ -21,20 +22,24 @@ import (
 // A source alone therefore holds at most half the register (its share if
 // that is more), and the others always find room unless many sources
 // fill it together (33, each at its share, at the default bound).
+//
+// Keys are forgotten in timestamp order, not arrival order, so a message
+// stamped late in the window (a source's clock ahead, or one doing it on
+// purpose) keeps only its own key longer, never the keys that arrived
+// after it.
 type Strikes struct {
 	mu     sync.Mutex
 	window time.Duration
 	start  time.Time
 	seen   map[[32]byte]struct{}
-	ring   []strike // arrival order, len(seen) entries from head
-	head   int
-	max    int // bound of len(ring), which grows on demand up to it
-	share  int // keys a source may hold while the register is half full
+	byTS   strikeHeap // the keys of seen, earliest timestamp first
+	max    int        // bound of len(byTS)
+	share  int        // keys a source may hold while the register is half full
 	seed   maphash.Seed
 	held   map[uint64]int // keys held, by source (hashed with seed)
 }
 
-// strike holds no pointer, so the garbage collector never scans the ring.
+// strike holds no pointer, so the garbage collector never scans the heap.
 type strike struct {
 	key [32]byte
 	ts  int64  // Unix ns
@@ -64,9 +69,9 @@ func NewStrikes(max int, window time.Duration, now time.Time) *Strikes {
 	if window <= 0 {
 		window = DefaultStrikeWindow
 	}
-	// The ring grows as first messages arrive: a node that opens few
+	// The heap grows as first messages arrive: a node that opens few
 	// circuits (most of a simulation's, or a leaf) never pays for max.
-	return &Strikes{window: window, start: now, seen: make(map[[32]byte]struct{}), ring: make([]strike, min(max, 64)), max: max,
+	return &Strikes{window: window, start: now, seen: make(map[[32]byte]struct{}), byTS: make(strikeHeap, 0, min(max, 64)), max: max,
 		share: shareOf(max), seed: maphash.MakeSeed(), held: make(map[uint64]int)}
 }
 
@@ -99,36 +104,35 @@ func (s *Strikes) Check(eph []byte, source string, ts, now time.Time) error {
 	}
 	// Forget keys whose timestamps left the window: a replay of them fails
 	// the timestamp check.
-	for len(s.seen) > 0 {
-		h := &s.ring[s.head]
-		if h.ts >= now.Add(-s.window).UnixNano() {
-			break
-		}
+	for len(s.byTS) > 0 && s.byTS[0].ts < now.Add(-s.window).UnixNano() {
+		h := heap.Pop(&s.byTS).(strike)
 		delete(s.seen, h.key)
 		if s.held[h.src]--; s.held[h.src] <= 0 {
 			delete(s.held, h.src)
 		}
-		s.head = (s.head + 1) % len(s.ring)
 	}
 	if len(s.seen) >= s.max/2 && s.held[src] >= s.share {
 		return fmt.Errorf("%w: %w (%d of %d first messages within %s, %q holds %d)", ErrRetry, ErrReplayShare, len(s.seen), s.max, s.window, source, s.held[src])
 	}
-	if len(s.seen) == len(s.ring) && len(s.ring) < s.max {
-		s.grow()
+	if len(s.seen) >= s.max {
+		return fmt.Errorf("%w: replay register full (%d first messages within %s)", ErrRetry, s.max, s.window)
 	}
-	if len(s.seen) == len(s.ring) {
-		return fmt.Errorf("%w: replay register full (%d first messages within %s)", ErrRetry, len(s.ring), s.window)
-	}
-	s.ring[(s.head+len(s.seen))%len(s.ring)] = strike{key: key, ts: ts.UnixNano(), src: src}
+	heap.Push(&s.byTS, strike{key: key, ts: ts.UnixNano(), src: src})
 	s.seen[key] = struct{}{}
 	s.held[src]++
 	return nil
 }
 
-// grow doubles the ring (up to max), keeping the arrival order from index 0.
-func (s *Strikes) grow() {
-	ring := make([]strike, min(2*len(s.ring), s.max))
-	n := copy(ring, s.ring[s.head:])
-	copy(ring[n:], s.ring[:s.head])
-	s.ring, s.head = ring, 0
+// strikeHeap orders the register's keys by timestamp (container/heap).
+type strikeHeap []strike
+
+func (h strikeHeap) Len() int           { return len(h) }
+func (h strikeHeap) Less(i, j int) bool { return h[i].ts < h[j].ts }
+func (h strikeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *strikeHeap) Push(x any)        { *h = append(*h, x.(strike)) }
+func (h *strikeHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
