@@ -50,7 +50,7 @@ var (
 // ResumeBudget is an account the buffers of a resumable circuit are
 // charged to: the retransmit buffer and the receive queue, by the size of
 // the memory they hold (which grows by doubling up to the window and goes
-// back when a buffer empties), and a received record kept unread (a
+// back when a buffer empties), and each received record kept unread (a
 // record buffer, seal.MaxRecord, while held). Both methods are called with the circuit's
 // lock held: they must not call the Resumable's methods. A circuit gives
 // back everything it was granted by the time it ended.
@@ -205,10 +205,10 @@ type Resumable struct {
 	credit            int64 // what the other end's application read (its last ack): the window's base
 	sent              int64 // positions sent on the current path
 	finQueued         bool
-	rq                ring    // received, not yet read
-	held              []byte  // received, not yet read, before rq: a record's payload taken from the path
-	heldBuf           *[]byte // held's buffer, back to recordPool once read
-	heldCharge        int     // the share of cfg.Budget heldBuf holds (part of charged)
+	rq                ring         // received, not yet read
+	held              []heldRecord // received, not yet read, before rq: records' payloads taken from the path, in order
+	heldBytes         int          // the bytes of held
+	heldCharge        int          // the share of cfg.Budget held's buffers hold (part of charged)
 	rw                readWait
 	recv, ackSent     int64
 	gotFin            bool
@@ -249,6 +249,13 @@ type readWait struct {
 	busy bool   // a Read owns the slot
 	b    []byte // where the next bytes go; nil once some came
 	n    int    // bytes delivered into b
+}
+
+// heldRecord is the payload of a received record kept in the record
+// buffer it came in (see holdLocked).
+type heldRecord struct {
+	data []byte
+	buf  *[]byte // back to recordPool once data was read
 }
 
 // fastPaths counts the data path's shortcuts, for tests: bytes delivered
@@ -858,14 +865,16 @@ func (r *Resumable) deliverLocked(p Path, n int) int {
 
 // holdLocked queues up to n bytes of a data frame that p (a sealed Conn)
 // already decrypted in the record buffer they came in, taking that buffer
-// over instead of copying them into rq, when nothing is queued: the
+// over instead of copying them into rq, when nothing is queued in rq: the
 // frame's bytes must be the rest of the record (a data frame is the last
-// of its batch). At most one record is held, so the buffers a circuit
-// holds stay bounded. The record's buffer is charged to the budget while
-// held; when the budget has no room for it, nothing is held (the bytes go
-// to rq, whose growth the budget refuses in turn).
+// of its batch). Records queue this way behind each other, a bulk stream
+// read a little behind its arrival without a copy into rq, up to
+// maxHeldLocked records, so the buffers a circuit holds stay bounded
+// (rq takes what comes next). Each record's buffer is charged to the
+// budget while held; when the budget has no room for it, nothing is held
+// (the bytes go to rq, whose growth the budget refuses in turn).
 func (r *Resumable) holdLocked(p Path, n int) int {
-	if r.held != nil || r.rq.len() > 0 || r.appClosed || r.overBudget {
+	if len(r.held) >= r.maxHeldLocked() || r.rq.len() > 0 || r.appClosed || r.overBudget {
 		return 0
 	}
 	c, ok := p.(sealedPath)
@@ -884,29 +893,59 @@ func (r *Resumable) holdLocked(p Path, n int) int {
 	}
 	if r.cfg.Budget != nil {
 		r.charged += seal.MaxRecord
-		r.heldCharge = seal.MaxRecord
+		r.heldCharge += seal.MaxRecord
 	}
-	r.held, r.heldBuf = data, bp
+	r.held = append(r.held, heldRecord{data, bp})
+	r.heldBytes += len(data)
 	r.recv += int64(len(data))
 	r.fast.held.Add(int64(len(data)))
 	r.cond.Broadcast()
 	return len(data)
 }
 
-// queuedLocked is what was received and not read yet.
-func (r *Resumable) queuedLocked() int { return len(r.held) + r.rq.len() }
+// maxHeldLocked bounds the records held: their buffers take at most a
+// quarter of the window (one record at least), beside rq's.
+func (r *Resumable) maxHeldLocked() int { return max(1, r.cfg.Window/4/seal.MaxRecord) }
 
-// dropHeldLocked returns the held record's buffer, and its charge to the
-// budget unless the circuit ended (endLocked gave everything back).
-func (r *Resumable) dropHeldLocked() {
-	if r.heldBuf != nil {
-		recordPool.Put(r.heldBuf)
+// queuedLocked is what was received and not read yet.
+func (r *Resumable) queuedLocked() int { return r.heldBytes + r.rq.len() }
+
+// readHeldLocked copies held payload into b, in order, and returns how
+// much; emptied records' buffers go back.
+func (r *Resumable) readHeldLocked(b []byte) int {
+	n := 0
+	for len(r.held) > 0 && n < len(b) {
+		h := &r.held[0]
+		k := copy(b[n:], h.data)
+		n += k
+		if h.data = h.data[k:]; len(h.data) == 0 {
+			r.dropFirstHeldLocked()
+		}
 	}
-	r.held, r.heldBuf = nil, nil
+	r.heldBytes -= n
+	return n
+}
+
+// dropFirstHeldLocked returns the first held record's buffer, and its
+// charge to the budget unless the circuit ended (endLocked gave
+// everything back).
+func (r *Resumable) dropFirstHeldLocked() {
+	recordPool.Put(r.held[0].buf)
+	k := copy(r.held, r.held[1:])
+	r.held[k] = heldRecord{}
+	r.held = r.held[:k]
 	if r.heldCharge > 0 {
-		r.sizedLocked(-r.heldCharge)
-		r.heldCharge = 0
+		r.sizedLocked(-seal.MaxRecord)
+		r.heldCharge -= seal.MaxRecord
 	}
+}
+
+// dropHeldLocked drops every held record.
+func (r *Resumable) dropHeldLocked() {
+	for len(r.held) > 0 {
+		r.dropFirstHeldLocked()
+	}
+	r.heldBytes = 0
 }
 
 // framePool holds writeLoop's buffers: a record's head, up to 64 bytes of
@@ -1288,16 +1327,12 @@ func (r *Resumable) Read(b []byte) (int, error) {
 			return 0, r.opError("read", net.ErrClosed)
 		}
 		if avail := r.queuedLocked(); avail > 0 || len(b) == 0 {
-			var n int
-			if r.held != nil {
-				n = copy(b, r.held)
-				if r.held = r.held[n:]; len(r.held) == 0 {
-					r.dropHeldLocked()
-				}
-			} else {
-				n = min(avail, len(b))
-				r.rq.copyOut(b, 0, n)
-				r.rq.pop(n)
+			// Held records come before rq; a Read takes from both.
+			n := r.readHeldLocked(b)
+			if k := min(r.rq.len(), len(b)-n); k > 0 {
+				r.rq.copyOut(b[n:], 0, k)
+				r.rq.pop(k)
+				n += k
 			}
 			r.in.Add(int64(n))
 			if r.ackDueLocked() {
