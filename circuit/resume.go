@@ -260,9 +260,10 @@ type heldRecord struct {
 
 // fastPaths counts the data path's shortcuts, for tests: bytes delivered
 // straight into a waiting Read, records sealed where writeLoop laid them
-// out, and bytes queued in the record they came in (held).
+// out, bytes queued in the record they came in (held), and records sealed
+// straight from the retransmit ring.
 type fastPaths struct {
-	direct, inPlace, held atomic.Int64
+	direct, inPlace, held, fromRing atomic.Int64
 }
 
 // NewResumableSource makes the source's end of a resumable circuit over p,
@@ -497,14 +498,21 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 	}
 	r.ackNow = false // what was read is acknowledged now
 	b = r.appendProbeLocked(b)
+	var rec []byte // a record sealed from the ring (sealFromRingLocked)
+	var err error
 	if !r.ended {
 		if r.sent < r.written {
 			n := min(r.written-r.sent, maxFrameData)
 			at := r.sent - r.acked
-			b = binary.BigEndian.AppendUint16(append(b, frameData), uint16(n))
-			b = b[:len(b)+int(n)]
-			r.sbuf.copyOut(b[len(b)-int(n):], int(at), int(n))
-			r.sent += n
+			var k int
+			if rec, k, err = r.sealFromRingLocked(p, bp, b, at, n); k > 0 || err != nil {
+				r.sent += int64(k)
+			} else {
+				b = binary.BigEndian.AppendUint16(append(b, frameData), uint16(n))
+				b = b[:len(b)+int(n)]
+				r.sbuf.copyOut(b[len(b)-int(n):], int(at), int(n))
+				r.sent += n
+			}
 		} else if r.finQueued && r.sent == r.written {
 			b = append(b, frameFin)
 			r.sent++
@@ -513,14 +521,22 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 			r.armProbeLocked()
 		}
 	}
-	if len(b) == seal.RecordHead {
+	if rec == nil && err == nil && len(b) == seal.RecordHead {
 		// Nothing left to send: an ended circuit with its fin unsent, or
 		// an acknowledgement already carried by an earlier frame.
 		return
 	}
 	r.writing = true
 	r.mu.Unlock()
-	err := r.writeFrames(p, b)
+	switch {
+	case err != nil: // sealing failed: the path is closed or broken
+	case rec != nil:
+		if err = p.(sealedPath).writeSealedRecord(rec, len(rec)-seal.Overhead); err == nil {
+			r.fast.fromRing.Add(1)
+		}
+	default:
+		err = r.writeFrames(p, b)
+	}
 	r.mu.Lock()
 	r.writing = false
 	if hello {
@@ -547,6 +563,47 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 	default:
 		r.pathFailedLocked(gen, err)
 	}
+}
+
+// sealFromRingLocked seals a record of the frames laid out in b (after
+// seal.RecordHead bytes) and a data frame of up to n bytes at offset at
+// of the retransmit ring straight from the ring into *bp, saving the
+// copy of the data into b: the record's type and the frames' bytes are
+// written over the ring's bytes just before the data (data sent and not
+// acknowledged, kept for a resume), the record is sealed from there, and
+// those bytes are put back. It needs a sealed path whose handshake
+// completed, and those bytes and the data (cut at the ring's end) in one
+// piece of the ring. It returns the record and the data bytes it carries
+// (0: nothing sealed, b is sent the ordinary way) or the path's failure.
+// r.mu is held throughout, so no Write grows the ring meanwhile.
+func (r *Resumable) sealFromRingLocked(p Path, bp *[]byte, b []byte, at, n int64) ([]byte, int, error) {
+	c, ok := p.(sealedPath)
+	if !ok {
+		return nil, 0, nil
+	}
+	q := &r.sbuf
+	h := 1 + len(b) - seal.RecordHead + 3 // type, the frames, a data frame's head
+	start := (q.head + int(at)) % len(q.buf)
+	if at < int64(h) || start < h {
+		return nil, 0, nil
+	}
+	k := min(int(n), len(q.buf)-start)
+	plain := q.buf[start-h : start+k]
+	var saved [64]byte
+	copy(saved[:h], plain)
+	plain[0] = seal.RecordData
+	w := 1 + copy(plain[1:], b[seal.RecordHead:])
+	plain[w] = frameData
+	binary.BigEndian.PutUint16(plain[w+1:], uint16(k))
+	rec, ok, err := c.sealRecord(plain, (*bp)[:0:cap(*bp)])
+	copy(plain, saved[:h])
+	switch {
+	case !ok:
+		return nil, 0, nil
+	case err != nil:
+		return nil, 0, err
+	}
+	return rec, k, nil
 }
 
 // maxInline bounds the unsent bytes a Write sends itself: few enough that
@@ -591,6 +648,8 @@ func (r *Resumable) sendInlineLocked() bool {
 // circuits do).
 type sealedPath interface {
 	writeDataRecord(rec []byte) (bool, error)
+	sealRecord(plain, out []byte) ([]byte, bool, error)
+	writeSealedRecord(rec []byte, n int) error
 	readBuffered(b []byte) int
 	takeBuffered(n int) ([]byte, *[]byte)
 }

@@ -637,9 +637,9 @@ func TestResumeFastPathsAcrossCrash(t *testing.T) {
 		readErr <- nil
 	}()
 
-	type counts struct{ direct, held, inPlace int64 }
+	type counts struct{ direct, held, inPlace, fromRing int64 }
 	now := func() counts {
-		return counts{dst.fast.direct.Load(), dst.fast.held.Load(), src.fast.inPlace.Load()}
+		return counts{dst.fast.direct.Load(), dst.fast.held.Load(), src.fast.inPlace.Load(), src.fast.fromRing.Load()}
 	}
 	var before counts
 	start := 0
@@ -675,6 +675,9 @@ func TestResumeFastPathsAcrossCrash(t *testing.T) {
 	}
 	if before.inPlace == 0 || after.inPlace == before.inPlace {
 		t.Errorf("records sealed in place: %d before the crash, %d in all; want some on each path", before.inPlace, after.inPlace)
+	}
+	if before.fromRing == 0 || after.fromRing == before.fromRing {
+		t.Errorf("records sealed from the retransmit ring: %d before the crash, %d in all; want some on each path", before.fromRing, after.fromRing)
 	}
 	if got := dst.BytesIn(); got != int64(size) {
 		t.Errorf("BytesIn %d, want %d", got, size)

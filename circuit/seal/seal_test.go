@@ -497,3 +497,45 @@ func TestStrikesShare(t *testing.T) {
 		t.Fatalf("m after its keys left the window: %v", err)
 	}
 }
+
+// A record sealed from a buffer that keeps its data opens like one Seal
+// made, in sequence with them, and leaves that buffer as it was; one too
+// big, or without room in its destination, is refused.
+func TestSealTo(t *testing.T) {
+	m := newMesh(t, "s", "d")
+	rec := m.keys["d"].Record()
+	is, rs, _, err := handshake(t, m.keys["s"], m.keys["d"], "d", &rec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, size := range []int{0, 1, 100, MaxData} {
+		plain := append([]byte{RecordData}, bytes.Repeat([]byte{byte(i + 1)}, size)...)
+		kept := bytes.Clone(plain)
+		out, err := is.SealTo(make([]byte, 0, size+Overhead), plain)
+		if err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+		if !bytes.Equal(plain, kept) {
+			t.Fatalf("size %d: sealing changed the data it was sealed from", size)
+		}
+		if got := int(binary.BigEndian.Uint16(out)); got != len(out)-2 || len(out) != size+Overhead {
+			t.Fatalf("size %d: record of %d bytes, length field %d", size, len(out), got)
+		}
+		typ, got, err := rs.Open(out[2:])
+		if err != nil || typ != RecordData || !bytes.Equal(got, plain[1:]) {
+			t.Fatalf("size %d: open: type %d, %d bytes, %v", size, typ, len(got), err)
+		}
+		if out, err = is.Seal(nil, RecordData, plain[1:]); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := rs.Open(out[2:]); err != nil || !bytes.Equal(got, plain[1:]) {
+			t.Fatalf("size %d: open after a record sealed from a kept buffer: %v", size, err)
+		}
+	}
+	if _, err := is.SealTo(make([]byte, 0, MaxRecord+1), make([]byte, 1+MaxData+1)); err == nil {
+		t.Error("a record over MaxData was sealed")
+	}
+	if _, err := is.SealTo(make([]byte, 0, 10), make([]byte, 1+100)); err == nil {
+		t.Error("a record was sealed into a buffer without room for it")
+	}
+}
