@@ -49,7 +49,7 @@ var (
 
 // ResumeBudget is an account the buffers of a resumable circuit are
 // charged to: the retransmit buffer and the receive queue, by the size of
-// the memory they hold (which grows by doubling up to the window and goes
+// the memory they hold (which grows by doubling, by four from 64 KiB, up to the window and goes
 // back when a buffer empties), and each received record kept unread (a
 // record buffer, seal.MaxRecord, while held). Both methods are called with the circuit's
 // lock held: they must not call the Resumable's methods. A circuit gives
