@@ -49,11 +49,12 @@ var (
 
 // ResumeBudget is an account the buffers of a resumable circuit are
 // charged to: the retransmit buffer and the receive queue, by the size of
-// the memory they hold (which grows by doubling, by four from 64 KiB, up to the window and goes
-// back when a buffer empties), and each received record kept unread (a
-// record buffer, seal.MaxRecord, while held). Both methods are called with the circuit's
-// lock held: they must not call the Resumable's methods. A circuit gives
-// back everything it was granted by the time it ended.
+// the memory they hold (which grows by doubling, by four from 64 KiB, up
+// to the window and goes back when a buffer empties), and each received
+// record kept unread (a record buffer, seal.MaxRecord, while held). Both
+// methods are called with the circuit's lock held: they must not call the
+// Resumable's methods. A circuit gives back everything it was granted by
+// the time it ended.
 type ResumeBudget interface {
 	// Grow asks for n more bytes; false refuses them, and the circuit ends
 	// with ErrBufferBudget.
@@ -582,14 +583,14 @@ func (r *Resumable) sealFromRingLocked(p Path, bp *[]byte, b []byte, at, n int64
 		return nil, 0, nil
 	}
 	q := &r.sbuf
+	var saved [64]byte
 	h := 1 + len(b) - seal.RecordHead + 3 // type, the frames, a data frame's head
 	start := (q.head + int(at)) % len(q.buf)
-	if at < int64(h) || start < h {
+	if at < int64(h) || start < h || h > len(saved) {
 		return nil, 0, nil
 	}
 	k := min(int(n), len(q.buf)-start)
 	plain := q.buf[start-h : start+k]
-	var saved [64]byte
 	copy(saved[:h], plain)
 	plain[0] = seal.RecordData
 	w := 1 + copy(plain[1:], b[seal.RecordHead:])
