@@ -50,11 +50,12 @@ func BenchmarkCircuitRelayedBounded(b *testing.B) {
 	benchmarkCircuit(b, 1, &SpliceBounds{Stall: 2 * time.Minute, HalfClosed: 2 * time.Minute, Hop: 1, Counters: new(SpliceCounters)})
 }
 
-// benchmarkSealed is benchmarkCircuit for a sealed circuit through one
-// relay, resumable or not: the cost of resumption at the ends.
-func benchmarkSealed(b *testing.B, resumable bool) {
+// benchmarkSealed is benchmarkCircuit for a sealed circuit through the
+// given relays, resumable or not, written chunk bytes at a time: the cost
+// of resumption at the ends.
+func benchmarkSealed(b *testing.B, relays int, resumable bool, chunk int) {
 	g := &resumeRig{k: newSealKeys(b), table: NewResumeTable()}
-	p := newPath(b, 1, nil)
+	p := newPath(b, relays, nil)
 	o := resumableOpen(0)
 	if !resumable {
 		o.Flags = 0
@@ -82,7 +83,7 @@ func benchmarkSealed(b *testing.B, resumable bool) {
 		}()
 		w, r = closeWriter{src}, dst
 	}
-	benchmarkOneWay(b, w, r)
+	benchmarkOneWay(b, w, r, chunk)
 }
 
 // closeWriter's Close half-closes.
@@ -96,5 +97,11 @@ type closeWriter struct {
 func (c closeWriter) Write(p []byte) (int, error) { return c.c.Write(p) }
 func (c closeWriter) Close() error                { return c.c.CloseWrite() }
 
-func BenchmarkSealedRelayed(b *testing.B)    { benchmarkSealed(b, false) }
-func BenchmarkResumableRelayed(b *testing.B) { benchmarkSealed(b, true) }
+func BenchmarkSealedRelayed(b *testing.B)    { benchmarkSealed(b, 1, false, 32<<10) }
+func BenchmarkResumableRelayed(b *testing.B) { benchmarkSealed(b, 1, true, 32<<10) }
+
+// BenchmarkSealedDirect64K and BenchmarkResumableDirect64K are a circuit
+// between neighbours written 64 KiB at a time, as make bench's transfers:
+// the ratio of their cpu-ns/op is what resumption costs both ends.
+func BenchmarkSealedDirect64K(b *testing.B)    { benchmarkSealed(b, 0, false, 64<<10) }
+func BenchmarkResumableDirect64K(b *testing.B) { benchmarkSealed(b, 0, true, 64<<10) }

@@ -122,10 +122,10 @@ func TestResumeBudgetBalanced(t *testing.T) {
 			for side, r := range map[string]*Resumable{"source": src, "destination": dst} {
 				waitFor(t, func() bool { return holding(r) })
 				r.mu.Lock()
-				charged, rq, sbuf := r.charged, cap(r.rq.buf), cap(r.sbuf.buf)
+				charged, rq, sbuf, held := r.charged, cap(r.rq.buf), cap(r.sbuf.buf), len(r.held)
 				r.mu.Unlock()
-				if want := rq + sbuf + seal.MaxRecord; charged != want {
-					t.Errorf("%s charged with %d bytes, want %d: its receive queue, retransmit buffer and held record", side, charged, want)
+				if want := rq + sbuf + held*seal.MaxRecord; charged != want {
+					t.Errorf("%s charged with %d bytes, want %d: its receive queue, retransmit buffer and %d held records", side, charged, want, held)
 				}
 			}
 			end(t, g, p, src, dst)
@@ -150,7 +150,7 @@ func TestResumeBudgetBalanced(t *testing.T) {
 func holding(r *Resumable) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.held != nil
+	return len(r.held) > 0
 }
 
 func TestResumeBudgetRefusal(t *testing.T) {

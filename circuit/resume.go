@@ -49,11 +49,12 @@ var (
 
 // ResumeBudget is an account the buffers of a resumable circuit are
 // charged to: the retransmit buffer and the receive queue, by the size of
-// the memory they hold (which grows by doubling up to the window and goes
-// back when a buffer empties), and a received record kept unread (a
-// record buffer, seal.MaxRecord, while held). Both methods are called with the circuit's
-// lock held: they must not call the Resumable's methods. A circuit gives
-// back everything it was granted by the time it ended.
+// the memory they hold (which grows by doubling, by four from 64 KiB, up
+// to the window and goes back when a buffer empties), and each received
+// record kept unread (a record buffer, seal.MaxRecord, while held). Both
+// methods are called with the circuit's lock held: they must not call the
+// Resumable's methods. A circuit gives back everything it was granted by
+// the time it ended.
 type ResumeBudget interface {
 	// Grow asks for n more bytes; false refuses them, and the circuit ends
 	// with ErrBufferBudget.
@@ -205,10 +206,10 @@ type Resumable struct {
 	credit            int64 // what the other end's application read (its last ack): the window's base
 	sent              int64 // positions sent on the current path
 	finQueued         bool
-	rq                ring    // received, not yet read
-	held              []byte  // received, not yet read, before rq: a record's payload taken from the path
-	heldBuf           *[]byte // held's buffer, back to recordPool once read
-	heldCharge        int     // the share of cfg.Budget heldBuf holds (part of charged)
+	rq                ring         // received, not yet read
+	held              []heldRecord // received, not yet read, before rq: records' payloads taken from the path, in order
+	heldBytes         int          // the bytes of held
+	heldCharge        int          // the share of cfg.Budget held's buffers hold (part of charged)
 	rw                readWait
 	recv, ackSent     int64
 	gotFin            bool
@@ -251,11 +252,19 @@ type readWait struct {
 	n    int    // bytes delivered into b
 }
 
+// heldRecord is the payload of a received record kept in the record
+// buffer it came in (see holdLocked).
+type heldRecord struct {
+	data []byte
+	buf  *[]byte // back to recordPool once data was read
+}
+
 // fastPaths counts the data path's shortcuts, for tests: bytes delivered
 // straight into a waiting Read, records sealed where writeLoop laid them
-// out, and bytes queued in the record they came in (held).
+// out, bytes queued in the record they came in (held), and records sealed
+// straight from the retransmit ring.
 type fastPaths struct {
-	direct, inPlace, held atomic.Int64
+	direct, inPlace, held, fromRing atomic.Int64
 }
 
 // NewResumableSource makes the source's end of a resumable circuit over p,
@@ -490,14 +499,21 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 	}
 	r.ackNow = false // what was read is acknowledged now
 	b = r.appendProbeLocked(b)
+	var rec []byte // a record sealed from the ring (sealFromRingLocked)
+	var err error
 	if !r.ended {
 		if r.sent < r.written {
 			n := min(r.written-r.sent, maxFrameData)
 			at := r.sent - r.acked
-			b = binary.BigEndian.AppendUint16(append(b, frameData), uint16(n))
-			b = b[:len(b)+int(n)]
-			r.sbuf.copyOut(b[len(b)-int(n):], int(at), int(n))
-			r.sent += n
+			var k int
+			if rec, k, err = r.sealFromRingLocked(p, bp, b, at, n); k > 0 || err != nil {
+				r.sent += int64(k)
+			} else {
+				b = binary.BigEndian.AppendUint16(append(b, frameData), uint16(n))
+				b = b[:len(b)+int(n)]
+				r.sbuf.copyOut(b[len(b)-int(n):], int(at), int(n))
+				r.sent += n
+			}
 		} else if r.finQueued && r.sent == r.written {
 			b = append(b, frameFin)
 			r.sent++
@@ -506,14 +522,22 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 			r.armProbeLocked()
 		}
 	}
-	if len(b) == seal.RecordHead {
+	if rec == nil && err == nil && len(b) == seal.RecordHead {
 		// Nothing left to send: an ended circuit with its fin unsent, or
 		// an acknowledgement already carried by an earlier frame.
 		return
 	}
 	r.writing = true
 	r.mu.Unlock()
-	err := r.writeFrames(p, b)
+	switch {
+	case err != nil: // sealing failed: the path is closed or broken
+	case rec != nil:
+		if err = p.(sealedPath).writeSealedRecord(rec, len(rec)-seal.Overhead); err == nil {
+			r.fast.fromRing.Add(1)
+		}
+	default:
+		err = r.writeFrames(p, b)
+	}
 	r.mu.Lock()
 	r.writing = false
 	if hello {
@@ -540,6 +564,47 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 	default:
 		r.pathFailedLocked(gen, err)
 	}
+}
+
+// sealFromRingLocked seals a record of the frames laid out in b (after
+// seal.RecordHead bytes) and a data frame of up to n bytes at offset at
+// of the retransmit ring straight from the ring into *bp, saving the
+// copy of the data into b: the record's type and the frames' bytes are
+// written over the ring's bytes just before the data (data sent and not
+// acknowledged, kept for a resume), the record is sealed from there, and
+// those bytes are put back. It needs a sealed path whose handshake
+// completed, and those bytes and the data (cut at the ring's end) in one
+// piece of the ring. It returns the record and the data bytes it carries
+// (0: nothing sealed, b is sent the ordinary way) or the path's failure.
+// r.mu is held throughout, so no Write grows the ring meanwhile.
+func (r *Resumable) sealFromRingLocked(p Path, bp *[]byte, b []byte, at, n int64) ([]byte, int, error) {
+	c, ok := p.(sealedPath)
+	if !ok {
+		return nil, 0, nil
+	}
+	q := &r.sbuf
+	var saved [64]byte
+	h := 1 + len(b) - seal.RecordHead + 3 // type, the frames, a data frame's head
+	start := (q.head + int(at)) % len(q.buf)
+	if at < int64(h) || start < h || h > len(saved) {
+		return nil, 0, nil
+	}
+	k := min(int(n), len(q.buf)-start)
+	plain := q.buf[start-h : start+k]
+	copy(saved[:h], plain)
+	plain[0] = seal.RecordData
+	w := 1 + copy(plain[1:], b[seal.RecordHead:])
+	plain[w] = frameData
+	binary.BigEndian.PutUint16(plain[w+1:], uint16(k))
+	rec, ok, err := c.sealRecord(plain, (*bp)[:0:cap(*bp)])
+	copy(plain, saved[:h])
+	switch {
+	case !ok:
+		return nil, 0, nil
+	case err != nil:
+		return nil, 0, err
+	}
+	return rec, k, nil
 }
 
 // maxInline bounds the unsent bytes a Write sends itself: few enough that
@@ -584,6 +649,8 @@ func (r *Resumable) sendInlineLocked() bool {
 // circuits do).
 type sealedPath interface {
 	writeDataRecord(rec []byte) (bool, error)
+	sealRecord(plain, out []byte) ([]byte, bool, error)
+	writeSealedRecord(rec []byte, n int) error
 	readBuffered(b []byte) int
 	takeBuffered(n int) ([]byte, *[]byte)
 }
@@ -858,14 +925,16 @@ func (r *Resumable) deliverLocked(p Path, n int) int {
 
 // holdLocked queues up to n bytes of a data frame that p (a sealed Conn)
 // already decrypted in the record buffer they came in, taking that buffer
-// over instead of copying them into rq, when nothing is queued: the
+// over instead of copying them into rq, when nothing is queued in rq: the
 // frame's bytes must be the rest of the record (a data frame is the last
-// of its batch). At most one record is held, so the buffers a circuit
-// holds stay bounded. The record's buffer is charged to the budget while
-// held; when the budget has no room for it, nothing is held (the bytes go
-// to rq, whose growth the budget refuses in turn).
+// of its batch). Records queue this way behind each other, a bulk stream
+// read a little behind its arrival without a copy into rq, up to
+// maxHeldLocked records, so the buffers a circuit holds stay bounded
+// (rq takes what comes next). Each record's buffer is charged to the
+// budget while held; when the budget has no room for it, nothing is held
+// (the bytes go to rq, whose growth the budget refuses in turn).
 func (r *Resumable) holdLocked(p Path, n int) int {
-	if r.held != nil || r.rq.len() > 0 || r.appClosed || r.overBudget {
+	if len(r.held) >= r.maxHeldLocked() || r.rq.len() > 0 || r.appClosed || r.overBudget {
 		return 0
 	}
 	c, ok := p.(sealedPath)
@@ -884,29 +953,59 @@ func (r *Resumable) holdLocked(p Path, n int) int {
 	}
 	if r.cfg.Budget != nil {
 		r.charged += seal.MaxRecord
-		r.heldCharge = seal.MaxRecord
+		r.heldCharge += seal.MaxRecord
 	}
-	r.held, r.heldBuf = data, bp
+	r.held = append(r.held, heldRecord{data, bp})
+	r.heldBytes += len(data)
 	r.recv += int64(len(data))
 	r.fast.held.Add(int64(len(data)))
 	r.cond.Broadcast()
 	return len(data)
 }
 
-// queuedLocked is what was received and not read yet.
-func (r *Resumable) queuedLocked() int { return len(r.held) + r.rq.len() }
+// maxHeldLocked bounds the records held: their buffers take at most a
+// quarter of the window (one record at least), beside rq's.
+func (r *Resumable) maxHeldLocked() int { return max(1, r.cfg.Window/4/seal.MaxRecord) }
 
-// dropHeldLocked returns the held record's buffer, and its charge to the
-// budget unless the circuit ended (endLocked gave everything back).
-func (r *Resumable) dropHeldLocked() {
-	if r.heldBuf != nil {
-		recordPool.Put(r.heldBuf)
+// queuedLocked is what was received and not read yet.
+func (r *Resumable) queuedLocked() int { return r.heldBytes + r.rq.len() }
+
+// readHeldLocked copies held payload into b, in order, and returns how
+// much; emptied records' buffers go back.
+func (r *Resumable) readHeldLocked(b []byte) int {
+	n := 0
+	for len(r.held) > 0 && n < len(b) {
+		h := &r.held[0]
+		k := copy(b[n:], h.data)
+		n += k
+		if h.data = h.data[k:]; len(h.data) == 0 {
+			r.dropFirstHeldLocked()
+		}
 	}
-	r.held, r.heldBuf = nil, nil
+	r.heldBytes -= n
+	return n
+}
+
+// dropFirstHeldLocked returns the first held record's buffer, and its
+// charge to the budget unless the circuit ended (endLocked gave
+// everything back).
+func (r *Resumable) dropFirstHeldLocked() {
+	recordPool.Put(r.held[0].buf)
+	k := copy(r.held, r.held[1:])
+	r.held[k] = heldRecord{}
+	r.held = r.held[:k]
 	if r.heldCharge > 0 {
-		r.sizedLocked(-r.heldCharge)
-		r.heldCharge = 0
+		r.sizedLocked(-seal.MaxRecord)
+		r.heldCharge -= seal.MaxRecord
 	}
+}
+
+// dropHeldLocked drops every held record.
+func (r *Resumable) dropHeldLocked() {
+	for len(r.held) > 0 {
+		r.dropFirstHeldLocked()
+	}
+	r.heldBytes = 0
 }
 
 // framePool holds writeLoop's buffers: a record's head, up to 64 bytes of
@@ -1288,16 +1387,12 @@ func (r *Resumable) Read(b []byte) (int, error) {
 			return 0, r.opError("read", net.ErrClosed)
 		}
 		if avail := r.queuedLocked(); avail > 0 || len(b) == 0 {
-			var n int
-			if r.held != nil {
-				n = copy(b, r.held)
-				if r.held = r.held[n:]; len(r.held) == 0 {
-					r.dropHeldLocked()
-				}
-			} else {
-				n = min(avail, len(b))
-				r.rq.copyOut(b, 0, n)
-				r.rq.pop(n)
+			// Held records come before rq; a Read takes from both.
+			n := r.readHeldLocked(b)
+			if k := min(r.rq.len(), len(b)-n); k > 0 {
+				r.rq.copyOut(b[n:], 0, k)
+				r.rq.pop(k)
+				n += k
 			}
 			r.in.Add(int64(n))
 			if r.ackDueLocked() {

@@ -30,7 +30,7 @@ func BenchmarkResumablePipe(b *testing.B) {
 		src.Wait()
 		dst.Wait()
 	}()
-	benchmarkOneWay(b, closeWriter{src}, dst)
+	benchmarkOneWay(b, closeWriter{src}, dst, 32<<10)
 }
 
 // BenchmarkPipe is BenchmarkResumablePipe's floor: the bare pipe.
@@ -38,14 +38,13 @@ func BenchmarkPipe(b *testing.B) {
 	a, d := net.Pipe()
 	defer a.Close()
 	defer d.Close()
-	benchmarkOneWay(b, a, d)
+	benchmarkOneWay(b, a, d, 32<<10)
 }
 
-// benchmarkOneWay writes b.N × 32 KiB to w, reads them from r and reports
-// the process's CPU time per op.
-func benchmarkOneWay(b *testing.B, w io.WriteCloser, r io.Reader) {
-	const chunk = 32 << 10
-	b.SetBytes(chunk)
+// benchmarkOneWay writes b.N × chunk bytes to w, reads them from r and
+// reports the process's CPU time per op.
+func benchmarkOneWay(b *testing.B, w io.WriteCloser, r io.Reader, chunk int) {
+	b.SetBytes(int64(chunk))
 	b.ReportAllocs()
 	done := make(chan int64, 1)
 	go func() {
@@ -62,8 +61,8 @@ func benchmarkOneWay(b *testing.B, w io.WriteCloser, r io.Reader) {
 		}
 	}
 	w.Close()
-	if n := <-done; n != int64(b.N)*chunk {
-		b.Fatalf("received %d bytes, want %d", n, int64(b.N)*chunk)
+	if n := <-done; n != int64(b.N)*int64(chunk) {
+		b.Fatalf("received %d bytes, want %d", n, int64(b.N)*int64(chunk))
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(cpuNS(b)-cpu0)/float64(b.N), "cpu-ns/op")
@@ -119,7 +118,7 @@ func benchmarkSocket(b *testing.B, resumable bool) {
 		defer caller.Close()
 		defer dest.Close()
 	}
-	benchmarkOneWay(b, w, r)
+	benchmarkOneWay(b, w, r, 32<<10)
 }
 
 // sealedSocketPair opens a sealed circuit o over a unix socket pair: the

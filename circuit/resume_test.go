@@ -637,9 +637,9 @@ func TestResumeFastPathsAcrossCrash(t *testing.T) {
 		readErr <- nil
 	}()
 
-	type counts struct{ direct, held, inPlace int64 }
+	type counts struct{ direct, held, inPlace, fromRing int64 }
 	now := func() counts {
-		return counts{dst.fast.direct.Load(), dst.fast.held.Load(), src.fast.inPlace.Load()}
+		return counts{dst.fast.direct.Load(), dst.fast.held.Load(), src.fast.inPlace.Load(), src.fast.fromRing.Load()}
 	}
 	var before counts
 	start := 0
@@ -676,7 +676,63 @@ func TestResumeFastPathsAcrossCrash(t *testing.T) {
 	if before.inPlace == 0 || after.inPlace == before.inPlace {
 		t.Errorf("records sealed in place: %d before the crash, %d in all; want some on each path", before.inPlace, after.inPlace)
 	}
+	if before.fromRing == 0 || after.fromRing == before.fromRing {
+		t.Errorf("records sealed from the retransmit ring: %d before the crash, %d in all; want some on each path", before.fromRing, after.fromRing)
+	}
 	if got := dst.BytesIn(); got != int64(size) {
 		t.Errorf("BytesIn %d, want %d", got, size)
+	}
+}
+
+// Data that arrives while the application does not read queues in the
+// records it came in, several of them, then in the receive ring once a
+// quarter of the window is held that way: Reads of any size return it
+// all, in order, across both.
+func TestResumeHeldRecordsInOrder(t *testing.T) {
+	g := newResumeRig(t)
+	_, src, dst := g.pair(ResumeConfig{}, ResumeConfig{})
+	defer func() {
+		src.Reset(CloseCancelled)
+		dst.Reset(CloseCancelled)
+		src.Wait()
+		dst.Wait()
+	}()
+	rng := mrand.New(mrand.NewPCG(14, 8))
+	data := make([]byte, 2<<20)
+	_, _ = mrand.NewChaCha8([32]byte{14}).Read(data)
+	for off := 0; off < len(data); {
+		n := min(len(data)-off, 1+rng.IntN(100_000))
+		if _, err := src.Write(data[off : off+n]); err != nil {
+			t.Fatal(err)
+		}
+		off += n
+	}
+	waitFor(t, func() bool {
+		dst.mu.Lock()
+		defer dst.mu.Unlock()
+		return dst.recv == int64(len(data))
+	})
+	dst.mu.Lock()
+	held, queued, max := len(dst.held), dst.rq.len(), dst.maxHeldLocked()
+	dst.mu.Unlock()
+	if held != max || queued == 0 {
+		t.Errorf("%d records held and %d bytes in the ring, want %d held and the rest in the ring", held, queued, max)
+	}
+	got := make([]byte, 0, len(data))
+	for len(got) < len(data) {
+		b := make([]byte, 1+rng.IntN(100_000))
+		n, err := dst.Read(b)
+		if err != nil {
+			t.Fatalf("read after %d bytes: %v", len(got), err)
+		}
+		got = append(got, b[:n]...)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("the bytes read differ from those written")
+	}
+	dst.mu.Lock()
+	defer dst.mu.Unlock()
+	if len(dst.held) != 0 || dst.heldBytes != 0 {
+		t.Errorf("%d records (%d bytes) still held after everything was read", len(dst.held), dst.heldBytes)
 	}
 }

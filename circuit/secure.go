@@ -603,6 +603,54 @@ func (c *Conn) writeDataRecord(rec []byte) (ok bool, err error) {
 	return true, nil
 }
 
+// sealRecord seals plain, a data record's type and then its data, into
+// out's memory (capacity for the record) without copying it first, and
+// returns the record for writeSealedRecord. ok is false, and nothing
+// done, when the conn is not sealed or its handshake did not complete.
+// The record takes the next nonce: the caller sends it before anything
+// else is written on the conn.
+func (c *Conn) sealRecord(plain, out []byte) (rec []byte, ok bool, err error) {
+	if c.sec == nil || !c.sec.done.Load() {
+		return nil, false, nil
+	}
+	if err := c.precheck("write", &c.writeDL); err != nil {
+		return nil, true, err
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if c.writeClosed.Load() {
+		return nil, true, c.opError("write", net.ErrClosed)
+	}
+	if rec, err = c.sec.sess.SealTo(out, plain); err != nil {
+		return nil, true, c.opError("write", err)
+	}
+	return rec, true, nil
+}
+
+// writeSealedRecord writes a record sealRecord sealed, whose payload is n
+// bytes.
+func (c *Conn) writeSealedRecord(rec []byte, n int) error {
+	if err := c.precheck("write", &c.writeDL); err != nil {
+		return err
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	err := c.flushPending()
+	if err == nil {
+		err = c.sendRecord(rec)
+	}
+	if err != nil {
+		if !isTimeout(err) {
+			if r := c.awaitRefusal(err); r != nil {
+				return r
+			}
+		}
+		return err
+	}
+	c.out.Add(int64(n))
+	return nil
+}
+
 // readBuffered copies into b payload a sealed conn already decrypted, and
 // returns how much: 0, without blocking, when it holds none.
 func (c *Conn) readBuffered(b []byte) int {

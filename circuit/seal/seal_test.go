@@ -397,15 +397,43 @@ func TestStrikesGrowKeepsEveryKey(t *testing.T) {
 	}
 }
 
-// A record sealed in place, with or without room for its tag, opens like
-// one Seal made, in sequence with them; one too big is refused.
-func TestSealInPlace(t *testing.T) {
+// recordSessions is a handshake's two sessions: the source's, which
+// seals, and the responder's, which opens.
+func recordSessions(t *testing.T) (is, rs *Session) {
+	t.Helper()
 	m := newMesh(t, "s", "d")
 	rec := m.keys["d"].Record()
 	is, rs, _, err := handshake(t, m.keys["s"], m.keys["d"], "d", &rec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return is, rs
+}
+
+// checkRecord fails unless out is a framed data record of data that rs
+// opens, and a record Seal makes next opens in the same sequence.
+func checkRecord(t *testing.T, is, rs *Session, out, data []byte) {
+	t.Helper()
+	size := len(data)
+	if got := int(binary.BigEndian.Uint16(out)); got != len(out)-2 || len(out) != size+Overhead {
+		t.Fatalf("size %d: record of %d bytes, length field %d", size, len(out), got)
+	}
+	typ, got, err := rs.Open(out[2:])
+	if err != nil || typ != RecordData || !bytes.Equal(got, data) {
+		t.Fatalf("size %d: open: type %d, %d bytes, %v", size, typ, len(got), err)
+	}
+	if out, err = is.Seal(nil, RecordData, data); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := rs.Open(out[2:]); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("size %d: open of the record sealed next: %v", size, err)
+	}
+}
+
+// A record sealed in place, with or without room for its tag, opens like
+// one Seal made, in sequence with them; one too big is refused.
+func TestSealInPlace(t *testing.T) {
+	is, rs := recordSessions(t)
 	for i, size := range []int{0, 1, 100, MaxData} {
 		data := bytes.Repeat([]byte{byte(i + 1)}, size)
 		var b []byte
@@ -420,24 +448,10 @@ func TestSealInPlace(t *testing.T) {
 		if err != nil {
 			t.Fatalf("size %d: %v", size, err)
 		}
-		if got := int(binary.BigEndian.Uint16(out)); got != len(out)-2 || len(out) != size+Overhead {
-			t.Fatalf("size %d: record of %d bytes, length field %d", size, len(out), got)
-		}
 		if i%2 == 0 && &out[0] != &b[0] {
 			t.Errorf("size %d: sealed into a new buffer despite room for the tag", size)
 		}
-		typ, got, err := rs.Open(out[2:])
-		if err != nil || typ != RecordData || !bytes.Equal(got, data) {
-			t.Fatalf("size %d: open: type %d, %d bytes, %v", size, typ, len(got), err)
-		}
-		// A Seal'd record follows in the same sequence.
-		out, err = is.Seal(nil, RecordData, data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, got, err := rs.Open(out[2:]); err != nil || !bytes.Equal(got, data) {
-			t.Fatalf("size %d: open after an in-place record: %v", size, err)
-		}
+		checkRecord(t, is, rs, out, data)
 	}
 	if _, err := is.SealInPlace(make([]byte, RecordHead+MaxData+1)); err == nil {
 		t.Error("a record over MaxData was sealed")
@@ -523,5 +537,30 @@ func TestStrikesFutureStampHoldsOnlyItsOwnKey(t *testing.T) {
 	}
 	if err := s.Check(key(1), "m", start.Add(29*time.Second), later); !errors.Is(err, ErrReplay) {
 		t.Fatalf("m's key replayed within its own window: %v, want ErrReplay", err)
+	}
+}
+
+// A record sealed from a buffer that keeps its data opens like one Seal
+// made, in sequence with them, and leaves that buffer as it was; one too
+// big, or without room in its destination, is refused.
+func TestSealTo(t *testing.T) {
+	is, rs := recordSessions(t)
+	for i, size := range []int{0, 1, 100, MaxData} {
+		plain := append([]byte{RecordData}, bytes.Repeat([]byte{byte(i + 1)}, size)...)
+		kept := bytes.Clone(plain)
+		out, err := is.SealTo(make([]byte, 0, size+Overhead), plain)
+		if err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+		if !bytes.Equal(plain, kept) {
+			t.Fatalf("size %d: sealing changed the data it was sealed from", size)
+		}
+		checkRecord(t, is, rs, out, plain[1:])
+	}
+	if _, err := is.SealTo(make([]byte, 0, MaxRecord+1), make([]byte, 1+MaxData+1)); err == nil {
+		t.Error("a record over MaxData was sealed")
+	}
+	if _, err := is.SealTo(make([]byte, 0, 10), make([]byte, 1+100)); err == nil {
+		t.Error("a record was sealed into a buffer without room for it")
 	}
 }

@@ -90,6 +90,29 @@ func (s *Session) SealInPlace(rec []byte) ([]byte, error) {
 	return rec[:2+len(out)], nil
 }
 
+// SealTo seals the record whose type and data are plain (the type first,
+// then at most MaxData bytes) into dst's memory, which needs the capacity
+// for len(plain)+Overhead-1 bytes, and returns the framed record. plain
+// is read, not changed: it is encrypted straight into dst, without the
+// copy of Seal, and may lie in a buffer that keeps it.
+func (s *Session) SealTo(dst, plain []byte) ([]byte, error) {
+	if len(plain) < 1 || len(plain)-1 > MaxData {
+		return nil, fmt.Errorf("seal: record of %d bytes outside [0, %d]", len(plain)-1, MaxData)
+	}
+	if cap(dst) < len(plain)+Overhead-1 {
+		return nil, fmt.Errorf("seal: %d bytes of room for a record of %d", cap(dst), len(plain)+Overhead-1)
+	}
+	out, err := s.send.Encrypt(dst[2:2], nil, plain)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	if s.nsend++; s.nsend%s.rekeyEvery == 0 {
+		s.send.Rekey()
+	}
+	binary.BigEndian.PutUint16(dst[:2], uint16(len(out)))
+	return dst[:2+len(out)], nil
+}
+
 // Open decrypts one record's ciphertext (without its length prefix) in
 // place and returns its type and data. Any failure wraps ErrIntegrity; the
 // session is then unusable for reading.

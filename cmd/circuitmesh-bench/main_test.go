@@ -48,6 +48,7 @@ var requiredKeys = map[string][]string{
 	"machine":                         {"cores", "go_version", "quic_go_version", "gso"},
 	"r_k_resume_off":                  {"0", "1", "2", "3"},
 	"resume_throughput_ratio":         {"0", "1", "2", "3"},
+	"resume_ends_cpu_ratio":           {"0", "1", "2", "3"},
 	"resume_cpu_ratio":                nil,
 	"resume_sender_cpu_ratio":         {"0", "1", "2", "3"},
 	"reroute_live_ms":                 nil,
@@ -116,6 +117,7 @@ func TestJSONWriterEmitsEveryKey(t *testing.T) {
 			RKResumeOff:           map[string]float64{"0": 0.95, "1": 0.5, "2": 0.34, "3": 0.26},
 			ResumeThroughputRatio: map[string]float64{"0": 0.97, "1": 0.99, "2": 0.98, "3": 0.9},
 			ResumeSenderCPURatio:  map[string]float64{"0": 1.1, "1": 1.05, "2": 1.04, "3": 1.02},
+			ResumeEndsCPURatio:    map[string]float64{"0": 1.1, "1": 1.05, "2": 1.04, "3": 1.02},
 			ResumeCPURatio:        1.1, RerouteLiveMS: 950, RerouteLiveMSMax: 1100, RerouteLiveRuns: []float64{900, 950, 1100},
 		},
 	}

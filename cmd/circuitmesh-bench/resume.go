@@ -19,29 +19,34 @@ import (
 	"github.com/circuitmesh/circuitmesh/node"
 )
 
-// Resumable circuits in the suite: the throughput rounds also run every
-// circuit with resumption off (DialOptions.NoResume), and a diamond
+// Resumable circuits in the suite: what resumption costs a bulk transfer
+// is measured in pairs of transfers (resumePairs), and a diamond
 // a-{b,c}-d measures the stall of a live transfer when the relay carrying
 // it is killed (reroute_live_ms).
-
-// resumeOff marks a throughput subject ("k1" + resumeOff) whose circuit is
-// dialled with resumption off.
-const resumeOff = "_resume_off"
 
 // resumeResults are the figures of resumable circuits in
 // bench-results.json (flattened into the top level).
 type resumeResults struct {
-	// RKResumeOff is r_k for circuits dialled with resumption off.
+	// RKResumeOff is r_k for circuits dialled with resumption off: r_k
+	// over ResumeThroughputRatio (the pairs run no direct quic-go).
 	RKResumeOff map[string]float64 `json:"r_k_resume_off"`
 	// ResumeThroughputRatio maps k to the throughput of the resumable
 	// circuit (the default) over the same circuit with resumption off,
-	// median of the per-round ratios.
+	// median of the per-pair ratios (see resumePairs).
 	ResumeThroughputRatio map[string]float64 `json:"resume_throughput_ratio"`
-	// ResumeCPURatio is the CPU per GB of both ends of a k0 circuit,
-	// resumable over resumption off (median of per-round ratios).
-	ResumeCPURatio float64 `json:"resume_cpu_ratio"`
+	// ResumeThroughputIQR maps k to the first and third quartiles of
+	// those per-pair ratios: the spread the median comes from.
+	ResumeThroughputIQR map[string][2]float64 `json:"resume_throughput_ratio_iqr"`
+	// ResumePairs is the number of pairs per k, of ResumePairBytes each.
+	ResumePairs     int   `json:"resume_pairs"`
+	ResumePairBytes int64 `json:"resume_pair_bytes"`
+	// ResumeEndsCPURatio maps k to the CPU per GB of both ends' processes
+	// (sender and receiver), resumable over resumption off, median of the
+	// per-pair ratios; ResumeCPURatio is its k = 0 figure.
+	ResumeEndsCPURatio map[string]float64 `json:"resume_ends_cpu_ratio"`
+	ResumeCPURatio     float64            `json:"resume_cpu_ratio"`
 	// ResumeSenderCPURatio maps k to the same ratio for the sender's
-	// process alone (the receiver of k ≥ 1 is not metered).
+	// process alone.
 	ResumeSenderCPURatio map[string]float64 `json:"resume_sender_cpu_ratio"`
 	// RerouteLiveMS is the longest gap in the bytes delivered at d while
 	// a transfer a→d crosses a diamond a-{b,c}-d and the relay carrying it
@@ -53,63 +58,104 @@ type resumeResults struct {
 	RerouteLiveErrors []string  `json:"reroute_live_errors,omitempty"`
 }
 
-// resumeSubjects are the throughput subjects with resumption off.
-var resumeSubjects = []string{"k0" + resumeOff, "k1" + resumeOff, "k2" + resumeOff, "k3" + resumeOff}
-
-// resumeRounds accumulates the per-round figures of the resumption
-// subjects.
-type resumeRounds struct {
-	rOff, ratio map[string][]float64
-	senderCPU   map[string][]float64
-	cpu, cpuOff []float64
-	cpuRatio    []float64
+// endsTransfer is one timed transfer from n0 to n(k+1) with the CPU of
+// both ends' processes.
+type endsTransfer struct {
+	mbps    float64 // 10^6 bytes per second
+	sendCPU float64 // the sender's CPU seconds per 10^9 bytes
+	endsCPU float64 // the sender's and the receiver's
 }
 
-// add records one round; got holds every subject's transfer.
-func (rr *resumeRounds) add(got map[string]transfer) {
-	if rr.rOff == nil {
-		rr.rOff, rr.ratio, rr.senderCPU = map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+// endsTransfer sends n bytes from n0 to n(k+1), resumable unless
+// noResume.
+func (s *suite) endsTransfer(k int, noResume bool, n int64) (endsTransfer, error) {
+	recv := s.line[k+1]
+	cpu0, err := recv.cpu()
+	if err != nil {
+		return endsTransfer{}, err
 	}
+	rep, err := s.line[0].call(request{Op: "send", Bytes: n, Peer: nodeName(k + 1), NoResume: noResume})
+	if err != nil {
+		return endsTransfer{}, err
+	}
+	cpu1, err := recv.cpu()
+	if err != nil {
+		return endsTransfer{}, err
+	}
+	gb := float64(n) / 1e9
+	send := time.Duration(rep.CPUNS).Seconds()
+	return endsTransfer{
+		mbps:    float64(n) / (float64(rep.NS) / 1e9) / 1e6,
+		sendCPU: send / gb,
+		endsCPU: (send + (cpu1 - cpu0).Seconds()) / gb,
+	}, nil
+}
+
+// resumePairs measures what resumption costs a bulk transfer. For each k
+// it runs o.ResumePairs pairs of transfers of o.ResumeSize bytes from n0
+// to n(k+1): one resumable (the default), one dialled with
+// DialOptions.NoResume, back to back, in an order that alternates from
+// pair to pair (on-off, then off-on) and between neighbouring k. Each
+// pair's ratio compares two transfers made under the same load of the
+// machine, and the alternation cancels a load that rises or falls across
+// a pair; the figures are the medians of the per-pair ratios.
+func (s *suite) resumePairs() error {
+	n := s.o.ResumeSize
+	s.progress("resumable vs resumption off: warm-up")
 	for k := range 4 {
-		key := strconv.Itoa(k)
-		on, off := got["k"+key], got["k"+key+resumeOff]
-		rr.rOff[key] = append(rr.rOff[key], off.mbps/got["direct"].mbps)
-		rr.ratio[key] = append(rr.ratio[key], on.mbps/off.mbps)
-		rr.senderCPU[key] = append(rr.senderCPU[key], on.sendCPU/off.sendCPU)
+		for _, off := range []bool{false, true} {
+			if _, err := s.endsTransfer(k, off, max(n/4, 4<<20)); err != nil {
+				return fmt.Errorf("resume warm-up k%d: %w", k, err)
+			}
+		}
 	}
-	on, off := got["k0"].cpuPerGB, got["k0"+resumeOff].cpuPerGB
-	rr.cpu, rr.cpuOff = append(rr.cpu, on), append(rr.cpuOff, off)
-	rr.cpuRatio = append(rr.cpuRatio, on/off)
-}
-
-// line is the round's progress line.
-func (rr *resumeRounds) line() string {
-	var b strings.Builder
-	b.WriteString("resumable/off throughput:")
-	for k := range 4 {
-		v := rr.ratio[strconv.Itoa(k)]
-		fmt.Fprintf(&b, " k%d %.2f", k, v[len(v)-1])
+	ratio, sendCPU, endsCPU := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	var cpuOn, cpuOff []float64
+	for i := range s.o.ResumePairs {
+		var line strings.Builder
+		fmt.Fprintf(&line, "resume pair %d/%d, resumable/off throughput (ends CPU):", i+1, s.o.ResumePairs)
+		for k := range 4 {
+			var got [2]endsTransfer // on, off
+			for j := range 2 {
+				off := (i+k+j)%2 == 1
+				t, err := s.endsTransfer(k, off, n)
+				if err != nil {
+					return fmt.Errorf("resume pair %d, k%d (resumption off %v): %w", i+1, k, off, err)
+				}
+				got[map[bool]int{false: 0, true: 1}[off]] = t
+			}
+			on, off := got[0], got[1]
+			key := strconv.Itoa(k)
+			ratio[key] = append(ratio[key], on.mbps/off.mbps)
+			sendCPU[key] = append(sendCPU[key], on.sendCPU/off.sendCPU)
+			endsCPU[key] = append(endsCPU[key], on.endsCPU/off.endsCPU)
+			if k == 0 {
+				cpuOn, cpuOff = append(cpuOn, on.endsCPU), append(cpuOff, off.endsCPU)
+			}
+			fmt.Fprintf(&line, " k%d %.2f (%.2f)", k, on.mbps/off.mbps, on.endsCPU/off.endsCPU)
+		}
+		s.progress("%s", line.String())
 	}
-	fmt.Fprintf(&b, "; k0 ends CPU %.2f", rr.cpuRatio[len(rr.cpuRatio)-1])
-	return b.String()
-}
-
-// store writes the medians into r.
-func (rr *resumeRounds) store(r *results) {
-	r.RKResumeOff, r.ResumeThroughputRatio, r.ResumeSenderCPURatio = map[string]float64{}, map[string]float64{}, map[string]float64{}
-	for k, v := range rr.rOff {
-		r.RKResumeOff[k] = median(v)
+	r := s.res
+	r.ResumePairs, r.ResumePairBytes = s.o.ResumePairs, n
+	r.RKResumeOff, r.ResumeThroughputRatio, r.ResumeThroughputIQR = map[string]float64{}, map[string]float64{}, map[string][2]float64{}
+	r.ResumeSenderCPURatio, r.ResumeEndsCPURatio = map[string]float64{}, map[string]float64{}
+	for key, v := range ratio {
+		r.ResumeThroughputRatio[key] = median(v)
+		r.ResumeThroughputIQR[key] = [2]float64{quantile(v, 0.25), quantile(v, 0.75)}
+		r.ResumeSenderCPURatio[key] = median(sendCPU[key])
+		r.ResumeEndsCPURatio[key] = median(endsCPU[key])
+		if rk, ok := r.RK[key]; ok {
+			r.RKResumeOff[key] = rk / median(v)
+		}
 	}
-	for k, v := range rr.senderCPU {
-		r.ResumeSenderCPURatio[k] = median(v)
+	r.ResumeCPURatio = r.ResumeEndsCPURatio["0"]
+	if r.CPUSecondsPerGB == nil {
+		r.CPUSecondsPerGB = map[string]float64{}
 	}
-	for k, v := range rr.ratio {
-		r.ResumeThroughputRatio[k] = median(v)
-	}
-	r.ResumeCPURatio = median(rr.cpuRatio)
-	if r.CPUSecondsPerGB != nil {
-		r.CPUSecondsPerGB["ends_sealed_resume_off"] = median(rr.cpuOff)
-	}
+	r.CPUSecondsPerGB["ends_sealed_resume_on"] = median(cpuOn)
+	r.CPUSecondsPerGB["ends_sealed_resume_off"] = median(cpuOff)
+	return nil
 }
 
 // resumeGoals are the table's lines for resumable circuits.
@@ -132,13 +178,22 @@ func (r *results) resumeGoals() []goal {
 
 // printResume writes the raw figures behind the resumption lines.
 func (r *results) printResume(w io.Writer) {
-	fmt.Fprintf(w, "resumption off: r_k")
+	fmt.Fprintf(w, "resumable vs resumption off, %d pairs of %d MiB per k: throughput ratio p25-p75", r.ResumePairs, r.ResumePairBytes>>20)
 	for _, k := range []string{"0", "1", "2", "3"} {
-		fmt.Fprintf(w, " %s %.2f", k, r.RKResumeOff[k])
+		q := r.ResumeThroughputIQR[k]
+		fmt.Fprintf(w, " k%s %.2f-%.2f", k, q[0], q[1])
 	}
-	fmt.Fprintf(w, "; k0 ends CPU s/GB resumable %.2f, off %.2f; sender CPU resumable/off", r.CPUSecondsPerGB["ends_sealed"], r.CPUSecondsPerGB["ends_sealed_resume_off"])
+	fmt.Fprintf(w, "; ends CPU ratio")
+	for _, k := range []string{"0", "1", "2", "3"} {
+		fmt.Fprintf(w, " k%s %.2f", k, r.ResumeEndsCPURatio[k])
+	}
+	fmt.Fprintf(w, "; sender CPU ratio")
 	for _, k := range []string{"0", "1", "2", "3"} {
 		fmt.Fprintf(w, " k%s %.2f", k, r.ResumeSenderCPURatio[k])
+	}
+	fmt.Fprintf(w, "; k0 ends CPU s/GB resumable %.2f, off %.2f; r_k off", r.CPUSecondsPerGB["ends_sealed_resume_on"], r.CPUSecondsPerGB["ends_sealed_resume_off"])
+	for _, k := range []string{"0", "1", "2", "3"} {
+		fmt.Fprintf(w, " %s %.2f", k, r.RKResumeOff[k])
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "live circuit stall when its relay is killed, ms per run (%d MiB a→d): %.0f\n", r.RerouteLiveBytes>>20, r.RerouteLiveRuns)

@@ -17,6 +17,8 @@ type options struct {
 	Quick       bool
 	Size        int64 // bytes per transfer
 	Rounds      int   // interleaved throughput rounds
+	ResumePairs int   // pairs of transfers, resumable and not, per k (resumePairs)
+	ResumeSize  int64 // bytes per transfer of those pairs
 	EchoBatches int   // interleaved open-echo batches ...
 	EchoBatch   int   // ... of this many samples each
 	PingBatches int
@@ -32,12 +34,12 @@ type options struct {
 }
 
 func fullOptions() options {
-	return options{Size: 256 << 20, Rounds: 5, EchoBatches: 30, EchoBatch: 20, PingBatches: 10, PingBatch: 200,
+	return options{Size: 256 << 20, Rounds: 5, ResumePairs: 16, ResumeSize: 64 << 20, EchoBatches: 30, EchoBatch: 20, PingBatches: 10, PingBatch: 200,
 		Idle: 10000, Reroutes: 3, Scale: 100000}
 }
 
 func quickOptions() options {
-	return options{Quick: true, Size: 48 << 20, Rounds: 3, EchoBatches: 10, EchoBatch: 20, PingBatches: 5, PingBatch: 100,
+	return options{Quick: true, Size: 48 << 20, Rounds: 3, ResumePairs: 12, ResumeSize: 16 << 20, EchoBatches: 10, EchoBatch: 20, PingBatches: 5, PingBatch: 100,
 		Idle: 10000, Reroutes: 1}
 }
 
@@ -66,7 +68,7 @@ func runSuite(o options) (*results, error) {
 		IdleCircuits: o.Idle,
 	}}
 	var err error
-	if o.Only == "" || o.Only == "line" || o.Only == "relay" {
+	if o.Only == "" || o.Only == "line" || o.Only == "relay" || o.Only == "resume" {
 		err = s.runLine()
 	}
 	if err == nil && (o.Only == "" || o.Only == "reroute") {
@@ -141,9 +143,12 @@ func (s *suite) runLine() (err error) {
 	if _, err := s.clear[0].call(request{Op: "wait", Peers: []string{"x1", "x2"}, Timeout: int64(waitRoutes)}); err != nil {
 		return err
 	}
-	steps := []func() error{s.throughput, s.latencyIdleBusy, s.ttfb, s.idleMemory, s.openRate}
-	if s.o.Only == "relay" {
-		steps = steps[:2] // an established circuit's relay against the naive one
+	steps := []func() error{s.throughput, s.resumePairs, s.latencyIdleBusy, s.ttfb, s.idleMemory, s.openRate}
+	switch s.o.Only {
+	case "relay":
+		steps = []func() error{s.throughput, s.latencyIdleBusy} // an established circuit's relay against the naive one
+	case "resume":
+		steps = []func() error{s.resumePairs}
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -184,7 +189,6 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 	var meter *proc // whose CPU is counted besides the sender's
 	var sender *proc
 	req := request{Op: "send", Bytes: n}
-	subject, req.NoResume = strings.CutSuffix(subject, resumeOff)
 	ends := subject == "direct" || subject == "k0" || subject == "k0clear"
 	switch subject {
 	case "direct":
@@ -231,7 +235,7 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 	return t, nil
 }
 
-var subjects = append([]string{"direct", "k0", "k1", "k2", "k3", "k0clear", "k1clear", "naive1", "naive2"}, resumeSubjects...)
+var subjects = []string{"direct", "k0", "k1", "k2", "k3", "k0clear", "k1clear", "naive1", "naive2"}
 
 func (s *suite) throughput() error {
 	s.progress("throughput: warm-up")
@@ -248,7 +252,6 @@ func (s *suite) throughput() error {
 	mbps := map[string][]float64{}
 	ratios := map[string][]float64{}
 	var cpuRatios, cpuDirect, cpuRelay, cpuSealed, cpuClear, cpuNaive, cpuVsNaive, r1VsNaive, r1ClearVsNaive, cpuClearVsNaive []float64
-	var resume resumeRounds
 	for r := range s.o.Rounds {
 		got := map[string]transfer{}
 		for i := range subjects {
@@ -281,8 +284,6 @@ func (s *suite) throughput() error {
 		s.progress("throughput round %d/%d: MB/s direct %.0f k0 %.0f k1 %.0f k2 %.0f k3 %.0f k1clear %.0f naive1 %.0f naive2 %.0f; relay CPU ratio %.2f, vs naive %.2f (clear ends %.2f)",
 			r+1, s.o.Rounds, got["direct"].mbps, got["k0"].mbps, got["k1"].mbps, got["k2"].mbps, got["k3"].mbps,
 			got["k1clear"].mbps, got["naive1"].mbps, got["naive2"].mbps, cpuRatios[r], cpuVsNaive[r], cpuClearVsNaive[r])
-		resume.add(got)
-		s.progress("  %s", resume.line())
 	}
 	if s.o.ProfileDir != "" {
 		if err := s.profile("profile-stop"); err != nil {
@@ -306,7 +307,6 @@ func (s *suite) throughput() error {
 	s.res.RelayCPUPerGBRatio = median(cpuRatios)
 	s.res.CPUSecondsPerGB = map[string]float64{"direct": median(cpuDirect), "relay": median(cpuRelay),
 		"ends_sealed": median(cpuSealed), "ends_clear": median(cpuClear), "naive_relay": median(cpuNaive)}
-	resume.store(s.res)
 	return nil
 }
 
