@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"container/heap"
 	"fmt"
 	"maps"
 	"math"
@@ -38,6 +39,18 @@ type MeshStats struct {
 	StretchPairs int     `json:"stretch_pairs"`
 	// WorstRoute names the route of MaxStretch: "a→b via a-x-b".
 	WorstRoute string `json:"worst_route,omitempty"`
+	// StretchInside and StretchBetween split Stretch by pairs inside one
+	// region of the underlay and pairs in different regions (0 when
+	// none); HopsInside is the mean links a route inside a region takes.
+	StretchInside  float64 `json:"stretch_inside,omitempty"`
+	StretchBetween float64 `json:"stretch_between,omitempty"`
+	HopsInside     float64 `json:"hops_inside,omitempty"`
+	// LinkStretch is Stretch with each route replaced by the
+	// lowest-latency path over the live links (each at its underlay
+	// latency): what the links allow, so that Stretch − LinkStretch is
+	// routing's part. LinksInside counts the links inside one region.
+	LinkStretch float64 `json:"link_stretch,omitempty"`
+	LinksInside int     `json:"links_inside,omitempty"`
 	// Window is the time since the previous MeasureMesh (or the first
 	// Discover); LinkChanges the link-up and link-down events the nodes
 	// saw in it; Churn those per node per minute.
@@ -56,6 +69,7 @@ type meshInput struct {
 	links   map[string][]string          // node → peers it has a live link to
 	next    map[string]map[string]string // node → destination → next hop (reachable routes)
 	latency func(a, b string) (time.Duration, bool)
+	region  func(a string) string // "" when not placed
 }
 
 // measureMesh computes the reachability, shape and stretch of a snapshot.
@@ -124,9 +138,19 @@ func measureMesh(in meshInput) MeshStats {
 		}
 	}
 	// Reachability and stretch.
-	var sum float64
+	var sum, linkSum float64
+	var in1, in2 struct {
+		sum, hops float64
+		n         int
+	}
+	for k := range seen {
+		if a, b := in.nodes[k[0]], in.nodes[k[1]]; in.region != nil && in.region(a) != "" && in.region(a) == in.region(b) {
+			st.LinksInside++
+		}
+	}
 	for _, a := range in.nodes {
 		opt := latencyOptimal(in, a)
+		over := latencyOverLinks(in, index, adj, a)
 		for _, b := range in.nodes {
 			if a == b {
 				continue
@@ -147,6 +171,16 @@ func measureMesh(in meshInput) MeshStats {
 			r := float64(route) / float64(best)
 			st.StretchPairs++
 			sum += r
+			linkSum += float64(min(over[index[b]], route)) / float64(best)
+			if in.region != nil && in.region(a) != "" {
+				w := &in2
+				if in.region(a) == in.region(b) {
+					w = &in1
+					w.hops += float64(strings.Count(routePath(in, a, b), "-"))
+				}
+				w.sum += r
+				w.n++
+			}
 			if r > st.MaxStretch {
 				st.MaxStretch, st.WorstRoute = r, fmt.Sprintf("%s→%s via %s", a, b, routePath(in, a, b))
 			}
@@ -157,6 +191,13 @@ func measureMesh(in meshInput) MeshStats {
 	}
 	if st.StretchPairs > 0 {
 		st.Stretch = sum / float64(st.StretchPairs)
+		st.LinkStretch = linkSum / float64(st.StretchPairs)
+	}
+	if in1.n > 0 {
+		st.StretchInside, st.HopsInside = in1.sum/float64(in1.n), in1.hops/float64(in1.n)
+	}
+	if in2.n > 0 {
+		st.StretchBetween = in2.sum / float64(in2.n)
 	}
 	return st
 }
@@ -194,6 +235,56 @@ func routePath(in meshInput, a, b string) string {
 		path = append(path, at)
 	}
 	return strings.Join(path, "-")
+}
+
+// latencyOverLinks returns the lowest one-way latency from src to every
+// node over the live links (adj), each at its underlay latency; a pair
+// the underlay does not connect carries nothing. Indexed like in.nodes;
+// math.MaxInt64 where src does not reach.
+func latencyOverLinks(in meshInput, index map[string]int, adj [][]int, src string) []time.Duration {
+	dist := make([]time.Duration, len(in.nodes))
+	for i := range dist {
+		dist[i] = math.MaxInt64
+	}
+	s, ok := index[src]
+	if !ok {
+		return dist
+	}
+	dist[s] = 0
+	h := &durHeap{{s, 0}}
+	for h.Len() > 0 {
+		it := heap.Pop(h).(durItem)
+		if it.d > dist[it.i] {
+			continue
+		}
+		for _, v := range adj[it.i] {
+			l, ok := in.latency(in.nodes[it.i], in.nodes[v])
+			if ok && it.d+l < dist[v] {
+				dist[v] = it.d + l
+				heap.Push(h, durItem{v, dist[v]})
+			}
+		}
+	}
+	return dist
+}
+
+type durItem struct {
+	i int
+	d time.Duration
+}
+
+// durHeap is a min-heap of durItem by d.
+type durHeap []durItem
+
+func (h durHeap) Len() int           { return len(h) }
+func (h durHeap) Less(i, j int) bool { return h[i].d < h[j].d }
+func (h durHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *durHeap) Push(x any)        { *h = append(*h, x.(durItem)) }
+func (h *durHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // latencyOptimal returns the lowest one-way latency from src to every node
@@ -279,6 +370,9 @@ func (c *Cluster) MeasureMesh() (MeshStats, error) {
 		}
 		return under.Latency(a, b), true
 	}
+	if under != nil {
+		in.region = func(a string) string { return under.Region[a] }
+	}
 	st := measureMesh(in)
 	st.Window = now.Sub(start)
 	for _, name := range names {
@@ -309,6 +403,11 @@ func (s MeshStats) String() string {
 		s.MaxDegree, s.MeanDegree, s.Isolated, s.Components, s.Diameter)
 	if s.StretchPairs > 0 {
 		fmt.Fprintf(&b, "path stretch vs the underlay: mean %.3f, max %.3f over %d routes (worst %s)\n", s.Stretch, s.MaxStretch, s.StretchPairs, s.WorstRoute)
+		fmt.Fprintf(&b, "best paths over the links: stretch %.3f\n", s.LinkStretch)
+		if s.StretchInside > 0 || s.StretchBetween > 0 {
+			fmt.Fprintf(&b, "path stretch inside a region %.3f (%.2f hops), between regions %.3f; %d of %d links inside a region\n",
+				s.StretchInside, s.HopsInside, s.StretchBetween, s.LinksInside, s.Links)
+		}
 	} else {
 		b.WriteString("path stretch: no underlay latency to compare with\n")
 	}
