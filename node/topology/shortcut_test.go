@@ -68,11 +68,11 @@ func TestShortcuts(t *testing.T) {
 		name: "none from a leaf",
 		edit: func(in *Input) { in.Leaf, in.Config.Leaf = true, 3 },
 	}, {
-		name: "none at Max−2 links",
-		edit: func(in *Input) { in.Config.Max = 5 },
+		name: "none at Max−1 links: one slot stays free for a new member",
+		edit: func(in *Input) { in.Config.Max = 4 },
 	}, {
-		name:    "one below Max−2 links",
-		edit:    func(in *Input) { in.Config.Max = 6 },
+		name:    "one below Max−1 links",
+		edit:    func(in *Input) { in.Config.Max = 5 },
 		wantAdd: []string{"e"},
 	}, {
 		name: "none with shortcuts turned off",
