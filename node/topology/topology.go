@@ -279,8 +279,9 @@ type Plan struct {
 // Decide computes the links to add and drop.
 func Decide(in Input) Plan {
 	cfg := in.Config.withDefaults()
-	p := planner{in: in, cfg: cfg, linked: map[string]Link{}, members: map[string]Member{},
-		dists: map[string]time.Duration{}, hashes: map[string]uint64{}}
+	n := len(in.Members)
+	p := planner{in: in, cfg: cfg, linked: make(map[string]Link, len(in.Links)), members: make(map[string]Member, n),
+		dists: make(map[string]time.Duration, n), hashes: make(map[string]uint64, n)}
 	return p.plan()
 }
 
