@@ -1,7 +1,6 @@
 package simulate
 
 import (
-	"container/heap"
 	"fmt"
 	"maps"
 	"math"
@@ -148,9 +147,12 @@ func measureMesh(in meshInput) MeshStats {
 			st.LinksInside++
 		}
 	}
+	overLinks := linkLatencies(in, adj)
+	over := make([]uint64, len(in.nodes))
+	var h costHeap
 	for _, a := range in.nodes {
 		opt := latencyOptimal(in, a)
-		over := latencyOverLinks(in, index, adj, a)
+		overLinks.costs(index[a], over, &h)
 		for _, b := range in.nodes {
 			if a == b {
 				continue
@@ -171,7 +173,11 @@ func measureMesh(in meshInput) MeshStats {
 			r := float64(route) / float64(best)
 			st.StretchPairs++
 			sum += r
-			linkSum += float64(min(over[index[b]], route)) / float64(best)
+			viaLinks := route
+			if o := over[index[b]]; o != unreached && time.Duration(o) < route {
+				viaLinks = time.Duration(o)
+			}
+			linkSum += float64(viaLinks) / float64(best)
 			if in.region != nil && in.region(a) != "" {
 				w := &in2
 				if in.region(a) == in.region(b) {
@@ -237,54 +243,19 @@ func routePath(in meshInput, a, b string) string {
 	return strings.Join(path, "-")
 }
 
-// latencyOverLinks returns the lowest one-way latency from src to every
-// node over the live links (adj), each at its underlay latency; a pair
-// the underlay does not connect carries nothing. Indexed like in.nodes;
-// math.MaxInt64 where src does not reach.
-func latencyOverLinks(in meshInput, index map[string]int, adj [][]int, src string) []time.Duration {
-	dist := make([]time.Duration, len(in.nodes))
-	for i := range dist {
-		dist[i] = math.MaxInt64
-	}
-	s, ok := index[src]
-	if !ok {
-		return dist
-	}
-	dist[s] = 0
-	h := &durHeap{{s, 0}}
-	for h.Len() > 0 {
-		it := heap.Pop(h).(durItem)
-		if it.d > dist[it.i] {
-			continue
-		}
-		for _, v := range adj[it.i] {
-			l, ok := in.latency(in.nodes[it.i], in.nodes[v])
-			if ok && it.d+l < dist[v] {
-				dist[v] = it.d + l
-				heap.Push(h, durItem{v, dist[v]})
+// linkLatencies is the live links (adj, indexed like in.nodes) as a
+// denseGraph weighted by their underlay latency in nanoseconds; a pair the
+// underlay does not connect carries nothing.
+func linkLatencies(in meshInput, adj [][]int) *denseGraph {
+	d := &denseGraph{adj: make([][]denseEdge, len(adj))}
+	for i, nbrs := range adj {
+		for _, j := range nbrs {
+			if l, ok := in.latency(in.nodes[i], in.nodes[j]); ok {
+				d.adj[i] = append(d.adj[i], denseEdge{j, uint64(l)})
 			}
 		}
 	}
-	return dist
-}
-
-type durItem struct {
-	i int
-	d time.Duration
-}
-
-// durHeap is a min-heap of durItem by d.
-type durHeap []durItem
-
-func (h durHeap) Len() int           { return len(h) }
-func (h durHeap) Less(i, j int) bool { return h[i].d < h[j].d }
-func (h durHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *durHeap) Push(x any)        { *h = append(*h, x.(durItem)) }
-func (h *durHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+	return d
 }
 
 // latencyOptimal returns the lowest one-way latency from src to every node
