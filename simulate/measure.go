@@ -38,6 +38,18 @@ type MeshStats struct {
 	StretchPairs int     `json:"stretch_pairs"`
 	// WorstRoute names the route of MaxStretch: "a→b via a-x-b".
 	WorstRoute string `json:"worst_route,omitempty"`
+	// StretchInside and StretchBetween split Stretch by pairs inside one
+	// region of the underlay and pairs in different regions (0 when
+	// none); HopsInside is the mean links a route inside a region takes.
+	StretchInside  float64 `json:"stretch_inside,omitempty"`
+	StretchBetween float64 `json:"stretch_between,omitempty"`
+	HopsInside     float64 `json:"hops_inside,omitempty"`
+	// LinkStretch is Stretch with each route replaced by the
+	// lowest-latency path over the live links (each at its underlay
+	// latency): what the links allow, so that Stretch − LinkStretch is
+	// routing's part. LinksInside counts the links inside one region.
+	LinkStretch float64 `json:"link_stretch,omitempty"`
+	LinksInside int     `json:"links_inside,omitempty"`
 	// Window is the time since the previous MeasureMesh (or the first
 	// Discover); LinkChanges the link-up and link-down events the nodes
 	// saw in it; Churn those per node per minute.
@@ -56,6 +68,7 @@ type meshInput struct {
 	links   map[string][]string          // node → peers it has a live link to
 	next    map[string]map[string]string // node → destination → next hop (reachable routes)
 	latency func(a, b string) (time.Duration, bool)
+	region  func(a string) string // "" when not placed
 }
 
 // measureMesh computes the reachability, shape and stretch of a snapshot.
@@ -124,9 +137,22 @@ func measureMesh(in meshInput) MeshStats {
 		}
 	}
 	// Reachability and stretch.
-	var sum float64
+	var sum, linkSum float64
+	var in1, in2 struct {
+		sum, hops float64
+		n         int
+	}
+	for k := range seen {
+		if a, b := in.nodes[k[0]], in.nodes[k[1]]; in.region != nil && in.region(a) != "" && in.region(a) == in.region(b) {
+			st.LinksInside++
+		}
+	}
+	overLinks := linkLatencies(in, adj)
+	over := make([]uint64, len(in.nodes))
+	var h costHeap
 	for _, a := range in.nodes {
 		opt := latencyOptimal(in, a)
+		overLinks.costs(index[a], over, &h)
 		for _, b := range in.nodes {
 			if a == b {
 				continue
@@ -147,6 +173,20 @@ func measureMesh(in meshInput) MeshStats {
 			r := float64(route) / float64(best)
 			st.StretchPairs++
 			sum += r
+			viaLinks := route
+			if o := over[index[b]]; o != unreached && time.Duration(o) < route {
+				viaLinks = time.Duration(o)
+			}
+			linkSum += float64(viaLinks) / float64(best)
+			if in.region != nil && in.region(a) != "" {
+				w := &in2
+				if in.region(a) == in.region(b) {
+					w = &in1
+					w.hops += float64(strings.Count(routePath(in, a, b), "-"))
+				}
+				w.sum += r
+				w.n++
+			}
 			if r > st.MaxStretch {
 				st.MaxStretch, st.WorstRoute = r, fmt.Sprintf("%s→%s via %s", a, b, routePath(in, a, b))
 			}
@@ -157,6 +197,13 @@ func measureMesh(in meshInput) MeshStats {
 	}
 	if st.StretchPairs > 0 {
 		st.Stretch = sum / float64(st.StretchPairs)
+		st.LinkStretch = linkSum / float64(st.StretchPairs)
+	}
+	if in1.n > 0 {
+		st.StretchInside, st.HopsInside = in1.sum/float64(in1.n), in1.hops/float64(in1.n)
+	}
+	if in2.n > 0 {
+		st.StretchBetween = in2.sum / float64(in2.n)
 	}
 	return st
 }
@@ -194,6 +241,21 @@ func routePath(in meshInput, a, b string) string {
 		path = append(path, at)
 	}
 	return strings.Join(path, "-")
+}
+
+// linkLatencies is the live links (adj, indexed like in.nodes) as a
+// denseGraph weighted by their underlay latency in nanoseconds; a pair the
+// underlay does not connect carries nothing.
+func linkLatencies(in meshInput, adj [][]int) *denseGraph {
+	d := &denseGraph{adj: make([][]denseEdge, len(adj))}
+	for i, nbrs := range adj {
+		for _, j := range nbrs {
+			if l, ok := in.latency(in.nodes[i], in.nodes[j]); ok {
+				d.adj[i] = append(d.adj[i], denseEdge{j, uint64(l)})
+			}
+		}
+	}
+	return d
 }
 
 // latencyOptimal returns the lowest one-way latency from src to every node
@@ -279,6 +341,9 @@ func (c *Cluster) MeasureMesh() (MeshStats, error) {
 		}
 		return under.Latency(a, b), true
 	}
+	if under != nil {
+		in.region = func(a string) string { return under.Region[a] }
+	}
 	st := measureMesh(in)
 	st.Window = now.Sub(start)
 	for _, name := range names {
@@ -309,6 +374,11 @@ func (s MeshStats) String() string {
 		s.MaxDegree, s.MeanDegree, s.Isolated, s.Components, s.Diameter)
 	if s.StretchPairs > 0 {
 		fmt.Fprintf(&b, "path stretch vs the underlay: mean %.3f, max %.3f over %d routes (worst %s)\n", s.Stretch, s.MaxStretch, s.StretchPairs, s.WorstRoute)
+		fmt.Fprintf(&b, "best paths over the links: stretch %.3f\n", s.LinkStretch)
+		if s.StretchInside > 0 || s.StretchBetween > 0 {
+			fmt.Fprintf(&b, "path stretch inside a region %.3f (%.2f hops), between regions %.3f; %d of %d links inside a region\n",
+				s.StretchInside, s.HopsInside, s.StretchBetween, s.LinksInside, s.Links)
+		}
 	} else {
 		b.WriteString("path stretch: no underlay latency to compare with\n")
 	}

@@ -45,7 +45,8 @@ func TestMeasureMesh(t *testing.T) {
 		// a→c 20 vs 15, c→a 20 vs 15, a→d 30 vs 25 (a-c-d), the rest 1.
 		want: MeshStats{Nodes: 4, Pairs: 12, ReachablePairs: 9, Reachable: 0.75, Links: 3, MaxDegree: 2,
 			MeanDegree: 1.5, Components: 1, Diameter: 3, StretchPairs: 9,
-			Stretch: (6 + 4.0/3 + 4.0/3 + 1.2) / 9, MaxStretch: 4.0 / 3, WorstRoute: "a→c via a-b-c"},
+			Stretch: (6 + 4.0/3 + 4.0/3 + 1.2) / 9, MaxStretch: 4.0 / 3, WorstRoute: "a→c via a-b-c",
+			LinkStretch: (6 + 4.0/3 + 4.0/3 + 1.2) / 9},
 	}, {
 		name: "isolated node, a routing loop and a partitioned pair",
 		in: meshInput{
@@ -59,7 +60,27 @@ func TestMeasureMesh(t *testing.T) {
 		},
 		want: MeshStats{Nodes: 3, Pairs: 6, ReachablePairs: 4, Reachable: 4.0 / 6, Links: 1, MaxDegree: 1,
 			MeanDegree: 2.0 / 3, Isolated: 1, Components: 2, Diameter: 1, StretchPairs: 2, Stretch: 1, MaxStretch: 1,
-			WorstRoute: "a→b via a-b"},
+			WorstRoute: "a→b via a-b", LinkStretch: 1},
+	}, {
+		// a and b share a region (1 ms), c is 10 ms away; a routes to b
+		// through c although their own link is there.
+		name: "inside and between regions, and a route longer than the links allow",
+		in: meshInput{
+			nodes: []string{"a", "b", "c"},
+			links: map[string][]string{"a": {"b", "c"}, "b": {"a", "c"}, "c": {"a", "b"}},
+			next: map[string]map[string]string{
+				"a": {"b": "c", "c": "c"},
+				"b": {"a": "a", "c": "c"},
+				"c": {"a": "a", "b": "b"},
+			},
+			latency: latencies(map[[2]string]int{{"a", "b"}: 1, {"a", "c"}: 10, {"b", "c"}: 10}),
+			region:  func(n string) string { return map[string]string{"a": "eu", "b": "eu", "c": "us"}[n] },
+		},
+		// a→b 20 vs 1 (the link a-b: 1), the other five 1.
+		want: MeshStats{Nodes: 3, Pairs: 6, ReachablePairs: 6, Reachable: 1, Links: 3, MaxDegree: 2,
+			MeanDegree: 2, Components: 1, Diameter: 1, StretchPairs: 6, Stretch: 25.0 / 6, MaxStretch: 20,
+			WorstRoute: "a→b via a-c-b", LinkStretch: 1, StretchInside: 10.5, HopsInside: 1.5, StretchBetween: 1,
+			LinksInside: 1},
 	}, {
 		name: "no underlay latency: no stretch",
 		in: meshInput{
@@ -76,10 +97,12 @@ func TestMeasureMesh(t *testing.T) {
 			got := measureMesh(tt.in)
 			near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 			if !near(got.Stretch, tt.want.Stretch) || !near(got.MaxStretch, tt.want.MaxStretch) ||
-				!near(got.Reachable, tt.want.Reachable) || !near(got.MeanDegree, tt.want.MeanDegree) {
+				!near(got.Reachable, tt.want.Reachable) || !near(got.MeanDegree, tt.want.MeanDegree) ||
+				!near(got.LinkStretch, tt.want.LinkStretch) {
 				t.Fatalf("got %+v\nwant %+v", got, tt.want)
 			}
 			got.Stretch, got.MaxStretch, got.Reachable, got.MeanDegree = tt.want.Stretch, tt.want.MaxStretch, tt.want.Reachable, tt.want.MeanDegree
+			got.LinkStretch = tt.want.LinkStretch
 			if got != tt.want {
 				t.Fatalf("got %+v\nwant %+v", got, tt.want)
 			}

@@ -293,7 +293,12 @@ func (c *Cluster) waitConvergedStretch(ctx context.Context) (*Stretch, error) {
 // poll calls check until it returns nil or ctx ends, returning the last
 // error in the latter case.
 func poll(ctx context.Context, check func() error) error {
-	t := time.NewTicker(pollInterval)
+	return pollEvery(ctx, pollInterval, check)
+}
+
+// pollEvery is poll checking every interval.
+func pollEvery(ctx context.Context, interval time.Duration, check func() error) error {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		err := check()
