@@ -199,6 +199,7 @@ type Resumable struct {
 	wantHello  bool   // destination: the first frame must be a hello
 	writing    bool   // a frame is being written (by writeLoop or a Write)
 	wstopped   uint64 // 1 + the generation of a path the other end stopped reading
+	wclosed    uint64 // 1 + the generation of a path whose writing end this end closed with its fin
 
 	sbuf              ring // sent positions not yet acknowledged: [acked, written)
 	acked, written    int64
@@ -396,6 +397,13 @@ func (r *Resumable) workLocked() bool {
 	return r.sent < r.totalLocked() || r.pingDue || r.pongDue || r.ackDueLocked()
 }
 
+// mutedLocked reports whether nothing can be written on the current path:
+// the other end stopped reading it, or this end ended its writing side
+// with its fin.
+func (r *Resumable) mutedLocked() bool {
+	return r.wstopped == r.gen+1 || r.wclosed == r.gen+1
+}
+
 // ackDelay bounds how long a read smaller than the ack threshold waits to
 // be acknowledged.
 const ackDelay = 5 * time.Millisecond
@@ -449,7 +457,10 @@ func (r *Resumable) writeLoop() {
 			r.wcond.Wait()
 			continue
 		}
-		if r.cur == nil || r.wstopped == r.gen+1 || !r.workLocked() || r.ended && r.ackableLocked() <= r.ackSent && !r.ackNow {
+		// An ended circuit sends nothing more: it ended cleanly (else
+		// it returned above), and the path's clean end tells the other
+		// end that this one took all it needed (docs/PROTOCOL.md §3.9).
+		if r.cur == nil || r.mutedLocked() || !r.workLocked() || r.ended {
 			if r.ended {
 				p := r.cur
 				r.cur = nil
@@ -490,6 +501,7 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 	}
 	r.ackNow = false // what was read is acknowledged now
 	b = r.appendProbeLocked(b)
+	last := false
 	if !r.ended {
 		if r.sent < r.written {
 			n := min(r.written-r.sent, maxFrameData)
@@ -501,6 +513,9 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 		} else if r.finQueued && r.sent == r.written {
 			b = append(b, frameFin)
 			r.sent++
+			// An application that closed reads nothing more: this end's
+			// side of the path ends with its fin (docs/PROTOCOL.md §3.9).
+			last = r.appClosed
 		}
 		if r.sent > r.acked {
 			r.armProbeLocked()
@@ -513,9 +528,12 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 	}
 	r.writing = true
 	r.mu.Unlock()
-	err := r.writeFrames(p, b)
+	closed, err := r.writeFrames(p, b, last)
 	r.mu.Lock()
 	r.writing = false
+	if closed {
+		r.wclosed = gen + 1
+	}
 	if hello {
 		r.helloSent = true
 		r.broadcast()
@@ -564,7 +582,7 @@ const stopDecideTimeout = 5 * time.Second
 // stream holds at most small control frames, and a small Write is copied
 // and returns.
 func (r *Resumable) sendInlineLocked() bool {
-	if r.writing || r.cur == nil || r.wstopped == r.gen+1 || r.ended || r.written-r.sent > maxInline || r.sent != r.acked {
+	if r.writing || r.cur == nil || r.mutedLocked() || r.ended || r.written-r.sent > maxInline || r.sent != r.acked {
 		return false
 	}
 	if w, ok := r.cur.(interface{ writeWaits() bool }); ok && w.writeWaits() {
@@ -584,24 +602,32 @@ func (r *Resumable) sendInlineLocked() bool {
 // circuits do).
 type sealedPath interface {
 	writeDataRecord(rec []byte) (bool, error)
+	writeLastRecord(rec []byte) (bool, error)
 	readBuffered(b []byte) int
 	takeBuffered(n int) ([]byte, *[]byte)
 }
 
 // writeFrames writes b[seal.RecordHead:], frames laid out after room for a
 // record's head: a sealed path (*Conn) seals them in place into one
-// record, others get them as bytes.
-func (r *Resumable) writeFrames(p Path, b []byte) error {
+// record, others get them as bytes. With last (the frames end with this
+// end's fin and its application closed), a sealed path whose handshake
+// completed also ends its writing side in the same write (the end record,
+// then FIN): closed reports that it did.
+func (r *Resumable) writeFrames(p Path, b []byte, last bool) (closed bool, err error) {
 	if c, ok := p.(sealedPath); ok {
-		if done, err := c.writeDataRecord(b); done {
+		write := c.writeDataRecord
+		if last {
+			write = c.writeLastRecord
+		}
+		if done, err := write(b); done {
 			if err == nil {
 				r.fast.inPlace.Add(1)
 			}
-			return err
+			return last && err == nil, err
 		}
 	}
-	_, err := p.Write(b[seal.RecordHead:])
-	return err
+	_, err = p.Write(b[seal.RecordHead:])
+	return false, err
 }
 
 // readLoop reads the frames of each path in turn.
@@ -1046,7 +1072,11 @@ func (r *Resumable) pathEndedLocked(gen uint64) {
 	if gen != r.gen || r.ended {
 		return
 	}
-	if !r.gotFin {
+	// The other end closes its side cleanly once it ended: it took all this
+	// end sent (its fin included), or its application closed and wants
+	// none of it. Without its fin that is a protocol failure, unless this
+	// end's application closed too and wants nothing more from it.
+	if !r.gotFin && !r.appClosed {
 		r.failLocked(fmt.Errorf("%w: the other end closed the circuit before its end of stream", ErrIntegrity))
 		return
 	}
