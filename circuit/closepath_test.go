@@ -75,12 +75,13 @@ func TestResumableCloseEndsPathWithFin(t *testing.T) {
 	if _, err := io.ReadFull(src, buf); err != nil {
 		t.Fatal(err)
 	}
-	// The acknowledgement of "y" goes once its delay ran out; after it
-	// (or with the fin, if later) the source owes nothing but its fin.
+	// The acknowledgement of "y" goes once its delay ran out: once the
+	// destination has it, the relay has taken it from the source, which
+	// owes nothing more but its fin.
 	waitFor(t, func() bool {
-		src.mu.Lock()
-		defer src.mu.Unlock()
-		return src.ackSent == 1
+		dst.mu.Lock()
+		defer dst.mu.Unlock()
+		return dst.credit == 1
 	})
 	on.Store(true)
 	if err := src.Close(); err != nil {
@@ -108,27 +109,6 @@ func TestResumableCloseEndsPathWithFin(t *testing.T) {
 	}
 }
 
-// holdStream swallows what is written on it, FIN included, while held: a
-// relay that stops forwarding one direction.
-type holdStream struct {
-	links.Stream
-	held *atomic.Bool
-}
-
-func (s holdStream) Write(b []byte) (int, error) {
-	if s.held.Load() {
-		return len(b), nil
-	}
-	return s.Stream.Write(b)
-}
-
-func (s holdStream) CloseWrite() error {
-	if s.held.Load() {
-		return nil
-	}
-	return s.Stream.CloseWrite()
-}
-
 // A source that closed its side of the path with its fin still resumes
 // when that path dies before the destination had the fin: the fin goes
 // again on the new path, which ends the same way, and the destination
@@ -137,7 +117,7 @@ func TestResumableClosedPathResumes(t *testing.T) {
 	g := newResumeRig(t)
 	var held atomic.Bool
 	g.wrap = func(in, out links.Stream) (links.Stream, links.Stream) {
-		return in, holdStream{Stream: out, held: &held}
+		return in, wedgeStream{out, &held}
 	}
 	p, src, dst := g.pair(ResumeConfig{}, ResumeConfig{})
 	msg := bytes.Repeat([]byte("m"), 100_000)
