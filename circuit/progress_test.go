@@ -29,6 +29,14 @@ func (s wedgeStream) Write(b []byte) (int, error) {
 	return s.Stream.Write(b)
 }
 
+// CloseWrite: a wedged relay forwards no FIN either.
+func (s wedgeStream) CloseWrite() error {
+	if s.wedged.Load() {
+		return nil
+	}
+	return s.Stream.CloseWrite()
+}
+
 // A relay that stops forwarding in both directions, keeping the circuit's
 // streams open, stalls the circuit only for the progress timeout: the
 // source finds nothing arrives, resumes on a new path, and every byte

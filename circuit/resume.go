@@ -148,6 +148,15 @@ type ResumeConfig struct {
 	// Write or Read to go with it. Otherwise it is sent at once, so that
 	// the destination can resume the circuit before anything was written.
 	Early bool
+	// Reopen (source of an early circuit), when set, opens the circuit
+	// again, as a new circuit (not a resume) whose handshake completed,
+	// when the destination refused the first path's one-message or
+	// resumed handshake with a retry (IsRetry) before any frame came on
+	// it: the hello and everything written so far then go on that path,
+	// and the application sees nothing of the refusal. ctx ends at the
+	// resume deadline. Without it, or when that open fails, the refusal
+	// ends the circuit.
+	Reopen func(ctx context.Context) (Path, error)
 }
 
 // ResumeEvent reports a resume: the path that took the circuit over and
@@ -200,6 +209,8 @@ type Resumable struct {
 	wantHello  bool   // destination: the first frame must be a hello
 	writing    bool   // a frame is being written (by writeLoop or a Write)
 	wstopped   uint64 // 1 + the generation of a path the other end stopped reading
+	wclosed    uint64 // 1 + the generation of a path whose writing end this end closed with its fin
+	reopened   bool   // source: the refused first path was replaced (cfg.Reopen)
 
 	sbuf              ring // sent positions not yet acknowledged: [acked, written)
 	acked, written    int64
@@ -405,6 +416,13 @@ func (r *Resumable) workLocked() bool {
 	return r.sent < r.totalLocked() || r.pingDue || r.pongDue || r.ackDueLocked()
 }
 
+// mutedLocked reports whether nothing can be written on the current path:
+// the other end stopped reading it, or this end ended its writing side
+// with its fin.
+func (r *Resumable) mutedLocked() bool {
+	return r.wstopped == r.gen+1 || r.wclosed == r.gen+1
+}
+
 // ackDelay bounds how long a read smaller than the ack threshold waits to
 // be acknowledged.
 const ackDelay = 5 * time.Millisecond
@@ -458,7 +476,10 @@ func (r *Resumable) writeLoop() {
 			r.wcond.Wait()
 			continue
 		}
-		if r.cur == nil || r.wstopped == r.gen+1 || !r.workLocked() || r.ended && r.ackableLocked() <= r.ackSent && !r.ackNow {
+		// An ended circuit sends nothing more: it ended cleanly (else
+		// it returned above), and the path's clean end tells the other
+		// end that this one took all it needed (docs/PROTOCOL.md §3.9).
+		if r.cur == nil || r.mutedLocked() || !r.workLocked() || r.ended {
 			if r.ended {
 				p := r.cur
 				r.cur = nil
@@ -501,6 +522,7 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 	b = r.appendProbeLocked(b)
 	var rec []byte // a record sealed from the ring (sealFromRingLocked)
 	var err error
+	last := false
 	if !r.ended {
 		if r.sent < r.written {
 			n := min(r.written-r.sent, maxFrameData)
@@ -517,6 +539,9 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 		} else if r.finQueued && r.sent == r.written {
 			b = append(b, frameFin)
 			r.sent++
+			// An application that closed reads nothing more: this end's
+			// side of the path ends with its fin (docs/PROTOCOL.md §3.9).
+			last = r.appClosed
 		}
 		if r.sent > r.acked {
 			r.armProbeLocked()
@@ -529,6 +554,7 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 	}
 	r.writing = true
 	r.mu.Unlock()
+	closed := false
 	switch {
 	case err != nil: // sealing failed: the path is closed or broken
 	case rec != nil:
@@ -536,10 +562,13 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 			r.fast.fromRing.Add(1)
 		}
 	default:
-		err = r.writeFrames(p, b)
+		closed, err = r.writeFrames(p, b, last)
 	}
 	r.mu.Lock()
 	r.writing = false
+	if closed {
+		r.wclosed = gen + 1
+	}
 	if hello {
 		r.helloSent = true
 		r.broadcast()
@@ -629,7 +658,7 @@ const stopDecideTimeout = 5 * time.Second
 // stream holds at most small control frames, and a small Write is copied
 // and returns.
 func (r *Resumable) sendInlineLocked() bool {
-	if r.writing || r.cur == nil || r.wstopped == r.gen+1 || r.ended || r.written-r.sent > maxInline || r.sent != r.acked {
+	if r.writing || r.cur == nil || r.mutedLocked() || r.ended || r.written-r.sent > maxInline || r.sent != r.acked {
 		return false
 	}
 	if w, ok := r.cur.(interface{ writeWaits() bool }); ok && w.writeWaits() {
@@ -649,6 +678,7 @@ func (r *Resumable) sendInlineLocked() bool {
 // circuits do).
 type sealedPath interface {
 	writeDataRecord(rec []byte) (bool, error)
+	writeLastRecord(rec []byte) (bool, error)
 	sealRecord(plain, out []byte) ([]byte, bool, error)
 	writeSealedRecord(rec []byte, n int) error
 	readBuffered(b []byte) int
@@ -657,18 +687,25 @@ type sealedPath interface {
 
 // writeFrames writes b[seal.RecordHead:], frames laid out after room for a
 // record's head: a sealed path (*Conn) seals them in place into one
-// record, others get them as bytes.
-func (r *Resumable) writeFrames(p Path, b []byte) error {
+// record, others get them as bytes. With last (the frames end with this
+// end's fin and its application closed), a sealed path whose handshake
+// completed also ends its writing side in the same write (the end record,
+// then FIN): closed reports that it did.
+func (r *Resumable) writeFrames(p Path, b []byte, last bool) (closed bool, err error) {
 	if c, ok := p.(sealedPath); ok {
-		if done, err := c.writeDataRecord(b); done {
+		write := c.writeDataRecord
+		if last {
+			write = c.writeLastRecord
+		}
+		if done, err := write(b); done {
 			if err == nil {
 				r.fast.inPlace.Add(1)
 			}
-			return err
+			return last && err == nil, err
 		}
 	}
-	_, err := p.Write(b[seal.RecordHead:])
-	return err
+	_, err = p.Write(b[seal.RecordHead:])
+	return false, err
 }
 
 // readLoop reads the frames of each path in turn.
@@ -1145,7 +1182,11 @@ func (r *Resumable) pathEndedLocked(gen uint64) {
 	if gen != r.gen || r.ended {
 		return
 	}
-	if !r.gotFin {
+	// The other end closes its side cleanly once it ended: it took all this
+	// end sent (its fin included), or its application closed and wants
+	// none of it. Without its fin that is a protocol failure, unless this
+	// end's application closed too and wants nothing more from it.
+	if !r.gotFin && !r.appClosed {
 		r.failLocked(fmt.Errorf("%w: the other end closed the circuit before its end of stream", ErrIntegrity))
 		return
 	}
@@ -1160,20 +1201,18 @@ func (r *Resumable) pathFailedLocked(gen uint64, err error) {
 	if gen != r.gen || r.ended || errors.Is(err, errStale) {
 		return
 	}
+	if r.reopenableLocked(err) {
+		r.reopened = true
+		r.suspendLocked(err)
+		r.wg.Add(1)
+		go r.reopen(r.gen, r.downAt.Add(r.cfg.Timeout))
+		return
+	}
 	if !resumableError(err) || !r.source && !r.registered {
 		r.failLocked(err)
 		return
 	}
-	old := r.cur
-	r.cur, r.cause, r.downAt = nil, err, time.Now()
-	r.gen++
-	if old != nil {
-		if r.cfg.OnPathFailed != nil {
-			r.cfg.OnPathFailed(old, err)
-		}
-		dropPath(old, CloseLinkLost)
-	}
-	r.broadcast()
+	r.suspendLocked(err)
 	if r.source {
 		r.wg.Add(1)
 		go r.resumeLoop(r.gen, r.downAt.Add(r.cfg.Timeout))
@@ -1187,6 +1226,75 @@ func (r *Resumable) pathFailedLocked(gen uint64, err error) {
 			r.giveUpLocked(fmt.Errorf("%w (%s) after %v: %w", ErrResumeTimeout, r.remote, r.cfg.Timeout, r.cause), 0)
 		}
 	})
+}
+
+// suspendLocked drops the current path, which failed with err.
+func (r *Resumable) suspendLocked(err error) {
+	old := r.cur
+	r.cur, r.cause, r.downAt = nil, err, time.Now()
+	r.gen++
+	if old != nil {
+		if r.cfg.OnPathFailed != nil {
+			r.cfg.OnPathFailed(old, err)
+		}
+		dropPath(old, CloseLinkLost)
+	}
+	r.broadcast()
+}
+
+// reopenableLocked reports whether the failure err of the current path is
+// the destination's retry refusal of an early source's first path, which
+// it answers by opening the circuit again (ResumeConfig.Reopen): nothing
+// came on that path, so the destination holds nothing of the circuit.
+func (r *Resumable) reopenableLocked(err error) bool {
+	return r.source && r.cfg.Reopen != nil && !r.reopened && r.cur == r.firstPath &&
+		r.frames.Load() == 0 && IsRetry(err)
+}
+
+// reopen (source) opens the circuit again after its first path was
+// refused with a retry, and sends the hello and everything written so far
+// on the new path; a failure of that open ends the circuit with it.
+func (r *Resumable) reopen(gen uint64, deadline time.Time) {
+	defer r.wg.Done()
+	ctx, cancel := r.attemptContext(deadline)
+	defer cancel()
+	p, err := r.cfg.Reopen(ctx)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.ended || r.gen != gen:
+		if err == nil {
+			dropPath(p, CloseCancelled)
+		}
+	case err != nil:
+		r.failLocked(err)
+	default:
+		// The refused path took nothing: the new one starts from the
+		// beginning, hello first, as a first path does.
+		r.cur, r.firstPath = p, p
+		r.gen++
+		r.sent, r.ackSent = r.acked, 0
+		r.helloDue, r.helloNow = true, true
+		r.resetProbeLocked()
+		r.downAt = time.Time{}
+		r.broadcast()
+	}
+}
+
+// attemptContext is the context of an attempt to open a path: it ends at
+// deadline or when the circuit ends (Reset, Close), whichever is first.
+func (r *Resumable) attemptContext(deadline time.Time) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		select {
+		case <-r.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // dropPath resets a path and releases it.
@@ -1223,18 +1331,8 @@ func (r *Resumable) giveUpLocked(err error, attempts int) {
 // the deadline passes, or the destination refuses.
 func (r *Resumable) resumeLoop(gen uint64, deadline time.Time) {
 	defer r.wg.Done()
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	ctx, cancel := r.attemptContext(deadline)
 	defer cancel()
-	r.wg.Add(1)
-	go func() {
-		// Cancel the attempt when the circuit ends (Reset, Close).
-		defer r.wg.Done()
-		select {
-		case <-r.quit:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		p, err := r.cfg.Redial(ctx)

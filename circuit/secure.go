@@ -568,6 +568,18 @@ func (c *Conn) closeWriteSealed() error {
 // is not sealed or its handshake did not complete (its first Write may
 // carry the open): the caller then Writes rec[seal.RecordHead:].
 func (c *Conn) writeDataRecord(rec []byte) (ok bool, err error) {
+	return c.writeInPlace(rec, false)
+}
+
+// writeLastRecord is writeDataRecord for the last data this end sends:
+// the end-of-stream record follows in the same write, then the stream's
+// FIN, as CloseWrite would send them, so that all of it can leave in one
+// packet.
+func (c *Conn) writeLastRecord(rec []byte) (ok bool, err error) {
+	return c.writeInPlace(rec, true)
+}
+
+func (c *Conn) writeInPlace(rec []byte, last bool) (ok bool, err error) {
 	if c.sec == nil || !c.sec.done.Load() {
 		return false, nil
 	}
@@ -586,10 +598,19 @@ func (c *Conn) writeDataRecord(rec []byte) (ok bool, err error) {
 	if err == nil {
 		rec[2] = seal.RecordData
 		var sealed []byte
-		if sealed, err = c.sec.sess.SealInPlace(rec); err != nil {
+		if sealed, err = c.sec.sess.SealInPlace(rec); err == nil && last {
+			sealed, err = c.sec.sess.Seal(sealed, seal.RecordEnd, nil)
+		}
+		if err != nil {
 			return true, c.opError("write", err)
 		}
 		err = c.sendRecord(sealed)
+	}
+	if err == nil && last {
+		c.writeClosed.Store(true)
+		if err = c.s.CloseWrite(); err != nil {
+			err = c.opError("close", err)
+		}
 	}
 	if err != nil {
 		if !isTimeout(err) {
