@@ -202,12 +202,12 @@ func TestVerdictCacheBounded(t *testing.T) {
 	v := &verdictCache{}
 	c := &fakeCertifier{}
 	for i := range 3 * verifyCacheSize {
-		v.store(verdictKeyOf(c, fmt.Sprint(i), 1, []byte("x")), ct0)
+		v.store(verdictKeyOf(c, fmt.Sprint(i), 1, []byte("x")), ct0, nil)
 	}
 	if n := v.len(); n > verifyCacheSize {
 		t.Fatalf("cache holds %d verdicts, bound %d", n, verifyCacheSize)
 	}
-	if !v.lookup(verdictKeyOf(c, fmt.Sprint(3*verifyCacheSize-1), 1, []byte("x")), ct0) {
+	if _, ok := v.lookup(verdictKeyOf(c, fmt.Sprint(3*verifyCacheSize-1), 1, []byte("x")), ct0); !ok {
 		t.Fatal("newest verdict forgotten")
 	}
 }
@@ -224,7 +224,8 @@ func TestVerdictCacheHoldsNoAttestations(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	for i := range verifyCacheSize {
-		v.store(verdictKeyOf(c, fmt.Sprintf("origin-%d", i), uint16(i), att), ct0)
+		s := string(att)
+		v.store(verdictKeyOf(c, fmt.Sprintf("origin-%d", i), uint16(i), att), ct0, &s)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)

@@ -14,7 +14,7 @@ func (e *Engine) scheduleHousekeep(at time.Duration) {
 func (e *Engine) housekeep(t time.Duration) {
 	e.hkValid = false
 	for _, name := range e.sortedOrigins() {
-		o := e.origins[name]
+		o := e.origins.get(name)
 		expired := false
 		for i := 0; i < len(o.routes); {
 			r := &o.routes[i]
@@ -34,7 +34,7 @@ func (e *Engine) housekeep(t time.Duration) {
 		if o.sel == nil && len(o.routes) == 0 {
 			gc := o.lostAt + 2*e.cfg.RouteExpiry
 			if t >= gc {
-				delete(e.origins, name)
+				e.origins.remove(o)
 				o.removed = true
 				e.originOrder = nil
 				continue

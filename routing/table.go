@@ -3,7 +3,6 @@ package routing
 import (
 	"slices"
 	"time"
-	"unique"
 )
 
 // neighbour is a node with a link up.
@@ -96,9 +95,9 @@ type origin struct {
 	x *originExt
 
 	// Newest verified attestation of the origin (Config.Certifier),
-	// interned process-wide: every engine of a process (a simulation)
-	// holds the same bytes of an origin's attestation once.
-	att     unique.Handle[string]
+	// shared through the verdict cache: every engine of a process (a
+	// simulation) that took it from there holds the same bytes.
+	att     *string
 	attHeld uint64 // bit i: the neighbour in slot i holds att
 
 	rtMetric Metric // the selected route (routeOf gives it in full)
@@ -285,13 +284,13 @@ func (e *Engine) usable(o *origin, r *routeEntry) bool {
 // addOrigin creates the table entry for name, or returns nil and counts a
 // refusal when the table is full.
 func (e *Engine) addOrigin(name string) *origin {
-	if len(e.origins) >= e.cfg.MaxRoutes {
+	if e.origins.len() >= e.cfg.MaxRoutes {
 		e.stats.RefusedOrigins++
 		return nil
 	}
 	o := e.newOrigin() // zeroed
 	o.name, o.hash, o.rtMetric = name, nameHash(name), e.cfg.Infinity
-	e.origins[name] = o
+	e.origins.insert(o)
 	e.originOrder = nil
 	return o
 }
@@ -308,7 +307,7 @@ const originSlab = 32
 // stays small.
 func (e *Engine) newOrigin() *origin {
 	if len(e.slab) == 0 {
-		e.slab = make([]origin, min(originSlab, max(len(e.origins), 4)))
+		e.slab = make([]origin, min(originSlab, max(e.origins.len(), 4)))
 	}
 	o := &e.slab[0]
 	e.slab = e.slab[1:]
