@@ -16,10 +16,18 @@ import (
 // the engine outputs); names whose 64-bit hashes collide are told apart by
 // comparing them.
 type originIndex struct {
-	slots []*origin // nil: free; length a power of two, or zero
+	// The entries with their name hashes, so that a probe that does not
+	// match reads no entry (o nil: free). The length is a power of two,
+	// or zero.
+	slots []indexSlot
 	n     int
 	shift uint8 // 64 - log2(len(slots))
 	seed  uint64
+}
+
+type indexSlot struct {
+	h uint64
+	o *origin
 }
 
 const indexMinSlots = 8
@@ -53,12 +61,12 @@ func lookupIn[T string | []byte](x *originIndex, h uint64, name T) *origin {
 	}
 	mask := len(x.slots) - 1
 	for i := x.home(h); ; i = (i + 1) & mask {
-		o := x.slots[i]
-		if o == nil {
+		s := &x.slots[i]
+		if s.o == nil {
 			return nil
 		}
-		if o.hash == h && o.name == string(name) {
-			return o
+		if s.h == h && s.o.name == string(name) {
+			return s.o
 		}
 	}
 }
@@ -70,28 +78,28 @@ func (x *originIndex) insert(o *origin) {
 	}
 	mask := len(x.slots) - 1
 	i := x.home(o.hash)
-	for x.slots[i] != nil {
+	for x.slots[i].o != nil {
 		i = (i + 1) & mask
 	}
-	x.slots[i] = o
+	x.slots[i] = indexSlot{o.hash, o}
 	x.n++
 }
 
 func (x *originIndex) grow() {
 	old := x.slots
 	size := max(indexMinSlots, 2*len(old))
-	x.slots = make([]*origin, size)
+	x.slots = make([]indexSlot, size)
 	x.shift = uint8(64 - log2(size))
 	mask := size - 1
-	for _, o := range old {
-		if o == nil {
+	for _, s := range old {
+		if s.o == nil {
 			continue
 		}
-		i := x.home(o.hash)
-		for x.slots[i] != nil {
+		i := x.home(s.h)
+		for x.slots[i].o != nil {
 			i = (i + 1) & mask
 		}
-		x.slots[i] = o
+		x.slots[i] = s
 	}
 }
 
@@ -111,20 +119,20 @@ func (x *originIndex) remove(o *origin) {
 	}
 	mask := len(x.slots) - 1
 	i := x.home(o.hash)
-	for x.slots[i] != o {
-		if x.slots[i] == nil {
+	for x.slots[i].o != o {
+		if x.slots[i].o == nil {
 			return
 		}
 		i = (i + 1) & mask
 	}
-	x.slots[i] = nil
+	x.slots[i] = indexSlot{}
 	x.n--
 	// Backward-shift deletion: an entry j after the hole i moves into it
 	// unless its home lies cyclically in (i, j].
-	for j := (i + 1) & mask; x.slots[j] != nil; j = (j + 1) & mask {
-		h := x.home(x.slots[j].hash)
+	for j := (i + 1) & mask; x.slots[j].o != nil; j = (j + 1) & mask {
+		h := x.home(x.slots[j].h)
 		if (j > i && (h <= i || h > j)) || (j < i && h <= i && h > j) {
-			x.slots[i], x.slots[j] = x.slots[j], nil
+			x.slots[i], x.slots[j] = x.slots[j], indexSlot{}
 			i = j
 		}
 	}
@@ -136,8 +144,8 @@ func (x *originIndex) remove(o *origin) {
 // all yields every entry, in no particular order.
 func (x *originIndex) all() iter.Seq[*origin] {
 	return func(yield func(*origin) bool) {
-		for _, o := range x.slots {
-			if o != nil && !yield(o) {
+		for _, s := range x.slots {
+			if s.o != nil && !yield(s.o) {
 				return
 			}
 		}
