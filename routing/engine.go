@@ -146,7 +146,7 @@ func (e *Engine) LinkUp(now time.Time, neighbour string, cost Metric, leaf bool)
 		o = e.addOrigin(neighbour)
 	}
 	if o != nil {
-		o.upsert(routeEntry{nb: nb})
+		o.upsert(routeEntry{nb: nb, expires: implicitRoute})
 		e.reselect(t, o)
 	}
 	e.flush(t)
@@ -517,7 +517,7 @@ func (e *Engine) Detours(dest string) []string {
 	var out []string
 	for i := range o.routes {
 		r := &o.routes[i]
-		if r.nb.name != dest && r.hasSeqno && r.metric < e.cfg.Infinity {
+		if r.nb.name != dest && r.hasSeqno() && r.metric < e.cfg.Infinity {
 			out = append(out, r.nb.name)
 		}
 	}

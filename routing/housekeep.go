@@ -18,12 +18,12 @@ func (e *Engine) housekeep(t time.Duration) {
 		expired := false
 		for i := 0; i < len(o.routes); {
 			r := &o.routes[i]
-			if r.expires != 0 && r.expires <= t {
+			if r.expiring() && r.expires <= t {
 				o.routes = append(o.routes[:i], o.routes[i+1:]...)
 				expired = true
 				continue
 			}
-			if r.expires != 0 {
+			if r.expiring() {
 				e.scheduleHousekeep(r.expires)
 			}
 			i++

@@ -59,18 +59,32 @@ func newNeighbour(name string, cost Metric, leaf bool, slot int) *neighbour {
 	}
 }
 
-// routeEntry is the route a neighbour advertised for an origin.
+// routeEntry is the route a neighbour advertised for an origin (24
+// bytes: three of them are held in every table entry).
 type routeEntry struct {
-	nb       *neighbour
-	seqno    uint16
-	metric   Metric // as advertised by nb (without the link cost)
-	hops     uint16 // as advertised by nb
-	hasSeqno bool   // false for a neighbour's implicit route to itself before its first update
-	expires  time.Duration
+	nb *neighbour
+	// expires is when the route expires; 0 for a route that does not
+	// (a neighbour's route to itself), implicitRoute for a neighbour's
+	// implicit route to itself before its first update, which carries no
+	// seqno.
+	expires time.Duration
+	metric  Metric // as advertised by nb (without the link cost)
+	seqno   uint16
+	hops    uint16 // as advertised by nb
 }
 
+// implicitRoute marks the route to a new neighbour (routeEntry.expires).
+const implicitRoute time.Duration = -1
+
+// hasSeqno reports whether r was advertised (not implicit), and so
+// carries a real seqno.
+func (r *routeEntry) hasSeqno() bool { return r.expires != implicitRoute }
+
+// expiring reports whether r expires unless refreshed.
+func (r *routeEntry) expiring() bool { return r.expires > 0 }
+
 // origin is everything known about one destination. Its fields are
-// ordered by size so that none is padded (240 bytes): one exists per
+// ordered by size so that none is padded (216 bytes): one exists per
 // destination at every node.
 type origin struct {
 	name   string
@@ -278,7 +292,7 @@ func (e *Engine) usable(o *origin, r *routeEntry) bool {
 	if r.nb.name == o.name {
 		return true
 	}
-	return !r.nb.leaf && r.hasSeqno && o.feasible(r.seqno, r.metric)
+	return !r.nb.leaf && r.hasSeqno() && o.feasible(r.seqno, r.metric)
 }
 
 // addOrigin creates the table entry for name, or returns nil and counts a
@@ -370,7 +384,7 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 	nr := selRoute{metric: e.cfg.Infinity, seqno: old.seqno}
 	o.sel, o.selSeq = nil, false
 	if r != nil {
-		o.sel, o.selSeq = r.nb, r.hasSeqno
+		o.sel, o.selSeq = r.nb, r.hasSeqno()
 		nr = selRoute{metric: e.total(r), hops: uint32(r.hops) + 1, seqno: r.seqno, reachable: true}
 	}
 	o.setSelected(nr)
@@ -464,7 +478,7 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en entry) {
 			return
 		}
 	}
-	r := routeEntry{nb: nb, seqno: en.seqno, metric: en.metric, hops: en.hops, hasSeqno: true}
+	r := routeEntry{nb: nb, seqno: en.seqno, metric: en.metric, hops: en.hops}
 	if en.origin != nb.name {
 		r.expires = t + e.cfg.RouteExpiry
 		e.scheduleHousekeep(r.expires)
