@@ -16,3 +16,13 @@ func TestOriginEntrySize(t *testing.T) {
 		t.Fatalf("routeEntry takes %d bytes, want at most 24", s)
 	}
 }
+
+// A slab of table entries (with the allocator's 8-byte header for objects
+// holding pointers) fits the 8,192-byte size class with little left over:
+// a slab just over a size class takes the next one.
+func TestOriginSlabFillsItsSizeClass(t *testing.T) {
+	size := originSlab*unsafe.Sizeof(origin{}) + 8
+	if size > 8192 || size < 8192*9/10 {
+		t.Fatalf("a slab of %d entries takes %d bytes, want 90-100 %% of 8192", originSlab, size)
+	}
+}
