@@ -152,6 +152,11 @@ func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) (att *string, 
 		if att, ok := verdicts.lookup(key, e.epoch.Add(t)); ok {
 			e.stats.Verified++
 			e.stats.CachedVerdicts++
+			if att == nil {
+				s := string(en.att)
+				att = &s
+				verdicts.share(key, att)
+			}
 			return att, true
 		}
 	}

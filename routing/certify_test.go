@@ -239,3 +239,26 @@ func TestVerdictCacheHoldsNoAttestations(t *testing.T) {
 	}
 	runtime.KeepAlive(v)
 }
+
+// Once the engines that held an attestation's shared copy are gone, the
+// next engine that takes the verdict from the cache makes its copy the
+// shared one: a second simulation in the same process (a benchmark's next
+// run) shares its copies too instead of keeping one per engine.
+func TestVerdictCacheSharesANewCopy(t *testing.T) {
+	v := &verdictCache{}
+	c := &fakeCertifier{}
+	k := verdictKeyOf(c, "b", 3, []byte("att:b/3"))
+	v.store(k, ct0, nil) // the first copy is gone
+	if att, ok := v.lookup(k, ct0); !ok || att != nil {
+		t.Fatalf("lookup = %v, %v; want a verdict without a copy", att, ok)
+	}
+	s := "att:b/3"
+	v.share(k, &s)
+	if att, ok := v.lookup(k, ct0.Add(time.Second)); !ok || att != &s {
+		t.Fatalf("lookup after share = %v, %v; want the shared copy", att, ok)
+	}
+	if _, ok := v.lookup(k, ct0.Add(verifyCacheTTL)); ok {
+		t.Fatal("share extended the verdict's lifetime")
+	}
+	runtime.KeepAlive(&s)
+}

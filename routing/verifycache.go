@@ -98,6 +98,23 @@ func (v *verdictCache) lookup(k verdictKey, now time.Time) (*string, bool) {
 	return vd.att.Value(), true
 }
 
+// share makes att the copy shared for k, if k is remembered and its copy
+// is gone (the engines that held it were dropped), without changing when
+// k verified: the engines that take the verdict next share this one.
+func (v *verdictCache) share(k verdictKey, att *string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, m := range []map[verdictKey]verdict{v.cur, v.old} {
+		if vd, ok := m[k]; ok {
+			if vd.att.Value() == nil {
+				vd.att = weak.Make(att)
+				m[k] = vd
+			}
+			return
+		}
+	}
+}
+
 // store remembers that k verified at now; att (if not nil) is the copy
 // of the attestation to share.
 func (v *verdictCache) store(k verdictKey, now time.Time, att *string) {
