@@ -150,9 +150,9 @@ func benchCfg(nodes int) routing.Config {
 // rounds of 50 ms), from cold start (building the graph included) and
 // after the busiest node dies. 5000 nodes run only with
 // CIRCUITMESH_BENCH_5000=1, other sizes with CIRCUITMESH_BENCH_NODES:
-// 25 million (node, destination) entries of about 330 bytes each (table
-// entry with its routes, map slot, name) take more than 8 GiB in one
-// process, plus the messages in flight and the collector's headroom
+// 25 million (node, destination) entries of about 260 bytes each (table
+// entry with its routes, name index slot, name) take more than 6 GiB in
+// one process, plus the messages in flight and the collector's headroom
 // (2000 nodes took 2.6 GB).
 func BenchmarkConverge(b *testing.B) {
 	sizes := []int{100, 1000}

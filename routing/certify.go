@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"slices"
 	"time"
-	"unique"
 	"unsafe"
 )
 
@@ -21,8 +20,10 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin 
 	if en.origin == e.cfg.Self {
 		// A newer seqno of ours that we signed (before a restart): jump
 		// past it so our fresh routes are feasible everywhere.
-		if seqnoLess(e.seqno, en.seqno) && e.verify(t, nb, en) {
-			e.jumpPast(en.seqno)
+		if seqnoLess(e.seqno, en.seqno) {
+			if _, ok := e.verify(t, nb, en); ok {
+				e.jumpPast(en.seqno)
+			}
 		}
 		return nil
 	}
@@ -37,11 +38,12 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin 
 		}
 		return nil // nothing newer (a different attestation of the same seqno loses)
 	}
-	if o == nil && len(e.origins) >= e.cfg.MaxRoutes {
+	if o == nil && e.origins.len() >= e.cfg.MaxRoutes {
 		e.stats.RefusedOrigins++
 		return nil
 	}
-	if !e.verify(t, nb, en) {
+	shared, ok := e.verify(t, nb, en)
+	if !ok {
 		return nil
 	}
 	if o == nil {
@@ -52,7 +54,11 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin 
 		o.lostAt = t
 		e.scheduleHousekeep(t + 2*e.cfg.RouteExpiry)
 	}
-	o.att, o.attSeq, o.attValid, o.attHeld = unique.Make(string(en.att)), en.seqno, true, 0
+	if shared == nil {
+		s := string(en.att)
+		shared = &s
+	}
+	o.att, o.attSeq, o.attValid, o.attHeld = shared, en.seqno, true, 0
 	e.setAttHeldOf(nb, o, true)
 	return o
 }
@@ -78,7 +84,7 @@ func (e *Engine) attHeld(nb *neighbour, o *origin) bool {
 func (e *Engine) setAttHeld(nb *neighbour, name string, held bool) {
 	if name == e.cfg.Self {
 		e.setAttHeldOf(nb, nil, held)
-	} else if o := e.origins[name]; o != nil {
+	} else if o := e.origins.get(name); o != nil {
 		e.setAttHeldOf(nb, o, held)
 	} else if nb.slot >= 64 && !held {
 		delete(nb.attSent, name)
@@ -127,8 +133,9 @@ func (e *Engine) jumpPast(seqno uint16) {
 	e.triggerAll(nil, true)
 }
 
-// verify checks en's attestation within nb's failure budget.
-func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) bool {
+// verify checks en's attestation within nb's failure budget. If it
+// verified, att is the process's shared copy of it (nil if there is none).
+func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) (att *string, ok bool) {
 	rate := float64(e.cfg.MaxVerifyFailures)
 	burst := 5 * rate
 	if !nb.vInit {
@@ -142,26 +149,33 @@ func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) bool {
 	if shared {
 		e.keyBuf = slices.Grow(e.keyBuf[:0], 1+len(en.origin)+2+len(en.att))
 		key = verdictKeyIn(e.keyBuf, e.cfg.Certifier, en.origin, en.seqno, en.att)
-		if verdicts.lookup(key, e.epoch.Add(t)) {
+		if att, ok := verdicts.lookup(key, e.epoch.Add(t)); ok {
 			e.stats.Verified++
 			e.stats.CachedVerdicts++
-			return true
+			if att == nil {
+				s := string(en.att)
+				att = &s
+				verdicts.share(key, att)
+			}
+			return att, true
 		}
 	}
 	if nb.vTokens < 1 {
 		e.stats.ThrottledAttestations++
-		return false
+		return nil, false
 	}
 	if err := e.cfg.Certifier.Verify(en.origin, en.seqno, en.att); err != nil {
 		nb.vTokens--
 		e.stats.BadAttestations++
-		return false
+		return nil, false
 	}
 	if shared {
-		verdicts.store(key, e.epoch.Add(t))
+		s := string(en.att)
+		att = &s
+		verdicts.store(key, e.epoch.Add(t), att)
 	}
 	e.stats.Verified++
-	return true
+	return att, true
 }
 
 // appendAttest appends the attestation covering an update for o (nil:
@@ -202,11 +216,11 @@ func (e *Engine) Attestation(origin string) (seqno uint16, att []byte, ok bool) 
 	if origin == e.cfg.Self {
 		return e.selfAttSeq, bytes.Clone(e.selfAtt), e.selfAttValid
 	}
-	o := e.origins[origin]
+	o := e.origins.get(origin)
 	if o == nil || !o.attValid {
 		return 0, nil, false
 	}
-	return o.attSeq, []byte(o.att.Value()), true
+	return o.attSeq, []byte(*o.att), true
 }
 
 // NewSeqno advances this node's seqno and advertises it at once, with a
@@ -220,10 +234,9 @@ func (e *Engine) NewSeqno(now time.Time) {
 	e.flush(t)
 }
 
-// attBytes returns an interned attestation's bytes without copying them;
-// they are shared by every engine of the process and must not be
+// attBytes returns an attestation's bytes without copying them; they may
+// be shared by every engine of the process (verdictCache) and must not be
 // modified (they are only encoded).
-func attBytes(h unique.Handle[string]) []byte {
-	s := h.Value()
-	return unsafe.Slice(unsafe.StringData(s), len(s))
+func attBytes(s *string) []byte {
+	return unsafe.Slice(unsafe.StringData(*s), len(*s))
 }

@@ -202,12 +202,12 @@ func TestVerdictCacheBounded(t *testing.T) {
 	v := &verdictCache{}
 	c := &fakeCertifier{}
 	for i := range 3 * verifyCacheSize {
-		v.store(verdictKeyOf(c, fmt.Sprint(i), 1, []byte("x")), ct0)
+		v.store(verdictKeyOf(c, fmt.Sprint(i), 1, []byte("x")), ct0, nil)
 	}
 	if n := v.len(); n > verifyCacheSize {
 		t.Fatalf("cache holds %d verdicts, bound %d", n, verifyCacheSize)
 	}
-	if !v.lookup(verdictKeyOf(c, fmt.Sprint(3*verifyCacheSize-1), 1, []byte("x")), ct0) {
+	if _, ok := v.lookup(verdictKeyOf(c, fmt.Sprint(3*verifyCacheSize-1), 1, []byte("x")), ct0); !ok {
 		t.Fatal("newest verdict forgotten")
 	}
 }
@@ -224,7 +224,8 @@ func TestVerdictCacheHoldsNoAttestations(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	for i := range verifyCacheSize {
-		v.store(verdictKeyOf(c, fmt.Sprintf("origin-%d", i), uint16(i), att), ct0)
+		s := string(att)
+		v.store(verdictKeyOf(c, fmt.Sprintf("origin-%d", i), uint16(i), att), ct0, &s)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
@@ -237,4 +238,27 @@ func TestVerdictCacheHoldsNoAttestations(t *testing.T) {
 		t.Fatalf("%d verdicts hold %d bytes, want at most %d (256 bytes each)", v.len(), held, limit)
 	}
 	runtime.KeepAlive(v)
+}
+
+// Once the engines that held an attestation's shared copy are gone, the
+// next engine that takes the verdict from the cache makes its copy the
+// shared one: a second simulation in the same process (a benchmark's next
+// run) shares its copies too instead of keeping one per engine.
+func TestVerdictCacheSharesANewCopy(t *testing.T) {
+	v := &verdictCache{}
+	c := &fakeCertifier{}
+	k := verdictKeyOf(c, "b", 3, []byte("att:b/3"))
+	v.store(k, ct0, nil) // the first copy is gone
+	if att, ok := v.lookup(k, ct0); !ok || att != nil {
+		t.Fatalf("lookup = %v, %v; want a verdict without a copy", att, ok)
+	}
+	s := "att:b/3"
+	v.share(k, &s)
+	if att, ok := v.lookup(k, ct0.Add(time.Second)); !ok || att != &s {
+		t.Fatalf("lookup after share = %v, %v; want the shared copy", att, ok)
+	}
+	if _, ok := v.lookup(k, ct0.Add(verifyCacheTTL)); ok {
+		t.Fatal("share extended the verdict's lifetime")
+	}
+	runtime.KeepAlive(&s)
 }

@@ -3,7 +3,9 @@
 // routers are named nodes and the destination ("prefix") is a node name.
 //
 // The Engine does no I/O, starts no goroutines, never reads the clock and
-// uses randomness only from Config.Seed. Like etcd's raft.RawNode it consumes
+// uses randomness only from Config.Seed (and a random seed for where its
+// name index keeps entries, which shows in no output). Like etcd's
+// raft.RawNode it consumes
 // events and produces outputs:
 //
 //	inputs:  LinkUp, LinkCost, LinkDown, Receive (a message from a

@@ -24,7 +24,7 @@ type Engine struct {
 	slots    []*neighbour // neighbours by slot; nil for a free slot
 	selfHash uint64       // nameHash(Self)
 
-	origins     map[string]*origin
+	origins     originIndex
 	slab        []origin // unused table entries allocated together (newOrigin)
 	originOrder []string // sorted names of origins; nil when stale
 
@@ -70,10 +70,10 @@ func New(cfg Config) (*Engine, error) {
 		seqno:    uint16(rng.Uint32()),
 		selfHash: nameHash(c.Self),
 		nbrs:     make(map[string]*neighbour),
-		origins:  make(map[string]*origin),
+		origins:  newOriginIndex(),
 	}
 	e.intern = func(b []byte) (string, *origin) {
-		if o, ok := e.origins[string(b)]; ok {
+		if o := e.origins.getBytes(b); o != nil {
 			return o.name, o
 		}
 		if string(b) == e.cfg.Self {
@@ -141,12 +141,12 @@ func (e *Engine) LinkUp(now time.Time, neighbour string, cost Metric, leaf bool)
 	e.slots[slot] = nb
 	e.nbrs[neighbour] = nb
 	e.nbrOrder = nil
-	o := e.origins[neighbour]
+	o := e.origins.get(neighbour)
 	if o == nil {
 		o = e.addOrigin(neighbour)
 	}
 	if o != nil {
-		o.upsert(routeEntry{nb: nb})
+		o.upsert(routeEntry{nb: nb, expires: implicitRoute})
 		e.reselect(t, o)
 	}
 	e.flush(t)
@@ -176,7 +176,7 @@ func (e *Engine) LinkDown(now time.Time, neighbour string) {
 	e.slots[nb.slot] = nil
 	e.setAttHeld(nb, e.cfg.Self, false)
 	for _, name := range e.sortedOrigins() {
-		o := e.origins[name]
+		o := e.origins.get(name)
 		o.setTold(nb, false)
 		e.setAttHeld(nb, name, false)
 		if o.remove(nb) || o.sel == nb {
@@ -200,7 +200,7 @@ func (e *Engine) setCost(t time.Duration, nb *neighbour, cost Metric) {
 	}
 	nb.cost = cost
 	for _, name := range e.sortedOrigins() {
-		if o := e.origins[name]; o.find(nb) >= 0 {
+		if o := e.origins.get(name); o.find(nb) >= 0 {
 			e.reselect(t, o)
 		}
 	}
@@ -210,7 +210,7 @@ func (e *Engine) setCost(t time.Duration, nb *neighbour, cost Metric) {
 // nodes other than itself.
 func (e *Engine) dropTransit(t time.Duration, nb *neighbour) {
 	for _, name := range e.sortedOrigins() {
-		if o := e.origins[name]; name != nb.name && o.remove(nb) {
+		if o := e.origins.get(name); name != nb.name && o.remove(nb) {
 			e.reselect(t, o)
 		}
 	}
@@ -288,7 +288,7 @@ func (e *Engine) originOf(en entry) *origin {
 	if en.org != nil {
 		return en.org
 	}
-	return e.origins[en.origin]
+	return e.origins.get(en.origin)
 }
 
 // Tick advances timers: periodic refreshes, rate-limited triggered updates,
@@ -429,8 +429,8 @@ func (e *Engine) Lookup(dest string) (Route, bool) {
 	if dest == e.cfg.Self {
 		return Route{Dest: dest, Seqno: e.seqno, Reachable: true}, true
 	}
-	o, ok := e.origins[dest]
-	if !ok {
+	o := e.origins.get(dest)
+	if o == nil {
 		return Route{Dest: dest, Metric: e.cfg.Infinity}, false
 	}
 	return o.routeOf(), o.rtReachable
@@ -439,14 +439,13 @@ func (e *Engine) Lookup(dest string) (Route, bool) {
 // Known reports whether the table holds an entry for dest, reachable or
 // not (a lost route is kept for two route expiry periods).
 func (e *Engine) Known(dest string) bool {
-	_, ok := e.origins[dest]
-	return ok
+	return e.origins.get(dest) != nil
 }
 
 // NextHop returns the neighbour to forward to for dest, and whether dest
 // is reachable. It is the cheap form of Lookup for forwarding.
 func (e *Engine) NextHop(dest string) (string, bool) {
-	if o, ok := e.origins[dest]; ok && o.sel != nil {
+	if o := e.origins.get(dest); o != nil && o.sel != nil {
 		return o.sel.name, true
 	}
 	return "", false
@@ -456,8 +455,8 @@ func (e *Engine) NextHop(dest string) (string, bool) {
 // risk of a loop: the selected next hop first, then feasible alternates by
 // increasing metric. It is empty when dest is unreachable (or is Self).
 func (e *Engine) NextHops(dest string) []string {
-	o, ok := e.origins[dest]
-	if !ok || o.sel == nil {
+	o := e.origins.get(dest)
+	if o == nil || o.sel == nil {
 		return nil
 	}
 	alts := e.byMetric(o, func(r *routeEntry) bool { return r.nb != o.sel && e.usable(o, r) })
@@ -496,8 +495,8 @@ func (e *Engine) byMetric(o *origin, keep func(*routeEntry) bool) []string {
 // it is for a caller that must avoid a next hop routing still likes (one
 // whose path stopped forwarding) and can bound the attempt itself.
 func (e *Engine) Advertisers(dest string) []string {
-	o, ok := e.origins[dest]
-	if !ok {
+	o := e.origins.get(dest)
+	if o == nil {
 		return nil
 	}
 	return e.byMetric(o, func(r *routeEntry) bool {
@@ -511,14 +510,14 @@ func (e *Engine) Advertisers(dest string) []string {
 // unreachable, so each of them reaches dest by a next hop of its own: a
 // hint that closing this node's link to dest would not cut dest off.
 func (e *Engine) Detours(dest string) []string {
-	o, ok := e.origins[dest]
-	if !ok {
+	o := e.origins.get(dest)
+	if o == nil {
 		return nil
 	}
 	var out []string
 	for i := range o.routes {
 		r := &o.routes[i]
-		if r.nb.name != dest && r.hasSeqno && r.metric < e.cfg.Infinity {
+		if r.nb.name != dest && r.hasSeqno() && r.metric < e.cfg.Infinity {
 			out = append(out, r.nb.name)
 		}
 	}
@@ -529,9 +528,9 @@ func (e *Engine) Detours(dest string) []string {
 // Routes returns every destination in the table (reachable or still being
 // withdrawn), sorted by Dest. Self is not included.
 func (e *Engine) Routes() []Route {
-	out := make([]Route, 0, len(e.origins))
+	out := make([]Route, 0, e.origins.len())
 	for _, name := range e.sortedOrigins() {
-		out = append(out, e.origins[name].routeOf())
+		out = append(out, e.origins.get(name).routeOf())
 	}
 	return out
 }
@@ -542,6 +541,6 @@ func (e *Engine) Neighbours() []string { return slices.Clone(e.sortedNbrs()) }
 // Stats returns the counters.
 func (e *Engine) Stats() Stats {
 	s := e.stats
-	s.Destinations = len(e.origins)
+	s.Destinations = e.origins.len()
 	return s
 }

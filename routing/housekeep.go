@@ -14,16 +14,16 @@ func (e *Engine) scheduleHousekeep(at time.Duration) {
 func (e *Engine) housekeep(t time.Duration) {
 	e.hkValid = false
 	for _, name := range e.sortedOrigins() {
-		o := e.origins[name]
+		o := e.origins.get(name)
 		expired := false
 		for i := 0; i < len(o.routes); {
 			r := &o.routes[i]
-			if r.expires != 0 && r.expires <= t {
+			if r.expiring() && r.expires <= t {
 				o.routes = append(o.routes[:i], o.routes[i+1:]...)
 				expired = true
 				continue
 			}
-			if r.expires != 0 {
+			if r.expiring() {
 				e.scheduleHousekeep(r.expires)
 			}
 			i++
@@ -34,7 +34,7 @@ func (e *Engine) housekeep(t time.Duration) {
 		if o.sel == nil && len(o.routes) == 0 {
 			gc := o.lostAt + 2*e.cfg.RouteExpiry
 			if t >= gc {
-				delete(e.origins, name)
+				e.origins.remove(o)
 				o.removed = true
 				e.originOrder = nil
 				continue

@@ -80,7 +80,12 @@ func (e *Engine) sortedNbrs() []string {
 
 func (e *Engine) sortedOrigins() []string {
 	if e.originOrder == nil {
-		e.originOrder = slices.Sorted(maps.Keys(e.origins))
+		order := e.originOrder[:0:0]
+		for o := range e.origins.all() {
+			order = append(order, o.name)
+		}
+		slices.Sort(order)
+		e.originOrder = order
 	}
 	return e.originOrder
 }
@@ -163,7 +168,7 @@ func (e *Engine) updates(t time.Duration, nb *neighbour, batch []entry) []entry 
 		batch = e.appendAdvert(t, nb, batch, nil, false)
 		if !e.cfg.Leaf {
 			for _, name := range e.sortedOrigins() {
-				batch = e.appendAdvert(t, nb, batch, e.origins[name], false)
+				batch = e.appendAdvert(t, nb, batch, e.origins.get(name), false)
 				batch = e.sendFull(nb.name, batch)
 			}
 		}
@@ -183,7 +188,7 @@ func (e *Engine) updates(t time.Duration, nb *neighbour, batch []entry) []entry 
 	for _, name := range e.sortedKeys(nb.repair) {
 		if name == e.cfg.Self {
 			batch = e.appendAdvert(t, nb, batch, nil, true)
-		} else if o := e.origins[name]; o != nil {
+		} else if o := e.origins.get(name); o != nil {
 			batch = e.appendAdvert(t, nb, batch, o, true)
 		}
 		batch = e.sendFull(nb.name, batch)

@@ -79,7 +79,7 @@ func (e *Engine) holdUntil(t time.Duration, last map[string]time.Duration, origi
 		e.stats.RefusedRequests++
 		return false
 	}
-	if len(last) > len(e.origins) {
+	if len(last) > e.origins.len() {
 		for k, at := range last {
 			if t >= at+e.cfg.MinTriggeredInterval {
 				delete(last, k)

@@ -7,14 +7,22 @@ import (
 
 // One origin exists per destination at every node: a 5000-node mesh holds
 // 25 million of them in a simulation. Its fields are ordered so that it
-// takes no padding; with room for three routes it stays in the 288-byte
-// size class (what it took before in two allocations: 192 bytes for the
-// entry, 96 for its routes).
+// takes no padding; with room for three routes of 24 bytes it takes 216.
 func TestOriginEntrySize(t *testing.T) {
-	if s := unsafe.Sizeof(origin{}); s > 288 {
-		t.Fatalf("origin takes %d bytes, want at most 288", s)
+	if s := unsafe.Sizeof(origin{}); s > 216 {
+		t.Fatalf("origin takes %d bytes, want at most 216", s)
 	}
-	if s := unsafe.Sizeof(routeEntry{}); s > 32 {
-		t.Fatalf("routeEntry takes %d bytes, want at most 32", s)
+	if s := unsafe.Sizeof(routeEntry{}); s > 24 {
+		t.Fatalf("routeEntry takes %d bytes, want at most 24", s)
+	}
+}
+
+// A slab of table entries (with the allocator's 8-byte header for objects
+// holding pointers) fits the 8,192-byte size class with little left over:
+// a slab just over a size class takes the next one.
+func TestOriginSlabFillsItsSizeClass(t *testing.T) {
+	size := originSlab*unsafe.Sizeof(origin{}) + 8
+	if size > 8192 || size < 8192*9/10 {
+		t.Fatalf("a slab of %d entries takes %d bytes, want 90-100 %% of 8192", originSlab, size)
 	}
 }

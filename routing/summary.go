@@ -23,7 +23,7 @@ const summaryBucketRoutes = 32
 
 // nameHash is the 64-bit FNV-1a hash of a name; its low bits choose the
 // bucket.
-func nameHash(s string) uint64 {
+func nameHash[T string | []byte](s T) uint64 {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(s); i++ {
 		h ^= uint64(s[i])
@@ -73,7 +73,7 @@ func summaryBuckets(n int) uint16 {
 // what nb was told.
 func (e *Engine) appendSummaries(nb *neighbour, batch []entry) []entry {
 	n := 1 // ourselves
-	for _, o := range e.origins {
+	for o := range e.origins.all() {
 		if _, _, _, ok := e.advertisedTo(o, nb); ok {
 			n++
 		}
@@ -84,7 +84,7 @@ func (e *Engine) appendSummaries(nb *neighbour, batch []entry) []entry {
 	b := bucketOf(e.selfHash, buckets)
 	sums[b] += routeHash(e.selfHash, e.seqno, 0, 0)
 	counts[b]++
-	for _, o := range e.origins {
+	for o := range e.origins.all() {
 		if s, m, h, ok := e.advertisedTo(o, nb); ok {
 			b := bucketOf(o.hash, buckets)
 			sums[b] += routeHash(o.hash, s, m, h)
@@ -117,8 +117,8 @@ func (e *Engine) handleSummaries(t time.Duration, nb *neighbour, sums []entry) {
 		sums = rest
 		have := make([]uint64, buckets)
 		counts := make([]uint16, buckets)
-		for _, o := range e.origins {
-			if i := o.find(nb); i >= 0 && o.routes[i].hasSeqno {
+		for o := range e.origins.all() {
+			if i := o.find(nb); i >= 0 && o.routes[i].hasSeqno() {
 				r := &o.routes[i]
 				b := bucketOf(o.hash, buckets)
 				have[b] += routeHash(o.hash, r.seqno, r.metric, r.hops)
@@ -135,8 +135,8 @@ func (e *Engine) handleSummaries(t time.Duration, nb *neighbour, sums []entry) {
 		}
 		exp := t + e.cfg.RouteExpiry
 		refreshed := false
-		for _, o := range e.origins {
-			if i := o.find(nb); i >= 0 && o.routes[i].expires != 0 && good[bucketOf(o.hash, buckets)] {
+		for o := range e.origins.all() {
+			if i := o.find(nb); i >= 0 && o.routes[i].expiring() && good[bucketOf(o.hash, buckets)] {
 				o.routes[i].expires = exp
 				refreshed = true
 			}
@@ -171,10 +171,10 @@ func (e *Engine) handleResend(nb *neighbour, en entry) {
 		e.setAttHeld(nb, e.cfg.Self, false)
 	}
 	if !e.cfg.Leaf {
-		for name, o := range e.origins {
+		for o := range e.origins.all() {
 			if bucketOf(o.hash, en.buckets) == int(en.bucket) {
-				nb.repair[name] = struct{}{}
-				e.setAttHeld(nb, name, false)
+				nb.repair[o.name] = struct{}{}
+				e.setAttHeldOf(nb, o, false)
 			}
 		}
 	}
@@ -188,7 +188,7 @@ func (e *Engine) handleResend(nb *neighbour, en entry) {
 // such requests, so sending every one would flood each bump to every node.
 func (e *Engine) refreshDiffs() {
 	for _, name := range e.sortedOrigins() { // in order: see updates
-		if o := e.origins[name]; o.sel != nil && o.selSeq && o.advertised && (o.advMetric != o.rtMetric || uint32(o.advHops) != min(o.rtHops, 0xffff)) {
+		if o := e.origins.get(name); o.sel != nil && o.selSeq && o.advertised && (o.advMetric != o.rtMetric || uint32(o.advHops) != min(o.rtHops, 0xffff)) {
 			e.triggerAll(o, false)
 		}
 	}

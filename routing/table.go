@@ -3,7 +3,6 @@ package routing
 import (
 	"slices"
 	"time"
-	"unique"
 )
 
 // neighbour is a node with a link up.
@@ -60,18 +59,32 @@ func newNeighbour(name string, cost Metric, leaf bool, slot int) *neighbour {
 	}
 }
 
-// routeEntry is the route a neighbour advertised for an origin.
+// routeEntry is the route a neighbour advertised for an origin (24
+// bytes: three of them are held in every table entry).
 type routeEntry struct {
-	nb       *neighbour
-	seqno    uint16
-	metric   Metric // as advertised by nb (without the link cost)
-	hops     uint16 // as advertised by nb
-	hasSeqno bool   // false for a neighbour's implicit route to itself before its first update
-	expires  time.Duration
+	nb *neighbour
+	// expires is when the route expires; 0 for a route that does not
+	// (a neighbour's route to itself), implicitRoute for a neighbour's
+	// implicit route to itself before its first update, which carries no
+	// seqno.
+	expires time.Duration
+	metric  Metric // as advertised by nb (without the link cost)
+	seqno   uint16
+	hops    uint16 // as advertised by nb
 }
 
+// implicitRoute marks the route to a new neighbour (routeEntry.expires).
+const implicitRoute time.Duration = -1
+
+// hasSeqno reports whether r was advertised (not implicit), and so
+// carries a real seqno.
+func (r *routeEntry) hasSeqno() bool { return r.expires != implicitRoute }
+
+// expiring reports whether r expires unless refreshed.
+func (r *routeEntry) expiring() bool { return r.expires > 0 }
+
 // origin is everything known about one destination. Its fields are
-// ordered by size so that none is padded (240 bytes): one exists per
+// ordered by size so that none is padded (216 bytes): one exists per
 // destination at every node.
 type origin struct {
 	name   string
@@ -96,9 +109,9 @@ type origin struct {
 	x *originExt
 
 	// Newest verified attestation of the origin (Config.Certifier),
-	// interned process-wide: every engine of a process (a simulation)
-	// holds the same bytes of an origin's attestation once.
-	att     unique.Handle[string]
+	// shared through the verdict cache: every engine of a process (a
+	// simulation) that took it from there holds the same bytes.
+	att     *string
 	attHeld uint64 // bit i: the neighbour in slot i holds att
 
 	rtMetric Metric // the selected route (routeOf gives it in full)
@@ -279,19 +292,19 @@ func (e *Engine) usable(o *origin, r *routeEntry) bool {
 	if r.nb.name == o.name {
 		return true
 	}
-	return !r.nb.leaf && r.hasSeqno && o.feasible(r.seqno, r.metric)
+	return !r.nb.leaf && r.hasSeqno() && o.feasible(r.seqno, r.metric)
 }
 
 // addOrigin creates the table entry for name, or returns nil and counts a
 // refusal when the table is full.
 func (e *Engine) addOrigin(name string) *origin {
-	if len(e.origins) >= e.cfg.MaxRoutes {
+	if e.origins.len() >= e.cfg.MaxRoutes {
 		e.stats.RefusedOrigins++
 		return nil
 	}
 	o := e.newOrigin() // zeroed
 	o.name, o.hash, o.rtMetric = name, nameHash(name), e.cfg.Infinity
-	e.origins[name] = o
+	e.origins.insert(o)
 	e.originOrder = nil
 	return o
 }
@@ -300,15 +313,18 @@ func (e *Engine) addOrigin(name string) *origin {
 // allocation per destination at every node was a tenth of the CPU time of
 // a cold start at 1000 nodes; a slab is freed once none of its entries is
 // in use, so at most originSlab-1 forgotten entries per live one stay
-// allocated (bounded by MaxRoutes×originSlab entries).
-const originSlab = 32
+// allocated (bounded by MaxRoutes×originSlab entries). 37 entries of 216
+// bytes and the allocator's 8-byte header fill 8,000 bytes of its
+// 8,192-byte size class, where 32 (6,920 bytes, just over the 6,912 class)
+// left 15 % of every slab unused (TestOriginSlabFillsItsSizeClass).
+const originSlab = 37
 
 // newOrigin returns a zeroed table entry from the current slab. Slabs
 // grow with the table, from 4 entries to originSlab, so that a small table
 // stays small.
 func (e *Engine) newOrigin() *origin {
 	if len(e.slab) == 0 {
-		e.slab = make([]origin, min(originSlab, max(len(e.origins), 4)))
+		e.slab = make([]origin, min(originSlab, max(e.origins.len(), 4)))
 	}
 	o := &e.slab[0]
 	e.slab = e.slab[1:]
@@ -371,7 +387,7 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 	nr := selRoute{metric: e.cfg.Infinity, seqno: old.seqno}
 	o.sel, o.selSeq = nil, false
 	if r != nil {
-		o.sel, o.selSeq = r.nb, r.hasSeqno
+		o.sel, o.selSeq = r.nb, r.hasSeqno()
 		nr = selRoute{metric: e.total(r), hops: uint32(r.hops) + 1, seqno: r.seqno, reachable: true}
 	}
 	o.setSelected(nr)
@@ -465,7 +481,7 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en entry) {
 			return
 		}
 	}
-	r := routeEntry{nb: nb, seqno: en.seqno, metric: en.metric, hops: en.hops, hasSeqno: true}
+	r := routeEntry{nb: nb, seqno: en.seqno, metric: en.metric, hops: en.hops}
 	if en.origin != nb.name {
 		r.expires = t + e.cfg.RouteExpiry
 		e.scheduleHousekeep(r.expires)

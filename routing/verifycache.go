@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"sync"
 	"time"
+	"weak"
 )
 
 // Verdict cache: attestations that verified, shared by every engine of the
@@ -39,7 +40,18 @@ type verdictKey struct {
 
 type verdictCache struct {
 	mu       sync.Mutex
-	cur, old map[verdictKey]time.Time // when the attestation verified
+	cur, old map[verdictKey]verdict
+}
+
+// verdict is when an attestation verified, and the copy of its bytes the
+// engines that hold it share, if one still does: engines that take the
+// verdict from the cache take that copy too, so that a process running
+// many engines (a simulation) holds each attestation once without
+// interning it again per engine. The cache itself does not keep the copy
+// alive (a weak pointer): it holds digests, not attestations.
+type verdict struct {
+	at  time.Time
+	att weak.Pointer[string]
 }
 
 var verdicts = &verdictCache{}
@@ -66,29 +78,52 @@ func verdictKeyIn(scratch []byte, c Certifier, origin string, seqno uint16, att 
 	return verdictKey{c: c, d: sha256.Sum256(b)}
 }
 
-// lookup reports whether k verified within verifyCacheTTL of now.
-func (v *verdictCache) lookup(k verdictKey, now time.Time) bool {
+// lookup reports whether k verified within verifyCacheTTL of now, with
+// the shared copy of the attestation if an engine still holds it (else
+// nil).
+func (v *verdictCache) lookup(k verdictKey, now time.Time) (*string, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	at, ok := v.cur[k]
+	vd, ok := v.cur[k]
 	if !ok {
-		at, ok = v.old[k]
+		vd, ok = v.old[k]
 	}
 	if !ok {
-		return false
+		return nil, false
 	}
-	d := now.Sub(at)
-	return d > -verifyCacheTTL && d < verifyCacheTTL
+	d := now.Sub(vd.at)
+	if d <= -verifyCacheTTL || d >= verifyCacheTTL {
+		return nil, false
+	}
+	return vd.att.Value(), true
 }
 
-// store remembers that k verified at now.
-func (v *verdictCache) store(k verdictKey, now time.Time) {
+// share makes att the copy shared for k, if k is remembered and its copy
+// is gone (the engines that held it were dropped), without changing when
+// k verified: the engines that take the verdict next share this one.
+func (v *verdictCache) share(k verdictKey, att *string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, m := range []map[verdictKey]verdict{v.cur, v.old} {
+		if vd, ok := m[k]; ok {
+			if vd.att.Value() == nil {
+				vd.att = weak.Make(att)
+				m[k] = vd
+			}
+			return
+		}
+	}
+}
+
+// store remembers that k verified at now; att (if not nil) is the copy
+// of the attestation to share.
+func (v *verdictCache) store(k verdictKey, now time.Time, att *string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.cur == nil || len(v.cur) >= verifyCacheSize/2 {
-		v.old, v.cur = v.cur, make(map[verdictKey]time.Time)
+		v.old, v.cur = v.cur, make(map[verdictKey]verdict)
 	}
-	v.cur[k] = now
+	v.cur[k] = verdict{at: now, att: weak.Make(att)}
 }
 
 // len returns the number of remembered verdicts (tests).

@@ -1,0 +1,153 @@
+package routing
+
+import (
+	"iter"
+	"math/rand/v2"
+)
+
+// originIndex maps names to table entries. It is an open-addressing hash
+// table with linear probing over the entries' name hashes (origin.hash),
+// which are computed once per name: a Go map keyed by name hashed each
+// name again and moved every key and value as the table grew, a fifth of
+// the CPU time of receiving an entry at 1000 nodes. A slot is chosen by
+// mixing the name hash with a seed drawn at random per index, so that a
+// sender cannot pile the names it makes up onto the slots of the names in
+// the table (the seed decides only where entries are kept, never what
+// the engine outputs); names whose 64-bit hashes collide are told apart by
+// comparing them.
+type originIndex struct {
+	// The entries with their name hashes, so that a probe that does not
+	// match reads no entry (o nil: free). The length is a power of two,
+	// or zero.
+	slots []indexSlot
+	n     int
+	shift uint8 // 64 - log2(len(slots))
+	seed  uint64
+}
+
+type indexSlot struct {
+	h uint64
+	o *origin
+}
+
+const indexMinSlots = 8
+
+func newOriginIndex() originIndex {
+	return originIndex{seed: rand.Uint64() | 1}
+}
+
+// home is the first slot probed for hash h.
+func (x *originIndex) home(h uint64) int {
+	return int(((h ^ x.seed) * 0x9e3779b97f4a7c15) >> x.shift)
+}
+
+func (x *originIndex) len() int { return x.n }
+
+// get returns the entry named name, or nil.
+func (x *originIndex) get(name string) *origin {
+	return x.lookup(nameHash(name), name)
+}
+
+// getBytes is get for a name that has not been converted to a string.
+func (x *originIndex) getBytes(name []byte) *origin {
+	return lookupIn(x, nameHash(name), name)
+}
+
+func (x *originIndex) lookup(h uint64, name string) *origin { return lookupIn(x, h, name) }
+
+func lookupIn[T string | []byte](x *originIndex, h uint64, name T) *origin {
+	if x.n == 0 {
+		return nil
+	}
+	mask := len(x.slots) - 1
+	for i := x.home(h); ; i = (i + 1) & mask {
+		s := &x.slots[i]
+		if s.o == nil {
+			return nil
+		}
+		if s.h == h && s.o.name == string(name) {
+			return s.o
+		}
+	}
+}
+
+// insert adds o, whose name is not in the index.
+func (x *originIndex) insert(o *origin) {
+	if (x.n+1)*4 > len(x.slots)*3 {
+		x.grow()
+	}
+	mask := len(x.slots) - 1
+	i := x.home(o.hash)
+	for x.slots[i].o != nil {
+		i = (i + 1) & mask
+	}
+	x.slots[i] = indexSlot{o.hash, o}
+	x.n++
+}
+
+func (x *originIndex) grow() {
+	old := x.slots
+	size := max(indexMinSlots, 2*len(old))
+	x.slots = make([]indexSlot, size)
+	x.shift = uint8(64 - log2(size))
+	mask := size - 1
+	for _, s := range old {
+		if s.o == nil {
+			continue
+		}
+		i := x.home(s.h)
+		for x.slots[i].o != nil {
+			i = (i + 1) & mask
+		}
+		x.slots[i] = s
+	}
+}
+
+func log2(n int) int {
+	b := 0
+	for 1<<b < n {
+		b++
+	}
+	return b
+}
+
+// remove deletes o from the index (nothing if it is not there), moving back
+// the entries that follow it in its run so that no lookup stops short.
+func (x *originIndex) remove(o *origin) {
+	if x.n == 0 {
+		return
+	}
+	mask := len(x.slots) - 1
+	i := x.home(o.hash)
+	for x.slots[i].o != o {
+		if x.slots[i].o == nil {
+			return
+		}
+		i = (i + 1) & mask
+	}
+	x.slots[i] = indexSlot{}
+	x.n--
+	// Backward-shift deletion: an entry j after the hole i moves into it
+	// unless its home lies cyclically in (i, j].
+	for j := (i + 1) & mask; x.slots[j].o != nil; j = (j + 1) & mask {
+		h := x.home(x.slots[j].h)
+		if (j > i && (h <= i || h > j)) || (j < i && h <= i && h > j) {
+			x.slots[i], x.slots[j] = x.slots[j], indexSlot{}
+			i = j
+		}
+	}
+	if x.n == 0 {
+		x.slots, x.shift = nil, 0 // a table emptied lets its slots go
+	}
+}
+
+// all yields every entry, in no particular order.
+func (x *originIndex) all() iter.Seq[*origin] {
+	return func(yield func(*origin) bool) {
+		for _, s := range x.slots {
+			if s.o != nil && !yield(s.o) {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,70 @@
+package routing
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// The name index finds exactly the entries inserted and not removed, through
+// growth, removals that shift runs back, and names whose hashes collide.
+func TestOriginIndexMatchesMap(t *testing.T) {
+	for seed := range uint64(20) {
+		testOriginIndex(t, seed)
+	}
+}
+
+func testOriginIndex(t *testing.T, seed uint64) {
+	r := rand.New(rand.NewPCG(seed, 2))
+	x := newOriginIndex()
+	x.seed = r.Uint64() | 1
+	want := map[string]*origin{}
+	names := make([]string, 100)
+	for i := range names {
+		names[i] = fmt.Sprintf("n%d", i)
+	}
+	mk := func(name string) *origin {
+		o := &origin{name: name, hash: nameHash(name)}
+		if r.IntN(2) == 0 {
+			// Long runs of equal hashes, some of which wrap around
+			// the end of the slots.
+			o.hash = uint64(r.IntN(4))
+		}
+		return o
+	}
+	for step := range 5000 {
+		name := names[r.IntN(len(names))]
+		if o, ok := want[name]; ok && r.IntN(2) == 0 {
+			x.remove(o)
+			delete(want, name)
+		} else if !ok {
+			o := mk(name)
+			x.insert(o)
+			want[name] = o
+		}
+		if x.len() != len(want) {
+			t.Fatalf("step %d: len %d, want %d", step, x.len(), len(want))
+		}
+		if step%7 == 0 {
+			n := 0
+			for o := range x.all() {
+				if want[o.name] != o {
+					t.Fatalf("step %d: index yields %q, not in the table", step, o.name)
+				}
+				n++
+			}
+			for _, name := range names {
+				h := nameHash(name)
+				if o := want[name]; o != nil {
+					h = o.hash
+				}
+				if got := x.lookup(h, name); got != want[name] {
+					t.Fatalf("step %d: lookup of %q gives %v, want %v", step, name, got, want[name])
+				}
+			}
+			if n != len(want) {
+				t.Fatalf("step %d: index yields %d entries, want %d", step, n, len(want))
+			}
+		}
+	}
+}
