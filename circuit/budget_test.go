@@ -142,9 +142,6 @@ func TestResumeBudgetBalanced(t *testing.T) {
 	}
 }
 
-// A destination whose budget refuses its buffers more memory ends the
-// circuit with ErrBufferBudget; the source sees it reset as stalled, not
-// resumed; what was granted goes back.
 // holding reports whether r keeps a received record it was not read from
 // yet.
 func holding(r *Resumable) bool {
@@ -153,6 +150,9 @@ func holding(r *Resumable) bool {
 	return len(r.held) > 0
 }
 
+// A destination whose budget refuses its buffers more memory ends the
+// circuit with ErrBufferBudget; the source sees it reset as stalled, not
+// resumed; what was granted goes back.
 func TestResumeBudgetRefusal(t *testing.T) {
 	g := newResumeRig(t)
 	db := &countBudget{limit: 128 << 10}
