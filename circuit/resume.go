@@ -148,15 +148,6 @@ type ResumeConfig struct {
 	// Write or Read to go with it. Otherwise it is sent at once, so that
 	// the destination can resume the circuit before anything was written.
 	Early bool
-	// Reopen (source of an early circuit), when set, opens the circuit
-	// again, as a new circuit (not a resume) whose handshake completed,
-	// when the destination refused the first path's one-message or
-	// resumed handshake with a retry (IsRetry) before any frame came on
-	// it: the hello and everything written so far then go on that path,
-	// and the application sees nothing of the refusal. ctx ends at the
-	// resume deadline. Without it, or when that open fails, the refusal
-	// ends the circuit.
-	Reopen func(ctx context.Context) (Path, error)
 }
 
 // ResumeEvent reports a resume: the path that took the circuit over and
@@ -210,7 +201,6 @@ type Resumable struct {
 	writing    bool   // a frame is being written (by writeLoop or a Write)
 	wstopped   uint64 // 1 + the generation of a path the other end stopped reading
 	wclosed    uint64 // 1 + the generation of a path whose writing end this end closed with its fin
-	reopened   bool   // source: the refused first path was replaced (cfg.Reopen)
 
 	sbuf              ring // sent positions not yet acknowledged: [acked, written)
 	acked, written    int64
@@ -1201,18 +1191,20 @@ func (r *Resumable) pathFailedLocked(gen uint64, err error) {
 	if gen != r.gen || r.ended || errors.Is(err, errStale) {
 		return
 	}
-	if r.reopenableLocked(err) {
-		r.reopened = true
-		r.suspendLocked(err)
-		r.wg.Add(1)
-		go r.reopen(r.gen, r.downAt.Add(r.cfg.Timeout))
-		return
-	}
 	if !resumableError(err) || !r.source && !r.registered {
 		r.failLocked(err)
 		return
 	}
-	r.suspendLocked(err)
+	old := r.cur
+	r.cur, r.cause, r.downAt = nil, err, time.Now()
+	r.gen++
+	if old != nil {
+		if r.cfg.OnPathFailed != nil {
+			r.cfg.OnPathFailed(old, err)
+		}
+		dropPath(old, CloseLinkLost)
+	}
+	r.broadcast()
 	if r.source {
 		r.wg.Add(1)
 		go r.resumeLoop(r.gen, r.downAt.Add(r.cfg.Timeout))
@@ -1226,75 +1218,6 @@ func (r *Resumable) pathFailedLocked(gen uint64, err error) {
 			r.giveUpLocked(fmt.Errorf("%w (%s) after %v: %w", ErrResumeTimeout, r.remote, r.cfg.Timeout, r.cause), 0)
 		}
 	})
-}
-
-// suspendLocked drops the current path, which failed with err.
-func (r *Resumable) suspendLocked(err error) {
-	old := r.cur
-	r.cur, r.cause, r.downAt = nil, err, time.Now()
-	r.gen++
-	if old != nil {
-		if r.cfg.OnPathFailed != nil {
-			r.cfg.OnPathFailed(old, err)
-		}
-		dropPath(old, CloseLinkLost)
-	}
-	r.broadcast()
-}
-
-// reopenableLocked reports whether the failure err of the current path is
-// the destination's retry refusal of an early source's first path, which
-// it answers by opening the circuit again (ResumeConfig.Reopen): nothing
-// came on that path, so the destination holds nothing of the circuit.
-func (r *Resumable) reopenableLocked(err error) bool {
-	return r.source && r.cfg.Reopen != nil && !r.reopened && r.cur == r.firstPath &&
-		r.frames.Load() == 0 && IsRetry(err)
-}
-
-// reopen (source) opens the circuit again after its first path was
-// refused with a retry, and sends the hello and everything written so far
-// on the new path; a failure of that open ends the circuit with it.
-func (r *Resumable) reopen(gen uint64, deadline time.Time) {
-	defer r.wg.Done()
-	ctx, cancel := r.attemptContext(deadline)
-	defer cancel()
-	p, err := r.cfg.Reopen(ctx)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	switch {
-	case r.ended || r.gen != gen:
-		if err == nil {
-			dropPath(p, CloseCancelled)
-		}
-	case err != nil:
-		r.failLocked(err)
-	default:
-		// The refused path took nothing: the new one starts from the
-		// beginning, hello first, as a first path does.
-		r.cur, r.firstPath = p, p
-		r.gen++
-		r.sent, r.ackSent = r.acked, 0
-		r.helloDue, r.helloNow = true, true
-		r.resetProbeLocked()
-		r.downAt = time.Time{}
-		r.broadcast()
-	}
-}
-
-// attemptContext is the context of an attempt to open a path: it ends at
-// deadline or when the circuit ends (Reset, Close), whichever is first.
-func (r *Resumable) attemptContext(deadline time.Time) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		select {
-		case <-r.quit:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, cancel
 }
 
 // dropPath resets a path and releases it.
@@ -1331,8 +1254,18 @@ func (r *Resumable) giveUpLocked(err error, attempts int) {
 // the deadline passes, or the destination refuses.
 func (r *Resumable) resumeLoop(gen uint64, deadline time.Time) {
 	defer r.wg.Done()
-	ctx, cancel := r.attemptContext(deadline)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	r.wg.Add(1)
+	go func() {
+		// Cancel the attempt when the circuit ends (Reset, Close).
+		defer r.wg.Done()
+		select {
+		case <-r.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		p, err := r.cfg.Redial(ctx)

@@ -150,23 +150,6 @@ func (n *Node) resumableSource(tc *trackedConn, peer, service string, opt DialOp
 		}
 		return c.(*trackedConn), nil
 	}
-	if opt.Early {
-		// The destination refused the first flight's handshake with a
-		// retry (its replay register, a forgotten session or key): open
-		// again as Dial does, with the next handshake down, and the
-		// circuit sends its first bytes again on that path.
-		cfg.Reopen = func(ctx context.Context) (circuit.Path, error) {
-			actx, cancel := context.WithTimeout(ctx, n.cfg.DialTimeout)
-			defer cancel()
-			ropt := opt
-			ropt.Early = false
-			c, err := n.dial(actx, peer, service, ropt)
-			if err != nil {
-				return nil, err
-			}
-			return c.(*trackedConn), nil
-		}
-	}
 	r, err := circuit.NewResumableSource(tc, tc.LocalAddr(), tc.RemoteAddr(), cfg)
 	if err != nil {
 		n.resumables.remove(entry)
