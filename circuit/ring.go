@@ -5,10 +5,9 @@ import (
 	"sync"
 )
 
-// ring is a byte queue in one buffer that grows (by doubling, by four
-// from fastGrowth) up to the most it must hold. An emptied buffer goes
-// back to a pool, so an idle circuit holds none and a busy one reuses
-// warm memory.
+// ring is a byte queue in one buffer that grows (by doubling) up to the
+// most it must hold. An emptied buffer goes back to a pool, so an idle
+// circuit holds none and a busy one reuses warm memory.
 type ring struct {
 	buf     []byte
 	head, n int
@@ -25,9 +24,6 @@ type ring struct {
 var ringPools [12]sync.Pool
 
 const minRing = 4 << 10
-
-// fastGrowth is the size from which a ring grows by four (see grow).
-const fastGrowth = 64 << 10
 
 func getRing(size int) []byte {
 	if i := bits.Len(uint(size/minRing)) - 1; size >= minRing && size == minRing<<i && i < len(ringPools) {
@@ -60,15 +56,7 @@ func (q *ring) grow(k int) {
 		size = max(size, q.last)
 	}
 	for size < q.n+k {
-		// Doubling while small, then by four: a bulk stream's ring
-		// reaches the window in fewer steps (each a fresh buffer and a
-		// copy of what the ring holds) while a small burst's stays
-		// within twice what it needs.
-		if size >= fastGrowth {
-			size *= 4
-		} else {
-			size *= 2
-		}
+		size *= 2
 	}
 	if q.max > 0 {
 		size = max(min(size, q.max), q.n+k)
