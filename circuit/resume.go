@@ -51,9 +51,9 @@ var (
 // charged to: the retransmit buffer and the receive queue, by the size of
 // the memory they hold (which grows by doubling up to the window and goes
 // back when a buffer empties), and each received record kept unread (a
-// record buffer, seal.MaxRecord, while held). Both methods are called with the circuit's
-// lock held: they must not call the Resumable's methods. A circuit gives
-// back everything it was granted by the time it ended.
+// record buffer, seal.MaxRecord, while held). Both methods are called with
+// the circuit's lock held: they must not call the Resumable's methods. A
+// circuit gives back everything it was granted by the time it ended.
 type ResumeBudget interface {
 	// Grow asks for n more bytes; false refuses them, and the circuit ends
 	// with ErrBufferBudget.
