@@ -193,3 +193,26 @@ func TestResumeBudgetRefusal(t *testing.T) {
 		t.Errorf("the source resumed a circuit its destination ended for its budget (%d redials)", n)
 	}
 }
+
+// A lone circuit whose budget is MaxResumeCharge (node.MinResumeBuffer) is
+// never reset by it: both ends writing a window each and reading nothing,
+// until all of it is received, keep the circuit's receive queue, its
+// retransmit buffer and its held records within it.
+func TestResumeLoneCircuitWithinMaxCharge(t *testing.T) {
+	g := newResumeRig(t)
+	b := &countBudget{limit: MaxResumeCharge}
+	_, src, dst := g.pair(ResumeConfig{}, ResumeConfig{Budget: b})
+	defer func() { src.Reset(CloseCancelled); dst.Reset(CloseCancelled) }()
+	data := make([]byte, DefaultResumeWindow)
+	go src.Write(data)
+	go dst.Write(data)
+	waitFor(t, func() bool {
+		dst.mu.Lock()
+		defer dst.mu.Unlock()
+		if dst.ended {
+			_, peak, _ := b.state()
+			t.Fatalf("a lone circuit ended by a budget of MaxResumeCharge (%d; peak %d): %v", MaxResumeCharge, peak, dst.err)
+		}
+		return dst.recv == int64(len(data))
+	})
+}

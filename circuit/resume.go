@@ -69,7 +69,16 @@ const (
 	// DefaultProgressTimeout is the least silence after which a path that
 	// owes this end an acknowledgement or a pong is deemed broken.
 	DefaultProgressTimeout = 2 * time.Second
+	// MaxResumeCharge is the most the buffers of one circuit with the
+	// default window are charged to its ResumeBudget: a receive queue and
+	// a retransmit buffer of a window each, and the received records it
+	// may keep unread (heldRecords, seal.MaxRecord each).
+	MaxResumeCharge = 2*DefaultResumeWindow + max(1, DefaultResumeWindow/heldShare/seal.MaxRecord)*seal.MaxRecord
 )
+
+// heldShare: a circuit keeps received records unread in the buffers they
+// came in up to 1/heldShare of its window.
+const heldShare = 4
 
 // Bounds of the destination's table of resumable circuits.
 const (
@@ -991,7 +1000,12 @@ func (r *Resumable) holdLocked(p Path, n int) int {
 
 // maxHeldLocked bounds the records held: their buffers take at most a
 // quarter of the window (one record at least), beside rq's.
-func (r *Resumable) maxHeldLocked() int { return max(1, r.cfg.Window/4/seal.MaxRecord) }
+func (r *Resumable) maxHeldLocked() int { return heldRecords(r.cfg.Window) }
+
+// heldRecords is how many received records a circuit with the given
+// window keeps unread in the buffers they came in: a quarter of the
+// window, one at least.
+func heldRecords(window int) int { return max(1, window/heldShare/seal.MaxRecord) }
 
 // queuedLocked is what was received and not read yet.
 func (r *Resumable) queuedLocked() int { return r.heldBytes + r.rq.len() }

@@ -415,7 +415,7 @@ func (c *Config) validate() error {
 		return bad("Limits.MaxHeaderSize %d is below the 256-byte minimum", l.MaxHeaderSize)
 	}
 	if l.ResumeBuffer < MinResumeBuffer || l.ResumeBufferPerSource < MinResumeBuffer {
-		return bad("Limits.ResumeBuffer %d and Limits.ResumeBufferPerSource %d must be at least MinResumeBuffer (%d: two resume windows and a record)",
+		return bad("Limits.ResumeBuffer %d and Limits.ResumeBufferPerSource %d must be at least MinResumeBuffer (%d: two resume windows and the records a circuit may hold unread)",
 			l.ResumeBuffer, l.ResumeBufferPerSource, MinResumeBuffer)
 	}
 	if l.RelayBuffer < 1024 {

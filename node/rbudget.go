@@ -8,7 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
-	"github.com/circuitmesh/circuitmesh/circuit/seal"
 )
 
 // Defaults of the budget of resumable circuits (Limits).
@@ -18,9 +17,10 @@ const (
 	DefaultMaxParkedPerSource = 64
 	// MinResumeBuffer is the least Limits.ResumeBuffer and
 	// Limits.ResumeBufferPerSource may be: the most one resumable circuit
-	// holds (a window each way and one received record held unread), so
-	// that a lone circuit of a source is never reset by its share.
-	MinResumeBuffer = 2*circuit.DefaultResumeWindow + seal.MaxRecord
+	// holds (a window each way and the received records it may keep
+	// unread, a quarter of a window; circuit.MaxResumeCharge), so that a
+	// lone circuit of a source is never reset by its share.
+	MinResumeBuffer = circuit.MaxResumeCharge
 )
 
 // Reasons a resumable circuit was ended by the budget, the label of
