@@ -12,9 +12,7 @@
 //     at most StaticIn such links, the oldest first: the claim is free, so
 //     it is bounded; beyond it such a link counts like any other.
 //   - Wanted neighbours are the Target−Long nearest routers (measured link
-//     RTT, else the probes' RTT, else the Vivaldi estimate; the last two,
-//     which a member can forge, floored at the nearest link's RTT) plus
-//     Long "long links": routers
+//     RTT, else the Vivaldi estimate) plus Long "long links": routers
 //     ranked by a hash of (seed, self, name), a stable random choice that
 //     keeps the diameter logarithmic (small world).
 //   - Below Target, add wanted neighbours first, then the nearest others.
@@ -189,8 +187,8 @@ type Member struct {
 	// when not measured yet. Unlike Coord it is not the member's own
 	// report, but a holder of the gossip key can still shorten it: gossip
 	// matches a probe's ack by its sequence number only, so an ack sent
-	// ahead of the probe makes a short RTT. So the policy floors it at
-	// the nearest link's RTT, as it does Coord's estimate.
+	// ahead of the probe makes a short RTT. Shortcuts floor it at the
+	// nearest link's RTT; neighbour choice uses it as measured.
 	RTT time.Duration
 	// Route is the round-trip latency of the route routing has to the
 	// member (its cost without the first hop's loss and pinned excess);
@@ -291,11 +289,8 @@ type planner struct {
 	linked  map[string]Link
 	members map[string]Member
 	degree  int
-	// floor is the least distance a member without a measured link may
-	// have: the nearest link's RTT, at least MinRTT (dist).
-	floor  time.Duration
-	dists  map[string]time.Duration // memo of dist
-	hashes map[string]uint64        // memo of hash
+	dists   map[string]time.Duration // memo of dist
+	hashes  map[string]uint64        // memo of hash
 }
 
 // unknown is the distance of a member with no estimate: far, after every
@@ -309,11 +304,7 @@ func (p *planner) plan() Plan {
 		if !l.Static {
 			p.degree++
 		}
-		if l.RTT > 0 && (p.floor == 0 || l.RTT < p.floor) {
-			p.floor = l.RTT
-		}
 	}
-	p.floor = max(p.floor, MinRTT)
 	for _, m := range p.in.Members {
 		if m.Name != p.in.Self && m.Name != "" {
 			p.members[m.Name] = m
@@ -570,6 +561,13 @@ func (p *planner) shortcuts(cands []Member, radius time.Duration) []Member {
 	if p.in.Leaf || p.cfg.Stretch == 0 || radius == 0 || p.degree < p.cfg.Target || len(p.in.Unreachable) > 0 {
 		return nil
 	}
+	floor := time.Duration(0)
+	for _, l := range p.in.Links {
+		if l.RTT > 0 && (floor == 0 || l.RTT < floor) {
+			floor = l.RTT
+		}
+	}
+	floor = max(floor, MinRTT)
 	type cand struct {
 		m          Member
 		ratio      float64
@@ -583,7 +581,7 @@ func (p *planner) shortcuts(cands []Member, radius time.Duration) []Member {
 		if _, ok := p.linked[m.Name]; ok || m.RTT <= 0 {
 			continue
 		}
-		est := max(m.RTT, p.floor)
+		est := max(m.RTT, floor)
 		if est > radius || float64(m.Route) < p.cfg.Stretch*float64(est) || m.Route < est+p.cfg.Gain {
 			continue
 		}
@@ -649,13 +647,7 @@ func (p *planner) clearlyBetter(d, than time.Duration) bool {
 }
 
 // dist is the distance to a member: the measured RTT of the link to it,
-// else the probes' RTT, else the coordinate estimate, else unknown. Only
-// a link's RTT is measured by this node alone: a holder of the gossip key
-// can shorten a probe's RTT (an ack sent ahead of the probe) and a member
-// reports its own coordinate. So the other two are floored at the
-// nearest link's RTT (p.floor): a member can claim to be as near as the
-// nearest neighbour, never nearer, and so never clearly better than it
-// (Replace) on its word alone.
+// else the probes' RTT, else the coordinate estimate, else unknown.
 func (p *planner) dist(m Member) time.Duration {
 	if d, ok := p.dists[m.Name]; ok {
 		return d
@@ -670,10 +662,13 @@ func (p *planner) distOf(m Member) time.Duration {
 		return l.RTT
 	}
 	if m.RTT > 0 {
-		return max(m.RTT, p.floor)
+		return m.RTT
 	}
 	if p.in.Coord != nil && m.Coord != nil && p.in.Coord.IsCompatibleWith(m.Coord) {
-		return max(p.in.Coord.DistanceTo(m.Coord), p.floor)
+		if d := p.in.Coord.DistanceTo(m.Coord); d > 0 {
+			return d
+		}
+		return time.Nanosecond
 	}
 	return unknown
 }
