@@ -132,12 +132,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	if c.sec != nil {
 		n, err := c.writeSealed(p)
-		if err != nil && !isTimeout(err) {
-			if r := c.awaitRefusal(err); r != nil {
-				return n, r
-			}
-		}
-		return n, err
+		return n, c.refusalOr(err)
 	}
 	n, err := c.s.Write(p)
 	c.out.Add(int64(n))
@@ -268,6 +263,17 @@ func (c *Conn) takeRefusal(reason string) error {
 // stream were sent together), and by the write deadline. When a Read is in
 // progress it is not waited for (it may wait without a deadline): that
 // Read surfaces the refusal. It returns the refusal, or nil.
+// refusalOr returns the refusal awaitRefusal finds for a failed write's
+// err (not a timeout), else err.
+func (c *Conn) refusalOr(err error) error {
+	if err != nil && !isTimeout(err) {
+		if r := c.awaitRefusal(err); r != nil {
+			return r
+		}
+	}
+	return err
+}
+
 func (c *Conn) awaitRefusal(werr error) *RefusedError {
 	var re *links.StreamResetError
 	if c.closed.Load() || !errors.As(werr, &re) || !re.Remote || re.Code != CloseNormal {

@@ -613,12 +613,7 @@ func (c *Conn) writeInPlace(rec []byte, last bool) (ok bool, err error) {
 		}
 	}
 	if err != nil {
-		if !isTimeout(err) {
-			if r := c.awaitRefusal(err); r != nil {
-				return true, r
-			}
-		}
-		return true, err
+		return true, c.refusalOr(err)
 	}
 	c.out.Add(int64(len(rec) - seal.RecordHead))
 	return true, nil
@@ -627,9 +622,12 @@ func (c *Conn) writeInPlace(rec []byte, last bool) (ok bool, err error) {
 // sealRecord seals plain, a data record's type and then its data, into
 // out's memory (capacity for the record) without copying it first, and
 // returns the record for writeSealedRecord. ok is false, and nothing
-// done, when the conn is not sealed or its handshake did not complete.
-// The record takes the next nonce: the caller sends it before anything
-// else is written on the conn.
+// done, when the conn is not sealed, its handshake did not complete, or
+// another write holds the conn: the caller, which holds the circuit's
+// lock, never waits for a write that may be blocked on flow control.
+// With ok and no error, the conn's write lock stays held until
+// writeSealedRecord sends the record, so nothing is written between the
+// record taking its nonce and its going out.
 func (c *Conn) sealRecord(plain, out []byte) (rec []byte, ok bool, err error) {
 	if c.sec == nil || !c.sec.done.Load() {
 		return nil, false, nil
@@ -637,36 +635,33 @@ func (c *Conn) sealRecord(plain, out []byte) (rec []byte, ok bool, err error) {
 	if err := c.precheck("write", &c.writeDL); err != nil {
 		return nil, true, err
 	}
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
+	if !c.writeMu.TryLock() {
+		return nil, false, nil
+	}
 	if c.writeClosed.Load() {
+		c.writeMu.Unlock()
 		return nil, true, c.opError("write", net.ErrClosed)
 	}
 	if rec, err = c.sec.sess.SealTo(out, plain); err != nil {
+		c.writeMu.Unlock()
 		return nil, true, c.opError("write", err)
 	}
 	return rec, true, nil
 }
 
 // writeSealedRecord writes a record sealRecord sealed, whose payload is n
-// bytes.
+// bytes, and releases the write lock sealRecord left held.
 func (c *Conn) writeSealedRecord(rec []byte, n int) error {
-	if err := c.precheck("write", &c.writeDL); err != nil {
-		return err
-	}
-	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	err := c.flushPending()
+	err := c.precheck("write", &c.writeDL)
+	if err == nil {
+		err = c.flushPending()
+	}
 	if err == nil {
 		err = c.sendRecord(rec)
 	}
 	if err != nil {
-		if !isTimeout(err) {
-			if r := c.awaitRefusal(err); r != nil {
-				return r
-			}
-		}
-		return err
+		return c.refusalOr(err)
 	}
 	c.out.Add(int64(n))
 	return nil
