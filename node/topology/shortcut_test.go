@@ -155,7 +155,7 @@ func TestShortcutKeptWhileNearby(t *testing.T) {
 		}
 		in.Links[0].RTT, in.Links[1].RTT, in.Links[2].RTT = ms(1), ms(1), ms(3)
 		in.Members = append(in.Members, Member{Name: "s", Addr: "s", RTT: tt.rtt, Route: tt.rtt})
-		in.Links = append(in.Links, Link{Peer: "s", Outbound: true, Shortcut: true, RTT: tt.rtt, Age: time.Minute})
+		in.Links = append(in.Links, Link{Peer: "s", Outbound: true, Shortcut: true, RTT: tt.rtt, Age: time.Minute, Alternates: 1})
 		in.Config.Replace, in.Config.Slack = 2, 2*time.Millisecond
 		in.Config.Stretch = -1
 		got := Decide(in)

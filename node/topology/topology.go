@@ -495,10 +495,13 @@ func (p *planner) plan() Plan {
 	for _, l := range spare {
 		worse := p.linkDist(l)
 		// A wanted near neighbour already linked that is clearly better:
-		// the replacement is up, drop the spare link.
+		// the replacement is up, drop the spare link, unless no other
+		// neighbour reaches its peer (a bridge, such as the one link
+		// between two regions after a heal: dropping it would split the
+		// mesh, and the repair that follows would add it back).
 		if p.degree > target {
 			for name := range near {
-				if nl, ok := p.linked[name]; ok && p.clearlyBetter(p.linkDist(nl), worse) && len(p.in.Unreachable) == 0 {
+				if nl, ok := p.linked[name]; ok && p.clearlyBetter(p.linkDist(nl), worse) && len(p.in.Unreachable) == 0 && l.Alternates > 0 {
 					out.Drop = append(out.Drop, Drop{Peer: l.Peer, Reason: "replaced by a closer neighbour " + name, Why: WhyReplace})
 					return out
 				}

@@ -136,9 +136,13 @@ func TestDecide(t *testing.T) {
 	}, {
 		name: "once the closer one is up the far outgoing link is dropped",
 		in: Input{Self: "me", Coord: at(0), Members: ten, Config: cfg,
-			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r1", Outbound: true, RTT: ms(20)}, {Peer: "r2", Outbound: true, RTT: ms(30)}, {Peer: "r9", Outbound: true, RTT: ms(100)}}},
+			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r1", Outbound: true, RTT: ms(20)}, {Peer: "r2", Outbound: true, RTT: ms(30)}, {Peer: "r9", Outbound: true, RTT: ms(100), Alternates: 1}}},
 		wantDrops: []string{"r9"},
 		dropWhy:   WhyReplace,
+	}, {
+		name: "a far outgoing link no other neighbour reaches past is kept",
+		in: Input{Self: "me", Coord: at(0), Members: ten, Config: cfg,
+			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r1", Outbound: true, RTT: ms(20)}, {Peer: "r2", Outbound: true, RTT: ms(30)}, {Peer: "r9", Outbound: true, RTT: ms(100)}}},
 	}, {
 		name: "the maximum is enforced on young links too",
 		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 3, Max: 3, Long: -1, MinAge: time.Hour},
