@@ -180,6 +180,8 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 	}
 	stopDeadline := context.AfterFunc(ctx, func() { _ = ctrl.SetDeadline(time.Now()) })
 	defer stopDeadline()
+	stopGuard := guardEarlyStreams(ctx, conn)
+	defer stopGuard()
 	nonce := rand.Uint64()
 	hello := t.ourHello(nonce)
 	if IsStatic(ctx) {
@@ -208,6 +210,8 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 		_ = conn.CloseWithError(codeDuplicate, "duplicate link to "+t.name())
 		return nil, fmt.Errorf("finish handshake: %w", errDuplicate)
 	}
+	// The peer may open circuit streams once it has our ready.
+	stopGuard()
 	if err := writeFrame(ctrl, frameReady, nil); err != nil {
 		t.release(p)
 		return nil, handshakeErr(conn, "send ready", err)
@@ -225,6 +229,8 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 	}
 	stopDeadline := context.AfterFunc(ctx, func() { _ = ctrl.SetDeadline(time.Now()) })
 	defer stopDeadline()
+	stopGuard := guardEarlyStreams(ctx, conn)
+	defer stopGuard()
 	peer, err := readHello(ctrl)
 	if err != nil {
 		return nil, handshakeErr(conn, "read hello", err)
@@ -239,6 +245,8 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 		return nil, refuse(conn, err)
 	}
 	p := t.pend(linkKey{peer: peer.Node, instance: peer.Instance, nonce: peer.Nonce, outbound: false})
+	// The peer may open circuit streams once it has our hello.
+	stopGuard()
 	if err := writeHello(ctrl, t.ourHello(peer.Nonce)); err != nil {
 		t.release(p)
 		return nil, handshakeErr(conn, "send hello", err)
@@ -250,6 +258,34 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 	stopDeadline()
 	_ = ctrl.SetDeadline(time.Time{})
 	return newQUICLink(t, conn, ctrl, peer, p), nil
+}
+
+// guardEarlyStreams closes conn with a protocol error if the peer opens a
+// stream besides the control stream before stop is called, that is before
+// this side has verified the peer's hello and answered it: an honest peer
+// opens circuit streams only after that answer (the acceptor's hello for
+// a dialler, the dialler's ready for an acceptor). Without the guard, a
+// peer with any certificate, or none of the mesh, could fill the link's
+// whole receive window (LinkWindow) on streams nobody reads, for each
+// handshake slot, until the handshake timed out. stop ends the guard and
+// waits for its goroutine; it may be called more than once.
+func guardEarlyStreams(ctx context.Context, conn *quic.Conn) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s, err := conn.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		s.CancelRead(0)
+		s.CancelWrite(0)
+		_ = conn.CloseWithError(codeProtocol, "stream opened before the link handshake ended")
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // sameAddr reports whether two UDP addresses are equal.
