@@ -12,11 +12,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/admin"
+	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/httpserve"
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/ui"
 	"github.com/circuitmesh/circuitmesh/node"
 )
@@ -204,15 +204,7 @@ func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), e
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", h)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve(ln)
-	}()
+	stop = httpserve.Serve(ln, mux, httpserve.Default, "metrics", log)
 	log.Info("serving metrics", "address", ln.Addr().String(), "path", "/metrics")
-	return func() {
-		srv.Close()
-		<-done
-	}, nil
+	return stop, nil
 }

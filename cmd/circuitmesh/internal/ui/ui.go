@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/httpserve"
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/meshgraph"
 	"github.com/circuitmesh/circuitmesh/node"
 )
@@ -219,17 +220,7 @@ func Serve(addr string, src Source, log *slog.Logger) (bound net.Addr, stop func
 	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
 		log.Warn("the mesh page has no authentication: anyone who reaches it sees the topology and can ask for pings", "addr", ln.Addr().String())
 	}
-	srv := &http.Server{Handler: literalHostOnly(Handler(src)), ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Warn("mesh page server stopped", "err", err)
-		}
-	}()
+	stop = httpserve.Serve(ln, literalHostOnly(Handler(src)), httpserve.Default, "mesh page", log)
 	log.Info("serving the mesh page", "url", "http://"+ln.Addr().String()+"/")
-	return ln.Addr(), func() {
-		srv.Close()
-		<-done
-	}, nil
+	return ln.Addr(), stop, nil
 }

@@ -1,0 +1,110 @@
+package httpserve
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+func serve(t *testing.T, lim Limits) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	stop := Serve(ln, h, lim, "test", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(stop)
+	return ln.Addr().String()
+}
+
+// get opens a connection from localIP, asks for one page and leaves the
+// connection open; ok reports whether the page came.
+func get(t *testing.T, localIP, addr string) (c net.Conn, r *bufio.Reader, ok bool) {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(localIP)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	r = bufio.NewReader(c)
+	if _, err := fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		return c, r, false
+	}
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		return c, r, false
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return c, r, err == nil && resp.StatusCode == http.StatusOK
+}
+
+// TestConnectionBoundsAndRelease: sources beyond their share, and
+// connections beyond the bound of all sources, are closed at once; a
+// closed connection gives its place back.
+func TestConnectionBoundsAndRelease(t *testing.T) {
+	lim := Default
+	lim.MaxConns, lim.MaxConnsPerSource = 5, 2
+	addr := serve(t, lim)
+	served := map[string]int{}
+	var held []net.Conn
+	for _, ip := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"} {
+		for range 3 {
+			if c, _, ok := get(t, ip, addr); ok {
+				served[ip]++
+				held = append(held, c)
+			}
+		}
+	}
+	if served["127.0.0.2"] != 2 || served["127.0.0.3"] != 2 || served["127.0.0.4"] != 1 {
+		t.Fatalf("served per source %v, want 2, 2 and the 1 left of 5", served)
+	}
+	held[0].Close()
+	// The server sees the close asynchronously.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, _, ok := get(t, "127.0.0.5", addr); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a closed connection did not give its place back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestIdleConnectionClosed: a kept-alive connection that asks for nothing
+// more is closed after IdleTimeout, and its place given back.
+func TestIdleConnectionClosed(t *testing.T) {
+	lim := Default
+	lim.MaxConns, lim.MaxConnsPerSource = 1, 1
+	lim.IdleTimeout = 200 * time.Millisecond
+	addr := serve(t, lim)
+	c, r, ok := get(t, "127.0.0.2", addr)
+	if !ok {
+		t.Fatal("not answered")
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("an idle connection read %v, want the server's close (EOF)", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, _, ok := get(t, "127.0.0.3", addr); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the idle connection's place was not given back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
