@@ -222,9 +222,10 @@ func newGateRate(rate, burst float64) *gate {
 	}
 }
 
-// prefixOf is the prefix a remote address is accounted to: the IPv4
-// address, or the /64 of an IPv6 address.
-func prefixOf(a net.Addr) netip.Prefix {
+// SourcePrefix is the source prefix the limits on strangers account a
+// remote address to (docs/SECURITY.md, Limits): the IPv4 address, or the
+// /64 of an IPv6 address.
+func SourcePrefix(a net.Addr) netip.Prefix {
 	var ap netip.AddrPort
 	if ua, ok := a.(*net.UDPAddr); ok {
 		ap = ua.AddrPort()
@@ -289,7 +290,7 @@ func (s *slot) releaseAt(now time.Time) {
 // enter admits a handshake from addr or says why not (wrapping ErrBusy);
 // verified says the peer proved its address (a QUIC Retry token).
 func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error) {
-	p := prefixOf(addr)
+	p := SourcePrefix(addr)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.total >= maxPendingHandshakes {
@@ -376,7 +377,7 @@ func (g *gate) mayReserveLocked(ps *prefixState, now time.Time) bool {
 func (g *gate) heldBy(addr net.Addr) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if ps := g.prefixes[prefixOf(addr)]; ps != nil {
+	if ps := g.prefixes[SourcePrefix(addr)]; ps != nil {
 		return ps.n
 	}
 	return 0
@@ -413,7 +414,7 @@ func (g *gate) verifySource(addr net.Addr) bool { return g.verifySourceAt(addr, 
 
 // verifySourceAt is verifySource at time now.
 func (g *gate) verifySourceAt(addr net.Addr, now time.Time) bool {
-	p := prefixOf(addr)
+	p := SourcePrefix(addr)
 	g.mu.Lock()
 	ps := g.peekLocked(g.prefixes[p], now)
 	busy := g.spread >= handshakeRetryAt || ps.n >= handshakeShare/2 ||

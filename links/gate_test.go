@@ -231,7 +231,7 @@ func TestGateNodeRate(t *testing.T) {
 	}
 	// A failed handshake keeps its prefix off the reserve for failQuiet.
 	g.mu.Lock()
-	ps := g.prefixes[prefixOf(failedPrefix)]
+	ps := g.prefixes[SourcePrefix(failedPrefix)]
 	before, after := g.mayReserveLocked(ps, now.Add(failQuiet-time.Second)), g.mayReserveLocked(ps, now.Add(failQuiet+time.Second))
 	g.mu.Unlock()
 	if before || !after {

@@ -188,7 +188,7 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 	if err != nil {
 		err = fmt.Errorf("accept link from %s: %w", conn.RemoteAddr(), err)
 		if errors.Is(err, ErrRefused) {
-			t.refusals.Warn("in:"+prefixOf(conn.RemoteAddr()).String(), "link refused", "remote", conn.RemoteAddr(), "err", err)
+			t.refusals.Warn("in:"+SourcePrefix(conn.RemoteAddr()).String(), "link refused", "remote", conn.RemoteAddr(), "err", err)
 			if t.cfg.OnRefused != nil {
 				t.cfg.OnRefused(conn.RemoteAddr(), err)
 			}

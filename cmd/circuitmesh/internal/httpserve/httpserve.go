@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/links/ratelog"
 )
 
@@ -98,7 +99,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		src := sourceOf(c.RemoteAddr())
+		src := links.SourcePrefix(c.RemoteAddr())
 		l.mu.Lock()
 		full := l.total >= l.lim.MaxConns
 		share := l.bySource[src] >= l.lim.MaxConnsPerSource
@@ -136,20 +137,4 @@ func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)
 	return err
-}
-
-// sourceOf is the source an address counts against: the IPv4 address, or
-// the /64 of an IPv6 address.
-func sourceOf(a net.Addr) netip.Prefix {
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Prefix{}
-	}
-	ip := ap.Addr().Unmap()
-	bits := 32
-	if ip.Is6() {
-		bits = 64
-	}
-	p, _ := ip.Prefix(bits)
-	return p
 }

@@ -69,14 +69,20 @@ func TestConnectionBoundsAndRelease(t *testing.T) {
 		t.Fatalf("served per source %v, want 2, 2 and the 1 left of 5", served)
 	}
 	held[0].Close()
-	// The server sees the close asynchronously.
+	waitServed(t, "127.0.0.5", addr, "a closed connection gives its place back")
+}
+
+// waitServed waits until a connection from localIP is answered: the
+// server sees a close asynchronously.
+func waitServed(t *testing.T, localIP, addr, what string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, _, ok := get(t, "127.0.0.5", addr); ok {
-			break
+		if _, _, ok := get(t, localIP, addr); ok {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("a closed connection did not give its place back")
+			t.Fatalf("timed out waiting until %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -97,14 +103,5 @@ func TestIdleConnectionClosed(t *testing.T) {
 	if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
 		t.Fatalf("an idle connection read %v, want the server's close (EOF)", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, _, ok := get(t, "127.0.0.3", addr); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the idle connection's place was not given back")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitServed(t, "127.0.0.3", addr, "the idle connection gives its place back")
 }
