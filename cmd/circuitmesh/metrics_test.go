@@ -7,25 +7,28 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
 // metricsClient asks for /metrics over a connection of its own from
 // localIP and keeps the connection open (kept alive) until the test ends.
-// It reports whether the page came.
-func metricsClient(t *testing.T, localIP, addr string) bool {
+// It returns the answer's status, 0 when none came.
+func metricsClient(t *testing.T, localIP, addr string) int {
 	t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(localIP)}, Timeout: 5 * time.Second}
 	tr := &http.Transport{DialContext: d.DialContext}
 	t.Cleanup(tr.CloseIdleConnections)
 	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + addr + "/metrics")
 	if err != nil {
-		return false
+		return 0
 	}
-	_, err = io.Copy(io.Discard, resp.Body)
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return 0
+	}
 	resp.Body.Close()
-	return err == nil && resp.StatusCode == http.StatusOK
+	return resp.StatusCode
 }
 
 // TestMetricsConnectionsPerSourceBounded: whoever reaches the --metrics
@@ -43,16 +46,12 @@ func TestMetricsConnectionsPerSourceBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
-	m := regexp.MustCompile(`address=(\S+)`).FindStringSubmatch(logs.String())
-	if m == nil {
-		t.Fatalf("no address in the log: %s", logs.String())
-	}
-	addr := m[1]
+	addr := metricsAddr(t, &logs)
 
 	const attempts = 32
 	served := 0
 	for range attempts {
-		if metricsClient(t, "127.0.0.2", addr) {
+		if metricsClient(t, "127.0.0.2", addr) != 0 {
 			served++
 		}
 	}
@@ -60,7 +59,62 @@ func TestMetricsConnectionsPerSourceBounded(t *testing.T) {
 	if served > 8 {
 		t.Fatalf("one source holds %d connections to /metrics open at once", served)
 	}
-	if !metricsClient(t, "127.0.0.3", addr) {
-		t.Fatal("another source was not answered while the first held its share")
+	if st := metricsClient(t, "127.0.0.3", addr); st != http.StatusOK {
+		t.Fatalf("another source got %d while the first held its share", st)
 	}
+}
+
+// TestMetricsScrapeRateBounded: a scrape costs the daemon a gathering of
+// every metric for a request of a few bytes, so a client asking for
+// /metrics as fast as it could made the daemon gather as fast: a core
+// for one connection. Now one source is answered at its rate, the rest
+// refused with 429, and another source is still answered.
+func TestMetricsScrapeRateBounded(t *testing.T) {
+	var logs syncBuffer
+	log := newLogger(&logs, slog.LevelInfo, false)
+	var gathers atomic.Int64
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gathers.Add(1)
+		fmt.Fprintln(w, "circuitmesh_up 1")
+	})
+	stop, err := serveMetrics("127.0.0.1:0", h, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	addr := metricsAddr(t, &logs)
+
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+	cl := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}, Timeout: 5 * time.Second}
+	defer cl.CloseIdleConnections()
+	const asks = 100
+	tooMany := 0
+	for range asks {
+		resp, err := cl.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			tooMany++
+		}
+	}
+	t.Logf("one source asking %d times in a row: %d gatherings, %d refused with 429", asks, gathers.Load(), tooMany)
+	if n := gathers.Load(); n > asks/4 {
+		t.Fatalf("one source asking %d times in a row made the daemon gather the metrics %d times", asks, n)
+	}
+	if st := metricsClient(t, "127.0.0.3", addr); st != http.StatusOK {
+		t.Fatalf("another source got %d", st)
+	}
+}
+
+// metricsAddr is the address serveMetrics logged.
+func metricsAddr(t *testing.T, logs *syncBuffer) string {
+	t.Helper()
+	m := regexp.MustCompile(`address=(\S+)`).FindStringSubmatch(logs.String())
+	if m == nil {
+		t.Fatalf("no address in the log: %s", logs.String())
+	}
+	return m[1]
 }

@@ -138,3 +138,90 @@ func (c *limitedConn) Close() error {
 	c.once.Do(c.release)
 	return err
 }
+
+// Rate is a request rate: Burst requests at once, then PerSecond.
+type Rate struct {
+	PerSecond float64
+	Burst     float64
+}
+
+// maxRateSources bounds the sources whose request rate is remembered.
+const maxRateSources = 4096
+
+// RateLimit answers a request with h only while its source (as for
+// connections) and all sources together are within their rates; others
+// get 429 Too Many Requests. It is for handlers whose answer costs the
+// daemon far more than the request costs the client, such as /metrics
+// (gathering and encoding every metric).
+func RateLimit(h http.Handler, perSource, total Rate) http.Handler {
+	return &rateLimiter{h: h, perSource: perSource, total: bucket{Rate: total, tokens: total.Burst}, sources: make(map[netip.Prefix]*bucket)}
+}
+
+type rateLimiter struct {
+	h         http.Handler
+	perSource Rate
+
+	mu      sync.Mutex
+	total   bucket
+	sources map[netip.Prefix]*bucket
+}
+
+func (rl *rateLimiter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var src netip.Prefix
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		src = links.SourcePrefix(net.TCPAddrFromAddrPort(ap))
+	}
+	if !rl.allow(src, time.Now()) {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many requests", http.StatusTooManyRequests)
+		return
+	}
+	rl.h.ServeHTTP(w, r)
+}
+
+// allow takes a token from src's bucket and from the total, or neither.
+func (rl *rateLimiter) allow(src netip.Prefix, now time.Time) bool {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	b := rl.sources[src]
+	if b == nil {
+		if len(rl.sources) >= maxRateSources {
+			// A full bucket is the same as a forgotten one.
+			for p, o := range rl.sources {
+				if o.refill(now).tokens >= o.Burst {
+					delete(rl.sources, p)
+				}
+			}
+			if len(rl.sources) >= maxRateSources {
+				return false
+			}
+		}
+		b = &bucket{Rate: rl.perSource, tokens: rl.perSource.Burst, last: now}
+		rl.sources[src] = b
+	}
+	if b.refill(now).tokens < 1 || rl.total.refill(now).tokens < 1 {
+		return false
+	}
+	b.tokens--
+	rl.total.tokens--
+	return true
+}
+
+// bucket is a token bucket.
+type bucket struct {
+	Rate
+	tokens float64
+	last   time.Time
+}
+
+// refill adds the tokens earned since the last refill; it returns b.
+func (b *bucket) refill(now time.Time) *bucket {
+	if b.last.IsZero() {
+		b.last = now
+	}
+	if now.After(b.last) {
+		b.tokens = min(b.Burst, b.tokens+now.Sub(b.last).Seconds()*b.PerSecond)
+		b.last = now
+	}
+	return b
+}
