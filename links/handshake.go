@@ -263,8 +263,9 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 // guardEarlyStreams closes conn with a protocol error if the peer opens a
 // stream besides the control stream before stop is called, that is before
 // this side has verified the peer's hello and answered it: an honest peer
-// opens circuit streams only after that answer (the acceptor's hello for
-// a dialler, the dialler's ready for an acceptor). Without the guard, a
+// opens circuit streams only once it has that answer (a dialler once it
+// has the acceptor's hello, an acceptor once it has the dialler's ready).
+// Without the guard, a
 // peer with any certificate, or none of the mesh, could fill the link's
 // whole receive window (LinkWindow) on streams nobody reads, for each
 // handshake slot, until the handshake timed out. stop ends the guard and
