@@ -4,7 +4,7 @@
 // writing the answer, idling between requests) and the connections open
 // at once are bounded, in all and per source address, so that a client
 // cannot hold goroutines, buffers and file descriptors of the daemon
-// without end.
+// without end. RateLimit bounds the requests a costly handler answers.
 package httpserve
 
 import (
