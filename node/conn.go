@@ -54,12 +54,20 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 // the stream, deadlines the caller set and use after Close are not
 // failures of the circuit.
 func (c *trackedConn) noteFailure(err error) {
-	var reset *circuit.ResetError
 	if c.role != "dial" || errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) ||
-		errors.As(err, &reset) && !reset.Remote {
+		localReset(err) {
 		return
 	}
-	c.failed.CompareAndSwap(nil, &err)
+	// A copy, so that the io.EOF that ends every circuit costs no
+	// allocation (err's own address would move err to the heap each call).
+	kept := err
+	c.failed.CompareAndSwap(nil, &kept)
+}
+
+// localReset reports whether err is a reset this end gave the circuit.
+func localReset(err error) bool {
+	var reset *circuit.ResetError
+	return errors.As(err, &reset) && !reset.Remote
 }
 
 // track registers c as a live circuit end of the node. entry, when not

@@ -69,8 +69,7 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 		o.Flags |= circuit.FlagRecordPath
 		o.Path = []string{n.cfg.Name}
 	}
-	ctx, span := n.tracer.Start(ctx, spanDial, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(hopAttrs(n.cfg.Name, o, 0)...))
+	ctx, span := n.startHop(ctx, spanDial, trace.SpanKindClient, o, 0, "")
 	injectTrace(ctx, o)
 	refused := func(code circuit.Code, reason string) error {
 		err := &circuit.RefusedError{Code: code, Node: n.cfg.Name, Dest: peer, Service: service, Reason: reason}
@@ -230,7 +229,7 @@ func (n *Node) dialOn(ctx context.Context, l links.Link, o *circuit.Open, opt Di
 		return nil, fmt.Errorf("open stream to %s: %w", nh, err)
 	}
 	setLinkAttrs(span, l)
-	span.AddEvent(eventOpenSent, trace.WithAttributes(attrPeer.String(nh)))
+	openSent(span, nh)
 	c, err := n.openCircuit(ctx, l, s, o, opt)
 	if err != nil {
 		t.release()

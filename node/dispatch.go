@@ -143,8 +143,7 @@ func (n *Node) refuse(s links.Stream, code circuit.Code, reason string) {
 // deliver hands a circuit addressed to this node to its service. It calls
 // opened once the open (header and first handshake message) was read.
 func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func()) {
-	_, span := n.tracer.Start(extractTrace(o), spanAccept,
-		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(hopAttrs(n.cfg.Name, o, int(o.Hop)+1)...))
+	_, span := n.startHop(extractTrace(o), spanAccept, trace.SpanKindServer, o, int(o.Hop)+1, "")
 	if l := n.link(from); l != nil {
 		setLinkAttrs(span, l)
 	} else {

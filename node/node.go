@@ -50,6 +50,10 @@ type Node struct {
 		cert, key, ca string
 		ok            bool
 	}
+	// traceOff: the tracer provider is the no-op one (Config's default),
+	// so spans record nothing and their attributes are not built.
+	traceOff bool
+
 	role    links.Role
 	seal    atomic.Pointer[seal.Keys] // end-to-end identity, follows id
 	strikes *seal.Strikes             // replay register for early data
@@ -119,6 +123,7 @@ func New(cfg Config) (*Node, error) {
 		cfg:       cfg,
 		log:       cfg.Logger.With("node", cfg.Name),
 		tracer:    cfg.TracerProvider.Tracer(tracerName),
+		traceOff:  isNoopTracing(cfg.TracerProvider),
 		links:     make(map[string]links.Link),
 		pins:      make(map[string]links.Cost, len(cfg.LinkCosts)),
 		keepPeers: make(map[string]string),

@@ -31,9 +31,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 	hop := int(o.Hop) + 1 // this relay's place on the path, stamped into resets it produces
 	// The span is a child of the previous hop's span (the header carries
 	// its context), and the header sent on carries this one's.
-	ctx, span := n.tracer.Start(extractTrace(o), spanForward,
-		trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(hopAttrs(n.cfg.Name, o, hop)...),
-		trace.WithAttributes(attrFrom.String(from)))
+	ctx, span := n.startHop(extractTrace(o), spanForward, trace.SpanKindInternal, o, hop, from)
 	refuse := func(code circuit.Code, reason string) {
 		n.refuse(s, code, reason)
 		refusedSpan(span, n.cfg.Name, code, reason)
@@ -95,7 +93,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 		refuse(code, err.Error())
 		return
 	}
-	span.AddEvent(eventOpenSent, trace.WithAttributes(attrPeer.String(via)))
+	openSent(span, via)
 	if l := n.link(via); l != nil {
 		setLinkAttrs(span, l)
 	}

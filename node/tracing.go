@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/links"
@@ -58,6 +59,10 @@ var traceContext = propagation.TraceContext{}
 // next hop's span is a child of this hop's. An unsampled span context
 // travels too: the next hop follows the decision.
 func injectTrace(ctx context.Context, o *circuit.Open) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		o.TraceParent, o.TraceState = "", "" // what Inject writes for it, without its map
+		return
+	}
 	c := propagation.MapCarrier{}
 	traceContext.Inject(ctx, c)
 	o.TraceParent = c["traceparent"]
@@ -75,6 +80,22 @@ func extractTrace(o *circuit.Open) context.Context {
 		c["tracestate"] = o.TraceState
 	}
 	return traceContext.Extract(context.Background(), c)
+}
+
+// startHop starts the span of this node's hop of circuit o (hop: 0 at the
+// source, 1 at the first relay, ...; from: at a relay, the neighbour the
+// circuit came from), with its attributes given at the start, where a
+// sampler sees them. A node whose tracer provider is the no-op one skips
+// building them: its spans record nothing.
+func (n *Node) startHop(ctx context.Context, name string, kind trace.SpanKind, o *circuit.Open, hop int, from string) (context.Context, trace.Span) {
+	if n.traceOff {
+		return n.tracer.Start(ctx, name)
+	}
+	attrs := hopAttrs(n.cfg.Name, o, hop)
+	if from != "" {
+		attrs = append(attrs, attrFrom.String(from))
+	}
+	return n.tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
 }
 
 // hopAttrs are the attributes of the span of this node at position hop on
@@ -112,11 +133,24 @@ func linkAttrs(l links.Link) []attribute.KeyValue {
 // spanResult adds the result event: code is the snake_case result
 // (accepted or a refusal code) and by the node that produced it.
 func spanResult(span trace.Span, code, by string) {
+	if !span.IsRecording() {
+		return // the event and its attributes would be dropped: save building them
+	}
 	span.AddEvent(eventResult, trace.WithAttributes(attrResult.String(code), attrResultNode.String(by)))
+}
+
+// openSent adds the event of the open header going to next hop nh.
+func openSent(span trace.Span, nh string) {
+	if span.IsRecording() {
+		span.AddEvent(eventOpenSent, trace.WithAttributes(attrPeer.String(nh)))
+	}
 }
 
 // halfClose adds the half-close event of one direction.
 func halfClose(span trace.Span, up bool) {
+	if !span.IsRecording() {
+		return
+	}
 	dir := "down"
 	if up {
 		dir = "up"
@@ -127,6 +161,10 @@ func halfClose(span trace.Span, up bool) {
 // refusedSpan ends the span of a hop that refused the circuit itself: it
 // is where the failure was produced, so the status is ERROR.
 func refusedSpan(span trace.Span, self string, code circuit.Code, reason string) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
 	label := codeLabel(code)
 	spanResult(span, label, self)
 	span.SetAttributes(attrResult.String(label), semconv.ErrorTypeKey.String(label))
@@ -138,6 +176,10 @@ func refusedSpan(span trace.Span, self string, code circuit.Code, reason string)
 // nil, is a failure this hop produced or (at the ends) saw: the span's
 // status becomes ERROR with error.type.
 func endSpan(span trace.Span, result string, up, down int64, err error) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
 	span.SetAttributes(attrResult.String(result), attrBytesUp.Int64(up), attrBytesDn.Int64(down))
 	if err != nil {
 		span.SetAttributes(attrCloseErr.String(err.Error()), semconv.ErrorTypeKey.String(errorType(err)))
@@ -190,4 +232,11 @@ func resultLabel(err error) string {
 		return codeLabel(refused.Code)
 	}
 	return "error"
+}
+
+// isNoopTracing reports whether p is OpenTelemetry's no-op tracer
+// provider, whose spans never record.
+func isNoopTracing(p trace.TracerProvider) bool {
+	_, ok := p.(noop.TracerProvider)
+	return ok
 }
