@@ -579,7 +579,9 @@ func TestResumeTwiceWhileNotReading(t *testing.T) {
 // The data path's shortcuts carry the bytes intact and in order, before
 // and after a resume: frames sealed where they are laid out, data copied
 // from the decrypted record straight into a waiting Read, and a record's
-// data queued in the record's own buffer. The writer sends chunks of
+// data queued in the record's own buffer, records sealed from the
+// retransmit ring while the path writes the ones before, two of them
+// in one write. The writer sends chunks of
 // varied sizes one at a time, each once the last was read; the reader
 // waits in Read for every other chunk (with a buffer smaller than a
 // frame), and reads the others only once they arrived; the relay crashes
@@ -637,9 +639,9 @@ func TestResumeFastPathsAcrossCrash(t *testing.T) {
 		readErr <- nil
 	}()
 
-	type counts struct{ direct, held, inPlace, fromRing int64 }
+	type counts struct{ direct, held, inPlace, fromRing, batched int64 }
 	now := func() counts {
-		return counts{dst.fast.direct.Load(), dst.fast.held.Load(), src.fast.inPlace.Load(), src.fast.fromRing.Load()}
+		return counts{dst.fast.direct.Load(), dst.fast.held.Load(), src.fast.inPlace.Load(), src.fast.fromRing.Load(), src.fast.batched.Load()}
 	}
 	var before counts
 	start := 0
@@ -678,6 +680,9 @@ func TestResumeFastPathsAcrossCrash(t *testing.T) {
 	}
 	if before.fromRing == 0 || after.fromRing == before.fromRing {
 		t.Errorf("records sealed from the retransmit ring: %d before the crash, %d in all; want some on each path", before.fromRing, after.fromRing)
+	}
+	if before.batched == 0 || after.batched == before.batched {
+		t.Errorf("records written after another in one write: %d before the crash, %d in all; want some on each path", before.batched, after.batched)
 	}
 	if got := dst.BytesIn(); got != int64(size) {
 		t.Errorf("BytesIn %d, want %d", got, size)

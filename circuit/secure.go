@@ -638,21 +638,41 @@ func (c *Conn) sealRecord(plain, out []byte) (rec []byte, ok bool, err error) {
 	if !c.writeMu.TryLock() {
 		return nil, false, nil
 	}
-	if c.writeClosed.Load() {
+	if rec, err = c.sealHeld(plain, out); err != nil {
 		c.writeMu.Unlock()
-		return nil, true, c.opError("write", net.ErrClosed)
-	}
-	if rec, err = c.sec.sess.SealTo(out, plain); err != nil {
-		c.writeMu.Unlock()
-		return nil, true, c.opError("write", err)
+		return nil, true, err
 	}
 	return rec, true, nil
+}
+
+// sealHeld is sealRecord for a caller that holds the write lock already,
+// taken by a sealRecord whose record is not written yet: records sealed
+// one after the other this way are written in the order they were sealed
+// (writeHeld), the lock held until the last is (releaseWrite).
+func (c *Conn) sealHeld(plain, out []byte) ([]byte, error) {
+	if err := c.precheck("write", &c.writeDL); err != nil {
+		return nil, err
+	}
+	if c.writeClosed.Load() {
+		return nil, c.opError("write", net.ErrClosed)
+	}
+	rec, err := c.sec.sess.SealTo(out, plain)
+	if err != nil {
+		return nil, c.opError("write", err)
+	}
+	return rec, nil
 }
 
 // writeSealedRecord writes a record sealRecord sealed, whose payload is n
 // bytes, and releases the write lock sealRecord left held.
 func (c *Conn) writeSealedRecord(rec []byte, n int) error {
-	defer c.writeMu.Unlock()
+	defer c.releaseWrite()
+	return c.writeHeld(rec, n)
+}
+
+// writeHeld writes a record sealRecord or sealHeld sealed, whose payload
+// is n bytes, and keeps the write lock.
+func (c *Conn) writeHeld(rec []byte, n int) error {
 	err := c.precheck("write", &c.writeDL)
 	if err == nil {
 		err = c.flushPending()
@@ -666,6 +686,9 @@ func (c *Conn) writeSealedRecord(rec []byte, n int) error {
 	c.out.Add(int64(n))
 	return nil
 }
+
+// releaseWrite releases the write lock sealRecord took.
+func (c *Conn) releaseWrite() { c.writeMu.Unlock() }
 
 // readBuffered copies into b payload a sealed conn already decrypted, and
 // returns how much: 0, without blocking, when it holds none.
