@@ -201,12 +201,14 @@ type Resumable struct {
 	err        error // why the circuit ended, when it failed
 	appClosed  bool
 	registered bool
-	helloDue   bool // source: the hello is still to be sent
-	helloNow   bool // source: send it even without data (a Read started)
-	idle       bool // source of an early circuit: readLoop and writeLoop not started yet (startLocked)
-	helloSent  bool // source: the first path's first write returned: it may be read
-	wantHello  bool // destination: the first frame must be a hello
-	writing    bool // a frame is being written (by writeLoop or a Write)
+	helloDue   bool   // source: the hello is still to be sent
+	helloNow   bool   // source: send it even without data (a Read started)
+	idle       bool   // source of an early circuit: readLoop and writeLoop not started yet (startLocked)
+	helloSent  bool   // source: the first path's first write returned: it may be read
+	wantHello  bool   // destination: the first frame must be a hello
+	writing    bool   // a frame is being written (by writeLoop or a Write)
+	wstopped   uint64 // 1 + the generation of a path the other end stopped reading
+	wclosed    uint64 // 1 + the generation of a path whose writing end this end closed with its fin
 	// Records writeLoop sealed from the ring and pipeLoop writes, so
 	// that the next record is sealed while the path writes the last one
 	// (see sendLocked): pipe carries them, inflight counts those not
@@ -214,8 +216,6 @@ type Resumable struct {
 	pipe     chan pipeRec // made with pipeLoop, when first needed
 	inflight int
 	pipePath Path
-	wstopped uint64 // 1 + the generation of a path the other end stopped reading
-	wclosed  uint64 // 1 + the generation of a path whose writing end this end closed with its fin
 
 	sbuf              ring // sent positions not yet acknowledged: [acked, written)
 	acked, written    int64
