@@ -213,7 +213,8 @@ type Resumable struct {
 	// that the next record is sealed while the path writes the last one
 	// (see sendLocked): pipe carries them, inflight counts those not
 	// written yet, and while it is not 0 they hold pipePath's write lock.
-	pipe     chan pipeRec // made with pipeLoop, when first needed
+	pipe     chan pipeRec // made when first needed
+	piping   bool         // a pipeLoop runs: inflight is not 0
 	inflight int
 	pipePath Path
 
@@ -468,11 +469,6 @@ func (r *Resumable) writeLoop() {
 	stack.Grow8K() // sealing a record grows a 2 KiB stack twice
 	var bp *[]byte // a frame buffer, held only while there is work
 	defer func() {
-		r.mu.Lock()
-		if r.pipe != nil {
-			close(r.pipe) // pipeLoop writes what it holds, and ends
-		}
-		r.mu.Unlock()
 		if bp != nil {
 			framePool.Put(bp)
 		}
@@ -533,18 +529,22 @@ type pipeRec struct {
 }
 
 // pipeLoop writes the records writeLoop sealed into the pipe, in order,
-// until writeLoop closes it. The last record written of a run releases
-// its path's write lock, which the run held since its first was sealed.
+// until the pipe is empty: the last record written of a run releases its
+// path's write lock, which the run held since its first was sealed, and
+// pipeLoop ends (the next record starts another), so that a circuit
+// holds its goroutine only while records are in flight. A path that
+// failed or was closed fails its writes at once.
 func (r *Resumable) pipeLoop(pipe <-chan pipeRec) {
 	defer r.wg.Done()
-	for pr := range pipe {
+	for done := false; !done; {
+		pr := <-pipe
 		c := pr.path.(sealedPath)
 		err := c.writeHeld(pr.rec, pr.n)
 		framePool.Put(pr.bp)
 		r.mu.Lock()
 		if r.inflight--; r.inflight == 0 {
 			c.releaseWrite()
-			r.pipePath = nil
+			r.pipePath, r.piping, done = nil, false, true
 		}
 		if err == nil {
 			r.fast.fromRing.Add(int64(pr.recs))
@@ -627,8 +627,11 @@ func (r *Resumable) sendLocked(bp *[]byte) (piped bool) {
 		// off the path's critical path. The pipe has room (inflight <
 		// pipeDepth), and holds p's write lock until it is empty.
 		if r.pipe == nil {
-			// A circuit that never has a record in flight runs no pipeLoop.
 			r.pipe = make(chan pipeRec, pipeDepth)
+		}
+		if !r.piping {
+			// A circuit with no record in flight runs no pipeLoop.
+			r.piping = true
 			r.wg.Add(1)
 			go r.pipeLoop(r.pipe)
 		}

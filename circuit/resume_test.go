@@ -741,3 +741,45 @@ func TestResumeHeldRecordsInOrder(t *testing.T) {
 		t.Errorf("%d records (%d bytes) still held after everything was read", len(dst.held), dst.heldBytes)
 	}
 }
+
+// The goroutine that writes records sealed ahead runs only while some are
+// in flight: a circuit that carried a bulk transfer and went quiet holds
+// none, and the next transfer starts another.
+func TestResumePipeEndsWhenIdle(t *testing.T) {
+	g := newResumeRig(t)
+	_, src, dst := g.pair(ResumeConfig{}, ResumeConfig{})
+	defer func() {
+		src.Reset(CloseCancelled)
+		dst.Reset(CloseCancelled)
+		src.Wait()
+		dst.Wait()
+	}()
+	data := make([]byte, 1<<20)
+	_, _ = mrand.NewChaCha8([32]byte{3}).Read(data)
+	got := make([]byte, len(data))
+	for round := range 2 {
+		before := src.fast.fromRing.Load()
+		writeErr := make(chan error, 1)
+		go func() {
+			_, err := src.Write(data)
+			writeErr <- err
+		}()
+		if _, err := io.ReadFull(dst, got); err != nil {
+			t.Fatalf("round %d: read: %v", round, err)
+		}
+		if err := <-writeErr; err != nil {
+			t.Fatalf("round %d: write: %v", round, err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("round %d: the bytes read differ from those written", round)
+		}
+		if src.fast.fromRing.Load() == before {
+			t.Fatalf("round %d: no record was sealed ahead from the ring", round)
+		}
+		waitFor(t, func() bool {
+			src.mu.Lock()
+			defer src.mu.Unlock()
+			return !src.piping && src.inflight == 0
+		})
+	}
+}
