@@ -789,7 +789,6 @@ type sealedPath interface {
 	writeDataRecord(rec []byte) (bool, error)
 	writeLastRecord(rec []byte) (bool, error)
 	sealRecord(plain, out []byte) ([]byte, bool, error)
-	writeSealedRecord(rec []byte, n int) error
 	sealHeld(plain, out []byte) ([]byte, error)
 	writeHeld(rec []byte, n int) error
 	releaseWrite()

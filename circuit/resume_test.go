@@ -689,19 +689,25 @@ func TestResumeFastPathsAcrossCrash(t *testing.T) {
 	}
 }
 
+// defaultPair is pair with default configurations, both ends reset and
+// waited for when the test ends.
+func (g *resumeRig) defaultPair(t *testing.T) (src, dst *Resumable) {
+	_, src, dst = g.pair(ResumeConfig{}, ResumeConfig{})
+	t.Cleanup(func() {
+		src.Reset(CloseCancelled)
+		dst.Reset(CloseCancelled)
+		src.Wait()
+		dst.Wait()
+	})
+	return src, dst
+}
+
 // Data that arrives while the application does not read queues in the
 // records it came in, several of them, then in the receive ring once a
 // quarter of the window is held that way: Reads of any size return it
 // all, in order, across both.
 func TestResumeHeldRecordsInOrder(t *testing.T) {
-	g := newResumeRig(t)
-	_, src, dst := g.pair(ResumeConfig{}, ResumeConfig{})
-	defer func() {
-		src.Reset(CloseCancelled)
-		dst.Reset(CloseCancelled)
-		src.Wait()
-		dst.Wait()
-	}()
+	src, dst := newResumeRig(t).defaultPair(t)
 	rng := mrand.New(mrand.NewPCG(14, 8))
 	data := make([]byte, 2<<20)
 	_, _ = mrand.NewChaCha8([32]byte{14}).Read(data)
@@ -746,14 +752,7 @@ func TestResumeHeldRecordsInOrder(t *testing.T) {
 // in flight: a circuit that carried a bulk transfer and went quiet holds
 // none, and the next transfer starts another.
 func TestResumePipeEndsWhenIdle(t *testing.T) {
-	g := newResumeRig(t)
-	_, src, dst := g.pair(ResumeConfig{}, ResumeConfig{})
-	defer func() {
-		src.Reset(CloseCancelled)
-		dst.Reset(CloseCancelled)
-		src.Wait()
-		dst.Wait()
-	}()
+	src, dst := newResumeRig(t).defaultPair(t)
 	data := make([]byte, 1<<20)
 	_, _ = mrand.NewChaCha8([32]byte{3}).Read(data)
 	got := make([]byte, len(data))

@@ -621,13 +621,13 @@ func (c *Conn) writeInPlace(rec []byte, last bool) (ok bool, err error) {
 
 // sealRecord seals plain, a data record's type and then its data, into
 // out's memory (capacity for the record) without copying it first, and
-// returns the record for writeSealedRecord. ok is false, and nothing
-// done, when the conn is not sealed, its handshake did not complete, or
-// another write holds the conn: the caller, which holds the circuit's
-// lock, never waits for a write that may be blocked on flow control.
-// With ok and no error, the conn's write lock stays held until
-// writeSealedRecord sends the record, so nothing is written between the
-// record taking its nonce and its going out.
+// returns the record for writeHeld. ok is false, and nothing done, when
+// the conn is not sealed, its handshake did not complete, or another
+// write holds the conn: the caller, which holds the circuit's lock, never
+// waits for a write that may be blocked on flow control. With ok and no
+// error, the conn's write lock stays held until the caller releases it
+// (releaseWrite) once it wrote the record, so nothing is written between
+// the record taking its nonce and its going out.
 func (c *Conn) sealRecord(plain, out []byte) (rec []byte, ok bool, err error) {
 	if c.sec == nil || !c.sec.done.Load() {
 		return nil, false, nil
@@ -661,13 +661,6 @@ func (c *Conn) sealHeld(plain, out []byte) ([]byte, error) {
 		return nil, c.opError("write", err)
 	}
 	return rec, nil
-}
-
-// writeSealedRecord writes a record sealRecord sealed, whose payload is n
-// bytes, and releases the write lock sealRecord left held.
-func (c *Conn) writeSealedRecord(rec []byte, n int) error {
-	defer c.releaseWrite()
-	return c.writeHeld(rec, n)
 }
 
 // writeHeld writes a record sealRecord or sealHeld sealed, whose payload
