@@ -105,3 +105,33 @@ func BenchmarkResumableRelayed(b *testing.B) { benchmarkSealed(b, 1, true, 32<<1
 // the ratio of their cpu-ns/op is what resumption costs both ends.
 func BenchmarkSealedDirect64K(b *testing.B)    { benchmarkSealed(b, 0, false, 64<<10) }
 func BenchmarkResumableDirect64K(b *testing.B) { benchmarkSealed(b, 0, true, 64<<10) }
+
+// BenchmarkQUICDirect64K is the floor of the 64K benchmarks: a bare
+// quic-go stream over the same kind of loopback link, written 64 KiB at a
+// time (make bench's direct baseline).
+func BenchmarkQUICDirect64K(b *testing.B) { benchmarkQUIC(b, 64<<10) }
+
+// BenchmarkQUICDirect32K is BenchmarkQUICDirect64K written in 32 KiB
+// writes: what halving the writes handed to quic-go costs.
+func BenchmarkQUICDirect32K(b *testing.B) { benchmarkQUIC(b, 32<<10) }
+
+func benchmarkQUIC(b *testing.B, chunk int) {
+	l := newLink(b, nil)
+	s, err := l.open()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.Write([]byte{0}); err != nil { // the listener sees the stream once data came
+		b.Fatal(err)
+	}
+	d, err := l.accept(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var one [1]byte
+	if _, err := io.ReadFull(d, one[:]); err != nil {
+		b.Fatal(err)
+	}
+	defer d.Reset(CloseCancelled)
+	benchmarkOneWay(b, closeWriter{s}, d, chunk)
+}

@@ -209,6 +209,14 @@ type Resumable struct {
 	writing    bool   // a frame is being written (by writeLoop or a Write)
 	wstopped   uint64 // 1 + the generation of a path the other end stopped reading
 	wclosed    uint64 // 1 + the generation of a path whose writing end this end closed with its fin
+	// Records writeLoop sealed from the ring and pipeLoop writes, so
+	// that the next record is sealed while the path writes the last one
+	// (see sendLocked): pipe carries them, inflight counts those not
+	// written yet, and while it is not 0 they hold pipePath's write lock.
+	pipe     chan pipeRec // made when first needed
+	piping   bool         // a pipeLoop runs: inflight is not 0
+	inflight int
+	pipePath Path
 
 	sbuf              ring // sent positions not yet acknowledged: [acked, written)
 	acked, written    int64
@@ -270,10 +278,11 @@ type heldRecord struct {
 
 // fastPaths counts the data path's shortcuts, for tests: bytes delivered
 // straight into a waiting Read, records sealed where writeLoop laid them
-// out, bytes queued in the record they came in (held), and records sealed
-// straight from the retransmit ring.
+// out, bytes queued in the record they came in (held), records sealed
+// straight from the retransmit ring, and those of them written in one
+// write after another one (batched).
 type fastPaths struct {
-	direct, inPlace, held, fromRing atomic.Int64
+	direct, inPlace, held, fromRing, batched atomic.Int64
 }
 
 // NewResumableSource makes the source's end of a resumable circuit over p,
@@ -470,7 +479,8 @@ func (r *Resumable) writeLoop() {
 			r.mu.Unlock()
 			return
 		}
-		if r.writing {
+		// A clean end closes the path after the records in the pipe.
+		if r.writing || r.inflight >= pipeDepth || r.ended && r.inflight > 0 {
 			r.wcond.Wait()
 			continue
 		}
@@ -497,13 +507,60 @@ func (r *Resumable) writeLoop() {
 		if bp == nil {
 			bp = framePool.Get().(*[]byte)
 		}
-		r.sendLocked(bp)
+		if r.sendLocked(bp) {
+			bp = nil // in the pipe
+		}
+	}
+}
+
+// pipeDepth bounds the records sealed ahead of the path's writes: one
+// being written, one waiting (writeLoop seals a third meanwhile).
+const pipeDepth = 2
+
+// pipeRec is a sealed record on its way to its path.
+type pipeRec struct {
+	path  Path
+	gen   uint64
+	bp    *[]byte // rec's buffer, back to framePool once written
+	rec   []byte
+	n     int  // the frames' bytes in rec
+	recs  int  // the records in rec
+	hello bool // rec carries the hello
+}
+
+// pipeLoop writes the records writeLoop sealed into the pipe, in order,
+// until the pipe is empty: the last record written of a run releases its
+// path's write lock, which the run held since its first was sealed, and
+// pipeLoop ends (the next record starts another), so that a circuit
+// holds its goroutine only while records are in flight. A path that
+// failed or was closed fails its writes at once.
+func (r *Resumable) pipeLoop(pipe <-chan pipeRec) {
+	defer r.wg.Done()
+	for done := false; !done; {
+		pr := <-pipe
+		c := pr.path.(sealedPath)
+		err := c.writeHeld(pr.rec, pr.n)
+		framePool.Put(pr.bp)
+		r.mu.Lock()
+		if r.inflight--; r.inflight == 0 {
+			c.releaseWrite()
+			r.pipePath, r.piping, done = nil, false, true
+		}
+		if err == nil {
+			r.fast.fromRing.Add(int64(pr.recs))
+			r.fast.batched.Add(int64(pr.recs - 1))
+		}
+		r.wroteLocked(pr.gen, err, false, pr.hello)
+		r.wcond.Signal()
+		r.mu.Unlock()
 	}
 }
 
 // sendLocked builds the next frame in *bp and writes it on the current
-// path, unlocked meanwhile (r.writing held).
-func (r *Resumable) sendLocked(bp *[]byte) {
+// path, unlocked meanwhile (r.writing held), or, when it is a record
+// sealed from the ring, puts it in the pipe for pipeLoop to write: it
+// then reports that *bp went with it.
+func (r *Resumable) sendLocked(bp *[]byte) (piped bool) {
 	p, gen := r.cur, r.gen
 	b := (*bp)[:seal.RecordHead] // the record's head, filled when sealed in place
 	hello := r.helloDue
@@ -518,7 +575,8 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 	}
 	r.ackNow = false // what was read is acknowledged now
 	b = r.appendProbeLocked(b)
-	var rec []byte // a record sealed from the ring (sealFromRingLocked)
+	var rec []byte // records sealed from the ring (sealFromRingLocked)
+	var recs int   // how many
 	var err error
 	last := false
 	if !r.ended {
@@ -526,8 +584,22 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 			n := min(r.written-r.sent, maxFrameData)
 			at := r.sent - r.acked
 			var k int
-			if rec, k, err = r.sealFromRingLocked(p, bp, b, at, n); k > 0 || err != nil {
+			if rec, k, err = r.sealFromRingLocked(p, (*bp)[:0:cap(*bp)], b, at, n, false); k > 0 || err != nil {
 				r.sent += int64(k)
+				recs = 1
+				// More records of data alone after it, in one Write: half
+				// the writes (and hand-offs to pipeLoop) of one record
+				// each. Sealing holds the path's write lock now.
+				for err == nil && r.sent < r.written && cap(rec)-len(rec) >= seal.MaxRecord {
+					n := min(r.written-r.sent, maxFrameData)
+					more, k, _ := r.sealFromRingLocked(p, rec[len(rec):len(rec):cap(rec)], b[:seal.RecordHead], r.sent-r.acked, n, true)
+					if k == 0 {
+						break // sent with the next frame, or that fails too
+					}
+					rec = rec[:len(rec)+len(more)]
+					r.sent += int64(k)
+					recs++
+				}
 			} else {
 				b = binary.BigEndian.AppendUint16(append(b, frameData), uint16(n))
 				b = b[:len(b)+int(n)]
@@ -548,22 +620,45 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 	if rec == nil && err == nil && len(b) == seal.RecordHead {
 		// Nothing left to send: an ended circuit with its fin unsent, or
 		// an acknowledgement already carried by an earlier frame.
-		return
+		return false
+	}
+	if rec != nil {
+		// pipeLoop writes it while writeLoop seals the next: sealing is
+		// off the path's critical path. The pipe has room (inflight <
+		// pipeDepth), and holds p's write lock until it is empty.
+		if r.pipe == nil {
+			r.pipe = make(chan pipeRec, pipeDepth)
+		}
+		if !r.piping {
+			// A circuit with no record in flight runs no pipeLoop.
+			r.piping = true
+			r.wg.Add(1)
+			go r.pipeLoop(r.pipe)
+		}
+		r.inflight++
+		r.pipePath = p
+		r.pipe <- pipeRec{path: p, gen: gen, bp: bp, rec: rec, n: len(rec) - recs*seal.Overhead, recs: recs, hello: hello}
+		return true
 	}
 	r.writing = true
+	for r.inflight > 0 {
+		// What goes another way waits for the sealed records before it.
+		r.wcond.Wait()
+	}
 	r.mu.Unlock()
 	closed := false
-	switch {
-	case err != nil: // sealing failed: the path is closed or broken
-	case rec != nil:
-		if err = p.(sealedPath).writeSealedRecord(rec, len(rec)-seal.Overhead); err == nil {
-			r.fast.fromRing.Add(1)
-		}
-	default:
+	if err == nil { // else sealing failed: the path is closed or broken
 		closed, err = r.writeFrames(p, b, last)
 	}
 	r.mu.Lock()
 	r.writing = false
+	r.wroteLocked(gen, err, closed, hello)
+	return false
+}
+
+// wroteLocked acts on the end of a write on the path of generation gen:
+// closed, it ended the path's writing side; hello, it carried the hello.
+func (r *Resumable) wroteLocked(gen uint64, err error, closed, hello bool) {
 	if closed {
 		r.wclosed = gen + 1
 	}
@@ -595,7 +690,8 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 
 // sealFromRingLocked seals a record of the frames laid out in b (after
 // seal.RecordHead bytes) and a data frame of up to n bytes at offset at
-// of the retransmit ring straight from the ring into *bp, saving the
+// of the retransmit ring straight from the ring into out's memory
+// (capacity for seal.MaxRecord), saving the
 // copy of the data into b: the record's type and the frames' bytes are
 // written over the ring's bytes just before the data (data sent and not
 // acknowledged, kept for a resume), the record is sealed from there, and
@@ -603,8 +699,10 @@ func (r *Resumable) sendLocked(bp *[]byte) {
 // completed, and those bytes and the data (cut at the ring's end) in one
 // piece of the ring. It returns the record and the data bytes it carries
 // (0: nothing sealed, b is sent the ordinary way) or the path's failure.
-// r.mu is held throughout, so no Write grows the ring meanwhile.
-func (r *Resumable) sealFromRingLocked(p Path, bp *[]byte, b []byte, at, n int64) ([]byte, int, error) {
+// r.mu is held throughout, so no Write grows the ring meanwhile. With
+// held, the caller holds p's write lock already (a record sealed before
+// this one and not yet written took it).
+func (r *Resumable) sealFromRingLocked(p Path, out, b []byte, at, n int64, held bool) ([]byte, int, error) {
 	c, ok := p.(sealedPath)
 	if !ok {
 		return nil, 0, nil
@@ -623,7 +721,19 @@ func (r *Resumable) sealFromRingLocked(p Path, bp *[]byte, b []byte, at, n int64
 	w := 1 + copy(plain[1:], b[seal.RecordHead:])
 	plain[w] = frameData
 	binary.BigEndian.PutUint16(plain[w+1:], uint16(k))
-	rec, ok, err := c.sealRecord(plain, (*bp)[:0:cap(*bp)])
+	var rec []byte
+	var err error
+	switch {
+	case held:
+		rec, err = c.sealHeld(plain, out)
+	case r.inflight == 0:
+		rec, ok, err = c.sealRecord(plain, out)
+	case r.pipePath == p:
+		// The pipe holds p's write lock: this record goes after its own.
+		rec, err = c.sealHeld(plain, out)
+	default:
+		ok = false // the pipe still writes to a path since replaced
+	}
 	copy(plain, saved[:h])
 	switch {
 	case !ok:
@@ -656,15 +766,16 @@ const stopDecideTimeout = 5 * time.Second
 // stream holds at most small control frames, and a small Write is copied
 // and returns.
 func (r *Resumable) sendInlineLocked() bool {
-	if r.writing || r.cur == nil || r.mutedLocked() || r.ended || r.written-r.sent > maxInline || r.sent != r.acked {
+	if r.writing || r.inflight > 0 || r.cur == nil || r.mutedLocked() || r.ended || r.written-r.sent > maxInline || r.sent != r.acked {
 		return false
 	}
 	if w, ok := r.cur.(interface{ writeWaits() bool }); ok && w.writeWaits() {
 		return false
 	}
 	bp := framePool.Get().(*[]byte)
-	r.sendLocked(bp)
-	framePool.Put(bp)
+	if !r.sendLocked(bp) {
+		framePool.Put(bp)
+	}
 	if r.ended || r.workLocked() {
 		r.wcond.Signal() // what came meanwhile, or the path to close
 	}
@@ -678,7 +789,9 @@ type sealedPath interface {
 	writeDataRecord(rec []byte) (bool, error)
 	writeLastRecord(rec []byte) (bool, error)
 	sealRecord(plain, out []byte) ([]byte, bool, error)
-	writeSealedRecord(rec []byte, n int) error
+	sealHeld(plain, out []byte) ([]byte, error)
+	writeHeld(rec []byte, n int) error
+	releaseWrite()
 	readBuffered(b []byte) int
 	takeBuffered(n int) ([]byte, *[]byte)
 }
@@ -1049,8 +1162,9 @@ func (r *Resumable) dropHeldLocked() {
 }
 
 // framePool holds writeLoop's buffers: a record's head, up to 64 bytes of
-// control frames, a data frame, and room for the record's tag.
-var framePool = sync.Pool{New: func() any { b := make([]byte, 0, seal.MaxRecord); return &b }}
+// control frames, a data frame, and room for the record's tag; or two
+// records sealed from the ring (see sendLocked).
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 2*seal.MaxRecord); return &b }}
 
 func unexpected(err error) error {
 	if err == io.EOF {

@@ -579,7 +579,9 @@ func TestResumeTwiceWhileNotReading(t *testing.T) {
 // The data path's shortcuts carry the bytes intact and in order, before
 // and after a resume: frames sealed where they are laid out, data copied
 // from the decrypted record straight into a waiting Read, and a record's
-// data queued in the record's own buffer. The writer sends chunks of
+// data queued in the record's own buffer, records sealed from the
+// retransmit ring while the path writes the ones before, two of them
+// in one write. The writer sends chunks of
 // varied sizes one at a time, each once the last was read; the reader
 // waits in Read for every other chunk (with a buffer smaller than a
 // frame), and reads the others only once they arrived; the relay crashes
@@ -637,9 +639,9 @@ func TestResumeFastPathsAcrossCrash(t *testing.T) {
 		readErr <- nil
 	}()
 
-	type counts struct{ direct, held, inPlace, fromRing int64 }
+	type counts struct{ direct, held, inPlace, fromRing, batched int64 }
 	now := func() counts {
-		return counts{dst.fast.direct.Load(), dst.fast.held.Load(), src.fast.inPlace.Load(), src.fast.fromRing.Load()}
+		return counts{dst.fast.direct.Load(), dst.fast.held.Load(), src.fast.inPlace.Load(), src.fast.fromRing.Load(), src.fast.batched.Load()}
 	}
 	var before counts
 	start := 0
@@ -679,9 +681,25 @@ func TestResumeFastPathsAcrossCrash(t *testing.T) {
 	if before.fromRing == 0 || after.fromRing == before.fromRing {
 		t.Errorf("records sealed from the retransmit ring: %d before the crash, %d in all; want some on each path", before.fromRing, after.fromRing)
 	}
+	if before.batched == 0 || after.batched == before.batched {
+		t.Errorf("records written after another in one write: %d before the crash, %d in all; want some on each path", before.batched, after.batched)
+	}
 	if got := dst.BytesIn(); got != int64(size) {
 		t.Errorf("BytesIn %d, want %d", got, size)
 	}
+}
+
+// defaultPair is pair with default configurations, both ends reset and
+// waited for when the test ends.
+func (g *resumeRig) defaultPair(t *testing.T) (src, dst *Resumable) {
+	_, src, dst = g.pair(ResumeConfig{}, ResumeConfig{})
+	t.Cleanup(func() {
+		src.Reset(CloseCancelled)
+		dst.Reset(CloseCancelled)
+		src.Wait()
+		dst.Wait()
+	})
+	return src, dst
 }
 
 // Data that arrives while the application does not read queues in the
@@ -689,14 +707,7 @@ func TestResumeFastPathsAcrossCrash(t *testing.T) {
 // quarter of the window is held that way: Reads of any size return it
 // all, in order, across both.
 func TestResumeHeldRecordsInOrder(t *testing.T) {
-	g := newResumeRig(t)
-	_, src, dst := g.pair(ResumeConfig{}, ResumeConfig{})
-	defer func() {
-		src.Reset(CloseCancelled)
-		dst.Reset(CloseCancelled)
-		src.Wait()
-		dst.Wait()
-	}()
+	src, dst := newResumeRig(t).defaultPair(t)
 	rng := mrand.New(mrand.NewPCG(14, 8))
 	data := make([]byte, 2<<20)
 	_, _ = mrand.NewChaCha8([32]byte{14}).Read(data)
@@ -734,5 +745,40 @@ func TestResumeHeldRecordsInOrder(t *testing.T) {
 	defer dst.mu.Unlock()
 	if len(dst.held) != 0 || dst.heldBytes != 0 {
 		t.Errorf("%d records (%d bytes) still held after everything was read", len(dst.held), dst.heldBytes)
+	}
+}
+
+// The goroutine that writes records sealed ahead runs only while some are
+// in flight: a circuit that carried a bulk transfer and went quiet holds
+// none, and the next transfer starts another.
+func TestResumePipeEndsWhenIdle(t *testing.T) {
+	src, dst := newResumeRig(t).defaultPair(t)
+	data := make([]byte, 1<<20)
+	_, _ = mrand.NewChaCha8([32]byte{3}).Read(data)
+	got := make([]byte, len(data))
+	for round := range 2 {
+		before := src.fast.fromRing.Load()
+		writeErr := make(chan error, 1)
+		go func() {
+			_, err := src.Write(data)
+			writeErr <- err
+		}()
+		if _, err := io.ReadFull(dst, got); err != nil {
+			t.Fatalf("round %d: read: %v", round, err)
+		}
+		if err := <-writeErr; err != nil {
+			t.Fatalf("round %d: write: %v", round, err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("round %d: the bytes read differ from those written", round)
+		}
+		if src.fast.fromRing.Load() == before {
+			t.Fatalf("round %d: no record was sealed ahead from the ring", round)
+		}
+		waitFor(t, func() bool {
+			src.mu.Lock()
+			defer src.mu.Unlock()
+			return !src.piping && src.inflight == 0
+		})
 	}
 }

@@ -621,13 +621,13 @@ func (c *Conn) writeInPlace(rec []byte, last bool) (ok bool, err error) {
 
 // sealRecord seals plain, a data record's type and then its data, into
 // out's memory (capacity for the record) without copying it first, and
-// returns the record for writeSealedRecord. ok is false, and nothing
-// done, when the conn is not sealed, its handshake did not complete, or
-// another write holds the conn: the caller, which holds the circuit's
-// lock, never waits for a write that may be blocked on flow control.
-// With ok and no error, the conn's write lock stays held until
-// writeSealedRecord sends the record, so nothing is written between the
-// record taking its nonce and its going out.
+// returns the record for writeHeld. ok is false, and nothing done, when
+// the conn is not sealed, its handshake did not complete, or another
+// write holds the conn: the caller, which holds the circuit's lock, never
+// waits for a write that may be blocked on flow control. With ok and no
+// error, the conn's write lock stays held until the caller releases it
+// (releaseWrite) once it wrote the record, so nothing is written between
+// the record taking its nonce and its going out.
 func (c *Conn) sealRecord(plain, out []byte) (rec []byte, ok bool, err error) {
 	if c.sec == nil || !c.sec.done.Load() {
 		return nil, false, nil
@@ -638,21 +638,34 @@ func (c *Conn) sealRecord(plain, out []byte) (rec []byte, ok bool, err error) {
 	if !c.writeMu.TryLock() {
 		return nil, false, nil
 	}
-	if c.writeClosed.Load() {
+	if rec, err = c.sealHeld(plain, out); err != nil {
 		c.writeMu.Unlock()
-		return nil, true, c.opError("write", net.ErrClosed)
-	}
-	if rec, err = c.sec.sess.SealTo(out, plain); err != nil {
-		c.writeMu.Unlock()
-		return nil, true, c.opError("write", err)
+		return nil, true, err
 	}
 	return rec, true, nil
 }
 
-// writeSealedRecord writes a record sealRecord sealed, whose payload is n
-// bytes, and releases the write lock sealRecord left held.
-func (c *Conn) writeSealedRecord(rec []byte, n int) error {
-	defer c.writeMu.Unlock()
+// sealHeld is sealRecord for a caller that holds the write lock already,
+// taken by a sealRecord whose record is not written yet: records sealed
+// one after the other this way are written in the order they were sealed
+// (writeHeld), the lock held until the last is (releaseWrite).
+func (c *Conn) sealHeld(plain, out []byte) ([]byte, error) {
+	if err := c.precheck("write", &c.writeDL); err != nil {
+		return nil, err
+	}
+	if c.writeClosed.Load() {
+		return nil, c.opError("write", net.ErrClosed)
+	}
+	rec, err := c.sec.sess.SealTo(out, plain)
+	if err != nil {
+		return nil, c.opError("write", err)
+	}
+	return rec, nil
+}
+
+// writeHeld writes a record sealRecord or sealHeld sealed, whose payload
+// is n bytes, and keeps the write lock.
+func (c *Conn) writeHeld(rec []byte, n int) error {
 	err := c.precheck("write", &c.writeDL)
 	if err == nil {
 		err = c.flushPending()
@@ -666,6 +679,9 @@ func (c *Conn) writeSealedRecord(rec []byte, n int) error {
 	c.out.Add(int64(n))
 	return nil
 }
+
+// releaseWrite releases the write lock sealRecord took.
+func (c *Conn) releaseWrite() { c.writeMu.Unlock() }
 
 // readBuffered copies into b payload a sealed conn already decrypted, and
 // returns how much: 0, without blocking, when it holds none.
