@@ -15,7 +15,7 @@ func TestMemoryLimit(t *testing.T) {
 			t.Errorf("MemoryLimit(%d) = %d MiB, want %d MiB", tc.nodes, got>>20, tc.want>>20)
 		}
 	}
-	if got, want := MemoryLimitGossip(1000, 1000), int64(256<<20+3<<30); got != want {
+	if got, want := MemoryLimitGossip(1000, 1000), int64(256<<20+5<<30); got != want {
 		t.Errorf("MemoryLimitGossip(1000, 1000) = %d MiB, want %d MiB", got>>20, want>>20)
 	}
 	if got := MemoryLimitGossip(300, 300); got != 0 {

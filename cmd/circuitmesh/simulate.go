@@ -28,7 +28,7 @@ step failed. Time is real unless --virtual is given: then the scenario runs
 on a fake clock that jumps whenever every node waits (testing/synctest), so
 "wait 60s" takes the computing it involves, not a minute, and the report
 gives virtual times with the wall times beside them. Above 300 nodes a soft
-memory limit is set from the node count (1.25 GiB at 1000 nodes, 3.25 GiB
+memory limit is set from the node count (1.25 GiB at 1000 nodes, 5.25 GiB
 when they run gossip) unless
 GOMEMLIMIT is set; GOMEMLIMIT=off runs without one.
 
