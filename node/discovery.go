@@ -47,6 +47,14 @@ type discovery struct {
 	keyring *memberlist.Keyring // nil when gossip is not encrypted (keys.go)
 	probes  atomic.Int64        // probes answered, so gossip works with the keys in force
 
+	// stepMu serialises policy steps, which reuse scratch.
+	stepMu  sync.Mutex
+	scratch struct {
+		alive     map[string]Member
+		reachable map[string]bool
+		routes    map[string]routeHop
+	}
+
 	mu      sync.Mutex
 	members map[string]gossipMember           // alive members, copied from memberlist's events
 	coords  map[string]*coordinate.Coordinate // member → last coordinate
@@ -583,12 +591,20 @@ func (d *discovery) step(now time.Time) {
 	if !n.running() {
 		return
 	}
+	// The step's tables are kept from one step to the next: with hundreds
+	// of members, making them was most of a step's allocations.
+	d.stepMu.Lock()
+	defer d.stepMu.Unlock()
+	if d.scratch.alive == nil {
+		d.scratch.alive, d.scratch.reachable, d.scratch.routes = map[string]Member{}, map[string]bool{}, map[string]routeHop{}
+	}
+	clear(d.scratch.alive)
+	clear(d.scratch.reachable)
+	clear(d.scratch.routes)
+	alive, reachable, routes := d.scratch.alive, d.scratch.reachable, d.scratch.routes
 	// Memberlist calls the delegates with its own locks held: never call
 	// it with d.mu held.
 	d.mu.Lock()
-	// Sized once: with hundreds of members, growing these maps was a
-	// fifth of a step.
-	alive := make(map[string]Member, len(d.members))
 	names := make([]string, 0, len(d.members))
 	for _, gm := range d.members {
 		if gm.ok {
@@ -598,14 +614,12 @@ func (d *discovery) step(now time.Time) {
 	}
 	d.mu.Unlock()
 	sort.Strings(names)
-	reachable := make(map[string]bool, len(names))
-	routes := make(map[string]PeerInfo, len(names))
 	for _, name := range names {
 		// The route alone: Peer's alternates (every next hop) cost most
 		// of a step with hundreds of members and are not used here.
 		if rt, ok := n.router.lookup(name); ok && rt.Reachable {
 			reachable[name] = true
-			routes[name] = peerInfo(rt, nil)
+			routes[name] = routeHop{cost: uint32(rt.Metric), next: rt.NextHop}
 		}
 	}
 	current := n.Links()
@@ -697,6 +711,13 @@ func (d *discovery) step(now time.Time) {
 	}
 }
 
+// routeHop is what the policy needs of a route: its cost and first hop
+// (a PeerInfo per member was a fifth of a step's allocations).
+type routeHop struct {
+	cost uint32
+	next string
+}
+
 // routeCostUnit is the round-trip time of one unit of routing cost
 // (links.Cost).
 const routeCostUnit = 10 * time.Microsecond
@@ -706,18 +727,18 @@ const routeCostUnit = 10 * time.Microsecond
 // measured RTT (loss, RTT variance, a pinned cost), which this node sees;
 // the hops beyond are taken at their cost. Routes without a known first
 // hop are left out.
-func routeLatency(routes map[string]PeerInfo, current []LinkInfo) map[string]time.Duration {
+func routeLatency(routes map[string]routeHop, current []LinkInfo) map[string]time.Duration {
 	excess := make(map[string]time.Duration, len(current))
 	for _, l := range current {
 		excess[l.Peer] = max(time.Duration(l.Cost)*routeCostUnit-l.RTT, 0)
 	}
 	out := make(map[string]time.Duration, len(routes))
 	for name, p := range routes {
-		ex, ok := excess[p.NextHop]
+		ex, ok := excess[p.next]
 		if !ok {
 			continue
 		}
-		if r := time.Duration(p.Cost)*routeCostUnit - ex; r > 0 {
+		if r := time.Duration(p.cost)*routeCostUnit - ex; r > 0 {
 			out[name] = r
 		}
 	}

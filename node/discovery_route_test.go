@@ -20,11 +20,11 @@ func TestRouteLatency(t *testing.T) {
 		// Pinned below its RTT: nothing to take away.
 		{Peer: "pinned", RTT: ms(5), Cost: cost(ms(1))},
 	}
-	routes := map[string]PeerInfo{
-		"a": {Name: "a", Reachable: true, NextHop: "clean", Cost: cost(ms(6))},
-		"b": {Name: "b", Reachable: true, NextHop: "lossy", Cost: cost(ms(8))},
-		"c": {Name: "c", Reachable: true, NextHop: "pinned", Cost: cost(ms(3))},
-		"d": {Name: "d", Reachable: true, NextHop: "gone", Cost: cost(ms(3))}, // first hop not a link (any more)
+	routes := map[string]routeHop{
+		"a": {next: "clean", cost: cost(ms(6))},
+		"b": {next: "lossy", cost: cost(ms(8))},
+		"c": {next: "pinned", cost: cost(ms(3))},
+		"d": {next: "gone", cost: cost(ms(3))}, // first hop not a link (any more)
 	}
 	want := map[string]time.Duration{"a": ms(6), "b": ms(6), "c": ms(3)}
 	if got := routeLatency(routes, current); !maps.Equal(got, want) {

@@ -306,6 +306,26 @@ func (c *Cluster) Members(name string) ([]string, error) {
 // gossip node on its side of the underlay. The error names the first
 // that does not.
 func (c *Cluster) MembersKnown() error {
+	_, err := c.membersKnown(false)
+	return err
+}
+
+// MembersCount is how far gossip has come: of the running gossip nodes,
+// how many know every gossip node on their side, and how many of the
+// (node, member) pairs that should be known are.
+type MembersCount struct {
+	Nodes, Complete int
+	Known, Want     int
+}
+
+func (m MembersCount) String() string {
+	return fmt.Sprintf("%d of %d nodes know every member; %d of %d members known (%.2f %%)",
+		m.Complete, m.Nodes, m.Known, m.Want, 100*float64(m.Known)/float64(max(m.Want, 1)))
+}
+
+// membersKnown is MembersKnown; with all it goes on past the first node
+// that misses a member and counts them all.
+func (c *Cluster) membersKnown(all bool) (MembersCount, error) {
 	names, side := c.sides()
 	c.mu.Lock()
 	gossip := maps.Clone(c.gossipOf().gossip)
@@ -319,13 +339,15 @@ func (c *Cluster) MembersKnown() error {
 			want[side[name]]++
 		}
 	}
+	var count MembersCount
+	var first error
 	for _, from := range names {
 		if !gossip[from] {
 			continue
 		}
 		ms, err := c.Members(from)
 		if err != nil {
-			return err
+			return count, err
 		}
 		known := 0
 		for _, m := range ms {
@@ -333,16 +355,26 @@ func (c *Cluster) MembersKnown() error {
 				known++
 			}
 		}
+		count.Nodes++
+		count.Known += known
+		count.Want += want[side[from]]
 		if known == want[side[from]] {
+			count.Complete++
 			continue
 		}
-		for _, to := range names {
-			if gossip[to] && side[to] == side[from] && !slices.Contains(ms, to) {
-				return fmt.Errorf("%s does not know %s yet (it knows %d members)", from, to, len(ms))
+		if first == nil {
+			for _, to := range names {
+				if gossip[to] && side[to] == side[from] && !slices.Contains(ms, to) {
+					first = fmt.Errorf("%s does not know %s yet (it knows %d members)", from, to, len(ms))
+					break
+				}
 			}
 		}
+		if !all {
+			return count, first
+		}
 	}
-	return nil
+	return count, first
 }
 
 // AllReachable checks that every running node has a route to every
@@ -381,8 +413,30 @@ func (c *Cluster) AllReachable() error {
 
 // WaitMembers waits until MembersKnown holds and returns how long it took.
 func (c *Cluster) WaitMembers(ctx context.Context) (time.Duration, error) {
+	return c.waitMembers(ctx, 0, nil)
+}
+
+// waitMembers is WaitMembers; every that long (when report is not nil)
+// report gets the time waited so far and how far gossip has come.
+func (c *Cluster) waitMembers(ctx context.Context, every time.Duration, report func(time.Duration, string)) (time.Duration, error) {
 	start := time.Now()
-	if err := pollEvery(ctx, c.widePoll(), c.MembersKnown); err != nil {
+	check := c.MembersKnown
+	if report != nil {
+		next := start.Add(every)
+		check = func() error {
+			now := time.Now()
+			if now.Before(next) {
+				return c.MembersKnown()
+			}
+			next = now.Add(every)
+			count, err := c.membersKnown(true)
+			if err != nil {
+				report(now.Sub(start), count.String())
+			}
+			return err
+		}
+	}
+	if err := pollEvery(ctx, c.widePoll(), check); err != nil {
 		return time.Since(start), fmt.Errorf("gossip incomplete after %v: %w", time.Since(start).Round(time.Millisecond), err)
 	}
 	return time.Since(start), nil
@@ -391,8 +445,26 @@ func (c *Cluster) WaitMembers(ctx context.Context) (time.Duration, error) {
 // WaitReachable waits until AllReachable holds and returns how long it
 // took.
 func (c *Cluster) WaitReachable(ctx context.Context) (time.Duration, error) {
+	return c.waitReachable(ctx, 0, nil)
+}
+
+// waitReachable is WaitReachable; every that long (when report is not
+// nil) report gets the time waited so far and the pairs reachable.
+func (c *Cluster) waitReachable(ctx context.Context, every time.Duration, report func(time.Duration, string)) (time.Duration, error) {
 	start := time.Now()
-	if err := pollEvery(ctx, c.widePoll(), c.AllReachable); err != nil {
+	check := c.AllReachable
+	if report != nil {
+		next := start.Add(every)
+		check = func() error {
+			err := c.AllReachable()
+			if now := time.Now(); err != nil && !now.Before(next) {
+				next = now.Add(every)
+				report(now.Sub(start), err.Error())
+			}
+			return err
+		}
+	}
+	if err := pollEvery(ctx, c.widePoll(), check); err != nil {
 		return time.Since(start), fmt.Errorf("not all reachable after %v: %w", time.Since(start).Round(time.Millisecond), err)
 	}
 	return time.Since(start), nil

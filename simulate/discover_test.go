@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -187,4 +188,46 @@ expect route n4 n1
 			Test(t, s, Config{Backend: be})
 		})
 	}
+}
+
+// TestWaitMembersReports: a wait for gossip that takes long says how far
+// it has come (how many nodes know every member), so a slow run of many
+// nodes shows where it is; and it still ends when every member is known.
+func TestWaitMembersReports(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, err := NewCluster(Config{Backend: BackendMem})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := c.Close(); err != nil {
+				t.Error(err)
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var names []string
+		for i := 1; i <= 10; i++ {
+			names = append(names, fmt.Sprintf("n%d", i))
+		}
+		if err := c.Discover(ctx, names[0], names[1:]...); err != nil {
+			t.Fatal(err)
+		}
+		var reports []string
+		took, err := c.waitMembers(ctx, time.Millisecond, func(d time.Duration, status string) {
+			reports = append(reports, fmt.Sprintf("%v: %s", d, status))
+		})
+		if err != nil {
+			t.Fatalf("wait members: %v (reports %q)", err, reports)
+		}
+		if len(reports) == 0 {
+			t.Fatalf("no progress reported in a wait of %v", took)
+		}
+		for _, r := range reports {
+			if !strings.Contains(r, "of 10 nodes know every member") || !strings.Contains(r, "of 100 members known") {
+				t.Errorf("report %q: want how many of the 10 nodes know every member and of the 100 (node, member) pairs", r)
+			}
+		}
+		t.Logf("%d reports in %v, the first %q, the last %q", len(reports), took, reports[0], reports[len(reports)-1])
+	})
 }

@@ -114,7 +114,7 @@ func run(ctx context.Context, s *Script, cfg Config, o runOptions) (rep *Report,
 			err = fmt.Errorf("close the cluster: %w", cerr)
 		}
 	}()
-	r := &runner{c: c, rep: &Report{Script: s.Name, Backend: cfg.Backend, Virtual: o.virtual}}
+	r := &runner{c: c, rep: &Report{Script: s.Name, Backend: cfg.Backend, Virtual: o.virtual}, progress: progress}
 	start, wallStart := time.Now(), wallNow()
 	for _, st := range s.Steps {
 		if err := ctx.Err(); err != nil {
@@ -156,6 +156,7 @@ type runner struct {
 	changeOp   Op
 	changeEnd  time.Time // when the last change step ended
 	gossip     bool      // a discover step ran: partitions split the underlay
+	progress   io.Writer // nil: no progress lines
 }
 
 func (r *runner) step(ctx context.Context, st Step) StepResult {

@@ -3,6 +3,7 @@ package simulate
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -632,10 +633,17 @@ func randomGraph(names []string, count int, seed uint64) [][2]string {
 
 // Nodes returns how many distinct nodes the script starts (nodes and
 // discover steps).
-func (s *Script) Nodes() int {
+func (s *Script) Nodes() int { return s.count(OpNodes, OpDiscover) }
+
+// GossipNodes returns how many distinct nodes the script starts with
+// gossip (discover steps).
+func (s *Script) GossipNodes() int { return s.count(OpDiscover) }
+
+// count returns how many distinct nodes steps of the given ops name.
+func (s *Script) count(ops ...Op) int {
 	seen := map[string]bool{}
 	for _, st := range s.Steps {
-		if st.Op == OpNodes || st.Op == OpDiscover {
+		if slices.Contains(ops, st.Op) {
 			for _, name := range st.Nodes {
 				seen[name] = true
 			}

@@ -250,6 +250,10 @@ func (p *parser) waitGossip(st *Step, what string, opts [][2]string) error {
 	return p.options(st, opts, "timeout")
 }
 
+// waitReportEvery is how often a long wait members or wait reachable
+// prints how far it has come (with a progress writer: --progress).
+const waitReportEvery = 10 * time.Second
+
 // gossipStep runs regions, discover, wait members, wait reachable and
 // measure.
 func (r *runner) gossipStep(ctx context.Context, st Step, res *StepResult) error {
@@ -268,11 +272,17 @@ func (r *runner) gossipStep(ctx context.Context, st Step, res *StepResult) error
 	case OpWaitMembers, OpWaitReachable:
 		wctx, cancel := context.WithTimeout(ctx, st.Duration)
 		defer cancel()
-		wait := c.WaitMembers
+		wait := c.waitMembers
 		if st.Op == OpWaitReachable {
-			wait = c.WaitReachable
+			wait = c.waitReachable
 		}
-		_, err := wait(wctx)
+		var report func(time.Duration, string)
+		if r.progress != nil {
+			report = func(d time.Duration, status string) {
+				fmt.Fprintf(r.progress, "%4d  ...   %s: %v so far; %s\n", st.Line, st.Text, d.Round(time.Millisecond), status)
+			}
+		}
+		_, err := wait(wctx, waitReportEvery, report)
 		return err
 	case OpMeasure:
 		ms, err := c.MeasureMesh()

@@ -28,7 +28,8 @@ step failed. Time is real unless --virtual is given: then the scenario runs
 on a fake clock that jumps whenever every node waits (testing/synctest), so
 "wait 60s" takes the computing it involves, not a minute, and the report
 gives virtual times with the wall times beside them. Above 300 nodes a soft
-memory limit is set from the node count (1.25 GiB at 1000 nodes) unless
+memory limit is set from the node count (1.25 GiB at 1000 nodes, 5.25 GiB
+when they run gossip) unless
 GOMEMLIMIT is set; GOMEMLIMIT=off runs without one.
 
 Examples:
@@ -43,6 +44,8 @@ Examples:
 			&cli.BoolFlag{Name: "virtual", Usage: "run in virtual time: waits and timeouts take no real time, figures are the protocols' own"},
 			&cli.BoolFlag{Name: "progress", Usage: "print each step on stderr as it finishes"},
 			&cli.Uint64Flag{Name: "seed", Usage: "`SEED` of packet loss and of discover order=random (random graphs and regions take seed= in the script)", Value: 1},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run to `FILE` (also when interrupted)"},
+			&cli.StringFlag{Name: "memprofile", Usage: "write an allocation profile of the run to `FILE` (also when interrupted)"},
 			&cli.StringFlag{Name: "log-level", Usage: "node log `LEVEL` on stderr (debug, info, warn, error; default: none)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -73,16 +76,23 @@ Examples:
 			if err != nil {
 				return err
 			}
-			setSimulateMemoryLimit(script.Nodes())
+			setSimulateMemoryLimit(script.Nodes(), script.GossipNodes())
 			var progress io.Writer
 			if c.Bool("progress") {
 				progress = c.App.ErrWriter
+			}
+			prof, err := startSimProfiles(c.String("cpuprofile"), c.String("memprofile"))
+			if err != nil {
+				return err
 			}
 			var rep *simulate.Report
 			if c.Bool("virtual") {
 				rep, err = simulate.RunVirtual(script, cfg, progress)
 			} else {
 				rep, err = simulate.Run(c.Context, script, cfg, progress)
+			}
+			if perr := prof.stop(); perr != nil && err == nil {
+				err = perr
 			}
 			if rep == nil {
 				return err
@@ -108,12 +118,12 @@ Examples:
 }
 
 // setSimulateMemoryLimit sets the soft memory limit of a scenario of that
-// many nodes (simulate.MemoryLimit) unless GOMEMLIMIT is set (off: none).
-func setSimulateMemoryLimit(nodes int) {
+// many nodes, gossip of them with discovery (simulate.MemoryLimitGossip) unless GOMEMLIMIT is set (off: none).
+func setSimulateMemoryLimit(nodes, gossip int) {
 	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
 		return
 	}
-	if limit := simulate.MemoryLimit(nodes); limit > 0 {
+	if limit := simulate.MemoryLimitGossip(nodes, gossip); limit > 0 {
 		debug.SetMemoryLimit(limit)
 	}
 }

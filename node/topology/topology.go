@@ -313,7 +313,7 @@ func (p *planner) plan() Plan {
 	unavailable := set(p.in.Unavailable)
 	// Candidates: routers only (a router lets leaves dial it; a leaf never
 	// links to another leaf).
-	var cands []Member
+	cands := make([]Member, 0, len(p.members))
 	for _, m := range p.members {
 		if !m.Leaf {
 			cands = append(cands, m)
