@@ -2,6 +2,7 @@ package routing
 
 import (
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -111,7 +112,7 @@ type origin struct {
 	// Newest verified attestation of the origin (Config.Certifier),
 	// shared through the verdict cache: every engine of a process (a
 	// simulation) that took it from there holds the same bytes.
-	att     *string
+	att     *attestation
 	attHeld uint64 // bit i: the neighbour in slot i holds att
 
 	rtMetric Metric // the selected route (routeOf gives it in full)
@@ -296,7 +297,8 @@ func (e *Engine) usable(o *origin, r *routeEntry) bool {
 }
 
 // addOrigin creates the table entry for name, or returns nil and counts a
-// refusal when the table is full.
+// refusal when the table is full. The entry keeps name: it must not alias
+// a received message.
 func (e *Engine) addOrigin(name string) *origin {
 	if e.origins.len() >= e.cfg.MaxRoutes {
 		e.stats.RefusedOrigins++
@@ -477,7 +479,8 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en entry) {
 		return
 	}
 	if o == nil {
-		if o = e.addOrigin(en.origin); o == nil {
+		// A copy: en.origin may alias the message.
+		if o = e.addOrigin(strings.Clone(en.origin)); o == nil {
 			return
 		}
 	}
