@@ -482,8 +482,9 @@ func (e *Engine) byMetric(o *origin, keep func(*routeEntry) bool) []string {
 		metric Metric
 	}
 	var alts []alt
-	for i := range o.routes {
-		if r := &o.routes[i]; keep(r) {
+	rs := o.routes()
+	for i := range rs {
+		if r := &rs[i]; keep(r) {
 			alts = append(alts, alt{r.nb.name, e.total(r)})
 		}
 	}
@@ -526,8 +527,9 @@ func (e *Engine) Detours(dest string) []string {
 		return nil
 	}
 	var out []string
-	for i := range o.routes {
-		r := &o.routes[i]
+	rs := o.routes()
+	for i := range rs {
+		r := &rs[i]
 		if r.nb.name != dest && r.hasSeqno() && r.metric < e.cfg.Infinity {
 			out = append(out, r.nb.name)
 		}

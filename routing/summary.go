@@ -117,8 +117,8 @@ func (e *Engine) handleSummaries(t time.Duration, nb *neighbour, sums []entry) {
 		have := make([]uint64, buckets)
 		counts := make([]uint16, buckets)
 		for o := range e.origins.all() {
-			if i := o.find(nb); i >= 0 && o.routes[i].hasSeqno() {
-				r := &o.routes[i]
+			if i := o.find(nb); i >= 0 && o.routes()[i].hasSeqno() {
+				r := &o.routes()[i]
 				b := bucketOf(o.hash, buckets)
 				have[b] += routeHash(o.hash, r.seqno, r.metric, r.hops)
 				counts[b]++
@@ -135,8 +135,8 @@ func (e *Engine) handleSummaries(t time.Duration, nb *neighbour, sums []entry) {
 		exp := t + e.cfg.RouteExpiry
 		refreshed := false
 		for o := range e.origins.all() {
-			if i := o.find(nb); i >= 0 && o.routes[i].expiring() && good[bucketOf(o.hash, buckets)] {
-				o.routes[i].expires = exp
+			if i := o.find(nb); i >= 0 && o.routes()[i].expiring() && good[bucketOf(o.hash, buckets)] {
+				o.routes()[i].expires = exp
 				refreshed = true
 			}
 		}
