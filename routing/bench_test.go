@@ -69,9 +69,23 @@ func seqnoBumps(n *routingtest.Network) int {
 	return s
 }
 
+// progress (CIRCUITMESH_BENCH_PROGRESS=1) prints the rounds of a
+// convergence as they go.
+var progress = os.Getenv("CIRCUITMESH_BENCH_PROGRESS") != ""
+
 // converge runs n until quiet and measures the work done.
 func converge(b *testing.B, n *routingtest.Network, c0 routingtest.Counters, bumps0 int, st0 routing.Stats, cpu0 time.Duration) convergence {
-	rounds, ok := n.RunUntilQuiet(5000)
+	rounds, ok := 0, false
+	for !ok && rounds < 5000 {
+		n.StepRound()
+		rounds++
+		ok = n.Quiet()
+		if progress && rounds%5 == 0 {
+			// A large mesh runs for minutes: say how far it got.
+			fmt.Fprintf(os.Stderr, "%s: round %d, %d messages, %d bytes, %d in flight, %.1f s CPU\n",
+				b.Name(), rounds, n.Counters.Sent-c0.Sent, n.Counters.Bytes-c0.Bytes, n.InFlight(), (cpuTime() - cpu0).Seconds())
+		}
+	}
 	if !ok {
 		b.Fatalf("not quiet after %d rounds", rounds)
 	}
@@ -148,7 +162,8 @@ func benchCfg(nodes int) routing.Config {
 // (of the whole process: engines, certifier and simulated network) to
 // converge on sparse random graphs (average degree 3, link costs 10..209,
 // rounds of 50 ms), from cold start (building the graph included) and
-// after the busiest node dies. 5000 nodes run only with
+// after the busiest node dies (CIRCUITMESH_BENCH_PROGRESS=1 prints every
+// fifth round). 5000 nodes run only with
 // CIRCUITMESH_BENCH_5000=1, other sizes with CIRCUITMESH_BENCH_NODES:
 // 25 million (node, destination) entries of about 260 bytes each (table
 // entry with its routes, name index slot, name) take more than 6 GiB in
