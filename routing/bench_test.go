@@ -3,6 +3,7 @@ package routing_test
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,6 +68,17 @@ func seqnoBumps(n *routingtest.Network) int {
 		s += int(n.Engine(name).Stats().SeqnoBumps)
 	}
 	return s
+}
+
+// liveHeap returns the bytes of heap in use after a collection: the
+// tables of every engine of the network still held, as the CPU time of a
+// run in one process depends on them (the collector's marking and the
+// page faults of a growing heap).
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
 
 // progress (CIRCUITMESH_BENCH_PROGRESS=1) prints the rounds of a
@@ -185,12 +197,18 @@ func BenchmarkConverge(b *testing.B) {
 		spec := graphSpec{nodes: nodes, avgDegree: 3, seed: 77}
 		b.Run(fmt.Sprintf("nodes=%d/cold", nodes), func(b *testing.B) {
 			var sum convergence
+			var live uint64
 			for range b.N {
 				cpu0 := cpuTime()
 				n := buildRandom(b, spec, benchCfg(nodes))
 				sum.add(converge(b, n, routingtest.Counters{}, 0, routing.Stats{}, cpu0))
+				b.StopTimer()
+				live += liveHeap()
+				runtime.KeepAlive(n)
+				b.StartTimer()
 			}
 			report(b, sum)
+			b.ReportMetric(float64(live)/float64(b.N)/1e6, "live-MB/op")
 		})
 		b.Run(fmt.Sprintf("nodes=%d/death", nodes), func(b *testing.B) {
 			var sum convergence
