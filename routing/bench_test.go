@@ -3,6 +3,7 @@ package routing_test
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,11 +17,17 @@ import (
 
 // cpuTime returns the process's user+system CPU time.
 func cpuTime() time.Duration {
+	u, s := cpuTimes()
+	return u + s
+}
+
+// cpuTimes returns the process's user and system CPU times.
+func cpuTimes() (user, sys time.Duration) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
 }
 
 type convergence struct {
@@ -28,6 +35,7 @@ type convergence struct {
 	rounds, messages, bumps int
 	bytes                   int64
 	cpu                     time.Duration
+	sys                     time.Duration // of cpu: system time
 	engine                  routing.Stats // summed over the nodes
 }
 
@@ -38,6 +46,7 @@ func (c *convergence) add(d convergence) {
 	c.bumps += d.bumps
 	c.bytes += d.bytes
 	c.cpu += d.cpu
+	c.sys += d.sys
 	c.engine.UpdatesIn += d.engine.UpdatesIn
 	c.engine.Verified += d.engine.Verified
 	c.engine.CachedVerdicts += d.engine.CachedVerdicts
@@ -69,20 +78,55 @@ func seqnoBumps(n *routingtest.Network) int {
 	return s
 }
 
+// liveHeap returns the bytes of heap in use after a collection: the
+// tables of every engine of the network still held, as the CPU time of a
+// run in one process depends on them (the collector's marking and the
+// page faults of a growing heap).
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// progress (CIRCUITMESH_BENCH_PROGRESS=1) prints the rounds of a
+// convergence as they go.
+var progress = os.Getenv("CIRCUITMESH_BENCH_PROGRESS") != ""
+
+// cpuMark is the process's CPU time at the start of a measurement.
+type cpuMark struct{ cpu, sys time.Duration }
+
+func cpuNow() cpuMark {
+	u, s := cpuTimes()
+	return cpuMark{u + s, s}
+}
+
 // converge runs n until quiet and measures the work done.
-func converge(b *testing.B, n *routingtest.Network, c0 routingtest.Counters, bumps0 int, st0 routing.Stats, cpu0 time.Duration) convergence {
-	rounds, ok := n.RunUntilQuiet(5000)
+func converge(b *testing.B, n *routingtest.Network, c0 routingtest.Counters, bumps0 int, st0 routing.Stats, cpu0 cpuMark) convergence {
+	rounds, ok := 0, false
+	for !ok && rounds < 5000 {
+		n.StepRound()
+		rounds++
+		ok = n.Quiet()
+		if progress && rounds%5 == 0 {
+			// A large mesh runs for minutes: say how far it got.
+			fmt.Fprintf(os.Stderr, "%s: round %d, %d messages, %d bytes, %d in flight, %.1f s CPU\n",
+				b.Name(), rounds, n.Counters.Sent-c0.Sent, n.Counters.Bytes-c0.Bytes, n.InFlight(), (cpuTime() - cpu0.cpu).Seconds())
+		}
+	}
 	if !ok {
 		b.Fatalf("not quiet after %d rounds", rounds)
 	}
-	cpu := cpuTime() - cpu0
+	user, sys := cpuTimes()
+	cpu := user + sys - cpu0.cpu
+	sys -= cpu0.sys
 	st := engineStats(n)
 	if st.RefusedOrigins > 0 {
 		// A full table would end the run early and make it look cheap.
 		b.Fatalf("%d destinations refused for lack of room (MaxRoutes)", st.RefusedOrigins)
 	}
 	return convergence{len(n.Names()), rounds, n.Counters.Sent - c0.Sent, seqnoBumps(n) - bumps0,
-		n.Counters.Bytes - c0.Bytes, cpu, subStats(st, st0)}
+		n.Counters.Bytes - c0.Bytes, cpu, sys, subStats(st, st0)}
 }
 
 // report gives the totals per run and, per node, messages, bytes and
@@ -94,6 +138,11 @@ func report(b *testing.B, sum convergence) {
 	b.ReportMetric(float64(sum.messages)/runs, "msgs/op")
 	b.ReportMetric(float64(sum.bytes)/runs, "bytes/op")
 	b.ReportMetric(float64(sum.cpu.Milliseconds())/runs, "cpu-ms/op")
+	// System time: in one process holding every engine's tables, mostly
+	// the page faults of a heap that grows to hundreds of megabytes,
+	// which a node alone (a table of a few hundred kilobytes) does not
+	// have.
+	b.ReportMetric(float64(sum.sys.Milliseconds())/runs, "sys-ms/op")
 	b.ReportMetric(float64(sum.bumps)/runs, "seqno-bumps/op")
 	b.ReportMetric(float64(sum.messages)/nodes, "msgs/node")
 	b.ReportMetric(float64(sum.bytes)/nodes, "bytes/node")
@@ -148,7 +197,8 @@ func benchCfg(nodes int) routing.Config {
 // (of the whole process: engines, certifier and simulated network) to
 // converge on sparse random graphs (average degree 3, link costs 10..209,
 // rounds of 50 ms), from cold start (building the graph included) and
-// after the busiest node dies. 5000 nodes run only with
+// after the busiest node dies (CIRCUITMESH_BENCH_PROGRESS=1 prints every
+// fifth round). 5000 nodes run only with
 // CIRCUITMESH_BENCH_5000=1, other sizes with CIRCUITMESH_BENCH_NODES:
 // 25 million (node, destination) entries of about 260 bytes each (table
 // entry with its routes, name index slot, name) take more than 6 GiB in
@@ -170,22 +220,28 @@ func BenchmarkConverge(b *testing.B) {
 		spec := graphSpec{nodes: nodes, avgDegree: 3, seed: 77}
 		b.Run(fmt.Sprintf("nodes=%d/cold", nodes), func(b *testing.B) {
 			var sum convergence
+			var live uint64
 			for range b.N {
-				cpu0 := cpuTime()
+				cpu0 := cpuNow()
 				n := buildRandom(b, spec, benchCfg(nodes))
 				sum.add(converge(b, n, routingtest.Counters{}, 0, routing.Stats{}, cpu0))
+				b.StopTimer()
+				live += liveHeap()
+				runtime.KeepAlive(n)
+				b.StartTimer()
 			}
 			report(b, sum)
+			b.ReportMetric(float64(live)/float64(b.N)/1e6, "live-MB/op")
 		})
 		b.Run(fmt.Sprintf("nodes=%d/death", nodes), func(b *testing.B) {
 			var sum convergence
 			for range b.N {
 				b.StopTimer()
 				n := buildRandom(b, spec, benchCfg(nodes))
-				converge(b, n, routingtest.Counters{}, 0, routing.Stats{}, 0)
+				converge(b, n, routingtest.Counters{}, 0, routing.Stats{}, cpuNow())
 				b.StartTimer()
 				victim := busiest(n)
-				cpu0, c0, bumps0, st0 := cpuTime(), n.Counters, seqnoBumps(n), engineStats(n)
+				cpu0, c0, bumps0, st0 := cpuNow(), n.Counters, seqnoBumps(n), engineStats(n)
 				st0 = subStats(st0, n.Engine(victim).Stats())
 				n.Kill(victim)
 				sum.add(converge(b, n, c0, bumps0, st0, cpu0))

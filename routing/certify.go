@@ -3,6 +3,7 @@ package routing
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"time"
 	"unsafe"
 )
@@ -46,8 +47,13 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin 
 	if !ok {
 		return nil
 	}
+	if shared == nil {
+		shared = newAttestation(en)
+	}
 	if o == nil {
-		if o = e.addOrigin(en.origin); o == nil {
+		// The name the process shares, not en.origin, which may alias
+		// the message.
+		if o = e.addOrigin(shared.origin); o == nil {
 			return nil
 		}
 		// Forgotten unless a route follows.
@@ -55,8 +61,7 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin 
 		e.scheduleHousekeep(t + 2*e.cfg.RouteExpiry)
 	}
 	if shared == nil {
-		s := string(en.att)
-		shared = &s
+		shared = newAttestation(en)
 	}
 	o.att, o.attSeq, o.attValid, o.attHeld = shared, en.seqno, true, 0
 	e.setAttHeldOf(nb, o, true)
@@ -135,7 +140,7 @@ func (e *Engine) jumpPast(seqno uint16) {
 
 // verify checks en's attestation within nb's failure budget. If it
 // verified, att is the process's shared copy of it (nil if there is none).
-func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) (att *string, ok bool) {
+func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) (att *attestation, ok bool) {
 	rate := float64(e.cfg.MaxVerifyFailures)
 	burst := 5 * rate
 	if !nb.vInit {
@@ -153,8 +158,7 @@ func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) (att *string, 
 			e.stats.Verified++
 			e.stats.CachedVerdicts++
 			if att == nil {
-				s := string(en.att)
-				att = &s
+				att = newAttestation(en)
 				verdicts.share(key, att)
 			}
 			return att, true
@@ -164,25 +168,26 @@ func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) (att *string, 
 		e.stats.ThrottledAttestations++
 		return nil, false
 	}
-	if err := e.cfg.Certifier.Verify(en.origin, en.seqno, en.att); err != nil {
+	// en.origin may alias the message (Engine.intern): the Certifier gets
+	// its own copy, as it may keep it.
+	if err := e.cfg.Certifier.Verify(strings.Clone(en.origin), en.seqno, en.att); err != nil {
 		nb.vTokens--
 		e.stats.BadAttestations++
 		return nil, false
 	}
 	if shared {
-		s := string(en.att)
-		att = &s
+		att = newAttestation(en)
 		verdicts.store(key, e.epoch.Add(t), att)
 	}
 	e.stats.Verified++
 	return att, true
 }
 
-// appendAttest appends the attestation covering an update for o (nil:
-// Self) at nb, unless nb already has it.
-func (e *Engine) appendAttest(nb *neighbour, batch []entry, o *origin) []entry {
+// attest puts the attestation covering an update for o (nil: Self) to
+// nb, unless nb already has it.
+func (e *Engine) attest(nb *neighbour, o *origin) {
 	if e.cfg.Certifier == nil {
-		return batch
+		return
 	}
 	var seq uint16
 	var att []byte
@@ -192,22 +197,22 @@ func (e *Engine) appendAttest(nb *neighbour, batch []entry, o *origin) []entry {
 			a, err := e.cfg.Certifier.Attest(name, e.seqno)
 			if err != nil {
 				e.selfAttValid = false
-				return batch
+				return
 			}
 			e.selfAtt, e.selfAttSeq, e.selfAttValid, e.selfAttHeld = a, e.seqno, true, 0
 		}
 		seq, att = e.selfAttSeq, e.selfAtt
 	} else {
 		if !o.attValid {
-			return batch
+			return
 		}
-		name, seq, att = o.name, o.attSeq, attBytes(o.att)
+		name, seq, att = o.name, o.attSeq, o.att.bytes()
 	}
 	if e.attHeld(nb, o) {
-		return batch
+		return
 	}
 	e.setAttHeldOf(nb, o, true)
-	return append(batch, entry{kind: kindAttest, origin: name, seqno: seq, att: att})
+	e.put(entry{kind: kindAttest, origin: name, seqno: seq, att: att})
 }
 
 // Attestation returns the newest verified attestation of origin (our own
@@ -220,7 +225,7 @@ func (e *Engine) Attestation(origin string) (seqno uint16, att []byte, ok bool) 
 	if o == nil || !o.attValid {
 		return 0, nil, false
 	}
-	return o.attSeq, []byte(*o.att), true
+	return o.attSeq, []byte(o.att.att), true
 }
 
 // NewSeqno advances this node's seqno and advertises it at once, with a
@@ -234,9 +239,25 @@ func (e *Engine) NewSeqno(now time.Time) {
 	e.flush(t)
 }
 
-// attBytes returns an attestation's bytes without copying them; they may
-// be shared by every engine of the process (verdictCache) and must not be
-// modified (they are only encoded).
-func attBytes(s *string) []byte {
-	return unsafe.Slice(unsafe.StringData(*s), len(*s))
+// attestation is a verified attestation and the name of its origin, as
+// held by table entries. Engines that take a verdict from the verdict
+// cache share the copy that the engine that verified it made, so that a
+// process running many engines (a simulation) holds each attestation and
+// each name once: at 1000 nodes, names copied per engine were a million
+// allocations per cold start. It is never modified.
+type attestation struct {
+	origin string
+	att    string
+}
+
+// newAttestation copies the origin and attestation of en, which alias a
+// received message.
+func newAttestation(en entry) *attestation {
+	return &attestation{origin: strings.Clone(en.origin), att: string(en.att)}
+}
+
+// bytes returns the attestation without copying it; it must not be
+// modified (it is only encoded).
+func (a *attestation) bytes() []byte {
+	return unsafe.Slice(unsafe.StringData(a.att), len(a.att))
 }

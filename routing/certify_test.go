@@ -224,8 +224,8 @@ func TestVerdictCacheHoldsNoAttestations(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	for i := range verifyCacheSize {
-		s := string(att)
-		v.store(verdictKeyOf(c, fmt.Sprintf("origin-%d", i), uint16(i), att), ct0, &s)
+		name := fmt.Sprintf("origin-%d", i)
+		v.store(verdictKeyOf(c, name, uint16(i), att), ct0, &attestation{origin: name, att: string(att)})
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
@@ -252,13 +252,13 @@ func TestVerdictCacheSharesANewCopy(t *testing.T) {
 	if att, ok := v.lookup(k, ct0); !ok || att != nil {
 		t.Fatalf("lookup = %v, %v; want a verdict without a copy", att, ok)
 	}
-	s := "att:b/3"
-	v.share(k, &s)
-	if att, ok := v.lookup(k, ct0.Add(time.Second)); !ok || att != &s {
+	s := &attestation{origin: "b", att: "att:b/3"}
+	v.share(k, s)
+	if att, ok := v.lookup(k, ct0.Add(time.Second)); !ok || att != s {
 		t.Fatalf("lookup after share = %v, %v; want the shared copy", att, ok)
 	}
 	if _, ok := v.lookup(k, ct0.Add(verifyCacheTTL)); ok {
 		t.Fatal("share extended the verdict's lifetime")
 	}
-	runtime.KeepAlive(&s)
+	runtime.KeepAlive(s)
 }

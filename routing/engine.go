@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"time"
+	"unsafe"
 )
 
 // Engine is the routing state machine of one node. It is not safe for
@@ -45,11 +46,17 @@ type Engine struct {
 	selfAttValid bool
 	selfAttHeld  uint64 // bit i: the neighbour in slot i holds selfAtt
 
-	batch   []entry                        // scratch: the entries for one neighbour
 	recv    []entry                        // scratch: decoded entries
 	intern  func([]byte) (string, *origin) // a received name, allocated only if new
 	keysBuf []string                       // scratch: sorted keys
 	keyBuf  []byte                         // scratch: what a verdict key hashes
+
+	// The message being built (put): its encoding so far, entries,
+	// updates among them, and neighbour.
+	wBuf     []byte
+	wCount   int
+	wUpdates int
+	wTo      string
 
 	outbox []Message // buffer of the output messages, reused (Ready)
 	events outQueue[Event]
@@ -79,7 +86,11 @@ func New(cfg Config) (*Engine, error) {
 		if string(b) == e.cfg.Self {
 			return e.cfg.Self, nil
 		}
-		return string(b), nil
+		// A name not in the table aliases the message (b is not empty):
+		// the entry created for it takes the copy the process shares
+		// (handleAttest) or a copy of its own (handleUpdate), and nothing
+		// else keeps it beyond Receive.
+		return unsafe.String(&b[0], len(b)), nil
 	}
 	return e, nil
 }
@@ -471,8 +482,9 @@ func (e *Engine) byMetric(o *origin, keep func(*routeEntry) bool) []string {
 		metric Metric
 	}
 	var alts []alt
-	for i := range o.routes {
-		if r := &o.routes[i]; keep(r) {
+	rs := o.routes()
+	for i := range rs {
+		if r := &rs[i]; keep(r) {
 			alts = append(alts, alt{r.nb.name, e.total(r)})
 		}
 	}
@@ -515,8 +527,9 @@ func (e *Engine) Detours(dest string) []string {
 		return nil
 	}
 	var out []string
-	for i := range o.routes {
-		r := &o.routes[i]
+	rs := o.routes()
+	for i := range rs {
+		r := &rs[i]
 		if r.nb.name != dest && r.hasSeqno() && r.metric < e.cfg.Infinity {
 			out = append(out, r.nb.name)
 		}

@@ -245,3 +245,84 @@ func TestDetours(t *testing.T) {
 		t.Fatalf("detours to an unknown node = %v", got)
 	}
 }
+
+// recordingCertifier is plainCertifier keeping the names it is asked to
+// verify, as a certifier with a cache of its own would.
+type recordingCertifier struct {
+	plainCertifier
+	seen *[]string
+}
+
+func (c recordingCertifier) Verify(origin string, seqno uint16, att []byte) error {
+	*c.seen = append(*c.seen, origin)
+	return c.plainCertifier.Verify(origin, seqno, att)
+}
+
+// The names of a received message enter the table (and reach the
+// Certifier) as copies: a caller may reuse the buffer of a message once
+// Receive returns.
+func TestReceivedNamesOutliveTheMessage(t *testing.T) {
+	for _, certified := range []bool{false, true} {
+		t.Run(fmt.Sprintf("certified=%v", certified), func(t *testing.T) {
+			// One certifier per engine, so that each checks what it
+			// receives (engines sharing one share its verdicts).
+			var seen [3][]string
+			cfg := func(i int, self string) routing.Config {
+				c := routing.Config{Self: self}
+				if certified {
+					c.Certifier = recordingCertifier{seen: &seen[i]}
+				}
+				return c
+			}
+			engines := map[string]*routing.Engine{}
+			for i, name := range []string{"far", "mid", "near"} {
+				e, err := routing.New(cfg(i, name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				engines[name] = e
+			}
+			link := func(a, b string) {
+				engines[a].LinkUp(t0, b, 10, false)
+				engines[b].LinkUp(t0, a, 10, false)
+			}
+			link("far", "mid")
+			link("mid", "near")
+			// Deliver every message, then overwrite it.
+			now := t0
+			for range 10 {
+				now = now.Add(100 * time.Millisecond)
+				for _, from := range []string{"far", "mid", "near"} {
+					engines[from].Tick(now)
+					for _, m := range engines[from].Ready().Messages {
+						if err := engines[m.To].Receive(now, from, m.Payload); err != nil {
+							t.Fatal(err)
+						}
+						for i := range m.Payload {
+							m.Payload[i] = 'X'
+						}
+					}
+				}
+			}
+			var dests []string
+			for _, r := range engines["near"].Routes() {
+				dests = append(dests, r.Dest)
+			}
+			if !slices.Equal(dests, []string{"far", "mid"}) {
+				t.Fatalf("near holds routes to %q, want far and mid", dests)
+			}
+			if r, ok := engines["near"].Lookup("far"); !ok || r.NextHop != "mid" {
+				t.Fatalf("near -> far = %+v, %v; want via mid", r, ok)
+			}
+			all := slices.Concat(seen[:]...)
+			for _, name := range all {
+				if strings.Contains(name, "X") {
+					t.Fatalf("the certifier kept %q, which changed with the message", name)
+				}
+			}
+			if certified && !slices.Contains(seen[2], "far") {
+				t.Fatalf("near's certifier checked %q, not far", seen[2])
+			}
+		})
+	}
+}

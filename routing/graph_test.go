@@ -190,6 +190,11 @@ func runChecked(t testing.TB, n *routingtest.Network, max int) int {
 // toward other destinations did not move, and were loop-free before.)
 func stepChecked(t testing.TB, n *routingtest.Network, rounds int) {
 	t.Helper()
+	if !n.TrackChanged {
+		// What changed before is not known: check every destination.
+		checkLoopFree(t, n, nil)
+		n.TrackChanged = true
+	}
 	for range rounds {
 		n.StepRound()
 		checkLoopFree(t, n, n.TakeChanged())

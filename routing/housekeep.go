@@ -16,10 +16,10 @@ func (e *Engine) housekeep(t time.Duration) {
 	for _, name := range e.sortedOrigins() {
 		o := e.origins.get(name)
 		expired := false
-		for i := 0; i < len(o.routes); {
-			r := &o.routes[i]
+		for i := 0; i < len(o.routes()); {
+			r := &o.routes()[i]
 			if r.expiring() && r.expires <= t {
-				o.routes = append(o.routes[:i], o.routes[i+1:]...)
+				o.removeAt(i)
 				expired = true
 				continue
 			}
@@ -31,7 +31,7 @@ func (e *Engine) housekeep(t time.Duration) {
 		if expired {
 			e.reselect(t, o)
 		}
-		if o.sel == nil && len(o.routes) == 0 {
+		if o.sel == nil && len(o.routes()) == 0 {
 			gc := o.lostAt + 2*e.cfg.RouteExpiry
 			if t >= gc {
 				e.origins.remove(o)

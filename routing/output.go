@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"bytes"
 	"maps"
 	"slices"
 	"time"
@@ -45,6 +46,12 @@ func (nb *neighbour) queue(o *origin) {
 	nb.pending = append(nb.pending, o)
 }
 
+// maxKeptPending is the capacity of a neighbour's pending list always
+// kept for the next updates; a larger one is kept while it is used by a
+// quarter. A cold start queues most of the table for every neighbour:
+// kept afterwards, those lists held 24 MB at 1000 nodes.
+const maxKeptPending = 256
+
 // hasPending reports whether updates are queued for nb.
 func (nb *neighbour) hasPending() bool { return nb.pendSelf || len(nb.pending) > 0 }
 
@@ -55,8 +62,12 @@ func (nb *neighbour) clearPending() {
 			o.pend &^= 1 << nb.slot
 		}
 	}
+	n := len(nb.pending)
 	clear(nb.pending)
 	nb.pending = nb.pending[:0]
+	if cap(nb.pending) > maxKeptPending && n < cap(nb.pending)/4 {
+		nb.pending = nil // grown by a burst that is over: let it go
+	}
 	clear(nb.pendSet)
 	nb.pendSelf = false
 }
@@ -95,60 +106,78 @@ func (e *Engine) sortedOrigins() []string {
 func (e *Engine) flush(t time.Duration) {
 	for _, name := range e.sortedNbrs() {
 		nb := e.nbrs[name]
-		batch := e.batch[:0]
+		e.begin(nb.name)
 		if len(nb.requests) > 0 {
 			for _, o := range slices.Sorted(maps.Keys(nb.requests)) {
-				batch = append(batch, nb.requests[o])
+				e.put(nb.requests[o])
 			}
 			e.stats.RequestsOut += uint64(len(nb.requests))
 			clear(nb.requests)
 		}
 		if len(nb.resends) > 0 {
-			batch = append(batch, nb.resends...)
+			for _, en := range nb.resends {
+				e.put(en)
+			}
 			e.stats.RequestsOut += uint64(len(nb.resends))
 			nb.resends = nb.resends[:0]
 		}
 		due := nb.pendingAll || nb.summaryDue || !nb.sentOnce || t >= nb.lastSent+e.nextGap(nb)
 		if due && (nb.pendingAll || nb.summaryDue || nb.hasPending() || len(nb.repair) > 0) {
-			batch = e.updates(t, nb, batch)
+			e.updates(t, nb)
 			if nb.summaryDue {
-				batch = e.appendSummaries(nb, batch)
+				e.summaries(nb)
 			}
 			nb.lastSent, nb.sentOnce = t, true
 			nb.pendingAll, nb.summaryDue, nb.urgent = false, false, false
 			nb.clearPending()
 			clear(nb.repair)
 		}
-		e.send(nb.name, batch)
-		clear(batch) // drop the references to attestations and table entries
-		e.batch = batch[:0]
-		if cap(batch) > 4*e.cfg.MaxRoutesPerMessage {
-			e.batch = nil // a summary of a large table grew it
-		}
+		e.end()
 	}
 }
 
-// sendFull sends the leading full messages of batch (for a long batch,
-// such as a table sent to a new neighbour, as it is built) and returns the
-// rest, moved to the start of batch: the scratch batch stays a few
-// messages long instead of the whole table at every node.
-func (e *Engine) sendFull(to string, batch []entry) []entry {
-	if len(batch) < 2*e.cfg.MaxRoutesPerMessage {
-		return batch
-	}
-	sent := 0
-	for {
-		n, full := e.nextMessage(batch[sent:])
-		if !full {
-			break
-		}
-		e.sendMessage(to, batch[sent:sent+n])
-		sent += n
-	}
-	rest := copy(batch, batch[sent:])
-	clear(batch[rest:])
-	return batch[:rest]
+// Output messages are encoded as their entries are produced (put), into
+// one buffer kept between calls: each message is then copied out at its
+// exact size. (Gathering a neighbour's entries first and encoding them
+// afterwards held up to 256 entries of 88 bytes per engine and walked
+// them three times.)
+
+// begin starts the messages to neighbour to.
+func (e *Engine) begin(to string) {
+	e.wTo = to
+	e.wBuf = appendHeader(e.wBuf[:0])
+	e.wCount, e.wUpdates = 0, 0
 }
+
+// put adds en to the message being built, first sending that message if
+// en would not fit in it (Config.MaxRoutesPerMessage, maxMessageBytes).
+func (e *Engine) put(en entry) {
+	if e.wCount > 0 && (e.wCount == e.cfg.MaxRoutesPerMessage || len(e.wBuf)+entrySize(en) > maxMessageBytes) {
+		e.end()
+	}
+	e.wBuf = appendEntry(e.wBuf, en)
+	e.wCount++
+	if en.kind == kindUpdate {
+		e.wUpdates++
+	}
+}
+
+// end sends the message being built, if it holds entries, and starts the
+// next one to the same neighbour.
+func (e *Engine) end() {
+	if e.wCount > 0 {
+		setCount(e.wBuf, e.wCount)
+		e.sendMessage(e.wTo, bytes.Clone(e.wBuf), e.wUpdates)
+	}
+	if cap(e.wBuf) > maxKeptMessageBuf {
+		e.wBuf = nil // a summary of a large table grew it
+	}
+	e.begin(e.wTo)
+}
+
+// maxKeptMessageBuf bounds the message buffer kept between messages: a
+// message of 64 updates with attestations takes about 5 KB.
+const maxKeptMessageBuf = 16 << 10
 
 // sortedKeys returns the keys of m sorted, in a buffer reused by the next
 // call.
@@ -162,52 +191,49 @@ func (e *Engine) sortedKeys(m map[string]struct{}) []string {
 	return k
 }
 
-// updates appends the updates due to nb.
-func (e *Engine) updates(t time.Duration, nb *neighbour, batch []entry) []entry {
+// updates puts the updates due to nb.
+func (e *Engine) updates(t time.Duration, nb *neighbour) {
 	if nb.pendingAll {
-		batch = e.appendAdvert(t, nb, batch, nil, false)
+		e.advert(t, nb, nil, false)
 		if !e.cfg.Leaf {
 			for _, name := range e.sortedOrigins() {
-				batch = e.appendAdvert(t, nb, batch, e.origins.get(name), false)
-				batch = e.sendFull(nb.name, batch)
+				e.advert(t, nb, e.origins.get(name), false)
 			}
 		}
-		return batch
+		return
 	}
 	if _, ok := nb.repair[e.cfg.Self]; nb.pendSelf && !ok {
-		batch = e.appendAdvert(t, nb, batch, nil, false)
+		e.advert(t, nb, nil, false)
 	}
 	// In the order queued: every path that queues updates visits origins
 	// in a reproducible order (message order, or sorted), so runs are.
 	for _, o := range nb.pending {
 		if _, ok := nb.repair[o.name]; !o.removed && (len(nb.repair) == 0 || !ok) {
-			batch = e.appendAdvert(t, nb, batch, o, false)
-			batch = e.sendFull(nb.name, batch)
+			e.advert(t, nb, o, false)
 		}
 	}
 	for _, name := range e.sortedKeys(nb.repair) {
 		if name == e.cfg.Self {
-			batch = e.appendAdvert(t, nb, batch, nil, true)
+			e.advert(t, nb, nil, true)
 		} else if o := e.origins.get(name); o != nil {
-			batch = e.appendAdvert(t, nb, batch, o, true)
+			e.advert(t, nb, o, true)
 		}
-		batch = e.sendFull(nb.name, batch)
 	}
-	return batch
 }
 
-// appendAdvert appends what we tell nb about o (nil: Self), if anything,
+// advert puts what we tell nb about o (nil: Self), if anything,
 // and maintains the feasibility distance. A retraction goes only to a
 // neighbour that was told a finite route, unless repair is set (nb asked
 // for the route again): then any route advertised and lost within the
 // last route expiry period is retracted.
-func (e *Engine) appendAdvert(t time.Duration, nb *neighbour, batch []entry, o *origin, repair bool) []entry {
+func (e *Engine) advert(t time.Duration, nb *neighbour, o *origin, repair bool) {
 	if o == nil {
-		batch = e.appendAttest(nb, batch, nil)
-		return append(batch, entry{kind: kindUpdate, origin: e.cfg.Self, seqno: e.seqno})
+		e.attest(nb, nil)
+		e.put(entry{kind: kindUpdate, origin: e.cfg.Self, seqno: e.seqno})
+		return
 	}
 	if e.cfg.Leaf {
-		return batch
+		return
 	}
 	name := o.name
 	retract := entry{kind: kindUpdate, origin: name, seqno: o.rtSeqno, metric: e.cfg.Infinity}
@@ -217,19 +243,21 @@ func (e *Engine) appendAdvert(t time.Duration, nb *neighbour, batch []entry, o *
 		// A repair retracts for one expiry period so lost messages do
 		// not leave neighbours with stale routes through us.
 		if repair && (!o.advertised || t >= o.lostAt+e.cfg.RouteExpiry) || !repair && !told {
-			return batch
+			return
 		}
 		o.setTold(nb, false)
-		return append(batch, retract)
+		e.put(retract)
+		return
 	case !o.selSeq:
-		return batch // a fresh neighbour's route, until its first update
+		return // a fresh neighbour's route, until its first update
 	case o.sel == nb:
 		// Poison reverse: nb is our next hop, it cannot use us.
 		if repair && !o.advertised || !repair && !told {
-			return batch
+			return
 		}
 		o.setTold(nb, false)
-		return append(batch, retract)
+		e.put(retract)
+		return
 	}
 	s, m := o.rtSeqno, o.rtMetric
 	if !o.fdValid || seqnoLess(o.fdSeqno, s) || (s == o.fdSeqno && m < o.fdMetric) {
@@ -244,8 +272,8 @@ func (e *Engine) appendAdvert(t time.Duration, nb *neighbour, batch []entry, o *
 	o.advertised = true
 	o.setTold(nb, true)
 	o.advSeqno, o.advMetric, o.advHops = s, m, h
-	batch = e.appendAttest(nb, batch, o)
-	return append(batch, entry{kind: kindUpdate, origin: name, seqno: s, metric: m, hops: h})
+	e.attest(nb, o)
+	e.put(entry{kind: kindUpdate, origin: name, seqno: s, metric: m, hops: h})
 }
 
 // nextGap is how long after the last batch nb may get the next one:
@@ -258,42 +286,15 @@ func (e *Engine) nextGap(nb *neighbour) time.Duration {
 	return e.cfg.MinTriggeredInterval
 }
 
-// send splits batch into bounded messages for neighbour to.
-func (e *Engine) send(to string, batch []entry) {
-	for len(batch) > 0 {
-		n, _ := e.nextMessage(batch)
-		e.sendMessage(to, batch[:n])
-		batch = batch[n:]
-	}
-}
-
-// nextMessage returns how many leading entries of batch the next message
-// takes, and whether that message is full (more entries would not fit).
-func (e *Engine) nextMessage(batch []entry) (n int, full bool) {
-	size := headerLen
-	for n < len(batch) && n < e.cfg.MaxRoutesPerMessage {
-		size += entrySize(batch[n])
-		if n > 0 && size > maxMessageBytes {
-			return n, true
-		}
-		n++
-	}
-	return n, n == e.cfg.MaxRoutesPerMessage
-}
-
-// sendMessage queues one message to neighbour to, unless the output queue
-// is full.
-func (e *Engine) sendMessage(to string, entries []entry) {
+// sendMessage queues one message to neighbour to, carrying updates
+// updates, unless the output queue is full.
+func (e *Engine) sendMessage(to string, payload []byte, updates int) {
 	limit := 1024 + len(e.nbrs)*(e.cfg.MaxRoutes/e.cfg.MaxRoutesPerMessage+2)*4
 	if len(e.outbox) >= limit {
 		e.stats.DroppedMessages++
 		return
 	}
-	e.outbox = append(e.outbox, Message{To: to, Payload: encodeMessage(entries)})
+	e.outbox = append(e.outbox, Message{To: to, Payload: payload})
 	e.stats.MessagesOut++
-	for _, en := range entries {
-		if en.kind == kindUpdate {
-			e.stats.UpdatesOut++
-		}
-	}
+	e.stats.UpdatesOut += uint64(updates)
 }

@@ -34,8 +34,9 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	if target == nil || target == nb {
 		target = nil
 		var best Metric
-		for i := range o.routes {
-			r := &o.routes[i]
+		rs := o.routes()
+		for i := range rs {
+			r := &rs[i]
 			if m := e.total(r); r.nb != nb && m < e.cfg.Infinity && (target == nil || m < best) {
 				target, best = r.nb, m
 			}
@@ -94,8 +95,9 @@ func (e *Engine) holdUntil(t time.Duration, last map[string]time.Duration, origi
 // we cannot use because they are unfeasible, but would select otherwise.
 func (e *Engine) betterUnfeasible(o *origin) []*neighbour {
 	var out []*neighbour
-	for i := range o.routes {
-		r := &o.routes[i]
+	rs := o.routes()
+	for i := range rs {
+		r := &rs[i]
 		m := e.total(r)
 		if m < e.cfg.Infinity && !e.usable(o, r) &&
 			(o.sel == nil || uint64(m)+uint64(e.cfg.Hysteresis) < uint64(o.rtMetric)) {

@@ -47,7 +47,7 @@ func routeHash(h uint64, seqno uint16, metric Metric, hops uint16) uint64 {
 }
 
 // advertisedTo reports the finite route we currently advertise to nb for
-// o, if any: the route last sent (appendAdvert), which every neighbour
+// o, if any: the route last sent (advert), which every neighbour
 // was told or has queued. It differs from the selected route only by a
 // newer seqno, which is not sent by itself (apply), or by a metric change
 // below the hysteresis, which refreshDiffs queues before each summary.
@@ -68,10 +68,10 @@ func summaryBuckets(n int) uint16 {
 	return uint16(b)
 }
 
-// appendSummaries appends the summary of what we advertise to nb. It must
+// summaries puts the summary of what we advertise to nb. It must
 // be called when nothing is pending for nb, so that the summary describes
 // what nb was told.
-func (e *Engine) appendSummaries(nb *neighbour, batch []entry) []entry {
+func (e *Engine) summaries(nb *neighbour) {
 	n := 1 // ourselves
 	for o := range e.origins.all() {
 		if _, _, _, ok := e.advertisedTo(o, nb); ok {
@@ -95,9 +95,8 @@ func (e *Engine) appendSummaries(nb *neighbour, batch []entry) []entry {
 	nb.answered = slices.Grow(nb.answered[:0], (int(buckets)+63)/64)[:(int(buckets)+63)/64]
 	clear(nb.answered)
 	for i := range sums {
-		batch = append(batch, entry{kind: kindSummary, buckets: buckets, bucket: uint16(i), count: counts[i], digest: sums[i]})
+		e.put(entry{kind: kindSummary, buckets: buckets, bucket: uint16(i), count: counts[i], digest: sums[i]})
 	}
-	return batch
 }
 
 // handleSummaries checks nb's summaries against the routes we hold from
@@ -118,8 +117,8 @@ func (e *Engine) handleSummaries(t time.Duration, nb *neighbour, sums []entry) {
 		have := make([]uint64, buckets)
 		counts := make([]uint16, buckets)
 		for o := range e.origins.all() {
-			if i := o.find(nb); i >= 0 && o.routes[i].hasSeqno() {
-				r := &o.routes[i]
+			if i := o.find(nb); i >= 0 && o.routes()[i].hasSeqno() {
+				r := &o.routes()[i]
 				b := bucketOf(o.hash, buckets)
 				have[b] += routeHash(o.hash, r.seqno, r.metric, r.hops)
 				counts[b]++
@@ -136,8 +135,8 @@ func (e *Engine) handleSummaries(t time.Duration, nb *neighbour, sums []entry) {
 		exp := t + e.cfg.RouteExpiry
 		refreshed := false
 		for o := range e.origins.all() {
-			if i := o.find(nb); i >= 0 && o.routes[i].expiring() && good[bucketOf(o.hash, buckets)] {
-				o.routes[i].expires = exp
+			if i := o.find(nb); i >= 0 && o.routes()[i].expiring() && good[bucketOf(o.hash, buckets)] {
+				o.routes()[i].expires = exp
 				refreshed = true
 			}
 		}

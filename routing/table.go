@@ -2,6 +2,7 @@ package routing
 
 import (
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -84,15 +85,15 @@ func (r *routeEntry) hasSeqno() bool { return r.expires != implicitRoute }
 func (r *routeEntry) expiring() bool { return r.expires > 0 }
 
 // origin is everything known about one destination. Its fields are
-// ordered by size so that none is padded (216 bytes): one exists per
+// ordered by size so that none is padded (192 bytes): one exists per
 // destination at every node.
 type origin struct {
-	name   string
-	hash   uint64       // nameHash(name)
-	routes []routeEntry // in inl while there are at most three
-	// Room for the routes of a node with a few neighbours, allocated
-	// with the entry: a separate array was one allocation more per
-	// destination at every node.
+	name string
+	hash uint64 // nameHash(name)
+	// The routes (routes()): in inl while there are at most three, room
+	// for the routes of a node with a few neighbours allocated with the
+	// entry (a separate array was one allocation more per destination at
+	// every node); beyond, all of them in x.more.
 	inl [3]routeEntry
 	sel *neighbour // selected next hop, nil when unreachable
 	// pend has bit i set if o is queued in the pending list of the
@@ -111,7 +112,7 @@ type origin struct {
 	// Newest verified attestation of the origin (Config.Certifier),
 	// shared through the verdict cache: every engine of a process (a
 	// simulation) that took it from there holds the same bytes.
-	att     *string
+	att     *attestation
 	attHeld uint64 // bit i: the neighbour in slot i holds att
 
 	rtMetric Metric // the selected route (routeOf gives it in full)
@@ -128,6 +129,7 @@ type origin struct {
 	advHops  uint16
 	attSeq   uint16
 
+	nInl        uint8 // routes in inl
 	rtReachable bool
 	selSeq      bool // selected route carries a real seqno
 	seqKnown    bool // some selected route carried a real seqno
@@ -139,6 +141,10 @@ type origin struct {
 
 // originExt is the rarely used part of an origin.
 type originExt struct {
+	// The routes, once there were more than fit in origin.inl (non-nil
+	// from then on).
+	more []routeEntry
+
 	// A route better than the selected one by no more than the
 	// hysteresis: its next hop and since when it has stayed better.
 	cand      *neighbour
@@ -228,9 +234,20 @@ func (o *origin) setTold(nb *neighbour, finite bool) {
 	}
 }
 
+// routes returns the routes neighbours advertised for o, one per
+// neighbour. Changing one changes the route; adding or removing one goes
+// through upsert, remove and removeAt.
+func (o *origin) routes() []routeEntry {
+	if o.x != nil && o.x.more != nil {
+		return o.x.more
+	}
+	return o.inl[:o.nInl]
+}
+
 func (o *origin) find(nb *neighbour) int {
-	for i := range o.routes {
-		if o.routes[i].nb == nb {
+	rs := o.routes()
+	for i := range rs {
+		if rs[i].nb == nb {
 			return i
 		}
 	}
@@ -239,14 +256,24 @@ func (o *origin) find(nb *neighbour) int {
 
 func (o *origin) upsert(r routeEntry) *routeEntry {
 	if i := o.find(r.nb); i >= 0 {
-		o.routes[i] = r
-		return &o.routes[i]
+		rs := o.routes()
+		rs[i] = r
+		return &rs[i]
 	}
-	if o.routes == nil {
-		o.routes = o.inl[:0]
+	switch {
+	case o.x != nil && o.x.more != nil:
+		o.x.more = append(o.x.more, r)
+		return &o.x.more[len(o.x.more)-1]
+	case int(o.nInl) < len(o.inl):
+		o.inl[o.nInl] = r
+		o.nInl++
+		return &o.inl[o.nInl-1]
 	}
-	o.routes = append(o.routes, r)
-	return &o.routes[len(o.routes)-1]
+	x := o.ext()
+	x.more = append(make([]routeEntry, 0, 2*len(o.inl)), o.inl[:]...)
+	x.more = append(x.more, r)
+	o.inl, o.nInl = [len(o.inl)]routeEntry{}, 0
+	return &x.more[len(x.more)-1]
 }
 
 func (o *origin) remove(nb *neighbour) bool {
@@ -254,8 +281,20 @@ func (o *origin) remove(nb *neighbour) bool {
 	if i < 0 {
 		return false
 	}
-	o.routes = slices.Delete(o.routes, i, i+1)
+	o.removeAt(i)
 	return true
+}
+
+// removeAt removes the i-th route (routes()), keeping the others in order.
+func (o *origin) removeAt(i int) {
+	if o.x != nil && o.x.more != nil {
+		o.x.more = slices.Delete(o.x.more, i, i+1)
+		return
+	}
+	n := int(o.nInl)
+	copy(o.inl[i:n], o.inl[i+1:n])
+	o.inl[n-1] = routeEntry{}
+	o.nInl--
 }
 
 // seqnoLess compares sequence numbers modulo 2^16 (RFC 8966 §3.2.1).
@@ -296,7 +335,8 @@ func (e *Engine) usable(o *origin, r *routeEntry) bool {
 }
 
 // addOrigin creates the table entry for name, or returns nil and counts a
-// refusal when the table is full.
+// refusal when the table is full. The entry keeps name: it must not alias
+// a received message.
 func (e *Engine) addOrigin(name string) *origin {
 	if e.origins.len() >= e.cfg.MaxRoutes {
 		e.stats.RefusedOrigins++
@@ -313,11 +353,10 @@ func (e *Engine) addOrigin(name string) *origin {
 // allocation per destination at every node was a tenth of the CPU time of
 // a cold start at 1000 nodes; a slab is freed once none of its entries is
 // in use, so at most originSlab-1 forgotten entries per live one stay
-// allocated (bounded by MaxRoutes×originSlab entries). 37 entries of 216
-// bytes and the allocator's 8-byte header fill 8,000 bytes of its
-// 8,192-byte size class, where 32 (6,920 bytes, just over the 6,912 class)
-// left 15 % of every slab unused (TestOriginSlabFillsItsSizeClass).
-const originSlab = 37
+// allocated (bounded by MaxRoutes×originSlab entries). 42 entries of 192
+// bytes and the allocator's 8-byte header fill 8,072 bytes of its
+// 8,192-byte size class (TestOriginSlabFillsItsSizeClass).
+const originSlab = 42
 
 // newOrigin returns a zeroed table entry from the current slab. Slabs
 // grow with the table, from 4 entries to originSlab, so that a small table
@@ -337,8 +376,9 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 	var best *routeEntry
 	var bestM Metric
 	var cur *routeEntry
-	for i := range o.routes {
-		r := &o.routes[i]
+	rs := o.routes()
+	for i := range rs {
+		r := &rs[i]
 		if !e.usable(o, r) {
 			continue
 		}
@@ -477,7 +517,8 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en entry) {
 		return
 	}
 	if o == nil {
-		if o = e.addOrigin(en.origin); o == nil {
+		// A copy: en.origin may alias the message.
+		if o = e.addOrigin(strings.Clone(en.origin)); o == nil {
 			return
 		}
 	}

@@ -42,12 +42,13 @@ func (k EventKind) String() string {
 }
 
 // Event reports a change of the route to Dest. Route is the route after the
-// change.
+// change. (Fields are ordered by size so that none is padded: a cold start
+// emits one or two events per destination at every node.)
 type Event struct {
-	Kind      EventKind
 	Dest      string
-	Reachable bool
 	Route     Route
+	Kind      EventKind
+	Reachable bool
 }
 
 // Route is the selected route to a destination.
@@ -56,10 +57,10 @@ type Route struct {
 	// NextHop is the neighbour to forward to ("" when unreachable, and for
 	// Self).
 	NextHop string
-	// Metric is the path cost (Infinity when unreachable).
-	Metric Metric
 	// Hops is the number of links on the path (0 when unreachable).
 	Hops int
+	// Metric is the path cost (Infinity when unreachable).
+	Metric Metric
 	// Seqno is the destination's sequence number the route carries.
 	Seqno     uint16
 	Reachable bool

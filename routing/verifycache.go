@@ -43,15 +43,16 @@ type verdictCache struct {
 	cur, old map[verdictKey]verdict
 }
 
-// verdict is when an attestation verified, and the copy of its bytes the
-// engines that hold it share, if one still does: engines that take the
-// verdict from the cache take that copy too, so that a process running
-// many engines (a simulation) holds each attestation once without
-// interning it again per engine. The cache itself does not keep the copy
-// alive (a weak pointer): it holds digests, not attestations.
+// verdict is when an attestation verified, and the copy of it (with its
+// origin's name) the engines that hold it share, if one still does:
+// engines that take the verdict from the cache take that copy too, so
+// that a process running many engines (a simulation) holds each
+// attestation and name once without interning them again per engine. The
+// cache itself does not keep the copy alive (a weak pointer): it holds
+// digests, not attestations.
 type verdict struct {
 	at  time.Time
-	att weak.Pointer[string]
+	att weak.Pointer[attestation]
 }
 
 var verdicts = &verdictCache{}
@@ -81,7 +82,7 @@ func verdictKeyIn(scratch []byte, c Certifier, origin string, seqno uint16, att 
 // lookup reports whether k verified within verifyCacheTTL of now, with
 // the shared copy of the attestation if an engine still holds it (else
 // nil).
-func (v *verdictCache) lookup(k verdictKey, now time.Time) (*string, bool) {
+func (v *verdictCache) lookup(k verdictKey, now time.Time) (*attestation, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	vd, ok := v.cur[k]
@@ -101,7 +102,7 @@ func (v *verdictCache) lookup(k verdictKey, now time.Time) (*string, bool) {
 // share makes att the copy shared for k, if k is remembered and its copy
 // is gone (the engines that held it were dropped), without changing when
 // k verified: the engines that take the verdict next share this one.
-func (v *verdictCache) share(k verdictKey, att *string) {
+func (v *verdictCache) share(k verdictKey, att *attestation) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for _, m := range []map[verdictKey]verdict{v.cur, v.old} {
@@ -117,7 +118,7 @@ func (v *verdictCache) share(k verdictKey, att *string) {
 
 // store remembers that k verified at now; att (if not nil) is the copy
 // of the attestation to share.
-func (v *verdictCache) store(k verdictKey, now time.Time, att *string) {
+func (v *verdictCache) store(k verdictKey, now time.Time, att *attestation) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.cur == nil || len(v.cur) >= verifyCacheSize/2 {

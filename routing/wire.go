@@ -86,32 +86,43 @@ func encodeMessage(entries []entry) []byte {
 	for _, e := range entries {
 		size += entrySize(e)
 	}
-	b := make([]byte, 0, size)
-	b = append(b, wireVersion)
-	b = binary.BigEndian.AppendUint16(b, uint16(len(entries)))
+	b := appendHeader(make([]byte, 0, size))
 	for _, e := range entries {
-		b = append(b, e.kind, uint8(len(e.origin)))
-		b = append(b, e.origin...)
-		if e.kind == kindSummary || e.kind == kindResend {
-			b = binary.BigEndian.AppendUint16(b, e.buckets)
-			b = binary.BigEndian.AppendUint16(b, e.bucket)
-			if e.kind == kindSummary {
-				b = binary.BigEndian.AppendUint16(b, e.count)
-				b = binary.BigEndian.AppendUint64(b, e.digest)
-			}
-			continue
+		b = appendEntry(b, e)
+	}
+	setCount(b, len(entries))
+	return b
+}
+
+// appendHeader appends a message header with a count of 0 (setCount).
+func appendHeader(b []byte) []byte { return append(b, wireVersion, 0, 0) }
+
+// setCount sets the entry count of message b.
+func setCount(b []byte, n int) { binary.BigEndian.PutUint16(b[1:headerLen], uint16(n)) }
+
+// appendEntry appends the encoding of e (entrySize(e) bytes).
+func appendEntry(b []byte, e entry) []byte {
+	b = append(b, e.kind, uint8(len(e.origin)))
+	b = append(b, e.origin...)
+	if e.kind == kindSummary || e.kind == kindResend {
+		b = binary.BigEndian.AppendUint16(b, e.buckets)
+		b = binary.BigEndian.AppendUint16(b, e.bucket)
+		if e.kind == kindSummary {
+			b = binary.BigEndian.AppendUint16(b, e.count)
+			b = binary.BigEndian.AppendUint64(b, e.digest)
 		}
-		b = binary.BigEndian.AppendUint16(b, e.seqno)
-		switch e.kind {
-		case kindUpdate:
-			b = binary.BigEndian.AppendUint32(b, uint32(e.metric))
-			b = binary.BigEndian.AppendUint16(b, e.hops)
-		case kindAttest:
-			b = binary.BigEndian.AppendUint16(b, uint16(len(e.att)))
-			b = append(b, e.att...)
-		default:
-			b = append(b, e.hopcnt)
-		}
+		return b
+	}
+	b = binary.BigEndian.AppendUint16(b, e.seqno)
+	switch e.kind {
+	case kindUpdate:
+		b = binary.BigEndian.AppendUint32(b, uint32(e.metric))
+		b = binary.BigEndian.AppendUint16(b, e.hops)
+	case kindAttest:
+		b = binary.BigEndian.AppendUint16(b, uint16(len(e.att)))
+		b = append(b, e.att...)
+	default:
+		b = append(b, e.hopcnt)
 	}
 	return b
 }
