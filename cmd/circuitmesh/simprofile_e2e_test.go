@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"io"
@@ -61,7 +60,7 @@ func TestE2ESimulateProfiles(t *testing.T) {
 		}
 		cpu, mem := filepath.Join(dir, "cpu2.prof"), filepath.Join(dir, "mem2.prof")
 		cmd := exec.Command(bin, "simulate", "--backend", "mem", "--progress", "--cpuprofile", cpu, "--memprofile", mem, long)
-		var errb bytes.Buffer
+		var errb syncBuffer // written by the process's copier while the test polls it
 		cmd.Stderr = &errb
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
