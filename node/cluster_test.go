@@ -255,8 +255,18 @@ func serve(t testing.TB, n *Node, service string, handle func(c io.ReadWriteClos
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []io.Closer
 	t.Cleanup(func() {
 		lis.Close()
+		// A handler blocked on a circuit (a Write waiting for window) ends
+		// only when its circuit closes: close them all, or a failing test
+		// would hang here instead of reporting.
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
 		wg.Wait()
 	})
 	wg.Add(1)
@@ -267,6 +277,9 @@ func serve(t testing.TB, n *Node, service string, handle func(c io.ReadWriteClos
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
