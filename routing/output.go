@@ -138,7 +138,7 @@ func (e *Engine) flush(t time.Duration) {
 
 // Output messages are encoded as their entries are produced (put), into
 // one buffer kept between calls: each message is then copied out at its
-// exact size. (Gathering a neighbour's entries first and encoding them
+// length (no two queued messages share memory). (Gathering a neighbour's entries first and encoding them
 // afterwards held up to 256 entries of 88 bytes per engine and walked
 // them three times.)
 
@@ -170,7 +170,7 @@ func (e *Engine) end() {
 		e.sendMessage(e.wTo, bytes.Clone(e.wBuf), e.wUpdates)
 	}
 	if cap(e.wBuf) > maxKeptMessageBuf {
-		e.wBuf = nil // a summary of a large table grew it
+		e.wBuf = nil // a message of large attestations grew it
 	}
 	e.begin(e.wTo)
 }

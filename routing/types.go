@@ -57,10 +57,10 @@ type Route struct {
 	// NextHop is the neighbour to forward to ("" when unreachable, and for
 	// Self).
 	NextHop string
-	// Hops is the number of links on the path (0 when unreachable).
-	Hops int
 	// Metric is the path cost (Infinity when unreachable).
 	Metric Metric
+	// Hops is the number of links on the path (0 when unreachable).
+	Hops int
 	// Seqno is the destination's sequence number the route carries.
 	Seqno     uint16
 	Reachable bool
