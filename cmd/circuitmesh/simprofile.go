@@ -15,20 +15,28 @@ import (
 // SIGTERM), so that a run stopped half way still shows where its time
 // went.
 type simProfiles struct {
-	cpu, mem string
-	cpuf     *os.File
-	once     sync.Once
-	sigc     chan os.Signal
-	done     chan struct{}
+	cpuf, memf *os.File
+	once       sync.Once
+	sigc       chan os.Signal
+	done       chan struct{}
 }
 
 // startSimProfiles starts the CPU profile into cpu and arranges the
 // allocation profile into mem (either may be empty). The caller must call
 // stop.
 func startSimProfiles(cpu, mem string) (*simProfiles, error) {
-	p := &simProfiles{cpu: cpu, mem: mem, done: make(chan struct{})}
+	p := &simProfiles{done: make(chan struct{})}
 	if cpu == "" && mem == "" {
 		return p, nil
+	}
+	if mem != "" {
+		// Created now, so that a path that cannot be written fails the
+		// run at its start, not after hours.
+		f, err := os.Create(mem)
+		if err != nil {
+			return nil, fmt.Errorf("allocation profile: %w", err)
+		}
+		p.memf = f
 	}
 	if cpu != "" {
 		f, err := os.Create(cpu)
@@ -37,6 +45,9 @@ func startSimProfiles(cpu, mem string) (*simProfiles, error) {
 		}
 		if err := pprof.StartCPUProfile(f); err != nil {
 			f.Close()
+			if p.memf != nil {
+				p.memf.Close()
+			}
 			return nil, fmt.Errorf("CPU profile: %w", err)
 		}
 		p.cpuf = f
@@ -45,10 +56,18 @@ func startSimProfiles(cpu, mem string) (*simProfiles, error) {
 	signal.Notify(p.sigc, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		select {
-		case <-p.sigc:
-			p.write()
-			fmt.Fprintln(os.Stderr, "simulate: interrupted; profiles written")
-			os.Exit(130)
+		case sig := <-p.sigc:
+			signal.Stop(p.sigc) // a second signal ends the process at once
+			if err := p.write(); err != nil {
+				fmt.Fprintf(os.Stderr, "simulate: interrupted; %v\n", err)
+			} else {
+				fmt.Fprintln(os.Stderr, "simulate: interrupted; profiles written")
+			}
+			code := 130
+			if s, ok := sig.(syscall.Signal); ok {
+				code = 128 + int(s) // as if the signal had ended the process
+			}
+			os.Exit(code)
 		case <-p.done:
 		}
 	}()
@@ -71,12 +90,8 @@ func (p *simProfiles) write() (err error) {
 			pprof.StopCPUProfile()
 			err = p.cpuf.Close()
 		}
-		if p.mem == "" {
-			return
-		}
-		f, ferr := os.Create(p.mem)
-		if ferr != nil {
-			err = fmt.Errorf("allocation profile: %w", ferr)
+		f := p.memf
+		if f == nil {
 			return
 		}
 		runtime.GC()

@@ -124,6 +124,31 @@ func setSimulateMemoryLimit(nodes, gossip int) {
 		return
 	}
 	if limit := simulate.MemoryLimitGossip(nodes, gossip); limit > 0 {
+		if m := machineMemory(); m > 0 {
+			// A soft limit beyond the memory there is never binds: the heap
+			// would swap or be killed first.
+			limit = min(limit, m/10*9)
+		}
 		debug.SetMemoryLimit(limit)
 	}
+}
+
+// machineMemory is the memory this process may use: the smaller of the
+// machine's (/proc/meminfo MemTotal) and its cgroup's limit
+// (/sys/fs/cgroup/memory.max), or 0 when neither can be read.
+func machineMemory() int64 {
+	var m int64
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kib int64
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kib); err == nil {
+			m = kib << 10
+		}
+	}
+	if b, err := os.ReadFile("/sys/fs/cgroup/memory.max"); err == nil {
+		var c int64
+		if _, err := fmt.Sscanf(string(b), "%d", &c); err == nil && c > 0 && (m == 0 || c < m) {
+			m = c
+		}
+	}
+	return m
 }

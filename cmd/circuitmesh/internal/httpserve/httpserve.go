@@ -139,6 +139,16 @@ func (c *limitedConn) Close() error {
 	return err
 }
 
+// CloseWrite half-closes a TCP connection, as net/http does before
+// closing one whose request it refused, so that the client reads the
+// error answer instead of a reset.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // Rate is a request rate: Burst requests at once, then PerSecond.
 type Rate struct {
 	PerSecond float64
