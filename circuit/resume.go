@@ -764,7 +764,8 @@ const stopDecideTimeout = 5 * time.Second
 // then be out of flow-control credit (a hop or the other end not reading),
 // and its Write would block the caller; with everything acknowledged the
 // stream holds at most small control frames, and a small Write is copied
-// and returns.
+// and returns. With no record in the pipe (inflight 0) sendLocked never
+// waits on wcond here, which writeLoop alone may wait on.
 func (r *Resumable) sendInlineLocked() bool {
 	if r.writing || r.inflight > 0 || r.cur == nil || r.mutedLocked() || r.ended || r.written-r.sent > maxInline || r.sent != r.acked {
 		return false
