@@ -790,8 +790,8 @@ func (d *discovery) policyLinkLocked(l links.Link, now time.Time) topology.Link 
 }
 
 // alternates counts, for the peer of every current link, the other
-// neighbours that advertise a route to it not through this node
-// (routing's detours): closing the link would not cut the peer off.
+// neighbours through which it stays reachable without its link to this
+// node (see linkAlternates): closing the link would not cut the peer off.
 func (d *discovery) alternates() map[string]int {
 	n := d.n
 	n.mu.Lock()
@@ -800,9 +800,59 @@ func (d *discovery) alternates() map[string]int {
 		peers = append(peers, peer)
 	}
 	n.mu.Unlock()
+	d.mu.Lock()
+	dests := make([]string, 0, len(d.members))
+	for name, gm := range d.members {
+		if gm.ok {
+			dests = append(dests, name)
+		}
+	}
+	d.mu.Unlock()
+	return linkAlternates(peers, dests, n.router.detours)
+}
+
+// linkAlternates counts, for each peer (a neighbour), the other
+// neighbours that reach it without this node, from detours (routing's
+// Detours: the neighbours other than dest that advertise a finite route
+// to dest; with poison reverse none of those routes starts at this node).
+//
+// A neighbour that advertises a route to the peer itself is one. So is,
+// for a peer with none, a neighbour that advertises a route to a
+// destination (one of dests) the peer also advertises, or that is the
+// destination: the peer reaches it and it reaches that neighbour, neither
+// by its first hop to this node, so the peer's link is on a cycle, not a
+// bridge. The first test alone sees only triangles: in a mesh whose
+// shortest cycles are longer (every node at a small maximum), each
+// neighbour reaches the peer through this node and advertises it as
+// unreachable, so every link looked like a bridge and no link could make
+// room for a repair link after a partition healed.
+func linkAlternates(peers, dests []string, detours func(dest string) []string) map[string]int {
 	alt := make(map[string]int, len(peers))
-	for _, peer := range peers {
-		alt[peer] = len(n.router.detours(peer))
+	isPeer := make(map[string]bool, len(peers))
+	missing := 0
+	for _, p := range peers {
+		isPeer[p] = true
+		if alt[p] = len(detours(p)); alt[p] == 0 {
+			missing++
+		}
+	}
+	for _, x := range dests {
+		if missing == 0 {
+			break
+		}
+		via := detours(x)
+		if isPeer[x] {
+			via = append(via, x)
+		}
+		if len(via) < 2 {
+			continue
+		}
+		for _, p := range via {
+			if isPeer[p] && p != x && alt[p] == 0 {
+				alt[p] = len(via) - 1
+				missing--
+			}
+		}
 	}
 	return alt
 }

@@ -211,9 +211,10 @@ type Link struct {
 	// side (it said so in the link hello). Honoured for Config.StaticIn
 	// incoming links, the oldest first.
 	Claimed bool
-	// Alternates is how many other neighbours advertise a route to the
-	// peer that does not go through this node: above 0, closing the link
-	// is unlikely to cut the peer off.
+	// Alternates is how many other neighbours reach the peer without
+	// this node (they advertise a route to it, or to a destination the
+	// peer also advertises a route to): above 0, closing the link is
+	// unlikely to cut the peer off.
 	Alternates int
 	// Repair marks a link coming up (Admit) from a member routing does
 	// not reach: a new member, or the other side of a partition.
