@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/circuitmesh/circuitmesh/internal/bucket"
 )
 
 // Inbound link handshakes in progress (from a peer's first packet until its
@@ -126,7 +128,7 @@ type gate struct {
 	prefixes map[netip.Prefix]*prefixState
 	// node and reserve are the node-wide rates (nodeHandshakeRate,
 	// reserveHandshakeRate).
-	node, reserve bucket
+	node, reserve bucket.Bucket
 
 	refusedFull, refusedShare, refusedRate, refusedNode, reserved, retries, failed atomic.Uint64
 }
@@ -157,7 +159,7 @@ func (ps *prefixState) tokensAt(now time.Time) float64 {
 // nodeShare is the rate and burst of one prefix's share of the node's
 // rate.
 func (g *gate) nodeShare() (rate, burst float64) {
-	return g.node.rate / nodeShareDiv, max(1, 2*g.node.burst/nodeShareDiv)
+	return g.node.Rate / nodeShareDiv, max(1, 2*g.node.Burst/nodeShareDiv)
 }
 
 // overShareLocked says whether the prefix in state ps is held to its share
@@ -166,7 +168,7 @@ func (g *gate) nodeShare() (rate, burst float64) {
 // with many honest nodes behind it links at its own rate on a quiet
 // node. g.mu is held.
 func (g *gate) overShareLocked(ps *prefixState, now time.Time) bool {
-	return ps.nodeTokens < 1 && g.node.refill(now).tokens < g.node.burst/2
+	return ps.nodeTokens < 1 && g.node.Refill(now).Tokens < g.node.Burst/2
 }
 
 // refillLocked brings the prefix's allowances up to now. g.mu is held.
@@ -193,21 +195,6 @@ func (ps *prefixState) failedWithin(now time.Time) bool {
 	return !ps.lastFail.IsZero() && now.Sub(ps.lastFail) < failQuiet
 }
 
-// bucket is a token bucket.
-type bucket struct {
-	rate, burst, tokens float64
-	last                time.Time
-}
-
-// refill adds the tokens earned since the last refill; it returns b.
-func (b *bucket) refill(now time.Time) *bucket {
-	if now.After(b.last) {
-		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-		b.last = now
-	}
-	return b
-}
-
 func newGate() *gate {
 	return newGateRate(nodeHandshakeRate, nodeHandshakeBurst)
 }
@@ -217,8 +204,8 @@ func newGateRate(rate, burst float64) *gate {
 	now := time.Now()
 	return &gate{
 		prefixes: make(map[netip.Prefix]*prefixState),
-		node:     bucket{rate: rate, burst: burst, tokens: burst, last: now},
-		reserve:  bucket{rate: reserveHandshakeRate, burst: reserveHandshakeBurst, tokens: reserveHandshakeBurst, last: now},
+		node:     bucket.Full(rate, burst, now),
+		reserve:  bucket.Full(reserveHandshakeRate, reserveHandshakeBurst, now),
 	}
 }
 
@@ -317,7 +304,7 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 	// validated address of a prefix that links.
 	fromReserve := false
 	switch {
-	case !g.overShareLocked(ps, now) && g.node.refill(now).tokens >= 1:
+	case !g.overShareLocked(ps, now) && g.node.Refill(now).Tokens >= 1:
 	case verified && g.mayReserveLocked(ps, now):
 		fromReserve = true
 	case g.overShareLocked(ps, now):
@@ -326,7 +313,7 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 		return nil, fmt.Errorf("%w: %s starts more than its share (%v per second) of the node's rate", ErrBusy, p, rate)
 	default:
 		g.refusedNode.Add(1)
-		return nil, fmt.Errorf("%w: the node starts at most %v per second", ErrBusy, g.node.rate)
+		return nil, fmt.Errorf("%w: the node starts at most %v per second", ErrBusy, g.node.Rate)
 	}
 	if !known {
 		if len(g.prefixes) >= maxGatePrefixes {
@@ -339,12 +326,12 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 		g.prefixes[p] = ps
 	}
 	if fromReserve {
-		g.reserve.tokens--
+		g.reserve.Tokens--
 		ps.reserveTokens--
 		ps.reserving++
 		g.reserved.Add(1)
 	} else {
-		g.node.tokens--
+		g.node.Tokens--
 		_, burst := g.nodeShare()
 		ps.nodeTokens = max(ps.nodeTokens-1, -burst) // a debt repaid in 2 s at most
 	}
@@ -370,7 +357,7 @@ func (g *gate) mayReserveLocked(ps *prefixState, now time.Time) bool {
 			return false
 		}
 	}
-	return g.reserve.refill(now).tokens >= 1
+	return g.reserve.Refill(now).Tokens >= 1
 }
 
 // heldBy is the number of slots addr's prefix holds.
@@ -418,7 +405,7 @@ func (g *gate) verifySourceAt(addr net.Addr, now time.Time) bool {
 	g.mu.Lock()
 	ps := g.peekLocked(g.prefixes[p], now)
 	busy := g.spread >= handshakeRetryAt || ps.n >= handshakeShare/2 ||
-		g.node.refill(now).tokens < 1 || g.overShareLocked(ps, now) // only the reserve is left, for validated addresses
+		g.node.Refill(now).Tokens < 1 || g.overShareLocked(ps, now) // only the reserve is left, for validated addresses
 	busy = busy && !g.refusesLocked(ps, now)
 	g.mu.Unlock()
 	if busy {
@@ -447,7 +434,7 @@ func (g *gate) refusesLocked(ps *prefixState, now time.Time) bool {
 	if ps.n >= handshakeShare && g.total >= handshakeBorrow || ps.tokens < 1 {
 		return true
 	}
-	return (g.overShareLocked(ps, now) || g.node.refill(now).tokens < 1) && !g.mayReserveLocked(ps, now)
+	return (g.overShareLocked(ps, now) || g.node.Refill(now).Tokens < 1) && !g.mayReserveLocked(ps, now)
 }
 
 type slotKey struct{}

@@ -118,7 +118,7 @@ func TestGateReserveChurningCertifiedPrefix(t *testing.T) {
 func TestGateSpoofedInitialsLeaveNoState(t *testing.T) {
 	g := spentGate()
 	now := time.Now()
-	g.reserve.tokens, g.reserve.last = 0, now
+	g.reserve.Tokens, g.reserve.Last = 0, now
 	for i := range 5000 {
 		a := udp(fmt.Sprintf("10.%d.%d.%d:1", 20+i/65536, i/256%256, i%256))
 		if _, err := g.enter(a, i%2 == 0, now); !errors.Is(err, ErrBusy) {

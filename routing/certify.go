@@ -60,9 +60,6 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin 
 		o.lostAt = t
 		e.scheduleHousekeep(t + 2*e.cfg.RouteExpiry)
 	}
-	if shared == nil {
-		shared = newAttestation(en)
-	}
 	o.att, o.attSeq, o.attValid, o.attHeld = shared, en.seqno, true, 0
 	e.setAttHeldOf(nb, o, true)
 	return o

@@ -138,9 +138,9 @@ func (e *Engine) flush(t time.Duration) {
 
 // Output messages are encoded as their entries are produced (put), into
 // one buffer kept between calls: each message is then copied out at its
-// length (no two queued messages share memory). (Gathering a neighbour's entries first and encoding them
-// afterwards held up to 256 entries of 88 bytes per engine and walked
-// them three times.)
+// length (no two queued messages share memory). (Gathering a neighbour's
+// entries first and encoding them afterwards held up to 256 entries of
+// 88 bytes per engine and walked them three times.)
 
 // begin starts the messages to neighbour to.
 func (e *Engine) begin(to string) {

@@ -420,26 +420,37 @@ func (c *Cluster) WaitMembers(ctx context.Context) (time.Duration, error) {
 // report gets the time waited so far and how far gossip has come.
 func (c *Cluster) waitMembers(ctx context.Context, every time.Duration, report func(time.Duration, string)) (time.Duration, error) {
 	start := time.Now()
-	check := c.MembersKnown
-	if report != nil {
-		next := start.Add(every)
-		check = func() error {
-			now := time.Now()
-			if now.Before(next) {
-				return c.MembersKnown()
-			}
-			next = now.Add(every)
-			count, err := c.membersKnown(true)
-			if err != nil {
-				report(now.Sub(start), count.String())
-			}
-			return err
-		}
-	}
+	check := reporting(start, every, report, c.MembersKnown, func() (string, error) {
+		count, err := c.membersKnown(true)
+		return count.String(), err
+	})
 	if err := pollEvery(ctx, c.widePoll(), check); err != nil {
 		return time.Since(start), fmt.Errorf("gossip incomplete after %v: %w", time.Since(start).Round(time.Millisecond), err)
 	}
 	return time.Since(start), nil
+}
+
+// reporting returns check, or with report (not nil) a check that, every
+// that long after start while it fails, runs detail instead and gives
+// report the time waited so far and detail's account of how far it has
+// come.
+func reporting(start time.Time, every time.Duration, report func(time.Duration, string), check func() error, detail func() (string, error)) func() error {
+	if report == nil {
+		return check
+	}
+	next := start.Add(every)
+	return func() error {
+		now := time.Now()
+		if now.Before(next) {
+			return check()
+		}
+		next = now.Add(every)
+		how, err := detail()
+		if err != nil {
+			report(now.Sub(start), how)
+		}
+		return err
+	}
 }
 
 // WaitReachable waits until AllReachable holds and returns how long it
@@ -452,18 +463,13 @@ func (c *Cluster) WaitReachable(ctx context.Context) (time.Duration, error) {
 // nil) report gets the time waited so far and the pairs reachable.
 func (c *Cluster) waitReachable(ctx context.Context, every time.Duration, report func(time.Duration, string)) (time.Duration, error) {
 	start := time.Now()
-	check := c.AllReachable
-	if report != nil {
-		next := start.Add(every)
-		check = func() error {
-			err := c.AllReachable()
-			if now := time.Now(); err != nil && !now.Before(next) {
-				next = now.Add(every)
-				report(now.Sub(start), err.Error())
-			}
-			return err
+	check := reporting(start, every, report, c.AllReachable, func() (string, error) {
+		err := c.AllReachable()
+		if err != nil {
+			return err.Error(), err
 		}
-	}
+		return "", nil
+	})
 	if err := pollEvery(ctx, c.widePoll(), check); err != nil {
 		return time.Since(start), fmt.Errorf("not all reachable after %v: %w", time.Since(start).Round(time.Millisecond), err)
 	}

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/internal/bucket"
 	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/links/ratelog"
 )
@@ -164,7 +165,7 @@ const maxRateSources = 4096
 // daemon far more than the request costs the client, such as /metrics
 // (gathering and encoding every metric).
 func RateLimit(h http.Handler, perSource, total Rate) http.Handler {
-	return &rateLimiter{h: h, perSource: perSource, total: bucket{Rate: total, tokens: total.Burst}, sources: make(map[netip.Prefix]*bucket)}
+	return &rateLimiter{h: h, perSource: perSource, total: bucket.Full(total.PerSecond, total.Burst, time.Now()), sources: make(map[netip.Prefix]*bucket.Bucket)}
 }
 
 type rateLimiter struct {
@@ -172,8 +173,8 @@ type rateLimiter struct {
 	perSource Rate
 
 	mu      sync.Mutex
-	total   bucket
-	sources map[netip.Prefix]*bucket
+	total   bucket.Bucket
+	sources map[netip.Prefix]*bucket.Bucket
 }
 
 func (rl *rateLimiter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -198,7 +199,7 @@ func (rl *rateLimiter) allow(src netip.Prefix, now time.Time) bool {
 		if len(rl.sources) >= maxRateSources {
 			// A full bucket is the same as a forgotten one.
 			for p, o := range rl.sources {
-				if o.refill(now).tokens >= o.Burst {
+				if o.Refill(now).Tokens >= o.Burst {
 					delete(rl.sources, p)
 				}
 			}
@@ -206,32 +207,14 @@ func (rl *rateLimiter) allow(src netip.Prefix, now time.Time) bool {
 				return false
 			}
 		}
-		b = &bucket{Rate: rl.perSource, tokens: rl.perSource.Burst, last: now}
+		nb := bucket.Full(rl.perSource.PerSecond, rl.perSource.Burst, now)
+		b = &nb
 		rl.sources[src] = b
 	}
-	if b.refill(now).tokens < 1 || rl.total.refill(now).tokens < 1 {
+	if b.Refill(now).Tokens < 1 || rl.total.Refill(now).Tokens < 1 {
 		return false
 	}
-	b.tokens--
-	rl.total.tokens--
+	b.Tokens--
+	rl.total.Tokens--
 	return true
-}
-
-// bucket is a token bucket.
-type bucket struct {
-	Rate
-	tokens float64
-	last   time.Time
-}
-
-// refill adds the tokens earned since the last refill; it returns b.
-func (b *bucket) refill(now time.Time) *bucket {
-	if b.last.IsZero() {
-		b.last = now
-	}
-	if now.After(b.last) {
-		b.tokens = min(b.Burst, b.tokens+now.Sub(b.last).Seconds()*b.PerSecond)
-		b.last = now
-	}
-	return b
 }
