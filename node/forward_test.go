@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -14,8 +15,8 @@ import (
 )
 
 // fwdPair starts two linked nodes a and b and waits until each reaches the
-// other.
-func fwdPair(t *testing.T) (a, b *Node) {
+// other. configA, if given, adjusts a's configuration.
+func fwdPair(t *testing.T, configA ...func(*Config)) (a, b *Node) {
 	t.Helper()
 	ca, err := identity.NewCA("fwd", 0)
 	if err != nil {
@@ -26,7 +27,13 @@ func fwdPair(t *testing.T) (a, b *Node) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, err := New(Config{Identity: id, GracePeriod: 100 * time.Millisecond})
+		cfg := Config{Identity: id, GracePeriod: 100 * time.Millisecond}
+		if name == "a" {
+			for _, f := range configA {
+				f(&cfg)
+			}
+		}
+		n, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -238,5 +245,87 @@ func TestNodeCloseEndsForwards(t *testing.T) {
 			t.Fatal("forward listener still accepts after the node closed")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A local client of a forward port opens circuits as the node. Each
+// connection is one circuit counted against Limits.MaxCircuits: beyond it
+// a connection is reset at once, the connections already open keep
+// working, and a place freed is taken again.
+func TestForwardConnectionsBoundedByCircuitLimit(t *testing.T) {
+	const limit = 4
+	a, b := fwdPair(t, func(c *Config) { c.Limits.MaxCircuits = limit })
+	stopExpose, err := b.Expose("tcp-echo", fwdEchoServer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopExpose()
+	addr, stopForward, err := a.Forward("127.0.0.1:0", "b", "tcp-echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopForward()
+
+	echo := func(c net.Conn, msg string) error {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write([]byte(msg)); err != nil {
+			return err
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, got); err != nil {
+			return err
+		}
+		if string(got) != msg {
+			return fmt.Errorf("echoed %q, want %q", got, msg)
+		}
+		return nil
+	}
+	// open connects and echoes msg. A connection the forward resets can
+	// fail already in connect (ECONNRESET on loopback).
+	open := func(msg string) (net.Conn, error) {
+		c, err := net.Dial("tcp", addr.String())
+		if err != nil {
+			return nil, err
+		}
+		if err := echo(c, msg); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	var held []net.Conn
+	for i := range limit {
+		c, err := open(fmt.Sprint("held ", i))
+		if err != nil {
+			t.Fatalf("connection %d of %d: %v", i+1, limit, err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+
+	if c, err := open("one too many"); err == nil || isTimeout(err) {
+		if c != nil {
+			c.Close()
+		}
+		t.Fatalf("connection beyond Limits.MaxCircuits (%d): %v, want it reset at once", limit, err)
+	}
+	for i, c := range held {
+		if err := echo(c, "still here"); err != nil {
+			t.Fatalf("held connection %d after the refusal: %v", i+1, err)
+		}
+	}
+
+	held[0].Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := open("freed place")
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a place freed by a closed connection was never taken again: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
