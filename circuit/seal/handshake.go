@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/flynn/noise"
+	upstream "github.com/flynn/noise"
+
+	"github.com/circuitmesh/circuitmesh/circuit/seal/internal/noise"
 )
 
 // Handshake modes, the first byte of the first message.
@@ -118,6 +120,18 @@ func (k *Keys) handshake(pattern noise.HandshakePattern, initiator bool, prologu
 	return hs, nil
 }
 
+// recordSuite is the suite of the record layer's CipherStates: the
+// handshake's AES-256-GCM (its DH and hash are not used after the
+// handshake).
+var recordSuite = upstream.NewCipherSuite(upstream.DH25519, upstream.CipherAESGCM, upstream.HashSHA256)
+
+// established is the session of a completed handshake: the two
+// CipherStates it split into (keys and nonces), for the record layer.
+func established(send, recv *noise.CipherState) *Session {
+	return newSession(upstream.UnsafeNewCipherState(recordSuite, send.UnsafeKey(), send.Nonce()),
+		upstream.UnsafeNewCipherState(recordSuite, recv.UnsafeKey(), recv.Nonce()))
+}
+
 // Initiator is the source's side of one handshake.
 type Initiator struct {
 	k    *Keys
@@ -223,7 +237,7 @@ func (i *Initiator) Finish(reply, b []byte, now time.Time) (*Session, []byte, er
 	}
 	switch i.mode {
 	case modeResume:
-		return newSession(cs1, cs2), b, nil
+		return established(cs1, cs2), b, nil
 	case modeIK:
 		id, psk, life, ok, err := parseTicket(payload)
 		if err != nil {
@@ -236,7 +250,7 @@ func (i *Initiator) Finish(reply, b []byte, now time.Time) (*Session, []byte, er
 			}
 			i.k.tickets.put(i.dest, t)
 		}
-		return newSession(cs1, cs2), b, nil
+		return established(cs1, cs2), b, nil
 	}
 	i.k.tickets.drop(i.dest, nil) // the destination's key was unknown or changed
 	pi, err := i.k.verifyIdentity(payload, i.dest, i.hs.PeerStatic(), now)
@@ -248,7 +262,7 @@ func (i *Initiator) Finish(reply, b []byte, now time.Time) (*Session, []byte, er
 	if err != nil || cs1 == nil {
 		return nil, b, fmt.Errorf("seal: third message: %v", err)
 	}
-	return newSession(cs1, cs2), AppendMessage(b, msg), nil
+	return established(cs1, cs2), AppendMessage(b, msg), nil
 }
 
 // PeerRecord is the destination's verified key record: the one given to
@@ -374,7 +388,7 @@ func (r *Responder) Reply(b []byte, now time.Time) ([]byte, *Session, error) {
 	}
 	b = AppendMessage(b, msg)
 	if r.mode != modeXX {
-		return b, newSession(cs2, cs1), nil
+		return b, established(cs2, cs1), nil
 	}
 	return b, nil, nil
 }
@@ -391,7 +405,7 @@ func (r *Responder) Finish(msg []byte, now time.Time) (*Session, error) {
 	if len(r.peer.early) != 0 {
 		return nil, fmt.Errorf("%w: data in the third message from %q", ErrAuth, r.source)
 	}
-	return newSession(cs2, cs1), nil
+	return established(cs2, cs1), nil
 }
 
 // PeerRecord is the source's verified key record once authenticated.
