@@ -41,6 +41,19 @@ func AppendMessage(b, msg []byte) []byte {
 	return append(b, msg...)
 }
 
+// writeFramed appends to b the framed handshake message that write
+// appends to its argument: written in place after the length, without a
+// buffer of its own and a copy. On error b is returned unchanged.
+func writeFramed(b, prefix []byte, write func(out []byte) ([]byte, error)) ([]byte, error) {
+	start := len(b) + 2
+	out, err := write(append(append(b, 0, 0), prefix...))
+	if err != nil {
+		return b, err
+	}
+	binary.BigEndian.PutUint16(out[start-2:], uint16(len(out)-start))
+	return out, nil
+}
+
 // identity payload: u16 cert length | cert DER | u16 record length | record
 // | u64 timestamp (Unix ns) | early data.
 func (k *Keys) appendIdentity(b []byte, now time.Time, early []byte) []byte {
@@ -217,11 +230,14 @@ func (i *Initiator) First(b, early []byte, now time.Time) ([]byte, error) {
 		payload = append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(early)), uint64(now.UnixNano())), early...)
 		prefix = append(prefix, i.t.id[:]...)
 	}
-	msg, _, _, err := i.hs.WriteMessage(prefix, payload)
+	b, err := writeFramed(b, prefix, func(out []byte) ([]byte, error) {
+		msg, _, _, err := i.hs.WriteMessage(out, payload)
+		return msg, err
+	})
 	if err != nil {
 		return b, fmt.Errorf("seal: first message: %w", err)
 	}
-	return AppendMessage(b, msg), nil
+	return b, nil
 }
 
 // Finish reads the destination's reply (unframed). It returns the session
@@ -258,11 +274,14 @@ func (i *Initiator) Finish(reply, b []byte, now time.Time) (*Session, []byte, er
 		return nil, b, err
 	}
 	i.peer = pi.rec
-	msg, cs1, cs2, err := i.hs.WriteMessage(nil, i.k.appendIdentity(nil, now, nil))
+	b, err = writeFramed(b, nil, func(out []byte) (msg []byte, err error) {
+		msg, cs1, cs2, err = i.hs.WriteMessage(out, i.k.appendIdentity(nil, now, nil))
+		return msg, err
+	})
 	if err != nil || cs1 == nil {
 		return nil, b, fmt.Errorf("seal: third message: %v", err)
 	}
-	return established(cs1, cs2), AppendMessage(b, msg), nil
+	return established(cs1, cs2), b, nil
 }
 
 // PeerRecord is the destination's verified key record: the one given to
@@ -382,11 +401,14 @@ func (r *Responder) Reply(b []byte, now time.Time) ([]byte, *Session, error) {
 			return b, nil, err
 		}
 	}
-	msg, cs1, cs2, err := r.hs.WriteMessage(nil, payload)
+	var cs1, cs2 *noise.CipherState
+	b, err = writeFramed(b, nil, func(out []byte) (msg []byte, err error) {
+		msg, cs1, cs2, err = r.hs.WriteMessage(out, payload)
+		return msg, err
+	})
 	if err != nil {
 		return b, nil, fmt.Errorf("seal: reply: %w", err)
 	}
-	b = AppendMessage(b, msg)
 	if r.mode != modeXX {
 		return b, established(cs2, cs1), nil
 	}

@@ -115,8 +115,8 @@ func parseTicket(p []byte) (id [16]byte, psk [32]byte, life time.Duration, ok bo
 
 // resumePrologue binds the ticket's identifier into the handshake.
 func resumePrologue(prologue []byte, id [16]byte) []byte {
-	b := append(append([]byte(nil), prologue...), "resume\x00"...)
-	return append(b, id[:]...)
+	b := append(make([]byte, 0, len(prologue)+len("resume\x00")+len(id)), prologue...)
+	return append(append(b, "resume\x00"...), id[:]...)
 }
 
 func (k *Keys) resumeHandshake(initiator bool, prologue []byte, t [16]byte, psk []byte) (*noise.HandshakeState, error) {
