@@ -117,6 +117,18 @@ func (m *hasher) keyedMac(out, a, b []byte) []byte {
 	return m.h.Sum(out)
 }
 
+// wipe clears the key material the last HKDF left in m.
+func (m *hasher) wipe() {
+	clear(m.pad[:])
+	clear(m.key[:])
+	clear(m.inner[:])
+	clear(m.temp[:])
+	clear(m.outs[:])
+	clear(m.ibuf[:])
+	clear(m.obuf[:])
+	m.h.Reset()
+}
+
 var (
 	one   = []byte{0x01}
 	two   = []byte{0x02}

@@ -10,7 +10,8 @@
 // output byte for byte, changed only in what a handshake allocates:
 //
 //   - HKDF computes HMAC over one hash kept by the handshake (hkdf.go)
-//     instead of an hmac.New per HMAC, and MixHash reuses that hash
+//     instead of an hmac.New per HMAC, each output from the hash states
+//     saved after the temporary key's pads, and MixHash reuses that hash
 //     instead of creating one per call;
 //   - the chaining key, handshake hash, their checkpoint and the PSK live
 //     in arrays of the handshake state instead of slices allocated apart;
@@ -226,6 +227,7 @@ func (s *symmetricState) Split() (*CipherState, *CipherState) {
 	hk1, hk2, _ := s.hash.hkdf(2, s.ck, nil)
 	copy(s1.k[:], hk1)
 	copy(s2.k[:], hk2)
+	s.hash.wipe()
 	return s1, s2
 }
 
