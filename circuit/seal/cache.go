@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/flynn/noise"
+	"github.com/circuitmesh/circuitmesh/circuit/seal/internal/noise"
 
 	"github.com/circuitmesh/circuitmesh/links/identity"
 )

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/flynn/noise"
+	upstream "github.com/flynn/noise"
+
+	"github.com/circuitmesh/circuitmesh/circuit/seal/internal/noise"
 )
 
 // Handshake modes, the first byte of the first message.
@@ -37,6 +39,19 @@ func Prologue(dest, source, service string) []byte {
 func AppendMessage(b, msg []byte) []byte {
 	b = binary.BigEndian.AppendUint16(b, uint16(len(msg)))
 	return append(b, msg...)
+}
+
+// writeFramed appends to b the framed handshake message that write
+// appends to its argument: written in place after the length, without a
+// buffer of its own and a copy. On error b is returned unchanged.
+func writeFramed(b, prefix []byte, write func(out []byte) ([]byte, error)) ([]byte, error) {
+	start := len(b) + 2
+	out, err := write(append(append(b, 0, 0), prefix...))
+	if err != nil {
+		return b, err
+	}
+	binary.BigEndian.PutUint16(out[start-2:], uint16(len(out)-start))
+	return out, nil
 }
 
 // identity payload: u16 cert length | cert DER | u16 record length | record
@@ -116,6 +131,18 @@ func (k *Keys) handshake(pattern noise.HandshakePattern, initiator bool, prologu
 		return nil, fmt.Errorf("seal: new handshake: %w", err)
 	}
 	return hs, nil
+}
+
+// recordSuite is the suite of the record layer's CipherStates: the
+// handshake's AES-256-GCM (its DH and hash are not used after the
+// handshake).
+var recordSuite = upstream.NewCipherSuite(upstream.DH25519, upstream.CipherAESGCM, upstream.HashSHA256)
+
+// established is the session of a completed handshake: the two
+// CipherStates it split into (keys and nonces), for the record layer.
+func established(send, recv *noise.CipherState) *Session {
+	return newSession(upstream.UnsafeNewCipherState(recordSuite, send.UnsafeKey(), send.Nonce()),
+		upstream.UnsafeNewCipherState(recordSuite, recv.UnsafeKey(), recv.Nonce()))
 }
 
 // Initiator is the source's side of one handshake.
@@ -203,11 +230,14 @@ func (i *Initiator) First(b, early []byte, now time.Time) ([]byte, error) {
 		payload = append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(early)), uint64(now.UnixNano())), early...)
 		prefix = append(prefix, i.t.id[:]...)
 	}
-	msg, _, _, err := i.hs.WriteMessage(prefix, payload)
+	b, err := writeFramed(b, prefix, func(out []byte) ([]byte, error) {
+		msg, _, _, err := i.hs.WriteMessage(out, payload)
+		return msg, err
+	})
 	if err != nil {
 		return b, fmt.Errorf("seal: first message: %w", err)
 	}
-	return AppendMessage(b, msg), nil
+	return b, nil
 }
 
 // Finish reads the destination's reply (unframed). It returns the session
@@ -223,7 +253,7 @@ func (i *Initiator) Finish(reply, b []byte, now time.Time) (*Session, []byte, er
 	}
 	switch i.mode {
 	case modeResume:
-		return newSession(cs1, cs2), b, nil
+		return established(cs1, cs2), b, nil
 	case modeIK:
 		id, psk, life, ok, err := parseTicket(payload)
 		if err != nil {
@@ -236,7 +266,7 @@ func (i *Initiator) Finish(reply, b []byte, now time.Time) (*Session, []byte, er
 			}
 			i.k.tickets.put(i.dest, t)
 		}
-		return newSession(cs1, cs2), b, nil
+		return established(cs1, cs2), b, nil
 	}
 	i.k.tickets.drop(i.dest, nil) // the destination's key was unknown or changed
 	pi, err := i.k.verifyIdentity(payload, i.dest, i.hs.PeerStatic(), now)
@@ -244,11 +274,14 @@ func (i *Initiator) Finish(reply, b []byte, now time.Time) (*Session, []byte, er
 		return nil, b, err
 	}
 	i.peer = pi.rec
-	msg, cs1, cs2, err := i.hs.WriteMessage(nil, i.k.appendIdentity(nil, now, nil))
+	b, err = writeFramed(b, nil, func(out []byte) (msg []byte, err error) {
+		msg, cs1, cs2, err = i.hs.WriteMessage(out, i.k.appendIdentity(nil, now, nil))
+		return msg, err
+	})
 	if err != nil || cs1 == nil {
 		return nil, b, fmt.Errorf("seal: third message: %v", err)
 	}
-	return newSession(cs1, cs2), AppendMessage(b, msg), nil
+	return established(cs1, cs2), b, nil
 }
 
 // PeerRecord is the destination's verified key record: the one given to
@@ -368,13 +401,16 @@ func (r *Responder) Reply(b []byte, now time.Time) ([]byte, *Session, error) {
 			return b, nil, err
 		}
 	}
-	msg, cs1, cs2, err := r.hs.WriteMessage(nil, payload)
+	var cs1, cs2 *noise.CipherState
+	b, err = writeFramed(b, nil, func(out []byte) (msg []byte, err error) {
+		msg, cs1, cs2, err = r.hs.WriteMessage(out, payload)
+		return msg, err
+	})
 	if err != nil {
 		return b, nil, fmt.Errorf("seal: reply: %w", err)
 	}
-	b = AppendMessage(b, msg)
 	if r.mode != modeXX {
-		return b, newSession(cs2, cs1), nil
+		return b, established(cs2, cs1), nil
 	}
 	return b, nil, nil
 }
@@ -391,7 +427,7 @@ func (r *Responder) Finish(msg []byte, now time.Time) (*Session, error) {
 	if len(r.peer.early) != 0 {
 		return nil, fmt.Errorf("%w: data in the third message from %q", ErrAuth, r.source)
 	}
-	return newSession(cs2, cs1), nil
+	return established(cs2, cs1), nil
 }
 
 // PeerRecord is the source's verified key record once authenticated.

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/flynn/noise"
+	"github.com/circuitmesh/circuitmesh/circuit/seal/internal/noise"
 
 	"github.com/circuitmesh/circuitmesh/links/identity"
 )

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/flynn/noise"
+	"github.com/circuitmesh/circuitmesh/circuit/seal/internal/noise"
 )
 
 // Resumption: after a one-message (IK) handshake, the destination issues
@@ -49,6 +49,9 @@ func (nonceDH) DH(_, _ []byte) ([]byte, error) {
 }
 func (nonceDH) DHLen() int     { return 32 }
 func (nonceDH) DHName() string { return "none" }
+
+// resumeSuite is patternResume's: nonces for e, AES-256-GCM and SHA-256.
+var resumeSuite = noise.NewCipherSuite(nonceDH{}, noise.CipherAESGCM, noise.HashSHA256)
 
 // Resumption defaults.
 const (
@@ -112,13 +115,13 @@ func parseTicket(p []byte) (id [16]byte, psk [32]byte, life time.Duration, ok bo
 
 // resumePrologue binds the ticket's identifier into the handshake.
 func resumePrologue(prologue []byte, id [16]byte) []byte {
-	b := append(append([]byte(nil), prologue...), "resume\x00"...)
-	return append(b, id[:]...)
+	b := append(make([]byte, 0, len(prologue)+len("resume\x00")+len(id)), prologue...)
+	return append(append(b, "resume\x00"...), id[:]...)
 }
 
 func (k *Keys) resumeHandshake(initiator bool, prologue []byte, t [16]byte, psk []byte) (*noise.HandshakeState, error) {
 	hs, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite: noise.NewCipherSuite(nonceDH{}, noise.CipherAESGCM, noise.HashSHA256),
+		CipherSuite: resumeSuite,
 		Pattern:     patternResume, Initiator: initiator, Random: rand.Reader,
 		Prologue:     resumePrologue(prologue, t),
 		PresharedKey: psk, PresharedKeyPlacement: 0,
