@@ -17,14 +17,7 @@ import (
 // 32 KiB writes between two ends over an in-memory pipe (no QUIC, no
 // sealing), with the process's CPU time per op.
 func BenchmarkResumablePipe(b *testing.B) {
-	a, d := net.Pipe()
-	src, err := NewResumableSource(pipePath{a}, a.LocalAddr(), a.RemoteAddr(), ResumeConfig{Redial: func(context.Context) (Path, error) {
-		return nil, errors.New("no redial in a benchmark")
-	}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	dst := NewResumableDest(pipePath{d}, d.LocalAddr(), d.RemoteAddr(), NewResumeTable(), "s", "echo", ResumeConfig{})
+	src, dst := pipeResumablePair(b)
 	defer func() {
 		src.Close()
 		dst.Close()
@@ -184,14 +177,7 @@ func BenchmarkResumableCircuits(b *testing.B) {
 		runtime.GC()
 		runtime.GC()
 		b.StartTimer()
-		a, d := net.Pipe()
-		src, err := NewResumableSource(pipePath{a}, a.LocalAddr(), a.RemoteAddr(), ResumeConfig{Redial: func(context.Context) (Path, error) {
-			return nil, errors.New("no redial in a benchmark")
-		}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		dst := NewResumableDest(pipePath{d}, d.LocalAddr(), d.RemoteAddr(), NewResumeTable(), "s", "echo", ResumeConfig{})
+		src, dst := pipeResumablePair(b)
 		done := make(chan int64, 1)
 		go func() {
 			n, _ := io.CopyBuffer(io.Discard, struct{ io.Reader }{dst}, make([]byte, len(buf)))
@@ -213,4 +199,18 @@ func BenchmarkResumableCircuits(b *testing.B) {
 		src.Wait()
 		dst.Wait()
 	}
+}
+
+// pipeResumablePair is a resumable circuit's two ends over an in-memory
+// pipe, with the default configuration and no redial.
+func pipeResumablePair(b *testing.B) (src, dst *Resumable) {
+	a, d := net.Pipe()
+	src, err := NewResumableSource(pipePath{a}, a.LocalAddr(), a.RemoteAddr(), ResumeConfig{Redial: func(context.Context) (Path, error) {
+		return nil, errors.New("no redial in a benchmark")
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst = NewResumableDest(pipePath{d}, d.LocalAddr(), d.RemoteAddr(), NewResumeTable(), "s", "echo", ResumeConfig{})
+	return src, dst
 }
