@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"syscall"
 	"testing"
 
@@ -16,14 +17,7 @@ import (
 // 32 KiB writes between two ends over an in-memory pipe (no QUIC, no
 // sealing), with the process's CPU time per op.
 func BenchmarkResumablePipe(b *testing.B) {
-	a, d := net.Pipe()
-	src, err := NewResumableSource(pipePath{a}, a.LocalAddr(), a.RemoteAddr(), ResumeConfig{Redial: func(context.Context) (Path, error) {
-		return nil, errors.New("no redial in a benchmark")
-	}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	dst := NewResumableDest(pipePath{d}, d.LocalAddr(), d.RemoteAddr(), NewResumeTable(), "s", "echo", ResumeConfig{})
+	src, dst := pipeResumablePair(b)
 	defer func() {
 		src.Close()
 		dst.Close()
@@ -168,3 +162,55 @@ type unixStream struct{ *net.UnixConn }
 
 func (s unixStream) CloseRead(uint64) { _ = s.UnixConn.CloseRead() }
 func (s unixStream) Reset(uint64)     { _ = s.UnixConn.Close() }
+
+// BenchmarkResumableCircuits opens one resumable circuit per op over an
+// in-memory pipe and sends 8 MiB on it, 64 KiB per write, after two
+// garbage collections (as come between a busy node's bulk circuits): B/op
+// is what a circuit allocates, its rings' growth above all.
+func BenchmarkResumableCircuits(b *testing.B) {
+	const size = 8 << 20
+	buf := make([]byte, 64<<10)
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for range b.N {
+		b.StopTimer()
+		runtime.GC()
+		runtime.GC()
+		b.StartTimer()
+		src, dst := pipeResumablePair(b)
+		done := make(chan int64, 1)
+		go func() {
+			n, _ := io.CopyBuffer(io.Discard, struct{ io.Reader }{dst}, make([]byte, len(buf)))
+			done <- n
+		}()
+		for n := 0; n < size; n += len(buf) {
+			if _, err := src.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := src.CloseWrite(); err != nil {
+			b.Fatal(err)
+		}
+		if n := <-done; n != size {
+			b.Fatalf("received %d bytes, want %d", n, size)
+		}
+		src.Close()
+		dst.Close()
+		src.Wait()
+		dst.Wait()
+	}
+}
+
+// pipeResumablePair is a resumable circuit's two ends over an in-memory
+// pipe, with the default configuration and no redial.
+func pipeResumablePair(b *testing.B) (src, dst *Resumable) {
+	a, d := net.Pipe()
+	src, err := NewResumableSource(pipePath{a}, a.LocalAddr(), a.RemoteAddr(), ResumeConfig{Redial: func(context.Context) (Path, error) {
+		return nil, errors.New("no redial in a benchmark")
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst = NewResumableDest(pipePath{d}, d.LocalAddr(), d.RemoteAddr(), NewResumeTable(), "s", "echo", ResumeConfig{})
+	return src, dst
+}

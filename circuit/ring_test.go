@@ -3,7 +3,9 @@ package circuit
 import (
 	"bytes"
 	"math/rand/v2"
+	"runtime"
 	"testing"
+	"time"
 )
 
 // TestRingKeepsOrder drives a ring with random pushes, fills through tail
@@ -81,5 +83,53 @@ func TestRingShrinksAfterBurst(t *testing.T) {
 	q.push([]byte("x"))
 	if len(q.buf) != minRing {
 		t.Fatalf("after 12 small drains the buffer is %d bytes, want %d", len(q.buf), minRing)
+	}
+}
+
+// TestRingBufferOutlivesCollections: a ring buffer given back is reused by
+// the next ring after garbage collections, which a sync.Pool drops: a
+// bulk circuit does not allocate and fault in its rings again.
+func TestRingBufferOutlivesCollections(t *testing.T) {
+	const size = minRing << (len(ringPools) - 1) // a class default circuits do not use
+	q := ring{max: size}
+	q.push(make([]byte, size))
+	first := &q.buf[0]
+	q.pop(q.len())
+	runtime.GC()
+	runtime.GC()
+	q.push(make([]byte, size))
+	if &q.buf[0] != first {
+		t.Fatal("a ring buffer given back was not reused after two collections")
+	}
+	q.pop(q.len())
+}
+
+// TestRingCacheBounds: the cache keeps at most ringCacheBytes, gives the
+// last buffer put first, and drops those kept ringCacheIdle.
+func TestRingCacheBounds(t *testing.T) {
+	var c ringCache
+	t0 := time.Now()
+	i := ringClass(1 << 20)
+	var kept int
+	for c.put(i, make([]byte, 1<<20), t0) {
+		kept++
+	}
+	if kept != ringCacheBytes/(1<<20) {
+		t.Fatalf("kept %d buffers of 1 MiB, want %d", kept, ringCacheBytes/(1<<20))
+	}
+	last := make([]byte, 1<<20)
+	c.get(i)
+	c.put(i, last, t0.Add(ringCacheIdle/2))
+	if b := c.get(i); &b[0] != &last[0] {
+		t.Fatal("get did not give the last buffer put")
+	}
+	c.put(i, last, t0.Add(ringCacheIdle/2))
+	c.trim(t0.Add(ringCacheIdle))
+	if c.bytes != 1<<20 || len(c.free[i]) != 1 || &c.free[i][0].b[0] != &last[0] {
+		t.Fatalf("after the trim the cache holds %d bytes in %d buffers, want the one put later", c.bytes, len(c.free[i]))
+	}
+	c.trim(t0.Add(2 * ringCacheIdle))
+	if c.bytes != 0 || c.get(i) != nil {
+		t.Fatalf("the cache holds %d bytes once every buffer idled", c.bytes)
 	}
 }
