@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"fmt"
+	"testing/synctest"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/links"
@@ -10,18 +11,25 @@ import (
 )
 
 // memBackend gives each node an in-memory transport on a memlink.Network.
-// Latency becomes the link's cost; loss is not supported.
+// Latency becomes the link's cost. On an ordered network (Config.Ordered)
+// latency also delays the routing payloads and loss retransmits them
+// (memlink.Network.SetPath); otherwise loss is not supported.
 type memBackend struct {
 	*identities
-	net *memlink.Network
+	net     *memlink.Network
+	ordered bool
 }
 
-func newMemBackend(mesh string) (*memBackend, error) {
+func newMemBackend(mesh string, seed uint64, ordered bool) (*memBackend, error) {
 	ids, err := newIdentities(mesh)
 	if err != nil {
 		return nil, err
 	}
-	return &memBackend{identities: ids, net: memlink.NewNetwork(memlink.Config{})}, nil
+	cfg := memlink.Config{}
+	if ordered {
+		cfg.Settle, cfg.Seed = synctest.Wait, seed
+	}
+	return &memBackend{identities: ids, net: memlink.NewNetwork(cfg), ordered: ordered}, nil
 }
 
 func (b *memBackend) configure(name string, cfg *node.Config) error {
@@ -41,13 +49,14 @@ func (b *memBackend) addr(name string) string { return name }
 const costUnit = 10 * time.Microsecond
 
 func (b *memBackend) setParams(x, y string, p LinkParams) error {
-	if p.Loss > 0 {
-		return fmt.Errorf("loss on in-memory links: %w", ErrUnsupported)
+	if p.Loss > 0 && !b.ordered {
+		return fmt.Errorf("loss on in-memory links outside an ordered run: %w", ErrUnsupported)
 	}
 	if !p.Shape.IsZero() {
 		return fmt.Errorf("bandwidth, queue, jitter, reorder and dup on in-memory links: %w", ErrUnsupported)
 	}
 	b.net.SetCost(x, y, links.Cost(min(2*p.Latency/costUnit, 1<<31)))
+	b.net.SetPath(x, y, p.Latency, p.Loss)
 	return nil
 }
 

@@ -16,7 +16,10 @@
 //   - BackendMem: in-memory links (package links/memlink) passed as
 //     node.Config.NewTransport: no packets and no cryptography, for
 //     hundreds of nodes. Latency becomes the link's cost (one cost unit per
-//     10 µs of round trip); loss is not supported.
+//     10 µs of round trip). In virtual time (Config.Ordered, which Test and
+//     RunVirtual set) latency also delays the routing messages and loss
+//     retransmits them, and runs repeat byte for byte; in real time loss
+//     is not supported.
 //
 // AddNodes starts named nodes; Link adds an edge (the first node dials and
 // keeps the link up); Unlink, Cut, Heal, Partition, Isolate, Kill (a crash:

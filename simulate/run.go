@@ -105,6 +105,9 @@ type runOptions struct {
 func run(ctx context.Context, s *Script, cfg Config, o runOptions) (rep *Report, err error) {
 	progress := o.progress
 	cfg.setDefaults()
+	if o.virtual && cfg.Backend == BackendMem && !cfg.Unordered {
+		cfg.Ordered = true
+	}
 	c, err := NewCluster(cfg)
 	if err != nil {
 		return nil, err

@@ -21,6 +21,7 @@ var (
 	flagProgress = flag.Bool("sim.progress", false, "print each step of TestVirtualScript on stderr as it finishes")
 	flagJSON     = flag.Bool("sim.json", false, "print TestVirtualScript's report as JSON on stdout instead of a table in the test log")
 	flagHeap     = flag.String("sim.heapprofile", "", "write a heap profile to `FILE` after the last step of TestVirtualScript, before the teardown")
+	flagUnorder  = flag.Bool("sim.unordered", false, "on mem, handle the links' events in parallel (Config.Unordered): less CPU, runs do not repeat")
 )
 
 // writeHeapProfile writes the live heap to file after a collection.
@@ -65,7 +66,7 @@ func TestVirtualScript(t *testing.T) {
 			if *flagHeap != "" {
 				o.last = func(*Cluster) { writeHeapProfile(t, *flagHeap) }
 			}
-			rep := testRun(t, s, Config{Backend: backend, Seed: *flagSeed}, o)
+			rep := testRun(t, s, Config{Backend: backend, Seed: *flagSeed, Unordered: *flagUnorder}, o)
 			if *flagJSON {
 				if err := rep.WriteJSON(os.Stdout); err != nil {
 					t.Fatal(err)

@@ -119,3 +119,41 @@ func TestClusterInBubble(t *testing.T) {
 		}
 	})
 }
+
+// A Cluster of one's own on mem with Config.Ordered, inside a bubble: its
+// links carry loss, and their latency delays the routing messages, so
+// that the far end of a line of two 10 ms links is reached no sooner than
+// 20 ms after the links came up (without Ordered mem latency is only a
+// cost, and loss is refused).
+func TestOrderedClusterInBubble(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		c, err := NewCluster(Config{Backend: BackendMem, Ordered: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.AddNodes(ctx, "a", "b", "c"); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		for _, e := range [][2]string{{"a", "b"}, {"b", "c"}} {
+			if err := c.Link(ctx, e[0], e[1], LinkParams{Latency: 10 * time.Millisecond, Loss: 0.1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := c.WaitConverged(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took < 20*time.Millisecond {
+			t.Errorf("a line of two 10ms links converged in %v of virtual time, want at least 20ms", took)
+		}
+		res, err := c.Transfer(ctx, "a", "c", 64<<10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(res.Path, " "); got != "a b c" {
+			t.Errorf("transfer path %q, want a b c", got)
+		}
+	})
+}

@@ -25,4 +25,13 @@
 // LinkDown may arrive after Close returns. No goroutine runs while a link is
 // idle: handler calls are made from a short-lived goroutine per link that
 // exits when its queue is empty, and streams need no goroutines.
+//
+// An ordered network (Config.Settle, e.g. synctest.Wait inside a
+// testing/synctest bubble) makes every Handler call of every link from a
+// single goroutine, one at a time, in an order fixed by the calls' due
+// times and the names of the nodes and links rather than by how the
+// senders were scheduled, and calls Settle after each, so that runs
+// repeat exactly. There SetPath delays routing payloads and retransmits
+// the lost ones (in order, as a reliable stream would), from a random
+// stream per link and direction derived from Config.Seed.
 package memlink

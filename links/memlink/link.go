@@ -43,16 +43,25 @@ type endpoint struct {
 
 var _ links.Link = (*endpoint)(nil)
 
-// newConn makes both ends of a link from a (dialler) to b.
+// newConn makes both ends of a link from a (dialler) to b. n.mu is held.
 func newConn(a, b *Transport, q links.Quality, now time.Time) (local, remote *endpoint) {
-	c := &conn{buffer: a.n.cfg.StreamBuffer}
+	n := a.n
+	c := &conn{buffer: n.cfg.StreamBuffer}
+	pr := mkpair(a.name, b.name)
+	n.linkNo[pr]++
+	no, pa := n.linkNo[pr], n.paths[pr]
 	mk := func(t, p *Transport, outbound bool) *endpoint {
 		ep := &endpoint{
 			conn: c, t: t, peerName: p.name, peerRole: p.cfg.Role, peerFeatures: p.cfg.Features,
 			outbound: outbound, established: now, maxIncoming: t.cfg.MaxStreams,
 			done: make(chan struct{}), streams: make(map[*stream]struct{}), quality: q,
 		}
-		ep.events.init(ep, t.cfg.Handler, t.n.cfg.ControlQueue)
+		ep.events.init(ep, t.cfg.Handler, n.cfg.ControlQueue)
+		if n.sched != nil {
+			ep.events.sched, ep.events.path = n.sched, pa
+			ep.events.key = orderKey{node: t.name, peer: p.name, link: no}
+			ep.events.rng = pathRand(n.cfg.Seed, p.name, t.name, no)
+		}
 		return ep
 	}
 	local, remote = mk(a, b, true), mk(b, a, false)
@@ -101,8 +110,8 @@ func (ep *endpoint) SendRouting(payload []byte) error {
 	if err := ep.Err(); err != nil {
 		return fmt.Errorf("send routing to %s: %w", ep.peerName, err)
 	}
-	if ep.conn.severed.Load() {
-		return nil
+	if ep.conn.severed.Load() && ep.t.n.sched == nil {
+		return nil // an ordered network drops it when due instead
 	}
 	ended, err := ep.peer.events.post(event{kind: evRouting, payload: append([]byte(nil), payload...)})
 	if ended {

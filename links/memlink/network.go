@@ -35,6 +35,18 @@ type Config struct {
 	// down at the surviving ends. Data stops flowing at once. Default 0:
 	// immediately.
 	DetectDelay time.Duration
+	// Settle, when set, makes the network ordered: every Handler call of
+	// every link is made from one goroutine, in an order fixed by the
+	// calls' due times and the links' names (not by how the senders'
+	// goroutines were scheduled), and Settle is called after each call
+	// and before the first. In a testing/synctest bubble Settle is
+	// synctest.Wait: each call's consequences then run to completion
+	// before the next call, which makes runs repeatable. Only on an
+	// ordered network do SetPath's delay and loss apply.
+	Settle func()
+	// Seed seeds the loss of an ordered network's routing payloads: one
+	// random stream per link and direction.
+	Seed uint64
 }
 
 func (c Config) withDefaults() Config {
@@ -63,7 +75,11 @@ type Network struct {
 	cuts       map[pair]bool
 	isolated   map[string]bool
 	costs      map[pair]links.Cost
+	paths      map[pair]path
+	linkNo     map[pair]uint64 // links made between the pair so far
 	halted     bool
+
+	sched *scheduler // set on an ordered network
 }
 
 type pair struct{ a, b string }
@@ -77,12 +93,41 @@ func mkpair(a, b string) pair {
 
 // NewNetwork returns an empty network.
 func NewNetwork(cfg Config) *Network {
-	return &Network{
+	n := &Network{
 		cfg:        cfg.withDefaults(),
 		transports: make(map[string]*Transport),
 		cuts:       make(map[pair]bool),
 		isolated:   make(map[string]bool),
 		costs:      make(map[pair]links.Cost),
+		paths:      make(map[pair]path),
+		linkNo:     make(map[pair]uint64),
+	}
+	if cfg.Settle != nil {
+		n.sched = &scheduler{settle: cfg.Settle, wake: make(chan struct{}, 1)}
+	}
+	return n
+}
+
+// SetPath sets the one-way delay of the routing payloads between a and b
+// and the probability that one is lost, in both directions, now and for
+// links made later, on an ordered network (Config.Settle); elsewhere it
+// has no effect. A lost payload is not dropped: links carry routing
+// reliably, in order, as the QUIC links' control stream does. It arrives
+// one retransmission delay later (four times the delay, at least 1 ms),
+// drawn again for loss, and the payloads behind it wait for it. Streams
+// are not delayed.
+func (n *Network) SetPath(a, b string, delay time.Duration, loss float64) {
+	p := path{delay: max(delay, 0), loss: min(max(loss, 0), 0.99)}
+	n.mu.Lock()
+	n.paths[mkpair(a, b)] = p
+	eps := n.linksBetween(a, b)
+	n.mu.Unlock()
+	for _, ep := range eps {
+		for _, e := range []*eventQueue{&ep.events, &ep.peer.events} {
+			e.mu.Lock()
+			e.path = p
+			e.mu.Unlock()
+		}
 	}
 }
 
