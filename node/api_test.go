@@ -198,21 +198,10 @@ func TestListenRules(t *testing.T) {
 }
 
 func TestGossipDiscoveryLinksNodes(t *testing.T) {
-	key := bytes.Repeat([]byte{7}, 32)
-	c := newCluster(t, true)
-	var seed string
-	c.tweak = func(cfg *Config) {
-		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: key}
-		if seed != "" {
-			cfg.Discovery.Join = []string{seed}
-		}
-	}
-	a := c.add("a")
-	seed = a.Status().GossipAddr
-	c.add("b")
-	c.add("c")
 	// No static links: gossip alone makes the mesh.
-	c.waitConverged()
+	c := gossipMesh(t, "a", "b", "c")
+	a := c.nodes["a"]
+	seed := a.Status().GossipAddr
 	if len(a.Members()) != 3 {
 		t.Fatalf("members %+v", a.Members())
 	}

@@ -128,10 +128,11 @@ func labelValues(t *testing.T, n *Node, name, label string) []string {
 	return out
 }
 
-// The gauges and counters read from the node's tables follow the mesh:
-// gossip members, routes, route updates received and a gauge set per
-// link come with a node and go with it.
-func TestStateMetricsFollowTheMesh(t *testing.T) {
+// gossipMesh starts the nodes names with gossip discovery on one key,
+// every node after the first joining the first, and no static links, and
+// waits for the mesh to converge. Nodes added later join too.
+func gossipMesh(t *testing.T, names ...string) *cluster {
+	t.Helper()
 	key := bytes.Repeat([]byte{7}, 32)
 	c := newCluster(t, true)
 	var seed string
@@ -141,11 +142,22 @@ func TestStateMetricsFollowTheMesh(t *testing.T) {
 			cfg.Discovery.Join = []string{seed}
 		}
 	}
-	a := c.add("a")
-	seed = a.Status().GossipAddr
-	c.add("b")
-	c.add("c")
+	for i, name := range names {
+		n := c.add(name)
+		if i == 0 {
+			seed = n.Status().GossipAddr
+		}
+	}
 	c.waitConverged()
+	return c
+}
+
+// The gauges and counters read from the node's tables follow the mesh:
+// gossip members, routes, route updates received and a gauge set per
+// link come with a node and go with it.
+func TestStateMetricsFollowTheMesh(t *testing.T) {
+	c := gossipMesh(t, "a", "b", "c")
+	a := c.nodes["a"]
 	value := func(name, label, v string) float64 { return metricValue(t, a, name, label, v) }
 	// linkGauges reports whether a exports each per-link gauge for
 	// exactly the peers of its live links.
@@ -210,18 +222,7 @@ func TestEveryDocumentedMetricIsExported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newCluster(t, true)
-	var seed string
-	c.tweak = func(cfg *Config) {
-		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: bytes.Repeat([]byte{7}, 32)}
-		if seed != "" {
-			cfg.Discovery.Join = []string{seed}
-		}
-	}
-	a := c.add("a")
-	seed = a.Status().GossipAddr
-	c.add("b")
-	c.waitConverged()
+	a := gossipMesh(t, "a", "b").nodes["a"]
 	fams, err := a.metrics.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
