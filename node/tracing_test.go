@@ -301,3 +301,68 @@ func TestTraceResetMarksOnlyTheProducerAndTheCaller(t *testing.T) {
 	checkChain(t, spans, "a", "r1", "r2", "b")
 	wantStatus(t, spans, "shutting_down", true, false, true, false)
 }
+
+// When a relay dies under a resumable circuit, the path that takes the
+// circuit over carries the resumed event at both of its ends: the dial
+// span at the source and the accept span at the destination, each on the
+// path through the surviving relay.
+func TestTraceResumeEventAtBothEnds(t *testing.T) {
+	c, rec := tracedCluster(t)
+	sockets := buildDiamond(t, c)
+	serve(t, c.nodes["d"], "stream", func(conn io.ReadWriteCloser) { io.Copy(conn, conn) })
+	conn, err := c.nodes["a"].Dial(ctxT(t, 10*time.Second), "d", "stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(time.Minute))
+	echo := func(msg string) {
+		t.Helper()
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			t.Fatalf("write %q: %v", msg, err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(conn, got); err != nil || string(got) != msg {
+			t.Fatalf("echo of %q: %q, %v", msg, got, err)
+		}
+	}
+	echo("before")
+	sockets["b"].Close() // b's process dies
+	echo("after")        // on the path through c
+	conn.Close()
+
+	resumed := func(s sdktrace.ReadOnlySpan) bool { return hasEvent(s, eventResumed) }
+	var dial, accept sdktrace.ReadOnlySpan
+	waitFor(t, "the resumed path's dial and accept spans", 20*time.Second, func() bool {
+		dial, accept = nil, nil
+		for _, s := range rec.Ended() {
+			switch {
+			case s.Name() == spanDial && resumed(s):
+				dial = s
+			case s.Name() == spanAccept && resumed(s):
+				accept = s
+			}
+		}
+		return dial != nil && accept != nil
+	})
+	if p := spanAttr(dial, attrPeer).AsString(); p != "c" || spanAttr(dial, attrNode).AsString() != "a" {
+		t.Errorf("the resumed dial span is at %s toward %s, want at a toward c", spanAttr(dial, attrNode).AsString(), p)
+	}
+	if p := spanAttr(accept, attrPeer).AsString(); p != "c" || spanAttr(accept, attrNode).AsString() != "d" {
+		t.Errorf("the resumed accept span is at %s from %s, want at d from c", spanAttr(accept, attrNode).AsString(), p)
+	}
+	for _, s := range []sdktrace.ReadOnlySpan{dial, accept} {
+		for _, e := range s.Events() {
+			if e.Name != eventResumed {
+				continue
+			}
+			keys := map[attribute.Key]bool{}
+			for _, kv := range e.Attributes {
+				keys[kv.Key] = true
+			}
+			if !keys[attrResumeStall] || !keys[attrResumeAttempts] || !keys[attrResumeCause] {
+				t.Errorf("the resumed event of %s lacks its stall, attempts or cause: %v", s.Name(), e.Attributes)
+			}
+		}
+	}
+}

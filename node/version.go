@@ -15,8 +15,11 @@ type BuildInfo struct {
 	Commit string
 }
 
-var buildOnce = sync.OnceValue(func() BuildInfo {
-	bi, ok := debug.ReadBuildInfo()
+var buildOnce = sync.OnceValue(func() BuildInfo { return buildFrom(debug.ReadBuildInfo()) })
+
+// buildFrom is the BuildInfo of the binary Go described in bi (ok false:
+// Go recorded nothing).
+func buildFrom(bi *debug.BuildInfo, ok bool) BuildInfo {
 	if !ok {
 		return BuildInfo{Version: "unknown"}
 	}
@@ -40,7 +43,7 @@ var buildOnce = sync.OnceValue(func() BuildInfo {
 		b.Commit += "+dirty"
 	}
 	return b
-})
+}
 
 // Build returns the version and commit of the running binary.
 func Build() BuildInfo { return buildOnce() }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/go-logr/logr"
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -28,7 +29,8 @@ func tracingWanted() bool {
 // tracerProvider builds an SDK tracer provider exporting as the OTEL_*
 // variables say (autoexport), or returns nil when tracing is not asked
 // for. shutdown flushes pending spans.
-// Exporter errors go to log instead of the standard logger.
+// Exporter errors, and what the SDK logs, go to log instead of the
+// standard logger, so --log-format json holds for them too.
 func tracerProvider(ctx context.Context, nodeName string, log *slog.Logger) (trace.TracerProvider, func(), error) {
 	if !tracingWanted() {
 		return nil, func() {}, nil
@@ -36,6 +38,7 @@ func tracerProvider(ctx context.Context, nodeName string, log *slog.Logger) (tra
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
 		log.Warn("trace export", "err", err)
 	}))
+	otel.SetLogger(logr.FromSlogHandler(log.With("logger", "opentelemetry").Handler()))
 	exp, err := autoexport.NewSpanExporter(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("trace exporter (OTEL_* variables): %w", err)

@@ -27,7 +27,8 @@ func chromium() string {
 }
 
 // artifactDir is where the browser test keeps its screenshots:
-// $CIRCUITMESH_ARTIFACTS when set, else a temporary directory.
+// $CIRCUITMESH_ARTIFACTS when set (.ci/run sets it), else the test's
+// artifact directory, kept under -outputdir with `go test -artifacts`.
 func artifactDir(t *testing.T) string {
 	if d := os.Getenv("CIRCUITMESH_ARTIFACTS"); d != "" {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -35,7 +36,7 @@ func artifactDir(t *testing.T) string {
 		}
 		return d
 	}
-	return t.TempDir()
+	return t.ArtifactDir()
 }
 
 // pageState is what the page draws, read from its DOM.
@@ -44,6 +45,7 @@ type pageState struct {
 	Up      []string `json:"up"`   // nodes drawn as answering
 	Down    []string `json:"down"` // nodes drawn as unreachable
 	Links   []string `json:"links"`
+	Strokes []string `json:"strokes"` // per link: quality=colour of its line
 	OnPath  []string `json:"on_path"`
 	Path    string   `json:"path"`
 	Status  string   `json:"status"`
@@ -56,6 +58,7 @@ const readPage = `(() => {
 		up: q('#graph g.node:not([data-state="down"])').map(e => e.dataset.node).sort(),
 		down: q('#graph g.node[data-state="down"]').map(e => e.dataset.node).sort(),
 		links: q('#graph g.link').map(e => e.dataset.a + "-" + e.dataset.b).sort(),
+		strokes: q('#graph g.link').map(e => e.dataset.quality + "=" + e.querySelector("line:last-of-type").getAttribute("stroke")),
 		on_path: q('#graph g.link.on-path').map(e => e.dataset.a + "-" + e.dataset.b).sort(),
 		path: document.getElementById("path").textContent,
 		status: document.getElementById("status").textContent,
@@ -73,7 +76,7 @@ func TestBrowserMeshPageFollowsTheMesh(t *testing.T) {
 	b := l.start("b", "", "--link", a.addr)
 	c := l.start("c", "", "--link", b.addr)
 	d := l.start("d", "", "--link", c.addr, "--expose", "web=127.0.0.1:9")
-	l.start("e", "", "--link", a.addr, "--link", d.addr)
+	e := l.start("e", "", "--link", a.addr, "--link", d.addr)
 	a.waitRoute(t, "d", anyRoute)
 
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
@@ -127,6 +130,12 @@ func TestBrowserMeshPageFollowsTheMesh(t *testing.T) {
 	if !strings.Contains(st.Status, "seen from a") {
 		t.Fatalf("status line %q", st.Status)
 	}
+	// Loopback links are good ones, drawn in the colour of their class.
+	for _, s := range st.Strokes {
+		if s != "good=#2e7d32" {
+			t.Fatalf("a link is drawn as %s, want quality good in green (#2e7d32): %v", s, st.Strokes)
+		}
+	}
 
 	// Ask for the path to c: a ping recorded it, and its links are drawn
 	// highlighted.
@@ -154,4 +163,13 @@ func TestBrowserMeshPageFollowsTheMesh(t *testing.T) {
 			slices.Equal(s.Up, []string{"a", "b", "d", "e"}) && !strings.Contains(s.Path, "→")
 	})
 	screenshot("mesh-ui-after-kill.png")
+
+	// A new node links to b and e: the page draws it and its links.
+	l.start("f", "", "--link", b.addr, "--link", e.addr)
+	before = st.Updates
+	waitPage("f and its links", func(s pageState) bool {
+		return s.Updates > before && slices.Equal(s.Links, []string{"a-b", "a-e", "b-f", "d-e", "e-f"}) &&
+			slices.Equal(s.Up, []string{"a", "b", "d", "e", "f"})
+	})
+	screenshot("mesh-ui-after-join.png")
 }
