@@ -559,10 +559,11 @@ func (d *discovery) member(m *memberlist.Node) (Member, bool) {
 // policyLoop runs the link policy on events and every Interval, at most
 // once per settle period.
 func (d *discovery) policyLoop(events <-chan Event) {
-	const settle = 100 * time.Millisecond
 	interval := d.n.cfg.Discovery.Interval
-	t := time.NewTimer(settle)
+	t := time.NewTimer(policySettle)
 	defer t.Stop()
+	var s settleTimer
+	s.schedule(time.Now(), policySettle)
 	for {
 		select {
 		case <-d.n.ctx.Done():
@@ -572,17 +573,49 @@ func (d *discovery) policyLoop(events <-chan Event) {
 				events = nil
 				continue
 			}
-			t.Reset(settle)
+			if s.event(time.Now()) {
+				t.Reset(policySettle)
+			}
 			continue
 		case <-d.kickc:
-			t.Reset(settle)
+			if s.event(time.Now()) {
+				t.Reset(policySettle)
+			}
 			continue
 		case <-t.C:
 		}
 		d.step(time.Now())
 		// Jitter so that nodes started together do not act in lockstep.
-		t.Reset(interval/2 + rand.N(interval/2+1))
+		wait := interval/2 + rand.N(interval/2+1)
+		s.schedule(time.Now(), wait)
+		t.Reset(wait)
 	}
+}
+
+// policySettle is how long after an event the policy runs: events that
+// come together (a member joining, its link coming up, its routes) are
+// taken in one step.
+const policySettle = 100 * time.Millisecond
+
+// settleTimer decides when the policy's next step is due. An event
+// brings the step forward to policySettle after it, unless one is due
+// sooner already: later events do not push it back, so a node that hears
+// of changes without pause (hundreds of members joining) still steps
+// every policySettle instead of waiting for a quiet moment that may not
+// come.
+type settleTimer struct{ due time.Time }
+
+// schedule sets the next step after wait.
+func (s *settleTimer) schedule(now time.Time, wait time.Duration) { s.due = now.Add(wait) }
+
+// event reports whether an event at now moves the next step to
+// policySettle after it (the caller resets its timer so).
+func (s *settleTimer) event(now time.Time) bool {
+	if at := now.Add(policySettle); at.Before(s.due) {
+		s.due = at
+		return true
+	}
+	return false
 }
 
 // step runs the policy once and applies its decision.
@@ -864,12 +897,15 @@ func linkAlternates(peers, dests []string, detours func(dest string) []string) m
 // link from a gossip member routing does not reach (a new member, or the
 // other side of a partition) is admitted in place of a redundant idle
 // link (topology.Room): add gets that link to remove first, and evicted
-// returns it.
-func (d *discovery) admit(l links.Link, add func(evict links.Link) bool) (ok bool, evicted links.Link, reason string) {
+// returns it. hold is true for a link this node's discovery dialled: the
+// peer may refuse it at its own maximum, so routing is to hear of it only
+// once the peer routes over it (handler.go).
+func (d *discovery) admit(l links.Link, add func(evict links.Link) bool) (ok bool, evicted links.Link, reason string, hold bool) {
 	if l.Outbound() {
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		return add(nil), nil, ""
+		peer := l.Peer()
+		return add(nil), nil, "", d.dialing[peer] || d.held[peer] == l
 	}
 	// Routing is asked before d.mu is taken (the router has its own lock);
 	// what it says may be a moment old, which only makes room-making
@@ -898,14 +934,14 @@ func (d *discovery) admit(l links.Link, add func(evict links.Link) bool) (ok boo
 	cand.Repair = repair
 	a := topology.Admit(d.policyConfig(), ls, pending, cand)
 	if !a.OK {
-		return false, nil, a.Reason
+		return false, nil, a.Reason, false
 	}
 	if a.Evict != "" {
 		evicted = n.link(a.Evict)
 		d.roomAt = now
 		d.granted[peer] = now
 	}
-	return add(evicted), evicted, ""
+	return add(evicted), evicted, "", false
 }
 
 // mayMakeRoomLocked reports whether an incoming link from peer, a member

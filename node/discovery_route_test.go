@@ -31,3 +31,26 @@ func TestRouteLatency(t *testing.T) {
 		t.Errorf("route latencies %v, want %v", got, want)
 	}
 }
+
+// Events without pause do not push the policy's step back: the first one
+// brings it to policySettle after it, later ones leave it there. Before,
+// each event restarted the settle period, so a node that heard of a
+// change every few milliseconds (hundreds of members joining) did not run
+// its policy at all until they stopped.
+func TestPolicyStepNotPushedBackByEvents(t *testing.T) {
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	var s settleTimer
+	s.schedule(start, 2*time.Second) // the periodic step
+	if !s.event(start.Add(time.Millisecond)) {
+		t.Fatal("an event did not bring the periodic step forward")
+	}
+	want := start.Add(time.Millisecond + policySettle)
+	for i := 2; i < 100; i++ {
+		if s.event(start.Add(time.Duration(i) * time.Millisecond)) {
+			t.Fatalf("event %d ms after the first pushed the step back", i)
+		}
+	}
+	if !s.due.Equal(want) {
+		t.Fatalf("step due %v after the first event, want %v", s.due.Sub(start), want.Sub(start))
+	}
+}

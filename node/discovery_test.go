@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -550,5 +551,49 @@ func stillUp(n *Node, l links.Link) bool {
 		return false
 	default:
 		return true
+	}
+}
+
+// A link the peer refuses at its maximum never reaches the dialler's
+// routing or its subscribers: routing hears of a link discovery dialled
+// once the peer's first routing message shows it was admitted. Before,
+// every refused link (most links during a mass join) made the dialler
+// send the peer its whole routing table and publish a link up and down.
+func TestRefusedLinkNeverReachesDiallersRouting(t *testing.T) {
+	c, hub := fullHub(t, nil)
+	var jlog syncBuf
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1,
+			Interval: time.Second, Join: []string{hub.Status().GossipAddr}}
+		cfg.Logger = slog.New(slog.NewTextHandler(&jlog, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	j := c.add("j")
+	c.tweak = nil
+	var mu sync.Mutex
+	var seen []string
+	stop, err := j.SubscribeFunc(func(ev Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ev.Kind == LinkUp || ev.Kind == LinkDown {
+			seen = append(seen, fmt.Sprintf("%v %s", ev.Kind, ev.Peer))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	waitFor(t, "j to be refused by hub", 60*time.Second, func() bool {
+		return strings.Contains(jlog.String(), "member=hub")
+	})
+	if st := j.RoutingStats(); st.MessagesOut > 0 || st.UpdatesOut > 0 {
+		t.Fatalf("j, refused by every member, sent %d routing messages (%d updates) over links never admitted", st.MessagesOut, st.UpdatesOut)
+	}
+	if p, ok := j.Peer("hub"); ok && p.Reachable {
+		t.Fatalf("j routes to hub over a refused link: %+v", p)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) > 0 {
+		t.Fatalf("j published link events for links never admitted: %v", seen)
 	}
 }

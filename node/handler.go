@@ -29,6 +29,7 @@ func (h *linkHandler) LinkUp(l links.Link) {
 	// A node with discovery admits a link only within MaxLinks (links
 	// beyond it are refused here, before routing or Links see them; a
 	// link it evicts to make room leaves the table in the same step).
+	routed := false
 	add := func(evict links.Link) bool {
 		n.mu.Lock()
 		defer n.mu.Unlock()
@@ -37,6 +38,9 @@ func (h *linkHandler) LinkUp(l links.Link) {
 		}
 		if evict != nil && n.links[evict.Peer()] == evict {
 			delete(n.links, evict.Peer())
+		}
+		if prev := n.links[peer]; prev != nil && n.unadmitted[peer] != prev {
+			routed = true // routing has the peer as a neighbour already
 		}
 		n.links[peer] = l
 		n.wg.Add(1)
@@ -49,9 +53,10 @@ func (h *linkHandler) LinkUp(l links.Link) {
 		added   bool
 		evicted links.Link
 		refused string
+		hold    bool
 	)
 	if bound != nil {
-		added, evicted, refused = bound.admit(l, add)
+		added, evicted, refused, hold = bound.admit(l, add)
 	} else {
 		added = add(nil)
 	}
@@ -69,16 +74,33 @@ func (h *linkHandler) LinkUp(l links.Link) {
 		const why = "room for a link from a member routing could not reach"
 		n.log.Debug("discovery closes a link", "peer", evicted.Peer(), "reason", why, "for", peer)
 		bound.stats.dropped.WithLabelValues(string(topology.WhyRoom)).Inc()
-		n.linkRemoved(evicted.Peer(), errEvicted)
+		n.linkRemoved(evicted, errEvicted)
 		evicted.Close("discovery: " + why)
 	}
 	go func() {
 		defer n.wg.Done()
 		n.acceptLoop(l)
 	}()
+	n.metrics.links.Inc()
+	if hold && !routed {
+		// A link discovery dialled may still be refused by the peer at its
+		// maximum: routing hears of it once the peer's first routing
+		// message shows the peer admitted it (Routing), so that a refused
+		// link costs no table sent to it and no route changes.
+		n.mu.Lock()
+		n.unadmitted[peer] = l
+		n.mu.Unlock()
+		n.log.Debug("link up, waiting for the peer to admit it", "peer", peer)
+		return
+	}
+	n.routeLink(l)
+}
+
+// routeLink gives routing the link and publishes it. n.linkEvents is held.
+func (n *Node) routeLink(l links.Link) {
+	peer := l.Peer()
 	cost, _ := n.linkCost(l)
 	n.log.Debug("link up", "peer", peer, "cost", cost)
-	n.metrics.links.Inc()
 	n.router.linkUp(peer, cost, l.PeerRole() == links.RoleLeaf)
 	n.events.publish(Event{Kind: LinkUp, Peer: peer, Time: time.Now()})
 }
@@ -86,10 +108,32 @@ func (h *linkHandler) LinkUp(l links.Link) {
 // Routing implements links.Handler.
 func (h *linkHandler) Routing(l links.Link, payload []byte) {
 	n := (*Node)(h)
-	if n.link(l.Peer()) != l {
+	peer := l.Peer()
+	n.mu.Lock()
+	current, waiting := n.links[peer] == l, n.unadmitted[peer] == l
+	n.mu.Unlock()
+	if !current {
 		return // a stale link's late message
 	}
-	n.router.receive(l.Peer(), payload)
+	if waiting {
+		// The peer admitted the link (it routes over it): routing hears
+		// of it now, in link event order.
+		n.linkEvents.Lock()
+		n.mu.Lock()
+		current, waiting = n.links[peer] == l, n.unadmitted[peer] == l
+		if waiting {
+			delete(n.unadmitted, peer)
+		}
+		n.mu.Unlock()
+		if current && waiting {
+			n.routeLink(l)
+		}
+		n.linkEvents.Unlock()
+		if !current {
+			return
+		}
+	}
+	n.router.receive(peer, payload)
 }
 
 // CostChanged implements links.Handler.
@@ -119,18 +163,30 @@ func (h *linkHandler) LinkDown(l links.Link, err error) {
 	if !current {
 		return // replaced by a newer link, or evicted (LinkUp)
 	}
-	n.linkRemoved(peer, err)
+	n.linkRemoved(l, err)
 }
 
 // errEvicted is the LinkDown error of a link closed to make room at the
 // link maximum.
 var errEvicted = errors.New("link closed to make room for a repair link")
 
-// linkRemoved tells routing and subscribers that the link to peer, just
-// removed from the table, is down. n.linkEvents is held.
-func (n *Node) linkRemoved(peer string, err error) {
-	n.log.Debug("link down", "peer", peer, "err", err)
+// linkRemoved tells routing and subscribers that link l, just removed
+// from the table, is down; of a link routing never heard of (its peer did
+// not admit it), no one but the metric. n.linkEvents is held.
+func (n *Node) linkRemoved(l links.Link, err error) {
+	peer := l.Peer()
 	n.metrics.links.Dec()
+	n.mu.Lock()
+	waiting := n.unadmitted[peer] == l
+	if waiting {
+		delete(n.unadmitted, peer)
+	}
+	n.mu.Unlock()
+	if waiting {
+		n.log.Debug("link down before the peer admitted it", "peer", peer, "err", err)
+		return
+	}
+	n.log.Debug("link down", "peer", peer, "err", err)
 	n.router.linkDown(peer)
 	n.events.publish(Event{Kind: LinkDown, Peer: peer, Time: time.Now(), Err: err})
 }

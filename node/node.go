@@ -81,13 +81,17 @@ type Node struct {
 
 	linkEvents sync.Mutex // held by LinkUp and LinkDown (handler.go)
 
-	mu        sync.Mutex
-	state     int // stateNew, stateRunning, stateClosing, stateClosed
-	links     map[string]links.Link
-	services  map[string]*listener
-	keeps     map[string]func()     // static links: address → stop
-	pins      map[string]links.Cost // pinned link costs by peer
-	keepPeers map[string]string     // static link address → peer, for Unlink
+	mu    sync.Mutex
+	state int // stateNew, stateRunning, stateClosing, stateClosed
+	links map[string]links.Link
+	// unadmitted holds the outgoing links routing has not heard of yet:
+	// discovery dialled them and the peer may still refuse them
+	// (handler.go).
+	unadmitted map[string]links.Link
+	services   map[string]*listener
+	keeps      map[string]func()     // static links: address → stop
+	pins       map[string]links.Cost // pinned link costs by peer
+	keepPeers  map[string]string     // static link address → peer, for Unlink
 
 	httpTr   atomic.Pointer[meshTransport] // HTTPTransport, made on first use
 	closeErr error
@@ -120,17 +124,18 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:       cfg,
-		log:       cfg.Logger.With("node", cfg.Name),
-		tracer:    cfg.TracerProvider.Tracer(tracerName),
-		traceOff:  isNoopTracing(cfg.TracerProvider),
-		links:     make(map[string]links.Link),
-		pins:      make(map[string]links.Cost, len(cfg.LinkCosts)),
-		keepPeers: make(map[string]string),
-		services:  make(map[string]*listener),
-		keeps:     make(map[string]func()),
-		draining:  make(chan struct{}),
-		closed:    make(chan struct{}),
+		cfg:        cfg,
+		log:        cfg.Logger.With("node", cfg.Name),
+		tracer:     cfg.TracerProvider.Tracer(tracerName),
+		traceOff:   isNoopTracing(cfg.TracerProvider),
+		links:      make(map[string]links.Link),
+		unadmitted: make(map[string]links.Link),
+		pins:       make(map[string]links.Cost, len(cfg.LinkCosts)),
+		keepPeers:  make(map[string]string),
+		services:   make(map[string]*listener),
+		keeps:      make(map[string]func()),
+		draining:   make(chan struct{}),
+		closed:     make(chan struct{}),
 	}
 	for peer, c := range cfg.LinkCosts {
 		n.pins[peer] = c

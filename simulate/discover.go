@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sort"
 	"time"
@@ -20,10 +21,17 @@ var ErrNoGossip = errors.New("node runs without gossip")
 // Underlay places nodes in regions: the one-way latency between two nodes
 // is Inside within a region and Between[{r1, r2}] (region names sorted)
 // across regions. Nodes in no region have no latency between them.
+//
+// With Pos, nodes also have a place on a plane (in milliseconds of
+// one-way latency, relative to their region's centre): the straight-line
+// distance between two placed nodes is added to that latency, so that
+// inside a region Inside is a floor and nearby nodes are nearer than far
+// ones, as in a real network, where latency grows with distance.
 type Underlay struct {
 	Region  map[string]string           // node → region
-	Inside  time.Duration               // one-way latency inside a region
+	Inside  time.Duration               // one-way latency inside a region (the floor, with Pos)
 	Between map[[2]string]time.Duration // one-way latency between two regions, names sorted
+	Pos     map[string][2]float64       // node → place on the plane, in ms; nil: none
 }
 
 // Latency is the one-way latency between nodes a and b.
@@ -33,15 +41,24 @@ func (u *Underlay) Latency(a, b string) time.Duration {
 	}
 	ra, oka := u.Region[a]
 	rb, okb := u.Region[b]
+	var l time.Duration
 	switch {
 	case !oka || !okb:
 		return 0
 	case ra == rb:
-		return u.Inside
+		l = u.Inside
 	case ra > rb:
-		ra, rb = rb, ra
+		l = u.Between[[2]string{rb, ra}]
+	default:
+		l = u.Between[[2]string{ra, rb}]
 	}
-	return u.Between[[2]string{ra, rb}]
+	pa, oka := u.Pos[a]
+	pb, okb := u.Pos[b]
+	if oka && okb {
+		d := math.Hypot(pa[0]-pb[0], pa[1]-pb[1])
+		l += (time.Duration(d * float64(time.Millisecond))).Round(time.Microsecond)
+	}
+	return l
 }
 
 // gossipBackend adds memberlist gossip over the simulated network to a

@@ -3,6 +3,7 @@ package simulate
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -43,9 +44,10 @@ type gossipState struct {
 	regions bool            // a regions line was seen
 }
 
-// regions parses "regions NAME:NODES ... [inside=D] [between=D|D..D] [seed=S]".
+// regions parses "regions NAME:NODES ... [inside=D] [between=D|D..D]
+// [spread=D] [seed=S]".
 func (p *parser) regions(st *Step, args []string) error {
-	const usage = "want regions NAME:NODES... [inside=D] [between=D or D..D] [seed=S], as in regions eu:n1..n5 us:n6..n9 between=30ms..80ms"
+	const usage = "want regions NAME:NODES... [inside=D] [between=D or D..D] [spread=D] [seed=S], as in regions eu:n1..n5 us:n6..n9 between=30ms..80ms"
 	if p.g.regions {
 		return fmt.Errorf("regions given twice (one underlay per scenario)")
 	}
@@ -58,6 +60,7 @@ func (p *parser) regions(st *Step, args []string) error {
 	}
 	u := &Underlay{Region: map[string]string{}, Inside: time.Millisecond, Between: map[[2]string]time.Duration{}}
 	var names []string
+	members := map[string][]string{} // region → its nodes, in the order given
 	for _, w := range words {
 		region, list, ok := strings.Cut(w, ":")
 		if !ok || region == "" || list == "" {
@@ -82,8 +85,10 @@ func (p *parser) regions(st *Step, args []string) error {
 			}
 			u.Region[n] = region
 		}
+		members[region] = nodes
 	}
 	lo, hi, seed := 30*time.Millisecond, 80*time.Millisecond, uint64(1)
+	var spread time.Duration
 	err = eachOption(opts, func(k, v string) error {
 		switch k {
 		case "inside":
@@ -101,12 +106,16 @@ func (p *parser) regions(st *Step, args []string) error {
 			if err != nil || hi < lo {
 				return fmt.Errorf("between=%s: want a duration or an increasing range, such as 40ms or 30ms..80ms", v)
 			}
+		case "spread":
+			if spread, err = parseDuration(v); err != nil || spread <= 0 {
+				return fmt.Errorf("spread=%s: want a positive duration, such as 20ms", v)
+			}
 		case "seed":
 			if _, err := fmt.Sscan(v, &seed); err != nil || strings.TrimLeft(v, "0123456789") != "" {
 				return fmt.Errorf("seed=%s: want a non-negative integer", v)
 			}
 		default:
-			return fmt.Errorf("regions does not take %s= (options: inside=, between=, seed=)", k)
+			return fmt.Errorf("regions does not take %s= (options: inside=, between=, spread=, seed=)", k)
 		}
 		return nil
 	})
@@ -124,6 +133,19 @@ func (p *parser) regions(st *Step, args []string) error {
 				l += time.Duration(rng.Int64N(int64(hi-lo) + 1))
 			}
 			u.Between[[2]string{a, b}] = l.Round(time.Microsecond)
+		}
+	}
+	// With spread=, each region's nodes are placed uniformly at random
+	// in a disc of that diameter (in ms of one-way latency), region by
+	// region in name order, each in the order given, from the same seed.
+	if spread > 0 {
+		u.Pos = make(map[string][2]float64, len(u.Region))
+		r := float64(spread) / float64(time.Millisecond) / 2
+		for _, region := range names {
+			for _, n := range members[region] {
+				rho, phi := r*math.Sqrt(rng.Float64()), 2*math.Pi*rng.Float64()
+				u.Pos[n] = [2]float64{rho * math.Cos(phi), rho * math.Sin(phi)}
+			}
 		}
 	}
 	st.Underlay = u

@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -87,6 +88,61 @@ func TestParseGossipErrors(t *testing.T) {
 		var pe *ParseError
 		if !errors.As(err, &pe) || pe.Line != tc.line || !strings.Contains(pe.Msg, tc.msg) {
 			t.Errorf("Parse(%q) = %v, want line %d with %q", tc.src, err, tc.line, tc.msg)
+		}
+	}
+}
+
+// spread= places a region's nodes on a plane: the latency inside a region
+// is the floor plus their distance (within the disc's diameter), it grows
+// with distance (a metric: the triangle inequality holds), and the same
+// seed gives the same places.
+func TestRegionsSpreadPlacesNodesOnAPlane(t *testing.T) {
+	src := "regions eu:n1..n30 us:n31..n40 inside=0.5ms between=40ms spread=20ms seed=3"
+	s, err := Parse("g", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := s.Steps[0].Underlay
+	var names []string
+	for i := 1; i <= 40; i++ {
+		names = append(names, fmt.Sprintf("n%d", i))
+	}
+	lo, hi := time.Hour, time.Duration(0)
+	for _, a := range names {
+		for _, b := range names {
+			if a == b {
+				continue
+			}
+			l := u.Latency(a, b)
+			if l != u.Latency(b, a) {
+				t.Fatalf("%s-%s: %v one way, %v the other", a, b, l, u.Latency(b, a))
+			}
+			if u.Region[a] == u.Region[b] {
+				if l < 500*time.Microsecond || l > 20500*time.Microsecond {
+					t.Fatalf("%s-%s inside a region: %v, want 0.5ms..20.5ms", a, b, l)
+				}
+				lo, hi = min(lo, l), max(hi, l)
+			} else if l < 40*time.Millisecond || l > 60*time.Millisecond {
+				t.Fatalf("%s-%s between regions: %v, want 40ms plus at most 20ms", a, b, l)
+			}
+			for _, c := range names[:10] {
+				if c != a && c != b && u.Region[a] == u.Region[b] && u.Region[c] == u.Region[a] &&
+					l > u.Latency(a, c)+u.Latency(c, b) {
+					t.Fatalf("%s-%s %v is longer than via %s (%v + %v)", a, b, l, c, u.Latency(a, c), u.Latency(c, b))
+				}
+			}
+		}
+	}
+	if hi-lo < 10*time.Millisecond {
+		t.Errorf("latencies inside a region span %v..%v: the nodes are not spread", lo, hi)
+	}
+	again, _ := Parse("g", src)
+	if again.Steps[0].Underlay.Latency("n3", "n17") != u.Latency("n3", "n17") {
+		t.Errorf("the same seed gave other places")
+	}
+	for _, bad := range []string{"spread=0s", "spread=x", "spread=-1ms"} {
+		if _, err := Parse("g", "regions eu:a,b "+bad); err == nil || !strings.Contains(err.Error(), "spread=") {
+			t.Errorf("%s: err %v", bad, err)
 		}
 	}
 }
