@@ -90,6 +90,9 @@ func TestRingShrinksAfterBurst(t *testing.T) {
 // the next ring after garbage collections, which a sync.Pool drops: a
 // bulk circuit does not allocate and fault in its rings again.
 func TestRingBufferOutlivesCollections(t *testing.T) {
+	// Start from an empty cache: earlier tests' circuits may have filled it.
+	saved := rings.take()
+	t.Cleanup(func() { rings.restore(saved) })
 	const size = minRing << (len(ringPools) - 1) // a class default circuits do not use
 	q := ring{max: size}
 	q.push(make([]byte, size))
@@ -132,4 +135,25 @@ func TestRingCacheBounds(t *testing.T) {
 	if c.bytes != 0 || c.get(i) != nil {
 		t.Fatalf("the cache holds %d bytes once every buffer idled", c.bytes)
 	}
+}
+
+// ringCacheState is what take empties out of a ringCache and restore puts
+// back.
+type ringCacheState struct {
+	free  [len(ringPools)][]cachedRing
+	bytes int
+}
+
+func (c *ringCache) take() ringCacheState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := ringCacheState{c.free, c.bytes}
+	c.free, c.bytes = [len(ringPools)][]cachedRing{}, 0
+	return s
+}
+
+func (c *ringCache) restore(s ringCacheState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.free, c.bytes = s.free, s.bytes
 }

@@ -33,7 +33,11 @@ type Config struct {
 	// consequences settling (synctest.Wait) before the next; latency then
 	// delays routing messages and loss retransmits them. Only for a
 	// Cluster created inside a testing/synctest bubble (Test and
-	// RunVirtual set it unless Unordered); the QUIC backend ignores it.
+	// RunVirtual set it unless Unordered; NewCluster refuses it outside
+	// one); the QUIC backend ignores it. While such a cluster runs, the
+	// network itself is in synctest.Wait after each delivery: code of
+	// the bubble must not call synctest.Wait too (it would panic, "wait
+	// already in progress"); time.Sleep lets the cluster run instead.
 	Ordered bool
 	// Unordered keeps Test and RunVirtual from setting Ordered: the links'
 	// events are then handled in parallel, which took 30 % less CPU at
@@ -130,6 +134,9 @@ func NewCluster(cfg Config) (*Cluster, error) {
 		}
 		c.be = be
 	case BackendMem:
+		if cfg.Ordered && !virtualClock() {
+			return nil, fmt.Errorf("simulate: %w: Config.Ordered needs a cluster created inside a testing/synctest bubble", ErrUnsupported)
+		}
 		be, err := newMemBackend(cfg.Mesh, cfg.Seed, cfg.Ordered)
 		if err != nil {
 			return nil, err

@@ -183,3 +183,17 @@ func TestQUICLatencyIsMeasured(t *testing.T) {
 		t.Fatal("added a node twice")
 	}
 }
+
+// An ordered cluster outside a testing/synctest bubble would panic in the
+// network's own goroutine, where nothing can recover it: NewCluster
+// refuses it instead.
+func TestOrderedClusterRefusedOutsideBubble(t *testing.T) {
+	c, err := NewCluster(Config{Backend: BackendMem, Ordered: true})
+	if err == nil {
+		c.Close()
+		t.Fatal("NewCluster accepted Ordered outside a bubble")
+	}
+	if !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("NewCluster: %v, want ErrUnsupported", err)
+	}
+}
