@@ -263,7 +263,15 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fams := linkedNodeMetrics(t)
+	rows := map[string]bool{}
+	for _, m := range metricRows.FindAllStringSubmatch(string(doc), -1) {
+		rows[m[1]] = true
+	}
+	// A node with gossip and a link exports every metric there is.
+	fams, err := gossipMesh(t, "a", "b").nodes["a"].metrics.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
 	seen := 0
 	for _, f := range fams {
 		name := f.GetName()
@@ -271,8 +279,8 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 			continue
 		}
 		seen++
-		if !strings.Contains(string(doc), "`"+name+"`") {
-			t.Errorf("metric %s is not in docs/METRICS.md", name)
+		if !rows[name] {
+			t.Errorf("metric %s has no row in docs/METRICS.md", name)
 		}
 	}
 	if seen < 15 {

@@ -31,6 +31,15 @@ func TestBuildReadsModuleVersionAndCommit(t *testing.T) {
 		{"a tagged dependency", stamped("v1.2.3"), true, BuildInfo{Version: "v1.2.3"}},
 		{"no VCS stamp", stamped(""), true, BuildInfo{Version: "(devel)"}},
 		{"nothing recorded", nil, false, BuildInfo{Version: "unknown"}},
+		{"embedded in another program", &debug.BuildInfo{
+			Main:     debug.Module{Path: "example.com/app", Version: "v9.0.0"},
+			Deps:     []*debug.Module{{Path: "example.com/other", Version: "v0.1.0"}, {Path: "github.com/circuitmesh/circuitmesh", Version: "v1.4.0"}},
+			Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: rev}},
+		}, true, BuildInfo{Version: "v1.4.0"}},
+		{"embedded, replaced by a local copy", &debug.BuildInfo{
+			Main: debug.Module{Path: "example.com/app", Version: "(devel)"},
+			Deps: []*debug.Module{{Path: "github.com/circuitmesh/circuitmesh", Version: "v1.4.0", Replace: &debug.Module{Path: "../circuitmesh"}}},
+		}, true, BuildInfo{Version: "v1.4.0"}},
 	} {
 		if got := buildFrom(tc.bi, tc.ok); got != tc.want {
 			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)

@@ -11,11 +11,12 @@ import (
 
 // The /metrics output of live daemons, a dialling end and a relay, passes
 // `promtool check metrics`, Prometheus' own linter. CI installs promtool
-// (Debian's prometheus package); without it the test says so and skips.
+// (Debian's prometheus package); without it the test says so and skips
+// (fails in CI: toolMissing).
 func TestE2EPromtoolChecksLiveMetrics(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Skip("promtool is not installed (Debian package prometheus; .ci/run installs it): cannot run `promtool check metrics`")
+		toolMissing(t, "promtool is not installed (Debian package prometheus; .ci/run installs it): cannot run `promtool check metrics`")
 	}
 	l := newLab(t, "e2e")
 	ma, mb := freeTCP(t), freeTCP(t)

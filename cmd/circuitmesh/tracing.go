@@ -38,7 +38,7 @@ func tracerProvider(ctx context.Context, nodeName string, log *slog.Logger) (tra
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
 		log.Warn("trace export", "err", err)
 	}))
-	otel.SetLogger(logr.FromSlogHandler(log.With("logger", "opentelemetry").Handler()))
+	otel.SetLogger(logr.FromSlogHandler(otelLevels{log.With("logger", "opentelemetry").Handler()}))
 	exp, err := autoexport.NewSpanExporter(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("trace exporter (OTEL_* variables): %w", err)
@@ -64,3 +64,37 @@ func tracerProvider(ctx context.Context, nodeName string, log *slog.Logger) (tra
 		tp.Shutdown(ctx)
 	}, nil
 }
+
+// otelLevels gives the OpenTelemetry SDK's messages slog's levels. The SDK
+// logs warnings at logr V(1), information at V(4) and debugging at V(8),
+// which logr passes to slog as levels -1, -4 and -8: without the mapping
+// a warning would read DEBUG+3 and vanish at the daemon's INFO level.
+type otelLevels struct{ slog.Handler }
+
+func otelLevel(l slog.Level) slog.Level {
+	switch {
+	case l >= 0:
+		return l
+	case l >= -1:
+		return slog.LevelWarn
+	case l >= -4:
+		return slog.LevelInfo
+	default:
+		return slog.LevelDebug
+	}
+}
+
+func (h otelLevels) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.Handler.Enabled(ctx, otelLevel(l))
+}
+
+func (h otelLevels) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = otelLevel(r.Level)
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h otelLevels) WithAttrs(as []slog.Attr) slog.Handler {
+	return otelLevels{h.Handler.WithAttrs(as)}
+}
+
+func (h otelLevels) WithGroup(name string) slog.Handler { return otelLevels{h.Handler.WithGroup(name)} }
