@@ -29,7 +29,7 @@ func (h *linkHandler) LinkUp(l links.Link) {
 	// A node with discovery admits a link only within MaxLinks (links
 	// beyond it are refused here, before routing or Links see them; a
 	// link it evicts to make room leaves the table in the same step).
-	routed := false
+	routed, replaced := false, false
 	add := func(evict links.Link) bool {
 		n.mu.Lock()
 		defer n.mu.Unlock()
@@ -39,8 +39,12 @@ func (h *linkHandler) LinkUp(l links.Link) {
 		if evict != nil && n.links[evict.Peer()] == evict {
 			delete(n.links, evict.Peer())
 		}
-		if prev := n.links[peer]; prev != nil && n.unadmitted[peer] != prev {
-			routed = true // routing has the peer as a neighbour already
+		if prev := n.links[peer]; prev != nil {
+			replaced = true
+			if n.unadmitted[peer] != prev {
+				routed = true // routing has the peer as a neighbour already
+			}
+			delete(n.unadmitted, peer)
 		}
 		n.links[peer] = l
 		n.wg.Add(1)
@@ -81,7 +85,9 @@ func (h *linkHandler) LinkUp(l links.Link) {
 		defer n.wg.Done()
 		n.acceptLoop(l)
 	}()
-	n.metrics.links.Inc()
+	if !replaced { // a replaced link's LinkDown is not counted either
+		n.metrics.links.Inc()
+	}
 	if hold && !routed {
 		// A link discovery dialled may still be refused by the peer at its
 		// maximum: routing hears of it once the peer's first routing

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // holeConn is a UDP socket that can be cut: from then on it drops every
@@ -107,5 +109,13 @@ func TestDialInFlightMovesToReplacementLink(t *testing.T) {
 	}
 	if l := a.link("b"); l == old || l == nil {
 		t.Fatal("a does not hold the new link to b")
+	}
+	// The replaced link is gone from the link gauge too.
+	var gauge dto.Metric
+	if err := a.metrics.links.Write(&gauge); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := gauge.GetGauge().GetValue(), float64(len(a.Links())); got != want {
+		t.Fatalf("circuitmesh_links is %v at a, which holds %v links", got, want)
 	}
 }

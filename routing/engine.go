@@ -125,7 +125,8 @@ func (e *Engine) nextPeriod(t time.Duration) time.Duration {
 // LinkUp reports a link to neighbour with the given cost (clamped to at
 // least 1). The neighbour becomes reachable directly at once. A leaf
 // neighbour is never used as transit. Calling LinkUp for a neighbour that is
-// already up updates its cost and leaf flag. If the table is full
+// already up (a new link replaced the old one) updates its cost and leaf
+// flag and sends it the whole table again. If the table is full
 // (Config.MaxRoutes) the neighbour is not added as a destination (counted
 // in Stats.RefusedOrigins), but messages still flow over the link.
 func (e *Engine) LinkUp(now time.Time, neighbour string, cost Metric, leaf bool) {
@@ -140,6 +141,10 @@ func (e *Engine) LinkUp(now time.Time, neighbour string, cost Metric, leaf bool)
 		}
 		nb.leaf = leaf
 		e.setCost(t, nb, cost)
+		// A new link to a neighbour we had: the other end may be new to
+		// it (restarted, or holding the link until our table shows we
+		// admitted it), so it gets the whole table again.
+		nb.pendingAll = true
 		e.flush(t)
 		return
 	}

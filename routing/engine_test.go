@@ -326,3 +326,25 @@ func TestReceivedNamesOutliveTheMessage(t *testing.T) {
 		})
 	}
 }
+
+// A new link to a neighbour routing already has (the old link replaced,
+// e.g. the neighbour restarted or the link was dialled again) gets the
+// whole table again: the neighbour may have nothing of it, and a node that
+// waits for a first routing message to admit the link must get one.
+func TestLinkUpAgainSendsTheTableAgain(t *testing.T) {
+	e, err := routing.New(routing.Config{Self: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.LinkUp(t0, "b", 15, false)
+	if rd := e.Ready(); len(rd.Messages) != 1 || rd.Messages[0].To != "b" {
+		t.Fatalf("messages = %+v, want a first update to b", rd.Messages)
+	}
+	if rd := e.Ready(); len(rd.Messages) != 0 {
+		t.Fatalf("messages with nothing new = %+v, want none", rd.Messages)
+	}
+	e.LinkUp(t0, "b", 15, false)
+	if rd := e.Ready(); len(rd.Messages) != 1 || rd.Messages[0].To != "b" {
+		t.Fatalf("messages after a new link to b = %+v, want the table sent to b again", rd.Messages)
+	}
+}
