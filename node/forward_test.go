@@ -100,6 +100,24 @@ func tcpServer(t *testing.T, handle func(net.Conn)) string {
 	return ln.Addr().String()
 }
 
+// fwdEchoForward starts fwdPair, exposes a TCP echo server at b as
+// "tcp-echo" and returns the address of a's forward to it.
+func fwdEchoForward(t *testing.T, configA ...func(*Config)) net.Addr {
+	t.Helper()
+	a, b := fwdPair(t, configA...)
+	stopExpose, err := b.Expose("tcp-echo", fwdEchoServer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopExpose() })
+	addr, stopForward, err := a.Forward("127.0.0.1:0", "b", "tcp-echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopForward() })
+	return addr
+}
+
 // fwdRoundTrip writes payload on a TCP connection to addr, half-closes and
 // reads everything back.
 func fwdRoundTrip(t *testing.T, addr string, payload []byte) ([]byte, error) {
@@ -126,17 +144,7 @@ func fwdRoundTrip(t *testing.T, addr string, payload []byte) ([]byte, error) {
 }
 
 func TestExposeForwardCarriesBytesBothWaysWithHalfClose(t *testing.T) {
-	a, b := fwdPair(t)
-	stopExpose, err := b.Expose("tcp-echo", fwdEchoServer(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stopExpose()
-	addr, stopForward, err := a.Forward("127.0.0.1:0", "b", "tcp-echo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stopForward()
+	addr := fwdEchoForward(t)
 
 	payload := make([]byte, 1<<20)
 	rand.Read(payload)
@@ -254,17 +262,7 @@ func TestNodeCloseEndsForwards(t *testing.T) {
 // working, and a place freed is taken again.
 func TestForwardConnectionsBoundedByCircuitLimit(t *testing.T) {
 	const limit = 4
-	a, b := fwdPair(t, func(c *Config) { c.Limits.MaxCircuits = limit })
-	stopExpose, err := b.Expose("tcp-echo", fwdEchoServer(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stopExpose()
-	addr, stopForward, err := a.Forward("127.0.0.1:0", "b", "tcp-echo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stopForward()
+	addr := fwdEchoForward(t, func(c *Config) { c.Limits.MaxCircuits = limit })
 
 	echo := func(c net.Conn, msg string) error {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
