@@ -453,8 +453,14 @@ func (r *Resumable) ackDueLocked() bool {
 		r.ackTimer = time.AfterFunc(ackDelay, func() {
 			r.mu.Lock()
 			r.ackTimer = nil
-			r.ackNow = true
-			r.broadcast()
+			// An acknowledgement that rode on a frame since is not due:
+			// a stale ackNow would make the next small read's ack go
+			// at once, in a packet of its own beside the application's
+			// answer (two packets per message at every hop).
+			if r.ackableLocked() > r.ackSent {
+				r.ackNow = true
+				r.broadcast()
+			}
 			r.mu.Unlock()
 		})
 	}

@@ -782,3 +782,35 @@ func TestResumePipeEndsWhenIdle(t *testing.T) {
 		})
 	}
 }
+
+// An acknowledgement that rode on the answer to a small message is not
+// due again when its delay runs out: else the next small message's ack
+// went at once in a frame of its own, beside the answer, two packets
+// per message through every relay.
+func TestResumeAckDelayNotStaleAfterRide(t *testing.T) {
+	src, dst := newResumeRig(t).defaultPair(t)
+	b := make([]byte, 1)
+	for range 3 {
+		if _, err := src.Write([]byte{'x'}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(dst, b); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dst.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(src, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(3 * ackDelay) // the destination's delayed-ack timer runs out
+	dst.mu.Lock()
+	defer dst.mu.Unlock()
+	if a := dst.ackableLocked(); a > dst.ackSent {
+		t.Fatalf("the destination has %d bytes read and unacknowledged after answering", a-dst.ackSent)
+	}
+	if dst.ackNow || dst.ackTimer != nil {
+		t.Errorf("an acknowledgement is still due (ackNow %v, timer %v) although it rode on the answer", dst.ackNow, dst.ackTimer != nil)
+	}
+}
