@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"syscall"
@@ -83,11 +84,15 @@ func serveControl(in io.Reader, out io.Writer, ready reply, h handler) error {
 	if err := enc.Encode(ready); err != nil {
 		return fmt.Errorf("write ready line: %w", err)
 	}
-	var prof *os.File
+	var prof, tr *os.File
 	defer func() {
 		if prof != nil {
 			pprof.StopCPUProfile()
 			prof.Close()
+		}
+		if tr != nil {
+			trace.Stop()
+			tr.Close()
 		}
 	}()
 	sc := bufio.NewScanner(in)
@@ -122,6 +127,24 @@ func serveControl(in io.Reader, out io.Writer, ready reply, h handler) error {
 					pprof.StopCPUProfile()
 					err = prof.Close()
 					prof = nil
+				}
+			case "trace-start":
+				if tr != nil {
+					err = fmt.Errorf("trace already running")
+					break
+				}
+				if tr, err = os.Create(req.Path); err != nil {
+					break
+				}
+				if err = trace.Start(tr); err != nil {
+					tr.Close()
+					tr = nil
+				}
+			case "trace-stop":
+				if tr != nil {
+					trace.Stop()
+					err = tr.Close()
+					tr = nil
 				}
 			default:
 				rep, err = h(req)
