@@ -27,7 +27,7 @@ type options struct {
 	Reroutes    int // diamonds killed
 	Scale       int // idle circuits held through one relay in the scale part (0: not run)
 	ProfileDir  string
-	Only        string    // "line", "relay", "reroute" or "scale": run that part only
+	Only        string    // "line", "relay", "latency", "resume", "reroute" or "scale": run that part only
 	Log         io.Writer // role processes' stderr, when set
 	Progress    io.Writer // one line per phase
 	Tune        tuning
@@ -68,7 +68,7 @@ func runSuite(o options) (*results, error) {
 		IdleCircuits: o.Idle,
 	}}
 	var err error
-	if o.Only == "" || o.Only == "line" || o.Only == "relay" || o.Only == "resume" {
+	if o.Only == "" || o.Only == "line" || o.Only == "relay" || o.Only == "latency" || o.Only == "resume" {
 		err = s.runLine()
 	}
 	if err == nil && (o.Only == "" || o.Only == "reroute") {
@@ -147,6 +147,8 @@ func (s *suite) runLine() (err error) {
 	switch s.o.Only {
 	case "relay":
 		steps = []func() error{s.throughput, s.latencyIdleBusy} // an established circuit's relay against the naive one
+	case "latency":
+		steps = []func() error{s.latencyIdleBusy}
 	case "resume":
 		steps = []func() error{s.resumePairs}
 	}
