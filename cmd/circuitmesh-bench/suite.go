@@ -399,12 +399,18 @@ func (s *suite) profileOpen(op string) error {
 	return nil
 }
 
-// profileHop starts or stops CPU profiles of the first relay and the
-// first naive relay while echoes cross established circuits and streams.
+// profileHop starts or stops CPU profiles and execution traces of the
+// first relay and the first naive relay while echoes cross established
+// circuits and streams: the traces show each relay's goroutine hand-offs
+// and syscalls per echo.
 func (s *suite) profileHop(op string) error {
+	traceOp := strings.Replace(op, "profile", "trace", 1)
 	for _, p := range []*proc{s.line[1], s.naive[0]} {
-		path := filepath.Join(s.o.ProfileDir, "hop-"+p.name+".pprof")
-		if _, err := p.call(request{Op: op, Path: path}); err != nil {
+		path := filepath.Join(s.o.ProfileDir, "hop-"+p.name)
+		if _, err := p.call(request{Op: op, Path: path + ".pprof"}); err != nil {
+			return err
+		}
+		if _, err := p.call(request{Op: traceOp, Path: path + ".trace"}); err != nil {
 			return err
 		}
 	}
