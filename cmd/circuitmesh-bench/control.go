@@ -84,16 +84,11 @@ func serveControl(in io.Reader, out io.Writer, ready reply, h handler) error {
 	if err := enc.Encode(ready); err != nil {
 		return fmt.Errorf("write ready line: %w", err)
 	}
-	var prof, tr *os.File
+	prof := &capture{what: "profile", begin: pprof.StartCPUProfile, end: pprof.StopCPUProfile}
+	tr := &capture{what: "trace", begin: trace.Start, end: trace.Stop}
 	defer func() {
-		if prof != nil {
-			pprof.StopCPUProfile()
-			prof.Close()
-		}
-		if tr != nil {
-			trace.Stop()
-			tr.Close()
-		}
+		_ = prof.stop()
+		_ = tr.stop()
 	}()
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -111,41 +106,13 @@ func serveControl(in io.Reader, out io.Writer, ready reply, h handler) error {
 				rep.MemBytes, rep.StackBytes, rep.Goroutines = memInUse()
 				rep.RSSBytes, err = rss()
 			case "profile-start":
-				if prof != nil {
-					err = fmt.Errorf("profile already running")
-					break
-				}
-				if prof, err = os.Create(req.Path); err != nil {
-					break
-				}
-				if err = pprof.StartCPUProfile(prof); err != nil {
-					prof.Close()
-					prof = nil
-				}
+				err = prof.start(req.Path)
 			case "profile-stop":
-				if prof != nil {
-					pprof.StopCPUProfile()
-					err = prof.Close()
-					prof = nil
-				}
+				err = prof.stop()
 			case "trace-start":
-				if tr != nil {
-					err = fmt.Errorf("trace already running")
-					break
-				}
-				if tr, err = os.Create(req.Path); err != nil {
-					break
-				}
-				if err = trace.Start(tr); err != nil {
-					tr.Close()
-					tr = nil
-				}
+				err = tr.start(req.Path)
 			case "trace-stop":
-				if tr != nil {
-					trace.Stop()
-					err = tr.Close()
-					tr = nil
-				}
+				err = tr.stop()
 			default:
 				rep, err = h(req)
 			}
@@ -158,6 +125,42 @@ func serveControl(in io.Reader, out io.Writer, ready reply, h handler) error {
 		}
 	}
 	return sc.Err()
+}
+
+// capture is a CPU profile or an execution trace a role writes to a file
+// between a start and a stop request.
+type capture struct {
+	what  string
+	begin func(io.Writer) error
+	end   func()
+	f     *os.File
+}
+
+func (c *capture) start(path string) error {
+	if c.f != nil {
+		return fmt.Errorf("%s already running", c.what)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := c.begin(f); err != nil {
+		f.Close()
+		return err
+	}
+	c.f = f
+	return nil
+}
+
+// stop ends the capture, if one runs, and closes its file.
+func (c *capture) stop() error {
+	if c.f == nil {
+		return nil
+	}
+	c.end()
+	err := c.f.Close()
+	c.f = nil
+	return err
 }
 
 // cpuTime is the user plus system CPU time this process used so far.

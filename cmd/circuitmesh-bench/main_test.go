@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime/trace"
 	"strings"
 	"testing"
 	"time"
@@ -286,5 +287,58 @@ func TestSuiteWritesEveryKey(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(o.ProfileDir, "relay-n1.pprof")); err != nil {
 		t.Errorf("no relay profile: %v", err)
+	}
+}
+
+// A role writes a Go execution trace between trace-start and trace-stop,
+// refuses a second start while one runs, and ends a trace left running
+// when its input ends.
+func TestControlTrace(t *testing.T) {
+	dir := t.TempDir()
+	first, second := filepath.Join(dir, "a.trace"), filepath.Join(dir, "b.trace")
+	var in strings.Builder
+	for _, r := range []request{
+		{Op: "trace-start", Path: first},
+		{Op: "trace-start", Path: second},
+		{Op: "trace-stop"},
+		{Op: "trace-start", Path: second}, // left running: input ends
+	} {
+		b, _ := json.Marshal(r)
+		in.WriteString(string(b) + "\n")
+	}
+	var out strings.Builder
+	if err := serveControl(strings.NewReader(in.String()), &out, reply{}, func(request) (reply, error) { return reply{}, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if trace.IsEnabled() {
+		trace.Stop()
+		t.Error("the trace left running still runs after the input ended")
+	}
+	dec := json.NewDecoder(strings.NewReader(out.String()))
+	var replies []reply
+	for dec.More() {
+		var r reply
+		if err := dec.Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		replies = append(replies, r)
+	}
+	if len(replies) != 5 { // the ready line and one per request
+		t.Fatalf("%d replies, want 5: %q", len(replies), out.String())
+	}
+	if replies[1].Err != "" || replies[3].Err != "" || replies[4].Err != "" {
+		t.Errorf("unexpected errors: %+v", replies)
+	}
+	if !strings.Contains(replies[2].Err, "already running") {
+		t.Errorf("second start: %q, want already running", replies[2].Err)
+	}
+	for _, p := range []string{first, second} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(b), "go 1.") {
+			t.Errorf("%s does not start like a Go execution trace: %q", p, b[:min(len(b), 16)])
+		}
 	}
 }
