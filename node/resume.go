@@ -139,6 +139,9 @@ func (n *Node) resumableSource(tc *trackedConn, peer, service string, opt DialOp
 		// that died silently), and routing for a new next hop meanwhile.
 		actx, cancel := context.WithTimeout(ctx, n.cfg.DialTimeout)
 		defer cancel()
+		// The new path's spans join the circuit's trace, under the
+		// first path's dial span, and keep its sampling decision.
+		actx = trace.ContextWithSpanContext(actx, tc.span.SpanContext())
 		ropt := opt
 		ropt.Early, ropt.resume = false, true
 		avoidMu.Lock()

@@ -345,6 +345,24 @@ func TestTraceResumeEventAtBothEnds(t *testing.T) {
 		}
 		return dial != nil && accept != nil
 	})
+	var first sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.Name() == spanDial && !resumed(s) && spanAttr(s, attrNode).AsString() == "a" {
+			first = s
+		}
+	}
+	if first == nil {
+		t.Fatal("no span of the first path's dial")
+	}
+	if got, want := dial.SpanContext().TraceID(), first.SpanContext().TraceID(); got != want {
+		t.Errorf("the resumed path is in trace %s, the circuit's first path in %s", got, want)
+	}
+	if got, want := dial.Parent().SpanID(), first.SpanContext().SpanID(); got != want {
+		t.Errorf("the resumed dial span's parent is %s, want the first dial span %s", got, want)
+	}
+	if got, want := accept.SpanContext().TraceID(), first.SpanContext().TraceID(); got != want {
+		t.Errorf("the resumed accept span is in trace %s, the circuit's first path in %s", got, want)
+	}
 	if p := spanAttr(dial, attrPeer).AsString(); p != "c" || spanAttr(dial, attrNode).AsString() != "a" {
 		t.Errorf("the resumed dial span is at %s toward %s, want at a toward c", spanAttr(dial, attrNode).AsString(), p)
 	}
