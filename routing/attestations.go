@@ -2,7 +2,6 @@ package routing
 
 import (
 	"crypto/sha256"
-	"runtime"
 	"sync"
 	"weak"
 )
@@ -13,21 +12,22 @@ import (
 // Certifier: the nodes of a simulation each have their own, so the
 // verdict cache (keyed by Certifier) never gave one node another's copy,
 // and every node kept a copy of every origin's attestation (3.3 GB at
-// 5000 nodes before the first convergence). The table keeps no copy alive:
-// when the last engine holding one drops it, the collector frees it and
-// its entry is removed, so the table holds at most the attestations held
-// by live engines (each bounded by Config.MaxRoutes).
+// 5000 nodes before the first convergence). The table keeps no copy alive
+// (weak pointers): when the last engine holding one drops it, the
+// collector frees it, and its entry is swept away as the table grows.
 var attestations = &attTable{m: make(map[[sha256.Size]byte]weak.Pointer[attestation])}
+
+// attSweepMin is the table size below which dead entries are not swept.
+const attSweepMin = 1024
 
 type attTable struct {
 	mu sync.Mutex
 	m  map[[sha256.Size]byte]weak.Pointer[attestation]
-}
-
-// attRef is what the cleanup of a shared copy needs to remove its entry.
-type attRef struct {
-	d [sha256.Size]byte
-	w weak.Pointer[attestation]
+	// sweepAt is the size at which the entries of freed copies are
+	// removed: twice the entries left by the last sweep, so that a sweep
+	// costs O(1) per insertion and the table holds at most twice the
+	// copies that were live then.
+	sweepAt int
 }
 
 // intern returns the shared copy of en's origin and attestation, whose
@@ -35,26 +35,21 @@ type attRef struct {
 // message; the copy does not.
 func (t *attTable) intern(d [sha256.Size]byte, en entry) *attestation {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	if a := t.m[d].Value(); a != nil && a.origin == en.origin && a.att == string(en.att) {
-		t.mu.Unlock()
 		return a
 	}
-	a := newAttestation(en)
-	w := weak.Make(a)
-	t.m[d] = w
-	t.mu.Unlock()
-	runtime.AddCleanup(a, t.forget, attRef{d: d, w: w})
-	return a
-}
-
-// forget removes the entry of a copy the collector freed, unless a newer
-// copy replaced it.
-func (t *attTable) forget(r attRef) {
-	t.mu.Lock()
-	if t.m[r.d] == r.w {
-		delete(t.m, r.d)
+	if len(t.m) >= t.sweepAt {
+		for k, w := range t.m {
+			if w.Value() == nil {
+				delete(t.m, k)
+			}
+		}
+		t.sweepAt = max(attSweepMin, 2*len(t.m))
 	}
-	t.mu.Unlock()
+	a := newAttestation(en)
+	t.m[d] = weak.Make(a)
+	return a
 }
 
 // len returns the number of entries (tests).

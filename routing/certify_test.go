@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"runtime"
@@ -275,4 +276,30 @@ func TestAttestationSharedAcrossCertifiers(t *testing.T) {
 		}
 	}
 	t.Fatal("the shared copy outlived the engines that held it")
+}
+
+// The table of shared copies keeps none alive and sweeps the entries of
+// freed ones: however many attestations pass through a process, it holds
+// at most about twice as many entries as there are live copies.
+func TestAttestationTableBounded(t *testing.T) {
+	tab := &attTable{m: make(map[[sha256.Size]byte]weak.Pointer[attestation])}
+	keep := make([]*attestation, 0, 100)
+	for i := range 20 * attSweepMin {
+		b := fmt.Appendf(nil, "att:o%d/1", i)
+		a := tab.intern(verdictKeyOf(nil, fmt.Sprint("o", i), 1, b).d, att(fmt.Sprint("o", i), 1, string(b)))
+		if i%(20*attSweepMin/100) == 0 {
+			keep = append(keep, a)
+		}
+		if i%attSweepMin == 0 {
+			runtime.GC()
+		}
+	}
+	if n := tab.len(); n > 2*attSweepMin+len(keep) {
+		t.Fatalf("the table holds %d entries for %d live copies", n, len(keep))
+	}
+	for i, a := range keep {
+		if got := tab.intern(verdictKeyOf(nil, a.origin, 1, []byte(a.att)).d, att(a.origin, 1, a.att)); got != a {
+			t.Fatalf("live copy %d (%s) not shared after sweeps", i, a.origin)
+		}
+	}
 }
