@@ -1,11 +1,14 @@
 package routing
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
+	"weak"
 )
 
 // fakeCertifier accepts exactly the attestations it issued: "att:" origin
@@ -202,12 +205,12 @@ func TestVerdictCacheBounded(t *testing.T) {
 	v := &verdictCache{}
 	c := &fakeCertifier{}
 	for i := range 3 * verifyCacheSize {
-		v.store(verdictKeyOf(c, fmt.Sprint(i), 1, []byte("x")), ct0, nil)
+		v.store(verdictKeyOf(c, fmt.Sprint(i), 1, []byte("x")), ct0)
 	}
 	if n := v.len(); n > verifyCacheSize {
 		t.Fatalf("cache holds %d verdicts, bound %d", n, verifyCacheSize)
 	}
-	if _, ok := v.lookup(verdictKeyOf(c, fmt.Sprint(3*verifyCacheSize-1), 1, []byte("x")), ct0); !ok {
+	if !v.lookup(verdictKeyOf(c, fmt.Sprint(3*verifyCacheSize-1), 1, []byte("x")), ct0) {
 		t.Fatal("newest verdict forgotten")
 	}
 }
@@ -225,7 +228,7 @@ func TestVerdictCacheHoldsNoAttestations(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	for i := range verifyCacheSize {
 		name := fmt.Sprintf("origin-%d", i)
-		v.store(verdictKeyOf(c, name, uint16(i), att), ct0, &attestation{origin: name, att: string(att)})
+		v.store(verdictKeyOf(c, name, uint16(i), att), ct0)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
@@ -240,25 +243,63 @@ func TestVerdictCacheHoldsNoAttestations(t *testing.T) {
 	runtime.KeepAlive(v)
 }
 
-// Once the engines that held an attestation's shared copy are gone, the
-// next engine that takes the verdict from the cache makes its copy the
-// shared one: a second simulation in the same process (a benchmark's next
-// run) shares its copies too instead of keeping one per engine.
-func TestVerdictCacheSharesANewCopy(t *testing.T) {
-	v := &verdictCache{}
-	c := &fakeCertifier{}
-	k := verdictKeyOf(c, "b", 3, []byte("att:b/3"))
-	v.store(k, ct0, nil) // the first copy is gone
-	if att, ok := v.lookup(k, ct0); !ok || att != nil {
-		t.Fatalf("lookup = %v, %v; want a verdict without a copy", att, ok)
+// Engines with certifiers of their own (the nodes of a simulation) that
+// receive the same attestation, each in a message of its own, hold one
+// copy of it between them, and the copy goes when the engines do.
+func TestAttestationSharedAcrossCertifiers(t *testing.T) {
+	const origin, body = "shared-b", "att:shared-b/3"
+	engines := make([]*Engine, 3)
+	for i := range engines {
+		engines[i] = certEngine(t, &fakeCertifier{})
+		engines[i].LinkUp(ct0, "c", 10, false)
+		recvEntries(t, engines[i], "c", att(origin, 3, body), upd(origin, 3, 10))
 	}
-	s := &attestation{origin: "b", att: "att:b/3"}
-	v.share(k, s)
-	if att, ok := v.lookup(k, ct0.Add(time.Second)); !ok || att != s {
-		t.Fatalf("lookup after share = %v, %v; want the shared copy", att, ok)
+	var held []*attestation
+	for i, e := range engines {
+		o := e.origins.get(origin)
+		if o == nil || !o.attValid {
+			t.Fatalf("engine %d did not accept %s", i, origin)
+		}
+		held = append(held, o.att)
 	}
-	if _, ok := v.lookup(k, ct0.Add(verifyCacheTTL)); ok {
-		t.Fatal("share extended the verdict's lifetime")
+	for i, a := range held[1:] {
+		if a != held[0] || unsafe.StringData(a.att) != unsafe.StringData(held[0].att) {
+			t.Fatalf("engine %d holds its own copy of the attestation", i+1)
+		}
 	}
-	runtime.KeepAlive(s)
+	w := weak.Make(held[0])
+	held, engines = nil, nil
+	for range 100 {
+		runtime.GC()
+		if w.Value() == nil {
+			return
+		}
+	}
+	t.Fatal("the shared copy outlived the engines that held it")
+}
+
+// The table of shared copies keeps none alive and sweeps the entries of
+// freed ones: however many attestations pass through a process, it holds
+// at most about twice as many entries as there are live copies.
+func TestAttestationTableBounded(t *testing.T) {
+	tab := &attTable{m: make(map[[sha256.Size]byte]weak.Pointer[attestation])}
+	keep := make([]*attestation, 0, 100)
+	for i := range 20 * attSweepMin {
+		b := fmt.Appendf(nil, "att:o%d/1", i)
+		a := tab.intern(verdictKeyOf(nil, fmt.Sprint("o", i), 1, b).d, att(fmt.Sprint("o", i), 1, string(b)))
+		if i%(20*attSweepMin/100) == 0 {
+			keep = append(keep, a)
+		}
+		if i%attSweepMin == 0 {
+			runtime.GC()
+		}
+	}
+	if n := tab.len(); n > 2*attSweepMin+len(keep) {
+		t.Fatalf("the table holds %d entries for %d live copies", n, len(keep))
+	}
+	for i, a := range keep {
+		if got := tab.intern(verdictKeyOf(nil, a.origin, 1, []byte(a.att)).d, att(a.origin, 1, a.att)); got != a {
+			t.Fatalf("live copy %d (%s) not shared after sweeps", i, a.origin)
+		}
+	}
 }

@@ -110,8 +110,8 @@ type origin struct {
 	x *originExt
 
 	// Newest verified attestation of the origin (Config.Certifier),
-	// shared through the verdict cache: every engine of a process (a
-	// simulation) that took it from there holds the same bytes.
+	// shared through attestations: every engine of a process (a
+	// simulation) that holds it holds the same bytes.
 	att     *attestation
 	attHeld uint64 // bit i: the neighbour in slot i holds att
 

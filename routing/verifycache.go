@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"sync"
 	"time"
-	"weak"
 )
 
 // Verdict cache: attestations that verified, shared by every engine of the
@@ -43,16 +42,11 @@ type verdictCache struct {
 	cur, old map[verdictKey]verdict
 }
 
-// verdict is when an attestation verified, and the copy of it (with its
-// origin's name) the engines that hold it share, if one still does:
-// engines that take the verdict from the cache take that copy too, so
-// that a process running many engines (a simulation) holds each
-// attestation and name once without interning them again per engine. The
-// cache itself does not keep the copy alive (a weak pointer): it holds
-// digests, not attestations.
+// verdict is when an attestation verified. The cache holds digests, not
+// attestations: the copies engines keep are shared through attestations
+// (attestations.go), whatever their Certifier.
 type verdict struct {
-	at  time.Time
-	att weak.Pointer[attestation]
+	at time.Time
 }
 
 var verdicts = &verdictCache{}
@@ -65,24 +59,23 @@ func cacheable(c Certifier) bool {
 
 func verdictKeyOf(c Certifier, origin string, seqno uint16, att []byte) verdictKey {
 	var buf [1 + MaxNameLen + 2 + 256]byte
-	return verdictKeyIn(buf[:0], c, origin, seqno, att)
+	return verdictKey{c: c, d: attDigest(buf[:0], origin, seqno, att)}
 }
 
-// verdictKeyIn is verdictKeyOf hashing in one pass over scratch, which it
-// grows if needed (an engine passes its own buffer): a hash.Hash
-// allocated per check was one allocation per (origin, seqno) at every node.
-func verdictKeyIn(scratch []byte, c Certifier, origin string, seqno uint16, att []byte) verdictKey {
+// attDigest is the SHA-256 digest of (origin, seqno, attestation), hashed
+// in one pass over scratch, which it grows if needed (an engine passes
+// its own buffer): a hash.Hash allocated per check was one allocation per
+// (origin, seqno) at every node.
+func attDigest(scratch []byte, origin string, seqno uint16, att []byte) [sha256.Size]byte {
 	b := append(scratch[:0], byte(len(origin)))
 	b = append(b, origin...)
 	b = binary.BigEndian.AppendUint16(b, seqno)
 	b = append(b, att...)
-	return verdictKey{c: c, d: sha256.Sum256(b)}
+	return sha256.Sum256(b)
 }
 
-// lookup reports whether k verified within verifyCacheTTL of now, with
-// the shared copy of the attestation if an engine still holds it (else
-// nil).
-func (v *verdictCache) lookup(k verdictKey, now time.Time) (*attestation, bool) {
+// lookup reports whether k verified within verifyCacheTTL of now.
+func (v *verdictCache) lookup(k verdictKey, now time.Time) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	vd, ok := v.cur[k]
@@ -90,41 +83,20 @@ func (v *verdictCache) lookup(k verdictKey, now time.Time) (*attestation, bool) 
 		vd, ok = v.old[k]
 	}
 	if !ok {
-		return nil, false
+		return false
 	}
 	d := now.Sub(vd.at)
-	if d <= -verifyCacheTTL || d >= verifyCacheTTL {
-		return nil, false
-	}
-	return vd.att.Value(), true
+	return -verifyCacheTTL < d && d < verifyCacheTTL
 }
 
-// share makes att the copy shared for k, if k is remembered and its copy
-// is gone (the engines that held it were dropped), without changing when
-// k verified: the engines that take the verdict next share this one.
-func (v *verdictCache) share(k verdictKey, att *attestation) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for _, m := range []map[verdictKey]verdict{v.cur, v.old} {
-		if vd, ok := m[k]; ok {
-			if vd.att.Value() == nil {
-				vd.att = weak.Make(att)
-				m[k] = vd
-			}
-			return
-		}
-	}
-}
-
-// store remembers that k verified at now; att (if not nil) is the copy
-// of the attestation to share.
-func (v *verdictCache) store(k verdictKey, now time.Time, att *attestation) {
+// store remembers that k verified at now.
+func (v *verdictCache) store(k verdictKey, now time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.cur == nil || len(v.cur) >= verifyCacheSize/2 {
 		v.old, v.cur = v.cur, make(map[verdictKey]verdict)
 	}
-	v.cur[k] = verdict{at: now, att: weak.Make(att)}
+	v.cur[k] = verdict{at: now}
 }
 
 // len returns the number of remembered verdicts (tests).
