@@ -64,14 +64,22 @@ func (f *tapFrames) Write(p []byte) (int, error) {
 }
 
 // mixedKeys is newSealKeys with either end made to behave as nodes that
-// predate large records.
-func mixedKeys(t *testing.T, sSmall, dSmall bool) *sealKeys {
+// predate large records; for mode "resumed", after an IK open that gave
+// the source a session to resume.
+func mixedKeys(t *testing.T, sSmall, dSmall bool, mode string) *sealKeys {
 	k := newSealKeys(t)
 	if sSmall {
 		k.s.SmallRecordsOnly()
 	}
 	if dSmall {
 		k.d.SmallRecordsOnly()
+	}
+	if mode == "resumed" {
+		c, err := newPath(t, 0, nil).connectWith(basicOpen(), k.accept, k.dial(basicOpen(), false, false, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.stop()
 	}
 	return k
 }
@@ -125,14 +133,7 @@ func TestSealedRecordSizesMixedVersions(t *testing.T) {
 		both := !small[0] && !small[1]
 		for _, mode := range []string{"XX", "IK", "resumed"} {
 			t.Run(fmt.Sprintf("%s/source-small=%t/dest-small=%t", mode, small[0], small[1]), func(t *testing.T) {
-				k := mixedKeys(t, small[0], small[1])
-				if mode == "resumed" {
-					c, err := newPath(t, 0, nil).connectWith(basicOpen(), k.accept, k.dial(basicOpen(), false, false, false))
-					if err != nil {
-						t.Fatal(err)
-					}
-					c.stop()
-				}
+				k := mixedKeys(t, small[0], small[1], mode)
 				p := newPath(t, 1, nil)
 				tap := &recordTap{}
 				p.wrap = tap.wrap
@@ -170,14 +171,7 @@ func TestSealedLargeFlagChangedOnTheWay(t *testing.T) {
 	for _, mode := range []string{"XX", "IK", "resumed"} {
 		for _, add := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/add=%t", mode, add), func(t *testing.T) {
-				k := mixedKeys(t, add, false)
-				if mode == "resumed" {
-					c, err := newPath(t, 0, nil).connectWith(basicOpen(), k.accept, k.dial(basicOpen(), false, false, false))
-					if err != nil {
-						t.Fatal(err)
-					}
-					c.stop()
-				}
+				k := mixedKeys(t, add, false, mode)
 				p := newPath(t, 1, nil)
 				p.forge = func(o *Open) { o.Flags ^= FlagLargeRecords }
 				c, err := p.connectWith(basicOpen(), k.accept, k.dial(basicOpen(), mode == "XX", false, mode == "resumed"))

@@ -141,37 +141,6 @@ func TestTicketStatement(t *testing.T) {
 	}
 }
 
-// Records of MaxLargeData bytes keep working across rekeys, each
-// direction rekeying at the same record counts, and a record replayed
-// across a rekey does not authenticate.
-func TestLargeRecordsRekey(t *testing.T) {
-	m := newMesh(t, "s", "d")
-	rec := m.keys["d"].Record()
-	is, rs, _, err := handshake(t, m.keys["s"], m.keys["d"], "d", &rec, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	is.rekeyEvery, rs.rekeyEvery = 3, 3
-	data := make([]byte, MaxLargeData)
-	var old []byte
-	for i := range 10 {
-		data[0] = byte(i)
-		r, err := is.Seal(nil, RecordData, data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i == 1 {
-			old = append([]byte(nil), r[2:]...)
-		}
-		if _, d, err := rs.Open(r[2:]); err != nil || d[0] != byte(i) || len(d) != MaxLargeData {
-			t.Fatalf("record %d: %v", i, err)
-		}
-	}
-	if _, _, err := rs.Open(old); !errors.Is(err, ErrIntegrity) {
-		t.Fatalf("replayed record: %v", err)
-	}
-}
-
 // Whatever a destination's authenticated reply carries where sources that
 // predate statements look at nothing (the payload of an IK or resumed
 // reply, the rest of the identity of an XX one), Finish fails with

@@ -163,27 +163,35 @@ func TestStrikesRefuseReplayAndStale(t *testing.T) {
 }
 
 // Both directions rekey at the same record counts, so long circuits keep
-// working; a record replayed across a rekey does not authenticate.
+// working, with records of a byte and of MaxLargeData bytes; a record
+// replayed across a rekey does not authenticate.
 func TestSessionRekey(t *testing.T) {
 	m := newMesh(t, "s", "d")
 	rec := m.keys["d"].Record()
-	is, rs, _, err := handshake(t, m.keys["s"], m.keys["d"], "d", &rec, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	is.rekeyEvery, rs.rekeyEvery = 3, 3
-	var old []byte
-	for i := 0; i < 10; i++ {
-		r, _ := is.Seal(nil, RecordData, []byte{byte(i)})
-		if i == 1 {
-			old = append([]byte(nil), r[2:]...)
+	for _, size := range []int{1, MaxLargeData} {
+		is, rs, _, err := handshake(t, m.keys["s"], m.keys["d"], "d", &rec, nil)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if _, d, err := rs.Open(r[2:]); err != nil || d[0] != byte(i) {
-			t.Fatalf("record %d: %v", i, err)
+		is.rekeyEvery, rs.rekeyEvery = 3, 3
+		data := make([]byte, size)
+		var old []byte
+		for i := 0; i < 10; i++ {
+			data[0] = byte(i)
+			r, err := is.Seal(nil, RecordData, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 1 {
+				old = append([]byte(nil), r[2:]...)
+			}
+			if _, d, err := rs.Open(r[2:]); err != nil || d[0] != byte(i) || len(d) != size {
+				t.Fatalf("size %d, record %d: %v", size, i, err)
+			}
 		}
-	}
-	if _, _, err := rs.Open(old); !errors.Is(err, ErrIntegrity) {
-		t.Fatalf("replayed record: %v", err)
+		if _, _, err := rs.Open(old); !errors.Is(err, ErrIntegrity) {
+			t.Fatalf("size %d: replayed record: %v", size, err)
+		}
 	}
 }
 
