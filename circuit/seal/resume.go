@@ -288,13 +288,20 @@ const (
 	stateSawLarge = 2
 )
 
-// appendStatement appends statement st, none when st is 0.
+// appendStatement appends statement st, none when st is 0. With b nil it
+// allocates nothing: the payload is read-only.
 func appendStatement(b []byte, st byte) []byte {
-	if st == 0 {
+	switch {
+	case st == 0:
 		return b
+	case b == nil && int(st) < len(statements):
+		return statements[st : st+1 : st+1]
 	}
 	return append(b, st)
 }
+
+// statements holds each statement byte, for payloads of one.
+var statements = [...]byte{0, 1, 2, 3}
 
 // statementOf is the statement a reply's payload p (after what came
 // before it) carries: its first byte, 0 when p is empty. Further bytes
@@ -311,11 +318,13 @@ func statementOf(p []byte) byte {
 // psk || st). It is as unpredictable as a random id to whoever does not
 // know psk, so sources that predate statements take it for one.
 func ticketID(psk [32]byte, st byte) (id [16]byte) {
-	h := sha256.New()
-	h.Write([]byte("circuitmesh ticket id\x00"))
-	h.Write(psk[:])
-	h.Write([]byte{st})
-	copy(id[:], h.Sum(nil))
+	const label = "circuitmesh ticket id\x00"
+	var b [len(label) + len(psk) + 1]byte
+	n := copy(b[:], label)
+	n += copy(b[n:], psk[:])
+	b[n] = st
+	sum := sha256.Sum256(b[:])
+	copy(id[:], sum[:])
 	return id
 }
 
