@@ -7,8 +7,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/circuitmesh/circuitmesh/circuit/seal"
 )
 
 // countBudget is a ResumeBudget that grants up to limit bytes (none: no
@@ -122,9 +120,9 @@ func TestResumeBudgetBalanced(t *testing.T) {
 			for side, r := range map[string]*Resumable{"source": src, "destination": dst} {
 				waitFor(t, func() bool { return holding(r) })
 				r.mu.Lock()
-				charged, rq, sbuf, held := r.charged, cap(r.rq.buf), cap(r.sbuf.buf), len(r.held)
+				charged, rq, sbuf, held, bufs := r.charged, cap(r.rq.buf), cap(r.sbuf.buf), len(r.held), r.heldBufs
 				r.mu.Unlock()
-				if want := rq + sbuf + held*seal.MaxRecord; charged != want {
+				if want := rq + sbuf + bufs; charged != want {
 					t.Errorf("%s charged with %d bytes, want %d: its receive queue, retransmit buffer and %d held records", side, charged, want, held)
 				}
 			}

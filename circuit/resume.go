@@ -50,8 +50,8 @@ var (
 // ResumeBudget is an account the buffers of a resumable circuit are
 // charged to: the retransmit buffer and the receive queue, by the size of
 // the memory they hold (which grows by doubling up to the window and goes
-// back when a buffer empties), and each received record kept unread (a
-// record buffer, seal.MaxRecord, while held). Both methods are called with
+// back when a buffer empties), and each received record kept unread (its
+// record buffer, seal.MaxRecord or seal.MaxLargeRecord, while held). Both methods are called with
 // the circuit's lock held: they must not call the Resumable's methods. A
 // circuit gives back everything it was granted by the time it ended.
 type ResumeBudget interface {
@@ -71,8 +71,9 @@ const (
 	DefaultProgressTimeout = 2 * time.Second
 	// MaxResumeCharge is the most the buffers of one circuit with the
 	// default window are charged to its ResumeBudget: a receive queue and
-	// a retransmit buffer of a window each, and the received records it
-	// may keep unread (heldRecords, seal.MaxRecord each).
+	// a retransmit buffer of a window each, and the buffers of the
+	// received records it may keep unread (at most heldRecords times
+	// seal.MaxRecord bytes).
 	MaxResumeCharge = 2*DefaultResumeWindow + max(1, DefaultResumeWindow/heldShare/seal.MaxRecord)*seal.MaxRecord
 )
 
@@ -97,8 +98,10 @@ const (
 	framePing    = 7
 	framePong    = 8
 
-	idLen        = 16
-	maxFrameData = 32<<10 - 64 // one data frame fits one sealed record
+	idLen = 16
+	// frameRoom is what a record leaves for frames other than its data
+	// frame's data: a data frame fits one sealed record with it.
+	frameRoom = 64
 )
 
 // Path is one path of a resumable circuit: a sealed circuit opened with
@@ -226,6 +229,7 @@ type Resumable struct {
 	rq                ring         // received, not yet read
 	held              []heldRecord // received, not yet read, before rq: records' payloads taken from the path, in order
 	heldBytes         int          // the bytes of held
+	heldBufs          int          // the size of held's buffers
 	heldCharge        int          // the share of cfg.Budget held's buffers hold (part of charged)
 	rw                readWait
 	recv, ackSent     int64
@@ -273,7 +277,7 @@ type readWait struct {
 // buffer it came in (see holdLocked).
 type heldRecord struct {
 	data []byte
-	buf  *[]byte // back to recordPool once data was read
+	buf  *[]byte // back to its pool (putRecord) once data was read
 }
 
 // fastPaths counts the data path's shortcuts, for tests: bytes delivered
@@ -476,7 +480,7 @@ func (r *Resumable) writeLoop() {
 	var bp *[]byte // a frame buffer, held only while there is work
 	defer func() {
 		if bp != nil {
-			framePool.Put(bp)
+			putFrame(bp)
 		}
 	}()
 	r.mu.Lock()
@@ -504,16 +508,13 @@ func (r *Resumable) writeLoop() {
 				return
 			}
 			if bp != nil {
-				framePool.Put(bp)
+				putFrame(bp)
 				bp = nil
 			}
 			r.wcond.Wait()
 			continue
 		}
-		if bp == nil {
-			bp = framePool.Get().(*[]byte)
-		}
-		if r.sendLocked(bp) {
+		if bp = frameFor(bp, r.cur); r.sendLocked(bp) {
 			bp = nil // in the pipe
 		}
 	}
@@ -546,7 +547,7 @@ func (r *Resumable) pipeLoop(pipe <-chan pipeRec) {
 		pr := <-pipe
 		c := pr.path.(sealedPath)
 		err := c.writeHeld(pr.rec, pr.n)
-		framePool.Put(pr.bp)
+		putFrame(pr.bp)
 		r.mu.Lock()
 		if r.inflight--; r.inflight == 0 {
 			c.releaseWrite()
@@ -587,7 +588,8 @@ func (r *Resumable) sendLocked(bp *[]byte) (piped bool) {
 	last := false
 	if !r.ended {
 		if r.sent < r.written {
-			n := min(r.written-r.sent, maxFrameData)
+			maxData := frameDataMax(p)
+			n := min(r.written-r.sent, maxData)
 			at := r.sent - r.acked
 			var k int
 			if rec, k, err = r.sealFromRingLocked(p, (*bp)[:0:cap(*bp)], b, at, n, false); k > 0 || err != nil {
@@ -596,8 +598,8 @@ func (r *Resumable) sendLocked(bp *[]byte) (piped bool) {
 				// More records of data alone after it, in one Write: half
 				// the writes (and hand-offs to pipeLoop) of one record
 				// each. Sealing holds the path's write lock now.
-				for err == nil && r.sent < r.written && cap(rec)-len(rec) >= seal.MaxRecord {
-					n := min(r.written-r.sent, maxFrameData)
+				for err == nil && r.sent < r.written && int64(cap(rec)-len(rec)) >= maxData+frameRoom+seal.Overhead {
+					n := min(r.written-r.sent, maxData)
 					more, k, _ := r.sealFromRingLocked(p, rec[len(rec):len(rec):cap(rec)], b[:seal.RecordHead], r.sent-r.acked, n, true)
 					if k == 0 {
 						break // sent with the next frame, or that fails too
@@ -779,9 +781,9 @@ func (r *Resumable) sendInlineLocked() bool {
 	if w, ok := r.cur.(interface{ writeWaits() bool }); ok && w.writeWaits() {
 		return false
 	}
-	bp := framePool.Get().(*[]byte)
+	bp := frameFor(nil, r.cur)
 	if !r.sendLocked(bp) {
-		framePool.Put(bp)
+		putFrame(bp)
 	}
 	if r.ended || r.workLocked() {
 		r.wcond.Signal() // what came meanwhile, or the path to close
@@ -800,7 +802,8 @@ type sealedPath interface {
 	writeHeld(rec []byte, n int) error
 	releaseWrite()
 	readBuffered(b []byte) int
-	takeBuffered(n int) ([]byte, *[]byte)
+	takeBuffered(n int, take func(size int) bool) ([]byte, *[]byte)
+	recordData() int
 }
 
 // writeFrames writes b[seal.RecordHead:], frames laid out after room for a
@@ -1089,26 +1092,34 @@ func (r *Resumable) deliverLocked(p Path, n int) int {
 // budget while held; when the budget has no room for it, nothing is held
 // (the bytes go to rq, whose growth the budget refuses in turn).
 func (r *Resumable) holdLocked(p Path, n int) int {
-	if len(r.held) >= r.maxHeldLocked() || r.rq.len() > 0 || r.appClosed || r.overBudget {
+	if r.rq.len() > 0 || r.appClosed || r.overBudget {
 		return 0
 	}
 	c, ok := p.(sealedPath)
 	if !ok {
 		return 0
 	}
-	if r.cfg.Budget != nil && !r.cfg.Budget.Grow(seal.MaxRecord) {
-		return 0
-	}
-	data, bp := c.takeBuffered(n)
-	if data == nil {
-		if r.cfg.Budget != nil {
-			r.cfg.Budget.Shrink(seal.MaxRecord)
+	charged := false
+	data, bp := c.takeBuffered(n, func(size int) bool {
+		if r.heldBufs+size > r.maxHeldLocked() {
+			return false
 		}
+		if r.cfg.Budget != nil {
+			if !r.cfg.Budget.Grow(size) {
+				return false
+			}
+			charged = true
+		}
+		return true
+	})
+	if data == nil {
 		return 0
 	}
-	if r.cfg.Budget != nil {
-		r.charged += seal.MaxRecord
-		r.heldCharge += seal.MaxRecord
+	size := len(*bp)
+	r.heldBufs += size
+	if charged {
+		r.charged += size
+		r.heldCharge += size
 	}
 	r.held = append(r.held, heldRecord{data, bp})
 	r.heldBytes += len(data)
@@ -1118,13 +1129,15 @@ func (r *Resumable) holdLocked(p Path, n int) int {
 	return len(data)
 }
 
-// maxHeldLocked bounds the records held: their buffers take at most a
-// quarter of the window (one record at least), beside rq's.
-func (r *Resumable) maxHeldLocked() int { return heldRecords(r.cfg.Window) }
+// maxHeldLocked bounds the buffers of the records held, in bytes: at most
+// a quarter of the window (one record of seal.MaxRecord at least), beside
+// rq's.
+func (r *Resumable) maxHeldLocked() int { return heldRecords(r.cfg.Window) * seal.MaxRecord }
 
-// heldRecords is how many received records a circuit with the given
-// window keeps unread in the buffers they came in: a quarter of the
-// window, one at least.
+// heldRecords is how many received records of up to seal.MaxData bytes a
+// circuit with the given window keeps unread in the buffers they came in:
+// a quarter of the window, one at least. Larger records take the room of
+// two.
 func heldRecords(window int) int { return max(1, window/heldShare/seal.MaxRecord) }
 
 // queuedLocked is what was received and not read yet.
@@ -1150,13 +1163,15 @@ func (r *Resumable) readHeldLocked(b []byte) int {
 // charge to the budget unless the circuit ended (endLocked gave
 // everything back).
 func (r *Resumable) dropFirstHeldLocked() {
-	recordPool.Put(r.held[0].buf)
+	size := len(*r.held[0].buf)
+	putRecord(r.held[0].buf)
 	k := copy(r.held, r.held[1:])
 	r.held[k] = heldRecord{}
 	r.held = r.held[:k]
+	r.heldBufs -= size
 	if r.heldCharge > 0 {
-		r.sizedLocked(-seal.MaxRecord)
-		r.heldCharge -= seal.MaxRecord
+		r.sizedLocked(-size)
+		r.heldCharge -= size
 	}
 }
 
@@ -1171,7 +1186,46 @@ func (r *Resumable) dropHeldLocked() {
 // framePool holds writeLoop's buffers: a record's head, up to 64 bytes of
 // control frames, a data frame, and room for the record's tag; or two
 // records sealed from the ring (see sendLocked).
-var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 2*seal.MaxRecord); return &b }}
+// largeFramePool holds the same for paths whose other end reads records
+// of up to seal.MaxLargeData bytes.
+var (
+	framePool      = sync.Pool{New: func() any { b := make([]byte, 0, 2*seal.MaxRecord); return &b }}
+	largeFramePool = sync.Pool{New: func() any { b := make([]byte, 0, 2*seal.MaxLargeRecord); return &b }}
+)
+
+// frameDataMax is the most data one data frame on p carries: as much as
+// fits one record of the size the other end reads.
+func frameDataMax(p Path) int64 {
+	if c, ok := p.(sealedPath); ok {
+		return int64(c.recordData() - frameRoom)
+	}
+	return seal.MaxData - frameRoom
+}
+
+// frameFor is a frame buffer for the records of p: bp when it has the
+// size they need, else one from the pool for it (bp goes back).
+func frameFor(bp *[]byte, p Path) *[]byte {
+	pool := &framePool
+	if frameDataMax(p) > seal.MaxData-frameRoom {
+		pool = &largeFramePool
+	}
+	if bp != nil {
+		if (cap(*bp) > 2*seal.MaxRecord) == (pool == &largeFramePool) {
+			return bp
+		}
+		putFrame(bp)
+	}
+	return pool.Get().(*[]byte)
+}
+
+// putFrame gives back a buffer of frameFor.
+func putFrame(bp *[]byte) {
+	if cap(*bp) > 2*seal.MaxRecord {
+		largeFramePool.Put(bp)
+	} else {
+		framePool.Put(bp)
+	}
+}
 
 func unexpected(err error) error {
 	if err == io.EOF {

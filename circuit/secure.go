@@ -19,6 +19,14 @@ import (
 // records (package seal), bound to this header's dest, source and service.
 const FlagSealed Flags = 1 << 2
 
+// FlagLargeRecords (with FlagSealed): the source reads sealed records of
+// up to seal.MaxLargeData bytes. The destination says in its
+// authenticated reply whether it saw the flag, and whether it reads them
+// too; each end sends records larger than seal.MaxData only to an end
+// that stated it reads them. Nodes that predate the flag ignore it, as
+// they do every unknown flag, and state nothing.
+const FlagLargeRecords Flags = 1 << 5
+
 // End-to-end security sentinels (see package seal).
 var (
 	// ErrIntegrity: a record was tampered with, replayed, reordered or
@@ -83,16 +91,44 @@ type secure struct {
 	wpend []byte
 }
 
-var recordPool = sync.Pool{New: func() any { b := make([]byte, seal.MaxRecord); return &b }}
+// recordPool holds buffers for one record of up to seal.MaxData bytes of
+// data, largeRecordPool for one of up to seal.MaxLargeData, which only
+// circuits whose other end reads them send: a circuit that never sees a
+// large record never takes a large buffer.
+var (
+	recordPool      = sync.Pool{New: func() any { b := make([]byte, seal.MaxRecord); return &b }}
+	largeRecordPool = sync.Pool{New: func() any { b := make([]byte, seal.MaxLargeRecord); return &b }}
+)
+
+// getRecord is a pooled buffer for a record of up to n bytes (length
+// prefix included), n at most seal.MaxLargeRecord.
+func getRecord(n int) *[]byte {
+	if n <= seal.MaxRecord {
+		return recordPool.Get().(*[]byte)
+	}
+	return largeRecordPool.Get().(*[]byte)
+}
+
+// putRecord gives back a buffer of getRecord.
+func putRecord(bp *[]byte) {
+	if len(*bp) > seal.MaxRecord {
+		largeRecordPool.Put(bp)
+	} else {
+		recordPool.Put(bp)
+	}
+}
 
 // msgReader reads one u16-length-prefixed message, keeping partial
 // progress across calls (a read interrupted by a deadline resumes).
 type msgReader struct {
 	hdr  [2]byte
 	nh   int
-	buf  *[]byte // from recordPool when pooled
+	buf  *[]byte // from getRecord when pooled
 	n    int
 	pool bool
+	// max bounds a pooled message: 0 for seal.MaxRecord; more (up to
+	// seal.MaxLargeRecord) at an end that reads large records.
+	max int
 }
 
 // fill returns the message body once complete; the next call starts a new
@@ -110,9 +146,18 @@ func (m *msgReader) fill(r io.Reader) ([]byte, error) {
 		}
 	}
 	want := int(binary.BigEndian.Uint16(m.hdr[:]))
+	if m.pool {
+		if limit := max(m.max, seal.MaxRecord); want > limit {
+			return nil, fmt.Errorf("%w: record of %d bytes exceeds %d", ErrIntegrity, want, limit)
+		}
+	}
+	if m.buf != nil && want > len(*m.buf) && m.pool && m.n == 0 {
+		putRecord(m.buf) // a small buffer kept for a large record
+		m.buf = nil
+	}
 	if m.buf == nil {
 		if m.pool {
-			m.buf = recordPool.Get().(*[]byte)
+			m.buf = getRecord(want)
 		} else {
 			b := make([]byte, want)
 			m.buf = &b
@@ -139,7 +184,7 @@ func (m *msgReader) fill(r io.Reader) ([]byte, error) {
 // release returns a pooled buffer once its body is no longer used.
 func (m *msgReader) release() {
 	if m.pool && m.buf != nil && m.nh == 0 && m.n == 0 {
-		recordPool.Put(m.buf)
+		putRecord(m.buf)
 		m.buf = nil
 	}
 }
@@ -196,6 +241,9 @@ func DialEarlySecure(s links.Stream, o *Open, local Addr, sec Security) (*Conn, 
 	if err != nil {
 		s.Reset(CloseInternal)
 		return nil, dialError(hdr, err)
+	}
+	if hdr.Flags &^= FlagLargeRecords; ini.StatesLarge() {
+		hdr.Flags |= FlagLargeRecords
 	}
 	b, err := hdr.AppendTo(make([]byte, 0, 512))
 	if err != nil {
@@ -363,6 +411,7 @@ func AcceptSecure(s links.Stream, o *Open, local Addr, r *seal.Responder) (*Conn
 	if err != nil {
 		return fail(err)
 	}
+	r.SourceLarge(o.Flags&FlagLargeRecords != 0)
 	b, sess, err := r.Reply(b, time.Now())
 	if err != nil {
 		return fail(err)
@@ -416,9 +465,13 @@ func (c *Conn) readSealed(p []byte) (int, error) {
 		if sc.eof {
 			return 0, io.EOF
 		}
+		sc.rd.max = sc.sess.MaxRecv() + seal.Overhead
 		body, err := sc.rd.fill(c.s)
 		if err != nil {
-			if errors.Is(err, ErrIntegrity) || err == io.EOF || err == io.ErrUnexpectedEOF {
+			if errors.Is(err, ErrIntegrity) {
+				return 0, c.integrity(err) // a record over the bound
+			}
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
 				return 0, c.integrity(fmt.Errorf("%w: circuit ended without its end-of-stream record", ErrIntegrity))
 			}
 			return 0, c.opError("read", err)
@@ -474,10 +527,11 @@ func (c *Conn) writeSealed(p []byte) (int, error) {
 	if err := c.flushPending(); err != nil {
 		return n, err
 	}
-	bp := recordPool.Get().(*[]byte)
-	defer recordPool.Put(bp)
+	limit := c.sec.sess.MaxSend()
+	bp := getRecord(2 + min(len(p)-n, limit) + seal.Overhead)
+	defer putRecord(bp)
 	for n < len(p) {
-		chunk := p[n:min(len(p), n+seal.MaxData)]
+		chunk := p[n:min(len(p), n+recordSize(len(p)-n, limit))]
 		if err := c.writeRecord((*bp)[:0], seal.RecordData, chunk); err != nil {
 			return n + len(chunk), err
 		}
@@ -485,6 +539,25 @@ func (c *Conn) writeSealed(p []byte) (int, error) {
 		c.out.Add(int64(len(chunk)))
 	}
 	return n, nil
+}
+
+// recordSize is the size of the next record of a Write with n bytes
+// left, records of at most limit bytes: n split evenly into as few
+// records as limit allows, so that a Write of 64 KiB makes two records of
+// 32 KiB rather than one just under 64 KiB and one of 32 bytes.
+func recordSize(n, limit int) int {
+	k := (n + limit - 1) / limit
+	return (n + k - 1) / k
+}
+
+// recordData is the most data one record this conn sends may carry:
+// seal.MaxData, or more once the handshake completed and the other end
+// stated it reads large records.
+func (c *Conn) recordData() int {
+	if c.sec == nil || !c.sec.done.Load() {
+		return seal.MaxData
+	}
+	return c.sec.sess.MaxSend()
 }
 
 // writeRecord seals one record into buf and writes it.
@@ -709,11 +782,12 @@ func (c *Conn) readBuffered(b []byte) int {
 }
 
 // takeBuffered hands over the payload a sealed conn already decrypted when
-// it is the whole rest of a pooled record and at most n bytes: the caller
-// then owns the record's buffer (recordPool's, to put back once read) and
-// the conn reads its next record into another. Otherwise nil: nothing
-// changes.
-func (c *Conn) takeBuffered(n int) ([]byte, *[]byte) {
+// it is the whole rest of a pooled record, at most n bytes, and take
+// agrees to the size of its buffer: the caller then owns the record's
+// buffer (getRecord's, to give back with putRecord once read) and the
+// conn reads its next record into another. Otherwise nil: nothing
+// changes. take is called with the conn's read lock held.
+func (c *Conn) takeBuffered(n int, take func(size int) bool) ([]byte, *[]byte) {
 	if c.sec == nil {
 		return nil, nil
 	}
@@ -731,7 +805,7 @@ func (c *Conn) takeBuffered(n int) ([]byte, *[]byte) {
 	// The payload must end where the record buffer does (early data at a
 	// destination, for one, lies elsewhere).
 	buf, p := *m.buf, sc.plain
-	if &buf[:cap(buf)][cap(buf)-1] != &p[:cap(p)][cap(p)-1] {
+	if &buf[:cap(buf)][cap(buf)-1] != &p[:cap(p)][cap(p)-1] || !take(len(buf)) {
 		return nil, nil
 	}
 	bp := m.buf

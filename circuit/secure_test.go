@@ -339,30 +339,41 @@ func TestSealedForgedSource(t *testing.T) {
 }
 
 // The record framing reader takes any byte stream, a byte at a time:
-// it returns whole frames within the record bound, or a typed end.
+// it returns whole frames within the record bound, or a typed end, at an
+// end that reads records of up to seal.MaxData bytes and at one that
+// reads records of up to seal.MaxLargeData.
 func FuzzRecordFraming(f *testing.F) {
 	f.Add([]byte{0, 3, 1, 2, 3, 0, 0})
 	f.Add([]byte{0xff, 0xff, 1})
 	f.Add([]byte{0})
+	// At each record bound and one byte beyond it.
+	for _, n := range []int{seal.MaxRecord, seal.MaxLargeRecord} {
+		f.Add(binary.BigEndian.AppendUint16(nil, uint16(n)))
+		f.Add(binary.BigEndian.AppendUint16(nil, uint16(n+1)))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m := msgReader{pool: true}
-		r := iotest.OneByteReader(bytes.NewReader(b))
-		total := 0
-		for {
-			body, err := m.fill(r)
-			if err != nil {
-				if err != io.EOF && err != io.ErrUnexpectedEOF && !errors.Is(err, ErrIntegrity) {
-					t.Fatalf("unexpected error %v", err)
+		for _, limit := range []int{seal.MaxRecord, seal.MaxLargeRecord} {
+			m := msgReader{pool: true, max: limit}
+			r := iotest.OneByteReader(bytes.NewReader(b))
+			total := 0
+			for {
+				body, err := m.fill(r)
+				if err != nil {
+					if err != io.EOF && err != io.ErrUnexpectedEOF && !errors.Is(err, ErrIntegrity) {
+						t.Fatalf("unexpected error %v", err)
+					}
+					break
 				}
-				return
+				if len(body) > limit {
+					t.Fatalf("frame of %d bytes, bound %d", len(body), limit)
+				}
+				total += 2 + len(body)
+				if total > len(b) {
+					t.Fatal("read more than the input")
+				}
+				m.release()
 			}
-			if len(body) > seal.MaxRecord {
-				t.Fatalf("frame of %d bytes", len(body))
-			}
-			total += 2 + len(body)
-			if total > len(b) {
-				t.Fatal("read more than the input")
-			}
+			m.nh, m.n = 0, 0
 			m.release()
 		}
 	})

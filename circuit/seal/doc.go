@@ -34,8 +34,16 @@
 //
 // After the handshake, payload travels in records:
 //
-//	length u16 big endian (ciphertext length, <= MaxCiphertext)
+//	length u16 big endian (ciphertext length: type, data, 16-byte tag)
 //	ciphertext = AES-256-GCM(type u8 | data), nonce = record counter
+//
+// A record carries up to MaxData bytes of data, or up to MaxLargeData to
+// an end that stated in the handshake that it reads them: the source with
+// a flag of the open header (Initiator.StatesLarge,
+// Responder.SourceLarge), the destination in its reply's payload, which
+// also says whether it saw that flag (a source whose flag a relay
+// cleared fails with ErrIntegrity). Keys made SmallRecordsOnly state
+// nothing and read only MaxData, as nodes before the statements did.
 //
 // Type 0 is data, type 1 the end of stream (a half-close). Each direction
 // has its own key and counter; both ends rekey (Noise Rekey) every

@@ -153,7 +153,20 @@ type Initiator struct {
 	dest string
 	peer *KeyRecord
 	t    *ticket // the session resumed (modeResume)
+	// large: the destination stated it reads large records.
+	large bool
 }
+
+// StatesLarge reports whether the source states that it reads large
+// records: the caller then sets the open header's flag that says so
+// (circuit.FlagLargeRecords), and Finish checks that the destination saw
+// it. False only for keys made SmallRecordsOnly.
+func (i *Initiator) StatesLarge() bool { return !i.k.small }
+
+// DestLarge reports whether the destination stated in its reply that it
+// reads large records, so that this end's records to it may carry up to
+// MaxLargeData bytes (once Finish succeeded).
+func (i *Initiator) DestLarge() bool { return i.large }
 
 // Initiate starts a handshake toward dest. With a session ticket from dest
 // still valid it resumes that session (patternResume); else with peer (dest's
@@ -253,11 +266,18 @@ func (i *Initiator) Finish(reply, b []byte, now time.Time) (*Session, []byte, er
 	}
 	switch i.mode {
 	case modeResume:
-		return established(cs1, cs2), b, nil
+		return i.established(cs1, cs2, statementOf(payload), b)
 	case modeIK:
 		id, psk, life, ok, err := parseTicket(payload)
 		if err != nil {
 			return nil, b, fmt.Errorf("%w (from %q)", err, i.dest)
+		}
+		st := byte(0)
+		if len(payload) > 0 {
+			st = ticketStatement(id, psk)
+		}
+		if err := i.checkStatement(st); err != nil {
+			return nil, b, err
 		}
 		if ok {
 			t := &ticket{id: id, psk: psk, peer: i.peer, expiry: now.Add(life - life/8)}
@@ -266,7 +286,7 @@ func (i *Initiator) Finish(reply, b []byte, now time.Time) (*Session, []byte, er
 			}
 			i.k.tickets.put(i.dest, t)
 		}
-		return established(cs1, cs2), b, nil
+		return i.established(cs1, cs2, st, b)
 	}
 	i.k.tickets.drop(i.dest, nil) // the destination's key was unknown or changed
 	pi, err := i.k.verifyIdentity(payload, i.dest, i.hs.PeerStatic(), now)
@@ -274,6 +294,10 @@ func (i *Initiator) Finish(reply, b []byte, now time.Time) (*Session, []byte, er
 		return nil, b, err
 	}
 	i.peer = pi.rec
+	st := statementOf(pi.early)
+	if err := i.checkStatement(st); err != nil {
+		return nil, b, err
+	}
 	b, err = writeFramed(b, nil, func(out []byte) (msg []byte, err error) {
 		msg, cs1, cs2, err = i.hs.WriteMessage(out, i.k.appendIdentity(nil, now, nil))
 		return msg, err
@@ -281,7 +305,41 @@ func (i *Initiator) Finish(reply, b []byte, now time.Time) (*Session, []byte, er
 	if err != nil || cs1 == nil {
 		return nil, b, fmt.Errorf("seal: third message: %v", err)
 	}
-	return established(cs1, cs2), b, nil
+	return i.established(cs1, cs2, st, b)
+}
+
+// checkStatement checks the destination's statement st (0: none) against
+// this end's: a destination that states what it reads also says whether
+// the open header it received carried the flag by which this end stated
+// that it reads large records, and a relay that set or cleared that flag
+// on the way makes the circuit fail here. Keys made SmallRecordsOnly
+// ignore the statement, as nodes before it did.
+func (i *Initiator) checkStatement(st byte) error {
+	if i.k.small || st&stateReadsLarge == 0 {
+		return nil
+	}
+	if saw := st&stateSawLarge != 0; saw != i.StatesLarge() {
+		return fmt.Errorf("%w: the large-records flag of the open header to %q was changed on the way (sent %t, received %t)",
+			ErrIntegrity, i.dest, i.StatesLarge(), saw)
+	}
+	return nil
+}
+
+// established is the source's session once the destination stated st:
+// records of up to MaxLargeData bytes each way that said it reads them.
+func (i *Initiator) established(send, recv *noise.CipherState, st byte, b []byte) (*Session, []byte, error) {
+	if err := i.checkStatement(st); err != nil {
+		return nil, b, err
+	}
+	s := established(send, recv)
+	if !i.k.small {
+		s.maxRecv = MaxLargeData
+		if st&stateReadsLarge != 0 {
+			i.large = true
+			s.maxSend = MaxLargeData
+		}
+	}
+	return s, b, nil
 }
 
 // PeerRecord is the destination's verified key record: the one given to
@@ -296,6 +354,43 @@ type Responder struct {
 	source string
 	peer   peerIdentity
 	sess   *resumable // the session resumed (modeResume)
+	// sourceLarge: the open header stated that the source reads large
+	// records (SourceLarge).
+	sourceLarge bool
+}
+
+// SourceLarge records what the open header says: whether it carries the
+// flag by which the source states that it reads large records
+// (circuit.FlagLargeRecords). Call it before Reply. The reply tells the
+// source what this end saw, so a source that stated it finds out when a
+// relay cleared the flag, and this end's records to the source then
+// carry up to MaxLargeData bytes. Keys made SmallRecordsOnly ignore it.
+func (r *Responder) SourceLarge(flag bool) { r.sourceLarge = flag && !r.k.small }
+
+// statement is what the destination states in its reply: 0 (nothing) for
+// keys made SmallRecordsOnly, else that it reads large records and
+// whether it saw the source state the same.
+func (r *Responder) statement() byte {
+	switch {
+	case r.k.small:
+		return 0
+	case r.sourceLarge:
+		return stateReadsLarge | stateSawLarge
+	}
+	return stateReadsLarge
+}
+
+// established is the destination's session: records of up to
+// MaxLargeData bytes each way that stated it reads them.
+func (r *Responder) established(send, recv *noise.CipherState) *Session {
+	s := established(send, recv)
+	if !r.k.small {
+		s.maxRecv = MaxLargeData
+	}
+	if r.sourceLarge {
+		s.maxSend = MaxLargeData
+	}
+	return s
 }
 
 // Respond reads the source's first message (unframed). source is the
@@ -393,13 +488,16 @@ func (r *Responder) Early() []byte { return r.peer.early }
 func (r *Responder) Reply(b []byte, now time.Time) ([]byte, *Session, error) {
 	var payload []byte
 	var err error
+	st := r.statement()
 	switch r.mode {
 	case modeXX:
-		payload = r.k.appendIdentity(nil, now, nil)
+		payload = r.k.appendIdentity(nil, now, appendStatement(nil, st))
 	case modeIK:
-		if payload, err = r.k.issue(nil, r, now); err != nil {
+		if payload, err = r.k.issue(nil, r, st, now); err != nil {
 			return b, nil, err
 		}
+	case modeResume:
+		payload = appendStatement(nil, st)
 	}
 	var cs1, cs2 *noise.CipherState
 	b, err = writeFramed(b, nil, func(out []byte) (msg []byte, err error) {
@@ -410,7 +508,7 @@ func (r *Responder) Reply(b []byte, now time.Time) ([]byte, *Session, error) {
 		return b, nil, fmt.Errorf("seal: reply: %w", err)
 	}
 	if r.mode != modeXX {
-		return b, established(cs2, cs1), nil
+		return b, r.established(cs2, cs1), nil
 	}
 	return b, nil, nil
 }
@@ -427,7 +525,7 @@ func (r *Responder) Finish(msg []byte, now time.Time) (*Session, error) {
 	if len(r.peer.early) != 0 {
 		return nil, fmt.Errorf("%w: data in the third message from %q", ErrAuth, r.source)
 	}
-	return established(cs2, cs1), nil
+	return r.established(cs2, cs1), nil
 }
 
 // PeerRecord is the source's verified key record once authenticated.

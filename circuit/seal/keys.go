@@ -27,6 +27,9 @@ type Keys struct {
 	sessions *sessions // sessions this node issued, per ticket id
 	life     time.Duration
 	now      func() time.Time
+	// small: this end neither states nor reads large records
+	// (SmallRecordsOnly).
+	small bool
 }
 
 // NewKeys derives the node's static X25519 key from id's Ed25519 key
@@ -54,6 +57,13 @@ func NewKeys(id *identity.Identity) (*Keys, error) {
 	k.life, k.now = SessionLifetime, time.Now
 	return k, nil
 }
+
+// SmallRecordsOnly makes these keys' handshakes behave as those of nodes
+// that predate large records: they state nothing about record sizes, send
+// and read records of at most MaxData bytes, and ignore the other end's
+// statement. It is for testing mixed versions; call it before the first
+// handshake.
+func (k *Keys) SmallRecordsOnly() { k.small = true }
 
 // Record returns the node's signed key record.
 func (k *Keys) Record() KeyRecord { return k.record }

@@ -3,6 +3,7 @@ package seal
 import (
 	"container/list"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -272,9 +273,76 @@ func (s *sessions) opened(r *resumable) {
 	s.mu.Unlock()
 }
 
+// What a destination states in its reply about record sizes: one byte,
+// the payload of an XX or resumed reply after what it carried before (its
+// identity in XX, nothing when resumed), where sources that predate it
+// ignore it. An IK reply's payload is a session ticket or nothing, which
+// such sources parse strictly: there the statement is in the ticket's id
+// (ticketID).
+const (
+	// stateReadsLarge: the destination reads records of up to
+	// MaxLargeData bytes.
+	stateReadsLarge = 1
+	// stateSawLarge: the open header it received stated that the source
+	// reads them.
+	stateSawLarge = 2
+)
+
+// appendStatement appends statement st, none when st is 0. With b nil it
+// allocates nothing: the payload is read-only.
+func appendStatement(b []byte, st byte) []byte {
+	switch {
+	case st == 0:
+		return b
+	case b == nil && int(st) < len(statements):
+		return statements[st : st+1 : st+1]
+	}
+	return append(b, st)
+}
+
+// statements holds each statement byte, for payloads of one.
+var statements = [...]byte{0, 1, 2, 3}
+
+// statementOf is the statement a reply's payload p (after what came
+// before it) carries: its first byte, 0 when p is empty. Further bytes
+// are ignored.
+func statementOf(p []byte) byte {
+	if len(p) == 0 {
+		return 0
+	}
+	return p[0]
+}
+
+// ticketID is the id of a ticket with key psk from a destination that
+// states st: the first 16 bytes of SHA-256("circuitmesh ticket id\0" ||
+// psk || st). It is as unpredictable as a random id to whoever does not
+// know psk, so sources that predate statements take it for one.
+func ticketID(psk [32]byte, st byte) (id [16]byte) {
+	const label = "circuitmesh ticket id\x00"
+	var b [len(label) + len(psk) + 1]byte
+	n := copy(b[:], label)
+	n += copy(b[n:], psk[:])
+	b[n] = st
+	sum := sha256.Sum256(b[:])
+	copy(id[:], sum[:])
+	return id
+}
+
+// ticketStatement is the statement a ticket's id carries: 0 for a random
+// id (a destination that predates statements, or chance: 2^-127).
+func ticketStatement(id [16]byte, psk [32]byte) byte {
+	for _, st := range [...]byte{stateReadsLarge, stateReadsLarge | stateSawLarge} {
+		if ticketID(psk, st) == id {
+			return st
+		}
+	}
+	return 0
+}
+
 // issue makes a ticket for the source that r authenticated in a
-// one-message handshake and appends it to the reply payload b.
-func (k *Keys) issue(b []byte, r *Responder, now time.Time) ([]byte, error) {
+// one-message handshake and appends it to the reply payload b. With a
+// statement st (not 0), the ticket's id carries it (ticketID).
+func (k *Keys) issue(b []byte, r *Responder, st byte, now time.Time) ([]byte, error) {
 	life := k.life
 	expiry := now.Add(life)
 	if e := r.peer.certExpiry; e.Before(expiry) {
@@ -288,10 +356,12 @@ func (k *Keys) issue(b []byte, r *Responder, now time.Time) ([]byte, error) {
 	}
 	s := &resumable{source: r.source, certKey: r.peer.certKey, expiry: expiry,
 		peer: peerIdentity{rec: r.peer.rec, groups: r.peer.groups, certKey: r.peer.certKey, certExpiry: r.peer.certExpiry}}
-	if _, err := rand.Read(s.id[:]); err != nil {
+	if _, err := rand.Read(s.psk[:]); err != nil {
 		return b, fmt.Errorf("seal: session ticket: %w", err)
 	}
-	if _, err := rand.Read(s.psk[:]); err != nil {
+	if st != 0 {
+		s.id = ticketID(s.psk, st)
+	} else if _, err := rand.Read(s.id[:]); err != nil {
 		return b, fmt.Errorf("seal: session ticket: %w", err)
 	}
 	k.sessions.add(s)

@@ -39,6 +39,13 @@ func newMesh(t testing.TB, names ...string) *mesh {
 // src believing it talks to want.
 func handshake(t testing.TB, src, responder *Keys, want string, peer *KeyRecord, early []byte) (*Session, *Session, *Responder, error) {
 	t.Helper()
+	return handshakeFlag(t, src, responder, want, peer, early, nil)
+}
+
+// handshakeFlag is handshake with the open header's large-records flag as
+// the responder receives it: *flag, or as the source states it (nil).
+func handshakeFlag(t testing.TB, src, responder *Keys, want string, peer *KeyRecord, early []byte, flag *bool) (*Session, *Session, *Responder, error) {
+	t.Helper()
 	pro := Prologue(want, src.Node(), "svc")
 	ini, err := src.Initiate(pro, want, peer)
 	if err != nil {
@@ -52,6 +59,11 @@ func handshake(t testing.TB, src, responder *Keys, want string, peer *KeyRecord,
 	r, err := responder.Respond(pro, m1[2:], src.Node(), NewStrikes(0, 0, now.Add(-time.Second)), now)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	if flag == nil {
+		r.SourceLarge(ini.StatesLarge())
+	} else {
+		r.SourceLarge(*flag)
 	}
 	m2, rs, err := r.Reply(nil, now)
 	if err != nil {
@@ -151,27 +163,35 @@ func TestStrikesRefuseReplayAndStale(t *testing.T) {
 }
 
 // Both directions rekey at the same record counts, so long circuits keep
-// working; a record replayed across a rekey does not authenticate.
+// working, with records of a byte and of MaxLargeData bytes; a record
+// replayed across a rekey does not authenticate.
 func TestSessionRekey(t *testing.T) {
 	m := newMesh(t, "s", "d")
 	rec := m.keys["d"].Record()
-	is, rs, _, err := handshake(t, m.keys["s"], m.keys["d"], "d", &rec, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	is.rekeyEvery, rs.rekeyEvery = 3, 3
-	var old []byte
-	for i := 0; i < 10; i++ {
-		r, _ := is.Seal(nil, RecordData, []byte{byte(i)})
-		if i == 1 {
-			old = append([]byte(nil), r[2:]...)
+	for _, size := range []int{1, MaxLargeData} {
+		is, rs, _, err := handshake(t, m.keys["s"], m.keys["d"], "d", &rec, nil)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if _, d, err := rs.Open(r[2:]); err != nil || d[0] != byte(i) {
-			t.Fatalf("record %d: %v", i, err)
+		is.rekeyEvery, rs.rekeyEvery = 3, 3
+		data := make([]byte, size)
+		var old []byte
+		for i := 0; i < 10; i++ {
+			data[0] = byte(i)
+			r, err := is.Seal(nil, RecordData, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 1 {
+				old = append([]byte(nil), r[2:]...)
+			}
+			if _, d, err := rs.Open(r[2:]); err != nil || d[0] != byte(i) || len(d) != size {
+				t.Fatalf("size %d, record %d: %v", size, i, err)
+			}
 		}
-	}
-	if _, _, err := rs.Open(old); !errors.Is(err, ErrIntegrity) {
-		t.Fatalf("replayed record: %v", err)
+		if _, _, err := rs.Open(old); !errors.Is(err, ErrIntegrity) {
+			t.Fatalf("size %d: replayed record: %v", size, err)
+		}
 	}
 }
 
@@ -300,6 +320,7 @@ func TestEphemeralKeysNeverRepeat(t *testing.T) {
 		if err != nil {
 			t.Fatalf("open %d: %v", i, err)
 		}
+		r.SourceLarge(ini.StatesLarge())
 		m2, rs, err := r.Reply(nil, now)
 		if err != nil {
 			t.Fatal(err)
@@ -355,6 +376,7 @@ func benchmarkHandshake(b *testing.B, resumed bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		r.SourceLarge(ini.StatesLarge())
 		m2, _, _ := r.Reply(nil, now)
 		if _, _, err := ini.Finish(m2[2:], nil, now); err != nil {
 			b.Fatal(err)
@@ -441,7 +463,7 @@ func checkRecord(t *testing.T, is, rs *Session, out, data []byte) {
 // one Seal made, in sequence with them; one too big is refused.
 func TestSealInPlace(t *testing.T) {
 	is, rs := recordSessions(t)
-	for i, size := range []int{0, 1, 100, MaxData} {
+	for i, size := range []int{0, 1, 100, MaxData, MaxLargeData} {
 		data := bytes.Repeat([]byte{byte(i + 1)}, size)
 		var b []byte
 		if i%2 == 0 {
@@ -460,8 +482,8 @@ func TestSealInPlace(t *testing.T) {
 		}
 		checkRecord(t, is, rs, out, data)
 	}
-	if _, err := is.SealInPlace(make([]byte, RecordHead+MaxData+1)); err == nil {
-		t.Error("a record over MaxData was sealed")
+	if _, err := is.SealInPlace(make([]byte, RecordHead+is.MaxSend()+1)); err == nil {
+		t.Error("a record over MaxSend was sealed")
 	}
 	if _, err := is.SealInPlace(make([]byte, 2)); err == nil {
 		t.Error("a record without its head was sealed")
@@ -552,7 +574,7 @@ func TestStrikesFutureStampHoldsOnlyItsOwnKey(t *testing.T) {
 // big, or without room in its destination, is refused.
 func TestSealTo(t *testing.T) {
 	is, rs := recordSessions(t)
-	for i, size := range []int{0, 1, 100, MaxData} {
+	for i, size := range []int{0, 1, 100, MaxData, MaxLargeData} {
 		plain := append([]byte{RecordData}, bytes.Repeat([]byte{byte(i + 1)}, size)...)
 		kept := bytes.Clone(plain)
 		out, err := is.SealTo(make([]byte, 0, size+Overhead), plain)
@@ -564,8 +586,8 @@ func TestSealTo(t *testing.T) {
 		}
 		checkRecord(t, is, rs, out, plain[1:])
 	}
-	if _, err := is.SealTo(make([]byte, 0, MaxRecord+1), make([]byte, 1+MaxData+1)); err == nil {
-		t.Error("a record over MaxData was sealed")
+	if _, err := is.SealTo(make([]byte, 0, MaxLargeRecord+1), make([]byte, 1+MaxLargeData+1)); err == nil {
+		t.Error("a record over MaxSend was sealed")
 	}
 	if _, err := is.SealTo(make([]byte, 0, 10), make([]byte, 1+100)); err == nil {
 		t.Error("a record was sealed into a buffer without room for it")

@@ -9,12 +9,21 @@ import (
 
 // Record layout and limits.
 const (
-	// MaxData is the most payload one record carries.
+	// MaxData is the most payload one record carries unless its reader
+	// stated in the handshake that it reads large records; every end
+	// reads records of this size.
 	MaxData = 32 << 10
+	// MaxLargeData is the most payload one record carries to a reader
+	// that stated it reads large records: 64 KiB less 32 bytes, so that
+	// a record's length (type, data and tag: at most 65,521) fits its u16
+	// prefix.
+	MaxLargeData = 1<<16 - 32
 	// Overhead is what a record adds to its data: length, type and tag.
 	Overhead = 2 + 1 + 16
-	// MaxRecord is the largest record on the wire.
+	// MaxRecord is the largest record every end reads.
 	MaxRecord = MaxData + Overhead
+	// MaxLargeRecord is the largest record on the wire.
+	MaxLargeRecord = MaxLargeData + Overhead
 	// RekeyEvery: both ends rekey a direction after this many records.
 	RekeyEvery = 1 << 16
 
@@ -35,18 +44,31 @@ type Session struct {
 	send, recv   *noise.CipherState
 	nsend, nrecv uint64
 	rekeyEvery   uint64
+	// The most data per record this end seals (what the other end
+	// stated it reads) and opens (what this end stated it reads).
+	maxSend, maxRecv int
 }
 
 func newSession(send, recv *noise.CipherState) *Session {
-	return &Session{send: send, recv: recv, rekeyEvery: RekeyEvery}
+	return &Session{send: send, recv: recv, rekeyEvery: RekeyEvery, maxSend: MaxData, maxRecv: MaxData}
 }
 
+// MaxSend is the most data one record this end seals may carry: MaxData,
+// or MaxLargeData once the other end stated in the handshake that it
+// reads large records.
+func (s *Session) MaxSend() int { return s.maxSend }
+
+// MaxRecv is the most data a record this end opens may carry: MaxData,
+// or MaxLargeData when this end stated in the handshake that it reads
+// large records. Open refuses larger ones.
+func (s *Session) MaxRecv() int { return s.maxRecv }
+
 // Seal appends one framed record of type typ carrying data (at most
-// MaxData bytes) to dst, encrypting in place: give dst the capacity for
+// MaxSend bytes) to dst, encrypting in place: give dst the capacity for
 // len(data)+Overhead more bytes to avoid an allocation.
 func (s *Session) Seal(dst []byte, typ byte, data []byte) ([]byte, error) {
-	if len(data) > MaxData {
-		return dst, fmt.Errorf("seal: record of %d bytes exceeds %d", len(data), MaxData)
+	if len(data) > s.maxSend {
+		return dst, fmt.Errorf("seal: record of %d bytes exceeds %d", len(data), s.maxSend)
 	}
 	start := len(dst)
 	dst = append(dst, 0, 0, typ)
@@ -67,13 +89,13 @@ func (s *Session) Seal(dst []byte, typ byte, data []byte) ([]byte, error) {
 const RecordHead = 3
 
 // SealInPlace seals the record laid out in rec: RecordHead bytes (the type
-// at rec[2]) then the data, at most MaxData bytes. It encrypts in place and
+// at rec[2]) then the data, at most MaxSend bytes. It encrypts in place and
 // returns the framed record, which is rec grown by the tag when its
 // capacity allows (Overhead - RecordHead more bytes), else a new buffer.
 // The caller that assembles the data in rec saves Seal's copy.
 func (s *Session) SealInPlace(rec []byte) ([]byte, error) {
-	if len(rec) < RecordHead || len(rec)-RecordHead > MaxData {
-		return rec, fmt.Errorf("seal: record of %d bytes outside [0, %d]", len(rec)-RecordHead, MaxData)
+	if len(rec) < RecordHead || len(rec)-RecordHead > s.maxSend {
+		return rec, fmt.Errorf("seal: record of %d bytes outside [0, %d]", len(rec)-RecordHead, s.maxSend)
 	}
 	out, err := s.send.Encrypt(rec[2:2], nil, rec[2:])
 	if err != nil {
@@ -91,13 +113,13 @@ func (s *Session) SealInPlace(rec []byte) ([]byte, error) {
 }
 
 // SealTo seals the record whose type and data are plain (the type first,
-// then at most MaxData bytes) into dst's memory, which needs the capacity
+// then at most MaxSend bytes) into dst's memory, which needs the capacity
 // for len(plain)+Overhead-1 bytes, and returns the framed record. plain
 // is read, not changed: it is encrypted straight into dst, without the
 // copy of Seal, and may lie in a buffer that keeps it.
 func (s *Session) SealTo(dst, plain []byte) ([]byte, error) {
-	if len(plain) < 1 || len(plain)-1 > MaxData {
-		return nil, fmt.Errorf("seal: record of %d bytes outside [0, %d]", len(plain)-1, MaxData)
+	if len(plain) < 1 || len(plain)-1 > s.maxSend {
+		return nil, fmt.Errorf("seal: record of %d bytes outside [0, %d]", len(plain)-1, s.maxSend)
 	}
 	if cap(dst) < len(plain)+Overhead-1 {
 		return nil, fmt.Errorf("seal: %d bytes of room for a record of %d", cap(dst), len(plain)+Overhead-1)
@@ -114,9 +136,13 @@ func (s *Session) SealTo(dst, plain []byte) ([]byte, error) {
 }
 
 // Open decrypts one record's ciphertext (without its length prefix) in
-// place and returns its type and data. Any failure wraps ErrIntegrity; the
-// session is then unusable for reading.
+// place and returns its type and data. Any failure wraps ErrIntegrity,
+// among them a record of more than MaxRecv bytes of data; the session is
+// then unusable for reading.
 func (s *Session) Open(ct []byte) (byte, []byte, error) {
+	if len(ct) > 1+s.maxRecv+16 {
+		return 0, nil, fmt.Errorf("%w: record %d of %d bytes exceeds %d", ErrIntegrity, s.nrecv, len(ct)-17, s.maxRecv)
+	}
 	pt, err := s.recv.Decrypt(ct[:0], nil, ct)
 	if err != nil || len(pt) == 0 {
 		return 0, nil, fmt.Errorf("%w: record %d does not authenticate", ErrIntegrity, s.nrecv)
