@@ -123,12 +123,15 @@ func (l *lab) startWith(env []string, name, caDir string, extra ...string) *daem
 	if caDir == "" {
 		caDir = l.ca
 	}
-	d := &daemon{name: name, dir: filepath.Join(l.dir, name), addr: freeUDP(l.t), log: &syncBuffer{}, lab: l}
+	d := &daemon{name: name, dir: filepath.Join(l.dir, name), log: &syncBuffer{}, lab: l}
 	if _, err := os.Stat(filepath.Join(d.dir, "node.crt")); err != nil {
 		l.cli("cert", "issue", name, "--ca-dir", caDir, "--out", d.dir)
 	}
 	exited := make(chan struct{})
-	args := append([]string{"run", "--data-dir", d.dir, "--listen", d.addr, "--log-level", "debug"}, extra...)
+	// The daemon binds a port of the kernel's choosing and reports it in
+	// its status (picking a free port first and passing it would race
+	// with anything else binding one meanwhile).
+	args := append([]string{"run", "--data-dir", d.dir, "--listen", "127.0.0.1:0", "--log-level", "debug"}, extra...)
 	cmdline := append(append(append([]string{}, l.wrap...), l.bin), args...)
 	d.cmd = exec.Command(cmdline[0], cmdline[1:]...)
 	d.exited = exited
@@ -149,10 +152,14 @@ func (l *lab) startWith(env []string, name, caDir string, extra ...string) *daem
 		}
 	})
 	c := d.client()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		var st node.Status
 		if err := c.Get(context.Background(), admin.PathStatus, nil, &st); err == nil {
+			if st.Address == "" || strings.HasSuffix(st.Address, ":0") {
+				l.t.Fatalf("daemon %s reports no bound address: %+v", name, st)
+			}
+			d.addr = st.Address
 			return d
 		}
 		select {
@@ -164,6 +171,27 @@ func (l *lab) startWith(env []string, name, caDir string, extra ...string) *daem
 			l.t.Fatalf("daemon %s never answered on its admin socket\n%s", name, d.log.String())
 		}
 	}
+}
+
+// status is the daemon's status from its admin API.
+func (d *daemon) status(t *testing.T) node.Status {
+	t.Helper()
+	var st node.Status
+	if err := d.client().Get(context.Background(), admin.PathStatus, nil, &st); err != nil {
+		t.Fatalf("status of %s: %v", d.name, err)
+	}
+	return st
+}
+
+// gossipAddr is the address the daemon's gossip bound (start it with
+// --gossip 127.0.0.1:0: the kernel picks a free port, without a race).
+func (d *daemon) gossipAddr(t *testing.T) string {
+	t.Helper()
+	st := d.status(t)
+	if st.GossipAddr == "" || strings.HasSuffix(st.GossipAddr, ":0") {
+		t.Fatalf("%s reports no bound gossip address: %+v", d.name, st)
+	}
+	return st.GossipAddr
 }
 
 func (d *daemon) client() *admin.Client {
@@ -209,17 +237,6 @@ func (d *daemon) waitRoute(t *testing.T, peer string, ok func(node.PeerInfo) boo
 }
 
 func anyRoute(node.PeerInfo) bool { return true }
-
-// freeUDP picks a free loopback UDP port.
-func freeUDP(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	return pc.LocalAddr().String()
-}
 
 // freeTCP picks a free loopback TCP port.
 func freeTCP(t *testing.T) string {
@@ -430,7 +447,7 @@ func TestE2EDaemonShutsDownGracefullyAndExportsTraces(t *testing.T) {
 		t.Fatalf("second daemon on %s: %v\n%s", a.addr, err, out)
 	}
 	// And one on the same admin socket too.
-	out, err = l.try("run", "--data-dir", a.dir, "--listen", freeUDP(t))
+	out, err = l.try("run", "--data-dir", a.dir, "--listen", "127.0.0.1:0")
 	if err == nil || !strings.Contains(out, "a daemon is running with the admin socket") {
 		t.Fatalf("second daemon on a's admin socket: %v\n%s", err, out)
 	}
@@ -511,13 +528,14 @@ func (s *syncBuffer) String() string {
 func TestE2EGossipDiscoveryLinksNodesWithoutStaticLinks(t *testing.T) {
 	l := newLab(t, "e2e")
 	key := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes
-	ga, gb := freeTCP(t), freeTCP(t)
 	keyFile := filepath.Join(l.dir, "gossip.key")
 	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := l.start("a", "", "--gossip", ga, "--gossip-key-file", keyFile)
-	b := l.startWith([]string{"CIRCUITMESH_GOSSIP_KEY=" + key}, "b", "", "--gossip", gb, "--join", ga)
+	a := l.start("a", "", "--gossip", "127.0.0.1:0", "--gossip-key-file", keyFile)
+	ga := a.gossipAddr(t)
+	b := l.startWith([]string{"CIRCUITMESH_GOSSIP_KEY=" + key}, "b", "", "--gossip", "127.0.0.1:0", "--join", ga)
+	gb := b.gossipAddr(t)
 	a.waitRoute(t, "b", anyRoute)
 	b.waitRoute(t, "a", anyRoute)
 	if st := b.cli("status"); !strings.Contains(st, gb) {
