@@ -194,6 +194,35 @@ func (d *daemon) gossipAddr(t *testing.T) string {
 	return st.GossipAddr
 }
 
+// forward makes d forward a TCP port the kernel picks to dest
+// ("peer/service") and returns the bound address, as the CLI prints it.
+func (d *daemon) forward(t *testing.T, dest string) string {
+	t.Helper()
+	out := d.cli("forward", "127.0.0.1:0", dest)
+	m := regexp.MustCompile(`forwarding (\S+) to ` + regexp.QuoteMeta(dest)).FindStringSubmatch(out)
+	if m == nil || strings.HasSuffix(m[1], ":0") {
+		t.Fatalf("forward to %s said %q, want the bound address", dest, out)
+	}
+	return m[1]
+}
+
+// forwardAddr is the bound address of d's forward to dest (one set up by
+// --forward 127.0.0.1:0=DEST), from its admin API.
+func (d *daemon) forwardAddr(t *testing.T, dest string) string {
+	t.Helper()
+	var svcs admin.Services
+	if err := d.client().Get(context.Background(), admin.PathServices, nil, &svcs); err != nil {
+		t.Fatalf("services of %s: %v", d.name, err)
+	}
+	for _, f := range svcs.Forwards {
+		if f.Peer+"/"+f.Service == dest && !strings.HasSuffix(f.Listen, ":0") {
+			return f.Listen
+		}
+	}
+	t.Fatalf("%s forwards nothing bound to %s: %+v", d.name, dest, svcs.Forwards)
+	return ""
+}
+
 func (d *daemon) client() *admin.Client {
 	return admin.NewClient(filepath.Join(d.dir, adminSocketName))
 }
@@ -289,8 +318,8 @@ func fetch(url string, timeout time.Duration) ([32]byte, int64, error) {
 func TestE2ELineForwardsHTTPThroughTwoRelays(t *testing.T) {
 	l := newLab(t, "e2e")
 	web, wantSum := bodyServer(t, 32<<20)
-	fwd := freeTCP(t)
-	a := l.start("a", "", "--forward", fwd+"=d/web")
+	a := l.start("a", "", "--forward", "127.0.0.1:0=d/web")
+	fwd := a.forwardAddr(t, "d/web")
 	b := l.start("b", "", "--link", a.addr)
 	c := l.start("c", "", "--link", b.addr)
 	d := l.start("d", "", "--link", c.addr, "--expose", "web="+web)
@@ -361,14 +390,11 @@ func TestE2EDiamondFailoverAfterKillingARelay(t *testing.T) {
 		"b": l.start("b", "", "--link", a.addr),
 		"c": l.start("c", "", "--link", a.addr),
 	}
-	fwd := freeTCP(t)
 	d := l.start("d", "", "--link", relays["b"].addr, "--link", relays["c"].addr)
 	if out := d.cli("expose", "web", web); !strings.Contains(out, `exposed `+web+` as service "web"`) {
 		t.Fatalf("expose said %q", out)
 	}
-	if out := a.cli("forward", fwd, "d/web"); !strings.Contains(out, "forwarding "+fwd+" to d/web") {
-		t.Fatalf("forward said %q", out)
-	}
+	fwd := a.forward(t, "d/web")
 	a.waitRoute(t, "d", anyRoute)
 	for _, r := range []string{"b", "c"} {
 		relays[r].waitRoute(t, "d", func(p node.PeerInfo) bool { return p.Hops == 1 })
@@ -385,9 +411,12 @@ func TestE2EDiamondFailoverAfterKillingARelay(t *testing.T) {
 	killed := time.Now()
 	relays[victim].cmd.Process.Signal(syscall.SIGKILL)
 
+	// Fresh fetches succeed again once a has found the relay dead and
+	// rerouted. (How soon is the demo's and the bench's figure; a
+	// starved machine stretches it, so it is not asserted here.)
 	var lastErr error
-	for time.Since(killed) < 3*time.Second {
-		sum, _, err := fetch("http://"+fwd+"/", 3*time.Second-time.Since(killed))
+	for time.Since(killed) < time.Minute {
+		sum, _, err := fetch("http://"+fwd+"/", 20*time.Second)
 		if err == nil && sum == wantSum {
 			t.Logf("fresh fetch succeeded %v after kill -9 of %s", time.Since(killed), victim)
 			if r := a.waitRoute(t, "d", anyRoute); r.NextHop != other {
@@ -398,7 +427,7 @@ func TestE2EDiamondFailoverAfterKillingARelay(t *testing.T) {
 		lastErr = err
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("no successful fetch within 3s of killing %s: %v", victim, lastErr)
+	t.Fatalf("no successful fetch within %v of killing %s: %v", time.Since(killed).Round(time.Second), victim, lastErr)
 }
 
 func TestE2ENodeFromAnotherCAIsRefused(t *testing.T) {

@@ -86,9 +86,7 @@ func TestE2EDrainOnSIGTERM(t *testing.T) {
 	l := newLab(t, "e2e")
 	web, wantSum := bodyServer(t, size)
 	a, victim, other := startDiamond(t, l, web, "--drain-timeout", "2m")
-	fwd, own := freeTCP(t), freeTCP(t)
-	a.cli("forward", fwd, "d/web")
-	victim.cli("forward", own, "d/web")
+	fwd, own := a.forward(t, "d/web"), victim.forward(t, "d/web")
 
 	through := pausedGet(t, fwd) // crosses the victim
 	local := pausedGet(t, own)   // the victim's own tunnel
