@@ -194,6 +194,28 @@ func (d *daemon) gossipAddr(t *testing.T) string {
 	return st.GossipAddr
 }
 
+// logged waits for d's log line with message msg and returns the value
+// of key in it (the daemon logs the addresses its metrics and mesh page
+// bound; its output reaches d.log through a pipe, so a line may arrive
+// after the admin API answers).
+func (d *daemon) logged(t *testing.T, msg, key string) string {
+	t.Helper()
+	re := regexp.MustCompile(`msg="` + regexp.QuoteMeta(msg) + `".* ` + regexp.QuoteMeta(key) + `=(\S+)`)
+	var m []string
+	waitUntil(t, fmt.Sprintf("%s to log %q with %s", d.name, msg, key), func() bool {
+		m = re.FindStringSubmatch(d.log.String())
+		return m != nil
+	})
+	return m[1]
+}
+
+// metricsAddr is where d (started with --metrics 127.0.0.1:0) serves
+// /metrics.
+func (d *daemon) metricsAddr(t *testing.T) string {
+	t.Helper()
+	return d.logged(t, "serving metrics", "address")
+}
+
 // forward makes d forward a TCP port the kernel picks to dest
 // ("peer/service") and returns the bound address, as the CLI prints it.
 func (d *daemon) forward(t *testing.T, dest string) string {
@@ -432,8 +454,8 @@ func TestE2EDiamondFailoverAfterKillingARelay(t *testing.T) {
 
 func TestE2ENodeFromAnotherCAIsRefused(t *testing.T) {
 	l := newLab(t, "e2e")
-	metrics := freeTCP(t)
-	a := l.start("a", "", "--metrics", metrics)
+	a := l.start("a", "", "--metrics", "127.0.0.1:0")
+	metrics := a.metricsAddr(t)
 	rogueCA := filepath.Join(l.dir, "rogue-ca")
 	l.cli("ca", "init", "--dir", rogueCA, "--mesh", "e2e")
 	x := l.start("x", rogueCA, "--link", a.addr)
