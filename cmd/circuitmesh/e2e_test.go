@@ -289,7 +289,9 @@ func (d *daemon) waitRoute(t *testing.T, peer string, ok func(node.PeerInfo) boo
 
 func anyRoute(node.PeerInfo) bool { return true }
 
-// freeTCP picks a free loopback TCP port.
+// freeTCP picks a loopback TCP port nothing listens on, for a service
+// that is down. (A port a daemon should bind is 127.0.0.1:0 instead, read
+// back from the daemon: a port picked here could be taken meanwhile.)
 func freeTCP(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
