@@ -103,7 +103,7 @@ func linkSetups(t *testing.T, from *node, to *node, rounds, tries int) int {
 			if try > 0 {
 				time.Sleep(200 * time.Millisecond) // a dialer's back-off
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), patience)
 			l, err = from.Dial(ctx, to.LocalAddr().String())
 			cancel()
 			if err == nil {
@@ -116,7 +116,7 @@ func linkSetups(t *testing.T, from *node, to *node, rounds, tries int) int {
 		}
 		ok++
 		_ = l.Close("next round")
-		waitFor(t, "the link to close on both sides", 10*time.Second, func() bool {
+		waitFor(t, "the link to close on both sides", patience, func() bool {
 			return len(from.Links()) == 0 && len(to.Links()) == 0
 		})
 	}
@@ -144,7 +144,9 @@ func TestHandshakeFloodWithoutCertificate(t *testing.T) {
 	}
 	retries := &retryCounter{PacketConn: udp}
 	t.Cleanup(func() { _ = udp.Close() })
-	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) { c.PacketConn = retries })
+	// The honest dialer waits as long as a loaded machine needs for its
+	// side of the handshake (the flooded node keeps its default bound).
+	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) { c.PacketConn, c.HandshakeTimeout = retries, patience })
 
 	const rounds = 8
 	base := linkSetups(t, b, a, rounds, 2)
@@ -156,6 +158,7 @@ func TestHandshakeFloodWithoutCertificate(t *testing.T) {
 	if testing.Short() {
 		conns = maxPendingHandshakes + handshakeShare
 	}
+	floodStart := time.Now()
 	flood := startHandshakeFlood(t, a.LocalAddr(), "127.0.0.2", conns, issue(t, testCA(t, "m"), "x"))
 	var held atomic.Int64 // most slots the attacker's address held at once
 	stopWatch := make(chan struct{})
@@ -180,6 +183,8 @@ func TestHandshakeFloodWithoutCertificate(t *testing.T) {
 	close(stopWatch)
 	watch.Wait()
 	flood.stop()
+	floodFor := time.Since(floodStart)
+	t.Logf("flood lasted %v", floodFor)
 	t.Logf("link setups: %d/%d without the flood, %d/%d during it (%d Retries); flood: %d completed TLS, %d refused, at most %d slots held; node: %+v",
 		base, rounds, during, rounds, retriesDuring, flood.complete.Load(), flood.refused.Load(), held.Load(), st)
 
@@ -198,10 +203,11 @@ func TestHandshakeFloodWithoutCertificate(t *testing.T) {
 	if st.Failed == 0 {
 		t.Fatalf("the silent handshakes were not counted as failed: %+v", st)
 	}
-	// One rate-limited WARN with counts, not a line per attempt.
+	// One rate-limited WARN with counts per handshakeLogPeriod, not a line
+	// per attempt (a loaded machine stretches the flood over more periods).
 	lines := strings.Count(logs.String(), "inbound link handshakes failing or refused")
-	if lines == 0 || lines > 2 {
-		t.Fatalf("%d WARN lines about the flood, want 1 or 2:\n%s", lines, logs.String())
+	if most := 2 + int(floodFor/handshakeLogPeriod); lines == 0 || lines > most {
+		t.Fatalf("%d WARN lines about a flood of %v, want 1 to %d:\n%s", lines, floodFor, most, logs.String())
 	}
 	// Every line but the honest link's own up and down (one pair per round
 	// in which a registered the link before b closed it, so their number

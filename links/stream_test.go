@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sync"
 	"testing"
@@ -35,12 +36,14 @@ func echo(l Link) (wait func()) {
 func acceptedLink(t testing.TB, n *node, peer string) Link {
 	t.Helper()
 	var l Link
-	waitFor(t, "link to "+peer, 5*time.Second, func() bool { l = n.Link(peer); return l != nil })
+	waitFor(t, "link to "+peer, patience, func() bool { l = n.Link(peer); return l != nil })
 	return l
 }
 
 func TestConcurrentStreams(t *testing.T) {
-	a, b, la := pair(t)
+	// Hundreds of streams at once can starve the link's packet handling
+	// for longer than the default detector allows on a loaded machine.
+	a, b, la := pairWith(t, tolerant)
 	defer echo(acceptedLink(t, b, "a"))()
 	defer a.Close()
 	n := 1000
@@ -48,7 +51,7 @@ func TestConcurrentStreams(t *testing.T) {
 	if testing.Short() {
 		n = 300
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*patience)
 	defer cancel()
 	errs := make(chan error, n)
 	var wg sync.WaitGroup
@@ -62,7 +65,7 @@ func TestConcurrentStreams(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "streams to close", 5*time.Second, func() bool { return la.OpenStreams() == 0 })
+	waitFor(t, "streams to close", patience, func() bool { return la.OpenStreams() == 0 })
 }
 
 // roundTrip sends size bytes tagged with i on a new stream and checks that
@@ -178,6 +181,18 @@ func TestStreamErrors(t *testing.T) {
 
 // TestStreamAllocs checks that the wrapper adds no allocation to Read and
 // Write on the relay hot path.
+//
+// testing.AllocsPerRun counts every allocation of the process, and both
+// ends of the link (with their quic-go goroutines: packets, ACKs, probes)
+// run in it, so a measurement is the path's own count plus noise that only
+// ever adds: how many packets and separate ACKs a round trip takes
+// depends on scheduling, and a CPU-starved run adds a few. The minimum of
+// many short runs, alternating between the bare quic-go stream and the
+// wrapper so that both see the same conditions, converges on each path's
+// own count. An allocation in the wrapper's Read and one in its Write add
+// 2 to every wrapped run, noise or not, so the wrapped minimum stays at
+// least the bare one plus 2 and the test fails, however many runs there
+// are.
 func TestStreamAllocs(t *testing.T) {
 	s, _ := openEchoStream(t)
 	defer s.Close()
@@ -186,7 +201,7 @@ func TestStreamAllocs(t *testing.T) {
 	measure := func(st interface {
 		Write([]byte) (int, error)
 	}, r io.Reader) float64 {
-		return testing.AllocsPerRun(1000, func() {
+		return testing.AllocsPerRun(200, func() {
 			if _, err := st.Write(wbuf); err != nil {
 				t.Fatal(err)
 			}
@@ -195,13 +210,16 @@ func TestStreamAllocs(t *testing.T) {
 			}
 		})
 	}
-	// Other goroutines (probes) allocate too: keep the quietest of a few runs.
-	base, wrapped := 1e9, 1e9
-	for range 3 {
-		base = min(base, measure(raw, raw))
-		wrapped = min(wrapped, measure(s, s))
+	const rounds = 15
+	base, wrapped := math.Inf(1), math.Inf(1)
+	var baseRuns, wrappedRuns []float64
+	for range rounds {
+		b, w := measure(raw, raw), measure(s, s)
+		baseRuns, wrappedRuns = append(baseRuns, b), append(wrappedRuns, w)
+		base, wrapped = min(base, b), min(wrapped, w)
 	}
-	t.Logf("allocs per round trip: quic-go %.1f, wrapped %.1f", base, wrapped)
+	t.Logf("allocs per round trip (least of %d runs): quic-go %.1f, wrapped %.1f; runs: quic-go %v, wrapped %v",
+		rounds, base, wrapped, baseRuns, wrappedRuns)
 	if wrapped >= base+2 { // Read and Write each allocating would add 2
 		t.Fatalf("wrapped stream allocates %.1f per round trip, quic-go alone %.1f", wrapped, base)
 	}

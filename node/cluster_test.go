@@ -39,6 +39,12 @@ type cluster struct {
 // keptEvents is how many of each node's latest events a failing test prints.
 const keptEvents = 30
 
+// patience bounds the waits for an event the tests expect (a route, a
+// link, a dial): generous, as a CPU-starved machine (the race detector,
+// other test binaries beside this one) takes many times longer than an
+// idle one, and a wait ends as soon as its condition holds.
+const patience = time.Minute
+
 func newCluster(t testing.TB, quic bool) *cluster {
 	t.Helper()
 	c := &cluster{t: t, nodes: map[string]*Node{}, leafs: map[string]bool{}, events: map[string][]Event{}}
@@ -176,7 +182,7 @@ func (c *cluster) link(a, b string) {
 	if c.memNet == nil {
 		addr = nb.Addr().String()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	if err := na.Link(ctx, addr); err != nil {
 		c.t.Fatalf("link %s-%s: %v", a, b, err)
@@ -206,7 +212,7 @@ func (c *cluster) build(edges ...string) {
 // (hops 0 means any).
 func (c *cluster) waitRoute(from, to string, hops int) PeerInfo {
 	c.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(patience)
 	for {
 		p, ok := c.nodes[from].Peer(to)
 		if ok && p.Reachable && (hops == 0 || p.Hops == hops) {
@@ -222,7 +228,7 @@ func (c *cluster) waitRoute(from, to string, hops int) PeerInfo {
 // waitNextHop waits until from routes to via next hop via.
 func (c *cluster) waitNextHop(from, to, via string) {
 	c.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(patience)
 	for {
 		p, _ := c.nodes[from].Peer(to)
 		if p.Reachable && p.NextHop == via {
@@ -307,7 +313,7 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 // roundTrip sends msg over a fresh circuit to an echo handler and checks
 // the reply.
 func roundTrip(t testing.TB, from *Node, to, service string, msg []byte) error {
-	c, err := from.Dial(ctxT(t, 10*time.Second), to, service)
+	c, err := from.Dial(ctxT(t, patience), to, service)
 	if err != nil {
 		return err
 	}

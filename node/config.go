@@ -145,6 +145,10 @@ type hooks struct {
 	// strikes sizes the replay register (seal.NewStrikes; 0: the default),
 	// so that a test fills it with a few hundred opens.
 	strikes int
+	// strikeWindow is how long the replay register remembers a first
+	// message (0: the default), so that a slow test's early opens are
+	// still held when it counts them.
+	strikeWindow time.Duration
 	// forgetSessions makes a destination refuse every resumed handshake
 	// with Retry, as one that has forgotten the session.
 	forgetSessions bool

@@ -141,6 +141,12 @@ func TestLeafIsNeverTransit(t *testing.T) {
 
 func TestConcurrentCircuitsThroughRelay(t *testing.T) {
 	c := newCluster(t, true)
+	// Each circuit's reader lags while its writer sends: on a CPU-starved
+	// machine 64 of them can make no progress for seconds, and the
+	// stalled-reader reclaim (Limits.ReaderStall, tested in
+	// stall_test.go) would reset them. This test is about concurrency
+	// through a relay, so a reader counts as stalled only after a minute.
+	c.tweak = func(cfg *Config) { cfg.Limits.ReaderStall = patience }
 	c.build("a-r", "r-b")
 	c.waitRoute("a", "b", 2)
 	serve(t, c.nodes["b"], "svc", echoHandler)
@@ -203,7 +209,7 @@ func TestLineBulkHalfClose(t *testing.T) {
 		srvGot <- result{s, err}
 		wg.Wait()
 	})
-	conn, err := c.nodes["n1"].Dial(ctxT(t, 10*time.Second), "n5", "bulk")
+	conn, err := c.nodes["n1"].Dial(ctxT(t, patience), "n5", "bulk")
 	if err != nil {
 		t.Fatal(err)
 	}

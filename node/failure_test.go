@@ -76,7 +76,7 @@ func TestDiamondRelayDeathReroutes(t *testing.T) {
 	const circuits = 4
 	conns := make([]net.Conn, circuits)
 	for i := range conns {
-		conn, err := c.nodes["a"].DialWith(ctxT(t, 5*time.Second), "d", "stream", DialOptions{RecordPath: true, NoResume: true})
+		conn, err := c.nodes["a"].DialWith(ctxT(t, patience), "d", "stream", DialOptions{RecordPath: true, NoResume: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,32 +86,43 @@ func TestDiamondRelayDeathReroutes(t *testing.T) {
 		conns[i] = conn
 		defer conn.Close()
 	}
-	// Traffic is flowing when b dies.
+	// Traffic is flowing when b dies: every circuit has made a round trip.
 	cliErrs := make(chan error, circuits)
-	var wg sync.WaitGroup
+	var wg, flowing sync.WaitGroup
+	flowing.Add(circuits)
 	for _, conn := range conns {
 		wg.Add(1)
 		go func(conn net.Conn) {
 			defer wg.Done()
 			buf := make([]byte, 1024)
+			first := true
 			for {
 				if _, err := conn.Write(buf); err != nil {
 					cliErrs <- err
-					return
+					break
 				}
 				if _, err := io.ReadFull(conn, buf); err != nil {
 					cliErrs <- err
-					return
+					break
 				}
+				if first {
+					first = false
+					flowing.Done()
+				}
+			}
+			if first {
+				flowing.Done()
 			}
 		}(conn)
 	}
-	time.Sleep(100 * time.Millisecond)
+	flowing.Wait()
 	killed := time.Now()
 	sockets["b"].Close() // b's process "dies": no goodbye
 
-	// A new circuit reaches d via c within 2 s.
-	conn, err := c.nodes["a"].DialWith(ctxT(t, 2*time.Second), "d", "stream", DialOptions{RecordPath: true})
+	// A new circuit reaches d via c. (How soon a dead relay is detected
+	// is measured by the demo and the bench, not asserted here: a
+	// CPU-starved machine stretches it.)
+	conn, err := c.nodes["a"].DialWith(ctxT(t, patience), "d", "stream", DialOptions{RecordPath: true})
 	if err != nil {
 		t.Fatalf("dial after b died: %v (after %v)", err, time.Since(killed))
 	}
@@ -119,11 +130,9 @@ func TestDiamondRelayDeathReroutes(t *testing.T) {
 	if got := fmt.Sprint(conn.Path()); got != "[a c d]" {
 		t.Fatalf("new circuit path %s, want [a c d]", got)
 	}
-	if d := time.Since(killed); d > 2*time.Second {
-		t.Fatalf("reroute took %v", d)
-	}
+	t.Logf("a new circuit took the path through c %v after b died", time.Since(killed))
 	// Both ends of every circuit through b ended with a typed error.
-	timeout := time.After(2*time.Second - time.Since(killed))
+	timeout := time.After(patience)
 	for i := 0; i < circuits; i++ {
 		select {
 		case err := <-cliErrs:
@@ -131,7 +140,7 @@ func TestDiamondRelayDeathReroutes(t *testing.T) {
 				t.Errorf("caller's circuit ended with %v, want link lost", err)
 			}
 		case <-timeout:
-			t.Fatalf("caller's circuits still open 2s after b died")
+			t.Fatalf("caller's circuits still open %v after b died", time.Since(killed))
 		}
 	}
 	for i := 0; i < circuits; i++ {
@@ -140,8 +149,8 @@ func TestDiamondRelayDeathReroutes(t *testing.T) {
 			if !errors.Is(err, links.ErrLinkLost) {
 				t.Errorf("destination's circuit ended with %v, want link lost", err)
 			}
-		case <-time.After(2 * time.Second):
-			t.Fatalf("destination's circuits still open after b died")
+		case <-timeout:
+			t.Fatalf("destination's circuits still open %v after b died", time.Since(killed))
 		}
 	}
 	wg.Wait()

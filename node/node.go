@@ -150,11 +150,11 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.seal.Store(keys)
-	strikes := 0
+	strikes, strikeWindow := 0, time.Duration(0)
 	if cfg.hooks != nil {
-		strikes = cfg.hooks.strikes
+		strikes, strikeWindow = cfg.hooks.strikes, cfg.hooks.strikeWindow
 	}
-	n.strikes = seal.NewStrikes(strikes, 0, time.Now())
+	n.strikes = seal.NewStrikes(strikes, strikeWindow, time.Now())
 	n.keyBook = newKeyBook(cfg.Limits.MaxRoutes, cfg.Keys)
 	n.authz = newAuthz(cfg.Policy)
 	n.ctx, n.cancel = context.WithCancel(context.Background())

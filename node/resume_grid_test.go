@@ -64,12 +64,14 @@ func (m *stallMeter) close() {
 // comes back (a new process with the same name) so that the next crash
 // still leaves a path. The destination's SHA-256 of everything comes back
 // right and neither application sees an error; the longest stall per
-// crash is logged.
+// crash is logged. The quick suite (-short) crashes two relays in a row,
+// the slowest part being each restart's reconvergence (66 s for five on a
+// loaded machine); `make test-long` runs all five.
 func TestResumeGridFiveRelayCrashes(t *testing.T) {
-	const kills = 5
+	kills := 5
 	seg := 16 << 20
 	if testing.Short() {
-		seg = 1 << 20
+		kills, seg = 2, 1<<20
 	}
 	c := newCluster(t, true)
 	sockets := map[string]*net.UDPConn{}
@@ -79,7 +81,7 @@ func TestResumeGridFiveRelayCrashes(t *testing.T) {
 	c.waitConverged()
 
 	received, srvErr := sinkService(t, c.nodes["g22"])
-	conn, err := c.nodes["g00"].DialWith(ctxT(t, 10*time.Second), "g22", "sink", DialOptions{RecordPath: true})
+	conn, err := c.nodes["g00"].DialWith(ctxT(t, patience), "g22", "sink", DialOptions{RecordPath: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +150,7 @@ func TestResumeGridFiveRelayCrashes(t *testing.T) {
 	if got, want := received.Load(), int64((kills+1)*seg); got != want {
 		t.Fatalf("destination received %d bytes, want %d", got, want)
 	}
-	if n := rc.Resumes(); n < kills {
+	if n := rc.Resumes(); n < int64(kills) {
 		t.Errorf("%d resumes, want at least %d", n, kills)
 	}
 }

@@ -41,6 +41,7 @@ Example:
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "size", Usage: "send `MIB` MiB over each circuit", Value: 16},
 			&cli.StringFlag{Name: "log-level", Usage: "node log `LEVEL` (debug, info, warn, error)", Value: "error"},
+			&cli.DurationFlag{Name: "timeout", Usage: "give up after `DURATION` (a slow machine may need more)", Value: 2 * time.Minute},
 		},
 		Action: func(c *cli.Context) error {
 			if err := exactArgs(c); err != nil {
@@ -53,7 +54,10 @@ Example:
 			if c.Int("size") < 1 {
 				return usagef("--size must be at least 1 (MiB)")
 			}
-			ctx, cancel := context.WithTimeout(c.Context, 2*time.Minute)
+			if c.Duration("timeout") <= 0 {
+				return usagef("--timeout must be positive")
+			}
+			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 			defer cancel()
 			d := &demo{w: c.App.Writer, log: newLogger(c.App.ErrWriter, level, false), size: c.Int("size") << 20}
 			defer d.close()

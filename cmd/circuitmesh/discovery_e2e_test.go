@@ -18,18 +18,22 @@ import (
 func TestE2EDaemonsJoinByDNSAndStayWithinMaxLinks(t *testing.T) {
 	const n, maxLinks = 5, 3
 	l := newLab(t, "e2e")
-	seed := freeTCP(t)
-	_, seedPort, _ := net.SplitHostPort(seed)
+	// The first daemon is the seed; the others find it by the name and
+	// its gossip port. Every daemon binds a port the kernel picks.
 	var ds []*daemon
+	var seedPort string
 	for i := range n {
 		name := fmt.Sprintf("circuitmesh-%d", i)
-		gossip := seed
+		join := []string{}
 		if i > 0 {
-			gossip = freeTCP(t)
+			join = []string{"--join", "dns:localhost:" + seedPort}
 		}
 		ds = append(ds, l.startWith([]string{"CIRCUITMESH_GOSSIP_KEY=MDEyMzQ1Njc4OWFiY2RlZg=="}, name, "",
-			"--gossip", gossip, "--join", "dns:localhost:"+seedPort,
-			"--target-links", "2", "--max-links", fmt.Sprint(maxLinks)))
+			append([]string{"--gossip", "127.0.0.1:0",
+				"--target-links", "2", "--max-links", fmt.Sprint(maxLinks)}, join...)...))
+		if i == 0 {
+			_, seedPort, _ = net.SplitHostPort(ds[0].gossipAddr(t))
+		}
 	}
 	start := time.Now()
 	deadline := start.Add(90 * time.Second)

@@ -123,12 +123,15 @@ func (l *lab) startWith(env []string, name, caDir string, extra ...string) *daem
 	if caDir == "" {
 		caDir = l.ca
 	}
-	d := &daemon{name: name, dir: filepath.Join(l.dir, name), addr: freeUDP(l.t), log: &syncBuffer{}, lab: l}
+	d := &daemon{name: name, dir: filepath.Join(l.dir, name), log: &syncBuffer{}, lab: l}
 	if _, err := os.Stat(filepath.Join(d.dir, "node.crt")); err != nil {
 		l.cli("cert", "issue", name, "--ca-dir", caDir, "--out", d.dir)
 	}
 	exited := make(chan struct{})
-	args := append([]string{"run", "--data-dir", d.dir, "--listen", d.addr, "--log-level", "debug"}, extra...)
+	// The daemon binds a port of the kernel's choosing and reports it in
+	// its status (picking a free port first and passing it would race
+	// with anything else binding one meanwhile).
+	args := append([]string{"run", "--data-dir", d.dir, "--listen", "127.0.0.1:0", "--log-level", "debug"}, extra...)
 	cmdline := append(append(append([]string{}, l.wrap...), l.bin), args...)
 	d.cmd = exec.Command(cmdline[0], cmdline[1:]...)
 	d.exited = exited
@@ -149,10 +152,14 @@ func (l *lab) startWith(env []string, name, caDir string, extra ...string) *daem
 		}
 	})
 	c := d.client()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		var st node.Status
 		if err := c.Get(context.Background(), admin.PathStatus, nil, &st); err == nil {
+			if st.Address == "" || strings.HasSuffix(st.Address, ":0") {
+				l.t.Fatalf("daemon %s reports no bound address: %+v", name, st)
+			}
+			d.addr = st.Address
 			return d
 		}
 		select {
@@ -164,6 +171,78 @@ func (l *lab) startWith(env []string, name, caDir string, extra ...string) *daem
 			l.t.Fatalf("daemon %s never answered on its admin socket\n%s", name, d.log.String())
 		}
 	}
+}
+
+// status is the daemon's status from its admin API.
+func (d *daemon) status(t *testing.T) node.Status {
+	t.Helper()
+	var st node.Status
+	if err := d.client().Get(context.Background(), admin.PathStatus, nil, &st); err != nil {
+		t.Fatalf("status of %s: %v", d.name, err)
+	}
+	return st
+}
+
+// gossipAddr is the address the daemon's gossip bound (start it with
+// --gossip 127.0.0.1:0: the kernel picks a free port, without a race).
+func (d *daemon) gossipAddr(t *testing.T) string {
+	t.Helper()
+	st := d.status(t)
+	if st.GossipAddr == "" || strings.HasSuffix(st.GossipAddr, ":0") {
+		t.Fatalf("%s reports no bound gossip address: %+v", d.name, st)
+	}
+	return st.GossipAddr
+}
+
+// logged waits for d's log line with message msg and returns the value
+// of key in it (the daemon logs the addresses its metrics and mesh page
+// bound; its output reaches d.log through a pipe, so a line may arrive
+// after the admin API answers).
+func (d *daemon) logged(t *testing.T, msg, key string) string {
+	t.Helper()
+	re := regexp.MustCompile(`msg="` + regexp.QuoteMeta(msg) + `".* ` + regexp.QuoteMeta(key) + `=(\S+)`)
+	var m []string
+	waitUntil(t, fmt.Sprintf("%s to log %q with %s", d.name, msg, key), func() bool {
+		m = re.FindStringSubmatch(d.log.String())
+		return m != nil
+	})
+	return m[1]
+}
+
+// metricsAddr is where d (started with --metrics 127.0.0.1:0) serves
+// /metrics.
+func (d *daemon) metricsAddr(t *testing.T) string {
+	t.Helper()
+	return d.logged(t, "serving metrics", "address")
+}
+
+// forward makes d forward a TCP port the kernel picks to dest
+// ("peer/service") and returns the bound address, as the CLI prints it.
+func (d *daemon) forward(t *testing.T, dest string) string {
+	t.Helper()
+	out := d.cli("forward", "127.0.0.1:0", dest)
+	m := regexp.MustCompile(`forwarding (\S+) to ` + regexp.QuoteMeta(dest)).FindStringSubmatch(out)
+	if m == nil || strings.HasSuffix(m[1], ":0") {
+		t.Fatalf("forward to %s said %q, want the bound address", dest, out)
+	}
+	return m[1]
+}
+
+// forwardAddr is the bound address of d's forward to dest (one set up by
+// --forward 127.0.0.1:0=DEST), from its admin API.
+func (d *daemon) forwardAddr(t *testing.T, dest string) string {
+	t.Helper()
+	var svcs admin.Services
+	if err := d.client().Get(context.Background(), admin.PathServices, nil, &svcs); err != nil {
+		t.Fatalf("services of %s: %v", d.name, err)
+	}
+	for _, f := range svcs.Forwards {
+		if f.Peer+"/"+f.Service == dest && !strings.HasSuffix(f.Listen, ":0") {
+			return f.Listen
+		}
+	}
+	t.Fatalf("%s forwards nothing bound to %s: %+v", d.name, dest, svcs.Forwards)
+	return ""
 }
 
 func (d *daemon) client() *admin.Client {
@@ -210,18 +289,9 @@ func (d *daemon) waitRoute(t *testing.T, peer string, ok func(node.PeerInfo) boo
 
 func anyRoute(node.PeerInfo) bool { return true }
 
-// freeUDP picks a free loopback UDP port.
-func freeUDP(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	return pc.LocalAddr().String()
-}
-
-// freeTCP picks a free loopback TCP port.
+// freeTCP picks a loopback TCP port nothing listens on, for a service
+// that is down. (A port a daemon should bind is 127.0.0.1:0 instead, read
+// back from the daemon: a port picked here could be taken meanwhile.)
 func freeTCP(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -272,8 +342,8 @@ func fetch(url string, timeout time.Duration) ([32]byte, int64, error) {
 func TestE2ELineForwardsHTTPThroughTwoRelays(t *testing.T) {
 	l := newLab(t, "e2e")
 	web, wantSum := bodyServer(t, 32<<20)
-	fwd := freeTCP(t)
-	a := l.start("a", "", "--forward", fwd+"=d/web")
+	a := l.start("a", "", "--forward", "127.0.0.1:0=d/web")
+	fwd := a.forwardAddr(t, "d/web")
 	b := l.start("b", "", "--link", a.addr)
 	c := l.start("c", "", "--link", b.addr)
 	d := l.start("d", "", "--link", c.addr, "--expose", "web="+web)
@@ -344,14 +414,11 @@ func TestE2EDiamondFailoverAfterKillingARelay(t *testing.T) {
 		"b": l.start("b", "", "--link", a.addr),
 		"c": l.start("c", "", "--link", a.addr),
 	}
-	fwd := freeTCP(t)
 	d := l.start("d", "", "--link", relays["b"].addr, "--link", relays["c"].addr)
 	if out := d.cli("expose", "web", web); !strings.Contains(out, `exposed `+web+` as service "web"`) {
 		t.Fatalf("expose said %q", out)
 	}
-	if out := a.cli("forward", fwd, "d/web"); !strings.Contains(out, "forwarding "+fwd+" to d/web") {
-		t.Fatalf("forward said %q", out)
-	}
+	fwd := a.forward(t, "d/web")
 	a.waitRoute(t, "d", anyRoute)
 	for _, r := range []string{"b", "c"} {
 		relays[r].waitRoute(t, "d", func(p node.PeerInfo) bool { return p.Hops == 1 })
@@ -368,9 +435,12 @@ func TestE2EDiamondFailoverAfterKillingARelay(t *testing.T) {
 	killed := time.Now()
 	relays[victim].cmd.Process.Signal(syscall.SIGKILL)
 
+	// Fresh fetches succeed again once a has found the relay dead and
+	// rerouted. (How soon is the demo's and the bench's figure; a
+	// starved machine stretches it, so it is not asserted here.)
 	var lastErr error
-	for time.Since(killed) < 3*time.Second {
-		sum, _, err := fetch("http://"+fwd+"/", 3*time.Second-time.Since(killed))
+	for time.Since(killed) < time.Minute {
+		sum, _, err := fetch("http://"+fwd+"/", 20*time.Second)
 		if err == nil && sum == wantSum {
 			t.Logf("fresh fetch succeeded %v after kill -9 of %s", time.Since(killed), victim)
 			if r := a.waitRoute(t, "d", anyRoute); r.NextHop != other {
@@ -381,13 +451,13 @@ func TestE2EDiamondFailoverAfterKillingARelay(t *testing.T) {
 		lastErr = err
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("no successful fetch within 3s of killing %s: %v", victim, lastErr)
+	t.Fatalf("no successful fetch within %v of killing %s: %v", time.Since(killed).Round(time.Second), victim, lastErr)
 }
 
 func TestE2ENodeFromAnotherCAIsRefused(t *testing.T) {
 	l := newLab(t, "e2e")
-	metrics := freeTCP(t)
-	a := l.start("a", "", "--metrics", metrics)
+	a := l.start("a", "", "--metrics", "127.0.0.1:0")
+	metrics := a.metricsAddr(t)
 	rogueCA := filepath.Join(l.dir, "rogue-ca")
 	l.cli("ca", "init", "--dir", rogueCA, "--mesh", "e2e")
 	x := l.start("x", rogueCA, "--link", a.addr)
@@ -430,7 +500,7 @@ func TestE2EDaemonShutsDownGracefullyAndExportsTraces(t *testing.T) {
 		t.Fatalf("second daemon on %s: %v\n%s", a.addr, err, out)
 	}
 	// And one on the same admin socket too.
-	out, err = l.try("run", "--data-dir", a.dir, "--listen", freeUDP(t))
+	out, err = l.try("run", "--data-dir", a.dir, "--listen", "127.0.0.1:0")
 	if err == nil || !strings.Contains(out, "a daemon is running with the admin socket") {
 		t.Fatalf("second daemon on a's admin socket: %v\n%s", err, out)
 	}
@@ -511,13 +581,14 @@ func (s *syncBuffer) String() string {
 func TestE2EGossipDiscoveryLinksNodesWithoutStaticLinks(t *testing.T) {
 	l := newLab(t, "e2e")
 	key := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes
-	ga, gb := freeTCP(t), freeTCP(t)
 	keyFile := filepath.Join(l.dir, "gossip.key")
 	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := l.start("a", "", "--gossip", ga, "--gossip-key-file", keyFile)
-	b := l.startWith([]string{"CIRCUITMESH_GOSSIP_KEY=" + key}, "b", "", "--gossip", gb, "--join", ga)
+	a := l.start("a", "", "--gossip", "127.0.0.1:0", "--gossip-key-file", keyFile)
+	ga := a.gossipAddr(t)
+	b := l.startWith([]string{"CIRCUITMESH_GOSSIP_KEY=" + key}, "b", "", "--gossip", "127.0.0.1:0", "--join", ga)
+	gb := b.gossipAddr(t)
 	a.waitRoute(t, "b", anyRoute)
 	b.waitRoute(t, "a", anyRoute)
 	if st := b.cli("status"); !strings.Contains(st, gb) {

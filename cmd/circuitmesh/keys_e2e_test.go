@@ -29,10 +29,10 @@ func TestE2EGossipKeyRotationWithTheCLI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ga := freeTCP(t)
-	a := l.start("a", "", "--gossip", ga, "--gossip-key-file", oldFile)
-	b := l.start("b", "", "--gossip", freeTCP(t), "--join", ga, "--gossip-key-file", oldFile)
-	c := l.start("c", "", "--gossip", freeTCP(t), "--join", ga, "--gossip-key-file", oldFile)
+	a := l.start("a", "", "--gossip", "127.0.0.1:0", "--gossip-key-file", oldFile)
+	ga := a.gossipAddr(t)
+	b := l.start("b", "", "--gossip", "127.0.0.1:0", "--join", ga, "--gossip-key-file", oldFile)
+	c := l.start("c", "", "--gossip", "127.0.0.1:0", "--join", ga, "--gossip-key-file", oldFile)
 	all := []*daemon{a, b, c}
 	for _, d := range all {
 		for _, p := range all {
@@ -67,7 +67,7 @@ func TestE2EGossipKeyRotationWithTheCLI(t *testing.T) {
 	}
 	// Gossip runs on the new key: a newcomer with only that key is found
 	// and linked without any static link.
-	x := l.start("x", "", "--gossip", freeTCP(t), "--join", ga, "--gossip-key-file", newFile)
+	x := l.start("x", "", "--gossip", "127.0.0.1:0", "--join", ga, "--gossip-key-file", newFile)
 	x.waitRoute(t, "c", anyRoute)
 	a.waitRoute(t, "x", anyRoute)
 }

@@ -19,9 +19,9 @@ func TestE2EPromtoolChecksLiveMetrics(t *testing.T) {
 		toolMissing(t, "promtool is not installed (Debian package prometheus; .ci/run installs it): cannot run `promtool check metrics`")
 	}
 	l := newLab(t, "e2e")
-	ma, mb := freeTCP(t), freeTCP(t)
-	a := l.start("a", "", "--metrics", ma)
-	b := l.start("b", "", "--link", a.addr, "--metrics", mb)
+	a := l.start("a", "", "--metrics", "127.0.0.1:0")
+	b := l.start("b", "", "--link", a.addr, "--metrics", "127.0.0.1:0")
+	ma, mb := a.metricsAddr(t), b.metricsAddr(t)
 	l.start("c", "", "--link", b.addr)
 	a.waitRoute(t, "c", anyRoute)
 	a.cli("ping", "c", "-c", "1") // a dials, b relays

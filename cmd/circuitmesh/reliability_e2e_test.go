@@ -86,9 +86,7 @@ func TestE2EDrainOnSIGTERM(t *testing.T) {
 	l := newLab(t, "e2e")
 	web, wantSum := bodyServer(t, size)
 	a, victim, other := startDiamond(t, l, web, "--drain-timeout", "2m")
-	fwd, own := freeTCP(t), freeTCP(t)
-	a.cli("forward", fwd, "d/web")
-	victim.cli("forward", own, "d/web")
+	fwd, own := a.forward(t, "d/web"), victim.forward(t, "d/web")
 
 	through := pausedGet(t, fwd) // crosses the victim
 	local := pausedGet(t, own)   // the victim's own tunnel
@@ -126,7 +124,7 @@ func TestE2EDrainOnSIGTERM(t *testing.T) {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -27,8 +27,7 @@ func TestE2EResumeOnKill9(t *testing.T) {
 	l := newLab(t, "e2e")
 	web, wantSum := bodyServer(t, size)
 	a, victim, _ := startDiamond(t, l, web)
-	fwd := freeTCP(t)
-	a.cli("forward", fwd, "d/web")
+	fwd := a.forward(t, "d/web")
 
 	out := filepath.Join(t.TempDir(), "body")
 	cmd := exec.Command(curl, "-sS", "--fail", "--max-time", "120", "--limit-rate", rate, "-o", out, "http://"+fwd+"/")

@@ -71,8 +71,8 @@ func TestBrowserMeshPageFollowsTheMesh(t *testing.T) {
 		toolMissing(t, "no Chromium: install Debian's chromium package (or set CIRCUITMESH_CHROMIUM) to run the mesh page in a headless browser")
 	}
 	l := newLab(t, "ui")
-	uiAddr := freeTCP(t)
-	a := l.start("a", "", "--ui", uiAddr)
+	a := l.start("a", "", "--ui", "127.0.0.1:0")
+	uiAddr := strings.TrimSuffix(strings.TrimPrefix(a.logged(t, "serving the mesh page", "url"), "http://"), "/")
 	b := l.start("b", "", "--link", a.addr)
 	c := l.start("c", "", "--link", b.addr)
 	d := l.start("d", "", "--link", c.addr, "--expose", "web=127.0.0.1:9")
