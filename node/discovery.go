@@ -75,6 +75,18 @@ type discovery struct {
 	unvouchedAt time.Time
 }
 
+// PlainGossipTransport is implemented by a Discovery.Transport whose
+// network makes compressing gossip pointless: one where a datagram's size
+// costs nothing, such as the simulator's in-process network. When
+// PlainGossip is true memberlist sends its messages uncompressed (every
+// compressed datagram makes a new LZW writer with a 64 KiB table, and
+// every compressed one received a reader); receivers take compressed and
+// uncompressed messages alike, so nodes that differ still gossip.
+type PlainGossipTransport interface {
+	memberlist.NodeAwareTransport
+	PlainGossip() bool
+}
+
 // Bounds of discovery's tables.
 const (
 	maxCoords   = 4096
@@ -186,6 +198,9 @@ func startDiscovery(n *Node) (*discovery, error) {
 	mc.BindAddr, mc.BindPort = host, port
 	if dc.Transport != nil {
 		mc.Transport = dc.Transport
+		if pt, ok := dc.Transport.(PlainGossipTransport); ok && pt.PlainGossip() {
+			mc.EnableCompression = false
+		}
 	}
 	if dc.AdvertiseAddr != "" {
 		ah, ap, err := net.SplitHostPort(dc.AdvertiseAddr)
@@ -557,7 +572,8 @@ func (d *discovery) member(m *memberlist.Node) (Member, bool) {
 }
 
 // policyLoop runs the link policy on events and every Interval, at most
-// once per settle period.
+// once per settle period, and with many members no sooner than stepGap
+// after the previous step.
 func (d *discovery) policyLoop(events <-chan Event) {
 	interval := d.n.cfg.Discovery.Interval
 	t := time.NewTimer(policySettle)
@@ -573,21 +589,23 @@ func (d *discovery) policyLoop(events <-chan Event) {
 				events = nil
 				continue
 			}
-			if s.event(time.Now()) {
-				t.Reset(policySettle)
+			if now := time.Now(); s.event(now) {
+				t.Reset(s.due.Sub(now))
 			}
 			continue
 		case <-d.kickc:
-			if s.event(time.Now()) {
-				t.Reset(policySettle)
+			if now := time.Now(); s.event(now) {
+				t.Reset(s.due.Sub(now))
 			}
 			continue
 		case <-t.C:
 		}
-		d.step(time.Now())
+		members := d.step(time.Now())
 		// Jitter so that nodes started together do not act in lockstep.
 		wait := interval/2 + rand.N(interval/2+1)
-		s.schedule(time.Now(), wait)
+		now := time.Now()
+		s.schedule(now, wait)
+		s.earliest = now.Add(stepGap(members, interval))
 		t.Reset(wait)
 	}
 }
@@ -597,32 +615,52 @@ func (d *discovery) policyLoop(events <-chan Event) {
 // taken in one step.
 const policySettle = 100 * time.Millisecond
 
+// stepGapPerMember is how much the least time between two steps that
+// events bring forward grows per member: a step looks at every member,
+// so without it a node that hears of changes without pause (a mass join)
+// steps every policySettle at a cost that grows with the members, and
+// the mesh's policy work per second with their square. From 200 members
+// on the gap exceeds policySettle (0.5 s at 1000 members).
+const stepGapPerMember = 500 * time.Microsecond
+
+// stepGap is the least time after a step before events bring the next
+// one: stepGapPerMember per member, at most half the periodic interval.
+func stepGap(members int, interval time.Duration) time.Duration {
+	return min(time.Duration(members)*stepGapPerMember, interval/2)
+}
+
 // settleTimer decides when the policy's next step is due. An event
-// brings the step forward to policySettle after it, unless one is due
-// sooner already: later events do not push it back, so a node that hears
-// of changes without pause (hundreds of members joining) still steps
-// every policySettle instead of waiting for a quiet moment that may not
-// come.
-type settleTimer struct{ due time.Time }
+// brings the step forward to policySettle after it, but not before
+// earliest, unless one is due sooner already: later events do not push
+// it back, so a node that hears of changes without pause (hundreds of
+// members joining) still steps every policySettle (or stepGap) instead of
+// waiting for a quiet moment that may not come.
+type settleTimer struct{ due, earliest time.Time }
 
 // schedule sets the next step after wait.
 func (s *settleTimer) schedule(now time.Time, wait time.Duration) { s.due = now.Add(wait) }
 
 // event reports whether an event at now moves the next step to
-// policySettle after it (the caller resets its timer so).
+// policySettle after it, or to earliest if that is later (the caller
+// resets its timer to due).
 func (s *settleTimer) event(now time.Time) bool {
-	if at := now.Add(policySettle); at.Before(s.due) {
+	at := now.Add(policySettle)
+	if at.Before(s.earliest) {
+		at = s.earliest
+	}
+	if at.Before(s.due) {
 		s.due = at
 		return true
 	}
 	return false
 }
 
-// step runs the policy once and applies its decision.
-func (d *discovery) step(now time.Time) {
+// step runs the policy once and applies its decision. It returns the
+// number of members it looked at.
+func (d *discovery) step(now time.Time) int {
 	n := d.n
 	if !n.running() {
-		return
+		return 0
 	}
 	// The step's tables are kept from one step to the next: with hundreds
 	// of members, making them was most of a step's allocations.
@@ -742,6 +780,7 @@ func (d *discovery) step(now time.Time) {
 	for i, m := range plan.Add {
 		d.dial(Member{Name: m.Name, LinkAddr: m.Addr, Leaf: m.Leaf}, plan.Why[i])
 	}
+	return len(members)
 }
 
 // routeHop is what the policy needs of a route: its cost and first hop

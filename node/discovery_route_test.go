@@ -54,3 +54,31 @@ func TestPolicyStepNotPushedBackByEvents(t *testing.T) {
 		t.Fatalf("step due %v after the first event, want %v", s.due.Sub(start), want.Sub(start))
 	}
 }
+
+// With a thousand members a step is dear and events come without pause
+// during a mass join: an event brings the next step to stepGap after the
+// previous one (0.5 s), not policySettle after the event; with a hundred
+// members the settle period alone decides, and the gap never exceeds half
+// the periodic interval.
+func TestPolicyStepGapGrowsWithMembers(t *testing.T) {
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	const interval = 2 * time.Second
+	for _, tc := range []struct {
+		members int
+		want    time.Duration // from the step to the next one after an event 1 ms after it
+	}{
+		{members: 1000, want: 500 * time.Millisecond},
+		{members: 100, want: time.Millisecond + policySettle},
+		{members: 100000, want: interval / 2},
+	} {
+		var s settleTimer
+		s.schedule(start, interval)
+		s.earliest = start.Add(stepGap(tc.members, interval))
+		if !s.event(start.Add(time.Millisecond)) {
+			t.Fatalf("%d members: an event did not bring the periodic step forward", tc.members)
+		}
+		if got := s.due.Sub(start); got != tc.want {
+			t.Errorf("%d members: next step %v after the previous one, want %v", tc.members, got, tc.want)
+		}
+	}
+}

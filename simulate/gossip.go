@@ -19,6 +19,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/quic-go/quic-go"
+
+	"github.com/circuitmesh/circuitmesh/node"
 )
 
 // Gossip ports of every simulated node: memberlist's datagrams on
@@ -250,7 +252,7 @@ type gossipTransport struct {
 	conns map[string]*quic.Conn // stream address → cached outgoing connection
 }
 
-var _ memberlist.NodeAwareTransport = (*gossipTransport)(nil)
+var _ node.PlainGossipTransport = (*gossipTransport)(nil)
 
 func (t *gossipTransport) quicConfig() *quic.Config {
 	return &quic.Config{MaxIdleTimeout: gossipIdleTimeout, HandshakeIdleTimeout: 10 * time.Second,
@@ -284,6 +286,14 @@ func (t *gossipTransport) WriteTo(b []byte, addr string) (time.Time, error) {
 	t.g.packetBytes.Add(int64(len(b)))
 	return time.Now(), nil
 }
+
+// PlainGossip implements node.PlainGossipTransport: on mem, where a
+// datagram's size costs nothing (no bandwidth limit, no loss),
+// memberlist's compression of every datagram is only work, the largest
+// single cost of a few hundred nodes' gossip, so memberlist sends them
+// uncompressed. On QUIC, where bandwidth= and queue= make size matter,
+// gossip is compressed as in the daemon.
+func (t *gossipTransport) PlainGossip() bool { return !t.g.useQUIC }
 
 // WriteToAddress implements memberlist.NodeAwareTransport.
 func (t *gossipTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {

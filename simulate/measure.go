@@ -150,10 +150,13 @@ func measureMesh(in meshInput) MeshStats {
 	overLinks := linkLatencies(in, adj)
 	over := make([]uint64, len(in.nodes))
 	var h costHeap
-	for _, a := range in.nodes {
-		opt := latencyOptimal(in, a)
+	lat := latencyMatrix(in)
+	opt := make([]time.Duration, len(in.nodes))
+	done := make([]bool, len(in.nodes))
+	for ai, a := range in.nodes {
+		latencyOptimal(lat, ai, opt, done)
 		overLinks.costs(index[a], over, &h)
-		for _, b := range in.nodes {
+		for bi, b := range in.nodes {
 			if a == b {
 				continue
 			}
@@ -162,8 +165,8 @@ func measureMesh(in meshInput) MeshStats {
 				continue
 			}
 			st.ReachablePairs++
-			best, ok := opt[b]
-			if !ok || best <= 0 {
+			best := opt[bi]
+			if best == unconnected || best <= 0 {
 				continue
 			}
 			route, ok := routeLatency(in, a, b)
@@ -258,25 +261,49 @@ func linkLatencies(in meshInput, adj [][]int) *denseGraph {
 	return d
 }
 
-// latencyOptimal returns the lowest one-way latency from src to every node
-// over the underlay (a dense Dijkstra: the underlay connects every pair
-// it does not partition).
-func latencyOptimal(in meshInput, src string) map[string]time.Duration {
+// unconnected marks a pair the underlay does not connect in a latency
+// matrix, and a node no path reaches in latencyOptimal.
+const unconnected = time.Duration(math.MaxInt64)
+
+// latencyMatrix is in.latency between every two nodes (indexed like
+// in.nodes), unconnected where the underlay does not connect them. It is
+// made once per measurement: the Dijkstra from every node looks at every
+// pair n times, and at 1000 nodes asking in.latency (map lookups of the
+// regions, the places and the partition) each time was minutes of CPU
+// per measurement.
+func latencyMatrix(in meshInput) [][]time.Duration {
 	n := len(in.nodes)
-	dist := make([]time.Duration, n)
-	done := make([]bool, n)
-	for i := range dist {
-		dist[i] = math.MaxInt64
-	}
-	for i, name := range in.nodes {
-		if name == src {
-			dist[i] = 0
+	lat := make([][]time.Duration, n)
+	for i, a := range in.nodes {
+		lat[i] = make([]time.Duration, n)
+		for j, b := range in.nodes {
+			if i == j {
+				continue
+			}
+			if l, ok := in.latency(a, b); ok {
+				lat[i][j] = l
+			} else {
+				lat[i][j] = unconnected
+			}
 		}
 	}
+	return lat
+}
+
+// latencyOptimal sets dist to the lowest one-way latency from node src to
+// every node over the underlay lat (a dense Dijkstra: the underlay
+// connects every pair it does not partition), unconnected for the nodes
+// it does not reach; done is scratch of the same length.
+func latencyOptimal(lat [][]time.Duration, src int, dist []time.Duration, done []bool) {
+	n := len(lat)
+	for i := range dist {
+		dist[i], done[i] = unconnected, false
+	}
+	dist[src] = 0
 	for range n {
 		u := -1
 		for i := range n {
-			if !done[i] && dist[i] != math.MaxInt64 && (u < 0 || dist[i] < dist[u]) {
+			if !done[i] && dist[i] != unconnected && (u < 0 || dist[i] < dist[u]) {
 				u = i
 			}
 		}
@@ -284,22 +311,13 @@ func latencyOptimal(in meshInput, src string) map[string]time.Duration {
 			break
 		}
 		done[u] = true
+		row := lat[u]
 		for v := range n {
-			if done[v] {
-				continue
-			}
-			if l, ok := in.latency(in.nodes[u], in.nodes[v]); ok && dist[u]+l < dist[v] {
+			if l := row[v]; !done[v] && l != unconnected && dist[u]+l < dist[v] {
 				dist[v] = dist[u] + l
 			}
 		}
 	}
-	out := make(map[string]time.Duration, n)
-	for i, name := range in.nodes {
-		if dist[i] != math.MaxInt64 {
-			out[name] = dist[i]
-		}
-	}
-	return out
 }
 
 // MeasureMesh measures the mesh of the running nodes now (MeshStats),
