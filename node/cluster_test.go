@@ -45,6 +45,19 @@ const keptEvents = 30
 // idle one, and a wait ends as soon as its condition holds.
 const patience = time.Minute
 
+// waitGroup waits for wg, failing the test if it is not done within
+// patience (a hung goroutine fails the test instead of its timeout).
+func waitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(patience):
+		t.Fatalf("%s: not done after %v", what, patience)
+	}
+}
+
 func newCluster(t testing.TB, quic bool) *cluster {
 	t.Helper()
 	c := &cluster{t: t, nodes: map[string]*Node{}, leafs: map[string]bool{}, events: map[string][]Event{}}

@@ -115,7 +115,7 @@ func TestDiamondRelayDeathReroutes(t *testing.T) {
 			}
 		}(conn)
 	}
-	flowing.Wait()
+	waitGroup(t, &flowing, "every circuit's first round trip")
 	killed := time.Now()
 	sockets["b"].Close() // b's process "dies": no goodbye
 

@@ -10,7 +10,7 @@
 // their stdin/stdout, and reports every figure as a ratio or difference
 // against a baseline measured in the same run, in interleaved rounds:
 //
-//	circuitmesh-bench [-quick] [-out bench-results.json] [-profile-dir dir] [-only line|relay|resume|reroute|scale] [-scale n]
+//	circuitmesh-bench [-quick] [-out bench-results.json] [-profile-dir dir] [-only line|latency|relay|resume|reroute|scale] [-scale n]
 //
 // The roles can also be started by hand:
 //

@@ -197,10 +197,10 @@ func (d *daemon) gossipAddr(t *testing.T) string {
 // logged waits for d's log line with message msg and returns the value
 // of key in it (the daemon logs the addresses its metrics and mesh page
 // bound; its output reaches d.log through a pipe, so a line may arrive
-// after the admin API answers).
+// after the admin API answers, or in two pieces: only a whole line counts).
 func (d *daemon) logged(t *testing.T, msg, key string) string {
 	t.Helper()
-	re := regexp.MustCompile(`msg="` + regexp.QuoteMeta(msg) + `".* ` + regexp.QuoteMeta(key) + `=(\S+)`)
+	re := regexp.MustCompile(`msg="` + regexp.QuoteMeta(msg) + `".* ` + regexp.QuoteMeta(key) + `=(\S+)[^\n]*\n`)
 	var m []string
 	waitUntil(t, fmt.Sprintf("%s to log %q with %s", d.name, msg, key), func() bool {
 		m = re.FindStringSubmatch(d.log.String())
