@@ -284,6 +284,10 @@ func FuzzOpenRecord(f *testing.F) {
 	rec := m.keys["d"].Record()
 	f.Add([]byte{1, 2, 3})
 	f.Add(make([]byte, 17))
+	// Just over each bound on a record's size (the mutator rarely grows
+	// an input to 64 KiB).
+	f.Add(make([]byte, 1+MaxData+16+1))
+	f.Add(make([]byte, 1+MaxLargeData+16+1))
 	_, rs, _, err := handshake(f, m.keys["s"], m.keys["d"], "d", &rec, nil)
 	if err != nil {
 		f.Fatal(err)
