@@ -204,6 +204,7 @@ type Resumable struct {
 	err        error // why the circuit ended, when it failed
 	appClosed  bool
 	registered bool
+	pending    bool   // destination: counted in its table as awaiting its hello
 	helloDue   bool   // source: the hello is still to be sent
 	helloNow   bool   // source: send it even without data (a Read started)
 	idle       bool   // source of an early circuit: readLoop and writeLoop not started yet (startLocked)
@@ -320,6 +321,10 @@ func NewResumableDest(p Path, local, remote net.Addr, t *ResumeTable, source, se
 	r := newResumable(p, local, remote, cfg)
 	r.table, r.tkey.source, r.service = t, source, service
 	r.wantHello = true
+	if t != nil {
+		t.pend(source)
+		r.pending = true
+	}
 	r.readEarly(p)
 	r.start()
 	return r
@@ -902,6 +907,7 @@ func (r *Resumable) readPath(p Path, gen uint64, more func() bool) error {
 			if r.table != nil && !r.ended {
 				r.registered = r.table.register(r)
 			}
+			r.unpendLocked()
 			r.mu.Unlock()
 		case frameData:
 			if _, err := io.ReadFull(p, hdr[1:3]); err != nil {
@@ -1352,6 +1358,16 @@ func (r *Resumable) unregisterLocked() {
 	if r.registered {
 		r.registered = false
 		r.table.unregister(r)
+	}
+	r.unpendLocked()
+}
+
+// unpendLocked: the destination no longer awaits its hello (it came, or
+// the circuit ended): a resume waiting for it looks again.
+func (r *Resumable) unpendLocked() {
+	if r.pending {
+		r.pending = false
+		r.table.unpend(r.tkey.source)
 	}
 }
 
@@ -1857,12 +1873,18 @@ type ResumeTable struct {
 	per  map[string]int
 	maxS int
 	max  int
+	// awaiting counts, per source, the circuits accepted whose hello has
+	// not been read yet; changed is closed (and replaced) when a circuit
+	// registers or stops awaiting its hello.
+	awaiting map[string]int
+	changed  chan struct{}
 }
 
 // NewResumeTable returns a table bounded by MaxResumablePerSource and
 // MaxResumable.
 func NewResumeTable() *ResumeTable {
-	return &ResumeTable{m: make(map[resumeKey]*Resumable), per: make(map[string]int), maxS: MaxResumablePerSource, max: MaxResumable}
+	return &ResumeTable{m: make(map[resumeKey]*Resumable), per: make(map[string]int), maxS: MaxResumablePerSource, max: MaxResumable,
+		awaiting: make(map[string]int), changed: make(chan struct{})}
 }
 
 // Len is the number of circuits in the table.
@@ -1880,7 +1902,56 @@ func (t *ResumeTable) register(r *Resumable) bool {
 	}
 	t.m[r.tkey] = r
 	t.per[r.tkey.source]++
+	t.notifyLocked()
 	return true
+}
+
+// pend counts a circuit of source whose hello is still to be read.
+func (t *ResumeTable) pend(source string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.awaiting[source]++
+}
+
+// unpend: a circuit counted by pend read its hello or ended.
+func (t *ResumeTable) unpend(source string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.awaiting[source]--; t.awaiting[source] <= 0 {
+		delete(t.awaiting, source)
+	}
+	t.notifyLocked()
+}
+
+func (t *ResumeTable) notifyLocked() {
+	close(t.changed)
+	t.changed = make(chan struct{})
+}
+
+// lookup finds the circuit k names. While circuits of the same source
+// still await their hello, one of them may be it (its hello is in its
+// path, unread yet, when the resume overtook it): lookup waits until k
+// registers, none awaits its hello any more, or deadline.
+func (t *ResumeTable) lookup(k resumeKey, deadline time.Time) *Resumable {
+	var timeout <-chan time.Time
+	for {
+		t.mu.Lock()
+		r, waiting, changed := t.m[k], t.awaiting[k.source] > 0, t.changed
+		t.mu.Unlock()
+		if r != nil || !waiting {
+			return r
+		}
+		if timeout == nil {
+			tm := time.NewTimer(time.Until(deadline))
+			defer tm.Stop()
+			timeout = tm.C
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			return nil
+		}
+	}
 }
 
 func (t *ResumeTable) unregister(r *Resumable) {
@@ -1898,7 +1969,9 @@ func (t *ResumeTable) unregister(r *Resumable) {
 // Resume hands p, a path opened with FlagResume by source (authenticated
 // by its handshake) to service, to the circuit it names: it reads the
 // resume frame (until deadline), then the circuit continues on p. A
-// circuit the table does not hold is refused (p is reset with
+// circuit of source not registered yet while others of it still await
+// their hello is waited for, until deadline. A circuit the table does not
+// hold is refused (p is reset with
 // CloseCancelled); the error wraps ErrResumeRefused.
 func (t *ResumeTable) Resume(p Path, source, service string, deadline time.Time) (*Resumable, error) {
 	refuse := func(err error) (*Resumable, error) {
@@ -1917,9 +1990,7 @@ func (t *ResumeTable) Resume(p Path, source, service string, deadline time.Time)
 	}
 	k := resumeKey{source: source}
 	copy(k.id[:], b[1:1+idLen])
-	t.mu.Lock()
-	r := t.m[k]
-	t.mu.Unlock()
+	r := t.lookup(k, deadline)
 	if r == nil || r.service != service {
 		return refuse(fmt.Errorf("%w: no such circuit", ErrResumeRefused))
 	}

@@ -821,3 +821,118 @@ func TestResumeAckDelayNotStaleAfterRide(t *testing.T) {
 		t.Error("an acknowledgement is due although it rode on the answer")
 	}
 }
+
+// lossPath is a Path over one end of a net.Pipe whose failure, once lose
+// was called, is a lost link.
+type lossPath struct {
+	net.Conn
+	lost *atomic.Bool
+}
+
+func (p lossPath) Read(b []byte) (int, error) {
+	n, err := p.Conn.Read(b)
+	if err != nil && p.lost.Load() {
+		err = fmt.Errorf("%w: %w", links.ErrLinkLost, err)
+	}
+	return n, err
+}
+
+func (p lossPath) Reset(uint64) { p.Conn.Close() }
+
+// A resume that overtakes the hello of the circuit it names (the hello is
+// on the old path's way, or in its buffer, not read yet: a link on the
+// path died while the destination was slow) is not refused: the
+// destination waits for the hello and the circuit resumes, every byte in
+// order.
+func TestResumeOvertakesHello(t *testing.T) {
+	table := NewResumeTable()
+	// The first path: source ⇄ relay ⇄ destination. The relay holds what
+	// the source sends until release.
+	sA, rA := net.Pipe()
+	dB, rB := net.Pipe()
+	var lost atomic.Bool
+	release := make(chan struct{})
+	held := make(chan []byte, 1)
+	msg := []byte("every byte once and in order")
+	go func() { // source → relay: the hello and the data frame, held
+		b := make([]byte, 1+idLen+3+len(msg))
+		io.ReadFull(rA, b)
+		held <- b
+	}()
+	go io.Copy(io.Discard, rB) // destination → relay
+	resumeRead := make(chan struct{}, 1)
+	var resumeErr = make(chan error, 1)
+	redial := func(ctx context.Context) (Path, error) {
+		a, b := net.Pipe()
+		go func() {
+			_, err := table.Resume(readSignal{pipePath{b}, resumeRead}, "s", "echo", time.Now().Add(10*time.Second))
+			resumeErr <- err
+		}()
+		return pipePath{a}, nil
+	}
+	src, err := NewResumableSource(lossPath{sA, &lost}, nil, nil, ResumeConfig{Redial: redial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := NewResumableDest(lossPath{dB, &lost}, nil, nil, table, "s", "echo", ResumeConfig{})
+	defer func() {
+		src.Reset(CloseCancelled)
+		dst.Reset(CloseCancelled)
+		src.Wait()
+		dst.Wait()
+	}()
+	if _, err := src.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	// Once the relay holds the hello and the data, the source's link
+	// dies; the relay forwards what it holds only once the destination
+	// has read the resume frame.
+	b := <-held
+	lost.Store(true)
+	rA.Close()
+	go func() {
+		select {
+		case <-resumeRead:
+		case <-release:
+			return
+		}
+		time.Sleep(50 * time.Millisecond) // the resume looks the circuit up first
+		rB.Write(b)
+	}()
+	defer close(release)
+	dst.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(dst, got); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("destination read %q, %v; want %q (resume: %v)", got, err, msg, <-resumeErr)
+	}
+	if err := <-resumeErr; err != nil {
+		t.Fatalf("destination's Resume: %v", err)
+	}
+	if _, err := dst.Write([]byte("back")); err != nil {
+		t.Fatal(err)
+	}
+	src.SetReadDeadline(time.Now().Add(20 * time.Second))
+	back := make([]byte, 4)
+	if _, err := io.ReadFull(src, back); err != nil || string(back) != "back" {
+		t.Fatalf("source read %q, %v", back, err)
+	}
+	if src.Resumes() != 1 || dst.Resumes() != 1 {
+		t.Errorf("resumes: source %d, destination %d; want 1 each", src.Resumes(), dst.Resumes())
+	}
+}
+
+// readSignal is a Path that signals once its first Read returned (the
+// resume frame read).
+type readSignal struct {
+	Path
+	read chan struct{}
+}
+
+func (p readSignal) Read(b []byte) (int, error) {
+	n, err := p.Path.Read(b)
+	select {
+	case p.read <- struct{}{}:
+	default:
+	}
+	return n, err
+}
