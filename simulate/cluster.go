@@ -101,6 +101,10 @@ type Cluster struct {
 	// unconverged is the node Converged last found not converged.
 	unconverged string
 
+	// quiesce, on an ordered mem network, returns once every goroutine
+	// of the bubble is blocked with nothing due (memlink's Quiesce).
+	quiesce func()
+
 	// closing, when set (by a test), is called as Close starts closing
 	// each node.
 	closing func(name string)
@@ -142,6 +146,9 @@ func NewCluster(cfg Config) (*Cluster, error) {
 			return nil, err
 		}
 		c.be = be
+		if cfg.Ordered {
+			c.quiesce = be.net.Quiesce
+		}
 	default:
 		return nil, fmt.Errorf("simulate: unknown backend %q (want %q or %q)", cfg.Backend, BackendQUIC, BackendMem)
 	}
@@ -333,7 +340,12 @@ var closeWorkers = 64
 // node (memlink.Network.Halt on mem; on QUIC packets stop), so no node
 // learns of another's departure and none re-routes around the nodes that
 // close before it; then the nodes close, closeWorkers at a time. Event
-// recording (Events) ends when Close begins.
+// recording (Events) ends when Close begins. On an ordered cluster the
+// network stops only once the cluster is quiet at the current virtual
+// instant (memlink.Network.Quiesce): the ends of circuits a step left
+// crossing the relays have reached them, so what is left to close, and
+// how long that takes in virtual time, does not depend on how far the
+// goroutines had run when Close was called.
 func (c *Cluster) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -354,6 +366,9 @@ func (c *Cluster) Close() error {
 	c.mu.Unlock()
 	c.end()
 	c.kills.Wait()
+	if c.quiesce != nil {
+		c.quiesce() // not under c.mu: the goroutines it waits for may take it
+	}
 	c.mu.Lock()
 	c.be.shutdown()
 	c.mu.Unlock()

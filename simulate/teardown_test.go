@@ -1,10 +1,13 @@
 package simulate
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/links"
@@ -93,4 +96,53 @@ func TestCloseDoesNotReroute(t *testing.T) {
 			t.Errorf("%s: closed %v, %d of its links closed by itself; want it closed with its links", name, closing[name], ownLinksClosed[name])
 		}
 	}
+}
+
+// TestOrderedCloseWaitsForQuiet: on an ordered cluster, a circuit whose
+// client is still busy closing it when Close is called ends before the
+// network stops, so no node is left holding it for its grace period: the
+// close takes no virtual time however the goroutines were scheduled.
+// Before Close waited for the cluster to be quiet, the network stopped
+// while the client still ran, the relay and the server kept the circuit
+// open, and Close took the 200 ms grace period and a linger.
+func TestOrderedCloseWaitsForQuiet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, err := NewCluster(Config{Backend: BackendMem, Ordered: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		if err := c.AddNodes(ctx, "n1", "n2", "n3"); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range [][2]string{{"n1", "n2"}, {"n2", "n3"}} {
+			if err := c.Link(ctx, e[0], e[1], LinkParams{Latency: 2 * time.Millisecond}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := c.WaitConverged(ctx); err != nil {
+			t.Fatal(err)
+		}
+		conn, err := c.Node("n1").Dial(ctx, "n3", SinkService)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write([]byte("through n2")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second) // the data reached n3
+		go func() {
+			for range 20000 { // still running, never blocked, when Close begins
+				runtime.Gosched()
+			}
+			conn.Close()
+		}()
+		start := time.Now()
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d != 0 {
+			t.Errorf("Close took %v of virtual time, want 0: a node still held the circuit its client was closing", d)
+		}
+	})
 }

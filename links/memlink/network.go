@@ -161,6 +161,24 @@ func (n *Network) Halt() {
 	}
 }
 
+// Quiesce returns once the network is quiet at the current instant. On an
+// ordered network (Config.Settle) that is when every Handler call due by
+// now has been made and Config.Settle returned after the last: in a
+// testing/synctest bubble, every goroutine of the bubble but the caller is
+// then durably blocked, whatever work was still running when Quiesce was
+// called (a stream's end crossing a relay, say) ran to its end, and the
+// clock did not move. Call it from a goroutine of the bubble; it must not
+// run while that goroutine holds a lock another goroutine of the bubble
+// waits for. Elsewhere it returns at once.
+//
+// Halt after Quiesce stops the network in a state that does not depend on
+// how the Go scheduler interleaved the goroutines before it.
+func (n *Network) Quiesce() {
+	if n.sched != nil {
+		n.sched.quiesce()
+	}
+}
+
 // costOf is the configured cost between a and b. n.mu is held.
 func (n *Network) costOf(a, b string) links.Cost {
 	if c, ok := n.costs[mkpair(a, b)]; ok {

@@ -20,9 +20,10 @@ type scheduler struct {
 	settle func()
 
 	mu      sync.Mutex
-	ready   queueHeap     // ends with calls pending, keyed by the first
-	wake    chan struct{} // a call due earlier than the one waited for
-	running bool          // the delivery goroutine runs
+	ready   queueHeap       // ends with calls pending, keyed by the first
+	wake    chan struct{}   // a call due earlier than the one waited for
+	running bool            // the delivery goroutine runs
+	quiet   []chan struct{} // closed once no call is due and settle returned
 }
 
 // orderKey places a link end's next call in the total order.
@@ -68,6 +69,26 @@ func (s *scheduler) schedule(e *eventQueue, at time.Time) {
 	}
 }
 
+// quiesce returns once no call is due any more and settle returned after
+// the last: the goroutine running the calls starts if it does not run,
+// and is woken if it waits for a later call.
+func (s *scheduler) quiesce() {
+	done := make(chan struct{})
+	s.mu.Lock()
+	s.quiet = append(s.quiet, done)
+	if !s.running {
+		s.running = true
+		go s.run()
+	} else {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+	s.mu.Unlock()
+	<-done
+}
+
 // run delivers calls until none is pending.
 func (s *scheduler) run() {
 	for {
@@ -75,6 +96,14 @@ func (s *scheduler) run() {
 			s.settle()
 		}
 		s.mu.Lock()
+		if len(s.ready) == 0 || s.ready[0].key.at.After(time.Now()) {
+			// Nothing is due and everything the calls set off has run:
+			// the network is quiet at this instant.
+			for _, done := range s.quiet {
+				close(done)
+			}
+			s.quiet = nil
+		}
 		if len(s.ready) == 0 {
 			s.running = false
 			s.mu.Unlock()

@@ -2,10 +2,12 @@ package memlink
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -156,5 +158,46 @@ func TestOrderedDownDropsInFlight(t *testing.T) {
 		if got, want := nodes[1].rec.snapshot(), []string{"up a", "down a"}; !slices.Equal(got, want) {
 			t.Errorf("b saw %q, want %q", got, want)
 		}
+	})
+}
+
+// Quiesce on an ordered network returns only once the goroutines still
+// running when it was called have run their course and the calls they
+// made due at once were delivered; calls due later stay pending, and the
+// virtual clock does not move.
+func TestQuiesceWaitsForRunningGoroutines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := NewNetwork(Config{Settle: synctest.Wait})
+		n.SetPath("a", "b", 10*time.Millisecond, 0)
+		nodes := newNodes(t, n, "a", "b")
+		l := dial(t, nodes[0].t, "b")
+		time.Sleep(time.Millisecond) // the link is up (synctest.Wait is the network's)
+		var done atomic.Bool
+		go func() {
+			for range 20000 { // busy, never blocked: only Quiesce can wait for it
+				runtime.Gosched()
+			}
+			n.SetCost("a", "b", 70)                               // due at once
+			if err := l.SendRouting([]byte("late")); err != nil { // due in 10 ms
+				t.Error(err)
+			}
+			done.Store(true)
+		}()
+		start := time.Now()
+		n.Quiesce()
+		if !done.Load() {
+			t.Fatal("Quiesce returned while a goroutine of the bubble still ran")
+		}
+		if d := time.Since(start); d != 0 {
+			t.Errorf("the clock moved %v during Quiesce", d)
+		}
+		if got, want := nodes[1].rec.snapshot(), []string{"up a", "cost a 70"}; !slices.Equal(got, want) {
+			t.Errorf("after Quiesce b saw %q, want %q (the cost change due at once, the payload due later not yet)", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if got, want := nodes[1].rec.snapshot(), []string{"up a", "cost a 70", "routing a late"}; !slices.Equal(got, want) {
+			t.Errorf("later b saw %q, want %q", got, want)
+		}
+		n.Quiesce() // the delivery goroutine has stopped: Quiesce starts it
 	})
 }
