@@ -266,7 +266,11 @@ func (i *Initiator) Finish(reply, b []byte, now time.Time) (*Session, []byte, er
 	}
 	switch i.mode {
 	case modeResume:
-		return i.established(cs1, cs2, statementOf(payload), b)
+		st := statementOf(payload)
+		if err := i.checkStatement(st); err != nil {
+			return nil, b, err
+		}
+		return i.established(cs1, cs2, st, b)
 	case modeIK:
 		id, psk, life, ok, err := parseTicket(payload)
 		if err != nil {
@@ -325,12 +329,10 @@ func (i *Initiator) checkStatement(st byte) error {
 	return nil
 }
 
-// established is the source's session once the destination stated st:
-// records of up to MaxLargeData bytes each way that said it reads them.
+// established is the source's session once the destination stated st
+// (checked by checkStatement): records of up to MaxLargeData bytes each
+// way that said it reads them.
 func (i *Initiator) established(send, recv *noise.CipherState, st byte, b []byte) (*Session, []byte, error) {
-	if err := i.checkStatement(st); err != nil {
-		return nil, b, err
-	}
 	s := established(send, recv)
 	if !i.k.small {
 		s.maxRecv = MaxLargeData
