@@ -10,7 +10,7 @@
 // their stdin/stdout, and reports every figure as a ratio or difference
 // against a baseline measured in the same run, in interleaved rounds:
 //
-//	circuitmesh-bench [-quick] [-out bench-results.json] [-profile-dir dir] [-only line|latency|relay|resume|reroute|scale] [-scale n]
+//	circuitmesh-bench [-quick] [-out bench-results.json] [-profile-dir dir] [-only line|relay|throughput|latency|resume|reroute|scale] [-scale n]
 //
 // The roles can also be started by hand:
 //
@@ -58,7 +58,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	rounds := fs.Int("rounds", 0, "interleaved throughput rounds (default 5, 3 with -quick)")
 	profileDir := fs.String("profile-dir", "", "write CPU profiles of the relay n1 and the quic-go pair during the throughput rounds here")
 	verbose := fs.Bool("v", false, "show the role processes' logs")
-	only := fs.String("only", "", `run one part: "line" (throughput, latency, memory), "relay" (the line's throughput and latency only), "latency" (the line's open+echo and round trips, idle and busy, only), "resume" (the line's resumable/off pairs only), "reroute" or "scale"`)
+	only := fs.String("only", "", `run one part: "line" (throughput, latency, memory), "relay" (the line's throughput and latency only), "throughput" (the line's throughput rounds only), "latency" (the line's open+echo and round trips, idle and busy, only), "resume" (the line's resumable/off pairs only), "reroute" or "scale"`)
 	scale := fs.Int("scale", -1, "idle circuits the scale part holds through one relay (default 100000, 0 with -quick: not run)")
 	o := fullOptions()
 	tune := defaultTuning()

@@ -27,7 +27,7 @@ type options struct {
 	Reroutes    int // diamonds killed
 	Scale       int // idle circuits held through one relay in the scale part (0: not run)
 	ProfileDir  string
-	Only        string    // "line", "relay", "latency", "resume", "reroute" or "scale": run that part only
+	Only        string    // "line", "relay", "throughput", "latency", "resume", "reroute" or "scale": run that part only
 	Log         io.Writer // role processes' stderr, when set
 	Progress    io.Writer // one line per phase
 	Tune        tuning
@@ -68,7 +68,7 @@ func runSuite(o options) (*results, error) {
 		IdleCircuits: o.Idle,
 	}}
 	var err error
-	if o.Only == "" || o.Only == "line" || o.Only == "relay" || o.Only == "latency" || o.Only == "resume" {
+	if o.Only == "" || o.Only == "line" || o.Only == "relay" || o.Only == "throughput" || o.Only == "latency" || o.Only == "resume" {
 		err = s.runLine()
 	}
 	if err == nil && (o.Only == "" || o.Only == "reroute") {
@@ -147,6 +147,8 @@ func (s *suite) runLine() (err error) {
 	switch s.o.Only {
 	case "relay":
 		steps = []func() error{s.throughput, s.latencyIdleBusy} // an established circuit's relay against the naive one
+	case "throughput":
+		steps = []func() error{s.throughput}
 	case "latency":
 		steps = []func() error{s.latencyIdleBusy}
 	case "resume":
@@ -313,12 +315,15 @@ func (s *suite) throughput() error {
 }
 
 // profile starts or stops CPU profiles of the first relay, of the
-// baseline pair and of the first naive relay.
+// baseline pair, of the first naive relay, and of the ends of the sealed
+// and clear lines (n0 sends k0..k3; n2 receives k1 and relays k2, k3; x0
+// sends k0clear and k1clear; x2 receives k1clear).
 func (s *suite) profile(op string) error {
 	for _, p := range []struct {
 		proc *proc
 		file string
-	}{{s.line[1], "relay-n1.pprof"}, {s.qs, "direct-receiver.pprof"}, {s.qc, "direct-sender.pprof"}, {s.naive[0], "relay-naive1.pprof"}} {
+	}{{s.line[1], "relay-n1.pprof"}, {s.qs, "direct-receiver.pprof"}, {s.qc, "direct-sender.pprof"}, {s.naive[0], "relay-naive1.pprof"},
+		{s.line[0], "end-n0.pprof"}, {s.line[2], "end-n2.pprof"}, {s.clear[0], "end-x0.pprof"}, {s.clear[2], "end-x2.pprof"}} {
 		if _, err := p.proc.call(request{Op: op, Path: filepath.Join(s.o.ProfileDir, p.file)}); err != nil {
 			return err
 		}
