@@ -182,6 +182,7 @@ type transfer struct {
 	mbps     float64 // 10^6 bytes per second
 	cpuPerGB float64 // CPU seconds per 10^9 bytes: sender+receiver (direct, k0, k0clear) or the first relay (k1, k1clear, naive1)
 	sendCPU  float64 // the sender process's CPU seconds per 10^9 bytes
+	endsCPU  float64 // sender's and receiver's CPU seconds per 10^9 bytes (direct, k0, k0clear, k1, k1clear)
 }
 
 // transfer sends n bytes over subject: "direct" (quic-go), "k0".."k3",
@@ -192,6 +193,7 @@ type transfer struct {
 func (s *suite) transfer(subject string, n int64) (transfer, error) {
 	var meter *proc // whose CPU is counted besides the sender's
 	var sender *proc
+	var receiver *proc // the receiver, when it is not meter (k1, k1clear)
 	req := request{Op: "send", Bytes: n}
 	ends := subject == "direct" || subject == "k0" || subject == "k0clear"
 	switch subject {
@@ -201,6 +203,7 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 		sender, meter, req.Peer = s.clear[0], s.clear[1], "x1"
 	case "k1clear":
 		sender, meter, req.Peer, req.NoResume = s.clear[0], s.clear[1], "x2", true
+		receiver = s.clear[2]
 	case "naive1":
 		sender, meter, req.Peer = s.qc, s.naive[0], "naive1"
 	case "naive2":
@@ -211,11 +214,19 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 		if k <= 1 {
 			meter = s.line[1] // the receiver (k0) or the relay (k1)
 		}
+		if k == 1 {
+			receiver = s.line[2]
+		}
 	}
-	var cpu0 time.Duration
+	var cpu0, rcpu0 time.Duration
 	var err error
 	if meter != nil {
 		if cpu0, err = meter.cpu(); err != nil {
+			return transfer{}, err
+		}
+	}
+	if receiver != nil {
+		if rcpu0, err = receiver.cpu(); err != nil {
 			return transfer{}, err
 		}
 	}
@@ -225,6 +236,13 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 	}
 	t := transfer{mbps: float64(n) / (float64(rep.NS) / 1e9) / 1e6}
 	t.sendCPU = time.Duration(rep.CPUNS).Seconds() / (float64(n) / 1e9)
+	if receiver != nil {
+		rcpu1, err := receiver.cpu()
+		if err != nil {
+			return transfer{}, err
+		}
+		t.endsCPU = t.sendCPU + (rcpu1-rcpu0).Seconds()/(float64(n)/1e9)
+	}
 	if meter != nil {
 		cpu1, err := meter.cpu()
 		if err != nil {
@@ -235,6 +253,9 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 			cpu += time.Duration(rep.CPUNS).Seconds()
 		}
 		t.cpuPerGB = cpu / (float64(n) / 1e9)
+		if ends {
+			t.endsCPU = t.cpuPerGB
+		}
 	}
 	return t, nil
 }
@@ -256,6 +277,7 @@ func (s *suite) throughput() error {
 	mbps := map[string][]float64{}
 	ratios := map[string][]float64{}
 	var cpuRatios, cpuDirect, cpuRelay, cpuSealed, cpuClear, cpuNaive, cpuVsNaive, r1VsNaive, r1ClearVsNaive, cpuClearVsNaive []float64
+	var endsK1, endsK1Clear []float64
 	for r := range s.o.Rounds {
 		got := map[string]transfer{}
 		for i := range subjects {
@@ -285,9 +307,11 @@ func (s *suite) throughput() error {
 		cpuSealed = append(cpuSealed, got["k0"].cpuPerGB)
 		cpuClear = append(cpuClear, got["k0clear"].cpuPerGB)
 		cpuRatios = append(cpuRatios, got["k1"].cpuPerGB/got["direct"].cpuPerGB)
-		s.progress("throughput round %d/%d: MB/s direct %.0f k0 %.0f k1 %.0f k2 %.0f k3 %.0f k1clear %.0f naive1 %.0f naive2 %.0f; relay CPU ratio %.2f, vs naive %.2f (clear ends %.2f)",
+		endsK1, endsK1Clear = append(endsK1, got["k1"].endsCPU), append(endsK1Clear, got["k1clear"].endsCPU)
+		s.progress("throughput round %d/%d: MB/s direct %.0f k0 %.0f k1 %.0f k2 %.0f k3 %.0f k1clear %.0f naive1 %.0f naive2 %.0f; relay CPU ratio %.2f, vs naive %.2f (clear ends %.2f); ends CPU s/GB direct %.2f k0 %.2f k0clear %.2f k1 %.2f k1clear %.2f",
 			r+1, s.o.Rounds, got["direct"].mbps, got["k0"].mbps, got["k1"].mbps, got["k2"].mbps, got["k3"].mbps,
-			got["k1clear"].mbps, got["naive1"].mbps, got["naive2"].mbps, cpuRatios[r], cpuVsNaive[r], cpuClearVsNaive[r])
+			got["k1clear"].mbps, got["naive1"].mbps, got["naive2"].mbps, cpuRatios[r], cpuVsNaive[r], cpuClearVsNaive[r],
+			got["direct"].endsCPU, got["k0"].endsCPU, got["k0clear"].endsCPU, got["k1"].endsCPU, got["k1clear"].endsCPU)
 	}
 	if s.o.ProfileDir != "" {
 		if err := s.profile("profile-stop"); err != nil {
@@ -310,7 +334,8 @@ func (s *suite) throughput() error {
 	}
 	s.res.RelayCPUPerGBRatio = median(cpuRatios)
 	s.res.CPUSecondsPerGB = map[string]float64{"direct": median(cpuDirect), "relay": median(cpuRelay),
-		"ends_sealed": median(cpuSealed), "ends_clear": median(cpuClear), "naive_relay": median(cpuNaive)}
+		"ends_sealed": median(cpuSealed), "ends_clear": median(cpuClear), "naive_relay": median(cpuNaive),
+		"ends_k1": median(endsK1), "ends_k1clear": median(endsK1Clear)}
 	return nil
 }
 
