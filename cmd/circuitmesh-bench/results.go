@@ -102,9 +102,10 @@ type results struct {
 	// CPUSecondsPerGB: "direct" is the quic-go sender+receiver, "relay" the
 	// k=1 relay, "ends_sealed" the two ends of a k0 circuit (end-to-end
 	// security on, the default), "ends_clear" those of a k0 circuit
-	// between two nodes run with end-to-end security off, "ends_k1" and
-	// "ends_k1clear" the source and destination of k1 and k1clear (the
-	// relay not counted), and "naive_relay" the naive relay of naive1.
+	// between two nodes run with end-to-end security off, "ends_k1",
+	// "ends_k1clear" and "ends_naive1" the sender and receiver of k1,
+	// k1clear and naive1 (the relay not counted), and "naive_relay" the
+	// naive relay of naive1.
 	CPUSecondsPerGB map[string]float64 `json:"cpu_s_per_gb"`
 	// RouteLosses counts dials from n0 refused for lack of a route after
 	// routes had converged (each retried); LastRouteLoss is the last one.
@@ -323,9 +324,9 @@ func (r *results) printTable(w io.Writer) {
 	for _, k := range []string{"direct", "k0", "k1", "k2", "k3", "k0clear", "k1clear", "naive1", "naive2"} {
 		fmt.Fprintf(w, " %s %.0f", k, r.ThroughputMBps[k])
 	}
-	fmt.Fprintf(w, "\nCPU s/GB: direct sender+receiver %.2f, relay %.2f, naive relay %.2f, k0 ends sealed %.2f, k0 ends clear (e2e off) %.2f, k1 ends sealed %.2f, k1 ends clear %.2f\n",
+	fmt.Fprintf(w, "\nCPU s/GB: direct sender+receiver %.2f, relay %.2f, naive relay %.2f, k0 ends sealed %.2f, k0 ends clear (e2e off) %.2f, k1 ends sealed %.2f, k1 ends clear %.2f, naive1 ends %.2f\n",
 		r.CPUSecondsPerGB["direct"], r.CPUSecondsPerGB["relay"], r.CPUSecondsPerGB["naive_relay"],
-		r.CPUSecondsPerGB["ends_sealed"], r.CPUSecondsPerGB["ends_clear"], r.CPUSecondsPerGB["ends_k1"], r.CPUSecondsPerGB["ends_k1clear"])
+		r.CPUSecondsPerGB["ends_sealed"], r.CPUSecondsPerGB["ends_clear"], r.CPUSecondsPerGB["ends_k1"], r.CPUSecondsPerGB["ends_k1clear"], r.CPUSecondsPerGB["ends_naive1"])
 	for _, l := range []struct {
 		name string
 		l    *latency

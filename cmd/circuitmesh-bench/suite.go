@@ -182,7 +182,7 @@ type transfer struct {
 	mbps     float64 // 10^6 bytes per second
 	cpuPerGB float64 // CPU seconds per 10^9 bytes: sender+receiver (direct, k0, k0clear) or the first relay (k1, k1clear, naive1)
 	sendCPU  float64 // the sender process's CPU seconds per 10^9 bytes
-	endsCPU  float64 // sender's and receiver's CPU seconds per 10^9 bytes (direct, k0, k0clear, k1, k1clear)
+	endsCPU  float64 // sender's and receiver's CPU seconds per 10^9 bytes (direct, k0, k0clear, k1, k1clear, naive1)
 }
 
 // transfer sends n bytes over subject: "direct" (quic-go), "k0".."k3",
@@ -193,7 +193,7 @@ type transfer struct {
 func (s *suite) transfer(subject string, n int64) (transfer, error) {
 	var meter *proc // whose CPU is counted besides the sender's
 	var sender *proc
-	var receiver *proc // the receiver, when it is not meter (k1, k1clear)
+	var receiver *proc // the receiver, when it is not meter (k1, k1clear, naive1)
 	req := request{Op: "send", Bytes: n}
 	ends := subject == "direct" || subject == "k0" || subject == "k0clear"
 	switch subject {
@@ -206,6 +206,7 @@ func (s *suite) transfer(subject string, n int64) (transfer, error) {
 		receiver = s.clear[2]
 	case "naive1":
 		sender, meter, req.Peer = s.qc, s.naive[0], "naive1"
+		receiver = s.qs
 	case "naive2":
 		sender, req.Peer = s.qc, "naive2"
 	default:
@@ -277,7 +278,7 @@ func (s *suite) throughput() error {
 	mbps := map[string][]float64{}
 	ratios := map[string][]float64{}
 	var cpuRatios, cpuDirect, cpuRelay, cpuSealed, cpuClear, cpuNaive, cpuVsNaive, r1VsNaive, r1ClearVsNaive, cpuClearVsNaive []float64
-	var endsK1, endsK1Clear []float64
+	var endsK1, endsK1Clear, endsNaive1 []float64
 	for r := range s.o.Rounds {
 		got := map[string]transfer{}
 		for i := range subjects {
@@ -308,10 +309,11 @@ func (s *suite) throughput() error {
 		cpuClear = append(cpuClear, got["k0clear"].cpuPerGB)
 		cpuRatios = append(cpuRatios, got["k1"].cpuPerGB/got["direct"].cpuPerGB)
 		endsK1, endsK1Clear = append(endsK1, got["k1"].endsCPU), append(endsK1Clear, got["k1clear"].endsCPU)
-		s.progress("throughput round %d/%d: MB/s direct %.0f k0 %.0f k1 %.0f k2 %.0f k3 %.0f k1clear %.0f naive1 %.0f naive2 %.0f; relay CPU ratio %.2f, vs naive %.2f (clear ends %.2f); ends CPU s/GB direct %.2f k0 %.2f k0clear %.2f k1 %.2f k1clear %.2f",
+		endsNaive1 = append(endsNaive1, got["naive1"].endsCPU)
+		s.progress("throughput round %d/%d: MB/s direct %.0f k0 %.0f k1 %.0f k2 %.0f k3 %.0f k1clear %.0f naive1 %.0f naive2 %.0f; relay CPU ratio %.2f, vs naive %.2f (clear ends %.2f); ends CPU s/GB direct %.2f k0 %.2f k0clear %.2f k1 %.2f k1clear %.2f naive1 %.2f",
 			r+1, s.o.Rounds, got["direct"].mbps, got["k0"].mbps, got["k1"].mbps, got["k2"].mbps, got["k3"].mbps,
 			got["k1clear"].mbps, got["naive1"].mbps, got["naive2"].mbps, cpuRatios[r], cpuVsNaive[r], cpuClearVsNaive[r],
-			got["direct"].endsCPU, got["k0"].endsCPU, got["k0clear"].endsCPU, got["k1"].endsCPU, got["k1clear"].endsCPU)
+			got["direct"].endsCPU, got["k0"].endsCPU, got["k0clear"].endsCPU, got["k1"].endsCPU, got["k1clear"].endsCPU, got["naive1"].endsCPU)
 	}
 	if s.o.ProfileDir != "" {
 		if err := s.profile("profile-stop"); err != nil {
@@ -335,7 +337,7 @@ func (s *suite) throughput() error {
 	s.res.RelayCPUPerGBRatio = median(cpuRatios)
 	s.res.CPUSecondsPerGB = map[string]float64{"direct": median(cpuDirect), "relay": median(cpuRelay),
 		"ends_sealed": median(cpuSealed), "ends_clear": median(cpuClear), "naive_relay": median(cpuNaive),
-		"ends_k1": median(endsK1), "ends_k1clear": median(endsK1Clear)}
+		"ends_k1": median(endsK1), "ends_k1clear": median(endsK1Clear), "ends_naive1": median(endsNaive1)}
 	return nil
 }
 
