@@ -14,11 +14,39 @@ import (
 // runFile parses and runs a scenario from testdata.
 func runFile(t *testing.T, file string, backend Backend) *Report {
 	t.Helper()
+	return runParsed(t, parseFile(t, file), backend)
+}
+
+// parseFile parses testdata/file.
+func parseFile(t *testing.T, file string) *Script {
+	t.Helper()
 	src, err := os.ReadFile(filepath.Join("testdata", file))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return runScript(t, file, string(src), backend)
+	s, err := Parse(file, string(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// patient gives s's expectations and waits for convergence that use the
+// defaults (5 s and 30 s) two minutes instead. A crashed node or a cut
+// link is found dead after the detector's allowance, which grows to
+// several seconds on a CPU-starved machine (links, "Adaptive failure
+// detection"), and the retraction follows: on the QUIC backend the test
+// waits as long as such a machine needs for the same outcomes.
+func patient(s *Script) *Script {
+	for i := range s.Steps {
+		st := &s.Steps[i]
+		switch {
+		case (st.Op == OpExpectRoute || st.Op == OpExpectUnreachable) && st.Duration == DefaultWithin,
+			st.Op == OpWaitConverged && st.Duration == DefaultConvergeTimout:
+			st.Duration = 2 * time.Minute
+		}
+	}
+	return s
 }
 
 func runScript(t *testing.T, name, src string, backend Backend) *Report {
@@ -60,7 +88,8 @@ func requireOK(t *testing.T, rep *Report) {
 }
 
 func TestDiamondFailover(t *testing.T) {
-	rep := runFile(t, "diamond-failover.sim", BackendQUIC)
+	s := parseFile(t, "diamond-failover.sim")
+	rep := runParsed(t, patient(s), BackendQUIC)
 	requireOK(t, rep)
 	if rep.Passed != 4 {
 		t.Errorf("%d expectations passed, want 4", rep.Passed)
@@ -103,29 +132,8 @@ func TestDiamondFailover(t *testing.T) {
 }
 
 func TestRingPartitionHeal(t *testing.T) {
-	src, err := os.ReadFile(filepath.Join("testdata", "ring-partition-heal.sim"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Parse("ring-partition-heal.sim", string(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The scenario's expectations wait the default 5 s, and its waits for
-	// convergence 30 s. A cut link is found dead after the detector's
-	// allowance, which grows to several seconds on a CPU-starved machine
-	// (links, "Adaptive failure detection"), and the retraction follows:
-	// on the QUIC backend wait as long as such a machine needs for the
-	// same outcomes.
-	for i := range s.Steps {
-		st := &s.Steps[i]
-		switch {
-		case (st.Op == OpExpectRoute || st.Op == OpExpectUnreachable) && st.Duration == DefaultWithin,
-			st.Op == OpWaitConverged && st.Duration == DefaultConvergeTimout:
-			st.Duration = 2 * time.Minute
-		}
-	}
-	rep := runParsed(t, s, BackendQUIC)
+	s := parseFile(t, "ring-partition-heal.sim")
+	rep := runParsed(t, patient(s), BackendQUIC)
 	requireOK(t, rep)
 	if rep.Passed != 6 {
 		t.Errorf("%d expectations passed, want 6", rep.Passed)
