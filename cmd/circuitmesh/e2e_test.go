@@ -443,9 +443,10 @@ func TestE2EDiamondFailoverAfterKillingARelay(t *testing.T) {
 		sum, _, err := fetch("http://"+fwd+"/", 20*time.Second)
 		if err == nil && sum == wantSum {
 			t.Logf("fresh fetch succeeded %v after kill -9 of %s", time.Since(killed), victim)
-			if r := a.waitRoute(t, "d", anyRoute); r.NextHop != other {
-				t.Fatalf("a's route to d after the failure: %+v, want via %s", r, other)
-			}
+			// The fetch may have failed over to the other relay before a
+			// found the dead one's link silent (its allowance grows on
+			// a starved machine): the route then follows.
+			a.waitRoute(t, "d", func(p node.PeerInfo) bool { return p.NextHop == other })
 			return
 		}
 		lastErr = err
