@@ -148,21 +148,14 @@ func shouldPublish(cur, pub *coordinate.Coordinate, samples int64, n int, at, no
 // coordLoop publishes this node's coordinate in its gossip metadata when
 // shouldPublish says so; it ends when the node closes.
 func (d *discovery) coordLoop() {
-	t := time.NewTicker(coordCheck)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.n.ctx.Done():
-			return
-		case <-t.C:
-		}
+	d.every(coordCheck, func() {
 		now := time.Now()
 		cur := d.vc.GetCoordinate()
 		d.mu.Lock()
 		pub, at, count := d.published, d.publishedAt, d.publishedN
 		d.mu.Unlock()
 		if !shouldPublish(cur, pub, d.samples.Load(), count, at, now) {
-			continue
+			return
 		}
 		d.mu.Lock()
 		d.published, d.publishedAt, d.publishedN = cur, now, count+1
@@ -172,7 +165,7 @@ func (d *discovery) coordLoop() {
 		if err := d.ml.UpdateNode(time.Second); err != nil {
 			d.n.log.Debug("gossip metadata update", "err", err)
 		}
-	}
+	})
 }
 
 // metaCoord is the coordinate a member's metadata carries, nil when it

@@ -312,14 +312,7 @@ func (d *discovery) joinLoop() {
 	if len(dc.Join) == 0 {
 		return
 	}
-	t := time.NewTicker(dc.JoinInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.n.ctx.Done():
-			return
-		case <-t.C:
-		}
+	d.every(dc.JoinInterval, func() {
 		ctx, cancel := context.WithTimeout(d.n.ctx, min(dc.JoinInterval, 10*time.Second))
 		addrs := d.resolveJoin(ctx)
 		cancel()
@@ -336,11 +329,25 @@ func (d *discovery) joinLoop() {
 			}
 		}
 		if len(fresh) == 0 {
-			continue
+			return
 		}
 		if _, err := d.ml.Join(fresh); err != nil {
 			d.n.log.Debug("gossip join failed", "join", fresh, "err", err)
 		}
+	})
+}
+
+// every calls f every interval until the node closes.
+func (d *discovery) every(interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		f()
 	}
 }
 
