@@ -73,6 +73,13 @@ type discovery struct {
 	// unvouchedAt is when the policy last could give up a link for a
 	// member not vouched for (unvouchedRoomEvery).
 	unvouchedAt time.Time
+	// published is the coordinate this node's gossip metadata carries
+	// (nil: none yet), publishedAt when it was set, publishedN how many
+	// times (coordLoop).
+	published   *coordinate.Coordinate
+	publishedAt time.Time
+	publishedN  int
+	samples     atomic.Int64 // probes that updated this node's coordinate
 }
 
 // PlainGossipTransport is implemented by a Discovery.Transport whose
@@ -141,8 +148,9 @@ const (
 // own *Node is mutated under its lock, so it is copied in its callbacks).
 type gossipMember struct {
 	Member
-	gossip string // gossip address
-	ok     bool   // same mesh, good metadata, accepted by LinkPolicy
+	gossip string                 // gossip address
+	ok     bool                   // same mesh, good metadata, accepted by LinkPolicy
+	coord  *coordinate.Coordinate // the member's own, from its metadata; nil when none or invalid
 }
 
 // maxMembers bounds the member table.
@@ -160,6 +168,10 @@ type memberMeta struct {
 	Link string `json:"link"`
 	Leaf bool   `json:"leaf,omitempty"`
 	Mesh string `json:"mesh"`
+	// Coord is the node's Vivaldi coordinate in its wire form
+	// (coordWire), absent until it has one (coords.go). Kept raw so that
+	// a bad coordinate loses only itself, not the member.
+	Coord json.RawMessage `json:"coord,omitempty"`
 }
 
 func startDiscovery(n *Node) (*discovery, error) {
@@ -249,7 +261,7 @@ func startDiscovery(n *Node) (*discovery, error) {
 		ml.Shutdown()
 		return nil, fmt.Errorf("start gossip: %w", err)
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go func() {
 		defer n.wg.Done()
 		defer unsubscribe()
@@ -258,6 +270,10 @@ func startDiscovery(n *Node) (*discovery, error) {
 	go func() {
 		defer n.wg.Done()
 		d.joinLoop()
+	}()
+	go func() {
+		defer n.wg.Done()
+		d.coordLoop()
 	}()
 	return d, nil
 }
@@ -296,14 +312,7 @@ func (d *discovery) joinLoop() {
 	if len(dc.Join) == 0 {
 		return
 	}
-	t := time.NewTicker(dc.JoinInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.n.ctx.Done():
-			return
-		case <-t.C:
-		}
+	d.every(dc.JoinInterval, func() {
 		ctx, cancel := context.WithTimeout(d.n.ctx, min(dc.JoinInterval, 10*time.Second))
 		addrs := d.resolveJoin(ctx)
 		cancel()
@@ -320,11 +329,25 @@ func (d *discovery) joinLoop() {
 			}
 		}
 		if len(fresh) == 0 {
-			continue
+			return
 		}
 		if _, err := d.ml.Join(fresh); err != nil {
 			d.n.log.Debug("gossip join failed", "join", fresh, "err", err)
 		}
+	})
+}
+
+// every calls f every interval until the node closes.
+func (d *discovery) every(interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		f()
 	}
 }
 
@@ -434,7 +457,18 @@ func (d *discovery) NodeMeta(limit int) []byte {
 	if d.ml == nil {
 		return nil // called once during Create, before the address is known
 	}
-	b, _ := json.Marshal(memberMeta{Link: d.linkAddr(), Leaf: d.n.cfg.Leaf, Mesh: d.n.cfg.Mesh})
+	meta := memberMeta{Link: d.linkAddr(), Leaf: d.n.cfg.Leaf, Mesh: d.n.cfg.Mesh}
+	d.mu.Lock()
+	pub := d.published
+	d.mu.Unlock()
+	if pub != nil {
+		meta.Coord, _ = json.Marshal(coordWire(pub))
+	}
+	b, _ := json.Marshal(meta)
+	if len(b) > limit && meta.Coord != nil {
+		meta.Coord = nil // the address and mesh matter more
+		b, _ = json.Marshal(meta)
+	}
 	if len(b) > limit {
 		return nil
 	}
@@ -458,14 +492,20 @@ func (d *discovery) NotifyUpdate(m *memberlist.Node) { d.record(m) }
 // held: it must not call memberlist).
 func (d *discovery) record(m *memberlist.Node) {
 	gm := gossipMember{gossip: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))}
-	gm.Member, gm.ok = d.member(m)
+	gm.Member, gm.coord, gm.ok = d.member(m)
 	gm.Name = m.Name
 	d.mu.Lock()
-	if _, ok := d.members[m.Name]; ok || len(d.members) < maxMembers {
+	prev, known := d.members[m.Name]
+	if known || len(d.members) < maxMembers {
 		d.members[m.Name] = gm
 	}
 	d.mu.Unlock()
-	d.kick()
+	// A new coordinate alone waits for the next periodic step: with
+	// hundreds of members publishing theirs, kicking the policy on each
+	// would run it as often as stepGap allows.
+	if !known || prev.Member != gm.Member || prev.ok != gm.ok || prev.gossip != gm.gossip {
+		d.kick()
+	}
 }
 
 // NotifyLeave implements memberlist.EventDelegate.
@@ -510,6 +550,7 @@ func (d *discovery) NotifyPingComplete(other *memberlist.Node, rtt time.Duration
 		d.n.log.Debug("coordinate update rejected", "member", other.Name, "err", err)
 		return
 	}
+	d.samples.Add(1)
 	d.mu.Lock()
 	if _, ok := d.coords[other.Name]; ok || len(d.coords) < maxCoords {
 		d.coords[other.Name] = c
@@ -541,8 +582,8 @@ func decodeCoordinate(b []byte) (*coordinate.Coordinate, error) {
 	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadCoordinate, err)
 	}
-	if !c.IsValid() || !c.IsCompatibleWith(coordinate.NewCoordinate(coordinate.DefaultConfig())) {
-		return nil, fmt.Errorf("%w: invalid or of another dimension", errBadCoordinate)
+	if err := checkCoordinate(&c); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }
@@ -554,21 +595,22 @@ func (d *discovery) kick() {
 	}
 }
 
-// member parses a gossip member; ok is false for this node, another mesh,
+// member parses a gossip member and the coordinate its metadata carries
+// (nil when none or invalid); ok is false for this node, another mesh,
 // bad metadata, or a member the LinkPolicy rejects.
-func (d *discovery) member(m *memberlist.Node) (Member, bool) {
+func (d *discovery) member(m *memberlist.Node) (Member, *coordinate.Coordinate, bool) {
 	if m.Name == d.n.cfg.Name || len(m.Meta) == 0 {
-		return Member{}, false
+		return Member{}, nil, false
 	}
 	var meta memberMeta
 	if err := json.Unmarshal(m.Meta, &meta); err != nil || meta.Link == "" || meta.Mesh != d.n.cfg.Mesh {
-		return Member{}, false
+		return Member{}, nil, false
 	}
 	mem := Member{Name: m.Name, LinkAddr: meta.Link, Leaf: meta.Leaf}
 	if p := d.n.cfg.Discovery.LinkPolicy; p != nil && !p(mem) {
-		return Member{}, false
+		return Member{}, nil, false
 	}
-	return mem, true
+	return mem, metaCoord(meta.Coord), true
 }
 
 // policyLoop runs the link policy on events and every Interval, at most
@@ -718,7 +760,13 @@ func (d *discovery) step(now time.Time) int {
 			d.reached[name] = true
 		}
 		mem := alive[name]
-		members = append(members, topology.Member{Name: mem.Name, Leaf: mem.Leaf, Addr: mem.LinkAddr, Coord: d.coords[mem.Name], RTT: d.rtts[mem.Name].rtt(),
+		// The coordinate of this node's own last probe of the member,
+		// else the one the member's gossip metadata carries.
+		coord := d.coords[mem.Name]
+		if coord == nil {
+			coord = d.members[name].coord
+		}
+		members = append(members, topology.Member{Name: mem.Name, Leaf: mem.Leaf, Addr: mem.LinkAddr, Coord: coord, RTT: d.rtts[mem.Name].rtt(),
 			Vouched: d.reached[name] || (mem.LinkAddr != "" && d.proven[mem.LinkAddr] == name), Route: route[name]})
 	}
 	d.clearGrantsLocked(now, reachable, current)

@@ -260,11 +260,17 @@ func TestMemberWhoseCertificateNamesAnotherNodeGetsNoLink(t *testing.T) {
 // node and holds no certificate. It leaves when the test ends.
 func fakeMember(t *testing.T, name string, key []byte, linkAddr, seed string) {
 	t.Helper()
+	meta, _ := json.Marshal(memberMeta{Link: linkAddr, Mesh: "test"})
+	fakeMemberMeta(t, name, key, meta, seed)
+}
+
+// fakeMemberMeta is fakeMember with the gossip metadata given as is.
+func fakeMemberMeta(t *testing.T, name string, key, meta []byte, seed string) {
+	t.Helper()
 	mc := memberlist.DefaultLANConfig()
 	mc.Name, mc.BindAddr, mc.BindPort = name, "127.0.0.1", 0
 	mc.SecretKey = key
 	mc.LogOutput = io.Discard // memberlist may log after Shutdown, past the test
-	meta, _ := json.Marshal(memberMeta{Link: linkAddr, Mesh: "test"})
 	mc.Delegate = staticMeta(meta)
 	ml, err := memberlist.Create(mc)
 	if err != nil {

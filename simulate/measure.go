@@ -58,6 +58,14 @@ type MeshStats struct {
 	Churn       float64       `json:"churn"`
 	// Gossip is the gossip traffic in the window.
 	Gossip GossipStats `json:"gossip"`
+	// Coords is the share of (node, member) pairs of the running gossip
+	// nodes where the node has the member's network coordinate (from the
+	// member's gossip metadata or its own probe), CoordsMin the lowest
+	// share of one node, and Probed the share where the node's own probes
+	// measured the round trip (0 without gossip).
+	Coords    float64 `json:"coords,omitempty"`
+	CoordsMin float64 `json:"coords_min,omitempty"`
+	Probed    float64 `json:"probed,omitempty"`
 }
 
 // meshInput is a snapshot of the mesh: nodes, their live links, their
@@ -326,6 +334,8 @@ func latencyOptimal(lat [][]time.Duration, src int, dist []time.Duration, done [
 func (c *Cluster) MeasureMesh() (MeshStats, error) {
 	names, _ := c.sides()
 	in := meshInput{nodes: names, links: map[string][]string{}, next: map[string]map[string]string{}}
+	var coordPairs, coordKnown, coordProbed, coordNodes int
+	var coordMin float64
 	for _, name := range names {
 		n := c.Node(name)
 		if n == nil {
@@ -341,6 +351,16 @@ func (c *Cluster) MeasureMesh() (MeshStats, error) {
 			}
 		}
 		in.next[name] = next
+		if known, probed, members := n.Coordinates(); members > 0 {
+			coordPairs += members
+			coordKnown += known
+			coordProbed += probed
+			share := float64(known) / float64(members)
+			if coordNodes == 0 || share < coordMin {
+				coordMin = share
+			}
+			coordNodes++
+		}
 	}
 	c.mu.Lock()
 	gb := c.gossipOf()
@@ -378,6 +398,11 @@ func (c *Cluster) MeasureMesh() (MeshStats, error) {
 	if st.Window > 0 && st.Nodes > 0 {
 		st.Churn = float64(st.LinkChanges) / float64(st.Nodes) / st.Window.Minutes()
 	}
+	if coordPairs > 0 {
+		st.Coords = float64(coordKnown) / float64(coordPairs)
+		st.Probed = float64(coordProbed) / float64(coordPairs)
+		st.CoordsMin = coordMin
+	}
 	st.Gossip = GossipStats{Packets: stats.Packets - before.Packets, PacketBytes: stats.PacketBytes - before.PacketBytes,
 		Streams: stats.Streams - before.Streams, StreamBytes: stats.StreamBytes - before.StreamBytes}
 	return st, nil
@@ -399,6 +424,10 @@ func (s MeshStats) String() string {
 		}
 	} else {
 		b.WriteString("path stretch: no underlay latency to compare with\n")
+	}
+	if s.Coords > 0 {
+		fmt.Fprintf(&b, "network coordinates known: %.1f %% of (node, member) pairs (lowest node %.1f %%); round trips probed: %.1f %%\n",
+			100*s.Coords, 100*s.CoordsMin, 100*s.Probed)
 	}
 	fmt.Fprintf(&b, "in the last %v: %d link changes (%.2f per node per minute); gossip %d packets (%d bytes), %d streams (%d bytes)\n",
 		round(s.Window), s.LinkChanges, s.Churn, s.Gossip.Packets, s.Gossip.PacketBytes, s.Gossip.Streams, s.Gossip.StreamBytes)

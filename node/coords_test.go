@@ -1,0 +1,212 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/coordinate"
+)
+
+// wireCoord is a valid coordinate in its wire form, its vector filled
+// with x.
+func wireCoord(x float64) []float64 {
+	v := make([]float64, 0, coordConfig.Dimensionality+3)
+	for range coordConfig.Dimensionality {
+		v = append(v, x)
+	}
+	return append(v, 0.5, 0, 1e-4)
+}
+
+func TestCoordFromWire(t *testing.T) {
+	with := func(i int, x float64) []float64 {
+		v := wireCoord(0.01)
+		v[i] = x
+		return v
+	}
+	dim := int(coordConfig.Dimensionality)
+	cases := []struct {
+		name string
+		v    []float64
+		ok   bool
+	}{
+		{"valid", wireCoord(0.01), true},
+		{"negative components", wireCoord(-0.05), true},
+		{"at the bound", wireCoord(coordAbsMax), true},
+		{"NaN component", with(0, math.NaN()), false},
+		{"+Inf component", with(3, math.Inf(1)), false},
+		{"-Inf component", with(7, math.Inf(-1)), false},
+		{"huge component", with(1, 1e300), false},
+		{"beyond the bound", with(2, coordAbsMax*1.01), false},
+		{"NaN error", with(dim, math.NaN()), false},
+		{"negative error", with(dim, -0.1), false},
+		{"error above the maximum", with(dim, coordConfig.VivaldiErrorMax+1), false},
+		{"NaN adjustment", with(dim+1, math.NaN()), false},
+		{"huge adjustment", with(dim+1, -1e12), false},
+		{"height below the minimum", with(dim+2, 0), false},
+		{"huge height", with(dim+2, 1e9), false},
+		{"Inf height", with(dim+2, math.Inf(1)), false},
+		{"too few values", wireCoord(0.01)[:dim+2], false},
+		{"too many values", append(wireCoord(0.01), 0), false},
+		{"empty", nil, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := coordFromWire(tc.v)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if !c.IsValid() || len(c.Vec) != dim {
+					t.Fatalf("accepted an unusable coordinate %+v", c)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted %v", tc.v)
+			}
+			if !errors.Is(err, errBadCoordinate) {
+				t.Fatalf("error %v does not unwrap to errBadCoordinate", err)
+			}
+		})
+	}
+}
+
+// The wire form keeps a coordinate to coordQuantum, and what a node
+// publishes passes its own validation.
+func TestCoordWireRoundTrip(t *testing.T) {
+	c := coordinate.NewCoordinate(coordConfig)
+	for i := range c.Vec {
+		c.Vec[i] = 0.0123456789 * float64(i-3)
+	}
+	c.Error, c.Adjustment, c.Height = 0.37, -0.0004, 0.0021
+	b, err := json.Marshal(coordWire(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := metaCoord(b)
+	if got == nil {
+		t.Fatalf("own coordinate %s refused", b)
+	}
+	if moved := coordMoved(c, got); moved > time.Duration(4*coordQuantum*float64(time.Second)) {
+		t.Fatalf("the wire form moved the coordinate by %v", moved)
+	}
+	if len(b) > 200 {
+		t.Errorf("wire form of %d bytes: the metadata limit is %d", len(b), memberlist.MetaMaxSize)
+	}
+}
+
+func TestShouldPublish(t *testing.T) {
+	at := time.Unix(1000, 0)
+	origin := coordinate.NewCoordinate(coordConfig)
+	moved := func(by time.Duration) *coordinate.Coordinate {
+		c := coordinate.NewCoordinate(coordConfig)
+		c.Vec[0] = by.Seconds()
+		return c
+	}
+	cases := []struct {
+		name     string
+		cur, pub *coordinate.Coordinate
+		samples  int64
+		n        int
+		since    time.Duration
+		want     bool
+	}{
+		{"too few probes yet", moved(5 * time.Millisecond), nil, coordMinSamples - 1, 0, 0, false},
+		{"first", moved(5 * time.Millisecond), nil, coordMinSamples, 0, 0, true},
+		{"moved, too soon", moved(20 * time.Millisecond), origin, 100, 1, coordEvery - time.Second, false},
+		{"moved, after the gap", moved(20 * time.Millisecond), origin, 100, 1, coordEvery, true},
+		{"moved too little", moved(coordMove / 2), origin, 100, 1, time.Hour, false},
+		{"moved little against its distance", moved(200 * time.Millisecond), moved(190 * time.Millisecond), 100, 1, time.Hour, false},
+		{"second gap doubles", moved(20 * time.Millisecond), origin, 100, 2, coordEvery + time.Second, false},
+		{"second gap passed", moved(20 * time.Millisecond), origin, 100, 2, 2 * coordEvery, true},
+		{"gap bounded", moved(20 * time.Millisecond), origin, 100, 40, coordEveryMax, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := shouldPublish(tc.cur, tc.pub, tc.samples, tc.n, at, at.Add(tc.since)); got != tc.want {
+				t.Fatalf("shouldPublish = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A member's gossip metadata with a bogus coordinate keeps the member
+// (its link address stands) without a coordinate; a valid one is taken
+// for that member only, whatever else the metadata says.
+func TestBogusGossipCoordinatesRefused(t *testing.T) {
+	d := &discovery{n: &Node{cfg: Config{Name: "a", Mesh: "test"}}, members: map[string]gossipMember{}}
+	good := wireCoord(0.02)
+	meta := func(coord string, extra string) []byte {
+		return []byte(fmt.Sprintf(`{"link":"127.0.0.1:9","mesh":"test","coord":%s%s}`, coord, extra))
+	}
+	enc := func(v []float64) string { b, _ := json.Marshal(v); return string(b) }
+	huge := slices.Clone(good)
+	huge[0] = 1e300
+	cases := map[string][]byte{
+		"overflow":         meta("["+strings.Repeat("1e999,", 10)+"1e999]", ""),
+		"huge":             meta(enc(huge), ""),
+		"NaN as a string":  meta(`["NaN","NaN","NaN","NaN","NaN","NaN","NaN","NaN",1,0,1]`, ""),
+		"wrong dimension":  meta(enc(good[:5]), ""),
+		"an object":        meta(`{"Vec":[1,2,3,4,5,6,7,8],"Error":1,"Adjustment":0,"Height":1}`, ""),
+		"oversized":        meta("["+strings.Repeat("0,", coordSize)+"0]", ""),
+		"claims b as well": meta(enc(good), `,"name":"b","node":"b"`),
+	}
+	for name, m := range cases {
+		d.record(&memberlist.Node{Name: name, Addr: net.IPv4(127, 0, 0, 2), Port: 7946, Meta: m})
+	}
+	d.record(&memberlist.Node{Name: "b", Addr: net.IPv4(127, 0, 0, 3), Port: 7946, Meta: []byte(`{"link":"127.0.0.1:10","mesh":"test"}`)})
+	for name := range cases {
+		gm, ok := d.members[name]
+		if !ok || !gm.ok {
+			t.Errorf("%s: member dropped (%+v): a bad coordinate should lose only itself", name, gm)
+			continue
+		}
+		if name == "claims b as well" {
+			if gm.coord == nil || gm.coord.Vec[0] != good[0] {
+				t.Errorf("%s: valid coordinate not taken: %+v", name, gm.coord)
+			}
+			continue
+		}
+		if gm.coord != nil {
+			t.Errorf("%s: accepted coordinate %+v", name, gm.coord)
+		}
+	}
+	if c := d.members["b"].coord; c != nil {
+		t.Errorf("b has coordinate %+v from another member's metadata", c)
+	}
+}
+
+// A probe ack with a bogus coordinate neither enters the member table nor
+// moves this node's own coordinate.
+func TestBogusProbeCoordinateRefused(t *testing.T) {
+	vc, err := coordinate.NewClient(coordConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{cfg: Config{Name: "a", Mesh: "test"}, log: slog.New(slog.DiscardHandler)}
+	d := &discovery{n: n, vc: vc, coords: map[string]*coordinate.Coordinate{}, rtts: map[string]probeRTT{}}
+	before := vc.GetCoordinate()
+	c := coordinate.NewCoordinate(coordConfig)
+	c.Vec[0] = 1e300
+	huge, _ := json.Marshal(c)
+	c.Vec[0], c.Height = 0, 1e9
+	high, _ := json.Marshal(c)
+	for _, payload := range [][]byte{huge, high, []byte(`{"Vec":[1,2],"Error":1,"Adjustment":0,"Height":1}`), []byte(`{"Vec":[1,2,3,4,5,6,7,8],"Error":-1,"Adjustment":0,"Height":1}`)} {
+		d.NotifyPingComplete(&memberlist.Node{Name: "evil"}, 10*time.Millisecond, payload)
+	}
+	if len(d.coords) != 0 {
+		t.Errorf("coordinates taken from bogus acks: %v", d.coords)
+	}
+	if d.samples.Load() != 0 || coordMoved(before, vc.GetCoordinate()) != 0 {
+		t.Errorf("bogus acks moved this node's coordinate to %+v", vc.GetCoordinate())
+	}
+}

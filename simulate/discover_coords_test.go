@@ -1,0 +1,38 @@
+package simulate
+
+import "testing"
+
+// TestDiscoverSpreadsCoordinates: 30 nodes in three regions join by
+// gossip in random order; 20 s after every pair is reachable each node
+// knows the network coordinate of at least 90 % of the members, though
+// its own probes (one member a second) measured only some of them: the
+// members publish their coordinates in their gossip metadata.
+func TestDiscoverSpreadsCoordinates(t *testing.T) {
+	s, err := Parse("coords.sim", `regions eu:n1..n10 us:n11..n20 ap:n21..n30 inside=0.5ms between=30ms..80ms spread=10ms
+discover seed=n1 nodes=n2..n30 order=random
+wait reachable timeout=3m
+wait 20s
+measure
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := Test(t, s, Config{Backend: BackendMem})
+	if !rep.OK() {
+		return // Test logged the report
+	}
+	var ms *MeshStats
+	for _, st := range rep.Steps {
+		if st.Mesh != nil {
+			ms = st.Mesh
+		}
+	}
+	if ms == nil {
+		t.Fatal("no measurement")
+	}
+	t.Logf("coordinates known %.1f %% (lowest node %.1f %%), round trips probed %.1f %%", 100*ms.Coords, 100*ms.CoordsMin, 100*ms.Probed)
+	if ms.CoordsMin < 0.9 {
+		t.Errorf("a node knows the coordinates of %.1f %% of the members, want at least 90 %% (mean %.1f %%, probed %.1f %%)",
+			100*ms.CoordsMin, 100*ms.Coords, 100*ms.Probed)
+	}
+}
