@@ -149,7 +149,9 @@ type Link interface {
 
 	// SendRouting queues an opaque routing payload on the control stream.
 	// It never blocks: when the bounded queue is full the payload is dropped
-	// and ErrQueueFull returned (routing tolerates loss).
+	// and ErrQueueFull returned (routing tolerates loss). The link may keep
+	// payload until it is delivered (the in-memory links hand the same
+	// slice to the peer): the caller must not modify it afterwards.
 	SendRouting(payload []byte) error
 
 	// Quality is the latest measured quality.

@@ -132,7 +132,11 @@ func run(ctx context.Context, s *Script, cfg Config, o runOptions) (rep *Report,
 			r.rep.Failed++
 		}
 		if progress != nil {
-			fmt.Fprintf(progress, "%4d  %-4s  %s%s\n", res.Line, res.Status, res.Step, resultNote(res, r.rep.Virtual))
+			mem := memoryNote(len(c.Names()))
+			if mem != "" {
+				mem = "  [" + mem + "]"
+			}
+			fmt.Fprintf(progress, "%4d  %-4s  %s%s%s\n", res.Line, res.Status, res.Step, resultNote(res, r.rep.Virtual), mem)
 		}
 	}
 	r.rep.Duration, r.rep.Wall = time.Since(start), wallNow()-wallStart

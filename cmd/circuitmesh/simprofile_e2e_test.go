@@ -15,7 +15,8 @@ import (
 
 // `simulate --cpuprofile --memprofile` writes both profiles at the end of
 // a run, and also when the run is interrupted half way: a long run
-// stopped by hand still shows where its time went.
+// stopped by hand still shows where its time went. SIGUSR1 writes the
+// allocation profile of the moment without stopping the run.
 func TestE2ESimulateProfiles(t *testing.T) {
 	bin := binary(t)
 	dir := t.TempDir()
@@ -70,6 +71,14 @@ func TestE2ESimulateProfiles(t *testing.T) {
 		for !strings.Contains(errb.String(), "nodes n1..n50") && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
+		// SIGUSR1 writes a snapshot of the allocation profile to mem.1 and
+		// the run goes on.
+		if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		for !strings.Contains(errb.String(), "profile written to "+mem+".1") && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
 		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 			t.Fatal(err)
 		}
@@ -89,5 +98,6 @@ func TestE2ESimulateProfiles(t *testing.T) {
 			t.Errorf("stderr does not say the profiles were written:\n%s", errb.String())
 		}
 		check(t, cpu, mem)
+		check(t, mem+".1", mem+".1")
 	})
 }

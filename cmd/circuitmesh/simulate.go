@@ -45,7 +45,7 @@ Examples:
 			&cli.BoolFlag{Name: "progress", Usage: "print each step on stderr as it finishes"},
 			&cli.Uint64Flag{Name: "seed", Usage: "`SEED` of packet loss and of discover order=random (random graphs and regions take seed= in the script)", Value: 1},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run to `FILE` (also when interrupted)"},
-			&cli.StringFlag{Name: "memprofile", Usage: "write an allocation profile of the run to `FILE` (also when interrupted)"},
+			&cli.StringFlag{Name: "memprofile", Usage: "write an allocation profile of the run to `FILE` (also when interrupted; SIGUSR1 writes the profile of the moment to FILE.1, FILE.2, …)"},
 			&cli.StringFlag{Name: "log-level", Usage: "node log `LEVEL` on stderr (debug, info, warn, error; default: none)"},
 		},
 		Action: func(c *cli.Context) error {

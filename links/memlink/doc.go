@@ -6,7 +6,11 @@
 // transport named "b". Links behave like the QUIC links: the hello refuses
 // a peer of another mesh (an error wrapping links.ErrRefused), there is one
 // link per pair of nodes (a second or simultaneous dial returns the existing
-// link), routing payloads travel in order through a bounded queue, Handler
+// link), routing payloads travel in order through a queue bounded in
+// payloads and in bytes per link and direction (Config.ControlQueue,
+// Config.ControlBytes; beyond either a payload is dropped with
+// links.ErrQueueFull, as on a full QUIC control queue) and reach the
+// peer's Handler as the very slice the sender passed, not a copy, Handler
 // calls for a link are serialised (LinkUp, then Routing and CostChanged,
 // then LinkDown exactly once), streams have bounded buffers (a writer blocks
 // when the peer has not read: backpressure), deadlines, half-close and

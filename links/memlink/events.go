@@ -28,15 +28,18 @@ type event struct {
 
 // eventQueue delivers one link end's Handler calls in order from a
 // goroutine that runs only while events are pending. At most limit routing
-// payloads wait; cost changes are coalesced; nothing follows LinkDown.
+// payloads of at most maxBytes in all wait; cost changes are coalesced;
+// nothing follows LinkDown.
 type eventQueue struct {
-	ep    *endpoint
-	h     links.Handler
-	limit int
+	ep       *endpoint
+	h        links.Handler
+	limit    int
+	maxBytes int
 
 	mu      sync.Mutex
 	q       []event
 	routing int  // routing events in q
+	bytes   int  // their payloads' bytes
 	cost    int  // index of a pending cost event in q, or -1
 	running bool // a goroutine is draining q, or q is scheduled
 	ended   bool // LinkDown queued
@@ -53,8 +56,8 @@ type eventQueue struct {
 	last  time.Time // when the last queued call is due
 }
 
-func (e *eventQueue) init(ep *endpoint, h links.Handler, limit int) {
-	e.ep, e.h, e.limit, e.cost, e.index = ep, h, limit, -1, -1
+func (e *eventQueue) init(ep *endpoint, h links.Handler, limit, maxBytes int) {
+	e.ep, e.h, e.limit, e.maxBytes, e.cost, e.index = ep, h, limit, maxBytes, -1, -1
 }
 
 // post queues ev. It returns links.ErrQueueFull (wrapped) when a routing
@@ -67,10 +70,12 @@ func (e *eventQueue) post(ev event) (ended bool, err error) {
 	}
 	switch ev.kind {
 	case evRouting:
-		if e.routing >= e.limit {
-			return false, fmt.Errorf("routing payload to %s dropped (%d queued): %w", e.ep.t.name, e.routing, links.ErrQueueFull)
+		if e.routing >= e.limit || e.routing > 0 && e.bytes+len(ev.payload) > e.maxBytes {
+			return false, fmt.Errorf("routing payload of %d bytes to %s dropped (%d queued, %d bytes): %w",
+				len(ev.payload), e.ep.t.name, e.routing, e.bytes, links.ErrQueueFull)
 		}
 		e.routing++
+		e.bytes += len(ev.payload)
 	case evCost:
 		if e.cost >= 0 {
 			e.q[e.cost].quality = ev.quality
@@ -136,7 +141,7 @@ func (e *eventQueue) dropRouting() {
 		kept = append(kept, ev)
 	}
 	clear(e.q[len(kept):])
-	e.q, e.routing = kept, 0
+	e.q, e.routing, e.bytes = kept, 0, 0
 	e.last = time.Time{}
 	for _, ev := range e.q {
 		e.last = ev.at
@@ -179,6 +184,7 @@ func (e *eventQueue) pop() (event, bool) {
 	switch {
 	case ev.kind == evRouting:
 		e.routing--
+		e.bytes -= len(ev.payload)
 	case e.cost == 0:
 		e.cost = -1
 	}

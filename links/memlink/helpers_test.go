@@ -20,7 +20,9 @@ type recorder struct {
 	events []string
 	down   map[string]error
 	gate   chan struct{} // when set, Routing waits on it
-	notify chan struct{}
+	// entered, when set, is signalled (without blocking) as Routing starts.
+	entered chan struct{}
+	notify  chan struct{}
 }
 
 func newRecorder() *recorder {
@@ -39,6 +41,10 @@ func (r *recorder) add(s string) {
 
 func (r *recorder) LinkUp(l links.Link) { r.add("up " + l.Peer()) }
 func (r *recorder) Routing(l links.Link, p []byte) {
+	select {
+	case r.entered <- struct{}{}:
+	default:
+	}
 	if r.gate != nil {
 		<-r.gate
 	}

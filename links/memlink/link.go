@@ -56,7 +56,7 @@ func newConn(a, b *Transport, q links.Quality, now time.Time) (local, remote *en
 			outbound: outbound, established: now, maxIncoming: t.cfg.MaxStreams,
 			done: make(chan struct{}), streams: make(map[*stream]struct{}), quality: q,
 		}
-		ep.events.init(ep, t.cfg.Handler, n.cfg.ControlQueue)
+		ep.events.init(ep, t.cfg.Handler, n.cfg.ControlQueue, n.cfg.ControlBytes)
 		if n.sched != nil {
 			ep.events.sched, ep.events.path = n.sched, pa
 			ep.events.key = orderKey{node: t.name, peer: p.name, link: no}
@@ -104,8 +104,9 @@ func (ep *endpoint) waitChan() chan struct{} {
 	return ep.wake
 }
 
-// SendRouting queues payload for the peer's Handler.Routing. On a severed
-// link the payload is silently lost, as on a real network.
+// SendRouting queues payload for the peer's Handler.Routing, which gets
+// the same slice: the caller hands it over (links.Link.SendRouting). On a
+// severed link the payload is silently lost, as on a real network.
 func (ep *endpoint) SendRouting(payload []byte) error {
 	if err := ep.Err(); err != nil {
 		return fmt.Errorf("send routing to %s: %w", ep.peerName, err)
@@ -113,7 +114,7 @@ func (ep *endpoint) SendRouting(payload []byte) error {
 	if ep.conn.severed.Load() && ep.t.n.sched == nil {
 		return nil // an ordered network drops it when due instead
 	}
-	ended, err := ep.peer.events.post(event{kind: evRouting, payload: append([]byte(nil), payload...)})
+	ended, err := ep.peer.events.post(event{kind: evRouting, payload: payload})
 	if ended {
 		return nil // the peer end is going down; our end follows
 	}

@@ -160,6 +160,50 @@ func TestRoutingQueueBounded(t *testing.T) {
 	ns[1].rec.waitFor(t, append([]string{"up a"}, sent...)...)
 }
 
+// A link whose receiver has stalled holds at most ControlBytes of routing
+// payloads; the rest is dropped with ErrQueueFull, as on a full QUIC
+// control queue, and what was queued arrives once the receiver goes on.
+func TestRoutingQueueBoundedInBytes(t *testing.T) {
+	n := NewNetwork(Config{ControlBytes: 1000})
+	ns := newNodes(t, n, "a", "b")
+	gate, entered := make(chan struct{}), make(chan struct{}, 1)
+	ns[1].rec.gate, ns[1].rec.entered = gate, entered
+	l := dial(t, ns[0].t, "b")
+	ns[1].rec.waitFor(t, "up a")
+	payload := func(i int) []byte { return fmt.Appendf(nil, "%d:%0300d", i, 0) }
+	// The first payload reaches the stalled handler; three more fit in
+	// 1000 bytes, the fourth does not.
+	if err := l.SendRouting(payload(0)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first payload never reached the handler")
+	}
+	var sent []string
+	var full error
+	for i := 1; i < 10 && full == nil; i++ {
+		p := payload(i)
+		if full = l.SendRouting(p); full == nil {
+			sent = append(sent, "routing a "+string(p))
+		}
+	}
+	if !errors.Is(full, links.ErrQueueFull) {
+		t.Fatalf("no ErrQueueFull after %d payloads: %v", len(sent), full)
+	}
+	if len(sent) != 3 {
+		t.Fatalf("%d payloads of 302 bytes accepted behind a stalled reader, want 3 (1000 bytes)", len(sent))
+	}
+	close(gate)
+	ns[1].rec.waitFor(t, append([]string{"up a", "routing a " + string(payload(0))}, sent...)...)
+	// Drained, the link takes a payload larger than the bound by itself.
+	big := make([]byte, 3000)
+	if err := l.SendRouting(big); err != nil {
+		t.Fatalf("a payload over the bound on an empty queue: %v", err)
+	}
+}
+
 func TestCloseReasonReachesPeer(t *testing.T) {
 	n := NewNetwork(Config{})
 	ns := newNodes(t, n, "a", "b")

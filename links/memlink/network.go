@@ -17,6 +17,9 @@ var ErrUnreachable = errors.New("memlink: node unreachable")
 const (
 	DefaultStreamBuffer = 256 << 10
 	DefaultControlQueue = 256
+	// DefaultControlBytes is the initial flow-control window of a QUIC
+	// link's control stream (links: 512 KiB).
+	DefaultControlBytes = 512 << 10
 	DefaultMaxStreams   = 4096
 	// MaxStreamBuffer bounds Config.StreamBuffer.
 	MaxStreamBuffer = 64 << 20
@@ -31,6 +34,12 @@ type Config struct {
 	// direction before SendRouting drops with links.ErrQueueFull.
 	// Default DefaultControlQueue.
 	ControlQueue int
+	// ControlBytes bounds the bytes of the routing payloads queued per link
+	// direction: a payload that would take them beyond it is dropped with
+	// links.ErrQueueFull, as ControlQueue's would, unless the queue is
+	// empty (a payload larger than the bound passes alone). Default
+	// DefaultControlBytes.
+	ControlBytes int
 	// DetectDelay is how long after Cut, Isolate or Kill a link is reported
 	// down at the surviving ends. Data stops flowing at once. Default 0:
 	// immediately.
@@ -58,6 +67,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ControlQueue <= 0 {
 		c.ControlQueue = DefaultControlQueue
+	}
+	if c.ControlBytes <= 0 {
+		c.ControlBytes = DefaultControlBytes
 	}
 	if c.DetectDelay < 0 {
 		c.DetectDelay = 0

@@ -1,0 +1,46 @@
+package simulate
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Each progress line ends with the live heap, in all and per node, so a
+// long run shows where its memory stands step by step.
+func TestProgressLinesGiveTheHeap(t *testing.T) {
+	s, err := Parse("mem.sim", "nodes a b c d\nlink a-b b-c c-d\nwait converged\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := Run(ctx, s, Config{Backend: BackendMem}, &progress); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(progress.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d progress lines, want 3:\n%s", len(lines), progress.String())
+	}
+	re := regexp.MustCompile(`  \[heap [0-9.]+ (B|KiB|MiB|GiB) live, [0-9.]+ (B|KiB|MiB|GiB) per node\]$`)
+	for _, l := range lines {
+		if !re.MatchString(l) {
+			t.Errorf("progress line without the heap: %q", l)
+		}
+	}
+}
+
+func TestMemSize(t *testing.T) {
+	for _, c := range []struct {
+		n    float64
+		want string
+	}{{0, "0.0 B"}, {1023, "1023.0 B"}, {1536, "1.5 KiB"}, {3 << 20, "3.0 MiB"}, {12.5 * (1 << 30), "12.5 GiB"}} {
+		if got := memSize(c.n); got != c.want {
+			t.Errorf("memSize(%v) = %q, want %q", c.n, got, c.want)
+		}
+	}
+}
