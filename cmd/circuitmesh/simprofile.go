@@ -22,6 +22,7 @@ type simProfiles struct {
 	usr1       chan os.Signal // SIGUSR1: a snapshot of the allocation profile
 	snaps      int            // snapshots written
 	done       chan struct{}
+	exited     chan struct{} // closed when the signal goroutine ends
 }
 
 // startSimProfiles starts the CPU profile into cpu and arranges the
@@ -61,7 +62,9 @@ func startSimProfiles(cpu, mem string) (*simProfiles, error) {
 		p.usr1 = make(chan os.Signal, 1)
 		signal.Notify(p.usr1, syscall.SIGUSR1)
 	}
+	p.exited = make(chan struct{})
 	go func() {
+		defer close(p.exited)
 		for {
 			select {
 			case <-p.usr1:
@@ -122,6 +125,7 @@ func (p *simProfiles) stop() error {
 			signal.Stop(p.usr1)
 		}
 		close(p.done)
+		<-p.exited // a snapshot being written is finished first
 	}
 	return err
 }

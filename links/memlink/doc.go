@@ -9,7 +9,9 @@
 // link), routing payloads travel in order through a queue bounded in
 // payloads and in bytes per link and direction (Config.ControlQueue,
 // Config.ControlBytes; beyond either a payload is dropped with
-// links.ErrQueueFull, as on a full QUIC control queue) and reach the
+// links.ErrQueueFull; a QUIC link queues more before it drops: its
+// control stream's flow-control window, which grows to 4 MiB, then 256
+// frames) and reach the
 // peer's Handler as the very slice the sender passed, not a copy, Handler
 // calls for a link are serialised (LinkUp, then Routing and CostChanged,
 // then LinkDown exactly once), streams have bounded buffers (a writer blocks

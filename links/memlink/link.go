@@ -111,6 +111,9 @@ func (ep *endpoint) SendRouting(payload []byte) error {
 	if err := ep.Err(); err != nil {
 		return fmt.Errorf("send routing to %s: %w", ep.peerName, err)
 	}
+	if len(payload) > links.MaxFrameSize { // as a QUIC link refuses it
+		return fmt.Errorf("send routing to %s: payload of %d bytes (max %d): %w", ep.peerName, len(payload), links.MaxFrameSize, links.ErrFrameTooLarge)
+	}
 	if ep.conn.severed.Load() && ep.t.n.sched == nil {
 		return nil // an ordered network drops it when due instead
 	}

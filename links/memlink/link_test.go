@@ -202,6 +202,11 @@ func TestRoutingQueueBoundedInBytes(t *testing.T) {
 	if err := l.SendRouting(big); err != nil {
 		t.Fatalf("a payload over the bound on an empty queue: %v", err)
 	}
+	// A payload no control frame can carry is refused, as a QUIC link
+	// refuses it.
+	if err := l.SendRouting(make([]byte, links.MaxFrameSize+1)); !errors.Is(err, links.ErrFrameTooLarge) {
+		t.Fatalf("a payload of MaxFrameSize+1 bytes: %v, want ErrFrameTooLarge", err)
+	}
 }
 
 func TestCloseReasonReachesPeer(t *testing.T) {
