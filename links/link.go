@@ -172,7 +172,9 @@ var ErrQueueFull = errors.New("control queue full")
 // Handler receives a transport's link events. Calls for one link are
 // serialised and ordered: LinkUp, then any number of Routing and
 // CostChanged, then exactly one LinkDown. Calls may come from any goroutine
-// and must not block for long (hand off to a queue).
+// and must not block for long (hand off to a queue). Routing's payload
+// may be the sender's own slice (the in-memory links pass it on): a
+// handler may keep it but must not modify it.
 type Handler interface {
 	LinkUp(l Link)
 	Routing(l Link, payload []byte)
