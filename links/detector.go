@@ -59,6 +59,22 @@ func (d *gapDetector) observe(t time.Time) {
 	d.dev = max(d.dev, diff)
 }
 
+// seed starts the estimate from the link's handshake, which took hs: the
+// first frames of the peer come after it finished its side of the
+// handshake and started its loops, so until they arrive the peer may stay
+// silent as irregularly as the handshake was slow. On an idle machine a
+// handshake takes milliseconds and the floor decides as before; under
+// CPU starvation the handshake's round trips took as long as the first
+// probe's will, which a floor that knows nothing of the load would count
+// as the peer's silence. Frames then refine the estimate as usual.
+func (d *gapDetector) seed(hs time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if hs > 0 && d.mean == 0 {
+		d.mean, d.dev = hs, hs
+	}
+}
+
 // allowance is how long the peer may stay silent before it is declared
 // dead, given the floor.
 func (d *gapDetector) allowance(floor time.Duration) time.Duration {

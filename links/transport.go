@@ -182,6 +182,7 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 	if s != nil {
 		defer s.release()
 	}
+	began := time.Now()
 	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
 	defer cancel()
 	l, err := t.acceptHandshake(ctx, conn)
@@ -200,6 +201,7 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 	if s != nil {
 		s.linked.Store(true)
 	}
+	l.gaps.seed(l.est.Sub(began))
 	if _, err := t.adopt(l); err != nil {
 		t.cfg.Logger.Info("link lost before it was up", "remote", conn.RemoteAddr(), "err", err)
 	}
@@ -228,6 +230,7 @@ func (t *QUICTransport) Dial(ctx context.Context, addr string) (Link, error) {
 	stop := context.AfterFunc(t.ctx, cancel)
 	defer stop()
 	defer t.attempt(ua, true)()
+	began := time.Now()
 	conn, err := t.tr.Dial(ctx, ua, t.tlsConf, t.quicConf)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, t.dialErr(err))
@@ -235,6 +238,7 @@ func (t *QUICTransport) Dial(ctx context.Context, addr string) (Link, error) {
 	l, err := t.dialHandshake(ctx, conn)
 	var survivor *quicLink
 	if err == nil {
+		l.gaps.seed(l.est.Sub(began))
 		survivor, err = t.adopt(l)
 	}
 	if errors.Is(err, errDuplicate) {
