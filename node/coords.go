@@ -12,10 +12,10 @@ import (
 // A node's Vivaldi coordinate spreads by gossip: each node publishes its
 // own in its gossip metadata (memberMeta.Coord), which memberlist carries
 // to every member with the rest of the node's state (its alive messages,
-// and the full state a join or push-pull exchanges). A member's metadata
-// speaks only for that member: memberlist keys it by the member's name,
-// and a node that sees a newer alive message about itself than its own
-// refutes it with its own metadata. A coordinate from gossip is an
+// and the full state a join or push-pull exchanges). memberlist keys a
+// member's metadata by the member's name; a forged alive message about a
+// member replaces it until the member refutes it with its own
+// (docs/SECURITY.md). A coordinate from gossip is an
 // estimate of the member's position; the node's own probes of the member
 // (the round trip, and the coordinate the ack carries) override it.
 
@@ -24,11 +24,23 @@ import (
 // ratio) rounded to coordQuantum.
 const (
 	coordQuantum = 1e-6
-	// coordAbsMax bounds every value of a coordinate taken from the wire
-	// (a probe ack or gossip metadata): 100 s, far beyond any round trip a
-	// mesh measures, so that a member cannot place itself where the
-	// arithmetic of distances overflows or swamps everyone else.
-	coordAbsMax = 100.0
+	// Bounds on a coordinate taken from the wire (a probe ack or gossip
+	// metadata), in seconds: its vector's length, its adjustment and its
+	// height. They are far beyond any round trip a mesh measures (a
+	// round trip half way round the earth is about 0.3 s) and keep a
+	// member from placing itself where distances swamp everyone else's.
+	coordVecMax    = 2.0
+	coordAdjustMax = 1.0
+	coordHeightMax = 1.0
+	// A probe's sample is refused when the member's coordinate puts it
+	// further from this node than coordSampleSlack times the measured
+	// round trip plus coordSampleFloor: an honest member's coordinate
+	// may be wrong while coordinates settle, but not by that much, and a
+	// sample that passes moves this node's coordinate by at most about
+	// the round trip (a Vivaldi step moves it by at most a quarter of
+	// the difference between the predicted and the measured round trip).
+	coordSampleSlack = 4
+	coordSampleFloor = 50 * time.Millisecond
 )
 
 // Publishing: a node publishes its coordinate once coordMinSamples probes
@@ -72,9 +84,7 @@ func coordWire(c *coordinate.Coordinate) []float64 {
 	return append(out, q(c.Error), q(c.Adjustment), q(c.Height))
 }
 
-// coordFromWire validates a coordinate in its wire form: the dimension of
-// this node's coordinates, every value finite and within coordAbsMax, the
-// error within [0, VivaldiErrorMax] and the height at least HeightMin.
+// coordFromWire validates a coordinate in its wire form (checkCoordinate).
 func coordFromWire(v []float64) (*coordinate.Coordinate, error) {
 	dim := int(coordConfig.Dimensionality)
 	if len(v) != dim+3 {
@@ -88,27 +98,44 @@ func coordFromWire(v []float64) (*coordinate.Coordinate, error) {
 }
 
 // checkCoordinate refuses a coordinate this node cannot use: another
-// dimension, a value that is not finite or beyond coordAbsMax, an error
-// outside [0, VivaldiErrorMax], a height below HeightMin.
+// dimension, a value that is not finite, a vector longer than
+// coordVecMax, an adjustment beyond ±coordAdjustMax, an error outside
+// [0, VivaldiErrorMax], a height outside [HeightMin, coordHeightMax]
+// (HeightMin less half a quantum: the wire form rounds it).
 func checkCoordinate(c *coordinate.Coordinate) error {
 	if len(c.Vec) != int(coordConfig.Dimensionality) {
 		return fmt.Errorf("%w: dimension %d", errBadCoordinate, len(c.Vec))
 	}
-	ok := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) && math.Abs(x) <= coordAbsMax }
+	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+	var norm float64
 	for _, x := range c.Vec {
-		if !ok(x) {
+		if !finite(x) || math.Abs(x) > coordVecMax {
 			return fmt.Errorf("%w: component %v", errBadCoordinate, x)
 		}
+		norm += x * x
 	}
 	switch {
-	case !ok(c.Error) || c.Error < 0 || c.Error > coordConfig.VivaldiErrorMax:
+	case math.Sqrt(norm) > coordVecMax:
+		return fmt.Errorf("%w: vector of length %.3g s", errBadCoordinate, math.Sqrt(norm))
+	case !finite(c.Error) || c.Error < 0 || c.Error > coordConfig.VivaldiErrorMax:
 		return fmt.Errorf("%w: error %v", errBadCoordinate, c.Error)
-	case !ok(c.Adjustment):
+	case !finite(c.Adjustment) || math.Abs(c.Adjustment) > coordAdjustMax:
 		return fmt.Errorf("%w: adjustment %v", errBadCoordinate, c.Adjustment)
-	case !ok(c.Height) || c.Height < coordConfig.HeightMin:
+	case !finite(c.Height) || c.Height < coordConfig.HeightMin-coordQuantum/2 || c.Height > coordHeightMax:
 		return fmt.Errorf("%w: height %v", errBadCoordinate, c.Height)
 	}
 	return nil
+}
+
+// plausibleSample reports whether a probe's sample, a member at
+// coordinate c answering in rtt, may update this node's coordinate own:
+// c may not put the member further than coordSampleSlack round trips
+// (plus coordSampleFloor) away.
+func plausibleSample(own, c *coordinate.Coordinate, rtt time.Duration) bool {
+	if !own.IsCompatibleWith(c) {
+		return false
+	}
+	return own.DistanceTo(c) <= coordSampleSlack*rtt+coordSampleFloor
 }
 
 // coordMoved is how far coordinate b is from a: the distance of their
@@ -154,7 +181,7 @@ func (d *discovery) coordLoop() {
 		d.mu.Lock()
 		pub, at, count := d.published, d.publishedAt, d.publishedN
 		d.mu.Unlock()
-		if !shouldPublish(cur, pub, d.samples.Load(), count, at, now) {
+		if checkCoordinate(cur) != nil || !shouldPublish(cur, pub, d.samples.Load(), count, at, now) {
 			return
 		}
 		d.mu.Lock()

@@ -40,12 +40,16 @@ func TestCoordFromWire(t *testing.T) {
 	}{
 		{"valid", wireCoord(0.01), true},
 		{"negative components", wireCoord(-0.05), true},
-		{"at the bound", wireCoord(coordAbsMax), true},
+		{"vector at the bound", wireCoord(coordVecMax / math.Sqrt(float64(dim)) * 0.999), true},
+		{"vector beyond the bound", wireCoord(coordVecMax / math.Sqrt(float64(dim)) * 1.01), false},
+		{"height at the minimum, as published", with(dim+2, math.Round(coordConfig.HeightMin/coordQuantum)*coordQuantum), true},
+		{"height above the bound", with(dim+2, coordHeightMax*1.01), false},
+		{"adjustment beyond the bound", with(dim+1, coordAdjustMax*1.01), false},
 		{"NaN component", with(0, math.NaN()), false},
 		{"+Inf component", with(3, math.Inf(1)), false},
 		{"-Inf component", with(7, math.Inf(-1)), false},
 		{"huge component", with(1, 1e300), false},
-		{"beyond the bound", with(2, coordAbsMax*1.01), false},
+		{"component beyond the bound", with(2, coordVecMax*1.01), false},
 		{"NaN error", with(dim, math.NaN()), false},
 		{"negative error", with(dim, -0.1), false},
 		{"error above the maximum", with(dim, coordConfig.VivaldiErrorMax+1), false},
@@ -208,5 +212,63 @@ func TestBogusProbeCoordinateRefused(t *testing.T) {
 	}
 	if d.samples.Load() != 0 || coordMoved(before, vc.GetCoordinate()) != 0 {
 		t.Errorf("bogus acks moved this node's coordinate to %+v", vc.GetCoordinate())
+	}
+}
+
+// A member's probe ack whose coordinate passes every bound but puts the
+// member seconds away, while it answered in a millisecond, does not move
+// this node's own coordinate (which the node then publishes to every
+// member): a sample is taken only when the coordinate is within a few
+// round trips of where the member answers from.
+func TestImplausibleProbeSampleRefused(t *testing.T) {
+	vc, err := coordinate.NewClient(coordConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{cfg: Config{Name: "victim", Mesh: "test"}, log: slog.New(slog.DiscardHandler)}
+	d := &discovery{n: n, vc: vc, coords: map[string]*coordinate.Coordinate{}, rtts: map[string]probeRTT{}}
+	// Settle on 20 honest members about a millisecond away.
+	honest := make([]*coordinate.Coordinate, 20)
+	for i := range honest {
+		c := coordinate.NewCoordinate(coordConfig)
+		for j := range c.Vec {
+			c.Vec[j] = 0.0001 * float64((i*7+j*3)%20)
+		}
+		c.Error, c.Height = 0.2, 1e-4
+		honest[i] = c
+	}
+	for range 20 {
+		for i, c := range honest {
+			b, _ := json.Marshal(c)
+			d.NotifyPingComplete(&memberlist.Node{Name: fmt.Sprint("h", i)}, time.Millisecond, b)
+		}
+	}
+	before := vc.GetCoordinate()
+	// The attacker: at the bounds, with full confidence (error 0).
+	evil := coordinate.NewCoordinate(coordConfig)
+	for j := range evil.Vec {
+		evil.Vec[j] = coordVecMax / math.Sqrt(float64(len(evil.Vec)))
+	}
+	evil.Error, evil.Adjustment, evil.Height = 0, coordAdjustMax, coordHeightMax
+	if err := checkCoordinate(evil); err != nil {
+		t.Fatalf("the attacker's coordinate must pass the bounds for this test: %v", err)
+	}
+	b, _ := json.Marshal(evil)
+	for range 3 {
+		d.NotifyPingComplete(&memberlist.Node{Name: "evil"}, time.Millisecond, b)
+	}
+	if moved := coordMoved(before, vc.GetCoordinate()); moved > 0 {
+		t.Errorf("three acks from 1 ms away claiming to be seconds away moved this node's coordinate by %v", moved)
+	}
+	if d.coords["evil"] != nil {
+		t.Errorf("the implausible coordinate was kept for the member")
+	}
+	// What this node publishes and sends in its acks passes others' checks.
+	own, _ := json.Marshal(coordWire(vc.GetCoordinate()))
+	if metaCoord(own) == nil {
+		t.Errorf("this node's coordinate %s is refused by its peers", own)
+	}
+	if _, err := decodeCoordinate(d.AckPayload()); err != nil {
+		t.Errorf("this node's ack payload is refused: %v", err)
 	}
 }

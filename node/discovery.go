@@ -523,7 +523,11 @@ func (d *discovery) NotifyLeave(m *memberlist.Node) {
 // AckPayload implements memberlist.PingDelegate: probe acks carry this
 // node's Vivaldi coordinate.
 func (d *discovery) AckPayload() []byte {
-	b, err := json.Marshal(d.vc.GetCoordinate())
+	own := d.vc.GetCoordinate()
+	if checkCoordinate(own) != nil {
+		return nil // others would refuse it
+	}
+	b, err := json.Marshal(own)
 	if err != nil || len(b) > coordSize {
 		return nil
 	}
@@ -544,6 +548,10 @@ func (d *discovery) NotifyPingComplete(other *memberlist.Node, rtt time.Duration
 	c, err := decodeCoordinate(payload)
 	if err != nil {
 		d.n.log.Debug("ignoring a probe ack's coordinate", "member", other.Name, "err", err)
+		return
+	}
+	if !plausibleSample(d.vc.GetCoordinate(), c, rtt) {
+		d.n.log.Debug("ignoring a probe ack's coordinate", "member", other.Name, "err", "far beyond the measured round trip", "rtt", rtt)
 		return
 	}
 	if _, err := d.vc.Update(other.Name, c, rtt); err != nil {

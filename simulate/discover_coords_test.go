@@ -35,4 +35,9 @@ measure
 		t.Errorf("a node knows the coordinates of %.1f %% of the members, want at least 90 %% (mean %.1f %%, probed %.1f %%)",
 			100*ms.CoordsMin, 100*ms.Coords, 100*ms.Probed)
 	}
+	// The probes alone would not have told them: gossip did.
+	if ms.Coords-ms.Probed < 0.15 {
+		t.Errorf("coordinates known %.1f %%, round trips probed %.1f %%: want gossip to add at least 15 points to what probes measured",
+			100*ms.Coords, 100*ms.Probed)
+	}
 }
