@@ -189,15 +189,22 @@ func TestBogusGossipCoordinatesRefused(t *testing.T) {
 	}
 }
 
-// A probe ack with a bogus coordinate neither enters the member table nor
-// moves this node's own coordinate.
-func TestBogusProbeCoordinateRefused(t *testing.T) {
+// prober is the discovery state of a node that takes probe results
+// (NotifyPingComplete) into its own coordinate client vc.
+func prober(t *testing.T) (*discovery, *coordinate.Client) {
+	t.Helper()
 	vc, err := coordinate.NewClient(coordConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &Node{cfg: Config{Name: "a", Mesh: "test"}, log: slog.New(slog.DiscardHandler)}
-	d := &discovery{n: n, vc: vc, coords: map[string]*coordinate.Coordinate{}, rtts: map[string]probeRTT{}}
+	n := &Node{cfg: Config{Name: "prober", Mesh: "test"}, log: slog.New(slog.DiscardHandler)}
+	return &discovery{n: n, vc: vc, coords: map[string]*coordinate.Coordinate{}, rtts: map[string]probeRTT{}}, vc
+}
+
+// A probe ack with a bogus coordinate neither enters the member table nor
+// moves this node's own coordinate.
+func TestBogusProbeCoordinateRefused(t *testing.T) {
+	d, vc := prober(t)
 	before := vc.GetCoordinate()
 	c := coordinate.NewCoordinate(coordConfig)
 	c.Vec[0] = 1e300
@@ -221,12 +228,7 @@ func TestBogusProbeCoordinateRefused(t *testing.T) {
 // member): a sample is taken only when the coordinate is within a few
 // round trips of where the member answers from.
 func TestImplausibleProbeSampleRefused(t *testing.T) {
-	vc, err := coordinate.NewClient(coordConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &Node{cfg: Config{Name: "victim", Mesh: "test"}, log: slog.New(slog.DiscardHandler)}
-	d := &discovery{n: n, vc: vc, coords: map[string]*coordinate.Coordinate{}, rtts: map[string]probeRTT{}}
+	d, vc := prober(t)
 	// Settle on 20 honest members about a millisecond away.
 	honest := make([]*coordinate.Coordinate, 20)
 	for i := range honest {
