@@ -988,7 +988,8 @@ func linkAlternates(peers, dests []string, detours func(dest string) []string) m
 // admit decides whether link l, just up, may join the node's links, and
 // if so adds it with add, in the same critical section as the count so
 // that links coming up together cannot overshoot MaxLinks. Links this
-// node dialled took their slot when the dial started. At the maximum, a
+// node dialled took their slot when the dial started (one that ended before
+// its LinkUp, its slot given back, is not admitted). At the maximum, a
 // link from a gossip member routing does not reach (a new member, or the
 // other side of a partition) is admitted in place of a redundant idle
 // link (topology.Room): add gets that link to remove first, and evicted
@@ -1000,7 +1001,15 @@ func (d *discovery) admit(l links.Link, add func(evict links.Link) bool) (ok boo
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		peer := l.Peer()
-		return add(nil), nil, "", d.dialing[peer] || d.held[peer] == l
+		hold := d.dialing[peer] || d.held[peer] == l
+		if !hold && linkEnded(l) {
+			// The dial gave the slot back when the link ended (its peer
+			// refused it at its maximum, say), which may be before this
+			// LinkUp: taken now, it would count on top of a link
+			// admitted into that slot meanwhile.
+			return false, nil, "", false
+		}
+		return add(nil), nil, "", hold
 	}
 	// Routing is asked before d.mu is taken (the router has its own lock);
 	// what it says may be a moment old, which only makes room-making
@@ -1037,6 +1046,16 @@ func (d *discovery) admit(l links.Link, add func(evict links.Link) bool) (ok boo
 		d.granted[peer] = now
 	}
 	return add(evicted), evicted, "", false
+}
+
+// linkEnded reports whether l is down.
+func linkEnded(l links.Link) bool {
+	select {
+	case <-l.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 // mayMakeRoomLocked reports whether an incoming link from peer, a member

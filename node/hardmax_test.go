@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/internal/degree"
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // Nodes that join at once through one seed never hold more links than
@@ -170,3 +171,35 @@ func TestFullGroupsJoinWhenGossipMerges(t *testing.T) {
 	t.Logf("full groups joined %v after their gossip merged (%v of it waiting for the mesh); %v links closed for room; diameter %d",
 		time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond), room, st.diameter)
 }
+
+// A link this node's discovery dialled gives its slot back when it ends,
+// and the link's LinkUp may be handled only after that (the peer refused
+// it at its maximum at once). Such a late LinkUp must not put the dead
+// link in the table on top of the links admitted meanwhile: a full node
+// would hold MaxLinks+1 links until the LinkDown.
+func TestLinkEndedBeforeItsLinkUpTakesNoSlot(t *testing.T) {
+	_, hub := fullHub(t, nil) // MaxLinks 1, held by the link to g
+	late := &endedLink{Link: hub.link("g"), peer: "x", done: make(chan struct{})}
+	close(late.done)
+	(*linkHandler)(hub).LinkUp(late)
+	if l := hub.link("x"); l != nil {
+		t.Fatalf("hub admitted a link that had ended, on top of its MaxLinks=1: links %v", hub.Links())
+	}
+	if hub.link("g") == nil {
+		t.Fatal("hub lost its link to g")
+	}
+}
+
+// endedLink is an outbound link to peer that ended before its LinkUp (no
+// dial of this node's discovery holds a slot for it any more).
+type endedLink struct {
+	links.Link
+	peer string
+	done chan struct{}
+}
+
+func (l *endedLink) Peer() string          { return l.peer }
+func (l *endedLink) Outbound() bool        { return true }
+func (l *endedLink) Done() <-chan struct{} { return l.done }
+func (l *endedLink) Err() error            { return links.ErrClosed }
+func (l *endedLink) Close(string) error    { return nil }
