@@ -65,11 +65,14 @@ type discovery struct {
 	held    map[string]links.Link             // member → link a dial made, holding its slot until it ends
 	backoff map[string]*addrBackoff           // link address → back-off
 	proven  map[string]string                 // link address → member whose certificate a handshake there proved
-	lost    map[string]time.Time              // member → unreachable since
-	static  map[string]bool                   // static link addresses
-	reached map[string]bool                   // members routing reached once (they vouch for room-making)
-	granted map[string]time.Time              // peer → when an admission made room for it (roomBackoff)
-	roomAt  time.Time                         // last link given up for room (roomEvery)
+	// unproven counts, per member, failed dials to addresses that never
+	// proved it, whatever the address (failedUnprovenLocked).
+	unproven map[string]*addrBackoff
+	lost     map[string]time.Time // member → unreachable since
+	static   map[string]bool      // static link addresses
+	reached  map[string]bool      // members routing reached once (they vouch for room-making)
+	granted  map[string]time.Time // peer → when an admission made room for it (roomBackoff)
+	roomAt   time.Time            // last link given up for room (roomEvery)
 	// unvouchedAt is when the policy last could give up a link for a
 	// member not vouched for (unvouchedRoomEvery).
 	unvouchedAt time.Time
@@ -193,7 +196,7 @@ func startDiscovery(n *Node) (*discovery, error) {
 		members: map[string]gossipMember{},
 		coords:  map[string]*coordinate.Coordinate{}, rtts: map[string]probeRTT{}, dialing: map[string]bool{}, owned: map[string]bool{}, short: map[string]bool{}, held: map[string]links.Link{},
 		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
-		proven: map[string]string{}, reached: map[string]bool{}, granted: map[string]time.Time{},
+		proven: map[string]string{}, unproven: map[string]*addrBackoff{}, reached: map[string]bool{}, granted: map[string]time.Time{},
 		full: ratelog.New(n.log, time.Minute, 1024),
 	}
 	if d.stats, err = newDiscoveryMetrics(n.metrics.reg); err != nil {
@@ -232,6 +235,7 @@ func startDiscovery(n *Node) (*discovery, error) {
 	mc.Delegate = d
 	mc.Events = d
 	mc.Ping = d
+	mc.Alive = d
 	d.logw = &slogWriter{l: n.log.With("component", "gossip")}
 	mc.Logger = log.New(d.logw, "", 0)
 	ml, err := memberlist.Create(mc)
@@ -520,6 +524,47 @@ func (d *discovery) NotifyLeave(m *memberlist.Node) {
 	d.kick()
 }
 
+// NotifyAlive implements memberlist.AliveDelegate: it refuses, before
+// memberlist takes it, an alive message whose metadata no node of this
+// mesh sends: unparsable, without a link address, of another mesh,
+// or empty for a member whose metadata is known (a node sets its
+// metadata before it joins anyone, so an empty one could only erase a
+// member). Anyone holding the gossip key can send an alive message about
+// any name, and memberlist keeps the one with the highest incarnation;
+// the member's refutation adds one to a 32-bit counter, so a forgery at
+// the largest incarnation would never be refuted. Metadata that passes
+// is still only a claim: links prove names (dial), and a live link is
+// not closed because of what gossip says (step). Called with
+// memberlist's locks held: it must not call memberlist.
+func (d *discovery) NotifyAlive(m *memberlist.Node) error {
+	if m.Name == d.n.cfg.Name {
+		return nil
+	}
+	if len(m.Meta) == 0 {
+		d.mu.Lock()
+		gm, known := d.members[m.Name]
+		d.mu.Unlock()
+		if known && gm.ok {
+			return fmt.Errorf("member %s: empty metadata for a member whose metadata is known: %w", m.Name, errBadMeta)
+		}
+		return nil
+	}
+	var meta memberMeta
+	if err := json.Unmarshal(m.Meta, &meta); err != nil {
+		return fmt.Errorf("member %s: metadata: %w: %v", m.Name, errBadMeta, err)
+	}
+	if meta.Link == "" {
+		return fmt.Errorf("member %s: no link address: %w", m.Name, errBadMeta)
+	}
+	if meta.Mesh != d.n.cfg.Mesh {
+		return fmt.Errorf("member %s: of mesh %q, not %q: %w", m.Name, meta.Mesh, d.n.cfg.Mesh, errBadMeta)
+	}
+	return nil
+}
+
+// errBadMeta is why NotifyAlive refuses an alive message.
+var errBadMeta = errors.New("gossip metadata refused")
+
 // AckPayload implements memberlist.PingDelegate: probe acks carry this
 // node's Vivaldi coordinate.
 func (d *discovery) AckPayload() []byte {
@@ -745,6 +790,21 @@ func (d *discovery) step(now time.Time) int {
 	}
 	current := n.Links()
 	route := routeLatency(routes, current)
+	// Peers of links that gossip does not list but routing reaches: the
+	// link, authenticated and live, outweighs gossip, which anyone with
+	// the gossip key can forge (a dead message, or an alive one at the
+	// largest incarnation, which the member cannot refute).
+	var routed map[string]bool
+	for _, l := range current {
+		if _, ok := alive[l.Peer]; !ok {
+			if rt, ok := n.router.lookup(l.Peer); ok && rt.Reachable {
+				if routed == nil {
+					routed = map[string]bool{}
+				}
+				routed[l.Peer] = true
+			}
+		}
+	}
 	alt := d.alternates()
 	// Incoming links whose dialler keeps them as static (they are honoured
 	// within a bound by the policy).
@@ -786,7 +846,7 @@ func (d *discovery) step(now time.Time) int {
 		} else if now.Sub(since) >= lostGrace {
 			lost = append(lost, name)
 		}
-		if d.dialing[name] || len(d.dialing) >= maxDialing || !d.mayDial(mem.LinkAddr, now) {
+		if d.dialing[name] || len(d.dialing) >= maxDialing || !d.mayDial(mem.LinkAddr, now) || d.memberBannedLocked(name, now) {
 			unavailable = append(unavailable, name)
 		}
 	}
@@ -796,7 +856,7 @@ func (d *discovery) step(now time.Time) int {
 		}
 	}
 	var ls []topology.Link
-	var gone []string // links this node dialled to members no longer alive
+	var gone []string // links this node dialled to members no longer alive nor routed
 	for _, l := range current {
 		if mem, ok := alive[l.Peer]; ok && mem.LinkAddr == l.Address {
 			d.proveLocked(l.Address, l.Peer) // the member linked to us from its address
@@ -805,7 +865,7 @@ func (d *discovery) step(now time.Time) int {
 		ls = append(ls, topology.Link{Peer: l.Peer, Outbound: l.Outbound, RTT: l.RTT, Static: static,
 			Age: max(now.Sub(l.Since), time.Nanosecond), Streams: l.Streams, Claimed: claimed[l.Peer],
 			Alternates: alt[l.Peer], Shortcut: l.Outbound && d.short[l.Peer]})
-		if _, ok := alive[l.Peer]; !ok && d.owned[l.Peer] && !static {
+		if _, ok := alive[l.Peer]; !ok && d.owned[l.Peer] && !static && !routed[l.Peer] {
 			gone = append(gone, l.Peer)
 		}
 	}
@@ -1125,13 +1185,45 @@ func (d *discovery) mayDial(addr string, now time.Time) bool {
 // evictLocked frees a back-off entry whose wait ended; false when every
 // entry is still waiting (then no new address is dialled). d.mu is held.
 func (d *discovery) evictLocked(now time.Time) bool {
-	for a, b := range d.backoff {
+	return evictExpired(d.backoff, now)
+}
+
+// evictExpired deletes one entry of m whose wait ended; false when none
+// has.
+func evictExpired(m map[string]*addrBackoff, now time.Time) bool {
+	for k, b := range m {
 		if !now.Before(b.until) {
-			delete(d.backoff, a)
+			delete(m, k)
 			return true
 		}
 	}
 	return false
+}
+
+// failedUnprovenLocked counts a failed dial to member at an address that
+// never proved its certificate. After unprovenDials of them, at whatever
+// addresses, the member is not dialled for unprovenBan: the bound per
+// address alone let a member without a certificate announce a new
+// address (a victim's) after every two dials. d.mu is held.
+func (d *discovery) failedUnprovenLocked(member string, now time.Time) {
+	b := d.unproven[member]
+	if b == nil {
+		if len(d.unproven) >= maxBackoffs && !evictExpired(d.unproven, now) {
+			return
+		}
+		b = &addrBackoff{}
+		d.unproven[member] = b
+	}
+	if b.fails++; b.fails >= unprovenDials {
+		b.until = now.Add(unprovenBan)
+	}
+}
+
+// memberBannedLocked reports whether member is not dialled for its
+// failed dials to unproven addresses. d.mu is held.
+func (d *discovery) memberBannedLocked(member string, now time.Time) bool {
+	b := d.unproven[member]
+	return b != nil && now.Before(b.until)
 }
 
 // failed backs addr off: doubling from dialMinBackoff, or at least ban;
@@ -1183,7 +1275,7 @@ func (d *discovery) proveLocked(addr, member string) {
 func (d *discovery) dial(m Member, why topology.Why) {
 	n := d.n
 	d.mu.Lock()
-	if d.dialing[m.Name] {
+	if d.dialing[m.Name] || d.memberBannedLocked(m.Name, time.Now()) {
 		d.mu.Unlock()
 		return
 	}
@@ -1214,6 +1306,9 @@ func (d *discovery) dial(m Member, why topology.Why) {
 		delete(d.dialing, m.Name)
 		switch {
 		case err != nil && n.ctx.Err() == nil:
+			if _, ok := d.proven[m.LinkAddr]; !ok {
+				d.failedUnprovenLocked(m.Name, time.Now())
+			}
 			d.failedLocked(m.LinkAddr, 0)
 		case err == nil && l.Peer() != m.Name:
 			d.failedLocked(m.LinkAddr, banTime)
@@ -1243,6 +1338,7 @@ func (d *discovery) dial(m Member, why topology.Why) {
 		}
 		d.mu.Lock()
 		d.proveLocked(m.LinkAddr, m.Name)
+		delete(d.unproven, m.Name)
 		if b := d.backoff[m.LinkAddr]; b != nil {
 			b.fails = 0
 		}
