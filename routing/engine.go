@@ -49,7 +49,7 @@ type Engine struct {
 	recv    []entry                        // scratch: decoded entries
 	intern  func([]byte) (string, *origin) // a received name, allocated only if new
 	keysBuf []string                       // scratch: sorted keys
-	keyBuf  []byte                         // scratch: what a verdict key hashes
+	keyBuf  []byte                         // scratch: an attestation's key (attKey)
 
 	// The message being built (put): its encoding so far, entries,
 	// updates among them, and neighbour.
