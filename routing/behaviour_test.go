@@ -280,7 +280,7 @@ func TestOutputQueueBounded(t *testing.T) {
 	for i := range 20000 {
 		e.Tick(t0.Add(time.Duration(i) * time.Second))
 	}
-	if n := e.outbox.len(); n > 1024+(4/64+2)*4 {
+	if n := len(e.outbox); n > 1024+(4/64+2)*4 {
 		t.Fatalf("outbox holds %d messages", n)
 	}
 	if e.Stats().DroppedMessages == 0 {

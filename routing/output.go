@@ -290,11 +290,11 @@ func (e *Engine) nextGap(nb *neighbour) time.Duration {
 // updates, unless the output queue is full.
 func (e *Engine) sendMessage(to string, payload []byte, updates int) {
 	limit := 1024 + len(e.nbrs)*(e.cfg.MaxRoutes/e.cfg.MaxRoutesPerMessage+2)*4
-	if e.outbox.len() >= limit {
+	if len(e.outbox) >= limit {
 		e.stats.DroppedMessages++
 		return
 	}
-	e.outbox.push(Message{To: to, Payload: payload})
+	e.outbox = append(e.outbox, Message{To: to, Payload: payload})
 	e.stats.MessagesOut++
 	e.stats.UpdatesOut += uint64(updates)
 }
