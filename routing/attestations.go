@@ -12,10 +12,10 @@ import (
 // keeps, a weak pointer to the one copy they all share and the verdict
 // that admitted it, found by a hash of the attestation's content (attKey)
 // and compared with the copy's content, so that only equal attestations
-// share a copy or a verdict. It
-// does not depend on the Certifier: the nodes of a simulation each have
-// their own, and every node kept a copy of every origin's attestation
-// (3.3 GB at 5000 nodes before the first convergence). The table keeps
+// share a copy or a verdict. The copy does not depend on the Certifier:
+// the nodes of a simulation each have their own, and every node kept a
+// copy of every origin's attestation (3.3 GB at 5000 nodes before the
+// first convergence). The table keeps
 // no copy alive (weak pointers): when the last engine holding one drops
 // it, the collector frees it, and its entry is swept away as the table
 // grows.
@@ -32,8 +32,8 @@ import (
 //
 // One lookup gives both the verdict and the copy: a SHA-256 digest of the
 // content keyed a verdict cache and then this table, two locked lookups
-// and a digest per (engine, origin, seqno), an eighth of the CPU time of
-// receiving attestations at 1000 nodes. The hash is seeded at random per
+// and a digest per (engine, origin, seqno), and verifying took 13 % of
+// the CPU samples of a 1000-node cold start against 8 % now. The hash is seeded at random per
 // process, so that made-up attestations cannot be made to collide with
 // the ones held; two that collide by chance only share no entry (the
 // later one takes it). An entry whose copy was freed holds no content.
@@ -66,7 +66,7 @@ func newAttTable() *attTable {
 }
 
 // attSlot is an entry of the table: the shared copy, and the Certifier
-// that last verified it (nil: none that can be a map key) and when.
+// that last verified it (nil: none whose verdicts are shared) and when.
 type attSlot struct {
 	w  weak.Pointer[attestation]
 	c  Certifier
