@@ -2,7 +2,7 @@ package routing
 
 import (
 	"bytes"
-	"slices"
+	"reflect"
 	"strings"
 	"time"
 	"unsafe"
@@ -143,14 +143,15 @@ func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) (att *attestat
 		nb.vTokens = min(burst, nb.vTokens+(t-nb.vAt).Seconds()*rate)
 	}
 	nb.vAt = t
-	e.keyBuf = slices.Grow(e.keyBuf[:0], 1+len(en.origin)+2+len(en.att))
-	d := attDigest(e.keyBuf, en.origin, en.seqno, en.att)
-	key := verdictKey{c: e.cfg.Certifier, d: d}
-	shared := cacheable(e.cfg.Certifier)
-	if shared && verdicts.lookup(key, e.epoch.Add(t)) {
+	e.keyBuf = attKey(e.keyBuf, en.origin, en.seqno, en.att)
+	var c Certifier // the Certifier whose verdicts are shared, if any
+	if cacheable(e.cfg.Certifier) {
+		c = e.cfg.Certifier
+	}
+	if a := attestations.verdict(e.keyBuf, c, e.epoch.Add(t)); a != nil {
 		e.stats.Verified++
 		e.stats.CachedVerdicts++
-		return attestations.intern(d, en), true
+		return a, true
 	}
 	if nb.vTokens < 1 {
 		e.stats.ThrottledAttestations++
@@ -163,11 +164,14 @@ func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) (att *attestat
 		e.stats.BadAttestations++
 		return nil, false
 	}
-	if shared {
-		verdicts.store(key, e.epoch.Add(t))
-	}
 	e.stats.Verified++
-	return attestations.intern(d, en), true
+	return attestations.intern(e.keyBuf, c, e.epoch.Add(t)), true
+}
+
+// cacheable reports whether c can be compared with ==, and so have its
+// verdicts shared (attestations); other certifiers' never are.
+func cacheable(c Certifier) bool {
+	return c != nil && reflect.TypeOf(c).Comparable()
 }
 
 // attest puts the attestation covering an update for o (nil: Self) to
@@ -233,14 +237,17 @@ func (e *Engine) NewSeqno(now time.Time) {
 // per engine were a million allocations per cold start, and at 5000
 // nodes the copies took 3.3 GB. It is never modified.
 type attestation struct {
+	key    string // attKey: origin and att are parts of it
 	origin string
 	att    string
 }
 
-// newAttestation copies the origin and attestation of en, which alias a
-// received message.
-func newAttestation(en entry) *attestation {
-	return &attestation{origin: strings.Clone(en.origin), att: string(en.att)}
+// newAttestation copies an attestation from its key (attKey), which may
+// alias a received message.
+func newAttestation(k []byte) *attestation {
+	key := string(k)
+	n := int(key[0])
+	return &attestation{key: key, origin: key[1 : 1+n], att: key[1+n+2:]}
 }
 
 // bytes returns the attestation without copying it; it must not be

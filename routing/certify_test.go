@@ -1,9 +1,9 @@
 package routing
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"runtime"
 	"testing"
 	"time"
@@ -200,47 +200,83 @@ func TestVerdictsSharedBetweenEngines(t *testing.T) {
 	}
 }
 
-// The process-wide verdict cache stays bounded.
-func TestVerdictCacheBounded(t *testing.T) {
-	v := &verdictCache{}
+// Verdicts are kept with the copies engines hold, not beyond: checking
+// large attestations that no engine keeps (as a certificate holder issuing
+// ever-new seqnos could make every node do) leaves the table with a
+// bounded number of entries and holds none of the attestations.
+func TestVerdictsOfDroppedAttestationsHoldNothing(t *testing.T) {
+	tab := newAttTable()
 	c := &fakeCertifier{}
-	for i := range 3 * verifyCacheSize {
-		v.store(verdictKeyOf(c, fmt.Sprint(i), 1, []byte("x")), ct0)
-	}
-	if n := v.len(); n > verifyCacheSize {
-		t.Fatalf("cache holds %d verdicts, bound %d", n, verifyCacheSize)
-	}
-	if !v.lookup(verdictKeyOf(c, fmt.Sprint(3*verifyCacheSize-1), 1, []byte("x")), ct0) {
-		t.Fatal("newest verdict forgotten")
-	}
-}
-
-// A full verdict cache holds digests, not attestations: filling it with
-// large attestations (as a certificate holder issuing ever-new seqnos
-// could make every node do) costs a few megabytes, not the attestations'
-// size.
-func TestVerdictCacheHoldsNoAttestations(t *testing.T) {
-	v := &verdictCache{}
-	c := &fakeCertifier{}
-	att := make([]byte, 1700)
+	body := make([]byte, 1700)
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	for i := range verifyCacheSize {
-		name := fmt.Sprintf("origin-%d", i)
-		v.store(verdictKeyOf(c, name, uint16(i), att), ct0)
+	var k []byte
+	for i := range 20 * attSweepMin {
+		k = attKey(k, fmt.Sprintf("origin-%d", i), uint16(i), body)
+		if tab.intern(k, c, ct0) == nil {
+			t.Fatal("no copy")
+		}
+		if i%attSweepMin == 0 {
+			runtime.GC()
+		}
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
-	t.Logf("%d verdicts of %d-byte attestations hold %d KiB", v.len(), len(att), held>>10)
-	if v.len() < verifyCacheSize/2 {
-		t.Fatalf("cache holds %d verdicts, want at least %d", v.len(), verifyCacheSize/2)
+	t.Logf("%d entries after %d verdicts of %d-byte attestations hold %d KiB", tab.len(), 20*attSweepMin, len(body), held>>10)
+	if n := tab.len(); n > 2*attSweepMin+1 {
+		t.Fatalf("the table holds %d entries, none of them held by an engine", n)
 	}
-	if limit := int64(verifyCacheSize) * 256; held > limit {
-		t.Fatalf("%d verdicts hold %d bytes, want at most %d (256 bytes each)", v.len(), held, limit)
+	if limit := int64(2*attSweepMin+1) * 256; held > limit {
+		t.Fatalf("%d entries hold %d bytes, want at most %d", tab.len(), held, limit)
 	}
-	runtime.KeepAlive(v)
+	runtime.KeepAlive(tab)
+}
+
+// A verdict is given only to the Certifier that reached it, within
+// verifyCacheTTL, and only for the exact attestation it checked.
+func TestVerdictIsForItsCertifierAndContent(t *testing.T) {
+	tab := newAttTable()
+	c, other := &fakeCertifier{}, &fakeCertifier{}
+	k := attKey(nil, "b", 3, []byte("att:b/3"))
+	a := tab.intern(k, c, ct0)
+	if a.origin != "b" || a.att != "att:b/3" {
+		t.Fatalf("copy holds origin %q, attestation %q", a.origin, a.att)
+	}
+	if got := tab.verdict(k, c, ct0.Add(time.Second)); got != a {
+		t.Fatalf("verdict of its certifier: %v, want the shared copy", got)
+	}
+	for _, tc := range []struct {
+		name string
+		k    []byte
+		c    Certifier
+		at   time.Time
+	}{
+		{"another certifier", k, other, ct0},
+		{"no certifier", k, nil, ct0},
+		{"after the TTL", k, c, ct0.Add(verifyCacheTTL)},
+		{"before the TTL", k, c, ct0.Add(-verifyCacheTTL)},
+		{"another seqno", attKey(nil, "b", 4, []byte("att:b/3")), c, ct0},
+		{"another origin", attKey(nil, "c", 3, []byte("att:b/3")), c, ct0},
+		{"another attestation", attKey(nil, "b", 3, []byte("att:b/4")), c, ct0},
+		{"a longer attestation", attKey(nil, "b", 3, []byte("att:b/3x")), c, ct0},
+	} {
+		if got := tab.verdict(tc.k, tc.c, tc.at); got != nil {
+			t.Errorf("%s: got a verdict", tc.name)
+		}
+	}
+	// Another attestation whose hash collides with a's finds a's entry,
+	// and neither its verdict nor its copy.
+	forged := attKey(nil, "b", 3, []byte("forged!"))
+	tab.m[maphash.Bytes(tab.seed, forged)] = tab.m[maphash.Bytes(tab.seed, k)]
+	if got := tab.verdict(forged, c, ct0); got != nil {
+		t.Fatal("a colliding attestation took the verdict of another")
+	}
+	if got := tab.intern(forged, nil, ct0); got == a || got.att != "forged!" {
+		t.Fatalf("a colliding attestation got the copy %q", got.att)
+	}
+	runtime.KeepAlive(a)
 }
 
 // Engines with certifiers of their own (the nodes of a simulation) that
@@ -282,11 +318,11 @@ func TestAttestationSharedAcrossCertifiers(t *testing.T) {
 // freed ones: however many attestations pass through a process, it holds
 // at most about twice as many entries as there are live copies.
 func TestAttestationTableBounded(t *testing.T) {
-	tab := &attTable{m: make(map[[sha256.Size]byte]weak.Pointer[attestation])}
+	tab := newAttTable()
 	keep := make([]*attestation, 0, 100)
 	for i := range 20 * attSweepMin {
 		b := fmt.Appendf(nil, "att:o%d/1", i)
-		a := tab.intern(verdictKeyOf(nil, fmt.Sprint("o", i), 1, b).d, att(fmt.Sprint("o", i), 1, string(b)))
+		a := tab.intern(attKey(nil, fmt.Sprint("o", i), 1, b), nil, ct0)
 		if i%(20*attSweepMin/100) == 0 {
 			keep = append(keep, a)
 		}
@@ -298,7 +334,7 @@ func TestAttestationTableBounded(t *testing.T) {
 		t.Fatalf("the table holds %d entries for %d live copies", n, len(keep))
 	}
 	for i, a := range keep {
-		if got := tab.intern(verdictKeyOf(nil, a.origin, 1, []byte(a.att)).d, att(a.origin, 1, a.att)); got != a {
+		if got := tab.intern(attKey(nil, a.origin, 1, []byte(a.att)), nil, ct0); got != a {
 			t.Fatalf("live copy %d (%s) not shared after sweeps", i, a.origin)
 		}
 	}

@@ -27,6 +27,9 @@
 //     authenticated name of the sending neighbour. Messages may be lost or
 //     arrive after a LinkDown (Receive then returns ErrUnknownNeighbour);
 //     the engine copes through periodic summaries and seqno requests.
+//     Ready's Events are the engine's own buffer, reused by the next
+//     call: consume them (or copy them) before calling the engine
+//     again. Messages and payloads are the caller's to keep.
 //  3. Call Tick at or after NextTick. Between calls the engine does
 //     nothing by itself. Receive sends nothing itself: what a message
 //     changes goes out at the next Tick, and NextTick is then due at once
