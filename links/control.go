@@ -3,6 +3,7 @@ package links
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 )
 
@@ -109,8 +110,9 @@ func (l *quicLink) writeLoop() {
 }
 
 // probeLoop sends probes, declares the peer dead after a silence longer
-// than the detector's allowance (at least ProbeMisses intervals), and
-// samples link quality.
+// than the detector's allowance (at least ProbeMisses intervals) plus what
+// this process's own delays explain (see queueHops), and samples link
+// quality.
 func (l *quicLink) probeLoop() {
 	defer l.t.wg.Done()
 	cfg := &l.t.cfg
@@ -120,12 +122,24 @@ func (l *quicLink) probeLoop() {
 	var seq uint64
 	prev := time.Now()
 	var late time.Duration // how late our own ticks ran since we last heard the peer
+	// The shortest run-queue wait measured since then, -1 before the
+	// first: the queue is long when every yield waits, while one slow
+	// yield may be the operating system running another process.
+	wait := time.Duration(-1)
 	heardAt := l.lastHeard.Load()
 	for {
 		select {
 		case <-l.done:
 			return
-		case now := <-tick.C:
+		case <-tick.C:
+			// The tick's value is when it was due; the loop may run much
+			// later, and a goroutine woken by the network waits longer
+			// still: a timer's goroutine runs next, one whose packet
+			// arrived joins the back of the run queue. The time a yield
+			// takes measures that queue.
+			began := time.Now()
+			runtime.Gosched()
+			now := time.Now()
 			// Packets arriving also prove the peer alive: under heavy
 			// load a probe reply may queue behind circuit data.
 			// They arrived after the previous tick: count them from then.
@@ -133,24 +147,28 @@ func (l *quicLink) probeLoop() {
 				l.lastRecv = recv
 				l.heard(prev)
 			}
-			// A tick that comes late means this process was not scheduled
-			// (CPU starvation): it cannot tell a silent peer from its own
-			// stall, so the peer gets a fresh window from now. A dead peer
-			// is then detected one window after the stall, never falsely.
-			if now.Sub(prev) > 2*cfg.ProbeInterval {
+			// A tick that runs two intervals late or more means this
+			// process was not scheduled (CPU starvation): it cannot tell a
+			// silent peer from its own stall, so the peer gets a fresh
+			// window from now. A dead peer is then detected one window
+			// after the stall, never falsely.
+			if now.Sub(prev) > 3*cfg.ProbeInterval {
 				l.heard(now)
 			}
 			// Smaller delays of our own ticks are not the peer's silence
 			// either: they are taken off it.
 			if h := l.lastHeard.Load(); h != heardAt {
-				heardAt, late = h, 0
+				heardAt, late, wait = h, 0, -1
 			}
 			late += max(now.Sub(prev)-cfg.ProbeInterval, 0)
+			if w := now.Sub(began); wait < 0 || w < wait {
+				wait = w
+			}
 			prev = now
 			silent := now.Sub(time.Unix(0, heardAt)) - late
-			if deadAfter := l.gaps.allowance(floor); silent > deadAfter {
+			if deadAfter := l.allowance(floor, wait); silent > deadAfter {
 				reason := fmt.Sprintf("no answer from %s for %v (%d probes missed)", l.hello.Node, silent.Round(time.Millisecond), int(silent/cfg.ProbeInterval))
-				l.t.cfg.Logger.Warn("link dead", "peer", l.hello.Node, "remote", l.conn.RemoteAddr(), "silent", silent)
+				l.t.cfg.Logger.Warn("link dead", "peer", l.hello.Node, "remote", l.conn.RemoteAddr(), "silent", silent, "run_queue_wait", wait)
 				l.down(fmt.Errorf("link to %s: %w: %s", l.hello.Node, ErrLinkLost, reason), codeLost, reason)
 				return
 			}
@@ -164,6 +182,21 @@ func (l *quicLink) probeLoop() {
 			l.reclaim(now)
 		}
 	}
+}
+
+// queueHops is how many run queues of this process a frame of the peer
+// may wait in before it counts as heard: the peer's answer to our probe
+// crosses our UDP reader, the connection's loop and the control stream's
+// reader here, and as many goroutines at a peer in the same process (the
+// nodes of a test, of a simulation).
+const queueHops = 6
+
+// allowance is the silence after which the peer is dead: the detector's
+// allowance plus queueHops × wait, the run-queue wait of this process, at
+// most detectorCap × floor in all, as before. On a process with an empty
+// run queue a yield takes microseconds and the detector decides alone.
+func (l *quicLink) allowance(floor, wait time.Duration) time.Duration {
+	return min(l.gaps.allowance(floor)+queueHops*max(wait, 0), detectorCap*floor)
 }
 
 // peerDrains handles the peer's draining frame: from now on the link

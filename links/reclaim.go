@@ -73,6 +73,10 @@ type reclaimScan struct {
 	scanned int           // streams examined and taken off the heap by the last pass
 	lookBuf [1]byte       // the look at unread bytes
 	stalled []*quicStream // scratch: the streams found holding bytes
+	// The link's queued and gone lists are swapped with these each tick,
+	// so a reader leaving a Read appends to a slice that has room: the
+	// success path of Read allocates nothing however often it is queued.
+	spareQueued, spareGone []*quicStream
 }
 
 // stallHeap orders counted streams longest stalled first, then largest
@@ -130,6 +134,16 @@ func (s *quicStream) left() {
 		l.queued = append(l.queued, s)
 		l.cmu.Unlock()
 	}
+}
+
+// spare empties a list the pass took from the link for the next swap,
+// unless a burst made it larger than a pass's work.
+func spare(list []*quicStream) []*quicStream {
+	if cap(list) > maxScan {
+		return nil
+	}
+	clear(list)
+	return list[:0]
 }
 
 // drop takes the stream at i off the watch list.
@@ -227,7 +241,7 @@ func (l *quicLink) reclaim(now time.Time) {
 	budget := cfg.LinkWindow / 2
 	l.cmu.Lock()
 	queued, gone := l.queued, l.gone
-	l.queued, l.gone = nil, nil
+	l.queued, l.gone = r.spareQueued, r.spareGone
 	l.cmu.Unlock()
 	for _, s := range queued {
 		s.widx = len(r.watch)
@@ -240,6 +254,7 @@ func (l *quicLink) reclaim(now time.Time) {
 			r.drop(s.widx)
 		}
 	}
+	r.spareQueued, r.spareGone = spare(queued), spare(gone)
 	r.scanned = 0
 	for n := min(maxScan, len(r.watch)); n > 0; n-- {
 		if r.cursor >= len(r.watch) {

@@ -184,9 +184,16 @@ func TestStreamErrors(t *testing.T) {
 // made while 200 round trips cross it is recorded (MemProfileRate 1) and
 // attributed to the wrapper only if one of its methods called it without
 // quic-go in between, so quic-go's own allocations and those of other
-// goroutines, which vary with timing and load, do not count.
+// goroutines, which vary with timing and load, do not count. Every probe
+// tick hands the streams that left a Read to the reclaim pass, which lets
+// the next Read queue them again: the probes run every millisecond here,
+// so the round trips cross hundreds of ticks, as they do on a starved
+// machine at the default interval.
 func TestStreamAllocs(t *testing.T) {
-	s, _ := openEchoStream(t)
+	s, _ := openEchoStreamWith(t, func(c *QUICConfig) {
+		c.ProbeInterval = time.Millisecond
+		c.ProbeMisses = int(patience / c.ProbeInterval)
+	})
 	defer s.Close()
 	wbuf, rbuf := make([]byte, 1024), make([]byte, 1024)
 	const trips = 200
@@ -301,7 +308,14 @@ func TestPeekLeavesDataToRead(t *testing.T) {
 // accepts, and opens one stream from the first; all end with the test.
 func openEchoStream(t *testing.T) (Stream, Link) {
 	t.Helper()
-	a, b, la := pair(t)
+	return openEchoStreamWith(t, nil)
+}
+
+// openEchoStreamWith is openEchoStream with mod applied to both nodes'
+// configuration.
+func openEchoStreamWith(t *testing.T, mod func(*QUICConfig)) (Stream, Link) {
+	t.Helper()
+	a, b, la := pairWith(t, mod)
 	t.Cleanup(echo(acceptedLink(t, b, "a")))
 	t.Cleanup(func() { a.Close() }) // runs first, as a deferred Close did
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

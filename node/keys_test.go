@@ -2,8 +2,11 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,15 +15,29 @@ import (
 
 // TestGossipKeyRotationKeepsTheMesh rotates the gossip key of a running
 // five-node mesh the documented way (install everywhere, use everywhere,
-// remove everywhere) while circuits keep flowing: no member is ever lost,
-// no circuit fails, a node holding only the new key joins afterwards and a
-// node holding only the old one does not.
+// remove everywhere) while circuits keep flowing: no gossip message fails
+// to decrypt, every member stays in the mesh, no circuit fails, a node
+// holding only the new key joins afterwards and a node holding only the
+// old one does not.
+//
+// A rotation can lose a member only through messages its peers cannot
+// decrypt, so those are counted, at every node and at every moment. A
+// member that memberlist suspects for want of a timely ack (a starved
+// machine delays them past its 500 ms probe timeout, with or without a
+// rotation) is not the rotation's doing: it must be back in every node's
+// view after each step.
 func TestGossipKeyRotationKeepsTheMesh(t *testing.T) {
 	oldKey, newKey := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
 	c := newCluster(t, true)
 	var seed string
 	key := oldKey
+	var undecryptable atomic.Int64
+	var firstUndecryptable atomic.Value
 	c.tweak = func(cfg *Config) {
+		cfg.Logger = slog.New(&matchHandler{Handler: cfg.Logger.Handler(), substr: "could decrypt", matched: func(r slog.Record) {
+			undecryptable.Add(1)
+			firstUndecryptable.CompareAndSwap(nil, cfg.Name+": "+r.Message)
+		}})
 		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: key, Interval: time.Second}
 		if seed != "" {
 			cfg.Discovery.Join = []string{seed}
@@ -38,29 +55,12 @@ func TestGossipKeyRotationKeepsTheMesh(t *testing.T) {
 	c.waitConverged()
 	waitMembers(t, c, names, 5)
 
-	// Watch every node's membership and keep circuits flowing between all
-	// pairs while the key changes.
+	// Keep circuits flowing between all pairs while the key changes.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	var lost atomic.Value // first member loss seen
 	var circuits, failed atomic.Int64
 	var firstErr atomic.Value
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for {
-			for _, name := range names {
-				if m := len(c.nodes[name].Members()); m < 5 {
-					lost.CompareAndSwap(nil, fmt.Sprintf("%s saw %d members", name, m))
-				}
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for i := 0; ; i++ {
@@ -83,6 +83,7 @@ func TestGossipKeyRotationKeepsTheMesh(t *testing.T) {
 
 	each := func(what string, f func(*Node) error) {
 		t.Helper()
+		before := circuits.Load()
 		for _, name := range names {
 			if err := f(c.nodes[name]); err != nil {
 				t.Fatalf("%s on %s: %v", what, name, err)
@@ -90,8 +91,16 @@ func TestGossipKeyRotationKeepsTheMesh(t *testing.T) {
 		}
 		// Let gossip run under this step: every member probes and is
 		// probed by another before the next step (at least two probe
-		// rounds of 1 s at every node, counted as circuits keep flowing).
+		// rounds of 1 s at every node, counted as circuits keep flowing),
+		// and every node sees all five.
 		waitGossipRounds(t, c, names, 2)
+		waitMembers(t, c, names, 5)
+		// And circuits ran under it: on a starved machine a step can
+		// take less time than a few sealed round trips.
+		waitFor(t, "circuits to run under the "+what+" step", patience, func() bool { return circuits.Load() >= before+4 })
+		if n := undecryptable.Load(); n > 0 {
+			t.Fatalf("after %s: %d gossip messages could not be decrypted (first: %v)", what, n, firstUndecryptable.Load())
+		}
 	}
 	each("install", func(n *Node) error { return n.InstallGossipKey(newKey) })
 	each("use", func(n *Node) error { return n.UseGossipKey(newKey) })
@@ -99,9 +108,6 @@ func TestGossipKeyRotationKeepsTheMesh(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	if l := lost.Load(); l != nil {
-		t.Errorf("a member was lost during the rotation: %s", l)
-	}
 	if f := failed.Load(); f > 0 || circuits.Load() < 10 {
 		t.Errorf("%d of %d circuits failed during the rotation (first: %v)", f, circuits.Load(), firstErr.Load())
 	}
@@ -128,6 +134,34 @@ func TestGossipKeyRotationKeepsTheMesh(t *testing.T) {
 			}
 		}
 	}
+}
+
+// matchHandler passes records on to Handler and calls matched with those
+// whose message contains substr.
+type matchHandler struct {
+	slog.Handler
+	substr  string
+	matched func(slog.Record)
+}
+
+func (h *matchHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *matchHandler) Handle(ctx context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, h.substr) {
+		h.matched(r)
+	}
+	if !h.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *matchHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &matchHandler{Handler: h.Handler.WithAttrs(as), substr: h.substr, matched: h.matched}
+}
+
+func (h *matchHandler) WithGroup(name string) slog.Handler {
+	return &matchHandler{Handler: h.Handler.WithGroup(name), substr: h.substr, matched: h.matched}
 }
 
 // waitMembers waits until every named node sees want members.
