@@ -96,6 +96,7 @@ type Cluster struct {
 	mu      sync.Mutex
 	order   []string // node names in creation order
 	members map[string]*member
+	names   nameTable // of the names the event logs record
 	edges   map[pair]*edge
 	closed  bool
 	// unconverged is the node Converged last found not converged.
@@ -161,6 +162,11 @@ func NewCluster(cfg Config) (*Cluster, error) {
 	return c, nil
 }
 
+// clusterMaxRoutes is the routing table bound (node.Limits.MaxRoutes) of
+// a cluster's nodes, unless Config.NodeConfig sets another: room for
+// twice the nodes a scenario may start.
+const clusterMaxRoutes = 2 * MaxNodes
+
 // AddNodes creates and starts the named nodes.
 func (c *Cluster) AddNodes(ctx context.Context, names ...string) error {
 	for _, name := range names {
@@ -170,7 +176,7 @@ func (c *Cluster) AddNodes(ctx context.Context, names ...string) error {
 		c.mu.Lock()
 		_, dup := c.members[name]
 		if !dup {
-			c.members[name] = &member{name: name, events: &eventLog{name: name}}
+			c.members[name] = &member{name: name, events: newEventLog(name, &c.names)}
 			c.order = append(c.order, name)
 		}
 		c.mu.Unlock()
@@ -196,6 +202,11 @@ func (c *Cluster) start(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("start node %s: %w", name, err)
 	}
+	// Every node must be able to hold a route to every other: the node's
+	// default table bound (4096 destinations) is below a 5000-node
+	// scenario, whose nodes would refuse the last origins and never
+	// converge.
+	cfg.Limits.MaxRoutes = clusterMaxRoutes
 	if c.cfg.NodeConfig != nil {
 		c.cfg.NodeConfig(&cfg)
 	}
