@@ -301,7 +301,7 @@ func (c *Cluster) convergedAt(from string, names []string, comp, size map[string
 	}
 	for _, to := range names {
 		if comp[to] == comp[from] && to != from && !reach[to] {
-			return nil, fmt.Errorf("%s does not reach %s yet", from, to)
+			return nil, fmt.Errorf("%s does not reach %s yet (it reaches %d of the %d nodes connected to it)", from, to, reached, want)
 		}
 	}
 	return nil, fmt.Errorf("%s reaches %d of the %d nodes connected to it", from, reached, want)
@@ -321,15 +321,26 @@ func (c *Cluster) WaitConverged(ctx context.Context) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
+// convergedReportEvery is how often a wait converged with a progress
+// writer says how far it has come.
+const convergedReportEvery = 100 * time.Millisecond
+
 // waitConvergedStretch is WaitConverged that also returns the routes'
 // stretch, measured from the routing tables the successful check read
 // (one pass over them, not two).
-func (c *Cluster) waitConvergedStretch(ctx context.Context) (*Stretch, error) {
+// With report set, every convergedReportEvery while it waits it reports
+// how long it has waited and what the last check found wrong.
+func (c *Cluster) waitConvergedStretch(ctx context.Context, report func(time.Duration, string)) (*Stretch, error) {
 	start := time.Now()
+	next := start.Add(convergedReportEvery)
 	var st *Stretch
 	err := poll(ctx, func() error {
 		var err error
 		st, err = c.converged(true)
+		if now := time.Now(); err != nil && report != nil && !now.Before(next) {
+			report(now.Sub(start), err.Error())
+			next = now.Add(convergedReportEvery)
+		}
 		return err
 	})
 	if err != nil {
