@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/links/identity"
@@ -118,6 +119,10 @@ type member struct {
 	dead   chan struct{}
 	events *eventLog
 	stop   func() // ends the recording of n's events
+	// reach counts the peers n reports reachable (its peer-up less its
+	// peer-down events): a convergence check that finds it wrong need not
+	// read n's routing table.
+	reach *atomic.Int64
 }
 
 // edge is a link of the topology; a dials b.
@@ -211,9 +216,6 @@ func (c *Cluster) start(ctx context.Context, name string) error {
 		c.cfg.NodeConfig(&cfg)
 	}
 	n, err := node.New(cfg)
-	if err == nil {
-		err = n.Start(ctx)
-	}
 	if err != nil {
 		if cfg.PacketConn != nil {
 			cfg.PacketConn.Close()
@@ -223,13 +225,32 @@ func (c *Cluster) start(ctx context.Context, name string) error {
 	c.mu.Lock()
 	m := c.members[name]
 	c.mu.Unlock()
-	stop, err := n.SubscribeFunc(m.events.add)
+	// Subscribed before Start, so that the count of reachable peers
+	// misses no event.
+	reach := new(atomic.Int64)
+	stop, err := n.SubscribeFunc(func(ev node.Event) {
+		switch ev.Kind {
+		case node.PeerUp:
+			reach.Add(1)
+		case node.PeerDown:
+			reach.Add(-1)
+		}
+		m.events.add(ev)
+	})
+	if err == nil {
+		err = n.Start(ctx)
+		if err != nil {
+			stop()
+		}
+	}
 	if err != nil {
-		n.Close()
+		if cfg.PacketConn != nil {
+			cfg.PacketConn.Close()
+		}
 		return fmt.Errorf("start node %s: %w", name, err)
 	}
 	c.mu.Lock()
-	m.n, m.dead, m.stop = n, nil, stop
+	m.n, m.dead, m.stop, m.reach = n, nil, stop, reach
 	c.mu.Unlock()
 	c.wg.Add(1)
 	go func() {

@@ -276,6 +276,15 @@ func (c *Cluster) convergedAt(from string, names []string, comp, size map[string
 		return nil, err // killed meanwhile
 	}
 	want := size[from] - 1 // from itself left out
+	c.mu.Lock()
+	count := c.members[from].reach
+	c.mu.Unlock()
+	// A converged node reaches exactly want nodes: when its events say
+	// otherwise its table need not be read, unless its routing dropped
+	// events (then the count is not exact).
+	if k := count.Load(); k != int64(want) && n.RoutingStats().DroppedEvents == 0 {
+		return nil, fmt.Errorf("%s reaches %d of the %d nodes connected to it", from, k, want)
+	}
 	reached := 0
 	peers := n.Peers()
 	for _, p := range peers {
