@@ -245,6 +245,16 @@ func (c *Cluster) converged(stretch bool) (*Stretch, error) {
 	for name, k := range comp {
 		size[name] = count[k]
 	}
+	// First what the nodes' event counts rule out, reading no table:
+	// while routes spread, most checks end here.
+	for _, from := range order {
+		if err := c.reachCounted(from, size[from]-1); err != nil {
+			c.mu.Lock()
+			c.unconverged = from
+			c.mu.Unlock()
+			return nil, err
+		}
+	}
 	var meter *stretchMeter
 	for _, from := range order {
 		peers, err := c.convergedAt(from, names, comp, size, down)
@@ -267,6 +277,24 @@ func (c *Cluster) converged(stretch bool) (*Stretch, error) {
 	return &meter.st, nil
 }
 
+// reachCounted fails when the peer-up and peer-down events of the running
+// node from say that it does not reach want nodes, which it does once
+// converged; it passes when they agree, or cannot tell because the node's
+// routing dropped events.
+func (c *Cluster) reachCounted(from string, want int) error {
+	n, err := c.live(from)
+	if err != nil {
+		return err // killed meanwhile
+	}
+	c.mu.Lock()
+	count := c.members[from].reach
+	c.mu.Unlock()
+	if k := count.Load(); k != int64(want) && n.RoutingStats().DroppedEvents == 0 {
+		return fmt.Errorf("%s reaches %d of the %d nodes connected to it", from, k, want)
+	}
+	return nil
+}
+
 // convergedAt checks that from reaches exactly the nodes of its component
 // (comp; size holds each component's size) and none of the nodes down,
 // and returns its routing table; names are the running nodes, sorted.
@@ -276,15 +304,6 @@ func (c *Cluster) convergedAt(from string, names []string, comp, size map[string
 		return nil, err // killed meanwhile
 	}
 	want := size[from] - 1 // from itself left out
-	c.mu.Lock()
-	count := c.members[from].reach
-	c.mu.Unlock()
-	// A converged node reaches exactly want nodes: when its events say
-	// otherwise its table need not be read, unless its routing dropped
-	// events (then the count is not exact).
-	if k := count.Load(); k != int64(want) && n.RoutingStats().DroppedEvents == 0 {
-		return nil, fmt.Errorf("%s reaches %d of the %d nodes connected to it", from, k, want)
-	}
 	reached := 0
 	peers := n.Peers()
 	for _, p := range peers {
