@@ -62,53 +62,38 @@ func (r *router) start() {
 
 func (r *router) stop() { r.once.Do(func() { close(r.done) }) }
 
-// tickLoop calls Tick when the engine asks for it. A tick due already runs
-// at once, without a timer, and the timer is reset only when the deadline
-// moved: a node receiving a burst of routing messages would otherwise
-// reset it once per message, and in a testing/synctest bubble, where the
-// timers of every simulated node share one heap, each reset to an earlier
-// instant costs a pass over that whole heap.
 func (r *router) tickLoop() {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
-	armed, set := time.Time{}, true // t runs until armed (zero: an hour out)
-	ticked := false                 // the last pass ticked at once
 	for {
 		r.mu.Lock()
 		next := r.eng.NextTick()
 		r.mu.Unlock()
-		if !next.IsZero() && !ticked {
-			if now := time.Now(); !next.After(now) {
-				r.tick(now)
-				ticked = true
-				continue
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = time.Until(next)
+			if wait < 0 {
+				wait = 0
 			}
 		}
-		ticked = false
-		if !set || !next.Equal(armed) {
-			wait := time.Hour
-			if !next.IsZero() {
-				wait = max(time.Until(next), 0)
-			}
-			t.Reset(wait)
-			armed, set = next, true
-		}
+		t.Reset(wait)
 		select {
 		case <-r.done:
 			return
 		case <-r.kick:
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
 		case now := <-t.C:
-			set = false
-			r.tick(now)
+			r.mu.Lock()
+			r.eng.Tick(now)
+			r.flushLocked()
+			r.mu.Unlock()
 		}
 	}
-}
-
-func (r *router) tick(now time.Time) {
-	r.mu.Lock()
-	r.eng.Tick(now)
-	r.flushLocked()
-	r.mu.Unlock()
 }
 
 // apply runs one engine input and delivers its outputs.
