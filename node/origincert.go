@@ -142,14 +142,9 @@ func parseAttestation(att []byte) (parsedAttestation, error) {
 // trust: a verdict, and the groups authorization reads from it, never
 // outlives the trust it was made under.
 func (c *originCertifier) Verify(origin string, seqno uint16, att []byte) error {
-	p, err := parseAttestation(att)
-	if err != nil {
-		return fmt.Errorf("origin %q: %w", origin, err)
-	}
-	fp := sha256.Sum256(p.cert)
 	for attempt := 1; ; attempt++ {
 		tr := c.trust.Load()
-		ch, err := c.verifyUnder(tr, origin, seqno, fp, p)
+		ch, err := c.verifyAttestation(tr, origin, seqno, att)
 		if err != nil {
 			return err
 		}
@@ -167,12 +162,34 @@ func (c *originCertifier) Verify(origin string, seqno uint16, att []byte) error 
 		}
 		c.certOf[origin] = ch
 		c.mu.Unlock()
-		if seen && old.fp != fp {
+		if seen && old.fp != ch.fp {
 			c.warned.Warn("dup:"+origin, "two certificates attest one node name (a renewal, or two live nodes with the same name)",
 				"node", origin, "seqno", seqno)
 		}
 		return nil
 	}
+}
+
+// verifyAttestation checks att under the trust tr: from the process-wide
+// record of attestations that verified when another node (or this one)
+// verified the same bytes for the same origin and seqno under the same
+// trust, checking only the certificate's validity at this node's time;
+// otherwise in full, recording it.
+func (c *originCertifier) verifyAttestation(tr *trusted, origin string, seqno uint16, att []byte) (*sharedChain, error) {
+	if v := sharedAtts.get(att); v != nil && v.scope == tr.scope && v.origin == origin && v.seqno == seqno &&
+		origin != tr.id.Node && v.chain.validAt(c.now()) {
+		return v.chain, nil
+	}
+	p, err := parseAttestation(att)
+	if err != nil {
+		return nil, fmt.Errorf("origin %q: %w", origin, err)
+	}
+	ch, err := c.verifyUnder(tr, origin, seqno, sha256.Sum256(p.cert), p)
+	if err != nil {
+		return nil, err
+	}
+	sharedAtts.put(att, &attVerdict{scope: tr.scope, origin: origin, seqno: seqno, chain: ch})
+	return ch, nil
 }
 
 // maxVerifyAttempts bounds how often Verify starts again after an identity

@@ -79,6 +79,44 @@ var (
 	sharedSigs twoGen[[32]byte, struct{}]
 )
 
+// attVerdict is an attestation that verified for origin and seqno under
+// the trust scope, with its certificate.
+type attVerdict struct {
+	scope  [32]byte
+	origin string
+	seqno  uint16
+	chain  *sharedChain
+}
+
+// attCache holds the attestations that verified, keyed by their bytes
+// (compared whole, so no digest is computed to look one up), in two
+// generations like twoGen. It spares the nodes of a process that receive
+// the same attestation the hashing of its certificate and signed message.
+type attCache struct {
+	mu       sync.Mutex
+	cur, old map[string]*attVerdict
+}
+
+var sharedAtts attCache
+
+func (c *attCache) get(att []byte) *attVerdict {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.cur[string(att)]; ok {
+		return v
+	}
+	return c.old[string(att)]
+}
+
+func (c *attCache) put(att []byte, v *attVerdict) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil || len(c.cur) >= sharedCacheGen {
+		c.old, c.cur = c.cur, make(map[string]*attVerdict)
+	}
+	c.cur[string(att)] = v
+}
+
 // trustScope digests what a certificate verdict depends on besides the
 // certificate and the time: the CA, the mesh name and insecure mode.
 func trustScope(id *identity.Identity) [32]byte {

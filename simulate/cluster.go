@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/links/identity"
@@ -96,6 +97,7 @@ type Cluster struct {
 	mu      sync.Mutex
 	order   []string // node names in creation order
 	members map[string]*member
+	names   nameTable // of the names the event logs record
 	edges   map[pair]*edge
 	closed  bool
 	// unconverged is the node Converged last found not converged.
@@ -117,6 +119,10 @@ type member struct {
 	dead   chan struct{}
 	events *eventLog
 	stop   func() // ends the recording of n's events
+	// reach counts the peers n reports reachable (its peer-up less its
+	// peer-down events): a convergence check that finds it wrong need not
+	// read n's routing table.
+	reach *atomic.Int64
 }
 
 // edge is a link of the topology; a dials b.
@@ -161,6 +167,11 @@ func NewCluster(cfg Config) (*Cluster, error) {
 	return c, nil
 }
 
+// clusterMaxRoutes is the routing table bound (node.Limits.MaxRoutes) of
+// a cluster's nodes, unless Config.NodeConfig sets another: room for
+// twice the nodes a scenario may start.
+const clusterMaxRoutes = 2 * MaxNodes
+
 // AddNodes creates and starts the named nodes.
 func (c *Cluster) AddNodes(ctx context.Context, names ...string) error {
 	for _, name := range names {
@@ -170,7 +181,7 @@ func (c *Cluster) AddNodes(ctx context.Context, names ...string) error {
 		c.mu.Lock()
 		_, dup := c.members[name]
 		if !dup {
-			c.members[name] = &member{name: name, events: &eventLog{name: name}}
+			c.members[name] = &member{name: name, events: newEventLog(name, &c.names)}
 			c.order = append(c.order, name)
 		}
 		c.mu.Unlock()
@@ -196,13 +207,15 @@ func (c *Cluster) start(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("start node %s: %w", name, err)
 	}
+	// Every node must be able to hold a route to every other: the node's
+	// default table bound (4096 destinations) is below a 5000-node
+	// scenario, whose nodes would refuse the last origins and never
+	// converge.
+	cfg.Limits.MaxRoutes = clusterMaxRoutes
 	if c.cfg.NodeConfig != nil {
 		c.cfg.NodeConfig(&cfg)
 	}
 	n, err := node.New(cfg)
-	if err == nil {
-		err = n.Start(ctx)
-	}
 	if err != nil {
 		if cfg.PacketConn != nil {
 			cfg.PacketConn.Close()
@@ -212,13 +225,32 @@ func (c *Cluster) start(ctx context.Context, name string) error {
 	c.mu.Lock()
 	m := c.members[name]
 	c.mu.Unlock()
-	stop, err := n.SubscribeFunc(m.events.add)
+	// Subscribed before Start, so that the count of reachable peers
+	// misses no event.
+	reach := new(atomic.Int64)
+	stop, err := n.SubscribeFunc(func(ev node.Event) {
+		switch ev.Kind {
+		case node.PeerUp:
+			reach.Add(1)
+		case node.PeerDown:
+			reach.Add(-1)
+		}
+		m.events.add(ev)
+	})
+	if err == nil {
+		err = n.Start(ctx)
+		if err != nil {
+			stop()
+		}
+	}
 	if err != nil {
-		n.Close()
+		if cfg.PacketConn != nil {
+			cfg.PacketConn.Close()
+		}
 		return fmt.Errorf("start node %s: %w", name, err)
 	}
 	c.mu.Lock()
-	m.n, m.dead, m.stop = n, nil, stop
+	m.n, m.dead, m.stop, m.reach = n, nil, stop, reach
 	c.mu.Unlock()
 	c.wg.Add(1)
 	go func() {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/node"
 )
 
 func newTestCluster(t *testing.T, names ...string) *Cluster {
@@ -195,5 +197,27 @@ func TestOrderedClusterRefusedOutsideBubble(t *testing.T) {
 	}
 	if !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("NewCluster: %v, want ErrUnsupported", err)
+	}
+}
+
+// TestNodesHoldARouteToEveryNode: a node of the cluster can hold a route
+// to every node of the largest scenario (the node's own default bound,
+// 4096 destinations, kept 5000-node scenarios from ever converging), and
+// Config.NodeConfig still decides.
+func TestNodesHoldARouteToEveryNode(t *testing.T) {
+	c := newTestCluster(t, "a")
+	if got := c.Node("a").Status().RoutesLimit; got < MaxNodes {
+		t.Errorf("a node of the cluster holds at most %d routes, want at least %d (MaxNodes)", got, MaxNodes)
+	}
+	own, err := NewCluster(Config{Backend: BackendMem, NodeConfig: func(cfg *node.Config) { cfg.Limits.MaxRoutes = 100 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	if err := own.AddNodes(ctxT(t, 10*time.Second), "b"); err != nil {
+		t.Fatal(err)
+	}
+	if got := own.Node("b").Status().RoutesLimit; got != 100 {
+		t.Errorf("NodeConfig set 100 routes, the node holds %d", got)
 	}
 }

@@ -26,51 +26,99 @@ type Event struct {
 }
 
 // eventLog keeps the latest events of one node across its restarts. Its
-// entries are compact (40 bytes): a thousand nodes keep up to four million
-// of them.
+// entries are compact (16 bytes: the peer is a number in the cluster's
+// name table, an error a rare side entry): 5000 nodes keep up to twenty
+// million of them.
 type eventLog struct {
 	name    string
+	names   *nameTable
 	mu      sync.Mutex
-	events  []logEntry // a ring once it holds maxEvents
-	oldest  int        // index of the oldest event when full
-	dropped int
+	events  []logEntry     // a ring once it holds maxEvents
+	oldest  int            // index of the oldest event when full
+	dropped int            // events overwritten; the oldest kept is event number dropped
+	errs    map[int]string // event number -> its error, for the kept events that have one
 }
 
-// logEntry is one recorded event. The peer's name is the node's own string
-// (not a copy); only the rare events with an error allocate.
+func newEventLog(name string, names *nameTable) *eventLog {
+	return &eventLog{name: name, names: names}
+}
+
+// logEntry is one recorded event.
 type logEntry struct {
-	at   int64 // Unix nanoseconds
-	peer string
-	err  *string // nil: no error
-	kind node.EventKind
+	at     int64  // Unix nanoseconds
+	peer   uint32 // in the name table
+	kind   uint8  // a node.EventKind
+	hasErr bool
 }
 
 // add records ev. It is the node's SubscribeFunc callback, so it only
 // copies and returns.
 func (l *eventLog) add(ev node.Event) {
-	e := logEntry{at: ev.Time.UnixNano(), peer: ev.Peer, kind: ev.Kind}
-	if ev.Err != nil {
-		msg := ev.Err.Error()
-		e.err = &msg
-	}
+	e := logEntry{at: ev.Time.UnixNano(), peer: l.names.id(ev.Peer), kind: uint8(ev.Kind), hasErr: ev.Err != nil}
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	num := l.dropped + len(l.events)
 	if len(l.events) < maxEvents {
 		l.events = append(l.events, e)
 	} else { // a ring from here on: overwrite the oldest
+		if l.events[l.oldest].hasErr {
+			delete(l.errs, l.dropped)
+		}
 		l.events[l.oldest] = e
 		l.oldest = (l.oldest + 1) % maxEvents
 		l.dropped++
 	}
-	l.mu.Unlock()
+	if ev.Err != nil {
+		if l.errs == nil {
+			l.errs = make(map[int]string)
+		}
+		l.errs[num] = ev.Err.Error()
+	}
 }
 
-// event is e as an Event.
-func (l *eventLog) event(e logEntry) Event {
-	ev := Event{Time: time.Unix(0, e.at), Node: l.name, Kind: e.kind.String(), Peer: e.peer}
-	if e.err != nil {
-		ev.Err = *e.err
+// event is e, event number num, as an Event; l.mu is held.
+func (l *eventLog) event(e logEntry, num int) Event {
+	ev := Event{Time: time.Unix(0, e.at), Node: l.name, Kind: node.EventKind(e.kind).String(), Peer: l.names.name(e.peer)}
+	if e.hasErr {
+		ev.Err = l.errs[num]
 	}
 	return ev
+}
+
+// nameTable numbers the node names events name, so that an entry keeps
+// four bytes instead of a string. Names are added, never removed: they
+// are the cluster's nodes and the peers they report.
+type nameTable struct {
+	mu    sync.RWMutex
+	ids   map[string]uint32
+	names []string
+}
+
+func (t *nameTable) id(name string) uint32 {
+	t.mu.RLock()
+	id, ok := t.ids[name]
+	t.mu.RUnlock()
+	if ok {
+		return id
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if id, ok := t.ids[name]; ok {
+		return id
+	}
+	if t.ids == nil {
+		t.ids = make(map[string]uint32)
+	}
+	id = uint32(len(t.names))
+	t.ids[name] = id
+	t.names = append(t.names, name)
+	return id
+}
+
+func (t *nameTable) name(id uint32) string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.names[id]
 }
 
 // Events returns the recorded events of the node (the latest 4096), oldest
@@ -86,11 +134,14 @@ func (c *Cluster) Events(name string) ([]Event, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := make([]Event, 0, len(l.events))
+	num := l.dropped
 	for _, e := range l.events[l.oldest:] {
-		out = append(out, l.event(e))
+		out = append(out, l.event(e, num))
+		num++
 	}
 	for _, e := range l.events[:l.oldest] {
-		out = append(out, l.event(e))
+		out = append(out, l.event(e, num))
+		num++
 	}
 	return out, nil
 }
@@ -194,6 +245,16 @@ func (c *Cluster) converged(stretch bool) (*Stretch, error) {
 	for name, k := range comp {
 		size[name] = count[k]
 	}
+	// First what the nodes' event counts rule out, reading no table:
+	// while routes spread, most checks end here.
+	for _, from := range order {
+		if err := c.reachCounted(from, size[from]-1); err != nil {
+			c.mu.Lock()
+			c.unconverged = from
+			c.mu.Unlock()
+			return nil, err
+		}
+	}
 	var meter *stretchMeter
 	for _, from := range order {
 		peers, err := c.convergedAt(from, names, comp, size, down)
@@ -214,6 +275,24 @@ func (c *Cluster) converged(stretch bool) (*Stretch, error) {
 		return nil, nil
 	}
 	return &meter.st, nil
+}
+
+// reachCounted fails when the peer-up and peer-down events of the running
+// node from say that it does not reach want nodes, which it does once
+// converged; it passes when they agree, or cannot tell because the node's
+// routing dropped events.
+func (c *Cluster) reachCounted(from string, want int) error {
+	n, err := c.live(from)
+	if err != nil {
+		return err // killed meanwhile
+	}
+	c.mu.Lock()
+	count := c.members[from].reach
+	c.mu.Unlock()
+	if k := count.Load(); k != int64(want) && n.RoutingStats().DroppedEvents == 0 {
+		return fmt.Errorf("%s reaches %d of the %d nodes connected to it", from, k, want)
+	}
+	return nil
 }
 
 // convergedAt checks that from reaches exactly the nodes of its component
@@ -250,7 +329,7 @@ func (c *Cluster) convergedAt(from string, names []string, comp, size map[string
 	}
 	for _, to := range names {
 		if comp[to] == comp[from] && to != from && !reach[to] {
-			return nil, fmt.Errorf("%s does not reach %s yet", from, to)
+			return nil, fmt.Errorf("%s does not reach %s yet (it reaches %d of the %d nodes connected to it)", from, to, reached, want)
 		}
 	}
 	return nil, fmt.Errorf("%s reaches %d of the %d nodes connected to it", from, reached, want)
@@ -270,15 +349,26 @@ func (c *Cluster) WaitConverged(ctx context.Context) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
+// convergedReportEvery is how often a wait converged with a progress
+// writer says how far it has come.
+const convergedReportEvery = 100 * time.Millisecond
+
 // waitConvergedStretch is WaitConverged that also returns the routes'
 // stretch, measured from the routing tables the successful check read
 // (one pass over them, not two).
-func (c *Cluster) waitConvergedStretch(ctx context.Context) (*Stretch, error) {
+// With report set, every convergedReportEvery while it waits it reports
+// how long it has waited and what the last check found wrong.
+func (c *Cluster) waitConvergedStretch(ctx context.Context, report func(time.Duration, string)) (*Stretch, error) {
 	start := time.Now()
+	next := start.Add(convergedReportEvery)
 	var st *Stretch
 	err := poll(ctx, func() error {
 		var err error
 		st, err = c.converged(true)
+		if now := time.Now(); err != nil && report != nil && !now.Before(next) {
+			report(now.Sub(start), err.Error())
+			next = now.Add(convergedReportEvery)
+		}
 		return err
 	})
 	if err != nil {

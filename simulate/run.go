@@ -267,7 +267,15 @@ func (r *runner) do(ctx context.Context, st Step, res *StepResult) error {
 	case OpWaitConverged:
 		wctx, cancel := context.WithTimeout(ctx, st.Duration)
 		defer cancel()
-		st, err := c.waitConvergedStretch(wctx)
+		var report func(time.Duration, string)
+		if r.progress != nil {
+			line, text, wall0 := st.Line, st.Text, wallNow()
+			report = func(d time.Duration, status string) {
+				fmt.Fprintf(r.progress, "%4d  ...   %s: %v so far (%v wall); %s  [%s]\n", line, text,
+					d.Round(time.Millisecond), (wallNow() - wall0).Round(time.Second), status, memoryNote(len(c.Names())))
+			}
+		}
+		st, err := c.waitConvergedStretch(wctx, report)
 		if err != nil {
 			return err
 		}

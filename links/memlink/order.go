@@ -89,8 +89,19 @@ func (s *scheduler) quiesce() {
 	<-done
 }
 
-// run delivers calls until none is pending.
+// run delivers calls until none is pending. It waits for a call due
+// later on one timer, reset only when that call's time changed: every
+// simulated node's timers share the heap of a synctest bubble, where a
+// new timer per wait (and one stopped on every wake) costs a heap update
+// each.
 func (s *scheduler) run() {
+	var t *time.Timer
+	var armed time.Time // when t fires; zero: t is not running
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
 	for {
 		if s.settle != nil {
 			s.settle()
@@ -111,13 +122,20 @@ func (s *scheduler) run() {
 		}
 		e := s.ready[0]
 		if wait := time.Until(e.key.at); wait > 0 {
+			at := e.key.at
 			s.mu.Unlock()
-			t := time.NewTimer(wait)
+			switch {
+			case t == nil:
+				t = time.NewTimer(wait)
+			case !armed.Equal(at):
+				t.Reset(wait)
+			}
+			armed = at
 			select {
 			case <-t.C:
+				armed = time.Time{}
 			case <-s.wake:
 			}
-			t.Stop()
 			continue
 		}
 		heap.Pop(&s.ready)
