@@ -61,12 +61,15 @@ func (d *gapDetector) observe(t time.Time) {
 
 // seed starts the estimate from the link's handshake, which took hs: the
 // first frames of the peer come after it finished its side of the
-// handshake and started its loops, so until they arrive the peer may stay
-// silent as irregularly as the handshake was slow. On an idle machine a
-// handshake takes milliseconds and the floor decides as before; under
-// CPU starvation the handshake's round trips took as long as the first
-// probe's will, which a floor that knows nothing of the load would count
-// as the peer's silence. Frames then refine the estimate as usual.
+// handshake and started its loops, so the first of them may come as late
+// as the handshake was slow. On an idle machine a handshake takes
+// milliseconds and the floor decides as before; under CPU starvation the
+// handshake's round trips took as long as the first probe's will, which a
+// floor that knows nothing of the load would count as the peer's silence.
+// Frames then refine the estimate as usual; the seeded deviation decays
+// like any other, by 1/detectorDevDecay a frame, so it outlasts the first
+// frames: after a 1.3 s handshake the allowance stays above twice the
+// floor for about a minute of frames at 10 a second.
 func (d *gapDetector) seed(hs time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
