@@ -35,6 +35,15 @@ func TestOverloadRefusalsLoggedOnce(t *testing.T) {
 		}
 		defer conn.Close()
 	}
+	// A first contact takes a full handshake, whose circuit counts
+	// against its source once the source's last message authenticates
+	// it: on a loaded machine after the next opens.
+	b := c.nodes["b"]
+	waitFor(t, "b to count both circuits against a", 10*time.Second, func() bool {
+		b.limits.mu.Lock()
+		defer b.limits.mu.Unlock()
+		return b.limits.perSrc[limitSource{name: "a"}] == 2
+	})
 	const refused = 20
 	for i := range refused {
 		if _, err := c.nodes["a"].Dial(ctxT(t, 5*time.Second), "b", "hold"); !errors.Is(err, circuit.ErrOverloaded) {
