@@ -846,7 +846,7 @@ func (d *discovery) step(now time.Time) int {
 		} else if now.Sub(since) >= lostGrace {
 			lost = append(lost, name)
 		}
-		if d.dialing[name] || len(d.dialing) >= maxDialing || !d.mayDial(mem.LinkAddr, now) || d.memberBannedLocked(name, now) {
+		if d.dialing[name] || len(d.dialing) >= maxDialing || !d.mayDial(mem.LinkAddr, now) || d.memberBannedLocked(name, mem.LinkAddr, now) {
 			unavailable = append(unavailable, name)
 		}
 	}
@@ -1214,14 +1214,22 @@ func (d *discovery) failedUnprovenLocked(member string, now time.Time) {
 		b = &addrBackoff{}
 		d.unproven[member] = b
 	}
+	if !b.until.IsZero() && !now.Before(b.until) {
+		b.fails, b.until = 0, time.Time{} // the ban ran out: count afresh
+	}
 	if b.fails++; b.fails >= unprovenDials {
 		b.until = now.Add(unprovenBan)
 	}
 }
 
-// memberBannedLocked reports whether member is not dialled for its
-// failed dials to unproven addresses. d.mu is held.
-func (d *discovery) memberBannedLocked(member string, now time.Time) bool {
+// memberBannedLocked reports whether member is not dialled at addr for
+// its failed dials to unproven addresses. An address where a handshake
+// proved the member stays dialled: a forger who names silent addresses
+// for an honest member bans only those. d.mu is held.
+func (d *discovery) memberBannedLocked(member, addr string, now time.Time) bool {
+	if d.proven[addr] == member {
+		return false
+	}
 	b := d.unproven[member]
 	return b != nil && now.Before(b.until)
 }
@@ -1255,8 +1263,10 @@ func (d *discovery) failedLocked(addr string, ban time.Duration) {
 }
 
 // proveLocked records that a handshake at addr proved member's
-// certificate. d.mu is held.
+// certificate, and forgets the member's failed dials to addresses that
+// never proved it. d.mu is held.
 func (d *discovery) proveLocked(addr, member string) {
+	delete(d.unproven, member)
 	if d.proven[addr] == member {
 		return
 	}
@@ -1275,7 +1285,7 @@ func (d *discovery) proveLocked(addr, member string) {
 func (d *discovery) dial(m Member, why topology.Why) {
 	n := d.n
 	d.mu.Lock()
-	if d.dialing[m.Name] || d.memberBannedLocked(m.Name, time.Now()) {
+	if d.dialing[m.Name] || d.memberBannedLocked(m.Name, m.LinkAddr, time.Now()) {
 		d.mu.Unlock()
 		return
 	}
@@ -1338,7 +1348,6 @@ func (d *discovery) dial(m Member, why topology.Why) {
 		}
 		d.mu.Lock()
 		d.proveLocked(m.LinkAddr, m.Name)
-		delete(d.unproven, m.Name)
 		if b := d.backoff[m.LinkAddr]; b != nil {
 			b.fails = 0
 		}

@@ -282,3 +282,35 @@ func TestAliveWithMetadataNoNodeSendsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A forger who names silent addresses for an honest member gets the
+// member's failed dials counted, but the ban that follows covers only
+// addresses that never proved the member: its proven address stays
+// dialled, and a link that proves it ends the ban.
+func TestForgedAddressesDoNotBanAMemberAtItsProvenAddress(t *testing.T) {
+	c := newCluster(t, true)
+	nodes := forgeMesh(t, c, bytes.Repeat([]byte{7}, 32), "a", "b")
+	d, real := nodes[0].disco, nodes[1].disco.linkAddr()
+	waitFor(t, "a to have proven b's address", time.Minute, func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.proven[real] == "b"
+	})
+	const forged = "127.0.0.1:9"
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	for range unprovenDials { // dials to the forged address, failed
+		d.failedUnprovenLocked("b", now)
+	}
+	if !d.memberBannedLocked("b", forged, now) {
+		t.Errorf("b is still dialled at unproven addresses after %d failed dials there", unprovenDials)
+	}
+	if d.memberBannedLocked("b", real, now) {
+		t.Errorf("failed dials at a forged address banned b at its proven address %s", real)
+	}
+	d.proveLocked(real, "b")
+	if d.memberBannedLocked("b", forged, now) {
+		t.Error("a link proving b did not end its ban")
+	}
+}
