@@ -1316,7 +1316,7 @@ func (d *discovery) dial(m Member, why topology.Why) {
 		delete(d.dialing, m.Name)
 		switch {
 		case err != nil && n.ctx.Err() == nil:
-			if _, ok := d.proven[m.LinkAddr]; !ok {
+			if d.proven[m.LinkAddr] != m.Name {
 				d.failedUnprovenLocked(m.Name, time.Now())
 			}
 			d.failedLocked(m.LinkAddr, 0)
