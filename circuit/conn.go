@@ -43,6 +43,11 @@ type Conn struct {
 	sec *secure // end-to-end layer of a sealed circuit, else nil
 
 	refused atomic.Pointer[RefusedError]
+	// broken is the read error for which this end reset a sealed
+	// circuit (a record failed its integrity check): a Write the reset
+	// ends returns it, so that whichever side of the conn sees the end
+	// first learns it was tampering, not "reset by this end".
+	broken  atomic.Pointer[error]
 	path    atomic.Pointer[[]string]
 	in, out atomic.Int64
 }
@@ -132,6 +137,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	if c.sec != nil {
 		n, err := c.writeSealed(p)
+		if b := c.broken.Load(); err != nil && b != nil {
+			return n, *b
+		}
 		return n, c.refusalOr(err)
 	}
 	n, err := c.s.Write(p)

@@ -503,6 +503,8 @@ func (c *Conn) readSealed(p []byte) (int, error) {
 // integrity makes an integrity failure sticky and aborts the circuit.
 func (c *Conn) integrity(err error) error {
 	c.readErr = c.opError("read", err)
+	broken := c.readErr
+	c.broken.Store(&broken)
 	c.s.Reset(CloseProtocol)
 	return c.readErr
 }

@@ -305,6 +305,12 @@ func TestSealedRelayAttacks(t *testing.T) {
 			if len(got) == len(sent) {
 				t.Fatal("destination got everything despite the attack")
 			}
+			// A Write the destination's reset ends says why, as the Read
+			// did: whichever of them a layer above (the resumable one)
+			// sees first decides the error the application gets.
+			if _, err := c.dest.Write([]byte("x")); !errors.Is(err, ErrIntegrity) {
+				t.Fatalf("destination Write after the integrity failure: %v, want ErrIntegrity", err)
+			}
 		})
 	}
 }
