@@ -533,8 +533,8 @@ func (d *discovery) NotifyLeave(m *memberlist.Node) {
 // any name, and memberlist keeps the one with the highest incarnation;
 // the member's refutation adds one to a 32-bit counter, so a forgery at
 // the largest incarnation would never be refuted. Metadata that passes
-// is still only a claim: links prove names (dial), and a live link is
-// not closed because of what gossip says (step). Called with
+// is still only a claim: links prove names (dial), and a live link whose
+// peer routing reaches is not closed because of what gossip says (step). Called with
 // memberlist's locks held: it must not call memberlist.
 func (d *discovery) NotifyAlive(m *memberlist.Node) error {
 	if m.Name == d.n.cfg.Name {
