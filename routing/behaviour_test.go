@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -108,9 +109,14 @@ func TestPeriodicRefresh(t *testing.T) {
 	}
 	// A summary that does not match asks for the bucket again, and the
 	// answer carries every route of it.
-	mustReceive(t, c, nt, "a", encodeMessage([]entry{{kind: kindUpdate, origin: "x", seqno: 1, metric: DefaultInfinity}}))
-	mustReceive(t, c, nt, "a", encodeMessage(got))
+	// (At c, a later period's: a neighbour gets one set per half of
+	// c's update interval.)
+	ct := nt.Add(time.Hour)
+	mustReceive(t, c, ct, "a", encodeMessage([]entry{{kind: kindUpdate, origin: "x", seqno: 1, metric: DefaultInfinity}}))
+	mustReceive(t, c, ct, "a", encodeMessage(got))
 	req := sent(t, c.Ready(), "a")
+	// (c's own periodic summaries, due at ct, aside.)
+	req = slices.DeleteFunc(req, func(en entry) bool { return en.kind == kindSummary })
 	if len(req) != 1 || req[0].kind != kindResend || req[0].buckets != 1 {
 		t.Fatalf("after a mismatching summary c sent %+v, want a resend request", req)
 	}
@@ -188,21 +194,48 @@ func TestSeqnoRequest(t *testing.T) {
 }
 
 // TestRequestForSelf: a request for a newer seqno of our own makes us
-// adopt it and announce it to every neighbour.
+// raise ours by one and announce it to every neighbour at once; a request
+// within a second of that raises it again only when the second is over.
 func TestRequestForSelf(t *testing.T) {
 	e := newEngine(t, Config{})
 	e.LinkUp(t0, "b", 10, false)
 	e.LinkUp(t0, "c", 10, false)
 	e.Ready()
-	want := e.seqno + 10
-	req := encodeMessage([]entry{{kind: kindRequest, origin: "a", seqno: want, hopcnt: 5}})
-	mustReceive(t, e, t0.Add(DefaultMinTriggeredInterval/10), "b", req)
-	rd := e.Ready()
-	for _, to := range []string{"b", "c"} {
-		got := sent(t, rd, to)
-		if len(got) != 1 || got[0].origin != "a" || got[0].seqno != want {
-			t.Fatalf("to %s: %+v, want our route with seqno %d at once", to, got, want)
+	want := e.seqno + 1
+	req := encodeMessage([]entry{{kind: kindRequest, origin: "a", seqno: e.seqno + 10, hopcnt: 5}})
+	at := t0.Add(DefaultMinTriggeredInterval / 10)
+	mustReceive(t, e, at, "b", req)
+	announced := func(want uint16) {
+		t.Helper()
+		rd := e.Ready()
+		for _, to := range []string{"b", "c"} {
+			got := sent(t, rd, to)
+			if len(got) != 1 || got[0].origin != "a" || got[0].seqno != want {
+				t.Fatalf("to %s: %+v, want our route with seqno %d at once", to, got, want)
+			}
 		}
+	}
+	announced(want)
+	// Asked again at once (an attacker asking as fast as it may): no
+	// raise, no signature, until the gap is over.
+	gap := 20 * DefaultMinTriggeredInterval
+	at = at.Add(DefaultMinTriggeredInterval)
+	mustReceive(t, e, at, "c", encodeMessage([]entry{{kind: kindRequest, origin: "a", seqno: want + 1, hopcnt: 5}}))
+	e.Tick(at)
+	if rd := e.Ready(); len(rd.Messages) != 0 || e.seqno != want {
+		t.Fatalf("a second request within %v raised our seqno to %d (want %d) or sent %d messages", gap, e.seqno, want, len(rd.Messages))
+	}
+	if !e.Pending() {
+		t.Fatal("the raise a request asked for is not pending")
+	}
+	next := e.NextTick()
+	if d := next.Sub(t0.Add(DefaultMinTriggeredInterval / 10)); d != gap {
+		t.Fatalf("next raise due %v after the first, want %v", d, gap)
+	}
+	e.Tick(next)
+	announced(want + 1)
+	if st := e.Stats(); st.SeqnoBumps != 2 {
+		t.Fatalf("SeqnoBumps = %d, want 2", st.SeqnoBumps)
 	}
 }
 

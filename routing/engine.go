@@ -15,6 +15,10 @@ type Engine struct {
 	cfg   Config
 	rng   *rand.Rand
 	seqno uint16 // our own sequence number
+	// A request for a newer seqno that arrived before raiseAt, the end
+	// of the gap after the last raise, raises it then (raiseSelf).
+	raiseAt  time.Duration
+	raiseDue bool
 
 	started bool
 	epoch   time.Time     // first time seen; internal times are offsets from it
@@ -46,10 +50,15 @@ type Engine struct {
 	selfAttValid bool
 	selfAttHeld  uint64 // bit i: the neighbour in slot i holds selfAtt
 
-	recv    []entry                        // scratch: decoded entries
-	intern  func([]byte) (string, *origin) // a received name, allocated only if new
-	keysBuf []string                       // scratch: sorted keys
-	keyBuf  []byte                         // scratch: an attestation's key (attKey)
+	recv []entry // scratch: decoded entries
+	sums []entry // scratch: a message's summaries
+	// scratch of handleSummaries, by bucket
+	sumHave   []uint64
+	sumCounts []uint16
+	sumGood   []bool
+	intern    func([]byte) (string, *origin) // a received name, allocated only if new
+	keysBuf   []string                       // scratch: sorted keys
+	keyBuf    []byte                         // scratch: an attestation's key (attKey)
 
 	// The message being built (put): its encoding so far, entries,
 	// updates among them, and neighbour.
@@ -254,7 +263,7 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 		return fmt.Errorf("message from %q: %w", from, err)
 	}
 	e.stats.MessagesIn++
-	var sums []entry
+	sums := e.sums[:0]
 	// The table entry the last attestation created: the update that
 	// follows it names the same origin, which did not exist when the
 	// message was decoded.
@@ -283,6 +292,8 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 	}
 	if len(sums) > 0 {
 		e.handleSummaries(t, nb, sums)
+		clear(sums)
+		e.sums = sums[:0]
 	}
 	// The scratch entries alias payload: drop them, or every engine keeps
 	// its last messages alive.
@@ -325,6 +336,9 @@ func (e *Engine) Tick(now time.Time) {
 	if e.watchValid && t >= e.watchAt {
 		e.checkWatched(t)
 	}
+	if e.raiseDue && t >= e.raiseAt {
+		e.raiseSelf(t)
+	}
 	e.flush(t)
 }
 
@@ -341,6 +355,9 @@ func (e *Engine) NextTick() time.Time {
 	if e.watchValid && e.watchAt < next {
 		next = e.watchAt
 	}
+	if e.raiseDue && e.raiseAt < next {
+		next = e.raiseAt
+	}
 	for _, nb := range e.nbrs {
 		if nb.pendingAll || nb.summaryDue || len(nb.requests) > 0 || len(nb.resends) > 0 {
 			next = min(next, e.last) // due now (flush)
@@ -354,9 +371,14 @@ func (e *Engine) NextTick() time.Time {
 
 // Pending reports whether the engine holds updates or requests that it
 // has not sent yet: what a Receive caused (it goes out at the next Tick)
-// and what the triggered-update rate limit holds (at a later Tick).
+// and what the triggered-update rate limit holds (at a later Tick),
+// and a raise of our own seqno that a request asked for within the gap
+// after the last one.
 // (Periodic refreshes, route expiry and request retries are not counted.)
 func (e *Engine) Pending() bool {
+	if e.raiseDue {
+		return true
+	}
 	for _, nb := range e.nbrs {
 		if nb.pendingAll || nb.hasPending() || len(nb.repair) > 0 || len(nb.requests) > 0 || len(nb.resends) > 0 {
 			return true

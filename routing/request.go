@@ -9,9 +9,16 @@ const requestHopCount = 127
 func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	if en.origin == e.cfg.Self {
 		if seqnoLess(e.seqno, en.seqno) {
-			e.seqno = en.seqno
-			e.stats.SeqnoBumps++
-			e.triggerAll(nil, true)
+			// A raise costs a signature here and a verification at every
+			// node: it is by one, as RFC 8966 §3.8.1.2 says (a request
+			// for any larger seqno moves nothing further), and at most
+			// one per selfRaiseGap whatever asks; a request within the
+			// gap is answered by the raise when the gap ends.
+			if t < e.raiseAt {
+				e.raiseDue = true
+				return
+			}
+			e.raiseSelf(t)
 		}
 		e.reply(t, nb, nil)
 		return
@@ -54,6 +61,19 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	}
 	x.fwdValid, x.fwdSeqno, x.fwdUntil = true, en.seqno, t+2*e.cfg.MinTriggeredInterval
 	target.requests[o.name] = entry{kind: kindRequest, origin: o.name, seqno: en.seqno, hopcnt: en.hopcnt - 1}
+}
+
+// selfRaiseGap is the least time between two raises of this node's seqno
+// on requests: 20 triggered-update intervals (1 s by default).
+func (e *Engine) selfRaiseGap() time.Duration { return 20 * e.cfg.MinTriggeredInterval }
+
+// raiseSelf raises this node's seqno by one on a request and announces it
+// at once.
+func (e *Engine) raiseSelf(t time.Duration) {
+	e.seqno++
+	e.raiseDue, e.raiseAt = false, t+e.selfRaiseGap()
+	e.stats.SeqnoBumps++
+	e.triggerAll(nil, true)
 }
 
 // reply queues an update for o (nil: Self) to nb, sent without rate limiting, at

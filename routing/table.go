@@ -38,6 +38,8 @@ type neighbour struct {
 	// bucket at most once per summary (bit set in answered).
 	sumBuckets uint16
 	answered   []uint64
+	// The summaries nb sent us in its current set (admitSummaries).
+	sumWin summaryWindow
 
 	// attSent: origin -> seqno of the attestation it holds (sent by us or
 	// to us), for slots from 64 on (below, origin.attHeld says it).

@@ -77,6 +77,11 @@ type Stats struct {
 	// another bucket count than our last summary to that neighbour, or a
 	// bucket already answered since that summary.
 	RefusedResends uint64
+	// RefusedSummaries counts summary entries ignored because their
+	// neighbour already sent its set of this half update interval, or
+	// because they named another bucket count than the set's first, or
+	// exceeded it.
+	RefusedSummaries uint64
 	// RefusedRequests counts seqno requests ignored because the same
 	// neighbour already drew a reply (or a forward) for that origin within
 	// MinTriggeredInterval.
