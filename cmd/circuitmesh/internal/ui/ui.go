@@ -24,6 +24,7 @@ import (
 
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/httpserve"
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/meshgraph"
+	"github.com/circuitmesh/circuitmesh/internal/bucket"
 	"github.com/circuitmesh/circuitmesh/node"
 )
 
@@ -49,8 +50,23 @@ type View struct {
 	SVG string `json:"svg"`
 }
 
-// refresh is how long a gathered graph is reused.
-const refresh = time.Second
+// refresh is how long a gathered graph or a ping's answer is reused at
+// least; a graph of n nodes is reused for n × gatherPerNode if longer, so
+// that the page, however often it is asked, opens on average at most one
+// circuit per gatherPerNode in the mesh and one per refresh to each node.
+const (
+	refresh       = time.Second
+	gatherPerNode = 50 * time.Millisecond
+)
+
+// Rates of new pings in all, and of views per client address and in all.
+var (
+	pingRate          = httpserve.Rate{PerSecond: 1, Burst: 3}
+	viewsPerSource    = httpserve.Rate{PerSecond: 10, Burst: 20}
+	viewsTotal        = httpserve.Rate{PerSecond: 40, Burst: 80}
+	errTooManyPings   = errors.New("too many paths asked for: try again in a second")
+	errTooManyTargets = errors.New("too many destinations asked for at once")
+)
 
 // queryTimeout bounds a graph gathering and a path ping.
 const queryTimeout = 5 * time.Second
@@ -60,6 +76,7 @@ type handler struct {
 
 	pmu    sync.Mutex
 	probes map[string]*probe // by destination
+	pings  bucket.Bucket     // new pings (pingRate)
 
 	mu    sync.Mutex // held while gathering: one gathering at a time
 	last  node.Graph
@@ -68,11 +85,11 @@ type handler struct {
 
 // Handler serves the page and its API for src.
 func Handler(src Source) http.Handler {
-	h := &handler{src: src}
+	h := &handler{src: src, pings: bucket.Full(pingRate.PerSecond, pingRate.Burst, time.Now())}
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(assets, "assets")
 	mux.Handle("GET /", http.FileServerFS(static))
-	mux.HandleFunc("GET /api/view", h.view)
+	mux.Handle("GET /api/view", httpserve.RateLimit(http.HandlerFunc(h.view), viewsPerSource, viewsTotal))
 	return securityHeaders(mux)
 }
 
@@ -108,7 +125,7 @@ func literalHostOnly(h http.Handler) http.Handler {
 func (h *handler) graph(ctx context.Context) (node.Graph, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.lastT.IsZero() && time.Since(h.lastT) < refresh {
+	if !h.lastT.IsZero() && time.Since(h.lastT) < max(refresh, time.Duration(len(h.last.Nodes))*gatherPerNode) {
 		return h.last, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
@@ -174,9 +191,14 @@ func (h *handler) ping(ctx context.Context, peer string) (node.PingResult, error
 			}
 			if len(h.probes) >= maxProbes {
 				h.pmu.Unlock()
-				return node.PingResult{}, errors.New("too many destinations asked for at once")
+				return node.PingResult{}, errTooManyTargets
 			}
 		}
+		if h.pings.Refill(time.Now()).Tokens < 1 {
+			h.pmu.Unlock()
+			return node.PingResult{}, errTooManyPings
+		}
+		h.pings.Tokens--
 		if h.probes == nil {
 			h.probes = make(map[string]*probe)
 		}

@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -169,5 +170,97 @@ func TestPathRequestsShareOnePing(t *testing.T) {
 	}
 	if n := src.pings.Load(); n != 1 {
 		t.Errorf("%d pings for 20 requests within the refresh interval, want 1", n)
+	}
+}
+
+// countingSource is a mesh of n nodes that counts gatherings and pings.
+type countingSource struct {
+	n            int
+	graphs, pngs atomic.Int32
+}
+
+func (s *countingSource) Topology(context.Context, node.TopologyOptions) (node.Graph, error) {
+	s.graphs.Add(1)
+	g := node.Graph{Origin: "a"}
+	for i := range s.n {
+		g.Nodes = append(g.Nodes, node.GraphNode{NodeInfo: node.NodeInfo{Name: fmt.Sprintf("n%d", i)}})
+	}
+	return g, nil
+}
+
+func (s *countingSource) Ping(ctx context.Context, peer string) (node.PingResult, error) {
+	s.pngs.Add(1)
+	return node.PingResult{Path: []string{"a", peer}}, nil
+}
+
+// A client hammering /api/view with ever new destinations, on a mesh of
+// 100 nodes: each gathering opens a circuit to every node and each ping
+// one, so the page gathers once per 50 ms per node (every 5 s here) and
+// pings new destinations at most once a second in all (burst 3), and the
+// client's requests beyond its rate are refused (429). Before, it drew a
+// gathering every second and a ping per destination per second.
+func TestHammeredPageBoundsWhatItOpens(t *testing.T) {
+	src := &countingSource{n: 100}
+	srv := httptest.NewServer(Handler(src))
+	defer srv.Close()
+	start := time.Now()
+	refused, ok := 0, 0
+	for i := 0; time.Since(start) < 2500*time.Millisecond; i++ {
+		resp, err := http.Get(fmt.Sprintf("%s/api/view?to=n%d", srv.URL, i%100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusTooManyRequests:
+			refused++
+		case http.StatusOK:
+			ok++
+		default:
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	el := time.Since(start)
+	graphs, pings := src.graphs.Load(), src.pngs.Load()
+	t.Logf("in %v: %d views answered, %d refused; %d gatherings of 100 nodes, %d pings", el.Round(time.Millisecond), ok, refused, graphs, pings)
+	if graphs != 1 {
+		t.Errorf("%d gatherings of a 100-node mesh in %v, want 1 (one per 5 s)", graphs, el.Round(time.Millisecond))
+	}
+	if limit := int32(el/time.Second) + 3; pings > limit {
+		t.Errorf("%d pings to new destinations in %v, want at most %d", pings, el.Round(time.Millisecond), limit)
+	}
+	if ok > int(viewsPerSource.Burst)+int(el.Seconds()*viewsPerSource.PerSecond)+1 {
+		t.Errorf("%d views answered and %d refused in %v: one client is not held to its rate", ok, refused, el.Round(time.Millisecond))
+	}
+	// 100 requests at once (to a page of a small mesh, quick to draw):
+	// the client's burst is answered, the rest refused.
+	small := httptest.NewServer(Handler(&countingSource{n: 2}))
+	defer small.Close()
+	var answered, tooMany atomic.Int32
+	var wg sync.WaitGroup
+	start = time.Now()
+	for range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(small.URL + "/api/view")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusTooManyRequests {
+				tooMany.Add(1)
+			} else {
+				answered.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	el = time.Since(start)
+	if n := int(answered.Load()); n < int(viewsPerSource.Burst) || n > int(viewsPerSource.Burst)+int(el.Seconds()*viewsPerSource.PerSecond)+1 {
+		t.Errorf("100 requests at once in %v: %d answered, %d refused; want the burst of %v answered and the rest beyond the rate refused", el.Round(time.Millisecond), n, tooMany.Load(), viewsPerSource.Burst)
 	}
 }
