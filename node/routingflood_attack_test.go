@@ -40,8 +40,8 @@ func summaryFlood() []byte {
 // its table and arrays for 8,191 buckets (about 114 KiB of allocation,
 // 550 times the bytes received). Now a neighbour's summaries are one set
 // per half update interval, of one bucket count: the rest are refused
-// and counted, and d's allocation per message is a small multiple of the
-// message.
+// and counted, and d's allocation per message is what any routing message
+// costs the link (about 2.7 times its bytes without the race detector).
 func TestSummaryFloodFromNeighbourIsCheap(t *testing.T) {
 	c := newCluster(t, true)
 	c.build("m-d", "h-d")
@@ -77,7 +77,13 @@ func TestSummaryFloodFromNeighbourIsCheap(t *testing.T) {
 	if refused < 12*in {
 		t.Errorf("d refused %d summary entries of %d messages of 13: summaries of other bucket counts, and sets beyond one per interval, were taken", refused, in)
 	}
-	if perMsg > 16*float64(len(msg)) {
+	// Under the race detector sync.Pool drops items at random, so QUIC's
+	// buffers are allocated anew far more often: the bound is looser.
+	bound := 16.0
+	if raceEnabled {
+		bound = 64
+	}
+	if perMsg > bound*float64(len(msg)) {
 		t.Errorf("each %d-byte summary message from one neighbour cost d %.0f bytes of allocation (%.0fx)", len(msg), perMsg, perMsg/float64(len(msg)))
 	}
 	// d still routes: h reaches m through it.
