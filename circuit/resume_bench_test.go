@@ -7,8 +7,11 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/metrics"
+	"slices"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/circuitmesh/circuitmesh/links"
 )
@@ -213,4 +216,82 @@ func pipeResumablePair(b *testing.B) (src, dst *Resumable) {
 	}
 	dst = NewResumableDest(pipePath{d}, d.LocalAddr(), d.RemoteAddr(), NewResumeTable(), "s", "echo", ResumeConfig{})
 	return src, dst
+}
+
+// BenchmarkSealedEchoSocket echoes one byte per op over a sealed circuit
+// whose stream is a local socket pair, BenchmarkResumableEchoSocket over
+// a resumable one: what each costs a small request and its answer at the
+// ends, in CPU, goroutines started and latency.
+func BenchmarkSealedEchoSocket(b *testing.B)    { benchmarkEchoSocket(b, false) }
+func BenchmarkResumableEchoSocket(b *testing.B) { benchmarkEchoSocket(b, true) }
+
+func benchmarkEchoSocket(b *testing.B, resumable bool) {
+	k := newSealKeys(b)
+	o := resumableOpen(0)
+	if !resumable {
+		o.Flags = 0
+	}
+	caller, dest := sealedSocketPair(b, k, o)
+	var c, d io.ReadWriteCloser = caller, dest
+	if resumable {
+		src, err := NewResumableSource(caller, caller.LocalAddr(), caller.RemoteAddr(), ResumeConfig{Redial: func(context.Context) (Path, error) {
+			return nil, errors.New("no redial in a benchmark")
+		}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		dst := NewResumableDest(dest, dest.LocalAddr(), dest.RemoteAddr(), NewResumeTable(), "s", "echo", ResumeConfig{})
+		defer func() {
+			src.Close()
+			dst.Close()
+			src.Wait()
+			dst.Wait()
+		}()
+		c, d = src, dst
+	} else {
+		defer caller.Close()
+		defer dest.Close()
+	}
+	go func() {
+		buf := make([]byte, 1)
+		for {
+			if _, err := io.ReadFull(d, buf); err != nil {
+				return
+			}
+			if _, err := d.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	buf := []byte{'x'}
+	echo := func() {
+		if _, err := c.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range 100 {
+		echo()
+	}
+	created := func() uint64 {
+		s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	lat := make([]float64, 0, b.N)
+	b.ReportAllocs()
+	g0, cpu0 := created(), cpuNS(b)
+	b.ResetTimer()
+	for range b.N {
+		t := time.Now()
+		echo()
+		lat = append(lat, float64(time.Since(t).Nanoseconds())/1e3)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cpuNS(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(created()-g0)/float64(b.N), "goroutines/op")
+	slices.Sort(lat)
+	b.ReportMetric(lat[len(lat)/2], "p50-µs")
 }

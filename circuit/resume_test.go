@@ -936,3 +936,42 @@ func (p readSignal) Read(b []byte) (int, error) {
 	}
 	return n, err
 }
+
+// TestResumeEchoWakesNoIdleWriter: on a resumable circuit carrying small
+// requests and answers, each acknowledgement rides with the answer, and
+// the writer goroutine of neither end is woken for it: an answer's
+// acknowledgement wakes only a Write waiting for room and a writeLoop
+// with something to send (each end's Write sends its small frames
+// itself).
+func TestResumeEchoWakesNoIdleWriter(t *testing.T) {
+	const echoes = 300
+	g := newResumeRig(t)
+	_, src, dst := g.pair(ResumeConfig{}, ResumeConfig{})
+	go func() {
+		buf := make([]byte, 1)
+		for {
+			if _, err := io.ReadFull(dst, buf); err != nil {
+				return
+			}
+			if _, err := dst.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	buf := []byte{'x'}
+	for i := range echoes {
+		if _, err := src.Write(buf); err != nil {
+			t.Fatalf("echo %d: %v", i, err)
+		}
+		if _, err := io.ReadFull(src, buf); err != nil {
+			t.Fatalf("echo %d: %v", i, err)
+		}
+	}
+	t.Logf("writers woken with nothing to send: %d in %d echoes", src.fast.idleWaits.Load()+dst.fast.idleWaits.Load(), echoes)
+	// The delayed acknowledgement of the last answers and the first
+	// flight may each wake a writeLoop; an acknowledgement riding with
+	// each answer woke one at every echo.
+	if idle := src.fast.idleWaits.Load() + dst.fast.idleWaits.Load(); idle > echoes/4 {
+		t.Errorf("the writers of both ends went back to waiting with nothing to send %d times in %d echoes", idle, echoes)
+	}
+}
