@@ -196,6 +196,7 @@ type Resumable struct {
 	cause       error     // why the last path broke
 	timer       *time.Timer
 	ackTimer    *time.Timer // a delayed acknowledgement
+	ackWaitFrom time.Time   // when the oldest read not acknowledged was read
 	ackNow      bool        // its delay ran out
 	roomWaiters int         // Writes waiting for room in the window
 	linger      *time.Timer
@@ -286,11 +287,12 @@ type heldRecord struct {
 // straight into a waiting Read, records sealed where writeLoop laid them
 // out, bytes queued in the record they came in (held), records sealed
 // straight from the retransmit ring, and those of them written in one
-// write after another one (batched); and how often writeLoop went back
-// to waiting with nothing to send (idleWaits: woken for nothing, but for
-// its first wait).
+// write after another one (batched); how often writeLoop went back to
+// waiting with nothing to send (idleWaits: woken for nothing, but for its
+// first wait), and the records that carried an acknowledgement alone
+// (ackOnly).
 type fastPaths struct {
-	direct, inPlace, held, fromRing, batched, idleWaits atomic.Int64
+	direct, inPlace, held, fromRing, batched, idleWaits, ackOnly atomic.Int64
 }
 
 // NewResumableSource makes the source's end of a resumable circuit over p,
@@ -448,11 +450,11 @@ const ackDelay = 5 * time.Millisecond
 
 // ackDueLocked reports whether an acknowledgement should go now: an
 // eighth of the window was read since the last one, the fin came and this
-// end's own fin is queued (the ack rides with it), or the delay of a
-// smaller one ran out. Between those, acks ride on frames the writer sends
-// anyway: a fin is acknowledged with the application's answer to it (its
-// CloseWrite or Close) when that comes within the delay, one frame instead
-// of two.
+// end's own fin is queued (the ack rides with it), or the oldest read not
+// acknowledged waited ackDelay. Between those, acks ride on frames the
+// writer sends anyway: a fin is acknowledged with the application's answer
+// to it (its CloseWrite or Close) when that comes within the delay, one
+// frame instead of two.
 func (r *Resumable) ackDueLocked() bool {
 	a := r.ackableLocked()
 	switch {
@@ -461,22 +463,37 @@ func (r *Resumable) ackDueLocked() bool {
 	case a-r.ackSent >= int64(r.cfg.Window/8), r.ackNow, r.gotFin && a == r.recv && r.finQueued:
 		return true
 	}
+	if r.ackWaitFrom.IsZero() {
+		r.ackWaitFrom = time.Now()
+	}
 	if r.ackTimer == nil {
-		r.ackTimer = time.AfterFunc(ackDelay, func() {
-			r.mu.Lock()
-			r.ackTimer = nil
-			// An acknowledgement that rode on a frame since is not due:
-			// a stale ackNow would make the next small read's ack go
-			// at once, in a packet of its own beside the application's
-			// answer (two packets per message at every hop).
-			if r.ackableLocked() > r.ackSent {
-				r.ackNow = true
-				r.broadcast()
-			}
-			r.mu.Unlock()
-		})
+		r.armAckTimerLocked(ackDelay)
 	}
 	return false
+}
+
+// armAckTimerLocked makes an acknowledgement due in d, unless what is
+// unacknowledged then was read less than ackDelay before: its own delay
+// then runs. An acknowledgement that rode on a frame since the timer was
+// armed is not due: a timer that made an ack due for data read after that
+// (an application that sends a request a millisecond after reading the
+// answer to its last one) would send it in a record of its own beside the
+// next request, two packets per message at every hop instead of one.
+func (r *Resumable) armAckTimerLocked(d time.Duration) {
+	r.ackTimer = time.AfterFunc(d, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.ackTimer = nil
+		if r.ended || r.ackableLocked() <= r.ackSent {
+			return
+		}
+		if left := ackDelay - time.Since(r.ackWaitFrom); !r.ackWaitFrom.IsZero() && left > 0 {
+			r.armAckTimerLocked(left)
+			return
+		}
+		r.ackNow = true
+		r.broadcast()
+	})
 }
 
 // writeLoop writes the frames of the paths (hello, acknowledgements, data
@@ -591,6 +608,7 @@ func (r *Resumable) sendLocked(bp *[]byte, inline bool) (piped bool) {
 	if a := r.ackableLocked(); a > r.ackSent {
 		b = binary.BigEndian.AppendUint64(append(b, frameAck), uint64(a))
 		r.ackSent = a
+		r.ackWaitFrom = time.Time{}
 	}
 	r.ackNow = false // what was read is acknowledged now
 	b = r.appendProbeLocked(b)
@@ -676,6 +694,9 @@ func (r *Resumable) sendLocked(bp *[]byte, inline bool) (piped bool) {
 		r.pipePath = p
 		r.pipe <- pipeRec{path: p, gen: gen, bp: bp, rec: rec, n: len(rec) - recs*seal.Overhead, recs: recs, hello: hello}
 		return true
+	}
+	if len(b) == seal.RecordHead+9 && b[seal.RecordHead] == frameAck {
+		r.fast.ackOnly.Add(1)
 	}
 	r.writing = true
 	for r.inflight > 0 {

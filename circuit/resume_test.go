@@ -975,3 +975,45 @@ func TestResumeEchoWakesNoIdleWriter(t *testing.T) {
 		t.Errorf("the writers of both ends went back to waiting with nothing to send %d times in %d echoes", idle, echoes)
 	}
 }
+
+// TestResumeAckRidesWithNextRequest: an application that sends its next
+// request a little after reading the answer to its last one (well within
+// the acknowledgement delay, while the delay armed for an earlier answer
+// runs out) has each answer acknowledged by its next request: no record
+// carries an acknowledgement alone.
+func TestResumeAckRidesWithNextRequest(t *testing.T) {
+	src, dst := newResumeRig(t).defaultPair(t)
+	go func() {
+		buf := make([]byte, 1)
+		for {
+			if _, err := io.ReadFull(dst, buf); err != nil {
+				return
+			}
+			if _, err := dst.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	buf := []byte{'x'}
+	start := time.Now()
+	echoes, late := 0, 0 // late: requests sent ackDelay or more after the last answer
+	for time.Since(start) < 16*ackDelay {
+		if _, err := src.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(src, buf); err != nil {
+			t.Fatal(err)
+		}
+		echoes++
+		read := time.Now()
+		time.Sleep(ackDelay / 5)
+		if time.Since(read) >= ackDelay {
+			late++ // a loaded machine: that answer's ack was due alone
+		}
+	}
+	// The last answer's acknowledgement may go alone before the count.
+	if n := src.fast.ackOnly.Load(); n > int64(late)+1 {
+		t.Errorf("the source sent %d records with an acknowledgement alone in %d echoes over %v (%d requests came %v or more after the answer before), each answer's acknowledgement could ride on the next request",
+			n, echoes, time.Since(start).Round(time.Millisecond), late, ackDelay)
+	}
+}
