@@ -947,17 +947,7 @@ func TestResumeEchoWakesNoIdleWriter(t *testing.T) {
 	const echoes = 300
 	g := newResumeRig(t)
 	_, src, dst := g.pair(ResumeConfig{}, ResumeConfig{})
-	go func() {
-		buf := make([]byte, 1)
-		for {
-			if _, err := io.ReadFull(dst, buf); err != nil {
-				return
-			}
-			if _, err := dst.Write(buf); err != nil {
-				return
-			}
-		}
-	}()
+	go echoBytes(dst)
 	buf := []byte{'x'}
 	for i := range echoes {
 		if _, err := src.Write(buf); err != nil {
@@ -983,17 +973,7 @@ func TestResumeEchoWakesNoIdleWriter(t *testing.T) {
 // carries an acknowledgement alone.
 func TestResumeAckRidesWithNextRequest(t *testing.T) {
 	src, dst := newResumeRig(t).defaultPair(t)
-	go func() {
-		buf := make([]byte, 1)
-		for {
-			if _, err := io.ReadFull(dst, buf); err != nil {
-				return
-			}
-			if _, err := dst.Write(buf); err != nil {
-				return
-			}
-		}
-	}()
+	go echoBytes(dst)
 	buf := []byte{'x'}
 	start := time.Now()
 	echoes, late := 0, 0 // late: requests sent ackDelay or more after the last answer
@@ -1015,5 +995,19 @@ func TestResumeAckRidesWithNextRequest(t *testing.T) {
 	if n := src.fast.ackOnly.Load(); n > int64(late)+1 {
 		t.Errorf("the source sent %d records with an acknowledgement alone in %d echoes over %v (%d requests came %v or more after the answer before), each answer's acknowledgement could ride on the next request",
 			n, echoes, time.Since(start).Round(time.Millisecond), late, ackDelay)
+	}
+}
+
+// echoBytes writes back every byte it reads from rw, one at a time, until
+// a read or write fails.
+func echoBytes(rw io.ReadWriter) {
+	buf := make([]byte, 1)
+	for {
+		if _, err := io.ReadFull(rw, buf); err != nil {
+			return
+		}
+		if _, err := rw.Write(buf); err != nil {
+			return
+		}
 	}
 }
