@@ -190,29 +190,31 @@ type Resumable struct {
 	cond  *sync.Cond // the application's Reads and Writes, readLoop
 	wcond *sync.Cond // writeLoop alone (see broadcast)
 
-	cur        Path
-	gen        uint64
-	downAt     time.Time // when the path broke; zero while one is up
-	cause      error     // why the last path broke
-	timer      *time.Timer
-	ackTimer   *time.Timer // a delayed acknowledgement
-	ackNow     bool        // its delay ran out
-	linger     *time.Timer
-	quit       chan struct{} // closed once ended
-	ended      bool
-	cleanClose bool  // ended after both directions finished: close the path gracefully
-	err        error // why the circuit ended, when it failed
-	appClosed  bool
-	registered bool
-	pending    bool   // destination: counted in its table as awaiting its hello
-	helloDue   bool   // source: the hello is still to be sent
-	helloNow   bool   // source: send it even without data (a Read started)
-	idle       bool   // source of an early circuit: readLoop and writeLoop not started yet (startLocked)
-	helloSent  bool   // source: the first path's first write returned: it may be read
-	wantHello  bool   // destination: the first frame must be a hello
-	writing    bool   // a frame is being written (by writeLoop or a Write)
-	wstopped   uint64 // 1 + the generation of a path the other end stopped reading
-	wclosed    uint64 // 1 + the generation of a path whose writing end this end closed with its fin
+	cur         Path
+	gen         uint64
+	downAt      time.Time // when the path broke; zero while one is up
+	cause       error     // why the last path broke
+	timer       *time.Timer
+	ackTimer    *time.Timer // a delayed acknowledgement
+	ackWaitFrom time.Time   // when the oldest read not acknowledged was read
+	ackNow      bool        // its delay ran out
+	roomWaiters int         // Writes waiting for room in the window
+	linger      *time.Timer
+	quit        chan struct{} // closed once ended
+	ended       bool
+	cleanClose  bool  // ended after both directions finished: close the path gracefully
+	err         error // why the circuit ended, when it failed
+	appClosed   bool
+	registered  bool
+	pending     bool   // destination: counted in its table as awaiting its hello
+	helloDue    bool   // source: the hello is still to be sent
+	helloNow    bool   // source: send it even without data (a Read started)
+	idle        bool   // source of an early circuit: readLoop and writeLoop not started yet (startLocked)
+	helloSent   bool   // source: the first path's first write returned: it may be read
+	wantHello   bool   // destination: the first frame must be a hello
+	writing     bool   // a frame is being written (by writeLoop or a Write)
+	wstopped    uint64 // 1 + the generation of a path the other end stopped reading
+	wclosed     uint64 // 1 + the generation of a path whose writing end this end closed with its fin
 	// Records writeLoop sealed from the ring and pipeLoop writes, so
 	// that the next record is sealed while the path writes the last one
 	// (see sendLocked): pipe carries them, inflight counts those not
@@ -285,9 +287,12 @@ type heldRecord struct {
 // straight into a waiting Read, records sealed where writeLoop laid them
 // out, bytes queued in the record they came in (held), records sealed
 // straight from the retransmit ring, and those of them written in one
-// write after another one (batched).
+// write after another one (batched); how often writeLoop went back to
+// waiting with nothing to send (idleWaits: woken for nothing, but for its
+// first wait), and the records that carried an acknowledgement alone
+// (ackOnly).
 type fastPaths struct {
-	direct, inPlace, held, fromRing, batched atomic.Int64
+	direct, inPlace, held, fromRing, batched, idleWaits, ackOnly atomic.Int64
 }
 
 // NewResumableSource makes the source's end of a resumable circuit over p,
@@ -445,11 +450,11 @@ const ackDelay = 5 * time.Millisecond
 
 // ackDueLocked reports whether an acknowledgement should go now: an
 // eighth of the window was read since the last one, the fin came and this
-// end's own fin is queued (the ack rides with it), or the delay of a
-// smaller one ran out. Between those, acks ride on frames the writer sends
-// anyway: a fin is acknowledged with the application's answer to it (its
-// CloseWrite or Close) when that comes within the delay, one frame instead
-// of two.
+// end's own fin is queued (the ack rides with it), or the oldest read not
+// acknowledged waited ackDelay. Between those, acks ride on frames the
+// writer sends anyway: a fin is acknowledged with the application's answer
+// to it (its CloseWrite or Close) when that comes within the delay, one
+// frame instead of two.
 func (r *Resumable) ackDueLocked() bool {
 	a := r.ackableLocked()
 	switch {
@@ -458,22 +463,37 @@ func (r *Resumable) ackDueLocked() bool {
 	case a-r.ackSent >= int64(r.cfg.Window/8), r.ackNow, r.gotFin && a == r.recv && r.finQueued:
 		return true
 	}
+	if r.ackWaitFrom.IsZero() {
+		r.ackWaitFrom = time.Now()
+	}
 	if r.ackTimer == nil {
-		r.ackTimer = time.AfterFunc(ackDelay, func() {
-			r.mu.Lock()
-			r.ackTimer = nil
-			// An acknowledgement that rode on a frame since is not due:
-			// a stale ackNow would make the next small read's ack go
-			// at once, in a packet of its own beside the application's
-			// answer (two packets per message at every hop).
-			if r.ackableLocked() > r.ackSent {
-				r.ackNow = true
-				r.broadcast()
-			}
-			r.mu.Unlock()
-		})
+		r.armAckTimerLocked(ackDelay)
 	}
 	return false
+}
+
+// armAckTimerLocked makes an acknowledgement due in d, unless what is
+// unacknowledged then was read less than ackDelay before: its own delay
+// then runs. An acknowledgement that rode on a frame since the timer was
+// armed is not due: a timer that made an ack due for data read after that
+// (an application that sends a request a millisecond after reading the
+// answer to its last one) would send it in a record of its own beside the
+// next request, two packets per message at every hop instead of one.
+func (r *Resumable) armAckTimerLocked(d time.Duration) {
+	r.ackTimer = time.AfterFunc(d, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.ackTimer = nil
+		if r.ended || r.ackableLocked() <= r.ackSent {
+			return
+		}
+		if left := ackDelay - time.Since(r.ackWaitFrom); !r.ackWaitFrom.IsZero() && left > 0 {
+			r.armAckTimerLocked(left)
+			return
+		}
+		r.ackNow = true
+		r.broadcast()
+	})
 }
 
 // writeLoop writes the frames of the paths (hello, acknowledgements, data
@@ -516,10 +536,11 @@ func (r *Resumable) writeLoop() {
 				putFrame(bp)
 				bp = nil
 			}
+			r.fast.idleWaits.Add(1)
 			r.wcond.Wait()
 			continue
 		}
-		if bp = frameFor(bp, r.cur); r.sendLocked(bp) {
+		if bp = frameFor(bp, r.cur); r.sendLocked(bp, false) {
 			bp = nil // in the pipe
 		}
 	}
@@ -570,9 +591,12 @@ func (r *Resumable) pipeLoop(pipe <-chan pipeRec) {
 
 // sendLocked builds the next frame in *bp and writes it on the current
 // path, unlocked meanwhile (r.writing held), or, when it is a record
-// sealed from the ring, puts it in the pipe for pipeLoop to write: it
-// then reports that *bp went with it.
-func (r *Resumable) sendLocked(bp *[]byte) (piped bool) {
+// sealed from the ring and not inline, puts it in the pipe for pipeLoop
+// to write: it then reports that *bp went with it. Inline (a Write
+// sending its own small frame, sendInlineLocked), a record sealed from
+// the ring is written by the caller too: handing it to pipeLoop would
+// start a goroutine and wait for it to run, for every small message.
+func (r *Resumable) sendLocked(bp *[]byte, inline bool) (piped bool) {
 	p, gen := r.cur, r.gen
 	b := (*bp)[:seal.RecordHead] // the record's head, filled when sealed in place
 	hello := r.helloDue
@@ -584,6 +608,7 @@ func (r *Resumable) sendLocked(bp *[]byte) (piped bool) {
 	if a := r.ackableLocked(); a > r.ackSent {
 		b = binary.BigEndian.AppendUint64(append(b, frameAck), uint64(a))
 		r.ackSent = a
+		r.ackWaitFrom = time.Time{}
 	}
 	r.ackNow = false // what was read is acknowledged now
 	b = r.appendProbeLocked(b)
@@ -635,6 +660,23 @@ func (r *Resumable) sendLocked(bp *[]byte) (piped bool) {
 		// an acknowledgement already carried by an earlier frame.
 		return false
 	}
+	if rec != nil && inline {
+		// The record holds p's write lock (sealRecord, with nothing in
+		// the pipe): write it from here, as writeFrames would.
+		r.writing = true
+		r.mu.Unlock()
+		c := p.(sealedPath)
+		err = c.writeHeld(rec, len(rec)-recs*seal.Overhead)
+		c.releaseWrite()
+		r.mu.Lock()
+		r.writing = false
+		if err == nil {
+			r.fast.fromRing.Add(int64(recs))
+			r.fast.batched.Add(int64(recs - 1))
+		}
+		r.wroteLocked(gen, err, false, hello)
+		return false
+	}
 	if rec != nil {
 		// pipeLoop writes it while writeLoop seals the next: sealing is
 		// off the path's critical path. The pipe has room (inflight <
@@ -652,6 +694,9 @@ func (r *Resumable) sendLocked(bp *[]byte) (piped bool) {
 		r.pipePath = p
 		r.pipe <- pipeRec{path: p, gen: gen, bp: bp, rec: rec, n: len(rec) - recs*seal.Overhead, recs: recs, hello: hello}
 		return true
+	}
+	if len(b) == seal.RecordHead+9 && b[seal.RecordHead] == frameAck {
+		r.fast.ackOnly.Add(1)
 	}
 	r.writing = true
 	for r.inflight > 0 {
@@ -787,7 +832,7 @@ func (r *Resumable) sendInlineLocked() bool {
 		return false
 	}
 	bp := frameFor(nil, r.cur)
-	if !r.sendLocked(bp) {
+	if !r.sendLocked(bp, true) {
 		putFrame(bp)
 	}
 	if r.ended || r.workLocked() {
@@ -937,7 +982,7 @@ func (r *Resumable) readPath(p Path, gen uint64, more func() bool) error {
 			r.sampleRateLocked(off)
 			r.credit = off
 			r.ackLocked(off)
-			r.broadcast()
+			r.wakeForAckLocked()
 			r.peerShown = true
 			r.mu.Unlock()
 		case frameFin:
@@ -1261,8 +1306,23 @@ func (r *Resumable) ackLocked(off int64) {
 		r.sbuf.pop(int(data))
 	}
 	r.acked = off
-	r.broadcast()
 	r.checkDoneLocked()
+}
+
+// wakeForAckLocked wakes whom an acknowledgement concerns: the Writes
+// waiting for room in the window, and writeLoop when it has work. An
+// acknowledgement mostly rides with the other end's answer: waking a Read
+// that waits for that answer before the data frame after it was read, or
+// writeLoop with nothing to send, would be two wake-ups for nothing per
+// message. The end of the circuit it may bring wakes everyone
+// (endLocked).
+func (r *Resumable) wakeForAckLocked() {
+	if r.roomWaiters > 0 {
+		r.cond.Broadcast()
+	}
+	if r.workLocked() {
+		r.wcond.Signal()
+	}
 }
 
 // checkDoneLocked ends the circuit once this end's fin was acknowledged
@@ -1683,7 +1743,10 @@ func (r *Resumable) Write(b []byte) (int, error) {
 		}
 		room := int64(r.cfg.Window) - (r.written - r.credit)
 		if room <= 0 {
-			if err := r.waitLocked(r.writeDL, "write"); err != nil {
+			r.roomWaiters++
+			err := r.waitLocked(r.writeDL, "write")
+			r.roomWaiters--
+			if err != nil {
 				return n, err
 			}
 			continue

@@ -7,8 +7,11 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/metrics"
+	"slices"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/circuitmesh/circuitmesh/links"
 )
@@ -81,38 +84,53 @@ func BenchmarkSealedSocket(b *testing.B) { benchmarkSocket(b, false) }
 func BenchmarkResumableSocket(b *testing.B) { benchmarkSocket(b, true) }
 
 func benchmarkSocket(b *testing.B, resumable bool) {
+	src, dst, stop := socketEnds(b, resumable)
+	defer stop(func(dst *Resumable) {
+		if in := dst.BytesIn(); in > 0 {
+			b.ReportMetric(float64(dst.fast.direct.Load())/float64(in), "direct-frac")
+			b.ReportMetric(float64(dst.fast.held.Load())/float64(in), "held-frac")
+		}
+	})
+	w, r := closeWriter{src.(interface {
+		io.Writer
+		CloseWrite() error
+	})}, dst
+	benchmarkOneWay(b, w, r, 32<<10)
+}
+
+// socketEnds opens a sealed circuit over a unix socket pair, resumable
+// or not, and returns its source's and destination's ends and stop,
+// which closes both (with resumable ends, calls report with the
+// destination's once they ended).
+func socketEnds(b *testing.B, resumable bool) (src, dst io.ReadWriteCloser, stop func(report func(*Resumable))) {
 	k := newSealKeys(b)
 	o := resumableOpen(0)
 	if !resumable {
 		o.Flags = 0
 	}
 	caller, dest := sealedSocketPair(b, k, o)
-	var w io.WriteCloser = closeWriter{caller}
-	var r io.Reader = dest
-	if resumable {
-		src, err := NewResumableSource(caller, caller.LocalAddr(), caller.RemoteAddr(), ResumeConfig{Redial: func(context.Context) (Path, error) {
-			return nil, errors.New("no redial in a benchmark")
-		}})
-		if err != nil {
-			b.Fatal(err)
+	if !resumable {
+		return caller, dest, func(func(*Resumable)) {
+			caller.Close()
+			dest.Close()
 		}
-		dst := NewResumableDest(dest, dest.LocalAddr(), dest.RemoteAddr(), NewResumeTable(), "s", "echo", ResumeConfig{})
-		defer func() {
-			src.Close()
-			dst.Close()
-			src.Wait()
-			dst.Wait()
-			if in := dst.BytesIn(); in > 0 {
-				b.ReportMetric(float64(dst.fast.direct.Load())/float64(in), "direct-frac")
-				b.ReportMetric(float64(dst.fast.held.Load())/float64(in), "held-frac")
-			}
-		}()
-		w, r = closeWriter{src}, dst
-	} else {
-		defer caller.Close()
-		defer dest.Close()
 	}
-	benchmarkOneWay(b, w, r, 32<<10)
+	s, err := NewResumableSource(caller, caller.LocalAddr(), caller.RemoteAddr(), ResumeConfig{Redial: func(context.Context) (Path, error) {
+		return nil, errors.New("no redial in a benchmark")
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := NewResumableDest(dest, dest.LocalAddr(), dest.RemoteAddr(), NewResumeTable(), "s", "echo", ResumeConfig{})
+	return s, d, func(report func(*Resumable)) {
+		s.Close()
+		d.Close()
+		s.Wait()
+		d.Wait()
+		if report != nil {
+			report(d)
+		}
+	}
 }
 
 // sealedSocketPair opens a sealed circuit o over a unix socket pair: the
@@ -213,4 +231,48 @@ func pipeResumablePair(b *testing.B) (src, dst *Resumable) {
 	}
 	dst = NewResumableDest(pipePath{d}, d.LocalAddr(), d.RemoteAddr(), NewResumeTable(), "s", "echo", ResumeConfig{})
 	return src, dst
+}
+
+// BenchmarkSealedEchoSocket echoes one byte per op over a sealed circuit
+// whose stream is a local socket pair, BenchmarkResumableEchoSocket over
+// a resumable one: what each costs a small request and its answer at the
+// ends, in CPU, goroutines started and latency.
+func BenchmarkSealedEchoSocket(b *testing.B)    { benchmarkEchoSocket(b, false) }
+func BenchmarkResumableEchoSocket(b *testing.B) { benchmarkEchoSocket(b, true) }
+
+func benchmarkEchoSocket(b *testing.B, resumable bool) {
+	c, d, stop := socketEnds(b, resumable)
+	defer stop(nil)
+	go echoBytes(d)
+	buf := []byte{'x'}
+	echo := func() {
+		if _, err := c.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range 100 {
+		echo()
+	}
+	created := func() uint64 {
+		s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	lat := make([]float64, 0, b.N)
+	b.ReportAllocs()
+	g0, cpu0 := created(), cpuNS(b)
+	b.ResetTimer()
+	for range b.N {
+		t := time.Now()
+		echo()
+		lat = append(lat, float64(time.Since(t).Nanoseconds())/1e3)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cpuNS(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(created()-g0)/float64(b.N), "goroutines/op")
+	slices.Sort(lat)
+	b.ReportMetric(lat[len(lat)/2], "p50-µs")
 }

@@ -936,3 +936,78 @@ func (p readSignal) Read(b []byte) (int, error) {
 	}
 	return n, err
 }
+
+// TestResumeEchoWakesNoIdleWriter: on a resumable circuit carrying small
+// requests and answers, each acknowledgement rides with the answer, and
+// the writer goroutine of neither end is woken for it: an answer's
+// acknowledgement wakes only a Write waiting for room and a writeLoop
+// with something to send (each end's Write sends its small frames
+// itself).
+func TestResumeEchoWakesNoIdleWriter(t *testing.T) {
+	const echoes = 300
+	g := newResumeRig(t)
+	_, src, dst := g.pair(ResumeConfig{}, ResumeConfig{})
+	go echoBytes(dst)
+	buf := []byte{'x'}
+	for i := range echoes {
+		if _, err := src.Write(buf); err != nil {
+			t.Fatalf("echo %d: %v", i, err)
+		}
+		if _, err := io.ReadFull(src, buf); err != nil {
+			t.Fatalf("echo %d: %v", i, err)
+		}
+	}
+	t.Logf("writers woken with nothing to send: %d in %d echoes", src.fast.idleWaits.Load()+dst.fast.idleWaits.Load(), echoes)
+	// The delayed acknowledgement of the last answers and the first
+	// flight may each wake a writeLoop; an acknowledgement riding with
+	// each answer woke one at every echo.
+	if idle := src.fast.idleWaits.Load() + dst.fast.idleWaits.Load(); idle > echoes/4 {
+		t.Errorf("the writers of both ends went back to waiting with nothing to send %d times in %d echoes", idle, echoes)
+	}
+}
+
+// TestResumeAckRidesWithNextRequest: an application that sends its next
+// request a little after reading the answer to its last one (well within
+// the acknowledgement delay, while the delay armed for an earlier answer
+// runs out) has each answer acknowledged by its next request: no record
+// carries an acknowledgement alone.
+func TestResumeAckRidesWithNextRequest(t *testing.T) {
+	src, dst := newResumeRig(t).defaultPair(t)
+	go echoBytes(dst)
+	buf := []byte{'x'}
+	start := time.Now()
+	echoes, late := 0, 0 // late: requests sent ackDelay or more after the last answer
+	for time.Since(start) < 16*ackDelay {
+		if _, err := src.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(src, buf); err != nil {
+			t.Fatal(err)
+		}
+		echoes++
+		read := time.Now()
+		time.Sleep(ackDelay / 5)
+		if time.Since(read) >= ackDelay {
+			late++ // a loaded machine: that answer's ack was due alone
+		}
+	}
+	// The last answer's acknowledgement may go alone before the count.
+	if n := src.fast.ackOnly.Load(); n > int64(late)+1 {
+		t.Errorf("the source sent %d records with an acknowledgement alone in %d echoes over %v (%d requests came %v or more after the answer before), each answer's acknowledgement could ride on the next request",
+			n, echoes, time.Since(start).Round(time.Millisecond), late, ackDelay)
+	}
+}
+
+// echoBytes writes back every byte it reads from rw, one at a time, until
+// a read or write fails.
+func echoBytes(rw io.ReadWriter) {
+	buf := make([]byte, 1)
+	for {
+		if _, err := io.ReadFull(rw, buf); err != nil {
+			return
+		}
+		if _, err := rw.Write(buf); err != nil {
+			return
+		}
+	}
+}

@@ -267,3 +267,64 @@ func (e *benchQUIC) serve(ctx context.Context, wg *sync.WaitGroup, fn func(*quic
 		}
 	})
 }
+
+// BenchmarkEchoRTT echoes one byte back and forth on established
+// circuits a–r (k0) and a–r–b (k1): sealed and resumable (the default),
+// sealed without the resumable layer (noresume) and with end-to-end
+// security off (clear), the kinds taking turns. It reports each kind's
+// median round trip in µs and the CPU the process (both ends and the
+// relay) spent per echo, which load on the machine changes less than the
+// latency:
+// go test -run '^$' -bench EchoRTT -benchtime 2000x ./node/
+func BenchmarkEchoRTT(b *testing.B) {
+	sealed, clear := openEchoCluster(b, E2EOn), openEchoCluster(b, E2EOff)
+	type kind struct {
+		name string
+		conn net.Conn
+		lat  []float64
+		cpu  time.Duration
+	}
+	var kinds []*kind
+	for _, k := range []struct {
+		name, peer string
+		n          *Node
+		noResume   bool
+	}{
+		{"k0", "r", sealed, false}, {"k1", "b", sealed, false},
+		{"k0noresume", "r", sealed, true}, {"k1noresume", "b", sealed, true},
+		{"k0clear", "r", clear, true}, {"k1clear", "b", clear, true},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := k.n.DialWith(ctx, k.peer, EchoService, DialOptions{NoResume: k.noResume})
+		cancel()
+		if err != nil {
+			b.Fatalf("%s: %v", k.name, err)
+		}
+		defer c.Close()
+		for range 10 { // warm
+			if err := echoOne(c); err != nil {
+				b.Fatalf("%s: %v", k.name, err)
+			}
+		}
+		kinds = append(kinds, &kind{name: k.name, conn: c})
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		for j := range kinds {
+			k := kinds[(i+j)%len(kinds)]
+			cpu0, t := processCPU(), time.Now()
+			if err := echoOne(k.conn); err != nil {
+				b.Fatalf("%s: %v", k.name, err)
+			}
+			k.lat = append(k.lat, float64(time.Since(t).Nanoseconds())/1e3)
+			k.cpu += processCPU() - cpu0
+		}
+	}
+	b.StopTimer()
+	for _, k := range kinds {
+		slices.Sort(k.lat)
+		b.ReportMetric(k.lat[len(k.lat)/2], k.name+"-µs")
+		b.ReportMetric(float64(k.cpu.Nanoseconds())/1e3/float64(b.N), k.name+"-cpu-µs")
+	}
+	b.ReportMetric(0, "ns/op")
+}

@@ -44,19 +44,22 @@ type request struct {
 
 // reply is a role's answer; Err is set when the command failed.
 type reply struct {
-	Err        string             `json:"err,omitempty"`
-	Addr       string             `json:"addr,omitempty"`
-	PID        int                `json:"pid,omitempty"`
-	NS         int64              `json:"ns,omitempty"`
-	CPUNS      int64              `json:"cpu_ns,omitempty"`
-	UnixNS     int64              `json:"unix_ns,omitempty"`
-	Samples    map[string][]int64 `json:"samples,omitempty"`
-	MemBytes   uint64             `json:"mem_bytes,omitempty"` // heap + stack in use
-	StackBytes uint64             `json:"stack_bytes,omitempty"`
-	RSSBytes   uint64             `json:"rss_bytes,omitempty"` // resident set size
-	Goroutines int                `json:"goroutines,omitempty"`
-	Path       []string           `json:"path,omitempty"`
-	Held       int                `json:"held,omitempty"` // idle streams accepted and kept
+	Err     string             `json:"err,omitempty"`
+	Addr    string             `json:"addr,omitempty"`
+	PID     int                `json:"pid,omitempty"`
+	NS      int64              `json:"ns,omitempty"`
+	CPUNS   int64              `json:"cpu_ns,omitempty"`
+	UnixNS  int64              `json:"unix_ns,omitempty"`
+	Samples map[string][]int64 `json:"samples,omitempty"`
+	// Resumed counts the circuits of an open-echo that opened by
+	// resuming an end-to-end session (a session ticket, no DH).
+	Resumed    int      `json:"resumed,omitempty"`
+	MemBytes   uint64   `json:"mem_bytes,omitempty"` // heap + stack in use
+	StackBytes uint64   `json:"stack_bytes,omitempty"`
+	RSSBytes   uint64   `json:"rss_bytes,omitempty"` // resident set size
+	Goroutines int      `json:"goroutines,omitempty"`
+	Path       []string `json:"path,omitempty"`
+	Held       int      `json:"held,omitempty"` // idle streams accepted and kept
 	// Failed counts a churn's failed streams (request.MaxFailed);
 	// LastFailure is the last one's error.
 	Failed      int    `json:"failed,omitempty"`

@@ -239,15 +239,25 @@ func (r *nodeRunner) handle(req request) (reply, error) {
 		defer c.Close()
 		return timedSend(c, req.Bytes)
 	case "open-echo":
-		s, err := openEcho(req.Count, func() (stream, error) { return r.dial(ctx, req.Peer, node.EchoService, true) }, r.routeLost)
-		return reply{Samples: map[string][]int64{req.Peer: s}}, err
+		resumed := 0
+		s, err := openEchoSeen(req.Count, func() (stream, error) { return r.dial(ctx, req.Peer, node.EchoService, true) }, r.routeLost, func(c stream) {
+			if sessionResumed(c) {
+				resumed++
+			}
+		})
+		return reply{Samples: map[string][]int64{req.Peer: s}, Resumed: resumed}, err
 	case "open-echo-noresume":
 		// The same with DialOptions.NoResume: a sealed circuit without the
 		// resumable layer, to show what that layer adds to an open.
-		s, err := openEcho(req.Count, func() (stream, error) {
+		resumed := 0
+		s, err := openEchoSeen(req.Count, func() (stream, error) {
 			return r.n.DialWith(ctx, req.Peer, node.EchoService, node.DialOptions{Early: true, NoResume: true})
-		}, r.routeLost)
-		return reply{Samples: map[string][]int64{req.Peer: s}}, err
+		}, r.routeLost, func(c stream) {
+			if sessionResumed(c) {
+				resumed++
+			}
+		})
+		return reply{Samples: map[string][]int64{req.Peer: s}, Resumed: resumed}, err
 	case "ping":
 		streams := map[string]stream{}
 		defer func() {
@@ -407,4 +417,11 @@ func (rf *roleFlags) parse(fs *flag.FlagSet, args []string) (stop func(), err er
 		return nil, fmt.Errorf("cpuprofile: %w", err)
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// sessionResumed reports whether c is a sealed circuit that opened by
+// resuming an end-to-end session.
+func sessionResumed(c stream) bool {
+	s, ok := c.(interface{ SessionResumed() bool })
+	return ok && s.SessionResumed()
 }

@@ -128,6 +128,10 @@ type latency struct {
 	// "k1noresume" (k1 opened with DialOptions.NoResume).
 	OpenEchoUS    map[string]float64 `json:"open_echo_us"`
 	OpenEchoP99US map[string]float64 `json:"open_echo_us_p99"`
+	// OpenResumed is the share of the sealed opens ("k0".."k2",
+	// "k1noresume") that resumed an end-to-end session (a session
+	// ticket: no DH, no identity to verify).
+	OpenResumed map[string]float64 `json:"open_echo_session_resumed"`
 	// HopRTT is the round-trip time each relay adds on an idle open
 	// circuit: (RTT through two relays - RTT with none) / 2.
 	HopRTTP50 float64 `json:"hop_rtt_us_p50"`

@@ -452,6 +452,7 @@ func (s *suite) profileHop(op string) error {
 func (s *suite) openEcho(label string, l *latency) error {
 	s.progress("open+echo latency, %s", label)
 	samples := map[string][]int64{}
+	resumed := map[string]int{} // sealed opens that resumed a session
 	keys := []string{"direct_quic_stream", "k0", "k1", "k2", "naive_k1", "naive_k2", "k0clear", "k1noresume"}
 	for b := range s.o.EchoBatches {
 		for i := range keys {
@@ -477,6 +478,7 @@ func (s *suite) openEcho(label string, l *latency) error {
 			for _, v := range rep.Samples {
 				samples[key] = append(samples[key], v...)
 			}
+			resumed[key] += rep.Resumed
 		}
 	}
 	l.OpenEchoUS, l.OpenEchoP99US = map[string]float64{}, map[string]float64{}
@@ -484,6 +486,14 @@ func (s *suite) openEcho(label string, l *latency) error {
 		us := micros(v)
 		l.OpenEchoUS[k], l.OpenEchoP99US[k] = median(us), quantile(us, 0.99)
 	}
+	l.OpenResumed = map[string]float64{}
+	for _, k := range []string{"k0", "k1", "k2", "k1noresume"} {
+		if n := len(samples[k]); n > 0 {
+			l.OpenResumed[k] = float64(resumed[k]) / float64(n)
+		}
+	}
+	s.progress("  sealed opens that resumed a session: k0 %.2f k1 %.2f k2 %.2f k1noresume %.2f",
+		l.OpenResumed["k0"], l.OpenResumed["k1"], l.OpenResumed["k2"], l.OpenResumed["k1noresume"])
 	return nil
 }
 

@@ -103,12 +103,20 @@ func echoOnce(s stream) error {
 // open, so a round is one end-to-end round trip. A round that fails with
 // an error retry accepts is done again (the caller counts those).
 func openEcho(count int, open func() (stream, error), retry func(error) bool) ([]int64, error) {
+	return openEchoSeen(count, open, retry, nil)
+}
+
+// openEchoSeen is openEcho that also shows seen each stream whose echo
+// came back, before it is closed.
+func openEchoSeen(count int, open func() (stream, error), retry func(error) bool, seen func(stream)) ([]int64, error) {
 	out := make([]int64, 0, count)
 	for len(out) < count {
 		t := time.Now()
 		s, err := open()
 		if err == nil {
-			err = echoOnce(s)
+			if err = echoOnce(s); err == nil && seen != nil {
+				seen(s)
+			}
 			s.Close()
 		}
 		d := time.Since(t)
