@@ -230,7 +230,7 @@ func TestSignedMetadataChecks(t *testing.T) {
 // keeps it too.
 // Before, every node dropped b from its members at the first forgery, and
 // the late joiner never listed it. Checked against the code before
-// signed metadata: a and c stopped listing b within the first second.
+// signed metadata: a stopped listing b within the first 5 s watched.
 func TestForgedDeadCannotHideAMember(t *testing.T) {
 	key := bytes.Repeat([]byte{7}, 32)
 	c := newCluster(t, true)
