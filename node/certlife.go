@@ -134,6 +134,9 @@ func (n *Node) SetIdentity(id *identity.Identity) error {
 	n.id.Store(id)
 	n.seal.Store(keys) // peers holding the old key record get Retry once, then learn the new one
 	n.router.setIdentity(id)
+	if n.disco != nil {
+		n.disco.republish() // gossip metadata signed with the new key
+	}
 	n.log.Info("identity reloaded", "not_after", id.Cert.NotAfter.UTC().Format(time.RFC3339))
 	n.warnExpiring(time.Now())
 	return nil

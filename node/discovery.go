@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,6 +44,7 @@ type discovery struct {
 	logw  *slogWriter
 	stats *discoveryMetrics
 	full  *ratelog.Log // members that refused a link at their maximum
+	bad   *ratelog.Log // members whose metadata failed its signature (checkPending)
 
 	keyring *memberlist.Keyring // nil when gossip is not encrypted (keys.go)
 	probes  atomic.Int64        // probes answered, so gossip works with the keys in force
@@ -83,6 +85,11 @@ type discovery struct {
 	publishedAt time.Time
 	publishedN  int
 	samples     atomic.Int64 // probes that updated this node's coordinate
+	// verified is, per member, the newest metadata whose signature this
+	// node verified (gossipsig.go); metaTS the timestamp of this node's
+	// own last metadata.
+	verified map[string]verifiedMeta
+	metaTS   uint64
 }
 
 // PlainGossipTransport is implemented by a Discovery.Transport whose
@@ -154,6 +161,16 @@ type gossipMember struct {
 	gossip string                 // gossip address
 	ok     bool                   // same mesh, good metadata, accepted by LinkPolicy
 	coord  *coordinate.Coordinate // the member's own, from its metadata; nil when none or invalid
+	raw    []byte                 // the metadata
+	// verified: raw is the member's verified signed metadata; pending:
+	// raw is signed but was not checked yet (the member's certificate was
+	// not known), so the policy step checks it once it is (checkPending).
+	verified, pending bool
+	// held: memberlist does not list the member (it took a dead or left
+	// message about it, or never heard of it), but this node keeps it
+	// while routing reaches it, until keep (expireHeld).
+	held bool
+	keep time.Time
 }
 
 // maxMembers bounds the member table.
@@ -175,6 +192,8 @@ type memberMeta struct {
 	// (coordWire), absent until it has one (coords.go). Kept raw so that
 	// a bad coordinate loses only itself, not the member.
 	Coord json.RawMessage `json:"coord,omitempty"`
+	// TS orders a node's signed metadata (gossipsig.go).
+	TS uint64 `json:"ts,omitempty"`
 }
 
 func startDiscovery(n *Node) (*discovery, error) {
@@ -197,7 +216,7 @@ func startDiscovery(n *Node) (*discovery, error) {
 		coords:  map[string]*coordinate.Coordinate{}, rtts: map[string]probeRTT{}, dialing: map[string]bool{}, owned: map[string]bool{}, short: map[string]bool{}, held: map[string]links.Link{},
 		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
 		proven: map[string]string{}, unproven: map[string]*addrBackoff{}, reached: map[string]bool{}, granted: map[string]time.Time{},
-		full: ratelog.New(n.log, time.Minute, 1024),
+		full: ratelog.New(n.log, time.Minute, 1024), bad: ratelog.New(n.log, time.Minute, 1024), verified: map[string]verifiedMeta{},
 	}
 	if d.stats, err = newDiscoveryMetrics(n.metrics.reg); err != nil {
 		return nil, fmt.Errorf("discovery metrics: %w", err)
@@ -456,7 +475,8 @@ func (d *discovery) linkAddr() string {
 	return net.JoinHostPort(ip.String(), strconv.Itoa(a.Port))
 }
 
-// NodeMeta implements memberlist.Delegate.
+// NodeMeta implements memberlist.Delegate: this node's metadata, signed
+// with its certificate's key (gossipsig.go) under a new timestamp.
 func (d *discovery) NodeMeta(limit int) []byte {
 	if d.ml == nil {
 		return nil // called once during Create, before the address is known
@@ -464,19 +484,24 @@ func (d *discovery) NodeMeta(limit int) []byte {
 	meta := memberMeta{Link: d.linkAddr(), Leaf: d.n.cfg.Leaf, Mesh: d.n.cfg.Mesh}
 	d.mu.Lock()
 	pub := d.published
+	meta.TS = d.nextMetaTSLocked(time.Now())
 	d.mu.Unlock()
 	if pub != nil {
 		meta.Coord, _ = json.Marshal(coordWire(pub))
 	}
 	b, _ := json.Marshal(meta)
-	if len(b) > limit && meta.Coord != nil {
+	if len(b)+metaSigLen > limit && meta.Coord != nil {
 		meta.Coord = nil // the address and mesh matter more
 		b, _ = json.Marshal(meta)
 	}
-	if len(b) > limit {
+	if len(b)+metaSigLen > limit {
 		return nil
 	}
-	return b
+	id := d.n.identity()
+	if len(id.Key) != ed25519.PrivateKeySize {
+		return b
+	}
+	return signMeta(id.Key, d.n.cfg.Mesh, d.n.cfg.Name, b)
 }
 
 // NotifyMsg, GetBroadcasts, LocalState and MergeRemoteState implement
@@ -493,15 +518,48 @@ func (d *discovery) NotifyJoin(m *memberlist.Node) { d.record(m) }
 func (d *discovery) NotifyUpdate(m *memberlist.Node) { d.record(m) }
 
 // record copies a joined or updated member (called with memberlist's lock
-// held: it must not call memberlist).
+// held: it must not call memberlist). When this node holds verified
+// metadata of the member that memberlist's differs from, the verified
+// metadata stands: memberlist took the other without a signature this
+// node could check (before it knew the member's certificate), or keeps an
+// older one at a higher incarnation (a replay at the largest incarnation,
+// which the member cannot outbid).
 func (d *discovery) record(m *memberlist.Node) {
-	gm := gossipMember{gossip: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))}
-	gm.Member, gm.coord, gm.ok = d.member(m)
-	gm.Name = m.Name
+	d.setMember(m.Name, net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), m.Meta, fromMemberlist)
+}
+
+// How setMember came to be called: memberlist lists the member
+// (NotifyJoin, NotifyUpdate), or newer verified metadata of a member that
+// may be listed (NotifyAlive).
+const (
+	fromMemberlist = iota
+	fromVerified
+)
+
+// setMember sets member name's entry from its metadata raw (the verified
+// metadata held instead, if any). fromVerified changes only a listed
+// member and keeps whether it is held. d.mu is not held.
+func (d *discovery) setMember(name, gossip string, raw []byte, from int) {
+	gm := gossipMember{gossip: gossip}
 	d.mu.Lock()
-	prev, known := d.members[m.Name]
+	if v, held := d.verified[name]; held {
+		raw, gm.verified = v.raw, true
+	}
+	d.mu.Unlock()
+	var signed bool
+	gm.Member, gm.coord, gm.ok, signed = d.member(name, raw)
+	gm.Name, gm.raw, gm.pending = name, raw, gm.ok && signed && !gm.verified
+	d.mu.Lock()
+	prev, known := d.members[name]
+	if from == fromVerified {
+		if !known {
+			d.mu.Unlock()
+			return
+		}
+		gm.gossip, gm.held, gm.keep = prev.gossip, prev.held, prev.keep
+	}
 	if known || len(d.members) < maxMembers {
-		d.members[m.Name] = gm
+		d.members[name] = gm
 	}
 	d.mu.Unlock()
 	// A new coordinate alone waits for the next periodic step: with
@@ -512,52 +570,111 @@ func (d *discovery) record(m *memberlist.Node) {
 	}
 }
 
-// NotifyLeave implements memberlist.EventDelegate.
+// NotifyLeave implements memberlist.EventDelegate. A member whose
+// verified signed metadata this node holds and that routing reaches is
+// kept (held) while routing reaches it: memberlist takes a dead or left
+// message about any member from anyone with the gossip key, at an
+// incarnation the member cannot outbid, and routing is authenticated
+// (certified origins over live links).
 func (d *discovery) NotifyLeave(m *memberlist.Node) {
 	d.mu.Lock()
-	delete(d.members, m.Name)
-	delete(d.coords, m.Name)
-	delete(d.rtts, m.Name)
-	delete(d.lost, m.Name)
+	gm, ok := d.members[m.Name]
 	d.mu.Unlock()
-	d.vc.ForgetNode(m.Name)
+	if ok && gm.ok && gm.verified {
+		if rt, ok := d.n.router.lookup(m.Name); ok && rt.Reachable {
+			d.mu.Lock()
+			if cur, ok := d.members[m.Name]; ok && bytes.Equal(cur.raw, gm.raw) {
+				cur.held, cur.keep = true, time.Now()
+				d.members[m.Name] = cur
+			}
+			d.mu.Unlock()
+			d.n.log.Debug("gossip says a member left, but routing reaches it: keeping it", "member", m.Name, "state", m.State)
+			return
+		}
+	}
+	d.forget(m.Name)
+}
+
+// forget removes a member.
+func (d *discovery) forget(name string) {
+	d.mu.Lock()
+	delete(d.members, name)
+	delete(d.coords, name)
+	delete(d.rtts, name)
+	delete(d.lost, name)
+	d.mu.Unlock()
+	d.vc.ForgetNode(name)
 	d.kick()
 }
 
+// expireHeld forgets the held members (NotifyLeave) that routing has not
+// reached since their keep time.
+func (d *discovery) expireHeld(now time.Time) {
+	var held []string
+	d.mu.Lock()
+	for name, gm := range d.members {
+		if gm.held {
+			held = append(held, name)
+		}
+	}
+	d.mu.Unlock()
+	for _, name := range held {
+		rt, ok := d.n.router.lookup(name)
+		reached := ok && rt.Reachable
+		d.mu.Lock()
+		gm, ok := d.members[name]
+		expired := ok && gm.held && !reached && !now.Before(gm.keep)
+		if ok && gm.held && reached {
+			gm.keep = now.Add(lostGrace)
+			d.members[name] = gm
+		}
+		d.mu.Unlock()
+		if expired {
+			d.forget(name)
+		}
+	}
+}
+
 // NotifyAlive implements memberlist.AliveDelegate: it refuses, before
-// memberlist takes it, an alive message whose metadata no node of this
-// mesh sends: unparsable, without a link address, of another mesh,
-// or empty for a member whose metadata is known (a node sets its
-// metadata before it joins anyone, so an empty one could only erase a
-// member). Anyone holding the gossip key can send an alive message about
-// any name, and memberlist keeps the one with the highest incarnation;
-// the member's refutation adds one to a 32-bit counter, so a forgery at
-// the largest incarnation would never be refuted. Metadata that passes
-// is still only a claim: links prove names (dial), and a live link whose
-// peer routing reaches is not closed because of what gossip says (step). Called with
+// memberlist takes it (so that it raises no incarnation), an alive
+// message about another member whose metadata no node of this mesh
+// sends (empty, unparsable, without a link address, of another mesh), or
+// whose signature fails (checkSigned: a bad signature under the member's
+// known certificate key, older than the verified metadata held, or
+// unverifiable while verified metadata is held). Anyone holding the
+// gossip key can send an alive message about any name, and memberlist
+// keeps the one with the highest incarnation; the member's refutation
+// adds one to a 32-bit counter, so a forgery at the largest incarnation
+// would never be refuted. Newer verified metadata is recorded at once,
+// so that it stands even when memberlist drops the message for its
+// incarnation. Metadata that passes unverified is still only a claim:
+// links prove names (dial), and a live link whose peer routing reaches
+// is not closed because of what gossip says (step). Called with
 // memberlist's locks held: it must not call memberlist.
 func (d *discovery) NotifyAlive(m *memberlist.Node) error {
 	if m.Name == d.n.cfg.Name {
 		return nil
 	}
 	if len(m.Meta) == 0 {
-		d.mu.Lock()
-		gm, known := d.members[m.Name]
-		d.mu.Unlock()
-		if known && gm.ok {
-			return fmt.Errorf("member %s: empty metadata for a member whose metadata is known: %w", m.Name, errBadMeta)
-		}
-		return nil
+		// A node sets its metadata before it joins anyone.
+		return fmt.Errorf("member %s: empty metadata: %w", m.Name, errBadMeta)
 	}
-	var meta memberMeta
-	if err := json.Unmarshal(m.Meta, &meta); err != nil {
-		return fmt.Errorf("member %s: metadata: %w: %v", m.Name, errBadMeta, err)
+	meta, err := parseMeta(m.Meta)
+	if err != nil {
+		return fmt.Errorf("member %s: metadata: %w", m.Name, err)
 	}
 	if meta.Link == "" {
 		return fmt.Errorf("member %s: no link address: %w", m.Name, errBadMeta)
 	}
 	if meta.Mesh != d.n.cfg.Mesh {
 		return fmt.Errorf("member %s: of mesh %q, not %q: %w", m.Name, meta.Mesh, d.n.cfg.Mesh, errBadMeta)
+	}
+	verified, err := d.checkSigned(m.Name, m.Meta, meta, time.Now())
+	if err != nil {
+		return err
+	}
+	if verified {
+		d.setMember(m.Name, "", m.Meta, fromVerified)
 	}
 	return nil
 }
@@ -648,22 +765,68 @@ func (d *discovery) kick() {
 	}
 }
 
-// member parses a gossip member and the coordinate its metadata carries
-// (nil when none or invalid); ok is false for this node, another mesh,
-// bad metadata, or a member the LinkPolicy rejects.
-func (d *discovery) member(m *memberlist.Node) (Member, *coordinate.Coordinate, bool) {
-	if m.Name == d.n.cfg.Name || len(m.Meta) == 0 {
-		return Member{}, nil, false
+// member parses a gossip member's metadata raw, and the coordinate it
+// carries (nil when none or invalid); ok is false for this node, another
+// mesh, bad metadata, or a member the LinkPolicy rejects; signed reports
+// a signature (not checked here).
+func (d *discovery) member(name string, raw []byte) (mem Member, coord *coordinate.Coordinate, ok, signed bool) {
+	if name == d.n.cfg.Name || len(raw) == 0 {
+		return Member{}, nil, false, false
 	}
-	var meta memberMeta
-	if err := json.Unmarshal(m.Meta, &meta); err != nil || meta.Link == "" || meta.Mesh != d.n.cfg.Mesh {
-		return Member{}, nil, false
+	meta, err := parseMeta(raw)
+	if err != nil || meta.Link == "" || meta.Mesh != d.n.cfg.Mesh {
+		return Member{}, nil, false, false
 	}
-	mem := Member{Name: m.Name, LinkAddr: meta.Link, Leaf: meta.Leaf}
+	mem = Member{Name: name, LinkAddr: meta.Link, Leaf: meta.Leaf}
 	if p := d.n.cfg.Discovery.LinkPolicy; p != nil && !p(mem) {
-		return Member{}, nil, false
+		return Member{}, nil, false, false
 	}
-	return mem, metaCoord(meta.Coord), true
+	return mem, metaCoord(meta.Coord), true, meta.sig != nil
+}
+
+// checkPending checks the signed metadata of members taken before their
+// certificate was known, once it is: metadata that fails loses its member
+// its entry's address (the member is not dialled) until metadata that
+// passes arrives. It runs in the policy step, not in memberlist's
+// callbacks, and checks each metadata once.
+func (d *discovery) checkPending(now time.Time) {
+	type pend struct {
+		name string
+		raw  []byte
+	}
+	var todo []pend
+	d.mu.Lock()
+	for name, gm := range d.members {
+		if gm.pending {
+			todo = append(todo, pend{name, gm.raw})
+		}
+	}
+	d.mu.Unlock()
+	for _, p := range todo {
+		if _, known := d.memberKey(p.name, now); !known {
+			continue
+		}
+		meta, err := parseMeta(p.raw)
+		var verified bool
+		if err == nil {
+			verified, err = d.checkSigned(p.name, p.raw, meta, now)
+		}
+		d.mu.Lock()
+		gm, ok := d.members[p.name]
+		if ok && bytes.Equal(gm.raw, p.raw) {
+			gm.pending = false
+			gm.verified = verified
+			if err != nil {
+				gm.ok = false
+			}
+			d.members[p.name] = gm
+		}
+		d.mu.Unlock()
+		if err != nil {
+			d.bad.Warn("sig:"+p.name, "gossip metadata of a member fails its signature; not dialling the address it names",
+				"member", p.name, "err", err)
+		}
+	}
 }
 
 // policyLoop runs the link policy on events and every Interval, at most
@@ -768,6 +931,8 @@ func (d *discovery) step(now time.Time) int {
 	clear(d.scratch.reachable)
 	clear(d.scratch.routes)
 	alive, reachable, routes := d.scratch.alive, d.scratch.reachable, d.scratch.routes
+	d.checkPending(now)
+	d.expireHeld(now)
 	// Memberlist calls the delegates with its own locks held: never call
 	// it with d.mu held.
 	d.mu.Lock()
@@ -1397,6 +1562,15 @@ func (n *Node) Members() []Member {
 	d.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// republish announces this node's gossip metadata again (NodeMeta signs
+// it with the node's current key), waiting at most a second for its
+// broadcast.
+func (d *discovery) republish() {
+	if err := d.ml.UpdateNode(time.Second); err != nil {
+		d.n.log.Debug("gossip metadata update", "err", err)
+	}
 }
 
 func (d *discovery) leave(timeout time.Duration) {

@@ -268,9 +268,9 @@ func TestAliveWithMetadataNoNodeSendsRefused(t *testing.T) {
 		meta         []byte
 		refused      bool
 	}{
-		{"well-formed", "b", good, false},
+		{"well-formed, for a member not known yet", "newcomer", good, false},
 		{"this node's own, empty", "a", nil, false},
-		{"empty, for a member not known yet", "newcomer", nil, false},
+		{"empty, for a member not known yet", "newcomer2", nil, true},
 		{"empty, for a known member", "b", nil, true},
 		{"no link address", "b", []byte(`{"link":"","mesh":"test"}`), true},
 		{"another mesh", "b", []byte(`{"link":"127.0.0.1:9","mesh":"other"}`), true},
