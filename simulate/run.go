@@ -271,8 +271,8 @@ func (r *runner) do(ctx context.Context, st Step, res *StepResult) error {
 		if r.progress != nil {
 			line, text, wall0 := st.Line, st.Text, wallNow()
 			report = func(d time.Duration, status string) {
-				fmt.Fprintf(r.progress, "%4d  ...   %s: %v so far (%v wall); %s  [%s]\n", line, text,
-					d.Round(time.Millisecond), (wallNow() - wall0).Round(time.Second), status, memoryNote(len(c.Names())))
+				fmt.Fprintf(r.progress, "%4d  ...   %s: %v so far (%v wall); %s; %s  [%s]\n", line, text,
+					d.Round(time.Millisecond), (wallNow() - wall0).Round(time.Second), status, c.reachProgress(), memoryNote(len(c.Names())))
 			}
 		}
 		st, err := c.waitConvergedStretch(wctx, report)

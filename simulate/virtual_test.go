@@ -157,3 +157,39 @@ func TestOrderedClusterInBubble(t *testing.T) {
 		}
 	})
 }
+
+// The progress of a wait converged counts the (node, destination) pairs
+// reachable against those of the converged cluster, and what the
+// in-memory links hold: nothing once converged.
+func TestReachProgressCountsPairs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		c, err := NewCluster(Config{Backend: BackendMem, Ordered: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.AddNodes(ctx, "a", "b", "c", "d"); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := c.reachProgress(), "pairs reachable 0 of 0, 4 of 4 nodes reach all theirs; routing in flight 0 payloads, 0.0 B (peak 0.0 B), 0 dropped"; got != want {
+			t.Errorf("unlinked: %q, want %q", got, want)
+		}
+		for _, e := range [][2]string{{"a", "b"}, {"b", "c"}, {"c", "d"}} {
+			if err := c.Link(ctx, e[0], e[1], LinkParams{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := c.WaitConverged(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c.quiesce()
+		got := c.reachProgress()
+		if want := "pairs reachable 12 of 12 (100.0%), 4 of 4 nodes reach all theirs; routing in flight 0 payloads, 0.0 B (peak "; !strings.HasPrefix(got, want) {
+			t.Errorf("converged: %q, want it to start %q", got, want)
+		}
+		if strings.Contains(got, "peak 0.0 B") || !strings.HasSuffix(got, ", 0 dropped") {
+			t.Errorf("converged: %q, want a peak above 0 and nothing dropped", got)
+		}
+	})
+}
