@@ -128,14 +128,7 @@ func TestClusterInBubble(t *testing.T) {
 func TestOrderedClusterInBubble(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		c, err := NewCluster(Config{Backend: BackendMem, Ordered: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.AddNodes(ctx, "a", "b", "c"); err != nil {
-			t.Fatal(err)
-		}
+		c := orderedCluster(t, "a", "b", "c")
 		start := time.Now()
 		for _, e := range [][2]string{{"a", "b"}, {"b", "c"}} {
 			if err := c.Link(ctx, e[0], e[1], LinkParams{Latency: 10 * time.Millisecond, Loss: 0.1}); err != nil {
@@ -164,14 +157,7 @@ func TestOrderedClusterInBubble(t *testing.T) {
 func TestReachProgressCountsPairs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		c, err := NewCluster(Config{Backend: BackendMem, Ordered: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.AddNodes(ctx, "a", "b", "c", "d"); err != nil {
-			t.Fatal(err)
-		}
+		c := orderedCluster(t, "a", "b", "c", "d")
 		if got, want := c.reachProgress(), "pairs reachable 0 of 0, 4 of 4 nodes reach all theirs; routing in flight 0 payloads, 0.0 B (peak 0.0 B), 0 dropped"; got != want {
 			t.Errorf("unlinked: %q, want %q", got, want)
 		}
@@ -192,4 +178,19 @@ func TestReachProgressCountsPairs(t *testing.T) {
 			t.Errorf("converged: %q, want a peak above 0 and nothing dropped", got)
 		}
 	})
+}
+
+// orderedCluster starts the named nodes, unlinked, on an ordered mem
+// cluster closed when the test (a synctest bubble's) ends.
+func orderedCluster(t *testing.T, names ...string) *Cluster {
+	t.Helper()
+	c, err := NewCluster(Config{Backend: BackendMem, Ordered: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.AddNodes(context.Background(), names...); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
