@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/links/identity"
+	"github.com/circuitmesh/circuitmesh/links/memlink"
 	"github.com/circuitmesh/circuitmesh/node"
 )
 
@@ -106,6 +107,8 @@ type Cluster struct {
 	// quiesce, on an ordered mem network, returns once every goroutine
 	// of the bubble is blocked with nothing due (memlink's Quiesce).
 	quiesce func()
+	// routingLoad, on mem, is what the links hold of routing payloads.
+	routingLoad func() memlink.RoutingLoad
 
 	// closing, when set (by a test), is called as Close starts closing
 	// each node.
@@ -151,7 +154,7 @@ func NewCluster(cfg Config) (*Cluster, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.be = be
+		c.be, c.routingLoad = be, be.net.RoutingLoad
 		if cfg.Ordered {
 			c.quiesce = be.net.Quiesce
 		}
@@ -174,14 +177,15 @@ const clusterMaxRoutes = 2 * MaxNodes
 
 // AddNodes creates and starts the named nodes.
 func (c *Cluster) AddNodes(ctx context.Context, names ...string) error {
-	for _, name := range names {
+	for i, name := range names {
 		if err := identity.ValidateName(name); err != nil {
 			return fmt.Errorf("add node: %w", err)
 		}
 		c.mu.Lock()
 		_, dup := c.members[name]
 		if !dup {
-			c.members[name] = &member{name: name, events: newEventLog(name, &c.names)}
+			limit := eventLimit(len(c.members) + len(names) - i)
+			c.members[name] = &member{name: name, events: newEventLog(name, &c.names, limit)}
 			c.order = append(c.order, name)
 		}
 		c.mu.Unlock()

@@ -16,6 +16,21 @@ import (
 // maxEvents bounds the events kept per node; older ones are dropped.
 const maxEvents = 4096
 
+// Past eventBudget / maxEvents nodes (1024) a cluster keeps fewer events
+// per node, eventBudget in all (64 MiB of entries), but never fewer than
+// minEvents per node: at 5000 nodes 838 instead of 4096, 13 KiB a node
+// instead of 64. A cold start then fills every log anyway (a peer-up for
+// each of the other nodes).
+const (
+	eventBudget = 4 << 20
+	minEvents   = 512
+)
+
+// eventLimit is the events kept per node in a cluster of nodes nodes.
+func eventLimit(nodes int) int {
+	return max(minEvents, min(maxEvents, eventBudget/max(nodes, 1)))
+}
+
 // Event is a node event (node.Subscribe) recorded by the cluster.
 type Event struct {
 	Time time.Time `json:"time"`
@@ -33,14 +48,15 @@ type eventLog struct {
 	name    string
 	names   *nameTable
 	mu      sync.Mutex
-	events  []logEntry     // a ring once it holds maxEvents
+	limit   int            // events kept (eventLimit)
+	events  []logEntry     // a ring once it holds limit
 	oldest  int            // index of the oldest event when full
 	dropped int            // events overwritten; the oldest kept is event number dropped
 	errs    map[int]string // event number -> its error, for the kept events that have one
 }
 
-func newEventLog(name string, names *nameTable) *eventLog {
-	return &eventLog{name: name, names: names}
+func newEventLog(name string, names *nameTable, limit int) *eventLog {
+	return &eventLog{name: name, names: names, limit: limit}
 }
 
 // logEntry is one recorded event.
@@ -58,14 +74,19 @@ func (l *eventLog) add(ev node.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	num := l.dropped + len(l.events)
-	if len(l.events) < maxEvents {
+	if len(l.events) < l.limit {
+		if len(l.events) == cap(l.events) { // grow towards limit, not past it
+			grown := make([]logEntry, len(l.events), min(max(2*len(l.events), 16), l.limit))
+			copy(grown, l.events)
+			l.events = grown
+		}
 		l.events = append(l.events, e)
 	} else { // a ring from here on: overwrite the oldest
 		if l.events[l.oldest].hasErr {
 			delete(l.errs, l.dropped)
 		}
 		l.events[l.oldest] = e
-		l.oldest = (l.oldest + 1) % maxEvents
+		l.oldest = (l.oldest + 1) % l.limit
 		l.dropped++
 	}
 	if ev.Err != nil {
@@ -275,6 +296,47 @@ func (c *Cluster) converged(stretch bool) (*Stretch, error) {
 		return nil, nil
 	}
 	return &meter.st, nil
+}
+
+// reachProgress says how far routing has got towards convergence, from
+// the nodes' peer-up and peer-down counts (no routing table is read): the
+// (node, destination) pairs reachable against those a converged cluster
+// has, the nodes that reach all theirs, and on in-memory links the
+// routing payloads in flight. For progress lines, which a long wait
+// prints while routes spread.
+func (c *Cluster) reachProgress() string {
+	comp := c.components()
+	size := map[int]int{}
+	for _, k := range comp {
+		size[k]++
+	}
+	var reached, want int64
+	done := 0
+	c.mu.Lock()
+	for name, k := range comp {
+		m := c.members[name]
+		if m.reach == nil {
+			continue
+		}
+		got, w := m.reach.Load(), int64(size[k]-1)
+		reached, want = reached+min(got, w), want+w
+		if got == w {
+			done++
+		}
+	}
+	c.mu.Unlock()
+	var b strings.Builder
+	fmt.Fprintf(&b, "pairs reachable %d of %d", reached, want)
+	if want > 0 {
+		fmt.Fprintf(&b, " (%.1f%%)", 100*float64(reached)/float64(want))
+	}
+	fmt.Fprintf(&b, ", %d of %d nodes reach all theirs", done, len(comp))
+	if c.routingLoad != nil {
+		l := c.routingLoad()
+		fmt.Fprintf(&b, "; routing in flight %d payloads, %s (peak %s), %d dropped",
+			l.Payloads, memSize(float64(l.Bytes)), memSize(float64(l.PeakBytes)), l.Dropped)
+	}
+	return b.String()
 }
 
 // reachCounted fails when the peer-up and peer-down events of the running

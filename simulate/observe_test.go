@@ -11,7 +11,7 @@ import (
 // TestEventLogKeepsLatestInOrder: past maxEvents a node's log keeps the
 // latest maxEvents events, oldest first, and counts the dropped ones.
 func TestEventLogKeepsLatestInOrder(t *testing.T) {
-	l := newEventLog("n", &nameTable{})
+	l := newEventLog("n", &nameTable{}, maxEvents)
 	c := &Cluster{members: map[string]*member{"n": {name: "n", events: l}}}
 	const total = maxEvents + 1000
 	for i := range total {
@@ -43,6 +43,24 @@ func TestEventLogKeepsLatestInOrder(t *testing.T) {
 		if want := fmt.Sprint(total - maxEvents + i); e.Peer != want {
 			t.Fatalf("event %d is of peer %s, want %s (latest events, oldest first)", i, e.Peer, want)
 		}
+	}
+}
+
+// TestEventLogsShrinkPastABudget: a cluster of many nodes keeps fewer
+// events per node, so that 5000 nodes' logs stay within a budget; up to
+// 1024 nodes each keeps maxEvents.
+func TestEventLogsShrinkPastABudget(t *testing.T) {
+	for _, tc := range []struct{ nodes, want int }{{1, maxEvents}, {1024, maxEvents}, {5000, 838}, {20000, minEvents}} {
+		if got := eventLimit(tc.nodes); got != tc.want {
+			t.Errorf("%d nodes keep %d events each, want %d", tc.nodes, got, tc.want)
+		}
+	}
+	l := newEventLog("n", &nameTable{}, 838)
+	for i := range 5000 {
+		l.add(node.Event{Kind: node.PeerUp, Peer: fmt.Sprint(i)})
+	}
+	if len(l.events) != 838 || cap(l.events) != 838 {
+		t.Errorf("a log of limit 838 holds %d events in room for %d after 5000, want 838 in 838", len(l.events), cap(l.events))
 	}
 }
 

@@ -99,6 +99,9 @@ type runOptions struct {
 	virtual  bool // the report is of a run in virtual time
 	// last, when set, sees the cluster after the last step, before Close.
 	last func(*Cluster)
+	// wall, when set (with progress), gets the steps' reports of how far
+	// they have come, to call them on the real clock.
+	wall *wallReporter
 }
 
 // run is Run with options.
@@ -117,7 +120,7 @@ func run(ctx context.Context, s *Script, cfg Config, o runOptions) (rep *Report,
 			err = fmt.Errorf("close the cluster: %w", cerr)
 		}
 	}()
-	r := &runner{c: c, rep: &Report{Script: s.Name, Backend: cfg.Backend, Virtual: o.virtual}, progress: progress}
+	r := &runner{c: c, rep: &Report{Script: s.Name, Backend: cfg.Backend, Virtual: o.virtual}, progress: progress, wall: o.wall}
 	start, wallStart := time.Now(), wallNow()
 	for _, st := range s.Steps {
 		if err := ctx.Err(); err != nil {
@@ -164,6 +167,7 @@ type runner struct {
 	changeEnd  time.Time // when the last change step ended
 	gossip     bool      // a discover step ran: partitions split the underlay
 	progress   io.Writer // nil: no progress lines
+	wall       *wallReporter
 }
 
 func (r *runner) step(ctx context.Context, st Step) StepResult {
@@ -271,9 +275,16 @@ func (r *runner) do(ctx context.Context, st Step, res *StepResult) error {
 		if r.progress != nil {
 			line, text, wall0 := st.Line, st.Text, wallNow()
 			report = func(d time.Duration, status string) {
-				fmt.Fprintf(r.progress, "%4d  ...   %s: %v so far (%v wall); %s  [%s]\n", line, text,
-					d.Round(time.Millisecond), (wallNow() - wall0).Round(time.Second), status, memoryNote(len(c.Names())))
+				fmt.Fprintf(r.progress, "%4d  ...   %s: %v so far (%v wall); %s; %s  [%s]\n", line, text,
+					d.Round(time.Millisecond), (wallNow() - wall0).Round(time.Second), status, c.reachProgress(), memoryNote(len(c.Names())))
 			}
+			// Called from outside the bubble, on the real clock: no
+			// virtual time (time.Now there is real), no table read.
+			r.wall.set(func() {
+				fmt.Fprintf(r.progress, "%4d  ...   %s: %v wall; %s  [%s]\n", line, text,
+					(wallNow() - wall0).Round(time.Second), c.reachProgress(), memoryNote(len(c.Names())))
+			})
+			defer r.wall.set(nil)
 		}
 		st, err := c.waitConvergedStretch(wctx, report)
 		if err != nil {

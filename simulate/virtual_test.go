@@ -128,14 +128,7 @@ func TestClusterInBubble(t *testing.T) {
 func TestOrderedClusterInBubble(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		c, err := NewCluster(Config{Backend: BackendMem, Ordered: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.AddNodes(ctx, "a", "b", "c"); err != nil {
-			t.Fatal(err)
-		}
+		c := orderedCluster(t, "a", "b", "c")
 		start := time.Now()
 		for _, e := range [][2]string{{"a", "b"}, {"b", "c"}} {
 			if err := c.Link(ctx, e[0], e[1], LinkParams{Latency: 10 * time.Millisecond, Loss: 0.1}); err != nil {
@@ -156,4 +149,48 @@ func TestOrderedClusterInBubble(t *testing.T) {
 			t.Errorf("transfer path %q, want a b c", got)
 		}
 	})
+}
+
+// The progress of a wait converged counts the (node, destination) pairs
+// reachable against those of the converged cluster, and what the
+// in-memory links hold: nothing once converged.
+func TestReachProgressCountsPairs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		c := orderedCluster(t, "a", "b", "c", "d")
+		if got, want := c.reachProgress(), "pairs reachable 0 of 0, 4 of 4 nodes reach all theirs; routing in flight 0 payloads, 0.0 B (peak 0.0 B), 0 dropped"; got != want {
+			t.Errorf("unlinked: %q, want %q", got, want)
+		}
+		for _, e := range [][2]string{{"a", "b"}, {"b", "c"}, {"c", "d"}} {
+			if err := c.Link(ctx, e[0], e[1], LinkParams{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := c.WaitConverged(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c.quiesce()
+		got := c.reachProgress()
+		if want := "pairs reachable 12 of 12 (100.0%), 4 of 4 nodes reach all theirs; routing in flight 0 payloads, 0.0 B (peak "; !strings.HasPrefix(got, want) {
+			t.Errorf("converged: %q, want it to start %q", got, want)
+		}
+		if strings.Contains(got, "peak 0.0 B") || !strings.HasSuffix(got, ", 0 dropped") {
+			t.Errorf("converged: %q, want a peak above 0 and nothing dropped", got)
+		}
+	})
+}
+
+// orderedCluster starts the named nodes, unlinked, on an ordered mem
+// cluster closed when the test (a synctest bubble's) ends.
+func orderedCluster(t *testing.T, names ...string) *Cluster {
+	t.Helper()
+	c, err := NewCluster(Config{Backend: BackendMem, Ordered: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.AddNodes(context.Background(), names...); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

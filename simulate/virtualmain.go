@@ -57,8 +57,16 @@ func RunVirtual(s *Script, cfg Config, progress io.Writer) (*Report, error) {
 				t.Fail()
 			}
 		}()
+		o := runOptions{progress: progress, virtual: true}
+		if progress != nil {
+			// Started outside the bubble, so that it runs on the real clock.
+			o.progress, o.wall = &lockedWriter{w: progress}, &wallReporter{}
+			done := make(chan struct{})
+			defer close(done)
+			go o.wall.run(wallReportEvery, done)
+		}
 		synctest.Test(t, func(*testing.T) {
-			rep, runErr = run(context.Background(), s, cfg, runOptions{progress: progress, virtual: true})
+			rep, runErr = run(context.Background(), s, cfg, o)
 		})
 	}
 	// The runner parses the process's command line unless flags were

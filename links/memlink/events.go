@@ -71,11 +71,13 @@ func (e *eventQueue) post(ev event) (ended bool, err error) {
 	switch ev.kind {
 	case evRouting:
 		if e.routing >= e.limit || e.routing > 0 && e.bytes+len(ev.payload) > e.maxBytes {
+			e.ep.t.n.inFlight.dropped.Add(1)
 			return false, fmt.Errorf("routing payload of %d bytes to %s dropped (%d queued, %d bytes): %w",
 				len(ev.payload), e.ep.t.name, e.routing, e.bytes, links.ErrQueueFull)
 		}
 		e.routing++
 		e.bytes += len(ev.payload)
+		e.ep.t.n.inFlight.add(1, len(ev.payload))
 	case evCost:
 		if e.cost >= 0 {
 			e.q[e.cost].quality = ev.quality
@@ -141,6 +143,7 @@ func (e *eventQueue) dropRouting() {
 		kept = append(kept, ev)
 	}
 	clear(e.q[len(kept):])
+	e.ep.t.n.inFlight.add(-e.routing, -e.bytes)
 	e.q, e.routing, e.bytes = kept, 0, 0
 	e.last = time.Time{}
 	for _, ev := range e.q {
@@ -185,6 +188,7 @@ func (e *eventQueue) pop() (event, bool) {
 	case ev.kind == evRouting:
 		e.routing--
 		e.bytes -= len(ev.payload)
+		e.ep.t.n.inFlight.add(-1, -len(ev.payload))
 	case e.cost == 0:
 		e.cost = -1
 	}

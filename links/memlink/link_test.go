@@ -195,8 +195,14 @@ func TestRoutingQueueBoundedInBytes(t *testing.T) {
 	if len(sent) != 3 {
 		t.Fatalf("%d payloads of 302 bytes accepted behind a stalled reader, want 3 (1000 bytes)", len(sent))
 	}
+	if got, want := n.RoutingLoad(), (RoutingLoad{Payloads: 3, Bytes: 906, PeakBytes: 906, Dropped: 1}); got != want {
+		t.Fatalf("RoutingLoad behind the stalled reader = %+v, want %+v", got, want)
+	}
 	close(gate)
 	ns[1].rec.waitFor(t, append([]string{"up a", "routing a " + string(payload(0))}, sent...)...)
+	if got, want := n.RoutingLoad(), (RoutingLoad{PeakBytes: 906, Dropped: 1}); got != want {
+		t.Fatalf("RoutingLoad once delivered = %+v, want %+v", got, want)
+	}
 	// Drained, the link takes a payload larger than the bound by itself.
 	big := make([]byte, 3000)
 	if err := l.SendRouting(big); err != nil {

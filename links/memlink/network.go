@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/links"
@@ -94,6 +95,48 @@ type Network struct {
 	halted     bool
 
 	sched *scheduler // set on an ordered network
+
+	inFlight routingLoad // of every link end, for RoutingLoad
+}
+
+// routingLoad counts the routing payloads of a network's links.
+type routingLoad struct {
+	payloads, bytes, peakBytes, dropped atomic.Int64
+}
+
+// add counts n payloads of b bytes more (fewer when negative) in flight.
+func (l *routingLoad) add(n, b int) {
+	l.payloads.Add(int64(n))
+	now := l.bytes.Add(int64(b))
+	for {
+		peak := l.peakBytes.Load()
+		if now <= peak || l.peakBytes.CompareAndSwap(peak, now) {
+			return
+		}
+	}
+}
+
+// RoutingLoad is what a network's links hold of routing payloads.
+type RoutingLoad struct {
+	// Payloads and Bytes are the routing payloads queued on the links
+	// now, sent and not yet handed to the receiving Handler.
+	Payloads, Bytes int64
+	// PeakBytes is the most Bytes has been since the network was made.
+	PeakBytes int64
+	// Dropped counts the payloads SendRouting refused with
+	// links.ErrQueueFull (Config.ControlQueue, Config.ControlBytes).
+	Dropped int64
+}
+
+// RoutingLoad returns the routing payloads the network's links hold now
+// and have dropped so far.
+func (n *Network) RoutingLoad() RoutingLoad {
+	return RoutingLoad{
+		Payloads:  n.inFlight.payloads.Load(),
+		Bytes:     n.inFlight.bytes.Load(),
+		PeakBytes: n.inFlight.peakBytes.Load(),
+		Dropped:   n.inFlight.dropped.Load(),
+	}
 }
 
 type pair struct{ a, b string }
