@@ -6,7 +6,7 @@ import (
 )
 
 // originIndex maps names to table entries. It is an open-addressing hash
-// table with linear probing over the entries' name hashes (origin.hash),
+// table with linear probing over the entries' name hashes (kept in its slots),
 // which are computed once per name: a Go map keyed by name hashed each
 // name again and moved every key and value as the table grew, a fifth of
 // the CPU time of receiving an entry at 1000 nodes. A slot is chosen by
@@ -23,6 +23,7 @@ type originIndex struct {
 	n     int
 	shift uint8 // 64 - log2(len(slots))
 	seed  uint64
+	side  *[]originSide // the entries' names (Engine.side)
 }
 
 type indexSlot struct {
@@ -32,8 +33,8 @@ type indexSlot struct {
 
 const indexMinSlots = 8
 
-func newOriginIndex() originIndex {
-	return originIndex{seed: rand.Uint64() | 1}
+func newOriginIndex(side *[]originSide) originIndex {
+	return originIndex{seed: rand.Uint64() | 1, side: side}
 }
 
 // home is the first slot probed for hash h.
@@ -65,23 +66,23 @@ func lookupIn[T string | []byte](x *originIndex, h uint64, name T) *origin {
 		if s.o == nil {
 			return nil
 		}
-		if s.h == h && s.o.name == string(name) {
+		if s.h == h && (*x.side)[s.o.id].name == string(name) {
 			return s.o
 		}
 	}
 }
 
-// insert adds o, whose name is not in the index.
-func (x *originIndex) insert(o *origin) {
+// insert adds o, whose name (of hash h) is not in the index.
+func (x *originIndex) insert(h uint64, o *origin) {
 	if (x.n+1)*4 > len(x.slots)*3 {
 		x.grow()
 	}
 	mask := len(x.slots) - 1
-	i := x.home(o.hash)
+	i := x.home(h)
 	for x.slots[i].o != nil {
 		i = (i + 1) & mask
 	}
-	x.slots[i] = indexSlot{o.hash, o}
+	x.slots[i] = indexSlot{h, o}
 	x.n++
 }
 
@@ -111,14 +112,15 @@ func log2(n int) int {
 	return b
 }
 
-// remove deletes o from the index (nothing if it is not there), moving back
-// the entries that follow it in its run so that no lookup stops short.
-func (x *originIndex) remove(o *origin) {
+// remove deletes o, whose name has hash h, from the index (nothing if it
+// is not there), moving back the entries that follow it in its run so that
+// no lookup stops short.
+func (x *originIndex) remove(h uint64, o *origin) {
 	if x.n == 0 {
 		return
 	}
 	mask := len(x.slots) - 1
-	i := x.home(o.hash)
+	i := x.home(h)
 	for x.slots[i].o != o {
 		if x.slots[i].o == nil {
 			return
