@@ -13,8 +13,10 @@ import (
 // mixing the name hash with a seed drawn at random per index, so that a
 // sender cannot pile the names it makes up onto the slots of the names in
 // the table (the seed decides only where entries are kept, never what
-// the engine outputs); names whose 64-bit hashes collide are told apart by
-// comparing them.
+// the engine outputs); names whose hashes collide are told apart by
+// comparing them. A slot keeps the low 32 bits of the hash and the
+// entry's id, so that a probe reads neither the entry nor anything but the
+// name it compares (Engine.side).
 type originIndex struct {
 	// The entries with their name hashes, so that a probe that does not
 	// match reads no entry (o nil: free). The length is a power of two,
@@ -27,8 +29,9 @@ type originIndex struct {
 }
 
 type indexSlot struct {
-	h uint64
-	o *origin
+	h  uint32 // low bits of the name hash
+	id uint32 // o.id
+	o  *origin
 }
 
 const indexMinSlots = 8
@@ -38,8 +41,8 @@ func newOriginIndex(side *[]originSide) originIndex {
 }
 
 // home is the first slot probed for hash h.
-func (x *originIndex) home(h uint64) int {
-	return int(((h ^ x.seed) * 0x9e3779b97f4a7c15) >> x.shift)
+func (x *originIndex) home(h uint32) int {
+	return int(((uint64(h) ^ x.seed) * 0x9e3779b97f4a7c15) >> x.shift)
 }
 
 func (x *originIndex) len() int { return x.n }
@@ -61,12 +64,13 @@ func lookupIn[T string | []byte](x *originIndex, h uint64, name T) *origin {
 		return nil
 	}
 	mask := len(x.slots) - 1
-	for i := x.home(h); ; i = (i + 1) & mask {
+	side := *x.side
+	for i := x.home(uint32(h)); ; i = (i + 1) & mask {
 		s := &x.slots[i]
 		if s.o == nil {
 			return nil
 		}
-		if s.h == h && (*x.side)[s.o.id].name == string(name) {
+		if s.h == uint32(h) && side[s.id].name == string(name) {
 			return s.o
 		}
 	}
@@ -78,11 +82,11 @@ func (x *originIndex) insert(h uint64, o *origin) {
 		x.grow()
 	}
 	mask := len(x.slots) - 1
-	i := x.home(h)
+	i := x.home(uint32(h))
 	for x.slots[i].o != nil {
 		i = (i + 1) & mask
 	}
-	x.slots[i] = indexSlot{h, o}
+	x.slots[i] = indexSlot{uint32(h), o.id, o}
 	x.n++
 }
 
@@ -120,7 +124,7 @@ func (x *originIndex) remove(h uint64, o *origin) {
 		return
 	}
 	mask := len(x.slots) - 1
-	i := x.home(h)
+	i := x.home(uint32(h))
 	for x.slots[i].o != o {
 		if x.slots[i].o == nil {
 			return
