@@ -57,7 +57,7 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin 
 		o.lostAt = t
 		e.scheduleHousekeep(t + 2*e.cfg.RouteExpiry)
 	}
-	e.side[o.id].att = shared
+	e.side.at(o.id).att = shared
 	o.attSeq, o.attValid, o.attHeld = en.seqno, true, 0
 	e.setAttHeldOf(nb, o, true)
 	return o

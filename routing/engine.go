@@ -30,7 +30,7 @@ type Engine struct {
 	slab    []origin // unused table entries allocated together (newOrigin)
 	// The parts of the table entries that hold pointers, by origin.id,
 	// and the ids of removed entries, for reuse.
-	side    []originSide
+	side    sideTable
 	freeIDs []uint32
 	// held is the neighbour of each slot while routes may name it: as
 	// slots, and also while the routes of a neighbour whose link went

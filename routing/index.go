@@ -25,7 +25,7 @@ type originIndex struct {
 	n     int
 	shift uint8 // 64 - log2(len(slots))
 	seed  uint64
-	side  *[]originSide // the entries' names (Engine.side)
+	side  *sideTable // the entries' names (Engine.side)
 }
 
 type indexSlot struct {
@@ -36,7 +36,7 @@ type indexSlot struct {
 
 const indexMinSlots = 8
 
-func newOriginIndex(side *[]originSide) originIndex {
+func newOriginIndex(side *sideTable) originIndex {
 	return originIndex{seed: rand.Uint64() | 1, side: side}
 }
 
@@ -64,13 +64,12 @@ func lookupIn[T string | []byte](x *originIndex, h uint64, name T) *origin {
 		return nil
 	}
 	mask := len(x.slots) - 1
-	side := *x.side
 	for i := x.home(uint32(h)); ; i = (i + 1) & mask {
 		s := &x.slots[i]
 		if s.o == nil {
 			return nil
 		}
-		if s.h == uint32(h) && side[s.id].name == string(name) {
+		if s.h == uint32(h) && x.side.at(s.id).name == string(name) {
 			return s.o
 		}
 	}

@@ -16,7 +16,7 @@ func TestOriginIndexMatchesMap(t *testing.T) {
 
 func testOriginIndex(t *testing.T, seed uint64) {
 	r := rand.New(rand.NewPCG(seed, 2))
-	var side []originSide
+	var side sideTable
 	x := newOriginIndex(&side)
 	x.seed = r.Uint64() | 1
 	want := map[string]*origin{}
@@ -26,8 +26,8 @@ func testOriginIndex(t *testing.T, seed uint64) {
 		names[i] = fmt.Sprintf("n%d", i)
 	}
 	mk := func(name string) *origin {
-		o := &origin{id: uint32(len(side))}
-		side = append(side, originSide{name: name})
+		o := &origin{id: side.add()}
+		side.at(o.id).name = name
 		hash[o] = nameHash(name)
 		if r.IntN(2) == 0 {
 			// Long runs of equal hashes, some of which wrap around
@@ -52,7 +52,7 @@ func testOriginIndex(t *testing.T, seed uint64) {
 		if step%7 == 0 {
 			n := 0
 			for o := range x.all() {
-				if name := side[o.id].name; want[name] != o {
+				if name := side.at(o.id).name; want[name] != o {
 					t.Fatalf("step %d: index yields %q, not in the table", step, name)
 				}
 				n++

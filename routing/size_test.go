@@ -65,7 +65,9 @@ func TestEventSize(t *testing.T) {
 // their order through removals, as when they all fit.
 func TestOriginRoutesBeyondTheEntry(t *testing.T) {
 	var nbs [5]neighbour
-	e := &Engine{side: make([]originSide, 2)}
+	e := &Engine{}
+	e.side.add()
+	e.side.add()
 	for i := range nbs {
 		nbs[i].slot = i
 		e.held = append(e.held, &nbs[i])

@@ -190,6 +190,32 @@ type originSide struct {
 	x *originExt
 }
 
+// sideTable holds the originSides of an engine by id, in chunks of
+// sideChunk, so that a growing table allocates each side entry once:
+// one slice grown by appending allocated twice what it kept at 1000
+// nodes (68 MB for 31 MB), all of it fresh pages.
+type sideTable struct {
+	chunks [][]originSide
+	n      uint32 // ids given out
+}
+
+// sideChunk is the number of side entries allocated together (4 KB).
+const sideChunk = 128
+
+// at returns the side entry of id, which was given out.
+func (s *sideTable) at(id uint32) *originSide {
+	return &s.chunks[id/sideChunk][id%sideChunk]
+}
+
+// add gives out the next id, with a zero side entry.
+func (s *sideTable) add() uint32 {
+	if s.n%sideChunk == 0 {
+		s.chunks = append(s.chunks, make([]originSide, sideChunk))
+	}
+	s.n++
+	return s.n - 1
+}
+
 // originExt is the rarely used part of an origin.
 type originExt struct {
 	// The routes, once there were more than fit in origin.inl (non-nil
@@ -217,17 +243,17 @@ type originExt struct {
 func (e *Engine) hashOf(o *origin) uint64 { return nameHash(e.nameOf(o)) }
 
 // nameOf returns the name of o, which must be in the table.
-func (e *Engine) nameOf(o *origin) string { return e.side[o.id].name }
+func (e *Engine) nameOf(o *origin) string { return e.side.at(o.id).name }
 
 // attOf returns o's attestation (nil if none).
-func (e *Engine) attOf(o *origin) *attestation { return e.side[o.id].att }
+func (e *Engine) attOf(o *origin) *attestation { return e.side.at(o.id).att }
 
 // xOf returns o's rarely used state, nil if it has none.
-func (e *Engine) xOf(o *origin) *originExt { return e.side[o.id].x }
+func (e *Engine) xOf(o *origin) *originExt { return e.side.at(o.id).x }
 
 // ext returns o's rarely used state, allocating it on first use.
 func (e *Engine) ext(o *origin) *originExt {
-	s := &e.side[o.id]
+	s := e.side.at(o.id)
 	if s.x == nil {
 		s.x = &originExt{}
 	}
@@ -437,10 +463,9 @@ func (e *Engine) addOrigin(name string) *origin {
 		o.id = e.freeIDs[n-1]
 		e.freeIDs = e.freeIDs[:n-1]
 	} else {
-		o.id = uint32(len(e.side))
-		e.side = append(e.side, originSide{})
+		o.id = e.side.add()
 	}
-	e.side[o.id] = originSide{name: name}
+	*e.side.at(o.id) = originSide{name: name}
 	e.origins.insert(nameHash(name), o)
 	e.originOrder = nil
 	return o
