@@ -53,6 +53,15 @@ func TestOriginSlabFillsItsSizeClass(t *testing.T) {
 	}
 }
 
+// A chunk of side entries, with the allocator's header, fits the
+// 8,192-byte size class with little left over.
+func TestSideChunkFillsItsSizeClass(t *testing.T) {
+	size := sideChunk*unsafe.Sizeof(originSide{}) + 8
+	if size > 8192 || size < 8192*9/10 {
+		t.Fatalf("a chunk of %d side entries takes %d bytes, want 90-100 %% of 8192", sideChunk, size)
+	}
+}
+
 // A cold start emits one or two events per destination at every node
 // (153 MB at 1000 nodes before their fields were ordered by size).
 func TestEventSize(t *testing.T) {

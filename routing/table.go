@@ -199,8 +199,11 @@ type sideTable struct {
 	n      uint32 // ids given out
 }
 
-// sideChunk is the number of side entries allocated together (4 KB).
-const sideChunk = 128
+// sideChunk is the number of side entries allocated together: 255 of
+// 32 bytes and the allocator's 8-byte header for objects holding
+// pointers fill 8,168 bytes of the 8,192-byte size class (256 took the
+// next class, 9,472 bytes).
+const sideChunk = 255
 
 // at returns the side entry of id, which was given out.
 func (s *sideTable) at(id uint32) *originSide {
