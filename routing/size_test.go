@@ -3,6 +3,7 @@ package routing
 import (
 	"reflect"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -106,5 +107,34 @@ func TestOriginRoutesBeyondTheEntry(t *testing.T) {
 	e.removeAt(small, 0)
 	if rs := e.routes(small); len(rs) != 1 || rs[0].slot != 1 || small.inl[1] != (routeEntry{}) {
 		t.Fatalf("after removing the first of two: %+v (inl %+v)", rs, small.inl)
+	}
+}
+
+// A route's expiry is a 32-bit count of milliseconds: it must still
+// expire on time after the count wraps around (an engine up for 49
+// days), and report when it expires exactly.
+func TestRouteExpiryWrapsAround(t *testing.T) {
+	const ms = time.Millisecond
+	for _, now := range []time.Duration{0, 5 * ms, (1<<32 - 3) * ms, (1<<32 + 7) * ms, (3<<32 - 1) * ms} {
+		var r routeEntry
+		r.setExpiry(now, now+14*time.Second)
+		if !r.expiring() || !r.hasSeqno() {
+			t.Fatalf("now %v: route not expiring", now)
+		}
+		if at := r.expiresAt(now); at != now+14*time.Second {
+			t.Fatalf("now %v: expires at %v, want %v", now, at, now+14*time.Second)
+		}
+		if r.expiredAt(now) || r.expiredAt(now+14*time.Second-ms) {
+			t.Fatalf("now %v: expired early", now)
+		}
+		if !r.expiredAt(now+14*time.Second) || !r.expiredAt(now+20*time.Second) {
+			t.Fatalf("now %v: not expired on time", now)
+		}
+	}
+	// Rounded up to the millisecond, never down.
+	var r routeEntry
+	r.setExpiry(0, 1500*time.Microsecond)
+	if r.expiredAt(time.Millisecond) || !r.expiredAt(2*time.Millisecond) {
+		t.Fatal("an expiry between two ticks is not rounded up")
 	}
 }
