@@ -200,10 +200,11 @@ func benchCfg(nodes int) routing.Config {
 // after the busiest node dies (CIRCUITMESH_BENCH_PROGRESS=1 prints every
 // fifth round). 5000 nodes run only with
 // CIRCUITMESH_BENCH_5000=1, other sizes with CIRCUITMESH_BENCH_NODES:
-// 25 million (node, destination) entries of about 260 bytes each (table
-// entry with its routes, name index slot, name) take more than 6 GiB in
-// one process, plus the messages in flight and the collector's headroom
-// (2000 nodes took 2.6 GB).
+// 25 million (node, destination) pairs of about 230 bytes each (table
+// entry with its routes, its side entry, name index slot) take more than
+// 5 GiB in one process, plus the messages in flight and the collector's
+// headroom (2000 nodes took 2.6 GB before table entries took 112 bytes
+// instead of 192).
 func BenchmarkConverge(b *testing.B) {
 	sizes := []int{100, 1000}
 	if os.Getenv("CIRCUITMESH_BENCH_5000") != "" {

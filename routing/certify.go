@@ -57,7 +57,8 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin 
 		o.lostAt = t
 		e.scheduleHousekeep(t + 2*e.cfg.RouteExpiry)
 	}
-	o.att, o.attSeq, o.attValid, o.attHeld = shared, en.seqno, true, 0
+	e.side.at(o.id).att = shared
+	o.attSeq, o.attValid, o.attHeld = en.seqno, true, 0
 	e.setAttHeldOf(nb, o, true)
 	return o
 }
@@ -65,10 +66,10 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin 
 // attHeld reports whether nb holds our attestation of o (nil: Self), the
 // newest we have.
 func (e *Engine) attHeld(nb *neighbour, o *origin) bool {
-	if nb.slot >= 64 {
+	if nb.slot >= maskSlots {
 		seq, name := e.selfAttSeq, e.cfg.Self
 		if o != nil {
-			seq, name = o.attSeq, o.name
+			seq, name = o.attSeq, e.nameOf(o)
 		}
 		s, ok := nb.attSent[name]
 		return ok && s == seq
@@ -85,17 +86,17 @@ func (e *Engine) setAttHeld(nb *neighbour, name string, held bool) {
 		e.setAttHeldOf(nb, nil, held)
 	} else if o := e.origins.get(name); o != nil {
 		e.setAttHeldOf(nb, o, held)
-	} else if nb.slot >= 64 && !held {
+	} else if nb.slot >= maskSlots && !held {
 		delete(nb.attSent, name)
 	}
 }
 
 // setAttHeldOf records whether nb holds our attestation of o (nil: Self).
 func (e *Engine) setAttHeldOf(nb *neighbour, o *origin, held bool) {
-	if nb.slot >= 64 {
+	if nb.slot >= maskSlots {
 		seq, name := e.selfAttSeq, e.cfg.Self
 		if o != nil {
-			seq, name = o.attSeq, o.name
+			seq, name = o.attSeq, e.nameOf(o)
 		}
 		if held {
 			nb.attSent[name] = seq
@@ -197,7 +198,7 @@ func (e *Engine) attest(nb *neighbour, o *origin) {
 		if !o.attValid {
 			return
 		}
-		name, seq, att = o.name, o.attSeq, o.att.bytes()
+		name, seq, att = e.nameOf(o), o.attSeq, e.attOf(o).bytes()
 	}
 	if e.attHeld(nb, o) {
 		return
@@ -216,7 +217,7 @@ func (e *Engine) Attestation(origin string) (seqno uint16, att []byte, ok bool) 
 	if o == nil || !o.attValid {
 		return 0, nil, false
 	}
-	return o.attSeq, []byte(o.att.att), true
+	return o.attSeq, []byte(e.attOf(o).att), true
 }
 
 // NewSeqno advances this node's seqno and advertises it at once, with a

@@ -296,7 +296,7 @@ func TestAttestationSharedAcrossCertifiers(t *testing.T) {
 		if o == nil || !o.attValid {
 			t.Fatalf("engine %d did not accept %s", i, origin)
 		}
-		held = append(held, o.att)
+		held = append(held, e.attOf(o))
 	}
 	for i, a := range held[1:] {
 		if a != held[0] || unsafe.StringData(a.att) != unsafe.StringData(held[0].att) {

@@ -3,6 +3,7 @@ package routing
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -29,8 +30,16 @@ type Engine struct {
 	slots    []*neighbour // neighbours by slot; nil for a free slot
 	selfHash uint64       // nameHash(Self)
 
-	origins     originIndex
-	slab        []origin // unused table entries allocated together (newOrigin)
+	origins originIndex
+	slab    []origin // unused table entries allocated together (newOrigin)
+	// The parts of the table entries that hold pointers, by origin.id,
+	// and the ids of removed entries, for reuse.
+	side    sideTable
+	freeIDs []uint32
+	// held is the neighbour of each slot while routes may name it: as
+	// slots, and also while the routes of a neighbour whose link went
+	// down are removed.
+	held        []*neighbour
 	originOrder []string // sorted names of origins; nil when stale
 
 	periodicAt time.Duration
@@ -48,7 +57,7 @@ type Engine struct {
 	selfAtt      []byte
 	selfAttSeq   uint16
 	selfAttValid bool
-	selfAttHeld  uint64 // bit i: the neighbour in slot i holds selfAtt
+	selfAttHeld  slotMask // bit i: the neighbour in slot i holds selfAtt
 
 	recv []entry // scratch: decoded entries
 	sums []entry // scratch: a message's summaries
@@ -86,11 +95,11 @@ func New(cfg Config) (*Engine, error) {
 		seqno:    uint16(rng.Uint32()),
 		selfHash: nameHash(c.Self),
 		nbrs:     make(map[string]*neighbour),
-		origins:  newOriginIndex(),
 	}
+	e.origins = newOriginIndex(&e.side)
 	e.intern = func(b []byte) (string, *origin) {
 		if o := e.origins.getBytes(b); o != nil {
-			return o.name, o
+			return e.nameOf(o), o
 		}
 		if string(b) == e.cfg.Self {
 			return e.cfg.Self, nil
@@ -159,11 +168,18 @@ func (e *Engine) LinkUp(now time.Time, neighbour string, cost Metric, leaf bool)
 	}
 	slot := slices.Index(e.slots, nil)
 	if slot < 0 {
+		if len(e.slots) > math.MaxUint16 {
+			return // routes name a neighbour by a 16-bit slot
+		}
 		slot = len(e.slots)
 		e.slots = append(e.slots, nil)
 	}
 	nb := newNeighbour(neighbour, e.clampCost(cost), leaf, slot)
 	e.slots[slot] = nb
+	if slot == len(e.held) {
+		e.held = append(e.held, nil)
+	}
+	e.held[slot] = nb
 	e.nbrs[neighbour] = nb
 	e.nbrOrder = nil
 	o := e.origins.get(neighbour)
@@ -171,7 +187,7 @@ func (e *Engine) LinkUp(now time.Time, neighbour string, cost Metric, leaf bool)
 		o = e.addOrigin(neighbour)
 	}
 	if o != nil {
-		o.upsert(routeEntry{nb: nb, expires: implicitRoute})
+		e.upsert(o, routeEntry{slot: uint16(slot), life: routeImplicit})
 		e.reselect(t, o)
 	}
 	e.flush(t)
@@ -204,10 +220,11 @@ func (e *Engine) LinkDown(now time.Time, neighbour string) {
 		o := e.origins.get(name)
 		o.setTold(nb, false)
 		e.setAttHeld(nb, name, false)
-		if o.remove(nb) || o.sel == nb {
+		if e.removeRoute(o, nb) || o.isSel(nb) {
 			e.reselect(t, o)
 		}
 	}
+	e.held[nb.slot] = nil // no route names it any more
 	e.flush(t)
 }
 
@@ -225,7 +242,7 @@ func (e *Engine) setCost(t time.Duration, nb *neighbour, cost Metric) {
 	}
 	nb.cost = cost
 	for _, name := range e.sortedOrigins() {
-		if o := e.origins.get(name); o.find(nb) >= 0 {
+		if o := e.origins.get(name); e.find(o, nb) >= 0 {
 			e.reselect(t, o)
 		}
 	}
@@ -235,7 +252,7 @@ func (e *Engine) setCost(t time.Duration, nb *neighbour, cost Metric) {
 // nodes other than itself.
 func (e *Engine) dropTransit(t time.Duration, nb *neighbour) {
 	for _, name := range e.sortedOrigins() {
-		if o := e.origins.get(name); name != nb.name && o.remove(nb) {
+		if o := e.origins.get(name); name != nb.name && e.removeRoute(o, nb) {
 			e.reselect(t, o)
 		}
 	}
@@ -272,7 +289,7 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 		switch en.kind {
 		case kindUpdate:
 			e.stats.UpdatesIn++
-			if en.org == nil && created != nil && created.name == en.origin {
+			if en.org == nil && created != nil && e.nameOf(created) == en.origin {
 				en.org = created
 			}
 			e.handleUpdate(t, nb, en)
@@ -476,7 +493,7 @@ func (e *Engine) Lookup(dest string) (Route, bool) {
 	if o == nil {
 		return Route{Dest: dest, Metric: e.cfg.Infinity}, false
 	}
-	return o.routeOf(), o.rtReachable
+	return e.routeOf(o), o.rtReachable
 }
 
 // Known reports whether the table holds an entry for dest, reachable or
@@ -488,8 +505,8 @@ func (e *Engine) Known(dest string) bool {
 // NextHop returns the neighbour to forward to for dest, and whether dest
 // is reachable. It is the cheap form of Lookup for forwarding.
 func (e *Engine) NextHop(dest string) (string, bool) {
-	if o := e.origins.get(dest); o != nil && o.sel != nil {
-		return o.sel.name, true
+	if o := e.origins.get(dest); o != nil && o.rtReachable {
+		return e.sel(o).name, true
 	}
 	return "", false
 }
@@ -499,11 +516,11 @@ func (e *Engine) NextHop(dest string) (string, bool) {
 // increasing metric. It is empty when dest is unreachable (or is Self).
 func (e *Engine) NextHops(dest string) []string {
 	o := e.origins.get(dest)
-	if o == nil || o.sel == nil {
+	if o == nil || !o.rtReachable {
 		return nil
 	}
-	alts := e.byMetric(o, func(r *routeEntry) bool { return r.nb != o.sel && e.usable(o, r) })
-	return append([]string{o.sel.name}, alts...)
+	alts := e.byMetric(o, func(r *routeEntry) bool { return r.slot != o.selSlot && e.usable(o, r) })
+	return append([]string{e.sel(o).name}, alts...)
 }
 
 // byMetric returns the neighbours of o's routes that keep accepts, by
@@ -514,10 +531,10 @@ func (e *Engine) byMetric(o *origin, keep func(*routeEntry) bool) []string {
 		metric Metric
 	}
 	var alts []alt
-	rs := o.routes()
+	rs := e.routes(o)
 	for i := range rs {
 		if r := &rs[i]; keep(r) {
-			alts = append(alts, alt{r.nb.name, e.total(r)})
+			alts = append(alts, alt{e.nbOf(r).name, e.total(r)})
 		}
 	}
 	slices.SortFunc(alts, func(a, b alt) int {
@@ -544,7 +561,7 @@ func (e *Engine) Advertisers(dest string) []string {
 		return nil
 	}
 	return e.byMetric(o, func(r *routeEntry) bool {
-		return e.total(r) < e.cfg.Infinity && (!r.nb.leaf || r.nb.name == dest)
+		return e.total(r) < e.cfg.Infinity && (!e.nbOf(r).leaf || e.nbOf(r).name == dest)
 	})
 }
 
@@ -559,11 +576,11 @@ func (e *Engine) Detours(dest string) []string {
 		return nil
 	}
 	var out []string
-	rs := o.routes()
+	rs := e.routes(o)
 	for i := range rs {
 		r := &rs[i]
-		if r.nb.name != dest && r.hasSeqno() && r.metric < e.cfg.Infinity {
-			out = append(out, r.nb.name)
+		if e.nbOf(r).name != dest && r.hasSeqno() && r.metric < e.cfg.Infinity {
+			out = append(out, e.nbOf(r).name)
 		}
 	}
 	slices.Sort(out)
@@ -575,7 +592,7 @@ func (e *Engine) Detours(dest string) []string {
 func (e *Engine) Routes() []Route {
 	out := make([]Route, 0, e.origins.len())
 	for _, name := range e.sortedOrigins() {
-		out = append(out, e.origins.get(name).routeOf())
+		out = append(out, e.routeOf(e.origins.get(name)))
 	}
 	return out
 }

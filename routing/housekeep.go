@@ -16,27 +16,32 @@ func (e *Engine) housekeep(t time.Duration) {
 	for _, name := range e.sortedOrigins() {
 		o := e.origins.get(name)
 		expired := false
-		for i := 0; i < len(o.routes()); {
-			r := &o.routes()[i]
-			if r.expiring() && r.expires <= t {
-				o.removeAt(i)
+		for i := 0; i < len(e.routes(o)); {
+			r := &e.routes(o)[i]
+			if r.expiring() && r.expiredAt(t) {
+				e.removeAt(o, i)
 				expired = true
 				continue
 			}
 			if r.expiring() {
-				e.scheduleHousekeep(r.expires)
+				e.scheduleHousekeep(r.expiresAt(t))
 			}
 			i++
 		}
 		if expired {
 			e.reselect(t, o)
 		}
-		if o.sel == nil && len(o.routes()) == 0 {
+		if !o.rtReachable && len(e.routes(o)) == 0 {
 			gc := o.lostAt + 2*e.cfg.RouteExpiry
 			if t >= gc {
-				e.origins.remove(o)
+				e.origins.remove(e.hashOf(o), o)
 				o.removed = true
 				e.originOrder = nil
+				// Its id goes to the next new entry: a removed entry
+				// still in a pending or watch list is skipped before
+				// anything of its side is read.
+				*e.side.at(o.id) = originSide{}
+				e.freeIDs = append(e.freeIDs, o.id)
 				continue
 			}
 			e.scheduleHousekeep(gc)
@@ -46,7 +51,7 @@ func (e *Engine) housekeep(t time.Duration) {
 
 // watchOrigin schedules checkWatched for o at or before at.
 func (e *Engine) watchOrigin(o *origin, at time.Duration) {
-	if x := o.ext(); !x.watched {
+	if x := e.ext(o); !x.watched {
 		x.watched = true
 		e.watch = append(e.watch, o)
 	}
@@ -63,21 +68,24 @@ func (e *Engine) checkWatched(t time.Duration) {
 	list := e.watch
 	e.watch = nil
 	for _, o := range list {
-		o.x.watched = false // watched origins have their ext
+		if !o.removed {
+			e.xOf(o).watched = false // watched origins have their ext
+		}
 	}
 	for _, o := range list {
 		if o.removed {
 			continue
 		}
-		if o.x.cand != nil && t >= o.x.candSince+e.cfg.UpdateInterval {
+		x := e.xOf(o)
+		if x.cand != nil && t >= x.candSince+e.cfg.UpdateInterval {
 			e.reselect(t, o)
 		}
 		e.retryRequest(t, o)
-		if o.x.cand != nil {
-			e.watchOrigin(o, o.x.candSince+e.cfg.UpdateInterval)
+		if x.cand != nil {
+			e.watchOrigin(o, x.candSince+e.cfg.UpdateInterval)
 		}
-		if o.x.reqActive {
-			e.watchOrigin(o, o.x.reqRetry)
+		if x.reqActive {
+			e.watchOrigin(o, x.reqRetry)
 		}
 	}
 }

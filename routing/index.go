@@ -6,15 +6,17 @@ import (
 )
 
 // originIndex maps names to table entries. It is an open-addressing hash
-// table with linear probing over the entries' name hashes (origin.hash),
+// table with linear probing over the entries' name hashes (kept in its slots),
 // which are computed once per name: a Go map keyed by name hashed each
 // name again and moved every key and value as the table grew, a fifth of
 // the CPU time of receiving an entry at 1000 nodes. A slot is chosen by
 // mixing the name hash with a seed drawn at random per index, so that a
 // sender cannot pile the names it makes up onto the slots of the names in
 // the table (the seed decides only where entries are kept, never what
-// the engine outputs); names whose 64-bit hashes collide are told apart by
-// comparing them.
+// the engine outputs); names whose hashes collide are told apart by
+// comparing them. A slot keeps the low 32 bits of the hash and the
+// entry's id, so that a probe reads neither the entry nor anything but the
+// name it compares (Engine.side).
 type originIndex struct {
 	// The entries with their name hashes, so that a probe that does not
 	// match reads no entry (o nil: free). The length is a power of two,
@@ -23,22 +25,24 @@ type originIndex struct {
 	n     int
 	shift uint8 // 64 - log2(len(slots))
 	seed  uint64
+	side  *sideTable // the entries' names (Engine.side)
 }
 
 type indexSlot struct {
-	h uint64
-	o *origin
+	h  uint32 // low bits of the name hash
+	id uint32 // o.id
+	o  *origin
 }
 
 const indexMinSlots = 8
 
-func newOriginIndex() originIndex {
-	return originIndex{seed: rand.Uint64() | 1}
+func newOriginIndex(side *sideTable) originIndex {
+	return originIndex{seed: rand.Uint64() | 1, side: side}
 }
 
 // home is the first slot probed for hash h.
-func (x *originIndex) home(h uint64) int {
-	return int(((h ^ x.seed) * 0x9e3779b97f4a7c15) >> x.shift)
+func (x *originIndex) home(h uint32) int {
+	return int(((uint64(h) ^ x.seed) * 0x9e3779b97f4a7c15) >> x.shift)
 }
 
 func (x *originIndex) len() int { return x.n }
@@ -60,28 +64,28 @@ func lookupIn[T string | []byte](x *originIndex, h uint64, name T) *origin {
 		return nil
 	}
 	mask := len(x.slots) - 1
-	for i := x.home(h); ; i = (i + 1) & mask {
+	for i := x.home(uint32(h)); ; i = (i + 1) & mask {
 		s := &x.slots[i]
 		if s.o == nil {
 			return nil
 		}
-		if s.h == h && s.o.name == string(name) {
+		if s.h == uint32(h) && x.side.at(s.id).name == string(name) {
 			return s.o
 		}
 	}
 }
 
-// insert adds o, whose name is not in the index.
-func (x *originIndex) insert(o *origin) {
+// insert adds o, whose name (of hash h) is not in the index.
+func (x *originIndex) insert(h uint64, o *origin) {
 	if (x.n+1)*4 > len(x.slots)*3 {
 		x.grow()
 	}
 	mask := len(x.slots) - 1
-	i := x.home(o.hash)
+	i := x.home(uint32(h))
 	for x.slots[i].o != nil {
 		i = (i + 1) & mask
 	}
-	x.slots[i] = indexSlot{o.hash, o}
+	x.slots[i] = indexSlot{uint32(h), o.id, o}
 	x.n++
 }
 
@@ -111,14 +115,15 @@ func log2(n int) int {
 	return b
 }
 
-// remove deletes o from the index (nothing if it is not there), moving back
-// the entries that follow it in its run so that no lookup stops short.
-func (x *originIndex) remove(o *origin) {
+// remove deletes o, whose name has hash h, from the index (nothing if it
+// is not there), moving back the entries that follow it in its run so that
+// no lookup stops short.
+func (x *originIndex) remove(h uint64, o *origin) {
 	if x.n == 0 {
 		return
 	}
 	mask := len(x.slots) - 1
-	i := x.home(o.hash)
+	i := x.home(uint32(h))
 	for x.slots[i].o != o {
 		if x.slots[i].o == nil {
 			return

@@ -16,30 +16,34 @@ func TestOriginIndexMatchesMap(t *testing.T) {
 
 func testOriginIndex(t *testing.T, seed uint64) {
 	r := rand.New(rand.NewPCG(seed, 2))
-	x := newOriginIndex()
+	var side sideTable
+	x := newOriginIndex(&side)
 	x.seed = r.Uint64() | 1
 	want := map[string]*origin{}
+	hash := map[*origin]uint64{}
 	names := make([]string, 100)
 	for i := range names {
 		names[i] = fmt.Sprintf("n%d", i)
 	}
 	mk := func(name string) *origin {
-		o := &origin{name: name, hash: nameHash(name)}
+		o := &origin{id: side.add()}
+		side.at(o.id).name = name
+		hash[o] = nameHash(name)
 		if r.IntN(2) == 0 {
 			// Long runs of equal hashes, some of which wrap around
 			// the end of the slots.
-			o.hash = uint64(r.IntN(4))
+			hash[o] = uint64(r.IntN(4))
 		}
 		return o
 	}
 	for step := range 5000 {
 		name := names[r.IntN(len(names))]
 		if o, ok := want[name]; ok && r.IntN(2) == 0 {
-			x.remove(o)
+			x.remove(hash[o], o)
 			delete(want, name)
 		} else if !ok {
 			o := mk(name)
-			x.insert(o)
+			x.insert(hash[o], o)
 			want[name] = o
 		}
 		if x.len() != len(want) {
@@ -48,15 +52,15 @@ func testOriginIndex(t *testing.T, seed uint64) {
 		if step%7 == 0 {
 			n := 0
 			for o := range x.all() {
-				if want[o.name] != o {
-					t.Fatalf("step %d: index yields %q, not in the table", step, o.name)
+				if name := side.at(o.id).name; want[name] != o {
+					t.Fatalf("step %d: index yields %q, not in the table", step, name)
 				}
 				n++
 			}
 			for _, name := range names {
 				h := nameHash(name)
 				if o := want[name]; o != nil {
-					h = o.hash
+					h = hash[o]
 				}
 				if got := x.lookup(h, name); got != want[name] {
 					t.Fatalf("step %d: lookup of %q gives %v, want %v", step, name, got, want[name])

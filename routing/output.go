@@ -29,7 +29,7 @@ func (nb *neighbour) queue(o *origin) {
 	case o == nil:
 		nb.pendSelf = true
 		return
-	case nb.slot < 64:
+	case nb.slot < maskSlots:
 		if o.pend&(1<<nb.slot) != 0 {
 			return
 		}
@@ -57,7 +57,7 @@ func (nb *neighbour) hasPending() bool { return nb.pendSelf || len(nb.pending) >
 
 // clearPending empties nb's pending updates.
 func (nb *neighbour) clearPending() {
-	if nb.slot < 64 {
+	if nb.slot < maskSlots {
 		for _, o := range nb.pending {
 			o.pend &^= 1 << nb.slot
 		}
@@ -93,7 +93,7 @@ func (e *Engine) sortedOrigins() []string {
 	if e.originOrder == nil {
 		order := e.originOrder[:0:0]
 		for o := range e.origins.all() {
-			order = append(order, o.name)
+			order = append(order, e.nameOf(o))
 		}
 		slices.Sort(order)
 		e.originOrder = order
@@ -208,7 +208,10 @@ func (e *Engine) updates(t time.Duration, nb *neighbour) {
 	// In the order queued: every path that queues updates visits origins
 	// in a reproducible order (message order, or sorted), so runs are.
 	for _, o := range nb.pending {
-		if _, ok := nb.repair[o.name]; !o.removed && (len(nb.repair) == 0 || !ok) {
+		if o.removed {
+			continue
+		}
+		if _, ok := nb.repair[e.nameOf(o)]; len(nb.repair) == 0 || !ok {
 			e.advert(t, nb, o, false)
 		}
 	}
@@ -235,11 +238,11 @@ func (e *Engine) advert(t time.Duration, nb *neighbour, o *origin, repair bool) 
 	if e.cfg.Leaf {
 		return
 	}
-	name := o.name
+	name := e.nameOf(o)
 	retract := entry{kind: kindUpdate, origin: name, seqno: o.rtSeqno, metric: e.cfg.Infinity}
 	told := o.toldFinite(nb)
 	switch {
-	case o.sel == nil:
+	case !o.rtReachable:
 		// A repair retracts for one expiry period so lost messages do
 		// not leave neighbours with stale routes through us.
 		if repair && (!o.advertised || t >= o.lostAt+e.cfg.RouteExpiry) || !repair && !told {
@@ -250,7 +253,7 @@ func (e *Engine) advert(t time.Duration, nb *neighbour, o *origin, repair bool) 
 		return
 	case !o.selSeq:
 		return // a fresh neighbour's route, until its first update
-	case o.sel == nb:
+	case o.isSel(nb):
 		// Poison reverse: nb is our next hop, it cannot use us.
 		if repair && !o.advertised || !repair && !told {
 			return

@@ -30,37 +30,37 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	if o == nil {
 		return
 	}
-	if o.sel != nil && o.selSeq && !seqnoLess(o.rtSeqno, en.seqno) {
+	if o.rtReachable && o.selSeq && !seqnoLess(o.rtSeqno, en.seqno) {
 		e.reply(t, nb, o)
 		return
 	}
 	if en.hopcnt < 2 {
 		return
 	}
-	target := o.sel
+	target := e.sel(o)
 	if target == nil || target == nb {
 		target = nil
 		var best Metric
-		rs := o.routes()
+		rs := e.routes(o)
 		for i := range rs {
 			r := &rs[i]
-			if m := e.total(r); r.nb != nb && m < e.cfg.Infinity && (target == nil || m < best) {
-				target, best = r.nb, m
+			if m := e.total(r); e.nbOf(r) != nb && m < e.cfg.Infinity && (target == nil || m < best) {
+				target, best = e.nbOf(r), m
 			}
 		}
 	}
 	if target == nil || target == nb {
 		return
 	}
-	x := o.ext()
+	x := e.ext(o)
 	if x.fwdValid && !seqnoLess(x.fwdSeqno, en.seqno) && t < x.fwdUntil {
 		return // already forwarded recently
 	}
-	if !e.holdUntil(t, nb.forwarded, o.name) {
+	if !e.holdUntil(t, nb.forwarded, e.nameOf(o)) {
 		return // nb already had a request forwarded for o recently
 	}
 	x.fwdValid, x.fwdSeqno, x.fwdUntil = true, en.seqno, t+2*e.cfg.MinTriggeredInterval
-	target.requests[o.name] = entry{kind: kindRequest, origin: o.name, seqno: en.seqno, hopcnt: en.hopcnt - 1}
+	target.requests[e.nameOf(o)] = entry{kind: kindRequest, origin: e.nameOf(o), seqno: en.seqno, hopcnt: en.hopcnt - 1}
 }
 
 // selfRaiseGap is the least time between two raises of this node's seqno
@@ -82,7 +82,7 @@ func (e *Engine) raiseSelf(t time.Duration) {
 func (e *Engine) reply(t time.Duration, nb *neighbour, o *origin) {
 	name := e.cfg.Self
 	if o != nil {
-		name = o.name
+		name = e.nameOf(o)
 	}
 	if !e.holdUntil(t, nb.replied, name) {
 		return
@@ -115,13 +115,13 @@ func (e *Engine) holdUntil(t time.Duration, last map[string]time.Duration, origi
 // we cannot use because they are unfeasible, but would select otherwise.
 func (e *Engine) betterUnfeasible(o *origin) []*neighbour {
 	var out []*neighbour
-	rs := o.routes()
+	rs := e.routes(o)
 	for i := range rs {
 		r := &rs[i]
 		m := e.total(r)
 		if m < e.cfg.Infinity && !e.usable(o, r) &&
-			(o.sel == nil || uint64(m)+uint64(e.cfg.Hysteresis) < uint64(o.rtMetric)) {
-			out = append(out, r.nb)
+			(!o.rtReachable || uint64(m)+uint64(e.cfg.Hysteresis) < uint64(o.rtMetric)) {
+			out = append(out, e.nbOf(r))
 		}
 	}
 	return out
@@ -130,7 +130,7 @@ func (e *Engine) betterUnfeasible(o *origin) []*neighbour {
 // sendRequest queues a seqno request for o to each of nbs, suppressing
 // repeats of the same request until its retry time.
 func (e *Engine) sendRequest(t time.Duration, o *origin, seqno uint16, nbs []*neighbour) {
-	x := o.ext()
+	x := e.ext(o)
 	if x.reqActive && x.reqSeqno == seqno && t < x.reqRetry {
 		return
 	}
@@ -142,19 +142,19 @@ func (e *Engine) sendRequest(t time.Duration, o *origin, seqno uint16, nbs []*ne
 	x.reqActive, x.reqSeqno, x.reqRetry = true, seqno, t+x.reqBackoff
 	e.watchOrigin(o, x.reqRetry)
 	for _, nb := range nbs {
-		nb.requests[o.name] = entry{kind: kindRequest, origin: o.name, seqno: seqno, hopcnt: requestHopCount}
+		nb.requests[e.nameOf(o)] = entry{kind: kindRequest, origin: e.nameOf(o), seqno: seqno, hopcnt: requestHopCount}
 	}
 }
 
 // retryRequest resends an unanswered request while some neighbour still
 // holds a route we cannot use.
 func (e *Engine) retryRequest(t time.Duration, o *origin) {
-	x := o.x
+	x := e.xOf(o)
 	if x == nil || !x.reqActive || t < x.reqRetry {
 		return
 	}
 	nbs := e.betterUnfeasible(o)
-	if len(nbs) == 0 || (o.sel != nil && o.selSeq && !seqnoLess(o.rtSeqno, x.reqSeqno)) {
+	if len(nbs) == 0 || (o.rtReachable && o.selSeq && !seqnoLess(o.rtSeqno, x.reqSeqno)) {
 		x.reqActive = false
 		return
 	}

@@ -1,29 +1,65 @@
 package routing
 
 import (
+	"reflect"
 	"testing"
+	"time"
 	"unsafe"
 )
 
 // One origin exists per destination at every node: a 5000-node mesh holds
 // 25 million of them in a simulation. Its fields are ordered so that it
-// takes no padding; with room for three routes of 24 bytes it takes 192.
+// takes no padding; with room for three routes of 16 bytes it takes 112,
+// and it holds no pointer, so that the collector never scans a slab of
+// them.
 func TestOriginEntrySize(t *testing.T) {
-	if s := unsafe.Sizeof(origin{}); s > 192 {
-		t.Fatalf("origin takes %d bytes, want at most 192", s)
+	if s := unsafe.Sizeof(origin{}); s > 112 {
+		t.Fatalf("origin takes %d bytes, want at most 112", s)
 	}
-	if s := unsafe.Sizeof(routeEntry{}); s > 24 {
-		t.Fatalf("routeEntry takes %d bytes, want at most 24", s)
+	for _, typ := range []reflect.Type{reflect.TypeFor[origin](), reflect.TypeFor[routeEntry]()} {
+		if hasPointers(typ) {
+			t.Fatalf("%v holds pointers", typ)
+		}
+	}
+	if s := unsafe.Sizeof(routeEntry{}); s > 16 {
+		t.Fatalf("routeEntry takes %d bytes, want at most 16", s)
 	}
 }
 
-// A slab of table entries (with the allocator's 8-byte header for objects
-// holding pointers) fits the 8,192-byte size class with little left over:
-// a slab just over a size class takes the next one.
+// hasPointers reports whether a value of typ holds a pointer the collector
+// would scan.
+func hasPointers(typ reflect.Type) bool {
+	switch typ.Kind() {
+	case reflect.Pointer, reflect.String, reflect.Slice, reflect.Map, reflect.Chan, reflect.Func, reflect.Interface, reflect.UnsafePointer:
+		return true
+	case reflect.Array:
+		return typ.Len() > 0 && hasPointers(typ.Elem())
+	case reflect.Struct:
+		for i := range typ.NumField() {
+			if hasPointers(typ.Field(i).Type) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// A slab of table entries (no allocator header: they hold no pointer)
+// fits the 8,192-byte size class with little left over: a slab just over
+// a size class takes the next one.
 func TestOriginSlabFillsItsSizeClass(t *testing.T) {
-	size := originSlab*unsafe.Sizeof(origin{}) + 8
+	size := originSlab * unsafe.Sizeof(origin{})
 	if size > 8192 || size < 8192*9/10 {
 		t.Fatalf("a slab of %d entries takes %d bytes, want 90-100 %% of 8192", originSlab, size)
+	}
+}
+
+// A chunk of side entries, with the allocator's header, fits the
+// 8,192-byte size class with little left over.
+func TestSideChunkFillsItsSizeClass(t *testing.T) {
+	size := sideChunk*unsafe.Sizeof(originSide{}) + 8
+	if size > 8192 || size < 8192*9/10 {
+		t.Fatalf("a chunk of %d side entries takes %d bytes, want 90-100 %% of 8192", sideChunk, size)
 	}
 }
 
@@ -39,30 +75,66 @@ func TestEventSize(t *testing.T) {
 // their order through removals, as when they all fit.
 func TestOriginRoutesBeyondTheEntry(t *testing.T) {
 	var nbs [5]neighbour
-	var o origin
+	e := &Engine{}
+	e.side.add()
+	e.side.add()
 	for i := range nbs {
-		o.upsert(routeEntry{nb: &nbs[i], metric: Metric(i)})
+		nbs[i].slot = i
+		e.held = append(e.held, &nbs[i])
 	}
-	o.upsert(routeEntry{nb: &nbs[2], metric: 20}) // replaces, adds nothing
-	if !o.remove(&nbs[1]) || o.remove(&nbs[1]) {
+	o := &origin{id: 0}
+	for i := range nbs {
+		e.upsert(o, routeEntry{slot: uint16(i), metric: Metric(i)})
+	}
+	e.upsert(o, routeEntry{slot: 2, metric: 20}) // replaces, adds nothing
+	if !e.removeRoute(o, &nbs[1]) || e.removeRoute(o, &nbs[1]) {
 		t.Fatal("remove of a route held once did not succeed exactly once")
 	}
-	o.removeAt(0)
+	e.removeAt(o, 0)
 	var got []Metric
-	for _, r := range o.routes() {
+	for _, r := range e.routes(o) {
 		got = append(got, r.metric)
 	}
 	if len(got) != 3 || got[0] != 20 || got[1] != 3 || got[2] != 4 {
 		t.Fatalf("metrics %v, want [20 3 4]", got)
 	}
-	if o.find(&nbs[4]) != 2 || o.find(&nbs[0]) != -1 {
-		t.Fatalf("find: %d, %d; want 2, -1", o.find(&nbs[4]), o.find(&nbs[0]))
+	if e.find(o, &nbs[4]) != 2 || e.find(o, &nbs[0]) != -1 {
+		t.Fatalf("find: %d, %d; want 2, -1", e.find(o, &nbs[4]), e.find(o, &nbs[0]))
 	}
-	var small origin
-	small.upsert(routeEntry{nb: &nbs[0], metric: 1})
-	small.upsert(routeEntry{nb: &nbs[1], metric: 2})
-	small.removeAt(0)
-	if rs := small.routes(); len(rs) != 1 || rs[0].nb != &nbs[1] || small.inl[1].nb != nil {
+	small := &origin{id: 1}
+	e.upsert(small, routeEntry{slot: 0, metric: 1})
+	e.upsert(small, routeEntry{slot: 1, metric: 2})
+	e.removeAt(small, 0)
+	if rs := e.routes(small); len(rs) != 1 || rs[0].slot != 1 || small.inl[1] != (routeEntry{}) {
 		t.Fatalf("after removing the first of two: %+v (inl %+v)", rs, small.inl)
+	}
+}
+
+// A route's expiry is a 32-bit count of milliseconds: it must still
+// expire on time after the count wraps around (an engine up for 49
+// days), and report when it expires exactly.
+func TestRouteExpiryWrapsAround(t *testing.T) {
+	const ms = time.Millisecond
+	for _, now := range []time.Duration{0, 5 * ms, (1<<32 - 3) * ms, (1<<32 + 7) * ms, (3<<32 - 1) * ms} {
+		var r routeEntry
+		r.setExpiry(now, now+14*time.Second)
+		if !r.expiring() || !r.hasSeqno() {
+			t.Fatalf("now %v: route not expiring", now)
+		}
+		if at := r.expiresAt(now); at != now+14*time.Second {
+			t.Fatalf("now %v: expires at %v, want %v", now, at, now+14*time.Second)
+		}
+		if r.expiredAt(now) || r.expiredAt(now+14*time.Second-ms) {
+			t.Fatalf("now %v: expired early", now)
+		}
+		if !r.expiredAt(now+14*time.Second) || !r.expiredAt(now+20*time.Second) {
+			t.Fatalf("now %v: not expired on time", now)
+		}
+	}
+	// Rounded up to the millisecond, never down.
+	var r routeEntry
+	r.setExpiry(0, 1500*time.Microsecond)
+	if r.expiredAt(time.Millisecond) || !r.expiredAt(2*time.Millisecond) {
+		t.Fatal("an expiry between two ticks is not rounded up")
 	}
 }

@@ -60,7 +60,7 @@ func routeHash(h uint64, seqno uint16, metric Metric, hops uint16) uint64 {
 // newer seqno, which is not sent by itself (apply), or by a metric change
 // below the hysteresis, which refreshDiffs queues before each summary.
 func (e *Engine) advertisedTo(o *origin, nb *neighbour) (seqno uint16, metric Metric, hops uint16, ok bool) {
-	if e.cfg.Leaf || o.name == nb.name || o.sel == nil || !o.selSeq || o.sel == nb || !o.advertised {
+	if e.cfg.Leaf || e.nameOf(o) == nb.name || !o.rtReachable || !o.selSeq || o.isSel(nb) || !o.advertised {
 		return 0, 0, 0, false
 	}
 	return o.advSeqno, o.advMetric, o.advHops, true
@@ -94,8 +94,9 @@ func (e *Engine) summaries(nb *neighbour) {
 	counts[b]++
 	for o := range e.origins.all() {
 		if s, m, h, ok := e.advertisedTo(o, nb); ok {
-			b := bucketOf(o.hash, buckets)
-			sums[b] += routeHash(o.hash, s, m, h)
+			oh := e.hashOf(o)
+			b := bucketOf(oh, buckets)
+			sums[b] += routeHash(oh, s, m, h)
 			counts[b]++
 		}
 	}
@@ -167,10 +168,11 @@ func (e *Engine) handleSummaries(t time.Duration, nb *neighbour, sums []entry) {
 		have := grow(&e.sumHave, int(buckets))
 		counts := grow(&e.sumCounts, int(buckets))
 		for o := range e.origins.all() {
-			if i := o.find(nb); i >= 0 && o.routes()[i].hasSeqno() {
-				r := &o.routes()[i]
-				b := bucketOf(o.hash, buckets)
-				have[b] += routeHash(o.hash, r.seqno, r.metric, r.hops)
+			if i := e.find(o, nb); i >= 0 && e.routes(o)[i].hasSeqno() {
+				r := &e.routes(o)[i]
+				oh := e.hashOf(o)
+				b := bucketOf(oh, buckets)
+				have[b] += routeHash(oh, r.seqno, r.metric, r.hops)
 				counts[b]++
 			}
 		}
@@ -182,16 +184,17 @@ func (e *Engine) handleSummaries(t time.Duration, nb *neighbour, sums []entry) {
 			}
 			nb.resends = append(nb.resends, entry{kind: kindResend, buckets: buckets, bucket: s.bucket})
 		}
-		exp := t + e.cfg.RouteExpiry
+		var fresh routeEntry // a route refreshed now
+		fresh.setExpiry(t, t+e.cfg.RouteExpiry)
 		refreshed := false
 		for o := range e.origins.all() {
-			if i := o.find(nb); i >= 0 && o.routes()[i].expiring() && good[bucketOf(o.hash, buckets)] {
-				o.routes()[i].expires = exp
+			if i := e.find(o, nb); i >= 0 && e.routes(o)[i].expiring() && good[bucketOf(e.hashOf(o), buckets)] {
+				e.routes(o)[i].exp = fresh.exp
 				refreshed = true
 			}
 		}
 		if refreshed {
-			e.scheduleHousekeep(exp)
+			e.scheduleHousekeep(fresh.expiresAt(t))
 		}
 	}
 	if len(nb.resends) > int(maxBuckets) {
@@ -221,8 +224,8 @@ func (e *Engine) handleResend(nb *neighbour, en entry) {
 	}
 	if !e.cfg.Leaf {
 		for o := range e.origins.all() {
-			if bucketOf(o.hash, en.buckets) == int(en.bucket) {
-				nb.repair[o.name] = struct{}{}
+			if bucketOf(e.hashOf(o), en.buckets) == int(en.bucket) {
+				nb.repair[e.nameOf(o)] = struct{}{}
 				e.setAttHeldOf(nb, o, false)
 			}
 		}
@@ -237,7 +240,7 @@ func (e *Engine) handleResend(nb *neighbour, en entry) {
 // such requests, so sending every one would flood each bump to every node.
 func (e *Engine) refreshDiffs() {
 	for _, name := range e.sortedOrigins() { // in order: see updates
-		if o := e.origins.get(name); o.sel != nil && o.selSeq && o.advertised && (o.advMetric != o.rtMetric || uint32(o.advHops) != min(o.rtHops, 0xffff)) {
+		if o := e.origins.get(name); o.rtReachable && o.selSeq && o.advertised && (o.advMetric != o.rtMetric || uint32(o.advHops) != min(o.rtHops, 0xffff)) {
 			e.triggerAll(o, false)
 		}
 	}

@@ -11,12 +11,12 @@ type neighbour struct {
 	name string
 	cost Metric
 	leaf bool
-	slot int // index in Engine.slots; bit of origin.told when < 64
+	slot int // index in Engine.slots; bit of origin.told when < maskSlots
 
 	sentOnce bool
 	lastSent time.Duration // last update batch sent (rate limit)
 	// Origins to advertise, each once (origin.pend, or pendSet from slot
-	// 64 on, says which are queued), and whether Self is.
+	// maskSlots on, says which are queued), and whether Self is.
 	pending    []*origin
 	pendSet    map[*origin]struct{}
 	pendSelf   bool
@@ -42,7 +42,7 @@ type neighbour struct {
 	sumWin summaryWindow
 
 	// attSent: origin -> seqno of the attestation it holds (sent by us or
-	// to us), for slots from 64 on (below, origin.attHeld says it).
+	// to us), for slots from maskSlots on (below, origin.attHeld says it).
 	attSent map[string]uint16
 
 	// Failed-verification budget (token bucket, Config.MaxVerifyFailures).
@@ -62,60 +62,95 @@ func newNeighbour(name string, cost Metric, leaf bool, slot int) *neighbour {
 	}
 }
 
-// routeEntry is the route a neighbour advertised for an origin (24
-// bytes: three of them are held in every table entry).
+// routeEntry is the route a neighbour advertised for an origin (16
+// bytes: three of them are held in every table entry, 24 while they held
+// a pointer to the neighbour and a 64-bit expiry). It names its
+// neighbour by slot (Engine.held), so that table entries hold no pointer.
 type routeEntry struct {
-	nb *neighbour
-	// expires is when the route expires; 0 for a route that does not
-	// (a neighbour's route to itself), implicitRoute for a neighbour's
-	// implicit route to itself before its first update, which carries no
-	// seqno.
-	expires time.Duration
-	metric  Metric // as advertised by nb (without the link cost)
-	seqno   uint16
-	hops    uint16 // as advertised by nb
+	metric Metric // as advertised by the neighbour (without the link cost)
+	// exp is when an expiring route expires, in ticks (expiryTick).
+	exp   uint32
+	slot  uint16 // the neighbour's slot
+	seqno uint16
+	hops  uint16 // as advertised by the neighbour
+	// life is routeKept for a route that does not expire (a neighbour's
+	// route to itself), routeImplicit for a neighbour's implicit route
+	// to itself before its first update, which carries no seqno, and
+	// routeExpiring for the others.
+	life uint8
 }
 
-// implicitRoute marks the route to a new neighbour (routeEntry.expires).
-const implicitRoute time.Duration = -1
+const (
+	routeKept = iota
+	routeImplicit
+	routeExpiring
+)
 
 // hasSeqno reports whether r was advertised (not implicit), and so
 // carries a real seqno.
-func (r *routeEntry) hasSeqno() bool { return r.expires != implicitRoute }
+func (r *routeEntry) hasSeqno() bool { return r.life != routeImplicit }
 
 // expiring reports whether r expires unless refreshed.
-func (r *routeEntry) expiring() bool { return r.expires > 0 }
+func (r *routeEntry) expiring() bool { return r.life == routeExpiring }
 
-// origin is everything known about one destination. Its fields are
-// ordered by size so that none is padded (192 bytes): one exists per
-// destination at every node.
+// Expiry times are held in 32 bits, as ticks of a millisecond that wrap
+// around (every 49 days), and compared with the current time modulo 2^32:
+// 8 bytes less per route, 24 per table entry. A route expires no later
+// than maxExpiryAhead after it was set (far beyond any sensible
+// RouteExpiry: summaries refresh routes every UpdateInterval), so that
+// the comparison never wraps.
+const (
+	expiryTick     = time.Millisecond
+	maxExpiryAhead = (1 << 30) * expiryTick
+)
+
+// setExpiry makes r expire at at (rounded up to a tick), t being now.
+func (r *routeEntry) setExpiry(t, at time.Duration) {
+	at = min(at, t+maxExpiryAhead)
+	r.life, r.exp = routeExpiring, uint32((at+expiryTick-1)/expiryTick)
+}
+
+// expiredAt reports whether expiring route r has expired at t.
+func (r *routeEntry) expiredAt(t time.Duration) bool {
+	return int32(r.exp-uint32(t/expiryTick)) <= 0
+}
+
+// expiresAt returns when expiring route r expires, t being now.
+func (r *routeEntry) expiresAt(t time.Duration) time.Duration {
+	base := t / expiryTick
+	return (base + time.Duration(int32(r.exp-uint32(base)))) * expiryTick
+}
+
+// maskSlots is the number of neighbour slots tracked by the bitmasks of
+// a table entry (pend, told, attHeld); neighbours in further slots are
+// tracked per neighbour instead (neighbour.pendSet, attSent).
+const maskSlots = 32
+
+// slotMask has bit i set for the neighbour in slot i.
+type slotMask = uint32
+
+// origin is everything known about one destination at one node: one
+// exists per destination at every node, so every byte of it counts (25
+// million of them at 5000 nodes in one process). It holds no pointer:
+// its neighbours are slot numbers, and its name, attestation and rarely
+// used state are in Engine.side at index id. Slabs of origins are
+// therefore never scanned by the garbage collector, which marked the
+// seven pointers of each of a million entries at every cycle of a cold
+// start at 1000 nodes. Its fields are ordered by size so that none is
+// padded (112 bytes).
 type origin struct {
-	name string
-	hash uint64 // nameHash(name)
-	// The routes (routes()): in inl while there are at most three, room
-	// for the routes of a node with a few neighbours allocated with the
-	// entry (a separate array was one allocation more per destination at
-	// every node); beyond, all of them in x.more.
-	inl [3]routeEntry
-	sel *neighbour // selected next hop, nil when unreachable
+	lostAt time.Duration // when the route was last lost
 	// pend has bit i set if o is queued in the pending list of the
 	// neighbour in slot i.
-	pend uint64
+	pend slotMask
 	// told has bit i set if the neighbour in slot i was last told a finite
-	// route (slots from 64 on are not tracked: advertised stands in).
-	told   uint64
-	lostAt time.Duration // when the route was last lost
-
-	// Candidate next hop and seqno request state, allocated by ext the
-	// first time the origin has either: most destinations never do, and
-	// every byte of origin is paid at every node for every destination.
-	x *originExt
-
-	// Newest verified attestation of the origin (Config.Certifier),
-	// shared through attestations: every engine of a process (a
-	// simulation) that holds it holds the same bytes.
-	att     *attestation
-	attHeld uint64 // bit i: the neighbour in slot i holds att
+	// route (slots from maskSlots on are not tracked: advertised stands in).
+	told    slotMask
+	attHeld slotMask // bit i: the neighbour in slot i holds the attestation
+	// The routes (Engine.routes): in inl while there are at most three
+	// (room for the routes of a node with a few neighbours held in the
+	// entry); beyond, all of them in the ext's more.
+	inl [3]routeEntry
 
 	rtMetric Metric // the selected route (routeOf gives it in full)
 	rtHops   uint32
@@ -124,7 +159,9 @@ type origin struct {
 	// The route last advertised (finite), to spot changes below the
 	// hysteresis that were not sent.
 	advMetric Metric
+	id        uint32 // index in Engine.side
 
+	selSlot  uint16 // slot of the selected next hop, when rtReachable
 	rtSeqno  uint16
 	fdSeqno  uint16
 	advSeqno uint16
@@ -139,6 +176,49 @@ type origin struct {
 	advertised  bool // a finite route was ever advertised
 	removed     bool // no longer in the table (a stale pending entry)
 	attValid    bool
+	hasMore     bool // the routes are in the ext's more
+}
+
+// originSide is the part of an origin that holds pointers, kept apart
+// (Engine.side) so that the entries themselves hold none.
+type originSide struct {
+	name string
+	// Newest verified attestation of the origin (Config.Certifier),
+	// shared through attestations: every engine of a process (a
+	// simulation) that holds it holds the same bytes.
+	att *attestation
+	// Candidate next hop and seqno request state, allocated by ext the
+	// first time the origin has either: most destinations never do.
+	x *originExt
+}
+
+// sideTable holds the originSides of an engine by id, in chunks of
+// sideChunk, so that a growing table allocates each side entry once:
+// one slice grown by appending allocated twice what it kept at 1000
+// nodes (68 MB for 31 MB), all of it fresh pages.
+type sideTable struct {
+	chunks [][]originSide
+	n      uint32 // ids given out
+}
+
+// sideChunk is the number of side entries allocated together: 255 of
+// 32 bytes and the allocator's 8-byte header for objects holding
+// pointers fill 8,168 bytes of the 8,192-byte size class (256 took the
+// next class, 9,472 bytes).
+const sideChunk = 255
+
+// at returns the side entry of id, which was given out.
+func (s *sideTable) at(id uint32) *originSide {
+	return &s.chunks[id/sideChunk][id%sideChunk]
+}
+
+// add gives out the next id, with a zero side entry.
+func (s *sideTable) add() uint32 {
+	if s.n%sideChunk == 0 {
+		s.chunks = append(s.chunks, make([]originSide, sideChunk))
+	}
+	s.n++
+	return s.n - 1
 }
 
 // originExt is the rarely used part of an origin.
@@ -164,34 +244,66 @@ type originExt struct {
 	watched    bool // in Engine.watch
 }
 
+// hashOf returns nameHash of o's name.
+func (e *Engine) hashOf(o *origin) uint64 { return nameHash(e.nameOf(o)) }
+
+// nameOf returns the name of o, which must be in the table.
+func (e *Engine) nameOf(o *origin) string { return e.side.at(o.id).name }
+
+// attOf returns o's attestation (nil if none).
+func (e *Engine) attOf(o *origin) *attestation { return e.side.at(o.id).att }
+
+// xOf returns o's rarely used state, nil if it has none.
+func (e *Engine) xOf(o *origin) *originExt { return e.side.at(o.id).x }
+
 // ext returns o's rarely used state, allocating it on first use.
-func (o *origin) ext() *originExt {
-	if o.x == nil {
-		o.x = &originExt{}
+func (e *Engine) ext(o *origin) *originExt {
+	s := e.side.at(o.id)
+	if s.x == nil {
+		s.x = &originExt{}
 	}
-	return o.x
+	return s.x
+}
+
+// nbOf returns the neighbour of route r.
+func (e *Engine) nbOf(r *routeEntry) *neighbour { return e.held[r.slot] }
+
+// sel returns the selected next hop of o, nil when unreachable.
+func (e *Engine) sel(o *origin) *neighbour {
+	if !o.rtReachable {
+		return nil
+	}
+	return e.held[o.selSlot]
+}
+
+// isSel reports whether nb is the selected next hop of o.
+func (o *origin) isSel(nb *neighbour) bool {
+	return o.rtReachable && o.selSlot == uint16(nb.slot)
 }
 
 // cand returns the candidate next hop (nil if none).
-func (o *origin) cand() *neighbour {
-	if o.x == nil {
-		return nil
+func (e *Engine) cand(o *origin) *neighbour {
+	if x := e.xOf(o); x != nil {
+		return x.cand
 	}
-	return o.x.cand
+	return nil
 }
 
 // dropCand forgets the candidate next hop.
-func (o *origin) dropCand() {
-	if o.x != nil {
-		o.x.cand = nil
+func (e *Engine) dropCand(o *origin) {
+	if x := e.xOf(o); x != nil {
+		x.cand = nil
 	}
 }
 
 // reqActive reports whether a seqno request for o is in progress.
-func (o *origin) reqActive() bool { return o.x != nil && o.x.reqActive }
+func (e *Engine) reqActive(o *origin) bool {
+	x := e.xOf(o)
+	return x != nil && x.reqActive
+}
 
 // selRoute is the selected route of an origin without its next hop
-// (origin.sel).
+// (Engine.sel).
 type selRoute struct {
 	metric    Metric
 	hops      uint32
@@ -208,17 +320,17 @@ func (o *origin) setSelected(r selRoute) {
 }
 
 // routeOf returns the selected route of o as reported to the caller.
-func (o *origin) routeOf() Route {
-	r := Route{Dest: o.name, Metric: o.rtMetric, Hops: int(o.rtHops), Seqno: o.rtSeqno, Reachable: o.rtReachable}
+func (e *Engine) routeOf(o *origin) Route {
+	r := Route{Dest: e.nameOf(o), Metric: o.rtMetric, Hops: int(o.rtHops), Seqno: o.rtSeqno, Reachable: o.rtReachable}
 	if o.rtReachable {
-		r.NextHop = o.sel.name
+		r.NextHop = e.sel(o).name
 	}
 	return r
 }
 
 // toldFinite reports whether nb may hold a finite route from us for o.
 func (o *origin) toldFinite(nb *neighbour) bool {
-	if nb.slot >= 64 {
+	if nb.slot >= maskSlots {
 		return o.advertised
 	}
 	return o.told&(1<<nb.slot) != 0
@@ -226,7 +338,7 @@ func (o *origin) toldFinite(nb *neighbour) bool {
 
 // setTold records what nb was last told about o.
 func (o *origin) setTold(nb *neighbour, finite bool) {
-	if nb.slot >= 64 {
+	if nb.slot >= maskSlots {
 		return
 	}
 	if finite {
@@ -238,59 +350,64 @@ func (o *origin) setTold(nb *neighbour, finite bool) {
 
 // routes returns the routes neighbours advertised for o, one per
 // neighbour. Changing one changes the route; adding or removing one goes
-// through upsert, remove and removeAt.
-func (o *origin) routes() []routeEntry {
-	if o.x != nil && o.x.more != nil {
-		return o.x.more
+// through upsert, removeRoute and removeAt.
+func (e *Engine) routes(o *origin) []routeEntry {
+	if o.hasMore {
+		return e.xOf(o).more
 	}
 	return o.inl[:o.nInl]
 }
 
-func (o *origin) find(nb *neighbour) int {
-	rs := o.routes()
+func (e *Engine) find(o *origin, nb *neighbour) int { return e.findSlot(o, uint16(nb.slot)) }
+
+func (e *Engine) findSlot(o *origin, s uint16) int {
+	rs := e.routes(o)
 	for i := range rs {
-		if rs[i].nb == nb {
+		if rs[i].slot == s {
 			return i
 		}
 	}
 	return -1
 }
 
-func (o *origin) upsert(r routeEntry) *routeEntry {
-	if i := o.find(r.nb); i >= 0 {
-		rs := o.routes()
+func (e *Engine) upsert(o *origin, r routeEntry) *routeEntry {
+	if i := e.findSlot(o, r.slot); i >= 0 {
+		rs := e.routes(o)
 		rs[i] = r
 		return &rs[i]
 	}
 	switch {
-	case o.x != nil && o.x.more != nil:
-		o.x.more = append(o.x.more, r)
-		return &o.x.more[len(o.x.more)-1]
+	case o.hasMore:
+		x := e.xOf(o)
+		x.more = append(x.more, r)
+		return &x.more[len(x.more)-1]
 	case int(o.nInl) < len(o.inl):
 		o.inl[o.nInl] = r
 		o.nInl++
 		return &o.inl[o.nInl-1]
 	}
-	x := o.ext()
+	x := e.ext(o)
 	x.more = append(make([]routeEntry, 0, 2*len(o.inl)), o.inl[:]...)
 	x.more = append(x.more, r)
-	o.inl, o.nInl = [len(o.inl)]routeEntry{}, 0
+	o.inl, o.nInl, o.hasMore = [len(o.inl)]routeEntry{}, 0, true
 	return &x.more[len(x.more)-1]
 }
 
-func (o *origin) remove(nb *neighbour) bool {
-	i := o.find(nb)
+// removeRoute removes nb's route for o, reporting whether there was one.
+func (e *Engine) removeRoute(o *origin, nb *neighbour) bool {
+	i := e.find(o, nb)
 	if i < 0 {
 		return false
 	}
-	o.removeAt(i)
+	e.removeAt(o, i)
 	return true
 }
 
 // removeAt removes the i-th route (routes()), keeping the others in order.
-func (o *origin) removeAt(i int) {
-	if o.x != nil && o.x.more != nil {
-		o.x.more = slices.Delete(o.x.more, i, i+1)
+func (e *Engine) removeAt(o *origin, i int) {
+	if o.hasMore {
+		x := e.xOf(o)
+		x.more = slices.Delete(x.more, i, i+1)
 		return
 	}
 	n := int(o.nInl)
@@ -311,7 +428,7 @@ func (e *Engine) add(a, b Metric) Metric {
 	return Metric(s)
 }
 
-func (e *Engine) total(r *routeEntry) Metric { return e.add(r.metric, r.nb.cost) }
+func (e *Engine) total(r *routeEntry) Metric { return e.add(r.metric, e.held[r.slot].cost) }
 
 // feasible is Babel's feasibility condition: an advertised distance
 // (seqno, metric) is feasible if it is strictly better than the distance
@@ -330,10 +447,11 @@ func (e *Engine) usable(o *origin, r *routeEntry) bool {
 	if e.total(r) >= e.cfg.Infinity {
 		return false
 	}
-	if r.nb.name == o.name {
+	nb := e.held[r.slot]
+	if nb.name == e.nameOf(o) {
 		return true
 	}
-	return !r.nb.leaf && r.hasSeqno() && o.feasible(r.seqno, r.metric)
+	return !nb.leaf && r.hasSeqno() && o.feasible(r.seqno, r.metric)
 }
 
 // addOrigin creates the table entry for name, or returns nil and counts a
@@ -345,8 +463,15 @@ func (e *Engine) addOrigin(name string) *origin {
 		return nil
 	}
 	o := e.newOrigin() // zeroed
-	o.name, o.hash, o.rtMetric = name, nameHash(name), e.cfg.Infinity
-	e.origins.insert(o)
+	o.rtMetric = e.cfg.Infinity
+	if n := len(e.freeIDs); n > 0 {
+		o.id = e.freeIDs[n-1]
+		e.freeIDs = e.freeIDs[:n-1]
+	} else {
+		o.id = e.side.add()
+	}
+	*e.side.at(o.id) = originSide{name: name}
+	e.origins.insert(nameHash(name), o)
 	e.originOrder = nil
 	return o
 }
@@ -355,10 +480,10 @@ func (e *Engine) addOrigin(name string) *origin {
 // allocation per destination at every node was a tenth of the CPU time of
 // a cold start at 1000 nodes; a slab is freed once none of its entries is
 // in use, so at most originSlab-1 forgotten entries per live one stay
-// allocated (bounded by MaxRoutes×originSlab entries). 42 entries of 192
-// bytes and the allocator's 8-byte header fill 8,072 bytes of its
-// 8,192-byte size class (TestOriginSlabFillsItsSizeClass).
-const originSlab = 42
+// allocated (bounded by MaxRoutes×originSlab entries). 73 entries of 112
+// bytes fill 8,176 bytes of the allocator's 8,192-byte size class, with
+// no header as they hold no pointer (TestOriginSlabFillsItsSizeClass).
+const originSlab = 73
 
 // newOrigin returns a zeroed table entry from the current slab. Slabs
 // grow with the table, from 4 entries to originSlab, so that a small table
@@ -378,17 +503,17 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 	var best *routeEntry
 	var bestM Metric
 	var cur *routeEntry
-	rs := o.routes()
+	rs := e.routes(o)
 	for i := range rs {
 		r := &rs[i]
 		if !e.usable(o, r) {
 			continue
 		}
 		m := e.total(r)
-		if r.nb == o.sel {
+		if o.rtReachable && r.slot == o.selSlot {
 			cur = r
 		}
-		if best == nil || m < bestM || (m == bestM && r.nb.name < best.nb.name) {
+		if best == nil || m < bestM || (m == bestM && e.nbOf(r).name < e.nbOf(best).name) {
 			best, bestM = r, m
 		}
 	}
@@ -398,20 +523,20 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 		// the shortest paths while jitter does not move them.
 		switch {
 		case bestM >= e.total(cur):
-			o.dropCand()
+			e.dropCand(o)
 			best = cur
-		case o.cand() != best.nb:
-			x := o.ext()
-			x.cand, x.candSince = best.nb, t
+		case e.cand(o) != e.nbOf(best):
+			x := e.ext(o)
+			x.cand, x.candSince = e.nbOf(best), t
 			e.watchOrigin(o, t+e.cfg.UpdateInterval)
 			best = cur
-		case t < o.x.candSince+e.cfg.UpdateInterval:
+		case t < e.xOf(o).candSince+e.cfg.UpdateInterval:
 			best = cur
 		default:
-			o.dropCand()
+			e.dropCand(o)
 		}
 	} else {
-		o.dropCand()
+		e.dropCand(o)
 	}
 	e.apply(t, o, best)
 	// Better routes we cannot take because they are unfeasible: ask the
@@ -424,22 +549,23 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 // apply installs r (nil: unreachable) as the selected route of o, emitting
 // events, triggered updates and seqno requests as needed.
 func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
-	old, oldSel := o.selected(), o.sel
+	old, oldSel := o.selected(), e.sel(o)
 	oldSeq := o.selSeq
 	nr := selRoute{metric: e.cfg.Infinity, seqno: old.seqno}
-	o.sel, o.selSeq = nil, false
+	o.selSlot, o.selSeq = 0, false
 	if r != nil {
-		o.sel, o.selSeq = r.nb, r.hasSeqno()
+		o.selSlot, o.selSeq = r.slot, r.hasSeqno()
 		nr = selRoute{metric: e.total(r), hops: uint32(r.hops) + 1, seqno: r.seqno, reachable: true}
 	}
 	o.setSelected(nr)
+	x := e.xOf(o)
 	// Retractions go out at once; they drive failover. So does a new
 	// seqno that answers a request we forwarded (RFC 8966 §3.8.1.2); any
 	// other change of seqno alone is not sent (see advertisedTo): nobody
 	// needs it, and sending it would flood every bump to every node.
-	answers := nr.reachable && o.selSeq && o.x != nil && o.x.fwdValid && !seqnoLess(nr.seqno, o.x.fwdSeqno)
+	answers := nr.reachable && o.selSeq && x != nil && x.fwdValid && !seqnoLess(nr.seqno, x.fwdSeqno)
 	if answers {
-		o.x.fwdValid = false
+		x.fwdValid = false
 	}
 	urgent := !nr.reachable && old.reachable || answers
 	o.seqKnown = o.seqKnown || o.selSeq
@@ -453,11 +579,11 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 			o.lostAt = t
 			e.scheduleHousekeep(t + 2*e.cfg.RouteExpiry)
 		}
-		e.emit(Event{Kind: kind, Dest: o.name, Reachable: nr.reachable, Route: o.routeOf()})
+		e.emit(Event{Kind: kind, Dest: e.nameOf(o), Reachable: nr.reachable, Route: e.routeOf(o)})
 	case !nr.reachable:
-	case oldSel.name != o.sel.name: // both reachable
+	case oldSel.name != e.sel(o).name: // both reachable
 		trigger = true
-		e.emit(Event{Kind: NextHopChanged, Dest: o.name, Reachable: true, Route: o.routeOf()})
+		e.emit(Event{Kind: NextHopChanged, Dest: e.nameOf(o), Reachable: true, Route: e.routeOf(o)})
 	case oldSeq != o.selSeq:
 		trigger = true
 	case absDiff(old.metric, nr.metric) > e.cfg.Hysteresis, old.hops != nr.hops:
@@ -466,8 +592,8 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 	if trigger && o.advertisable() {
 		e.triggerAll(o, urgent)
 	}
-	if nr.reachable && o.selSeq && o.reqActive() && !seqnoLess(nr.seqno, o.x.reqSeqno) {
-		o.x.reqActive = false
+	if nr.reachable && o.selSeq && x != nil && x.reqActive && !seqnoLess(nr.seqno, x.reqSeqno) {
+		x.reqActive = false
 	}
 }
 
@@ -501,7 +627,7 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en entry) {
 	if en.metric >= e.cfg.Infinity {
 		// A retraction. A neighbour's route to itself stays while the
 		// link is up.
-		if o != nil && en.origin != nb.name && o.remove(nb) {
+		if o != nil && en.origin != nb.name && e.removeRoute(o, nb) {
 			e.reselect(t, o)
 		}
 		return
@@ -524,13 +650,13 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en entry) {
 			return
 		}
 	}
-	r := routeEntry{nb: nb, seqno: en.seqno, metric: en.metric, hops: en.hops}
+	r := routeEntry{slot: uint16(nb.slot), seqno: en.seqno, metric: en.metric, hops: en.hops}
 	if en.origin != nb.name {
-		r.expires = t + e.cfg.RouteExpiry
-		e.scheduleHousekeep(r.expires)
+		r.setExpiry(t, t+e.cfg.RouteExpiry)
+		e.scheduleHousekeep(r.expiresAt(t))
 	} else {
 		r.metric = 0 // a node is at distance 0 from itself
 	}
-	o.upsert(r)
+	e.upsert(o, r)
 	e.reselect(t, o)
 }
