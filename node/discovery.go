@@ -43,6 +43,7 @@ type discovery struct {
 	logw  *slogWriter
 	stats *discoveryMetrics
 	full  *ratelog.Log // members that refused a link at their maximum
+	metas metaCache    // members' parsed metadata (NotifyAlive, member)
 
 	keyring *memberlist.Keyring // nil when gossip is not encrypted (keys.go)
 	probes  atomic.Int64        // probes answered, so gossip works with the keys in force
@@ -520,6 +521,7 @@ func (d *discovery) NotifyLeave(m *memberlist.Node) {
 	delete(d.rtts, m.Name)
 	delete(d.lost, m.Name)
 	d.mu.Unlock()
+	d.metas.forget(m.Name)
 	d.vc.ForgetNode(m.Name)
 	d.kick()
 }
@@ -549,8 +551,8 @@ func (d *discovery) NotifyAlive(m *memberlist.Node) error {
 		}
 		return nil
 	}
-	var meta memberMeta
-	if err := json.Unmarshal(m.Meta, &meta); err != nil {
+	meta, err := d.metas.parse(m.Name, m.Meta)
+	if err != nil {
 		return fmt.Errorf("member %s: metadata: %w: %v", m.Name, errBadMeta, err)
 	}
 	if meta.Link == "" {
@@ -655,8 +657,8 @@ func (d *discovery) member(m *memberlist.Node) (Member, *coordinate.Coordinate, 
 	if m.Name == d.n.cfg.Name || len(m.Meta) == 0 {
 		return Member{}, nil, false
 	}
-	var meta memberMeta
-	if err := json.Unmarshal(m.Meta, &meta); err != nil || meta.Link == "" || meta.Mesh != d.n.cfg.Mesh {
+	meta, err := d.metas.parse(m.Name, m.Meta)
+	if err != nil || meta.Link == "" || meta.Mesh != d.n.cfg.Mesh {
 		return Member{}, nil, false
 	}
 	mem := Member{Name: m.Name, LinkAddr: meta.Link, Leaf: meta.Leaf}
