@@ -45,6 +45,7 @@ type discovery struct {
 	stats *discoveryMetrics
 	full  *ratelog.Log // members that refused a link at their maximum
 	bad   *ratelog.Log // members whose metadata failed its signature (checkPending)
+	metas metaCache    // members' parsed metadata (NotifyAlive, member)
 
 	keyring *memberlist.Keyring // nil when gossip is not encrypted (keys.go)
 	probes  atomic.Int64        // probes answered, so gossip works with the keys in force
@@ -603,6 +604,7 @@ func (d *discovery) forget(name string) {
 	delete(d.rtts, name)
 	delete(d.lost, name)
 	d.mu.Unlock()
+	d.metas.forget(name)
 	d.vc.ForgetNode(name)
 	d.kick()
 }
@@ -659,7 +661,7 @@ func (d *discovery) NotifyAlive(m *memberlist.Node) error {
 		// A node sets its metadata before it joins anyone.
 		return fmt.Errorf("member %s: empty metadata: %w", m.Name, errBadMeta)
 	}
-	meta, err := parseMeta(m.Meta)
+	meta, err := d.metas.parse(m.Name, m.Meta)
 	if err != nil {
 		return fmt.Errorf("member %s: metadata: %w", m.Name, err)
 	}
@@ -773,7 +775,7 @@ func (d *discovery) member(name string, raw []byte) (mem Member, coord *coordina
 	if name == d.n.cfg.Name || len(raw) == 0 {
 		return Member{}, nil, false, false
 	}
-	meta, err := parseMeta(raw)
+	meta, err := d.metas.parse(name, raw)
 	if err != nil || meta.Link == "" || meta.Mesh != d.n.cfg.Mesh {
 		return Member{}, nil, false, false
 	}

@@ -669,12 +669,28 @@ func (p *planner) distOf(m Member) time.Duration {
 		return m.RTT
 	}
 	if p.in.Coord != nil && m.Coord != nil && p.in.Coord.IsCompatibleWith(m.Coord) {
-		if d := p.in.Coord.DistanceTo(m.Coord); d > 0 {
+		if d := coordDistance(p.in.Coord, m.Coord); d > 0 {
 			return d
 		}
 		return time.Nanosecond
 	}
 	return unknown
+}
+
+// coordDistance is a.DistanceTo(b) (a and b compatible) without the
+// vector DistanceTo allocates for their difference: a step ranks every
+// member by it, and that allocation was most of the ranking's garbage.
+func coordDistance(a, b *coordinate.Coordinate) time.Duration {
+	var sum float64
+	for i := range a.Vec {
+		d := a.Vec[i] - b.Vec[i]
+		sum += d * d
+	}
+	dist := math.Sqrt(sum) + a.Height + b.Height
+	if adjusted := dist + a.Adjustment + b.Adjustment; adjusted > 0 {
+		dist = adjusted
+	}
+	return time.Duration(dist * 1e9)
 }
 
 func (p *planner) linkDist(l Link) time.Duration {

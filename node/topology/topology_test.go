@@ -475,3 +475,22 @@ func (m *mesh) pathStats() (stretch float64, diameter int) {
 	}
 	return sum / float64(pairs), diameter
 }
+
+// coordDistance gives DistanceTo's distance, adjustments and heights
+// included.
+func TestCoordDistanceIsDistanceTo(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 1000 {
+		a, b := coordinate.NewCoordinate(coordinate.DefaultConfig()), coordinate.NewCoordinate(coordinate.DefaultConfig())
+		for _, c := range []*coordinate.Coordinate{a, b} {
+			for i := range c.Vec {
+				c.Vec[i] = rng.NormFloat64() * 0.05
+			}
+			c.Height = rng.Float64() * 0.01
+			c.Adjustment = (rng.Float64() - 0.5) * 0.2
+		}
+		if got, want := coordDistance(a, b), a.DistanceTo(b); got != want {
+			t.Fatalf("coordDistance = %v, DistanceTo = %v (%+v, %+v)", got, want, a, b)
+		}
+	}
+}
