@@ -84,7 +84,7 @@ func TestPolicyDialMatrix(t *testing.T) {
 		{"r", "web", "default deny"},    // a relay is no exception
 		{"a", "echo", "default deny"},   // ping's service too
 		{"b", "ssh", "default deny"},    // again, now on the one-message handshake path
-		{"a", "nosuch", "default deny"}, // no service is not revealed to the denied
+		{"a", "nosuch", "denied by the policy of d"}, // no service is not revealed to the denied, nor the rule to a claim
 		{"a", "ssh", ""},                // again, on the one-message handshake path
 		{"b", "web", ""},                // again
 		{"d", "ssh", "default deny"},    // a node's circuits to itself are no exception
