@@ -16,7 +16,8 @@ import (
 )
 
 // FlagSealed: the payload is an end-to-end handshake followed by sealed
-// records (package seal), bound to this header's dest, source and service.
+// records (package seal), bound to this header's flags, dest, source and
+// service.
 const FlagSealed Flags = 1 << 2
 
 // FlagLargeRecords (with FlagSealed): the source reads sealed records of
