@@ -16,7 +16,8 @@ import (
 )
 
 // FlagSealed: the payload is an end-to-end handshake followed by sealed
-// records (package seal), bound to this header's dest, source and service.
+// records (package seal), bound to this header's flags, dest, source and
+// service.
 const FlagSealed Flags = 1 << 2
 
 // FlagLargeRecords (with FlagSealed): the source reads sealed records of
@@ -237,13 +238,14 @@ func DialEarlySecure(s links.Stream, o *Open, local Addr, sec Security) (*Conn, 
 	if sec.Fresh {
 		initiate = sec.Keys.InitiateFresh
 	}
-	ini, err := initiate(seal.Prologue(hdr.Dest, hdr.Source, hdr.Service), hdr.Dest, sec.Peer)
+	if hdr.Flags &^= FlagLargeRecords; sec.Keys.StatesLarge() {
+		hdr.Flags |= FlagLargeRecords
+	}
+	// The prologue binds the flags, so they are final here.
+	ini, err := initiate(seal.Prologue(hdr.Dest, hdr.Source, hdr.Service, uint16(hdr.Flags)), hdr.Dest, sec.Peer)
 	if err != nil {
 		s.Reset(CloseInternal)
 		return nil, dialError(hdr, err)
-	}
-	if hdr.Flags &^= FlagLargeRecords; ini.StatesLarge() {
-		hdr.Flags |= FlagLargeRecords
 	}
 	b, err := hdr.AppendTo(make([]byte, 0, 512))
 	if err != nil {

@@ -56,7 +56,7 @@ func (k *sealKeys) accept(s links.Stream, o *Open) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := k.d.Respond(seal.Prologue(o.Dest, o.Source, o.Service), msg, o.Source, k.strikes, time.Now())
+	r, err := k.d.Respond(seal.Prologue(o.Dest, o.Source, o.Service, uint16(o.Flags)), msg, o.Source, k.strikes, time.Now())
 	if err != nil {
 		s.Reset(CloseProtocol)
 		return nil, err

@@ -171,6 +171,18 @@ func (n *Node) precheckDial(o *circuit.Open) (policy.Decision, bool) {
 	return d, d.Allowed
 }
 
+// claimDenied is the reason a refusal of precheckDial's denial d gives:
+// the rule's text only when the link proved the source (hop 0). A
+// neighbour that claims to relay for a source (hop > 0) could claim any
+// name, and would read this node's rules about others: it gets the
+// denial without them.
+func claimDenied(o *circuit.Open, d policy.Decision) string {
+	if o.Hop == 0 {
+		return d.Reason
+	}
+	return fmt.Sprintf("denied by the policy of %s", o.Dest)
+}
+
 // relaySubjects are the source and destination of a relayed circuit as
 // this relay can know them. A relay sees only the header: the destination
 // is where the circuit goes, but the source is what the previous hop

@@ -77,17 +77,17 @@ func TestPolicyDialMatrix(t *testing.T) {
 		from, service string
 		reason        string // "" allowed, else the refusal's reason contains it
 	}{
-		{"a", "ssh", ""},                // by group
-		{"a", "web", ""},                // by group
-		{"b", "web", ""},                // by name
-		{"b", "ssh", "default deny"},    // no rule: denied, since dial rules exist
-		{"r", "web", "default deny"},    // a relay is no exception
-		{"a", "echo", "default deny"},   // ping's service too
-		{"b", "ssh", "default deny"},    // again, now on the one-message handshake path
-		{"a", "nosuch", "default deny"}, // no service is not revealed to the denied
-		{"a", "ssh", ""},                // again, on the one-message handshake path
-		{"b", "web", ""},                // again
-		{"d", "ssh", "default deny"},    // a node's circuits to itself are no exception
+		{"a", "ssh", ""},                             // by group
+		{"a", "web", ""},                             // by group
+		{"b", "web", ""},                             // by name
+		{"b", "ssh", "default deny"},                 // no rule: denied, since dial rules exist
+		{"r", "web", "default deny"},                 // a relay is no exception
+		{"a", "echo", "default deny"},                // ping's service too
+		{"b", "ssh", "default deny"},                 // again, now on the one-message handshake path
+		{"a", "nosuch", "denied by the policy of d"}, // no service is not revealed to the denied, nor the rule to a claim
+		{"a", "ssh", ""},                             // again, on the one-message handshake path
+		{"b", "web", ""},                             // again
+		{"d", "ssh", "default deny"},                 // a node's circuits to itself are no exception
 	} {
 		err := roundTrip(t, c.node(tc.from), "d", tc.service, msg)
 		if tc.reason == "" {

@@ -182,6 +182,16 @@ type Limits struct {
 	// neighbour that sends headers slowly cannot hold the slots of the
 	// others. Default a quarter of MaxPendingOpens (64).
 	MaxPendingOpensPerLink int
+	// FullHandshakes bounds the full (XX) end-to-end handshakes this node
+	// answers as a destination, per second (a token bucket holding as
+	// many): each costs three X25519 operations and can be sent by a
+	// neighbour that does none, so the first message is refused
+	// ("overloaded") over the budget, before any cryptography. Default
+	// 512.
+	FullHandshakes int
+	// FullHandshakesPerLink is that budget for the opens arriving on one
+	// link. Default a quarter of FullHandshakes (128).
+	FullHandshakesPerLink int
 	// MaxHeaderSize bounds an open or result header. Default 4096 bytes.
 	MaxHeaderSize int
 	// MaxRoutes bounds the routing table. Default 4096.
@@ -358,6 +368,8 @@ func (c *Config) setDefaults() {
 	def(&l.MaxCircuitsPerSource, 1024)
 	def(&l.MaxPendingOpens, 256)
 	def(&l.MaxPendingOpensPerLink, max(1, l.MaxPendingOpens/4))
+	def(&l.FullHandshakes, 512)
+	def(&l.FullHandshakesPerLink, max(1, l.FullHandshakes/4))
 	def(&l.MaxHeaderSize, 4096)
 	def(&l.MaxRoutes, 4096)
 	def(&l.RelayBuffer, 32<<10)
@@ -410,6 +422,7 @@ func (c *Config) validate() error {
 		"MaxPendingOpensPerLink": l.MaxPendingOpensPerLink,
 		"ResumeBuffer":           l.ResumeBuffer, "ResumeBufferPerSource": l.ResumeBufferPerSource,
 		"MaxParked": l.MaxParked, "MaxParkedPerSource": l.MaxParkedPerSource,
+		"FullHandshakes": l.FullHandshakes, "FullHandshakesPerLink": l.FullHandshakesPerLink,
 	} {
 		if v < 0 {
 			return bad("Limits.%s must not be negative (got %d)", name, v)

@@ -155,9 +155,13 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		n.refuse(s, code, reason)
 		refusedSpan(span, n.cfg.Name, code, reason)
 	}
-	if d, ok := n.precheckDial(o); !ok {
+	// A denied claim is refused at once, without the rule's text unless
+	// the link proved the source (claimDenied). A sealed one to a service
+	// here is decided again once the handshake proved the source, whose
+	// refusal may then name the rule.
+	if d, ok := n.precheckDial(o); !ok && (o.Hop == 0 || o.Flags&circuit.FlagSealed == 0 || n.service(o.Service) == nil) {
 		opened()
-		refuse(circuit.Policy, d.Reason)
+		refuse(circuit.Policy, claimDenied(o, d))
 		return
 	}
 	resume := o.Flags&circuit.FlagResume != 0
@@ -174,10 +178,10 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	}
 	// The source is authenticated by the end-to-end handshake: in the
 	// one-message handshake now, in the full one once Accept read its
-	// identity (then the limits apply after the result went out).
+	// identity (until then the limits count it as claimed).
 	var resp *seal.Responder
 	if o.Flags&circuit.FlagSealed != 0 {
-		r, code, err := n.respond(s, o)
+		r, code, err := n.respond(s, o, from)
 		opened()
 		if err != nil {
 			refuse(code, fmt.Sprintf("end-to-end handshake with %s failed: %v", n.cfg.Name, err))
@@ -194,15 +198,18 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		refuse(circuit.Policy, d.Reason) // the full handshake authenticates the source later: policeDial
 		return
 	}
-	var t *ticket
-	var err error
-	if !full {
-		src := limitSource{name: o.Source} // authenticated by the handshake
-		if resp == nil {
-			src = relaySource(o, from) // unsealed: as claimed by the neighbour
-		}
-		t, err = n.limits.admit(src)
+	src := limitSource{name: o.Source} // authenticated by the handshake
+	switch {
+	case resp == nil:
+		src = relaySource(o, from) // unsealed: as claimed by the neighbour
+	case full && o.Hop > 0:
+		// Until its third message proves the source, a full handshake
+		// relayed by a neighbour counts in the node's total only: any
+		// share of the claimed source (or of the neighbour) would let
+		// the neighbour's forged opens use up the real source's.
+		src = limitSource{}
 	}
+	t, err := n.limits.admit(src)
 	if err == nil && !resume && !lis.hasRoom() {
 		t.release()
 		err = fmt.Errorf("service %q has %d circuits waiting to be accepted", o.Service, cap(lis.backlog))
@@ -225,7 +232,9 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	} else {
 		c, err = circuit.Accept(s, o, local)
 	}
-	if err == nil && full {
+	if err == nil && full && src.name == "" {
+		// Proven now: count the source's own circuit instead of the claim.
+		t.release()
 		if t, err = n.limits.admit(limitSource{name: o.Source}); err != nil {
 			c.Reset(circuit.CloseInternal)
 		}

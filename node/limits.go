@@ -25,6 +25,11 @@ type limiter struct {
 	pending        int
 	pendingPerLink map[string]int
 
+	// Token buckets of full (XX) handshakes: the node's and, by link
+	// (peer), those not full (a full bucket is as good as none).
+	fullNode   bucket
+	fullByLink map[string]*bucket
+
 	// pendingRefused counts streams refused because a pending-open bound
 	// was reached; floods logs them once per link per minute.
 	pendingRefused atomic.Uint64
@@ -43,6 +48,7 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 		claimed:        make(map[string]int),
 		perLink:        make(map[string]int),
 		pendingPerLink: make(map[string]int),
+		fullByLink:     make(map[string]*bucket),
 	}
 }
 
@@ -86,6 +92,57 @@ func (l *limiter) pendingOn(peer string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.pendingPerLink[peer]
+}
+
+// bucket is a token bucket of rate tokens a second holding at most rate.
+type bucket struct {
+	used float64 // tokens taken and not yet refilled
+	last time.Time
+}
+
+// refill returns the tokens refilled since the last call to the bucket.
+func (b *bucket) refill(rate int, now time.Time) {
+	if !b.last.IsZero() {
+		b.used = max(0, b.used-now.Sub(b.last).Seconds()*float64(rate))
+	}
+	b.last = now
+}
+
+// maxFullBuckets is how many links' budgets of full handshakes are kept
+// before those that refilled are forgotten.
+const maxFullBuckets = 1024
+
+// tryFullHandshake takes a token of the node's and of peer's link's
+// budget of full handshakes (Limits.FullHandshakes, FullHandshakesPerLink),
+// or says which is used up.
+func (l *limiter) tryFullHandshake(peer string, now time.Time) (bool, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.fullNode.refill(l.lim.FullHandshakes, now)
+	lb := l.fullByLink[peer]
+	if lb == nil {
+		if len(l.fullByLink) >= maxFullBuckets {
+			// Forget the links whose budgets refilled; the others are
+			// as many as the links that used theirs recently.
+			for p, b := range l.fullByLink {
+				if b.refill(l.lim.FullHandshakesPerLink, now); b.used == 0 {
+					delete(l.fullByLink, p)
+				}
+			}
+		}
+		lb = &bucket{last: now}
+		l.fullByLink[peer] = lb
+	}
+	lb.refill(l.lim.FullHandshakesPerLink, now)
+	switch {
+	case lb.used+1 > float64(l.lim.FullHandshakesPerLink):
+		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second on the link from %s", l.lim.FullHandshakesPerLink, peer)
+	case l.fullNode.used+1 > float64(l.lim.FullHandshakes):
+		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second", l.lim.FullHandshakes)
+	}
+	lb.used++
+	l.fullNode.used++
+	return true, ""
 }
 
 // limitSource is whom a circuit counts against in the per-source limit: its

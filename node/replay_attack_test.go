@@ -110,7 +110,7 @@ func openByHand(ctx context.Context, m *Node, l links.Link, o *circuit.Open, rec
 	if err != nil {
 		return s, 0, err
 	}
-	ini, err := m.seal.Load().Initiate(seal.Prologue(o.Dest, o.Source, o.Service), o.Dest, rec)
+	ini, err := m.seal.Load().Initiate(seal.Prologue(o.Dest, o.Source, o.Service, uint16(o.Flags)), o.Dest, rec)
 	if err != nil {
 		return s, 0, err
 	}

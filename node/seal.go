@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -180,13 +181,21 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 
 // respond runs the destination's side of the first handshake message of
 // a sealed open on s. On failure it returns the refusal code to answer.
-func (n *Node) respond(s links.Stream, o *circuit.Open) (*seal.Responder, circuit.Code, error) {
+// A full handshake's first message from neighbour from is answered only
+// within the budget (Limits.FullHandshakes), before any cryptography.
+func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Responder, circuit.Code, error) {
 	s.SetReadDeadline(time.Now().Add(n.cfg.Limits.HeaderTimeout))
 	msg, err := circuit.ReadHandshake(s)
 	if err != nil {
 		return nil, circuit.Policy, err
 	}
-	r, err := n.seal.Load().Respond(seal.Prologue(o.Dest, o.Source, o.Service), msg, o.Source, n.strikes, time.Now())
+	if seal.FullFirst(msg) {
+		if ok, why := n.limits.tryFullHandshake(from, time.Now()); !ok {
+			n.limits.noteOverloaded(why)
+			return nil, circuit.Overloaded, errors.New(why)
+		}
+	}
+	r, err := n.seal.Load().Respond(seal.Prologue(o.Dest, o.Source, o.Service, uint16(o.Flags)), msg, o.Source, n.strikes, time.Now())
 	if err == nil && r.Resumed() && n.cfg.hooks != nil && n.cfg.hooks.forgetSessions {
 		err = fmt.Errorf("%w: session forgotten (test hook)", seal.ErrRetry)
 	}

@@ -188,7 +188,7 @@ func TestSealedForgedSourceAtRelay(t *testing.T) {
 		case 2:
 			o.Flags |= circuit.FlagSealed
 			b, _ = o.AppendTo(nil)
-			ini, err := m.seal.Load().Initiate(seal.Prologue("b", "a", "svc"), "b", &rec)
+			ini, err := m.seal.Load().Initiate(seal.Prologue("b", "a", "svc", uint16(o.Flags)), "b", &rec)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -59,7 +59,7 @@ func TestResumedSessionOfAnotherPairRefused(t *testing.T) {
 	if len(theirs) < 2+1+16 || theirs[2] != 3 {
 		t.Fatalf("a's circuit did not resume a session (first message %x)", theirs[:min(len(theirs), 8)])
 	}
-	ini, err := m.seal.Load().Initiate(seal.Prologue("b", "a", "svc"), "b", nil)
+	ini, err := m.seal.Load().Initiate(seal.Prologue("b", "a", "svc", uint16(circuit.FlagEarly|circuit.FlagSealed)), "b", nil)
 	if err != nil || !ini.Resumed() {
 		t.Fatalf("m holds no session with b: %v", err)
 	}

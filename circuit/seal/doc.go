@@ -29,8 +29,8 @@
 // (DER) plus the signed record inside the encrypted handshake payloads.
 //
 // The prologue binds what relays must not change in the open header
-// (destination, source, service); relays may change the rest (hop limit,
-// hop, trace context, path).
+// (its whole flags field, destination, source, service); relays may
+// change the rest (hop limit, hop, trace context, path).
 //
 // After the handshake, payload travels in records:
 //

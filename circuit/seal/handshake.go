@@ -25,9 +25,15 @@ const MaxMessage = 65535
 const MaxEarly = 16 << 10
 
 // Prologue is what both ends bind into the handshake from the open header:
-// the fields relays must not change.
-func Prologue(dest, source, service string) []byte {
-	b := []byte("circuitmesh seal v1\x00")
+// the fields relays must not change and the destination acts on. flags is
+// the header's whole flags field (SEALED, RESUMABLE, RESUME, LARGE_RECORDS
+// and the reserved bits, which relays forward unchanged): a relay that sets
+// or clears one makes an IK or resumed first message fail to decrypt, and
+// an XX reply fail at the source, so the destination never reads the
+// payload as the flag it changed says.
+func Prologue(dest, source, service string, flags uint16) []byte {
+	b := []byte("circuitmesh seal v2\x00")
+	b = binary.BigEndian.AppendUint16(b, flags)
 	for _, s := range [...]string{dest, source, service} {
 		b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
 		b = append(b, s...)
@@ -161,7 +167,11 @@ type Initiator struct {
 // records: the caller then sets the open header's flag that says so
 // (circuit.FlagLargeRecords), and Finish checks that the destination saw
 // it. False only for keys made SmallRecordsOnly.
-func (i *Initiator) StatesLarge() bool { return !i.k.small }
+func (i *Initiator) StatesLarge() bool { return i.k.StatesLarge() }
+
+// StatesLarge reports whether handshakes with these keys state that this
+// end reads large records (Initiator.StatesLarge), known before one starts.
+func (k *Keys) StatesLarge() bool { return !k.small }
 
 // DestLarge reports whether the destination stated in its reply that it
 // reads large records, so that this end's records to it may carry up to
@@ -411,6 +421,11 @@ func (k *Keys) Respond(prologue, msg []byte, source string, strikes *Strikes, no
 	pattern := noise.HandshakeXX
 	if r.mode == modeIK {
 		pattern = noise.HandshakeIK
+		// A replayed message is refused before its DH, on its ephemeral
+		// key (in the clear); Check below records it.
+		if len(msg) > 32 && strikes.Seen(msg[1:33]) {
+			return nil, fmt.Errorf("%w: %w", ErrRetry, ErrReplay)
+		}
 	}
 	var err error
 	if r.hs, err = k.handshake(pattern, false, prologue, nil); err != nil {
@@ -436,6 +451,11 @@ func (k *Keys) Respond(prologue, msg []byte, source string, strikes *Strikes, no
 	return r, nil
 }
 
+// FullFirst reports whether msg (unframed) is the first message of a full
+// (XX) handshake, which costs the destination three X25519 operations
+// and the source none: read before Respond, to budget them.
+func FullFirst(msg []byte) bool { return len(msg) > 0 && msg[0] == modeXX }
+
 // Full reports whether this is the full (XX) handshake.
 func (r *Responder) Full() bool { return r.mode == modeXX }
 
@@ -459,6 +479,9 @@ func (k *Keys) respondResumed(prologue, msg []byte, source string, strikes *Stri
 	}
 	if s.source != source {
 		return nil, fmt.Errorf("%w: session of %q used by a circuit from %q", ErrAuth, s.source, source)
+	}
+	if e := msg[1+len(id):]; len(e) > 32 && strikes.Seen(e[:32]) {
+		return nil, fmt.Errorf("%w: %w", ErrRetry, ErrReplay) // as below, before decrypting
 	}
 	r := &Responder{k: k, mode: modeResume, source: source, sess: s}
 	var err error

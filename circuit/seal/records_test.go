@@ -151,7 +151,7 @@ func FuzzReplyStatement(f *testing.F) {
 	m := newMesh(f, "s", "d")
 	s, d := m.keys["s"], m.keys["d"]
 	rec := d.Record()
-	pro := Prologue("d", "s", "svc")
+	pro := Prologue("d", "s", "svc", 0)
 	psk := [32]byte{5}
 	for _, st := range []byte{0, stateReadsLarge, stateReadsLarge | stateSawLarge, 0xff} {
 		for mode := range byte(3) {

@@ -109,7 +109,7 @@ func TestResumeThirdNodeRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pro := Prologue("d", "s", "svc")
+	pro := Prologue("d", "s", "svc", 0)
 	now := time.Now()
 	strikes := NewStrikes(0, 0, now.Add(-time.Second))
 	first := func(k *Keys) []byte {
@@ -145,7 +145,7 @@ func TestResumeThirdNodeRefused(t *testing.T) {
 // ErrRetry), so its early data is delivered once.
 func TestResumeReplayRefused(t *testing.T) {
 	_, s, d, rec := resumedPair(t)
-	pro := Prologue("d", "s", "svc")
+	pro := Prologue("d", "s", "svc", 0)
 	now := time.Now()
 	strikes := NewStrikes(0, 0, now.Add(-time.Second))
 	ini, _ := s.Initiate(pro, "d", &rec)
@@ -157,8 +157,9 @@ func TestResumeReplayRefused(t *testing.T) {
 	if !errors.Is(err, ErrReplay) || !errors.Is(err, ErrRetry) {
 		t.Fatalf("replay: %v, want ErrReplay and ErrRetry", err)
 	}
-	// A changed open header (another service) does not decrypt.
-	if _, err := d.Respond(Prologue("d", "s", "other"), m1[2:], "s", strikes, now); !errors.Is(err, ErrAuth) {
+	// A changed open header (another service) does not decrypt (a fresh
+	// register: the seen key alone is refused before decrypting).
+	if _, err := d.Respond(Prologue("d", "s", "other", 0), m1[2:], "s", NewStrikes(0, 0, now.Add(-time.Second)), now); !errors.Is(err, ErrAuth) {
 		t.Fatalf("other service: %v, want ErrAuth", err)
 	}
 }
@@ -168,7 +169,7 @@ func TestResumeReplayRefused(t *testing.T) {
 // one; the source itself stops using a ticket at its lifetime.
 func TestResumeExpiryAndRefresh(t *testing.T) {
 	_, s, d, rec := resumedPair(t)
-	pro := Prologue("d", "s", "svc")
+	pro := Prologue("d", "s", "svc", 0)
 	later := time.Now().Add(SessionLifetime + time.Second)
 	ini, _ := s.Initiate(pro, "d", &rec)
 	m1, _ := ini.First(nil, nil, later)
@@ -199,7 +200,7 @@ func TestResumeExpiryAndRefresh(t *testing.T) {
 // sessions of the old one are refused.
 func TestResumeDroppedOnNewCertificate(t *testing.T) {
 	m, s, d, rec := resumedPair(t)
-	pro := Prologue("d", "s", "svc")
+	pro := Prologue("d", "s", "svc", 0)
 	now := time.Now()
 	ini, _ := s.Initiate(pro, "d", &rec)
 	old, _ := ini.First(nil, nil, now)
@@ -276,7 +277,7 @@ func FuzzParseTicket(f *testing.F) {
 // A session opens at most SessionMaxOpens circuits, counted at both ends.
 func TestResumeCountLimit(t *testing.T) {
 	_, s, d, rec := resumedPair(t)
-	pro := Prologue("d", "s", "svc")
+	pro := Prologue("d", "s", "svc", 0)
 	now := time.Now()
 	d.sessions.lru.Front().Value.(*resumable).opens = SessionMaxOpens
 	ini, _ := s.Initiate(pro, "d", &rec)

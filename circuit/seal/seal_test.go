@@ -46,7 +46,7 @@ func handshake(t testing.TB, src, responder *Keys, want string, peer *KeyRecord,
 // the responder receives it: *flag, or as the source states it (nil).
 func handshakeFlag(t testing.TB, src, responder *Keys, want string, peer *KeyRecord, early []byte, flag *bool) (*Session, *Session, *Responder, error) {
 	t.Helper()
-	pro := Prologue(want, src.Node(), "svc")
+	pro := Prologue(want, src.Node(), "svc", 0)
 	ini, err := src.Initiate(pro, want, peer)
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +126,7 @@ func TestHandshakeImpostor(t *testing.T) {
 	}
 	// A source claiming another name: the responder checks the certificate
 	// against the claimed source.
-	pro := Prologue("d", "s", "svc")
+	pro := Prologue("d", "s", "svc", 0)
 	ini, _ := m.keys["evil"].Initiate(pro, "d", &rec)
 	m1, _ := ini.First(nil, nil, time.Now())
 	_, err := m.keys["d"].Respond(pro, m1[2:], "s", NewStrikes(0, 0, time.Now().Add(-time.Second)), time.Now())
@@ -245,7 +245,7 @@ func FuzzUnmarshalKeyRecord(f *testing.F) {
 func FuzzRespond(f *testing.F) {
 	m := newMesh(f, "s", "d")
 	rec := m.keys["d"].Record()
-	pro := Prologue("d", "s", "svc")
+	pro := Prologue("d", "s", "svc", 0)
 	for _, peer := range []*KeyRecord{&rec, nil} {
 		ini, _ := m.keys["s"].Initiate(pro, "d", peer)
 		m1, _ := ini.First(nil, nil, time.Now())
@@ -307,7 +307,7 @@ func FuzzOpenRecord(f *testing.F) {
 func TestEphemeralKeysNeverRepeat(t *testing.T) {
 	m := newMesh(t, "s", "d")
 	rec := m.keys["d"].Record()
-	pro := Prologue("d", "s", "svc")
+	pro := Prologue("d", "s", "svc", 0)
 	strikes := NewStrikes(0, time.Hour, time.Now().Add(-time.Second))
 	replies := map[string]bool{}
 	for i := range 8 * spareEphemerals {
@@ -353,7 +353,7 @@ func benchmarkHandshake(b *testing.B, resumed bool) {
 	m := newMesh(b, "s", "d")
 	rec := m.keys["d"].Record()
 	strikes := NewStrikes(1<<20, time.Hour, time.Now().Add(-time.Second))
-	pro := Prologue("d", "s", "svc")
+	pro := Prologue("d", "s", "svc", 0)
 	m.keys["d"].life = time.Hour
 	if _, _, _, err := handshake(b, m.keys["s"], m.keys["d"], "d", &rec, nil); err != nil {
 		b.Fatal(err)

@@ -123,6 +123,17 @@ func (s *Strikes) Check(eph []byte, source string, ts, now time.Time) error {
 	return nil
 }
 
+// Seen reports whether the register holds ephemeral key eph: a first
+// message with it is a replay, refused by Check too.
+func (s *Strikes) Seen(eph []byte) bool {
+	var key [32]byte
+	copy(key[:], eph)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, dup := s.seen[key]
+	return dup
+}
+
 // strikeHeap orders the register's keys by timestamp (container/heap).
 type strikeHeap []strike
 
