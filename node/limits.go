@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/internal/bucket"
 	"github.com/circuitmesh/circuitmesh/links/ratelog"
 )
 
@@ -27,8 +28,8 @@ type limiter struct {
 
 	// Token buckets of full (XX) handshakes: the node's and, by link
 	// (peer), those not full (a full bucket is as good as none).
-	fullNode   bucket
-	fullByLink map[string]*bucket
+	fullNode   bucket.Bucket
+	fullByLink map[string]*bucket.Bucket
 
 	// pendingRefused counts streams refused because a pending-open bound
 	// was reached; floods logs them once per link per minute.
@@ -48,7 +49,8 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 		claimed:        make(map[string]int),
 		perLink:        make(map[string]int),
 		pendingPerLink: make(map[string]int),
-		fullByLink:     make(map[string]*bucket),
+		fullNode:       bucket.Full(float64(l.FullHandshakes), float64(l.FullHandshakes), time.Now()),
+		fullByLink:     make(map[string]*bucket.Bucket),
 	}
 }
 
@@ -94,20 +96,6 @@ func (l *limiter) pendingOn(peer string) int {
 	return l.pendingPerLink[peer]
 }
 
-// bucket is a token bucket of rate tokens a second holding at most rate.
-type bucket struct {
-	used float64 // tokens taken and not yet refilled
-	last time.Time
-}
-
-// refill returns the tokens refilled since the last call to the bucket.
-func (b *bucket) refill(rate int, now time.Time) {
-	if !b.last.IsZero() {
-		b.used = max(0, b.used-now.Sub(b.last).Seconds()*float64(rate))
-	}
-	b.last = now
-}
-
 // maxFullBuckets is how many links' budgets of full handshakes are kept
 // before those that refilled are forgotten.
 const maxFullBuckets = 1024
@@ -118,30 +106,30 @@ const maxFullBuckets = 1024
 func (l *limiter) tryFullHandshake(peer string, now time.Time) (bool, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.fullNode.refill(l.lim.FullHandshakes, now)
 	lb := l.fullByLink[peer]
 	if lb == nil {
 		if len(l.fullByLink) >= maxFullBuckets {
 			// Forget the links whose budgets refilled; the others are
 			// as many as the links that used theirs recently.
 			for p, b := range l.fullByLink {
-				if b.refill(l.lim.FullHandshakesPerLink, now); b.used == 0 {
+				if b.Refill(now).Tokens >= b.Burst {
 					delete(l.fullByLink, p)
 				}
 			}
 		}
-		lb = &bucket{last: now}
+		perLink := float64(l.lim.FullHandshakesPerLink)
+		nb := bucket.Full(perLink, perLink, now)
+		lb = &nb
 		l.fullByLink[peer] = lb
 	}
-	lb.refill(l.lim.FullHandshakesPerLink, now)
 	switch {
-	case lb.used+1 > float64(l.lim.FullHandshakesPerLink):
+	case lb.Refill(now).Tokens < 1:
 		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second on the link from %s", l.lim.FullHandshakesPerLink, peer)
-	case l.fullNode.used+1 > float64(l.lim.FullHandshakes):
+	case l.fullNode.Refill(now).Tokens < 1:
 		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second", l.lim.FullHandshakes)
 	}
-	lb.used++
-	l.fullNode.used++
+	lb.Tokens--
+	l.fullNode.Tokens--
 	return true, ""
 }
 
