@@ -194,17 +194,17 @@ func TestSeqnoRequest(t *testing.T) {
 }
 
 // TestRequestForSelf: a request for a newer seqno of our own makes us
-// raise ours by one and announce it to every neighbour at once; a request
-// within a second of that raises it again only when the second is over.
+// take it and announce it to every neighbour at once; a request within a
+// second of that raises it again only when the second is over; a request
+// far ahead moves it by maxSelfJump at most.
 func TestRequestForSelf(t *testing.T) {
 	e := newEngine(t, Config{})
 	e.LinkUp(t0, "b", 10, false)
 	e.LinkUp(t0, "c", 10, false)
 	e.Ready()
-	want := e.seqno + 1
-	req := encodeMessage([]entry{{kind: kindRequest, origin: "a", seqno: e.seqno + 10, hopcnt: 5}})
+	want := e.seqno + 10
 	at := t0.Add(DefaultMinTriggeredInterval / 10)
-	mustReceive(t, e, at, "b", req)
+	mustReceive(t, e, at, "b", encodeMessage([]entry{{kind: kindRequest, origin: "a", seqno: want, hopcnt: 5}}))
 	announced := func(want uint16) {
 		t.Helper()
 		rd := e.Ready()
@@ -219,6 +219,7 @@ func TestRequestForSelf(t *testing.T) {
 	// Asked again at once (an attacker asking as fast as it may): no
 	// raise, no signature, until the gap is over.
 	gap := 20 * DefaultMinTriggeredInterval
+	first := at
 	at = at.Add(DefaultMinTriggeredInterval)
 	mustReceive(t, e, at, "c", encodeMessage([]entry{{kind: kindRequest, origin: "a", seqno: want + 1, hopcnt: 5}}))
 	e.Tick(at)
@@ -229,13 +230,17 @@ func TestRequestForSelf(t *testing.T) {
 		t.Fatal("the raise a request asked for is not pending")
 	}
 	next := e.NextTick()
-	if d := next.Sub(t0.Add(DefaultMinTriggeredInterval / 10)); d != gap {
+	if d := next.Sub(first); d != gap {
 		t.Fatalf("next raise due %v after the first, want %v", d, gap)
 	}
 	e.Tick(next)
 	announced(want + 1)
-	if st := e.Stats(); st.SeqnoBumps != 2 {
-		t.Fatalf("SeqnoBumps = %d, want 2", st.SeqnoBumps)
+	// Far ahead: at most maxSelfJump, a gap later.
+	at = next.Add(gap)
+	mustReceive(t, e, at, "b", encodeMessage([]entry{{kind: kindRequest, origin: "a", seqno: want + 1 + 30000, hopcnt: 5}}))
+	announced(want + 1 + maxSelfJump)
+	if st := e.Stats(); st.SeqnoBumps != 3 {
+		t.Fatalf("SeqnoBumps = %d, want 3", st.SeqnoBumps)
 	}
 }
 

@@ -20,6 +20,7 @@ type Engine struct {
 	// of the gap after the last raise, raises it then (raiseSelf).
 	raiseAt  time.Duration
 	raiseDue bool
+	raiseTo  uint16 // the newest seqno asked for then
 
 	started bool
 	epoch   time.Time     // first time seen; internal times are offsets from it
@@ -354,7 +355,11 @@ func (e *Engine) Tick(now time.Time) {
 		e.checkWatched(t)
 	}
 	if e.raiseDue && t >= e.raiseAt {
-		e.raiseSelf(t)
+		if seqnoLess(e.seqno, e.raiseTo) {
+			e.raiseSelf(t, e.raiseTo)
+		} else {
+			e.raiseDue = false // the seqno moved past it meanwhile
+		}
 	}
 	e.flush(t)
 }

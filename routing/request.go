@@ -10,15 +10,19 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	if en.origin == e.cfg.Self {
 		if seqnoLess(e.seqno, en.seqno) {
 			// A raise costs a signature here and a verification at every
-			// node: it is by one, as RFC 8966 §3.8.1.2 says (a request
-			// for any larger seqno moves nothing further), and at most
-			// one per selfRaiseGap whatever asks; a request within the
-			// gap is answered by the raise when the gap ends.
+			// node, so there is at most one per selfRaiseGap whatever
+			// asks; a request within the gap is answered by the raise
+			// when the gap ends. It goes to the seqno asked for (a node
+			// that restarted below the seqnos its previous life signed
+			// catches up in one raise), at most maxSelfJump ahead.
 			if t < e.raiseAt {
+				if !e.raiseDue || seqnoLess(e.raiseTo, en.seqno) {
+					e.raiseTo = en.seqno
+				}
 				e.raiseDue = true
 				return
 			}
-			e.raiseSelf(t)
+			e.raiseSelf(t, en.seqno)
 		}
 		e.reply(t, nb, nil)
 		return
@@ -67,10 +71,18 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 // on requests: 20 triggered-update intervals (1 s by default).
 func (e *Engine) selfRaiseGap() time.Duration { return 20 * e.cfg.MinTriggeredInterval }
 
-// raiseSelf raises this node's seqno by one on a request and announces it
-// at once.
-func (e *Engine) raiseSelf(t time.Duration) {
-	e.seqno++
+// maxSelfJump bounds how far one raise moves this node's seqno, so that
+// requests cannot carry it round the 16-bit circle faster than once per
+// 16 gaps.
+const maxSelfJump = 1 << 12
+
+// raiseSelf raises this node's seqno on a request toward want, at most
+// maxSelfJump, and announces it at once.
+func (e *Engine) raiseSelf(t time.Duration, want uint16) {
+	if want-e.seqno > maxSelfJump {
+		want = e.seqno + maxSelfJump
+	}
+	e.seqno = want
 	e.raiseDue, e.raiseAt = false, t+e.selfRaiseGap()
 	e.stats.SeqnoBumps++
 	e.triggerAll(nil, true)
