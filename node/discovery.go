@@ -661,7 +661,16 @@ func (d *discovery) NotifyAlive(m *memberlist.Node) error {
 		// A node sets its metadata before it joins anyone.
 		return fmt.Errorf("member %s: empty metadata: %w", m.Name, errBadMeta)
 	}
-	meta, err := d.metas.parse(m.Name, m.Meta)
+	// Only members' metadata is cached: names memberlist never takes
+	// (refused here) never leave, so they must not fill the cache.
+	d.mu.Lock()
+	_, member := d.members[m.Name]
+	d.mu.Unlock()
+	parse := parseMeta
+	if member {
+		parse = func(raw []byte) (parsedMeta, error) { return d.metas.parse(m.Name, raw) }
+	}
+	meta, err := parse(m.Meta)
 	if err != nil {
 		return fmt.Errorf("member %s: metadata: %w", m.Name, err)
 	}

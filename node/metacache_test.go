@@ -1,6 +1,13 @@
 package node
 
-import "testing"
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/memberlist"
+)
 
 // A member's metadata is parsed again whenever its bytes differ from the
 // last ones parsed, also when it goes back to earlier bytes.
@@ -30,5 +37,26 @@ func TestMetaCacheFollowsTheBytes(t *testing.T) {
 	c.forget("b")
 	if _, ok := c.m["b"]; ok {
 		t.Error("a member that left is still cached")
+	}
+}
+
+// Alive messages for made-up names that NotifyAlive refuses (here: of
+// another mesh) leave nothing in the metadata cache: memberlist never
+// takes those names, so no leave would ever remove them (65,536 such
+// messages held 106 MB when the cache took every name parsed).
+func TestRefusedAliveMessagesAreNotCached(t *testing.T) {
+	c := newCluster(t, true)
+	a := forgeMesh(t, c, []byte(strings.Repeat("k", 32)), "a")[0]
+	body, _ := json.Marshal(memberMeta{Link: "127.0.0.1:9", Mesh: "other"})
+	for i := range 1000 {
+		if err := a.disco.NotifyAlive(&memberlist.Node{Name: fmt.Sprintf("junk%04d", i), Meta: body}); err == nil {
+			t.Fatalf("alive message of another mesh taken")
+		}
+	}
+	a.disco.metas.mu.Lock()
+	n := len(a.disco.metas.m)
+	a.disco.metas.mu.Unlock()
+	if n != 0 {
+		t.Errorf("1000 refused alive messages left %d names in the metadata cache", n)
 	}
 }
