@@ -186,8 +186,9 @@ type Limits struct {
 	// answers as a destination, per second (a token bucket holding as
 	// many): each costs three X25519 operations and can be sent by a
 	// neighbour that does none, so the first message is refused
-	// ("overloaded") over the budget, before any cryptography. Default
-	// 512.
+	// ("overloaded") over the budget, before any cryptography. A
+	// one-message (IK) first message that fails to decrypt spends the
+	// budget too. Default 512.
 	FullHandshakes int
 	// FullHandshakesPerLink is that budget for the opens arriving on one
 	// link. Default a quarter of FullHandshakes (128).

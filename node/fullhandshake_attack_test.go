@@ -96,8 +96,8 @@ func TestFullHandshakeBudget(t *testing.T) {
 	// the time the opens took (whatever the machine's speed).
 	bound := rate + int(float64(rate)*elapsed.Seconds()) + 1
 	t.Logf("d answered %d of %d full handshakes from one link in %v, refused %d overloaded (budget bound %d)", accepted, opens, elapsed, overloaded, bound)
-	if accepted > bound || accepted+overloaded != opens {
-		t.Fatalf("d answered %d and refused %d overloaded of %d full handshakes in %v, want at most %d answered and the rest refused", accepted, overloaded, opens, elapsed, bound)
+	if accepted > bound || accepted < rate || accepted+overloaded != opens {
+		t.Fatalf("d answered %d and refused %d overloaded of %d full handshakes in %v, want the burst of %d and at most %d answered and the rest refused", accepted, overloaded, opens, elapsed, rate, bound)
 	}
 	if err := roundTrip(t, c.nodes["h"], "d", EchoService, []byte("h")); err != nil {
 		t.Fatalf("h's circuit to d over another link: %v", err)

@@ -182,7 +182,8 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 // respond runs the destination's side of the first handshake message of
 // a sealed open on s. On failure it returns the refusal code to answer.
 // A full handshake's first message from neighbour from is answered only
-// within the budget (Limits.FullHandshakes), before any cryptography.
+// within the budget (Limits.FullHandshakes), before any cryptography; a
+// one-message first message that fails spends the same budget.
 func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Responder, circuit.Code, error) {
 	s.SetReadDeadline(time.Now().Add(n.cfg.Limits.HeaderTimeout))
 	msg, err := circuit.ReadHandshake(s)
@@ -198,6 +199,15 @@ func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Resp
 	r, err := n.seal.Load().Respond(seal.Prologue(o.Dest, o.Source, o.Service, uint16(o.Flags)), msg, o.Source, n.strikes, time.Now())
 	if err == nil && r.Resumed() && n.cfg.hooks != nil && n.cfg.hooks.forgetSessions {
 		err = fmt.Errorf("%w: session forgotten (test hook)", seal.ErrRetry)
+	}
+	// A one-message first message that failed cost a Diffie-Hellman
+	// operation too: it spends the budget of full handshakes, or anyone
+	// could send garbage IK messages past it.
+	if err != nil && seal.OneMessageFirst(msg) {
+		if ok, why := n.limits.tryFullHandshake(from, time.Now()); !ok {
+			n.limits.noteOverloaded(why)
+			return nil, circuit.Overloaded, errors.New(why)
+		}
 	}
 	switch {
 	case errIsRetry(err):

@@ -456,6 +456,11 @@ func (k *Keys) Respond(prologue, msg []byte, source string, strikes *Strikes, no
 // and the source none: read before Respond, to budget them.
 func FullFirst(msg []byte) bool { return len(msg) > 0 && msg[0] == modeXX }
 
+// OneMessageFirst reports whether msg is the first message of a
+// one-message (IK) handshake, which costs the destination a
+// Diffie-Hellman operation before it can fail.
+func OneMessageFirst(msg []byte) bool { return len(msg) > 0 && msg[0] == modeIK }
+
 // Full reports whether this is the full (XX) handshake.
 func (r *Responder) Full() bool { return r.mode == modeXX }
 
