@@ -104,20 +104,30 @@ func parseMeta(raw []byte) (parsedMeta, error) {
 type verifiedMeta struct {
 	raw []byte
 	ts  uint64
+	ch  *sharedChain // the certificate it verified under
 }
 
-// memberKey returns the Ed25519 key of the certificate that the newest
-// verified routing attestation of name carried, if that certificate is
-// valid now.
-func (d *discovery) memberKey(name string, now time.Time) (ed25519.PublicKey, bool) {
+// memberKey returns the key the member's metadata is checked with, if
+// its certificate is valid now: that of the certificate the newest
+// verified routing attestation of name carried, or else that of the
+// certificate its held verified metadata verified under (the routing
+// certificate records are bounded and may have forgotten it, and an
+// identical attestation is not checked again to refill them).
+func (d *discovery) memberKey(name string, now time.Time) (*sharedChain, bool) {
 	c := d.n.router.cert
 	c.mu.Lock()
 	ch, ok := c.certOf[name]
 	c.mu.Unlock()
+	if !ok {
+		d.mu.Lock()
+		held := d.verified[name]
+		d.mu.Unlock()
+		ch, ok = held.ch, held.ch != nil
+	}
 	if !ok || !ch.validAt(now) {
 		return nil, false
 	}
-	return ch.pub, true
+	return ch, true
 }
 
 // nextMetaTS returns the timestamp of this node's next metadata: its
@@ -144,10 +154,10 @@ func (d *discovery) checkSigned(name string, raw []byte, p parsedMeta, now time.
 	if ok && bytes.Equal(held.raw, raw) {
 		return true, nil
 	}
-	var key ed25519.PublicKey
+	var ch *sharedChain
 	known := false
 	if p.sig != nil {
-		key, known = d.memberKey(name, now)
+		ch, known = d.memberKey(name, now)
 	}
 	if !known {
 		if ok {
@@ -156,7 +166,7 @@ func (d *discovery) checkSigned(name string, raw []byte, p parsedMeta, now time.
 		return false, nil
 	}
 	// verifySig shares successes among the nodes of a process.
-	if !verifySig(key, metaSigned(d.n.cfg.Mesh, name, p.body), p.sig) {
+	if !verifySig(ch.pub, metaSigned(d.n.cfg.Mesh, name, p.body), p.sig) {
 		return false, fmt.Errorf("member %s: %w", name, errMetaSignature)
 	}
 	d.mu.Lock()
@@ -175,7 +185,7 @@ func (d *discovery) checkSigned(name string, raw []byte, p parsedMeta, now time.
 	if _, ok := d.verified[name]; ok || len(d.verified) < maxMembers {
 		// raw is the alive message's own, which memberlist keeps as
 		// the member's metadata and never writes to: held, not copied.
-		d.verified[name] = verifiedMeta{raw: raw, ts: p.TS}
+		d.verified[name] = verifiedMeta{raw: raw, ts: p.TS, ch: ch}
 	}
 	return true, nil
 }

@@ -287,3 +287,30 @@ func TestForgedDeadCannotHideAMember(t *testing.T) {
 	t.Logf("the late joiner listed b %v after it started", time.Since(joined).Round(100*time.Millisecond))
 	watch("late joiner, under forged dead messages", append(nodes, late), 5*time.Second)
 }
+
+// When the routing certificate records forget a member (they are bounded
+// and cleared when full), its newer signed metadata is still checked,
+// with the certificate its held metadata verified under: it was refused
+// as unverifiable until the member's next seqno, its address and
+// coordinate frozen meanwhile.
+func TestSignedMetadataCheckedAfterCertificateRecordsForget(t *testing.T) {
+	c := newCluster(t, true)
+	nodes := forgeMesh(t, c, bytes.Repeat([]byte{7}, 32), "a", "b")
+	waitVerified(t, nodes)
+	a, b := nodes[0], nodes[1]
+	a.disco.mu.Lock()
+	held := a.disco.verified["b"].ts
+	a.disco.mu.Unlock()
+	cert := a.router.cert
+	cert.mu.Lock()
+	clear(cert.certOf)
+	cert.mu.Unlock()
+	body, _ := json.Marshal(memberMeta{Link: "127.0.0.1:9", Mesh: "test", TS: held + 1})
+	if err := a.disco.NotifyAlive(&memberlist.Node{Name: "b", Meta: signMeta(b.identity().Key, "test", "b", body)}); err != nil {
+		t.Fatalf("b's newer signed metadata after a's certificate records forgot b: %v", err)
+	}
+	forged, _ := json.Marshal(memberMeta{Link: "127.0.0.1:10", Mesh: "test", TS: held + 2})
+	if err := a.disco.NotifyAlive(&memberlist.Node{Name: "b", Meta: forged}); !errors.Is(err, errMetaUnverified) {
+		t.Fatalf("unsigned metadata of b then: %v, want %v", err, errMetaUnverified)
+	}
+}
