@@ -32,23 +32,7 @@ func TestHeldFullHandshakesCounted(t *testing.T) {
 			s.Reset(circuit.CloseCancelled)
 		}
 	}()
-	accepted, overloaded := 0, 0
-	for i := 0; i < opens; i++ {
-		o := &circuit.Open{Dest: "d", Source: "m", Service: EchoService, HopLimit: 15}
-		s, code, err := openByHand(ctxT(t, 10*time.Second), m, l, o, nil)
-		if s != nil {
-			held = append(held, s)
-		}
-		if err != nil {
-			t.Fatalf("m's open %d: %v", i, err)
-		}
-		switch code {
-		case circuit.Accepted:
-			accepted++
-		case circuit.Overloaded:
-			overloaded++
-		}
-	}
+	accepted, overloaded := fullOpens(t, m, l, opens, func(s links.Stream) { held = append(held, s) })
 	d.limits.mu.Lock()
 	total := d.limits.total
 	d.limits.mu.Unlock()
@@ -73,24 +57,8 @@ func TestFullHandshakeBudget(t *testing.T) {
 	c.build("m-d", "h-d")
 	m := c.nodes["m"]
 	l := m.link("d")
-	accepted, overloaded := 0, 0
 	start := time.Now()
-	for i := 0; i < opens; i++ {
-		o := &circuit.Open{Dest: "d", Source: "m", Service: EchoService, HopLimit: 15}
-		s, code, err := openByHand(ctxT(t, 10*time.Second), m, l, o, nil)
-		if s != nil {
-			s.Reset(circuit.CloseCancelled)
-		}
-		if err != nil {
-			t.Fatalf("m's open %d: %v", i, err)
-		}
-		switch code {
-		case circuit.Accepted:
-			accepted++
-		case circuit.Overloaded:
-			overloaded++
-		}
-	}
+	accepted, overloaded := fullOpens(t, m, l, opens, func(s links.Stream) { s.Reset(circuit.CloseCancelled) })
 	elapsed := time.Since(start)
 	// The budget is rate a second after a burst of rate, counted over
 	// the time the opens took (whatever the machine's speed).
@@ -102,4 +70,27 @@ func TestFullHandshakeBudget(t *testing.T) {
 	if err := roundTrip(t, c.nodes["h"], "d", EchoService, []byte("h")); err != nil {
 		t.Fatalf("h's circuit to d over another link: %v", err)
 	}
+}
+
+// fullOpens sends n full-handshake opens from m to d on l, one after the
+// other, hands each stream opened to keep, and counts the answers.
+func fullOpens(t *testing.T, m *Node, l links.Link, n int, keep func(links.Stream)) (accepted, overloaded int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		o := &circuit.Open{Dest: "d", Source: "m", Service: EchoService, HopLimit: 15}
+		s, code, err := openByHand(ctxT(t, 10*time.Second), m, l, o, nil)
+		if s != nil {
+			keep(s)
+		}
+		if err != nil {
+			t.Fatalf("m's open %d: %v", i, err)
+		}
+		switch code {
+		case circuit.Accepted:
+			accepted++
+		case circuit.Overloaded:
+			overloaded++
+		}
+	}
+	return accepted, overloaded
 }
