@@ -162,43 +162,43 @@ const minSummaryPerMsg = 16
 // against the routes we hold from nb: matching buckets are refreshed, the
 // others are asked for again.
 func (e *Engine) handleSummaries(t time.Duration, nb *neighbour, sums []entry) {
-	if sums = e.admitSummaries(t, nb, sums); len(sums) > 0 {
-		buckets := sums[0].buckets
-		these := sums
-		have := grow(&e.sumHave, int(buckets))
-		counts := grow(&e.sumCounts, int(buckets))
-		for o := range e.origins.all() {
-			if i := e.find(o, nb); i >= 0 && e.routes(o)[i].hasSeqno() {
-				r := &e.routes(o)[i]
-				oh := e.hashOf(o)
-				b := bucketOf(oh, buckets)
-				have[b] += routeHash(oh, r.seqno, r.metric, r.hops)
-				counts[b]++
-			}
+	if sums = e.admitSummaries(t, nb, sums); len(sums) == 0 {
+		return
+	}
+	buckets := sums[0].buckets
+	have := grow(&e.sumHave, int(buckets))
+	counts := grow(&e.sumCounts, int(buckets))
+	for o := range e.origins.all() {
+		if i := e.find(o, nb); i >= 0 && e.routes(o)[i].hasSeqno() {
+			r := &e.routes(o)[i]
+			oh := e.hashOf(o)
+			b := bucketOf(oh, buckets)
+			have[b] += routeHash(oh, r.seqno, r.metric, r.hops)
+			counts[b]++
 		}
-		good := grow(&e.sumGood, int(buckets))
-		for _, s := range these {
-			if have[s.bucket] == s.digest && counts[s.bucket] == s.count {
-				good[s.bucket] = true
-				continue
-			}
-			nb.resends = append(nb.resends, entry{kind: kindResend, buckets: buckets, bucket: s.bucket})
+	}
+	good := grow(&e.sumGood, int(buckets))
+	for _, s := range sums {
+		if have[s.bucket] == s.digest && counts[s.bucket] == s.count {
+			good[s.bucket] = true
+			continue
 		}
-		var fresh routeEntry // a route refreshed now
-		fresh.setExpiry(t, t+e.cfg.RouteExpiry)
-		refreshed := false
-		for o := range e.origins.all() {
-			if i := e.find(o, nb); i >= 0 && e.routes(o)[i].expiring() && good[bucketOf(e.hashOf(o), buckets)] {
-				e.routes(o)[i].exp = fresh.exp
-				refreshed = true
-			}
-		}
-		if refreshed {
-			e.scheduleHousekeep(fresh.expiresAt(t))
-		}
+		nb.resends = append(nb.resends, entry{kind: kindResend, buckets: buckets, bucket: s.bucket})
 	}
 	if len(nb.resends) > int(maxBuckets) {
 		nb.resends = nb.resends[len(nb.resends)-maxBuckets:]
+	}
+	var fresh routeEntry // a route refreshed now
+	fresh.setExpiry(t, t+e.cfg.RouteExpiry)
+	refreshed := false
+	for o := range e.origins.all() {
+		if i := e.find(o, nb); i >= 0 && e.routes(o)[i].expiring() && good[bucketOf(e.hashOf(o), buckets)] {
+			e.routes(o)[i].exp = fresh.exp
+			refreshed = true
+		}
+	}
+	if refreshed {
+		e.scheduleHousekeep(fresh.expiresAt(t))
 	}
 }
 
