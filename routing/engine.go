@@ -66,6 +66,7 @@ type Engine struct {
 	sumHave   []uint64
 	sumCounts []uint16
 	sumGood   []bool
+	resendAsk []uint64                       // scratch of handleResends: buckets asked, a bit each
 	intern    func([]byte) (string, *origin) // a received name, allocated only if new
 	keysBuf   []string                       // scratch: sorted keys
 	keyBuf    []byte                         // scratch: an attestation's key (attKey)
@@ -282,6 +283,7 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 	}
 	e.stats.MessagesIn++
 	sums := e.sums[:0]
+	resends := false
 	// The table entry the last attestation created: the update that
 	// follows it names the same origin, which did not exist when the
 	// message was decoded.
@@ -302,11 +304,14 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 			sums = append(sums, en)
 		case kindResend:
 			e.stats.RequestsIn++
-			e.handleResend(nb, en)
+			resends = e.admitResend(nb, en) || resends
 		default:
 			e.stats.RequestsIn++
 			e.handleRequest(t, nb, en)
 		}
+	}
+	if resends {
+		e.handleResends(nb)
 	}
 	if len(sums) > 0 {
 		e.handleSummaries(t, nb, sums)
