@@ -20,10 +20,13 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin 
 	}
 	if en.origin == e.cfg.Self {
 		// A newer seqno of ours that we signed (before a restart): jump
-		// past it so our fresh routes are feasible everywhere.
-		if seqnoLess(e.seqno, en.seqno) {
+		// past it so our fresh routes are feasible everywhere, at the
+		// pace of every raise (raiseSelf): a neighbour that collected
+		// our attestations round the 16-bit circle always holds one
+		// "newer" than our seqno, and replaying them drove a raise each.
+		if seqnoLess(e.seqno, en.seqno) && (!e.raiseDue || seqnoLess(e.raiseTo, en.seqno+1)) {
 			if _, ok := e.verify(t, nb, en); ok {
-				e.jumpPast(en.seqno)
+				e.raiseSelf(t, en.seqno+1, true)
 			}
 		}
 		return nil

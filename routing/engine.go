@@ -16,8 +16,9 @@ type Engine struct {
 	cfg   Config
 	rng   *rand.Rand
 	seqno uint16 // our own sequence number
-	// A request for a newer seqno that arrived before raiseAt, the end
-	// of the gap after the last raise, raises it then (raiseSelf).
+	// A request for a newer seqno, or an attestation of ours, that
+	// arrived before raiseAt, the end of the gap after the last raise,
+	// raises it then (raiseSelf).
 	raiseAt  time.Duration
 	raiseDue bool
 	raiseTo  uint16 // the newest seqno asked for then
@@ -361,7 +362,7 @@ func (e *Engine) Tick(now time.Time) {
 	}
 	if e.raiseDue && t >= e.raiseAt {
 		if seqnoLess(e.seqno, e.raiseTo) {
-			e.raiseSelf(t, e.raiseTo)
+			e.raiseSelf(t, e.raiseTo, false)
 		} else {
 			e.raiseDue = false // the seqno moved past it meanwhile
 		}

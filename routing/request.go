@@ -8,21 +8,8 @@ const requestHopCount = 127
 // handleRequest processes a seqno request from nb (RFC 8966 §3.8.1.2).
 func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	if en.origin == e.cfg.Self {
-		if seqnoLess(e.seqno, en.seqno) {
-			// A raise costs a signature here and a verification at every
-			// node, so there is at most one per selfRaiseGap whatever
-			// asks; a request within the gap is answered by the raise
-			// when the gap ends. It goes to the seqno asked for (a node
-			// that restarted below the seqnos its previous life signed
-			// catches up in one raise), at most maxSelfJump ahead.
-			if t < e.raiseAt {
-				if !e.raiseDue || seqnoLess(e.raiseTo, en.seqno) {
-					e.raiseTo = en.seqno
-				}
-				e.raiseDue = true
-				return
-			}
-			e.raiseSelf(t, en.seqno)
+		if seqnoLess(e.seqno, en.seqno) && !e.raiseSelf(t, en.seqno, false) {
+			return // answered by the raise at the end of the gap
 		}
 		e.reply(t, nb, nil)
 		return
@@ -76,16 +63,32 @@ func (e *Engine) selfRaiseGap() time.Duration { return 20 * e.cfg.MinTriggeredIn
 // 16 gaps.
 const maxSelfJump = 1 << 12
 
-// raiseSelf raises this node's seqno on a request toward want, at most
-// maxSelfJump, and announces it at once.
-func (e *Engine) raiseSelf(t time.Duration, want uint16) {
-	if want-e.seqno > maxSelfJump {
+// raiseSelf raises this node's seqno toward want and announces it at
+// once, or records want for the raise at the end of the gap after the
+// last one, and reports whether it raised. A raise costs a signature here
+// and a verification at every node, so there is at most one per
+// selfRaiseGap, whatever asks: seqno requests, or our own attestations
+// from before a restart, which anyone who kept them can replay. A request
+// raises to the seqno it asks for (a node that restarted below the seqnos
+// its previous life signed catches up in one raise), at most maxSelfJump
+// ahead; an attestation of ours (jump) raises past its seqno, which it
+// proves we signed.
+func (e *Engine) raiseSelf(t time.Duration, want uint16, jump bool) bool {
+	if t < e.raiseAt {
+		if !e.raiseDue || seqnoLess(e.raiseTo, want) {
+			e.raiseTo = want
+		}
+		e.raiseDue = true
+		return false
+	}
+	if !jump && want-e.seqno > maxSelfJump {
 		want = e.seqno + maxSelfJump
 	}
 	e.seqno = want
 	e.raiseDue, e.raiseAt = false, t+e.selfRaiseGap()
 	e.stats.SeqnoBumps++
 	e.triggerAll(nil, true)
+	return true
 }
 
 // reply queues an update for o (nil: Self) to nb, sent without rate limiting, at
