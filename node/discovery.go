@@ -256,7 +256,8 @@ func startDiscovery(n *Node) (*discovery, error) {
 	mc.Events = d
 	mc.Ping = d
 	mc.Alive = d
-	d.logw = &slogWriter{l: n.log.With("component", "gossip")}
+	gl := n.log.With("component", "gossip")
+	d.logw = &slogWriter{l: gl, warns: ratelog.New(gl, time.Minute, 64)}
 	mc.Logger = log.New(d.logw, "", 0)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -1601,7 +1602,18 @@ func (d *discovery) shutdown() {
 // (warnings and errors at their level).
 type slogWriter struct {
 	l      *slog.Logger
+	warns  *ratelog.Log // memberlist's WARN lines, by kind (warnKind)
 	closed atomic.Bool
+}
+
+// warnKind is what a memberlist line says before its first name, address
+// or number: one gossip packet can repeat a refused alive message a
+// thousand times, and each refusal was a WARN line.
+func warnKind(msg string) string {
+	if i := strings.IndexAny(msg, "'\"0123456789"); i >= 0 {
+		return msg[:i]
+	}
+	return msg
 }
 
 func (w *slogWriter) Write(p []byte) (int, error) {
@@ -1613,7 +1625,7 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 	case bytes.Contains(p, []byte("[ERR]")):
 		w.l.Error(msg)
 	case bytes.Contains(p, []byte("[WARN]")):
-		w.l.Warn(msg)
+		w.warns.Warn(warnKind(msg), msg)
 	default:
 		w.l.Debug(msg)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/links/identity"
@@ -75,8 +76,13 @@ func (g *twoGen[K, V]) len() int {
 var (
 	sharedChains twoGen[chainKey, *sharedChain]
 	// sharedSigs holds SHA-256(len(pub) pub len(msg) msg sig) of Ed25519
-	// signatures that verified.
-	sharedSigs twoGen[[32]byte, struct{}]
+	// signatures checked, and whether they verified: the digest covers
+	// every byte the check reads, so its verdict is the check's. Failures
+	// are kept too, or one gossip packet repeating a forged alive message
+	// cost a check per copy.
+	sharedSigs twoGen[[32]byte, bool]
+	// sigChecks counts the Ed25519 checks verifySig ran.
+	sigChecks atomic.Int64
 )
 
 // attVerdict is an attestation that verified for origin and seqno under
@@ -177,8 +183,8 @@ func (r *sharedChain) validAt(now time.Time) bool {
 	return true
 }
 
-// verifySig is ed25519.Verify with the shared cache of signatures that
-// verified.
+// verifySig is ed25519.Verify with the shared cache of signatures
+// checked.
 func verifySig(pub ed25519.PublicKey, msg, sig []byte) bool {
 	h := sha256.New()
 	h.Write([]byte{byte(len(pub))})
@@ -190,12 +196,11 @@ func verifySig(pub ed25519.PublicKey, msg, sig []byte) bool {
 	h.Write(sig)
 	var k [32]byte
 	h.Sum(k[:0])
-	if _, ok := sharedSigs.get(k); ok {
-		return true
+	if ok, seen := sharedSigs.get(k); seen {
+		return ok
 	}
-	if !ed25519.Verify(pub, msg, sig) {
-		return false
-	}
-	sharedSigs.put(k, struct{}{})
-	return true
+	sigChecks.Add(1)
+	ok := ed25519.Verify(pub, msg, sig)
+	sharedSigs.put(k, ok)
+	return ok
 }

@@ -87,3 +87,28 @@ func TestSharedCacheBounded(t *testing.T) {
 		t.Error("signature verdicts wrong")
 	}
 }
+
+// TestForgedSignatureCheckedOnce: a gossip packet may repeat one forged
+// alive message a thousand times; its signature is checked once, and the
+// failure stays a failure.
+func TestForgedSignatureCheckedOnce(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("member b at 10.0.0.66:7946")
+	forged := bytes.Clone(ed25519.Sign(priv, msg))
+	forged[0] ^= 1
+	before := sigChecks.Load()
+	for range 1000 {
+		if verifySig(pub, msg, forged) {
+			t.Fatal("a forged signature verified")
+		}
+	}
+	if n := sigChecks.Load() - before; n != 1 {
+		t.Errorf("1000 copies of one forged signature cost %d Ed25519 checks, want 1", n)
+	}
+	if !verifySig(pub, msg, ed25519.Sign(priv, msg)) {
+		t.Error("the genuine signature of the same message failed after the forgery was cached")
+	}
+}
