@@ -666,7 +666,15 @@ func (d *discovery) NotifyAlive(m *memberlist.Node) error {
 	// (refused here) never leave, so they must not fill the cache.
 	d.mu.Lock()
 	_, member := d.members[m.Name]
+	full := len(d.members) >= maxMembers
 	d.mu.Unlock()
+	if !member && full {
+		// Refused here, memberlist does not keep the name either: a
+		// push-pull of 70,000 made-up members left them all in
+		// memberlist, probed one a second, while the table stopped at
+		// maxMembers.
+		return fmt.Errorf("member %s: %d members known: %w", m.Name, maxMembers, errMembersFull)
+	}
 	parse := parseMeta
 	if member {
 		parse = func(raw []byte) (parsedMeta, error) { return d.metas.parse(m.Name, raw) }
@@ -693,6 +701,10 @@ func (d *discovery) NotifyAlive(m *memberlist.Node) error {
 
 // errBadMeta is why NotifyAlive refuses an alive message.
 var errBadMeta = errors.New("gossip metadata refused")
+
+// errMembersFull is why NotifyAlive refuses a new member: the member table
+// is at its bound.
+var errMembersFull = errors.New("member table full")
 
 // AckPayload implements memberlist.PingDelegate: probe acks carry this
 // node's Vivaldi coordinate.

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -312,5 +313,41 @@ func TestForgedAddressesDoNotBanAMemberAtItsProvenAddress(t *testing.T) {
 	d.proveLocked(real, "b")
 	if d.memberBannedLocked("b", forged, now) {
 		t.Error("a link proving b did not end its ban")
+	}
+}
+
+// A push-pull naming more made-up members than the member table holds:
+// beyond the bound NotifyAlive refuses new names, so memberlist does not
+// keep them either, while members already known are still taken.
+func TestAliveBeyondMemberBoundRefused(t *testing.T) {
+	c := newCluster(t, true)
+	nodes := forgeMesh(t, c, bytes.Repeat([]byte{7}, 32), "a", "b")
+	a := nodes[0]
+	waitFor(t, "a to know b", time.Minute, func() bool { return len(a.Members()) == 2 })
+	good, _ := json.Marshal(memberMeta{Link: "127.0.0.1:9", Mesh: "test"})
+	d := a.disco
+	d.mu.Lock()
+	var filler []string
+	for i := 0; len(d.members) < maxMembers; i++ {
+		name := fmt.Sprintf("filler-%d", i)
+		d.members[name] = gossipMember{}
+		filler = append(filler, name)
+	}
+	d.mu.Unlock()
+	newErr := d.NotifyAlive(&memberlist.Node{Name: "newcomer", Meta: good})
+	knownErr := d.NotifyAlive(&memberlist.Node{Name: "filler-0", Meta: good})
+	d.mu.Lock()
+	for _, name := range filler {
+		delete(d.members, name)
+	}
+	d.mu.Unlock()
+	if !errors.Is(newErr, errMembersFull) {
+		t.Errorf("a new member with %d known: NotifyAlive = %v, want errMembersFull", maxMembers, newErr)
+	}
+	if knownErr != nil {
+		t.Errorf("a known member with the table full: NotifyAlive = %v, want taken", knownErr)
+	}
+	if err := d.NotifyAlive(&memberlist.Node{Name: "newcomer", Meta: good}); err != nil {
+		t.Errorf("a new member once there is room again: NotifyAlive = %v, want taken", err)
 	}
 }
