@@ -261,16 +261,7 @@ func TestNoProgressWaitsForFirstAckOnSlowPath(t *testing.T) {
 	// destination sends: it waits for an acknowledgement (its first) from
 	// then on.
 	until.Store(time.Now().Add(2 * limit).UnixNano())
-	data := make([]byte, 64<<10)
-	_, _ = mrand.NewChaCha8([32]byte{'h'}).Read(data)
-	writeErr := make(chan error, 1)
-	go func() {
-		_, err := dst.Write(data)
-		if err == nil {
-			err = dst.CloseWrite()
-		}
-		writeErr <- err
-	}()
+	data, writeErr := writeAndClose(dst, 64<<10, 'h')
 	src.SetReadDeadline(time.Now().Add(time.Minute))
 	got, err := io.ReadAll(src)
 	if err != nil {
