@@ -14,11 +14,24 @@ import (
 // layer answers pings whatever its application does.
 
 // silenceLimitLocked is how long the path may stay silent while this end
-// waits: max(ProgressTimeout, 8 × the measured round trip); checkProgress
-// adds the time the path needs to drain what is in flight (drainLocked).
+// waits: max(ProgressTimeout, 8 × the measured round trip), doubled for
+// each path the circuit already failed for no progress (backoff);
+// checkProgress adds the time the path needs to drain what is in flight
+// (drainLocked).
 func (r *Resumable) silenceLimitLocked() time.Duration {
-	return max(r.cfg.ProgressTimeout, 8*r.srtt)
+	return max(r.cfg.ProgressTimeout, 8*r.srtt) << min(r.silentPaths, maxSilenceBackoff)
 }
+
+// maxSilenceBackoff bounds the backoff of the silence limit: after that
+// many paths failed for no progress, the limit stops doubling (16 × the
+// first, 32 s with the default ProgressTimeout).
+//
+// A silence that was only a slow path (a CPU-starved machine at either
+// end, a congested hop) is found out by the resume: the new path is as
+// slow, and without the backoff each resume, which sends everything
+// unacknowledged again, would fail the same way until the circuit ran out
+// of its resume timeout.
+const maxSilenceBackoff = 4
 
 // waitingLocked reports whether the other end owes this end a frame: an
 // acknowledgement of what was sent on the path, or a pong.
@@ -83,11 +96,16 @@ func (r *Resumable) sampleRateLocked(off int64) {
 // drainLocked is how long the path may take to deliver what this end sent
 // and the other end did not acknowledge, at the rate it was seen to take
 // data, at most 4 × limit: a ping queues behind that data on the ordered
-// path, so its pong cannot come sooner.
+// path, so its pong cannot come sooner. Before any acknowledgement
+// measured the rate, the time that data takes is unknown, and the full
+// 4 × limit applies.
 func (r *Resumable) drainLocked(limit time.Duration) time.Duration {
 	out := min(r.sent, r.written) - r.credit
-	if r.rate <= 0 || out <= 0 {
+	switch {
+	case out <= 0:
 		return 0
+	case r.rate <= 0:
+		return 4 * limit
 	}
 	return min(time.Duration(float64(out)/r.rate*float64(time.Second)), 4*limit)
 }
@@ -118,6 +136,7 @@ func (r *Resumable) checkProgress(gen uint64) {
 	// time the path needs to drain what is in flight ahead of the ping
 	// adds to the limit.
 	if silent >= limit+r.drainLocked(limit) && (r.peerShown || !r.source) {
+		r.silentPaths++
 		r.pathFailedLocked(r.gen, fmt.Errorf("%w: nothing arrived from %s for %v", ErrNoProgress, r.remote, silent.Round(time.Millisecond)))
 		return
 	}

@@ -225,3 +225,55 @@ func writeAndClose(src *Resumable, n int, seed byte) ([]byte, chan error) {
 	}()
 	return data, writeErr
 }
+
+// holdStream is a relay's stream whose Writes wait until the time in
+// until (zero: no wait), as through a hop that forwards nothing for a
+// while (a CPU-starved relay, or ends that are starved themselves).
+type holdStream struct {
+	links.Stream
+	until *atomic.Int64 // unix nanoseconds
+}
+
+func (s holdStream) Write(b []byte) (int, error) {
+	if u := s.until.Load(); u != 0 {
+		time.Sleep(time.Until(time.Unix(0, u)))
+	}
+	return s.Stream.Write(b)
+}
+
+// A path that forwards nothing for a while right after the circuit's
+// first bytes, in both directions, is no broken path while no
+// acknowledgement measured how fast it delivers: the data in flight ahead
+// of a ping may take any time, so the silence limit allows the most for
+// it (4 × the limit) instead of none. The destination does not give up on
+// the path, nothing resumes, and every byte arrives.
+func TestNoProgressWaitsForFirstAckOnSlowPath(t *testing.T) {
+	const limit = 300 * time.Millisecond
+	g := newResumeRig(t)
+	var until atomic.Int64
+	g.wrap = func(in, out links.Stream) (links.Stream, links.Stream) {
+		return holdStream{in, &until}, holdStream{out, &until}
+	}
+	cfg := ResumeConfig{Window: 256 << 10, ProgressTimeout: limit}
+	_, src, dst := g.pair(cfg, cfg)
+	waitRegistered(t, g.table, 1)
+	// The path holds everything for twice the limit, starting as the
+	// destination sends: it waits for an acknowledgement (its first) from
+	// then on.
+	until.Store(time.Now().Add(2 * limit).UnixNano())
+	data, writeErr := writeAndClose(dst, 64<<10, 'h')
+	src.SetReadDeadline(time.Now().Add(time.Minute))
+	got, err := io.ReadAll(src)
+	if err != nil {
+		t.Fatalf("source read %d bytes: %v", len(got), err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("source read %d bytes that differ from the %d written", len(got), len(data))
+	}
+	if err := <-writeErr; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if n := src.Resumes() + dst.Resumes() + g.redials.Load(); n != 0 {
+		t.Fatalf("a path slow before its first acknowledgement caused %d resumes or redials", n)
+	}
+}

@@ -145,7 +145,9 @@ type ResumeConfig struct {
 	// did not acknowledge, or a ping it did not answer; the limit is
 	// max(ProgressTimeout, 8 × the round trip its pongs measured), plus
 	// the time the unacknowledged bytes take at the rate acks came (at
-	// most 4 × that, since a ping queues behind them). A
+	// most 4 × that, since a ping queues behind them; all of it before an
+	// ack measured the rate), doubled for each path the circuit already
+	// failed this way (at most 16 ×). A
 	// quarter of the way a ping asks the other end for a sign of life. A
 	// source fails a path this way only once an ack or pong came on it
 	// (the destination holds the circuit). Default 2 s; negative turns
@@ -259,6 +261,8 @@ type Resumable struct {
 	rate       float64   // bytes/s the other end acknowledged on this path while this end waited; 0 unknown
 	rateAt     time.Time // start of the current rate sample
 	rateBase   int64     // credit at rateAt
+
+	silentPaths int // paths failed for no progress (see silenceLimitLocked)
 
 	// The share of cfg.Budget the buffers hold (see sized).
 	charged    int

@@ -68,6 +68,9 @@ type QUICConfig struct {
 	// peer dead. Default 4 (so 800 ms with the default interval).
 	ProbeMisses int
 	// HandshakeTimeout bounds the QUIC, TLS and hello handshake. Default 5 s.
+	// A dial fails after it with nothing back from the address; one the
+	// address keeps answering gets twice it in all, then fails with
+	// ErrHandshakeSlow.
 	HandshakeTimeout time.Duration
 	// StaticCost pins the cost of links to the named peers.
 	StaticCost map[string]Cost

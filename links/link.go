@@ -50,6 +50,14 @@ var (
 	// ErrRefused: the handshake was refused (bad certificate, wrong CA, name
 	// or mesh mismatch, version mismatch). The error text says why.
 	ErrRefused = errors.New("link refused")
+	// ErrHandshakeSlow: a dial timed out after the address answered: the
+	// QUIC handshake was under way (the address sent packets of it within
+	// every HandshakeTimeout) but did not complete by its deadline, or it
+	// completed (the peer's certificate chains to the mesh CA) and the
+	// hello did not. A node on a CPU-starved machine answers this way; an
+	// address where nothing listens does not (its dial fails after
+	// HandshakeTimeout without this error).
+	ErrHandshakeSlow = errors.New("link handshake answered but not completed in time")
 	// ErrDuplicateName: a node refused a link because another live node
 	// with the same name is already linked to it (wrapped with ErrRefused
 	// on the refusing side; the dialler reads the reason text).

@@ -225,7 +225,10 @@ func (t *QUICTransport) Dial(ctx context.Context, addr string) (Link, error) {
 		}
 	}
 	t.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, t.cfg.HandshakeTimeout)
+	// An address that sends nothing back fails after HandshakeTimeout
+	// (QUIC's handshake idle timeout); one that answers gets twice that,
+	// QUIC's own bound on the whole handshake.
+	ctx, cancel := context.WithTimeout(ctx, 2*t.cfg.HandshakeTimeout)
 	defer cancel()
 	stop := context.AfterFunc(t.ctx, cancel)
 	defer stop()
@@ -233,9 +236,14 @@ func (t *QUICTransport) Dial(ctx context.Context, addr string) (Link, error) {
 	began := time.Now()
 	conn, err := t.tr.Dial(ctx, ua, t.tlsConf, t.quicConf)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, t.dialErr(err))
+		return nil, fmt.Errorf("dial %s: %w", addr, t.dialErr(ctx, time.Since(began), err))
 	}
 	l, err := t.dialHandshake(ctx, conn)
+	if err != nil && ctx.Err() != nil && t.ctx.Err() == nil {
+		// The QUIC handshake completed: the peer answered, with a
+		// certificate of the mesh CA.
+		err = fmt.Errorf("%w: %w", ErrHandshakeSlow, err)
+	}
 	var survivor *quicLink
 	if err == nil {
 		l.gaps.seed(l.est.Sub(began))
@@ -254,13 +262,20 @@ func (t *QUICTransport) Dial(ctx context.Context, addr string) (Link, error) {
 	return survivor, nil
 }
 
-func (t *QUICTransport) dialErr(err error) error {
+// dialErr is the error of a QUIC dial that failed after took.
+func (t *QUICTransport) dialErr(ctx context.Context, took time.Duration, err error) error {
 	var te *quic.TransportError
 	if errors.As(err, &te) && te.ErrorCode.IsCryptoError() {
 		return fmt.Errorf("%w: TLS handshake: %w", ErrRefused, err)
 	}
 	if t.ctx.Err() != nil {
 		return fmt.Errorf("transport: %w", ErrClosed)
+	}
+	var idle *quic.IdleTimeoutError
+	if ctx.Err() != nil && took >= t.cfg.HandshakeTimeout && !errors.As(err, &idle) {
+		// Out of time, but never idle for HandshakeTimeout: the address
+		// kept answering.
+		return fmt.Errorf("%w: %w", ErrHandshakeSlow, err)
 	}
 	return err
 }

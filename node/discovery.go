@@ -1432,8 +1432,28 @@ func (d *discovery) failed(addr string, ban time.Duration) {
 	d.failedLocked(addr, ban)
 }
 
+// dialFailedLocked backs off from m's address after a dial to it failed
+// with err. An address that answered but did not complete the handshake
+// in time (links.ErrHandshakeSlow: a CPU-starved node at either end) is
+// no silent address: it backs off without the ban of unproven addresses.
+// d.mu is held.
+func (d *discovery) dialFailedLocked(m Member, err error, now time.Time) {
+	answered := errors.Is(err, links.ErrHandshakeSlow)
+	if !answered && d.proven[m.LinkAddr] != m.Name {
+		d.failedUnprovenLocked(m.Name, now)
+	}
+	d.backoffLocked(m.LinkAddr, 0, answered)
+}
+
 // failedLocked is failed with d.mu held.
 func (d *discovery) failedLocked(addr string, ban time.Duration) {
+	d.backoffLocked(addr, ban, false)
+}
+
+// backoffLocked is failedLocked, where answered exempts addr from the ban
+// of unproven addresses: its last dial timed out after it answered
+// (links.ErrHandshakeSlow). d.mu is held.
+func (d *discovery) backoffLocked(addr string, ban time.Duration, answered bool) {
 	b := d.backoff[addr]
 	if b == nil {
 		if len(d.backoff) >= maxBackoffs && !d.evictLocked(time.Now()) {
@@ -1443,7 +1463,7 @@ func (d *discovery) failedLocked(addr string, ban time.Duration) {
 		d.backoff[addr] = b
 	}
 	b.fails++
-	if _, ok := d.proven[addr]; !ok && b.fails >= unprovenDials {
+	if _, ok := d.proven[addr]; !ok && !answered && b.fails >= unprovenDials {
 		ban = max(ban, unprovenBan)
 	}
 	b.wait = min(max(2*b.wait, dialMinBackoff), dialMaxBackoff)
@@ -1505,10 +1525,7 @@ func (d *discovery) dial(m Member, why topology.Why) {
 		delete(d.dialing, m.Name)
 		switch {
 		case err != nil && n.ctx.Err() == nil:
-			if d.proven[m.LinkAddr] != m.Name {
-				d.failedUnprovenLocked(m.Name, time.Now())
-			}
-			d.failedLocked(m.LinkAddr, 0)
+			d.dialFailedLocked(m, err, time.Now())
 		case err == nil && l.Peer() != m.Name:
 			d.failedLocked(m.LinkAddr, banTime)
 		case err == nil:
