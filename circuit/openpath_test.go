@@ -432,14 +432,7 @@ func TestResumableInlineReadDeadline(t *testing.T) {
 	if err := src.SetReadDeadline(time.Now().Add(20 * time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-read:
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatalf("Read returned %v, want a deadline error", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the read deadline did not stop the Read")
-	}
+	readStopped(t, read, os.ErrDeadlineExceeded, "the read deadline")
 	if err := src.SetReadDeadline(time.Time{}); err != nil {
 		t.Fatal(err)
 	}
@@ -458,12 +451,19 @@ func TestResumableInlineReadClose(t *testing.T) {
 	if err := src.Close(); err != nil {
 		t.Fatal(err)
 	}
+	readStopped(t, read, net.ErrClosed, "Close")
+}
+
+// readStopped waits (generously) for the Read whose result read gives to
+// fail with want, stopped by what.
+func readStopped(t *testing.T, read <-chan error, want error, what string) {
+	t.Helper()
 	select {
 	case err := <-read:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("Read returned %v, want net.ErrClosed", err)
+		if !errors.Is(err, want) {
+			t.Fatalf("Read returned %v, want %v", err, want)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("Close did not stop the Read")
+		t.Fatalf("%s did not stop the Read", what)
 	}
 }
