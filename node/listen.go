@@ -21,15 +21,22 @@ type listener struct {
 	n       *Node
 	service string
 	backlog chan net.Conn // *trackedConn or *resumableConn
-	mu      sync.Mutex
-	closed  bool
-	done    chan struct{}
+	// handle, set for a service the node answers itself, runs on each
+	// circuit in the goroutine that accepted it, instead of Accept.
+	handle func(net.Conn)
+	mu     sync.Mutex
+	closed bool
+	done   chan struct{}
 }
 
 // Listen publishes service on this node: circuits addressed to
 // (this node, service) are returned by the listener's Accept. Closing the
 // listener unpublishes the service; circuits already accepted stay open.
 func (n *Node) Listen(service string) (net.Listener, error) {
+	return n.listen(service, nil)
+}
+
+func (n *Node) listen(service string, handle func(net.Conn)) (*listener, error) {
 	if service == "" || len(service) > maxServiceName {
 		return nil, fmt.Errorf("listen %q: %w", service, ErrInvalidService)
 	}
@@ -41,7 +48,7 @@ func (n *Node) Listen(service string) (net.Listener, error) {
 	if n.services[service] != nil {
 		return nil, fmt.Errorf("listen %q: %w", service, ErrServiceInUse)
 	}
-	l := &listener{n: n, service: service, backlog: make(chan net.Conn, Backlog), done: make(chan struct{})}
+	l := &listener{n: n, service: service, backlog: make(chan net.Conn, Backlog), done: make(chan struct{}), handle: handle}
 	n.services[service] = l
 	return l, nil
 }
