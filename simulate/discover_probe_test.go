@@ -12,27 +12,14 @@ func TestDiscoverProbesNearestMembers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("60 nodes for 40 s of virtual time: not in -short")
 	}
-	s, err := Parse("probe.sim", `regions eu:n1..n60 inside=0.5ms spread=20ms
+	ms := lastMesh(t, "probe.sim", `regions eu:n1..n60 inside=0.5ms spread=20ms
 discover seed=n1 nodes=n2..n60 order=random
 wait reachable timeout=3m
 wait 40s
 measure
 `)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep := Test(t, s, Config{Backend: BackendMem})
-	if !rep.OK() {
-		return // Test logged the report
-	}
-	var ms *MeshStats
-	for _, st := range rep.Steps {
-		if st.Mesh != nil {
-			ms = st.Mesh
-		}
-	}
 	if ms == nil {
-		t.Fatal("no measurement")
+		return
 	}
 	t.Logf("round trips probed %.1f %%, coordinates known %.1f %%, stretch %.3f", 100*ms.Probed, 100*ms.Coords, ms.Stretch)
 	if ms.Probed < 0.75 {
