@@ -49,6 +49,7 @@ type discovery struct {
 
 	keyring *memberlist.Keyring // nil when gossip is not encrypted (keys.go)
 	probes  atomic.Int64        // probes answered, so gossip works with the keys in force
+	pinging atomic.Bool         // a round of the policy's own probes runs (discoveryprobe.go)
 
 	// stepMu serialises policy steps, which reuse scratch.
 	stepMu  sync.Mutex
@@ -62,6 +63,7 @@ type discovery struct {
 	members map[string]gossipMember           // alive members, copied from memberlist's events
 	coords  map[string]*coordinate.Coordinate // member → last coordinate
 	rtts    map[string]probeRTT               // member → round trips of its last probes
+	asked   map[string]time.Time              // member → when the policy last had its round trip measured (discoveryprobe.go)
 	dialing map[string]bool                   // member → dial in progress
 	owned   map[string]bool                   // members this node dialled and linked
 	short   map[string]bool                   // of those, the ones dialled as shortcuts (topology.WhyShortcut)
@@ -214,7 +216,7 @@ func startDiscovery(n *Node) (*discovery, error) {
 	d := &discovery{
 		n: n, vc: vc, kickc: make(chan struct{}, 1),
 		members: map[string]gossipMember{},
-		coords:  map[string]*coordinate.Coordinate{}, rtts: map[string]probeRTT{}, dialing: map[string]bool{}, owned: map[string]bool{}, short: map[string]bool{}, held: map[string]links.Link{},
+		coords:  map[string]*coordinate.Coordinate{}, rtts: map[string]probeRTT{}, asked: map[string]time.Time{}, dialing: map[string]bool{}, owned: map[string]bool{}, short: map[string]bool{}, held: map[string]links.Link{},
 		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
 		proven: map[string]string{}, unproven: map[string]*addrBackoff{}, reached: map[string]bool{}, granted: map[string]time.Time{},
 		full: ratelog.New(n.log, time.Minute, 1024), bad: ratelog.New(n.log, time.Minute, 1024), verified: map[string]verifiedMeta{},
@@ -603,6 +605,7 @@ func (d *discovery) forget(name string) {
 	delete(d.members, name)
 	delete(d.coords, name)
 	delete(d.rtts, name)
+	delete(d.asked, name)
 	delete(d.lost, name)
 	d.mu.Unlock()
 	d.metas.forget(name)
@@ -1060,14 +1063,16 @@ func (d *discovery) step(now time.Time) int {
 	}
 	noRoom := !d.roomAt.IsZero() && now.Sub(d.roomAt) < roomEvery
 	unvouched := d.unvouchedAt.IsZero() || now.Sub(d.unvouchedAt) >= unvouchedRoomEvery
+	probing := d.probingLocked(now)
 	d.mu.Unlock()
 
 	plan := topology.Decide(topology.Input{
 		Self: n.cfg.Name, Leaf: n.cfg.Leaf, Coord: d.vc.GetCoordinate(),
 		Members: members, Links: ls, Unreachable: lost, Unavailable: unavailable,
-		NoRoom: noRoom, UnvouchedRoom: unvouched,
+		NoRoom: noRoom, UnvouchedRoom: unvouched, Probing: probing,
 		Config: d.policyConfig(),
 	})
+	d.probe(plan.Probe, now)
 	for _, peer := range gone {
 		d.drop(peer, whyGone, "no longer a gossip member")
 	}

@@ -8,27 +8,14 @@ import "testing"
 // its own probes (one member a second) measured only some of them: the
 // members publish their coordinates in their gossip metadata.
 func TestDiscoverSpreadsCoordinates(t *testing.T) {
-	s, err := Parse("coords.sim", `regions eu:n1..n10 us:n11..n20 ap:n21..n30 inside=0.5ms between=30ms..80ms spread=10ms
+	ms := lastMesh(t, "coords.sim", `regions eu:n1..n10 us:n11..n20 ap:n21..n30 inside=0.5ms between=30ms..80ms spread=10ms
 discover seed=n1 nodes=n2..n30 order=random
 wait reachable timeout=3m
 wait 20s
 measure
 `)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep := Test(t, s, Config{Backend: BackendMem})
-	if !rep.OK() {
-		return // Test logged the report
-	}
-	var ms *MeshStats
-	for _, st := range rep.Steps {
-		if st.Mesh != nil {
-			ms = st.Mesh
-		}
-	}
 	if ms == nil {
-		t.Fatal("no measurement")
+		return
 	}
 	t.Logf("coordinates known %.1f %% (lowest node %.1f %%), round trips probed %.1f %%", 100*ms.Coords, 100*ms.CoordsMin, 100*ms.Probed)
 	if ms.CoordsMin < 0.9 {
@@ -40,4 +27,28 @@ measure
 		t.Errorf("coordinates known %.1f %%, round trips probed %.1f %%: want gossip to add at least 15 points to what probes measured",
 			100*ms.Coords, 100*ms.Probed)
 	}
+}
+
+// lastMesh runs script on mem and returns what its last measure step
+// measured; nil when the run failed (Test logged the report).
+func lastMesh(t *testing.T, name, script string) *MeshStats {
+	t.Helper()
+	s, err := Parse(name, script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := Test(t, s, Config{Backend: BackendMem})
+	if !rep.OK() {
+		return nil
+	}
+	var ms *MeshStats
+	for _, st := range rep.Steps {
+		if st.Mesh != nil {
+			ms = st.Mesh
+		}
+	}
+	if ms == nil {
+		t.Fatal("no measurement")
+	}
+	return ms
 }

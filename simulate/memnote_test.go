@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -50,6 +51,39 @@ func TestMemSize(t *testing.T) {
 	}{{0, "0.0 B"}, {1023, "1023.0 B"}, {1536, "1.5 KiB"}, {3 << 20, "3.0 MiB"}, {12.5 * (1 << 30), "12.5 GiB"}} {
 		if got := memSize(c.n); got != c.want {
 			t.Errorf("memSize(%v) = %q, want %q", c.n, got, c.want)
+		}
+	}
+}
+
+// A measure step's progress line is followed by what it measured, so a
+// long run interrupted later (which prints no report) keeps it.
+func TestProgressLinesGiveMeasurement(t *testing.T) {
+	s, err := Parse("measure.sim", `regions eu:n1..n4 inside=1ms
+discover seed=n1 nodes=n2..n4
+wait reachable timeout=1m
+measure
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	synctest.Test(t, func(t *testing.T) {
+		rep, err := run(context.Background(), s, Config{Backend: BackendMem}, runOptions{progress: &progress, virtual: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.OK() {
+			t.Fatalf("run failed:\n%s", progress.String())
+		}
+	})
+	out := progress.String()
+	_, after, ok := strings.Cut(out, "  measure")
+	if !ok {
+		t.Fatalf("no progress line of the measure step:\n%s", out)
+	}
+	for _, want := range []string{"reachable pairs", "path stretch", "degree max", "diameter"} {
+		if !strings.Contains(after, want) {
+			t.Errorf("progress after the measure step without %q:\n%s", want, out)
 		}
 	}
 }

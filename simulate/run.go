@@ -140,6 +140,13 @@ func run(ctx context.Context, s *Script, cfg Config, o runOptions) (rep *Report,
 				mem = "  [" + mem + "]"
 			}
 			fmt.Fprintf(progress, "%4d  %-4s  %s%s%s\n", res.Line, res.Status, res.Step, resultNote(res, r.rep.Virtual), mem)
+			if res.Mesh != nil {
+				// What a measure step measured, also here: a long run
+				// interrupted later prints no report.
+				for _, l := range strings.Split(strings.TrimRight(res.Output, "\n"), "\n") {
+					fmt.Fprintf(progress, "      %s\n", l)
+				}
+			}
 		}
 	}
 	r.rep.Duration, r.rep.Wall = time.Since(start), wallNow()-wallStart

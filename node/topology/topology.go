@@ -75,6 +75,8 @@ const (
 	DefaultGain    = time.Millisecond
 	// MinRTT is the floor of a member's distance for a shortcut.
 	MinRTT = 100 * time.Microsecond
+	// DefaultProbes is how many members Plan.Probe lists at most.
+	DefaultProbes = 2
 )
 
 // Config tunes the policy. The zero value means the defaults.
@@ -114,6 +116,9 @@ type Config struct {
 	// means no shortcuts.
 	Stretch float64
 	Gain    time.Duration
+	// Probes bounds the members Plan.Probe lists. Default DefaultProbes;
+	// negative means none.
+	Probes int
 }
 
 func (c Config) withDefaults() Config {
@@ -167,6 +172,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Gain <= 0 {
 		c.Gain = DefaultGain
+	}
+	switch {
+	case c.Probes == 0:
+		c.Probes = DefaultProbes
+	case c.Probes < 0:
+		c.Probes = 0
 	}
 	return c
 }
@@ -242,7 +253,10 @@ type Input struct {
 	// limit of room-making). UnvouchedRoom: a lost member that is not
 	// Vouched may have room made for it too.
 	NoRoom, UnvouchedRoom bool
-	Config                Config
+	// Probing lists members whose round trip the caller is measuring or
+	// measured lately without an answer: Plan.Probe leaves them out.
+	Probing []string
+	Config  Config
 }
 
 // Why is the kind of a decision: a small fixed set, fit for a metric
@@ -273,6 +287,15 @@ type Plan struct {
 	Add  []Member // members to dial, best first
 	Why  []Why    // Why[i] is why Add[i] is added
 	Drop []Drop
+	// Probe lists members whose round trip the caller should measure,
+	// nearest first: the routers nearest by coordinate estimate whose
+	// round trip gossip's probes have not measured, within the radius
+	// of the near neighbours (where shortcuts and replacements are
+	// chosen, and only by measured round trips), at most Config.Probes.
+	// Gossip probes one member a second, chosen at random: with
+	// hundreds of members a node would otherwise know the round trip to
+	// few of its nearest for many minutes.
+	Probe []string
 }
 
 // Decide computes the links to add and drop.
@@ -281,7 +304,9 @@ func Decide(in Input) Plan {
 	n := len(in.Members)
 	p := planner{in: in, cfg: cfg, linked: make(map[string]Link, len(in.Links)), members: make(map[string]Member, n),
 		dists: make(map[string]time.Duration, n), hashes: make(map[string]uint64, n)}
-	return p.plan()
+	plan := p.plan()
+	plan.Probe = p.probes()
+	return plan
 }
 
 type planner struct {
@@ -289,6 +314,8 @@ type planner struct {
 	cfg     Config
 	linked  map[string]Link
 	members map[string]Member
+	cands   []Member        // routers, nearest first (plan)
+	near    map[string]bool // the wanted near neighbours (plan)
 	degree  int
 	dists   map[string]time.Duration // memo of dist
 	hashes  map[string]uint64        // memo of hash
@@ -321,9 +348,11 @@ func (p *planner) plan() Plan {
 		}
 	}
 	p.sortNearest(cands)
+	p.cands = cands
 
 	wanted := map[string]bool{}
 	near := map[string]bool{}
+	p.near = near
 	nNear, nLong := p.cfg.Target-p.cfg.Long, p.cfg.Long
 	if p.in.Leaf {
 		nNear, nLong = p.cfg.Leaf, 0
@@ -521,6 +550,38 @@ func (p *planner) plan() Plan {
 	// call adds already is skipped, so that the shortcut goes to the next.
 	for _, m := range p.shortcuts(cands, radius) {
 		if p.degree+len(out.Add) >= hardMax-shortcutRoom || add(m, WhyShortcut) {
+			break
+		}
+	}
+	return out
+}
+
+// probes returns the members Plan.Probe lists (after plan).
+func (p *planner) probes() []string {
+	if p.cfg.Probes == 0 {
+		return nil
+	}
+	radius := p.radius(p.near)
+	if radius == 0 {
+		return nil
+	}
+	var skip map[string]bool
+	var out []string
+	for _, m := range p.cands { // nearest first
+		d := p.dist(m)
+		if d > radius {
+			break // unknown distances sort last
+		}
+		if _, ok := p.linked[m.Name]; ok || m.RTT > 0 {
+			continue
+		}
+		if skip == nil {
+			skip = set(p.in.Probing)
+		}
+		if skip[m.Name] {
+			continue
+		}
+		if out = append(out, m.Name); len(out) == p.cfg.Probes {
 			break
 		}
 	}
