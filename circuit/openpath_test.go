@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -358,112 +356,5 @@ func TestResumableEarlySourceEndsUnused(t *testing.T) {
 			}
 			waitEnded(t, src)
 		})
-	}
-}
-
-// The first Read of an early source, the answer to its open, reads the
-// path itself instead of waiting for readLoop to read it and wake it.
-// Which of the two gets to the path first is up to the scheduler, so some
-// of several circuits' first answers must have been read inline.
-func TestResumableEarlySourceReadsAnswerInline(t *testing.T) {
-	const circuits = 20
-	g := newResumeRig(t)
-	var inline int64
-	for i := range circuits {
-		_, src, dst := g.pair(ResumeConfig{Early: true}, ResumeConfig{})
-		go echoBytes(dst)
-		buf := []byte{'x'}
-		if _, err := src.Write(buf); err != nil {
-			t.Fatalf("circuit %d: %v", i, err)
-		}
-		if _, err := io.ReadFull(src, buf); err != nil {
-			t.Fatalf("circuit %d: %v", i, err)
-		}
-		inline += src.fast.inlineReads.Load()
-	}
-	if inline == 0 {
-		t.Errorf("no first answer of %d circuits was read by the Read that waited for it", circuits)
-	}
-}
-
-// inlineReader is an early source whose first Read reads the path itself
-// and waits there (the destination does not answer); it returns the two
-// ends and the Read's result.
-func inlineReader(t *testing.T) (src, dst *Resumable, read <-chan error) {
-	t.Helper()
-	g := newResumeRig(t)
-	for range 50 {
-		_, src, dst := g.pair(ResumeConfig{Early: true}, ResumeConfig{})
-		if _, err := src.Write([]byte{'x'}); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() {
-			buf := make([]byte, 2)
-			_, err := io.ReadFull(src, buf) // 'x' from dst, then what follows
-			done <- err
-		}()
-		b := make([]byte, 1)
-		if _, err := io.ReadFull(dst, b); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := dst.Write(b); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, func() bool { return src.BytesIn() == 1 })
-		src.mu.Lock()
-		inline := src.readerReads
-		src.mu.Unlock()
-		if inline {
-			return src, dst, done
-		}
-		// readLoop got to the path first: try another circuit.
-		src.Reset(CloseCancelled)
-		<-done
-	}
-	t.Skip("readLoop read the path first on every circuit")
-	return nil, nil, nil
-}
-
-// A read deadline stops a Read that reads the path itself; the circuit
-// goes on: readLoop reads the path after it, and bytes sent later arrive.
-func TestResumableInlineReadDeadline(t *testing.T) {
-	src, dst, read := inlineReader(t)
-	if err := src.SetReadDeadline(time.Now().Add(20 * time.Millisecond)); err != nil {
-		t.Fatal(err)
-	}
-	readStopped(t, read, os.ErrDeadlineExceeded, "the read deadline")
-	if err := src.SetReadDeadline(time.Time{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := dst.Write([]byte("yz")); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 2)
-	if _, err := io.ReadFull(src, buf); err != nil || string(buf) != "yz" {
-		t.Fatalf("after the deadline the source read %q, %v; want \"yz\"", buf, err)
-	}
-}
-
-// Close stops a Read that reads the path itself, as any waiting Read.
-func TestResumableInlineReadClose(t *testing.T) {
-	src, _, read := inlineReader(t)
-	if err := src.Close(); err != nil {
-		t.Fatal(err)
-	}
-	readStopped(t, read, net.ErrClosed, "Close")
-}
-
-// readStopped waits (generously) for the Read whose result read gives to
-// fail with want, stopped by what.
-func readStopped(t *testing.T, read <-chan error, want error, what string) {
-	t.Helper()
-	select {
-	case err := <-read:
-		if !errors.Is(err, want) {
-			t.Fatalf("Read returned %v, want %v", err, want)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s did not stop the Read", what)
 	}
 }

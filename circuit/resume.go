@@ -189,9 +189,8 @@ type Resumable struct {
 	service       string
 
 	mu    sync.Mutex
-	cond  *sync.Cond // the application's Reads and Writes
+	cond  *sync.Cond // the application's Reads and Writes, readLoop
 	wcond *sync.Cond // writeLoop alone (see broadcast)
-	rcond *sync.Cond // readLoop alone, waiting for a path to read
 
 	cur         Path
 	gen         uint64
@@ -215,9 +214,6 @@ type Resumable struct {
 	idle        bool   // source of an early circuit: readLoop and writeLoop not started yet (startLocked)
 	helloSent   bool   // source: the first path's first write returned: it may be read
 	wantHello   bool   // destination: the first frame must be a hello
-	loopReads   bool   // readLoop reads the current path
-	readerReads bool   // a Read reads the current path itself (readInlineLocked); readLoop waits
-	kicked      Path   // a path whose read deadline was set to stop an inline Read (kickReaderLocked)
 	writing     bool   // a frame is being written (by writeLoop or a Write)
 	wstopped    uint64 // 1 + the generation of a path the other end stopped reading
 	wclosed     uint64 // 1 + the generation of a path whose writing end this end closed with its fin
@@ -298,10 +294,9 @@ type heldRecord struct {
 // write after another one (batched); how often writeLoop went back to
 // waiting with nothing to send (idleWaits: woken for nothing, but for its
 // first wait), and the records that carried an acknowledgement alone
-// (ackOnly), and the Reads that read the path themselves (inlineReads,
-// see readInlineLocked).
+// (ackOnly).
 type fastPaths struct {
-	direct, inPlace, held, fromRing, batched, idleWaits, ackOnly, inlineReads atomic.Int64
+	direct, inPlace, held, fromRing, batched, idleWaits, ackOnly atomic.Int64
 }
 
 // NewResumableSource makes the source's end of a resumable circuit over p,
@@ -355,7 +350,7 @@ func newResumable(p Path, local, remote net.Addr, cfg ResumeConfig) *Resumable {
 		cfg.ProgressTimeout = DefaultProgressTimeout
 	}
 	r := &Resumable{cfg: cfg, local: local, remote: remote, cur: p, firstPath: p, quit: make(chan struct{})}
-	r.cond, r.wcond, r.rcond = sync.NewCond(&r.mu), sync.NewCond(&r.mu), sync.NewCond(&r.mu)
+	r.cond, r.wcond = sync.NewCond(&r.mu), sync.NewCond(&r.mu)
 	r.sbuf.max, r.rq.max = cfg.Window, cfg.Window
 	if cfg.Budget != nil {
 		r.sbuf.sized, r.rq.sized = r.sizedLocked, r.sizedLocked
@@ -897,91 +892,23 @@ func (r *Resumable) readLoop() {
 		r.mu.Lock()
 		// An early path is read only once its first flight left with the
 		// hello: a Read first would send the open without it.
-		// A Read that reads the path itself (readInlineLocked) hands it
-		// back once it took its bytes, also when the circuit ended: the
-		// goroutines end (and OnEnd runs) after it left the path.
-		for r.readerReads || !r.ended && (r.cur == nil || r.source && !r.helloSent) {
-			r.rcond.Wait()
+		for !r.ended && (r.cur == nil || r.source && !r.helloSent) {
+			r.cond.Wait()
 		}
 		if r.ended {
 			r.mu.Unlock()
 			return
 		}
 		p, gen := r.cur, r.gen
-		r.loopReads = true
 		r.mu.Unlock()
 		err := r.readPath(p, gen, nil)
 		r.mu.Lock()
-		r.loopReads = false
-		r.pathReadEndedLocked(gen, err)
-		r.mu.Unlock()
-	}
-}
-
-// pathReadEndedLocked acts on the end of the reading of the path of
-// generation gen: io.EOF, it ended cleanly at a frame boundary.
-func (r *Resumable) pathReadEndedLocked(gen uint64, err error) {
-	if err == io.EOF {
-		r.pathEndedLocked(gen)
-	} else {
-		r.pathFailedLocked(gen, err)
-	}
-}
-
-// readInlineLocked lets a Read that found nothing to take read the path
-// itself while readLoop is not reading it (it has not yet started to:
-// the first Read of a circuit, typically the answer to an open), instead
-// of waiting for readLoop to read it and wake it: one goroutine hand-off
-// less on the way of the first answer. It reads whole frames, as readLoop
-// does, until bytes were delivered into b, the fin came or the circuit
-// ended, and then hands the path to readLoop. Only a sealed path is read
-// so, whose frames never span records: a Read stopped by Close, a read
-// deadline or the end of the circuit (kickReaderLocked sets the path's
-// read deadline) stops at a frame boundary. It reports the bytes
-// delivered and whether it read at all. r.mu held.
-func (r *Resumable) readInlineLocked(b []byte) (int, bool) {
-	p, gen := r.cur, r.gen
-	if _, ok := p.(sealedPath); !ok || r.loopReads || r.readerReads || r.rw.busy || !r.readDL.IsZero() || r.source && !r.helloSent {
-		return 0, false
-	}
-	r.readerReads = true
-	r.fast.inlineReads.Add(1)
-	r.rw = readWait{busy: true, b: b}
-	var seen int64 // frames read when the last frame began
-	more := func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		seen = r.frames.Load()
-		return r.rw.n == 0 && r.queuedLocked() == 0 && !r.gotFin && !r.ended && !r.appClosed && r.kicked == nil && gen == r.gen
-	}
-	r.mu.Unlock()
-	err := r.readPath(p, gen, more)
-	r.mu.Lock()
-	n := r.rw.n
-	r.rw = readWait{}
-	r.readerReads = false
-	if r.kicked != nil {
-		_ = r.kicked.SetReadDeadline(time.Time{})
-		r.kicked = nil
-		if isTimeout(err) && r.frames.Load() == seen {
-			err = nil // stopped between frames: readLoop reads on
+		if err == io.EOF {
+			r.pathEndedLocked(gen)
+		} else {
+			r.pathFailedLocked(gen, err)
 		}
-	}
-	if err != nil {
-		r.pathReadEndedLocked(gen, err)
-	}
-	r.cond.Broadcast() // Reads waiting for the path
-	r.rcond.Signal()
-	return n, true
-}
-
-// kickReaderLocked stops a Read that reads the path itself
-// (readInlineLocked) at the next frame boundary: the circuit ended, the
-// application closed it or set a read deadline. r.mu held.
-func (r *Resumable) kickReaderLocked() {
-	if r.readerReads && r.kicked == nil && r.cur != nil {
-		r.kicked = r.cur
-		_ = r.kicked.SetReadDeadline(time.Unix(1, 0))
+		r.mu.Unlock()
 	}
 }
 
@@ -1469,7 +1396,6 @@ func (r *Resumable) endLocked() {
 	}
 	r.stopTimerLocked()
 	r.unregisterLocked()
-	r.kickReaderLocked()
 	r.broadcast()
 	// An early source that ended before its goroutines started (its first
 	// Write over the budget) starts them now: they see the end and call
@@ -1658,7 +1584,6 @@ func (r *Resumable) resumeLoop(gen uint64, deadline time.Time) {
 // data wakes the readers.
 func (r *Resumable) broadcast() {
 	r.cond.Broadcast()
-	r.rcond.Signal()
 	r.wcond.Signal()
 }
 
@@ -1779,12 +1704,6 @@ func (r *Resumable) Read(b []byte) (int, error) {
 		}
 		if r.ended {
 			return 0, r.opError("read", r.errLocked())
-		}
-		if n, ok := r.readInlineLocked(b); ok {
-			if n > 0 {
-				return n, nil
-			}
-			continue
 		}
 		// The first waiting Read lends readLoop its buffer.
 		mine := !r.rw.busy
@@ -1917,7 +1836,6 @@ func (r *Resumable) Close() error {
 	r.finQueued = true
 	r.rq.pop(r.rq.len())
 	r.dropHeldLocked()
-	r.kickReaderLocked()
 	r.cond.Broadcast()
 	if !r.sendInlineLocked() {
 		r.wcond.Signal()
@@ -1972,7 +1890,6 @@ func (r *Resumable) setDeadlines(read, write *time.Time) error {
 	defer r.mu.Unlock()
 	if read != nil {
 		r.readDL = *read
-		r.kickReaderLocked()
 	}
 	if write != nil {
 		r.writeDL = *write

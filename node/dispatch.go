@@ -262,11 +262,6 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	if o.Flags&circuit.FlagResumable != 0 {
 		conn = n.resumableDest(tc, o)
 	}
-	if lis.handle != nil {
-		defer conn.Close()
-		lis.handle(conn)
-		return
-	}
 	if !lis.enqueue(conn) {
 		conn.(interface{ abort() }).abort()
 	}

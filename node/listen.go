@@ -21,22 +21,15 @@ type listener struct {
 	n       *Node
 	service string
 	backlog chan net.Conn // *trackedConn or *resumableConn
-	// handle, set for a service the node answers itself, runs on each
-	// circuit in the goroutine that accepted it, instead of Accept.
-	handle func(net.Conn)
-	mu     sync.Mutex
-	closed bool
-	done   chan struct{}
+	mu      sync.Mutex
+	closed  bool
+	done    chan struct{}
 }
 
 // Listen publishes service on this node: circuits addressed to
 // (this node, service) are returned by the listener's Accept. Closing the
 // listener unpublishes the service; circuits already accepted stay open.
 func (n *Node) Listen(service string) (net.Listener, error) {
-	return n.listen(service, nil)
-}
-
-func (n *Node) listen(service string, handle func(net.Conn)) (*listener, error) {
 	if service == "" || len(service) > maxServiceName {
 		return nil, fmt.Errorf("listen %q: %w", service, ErrInvalidService)
 	}
@@ -48,7 +41,7 @@ func (n *Node) listen(service string, handle func(net.Conn)) (*listener, error) 
 	if n.services[service] != nil {
 		return nil, fmt.Errorf("listen %q: %w", service, ErrServiceInUse)
 	}
-	l := &listener{n: n, service: service, backlog: make(chan net.Conn, Backlog), done: make(chan struct{}), handle: handle}
+	l := &listener{n: n, service: service, backlog: make(chan net.Conn, Backlog), done: make(chan struct{})}
 	n.services[service] = l
 	return l, nil
 }

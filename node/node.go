@@ -252,9 +252,9 @@ func (n *Node) Start(ctx context.Context) error {
 		defer n.wg.Done()
 		n.sampleLinkRTT()
 	}()
-	n.startBuiltin(EchoService, echo)
+	n.startBuiltin(EchoService, serveEcho)
 	if !n.cfg.DisableInfo {
-		n.startBuiltin(InfoService, n.serveInfo)
+		n.startBuiltin(InfoService, serveInfo)
 	}
 	for _, addr := range n.cfg.StaticLinks {
 		n.keep(addr)
