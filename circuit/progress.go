@@ -15,7 +15,8 @@ import (
 
 // silenceLimitLocked is how long the path may stay silent while this end
 // waits: max(ProgressTimeout, 8 × the measured round trip), doubled for
-// each path the circuit already failed for no progress (backoff);
+// each path failed for no progress since a path last had data
+// acknowledged (backoff);
 // checkProgress adds the time the path needs to drain what is in flight
 // (drainLocked).
 func (r *Resumable) silenceLimitLocked() time.Duration {
@@ -84,6 +85,10 @@ func (r *Resumable) sampleRateLocked(off int64) {
 	if span < minRateSample {
 		return
 	}
+	// The path carries data: the backoff of the silence limit counts
+	// only paths failed in a row, so a path that is really dead later
+	// is found at the base limit again.
+	r.silentPaths = 0
 	sample := float64(off-r.rateBase) / span.Seconds()
 	if r.rate == 0 {
 		r.rate = sample

@@ -277,3 +277,20 @@ func TestNoProgressWaitsForFirstAckOnSlowPath(t *testing.T) {
 		t.Fatalf("a path slow before its first acknowledgement caused %d resumes or redials", n)
 	}
 }
+
+// TestSilenceBackoffEndsWithProgress: the silence limit doubles for each
+// path failed in a row for no progress, and returns to its base once a
+// path has data acknowledged: four slow paths early in a circuit's life
+// must not leave a dead path found 16 times later for good.
+func TestSilenceBackoffEndsWithProgress(t *testing.T) {
+	r := &Resumable{cfg: ResumeConfig{ProgressTimeout: 2 * time.Second}}
+	r.silentPaths = 4
+	if got := r.silenceLimitLocked(); got != 32*time.Second {
+		t.Fatalf("after 4 silent paths the limit is %v, want 32s", got)
+	}
+	r.rateAt, r.rateBase = time.Now().Add(-time.Second), 0
+	r.sampleRateLocked(64 << 10)
+	if got := r.silenceLimitLocked(); got != 2*time.Second {
+		t.Fatalf("after an acknowledgement measured the path the limit is %v, want the base 2s", got)
+	}
+}
