@@ -40,3 +40,29 @@ func attOf(origin string, seqno uint16) string {
 	b, _ := (&fakeCertifier{}).Attest(origin, seqno)
 	return string(b)
 }
+
+// TestOwnAttestationInTheGapRaisesPastIt: an attestation of ours that
+// arrives within the second after a raise is jumped past when the second
+// ends, not capped like a request's raise at 4,096 ahead.
+func TestOwnAttestationInTheGapRaisesPastIt(t *testing.T) {
+	e := certEngine(t, &fakeCertifier{})
+	e.LinkUp(ct0, "m", 10, false)
+	e.Tick(ct0)
+	e.Ready()
+	s1 := e.seqno + 100
+	mustReceive(t, e, ct0, "m", encodeMessage([]entry{att("a", s1, attOf("a", s1))}))
+	if !seqnoLess(s1, e.seqno) {
+		t.Fatalf("first attestation: seqno %d not past %d", e.seqno, s1)
+	}
+	at := ct0.Add(10 * time.Millisecond)
+	s2 := e.seqno + 20000
+	mustReceive(t, e, at, "m", encodeMessage([]entry{att("a", s2, attOf("a", s2))}))
+	for range 150 {
+		at = at.Add(10 * time.Millisecond)
+		e.Tick(at)
+		e.Ready()
+	}
+	if !seqnoLess(s2, e.seqno) {
+		t.Fatalf("an attestation of ours for seqno %d, received within the second after a raise, left our seqno at %d after it", s2, e.seqno)
+	}
+}

@@ -22,6 +22,7 @@ type Engine struct {
 	raiseAt  time.Duration
 	raiseDue bool
 	raiseTo  uint16 // the newest seqno asked for then
+	raiseJmp bool   // raiseTo is past an attestation of ours: not capped
 
 	started bool
 	epoch   time.Time     // first time seen; internal times are offsets from it
@@ -362,7 +363,7 @@ func (e *Engine) Tick(now time.Time) {
 	}
 	if e.raiseDue && t >= e.raiseAt {
 		if seqnoLess(e.seqno, e.raiseTo) {
-			e.raiseSelf(t, e.raiseTo, false)
+			e.raiseSelf(t, e.raiseTo, e.raiseJmp)
 		} else {
 			e.raiseDue = false // the seqno moved past it meanwhile
 		}

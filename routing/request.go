@@ -76,7 +76,7 @@ const maxSelfJump = 1 << 12
 func (e *Engine) raiseSelf(t time.Duration, want uint16, jump bool) bool {
 	if t < e.raiseAt {
 		if !e.raiseDue || seqnoLess(e.raiseTo, want) {
-			e.raiseTo = want
+			e.raiseTo, e.raiseJmp = want, jump
 		}
 		e.raiseDue = true
 		return false
