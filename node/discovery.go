@@ -1641,13 +1641,20 @@ type slogWriter struct {
 }
 
 // warnKind is what a memberlist line says before its first name, address
-// or number: one gossip packet can repeat a refused alive message a
-// thousand times, and each refusal was a WARN line.
+// or number, at most its first two words after "memberlist:" (some lines
+// name a node unquoted after two words: "Rejected node NAME"): one gossip
+// packet can repeat a refused alive message a thousand times, and each
+// refusal was a WARN line; made-up names must not make new kinds.
 func warnKind(msg string) string {
 	if i := strings.IndexAny(msg, "'\"0123456789"); i >= 0 {
-		return msg[:i]
+		msg = msg[:i]
 	}
-	return msg
+	head, rest, ok := strings.Cut(msg, "memberlist: ")
+	if !ok {
+		head, rest = "", msg
+	}
+	words := strings.Fields(rest)
+	return head + strings.Join(words[:min(2, len(words))], " ")
 }
 
 func (w *slogWriter) Write(p []byte) (int, error) {

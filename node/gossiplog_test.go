@@ -22,13 +22,17 @@ func TestGossipWarningsRateLimited(t *testing.T) {
 	for i := range 1000 {
 		ml.Printf("[WARN] memberlist: ignoring alive message for 'm%d': member m%d: metadata signature does not verify", i, i)
 		ml.Printf("[WARN] memberlist: handler queue full, dropping message (4) from=10.0.0.%d:7946", i%250)
+		// Lines naming a node unquoted, with names a sender chooses.
+		name := strings.Repeat("x", i%7+1) + string(rune('a'+i%26)) + string(rune('a'+i/26%26))
+		ml.Printf("[WARN] memberlist: Got ping for unexpected node %s from=10.0.0.1:7946", name)
+		ml.Printf("[WARN] memberlist: Rejected node %s (%s): not allowed", name, "10.0.0.1")
 	}
 	ml.Printf("[WARN] memberlist: Was able to connect to b over TCP but UDP probes failed, network may be misconfigured")
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("2001 memberlist warnings of 3 kinds gave %d lines, want 3:\n%s", len(lines), strings.Join(lines[:min(len(lines), 5)], "\n"))
+	if len(lines) != 5 {
+		t.Fatalf("4001 memberlist warnings of 5 kinds gave %d lines, want 5:\n%s", len(lines), strings.Join(lines[:min(len(lines), 8)], "\n"))
 	}
-	for i, want := range []string{"ignoring alive message for 'm0'", "handler queue full", "UDP probes failed"} {
+	for i, want := range []string{"ignoring alive message for 'm0'", "handler queue full", "Got ping for unexpected node xaa", "Rejected node xaa", "UDP probes failed"} {
 		if !strings.Contains(lines[i], want) {
 			t.Errorf("line %d is %q, want it to say %q", i, lines[i], want)
 		}

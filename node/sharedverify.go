@@ -17,8 +17,9 @@ import (
 // certificate against the mesh CA and its signature over (origin, seqno,
 // extra). Both verdicts depend only on their inputs (and, for the
 // certificate, on the time, which is checked again on every use), so N
-// nodes in one process need to compute each once, not N times. Only
-// successes are kept; each cache holds two generations of at most
+// nodes in one process need to compute each once, not N times. The
+// certificate cache keeps successes only; the signature cache keeps
+// failures too (its key digests every byte the check reads). Each cache holds two generations of at most
 // sharedCacheGen entries, the older dropped when the newer fills, so it
 // stays bounded whatever it is fed.
 const sharedCacheGen = 1 << 15
