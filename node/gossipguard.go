@@ -118,6 +118,12 @@ func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg pro
 		}
 		m = are.ExistingCollector.(*prometheus.CounterVec)
 	}
+	for _, r := range []string{refuseSize, refuseBomb, refuseCompound, refuseMalformed} {
+		m.WithLabelValues("packet", r) // from zero, so rate() sees the first
+	}
+	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseHeader} {
+		m.WithLabelValues("stream", r)
+	}
 	g := &gossipGuard{
 		inner: inner, encrypted: encrypted, maxNodes: maxMembers,
 		packets: make(chan *memberlist.Packet), streams: make(chan net.Conn),
@@ -125,35 +131,36 @@ func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg pro
 		metric: m, log: log,
 	}
 	g.wg.Add(2)
-	go g.forwardPackets()
-	go g.forwardStreams()
+	go forward(g, inner.PacketCh(), g.packets, g.passPacket, func(*memberlist.Packet) {})
+	go forward(g, inner.StreamCh(), g.streams, g.passStream, func(c net.Conn) { _ = c.Close() })
 	return g, nil
 }
 
 func (g *gossipGuard) refuse(kind, reason string, from net.Addr, err error) {
 	g.refused.Add(1)
 	g.metric.WithLabelValues(kind, reason).Inc()
-	g.log.Warn("gossip "+kind+" "+reason, "gossip "+kind+" refused", "reason", reason, "from", from.String(), "err", err)
+	g.log.Warn("gossip "+kind+" "+reason, "gossip "+kind+" refused", "reason", reason, "from", from, "err", err)
 }
 
 // Refused is how many packets and streams the guard refused.
 func (g *gossipGuard) Refused() int64 { return g.refused.Load() }
 
-func (g *gossipGuard) forwardPackets() {
+// forward hands what in delivers, as pass turns it (false: refused), to
+// out until the guard is shut down; drop is given what was taken but not
+// handed on.
+func forward[T any](g *gossipGuard, in <-chan T, out chan<- T, pass func(T) (T, bool), drop func(T)) {
 	defer g.wg.Done()
-	in := g.inner.PacketCh()
 	for {
 		select {
-		case p := <-in:
-			buf, reason, err := g.checkPacket(p.Buf)
-			if reason != "" {
-				g.refuse("packet", reason, p.From, err)
+		case v := <-in:
+			v, ok := pass(v)
+			if !ok {
 				continue
 			}
-			p.Buf = buf
 			select {
-			case g.packets <- p:
+			case out <- v:
 			case <-g.done:
+				drop(v)
 				return
 			}
 		case <-g.done:
@@ -162,29 +169,24 @@ func (g *gossipGuard) forwardPackets() {
 	}
 }
 
-func (g *gossipGuard) forwardStreams() {
-	defer g.wg.Done()
-	in := g.inner.StreamCh()
-	for {
-		select {
-		case c := <-in:
-			select {
-			case g.slots <- struct{}{}:
-			default:
-				g.refuse("stream", refuseBusy, c.RemoteAddr(), nil)
-				_ = c.Close()
-				continue
-			}
-			gc := g.guard(c, true)
-			select {
-			case g.streams <- gc:
-			case <-g.done:
-				_ = gc.Close()
-				return
-			}
-		case <-g.done:
-			return
-		}
+func (g *gossipGuard) passPacket(p *memberlist.Packet) (*memberlist.Packet, bool) {
+	buf, reason, err := g.checkPacket(p.Buf)
+	if reason != "" {
+		g.refuse("packet", reason, p.From, err)
+		return nil, false
+	}
+	p.Buf = buf
+	return p, true
+}
+
+func (g *gossipGuard) passStream(c net.Conn) (net.Conn, bool) {
+	select {
+	case g.slots <- struct{}{}:
+		return g.guard(c, true), true
+	default:
+		g.refuse("stream", refuseBusy, c.RemoteAddr(), nil)
+		_ = c.Close()
+		return nil, false
 	}
 }
 
@@ -229,8 +231,9 @@ func (g *gossipGuard) checkPacket(b []byte) ([]byte, string, error) {
 	}
 	switch b[0] {
 	case gmCompound:
-		reason, err := checkCompound(b[1:])
-		return b, reason, err
+		if reason, err := checkCompound(b[1:]); reason != "" {
+			return nil, reason, err
+		}
 	case gmCompress, gmHasCrc, gmHasLabel:
 		return nil, refuseCompound, fmt.Errorf("message type %d nested", b[0])
 	}

@@ -327,25 +327,10 @@ func TestGossipPacketSignatureChecksBounded(t *testing.T) {
 	a.disco.mu.Unlock()
 	body, _ := json.Marshal(memberMeta{Link: "127.0.0.1:9", Mesh: "test", TS: held + 1})
 	meta := signMeta(mallory.Key, "test", "b", body)
-	ua, err := net.ResolveUDPAddr("udp", b.Status().GossipAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var alive bytes.Buffer
-	alive.WriteByte(4) // aliveMsg
-	if err := codec.NewEncoder(&alive, &codec.MsgpackHandle{}).Encode(struct {
-		Incarnation uint32
-		Node        string
-		Addr        []byte
-		Port        uint16
-		Meta        []byte
-		Vsn         []uint8
-	}{math.MaxUint32, "b", []byte(ua.IP.To4()), uint16(ua.Port), meta, []uint8{1, 5, 2, 0, 0, 0}}); err != nil {
-		t.Fatal(err)
-	}
+	alive := forgedAlive(t, "b", b.Status().GossipAddr, math.MaxUint32, meta, nil)
 	inner := make([][]byte, 16)
 	for i := range inner {
-		inner[i] = alive.Bytes()
+		inner[i] = alive
 	}
 	in := compoundMsg(inner)
 	var packet []byte
@@ -362,8 +347,8 @@ func TestGossipPacketSignatureChecksBounded(t *testing.T) {
 	}
 	// The most alive messages a flat compound of gossipPacketMax holds.
 	var flat [][]byte
-	for len(compoundMsg(append(flat, alive.Bytes()))) <= gossipPacketMax {
-		flat = append(flat, alive.Bytes())
+	for len(compoundMsg(append(flat, alive))) <= gossipPacketMax {
+		flat = append(flat, alive)
 	}
 	conn := forgerConn(t)
 	to, err := net.ResolveUDPAddr("udp", a.Status().GossipAddr)
