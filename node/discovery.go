@@ -48,6 +48,7 @@ type discovery struct {
 	metas metaCache    // members' parsed metadata (NotifyAlive, member)
 
 	keyring *memberlist.Keyring // nil when gossip is not encrypted (keys.go)
+	guard   *gossipGuard        // memberlist's transport (gossipguard.go)
 	probes  atomic.Int64        // probes answered, so gossip works with the keys in force
 	pinging atomic.Bool         // a round of the policy's own probes runs (discoveryprobe.go)
 
@@ -261,8 +262,12 @@ func startDiscovery(n *Node) (*discovery, error) {
 	gl := n.log.With("component", "gossip")
 	d.logw = &slogWriter{l: gl, warns: ratelog.New(gl, time.Minute, 64)}
 	mc.Logger = log.New(d.logw, "", 0)
+	if d.guard, err = guardGossip(mc, n); err != nil {
+		return nil, fmt.Errorf("start gossip on %s: %w", dc.BindAddr, err)
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		_ = d.guard.Shutdown()
 		return nil, fmt.Errorf("start gossip on %s: %w", dc.BindAddr, err)
 	}
 	ln := ml.LocalNode()

@@ -207,13 +207,16 @@ func forgedAlive(t *testing.T, node, addr string, inc uint32, meta, key []byte) 
 }
 
 // gossipPacket encodes a memberlist message of type kind and encrypts it
-// under key.
+// under key (nil: not encrypted).
 func gossipPacket(t *testing.T, kind byte, msg any, key []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	buf.WriteByte(kind)
 	if err := codec.NewEncoder(&buf, &codec.MsgpackHandle{}).Encode(msg); err != nil {
 		t.Fatal(err)
+	}
+	if key == nil {
+		return buf.Bytes()
 	}
 	blk, err := aes.NewCipher(key)
 	if err != nil {

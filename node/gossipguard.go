@@ -1,0 +1,544 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"compress/lzw"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/circuitmesh/circuitmesh/links/ratelog"
+)
+
+// ErrGossipRefused wraps the reasons the gossip guard refuses a stream
+// before memberlist reads it.
+var ErrGossipRefused = errors.New("gossip message refused")
+
+// memberlist's message types (memberlist v0.7.0 net.go; the values are
+// part of its wire protocol).
+const (
+	gmPushPull = 6
+	gmCompound = 7
+	gmCompress = 9
+	gmEncrypt  = 10
+	gmHasCrc   = 12
+	gmHasLabel = 244
+	gmLZW      = 0 // compress.Algo: LZW, LSB order, literal width 8
+)
+
+// Bounds of the gossip guard.
+const (
+	// gossipPacketMax bounds a gossip datagram, on the wire and once
+	// decompressed. memberlist fills a packet up to its UDPBufferSize
+	// (1,400 bytes in the configuration discovery uses) before it
+	// compresses, checksums or encrypts it; one message alone may pass
+	// that (an ack carries up to coordSize of payload).
+	gossipPacketMax = 2 * 1400
+	// gossipPacketParts bounds the messages of one compound datagram:
+	// the smallest broadcast memberlist piggybacks (a dead or suspect
+	// message) takes about 30 bytes, so a packet of UDPBufferSize holds
+	// fewer than 50.
+	gossipPacketParts = 64
+	// gossipStreamMax bounds the bytes memberlist reads from a
+	// plaintext stream (decompressed, when compressed): memberlist's own
+	// bound on an encrypted push-pull (maxPushStateBytes).
+	gossipStreamMax = 20 << 20
+	// gossipStreams bounds the inbound gossip streams open at once;
+	// beyond it a connection is closed as soon as it is accepted.
+	gossipStreams = 16
+	// gossipHeaderMax bounds a push-pull header (memberlist's is about
+	// 40 bytes).
+	gossipHeaderMax = 256
+)
+
+// gossipGuard wraps memberlist's transport: it inspects each plaintext
+// packet and stream before memberlist decodes it, and refuses what no
+// honest member sends: datagrams beyond gossipPacketMax, compressed
+// messages expanding beyond their bound, compounds nested or of more than
+// gossipPacketParts messages, push-pull headers announcing more states
+// than the member bound (maxMembers), and inbound streams beyond
+// gossipStreams at once. memberlist decompresses a message into memory
+// whole (up to 40 MiB) and allocates the states a push-pull header
+// announces (up to 1,048,576) before it reads them; with the guard, a
+// compressed stream is decompressed as memberlist reads it, and a
+// compressed packet into at most gossipPacketMax bytes.
+//
+// Encrypted packets and streams (a gossip key is set) are passed on as
+// they are (only key holders make them; memberlist bounds an encrypted
+// stream to 20 MiB); the size and stream bounds still apply.
+//
+// Its two goroutines move packets and streams from the inner transport to
+// memberlist; they end on Shutdown, which memberlist calls on its own.
+type gossipGuard struct {
+	inner     memberlist.NodeAwareTransport
+	encrypted bool
+	maxNodes  int // push-pull states a stream may announce
+
+	packets chan *memberlist.Packet
+	streams chan net.Conn
+	slots   chan struct{} // inbound streams open
+	done    chan struct{}
+	wg      sync.WaitGroup
+	stop    sync.Once
+
+	refused atomic.Int64
+	metric  *prometheus.CounterVec
+	log     *ratelog.Log
+}
+
+// Reasons of refusals (the metric's reason label).
+const (
+	refuseSize      = "size"       // a datagram beyond gossipPacketMax
+	refuseBomb      = "decompress" // a compressed message beyond its bound
+	refuseCompound  = "compound"   // nested, or too many parts
+	refuseMalformed = "malformed"  // bad checksum, framing or encoding
+	refuseBusy      = "busy"       // gossipStreams streams already open
+	refuseHeader    = "header"     // push-pull header beyond the member bound
+)
+
+func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg prometheus.Registerer, log *ratelog.Log) (*gossipGuard, error) {
+	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_gossip_refused_total",
+		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, header)."},
+		[]string{"kind", "reason"})
+	if err := reg.Register(m); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, err
+		}
+		m = are.ExistingCollector.(*prometheus.CounterVec)
+	}
+	for _, r := range []string{refuseSize, refuseBomb, refuseCompound, refuseMalformed} {
+		m.WithLabelValues("packet", r) // from zero, so rate() sees the first
+	}
+	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseHeader} {
+		m.WithLabelValues("stream", r)
+	}
+	g := &gossipGuard{
+		inner: inner, encrypted: encrypted, maxNodes: maxMembers,
+		packets: make(chan *memberlist.Packet), streams: make(chan net.Conn),
+		slots: make(chan struct{}, gossipStreams), done: make(chan struct{}),
+		metric: m, log: log,
+	}
+	g.wg.Add(2)
+	go forward(g, inner.PacketCh(), g.packets, g.passPacket, func(*memberlist.Packet) {})
+	go forward(g, inner.StreamCh(), g.streams, g.passStream, func(c net.Conn) { _ = c.Close() })
+	return g, nil
+}
+
+func (g *gossipGuard) refuse(kind, reason string, from net.Addr, err error) {
+	g.refused.Add(1)
+	g.metric.WithLabelValues(kind, reason).Inc()
+	g.log.Warn("gossip "+kind+" "+reason, "gossip "+kind+" refused", "reason", reason, "from", from, "err", err)
+}
+
+// Refused is how many packets and streams the guard refused.
+func (g *gossipGuard) Refused() int64 { return g.refused.Load() }
+
+// forward hands what in delivers, as pass turns it (false: refused), to
+// out until the guard is shut down; drop is given what was taken but not
+// handed on.
+func forward[T any](g *gossipGuard, in <-chan T, out chan<- T, pass func(T) (T, bool), drop func(T)) {
+	defer g.wg.Done()
+	for {
+		select {
+		case v := <-in:
+			v, ok := pass(v)
+			if !ok {
+				continue
+			}
+			select {
+			case out <- v:
+			case <-g.done:
+				drop(v)
+				return
+			}
+		case <-g.done:
+			return
+		}
+	}
+}
+
+func (g *gossipGuard) passPacket(p *memberlist.Packet) (*memberlist.Packet, bool) {
+	buf, reason, err := g.checkPacket(p.Buf)
+	if reason != "" {
+		g.refuse("packet", reason, p.From, err)
+		return nil, false
+	}
+	p.Buf = buf
+	return p, true
+}
+
+func (g *gossipGuard) passStream(c net.Conn) (net.Conn, bool) {
+	select {
+	case g.slots <- struct{}{}:
+		return g.guard(c, true), true
+	default:
+		g.refuse("stream", refuseBusy, c.RemoteAddr(), nil)
+		_ = c.Close()
+		return nil, false
+	}
+}
+
+// checkPacket returns the packet memberlist is to read (crc checked and
+// stripped, decompressed) or why it is refused.
+func (g *gossipGuard) checkPacket(b []byte) ([]byte, string, error) {
+	if len(b) > gossipPacketMax {
+		return nil, refuseSize, fmt.Errorf("%d bytes", len(b))
+	}
+	if g.encrypted || len(b) == 0 {
+		return b, "", nil
+	}
+	if b[0] == gmHasCrc {
+		if len(b) < 5 || crc32.ChecksumIEEE(b[5:]) != binary.BigEndian.Uint32(b[1:5]) {
+			return nil, refuseMalformed, errors.New("bad checksum")
+		}
+		b = b[5:]
+	}
+	if len(b) > 0 && b[0] == gmCompress {
+		rd := bytes.NewReader(b[1:])
+		n, err := readCompressHeader(rd)
+		if err != nil {
+			return nil, refuseMalformed, err
+		}
+		if n > int64(rd.Len()) {
+			return nil, refuseMalformed, errors.New("truncated compressed message")
+		}
+		off := len(b) - rd.Len()
+		r := lzw.NewReader(bytes.NewReader(b[off:off+int(n)]), lzw.LSB, 8)
+		plain, err := io.ReadAll(io.LimitReader(r, gossipPacketMax+1))
+		_ = r.Close()
+		if err != nil {
+			return nil, refuseMalformed, err
+		}
+		if len(plain) > gossipPacketMax {
+			return nil, refuseBomb, fmt.Errorf("decompresses beyond %d bytes", gossipPacketMax)
+		}
+		b = plain
+	}
+	if len(b) == 0 {
+		return b, "", nil
+	}
+	switch b[0] {
+	case gmCompound:
+		if reason, err := checkCompound(b[1:]); reason != "" {
+			return nil, reason, err
+		}
+	case gmCompress, gmHasCrc, gmHasLabel:
+		return nil, refuseCompound, fmt.Errorf("message type %d nested", b[0])
+	}
+	return b, "", nil
+}
+
+// checkCompound checks a compound message's parts (memberlist util.go
+// decodeCompoundMessage): at most gossipPacketParts, none truncated, none
+// a compound, compressed or checksummed message itself.
+func checkCompound(b []byte) (string, error) {
+	if len(b) < 1 {
+		return refuseMalformed, errors.New("empty compound")
+	}
+	n := int(b[0])
+	if n > gossipPacketParts {
+		return refuseCompound, fmt.Errorf("%d parts", n)
+	}
+	b = b[1:]
+	if len(b) < 2*n {
+		return refuseMalformed, errors.New("truncated compound")
+	}
+	body := b[2*n:]
+	for i := range n {
+		l := int(binary.BigEndian.Uint16(b[2*i:]))
+		if l > len(body) {
+			return refuseMalformed, errors.New("truncated compound")
+		}
+		if l > 0 {
+			switch body[0] {
+			case gmCompound, gmCompress, gmHasCrc, gmEncrypt, gmHasLabel:
+				return refuseCompound, fmt.Errorf("message type %d in a compound", body[0])
+			}
+		}
+		body = body[l:]
+	}
+	return "", nil
+}
+
+// readCompressHeader reads memberlist's msgpack compress{Algo, Buf} up to
+// Buf's bytes and returns their length. Algo must come first (as
+// memberlist encodes it) and be LZW; Buf may be msgpack bin or, as older
+// encoders write a byte slice, str.
+func readCompressHeader(r io.ByteReader) (int64, error) {
+	bad := func(what string) (int64, error) {
+		return 0, fmt.Errorf("compressed message: %s", what)
+	}
+	if m, err := r.ReadByte(); err != nil || m != 0x82 {
+		return bad("not a map of 2")
+	}
+	var key [8]byte
+	for i := range 2 {
+		c, err := r.ReadByte()
+		if err != nil || c&0xe0 != 0xa0 || int(c&0x1f) > len(key) {
+			return bad("bad key")
+		}
+		k := key[:c&0x1f]
+		for j := range k {
+			if k[j], err = r.ReadByte(); err != nil {
+				return bad("bad key")
+			}
+		}
+		switch {
+		case i == 0 && string(k) == "Algo":
+			v, err := r.ReadByte()
+			if err == nil && v == 0xcc {
+				v, err = r.ReadByte()
+			}
+			if err != nil || v != gmLZW {
+				return bad("unknown algorithm")
+			}
+		case i == 1 && string(k) == "Buf":
+			return readBytesLen(r)
+		default:
+			return bad("unexpected field")
+		}
+	}
+	return bad("no buffer")
+}
+
+// readBytesLen reads a msgpack bin or str header and returns its length.
+func readBytesLen(r io.ByteReader) (int64, error) {
+	c, err := r.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	var size int
+	switch {
+	case c == 0xc0: // nil
+		return 0, nil
+	case c&0xe0 == 0xa0: // fixstr
+		return int64(c & 0x1f), nil
+	case c == 0xc4 || c == 0xd9:
+		size = 1
+	case c == 0xc5 || c == 0xda:
+		size = 2
+	case c == 0xc6 || c == 0xdb:
+		size = 4
+	default:
+		return 0, fmt.Errorf("compressed message: buffer of msgpack type %#x", c)
+	}
+	var n int64
+	for range size {
+		b, err := r.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		n = n<<8 | int64(b)
+	}
+	return n, nil
+}
+
+// guardConn is a gossip stream whose first Read inspects it (in the
+// goroutine memberlist reads it in, under memberlist's deadline) and
+// whose later Reads serve what was read, then the rest.
+type guardConn struct {
+	net.Conn
+	g       *gossipGuard
+	inbound bool
+	r       io.Reader // nil until inspected
+	release sync.Once
+}
+
+func (g *gossipGuard) guard(c net.Conn, inbound bool) *guardConn {
+	return &guardConn{Conn: c, g: g, inbound: inbound}
+}
+
+func (c *guardConn) Read(p []byte) (int, error) {
+	if c.r == nil {
+		r, reason, err := c.inspect()
+		if reason != "" {
+			c.g.refuse("stream", reason, c.RemoteAddr(), err)
+			err = fmt.Errorf("%w: %s: %w", ErrGossipRefused, reason, err)
+			r = errReader{err}
+		}
+		c.r = r
+	}
+	return c.r.Read(p)
+}
+
+func (c *guardConn) Close() error {
+	if c.inbound {
+		c.release.Do(func() { <-c.g.slots })
+	}
+	return c.Conn.Close()
+}
+
+// inspect reads a stream's first message far enough to bound what
+// memberlist will allocate for it, and returns the reader to serve it
+// from.
+func (c *guardConn) inspect() (io.Reader, string, error) {
+	var t [1]byte
+	if _, err := io.ReadFull(c.Conn, t[:]); err != nil {
+		return errReader{err}, "", nil // memberlist sees the same end
+	}
+	if t[0] == gmEncrypt || c.g.encrypted {
+		return io.MultiReader(bytes.NewReader(t[:]), c.Conn), "", nil
+	}
+	var src io.Reader = &capReader{r: c.Conn, n: gossipStreamMax}
+	if t[0] == gmCompress {
+		br := bufio.NewReaderSize(src, 64)
+		n, err := readCompressHeader(br)
+		if err != nil {
+			return nil, refuseMalformed, err
+		}
+		lr := lzw.NewReader(io.LimitReader(br, n), lzw.LSB, 8)
+		src = &capReader{r: lr, n: gossipStreamMax}
+		if _, err := io.ReadFull(src, t[:]); err != nil {
+			if errors.Is(err, errStreamCap) {
+				return nil, refuseBomb, err
+			}
+			return nil, refuseMalformed, err
+		}
+		if t[0] == gmCompress || t[0] == gmEncrypt {
+			return nil, refuseCompound, fmt.Errorf("message type %d compressed", t[0])
+		}
+	}
+	head := bytes.NewReader(t[:])
+	if t[0] != gmPushPull {
+		return io.MultiReader(head, src), "", nil
+	}
+	// memberlist's pushPullHeader; the bytes the decoder reads are kept
+	// to be served again.
+	var rec bytes.Buffer
+	var h struct {
+		Nodes        int
+		UserStateLen int
+		Join         bool
+	}
+	dec := codec.NewDecoder(io.TeeReader(io.LimitReader(src, gossipHeaderMax), &rec), &codec.MsgpackHandle{})
+	if err := dec.Decode(&h); err != nil {
+		return nil, refuseMalformed, err
+	}
+	// discovery keeps no user state (LocalState is empty).
+	if h.Nodes < 0 || h.Nodes > c.g.maxNodes || h.UserStateLen != 0 {
+		return nil, refuseHeader, fmt.Errorf("push-pull of %d states and %d bytes of user state", h.Nodes, h.UserStateLen)
+	}
+	return io.MultiReader(head, &rec, src), "", nil
+}
+
+var errStreamCap = fmt.Errorf("%w: stream beyond %d bytes", ErrGossipRefused, gossipStreamMax)
+
+// capReader fails, rather than ends, a stream that goes on beyond n
+// bytes, so that memberlist does not act on a truncated message.
+type capReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		return 0, errStreamCap
+	}
+	if int64(len(p)) > c.n {
+		p = p[:c.n]
+	}
+	n, err := c.r.Read(p)
+	c.n -= int64(n)
+	return n, err
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// memberlist.NodeAwareTransport
+
+func (g *gossipGuard) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
+	return g.inner.FinalAdvertiseAddr(ip, port)
+}
+func (g *gossipGuard) WriteTo(b []byte, addr string) (time.Time, error) {
+	return g.inner.WriteTo(b, addr)
+}
+func (g *gossipGuard) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	return g.inner.WriteToAddress(b, a)
+}
+func (g *gossipGuard) PacketCh() <-chan *memberlist.Packet { return g.packets }
+func (g *gossipGuard) StreamCh() <-chan net.Conn           { return g.streams }
+
+// DialTimeout and DialAddressTimeout guard the answer memberlist reads
+// on a stream it opens (a push-pull's) as they guard inbound streams,
+// without counting it against gossipStreams.
+func (g *gossipGuard) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	c, err := g.inner.DialTimeout(addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return g.guard(c, false), nil
+}
+func (g *gossipGuard) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	c, err := g.inner.DialAddressTimeout(a, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return g.guard(c, false), nil
+}
+
+// Shutdown stops the inner transport while the guard still hands on what
+// it delivers (the inner transport may wait for its listeners to hand
+// theirs over), then ends the guard's goroutines.
+func (g *gossipGuard) Shutdown() error {
+	err := g.inner.Shutdown()
+	g.stop.Do(func() { close(g.done) })
+	g.wg.Wait()
+	return err
+}
+
+// guardGossip puts a gossipGuard in front of mc's transport: the one
+// given (Discovery.Transport) or, as memberlist would make it, a
+// NetTransport on mc's bind address. It takes mc's logger and key, so
+// it runs after they are set.
+func guardGossip(mc *memberlist.Config, n *Node) (*gossipGuard, error) {
+	inner := mc.Transport
+	if inner == nil {
+		nc := &memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger, MetricLabels: mc.MetricLabels}
+		tries := 1
+		if mc.BindPort == 0 {
+			tries = 10 // memberlist retries a dynamic port bound on UDP but taken on TCP
+		}
+		var nt *memberlist.NetTransport
+		var err error
+		for range tries {
+			if nt, err = memberlist.NewNetTransport(nc); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("gossip transport: %w", err)
+		}
+		if mc.BindPort == 0 {
+			mc.BindPort = nt.GetAutoBindPort()
+			mc.AdvertisePort = mc.BindPort
+		}
+		inner = nt
+	}
+	nat, ok := inner.(memberlist.NodeAwareTransport)
+	if !ok {
+		return nil, fmt.Errorf("gossip transport %T is not node aware", inner)
+	}
+	g, err := newGossipGuard(nat, len(mc.SecretKey) > 0, n.metrics.reg, ratelog.New(n.log, time.Minute, 64))
+	if err != nil {
+		if mc.Transport == nil {
+			_ = nat.Shutdown()
+		}
+		return nil, err
+	}
+	mc.Transport = g
+	return g, nil
+}

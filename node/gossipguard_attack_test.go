@@ -1,0 +1,500 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"compress/lzw"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"runtime"
+	rmetrics "runtime/metrics"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+)
+
+// The attacks of these tests come from a stranger: a mesh whose gossip
+// runs without a key (the default) takes gossip packets and streams from
+// anyone who reaches its gossip port.
+
+// gossipRefused is how many gossip packets and streams n's guard refused.
+func gossipRefused(n *Node) int64 {
+	if n.disco == nil || n.disco.guard == nil {
+		return 0
+	}
+	return n.disco.guard.Refused()
+}
+
+func plainGossipNode(t *testing.T, name string) *Node {
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) { cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0"} }
+	return c.add(name)
+}
+
+// lzwOf is data compressed as memberlist compresses (LZW, LSB, 8 bits).
+func lzwOf(t testing.TB, data []byte) []byte {
+	var z bytes.Buffer
+	w := lzw.NewWriter(&z, lzw.LSB, 8)
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return z.Bytes()
+}
+
+// compressMsg is memberlist's compressMsg (type 9) of payload.
+func compressMsg(t testing.TB, payload []byte) []byte {
+	var out bytes.Buffer
+	out.WriteByte(gmCompress)
+	if err := codec.NewEncoder(&out, &codec.MsgpackHandle{}).Encode(struct {
+		Algo uint8
+		Buf  []byte
+	}{gmLZW, lzwOf(t, payload)}); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// compoundMsg is memberlist's compoundMsg (type 7) of parts.
+func compoundMsg(parts [][]byte) []byte {
+	b := []byte{gmCompound, byte(len(parts))}
+	for _, p := range parts {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(p)))
+	}
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	return b
+}
+
+// pushPullHeader is memberlist's push-pull message type and header.
+func pushPullHeader(t testing.TB, nodes, userState int) []byte {
+	var b bytes.Buffer
+	b.WriteByte(gmPushPull)
+	if err := codec.NewEncoder(&b, &codec.MsgpackHandle{}).Encode(struct {
+		Nodes        int
+		UserStateLen int
+		Join         bool
+	}{nodes, userState, false}); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// liveHeap is the heap's live objects after a GC.
+func liveHeap() uint64 {
+	runtime.GC()
+	return heapObjects()
+}
+
+func heapObjects() uint64 {
+	s := []rmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	rmetrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// peakHeap samples the heap while f runs and returns the largest seen.
+func peakHeap(f func()) uint64 {
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			if v := heapObjects(); v > peak.Load() {
+				peak.Store(v)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	f()
+	close(stop)
+	wg.Wait()
+	return peak.Load()
+}
+
+// TestGossipPushPullHeaderBounded: a stranger opens TCP connections to
+// d's gossip port and writes a push-pull header announcing 1,048,576
+// node states (33 bytes), plain or compressed, then nothing. memberlist
+// allocates the states the header announces (~112 bytes each) as soon as
+// it reads it and holds them until its TCP timeout (10 s). The guard
+// refuses a header beyond the member bound: d's live heap must not grow
+// by 64 MiB (without the guard three connections hold ~330 MiB).
+func TestGossipPushPullHeaderBounded(t *testing.T) {
+	d := plainGossipNode(t, "d")
+	addr := d.Status().GossipAddr
+	hdr := pushPullHeader(t, 1<<20, 0)
+	msgs := [][]byte{hdr, hdr, compressMsg(t, hdr), pushPullHeader(t, 0, 20<<20)}
+	base := liveHeap()
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for _, m := range msgs {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		if _, err := c.Write(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var most uint64
+	for range 4 {
+		time.Sleep(250 * time.Millisecond)
+		most = max(most, liveHeap())
+	}
+	grew := int64(most) - int64(base)
+	t.Logf("%d silent connections: d's live heap %d MiB, at most %d MiB while they wait (+%d MiB); refused %d",
+		len(msgs), base>>20, most>>20, grew>>20, gossipRefused(d))
+	if grew > 64<<20 {
+		t.Errorf("%d silent gossip connections of %d bytes each made d hold %d MiB", len(msgs), len(hdr), grew>>20)
+	}
+	if n := gossipRefused(d); n != int64(len(msgs)) {
+		t.Errorf("d refused %d of %d push-pull headers beyond its bounds", n, len(msgs))
+	}
+}
+
+// gossipBomb is a compressMsg of about 31 KB expanding to 39 MiB of
+// zeros, just under memberlist's own limit of 40 MiB.
+func gossipBomb(t testing.TB, mib int) []byte {
+	return compressMsg(t, make([]byte, mib<<20))
+}
+
+// TestGossipStreamDecompressionBombBounded: a stranger writes a ~31 KB
+// compressed message expanding to 39 MiB on each of 8 gossip
+// connections at once. memberlist decompresses each whole before it
+// reads its type; the guard decompresses it as memberlist reads it, so
+// d's heap must not peak 64 MiB higher (without the guard: ~+300 MiB).
+func TestGossipStreamDecompressionBombBounded(t *testing.T) {
+	d := plainGossipNode(t, "d")
+	addr := d.Status().GossipAddr
+	bomb := gossipBomb(t, 39)
+	base := liveHeap()
+	const conns = 8
+	peak := peakHeap(func() {
+		var wg sync.WaitGroup
+		for range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+				_, _ = c.Write(bomb)
+				// d answers an error or closes once it is done.
+				_, _ = io.Copy(io.Discard, c)
+			}()
+		}
+		wg.Wait()
+	})
+	grew := int64(peak) - int64(base)
+	t.Logf("%d connections of %d bytes: d's heap %d MiB, peak %d MiB (+%d MiB)", conns, len(bomb), base>>20, peak>>20, grew>>20)
+	if grew > 64<<20 {
+		t.Errorf("%d gossip connections of %d bytes each grew d's heap by %d MiB", conns, len(bomb), grew>>20)
+	}
+}
+
+// TestGossipPacketDecompressionBombRefused: compressed gossip datagrams
+// that expand far beyond any honest packet: ~31 KB to 39 MiB, and one
+// that fits an honest packet's size (~2 KB) but expands to 1 MiB.
+// memberlist decompresses each whole (up to 40 MiB), on its single
+// packet goroutine. The guard refuses both, the second after
+// decompressing at most gossipPacketMax bytes: d must allocate less than
+// 1 MiB per datagram, and count each refusal.
+func TestGossipPacketDecompressionBombRefused(t *testing.T) {
+	d := plainGossipNode(t, "d")
+	addr, err := net.ResolveUDPAddr("udp", d.Status().GossipAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big, small := gossipBomb(t, 39), gossipBomb(t, 1)
+	if len(small) > gossipPacketMax {
+		t.Fatalf("small bomb of %d bytes", len(small))
+	}
+	c, err := net.DialUDP("udp", nil, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	const packets = 20
+	for i := range packets {
+		p := big
+		if i%2 == 1 {
+			p = small
+		}
+		if _, err := c.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Until the allocation stops growing (d's packet reader is done).
+	last := uint64(0)
+	for range 100 {
+		time.Sleep(200 * time.Millisecond)
+		runtime.ReadMemStats(&ms1)
+		if ms1.TotalAlloc-last < 1<<20 && gossipRefused(d) >= packets {
+			break
+		}
+		last = ms1.TotalAlloc
+	}
+	alloc := ms1.TotalAlloc - ms0.TotalAlloc
+	t.Logf("%d datagrams of %d and %d bytes: d allocated %d MiB; refused %d", packets, len(big), len(small), alloc>>20, gossipRefused(d))
+	if alloc/packets > 1<<20 {
+		t.Errorf("each compressed gossip datagram from a stranger made d allocate %d MiB", (alloc/packets)>>20)
+	}
+	if n := gossipRefused(d); n != packets {
+		t.Errorf("d refused %d of %d compressed datagrams beyond gossipPacketMax", n, packets)
+	}
+}
+
+// countHandler counts log records whose message or attributes hold sub.
+type countHandler struct {
+	sub string
+	n   *atomic.Int64
+}
+
+func (h countHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h countHandler) Handle(_ context.Context, r slog.Record) error {
+	s := r.Message
+	r.Attrs(func(a slog.Attr) bool { s += " " + a.Value.String(); return true })
+	if strings.Contains(s, h.sub) {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestGossipPacketSignatureChecksBounded: one datagram of ~64 KB holding,
+// compressed, a compound of compounds of alive messages about b, each
+// with metadata signed by another valid certificate. memberlist hands
+// each alive message to NotifyAlive, which verifies its signature
+// against b's certificate (Ed25519, a failure is not cached): about
+// 1,000 verifications for one datagram. The guard refuses the datagram
+// (beyond gossipPacketMax, compounds nested), and a flat compound that
+// fits an honest packet holds a handful: a must check at most 16
+// signatures for the two datagrams.
+func TestGossipPacketSignatureChecksBounded(t *testing.T) {
+	c := newCluster(t, true)
+	var bad atomic.Int64
+	var seed string
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", TargetLinks: 2, MaxLinks: 4, Interval: 500 * time.Millisecond}
+		if seed != "" {
+			cfg.Discovery.Join = []string{seed}
+			cfg.Logger = slog.New(countHandler{"bad signature", &bad})
+		}
+	}
+	b := c.add("b")
+	seed = b.Status().GossipAddr
+	a := c.add("a")
+	c.tweak = nil
+	waitVerified(t, []*Node{a, b})
+
+	mallory, err := c.ca.Issue("mallory", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.disco.mu.Lock()
+	held := a.disco.verified["b"].ts
+	a.disco.mu.Unlock()
+	body, _ := json.Marshal(memberMeta{Link: "127.0.0.1:9", Mesh: "test", TS: held + 1})
+	meta := signMeta(mallory.Key, "test", "b", body)
+	alive := forgedAlive(t, "b", b.Status().GossipAddr, math.MaxUint32, meta, nil)
+	inner := make([][]byte, 16)
+	for i := range inner {
+		inner[i] = alive
+	}
+	in := compoundMsg(inner)
+	var packet []byte
+	var messages int
+	for n := 255; n > 0; n -= 5 {
+		outer := make([][]byte, n)
+		for i := range outer {
+			outer[i] = in
+		}
+		packet, messages = compressMsg(t, compoundMsg(outer)), n*len(inner)
+		if len(packet) <= 65000 {
+			break
+		}
+	}
+	// The most alive messages a flat compound of gossipPacketMax holds.
+	var flat [][]byte
+	for len(compoundMsg(append(flat, alive))) <= gossipPacketMax {
+		flat = append(flat, alive)
+	}
+	conn := forgerConn(t)
+	to, err := net.ResolveUDPAddr("udp", a.Status().GossipAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad0 := bad.Load()
+	for _, p := range [][]byte{packet, compressMsg(t, compoundMsg(flat))} {
+		if _, err := conn.WriteToUDP(p, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Until a's handler is done with its queue.
+	last := int64(-1)
+	for range 30 {
+		time.Sleep(300 * time.Millisecond)
+		if n := bad.Load(); n == last && n > bad0 {
+			break
+		} else {
+			last = n
+		}
+	}
+	checks := bad.Load() - bad0
+	t.Logf("a datagram of %d bytes holding %d alive messages, and a flat compound of %d: a checked %d signatures; refused %d",
+		len(packet), messages, len(flat), checks, gossipRefused(a))
+	if checks > 16 {
+		t.Errorf("two gossip datagrams made a check %d signatures", checks)
+	}
+}
+
+// TestGossipPushPullCannotFillMemberTable: a stranger pushes, in one
+// push-pull, the states of 70,000 made-up members with metadata naming
+// the mesh. memberlist's node table has no bound of its own; the guard
+// refuses a push-pull announcing more states than the member bound, so
+// d's memberlist must not hold more than maxMembers. (Without the guard
+// memberlist merges them all, which takes minutes.)
+func TestGossipPushPullCannotFillMemberTable(t *testing.T) {
+	d := plainGossipNode(t, "d")
+	const fakes = 70000
+	type pushNodeState struct {
+		Name        string
+		Addr        []byte
+		Port        uint16
+		Meta        []byte
+		Incarnation uint32
+		State       int
+		Vsn         []uint8
+	}
+	meta, _ := json.Marshal(memberMeta{Link: "127.0.0.1:9", Mesh: "test"})
+	conn, err := net.DialTimeout("tcp", d.Status().GossipAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Minute))
+	hdr := pushPullHeader(t, fakes, 0)
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		// d closes the connection once it has merged the states (or
+		// refused them); writes fail from then on.
+		w := bufio.NewWriterSize(conn, 1<<16)
+		_, _ = w.Write(hdr)
+		enc := codec.NewEncoder(w, &codec.MsgpackHandle{})
+		for i := range fakes {
+			if enc.Encode(pushNodeState{Name: fmt.Sprintf("ghost-%05d", i), Addr: []byte{127, 0, 0, 1}, Port: 9,
+				Meta: meta, Incarnation: 1, Vsn: []uint8{1, 5, 2, 0, 0, 0}}) != nil {
+				return
+			}
+		}
+		_ = w.Flush()
+	}()
+	_, _ = io.Copy(io.Discard, conn)
+	conn.Close()
+	<-wrote
+	t.Logf("one push-pull of %d made-up members: d's memberlist holds %d; refused %d", fakes, d.disco.ml.NumMembers(), gossipRefused(d))
+	if n := d.disco.ml.NumMembers(); n > maxMembers {
+		t.Errorf("one push-pull from a stranger put %d members in d's memberlist, beyond the member bound of %d", n, maxMembers)
+	}
+}
+
+// TestGossipStreamsBounded: a stranger opens more gossip connections
+// than gossipStreams and sends nothing on them. memberlist would keep
+// each (and its goroutine) until its TCP timeout; d closes those beyond
+// the bound at once.
+func TestGossipStreamsBounded(t *testing.T) {
+	d := plainGossipNode(t, "d")
+	const extra = 4
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range gossipStreams + extra {
+		c, err := net.DialTimeout("tcp", d.Status().GossipAddr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	// Closed by d: a read ends before memberlist's timeout (10 s).
+	var closed atomic.Int64
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, err := c.Read(make([]byte, 1)); err == io.EOF {
+				closed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d silent connections: d closed %d within 2 s; refused %d", len(conns), closed.Load(), gossipRefused(d))
+	if n := closed.Load(); n != extra {
+		t.Errorf("d closed %d of %d silent gossip connections, want the %d beyond %d", n, len(conns), extra, gossipStreams)
+	}
+}
+
+// TestGossipGuardPassesHonestGossip: members gossiping as memberlist
+// does (compressed packets with checksums, compressed push-pulls when
+// they join) get everything through: the mesh forms and no node refuses
+// a packet or stream.
+func TestGossipGuardPassesHonestGossip(t *testing.T) {
+	c := newCluster(t, true)
+	var seed string
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Interval: 200 * time.Millisecond}
+		if seed != "" {
+			cfg.Discovery.Join = []string{seed}
+		}
+	}
+	nodes := []*Node{c.add("n0")}
+	seed = nodes[0].Status().GossipAddr
+	for i := 1; i < 4; i++ {
+		nodes = append(nodes, c.add(fmt.Sprintf("n%d", i)))
+	}
+	waitVerified(t, nodes)
+	for _, n := range nodes {
+		if m := n.disco.ml.NumMembers(); m != len(nodes) {
+			t.Errorf("%s's gossip holds %d members, want %d", n.cfg.Name, m, len(nodes))
+		}
+		if r := gossipRefused(n); r != 0 {
+			t.Errorf("%s refused %d honest gossip packets or streams", n.cfg.Name, r)
+		}
+	}
+}
