@@ -130,10 +130,14 @@ func TestBrowserMeshPageFollowsTheMesh(t *testing.T) {
 	if !strings.Contains(st.Status, "seen from a") {
 		t.Fatalf("status line %q", st.Status)
 	}
-	// Loopback links are good ones, drawn in the colour of their class.
+	// Every link is drawn in the colour of its quality class. (Which class
+	// a loopback link gets follows its measured RTT, so on a loaded
+	// machine it can be fair: the class itself is tested in links.)
+	classColour := map[string]string{"good": "#2e7d32", "fair": "#f9a825", "poor": "#c62828"}
 	for _, s := range st.Strokes {
-		if s != "good=#2e7d32" {
-			t.Fatalf("a link is drawn as %s, want quality good in green (#2e7d32): %v", s, st.Strokes)
+		class, colour, _ := strings.Cut(s, "=")
+		if want, ok := classColour[class]; !ok || colour != want {
+			t.Fatalf("a link is drawn as %s, want a quality class (good, fair, poor) in its colour %v: %v", s, classColour, st.Strokes)
 		}
 	}
 
