@@ -94,6 +94,9 @@ type discovery struct {
 	// own last metadata.
 	verified map[string]verifiedMeta
 	metaTS   uint64
+	// waiting holds alive messages a full member table refused whose
+	// signature could not be checked yet (memberwait.go).
+	waiting map[string]waitingMember
 }
 
 // PlainGossipTransport is implemented by a Discovery.Transport whose
@@ -220,7 +223,7 @@ func startDiscovery(n *Node) (*discovery, error) {
 		coords:  map[string]*coordinate.Coordinate{}, rtts: map[string]probeRTT{}, asked: map[string]time.Time{}, dialing: map[string]bool{}, owned: map[string]bool{}, short: map[string]bool{}, held: map[string]links.Link{},
 		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
 		proven: map[string]string{}, unproven: map[string]*addrBackoff{}, reached: map[string]bool{}, granted: map[string]time.Time{},
-		full: ratelog.New(n.log, time.Minute, 1024), bad: ratelog.New(n.log, time.Minute, 1024), verified: map[string]verifiedMeta{},
+		full: ratelog.New(n.log, time.Minute, 1024), bad: ratelog.New(n.log, time.Minute, 1024), verified: map[string]verifiedMeta{}, waiting: map[string]waitingMember{},
 	}
 	if d.stats, err = newDiscoveryMetrics(n.metrics.reg); err != nil {
 		return nil, fmt.Errorf("discovery metrics: %w", err)
@@ -567,7 +570,8 @@ func (d *discovery) setMember(name, gossip string, raw []byte, from int) {
 		}
 		gm.gossip, gm.held, gm.keep = prev.gossip, prev.held, prev.keep
 	}
-	if known || len(d.members) < maxMembers {
+	if known || len(d.members) < maxMembers || gm.verified {
+		// Verified members pass a full table (memberwait.go).
 		d.members[name] = gm
 	}
 	d.mu.Unlock()
@@ -674,15 +678,8 @@ func (d *discovery) NotifyAlive(m *memberlist.Node) error {
 	// (refused here) never leave, so they must not fill the cache.
 	d.mu.Lock()
 	_, member := d.members[m.Name]
-	full := len(d.members) >= maxMembers
+	full := !member && len(d.members) >= maxMembers
 	d.mu.Unlock()
-	if !member && full {
-		// Refused here, memberlist does not keep the name either: a
-		// push-pull of 70,000 made-up members left them all in
-		// memberlist, probed one a second, while the table stopped at
-		// maxMembers.
-		return fmt.Errorf("member %s: %d members known: %w", m.Name, maxMembers, errMembersFull)
-	}
 	parse := parseMeta
 	if member {
 		parse = func(raw []byte) (parsedMeta, error) { return d.metas.parse(m.Name, raw) }
@@ -697,9 +694,23 @@ func (d *discovery) NotifyAlive(m *memberlist.Node) error {
 	if meta.Mesh != d.n.cfg.Mesh {
 		return fmt.Errorf("member %s: of mesh %q, not %q: %w", m.Name, meta.Mesh, d.n.cfg.Mesh, errBadMeta)
 	}
-	verified, err := d.checkSigned(m.Name, m.Meta, meta, time.Now())
+	now := time.Now()
+	verified, err := d.checkSigned(m.Name, m.Meta, meta, now)
 	if err != nil {
 		return err
+	}
+	if full && !verified {
+		// Refused here, memberlist does not keep the name either: a
+		// push-pull of 70,000 made-up members left them all in
+		// memberlist, probed one a second, while the table stopped at
+		// maxMembers. Signed metadata waits for the member's
+		// certificate (memberwait.go).
+		if meta.sig != nil {
+			d.mu.Lock()
+			d.waitLocked(m, m.Meta, now)
+			d.mu.Unlock()
+		}
+		return fmt.Errorf("member %s: %d members known: %w", m.Name, maxMembers, errMembersFull)
 	}
 	if verified {
 		d.setMember(m.Name, "", m.Meta, fromVerified)
@@ -964,6 +975,7 @@ func (d *discovery) step(now time.Time) int {
 	clear(d.scratch.routes)
 	alive, reachable, routes := d.scratch.alive, d.scratch.reachable, d.scratch.routes
 	d.checkPending(now)
+	d.checkWaiting(now)
 	d.expireHeld(now)
 	// Memberlist calls the delegates with its own locks held: never call
 	// it with d.mu held.

@@ -1,0 +1,97 @@
+package node
+
+import (
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// A full member table (maxMembers) refuses new members whose metadata it
+// cannot verify: without a gossip key anyone who reaches the gossip port
+// can fill it with made-up names. A new member whose signed metadata
+// verifies is never refused for that: only certificate holders can sign
+// it. Between the two is an honest node whose certificate this node does
+// not know yet (it learns certificates from routing, once the node has a
+// link into the mesh): its alive message waits here, and the policy step
+// takes it once its signature verifies (checkWaiting), as a member
+// memberlist does not list (held) that stays while routing reaches it.
+//
+// The waiting list is bounded (maxWaiting) and first come: an entry
+// leaves when it verifies, fails, or after waitingFor; while full, new
+// entries are dropped. A stranger who keeps it full of made-up names
+// delays such honest joiners until their next alive message finds room.
+const (
+	maxWaiting = 1024
+	waitingFor = 2 * time.Minute
+)
+
+// waitingMember is an alive message refused because the member table was
+// full, kept until the member's certificate is known.
+type waitingMember struct {
+	raw    []byte // the signed metadata
+	gossip string // gossip address
+	at     time.Time
+}
+
+// waitLocked keeps m's signed metadata raw for checkWaiting, if there is
+// room. d.mu is held.
+func (d *discovery) waitLocked(m *memberlist.Node, raw []byte, now time.Time) {
+	if _, ok := d.waiting[m.Name]; !ok && len(d.waiting) >= maxWaiting {
+		for name, w := range d.waiting {
+			if now.Sub(w.at) >= waitingFor {
+				delete(d.waiting, name)
+			}
+		}
+		if len(d.waiting) >= maxWaiting {
+			return
+		}
+	}
+	d.waiting[m.Name] = waitingMember{raw: raw, gossip: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), at: now}
+}
+
+// checkWaiting takes the waiting members whose certificate is now known
+// and whose metadata verifies, as held members (expireHeld forgets them
+// once routing stops reaching them; memberlist listing them makes them
+// ordinary members). It runs in the policy step.
+func (d *discovery) checkWaiting(now time.Time) {
+	type wait struct {
+		name string
+		waitingMember
+	}
+	var todo []wait
+	d.mu.Lock()
+	for name, w := range d.waiting {
+		switch {
+		case now.Sub(w.at) >= waitingFor:
+			delete(d.waiting, name)
+		default:
+			todo = append(todo, wait{name, w})
+		}
+	}
+	d.mu.Unlock()
+	for _, w := range todo {
+		if _, known := d.memberKey(w.name, now); !known {
+			continue
+		}
+		d.mu.Lock()
+		delete(d.waiting, w.name)
+		_, member := d.members[w.name]
+		d.mu.Unlock()
+		meta, err := parseMeta(w.raw)
+		if member || err != nil {
+			continue
+		}
+		if verified, err := d.checkSigned(w.name, w.raw, meta, now); !verified || err != nil {
+			continue
+		}
+		d.setMember(w.name, w.gossip, w.raw, fromMemberlist)
+		d.mu.Lock()
+		if gm, ok := d.members[w.name]; ok && gm.verified {
+			gm.held, gm.keep = true, now.Add(waitingFor)
+			d.members[w.name] = gm
+		}
+		d.mu.Unlock()
+	}
+}
