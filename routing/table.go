@@ -27,6 +27,12 @@ type neighbour struct {
 	requests   map[string]entry    // seqno requests to send
 	resends    []entry             // resend requests to send
 
+	// What was sent to nb in the window of MinTriggeredInterval that
+	// started at burstAt: bytes and messages (Config.MaxBurstBytes).
+	burstAt    time.Duration
+	burstBytes int
+	burstMsgs  int
+
 	// Requests from nb draw at most one reply and one forward per origin
 	// per MinTriggeredInterval: origin -> time of the last one. Only held
 	// origins get an entry, stale entries are swept (holdUntil).
