@@ -31,7 +31,18 @@ const (
 	// DefaultMaxVerifyFailures is the default bound on failed attestation
 	// checks per neighbour per second.
 	DefaultMaxVerifyFailures = 20
+	// DefaultMaxBurstBytes is the default bound on the bytes of updates
+	// sent to one neighbour per MinTriggeredInterval: 128 KiB, a quarter
+	// of what the links queue per link and direction before they drop
+	// (memlink's 512 KiB, a QUIC control stream's initial flow-control
+	// window).
+	DefaultMaxBurstBytes = 128 << 10
 )
+
+// maxBurstMessages bounds the messages sent to one neighbour per
+// MinTriggeredInterval: a quarter of the 256 routing frames a link
+// queues (links.DefaultControlQueue, memlink.DefaultControlQueue).
+const maxBurstMessages = 64
 
 // NoHysteresis, set as Config.Hysteresis, makes the engine switch next hop on
 // any strict improvement (the zero value selects DefaultHysteresis).
@@ -103,6 +114,14 @@ type Config struct {
 	// it that neighbour's attestations are dropped unverified, so a
 	// neighbour cannot make this node burn CPU on bad signatures.
 	MaxVerifyFailures int
+	// MaxBurstBytes bounds the bytes sent to one neighbour per
+	// MinTriggeredInterval (default DefaultMaxBurstBytes; at most 64
+	// messages as well): a whole table for a new link, triggered updates
+	// and the answers to resend requests beyond it wait for the next
+	// interval, so that a link's control queue does not overflow and drop
+	// them. A summary waits until they are sent, so that it describes
+	// what the neighbour was told. Requests are not held back.
+	MaxBurstBytes int
 }
 
 // Certifier signs and checks origin attestations. The engine treats
@@ -149,6 +168,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if c.MaxRoutesPerMessage == 0 {
 		c.MaxRoutesPerMessage = DefaultMaxRoutesPerMessage
 	}
+	if c.MaxBurstBytes == 0 {
+		c.MaxBurstBytes = DefaultMaxBurstBytes
+	}
 	if c.MaxVerifyFailures == 0 {
 		c.MaxVerifyFailures = DefaultMaxVerifyFailures
 	}
@@ -163,6 +185,8 @@ func (cfg Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: RouteExpiry %v must exceed UpdateInterval %v", ErrInvalidConfig, c.RouteExpiry, c.UpdateInterval)
 	case c.MaxVerifyFailures < 0:
 		return c, fmt.Errorf("%w: MaxVerifyFailures %d < 0", ErrInvalidConfig, c.MaxVerifyFailures)
+	case c.MaxBurstBytes < 0:
+		return c, fmt.Errorf("%w: MaxBurstBytes %d < 0", ErrInvalidConfig, c.MaxBurstBytes)
 	case c.MaxRoutes < 0:
 		return c, fmt.Errorf("%w: MaxRoutes %d < 0", ErrInvalidConfig, c.MaxRoutes)
 	case c.MaxRoutesPerMessage < 0 || c.MaxRoutesPerMessage > maxEntriesLimit:

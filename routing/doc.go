@@ -51,7 +51,9 @@
 // without waiting for the periodic refresh. Updates are incremental: a
 // new neighbour gets the whole table once, after that only changes go out,
 // as triggered updates rate-limited per neighbour
-// (Config.MinTriggeredInterval). Every Config.UpdateInterval each
+// (Config.MinTriggeredInterval) and paced to Config.MaxBurstBytes per
+// neighbour per MinTriggeredInterval, so that a link's control queue does
+// not overflow (the rest waits for the next interval). Every Config.UpdateInterval each
 // neighbour gets a summary (per-bucket digests) of what it was told
 // instead of the table; it asks again only for the buckets that differ
 // from what it holds, which repairs lost messages, and a matching bucket

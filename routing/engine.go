@@ -79,6 +79,9 @@ type Engine struct {
 	wCount   int
 	wUpdates int
 	wTo      string
+	// Bytes and messages sent to wTo in this flush (Config.MaxBurstBytes).
+	wBytes int
+	wMsgs  int
 
 	outbox []Message // buffer of the output messages, reused (Ready)
 	events outQueue[Event]
@@ -388,11 +391,11 @@ func (e *Engine) NextTick() time.Time {
 		next = e.raiseAt
 	}
 	for _, nb := range e.nbrs {
-		if nb.pendingAll || nb.summaryDue || len(nb.requests) > 0 || len(nb.resends) > 0 {
+		if len(nb.requests) > 0 || len(nb.resends) > 0 {
 			next = min(next, e.last) // due now (flush)
 		}
-		if at := nb.lastSent + e.nextGap(nb); (nb.hasPending() || len(nb.repair) > 0) && at < next {
-			next = at
+		if at, ok := e.batchAt(nb); ok {
+			next = min(next, max(at, e.last)) // at or before e.last: due now
 		}
 	}
 	return e.epoch.Add(next)

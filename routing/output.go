@@ -72,6 +72,32 @@ func (nb *neighbour) clearPending() {
 	nb.pendSelf = false
 }
 
+// dropPending removes the first k of nb's pending updates (sent), keeping
+// the others, in order, for the next batch.
+func (nb *neighbour) dropPending(k int) {
+	for _, o := range nb.pending[:k] {
+		if nb.slot < maskSlots {
+			o.pend &^= 1 << nb.slot
+		} else {
+			delete(nb.pendSet, o)
+		}
+	}
+	n := copy(nb.pending, nb.pending[k:])
+	clear(nb.pending[n:])
+	nb.pending = nb.pending[:n]
+}
+
+// queueAll queues the whole table for nb (a new link): in sorted order, so
+// that runs are reproducible, and paced like any pending update.
+func (e *Engine) queueAll(nb *neighbour) {
+	nb.queue(nil)
+	if !e.cfg.Leaf {
+		for _, name := range e.sortedOrigins() {
+			nb.queue(e.origins.get(name))
+		}
+	}
+}
+
 func (e *Engine) emit(ev Event) {
 	if e.events.len() >= 2*e.cfg.MaxRoutes+64 {
 		e.stats.DroppedEvents++
@@ -102,11 +128,17 @@ func (e *Engine) sortedOrigins() []string {
 }
 
 // flush turns pending requests and updates into messages, honouring the
-// per-neighbour rate limit for triggered updates.
+// per-neighbour rate limit for triggered updates and the per-neighbour
+// byte budget (Config.MaxBurstBytes): what does not fit waits for the
+// next window.
 func (e *Engine) flush(t time.Duration) {
 	for _, name := range e.sortedNbrs() {
 		nb := e.nbrs[name]
+		if t >= nb.burstAt+e.cfg.MinTriggeredInterval {
+			nb.burstAt, nb.burstBytes, nb.burstMsgs = t, 0, 0
+		}
 		e.begin(nb.name)
+		e.wBytes, e.wMsgs = 0, 0
 		if len(nb.requests) > 0 {
 			for _, o := range slices.Sorted(maps.Keys(nb.requests)) {
 				e.put(nb.requests[o])
@@ -121,19 +153,63 @@ func (e *Engine) flush(t time.Duration) {
 			e.stats.RequestsOut += uint64(len(nb.resends))
 			nb.resends = nb.resends[:0]
 		}
-		due := nb.pendingAll || nb.summaryDue || !nb.sentOnce || t >= nb.lastSent+e.nextGap(nb)
-		if due && (nb.pendingAll || nb.summaryDue || nb.hasPending() || len(nb.repair) > 0) {
-			e.updates(t, nb)
-			if nb.summaryDue {
+		if at, ok := e.batchAt(nb); ok && t >= at {
+			if nb.pendingAll {
+				e.queueAll(nb)
+				nb.pendingAll = false
+			}
+			done := e.updates(t, nb)
+			if done && nb.summaryDue {
+				// Only once everything queued for nb went: the
+				// summary describes what nb was told, and buckets
+				// still queued would draw resend requests.
 				e.summaries(nb)
+				nb.summaryDue = false
 			}
 			nb.lastSent, nb.sentOnce = t, true
-			nb.pendingAll, nb.summaryDue, nb.urgent = false, false, false
-			nb.clearPending()
-			clear(nb.repair)
+			if done {
+				nb.urgent = false
+			} else {
+				e.stats.PacedBatches++
+			}
 		}
 		e.end()
+		nb.burstBytes += e.wBytes
+		nb.burstMsgs += e.wMsgs
 	}
+}
+
+// batchAt returns when nb's next batch of updates or summaries may go, and
+// whether one is due at all. A new neighbour, a whole table and a periodic
+// summary go at once, other updates after the triggered-update gap, and
+// nothing before the window whose budget was spent ends.
+func (e *Engine) batchAt(nb *neighbour) (time.Duration, bool) {
+	busy := nb.pendingAll || nb.hasPending() || len(nb.repair) > 0
+	var at time.Duration
+	switch {
+	case busy && (nb.pendingAll || nb.summaryDue || !nb.sentOnce):
+		at = 0
+	case busy:
+		at = nb.lastSent + e.nextGap(nb)
+	case nb.summaryDue:
+		at = 0
+	default:
+		return 0, false
+	}
+	if nb.burstBytes >= e.cfg.MaxBurstBytes || nb.burstMsgs >= maxBurstMessages {
+		at = max(at, nb.burstAt+e.cfg.MinTriggeredInterval)
+	}
+	return at, true
+}
+
+// spent reports whether the messages to nb of this window, the one being
+// built included, reached the budget (Config.MaxBurstBytes).
+func (e *Engine) spent(nb *neighbour) bool {
+	msgs := nb.burstMsgs + e.wMsgs
+	if e.wCount > 0 {
+		msgs++
+	}
+	return nb.burstBytes+e.wBytes+len(e.wBuf) >= e.cfg.MaxBurstBytes || msgs >= maxBurstMessages
 }
 
 // Output messages are encoded as their entries are produced (put), into
@@ -168,6 +244,8 @@ func (e *Engine) end() {
 	if e.wCount > 0 {
 		setCount(e.wBuf, e.wCount)
 		e.sendMessage(e.wTo, bytes.Clone(e.wBuf), e.wUpdates)
+		e.wBytes += len(e.wBuf)
+		e.wMsgs++
 	}
 	if cap(e.wBuf) > maxKeptMessageBuf {
 		e.wBuf = nil // a message of large attestations grew it
@@ -191,23 +269,25 @@ func (e *Engine) sortedKeys(m map[string]struct{}) []string {
 	return k
 }
 
-// updates puts the updates due to nb.
-func (e *Engine) updates(t time.Duration, nb *neighbour) {
-	if nb.pendingAll {
-		e.advert(t, nb, nil, false)
-		if !e.cfg.Leaf {
-			for _, name := range e.sortedOrigins() {
-				e.advert(t, nb, e.origins.get(name), false)
-			}
-		}
-		return
-	}
+// updates puts the updates due to nb, as many as its budget allows
+// (spent), and reports whether all went: our own route, the pending
+// updates in the order queued, then the routes nb asked for again
+// (repair), by name. What did not fit stays queued.
+func (e *Engine) updates(t time.Duration, nb *neighbour) bool {
 	if _, ok := nb.repair[e.cfg.Self]; nb.pendSelf && !ok {
 		e.advert(t, nb, nil, false)
 	}
+	nb.pendSelf = false
 	// In the order queued: every path that queues updates visits origins
 	// in a reproducible order (message order, or sorted), so runs are.
+	// Advertising a queued origin queues nothing more for nb (it is
+	// queued already).
+	k := 0
 	for _, o := range nb.pending {
+		if e.spent(nb) {
+			break
+		}
+		k++
 		if o.removed {
 			continue
 		}
@@ -215,13 +295,27 @@ func (e *Engine) updates(t time.Duration, nb *neighbour) {
 			e.advert(t, nb, o, false)
 		}
 	}
+	if k < len(nb.pending) {
+		nb.dropPending(k)
+		return false
+	}
+	done := true
 	for _, name := range e.sortedKeys(nb.repair) {
+		if e.spent(nb) {
+			done = false
+			break
+		}
+		delete(nb.repair, name)
 		if name == e.cfg.Self {
 			e.advert(t, nb, nil, true)
 		} else if o := e.origins.get(name); o != nil {
 			e.advert(t, nb, o, true)
 		}
 	}
+	// Every update queued, and those the repair's adverts queued for nb
+	// (an origin whose route moved: sent just now), went.
+	nb.clearPending()
+	return done
 }
 
 // advert puts what we tell nb about o (nil: Self), if anything,

@@ -27,6 +27,12 @@ type neighbour struct {
 	requests   map[string]entry    // seqno requests to send
 	resends    []entry             // resend requests to send
 
+	// What was sent to nb in the window of MinTriggeredInterval that
+	// started at burstAt: bytes and messages (Config.MaxBurstBytes).
+	burstAt    time.Duration
+	burstBytes int
+	burstMsgs  int
+
 	// Requests from nb draw at most one reply and one forward per origin
 	// per MinTriggeredInterval: origin -> time of the last one. Only held
 	// origins get an entry, stale entries are swept (holdUntil).
@@ -444,11 +450,14 @@ func (o *origin) feasible(seqno uint16, metric Metric) bool {
 // the neighbour's own route to itself (a next hop that is the destination
 // cannot loop).
 func (e *Engine) usable(o *origin, r *routeEntry) bool {
-	if e.total(r) >= e.cfg.Infinity {
-		return false
-	}
+	return e.total(r) < e.cfg.Infinity && e.usableNamed(o, e.nameOf(o), r)
+}
+
+// usableNamed is usable for a route of finite total metric, o being named
+// name.
+func (e *Engine) usableNamed(o *origin, name string, r *routeEntry) bool {
 	nb := e.held[r.slot]
-	if nb.name == e.nameOf(o) {
+	if nb.name == name {
 		return true
 	}
 	return !nb.leaf && r.hasSeqno() && o.feasible(r.seqno, r.metric)
@@ -503,13 +512,22 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 	var best *routeEntry
 	var bestM Metric
 	var cur *routeEntry
+	// A finite route we cannot use: only then can betterUnfeasible find
+	// one (it was a twentieth of a cold start's CPU time, for nothing in
+	// most calls).
+	unfeasible := false
+	name := e.nameOf(o)
 	rs := e.routes(o)
 	for i := range rs {
 		r := &rs[i]
-		if !e.usable(o, r) {
+		m := e.total(r)
+		if m >= e.cfg.Infinity {
 			continue
 		}
-		m := e.total(r)
+		if !e.usableNamed(o, name, r) {
+			unfeasible = true
+			continue
+		}
 		if o.rtReachable && r.slot == o.selSlot {
 			cur = r
 		}
@@ -541,6 +559,9 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 	e.apply(t, o, best)
 	// Better routes we cannot take because they are unfeasible: ask the
 	// origin for a new seqno so that they become feasible.
+	if !unfeasible {
+		return
+	}
 	if nbs := e.betterUnfeasible(o); len(nbs) > 0 {
 		e.sendRequest(t, o, o.fdSeqno+1, nbs)
 	}

@@ -99,6 +99,9 @@ type Stats struct {
 	// DroppedMessages and DroppedEvents count outputs discarded because
 	// the caller did not drain Ready and the output queue hit its bound.
 	DroppedMessages, DroppedEvents uint64
+	// PacedBatches counts batches to a neighbour that left updates queued
+	// for the next window because they reached Config.MaxBurstBytes.
+	PacedBatches uint64
 	// SeqnoBumps counts increases of our own sequence number on request.
 	SeqnoBumps uint64
 	// Uncertified counts updates dropped because no verified attestation

@@ -41,7 +41,13 @@ type envelope struct {
 type Counters struct {
 	Sent, Delivered, Dropped, Malformed int
 	Bytes                               int64
+	// Overflow counts the messages dropped at sending because their
+	// direction was full (LinkBytes, LinkMessages).
+	Overflow int
 }
+
+// queued is what one direction of a link holds in flight.
+type queued struct{ msgs, bytes int }
 
 // Network is a set of engines joined by simulated links.
 type Network struct {
@@ -61,6 +67,12 @@ type Network struct {
 	// engines emits 1.7 million events, and recording them was work of
 	// the harness counted in a benchmark of the engines.
 	TrackChanged bool
+	// LinkBytes and LinkMessages, if positive, bound the payload bytes
+	// and the messages in flight per link and direction, as a link's
+	// control queue does: a message sent beyond either bound is dropped
+	// (counted in Counters.Dropped and Counters.Overflow), unless nothing
+	// is in flight on that direction.
+	LinkBytes, LinkMessages int
 
 	Counters Counters
 	Round    int
@@ -75,6 +87,7 @@ type Network struct {
 	due      []envelope // scratch of StepRound
 	seq      int
 	changed  map[string]bool
+	queued   map[[2]string]queued // by (from, to), while LinkBytes or LinkMessages is set
 }
 
 // New returns an empty network whose randomness comes from seed.
@@ -88,6 +101,7 @@ func New(seed int64) *Network {
 		links:    make(map[Edge]*link),
 		isolated: make(map[string]bool),
 		changed:  make(map[string]bool),
+		queued:   make(map[[2]string]queued),
 	}
 }
 
@@ -278,6 +292,16 @@ func (n *Network) drain(node string) {
 	for _, m := range rd.Messages {
 		n.Counters.Sent++
 		n.Counters.Bytes += int64(len(m.Payload))
+		if n.LinkBytes > 0 || n.LinkMessages > 0 {
+			k := [2]string{node, m.To}
+			q := n.queued[k]
+			if q.msgs > 0 && (n.LinkMessages > 0 && q.msgs >= n.LinkMessages || n.LinkBytes > 0 && q.bytes+len(m.Payload) > n.LinkBytes) {
+				n.Counters.Dropped++
+				n.Counters.Overflow++
+				continue
+			}
+			n.queued[k] = queued{q.msgs + 1, q.bytes + len(m.Payload)}
+		}
 		delay := 1
 		if n.MaxDelay > 0 {
 			delay += n.rng.IntN(n.MaxDelay + 1)
@@ -333,6 +357,15 @@ func (n *Network) StepRound() int {
 	// of delivery below.
 	kept := due[:0]
 	for _, m := range due {
+		if q, ok := n.queued[[2]string{m.from, m.to}]; ok {
+			q.msgs--
+			q.bytes -= len(m.payload)
+			if q.msgs == 0 {
+				delete(n.queued, [2]string{m.from, m.to})
+			} else {
+				n.queued[[2]string{m.from, m.to}] = q
+			}
+		}
 		l := n.links[MakeEdge(m.from, m.to)]
 		if n.engines[m.to] == nil || l == nil || !l.up || l.cut || n.isolated[m.from] || n.isolated[m.to] ||
 			(n.DropRate > 0 && n.rng.Float64() < n.DropRate) {
