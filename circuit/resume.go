@@ -462,7 +462,8 @@ const ackDelay = 5 * time.Millisecond
 func (r *Resumable) ackDueLocked() bool {
 	a := r.ackableLocked()
 	switch {
-	case a <= r.ackSent:
+	case a <= r.ackSent, r.ended:
+		// An ended circuit sends nothing more: no timer for it either.
 		return false
 	case a-r.ackSent >= int64(r.cfg.Window/8), r.ackNow, r.gotFin && a == r.recv && r.finQueued:
 		return true
@@ -613,6 +614,11 @@ func (r *Resumable) sendLocked(bp *[]byte, inline bool) (piped bool) {
 		b = binary.BigEndian.AppendUint64(append(b, frameAck), uint64(a))
 		r.ackSent = a
 		r.ackWaitFrom = time.Time{}
+		if r.ackTimer != nil && r.ackTimer.Stop() {
+			// Its acknowledgement rode here: a timer left to run out
+			// would start a goroutine to find nothing due.
+			r.ackTimer = nil
+		}
 	}
 	r.ackNow = false // what was read is acknowledged now
 	b = r.appendProbeLocked(b)

@@ -1011,3 +1011,40 @@ func echoBytes(rw io.ReadWriter) {
 		}
 	}
 }
+
+// TestResumeEndedArmsNoAckTimer: a short exchange served the way a
+// node's echo service serves it (copy until the end of stream, half-close,
+// close) leaves no delayed acknowledgement armed at either end once the
+// circuit ended: an ended circuit sends nothing, and a timer armed for it
+// would only start a goroutine that finds nothing due, once per circuit.
+func TestResumeEndedArmsNoAckTimer(t *testing.T) {
+	for i := range 20 {
+		src, dst := newResumeRig(t).defaultPair(t)
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			_, _ = io.Copy(dst, dst)
+			_ = dst.CloseWrite()
+			_ = dst.Close()
+		}()
+		buf := []byte{'x'}
+		if _, err := src.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(src, buf); err != nil {
+			t.Fatal(err)
+		}
+		src.Close()
+		<-served
+		src.Wait()
+		dst.Wait()
+		for name, r := range map[string]*Resumable{"source": src, "destination": dst} {
+			r.mu.Lock()
+			armed := r.ackTimer != nil
+			r.mu.Unlock()
+			if armed {
+				t.Fatalf("exchange %d: the %s ended with a delayed acknowledgement armed", i, name)
+			}
+		}
+	}
+}
