@@ -1007,7 +1007,15 @@ func (r *Resumable) readPath(p Path, gen uint64, more func() bool) error {
 			}
 			r.gotFin = true
 			r.recv++
-			r.broadcast()
+			// The readers see the end of stream; writeLoop only when the
+			// fin made something due (its ack, with this end's own fin
+			// queued): else it would wake to find nothing to send, once
+			// per circuit, and the ack waits for its delay or rides on
+			// the application's answer.
+			r.cond.Broadcast()
+			if r.workLocked() {
+				r.wcond.Signal()
+			}
 			r.checkDoneLocked()
 			r.mu.Unlock()
 		case framePing, framePong:

@@ -1048,3 +1048,57 @@ func TestResumeEndedArmsNoAckTimer(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeFinWakesNoIdleWriter: the end of stream arriving at an end
+// that has nothing to answer yet (its application still reading, its
+// acknowledgements sent) wakes the reader, not the writer, which would
+// find nothing to send: the fin's own acknowledgement waits for its delay
+// or rides on the application's answer.
+func TestResumeFinWakesNoIdleWriter(t *testing.T) {
+	woken, seen := 0, 0
+	for i := 0; i < 10 || seen < 5 && i < 50; i++ {
+		src, dst := newResumeRig(t).defaultPair(t)
+		if _, err := src.Write([]byte("request")); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 7)
+		if _, err := io.ReadFull(dst, b); err != nil {
+			t.Fatal(err)
+		}
+		// Wait until the request's acknowledgement left (its delay) and
+		// the writer went back to waiting: nothing is due at dst.
+		settled := func() bool {
+			dst.mu.Lock()
+			defer dst.mu.Unlock()
+			return dst.ackSent == dst.recv && !dst.writing
+		}
+		for !settled() {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(time.Millisecond)
+		before := dst.fast.idleWaits.Load()
+		if err := src.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dst.Read(b); err != io.EOF {
+			t.Fatalf("circuit %d: read %v after the fin, want io.EOF", i, err)
+		}
+		time.Sleep(time.Millisecond) // a writer woken by the fin gets to run
+		dst.mu.Lock()
+		acked := dst.ackSent == dst.recv // the fin's ack went (its delay ran out): no verdict
+		dst.mu.Unlock()
+		if acked {
+			continue
+		}
+		seen++
+		if dst.fast.idleWaits.Load() > before {
+			woken++
+		}
+	}
+	if seen == 0 {
+		t.Skip("the fin's acknowledgement delay ran out before every check (a loaded machine)")
+	}
+	if woken > 0 {
+		t.Errorf("the fin woke the destination's writer for nothing on %d of %d circuits", woken, seen)
+	}
+}
