@@ -1012,32 +1012,46 @@ func echoBytes(rw io.ReadWriter) {
 	}
 }
 
-// TestResumeEndedArmsNoAckTimer: a short exchange served the way a
-// node's echo service serves it (copy until the end of stream, half-close,
-// close) leaves no delayed acknowledgement armed at either end once the
-// circuit ended: an ended circuit sends nothing, and a timer armed for it
-// would only start a goroutine that finds nothing due, once per circuit.
+// echoExchange runs one short exchange on a new resumable pair whose
+// source is early (as a node's dials with data are: its hello goes with
+// the first Write) the way a node's echo service serves it (copy until
+// the end of stream, half-close, close) and returns both ends once they
+// ended.
+func echoExchange(t *testing.T) (src, dst *Resumable) {
+	t.Helper()
+	_, src, dst = newResumeRig(t).pair(ResumeConfig{Early: true}, ResumeConfig{})
+	served := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(dst, dst)
+		if err == nil {
+			err = dst.CloseWrite()
+		}
+		dst.Close()
+		served <- err
+	}()
+	buf := []byte{'x'}
+	if _, err := src.Write(buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(src, buf); err != nil || buf[0] != 'x' {
+		t.Fatalf("echo: %q, %v", buf, err)
+	}
+	src.Close()
+	if err := <-served; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	src.Wait()
+	dst.Wait()
+	return src, dst
+}
+
+// TestResumeEndedArmsNoAckTimer: a short exchange leaves no delayed
+// acknowledgement armed at either end once the circuit ended: an ended
+// circuit sends nothing, and a timer armed for it would only start a
+// goroutine that finds nothing due, once per circuit.
 func TestResumeEndedArmsNoAckTimer(t *testing.T) {
 	for i := range 20 {
-		src, dst := newResumeRig(t).defaultPair(t)
-		served := make(chan struct{})
-		go func() {
-			defer close(served)
-			_, _ = io.Copy(dst, dst)
-			_ = dst.CloseWrite()
-			_ = dst.Close()
-		}()
-		buf := []byte{'x'}
-		if _, err := src.Write(buf); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.ReadFull(src, buf); err != nil {
-			t.Fatal(err)
-		}
-		src.Close()
-		<-served
-		src.Wait()
-		dst.Wait()
+		src, dst := echoExchange(t)
 		for name, r := range map[string]*Resumable{"source": src, "destination": dst} {
 			r.mu.Lock()
 			armed := r.ackTimer != nil
@@ -1046,6 +1060,33 @@ func TestResumeEndedArmsNoAckTimer(t *testing.T) {
 				t.Fatalf("exchange %d: the %s ended with a delayed acknowledgement armed", i, name)
 			}
 		}
+	}
+}
+
+// TestResumeShortExchangeStartsNoWriter: when every frame of a circuit
+// went out from the Write, CloseWrite or Close that queued it, and the end
+// came in on the path (the other end's clean close, or the ack of this
+// end's fin), no writer goroutine was started at either end: the reader
+// closed the path, and both ends ended cleanly.
+func TestResumeShortExchangeStartsNoWriter(t *testing.T) {
+	started := 0
+	for range 20 {
+		src, dst := echoExchange(t)
+		for _, r := range []*Resumable{src, dst} {
+			r.mu.Lock()
+			if r.wstarted {
+				started++
+			}
+			if !r.cleanClose || r.cur != nil {
+				t.Errorf("an end finished with clean close %v, path left open %v", r.cleanClose, r.cur != nil)
+			}
+			r.mu.Unlock()
+		}
+	}
+	// An acknowledgement whose delay ran out (a loaded machine) needs
+	// the writer now and then.
+	if started > 10 {
+		t.Errorf("%d of 40 ends of short exchanges started a writer goroutine", started)
 	}
 }
 
