@@ -11,6 +11,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -1142,4 +1143,54 @@ func TestResumeFinWakesNoIdleWriter(t *testing.T) {
 	if woken > 0 {
 		t.Errorf("the fin woke the destination's writer for nothing on %d of %d circuits", woken, seen)
 	}
+}
+
+// TestResumeDeadlinesAndCloseNeverCancel: read deadlines that run out
+// again and again while a transfer arrives, and the other end's Close
+// right after it, end Reads with a timeout and then io.EOF: the circuit
+// is never cancelled, every byte arrives, and both ends end cleanly.
+func TestResumeDeadlinesAndCloseNeverCancel(t *testing.T) {
+	_, src, dst := newResumeRig(t).pair(ResumeConfig{Early: true}, ResumeConfig{})
+	data := make([]byte, 256<<10)
+	_, _ = mrand.NewChaCha8([32]byte{7}).Read(data)
+	go func() {
+		for off := 0; off < len(data); off += 10000 {
+			if _, err := src.Write(data[off:min(off+10000, len(data))]); err != nil {
+				return
+			}
+		}
+		src.Close()
+	}()
+	var got []byte
+	buf := make([]byte, 3000)
+	timeouts := 0
+	for {
+		dst.SetReadDeadline(time.Now().Add(100 * time.Microsecond))
+		n, err := dst.Read(buf)
+		got = append(got, buf[:n]...)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			timeouts++
+			continue
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("read after %d bytes and %d timeouts: %v", len(got), timeouts, err)
+		}
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("got %d bytes, want the %d sent", len(got), len(data))
+	}
+	dst.Close()
+	src.Wait()
+	dst.Wait()
+	for name, r := range map[string]*Resumable{"source": src, "destination": dst} {
+		r.mu.Lock()
+		if !r.cleanClose || r.err != nil && !errors.Is(r.err, net.ErrClosed) {
+			t.Errorf("the %s ended with clean close %v, error %v", name, r.cleanClose, r.err)
+		}
+		r.mu.Unlock()
+	}
+	t.Logf("%d reads timed out", timeouts)
 }
