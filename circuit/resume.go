@@ -215,6 +215,8 @@ type Resumable struct {
 	helloSent   bool   // source: the first path's first write returned: it may be read
 	wantHello   bool   // destination: the first frame must be a hello
 	writing     bool   // a frame is being written (by writeLoop or a Write)
+	wstarted    bool   // writeLoop was started (see kickLocked)
+	readerEnds  bool   // readLoop is acting on what it read, and closes the path itself if that ends the circuit
 	wstopped    uint64 // 1 + the generation of a path the other end stopped reading
 	wclosed     uint64 // 1 + the generation of a path whose writing end this end closed with its fin
 	// Records writeLoop sealed from the ring and pipeLoop writes, so
@@ -359,9 +361,17 @@ func newResumable(p Path, local, remote net.Addr, cfg ResumeConfig) *Resumable {
 }
 
 func (r *Resumable) start() {
-	r.wg.Add(2)
+	r.mu.Lock()
+	r.launchLocked()
+	r.mu.Unlock()
+}
+
+// launchLocked starts readLoop, and writeLoop when it has something to do
+// already (kickLocked). r.mu held.
+func (r *Resumable) launchLocked() {
+	r.wg.Add(1)
 	go r.readLoop()
-	go r.writeLoop()
+	r.kickLocked()
 }
 
 // startLocked starts the goroutines of a source that has not yet: every
@@ -371,8 +381,40 @@ func (r *Resumable) start() {
 func (r *Resumable) startLocked() {
 	if r.idle {
 		r.idle = false
-		r.start()
+		r.launchLocked()
 	}
+}
+
+// kickLocked wakes writeLoop for what may have come its way, and starts
+// it the first time there is something: a frame the Writes did not send
+// themselves (sendInlineLocked), or, once the circuit ended cleanly, the
+// path to close, unless readLoop ended the circuit and closes the path
+// itself (readerEnds). A circuit whose frames all went inline and whose
+// end readLoop saw (a short exchange) never starts it: one goroutine, and
+// its wake-ups, fewer per circuit. Until writeLoop started, nothing waits
+// on wcond. r.mu held.
+func (r *Resumable) kickLocked() {
+	switch {
+	case r.wstarted:
+		r.wcond.Signal()
+	case r.idle:
+		// startLocked decides.
+	case r.ended:
+		if r.cleanClose && r.cur != nil && !r.readerEnds {
+			r.startWriterLocked()
+		}
+	case r.cur != nil && !r.mutedLocked() && r.workLocked():
+		r.startWriterLocked()
+	}
+}
+
+// startWriterLocked starts writeLoop. A caller runs while readLoop runs
+// (it ends only once the circuit ended, and it then leaves no path for
+// writeLoop to close, see readLoop), so Wait sees both. r.mu held.
+func (r *Resumable) startWriterLocked() {
+	r.wstarted = true
+	r.wg.Add(1)
+	go r.writeLoop()
 }
 
 // Wait blocks until the circuit's goroutines ended: after Close once
@@ -462,7 +504,8 @@ const ackDelay = 5 * time.Millisecond
 func (r *Resumable) ackDueLocked() bool {
 	a := r.ackableLocked()
 	switch {
-	case a <= r.ackSent:
+	case a <= r.ackSent, r.ended:
+		// An ended circuit sends nothing more: no timer for it either.
 		return false
 	case a-r.ackSent >= int64(r.cfg.Window/8), r.ackNow, r.gotFin && a == r.recv && r.finQueued:
 		return true
@@ -613,6 +656,11 @@ func (r *Resumable) sendLocked(bp *[]byte, inline bool) (piped bool) {
 		b = binary.BigEndian.AppendUint64(append(b, frameAck), uint64(a))
 		r.ackSent = a
 		r.ackWaitFrom = time.Time{}
+		if r.ackTimer != nil && r.ackTimer.Stop() {
+			// Its acknowledgement rode here: a timer left to run out
+			// would start a goroutine to find nothing due.
+			r.ackTimer = nil
+		}
 	}
 	r.ackNow = false // what was read is acknowledged now
 	b = r.appendProbeLocked(b)
@@ -840,7 +888,7 @@ func (r *Resumable) sendInlineLocked() bool {
 		putFrame(bp)
 	}
 	if r.ended || r.workLocked() {
-		r.wcond.Signal() // what came meanwhile, or the path to close
+		r.kickLocked() // what came meanwhile, or the path to close
 	}
 	return true
 }
@@ -896,7 +944,21 @@ func (r *Resumable) readLoop() {
 			r.cond.Wait()
 		}
 		if r.ended {
+			// A clean end closes the path: here when writeLoop never
+			// started, after a Write still writing inline (writeLoop then
+			// closes it once that write returned).
+			var p Path
+			if !r.wstarted && r.cleanClose && r.cur != nil {
+				if r.writing {
+					r.startWriterLocked()
+				} else {
+					p, r.cur = r.cur, nil
+				}
+			}
 			r.mu.Unlock()
+			if p != nil {
+				_ = p.Close()
+			}
 			return
 		}
 		p, gen := r.cur, r.gen
@@ -904,7 +966,9 @@ func (r *Resumable) readLoop() {
 		err := r.readPath(p, gen, nil)
 		r.mu.Lock()
 		if err == io.EOF {
+			r.readerEnds = true
 			r.pathEndedLocked(gen)
+			r.readerEnds = false
 		} else {
 			r.pathFailedLocked(gen, err)
 		}
@@ -924,6 +988,10 @@ func (r *Resumable) onEnd() {
 }
 
 var errStale = errors.New("circuit: path replaced")
+
+// errEnded: the frame just read ended the circuit (cleanly); its path is
+// read no further.
+var errEnded = errors.New("circuit: ended")
 
 // readPath reads frames from p until it fails (io.EOF: it ended cleanly
 // at a frame boundary), or, when more is set, until more reports false
@@ -985,10 +1053,16 @@ func (r *Resumable) readPath(p Path, gen uint64, more func() bool) error {
 			}
 			r.sampleRateLocked(off)
 			r.credit = off
+			r.readerEnds = true
 			r.ackLocked(off)
 			r.wakeForAckLocked()
+			r.readerEnds = false
 			r.peerShown = true
+			ended := r.ended
 			r.mu.Unlock()
+			if ended {
+				return errEnded // readLoop closes the path
+			}
 		case frameFin:
 			r.mu.Lock()
 			if gen != r.gen {
@@ -1001,9 +1075,23 @@ func (r *Resumable) readPath(p Path, gen uint64, more func() bool) error {
 			}
 			r.gotFin = true
 			r.recv++
-			r.broadcast()
+			// The readers see the end of stream; writeLoop only when the
+			// fin made something due (its ack, with this end's own fin
+			// queued): else it would wake to find nothing to send, once
+			// per circuit, and the ack waits for its delay or rides on
+			// the application's answer.
+			r.cond.Broadcast()
+			if r.workLocked() {
+				r.kickLocked()
+			}
+			r.readerEnds = true
 			r.checkDoneLocked()
+			r.readerEnds = false
+			ended := r.ended
 			r.mu.Unlock()
+			if ended {
+				return errEnded // readLoop closes the path
+			}
 		case framePing, framePong:
 			r.mu.Lock()
 			if gen != r.gen {
@@ -1093,7 +1181,7 @@ func (r *Resumable) readData(p Path, gen uint64, n int) error {
 			n -= k
 			r.cond.Broadcast() // the readers; acknowledgements wait for Reads
 			if r.appClosed {
-				r.wcond.Signal()
+				r.kickLocked()
 			}
 		}
 		r.rq.unpin()
@@ -1131,7 +1219,7 @@ func (r *Resumable) deliverLocked(p Path, n int) int {
 	r.fast.direct.Add(int64(k))
 	r.cond.Broadcast()
 	if r.ackDueLocked() {
-		r.wcond.Signal()
+		r.kickLocked()
 	}
 	return k
 }
@@ -1325,7 +1413,7 @@ func (r *Resumable) wakeForAckLocked() {
 		r.cond.Broadcast()
 	}
 	if r.workLocked() {
-		r.wcond.Signal()
+		r.kickLocked()
 	}
 }
 
@@ -1584,7 +1672,7 @@ func (r *Resumable) resumeLoop(gen uint64, deadline time.Time) {
 // data wakes the readers.
 func (r *Resumable) broadcast() {
 	r.cond.Broadcast()
-	r.wcond.Signal()
+	r.kickLocked()
 }
 
 func (r *Resumable) wake() {
@@ -1695,7 +1783,7 @@ func (r *Resumable) Read(b []byte) (int, error) {
 			}
 			r.in.Add(int64(n))
 			if r.ackDueLocked() {
-				r.wcond.Signal()
+				r.kickLocked()
 			}
 			return n, nil
 		}
@@ -1731,6 +1819,13 @@ func (r *Resumable) Write(b []byte) (int, error) {
 	defer r.mu.Unlock()
 	n := 0
 	for {
+		if n > 0 && n == len(b) && (!r.ended || r.cleanClose) {
+			// All of b is queued and sent or to be: the circuit ending
+			// cleanly meanwhile (the other end took all it wanted and
+			// closed, while this Write sent b inline) is no failure of
+			// this Write.
+			return n, nil
+		}
 		switch {
 		case r.appClosed:
 			return n, r.opError("write", net.ErrClosed)
@@ -1765,7 +1860,7 @@ func (r *Resumable) Write(b []byte) (int, error) {
 		r.out.Add(int64(k))
 		n += k
 		if !r.sendInlineLocked() {
-			r.wcond.Signal()
+			r.kickLocked()
 		}
 		r.startLocked() // after the first flight went inline
 	}
@@ -1816,7 +1911,7 @@ func (r *Resumable) CloseWrite() error {
 	r.finQueued = true
 	r.cond.Broadcast()
 	if !r.sendInlineLocked() {
-		r.wcond.Signal()
+		r.kickLocked()
 	}
 	r.startLocked()
 	return nil
@@ -1838,7 +1933,7 @@ func (r *Resumable) Close() error {
 	r.dropHeldLocked()
 	r.cond.Broadcast()
 	if !r.sendInlineLocked() {
-		r.wcond.Signal()
+		r.kickLocked()
 	}
 	r.startLocked()
 	r.checkDoneLocked()
