@@ -191,16 +191,18 @@ type Limits struct {
 	// budget too. Default 512.
 	FullHandshakes int
 	// FullHandshakesPerLink is that budget for the opens arriving on one
-	// link. Default a quarter of FullHandshakes (128).
+	// link; one-message first messages that fail to decrypt spend a
+	// budget of their own of as many per link. Default a quarter of
+	// FullHandshakes (128).
 	FullHandshakesPerLink int
 	// RelayFullHandshakesPerLink bounds, per second and per incoming
 	// link, the sealed opens this node relays whose first message is a
-	// full (XX) or one-message (IK) one: those a destination may charge
-	// to its budget above for the link they reach it on, the relay's, whatever
-	// source they claim. Over it the open is refused ("overloaded")
-	// before it is forwarded, so that one neighbour spends at most this
-	// much of the budget a destination gives everyone behind this relay.
-	// Default a quarter of FullHandshakesPerLink (32).
+	// full (XX) one: a destination charges those to its budget above
+	// for the link they reach it on, the relay's, whatever source they
+	// claim. Over it the open is refused ("overloaded") before it is
+	// forwarded, so that one neighbour spends at most this much of the
+	// budget a destination gives everyone behind this relay. Default a
+	// quarter of FullHandshakesPerLink (32).
 	RelayFullHandshakesPerLink int
 	// MaxHeaderSize bounds an open or result header. Default 4096 bytes.
 	MaxHeaderSize int

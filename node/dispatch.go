@@ -80,7 +80,7 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 		n.deliver(s, o, l.Peer(), opened)
 		return
 	}
-	// A relay budgets the costly first handshake messages it forwards
+	// A relay budgets the full first handshake messages it forwards
 	// (Limits.RelayFullHandshakesPerLink): their first bytes are read
 	// with the header, within its pending slot.
 	if rest, err = n.readFirstPrefix(s, o, rest); err != nil {

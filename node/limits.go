@@ -30,10 +30,11 @@ type limiter struct {
 	// (peer), those not full (a full bucket is as good as none).
 	fullNode   bucket.Bucket
 	fullByLink map[string]*bucket.Bucket
-	// Token buckets, by incoming link (peer), of the first messages
-	// costing a destination Diffie-Hellman operations before it can
-	// refuse them (full and one-message) that this node relays; those
-	// not full.
+	// Token buckets, by link (peer), of the one-message first messages
+	// that failed here; those not full.
+	failedIKByLink map[string]*bucket.Bucket
+	// Token buckets, by incoming link (peer), of the full first messages
+	// this node relays; those not full.
 	relayFullByLink map[string]*bucket.Bucket
 
 	// pendingRefused counts streams refused because a pending-open bound
@@ -57,6 +58,7 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 		fullNode:       bucket.Full(float64(l.FullHandshakes), float64(l.FullHandshakes), time.Now()),
 		fullByLink:     make(map[string]*bucket.Bucket),
 
+		failedIKByLink:  make(map[string]*bucket.Bucket),
 		relayFullByLink: make(map[string]*bucket.Bucket),
 	}
 }
@@ -147,15 +149,36 @@ func (l *limiter) tryFullHandshake(peer string, now time.Time) (bool, string) {
 	return true, ""
 }
 
-// tryRelayFull takes a token of the budget of costly first messages
-// (full or one-message) this node relays from peer's link
-// (Limits.RelayFullHandshakesPerLink), or says it is used up.
+// tryFailedOneMessage takes a token of peer's link's budget of failed
+// one-message handshakes (Limits.FullHandshakesPerLink, a bucket apart
+// from that of full handshakes) and of the node's budget of full
+// handshakes, or says which is used up. Apart, a neighbour's failing
+// one-message opens, which a relay cannot tell from good ones, do not
+// use up the full handshakes of the sources behind it.
+func (l *limiter) tryFailedOneMessage(peer string, now time.Time) (bool, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lb := linkBucket(l.failedIKByLink, peer, l.lim.FullHandshakesPerLink, now)
+	switch {
+	case lb.Refill(now).Tokens < 1:
+		return false, fmt.Sprintf("more than %d failed one-message end-to-end handshakes a second on the link from %s", l.lim.FullHandshakesPerLink, peer)
+	case l.fullNode.Refill(now).Tokens < 1:
+		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second", l.lim.FullHandshakes)
+	}
+	lb.Tokens--
+	l.fullNode.Tokens--
+	return true, ""
+}
+
+// tryRelayFull takes a token of the budget of full first messages this
+// node relays from peer's link (Limits.RelayFullHandshakesPerLink), or
+// says it is used up.
 func (l *limiter) tryRelayFull(peer string, now time.Time) (bool, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := linkBucket(l.relayFullByLink, peer, l.lim.RelayFullHandshakesPerLink, now)
 	if b.Refill(now).Tokens < 1 {
-		return false, fmt.Sprintf("more than %d full or one-message end-to-end handshakes a second relayed from %s", l.lim.RelayFullHandshakesPerLink, peer)
+		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second relayed from %s", l.lim.RelayFullHandshakesPerLink, peer)
 	}
 	b.Tokens--
 	return true, ""

@@ -68,7 +68,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 		refuse(circuit.Policy, err.Error())
 		return
 	}
-	if costlyFirst(o, rest) {
+	if fullFirst(o, rest) {
 		if ok, why := n.limits.tryRelayFull(from, time.Now()); !ok {
 			n.limits.noteOverloaded(why)
 			refuse(circuit.Overloaded, fmt.Sprintf("%v at %s: %s", errOverloaded, n.cfg.Name, why))
@@ -187,17 +187,14 @@ func (n *Node) readFirstPrefix(s links.Stream, o *circuit.Open, rest []byte) ([]
 	return rest, nil
 }
 
-// costlyFirst reports whether o is sealed and rest (its payload's first
-// bytes, see readFirstPrefix) starts a full or one-message first
-// handshake message: one the destination charges to its budget of full
-// handshakes for the link it arrives on (Limits.FullHandshakesPerLink),
-// a full one always, a one-message one when it fails.
-func costlyFirst(o *circuit.Open, rest []byte) bool {
-	if o.Flags&circuit.FlagSealed == 0 || len(rest) < firstPrefix {
-		return false
-	}
-	msg := rest[2:firstPrefix]
-	return seal.FullFirst(msg) || seal.OneMessageFirst(msg)
+// fullFirst reports whether o is sealed and rest (its payload's first
+// bytes, see readFirstPrefix) starts a full (XX) first handshake message:
+// one the destination charges to its budget of full handshakes for the
+// link it arrives on (Limits.FullHandshakesPerLink), whatever source it
+// claims. (A one-message first message that fails is charged to a budget
+// of its own there: Limits.FullHandshakesPerLink too, by link.)
+func fullFirst(o *circuit.Open, rest []byte) bool {
+	return o.Flags&circuit.FlagSealed != 0 && len(rest) >= firstPrefix && seal.FullFirst(rest[2:firstPrefix])
 }
 
 // relaySource is whom a relayed circuit counts against in the per-source

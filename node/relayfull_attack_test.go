@@ -15,18 +15,19 @@ import (
 
 // TestRelayedFullHandshakesLeaveOthersTheirBudget: m, holding a valid
 // certificate, is a neighbour of the relay r and sends, through r, opens
-// to d whose first message costs d Diffie-Hellman operations before it can
-// refuse it, built once and replayed (no cryptography at m): a full (XX)
-// one, a one-message (IK) one that fails to decrypt, and a full one
-// written apart from its header. d charges them to its budget for the link
-// they arrive on (r's), whatever source they claim; r lets each incoming
-// link spend at most Limits.RelayFullHandshakesPerLink of it, so h, an
-// honest neighbour of r that never reached d (its first circuit needs the
-// full handshake), is not refused `overloaded`. Before r budgeted what it
-// relays, h was refused 10 times of 10. The budget is lowered to 2 a
-// second (burst 2) so that the test does not depend on the machine's
-// speed; at the default (128) m needs only more than 128 replayed first
-// messages a second through r.
+// to d whose first message costs d Diffie-Hellman operations, built once
+// and replayed (no cryptography at m): a full (XX) one, a full one written
+// after its header, and a one-message (IK) one that fails to decrypt. d
+// charged all of them to its budget of full handshakes for the link they
+// arrive on (r's), whatever source they claim, so h, an honest neighbour
+// of r that never reached d (its first circuit needs the full handshake),
+// was refused `overloaded` 10 times of 10. Now r lets each incoming link
+// forward at most Limits.RelayFullHandshakesPerLink full first messages a
+// second (reading the message's mode with the header), and d charges
+// failed one-message ones to a budget of their own. The budget is lowered
+// to 2 a second (burst 2) so that the test does not depend on the
+// machine's speed; at the default (128) m needs only more than 128
+// replayed first messages a second through r.
 func TestRelayedFullHandshakesLeaveOthersTheirBudget(t *testing.T) {
 	for _, kind := range []firstKind{firstFull, firstBogusOneMessage, firstFullApart} {
 		t.Run(kind.String(), func(t *testing.T) {
@@ -46,7 +47,7 @@ func TestRelayedFullHandshakesLeaveOthersTheirBudget(t *testing.T) {
 
 			refused, tries, ok := dialUntilAccepted(t, h, "d")
 			stop()
-			t.Logf("m sent %d replayed %s first messages through r (%d refused overloaded); h's first dial to d was refused overloaded %d times in %d tries (succeeded: %v)",
+			t.Logf("m sent %d replayed first messages (%s) through r (%d refused overloaded); h's first dial to d was refused overloaded %d times in %d tries (succeeded: %v)",
 				sent.Load(), kind, overloaded.Load(), refused, tries, ok)
 			if refused > 0 {
 				t.Errorf("m, through r, spent d's full-handshake budget for r's link: honest h's first circuit to d was refused overloaded %d times of %d", refused, tries)
