@@ -191,8 +191,19 @@ type Limits struct {
 	// budget too. Default 512.
 	FullHandshakes int
 	// FullHandshakesPerLink is that budget for the opens arriving on one
-	// link. Default a quarter of FullHandshakes (128).
+	// link; one-message first messages that fail to decrypt spend a
+	// budget of their own of as many per link. Default a quarter of
+	// FullHandshakes (128).
 	FullHandshakesPerLink int
+	// RelayFullHandshakesPerLink bounds, per second and per incoming
+	// link, the sealed opens this node relays whose first message is a
+	// full (XX) one: a destination charges those to its budget above
+	// for the link they reach it on, the relay's, whatever source they
+	// claim. Over it the open is refused ("overloaded") before it is
+	// forwarded, so that one neighbour spends at most this much of the
+	// budget a destination gives everyone behind this relay. Default a
+	// quarter of FullHandshakesPerLink (32).
+	RelayFullHandshakesPerLink int
 	// MaxHeaderSize bounds an open or result header. Default 4096 bytes.
 	MaxHeaderSize int
 	// MaxRoutes bounds the routing table. Default 4096.
@@ -371,6 +382,7 @@ func (c *Config) setDefaults() {
 	def(&l.MaxPendingOpensPerLink, max(1, l.MaxPendingOpens/4))
 	def(&l.FullHandshakes, 512)
 	def(&l.FullHandshakesPerLink, max(1, l.FullHandshakes/4))
+	def(&l.RelayFullHandshakesPerLink, max(1, l.FullHandshakesPerLink/4))
 	def(&l.MaxHeaderSize, 4096)
 	def(&l.MaxRoutes, 4096)
 	def(&l.RelayBuffer, 32<<10)
@@ -424,6 +436,7 @@ func (c *Config) validate() error {
 		"ResumeBuffer":           l.ResumeBuffer, "ResumeBufferPerSource": l.ResumeBufferPerSource,
 		"MaxParked": l.MaxParked, "MaxParkedPerSource": l.MaxParkedPerSource,
 		"FullHandshakes": l.FullHandshakes, "FullHandshakesPerLink": l.FullHandshakesPerLink,
+		"RelayFullHandshakesPerLink": l.RelayFullHandshakesPerLink,
 	} {
 		if v < 0 {
 			return bad("Limits.%s must not be negative (got %d)", name, v)

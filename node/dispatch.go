@@ -80,6 +80,15 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 		n.deliver(s, o, l.Peer(), opened)
 		return
 	}
+	// A relay budgets the full first handshake messages it forwards
+	// (Limits.RelayFullHandshakesPerLink): their first bytes are read
+	// with the header, within its pending slot.
+	if rest, err = n.readFirstPrefix(s, o, rest); err != nil {
+		n.log.Debug("bad sealed open", "peer", l.Peer(), "err", err)
+		n.refuse(s, circuit.Policy, err.Error())
+		aheadBufs.Put(bp)
+		return
+	}
 	opened()
 	n.relay(s, o, l.Peer(), rest, func() { aheadBufs.Put(bp) })
 }

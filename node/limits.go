@@ -30,6 +30,12 @@ type limiter struct {
 	// (peer), those not full (a full bucket is as good as none).
 	fullNode   bucket.Bucket
 	fullByLink map[string]*bucket.Bucket
+	// Token buckets, by link (peer), of the one-message first messages
+	// that failed here; those not full.
+	failedIKByLink map[string]*bucket.Bucket
+	// Token buckets, by incoming link (peer), of the full first messages
+	// this node relays; those not full.
+	relayFullByLink map[string]*bucket.Bucket
 
 	// pendingRefused counts streams refused because a pending-open bound
 	// was reached; floods logs them once per link per minute.
@@ -51,6 +57,9 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 		pendingPerLink: make(map[string]int),
 		fullNode:       bucket.Full(float64(l.FullHandshakes), float64(l.FullHandshakes), time.Now()),
 		fullByLink:     make(map[string]*bucket.Bucket),
+
+		failedIKByLink:  make(map[string]*bucket.Bucket),
+		relayFullByLink: make(map[string]*bucket.Bucket),
 	}
 }
 
@@ -100,28 +109,35 @@ func (l *limiter) pendingOn(peer string) int {
 // before those that refilled are forgotten.
 const maxFullBuckets = 1024
 
+// linkBucket is peer's bucket in m, made full (rate a second, as many
+// held) when m has none. m holds at most maxFullBuckets buckets plus those
+// of the links that used theirs within a second: those that refilled are
+// forgotten first.
+func linkBucket(m map[string]*bucket.Bucket, peer string, rate int, now time.Time) *bucket.Bucket {
+	if b := m[peer]; b != nil {
+		return b
+	}
+	if len(m) >= maxFullBuckets {
+		// Forget the links whose budgets refilled; the others are as
+		// many as the links that used theirs recently.
+		for p, b := range m {
+			if b.Refill(now).Tokens >= b.Burst {
+				delete(m, p)
+			}
+		}
+	}
+	nb := bucket.Full(float64(rate), float64(rate), now)
+	m[peer] = &nb
+	return &nb
+}
+
 // tryFullHandshake takes a token of the node's and of peer's link's
 // budget of full handshakes (Limits.FullHandshakes, FullHandshakesPerLink),
 // or says which is used up.
 func (l *limiter) tryFullHandshake(peer string, now time.Time) (bool, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lb := l.fullByLink[peer]
-	if lb == nil {
-		if len(l.fullByLink) >= maxFullBuckets {
-			// Forget the links whose budgets refilled; the others are
-			// as many as the links that used theirs recently.
-			for p, b := range l.fullByLink {
-				if b.Refill(now).Tokens >= b.Burst {
-					delete(l.fullByLink, p)
-				}
-			}
-		}
-		perLink := float64(l.lim.FullHandshakesPerLink)
-		nb := bucket.Full(perLink, perLink, now)
-		lb = &nb
-		l.fullByLink[peer] = lb
-	}
+	lb := linkBucket(l.fullByLink, peer, l.lim.FullHandshakesPerLink, now)
 	switch {
 	case lb.Refill(now).Tokens < 1:
 		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second on the link from %s", l.lim.FullHandshakesPerLink, peer)
@@ -130,6 +146,41 @@ func (l *limiter) tryFullHandshake(peer string, now time.Time) (bool, string) {
 	}
 	lb.Tokens--
 	l.fullNode.Tokens--
+	return true, ""
+}
+
+// tryFailedOneMessage takes a token of peer's link's budget of failed
+// one-message handshakes (Limits.FullHandshakesPerLink, a bucket apart
+// from that of full handshakes) and of the node's budget of full
+// handshakes, or says which is used up. Apart, a neighbour's failing
+// one-message opens, which a relay cannot tell from good ones, do not
+// use up the full handshakes of the sources behind it.
+func (l *limiter) tryFailedOneMessage(peer string, now time.Time) (bool, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lb := linkBucket(l.failedIKByLink, peer, l.lim.FullHandshakesPerLink, now)
+	switch {
+	case lb.Refill(now).Tokens < 1:
+		return false, fmt.Sprintf("more than %d failed one-message end-to-end handshakes a second on the link from %s", l.lim.FullHandshakesPerLink, peer)
+	case l.fullNode.Refill(now).Tokens < 1:
+		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second", l.lim.FullHandshakes)
+	}
+	lb.Tokens--
+	l.fullNode.Tokens--
+	return true, ""
+}
+
+// tryRelayFull takes a token of the budget of full first messages this
+// node relays from peer's link (Limits.RelayFullHandshakesPerLink), or
+// says it is used up.
+func (l *limiter) tryRelayFull(peer string, now time.Time) (bool, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := linkBucket(l.relayFullByLink, peer, l.lim.RelayFullHandshakesPerLink, now)
+	if b.Refill(now).Tokens < 1 {
+		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second relayed from %s", l.lim.RelayFullHandshakesPerLink, peer)
+	}
+	b.Tokens--
 	return true, ""
 }
 

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/node/policy"
 )
@@ -65,6 +67,13 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 	if err != nil {
 		refuse(circuit.Policy, err.Error())
 		return
+	}
+	if fullFirst(o, rest) {
+		if ok, why := n.limits.tryRelayFull(from, time.Now()); !ok {
+			n.limits.noteOverloaded(why)
+			refuse(circuit.Overloaded, fmt.Sprintf("%v at %s: %s", errOverloaded, n.cfg.Name, why))
+			return
+		}
 	}
 	injectTrace(ctx, fwd)
 	hdr, err := fwd.AppendTo(make([]byte, 0, 256+len(rest)))
@@ -150,6 +159,43 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 }
 
 var errOverloaded = errors.New("overloaded")
+
+// firstPrefix is how much of a sealed open's payload shows its first
+// handshake message's mode: the message's 2-byte length and its first
+// byte (docs/PROTOCOL.md §3.8).
+const firstPrefix = 3
+
+// readFirstPrefix makes rest, what arrived with the header of o, hold the
+// first firstPrefix bytes of the payload when o is sealed, reading what is
+// missing from s within Limits.HeaderTimeout, so that a relay sees the
+// mode of the handshake it forwards however the source split its writes.
+// The bytes read are appended to rest.
+func (n *Node) readFirstPrefix(s links.Stream, o *circuit.Open, rest []byte) ([]byte, error) {
+	if o.Flags&circuit.FlagSealed == 0 || len(rest) >= firstPrefix {
+		return rest, nil
+	}
+	s.SetReadDeadline(time.Now().Add(n.cfg.Limits.HeaderTimeout))
+	defer s.SetReadDeadline(time.Time{})
+	var b [firstPrefix]byte
+	for len(rest) < firstPrefix {
+		k, err := s.Read(b[:firstPrefix-len(rest)])
+		rest = append(rest, b[:k]...)
+		if err != nil && len(rest) < firstPrefix {
+			return nil, fmt.Errorf("read the first handshake message of a sealed open: %w", err)
+		}
+	}
+	return rest, nil
+}
+
+// fullFirst reports whether o is sealed and rest (its payload's first
+// bytes, see readFirstPrefix) starts a full (XX) first handshake message:
+// one the destination charges to its budget of full handshakes for the
+// link it arrives on (Limits.FullHandshakesPerLink), whatever source it
+// claims. (A one-message first message that fails is charged to a budget
+// of its own there: Limits.FullHandshakesPerLink too, by link.)
+func fullFirst(o *circuit.Open, rest []byte) bool {
+	return o.Flags&circuit.FlagSealed != 0 && len(rest) >= firstPrefix && seal.FullFirst(rest[2:firstPrefix])
+}
 
 // relaySource is whom a relayed circuit counts against in the per-source
 // limit: its source when the neighbour it came from is the source (hop 0,

@@ -183,7 +183,8 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 // a sealed open on s. On failure it returns the refusal code to answer.
 // A full handshake's first message from neighbour from is answered only
 // within the budget (Limits.FullHandshakes), before any cryptography; a
-// one-message first message that fails spends the same budget.
+// one-message first message that fails spends the node's budget and one
+// of its own by link (limiter.tryFailedOneMessage).
 func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Responder, circuit.Code, error) {
 	s.SetReadDeadline(time.Now().Add(n.cfg.Limits.HeaderTimeout))
 	msg, err := circuit.ReadHandshake(s)
@@ -201,10 +202,11 @@ func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Resp
 		err = fmt.Errorf("%w: session forgotten (test hook)", seal.ErrRetry)
 	}
 	// A one-message first message that failed cost a Diffie-Hellman
-	// operation too: it spends the budget of full handshakes, or anyone
-	// could send garbage IK messages past it.
+	// operation too: it spends the node's budget of full handshakes, or
+	// anyone could send garbage IK messages past it, and a link's budget
+	// of its own (a relay cannot tell it from a good one).
 	if err != nil && seal.OneMessageFirst(msg) {
-		if ok, why := n.limits.tryFullHandshake(from, time.Now()); !ok {
+		if ok, why := n.limits.tryFailedOneMessage(from, time.Now()); !ok {
 			n.limits.noteOverloaded(why)
 			return nil, circuit.Overloaded, errors.New(why)
 		}
