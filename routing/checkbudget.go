@@ -1,0 +1,106 @@
+package routing
+
+import "time"
+
+// Full checks of attestations (a signature and a certificate chain each)
+// that advance the seqno of an origin we hold, or our own, are budgeted
+// per neighbour, successful or not: a neighbour with a valid certificate
+// can sign new seqnos of its own name as fast as it likes, and each one
+// newer than the last was checked in full while only failures were
+// budgeted. An honest origin raises its seqno at most once a second
+// (raiseSelf), plus a burst at start or restart, so per (neighbour,
+// origin) checkRate a second with a burst of checkBurst are enough; and
+// all origins together draw at most nbCheckRate a second (burst
+// nbCheckBurst) per neighbour, so that replaying the attestations of many
+// origins does not multiply the first bound. An attestation over budget is
+// dropped unchecked: the update it covers is dropped too (Uncertified),
+// the next summary differs, and the resent bucket brings the attestation
+// again. Checks that admit an origin not in the table are not counted
+// here: MaxRoutes bounds them. Failures also spend the failure budget
+// (Config.MaxVerifyFailures).
+const (
+	checkRate    = 2.0
+	checkBurst   = 5.0
+	nbCheckRate  = 50.0
+	nbCheckBurst = 250.0
+	// checkSweepMin is the size below which the per-origin budgets of a
+	// neighbour are not swept.
+	checkSweepMin = 64
+)
+
+// tokenBucket is a budget that refills at a rate up to a burst.
+type tokenBucket struct {
+	tokens float64
+	at     time.Duration
+}
+
+// level returns the tokens of b at t, starting full.
+func (b *tokenBucket) level(t time.Duration, ok bool, rate, burst float64) float64 {
+	if !ok {
+		return burst
+	}
+	return min(burst, b.tokens+max(0, (t-b.at).Seconds())*rate)
+}
+
+// checkBudget is a neighbour's budget of full attestation checks.
+type checkBudget struct {
+	init  bool
+	total tokenBucket
+	// origin name (the table's own string, or Self) -> its budget; entries
+	// that refilled are swept when the map reaches sweepAt, so it holds at
+	// most about twice the entries spent in the last checkBurst/checkRate
+	// seconds, which nbCheckBurst and nbCheckRate bound.
+	origins map[string]tokenBucket
+	sweepAt int
+}
+
+// spend takes one check of name's attestation at t from the budget, or
+// reports false (and takes nothing) if the origin's or the neighbour's is
+// spent.
+func (c *checkBudget) spend(t time.Duration, name string) bool {
+	total := c.total.level(t, c.init, nbCheckRate, nbCheckBurst)
+	ob, ok := c.origins[name]
+	own := ob.level(t, ok, checkRate, checkBurst)
+	if total < 1 || own < 1 {
+		return false
+	}
+	c.init = true
+	c.total = tokenBucket{tokens: total - 1, at: t}
+	if c.origins == nil {
+		c.origins = make(map[string]tokenBucket)
+	}
+	if !ok && len(c.origins) >= c.sweepAt {
+		for k, b := range c.origins {
+			if b.level(t, true, checkRate, checkBurst) >= checkBurst {
+				delete(c.origins, k)
+			}
+		}
+		c.sweepAt = max(checkSweepMin, 2*len(c.origins))
+	}
+	c.origins[name] = tokenBucket{tokens: own - 1, at: t}
+	return true
+}
+
+// supersede marks the attestations of a message that another attestation
+// of the same origin in it makes useless: one of an older seqno, or an
+// earlier one of the same seqno. Only the newest of each origin is then
+// checked, however many a message carries. A marked entry has a nil att
+// (the decoder never gives one).
+func supersede(entries []entry) {
+	for i := range entries {
+		a := &entries[i]
+		if a.kind != kindAttest {
+			continue
+		}
+		for j := range entries {
+			b := &entries[j]
+			if j == i || b.kind != kindAttest || b.origin != a.origin {
+				continue
+			}
+			if seqnoLess(a.seqno, b.seqno) || (a.seqno == b.seqno && j > i) {
+				a.att = nil
+				break
+			}
+		}
+	}
+}
