@@ -164,7 +164,7 @@ func (e *Engine) verify(t time.Duration, nb *neighbour, en entry, budget string)
 		e.stats.CachedVerdicts++
 		return a, true
 	}
-	if nb.vTokens < 1 || (budget != "" && !nb.checks.spend(t, budget)) {
+	if nb.vTokens < 1 || (budget != "" && !nb.checks.spend(t, budget, max(nbCheckBurst, float64(e.origins.len())))) {
 		e.stats.ThrottledAttestations++
 		return nil, false
 	}

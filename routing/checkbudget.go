@@ -10,9 +10,11 @@ import "time"
 // budgeted. An honest origin raises its seqno at most once a second
 // (raiseSelf), plus a burst at start or restart, so per (neighbour,
 // origin) checkRate a second with a burst of checkBurst are enough; and
-// all origins together draw at most nbCheckRate a second (burst
-// nbCheckBurst) per neighbour, so that replaying the attestations of many
-// origins does not multiply the first bound. An attestation over budget is
+// all origins together draw at most nbCheckRate a second per neighbour,
+// so that replaying the attestations of many origins does not multiply
+// the first bound. That budget's burst is nbCheckBurst or one check per
+// origin held, whichever is more: after a partition heals, a neighbour
+// may bring a newer seqno of every origin of the other side at once. An attestation over budget is
 // dropped unchecked: the update it covers is dropped too (Uncertified),
 // the next summary differs, and the resent bucket brings the attestation
 // again. Checks that admit an origin not in the table are not counted
@@ -28,56 +30,53 @@ const (
 	checkSweepMin = 64
 )
 
-// tokenBucket is a budget that refills at a rate up to a burst.
-type tokenBucket struct {
-	tokens float64
-	at     time.Duration
+// spent is what a budget of checks has spent and not yet recovered at a
+// rate; it is checked against a burst that may change (the neighbour's
+// grows with the table). The zero value has spent nothing.
+type spent struct {
+	n  float64
+	at time.Duration
 }
 
-// level returns the tokens of b at t, starting full.
-func (b *tokenBucket) level(t time.Duration, ok bool, rate, burst float64) float64 {
-	if !ok {
-		return burst
-	}
-	return min(burst, b.tokens+max(0, (t-b.at).Seconds())*rate)
+// now returns what s has spent at t, recovering rate a second.
+func (s spent) now(t time.Duration, rate float64) float64 {
+	return max(0, s.n-max(0, (t-s.at).Seconds())*rate)
 }
 
 // checkBudget is a neighbour's budget of full attestation checks.
 type checkBudget struct {
-	init  bool
-	total tokenBucket
-	// origin name (the table's own string, or Self) -> its budget; entries
-	// that refilled are swept when the map reaches sweepAt, so it holds at
-	// most about twice the entries spent in the last checkBurst/checkRate
-	// seconds, which nbCheckBurst and nbCheckRate bound.
-	origins map[string]tokenBucket
+	total spent
+	// origin name (the table's own string, or Self) -> what its budget
+	// spent; entries that recovered are swept when the map reaches
+	// sweepAt, so it holds at most about twice the entries spent in the
+	// last checkBurst/checkRate seconds, which the neighbour's budget
+	// bounds.
+	origins map[string]spent
 	sweepAt int
 }
 
 // spend takes one check of name's attestation at t from the budget, or
-// reports false (and takes nothing) if the origin's or the neighbour's is
-// spent.
-func (c *checkBudget) spend(t time.Duration, name string) bool {
-	total := c.total.level(t, c.init, nbCheckRate, nbCheckBurst)
-	ob, ok := c.origins[name]
-	own := ob.level(t, ok, checkRate, checkBurst)
-	if total < 1 || own < 1 {
+// reports false (and takes nothing) if the origin's or the neighbour's
+// (whose burst is burst) is spent.
+func (c *checkBudget) spend(t time.Duration, name string, burst float64) bool {
+	total := c.total.now(t, nbCheckRate)
+	own := c.origins[name].now(t, checkRate)
+	if total+1 > burst || own+1 > checkBurst {
 		return false
 	}
-	c.init = true
-	c.total = tokenBucket{tokens: total - 1, at: t}
+	c.total = spent{n: total + 1, at: t}
 	if c.origins == nil {
-		c.origins = make(map[string]tokenBucket)
+		c.origins = make(map[string]spent)
 	}
-	if !ok && len(c.origins) >= c.sweepAt {
-		for k, b := range c.origins {
-			if b.level(t, true, checkRate, checkBurst) >= checkBurst {
+	if _, ok := c.origins[name]; !ok && len(c.origins) >= c.sweepAt {
+		for k, s := range c.origins {
+			if s.now(t, checkRate) == 0 {
 				delete(c.origins, k)
 			}
 		}
 		c.sweepAt = max(checkSweepMin, 2*len(c.origins))
 	}
-	c.origins[name] = tokenBucket{tokens: own - 1, at: t}
+	c.origins[name] = spent{n: own + 1, at: t}
 	return true
 }
 

@@ -107,7 +107,7 @@ type Stats struct {
 	// BadAttestations counts attestations that failed verification, and
 	// ThrottledAttestations those dropped unverified because their
 	// neighbour exceeded Config.MaxVerifyFailures or its budget of checks
-	// of newer seqnos (2 a second per origin, 50 in all).
+	// of newer seqnos (2 a second per origin, 50 in all; checkbudget.go).
 	BadAttestations, ThrottledAttestations uint64
 	// Verified counts attestations verified successfully, and
 	// CachedVerdicts those of them that another engine of the process
