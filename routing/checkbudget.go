@@ -14,11 +14,12 @@ import "time"
 // so that replaying the attestations of many origins does not multiply
 // the first bound. That budget's burst is nbCheckBurst or one check per
 // origin held, whichever is more: after a partition heals, a neighbour
-// may bring a newer seqno of every origin of the other side at once. An attestation over budget is
-// dropped unchecked: the update it covers is dropped too (Uncertified),
-// the next summary differs, and the resent bucket brings the attestation
-// again. Checks that admit an origin not in the table are not counted
-// here: MaxRoutes bounds them. Failures also spend the failure budget
+// may bring a newer seqno of every origin of the other side at once. An
+// attestation over budget is dropped unchecked, and the update it covers
+// is dropped too (Uncertified), as after a lost attestation: the bucket's
+// next summary differs and the bucket is resent with its attestations.
+// Checks that admit an origin not in the table are not counted here:
+// MaxRoutes bounds them. Failures also spend the failure budget
 // (Config.MaxVerifyFailures).
 const (
 	checkRate    = 2.0
