@@ -82,25 +82,41 @@ func (c *checkBudget) spend(t time.Duration, name string, burst float64) bool {
 }
 
 // supersede marks the attestations of a message that another attestation
-// of the same origin in it makes useless: one of an older seqno, or an
-// earlier one of the same seqno. Only the newest of each origin is then
-// checked, however many a message carries. A marked entry has a nil att
-// (the decoder never gives one).
+// of the same origin in it makes useless: of each origin's, all but the
+// newest (the later of two with the same seqno) are marked, so only one is
+// checked however many a message carries. A marked entry has a nil att
+// (the decoder never gives one). One pass over a table on the stack, as
+// a message holds at most maxEntriesLimit entries.
 func supersede(entries []entry) {
+	const slots = 512     // a power of two, more than twice maxEntriesLimit
+	var last [slots]uint8 // entry index + 1 of the newest so far; 0: empty
+	if len(entries) > maxEntriesLimit {
+		return
+	}
 	for i := range entries {
 		a := &entries[i]
 		if a.kind != kindAttest {
 			continue
 		}
-		for j := range entries {
-			b := &entries[j]
-			if j == i || b.kind != kindAttest || b.origin != a.origin {
-				continue
-			}
-			if seqnoLess(a.seqno, b.seqno) || (a.seqno == b.seqno && j > i) {
-				a.att = nil
+		h := nameHash(a.origin)
+		for {
+			k := &last[h&(slots-1)]
+			if *k == 0 {
+				*k = uint8(i + 1)
 				break
 			}
+			b := &entries[*k-1]
+			if b.origin != a.origin {
+				h++
+				continue
+			}
+			if seqnoLess(a.seqno, b.seqno) {
+				a.att = nil
+			} else {
+				b.att = nil
+				*k = uint8(i + 1)
+			}
+			break
 		}
 	}
 }

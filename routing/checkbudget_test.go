@@ -140,6 +140,18 @@ func TestSupersededAttestationsUnchecked(t *testing.T) {
 	if r, ok := e.Lookup("b"); !ok || r.Seqno != 9 {
 		t.Fatalf("route to b = %+v (%v), want seqno 9", r, ok)
 	}
+	// Seqnos round the circle, each "newer" than the one before: one of
+	// them is checked.
+	var round []entry
+	for s := range 8 {
+		seq := uint16(s * 8192)
+		round = append(round, att("y", seq, attOf("y", seq)))
+	}
+	before := c.verified
+	recvEntries(t, e, "c", round...)
+	if n := c.verified - before; n != 1 {
+		t.Fatalf("%d checks for 8 attestations of y round the seqno circle, want 1", n)
+	}
 }
 
 // TestHealBringsEveryNewerSeqno: after a partition heals, a neighbour
