@@ -11,11 +11,13 @@ import (
 // handleAttest processes an origin attestation from nb. A valid one newer
 // than what we hold becomes the origin's attestation (creating the table
 // entry if there is room); an older or identical one is ignored without
-// verification. Failed verifications spend nb's budget; once it is spent,
-// nb's attestations are dropped unverified. It returns the table entry it
-// created, if any.
+// verification, and so is one that a newer one in the same message
+// supersedes (supersede). Failed verifications spend nb's failure budget,
+// and every check of a held origin's (or our own) newer seqno nb's check
+// budget (checkBudget); once either is spent, those attestations of nb are
+// dropped unverified. It returns the table entry it created, if any.
 func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin {
-	if e.cfg.Certifier == nil {
+	if e.cfg.Certifier == nil || en.att == nil {
 		return nil
 	}
 	if en.origin == e.cfg.Self {
@@ -25,7 +27,7 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin 
 		// our attestations round the 16-bit circle always holds one
 		// "newer" than our seqno, and replaying them drove a raise each.
 		if seqnoLess(e.seqno, en.seqno) && (!e.raiseDue || seqnoLess(e.raiseTo, en.seqno+1)) {
-			if _, ok := e.verify(t, nb, en); ok {
+			if _, ok := e.verify(t, nb, en, e.cfg.Self); ok {
 				e.raiseSelf(t, en.seqno+1, true)
 			}
 		}
@@ -46,7 +48,11 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin 
 		e.stats.RefusedOrigins++
 		return nil
 	}
-	shared, ok := e.verify(t, nb, en)
+	budget := "" // a new origin: MaxRoutes bounds its checks
+	if o != nil {
+		budget = e.nameOf(o)
+	}
+	shared, ok := e.verify(t, nb, en, budget)
 	if !ok {
 		return nil
 	}
@@ -136,9 +142,10 @@ func (e *Engine) jumpPast(seqno uint16) {
 	e.triggerAll(nil, true)
 }
 
-// verify checks en's attestation within nb's failure budget. If it
-// verified, att is the process's shared copy of it (attestations).
-func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) (att *attestation, ok bool) {
+// verify checks en's attestation within nb's failure budget and, unless
+// budget is "", within nb's check budget of origin budget (checkBudget).
+// If it verified, att is the process's shared copy of it (attestations).
+func (e *Engine) verify(t time.Duration, nb *neighbour, en entry, budget string) (att *attestation, ok bool) {
 	rate := float64(e.cfg.MaxVerifyFailures)
 	burst := 5 * rate
 	if !nb.vInit {
@@ -157,7 +164,7 @@ func (e *Engine) verify(t time.Duration, nb *neighbour, en entry) (att *attestat
 		e.stats.CachedVerdicts++
 		return a, true
 	}
-	if nb.vTokens < 1 {
+	if nb.vTokens < 1 || (budget != "" && !nb.checks.spend(t, budget, max(nbCheckBurst, float64(e.origins.len())))) {
 		e.stats.ThrottledAttestations++
 		return nil, false
 	}

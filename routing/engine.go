@@ -293,6 +293,7 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 	// follows it names the same origin, which did not exist when the
 	// message was decoded.
 	var created *origin
+	supersede(entries) // only the newest attestation of an origin is checked
 	for _, en := range entries {
 		switch en.kind {
 		case kindUpdate:

@@ -55,6 +55,8 @@ type neighbour struct {
 	vInit   bool
 	vTokens float64
 	vAt     time.Duration
+	// Budget of full checks of held origins' newer seqnos (checkbudget.go).
+	checks checkBudget
 }
 
 func newNeighbour(name string, cost Metric, leaf bool, slot int) *neighbour {

@@ -109,7 +109,8 @@ type Stats struct {
 	Uncertified uint64
 	// BadAttestations counts attestations that failed verification, and
 	// ThrottledAttestations those dropped unverified because their
-	// neighbour exceeded Config.MaxVerifyFailures.
+	// neighbour exceeded Config.MaxVerifyFailures or its budget of checks
+	// of newer seqnos (2 a second per origin, 50 in all; checkbudget.go).
 	BadAttestations, ThrottledAttestations uint64
 	// Verified counts attestations verified successfully, and
 	// CachedVerdicts those of them that another engine of the process

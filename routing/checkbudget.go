@@ -1,0 +1,122 @@
+package routing
+
+import "time"
+
+// Full checks of attestations (a signature and a certificate chain each)
+// that advance the seqno of an origin we hold, or our own, are budgeted
+// per neighbour, successful or not: a neighbour with a valid certificate
+// can sign new seqnos of its own name as fast as it likes, and each one
+// newer than the last was checked in full while only failures were
+// budgeted. An honest origin raises its seqno at most once a second
+// (raiseSelf), plus a burst at start or restart, so per (neighbour,
+// origin) checkRate a second with a burst of checkBurst are enough; and
+// all origins together draw at most nbCheckRate a second per neighbour,
+// so that replaying the attestations of many origins does not multiply
+// the first bound. That budget's burst is nbCheckBurst or one check per
+// origin held, whichever is more: after a partition heals, a neighbour
+// may bring a newer seqno of every origin of the other side at once. An
+// attestation over budget is dropped unchecked, and the update it covers
+// is dropped too (Uncertified), as after a lost attestation: the bucket's
+// next summary differs and the bucket is resent with its attestations.
+// Checks that admit an origin not in the table are not counted here:
+// MaxRoutes bounds them. Failures also spend the failure budget
+// (Config.MaxVerifyFailures).
+const (
+	checkRate    = 2.0
+	checkBurst   = 5.0
+	nbCheckRate  = 50.0
+	nbCheckBurst = 250.0
+	// checkSweepMin is the size below which the per-origin budgets of a
+	// neighbour are not swept.
+	checkSweepMin = 64
+)
+
+// spent is what a budget of checks has spent and not yet recovered at a
+// rate; it is checked against a burst that may change (the neighbour's
+// grows with the table). The zero value has spent nothing.
+type spent struct {
+	n  float64
+	at time.Duration
+}
+
+// now returns what s has spent at t, recovering rate a second.
+func (s spent) now(t time.Duration, rate float64) float64 {
+	return max(0, s.n-max(0, (t-s.at).Seconds())*rate)
+}
+
+// checkBudget is a neighbour's budget of full attestation checks.
+type checkBudget struct {
+	total spent
+	// origin name (the table's own string, or Self) -> what its budget
+	// spent; entries that recovered are swept when the map reaches
+	// sweepAt, so it holds at most about twice the entries spent in the
+	// last checkBurst/checkRate seconds, which the neighbour's budget
+	// bounds.
+	origins map[string]spent
+	sweepAt int
+}
+
+// spend takes one check of name's attestation at t from the budget, or
+// reports false (and takes nothing) if the origin's or the neighbour's
+// (whose burst is burst) is spent.
+func (c *checkBudget) spend(t time.Duration, name string, burst float64) bool {
+	total := c.total.now(t, nbCheckRate)
+	own := c.origins[name].now(t, checkRate)
+	if total+1 > burst || own+1 > checkBurst {
+		return false
+	}
+	c.total = spent{n: total + 1, at: t}
+	if c.origins == nil {
+		c.origins = make(map[string]spent)
+	}
+	if _, ok := c.origins[name]; !ok && len(c.origins) >= c.sweepAt {
+		for k, s := range c.origins {
+			if s.now(t, checkRate) == 0 {
+				delete(c.origins, k)
+			}
+		}
+		c.sweepAt = max(checkSweepMin, 2*len(c.origins))
+	}
+	c.origins[name] = spent{n: own + 1, at: t}
+	return true
+}
+
+// supersede marks the attestations of a message that another attestation
+// of the same origin in it makes useless: of each origin's, all but the
+// newest (the later of two with the same seqno) are marked, so only one is
+// checked however many a message carries. A marked entry has a nil att
+// (the decoder never gives one). One pass over a table on the stack, as
+// a message holds at most maxEntriesLimit entries.
+func supersede(entries []entry) {
+	const slots = 512     // a power of two, more than twice maxEntriesLimit
+	var last [slots]uint8 // entry index + 1 of the newest so far; 0: empty
+	if len(entries) > maxEntriesLimit {
+		return
+	}
+	for i := range entries {
+		a := &entries[i]
+		if a.kind != kindAttest {
+			continue
+		}
+		h := nameHash(a.origin)
+		for {
+			k := &last[h&(slots-1)]
+			if *k == 0 {
+				*k = uint8(i + 1)
+				break
+			}
+			b := &entries[*k-1]
+			if b.origin != a.origin {
+				h++
+				continue
+			}
+			if seqnoLess(a.seqno, b.seqno) {
+				a.att = nil
+			} else {
+				b.att = nil
+				*k = uint8(i + 1)
+			}
+			break
+		}
+	}
+}
