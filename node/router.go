@@ -20,9 +20,13 @@ type router struct {
 	cert *originCertifier
 	mu   sync.Mutex
 	eng  *routing.Engine
-	kick chan struct{} // wakes the ticker when the next deadline moved
-	done chan struct{}
-	once sync.Once
+	kick chan struct{} // wakes the ticker when the next deadline moved before armed
+	// armed is when the tick loop wakes next if nothing kicks it; zero
+	// until the loop first sleeps. Input that moves the engine's next
+	// tick before it kicks the loop. Guarded by mu.
+	armed time.Time
+	done  chan struct{}
+	once  sync.Once
 }
 
 func newRouter(n *Node) (*router, error) {
@@ -62,49 +66,83 @@ func (r *router) start() {
 
 func (r *router) stop() { r.once.Do(func() { close(r.done) }) }
 
+// idleWait is how long the tick loop sleeps while the engine has no
+// deadline (before its first event).
+const idleWait = time.Hour
+
+// tickLoop calls Tick when the engine's next tick is due. Its timer is
+// armed for a deadline and left alone while the engine's deadline moves
+// later: it then fires early and the loop arms it again. Only a deadline
+// that moves before the armed one kicks the loop (apply), which ticks at
+// once when it is due and otherwise takes a new timer for the earlier
+// deadline. A node receiving a burst of routing messages thus neither
+// resets its timer once per message nor moves it earlier: in a
+// testing/synctest bubble, where the timers of every simulated node share
+// one heap, a running timer reset to an earlier instant costs a pass over
+// that whole heap, while a new timer costs a push.
 func (r *router) tickLoop() {
-	t := time.NewTimer(time.Hour)
-	defer t.Stop()
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	var at time.Time // when t fires; meaningful while running
+	running := false
 	for {
 		r.mu.Lock()
+		now := time.Now()
 		next := r.eng.NextTick()
-		r.mu.Unlock()
-		wait := time.Hour
-		if !next.IsZero() {
-			wait = time.Until(next)
-			if wait < 0 {
-				wait = 0
-			}
+		if !next.IsZero() && !next.After(now) {
+			r.eng.Tick(now)
+			r.flushLocked()
+			next = r.eng.NextTick()
 		}
-		t.Reset(wait)
+		if next.IsZero() {
+			next = now.Add(idleWait)
+		}
+		switch {
+		case running && !next.Before(at):
+			// Armed at or before the deadline: it fires early at worst.
+		case running:
+			// Earlier than armed: a new timer rather than a reset of the
+			// running one (see above).
+			t.Stop()
+			t = time.NewTimer(next.Sub(now))
+			at = next
+		case t == nil:
+			t = time.NewTimer(next.Sub(now))
+			at, running = next, true
+		default:
+			t.Reset(next.Sub(now)) // t fired: it is in no heap
+			at, running = next, true
+		}
+		r.armed = at
+		r.mu.Unlock()
 		select {
 		case <-r.done:
 			return
 		case <-r.kick:
-			if !t.Stop() {
-				select {
-				case <-t.C:
-				default:
-				}
-			}
-		case now := <-t.C:
-			r.mu.Lock()
-			r.eng.Tick(now)
-			r.flushLocked()
-			r.mu.Unlock()
+		case <-t.C:
+			running = false
 		}
 	}
 }
 
-// apply runs one engine input and delivers its outputs.
+// apply runs one engine input and delivers its outputs, and kicks the
+// tick loop when the engine's next tick moved before the loop's timer.
 func (r *router) apply(f func(now time.Time)) {
 	r.mu.Lock()
 	f(time.Now())
 	r.flushLocked()
+	next := r.eng.NextTick()
+	kick := r.armed.IsZero() || (!next.IsZero() && next.Before(r.armed))
 	r.mu.Unlock()
-	select {
-	case r.kick <- struct{}{}:
-	default:
+	if kick {
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 )
@@ -270,11 +271,7 @@ func (r *runner) do(ctx context.Context, st Step, res *StepResult) error {
 			}
 		}
 	case OpWait:
-		select {
-		case <-time.After(st.Duration):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return r.wait(ctx, st)
 	case OpWaitConverged:
 		wctx, cancel := context.WithTimeout(ctx, st.Duration)
 		defer cancel()
@@ -440,4 +437,39 @@ func (r *runner) print(st Step) (string, error) {
 		return "", errors.Join(errors.New("render"), err)
 	}
 	return b.String(), nil
+}
+
+// waitStep is how much of a plain wait passes between two updates of
+// what its wall-clock progress line reports.
+const waitStep = time.Second
+
+// wait runs a plain "wait D". With progress lines its wall-clock
+// reporter says how much of D has passed: in virtual time a minute's wait
+// of a thousand nodes takes many minutes of wall time.
+func (r *runner) wait(ctx context.Context, st Step) error {
+	end := time.Now().Add(st.Duration)
+	var waited atomic.Int64 // of st.Duration, as seen inside the bubble
+	if r.progress != nil {
+		line, text, wall0 := st.Line, st.Text, wallNow()
+		// Called from outside the bubble, on the real clock: it reads
+		// only waited.
+		r.wall.set(func() {
+			fmt.Fprintf(r.progress, "%4d  ...   %s: %v of %v so far (%v wall)  [%s]\n", line, text,
+				time.Duration(waited.Load()).Round(time.Millisecond), st.Duration,
+				(wallNow() - wall0).Round(time.Second), memoryNote(len(r.c.Names())))
+		})
+		defer r.wall.set(nil)
+	}
+	for {
+		left := time.Until(end)
+		if left <= 0 {
+			return nil
+		}
+		select {
+		case <-time.After(min(left, waitStep)):
+			waited.Store(int64(st.Duration - max(time.Until(end), 0)))
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }

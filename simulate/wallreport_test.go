@@ -3,7 +3,9 @@ package simulate
 import (
 	"bytes"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // firingWriter records progress lines, and on each line of a wait's own
@@ -54,3 +56,61 @@ wait converged timeout=10s
 		t.Error("a report is still set after the run")
 	}
 }
+
+// A plain wait that runs long says on the real clock how much of its
+// virtual time has passed: the reporter, fired from outside the bubble
+// while the wait runs, prints how far it has come.
+func TestPlainWaitReportsOnTheWallClock(t *testing.T) {
+	s, err := Parse("line", "nodes a b\nlink a-b latency=30ms\nwait 10m\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu  sync.Mutex
+		buf bytes.Buffer
+	)
+	out := writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	})
+	wall := &wallReporter{}
+	stop := make(chan struct{})
+	fired := make(chan struct{})
+	go func() { // the reporter's ticker, much faster
+		defer close(fired)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+				wall.fire()
+			}
+		}
+	}()
+	testRun(t, s, Config{Backend: BackendMem}, runOptions{progress: out, wall: wall})
+	close(stop)
+	<-fired
+	mu.Lock()
+	text := buf.String()
+	mu.Unlock()
+	var last string
+	for line := range strings.Lines(text) {
+		if strings.Contains(line, "wait 10m: ") && strings.Contains(line, " of 10m0s so far ") {
+			last = line
+		}
+	}
+	if last == "" {
+		t.Fatalf("no wall-clock progress line of the wait:\n%s", text)
+	}
+	if strings.Contains(last, "wait 10m: 0s of") {
+		t.Errorf("the last progress line %q says no virtual time passed", last)
+	}
+	if wall.report != nil {
+		t.Error("a report is still set after the run")
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
