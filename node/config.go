@@ -195,14 +195,16 @@ type Limits struct {
 	// budget of their own of as many per link. Default a quarter of
 	// FullHandshakes (128).
 	FullHandshakesPerLink int
-	// RelayFullHandshakesPerLink bounds, per second and per incoming
-	// link, the sealed opens this node relays whose first message is a
-	// full (XX) one: a destination charges those to its budget above
-	// for the link they reach it on, the relay's, whatever source they
-	// claim. Over it the open is refused ("overloaded") before it is
-	// forwarded, so that one neighbour spends at most this much of the
-	// budget a destination gives everyone behind this relay. Default a
-	// quarter of FullHandshakesPerLink (32).
+	// RelayFullHandshakesPerLink bounds, per second, per incoming link
+	// and per destination that is this node's neighbour, the sealed
+	// opens this node relays whose first message is a full (XX) one: the
+	// destination charges those to its budget above for the link they
+	// reach it on, this node's, whatever source they claim. Over it the
+	// open is refused ("overloaded") before it is forwarded, so that one
+	// neighbour spends at most this much of the budget a destination
+	// gives everyone behind this relay. Relays further from the
+	// destination do not count them. Default a quarter of
+	// FullHandshakesPerLink (32).
 	RelayFullHandshakesPerLink int
 	// MaxHeaderSize bounds an open or result header. Default 4096 bytes.
 	MaxHeaderSize int

@@ -33,8 +33,9 @@ type limiter struct {
 	// Token buckets, by link (peer), of the one-message first messages
 	// that failed here; those not full.
 	failedIKByLink map[string]*bucket.Bucket
-	// Token buckets, by incoming link (peer), of the full first messages
-	// this node relays; those not full.
+	// Token buckets, by incoming link (peer) and destination, of the
+	// full first messages this node relays to its neighbours; those not
+	// full.
 	relayFullByLink map[string]*bucket.Bucket
 
 	// pendingRefused counts streams refused because a pending-open bound
@@ -171,14 +172,14 @@ func (l *limiter) tryFailedOneMessage(peer string, now time.Time) (bool, string)
 }
 
 // tryRelayFull takes a token of the budget of full first messages this
-// node relays from peer's link (Limits.RelayFullHandshakesPerLink), or
-// says it is used up.
-func (l *limiter) tryRelayFull(peer string, now time.Time) (bool, string) {
+// node relays from peer's link to its neighbour dest
+// (Limits.RelayFullHandshakesPerLink), or says it is used up.
+func (l *limiter) tryRelayFull(peer, dest string, now time.Time) (bool, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := linkBucket(l.relayFullByLink, peer, l.lim.RelayFullHandshakesPerLink, now)
+	b := linkBucket(l.relayFullByLink, peer+"\x00"+dest, l.lim.RelayFullHandshakesPerLink, now)
 	if b.Refill(now).Tokens < 1 {
-		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second relayed from %s", l.lim.RelayFullHandshakesPerLink, peer)
+		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second relayed from %s to %s", l.lim.RelayFullHandshakesPerLink, peer, dest)
 	}
 	b.Tokens--
 	return true, ""

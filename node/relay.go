@@ -68,8 +68,10 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 		refuse(circuit.Policy, err.Error())
 		return
 	}
-	if fullFirst(o, rest) {
-		if ok, why := n.limits.tryRelayFull(from, time.Now()); !ok {
+	if fullFirst(o, rest) && n.link(o.Dest) != nil {
+		// The last relay: the destination charges this open to its
+		// budget for this node's link.
+		if ok, why := n.limits.tryRelayFull(from, o.Dest, time.Now()); !ok {
 			n.limits.noteOverloaded(why)
 			refuse(circuit.Overloaded, fmt.Sprintf("%v at %s: %s", errOverloaded, n.cfg.Name, why))
 			return

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -166,4 +167,52 @@ func dialUntilAccepted(t *testing.T, h *Node, dest string) (refused, tries int, 
 		}
 	}
 	return refused, tries, ok
+}
+
+// An honest source s opens its first circuit to each of 6 destinations
+// behind its one neighbour r, at once: each needs the full handshake (s
+// knows none of their keys). Every destination's budget for r's link
+// (FullHandshakesPerLink, 8 here) takes them easily, and r budgets the
+// full first messages arriving on s's link to RelayFullHandshakesPerLink
+// (a quarter: 2) per destination: none is refused. (Budgeted by incoming
+// link alone, 4 of the 6 were refused "overloaded".)
+func TestRelayBudgetLeavesFanOutAlone(t *testing.T) {
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) { cfg.Limits.FullHandshakesPerLink = 8 }
+	const dests = 6
+	edges := []string{"s-r"}
+	for i := range dests {
+		edges = append(edges, fmt.Sprintf("r-d%d", i))
+	}
+	c.build(edges...)
+	for i := range dests {
+		c.waitRoute("s", fmt.Sprintf("d%d", i), 2)
+	}
+	s := c.nodes["s"]
+	var mu sync.Mutex
+	var refused []string
+	var wg sync.WaitGroup
+	for i := range dests {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := fmt.Sprintf("d%d", i)
+			cn, err := s.Dial(ctxT(t, 10*time.Second), d, EchoService)
+			if err == nil {
+				cn.Close()
+				return
+			}
+			if !errors.Is(err, circuit.ErrOverloaded) {
+				t.Errorf("dial %s: %v", d, err)
+				return
+			}
+			mu.Lock()
+			refused = append(refused, fmt.Sprintf("%s: %v", d, err))
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(refused) > 0 {
+		t.Fatalf("%d of %d honest first dials refused overloaded by the relay although every destination had budget: %v", len(refused), dests, refused)
+	}
 }
