@@ -90,7 +90,13 @@ func TestPacedRepairFitsLinkBound(t *testing.T) {
 	n.Cut(hub, peer, true)
 	n.RunFor(cfg.UpdateInterval * 4) // past the route expiry: peer's routes from hub are gone
 	n.Cut(hub, peer, false)
+	// Five summary periods, then until quiet: at 800 nodes a repaired
+	// route's better alternates take hold over a few more periods
+	// (hysteresis), each paced at 512 bytes per 50 ms.
 	n.RunFor(cfg.UpdateInterval * 5)
+	if _, ok := n.RunUntilQuiet(2000); !ok {
+		t.Fatal("not quiet after the repair")
+	}
 	checkAllReach(t, n, "repaired")
 	checkShortest(t, n, 0)
 	if n.Counters.Overflow > 0 {

@@ -196,7 +196,9 @@ func (e *Engine) batchAt(nb *neighbour) (time.Duration, bool) {
 	default:
 		return 0, false
 	}
-	if nb.burstBytes >= e.cfg.MaxBurstBytes || nb.burstMsgs >= maxBurstMessages {
+	// As spent judges a window's next message (its header counted; a
+	// window's first entry always goes).
+	if nb.burstBytes > 0 && (nb.burstBytes+headerLen >= e.cfg.MaxBurstBytes || nb.burstMsgs >= maxBurstMessages) {
 		at = max(at, nb.burstAt+e.cfg.MinTriggeredInterval)
 	}
 	return at, true
@@ -205,6 +207,9 @@ func (e *Engine) batchAt(nb *neighbour) (time.Duration, bool) {
 // spent reports whether the messages to nb of this window, the one being
 // built included, reached the budget (Config.MaxBurstBytes).
 func (e *Engine) spent(nb *neighbour) bool {
+	if nb.burstBytes == 0 && e.wMsgs == 0 && e.wCount == 0 {
+		return false // a window's first entry goes, whatever the budget
+	}
 	msgs := nb.burstMsgs + e.wMsgs
 	if e.wCount > 0 {
 		msgs++
