@@ -546,6 +546,9 @@ func (d *discovery) record(m *memberlist.Node) {
 const (
 	fromMemberlist = iota
 	fromVerified
+	// fromWaiting: a member a full table refused, whose metadata has
+	// verified since (memberwait.go): taken as held unless listed by now.
+	fromWaiting
 )
 
 // setMember sets member name's entry from its metadata raw (the verified
@@ -563,12 +566,14 @@ func (d *discovery) setMember(name, gossip string, raw []byte, from int) {
 	gm.Name, gm.raw, gm.pending = name, raw, gm.ok && signed && !gm.verified
 	d.mu.Lock()
 	prev, known := d.members[name]
-	if from == fromVerified {
-		if !known {
-			d.mu.Unlock()
-			return
-		}
+	switch {
+	case from == fromVerified && !known, from == fromWaiting && (known || !gm.verified):
+		d.mu.Unlock()
+		return
+	case from == fromVerified:
 		gm.gossip, gm.held, gm.keep = prev.gossip, prev.held, prev.keep
+	case from == fromWaiting:
+		gm.held, gm.keep = true, time.Now().Add(waitingFor)
 	}
 	if known || len(d.members) < maxMembers || gm.verified {
 		// Verified members pass a full table (memberwait.go).

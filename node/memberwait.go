@@ -38,7 +38,12 @@ type waitingMember struct {
 // waitLocked keeps m's signed metadata raw for checkWaiting, if there is
 // room. d.mu is held.
 func (d *discovery) waitLocked(m *memberlist.Node, raw []byte, now time.Time) {
-	if _, ok := d.waiting[m.Name]; !ok && len(d.waiting) >= maxWaiting {
+	if _, ok := d.waiting[m.Name]; ok {
+		// First come: a later claim does not replace one that may be
+		// the member's own (it is checked, then dropped if it fails).
+		return
+	}
+	if len(d.waiting) >= maxWaiting {
 		for name, w := range d.waiting {
 			if now.Sub(w.at) >= waitingFor {
 				delete(d.waiting, name)
@@ -77,21 +82,14 @@ func (d *discovery) checkWaiting(now time.Time) {
 		}
 		d.mu.Lock()
 		delete(d.waiting, w.name)
-		_, member := d.members[w.name]
 		d.mu.Unlock()
 		meta, err := parseMeta(w.raw)
-		if member || err != nil {
+		if err != nil {
 			continue
 		}
 		if verified, err := d.checkSigned(w.name, w.raw, meta, now); !verified || err != nil {
 			continue
 		}
-		d.setMember(w.name, w.gossip, w.raw, fromMemberlist)
-		d.mu.Lock()
-		if gm, ok := d.members[w.name]; ok && gm.verified {
-			gm.held, gm.keep = true, now.Add(waitingFor)
-			d.members[w.name] = gm
-		}
-		d.mu.Unlock()
+		d.setMember(w.name, w.gossip, w.raw, fromWaiting)
 	}
 }
