@@ -136,18 +136,7 @@ func linkBucket(m map[string]*bucket.Bucket, peer string, rate int, now time.Tim
 // budget of full handshakes (Limits.FullHandshakes, FullHandshakesPerLink),
 // or says which is used up.
 func (l *limiter) tryFullHandshake(peer string, now time.Time) (bool, string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lb := linkBucket(l.fullByLink, peer, l.lim.FullHandshakesPerLink, now)
-	switch {
-	case lb.Refill(now).Tokens < 1:
-		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second on the link from %s", l.lim.FullHandshakesPerLink, peer)
-	case l.fullNode.Refill(now).Tokens < 1:
-		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second", l.lim.FullHandshakes)
-	}
-	lb.Tokens--
-	l.fullNode.Tokens--
-	return true, ""
+	return l.takeFull(l.fullByLink, peer, "full", now)
 }
 
 // tryFailedOneMessage takes a token of peer's link's budget of failed
@@ -157,12 +146,19 @@ func (l *limiter) tryFullHandshake(peer string, now time.Time) (bool, string) {
 // one-message opens, which a relay cannot tell from good ones, do not
 // use up the full handshakes of the sources behind it.
 func (l *limiter) tryFailedOneMessage(peer string, now time.Time) (bool, string) {
+	return l.takeFull(l.failedIKByLink, peer, "failed one-message", now)
+}
+
+// takeFull takes a token of peer's bucket in byLink (kind handshakes,
+// Limits.FullHandshakesPerLink a second) and of the node's budget of full
+// handshakes, or says which is used up.
+func (l *limiter) takeFull(byLink map[string]*bucket.Bucket, peer, kind string, now time.Time) (bool, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lb := linkBucket(l.failedIKByLink, peer, l.lim.FullHandshakesPerLink, now)
+	lb := linkBucket(byLink, peer, l.lim.FullHandshakesPerLink, now)
 	switch {
 	case lb.Refill(now).Tokens < 1:
-		return false, fmt.Sprintf("more than %d failed one-message end-to-end handshakes a second on the link from %s", l.lim.FullHandshakesPerLink, peer)
+		return false, fmt.Sprintf("more than %d %s end-to-end handshakes a second on the link from %s", l.lim.FullHandshakesPerLink, kind, peer)
 	case l.fullNode.Refill(now).Tokens < 1:
 		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second", l.lim.FullHandshakes)
 	}
