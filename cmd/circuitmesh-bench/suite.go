@@ -420,11 +420,20 @@ func (s *suite) latency(label string, l *latency, profile bool) error {
 }
 
 // profileOpen starts or stops CPU profiles of the source, the first relay,
-// the destination of a k1 circuit and the first naive relay.
+// the destination of a k1 circuit and the first naive relay, and execution
+// traces of the source and the destination: the traces show the goroutines
+// an open's first bytes pass through at each end.
 func (s *suite) profileOpen(op string) error {
 	for _, p := range []*proc{s.line[0], s.line[1], s.line[2], s.naive[0]} {
 		path := filepath.Join(s.o.ProfileDir, "open-"+p.name+".pprof")
 		if _, err := p.call(request{Op: op, Path: path}); err != nil {
+			return err
+		}
+	}
+	traceOp := strings.Replace(op, "profile", "trace", 1)
+	for _, p := range []*proc{s.line[0], s.line[2]} {
+		path := filepath.Join(s.o.ProfileDir, "open-"+p.name+".trace")
+		if _, err := p.call(request{Op: traceOp, Path: path}); err != nil {
 			return err
 		}
 	}
