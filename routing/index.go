@@ -16,22 +16,23 @@ import (
 // the engine outputs); names whose hashes collide are told apart by
 // comparing them. A slot keeps the low 32 bits of the hash and the
 // entry's id, so that a probe reads neither the entry nor anything but the
-// name it compares (Engine.side).
+// side entry whose name it compares (Engine.side), which also points to
+// the entry. Slots hold no pointer, so the collector does not scan them
+// (they held the entry's pointer too, twice the bytes, all scanned).
 type originIndex struct {
-	// The entries with their name hashes, so that a probe that does not
-	// match reads no entry (o nil: free). The length is a power of two,
-	// or zero.
+	// The entries' ids with their name hashes, so that a probe that does
+	// not match reads no entry (id 0: free). The length is a power of
+	// two, or zero.
 	slots []indexSlot
 	n     int
 	shift uint8 // 64 - log2(len(slots))
 	seed  uint64
-	side  *sideTable // the entries' names (Engine.side)
+	side  *sideTable // the entries and their names, by id (Engine.side)
 }
 
 type indexSlot struct {
 	h  uint32 // low bits of the name hash
-	id uint32 // o.id
-	o  *origin
+	id uint32 // o.id+1; 0 for a free slot
 }
 
 const indexMinSlots = 8
@@ -65,27 +66,30 @@ func lookupIn[T string | []byte](x *originIndex, h uint64, name T) *origin {
 	}
 	mask := len(x.slots) - 1
 	for i := x.home(uint32(h)); ; i = (i + 1) & mask {
-		s := &x.slots[i]
-		if s.o == nil {
+		s := x.slots[i]
+		if s.id == 0 {
 			return nil
 		}
-		if s.h == uint32(h) && x.side.at(s.id).name == string(name) {
-			return s.o
+		if s.h == uint32(h) {
+			if e := x.side.at(s.id - 1); e.name == string(name) {
+				return e.o
+			}
 		}
 	}
 }
 
-// insert adds o, whose name (of hash h) is not in the index.
+// insert adds o, whose name (of hash h) is not in the index and whose
+// side entry points to it.
 func (x *originIndex) insert(h uint64, o *origin) {
 	if (x.n+1)*4 > len(x.slots)*3 {
 		x.grow()
 	}
 	mask := len(x.slots) - 1
 	i := x.home(uint32(h))
-	for x.slots[i].o != nil {
+	for x.slots[i].id != 0 {
 		i = (i + 1) & mask
 	}
-	x.slots[i] = indexSlot{uint32(h), o.id, o}
+	x.slots[i] = indexSlot{uint32(h), o.id + 1}
 	x.n++
 }
 
@@ -96,11 +100,11 @@ func (x *originIndex) grow() {
 	x.shift = uint8(64 - log2(size))
 	mask := size - 1
 	for _, s := range old {
-		if s.o == nil {
+		if s.id == 0 {
 			continue
 		}
 		i := x.home(s.h)
-		for x.slots[i].o != nil {
+		for x.slots[i].id != 0 {
 			i = (i + 1) & mask
 		}
 		x.slots[i] = s
@@ -124,8 +128,8 @@ func (x *originIndex) remove(h uint64, o *origin) {
 	}
 	mask := len(x.slots) - 1
 	i := x.home(uint32(h))
-	for x.slots[i].o != o {
-		if x.slots[i].o == nil {
+	for x.slots[i].id != o.id+1 {
+		if x.slots[i].id == 0 {
 			return
 		}
 		i = (i + 1) & mask
@@ -134,7 +138,7 @@ func (x *originIndex) remove(h uint64, o *origin) {
 	x.n--
 	// Backward-shift deletion: an entry j after the hole i moves into it
 	// unless its home lies cyclically in (i, j].
-	for j := (i + 1) & mask; x.slots[j].o != nil; j = (j + 1) & mask {
+	for j := (i + 1) & mask; x.slots[j].id != 0; j = (j + 1) & mask {
 		h := x.home(x.slots[j].h)
 		if (j > i && (h <= i || h > j)) || (j < i && h <= i && h > j) {
 			x.slots[i], x.slots[j] = x.slots[j], indexSlot{}
@@ -150,7 +154,7 @@ func (x *originIndex) remove(h uint64, o *origin) {
 func (x *originIndex) all() iter.Seq[*origin] {
 	return func(yield func(*origin) bool) {
 		for _, s := range x.slots {
-			if s.o != nil && !yield(s.o) {
+			if s.id != 0 && !yield(x.side.at(s.id-1).o) {
 				return
 			}
 		}

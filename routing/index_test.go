@@ -27,7 +27,7 @@ func testOriginIndex(t *testing.T, seed uint64) {
 	}
 	mk := func(name string) *origin {
 		o := &origin{id: side.add()}
-		side.at(o.id).name = name
+		side.at(o.id).name, side.at(o.id).o = name, o
 		hash[o] = nameHash(name)
 		if r.IntN(2) == 0 {
 			// Long runs of equal hashes, some of which wrap around

@@ -190,6 +190,7 @@ type origin struct {
 // originSide is the part of an origin that holds pointers, kept apart
 // (Engine.side) so that the entries themselves hold none.
 type originSide struct {
+	o    *origin // the entry (originIndex finds it here)
 	name string
 	// Newest verified attestation of the origin (Config.Certifier),
 	// shared through attestations: every engine of a process (a
@@ -209,11 +210,10 @@ type sideTable struct {
 	n      uint32 // ids given out
 }
 
-// sideChunk is the number of side entries allocated together: 255 of
-// 32 bytes and the allocator's 8-byte header for objects holding
-// pointers fill 8,168 bytes of the 8,192-byte size class (256 took the
-// next class, 9,472 bytes).
-const sideChunk = 255
+// sideChunk is the number of side entries allocated together: 204 of
+// 40 bytes and the allocator's 8-byte header for objects holding
+// pointers fill 8,168 bytes of the 8,192-byte size class.
+const sideChunk = 204
 
 // at returns the side entry of id, which was given out.
 func (s *sideTable) at(id uint32) *originSide {
@@ -481,7 +481,7 @@ func (e *Engine) addOrigin(name string) *origin {
 	} else {
 		o.id = e.side.add()
 	}
-	*e.side.at(o.id) = originSide{name: name}
+	*e.side.at(o.id) = originSide{o: o, name: name}
 	e.origins.insert(nameHash(name), o)
 	e.originOrder = nil
 	return o
