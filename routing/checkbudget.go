@@ -16,8 +16,10 @@ import "time"
 // origin held, whichever is more: after a partition heals, a neighbour
 // may bring a newer seqno of every origin of the other side at once. An
 // attestation over budget is dropped unchecked, and the update it covers
-// is dropped too (Uncertified), as after a lost attestation: the bucket's
-// next summary differs and the bucket is resent with its attestations.
+// is uncertified, as after a lost attestation: it only renews the
+// neighbour's route at the seqno checked before, if it has one
+// (renewAtChecked), and the bucket's next summary differs and the bucket
+// is resent with its attestations.
 // Checks that admit an origin not in the table are not counted here:
 // MaxRoutes bounds them. Failures also spend the failure budget
 // (Config.MaxVerifyFailures).
@@ -119,4 +121,26 @@ func supersede(entries []entry) {
 			break
 		}
 	}
+}
+
+// renewAtChecked turns en, an update from nb whose seqno no verified
+// attestation covers, into nb's update at the seqno of the route nb
+// already has for o, which a verified attestation covered when it was
+// installed, and reports whether it did; it does not if nb has no such
+// route. The update then refreshes that route (its expiry, its metric)
+// at its old seqno, never at en's: nb could do as much by sending
+// the same update at that seqno. Otherwise a neighbour that relays more
+// new seqnos than our budget checks (checkBudget) — a node asking it
+// for a newer seqno of every origin is enough — would see the routes of
+// those it relays unchecked expire, their origins up.
+func (e *Engine) renewAtChecked(o *origin, nb *neighbour, en *entry) bool {
+	if o == nil {
+		return false
+	}
+	i := e.find(o, nb)
+	if i < 0 || !e.routes(o)[i].hasSeqno() {
+		return false
+	}
+	en.seqno = e.routes(o)[i].seqno
+	return true
 }

@@ -181,3 +181,42 @@ func TestHealBringsEveryNewerSeqno(t *testing.T) {
 		}
 	}
 }
+
+// TestUncheckedSeqnoRenewsCheckedRoute: updates at a seqno no checked
+// attestation covers (their attestations lost or dropped over budget)
+// keep the sender's route alive at the seqno checked before, with the
+// metric they carry, past the route expiry; they never install the
+// unchecked seqno, and from a neighbour with no route to the origin they
+// add none.
+func TestUncheckedSeqnoRenewsCheckedRoute(t *testing.T) {
+	c := &fakeCertifier{}
+	e := certEngine(t, c)
+	e.LinkUp(ct0, "c", 10, false)
+	e.LinkUp(ct0, "m", 10, false)
+	mustReceive(t, e, ct0, "c", encodeMessage([]entry{att("b", 5, attOf("b", 5)), upd("b", 5, 30)}))
+	expiry := e.Config().RouteExpiry
+	at := ct0
+	for i := range 3 {
+		at = at.Add(expiry / 2)
+		e.Tick(at)
+		mustReceive(t, e, at, "c", encodeMessage([]entry{upd("b", 9+uint16(i), 20+Metric(i))}))
+		mustReceive(t, e, at, "m", encodeMessage([]entry{upd("b", 9+uint16(i), 11)}))
+		e.Tick(at)
+		r, ok := e.Lookup("b")
+		if !ok || r.NextHop != "c" || r.Seqno != 5 || r.Metric != 30+Metric(i) {
+			t.Fatalf("after %v: route to b = %+v (%v), want via c at seqno 5, metric %d", at.Sub(ct0), r, ok, 30+i)
+		}
+		if hops := e.NextHops("b"); len(hops) != 1 {
+			t.Fatalf("after %v: next hops to b %v, want c only", at.Sub(ct0), hops)
+		}
+	}
+	if s, _, _ := e.Attestation("b"); s != 5 {
+		t.Fatalf("attestation of b at seqno %d, want 5", s)
+	}
+	// Without updates, the route expires.
+	at = at.Add(expiry + time.Second)
+	e.Tick(at)
+	if r, ok := e.Lookup("b"); ok {
+		t.Fatalf("route to b = %+v, want expired", r)
+	}
+}

@@ -663,9 +663,12 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en entry) {
 	}
 	if e.cfg.Certifier != nil && (o == nil || !o.attValid || seqnoLess(o.attSeq, en.seqno)) {
 		// No verified attestation covers this seqno: the name or the
-		// seqno was not issued by the origin.
+		// seqno was not issued by the origin, or its attestation was
+		// lost or dropped unchecked (checkBudget).
 		e.stats.Uncertified++
-		return
+		if !e.renewAtChecked(o, nb, &en) {
+			return
+		}
 	}
 	if o == nil {
 		// A copy: en.origin may alias the message.

@@ -104,8 +104,10 @@ type Stats struct {
 	PacedBatches uint64
 	// SeqnoBumps counts increases of our own sequence number on request.
 	SeqnoBumps uint64
-	// Uncertified counts updates dropped because no verified attestation
-	// of their origin covers their seqno (Config.Certifier).
+	// Uncertified counts updates that no verified attestation of their
+	// origin covers at their seqno (Config.Certifier): dropped, or, from
+	// a neighbour that has a route to the origin, taken at that route's
+	// seqno, which one covered.
 	Uncertified uint64
 	// BadAttestations counts attestations that failed verification, and
 	// ThrottledAttestations those dropped unverified because their
