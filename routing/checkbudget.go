@@ -138,8 +138,8 @@ func (e *Engine) renewAtChecked(o *origin, nb *neighbour, en *entry) bool {
 		return false
 	}
 	i := e.find(o, nb)
-	if i < 0 || !e.routes(o)[i].hasSeqno() {
-		return false
+	if i < 0 || !e.routes(o)[i].hasSeqno() || !o.attValid || seqnoLess(o.attSeq, e.routes(o)[i].seqno) {
+		return false // no route, or its seqno is covered no more
 	}
 	en.seqno = e.routes(o)[i].seqno
 	return true
