@@ -38,7 +38,7 @@ func holdGossipStreams(ctx context.Context, t *testing.T, addr string, n int) *a
 					// again a little later.
 					select {
 					case <-ctx.Done():
-					case <-time.After(20 * time.Millisecond):
+					case <-time.After(10 * time.Millisecond):
 					}
 				}
 			}
@@ -50,8 +50,8 @@ func holdGossipStreams(ctx context.Context, t *testing.T, addr string, n int) *a
 // TestRedteamGossipStreamSlotsBlockJoins: a stranger that reaches the
 // gossip port (no certificate, no gossip key: the bound is counted
 // before any decryption) holds the seed's 16 inbound gossip stream slots
-// with 20 silent TCP connections, reopening each when the seed closes it
-// (memberlist's 10 s timeout; 20 ms after a refusal at accept).
+// with 24 silent TCP connections, reopening each when the seed closes it
+// (memberlist's 10 s timeout; 10 ms after a refusal at accept).
 // A node of the mesh that joins through the seed (memberlist's join is
 // a TCP push-pull) is closed at accept every time and never becomes a
 // member: the stranger keeps every new node out of the mesh through
@@ -79,7 +79,7 @@ func gossipSlotsBlockJoins(t *testing.T, key []byte) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	opened := holdGossipStreams(ctx, t, seedAddr, gossipStreams+4)
+	opened := holdGossipStreams(ctx, t, seedAddr, gossipStreams+8)
 	// Let the holders take the slots.
 	time.Sleep(500 * time.Millisecond)
 
