@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/links/ratelog"
 )
 
@@ -54,9 +56,21 @@ const (
 	// plaintext stream (decompressed, when compressed): memberlist's own
 	// bound on an encrypted push-pull (maxPushStateBytes).
 	gossipStreamMax = 20 << 20
-	// gossipStreams bounds the inbound gossip streams open at once;
-	// beyond it a connection is closed as soon as it is accepted.
+	// gossipStreams bounds the inbound gossip streams open at once.
+	// When they are all open, a new one takes the slot of the oldest
+	// stream whose message has not arrived yet (see streamSlots); if
+	// there is none, it is closed as soon as it is accepted.
 	gossipStreams = 16
+	// gossipStreamShare bounds the inbound streams of one source prefix
+	// (an IPv4 address, an IPv6 /64: links.SourcePrefix) open at once;
+	// beyond it a connection is closed as soon as it is accepted.
+	gossipStreamShare = gossipStreams / 4
+	// gossipFirstBytes bounds how long an inbound stream may take to
+	// send the bytes the guard inspects (its first message's type and
+	// a push-pull's header; an encrypted stream's type and length): an
+	// honest member sends them at once. memberlist's own deadline
+	// (TCPTimeout, 10 s) applies to the rest.
+	gossipFirstBytes = 2 * time.Second
 	// gossipHeaderMax bounds a push-pull header (memberlist's is about
 	// 40 bytes).
 	gossipHeaderMax = 256
@@ -67,8 +81,10 @@ const (
 // honest member sends: datagrams beyond gossipPacketMax, compressed
 // messages expanding beyond their bound, compounds nested or of more than
 // gossipPacketParts messages, push-pull headers announcing more states
-// than the member bound (maxMembers), and inbound streams beyond
-// gossipStreams at once. memberlist decompresses a message into memory
+// than the member bound (maxMembers), inbound streams beyond
+// gossipStreams at once or gossipStreamShare of one source prefix
+// (streamSlots), and inbound streams whose first bytes do not come within
+// gossipFirstBytes. memberlist decompresses a message into memory
 // whole (up to 40 MiB) and allocates the states a push-pull header
 // announces (up to 1,048,576) before it reads them; with the guard, a
 // compressed stream is decompressed as memberlist reads it, and a
@@ -87,7 +103,7 @@ type gossipGuard struct {
 
 	packets chan *memberlist.Packet
 	streams chan net.Conn
-	slots   chan struct{} // inbound streams open
+	slots   streamSlots // inbound streams open
 	done    chan struct{}
 	wg      sync.WaitGroup
 	stop    sync.Once
@@ -103,13 +119,16 @@ const (
 	refuseBomb      = "decompress" // a compressed message beyond its bound
 	refuseCompound  = "compound"   // nested, or too many parts
 	refuseMalformed = "malformed"  // bad checksum, framing or encoding
-	refuseBusy      = "busy"       // gossipStreams streams already open
+	refuseBusy      = "busy"       // gossipStreams streams already open, none waiting for its message
+	refuseShare     = "share"      // gossipStreamShare streams of the source prefix already open
+	refuseEvicted   = "evicted"    // waiting for its message when a new stream needed the slot
+	refuseSlow      = "slow"       // its first bytes did not arrive within gossipFirstBytes
 	refuseHeader    = "header"     // push-pull header beyond the member bound
 )
 
 func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg prometheus.Registerer, log *ratelog.Log) (*gossipGuard, error) {
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_gossip_refused_total",
-		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, header)."},
+		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header)."},
 		[]string{"kind", "reason"})
 	if err := reg.Register(m); err != nil {
 		var are prometheus.AlreadyRegisteredError
@@ -121,13 +140,13 @@ func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg pro
 	for _, r := range []string{refuseSize, refuseBomb, refuseCompound, refuseMalformed} {
 		m.WithLabelValues("packet", r) // from zero, so rate() sees the first
 	}
-	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseHeader} {
+	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseShare, refuseEvicted, refuseSlow, refuseHeader} {
 		m.WithLabelValues("stream", r)
 	}
 	g := &gossipGuard{
 		inner: inner, encrypted: encrypted, maxNodes: maxMembers,
 		packets: make(chan *memberlist.Packet), streams: make(chan net.Conn),
-		slots: make(chan struct{}, gossipStreams), done: make(chan struct{}),
+		slots: streamSlots{byPrefix: make(map[netip.Prefix]int)}, done: make(chan struct{}),
 		metric: m, log: log,
 	}
 	g.wg.Add(2)
@@ -180,13 +199,101 @@ func (g *gossipGuard) passPacket(p *memberlist.Packet) (*memberlist.Packet, bool
 }
 
 func (g *gossipGuard) passStream(c net.Conn) (net.Conn, bool) {
-	select {
-	case g.slots <- struct{}{}:
-		return g.guard(c, true), true
-	default:
-		g.refuse("stream", refuseBusy, c.RemoteAddr(), nil)
+	gc := g.guard(c, true)
+	gc.prefix = links.SourcePrefix(c.RemoteAddr())
+	evicted, reason := g.slots.admit(gc)
+	if evicted != nil {
+		g.refuse("stream", refuseEvicted, evicted.RemoteAddr(), nil)
+		_ = evicted.Conn.Close() // memberlist's read fails; its Close is a no-op then
+	}
+	if reason != "" {
+		g.refuse("stream", reason, c.RemoteAddr(), nil)
 		_ = c.Close()
 		return nil, false
+	}
+	return gc, true
+}
+
+// streamSlots accounts the inbound streams open: at most gossipStreams,
+// at most gossipStreamShare of a source prefix. A stream waits for its
+// message until memberlist first writes on it (memberlist answers a
+// push-pull or a ping once it read it whole). When all slots are taken,
+// a new stream takes the slot of a waiting one, of the prefix holding
+// the most streams, the oldest of them: a stranger that holds slots with
+// silent or slow connections loses them to the next streams, while an
+// honest member's message, sent at once, is read before many newer
+// streams arrive.
+type streamSlots struct {
+	mu       sync.Mutex
+	open     int
+	byPrefix map[netip.Prefix]int // prefixes holding streams: at most gossipStreams
+	waiting  []*guardConn         // oldest first; at most gossipStreams
+}
+
+// admit takes a slot for c, or says why not; it may take it from a
+// waiting stream, which it returns released (for the caller to close).
+func (s *streamSlots) admit(c *guardConn) (evicted *guardConn, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byPrefix[c.prefix] >= gossipStreamShare {
+		return nil, refuseShare
+	}
+	if s.open >= gossipStreams {
+		vi := -1
+		for i, w := range s.waiting {
+			if vi < 0 || s.byPrefix[w.prefix] > s.byPrefix[s.waiting[vi].prefix] {
+				vi = i
+			}
+		}
+		if vi < 0 {
+			return nil, refuseBusy
+		}
+		evicted = s.waiting[vi]
+		s.releaseLocked(evicted)
+	}
+	s.open++
+	s.byPrefix[c.prefix]++
+	c.slotted = true
+	c.waiting = true
+	s.waiting = append(s.waiting, c)
+	return evicted, ""
+}
+
+// answered marks c as no longer waiting for its message.
+func (s *streamSlots) answered(c *guardConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unwaitLocked(c)
+}
+
+func (s *streamSlots) release(c *guardConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.releaseLocked(c)
+}
+
+func (s *streamSlots) releaseLocked(c *guardConn) {
+	if !c.slotted {
+		return
+	}
+	c.slotted = false
+	s.unwaitLocked(c)
+	s.open--
+	if s.byPrefix[c.prefix]--; s.byPrefix[c.prefix] <= 0 {
+		delete(s.byPrefix, c.prefix)
+	}
+}
+
+func (s *streamSlots) unwaitLocked(c *guardConn) {
+	if !c.waiting {
+		return
+	}
+	c.waiting = false
+	for i, w := range s.waiting {
+		if w == c {
+			s.waiting = append(s.waiting[:i], s.waiting[i+1:]...)
+			break
+		}
 	}
 }
 
@@ -353,7 +460,15 @@ type guardConn struct {
 	g       *gossipGuard
 	inbound bool
 	r       io.Reader // nil until inspected
-	release sync.Once
+
+	prefix netip.Prefix // inbound: the source prefix
+	// Under g.slots.mu: slotted while the stream holds a slot, waiting
+	// until memberlist first writes on it.
+	slotted, waiting bool
+	wrote            atomic.Bool
+	// deadline is the read deadline memberlist set (SetDeadline,
+	// SetReadDeadline), restored once the first bytes are inspected.
+	deadline time.Time
 }
 
 func (g *gossipGuard) guard(c net.Conn, inbound bool) *guardConn {
@@ -373,9 +488,26 @@ func (c *guardConn) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+func (c *guardConn) Write(p []byte) (int, error) {
+	if c.inbound && !c.wrote.Swap(true) {
+		c.g.slots.answered(c)
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *guardConn) SetDeadline(t time.Time) error {
+	c.deadline = t
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *guardConn) SetReadDeadline(t time.Time) error {
+	c.deadline = t
+	return c.Conn.SetReadDeadline(t)
+}
+
 func (c *guardConn) Close() error {
 	if c.inbound {
-		c.release.Do(func() { <-c.g.slots })
+		c.g.slots.release(c)
 	}
 	return c.Conn.Close()
 }
@@ -384,11 +516,43 @@ func (c *guardConn) Close() error {
 // memberlist will allocate for it, and returns the reader to serve it
 // from.
 func (c *guardConn) inspect() (io.Reader, string, error) {
+	if !c.inbound {
+		return c.inspectFirst()
+	}
+	// The first bytes within gossipFirstBytes (and memberlist's
+	// deadline), the rest within memberlist's deadline.
+	first := time.Now().Add(gossipFirstBytes)
+	if c.deadline.IsZero() || first.Before(c.deadline) {
+		_ = c.Conn.SetReadDeadline(first)
+	}
+	r, reason, err := c.inspectFirst()
+	_ = c.Conn.SetReadDeadline(c.deadline)
+	cause := err
+	if er, ok := r.(errReader); ok && reason == "" {
+		cause = er.err
+	}
+	var ne net.Error
+	if errors.As(cause, &ne) && ne.Timeout() && (c.deadline.IsZero() || time.Now().Before(c.deadline)) {
+		return nil, refuseSlow, cause
+	}
+	return r, reason, err
+}
+
+func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 	var t [1]byte
 	if _, err := io.ReadFull(c.Conn, t[:]); err != nil {
 		return errReader{err}, "", nil // memberlist sees the same end
 	}
-	if t[0] == gmEncrypt || c.g.encrypted {
+	if t[0] == gmEncrypt {
+		// memberlist's encrypted stream: the type, then the length.
+		var l [5]byte
+		l[0] = t[0]
+		if _, err := io.ReadFull(c.Conn, l[1:]); err != nil {
+			return errReader{err}, "", nil
+		}
+		return io.MultiReader(bytes.NewReader(l[:]), c.Conn), "", nil
+	}
+	if c.g.encrypted {
 		return io.MultiReader(bytes.NewReader(t[:]), c.Conn), "", nil
 	}
 	var src io.Reader = &capReader{r: c.Conn, n: gossipStreamMax}

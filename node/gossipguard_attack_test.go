@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/netip"
 	"runtime"
 	rmetrics "runtime/metrics"
 	"strings"
@@ -431,19 +432,20 @@ func TestGossipPushPullCannotFillMemberTable(t *testing.T) {
 }
 
 // TestGossipStreamsBounded: a stranger opens more gossip connections
-// than gossipStreams and sends nothing on them. memberlist would keep
-// each (and its goroutine) until its TCP timeout; d closes those beyond
-// the bound at once.
+// than gossipStreams from one address and sends nothing on them.
+// memberlist would keep each (and its goroutine) until its TCP timeout
+// (10 s); d closes those beyond the address's share at once, and the
+// others when their first bytes have not come within gossipFirstBytes.
 func TestGossipStreamsBounded(t *testing.T) {
 	d := plainGossipNode(t, "d")
-	const extra = 4
+	const n = gossipStreams + 4
 	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {
 			c.Close()
 		}
 	}()
-	for range gossipStreams + extra {
+	for range n {
 		c, err := net.DialTimeout("tcp", d.Status().GossipAddr, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -457,16 +459,69 @@ func TestGossipStreamsBounded(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_ = c.SetReadDeadline(time.Now().Add(8 * time.Second))
 			if _, err := c.Read(make([]byte, 1)); err == io.EOF {
 				closed.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
-	t.Logf("%d silent connections: d closed %d within 2 s; refused %d", len(conns), closed.Load(), gossipRefused(d))
-	if n := closed.Load(); n != extra {
-		t.Errorf("d closed %d of %d silent gossip connections, want the %d beyond %d", n, len(conns), extra, gossipStreams)
+	m := d.disco.guard.metric
+	share := counterValue(m.WithLabelValues("stream", refuseShare))
+	slow := counterValue(m.WithLabelValues("stream", refuseSlow))
+	t.Logf("%d silent connections: d closed %d within 8 s; refused %v beyond the share, %v slow", n, closed.Load(), share, slow)
+	if closed.Load() != n {
+		t.Errorf("d closed %d of %d silent gossip connections, want all before memberlist's 10 s", closed.Load(), n)
+	}
+	if share != n-gossipStreamShare || slow != gossipStreamShare {
+		t.Errorf("d refused %v connections beyond the share and %v slow ones, want %d and %d", share, slow, n-gossipStreamShare, gossipStreamShare)
+	}
+}
+
+// TestGossipStreamSlotsShared: the stream slots are shared between
+// source prefixes, and when all are taken a new stream takes the slot of
+// a stream still waiting for its message (of the prefix holding the
+// most, the oldest), never one memberlist has answered.
+func TestGossipStreamSlotsShared(t *testing.T) {
+	s := streamSlots{byPrefix: make(map[netip.Prefix]int)}
+	from := func(a string) *guardConn {
+		return &guardConn{inbound: true, prefix: netip.MustParsePrefix(a + "/32")}
+	}
+	admit := func(c *guardConn, wantEvicted *guardConn, wantReason string) {
+		t.Helper()
+		ev, reason := s.admit(c)
+		if ev != wantEvicted || reason != wantReason {
+			t.Fatalf("admitting a stream of %v: evicted %v, refused %q; want evicted %v, refused %q", c.prefix, ev, reason, wantEvicted, wantReason)
+		}
+	}
+	var all [4][]*guardConn
+	for i, a := range []string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"} {
+		for range gossipStreamShare {
+			c := from(a)
+			admit(c, nil, "")
+			all[i] = append(all[i], c)
+		}
+		admit(from(a), nil, refuseShare)
+	}
+	for _, c := range all[0] {
+		s.answered(c)
+	}
+	// Full: the waiting streams of 10.0.0.2, .3 and .4 hold 4 each.
+	admit(from("10.0.0.5"), all[1][0], "")
+	admit(from("10.0.0.6"), all[2][0], "")
+	admit(from("10.0.0.7"), all[3][0], "")
+	admit(from("10.0.0.8"), all[1][1], "")
+	for _, w := range append([]*guardConn(nil), s.waiting...) {
+		s.answered(w)
+	}
+	admit(from("10.0.0.9"), nil, refuseBusy)
+	// An evicted stream's Close frees nothing more.
+	s.release(all[1][0])
+	admit(from("10.0.0.9"), nil, refuseBusy)
+	s.release(all[0][0])
+	admit(from("10.0.0.9"), nil, "")
+	if s.open != gossipStreams || len(s.byPrefix) > gossipStreams {
+		t.Errorf("%d streams open in %d prefixes, want %d", s.open, len(s.byPrefix), gossipStreams)
 	}
 }
 
