@@ -15,7 +15,9 @@ import (
 // supersedes (supersede). Failed verifications spend nb's failure budget,
 // and every check of a held origin's (or our own) newer seqno nb's check
 // budget (checkBudget); once either is spent, those attestations of nb are
-// dropped unverified. It returns the table entry it created, if any.
+// dropped unverified. An accepted one drops the routes whose seqno it
+// does not cover (dropUncovered); the origin is reselected at the end of
+// the message (Receive). It returns the table entry it created, if any.
 func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin {
 	if e.cfg.Certifier == nil || en.att == nil {
 		return nil
