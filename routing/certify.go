@@ -15,7 +15,9 @@ import (
 // supersedes (supersede). Failed verifications spend nb's failure budget,
 // and every check of a held origin's (or our own) newer seqno nb's check
 // budget (checkBudget); once either is spent, those attestations of nb are
-// dropped unverified. It returns the table entry it created, if any.
+// dropped unverified. An accepted one drops the routes whose seqno it
+// does not cover (dropUncovered); the origin is reselected at the end of
+// the message (Receive). It returns the table entry it created, if any.
 func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin {
 	if e.cfg.Certifier == nil || en.att == nil {
 		return nil
@@ -69,7 +71,40 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin 
 	e.side.at(o.id).att = shared
 	o.attSeq, o.attValid, o.attHeld = en.seqno, true, 0
 	e.setAttHeldOf(nb, o, true)
+	if e.dropUncovered(o) {
+		e.reseat = append(e.reseat, o)
+	}
 	return o
+}
+
+// dropUncovered removes the routes of o, learnt from neighbours other
+// than o itself, whose seqno o's attestation does not cover, and moves a
+// feasibility distance at such a seqno to the attested seqno at infinite
+// metric, so that routes at the attested seqno are feasible, as after a
+// new seqno. It reports whether it changed anything; the caller then
+// reselects. The attestation covers every seqno up to its own, modulo
+// 2^16: one the origin's checked seqno moved more than half the circle
+// past compares newer than it, so that a route at it (which no checked
+// update can renew, renewAtChecked) would be preferred to every checked
+// one until it expired, and a feasibility distance at it would make
+// every checked route unfeasible.
+func (e *Engine) dropUncovered(o *origin) bool {
+	changed := false
+	rs := e.routes(o)
+	for i := 0; i < len(rs); {
+		if r := &rs[i]; r.expiring() && seqnoLess(o.attSeq, r.seqno) {
+			e.removeAt(o, i)
+			rs = e.routes(o)
+			changed = true
+			continue
+		}
+		i++
+	}
+	if o.fdValid && seqnoLess(o.attSeq, o.fdSeqno) {
+		o.fdSeqno, o.fdMetric = o.attSeq, e.cfg.Infinity
+		changed = true
+	}
+	return changed
 }
 
 // attHeld reports whether nb holds our attestation of o (nil: Self), the

@@ -64,6 +64,9 @@ type Engine struct {
 
 	recv []entry // scratch: decoded entries
 	sums []entry // scratch: a message's summaries
+	// scratch: origins whose routes a newer attestation in the message
+	// being received dropped (dropUncovered), reselected at its end
+	reseat []*origin
 	// scratch of handleSummaries, by bucket
 	sumHave   []uint64
 	sumCounts []uint16
@@ -316,6 +319,14 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 			e.handleRequest(t, nb, en)
 		}
 	}
+	// After the whole message, so that the updates following an
+	// attestation are in the table: reselecting at once would lose the
+	// origin between the two.
+	for i, o := range e.reseat {
+		e.reseat[i] = nil
+		e.reselect(t, o)
+	}
+	e.reseat = e.reseat[:0]
 	if resends {
 		e.handleResends(nb)
 	}

@@ -54,3 +54,40 @@ func TestRenewalStopsWhenRouteSeqnoNoLongerCovered(t *testing.T) {
 		}
 	}
 }
+
+// m's route to b at seqno 5 is held, not renewed, while c brings b's
+// checked seqnos 20000 then 38000 with routes. Once 38000 is checked, 5
+// compares newer than it: unless the route at 5 goes, it stays selected
+// until it expires, and the route at 38000 that c offers, checked, is
+// unfeasible against the feasibility distance at 5. b must be reached
+// through c as soon as 38000 is checked.
+func TestCheckedSeqnoPastHeldRouteMakesItsRoutesFeasible(t *testing.T) {
+	e := certEngine(t, &fakeCertifier{})
+	e.LinkUp(ct0, "c", 10, false)
+	e.LinkUp(ct0, "m", 10, false)
+	at := ct0
+	mustReceive(t, e, at, "c", encodeMessage([]entry{att("b", 5, attOf("b", 5)), upd("b", 5, 30)}))
+	mustReceive(t, e, at, "m", encodeMessage([]entry{upd("b", 5, 1)}))
+	e.Tick(at)
+	e.Ready()
+	if nh, _ := e.NextHop("b"); nh != "m" {
+		t.Fatalf("setup: next hop to b %q, want m", nh)
+	}
+	for _, s := range []uint16{20000, 38000} {
+		at = at.Add(time.Second)
+		mustReceive(t, e, at, "c", encodeMessage([]entry{att("b", s, attOf("b", s)), upd("b", s, 30)}))
+		e.Tick(at)
+		for _, ev := range e.Ready().Events {
+			if ev.Dest == "b" && ev.Kind == PeerDown {
+				t.Errorf("attested %d: b reported down, though c's message brings a route at it", s)
+			}
+		}
+	}
+	if at.Sub(ct0) >= e.Config().RouteExpiry {
+		t.Fatalf("setup: m's route expired")
+	}
+	r, ok := e.Lookup("b")
+	if nh, _ := e.NextHop("b"); !ok || !r.Reachable || nh != "c" {
+		t.Fatalf("b checked at 38000 and offered by c: route %+v (known %v), next hop %q; want reachable via c", r, ok, nh)
+	}
+}
