@@ -74,6 +74,9 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 		n.refuse(s, circuit.Policy, err.Error())
 		return
 	}
+	// The link's reclaim of stalled streams resets those of the source
+	// holding the most first: a source's flood costs its own circuits.
+	links.SetSource(s, o.Source)
 	if o.Dest == n.cfg.Name || n.cfg.hooks != nil && n.cfg.hooks.claim != nil && n.cfg.hooks.claim(o.Dest) {
 		s = withFirst(s, rest)
 		aheadBufs.Put(bp)

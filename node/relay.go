@@ -104,6 +104,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 		refuse(code, err.Error())
 		return
 	}
+	links.SetSource(out, o.Source) // its replies, too, are o.Source's circuit's
 	openSent(span, via)
 	if l := n.link(via); l != nil {
 		setLinkAttrs(span, l)

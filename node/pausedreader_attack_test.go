@@ -12,7 +12,7 @@ import (
 	"github.com/circuitmesh/circuitmesh/circuit"
 )
 
-// TestRedteamStallFloodResetsPausedHonestReader: h's application at d
+// TestAttackStallFloodSparesPausedReader: h's application at d
 // reads the first byte of h's circuit, then pauses (backpressure, as
 // any net.Conn reader may apply) while h has 256 KiB more to send: 64 KiB
 // wait in the stream window, well below the link's stalled allowance
@@ -24,7 +24,7 @@ import (
 // longest stalled circuit of the link first: h's, whose reader only
 // paused, while a keeps opening new ones. The paused reader should keep
 // its circuit: a's flood should cost a's circuits, not h's.
-func TestRedteamStallFloodResetsPausedHonestReader(t *testing.T) {
+func TestAttackStallFloodSparesPausedReader(t *testing.T) {
 	const (
 		streamWindow = 64 << 10
 		linkWindow   = 1 << 20
