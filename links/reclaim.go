@@ -14,7 +14,11 @@ import (
 // credit. Each probe tick the link therefore looks for stalled streams: no
 // Read in progress, too little read for ReaderStall, and bytes waiting
 // unread. While what they may hold together exceeds half the window, it
-// resets those found holding bytes, longest stalled first, then largest.
+// resets those found holding bytes: first those of the source (SetSource)
+// whose counted streams may hold the most, so that a source filling
+// streams it never reads pays with its own, not with an older stream of
+// another source whose reader paused; within a source, longest stalled
+// first, then largest.
 // A stream whose reader is merely idle (nothing waits) is never reset; a
 // slow reader taking less than stallProgress per ReaderStall while bytes
 // wait counts as stalled.
