@@ -2,14 +2,15 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // TestAttackStallFloodSparesPausedReader: h's application at d
@@ -25,24 +26,136 @@ import (
 // paused, while a keeps opening new ones. The paused reader should keep
 // its circuit: a's flood should cost a's circuits, not h's.
 func TestAttackStallFloodSparesPausedReader(t *testing.T) {
-	const (
-		streamWindow = 64 << 10
-		linkWindow   = 1 << 20
-		attackers    = 24
-		honestBytes  = 256 << 10
-	)
+	c := pausedReaderCluster(t, nil, "a-r", "h-r", "r-d")
+	c.waitRoute("a", "d", 2)
+	a := c.nodes["a"]
+	// The flood, as TestStalledReadersCannotStarveALink's.
+	pausedReaderUnderFlood(t, c, func() []func() {
+		var closers []func()
+		for i := range 2 * stallAttackers {
+			service := "sink"
+			if i%2 == 1 {
+				service = EchoService
+			}
+			conn, err := a.DialWith(ctxT(t, 10*time.Second), "d", service, DialOptions{NoResume: true})
+			if err != nil {
+				continue
+			}
+			closers = append(closers, fill(conn.Write, func() { conn.Close() }))
+		}
+		return closers
+	})
+}
+
+// TestAttackForgedSourceStallFloodSparesPausedReader: as
+// TestAttackStallFloodSparesPausedReader, but the flood's circuits claim
+// to be h's. m, a router linked to r, opens them by hand at hop 1 with
+// source h, through r and d to x, a node behind d that accepts clear
+// circuits and never reads them: d relays them and holds, on the same
+// link as h's paused circuit, what x does not take. Were the open
+// header's source believed, the flood would count as h's, and within
+// h's streams the paused one has stalled longest. (An open forged to
+// d itself, sealed, fails its handshake while d still reads it.) The
+// paused reader should keep its circuit.
+func TestAttackForgedSourceStallFloodSparesPausedReader(t *testing.T) {
+	c := pausedReaderCluster(t, func(cfg *Config) {
+		if cfg.Name == "x" {
+			cfg.E2E = E2EOff
+		}
+	}, "m-r", "h-r", "r-d", "d-x")
+	c.waitRoute("m", "x", 3)
+	m, x := c.nodes["m"], c.nodes["x"]
+	startSink(t, x)
+	l := m.link("r")
+	pausedReaderUnderFlood(t, c, func() []func() {
+		var closers []func()
+		for range 2 * stallAttackers {
+			o := &circuit.Open{Dest: "x", Source: "h", Service: "sink", Hop: 1, HopLimit: 15}
+			s, err := openClearByHand(ctxT(t, 10*time.Second), l, o)
+			if err != nil {
+				if s != nil {
+					s.Reset(circuit.CloseCancelled)
+				}
+				t.Logf("m's forged open: %v", err)
+				continue
+			}
+			closers = append(closers, fill(s.Write, func() { s.Reset(circuit.CloseCancelled) }))
+		}
+		if len(closers) == 0 {
+			t.Fatal("x accepted none of m's forged opens")
+		}
+		return closers
+	})
+}
+
+// openClearByHand opens a clear circuit with header o on l and reads the
+// result; it fails unless the circuit was accepted. The caller owns the
+// stream, nil only when it could not be opened.
+func openClearByHand(ctx context.Context, l links.Link, o *circuit.Open) (links.Stream, error) {
+	s, err := l.OpenStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b, err := o.AppendTo(nil)
+	if err != nil {
+		return s, err
+	}
+	if _, err := s.Write(b); err != nil {
+		return s, err
+	}
+	res, err := circuit.ReadResult(s, 0)
+	if err != nil {
+		return s, err
+	}
+	if res.Code != circuit.Accepted {
+		return s, fmt.Errorf("refused: %v: %s", res.Code, res.Reason)
+	}
+	return s, nil
+}
+
+const stallAttackers = 24
+
+// fill writes chunks with write until it fails, on a goroutine; the
+// function returned ends it with stop and waits for it.
+func fill(write func([]byte) (int, error), stop func()) func() {
+	chunk := make([]byte, 16<<10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if _, err := write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	return func() { stop(); <-done }
+}
+
+// pausedReaderCluster builds a cluster of links (tweak, if not nil, sets
+// more) with small windows and a short ReaderStall, and waits for h's route to d (through r).
+func pausedReaderCluster(t *testing.T, tweak func(*Config), pairs ...string) *cluster {
 	c := newCluster(t, true)
 	c.tweak = func(cfg *Config) {
-		cfg.Limits.StreamWindow = streamWindow
-		cfg.Limits.LinkWindow = linkWindow
+		cfg.Limits.StreamWindow = 64 << 10
+		cfg.Limits.LinkWindow = 1 << 20
 		cfg.Limits.ReaderStall = 500 * time.Millisecond
+		if tweak != nil {
+			tweak(cfg)
+		}
 	}
-	c.build("a-r", "h-r", "r-d")
-	c.waitRoute("a", "d", 2)
+	c.build(pairs...)
 	c.waitRoute("h", "d", 2)
-	d, a, h := c.nodes["d"], c.nodes["a"], c.nodes["h"]
-	startSink(t, d)
+	return c
+}
 
+// pausedReaderUnderFlood opens h's circuit to a reader at d that takes
+// one byte and pauses, starts flood (which returns what ends it) once
+// the circuit waits, lets the reader go on 5 s later, and fails the test
+// unless the reader gets all of h's bytes.
+func pausedReaderUnderFlood(t *testing.T, c *cluster, flood func() []func()) {
+	const honestBytes = 256 << 10
+	d, h := c.nodes["d"], c.nodes["h"]
+	startSink(t, d)
 	// The paused reader at d: one byte, then nothing until resume.
 	lis, err := d.Listen("paused")
 	if err != nil {
@@ -89,33 +202,11 @@ func TestAttackStallFloodSparesPausedReader(t *testing.T) {
 	}()
 	time.Sleep(2 * time.Second) // h's circuit waits on its paused reader
 
-	// The flood, as TestStalledReadersCannotStarveALink's.
-	var attack sync.WaitGroup
-	var conns []Conn
-	chunk := make([]byte, 16<<10)
-	for i := range 2 * attackers {
-		service := "sink"
-		if i%2 == 1 {
-			service = EchoService
-		}
-		conn, err := a.DialWith(ctxT(t, 10*time.Second), "d", service, DialOptions{NoResume: true})
-		if err != nil {
-			continue
-		}
-		conns = append(conns, conn)
-		attack.Go(func() {
-			for {
-				if _, err := conn.Write(chunk); err != nil {
-					return
-				}
-			}
-		})
-	}
+	stops := flood()
 	defer func() {
-		for _, conn := range conns {
-			conn.Close()
+		for _, stop := range stops {
+			stop()
 		}
-		attack.Wait()
 	}()
 	time.Sleep(5 * time.Second)
 	close(resume)
@@ -126,7 +217,7 @@ func TestAttackStallFloodSparesPausedReader(t *testing.T) {
 		if err != nil || werr != nil {
 			stalled := errors.As(err, &re) && re.Code.Reason() == circuit.CloseStalled ||
 				errors.As(werr, &re) && re.Code.Reason() == circuit.CloseStalled
-			t.Errorf("a's stalled circuits got h's paused circuit reset (reset as stalled: %v): reader: %v; h's write: %v", stalled, err, werr)
+			t.Errorf("the flood got h's paused circuit reset (reset as stalled: %v): reader: %v; h's write: %v", stalled, err, werr)
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("the paused reader got neither its bytes nor an error within a minute")
