@@ -173,7 +173,8 @@ func (c *QUICConfig) unreadBound(got int64) uint64 {
 	return min(c.MaxStreamWindow, max(init, 4*uint64(max(got, 0))))
 }
 
-// count puts s, stalled with bound b, in the sum (or updates its bound).
+// count puts s, stalled with bound b, in the sum (or updates its bound
+// and source).
 func (r *reclaimScan) count(s *quicStream, b uint64) {
 	if s.hidx < 0 {
 		if r.bySource == nil {
@@ -183,6 +184,14 @@ func (r *reclaimScan) count(s *quicStream, b uint64) {
 		r.sum += b
 		r.bySource[s.src] += b
 		heap.Push(&r.counted, s)
+		return
+	}
+	if src := s.sourceName(); src != s.src { // named again (SetSource)
+		r.shed(s)
+		s.src, s.bound = src, b
+		r.sum += b
+		r.bySource[src] += b
+		heap.Fix(&r.counted, s.hidx)
 		return
 	}
 	if s.bound != b {

@@ -50,10 +50,13 @@ type quicStream struct {
 	src    string
 }
 
-// SetSource names the node a stream's circuit comes from: the link's
-// reclaim of stalled streams resets those of the source holding the most
-// first (see reclaim.go). Streams never named count against one unnamed
-// source. It does nothing for streams of other transports.
+// SetSource names the source a stream's circuit counts against: the
+// link's reclaim of stalled streams resets those of the source holding
+// the most first (see reclaim.go). Streams never named count against one
+// unnamed source. A stream may be named again (once its source is
+// proven, say); a stream already counted as stalled moves to the new
+// name the next time the reclaim examines it. It does nothing for
+// streams of other transports.
 func SetSource(s Stream, source string) {
 	if q, ok := s.(*quicStream); ok {
 		q.source.Store(&source)

@@ -104,7 +104,10 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 		refuse(code, err.Error())
 		return
 	}
-	links.SetSource(out, o.Source) // its replies, too, are o.Source's circuit's
+	// Its replies, too, count against the circuit's source, as claimed by
+	// the neighbour it came from: a neighbour naming another node's
+	// circuits as their source shares only its own claims' key.
+	links.SetSource(out, relaySource(o, from).String())
 	openSent(span, via)
 	if l := n.link(via); l != nil {
 		setLinkAttrs(span, l)
