@@ -296,6 +296,23 @@ func TestReclaimResetsLongestStalledFirst(t *testing.T) {
 // the source holding the most, until the rest fit (two of them), and h's
 // paused circuit reads on.
 func TestReclaimResetsHeaviestSourceFirst(t *testing.T) {
+	reclaimSparesPausedSource(t, "h", "a", "")
+}
+
+// TestReclaimRenamedStreamMovesSource: as
+// TestReclaimResetsHeaviestSourceFirst, but h's paused circuit is first
+// named as a's streams are ("c", a claim anyone relaying may make) and,
+// once counted as stalled, named "h" (its source proven): the reclaim
+// counts it against h, not against the claim whose streams hold the
+// most, and it reads on.
+func TestReclaimRenamedStreamMovesSource(t *testing.T) {
+	reclaimSparesPausedSource(t, "c", "c", "h")
+}
+
+// reclaimSparesPausedSource runs TestReclaimResetsHeaviestSourceFirst with
+// h's paused stream named pausedAs, then (if not "") renamed to after it
+// was counted as stalled, and a's streams named attackerAs.
+func reclaimSparesPausedSource(t *testing.T, pausedAs, attackerAs, renamed string) {
 	const attackers = 3
 	ca := testCA(t, "m")
 	var resets resetLog
@@ -329,11 +346,11 @@ func TestReclaimResetsHeaviestSourceFirst(t *testing.T) {
 					return
 				}
 				if first[0] == 'p' {
-					SetSource(s, "h")
+					SetSource(s, pausedAs)
 					paused <- s
 					return
 				}
-				SetSource(s, "a")
+				SetSource(s, attackerAs)
 				held <- struct{}{}
 				<-lb.Done()
 				s.Reset(0)
@@ -354,6 +371,9 @@ func TestReclaimResetsHeaviestSourceFirst(t *testing.T) {
 	defer hb.Reset(0)
 	// h's reader stalls first, and is counted, before a's streams open.
 	time.Sleep(2 * 300 * time.Millisecond)
+	if renamed != "" {
+		SetSource(hb, renamed)
+	}
 
 	for range attackers {
 		s, err := la.OpenStream(ctxT(t))
