@@ -210,6 +210,8 @@ func fullFirst(o *circuit.Open, rest []byte) bool {
 // relays; counted apart, one neighbour's claims never use up the source's
 // own allowance here (TestAttackForgedSourceExhaustsRelayShare), while
 // all claims for a source are bounded together (limiter.claimedLimit).
+// Its String names a circuit's streams for the links' reclaim of stalled
+// streams (links.SetSource), for the same reason.
 func relaySource(o *circuit.Open, from string) limitSource {
 	if o.Hop == 0 {
 		return limitSource{name: o.Source}
