@@ -14,7 +14,11 @@ import (
 // credit. Each probe tick the link therefore looks for stalled streams: no
 // Read in progress, too little read for ReaderStall, and bytes waiting
 // unread. While what they may hold together exceeds half the window, it
-// resets those found holding bytes, longest stalled first, then largest.
+// resets those found holding bytes: first those of the source (SetSource)
+// whose counted streams may hold the most, so that a source filling
+// streams it never reads pays with its own, not with an older stream of
+// another source whose reader paused; within a source, longest stalled
+// first, then largest.
 // A stream whose reader is merely idle (nothing waits) is never reset; a
 // slow reader taking less than stallProgress per ReaderStall while bytes
 // wait counts as stalled.
@@ -70,9 +74,13 @@ type reclaimScan struct {
 	cursor  int           // next place in watch to examine
 	counted stallHeap     // streams counted as stalled
 	sum     uint64        // the bounds of counted together
-	scanned int           // streams examined and taken off the heap by the last pass
-	lookBuf [1]byte       // the look at unread bytes
-	stalled []*quicStream // scratch: the streams found holding bytes
+	// bySource splits sum by the streams' sources (SetSource); a source
+	// leaves it when its last stream does, so it holds at most one entry
+	// per stream in the sum.
+	bySource map[string]uint64
+	scanned  int           // streams examined and taken off the heap by the last pass
+	lookBuf  [1]byte       // the look at unread bytes
+	stalled  []*quicStream // scratch: the streams found holding bytes
 	// The link's queued and gone lists are swapped with these each tick,
 	// so a reader leaving a Read appends to a slice that has room: the
 	// success path of Read allocates nothing however often it is queued.
@@ -165,16 +173,30 @@ func (c *QUICConfig) unreadBound(got int64) uint64 {
 	return min(c.MaxStreamWindow, max(init, 4*uint64(max(got, 0))))
 }
 
-// count puts s, stalled with bound b, in the sum (or updates its bound).
+// count puts s, stalled with bound b, in the sum (or updates its bound
+// and source).
 func (r *reclaimScan) count(s *quicStream, b uint64) {
 	if s.hidx < 0 {
-		s.bound = b
+		if r.bySource == nil {
+			r.bySource = make(map[string]uint64)
+		}
+		s.src, s.bound = s.sourceName(), b
 		r.sum += b
+		r.bySource[s.src] += b
 		heap.Push(&r.counted, s)
+		return
+	}
+	if src := s.sourceName(); src != s.src { // named again (SetSource)
+		r.shed(s)
+		s.src, s.bound = src, b
+		r.sum += b
+		r.bySource[src] += b
+		heap.Fix(&r.counted, s.hidx)
 		return
 	}
 	if s.bound != b {
 		r.sum += b - s.bound
+		r.bySource[s.src] += b - s.bound
 		s.bound = b
 		heap.Fix(&r.counted, s.hidx)
 	}
@@ -183,9 +205,31 @@ func (r *reclaimScan) count(s *quicStream, b uint64) {
 // uncount takes s out of the sum.
 func (r *reclaimScan) uncount(s *quicStream) {
 	if s.hidx >= 0 {
-		r.sum -= s.bound
 		heap.Remove(&r.counted, s.hidx)
+		r.shed(s)
 	}
+}
+
+// shed takes s, off the heap, out of the sum.
+func (r *reclaimScan) shed(s *quicStream) {
+	r.sum -= s.bound
+	if left := r.bySource[s.src] - s.bound; left > 0 {
+		r.bySource[s.src] = left
+	} else {
+		delete(r.bySource, s.src)
+	}
+}
+
+// heaviest is the index in stalled of the first stream whose source holds
+// the most of the sum.
+func (r *reclaimScan) heaviest(stalled []*quicStream) int {
+	best, most := 0, uint64(0)
+	for i, s := range stalled {
+		if b := r.bySource[s.src]; b > most {
+			best, most = i, b
+		}
+	}
+	return best
 }
 
 // stalled reports whether s's receive side is open, no Read is in
@@ -282,23 +326,25 @@ func (l *quicLink) reclaim(now time.Time) {
 		s := heap.Pop(&r.counted).(*quicStream)
 		r.scanned++
 		if !s.stalled(cfg) { // it read since it was examined
-			r.sum -= s.bound
+			r.shed(s)
 			continue
 		}
 		looks++
 		if !s.unread(r.lookBuf[:]) {
 			s.idleAt = now
-			r.sum -= s.bound
+			r.shed(s)
 			continue
 		}
 		stalled = append(stalled, s)
 	}
-	n := 0
-	for _, s := range stalled {
-		if r.sum <= budget {
-			break
-		}
-		r.sum -= s.bound
+	// Reset those of the source holding the most first, in the heap's
+	// order within a source, while the sum exceeds the budget.
+	n, found := 0, len(stalled)
+	for r.sum > budget && len(stalled) > 0 {
+		i := r.heaviest(stalled)
+		s := stalled[i]
+		stalled = slices.Delete(stalled, i, i+1)
+		r.shed(s)
 		s.Reset(cfg.StalledCode)
 		n++
 		l.t.stalled.Add(1)
@@ -307,14 +353,14 @@ func (l *quicLink) reclaim(now time.Time) {
 		}
 	}
 	// Those left in the sum go back on the heap.
-	for _, s := range stalled[n:] {
+	for _, s := range stalled {
 		heap.Push(&r.counted, s)
 	}
 	clear(stalled)
 	r.stalled = stalled[:0]
 	if n > 0 {
 		l.t.stallLog.Warn(l.hello.Node, "reset circuit streams whose readers stalled holding the link's receive buffer",
-			"peer", l.hello.Node, "reset", n, "stalled", len(stalled), "link_window", cfg.LinkWindow,
+			"peer", l.hello.Node, "reset", n, "stalled", found, "link_window", cfg.LinkWindow,
 			"reader_stall", cfg.ReaderStall, "total_reset", l.t.stalled.Load())
 	}
 }

@@ -288,3 +288,117 @@ func TestReclaimResetsLongestStalledFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestReclaimResetsHeaviestSourceFirst: a circuit from h, whose reader
+// took one byte and paused with 64 KiB waiting, has been stalled longest
+// when a's three streams, never read, join it. The four may hold 256 KiB,
+// more than half the 256 KiB link window: the reclaim resets a's streams,
+// the source holding the most, until the rest fit (two of them), and h's
+// paused circuit reads on.
+func TestReclaimResetsHeaviestSourceFirst(t *testing.T) {
+	reclaimSparesPausedSource(t, "h", "a", "")
+}
+
+// TestReclaimRenamedStreamMovesSource: as
+// TestReclaimResetsHeaviestSourceFirst, but h's paused circuit is first
+// named as a's streams are ("c", a claim anyone relaying may make) and,
+// once counted as stalled, named "h" (its source proven): the reclaim
+// counts it against h, not against the claim whose streams hold the
+// most, and it reads on.
+func TestReclaimRenamedStreamMovesSource(t *testing.T) {
+	reclaimSparesPausedSource(t, "c", "c", "h")
+}
+
+// reclaimSparesPausedSource runs TestReclaimResetsHeaviestSourceFirst with
+// h's paused stream named pausedAs, then (if not "") renamed to after it
+// was counted as stalled, and a's streams named attackerAs.
+func reclaimSparesPausedSource(t *testing.T, pausedAs, attackerAs, renamed string) {
+	const attackers = 3
+	ca := testCA(t, "m")
+	var resets resetLog
+	mod := func(c *QUICConfig) {
+		c.MaxStreamWindow = 64 << 10
+		c.LinkWindow = 256 << 10
+		c.ReaderStall = 300 * time.Millisecond
+		c.OnStalled = resets.note
+	}
+	a := newNode(t, issue(t, ca, "a"), mod)
+	b := newNode(t, issue(t, ca, "b"), mod)
+	la := dial(t, a, b)
+	lb := acceptedLink(t, b, "a")
+
+	// b names each stream's source by its first byte: 'p' is h's paused
+	// circuit, the rest are a's and never read again.
+	paused := make(chan Stream, 1)
+	held := make(chan struct{}, attackers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer a.Close()
+	wg.Go(func() {
+		for {
+			s, err := lb.AcceptStream(context.Background())
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				var first [1]byte
+				if _, err := io.ReadFull(s, first[:]); err != nil {
+					return
+				}
+				if first[0] == 'p' {
+					SetSource(s, pausedAs)
+					paused <- s
+					return
+				}
+				SetSource(s, attackerAs)
+				held <- struct{}{}
+				<-lb.Done()
+				s.Reset(0)
+			})
+		}
+	})
+
+	chunk := bytes.Repeat([]byte("x"), 64<<10)
+	honest, err := la.OpenStream(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = honest.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	if _, err := honest.Write(append([]byte("p"), chunk...)); err != nil {
+		t.Fatal(err)
+	}
+	hb := <-paused
+	defer hb.Reset(0)
+	// h's reader stalls first, and is counted, before a's streams open.
+	time.Sleep(2 * 300 * time.Millisecond)
+	if renamed != "" {
+		SetSource(hb, renamed)
+	}
+
+	for range attackers {
+		s, err := la.OpenStream(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Reset(0)
+		_ = s.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if _, err := s.Write(append([]byte("x"), chunk...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range attackers {
+		<-held
+	}
+	waitFor(t, "the reclaim to reset two streams", 30*time.Second, func() bool { return b.StalledStreams() >= 2 })
+
+	_ = hb.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(hb, chunk); err != nil {
+		t.Fatalf("h's paused circuit, stalled longest but holding less than a's streams, was reset: %v", err)
+	}
+	if _, err := honest.Write([]byte("more")); err != nil {
+		t.Fatalf("h's paused circuit was reset: %v", err)
+	}
+	if n := b.StalledStreams(); n != 2 {
+		t.Fatalf("%d streams reset, want 2 of a's (the rest fit in half the window)", n)
+	}
+}

@@ -26,6 +26,9 @@ type quicStream struct {
 	got     atomic.Int64
 	reading atomic.Int32
 	watched atomic.Bool
+	// source is the node the stream's circuit comes from, as SetSource
+	// named it (nil: not named).
+	source atomic.Pointer[string]
 	// rmu is held by Read and Peek, and by the reclaim pass while it looks
 	// at what waits unread; dmu guards the reader's deadline, which that
 	// look borrows.
@@ -37,13 +40,35 @@ type quicStream struct {
 	// progress, since when it has not, the most the stream may hold, when
 	// it was last seen holding too little to matter, and its place in the
 	// pass's heap of counted streams (-1: not counted) and on its watch
-	// list (-1: not on it).
+	// list (-1: not on it), and the source it is counted against.
 	mark   int64
 	since  time.Time
 	bound  uint64
 	idleAt time.Time
 	hidx   int
 	widx   int
+	src    string
+}
+
+// SetSource names the source a stream's circuit counts against: the
+// link's reclaim of stalled streams resets those of the source holding
+// the most first (see reclaim.go). Streams never named count against one
+// unnamed source. A stream may be named again (once its source is
+// proven, say); a stream already counted as stalled moves to the new
+// name the next time the reclaim examines it. It does nothing for
+// streams of other transports.
+func SetSource(s Stream, source string) {
+	if q, ok := s.(*quicStream); ok {
+		q.source.Store(&source)
+	}
+}
+
+// sourceName is the name SetSource gave s, or "".
+func (s *quicStream) sourceName() string {
+	if p := s.source.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 const (

@@ -74,6 +74,11 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 		n.refuse(s, circuit.Policy, err.Error())
 		return
 	}
+	// The link's reclaim of stalled streams resets those of the source
+	// holding the most first: a source's flood costs its own circuits.
+	// Named as the limits count it: a source a neighbour claims is that
+	// neighbour's claim, until a destination's handshake proves it.
+	links.SetSource(s, relaySource(o, l.Peer()).String())
 	if o.Dest == n.cfg.Name || n.cfg.hooks != nil && n.cfg.hooks.claim != nil && n.cfg.hooks.claim(o.Dest) {
 		s = withFirst(s, rest)
 		aheadBufs.Put(bp)
@@ -122,6 +127,14 @@ func withFirst(s links.Stream, first []byte) links.Stream {
 		return s
 	}
 	return &readFirst{Stream: s, first: append([]byte(nil), first...)}
+}
+
+// linkStream is the link's stream under s.
+func linkStream(s links.Stream) links.Stream {
+	if r, ok := s.(*readFirst); ok {
+		return r.Stream
+	}
+	return s
 }
 
 // readFirst is a stream whose first bytes were already read from it.
@@ -258,6 +271,11 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	spanResult(span, codeLabel(circuit.Accepted), n.cfg.Name)
 	if resp != nil {
 		n.keyBook.store(resp.PeerRecord())
+		// The handshake proved the source: the reclaim of stalled
+		// streams counts the stream against it, not against the claim
+		// of the neighbour that relayed it, which anyone relaying
+		// through that neighbour may make too.
+		links.SetSource(linkStream(s), o.Source)
 	}
 	tc := n.track(c, "accept", span, t, entry)
 	if !n.policeDial(tc, o, resp) {

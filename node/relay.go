@@ -104,6 +104,10 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 		refuse(code, err.Error())
 		return
 	}
+	// Its replies, too, count against the circuit's source, as claimed by
+	// the neighbour it came from: a neighbour naming another node's
+	// circuits as their source shares only its own claims' key.
+	links.SetSource(out, relaySource(o, from).String())
 	openSent(span, via)
 	if l := n.link(via); l != nil {
 		setLinkAttrs(span, l)
@@ -206,6 +210,8 @@ func fullFirst(o *circuit.Open, rest []byte) bool {
 // relays; counted apart, one neighbour's claims never use up the source's
 // own allowance here (TestAttackForgedSourceExhaustsRelayShare), while
 // all claims for a source are bounded together (limiter.claimedLimit).
+// Its String names a circuit's streams for the links' reclaim of stalled
+// streams (links.SetSource), for the same reason.
 func relaySource(o *circuit.Open, from string) limitSource {
 	if o.Hop == 0 {
 		return limitSource{name: o.Source}
