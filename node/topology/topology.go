@@ -19,7 +19,7 @@
 //   - At or above Target, add a wanted near neighbour only when it is
 //     clearly better than a current outgoing link that is not wanted
 //     (Replace times closer plus Slack) and at least MinAge old (plus up
-//     to half of it, a stable per-link spread); that link is dropped once
+//     to ReplaceSpread, a stable per-link part of it); that link is dropped once
 //     the better one is up and no route of this node depends on the old
 //     one alone (Link.Stranded is 0: make before break). Incoming links are never dropped for being
 //     unwanted, so two nodes that disagree do not fight.
@@ -70,8 +70,11 @@ const (
 	DefaultReplace = 2.0
 	DefaultSlack   = 2 * time.Millisecond
 	DefaultAdds    = 2
-	DefaultMinAge  = 30 * time.Second
-	DefaultStatic  = 4
+	DefaultMinAge  = 10 * time.Second
+	// ReplaceSpread is how much longer than MinAge a link may wait to be
+	// replaced: each link a stable part of it (Decide).
+	ReplaceSpread = 15 * time.Second
+	DefaultStatic = 4
 	// Shortcuts (Config.Stretch, Gain).
 	DefaultStretch = 1.6
 	DefaultGain    = time.Millisecond
@@ -101,8 +104,8 @@ type Config struct {
 	Slack   time.Duration
 	// MinAge is the age a link must reach before a closer neighbour may
 	// replace it, so that a link is not closed while coordinates are
-	// still settling; each link waits up to half of it more, by a seeded
-	// hash of its peer. Default DefaultMinAge; negative means none.
+	// still settling; each link waits up to ReplaceSpread more, by a
+	// seeded hash of its peer. Default DefaultMinAge; negative means none.
 	MinAge time.Duration
 	// Adds bounds the links added per call. Default DefaultAdds.
 	Adds int
@@ -567,8 +570,8 @@ func (p *planner) plan() Plan {
 }
 
 // replaceable reports whether l is old enough to be replaced by a closer
-// neighbour: MinAge plus up to half of it more, by the seeded hash of its
-// peer, so that the links a mesh made in one burst (nodes joining
+// neighbour: MinAge plus up to ReplaceSpread more, by the seeded hash of
+// its peer, so that the links a mesh made in one burst (nodes joining
 // together) do not all come up for replacement in the same second. Each
 // replacement costs routing a moment of convergence; spread out, they do
 // not pile up. A link of unknown age counts as old.
@@ -576,11 +579,10 @@ func (p *planner) replaceable(l Link) bool {
 	if l.Age == 0 {
 		return true
 	}
-	spread := p.cfg.MinAge / 2
-	if spread <= 0 {
-		return l.Age >= p.cfg.MinAge
+	if p.cfg.MinAge == 0 {
+		return true
 	}
-	return l.Age >= p.cfg.MinAge+time.Duration(p.hash(l.Peer)%uint64(spread))
+	return l.Age >= p.cfg.MinAge+time.Duration(p.hash(l.Peer)%uint64(ReplaceSpread))
 }
 
 // probes returns the members Plan.Probe lists (after plan).
