@@ -18,8 +18,10 @@
 //   - Below Target, add wanted neighbours first, then the nearest others.
 //   - At or above Target, add a wanted near neighbour only when it is
 //     clearly better than a current outgoing link that is not wanted
-//     (Replace times closer plus Slack) and at least MinAge old; that link
-//     is dropped once the better one is up. Incoming links are never dropped for being
+//     (Replace times closer plus Slack) and at least MinAge old (plus up
+//     to ReplaceSpread, a stable per-link part of it); that link is dropped once
+//     the better one is up and no route of this node depends on the old
+//     one alone (Link.Stranded is 0: make before break). Incoming links are never dropped for being
 //     unwanted, so two nodes that disagree do not fight.
 //   - Shortcuts: a router at or above Target and below Max−1 links, from
 //     which routing reaches every router member, links to the nearby
@@ -68,8 +70,11 @@ const (
 	DefaultReplace = 2.0
 	DefaultSlack   = 2 * time.Millisecond
 	DefaultAdds    = 2
-	DefaultMinAge  = 30 * time.Second
-	DefaultStatic  = 4
+	DefaultMinAge  = 10 * time.Second
+	// ReplaceSpread is how much longer than MinAge a link may wait to be
+	// replaced: each link a stable part of it (Decide).
+	ReplaceSpread = 15 * time.Second
+	DefaultStatic = 4
 	// Shortcuts (Config.Stretch, Gain).
 	DefaultStretch = 1.6
 	DefaultGain    = time.Millisecond
@@ -99,7 +104,8 @@ type Config struct {
 	Slack   time.Duration
 	// MinAge is the age a link must reach before a closer neighbour may
 	// replace it, so that a link is not closed while coordinates are
-	// still settling. Default DefaultMinAge; negative means none.
+	// still settling; each link waits up to ReplaceSpread more, by a
+	// seeded hash of its peer. Default DefaultMinAge; negative means none.
 	MinAge time.Duration
 	// Adds bounds the links added per call. Default DefaultAdds.
 	Adds int
@@ -233,6 +239,13 @@ type Link struct {
 	// Shortcut marks a link this node dialled as a shortcut (WhyShortcut):
 	// no closer neighbour replaces it while it stays nearby.
 	Shortcut bool
+	// Stranded is how many destinations this node's routing would lose
+	// for a while if the link closed: routes whose next hop is the peer
+	// and that have no loop-free alternate (Babel's feasibility
+	// condition leaves them unreachable until a newer seqno comes). A
+	// link is replaced only while it is 0: once the routes through the
+	// replacement are in.
+	Stranded int
 }
 
 // Input is everything Plan looks at.
@@ -510,7 +523,7 @@ func (p *planner) plan() Plan {
 	radius := p.radius(near)
 	var spare []Link
 	for _, l := range p.in.Links {
-		if l.Outbound && !l.Static && !wanted[l.Peer] && (l.Age == 0 || l.Age >= p.cfg.MinAge) &&
+		if l.Outbound && !l.Static && !wanted[l.Peer] && p.replaceable(l) &&
 			(!l.Shortcut || p.linkDist(l) > radius) {
 			spare = append(spare, l)
 		}
@@ -531,7 +544,7 @@ func (p *planner) plan() Plan {
 		// mesh, and the repair that follows would add it back).
 		if p.degree > target {
 			for name := range near {
-				if nl, ok := p.linked[name]; ok && p.clearlyBetter(p.linkDist(nl), worse) && len(p.in.Unreachable) == 0 && l.Alternates > 0 {
+				if nl, ok := p.linked[name]; ok && p.clearlyBetter(p.linkDist(nl), worse) && len(p.in.Unreachable) == 0 && l.Alternates > 0 && l.Stranded == 0 {
 					out.Drop = append(out.Drop, Drop{Peer: l.Peer, Reason: "replaced by a closer neighbour " + name, Why: WhyReplace})
 					return out
 				}
@@ -554,6 +567,22 @@ func (p *planner) plan() Plan {
 		}
 	}
 	return out
+}
+
+// replaceable reports whether l is old enough to be replaced by a closer
+// neighbour: MinAge plus up to ReplaceSpread more, by the seeded hash of
+// its peer, so that the links a mesh made in one burst (nodes joining
+// together) do not all come up for replacement in the same second. Each
+// replacement costs routing a moment of convergence; spread out, they do
+// not pile up. A link of unknown age counts as old.
+func (p *planner) replaceable(l Link) bool {
+	if l.Age == 0 {
+		return true
+	}
+	if p.cfg.MinAge == 0 {
+		return true
+	}
+	return l.Age >= p.cfg.MinAge+time.Duration(p.hash(l.Peer)%uint64(ReplaceSpread))
 }
 
 // probes returns the members Plan.Probe lists (after plan).

@@ -129,10 +129,14 @@ func TestDecide(t *testing.T) {
 		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 3, Max: 5, Long: -1, Adds: 10, MinAge: time.Minute},
 			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r1", Outbound: true, RTT: ms(20)}, {Peer: "r9", Outbound: true, RTT: ms(100), Age: 59 * time.Second}}},
 	}, {
-		name: "a far outgoing link older than MinAge is replaced",
+		name: "a far outgoing link older than MinAge and its spread is replaced",
 		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 3, Max: 5, Long: -1, Adds: 10, MinAge: time.Minute},
-			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r1", Outbound: true, RTT: ms(20)}, {Peer: "r9", Outbound: true, RTT: ms(100), Age: time.Minute}}},
+			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r1", Outbound: true, RTT: ms(20)}, {Peer: "r9", Outbound: true, RTT: ms(100), Age: time.Minute + ReplaceSpread}}},
 		wantAdd: []string{"r2"},
+	}, {
+		name: "once the closer one is up a far outgoing link that routes depend on alone is kept",
+		in: Input{Self: "me", Coord: at(0), Members: ten, Config: cfg,
+			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r1", Outbound: true, RTT: ms(20)}, {Peer: "r2", Outbound: true, RTT: ms(30)}, {Peer: "r9", Outbound: true, RTT: ms(100), Alternates: 1, Stranded: 1}}},
 	}, {
 		name: "once the closer one is up the far outgoing link is dropped",
 		in: Input{Self: "me", Coord: at(0), Members: ten, Config: cfg,
@@ -492,5 +496,33 @@ func TestCoordDistanceIsDistanceTo(t *testing.T) {
 		if got, want := coordDistance(a, b), a.DistanceTo(b); got != want {
 			t.Fatalf("coordDistance = %v, DistanceTo = %v (%+v, %+v)", got, want, a, b)
 		}
+	}
+}
+
+// TestReplaceableSpread: links made in one burst come up for replacement
+// over ReplaceSpread after MinAge, not all at once, and every one by then.
+func TestReplaceableSpread(t *testing.T) {
+	cfg := Config{MinAge: time.Minute}.withDefaults()
+	p := planner{in: Input{Self: "me"}, cfg: cfg, hashes: map[string]uint64{}}
+	early, late := 0, 0
+	for i := range 100 {
+		l := Link{Peer: fmt.Sprintf("r%d", i), Outbound: true}
+		l.Age = time.Minute - time.Second
+		if p.replaceable(l) {
+			t.Fatalf("%s replaceable at %v, below MinAge", l.Peer, l.Age)
+		}
+		l.Age = time.Minute + ReplaceSpread
+		if !p.replaceable(l) {
+			t.Fatalf("%s not replaceable at %v", l.Peer, l.Age)
+		}
+		l.Age = time.Minute + ReplaceSpread/2
+		if p.replaceable(l) {
+			early++
+		} else {
+			late++
+		}
+	}
+	if early < 20 || late < 20 {
+		t.Errorf("half way through the spread %d of 100 links replaceable, %d not: want both many", early, late)
 	}
 }
