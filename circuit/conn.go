@@ -137,9 +137,6 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	if c.sec != nil {
 		n, err := c.writeSealed(p)
-		if b := c.broken.Load(); err != nil && b != nil {
-			return n, *b
-		}
 		return n, c.refusalOr(err)
 	}
 	n, err := c.s.Write(p)
@@ -271,9 +268,15 @@ func (c *Conn) takeRefusal(reason string) error {
 // stream were sent together), and by the write deadline. When a Read is in
 // progress it is not waited for (it may wait without a deadline): that
 // Read surfaces the refusal. It returns the refusal, or nil.
-// refusalOr returns the refusal awaitRefusal finds for a failed write's
-// err (not a timeout), else err.
+// refusalOr returns, for a failed write's err, the read error for which
+// this end reset a sealed circuit (broken), else the refusal awaitRefusal
+// finds (not for a timeout), else err. Every write path of a sealed conn
+// (Write, and the in-place and held records of the resumable layer) ends
+// here, so that none of them reports "reset by this end" for tampering.
 func (c *Conn) refusalOr(err error) error {
+	if b := c.broken.Load(); err != nil && b != nil {
+		return *b
+	}
 	if err != nil && !isTimeout(err) {
 		if r := c.awaitRefusal(err); r != nil {
 			return r

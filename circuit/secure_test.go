@@ -311,6 +311,11 @@ func TestSealedRelayAttacks(t *testing.T) {
 			if _, err := c.dest.Write([]byte("x")); !errors.Is(err, ErrIntegrity) {
 				t.Fatalf("destination Write after the integrity failure: %v, want ErrIntegrity", err)
 			}
+			// So do the record writes of the resumable layer (its acks).
+			rec := make([]byte, seal.RecordHead+1, seal.RecordHead+1+seal.Overhead)
+			if ok, err := c.dest.writeDataRecord(rec); !ok || !errors.Is(err, ErrIntegrity) {
+				t.Fatalf("destination record write after the integrity failure: %v (sealed %v), want ErrIntegrity", err, ok)
+			}
 		})
 	}
 }
