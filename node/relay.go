@@ -105,8 +105,10 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 		return
 	}
 	// Its replies, too, count against the circuit's source, as claimed by
-	// the neighbour it came from: a neighbour naming another node's
-	// circuits as their source shares only its own claims' key.
+	// the neighbour it came from: a neighbour naming another node as its
+	// circuits' source shares only its own claims' key here. The next
+	// relay sees this relay's claims, the forged and the real alike
+	// (docs/SECURITY.md).
 	links.SetSource(out, relaySource(o, from).String())
 	openSent(span, via)
 	if l := n.link(via); l != nil {
