@@ -14,7 +14,7 @@
 // Each relay reads the header with ReadOpen, checks it, and either refuses
 // with Refuse (NoRoute, HopLimit, Overloaded, ...) or computes the next
 // header with Open.Forward (hop limit decremented, hop index incremented,
-// its name appended to the path when FlagRecordPath is set), opens a stream
+// its name appended to the path), opens a stream
 // on the link to the next hop, writes the header with WriteOpen, and joins
 // the two streams with Splice or StartSplice. The relay does not wait for
 // the result: the splice carries the result header back like any other
@@ -66,7 +66,7 @@
 // the node must call CheckSource with the link's peer and role and refuse
 // with code Policy when it fails: an open at hop 0 must come from its
 // Source itself, a forwarded one from a router (leaves never forward) that
-// ended the recorded path with its own name. A relay, being on the path,
+// ended the path with its own name (Open.CheckPath). A relay, being on the path,
 // can still forge everything it forwards: the Source of circuits it claims
 // to relay, the path, the hop count, the trace context and the result (it
 // can refuse in the destination's name or claim an accept); it also sees

@@ -1,6 +1,7 @@
 package circuit
 
 import (
+	"errors"
 	"fmt"
 	"io"
 )
@@ -13,8 +14,9 @@ const (
 	// FlagEarly: the caller wrote data right after the open header without
 	// waiting for the result.
 	FlagEarly Flags = 1 << 0
-	// FlagRecordPath: every relay appends its name to Open.Path, and the
-	// destination returns the full path in the result.
+	// FlagRecordPath: the source names itself first in Open.Path, and the
+	// destination returns the full path in the result. (Relays append
+	// their names to Open.Path whether it is set or not.)
 	FlagRecordPath Flags = 1 << 1
 )
 
@@ -37,8 +39,40 @@ type Open struct {
 	// W3C trace context of the sender's span.
 	TraceParent, TraceState string
 	Flags                   Flags
-	// Path lists the relays crossed so far when FlagRecordPath is set.
+	// Path lists the relays crossed so far, in order: Hop names, after
+	// the source's own name when FlagRecordPath is set. Every relay
+	// appends its name (Forward) and the next checks that the path ends
+	// with it (CheckPath).
 	Path []string
+}
+
+// ErrForgedPath: an open header's path does not match the hops it claims
+// to have crossed (CheckPath).
+var ErrForgedPath = errors.New("circuit: open path does not match its hops")
+
+// CheckPath checks o's path against peer, the authenticated neighbour o
+// came from: it holds o.Hop names, after o.Source when FlagRecordPath is
+// set, and at hop > 0 it ends with peer. Failures wrap ErrForgedPath.
+//
+// Each relay appending its name and the next checking it makes the path
+// a chain that names, hop by hop back to the first relay that lied, the
+// neighbours an open really came from: a router forging the source of
+// opens it says it relays cannot pose as another relay, since the honest
+// relay after it finds its name last.
+func (o *Open) CheckPath(peer string) error {
+	want := int(o.Hop)
+	if o.Flags&FlagRecordPath != 0 {
+		want++
+	}
+	switch {
+	case len(o.Path) != want:
+		return fmt.Errorf("%w: open at hop %d from %s has a path of %d names, want %d", ErrForgedPath, o.Hop, peer, len(o.Path), want)
+	case o.Flags&FlagRecordPath != 0 && o.Path[0] != o.Source:
+		return fmt.Errorf("%w: recorded path from %s starts with %s, not source %s", ErrForgedPath, peer, o.Path[0], o.Source)
+	case o.Hop > 0 && o.Path[len(o.Path)-1] != peer:
+		return fmt.Errorf("%w: open forwarded by %s ends its path with %s", ErrForgedPath, peer, o.Path[len(o.Path)-1])
+	}
+	return nil
 }
 
 // AppendTo appends the encoded header to b. It fails with an error wrapping
@@ -138,10 +172,9 @@ func parseOpen(body []byte) (*Open, error) {
 }
 
 // Forward returns the header a relay named relay sends to the next hop:
-// HopLimit decremented, Hop incremented, and relay appended to Path when
-// FlagRecordPath is set. It fails with ErrHopLimit when HopLimit is 0 (the
-// relay then refuses with code HopLimit) and with ErrHeaderTooLarge when the
-// path is full.
+// HopLimit decremented, Hop incremented, and relay appended to Path. It
+// fails with ErrHopLimit when HopLimit is 0 (the relay then refuses with
+// code HopLimit) and with ErrHeaderTooLarge when the path is full.
 func (o *Open) Forward(relay string) (*Open, error) {
 	if o.HopLimit == 0 {
 		return nil, fmt.Errorf("circuit to %s/%s at %s: %w", o.Dest, o.Service, relay, ErrHopLimit)
@@ -152,11 +185,9 @@ func (o *Open) Forward(relay string) (*Open, error) {
 	n := *o
 	n.HopLimit--
 	n.Hop++
-	if o.Flags&FlagRecordPath != 0 {
-		if len(o.Path) >= maxListLen {
-			return nil, fmt.Errorf("%w: path of %d relays is full", ErrHeaderTooLarge, len(o.Path))
-		}
-		n.Path = append(o.Path[:len(o.Path):len(o.Path)], relay)
+	if len(o.Path) >= maxListLen {
+		return nil, fmt.Errorf("%w: path of %d names is full", ErrHeaderTooLarge, len(o.Path))
 	}
+	n.Path = append(o.Path[:len(o.Path):len(o.Path)], relay)
 	return &n, nil
 }

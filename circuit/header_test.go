@@ -145,8 +145,12 @@ func TestForward(t *testing.T) {
 		t.Fatal("Forward modified its receiver")
 	}
 	o.Flags = 0
-	if n, _ := o.Forward("r3"); len(n.Path) != 2 {
-		t.Fatal("Forward recorded the path without FlagRecordPath")
+	if n, _ := o.Forward("r3"); !reflect.DeepEqual(n.Path, []string{"r1", "r2", "r3"}) {
+		t.Fatalf("without FlagRecordPath Forward gave the path %q: relays always append theirs", n.Path)
+	}
+	o.Path = make([]string, 255)
+	if _, err := o.Forward("r3"); !errors.Is(err, ErrHeaderTooLarge) {
+		t.Fatalf("full path: %v, want ErrHeaderTooLarge", err)
 	}
 	o.HopLimit = 0
 	if _, err := o.Forward("r3"); !errors.Is(err, ErrHopLimit) {
@@ -155,23 +159,39 @@ func TestForward(t *testing.T) {
 }
 
 func TestCheckSource(t *testing.T) {
-	first := &Open{Dest: "d", Source: "s"}
-	forwarded, _ := (&Open{Dest: "d", Source: "s", HopLimit: 4, Flags: FlagRecordPath}).Forward("r1")
+	first := &Open{Dest: "d", Source: "s", HopLimit: 4}
+	forwarded, _ := first.Forward("r1")
+	twice, _ := forwarded.Forward("r2")
+	recorded := &Open{Dest: "d", Source: "s", HopLimit: 4, Flags: FlagRecordPath, Path: []string{"s"}}
+	recordedFwd, _ := recorded.Forward("r1")
+	with := func(o *Open, f func(*Open)) *Open { n := *o; f(&n); return &n }
 	for _, c := range []struct {
-		o    *Open
-		peer string
-		role links.Role
-		ok   bool
+		name   string
+		o      *Open
+		peer   string
+		role   links.Role
+		ok     bool
+		forged bool // the path is what fails
 	}{
-		{first, "s", links.RoleLeaf, true},
-		{first, "mallory", links.RoleRouter, false}, // self-declared source
-		{forwarded, "r1", links.RoleRouter, true},
-		{forwarded, "r1", links.RoleLeaf, false},   // leaves never forward
-		{forwarded, "r2", links.RoleRouter, false}, // path does not end with the sender
+		{"first", first, "s", links.RoleLeaf, true, false},
+		{"self-declared source", first, "mallory", links.RoleRouter, false, false},
+		{"forwarded", forwarded, "r1", links.RoleRouter, true, false},
+		{"forwarded twice", twice, "r2", links.RoleRouter, true, false},
+		{"recorded", recorded, "s", links.RoleLeaf, true, false},
+		{"recorded, forwarded", recordedFwd, "r1", links.RoleRouter, true, false},
+		{"leaves never forward", forwarded, "r1", links.RoleLeaf, false, false},
+		{"path does not end with the sender", forwarded, "r2", links.RoleRouter, false, true},
+		{"sender poses as an earlier relay", twice, "r1", links.RoleRouter, false, true},
+		{"no path at hop 1", with(forwarded, func(o *Open) { o.Path = nil }), "r1", links.RoleRouter, false, true},
+		{"path longer than the hops", with(forwarded, func(o *Open) { o.Path = []string{"x", "r1"} }), "r1", links.RoleRouter, false, true},
+		{"path shorter than the hops", with(twice, func(o *Open) { o.Path = []string{"r2"} }), "r2", links.RoleRouter, false, true},
+		{"path at hop 0", with(first, func(o *Open) { o.Path = []string{"s"} }), "s", links.RoleLeaf, false, true},
+		{"recorded path without the source", with(recorded, func(o *Open) { o.Path = nil }), "s", links.RoleLeaf, false, true},
+		{"recorded path starting elsewhere", with(recordedFwd, func(o *Open) { o.Path = []string{"x", "r1"} }), "r1", links.RoleRouter, false, true},
 	} {
 		err := CheckSource(c.o, c.peer, c.role)
-		if c.ok != (err == nil) || err != nil && !errors.Is(err, ErrRefusedByPolicy) {
-			t.Errorf("hop %d source %s from %s (%s): %v", c.o.Hop, c.o.Source, c.peer, c.role, err)
+		if c.ok != (err == nil) || err != nil && !errors.Is(err, ErrRefusedByPolicy) || c.forged != errors.Is(err, ErrForgedPath) {
+			t.Errorf("%s: hop %d source %s path %q from %s (%s): %v", c.name, c.o.Hop, c.o.Source, c.o.Path, c.peer, c.role, err)
 		}
 	}
 }
