@@ -2,6 +2,8 @@ package links
 
 import (
 	"container/heap"
+	"encoding/binary"
+	"hash/maphash"
 	"slices"
 	"time"
 )
@@ -52,6 +54,50 @@ import (
 // progress is checked again before it is looked at, so a reader found
 // reading or progressing is never reset.
 
+// SourceKey names whom a circuit's streams count against in the reclaim
+// (SetSource): a source proven by the link or by an end-to-end handshake
+// (ProvenSource), or a source as claimed along the path of relays its
+// open header recorded (ClaimedSource). Keys are 64-bit hashes under a
+// seed drawn once per process, so building one allocates nothing: equal
+// for equal names and paths, and a peer, which never sees a key, has no
+// better way to make two differ yet collide than chance (2^-64 a pair).
+type SourceKey uint64
+
+var sourceSeed = maphash.MakeSeed()
+
+// ProvenSource is the key of the source name, proven: the link's peer
+// that opened the circuit, or the source an end-to-end handshake proved.
+func ProvenSource(name string) SourceKey { return sourceKey(0, name, nil) }
+
+// ClaimedSource is the key of the source name as claimed by the last
+// relay of path, the relays an open header says it crossed, in order.
+// It differs from ProvenSource(name) and from the key of any other path:
+// claims that came along different paths count apart.
+func ClaimedSource(name string, path []string) SourceKey { return sourceKey(1, name, path) }
+
+func sourceKey(tag byte, name string, path []string) SourceKey {
+	var h maphash.Hash
+	h.SetSeed(sourceSeed)
+	h.WriteByte(tag)
+	writeField(&h, name)
+	for _, p := range path {
+		writeField(&h, p)
+	}
+	if k := SourceKey(h.Sum64()); k != 0 {
+		return k
+	}
+	return 1 // 0 is the unnamed source
+}
+
+// writeField writes s with its length first, so that no two lists of
+// strings write the same bytes.
+func writeField(h *maphash.Hash, s string) {
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(s)))
+	h.Write(n[:])
+	h.WriteString(s)
+}
+
 const (
 	// stallProgress is the least a stalled reader must take in
 	// ReaderStall to count as reading again (or a quarter of what it may
@@ -77,7 +123,7 @@ type reclaimScan struct {
 	// bySource splits sum by the streams' sources (SetSource); a source
 	// leaves it when its last stream does, so it holds at most one entry
 	// per stream in the sum.
-	bySource map[string]uint64
+	bySource map[SourceKey]uint64
 	scanned  int           // streams examined and taken off the heap by the last pass
 	lookBuf  [1]byte       // the look at unread bytes
 	stalled  []*quicStream // scratch: the streams found holding bytes
@@ -178,15 +224,15 @@ func (c *QUICConfig) unreadBound(got int64) uint64 {
 func (r *reclaimScan) count(s *quicStream, b uint64) {
 	if s.hidx < 0 {
 		if r.bySource == nil {
-			r.bySource = make(map[string]uint64)
+			r.bySource = make(map[SourceKey]uint64)
 		}
-		s.src, s.bound = s.sourceName(), b
+		s.src, s.bound = s.sourceKey(), b
 		r.sum += b
 		r.bySource[s.src] += b
 		heap.Push(&r.counted, s)
 		return
 	}
-	if src := s.sourceName(); src != s.src { // named again (SetSource)
+	if src := s.sourceKey(); src != s.src { // named again (SetSource)
 		r.shed(s)
 		s.src, s.bound = src, b
 		r.sum += b

@@ -346,11 +346,11 @@ func reclaimSparesPausedSource(t *testing.T, pausedAs, attackerAs, renamed strin
 					return
 				}
 				if first[0] == 'p' {
-					SetSource(s, pausedAs)
+					SetSource(s, ProvenSource(pausedAs))
 					paused <- s
 					return
 				}
-				SetSource(s, attackerAs)
+				SetSource(s, ProvenSource(attackerAs))
 				held <- struct{}{}
 				<-lb.Done()
 				s.Reset(0)
@@ -372,7 +372,7 @@ func reclaimSparesPausedSource(t *testing.T, pausedAs, attackerAs, renamed strin
 	// h's reader stalls first, and is counted, before a's streams open.
 	time.Sleep(2 * 300 * time.Millisecond)
 	if renamed != "" {
-		SetSource(hb, renamed)
+		SetSource(hb, ProvenSource(renamed))
 	}
 
 	for range attackers {
@@ -400,5 +400,41 @@ func reclaimSparesPausedSource(t *testing.T, pausedAs, attackerAs, renamed strin
 	}
 	if n := b.StalledStreams(); n != 2 {
 		t.Fatalf("%d streams reset, want 2 of a's (the rest fit in half the window)", n)
+	}
+}
+
+// TestSourceKeys: a proven source, the same source claimed along
+// different paths and paths that differ only in how their names split
+// give different keys; the same names give the same key; building a key
+// allocates nothing.
+func TestSourceKeys(t *testing.T) {
+	keys := map[string]SourceKey{
+		"h":             ProvenSource("h"),
+		"hp":            ProvenSource("hp"),
+		"h via p":       ClaimedSource("h", []string{"p"}),
+		"h via m, p":    ClaimedSource("h", []string{"m", "p"}),
+		"h via mp":      ClaimedSource("h", []string{"mp"}),
+		"h via p, m":    ClaimedSource("h", []string{"p", "m"}),
+		"hp via none":   ClaimedSource("hp", nil),
+		"h via none":    ClaimedSource("h", nil),
+		"h via h, p":    ClaimedSource("h", []string{"h", "p"}),
+		"h via h, m, p": ClaimedSource("h", []string{"h", "m", "p"}),
+	}
+	seen := make(map[SourceKey]string)
+	for name, k := range keys {
+		if k == 0 {
+			t.Errorf("%s: key 0, the unnamed source's", name)
+		}
+		if other, ok := seen[k]; ok {
+			t.Errorf("%s and %s share a key", name, other)
+		}
+		seen[k] = name
+	}
+	if ClaimedSource("h", []string{"m", "p"}) != keys["h via m, p"] || ProvenSource("h") != keys["h"] {
+		t.Error("the same names gave another key")
+	}
+	path := []string{"h", "m", "p"}
+	if n := testing.AllocsPerRun(100, func() { _ = ClaimedSource("h", path) }); n != 0 {
+		t.Errorf("ClaimedSource allocates %v times", n)
 	}
 }

@@ -26,9 +26,9 @@ type quicStream struct {
 	got     atomic.Int64
 	reading atomic.Int32
 	watched atomic.Bool
-	// source is the node the stream's circuit comes from, as SetSource
-	// named it (nil: not named).
-	source atomic.Pointer[string]
+	// source is the key of whom the stream's circuit counts against, as
+	// SetSource named it (0: not named).
+	source atomic.Uint64
 	// rmu is held by Read and Peek, and by the reclaim pass while it looks
 	// at what waits unread; dmu guards the reader's deadline, which that
 	// look borrows.
@@ -47,29 +47,24 @@ type quicStream struct {
 	idleAt time.Time
 	hidx   int
 	widx   int
-	src    string
+	src    SourceKey
 }
 
-// SetSource names the source a stream's circuit counts against: the
-// link's reclaim of stalled streams resets those of the source holding
-// the most first (see reclaim.go). Streams never named count against one
-// unnamed source. A stream may be named again (once its source is
-// proven, say); a stream already counted as stalled moves to the new
-// name the next time the reclaim examines it. It does nothing for
-// streams of other transports.
-func SetSource(s Stream, source string) {
+// SetSource names whom a stream's circuit counts against: the link's
+// reclaim of stalled streams resets those of the source holding the most
+// first (see reclaim.go). Streams never named count against one unnamed
+// source. A stream may be named again (once its source is proven, say); a
+// stream already counted as stalled moves to the new key the next time
+// the reclaim examines it. It does nothing for streams of other
+// transports, and allocates nothing.
+func SetSource(s Stream, k SourceKey) {
 	if q, ok := s.(*quicStream); ok {
-		q.source.Store(&source)
+		q.source.Store(uint64(k))
 	}
 }
 
-// sourceName is the name SetSource gave s, or "".
-func (s *quicStream) sourceName() string {
-	if p := s.source.Load(); p != nil {
-		return *p
-	}
-	return ""
-}
+// sourceKey is the key SetSource gave s, or 0.
+func (s *quicStream) sourceKey() SourceKey { return SourceKey(s.source.Load()) }
 
 const (
 	doneRead uint32 = 1 << iota

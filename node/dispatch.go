@@ -76,9 +76,11 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 	}
 	// The link's reclaim of stalled streams resets those of the source
 	// holding the most first: a source's flood costs its own circuits.
-	// Named as the limits count it: a source a neighbour claims is that
-	// neighbour's claim, until a destination's handshake proves it.
-	links.SetSource(s, relaySource(o, l.Peer()).String())
+	// A source the link did not prove counts as claimed along the path
+	// the check above tied to this neighbour, until a destination's
+	// handshake proves it (reclaimSource).
+	key := reclaimSource(o)
+	links.SetSource(s, key)
 	if o.Dest == n.cfg.Name || n.cfg.hooks != nil && n.cfg.hooks.claim != nil && n.cfg.hooks.claim(o.Dest) {
 		s = withFirst(s, rest)
 		aheadBufs.Put(bp)
@@ -95,7 +97,7 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 		return
 	}
 	opened()
-	n.relay(s, o, l.Peer(), rest, func() { aheadBufs.Put(bp) })
+	n.relay(s, o, l.Peer(), key, rest, func() { aheadBufs.Put(bp) })
 }
 
 // aheadBufs pools the buffers open headers are read into, with what
@@ -243,6 +245,8 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	}
 	if o.Flags&circuit.FlagRecordPath != 0 {
 		o.Path = append(o.Path, n.cfg.Name) // the path ends at the destination
+	} else {
+		o.Path = nil // recorded for the checks only: the source did not ask for it
 	}
 	// Count the circuit before the caller learns it was accepted, so that a
 	// Close racing with the accept waits for it.
@@ -275,7 +279,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		// streams counts the stream against it, not against the claim
 		// of the neighbour that relayed it, which anyone relaying
 		// through that neighbour may make too.
-		links.SetSource(linkStream(s), o.Source)
+		links.SetSource(linkStream(s), links.ProvenSource(o.Source))
 	}
 	tc := n.track(c, "accept", span, t, entry)
 	if !n.policeDial(tc, o, resp) {

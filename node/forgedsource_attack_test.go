@@ -36,7 +36,7 @@ func TestAttackForgedSourceExhaustsRelayShare(t *testing.T) {
 		}
 	}()
 	for i := 0; i < perSource+1; i++ {
-		o := &circuit.Open{Dest: "d", Source: "x", Service: EchoService, Hop: 1, HopLimit: 15}
+		o := &circuit.Open{Dest: "d", Source: "x", Service: EchoService, Hop: 1, HopLimit: 15, Path: []string{"m"}}
 		s, code, err := openByHand(ctxT(t, 10*time.Second), m, l, o, nil)
 		if s != nil {
 			held = append(held, s)

@@ -70,7 +70,7 @@ func TestAttackForgedSourceStallFloodSparesPausedReader(t *testing.T) {
 	pausedReaderUnderFlood(t, c, func() []func() {
 		var closers []func()
 		for range 2 * stallAttackers {
-			o := &circuit.Open{Dest: "x", Source: "h", Service: "sink", Hop: 1, HopLimit: 15}
+			o := &circuit.Open{Dest: "x", Source: "h", Service: "sink", Hop: 1, HopLimit: 15, Path: []string{"m"}}
 			s, err := openClearByHand(ctxT(t, 10*time.Second), l, o)
 			if err != nil {
 				if s != nil {
@@ -222,4 +222,63 @@ func pausedReaderUnderFlood(t *testing.T, c *cluster, flood func() []func()) {
 	case <-time.After(time.Minute):
 		t.Fatal("the paused reader got neither its bytes nor an error within a minute")
 	}
+}
+
+// TestAttackTwoHopForgedSourceStallFloodSparesPausedReader: as
+// TestAttackForgedSourceStallFloodSparesPausedReader, but the forger is
+// two hops from the relay whose link holds h's paused circuit. m opens
+// the flood's circuits by hand at hop 1 naming h as their source, with a
+// path that ends with m as the relays' check asks, through p, an honest
+// router that also relays h's own circuits, and r to x, a node behind r
+// that accepts clear circuits and never reads them: r holds, on p's link,
+// what x does not take. Were a claim keyed by the claimed source and the
+// neighbour alone, m's flood would share the key of h's circuits at r
+// ("h as claimed by p"), and within it h's paused circuit has stalled
+// longest. The paused reader should keep its circuit.
+func TestAttackTwoHopForgedSourceStallFloodSparesPausedReader(t *testing.T) {
+	twoHopForgedFlood(t, "h")
+}
+
+// TestTwoHopForgedOtherSourceStallFloodSparesPausedReader is the same
+// flood claiming a source no honest circuit has: the baseline, which the
+// reclaim already told apart from h's circuits.
+func TestTwoHopForgedOtherSourceStallFloodSparesPausedReader(t *testing.T) {
+	twoHopForgedFlood(t, "z")
+}
+
+func twoHopForgedFlood(t *testing.T, claimed string) {
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) {
+		cfg.Limits.StreamWindow = 64 << 10
+		cfg.Limits.LinkWindow = 1 << 20
+		cfg.Limits.ReaderStall = 500 * time.Millisecond
+		if cfg.Name == "x" {
+			cfg.E2E = E2EOff
+		}
+	}
+	c.build("m-p", "h-p", "p-r", "r-d", "r-x")
+	c.waitRoute("h", "d", 3)
+	c.waitRoute("m", "x", 3)
+	m, x := c.nodes["m"], c.nodes["x"]
+	startSink(t, x)
+	l := m.link("p")
+	pausedReaderUnderFlood(t, c, func() []func() {
+		var closers []func()
+		for range 8 { // x holds 8 x 64 KiB: not above its budget; r holds 9
+			o := &circuit.Open{Dest: "x", Source: claimed, Service: "sink", Hop: 1, HopLimit: 15, Path: []string{"m"}}
+			s, err := openClearByHand(ctxT(t, 10*time.Second), l, o)
+			if err != nil {
+				if s != nil {
+					s.Reset(circuit.CloseCancelled)
+				}
+				t.Logf("m's forged open: %v", err)
+				continue
+			}
+			closers = append(closers, fill(s.Write, func() { s.Reset(circuit.CloseCancelled) }))
+		}
+		if len(closers) == 0 {
+			t.Fatal("x accepted none of m's forged opens")
+		}
+		return closers
+	})
 }

@@ -29,7 +29,7 @@ allow dial from=* service=*
 func forgeClaim(t *testing.T, c *cluster, service string) {
 	b := c.node("b")
 	l := b.link("r")
-	o := &circuit.Open{Dest: "d", Source: "a", Service: service, Hop: 1, HopLimit: 15, Flags: circuit.FlagSealed}
+	o := &circuit.Open{Dest: "d", Source: "a", Service: service, Hop: 1, HopLimit: 15, Path: []string{"b"}, Flags: circuit.FlagSealed}
 	hdr, _ := o.AppendTo(nil)
 	ini, err := b.seal.Load().InitiateFresh(seal.Prologue("d", "a", o.Service, uint16(o.Flags)), "d", nil)
 	if err != nil {

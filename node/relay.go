@@ -21,7 +21,9 @@ import (
 // rest (the payload that arrived with it) in one write and splices both
 // directions. A refusal from further along travels back to the caller
 // inside the splice, untouched.
-func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, releaseRest func()) {
+//
+// key names the circuit's source for the links' reclaim (reclaimSource).
+func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.SourceKey, rest []byte, releaseRest func()) {
 	released := false
 	release := func() {
 		if !released {
@@ -104,12 +106,9 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, rest []byte, 
 		refuse(code, err.Error())
 		return
 	}
-	// Its replies, too, count against the circuit's source, as claimed by
-	// the neighbour it came from: a neighbour naming another node as its
-	// circuits' source shares only its own claims' key here. The next
-	// relay sees this relay's claims, the forged and the real alike
-	// (docs/SECURITY.md).
-	links.SetSource(out, relaySource(o, from).String())
+	// Its replies, too, count against the circuit's source as the
+	// incoming stream does (reclaimSource).
+	links.SetSource(out, key)
 	openSent(span, via)
 	if l := n.link(via); l != nil {
 		setLinkAttrs(span, l)
@@ -212,13 +211,31 @@ func fullFirst(o *circuit.Open, rest []byte) bool {
 // relays; counted apart, one neighbour's claims never use up the source's
 // own allowance here (TestAttackForgedSourceExhaustsRelayShare), while
 // all claims for a source are bounded together (limiter.claimedLimit).
-// Its String names a circuit's streams for the links' reclaim of stalled
-// streams (links.SetSource), for the same reason.
 func relaySource(o *circuit.Open, from string) limitSource {
 	if o.Hop == 0 {
 		return limitSource{name: o.Source}
 	}
 	return limitSource{name: o.Source, via: from}
+}
+
+// reclaimSource names whom a circuit's streams count against in the
+// links' reclaim of stalled streams (links.SetSource): its source when
+// the neighbour it came from is the source (hop 0, proven by
+// circuit.CheckSource), else its source as claimed along its path. Every
+// relay appends its name to the path and CheckSource checks that it ends
+// with the neighbour, so the path names, back to the first relay that
+// lied, the relays the open really crossed: a router forging a source
+// for opens it says it relays gets a key with its own name in the path,
+// never the key of the real source's circuits arriving along a path
+// without it, however many honest relays it sits behind
+// (TestAttackTwoHopForgedSourceStallFloodSparesPausedReader). A relay
+// the real source's circuits cross can still give its forgeries their
+// key (docs/SECURITY.md).
+func reclaimSource(o *circuit.Open) links.SourceKey {
+	if o.Hop == 0 {
+		return links.ProvenSource(o.Source)
+	}
+	return links.ClaimedSource(o.Source, o.Path)
 }
 
 // openNext opens a stream toward the first usable next hop, skipping the

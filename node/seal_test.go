@@ -178,7 +178,7 @@ func TestSealedForgedSourceAtRelay(t *testing.T) {
 			t.Fatal(err)
 		}
 		held = append(held, s)
-		o := &circuit.Open{Dest: "b", Source: "a", Service: "svc", Hop: 1, HopLimit: 10}
+		o := &circuit.Open{Dest: "b", Source: "a", Service: "svc", Hop: 1, HopLimit: 10, Path: []string{"m"}}
 		b, _ := o.AppendTo(nil)
 		switch i % 3 {
 		case 1:
@@ -383,7 +383,7 @@ func sendForged(t *testing.T, m *Node, source string, first []byte) *circuit.Res
 		t.Fatal(err)
 	}
 	defer s.Reset(circuit.CloseCancelled)
-	o := &circuit.Open{Dest: "b", Source: source, Service: "svc", Hop: 1, HopLimit: 15, Flags: circuit.FlagEarly | circuit.FlagSealed}
+	o := &circuit.Open{Dest: "b", Source: source, Service: "svc", Hop: 1, HopLimit: 15, Path: []string{m.cfg.Name}, Flags: circuit.FlagEarly | circuit.FlagSealed}
 	hdr, _ := o.AppendTo(nil)
 	if _, err := s.Write(append(hdr, first...)); err != nil {
 		t.Fatal(err)
