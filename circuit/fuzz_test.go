@@ -13,7 +13,11 @@ import (
 // decodes re-encodes to the same bytes.
 
 func FuzzReadOpen(f *testing.F) {
-	for _, o := range []*Open{sampleOpen(), {Dest: "d", Source: "s"}} {
+	for _, o := range []*Open{
+		sampleOpen(), {Dest: "d", Source: "s"},
+		{Dest: "d", Source: "s", Hop: 2, HopLimit: 3, Path: []string{"r1", "r2"}},
+		{Dest: "d", Source: "s", Hop: 1, HopLimit: 3, Flags: FlagRecordPath, Path: []string{"s", "r1"}},
+	} {
 		b, err := o.AppendTo(nil)
 		if err != nil {
 			f.Fatal(err)
@@ -39,7 +43,35 @@ func FuzzReadOpen(f *testing.F) {
 		if r.Len() != len(data)+1-len(re) {
 			t.Fatalf("ReadOpen consumed %d bytes, header is %d", len(data)+1-r.Len(), len(re))
 		}
+		checkPathChain(t, o)
 	})
+}
+
+// checkPathChain checks the path rules on a decoded open: CheckPath fails
+// only with ErrForgedPath, and an open that passes it from its last relay
+// passes it at the next hop once forwarded, and fails it there from any
+// other neighbour.
+func checkPathChain(t *testing.T, o *Open) {
+	peer := o.Source
+	if len(o.Path) > 0 {
+		peer = o.Path[len(o.Path)-1]
+	}
+	if err := o.CheckPath(peer); err != nil {
+		if !errors.Is(err, ErrForgedPath) {
+			t.Fatalf("CheckPath: %v, want ErrForgedPath", err)
+		}
+		return
+	}
+	n, err := o.Forward("relay-under-test")
+	if err != nil {
+		return
+	}
+	if err := n.CheckPath("relay-under-test"); err != nil {
+		t.Fatalf("forwarded %+v fails the next hop's check: %v", n, err)
+	}
+	if err := n.CheckPath(peer + "x"); !errors.Is(err, ErrForgedPath) {
+		t.Fatalf("forwarded %+v passes the check from another neighbour: %v", n, err)
+	}
 }
 
 func FuzzReadResult(f *testing.F) {
