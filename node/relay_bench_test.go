@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
 )
 
 // BenchmarkRelayHopRTT echoes one byte back and forth on established
@@ -94,4 +96,26 @@ func BenchmarkRelayHopRTT(b *testing.B) {
 		b.ReportMetric((cpu["k1clear"]-cpu["k0clear"])/naiveCPU, "clear-hop-cpu/naive_hop-cpu")
 	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkReclaimKey names a relayed open's source for the links'
+// reclaim, three hops out: by its checked path (reclaimSource, a hash)
+// and, for comparison, by the string of the source as claimed by the
+// neighbour (relaySource(...).String(), the name the reclaim used before
+// it keyed by path):
+// go test -run '^$' -bench ReclaimKey -benchmem ./node/
+func BenchmarkReclaimKey(b *testing.B) {
+	o := &circuit.Open{Dest: "dest-node", Source: "source-node", Hop: 3, Path: []string{"relay-one", "relay-two", "relay-three"}}
+	b.Run("path", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = reclaimSource(o)
+		}
+	})
+	b.Run("neighbour_string", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = relaySource(o, "relay-three").String()
+		}
+	})
 }
