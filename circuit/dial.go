@@ -71,15 +71,15 @@ func dialError(o *Open, err error) error {
 
 // Accept is the destination's answer once it decided to take the circuit
 // whose header o it read from s: it writes an Accepted result (naming
-// local.Node and returning o.Path) and returns the Conn. The caller must
+// local.Node and returning o.RecordedPath()) and returns the Conn. The caller must
 // have checked o.Source against the link's authenticated peer (see doc.go).
 func Accept(s links.Stream, o *Open, local Addr) (*Conn, error) {
-	res := Result{Code: Accepted, Node: local.Node, Path: o.Path}
+	res := Result{Code: Accepted, Node: local.Node, Path: o.RecordedPath()}
 	if err := WriteResult(s, res); err != nil {
 		s.Reset(resetCode(err))
 		return nil, fmt.Errorf("circuit: accept from %s/%s: %w", o.Source, o.Service, err)
 	}
-	return newConn(s, local, Addr{o.Source, o.Service}, o.Path), nil
+	return newConn(s, local, Addr{o.Source, o.Service}, o.RecordedPath()), nil
 }
 
 // Refuse writes the refusal r on s and ends s cleanly (FIN, and

@@ -46,6 +46,15 @@ type Open struct {
 	Path []string
 }
 
+// RecordedPath is o.Path when the source asked for it (FlagRecordPath),
+// else nil: what the destination returns in the result.
+func (o *Open) RecordedPath() []string {
+	if o.Flags&FlagRecordPath == 0 {
+		return nil
+	}
+	return o.Path
+}
+
 // ErrForgedPath: an open header's path does not match the hops it claims
 // to have crossed (CheckPath).
 var ErrForgedPath = errors.New("circuit: open path does not match its hops")

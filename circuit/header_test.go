@@ -216,3 +216,17 @@ func TestReadOpenAheadWaitsForTheHeaderOnly(t *testing.T) {
 		t.Fatalf("got %+v, rest %q, %v; want the open and rest \"early\"", o, rest, err)
 	}
 }
+
+// TestPathReturnedOnlyWhenAsked: relays append their names to every
+// open's path, but without FlagRecordPath the destination returns none:
+// neither end's Conn reports a path.
+func TestPathReturnedOnlyWhenAsked(t *testing.T) {
+	p := newPath(t, 2, nil)
+	c := mustConnect(t, p, basicOpen(), false)
+	if got := c.caller.Path(); got != nil {
+		t.Errorf("caller path %q without FlagRecordPath", got)
+	}
+	if got := c.dest.Path(); got != nil {
+		t.Errorf("destination path %q without FlagRecordPath", got)
+	}
+}

@@ -409,7 +409,7 @@ func AcceptSecure(s links.Stream, o *Open, local Addr, r *seal.Responder) (*Conn
 		s.Reset(resetCode(err))
 		return nil, fmt.Errorf("circuit: accept from %s/%s: %w", o.Source, o.Service, err)
 	}
-	b, err := (&Result{Code: Accepted, Node: local.Node, Path: o.Path}).AppendTo(make([]byte, 0, 256))
+	b, err := (&Result{Code: Accepted, Node: local.Node, Path: o.RecordedPath()}).AppendTo(make([]byte, 0, 256))
 	if err != nil {
 		return fail(err)
 	}
@@ -431,7 +431,7 @@ func AcceptSecure(s links.Stream, o *Open, local Addr, r *seal.Responder) (*Conn
 			return nil, fmt.Errorf("circuit: accept from %s/%s: %w", o.Source, o.Service, err)
 		}
 	}
-	c := newConn(s, local, Addr{o.Source, o.Service}, o.Path)
+	c := newConn(s, local, Addr{o.Source, o.Service}, o.RecordedPath())
 	c.sec = &secure{sess: sess, sessionResumed: r.Resumed()}
 	c.sec.done.Store(true)
 	c.sec.rd.pool = true

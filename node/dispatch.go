@@ -245,8 +245,6 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	}
 	if o.Flags&circuit.FlagRecordPath != 0 {
 		o.Path = append(o.Path, n.cfg.Name) // the path ends at the destination
-	} else {
-		o.Path = nil // recorded for the checks only: the source did not ask for it
 	}
 	// Count the circuit before the caller learns it was accepted, so that a
 	// Close racing with the accept waits for it.

@@ -66,8 +66,8 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 		return
 	}
 	fwd, err := o.Forward(n.cfg.Name)
-	if err != nil {
-		refuse(circuit.Policy, err.Error())
+	if err != nil { // hop 255 or a full path: no relay may add its name
+		refuse(circuit.HopLimit, err.Error())
 		return
 	}
 	if fullFirst(o, rest) && n.link(o.Dest) != nil {
