@@ -275,8 +275,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		n.keyBook.store(resp.PeerRecord())
 		// The handshake proved the source: the reclaim of stalled
 		// streams counts the stream against it, not against the claim
-		// of the neighbour that relayed it, which anyone relaying
-		// through that neighbour may make too.
+		// along its path, which any relay on that path may make too.
 		links.SetSource(linkStream(s), links.ProvenSource(o.Source))
 	}
 	tc := n.track(c, "accept", span, t, entry)
