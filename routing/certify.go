@@ -40,6 +40,7 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin 
 	}
 	o := e.originOf(en)
 	if o != nil && o.attValid && !seqnoLess(o.attSeq, en.seqno) {
+		e.stats.AttestationsHeld++
 		if o.attSeq == en.seqno {
 			// nb holds what we would send it.
 			e.setAttHeldOf(nb, o, true)
@@ -249,6 +250,7 @@ func (e *Engine) attest(nb *neighbour, o *origin) {
 		return
 	}
 	e.setAttHeldOf(nb, o, true)
+	e.stats.AttestationsOut++
 	e.put(entry{kind: kindAttest, origin: name, seqno: seq, att: att})
 }
 
