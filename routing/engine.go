@@ -108,8 +108,8 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e.origins = newOriginIndex(&e.side)
 	e.intern = func(b []byte) (string, *origin) {
-		if o := e.origins.getBytes(b); o != nil {
-			return e.nameOf(o), o
+		if s := e.origins.getBytes(b); s != nil {
+			return s.name, s.o
 		}
 		if string(b) == e.cfg.Self {
 			return e.cfg.Self, nil

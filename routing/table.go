@@ -459,7 +459,9 @@ func (e *Engine) usable(o *origin, r *routeEntry) bool {
 // name.
 func (e *Engine) usableNamed(o *origin, name string, r *routeEntry) bool {
 	nb := e.held[r.slot]
-	if nb.name == name {
+	// Only a neighbour's route to itself does not expire (handleUpdate):
+	// the names are compared for it alone.
+	if !r.expiring() && nb.name == name {
 		return true
 	}
 	return !nb.leaf && r.hasSeqno() && o.feasible(r.seqno, r.metric)
