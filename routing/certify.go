@@ -18,7 +18,7 @@ import (
 // dropped unverified. An accepted one drops the routes whose seqno it
 // does not cover (dropUncovered); the origin is reselected at the end of
 // the message (Receive). It returns the table entry it created, if any.
-func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin {
+func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en *entry) *origin {
 	if e.cfg.Certifier == nil || en.att == nil {
 		return nil
 	}
@@ -181,7 +181,7 @@ func (e *Engine) jumpPast(seqno uint16) {
 // verify checks en's attestation within nb's failure budget and, unless
 // budget is "", within nb's check budget of origin budget (checkBudget).
 // If it verified, att is the process's shared copy of it (attestations).
-func (e *Engine) verify(t time.Duration, nb *neighbour, en entry, budget string) (att *attestation, ok bool) {
+func (e *Engine) verify(t time.Duration, nb *neighbour, en *entry, budget string) (att *attestation, ok bool) {
 	rate := float64(e.cfg.MaxVerifyFailures)
 	burst := 5 * rate
 	if !nb.vInit {

@@ -17,7 +17,7 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	if e.cfg.Leaf {
 		return
 	}
-	o := e.originOf(en)
+	o := e.originOf(&en)
 	if o == nil {
 		return
 	}
