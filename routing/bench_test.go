@@ -50,6 +50,8 @@ func (c *convergence) add(d convergence) {
 	c.engine.UpdatesIn += d.engine.UpdatesIn
 	c.engine.Verified += d.engine.Verified
 	c.engine.CachedVerdicts += d.engine.CachedVerdicts
+	c.engine.AttestationsOut += d.engine.AttestationsOut
+	c.engine.AttestationsHeld += d.engine.AttestationsHeld
 }
 
 // engineStats sums the counters of every live engine.
@@ -61,13 +63,16 @@ func engineStats(n *routingtest.Network) routing.Stats {
 		s.Verified += st.Verified
 		s.CachedVerdicts += st.CachedVerdicts
 		s.RefusedOrigins += st.RefusedOrigins
+		s.AttestationsOut += st.AttestationsOut
+		s.AttestationsHeld += st.AttestationsHeld
 	}
 	return s
 }
 
 func subStats(a, b routing.Stats) routing.Stats {
 	return routing.Stats{UpdatesIn: a.UpdatesIn - b.UpdatesIn, Verified: a.Verified - b.Verified,
-		CachedVerdicts: a.CachedVerdicts - b.CachedVerdicts}
+		CachedVerdicts: a.CachedVerdicts - b.CachedVerdicts, AttestationsOut: a.AttestationsOut - b.AttestationsOut,
+		AttestationsHeld: a.AttestationsHeld - b.AttestationsHeld}
 }
 
 func seqnoBumps(n *routingtest.Network) int {
@@ -148,6 +153,9 @@ func report(b *testing.B, sum convergence) {
 	b.ReportMetric(float64(sum.bytes)/nodes, "bytes/node")
 	b.ReportMetric(float64(sum.cpu.Microseconds())/nodes, "cpu-us/node")
 	b.ReportMetric(float64(sum.engine.UpdatesIn)/nodes, "updates-in/node")
+	// Attestations sent, and those received that the receiver held.
+	b.ReportMetric(float64(sum.engine.AttestationsOut)/nodes, "atts-out/node")
+	b.ReportMetric(float64(sum.engine.AttestationsHeld)/nodes, "atts-held/node")
 	// Verifications: the engines of this process share verdicts (the
 	// verdict cache), so the Certifier ran only for the uncached ones. A
 	// node running alone checks every attestation it accepts itself:

@@ -18,7 +18,7 @@ import (
 // dropped unverified. An accepted one drops the routes whose seqno it
 // does not cover (dropUncovered); the origin is reselected at the end of
 // the message (Receive). It returns the table entry it created, if any.
-func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin {
+func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en *entry) *origin {
 	if e.cfg.Certifier == nil || en.att == nil {
 		return nil
 	}
@@ -40,6 +40,7 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en entry) *origin 
 	}
 	o := e.originOf(en)
 	if o != nil && o.attValid && !seqnoLess(o.attSeq, en.seqno) {
+		e.stats.AttestationsHeld++
 		if o.attSeq == en.seqno {
 			// nb holds what we would send it.
 			e.setAttHeldOf(nb, o, true)
@@ -180,7 +181,7 @@ func (e *Engine) jumpPast(seqno uint16) {
 // verify checks en's attestation within nb's failure budget and, unless
 // budget is "", within nb's check budget of origin budget (checkBudget).
 // If it verified, att is the process's shared copy of it (attestations).
-func (e *Engine) verify(t time.Duration, nb *neighbour, en entry, budget string) (att *attestation, ok bool) {
+func (e *Engine) verify(t time.Duration, nb *neighbour, en *entry, budget string) (att *attestation, ok bool) {
 	rate := float64(e.cfg.MaxVerifyFailures)
 	burst := 5 * rate
 	if !nb.vInit {
@@ -249,6 +250,7 @@ func (e *Engine) attest(nb *neighbour, o *origin) {
 		return
 	}
 	e.setAttHeldOf(nb, o, true)
+	e.stats.AttestationsOut++
 	e.put(entry{kind: kindAttest, origin: name, seqno: seq, att: att})
 }
 

@@ -339,3 +339,39 @@ func TestAttestationTableBounded(t *testing.T) {
 		}
 	}
 }
+
+// Stats count the attestations an engine sends and those it receives
+// while holding them already.
+func TestStatsCountAttestations(t *testing.T) {
+	c := &fakeCertifier{}
+	e := certEngine(t, c)
+	e.LinkUp(ct0, "b", 10, false)
+	e.LinkUp(ct0, "c", 10, false)
+	e.LinkUp(ct0, "d", 10, false) // sends nothing: it lacks x's attestation
+	e.Ready()
+	recvEntries(t, e, "b", att("x", 1, "att:x/1"), upd("x", 1, 20))
+	if s := e.Stats(); s.AttestationsHeld != 0 {
+		t.Fatalf("AttestationsHeld = %d after a new attestation, want 0", s.AttestationsHeld)
+	}
+	recvEntries(t, e, "c", att("x", 1, "att:x/1"), upd("x", 1, 30))
+	if s := e.Stats(); s.AttestationsHeld != 1 {
+		t.Fatalf("AttestationsHeld = %d after the same attestation again, want 1", s.AttestationsHeld)
+	}
+	out0 := e.Stats().AttestationsOut
+	e.Tick(ct0.Add(time.Second))
+	sent := 0
+	for _, m := range e.Ready().Messages {
+		es, err := decodeMessage(m.Payload, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, en := range es {
+			if en.kind == kindAttest {
+				sent++
+			}
+		}
+	}
+	if got := e.Stats().AttestationsOut - out0; got != uint64(sent) || sent == 0 {
+		t.Fatalf("AttestationsOut grew by %d, %d attestations sent", got, sent)
+	}
+}

@@ -35,7 +35,7 @@ func (e *Engine) housekeep(t time.Duration) {
 			gc := o.lostAt + 2*e.cfg.RouteExpiry
 			if t >= gc {
 				e.origins.remove(e.hashOf(o), o)
-				o.removed = true
+				o.removed, o.hasExt = true, false
 				e.originOrder = nil
 				// Its id goes to the next new entry: a removed entry
 				// still in a pending or watch list is skipped before

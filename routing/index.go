@@ -53,14 +53,22 @@ func (x *originIndex) get(name string) *origin {
 	return x.lookup(nameHash(name), name)
 }
 
-// getBytes is get for a name that has not been converted to a string.
-func (x *originIndex) getBytes(name []byte) *origin {
+// getBytes is get for a name that has not been converted to a string,
+// returning the entry's side entry (its name with it), or nil.
+func (x *originIndex) getBytes(name []byte) *originSide {
 	return lookupIn(x, nameHash(name), name)
 }
 
-func (x *originIndex) lookup(h uint64, name string) *origin { return lookupIn(x, h, name) }
+func (x *originIndex) lookup(h uint64, name string) *origin {
+	if s := lookupIn(x, h, name); s != nil {
+		return s.o
+	}
+	return nil
+}
 
-func lookupIn[T string | []byte](x *originIndex, h uint64, name T) *origin {
+// lookupIn returns the side entry of the entry named name, of hash h, or
+// nil.
+func lookupIn[T string | []byte](x *originIndex, h uint64, name T) *originSide {
 	if x.n == 0 {
 		return nil
 	}
@@ -72,7 +80,7 @@ func lookupIn[T string | []byte](x *originIndex, h uint64, name T) *origin {
 		}
 		if s.h == uint32(h) {
 			if e := x.side.at(s.id - 1); e.name == string(name) {
-				return e.o
+				return e
 			}
 		}
 	}

@@ -296,7 +296,9 @@ func (e *Engine) updates(t time.Duration, nb *neighbour) bool {
 		if o.removed {
 			continue
 		}
-		if _, ok := nb.repair[e.nameOf(o)]; len(nb.repair) == 0 || !ok {
+		if len(nb.repair) == 0 {
+			e.advert(t, nb, o, false)
+		} else if _, ok := nb.repair[e.nameOf(o)]; !ok {
 			e.advert(t, nb, o, false)
 		}
 	}

@@ -185,6 +185,9 @@ type origin struct {
 	removed     bool // no longer in the table (a stale pending entry)
 	attValid    bool
 	hasMore     bool // the routes are in the ext's more
+	// hasExt: the side entry holds an ext, so that the many entries
+	// without one are not read for it (xOf).
+	hasExt bool
 }
 
 // originSide is the part of an origin that holds pointers, kept apart
@@ -262,7 +265,12 @@ func (e *Engine) nameOf(o *origin) string { return e.side.at(o.id).name }
 func (e *Engine) attOf(o *origin) *attestation { return e.side.at(o.id).att }
 
 // xOf returns o's rarely used state, nil if it has none.
-func (e *Engine) xOf(o *origin) *originExt { return e.side.at(o.id).x }
+func (e *Engine) xOf(o *origin) *originExt {
+	if !o.hasExt {
+		return nil
+	}
+	return e.side.at(o.id).x
+}
 
 // ext returns o's rarely used state, allocating it on first use.
 func (e *Engine) ext(o *origin) *originExt {
@@ -270,6 +278,7 @@ func (e *Engine) ext(o *origin) *originExt {
 	if s.x == nil {
 		s.x = &originExt{}
 	}
+	o.hasExt = true
 	return s.x
 }
 
@@ -459,7 +468,9 @@ func (e *Engine) usable(o *origin, r *routeEntry) bool {
 // name.
 func (e *Engine) usableNamed(o *origin, name string, r *routeEntry) bool {
 	nb := e.held[r.slot]
-	if nb.name == name {
+	// Only a neighbour's route to itself does not expire (handleUpdate):
+	// the names are compared for it alone.
+	if !r.expiring() && nb.name == name {
 		return true
 	}
 	return !nb.leaf && r.hasSeqno() && o.feasible(r.seqno, r.metric)
@@ -631,7 +642,7 @@ func absDiff(a, b Metric) Metric {
 func (o *origin) advertisable() bool { return o.selSeq || o.advertised }
 
 // handleUpdate processes one received update from nb.
-func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en entry) {
+func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en *entry) {
 	if en.origin == e.cfg.Self {
 		if e.cfg.Certifier != nil {
 			return // only a verified attestation moves our seqno (handleAttest)
@@ -666,7 +677,7 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en entry) {
 		// seqno was not issued by the origin, or its attestation was
 		// lost or dropped unchecked (checkBudget).
 		e.stats.Uncertified++
-		if !e.renewAtChecked(o, nb, &en) {
+		if !e.renewAtChecked(o, nb, en) {
 			return
 		}
 	}

@@ -119,6 +119,10 @@ type Stats struct {
 	// using the same Certifier had verified in the last minute, which
 	// were accepted without calling the Certifier again.
 	Verified, CachedVerdicts uint64
+	// AttestationsOut counts attestations sent, and AttestationsHeld
+	// those received that held nothing newer than the attestation we had
+	// of the same origin (the sender did not know we held it).
+	AttestationsOut, AttestationsHeld uint64
 	// Implausible counts updates for another origin claiming fewer hops
 	// than 1 or a metric below their hop count (each link costs at least
 	// 1), which no honest relay sends.

@@ -163,7 +163,9 @@ func decodeInto(dst []entry, b []byte, maxEntries int, intern func([]byte) (stri
 		if len(p) < 2 {
 			return nil, fmt.Errorf("%w: entry %d truncated", ErrMalformed, i)
 		}
-		e := entry{kind: p[0]}
+		// Decoded in place: an entry is 88 bytes.
+		out = append(out, entry{kind: p[0]})
+		e := &out[len(out)-1]
 		l := int(p[1])
 		named := e.kind != kindSummary && e.kind != kindResend
 		if l == 0 && named {
@@ -207,7 +209,6 @@ func decodeInto(dst []entry, b []byte, maxEntries int, intern func([]byte) (stri
 				e.count = binary.BigEndian.Uint16(q[4:])
 				e.digest = binary.BigEndian.Uint64(q[6:])
 			}
-			out = append(out, e)
 			p = q[body:]
 			continue
 		}
@@ -230,7 +231,6 @@ func decodeInto(dst []entry, b []byte, maxEntries int, intern func([]byte) (stri
 		default:
 			e.hopcnt = q[2]
 		}
-		out = append(out, e)
 		p = q[body:]
 	}
 	if len(p) != 0 {
