@@ -68,7 +68,8 @@ type GraphLink struct {
 	// (see LinkQuality).
 	Quality string `json:"quality"`
 	// ReportedBy is the one end that reported the link, when the other
-	// did not answer; empty when both ends reported it.
+	// did not answer or truncated its links; empty when both ends
+	// reported it.
 	ReportedBy string `json:"reported_by,omitempty"`
 }
 
