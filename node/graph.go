@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -21,16 +22,22 @@ type TopologyOptions struct {
 
 // Graph is the mesh as seen from one node: every node that answered its
 // info service, the links they reported, and the nodes that did not answer.
+// Only names this node knows (routing has a route to them, or gossip lists
+// them) appear: a name that only an answer's links give is neither queried
+// nor listed, nor is a link to it drawn.
 type Graph struct {
 	// Origin is the node that gathered the graph.
 	Origin string    `json:"origin"`
 	Taken  time.Time `json:"taken"`
 	// Nodes are the nodes that answered, sorted by name.
 	Nodes []GraphNode `json:"nodes"`
-	// Links are the links reported, one per pair of nodes, sorted.
+	// Links are the links reported, one per pair of nodes, sorted: those
+	// both ends reported, and those one end reported when the other did
+	// not contradict it (see GraphLink.ReportedBy).
 	Links []GraphLink `json:"links"`
-	// Unreachable are the nodes routing or a neighbour's links named that
-	// did not answer, sorted by name, with the reason.
+	// Unreachable are the nodes routing knows, or gossip lists and an
+	// answer's links named, that did not answer, sorted by name, with the
+	// reason.
 	Unreachable []Unanswered `json:"unreachable"`
 }
 
@@ -45,6 +52,11 @@ type GraphNode struct {
 // GraphLink is a link between two nodes, A < B by name. When both ends
 // reported it, the worse of the two reports is kept (the larger RTT,
 // loss and cost, and the larger stream count).
+//
+// A link only one end reports is kept when the other end did not answer,
+// or answered with a truncated list of links (NodeInfo.LinksTruncated),
+// with ReportedBy naming the end that reported it: nothing confirms it.
+// A link the other end's full answer does not list is dropped.
 type GraphLink struct {
 	A       string        `json:"a"`
 	B       string        `json:"b"`
@@ -55,6 +67,10 @@ type GraphLink struct {
 	// Quality classes the link for display: "good", "fair" or "poor"
 	// (see LinkQuality).
 	Quality string `json:"quality"`
+	// ReportedBy is the one end that reported the link, when the other
+	// did not answer or truncated its links; empty when both ends
+	// reported it.
+	ReportedBy string `json:"reported_by,omitempty"`
 }
 
 // Unanswered is a node that was not in the graph's answers.
@@ -81,11 +97,16 @@ func LinkQuality(rtt time.Duration, loss float64) string {
 var errNotRouted = errors.New("no route")
 
 // Topology gathers the mesh graph: it asks the info service of this node
-// and of every node it has a route to, and of every node their links
-// name, concurrently (opt.Concurrency at a time, opt.Timeout each). Nodes
-// that do not answer (no route, info service off, refused, too slow) are
-// listed in Unreachable; the graph is partial then, never an error. It
-// fails only when ctx ends before any answer or the node is not running.
+// and of every node it has a route to, concurrently (opt.Concurrency at a
+// time, opt.Timeout each). Nodes that do not answer (no route, info
+// service off, refused, too slow) are listed in Unreachable; the graph is
+// partial then, never an error. A name an answer's links give is queried
+// only when routing has a route to it, and listed (as not routed) only
+// when gossip lists it; links are drawn as GraphLink says. So what one
+// node's answer adds is its own node and at most MaxInfoLinks links, each
+// to a node this node already knows and not denied by that node's answer.
+// It fails only when ctx ends before any answer or the node is not
+// running.
 func (n *Node) Topology(ctx context.Context, opt TopologyOptions) (Graph, error) {
 	if !n.running() {
 		return Graph{}, fmt.Errorf("topology: %w", ErrNotStarted)
@@ -102,10 +123,14 @@ func (n *Node) Topology(ctx context.Context, opt TopologyOptions) (Graph, error)
 	g := Graph{Origin: n.cfg.Name, Taken: time.Now(), Nodes: []GraphNode{}, Links: []GraphLink{}, Unreachable: []Unanswered{}}
 	peers := n.Peers()
 	routes := make(map[string]PeerInfo, len(peers))
+	known := make(map[string]bool, len(peers))
 	for _, p := range peers {
-		routes[p.Name] = p
+		routes[p.Name], known[p.Name] = p, true
 	}
-	t := &topoWalk{n: n, opt: opt, seen: map[string]bool{}, answers: map[string]NodeInfo{}, errs: map[string]error{}}
+	for _, m := range n.Members() {
+		known[m.Name] = true
+	}
+	t := &topoWalk{n: n, opt: opt, known: known, seen: map[string]bool{}, answers: map[string]NodeInfo{}, errs: map[string]error{}}
 	t.sem = make(chan struct{}, opt.Concurrency)
 	local := n.LocalInfo()
 	t.seen[n.cfg.Name] = true
@@ -123,31 +148,17 @@ func (n *Node) Topology(ctx context.Context, opt TopologyOptions) (Graph, error)
 		return Graph{}, fmt.Errorf("topology: %w", err)
 	}
 
-	type pair struct{ a, b string }
-	byPair := map[pair]*GraphLink{}
 	for name, info := range t.answers {
 		gn := GraphNode{NodeInfo: info}
 		if r, ok := routes[name]; ok {
 			gn.Hops, gn.Cost = r.Hops, r.Cost
 		}
 		g.Nodes = append(g.Nodes, gn)
-		for _, l := range info.Links {
-			p := pair{name, l.Peer}
-			if p.b < p.a {
-				p.a, p.b = p.b, p.a
-			}
-			gl := byPair[p]
-			if gl == nil {
-				gl = &GraphLink{A: p.a, B: p.b}
-				byPair[p] = gl
-			}
-			gl.RTT, gl.Loss, gl.Cost, gl.Streams = max(gl.RTT, l.RTT), max(gl.Loss, l.Loss), max(gl.Cost, l.Cost), max(gl.Streams, l.Streams)
-		}
 	}
-	for _, gl := range byPair {
-		gl.Quality = LinkQuality(gl.RTT, gl.Loss)
-		g.Links = append(g.Links, *gl)
+	for name := range t.errs {
+		t.known[name] = true // routing learned it during the walk
 	}
+	g.Links = graphLinks(t.answers, t.known)
 	for name, err := range t.errs {
 		g.Unreachable = append(g.Unreachable, Unanswered{Name: name, Error: err.Error()})
 	}
@@ -162,6 +173,53 @@ func (n *Node) Topology(ctx context.Context, opt TopologyOptions) (Graph, error)
 	return g, nil
 }
 
+// graphLinks are the links answers report between known nodes (or nodes
+// that answered), one per pair, as GraphLink describes.
+func graphLinks(answers map[string]NodeInfo, known map[string]bool) []GraphLink {
+	type pair struct{ a, b string }
+	byPair := map[pair]*GraphLink{}
+	reporters := map[pair][]string{}
+	for name, info := range answers {
+		for _, l := range info.Links {
+			if l.Peer == name {
+				continue
+			}
+			if _, answered := answers[l.Peer]; !answered && !known[l.Peer] {
+				continue
+			}
+			p := pair{name, l.Peer}
+			if p.b < p.a {
+				p.a, p.b = p.b, p.a
+			}
+			gl := byPair[p]
+			if gl == nil {
+				gl = &GraphLink{A: p.a, B: p.b}
+				byPair[p] = gl
+			}
+			if !slices.Contains(reporters[p], name) {
+				reporters[p] = append(reporters[p], name)
+			}
+			gl.RTT, gl.Loss, gl.Cost, gl.Streams = max(gl.RTT, l.RTT), max(gl.Loss, l.Loss), max(gl.Cost, l.Cost), max(gl.Streams, l.Streams)
+		}
+	}
+	out := make([]GraphLink, 0, len(byPair))
+	for p, gl := range byPair {
+		if r := reporters[p]; len(r) == 1 {
+			other := p.a
+			if other == r[0] {
+				other = p.b
+			}
+			if info, answered := answers[other]; answered && !info.LinksTruncated {
+				continue // the other end answered in full without it
+			}
+			gl.ReportedBy = r[0]
+		}
+		gl.Quality = LinkQuality(gl.RTT, gl.Loss)
+		out = append(out, *gl)
+	}
+	return out
+}
+
 // topoWalk is one Topology's queries: each node is queried once, at most
 // opt.Concurrency at a time and opt.MaxNodes in all.
 type topoWalk struct {
@@ -169,6 +227,9 @@ type topoWalk struct {
 	opt TopologyOptions
 	sem chan struct{}
 	wg  sync.WaitGroup
+	// known are the names routing had a route to, or gossip listed, when
+	// the walk started.
+	known map[string]bool
 
 	mu      sync.Mutex
 	seen    map[string]bool
@@ -209,10 +270,16 @@ func (t *topoWalk) spawn(ctx context.Context, name string) {
 	}()
 }
 
-// follow queries the nodes info's links name.
+// follow queries the nodes info's links name that routing has a route
+// to, and lists those gossip lists without a route as unanswered. It
+// ignores other names: they are only the answer's word.
 func (t *topoWalk) follow(ctx context.Context, info NodeInfo) {
 	for _, l := range info.Links {
-		t.spawn(ctx, l.Peer)
+		if p, ok := t.n.Peer(l.Peer); ok && p.Reachable {
+			t.spawn(ctx, l.Peer)
+		} else if ok || t.known[l.Peer] {
+			t.mark(l.Peer, errNotRouted)
+		}
 	}
 }
 

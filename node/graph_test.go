@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +115,13 @@ func TestTopologyListsNodesThatDoNotAnswer(t *testing.T) {
 	})
 	if len(g.Unreachable) != 1 || g.Unreachable[0].Name != "c" || !strings.Contains(g.Unreachable[0].Error, "no such service") {
 		t.Fatalf("unreachable %+v, want c refusing the info service", g.Unreachable)
+	}
+	// c's links rest on its neighbours' word, and say so.
+	for _, l := range g.Links {
+		want := map[string]string{"a-b": "", "b-c": "b", "c-d": "d"}[l.A+"-"+l.B]
+		if l.ReportedBy != want {
+			t.Errorf("link %s-%s reported by %q alone, want %q", l.A, l.B, l.ReportedBy, want)
+		}
 	}
 
 	// A node that goes away is listed as unreachable (or dropped once
@@ -236,5 +244,41 @@ func TestTopologySurvivesBadInfoAnswers(t *testing.T) {
 		if u := g.Unreachable[i]; !strings.Contains(u.Error, want) {
 			t.Errorf("%s: %q, want it to say %q", u.Name, u.Error, want)
 		}
+	}
+}
+
+func TestGraphLinksKeepsWhatTheOtherEndDoesNotDeny(t *testing.T) {
+	link := func(peer string, cost uint32) InfoLink {
+		return InfoLink{Peer: peer, Role: "router", RTT: time.Millisecond, Cost: cost}
+	}
+	answers := map[string]NodeInfo{
+		"a": {Name: "a", Links: []InfoLink{link("b", 10), link("c", 10), link("x", 10), link("a", 10), link("n", 10)}},
+		"b": {Name: "b", Links: []InfoLink{link("a", 30)}},
+		"c": {Name: "c", Links: []InfoLink{}}, // answered in full without a
+		"t": {Name: "t", Links: []InfoLink{link("a", 10)}},
+		"u": {Name: "u", Links: []InfoLink{link("t", 10)}, LinksTruncated: true},
+	}
+	// x and n are known (routing or gossip) but did not answer; a's answer
+	// does not list t, u's list was cut short.
+	known := map[string]bool{"a": true, "b": true, "c": true, "x": true, "t": true, "u": true}
+	var got []string
+	for _, l := range graphLinks(answers, known) {
+		got = append(got, fmt.Sprintf("%s-%s:%d:%s", l.A, l.B, l.Cost, l.ReportedBy))
+	}
+	slices.Sort(got)
+	want := []string{"a-b:30:", "a-x:10:a"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("links %v, want %v", got, want)
+	}
+	// t's link to u is not in u's truncated list: it stays, as t's word.
+	answers["u"] = NodeInfo{Name: "u", Links: []InfoLink{}, LinksTruncated: true}
+	answers["t"] = NodeInfo{Name: "t", Links: []InfoLink{link("u", 10)}}
+	got = nil
+	for _, l := range graphLinks(answers, known) {
+		got = append(got, fmt.Sprintf("%s-%s:%s", l.A, l.B, l.ReportedBy))
+	}
+	slices.Sort(got)
+	if want := []string{"a-b:", "a-x:a", "t-u:t"}; !slices.Equal(got, want) {
+		t.Fatalf("links %v, want %v", got, want)
 	}
 }

@@ -70,16 +70,55 @@ func injectTrace(ctx context.Context, o *circuit.Open) {
 }
 
 // extractTrace returns a context carrying the header's remote span context
-// (the previous hop's span).
+// (the previous hop's span), its tracestate cut to maxTraceState bytes by
+// capTraceState: what this hop's span records and passes on.
 func extractTrace(o *circuit.Open) context.Context {
 	if o.TraceParent == "" {
 		return context.Background()
 	}
 	c := propagation.MapCarrier{"traceparent": o.TraceParent}
-	if o.TraceState != "" {
-		c["tracestate"] = o.TraceState
+	if ts := capTraceState(o.TraceState); ts != "" {
+		c["tracestate"] = ts
 	}
 	return traceContext.Extract(context.Background(), c)
+}
+
+// maxTraceState bounds the tracestate a hop takes from an open header, in
+// bytes, commas included: the 512 that W3C Trace Context asks every hop to
+// pass on at least.
+const maxTraceState = 512
+
+// bigTraceStateEntry: entries longer than this are dropped first when a
+// tracestate is cut (W3C Trace Context, tracestate limits).
+const bigTraceStateEntry = 128
+
+// capTraceState returns tracestate header s within maxTraceState bytes by
+// dropping whole entries, as W3C Trace Context allows: entries longer than
+// bigTraceStateEntry bytes from the right first, then any from the right.
+// The entries kept stay in order; s is returned unchanged when it fits.
+func capTraceState(s string) string {
+	if len(s) <= maxTraceState {
+		return s
+	}
+	var entries []string
+	size := -1 // no comma before the first entry
+	for e := range strings.SplitSeq(s, ",") {
+		if e = strings.Trim(e, " \t"); e != "" {
+			entries = append(entries, e)
+			size += len(e) + 1
+		}
+	}
+	for i := len(entries) - 1; i >= 0 && size > maxTraceState; i-- {
+		if len(entries[i]) > bigTraceStateEntry {
+			size -= len(entries[i]) + 1
+			entries = append(entries[:i], entries[i+1:]...)
+		}
+	}
+	for len(entries) > 0 && size > maxTraceState {
+		size -= len(entries[len(entries)-1]) + 1
+		entries = entries[:len(entries)-1]
+	}
+	return strings.Join(entries, ",")
 }
 
 // startHop starts the span of this node's hop of circuit o (hop: 0 at the

@@ -2,7 +2,9 @@
 // Mermaid or SVG. The SVG is drawn here, without Graphviz: nodes sorted by
 // name on a circle, the gathering node at the top, so the same graph always
 // gives the same picture. Links are coloured by their quality class
-// (node.LinkQuality) and the links of a highlighted path drawn over them.
+// (node.LinkQuality) and the links of a highlighted path drawn over them;
+// a link only one end reported (node.GraphLink.ReportedBy) is dashed and
+// its label says who reported it.
 package meshgraph
 
 import (
@@ -31,7 +33,11 @@ func colour(quality string) string {
 
 // linkLabel is the text shown on a link.
 func linkLabel(l node.GraphLink) string {
-	return fmt.Sprintf("cost %d, rtt %s, loss %.1f%%", l.Cost, fmtRTT(l.RTT), 100*l.Loss)
+	s := fmt.Sprintf("cost %d, rtt %s, loss %.1f%%", l.Cost, fmtRTT(l.RTT), 100*l.Loss)
+	if l.ReportedBy != "" {
+		s += ", reported by " + l.ReportedBy + " only"
+	}
+	return s
 }
 
 // nodeLabel is the second line shown under a node's name.
@@ -81,7 +87,11 @@ func DOT(w io.Writer, g node.Graph) error {
 			dotQuote(u.Name), dotQuote(u.Name+"\nunreachable"), downColour, downColour)
 	}
 	for _, l := range g.Links {
-		fmt.Fprintf(b, "\t%s -- %s [label=%s, color=%q];\n", dotQuote(l.A), dotQuote(l.B), dotQuote(linkLabel(l)), colour(l.Quality))
+		dashed := ""
+		if l.ReportedBy != "" {
+			dashed = ", style=dashed"
+		}
+		fmt.Fprintf(b, "\t%s -- %s [label=%s, color=%q%s];\n", dotQuote(l.A), dotQuote(l.B), dotQuote(linkLabel(l)), colour(l.Quality), dashed)
 	}
 	b.WriteString("}\n")
 	_, err := io.WriteString(w, b.String())
@@ -117,7 +127,11 @@ func Mermaid(w io.Writer, g node.Graph) error {
 		fmt.Fprintf(b, "\t%s ---|%s| %s\n", id(l.A), mermaidQuote(mermaidText(linkLabel(l))), id(l.B))
 	}
 	for i, l := range g.Links {
-		fmt.Fprintf(b, "\tlinkStyle %d stroke:%s,stroke-width:2px\n", i, colour(l.Quality))
+		dashed := ""
+		if l.ReportedBy != "" {
+			dashed = ",stroke-dasharray:5 5"
+		}
+		fmt.Fprintf(b, "\tlinkStyle %d stroke:%s,stroke-width:2px%s\n", i, colour(l.Quality), dashed)
 	}
 	fmt.Fprintf(b, "\tclassDef down stroke-dasharray:5 5,color:%s\n", downColour)
 	_, err := io.WriteString(w, b.String())

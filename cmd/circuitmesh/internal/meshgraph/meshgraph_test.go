@@ -111,12 +111,14 @@ func TestFormatsOfARealMesh(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{`graph mesh {`, `"a" -- "b" [label="cost `, `"a" -- "c"`, `"b" -- "c"`, `"c" -- "d"`,
-		`"c" [label="c\nrouter `, `· web"`, `"d" [label="d\nunreachable", style="rounded,dashed"`} {
+		`"c" [label="c\nrouter `, `· web"`, `"d" [label="d\nunreachable", style="rounded,dashed"`,
+		`, reported by c only", color="#2e7d32", style=dashed];`} {
 		if !strings.Contains(dot.String(), want) {
 			t.Errorf("DOT lacks %q:\n%s", want, dot.String())
 		}
 	}
-	if strings.Count(dot.String(), " -- ") != 4 {
+	// d does not answer: only c-d rests on one end's word.
+	if strings.Count(dot.String(), " -- ") != 4 || strings.Count(dot.String(), "style=dashed]") != 1 {
 		t.Errorf("DOT has %d edges, want 4:\n%s", strings.Count(dot.String(), " -- "), dot.String())
 	}
 
@@ -127,6 +129,7 @@ func TestFormatsOfARealMesh(t *testing.T) {
 	m := mer.String()
 	edge := regexp.MustCompile(`(?m)^\t(n\d+) ---\|"cost \d+, rtt [^"]+"\| (n\d+)$`)
 	if !strings.HasPrefix(m, "graph LR\n") || len(edge.FindAllString(m, -1)) != 4 || strings.Count(m, "linkStyle ") != 4 ||
+		strings.Count(m, ",stroke-dasharray:5 5\n") != 1 || !strings.Contains(m, `reported by c only"|`) ||
 		!strings.Contains(m, `["d<br/>unreachable"]:::down`) {
 		t.Errorf("Mermaid output:\n%s", m)
 	}
@@ -151,6 +154,11 @@ func TestFormatsOfARealMesh(t *testing.T) {
 		t.Error("the same graph drew two different pictures")
 	}
 	checkSVG(t, svg1.String(), []string{"a", "b", "c", "d"}, 4, []string{"a-c", "c-d"})
+	if !regexp.MustCompile(`data-a="c" data-b="d" data-quality="[a-z]+" data-reported-by="c">`).MatchString(svg1.String()) ||
+		!strings.Contains(svg1.String(), `stroke-dasharray="8 5"><title>c — d: `) ||
+		strings.Count(svg1.String(), "data-reported-by=") != 1 || strings.Count(svg1.String(), `stroke-dasharray="8 5"><title>`) != 1 {
+		t.Errorf("SVG does not dash c-d alone as reported by c only:\n%s", svg1.String())
+	}
 }
 
 // checkSVG parses the picture as XML and checks its nodes, link count and

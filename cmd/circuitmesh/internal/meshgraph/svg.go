@@ -70,8 +70,10 @@ func layout(g node.Graph) ([]placed, float64, float64) {
 
 // SVG draws g: a circle per node (named, with its role, version and
 // services), a line per link coloured by quality and labelled with its
-// cost, and the links of opt.Path highlighted. Elements carry data-node,
-// data-a/data-b and data-quality attributes for scripts and tests.
+// cost (dashed when only one end reported it), and the links of opt.Path
+// highlighted. Elements carry data-node, data-a/data-b, data-quality and,
+// on a link one end reported, data-reported-by attributes for scripts and
+// tests.
 func SVG(w io.Writer, g node.Graph, opt SVGOptions) error {
 	ps, width, height := layout(g)
 	pos := map[string]placed{}
@@ -99,13 +101,19 @@ func SVG(w io.Writer, g node.Graph, opt SVGOptions) error {
 		if onPath[[2]string{l.A, l.B}] {
 			class += " on-path"
 		}
-		fmt.Fprintf(b, `<g class="%s" data-a="%s" data-b="%s" data-quality="%s">`, class, e(l.A), e(l.B), e(l.Quality))
+		fmt.Fprintf(b, `<g class="%s" data-a="%s" data-b="%s" data-quality="%s"`, class, e(l.A), e(l.B), e(l.Quality))
+		dash := ""
+		if l.ReportedBy != "" {
+			fmt.Fprintf(b, ` data-reported-by="%s"`, e(l.ReportedBy))
+			dash = ` stroke-dasharray="8 5"`
+		}
+		b.WriteString(">")
 		if strings.Contains(class, "on-path") {
 			fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="11" stroke-opacity="0.45" stroke-linecap="round"/>`,
 				pa.x, pa.y, pb.x, pb.y, pathColour)
 		}
-		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="%d"><title>%s — %s: %s</title></line>`,
-			pa.x, pa.y, pb.x, pb.y, stroke, width, e(l.A), e(l.B), e(linkLabel(l)))
+		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="%d"%s><title>%s — %s: %s</title></line>`,
+			pa.x, pa.y, pb.x, pb.y, stroke, width, dash, e(l.A), e(l.B), e(linkLabel(l)))
 		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="11" fill="#333" paint-order="stroke" stroke="#fff" stroke-width="3">%d</text></g>`+"\n",
 			(pa.x+pb.x)/2, (pa.y+pb.y)/2-4, l.Cost)
 	}
@@ -124,12 +132,13 @@ func SVG(w io.Writer, g node.Graph, opt SVGOptions) error {
 		fmt.Fprintf(b, `<text text-anchor="middle" dy="42" font-size="11" fill="#555">%s</text></g>`+"\n", e(p.label))
 	}
 	b.WriteString("</g>\n")
-	legend := []struct{ name, colour string }{{"good", colour("good")}, {"fair (≥1% loss or ≥50ms)", colour("fair")},
-		{"poor (≥5% loss or ≥250ms)", colour("poor")}, {"path", pathColour}}
+	legend := []struct{ name, colour, dash string }{{"good", colour("good"), ""}, {"fair (≥1% loss or ≥50ms)", colour("fair"), ""},
+		{"poor (≥5% loss or ≥250ms)", colour("poor"), ""}, {"path", pathColour, ""},
+		{"reported by one end only", downColour, ` stroke-dasharray="8 5"`}}
 	for i, l := range legend {
 		y := height - 18*float64(len(legend)-i)
-		fmt.Fprintf(b, `<line x1="12" y1="%.0f" x2="36" y2="%.0f" stroke="%s" stroke-width="4"/><text x="42" y="%.0f" font-size="11">%s</text>`+"\n",
-			y-4, y-4, l.colour, y, e(l.name))
+		fmt.Fprintf(b, `<line x1="12" y1="%.0f" x2="36" y2="%.0f" stroke="%s" stroke-width="4"%s/><text x="42" y="%.0f" font-size="11">%s</text>`+"\n",
+			y-4, y-4, l.colour, l.dash, y, e(l.name))
 	}
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())

@@ -45,7 +45,8 @@ function render(v) {
   fillDestinations(g);
   linksEl.replaceChildren(...g.links.map(l => {
     const tr = document.createElement("tr");
-    tr.append(text("td", l.a + " — " + l.b, "q-" + l.quality), text("td", String(l.cost)),
+    const name = l.a + " — " + l.b + (l.reported_by ? " (reported by " + l.reported_by + " only)" : "");
+    tr.append(text("td", name, "q-" + l.quality), text("td", String(l.cost)),
       text("td", fmtRTT(l.rtt_ns)), text("td", (100 * l.loss).toFixed(1) + "%"), text("td", String(l.streams)));
     return tr;
   }));
