@@ -30,11 +30,7 @@
 //     (Replace times closer plus Slack) and at least MinAge old (plus up
 //     to ReplaceSpread, a stable per-link part of it); that link is dropped once
 //     the better one is up and no route of this node depends on the old
-//     one alone (Link.Stranded is 0: make before break). MinAge guards
-//     against coordinates that are still settling: from MeasuredMinAge
-//     on, a link whose round trip is measured is replaced as above by a
-//     neighbour whose round trip is measured (a link's, or the probes'
-//     Member.RTT), which no settling moves. Incoming links are never dropped for being
+//     one alone (Link.Stranded is 0: make before break). Incoming links are never dropped for being
 //     unwanted, so two nodes that disagree do not fight.
 //   - Shortcuts: a router at or above Target and below Max−1 links, from
 //     which routing reaches every router member, links to the nearby
@@ -87,11 +83,7 @@ const (
 	// ReplaceSpread is how much longer than MinAge a link may wait to be
 	// replaced: each link a stable part of it (Decide).
 	ReplaceSpread = 15 * time.Second
-	// MeasuredMinAge is the age from which a link of measured round trip
-	// may be replaced by a neighbour whose round trip is measured too,
-	// before MinAge (Decide).
-	MeasuredMinAge = 2 * time.Second
-	DefaultStatic  = 4
+	DefaultStatic = 4
 	// Shortcuts (Config.Stretch, Gain).
 	DefaultStretch = 1.6
 	DefaultGain    = time.Millisecond
@@ -559,7 +551,7 @@ func (p *planner) plan() Plan {
 	radius := p.radius(near)
 	var spare []Link
 	for _, l := range p.in.Links {
-		if l.Outbound && !l.Static && !wanted[l.Peer] && (p.replaceable(l) || p.measuredReplaceable(l)) &&
+		if l.Outbound && !l.Static && !wanted[l.Peer] && p.replaceable(l) &&
 			(!l.Shortcut || p.linkDist(l) > radius) {
 			spare = append(spare, l)
 		}
@@ -573,8 +565,6 @@ func (p *planner) plan() Plan {
 	})
 	for _, l := range spare {
 		worse := p.linkDist(l)
-		// young: only a measured round trip may replace it.
-		young := !p.replaceable(l)
 		// A wanted near neighbour already linked that is clearly better:
 		// the replacement is up, drop the spare link, unless no other
 		// neighbour reaches its peer (a bridge, such as the one link
@@ -582,14 +572,14 @@ func (p *planner) plan() Plan {
 		// mesh, and the repair that follows would add it back).
 		if p.degree > target {
 			for name := range near {
-				if nl, ok := p.linked[name]; ok && (!young || nl.RTT > 0) && p.clearlyBetter(p.linkDist(nl), worse) && len(p.in.Unreachable) == 0 && l.Alternates > 0 && l.Stranded == 0 {
+				if nl, ok := p.linked[name]; ok && p.clearlyBetter(p.linkDist(nl), worse) && len(p.in.Unreachable) == 0 && l.Alternates > 0 && l.Stranded == 0 {
 					out.Drop = append(out.Drop, Drop{Peer: l.Peer, Reason: "replaced by a closer neighbour " + name, Why: WhyReplace})
 					return out
 				}
 			}
 		}
 		if slices.ContainsFunc(cands, func(m Member) bool {
-			return near[m.Name] && (!young || m.RTT > 0) && p.clearlyBetter(p.dist(m), worse) && add(m, WhyReplace)
+			return near[m.Name] && p.clearlyBetter(p.dist(m), worse) && add(m, WhyReplace)
 		}) {
 			break
 		}
@@ -621,13 +611,6 @@ func (p *planner) replaceable(l Link) bool {
 		return true
 	}
 	return l.Age >= p.cfg.MinAge+time.Duration(p.hash(l.Peer)%uint64(ReplaceSpread))
-}
-
-// measuredReplaceable reports whether l, younger than replaceable allows,
-// may be replaced by a neighbour of measured round trip: its own round
-// trip is measured and it is at least MeasuredMinAge old.
-func (p *planner) measuredReplaceable(l Link) bool {
-	return l.RTT > 0 && l.Age >= min(MeasuredMinAge, p.cfg.MinAge)
 }
 
 // bootstrapping reports whether this node is a router that knows the

@@ -45,14 +45,6 @@ func drops(ds []Drop) []string {
 	return out
 }
 
-// measuredAt returns a copy of members with members[i]'s round trip
-// measured at rtt milliseconds.
-func measuredAt(members []Member, i int, rtt float64) []Member {
-	out := slices.Clone(members)
-	out[i].RTT = ms(rtt)
-	return out
-}
-
 func ms(n float64) time.Duration { return time.Duration(n * float64(time.Millisecond)) }
 
 func TestDecide(t *testing.T) {
@@ -136,22 +128,6 @@ func TestDecide(t *testing.T) {
 		name: "a far outgoing link younger than MinAge is not replaced yet",
 		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 3, Max: 5, Long: -1, Adds: 10, MinAge: time.Minute},
 			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r1", Outbound: true, RTT: ms(20)}, {Peer: "r9", Outbound: true, RTT: ms(100), Age: 59 * time.Second}}},
-	}, {
-		name: "a far outgoing link younger than MinAge is replaced by a member of measured round trip",
-		in: Input{Self: "me", Coord: at(0), Members: measuredAt(ten, 2, 30), Config: Config{Target: 3, Max: 5, Long: -1, Adds: 10, MinAge: time.Minute},
-			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r1", Outbound: true, RTT: ms(20)}, {Peer: "r9", Outbound: true, RTT: ms(100), Age: MeasuredMinAge}}},
-		wantAdd: []string{"r2"},
-		wantWhy: []Why{WhyReplace},
-	}, {
-		name: "a far outgoing link younger than MeasuredMinAge is not replaced even by a measured member",
-		in: Input{Self: "me", Coord: at(0), Members: measuredAt(ten, 2, 30), Config: Config{Target: 3, Max: 5, Long: -1, Adds: 10, MinAge: time.Minute},
-			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r1", Outbound: true, RTT: ms(20)}, {Peer: "r9", Outbound: true, RTT: ms(100), Age: MeasuredMinAge - time.Millisecond}}},
-	}, {
-		name: "a young outgoing link is dropped once the measured replacement is up",
-		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 3, Max: 5, Long: -1, MinAge: time.Minute},
-			Links: []Link{{Peer: "r0", Outbound: true, RTT: ms(10)}, {Peer: "r1", Outbound: true, RTT: ms(20)}, {Peer: "r2", Outbound: true, RTT: ms(30)}, {Peer: "r9", Outbound: true, RTT: ms(100), Age: MeasuredMinAge, Alternates: 1}}},
-		wantDrops: []string{"r9"},
-		dropWhy:   WhyReplace,
 	}, {
 		name: "a far outgoing link older than MinAge and its spread is replaced",
 		in: Input{Self: "me", Coord: at(0), Members: ten, Config: Config{Target: 3, Max: 5, Long: -1, Adds: 10, MinAge: time.Minute},
