@@ -17,8 +17,8 @@
 //     keeps the diameter logarithmic (small world).
 //   - Below Target, add wanted neighbours first, then the nearest others.
 //   - Bootstrapping: a router that knows the distance (link RTT, probe
-//     RTT or coordinate) to fewer than 2×Target routers has the round
-//     trip to routers it has not measured measured (Plan.Probe, up to
+//     RTT or coordinate) to fewer than 2×Target routers asks for the
+//     round trip of routers none was measured to (Plan.Probe, up to
 //     BootstrapProbes, the nearest by estimate first, then by the seeded
 //     hash), and below Target it adds, beyond its first link, only routers
 //     of known distance until Input.Probing lists BootstrapAsk members:
