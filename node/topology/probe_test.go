@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -54,12 +55,21 @@ func TestProbe(t *testing.T) {
 		name: "negative Probes: none",
 		edit: func(in *Input) { in.Config.Probes = -1 },
 	}, {
-		name: "no coordinates: nothing to rank, none",
+		name: "no coordinates and probes asked: no radius to rank by, none",
+		edit: func(in *Input) {
+			for i := range in.Members {
+				in.Members[i].Coord = nil
+			}
+			in.Config.Target = 1 // a, b and h known: not bootstrapping
+		},
+	}, {
+		name: "no coordinates, three routers of eight known: bootstrapping, BootstrapProbes of the others by the seeded hash",
 		edit: func(in *Input) {
 			for i := range in.Members {
 				in.Members[i].Coord = nil
 			}
 		},
+		want: []string{"e", "d", "g", "f"},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,6 +78,116 @@ func TestProbe(t *testing.T) {
 			got := Decide(in).Probe
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("Probe = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestBootstrap: a router that has just joined knows no distance; its
+// links beyond the first wait for the round trips it has measured, so
+// that they go to the nearest of the routers it probed rather than to
+// routers drawn at random (in three regions, two of three elsewhere).
+func TestBootstrap(t *testing.T) {
+	// Twenty routers without coordinates; "near" and "mid" measured
+	// once the probes answered.
+	base := func() Input {
+		in := Input{Self: "me", Config: Config{Target: 4, Max: 10, Long: -1}}
+		for i := range 20 {
+			name := fmt.Sprintf("r%02d", i)
+			in.Members = append(in.Members, Member{Name: name, Addr: name})
+		}
+		return in
+	}
+	measured := func(in *Input) {
+		in.Members = append(in.Members, Member{Name: "near", Addr: "near", RTT: ms(2)}, Member{Name: "mid", Addr: "mid", RTT: ms(9)})
+	}
+	probing := func(in *Input, n int) {
+		in.Probing = nil
+		for i := range n {
+			in.Probing = append(in.Probing, fmt.Sprintf("r%02d", i))
+		}
+	}
+	tests := []struct {
+		name      string
+		edit      func(in *Input)
+		wantAdd   []string // nil: compared by count only
+		wantAdds  int
+		wantProbe int
+	}{{
+		name:      "nothing known, no link: one link at once, and probes",
+		edit:      func(in *Input) {},
+		wantAdds:  1,
+		wantProbe: BootstrapProbes,
+	}, {
+		name: "one link, nothing measured: no link of unknown distance while probes are asked",
+		edit: func(in *Input) {
+			in.Links = []Link{{Peer: "r19", Outbound: true, RTT: ms(60)}}
+			probing(in, 4)
+		},
+		wantAdds:  0,
+		wantProbe: BootstrapProbes,
+	}, {
+		name: "one link, two routers measured: those two",
+		edit: func(in *Input) {
+			in.Links = []Link{{Peer: "r19", Outbound: true, RTT: ms(60)}}
+			probing(in, 4)
+			measured(in)
+		},
+		wantAdd:   []string{"near", "mid"},
+		wantProbe: BootstrapProbes,
+	}, {
+		name: "BootstrapAsk round trips asked: links of unknown distance too",
+		edit: func(in *Input) {
+			in.Links = []Link{{Peer: "r19", Outbound: true, RTT: ms(60)}}
+			probing(in, BootstrapAsk)
+		},
+		wantAdds:  2,
+		wantProbe: 3, // r16-r18: r00-r15 asked, r19 linked
+	}, {
+		name: "probes off: no bootstrapping, links at once",
+		edit: func(in *Input) {
+			in.Links = []Link{{Peer: "r19", Outbound: true, RTT: ms(60)}}
+			in.Config.Probes = -1
+		},
+		wantAdds: 2,
+	}, {
+		name: "2×Target distances known: not bootstrapping, no probes without a radius",
+		edit: func(in *Input) {
+			for i := range 8 {
+				in.Members[i].RTT = ms(float64(30 + i))
+			}
+			in.Links = []Link{{Peer: "r19", Outbound: true, RTT: ms(60)}}
+		},
+		wantAdd:   []string{"r00", "r01"},
+		wantProbe: 0,
+	}, {
+		name: "a leaf does not bootstrap",
+		edit: func(in *Input) {
+			in.Leaf = true
+			in.Links = []Link{{Peer: "r19", Outbound: true, RTT: ms(60)}}
+		},
+		wantAdds: 1,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := base()
+			tt.edit(&in)
+			p := Decide(in)
+			got := names(p.Add)
+			if tt.wantAdd != nil {
+				if !slices.Equal(got, tt.wantAdd) {
+					t.Errorf("added %v, want %v", got, tt.wantAdd)
+				}
+			} else if len(got) != tt.wantAdds {
+				t.Errorf("added %v, want %d links", got, tt.wantAdds)
+			}
+			if len(p.Probe) != tt.wantProbe {
+				t.Errorf("probes %v, want %d", p.Probe, tt.wantProbe)
+			}
+			for _, name := range p.Probe {
+				if slices.Contains(in.Probing, name) || name == "near" || name == "mid" {
+					t.Errorf("probes %s, which is being probed or measured", name)
+				}
 			}
 		})
 	}

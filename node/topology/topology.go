@@ -16,6 +16,15 @@
 //     ranked by a hash of (seed, self, name), a stable random choice that
 //     keeps the diameter logarithmic (small world).
 //   - Below Target, add wanted neighbours first, then the nearest others.
+//   - Bootstrapping: a router that knows the distance (link RTT, probe
+//     RTT or coordinate) to fewer than 2×Target routers asks for the
+//     round trip of routers none was measured to (Plan.Probe, up to
+//     BootstrapProbes, the nearest by estimate first, then by the seeded
+//     hash), and below Target it adds, beyond its first link, only routers
+//     of known distance until Input.Probing lists BootstrapAsk members:
+//     a node that has just joined knows no coordinate yet, and links
+//     picked at random (two of three in another region, in three
+//     regions) stay until replaced.
 //   - At or above Target, add a wanted near neighbour only when it is
 //     clearly better than a current outgoing link that is not wanted
 //     (Replace times closer plus Slack) and at least MinAge old (plus up
@@ -82,6 +91,13 @@ const (
 	MinRTT = 100 * time.Microsecond
 	// DefaultProbes is how many members Plan.Probe lists at most.
 	DefaultProbes = 2
+	// BootstrapProbes is how many members Plan.Probe lists at most for
+	// a router that knows the distance to few routers (bootstrapping).
+	BootstrapProbes = 4
+	// BootstrapAsk is how many round trips a bootstrapping router asks
+	// for (Input.Probing) before it adds links of unknown distance
+	// beyond its first.
+	BootstrapAsk = 16
 )
 
 // Config tunes the policy. The zero value means the defaults.
@@ -329,6 +345,7 @@ type planner struct {
 	members map[string]Member
 	cands   []Member        // routers, nearest first (plan)
 	near    map[string]bool // the wanted near neighbours (plan)
+	known   int             // routers of known distance (plan)
 	degree  int
 	dists   map[string]time.Duration // memo of dist
 	hashes  map[string]uint64        // memo of hash
@@ -362,6 +379,11 @@ func (p *planner) plan() Plan {
 	}
 	p.sortNearest(cands)
 	p.cands = cands
+	for _, m := range cands {
+		if p.dist(m) < unknown {
+			p.known++
+		}
+	}
 
 	wanted := map[string]bool{}
 	near := map[string]bool{}
@@ -402,8 +424,14 @@ func (p *planner) plan() Plan {
 	if p.in.Leaf {
 		target = min(p.cfg.Leaf, hardMax)
 	}
+	// hold: bootstrapping, a link of unknown distance waits for the
+	// probes, but not the first.
+	hold := p.bootstrapping() && len(p.in.Probing) < BootstrapAsk
 	add := func(m Member, why Why) bool {
 		if len(out.Add) >= p.cfg.Adds || p.degree+len(out.Add) >= hardMax {
+			return false
+		}
+		if hold && why == WhyTarget && p.degree+len(out.Add) >= 1 && p.dist(m) >= unknown {
 			return false
 		}
 		if _, ok := p.linked[m.Name]; ok || added[m.Name] || unavailable[m.Name] || m.Addr == "" {
@@ -585,22 +613,41 @@ func (p *planner) replaceable(l Link) bool {
 	return l.Age >= p.cfg.MinAge+time.Duration(p.hash(l.Peer)%uint64(ReplaceSpread))
 }
 
+// bootstrapping reports whether this node is a router that knows the
+// distance to fewer than 2×Target routers (after plan's ranking).
+func (p *planner) bootstrapping() bool {
+	return !p.in.Leaf && p.cfg.Probes > 0 && p.known < 2*p.cfg.Target && p.known < len(p.cands)
+}
+
 // probes returns the members Plan.Probe lists (after plan).
 func (p *planner) probes() []string {
 	if p.cfg.Probes == 0 {
 		return nil
 	}
+	if p.bootstrapping() {
+		return p.unmeasured(len(p.cands), max(p.cfg.Probes, BootstrapProbes))
+	}
 	radius := p.radius(p.near)
 	if radius == 0 {
 		return nil
 	}
-	var skip map[string]bool
-	var out []string
+	n := 0
 	for _, m := range p.cands { // nearest first
-		d := p.dist(m)
-		if d > radius {
+		if p.dist(m) > radius {
 			break // unknown distances sort last
 		}
+		n++
+	}
+	return p.unmeasured(n, p.cfg.Probes)
+}
+
+// unmeasured returns up to limit of the first n candidates (nearest
+// first, unknown distances by the seeded hash) that are not linked, have
+// no measured round trip and are not being probed.
+func (p *planner) unmeasured(n, limit int) []string {
+	var skip map[string]bool
+	var out []string
+	for _, m := range p.cands[:n] {
 		if _, ok := p.linked[m.Name]; ok || m.RTT > 0 {
 			continue
 		}
@@ -610,7 +657,7 @@ func (p *planner) probes() []string {
 		if skip[m.Name] {
 			continue
 		}
-		if out = append(out, m.Name); len(out) == p.cfg.Probes {
+		if out = append(out, m.Name); len(out) == limit {
 			break
 		}
 	}

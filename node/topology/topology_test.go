@@ -215,7 +215,7 @@ func TestDecide(t *testing.T) {
 			Links: []Link{{Peer: "r0", Outbound: true}, {Peer: "r1", Outbound: true}}, Unreachable: []string{"r9"}},
 	}, {
 		name:    "members without coordinates are ordered by the seeded hash, all distinct",
-		in:      Input{Self: "me", Members: []Member{{Name: "a", Addr: "a"}, {Name: "b", Addr: "b"}, {Name: "c", Addr: "c"}}, Config: Config{Target: 5, Adds: 5}},
+		in:      Input{Self: "me", Members: []Member{{Name: "a", Addr: "a"}, {Name: "b", Addr: "b"}, {Name: "c", Addr: "c"}}, Config: Config{Target: 5, Adds: 5, Probes: -1}},
 		wantAdd: []string{"a", "b", "c"},
 	}, {
 		name: "members without a link address are not dialled",
