@@ -3,20 +3,34 @@ package node
 import (
 	"io"
 	"net"
+	"sync"
 
 	"github.com/circuitmesh/circuitmesh/internal/stack"
 )
 
+// echoBufSize is the copy buffer of one echo circuit.
+const echoBufSize = 16 << 10
+
+// echoBufs pools the echo circuits' copy buffers: a circuit borrows one
+// for its life instead of allocating (and zeroing) 16 KiB per open, which
+// was most of the bytes a destination allocated per echo circuit.
+var echoBufs = sync.Pool{New: func() any { b := make([]byte, echoBufSize); return &b }}
+
 // serveEcho answers the built-in echo service until the node closes: every
 // circuit gets its bytes back, and its half-close is mirrored.
 func serveEcho(n *Node, lis net.Listener) {
-	serveEach(n, lis, func(c net.Conn) {
-		buf := make([]byte, 16<<10)
-		io.CopyBuffer(c, c, buf)
-		if cw, ok := c.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		}
-	})
+	serveEach(n, lis, echo)
+}
+
+// echo sends c's bytes back until c's other end half-closes, then
+// half-closes c.
+func echo(c net.Conn) {
+	bp := echoBufs.Get().(*[]byte)
+	defer echoBufs.Put(bp)
+	io.CopyBuffer(c, c, *bp)
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
 }
 
 // startBuiltin publishes a service the node answers itself, served by
