@@ -56,7 +56,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "bench-results.json", "where to write the JSON results")
 	sizeMiB := fs.Int64("size", 0, "MiB per transfer (default 256, 48 with -quick)")
 	rounds := fs.Int("rounds", 0, "interleaved throughput rounds (default 5, 3 with -quick)")
-	profileDir := fs.String("profile-dir", "", "write CPU profiles of the relay n1 and the quic-go pair during the throughput rounds here")
+	profileDir := fs.String("profile-dir", "", "write CPU profiles (throughput, open+echo, round trips, held circuits) and execution traces (open+echo, round trips) of the roles here")
 	verbose := fs.Bool("v", false, "show the role processes' logs")
 	only := fs.String("only", "", `run one part: "line" (throughput, latency, memory), "relay" (the line's throughput and latency only), "throughput" (the line's throughput rounds only), "latency" (the line's open+echo and round trips, idle and busy, only), "resume" (the line's resumable/off pairs only), "reroute" or "scale"`)
 	scale := fs.Int("scale", -1, "idle circuits the scale part holds through one relay (default 100000, 0 with -quick: not run)")

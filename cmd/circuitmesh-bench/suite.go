@@ -421,8 +421,10 @@ func (s *suite) latency(label string, l *latency, profile bool) error {
 
 // profileOpen starts or stops CPU profiles of the source, the first relay,
 // the destination of a k1 circuit and the first naive relay, and execution
-// traces of the source and the destination: the traces show the goroutines
-// an open's first bytes pass through at each end.
+// traces of those three nodes, of the first naive relay and of the quic-go
+// pair (the naive_k1 source and destination): the traces show the
+// goroutines an open's bytes pass through at each hop, k1 against naive_k1
+// (their clocks are the machine's monotonic clock, so the six line up).
 func (s *suite) profileOpen(op string) error {
 	for _, p := range []*proc{s.line[0], s.line[1], s.line[2], s.naive[0]} {
 		path := filepath.Join(s.o.ProfileDir, "open-"+p.name+".pprof")
@@ -431,7 +433,7 @@ func (s *suite) profileOpen(op string) error {
 		}
 	}
 	traceOp := strings.Replace(op, "profile", "trace", 1)
-	for _, p := range []*proc{s.line[0], s.line[2]} {
+	for _, p := range []*proc{s.line[0], s.line[1], s.line[2], s.naive[0], s.qc, s.qs} {
 		path := filepath.Join(s.o.ProfileDir, "open-"+p.name+".trace")
 		if _, err := p.call(request{Op: traceOp, Path: path}); err != nil {
 			return err
