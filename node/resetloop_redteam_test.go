@@ -1,0 +1,113 @@
+package node
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// resetAfterStream is a relay's stream toward the destination that, once
+// armed, forwards at most budget bytes of each circuit and then resets
+// the circuit's two streams with "link lost", as if a link on the path
+// had died. The budget lets a resume's open, handshake and resume frame
+// through, never the data the source sends again after it.
+type resetAfterStream struct {
+	links.Stream
+	in     links.Stream
+	armed  *atomic.Bool
+	resets *atomic.Int64
+	budget int
+
+	mu   sync.Mutex
+	sent int
+}
+
+func (s *resetAfterStream) Write(p []byte) (int, error) {
+	if s.armed.Load() {
+		s.mu.Lock()
+		over := s.sent+len(p) > s.budget
+		if !over {
+			s.sent += len(p)
+		}
+		s.mu.Unlock()
+		if over {
+			s.resets.Add(1)
+			s.Stream.Reset(circuit.CloseLinkLost)
+			s.in.Reset(circuit.CloseLinkLost)
+			return 0, fmt.Errorf("reset by the relay")
+		}
+	}
+	return s.Stream.Write(p)
+}
+
+// b, the preferred relay of a circuit from a to d on a diamond a–{b,c}–d,
+// resets every circuit it relays with "link lost" as soon as the circuit
+// carries data, while its links stay up: a reset a relay may send
+// whenever it likes. The source suspends and resumes, along the current
+// route: through b again, which resets again. A user wants what a relay
+// that stops forwarding gets (TestResumeAroundRelayThatStopsForwarding):
+// the circuit resumes through c and the transfer completes; a relay on the
+// path can drop the circuit, not hold it without progress and without an
+// error for as long as it likes.
+func TestRedteamRelayResetLoopHoldsResumableCircuit(t *testing.T) {
+	size := 8 << 20
+	var armed atomic.Bool
+	var resets atomic.Int64
+	c := newCluster(t, true)
+	buildDiamondWith(t, c, func(cfg *Config) {
+		if cfg.Name == "b" {
+			cfg.hooks = &hooks{relay: func(in, out links.Stream) (links.Stream, links.Stream) {
+				return in, &resetAfterStream{Stream: out, in: in, armed: &armed, resets: &resets, budget: 2 << 10}
+			}}
+		}
+	})
+
+	received, srvErr := sinkService(t, c.nodes["d"])
+	a := c.nodes["a"]
+	conn, err := a.DialWith(ctxT(t, 10*time.Second), "d", "sink", DialOptions{RecordPath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if got := fmt.Sprint(conn.Path()); got != "[a b d]" {
+		t.Fatalf("path %s, want [a b d]", got)
+	}
+	conn.SetDeadline(time.Now().Add(5 * time.Minute))
+	w := newSumWriter(conn)
+	if err := w.write(size / 4); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "d to receive an eighth", 60*time.Second, func() bool { return received.Load() >= int64(size/8) })
+	armed.Store(true)
+	// Whatever b relays from now on, it resets; the writes go on in the
+	// background (they block once the window is full).
+	wrote := make(chan error, 1)
+	go func() {
+		if err := w.write(size - size/4); err != nil {
+			wrote <- err
+			return
+		}
+		wrote <- conn.CloseWrite()
+	}()
+	at := received.Load()
+	deadline := time.Now().Add(40 * time.Second)
+	for time.Now().Before(deadline) && fmt.Sprint(conn.Path()) != "[a c d]" {
+		time.Sleep(50 * time.Millisecond)
+	}
+	path := fmt.Sprint(conn.Path())
+	t.Logf("40 s after b began resetting: path %s, %d resets by b, %d resumes at a, %d resumed opens taken over at d, d received %d more bytes",
+		path, resets.Load(), int(counterValue(a.metrics.resume.resumes.WithLabelValues("dial"))),
+		int(counterValue(c.nodes["d"].metrics.resume.resumes.WithLabelValues("accept"))), received.Load()-at)
+	if path != "[a c d]" {
+		t.Fatalf("the circuit never left b: a resumed through the resetting relay again and again, no byte moved and no error reached the application")
+	}
+	if err := <-wrote; err != nil {
+		t.Fatalf("write after b began resetting: %v", err)
+	}
+	checkDigest(t, conn, w.sum(), received, srvErr)
+}
