@@ -104,10 +104,55 @@ func TestRedteamRelayResetLoopHoldsResumableCircuit(t *testing.T) {
 		path, resets.Load(), int(counterValue(a.metrics.resume.resumes.WithLabelValues("dial"))),
 		int(counterValue(c.nodes["d"].metrics.resume.resumes.WithLabelValues("accept"))), received.Load()-at)
 	if path != "[a c d]" {
-		t.Fatalf("the circuit never left b: a resumed through the resetting relay again and again, no byte moved and no error reached the application")
+		t.Fatalf("the circuit never left b: a resumed through the resetting relay again and again, %d bytes reached d in 40 s and no error reached the application", received.Load()-at)
 	}
 	if err := <-wrote; err != nil {
 		t.Fatalf("write after b began resetting: %v", err)
 	}
 	checkDigest(t, conn, w.sum(), received, srvErr)
+}
+
+// The same relay on the only path a–b–d: there is no other way to d, so
+// the user wants the circuit to fail, at the latest once it has made no
+// progress for the resume timeout (here 3 s), instead of hanging. The
+// relay's resets are each followed by a successful resume, so the resume
+// timeout never runs out.
+func TestRedteamRelayResetLoopNeverFails(t *testing.T) {
+	var armed atomic.Bool
+	var resets atomic.Int64
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) {
+		cfg.ResumeTimeout = 3 * time.Second
+		if cfg.Name == "b" {
+			cfg.hooks = &hooks{relay: func(in, out links.Stream) (links.Stream, links.Stream) {
+				return in, &resetAfterStream{Stream: out, in: in, armed: &armed, resets: &resets, budget: 2 << 10}
+			}}
+		}
+	}
+	c.build("a-b", "b-d")
+	c.waitRoute("a", "d", 2)
+	received, _ := sinkService(t, c.nodes["d"])
+	a := c.nodes["a"]
+	conn, err := a.DialWith(ctxT(t, 10*time.Second), "d", "sink", DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	w := newSumWriter(conn)
+	if err := w.write(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "d to receive 512 KiB", 60*time.Second, func() bool { return received.Load() >= 512<<10 })
+	armed.Store(true)
+	at := received.Load()
+	failed := make(chan error, 1)
+	go func() { failed <- w.write(64 << 20) }()
+	const wait = 30 * time.Second
+	select {
+	case err := <-failed:
+		t.Logf("the circuit failed: %v", err)
+	case <-time.After(wait):
+		t.Fatalf("%v after b began resetting (resume timeout 3 s): no error at the application, %d resets by b, %d resumes at a, %d bytes reached d meanwhile",
+			wait, resets.Load(), int(counterValue(a.metrics.resume.resumes.WithLabelValues("dial"))), received.Load()-at)
+	}
 }
