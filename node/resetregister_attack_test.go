@@ -10,22 +10,20 @@ import (
 	"github.com/circuitmesh/circuitmesh/links"
 )
 
-// The resume loop of a relay that resets with "link lost"
-// (TestRedteamRelayResetLoopHoldsResumableCircuit) costs the destination
-// a resumed first message per reset, each remembered by its replay
-// register. One circuit of a looping through b brings d's register to
-// half full by itself, and from then on every source is held to its
-// share (a 64th) of the register: x, which reaches d on a link of its
-// own and never uses b, has its early circuits refused with retry (they
-// fail on their first read). The shares were meant to take 33
-// certificates to bother an honest source; here one relay and one
-// honest victim's circuit do it. The register is sized 1,024 (d keeps
-// keys an hour, as TestAttackReplayRegisterFill does) so that the loop
-// fills half of it within seconds; at the default 65,536 keys and 30 s,
-// 16 such circuits keep it half full (about 70 resets a second each in
-// these runs), and each other source is then refused beyond 34 early
-// or resumed opens a second.
-func TestRedteamRelayResetLoopFillsReplayRegister(t *testing.T) {
+// Each resume of a circuit costs its destination a resumed first message
+// kept in its replay register. A relay on the path that resets the
+// circuit whenever it carries data (TestAttackRelayResetLoopNeverFails)
+// gets only circuit.MaxResumesWithoutProgress resumes in a row out of
+// it, or the resume timeout, before the circuit fails: d's register,
+// sized 1,024 here (keys kept an hour, as in
+// TestAttackReplayRegisterFill), keeps room, and x, which reaches d on
+// a link of its own and never uses b, has its early circuits accepted.
+// Before, a resumed through b about 70 times a second for as long as b
+// liked: one circuit brought d's register to half full by itself, and
+// from then on every source was held to its share (a 64th) and x's
+// 16th early circuit was refused with retry (failing on its first
+// read).
+func TestAttackRelayResetLoopFillsReplayRegister(t *testing.T) {
 	const register = 1024
 	var armed atomic.Bool
 	var resets atomic.Int64
@@ -59,12 +57,22 @@ func TestRedteamRelayResetLoopFillsReplayRegister(t *testing.T) {
 	}
 	waitFor(t, "d to receive a's first bytes", 60*time.Second, func() bool { return received.Load() > 0 })
 	armed.Store(true)
-	go w.write(64 << 20) // blocks; ends when conn closes
-	waitFor(t, "a to resume through b 600 times", 2*time.Minute, func() bool {
-		return counterValue(a.metrics.resume.resumes.WithLabelValues("dial")) >= 600
-	})
+	var failed atomic.Bool
+	go func() { // blocks until the circuit fails or conn closes
+		w.write(64 << 20)
+		failed.Store(true)
+	}()
+	// Half the register, and then some, is what the loop took before.
+	resumes := func() int { return int(counterValue(a.metrics.resume.resumes.WithLabelValues("dial"))) }
+	deadline := time.Now().Add(3 * time.Minute)
+	for !failed.Load() && resumes() < 600 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	armed.Store(false)
-	t.Logf("b reset %d times", resets.Load())
+	t.Logf("b reset %d times, a resumed %d times, the circuit failed: %v", resets.Load(), resumes(), failed.Load())
+	if !failed.Load() {
+		t.Errorf("a's circuit kept resuming through b (%d resumes) with no error", resumes())
+	}
 
 	for i := 0; i < 24; i++ {
 		ec, err := x.DialWith(ctxT(t, patience), "d", EchoService, DialOptions{Early: true})
