@@ -3,6 +3,7 @@ package circuit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,11 @@ func TestResumeLoopWithoutProgressEnds(t *testing.T) {
 	g := newResumeRig(t)
 	var resumed atomic.Int64
 	scfg := ResumeConfig{Timeout: time.Minute, Window: 64 << 10, Redial: func(ctx context.Context) (Path, error) {
+		if n := resumed.Load(); n >= 2*MaxResumesWithoutProgress {
+			// Far beyond the bound: end the circuit (the test has failed;
+			// the rig holds the results of at most 16 resumes).
+			return nil, fmt.Errorf("%d resumed paths already: %w", n, ErrResumeRefused)
+		}
 		g.mu.Lock()
 		g.wrap = func(in, out links.Stream) (links.Stream, links.Stream) {
 			return in, &resetAfterStream{Stream: out, in: in, budget: 2 << 10}
