@@ -106,7 +106,7 @@ func TestAttackRelayResetLoopHoldsResumableCircuit(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	path := fmt.Sprint(conn.Path())
-	t.Logf("40 s after b began resetting: path %s, %d resets by b, %d resumes at a, %d resumed opens taken over at d, d received %d more bytes",
+	t.Logf("after b began resetting: path %s, %d resets by b, %d resumes at a, %d resumed opens taken over at d, d received %d more bytes",
 		path, resets.Load(), int(counterValue(a.metrics.resume.resumes.WithLabelValues("dial"))),
 		int(counterValue(c.nodes["d"].metrics.resume.resumes.WithLabelValues("accept"))), received.Load()-at)
 	if path != "[a c d]" {
