@@ -1,6 +1,7 @@
 package circuit
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -186,4 +187,57 @@ func (r *Resumable) probeFrameLocked(typ byte) {
 	} else {
 		r.srtt = (7*r.srtt + sample) / 8
 	}
+}
+
+// MaxResumesWithoutProgress bounds the resumed paths in a row that may
+// fail before anything moved on them (see notePathFailedLocked): the
+// source then ends the circuit with ErrResumeLoop instead of resuming
+// again.
+const MaxResumesWithoutProgress = 8
+
+// notePathFailedLocked (source) accounts for the failure of the current
+// path, err, at now, and returns the cause to suspend the circuit with.
+//
+// A path moved when the other end acknowledged positions on it beyond
+// what it had received when the path took over (acked grew) or this end
+// received some on it (recv grew): positions crossed it. An
+// acknowledgement of what the other end's application read of what it
+// had received before (credit) does not count: a path that carries only
+// that moved nothing, and a relay could make it last as long as that
+// application reads slowly. A resumed
+// path that failed without moving counts as a failure with no progress:
+// err is wrapped with ErrNoProgress (the next resume avoids the path's
+// first hop), the resume waits resumeDelay first, and once
+// MaxResumesWithoutProgress did so in a row the circuit ends
+// (pathFailedLocked). The resume timeout counts from stuckSince: the
+// suspension that followed the last path that moved, or, while this end
+// had nothing unacknowledged to send, this one (an idle circuit's path
+// may fail long after its last data without having held anything up).
+// A relay that resets the circuit whenever it carries data thus holds it
+// for at most the resume timeout, or MaxResumesWithoutProgress resumes.
+func (r *Resumable) notePathFailedLocked(err error, now time.Time) error {
+	moved := r.acked > r.pathAcked || r.recv > r.pathRecv
+	if moved || !r.pathResumed {
+		r.stuckPaths, r.stuckSince = 0, now
+		return err
+	}
+	r.stuckPaths++
+	owed := r.acked < r.written || r.finQueued && r.acked <= r.written
+	if !owed {
+		r.stuckSince = now
+	}
+	if errors.Is(err, ErrNoProgress) {
+		return err
+	}
+	return fmt.Errorf("%w: the resumed path failed before anything moved on it: %w", ErrNoProgress, err)
+}
+
+// resumeDelay is how long the source waits before it resumes after
+// stuck resumed paths in a row failed with nothing moved: none after a
+// path that moved, then 50 ms doubling up to 1 s.
+func resumeDelay(stuck int) time.Duration {
+	if stuck <= 0 {
+		return 0
+	}
+	return min(50*time.Millisecond<<min(stuck-1, 5), time.Second)
 }

@@ -45,6 +45,11 @@ var (
 	// share back (Abort). The path is reset with CloseStalled: the other
 	// end sees ErrStalled.
 	ErrBufferBudget = errors.New("circuit: the resumable circuit's buffers are over budget")
+	// ErrResumeLoop: MaxResumesWithoutProgress resumed paths in a row
+	// failed before anything moved on them (a relay on the path that
+	// resets the circuit whenever it carries data); the circuit ends
+	// instead of resuming again.
+	ErrResumeLoop = errors.New("circuit: resumed paths kept failing before carrying any data")
 )
 
 // ResumeBudget is an account the buffers of a resumable circuit are
@@ -118,7 +123,9 @@ type Path interface {
 // takes the defaults.
 type ResumeConfig struct {
 	// Timeout bounds how long the circuit waits for a new path once its
-	// path broke, and how long Close keeps delivering. Default 30 s.
+	// path broke, and how long Close keeps delivering. Default 30 s. A
+	// source counts it from the suspension after the last path that moved
+	// (see notePathFailedLocked).
 	Timeout time.Duration
 	// Window bounds the bytes kept for retransmission, and the bytes
 	// received but not yet read, per direction. Default 4 MiB.
@@ -137,7 +144,8 @@ type ResumeConfig struct {
 	OnEnd func()
 	// OnPathFailed, when set, is called with a path that failed and is
 	// about to be replaced (the circuit is suspended), under the circuit's
-	// lock like OnResume.
+	// lock like OnResume. At a source, err wraps ErrNoProgress when the
+	// path was a resumed one on which nothing moved.
 	OnPathFailed func(p Path, err error)
 	// ProgressTimeout is the least silence after which the path is
 	// deemed broken (ErrNoProgress) and the circuit resumes on another:
@@ -265,6 +273,12 @@ type Resumable struct {
 	rateBase   int64     // credit at rateAt
 
 	silentPaths int // paths failed for no progress (see silenceLimitLocked)
+
+	// Resume accounting (source, see notePathFailedLocked).
+	pathResumed                     bool      // the current path is a resumed one
+	pathAcked, pathCredit, pathRecv int64     // acked, credit and recv when it took over
+	stuckPaths                      int       // resumed paths in a row that failed with nothing moved
+	stuckSince                      time.Time // the suspension the resume timeout counts from
 
 	// The share of cfg.Budget the buffers hold (see sized).
 	charged    int
@@ -1552,7 +1566,11 @@ func (r *Resumable) pathFailedLocked(gen uint64, err error) {
 		return
 	}
 	old := r.cur
-	r.cur, r.cause, r.downAt = nil, err, time.Now()
+	now := time.Now()
+	if r.source {
+		err = r.notePathFailedLocked(err, now)
+	}
+	r.cur, r.cause, r.downAt = nil, err, now
 	r.gen++
 	if old != nil {
 		if r.cfg.OnPathFailed != nil {
@@ -1562,8 +1580,18 @@ func (r *Resumable) pathFailedLocked(gen uint64, err error) {
 	}
 	r.broadcast()
 	if r.source {
-		r.wg.Add(1)
-		go r.resumeLoop(r.gen, r.downAt.Add(r.cfg.Timeout))
+		deadline := r.stuckSince.Add(r.cfg.Timeout)
+		switch {
+		case r.stuckPaths >= MaxResumesWithoutProgress:
+			r.giveUpLocked(fmt.Errorf("%w (%s): %d resumed paths in a row failed before anything moved on them: %w",
+				ErrResumeLoop, r.remote, r.stuckPaths, err), 0)
+		case !now.Before(deadline):
+			r.giveUpLocked(fmt.Errorf("%w (%s): nothing moved for %v across %d resumed paths: %w",
+				ErrResumeTimeout, r.remote, now.Sub(r.stuckSince).Round(time.Millisecond), r.stuckPaths, err), 0)
+		default:
+			r.wg.Add(1)
+			go r.resumeLoop(r.gen, deadline, resumeDelay(r.stuckPaths))
+		}
 		return
 	}
 	g := r.gen
@@ -1608,7 +1636,7 @@ func (r *Resumable) giveUpLocked(err error, attempts int) {
 
 // resumeLoop (source) opens new paths until one takes the circuit over,
 // the deadline passes, or the destination refuses.
-func (r *Resumable) resumeLoop(gen uint64, deadline time.Time) {
+func (r *Resumable) resumeLoop(gen uint64, deadline time.Time, delay time.Duration) {
 	defer r.wg.Done()
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
@@ -1622,9 +1650,21 @@ func (r *Resumable) resumeLoop(gen uint64, deadline time.Time) {
 		case <-ctx.Done():
 		}
 	}()
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		p, err := r.cfg.Redial(ctx)
+		var p Path
+		err := ctx.Err()
+		if err == nil {
+			p, err = r.cfg.Redial(ctx)
+		}
 		if err == nil {
 			var off int64
 			if off, err = r.greet(p, deadline); err == nil {
@@ -1712,6 +1752,8 @@ func (r *Resumable) greet(p Path, deadline time.Time) (int64, error) {
 // the last one may have been lost with the old path.
 func (r *Resumable) installLocked(p Path, off int64) {
 	r.ackLocked(off)
+	r.pathResumed = true
+	r.pathAcked, r.pathRecv = r.acked, r.recv
 	r.cur, r.sent, r.ackSent, r.ackNow = p, off, 0, true
 	r.gen++
 	r.resetProbeLocked()

@@ -114,6 +114,10 @@ type Config struct {
 	// a link was lost, or nothing arrived for max(2 s, 8 × RTT) while the
 	// other end owed an acknowledgement: circuit.ErrNoProgress) waits for a new path before it fails with
 	// circuit.ErrResumeTimeout; its application sees nothing meanwhile.
+	// At the source the timeout counts from the suspension after the last
+	// path that moved data, and a circuit whose resumed paths fail
+	// circuit.MaxResumesWithoutProgress times in a row before anything
+	// moved on them fails with circuit.ErrResumeLoop (docs/PROTOCOL.md §3.9).
 	// Circuits this node dials are resumable unless DialOptions.NoResume
 	// is set or end-to-end security is off. Default 30s; negative: the
 	// node dials no resumable circuits (it still accepts them, waiting the

@@ -34,7 +34,7 @@ func newResumeMetrics(reg *prometheus.Registry) resumeMetrics {
 		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_circuit_resumes_total",
 			Help: "Resumable circuits a new path took over after their path failed, by role (dial, accept)."}, []string{"role"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_circuit_resume_failures_total",
-			Help: "Resumable circuits that found no new path within the resume timeout or whose resume was refused, by role."}, []string{"role"}),
+			Help: "Resumable circuits that found no new path within the resume timeout, whose resume was refused, or whose resumed paths kept failing with nothing moved, by role."}, []string{"role"}),
 	}
 	reg.MustRegister(m.resumes, m.failures)
 	for _, role := range []string{"dial", "accept"} {
