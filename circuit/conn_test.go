@@ -45,7 +45,7 @@ func TestDialAcceptAddrsPathAndCounters(t *testing.T) {
 	o.Flags = FlagRecordPath
 	c := mustConnect(t, p, o, false)
 
-	want := []string{"r1", "r2"}
+	want := []string{"s", "r1", "r2"} // the source, then each relay
 	if got := c.caller.Path(); !reflect.DeepEqual(got, want) {
 		t.Errorf("caller path %v, want %v", got, want)
 	}

@@ -56,9 +56,15 @@ func DialEarly(s links.Stream, o *Open, local Addr) (*Conn, error) {
 	return c, nil
 }
 
+// openFor is the header a dial writes: o with flags, the default hop
+// limit, and, when the path is asked for at the source (FlagRecordPath at
+// hop 0) and o has none, the path holding the source (CheckPath).
 func openFor(o *Open, flags Flags) *Open {
 	hdr := *o
 	hdr.Flags = hdr.Flags&^FlagEarly | flags
+	if hdr.Flags&FlagRecordPath != 0 && hdr.Hop == 0 && len(hdr.Path) == 0 {
+		hdr.Path = []string{hdr.Source}
+	}
 	if hdr.HopLimit == 0 {
 		hdr.HopLimit = DefaultHopLimit
 	}
