@@ -9,8 +9,11 @@ import (
 )
 
 // ProtocolVersion is the link protocol version carried in the hello. Peers
-// with a different version are refused.
-const ProtocolVersion = 1
+// with a different version are refused. Version 2: every relay records
+// itself in the open path and the next checks it (circuit.CheckPath); a
+// node of version 1 would have its forwarded opens refused, so the link
+// is refused at its set-up instead, naming both versions.
+const ProtocolVersion = 2
 
 // ALPN is the TLS application protocol negotiated on every link.
 const ALPN = "circuitmesh/1"

@@ -44,10 +44,10 @@ func TestRefusals(t *testing.T) {
 			want: `b claims mesh "other", a is in mesh "m"`},
 		{name: "dialler version", dialler: issue(t, ca, "b"),
 			mod:  func(c *QUICConfig) { c.testVersion = ProtocolVersion + 1 },
-			want: "protocol version mismatch: b speaks version 2, a speaks version 1"},
+			want: "protocol version mismatch: b speaks version 3, a speaks version 2"},
 		{name: "acceptor version", dialler: issue(t, ca, "b"),
 			acceptor: func(c *QUICConfig) { c.testVersion = ProtocolVersion + 1 },
-			want:     "protocol version mismatch: a speaks version 2, b speaks version 1"},
+			want:     "protocol version mismatch: a speaks version 3, b speaks version 2"},
 		{name: "own name", dialler: issue(t, ca, "a"), want: `peer claims this node's own name "a"`},
 	}
 	for _, c := range cases {
