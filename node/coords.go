@@ -57,7 +57,9 @@ const (
 // coordEvery at 2 min the minute after a mass join carries one
 // publication per node; the first, the one that tells members far from
 // near, is as early as before.
-// The first publication comes after coordMinSamples (4) probes, checked
+// The first publication comes after coordMinSamples (4) probes of at
+// least coordMinMembers (3) different members, so that one member's
+// answers are at most half of what the first coordinate rests on, checked
 // every coordCheck (1 s): on the simulator (30 nodes in three regions,
 // TestDiscoverCoordinatesEarly) 92 % of the (node, member) pairs knew a
 // coordinate 6 s after every pair was reachable, against 21 % after 8
@@ -65,6 +67,7 @@ const (
 // wire do not depend on it.
 const (
 	coordMinSamples = 4
+	coordMinMembers = 3
 	coordMove       = 2 * time.Millisecond
 	coordMoveRatio  = 0.1
 	coordEvery      = 2 * time.Minute
@@ -165,10 +168,10 @@ func coordNorm(c *coordinate.Coordinate) time.Duration {
 }
 
 // shouldPublish reports whether a node whose coordinate is cur, after
-// samples probe updates, publishes it now, having published n times,
-// the last pub (nil: none) at at.
-func shouldPublish(cur, pub *coordinate.Coordinate, samples int64, n int, at, now time.Time) bool {
-	if samples < coordMinSamples {
+// samples probe updates from members different members, publishes it
+// now, having published n times, the last pub (nil: none) at at.
+func shouldPublish(cur, pub *coordinate.Coordinate, samples int64, members, n int, at, now time.Time) bool {
+	if samples < coordMinSamples || members < coordMinMembers {
 		return false
 	}
 	if pub == nil || n == 0 {
@@ -188,9 +191,9 @@ func (d *discovery) coordLoop() {
 		now := time.Now()
 		cur := d.vc.GetCoordinate()
 		d.mu.Lock()
-		pub, at, count := d.published, d.publishedAt, d.publishedN
+		pub, at, count, members := d.published, d.publishedAt, d.publishedN, len(d.sampledFrom)
 		d.mu.Unlock()
-		if checkCoordinate(cur) != nil || !shouldPublish(cur, pub, d.samples.Load(), count, at, now) {
+		if checkCoordinate(cur) != nil || !shouldPublish(cur, pub, d.samples.Load(), members, count, at, now) {
 			return
 		}
 		d.mu.Lock()

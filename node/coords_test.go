@@ -120,23 +120,25 @@ func TestShouldPublish(t *testing.T) {
 		name     string
 		cur, pub *coordinate.Coordinate
 		samples  int64
+		members  int
 		n        int
 		since    time.Duration
 		want     bool
 	}{
-		{"too few probes yet", moved(5 * time.Millisecond), nil, coordMinSamples - 1, 0, 0, false},
-		{"first", moved(5 * time.Millisecond), nil, coordMinSamples, 0, 0, true},
-		{"moved, too soon", moved(20 * time.Millisecond), origin, 100, 1, coordEvery - time.Second, false},
-		{"moved, after the gap", moved(20 * time.Millisecond), origin, 100, 1, coordEvery, true},
-		{"moved too little", moved(coordMove / 2), origin, 100, 1, time.Hour, false},
-		{"moved little against its distance", moved(200 * time.Millisecond), moved(190 * time.Millisecond), 100, 1, time.Hour, false},
-		{"second gap doubles", moved(20 * time.Millisecond), origin, 100, 2, coordEvery + time.Second, false},
-		{"second gap passed", moved(20 * time.Millisecond), origin, 100, 2, 2 * coordEvery, true},
-		{"gap bounded", moved(20 * time.Millisecond), origin, 100, 40, coordEveryMax, true},
+		{"too few probes yet", moved(5 * time.Millisecond), nil, coordMinSamples - 1, coordMinMembers, 0, 0, false},
+		{"enough probes, too few members", moved(5 * time.Millisecond), nil, coordMinSamples, coordMinMembers - 1, 0, 0, false},
+		{"first", moved(5 * time.Millisecond), nil, coordMinSamples, coordMinMembers, 0, 0, true},
+		{"moved, too soon", moved(20 * time.Millisecond), origin, 100, coordMinMembers, 1, coordEvery - time.Second, false},
+		{"moved, after the gap", moved(20 * time.Millisecond), origin, 100, coordMinMembers, 1, coordEvery, true},
+		{"moved too little", moved(coordMove / 2), origin, 100, coordMinMembers, 1, time.Hour, false},
+		{"moved little against its distance", moved(200 * time.Millisecond), moved(190 * time.Millisecond), 100, coordMinMembers, 1, time.Hour, false},
+		{"second gap doubles", moved(20 * time.Millisecond), origin, 100, coordMinMembers, 2, coordEvery + time.Second, false},
+		{"second gap passed", moved(20 * time.Millisecond), origin, 100, coordMinMembers, 2, 2 * coordEvery, true},
+		{"gap bounded", moved(20 * time.Millisecond), origin, 100, coordMinMembers, 40, coordEveryMax, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := shouldPublish(tc.cur, tc.pub, tc.samples, tc.n, at, at.Add(tc.since)); got != tc.want {
+			if got := shouldPublish(tc.cur, tc.pub, tc.samples, tc.members, tc.n, at, at.Add(tc.since)); got != tc.want {
 				t.Fatalf("shouldPublish = %v, want %v", got, tc.want)
 			}
 		})

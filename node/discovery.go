@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -89,6 +90,9 @@ type discovery struct {
 	publishedAt time.Time
 	publishedN  int
 	samples     atomic.Int64 // probes that updated this node's coordinate
+	// sampledFrom names the first coordMinMembers members whose probes
+	// updated this node's coordinate (shouldPublish).
+	sampledFrom []string
 	// verified is, per member, the newest metadata whose signature this
 	// node verified (gossipsig.go); metaTS the timestamp of this node's
 	// own last metadata.
@@ -770,6 +774,9 @@ func (d *discovery) NotifyPingComplete(other *memberlist.Node, rtt time.Duration
 	}
 	d.samples.Add(1)
 	d.mu.Lock()
+	if len(d.sampledFrom) < coordMinMembers && !slices.Contains(d.sampledFrom, other.Name) {
+		d.sampledFrom = append(d.sampledFrom, other.Name)
+	}
 	if _, ok := d.coords[other.Name]; ok || len(d.coords) < maxCoords {
 		d.coords[other.Name] = c
 	}
