@@ -48,22 +48,9 @@ func TestResumeAroundRelayThatStopsForwarding(t *testing.T) {
 		}
 	})
 
-	received, srvErr := sinkService(t, c.nodes["d"])
 	a := c.nodes["a"]
-	conn, err := a.DialWith(ctxT(t, 10*time.Second), "d", "sink", DialOptions{RecordPath: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, w, received, srvErr := sendAlongABD(t, c, size/2, size/4)
 	defer conn.Close()
-	if got := fmt.Sprint(conn.Path()); got != "[a b d]" {
-		t.Fatalf("path %s, want [a b d]", got)
-	}
-	conn.SetDeadline(time.Now().Add(5 * time.Minute))
-	w := newSumWriter(conn)
-	if err := w.write(size / 2); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "d to receive a quarter", 60*time.Second, func() bool { return received.Load() >= int64(size/4) })
 	stalls := newStallMeter(received)
 	defer stalls.close()
 	stuck.Store(true)
@@ -86,6 +73,30 @@ func TestResumeAroundRelayThatStopsForwarding(t *testing.T) {
 	if n := counterValue(a.metrics.resume.resumes.WithLabelValues("dial")); n < 1 {
 		t.Errorf("resumes counted at a: %v, want at least 1", n)
 	}
+}
+
+// sendAlongABD dials d's "sink" from a, checks that the circuit's path is
+// [a b d], writes n bytes and waits until d has received at least half of
+// them (waitFor on half).
+func sendAlongABD(t *testing.T, c *cluster, n, half int) (Conn, *sumWriter, *atomic.Int64, chan error) {
+	t.Helper()
+	received, srvErr := sinkService(t, c.nodes["d"])
+	conn, err := c.nodes["a"].DialWith(ctxT(t, 10*time.Second), "d", "sink", DialOptions{RecordPath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(conn.Path()); got != "[a b d]" {
+		conn.Close()
+		t.Fatalf("path %s, want [a b d]", got)
+	}
+	conn.SetDeadline(time.Now().Add(5 * time.Minute))
+	w := newSumWriter(conn)
+	if err := w.write(n); err != nil {
+		conn.Close()
+		t.Fatal(err)
+	}
+	waitFor(t, fmt.Sprintf("d to receive %d bytes", half), 60*time.Second, func() bool { return received.Load() >= int64(half) })
+	return conn, w, received, srvErr
 }
 
 // sinkService serves "sink" on n: it reads a circuit to its end, counting

@@ -73,22 +73,9 @@ func TestAttackRelayResetLoopHoldsResumableCircuit(t *testing.T) {
 	// resume steered away from b can take.
 	c.waitNextHop("c", "d", "d")
 
-	received, srvErr := sinkService(t, c.nodes["d"])
 	a := c.nodes["a"]
-	conn, err := a.DialWith(ctxT(t, 10*time.Second), "d", "sink", DialOptions{RecordPath: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, w, received, srvErr := sendAlongABD(t, c, size/4, size/8)
 	defer conn.Close()
-	if got := fmt.Sprint(conn.Path()); got != "[a b d]" {
-		t.Fatalf("path %s, want [a b d]", got)
-	}
-	conn.SetDeadline(time.Now().Add(5 * time.Minute))
-	w := newSumWriter(conn)
-	if err := w.write(size / 4); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "d to receive an eighth", 60*time.Second, func() bool { return received.Load() >= int64(size/8) })
 	armed.Store(true)
 	// Whatever b relays from now on, it resets; the writes go on in the
 	// background (they block once the window is full).
