@@ -35,6 +35,27 @@ func windowPair(t *testing.T, stall time.Duration, log io.Writer) (a, b *node, l
 // reads the others again, telling held (if not nil) of each. Streams are
 // taken at once, as a node does. It returns a function that waits for its
 // goroutines once the link is closed.
+// fillUnread opens n streams on l, writes "x" and chunk on each and
+// waits until the other end holds all n unread (held, from holdUnread);
+// the streams are reset when the test ends.
+func fillUnread(t *testing.T, l Link, n int, chunk []byte, held <-chan struct{}) {
+	t.Helper()
+	for range n {
+		s, err := l.OpenStream(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Reset(0) })
+		_ = s.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if _, err := s.Write(append([]byte("x"), chunk...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		<-held
+	}
+}
+
 func holdUnread(l Link, idle chan<- Stream, held chan<- struct{}) (wait func()) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -246,20 +267,7 @@ func TestReclaimResetsLongestStalledFirst(t *testing.T) {
 	}
 
 	// The peer's streams: bytes written, never read.
-	for range attackers {
-		s, err := la.OpenStream(ctxT(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Reset(0)
-		_ = s.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		if _, err := s.Write(append([]byte("x"), chunk...)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for range attackers {
-		<-held
-	}
+	fillUnread(t, la, attackers, chunk, held)
 
 	// The honest reader makes progress once more after the peer's streams
 	// are open, then pauses with 64 KiB waiting.
@@ -375,20 +383,7 @@ func reclaimSparesPausedSource(t *testing.T, pausedAs, attackerAs, renamed strin
 		SetSource(hb, ProvenSource(renamed))
 	}
 
-	for range attackers {
-		s, err := la.OpenStream(ctxT(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Reset(0)
-		_ = s.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		if _, err := s.Write(append([]byte("x"), chunk...)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for range attackers {
-		<-held
-	}
+	fillUnread(t, la, attackers, chunk, held)
 	waitFor(t, "the reclaim to reset two streams", 30*time.Second, func() bool { return b.StalledStreams() >= 2 })
 
 	_ = hb.SetReadDeadline(time.Now().Add(10 * time.Second))

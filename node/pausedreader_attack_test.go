@@ -67,25 +67,7 @@ func TestAttackForgedSourceStallFloodSparesPausedReader(t *testing.T) {
 	m, x := c.nodes["m"], c.nodes["x"]
 	startSink(t, x)
 	l := m.link("r")
-	pausedReaderUnderFlood(t, c, func() []func() {
-		var closers []func()
-		for range 2 * stallAttackers {
-			o := &circuit.Open{Dest: "x", Source: "h", Service: "sink", Hop: 1, HopLimit: 15, Path: []string{"m"}}
-			s, err := openClearByHand(ctxT(t, 10*time.Second), l, o)
-			if err != nil {
-				if s != nil {
-					s.Reset(circuit.CloseCancelled)
-				}
-				t.Logf("m's forged open: %v", err)
-				continue
-			}
-			closers = append(closers, fill(s.Write, func() { s.Reset(circuit.CloseCancelled) }))
-		}
-		if len(closers) == 0 {
-			t.Fatal("x accepted none of m's forged opens")
-		}
-		return closers
-	})
+	forgedFlood(t, c, l, "h", 2*stallAttackers)
 }
 
 // openClearByHand opens a clear circuit with header o on l and reads the
@@ -262,10 +244,18 @@ func twoHopForgedFlood(t *testing.T, claimed string) {
 	m, x := c.nodes["m"], c.nodes["x"]
 	startSink(t, x)
 	l := m.link("p")
+	forgedFlood(t, c, l, claimed, 8) // x holds 8 x 64 KiB: not above its budget; r holds 9
+}
+
+// forgedFlood runs pausedReaderUnderFlood with n circuits m opens by hand
+// over l to x's sink at hop 1, naming source as theirs and itself as the
+// relay before, each filled and never read.
+func forgedFlood(t *testing.T, c *cluster, l links.Link, source string, n int) {
+	t.Helper()
 	pausedReaderUnderFlood(t, c, func() []func() {
 		var closers []func()
-		for range 8 { // x holds 8 x 64 KiB: not above its budget; r holds 9
-			o := &circuit.Open{Dest: "x", Source: claimed, Service: "sink", Hop: 1, HopLimit: 15, Path: []string{"m"}}
+		for range n {
+			o := &circuit.Open{Dest: "x", Source: source, Service: "sink", Hop: 1, HopLimit: 15, Path: []string{"m"}}
 			s, err := openClearByHand(ctxT(t, 10*time.Second), l, o)
 			if err != nil {
 				if s != nil {
