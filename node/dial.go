@@ -66,8 +66,7 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 		o.Flags |= circuit.FlagResume
 	}
 	if opt.RecordPath {
-		o.Flags |= circuit.FlagRecordPath
-		o.Path = []string{n.cfg.Name}
+		o.Flags |= circuit.FlagRecordPath // the dial puts the source first in the path
 	}
 	ctx, span := n.startHop(ctx, spanDial, trace.SpanKindClient, o, 0, "")
 	injectTrace(ctx, o)
