@@ -62,14 +62,14 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en *entry) *origin
 	if o == nil {
 		// The name the process shares, not en.origin, which may alias
 		// the message.
-		if o = e.addOrigin(shared.origin); o == nil {
+		if o = e.addOrigin(shared); o == nil {
 			return nil
 		}
 		// Forgotten unless a route follows.
 		o.lostAt = t
 		e.scheduleHousekeep(t + 2*e.cfg.RouteExpiry)
 	}
-	e.side.at(o.id).att = shared
+	e.side.at(o.id).ref = shared
 	o.attSeq, o.attValid, o.attHeld = en.seqno, true, 0
 	e.setAttHeldOf(nb, o, true)
 	if e.dropUncovered(o) {
@@ -279,7 +279,7 @@ func (e *Engine) NewSeqno(now time.Time) {
 }
 
 // attestation is a verified attestation and the name of its origin, as
-// held by table entries. The engines of a process share one copy of each
+// held by table entries, or the name of an origin alone (named). The engines of a process share one copy of each
 // (attestations), so that a process running many engines (a simulation)
 // holds each attestation and each name once: at 1000 nodes, names copied
 // per engine were a million allocations per cold start, and at 5000
@@ -289,6 +289,10 @@ type attestation struct {
 	origin string
 	att    string
 }
+
+// named returns a holder of name alone, for a table entry without an
+// attestation. It keeps name: name must not alias a received message.
+func named(name string) *attestation { return &attestation{origin: name} }
 
 // newAttestation copies an attestation from its key (attKey), which may
 // alias a received message.

@@ -34,7 +34,6 @@ type Engine struct {
 	selfHash uint64       // nameHash(Self)
 
 	origins originIndex
-	slab    []origin // unused table entries allocated together (newOrigin)
 	// The parts of the table entries that hold pointers, by origin.id,
 	// and the ids of removed entries, for reuse.
 	side    sideTable
@@ -109,7 +108,7 @@ func New(cfg Config) (*Engine, error) {
 	e.origins = newOriginIndex(&e.side)
 	e.intern = func(b []byte) (string, *origin) {
 		if s := e.origins.getBytes(b); s != nil {
-			return s.name, s.o
+			return s.ref.origin, e.side.entry(s)
 		}
 		if string(b) == e.cfg.Self {
 			return e.cfg.Self, nil
@@ -194,7 +193,7 @@ func (e *Engine) LinkUp(now time.Time, neighbour string, cost Metric, leaf bool)
 	e.nbrOrder = nil
 	o := e.origins.get(neighbour)
 	if o == nil {
-		o = e.addOrigin(neighbour)
+		o = e.addOrigin(named(neighbour))
 	}
 	if o != nil {
 		e.upsert(o, routeEntry{slot: uint16(slot), life: routeImplicit})

@@ -40,7 +40,7 @@ func (e *Engine) housekeep(t time.Duration) {
 				// Its id goes to the next new entry: a removed entry
 				// still in a pending or watch list is skipped before
 				// anything of its side is read.
-				*e.side.at(o.id) = originSide{}
+				e.side.release(o.id)
 				e.freeIDs = append(e.freeIDs, o.id)
 				continue
 			}

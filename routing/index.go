@@ -16,8 +16,8 @@ import (
 // the engine outputs); names whose hashes collide are told apart by
 // comparing them. A slot keeps the low 32 bits of the hash and the
 // entry's id, so that a probe reads neither the entry nor anything but the
-// side entry whose name it compares (Engine.side), which also points to
-// the entry. Slots hold no pointer, so the collector does not scan them
+// side entry and the name it compares (Engine.side), which also says
+// where the entry is. Slots hold no pointer, so the collector does not scan them
 // (they held the entry's pointer too, twice the bytes, all scanned).
 type originIndex struct {
 	// The entries' ids with their name hashes, so that a probe that does
@@ -61,7 +61,7 @@ func (x *originIndex) getBytes(name []byte) *originSide {
 
 func (x *originIndex) lookup(h uint64, name string) *origin {
 	if s := lookupIn(x, h, name); s != nil {
-		return s.o
+		return x.side.entry(s)
 	}
 	return nil
 }
@@ -79,7 +79,7 @@ func lookupIn[T string | []byte](x *originIndex, h uint64, name T) *originSide {
 			return nil
 		}
 		if s.h == uint32(h) {
-			if e := x.side.at(s.id - 1); e.name == string(name) {
+			if e := x.side.at(s.id - 1); e.ref.origin == string(name) {
 				return e
 			}
 		}
@@ -162,7 +162,7 @@ func (x *originIndex) remove(h uint64, o *origin) {
 func (x *originIndex) all() iter.Seq[*origin] {
 	return func(yield func(*origin) bool) {
 		for _, s := range x.slots {
-			if s.id != 0 && !yield(x.side.at(s.id-1).o) {
+			if s.id != 0 && !yield(x.side.entry(x.side.at(s.id-1))) {
 				return
 			}
 		}

@@ -30,17 +30,17 @@ func TestOriginIndexIDReuse(t *testing.T) {
 			name := names[r.IntN(len(names))]
 			if o, ok := want[name]; ok {
 				x.remove(hash[name], o)
-				*side.at(o.id) = originSide{}
+				side.release(o.id)
 				free = append(free, o.id)
 				delete(want, name)
 			} else {
-				o := &origin{}
+				var id uint32
 				if n := len(free); n > 0 && r.IntN(4) != 0 {
-					o.id, free = free[n-1], free[:n-1]
+					id, free = free[n-1], free[:n-1]
 				} else {
-					o.id = side.add()
+					id = side.add()
 				}
-				*side.at(o.id) = originSide{o: o, name: name}
+				o := side.place(id, named(name), 4)
 				x.insert(hash[name], o)
 				want[name] = o
 			}
@@ -52,7 +52,7 @@ func TestOriginIndexIDReuse(t *testing.T) {
 				}
 				seen := 0
 				for o := range x.all() {
-					if want[side.at(o.id).name] != o {
+					if want[side.at(o.id).ref.origin] != o {
 						t.Fatalf("seed %d step %d: all yields a stale entry", seed, step)
 					}
 					seen++
@@ -62,5 +62,45 @@ func TestOriginIndexIDReuse(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A slab of table entries is let go once none of its entries is in use,
+// and its index serves the next slab; the entries of the other slabs stay
+// where they are.
+func TestSideTableReleasesEmptySlabs(t *testing.T) {
+	var side sideTable
+	var os []*origin
+	for i := range 2*originSlab + 1 {
+		os = append(os, side.place(side.add(), named(fmt.Sprint(i)), originSlab))
+	}
+	for _, o := range os[:originSlab-1] {
+		side.release(o.id)
+	}
+	if side.slabs[0] == nil {
+		t.Fatal("a slab with an entry in use was let go")
+	}
+	side.release(os[originSlab-1].id)
+	if side.slabs[0] != nil || len(side.freeSlabs) != 1 {
+		t.Fatalf("an empty slab is kept (%d free)", len(side.freeSlabs))
+	}
+	for _, o := range os[originSlab:] {
+		if got := side.entry(side.at(o.id)); got != o || got.id != o.id {
+			t.Fatalf("entry %d moved", o.id)
+		}
+	}
+	// The slab being filled is kept while empty, and let go once full.
+	for range originSlab - 1 {
+		os = append(os, side.place(side.add(), named("x"), originSlab))
+	}
+	for _, o := range os[2*originSlab:] {
+		side.release(o.id)
+	}
+	if side.slabs[2] == nil {
+		t.Fatal("the slab being filled was let go")
+	}
+	o := side.place(side.add(), named("y"), originSlab)
+	if x := side.at(o.id); x.slab != 2 || side.live[2] != 1 || len(side.freeSlabs) != 1 || side.entry(x) != o {
+		t.Fatalf("a full empty slab is kept, or its index not reused (entry in slab %d, %d free)", x.slab, len(side.freeSlabs))
 	}
 }

@@ -26,8 +26,7 @@ func testOriginIndex(t *testing.T, seed uint64) {
 		names[i] = fmt.Sprintf("n%d", i)
 	}
 	mk := func(name string) *origin {
-		o := &origin{id: side.add()}
-		side.at(o.id).name, side.at(o.id).o = name, o
+		o := side.place(side.add(), named(name), 4)
 		hash[o] = nameHash(name)
 		if r.IntN(2) == 0 {
 			// Long runs of equal hashes, some of which wrap around
@@ -52,7 +51,7 @@ func testOriginIndex(t *testing.T, seed uint64) {
 		if step%7 == 0 {
 			n := 0
 			for o := range x.all() {
-				if name := side.at(o.id).name; want[name] != o {
+				if name := side.at(o.id).ref.origin; want[name] != o {
 					t.Fatalf("step %d: index yields %q, not in the table", step, name)
 				}
 				n++

@@ -191,32 +191,51 @@ type origin struct {
 }
 
 // originSide is the part of an origin that holds pointers, kept apart
-// (Engine.side) so that the entries themselves hold none.
+// (Engine.side) so that the entries themselves hold none. It holds one
+// pointer the collector follows for most entries (ref; x is nil for most
+// of them): it held the entry's pointer, its name and its attestation,
+// three pointers to follow for each of the million entries of a 1000-node
+// mesh at every collection of a cold start, a fifth of its instructions.
 type originSide struct {
-	o    *origin // the entry (originIndex finds it here)
-	name string
-	// Newest verified attestation of the origin (Config.Certifier),
+	// The origin's name (ref.origin) and, while the entry's attValid
+	// is set, its newest verified attestation (Config.Certifier),
 	// shared through attestations: every engine of a process (a
-	// simulation) that holds it holds the same bytes.
-	att *attestation
+	// simulation) that holds it holds the same bytes. An origin without
+	// one has a name alone (named).
+	ref *attestation
 	// Candidate next hop and seqno request state, allocated by ext the
 	// first time the origin has either: most destinations never do.
 	x *originExt
+	// Where the entry is: sideTable.slabs[slab][off].
+	slab, off uint32
 }
 
 // sideTable holds the originSides of an engine by id, in chunks of
 // sideChunk, so that a growing table allocates each side entry once:
 // one slice grown by appending allocated twice what it kept at 1000
-// nodes (68 MB for 31 MB), all of it fresh pages.
+// nodes (68 MB for 31 MB), all of it fresh pages. It also holds the
+// table entries themselves, in slabs (place).
 type sideTable struct {
 	chunks [][]originSide
 	n      uint32 // ids given out
+
+	// Table entries are allocated together, originSlab at a time: one
+	// allocation per destination at every node was a tenth of the CPU
+	// time of a cold start at 1000 nodes. slabs[i] is nil once every
+	// entry of it was released (its index is then in freeSlabs, for the
+	// next slab); live counts the entries in use in each. cur is the
+	// slab being filled (-1: none), from offset next on.
+	slabs     [][]origin
+	live      []uint16
+	freeSlabs []uint32
+	cur       int
+	next      int
 }
 
-// sideChunk is the number of side entries allocated together: 204 of
-// 40 bytes and the allocator's 8-byte header for objects holding
-// pointers fill 8,168 bytes of the 8,192-byte size class.
-const sideChunk = 204
+// sideChunk is the number of side entries allocated together: 341 of
+// 24 bytes and the allocator's 8-byte header for objects holding
+// pointers fill the 8,192-byte size class.
+const sideChunk = 341
 
 // at returns the side entry of id, which was given out.
 func (s *sideTable) at(id uint32) *originSide {
@@ -230,6 +249,54 @@ func (s *sideTable) add() uint32 {
 	}
 	s.n++
 	return s.n - 1
+}
+
+// place gives id, a side entry not in use, a zeroed table entry named by
+// ref. A new slab takes size entries (at most originSlab).
+func (s *sideTable) place(id uint32, ref *attestation, size int) *origin {
+	if len(s.slabs) == 0 || s.next == len(s.slabs[s.cur]) {
+		if len(s.slabs) > 0 && s.live[s.cur] == 0 {
+			s.drop(s.cur) // all released while it was filled
+		}
+		slab := make([]origin, min(originSlab, max(size, 1)))
+		if n := len(s.freeSlabs); n > 0 {
+			s.cur, s.freeSlabs = int(s.freeSlabs[n-1]), s.freeSlabs[:n-1]
+			s.slabs[s.cur], s.live[s.cur] = slab, 0
+		} else {
+			s.cur = len(s.slabs)
+			s.slabs, s.live = append(s.slabs, slab), append(s.live, 0)
+		}
+		s.next = 0
+	}
+	o := &s.slabs[s.cur][s.next]
+	o.id = id
+	*s.at(id) = originSide{ref: ref, slab: uint32(s.cur), off: uint32(s.next)}
+	s.next++
+	s.live[s.cur]++
+	return o
+}
+
+// entry returns the table entry of side entry x, which is in use.
+func (s *sideTable) entry(x *originSide) *origin { return &s.slabs[x.slab][x.off] }
+
+// release clears the side entry of id, which is in use, and lets its
+// table entry go: a slab is freed once none of its entries is in use, so
+// that at most originSlab-1 forgotten entries per live one stay
+// allocated. (A removed entry still in a pending or watch list keeps
+// its slab allocated until it leaves the list, and is skipped there.)
+func (s *sideTable) release(id uint32) {
+	x := s.at(id)
+	i := int(x.slab)
+	*x = originSide{}
+	s.live[i]--
+	if s.live[i] == 0 && i != s.cur {
+		s.drop(i)
+	}
+}
+
+func (s *sideTable) drop(i int) {
+	s.slabs[i] = nil
+	s.freeSlabs = append(s.freeSlabs, uint32(i))
 }
 
 // originExt is the rarely used part of an origin.
@@ -259,10 +326,10 @@ type originExt struct {
 func (e *Engine) hashOf(o *origin) uint64 { return nameHash(e.nameOf(o)) }
 
 // nameOf returns the name of o, which must be in the table.
-func (e *Engine) nameOf(o *origin) string { return e.side.at(o.id).name }
+func (e *Engine) nameOf(o *origin) string { return e.side.at(o.id).ref.origin }
 
-// attOf returns o's attestation (nil if none).
-func (e *Engine) attOf(o *origin) *attestation { return e.side.at(o.id).att }
+// attOf returns o's attestation, which it must have (o.attValid).
+func (e *Engine) attOf(o *origin) *attestation { return e.side.at(o.id).ref }
 
 // xOf returns o's rarely used state, nil if it has none.
 func (e *Engine) xOf(o *origin) *originExt {
@@ -476,48 +543,35 @@ func (e *Engine) usableNamed(o *origin, name string, r *routeEntry) bool {
 	return !nb.leaf && r.hasSeqno() && o.feasible(r.seqno, r.metric)
 }
 
-// addOrigin creates the table entry for name, or returns nil and counts a
-// refusal when the table is full. The entry keeps name: it must not alias
-// a received message.
-func (e *Engine) addOrigin(name string) *origin {
+// addOrigin creates the table entry named by ref (ref.origin), or
+// returns nil and counts a refusal when the table is full. The name must
+// not alias a received message.
+func (e *Engine) addOrigin(ref *attestation) *origin {
 	if e.origins.len() >= e.cfg.MaxRoutes {
 		e.stats.RefusedOrigins++
 		return nil
 	}
-	o := e.newOrigin() // zeroed
-	o.rtMetric = e.cfg.Infinity
+	var id uint32
 	if n := len(e.freeIDs); n > 0 {
-		o.id = e.freeIDs[n-1]
+		id = e.freeIDs[n-1]
 		e.freeIDs = e.freeIDs[:n-1]
 	} else {
-		o.id = e.side.add()
+		id = e.side.add()
 	}
-	*e.side.at(o.id) = originSide{o: o, name: name}
-	e.origins.insert(nameHash(name), o)
+	// Slabs grow with the table, from 4 entries to originSlab, so that a
+	// small table stays small.
+	o := e.side.place(id, ref, max(e.origins.len(), 4)) // zeroed
+	o.rtMetric = e.cfg.Infinity
+	e.origins.insert(nameHash(ref.origin), o)
 	e.originOrder = nil
 	return o
 }
 
-// originSlab is the number of table entries allocated together. One
-// allocation per destination at every node was a tenth of the CPU time of
-// a cold start at 1000 nodes; a slab is freed once none of its entries is
-// in use, so at most originSlab-1 forgotten entries per live one stay
-// allocated (bounded by MaxRoutes×originSlab entries). 73 entries of 112
-// bytes fill 8,176 bytes of the allocator's 8,192-byte size class, with
-// no header as they hold no pointer (TestOriginSlabFillsItsSizeClass).
+// originSlab is the number of table entries allocated together
+// (sideTable.place). 73 entries of 112 bytes fill 8,176 bytes of the
+// allocator's 8,192-byte size class, with no header as they hold no
+// pointer (TestOriginSlabFillsItsSizeClass).
 const originSlab = 73
-
-// newOrigin returns a zeroed table entry from the current slab. Slabs
-// grow with the table, from 4 entries to originSlab, so that a small table
-// stays small.
-func (e *Engine) newOrigin() *origin {
-	if len(e.slab) == 0 {
-		e.slab = make([]origin, min(originSlab, max(e.origins.len(), 4)))
-	}
-	o := &e.slab[0]
-	e.slab = e.slab[1:]
-	return o
-}
 
 // reselect chooses the best usable route for o, keeping the current one
 // unless another beats it by more than the hysteresis margin.
@@ -683,7 +737,7 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en *entry) {
 	}
 	if o == nil {
 		// A copy: en.origin may alias the message.
-		if o = e.addOrigin(strings.Clone(en.origin)); o == nil {
+		if o = e.addOrigin(named(strings.Clone(en.origin))); o == nil {
 			return
 		}
 	}
