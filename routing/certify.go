@@ -251,7 +251,7 @@ func (e *Engine) attest(nb *neighbour, o *origin) {
 	}
 	e.setAttHeldOf(nb, o, true)
 	e.stats.AttestationsOut++
-	e.put(entry{kind: kindAttest, origin: name, seqno: seq, att: att})
+	e.putAttest(name, seq, att)
 }
 
 // Attestation returns the newest verified attestation of origin (our own

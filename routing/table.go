@@ -669,7 +669,7 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 		}
 		e.emit(Event{Kind: kind, Dest: e.nameOf(o), Reachable: nr.reachable, Route: e.routeOf(o)})
 	case !nr.reachable:
-	case oldSel.name != e.sel(o).name: // both reachable
+	case oldSel != e.sel(o) && oldSel.name != e.sel(o).name: // both reachable
 		trigger = true
 		e.emit(Event{Kind: NextHopChanged, Dest: e.nameOf(o), Reachable: true, Route: e.routeOf(o)})
 	case oldSeq != o.selSeq:
@@ -697,7 +697,8 @@ func (o *origin) advertisable() bool { return o.selSeq || o.advertised }
 
 // handleUpdate processes one received update from nb.
 func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en *entry) {
-	if en.origin == e.cfg.Self {
+	// An origin in the table (en.org) is not Self.
+	if en.org == nil && en.origin == e.cfg.Self {
 		if e.cfg.Certifier != nil {
 			return // only a verified attestation moves our seqno (handleAttest)
 		}

@@ -100,8 +100,32 @@ func appendHeader(b []byte) []byte { return append(b, wireVersion, 0, 0) }
 // setCount sets the entry count of message b.
 func setCount(b []byte, n int) { binary.BigEndian.PutUint16(b[1:headerLen], uint16(n)) }
 
+// appendUpdate appends the encoding of an update (as appendEntry).
+func appendUpdate(b []byte, origin string, seqno uint16, metric Metric, hops uint16) []byte {
+	b = append(b, kindUpdate, uint8(len(origin)))
+	b = append(b, origin...)
+	b = binary.BigEndian.AppendUint16(b, seqno)
+	b = binary.BigEndian.AppendUint32(b, uint32(metric))
+	return binary.BigEndian.AppendUint16(b, hops)
+}
+
+// appendAttest appends the encoding of an attestation (as appendEntry).
+func appendAttest(b []byte, origin string, seqno uint16, att []byte) []byte {
+	b = append(b, kindAttest, uint8(len(origin)))
+	b = append(b, origin...)
+	b = binary.BigEndian.AppendUint16(b, seqno)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(att)))
+	return append(b, att...)
+}
+
 // appendEntry appends the encoding of e (entrySize(e) bytes).
 func appendEntry(b []byte, e entry) []byte {
+	switch e.kind {
+	case kindUpdate:
+		return appendUpdate(b, e.origin, e.seqno, e.metric, e.hops)
+	case kindAttest:
+		return appendAttest(b, e.origin, e.seqno, e.att)
+	}
 	b = append(b, e.kind, uint8(len(e.origin)))
 	b = append(b, e.origin...)
 	if e.kind == kindSummary || e.kind == kindResend {
@@ -114,17 +138,7 @@ func appendEntry(b []byte, e entry) []byte {
 		return b
 	}
 	b = binary.BigEndian.AppendUint16(b, e.seqno)
-	switch e.kind {
-	case kindUpdate:
-		b = binary.BigEndian.AppendUint32(b, uint32(e.metric))
-		b = binary.BigEndian.AppendUint16(b, e.hops)
-	case kindAttest:
-		b = binary.BigEndian.AppendUint16(b, uint16(len(e.att)))
-		b = append(b, e.att...)
-	default:
-		b = append(b, e.hopcnt)
-	}
-	return b
+	return append(b, e.hopcnt) // a request
 }
 
 // decodeMessage decodes b, accepting at most maxEntries entries. Any error
