@@ -55,11 +55,11 @@ func TestOriginSlabFillsItsSizeClass(t *testing.T) {
 }
 
 // A chunk of side entries, with the allocator's header, fits the
-// 8,192-byte size class with little left over.
+// 6,528-byte size class with little left over.
 func TestSideChunkFillsItsSizeClass(t *testing.T) {
 	size := sideChunk*unsafe.Sizeof(originSide{}) + 8
-	if size > 8192 || size < 8192*9/10 {
-		t.Fatalf("a chunk of %d side entries takes %d bytes, want 90-100 %% of 8192", sideChunk, size)
+	if size > 6528 || size < 6528*9/10 {
+		t.Fatalf("a chunk of %d side entries takes %d bytes, want 90-100 %% of 6528", sideChunk, size)
 	}
 }
 
