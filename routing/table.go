@@ -195,7 +195,8 @@ type origin struct {
 // pointer the collector follows for most entries (ref; x is nil for most
 // of them): it held the entry's pointer, its name and its attestation,
 // three pointers to follow for each of the million entries of a 1000-node
-// mesh at every collection of a cold start, a fifth of its instructions.
+// mesh at every collection of a cold start (the collector took 2.3 of
+// its 12.5 billion instructions, Ed25519 aside; 1.9 with one pointer).
 type originSide struct {
 	// The origin's name (ref.origin) and, while the entry's attValid
 	// is set, its newest verified attestation (Config.Certifier),
