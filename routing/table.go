@@ -717,15 +717,16 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en *entry) {
 		return
 	}
 	o := e.originOf(en)
+	own := en.origin == nb.name // nb's route to itself (compared once)
 	if en.metric >= e.cfg.Infinity {
 		// A retraction. A neighbour's route to itself stays while the
 		// link is up.
-		if o != nil && en.origin != nb.name && e.removeRoute(o, nb) {
+		if o != nil && !own && e.removeRoute(o, nb) {
 			e.reselect(t, o)
 		}
 		return
 	}
-	if en.origin != nb.name && (en.hops == 0 || Metric(en.hops) > en.metric) {
+	if !own && (en.hops == 0 || Metric(en.hops) > en.metric) {
 		// Every link costs at least 1: a relay cannot be at distance 0,
 		// nor below its hop count.
 		e.stats.Implausible++
@@ -747,7 +748,7 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en *entry) {
 		}
 	}
 	r := routeEntry{slot: uint16(nb.slot), seqno: en.seqno, metric: en.metric, hops: en.hops}
-	if en.origin != nb.name {
+	if !own {
 		r.setExpiry(t, t+e.cfg.RouteExpiry)
 		e.scheduleHousekeep(r.expiresAt(t))
 	} else {
