@@ -36,16 +36,27 @@ func ownSeqno(n *routingtest.Network, node string) uint16 {
 	return r.Seqno
 }
 
-// restart kills node and, a round later (messages in flight from its old
-// life die with its links), brings it back under the same name and links,
-// its engine starting at a seqno in [lo, lo+span).
+// restart kills node and, once no node reaches it, brings it back under
+// the same name and links, its engine starting at a seqno in
+// [lo, lo+span).
 func restart(t testing.TB, n *routingtest.Network, cfg routing.Config, node string, lo, span uint16) {
 	t.Helper()
 	nbs := n.Graph()[node]
 	cfg.Self, cfg.Leaf = node, n.IsLeaf(node)
 	cfg.Seed = seedFrom(t, cfg, int64(lo)<<20, lo, span)
 	n.Kill(node)
-	stepChecked(t, n, 1)
+	// Down until no node routes to it any more, so that no route at a
+	// seqno of its old life is left when it comes back (and no message
+	// in flight from its old life: they die with its links).
+	for start := n.Now; ; {
+		stepChecked(t, n, 1)
+		if !slices.ContainsFunc(n.Names(), func(s string) bool { _, ok := n.Engine(s).Lookup(node); return ok }) {
+			break
+		}
+		if n.Now.Sub(start) > time.Minute {
+			t.Fatalf("round %d: %s still reached a minute after it died", n.Round, node)
+		}
+	}
 	if err := n.AddNode(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -87,17 +98,26 @@ func settle(t testing.TB, n *routingtest.Network, limit time.Duration) time.Dura
 // TestPropertySeqnoWrap: seqnos compare modulo 2^16 (RFC 8966 §3.2.1).
 // Every origin starts within 16 seqnos below 0xFFFF and is driven across
 // the wrap by renewals (NewSeqno), seqno requests (link costs change
-// under routes, so that better routes turn unfeasible) and restarts, just
-// below the seqno the others hold for it or at a random seqno. At every
-// round next hops are loop-free; after each change every seqno
-// request ends, the network falls quiet and every table holds the
-// shortest paths.
+// under routes, so that better routes turn unfeasible) and restarts: just
+// below the seqno the others hold for it, at a random seqno, or (without
+// a Certifier) 0x7fff to 0x8001 past it, where "newer" stops being
+// transitive (an origin 0x8000 or 0x8001 past a node's feasibility
+// distance F does not raise its seqno for a request for F+1, while F
+// makes its routes unfeasible: the node forgets F once it has advertised
+// nothing at F for two route expiry periods). At every round next hops
+// are loop-free; after each change every seqno request ends, the network
+// falls quiet and every table holds the shortest paths.
 func TestPropertySeqnoWrap(t *testing.T) {
-	for name, base := range map[string]routing.Config{
-		"certified": propCfg(),
-		"plain":     {Hysteresis: routing.NoHysteresis, UpdateInterval: time.Hour},
+	for _, v := range []struct {
+		name      string
+		base      routing.Config
+		antipodal bool // restarts 0x7fff to 0x8001 past the held seqno too
+	}{
+		{"certified", routing.Config{Hysteresis: routing.NoHysteresis, UpdateInterval: 2 * time.Second, Certifier: plainCertifier{}}, false},
+		{"plain", routing.Config{Hysteresis: routing.NoHysteresis, UpdateInterval: 2 * time.Second}, true},
 	} {
-		t.Run(name, func(t *testing.T) {
+		base := v.base
+		t.Run(v.name, func(t *testing.T) {
 			spec := graphSpec{nodes: sizes(40, 150), avgDegree: 3.5, seed: 71}
 			spec.tune = func(c *routing.Config) {
 				c.Seed = seedFrom(t, *c, c.Seed<<20, 0xfff0, 16)
@@ -132,10 +152,12 @@ func TestPropertySeqnoWrap(t *testing.T) {
 				for range 2 {
 					victim := names[r.IntN(len(names))]
 					held := ownSeqno(n, victim)
-					if r.IntN(2) == 0 {
-						// Just below what the others hold for it.
+					switch k := r.IntN(3); {
+					case k == 0: // just below what the others hold for it
 						restart(t, n, base, victim, held-24, 16)
-					} else {
+					case k == 1 && v.antipodal: // where "newer" stops being transitive
+						restart(t, n, base, victim, held+0x7fff, 3)
+					default:
 						restart(t, n, base, victim, uint16(r.IntN(1<<16)), 1<<15)
 					}
 				}
