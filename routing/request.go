@@ -194,15 +194,16 @@ func (o *origin) fdStale() bool {
 // forgetStaleDistance forgets o's feasibility distance once it has been
 // ahead of every route we advertised for two route expiry periods while
 // a request for a newer seqno went unanswered, and reports whether it
-// did, having ended the request and reselected o. By then no neighbour holds a route from us at the distance's
-// seqno, nor anyone a route derived from one (retractions are repaired
-// for an expiry period, routes expire after one), so we are as a node
-// that never advertised o, as when a source-table entry expires
-// (RFC 8966 §3.2.5). Requests alone cannot always end this: seqnos
-// compare modulo 2^16, where "newer" is not transitive, and an origin
-// that restarted 0x8000 or 0x8001 past the distance's seqno F is not
-// newer than F, so its routes are unfeasible, while a request for F+1 is
-// not newer than its seqno, so it does not raise.
+// did (it then ends the request and reselects o). By then no neighbour
+// holds a route from us at the distance's seqno, nor anyone a route
+// derived from one (retractions are repaired for an expiry period,
+// routes expire after one), so we are as a node that never advertised
+// o, as when a source-table entry expires (RFC 8966 §3.2.5). Requests
+// alone cannot always end this: seqnos compare modulo 2^16, where
+// "newer" is not transitive, and an origin that restarted 0x8000 or
+// 0x8001 past the distance's seqno F is not newer than F, so its routes
+// are unfeasible, while a request for F+1 is not newer than its seqno,
+// so it does not raise.
 func (e *Engine) forgetStaleDistance(t time.Duration, o *origin, x *originExt) bool {
 	switch {
 	case !o.fdStale():
