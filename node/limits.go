@@ -208,12 +208,13 @@ func (l *limiter) tryRelayFull(peer, dest string, now time.Time) (bool, string) 
 // source's share key only as its first relay, with that one path
 // (limiter.admit, TestForgerKeysNeverMeetTheSource).
 type limitSource struct {
-	name   string
-	relays []string // nil when the source is proven
+	name    string
+	claimed bool     // the source is only claimed: counted along relays
+	relays  []string // for a claim
 }
 
 func (s limitSource) String() string {
-	if len(s.relays) == 0 {
+	if !s.claimed {
 		return s.name
 	}
 	return fmt.Sprintf("%s (as claimed along %s)", s.name, strings.Join(s.relays, ", "))
@@ -222,10 +223,10 @@ func (s limitSource) String() string {
 // keys are the limiter's keys of s: that of its path (ProvenSource when
 // proven), and, for a claim, that of its share (0 when proven).
 func (s limitSource) keys() (path, share links.SourceKey) {
-	if len(s.relays) == 0 {
+	if !s.claimed {
 		return links.ProvenSource(s.name), 0
 	}
-	return links.ClaimedSource(s.name, s.relays), links.ClaimedSource(s.name, s.relays[1:])
+	return links.ClaimedSource(s.name, s.relays), links.ClaimedSource(s.name, s.relays[min(1, len(s.relays)):])
 }
 
 // claimedLimit bounds the claims for one source that share all relays

@@ -218,7 +218,7 @@ func relaySource(o *circuit.Open) limitSource {
 	if o.Hop == 0 {
 		return limitSource{name: o.Source}
 	}
-	return limitSource{name: o.Source, relays: claimRelays(o)}
+	return limitSource{name: o.Source, claimed: true, relays: claimRelays(o)}
 }
 
 // claimRelays is the relays o's path names, oldest first: the path
