@@ -20,7 +20,7 @@ import (
 // h's circuits would be refused overloaded there while m holds its own.
 // h's circuits should open, as many as the per-source limit.
 func TestAttackTwoHopForgedSourceExhaustsRelayShare(t *testing.T) {
-	forgedLimitAttack(t, "h", "m-p", "h-p", "p-r", "r-d", "r-x")
+	forgedLimitAttack(t, "p", 3, "m-p", "h-p", "p-r", "r-d", "r-x")
 }
 
 // TestAttackForgedSiblingSourceExhaustsRelayShare: as
@@ -29,7 +29,16 @@ func TestAttackTwoHopForgedSourceExhaustsRelayShare(t *testing.T) {
 // circuits along q, p differ only in their first relay, the claims whose
 // total a relay bounds together.
 func TestAttackForgedSiblingSourceExhaustsRelayShare(t *testing.T) {
-	forgedLimitAttack(t, "h", "m-p", "h-q", "q-p", "p-r", "r-d", "r-x")
+	forgedLimitAttack(t, "p", 3, "m-p", "h-q", "q-p", "p-r", "r-d", "r-x")
+}
+
+// TestAttackThreeHopForgedSourceExhaustsRelayShare: as
+// TestAttackTwoHopForgedSourceExhaustsRelayShare, with m three hops from
+// r (m–q, h–q, q–p, p–r): m's forgeries and h's circuits cross q and p
+// alike, and share "h as claimed by p" at r when claims are counted by
+// neighbour.
+func TestAttackThreeHopForgedSourceExhaustsRelayShare(t *testing.T) {
+	forgedLimitAttack(t, "q", 4, "m-q", "h-q", "q-p", "p-r", "r-d", "r-x")
 }
 
 // forgedPrefixes are the names m puts before its own in the paths of its
@@ -38,12 +47,12 @@ func TestAttackForgedSiblingSourceExhaustsRelayShare(t *testing.T) {
 var forgedPrefixes = [][]string{nil, {"a"}, {"b", "a"}, {"c", "b", "a"}, {"h"}, {"q"}, {"p"}}
 
 // forgedLimitAttack builds edges with a per-source limit of 4; m opens
-// forged clear circuits naming victim as their source to x's sink (x
-// runs E2EOff), up to 5 per path prefix, and holds those accepted; then
-// victim opens 4 circuits to d's echo service and holds them all. It
+// forged clear circuits by hand on its link to via, naming h as their
+// source, to x's sink (x runs E2EOff, hops from m), up to 5 per path
+// prefix, and holds those accepted; then h opens 4 circuits to d's echo service and holds them all. It
 // fails unless m held at least the per-source limit (the attack ran) and
-// victim's circuits all carry their bytes.
-func forgedLimitAttack(t *testing.T, victim string, edges ...string) {
+// h's circuits all carry their bytes.
+func forgedLimitAttack(t *testing.T, via string, hops int, edges ...string) {
 	const perSource = 4
 	c := newCluster(t, true)
 	c.tweak = func(cfg *Config) {
@@ -53,11 +62,11 @@ func forgedLimitAttack(t *testing.T, victim string, edges ...string) {
 		}
 	}
 	c.build(edges...)
-	c.waitRoute("m", "x", 3)
-	c.waitRoute(victim, "d", 0)
+	c.waitRoute("m", "x", hops)
+	c.waitRoute("h", "d", 0)
 	startSink(t, c.nodes["x"])
 	m := c.nodes["m"]
-	l := m.link("p")
+	l := m.link(via)
 	var held []links.Stream
 	defer func() {
 		for _, s := range held {
@@ -67,7 +76,7 @@ func forgedLimitAttack(t *testing.T, victim string, edges ...string) {
 	for _, prefix := range forgedPrefixes {
 		for range perSource + 1 {
 			path := append(append([]string(nil), prefix...), "m")
-			o := &circuit.Open{Dest: "x", Source: victim, Service: "sink", Hop: uint8(len(path)), HopLimit: 15, Path: path}
+			o := &circuit.Open{Dest: "x", Source: "h", Service: "sink", Hop: uint8(len(path)), HopLimit: 15, Path: path}
 			s, err := openClearByHand(ctxT(t, 10*time.Second), l, o)
 			if err != nil {
 				if s != nil {
@@ -81,24 +90,24 @@ func forgedLimitAttack(t *testing.T, victim string, edges ...string) {
 			held = append(held, s)
 		}
 	}
-	t.Logf("m holds %d forged circuits claiming %s", len(held), victim)
+	t.Logf("m holds %d forged circuits claiming h", len(held))
 	if len(held) < perSource {
 		t.Fatalf("m holds %d forged circuits, fewer than the per-source limit: the attack did not run", len(held))
 	}
-	h := c.nodes[victim]
+	h := c.nodes["h"]
 	for i := range perSource {
 		conn, err := h.Dial(ctxT(t, patience), "d", EchoService)
 		if err != nil {
-			t.Fatalf("%s's circuit %d to d while m holds %d forged ones: %v", victim, i, len(held), err)
+			t.Fatalf("h's circuit %d to d while m holds %d forged ones: %v", i, len(held), err)
 		}
 		defer conn.Close()
 		msg := []byte("h's own circuit")
 		if _, err := conn.Write(msg); err != nil {
-			t.Fatalf("%s's circuit %d: write: %v", victim, i, err)
+			t.Fatalf("h's circuit %d: write: %v", i, err)
 		}
 		got := make([]byte, len(msg))
 		if _, err := io.ReadFull(conn, got); err != nil {
-			t.Fatalf("%s's circuit %d while m holds %d forged ones: %v", victim, i, len(held), err)
+			t.Fatalf("h's circuit %d while m holds %d forged ones: %v", i, len(held), err)
 		}
 	}
 }
