@@ -173,11 +173,17 @@ type Limits struct {
 	MaxCircuitsPerLink int
 	// MaxCircuitsPerSource bounds circuits from one source node through or
 	// to this node. A relay counts a circuit that a neighbour claims to
-	// relay for a source (hop > 0) against that source and that neighbour
-	// together (the source's name is only claimed there), and all such
-	// claims for one source together against twice the limit. A
-	// destination counts unsealed circuits (E2E off) the same way.
-	// Default 1024.
+	// relay for a source (hop > 0; the source's name is only claimed
+	// there) against that source along the exact relays the open's path
+	// names, and the claims for the source along the same relays but the
+	// first together against twice the limit. Relays check that the path
+	// ends with the neighbour, so a router forging the source, however
+	// many hops away, is named in the path of its forgeries: it gets at
+	// most the limit in the source's twice, and none of the source's
+	// limit along its own path. A source whose circuits come along paths
+	// that differ beyond their first relay holds up to the limit along
+	// each. A destination counts unsealed circuits (E2E off) the same
+	// way. Default 1024.
 	MaxCircuitsPerSource int
 	// MaxPendingOpens bounds streams whose open header is still being read.
 	// Default 256.

@@ -225,7 +225,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	src := limitSource{name: o.Source} // authenticated by the handshake
 	switch {
 	case resp == nil:
-		src = relaySource(o, from) // unsealed: as claimed by the neighbour
+		src = relaySource(o) // unsealed: as claimed along its path
 	case full && o.Hop > 0:
 		// Until its third message proves the source, a full handshake
 		// relayed by a neighbour counts in the node's total only: any

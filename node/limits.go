@@ -3,11 +3,13 @@ package node
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/internal/bucket"
+	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/links/ratelog"
 )
 
@@ -16,10 +18,14 @@ import (
 type limiter struct {
 	lim Limits
 
-	mu      sync.Mutex
-	total   int
-	perSrc  map[limitSource]int
-	claimed map[string]int // circuits claimed for a source by any neighbour (via != "")
+	mu    sync.Mutex
+	total int
+	// Circuits by source: by the key of its path (limitSource.keys; a
+	// proven source's own), and, for claims, by the key of their share.
+	// An entry exists while it counts a circuit: each holds at most
+	// MaxCircuits entries.
+	perSrc  map[links.SourceKey]int
+	claimed map[links.SourceKey]int
 	perLink map[string]int
 	// Streams whose open header is being read: in total and by the link
 	// (peer) they came on.
@@ -52,8 +58,8 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 	return &limiter{
 		lim:            l,
 		floods:         ratelog.New(log, time.Minute, 1024),
-		perSrc:         make(map[limitSource]int),
-		claimed:        make(map[string]int),
+		perSrc:         make(map[links.SourceKey]int),
+		claimed:        make(map[links.SourceKey]int),
 		perLink:        make(map[string]int),
 		pendingPerLink: make(map[string]int),
 		fullNode:       bucket.Full(float64(l.FullHandshakes), float64(l.FullHandshakes), time.Now()),
@@ -181,36 +187,60 @@ func (l *limiter) tryRelayFull(peer, dest string, now time.Time) (bool, string) 
 	return true, ""
 }
 
-// limitSource is whom a circuit counts against in the per-source limit: its
-// source node, and, when a neighbour claims to relay the circuit for it
-// (hop > 0 at a relay), that neighbour. The zero value counts against no
-// source. Claimed circuits count against the pair, so that a neighbour's
-// claims never use up the source's allowance through other neighbours,
-// and against the source's claimed total, at most twice the per-source
-// limit, so that a source whose circuits come through many neighbours
-// holds no more than that (claimedLimit).
+// limitSource is whom a circuit counts against in the per-source limit:
+// its source node, proven (the link's peer opened it at hop 0, or an
+// end-to-end handshake proved it), or claimed along the relays its open
+// header says it crossed, oldest first, the last being the neighbour it
+// came from (claimRelays). The zero value counts against no source.
+//
+// A claim counts against two keys. Its path: the claimed source along
+// exactly these relays, at most the per-source limit, so that claims
+// that came along different paths never use up each other's allowance.
+// Its share: the claimed source along the same relays but the first,
+// at most twice the limit, so that a source whose circuits come through
+// many first relays to the same honest rest of the path holds no more
+// than that (claimedLimit). Every relay checks that the path ends with
+// the neighbour it came from, so a router forging the source some hops
+// away is named in the path of each of its forgeries, and only the
+// names before its own are its to vary: its paths all contain its name,
+// which the real source's paths do not (unless the router relays them),
+// so they never share the source's path key, and they share the
+// source's share key only as its first relay, with that one path
+// (limiter.admit, TestForgerKeysNeverMeetTheSource).
 type limitSource struct {
-	name string
-	via  string // the neighbour that claims the source; "" when proven
+	name    string
+	claimed bool     // the source is only claimed: counted along relays
+	relays  []string // for a claim
 }
 
 func (s limitSource) String() string {
-	if s.via == "" {
+	if !s.claimed {
 		return s.name
 	}
-	return fmt.Sprintf("%s (as claimed by %s)", s.name, s.via)
+	return fmt.Sprintf("%s (as claimed along %s)", s.name, strings.Join(s.relays, ", "))
 }
 
-// claimedLimit bounds the circuits all neighbours together claim for one
-// source: a source reaching this node through many neighbours holds at
-// most twice its limit, and one neighbour forging a source's name (at most
-// the per-source limit, by the pair) leaves the source at least its limit.
+// keys are the limiter's keys of s: that of its path (ProvenSource when
+// proven), and, for a claim, that of its share (0 when proven).
+func (s limitSource) keys() (path, share links.SourceKey) {
+	if !s.claimed {
+		return links.ProvenSource(s.name), 0
+	}
+	return links.ClaimedSource(s.name, s.relays), links.ClaimedSource(s.name, s.relays[min(1, len(s.relays)):])
+}
+
+// claimedLimit bounds the claims for one source that share all relays
+// but the first: through many first relays a source holds at most twice
+// its limit, and one of them forging the source's name (at most the
+// per-source limit, by its path) leaves the source at least its limit.
 func (l *limiter) claimedLimit() int { return 2 * l.lim.MaxCircuitsPerSource }
 
 // ticket is one admitted circuit.
 type ticket struct {
 	l     *limiter
-	src   limitSource
+	named bool            // counted against a source
+	path  links.SourceKey // the source's key in perSrc
+	share links.SourceKey // the claim's key in claimed; 0 when proven
 	links []string
 	once  sync.Once
 }
@@ -218,16 +248,22 @@ type ticket struct {
 // admit admits a circuit from src crossing the given links (by peer name),
 // or says which limit it would exceed.
 func (l *limiter) admit(src limitSource, linkPeers ...string) (*ticket, error) {
+	named := src.name != ""
+	var path, share links.SourceKey
+	if named {
+		path, share = src.keys()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.total >= l.lim.MaxCircuits {
 		return nil, fmt.Errorf("%d circuits open, the node limit", l.total)
 	}
-	if src.name != "" && l.perSrc[src] >= l.lim.MaxCircuitsPerSource {
-		return nil, fmt.Errorf("%d circuits open from %s, the per-source limit", l.perSrc[src], src)
+	if named && l.perSrc[path] >= l.lim.MaxCircuitsPerSource {
+		return nil, fmt.Errorf("%d circuits open from %s, the per-source limit", l.perSrc[path], src)
 	}
-	if src.via != "" && l.claimed[src.name] >= l.claimedLimit() {
-		return nil, fmt.Errorf("%d circuits open claimed for %s by its neighbours, twice the per-source limit", l.claimed[src.name], src.name)
+	if share != 0 && l.claimed[share] >= l.claimedLimit() {
+		return nil, fmt.Errorf("%d circuits open claimed for %s along %s after their first relay, twice the per-source limit",
+			l.claimed[share], src.name, relaysAfterFirst(src.relays))
 	}
 	for _, p := range linkPeers {
 		if l.perLink[p] >= l.lim.MaxCircuitsPerLink {
@@ -235,16 +271,24 @@ func (l *limiter) admit(src limitSource, linkPeers ...string) (*ticket, error) {
 		}
 	}
 	l.total++
-	if src.name != "" {
-		l.perSrc[src]++
+	if named {
+		l.perSrc[path]++
 	}
-	if src.via != "" {
-		l.claimed[src.name]++
+	if share != 0 {
+		l.claimed[share]++
 	}
 	for _, p := range linkPeers {
 		l.perLink[p]++
 	}
-	return &ticket{l: l, src: src, links: linkPeers}, nil
+	return &ticket{l: l, named: named, path: path, share: share, links: linkPeers}, nil
+}
+
+// relaysAfterFirst names relays but the first, for a refusal.
+func relaysAfterFirst(relays []string) string {
+	if len(relays) < 2 {
+		return "any one relay"
+	}
+	return strings.Join(relays[1:], ", ")
 }
 
 func (t *ticket) release() {
@@ -256,14 +300,14 @@ func (t *ticket) release() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		l.total--
-		if t.src.name != "" {
-			if l.perSrc[t.src]--; l.perSrc[t.src] <= 0 {
-				delete(l.perSrc, t.src)
+		if t.named {
+			if l.perSrc[t.path]--; l.perSrc[t.path] <= 0 {
+				delete(l.perSrc, t.path)
 			}
 		}
-		if t.src.via != "" {
-			if l.claimed[t.src.name]--; l.claimed[t.src.name] <= 0 {
-				delete(l.claimed, t.src.name)
+		if t.share != 0 {
+			if l.claimed[t.share]--; l.claimed[t.share] <= 0 {
+				delete(l.claimed, t.share)
 			}
 		}
 		for _, p := range t.links {

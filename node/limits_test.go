@@ -1,18 +1,38 @@
 package node
 
 import (
+	"fmt"
 	"log/slog"
+	"slices"
 	"testing"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
 )
 
-// Circuits that neighbours claim to relay for one source are bounded in
-// all, whatever the number of neighbours they come through (a source with
-// many links cannot take a relay's whole circuit budget), while one
-// neighbour forging a source's name still leaves the source its own
-// allowance through its other neighbours and, proven, directly.
+func testLimiter(per int) *limiter {
+	return newLimiter(Limits{MaxCircuits: 1 << 20, MaxCircuitsPerSource: per, MaxCircuitsPerLink: 1 << 20}, slog.New(slog.DiscardHandler))
+}
+
+// claim is the source of a relayed open claiming source along relays
+// (hop len(relays)), its path recorded from the source when recorded.
+func claim(source string, recorded bool, relays ...string) limitSource {
+	o := &circuit.Open{Source: source, Dest: "d", Hop: uint8(len(relays)), Path: slices.Clone(relays)}
+	if recorded {
+		o.Flags |= circuit.FlagRecordPath
+		o.Path = append([]string{source}, relays...)
+	}
+	return relaySource(o)
+}
+
+// Circuits claimed for one source along paths that differ only in their
+// first relay are bounded together at twice the limit, whatever the
+// number of first relays (a source with many links cannot take a relay's
+// whole circuit budget), while one first relay forging a source's name
+// still leaves the source its own allowance through the others and,
+// proven, directly.
 func TestClaimedCircuitsBoundedAcrossNeighbours(t *testing.T) {
 	const per = 4
-	l := newLimiter(Limits{MaxCircuits: 1000, MaxCircuitsPerSource: per, MaxCircuitsPerLink: 1000}, slog.New(slog.DiscardHandler))
+	l := testLimiter(per)
 	admit := func(src limitSource, want bool) {
 		t.Helper()
 		_, err := l.admit(src)
@@ -20,33 +40,116 @@ func TestClaimedCircuitsBoundedAcrossNeighbours(t *testing.T) {
 			t.Fatalf("admit %v: %v, want admitted=%v", src, err, want)
 		}
 	}
-	// s through three neighbours: twice the limit in all, not three times.
-	for _, via := range []string{"n1", "n2"} {
+	for _, rest := range [][]string{nil, {"p"}, {"q", "p"}} {
+		// s through three first relays: twice the limit in all.
+		for _, first := range []string{"n1", "n2"} {
+			for range per {
+				admit(claim("s", false, append([]string{first}, rest...)...), true)
+			}
+		}
+		admit(claim("s", false, append([]string{"n3"}, rest...)...), false)
+		// m forges x up to its path's limit; x keeps its allowance through h.
 		for range per {
-			admit(limitSource{name: "s", via: via}, true)
+			admit(claim("x", false, append([]string{"m"}, rest...)...), true)
+		}
+		admit(claim("x", false, append([]string{"m"}, rest...)...), false)
+		for range per {
+			admit(claim("x", false, append([]string{"h"}, rest...)...), true)
 		}
 	}
-	admit(limitSource{name: "s", via: "n3"}, false)
 	// s's proven circuits (hop 0) keep their own allowance.
 	for range per {
 		admit(limitSource{name: "s"}, true)
 	}
 	admit(limitSource{name: "s"}, false)
-	// m forges x up to the pair's limit; x keeps its allowance through h.
-	for range per {
-		admit(limitSource{name: "x", via: "m"}, true)
-	}
-	admit(limitSource{name: "x", via: "m"}, false)
-	for range per {
-		admit(limitSource{name: "x", via: "h"}, true)
-	}
-	// Released circuits give the room back.
-	tk, err := l.admit(limitSource{name: "y", via: "n1"})
+	// Released circuits give the room back, and their entries.
+	paths, shares := len(l.perSrc), len(l.claimed)
+	tk, err := l.admit(claim("y", false, "n1"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	tk.release()
-	if len(l.claimed) != 2 || l.claimed["y"] != 0 {
-		t.Fatalf("claimed counts after release: %v", l.claimed)
+	tk.release()
+	if len(l.perSrc) != paths || len(l.claimed) != shares {
+		t.Fatalf("entries after release: %d paths, %d shares, want %d, %d", len(l.perSrc), len(l.claimed), paths, shares)
+	}
+}
+
+// TestClaimKeys: which claims count together. A path recorded from the
+// source counts as the same relays unrecorded; paths that differ count
+// apart; paths that differ only in their first relay share a total.
+func TestClaimKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		a, b      limitSource
+		samePath  bool
+		sameShare bool
+	}{
+		{"same relays", claim("h", false, "q", "p"), claim("h", false, "q", "p"), true, true},
+		{"recorded from the source", claim("h", false, "q", "p"), claim("h", true, "q", "p"), true, true},
+		{"first relays differ", claim("h", false, "q", "p"), claim("h", false, "m", "p"), false, true},
+		{"first relay of one hop", claim("h", false, "p"), claim("h", false, "m"), false, true},
+		{"a forger's prefix", claim("h", false, "q", "p"), claim("h", false, "q", "m", "p"), false, false},
+		{"a forger's prefix ending alike", claim("h", false, "q", "p"), claim("h", false, "m", "q", "p"), false, false},
+		{"other sources", claim("h", false, "q", "p"), claim("g", false, "q", "p"), false, false},
+		{"one name or two", claim("h", false, "mp"), claim("h", false, "m", "p"), false, false},
+		{"proven and claimed", limitSource{name: "h"}, claim("h", false, "p"), false, false},
+	} {
+		ap, as := tc.a.keys()
+		bp, bs := tc.b.keys()
+		if (ap == bp) != tc.samePath || (as == bs) != tc.sameShare {
+			t.Errorf("%s: %v and %v: same path %v, same share %v; want %v, %v", tc.name, tc.a, tc.b, ap == bp, as == bs, tc.samePath, tc.sameShare)
+		}
+	}
+}
+
+// TestForgerKeysNeverMeetTheSource: a forger k hops from the relay (its
+// name then k-1 honest relays end the path: the relays after it check
+// that) claims source h with every prefix of up to two names before its
+// own, recorded from the source or not, as many circuits as the relay
+// admits for each, more than twice the per-source limit in all. h's
+// circuits along any path that does not cross the forger still get h's
+// whole per-source limit (and no more).
+func TestForgerKeysNeverMeetTheSource(t *testing.T) {
+	const per = 4
+	names := []string{"a", "h", "p", "q", "r"}
+	prefixes := [][]string{nil}
+	for _, x := range names {
+		prefixes = append(prefixes, []string{x})
+		for _, y := range names {
+			prefixes = append(prefixes, []string{x, y})
+		}
+	}
+	honest := [][]string{{"p"}, {"q", "p"}, {"a", "q", "p"}, {"q", "a", "p"}, {"p", "q", "p"}}
+	for _, after := range [][]string{nil, {"p"}, {"q", "p"}, {"a", "q", "p"}} {
+		for _, hp := range honest {
+			t.Run(fmt.Sprintf("forger %d hops away, h along %v", 1+len(after), hp), func(t *testing.T) {
+				l := testLimiter(per)
+				forged := 0
+				for _, prefix := range prefixes {
+					relays := append(append(slices.Clone(prefix), "m"), after...)
+					for _, recorded := range []bool{false, true} {
+						for range per + 1 {
+							if _, err := l.admit(claim("h", recorded, relays...)); err != nil {
+								break
+							}
+							forged++
+						}
+					}
+				}
+				for i := range per + 1 {
+					_, err := l.admit(claim("h", i%2 == 1, hp...))
+					if i < per && err != nil {
+						t.Fatalf("h's circuit %d along %v while the forger holds %d: %v", i, hp, forged, err)
+					}
+					if i == per && err == nil {
+						t.Fatalf("h's circuit %d along %v admitted beyond the per-source limit", i, hp)
+					}
+				}
+				if forged <= 2*per {
+					t.Fatalf("the forger held %d claims with %d prefixes, no more than twice the limit: the attack did not run", forged, len(prefixes))
+				}
+			})
+		}
 	}
 }

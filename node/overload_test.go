@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // TestOverloadRefusalsLoggedOnce: a source that keeps opening circuits
@@ -42,7 +43,7 @@ func TestOverloadRefusalsLoggedOnce(t *testing.T) {
 	waitFor(t, "b to count both circuits against a", 10*time.Second, func() bool {
 		b.limits.mu.Lock()
 		defer b.limits.mu.Unlock()
-		return b.limits.perSrc[limitSource{name: "a"}] == 2
+		return b.limits.perSrc[links.ProvenSource("a")] == 2
 	})
 	const refused = 20
 	for i := range refused {

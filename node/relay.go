@@ -96,7 +96,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 	ahead := int64(len(rest))
 	rest = nil
 	release()
-	out, via, t, err := n.openNext(ctx, hops, from, relaySource(o, from), hdr)
+	out, via, t, err := n.openNext(ctx, hops, from, relaySource(o), hdr)
 	if err != nil {
 		code := circuit.NoRoute
 		if errors.Is(err, errOverloaded) {
@@ -206,36 +206,50 @@ func fullFirst(o *circuit.Open, rest []byte) bool {
 
 // relaySource is whom a relayed circuit counts against in the per-source
 // limit: its source when the neighbour it came from is the source (hop 0,
-// proven by circuit.CheckSource), else the source as claimed by that
-// neighbour. A router can claim any source for the circuits it says it
-// relays; counted apart, one neighbour's claims never use up the source's
-// own allowance here (TestAttackForgedSourceExhaustsRelayShare), while
-// all claims for a source are bounded together (limiter.claimedLimit).
-func relaySource(o *circuit.Open, from string) limitSource {
+// proven by circuit.CheckSource), else the source as claimed along the
+// relays its path names (claimRelays), which ends with that neighbour. A
+// router can claim any source for the circuits it says it relays, and
+// any names for the relays before its own; counted by path and by share
+// (limitSource), a forger's claims never use up the source's own
+// allowance here, however many hops away the forger sits
+// (TestAttackForgedSourceExhaustsRelayShare,
+// TestAttackTwoHopForgedSourceExhaustsRelayShare).
+func relaySource(o *circuit.Open) limitSource {
 	if o.Hop == 0 {
 		return limitSource{name: o.Source}
 	}
-	return limitSource{name: o.Source, via: from}
+	return limitSource{name: o.Source, claimed: true, relays: claimRelays(o)}
+}
+
+// claimRelays is the relays o's path names, oldest first: the path
+// without the source that FlagRecordPath puts first (circuit.CheckPath
+// checked it is the source), so that a claim has one key whether or not
+// the path is recorded from the source.
+func claimRelays(o *circuit.Open) []string {
+	if o.Flags&circuit.FlagRecordPath != 0 && len(o.Path) > 0 {
+		return o.Path[1:]
+	}
+	return o.Path
 }
 
 // reclaimSource names whom a circuit's streams count against in the
 // links' reclaim of stalled streams (links.SetSource): its source when
 // the neighbour it came from is the source (hop 0, proven by
-// circuit.CheckSource), else its source as claimed along its path. Every
-// relay appends its name to the path and CheckSource checks that it ends
-// with the neighbour, so the path names, back to the first relay that
-// lied, the relays the open really crossed: a router forging a source
-// for opens it says it relays gets a key with its own name in the path,
-// never the key of the real source's circuits arriving along a path
-// without it, however many honest relays it sits behind
-// (TestAttackTwoHopForgedSourceStallFloodSparesPausedReader). A relay
-// the real source's circuits cross can still give its forgeries their
-// key (docs/SECURITY.md).
+// circuit.CheckSource), else its source as claimed along its path (the
+// key of relaySource's path). Every relay appends its name to the path
+// and CheckSource checks that it ends with the neighbour, so the path
+// names, back to the first relay that lied, the relays the open really
+// crossed: a router forging a source for opens it says it relays gets a
+// key with its own name in the path, never the key of the real source's
+// circuits arriving along a path without it, however many honest relays
+// it sits behind (TestAttackTwoHopForgedSourceStallFloodSparesPausedReader).
+// A relay the real source's circuits cross can still give its forgeries
+// their key (docs/SECURITY.md).
 func reclaimSource(o *circuit.Open) links.SourceKey {
 	if o.Hop == 0 {
 		return links.ProvenSource(o.Source)
 	}
-	return links.ClaimedSource(o.Source, o.Path)
+	return links.ClaimedSource(o.Source, claimRelays(o))
 }
 
 // openNext opens a stream toward the first usable next hop, skipping the
