@@ -15,7 +15,7 @@ import (
 // log, tens of thousands a second for a few bytes each.
 const (
 	reachRate  = 1.0
-	reachBurst = 4
+	reachBurst = 8
 )
 
 // reachDamper decides which reachability changes of routing are
