@@ -87,13 +87,17 @@ func (d *reachDamper) due(now time.Time, report func(peer string, up, changed bo
 	}
 }
 
-// next is when the first held change is due (zero: none held).
+// next is when the first held change is due (zero: none held): a
+// millisecond after its token is earned, so that due, refilling at that
+// time, finds the token whatever the rounding (a loop woken for it must
+// not find it missing and wake again at once, which under virtual time
+// would never end).
 func (d *reachDamper) next() time.Time {
 	var at time.Time
 	for _, s := range d.held {
 		t := s.budget.Last
 		if missing := 1 - s.budget.Tokens; missing > 0 {
-			t = t.Add(time.Duration(missing / s.budget.Rate * float64(time.Second)))
+			t = t.Add(time.Duration(missing/s.budget.Rate*float64(time.Second)) + time.Millisecond)
 		}
 		if at.IsZero() || t.Before(at) {
 			at = t
