@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Control-stream frame layout (see docs/PROTOCOL.md, "Links"):
@@ -195,4 +198,24 @@ func truncReason(s string) string {
 		return s[:maxReasonLen]
 	}
 	return s
+}
+
+// peerText is a reason text the peer sent (a goodbye, a refusal, a close
+// reason), fit to log and print: at most maxReasonLen bytes, cut at a
+// rune, with every rune that is not printable (control characters such as
+// ESC, CR and LF, bidirectional overrides, invalid UTF-8) replaced by '?'.
+// A peer chooses these bytes, and they end up in errors the node logs,
+// publishes and the CLI prints to a terminal.
+func peerText(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			r = '?'
+		}
+		if b.Len()+utf8.RuneLen(r) > maxReasonLen {
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

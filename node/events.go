@@ -99,7 +99,9 @@ func (h *eventHub) publish(ev Event) {
 // Subscribe returns a channel of peer and link events with room for buf
 // events (default 64, at most 4096) and a cancel function that closes the
 // channel. Events that do not fit are dropped for this subscriber; read
-// promptly. The channel is closed when the node closes (and is returned
+// promptly. A peer's PeerUp and PeerDown come at most 8 at once, then one
+// a second: changes beyond are held back and the peer's state then is
+// reported once, if it differs from the last reported. The channel is closed when the node closes (and is returned
 // already closed by a closed node). With MaxSubscribers subscribers already,
 // Subscribe returns an error wrapping ErrTooManySubscribers.
 func (n *Node) Subscribe(buf int) (<-chan Event, func(), error) {

@@ -25,6 +25,7 @@ type router struct {
 	// until the loop first sleeps. Input that moves the engine's next
 	// tick before it kicks the loop. Guarded by mu.
 	armed time.Time
+	reach *reachDamper // guarded by mu
 	done  chan struct{}
 	once  sync.Once
 }
@@ -43,7 +44,7 @@ func newRouter(n *Node) (*router, error) {
 	if err != nil {
 		return nil, fmt.Errorf("routing engine: %w", err)
 	}
-	return &router{n: n, cert: cert, eng: eng, kick: make(chan struct{}, 1), done: make(chan struct{})}, nil
+	return &router{n: n, cert: cert, eng: eng, kick: make(chan struct{}, 1), reach: newReachDamper(), done: make(chan struct{})}, nil
 }
 
 // seedFor derives a deterministic seed from the node name.
@@ -70,7 +71,8 @@ func (r *router) stop() { r.once.Do(func() { close(r.done) }) }
 // deadline (before its first event).
 const idleWait = time.Hour
 
-// tickLoop calls Tick when the engine's next tick is due. Its timer is
+// tickLoop calls Tick when the engine's next tick is due, and reports
+// the reachability changes held back (reachDamper) when they are. Its timer is
 // armed for a deadline and left alone while the engine's deadline moves
 // later: it then fires early and the loop arms it again. Only a deadline
 // that moves before the armed one kicks the loop (apply), which ticks at
@@ -92,12 +94,13 @@ func (r *router) tickLoop() {
 	for {
 		r.mu.Lock()
 		now := time.Now()
-		next := r.eng.NextTick()
-		if !next.IsZero() && !next.After(now) {
+		if next := r.eng.NextTick(); !next.IsZero() && !next.After(now) {
 			r.eng.Tick(now)
 			r.flushLocked()
-			next = r.eng.NextTick()
+		} else if at := r.reach.next(); !at.IsZero() && !at.After(now) {
+			r.flushLocked() // reports the reachability changes due
 		}
+		next := r.nextDeadlineLocked()
 		if next.IsZero() {
 			next = now.Add(idleWait)
 		}
@@ -135,7 +138,7 @@ func (r *router) apply(f func(now time.Time)) {
 	r.mu.Lock()
 	f(time.Now())
 	r.flushLocked()
-	next := r.eng.NextTick()
+	next := r.nextDeadlineLocked()
 	kick := r.armed.IsZero() || (!next.IsZero() && next.Before(r.armed))
 	r.mu.Unlock()
 	if kick {
@@ -204,9 +207,49 @@ func (r *router) flushLocked() {
 			r.n.log.Debug("next hop changed", "peer", ev.Dest, "next_hop", ev.Route.NextHop, "cost", ev.Route.Metric)
 			continue
 		}
-		r.n.log.Info(kind.String(), "peer", ev.Dest, "next_hop", ev.Route.NextHop, "cost", ev.Route.Metric, "hops", ev.Route.Hops)
-		r.n.events.publish(Event{Kind: kind, Peer: ev.Dest, Time: time.Now(), Route: peerInfo(ev.Route, nil)})
+		if r.reach.note(ev.Dest, kind == PeerUp, time.Now()) {
+			r.publishReach(kind, ev.Route, 0)
+		}
 	}
+	if len(r.reach.held) > 0 {
+		r.reach.due(time.Now(), func(peer string, up, changed bool, changes int) {
+			if !changed {
+				r.n.log.Info("peer reachability changed and changed back", "peer", peer, "reachable", up, "changes", changes)
+				return
+			}
+			kind := PeerDown
+			if up {
+				kind = PeerUp
+			}
+			rt, ok := r.eng.Lookup(peer)
+			if !ok {
+				rt = routing.Route{Dest: peer, Metric: r.eng.Config().Infinity}
+			}
+			r.publishReach(kind, rt, changes)
+		})
+	}
+}
+
+// publishReach logs and publishes a reachability change of rt.Dest;
+// held is the number of changes held back before it (reachDamper).
+func (r *router) publishReach(kind EventKind, rt routing.Route, held int) {
+	args := []any{"peer", rt.Dest, "next_hop", rt.NextHop, "cost", rt.Metric, "hops", rt.Hops}
+	if held > 0 {
+		args = append(args, "changes_held", held)
+	}
+	r.n.log.Info(kind.String(), args...)
+	r.n.events.publish(Event{Kind: kind, Peer: rt.Dest, Time: time.Now(), Route: peerInfo(rt, nil)})
+}
+
+// nextDeadlineLocked is when the tick loop must run next: the engine's
+// next tick, or the first reachability change held back, whichever is
+// first (zero: neither).
+func (r *router) nextDeadlineLocked() time.Time {
+	next := r.eng.NextTick()
+	if at := r.reach.next(); !at.IsZero() && (next.IsZero() || at.Before(next)) {
+		next = at
+	}
+	return next
 }
 
 // nextHops returns the best next hop toward dest, then the feasible

@@ -57,7 +57,7 @@ Example:
 				return err
 			}
 			for _, u := range g.Unreachable {
-				fmt.Fprintf(c.App.ErrWriter, "circuitmesh: %s did not answer: %s\n", u.Name, u.Error)
+				fmt.Fprintf(c.App.ErrWriter, "circuitmesh: %s did not answer: %s\n", termSafe(u.Name), termSafe(u.Error))
 			}
 			w := c.App.Writer
 			switch format {

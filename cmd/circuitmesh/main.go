@@ -31,7 +31,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if errors.Is(err, errReported) {
 		return 1
 	}
-	fmt.Fprintln(stderr, "circuitmesh: "+err.Error())
+	fmt.Fprintln(stderr, "circuitmesh: "+termSafe(err.Error()))
 	var ue *usageError
 	if errors.As(err, &ue) {
 		return 2

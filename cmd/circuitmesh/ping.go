@@ -93,7 +93,7 @@ loop:
 		case err != nil && asJSON:
 			enc.Encode(pingReply{Type: "error", Seq: sent, Peer: peer, Error: err.Error()})
 		case err != nil:
-			fmt.Fprintf(w, "no reply from %s: seq=%d: %v\n", peer, sent, err)
+			fmt.Fprintf(w, "no reply from %s: seq=%d: %s\n", peer, sent, termSafe(err.Error()))
 		case asJSON:
 			got = append(got, time.Duration(p.RTTNS))
 			enc.Encode(pingReply{Type: "reply", Seq: sent, Peer: peer, OpenNS: p.OpenNS, RTTNS: p.RTTNS, Path: p.Path})

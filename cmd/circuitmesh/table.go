@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // printTable prints rows under header, columns aligned; empty cells are "-".
@@ -19,7 +21,7 @@ func printTable(w io.Writer, header []string, rows [][]string) error {
 			if c == "" {
 				c = "-"
 			}
-			cells[i] = c
+			cells[i] = termSafe(c)
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
@@ -30,7 +32,7 @@ func printTable(w io.Writer, header []string, rows [][]string) error {
 func printKV(w io.Writer, kv [][2]string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
 	for _, p := range kv {
-		fmt.Fprintf(tw, "%s:\t%s\n", p[0], p[1])
+		fmt.Fprintf(tw, "%s:\t%s\n", p[0], termSafe(p[1]))
 	}
 	return tw.Flush()
 }
@@ -74,5 +76,25 @@ func yesNo(b bool) string {
 
 // fmtPath joins node names with arrows.
 func fmtPath(p []string) string {
-	return strings.Join(p, " → ")
+	return termSafe(strings.Join(p, " → "))
 }
+
+// termSafe replaces every rune of s that is not printable (control
+// characters such as ESC, CR, LF and TAB, bidirectional overrides,
+// invalid UTF-8) with '?'. Text the CLI prints may come from other nodes
+// (names gossip announced, the reason a relay gave for a refusal, the
+// path relays recorded): it must not move the terminal's cursor, rewrite
+// a line, set its title or clipboard, or break a table's columns.
+func termSafe(s string) string {
+	if !strings.ContainsFunc(s, notPrintable) {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if notPrintable(r) {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+func notPrintable(r rune) bool { return r == utf8.RuneError || !unicode.IsPrint(r) }

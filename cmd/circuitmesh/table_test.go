@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/admin"
 	"github.com/circuitmesh/circuitmesh/node"
@@ -71,5 +73,31 @@ func TestInterspersedFlagsAfterArguments(t *testing.T) {
 	got := strings.Join(interspersed(app, strings.Fields("cm ping d -c 3 --json --data-dir /x")), " ")
 	if want := "cm ping -c 3 --json --data-dir /x -- d"; got != want {
 		t.Fatalf("args = %q, want %q", got, want)
+	}
+}
+
+// TestPrintedTextHasNoControls: names and reasons the CLI prints may come
+// from other nodes (a name gossip announced, a relay's refusal reason, a
+// recorded path). Tables, key-value lists and paths print every rune that
+// is not printable as '?', so that such text cannot rewrite the
+// terminal's lines, title or clipboard, nor break the columns.
+func TestPrintedTextHasNoControls(t *testing.T) {
+	const forged = "b\x1b]0;owned\x07\x1b]52;c;ZXZpbAo=\x07\r\x1b[2Kc\td\ne\xff\u202e"
+	var out strings.Builder
+	if err := printTable(&out, []string{"PEER", "REASON"}, [][]string{{forged, "refused (" + forged + ")"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := printKV(&out, [][2]string{{"name", forged}}); err != nil {
+		t.Fatal(err)
+	}
+	out.WriteString(fmtPath([]string{"a", forged, "d"}) + "\n")
+	got := out.String()
+	for i, r := range got {
+		if r != '\n' && (r == utf8.RuneError || !unicode.IsPrint(r)) {
+			t.Fatalf("printed output carries %q at byte %d:\n%q", r, i, got)
+		}
+	}
+	if !strings.Contains(got, "b?]0;owned??]52;c;ZXZpbAo=???[2Kc?d?e??") {
+		t.Errorf("the printable part of the text is not kept in place:\n%q", got)
 	}
 }
