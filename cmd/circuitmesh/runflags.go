@@ -44,7 +44,7 @@ func runFlags() []cli.Flag {
 		&cli.PathFlag{Name: "gossip-key-file", Usage: "`FILE` holding the base64 gossip encryption key", EnvVars: env("gossip-key-file")},
 		&cli.PathFlag{Name: "policy-file", Usage: "authorization policy `FILE` (\"allow dial from=group:ops service=ssh\" lines; reread on SIGHUP); or \"policy = RULE\" lines in the --config file", EnvVars: env("policy-file")},
 		&cli.IntFlag{Name: "target-links", Usage: "`N` links discovery aims for on a router (default 7)", EnvVars: env("target-links")},
-		&cli.IntFlag{Name: "max-links", Usage: "hard bound `N` on links made or accepted, static links excluded (default max(10, 2×target-links): 14)", EnvVars: env("max-links")},
+		&cli.IntFlag{Name: "max-links", Usage: "hard bound `N` on links made or accepted, static links excluded (default max(10, 2×target-links), 14 with the default target)", EnvVars: env("max-links")},
 		&cli.IntFlag{Name: "static-in-links", Usage: "`N` incoming links that their dialler keeps as static are kept on top of --max-links, the oldest first (default 4; -1: none)", EnvVars: env("static-in-links")},
 		&cli.DurationFlag{Name: "drain-timeout", Usage: "on SIGTERM, let open circuits and tunnels finish for up to `DURATION` (0: close at once)", Value: 10 * time.Second, EnvVars: env("drain-timeout")},
 		&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics on `ADDR` at /metrics", EnvVars: env("metrics")},
