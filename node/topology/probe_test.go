@@ -107,6 +107,19 @@ func TestBootstrap(t *testing.T) {
 			in.Probing = append(in.Probing, fmt.Sprintf("r%02d", i))
 		}
 	}
+	// liar: this node at 0 with one far link, near and mid measured, 4
+	// probes asked, and a member whose gossiped coordinate claims it is
+	// next to this node; rtt is what the probes measured to it (0: not
+	// yet).
+	liar := func(rtt time.Duration) func(in *Input) {
+		return func(in *Input) {
+			in.Coord = at(0)
+			in.Members = append(in.Members, Member{Name: "liar", Addr: "liar", Coord: at(0.1), RTT: rtt})
+			in.Links = []Link{{Peer: "r19", Outbound: true, RTT: ms(60)}}
+			probing(in, 4)
+			measured(in)
+		}
+	}
 	tests := []struct {
 		name      string
 		edit      func(in *Input)
@@ -142,26 +155,14 @@ func TestBootstrap(t *testing.T) {
 		// routers are linked while the probes are asked; the liar is
 		// probed first (nearest by its estimate) and ranked by what the
 		// probe measures.
-		name: "one link, a member's coordinate claims it is next to this node: only the measured routers",
-		edit: func(in *Input) {
-			in.Coord = at(0)
-			in.Members = append(in.Members, Member{Name: "liar", Addr: "liar", Coord: at(0.1)})
-			in.Links = []Link{{Peer: "r19", Outbound: true, RTT: ms(60)}}
-			probing(in, 4)
-			measured(in)
-		},
+		name:      "one link, a member's coordinate claims it is next to this node: only the measured routers",
+		edit:      liar(0),
 		wantAdd:   []string{"near", "mid"},
 		wantProbe: BootstrapProbes,
 		probe1:    "liar",
 	}, {
-		name: "the liar's probe answered far: ranked by its round trip, after the nearer measured ones",
-		edit: func(in *Input) {
-			in.Coord = at(0)
-			in.Members = append(in.Members, Member{Name: "liar", Addr: "liar", Coord: at(0.1), RTT: ms(70)})
-			in.Links = []Link{{Peer: "r19", Outbound: true, RTT: ms(60)}}
-			probing(in, 4)
-			measured(in)
-		},
+		name:      "the liar's probe answered far: ranked by its round trip, after the nearer measured ones",
+		edit:      liar(ms(70)),
 		wantAdd:   []string{"near", "mid"},
 		wantProbe: BootstrapProbes,
 	}, {
