@@ -310,13 +310,13 @@ type DiscoveryConfig struct {
 	// discovery makes (they are neither dialled nor repaired toward).
 	LinkPolicy func(peer Member) bool
 	// TargetLinks is the degree a router aims for (incoming plus
-	// outgoing links made by discovery). Default 5, or MaxLinks if that
+	// outgoing links made by discovery). Default 7, or MaxLinks if that
 	// is set and smaller.
 	TargetLinks int
 	// MaxLinks is the hard bound on links, incoming and outgoing, static
 	// links excluded: a link beyond it is refused as it comes up, and
 	// discovery dials only into free slots. Default the larger of 10 and
-	// 2×TargetLinks.
+	// 2×TargetLinks (14 with the default TargetLinks).
 	MaxLinks int
 	// StaticInLinks is how many incoming links that their dialler keeps
 	// as static (its hello says so: links.FeatureStatic) are kept on top

@@ -306,7 +306,7 @@ func startAttackProcess(t testing.TB, arg string) (stop func() string, cpu func(
 const fakeMembersArg = "fakemembers="
 
 // benchFakeMembers is how many fake members the benchmark's fakemembers
-// phase joins: more than d's link slots (MaxLinks, default 10).
+// phase joins: more than d's link slots (MaxLinks, default 14).
 const benchFakeMembers = 16
 
 // benchGossipKey is the gossip key of the benchmark's nodes, which the

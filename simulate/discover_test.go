@@ -42,8 +42,8 @@ func TestDiscoverScenario(t *testing.T) {
 			if ms.Nodes != 10 || ms.Pairs != 90 || ms.ReachablePairs != 90 || ms.Isolated != 0 || ms.Components != 1 {
 				t.Errorf("mesh %+v: want 10 nodes, every pair reachable, one component", ms)
 			}
-			if ms.MaxDegree > 10 || ms.MeanDegree < 1 {
-				t.Errorf("degree max %d mean %.2f: want at most the default MaxLinks (10) and at least 1", ms.MaxDegree, ms.MeanDegree)
+			if ms.MaxDegree > defaultMaxLinks || ms.MeanDegree < 1 {
+				t.Errorf("degree max %d mean %.2f: want at most the default MaxLinks (%d) and at least 1", ms.MaxDegree, ms.MeanDegree, defaultMaxLinks)
 			}
 			if ms.StretchPairs != 90 || ms.Stretch < 1 || ms.MaxStretch < ms.Stretch {
 				t.Errorf("stretch %+v: want 90 routes compared with the underlay, each at least the optimum", ms)

@@ -107,12 +107,26 @@ func TestBootstrap(t *testing.T) {
 			in.Probing = append(in.Probing, fmt.Sprintf("r%02d", i))
 		}
 	}
+	// liar: this node at 0 with one far link, near and mid measured, 4
+	// probes asked, and a member whose gossiped coordinate claims it is
+	// next to this node; rtt is what the probes measured to it (0: not
+	// yet).
+	liar := func(rtt time.Duration) func(in *Input) {
+		return func(in *Input) {
+			in.Coord = at(0)
+			in.Members = append(in.Members, Member{Name: "liar", Addr: "liar", Coord: at(0.1), RTT: rtt})
+			in.Links = []Link{{Peer: "r19", Outbound: true, RTT: ms(60)}}
+			probing(in, 4)
+			measured(in)
+		}
+	}
 	tests := []struct {
 		name      string
 		edit      func(in *Input)
 		wantAdd   []string // nil: compared by count only
 		wantAdds  int
 		wantProbe int
+		probe1    string // when set, the first member Plan.Probe lists
 	}{{
 		name:      "nothing known, no link: one link at once, and probes",
 		edit:      func(in *Input) {},
@@ -133,6 +147,22 @@ func TestBootstrap(t *testing.T) {
 			probing(in, 4)
 			measured(in)
 		},
+		wantAdd:   []string{"near", "mid"},
+		wantProbe: BootstrapProbes,
+	}, {
+		// A liar: its gossiped coordinate puts it next to this node, the
+		// round trip the probes will measure is far. Only the measured
+		// routers are linked while the probes are asked; the liar is
+		// probed first (nearest by its estimate) and ranked by what the
+		// probe measures.
+		name:      "one link, a member's coordinate claims it is next to this node: only the measured routers",
+		edit:      liar(0),
+		wantAdd:   []string{"near", "mid"},
+		wantProbe: BootstrapProbes,
+		probe1:    "liar",
+	}, {
+		name:      "the liar's probe answered far: ranked by its round trip, after the nearer measured ones",
+		edit:      liar(ms(70)),
 		wantAdd:   []string{"near", "mid"},
 		wantProbe: BootstrapProbes,
 	}, {
@@ -183,6 +213,9 @@ func TestBootstrap(t *testing.T) {
 			}
 			if len(p.Probe) != tt.wantProbe {
 				t.Errorf("probes %v, want %d", p.Probe, tt.wantProbe)
+			}
+			if tt.probe1 != "" && (len(p.Probe) == 0 || p.Probe[0] != tt.probe1) {
+				t.Errorf("probes %v, want %s first", p.Probe, tt.probe1)
 			}
 			for _, name := range p.Probe {
 				if slices.Contains(in.Probing, name) || name == "near" || name == "mid" {

@@ -21,10 +21,12 @@
 //     round trip of routers none was measured to (Plan.Probe, up to
 //     BootstrapProbes, the nearest by estimate first, then by the seeded
 //     hash), and below Target it adds, beyond its first link, only routers
-//     of known distance until Input.Probing lists BootstrapAsk members:
-//     a node that has just joined knows no coordinate yet, and links
-//     picked at random (two of three in another region, in three
-//     regions) stay until replaced.
+//     whose round trip was measured (link RTT or probe RTT: a coordinate
+//     is the member's own report, which a liar can put next to this
+//     node's) until Input.Probing lists BootstrapAsk members: a node that
+//     has just joined knows no coordinate yet, and links picked at random
+//     (two of three in another region, in three regions) stay until
+//     replaced.
 //   - At or above Target, add a wanted near neighbour only when it is
 //     clearly better than a current outgoing link that is not wanted
 //     (Replace times closer plus Slack) and at least MinAge old (plus up
@@ -72,7 +74,12 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultTarget  = 5
+	// DefaultTarget is 7: 6 near links and a long one. Inside a region of
+	// 333 nodes, each a disc 20 ms across, linking every node to its 6
+	// nearest gives a path stretch of 1.49 there, 4 (Target 5) 1.85
+	// (TestKNearestStretch, package simulate); docs/SIMULATE.md, "The
+	// default degree", has the runs at 100 and 300 nodes.
+	DefaultTarget  = 7
 	DefaultMax     = 10
 	DefaultLong    = 1
 	DefaultLeaf    = 2
@@ -424,14 +431,17 @@ func (p *planner) plan() Plan {
 	if p.in.Leaf {
 		target = min(p.cfg.Leaf, hardMax)
 	}
-	// hold: bootstrapping, a link of unknown distance waits for the
-	// probes, but not the first.
+	// hold: bootstrapping, a link to a router whose round trip is not
+	// measured waits for the probes, but not the first. A coordinate
+	// estimate does not count: the node's own coordinate starts at the
+	// origin, and a member's is its own report, which a liar can put
+	// next to anyone's.
 	hold := p.bootstrapping() && len(p.in.Probing) < BootstrapAsk
 	add := func(m Member, why Why) bool {
 		if len(out.Add) >= p.cfg.Adds || p.degree+len(out.Add) >= hardMax {
 			return false
 		}
-		if hold && why == WhyTarget && p.degree+len(out.Add) >= 1 && p.dist(m) >= unknown {
+		if hold && why == WhyTarget && p.degree+len(out.Add) >= 1 && !p.measured(m) {
 			return false
 		}
 		if _, ok := p.linked[m.Name]; ok || added[m.Name] || unavailable[m.Name] || m.Addr == "" {
@@ -617,6 +627,13 @@ func (p *planner) replaceable(l Link) bool {
 // distance to fewer than 2×Target routers (after plan's ranking).
 func (p *planner) bootstrapping() bool {
 	return !p.in.Leaf && p.cfg.Probes > 0 && p.known < 2*p.cfg.Target && p.known < len(p.cands)
+}
+
+// measured reports whether the round trip to m was measured: on the link
+// to it, or by gossip's probes.
+func (p *planner) measured(m Member) bool {
+	l, ok := p.linked[m.Name]
+	return ok && l.RTT > 0 || m.RTT > 0
 }
 
 // probes returns the members Plan.Probe lists (after plan).
