@@ -290,7 +290,5 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	if o.Flags&circuit.FlagResumable != 0 {
 		conn = n.resumableDest(tc, o)
 	}
-	if !lis.enqueue(conn) {
-		conn.(interface{ abort() }).abort()
-	}
+	lis.serve(conn)
 }

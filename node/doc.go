@@ -25,7 +25,9 @@
 // ErrRefusedByPolicy, ErrOverloaded, ErrShuttingDown and ErrLinkLost with
 // errors.Is. Dialling the node's own name gives a local circuit.
 //
-// Every node answers the built-in "echo" service (Ping uses it).
+// Every node answers the built-in "echo" service (Ping uses it), each
+// circuit on the goroutine that read its open: no backlog, no hand-off to
+// an Accept loop.
 //
 // Circuits are sealed end to end by default (Config.E2E, docs/SECURITY.md):
 // the source a destination sees (Conn.RemoteAddr) proved its name with its

@@ -1,10 +1,13 @@
 package node
 
 import (
+	"context"
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
+	"time"
 )
 
 // An echo circuit borrows its copy buffer: opening echo circuits one after
@@ -42,5 +45,47 @@ func TestEchoBorrowsItsBuffer(t *testing.T) {
 	runtime.ReadMemStats(&ms1)
 	if per := (ms1.TotalAlloc - ms0.TotalAlloc) / rounds; per >= echoBufSize/4 {
 		t.Fatalf("each echo circuit allocated %d bytes, want < %d (its buffer is pooled)", per, echoBufSize/4)
+	}
+}
+
+// The echo service answers a circuit on the goroutine that read its open:
+// no hand-off to an Accept loop and from it to a goroutine per circuit
+// between the open's early data arriving and its echo leaving (two
+// wake-ups on the critical path of every open+echo).
+func TestEchoServedWhereDelivered(t *testing.T) {
+	c := newCluster(t, false)
+	c.build("a-b")
+	c.waitRoute("a", "b", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := c.nodes["a"].DialWith(ctx, "b", EchoService, DialOptions{Early: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := echoOne(conn); err != nil {
+		t.Fatal(err)
+	}
+	// The echo now waits for more on its circuit: find its goroutine.
+	var echoes []string
+	buf := make([]byte, 1<<20)
+	for range 100 {
+		stacks := strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n")
+		echoes = echoes[:0]
+		for _, g := range stacks {
+			if strings.Contains(g, "node.echo(") {
+				echoes = append(echoes, g)
+			}
+		}
+		if len(echoes) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(echoes) != 1 {
+		t.Fatalf("%d goroutines run the echo of the one circuit open, want 1", len(echoes))
+	}
+	if !strings.Contains(echoes[0], "node.(*Node).handleStream(") {
+		t.Fatalf("the echo runs on a goroutine other than the one that read the open:\n%s", echoes[0])
 	}
 }

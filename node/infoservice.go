@@ -199,19 +199,16 @@ func infoAsker(c net.Conn) *policy.Subject {
 	return &policy.Subject{}
 }
 
-// serveInfo answers the info service until the node closes: every circuit
-// gets this node's NodeInfo, then the end of the stream. Circuits are
-// admitted like any other (per-source and total limits, the service
-// backlog), and a reader that does not read is dropped after
-// infoWriteTimeout.
-func serveInfo(n *Node, lis net.Listener) {
-	serveEach(n, lis, func(c net.Conn) {
-		c.SetWriteDeadline(time.Now().Add(infoWriteTimeout))
-		if _, err := c.Write(encodeInfo(n.infoFor(infoAsker(c)))); err != nil {
-			return
-		}
-		if cw, ok := c.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		}
-	})
+// serveInfo answers one circuit to the info service: it gets this node's
+// NodeInfo, then the end of the stream. Circuits are admitted like any
+// other (per-source and total limits), and a reader that does not read is
+// dropped after infoWriteTimeout.
+func (n *Node) serveInfo(c net.Conn) {
+	c.SetWriteDeadline(time.Now().Add(infoWriteTimeout))
+	if _, err := c.Write(encodeInfo(n.infoFor(infoAsker(c)))); err != nil {
+		return
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
 }

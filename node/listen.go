@@ -21,15 +21,23 @@ type listener struct {
 	n       *Node
 	service string
 	backlog chan net.Conn // *trackedConn or *resumableConn
-	mu      sync.Mutex
-	closed  bool
-	done    chan struct{}
+	// handle, for a service the node answers itself, serves each circuit
+	// on the goroutine that delivered it (serve): nothing is queued.
+	handle func(net.Conn)
+	mu     sync.Mutex
+	closed bool
+	done   chan struct{}
 }
 
 // Listen publishes service on this node: circuits addressed to
 // (this node, service) are returned by the listener's Accept. Closing the
 // listener unpublishes the service; circuits already accepted stay open.
 func (n *Node) Listen(service string) (net.Listener, error) {
+	return n.listen(service, nil)
+}
+
+// listen is Listen for a service whose circuits handle serves, when set.
+func (n *Node) listen(service string, handle func(net.Conn)) (*listener, error) {
 	if service == "" || len(service) > maxServiceName {
 		return nil, fmt.Errorf("listen %q: %w", service, ErrInvalidService)
 	}
@@ -41,7 +49,10 @@ func (n *Node) Listen(service string) (net.Listener, error) {
 	if n.services[service] != nil {
 		return nil, fmt.Errorf("listen %q: %w", service, ErrServiceInUse)
 	}
-	l := &listener{n: n, service: service, backlog: make(chan net.Conn, Backlog), done: make(chan struct{})}
+	l := &listener{n: n, service: service, handle: handle, done: make(chan struct{})}
+	if handle == nil {
+		l.backlog = make(chan net.Conn, Backlog)
+	}
 	n.services[service] = l
 	return l, nil
 }
@@ -64,7 +75,32 @@ func (n *Node) Services() []string {
 	return out
 }
 
-func (l *listener) hasRoom() bool { return len(l.backlog) < cap(l.backlog) }
+func (l *listener) hasRoom() bool { return l.handle != nil || len(l.backlog) < cap(l.backlog) }
+
+// serve hands an accepted circuit to the service: its handler runs on the
+// calling goroutine (the one that read the open, already owned by the
+// node), which closes the circuit after it, else the circuit waits in the
+// backlog for Accept. A built-in echo thus answers an open's early data
+// without two goroutine hand-offs (to Accept, and to a goroutine per
+// circuit) between its arrival and its echo. The circuit is aborted when
+// the backlog is full or the listener closed.
+func (l *listener) serve(c net.Conn) {
+	if l.handle != nil && l.open() {
+		defer c.Close()
+		l.handle(c)
+		return
+	}
+	if l.handle != nil || !l.enqueue(c) {
+		c.(interface{ abort() }).abort()
+	}
+}
+
+// open reports whether the listener is not closed.
+func (l *listener) open() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.closed
+}
 
 // enqueue hands an accepted circuit to Accept; false when the backlog is
 // full or the listener closed.

@@ -252,9 +252,9 @@ func (n *Node) Start(ctx context.Context) error {
 		defer n.wg.Done()
 		n.sampleLinkRTT()
 	}()
-	n.startBuiltin(EchoService, serveEcho)
+	n.startBuiltin(EchoService, echo)
 	if !n.cfg.DisableInfo {
-		n.startBuiltin(InfoService, serveInfo)
+		n.startBuiltin(InfoService, n.serveInfo)
 	}
 	for _, addr := range n.cfg.StaticLinks {
 		n.keep(addr)
