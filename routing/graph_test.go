@@ -16,8 +16,6 @@ type graphSpec struct {
 	avgDegree float64 // approximate; at least 2 (a random spanning tree)
 	leafFrac  float64 // fraction of nodes configured as leaves
 	seed      int64
-	// tune, if set, adjusts each node's configuration before it is added.
-	tune func(c *routing.Config)
 }
 
 func nodeName(i int) string { return fmt.Sprintf("n%04d", i) }
@@ -36,9 +34,6 @@ func buildRandom(t testing.TB, spec graphSpec, cfg routing.Config) *routingtest.
 		c.Self = nodeName(i)
 		c.Seed = spec.seed*7919 + int64(i)
 		c.Leaf = i > 0 && r.Float64() < spec.leafFrac
-		if spec.tune != nil {
-			spec.tune(&c)
-		}
 		if err := n.AddNode(c); err != nil {
 			t.Fatal(err)
 		}

@@ -147,9 +147,6 @@ func (e *Engine) betterUnfeasible(o *origin) []*neighbour {
 // repeats of the same request until its retry time.
 func (e *Engine) sendRequest(t time.Duration, o *origin, seqno uint16, nbs []*neighbour) {
 	x := e.ext(o)
-	if e.forgetStaleDistance(t, o, x) {
-		return
-	}
 	if x.reqActive && x.reqSeqno == seqno && t < x.reqRetry {
 		return
 	}
@@ -172,60 +169,10 @@ func (e *Engine) retryRequest(t time.Duration, o *origin) {
 	if x == nil || !x.reqActive || t < x.reqRetry {
 		return
 	}
-	if e.forgetStaleDistance(t, o, x) {
-		return
-	}
 	nbs := e.betterUnfeasible(o)
 	if len(nbs) == 0 || (o.rtReachable && o.selSeq && !seqnoLess(o.rtSeqno, x.reqSeqno)) {
 		x.reqActive = false
 		return
 	}
 	e.sendRequest(t, o, x.reqSeqno, nbs)
-}
-
-// fdStale reports whether o's feasibility distance is ahead of what we
-// advertise: o is unreachable, or its selected route is the origin's own
-// (usable whatever its seqno) at a seqno not newer than the distance's.
-func (o *origin) fdStale() bool {
-	return o.fdValid && (!o.rtReachable || !o.selSeq ||
-		o.rtSeqno != o.fdSeqno && !seqnoLess(o.fdSeqno, o.rtSeqno))
-}
-
-// forgetStaleDistance forgets o's feasibility distance once it has been
-// ahead of every route we advertised for two route expiry periods while
-// a request for a newer seqno went unanswered, and reports whether it
-// did (it then ends the request and reselects o). By then no neighbour
-// holds a route from us at the distance's seqno, nor anyone a route
-// derived from one (retractions are repaired for an expiry period,
-// routes expire after one), so we are as a node that never advertised
-// o, as when a source-table entry expires (RFC 8966 §3.2.5). Requests
-// alone cannot always end this: seqnos compare modulo 2^16, where
-// "newer" is not transitive, and an origin that restarted 0x8000 or
-// 0x8001 past the distance's seqno F is not newer than F, so its routes
-// are unfeasible, while a request for F+1 is not newer than its seqno,
-// so it does not raise.
-func (e *Engine) forgetStaleDistance(t time.Duration, o *origin, x *originExt) bool {
-	switch {
-	case !o.fdStale():
-		x.staleValid = false
-		return false
-	case !o.rtReachable:
-		// Nothing finite advertised since it was lost.
-		if t < o.lostAt+2*e.cfg.RouteExpiry {
-			return false
-		}
-	case !x.staleValid || x.staleSeqno != o.fdSeqno || x.staleMetric != o.fdMetric:
-		x.staleValid, x.staleSince, x.staleSeqno, x.staleMetric = true, t, o.fdSeqno, o.fdMetric
-		return false
-	case t < x.staleSince+2*e.cfg.RouteExpiry:
-		return false
-	}
-	o.fdValid, x.staleValid, x.reqActive = false, false, false
-	// Neighbours may have forgotten o meanwhile, with the attestation
-	// we sent them: it goes again with the next update.
-	for _, nb := range e.nbrs {
-		e.setAttHeldOf(nb, o, false)
-	}
-	e.reselect(t, o) // every route is feasible: no request again
-	return true
 }

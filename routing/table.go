@@ -324,14 +324,6 @@ type originExt struct {
 	reqActive  bool
 	fwdValid   bool
 	watched    bool // in Engine.watch
-
-	// Since when (staleValid) the feasibility distance, then at
-	// (staleSeqno, staleMetric), has been ahead of every route we
-	// advertised (fdStale).
-	staleSince  time.Duration
-	staleMetric Metric
-	staleSeqno  uint16
-	staleValid  bool
 }
 
 // hashOf returns nameHash of o's name.

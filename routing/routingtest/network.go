@@ -164,18 +164,6 @@ func (n *Network) SetCost(a, b string, cost routing.Metric) error {
 	return nil
 }
 
-// NewSeqno makes node issue a new seqno (Engine.NewSeqno, as on a
-// certificate renewal) and collects what it sends.
-func (n *Network) NewSeqno(node string) error {
-	e := n.engines[node]
-	if e == nil {
-		return fmt.Errorf("routingtest: no node %q", node)
-	}
-	e.NewSeqno(n.Now)
-	n.drain(node)
-	return nil
-}
-
 // Unlink takes a link down, reporting it to both engines. The link keeps
 // its cost for a later Relink.
 func (n *Network) Unlink(a, b string) error {
