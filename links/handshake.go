@@ -111,6 +111,7 @@ func refuse(conn *quic.Conn, reason error) error {
 // handshakeErr maps a failure while waiting for the peer in the handshake.
 // A refusal by the peer carries its reason.
 func handshakeErr(conn *quic.Conn, step string, err error) error {
+	err = cleanPeerClose(err)
 	var ae *quic.ApplicationError
 	if errors.As(err, &ae) && ae.Remote {
 		switch ae.ErrorCode {

@@ -1,9 +1,12 @@
 package links
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"unicode"
+
+	"github.com/quic-go/quic-go"
 )
 
 // forgedReason is what a peer may put in a goodbye or refusal: an OSC
@@ -35,6 +38,38 @@ func TestPeerGoodbyeTextHasNoControls(t *testing.T) {
 	}
 	if !strings.Contains(msg, "all good") {
 		t.Errorf("a's link error lost the printable part of the reason: %q", msg)
+	}
+}
+
+// TestPeerCloseTextHasNoControls: a neighbour closes the connection with
+// a code the link does not name, so its reason would reach the link's
+// error inside the QUIC error's own text; it is cleaned all the same, and
+// so is the reason of a transport close the peer sends.
+func TestPeerCloseTextHasNoControls(t *testing.T) {
+	a, b, la := pair(t)
+	lb, ok := b.Link("a").(*quicLink)
+	if !ok {
+		t.Fatal("b has no QUIC link to a")
+	}
+	_ = lb.conn.CloseWithError(0x1ff, forgedReason)
+	a.rec.waitEvent(t, "down", patience)
+	var ae *quic.ApplicationError
+	if err := la.Err(); !errors.Is(err, ErrLinkLost) || !errors.As(err, &ae) || ae.ErrorCode != 0x1ff {
+		t.Errorf("a's link error %v: want ErrLinkLost wrapping the peer's close with code 0x1ff", err)
+	}
+	te := &quic.TransportError{Remote: true, ErrorCode: quic.ProtocolViolation, ErrorMessage: forgedReason}
+	for _, err := range []error{la.Err(), cleanPeerClose(te)} {
+		msg := err.Error()
+		t.Logf("error: %q", msg)
+		if i := controlAt(msg); i >= 0 {
+			t.Errorf("error carries control character %q at byte %d of %q", msg[i], i, msg)
+		}
+		if !strings.Contains(msg, "all good") {
+			t.Errorf("error lost the printable part of the reason: %q", msg)
+		}
+	}
+	if !errors.Is(cleanPeerClose(te), te) {
+		t.Error("a cleaned transport close does not unwrap to the QUIC error")
 	}
 }
 

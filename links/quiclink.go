@@ -227,7 +227,7 @@ func (l *quicLink) connLost(cause error) error {
 			return fmt.Errorf("link to %s: %w: peer declared it dead: %s", l.hello.Node, ErrLinkLost, peerText(ae.ErrorMessage))
 		}
 	}
-	return fmt.Errorf("link to %s: %w: %v", l.hello.Node, ErrLinkLost, cause)
+	return fmt.Errorf("link to %s: %w: %w", l.hello.Node, ErrLinkLost, cleanPeerClose(cause))
 }
 
 // start runs the link's goroutines and delivers LinkUp. The caller has
@@ -284,4 +284,31 @@ func (l *quicLink) event(fn func()) {
 	if l.Err() == nil {
 		fn()
 	}
+}
+
+// peerClose is a connection the peer closed with a code this package
+// does not name: its text shows the code and the peer's reason through
+// peerText, and it unwraps to the QUIC error.
+type peerClose struct {
+	err  error
+	text string
+}
+
+func (e *peerClose) Error() string { return e.text }
+func (e *peerClose) Unwrap() error { return e.err }
+
+// cleanPeerClose returns err with the reason text of a close the peer
+// sent (an application or a transport close with any code) made
+// printable by peerText; the QUIC error's own text would carry it as
+// sent. Any other error is returned as it is.
+func cleanPeerClose(err error) error {
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) && ae.Remote {
+		return &peerClose{err, fmt.Sprintf("closed by peer with code %#x: %s", uint64(ae.ErrorCode), peerText(ae.ErrorMessage))}
+	}
+	var te *quic.TransportError
+	if errors.As(err, &te) && te.Remote {
+		return &peerClose{err, fmt.Sprintf("closed by peer with transport error %s: %s", te.ErrorCode, peerText(te.ErrorMessage))}
+	}
+	return err
 }

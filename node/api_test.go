@@ -179,8 +179,8 @@ func TestListenRules(t *testing.T) {
 	if _, err := a.Listen("svc"); !errors.Is(err, ErrServiceInUse) {
 		t.Fatalf("second listener: %v", err)
 	}
-	if _, err := a.Listen(""); !errors.Is(err, ErrInvalidService) {
-		t.Fatalf("empty service: %v", err)
+	if l, err := a.Listen(""); !errors.Is(err, ErrInvalidService) || l != nil {
+		t.Fatalf("empty service: listener %v, error %v; want no listener and ErrInvalidService", l, err)
 	}
 	if got := strings.Join(a.Services(), ","); got != "_info,echo,svc" {
 		t.Fatalf("services %q", got)

@@ -33,7 +33,11 @@ type listener struct {
 // (this node, service) are returned by the listener's Accept. Closing the
 // listener unpublishes the service; circuits already accepted stay open.
 func (n *Node) Listen(service string) (net.Listener, error) {
-	return n.listen(service, nil)
+	l, err := n.listen(service, nil)
+	if err != nil {
+		return nil, err // not a nil *listener in a non-nil interface
+	}
+	return l, nil
 }
 
 // listen is Listen for a service whose circuits handle serves, when set.
