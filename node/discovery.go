@@ -711,7 +711,7 @@ func (d *discovery) NotifyAlive(m *memberlist.Node) error {
 		return fmt.Errorf("member %s: of mesh %q, not %q: %w", m.Name, meta.Mesh, d.n.cfg.Mesh, errBadMeta)
 	}
 	now := time.Now()
-	verified, err := d.checkSigned(m.Name, m.Meta, meta, now)
+	verified, err := d.checkSigned(m.Name, m.Meta, meta, now, d.guard.budget)
 	if err != nil {
 		return err
 	}
@@ -871,7 +871,7 @@ func (d *discovery) checkPending(now time.Time) {
 		meta, err := parseMeta(p.raw)
 		var verified bool
 		if err == nil {
-			verified, err = d.checkSigned(p.name, p.raw, meta, now)
+			verified, err = d.checkSigned(p.name, p.raw, meta, now, nil)
 		}
 		d.mu.Lock()
 		gm, ok := d.members[p.name]

@@ -22,26 +22,54 @@ func gossipJoining(seed *string) func(*Config) {
 	}
 }
 
+// gossipPair starts b, then a gossiping with it, and waits until each
+// holds the other's verified metadata.
+func gossipPair(t *testing.T) (a, b *Node) {
+	c := newCluster(t, true)
+	var seed string
+	c.tweak = gossipJoining(&seed)
+	b = c.add("b")
+	seed = b.Status().GossipAddr
+	a = c.add("a")
+	c.tweak = nil
+	waitVerified(t, []*Node{a, b})
+	return a, b
+}
+
+// randomlySigned is metadata body with a signature of the right form,
+// but 64 random bytes: a forger spends no cryptography on it.
+func randomlySigned(body []byte) []byte {
+	sig := make([]byte, ed25519.SignatureSize)
+	rand.Read(sig)
+	meta := append(append(body[:len(body)-1:len(body)-1], metaSigField...), base64.RawStdEncoding.EncodeToString(sig)...)
+	return append(meta, `"}`...)
+}
+
+// aliveDatagram packs the alive messages next makes into a compound
+// datagram of at most gossipPacketMax bytes (the message that does not
+// fit is dropped), and says how many it holds.
+func aliveDatagram(next func() []byte) ([]byte, int) {
+	var flat [][]byte
+	for {
+		more := append(flat, next())
+		if len(compoundMsg(more)) > gossipPacketMax {
+			return compoundMsg(flat), len(flat)
+		}
+		flat = more
+	}
+}
+
 // TestAttackGossipForgedSignaturesCostCPU: a stranger with no certificate
 // and no gossip key (the default is none) sends a node's gossip port
 // datagrams of alive messages about a member whose certificate the node
 // knows, each with metadata carrying a signature and a new
 // timestamp, so that no two are alike (the signature is random bytes). Each costs the node an Ed25519
 // check (the cache remembers failures by content only), under
-// memberlist's node lock, and the stranger does no cryptography: the
-// checks a second are bounded only by the datagrams it sends. The budget
-// the routing layer has for failed signature checks (per neighbour) has
-// no counterpart here.
+// memberlist's node lock, and the stranger does no cryptography: without
+// a budget of failed checks per source (as routing has per neighbour),
+// the checks a second are bounded only by the datagrams it sends.
 func TestAttackGossipForgedSignaturesCostCPU(t *testing.T) {
-	c := newCluster(t, true)
-	var seed string
-	c.tweak = gossipJoining(&seed)
-	b := c.add("b")
-	seed = b.Status().GossipAddr
-	a := c.add("a")
-	c.tweak = nil
-	waitVerified(t, []*Node{a, b})
-
+	a, b := gossipPair(t)
 	a.disco.mu.Lock()
 	held := a.disco.verified["b"].ts
 	a.disco.mu.Unlock()
@@ -49,24 +77,9 @@ func TestAttackGossipForgedSignaturesCostCPU(t *testing.T) {
 	forgery := func() []byte {
 		ts++
 		body, _ := json.Marshal(memberMeta{Link: "127.0.0.1:9", Mesh: "test", TS: ts})
-		// A signature of the right form, but 64 random bytes: the
-		// stranger spends no cryptography on it.
-		sig := make([]byte, ed25519.SignatureSize)
-		rand.Read(sig)
-		meta := append(append(body[:len(body)-1:len(body)-1], metaSigField...), base64.RawStdEncoding.EncodeToString(sig)...)
-		meta = append(meta, `"}`...)
-		return forgedAlive(t, "b", b.Status().GossipAddr, math.MaxUint32, meta, nil)
+		return forgedAlive(t, "b", b.Status().GossipAddr, math.MaxUint32, randomlySigned(body), nil)
 	}
-	datagram := func() ([]byte, int) {
-		var flat [][]byte
-		for {
-			next := append(flat, forgery())
-			if len(compoundMsg(next)) > gossipPacketMax {
-				return compoundMsg(flat), len(flat)
-			}
-			flat = next
-		}
-	}
+	datagram := func() ([]byte, int) { return aliveDatagram(forgery) }
 	conn := forgerConn(t)
 	to, err := net.ResolveUDPAddr("udp", a.Status().GossipAddr)
 	if err != nil {
