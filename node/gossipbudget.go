@@ -113,7 +113,8 @@ func (b *sigBudget) failed(name string, meta []byte, now time.Time) {
 		bk = &full
 		b.buckets[src] = bk
 	}
-	bk.Refill(now).Tokens = max(bk.Tokens-1, 0)
+	bk.Refill(now)
+	bk.Tokens = max(bk.Tokens-1, 0)
 }
 
 // evictLocked drops the sources whose budget is whole again (as good as
