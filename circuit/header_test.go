@@ -7,8 +7,10 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
 func sampleOpen() *Open {
@@ -60,6 +62,41 @@ func TestResultRoundTrip(t *testing.T) {
 		if buf.String() != "x" {
 			t.Fatal("ReadResult consumed payload")
 		}
+	}
+}
+
+// TestResultTextFromHops: a result's node name and reason are written
+// by whichever hop refused, and the caller's error carries them to logs
+// and terminals. A node name no certificate can carry makes the header
+// malformed; a reason is read with every rune that is not printable
+// replaced.
+func TestResultTextFromHops(t *testing.T) {
+	read := func(r Result) (*Result, error) {
+		t.Helper()
+		var buf bytes.Buffer
+		if err := WriteResult(&buf, r); err != nil {
+			t.Fatal(err)
+		}
+		return ReadResult(&buf, 0)
+	}
+	for _, node := range []string{"m\x1b[8m", "M", "a b", "-m", strings.Repeat("m", 64)} {
+		_, err := read(Result{Code: Policy, Node: node})
+		if !errors.Is(err, ErrMalformedHeader) || !errors.Is(err, identity.ErrInvalidName) {
+			t.Errorf("result naming %q: %v, want a malformed header for an invalid name", node, err)
+		}
+		if err == nil {
+			continue
+		}
+		if msg := err.Error(); strings.ContainsFunc(msg, func(r rune) bool { return !unicode.IsPrint(r) }) {
+			t.Errorf("result naming %q: the error carries control characters: %q", node, msg)
+		}
+	}
+	got, err := read(Result{Code: Policy, Node: "m", Reason: "\x1b]0;owned\x07\r\x1b[2Kall good\nnext \u202e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "?]0;owned???[2Kall good?next ?"; got.Reason != want {
+		t.Errorf("reason read as %q, want %q", got.Reason, want)
 	}
 }
 

@@ -3,6 +3,9 @@ package circuit
 import (
 	"fmt"
 	"io"
+
+	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
 // Result is the header that answers an open: written by the destination
@@ -10,8 +13,8 @@ import (
 // the caller unchanged by every relay in between.
 type Result struct {
 	Code   Code
-	Node   string   // the node that produced the result (required)
-	Reason string   // free text for refusals; may be empty
+	Node   string   // the node that produced the result (required; a valid node name when read)
+	Reason string   // free text for refusals; may be empty; printable when read
 	Path   []string // relays crossed, copied from Open.Path
 }
 
@@ -43,7 +46,11 @@ func (r *Result) AppendTo(b []byte) ([]byte, error) {
 func WriteResult(w io.Writer, r Result) error { return writeHeader(w, &r) }
 
 // ReadResult reads exactly one result header from r (never more bytes).
-// Errors are as for ReadOpen.
+// Errors are as for ReadOpen. A Node that is not a valid node name
+// (identity.ValidateName) makes the header malformed; the Reason read is
+// links.PeerText of the one sent (every rune that is not printable
+// replaced by '?'): any hop on the path writes these bytes, and they end
+// up in the caller's error, which is logged and printed to terminals.
 func ReadResult(r io.Reader, max int) (*Result, error) {
 	return readHeader(r, kindResult, max, parseResult)
 }
@@ -61,9 +68,10 @@ func parseResult(body []byte) (*Result, error) {
 	if r.Code > maxCode {
 		return nil, fmt.Errorf("%w: unknown result code %d", ErrMalformedHeader, r.Code)
 	}
-	if r.Node == "" {
-		return nil, fmt.Errorf("%w: result without Node", ErrMalformedHeader)
+	if err := identity.ValidateName(r.Node); err != nil {
+		return nil, fmt.Errorf("%w: result node: %w", ErrMalformedHeader, err)
 	}
+	r.Reason = links.PeerText(r.Reason)
 	return r, nil
 }
 

@@ -41,7 +41,7 @@ func (l *quicLink) readLoop() {
 			l.peerDrains()
 		case frameGoodbye:
 			l.byeSeen.Store(true)
-			reason := peerText(string(f.payload))
+			reason := PeerText(string(f.payload))
 			l.down(fmt.Errorf("link to %s: %w: peer said goodbye: %s", l.hello.Node, ErrLinkLost, reason), codeGoodbye, "goodbye received")
 			return
 		case frameHello, frameReady:

@@ -200,13 +200,13 @@ func truncReason(s string) string {
 	return s
 }
 
-// peerText is a reason text the peer sent (a goodbye, a refusal, a close
-// reason), fit to log and print: at most maxReasonLen bytes, cut at a
-// rune, with every rune that is not printable (control characters such as
+// PeerText is a reason text a peer sent (a goodbye, a refusal, a close
+// reason; the circuit package uses it for the reasons of circuit
+// results), fit to log and print: at most 512 bytes, cut at a rune, with every rune that is not printable (control characters such as
 // ESC, CR and LF, bidirectional overrides, invalid UTF-8) replaced by '?'.
 // A peer chooses these bytes, and they end up in errors the node logs,
 // publishes and the CLI prints to a terminal.
-func peerText(s string) string {
+func PeerText(s string) string {
 	var b strings.Builder
 	for _, r := range s {
 		if r == utf8.RuneError || !unicode.IsPrint(r) {

@@ -116,7 +116,7 @@ func handshakeErr(conn *quic.Conn, step string, err error) error {
 	if errors.As(err, &ae) && ae.Remote {
 		switch ae.ErrorCode {
 		case codeRefused:
-			return fmt.Errorf("%w by peer %s: %s", ErrRefused, conn.RemoteAddr(), peerText(ae.ErrorMessage))
+			return fmt.Errorf("%w by peer %s: %s", ErrRefused, conn.RemoteAddr(), PeerText(ae.ErrorMessage))
 		case codeDuplicate:
 			return fmt.Errorf("%s: %w", step, errDuplicate)
 		}

@@ -85,8 +85,8 @@ func TestPeerText(t *testing.T) {
 		strings.Repeat("x", 600): strings.Repeat("x", maxReasonLen),
 		strings.Repeat("é", 300): strings.Repeat("é", maxReasonLen/2),
 	} {
-		if got := peerText(in); got != want {
-			t.Errorf("peerText(%q) = %q, want %q", in, got, want)
+		if got := PeerText(in); got != want {
+			t.Errorf("PeerText(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

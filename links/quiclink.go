@@ -220,11 +220,11 @@ func (l *quicLink) connLost(cause error) error {
 		}
 		switch ae.ErrorCode {
 		case codeGoodbye:
-			return fmt.Errorf("link to %s: %w: peer said goodbye: %s", l.hello.Node, ErrLinkLost, peerText(ae.ErrorMessage))
+			return fmt.Errorf("link to %s: %w: peer said goodbye: %s", l.hello.Node, ErrLinkLost, PeerText(ae.ErrorMessage))
 		case codeDuplicate:
-			return fmt.Errorf("link to %s: %w: closed by peer as a duplicate: %s", l.hello.Node, ErrLinkLost, peerText(ae.ErrorMessage))
+			return fmt.Errorf("link to %s: %w: closed by peer as a duplicate: %s", l.hello.Node, ErrLinkLost, PeerText(ae.ErrorMessage))
 		case codeLost:
-			return fmt.Errorf("link to %s: %w: peer declared it dead: %s", l.hello.Node, ErrLinkLost, peerText(ae.ErrorMessage))
+			return fmt.Errorf("link to %s: %w: peer declared it dead: %s", l.hello.Node, ErrLinkLost, PeerText(ae.ErrorMessage))
 		}
 	}
 	return fmt.Errorf("link to %s: %w: %w", l.hello.Node, ErrLinkLost, cleanPeerClose(cause))

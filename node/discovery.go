@@ -24,6 +24,7 @@ import (
 	"github.com/hashicorp/serf/coordinate"
 
 	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/circuitmesh/circuitmesh/links/ratelog"
 	"github.com/circuitmesh/circuitmesh/node/topology"
 )
@@ -661,7 +662,8 @@ func (d *discovery) expireHeld(now time.Time) {
 
 // NotifyAlive implements memberlist.AliveDelegate: it refuses, before
 // memberlist takes it (so that it raises no incarnation), an alive
-// message about another member whose metadata no node of this mesh
+// message about another member whose name is not a valid node name
+// (identity.ValidateName), or whose metadata no node of this mesh
 // sends (empty, unparsable, without a link address, of another mesh), or
 // whose signature fails (checkSigned: a bad signature under the member's
 // known certificate key, older than the verified metadata held, or
@@ -678,6 +680,11 @@ func (d *discovery) expireHeld(now time.Time) {
 func (d *discovery) NotifyAlive(m *memberlist.Node) error {
 	if m.Name == d.n.cfg.Name {
 		return nil
+	}
+	if err := identity.ValidateName(m.Name); err != nil {
+		// No certificate carries such a name, and Members would list
+		// it to whoever prints them.
+		return fmt.Errorf("member: %w: %w", errBadMeta, err)
 	}
 	if len(m.Meta) == 0 {
 		// A node sets its metadata before it joins anyone.
@@ -704,7 +711,7 @@ func (d *discovery) NotifyAlive(m *memberlist.Node) error {
 		return fmt.Errorf("member %s: of mesh %q, not %q: %w", m.Name, meta.Mesh, d.n.cfg.Mesh, errBadMeta)
 	}
 	now := time.Now()
-	verified, err := d.checkSigned(m.Name, m.Meta, meta, now)
+	verified, err := d.checkSigned(m.Name, m.Meta, meta, now, d.guard.budget)
 	if err != nil {
 		return err
 	}
@@ -864,7 +871,7 @@ func (d *discovery) checkPending(now time.Time) {
 		meta, err := parseMeta(p.raw)
 		var verified bool
 		if err == nil {
-			verified, err = d.checkSigned(p.name, p.raw, meta, now)
+			verified, err = d.checkSigned(p.name, p.raw, meta, now, nil)
 		}
 		d.mu.Lock()
 		gm, ok := d.members[p.name]

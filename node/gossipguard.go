@@ -88,7 +88,10 @@ const (
 // whole (up to 40 MiB) and allocates the states a push-pull header
 // announces (up to 1,048,576) before it reads them; with the guard, a
 // compressed stream is decompressed as memberlist reads it, and a
-// compressed packet into at most gossipPacketMax bytes.
+// compressed packet into at most gossipPacketMax bytes. It records the
+// source prefix of each signed alive message of a plaintext packet, and
+// drops those of a source that spent its budget of failed signature
+// checks (gossipbudget.go).
 //
 // Encrypted packets and streams (a gossip key is set) are passed on as
 // they are (only key holders make them; memberlist bounds an encrypted
@@ -111,6 +114,9 @@ type gossipGuard struct {
 	refused atomic.Int64
 	metric  *prometheus.CounterVec
 	log     *ratelog.Log
+	// budget bounds the failed signature checks of each source's
+	// plaintext alive messages (gossipbudget.go).
+	budget *sigBudget
 }
 
 // Reasons of refusals (the metric's reason label).
@@ -124,11 +130,14 @@ const (
 	refuseEvicted   = "evicted"    // waiting for its message when a new stream needed the slot
 	refuseSlow      = "slow"       // its first bytes did not arrive within gossipFirstBytes
 	refuseHeader    = "header"     // push-pull header beyond the member bound
+	// refuseSignatures: an alive message whose source spent its budget
+	// of failed signature checks (kind "alive": counted per message).
+	refuseSignatures = "signatures"
 )
 
 func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg prometheus.Registerer, log *ratelog.Log) (*gossipGuard, error) {
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_gossip_refused_total",
-		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header)."},
+		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header), and alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures)."},
 		[]string{"kind", "reason"})
 	if err := reg.Register(m); err != nil {
 		var are prometheus.AlreadyRegisteredError
@@ -143,11 +152,12 @@ func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg pro
 	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseShare, refuseEvicted, refuseSlow, refuseHeader} {
 		m.WithLabelValues("stream", r)
 	}
+	m.WithLabelValues("alive", refuseSignatures)
 	g := &gossipGuard{
 		inner: inner, encrypted: encrypted, maxNodes: maxMembers,
 		packets: make(chan *memberlist.Packet), streams: make(chan net.Conn),
 		slots: streamSlots{byPrefix: make(map[netip.Prefix]int)}, done: make(chan struct{}),
-		metric: m, log: log,
+		metric: m, log: log, budget: newSigBudget(),
 	}
 	g.wg.Add(2)
 	go forward(g, inner.PacketCh(), g.packets, g.passPacket, func(*memberlist.Packet) {})
@@ -194,8 +204,26 @@ func (g *gossipGuard) passPacket(p *memberlist.Packet) (*memberlist.Packet, bool
 		g.refuse("packet", reason, p.From, err)
 		return nil, false
 	}
+	if !g.encrypted {
+		var dropped int
+		if buf, dropped = g.budget.filter(buf, links.SourcePrefix(p.From), time.Now()); dropped > 0 {
+			g.dropAlive(dropped, p.From)
+			if buf == nil {
+				g.refused.Add(1)
+				return nil, false
+			}
+		}
+	}
 	p.Buf = buf
 	return p, true
+}
+
+// dropAlive counts and logs n alive messages from a source that spent
+// its budget of failed signature checks, dropped before any check.
+func (g *gossipGuard) dropAlive(n int, from any) {
+	g.metric.WithLabelValues("alive", refuseSignatures).Add(float64(n))
+	g.log.Warn("gossip alive "+refuseSignatures, "gossip alive messages dropped before their signature check: their source failed too many",
+		"from", from, "dropped", n)
 }
 
 func (g *gossipGuard) passStream(c net.Conn) (net.Conn, bool) {

@@ -38,6 +38,9 @@ var (
 	// errMetaStale: signed metadata older than (or as old as, and not
 	// the same as) the verified metadata held for the member: a replay.
 	errMetaStale = fmt.Errorf("%w: older than the verified metadata held", errBadMeta)
+	// errMetaBudget: signed metadata from a source that spent its
+	// budget of failed signature checks (gossipbudget.go), not checked.
+	errMetaBudget = fmt.Errorf("%w: its source failed too many signature checks", errBadMeta)
 	// errMetaUnverified: metadata that cannot be verified (unsigned, or
 	// the member's certificate is not known) for a member whose verified
 	// metadata is held.
@@ -146,8 +149,10 @@ func (d *discovery) nextMetaTSLocked(now time.Time) uint64 {
 // metadata of the member is held, and otherwise taken as a claim (as
 // from a node that does not sign, or before the member's certificate is
 // known). verified reports whether raw is now the member's verified
-// metadata. d.mu is not held.
-func (d *discovery) checkSigned(name string, raw []byte, p parsedMeta, now time.Time) (verified bool, err error) {
+// metadata. With budget, a signature that fails is charged to the source
+// that sent raw, and raw from a source that spent its budget is refused
+// unchecked (gossipbudget.go). d.mu is not held.
+func (d *discovery) checkSigned(name string, raw []byte, p parsedMeta, now time.Time, budget *sigBudget) (verified bool, err error) {
 	d.mu.Lock()
 	held, ok := d.verified[name]
 	d.mu.Unlock()
@@ -165,8 +170,17 @@ func (d *discovery) checkSigned(name string, raw []byte, p parsedMeta, now time.
 		}
 		return false, nil
 	}
+	if budget != nil {
+		if src, ok := budget.allow(name, raw, now); !ok {
+			d.guard.dropAlive(1, src)
+			return false, fmt.Errorf("member %s: from %s: %w", name, src, errMetaBudget)
+		}
+	}
 	// verifySig shares successes among the nodes of a process.
 	if !verifySig(ch.pub, metaSigned(d.n.cfg.Mesh, name, p.body), p.sig) {
+		if budget != nil {
+			budget.failed(name, raw, now)
+		}
 		return false, fmt.Errorf("member %s: %w", name, errMetaSignature)
 	}
 	d.mu.Lock()

@@ -87,7 +87,7 @@ func (d *discovery) checkWaiting(now time.Time) {
 		if err != nil {
 			continue
 		}
-		if verified, err := d.checkSigned(w.name, w.raw, meta, now); !verified || err != nil {
+		if verified, err := d.checkSigned(w.name, w.raw, meta, now, nil); !verified || err != nil {
 			continue
 		}
 		d.setMember(w.name, w.gossip, w.raw, fromWaiting)

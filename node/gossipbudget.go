@@ -1,0 +1,202 @@
+package node
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/maphash"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+
+	"github.com/circuitmesh/circuitmesh/internal/bucket"
+)
+
+// Budget of failed signature checks of gossip metadata, per source prefix
+// (links.SourcePrefix: an IPv4 address, an IPv6 /64), as routing has per
+// neighbour. A signature that verifies costs nothing; one that fails
+// costs its source a token. A source without a token left has its alive
+// messages dropped, by the gossip guard before memberlist queues them and
+// by NotifyAlive (for those queued already) before any check.
+const (
+	sigFailRate  = 20  // failed checks a second a source earns
+	sigFailBurst = 100 // failed checks a source may run at once
+	// sigFailSources bounds the sources with a budget in use. A new
+	// source beyond it takes the place of one whose budget is whole
+	// again, or else of any.
+	sigFailSources = 4096
+	// sigFailSeen bounds the alive messages remembered with their
+	// source, per generation (two are kept): memberlist queues at most
+	// HandoffQueueDepth (1,024) messages between the guard and
+	// NotifyAlive.
+	sigFailSeen = 4096
+)
+
+// gmAlive is memberlist's alive message type (net.go, aliveMsg).
+const gmAlive = 4
+
+// sigBudget accounts failed signature checks to the source prefixes that
+// sent the alive messages. The guard records which source sent each
+// signed alive message (by a digest of its member name and metadata,
+// what NotifyAlive is given), so that a failure is charged to it.
+type sigBudget struct {
+	seed maphash.Seed
+
+	mu       sync.Mutex
+	buckets  map[netip.Prefix]*bucket.Bucket
+	cur, old map[uint64]netip.Prefix // alive messages seen: their source
+}
+
+func newSigBudget() *sigBudget {
+	return &sigBudget{seed: maphash.MakeSeed(), buckets: map[netip.Prefix]*bucket.Bucket{}, cur: map[uint64]netip.Prefix{}}
+}
+
+func (b *sigBudget) key(name string, meta []byte) uint64 {
+	var h maphash.Hash
+	h.SetSeed(b.seed)
+	h.WriteString(name)
+	h.WriteByte(0)
+	h.Write(meta)
+	return h.Sum64()
+}
+
+// spentLocked reports whether src has no failed check left at now.
+func (b *sigBudget) spentLocked(src netip.Prefix, now time.Time) bool {
+	bk := b.buckets[src]
+	return bk != nil && bk.Refill(now).Tokens < 1
+}
+
+// sawLocked records that src sent the alive message about name with meta.
+func (b *sigBudget) sawLocked(name string, meta []byte, src netip.Prefix) {
+	if len(b.cur) >= sigFailSeen {
+		b.old, b.cur = b.cur, make(map[uint64]netip.Prefix, sigFailSeen)
+	}
+	b.cur[b.key(name, meta)] = src
+}
+
+// sourceLocked is the source recorded for the alive message.
+func (b *sigBudget) sourceLocked(name string, meta []byte) (netip.Prefix, bool) {
+	k := b.key(name, meta)
+	if src, ok := b.cur[k]; ok {
+		return src, true
+	}
+	src, ok := b.old[k]
+	return src, ok
+}
+
+// allow reports whether the alive message about name with meta may cost
+// a signature check: false when its source has spent its budget. src is
+// its source, when known (messages that did not come through the guard's
+// packet path, such as push-pull states, have none).
+func (b *sigBudget) allow(name string, meta []byte, now time.Time) (src netip.Prefix, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	src, known := b.sourceLocked(name, meta)
+	return src, !known || !b.spentLocked(src, now)
+}
+
+// failed charges the source of the alive message with a failed check.
+func (b *sigBudget) failed(name string, meta []byte, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	src, known := b.sourceLocked(name, meta)
+	if !known {
+		return
+	}
+	bk := b.buckets[src]
+	if bk == nil {
+		if len(b.buckets) >= sigFailSources {
+			b.evictLocked(now)
+		}
+		full := bucket.Full(sigFailRate, sigFailBurst, now)
+		bk = &full
+		b.buckets[src] = bk
+	}
+	bk.Refill(now)
+	bk.Tokens = max(bk.Tokens-1, 0)
+}
+
+// evictLocked drops the sources whose budget is whole again (as good as
+// none), or else one source.
+func (b *sigBudget) evictLocked(now time.Time) {
+	for src, bk := range b.buckets {
+		if bk.Refill(now).Tokens >= bk.Burst {
+			delete(b.buckets, src)
+		}
+	}
+	for src := range b.buckets {
+		if len(b.buckets) < sigFailSources {
+			return
+		}
+		delete(b.buckets, src)
+	}
+}
+
+// filter takes a plaintext packet (as checkPacket returns it) from src:
+// it records the source of each signed alive message, or, when src has
+// spent its budget, drops them. It returns the packet to hand on (nil
+// when nothing is left) and how many alive messages it dropped.
+func (b *sigBudget) filter(p []byte, src netip.Prefix, now time.Time) ([]byte, int) {
+	if len(p) == 0 || (p[0] != gmAlive && p[0] != gmCompound) || !bytes.Contains(p, []byte(metaSigField)) {
+		return p, 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	spent := b.spentLocked(src, now)
+	if p[0] == gmAlive {
+		if spent {
+			return nil, 1
+		}
+		b.sawAliveLocked(p[1:], src)
+		return p, 0
+	}
+	// A compound that checkCompound passed: its count, lengths, parts.
+	n := int(p[1])
+	lens, body := p[2:2+2*n], p[2+2*n:]
+	var keep [][]byte
+	dropped := 0
+	for i := range n {
+		l := int(binary.BigEndian.Uint16(lens[2*i:]))
+		part := body[:l]
+		body = body[l:]
+		if l > 0 && part[0] == gmAlive {
+			if spent {
+				dropped++
+				continue
+			}
+			b.sawAliveLocked(part[1:], src)
+		}
+		keep = append(keep, part)
+	}
+	switch {
+	case dropped == 0:
+		return p, 0
+	case len(keep) == 0:
+		return nil, dropped
+	}
+	out := []byte{gmCompound, byte(len(keep))}
+	for _, part := range keep {
+		out = binary.BigEndian.AppendUint16(out, uint16(len(part)))
+	}
+	for _, part := range keep {
+		out = append(out, part...)
+	}
+	return out, dropped
+}
+
+// sawAliveLocked records the source of an encoded alive message (its
+// fields as memberlist's alive), if it decodes and carries a signature.
+func (b *sigBudget) sawAliveLocked(msg []byte, src netip.Prefix) {
+	if !bytes.Contains(msg, []byte(metaSigField)) {
+		return
+	}
+	var a struct {
+		Node string
+		Meta []byte
+	}
+	if codec.NewDecoderBytes(msg, &codec.MsgpackHandle{}).Decode(&a) != nil {
+		return // memberlist refuses it too
+	}
+	b.sawLocked(a.Node, a.Meta, src)
+}

@@ -1,0 +1,112 @@
+package node
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"math"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// TestGossipBudgetSparesValidSignatures: a member's alive messages whose
+// signatures verify cost its source nothing, however many: 3 budgets'
+// worth of new signed metadata, sent from one address, are all checked
+// and taken. The same address then sending forgeries spends its budget:
+// the node drops its alive messages unchecked, and counts them.
+func TestGossipBudgetSparesValidSignatures(t *testing.T) {
+	a, b := gossipPair(t)
+	dropped := a.disco.guard.metric.WithLabelValues("alive", refuseSignatures)
+
+	a.disco.mu.Lock()
+	ts := a.disco.verified["b"].ts
+	a.disco.mu.Unlock()
+	link := linkAddrOf(a, "b")
+	key := b.identity().Key
+	alive := func(sign func(body []byte) []byte) func() []byte {
+		return func() []byte {
+			ts++
+			body, _ := json.Marshal(memberMeta{Link: link, Mesh: "test", TS: ts})
+			return forgedAlive(t, "b", b.Status().GossipAddr, math.MaxUint32, sign(body), nil)
+		}
+	}
+	valid := alive(func(body []byte) []byte { return signMeta(key, "test", "b", body) })
+	forged := alive(randomlySigned)
+	conn := forgerConn(t)
+	to, err := net.ResolveUDPAddr("udp", a.Status().GossipAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(next func() []byte, messages int) {
+		for messages > 0 {
+			p, n := aliveDatagram(next)
+			if _, err := conn.WriteToUDP(p, to); err != nil {
+				t.Fatal(err)
+			}
+			messages -= n
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	send(valid, 3*sigFailBurst)
+	last := ts - 1 // the last message made was left out of the datagram
+	waitFor(t, "a to take the last valid metadata sent", 30*time.Second, func() bool {
+		a.disco.mu.Lock()
+		defer a.disco.mu.Unlock()
+		return a.disco.verified["b"].ts >= last
+	})
+	if n := counterValue(dropped); n != 0 {
+		t.Fatalf("a dropped %v alive messages with valid signatures for their source's budget", n)
+	}
+
+	checks0 := sigChecks.Load()
+	start := time.Now()
+	send(forged, 3*sigFailBurst)
+	waitFor(t, "a to drop forgeries unchecked", 30*time.Second, func() bool { return counterValue(dropped) > 0 })
+	checks := sigChecks.Load() - checks0
+	// The process checks routing attestations and honest metadata
+	// meanwhile: room for 50 of those.
+	limit := int64(sigFailBurst + sigFailRate*time.Since(start).Seconds() + 50)
+	t.Logf("%d forgeries from one address: %d checked, %v dropped unchecked", 3*sigFailBurst, checks, counterValue(dropped))
+	if checks > limit {
+		t.Errorf("forgeries from one address cost %d signature checks, want at most %d", checks, limit)
+	}
+}
+
+// TestSigBudgetFilterKeepsOtherMessages: once a source spent its budget,
+// the guard drops the alive messages of its packets and hands on the
+// rest of a compound, and a packet of alive messages only not at all.
+func TestSigBudgetFilterKeepsOtherMessages(t *testing.T) {
+	b := newSigBudget()
+	src := netip.MustParsePrefix("192.0.2.1/32")
+	now := time.Now()
+	body, _ := json.Marshal(memberMeta{Link: "127.0.0.1:9", Mesh: "test", TS: 1})
+	meta := signMeta(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)), "test", "b", body)
+	alive := forgedAlive(t, "b", "127.0.0.1:9", 1, meta, nil)
+	other := []byte{gmAlive + 1, 1, 2, 3} // a dead message's type, any body
+	packet := compoundMsg([][]byte{alive, other, alive})
+
+	if out, n := b.filter(packet, src, now); n != 0 || string(out) != string(packet) {
+		t.Fatalf("a source with its budget: %d dropped, packet changed", n)
+	}
+	for range sigFailBurst {
+		b.failed("b", meta, now)
+	}
+	if _, ok := b.allow("b", meta, now); ok {
+		t.Fatal("a source that failed a burst of checks may still have one checked")
+	}
+	out, n := b.filter(packet, src, now)
+	if n != 2 || string(out) != string(compoundMsg([][]byte{other})) {
+		t.Errorf("spent source's compound: %d dropped, handed on %q; want 2 and the other message", n, out)
+	}
+	if out, n := b.filter(alive, src, now); n != 1 || out != nil {
+		t.Errorf("spent source's alive packet: %d dropped, handed on %q; want it dropped", n, out)
+	}
+	if out, n := b.filter(packet, netip.MustParsePrefix("192.0.2.2/32"), now); n != 0 || string(out) != string(packet) {
+		t.Errorf("another source: %d dropped, packet changed", n)
+	}
+	if _, ok := b.allow("b", meta, now.Add(time.Second)); !ok {
+		t.Errorf("a spent source earned no check back in a second at %d a second", sigFailRate)
+	}
+}
