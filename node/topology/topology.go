@@ -26,7 +26,12 @@
 //     node's) until Input.Probing lists BootstrapAsk members: a node that
 //     has just joined knows no coordinate yet, and links picked at random
 //     (two of three in another region, in three regions) stay until
-//     replaced.
+//     replaced. This node's own coordinate ranks nothing while its error
+//     estimate is above TrustError: a new coordinate is at the origin,
+//     and a member gossiping one there would otherwise be the nearest
+//     by estimate to every node joining a settled mesh (where every
+//     member's coordinate is known, so such a node was not
+//     bootstrapping and linked by estimate at once).
 //   - At or above Target, add a wanted near neighbour only when it is
 //     clearly better than a current outgoing link that is not wanted
 //     (Replace times closer plus Slack) and at least MinAge old (plus up
@@ -105,6 +110,16 @@ const (
 	// for (Input.Probing) before it adds links of unknown distance
 	// beyond its first.
 	BootstrapAsk = 16
+	// TrustError is the largest error estimate (Input.Coord.Error) of
+	// this node's own coordinate for which coordinate estimates rank
+	// members. A new coordinate is at the origin with the largest error
+	// (1.5); a node joining a settled mesh knows every member's
+	// coordinate, and a member that gossips one at the origin would be
+	// nearest to every such node by estimate, whatever its round trip.
+	// Above it only measured round trips count, so such a node
+	// bootstraps (Plan.Probe, the hold) as one that knows no
+	// coordinate.
+	TrustError = 0.5
 )
 
 // Config tunes the policy. The zero value means the defaults.
@@ -273,9 +288,11 @@ type Link struct {
 
 // Input is everything Plan looks at.
 type Input struct {
-	Self  string
-	Leaf  bool
-	Coord *coordinate.Coordinate // this node's coordinate; nil when unknown
+	Self string
+	Leaf bool
+	// Coord is this node's coordinate; nil when unknown. Coordinate
+	// estimates rank members only while its Error is at most TrustError.
+	Coord *coordinate.Coordinate
 	// Members are the alive gossip members (this node may be among them).
 	Members []Member
 	Links   []Link
@@ -340,6 +357,9 @@ func Decide(in Input) Plan {
 	n := len(in.Members)
 	p := planner{in: in, cfg: cfg, linked: make(map[string]Link, len(in.Links)), members: make(map[string]Member, n),
 		dists: make(map[string]time.Duration, n), hashes: make(map[string]uint64, n)}
+	if in.Coord != nil && in.Coord.Error <= TrustError {
+		p.coord = in.Coord
+	}
 	plan := p.plan()
 	plan.Probe = p.probes()
 	return plan
@@ -348,6 +368,7 @@ func Decide(in Input) Plan {
 type planner struct {
 	in      Input
 	cfg     Config
+	coord   *coordinate.Coordinate // in.Coord when its error is at most TrustError, else nil
 	linked  map[string]Link
 	members map[string]Member
 	cands   []Member        // routers, nearest first (plan)
@@ -822,8 +843,8 @@ func (p *planner) distOf(m Member) time.Duration {
 	if m.RTT > 0 {
 		return m.RTT
 	}
-	if p.in.Coord != nil && m.Coord != nil && p.in.Coord.IsCompatibleWith(m.Coord) {
-		if d := coordDistance(p.in.Coord, m.Coord); d > 0 {
+	if p.coord != nil && m.Coord != nil && p.coord.IsCompatibleWith(m.Coord) {
+		if d := coordDistance(p.coord, m.Coord); d > 0 {
 			return d
 		}
 		return time.Nanosecond
