@@ -57,6 +57,15 @@ func TestProbe(t *testing.T) {
 		name: "negative Probes: none",
 		edit: func(in *Input) { in.Config.Probes = -1 },
 	}, {
+		// Its error above TrustError, this node's coordinate ranks no
+		// link; the probes it orders measure what links are ranked by.
+		name: "own coordinate not trusted: it still orders the probes within the radius",
+		edit: func(in *Input) {
+			in.Coord.Error = 2 * TrustError
+			in.Config.Target = 1 // a, b and h known: not bootstrapping
+		},
+		want: []string{"c", "d"},
+	}, {
 		name: "no coordinates and probes asked: no radius to rank by, none",
 		edit: func(in *Input) {
 			for i := range in.Members {
@@ -267,10 +276,26 @@ func TestJoinSettled(t *testing.T) {
 		edit      func(in *Input)
 		wantAdd   []string
 		wantProbe int // how many routers Plan.Probe lists
+		// asUnknown: Plan.Probe is that of the same node without a
+		// coordinate (the seeded hash's order).
+		asUnknown bool
 	}{{
-		name:      "own coordinate at the origin, nothing measured: the liar is not linked; routers are probed",
+		// Bootstrapping, the untrusted coordinate does not order the
+		// probes either: the hold links the routers measured, and the
+		// liar, probed first, would be among the first of them.
+		name:      "own coordinate at the origin, nothing measured: the liar is not linked, the probes are those of a node without a coordinate",
 		own:       fresh,
 		edit:      func(in *Input) {},
+		wantProbe: BootstrapProbes,
+		asUnknown: true,
+	}, {
+		name: "own coordinate at the origin, the liar's probe answered far: the measured nearer routers",
+		own:  fresh,
+		edit: func(in *Input) {
+			measured(in)
+			in.Members[len(in.Members)-1].RTT = ms(70)
+		},
+		wantAdd:   []string{"r00", "r01"},
 		wantProbe: BootstrapProbes,
 	}, {
 		name:      "own coordinate at the origin, two routers measured: those two, not the liar",
@@ -304,6 +329,12 @@ func TestJoinSettled(t *testing.T) {
 			}
 			if len(p.Probe) != tt.wantProbe {
 				t.Errorf("probes %v, want %d", p.Probe, tt.wantProbe)
+			}
+			if tt.asUnknown {
+				in.Coord = nil
+				if want := Decide(in).Probe; !slices.Equal(p.Probe, want) {
+					t.Errorf("probes %v, want %v as without a coordinate", p.Probe, want)
+				}
 			}
 		})
 	}
