@@ -27,13 +27,13 @@
 //     has just joined knows no coordinate yet, and links picked at random
 //     (two of three in another region, in three regions) stay until
 //     replaced. This node's own coordinate ranks no link while its error
-//     estimate is above TrustError: a new coordinate is
-//     at the origin, and a member gossiping one there would otherwise be
-//     the nearest by estimate to every node joining a settled mesh
-//     (where every member's coordinate is known, so such a node was not
-//     bootstrapping and linked by estimate at once). Bootstrapping, the
-//     probes do not follow it either (the hold links the routers
-//     measured); beyond, it orders the probes within the near radius.
+//     estimate is above TrustError: a new coordinate is at the origin,
+//     and a member gossiping one there would otherwise be the nearest by
+//     estimate to every node joining a settled mesh (where every
+//     member's coordinate is known, so such a node was not bootstrapping
+//     and linked by estimate at once). Bootstrapping, the probes do not
+//     follow it either (the hold links the routers measured); beyond,
+//     it orders the probes within the near radius.
 //   - At or above Target, add a wanted near neighbour only when it is
 //     clearly better than a current outgoing link that is not wanted
 //     (Replace times closer plus Slack) and at least MinAge old (plus up
