@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/serf/coordinate"
 )
 
 // TestProbe: Plan.Probe names the routers nearest by coordinate whose
@@ -54,6 +56,15 @@ func TestProbe(t *testing.T) {
 	}, {
 		name: "negative Probes: none",
 		edit: func(in *Input) { in.Config.Probes = -1 },
+	}, {
+		// Its error above TrustError, this node's coordinate ranks no
+		// link; the probes it orders measure what links are ranked by.
+		name: "own coordinate not trusted: it still orders the probes within the radius",
+		edit: func(in *Input) {
+			in.Coord.Error = 2 * TrustError
+			in.Config.Target = 1 // a, b and h known: not bootstrapping
+		},
+		want: []string{"c", "d"},
 	}, {
 		name: "no coordinates and probes asked: no radius to rank by, none",
 		edit: func(in *Input) {
@@ -220,6 +231,109 @@ func TestBootstrap(t *testing.T) {
 			for _, name := range p.Probe {
 				if slices.Contains(in.Probing, name) || name == "near" || name == "mid" {
 					t.Errorf("probes %s, which is being probed or measured", name)
+				}
+			}
+		})
+	}
+}
+
+// TestJoinSettled: a router joining a settled mesh starts with its own
+// coordinate at the origin and the largest error; every member's
+// coordinate is known, so the node knows an estimate to every router. A
+// liar gossiping a coordinate at the origin would be the nearest by
+// estimate to every such node, and win its near links, while its real
+// round trip is far. Until its own coordinate's error is at most
+// TrustError, only measured round trips rank the routers.
+func TestJoinSettled(t *testing.T) {
+	fresh := coordinate.NewCoordinate(coordinate.DefaultConfig()) // the origin, error 1.5
+	// This node is really at 40 ms on the line; eight routers of its
+	// region at 38-42 ms, twelve of two other regions at −40 and 0-ish
+	// ±20 ms, none measured; the liar claims the origin and is 70 ms
+	// away; its first link, to r19, is up.
+	base := func(own *coordinate.Coordinate) Input {
+		in := Input{Self: "me", Coord: own, Config: Config{Target: 4, Max: 10, Long: -1}}
+		for i := range 20 {
+			x := 38 + float64(i%8)*0.5
+			switch {
+			case i >= 14:
+				x = -40 - float64(i)
+			case i >= 8:
+				x = 20 + float64(i)
+			}
+			name := fmt.Sprintf("r%02d", i)
+			in.Members = append(in.Members, Member{Name: name, Addr: name, Coord: at(x)})
+		}
+		in.Members = append(in.Members, Member{Name: "liar", Addr: "liar", Coord: at(0)})
+		in.Links = []Link{{Peer: "r19", Outbound: true, RTT: ms(80)}}
+		return in
+	}
+	measured := func(in *Input) {
+		in.Members[0].RTT, in.Members[1].RTT = ms(1), ms(2)
+	}
+	tests := []struct {
+		name      string
+		own       *coordinate.Coordinate
+		edit      func(in *Input)
+		wantAdd   []string
+		wantProbe int // how many routers Plan.Probe lists
+		// asUnknown: Plan.Probe is that of the same node without a
+		// coordinate (the seeded hash's order).
+		asUnknown bool
+	}{{
+		// Bootstrapping, the untrusted coordinate does not order the
+		// probes either: the hold links the routers measured, and the
+		// liar, probed first, would be among the first of them.
+		name:      "own coordinate at the origin, nothing measured: the liar is not linked, the probes are those of a node without a coordinate",
+		own:       fresh,
+		edit:      func(in *Input) {},
+		wantProbe: BootstrapProbes,
+		asUnknown: true,
+	}, {
+		name: "own coordinate at the origin, the liar's probe answered far: the measured nearer routers",
+		own:  fresh,
+		edit: func(in *Input) {
+			measured(in)
+			in.Members[len(in.Members)-1].RTT = ms(70)
+		},
+		wantAdd:   []string{"r00", "r01"},
+		wantProbe: BootstrapProbes,
+	}, {
+		name:      "own coordinate at the origin, two routers measured: those two, not the liar",
+		own:       fresh,
+		edit:      measured,
+		wantAdd:   []string{"r00", "r01"},
+		wantProbe: BootstrapProbes,
+	}, {
+		name: "own coordinate moved a fifth of the way, its error still above TrustError: nothing of unmeasured distance",
+		own: func() *coordinate.Coordinate {
+			c := at(8)
+			c.Error = TrustError * 1.5
+			return c
+		}(),
+		edit:      func(in *Input) {},
+		wantProbe: BootstrapProbes,
+	}, {
+		name:      "own coordinate settled at its place: the nearest by estimate, not the liar",
+		own:       at(40),
+		edit:      func(in *Input) {},
+		wantAdd:   []string{"r04", "r05"},
+		wantProbe: DefaultProbes, // the nearest unmeasured: r04, r05 being dialled
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := base(tt.own)
+			tt.edit(&in)
+			p := Decide(in)
+			if got := names(p.Add); !slices.Equal(got, tt.wantAdd) {
+				t.Errorf("added %v, want %v", got, tt.wantAdd)
+			}
+			if len(p.Probe) != tt.wantProbe {
+				t.Errorf("probes %v, want %d", p.Probe, tt.wantProbe)
+			}
+			if tt.asUnknown {
+				in.Coord = nil
+				if want := Decide(in).Probe; !slices.Equal(p.Probe, want) {
+					t.Errorf("probes %v, want %v as without a coordinate", p.Probe, want)
 				}
 			}
 		})

@@ -26,7 +26,14 @@
 //     node's) until Input.Probing lists BootstrapAsk members: a node that
 //     has just joined knows no coordinate yet, and links picked at random
 //     (two of three in another region, in three regions) stay until
-//     replaced.
+//     replaced. This node's own coordinate ranks no link while its error
+//     estimate is above TrustError: a new coordinate is at the origin,
+//     and a member gossiping one there would otherwise be the nearest by
+//     estimate to every node joining a settled mesh (where every
+//     member's coordinate is known, so such a node was not bootstrapping
+//     and linked by estimate at once). Bootstrapping, the probes do not
+//     follow it either (the hold links the routers measured); beyond,
+//     it orders the probes within the near radius.
 //   - At or above Target, add a wanted near neighbour only when it is
 //     clearly better than a current outgoing link that is not wanted
 //     (Replace times closer plus Slack) and at least MinAge old (plus up
@@ -105,6 +112,17 @@ const (
 	// for (Input.Probing) before it adds links of unknown distance
 	// beyond its first.
 	BootstrapAsk = 16
+	// TrustError is the largest error estimate (Input.Coord.Error) of
+	// this node's own coordinate for which coordinate estimates rank
+	// members for links. A new coordinate is at the origin with the
+	// largest error (1.5); a node joining a settled mesh knows every
+	// member's coordinate, and a member that gossips one at the origin
+	// would be nearest to every such node by estimate, whatever its
+	// round trip. Above it only measured round trips rank members for
+	// links, so such a node bootstraps (the hold) as one that knows no
+	// coordinate; once it is not bootstrapping the estimates still order
+	// Plan.Probe.
+	TrustError = 0.5
 )
 
 // Config tunes the policy. The zero value means the defaults.
@@ -273,9 +291,12 @@ type Link struct {
 
 // Input is everything Plan looks at.
 type Input struct {
-	Self  string
-	Leaf  bool
-	Coord *coordinate.Coordinate // this node's coordinate; nil when unknown
+	Self string
+	Leaf bool
+	// Coord is this node's coordinate; nil when unknown. Coordinate
+	// estimates rank members for links only while its Error is at most
+	// TrustError; beyond bootstrapping they order Plan.Probe in any case.
+	Coord *coordinate.Coordinate
 	// Members are the alive gossip members (this node may be among them).
 	Members []Member
 	Links   []Link
@@ -340,6 +361,9 @@ func Decide(in Input) Plan {
 	n := len(in.Members)
 	p := planner{in: in, cfg: cfg, linked: make(map[string]Link, len(in.Links)), members: make(map[string]Member, n),
 		dists: make(map[string]time.Duration, n), hashes: make(map[string]uint64, n)}
+	if in.Coord != nil && in.Coord.Error <= TrustError {
+		p.coord = in.Coord
+	}
 	plan := p.plan()
 	plan.Probe = p.probes()
 	return plan
@@ -348,6 +372,7 @@ func Decide(in Input) Plan {
 type planner struct {
 	in      Input
 	cfg     Config
+	coord   *coordinate.Coordinate // in.Coord when its error is at most TrustError, else nil
 	linked  map[string]Link
 	members map[string]Member
 	cands   []Member        // routers, nearest first (plan)
@@ -642,29 +667,49 @@ func (p *planner) probes() []string {
 		return nil
 	}
 	if p.bootstrapping() {
-		return p.unmeasured(len(p.cands), max(p.cfg.Probes, BootstrapProbes))
+		// Not by an untrusted coordinate: the hold links the routers
+		// measured, and a member claiming this node's place would be
+		// measured first.
+		return p.unmeasured(p.cands, len(p.cands), max(p.cfg.Probes, BootstrapProbes))
+	}
+	cands, est := p.cands, p.dist
+	if p.coord == nil && p.in.Coord != nil {
+		// This node's own coordinate, not trusted (TrustError), ranks
+		// no link but orders the probes, whose round trips do.
+		est = p.estimate
+		cands = slices.Clone(cands)
+		p.sortBy(cands, est)
 	}
 	radius := p.radius(p.near)
 	if radius == 0 {
 		return nil
 	}
 	n := 0
-	for _, m := range p.cands { // nearest first
-		if p.dist(m) > radius {
+	for _, m := range cands { // nearest first
+		if est(m) > radius {
 			break // unknown distances sort last
 		}
 		n++
 	}
-	return p.unmeasured(n, p.cfg.Probes)
+	return p.unmeasured(cands, n, p.cfg.Probes)
 }
 
-// unmeasured returns up to limit of the first n candidates (nearest
+// estimate is dist, or else the estimate of this node's own coordinate
+// even when it is not trusted (probes only).
+func (p *planner) estimate(m Member) time.Duration {
+	if d := p.dist(m); d < unknown {
+		return d
+	}
+	return coordEstimate(p.in.Coord, m.Coord)
+}
+
+// unmeasured returns up to limit of the first n of cands (nearest
 // first, unknown distances by the seeded hash) that are not linked, have
 // no measured round trip and are not being probed.
-func (p *planner) unmeasured(n, limit int) []string {
+func (p *planner) unmeasured(cands []Member, n, limit int) []string {
 	var skip map[string]bool
 	var out []string
-	for _, m := range p.cands[:n] {
+	for _, m := range cands[:n] {
 		if _, ok := p.linked[m.Name]; ok || m.RTT > 0 {
 			continue
 		}
@@ -822,13 +867,19 @@ func (p *planner) distOf(m Member) time.Duration {
 	if m.RTT > 0 {
 		return m.RTT
 	}
-	if p.in.Coord != nil && m.Coord != nil && p.in.Coord.IsCompatibleWith(m.Coord) {
-		if d := coordDistance(p.in.Coord, m.Coord); d > 0 {
-			return d
-		}
-		return time.Nanosecond
+	return coordEstimate(p.coord, m.Coord)
+}
+
+// coordEstimate is the distance of coordinates a and b (at least 1 ns),
+// unknown when either is nil or they are not compatible.
+func coordEstimate(a, b *coordinate.Coordinate) time.Duration {
+	if a == nil || b == nil || !a.IsCompatibleWith(b) {
+		return unknown
 	}
-	return unknown
+	if d := coordDistance(a, b); d > 0 {
+		return d
+	}
+	return time.Nanosecond
 }
 
 // coordDistance is a.DistanceTo(b) (a and b compatible) without the
@@ -861,7 +912,10 @@ func (p *planner) linkDist(l Link) time.Duration {
 // by name. The keys are computed once per member, not per comparison:
 // with hundreds of members the comparisons' map lookups were most of a
 // policy step.
-func (p *planner) sortNearest(ms []Member) {
+func (p *planner) sortNearest(ms []Member) { p.sortBy(ms, p.dist) }
+
+// sortBy orders members by dist, ties by the seeded hash, then by name.
+func (p *planner) sortBy(ms []Member, dist func(Member) time.Duration) {
 	type keyed struct {
 		d time.Duration
 		h uint64
@@ -869,7 +923,7 @@ func (p *planner) sortNearest(ms []Member) {
 	}
 	ks := make([]keyed, len(ms))
 	for i, m := range ms {
-		ks[i] = keyed{d: p.dist(m), h: p.hash(m.Name), i: i}
+		ks[i] = keyed{d: dist(m), h: p.hash(m.Name), i: i}
 	}
 	slices.SortFunc(ks, func(a, b keyed) int {
 		switch {

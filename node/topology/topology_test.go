@@ -11,11 +11,13 @@ import (
 	"github.com/hashicorp/serf/coordinate"
 )
 
-// at is a coordinate on a line: distance to at(y) is |x−y| ms.
+// at is a settled coordinate on a line (its error TrustError / 2):
+// distance to at(y) is |x−y| ms.
 func at(x float64) *coordinate.Coordinate {
 	c := coordinate.NewCoordinate(coordinate.DefaultConfig())
 	c.Vec[0] = x / 1000
 	c.Height = 0
+	c.Error = TrustError / 2
 	return c
 }
 
