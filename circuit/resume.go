@@ -227,18 +227,6 @@ type Resumable struct {
 	readerEnds  bool   // readLoop is acting on what it read, and closes the path itself if that ends the circuit
 	wstopped    uint64 // 1 + the generation of a path the other end stopped reading
 	wclosed     uint64 // 1 + the generation of a path whose writing end this end closed with its fin
-	// The source of an early circuit whose first flight left inline
-	// starts readLoop only when its first Read has read the path itself
-	// (readInlineLocked), or when another call needs it, or after
-	// readerGrace with no Read (startReaderLocked): the answer to the
-	// first flight then wakes the Read that waits for it, not readLoop,
-	// which would wake that Read in turn.
-	rdefer  bool          // readLoop is not started yet: the first Read may read the path itself
-	rinline bool          // a Read reads rpath itself; readLoop does not run meanwhile
-	rstop   bool          // that Read was asked to stop (interruptReadLocked): rpath's read deadline was set to interrupt it
-	rpath   Path          // the path that Read reads
-	rtimer  *time.Timer   // starts readLoop after grace
-	grace   time.Duration // readerGrace, but in tests
 	// Records writeLoop sealed from the ring and pipeLoop writes, so
 	// that the next record is sealed while the path writes the last one
 	// (see sendLocked): pipe carries them, inflight counts those not
@@ -321,11 +309,10 @@ type heldRecord struct {
 // straight from the retransmit ring, and those of them written in one
 // write after another one (batched); how often writeLoop went back to
 // waiting with nothing to send (idleWaits: woken for nothing, but for its
-// first wait), the records that carried an acknowledgement alone
-// (ackOnly), and the Reads that read the path themselves and got data
-// (inline, readInlineLocked).
+// first wait), and the records that carried an acknowledgement alone
+// (ackOnly).
 type fastPaths struct {
-	direct, inPlace, held, fromRing, batched, idleWaits, ackOnly, inline atomic.Int64
+	direct, inPlace, held, fromRing, batched, idleWaits, ackOnly atomic.Int64
 }
 
 // NewResumableSource makes the source's end of a resumable circuit over p,
@@ -378,7 +365,7 @@ func newResumable(p Path, local, remote net.Addr, cfg ResumeConfig) *Resumable {
 	if cfg.ProgressTimeout == 0 {
 		cfg.ProgressTimeout = DefaultProgressTimeout
 	}
-	r := &Resumable{cfg: cfg, local: local, remote: remote, cur: p, firstPath: p, quit: make(chan struct{}), grace: readerGrace}
+	r := &Resumable{cfg: cfg, local: local, remote: remote, cur: p, firstPath: p, quit: make(chan struct{})}
 	r.cond, r.wcond = sync.NewCond(&r.mu), sync.NewCond(&r.mu)
 	r.sbuf.max, r.rq.max = cfg.Window, cfg.Window
 	if cfg.Budget != nil {
@@ -406,141 +393,9 @@ func (r *Resumable) launchLocked() {
 // they run before anything needs them (a frame to write, a path to read,
 // OnEnd to call). r.mu held.
 func (r *Resumable) startLocked() {
-	r.startIdleLocked()
-	r.startReaderLocked()
-}
-
-// startIdleLocked is startLocked but for a deferred readLoop, which a Read
-// starts itself when it does not read the path (see Read). r.mu held.
-func (r *Resumable) startIdleLocked() {
 	if r.idle {
 		r.idle = false
 		r.launchLocked()
-	}
-}
-
-// readerGrace is how long an early source whose first flight left inline
-// waits for its first Read before readLoop reads the path (rdefer).
-const readerGrace = 2 * time.Millisecond
-
-// deferReaderLocked is startLocked for a Write that just sent the first
-// flight inline: writeLoop starts if it has work, and readLoop is left
-// to the first Read (rdefer), or to a timer if no Read comes. r.mu held.
-func (r *Resumable) deferReaderLocked() {
-	if !r.idle {
-		r.startReaderLocked()
-		return
-	}
-	if !r.helloSent || r.ended || r.cur == nil {
-		r.startLocked()
-		return
-	}
-	r.idle, r.rdefer = false, true
-	r.rtimer = time.AfterFunc(r.grace, func() {
-		r.mu.Lock()
-		r.startReaderLocked()
-		r.mu.Unlock()
-	})
-	r.kickLocked()
-}
-
-// startReaderLocked starts a deferred readLoop, unless a Read is reading
-// the path (it starts readLoop when it stops). r.mu held.
-func (r *Resumable) startReaderLocked() {
-	if !r.rdefer || r.rinline {
-		return
-	}
-	r.rdefer = false
-	if r.rtimer != nil {
-		r.rtimer.Stop()
-		r.rtimer = nil
-	}
-	r.wg.Add(1)
-	go r.readLoop()
-}
-
-// errInterrupted: a Read reading the path itself was asked to stop
-// before a frame.
-var errInterrupted = errors.New("circuit: inline read interrupted")
-
-// readInlineLocked is the first Read of an early source (rdefer): rather
-// than start readLoop and wait for it, the Read reads the path's frames
-// itself, until some data, the end of stream or the circuit's end came,
-// and then starts readLoop for what follows. It acts on every frame as
-// readLoop does (acknowledgements, fins, pings, integrity failures, a
-// failed path that is resumed). The Read's buffer is in r.rw. Close or a
-// read deadline interrupts it (interruptReadLocked) at the next frame
-// boundary. r.mu held; released while reading.
-func (r *Resumable) readInlineLocked() {
-	p, gen := r.cur, r.gen
-	r.rinline, r.rpath = true, p
-	r.wg.Add(1) // Wait waits for it as for readLoop
-	if r.rtimer != nil {
-		r.rtimer.Stop()
-		r.rtimer = nil
-	}
-	r.mu.Unlock()
-	err := r.readPath(p, gen, func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return r.rw.n == 0 && r.queuedLocked() == 0 && !r.gotFin && !r.ended && !r.rstop && gen == r.gen
-	})
-	r.mu.Lock()
-	if r.rw.n > 0 {
-		r.fast.inline.Add(1)
-	}
-	switch {
-	case err == nil || err == errInterrupted:
-	case err == io.EOF:
-		r.readerEnds = true
-		r.pathEndedLocked(gen)
-		r.readerEnds = false
-	default:
-		r.pathFailedLocked(gen, err)
-	}
-	if r.rstop {
-		_ = p.SetReadDeadline(time.Time{})
-	}
-	r.rinline, r.rstop, r.rpath = false, false, nil
-	r.startReaderLocked()
-	r.wg.Done()
-}
-
-// interruptReadLocked asks a Read reading the path itself to stop: the
-// path's read deadline, in the past, ends its wait for a frame (and is
-// cleared again if it lands inside one: interruptedLocked). r.mu held.
-func (r *Resumable) interruptReadLocked() {
-	if r.rinline && !r.rstop {
-		r.rstop = true
-		_ = r.rpath.SetReadDeadline(time.Unix(1, 0))
-	}
-}
-
-// interrupted reports whether err, from reading p, is the interruption
-// of a Read reading p itself (interruptReadLocked); the path's deadline
-// is then cleared, so that a frame begun is read whole.
-func (r *Resumable) interrupted(p Path, err error) bool {
-	if err == nil || !isTimeout(err) {
-		return false
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.rstop || r.rpath != p {
-		return false
-	}
-	_ = p.SetReadDeadline(time.Time{})
-	return true
-}
-
-// readFull reads len(b) bytes of a frame begun from p, across an
-// interruption (see interrupted).
-func (r *Resumable) readFull(p Path, b []byte) error {
-	for {
-		n, err := io.ReadFull(p, b)
-		if !r.interrupted(p, err) {
-			return err
-		}
-		b = b[n:]
 	}
 }
 
@@ -1162,9 +1017,6 @@ func (r *Resumable) readPath(p Path, gen uint64, more func() bool) error {
 			return nil
 		}
 		if _, err := io.ReadFull(p, hdr[:1]); err != nil {
-			if r.interrupted(p, err) {
-				return errInterrupted
-			}
 			return err
 		}
 		r.frames.Add(1)
@@ -1176,7 +1028,7 @@ func (r *Resumable) readPath(p Path, gen uint64, more func() bool) error {
 		}
 		switch hdr[0] {
 		case frameHello:
-			if err := r.readFull(p, hdr[1:1+idLen]); err != nil {
+			if _, err := io.ReadFull(p, hdr[1:1+idLen]); err != nil {
 				return unexpected(err)
 			}
 			r.mu.Lock()
@@ -1189,7 +1041,7 @@ func (r *Resumable) readPath(p Path, gen uint64, more func() bool) error {
 			r.unpendLocked()
 			r.mu.Unlock()
 		case frameData:
-			if err := r.readFull(p, hdr[1:3]); err != nil {
+			if _, err := io.ReadFull(p, hdr[1:3]); err != nil {
 				return unexpected(err)
 			}
 			n := int(binary.BigEndian.Uint16(hdr[1:3]))
@@ -1200,7 +1052,7 @@ func (r *Resumable) readPath(p Path, gen uint64, more func() bool) error {
 				return err
 			}
 		case frameAck:
-			if err := r.readFull(p, hdr[1:9]); err != nil {
+			if _, err := io.ReadFull(p, hdr[1:9]); err != nil {
 				return unexpected(err)
 			}
 			off := int64(binary.BigEndian.Uint64(hdr[1:9]))
@@ -1333,9 +1185,6 @@ func (r *Resumable) readData(p Path, gen uint64, n int) error {
 		r.rq.pinned = true
 		r.mu.Unlock()
 		k, err := p.Read(dst)
-		if r.interrupted(p, err) {
-			err = nil
-		}
 		r.mu.Lock()
 		stale := gen != r.gen || r.ended
 		if k > 0 && !stale {
@@ -1961,7 +1810,7 @@ func (r *Resumable) Read(b []byte) (int, error) {
 		r.helloNow = true
 		r.broadcast()
 	}
-	r.startIdleLocked()
+	r.startLocked()
 	for {
 		if r.appClosed {
 			return 0, r.opError("read", net.ErrClosed)
@@ -1991,13 +1840,7 @@ func (r *Resumable) Read(b []byte) (int, error) {
 		if mine {
 			r.rw = readWait{busy: true, b: b}
 		}
-		var err error
-		if mine && r.rdefer && !r.rinline && r.readDL.IsZero() && r.cur != nil {
-			r.readInlineLocked()
-		} else {
-			r.startReaderLocked()
-			err = r.waitLocked(r.readDL, "read")
-		}
+		err := r.waitLocked(r.readDL, "read")
 		if mine {
 			n := r.rw.n
 			r.rw = readWait{}
@@ -2061,7 +1904,7 @@ func (r *Resumable) Write(b []byte) (int, error) {
 		if !r.sendInlineLocked() {
 			r.kickLocked()
 		}
-		r.deferReaderLocked() // after the first flight went inline
+		r.startLocked() // after the first flight went inline
 	}
 }
 
@@ -2130,7 +1973,6 @@ func (r *Resumable) Close() error {
 	r.finQueued = true
 	r.rq.pop(r.rq.len())
 	r.dropHeldLocked()
-	r.interruptReadLocked()
 	r.cond.Broadcast()
 	if !r.sendInlineLocked() {
 		r.kickLocked()
@@ -2185,9 +2027,6 @@ func (r *Resumable) setDeadlines(read, write *time.Time) error {
 	defer r.mu.Unlock()
 	if read != nil {
 		r.readDL = *read
-		if !read.IsZero() {
-			r.interruptReadLocked()
-		}
 	}
 	if write != nil {
 		r.writeDL = *write
