@@ -3,6 +3,7 @@ package seal
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -144,6 +145,10 @@ func (k *Keys) handshake(pattern noise.HandshakePattern, initiator bool, prologu
 // handshake).
 var recordSuite = upstream.NewCipherSuite(upstream.DH25519, upstream.CipherAESGCM, upstream.HashSHA256)
 
+// errFinished: a handshake whose session was made is not used again (its
+// state was released).
+var errFinished = errors.New("seal: handshake already finished")
+
 // established is the session of a completed handshake: the two
 // CipherStates it split into (keys and nonces), for the record layer.
 func established(send, recv *noise.CipherState) *Session {
@@ -267,6 +272,9 @@ func (i *Initiator) First(b, early []byte, now time.Time) ([]byte, error) {
 // and, in XX, appends the framed third message (the source's identity) to
 // b, which the caller must send before any record.
 func (i *Initiator) Finish(reply, b []byte, now time.Time) (*Session, []byte, error) {
+	if i.hs == nil {
+		return nil, b, errFinished
+	}
 	payload, cs1, cs2, err := i.hs.ReadMessage(nil, reply)
 	if err != nil {
 		return nil, b, fmt.Errorf("%w: reply from %q does not decrypt: %v", ErrAuth, i.dest, err)
@@ -344,6 +352,8 @@ func (i *Initiator) checkStatement(st byte) error {
 // way that said it reads them.
 func (i *Initiator) established(send, recv *noise.CipherState, st byte, b []byte) (*Session, []byte, error) {
 	s := established(send, recv)
+	i.hs.Release()
+	i.hs = nil
 	if !i.k.small {
 		s.maxRecv = MaxLargeData
 		if st&stateReadsLarge != 0 {
@@ -396,6 +406,8 @@ func (r *Responder) statement() byte {
 // MaxLargeData bytes each way that stated it reads them.
 func (r *Responder) established(send, recv *noise.CipherState) *Session {
 	s := established(send, recv)
+	r.hs.Release()
+	r.hs = nil
 	if !r.k.small {
 		s.maxRecv = MaxLargeData
 	}
@@ -516,6 +528,9 @@ func (r *Responder) Early() []byte { return r.peer.early }
 // Reply appends the framed reply to b. In IK it also returns the session;
 // in XX the session comes from Finish.
 func (r *Responder) Reply(b []byte, now time.Time) ([]byte, *Session, error) {
+	if r.hs == nil {
+		return b, nil, errFinished
+	}
 	var payload []byte
 	var err error
 	st := r.statement()
@@ -545,6 +560,9 @@ func (r *Responder) Reply(b []byte, now time.Time) ([]byte, *Session, error) {
 
 // Finish reads the third (XX) message and authenticates the source.
 func (r *Responder) Finish(msg []byte, now time.Time) (*Session, error) {
+	if r.hs == nil {
+		return nil, errFinished
+	}
 	payload, cs1, cs2, err := r.hs.ReadMessage(nil, msg)
 	if err != nil || cs1 == nil {
 		return nil, fmt.Errorf("%w: third message from %q: %v", ErrAuth, r.source, err)

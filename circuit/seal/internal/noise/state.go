@@ -29,6 +29,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"sync"
 )
 
 // A CipherState provides symmetric encryption and decryption after a successful
@@ -334,9 +335,22 @@ type Config struct {
 	PeerEphemeral []byte
 }
 
+// statePool holds HandshakeStates given back by Release, zeroed.
+var statePool = sync.Pool{New: func() any { return new(HandshakeState) }}
+
+// Release zeroes the state (its chaining key, hash, keys and buffers)
+// and gives it back for a later NewHandshakeState: call it once the
+// handshake's CipherStates were taken, and use s no more. Slices it
+// returned (PeerStatic, PeerEphemeral) stay valid: they are not in s.
+func (s *HandshakeState) Release() {
+	*s = HandshakeState{}
+	statePool.Put(s)
+}
+
 // NewHandshakeState starts a new handshake using the provided configuration.
 func NewHandshakeState(c Config) (*HandshakeState, error) {
-	hs := &HandshakeState{
+	hs := statePool.Get().(*HandshakeState)
+	*hs = HandshakeState{
 		s:               c.StaticKeypair,
 		e:               c.EphemeralKeypair,
 		rs:              c.PeerStatic,
