@@ -576,7 +576,7 @@ func (e *Engine) addOrigin(ref *attestation) *origin {
 	// small table stays small.
 	o := e.side.place(id, ref, max(e.origins.len(), 4)) // zeroed
 	o.rtMetric = e.cfg.Infinity
-	e.origins.insert(nameHash(ref.origin), o)
+	e.origins.insert(e.origins.hash(ref.origin), o)
 	e.originOrder = nil
 	return o
 }
@@ -687,11 +687,13 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 			o.lostAt = t
 			e.scheduleHousekeep(t + 2*e.cfg.RouteExpiry)
 		}
-		e.emit(Event{Kind: kind, Dest: e.nameOf(o), Reachable: nr.reachable, Route: e.routeOf(o)})
+		rt := e.routeOf(o)
+		e.emit(Event{Kind: kind, Dest: rt.Dest, Reachable: nr.reachable, Route: rt})
 	case !nr.reachable:
 	case oldSel != e.sel(o) && oldSel.name != e.sel(o).name: // both reachable
 		trigger = true
-		e.emit(Event{Kind: NextHopChanged, Dest: e.nameOf(o), Reachable: true, Route: e.routeOf(o)})
+		rt := e.routeOf(o)
+		e.emit(Event{Kind: NextHopChanged, Dest: rt.Dest, Reachable: true, Route: rt})
 	case oldSeq != o.selSeq:
 		trigger = true
 	case absDiff(old.metric, nr.metric) > e.cfg.Hysteresis, old.hops != nr.hops:
