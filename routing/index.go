@@ -66,8 +66,9 @@ func (x *originIndex) hashBytes(b []byte) uint64 { return wordHash(b, x.seed) }
 // wordHash hashes a name from seed. A name of 4 to 8 bytes is read as one
 // word (two overlapping 32-bit reads) and mixed with the seed by one
 // multiplication; others take the FNV-1a hash of the summaries (nameHash)
-// mixed the same way. nameHash for every name, a byte at a time, took 3 %
-// of the instructions of a cold start at 1000 nodes (names of 5 bytes).
+// mixed the same way. nameHash for every name, a byte at a time, took 232
+// million of the 11.8 billion instructions of a cold start at 1000 nodes
+// (names of 5 bytes), this 150 million.
 func wordHash(b []byte, seed uint64) uint64 {
 	n := len(b)
 	var w uint64
