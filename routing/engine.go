@@ -201,6 +201,7 @@ func (e *Engine) LinkUp(now time.Time, neighbour string, cost Metric, leaf bool)
 		o = e.addOrigin(named(neighbour))
 	}
 	if o != nil {
+		nb.selfOrg = o
 		e.upsert(o, routeEntry{slot: uint16(slot), life: routeImplicit})
 		e.reselect(t, o)
 	}

@@ -12,6 +12,10 @@ type neighbour struct {
 	cost Metric
 	leaf bool
 	slot int // index in Engine.slots; bit of origin.told when < maskSlots
+	// selfOrg is nb's own table entry, made or found by LinkUp (nil if
+	// the table was full then); its route to itself keeps it in the
+	// table while the link is up.
+	selfOrg *origin
 
 	sentOnce bool
 	lastSent time.Duration // last update batch sent (rate limit)
@@ -714,6 +718,18 @@ func absDiff(a, b Metric) Metric {
 	return b - a
 }
 
+// isSelf reports whether en, received from nb, is about nb itself. While
+// nb's own table entry is in the table, the entries are compared, not the
+// names (the index holds one entry per name, and en.org is the entry of
+// en's origin, nil if there is none): comparing the names of every update
+// took 85 million instructions of a cold start at 1000 nodes.
+func (nb *neighbour) isSelf(en *entry) bool {
+	if s := nb.selfOrg; s != nil && !s.removed {
+		return en.org == s
+	}
+	return en.origin == nb.name
+}
+
 // advertisable reports whether o may appear in our updates at all.
 func (o *origin) advertisable() bool { return o.selSeq || o.advertised }
 
@@ -735,7 +751,7 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en *entry) {
 		return
 	}
 	o := e.originOf(en)
-	own := en.origin == nb.name // nb's route to itself (compared once)
+	own := nb.isSelf(en) // nb's route to itself (decided once)
 	if en.metric >= e.cfg.Infinity {
 		// A retraction. A neighbour's route to itself stays while the
 		// link is up.
