@@ -191,11 +191,9 @@ func (e *Engine) verify(t time.Duration, nb *neighbour, en *entry, budget string
 	}
 	nb.vAt = t
 	e.keyBuf = attKey(e.keyBuf, en.origin, en.seqno, en.att)
-	var c Certifier // the Certifier whose verdicts are shared, if any
-	if cacheable(e.cfg.Certifier) {
-		c = e.cfg.Certifier
-	}
-	if a := attestations.verdict(e.keyBuf, c, e.epoch.Add(t)); a != nil {
+	c := e.shared // the Certifier whose verdicts are shared, if any
+	now := e.epoch.Add(t)
+	if a := attestations.verdict(e.keyBuf, c, now); a != nil {
 		e.stats.Verified++
 		e.stats.CachedVerdicts++
 		return a, true
@@ -212,7 +210,7 @@ func (e *Engine) verify(t time.Duration, nb *neighbour, en *entry, budget string
 		return nil, false
 	}
 	e.stats.Verified++
-	return attestations.intern(e.keyBuf, c, e.epoch.Add(t)), true
+	return attestations.intern(e.keyBuf, c, now), true
 }
 
 // cacheable reports whether c can be compared with ==, and so have its

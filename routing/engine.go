@@ -74,6 +74,8 @@ type Engine struct {
 	intern    func([]byte) (string, *origin) // a received name, allocated only if new
 	keysBuf   []string                       // scratch: sorted keys
 	keyBuf    []byte                         // scratch: an attestation's key (attKey)
+	// The Certifier if its verdicts are shared (cacheable), else nil.
+	shared Certifier
 
 	// The message being built (put): its encoding so far, entries,
 	// updates among them, and neighbour.
@@ -104,6 +106,9 @@ func New(cfg Config) (*Engine, error) {
 		seqno:    uint16(rng.Uint32()),
 		selfHash: nameHash(c.Self),
 		nbrs:     make(map[string]*neighbour),
+	}
+	if cacheable(c.Certifier) {
+		e.shared = c.Certifier
 	}
 	e.origins = newOriginIndex(&e.side)
 	e.intern = func(b []byte) (string, *origin) {
@@ -196,6 +201,7 @@ func (e *Engine) LinkUp(now time.Time, neighbour string, cost Metric, leaf bool)
 		o = e.addOrigin(named(neighbour))
 	}
 	if o != nil {
+		nb.selfOrg = o
 		e.upsert(o, routeEntry{slot: uint16(slot), life: routeImplicit})
 		e.reselect(t, o)
 	}

@@ -34,7 +34,7 @@ func (e *Engine) housekeep(t time.Duration) {
 		if !o.rtReachable && len(e.routes(o)) == 0 {
 			gc := o.lostAt + 2*e.cfg.RouteExpiry
 			if t >= gc {
-				e.origins.remove(e.hashOf(o), o)
+				e.origins.remove(e.origins.hash(e.nameOf(o)), o)
 				o.removed, o.hasExt = true, false
 				e.originOrder = nil
 				// Its id goes to the next new entry: a removed entry

@@ -1,8 +1,10 @@
 package routing
 
 import (
+	"encoding/binary"
 	"iter"
 	"math/rand/v2"
+	"unsafe"
 )
 
 // originIndex maps names to table entries. It is an open-addressing hash
@@ -52,15 +54,42 @@ func (x *originIndex) home(h uint32) int {
 
 func (x *originIndex) len() int { return x.n }
 
+// hash is the hash under which the index keeps name (wordHash from the
+// index's seed).
+func (x *originIndex) hash(name string) uint64 {
+	return wordHash(unsafe.Slice(unsafe.StringData(name), len(name)), x.seed)
+}
+
+// hashBytes is hash of a name not converted to a string.
+func (x *originIndex) hashBytes(b []byte) uint64 { return wordHash(b, x.seed) }
+
+// wordHash hashes a name from seed. A name of 4 to 8 bytes is read as one
+// word (two overlapping 32-bit reads) and mixed with the seed by one
+// multiplication; others take the FNV-1a hash of the summaries (nameHash)
+// mixed the same way. nameHash for every name, a byte at a time, took 232
+// million of the 11.8 billion instructions of a cold start at 1000 nodes
+// (names of 5 bytes), this 150 million.
+func wordHash(b []byte, seed uint64) uint64 {
+	n := len(b)
+	var w uint64
+	if uint(n-4) <= 4 {
+		w = uint64(binary.LittleEndian.Uint32(b)) | uint64(binary.LittleEndian.Uint32(b[n-4:]))<<32
+	} else {
+		w = nameHash(b)
+	}
+	h := (w ^ seed ^ uint64(n)<<56) * 0x9e3779b97f4a7c15
+	return h ^ h>>32
+}
+
 // get returns the entry named name, or nil.
 func (x *originIndex) get(name string) *origin {
-	return x.lookup(nameHash(name), name)
+	return x.lookup(x.hash(name), name)
 }
 
 // getBytes is get for a name that has not been converted to a string,
 // returning the entry's side entry (its name with it), or nil.
 func (x *originIndex) getBytes(name []byte) *originSide {
-	return lookupIn(x, nameHash(name), name)
+	return lookupIn(x, x.hashBytes(name), name)
 }
 
 func (x *originIndex) lookup(h uint64, name string) *origin {

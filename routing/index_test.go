@@ -71,3 +71,43 @@ func testOriginIndex(t *testing.T, seed uint64) {
 		}
 	}
 }
+
+// Names of every length, pairs of them differing only in a middle byte,
+// inserted under the index's hash of the string, are found by get and by
+// getBytes (which hashes the bytes: both must agree at every length, the
+// 4- to 8-byte words as the others), and a longer name is not.
+func TestOriginIndexHashEveryLength(t *testing.T) {
+	var side sideTable
+	x := newOriginIndex(&side)
+	var names []string
+	for n := 1; n <= MaxNameLen; n++ {
+		for _, mid := range []byte("ab") {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = 'x'
+			}
+			b[n/2] = mid
+			names = append(names, string(b))
+		}
+	}
+	want := map[string]*origin{}
+	for _, name := range names {
+		if want[name] != nil {
+			continue // n = 1..2: the same names
+		}
+		o := side.place(side.add(), named(name), 4)
+		x.insert(x.hash(name), o)
+		want[name] = o
+	}
+	for _, name := range names {
+		if got := x.get(name); got != want[name] {
+			t.Fatalf("get(%d bytes %q) = %p, want %p", len(name), name, got, want[name])
+		}
+		if s := x.getBytes([]byte(name)); s == nil || side.entry(s) != want[name] {
+			t.Fatalf("getBytes(%d bytes) misses", len(name))
+		}
+		if x.get(name+"y") != nil {
+			t.Fatalf("get of %d bytes finds a name not inserted", len(name)+1)
+		}
+	}
+}

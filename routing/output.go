@@ -18,7 +18,9 @@ func (e *Engine) triggerAll(o *origin, urgent bool) {
 	for _, nb := range e.slots {
 		if nb != nil {
 			nb.queue(o)
-			nb.urgent = nb.urgent || urgent
+			if urgent {
+				nb.urgent = true
+			}
 		}
 	}
 }

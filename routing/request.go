@@ -130,12 +130,11 @@ func (e *Engine) holdUntil(t time.Duration, last map[string]time.Duration, origi
 // we cannot use because they are unfeasible, but would select otherwise.
 func (e *Engine) betterUnfeasible(o *origin) []*neighbour {
 	var out []*neighbour
-	name := e.nameOf(o)
 	rs := e.routes(o)
 	for i := range rs {
 		r := &rs[i]
 		m := e.total(r)
-		if m < e.cfg.Infinity && !e.usableNamed(o, name, r) &&
+		if m < e.cfg.Infinity && !e.usableFinite(o, r) &&
 			(!o.rtReachable || uint64(m)+uint64(e.cfg.Hysteresis) < uint64(o.rtMetric)) {
 			out = append(out, e.nbOf(r))
 		}

@@ -168,8 +168,10 @@ func decodeInto(dst []entry, b []byte, maxEntries int, intern func([]byte) (stri
 	}
 	out := slices.Grow(dst[:0], n)
 	p := b[headerLen:]
-	// An attestation and the update it covers come in a row: the second
-	// name is interned from the first.
+	// An attestation and the update it covers come in a row: the name of
+	// an entry after an attestation is compared with the attestation's
+	// before it is interned (comparing the names of other entries with
+	// the previous one's rarely found them equal).
 	var prev []byte
 	var prevName string
 	var prevOrg *origin
@@ -177,24 +179,39 @@ func decodeInto(dst []entry, b []byte, maxEntries int, intern func([]byte) (stri
 		if len(p) < 2 {
 			return nil, fmt.Errorf("%w: entry %d truncated", ErrMalformed, i)
 		}
-		// Decoded in place: an entry is 88 bytes.
-		out = append(out, entry{kind: p[0]})
-		e := &out[len(out)-1]
-		l := int(p[1])
-		named := e.kind != kindSummary && e.kind != kindResend
-		if l == 0 && named {
+		kind, l := p[0], int(p[1])
+		if kind == kindSummary || kind == kindResend {
+			if l != 0 {
+				return nil, fmt.Errorf("%w: entry %d of kind %d has a name", ErrMalformed, i, kind)
+			}
+			body := resendBody
+			if kind == kindSummary {
+				body = summaryBody
+			}
+			if len(p) < 2+body {
+				return nil, fmt.Errorf("%w: entry %d truncated", ErrMalformed, i)
+			}
+			q := p[2 : 2+body]
+			en := entry{kind: kind, buckets: binary.BigEndian.Uint16(q), bucket: binary.BigEndian.Uint16(q[2:])}
+			if en.buckets == 0 || en.buckets > maxBuckets || en.buckets&(en.buckets-1) != 0 || en.bucket >= en.buckets {
+				return nil, fmt.Errorf("%w: entry %d has bucket %d of %d", ErrMalformed, i, en.bucket, en.buckets)
+			}
+			if kind == kindSummary {
+				en.count = binary.BigEndian.Uint16(q[4:])
+				en.digest = binary.BigEndian.Uint64(q[6:])
+			}
+			out = append(out, en)
+			p = p[2+body:]
+			prev = nil
+			continue
+		}
+		if l == 0 {
 			return nil, fmt.Errorf("%w: entry %d has an empty name", ErrMalformed, i)
 		}
-		if l != 0 && !named {
-			return nil, fmt.Errorf("%w: entry %d of kind %d has a name", ErrMalformed, i, e.kind)
-		}
-		body := updateBodyLen
-		switch e.kind {
-		case kindSummary:
-			body = summaryBody
-		case kindResend:
-			body = resendBody
+		var body int
+		switch kind {
 		case kindUpdate:
+			body = updateBodyLen
 		case kindRequest:
 			body = requestBody
 		case kindAttest:
@@ -207,45 +224,39 @@ func decodeInto(dst []entry, b []byte, maxEntries int, intern func([]byte) (stri
 				body += al
 			}
 		default:
-			return nil, fmt.Errorf("%w: entry %d has unknown kind %d", ErrMalformed, i, e.kind)
+			return nil, fmt.Errorf("%w: entry %d has unknown kind %d", ErrMalformed, i, kind)
 		}
 		if len(p) < 2+l+body {
 			return nil, fmt.Errorf("%w: entry %d truncated", ErrMalformed, i)
 		}
-		q := p[2+l:]
-		if !named {
-			e.buckets = binary.BigEndian.Uint16(q)
-			e.bucket = binary.BigEndian.Uint16(q[2:])
-			if e.buckets == 0 || e.buckets > maxBuckets || e.buckets&(e.buckets-1) != 0 || e.bucket >= e.buckets {
-				return nil, fmt.Errorf("%w: entry %d has bucket %d of %d", ErrMalformed, i, e.bucket, e.buckets)
-			}
-			if e.kind == kindSummary {
-				e.count = binary.BigEndian.Uint16(q[4:])
-				e.digest = binary.BigEndian.Uint64(q[6:])
-			}
-			p = q[body:]
-			continue
+		name, q := p[2:2+l], p[2+l:2+l+body]
+		p = p[2+l+body:]
+		var org *origin
+		var oname string
+		switch {
+		case intern == nil:
+			oname = string(name)
+		case prev != nil && string(name) == string(prev):
+			oname, org = prevName, prevOrg
+		default:
+			oname, org = intern(name)
 		}
-		if name := p[2 : 2+l]; intern != nil && prev != nil && string(name) == string(prev) {
-			e.origin, e.org = prevName, prevOrg
-		} else if intern != nil {
-			e.origin, e.org = intern(name)
-			prev, prevName, prevOrg = name, e.origin, e.org
-		} else {
-			e.origin = string(p[2 : 2+l])
-		}
-		e.seqno = binary.BigEndian.Uint16(q)
-		switch e.kind {
+		prev = nil
+		// Written in place, once (an entry is 88 bytes).
+		out = out[:len(out)+1]
+		en := &out[len(out)-1]
+		switch kind {
 		case kindUpdate:
-			e.metric = Metric(binary.BigEndian.Uint32(q[2:]))
-			e.hops = binary.BigEndian.Uint16(q[6:])
+			*en = entry{kind: kindUpdate, origin: oname, org: org, seqno: binary.BigEndian.Uint16(q),
+				metric: Metric(binary.BigEndian.Uint32(q[2:])), hops: binary.BigEndian.Uint16(q[6:])}
 		case kindAttest:
 			// Aliases b: the engine copies the few it keeps.
-			e.att = q[attestBodyMin:body:body]
+			*en = entry{kind: kindAttest, origin: oname, org: org, seqno: binary.BigEndian.Uint16(q),
+				att: q[attestBodyMin:body:body]}
+			prev, prevName, prevOrg = name, oname, org
 		default:
-			e.hopcnt = q[2]
+			*en = entry{kind: kindRequest, origin: oname, org: org, seqno: binary.BigEndian.Uint16(q), hopcnt: q[2]}
 		}
-		p = q[body:]
 	}
 	if len(p) != 0 {
 		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(p))
