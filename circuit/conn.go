@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -254,7 +253,7 @@ func (c *Conn) Deny(reason string) {
 // refusal becomes sticky and the stream is released. readMu held.
 func (c *Conn) takeRefusal(reason string) error {
 	r := &RefusedError{Code: Policy, Node: c.remote.Node, Dest: c.remote.Node, Service: c.remote.Service,
-		Reason: strings.ToValidUTF8(reason, "?")}
+		Reason: links.PeerText(reason)}
 	c.refused.Store(r)
 	c.readErr = r
 	c.s.Reset(CloseCancelled)

@@ -304,11 +304,11 @@ func (e *peerClose) Unwrap() error { return e.err }
 func cleanPeerClose(err error) error {
 	var ae *quic.ApplicationError
 	if errors.As(err, &ae) && ae.Remote {
-		return &peerClose{err, fmt.Sprintf("closed by peer with code %#x: %s", uint64(ae.ErrorCode), peerText(ae.ErrorMessage))}
+		return &peerClose{err, fmt.Sprintf("closed by peer with code %#x: %s", uint64(ae.ErrorCode), PeerText(ae.ErrorMessage))}
 	}
 	var te *quic.TransportError
 	if errors.As(err, &te) && te.Remote {
-		return &peerClose{err, fmt.Sprintf("closed by peer with transport error %s: %s", te.ErrorCode, peerText(te.ErrorMessage))}
+		return &peerClose{err, fmt.Sprintf("closed by peer with transport error %s: %s", te.ErrorCode, PeerText(te.ErrorMessage))}
 	}
 	return err
 }
