@@ -288,7 +288,7 @@ func (l *quicLink) event(fn func()) {
 
 // peerClose is a connection the peer closed with a code this package
 // does not name: its text shows the code and the peer's reason through
-// peerText, and it unwraps to the QUIC error.
+// PeerText, and it unwraps to the QUIC error.
 type peerClose struct {
 	err  error
 	text string
@@ -299,7 +299,7 @@ func (e *peerClose) Unwrap() error { return e.err }
 
 // cleanPeerClose returns err with the reason text of a close the peer
 // sent (an application or a transport close with any code) made
-// printable by peerText; the QUIC error's own text would carry it as
+// printable by PeerText; the QUIC error's own text would carry it as
 // sent. Any other error is returned as it is.
 func cleanPeerClose(err error) error {
 	var ae *quic.ApplicationError
