@@ -383,10 +383,21 @@ func TestAttackResumeParked(t *testing.T) {
 		}
 		conns = append(conns, conn)
 	}
-	waitFor(t, "d to hold m's circuits", 20*time.Second, func() bool { return d.resumeTable.Len() == 5 })
+	// All of m's circuits that are up reach d. On a loaded machine a link
+	// can be lost under them while they open, and one may end with it:
+	// three or more still show the limit.
+	m := c.nodes["m"]
+	waitFor(t, "d to hold m's circuits", 20*time.Second, func() bool {
+		n := d.resumeTable.Len()
+		return n >= 3 && n == m.circuits.len()
+	})
+	held := d.resumeTable.Len()
+	if held < len(conns) {
+		t.Logf("%d of m's %d circuits survived a lost link while opening", held, len(conns))
+	}
 	sockets["r"].Close() // the relay dies: d's ends of m's circuits wait for a resume
 	dropped := func() float64 { return counterValue(d.rbudget.drops.WithLabelValues(dropParkedSource)) }
-	waitFor(t, "d to end m's circuits beyond two waiting", time.Minute, func() bool { return dropped() >= 3 })
+	waitFor(t, "d to end m's circuits beyond two waiting", time.Minute, func() bool { return dropped() >= float64(held-2) })
 	if u := d.rbudget.usage(); u.parked > 2 {
 		t.Errorf("%d of m's circuits wait for a resume at d, want at most 2", u.parked)
 	}
