@@ -154,7 +154,8 @@ type latency struct {
 	ClearHopRTTVsNaive float64 `json:"hop_rtt_clear_vs_naive"`
 	// RTTUS is the 1-byte echo round trip on an open stream or circuit,
 	// p50 and p99 per path ("direct", "k0".."k2", "naive_k1", "naive_k2",
-	// "k0clear", "k1clear").
+	// "k0clear", "k1clear", and "k0noresume", "k1noresume": sealed
+	// circuits without the resumable layer).
 	RTTUS map[string][2]float64 `json:"rtt_us_p50_p99"`
 }
 
@@ -339,7 +340,7 @@ func (r *results) printTable(w io.Writer) {
 			continue
 		}
 		fmt.Fprintf(w, "%s: echo RTT µs p50/p99:", l.name)
-		for _, k := range []string{"direct", "k0", "k1", "k2", "naive_k1", "naive_k2", "k0clear", "k1clear"} {
+		for _, k := range []string{"direct", "k0", "k1", "k2", "naive_k1", "naive_k2", "k0clear", "k1clear", "k0noresume", "k1noresume"} {
 			fmt.Fprintf(w, " %s %.0f/%.0f", k, l.l.RTTUS[k][0], l.l.RTTUS[k][1])
 		}
 		fmt.Fprintf(w, "\n%s: open+echo µs p50:", l.name)

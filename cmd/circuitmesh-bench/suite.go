@@ -530,15 +530,23 @@ func (s *suite) ttfb() error {
 
 // hopRTT measures echo round trips on open streams and circuits: direct
 // quic-go and through one and two naive relays, circuits through zero to
-// two relays, and circuits with clear ends and no resumption through zero
-// and one relay (x0 to x1 and x2), the three senders taking turns.
+// two relays, sealed circuits without resumption through zero and one
+// relay (n0 to n1 and n2), and circuits with clear ends and no resumption
+// through zero and one relay (x0 to x1 and x2), the four batches taking
+// turns: k0 - k0noresume is what the resumable layer adds to a round
+// trip, k0noresume - k0clear what end-to-end security adds.
 func (s *suite) hopRTT(label string, l *latency) error {
 	s.progress("round trip per relay, %s", label)
 	samples := map[string][]float64{}
 	for b := range s.o.PingBatches {
-		for i := range 3 {
+		for i := range 4 {
 			var err error
-			switch (i + b) % 3 {
+			switch (i + b) % 4 {
+			case 3:
+				var rep reply
+				rep, err = s.line[0].call(request{Op: "ping", Peers: []string{"n1", "n2"}, Count: s.o.PingBatch, NoResume: true})
+				samples["k0noresume"] = append(samples["k0noresume"], micros(rep.Samples["n1"])...)
+				samples["k1noresume"] = append(samples["k1noresume"], micros(rep.Samples["n2"])...)
 			case 2:
 				var rep reply
 				rep, err = s.clear[0].call(request{Op: "ping", Peers: []string{"x1", "x2"}, Count: s.o.PingBatch, NoResume: true})
