@@ -653,6 +653,15 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 // apply installs r (nil: unreachable) as the selected route of o, emitting
 // events, triggered updates and seqno requests as needed.
 func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
+	if r != nil && o.rtReachable && r.slot == o.selSlot && r.hasSeqno() == o.selSeq &&
+		r.seqno == o.rtSeqno && uint32(r.hops)+1 == o.rtHops && e.total(r) == o.rtMetric {
+		// The selected route again, unchanged (half the calls of a cold
+		// start at 1000 nodes): nothing moves, unless a seqno request
+		// waits for it.
+		if x := e.xOf(o); x == nil || !x.fwdValid && !x.reqActive {
+			return
+		}
+	}
 	old, oldSel := o.selected(), e.sel(o)
 	oldSeq := o.selSeq
 	nr := selRoute{metric: e.cfg.Infinity, seqno: old.seqno}
