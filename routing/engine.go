@@ -343,7 +343,7 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 		e.sums = sums[:0]
 	}
 	// The scratch entries alias payload: drop them, or every engine keeps
-	// its last messages alive.
+	// its last messages alive. (decodeInto also needs them zero.)
 	clear(entries)
 	// What this message changed goes out at the next Tick, which
 	// NextTick puts no later than now: the messages a caller has at hand

@@ -653,6 +653,15 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 // apply installs r (nil: unreachable) as the selected route of o, emitting
 // events, triggered updates and seqno requests as needed.
 func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
+	if r != nil && o.rtReachable && r.slot == o.selSlot && r.hasSeqno() == o.selSeq &&
+		r.seqno == o.rtSeqno && uint32(r.hops)+1 == o.rtHops && e.total(r) == o.rtMetric {
+		// The selected route again, unchanged (half the calls of a cold
+		// start at 1000 nodes): nothing moves, unless a seqno request
+		// waits for it.
+		if x := e.xOf(o); x == nil || !x.fwdValid && !x.reqActive {
+			return
+		}
+	}
 	old, oldSel := o.selected(), e.sel(o)
 	oldSeq := o.selSeq
 	nr := selRoute{metric: e.cfg.Infinity, seqno: old.seqno}
@@ -781,5 +790,12 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en *entry) {
 		r.metric = 0 // a node is at distance 0 from itself
 	}
 	e.upsert(o, r)
+	if o.rtReachable && !o.hasExt && o.selSlot != uint16(nb.slot) && e.total(&r) > o.rtMetric {
+		// Worse than the route selected, which stays the best (without
+		// an ext, no route is a candidate within the hysteresis and no
+		// request waits): reselect would change nothing. A third of
+		// the updates of a cold start at 1000 nodes.
+		return
+	}
 	e.reselect(t, o)
 }

@@ -163,3 +163,32 @@ func TestLargestMessageFitsAFrame(t *testing.T) {
 		t.Fatalf("largest message is %d bytes", n)
 	}
 }
+
+// TestDecodeIntoReusesCleanBuffer: the engine decodes every message into
+// one buffer whose entries are written field by field, so a message
+// refused halfway must leave no field of its entries behind for the next
+// one (an attestation's bytes on a later update, say).
+func TestDecodeIntoReusesCleanBuffer(t *testing.T) {
+	good := encodeMessage([]entry{
+		{kind: kindAttest, origin: "a", seqno: 1, att: []byte("sig")},
+		{kind: kindUpdate, origin: "a", seqno: 1, metric: 10, hops: 1},
+		{kind: kindSummary, buckets: 2, bucket: 1, count: 3, digest: 9},
+	})
+	truncated := good[:len(good)-1]
+	trailing := append(bytes.Clone(good), 0)
+	next := []entry{
+		{kind: kindUpdate, origin: "b", seqno: 2, metric: 20, hops: 2},
+		{kind: kindRequest, origin: "c", seqno: 3, hopcnt: 4},
+		{kind: kindResend, buckets: 4, bucket: 3},
+	}
+	for name, bad := range map[string][]byte{"truncated": truncated, "trailing": trailing} {
+		buf := make([]entry, 0, 8)
+		if _, err := decodeInto(buf, bad, 8, nil); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("%s: err = %v, want ErrMalformed", name, err)
+		}
+		out, err := decodeInto(buf, encodeMessage(next), 8, nil)
+		if err != nil || !reflect.DeepEqual(out, next) {
+			t.Fatalf("after a %s message: %v\n got %+v\nwant %+v", name, err, out, next)
+		}
+	}
+}

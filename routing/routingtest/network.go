@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/routing"
@@ -85,9 +84,16 @@ type Network struct {
 	isolated map[string]bool
 	inflight []envelope
 	due      []envelope // scratch of StepRound
-	seq      int
-	changed  map[string]bool
-	queued   map[[2]string]queued // by (from, to), while LinkBytes or LinkMessages is set
+	// Scratch of byDestination: the other buffer of envelopes, each
+	// one's destination and the start of each destination's run; pos
+	// gives each name's index in names (nil when stale).
+	sorted  []envelope
+	dst     []int
+	starts  []int
+	pos     map[string]int
+	seq     int
+	changed map[string]bool
+	queued  map[[2]string]queued // by (from, to), while LinkBytes or LinkMessages is set
 }
 
 // New returns an empty network whose randomness comes from seed.
@@ -118,6 +124,7 @@ func (n *Network) AddNode(cfg routing.Config) error {
 	n.leaf[cfg.Self] = cfg.Leaf
 	n.names = append(n.names, cfg.Self)
 	slices.Sort(n.names)
+	n.pos = nil
 	return nil
 }
 
@@ -216,6 +223,7 @@ func (n *Network) Kill(node string) {
 	}
 	delete(n.engines, node)
 	n.names = slices.DeleteFunc(n.names, func(s string) bool { return s == node })
+	n.pos = nil
 }
 
 // Partition takes down every up link between nodes of different groups and
@@ -386,16 +394,8 @@ func (n *Network) StepRound() int {
 	// engine ticked: but each engine's table is touched once per round
 	// instead of a few times interleaved with a thousand others (a node
 	// has one table, which stays in its caches).
-	// By destination, then in send order (seq): as a stable sort by
-	// destination of the messages in send order, which took a fifth of
-	// the harness's instructions (an insertion sort and merges in
-	// place).
-	slices.SortFunc(due, func(a, b envelope) int {
-		if c := strings.Compare(a.to, b.to); c != 0 {
-			return c
-		}
-		return a.seq - b.seq
-	})
+	// By destination, then in send order (seq).
+	due = n.byDestination(due)
 	i := 0
 	for _, name := range n.names {
 		e := n.engines[name]
@@ -414,6 +414,40 @@ func (n *Network) StepRound() int {
 	}
 	delivered := len(due)
 	return delivered
+}
+
+// byDestination returns due (in send order, to live nodes) ordered by
+// destination, in the order of names, then in send order, in the other
+// buffer, and keeps due's for the next call. A counting sort: sorting by
+// name took 180 million of the 9 billion instructions of a cold start at
+// 1000 nodes (a stable sort, an insertion sort and merges in place, took
+// more still).
+func (n *Network) byDestination(due []envelope) []envelope {
+	if n.pos == nil {
+		n.pos = make(map[string]int, len(n.names))
+		for i, name := range n.names {
+			n.pos[name] = i
+		}
+	}
+	starts := slices.Grow(n.starts[:0], len(n.names)+1)[:len(n.names)+1]
+	clear(starts)
+	dst := slices.Grow(n.dst[:0], len(due))[:len(due)]
+	for i, m := range due {
+		d := n.pos[m.to]
+		dst[i] = d
+		starts[d+1]++
+	}
+	for i := 1; i < len(starts); i++ {
+		starts[i] += starts[i-1]
+	}
+	out := slices.Grow(n.sorted[:0], len(due))[:len(due)]
+	for i, m := range due {
+		out[starts[dst[i]]] = m
+		starts[dst[i]]++
+	}
+	clear(due) // drop the payloads
+	n.sorted, n.dst, n.starts = due[:0], dst, starts
+	return out
 }
 
 // RunUntilQuiet steps until no message is in flight and no engine holds
