@@ -91,7 +91,9 @@ const (
 // compressed packet into at most gossipPacketMax bytes. It records the
 // source prefix of each signed alive message of a plaintext packet, and
 // drops those of a source that spent its budget of failed signature
-// checks (gossipbudget.go).
+// checks (gossipbudget.go); and the source prefix of each signed alive
+// state of a plaintext push-pull (pushReader), whose check NotifyAlive
+// charges to it or skips once it spent its budget.
 //
 // Encrypted packets and streams (a gossip key is set) are passed on as
 // they are (only key holders make them; memberlist bounds an encrypted
@@ -115,7 +117,7 @@ type gossipGuard struct {
 	metric  *prometheus.CounterVec
 	log     *ratelog.Log
 	// budget bounds the failed signature checks of each source's
-	// plaintext alive messages (gossipbudget.go).
+	// plaintext alive messages and pushed states (gossipbudget.go).
 	budget *sigBudget
 }
 
@@ -494,6 +496,9 @@ type guardConn struct {
 	// until memberlist first writes on it.
 	slotted, waiting bool
 	wrote            atomic.Bool
+	// seen records the sources of a plaintext push-pull's signed
+	// states (nil for other streams).
+	seen *pushSeen
 	// deadline is the read deadline memberlist set (SetDeadline,
 	// SetReadDeadline), restored once the first bytes are inspected.
 	deadline time.Time
@@ -536,6 +541,9 @@ func (c *guardConn) SetReadDeadline(t time.Time) error {
 func (c *guardConn) Close() error {
 	if c.inbound {
 		c.g.slots.release(c)
+		if c.seen != nil {
+			c.g.budget.pushEnded(c.seen)
+		}
 	}
 	return c.Conn.Close()
 }
@@ -608,21 +616,69 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 	}
 	// memberlist's pushPullHeader; the bytes the decoder reads are kept
 	// to be served again.
-	var rec bytes.Buffer
+	pr := &pushReader{lim: io.LimitedReader{R: src, N: gossipHeaderMax}}
+	pr.dec = codec.NewDecoder(io.TeeReader(&pr.lim, &pr.rec), &codec.MsgpackHandle{})
 	var h struct {
 		Nodes        int
 		UserStateLen int
 		Join         bool
 	}
-	dec := codec.NewDecoder(io.TeeReader(io.LimitReader(src, gossipHeaderMax), &rec), &codec.MsgpackHandle{})
-	if err := dec.Decode(&h); err != nil {
+	if err := pr.dec.Decode(&h); err != nil {
 		return nil, refuseMalformed, err
 	}
 	// discovery keeps no user state (LocalState is empty).
 	if h.Nodes < 0 || h.Nodes > c.g.maxNodes || h.UserStateLen != 0 {
 		return nil, refuseHeader, fmt.Errorf("push-pull of %d states and %d bytes of user state", h.Nodes, h.UserStateLen)
 	}
-	return io.MultiReader(head, &rec, src), "", nil
+	// The states: src is bounded to gossipStreamMax.
+	pr.lim.N = gossipStreamMax + 1
+	pr.left = h.Nodes
+	pr.budget = c.g.budget
+	pr.seen = c.g.budget.pushStarted(links.SourcePrefix(c.RemoteAddr()), c.inbound)
+	c.seen = pr.seen
+	return io.MultiReader(head, pr), "", nil
+}
+
+// pushReader serves a plaintext push-pull's header and states as
+// memberlist reads them: it decodes each state before serving its bytes
+// and records the source of those carrying signed metadata
+// (sigBudget.pushState), so that NotifyAlive charges a failed check of
+// one to the stream's source prefix. It holds one state's bytes at a
+// time.
+type pushReader struct {
+	lim    io.LimitedReader
+	dec    *codec.Decoder // reads lim through rec
+	rec    bytes.Buffer   // what dec read, not yet served
+	left   int            // states not yet decoded
+	err    error          // dec's, served after rec
+	budget *sigBudget
+	seen   *pushSeen
+}
+
+func (r *pushReader) Read(p []byte) (int, error) {
+	for r.rec.Len() == 0 {
+		switch {
+		case r.err != nil:
+			return 0, r.err
+		case r.left == 0:
+			return r.lim.Read(p) // nothing more, for a push-pull without user state
+		}
+		// memberlist's pushNodeState: the fields NotifyAlive is given.
+		var s struct {
+			Name  string
+			Meta  []byte
+			State int
+		}
+		if err := r.dec.Decode(&s); err != nil {
+			r.err = err // memberlist fails on the same bytes
+			continue
+		}
+		r.left--
+		if s.State == 0 { // memberlist's StateAlive
+			r.budget.pushState(r.seen, s.Name, s.Meta)
+		}
+	}
+	return r.rec.Read(p)
 }
 
 var errStreamCap = fmt.Errorf("%w: stream beyond %d bytes", ErrGossipRefused, gossipStreamMax)
