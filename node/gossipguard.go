@@ -32,6 +32,7 @@ var ErrGossipRefused = errors.New("gossip message refused")
 const (
 	gmPushPull = 6
 	gmCompound = 7
+	gmUser     = 8
 	gmCompress = 9
 	gmEncrypt  = 10
 	gmHasCrc   = 12
@@ -81,7 +82,9 @@ const (
 // honest member sends: datagrams beyond gossipPacketMax, compressed
 // messages expanding beyond their bound, compounds nested or of more than
 // gossipPacketParts messages, push-pull headers announcing more states
-// than the member bound (maxMembers), inbound streams beyond
+// than the member bound (maxMembers), streams of user messages (discovery
+// sends none; memberlist allocates what their header announces before
+// reading it), inbound streams beyond
 // gossipStreams at once or gossipStreamShare of one source prefix
 // (streamSlots), and inbound streams whose first bytes do not come within
 // gossipFirstBytes. memberlist decompresses a message into memory
@@ -132,6 +135,7 @@ const (
 	refuseEvicted   = "evicted"    // waiting for its message when a new stream needed the slot
 	refuseSlow      = "slow"       // its first bytes did not arrive within gossipFirstBytes
 	refuseHeader    = "header"     // push-pull header beyond the member bound
+	refuseUser      = "user"       // a user message: discovery sends none
 	// refuseSignatures: an alive message whose source spent its budget
 	// of failed signature checks (kind "alive": counted per message).
 	refuseSignatures = "signatures"
@@ -139,7 +143,7 @@ const (
 
 func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg prometheus.Registerer, log *ratelog.Log) (*gossipGuard, error) {
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_gossip_refused_total",
-		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header), and alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures)."},
+		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user), and alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures)."},
 		[]string{"kind", "reason"})
 	if err := reg.Register(m); err != nil {
 		var are prometheus.AlreadyRegisteredError
@@ -151,7 +155,7 @@ func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg pro
 	for _, r := range []string{refuseSize, refuseBomb, refuseCompound, refuseMalformed} {
 		m.WithLabelValues("packet", r) // from zero, so rate() sees the first
 	}
-	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseShare, refuseEvicted, refuseSlow, refuseHeader} {
+	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseShare, refuseEvicted, refuseSlow, refuseHeader, refuseUser} {
 		m.WithLabelValues("stream", r)
 	}
 	m.WithLabelValues("alive", refuseSignatures)
@@ -609,6 +613,11 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 		if t[0] == gmCompress || t[0] == gmEncrypt {
 			return nil, refuseCompound, fmt.Errorf("message type %d compressed", t[0])
 		}
+	}
+	if t[0] == gmUser {
+		// memberlist allocates what its header announces (up to 20 MiB)
+		// before it reads it; discovery sends no user messages.
+		return nil, refuseUser, errors.New("user message")
 	}
 	head := bytes.NewReader(t[:])
 	if t[0] != gmPushPull {

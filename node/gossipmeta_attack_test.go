@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"testing"
+	"time"
 
+	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -59,5 +61,41 @@ func TestAttackGossipHugeMetadataHeld(t *testing.T) {
 				t.Errorf("d holds %d members with a %s beyond any node's; its live heap grew by %d MiB", held, tc.name, grew>>20)
 			}
 		})
+	}
+}
+
+// TestAttackGossipUserMessageHeld: a stranger opens gossip connections
+// from one address and on each writes memberlist's user message type and
+// a header announcing 20 MiB (memberlist's bound), then nothing.
+// memberlist allocates the message the header announces as soon as it
+// reads it and holds it until its TCP timeout (10 s); discovery sends no
+// user messages, and d must not hold 16 MiB for four connections.
+func TestAttackGossipUserMessageHeld(t *testing.T) {
+	d := plainGossipNode(t, "d")
+	var msg bytes.Buffer
+	msg.WriteByte(gmUser)
+	if err := codec.NewEncoder(&msg, &codec.MsgpackHandle{}).Encode(struct{ UserMsgLen int }{20 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	base := liveHeap()
+	for range gossipStreamShare {
+		c, err := net.DialTimeout("tcp", d.Status().GossipAddr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write(msg.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var most uint64
+	for range 4 {
+		time.Sleep(250 * time.Millisecond)
+		most = max(most, liveHeap())
+	}
+	grew := int64(most) - int64(base)
+	t.Logf("%d silent connections of %d bytes each: d's live heap grew by up to %d MiB while they wait", gossipStreamShare, msg.Len(), grew>>20)
+	if grew > 16<<20 {
+		t.Errorf("%d silent gossip connections of %d bytes each made d hold %d MiB", gossipStreamShare, msg.Len(), grew>>20)
 	}
 }
