@@ -30,14 +30,16 @@ var ErrGossipRefused = errors.New("gossip message refused")
 // memberlist's message types (memberlist v0.7.0 net.go; the values are
 // part of its wire protocol).
 const (
-	gmPushPull = 6
-	gmCompound = 7
-	gmUser     = 8
-	gmCompress = 9
-	gmEncrypt  = 10
-	gmHasCrc   = 12
-	gmHasLabel = 244
-	gmLZW      = 0 // compress.Algo: LZW, LSB order, literal width 8
+	gmPing         = 0
+	gmIndirectPing = 1
+	gmPushPull     = 6
+	gmCompound     = 7
+	gmUser         = 8
+	gmCompress     = 9
+	gmEncrypt      = 10
+	gmHasCrc       = 12
+	gmHasLabel     = 244
+	gmLZW          = 0 // compress.Algo: LZW, LSB order, literal width 8
 )
 
 // Bounds of the gossip guard.
@@ -128,7 +130,7 @@ type gossipGuard struct {
 const (
 	refuseSize      = "size"       // a datagram beyond gossipPacketMax
 	refuseBomb      = "decompress" // a compressed message beyond its bound
-	refuseCompound  = "compound"   // nested, or too many parts
+	refuseCompound  = "compound"   // nested, too many parts, or more than one ping
 	refuseMalformed = "malformed"  // bad checksum, framing or encoding
 	refuseBusy      = "busy"       // gossipStreams streams already open, none waiting for its message
 	refuseShare     = "share"      // gossipStreamShare streams of the source prefix already open
@@ -383,7 +385,10 @@ func (g *gossipGuard) checkPacket(b []byte) ([]byte, string, error) {
 
 // checkCompound checks a compound message's parts (memberlist util.go
 // decodeCompoundMessage): at most gossipPacketParts, none truncated, none
-// a compound, compressed or checksummed message itself.
+// a compound, compressed or checksummed message itself, at most one ping
+// or indirect ping request. memberlist sends one probe a datagram, and
+// answers each ping with an ack at the address the ping names: a
+// datagram of many pings would have it send as many acks to anyone.
 func checkCompound(b []byte) (string, error) {
 	if len(b) < 1 {
 		return refuseMalformed, errors.New("empty compound")
@@ -397,6 +402,7 @@ func checkCompound(b []byte) (string, error) {
 		return refuseMalformed, errors.New("truncated compound")
 	}
 	body := b[2*n:]
+	pings := 0
 	for i := range n {
 		l := int(binary.BigEndian.Uint16(b[2*i:]))
 		if l > len(body) {
@@ -406,6 +412,10 @@ func checkCompound(b []byte) (string, error) {
 			switch body[0] {
 			case gmCompound, gmCompress, gmHasCrc, gmEncrypt, gmHasLabel:
 				return refuseCompound, fmt.Errorf("message type %d in a compound", body[0])
+			case gmPing, gmIndirectPing:
+				if pings++; pings > 1 {
+					return refuseCompound, errors.New("more than one ping in a compound")
+				}
 			}
 		}
 		body = body[l:]
