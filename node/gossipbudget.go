@@ -223,16 +223,11 @@ func (b *sigBudget) filter(p []byte, src netip.Prefix, now time.Time) ([]byte, i
 		b.sawAliveLocked(p[1:], src)
 		return p, 0
 	}
-	// A compound that checkCompound passed: its count, lengths, parts.
-	n := int(p[1])
-	lens, body := p[2:2+2*n], p[2+2*n:]
+	// A compound that checkCompound passed.
 	var keep [][]byte
 	dropped := 0
-	for i := range n {
-		l := int(binary.BigEndian.Uint16(lens[2*i:]))
-		part := body[:l]
-		body = body[l:]
-		if l > 0 && part[0] == gmAlive {
+	for _, part := range compoundParts(p) {
+		if len(part) > 0 && part[0] == gmAlive {
 			if spent {
 				dropped++
 				continue
@@ -247,14 +242,32 @@ func (b *sigBudget) filter(p []byte, src netip.Prefix, now time.Time) ([]byte, i
 	case len(keep) == 0:
 		return nil, dropped
 	}
-	out := []byte{gmCompound, byte(len(keep))}
-	for _, part := range keep {
+	return compound(keep), dropped
+}
+
+// compound encodes parts as memberlist's compound message.
+func compound(parts [][]byte) []byte {
+	out := []byte{gmCompound, byte(len(parts))}
+	for _, part := range parts {
 		out = binary.BigEndian.AppendUint16(out, uint16(len(part)))
 	}
-	for _, part := range keep {
+	for _, part := range parts {
 		out = append(out, part...)
 	}
-	return out, dropped
+	return out
+}
+
+// compoundParts splits a compound that checkCompound passed into its
+// parts (sharing p's bytes).
+func compoundParts(p []byte) [][]byte {
+	n := int(p[1])
+	lens, body := p[2:2+2*n], p[2+2*n:]
+	parts := make([][]byte, n)
+	for i := range n {
+		l := int(binary.BigEndian.Uint16(lens[2*i:]))
+		parts[i], body = body[:l], body[l:]
+	}
+	return parts
 }
 
 // sawAliveLocked records the source of an encoded alive message (its

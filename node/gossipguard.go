@@ -96,9 +96,11 @@ const (
 // compressed packet into at most gossipPacketMax bytes. It records the
 // source prefix of each signed alive message of a plaintext packet, and
 // drops those of a source that spent its budget of failed signature
-// checks (gossipbudget.go); and the source prefix of each signed alive
-// state of a plaintext push-pull (pushReader), whose check NotifyAlive
-// charges to it or skips once it spent its budget.
+// checks (gossipbudget.go); it has the ack of a plaintext ping sent
+// where the ping came from (ackToSender); and it records the source
+// prefix of each signed alive state of a plaintext push-pull
+// (pushReader), whose check NotifyAlive charges to it or skips once it
+// spent its budget.
 //
 // Encrypted packets and streams (a gossip key is set) are passed on as
 // they are (only key holders make them; memberlist bounds an encrypted
@@ -222,8 +224,73 @@ func (g *gossipGuard) passPacket(p *memberlist.Packet) (*memberlist.Packet, bool
 			}
 		}
 	}
+	if !g.encrypted {
+		buf = ackToSender(buf, p.From)
+	}
 	p.Buf = buf
 	return p, true
+}
+
+// gossipPing is memberlist's ping message (net.go, ping).
+type gossipPing struct {
+	SeqNo      uint32
+	Node       string
+	SourceAddr []byte `codec:",omitempty"`
+	SourcePort uint16 `codec:",omitempty"`
+	SourceNode string `codec:",omitempty"`
+}
+
+// ackToSender has the ack of each ping of a plaintext packet (as
+// checkPacket returns it) sent where the packet came from: memberlist
+// acks at the address a ping names (its SourceAddr and SourcePort), so
+// that anyone could aim a node's acks at anyone. A member's ping names
+// its gossip address, which it sends from; a ping naming another
+// address is handed on without it.
+func ackToSender(p []byte, from net.Addr) []byte {
+	ua, ok := from.(*net.UDPAddr)
+	if !ok || len(p) == 0 {
+		return p
+	}
+	switch p[0] {
+	case gmPing:
+		out, _ := pingToSender(p, ua)
+		return out
+	case gmCompound:
+		parts := compoundParts(p)
+		changed := false
+		for i, part := range parts {
+			if len(part) > 0 && part[0] == gmPing {
+				var c bool
+				parts[i], c = pingToSender(part, ua)
+				changed = changed || c
+			}
+		}
+		if changed {
+			return compound(parts)
+		}
+	}
+	return p
+}
+
+// pingToSender is the ping message m (its type and body) without the
+// address it names for its ack, if that is not from; changed says
+// whether it was.
+func pingToSender(m []byte, from *net.UDPAddr) (out []byte, changed bool) {
+	var ping gossipPing
+	if codec.NewDecoderBytes(m[1:], &codec.MsgpackHandle{}).Decode(&ping) != nil {
+		return m, false // memberlist refuses it too
+	}
+	if len(ping.SourceAddr) == 0 || ping.SourcePort == 0 ||
+		net.IP(ping.SourceAddr).Equal(from.IP) && int(ping.SourcePort) == from.Port {
+		return m, false
+	}
+	ping.SourceAddr, ping.SourcePort = nil, 0
+	var b bytes.Buffer
+	b.WriteByte(gmPing)
+	if codec.NewEncoder(&b, &codec.MsgpackHandle{}).Encode(&ping) != nil {
+		return m, false
+	}
+	return b.Bytes(), true
 }
 
 // dropAlive counts and logs n alive messages from a source that spent
