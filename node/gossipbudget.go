@@ -38,8 +38,9 @@ const (
 	// (at most gossipStreams are open); memberlist merges the states of
 	// a push-pull it started after it closed the stream, so the
 	// outbound ones are forgotten only as newer ones come (it starts
-	// them one at a time).
-	sigFailPushes = gossipStreams + 4
+	// them one at a time): the last sigFailPushesOut are kept.
+	sigFailPushesOut = 4
+	sigFailPushes    = gossipStreams + sigFailPushesOut
 )
 
 // gmAlive is memberlist's alive message type (net.go, aliveMsg).
@@ -117,16 +118,20 @@ func (b *sigBudget) pushStarted(src netip.Prefix, inbound bool) *pushSeen {
 	ps := &pushSeen{src: src, inbound: inbound, keys: map[uint64]struct{}{}}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.pushes) >= sigFailPushes {
-		// The oldest outbound one, or else the oldest.
-		i := 0
-		for j, o := range b.pushes {
-			if !o.inbound {
-				i = j
-				break
+	out, oldestOut := 0, -1
+	for i, o := range b.pushes {
+		if !o.inbound {
+			out++
+			if oldestOut < 0 {
+				oldestOut = i
 			}
 		}
-		b.pushes = append(b.pushes[:i], b.pushes[i+1:]...)
+	}
+	switch {
+	case oldestOut >= 0 && (len(b.pushes) >= sigFailPushes || !inbound && out >= sigFailPushesOut):
+		b.pushes = append(b.pushes[:oldestOut], b.pushes[oldestOut+1:]...)
+	case len(b.pushes) >= sigFailPushes:
+		b.pushes = b.pushes[1:]
 	}
 	b.pushes = append(b.pushes, ps)
 	return ps
