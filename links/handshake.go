@@ -56,14 +56,18 @@ func (t *QUICTransport) ourHello(nonce uint64) helloMsg {
 }
 
 // verifyPeer checks the peer's hello and certificate. The returned error's
-// text is the refusal reason sent to the peer.
+// text is the refusal reason sent to the peer. The node name the hello
+// claims is not checked before the certificate is: the error carries it
+// cleaned by PeerText (a peer chooses these bytes, and the error reaches
+// logs, Node.Link's caller and terminals).
 func (t *QUICTransport) verifyPeer(conn *quic.Conn, h helloMsg) error {
 	id := t.identity()
+	claimed := PeerText(h.Node)
 	if h.Version != ProtocolVersion {
-		return fmt.Errorf("protocol version mismatch: %s speaks version %d, %s speaks version %d", h.Node, h.Version, id.Node, ProtocolVersion)
+		return fmt.Errorf("protocol version mismatch: %s speaks version %d, %s speaks version %d", claimed, h.Version, id.Node, ProtocolVersion)
 	}
 	if h.Mesh != id.Mesh {
-		return fmt.Errorf("mesh mismatch: %s claims mesh %q, %s is in mesh %q", h.Node, h.Mesh, id.Node, id.Mesh)
+		return fmt.Errorf("mesh mismatch: %s claims mesh %q, %s is in mesh %q", claimed, h.Mesh, id.Node, id.Mesh)
 	}
 	var raw [][]byte
 	for _, c := range conn.ConnectionState().TLS.PeerCertificates {
@@ -71,7 +75,7 @@ func (t *QUICTransport) verifyPeer(conn *quic.Conn, h helloMsg) error {
 	}
 	p, err := id.VerifyPeer(raw, time.Now())
 	if err != nil {
-		return fmt.Errorf("certificate of %s rejected by %s: %w", h.Node, id.Node, err)
+		return fmt.Errorf("certificate of %s rejected by %s: %w", claimed, id.Node, err)
 	}
 	if err := p.CheckNode(h.Node); err != nil {
 		return fmt.Errorf("name mismatch: hello claims node %q but its certificate names %q", h.Node, p.Node)

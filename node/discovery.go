@@ -664,7 +664,9 @@ func (d *discovery) expireHeld(now time.Time) {
 // memberlist takes it (so that it raises no incarnation), an alive
 // message about another member whose name is not a valid node name
 // (identity.ValidateName), or whose metadata no node of this mesh
-// sends (empty, unparsable, without a link address, of another mesh), or
+// sends (empty, beyond memberlist.MetaMaxSize, unparsable, without a
+// link address, of another mesh), or whose gossip address is not 4 or
+// 16 bytes long, or
 // whose signature fails (checkSigned: a bad signature under the member's
 // known certificate key, older than the verified metadata held, or
 // unverifiable while verified metadata is held). Anyone holding the
@@ -689,6 +691,15 @@ func (d *discovery) NotifyAlive(m *memberlist.Node) error {
 	if len(m.Meta) == 0 {
 		// A node sets its metadata before it joins anyone.
 		return fmt.Errorf("member %s: empty metadata: %w", m.Name, errBadMeta)
+	}
+	if l := len(m.Addr); l != net.IPv4len && l != net.IPv6len {
+		// An IP address: memberlist keeps, and pushes on, any bytes.
+		return fmt.Errorf("member %s: gossip address of %d bytes: %w", m.Name, l, errBadMeta)
+	}
+	if len(m.Meta) > memberlist.MetaMaxSize {
+		// No node sends more (memberlist bounds NodeMeta), and memberlist
+		// keeps, and pushes on, whatever it takes.
+		return fmt.Errorf("member %s: %d bytes of metadata, beyond %d: %w", m.Name, len(m.Meta), memberlist.MetaMaxSize, errBadMeta)
 	}
 	// Only members' metadata is cached: names memberlist never takes
 	// (refused here) never leave, so they must not fill the cache.

@@ -18,7 +18,8 @@ import (
 // neighbour. A signature that verifies costs nothing; one that fails
 // costs its source a token. A source without a token left has its alive
 // messages dropped, by the gossip guard before memberlist queues them and
-// by NotifyAlive (for those queued already) before any check.
+// by NotifyAlive (for those queued already, and the alive states of its
+// push-pulls) before any check.
 const (
 	sigFailRate  = 20  // failed checks a second a source earns
 	sigFailBurst = 100 // failed checks a source may run at once
@@ -31,6 +32,15 @@ const (
 	// HandoffQueueDepth (1,024) messages between the guard and
 	// NotifyAlive.
 	sigFailSeen = 4096
+	// sigFailPushes bounds the push-pull streams whose signed alive
+	// states are remembered with their source: those inbound are
+	// forgotten when memberlist closes the stream, once it merged them
+	// (at most gossipStreams are open); memberlist merges the states of
+	// a push-pull it started after it closed the stream, so the
+	// outbound ones are forgotten only as newer ones come (it starts
+	// them one at a time): the last sigFailPushesOut are kept.
+	sigFailPushesOut = 4
+	sigFailPushes    = gossipStreams + sigFailPushesOut
 )
 
 // gmAlive is memberlist's alive message type (net.go, aliveMsg).
@@ -46,6 +56,16 @@ type sigBudget struct {
 	mu       sync.Mutex
 	buckets  map[netip.Prefix]*bucket.Bucket
 	cur, old map[uint64]netip.Prefix // alive messages seen: their source
+	pushes   []*pushSeen             // oldest first; at most sigFailPushes
+}
+
+// pushSeen is the source of one push-pull stream and the signed alive
+// states it carried (by digest, as sigBudget.key): at most the states its
+// header announced, which the guard bounds to maxMembers.
+type pushSeen struct {
+	src     netip.Prefix
+	inbound bool
+	keys    map[uint64]struct{}
 }
 
 func newSigBudget() *sigBudget {
@@ -81,14 +101,71 @@ func (b *sigBudget) sourceLocked(name string, meta []byte) (netip.Prefix, bool) 
 	if src, ok := b.cur[k]; ok {
 		return src, true
 	}
-	src, ok := b.old[k]
-	return src, ok
+	if src, ok := b.old[k]; ok {
+		return src, true
+	}
+	for i := len(b.pushes) - 1; i >= 0; i-- {
+		if _, ok := b.pushes[i].keys[k]; ok {
+			return b.pushes[i].src, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// pushStarted remembers a push-pull stream from src, whose states are to
+// be recorded with pushState; an inbound one until pushEnded.
+func (b *sigBudget) pushStarted(src netip.Prefix, inbound bool) *pushSeen {
+	ps := &pushSeen{src: src, inbound: inbound, keys: map[uint64]struct{}{}}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out, oldestOut := 0, -1
+	for i, o := range b.pushes {
+		if !o.inbound {
+			out++
+			if oldestOut < 0 {
+				oldestOut = i
+			}
+		}
+	}
+	switch {
+	case oldestOut >= 0 && (len(b.pushes) >= sigFailPushes || !inbound && out >= sigFailPushesOut):
+		b.pushes = append(b.pushes[:oldestOut], b.pushes[oldestOut+1:]...)
+	case len(b.pushes) >= sigFailPushes:
+		b.pushes = b.pushes[1:]
+	}
+	b.pushes = append(b.pushes, ps)
+	return ps
+}
+
+// pushState records that the push-pull ps carried a state about name
+// with meta, if its metadata is signed.
+func (b *sigBudget) pushState(ps *pushSeen, name string, meta []byte) {
+	if !bytes.Contains(meta, []byte(metaSigField)) {
+		return
+	}
+	k := b.key(name, meta)
+	b.mu.Lock()
+	ps.keys[k] = struct{}{}
+	b.mu.Unlock()
+}
+
+// pushEnded forgets the inbound push-pull ps: memberlist merged its
+// states before it closed the stream.
+func (b *sigBudget) pushEnded(ps *pushSeen) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, o := range b.pushes {
+		if o == ps {
+			b.pushes = append(b.pushes[:i], b.pushes[i+1:]...)
+			return
+		}
+	}
 }
 
 // allow reports whether the alive message about name with meta may cost
 // a signature check: false when its source has spent its budget. src is
-// its source, when known (messages that did not come through the guard's
-// packet path, such as push-pull states, have none).
+// its source, when known (the guard records the sources of plaintext
+// datagrams and push-pull streams; encrypted ones have none).
 func (b *sigBudget) allow(name string, meta []byte, now time.Time) (src netip.Prefix, ok bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -151,16 +228,11 @@ func (b *sigBudget) filter(p []byte, src netip.Prefix, now time.Time) ([]byte, i
 		b.sawAliveLocked(p[1:], src)
 		return p, 0
 	}
-	// A compound that checkCompound passed: its count, lengths, parts.
-	n := int(p[1])
-	lens, body := p[2:2+2*n], p[2+2*n:]
+	// A compound that checkCompound passed.
 	var keep [][]byte
 	dropped := 0
-	for i := range n {
-		l := int(binary.BigEndian.Uint16(lens[2*i:]))
-		part := body[:l]
-		body = body[l:]
-		if l > 0 && part[0] == gmAlive {
+	for _, part := range compoundParts(p) {
+		if len(part) > 0 && part[0] == gmAlive {
 			if spent {
 				dropped++
 				continue
@@ -175,14 +247,32 @@ func (b *sigBudget) filter(p []byte, src netip.Prefix, now time.Time) ([]byte, i
 	case len(keep) == 0:
 		return nil, dropped
 	}
-	out := []byte{gmCompound, byte(len(keep))}
-	for _, part := range keep {
+	return compound(keep), dropped
+}
+
+// compound encodes parts as memberlist's compound message.
+func compound(parts [][]byte) []byte {
+	out := []byte{gmCompound, byte(len(parts))}
+	for _, part := range parts {
 		out = binary.BigEndian.AppendUint16(out, uint16(len(part)))
 	}
-	for _, part := range keep {
+	for _, part := range parts {
 		out = append(out, part...)
 	}
-	return out, dropped
+	return out
+}
+
+// compoundParts splits a compound that checkCompound passed into its
+// parts (sharing p's bytes).
+func compoundParts(p []byte) [][]byte {
+	n := int(p[1])
+	lens, body := p[2:2+2*n], p[2+2*n:]
+	parts := make([][]byte, n)
+	for i := range n {
+		l := int(binary.BigEndian.Uint16(lens[2*i:]))
+		parts[i], body = body[:l], body[l:]
+	}
+	return parts
 }
 
 // sawAliveLocked records the source of an encoded alive message (its

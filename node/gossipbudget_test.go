@@ -110,3 +110,47 @@ func TestSigBudgetFilterKeepsOtherMessages(t *testing.T) {
 		t.Errorf("a spent source earned no check back in a second at %d a second", sigFailRate)
 	}
 }
+
+// TestSigBudgetPushesBounded: the budget remembers the states of at most
+// sigFailPushesOut push-pulls the node started, and of the inbound ones
+// until they end, at most sigFailPushes in all; a failed check of a
+// remembered state is charged to its stream's source.
+func TestSigBudgetPushesBounded(t *testing.T) {
+	b := newSigBudget()
+	now := time.Now()
+	src := func(i int) netip.Prefix { return netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 32) }
+	in := b.pushStarted(src(1), true)
+	b.pushState(in, "b", []byte(`{"ts":1`+metaSigField+`x"}`))
+	b.pushState(in, "b", []byte(`{"ts":2}`)) // unsigned: not remembered
+	for i := range 10 {
+		b.pushState(b.pushStarted(src(10+i), false), "c", []byte(`{"ts":1`+metaSigField+`x"}`))
+	}
+	out := 0
+	for _, ps := range b.pushes {
+		if !ps.inbound {
+			out++
+		}
+	}
+	if out != sigFailPushesOut || len(b.pushes) != sigFailPushesOut+1 {
+		t.Fatalf("%d push-pulls remembered, %d outbound; want %d outbound and the inbound one", len(b.pushes), out, sigFailPushesOut)
+	}
+	for range sigFailBurst {
+		b.failed("b", []byte(`{"ts":1`+metaSigField+`x"}`), now)
+	}
+	if got, ok := b.allow("b", []byte(`{"ts":1`+metaSigField+`x"}`), now); ok || got != src(1) {
+		t.Errorf("a pushed state whose source failed a burst of checks: source %v, allowed %v; want %v and not allowed", got, ok, src(1))
+	}
+	if _, ok := b.allow("b", []byte(`{"ts":2}`), now); !ok {
+		t.Error("an unsigned state was charged to the stream's source")
+	}
+	b.pushEnded(in)
+	if _, ok := b.allow("b", []byte(`{"ts":1`+metaSigField+`x"}`), now); !ok {
+		t.Error("a state of an ended inbound push-pull is still charged to its source")
+	}
+	for i := range 2 * sigFailPushes {
+		b.pushStarted(src(100+i), true)
+	}
+	if len(b.pushes) != sigFailPushes {
+		t.Errorf("%d push-pulls remembered, want at most %d", len(b.pushes), sigFailPushes)
+	}
+}

@@ -280,7 +280,7 @@ func TestAliveWithMetadataNoNodeSendsRefused(t *testing.T) {
 		{"another mesh", "b", []byte(`{"link":"127.0.0.1:9","mesh":"other"}`), true},
 		{"not JSON", "b", []byte("\x00garbage"), true},
 	} {
-		err := a.disco.NotifyAlive(&memberlist.Node{Name: tc.member, Meta: tc.meta})
+		err := a.disco.NotifyAlive(&memberlist.Node{Addr: loopback4, Name: tc.member, Meta: tc.meta})
 		if refused := err != nil; refused != tc.refused || (refused && !errors.Is(err, errBadMeta)) {
 			t.Errorf("%s: NotifyAlive = %v, want refused %v (errBadMeta)", tc.name, err, tc.refused)
 		}
@@ -337,8 +337,8 @@ func TestAliveBeyondMemberBoundRefused(t *testing.T) {
 		filler = append(filler, name)
 	}
 	d.mu.Unlock()
-	newErr := d.NotifyAlive(&memberlist.Node{Name: "newcomer", Meta: good})
-	knownErr := d.NotifyAlive(&memberlist.Node{Name: "filler-0", Meta: good})
+	newErr := d.NotifyAlive(&memberlist.Node{Addr: loopback4, Name: "newcomer", Meta: good})
+	knownErr := d.NotifyAlive(&memberlist.Node{Addr: loopback4, Name: "filler-0", Meta: good})
 	d.mu.Lock()
 	for _, name := range filler {
 		delete(d.members, name)
@@ -350,7 +350,11 @@ func TestAliveBeyondMemberBoundRefused(t *testing.T) {
 	if knownErr != nil {
 		t.Errorf("a known member with the table full: NotifyAlive = %v, want taken", knownErr)
 	}
-	if err := d.NotifyAlive(&memberlist.Node{Name: "newcomer", Meta: good}); err != nil {
+	if err := d.NotifyAlive(&memberlist.Node{Addr: loopback4, Name: "newcomer", Meta: good}); err != nil {
 		t.Errorf("a new member once there is room again: NotifyAlive = %v, want taken", err)
 	}
 }
+
+// loopback4 is the gossip address, as memberlist carries it (4 bytes),
+// of the members tests hand NotifyAlive.
+var loopback4 = net.IPv4(127, 0, 0, 1).To4()

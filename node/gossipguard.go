@@ -30,13 +30,16 @@ var ErrGossipRefused = errors.New("gossip message refused")
 // memberlist's message types (memberlist v0.7.0 net.go; the values are
 // part of its wire protocol).
 const (
-	gmPushPull = 6
-	gmCompound = 7
-	gmCompress = 9
-	gmEncrypt  = 10
-	gmHasCrc   = 12
-	gmHasLabel = 244
-	gmLZW      = 0 // compress.Algo: LZW, LSB order, literal width 8
+	gmPing         = 0
+	gmIndirectPing = 1
+	gmPushPull     = 6
+	gmCompound     = 7
+	gmUser         = 8
+	gmCompress     = 9
+	gmEncrypt      = 10
+	gmHasCrc       = 12
+	gmHasLabel     = 244
+	gmLZW          = 0 // compress.Algo: LZW, LSB order, literal width 8
 )
 
 // Bounds of the gossip guard.
@@ -81,7 +84,9 @@ const (
 // honest member sends: datagrams beyond gossipPacketMax, compressed
 // messages expanding beyond their bound, compounds nested or of more than
 // gossipPacketParts messages, push-pull headers announcing more states
-// than the member bound (maxMembers), inbound streams beyond
+// than the member bound (maxMembers), streams of user messages (discovery
+// sends none; memberlist allocates what their header announces before
+// reading it), inbound streams beyond
 // gossipStreams at once or gossipStreamShare of one source prefix
 // (streamSlots), and inbound streams whose first bytes do not come within
 // gossipFirstBytes. memberlist decompresses a message into memory
@@ -91,7 +96,11 @@ const (
 // compressed packet into at most gossipPacketMax bytes. It records the
 // source prefix of each signed alive message of a plaintext packet, and
 // drops those of a source that spent its budget of failed signature
-// checks (gossipbudget.go).
+// checks (gossipbudget.go); it has the ack of a plaintext ping sent
+// where the ping came from (ackToSender); and it records the source
+// prefix of each signed alive state of a plaintext push-pull
+// (pushReader), whose check NotifyAlive charges to it or skips once it
+// spent its budget.
 //
 // Encrypted packets and streams (a gossip key is set) are passed on as
 // they are (only key holders make them; memberlist bounds an encrypted
@@ -115,7 +124,7 @@ type gossipGuard struct {
 	metric  *prometheus.CounterVec
 	log     *ratelog.Log
 	// budget bounds the failed signature checks of each source's
-	// plaintext alive messages (gossipbudget.go).
+	// plaintext alive messages and pushed states (gossipbudget.go).
 	budget *sigBudget
 }
 
@@ -123,13 +132,14 @@ type gossipGuard struct {
 const (
 	refuseSize      = "size"       // a datagram beyond gossipPacketMax
 	refuseBomb      = "decompress" // a compressed message beyond its bound
-	refuseCompound  = "compound"   // nested, or too many parts
+	refuseCompound  = "compound"   // nested, too many parts, or more than one ping
 	refuseMalformed = "malformed"  // bad checksum, framing or encoding
 	refuseBusy      = "busy"       // gossipStreams streams already open, none waiting for its message
 	refuseShare     = "share"      // gossipStreamShare streams of the source prefix already open
 	refuseEvicted   = "evicted"    // waiting for its message when a new stream needed the slot
 	refuseSlow      = "slow"       // its first bytes did not arrive within gossipFirstBytes
 	refuseHeader    = "header"     // push-pull header beyond the member bound
+	refuseUser      = "user"       // a user message: discovery sends none
 	// refuseSignatures: an alive message whose source spent its budget
 	// of failed signature checks (kind "alive": counted per message).
 	refuseSignatures = "signatures"
@@ -137,7 +147,7 @@ const (
 
 func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg prometheus.Registerer, log *ratelog.Log) (*gossipGuard, error) {
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_gossip_refused_total",
-		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header), and alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures)."},
+		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user), and alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures)."},
 		[]string{"kind", "reason"})
 	if err := reg.Register(m); err != nil {
 		var are prometheus.AlreadyRegisteredError
@@ -149,7 +159,7 @@ func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg pro
 	for _, r := range []string{refuseSize, refuseBomb, refuseCompound, refuseMalformed} {
 		m.WithLabelValues("packet", r) // from zero, so rate() sees the first
 	}
-	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseShare, refuseEvicted, refuseSlow, refuseHeader} {
+	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseShare, refuseEvicted, refuseSlow, refuseHeader, refuseUser} {
 		m.WithLabelValues("stream", r)
 	}
 	m.WithLabelValues("alive", refuseSignatures)
@@ -214,8 +224,73 @@ func (g *gossipGuard) passPacket(p *memberlist.Packet) (*memberlist.Packet, bool
 			}
 		}
 	}
+	if !g.encrypted {
+		buf = ackToSender(buf, p.From)
+	}
 	p.Buf = buf
 	return p, true
+}
+
+// gossipPing is memberlist's ping message (net.go, ping).
+type gossipPing struct {
+	SeqNo      uint32
+	Node       string
+	SourceAddr []byte `codec:",omitempty"`
+	SourcePort uint16 `codec:",omitempty"`
+	SourceNode string `codec:",omitempty"`
+}
+
+// ackToSender has the ack of each ping of a plaintext packet (as
+// checkPacket returns it) sent where the packet came from: memberlist
+// acks at the address a ping names (its SourceAddr and SourcePort), so
+// that anyone could aim a node's acks at anyone. A member's ping names
+// its gossip address, which it sends from; a ping naming another
+// address is handed on without it.
+func ackToSender(p []byte, from net.Addr) []byte {
+	ua, ok := from.(*net.UDPAddr)
+	if !ok || len(p) == 0 {
+		return p
+	}
+	switch p[0] {
+	case gmPing:
+		out, _ := pingToSender(p, ua)
+		return out
+	case gmCompound:
+		parts := compoundParts(p)
+		changed := false
+		for i, part := range parts {
+			if len(part) > 0 && part[0] == gmPing {
+				var c bool
+				parts[i], c = pingToSender(part, ua)
+				changed = changed || c
+			}
+		}
+		if changed {
+			return compound(parts)
+		}
+	}
+	return p
+}
+
+// pingToSender is the ping message m (its type and body) without the
+// address it names for its ack, if that is not from; changed says
+// whether it was.
+func pingToSender(m []byte, from *net.UDPAddr) (out []byte, changed bool) {
+	var ping gossipPing
+	if codec.NewDecoderBytes(m[1:], &codec.MsgpackHandle{}).Decode(&ping) != nil {
+		return m, false // memberlist refuses it too
+	}
+	if len(ping.SourceAddr) == 0 || ping.SourcePort == 0 ||
+		net.IP(ping.SourceAddr).Equal(from.IP) && int(ping.SourcePort) == from.Port {
+		return m, false
+	}
+	ping.SourceAddr, ping.SourcePort = nil, 0
+	var b bytes.Buffer
+	b.WriteByte(gmPing)
+	if codec.NewEncoder(&b, &codec.MsgpackHandle{}).Encode(&ping) != nil {
+		return m, false
+	}
+	return b.Bytes(), true
 }
 
 // dropAlive counts and logs n alive messages from a source that spent
@@ -377,7 +452,10 @@ func (g *gossipGuard) checkPacket(b []byte) ([]byte, string, error) {
 
 // checkCompound checks a compound message's parts (memberlist util.go
 // decodeCompoundMessage): at most gossipPacketParts, none truncated, none
-// a compound, compressed or checksummed message itself.
+// a compound, compressed or checksummed message itself, at most one ping
+// or indirect ping request. memberlist sends one probe a datagram, and
+// answers each ping with an ack at the address the ping names: a
+// datagram of many pings would have it send as many acks to anyone.
 func checkCompound(b []byte) (string, error) {
 	if len(b) < 1 {
 		return refuseMalformed, errors.New("empty compound")
@@ -391,6 +469,7 @@ func checkCompound(b []byte) (string, error) {
 		return refuseMalformed, errors.New("truncated compound")
 	}
 	body := b[2*n:]
+	pings := 0
 	for i := range n {
 		l := int(binary.BigEndian.Uint16(b[2*i:]))
 		if l > len(body) {
@@ -400,6 +479,10 @@ func checkCompound(b []byte) (string, error) {
 			switch body[0] {
 			case gmCompound, gmCompress, gmHasCrc, gmEncrypt, gmHasLabel:
 				return refuseCompound, fmt.Errorf("message type %d in a compound", body[0])
+			case gmPing, gmIndirectPing:
+				if pings++; pings > 1 {
+					return refuseCompound, errors.New("more than one ping in a compound")
+				}
 			}
 		}
 		body = body[l:]
@@ -494,6 +577,9 @@ type guardConn struct {
 	// until memberlist first writes on it.
 	slotted, waiting bool
 	wrote            atomic.Bool
+	// seen records the sources of a plaintext push-pull's signed
+	// states (nil for other streams).
+	seen *pushSeen
 	// deadline is the read deadline memberlist set (SetDeadline,
 	// SetReadDeadline), restored once the first bytes are inspected.
 	deadline time.Time
@@ -536,6 +622,9 @@ func (c *guardConn) SetReadDeadline(t time.Time) error {
 func (c *guardConn) Close() error {
 	if c.inbound {
 		c.g.slots.release(c)
+		if c.seen != nil {
+			c.g.budget.pushEnded(c.seen)
+		}
 	}
 	return c.Conn.Close()
 }
@@ -602,27 +691,80 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 			return nil, refuseCompound, fmt.Errorf("message type %d compressed", t[0])
 		}
 	}
+	if t[0] == gmUser {
+		// memberlist allocates what its header announces (up to 20 MiB)
+		// before it reads it; discovery sends no user messages.
+		return nil, refuseUser, errors.New("user message")
+	}
 	head := bytes.NewReader(t[:])
 	if t[0] != gmPushPull {
 		return io.MultiReader(head, src), "", nil
 	}
 	// memberlist's pushPullHeader; the bytes the decoder reads are kept
 	// to be served again.
-	var rec bytes.Buffer
+	pr := &pushReader{lim: io.LimitedReader{R: src, N: gossipHeaderMax}}
+	pr.dec = codec.NewDecoder(io.TeeReader(&pr.lim, &pr.rec), &codec.MsgpackHandle{})
 	var h struct {
 		Nodes        int
 		UserStateLen int
 		Join         bool
 	}
-	dec := codec.NewDecoder(io.TeeReader(io.LimitReader(src, gossipHeaderMax), &rec), &codec.MsgpackHandle{})
-	if err := dec.Decode(&h); err != nil {
+	if err := pr.dec.Decode(&h); err != nil {
 		return nil, refuseMalformed, err
 	}
 	// discovery keeps no user state (LocalState is empty).
 	if h.Nodes < 0 || h.Nodes > c.g.maxNodes || h.UserStateLen != 0 {
 		return nil, refuseHeader, fmt.Errorf("push-pull of %d states and %d bytes of user state", h.Nodes, h.UserStateLen)
 	}
-	return io.MultiReader(head, &rec, src), "", nil
+	// The states: src is bounded to gossipStreamMax.
+	pr.lim.N = gossipStreamMax + 1
+	pr.left = h.Nodes
+	pr.budget = c.g.budget
+	pr.seen = c.g.budget.pushStarted(links.SourcePrefix(c.RemoteAddr()), c.inbound)
+	c.seen = pr.seen
+	return io.MultiReader(head, pr), "", nil
+}
+
+// pushReader serves a plaintext push-pull's header and states as
+// memberlist reads them: it decodes each state before serving its bytes
+// and records the source of those carrying signed metadata
+// (sigBudget.pushState), so that NotifyAlive charges a failed check of
+// one to the stream's source prefix. It holds one state's bytes at a
+// time.
+type pushReader struct {
+	lim    io.LimitedReader
+	dec    *codec.Decoder // reads lim through rec
+	rec    bytes.Buffer   // what dec read, not yet served
+	left   int            // states not yet decoded
+	err    error          // dec's, served after rec
+	budget *sigBudget
+	seen   *pushSeen
+}
+
+func (r *pushReader) Read(p []byte) (int, error) {
+	for r.rec.Len() == 0 {
+		switch {
+		case r.err != nil:
+			return 0, r.err
+		case r.left == 0:
+			return r.lim.Read(p) // nothing more, for a push-pull without user state
+		}
+		// memberlist's pushNodeState: the fields NotifyAlive is given.
+		var s struct {
+			Name  string
+			Meta  []byte
+			State int
+		}
+		if err := r.dec.Decode(&s); err != nil {
+			r.err = err // memberlist fails on the same bytes
+			continue
+		}
+		r.left--
+		if s.State == 0 { // memberlist's StateAlive
+			r.budget.pushState(r.seen, s.Name, s.Meta)
+		}
+	}
+	return r.rec.Read(p)
 }
 
 var errStreamCap = fmt.Errorf("%w: stream beyond %d bytes", ErrGossipRefused, gossipStreamMax)

@@ -25,7 +25,9 @@ func compressStr(t *testing.T, payload []byte) []byte {
 func TestGossipGuardPackets(t *testing.T) {
 	g := &gossipGuard{}
 	ping := []byte{0, 0x80}
-	honest := compoundMsg([][]byte{ping, ping, ping})
+	suspect := []byte{3, 0x80}
+	// memberlist sends one probe a datagram, broadcasts piggybacked.
+	honest := compoundMsg([][]byte{ping, suspect, suspect})
 	parts := make([][]byte, gossipPacketParts+1)
 	for i := range parts {
 		parts[i] = ping
@@ -46,6 +48,8 @@ func TestGossipGuardPackets(t *testing.T) {
 		{"nested compound", compoundMsg([][]byte{honest}), nil, refuseCompound},
 		{"compressed twice", compressMsg(t, compressMsg(t, ping)), nil, refuseCompound},
 		{"too many parts", compoundMsg(parts), nil, refuseCompound},
+		{"two pings", compoundMsg([][]byte{ping, suspect, ping}), nil, refuseCompound},
+		{"a ping and an indirect ping", compoundMsg([][]byte{{1, 0x80}, ping}), nil, refuseCompound},
 		{"truncated compound", honest[:len(honest)-1], nil, refuseMalformed},
 		{"unknown algorithm", append([]byte{gmCompress, 0x82, 0xa4, 'A', 'l', 'g', 'o', 0x01}, compressMsg(t, ping)[8:]...), nil, refuseMalformed},
 	} {

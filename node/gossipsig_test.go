@@ -197,7 +197,7 @@ func TestSignedMetadataChecks(t *testing.T) {
 		{"unsigned, certificate not known", "newcomer", mk("127.0.0.1:14", 1), nil},
 		{"empty, for a member not known yet", "newcomer", nil, errBadMeta},
 	} {
-		err := a.disco.NotifyAlive(&memberlist.Node{Name: tc.member, Meta: tc.meta})
+		err := a.disco.NotifyAlive(&memberlist.Node{Addr: loopback4, Name: tc.member, Meta: tc.meta})
 		if (err == nil) != (tc.want == nil) || (tc.want != nil && !errors.Is(err, tc.want)) {
 			t.Errorf("%s: NotifyAlive = %v, want %v", tc.name, err, tc.want)
 		}
@@ -217,7 +217,7 @@ func TestSignedMetadataChecks(t *testing.T) {
 	a.disco.mu.Lock()
 	delete(a.disco.verified, "b") // as for a node that never signed
 	a.disco.mu.Unlock()
-	if err := a.disco.NotifyAlive(&memberlist.Node{Name: "b", Meta: mk("127.0.0.1:15", 0)}); err != nil {
+	if err := a.disco.NotifyAlive(&memberlist.Node{Addr: loopback4, Name: "b", Meta: mk("127.0.0.1:15", 0)}); err != nil {
 		t.Errorf("unsigned metadata of a member never verified: NotifyAlive = %v, want taken", err)
 	}
 }
@@ -306,11 +306,11 @@ func TestSignedMetadataCheckedAfterCertificateRecordsForget(t *testing.T) {
 	clear(cert.certOf)
 	cert.mu.Unlock()
 	body, _ := json.Marshal(memberMeta{Link: "127.0.0.1:9", Mesh: "test", TS: held + 1})
-	if err := a.disco.NotifyAlive(&memberlist.Node{Name: "b", Meta: signMeta(b.identity().Key, "test", "b", body)}); err != nil {
+	if err := a.disco.NotifyAlive(&memberlist.Node{Addr: loopback4, Name: "b", Meta: signMeta(b.identity().Key, "test", "b", body)}); err != nil {
 		t.Fatalf("b's newer signed metadata after a's certificate records forgot b: %v", err)
 	}
 	forged, _ := json.Marshal(memberMeta{Link: "127.0.0.1:10", Mesh: "test", TS: held + 2})
-	if err := a.disco.NotifyAlive(&memberlist.Node{Name: "b", Meta: forged}); !errors.Is(err, errMetaUnverified) {
+	if err := a.disco.NotifyAlive(&memberlist.Node{Addr: loopback4, Name: "b", Meta: forged}); !errors.Is(err, errMetaUnverified) {
 		t.Fatalf("unsigned metadata of b then: %v, want %v", err, errMetaUnverified)
 	}
 }

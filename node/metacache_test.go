@@ -49,7 +49,7 @@ func TestRefusedAliveMessagesAreNotCached(t *testing.T) {
 	a := forgeMesh(t, c, []byte(strings.Repeat("k", 32)), "a")[0]
 	body, _ := json.Marshal(memberMeta{Link: "127.0.0.1:9", Mesh: "other"})
 	for i := range 1000 {
-		if err := a.disco.NotifyAlive(&memberlist.Node{Name: fmt.Sprintf("junk%04d", i), Meta: body}); err == nil {
+		if err := a.disco.NotifyAlive(&memberlist.Node{Addr: loopback4, Name: fmt.Sprintf("junk%04d", i), Meta: body}); err == nil {
 			t.Fatalf("alive message of another mesh taken")
 		}
 	}

@@ -1,0 +1,77 @@
+package node
+
+import (
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// forgedPing is memberlist's ping message (type 0) asking for the ack at
+// the address to (its SourceAddr and SourcePort).
+func forgedPing(t *testing.T, seq uint32, to *net.UDPAddr) []byte {
+	t.Helper()
+	return gossipPacket(t, 0, struct {
+		SeqNo      uint32
+		Node       string
+		SourceAddr []byte
+		SourcePort uint16
+		SourceNode string
+	}{seq, "", to.IP.To4(), uint16(to.Port), "victim"}, nil)
+}
+
+// TestAttackGossipPingReflection: a stranger with no gossip key (the
+// default is none) sends a node datagrams of pings that name a victim's
+// address as where to answer. memberlist answers each ping with an ack
+// carrying the node's coordinate, at the address the ping names: a
+// datagram of many pings made the node send the victim a datagram per
+// ping, several times the bytes the stranger sent, and a datagram of one
+// ping one ack, larger than the ping. A member's ping names the address
+// it sends from: the victim must get nothing, and a ping alone is still
+// answered, where it came from.
+func TestAttackGossipPingReflection(t *testing.T) {
+	d := plainGossipNode(t, "d")
+	counted := func(c *net.UDPConn) (datagrams, bytes *atomic.Int64) {
+		datagrams, bytes = new(atomic.Int64), new(atomic.Int64)
+		go func() {
+			buf := make([]byte, 64<<10)
+			for {
+				n, _, err := c.ReadFromUDP(buf)
+				if err != nil {
+					return
+				}
+				datagrams.Add(1)
+				bytes.Add(int64(n))
+			}
+		}()
+		return datagrams, bytes
+	}
+	victim, conn := forgerConn(t), forgerConn(t)
+	got, gotBytes := counted(victim)
+	answered, _ := counted(conn)
+	va := victim.LocalAddr().(*net.UDPAddr)
+	seq := uint32(0)
+	datagram, pings := aliveDatagram(func() []byte { seq++; return forgedPing(t, seq, va) })
+	to, err := net.ResolveUDPAddr("udp", d.Status().GossipAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sent = 20
+	for range sent {
+		if _, err := conn.WriteToUDP(datagram, to); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	single := forgedPing(t, seq+1, va)
+	if _, err := conn.WriteToUDP(single, to); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the ack of a ping alone, where it came from", 10*time.Second, func() bool { return answered.Load() > 0 })
+	time.Sleep(time.Second)
+	t.Logf("a stranger sent %d datagrams of %d pings (%d bytes) and one of one ping (%d bytes), naming a victim's address: the victim got %d datagrams, %d bytes",
+		sent, pings, sent*len(datagram), len(single), got.Load(), gotBytes.Load())
+	if got.Load() > 0 {
+		t.Errorf("the victim got %d datagrams, %d bytes, for the stranger's %d", got.Load(), gotBytes.Load(), sent+1)
+	}
+}
