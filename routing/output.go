@@ -22,9 +22,9 @@ func (e *Engine) triggerAll(o *origin, urgent bool) {
 		if nb != nil {
 			if o == nil || !o.isSel(nb) || o.toldFinite(nb) {
 				nb.queue(o)
-			}
-			if urgent {
-				nb.urgent = true
+				if urgent {
+					nb.urgent = true
+				}
 			}
 		}
 	}
