@@ -113,6 +113,10 @@ type Cluster struct {
 	// closing, when set (by a test), is called as Close starts closing
 	// each node.
 	closing func(name string)
+
+	// optimal keeps MeasureMesh's latency-optimal paths between
+	// measurements.
+	optimal optimalCache
 }
 
 // member is one named node across restarts.

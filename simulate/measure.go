@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -77,6 +79,9 @@ type meshInput struct {
 	next    map[string]map[string]string // node → destination → next hop (reachable routes)
 	latency func(a, b string) (time.Duration, bool)
 	region  func(a string) string // "" when not placed
+	// optimal keeps the latency-optimal paths from one measurement to
+	// the next (nil: computed each time).
+	optimal *optimalCache
 }
 
 // measureMesh computes the reachability, shape and stretch of a snapshot.
@@ -159,10 +164,9 @@ func measureMesh(in meshInput) MeshStats {
 	over := make([]uint64, len(in.nodes))
 	var h costHeap
 	lat := latencyMatrix(in)
-	opt := make([]time.Duration, len(in.nodes))
-	done := make([]bool, len(in.nodes))
+	opt := in.optimal.matrix(in.nodes, lat)
+	routes := routeLatencies(in, index, lat)
 	for ai, a := range in.nodes {
-		latencyOptimal(lat, ai, opt, done)
 		overLinks.costs(index[a], over, &h)
 		for bi, b := range in.nodes {
 			if a == b {
@@ -173,12 +177,12 @@ func measureMesh(in meshInput) MeshStats {
 				continue
 			}
 			st.ReachablePairs++
-			best := opt[bi]
+			best := opt[ai][bi]
 			if best == unconnected || best <= 0 {
 				continue
 			}
-			route, ok := routeLatency(in, a, b)
-			if !ok {
+			route, hops := routes.at(ai, bi)
+			if hops < 0 {
 				continue
 			}
 			r := float64(route) / float64(best)
@@ -193,7 +197,7 @@ func measureMesh(in meshInput) MeshStats {
 				w := &in2
 				if in.region(a) == in.region(b) {
 					w = &in1
-					w.hops += float64(strings.Count(routePath(in, a, b), "-"))
+					w.hops += float64(hops)
 				}
 				w.sum += r
 				w.n++
@@ -219,28 +223,98 @@ func measureMesh(in meshInput) MeshStats {
 	return st
 }
 
-// routeLatency follows next hops from a to b and adds up the underlay
-// latency of each hop; ok is false for a route that loops, ends early or
-// crosses a pair the underlay does not connect.
-func routeLatency(in meshInput, a, b string) (time.Duration, bool) {
-	var total time.Duration
-	at := a
-	for range len(in.nodes) {
-		hop := in.next[at][b]
-		if hop == "" {
-			return 0, false
+// routeTable is the one-way latency and the hop count of every route
+// (following next hops, each hop at its underlay latency), indexed like
+// in.nodes, source first.
+type routeTable struct {
+	n    int
+	lat  []time.Duration
+	hops []int32 // -1: the route loops, ends early or crosses a pair the underlay does not connect
+}
+
+// at is the route from node i to node j: its latency and hop count, hops
+// -1 when it has none that ends at j.
+func (t *routeTable) at(i, j int) (time.Duration, int) {
+	k := i*t.n + j
+	return t.lat[k], int(t.hops[k])
+}
+
+// routeLatencies follows the next hops of every route, one destination at
+// a time: a node's route is its first hop's latency plus the rest of the
+// route from that hop, so each node's route to a destination is followed
+// once (not once per pair and hop, which at 1000 nodes was a third of a
+// measurement). lat is latencyMatrix(in).
+func routeLatencies(in meshInput, index map[string]int, lat [][]time.Duration) *routeTable {
+	n := len(in.nodes)
+	t := &routeTable{n: n, lat: make([]time.Duration, n*n), hops: make([]int32, n*n)}
+	// next[a*n+b]: the index of a's next hop toward b; -1 none, -2 a node
+	// not among in.nodes (its route cannot go on).
+	next := make([]int32, n*n)
+	for a, name := range in.nodes {
+		row := in.next[name]
+		for b, dest := range in.nodes {
+			hop, ok := row[dest]
+			switch j, known := index[hop]; {
+			case !ok || hop == "":
+				next[a*n+b] = -1
+			case !known:
+				next[a*n+b] = -2
+			default:
+				next[a*n+b] = int32(j)
+			}
 		}
-		l, ok := in.latency(at, hop)
-		if !ok {
-			return 0, false
-		}
-		total += l
-		if hop == b {
-			return total, true
-		}
-		at = hop
 	}
-	return 0, false
+	const (
+		unknown = iota
+		visiting
+		settled
+	)
+	state := make([]uint8, n)
+	var stack []int
+	for b := range n {
+		clear(state)
+		state[b] = settled // the destination: 0 hops, 0 latency
+		for a := range n {
+			if state[a] != unknown {
+				continue
+			}
+			// Walk from a until a settled node, a dead end or a loop,
+			// then settle the walk backwards.
+			stack = stack[:0]
+			at := a
+			var lastLat time.Duration
+			lastHops := int32(-1)
+			for {
+				if state[at] == settled {
+					lastLat, lastHops = t.lat[at*n+b], t.hops[at*n+b]
+					break
+				}
+				if state[at] == visiting { // a loop
+					break
+				}
+				state[at] = visiting
+				stack = append(stack, at)
+				hop := next[at*n+b]
+				if hop < 0 || lat[at][hop] == unconnected {
+					break
+				}
+				at = int(hop)
+			}
+			for i := len(stack) - 1; i >= 0; i-- {
+				u := stack[i]
+				k := u*n + b
+				if lastHops < 0 {
+					t.lat[k], t.hops[k] = 0, -1
+				} else {
+					lastLat += lat[u][next[k]]
+					lastHops++
+					t.lat[k], t.hops[k] = lastLat, lastHops
+				}
+				state[u] = settled
+			}
+		}
+	}
+	return t
 }
 
 // routePath names the hops of a route that routeLatency followed to its
@@ -328,6 +402,42 @@ func latencyOptimal(lat [][]time.Duration, src int, dist []time.Duration, done [
 	}
 }
 
+// optimalCache keeps the latency-optimal one-way latency between every two
+// nodes (latencyOptimal from each) for the nodes and latency matrix it was
+// computed for: the underlay changes only with a partition or the nodes
+// running, and at 1000 nodes the n Dijkstras over every pair were half of
+// a measurement.
+type optimalCache struct {
+	mu    sync.Mutex
+	nodes []string
+	lat   [][]time.Duration
+	opt   [][]time.Duration
+}
+
+// matrix returns the latency-optimal latency from every node to every
+// node (indexed like nodes) over lat, reusing the previous result when
+// nodes and lat are the same. A nil cache computes it.
+func (c *optimalCache) matrix(nodes []string, lat [][]time.Duration) [][]time.Duration {
+	if c != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if slices.Equal(c.nodes, nodes) && slices.EqualFunc(c.lat, lat, slices.Equal) {
+			return c.opt
+		}
+	}
+	n := len(nodes)
+	opt := make([][]time.Duration, n)
+	done := make([]bool, n)
+	for i := range n {
+		opt[i] = make([]time.Duration, n)
+		latencyOptimal(lat, i, opt[i], done)
+	}
+	if c != nil {
+		c.nodes, c.lat, c.opt = slices.Clone(nodes), lat, opt
+	}
+	return opt
+}
+
 // MeasureMesh measures the mesh of the running nodes now (MeshStats),
 // with the churn and gossip traffic since the previous MeasureMesh (or the
 // first Discover), and starts a new window.
@@ -382,6 +492,7 @@ func (c *Cluster) MeasureMesh() (MeshStats, error) {
 	if under != nil {
 		in.region = func(a string) string { return under.Region[a] }
 	}
+	in.optimal = &c.optimal
 	st := measureMesh(in)
 	st.Window = now.Sub(start)
 	for _, name := range names {

@@ -1,7 +1,9 @@
 package simulate
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -135,4 +137,193 @@ func TestUnderlayLatency(t *testing.T) {
 	if again.Steps[0].Underlay.Latency("a", "d") != u.Latency("a", "d") {
 		t.Errorf("the same seed gave another underlay")
 	}
+}
+
+// followRoute is the reference for routeLatencies: it follows the next
+// hops from a to b one hop at a time and adds up the underlay latency of
+// each; hops is -1 for a route that loops, ends early or crosses a pair
+// the underlay does not connect.
+func followRoute(in meshInput, a, b string) (time.Duration, int) {
+	var total time.Duration
+	at := a
+	for hops := 1; hops <= len(in.nodes); hops++ {
+		hop := in.next[at][b]
+		if hop == "" {
+			return 0, -1
+		}
+		l, ok := in.latency(at, hop)
+		if !ok {
+			return 0, -1
+		}
+		total += l
+		if hop == b {
+			return total, hops
+		}
+		at = hop
+	}
+	return 0, -1
+}
+
+// randomMesh is a mesh of n nodes whose next hops are drawn at random:
+// routes that arrive, loop, end early, go through a node that is not
+// running (x) or cross a partitioned pair.
+func randomMesh(r *rand.Rand, n int) meshInput {
+	in := meshInput{links: map[string][]string{}, next: map[string]map[string]string{}}
+	for i := range n {
+		in.nodes = append(in.nodes, fmt.Sprintf("n%d", i))
+	}
+	lat := map[[2]string]int{}
+	for i, a := range in.nodes {
+		for _, b := range in.nodes[i+1:] {
+			lat[[2]string{a, b}] = 1 + r.IntN(50)
+		}
+	}
+	blocked := [][2]string{{in.nodes[0], in.nodes[1]}, {in.nodes[2], in.nodes[5]}}
+	in.latency = latencies(lat, blocked...)
+	for _, a := range in.nodes {
+		next := map[string]string{}
+		for _, b := range in.nodes {
+			switch k := r.IntN(10); {
+			case a == b:
+			case k < 5:
+				next[b] = b
+			case k < 8:
+				next[b] = in.nodes[r.IntN(n)]
+			case k < 9:
+				next[b] = "x"
+			}
+		}
+		in.next[a] = next
+	}
+	return in
+}
+
+// TestRouteLatencies: following each route once per destination gives
+// every pair what following it hop by hop gives, loops and dead ends
+// included.
+func TestRouteLatencies(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 20 {
+		in := randomMesh(r, 30)
+		index := map[string]int{}
+		for i, name := range in.nodes {
+			index[name] = i
+		}
+		routes := routeLatencies(in, index, latencyMatrix(in))
+		var arrived, failed int
+		for i, a := range in.nodes {
+			for j, b := range in.nodes {
+				if a == b {
+					continue
+				}
+				wantLat, wantHops := followRoute(in, a, b)
+				gotLat, gotHops := routes.at(i, j)
+				if gotHops != wantHops || (wantHops >= 0 && gotLat != wantLat) {
+					t.Fatalf("%s→%s: %v in %d hops, want %v in %d", a, b, gotLat, gotHops, wantLat, wantHops)
+				}
+				if wantHops < 0 {
+					failed++
+				} else {
+					arrived++
+				}
+			}
+		}
+		if arrived == 0 || failed == 0 {
+			t.Fatalf("%d routes arrived, %d did not: the mesh tests one kind only", arrived, failed)
+		}
+	}
+}
+
+// TestOptimalCache: a measurement reuses the latency-optimal paths only
+// for the same nodes and underlay, and gives what it gives without the
+// cache.
+func TestOptimalCache(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	in := randomMesh(r, 25)
+	want := measureMesh(in)
+	in.optimal = &optimalCache{}
+	for range 2 {
+		if got := measureMesh(in); got != want {
+			t.Fatalf("with the cache\n%+v\nwant\n%+v", got, want)
+		}
+	}
+	// Another underlay (n0-n1 no longer partitioned), then fewer nodes.
+	other := in
+	other.latency = func(a, b string) (time.Duration, bool) { l, _ := in.latency(a, b); return l + time.Millisecond, true }
+	other.optimal = nil
+	want = measureMesh(other)
+	other.optimal = in.optimal
+	if got := measureMesh(other); got != want {
+		t.Fatalf("another underlay, with the cache of the first\n%+v\nwant\n%+v", got, want)
+	}
+	fewer := in
+	fewer.nodes = in.nodes[:20]
+	fewer.optimal = nil
+	want = measureMesh(fewer)
+	fewer.optimal = in.optimal
+	if got := measureMesh(fewer); got != want {
+		t.Fatalf("fewer nodes, with the cache of all\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+// treeMesh is n nodes linked as a binary tree (node i's parent is
+// (i−1)/2), every route following the tree, on an underlay of 1 ms plus
+// the distance of two points drawn on a line 20 ms long.
+func treeMesh(n int) meshInput {
+	in := meshInput{links: map[string][]string{}, next: map[string]map[string]string{}}
+	for i := range n {
+		in.nodes = append(in.nodes, fmt.Sprintf("n%d", i))
+	}
+	parent := func(i int) int { return (i - 1) / 2 }
+	for i := 1; i < n; i++ {
+		a, p := in.nodes[i], in.nodes[parent(i)]
+		in.links[a] = append(in.links[a], p)
+		in.links[p] = append(in.links[p], a)
+	}
+	for a := range n {
+		next := map[string]string{}
+		for b := range n {
+			if a == b {
+				continue
+			}
+			// Down toward b when a is among b's ancestors, else up.
+			hop := parent(a)
+			for x := b; x > 0; x = parent(x) {
+				if parent(x) == a {
+					hop = x
+					break
+				}
+			}
+			next[in.nodes[b]] = in.nodes[hop]
+		}
+		in.next[in.nodes[a]] = next
+	}
+	r := rand.New(rand.NewPCG(1, 1))
+	pos := map[string]float64{}
+	for _, name := range in.nodes {
+		pos[name] = r.Float64() * 20
+	}
+	in.latency = func(a, b string) (time.Duration, bool) {
+		return time.Duration((1 + math.Abs(pos[a]-pos[b])) * float64(time.Millisecond)), true
+	}
+	return in
+}
+
+// BenchmarkMeasureMesh: a measurement of 1000 nodes, the first (the
+// latency-optimal paths computed) and a later one (kept from the first).
+func BenchmarkMeasureMesh(b *testing.B) {
+	in := treeMesh(1000)
+	b.Run("first", func(b *testing.B) {
+		for b.Loop() {
+			measureMesh(in)
+		}
+	})
+	b.Run("again", func(b *testing.B) {
+		in := in
+		in.optimal = &optimalCache{}
+		measureMesh(in)
+		for b.Loop() {
+			measureMesh(in)
+		}
+	})
 }
