@@ -77,6 +77,11 @@ const (
 	// gossipHeaderMax bounds a push-pull header (memberlist's is about
 	// 40 bytes).
 	gossipHeaderMax = 256
+	// gossipStateMax bounds one state of a plaintext push-pull, encoded:
+	// a member's is under 1 KiB (its metadata at most MetaMaxSize, 512
+	// bytes; its address 4 or 16; its name at most 255; six version
+	// bytes; the field names).
+	gossipStateMax = 4 << 10
 )
 
 // gossipGuard wraps memberlist's transport: it inspects each plaintext
@@ -140,6 +145,7 @@ const (
 	refuseSlow      = "slow"       // its first bytes did not arrive within gossipFirstBytes
 	refuseHeader    = "header"     // push-pull header beyond the member bound
 	refuseUser      = "user"       // a user message: discovery sends none
+	refuseState     = "state"      // a push-pull state beyond gossipStateMax
 	// refuseSignatures: an alive message whose source spent its budget
 	// of failed signature checks (kind "alive": counted per message).
 	refuseSignatures = "signatures"
@@ -147,7 +153,7 @@ const (
 
 func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg prometheus.Registerer, log *ratelog.Log) (*gossipGuard, error) {
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_gossip_refused_total",
-		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user), and alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures)."},
+		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user, state), and alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures)."},
 		[]string{"kind", "reason"})
 	if err := reg.Register(m); err != nil {
 		var are prometheus.AlreadyRegisteredError
@@ -159,7 +165,7 @@ func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg pro
 	for _, r := range []string{refuseSize, refuseBomb, refuseCompound, refuseMalformed} {
 		m.WithLabelValues("packet", r) // from zero, so rate() sees the first
 	}
-	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseShare, refuseEvicted, refuseSlow, refuseHeader, refuseUser} {
+	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseShare, refuseEvicted, refuseSlow, refuseHeader, refuseUser, refuseState} {
 		m.WithLabelValues("stream", r)
 	}
 	m.WithLabelValues("alive", refuseSignatures)
@@ -703,22 +709,26 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 	// memberlist's pushPullHeader; the bytes the decoder reads are kept
 	// to be served again.
 	pr := &pushReader{lim: io.LimitedReader{R: src, N: gossipHeaderMax}}
-	pr.dec = codec.NewDecoder(io.TeeReader(&pr.lim, &pr.rec), &codec.MsgpackHandle{})
-	var h struct {
+	h := &codec.MsgpackHandle{}
+	h.MaxInitLen = gossipStateMax // what the decoder allocates before it reads
+	pr.dec = codec.NewDecoder(io.TeeReader(&pr.lim, &pr.rec), h)
+	var hd struct {
 		Nodes        int
 		UserStateLen int
 		Join         bool
 	}
-	if err := pr.dec.Decode(&h); err != nil {
+	if err := pr.dec.Decode(&hd); err != nil {
 		return nil, refuseMalformed, err
 	}
 	// discovery keeps no user state (LocalState is empty).
-	if h.Nodes < 0 || h.Nodes > c.g.maxNodes || h.UserStateLen != 0 {
-		return nil, refuseHeader, fmt.Errorf("push-pull of %d states and %d bytes of user state", h.Nodes, h.UserStateLen)
+	if hd.Nodes < 0 || hd.Nodes > c.g.maxNodes || hd.UserStateLen != 0 {
+		return nil, refuseHeader, fmt.Errorf("push-pull of %d states and %d bytes of user state", hd.Nodes, hd.UserStateLen)
 	}
-	// The states: src is bounded to gossipStreamMax.
-	pr.lim.N = gossipStreamMax + 1
-	pr.left = h.Nodes
+	// The states: each bounded to gossipStateMax (pushReader.Read).
+	pr.left = hd.Nodes
+	pr.refuse = func(err error) {
+		c.g.refuse("stream", refuseState, c.RemoteAddr(), err)
+	}
 	pr.budget = c.g.budget
 	pr.seen = c.g.budget.pushStarted(links.SourcePrefix(c.RemoteAddr()), c.inbound)
 	c.seen = pr.seen
@@ -730,7 +740,8 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 // and records the source of those carrying signed metadata
 // (sigBudget.pushState), so that NotifyAlive charges a failed check of
 // one to the stream's source prefix. It holds one state's bytes at a
-// time.
+// time, and fails the stream (refused: refuseState) once a state goes
+// beyond gossipStateMax, before memberlist reads any of it.
 type pushReader struct {
 	lim    io.LimitedReader
 	dec    *codec.Decoder // reads lim through rec
@@ -739,6 +750,7 @@ type pushReader struct {
 	err    error          // dec's, served after rec
 	budget *sigBudget
 	seen   *pushSeen
+	refuse func(error) // counts and logs a state beyond gossipStateMax
 }
 
 func (r *pushReader) Read(p []byte) (int, error) {
@@ -755,8 +767,15 @@ func (r *pushReader) Read(p []byte) (int, error) {
 			Meta  []byte
 			State int
 		}
+		r.lim.N = gossipStateMax + 1
 		if err := r.dec.Decode(&s); err != nil {
-			r.err = err // memberlist fails on the same bytes
+			if r.lim.N > 0 {
+				r.err = err // memberlist fails on the same bytes
+				continue
+			}
+			r.rec.Reset() // memberlist reads none of it
+			r.err = fmt.Errorf("%w: %s: push-pull state beyond %d bytes", ErrGossipRefused, refuseState, gossipStateMax)
+			r.refuse(r.err)
 			continue
 		}
 		r.left--
