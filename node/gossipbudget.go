@@ -321,10 +321,7 @@ func (b *sigBudget) sawAliveLocked(msg []byte, src netip.Prefix) {
 	if !bytes.Contains(msg, []byte(metaSigField)) {
 		return
 	}
-	var a struct {
-		Node string
-		Meta []byte
-	}
+	var a gossipAlive
 	if codec.NewDecoderBytes(msg, &codec.MsgpackHandle{}).Decode(&a) != nil {
 		return // memberlist refuses it too
 	}

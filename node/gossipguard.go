@@ -237,7 +237,34 @@ func (g *gossipGuard) passPacket(p *memberlist.Packet) (*memberlist.Packet, bool
 	return p, true
 }
 
-// gossipPing is memberlist's ping message (net.go, ping).
+// Copies of memberlist's messages the guard decodes (memberlist v0.7.0
+// net.go), with every field in memberlist's order: go-msgpack decodes a
+// struct from a msgpack array by position, as memberlist does, so a
+// struct with fewer fields would read other fields than memberlist's.
+
+// gossipPushState is memberlist's pushNodeState, a push-pull's state of
+// one member.
+type gossipPushState struct {
+	Name        string
+	Addr        []byte
+	Port        uint16
+	Meta        []byte
+	Incarnation uint32
+	State       int // memberlist's NodeStateType
+	Vsn         []uint8
+}
+
+// gossipAlive is memberlist's alive message.
+type gossipAlive struct {
+	Incarnation uint32
+	Node        string
+	Addr        []byte
+	Port        uint16
+	Meta        []byte
+	Vsn         []uint8
+}
+
+// gossipPing is memberlist's ping message.
 type gossipPing struct {
 	SeqNo      uint32
 	Node       string
@@ -761,12 +788,7 @@ func (r *pushReader) Read(p []byte) (int, error) {
 		case r.left == 0:
 			return r.lim.Read(p) // nothing more, for a push-pull without user state
 		}
-		// memberlist's pushNodeState: the fields NotifyAlive is given.
-		var s struct {
-			Name  string
-			Meta  []byte
-			State int
-		}
+		var s gossipPushState
 		r.lim.N = gossipStateMax + 1
 		if err := r.dec.Decode(&s); err != nil {
 			if r.lim.N > 0 {

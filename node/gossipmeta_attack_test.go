@@ -45,9 +45,9 @@ func TestAttackGossipHugeMetadataHeld(t *testing.T) {
 			base := liveHeap()
 			for i := range pushes {
 				j := 0
-				pushStates(t, d.Status().GossipAddr, members, func() pushedState {
+				pushStates(t, d.Status().GossipAddr, members, func() gossipPushState {
 					j++
-					return pushedState{Name: fmt.Sprintf("ghost-%d-%d", i, j), Addr: tc.addr, Port: 9,
+					return gossipPushState{Name: fmt.Sprintf("ghost-%d-%d", i, j), Addr: tc.addr, Port: 9,
 						Meta: tc.meta, Incarnation: 1, Vsn: []uint8{1, 5, 2, 0, 0, 0}}
 				})
 			}
@@ -116,7 +116,7 @@ func TestAttackGossipHugePushStateAllocated(t *testing.T) {
 	const size, pushes = 18 << 20, 4
 	var msg bytes.Buffer
 	msg.Write(pushPullHeader(t, 1, 0))
-	if err := codec.NewEncoder(&msg, &codec.MsgpackHandle{}).Encode(pushedState{Name: "ghost", Addr: net.IPv4(127, 0, 0, 1).To4(), Port: 9,
+	if err := codec.NewEncoder(&msg, &codec.MsgpackHandle{}).Encode(gossipPushState{Name: "ghost", Addr: net.IPv4(127, 0, 0, 1).To4(), Port: 9,
 		Meta: bytes.Repeat([]byte("x"), size), Incarnation: 1, Vsn: []uint8{1, 5, 2, 0, 0, 0}}); err != nil {
 		t.Fatal(err)
 	}
