@@ -101,8 +101,8 @@ const (
 // compressed packet into at most gossipPacketMax bytes. It records the
 // source prefix of each signed alive message of a plaintext packet, and
 // drops those of a source that spent its budget of failed signature
-// checks (gossipbudget.go); it has the ack of a plaintext ping sent
-// where the ping came from (ackToSender); and it records the source
+// checks (gossipbudget.go); it has the answer to a plaintext ping or
+// ping request sent where it came from (ackToSender); and it records the source
 // prefix of each signed alive state of a plaintext push-pull
 // (pushReader), whose check NotifyAlive charges to it or skips once it
 // spent its budget.
@@ -273,26 +273,39 @@ type gossipPing struct {
 	SourceNode string `codec:",omitempty"`
 }
 
-// ackToSender has the ack of each ping of a plaintext packet (as
-// checkPacket returns it) sent where the packet came from: memberlist
-// acks at the address a ping names (its SourceAddr and SourcePort), so
-// that anyone could aim a node's acks at anyone. A member's ping names
-// its gossip address, which it sends from; a ping naming another
-// address is handed on without it.
+// gossipIndirectPing is memberlist's indirectPingReq, a ping request.
+type gossipIndirectPing struct {
+	SeqNo      uint32
+	Target     []byte
+	Port       uint16
+	Node       string
+	Nack       bool
+	SourceAddr []byte `codec:",omitempty"`
+	SourcePort uint16 `codec:",omitempty"`
+	SourceNode string `codec:",omitempty"`
+}
+
+// ackToSender has the answer to each ping and ping request of a
+// plaintext packet (as checkPacket returns it) sent where the packet came
+// from: memberlist answers at the address they name (their SourceAddr and
+// SourcePort: a ping's ack, a ping request's relayed ack or nack), so
+// that anyone could aim a node's answers at anyone. A member's ping or
+// request names its gossip address, which it sends from; one naming
+// another address is handed on without it.
 func ackToSender(p []byte, from net.Addr) []byte {
 	ua, ok := from.(*net.UDPAddr)
 	if !ok || len(p) == 0 {
 		return p
 	}
 	switch p[0] {
-	case gmPing:
+	case gmPing, gmIndirectPing:
 		out, _ := pingToSender(p, ua)
 		return out
 	case gmCompound:
 		parts := compoundParts(p)
 		changed := false
 		for i, part := range parts {
-			if len(part) > 0 && part[0] == gmPing {
+			if len(part) > 0 && (part[0] == gmPing || part[0] == gmIndirectPing) {
 				var c bool
 				parts[i], c = pingToSender(part, ua)
 				changed = changed || c
@@ -305,22 +318,34 @@ func ackToSender(p []byte, from net.Addr) []byte {
 	return p
 }
 
-// pingToSender is the ping message m (its type and body) without the
-// address it names for its ack, if that is not from; changed says
-// whether it was.
+// pingToSender is the ping or ping request m (its type and body)
+// without the address it names for its answer, if that is not from;
+// changed says whether it was.
 func pingToSender(m []byte, from *net.UDPAddr) (out []byte, changed bool) {
-	var ping gossipPing
-	if codec.NewDecoderBytes(m[1:], &codec.MsgpackHandle{}).Decode(&ping) != nil {
-		return m, false // memberlist refuses it too
-	}
-	if len(ping.SourceAddr) == 0 || ping.SourcePort == 0 ||
-		net.IP(ping.SourceAddr).Equal(from.IP) && int(ping.SourcePort) == from.Port {
+	var msg any
+	var addr *[]byte
+	var port *uint16
+	switch m[0] {
+	case gmPing:
+		p := new(gossipPing)
+		msg, addr, port = p, &p.SourceAddr, &p.SourcePort
+	case gmIndirectPing:
+		p := new(gossipIndirectPing)
+		msg, addr, port = p, &p.SourceAddr, &p.SourcePort
+	default:
 		return m, false
 	}
-	ping.SourceAddr, ping.SourcePort = nil, 0
+	if codec.NewDecoderBytes(m[1:], &codec.MsgpackHandle{}).Decode(msg) != nil {
+		return m, false // memberlist refuses it too
+	}
+	if len(*addr) == 0 || *port == 0 ||
+		net.IP(*addr).Equal(from.IP) && int(*port) == from.Port {
+		return m, false
+	}
+	*addr, *port = nil, 0
 	var b bytes.Buffer
-	b.WriteByte(gmPing)
-	if codec.NewEncoder(&b, &codec.MsgpackHandle{}).Encode(&ping) != nil {
+	b.WriteByte(m[0])
+	if codec.NewEncoder(&b, &codec.MsgpackHandle{}).Encode(msg) != nil {
 		return m, false
 	}
 	return b.Bytes(), true
