@@ -89,7 +89,8 @@ const (
 // honest member sends: datagrams beyond gossipPacketMax, compressed
 // messages expanding beyond their bound, compounds nested or of more than
 // gossipPacketParts messages, push-pull headers announcing more states
-// than the member bound (maxMembers), streams of user messages (discovery
+// than the member bound (maxMembers), push-pulls with a state beyond
+// gossipStateMax, streams of user messages (discovery
 // sends none; memberlist allocates what their header announces before
 // reading it), inbound streams beyond
 // gossipStreams at once or gossipStreamShare of one source prefix
