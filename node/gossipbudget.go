@@ -41,22 +41,27 @@ const (
 	// them one at a time): the last sigFailPushesOut are kept.
 	sigFailPushesOut = 4
 	sigFailPushes    = gossipStreams + sigFailPushesOut
+	// sigFailKeySources bounds the sources remembered for one alive
+	// message sent in datagrams (the newest are kept).
+	sigFailKeySources = 4
 )
 
 // gmAlive is memberlist's alive message type (net.go, aliveMsg).
 const gmAlive = 4
 
 // sigBudget accounts failed signature checks to the source prefixes that
-// sent the alive messages. The guard records which source sent each
+// sent the alive messages. The guard records which sources sent each
 // signed alive message (by a digest of its member name and metadata,
-// what NotifyAlive is given), so that a failure is charged to it.
+// what NotifyAlive is given), so that a failure is charged to them. Any
+// source may send a copy of another's message: one is dropped unchecked
+// only when every source recorded for it spent its budget.
 type sigBudget struct {
 	seed maphash.Seed
 
 	mu       sync.Mutex
 	buckets  map[netip.Prefix]*bucket.Bucket
-	cur, old map[uint64]netip.Prefix // alive messages seen: their source
-	pushes   []*pushSeen             // oldest first; at most sigFailPushes
+	cur, old map[uint64][]netip.Prefix // alive messages seen: their sources, at most sigFailKeySources
+	pushes   []*pushSeen               // oldest first; at most sigFailPushes
 }
 
 // pushSeen is the source of one push-pull stream and the signed alive
@@ -69,7 +74,7 @@ type pushSeen struct {
 }
 
 func newSigBudget() *sigBudget {
-	return &sigBudget{seed: maphash.MakeSeed(), buckets: map[netip.Prefix]*bucket.Bucket{}, cur: map[uint64]netip.Prefix{}}
+	return &sigBudget{seed: maphash.MakeSeed(), buckets: map[netip.Prefix]*bucket.Bucket{}, cur: map[uint64][]netip.Prefix{}}
 }
 
 func (b *sigBudget) key(name string, meta []byte) uint64 {
@@ -90,26 +95,46 @@ func (b *sigBudget) spentLocked(src netip.Prefix, now time.Time) bool {
 // sawLocked records that src sent the alive message about name with meta.
 func (b *sigBudget) sawLocked(name string, meta []byte, src netip.Prefix) {
 	if len(b.cur) >= sigFailSeen {
-		b.old, b.cur = b.cur, make(map[uint64]netip.Prefix, sigFailSeen)
+		b.old, b.cur = b.cur, make(map[uint64][]netip.Prefix, sigFailSeen)
 	}
-	b.cur[b.key(name, meta)] = src
+	k := b.key(name, meta)
+	srcs := b.cur[k]
+	for i, s := range srcs {
+		if s == src {
+			srcs = append(srcs[:i], srcs[i+1:]...)
+			break
+		}
+	}
+	if len(srcs) >= sigFailKeySources {
+		srcs = srcs[1:]
+	}
+	b.cur[k] = append(srcs, src)
 }
 
-// sourceLocked is the source recorded for the alive message.
-func (b *sigBudget) sourceLocked(name string, meta []byte) (netip.Prefix, bool) {
+// sourcesLocked are the sources recorded for the alive message, newest
+// first, each once.
+func (b *sigBudget) sourcesLocked(name string, meta []byte) []netip.Prefix {
 	k := b.key(name, meta)
-	if src, ok := b.cur[k]; ok {
-		return src, true
-	}
-	if src, ok := b.old[k]; ok {
-		return src, true
+	var srcs []netip.Prefix
+	add := func(src netip.Prefix) {
+		for _, s := range srcs {
+			if s == src {
+				return
+			}
+		}
+		srcs = append(srcs, src)
 	}
 	for i := len(b.pushes) - 1; i >= 0; i-- {
 		if _, ok := b.pushes[i].keys[k]; ok {
-			return b.pushes[i].src, true
+			add(b.pushes[i].src)
 		}
 	}
-	return netip.Prefix{}, false
+	for _, m := range []map[uint64][]netip.Prefix{b.cur, b.old} {
+		for i := len(m[k]) - 1; i >= 0; i-- {
+			add(m[k][i])
+		}
+	}
+	return srcs
 }
 
 // pushStarted remembers a push-pull stream from src, whose states are to
@@ -163,24 +188,39 @@ func (b *sigBudget) pushEnded(ps *pushSeen) {
 }
 
 // allow reports whether the alive message about name with meta may cost
-// a signature check: false when its source has spent its budget. src is
-// its source, when known (the guard records the sources of plaintext
+// a signature check: false when every source recorded for it has spent
+// its budget. src is a source that has not (or, when refused, the newest
+// recorded), when known (the guard records the sources of plaintext
 // datagrams and push-pull streams; encrypted ones have none).
 func (b *sigBudget) allow(name string, meta []byte, now time.Time) (src netip.Prefix, ok bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	src, known := b.sourceLocked(name, meta)
-	return src, !known || !b.spentLocked(src, now)
+	srcs := b.sourcesLocked(name, meta)
+	if len(srcs) == 0 {
+		return netip.Prefix{}, true
+	}
+	for _, s := range srcs {
+		if !b.spentLocked(s, now) {
+			return s, true
+		}
+	}
+	return srcs[0], false
 }
 
-// failed charges the source of the alive message with a failed check.
+// failed charges each source of the alive message that has not spent its
+// budget with a failed check: each sent a message whose signature fails.
 func (b *sigBudget) failed(name string, meta []byte, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	src, known := b.sourceLocked(name, meta)
-	if !known {
-		return
+	for _, src := range b.sourcesLocked(name, meta) {
+		if !b.spentLocked(src, now) {
+			b.chargeLocked(src, now)
+		}
 	}
+}
+
+// chargeLocked takes a failed check from src's budget.
+func (b *sigBudget) chargeLocked(src netip.Prefix, now time.Time) {
 	bk := b.buckets[src]
 	if bk == nil {
 		if len(b.buckets) >= sigFailSources {
@@ -281,10 +321,7 @@ func (b *sigBudget) sawAliveLocked(msg []byte, src netip.Prefix) {
 	if !bytes.Contains(msg, []byte(metaSigField)) {
 		return
 	}
-	var a struct {
-		Node string
-		Meta []byte
-	}
+	var a gossipAlive
 	if codec.NewDecoderBytes(msg, &codec.MsgpackHandle{}).Decode(&a) != nil {
 		return // memberlist refuses it too
 	}

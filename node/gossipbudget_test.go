@@ -154,3 +154,62 @@ func TestSigBudgetPushesBounded(t *testing.T) {
 		t.Errorf("%d push-pulls remembered, want at most %d", len(b.pushes), sigFailPushes)
 	}
 }
+
+// TestSigBudgetCopiesFromASpentSourceDropNothing: a source that spent
+// its budget pushes copies of the signed states an honest member pushes
+// (anyone can learn a member's current state by a push-pull). Each
+// failed check was charged to, and each state refused for, the newest
+// push-pull recording it: the copies had the honest member's states
+// dropped unchecked. A state is refused only when every source that sent
+// it spent its budget, and the honest member's stay checked; a forgery
+// both sent is charged to the source that has a budget left.
+func TestSigBudgetCopiesFromASpentSourceDropNothing(t *testing.T) {
+	b := newSigBudget()
+	now := time.Now()
+	honest, attacker := netip.MustParsePrefix("192.0.2.1/32"), netip.MustParsePrefix("192.0.2.66/32")
+	valid := []byte(`{"ts":7` + metaSigField + `good"}`)
+	forged := []byte(`{"ts":8` + metaSigField + `bad"}`)
+	// The attacker spends its budget on forgeries of its own.
+	spend := b.pushStarted(attacker, true)
+	b.pushState(spend, "x", forged)
+	for range sigFailBurst {
+		b.failed("x", forged, now)
+	}
+	b.pushEnded(spend)
+
+	for _, tc := range []struct {
+		name  string
+		first bool // the honest push-pull started first
+	}{{"honest first", true}, {"attacker first", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h, a *pushSeen
+			if tc.first {
+				h, a = b.pushStarted(honest, true), b.pushStarted(attacker, true)
+			} else {
+				a, h = b.pushStarted(attacker, true), b.pushStarted(honest, true)
+			}
+			defer b.pushEnded(h)
+			defer b.pushEnded(a)
+			b.pushState(h, "b", valid)
+			b.pushState(a, "b", valid)
+			if src, ok := b.allow("b", valid, now); !ok || src != honest {
+				t.Fatalf("the honest push-pull's state, copied by a spent source: allowed %v (source %v); want it checked, for %v", ok, src, honest)
+			}
+		})
+	}
+
+	// A forgery both push-pulls carry costs the honest source, not the
+	// spent one, and is refused once both spent their budget.
+	h, a := b.pushStarted(honest, true), b.pushStarted(attacker, true)
+	b.pushState(h, "b", forged)
+	b.pushState(a, "b", forged)
+	for range sigFailBurst {
+		if _, ok := b.allow("b", forged, now); !ok {
+			t.Fatal("a forgery was refused while one of its sources had budget left")
+		}
+		b.failed("b", forged, now)
+	}
+	if src, ok := b.allow("b", forged, now); ok {
+		t.Errorf("a forgery whose sources both spent their budget was allowed (source %v)", src)
+	}
+}

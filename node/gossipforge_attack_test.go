@@ -196,14 +196,7 @@ func forgedAlive(t *testing.T, node, addr string, inc uint32, meta, key []byte) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return gossipPacket(t, 4, struct {
-		Incarnation uint32
-		Node        string
-		Addr        []byte
-		Port        uint16
-		Meta        []byte
-		Vsn         []uint8
-	}{inc, node, []byte(ua.IP.To4()), uint16(ua.Port), meta, []uint8{1, 5, 2, 0, 0, 0}}, key)
+	return gossipPacket(t, 4, gossipAlive{inc, node, []byte(ua.IP.To4()), uint16(ua.Port), meta, []uint8{1, 5, 2, 0, 0, 0}}, key)
 }
 
 // gossipPacket encodes a memberlist message of type kind and encrypts it
@@ -212,7 +205,7 @@ func gossipPacket(t *testing.T, kind byte, msg any, key []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	buf.WriteByte(kind)
-	if err := codec.NewEncoder(&buf, &codec.MsgpackHandle{}).Encode(msg); err != nil {
+	if err := codec.NewEncoder(&buf, forgeHandle).Encode(msg); err != nil {
 		t.Fatal(err)
 	}
 	if key == nil {

@@ -77,6 +77,11 @@ const (
 	// gossipHeaderMax bounds a push-pull header (memberlist's is about
 	// 40 bytes).
 	gossipHeaderMax = 256
+	// gossipStateMax bounds one state of a plaintext push-pull, encoded:
+	// a member's is under 1 KiB (its metadata at most MetaMaxSize, 512
+	// bytes; its address 4 or 16; its name at most 255; six version
+	// bytes; the field names).
+	gossipStateMax = 4 << 10
 )
 
 // gossipGuard wraps memberlist's transport: it inspects each plaintext
@@ -84,7 +89,8 @@ const (
 // honest member sends: datagrams beyond gossipPacketMax, compressed
 // messages expanding beyond their bound, compounds nested or of more than
 // gossipPacketParts messages, push-pull headers announcing more states
-// than the member bound (maxMembers), streams of user messages (discovery
+// than the member bound (maxMembers), push-pulls with a state beyond
+// gossipStateMax, streams of user messages (discovery
 // sends none; memberlist allocates what their header announces before
 // reading it), inbound streams beyond
 // gossipStreams at once or gossipStreamShare of one source prefix
@@ -96,8 +102,8 @@ const (
 // compressed packet into at most gossipPacketMax bytes. It records the
 // source prefix of each signed alive message of a plaintext packet, and
 // drops those of a source that spent its budget of failed signature
-// checks (gossipbudget.go); it has the ack of a plaintext ping sent
-// where the ping came from (ackToSender); and it records the source
+// checks (gossipbudget.go); it has the answer to a plaintext ping or
+// ping request sent where it came from (ackToSender); and it records the source
 // prefix of each signed alive state of a plaintext push-pull
 // (pushReader), whose check NotifyAlive charges to it or skips once it
 // spent its budget.
@@ -140,6 +146,7 @@ const (
 	refuseSlow      = "slow"       // its first bytes did not arrive within gossipFirstBytes
 	refuseHeader    = "header"     // push-pull header beyond the member bound
 	refuseUser      = "user"       // a user message: discovery sends none
+	refuseState     = "state"      // a push-pull state beyond gossipStateMax
 	// refuseSignatures: an alive message whose source spent its budget
 	// of failed signature checks (kind "alive": counted per message).
 	refuseSignatures = "signatures"
@@ -147,7 +154,7 @@ const (
 
 func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg prometheus.Registerer, log *ratelog.Log) (*gossipGuard, error) {
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_gossip_refused_total",
-		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user), and alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures)."},
+		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user, state), and alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures)."},
 		[]string{"kind", "reason"})
 	if err := reg.Register(m); err != nil {
 		var are prometheus.AlreadyRegisteredError
@@ -159,7 +166,7 @@ func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg pro
 	for _, r := range []string{refuseSize, refuseBomb, refuseCompound, refuseMalformed} {
 		m.WithLabelValues("packet", r) // from zero, so rate() sees the first
 	}
-	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseShare, refuseEvicted, refuseSlow, refuseHeader, refuseUser} {
+	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseShare, refuseEvicted, refuseSlow, refuseHeader, refuseUser, refuseState} {
 		m.WithLabelValues("stream", r)
 	}
 	m.WithLabelValues("alive", refuseSignatures)
@@ -231,7 +238,34 @@ func (g *gossipGuard) passPacket(p *memberlist.Packet) (*memberlist.Packet, bool
 	return p, true
 }
 
-// gossipPing is memberlist's ping message (net.go, ping).
+// Copies of memberlist's messages the guard decodes (memberlist v0.7.0
+// net.go), with every field in memberlist's order: go-msgpack decodes a
+// struct from a msgpack array by position, as memberlist does, so a
+// struct with fewer fields would read other fields than memberlist's.
+
+// gossipPushState is memberlist's pushNodeState, a push-pull's state of
+// one member.
+type gossipPushState struct {
+	Name        string
+	Addr        []byte
+	Port        uint16
+	Meta        []byte
+	Incarnation uint32
+	State       int // memberlist's NodeStateType
+	Vsn         []uint8
+}
+
+// gossipAlive is memberlist's alive message.
+type gossipAlive struct {
+	Incarnation uint32
+	Node        string
+	Addr        []byte
+	Port        uint16
+	Meta        []byte
+	Vsn         []uint8
+}
+
+// gossipPing is memberlist's ping message.
 type gossipPing struct {
 	SeqNo      uint32
 	Node       string
@@ -240,26 +274,39 @@ type gossipPing struct {
 	SourceNode string `codec:",omitempty"`
 }
 
-// ackToSender has the ack of each ping of a plaintext packet (as
-// checkPacket returns it) sent where the packet came from: memberlist
-// acks at the address a ping names (its SourceAddr and SourcePort), so
-// that anyone could aim a node's acks at anyone. A member's ping names
-// its gossip address, which it sends from; a ping naming another
-// address is handed on without it.
+// gossipIndirectPing is memberlist's indirectPingReq, a ping request.
+type gossipIndirectPing struct {
+	SeqNo      uint32
+	Target     []byte
+	Port       uint16
+	Node       string
+	Nack       bool
+	SourceAddr []byte `codec:",omitempty"`
+	SourcePort uint16 `codec:",omitempty"`
+	SourceNode string `codec:",omitempty"`
+}
+
+// ackToSender has the answer to each ping and ping request of a
+// plaintext packet (as checkPacket returns it) sent where the packet came
+// from: memberlist answers at the address they name (their SourceAddr and
+// SourcePort: a ping's ack, a ping request's relayed ack or nack), so
+// that anyone could aim a node's answers at anyone. A member's ping or
+// request names its gossip address, which it sends from; one naming
+// another address is handed on without it.
 func ackToSender(p []byte, from net.Addr) []byte {
 	ua, ok := from.(*net.UDPAddr)
 	if !ok || len(p) == 0 {
 		return p
 	}
 	switch p[0] {
-	case gmPing:
+	case gmPing, gmIndirectPing:
 		out, _ := pingToSender(p, ua)
 		return out
 	case gmCompound:
 		parts := compoundParts(p)
 		changed := false
 		for i, part := range parts {
-			if len(part) > 0 && part[0] == gmPing {
+			if len(part) > 0 && (part[0] == gmPing || part[0] == gmIndirectPing) {
 				var c bool
 				parts[i], c = pingToSender(part, ua)
 				changed = changed || c
@@ -272,22 +319,34 @@ func ackToSender(p []byte, from net.Addr) []byte {
 	return p
 }
 
-// pingToSender is the ping message m (its type and body) without the
-// address it names for its ack, if that is not from; changed says
-// whether it was.
+// pingToSender is the ping or ping request m (its type and body)
+// without the address it names for its answer, if that is not from;
+// changed says whether it was.
 func pingToSender(m []byte, from *net.UDPAddr) (out []byte, changed bool) {
-	var ping gossipPing
-	if codec.NewDecoderBytes(m[1:], &codec.MsgpackHandle{}).Decode(&ping) != nil {
-		return m, false // memberlist refuses it too
-	}
-	if len(ping.SourceAddr) == 0 || ping.SourcePort == 0 ||
-		net.IP(ping.SourceAddr).Equal(from.IP) && int(ping.SourcePort) == from.Port {
+	var msg any
+	var addr *[]byte
+	var port *uint16
+	switch m[0] {
+	case gmPing:
+		p := new(gossipPing)
+		msg, addr, port = p, &p.SourceAddr, &p.SourcePort
+	case gmIndirectPing:
+		p := new(gossipIndirectPing)
+		msg, addr, port = p, &p.SourceAddr, &p.SourcePort
+	default:
 		return m, false
 	}
-	ping.SourceAddr, ping.SourcePort = nil, 0
+	if codec.NewDecoderBytes(m[1:], &codec.MsgpackHandle{}).Decode(msg) != nil {
+		return m, false // memberlist refuses it too
+	}
+	if len(*addr) == 0 || *port == 0 ||
+		net.IP(*addr).Equal(from.IP) && int(*port) == from.Port {
+		return m, false
+	}
+	*addr, *port = nil, 0
 	var b bytes.Buffer
-	b.WriteByte(gmPing)
-	if codec.NewEncoder(&b, &codec.MsgpackHandle{}).Encode(&ping) != nil {
+	b.WriteByte(m[0])
+	if codec.NewEncoder(&b, &codec.MsgpackHandle{}).Encode(msg) != nil {
 		return m, false
 	}
 	return b.Bytes(), true
@@ -703,22 +762,26 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 	// memberlist's pushPullHeader; the bytes the decoder reads are kept
 	// to be served again.
 	pr := &pushReader{lim: io.LimitedReader{R: src, N: gossipHeaderMax}}
-	pr.dec = codec.NewDecoder(io.TeeReader(&pr.lim, &pr.rec), &codec.MsgpackHandle{})
-	var h struct {
+	h := &codec.MsgpackHandle{}
+	h.MaxInitLen = gossipStateMax // what the decoder allocates before it reads
+	pr.dec = codec.NewDecoder(io.TeeReader(&pr.lim, &pr.rec), h)
+	var hd struct {
 		Nodes        int
 		UserStateLen int
 		Join         bool
 	}
-	if err := pr.dec.Decode(&h); err != nil {
+	if err := pr.dec.Decode(&hd); err != nil {
 		return nil, refuseMalformed, err
 	}
 	// discovery keeps no user state (LocalState is empty).
-	if h.Nodes < 0 || h.Nodes > c.g.maxNodes || h.UserStateLen != 0 {
-		return nil, refuseHeader, fmt.Errorf("push-pull of %d states and %d bytes of user state", h.Nodes, h.UserStateLen)
+	if hd.Nodes < 0 || hd.Nodes > c.g.maxNodes || hd.UserStateLen != 0 {
+		return nil, refuseHeader, fmt.Errorf("push-pull of %d states and %d bytes of user state", hd.Nodes, hd.UserStateLen)
 	}
-	// The states: src is bounded to gossipStreamMax.
-	pr.lim.N = gossipStreamMax + 1
-	pr.left = h.Nodes
+	// The states: each bounded to gossipStateMax (pushReader.Read).
+	pr.left = hd.Nodes
+	pr.refuse = func(err error) {
+		c.g.refuse("stream", refuseState, c.RemoteAddr(), err)
+	}
 	pr.budget = c.g.budget
 	pr.seen = c.g.budget.pushStarted(links.SourcePrefix(c.RemoteAddr()), c.inbound)
 	c.seen = pr.seen
@@ -730,7 +793,8 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 // and records the source of those carrying signed metadata
 // (sigBudget.pushState), so that NotifyAlive charges a failed check of
 // one to the stream's source prefix. It holds one state's bytes at a
-// time.
+// time, and fails the stream (refused: refuseState) once a state goes
+// beyond gossipStateMax, before memberlist reads any of it.
 type pushReader struct {
 	lim    io.LimitedReader
 	dec    *codec.Decoder // reads lim through rec
@@ -739,6 +803,7 @@ type pushReader struct {
 	err    error          // dec's, served after rec
 	budget *sigBudget
 	seen   *pushSeen
+	refuse func(error) // counts and logs a state beyond gossipStateMax
 }
 
 func (r *pushReader) Read(p []byte) (int, error) {
@@ -749,14 +814,16 @@ func (r *pushReader) Read(p []byte) (int, error) {
 		case r.left == 0:
 			return r.lim.Read(p) // nothing more, for a push-pull without user state
 		}
-		// memberlist's pushNodeState: the fields NotifyAlive is given.
-		var s struct {
-			Name  string
-			Meta  []byte
-			State int
-		}
+		var s gossipPushState
+		r.lim.N = gossipStateMax + 1
 		if err := r.dec.Decode(&s); err != nil {
-			r.err = err // memberlist fails on the same bytes
+			if r.lim.N > 0 {
+				r.err = err // memberlist fails on the same bytes
+				continue
+			}
+			r.rec.Reset() // memberlist reads none of it
+			r.err = fmt.Errorf("%w: %s: push-pull state beyond %d bytes", ErrGossipRefused, refuseState, gossipStateMax)
+			r.refuse(r.err)
 			continue
 		}
 		r.left--

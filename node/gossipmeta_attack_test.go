@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	rmetrics "runtime/metrics"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,9 +45,9 @@ func TestAttackGossipHugeMetadataHeld(t *testing.T) {
 			base := liveHeap()
 			for i := range pushes {
 				j := 0
-				pushStates(t, d.Status().GossipAddr, members, func() pushedState {
+				pushStates(t, d.Status().GossipAddr, members, func() gossipPushState {
 					j++
-					return pushedState{Name: fmt.Sprintf("ghost-%d-%d", i, j), Addr: tc.addr, Port: 9,
+					return gossipPushState{Name: fmt.Sprintf("ghost-%d-%d", i, j), Addr: tc.addr, Port: 9,
 						Meta: tc.meta, Incarnation: 1, Vsn: []uint8{1, 5, 2, 0, 0, 0}}
 				})
 			}
@@ -98,4 +101,55 @@ func TestAttackGossipUserMessageHeld(t *testing.T) {
 	if grew > 16<<20 {
 		t.Errorf("%d silent gossip connections of %d bytes each made d hold %d MiB", gossipStreamShare, msg.Len(), grew>>20)
 	}
+}
+
+// TestAttackGossipHugePushStateAllocated: a stranger opens 4 push-pulls
+// at once, each of one state whose metadata is 18 MiB (a node's is at
+// most 512 bytes). The guard held each state whole to decode it before
+// memberlist read it, and memberlist decoded it again before
+// NotifyAlive refused it: d allocated each state's metadata three times
+// over. d must refuse the stream once a state goes beyond what a node
+// sends, before memberlist reads it.
+func TestAttackGossipHugePushStateAllocated(t *testing.T) {
+	d := plainGossipNode(t, "d")
+	refused := d.disco.guard.metric.WithLabelValues("stream", refuseState)
+	const size, pushes = 18 << 20, 4
+	var msg bytes.Buffer
+	msg.Write(pushPullHeader(t, 1, 0))
+	if err := codec.NewEncoder(&msg, &codec.MsgpackHandle{}).Encode(gossipPushState{Name: "ghost", Addr: net.IPv4(127, 0, 0, 1).To4(), Port: 9,
+		Meta: bytes.Repeat([]byte("x"), size), Incarnation: 1, Vsn: []uint8{1, 5, 2, 0, 0, 0}}); err != nil {
+		t.Fatal(err)
+	}
+	allocs0 := heapAllocs()
+	var wg sync.WaitGroup
+	for range pushes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.DialTimeout("tcp", d.Status().GossipAddr, 5*time.Second)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(time.Minute))
+			_, _ = c.Write(msg.Bytes()) // d may close it before it is all sent
+			_, _ = io.Copy(io.Discard, c)
+		}()
+	}
+	wg.Wait()
+	allocated := heapAllocs() - allocs0
+	t.Logf("%d push-pulls of one state with %d MiB of metadata at once: d allocated %d MiB, refused %v streams",
+		pushes, size>>20, allocated>>20, counterValue(refused))
+	if allocated > 32<<20 || counterValue(refused) < pushes {
+		t.Errorf("%d push-pulls of one %d MiB state: d allocated %d MiB (want at most 32), refused %v of them",
+			pushes, size>>20, allocated>>20, counterValue(refused))
+	}
+}
+
+// heapAllocs is the bytes the process allocated on the heap so far.
+func heapAllocs() uint64 {
+	s := []rmetrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	rmetrics.Read(s)
+	return s[0].Value.Uint64()
 }

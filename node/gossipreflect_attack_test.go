@@ -20,6 +20,58 @@ func forgedPing(t *testing.T, seq uint32, to *net.UDPAddr) []byte {
 	}{seq, "", to.IP.To4(), uint16(to.Port), "victim"}, nil)
 }
 
+// TestAttackGossipPingRequestReflection: a stranger with no gossip key
+// sends a node ping requests (type 1) for a target that does not answer,
+// asking for a nack and naming a victim's address as where to answer.
+// memberlist pings the target and, when no ack comes, sends the nack to
+// the address the request names: the victim got a nack per request. A
+// member's request names the address it sends from: the victim must get
+// nothing, and the stranger its nacks, where the requests came from.
+func TestAttackGossipPingRequestReflection(t *testing.T) {
+	d := plainGossipNode(t, "d")
+	victim, conn, target := forgerConn(t), forgerConn(t), forgerConn(t)
+	got, _ := countDatagrams(victim)
+	answered, _ := countDatagrams(conn)
+	va, ta := victim.LocalAddr().(*net.UDPAddr), target.LocalAddr().(*net.UDPAddr)
+	to, err := net.ResolveUDPAddr("udp", d.Status().GossipAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sent = 5
+	for seq := range uint32(sent) {
+		req := gossipPacket(t, gmIndirectPing, gossipIndirectPing{SeqNo: seq, Target: ta.IP.To4(), Port: uint16(ta.Port),
+			Node: "ghost", Nack: true, SourceAddr: va.IP.To4(), SourcePort: uint16(va.Port), SourceNode: "victim"}, nil)
+		if _, err := conn.WriteToUDP(req, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the nacks", 10*time.Second, func() bool { return answered.Load()+got.Load() >= sent })
+	time.Sleep(time.Second)
+	t.Logf("a stranger sent %d ping requests naming a victim's address: the victim got %d datagrams, the stranger %d",
+		sent, got.Load(), answered.Load())
+	if got.Load() > 0 || answered.Load() < sent {
+		t.Errorf("the victim got %d datagrams for the stranger's %d ping requests, the stranger %d", got.Load(), sent, answered.Load())
+	}
+}
+
+// countDatagrams counts the datagrams c receives, and their bytes, until
+// it is closed.
+func countDatagrams(c *net.UDPConn) (datagrams, bytes *atomic.Int64) {
+	datagrams, bytes = new(atomic.Int64), new(atomic.Int64)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, _, err := c.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			datagrams.Add(1)
+			bytes.Add(int64(n))
+		}
+	}()
+	return datagrams, bytes
+}
+
 // TestAttackGossipPingReflection: a stranger with no gossip key (the
 // default is none) sends a node datagrams of pings that name a victim's
 // address as where to answer. memberlist answers each ping with an ack
@@ -31,24 +83,9 @@ func forgedPing(t *testing.T, seq uint32, to *net.UDPAddr) []byte {
 // answered, where it came from.
 func TestAttackGossipPingReflection(t *testing.T) {
 	d := plainGossipNode(t, "d")
-	counted := func(c *net.UDPConn) (datagrams, bytes *atomic.Int64) {
-		datagrams, bytes = new(atomic.Int64), new(atomic.Int64)
-		go func() {
-			buf := make([]byte, 64<<10)
-			for {
-				n, _, err := c.ReadFromUDP(buf)
-				if err != nil {
-					return
-				}
-				datagrams.Add(1)
-				bytes.Add(int64(n))
-			}
-		}()
-		return datagrams, bytes
-	}
 	victim, conn := forgerConn(t), forgerConn(t)
-	got, gotBytes := counted(victim)
-	answered, _ := counted(conn)
+	got, gotBytes := countDatagrams(victim)
+	answered, _ := countDatagrams(conn)
 	va := victim.LocalAddr().(*net.UDPAddr)
 	seq := uint32(0)
 	datagram, pings := aliveDatagram(func() []byte { seq++; return forgedPing(t, seq, va) })
