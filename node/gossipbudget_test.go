@@ -85,7 +85,7 @@ func TestSigBudgetFilterKeepsOtherMessages(t *testing.T) {
 	meta := signMeta(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)), "test", "b", body)
 	alive := forgedAlive(t, "b", "127.0.0.1:9", 1, meta, nil)
 	other := []byte{gmAlive + 1, 1, 2, 3} // a dead message's type, any body
-	packet := compoundMsg([][]byte{alive, other, alive})
+	packet := compound([][]byte{alive, other, alive})
 
 	if out, n := b.filter(packet, src, now); n != 0 || string(out) != string(packet) {
 		t.Fatalf("a source with its budget: %d dropped, packet changed", n)
@@ -97,7 +97,7 @@ func TestSigBudgetFilterKeepsOtherMessages(t *testing.T) {
 		t.Fatal("a source that failed a burst of checks may still have one checked")
 	}
 	out, n := b.filter(packet, src, now)
-	if n != 2 || string(out) != string(compoundMsg([][]byte{other})) {
+	if n != 2 || string(out) != string(compound([][]byte{other})) {
 		t.Errorf("spent source's compound: %d dropped, handed on %q; want 2 and the other message", n, out)
 	}
 	if out, n := b.filter(alive, src, now); n != 1 || out != nil {

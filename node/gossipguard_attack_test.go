@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/lzw"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -68,18 +67,6 @@ func compressMsg(t testing.TB, payload []byte) []byte {
 	return out.Bytes()
 }
 
-// compoundMsg is memberlist's compoundMsg (type 7) of parts.
-func compoundMsg(parts [][]byte) []byte {
-	b := []byte{gmCompound, byte(len(parts))}
-	for _, p := range parts {
-		b = binary.BigEndian.AppendUint16(b, uint16(len(p)))
-	}
-	for _, p := range parts {
-		b = append(b, p...)
-	}
-	return b
-}
-
 // pushPullHeader is memberlist's push-pull message type and header.
 func pushPullHeader(t testing.TB, nodes, userState int) []byte {
 	var b bytes.Buffer
@@ -92,6 +79,17 @@ func pushPullHeader(t testing.TB, nodes, userState int) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// peakLiveHeap is the largest live heap (liveHeap) sampled four times
+// over the next second.
+func peakLiveHeap() uint64 {
+	var most uint64
+	for range 4 {
+		time.Sleep(250 * time.Millisecond)
+		most = max(most, liveHeap())
+	}
+	return most
 }
 
 // liveHeap is the heap's live objects after a GC.
@@ -160,11 +158,7 @@ func TestGossipPushPullHeaderBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var most uint64
-	for range 4 {
-		time.Sleep(250 * time.Millisecond)
-		most = max(most, liveHeap())
-	}
+	most := peakLiveHeap()
 	grew := int64(most) - int64(base)
 	t.Logf("%d silent connections: d's live heap %d MiB, at most %d MiB while they wait (+%d MiB); refused %d",
 		len(msgs), base>>20, most>>20, grew>>20, gossipRefused(d))
@@ -333,7 +327,7 @@ func TestGossipPacketSignatureChecksBounded(t *testing.T) {
 	for i := range inner {
 		inner[i] = alive
 	}
-	in := compoundMsg(inner)
+	in := compound(inner)
 	var packet []byte
 	var messages int
 	for n := 255; n > 0; n -= 5 {
@@ -341,14 +335,14 @@ func TestGossipPacketSignatureChecksBounded(t *testing.T) {
 		for i := range outer {
 			outer[i] = in
 		}
-		packet, messages = compressMsg(t, compoundMsg(outer)), n*len(inner)
+		packet, messages = compressMsg(t, compound(outer)), n*len(inner)
 		if len(packet) <= 65000 {
 			break
 		}
 	}
 	// The most alive messages a flat compound of gossipPacketMax holds.
 	var flat [][]byte
-	for len(compoundMsg(append(flat, alive))) <= gossipPacketMax {
+	for len(compound(append(flat, alive))) <= gossipPacketMax {
 		flat = append(flat, alive)
 	}
 	conn := forgerConn(t)
@@ -357,7 +351,7 @@ func TestGossipPacketSignatureChecksBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad0 := bad.Load()
-	for _, p := range [][]byte{packet, compressMsg(t, compoundMsg(flat))} {
+	for _, p := range [][]byte{packet, compressMsg(t, compound(flat))} {
 		if _, err := conn.WriteToUDP(p, to); err != nil {
 			t.Fatal(err)
 		}

@@ -27,7 +27,7 @@ func TestGossipGuardPackets(t *testing.T) {
 	ping := []byte{0, 0x80}
 	suspect := []byte{3, 0x80}
 	// memberlist sends one probe a datagram, broadcasts piggybacked.
-	honest := compoundMsg([][]byte{ping, suspect, suspect})
+	honest := compound([][]byte{ping, suspect, suspect})
 	parts := make([][]byte, gossipPacketParts+1)
 	for i := range parts {
 		parts[i] = ping
@@ -45,11 +45,11 @@ func TestGossipGuardPackets(t *testing.T) {
 		{"bad checksum", append(withCrc(honest)[:len(withCrc(honest))-1], 9), nil, refuseMalformed},
 		{"too big", make([]byte, gossipPacketMax+1), nil, refuseSize},
 		{"expands too far", compressMsg(t, make([]byte, 1<<20)), nil, refuseBomb},
-		{"nested compound", compoundMsg([][]byte{honest}), nil, refuseCompound},
+		{"nested compound", compound([][]byte{honest}), nil, refuseCompound},
 		{"compressed twice", compressMsg(t, compressMsg(t, ping)), nil, refuseCompound},
-		{"too many parts", compoundMsg(parts), nil, refuseCompound},
-		{"two pings", compoundMsg([][]byte{ping, suspect, ping}), nil, refuseCompound},
-		{"a ping and an indirect ping", compoundMsg([][]byte{{1, 0x80}, ping}), nil, refuseCompound},
+		{"too many parts", compound(parts), nil, refuseCompound},
+		{"two pings", compound([][]byte{ping, suspect, ping}), nil, refuseCompound},
+		{"a ping and an indirect ping", compound([][]byte{{1, 0x80}, ping}), nil, refuseCompound},
 		{"truncated compound", honest[:len(honest)-1], nil, refuseMalformed},
 		{"unknown algorithm", append([]byte{gmCompress, 0x82, 0xa4, 'A', 'l', 'g', 'o', 0x01}, compressMsg(t, ping)[8:]...), nil, refuseMalformed},
 	} {
@@ -67,10 +67,10 @@ func BenchmarkGossipGuardPacket(b *testing.B) {
 	g := &gossipGuard{}
 	part := bytes.Repeat([]byte{4, 0x80}, 35)
 	var parts [][]byte
-	for len(compoundMsg(append(parts, part))) <= 1400 {
+	for len(compound(append(parts, part))) <= 1400 {
 		parts = append(parts, part)
 	}
-	packet := withCrc(compressMsg(b, compoundMsg(parts)))
+	packet := withCrc(compressMsg(b, compound(parts)))
 	b.SetBytes(int64(len(packet)))
 	b.ReportAllocs()
 	for b.Loop() {

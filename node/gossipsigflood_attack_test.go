@@ -52,8 +52,8 @@ func aliveDatagram(next func() []byte) ([]byte, int) {
 	var flat [][]byte
 	for {
 		more := append(flat, next())
-		if len(compoundMsg(more)) > gossipPacketMax {
-			return compoundMsg(flat), len(flat)
+		if len(compound(more)) > gossipPacketMax {
+			return compound(flat), len(flat)
 		}
 		flat = more
 	}
