@@ -137,11 +137,27 @@ func (s *slowPinger) Ping(ctx context.Context, peer string) (node.PingResult, er
 // request.
 func TestPathRequestsShareOnePing(t *testing.T) {
 	src := &slowPinger{release: make(chan struct{})}
-	srv := httptest.NewServer(Handler(src))
+	// Count the requests that reached the server: the ping is released
+	// only once all of them are in, so none can come after its answer
+	// went stale (refresh), however slowly the machine runs.
+	var arrived atomic.Int32
+	h := Handler(src)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived.Add(1)
+		h.ServeHTTP(w, r)
+	}))
 	defer srv.Close()
+	defer func() { // on a failure, let the waiting requests end before srv.Close
+		select {
+		case <-src.release:
+		default:
+			close(src.release)
+		}
+	}()
+	const requests = 20
 	var wg sync.WaitGroup
-	paths := make(chan string, 20)
-	for range 20 {
+	paths := make(chan string, requests)
+	for range requests {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -156,10 +172,11 @@ func TestPathRequestsShareOnePing(t *testing.T) {
 			paths <- strings.Join(v.Path, " ")
 		}()
 	}
-	for src.pings.Load() == 0 {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(time.Minute); src.pings.Load() == 0 || arrived.Load() < requests; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d requests arrived, %d pings started", arrived.Load(), requests, src.pings.Load())
+		}
 	}
-	time.Sleep(50 * time.Millisecond) // let the other requests arrive and wait
 	close(src.release)
 	wg.Wait()
 	close(paths)
@@ -169,7 +186,7 @@ func TestPathRequestsShareOnePing(t *testing.T) {
 		}
 	}
 	if n := src.pings.Load(); n != 1 {
-		t.Errorf("%d pings for 20 requests within the refresh interval, want 1", n)
+		t.Errorf("%d pings for %d requests within the refresh interval, want 1", n, requests)
 	}
 }
 
