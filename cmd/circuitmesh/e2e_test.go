@@ -477,14 +477,22 @@ func TestE2ENodeFromAnotherCAIsRefused(t *testing.T) {
 	if out := a.cli("links"); lineWith(out, "x") {
 		t.Fatalf("a has a link to the rogue node:\n%s", out)
 	}
-	resp, err := http.Get("http://" + metrics + "/metrics")
-	if err != nil {
-		t.Fatalf("metrics endpoint: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !regexp.MustCompile(`(?m)^circuitmesh_links_refused_total [1-9]`).Match(body) {
-		t.Fatalf("metrics do not count the refused link:\n%s", body)
+	// The refusal is logged before it is counted: a scrape right after
+	// the log line may come first.
+	refused := regexp.MustCompile(`(?m)^circuitmesh_links_refused_total [1-9]`)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		resp, err := http.Get("http://" + metrics + "/metrics")
+		if err != nil {
+			t.Fatalf("metrics endpoint: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if refused.Match(body) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics do not count the refused link:\n%s", body)
+		}
 	}
 }
 
