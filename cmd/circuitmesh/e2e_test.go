@@ -409,31 +409,16 @@ func TestE2ELineForwardsHTTPThroughTwoRelays(t *testing.T) {
 func TestE2EDiamondFailoverAfterKillingARelay(t *testing.T) {
 	l := newLab(t, "e2e")
 	web, wantSum := bodyServer(t, 1<<20)
-	a := l.start("a", "")
-	relays := map[string]*daemon{
-		"b": l.start("b", "", "--link", a.addr),
-		"c": l.start("c", "", "--link", a.addr),
-	}
-	d := l.start("d", "", "--link", relays["b"].addr, "--link", relays["c"].addr)
+	a, victim, other, d := startDiamond(t, l, nil)
 	if out := d.cli("expose", "web", web); !strings.Contains(out, `exposed `+web+` as service "web"`) {
 		t.Fatalf("expose said %q", out)
 	}
 	fwd := a.forward(t, "d/web")
-	a.waitRoute(t, "d", anyRoute)
-	for _, r := range []string{"b", "c"} {
-		relays[r].waitRoute(t, "d", func(p node.PeerInfo) bool { return p.Hops == 1 })
-	}
-	route := a.waitRoute(t, "d", anyRoute)
 	if sum, _, err := fetch("http://"+fwd+"/", 20*time.Second); err != nil || sum != wantSum {
 		t.Fatalf("fetch before the failure: %v", err)
 	}
-	victim := route.NextHop
-	other := map[string]string{"b": "c", "c": "b"}[victim]
-	if other == "" {
-		t.Fatalf("a's route to d goes via %q, want b or c", victim)
-	}
 	killed := time.Now()
-	relays[victim].cmd.Process.Signal(syscall.SIGKILL)
+	victim.cmd.Process.Signal(syscall.SIGKILL)
 
 	// Fresh fetches succeed again once a has found the relay dead and
 	// rerouted. (How soon is the demo's and the bench's figure; a
@@ -442,17 +427,17 @@ func TestE2EDiamondFailoverAfterKillingARelay(t *testing.T) {
 	for time.Since(killed) < time.Minute {
 		sum, _, err := fetch("http://"+fwd+"/", 20*time.Second)
 		if err == nil && sum == wantSum {
-			t.Logf("fresh fetch succeeded %v after kill -9 of %s", time.Since(killed), victim)
+			t.Logf("fresh fetch succeeded %v after kill -9 of %s", time.Since(killed), victim.name)
 			// The fetch may have failed over to the other relay before a
 			// found the dead one's link silent (its allowance grows on
 			// a starved machine): the route then follows.
-			a.waitRoute(t, "d", func(p node.PeerInfo) bool { return p.NextHop == other })
+			a.waitRoute(t, "d", func(p node.PeerInfo) bool { return p.NextHop == other.name })
 			return
 		}
 		lastErr = err
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("no successful fetch within %v of killing %s: %v", time.Since(killed).Round(time.Second), victim, lastErr)
+	t.Fatalf("no successful fetch within %v of killing %s: %v", time.Since(killed).Round(time.Second), victim.name, lastErr)
 }
 
 func TestE2ENodeFromAnotherCAIsRefused(t *testing.T) {

@@ -85,7 +85,7 @@ func TestE2EDrainOnSIGTERM(t *testing.T) {
 	}
 	l := newLab(t, "e2e")
 	web, wantSum := bodyServer(t, size)
-	a, victim, other := startDiamond(t, l, web, "--drain-timeout", "2m")
+	a, victim, other, _ := startDiamond(t, l, []string{"--expose", "web=" + web}, "--drain-timeout", "2m")
 	fwd, own := a.forward(t, "d/web"), victim.forward(t, "d/web")
 
 	through := pausedGet(t, fwd) // crosses the victim

@@ -26,7 +26,7 @@ func TestE2EResumeOnKill9(t *testing.T) {
 	}
 	l := newLab(t, "e2e")
 	web, wantSum := bodyServer(t, size)
-	a, victim, _ := startDiamond(t, l, web)
+	a, victim, _, _ := startDiamond(t, l, []string{"--expose", "web=" + web})
 	fwd := a.forward(t, "d/web")
 
 	out := filepath.Join(t.TempDir(), "body")
@@ -71,24 +71,21 @@ func TestE2EResumeOnKill9(t *testing.T) {
 	t.Logf("%d MiB intact; %v from the kill of %s to the end", size>>20, time.Since(killed), victim.name)
 }
 
-// startDiamond starts a–{b,c}–d, d exposing web as service "web", relays
-// started with relayArgs, and returns a, the relay a's route to d crosses
-// and the other one.
-func startDiamond(t *testing.T, l *lab, web string, relayArgs ...string) (a, victim, other *daemon) {
+// startDiamond starts a–{b,c}–d, d with dArgs and both relays with
+// relayArgs, and returns a, the relay a's route to d crosses (the victim),
+// the other relay and d. c pins its link to d far above any measured
+// cost (loopback costs swing tenfold on a loaded machine), so that the
+// route crosses b for as long as b is up, and c only then: a test that
+// kills or drains the victim knows its circuits crossed it.
+func startDiamond(t *testing.T, l *lab, dArgs []string, relayArgs ...string) (a, victim, other, d *daemon) {
 	t.Helper()
 	a = l.start("a", "")
-	relays := map[string]*daemon{
-		"b": l.start("b", "", append([]string{"--link", a.addr}, relayArgs...)...),
-		"c": l.start("c", "", append([]string{"--link", a.addr}, relayArgs...)...),
-	}
-	l.start("d", "", "--link", relays["b"].addr, "--link", relays["c"].addr, "--expose", "web="+web)
-	for _, r := range relays {
+	victim = l.start("b", "", append([]string{"--link", a.addr}, relayArgs...)...)
+	other = l.start("c", "", append([]string{"--link", a.addr, "--link-cost", "d=1000000"}, relayArgs...)...)
+	d = l.start("d", "", append([]string{"--link", victim.addr, "--link", other.addr}, dArgs...)...)
+	for _, r := range []*daemon{victim, other} {
 		r.waitRoute(t, "d", func(p node.PeerInfo) bool { return p.Hops == 1 })
 	}
-	route := a.waitRoute(t, "d", func(p node.PeerInfo) bool { return p.Hops == 2 })
-	victim, other = relays[route.NextHop], relays[map[string]string{"b": "c", "c": "b"}[route.NextHop]]
-	if victim == nil || other == nil {
-		t.Fatalf("a's route to d goes via %q, want b or c", route.NextHop)
-	}
-	return a, victim, other
+	a.waitRoute(t, "d", func(p node.PeerInfo) bool { return p.NextHop == victim.name && p.Hops == 2 })
+	return a, victim, other, d
 }
