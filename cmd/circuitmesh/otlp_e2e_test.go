@@ -261,7 +261,9 @@ func TestDemoExportsChainedTracesOverOTLP(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+rcv.grpcAddr)
 	t.Setenv("OTEL_SERVICE_NAME", "")
-	code, out, stderr := cm(t, "demo", "--size", "1")
+	// The demo's own 2-minute bound is for an idle machine (see
+	// TestDemoRelaysVerifiesAndFailsOver).
+	code, out, stderr := cm(t, "demo", "--size", "1", "--timeout", "6m")
 	if code != 0 {
 		t.Fatalf("demo exited %d: %s\n%s", code, stderr, out)
 	}
