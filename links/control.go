@@ -169,6 +169,7 @@ func (l *quicLink) probeLoop() {
 			if deadAfter := l.allowance(floor, wait); silent > deadAfter {
 				reason := fmt.Sprintf("no answer from %s for %v (%d probes missed)", l.hello.Node, silent.Round(time.Millisecond), int(silent/cfg.ProbeInterval))
 				l.t.cfg.Logger.Warn("link dead", "peer", l.hello.Node, "remote", l.conn.RemoteAddr(), "silent", silent, "run_queue_wait", wait)
+				l.deadAllow, l.deadLate = deadAfter, late
 				l.down(fmt.Errorf("link to %s: %w: %s", l.hello.Node, ErrLinkLost, reason), codeLost, reason)
 				return
 			}

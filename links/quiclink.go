@@ -52,6 +52,10 @@ type quicLink struct {
 	draining  atomic.Bool   // the peer said it is draining (cost pinned to the maximum)
 	gaps      gapDetector   // spread of the gaps between the peer's control frames
 	byeSeen   atomic.Bool   // the peer ended the link on purpose (goodbye, duplicate)
+	// The silence the detector allowed and its own lateness it took off
+	// the silence, when it declared the peer dead (probeLoop; read after
+	// the link is down).
+	deadAllow, deadLate time.Duration
 
 	evMu     sync.Mutex // serialises Handler calls for this link
 	up       bool       // LinkUp was delivered
