@@ -208,7 +208,7 @@ func (l *quicLink) peerDrains() {
 		return
 	}
 	q := l.Quality()
-	q.Cost = maxCost
+	q.Cost, q.Draining = maxCost, true
 	l.quality.Store(&q)
 	l.t.cfg.Logger.Info("peer draining: routing around it", "peer", l.hello.Node)
 	l.event(func() { l.t.cfg.Handler.CostChanged(l, q) })
@@ -227,7 +227,7 @@ func (l *quicLink) sampleQuality() {
 	st := l.conn.ConnectionStats()
 	q, changed := l.meter.sample(st.SmoothedRTT, st.MeanDeviation, st.PacketsSent, st.PacketsLost)
 	if l.draining.Load() {
-		q.Cost, changed = maxCost, false
+		q.Cost, q.Draining, changed = maxCost, true, false
 	}
 	l.quality.Store(&q)
 	if changed {

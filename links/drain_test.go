@@ -15,7 +15,7 @@ func TestDrainRaisesCostAtThePeer(t *testing.T) {
 	defer echo(lb)()
 	defer a.Close()
 	b.Drain()
-	waitFor(t, "a to see b draining", 10*time.Second, func() bool { return la.Quality().Cost == maxCost })
+	waitFor(t, "a to see b draining", 10*time.Second, func() bool { q := la.Quality(); return q.Cost == maxCost && q.Draining })
 	a.rec.waitEvent(t, "cost", 10*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -132,6 +132,9 @@ type Quality struct {
 	Loss   float64       // fraction of packets lost, 0..1
 	Cost   Cost          // the (damped or pinned) cost fed to routing
 	Pinned bool          // Cost comes from configuration, not measurement
+	// Draining: the peer said it is draining, and Cost is the highest
+	// whatever is pinned, so that routes move away from the peer.
+	Draining bool
 }
 
 // Link is one authenticated, live connection to a neighbour.

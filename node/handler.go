@@ -148,7 +148,7 @@ func (h *linkHandler) CostChanged(l links.Link, q links.Quality) {
 	if n.link(l.Peer()) != l {
 		return
 	}
-	if _, pinned := n.linkCost(l); pinned {
+	if _, pinned := n.linkCost(l); pinned && !q.Draining {
 		return // routing keeps the pinned cost
 	}
 	n.router.linkCost(l.Peer(), q.Cost)

@@ -18,7 +18,8 @@ const MaxLinkCostPins = 4096
 // every later link to it, instead of the measured cost; cost 0 returns to
 // the measured cost. The change reaches routing at once, so routes move
 // with the next update. The link's measurement goes on either way and
-// Links shows both the cost in use and whether it is pinned.
+// Links shows both the cost in use and whether it is pinned. While the
+// peer drains, its link costs the highest whatever is pinned.
 func (n *Node) SetLinkCost(peer string, cost links.Cost) error {
 	if err := identity.ValidateName(peer); err != nil {
 		return fmt.Errorf("set link cost of %q: %w", peer, err)
@@ -48,16 +49,19 @@ func (n *Node) SetLinkCost(peer string, cost links.Cost) error {
 	return nil
 }
 
-// linkCost is the cost routing uses for l: pinned by configuration or
-// SetLinkCost, else measured.
+// linkCost is the cost routing uses for l: the highest while the peer
+// drains, else pinned by configuration or SetLinkCost, else measured.
 func (n *Node) linkCost(l links.Link) (cost links.Cost, pinned bool) {
+	q := l.Quality()
 	n.mu.Lock()
 	c, ok := n.pins[l.Peer()]
 	n.mu.Unlock()
-	if ok {
+	switch {
+	case q.Draining:
+		return q.Cost, ok || q.Pinned
+	case ok:
 		return c, true
 	}
-	q := l.Quality()
 	return q.Cost, q.Pinned
 }
 

@@ -126,7 +126,8 @@ func linkCostCommand() *cli.Command {
 to it) instead of the measured one; "auto" returns to the measured cost.
 A cost is in units of 10µs of round trip; a path costs the sum of its link
 costs. "circuitmesh links" marks pinned costs. At start-up, --link-cost
-PEER=COST does the same.
+PEER=COST does the same. While PEER drains (it is shutting down), its link
+costs the highest whatever is pinned, so that routes move around it.
 
 Example:
    circuitmesh link-cost bravo 500   # routes avoid the link to bravo when a cheaper path exists
