@@ -8,8 +8,8 @@ import (
 )
 
 // One origin exists per destination at every node: a 5000-node mesh holds
-// 25 million of them in a simulation. Its fields are ordered so that it
-// takes no padding; with room for three routes of 16 bytes it takes 112,
+// 25 million of them in a simulation. With room for three routes of 16
+// bytes it takes 112,
 // and it holds no pointer, so that the collector never scans a slab of
 // them.
 func TestOriginEntrySize(t *testing.T) {
@@ -23,6 +23,30 @@ func TestOriginEntrySize(t *testing.T) {
 	}
 	if s := unsafe.Sizeof(routeEntry{}); s > 16 {
 		t.Fatalf("routeEntry takes %d bytes, want at most 16", s)
+	}
+}
+
+// What a received update reads of its origin's entry before it knows
+// whether the route selected moves (handleUpdate, upsert) lies in its
+// first 64 bytes: an entry then spans one or two cache lines of it, not
+// two or three.
+func TestOriginUpdateFieldsFirst(t *testing.T) {
+	var o origin
+	end := func(off, size uintptr) uintptr { return off + size }
+	for name, e := range map[string]uintptr{
+		"inl":         end(unsafe.Offsetof(o.inl), unsafe.Sizeof(o.inl)),
+		"rtMetric":    end(unsafe.Offsetof(o.rtMetric), unsafe.Sizeof(o.rtMetric)),
+		"selSlot":     end(unsafe.Offsetof(o.selSlot), unsafe.Sizeof(o.selSlot)),
+		"attSeq":      end(unsafe.Offsetof(o.attSeq), unsafe.Sizeof(o.attSeq)),
+		"nInl":        end(unsafe.Offsetof(o.nInl), 1),
+		"rtReachable": end(unsafe.Offsetof(o.rtReachable), 1),
+		"attValid":    end(unsafe.Offsetof(o.attValid), 1),
+		"hasMore":     end(unsafe.Offsetof(o.hasMore), 1),
+		"hasExt":      end(unsafe.Offsetof(o.hasExt), 1),
+	} {
+		if e > 64 {
+			t.Errorf("origin.%s ends at byte %d, beyond the first 64", name, e)
+		}
 	}
 }
 
