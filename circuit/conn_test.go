@@ -271,7 +271,9 @@ func TestDeadlinesAndClose(t *testing.T) {
 			t.Errorf("past deadline: %v, want a timeout matching os.ErrDeadlineExceeded", err)
 		}
 	}
-	if d := time.Since(start); d > 100*time.Millisecond {
+	// Failing at all is the behaviour; a second is room for a loaded
+	// machine, not a figure.
+	if d := time.Since(start); d > time.Second {
 		t.Errorf("past deadline took %v to fail", d)
 	}
 	c.caller.SetDeadline(time.Time{})

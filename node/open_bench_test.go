@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"runtime/trace"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,11 +158,129 @@ func echoOne(c io.ReadWriter) error {
 
 // openEchoCluster builds a–r–b with end-to-end security e2e and returns a.
 func openEchoCluster(b *testing.B, e2e E2E) *Node {
+	return openEchoClusterOn(b, e2e, nil)
+}
+
+// openEchoClusterOn is openEchoCluster whose nodes' sockets wrap wraps,
+// when set.
+func openEchoClusterOn(b *testing.B, e2e E2E, wrap func(name string, pc net.PacketConn) net.PacketConn) *Node {
 	c := newCluster(b, true)
-	c.tweak = func(cfg *Config) { cfg.E2E = e2e }
+	c.tweak = func(cfg *Config) {
+		cfg.E2E = e2e
+		if wrap != nil {
+			udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			cfg.PacketConn = wrap(cfg.Name, udp)
+		}
+	}
 	c.build("a-r", "r-b")
 	c.waitRoute("a", "b", 2)
 	return c.nodes["a"]
+}
+
+// BenchmarkOpenEchoPackets counts the UDP datagrams each end sends per
+// open+echo+close of BenchmarkOpenEcho's neighbour kinds (direct, k0,
+// k0noresume, k0clear), each kind in a batch of its own followed by a
+// pause, so that a circuit's last packets count with its own kind (the
+// routing's and links' own traffic counts too: a few per second). Each
+// open is marked by a log event "open" in an execution trace (-trace):
+// go test -run '^$' -bench OpenEchoPackets -benchtime 300x ./node/
+func BenchmarkOpenEchoPackets(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	socks := map[string]*countingPacketConn{}
+	var mu sync.Mutex
+	counted := func(key string) func(string, net.PacketConn) net.PacketConn {
+		return func(name string, pc net.PacketConn) net.PacketConn {
+			c := &countingPacketConn{PacketConn: pc}
+			mu.Lock()
+			socks[key+name] = c
+			mu.Unlock()
+			return c
+		}
+	}
+	sealed := openEchoClusterOn(b, E2EOn, counted("sealed-"))
+	clear := openEchoClusterOn(b, E2EOff, counted("clear-"))
+	echoEnd := newBenchQUICOn(b, func(pc net.PacketConn) net.PacketConn { return counted("direct-")("dst", pc) })
+	echoEnd.serve(ctx, &wg, func(s *quic.Stream) {
+		io.Copy(s, s)
+		s.Close()
+	})
+	srcEnd := newBenchQUICOn(b, func(pc net.PacketConn) net.PacketConn { return counted("direct-")("src", pc) })
+	direct := srcEnd.dial(b, ctx, echoEnd.addr())
+	circuit := func(n *Node, noResume bool) func() error {
+		return func() error {
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			conn, err := n.DialWith(dctx, "r", EchoService, DialOptions{Early: true, NoResume: noResume})
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			return echoOne(conn)
+		}
+	}
+	kinds := []struct {
+		name, src, dst string
+		open           func() error
+	}{
+		{"direct", "direct-src", "direct-dst", func() error {
+			s, err := direct.OpenStreamSync(ctx)
+			if err != nil {
+				return err
+			}
+			defer s.CancelRead(0)
+			defer s.Close()
+			return echoOne(s)
+		}},
+		{"k0", "sealed-a", "sealed-r", circuit(sealed, false)},
+		{"k0noresume", "sealed-a", "sealed-r", circuit(sealed, true)},
+		{"k0clear", "clear-a", "clear-r", circuit(clear, false)},
+	}
+	for _, k := range kinds { // warm: keys cached, sessions resumable
+		for range 3 {
+			if err := k.open(); err != nil {
+				b.Fatalf("%s: %v", k.name, err)
+			}
+		}
+	}
+	const settle = 30 * time.Millisecond // a circuit's last packets
+	b.ResetTimer()
+	for _, k := range kinds {
+		time.Sleep(settle)
+		src, dst := socks[k.src], socks[k.dst]
+		s0, d0 := src.sent.Load(), dst.sent.Load()
+		lat := make([]float64, 0, b.N)
+		for range b.N {
+			trace.Log(ctx, "open", k.name)
+			t := time.Now()
+			if err := k.open(); err != nil {
+				b.Fatalf("%s: %v", k.name, err)
+			}
+			lat = append(lat, float64(time.Since(t).Microseconds()))
+		}
+		time.Sleep(settle)
+		slices.Sort(lat)
+		b.ReportMetric(lat[len(lat)/2], k.name+"-µs")
+		b.ReportMetric(float64(src.sent.Load()-s0)/float64(b.N), k.name+"-src-pkts")
+		b.ReportMetric(float64(dst.sent.Load()-d0)/float64(b.N), k.name+"-dst-pkts")
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// countingPacketConn counts the datagrams sent on a socket.
+type countingPacketConn struct {
+	net.PacketConn
+	sent atomic.Int64
+}
+
+func (c *countingPacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	c.sent.Add(1)
+	return c.PacketConn.WriteTo(p, addr)
 }
 
 // openEchoBaselines starts a quic-go echo server and a naive relay in
@@ -203,7 +323,10 @@ type benchQUIC struct {
 	conf *quic.Config
 }
 
-func newBenchQUIC(b *testing.B) *benchQUIC {
+func newBenchQUIC(b *testing.B) *benchQUIC { return newBenchQUICOn(b, nil) }
+
+// newBenchQUICOn is newBenchQUIC on its socket wrapped by wrap, when set.
+func newBenchQUICOn(b *testing.B, wrap func(net.PacketConn) net.PacketConn) *benchQUIC {
 	id, err := identity.Insecure("baseline", DefaultMesh)
 	if err != nil {
 		b.Fatal(err)
@@ -212,8 +335,12 @@ func newBenchQUIC(b *testing.B) *benchQUIC {
 	if err != nil {
 		b.Fatal(err)
 	}
+	var pc net.PacketConn = udp
+	if wrap != nil {
+		pc = wrap(udp)
+	}
 	e := &benchQUIC{
-		tr: &quic.Transport{Conn: udp},
+		tr: &quic.Transport{Conn: pc},
 		tls: &tls.Config{
 			MinVersion:         tls.VersionTLS13,
 			Certificates:       []tls.Certificate{id.TLSCertificate()},

@@ -124,12 +124,13 @@ type latency struct {
 	// OpenEchoUS is the median time to open a stream or circuit over warm
 	// links and get a 1-byte echo back: "direct_quic_stream", "k0".."k2",
 	// "naive_k1", "naive_k2" (a quic-go stream through naive relays),
-	// "k0clear" (a neighbour circuit with end-to-end security off) and
-	// "k1noresume" (k1 opened with DialOptions.NoResume).
+	// "k0clear" (a neighbour circuit with end-to-end security off), and
+	// "k0noresume", "k1noresume" (k0 and k1 opened with
+	// DialOptions.NoResume).
 	OpenEchoUS    map[string]float64 `json:"open_echo_us"`
 	OpenEchoP99US map[string]float64 `json:"open_echo_us_p99"`
 	// OpenResumed is the share of the sealed opens ("k0".."k2",
-	// "k1noresume") that resumed an end-to-end session (a session
+	// "k0noresume", "k1noresume") that resumed an end-to-end session (a session
 	// ticket: no DH, no identity to verify).
 	OpenResumed map[string]float64 `json:"open_echo_session_resumed"`
 	// HopRTT is the round-trip time each relay adds on an idle open
@@ -265,6 +266,7 @@ func (r *results) goals() []goal {
 		info("relay_clear_cpu_vs_naive", f2(r.RelayClearCPUVsNaive)),
 		info("open_echo_us direct_quic_stream", f0(direct)),
 		info("open_echo_us k0clear (e2e off)", f0(r.OpenEchoUS["k0clear"])),
+		info("open_echo_us k0noresume (not resumable)", f0(r.OpenEchoUS["k0noresume"])),
 		info("open_echo_us k0", f0(r.OpenEchoUS["k0"])),
 		{"open_echo_us k1", f0(r.OpenEchoUS["k1"]), "≤ 3 × direct = " + f0(3*direct), r.OpenEchoUS["k1"] <= 3*direct, true},
 		info("open_echo_us k1noresume (not resumable)", f0(r.OpenEchoUS["k1noresume"])),
@@ -344,7 +346,7 @@ func (r *results) printTable(w io.Writer) {
 			fmt.Fprintf(w, " %s %.0f/%.0f", k, l.l.RTTUS[k][0], l.l.RTTUS[k][1])
 		}
 		fmt.Fprintf(w, "\n%s: open+echo µs p50:", l.name)
-		for _, k := range []string{"direct_quic_stream", "k0clear", "k0", "k1", "k1noresume", "k2", "naive_k1", "naive_k2"} {
+		for _, k := range []string{"direct_quic_stream", "k0clear", "k0noresume", "k0", "k1", "k1noresume", "k2", "naive_k1", "naive_k2"} {
 			fmt.Fprintf(w, " %s %.0f", k, l.l.OpenEchoUS[k])
 		}
 		fmt.Fprintln(w)

@@ -421,10 +421,12 @@ func (s *suite) latency(label string, l *latency, profile bool) error {
 
 // profileOpen starts or stops CPU profiles of the source, the first relay,
 // the destination of a k1 circuit and the first naive relay, and execution
-// traces of those three nodes, of the first naive relay and of the quic-go
-// pair (the naive_k1 source and destination): the traces show the
-// goroutines an open's bytes pass through at each hop, k1 against naive_k1
-// (their clocks are the machine's monotonic clock, so the six line up).
+// traces of those three nodes, of the first naive relay, of the quic-go
+// pair (the naive_k1 source and destination) and of x0 and x1 (the k0clear
+// source and destination): the traces show the goroutines an open's bytes
+// pass through at each hop, k1 against naive_k1 and k0 against k0clear
+// (their clocks are the machine's monotonic clock, so the eight line up,
+// and each open the source starts is marked by a log event "open").
 func (s *suite) profileOpen(op string) error {
 	for _, p := range []*proc{s.line[0], s.line[1], s.line[2], s.naive[0]} {
 		path := filepath.Join(s.o.ProfileDir, "open-"+p.name+".pprof")
@@ -433,7 +435,7 @@ func (s *suite) profileOpen(op string) error {
 		}
 	}
 	traceOp := strings.Replace(op, "profile", "trace", 1)
-	for _, p := range []*proc{s.line[0], s.line[1], s.line[2], s.naive[0], s.qc, s.qs} {
+	for _, p := range []*proc{s.line[0], s.line[1], s.line[2], s.naive[0], s.qc, s.qs, s.clear[0], s.clear[1]} {
 		path := filepath.Join(s.o.ProfileDir, "open-"+p.name+".trace")
 		if _, err := p.call(request{Op: traceOp, Path: path}); err != nil {
 			return err
@@ -464,7 +466,7 @@ func (s *suite) openEcho(label string, l *latency) error {
 	s.progress("open+echo latency, %s", label)
 	samples := map[string][]int64{}
 	resumed := map[string]int{} // sealed opens that resumed a session
-	keys := []string{"direct_quic_stream", "k0", "k1", "k2", "naive_k1", "naive_k2", "k0clear", "k1noresume"}
+	keys := []string{"direct_quic_stream", "k0", "k1", "k2", "naive_k1", "naive_k2", "k0clear", "k0noresume", "k1noresume"}
 	for b := range s.o.EchoBatches {
 		for i := range keys {
 			key := keys[(i+b)%len(keys)]
@@ -475,8 +477,9 @@ func (s *suite) openEcho(label string, l *latency) error {
 				rep, err = s.qc.call(request{Op: "open-echo", Count: s.o.EchoBatch})
 			case "k0clear":
 				rep, err = s.clear[0].call(request{Op: "open-echo", Peer: "x1", Count: s.o.EchoBatch})
-			case "k1noresume":
-				rep, err = s.line[0].call(request{Op: "open-echo-noresume", Peer: nodeName(2), Count: s.o.EchoBatch})
+			case "k0noresume", "k1noresume":
+				k, _ := strconv.Atoi(key[1:2])
+				rep, err = s.line[0].call(request{Op: "open-echo-noresume", Peer: nodeName(k + 1), Count: s.o.EchoBatch})
 			case "naive_k1", "naive_k2":
 				rep, err = s.qc.call(request{Op: "open-echo", Peer: "naive" + key[len(key)-1:], Count: s.o.EchoBatch})
 			default:
@@ -498,13 +501,13 @@ func (s *suite) openEcho(label string, l *latency) error {
 		l.OpenEchoUS[k], l.OpenEchoP99US[k] = median(us), quantile(us, 0.99)
 	}
 	l.OpenResumed = map[string]float64{}
-	for _, k := range []string{"k0", "k1", "k2", "k1noresume"} {
+	for _, k := range []string{"k0", "k1", "k2", "k0noresume", "k1noresume"} {
 		if n := len(samples[k]); n > 0 {
 			l.OpenResumed[k] = float64(resumed[k]) / float64(n)
 		}
 	}
-	s.progress("  sealed opens that resumed a session: k0 %.2f k1 %.2f k2 %.2f k1noresume %.2f",
-		l.OpenResumed["k0"], l.OpenResumed["k1"], l.OpenResumed["k2"], l.OpenResumed["k1noresume"])
+	s.progress("  sealed opens that resumed a session: k0 %.2f k1 %.2f k2 %.2f k0noresume %.2f k1noresume %.2f",
+		l.OpenResumed["k0"], l.OpenResumed["k1"], l.OpenResumed["k2"], l.OpenResumed["k0noresume"], l.OpenResumed["k1noresume"])
 	return nil
 }
 
