@@ -99,6 +99,23 @@ func TestResumeLoopWithoutProgressEnds(t *testing.T) {
 // machine's: a source that tried and ran out of its timeout meanwhile
 // still showed the timeout counting from the failure.
 func TestResumeIdlePathFailsAfterTimeout(t *testing.T) {
+	// The first resume only sets the scene; on a loaded machine it may
+	// itself run out of the short timeout, and then the scene is set
+	// again on a new circuit.
+	for try := 1; ; try++ {
+		if resumeIdlePathFailsAfterTimeout(t) {
+			return
+		}
+		if try == 5 {
+			t.Fatal("the first resume of 5 circuits each ran out of its timeout")
+		}
+	}
+}
+
+// resumeIdlePathFailsAfterTimeout runs TestResumeIdlePathFailsAfterTimeout
+// on one circuit; false when its first resume failed.
+func resumeIdlePathFailsAfterTimeout(t *testing.T) bool {
+	t.Helper()
 	g := newResumeRig(t)
 	const timeout = 500 * time.Millisecond
 	events := make(chan ResumeEvent, 4)
@@ -135,7 +152,8 @@ func TestResumeIdlePathFailsAfterTimeout(t *testing.T) {
 	waitRegistered(t, g.table, 1)
 	crash(p)
 	if e := next(); e.Err != nil {
-		t.Skipf("first resume failed on this machine: %v", e.Err)
+		t.Logf("first resume failed on this machine, trying a new circuit: %v", e.Err)
+		return false
 	}
 	time.Sleep(2 * timeout) // idle on the resumed path
 	g.mu.Lock()
@@ -150,4 +168,5 @@ func TestResumeIdlePathFailsAfterTimeout(t *testing.T) {
 	default:
 		t.Fatalf("second resume: %d attempts, %v; want a new path tried", e.Attempts, e.Err)
 	}
+	return true
 }
