@@ -88,7 +88,10 @@ func coordWire(c *coordinate.Coordinate) []float64 {
 	if c == nil {
 		return nil
 	}
-	q := func(x float64) float64 { return math.Round(x/coordQuantum) * coordQuantum }
+	// Divided by the exact constant 1/coordQuantum, not multiplied by
+	// coordQuantum: the nearest float to n µs prints as such (0.028184,
+	// not 0.028183999999999997), which keeps the wire form short.
+	q := func(x float64) float64 { return math.Round(x/coordQuantum) / (1 / coordQuantum) }
 	out := make([]float64, 0, len(c.Vec)+3)
 	for _, v := range c.Vec {
 		out = append(out, q(v))

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +106,13 @@ func TestCoordWireRoundTrip(t *testing.T) {
 	}
 	if len(b) > 200 {
 		t.Errorf("wire form of %d bytes: the metadata limit is %d", len(b), memberlist.MetaMaxSize)
+	}
+	// Whole microseconds print as such, not as the float just beside.
+	for _, v := range coordWire(c) {
+		s := strconv.FormatFloat(v, 'f', -1, 64)
+		if i := strings.IndexByte(s, '.'); i >= 0 && len(s)-i-1 > 6 {
+			t.Errorf("wire value %s has more than 6 decimals: %s", s, b)
+		}
 	}
 }
 
