@@ -122,9 +122,15 @@ func (l *quicLink) probeLoop() {
 	var seq uint64
 	prev := time.Now()
 	var late time.Duration // how late our own ticks ran since we last heard the peer
-	// The shortest run-queue wait measured since then, -1 before the
-	// first: the queue is long when every yield waits, while one slow
-	// yield may be the operating system running another process.
+	// The longest run-queue wait measured since then, -1 before the
+	// first. A goroutine that carries the peer's frames here may have
+	// waited that long at each queue it crossed, whether the queue was
+	// long at that moment or the operating system ran another process
+	// meanwhile: either way the silence is this process's, not the
+	// peer's. (The shortest wait, used before, let a single quiet tick
+	// among busy ones shrink the allowance back to the floor: a relay
+	// under a flood of stalled circuits, its peers in the same process,
+	// declared them dead at 963 ms.)
 	wait := time.Duration(-1)
 	heardAt := l.lastHeard.Load()
 	for {
@@ -161,9 +167,7 @@ func (l *quicLink) probeLoop() {
 				heardAt, late, wait = h, 0, -1
 			}
 			late += max(now.Sub(prev)-cfg.ProbeInterval, 0)
-			if w := now.Sub(began); wait < 0 || w < wait {
-				wait = w
-			}
+			wait = max(wait, now.Sub(began))
 			prev = now
 			silent := now.Sub(time.Unix(0, heardAt)) - late
 			if deadAfter := l.allowance(floor, wait); silent > deadAfter {
