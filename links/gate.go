@@ -39,16 +39,22 @@ import (
 //     burst), so it takes nodeShareDiv prefixes to keep it spent, while a
 //     prefix with many honest nodes behind it links at its own rate on a
 //     quiet node. When a
-//     prefix cannot draw on it, a validated address (QUIC Retry) of a
-//     prefix that failed no handshake for failQuiet may still start one
-//     out of a reserve of reserveHandshakeRate per second, if the prefix
-//     has no reserve handshake in progress, has reserve tokens of its own
-//     (prefixReserveRate, prefixReserveBurst) and either linked within
-//     linkedRecent or has no handshake in progress (first contact): a
-//     peer that links (honest peers do) keeps getting in while a flood of
-//     failing handshakes from many prefixes is refused, and it takes
-//     reserveHandshakeRate/prefixReserveRate prefixes that link (or fail
-//     only after proving a certificate) to spend the reserve;
+//     prefix cannot draw on it, a validated address (QUIC Retry) may
+//     still start one out of a reserve of reserveHandshakeRate per
+//     second, if its prefix has reserve tokens of its own
+//     (prefixReserveRate, prefixReserveBurst) and either proved a
+//     certificate of the mesh within provenRecent (a member's prefix:
+//     then with fewer than prefixReserveBurst reserve handshakes in
+//     progress that proved nothing yet, whatever its other handshakes
+//     did) or failed no handshake for failQuiet and has no handshake in
+//     progress (a new peer's first contact): a peer that links (honest
+//     peers do) keeps getting in while a flood of failing handshakes from
+//     many prefixes is refused, even when handshakes of its own end
+//     unproven (one it gave up on: QUIC retransmits a first packet, and a
+//     copy admitted after the node refused the other holds a slot until
+//     the handshake timeout, its peer gone), and it takes
+//     reserveHandshakeRate/prefixReserveRate prefixes of certificate
+//     holders to spend the reserve;
 //   - a prefix the gate does not remember enters its table (bounded by
 //     maxGatePrefixes) only when a handshake of it is admitted;
 //   - once handshakeRetryAt slots are taken counting at most
@@ -76,12 +82,14 @@ const (
 	// Retries), so it takes nodeShareDiv prefixes to spend it.
 	nodeShareDiv = 8
 	// prefixReserveRate and prefixReserveBurst bound one prefix's draw on
-	// the reserve; a prefix holds at most one reserve handshake at once.
+	// the reserve; a prefix holds at most one reserve handshake that
+	// proved nothing yet at once, a member's prefix prefixReserveBurst.
 	prefixReserveRate  = 2
 	prefixReserveBurst = 2
-	// linkedRecent: a prefix that completed a link this recently may draw
-	// on the reserve (as may a new prefix).
-	linkedRecent = 10 * time.Minute
+	// provenRecent: a prefix of which a handshake proved a certificate of
+	// the mesh this recently is a member's: its handshakes that end
+	// unproven do not bar it from the reserve.
+	provenRecent = 10 * time.Minute
 	// failQuiet is how long a prefix must go without a failed handshake
 	// to draw on the reserve.
 	failQuiet = 10 * time.Second
@@ -107,8 +115,8 @@ type HandshakeStats struct {
 	// (RefusedNodeRate).
 	RefusedFull, RefusedShare, RefusedRate, RefusedNodeRate uint64
 	// Reserved counts handshakes admitted from the reserve (validated
-	// addresses of prefixes without recent failures) while the node's
-	// rate was spent.
+	// addresses of members' prefixes, or of prefixes without recent
+	// failures) while the node's rate was spent.
 	Reserved uint64
 	// Retries counts first packets answered with a QUIC Retry (address
 	// validation) because the node was busy.
@@ -137,13 +145,13 @@ type prefixState struct {
 	n        int // slots held
 	tokens   float64
 	last     time.Time
-	lastFail time.Time // when a handshake of the prefix last failed
+	lastFail time.Time // when a handshake of the prefix last ended before it proved a certificate
 	// nodeTokens is the prefix's share of the node's rate, reserveTokens
 	// its share of the reserve (both refilled since last), reserving the
-	// reserve handshakes it has in progress (at most one).
+	// reserve handshakes it has in progress that proved nothing yet.
 	nodeTokens, reserveTokens float64
 	reserving                 int
-	linkedAt                  time.Time // when a handshake of the prefix last ended in a link
+	provenAt                  time.Time // when a handshake of the prefix last proved a certificate of the mesh
 }
 
 // tokensAt is the prefix's rate allowance at now: what it had, plus what
@@ -195,6 +203,12 @@ func (ps *prefixState) failedWithin(now time.Time) bool {
 	return !ps.lastFail.IsZero() && now.Sub(ps.lastFail) < failQuiet
 }
 
+// member says whether a handshake of the prefix proved a certificate of
+// the mesh within provenRecent before now.
+func (ps *prefixState) member(now time.Time) bool {
+	return !ps.provenAt.IsZero() && now.Sub(ps.provenAt) < provenRecent
+}
+
 func newGate() *gate {
 	return newGateRate(nodeHandshakeRate, nodeHandshakeBurst)
 }
@@ -233,16 +247,43 @@ type slot struct {
 	g      *gate
 	prefix netip.Prefix
 	once   sync.Once
-	// reserve: the handshake was admitted from the reserve.
+	// reserve: the handshake was admitted from the reserve (and holds
+	// it until it proves a certificate or ends: under g.mu).
 	reserve bool
 	linked  atomic.Bool
-	// proven: the peer's hello proved a certificate of the mesh (the
-	// handshake may still fail after, without counting against the
-	// prefix's use of the reserve).
+	// proven: the peer proved a certificate of the mesh, in its TLS
+	// handshake or its hello (the handshake may still fail after,
+	// without counting against the prefix's use of the reserve).
 	proven atomic.Bool
+	// accepted: accept owns the release (the connection completed TLS
+	// and was accepted), not the end of the connection.
+	accepted atomic.Bool
 }
 
 func (s *slot) release() { s.releaseAt(time.Now()) }
+
+func (s *slot) prove() { s.proveAt(time.Now()) }
+
+// proveAt records that the peer proved a certificate of the mesh at now:
+// its prefix is a member's (provenRecent), and the handshake no longer
+// holds the prefix's reserve.
+func (s *slot) proveAt(now time.Time) {
+	if s.proven.Swap(true) {
+		return
+	}
+	g := s.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if ps := g.prefixes[s.prefix]; ps != nil {
+		if now.After(ps.provenAt) {
+			ps.provenAt = now
+		}
+		if s.reserve {
+			s.reserve = false
+			ps.reserving--
+		}
+	}
+}
 
 // releaseAt is release at time now.
 func (s *slot) releaseAt(now time.Time) {
@@ -260,10 +301,8 @@ func (s *slot) releaseAt(now time.Time) {
 			if unproven {
 				ps.lastFail = now
 			}
-			if !failed {
-				ps.linkedAt = now
-			}
 			if s.reserve {
+				s.reserve = false
 				ps.reserving--
 			}
 			ps.n--
@@ -346,14 +385,21 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 
 // mayReserveLocked says whether a handshake of the prefix in state ps
 // (nil: new; its allowances refilled to now) may draw on the reserve now:
-// the prefix has no reserve handshake in progress and reserve tokens of
-// its own, no handshake of it failed within failQuiet, and it completed a
-// link within linkedRecent or has no handshake in progress at all (a new
-// peer's first contact). g.mu is held.
+// the prefix has reserve tokens of its own, and either proved a
+// certificate within provenRecent and holds fewer than prefixReserveBurst
+// reserve handshakes that proved nothing yet, or holds none, failed no
+// handshake within failQuiet and has no handshake in progress at all (a
+// new peer's first contact). g.mu is held.
 func (g *gate) mayReserveLocked(ps *prefixState, now time.Time) bool {
 	if ps != nil {
-		linked := !ps.linkedAt.IsZero() && now.Sub(ps.linkedAt) < linkedRecent
-		if ps.reserving > 0 || ps.reserveTokens < 1 || ps.failedWithin(now) || !linked && ps.n > 0 {
+		switch {
+		case ps.reserveTokens < 1:
+			return false
+		case ps.member(now):
+			if ps.reserving >= prefixReserveBurst {
+				return false
+			}
+		case ps.reserving > 0 || ps.failedWithin(now) || ps.n > 0:
 			return false
 		}
 	}
@@ -372,7 +418,8 @@ func (g *gate) heldBy(addr net.Addr) int {
 
 // forgetIdleLocked drops prefixes with no handshake in progress that
 // started none and failed none for failQuiet (their allowances have
-// recovered). g.mu is held.
+// recovered; a member's prefix forgotten is a new prefix again).
+// g.mu is held.
 func (g *gate) forgetIdleLocked(now time.Time) {
 	for p, ps := range g.prefixes {
 		if ps.n == 0 && now.Sub(ps.last) >= failQuiet && now.Sub(ps.lastFail) >= failQuiet {
@@ -441,15 +488,19 @@ type slotKey struct{}
 
 // connContext is quic.Transport.ConnContext: it takes a slot for the new
 // connection or refuses it. The slot is released when the link handshake
-// ends (slotOf) or when quic-go gives the connection up, whichever is
-// first.
+// ends (accept), or when quic-go gives the connection up before accept
+// took it.
 func (t *QUICTransport) connContext(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
 	s, err := t.gate.enter(info.RemoteAddr, info.AddrVerified, time.Now())
 	if err != nil {
 		t.noteHandshakeFailure(info.RemoteAddr, err)
 		return nil, err
 	}
-	context.AfterFunc(ctx, s.release)
+	context.AfterFunc(ctx, func() {
+		if !s.accepted.Load() {
+			s.release()
+		}
+	})
 	return context.WithValue(ctx, slotKey{}, s), nil
 }
 

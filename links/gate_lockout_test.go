@@ -135,3 +135,69 @@ func TestGateSpoofedInitialsLeaveNoState(t *testing.T) {
 		t.Fatalf("an honest new prefix is refused after the spoofed flood: %v", err)
 	}
 }
+
+// TestGateMemberAbortKeepsReserve: while only the reserve admits, a
+// prefix that proved a certificate has handshakes of its own end before
+// proving anything: one its peer gave up on (QUIC retransmits a first
+// packet, and a copy the node admits after refusing the other holds a
+// slot until the handshake timeout, its peer gone). Its next handshakes,
+// while that one is held and for failQuiet after it timed out, still draw
+// on the reserve, as does one started while its linked handshake's slot
+// is still held (the link being adopted). A stranger's prefix whose
+// handshake ended the same way is barred for failQuiet.
+func TestGateMemberAbortKeepsReserve(t *testing.T) {
+	g := spentGate()
+	start := time.Now()
+	member, stranger := udp("10.11.0.1:1"), udp("10.11.1.1:1")
+	// link sets up a link from the member's prefix at at, its slot
+	// released when done (or later by the caller).
+	link := func(at time.Time, done bool) (*slot, error) {
+		s, err := g.enter(member, true, at)
+		if err != nil {
+			return nil, err
+		}
+		s.proveAt(at)
+		s.linked.Store(true)
+		if done {
+			s.releaseAt(at)
+		}
+		return s, nil
+	}
+	if _, err := link(start, true); err != nil {
+		t.Fatalf("a new validated prefix is refused the reserve: %v", err)
+	}
+	// A linked handshake whose slot is still held.
+	held, err := link(start.Add(time.Second), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := link(start.Add(2*time.Second), true); err != nil {
+		t.Fatalf("a member's prefix whose linked handshake is being adopted is refused the reserve: %v", err)
+	}
+	held.releaseAt(start.Add(2 * time.Second))
+	// The abandoned handshake: admitted, never answered.
+	began := start.Add(3 * time.Second)
+	orphan, err := g.enter(member, true, began)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := link(began.Add(time.Second), true); err != nil {
+		t.Fatalf("a member's prefix is refused the reserve while a handshake it gave up on is held: %v", err)
+	}
+	end := began.Add(DefaultHandshakeTimeout)
+	orphan.releaseAt(end)
+	for at := end; at.Before(end.Add(failQuiet)); at = at.Add(time.Second) {
+		if _, err := link(at, true); err != nil {
+			t.Fatalf("a member's prefix is refused the reserve %v after a handshake it gave up on timed out: %v", at.Sub(end), err)
+		}
+	}
+	// A stranger's prefix, the same way.
+	s, err := g.enter(stranger, true, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.releaseAt(start.Add(DefaultHandshakeTimeout))
+	if _, err := g.enter(stranger, true, start.Add(DefaultHandshakeTimeout+failQuiet/2)); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a stranger's prefix drew on the reserve within failQuiet of its unproven handshake's end: %v", err)
+	}
+}

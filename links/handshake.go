@@ -69,11 +69,7 @@ func (t *QUICTransport) verifyPeer(conn *quic.Conn, h helloMsg) error {
 	if h.Mesh != id.Mesh {
 		return fmt.Errorf("mesh mismatch: %s claims mesh %q, %s is in mesh %q", claimed, h.Mesh, id.Node, id.Mesh)
 	}
-	var raw [][]byte
-	for _, c := range conn.ConnectionState().TLS.PeerCertificates {
-		raw = append(raw, c.Raw)
-	}
-	p, err := id.VerifyPeer(raw, time.Now())
+	p, err := id.VerifyPeer(peerCerts(conn), time.Now())
 	if err != nil {
 		return fmt.Errorf("certificate of %s rejected by %s: %w", claimed, id.Node, err)
 	}
@@ -84,6 +80,23 @@ func (t *QUICTransport) verifyPeer(conn *quic.Conn, h helloMsg) error {
 		return fmt.Errorf("peer claims this node's own name %q", h.Node)
 	}
 	return nil
+}
+
+// certified says whether the peer of conn proved in its TLS handshake
+// that it holds the key of a certificate of the mesh (TLS checked the
+// signature with the certificate's key; this checks the certificate).
+func (t *QUICTransport) certified(conn *quic.Conn) bool {
+	_, err := t.identity().VerifyPeer(peerCerts(conn), time.Now())
+	return err == nil
+}
+
+// peerCerts is the certificates the peer of conn presented in TLS.
+func peerCerts(conn *quic.Conn) [][]byte {
+	var raw [][]byte
+	for _, c := range conn.ConnectionState().TLS.PeerCertificates {
+		raw = append(raw, c.Raw)
+	}
+	return raw
 }
 
 // checkDuplicateName refuses a peer whose name is already linked from
@@ -203,7 +216,7 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 		return nil, refuse(conn, err)
 	}
 	if s := slotOf(conn); s != nil {
-		s.proven.Store(true)
+		s.prove()
 	}
 	if err := t.checkDuplicateName(peer); err != nil {
 		return nil, refuse(conn, err)
@@ -244,7 +257,7 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 		return nil, refuse(conn, err)
 	}
 	if s := slotOf(conn); s != nil {
-		s.proven.Store(true)
+		s.prove()
 	}
 	if err := t.checkDuplicateName(peer); err != nil {
 		return nil, refuse(conn, err)

@@ -180,6 +180,7 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 	defer t.attempt(conn.RemoteAddr(), false)()
 	s := slotOf(conn)
 	if s != nil {
+		s.accepted.Store(true)
 		defer s.release()
 	}
 	began := time.Now()
@@ -187,6 +188,11 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 	defer cancel()
 	l, err := t.acceptHandshake(ctx, conn)
 	if err != nil {
+		if s != nil && !s.proven.Load() && t.certified(conn) {
+			// Cut before its hello was read, but TLS proved the peer
+			// holds the key of a certificate of the mesh.
+			s.prove()
+		}
 		err = fmt.Errorf("accept link from %s: %w", conn.RemoteAddr(), err)
 		if errors.Is(err, ErrRefused) {
 			t.refusals.Warn("in:"+SourcePrefix(conn.RemoteAddr()).String(), "link refused", "remote", conn.RemoteAddr(), "err", err)
