@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/crc32"
+	"net"
+	"net/netip"
 	"testing"
 )
 
@@ -77,5 +79,31 @@ func BenchmarkGossipGuardPacket(b *testing.B) {
 		if _, reason, err := g.checkPacket(packet); reason != "" {
 			b.Fatal(reason, err)
 		}
+	}
+}
+
+// TestPingRequestTargets: a plaintext ping request whose target is not a
+// member's gossip address is dropped, alone or from a compound (the rest
+// of which is handed on); one for a member is handed on.
+func TestPingRequestTargets(t *testing.T) {
+	from := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 7946}
+	member := netip.MustParseAddrPort("192.0.2.2:7946")
+	isMember := func(a netip.AddrPort) bool { return a == member }
+	request := func(target netip.AddrPort) []byte {
+		return gossipPacket(t, gmIndirectPing, gossipIndirectPing{SeqNo: 1, Target: target.Addr().AsSlice(), Port: target.Port(),
+			Node: "n", SourceAddr: from.IP.To4(), SourcePort: uint16(from.Port), SourceNode: "s"}, nil)
+	}
+	suspect := []byte{3, 0x80}
+	stray := request(netip.MustParseAddrPort("198.51.100.7:53"))
+	if out, n := ackToSender(stray, from, isMember); out != nil || n != 1 {
+		t.Fatalf("a request for a stranger's address: %d bytes handed on, %d dropped", len(out), n)
+	}
+	out, n := ackToSender(compound([][]byte{stray, suspect}), from, isMember)
+	if n != 1 || out == nil || !bytes.Equal(out, compound([][]byte{suspect})) {
+		t.Fatalf("a compound with a request for a stranger's address: %x handed on, %d dropped", out, n)
+	}
+	ok := request(member)
+	if out, n := ackToSender(ok, from, isMember); n != 0 || !bytes.Equal(out, ok) {
+		t.Fatalf("a request for a member: %x handed on, %d dropped", out, n)
 	}
 }

@@ -21,36 +21,79 @@ func forgedPing(t *testing.T, seq uint32, to *net.UDPAddr) []byte {
 }
 
 // TestAttackGossipPingRequestReflection: a stranger with no gossip key
-// sends a node ping requests (type 1) for a target that does not answer,
-// asking for a nack and naming a victim's address as where to answer.
-// memberlist pings the target and, when no ack comes, sends the nack to
-// the address the request names: the victim got a nack per request. A
-// member's request names the address it sends from: the victim must get
-// nothing, and the stranger its nacks, where the requests came from.
+// sends a node ping requests (type 1) for a member, asking for a nack and
+// naming a victim's address as where to answer. memberlist pings the
+// target and sends the ack it relays, or the nack when no ack comes, to
+// the address the request names: before, 5 requests for a silent target
+// made the node send the victim 5 nacks. A member's request names the
+// address it sends from: the victim must get nothing, and the stranger
+// its answers, where the requests came from.
 func TestAttackGossipPingRequestReflection(t *testing.T) {
-	d := plainGossipNode(t, "d")
-	victim, conn, target := forgerConn(t), forgerConn(t), forgerConn(t)
+	d, member := gossipPair(t)
+	victim, conn := forgerConn(t), forgerConn(t)
 	got, _ := countDatagrams(victim)
 	answered, _ := countDatagrams(conn)
-	va, ta := victim.LocalAddr().(*net.UDPAddr), target.LocalAddr().(*net.UDPAddr)
-	to, err := net.ResolveUDPAddr("udp", d.Status().GossipAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	va := victim.LocalAddr().(*net.UDPAddr)
+	ta := gossipAddr(t, member)
+	to := gossipAddr(t, d)
 	const sent = 5
 	for seq := range uint32(sent) {
 		req := gossipPacket(t, gmIndirectPing, gossipIndirectPing{SeqNo: seq, Target: ta.IP.To4(), Port: uint16(ta.Port),
-			Node: "ghost", Nack: true, SourceAddr: va.IP.To4(), SourcePort: uint16(va.Port), SourceNode: "victim"}, nil)
+			Node: member.cfg.Name, Nack: true, SourceAddr: va.IP.To4(), SourcePort: uint16(va.Port), SourceNode: "victim"}, nil)
 		if _, err := conn.WriteToUDP(req, to); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the nacks", 10*time.Second, func() bool { return answered.Load()+got.Load() >= sent })
+	waitFor(t, "the answers", 10*time.Second, func() bool { return answered.Load()+got.Load() >= sent })
 	time.Sleep(time.Second)
 	t.Logf("a stranger sent %d ping requests naming a victim's address: the victim got %d datagrams, the stranger %d",
 		sent, got.Load(), answered.Load())
 	if got.Load() > 0 || answered.Load() < sent {
 		t.Errorf("the victim got %d datagrams for the stranger's %d ping requests, the stranger %d", got.Load(), sent, answered.Load())
+	}
+}
+
+// gossipAddr is n's gossip address.
+func gossipAddr(t *testing.T, n *Node) *net.UDPAddr {
+	t.Helper()
+	a, err := net.ResolveUDPAddr("udp", n.Status().GossipAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestAttackGossipPingRequestAnyTarget: a stranger with no gossip key
+// sends a node ping requests (type 1) whose target is a victim's address,
+// no member's. memberlist pings the target a request names, whatever it
+// is: before, the victim got a ping of the node's for each request (5 of
+// 5). Members ask only about members: the victim must get nothing, while
+// requests for a member are still relayed (the stranger gets the acks).
+func TestAttackGossipPingRequestAnyTarget(t *testing.T) {
+	d, member := gossipPair(t)
+	victim, conn := forgerConn(t), forgerConn(t)
+	got, _ := countDatagrams(victim)
+	answered, _ := countDatagrams(conn)
+	va, ta, ca := victim.LocalAddr().(*net.UDPAddr), gossipAddr(t, member), conn.LocalAddr().(*net.UDPAddr)
+	to := gossipAddr(t, d)
+	request := func(seq uint32, target *net.UDPAddr, node string) {
+		req := gossipPacket(t, gmIndirectPing, gossipIndirectPing{SeqNo: seq, Target: target.IP.To4(), Port: uint16(target.Port),
+			Node: node, SourceAddr: ca.IP.To4(), SourcePort: uint16(ca.Port), SourceNode: "stranger"}, nil)
+		if _, err := conn.WriteToUDP(req, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const sent = 5
+	for seq := range uint32(sent) {
+		request(seq, va, "victim")
+		request(sent+seq, ta, member.cfg.Name)
+	}
+	waitFor(t, "the acks of the member", 10*time.Second, func() bool { return answered.Load() >= sent })
+	time.Sleep(time.Second)
+	t.Logf("a stranger sent %d ping requests for a victim's address and %d for a member's: the victim got %d datagrams, the stranger %d acks",
+		sent, sent, got.Load(), answered.Load())
+	if got.Load() > 0 {
+		t.Errorf("the victim, no member, got %d datagrams for the stranger's %d ping requests naming it", got.Load(), sent)
 	}
 }
 
