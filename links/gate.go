@@ -42,19 +42,23 @@ import (
 //     prefix cannot draw on it, a validated address (QUIC Retry) may
 //     still start one out of a reserve of reserveHandshakeRate per
 //     second, if its prefix has reserve tokens of its own
-//     (prefixReserveRate, prefixReserveBurst) and either proved a
-//     certificate of the mesh within provenRecent (a member's prefix:
-//     then with fewer than prefixReserveBurst reserve handshakes in
-//     progress that proved nothing yet, whatever its other handshakes
-//     did) or failed no handshake for failQuiet and has no handshake in
-//     progress (a new peer's first contact): a peer that links (honest
-//     peers do) keeps getting in while a flood of failing handshakes from
-//     many prefixes is refused, even when handshakes of its own end
-//     unproven (one it gave up on: QUIC retransmits a first packet, and a
-//     copy admitted after the node refused the other holds a slot until
-//     the handshake timeout, its peer gone), and it takes
-//     reserveHandshakeRate/prefixReserveRate prefixes of certificate
-//     holders to spend the reserve;
+//     (prefixReserveRate, prefixReserveBurst), failed no handshake for
+//     failQuiet, and either proved a certificate of the mesh within
+//     provenRecent (a member's prefix: then with fewer than
+//     prefixReserveBurst reserve handshakes in progress that proved
+//     nothing yet) or has no handshake in progress (a new peer's first
+//     contact): a peer that links (honest peers do) keeps getting in while
+//     a flood of failing handshakes from many prefixes is refused. A
+//     handshake that ends before its peer proved a certificate counts as
+//     failed, except one from a source address (IP and port) of which a
+//     handshake proved a certificate within forgiveWindow before: each
+//     proof forgives one such ending (a first packet its dialer gave up
+//     on: QUIC retransmits a first packet, and a copy admitted after the
+//     node refused the other holds a slot until the handshake timeout,
+//     its peer gone, while the dialer links from the same address). So a
+//     stranger behind a member's address (NAT) or /64 is barred like any
+//     stranger, and it takes reserveHandshakeRate/prefixReserveRate
+//     prefixes of certificate holders to spend the reserve;
 //   - a prefix the gate does not remember enters its table (bounded by
 //     maxGatePrefixes) only when a handshake of it is admitted;
 //   - once handshakeRetryAt slots are taken counting at most
@@ -93,6 +97,9 @@ const (
 	// failQuiet is how long a prefix must go without a failed handshake
 	// to draw on the reserve.
 	failQuiet = 10 * time.Second
+	// maxProofs bounds the source addresses whose recent proofs the gate
+	// remembers to forgive one unproven ending each (gate.proofs).
+	maxProofs = 256
 	// maxGatePrefixes bounds the prefixes the gate remembers (those with
 	// handshakes in progress or a rate to recover).
 	maxGatePrefixes = 4096
@@ -134,6 +141,12 @@ type gate struct {
 	// prefix: what many prefixes hold, not what one holds.
 	spread   int
 	prefixes map[netip.Prefix]*prefixState
+	// proofs holds, per source address (IP and port), when a handshake
+	// from it last proved a certificate of the mesh, for forgiveWindow
+	// (at most maxProofs; see forgivenLocked).
+	proofs map[netip.AddrPort]time.Time
+	// forgiveWindow is twice the handshake timeout.
+	forgiveWindow time.Duration
 	// node and reserve are the node-wide rates (nodeHandshakeRate,
 	// reserveHandshakeRate).
 	node, reserve bucket.Bucket
@@ -217,9 +230,11 @@ func newGate() *gate {
 func newGateRate(rate, burst float64) *gate {
 	now := time.Now()
 	return &gate{
-		prefixes: make(map[netip.Prefix]*prefixState),
-		node:     bucket.Full(rate, burst, now),
-		reserve:  bucket.Full(reserveHandshakeRate, reserveHandshakeBurst, now),
+		prefixes:      make(map[netip.Prefix]*prefixState),
+		proofs:        make(map[netip.AddrPort]time.Time),
+		forgiveWindow: 2 * DefaultHandshakeTimeout,
+		node:          bucket.Full(rate, burst, now),
+		reserve:       bucket.Full(reserveHandshakeRate, reserveHandshakeBurst, now),
 	}
 }
 
@@ -227,13 +242,7 @@ func newGateRate(rate, burst float64) *gate {
 // remote address to (docs/SECURITY.md, Limits): the IPv4 address, or the
 // /64 of an IPv6 address.
 func SourcePrefix(a net.Addr) netip.Prefix {
-	var ap netip.AddrPort
-	if ua, ok := a.(*net.UDPAddr); ok {
-		ap = ua.AddrPort()
-	} else if p, err := netip.ParseAddrPort(a.String()); err == nil {
-		ap = p
-	}
-	ip := ap.Addr().Unmap()
+	ip := addrPort(a).Addr()
 	bits := 32
 	if ip.Is6() {
 		bits = 64
@@ -242,10 +251,22 @@ func SourcePrefix(a net.Addr) netip.Prefix {
 	return p
 }
 
+// addrPort is the IP (unmapped) and port of a.
+func addrPort(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
+	if ua, ok := a.(*net.UDPAddr); ok {
+		ap = ua.AddrPort()
+	} else if p, err := netip.ParseAddrPort(a.String()); err == nil {
+		ap = p
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
 // slot is one admitted handshake; release is idempotent.
 type slot struct {
 	g      *gate
 	prefix netip.Prefix
+	source netip.AddrPort
 	once   sync.Once
 	// reserve: the handshake was admitted from the reserve (and holds
 	// it until it proves a certificate or ends: under g.mu).
@@ -258,6 +279,9 @@ type slot struct {
 	// accepted: accept owns the release (the connection completed TLS
 	// and was accepted), not the end of the connection.
 	accepted atomic.Bool
+	// checked: the peer's hello was checked (and its certificate with
+	// it, if the mesh matched), whatever the outcome.
+	checked atomic.Bool
 }
 
 func (s *slot) release() { s.releaseAt(time.Now()) }
@@ -265,8 +289,9 @@ func (s *slot) release() { s.releaseAt(time.Now()) }
 func (s *slot) prove() { s.proveAt(time.Now()) }
 
 // proveAt records that the peer proved a certificate of the mesh at now:
-// its prefix is a member's (provenRecent), and the handshake no longer
-// holds the prefix's reserve.
+// its prefix is a member's (provenRecent), its source address may have
+// one handshake end unproven without counting as failed (forgivenLocked),
+// and the handshake no longer holds the prefix's reserve.
 func (s *slot) proveAt(now time.Time) {
 	if s.proven.Swap(true) {
 		return
@@ -274,6 +299,7 @@ func (s *slot) proveAt(now time.Time) {
 	g := s.g
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.noteProofLocked(s.source, now)
 	if ps := g.prefixes[s.prefix]; ps != nil {
 		if now.After(ps.provenAt) {
 			ps.provenAt = now
@@ -298,7 +324,7 @@ func (s *slot) releaseAt(now time.Time) {
 		defer g.mu.Unlock()
 		g.total--
 		if ps := g.prefixes[s.prefix]; ps != nil {
-			if unproven {
+			if unproven && !g.forgivenLocked(s.source, now) {
 				ps.lastFail = now
 			}
 			if s.reserve {
@@ -380,26 +406,59 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 	}
 	ps.n++
 	g.total++
-	return &slot{g: g, prefix: p, reserve: fromReserve}, nil
+	return &slot{g: g, prefix: p, source: addrPort(addr), reserve: fromReserve}, nil
+}
+
+// noteProofLocked records that a handshake from source proved a
+// certificate of the mesh at now; when the table is full it drops the
+// proofs older than forgiveWindow, else the oldest. g.mu is held.
+func (g *gate) noteProofLocked(source netip.AddrPort, now time.Time) {
+	if _, ok := g.proofs[source]; !ok && len(g.proofs) >= maxProofs {
+		var oldest netip.AddrPort
+		for a, at := range g.proofs {
+			if now.Sub(at) >= g.forgiveWindow {
+				delete(g.proofs, a)
+			} else if _, ok := g.proofs[oldest]; !ok || at.Before(g.proofs[oldest]) {
+				oldest = a
+			}
+		}
+		if len(g.proofs) >= maxProofs {
+			delete(g.proofs, oldest)
+		}
+	}
+	g.proofs[source] = now
+}
+
+// forgivenLocked says whether a handshake from source that ends unproven
+// at now is forgiven: a handshake from source proved a certificate within
+// forgiveWindow before. It uses the proof up (one ending per proof).
+// g.mu is held.
+func (g *gate) forgivenLocked(source netip.AddrPort, now time.Time) bool {
+	at, ok := g.proofs[source]
+	if !ok {
+		return false
+	}
+	delete(g.proofs, source)
+	return now.Sub(at) < g.forgiveWindow
 }
 
 // mayReserveLocked says whether a handshake of the prefix in state ps
 // (nil: new; its allowances refilled to now) may draw on the reserve now:
-// the prefix has reserve tokens of its own, and either proved a
-// certificate within provenRecent and holds fewer than prefixReserveBurst
-// reserve handshakes that proved nothing yet, or holds none, failed no
-// handshake within failQuiet and has no handshake in progress at all (a
-// new peer's first contact). g.mu is held.
+// the prefix has reserve tokens of its own, failed no handshake within
+// failQuiet, and either proved a certificate within provenRecent and
+// holds fewer than prefixReserveBurst reserve handshakes that proved
+// nothing yet, or has no handshake in progress at all (a new peer's first
+// contact). g.mu is held.
 func (g *gate) mayReserveLocked(ps *prefixState, now time.Time) bool {
 	if ps != nil {
 		switch {
-		case ps.reserveTokens < 1:
+		case ps.reserveTokens < 1 || ps.failedWithin(now):
 			return false
 		case ps.member(now):
 			if ps.reserving >= prefixReserveBurst {
 				return false
 			}
-		case ps.reserving > 0 || ps.failedWithin(now) || ps.n > 0:
+		case ps.n > 0:
 			return false
 		}
 	}
@@ -418,12 +477,18 @@ func (g *gate) heldBy(addr net.Addr) int {
 
 // forgetIdleLocked drops prefixes with no handshake in progress that
 // started none and failed none for failQuiet (their allowances have
-// recovered; a member's prefix forgotten is a new prefix again).
-// g.mu is held.
+// recovered): first those that proved no certificate within
+// provenRecent, and members' prefixes only if that freed nothing (a
+// member's prefix forgotten is a new prefix again). g.mu is held.
 func (g *gate) forgetIdleLocked(now time.Time) {
-	for p, ps := range g.prefixes {
-		if ps.n == 0 && now.Sub(ps.last) >= failQuiet && now.Sub(ps.lastFail) >= failQuiet {
-			delete(g.prefixes, p)
+	for _, members := range []bool{false, true} {
+		for p, ps := range g.prefixes {
+			if ps.n == 0 && now.Sub(ps.last) >= failQuiet && now.Sub(ps.lastFail) >= failQuiet && ps.member(now) == members {
+				delete(g.prefixes, p)
+			}
+		}
+		if len(g.prefixes) < maxGatePrefixes {
+			return
 		}
 	}
 }

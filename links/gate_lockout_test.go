@@ -3,6 +3,7 @@ package links
 import (
 	"errors"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 )
@@ -199,5 +200,128 @@ func TestGateMemberAbortKeepsReserve(t *testing.T) {
 	s.releaseAt(start.Add(DefaultHandshakeTimeout))
 	if _, err := g.enter(stranger, true, start.Add(DefaultHandshakeTimeout+failQuiet/2)); !errors.Is(err, ErrBusy) {
 		t.Fatalf("a stranger's prefix drew on the reserve within failQuiet of its unproven handshake's end: %v", err)
+	}
+}
+
+// floodReserve runs, on a gate whose node rate is spent, 8 prefixes
+// whose handshakes all end unproven 10 ms after admission, each trying
+// every 50 ms for 60 s, alongside a new honest prefix each second. With
+// member, a certificate holder proved a certificate from each of the 8
+// prefixes once at the start, from memberPort; the flood comes from port
+// 1. It returns the flood's admissions and the honest prefixes admitted.
+func floodReserve(t *testing.T, member bool, memberPort int) (flooded, honestIn int) {
+	t.Helper()
+	g := spentGate()
+	start := time.Now()
+	var flood []net.Addr
+	for i := range 8 {
+		flood = append(flood, udp(fmt.Sprintf("10.20.%d.1:1", i)))
+		if member {
+			s, err := g.enter(udp(fmt.Sprintf("10.20.%d.1:%d", i, memberPort)), true, start)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.proveAt(start)
+			s.linked.Store(true)
+			s.releaseAt(start)
+		}
+	}
+	for ms := 1000; ms < 61000; ms += 50 {
+		now := start.Add(time.Duration(ms) * time.Millisecond)
+		for _, a := range flood {
+			if s, err := g.enter(a, true, now); err == nil {
+				flooded++
+				s.releaseAt(now.Add(10 * time.Millisecond))
+			}
+		}
+		if ms%1000 == 0 {
+			if s, err := g.enter(udp(fmt.Sprintf("10.30.0.%d:1", ms/1000)), true, now); err == nil {
+				honestIn++
+				s.proveAt(now)
+				s.linked.Store(true)
+				s.releaseAt(now)
+			}
+		}
+	}
+	return flooded, honestIn
+}
+
+// TestGateStrangersInMemberPrefixes: strangers behind 8 members'
+// addresses (NAT) abort every reserve handshake they get. They get no
+// more of the reserve than 8 strangers' own prefixes do (plus one ending
+// forgiven per member's proof when they share its port too), and new
+// honest prefixes still get in. Before, the members' proofs exempted
+// their prefixes from the failure bar for 10 minutes: 967 admissions in
+// 60 s, and no honest prefix got in.
+func TestGateStrangersInMemberPrefixes(t *testing.T) {
+	alone, honestAlone := floodReserve(t, false, 0)
+	for _, port := range []int{2, 1} {
+		shared, honest := floodReserve(t, true, port)
+		t.Logf("strangers alone: %d admitted, %d of 60 honest in; behind members (member port %d): %d admitted, %d honest in",
+			alone, honestAlone, port, shared, honest)
+		most := alone
+		if port == 1 {
+			most += 8 // one forgiven ending per proof
+		}
+		if shared > most || honest < 58 {
+			t.Fatalf("strangers behind members' addresses (member port %d) got %d reserve handshakes in 60 s (alone %d) and %d of 60 new honest prefixes got in",
+				port, shared, alone, honest)
+		}
+	}
+}
+
+// TestGateProofForgivesOneEnding: a handshake from an address that
+// proved a certificate ends unproven: it does not bar the prefix, but
+// only one such ending per proof, only from that address (not another
+// port of the same IP), and only within forgiveWindow of the proof.
+func TestGateProofForgivesOneEnding(t *testing.T) {
+	start := time.Now()
+	// barred says whether the member's prefix is refused the reserve
+	// after a proof from proofFrom at start and a handshake from from,
+	// admitted at start+d, ending unproven a second later.
+	barred := func(proofFrom, from string, d time.Duration) bool {
+		g := spentGate()
+		s, err := g.enter(udp(proofFrom), true, start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.proveAt(start)
+		s.linked.Store(true)
+		s.releaseAt(start)
+		at := start.Add(d)
+		o, err := g.enter(udp(from), true, at)
+		if err != nil {
+			t.Fatalf("%s at %v: %v", from, d, err)
+		}
+		o.releaseAt(at.Add(time.Second))
+		_, err = g.enter(udp(proofFrom), true, at.Add(2*time.Second))
+		return err != nil
+	}
+	m := "10.12.0.1:1"
+	if barred(m, m, time.Second) {
+		t.Fatal("a member's retransmitted first packet ending unproven barred its prefix")
+	}
+	if !barred(m, "10.12.0.1:2", time.Second) {
+		t.Fatal("a stranger behind the member's address (another port) was not barred")
+	}
+	if !barred(m, m, 2*DefaultHandshakeTimeout) {
+		t.Fatal("an unproven ending long after the proof was forgiven")
+	}
+	// Cap: a second unproven ending from the same address.
+	g := spentGate()
+	s, _ := g.enter(udp(m), true, start)
+	s.proveAt(start)
+	s.linked.Store(true)
+	s.releaseAt(start)
+	for i := range 2 {
+		at := start.Add(time.Duration(1+i) * time.Second)
+		o, err := g.enter(udp(m), true, at)
+		if err != nil {
+			t.Fatalf("ending %d: %v", i, err)
+		}
+		o.releaseAt(at)
+	}
+	if _, err := g.enter(udp(m), true, start.Add(3*time.Second)); !errors.Is(err, ErrBusy) {
+		t.Fatalf("one proof forgave two unproven endings: %v", err)
 	}
 }

@@ -87,6 +87,7 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 	if r := cfg.testHandshakeRate; r > 0 {
 		t.gate = newGateRate(r, r)
 	}
+	t.gate.forgiveWindow = 2 * cfg.HandshakeTimeout
 	t.id.Store(cfg.Identity)
 	t.tlsConf = t.tlsConfig()
 	pc := cfg.PacketConn
