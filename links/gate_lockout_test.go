@@ -325,3 +325,37 @@ func TestGateProofForgivesOneEnding(t *testing.T) {
 		t.Fatalf("one proof forgave two unproven endings: %v", err)
 	}
 }
+
+// TestGateForgetsMembersLast: when the prefix table is full, a new
+// prefix makes the gate forget idle prefixes, those that proved no
+// certificate first: a member's prefix stays a member's.
+func TestGateForgetsMembersLast(t *testing.T) {
+	g := unlimitedGate()
+	start := time.Now()
+	member := udp("10.13.0.1:1")
+	s, err := g.enter(member, true, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.proveAt(start)
+	s.linked.Store(true)
+	s.releaseAt(start)
+	for i := range maxGatePrefixes - 1 {
+		s, err := g.enter(udp(fmt.Sprintf("10.14.%d.%d:1", i/256, i%256)), true, start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.linked.Store(true)
+		s.releaseAt(start)
+	}
+	later := start.Add(failQuiet + time.Second)
+	if _, err := g.enter(udp("10.15.0.1:1"), true, later); err != nil {
+		t.Fatalf("a new prefix is refused with the table full of idle prefixes: %v", err)
+	}
+	g.mu.Lock()
+	ps := g.prefixes[SourcePrefix(member)]
+	g.mu.Unlock()
+	if ps == nil || !ps.member(later) {
+		t.Fatal("the gate forgot a member's prefix that proved a certificate 11 s before, as idle")
+	}
+}

@@ -82,10 +82,14 @@ func (t *QUICTransport) verifyPeer(conn *quic.Conn, h helloMsg) error {
 	return nil
 }
 
-// certified says whether the peer of conn proved in its TLS handshake
-// that it holds the key of a certificate of the mesh (TLS checked the
-// signature with the certificate's key; this checks the certificate).
+// certified says whether the peer of conn proved in a completed TLS
+// handshake that it holds the key of a certificate of the mesh (TLS
+// checked the signature with the certificate's key; this checks the
+// certificate).
 func (t *QUICTransport) certified(conn *quic.Conn) bool {
+	if !conn.ConnectionState().TLS.HandshakeComplete {
+		return false
+	}
 	_, err := t.identity().VerifyPeer(peerCerts(conn), time.Now())
 	return err == nil
 }
@@ -253,10 +257,14 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 	if err != nil {
 		return nil, handshakeErr(conn, "read hello", err)
 	}
+	s := slotOf(conn)
+	if s != nil {
+		s.checked.Store(true)
+	}
 	if err := t.verifyPeer(conn, peer); err != nil {
 		return nil, refuse(conn, err)
 	}
-	if s := slotOf(conn); s != nil {
+	if s != nil {
 		s.prove()
 	}
 	if err := t.checkDuplicateName(peer); err != nil {

@@ -189,8 +189,8 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 	defer cancel()
 	l, err := t.acceptHandshake(ctx, conn)
 	if err != nil {
-		if s != nil && !s.proven.Load() && t.certified(conn) {
-			// Cut before its hello was read, but TLS proved the peer
+		if s != nil && !s.proven.Load() && !s.checked.Load() && t.certified(conn) {
+			// Cut before its hello was checked, but TLS proved the peer
 			// holds the key of a certificate of the mesh.
 			s.prove()
 		}
