@@ -184,7 +184,7 @@ func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg pro
 		packets: make(chan *memberlist.Packet), streams: make(chan net.Conn),
 		slots: streamSlots{byPrefix: make(map[netip.Prefix]int)}, done: make(chan struct{}),
 		metric: m, log: log, budget: newSigBudget(),
-		members: memberAddrs{byName: make(map[string]netip.AddrPort), count: make(map[netip.AddrPort]int)},
+		members: memberAddrs{byName: make(map[string]memberAddr), at: make(map[netip.AddrPort]*addrNames)},
 	}
 	g.wg.Add(2)
 	go forward(g, inner.PacketCh(), g.packets, g.passPacket, func(*memberlist.Packet) {})
@@ -983,22 +983,58 @@ func guardGossip(mc *memberlist.Config, n *Node) (*gossipGuard, error) {
 		return nil, err
 	}
 	mc.Transport = g
+	if d, ok := mc.Events.(*discovery); ok && !n.identity().Insecure {
+		g.members.verified = d.hasVerified
+	}
 	mc.Events = memberEvents{inner: mc.Events, addrs: &g.members}
 	return g, nil
+}
+
+// hasVerified says whether this node holds metadata of member name whose
+// signature it verified (checkSigned).
+func (d *discovery) hasVerified(name string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.verified[name]
+	return ok
 }
 
 // memberAddrs is the gossip addresses of the members memberlist knows,
 // as its events tell them (memberEvents): one entry per member memberlist
 // holds alive or suspect, so bounded as memberlist's member table is
-// (maxMembers, NotifyAlive).
+// (maxMembers, NotifyAlive). An address counts as a member's (has) only
+// once a member at it has metadata whose signature this node verified
+// (verified): anyone who can send plaintext gossip can have memberlist
+// take an alive message about a made-up name, with unsigned metadata, at
+// any address.
 type memberAddrs struct {
 	mu     sync.Mutex
-	byName map[string]netip.AddrPort
-	count  map[netip.AddrPort]int // members at each address
+	byName map[string]memberAddr
+	at     map[netip.AddrPort]*addrNames
+	// verified says whether a member's signed metadata verified; nil
+	// (a mesh without a CA: Insecure) takes every member as it comes.
+	verified func(name string) bool
 }
+
+// memberAddr is a member's gossip address and whether it counts.
+type memberAddr struct {
+	a  netip.AddrPort
+	ok bool
+}
+
+// addrNames is the members at one gossip address: ok of them verified.
+type addrNames struct {
+	names map[string]struct{}
+	ok    int
+}
+
+// maxAddrChecks bounds the unverified members at one address has checks
+// again per call (their metadata may have verified since they joined).
+const maxAddrChecks = 4
 
 func (m *memberAddrs) set(n *memberlist.Node) {
 	ip, ok := netip.AddrFromSlice(n.Addr)
+	verified := m.verified == nil || m.verified(n.Name)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.dropLocked(n.Name)
@@ -1006,8 +1042,16 @@ func (m *memberAddrs) set(n *memberlist.Node) {
 		return
 	}
 	a := netip.AddrPortFrom(ip.Unmap(), n.Port)
-	m.byName[n.Name] = a
-	m.count[a]++
+	an := m.at[a]
+	if an == nil {
+		an = &addrNames{names: make(map[string]struct{})}
+		m.at[a] = an
+	}
+	an.names[n.Name] = struct{}{}
+	m.byName[n.Name] = memberAddr{a: a, ok: verified}
+	if verified {
+		an.ok++
+	}
 }
 
 func (m *memberAddrs) drop(n *memberlist.Node) {
@@ -1017,21 +1061,52 @@ func (m *memberAddrs) drop(n *memberlist.Node) {
 }
 
 func (m *memberAddrs) dropLocked(name string) {
-	a, ok := m.byName[name]
+	e, ok := m.byName[name]
 	if !ok {
 		return
 	}
 	delete(m.byName, name)
-	if m.count[a]--; m.count[a] <= 0 {
-		delete(m.count, a)
+	an := m.at[e.a]
+	delete(an.names, name)
+	if e.ok {
+		an.ok--
+	}
+	if len(an.names) == 0 {
+		delete(m.at, e.a)
 	}
 }
 
-// has says whether a is a member's gossip address.
+// has says whether a is the gossip address of a member whose signed
+// metadata verified. It checks again up to maxAddrChecks members at a not
+// verified when they joined.
 func (m *memberAddrs) has(a netip.AddrPort) bool {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.count[a] > 0
+	an := m.at[a]
+	if an == nil || an.ok > 0 {
+		m.mu.Unlock()
+		return an != nil
+	}
+	var check []string
+	for name := range an.names {
+		if len(check) == maxAddrChecks {
+			break
+		}
+		check = append(check, name)
+	}
+	m.mu.Unlock()
+	for _, name := range check {
+		if !m.verified(name) {
+			continue
+		}
+		m.mu.Lock()
+		if e, ok := m.byName[name]; ok && e.a == a && !e.ok {
+			m.byName[name] = memberAddr{a: a, ok: true}
+			m.at[a].ok++
+		}
+		m.mu.Unlock()
+		return true
+	}
+	return false
 }
 
 // memberEvents is memberlist's event delegate: it records each member's

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // withCrc is memberlist's hasCrcMsg wrapping of msg.
@@ -105,5 +107,40 @@ func TestPingRequestTargets(t *testing.T) {
 	ok := request(member)
 	if out, n := ackToSender(ok, from, isMember); n != 0 || !bytes.Equal(out, ok) {
 		t.Fatalf("a request for a member: %x handed on, %d dropped", out, n)
+	}
+}
+
+// TestMemberAddrsVerifiedOnly: an address counts as a member's only once
+// a member at it has verified signed metadata, also when it verified
+// after it joined, and no longer once that member left; without a CA
+// (Insecure: verified nil) every member counts.
+func TestMemberAddrsVerifiedOnly(t *testing.T) {
+	verified := map[string]bool{}
+	m := memberAddrs{byName: make(map[string]memberAddr), at: make(map[netip.AddrPort]*addrNames),
+		verified: func(name string) bool { return verified[name] }}
+	a := netip.MustParseAddrPort("127.0.0.1:7946")
+	node := func(name string) *memberlist.Node {
+		return &memberlist.Node{Name: name, Addr: a.Addr().AsSlice(), Port: a.Port()}
+	}
+	m.set(node("ghost"))
+	if m.has(a) {
+		t.Fatal("the address of a member with unsigned metadata counts as a member's")
+	}
+	m.set(node("m"))
+	if m.has(a) {
+		t.Fatal("the address of a member not verified counts as a member's")
+	}
+	verified["m"] = true
+	if !m.has(a) {
+		t.Fatal("the address of a member verified after it joined does not count")
+	}
+	m.drop(node("m"))
+	if m.has(a) {
+		t.Fatal("the address of a member that left still counts")
+	}
+	insecure := memberAddrs{byName: make(map[string]memberAddr), at: make(map[netip.AddrPort]*addrNames)}
+	insecure.set(node("ghost"))
+	if !insecure.has(a) {
+		t.Fatal("without a CA, a member's address does not count")
 	}
 }
