@@ -91,8 +91,9 @@ const (
 	prefixReserveRate  = 2
 	prefixReserveBurst = 2
 	// provenRecent: a prefix of which a handshake proved a certificate of
-	// the mesh this recently is a member's: its handshakes that end
-	// unproven do not bar it from the reserve.
+	// the mesh this recently is a member's: it may hold
+	// prefixReserveBurst reserve handshakes that proved nothing yet, and
+	// start one while others are in progress.
 	provenRecent = 10 * time.Minute
 	// failQuiet is how long a prefix must go without a failed handshake
 	// to draw on the reserve.
@@ -158,7 +159,7 @@ type prefixState struct {
 	n        int // slots held
 	tokens   float64
 	last     time.Time
-	lastFail time.Time // when a handshake of the prefix last ended before it proved a certificate
+	lastFail time.Time // when a handshake of the prefix last ended before it proved a certificate, not forgiven (forgivenLocked)
 	// nodeTokens is the prefix's share of the node's rate, reserveTokens
 	// its share of the reserve (both refilled since last), reserving the
 	// reserve handshakes it has in progress that proved nothing yet.
