@@ -55,10 +55,14 @@ import (
 //     proof forgives one such ending (a first packet its dialer gave up
 //     on: QUIC retransmits a first packet, and a copy admitted after the
 //     node refused the other holds a slot until the handshake timeout,
-//     its peer gone, while the dialer links from the same address). So a
-//     stranger behind a member's address (NAT) or /64 is barred like any
-//     stranger, and it takes reserveHandshakeRate/prefixReserveRate
-//     prefixes of certificate holders to spend the reserve;
+//     its peer gone, while the dialer links from the same address). A
+//     handshake admitted without a validated address (its source may be
+//     spoofed) that ends unproven does not count as failed for a
+//     member's prefix and uses no proof up; it cannot draw on the
+//     reserve either. So a stranger behind a member's address (NAT) or
+//     /64 that draws on the reserve is barred like any stranger, and it
+//     takes reserveHandshakeRate/prefixReserveRate prefixes of
+//     certificate holders to spend the reserve;
 //   - a prefix the gate does not remember enters its table (bounded by
 //     maxGatePrefixes) only when a handshake of it is admitted;
 //   - once handshakeRetryAt slots are taken counting at most
@@ -269,6 +273,9 @@ type slot struct {
 	prefix netip.Prefix
 	source netip.AddrPort
 	once   sync.Once
+	// verified: the peer proved its address (a QUIC Retry token) before
+	// the handshake was admitted; else its source may be spoofed.
+	verified bool
 	// reserve: the handshake was admitted from the reserve (and holds
 	// it until it proves a certificate or ends: under g.mu).
 	reserve bool
@@ -325,7 +332,13 @@ func (s *slot) releaseAt(now time.Time) {
 		defer g.mu.Unlock()
 		g.total--
 		if ps := g.prefixes[s.prefix]; ps != nil {
-			if unproven && !g.forgivenLocked(s.source, now) {
+			switch {
+			case !unproven:
+			case !s.verified && ps.member(now):
+				// The source may be spoofed: a packet with a member's
+				// address neither bars its prefix nor uses its proof up.
+			case s.verified && g.forgivenLocked(s.source, now):
+			default:
 				ps.lastFail = now
 			}
 			if s.reserve {
@@ -407,7 +420,7 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 	}
 	ps.n++
 	g.total++
-	return &slot{g: g, prefix: p, source: addrPort(addr), reserve: fromReserve}, nil
+	return &slot{g: g, prefix: p, source: addrPort(addr), verified: verified, reserve: fromReserve}, nil
 }
 
 // noteProofLocked records that a handshake from source proved a

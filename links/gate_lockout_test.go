@@ -359,3 +359,43 @@ func TestGateForgetsMembersLast(t *testing.T) {
 		t.Fatal("the gate forgot a member's prefix that proved a certificate 11 s before, as idle")
 	}
 }
+
+// TestGateSpoofedSourceDoesNotBarMember: a first packet with a member's
+// source address (another port, or its exact IP and port), admitted
+// without a validated address while the node is quiet, ends unproven at
+// the handshake timeout: the member's prefix still draws on the reserve,
+// and from the exact address the member's proof still forgives one of its
+// own validated handshakes ending unproven.
+func TestGateSpoofedSourceDoesNotBarMember(t *testing.T) {
+	for _, spoof := range []string{"10.50.0.1:9999", "10.50.0.1:4433"} {
+		g := newGate()
+		start := time.Now()
+		m := udp("10.50.0.1:4433")
+		s, err := g.enter(m, true, start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.proveAt(start)
+		s.linked.Store(true)
+		s.releaseAt(start)
+		at := start.Add(time.Second)
+		if g.verifySourceAt(udp(spoof), at) {
+			t.Fatal("a quiet node asked a Retry")
+		}
+		sp, err := g.enter(udp(spoof), false, at)
+		if err != nil {
+			t.Fatalf("unvalidated first packet from %s refused on a quiet node: %v", spoof, err)
+		}
+		sp.releaseAt(at.Add(DefaultHandshakeTimeout))
+		later := at.Add(DefaultHandshakeTimeout + time.Second)
+		g.node.Rate, g.node.Tokens = 0, 0 // the node's rate spent by others
+		o, err := g.enter(m, true, later)
+		if err != nil {
+			t.Fatalf("member refused the reserve after one spoofed packet from %s: %v", spoof, err)
+		}
+		o.releaseAt(later.Add(time.Second))
+		if _, err := g.enter(m, true, later.Add(2*time.Second)); err != nil {
+			t.Errorf("spoofed packet from %s used up the member's proof: its own unproven ending barred it: %v", spoof, err)
+		}
+	}
+}
