@@ -287,8 +287,8 @@ type slot struct {
 	// accepted: accept owns the release (the connection completed TLS
 	// and was accepted), not the end of the connection.
 	accepted atomic.Bool
-	// checked: the peer's hello was checked (and its certificate with
-	// it, if the mesh matched), whatever the outcome.
+	// checked: the peer's hello passed its version and mesh checks and
+	// its certificate was checked, whatever the outcome.
 	checked atomic.Bool
 }
 

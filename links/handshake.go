@@ -61,6 +61,15 @@ func (t *QUICTransport) ourHello(nonce uint64) helloMsg {
 // cleaned by PeerText (a peer chooses these bytes, and the error reaches
 // logs, Node.Link's caller and terminals).
 func (t *QUICTransport) verifyPeer(conn *quic.Conn, h helloMsg) error {
+	if err := t.checkHello(h); err != nil {
+		return err
+	}
+	return t.verifyPeerCert(conn, h)
+}
+
+// checkHello checks the peer's hello's protocol version and mesh, the
+// part of verifyPeer before the certificate check.
+func (t *QUICTransport) checkHello(h helloMsg) error {
 	id := t.identity()
 	claimed := PeerText(h.Node)
 	if h.Version != ProtocolVersion {
@@ -69,6 +78,14 @@ func (t *QUICTransport) verifyPeer(conn *quic.Conn, h helloMsg) error {
 	if h.Mesh != id.Mesh {
 		return fmt.Errorf("mesh mismatch: %s claims mesh %q, %s is in mesh %q", claimed, h.Mesh, id.Node, id.Mesh)
 	}
+	return nil
+}
+
+// verifyPeerCert checks the peer's certificate and the name its hello
+// claims, the part of verifyPeer after checkHello.
+func (t *QUICTransport) verifyPeerCert(conn *quic.Conn, h helloMsg) error {
+	id := t.identity()
+	claimed := PeerText(h.Node)
 	p, err := id.VerifyPeer(peerCerts(conn), time.Now())
 	if err != nil {
 		return fmt.Errorf("certificate of %s rejected by %s: %w", claimed, id.Node, err)
@@ -257,11 +274,16 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 	if err != nil {
 		return nil, handshakeErr(conn, "read hello", err)
 	}
+	if err := t.checkHello(peer); err != nil {
+		// The certificate is not checked: a peer of another protocol
+		// version may still have proved one in TLS (see accept).
+		return nil, refuse(conn, err)
+	}
 	s := slotOf(conn)
 	if s != nil {
 		s.checked.Store(true)
 	}
-	if err := t.verifyPeer(conn, peer); err != nil {
+	if err := t.verifyPeerCert(conn, peer); err != nil {
 		return nil, refuse(conn, err)
 	}
 	if s != nil {

@@ -3,7 +3,9 @@ package links
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -145,5 +147,35 @@ func TestOwnUnprovenHandshakesDoNotBarMember(t *testing.T) {
 	// A few tries, well within failQuiet, for a loaded machine.
 	if got := linkSetups(t, b, a, 1, 3); got != 1 {
 		t.Fatalf("a node that linked is refused for giving an attempt up: %+v", a.HandshakeStats())
+	}
+}
+
+// TestVersionMismatchDoesNotBarPrefix: a peer of another protocol version
+// whose TLS handshake proved a certificate of the mesh is refused, but its
+// prefix is not barred from the reserve (a rolling upgrade behind one
+// address): its next dial is admitted and refused for its version again.
+func TestVersionMismatchDoesNotBarPrefix(t *testing.T) {
+	ca := testCA(t, "m")
+	a := newNode(t, issue(t, ca, "a"), func(c *QUICConfig) {
+		c.testHandshakeRate = 1e-9 // only the reserve admits
+		c.OnRefused = nil
+	})
+	udp, err := net.ListenPacket("udp", "127.0.0.9:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = udp.Close() })
+	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) {
+		c.PacketConn = udp
+		c.testVersion = ProtocolVersion + 1
+	})
+	for i := range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		_, err := b.Dial(ctx, a.LocalAddr().String())
+		cancel()
+		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "protocol version mismatch") {
+			t.Fatalf("dial %d: %v\nwant a refusal for the protocol version", i+1, err)
+		}
+		waitFor(t, "the node to end the handshake", patience, func() bool { return a.HandshakeStats().InProgress == 0 })
 	}
 }

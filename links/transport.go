@@ -190,8 +190,9 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 	l, err := t.acceptHandshake(ctx, conn)
 	if err != nil {
 		if s != nil && !s.proven.Load() && !s.checked.Load() && t.certified(conn) {
-			// Cut before its hello was checked, but TLS proved the peer
-			// holds the key of a certificate of the mesh.
+			// Cut, or refused for its version or mesh, before its
+			// certificate was checked, but TLS proved the peer holds
+			// the key of a certificate of the mesh.
 			s.prove()
 		}
 		err = fmt.Errorf("accept link from %s: %w", conn.RemoteAddr(), err)
