@@ -27,7 +27,10 @@ func (l *quicLink) readLoop() {
 				l.protocolError(err)
 				return
 			}
-			b, _ := appendFrame(nil, frameProbeReply, f.payload)
+			// The reply carries the probe's seq and stamp, the bytes a
+			// measurement reads: a longer probe would have the node send
+			// back, ahead of everything else, as much as the peer sends.
+			b, _ := appendFrame(nil, frameProbeReply, f.payload[:probeLen])
 			select {
 			case l.prioQ <- b:
 			default: // the peer probes faster than we can answer

@@ -33,7 +33,7 @@ const (
 	frameReady      uint8 = 0x02 // the dialler accepted the acceptor's hello; empty
 	frameRouting    uint8 = 0x03 // opaque routing payload
 	frameProbe      uint8 = 0x04 // liveness probe: seq uint64, stamp uint64
-	frameProbeReply uint8 = 0x05 // echo of a probe's payload
+	frameProbeReply uint8 = 0x05 // the probe's first 16 bytes (seq, stamp)
 	frameGoodbye    uint8 = 0x06 // reason text (UTF-8)
 	frameDraining   uint8 = 0x07 // the sender is shutting down; empty
 )

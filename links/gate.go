@@ -39,16 +39,30 @@ import (
 //     burst), so it takes nodeShareDiv prefixes to keep it spent, while a
 //     prefix with many honest nodes behind it links at its own rate on a
 //     quiet node. When a
-//     prefix cannot draw on it, a validated address (QUIC Retry) of a
-//     prefix that failed no handshake for failQuiet may still start one
-//     out of a reserve of reserveHandshakeRate per second, if the prefix
-//     has no reserve handshake in progress, has reserve tokens of its own
-//     (prefixReserveRate, prefixReserveBurst) and either linked within
-//     linkedRecent or has no handshake in progress (first contact): a
-//     peer that links (honest peers do) keeps getting in while a flood of
-//     failing handshakes from many prefixes is refused, and it takes
-//     reserveHandshakeRate/prefixReserveRate prefixes that link (or fail
-//     only after proving a certificate) to spend the reserve;
+//     prefix cannot draw on it, a validated address (QUIC Retry) may
+//     still start one out of a reserve of reserveHandshakeRate per
+//     second, if its prefix has reserve tokens of its own
+//     (prefixReserveRate, prefixReserveBurst), failed no handshake for
+//     failQuiet, and either proved a certificate of the mesh within
+//     provenRecent (a member's prefix: then with fewer than
+//     prefixReserveBurst reserve handshakes in progress that proved
+//     nothing yet) or has no handshake in progress (a new peer's first
+//     contact): a peer that links (honest peers do) keeps getting in while
+//     a flood of failing handshakes from many prefixes is refused. A
+//     handshake that ends before its peer proved a certificate counts as
+//     failed, except one from a source address (IP and port) of which a
+//     handshake proved a certificate within forgiveWindow before: each
+//     proof forgives one such ending (a first packet its dialer gave up
+//     on: QUIC retransmits a first packet, and a copy admitted after the
+//     node refused the other holds a slot until the handshake timeout,
+//     its peer gone, while the dialer links from the same address). A
+//     handshake admitted without a validated address (its source may be
+//     spoofed) that ends unproven does not count as failed for a
+//     member's prefix and uses no proof up; it cannot draw on the
+//     reserve either. So a stranger behind a member's address (NAT) or
+//     /64 that draws on the reserve is barred like any stranger, and it
+//     takes reserveHandshakeRate/prefixReserveRate prefixes of
+//     certificate holders to spend the reserve;
 //   - a prefix the gate does not remember enters its table (bounded by
 //     maxGatePrefixes) only when a handshake of it is admitted;
 //   - once handshakeRetryAt slots are taken counting at most
@@ -76,15 +90,21 @@ const (
 	// Retries), so it takes nodeShareDiv prefixes to spend it.
 	nodeShareDiv = 8
 	// prefixReserveRate and prefixReserveBurst bound one prefix's draw on
-	// the reserve; a prefix holds at most one reserve handshake at once.
+	// the reserve; a prefix holds at most one reserve handshake that
+	// proved nothing yet at once, a member's prefix prefixReserveBurst.
 	prefixReserveRate  = 2
 	prefixReserveBurst = 2
-	// linkedRecent: a prefix that completed a link this recently may draw
-	// on the reserve (as may a new prefix).
-	linkedRecent = 10 * time.Minute
+	// provenRecent: a prefix of which a handshake proved a certificate of
+	// the mesh this recently is a member's: it may hold
+	// prefixReserveBurst reserve handshakes that proved nothing yet, and
+	// start one while others are in progress.
+	provenRecent = 10 * time.Minute
 	// failQuiet is how long a prefix must go without a failed handshake
 	// to draw on the reserve.
 	failQuiet = 10 * time.Second
+	// maxProofs bounds the source addresses whose recent proofs the gate
+	// remembers to forgive one unproven ending each (gate.proofs).
+	maxProofs = 256
 	// maxGatePrefixes bounds the prefixes the gate remembers (those with
 	// handshakes in progress or a rate to recover).
 	maxGatePrefixes = 4096
@@ -107,8 +127,8 @@ type HandshakeStats struct {
 	// (RefusedNodeRate).
 	RefusedFull, RefusedShare, RefusedRate, RefusedNodeRate uint64
 	// Reserved counts handshakes admitted from the reserve (validated
-	// addresses of prefixes without recent failures) while the node's
-	// rate was spent.
+	// addresses of members' prefixes, or of prefixes without recent
+	// failures) while the node's rate was spent.
 	Reserved uint64
 	// Retries counts first packets answered with a QUIC Retry (address
 	// validation) because the node was busy.
@@ -126,6 +146,12 @@ type gate struct {
 	// prefix: what many prefixes hold, not what one holds.
 	spread   int
 	prefixes map[netip.Prefix]*prefixState
+	// proofs holds, per source address (IP and port), when a handshake
+	// from it last proved a certificate of the mesh, for forgiveWindow
+	// (at most maxProofs; see forgivenLocked).
+	proofs map[netip.AddrPort]time.Time
+	// forgiveWindow is twice the handshake timeout.
+	forgiveWindow time.Duration
 	// node and reserve are the node-wide rates (nodeHandshakeRate,
 	// reserveHandshakeRate).
 	node, reserve bucket.Bucket
@@ -137,13 +163,13 @@ type prefixState struct {
 	n        int // slots held
 	tokens   float64
 	last     time.Time
-	lastFail time.Time // when a handshake of the prefix last failed
+	lastFail time.Time // when a handshake of the prefix last ended before it proved a certificate, not forgiven (forgivenLocked)
 	// nodeTokens is the prefix's share of the node's rate, reserveTokens
 	// its share of the reserve (both refilled since last), reserving the
-	// reserve handshakes it has in progress (at most one).
+	// reserve handshakes it has in progress that proved nothing yet.
 	nodeTokens, reserveTokens float64
 	reserving                 int
-	linkedAt                  time.Time // when a handshake of the prefix last ended in a link
+	provenAt                  time.Time // when a handshake of the prefix last proved a certificate of the mesh
 }
 
 // tokensAt is the prefix's rate allowance at now: what it had, plus what
@@ -195,6 +221,12 @@ func (ps *prefixState) failedWithin(now time.Time) bool {
 	return !ps.lastFail.IsZero() && now.Sub(ps.lastFail) < failQuiet
 }
 
+// member says whether a handshake of the prefix proved a certificate of
+// the mesh within provenRecent before now.
+func (ps *prefixState) member(now time.Time) bool {
+	return !ps.provenAt.IsZero() && now.Sub(ps.provenAt) < provenRecent
+}
+
 func newGate() *gate {
 	return newGateRate(nodeHandshakeRate, nodeHandshakeBurst)
 }
@@ -203,9 +235,11 @@ func newGate() *gate {
 func newGateRate(rate, burst float64) *gate {
 	now := time.Now()
 	return &gate{
-		prefixes: make(map[netip.Prefix]*prefixState),
-		node:     bucket.Full(rate, burst, now),
-		reserve:  bucket.Full(reserveHandshakeRate, reserveHandshakeBurst, now),
+		prefixes:      make(map[netip.Prefix]*prefixState),
+		proofs:        make(map[netip.AddrPort]time.Time),
+		forgiveWindow: 2 * DefaultHandshakeTimeout,
+		node:          bucket.Full(rate, burst, now),
+		reserve:       bucket.Full(reserveHandshakeRate, reserveHandshakeBurst, now),
 	}
 }
 
@@ -213,13 +247,7 @@ func newGateRate(rate, burst float64) *gate {
 // remote address to (docs/SECURITY.md, Limits): the IPv4 address, or the
 // /64 of an IPv6 address.
 func SourcePrefix(a net.Addr) netip.Prefix {
-	var ap netip.AddrPort
-	if ua, ok := a.(*net.UDPAddr); ok {
-		ap = ua.AddrPort()
-	} else if p, err := netip.ParseAddrPort(a.String()); err == nil {
-		ap = p
-	}
-	ip := ap.Addr().Unmap()
+	ip := addrPort(a).Addr()
 	bits := 32
 	if ip.Is6() {
 		bits = 64
@@ -228,21 +256,68 @@ func SourcePrefix(a net.Addr) netip.Prefix {
 	return p
 }
 
+// addrPort is the IP (unmapped) and port of a.
+func addrPort(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
+	if ua, ok := a.(*net.UDPAddr); ok {
+		ap = ua.AddrPort()
+	} else if p, err := netip.ParseAddrPort(a.String()); err == nil {
+		ap = p
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
 // slot is one admitted handshake; release is idempotent.
 type slot struct {
 	g      *gate
 	prefix netip.Prefix
+	source netip.AddrPort
 	once   sync.Once
-	// reserve: the handshake was admitted from the reserve.
+	// verified: the peer proved its address (a QUIC Retry token) before
+	// the handshake was admitted; else its source may be spoofed.
+	verified bool
+	// reserve: the handshake was admitted from the reserve (and holds
+	// it until it proves a certificate or ends: under g.mu).
 	reserve bool
 	linked  atomic.Bool
-	// proven: the peer's hello proved a certificate of the mesh (the
-	// handshake may still fail after, without counting against the
-	// prefix's use of the reserve).
+	// proven: the peer proved a certificate of the mesh, in its TLS
+	// handshake or its hello (the handshake may still fail after,
+	// without counting against the prefix's use of the reserve).
 	proven atomic.Bool
+	// accepted: accept owns the release (the connection completed TLS
+	// and was accepted), not the end of the connection.
+	accepted atomic.Bool
+	// checked: the peer's hello passed its version and mesh checks and
+	// its certificate was checked, whatever the outcome.
+	checked atomic.Bool
 }
 
 func (s *slot) release() { s.releaseAt(time.Now()) }
+
+func (s *slot) prove() { s.proveAt(time.Now()) }
+
+// proveAt records that the peer proved a certificate of the mesh at now:
+// its prefix is a member's (provenRecent), its source address may have
+// one handshake end unproven without counting as failed (forgivenLocked),
+// and the handshake no longer holds the prefix's reserve.
+func (s *slot) proveAt(now time.Time) {
+	if s.proven.Swap(true) {
+		return
+	}
+	g := s.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.noteProofLocked(s.source, now)
+	if ps := g.prefixes[s.prefix]; ps != nil {
+		if now.After(ps.provenAt) {
+			ps.provenAt = now
+		}
+		if s.reserve {
+			s.reserve = false
+			ps.reserving--
+		}
+	}
+}
 
 // releaseAt is release at time now.
 func (s *slot) releaseAt(now time.Time) {
@@ -257,13 +332,17 @@ func (s *slot) releaseAt(now time.Time) {
 		defer g.mu.Unlock()
 		g.total--
 		if ps := g.prefixes[s.prefix]; ps != nil {
-			if unproven {
+			switch {
+			case !unproven:
+			case !s.verified && ps.member(now):
+				// The source may be spoofed: a packet with a member's
+				// address neither bars its prefix nor uses its proof up.
+			case s.verified && g.forgivenLocked(s.source, now):
+			default:
 				ps.lastFail = now
 			}
-			if !failed {
-				ps.linkedAt = now
-			}
 			if s.reserve {
+				s.reserve = false
 				ps.reserving--
 			}
 			ps.n--
@@ -341,19 +420,59 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 	}
 	ps.n++
 	g.total++
-	return &slot{g: g, prefix: p, reserve: fromReserve}, nil
+	return &slot{g: g, prefix: p, source: addrPort(addr), verified: verified, reserve: fromReserve}, nil
+}
+
+// noteProofLocked records that a handshake from source proved a
+// certificate of the mesh at now; when the table is full it drops the
+// proofs older than forgiveWindow, else the oldest. g.mu is held.
+func (g *gate) noteProofLocked(source netip.AddrPort, now time.Time) {
+	if _, ok := g.proofs[source]; !ok && len(g.proofs) >= maxProofs {
+		var oldest netip.AddrPort
+		for a, at := range g.proofs {
+			if now.Sub(at) >= g.forgiveWindow {
+				delete(g.proofs, a)
+			} else if _, ok := g.proofs[oldest]; !ok || at.Before(g.proofs[oldest]) {
+				oldest = a
+			}
+		}
+		if len(g.proofs) >= maxProofs {
+			delete(g.proofs, oldest)
+		}
+	}
+	g.proofs[source] = now
+}
+
+// forgivenLocked says whether a handshake from source that ends unproven
+// at now is forgiven: a handshake from source proved a certificate within
+// forgiveWindow before. It uses the proof up (one ending per proof).
+// g.mu is held.
+func (g *gate) forgivenLocked(source netip.AddrPort, now time.Time) bool {
+	at, ok := g.proofs[source]
+	if !ok {
+		return false
+	}
+	delete(g.proofs, source)
+	return now.Sub(at) < g.forgiveWindow
 }
 
 // mayReserveLocked says whether a handshake of the prefix in state ps
 // (nil: new; its allowances refilled to now) may draw on the reserve now:
-// the prefix has no reserve handshake in progress and reserve tokens of
-// its own, no handshake of it failed within failQuiet, and it completed a
-// link within linkedRecent or has no handshake in progress at all (a new
-// peer's first contact). g.mu is held.
+// the prefix has reserve tokens of its own, failed no handshake within
+// failQuiet, and either proved a certificate within provenRecent and
+// holds fewer than prefixReserveBurst reserve handshakes that proved
+// nothing yet, or has no handshake in progress at all (a new peer's first
+// contact). g.mu is held.
 func (g *gate) mayReserveLocked(ps *prefixState, now time.Time) bool {
 	if ps != nil {
-		linked := !ps.linkedAt.IsZero() && now.Sub(ps.linkedAt) < linkedRecent
-		if ps.reserving > 0 || ps.reserveTokens < 1 || ps.failedWithin(now) || !linked && ps.n > 0 {
+		switch {
+		case ps.reserveTokens < 1 || ps.failedWithin(now):
+			return false
+		case ps.member(now):
+			if ps.reserving >= prefixReserveBurst {
+				return false
+			}
+		case ps.n > 0:
 			return false
 		}
 	}
@@ -372,11 +491,18 @@ func (g *gate) heldBy(addr net.Addr) int {
 
 // forgetIdleLocked drops prefixes with no handshake in progress that
 // started none and failed none for failQuiet (their allowances have
-// recovered). g.mu is held.
+// recovered): first those that proved no certificate within
+// provenRecent, and members' prefixes only if that freed nothing (a
+// member's prefix forgotten is a new prefix again). g.mu is held.
 func (g *gate) forgetIdleLocked(now time.Time) {
-	for p, ps := range g.prefixes {
-		if ps.n == 0 && now.Sub(ps.last) >= failQuiet && now.Sub(ps.lastFail) >= failQuiet {
-			delete(g.prefixes, p)
+	for _, members := range []bool{false, true} {
+		for p, ps := range g.prefixes {
+			if ps.n == 0 && now.Sub(ps.last) >= failQuiet && now.Sub(ps.lastFail) >= failQuiet && ps.member(now) == members {
+				delete(g.prefixes, p)
+			}
+		}
+		if len(g.prefixes) < maxGatePrefixes {
+			return
 		}
 	}
 }
@@ -441,15 +567,19 @@ type slotKey struct{}
 
 // connContext is quic.Transport.ConnContext: it takes a slot for the new
 // connection or refuses it. The slot is released when the link handshake
-// ends (slotOf) or when quic-go gives the connection up, whichever is
-// first.
+// ends (accept), or when quic-go gives the connection up before accept
+// took it.
 func (t *QUICTransport) connContext(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
 	s, err := t.gate.enter(info.RemoteAddr, info.AddrVerified, time.Now())
 	if err != nil {
 		t.noteHandshakeFailure(info.RemoteAddr, err)
 		return nil, err
 	}
-	context.AfterFunc(ctx, s.release)
+	context.AfterFunc(ctx, func() {
+		if !s.accepted.Load() {
+			s.release()
+		}
+	})
 	return context.WithValue(ctx, slotKey{}, s), nil
 }
 

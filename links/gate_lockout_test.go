@@ -3,6 +3,7 @@ package links
 import (
 	"errors"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 )
@@ -133,5 +134,268 @@ func TestGateSpoofedInitialsLeaveNoState(t *testing.T) {
 	}
 	if _, err := g.enter(udp("192.0.2.1:1"), true, now.Add(time.Second)); err != nil {
 		t.Fatalf("an honest new prefix is refused after the spoofed flood: %v", err)
+	}
+}
+
+// TestGateMemberAbortKeepsReserve: while only the reserve admits, a
+// prefix that proved a certificate has handshakes of its own end before
+// proving anything: one its peer gave up on (QUIC retransmits a first
+// packet, and a copy the node admits after refusing the other holds a
+// slot until the handshake timeout, its peer gone). Its next handshakes,
+// while that one is held and for failQuiet after it timed out, still draw
+// on the reserve, as does one started while its linked handshake's slot
+// is still held (the link being adopted). A stranger's prefix whose
+// handshake ended the same way is barred for failQuiet.
+func TestGateMemberAbortKeepsReserve(t *testing.T) {
+	g := spentGate()
+	start := time.Now()
+	member, stranger := udp("10.11.0.1:1"), udp("10.11.1.1:1")
+	// link sets up a link from the member's prefix at at, its slot
+	// released when done (or later by the caller).
+	link := func(at time.Time, done bool) (*slot, error) {
+		s, err := g.enter(member, true, at)
+		if err != nil {
+			return nil, err
+		}
+		s.proveAt(at)
+		s.linked.Store(true)
+		if done {
+			s.releaseAt(at)
+		}
+		return s, nil
+	}
+	if _, err := link(start, true); err != nil {
+		t.Fatalf("a new validated prefix is refused the reserve: %v", err)
+	}
+	// A linked handshake whose slot is still held.
+	held, err := link(start.Add(time.Second), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := link(start.Add(2*time.Second), true); err != nil {
+		t.Fatalf("a member's prefix whose linked handshake is being adopted is refused the reserve: %v", err)
+	}
+	held.releaseAt(start.Add(2 * time.Second))
+	// The abandoned handshake: admitted, never answered.
+	began := start.Add(3 * time.Second)
+	orphan, err := g.enter(member, true, began)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := link(began.Add(time.Second), true); err != nil {
+		t.Fatalf("a member's prefix is refused the reserve while a handshake it gave up on is held: %v", err)
+	}
+	end := began.Add(DefaultHandshakeTimeout)
+	orphan.releaseAt(end)
+	for at := end; at.Before(end.Add(failQuiet)); at = at.Add(time.Second) {
+		if _, err := link(at, true); err != nil {
+			t.Fatalf("a member's prefix is refused the reserve %v after a handshake it gave up on timed out: %v", at.Sub(end), err)
+		}
+	}
+	// A stranger's prefix, the same way.
+	s, err := g.enter(stranger, true, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.releaseAt(start.Add(DefaultHandshakeTimeout))
+	if _, err := g.enter(stranger, true, start.Add(DefaultHandshakeTimeout+failQuiet/2)); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a stranger's prefix drew on the reserve within failQuiet of its unproven handshake's end: %v", err)
+	}
+}
+
+// floodReserve runs, on a gate whose node rate is spent, 8 prefixes
+// whose handshakes all end unproven 10 ms after admission, each trying
+// every 50 ms for 60 s, alongside a new honest prefix each second. With
+// member, a certificate holder proved a certificate from each of the 8
+// prefixes once at the start, from memberPort; the flood comes from port
+// 1. It returns the flood's admissions and the honest prefixes admitted.
+func floodReserve(t *testing.T, member bool, memberPort int) (flooded, honestIn int) {
+	t.Helper()
+	g := spentGate()
+	start := time.Now()
+	var flood []net.Addr
+	for i := range 8 {
+		flood = append(flood, udp(fmt.Sprintf("10.20.%d.1:1", i)))
+		if member {
+			s, err := g.enter(udp(fmt.Sprintf("10.20.%d.1:%d", i, memberPort)), true, start)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.proveAt(start)
+			s.linked.Store(true)
+			s.releaseAt(start)
+		}
+	}
+	for ms := 1000; ms < 61000; ms += 50 {
+		now := start.Add(time.Duration(ms) * time.Millisecond)
+		for _, a := range flood {
+			if s, err := g.enter(a, true, now); err == nil {
+				flooded++
+				s.releaseAt(now.Add(10 * time.Millisecond))
+			}
+		}
+		if ms%1000 == 0 {
+			if s, err := g.enter(udp(fmt.Sprintf("10.30.0.%d:1", ms/1000)), true, now); err == nil {
+				honestIn++
+				s.proveAt(now)
+				s.linked.Store(true)
+				s.releaseAt(now)
+			}
+		}
+	}
+	return flooded, honestIn
+}
+
+// TestGateStrangersInMemberPrefixes: strangers behind 8 members'
+// addresses (NAT) abort every reserve handshake they get. They get no
+// more of the reserve than 8 strangers' own prefixes do (plus one ending
+// forgiven per member's proof when they share its port too), and new
+// honest prefixes still get in. Before, the members' proofs exempted
+// their prefixes from the failure bar for 10 minutes: 967 admissions in
+// 60 s, and no honest prefix got in.
+func TestGateStrangersInMemberPrefixes(t *testing.T) {
+	alone, honestAlone := floodReserve(t, false, 0)
+	for _, port := range []int{2, 1} {
+		shared, honest := floodReserve(t, true, port)
+		t.Logf("strangers alone: %d admitted, %d of 60 honest in; behind members (member port %d): %d admitted, %d honest in",
+			alone, honestAlone, port, shared, honest)
+		most := alone
+		if port == 1 {
+			most += 8 // one forgiven ending per proof
+		}
+		if shared > most || honest < 58 {
+			t.Fatalf("strangers behind members' addresses (member port %d) got %d reserve handshakes in 60 s (alone %d) and %d of 60 new honest prefixes got in",
+				port, shared, alone, honest)
+		}
+	}
+}
+
+// TestGateProofForgivesOneEnding: a handshake from an address that
+// proved a certificate ends unproven: it does not bar the prefix, but
+// only one such ending per proof, only from that address (not another
+// port of the same IP), and only within forgiveWindow of the proof.
+func TestGateProofForgivesOneEnding(t *testing.T) {
+	start := time.Now()
+	// barred says whether the member's prefix is refused the reserve
+	// after a proof from proofFrom at start and a handshake from from,
+	// admitted at start+d, ending unproven a second later.
+	barred := func(proofFrom, from string, d time.Duration) bool {
+		g := spentGate()
+		s, err := g.enter(udp(proofFrom), true, start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.proveAt(start)
+		s.linked.Store(true)
+		s.releaseAt(start)
+		at := start.Add(d)
+		o, err := g.enter(udp(from), true, at)
+		if err != nil {
+			t.Fatalf("%s at %v: %v", from, d, err)
+		}
+		o.releaseAt(at.Add(time.Second))
+		_, err = g.enter(udp(proofFrom), true, at.Add(2*time.Second))
+		return err != nil
+	}
+	m := "10.12.0.1:1"
+	if barred(m, m, time.Second) {
+		t.Fatal("a member's retransmitted first packet ending unproven barred its prefix")
+	}
+	if !barred(m, "10.12.0.1:2", time.Second) {
+		t.Fatal("a stranger behind the member's address (another port) was not barred")
+	}
+	if !barred(m, m, 2*DefaultHandshakeTimeout) {
+		t.Fatal("an unproven ending long after the proof was forgiven")
+	}
+	// Cap: a second unproven ending from the same address.
+	g := spentGate()
+	s, _ := g.enter(udp(m), true, start)
+	s.proveAt(start)
+	s.linked.Store(true)
+	s.releaseAt(start)
+	for i := range 2 {
+		at := start.Add(time.Duration(1+i) * time.Second)
+		o, err := g.enter(udp(m), true, at)
+		if err != nil {
+			t.Fatalf("ending %d: %v", i, err)
+		}
+		o.releaseAt(at)
+	}
+	if _, err := g.enter(udp(m), true, start.Add(3*time.Second)); !errors.Is(err, ErrBusy) {
+		t.Fatalf("one proof forgave two unproven endings: %v", err)
+	}
+}
+
+// TestGateForgetsMembersLast: when the prefix table is full, a new
+// prefix makes the gate forget idle prefixes, those that proved no
+// certificate first: a member's prefix stays a member's.
+func TestGateForgetsMembersLast(t *testing.T) {
+	g := unlimitedGate()
+	start := time.Now()
+	member := udp("10.13.0.1:1")
+	s, err := g.enter(member, true, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.proveAt(start)
+	s.linked.Store(true)
+	s.releaseAt(start)
+	for i := range maxGatePrefixes - 1 {
+		s, err := g.enter(udp(fmt.Sprintf("10.14.%d.%d:1", i/256, i%256)), true, start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.linked.Store(true)
+		s.releaseAt(start)
+	}
+	later := start.Add(failQuiet + time.Second)
+	if _, err := g.enter(udp("10.15.0.1:1"), true, later); err != nil {
+		t.Fatalf("a new prefix is refused with the table full of idle prefixes: %v", err)
+	}
+	g.mu.Lock()
+	ps := g.prefixes[SourcePrefix(member)]
+	g.mu.Unlock()
+	if ps == nil || !ps.member(later) {
+		t.Fatal("the gate forgot a member's prefix that proved a certificate 11 s before, as idle")
+	}
+}
+
+// TestGateSpoofedSourceDoesNotBarMember: a first packet with a member's
+// source address (another port, or its exact IP and port), admitted
+// without a validated address while the node is quiet, ends unproven at
+// the handshake timeout: the member's prefix still draws on the reserve,
+// and from the exact address the member's proof still forgives one of its
+// own validated handshakes ending unproven.
+func TestGateSpoofedSourceDoesNotBarMember(t *testing.T) {
+	for _, spoof := range []string{"10.50.0.1:9999", "10.50.0.1:4433"} {
+		g := newGate()
+		start := time.Now()
+		m := udp("10.50.0.1:4433")
+		s, err := g.enter(m, true, start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.proveAt(start)
+		s.linked.Store(true)
+		s.releaseAt(start)
+		at := start.Add(time.Second)
+		if g.verifySourceAt(udp(spoof), at) {
+			t.Fatal("a quiet node asked a Retry")
+		}
+		sp, err := g.enter(udp(spoof), false, at)
+		if err != nil {
+			t.Fatalf("unvalidated first packet from %s refused on a quiet node: %v", spoof, err)
+		}
+		sp.releaseAt(at.Add(DefaultHandshakeTimeout))
+		later := at.Add(DefaultHandshakeTimeout + time.Second)
+		g.node.Rate, g.node.Tokens = 0, 0 // the node's rate spent by others
+		o, err := g.enter(m, true, later)
+		if err != nil {
+			t.Fatalf("member refused the reserve after one spoofed packet from %s: %v", spoof, err)
+		}
+		o.releaseAt(later.Add(time.Second))
+		if _, err := g.enter(m, true, later.Add(2*time.Second)); err != nil {
+			t.Errorf("spoofed packet from %s used up the member's proof: its own unproven ending barred it: %v", spoof, err)
+		}
 	}
 }

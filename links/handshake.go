@@ -61,6 +61,15 @@ func (t *QUICTransport) ourHello(nonce uint64) helloMsg {
 // cleaned by PeerText (a peer chooses these bytes, and the error reaches
 // logs, Node.Link's caller and terminals).
 func (t *QUICTransport) verifyPeer(conn *quic.Conn, h helloMsg) error {
+	if err := t.checkHello(h); err != nil {
+		return err
+	}
+	return t.verifyPeerCert(conn, h)
+}
+
+// checkHello checks the peer's hello's protocol version and mesh, the
+// part of verifyPeer before the certificate check.
+func (t *QUICTransport) checkHello(h helloMsg) error {
 	id := t.identity()
 	claimed := PeerText(h.Node)
 	if h.Version != ProtocolVersion {
@@ -69,11 +78,15 @@ func (t *QUICTransport) verifyPeer(conn *quic.Conn, h helloMsg) error {
 	if h.Mesh != id.Mesh {
 		return fmt.Errorf("mesh mismatch: %s claims mesh %q, %s is in mesh %q", claimed, h.Mesh, id.Node, id.Mesh)
 	}
-	var raw [][]byte
-	for _, c := range conn.ConnectionState().TLS.PeerCertificates {
-		raw = append(raw, c.Raw)
-	}
-	p, err := id.VerifyPeer(raw, time.Now())
+	return nil
+}
+
+// verifyPeerCert checks the peer's certificate and the name its hello
+// claims, the part of verifyPeer after checkHello.
+func (t *QUICTransport) verifyPeerCert(conn *quic.Conn, h helloMsg) error {
+	id := t.identity()
+	claimed := PeerText(h.Node)
+	p, err := id.VerifyPeer(peerCerts(conn), time.Now())
 	if err != nil {
 		return fmt.Errorf("certificate of %s rejected by %s: %w", claimed, id.Node, err)
 	}
@@ -84,6 +97,27 @@ func (t *QUICTransport) verifyPeer(conn *quic.Conn, h helloMsg) error {
 		return fmt.Errorf("peer claims this node's own name %q", h.Node)
 	}
 	return nil
+}
+
+// certified says whether the peer of conn proved in a completed TLS
+// handshake that it holds the key of a certificate of the mesh (TLS
+// checked the signature with the certificate's key; this checks the
+// certificate).
+func (t *QUICTransport) certified(conn *quic.Conn) bool {
+	if !conn.ConnectionState().TLS.HandshakeComplete {
+		return false
+	}
+	_, err := t.identity().VerifyPeer(peerCerts(conn), time.Now())
+	return err == nil
+}
+
+// peerCerts is the certificates the peer of conn presented in TLS.
+func peerCerts(conn *quic.Conn) [][]byte {
+	var raw [][]byte
+	for _, c := range conn.ConnectionState().TLS.PeerCertificates {
+		raw = append(raw, c.Raw)
+	}
+	return raw
 }
 
 // checkDuplicateName refuses a peer whose name is already linked from
@@ -203,7 +237,7 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 		return nil, refuse(conn, err)
 	}
 	if s := slotOf(conn); s != nil {
-		s.proven.Store(true)
+		s.prove()
 	}
 	if err := t.checkDuplicateName(peer); err != nil {
 		return nil, refuse(conn, err)
@@ -240,11 +274,20 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 	if err != nil {
 		return nil, handshakeErr(conn, "read hello", err)
 	}
-	if err := t.verifyPeer(conn, peer); err != nil {
+	if err := t.checkHello(peer); err != nil {
+		// The certificate is not checked: a peer of another protocol
+		// version may still have proved one in TLS (see accept).
 		return nil, refuse(conn, err)
 	}
-	if s := slotOf(conn); s != nil {
-		s.proven.Store(true)
+	s := slotOf(conn)
+	if s != nil {
+		s.checked.Store(true)
+	}
+	if err := t.verifyPeerCert(conn, peer); err != nil {
+		return nil, refuse(conn, err)
+	}
+	if s != nil {
+		s.prove()
 	}
 	if err := t.checkDuplicateName(peer); err != nil {
 		return nil, refuse(conn, err)

@@ -87,6 +87,7 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 	if r := cfg.testHandshakeRate; r > 0 {
 		t.gate = newGateRate(r, r)
 	}
+	t.gate.forgiveWindow = 2 * cfg.HandshakeTimeout
 	t.id.Store(cfg.Identity)
 	t.tlsConf = t.tlsConfig()
 	pc := cfg.PacketConn
@@ -180,6 +181,7 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 	defer t.attempt(conn.RemoteAddr(), false)()
 	s := slotOf(conn)
 	if s != nil {
+		s.accepted.Store(true)
 		defer s.release()
 	}
 	began := time.Now()
@@ -187,6 +189,12 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 	defer cancel()
 	l, err := t.acceptHandshake(ctx, conn)
 	if err != nil {
+		if s != nil && !s.proven.Load() && !s.checked.Load() && t.certified(conn) {
+			// Cut, or refused for its version or mesh, before its
+			// certificate was checked, but TLS proved the peer holds
+			// the key of a certificate of the mesh.
+			s.prove()
+		}
 		err = fmt.Errorf("accept link from %s: %w", conn.RemoteAddr(), err)
 		if errors.Is(err, ErrRefused) {
 			t.refusals.Warn("in:"+SourcePrefix(conn.RemoteAddr()).String(), "link refused", "remote", conn.RemoteAddr(), "err", err)

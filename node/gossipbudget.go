@@ -42,7 +42,10 @@ const (
 	sigFailPushesOut = 4
 	sigFailPushes    = gossipStreams + sigFailPushesOut
 	// sigFailKeySources bounds the sources remembered for one alive
-	// message sent in datagrams (the newest are kept).
+	// message sent in datagrams: the first that sent it and the newest
+	// others. Copies from other sources cannot push the first out: a
+	// member's new message arrives from it, or from members relaying it,
+	// before a stranger can copy it.
 	sigFailKeySources = 4
 )
 
@@ -101,12 +104,15 @@ func (b *sigBudget) sawLocked(name string, meta []byte, src netip.Prefix) {
 	srcs := b.cur[k]
 	for i, s := range srcs {
 		if s == src {
+			if i == 0 {
+				return // the first stays first
+			}
 			srcs = append(srcs[:i], srcs[i+1:]...)
 			break
 		}
 	}
 	if len(srcs) >= sigFailKeySources {
-		srcs = srcs[1:]
+		srcs = append(srcs[:1], srcs[2:]...) // the oldest after the first
 	}
 	b.cur[k] = append(srcs, src)
 }

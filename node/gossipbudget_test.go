@@ -213,3 +213,33 @@ func TestSigBudgetCopiesFromASpentSourceDropNothing(t *testing.T) {
 		t.Errorf("a forgery whose sources both spent their budget was allowed (source %v)", src)
 	}
 }
+
+// TestSigBudgetCopiesCannotPushOutFirstSource: a member's new signed
+// alive message arrives in a datagram from an honest source; a stranger
+// with as many prefixes as the sources remembered for one message
+// (sigFailKeySources) sends copies of it from each, then spends their
+// budgets (say on forged states in push-pulls, which memberlist checks
+// outside its packet queue) before memberlist checks the honest message.
+// Only the newest sources were kept, so every source remembered for it
+// had spent its budget and the honest message was dropped unchecked. The
+// first source stays remembered: the message is checked, charged to it.
+func TestSigBudgetCopiesCannotPushOutFirstSource(t *testing.T) {
+	b := newSigBudget()
+	now := time.Now()
+	honest := netip.MustParsePrefix("192.0.2.1/32")
+	valid := []byte(`{"ts":7` + metaSigField + `good"}`)
+	b.mu.Lock()
+	b.sawLocked("b", valid, honest)
+	for i := range sigFailKeySources {
+		attacker := netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(100 + i)}), 32)
+		b.sawLocked("b", valid, attacker)
+		for range sigFailBurst {
+			b.chargeLocked(attacker, now)
+		}
+	}
+	b.mu.Unlock()
+	if src, ok := b.allow("b", valid, now); !ok || src != honest {
+		t.Fatalf("an honest message copied from %d spent sources: allowed %v (source %v); want it checked, for %v",
+			sigFailKeySources, ok, src, honest)
+	}
+}

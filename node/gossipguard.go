@@ -103,7 +103,9 @@ const (
 // source prefix of each signed alive message of a plaintext packet, and
 // drops those of a source that spent its budget of failed signature
 // checks (gossipbudget.go); it has the answer to a plaintext ping or
-// ping request sent where it came from (ackToSender); and it records the source
+// ping request sent where it came from, and drops a plaintext ping
+// request whose target is not a member's gossip address (ackToSender);
+// and it records the source
 // prefix of each signed alive state of a plaintext push-pull
 // (pushReader), whose check NotifyAlive charges to it or skips once it
 // spent its budget.
@@ -132,6 +134,9 @@ type gossipGuard struct {
 	// budget bounds the failed signature checks of each source's
 	// plaintext alive messages and pushed states (gossipbudget.go).
 	budget *sigBudget
+	// members are the gossip addresses of the members memberlist knows,
+	// the only targets a plaintext ping request may name (memberEvents).
+	members memberAddrs
 }
 
 // Reasons of refusals (the metric's reason label).
@@ -150,11 +155,14 @@ const (
 	// refuseSignatures: an alive message whose source spent its budget
 	// of failed signature checks (kind "alive": counted per message).
 	refuseSignatures = "signatures"
+	// refuseTarget: a ping request naming a target that is not a member's
+	// gossip address (kind "ping": counted per request).
+	refuseTarget = "target"
 )
 
 func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg prometheus.Registerer, log *ratelog.Log) (*gossipGuard, error) {
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_gossip_refused_total",
-		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user, state), and alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures)."},
+		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user, state), alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures), and ping requests dropped because their target is not a member (kind ping, reason target)."},
 		[]string{"kind", "reason"})
 	if err := reg.Register(m); err != nil {
 		var are prometheus.AlreadyRegisteredError
@@ -170,11 +178,13 @@ func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg pro
 		m.WithLabelValues("stream", r)
 	}
 	m.WithLabelValues("alive", refuseSignatures)
+	m.WithLabelValues("ping", refuseTarget)
 	g := &gossipGuard{
 		inner: inner, encrypted: encrypted, maxNodes: maxMembers,
 		packets: make(chan *memberlist.Packet), streams: make(chan net.Conn),
 		slots: streamSlots{byPrefix: make(map[netip.Prefix]int)}, done: make(chan struct{}),
 		metric: m, log: log, budget: newSigBudget(),
+		members: memberAddrs{byName: make(map[string]memberAddr), at: make(map[netip.AddrPort]*addrNames)},
 	}
 	g.wg.Add(2)
 	go forward(g, inner.PacketCh(), g.packets, g.passPacket, func(*memberlist.Packet) {})
@@ -232,7 +242,16 @@ func (g *gossipGuard) passPacket(p *memberlist.Packet) (*memberlist.Packet, bool
 		}
 	}
 	if !g.encrypted {
-		buf = ackToSender(buf, p.From)
+		var strays int
+		buf, strays = ackToSender(buf, p.From, g.members.has)
+		if strays > 0 {
+			g.metric.WithLabelValues("ping", refuseTarget).Add(float64(strays))
+			g.log.Warn("gossip ping "+refuseTarget, "gossip ping requests dropped: their target is not a member", "from", p.From, "dropped", strays)
+			if buf == nil {
+				g.refused.Add(1)
+				return nil, false
+			}
+		}
 	}
 	p.Buf = buf
 	return p, true
@@ -292,37 +311,54 @@ type gossipIndirectPing struct {
 // SourcePort: a ping's ack, a ping request's relayed ack or nack), so
 // that anyone could aim a node's answers at anyone. A member's ping or
 // request names its gossip address, which it sends from; one naming
-// another address is handed on without it.
-func ackToSender(p []byte, from net.Addr) []byte {
+// another address is handed on without it. It also drops each ping
+// request whose target is not a member's gossip address (member says
+// which are): memberlist pings the target a request names, whatever it
+// is, and members ask only about members. strays counts the requests
+// dropped; out is nil when nothing is left.
+func ackToSender(p []byte, from net.Addr, member func(netip.AddrPort) bool) (out []byte, strays int) {
 	ua, ok := from.(*net.UDPAddr)
 	if !ok || len(p) == 0 {
-		return p
+		return p, 0
 	}
 	switch p[0] {
 	case gmPing, gmIndirectPing:
-		out, _ := pingToSender(p, ua)
-		return out
+		out, _ := pingToSender(p, ua, member)
+		if out == nil {
+			return nil, 1
+		}
+		return out, 0
 	case gmCompound:
 		parts := compoundParts(p)
+		kept := parts[:0]
 		changed := false
-		for i, part := range parts {
+		for _, part := range parts {
 			if len(part) > 0 && (part[0] == gmPing || part[0] == gmIndirectPing) {
 				var c bool
-				parts[i], c = pingToSender(part, ua)
+				part, c = pingToSender(part, ua, member)
 				changed = changed || c
+				if part == nil {
+					strays++
+					continue
+				}
 			}
+			kept = append(kept, part)
 		}
-		if changed {
-			return compound(parts)
+		switch {
+		case len(kept) == 0:
+			return nil, strays
+		case changed:
+			return compound(kept), strays
 		}
 	}
-	return p
+	return p, strays
 }
 
 // pingToSender is the ping or ping request m (its type and body)
 // without the address it names for its answer, if that is not from;
-// changed says whether it was.
-func pingToSender(m []byte, from *net.UDPAddr) (out []byte, changed bool) {
+// changed says whether it was. It is nil for a ping request whose target
+// is not a member's address (member), or that names none.
+func pingToSender(m []byte, from *net.UDPAddr, member func(netip.AddrPort) bool) (out []byte, changed bool) {
 	var msg any
 	var addr *[]byte
 	var port *uint16
@@ -338,6 +374,12 @@ func pingToSender(m []byte, from *net.UDPAddr) (out []byte, changed bool) {
 	}
 	if codec.NewDecoderBytes(m[1:], &codec.MsgpackHandle{}).Decode(msg) != nil {
 		return m, false // memberlist refuses it too
+	}
+	if r, ok := msg.(*gossipIndirectPing); ok {
+		ip, ok := netip.AddrFromSlice(r.Target)
+		if !ok || r.Port == 0 || !member(netip.AddrPortFrom(ip.Unmap(), r.Port)) {
+			return nil, true
+		}
 	}
 	if len(*addr) == 0 || *port == 0 ||
 		net.IP(*addr).Equal(from.IP) && int(*port) == from.Port {
@@ -941,5 +983,157 @@ func guardGossip(mc *memberlist.Config, n *Node) (*gossipGuard, error) {
 		return nil, err
 	}
 	mc.Transport = g
+	if d, ok := mc.Events.(*discovery); ok && !n.identity().Insecure {
+		g.members.verified = d.hasVerified
+	}
+	mc.Events = memberEvents{inner: mc.Events, addrs: &g.members}
 	return g, nil
+}
+
+// hasVerified says whether this node holds metadata of member name whose
+// signature it verified (checkSigned).
+func (d *discovery) hasVerified(name string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.verified[name]
+	return ok
+}
+
+// memberAddrs is the gossip addresses of the members memberlist knows,
+// as its events tell them (memberEvents): one entry per member memberlist
+// holds alive or suspect, so bounded as memberlist's member table is
+// (maxMembers, NotifyAlive). An address counts as a member's (has) only
+// once a member at it has metadata whose signature this node verified
+// (verified): anyone who can send plaintext gossip can have memberlist
+// take an alive message about a made-up name, with unsigned metadata, at
+// any address.
+type memberAddrs struct {
+	mu     sync.Mutex
+	byName map[string]memberAddr
+	at     map[netip.AddrPort]*addrNames
+	// verified says whether a member's signed metadata verified; nil
+	// (a mesh without a CA: Insecure) takes every member as it comes.
+	verified func(name string) bool
+}
+
+// memberAddr is a member's gossip address and whether it counts.
+type memberAddr struct {
+	a  netip.AddrPort
+	ok bool
+}
+
+// addrNames is the members at one gossip address: ok of them verified.
+type addrNames struct {
+	names map[string]struct{}
+	ok    int
+}
+
+// maxAddrChecks bounds the unverified members at one address has checks
+// again per call (their metadata may have verified since they joined).
+const maxAddrChecks = 4
+
+func (m *memberAddrs) set(n *memberlist.Node) {
+	ip, ok := netip.AddrFromSlice(n.Addr)
+	verified := m.verified == nil || m.verified(n.Name)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dropLocked(n.Name)
+	if !ok {
+		return
+	}
+	a := netip.AddrPortFrom(ip.Unmap(), n.Port)
+	an := m.at[a]
+	if an == nil {
+		an = &addrNames{names: make(map[string]struct{})}
+		m.at[a] = an
+	}
+	an.names[n.Name] = struct{}{}
+	m.byName[n.Name] = memberAddr{a: a, ok: verified}
+	if verified {
+		an.ok++
+	}
+}
+
+func (m *memberAddrs) drop(n *memberlist.Node) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dropLocked(n.Name)
+}
+
+func (m *memberAddrs) dropLocked(name string) {
+	e, ok := m.byName[name]
+	if !ok {
+		return
+	}
+	delete(m.byName, name)
+	an := m.at[e.a]
+	delete(an.names, name)
+	if e.ok {
+		an.ok--
+	}
+	if len(an.names) == 0 {
+		delete(m.at, e.a)
+	}
+}
+
+// has says whether a is the gossip address of a member whose signed
+// metadata verified. It checks again up to maxAddrChecks members at a not
+// verified when they joined.
+func (m *memberAddrs) has(a netip.AddrPort) bool {
+	m.mu.Lock()
+	an := m.at[a]
+	if an == nil || an.ok > 0 {
+		m.mu.Unlock()
+		return an != nil
+	}
+	var check []string
+	for name := range an.names {
+		if len(check) == maxAddrChecks {
+			break
+		}
+		check = append(check, name)
+	}
+	m.mu.Unlock()
+	for _, name := range check {
+		if !m.verified(name) {
+			continue
+		}
+		m.mu.Lock()
+		if e, ok := m.byName[name]; ok && e.a == a && !e.ok {
+			m.byName[name] = memberAddr{a: a, ok: true}
+			m.at[a].ok++
+		}
+		m.mu.Unlock()
+		return true
+	}
+	return false
+}
+
+// memberEvents is memberlist's event delegate: it records each member's
+// gossip address in addrs (joined or updated: set; dead or left: dropped)
+// and hands the event on. memberlist calls it with its node lock held.
+type memberEvents struct {
+	inner memberlist.EventDelegate
+	addrs *memberAddrs
+}
+
+func (e memberEvents) NotifyJoin(n *memberlist.Node) {
+	e.addrs.set(n)
+	if e.inner != nil {
+		e.inner.NotifyJoin(n)
+	}
+}
+
+func (e memberEvents) NotifyUpdate(n *memberlist.Node) {
+	e.addrs.set(n)
+	if e.inner != nil {
+		e.inner.NotifyUpdate(n)
+	}
+}
+
+func (e memberEvents) NotifyLeave(n *memberlist.Node) {
+	e.addrs.drop(n)
+	if e.inner != nil {
+		e.inner.NotifyLeave(n)
+	}
 }

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/crc32"
+	"net"
+	"net/netip"
 	"testing"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // withCrc is memberlist's hasCrcMsg wrapping of msg.
@@ -77,5 +81,66 @@ func BenchmarkGossipGuardPacket(b *testing.B) {
 		if _, reason, err := g.checkPacket(packet); reason != "" {
 			b.Fatal(reason, err)
 		}
+	}
+}
+
+// TestPingRequestTargets: a plaintext ping request whose target is not a
+// member's gossip address is dropped, alone or from a compound (the rest
+// of which is handed on); one for a member is handed on.
+func TestPingRequestTargets(t *testing.T) {
+	from := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 7946}
+	member := netip.MustParseAddrPort("192.0.2.2:7946")
+	isMember := func(a netip.AddrPort) bool { return a == member }
+	request := func(target netip.AddrPort) []byte {
+		return gossipPacket(t, gmIndirectPing, gossipIndirectPing{SeqNo: 1, Target: target.Addr().AsSlice(), Port: target.Port(),
+			Node: "n", SourceAddr: from.IP.To4(), SourcePort: uint16(from.Port), SourceNode: "s"}, nil)
+	}
+	suspect := []byte{3, 0x80}
+	stray := request(netip.MustParseAddrPort("198.51.100.7:53"))
+	if out, n := ackToSender(stray, from, isMember); out != nil || n != 1 {
+		t.Fatalf("a request for a stranger's address: %d bytes handed on, %d dropped", len(out), n)
+	}
+	out, n := ackToSender(compound([][]byte{stray, suspect}), from, isMember)
+	if n != 1 || out == nil || !bytes.Equal(out, compound([][]byte{suspect})) {
+		t.Fatalf("a compound with a request for a stranger's address: %x handed on, %d dropped", out, n)
+	}
+	ok := request(member)
+	if out, n := ackToSender(ok, from, isMember); n != 0 || !bytes.Equal(out, ok) {
+		t.Fatalf("a request for a member: %x handed on, %d dropped", out, n)
+	}
+}
+
+// TestMemberAddrsVerifiedOnly: an address counts as a member's only once
+// a member at it has verified signed metadata, also when it verified
+// after it joined, and no longer once that member left; without a CA
+// (Insecure: verified nil) every member counts.
+func TestMemberAddrsVerifiedOnly(t *testing.T) {
+	verified := map[string]bool{}
+	m := memberAddrs{byName: make(map[string]memberAddr), at: make(map[netip.AddrPort]*addrNames),
+		verified: func(name string) bool { return verified[name] }}
+	a := netip.MustParseAddrPort("127.0.0.1:7946")
+	node := func(name string) *memberlist.Node {
+		return &memberlist.Node{Name: name, Addr: a.Addr().AsSlice(), Port: a.Port()}
+	}
+	m.set(node("ghost"))
+	if m.has(a) {
+		t.Fatal("the address of a member with unsigned metadata counts as a member's")
+	}
+	m.set(node("m"))
+	if m.has(a) {
+		t.Fatal("the address of a member not verified counts as a member's")
+	}
+	verified["m"] = true
+	if !m.has(a) {
+		t.Fatal("the address of a member verified after it joined does not count")
+	}
+	m.drop(node("m"))
+	if m.has(a) {
+		t.Fatal("the address of a member that left still counts")
+	}
+	insecure := memberAddrs{byName: make(map[string]memberAddr), at: make(map[netip.AddrPort]*addrNames)}
+	insecure.set(node("ghost"))
+	if !insecure.has(a) {
+		t.Fatal("without a CA, a member's address does not count")
 	}
 }

@@ -25,15 +25,25 @@ func gossipJoining(seed *string) func(*Config) {
 // gossipPair starts b, then a gossiping with it, and waits until each
 // holds the other's verified metadata.
 func gossipPair(t *testing.T) (a, b *Node) {
+	_, nodes := gossipNodes(t, "b", "a")
+	return nodes[1], nodes[0]
+}
+
+// gossipNodes starts the named nodes in a new cluster, each after the
+// first gossiping with the first, and waits until each holds every
+// other's verified metadata.
+func gossipNodes(t *testing.T, names ...string) (*cluster, []*Node) {
 	c := newCluster(t, true)
 	var seed string
 	c.tweak = gossipJoining(&seed)
-	b = c.add("b")
-	seed = b.Status().GossipAddr
-	a = c.add("a")
+	var nodes []*Node
+	for _, name := range names {
+		nodes = append(nodes, c.add(name))
+		seed = nodes[0].Status().GossipAddr
+	}
 	c.tweak = nil
-	waitVerified(t, []*Node{a, b})
-	return a, b
+	waitVerified(t, nodes)
+	return c, nodes
 }
 
 // randomlySigned is metadata body with a signature of the right form,

@@ -1,0 +1,181 @@
+package links
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/circuitmesh/circuitmesh/links/identity"
+)
+
+// stallAfterTLS dials target from ip with id's certificate, completes
+// TLS, sends the first byte of a hello and stalls until target cuts the
+// handshake. It returns the dial's error (nil: target admitted it).
+func stallAfterTLS(t *testing.T, ip string, id *identity.Identity, target net.Addr) error {
+	t.Helper()
+	udp, err := net.ListenPacket("udp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &quic.Transport{Conn: udp}
+	defer func() { _ = tr.Close(); _ = udp.Close() }()
+	cert := id.TLSCertificate()
+	tlsConf := &tls.Config{
+		MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, NextProtos: []string{ALPN}, ServerName: "circuitmesh",
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	conn, err := tr.Dial(ctx, target, tlsConf, &quic.Config{HandshakeIdleTimeout: patience, MaxIdleTimeout: patience})
+	if err != nil {
+		return err
+	}
+	s, err := conn.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write([]byte{frameHello}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-conn.Context().Done():
+	case <-ctx.Done():
+		t.Fatal("the node never cut a stalled handshake")
+	}
+	return nil
+}
+
+// deafConn is a socket that, once armed, drops every datagram it reads
+// after the first QUIC Retry: the dialer answers the Retry and then
+// hears nothing, so it gives its attempt up while the node holds it.
+type deafConn struct {
+	net.PacketConn
+	armed, deaf atomic.Bool
+}
+
+func (c *deafConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err != nil || !c.armed.Load() {
+			return n, addr, err
+		}
+		if c.deaf.Load() {
+			continue
+		}
+		if n > 0 && p[0]&0xb0 == 0xb0 { // a Retry (see retryCounter)
+			c.deaf.Store(true)
+		}
+		return n, addr, err
+	}
+}
+
+// TestOwnUnprovenHandshakesDoNotBarMember: a node admits new handshakes
+// only from its reserve (as during a flood from many prefixes), where a
+// prefix whose handshake ended before its peer proved a certificate of
+// the mesh is barred for failQuiet. The bar is for strangers:
+//   - a peer with a certificate of another CA completes TLS, sends one
+//     byte of its hello and stalls until the node cuts it: its next
+//     attempt is refused;
+//   - a peer with a certificate of the mesh does the same (cut before its
+//     hello proved anything, as the handshake timeout does under load):
+//     TLS proved its certificate, and its next attempt is admitted;
+//   - a node that linked gives an attempt up after answering the Retry
+//     (the node holds the handshake until it times out, unproven): its
+//     next link setup succeeds at once.
+//
+// Before, the second and third were barred like the first, for 10 s.
+func TestOwnUnprovenHandshakesDoNotBarMember(t *testing.T) {
+	ca := testCA(t, "m")
+	a := newNode(t, issue(t, ca, "a"), func(c *QUICConfig) {
+		c.testHandshakeRate = 1e-9 // only the reserve admits
+		c.HandshakeTimeout = 2 * time.Second
+		c.OnRefused = nil
+	})
+	settled := func() {
+		waitFor(t, "the node to end the handshake", patience, func() bool { return a.HandshakeStats().InProgress == 0 })
+	}
+
+	stranger := issue(t, testCA(t, "m"), "x")
+	if err := stallAfterTLS(t, "127.0.0.6", stranger, a.LocalAddr()); err != nil {
+		t.Fatalf("a new prefix is refused the reserve: %v", err)
+	}
+	settled()
+	if err := stallAfterTLS(t, "127.0.0.6", stranger, a.LocalAddr()); err == nil {
+		t.Fatal("a stranger whose handshake failed was admitted again within failQuiet")
+	}
+
+	member := issue(t, ca, "m1")
+	if err := stallAfterTLS(t, "127.0.0.7", member, a.LocalAddr()); err != nil {
+		t.Fatalf("a new prefix is refused the reserve: %v", err)
+	}
+	settled()
+	if err := stallAfterTLS(t, "127.0.0.7", member, a.LocalAddr()); err != nil {
+		t.Fatalf("a peer whose TLS handshake proved a certificate of the mesh is barred after its hello was cut: %v", err)
+	}
+	settled()
+
+	udp, err := net.ListenPacket("udp", "127.0.0.8:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = udp.Close() })
+	dc := &deafConn{PacketConn: udp}
+	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) { c.PacketConn = dc })
+	if got := linkSetups(t, b, a, 1, 1); got != 1 {
+		t.Fatal("the first link setup failed")
+	}
+	failed := a.HandshakeStats().Failed
+	dc.armed.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_, err = b.Dial(ctx, a.LocalAddr().String())
+	cancel()
+	if err == nil {
+		t.Fatal("a dial that hears nothing after the Retry linked")
+	}
+	waitFor(t, "the node to give the abandoned handshake up", patience, func() bool {
+		return a.HandshakeStats().Failed > failed && a.HandshakeStats().InProgress == 0
+	})
+	dc.armed.Store(false)
+	dc.deaf.Store(false)
+	// A few tries, well within failQuiet, for a loaded machine.
+	if got := linkSetups(t, b, a, 1, 3); got != 1 {
+		t.Fatalf("a node that linked is refused for giving an attempt up: %+v", a.HandshakeStats())
+	}
+}
+
+// TestVersionMismatchDoesNotBarPrefix: a peer of another protocol version
+// whose TLS handshake proved a certificate of the mesh is refused, but its
+// prefix is not barred from the reserve (a rolling upgrade behind one
+// address): its next dial is admitted and refused for its version again.
+func TestVersionMismatchDoesNotBarPrefix(t *testing.T) {
+	ca := testCA(t, "m")
+	a := newNode(t, issue(t, ca, "a"), func(c *QUICConfig) {
+		c.testHandshakeRate = 1e-9 // only the reserve admits
+		c.OnRefused = nil
+	})
+	udp, err := net.ListenPacket("udp", "127.0.0.9:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = udp.Close() })
+	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) {
+		c.PacketConn = udp
+		c.testVersion = ProtocolVersion + 1
+	})
+	for i := range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		_, err := b.Dial(ctx, a.LocalAddr().String())
+		cancel()
+		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "protocol version mismatch") {
+			t.Fatalf("dial %d: %v\nwant a refusal for the protocol version", i+1, err)
+		}
+		waitFor(t, "the node to end the handshake", patience, func() bool { return a.HandshakeStats().InProgress == 0 })
+	}
+}
