@@ -51,6 +51,19 @@ func TestGateFourPrefixesCannotSpendNodeRate(t *testing.T) {
 // reserve admits.
 func spentGate() *gate { return newGateRate(0, 0) }
 
+// linkedAt runs a handshake from the validated address a that proves a
+// certificate of the mesh and links at at, its slot released.
+func linkedAt(t *testing.T, g *gate, a net.Addr, at time.Time) {
+	t.Helper()
+	s, err := g.enter(a, true, at)
+	if err != nil {
+		t.Fatalf("%v at %v: %v", a, at, err)
+	}
+	s.proveAt(at)
+	s.linked.Store(true)
+	s.releaseAt(at)
+}
+
 // TestGateReserveOneInFlight: a fresh prefix that answers the Retry and
 // then stalls its handshake holds one reserve handshake; it cannot draw
 // on the reserve again until that one ends.
@@ -217,13 +230,7 @@ func floodReserve(t *testing.T, member bool, memberPort int) (flooded, honestIn 
 	for i := range 8 {
 		flood = append(flood, udp(fmt.Sprintf("10.20.%d.1:1", i)))
 		if member {
-			s, err := g.enter(udp(fmt.Sprintf("10.20.%d.1:%d", i, memberPort)), true, start)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.proveAt(start)
-			s.linked.Store(true)
-			s.releaseAt(start)
+			linkedAt(t, g, udp(fmt.Sprintf("10.20.%d.1:%d", i, memberPort)), start)
 		}
 	}
 	for ms := 1000; ms < 61000; ms += 50 {
@@ -281,13 +288,7 @@ func TestGateProofForgivesOneEnding(t *testing.T) {
 	// admitted at start+d, ending unproven a second later.
 	barred := func(proofFrom, from string, d time.Duration) bool {
 		g := spentGate()
-		s, err := g.enter(udp(proofFrom), true, start)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.proveAt(start)
-		s.linked.Store(true)
-		s.releaseAt(start)
+		linkedAt(t, g, udp(proofFrom), start)
 		at := start.Add(d)
 		o, err := g.enter(udp(from), true, at)
 		if err != nil {
@@ -309,10 +310,7 @@ func TestGateProofForgivesOneEnding(t *testing.T) {
 	}
 	// Cap: a second unproven ending from the same address.
 	g := spentGate()
-	s, _ := g.enter(udp(m), true, start)
-	s.proveAt(start)
-	s.linked.Store(true)
-	s.releaseAt(start)
+	linkedAt(t, g, udp(m), start)
 	for i := range 2 {
 		at := start.Add(time.Duration(1+i) * time.Second)
 		o, err := g.enter(udp(m), true, at)
@@ -333,13 +331,7 @@ func TestGateForgetsMembersLast(t *testing.T) {
 	g := unlimitedGate()
 	start := time.Now()
 	member := udp("10.13.0.1:1")
-	s, err := g.enter(member, true, start)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.proveAt(start)
-	s.linked.Store(true)
-	s.releaseAt(start)
+	linkedAt(t, g, member, start)
 	for i := range maxGatePrefixes - 1 {
 		s, err := g.enter(udp(fmt.Sprintf("10.14.%d.%d:1", i/256, i%256)), true, start)
 		if err != nil {
@@ -371,13 +363,7 @@ func TestGateSpoofedSourceDoesNotBarMember(t *testing.T) {
 		g := newGate()
 		start := time.Now()
 		m := udp("10.50.0.1:4433")
-		s, err := g.enter(m, true, start)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.proveAt(start)
-		s.linked.Store(true)
-		s.releaseAt(start)
+		linkedAt(t, g, m, start)
 		at := start.Add(time.Second)
 		if g.verifySourceAt(udp(spoof), at) {
 			t.Fatal("a quiet node asked a Retry")

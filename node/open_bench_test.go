@@ -37,29 +37,8 @@ func BenchmarkOpenEcho(b *testing.B) {
 	defer cancel()
 	direct, naive := openEchoBaselines(b, ctx, &wg)
 	sealed, clear := openEchoCluster(b, E2EOn), openEchoCluster(b, E2EOff)
-	circuit := func(n *Node, peer string, noResume bool) func() error {
-		return func() error {
-			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			conn, err := n.DialWith(dctx, peer, EchoService, DialOptions{Early: true, NoResume: noResume})
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			return echoOne(conn)
-		}
-	}
-	stream := func(c *quic.Conn) func() error {
-		return func() error {
-			s, err := c.OpenStreamSync(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.CancelRead(0)
-			defer s.Close()
-			return echoOne(s)
-		}
-	}
+	circuit := func(n *Node, peer string, noResume bool) func() error { return openEchoCircuit(ctx, n, peer, noResume) }
+	stream := func(c *quic.Conn) func() error { return openEchoStream(ctx, c) }
 	kinds := []struct {
 		name string
 		open func() error
@@ -147,6 +126,34 @@ func BenchmarkOpenSerial(b *testing.B) {
 }
 
 // echoOne writes one byte on c and reads it back.
+// openEchoCircuit opens an early-data echo circuit from n to peer,
+// echoes one byte and closes it.
+func openEchoCircuit(ctx context.Context, n *Node, peer string, noResume bool) func() error {
+	return func() error {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		conn, err := n.DialWith(dctx, peer, EchoService, DialOptions{Early: true, NoResume: noResume})
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		return echoOne(conn)
+	}
+}
+
+// openEchoStream opens a stream on c, echoes one byte and closes it.
+func openEchoStream(ctx context.Context, c *quic.Conn) func() error {
+	return func() error {
+		s, err := c.OpenStreamSync(ctx)
+		if err != nil {
+			return err
+		}
+		defer s.CancelRead(0)
+		defer s.Close()
+		return echoOne(s)
+	}
+}
+
 func echoOne(c io.ReadWriter) error {
 	buf := []byte{'x'}
 	if _, err := c.Write(buf); err != nil {
@@ -212,31 +219,12 @@ func BenchmarkOpenEchoPackets(b *testing.B) {
 	})
 	srcEnd := newBenchQUICOn(b, func(pc net.PacketConn) net.PacketConn { return counted("direct-")("src", pc) })
 	direct := srcEnd.dial(b, ctx, echoEnd.addr())
-	circuit := func(n *Node, noResume bool) func() error {
-		return func() error {
-			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			conn, err := n.DialWith(dctx, "r", EchoService, DialOptions{Early: true, NoResume: noResume})
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			return echoOne(conn)
-		}
-	}
+	circuit := func(n *Node, noResume bool) func() error { return openEchoCircuit(ctx, n, "r", noResume) }
 	kinds := []struct {
 		name, src, dst string
 		open           func() error
 	}{
-		{"direct", "direct-src", "direct-dst", func() error {
-			s, err := direct.OpenStreamSync(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.CancelRead(0)
-			defer s.Close()
-			return echoOne(s)
-		}},
+		{"direct", "direct-src", "direct-dst", openEchoStream(ctx, direct)},
 		{"k0", "sealed-a", "sealed-r", circuit(sealed, false)},
 		{"k0noresume", "sealed-a", "sealed-r", circuit(sealed, true)},
 		{"k0clear", "clear-a", "clear-r", circuit(clear, false)},
