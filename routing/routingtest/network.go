@@ -61,6 +61,10 @@ type Network struct {
 	MaxDelay int
 	// OnEvent, if set, sees every event every engine emits.
 	OnEvent func(node string, ev routing.Event)
+	// OnSend, if set, sees every message every engine sends, as it
+	// leaves the engine (before any drop): the engine's table is then
+	// still the one the message was built from.
+	OnSend func(from, to string, payload []byte)
 	// TrackChanged makes the network record the destinations of the
 	// events (TakeChanged). It is off by default: a cold start of 1000
 	// engines emits 1.7 million events, and recording them was work of
@@ -298,6 +302,9 @@ func (n *Network) drain(node string) {
 		}
 	}
 	for _, m := range rd.Messages {
+		if n.OnSend != nil {
+			n.OnSend(node, m.To, m.Payload)
+		}
 		n.Counters.Sent++
 		n.Counters.Bytes += int64(len(m.Payload))
 		if n.LinkBytes > 0 || n.LinkMessages > 0 {
