@@ -1026,6 +1026,12 @@ func (r *Resumable) onEnd() {
 
 var errStale = errors.New("circuit: path replaced")
 
+// errPeerClosed is what a circuit's Reads and Writes fail with once it
+// ended cleanly because the other end closed it. One value for every
+// circuit: a clean end, which every circuit comes to, then costs no
+// allocation.
+var errPeerClosed = fmt.Errorf("circuit: the other end closed the circuit: %w", net.ErrClosed)
+
 // errEnded: the frame just read ended the circuit (cleanly); its path is
 // read no further.
 var errEnded = errors.New("circuit: ended")
@@ -1574,7 +1580,7 @@ func (r *Resumable) pathEndedLocked(gen uint64) {
 		return
 	}
 	r.cleanClose = true
-	r.err = fmt.Errorf("circuit: the other end closed the circuit: %w", net.ErrClosed)
+	r.err = errPeerClosed
 	r.endLocked()
 }
 
