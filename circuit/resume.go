@@ -574,8 +574,8 @@ func (r *Resumable) ackTimerFired() {
 
 // stopAckTimerLocked disarms the delayed acknowledgement's timer. A timer
 // stopped before it ran out is kept for the next one; one whose run is
-// under way (waiting for r.mu) stays armed until that run, which finds
-// nothing due.
+// under way (waiting for r.mu) stays armed until that run, which re-arms
+// only for data read since.
 func (r *Resumable) stopAckTimerLocked() {
 	if r.ackTimer != nil && r.ackTimer.Stop() {
 		r.ackSpare, r.ackTimer = r.ackTimer, nil
