@@ -205,7 +205,8 @@ type Resumable struct {
 	downAt      time.Time // when the path broke; zero while one is up
 	cause       error     // why the last path broke
 	timer       *time.Timer
-	ackTimer    *time.Timer // a delayed acknowledgement
+	ackTimer    *time.Timer // a delayed acknowledgement, while armed
+	ackSpare    *time.Timer // an earlier one's, stopped or spent: armed again by the next
 	ackWaitFrom time.Time   // when the oldest read not acknowledged was read
 	ackNow      bool        // its delay ran out
 	roomWaiters int         // Writes waiting for room in the window
@@ -540,21 +541,45 @@ func (r *Resumable) ackDueLocked() bool {
 // (an application that sends a request a millisecond after reading the
 // answer to its last one) would send it in a record of its own beside the
 // next request, two packets per message at every hop instead of one.
+//
+// A circuit makes its timer once and arms it again for each delayed
+// acknowledgement: an interactive circuit arms one at each end for every
+// message it reads (the answer carries the acknowledgement and stops it),
+// and a timer made each time cost two allocations per message and end.
 func (r *Resumable) armAckTimerLocked(d time.Duration) {
-	r.ackTimer = time.AfterFunc(d, func() {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.ackTimer = nil
-		if r.ended || r.ackableLocked() <= r.ackSent {
-			return
-		}
-		if left := ackDelay - time.Since(r.ackWaitFrom); !r.ackWaitFrom.IsZero() && left > 0 {
-			r.armAckTimerLocked(left)
-			return
-		}
-		r.ackNow = true
-		r.broadcast()
-	})
+	if t := r.ackSpare; t != nil {
+		r.ackSpare, r.ackTimer = nil, t
+		t.Reset(d)
+		return
+	}
+	r.ackTimer = time.AfterFunc(d, r.ackTimerFired)
+}
+
+// ackTimerFired is the delayed acknowledgement's timer running out. The
+// timer is spent: it is kept for the next one.
+func (r *Resumable) ackTimerFired() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ackSpare, r.ackTimer = r.ackTimer, nil
+	if r.ended || r.ackableLocked() <= r.ackSent {
+		return
+	}
+	if left := ackDelay - time.Since(r.ackWaitFrom); !r.ackWaitFrom.IsZero() && left > 0 {
+		r.armAckTimerLocked(left)
+		return
+	}
+	r.ackNow = true
+	r.broadcast()
+}
+
+// stopAckTimerLocked disarms the delayed acknowledgement's timer. A timer
+// stopped before it ran out is kept for the next one; one whose run is
+// under way (waiting for r.mu) stays armed until that run, which re-arms
+// only for data read since.
+func (r *Resumable) stopAckTimerLocked() {
+	if r.ackTimer != nil && r.ackTimer.Stop() {
+		r.ackSpare, r.ackTimer = r.ackTimer, nil
+	}
 }
 
 // writeLoop writes the frames of the paths (hello, acknowledgements, data
@@ -670,11 +695,9 @@ func (r *Resumable) sendLocked(bp *[]byte, inline bool) (piped bool) {
 		b = binary.BigEndian.AppendUint64(append(b, frameAck), uint64(a))
 		r.ackSent = a
 		r.ackWaitFrom = time.Time{}
-		if r.ackTimer != nil && r.ackTimer.Stop() {
-			// Its acknowledgement rode here: a timer left to run out
-			// would start a goroutine to find nothing due.
-			r.ackTimer = nil
-		}
+		// Its acknowledgement rode here: a timer left to run out would
+		// start a goroutine to find nothing due.
+		r.stopAckTimerLocked()
 	}
 	r.ackNow = false // what was read is acknowledged now
 	b = r.appendProbeLocked(b)
@@ -1002,6 +1025,12 @@ func (r *Resumable) onEnd() {
 }
 
 var errStale = errors.New("circuit: path replaced")
+
+// errPeerClosed is what a circuit's Reads and Writes fail with once it
+// ended cleanly because the other end closed it. One value for every
+// circuit: a clean end, which every circuit comes to, then costs no
+// allocation.
+var errPeerClosed = fmt.Errorf("circuit: the other end closed the circuit: %w", net.ErrClosed)
 
 // errEnded: the frame just read ended the circuit (cleanly); its path is
 // read no further.
@@ -1551,7 +1580,7 @@ func (r *Resumable) pathEndedLocked(gen uint64) {
 		return
 	}
 	r.cleanClose = true
-	r.err = fmt.Errorf("circuit: the other end closed the circuit: %w", net.ErrClosed)
+	r.err = errPeerClosed
 	r.endLocked()
 }
 

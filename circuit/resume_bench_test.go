@@ -102,7 +102,7 @@ func benchmarkSocket(b *testing.B, resumable bool) {
 // or not, and returns its source's and destination's ends and stop,
 // which closes both (with resumable ends, calls report with the
 // destination's once they ended).
-func socketEnds(b *testing.B, resumable bool) (src, dst io.ReadWriteCloser, stop func(report func(*Resumable))) {
+func socketEnds(b testing.TB, resumable bool) (src, dst io.ReadWriteCloser, stop func(report func(*Resumable))) {
 	k := newSealKeys(b)
 	o := resumableOpen(0)
 	if !resumable {
@@ -135,7 +135,7 @@ func socketEnds(b *testing.B, resumable bool) (src, dst io.ReadWriteCloser, stop
 
 // sealedSocketPair opens a sealed circuit o over a unix socket pair: the
 // source's and the destination's Conns.
-func sealedSocketPair(b *testing.B, k *sealKeys, o *Open) (caller, dest *Conn) {
+func sealedSocketPair(b testing.TB, k *sealKeys, o *Open) (caller, dest *Conn) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		b.Fatal(err)

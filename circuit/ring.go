@@ -17,6 +17,11 @@ type ring struct {
 	peak    int  // the most the buffer held since it was taken
 	last    int  // the size the next buffer starts at (see release)
 	pinned  bool // the free space is being filled (tail): keep the buffer
+	// hdr is the slice header buf came in from a pool, kept to hand buf
+	// back in: a sync.Pool holds pointers, and a header made at every
+	// put cost an allocation each time the queue drained (twice per
+	// small request and answer of a resumable circuit).
+	hdr *[]byte
 	// sized, when set, learns each change of the buffer's size (bytes
 	// taken when it grows, given back when it goes to the pool).
 	sized func(delta int)
@@ -37,23 +42,31 @@ func ringClass(size int) int {
 	return -1
 }
 
-func getRing(size int) []byte {
+// getRing returns a buffer of size bytes and, when it came from a pool,
+// the header it was kept in, for putRing to put it back in.
+func getRing(size int) ([]byte, *[]byte) {
 	if i := ringClass(size); i >= 0 {
 		if size >= ringCacheMin {
 			if b := rings.get(i); b != nil {
-				return b
+				return b, nil
 			}
 		}
-		if b, ok := ringPools[i].Get().(*[]byte); ok {
-			return *b
+		if h, ok := ringPools[i].Get().(*[]byte); ok {
+			return *h, h
 		}
 	}
-	return make([]byte, size)
+	return make([]byte, size), nil
 }
 
-func putRing(b []byte) {
+// putRing gives b back, in hdr when not nil (the header getRing returned
+// with it): a new header only for a buffer that came from elsewhere.
+func putRing(b []byte, hdr *[]byte) {
 	if i := ringClass(len(b)); i >= 0 && (len(b) < ringCacheMin || !rings.put(i, b, time.Now())) {
-		ringPools[i].Put(&b)
+		if hdr == nil {
+			hdr = new([]byte)
+		}
+		*hdr = b
+		ringPools[i].Put(hdr)
 	}
 }
 
@@ -173,15 +186,15 @@ func (q *ring) grow(k int) {
 	if q.max > 0 {
 		size = max(min(size, q.max), q.n+k)
 	}
-	nb := getRing(size)
+	nb, nh := getRing(size)
 	if q.sized != nil {
 		q.sized(len(nb) - len(q.buf))
 	}
 	if q.buf != nil {
 		q.copyOut(nb, 0, q.n)
-		putRing(q.buf)
+		putRing(q.buf, q.hdr)
 	}
-	q.buf, q.head = nb, 0
+	q.buf, q.hdr, q.head = nb, nh, 0
 }
 
 // push appends p.
@@ -237,8 +250,8 @@ func (q *ring) release() {
 		if q.sized != nil {
 			q.sized(-len(q.buf))
 		}
-		putRing(q.buf)
-		q.buf = nil
+		putRing(q.buf, q.hdr)
+		q.buf, q.hdr = nil, nil
 	}
 }
 

@@ -141,9 +141,9 @@ func (k *Keys) handshake(pattern noise.HandshakePattern, initiator bool, prologu
 }
 
 // recordSuite is the suite of the record layer's CipherStates: the
-// handshake's AES-256-GCM (its DH and hash are not used after the
-// handshake).
-var recordSuite = upstream.NewCipherSuite(upstream.DH25519, upstream.CipherAESGCM, upstream.HashSHA256)
+// handshake's AES-256-GCM (recordGCM; its DH and hash are not used after
+// the handshake).
+var recordSuite = upstream.NewCipherSuite(upstream.DH25519, recordGCM{}, upstream.HashSHA256)
 
 // errFinished: a handshake whose session was made is not used again (its
 // state was released).
