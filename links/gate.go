@@ -103,8 +103,12 @@ const (
 	// to draw on the reserve.
 	failQuiet = 10 * time.Second
 	// maxProofs bounds the source addresses whose recent proofs the gate
-	// remembers to forgive one unproven ending each (gate.proofs).
-	maxProofs = 256
+	// remembers to forgive one unproven ending each (gate.proofs), and
+	// maxProofsPerName those of one certificate name: a holder that proves
+	// from more addresses replaces its own oldest proof, not another
+	// node's.
+	maxProofs        = 256
+	maxProofsPerName = 4
 	// maxGatePrefixes bounds the prefixes the gate remembers (those with
 	// handshakes in progress or a rate to recover).
 	maxGatePrefixes = 4096
@@ -147,9 +151,12 @@ type gate struct {
 	spread   int
 	prefixes map[netip.Prefix]*prefixState
 	// proofs holds, per source address (IP and port), when a handshake
-	// from it last proved a certificate of the mesh, for forgiveWindow
-	// (at most maxProofs; see forgivenLocked).
-	proofs map[netip.AddrPort]time.Time
+	// from it last proved a certificate of the mesh and the certificate's
+	// node name, for forgiveWindow (at most maxProofs, maxProofsPerName
+	// per name; see noteProofLocked, forgivenLocked); proofsOf counts
+	// them per name.
+	proofs   map[netip.AddrPort]proof
+	proofsOf map[string]int
 	// forgiveWindow is twice the handshake timeout.
 	forgiveWindow time.Duration
 	// node and reserve are the node-wide rates (nodeHandshakeRate,
@@ -157,6 +164,12 @@ type gate struct {
 	node, reserve bucket.Bucket
 
 	refusedFull, refusedShare, refusedRate, refusedNode, reserved, retries, failed atomic.Uint64
+}
+
+// proof is a recent certificate proof from one source address.
+type proof struct {
+	at   time.Time
+	name string // the certificate's node name
 }
 
 type prefixState struct {
@@ -236,7 +249,8 @@ func newGateRate(rate, burst float64) *gate {
 	now := time.Now()
 	return &gate{
 		prefixes:      make(map[netip.Prefix]*prefixState),
-		proofs:        make(map[netip.AddrPort]time.Time),
+		proofs:        make(map[netip.AddrPort]proof),
+		proofsOf:      make(map[string]int),
 		forgiveWindow: 2 * DefaultHandshakeTimeout,
 		node:          bucket.Full(rate, burst, now),
 		reserve:       bucket.Full(reserveHandshakeRate, reserveHandshakeBurst, now),
@@ -294,20 +308,23 @@ type slot struct {
 
 func (s *slot) release() { s.releaseAt(time.Now()) }
 
-func (s *slot) prove() { s.proveAt(time.Now()) }
+// prove records that the peer proved a certificate of the mesh naming
+// node name.
+func (s *slot) prove(name string) { s.proveAt(name, time.Now()) }
 
-// proveAt records that the peer proved a certificate of the mesh at now:
-// its prefix is a member's (provenRecent), its source address may have
-// one handshake end unproven without counting as failed (forgivenLocked),
-// and the handshake no longer holds the prefix's reserve.
-func (s *slot) proveAt(now time.Time) {
+// proveAt records that the peer proved a certificate of the mesh naming
+// node name at now: its prefix is a member's (provenRecent), its source
+// address may have one handshake end unproven without counting as failed
+// (forgivenLocked), and the handshake no longer holds the prefix's
+// reserve.
+func (s *slot) proveAt(name string, now time.Time) {
 	if s.proven.Swap(true) {
 		return
 	}
 	g := s.g
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.noteProofLocked(s.source, now)
+	g.noteProofLocked(s.source, name, now)
 	if ps := g.prefixes[s.prefix]; ps != nil {
 		if now.After(ps.provenAt) {
 			ps.provenAt = now
@@ -424,23 +441,61 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 }
 
 // noteProofLocked records that a handshake from source proved a
-// certificate of the mesh at now; when the table is full it drops the
-// proofs older than forgiveWindow, else the oldest. g.mu is held.
-func (g *gate) noteProofLocked(source netip.AddrPort, now time.Time) {
-	if _, ok := g.proofs[source]; !ok && len(g.proofs) >= maxProofs {
-		var oldest netip.AddrPort
-		for a, at := range g.proofs {
-			if now.Sub(at) >= g.forgiveWindow {
-				delete(g.proofs, a)
-			} else if _, ok := g.proofs[oldest]; !ok || at.Before(g.proofs[oldest]) {
-				oldest = a
+// certificate of the mesh naming node name at now. The table stays fair
+// and bounded: a name holding maxProofsPerName proofs replaces its own
+// oldest; else, when the table is full, it drops the proofs older than
+// forgiveWindow, then the oldest proof of a name holding the most. So a
+// holder that proves from many addresses evicts no other node's proof
+// until the table holds as many of its own as of any other name's.
+// g.mu is held.
+func (g *gate) noteProofLocked(source netip.AddrPort, name string, now time.Time) {
+	g.dropProofLocked(source)
+	if g.proofsOf[name] >= maxProofsPerName {
+		g.dropOldestProofLocked(func(p proof) bool { return p.name == name })
+	} else if len(g.proofs) >= maxProofs {
+		for a, p := range g.proofs {
+			if now.Sub(p.at) >= g.forgiveWindow {
+				g.dropProofLocked(a)
 			}
 		}
+		most := 0
+		for _, n := range g.proofsOf {
+			most = max(most, n)
+		}
 		if len(g.proofs) >= maxProofs {
-			delete(g.proofs, oldest)
+			g.dropOldestProofLocked(func(p proof) bool { return g.proofsOf[p.name] == most })
 		}
 	}
-	g.proofs[source] = now
+	g.proofs[source] = proof{at: now, name: name}
+	g.proofsOf[name]++
+}
+
+// dropOldestProofLocked drops the oldest proof for which which holds.
+// g.mu is held.
+func (g *gate) dropOldestProofLocked(which func(proof) bool) {
+	var oldest netip.AddrPort
+	var at time.Time
+	for a, p := range g.proofs {
+		if which(p) && (at.IsZero() || p.at.Before(at)) {
+			oldest, at = a, p.at
+		}
+	}
+	if !at.IsZero() {
+		g.dropProofLocked(oldest)
+	}
+}
+
+// dropProofLocked forgets the proof from source, if any. g.mu is held.
+func (g *gate) dropProofLocked(source netip.AddrPort) (proof, bool) {
+	p, ok := g.proofs[source]
+	if !ok {
+		return p, false
+	}
+	delete(g.proofs, source)
+	if g.proofsOf[p.name]--; g.proofsOf[p.name] <= 0 {
+		delete(g.proofsOf, p.name)
+	}
+	return p, true
 }
 
 // forgivenLocked says whether a handshake from source that ends unproven
@@ -448,12 +503,8 @@ func (g *gate) noteProofLocked(source netip.AddrPort, now time.Time) {
 // forgiveWindow before. It uses the proof up (one ending per proof).
 // g.mu is held.
 func (g *gate) forgivenLocked(source netip.AddrPort, now time.Time) bool {
-	at, ok := g.proofs[source]
-	if !ok {
-		return false
-	}
-	delete(g.proofs, source)
-	return now.Sub(at) < g.forgiveWindow
+	p, ok := g.dropProofLocked(source)
+	return ok && now.Sub(p.at) < g.forgiveWindow
 }
 
 // mayReserveLocked says whether a handshake of the prefix in state ps

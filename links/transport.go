@@ -189,11 +189,13 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 	defer cancel()
 	l, err := t.acceptHandshake(ctx, conn)
 	if err != nil {
-		if s != nil && !s.proven.Load() && !s.checked.Load() && t.certified(conn) {
-			// Cut, or refused for its version or mesh, before its
-			// certificate was checked, but TLS proved the peer holds
-			// the key of a certificate of the mesh.
-			s.prove()
+		if s != nil && !s.proven.Load() && !s.checked.Load() {
+			if name, ok := t.certified(conn); ok {
+				// Cut, or refused for its version or mesh, before its
+				// certificate was checked, but TLS proved the peer
+				// holds the key of a certificate of the mesh.
+				s.prove(name)
+			}
 		}
 		err = fmt.Errorf("accept link from %s: %w", conn.RemoteAddr(), err)
 		if errors.Is(err, ErrRefused) {
