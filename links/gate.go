@@ -62,7 +62,9 @@ import (
 //     reserve either. So a stranger behind a member's address (NAT) or
 //     /64 that draws on the reserve is barred like any stranger, and it
 //     takes reserveHandshakeRate/prefixReserveRate prefixes of
-//     certificate holders to spend the reserve;
+//     certificate holders to spend the reserve, each of another name: a
+//     reserve handshake that proves a name beyond nameReserveRate, over
+//     all its prefixes, bars its prefix as a failed one does;
 //   - a prefix the gate does not remember enters its table (bounded by
 //     maxGatePrefixes) only when a handshake of it is admitted;
 //   - once handshakeRetryAt slots are taken counting at most
@@ -109,6 +111,15 @@ const (
 	// node's.
 	maxProofs        = 256
 	maxProofsPerName = 4
+	// nameReserveRate and nameReserveBurst bound the reserve handshakes
+	// that prove one certificate name, over all the prefixes they come
+	// from (twice one prefix's burst: a node with an IPv4 and an IPv6
+	// address); a reserve handshake that proves a name beyond it bars its
+	// prefix from the reserve for failQuiet, as a failed one does. The
+	// gate remembers at most maxReserveNames names.
+	nameReserveRate  = prefixReserveRate
+	nameReserveBurst = 2 * prefixReserveBurst
+	maxReserveNames  = 1024
 	// maxGatePrefixes bounds the prefixes the gate remembers (those with
 	// handshakes in progress or a rate to recover).
 	maxGatePrefixes = 4096
@@ -157,6 +168,9 @@ type gate struct {
 	// them per name.
 	proofs   map[netip.AddrPort]proof
 	proofsOf map[string]int
+	// reserveOf is, per certificate name, its allowance of reserve
+	// handshakes that prove it (nameReserveRate; see proveAt).
+	reserveOf map[string]*bucket.Bucket
 	// forgiveWindow is twice the handshake timeout.
 	forgiveWindow time.Duration
 	// node and reserve are the node-wide rates (nodeHandshakeRate,
@@ -251,6 +265,7 @@ func newGateRate(rate, burst float64) *gate {
 		prefixes:      make(map[netip.Prefix]*prefixState),
 		proofs:        make(map[netip.AddrPort]proof),
 		proofsOf:      make(map[string]int),
+		reserveOf:     make(map[string]*bucket.Bucket),
 		forgiveWindow: 2 * DefaultHandshakeTimeout,
 		node:          bucket.Full(rate, burst, now),
 		reserve:       bucket.Full(reserveHandshakeRate, reserveHandshakeBurst, now),
@@ -316,7 +331,11 @@ func (s *slot) prove(name string) { s.proveAt(name, time.Now()) }
 // node name at now: its prefix is a member's (provenRecent), its source
 // address may have one handshake end unproven without counting as failed
 // (forgivenLocked), and the handshake no longer holds the prefix's
-// reserve.
+// reserve. A handshake admitted from the reserve that proves a name
+// beyond the name's allowance (nameReserveRate) bars its prefix from the
+// reserve for failQuiet: one holder spreading handshakes over many
+// prefixes draws on the reserve about as one prefix does, not as many
+// members would.
 func (s *slot) proveAt(name string, now time.Time) {
 	if s.proven.Swap(true) {
 		return
@@ -328,6 +347,9 @@ func (s *slot) proveAt(name string, now time.Time) {
 	if ps := g.prefixes[s.prefix]; ps != nil {
 		if now.After(ps.provenAt) {
 			ps.provenAt = now
+		}
+		if s.reserve && !g.nameMayReserveLocked(name, now) {
+			ps.lastFail = now
 		}
 		if s.reserve {
 			s.reserve = false
@@ -505,6 +527,32 @@ func (g *gate) dropProofLocked(source netip.AddrPort) (proof, bool) {
 func (g *gate) forgivenLocked(source netip.AddrPort, now time.Time) bool {
 	p, ok := g.dropProofLocked(source)
 	return ok && now.Sub(p.at) < g.forgiveWindow
+}
+
+// nameMayReserveLocked takes one reserve handshake from name's allowance
+// at now, or says it has none left. g.mu is held.
+func (g *gate) nameMayReserveLocked(name string, now time.Time) bool {
+	b := g.reserveOf[name]
+	if b == nil {
+		if len(g.reserveOf) >= maxReserveNames {
+			for n, o := range g.reserveOf {
+				if o.Refill(now).Tokens >= o.Burst {
+					delete(g.reserveOf, n)
+				}
+			}
+		}
+		if len(g.reserveOf) >= maxReserveNames {
+			return true // as many names as members drawing: not one holder's
+		}
+		nb := bucket.Full(nameReserveRate, nameReserveBurst, now)
+		b = &nb
+		g.reserveOf[name] = b
+	}
+	if b.Refill(now).Tokens < 1 {
+		return false
+	}
+	b.Tokens--
+	return true
 }
 
 // mayReserveLocked says whether a handshake of the prefix in state ps

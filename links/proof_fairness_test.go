@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,30 +28,38 @@ func proveFrom(t *testing.T, ip string, id *identity.Identity, target net.Addr) 
 	}
 	tr := &quic.Transport{Conn: udp}
 	defer func() { _ = tr.Close(); _ = udp.Close() }()
+	if err := prove(context.Background(), tr, id, target); err != nil {
+		t.Fatalf("proof from %s: %v", ip, err)
+	}
+}
+
+// prove dials target from tr with id's certificate, sends a hello that
+// proves it, waits for target's hello (target noted the proof before it
+// answered) and hangs up.
+func prove(ctx context.Context, tr *quic.Transport, id *identity.Identity, target net.Addr) error {
 	cert := id.TLSCertificate()
 	tlsConf := &tls.Config{
 		MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, NextProtos: []string{ALPN}, ServerName: "circuitmesh",
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	ctx, cancel := context.WithTimeout(ctx, patience)
 	defer cancel()
 	conn, err := tr.Dial(ctx, target, tlsConf, &quic.Config{HandshakeIdleTimeout: patience, MaxIdleTimeout: patience})
 	if err != nil {
-		t.Fatalf("proof from %s: %v", ip, err)
+		return err
 	}
 	defer func() { _ = conn.CloseWithError(0, "") }()
 	s, err := conn.OpenStreamSync(ctx)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	_ = s.SetDeadline(time.Now().Add(patience))
 	h := helloMsg{Version: ProtocolVersion, Instance: rand.Uint64(), Nonce: rand.Uint64(), Mesh: id.Mesh, Node: id.Node}
 	if err := writeHello(s, h); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if _, err := readHello(s); err != nil {
-		t.Fatalf("proof from %s: %v", ip, err)
-	}
+	_, err = readHello(s)
+	return err
 }
 
 // TestProofsOfOneHolderDoNotEvictOthers: a node that linked gives its next
@@ -160,5 +170,101 @@ func TestGateProofTableFair(t *testing.T) {
 	check("after new names filled the table")
 	if n := g.proofsOf["x"]; n != 1 {
 		t.Fatalf("the holder of the most proofs kept %d of them as new names filled the table, want 1", n)
+	}
+}
+
+// TestGateOneHolderCannotSpendReserve: while only the reserve admits, one
+// certificate holder handshakes from 16 prefixes (an IPv6 host has many
+// /64s), each as often as the gate lets it for 30 s, every handshake
+// proving its certificate. A new honest prefix tries once a second: it
+// gets in (a holder draws on the reserve at one prefix's rate, whatever
+// prefixes it spreads over; the prefixes it draws beyond that are barred
+// like a failing stranger's).
+func TestGateOneHolderCannotSpendReserve(t *testing.T) {
+	g := spentGate()
+	start := time.Now()
+	const seconds, prefixes = 30, 16
+	held, honestIn := 0, 0
+	for ms := 0; ms < seconds*1000; ms += 50 {
+		now := start.Add(time.Duration(ms) * time.Millisecond)
+		for i := range prefixes {
+			if s, err := g.enter(udp(fmt.Sprintf("10.70.%d.1:1", i)), true, now); err == nil {
+				held++
+				s.proveAt("x", now)
+				s.linked.Store(true)
+				s.releaseAt(now)
+			}
+		}
+		if ms%1000 == 0 {
+			if s, err := g.enter(udp(fmt.Sprintf("10.71.0.%d:1", 1+ms/1000)), true, now); err == nil {
+				honestIn++
+				s.proveAt(fmt.Sprint("honest", ms), now)
+				s.linked.Store(true)
+				s.releaseAt(now)
+			}
+		}
+	}
+	t.Logf("one holder from %d prefixes got %d reserve handshakes in %d s; %d of %d new honest prefixes got in", prefixes, held, seconds, honestIn, seconds)
+	if honestIn < seconds-1 {
+		t.Fatalf("one holder from %d prefixes got %d reserve handshakes in %d s and only %d of %d new honest prefixes got in",
+			prefixes, held, seconds, honestIn, seconds)
+	}
+}
+
+// TestOneHolderCannotKeepNewPeersOut: a node admits new handshakes only
+// from its reserve (as during a flood from many prefixes). One
+// certificate holder handshakes from 16 IPs, each as often as the node
+// admits it (a refused attempt retried 50 ms later), every handshake
+// proving its certificate. 10 new honest nodes, each from an IP of its
+// own, then link one after another (one retry each): at least 8 get in.
+// Before, the holder's prefixes drew the whole reserve (each at its own
+// share, none ever failing) and the honest nodes were refused.
+func TestOneHolderCannotKeepNewPeersOut(t *testing.T) {
+	ca := testCA(t, "m")
+	a := newNode(t, issue(t, ca, "a"), func(c *QUICConfig) {
+		c.testHandshakeRate = 1e-9 // only the reserve admits
+		c.OnRefused = nil
+	})
+	holder := issue(t, ca, "x")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var proven atomic.Int64
+	for i := range 16 {
+		udp, err := net.ListenPacket("udp", fmt.Sprintf("127.0.11.%d:0", 1+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := &quic.Transport{Conn: udp}
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if err := prove(ctx, tr, holder, a.LocalAddr()); err != nil {
+					select {
+					case <-ctx.Done():
+					case <-time.After(50 * time.Millisecond):
+					}
+					continue
+				}
+				proven.Add(1)
+			}
+		})
+		t.Cleanup(func() { _ = tr.Close(); _ = udp.Close() })
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	waitFor(t, "the holder to draw on the reserve from every IP", patience, func() bool { return proven.Load() >= 16 })
+
+	in := 0
+	for j := range 10 {
+		udp, err := net.ListenPacket("udp", fmt.Sprintf("127.0.12.%d:0", 1+j))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = udp.Close() })
+		h := newNode(t, issue(t, ca, fmt.Sprint("h", j)), func(c *QUICConfig) { c.PacketConn = udp })
+		in += linkSetups(t, h, a, 1, 2)
+		_ = h.Close()
+	}
+	t.Logf("%d of 10 new honest nodes linked while one holder proved %d times from 16 IPs: %+v", in, proven.Load(), a.HandshakeStats())
+	if in < 8 {
+		t.Fatalf("only %d of 10 new honest nodes linked while one holder proved %d times from 16 IPs: %+v", in, proven.Load(), a.HandshakeStats())
 	}
 }
