@@ -165,3 +165,32 @@ func TestRefusalLoggedOnBothSidesOncePerMinute(t *testing.T) {
 		t.Errorf("dialler logged %d WARN refusal lines, want 1:\n%s", len(got), blog.String())
 	}
 }
+
+// A link whose peer's certificate outlives the CA certificate that signed
+// it is closed when the CA's expires, as a new link would be refused then,
+// with the reason on both sides. Before, it stayed up until the peer's own
+// certificate expired.
+func TestCAExpiryClosesLink(t *testing.T) {
+	ca, err := identity.NewCA("m", 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newNode(t, issue(t, ca, "a"), nil)
+	b := newNode(t, issue(t, ca, "b"), nil) // valid for an hour
+	dial(t, b, a)
+	a.rec.waitEvent(t, "up", patience)
+	a.rec.waitEvent(t, "down", patience)
+	a.rec.mu.Lock()
+	aerr := a.rec.errs[0]
+	a.rec.mu.Unlock()
+	if !errors.Is(aerr, identity.ErrExpired) || !strings.Contains(aerr.Error(), "the CA certificate of mesh m that signed the certificate of b expired at") {
+		t.Fatalf("a's link down error: %v, want the expiry of the CA certificate", aerr)
+	}
+	b.rec.waitEvent(t, "down", patience)
+	b.rec.mu.Lock()
+	berr := b.rec.errs[0]
+	b.rec.mu.Unlock()
+	if !errors.Is(berr, ErrLinkLost) {
+		t.Fatalf("b's link down error: %v, want the link lost", berr)
+	}
+}

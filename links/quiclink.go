@@ -97,7 +97,8 @@ func (l *quicLink) Quality() Quality       { return *l.quality.Load() }
 func (l *quicLink) Done() <-chan struct{}  { return l.done }
 
 // PeerNotAfter is when the peer's certificate expires and the link is
-// closed (zero in insecure mode, where expiry is not enforced).
+// closed, if the CA certificate that signed it has not expired before
+// (zero in insecure mode, where expiry is not enforced).
 func (l *quicLink) PeerNotAfter() time.Time { return l.notAfter }
 
 func (l *quicLink) String() string {
@@ -251,24 +252,47 @@ func (l *quicLink) start() {
 	}
 }
 
-// watch ends the link when the connection dies or the peer's certificate
-// expires, and delivers LinkDown once.
+// trustedUntil is when the peer's certificate stops being valid under
+// this node's current identity: its NotAfter or that of the CA certificate
+// that signed it, whichever comes first (zero: not enforced).
+func (l *quicLink) trustedUntil() time.Time {
+	if l.notAfter.IsZero() {
+		return l.notAfter
+	}
+	if ca := l.t.identity().CA; ca != nil && ca.NotAfter.Before(l.notAfter) {
+		return ca.NotAfter
+	}
+	return l.notAfter
+}
+
+// watch ends the link when the connection dies or the peer's certificate,
+// or the CA certificate that signed it, expires, and delivers LinkDown
+// once. At the CA's expiry the node may have been given a renewed CA
+// certificate (SetIdentity): the link then stays up if the peer's
+// certificate verifies under it.
 func (l *quicLink) watch() {
 	defer l.t.wg.Done()
 	var expiry <-chan time.Time
-	if !l.notAfter.IsZero() {
-		tm := time.NewTimer(time.Until(l.notAfter))
+	if until := l.trustedUntil(); !until.IsZero() {
+		tm := time.NewTimer(time.Until(until))
 		defer tm.Stop()
 		expiry = tm.C
 	}
-	select {
-	case <-l.conn.Context().Done():
-		l.down(l.connLost(context.Cause(l.conn.Context())), codeGoodbye, "")
-	case <-expiry:
-		reason := fmt.Sprintf("certificate of %s expired at %s", l.hello.Node, l.notAfter.UTC().Format(time.RFC3339))
-		l.t.cfg.Logger.Warn("closing link: peer certificate expired", "peer", l.hello.Node, "not_after", l.notAfter.UTC())
-		l.end(fmt.Errorf("link to %s: %w: %s: %w", l.hello.Node, ErrLinkLost, reason, identity.ErrExpired), codeGoodbye, reason, true)
-	case <-l.done:
+	for {
+		select {
+		case <-l.conn.Context().Done():
+			l.down(l.connLost(context.Cause(l.conn.Context())), codeGoodbye, "")
+		case <-expiry:
+			now := time.Now()
+			_, err := l.t.identity().VerifyPeer(peerCerts(l.conn), now)
+			if until := l.trustedUntil(); err == nil && until.After(now) {
+				expiry = time.After(until.Sub(now))
+				continue
+			}
+			l.expire(now)
+		case <-l.done:
+		}
+		break
 	}
 	l.evMu.Lock()
 	defer l.evMu.Unlock()
@@ -279,6 +303,18 @@ func (l *quicLink) watch() {
 		l.t.cfg.Logger.Info("link down", "peer", l.hello.Node, "remote", l.conn.RemoteAddr(), "err", l.err)
 		l.t.cfg.Handler.LinkDown(l, l.err)
 	}
+}
+
+// expire ends the link because the peer's certificate, or the CA
+// certificate that signed it, expired.
+func (l *quicLink) expire(now time.Time) {
+	reason := fmt.Sprintf("certificate of %s expired at %s", l.hello.Node, l.notAfter.UTC().Format(time.RFC3339))
+	if now.Before(l.notAfter) {
+		reason = fmt.Sprintf("the CA certificate of mesh %s that signed the certificate of %s expired at %s",
+			l.t.identity().Mesh, l.hello.Node, l.trustedUntil().UTC().Format(time.RFC3339))
+	}
+	l.t.cfg.Logger.Warn("closing link: peer certificate expired", "peer", l.hello.Node, "reason", reason)
+	l.end(fmt.Errorf("link to %s: %w: %s: %w", l.hello.Node, ErrLinkLost, reason, identity.ErrExpired), codeGoodbye, reason, true)
 }
 
 // event delivers one Handler call unless the link is already down.
