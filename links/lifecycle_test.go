@@ -3,6 +3,8 @@ package links
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net"
@@ -168,8 +170,8 @@ func TestRefusalLoggedOnBothSidesOncePerMinute(t *testing.T) {
 
 // A link whose peer's certificate outlives the CA certificate that signed
 // it is closed when the CA's expires, as a new link would be refused then,
-// with the reason on both sides. Before, it stayed up until the peer's own
-// certificate expired.
+// with the reason on both sides (the side whose timer fires first tells the
+// other). Before, it stayed up until the peer's own certificate expired.
 func TestCAExpiryClosesLink(t *testing.T) {
 	ca, err := identity.NewCA("m", 3*time.Second)
 	if err != nil {
@@ -179,18 +181,55 @@ func TestCAExpiryClosesLink(t *testing.T) {
 	b := newNode(t, issue(t, ca, "b"), nil) // valid for an hour
 	dial(t, b, a)
 	a.rec.waitEvent(t, "up", patience)
-	a.rec.waitEvent(t, "down", patience)
-	a.rec.mu.Lock()
-	aerr := a.rec.errs[0]
-	a.rec.mu.Unlock()
-	if !errors.Is(aerr, identity.ErrExpired) || !strings.Contains(aerr.Error(), "the CA certificate of mesh m that signed the certificate of b expired at") {
-		t.Fatalf("a's link down error: %v, want the expiry of the CA certificate", aerr)
+	for _, n := range []*node{a, b} {
+		n.rec.waitEvent(t, "down", patience)
+		n.rec.mu.Lock()
+		err := n.rec.errs[0]
+		n.rec.mu.Unlock()
+		if !errors.Is(err, ErrLinkLost) || !strings.Contains(err.Error(), "the CA certificate of mesh m that signed the certificate of") {
+			t.Fatalf("%s's link down error: %v, want the expiry of the CA certificate", n.name(), err)
+		}
 	}
-	b.rec.waitEvent(t, "down", patience)
-	b.rec.mu.Lock()
-	berr := b.rec.errs[0]
-	b.rec.mu.Unlock()
-	if !errors.Is(berr, ErrLinkLost) {
-		t.Fatalf("b's link down error: %v, want the link lost", berr)
+}
+
+// A node given a renewed CA certificate (same key, later NotAfter) before
+// its old one expires keeps its live links past the old one's expiry: the
+// peer's certificate verifies under the renewed one.
+func TestRenewedCAKeepsLink(t *testing.T) {
+	ca, err := identity.NewCA("m", 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ida, idb := issue(t, ca, "a"), issue(t, ca, "b")
+	a := newNode(t, ida, nil)
+	b := newNode(t, idb, nil)
+	dial(t, b, a)
+	a.rec.waitEvent(t, "up", patience)
+	tmpl := *ca.Cert
+	tmpl.NotAfter = tmpl.NotAfter.Add(time.Hour)
+	der, err := x509.CreateCertificate(crand.Reader, &tmpl, &tmpl, ca.Key.Public(), ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []struct {
+		n  *node
+		id *identity.Identity
+	}{{a, ida}, {b, idb}} {
+		id := *n.id
+		id.CA = renewed
+		if err := n.n.SetIdentity(&id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Past the old CA's expiry (and its timer) on both sides.
+	waitFor(t, "the old CA certificate to expire", patience, func() bool {
+		return time.Now().After(ca.Cert.NotAfter.Add(2 * time.Second))
+	})
+	if ups, downs := a.rec.counts(); ups != 1 || downs != 0 || len(a.Links()) != 1 || len(b.Links()) != 1 {
+		t.Fatalf("after the old CA certificate expired: a saw %d ups and %d downs, a has %d links, b %d", ups, downs, len(a.Links()), len(b.Links()))
 	}
 }
