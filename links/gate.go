@@ -114,11 +114,18 @@ const (
 	// nameReserveRate and nameReserveBurst bound the reserve handshakes
 	// that prove one certificate name, over all the prefixes they come
 	// from (twice one prefix's burst: a node with an IPv4 and an IPv6
-	// address); a reserve handshake that proves a name beyond it bars its
-	// prefix from the reserve for failQuiet, as a failed one does. The
-	// gate remembers at most maxReserveNames names.
+	// address); a reserve handshake that proves a name beyond it (the
+	// name goes over) bars its prefix from the reserve, as a failed one
+	// does, for failQuiet doubled each time the name went over before
+	// within maxOverBar (at most maxOverBar), and the prefix is no
+	// member's until it proves a name within its allowance. When a name
+	// goes over from two IPv6 /64s of one /56 in a row, the /56 is barred
+	// likewise (overWideBits). The gate remembers at most maxReserveNames
+	// names and /56s; a name it cannot remember counts as over.
 	nameReserveRate  = prefixReserveRate
 	nameReserveBurst = 2 * prefixReserveBurst
+	maxOverBar       = 16 * failQuiet
+	overWideBits     = 56
 	maxReserveNames  = 1024
 	// maxGatePrefixes bounds the prefixes the gate remembers (those with
 	// handshakes in progress or a rate to recover).
@@ -169,8 +176,10 @@ type gate struct {
 	proofs   map[netip.AddrPort]proof
 	proofsOf map[string]int
 	// reserveOf is, per certificate name, its allowance of reserve
-	// handshakes that prove it (nameReserveRate; see proveAt).
-	reserveOf map[string]*bucket.Bucket
+	// handshakes that prove it (nameReserveRate; see proveAt) and how it
+	// went over; overWide the same per IPv6 /56 (overWideBits).
+	reserveOf map[string]*overState
+	overWide  map[netip.Prefix]*overState
 	// forgiveWindow is twice the handshake timeout.
 	forgiveWindow time.Duration
 	// node and reserve are the node-wide rates (nodeHandshakeRate,
@@ -178,6 +187,39 @@ type gate struct {
 	node, reserve bucket.Bucket
 
 	refusedFull, refusedShare, refusedRate, refusedNode, reserved, retries, failed atomic.Uint64
+}
+
+// overState is a name's allowance of reserve handshakes that prove it
+// and, for a name or an IPv6 /56, how often and when it went over its
+// allowance (see overLocked).
+type overState struct {
+	allowance bucket.Bucket
+	over      int          // times in a row, each within maxOverBar of the last
+	overAt    time.Time    // the last time
+	until     time.Time    // for a /56: barred from the reserve until
+	from      netip.Prefix // for a /56: the /64 it last went over from
+}
+
+// overLocked records that o went over at now and says how long the
+// prefix it went over from is barred: failQuiet, doubled for each time
+// within maxOverBar before, at most maxOverBar. g.mu is held.
+func (o *overState) overLocked(now time.Time) time.Duration {
+	if o.overAt.IsZero() || now.Sub(o.overAt) >= maxOverBar {
+		o.over = 0
+	}
+	o.over++
+	o.overAt = now
+	bar := failQuiet
+	for i := 1; i < o.over && bar < maxOverBar; i++ {
+		bar *= 2
+	}
+	return min(bar, maxOverBar)
+}
+
+// idle says whether o holds nothing the gate must remember at now: a
+// full allowance, and no time over within maxOverBar.
+func (o *overState) idle(now time.Time) bool {
+	return o.allowance.Refill(now).Tokens >= o.allowance.Burst && (o.overAt.IsZero() || now.Sub(o.overAt) >= maxOverBar) && !now.Before(o.until)
 }
 
 // proof is a recent certificate proof from one source address.
@@ -196,7 +238,8 @@ type prefixState struct {
 	// reserve handshakes it has in progress that proved nothing yet.
 	nodeTokens, reserveTokens float64
 	reserving                 int
-	provenAt                  time.Time // when a handshake of the prefix last proved a certificate of the mesh
+	provenAt                  time.Time // when a handshake of the prefix last proved a certificate of the mesh (zero: it last proved a name over its allowance)
+	barredUntil               time.Time // a handshake of the prefix proved a name over its allowance: no reserve until then
 }
 
 // tokensAt is the prefix's rate allowance at now: what it had, plus what
@@ -265,7 +308,8 @@ func newGateRate(rate, burst float64) *gate {
 		prefixes:      make(map[netip.Prefix]*prefixState),
 		proofs:        make(map[netip.AddrPort]proof),
 		proofsOf:      make(map[string]int),
-		reserveOf:     make(map[string]*bucket.Bucket),
+		reserveOf:     make(map[string]*overState),
+		overWide:      make(map[netip.Prefix]*overState),
 		forgiveWindow: 2 * DefaultHandshakeTimeout,
 		node:          bucket.Full(rate, burst, now),
 		reserve:       bucket.Full(reserveHandshakeRate, reserveHandshakeBurst, now),
@@ -333,9 +377,11 @@ func (s *slot) prove(name string) { s.proveAt(name, time.Now()) }
 // (forgivenLocked), and the handshake no longer holds the prefix's
 // reserve. A handshake admitted from the reserve that proves a name
 // beyond the name's allowance (nameReserveRate) bars its prefix from the
-// reserve for failQuiet: one holder spreading handshakes over many
-// prefixes draws on the reserve about as one prefix does, not as many
-// members would.
+// reserve for failQuiet or longer if the name went over before
+// (overLocked), and its /56 if the name went over from another /64 of it
+// just before; the prefix is then no member's: one holder spreading
+// handshakes over many prefixes draws on the reserve about once per
+// prefix it holds, then ever less often, not as many members would.
 func (s *slot) proveAt(name string, now time.Time) {
 	if s.proven.Swap(true) {
 		return
@@ -345,11 +391,14 @@ func (s *slot) proveAt(name string, now time.Time) {
 	defer g.mu.Unlock()
 	g.noteProofLocked(s.source, name, now)
 	if ps := g.prefixes[s.prefix]; ps != nil {
-		if now.After(ps.provenAt) {
-			ps.provenAt = now
-		}
-		if s.reserve && !g.nameMayReserveLocked(name, now) {
+		if bar, over := g.nameOverLocked(s, name, now); over {
 			ps.lastFail = now
+			ps.provenAt = time.Time{}
+			if until := now.Add(bar); until.After(ps.barredUntil) {
+				ps.barredUntil = until
+			}
+		} else if now.After(ps.provenAt) {
+			ps.provenAt = now
 		}
 		if s.reserve {
 			s.reserve = false
@@ -423,7 +472,7 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 	fromReserve := false
 	switch {
 	case !g.overShareLocked(ps, now) && g.node.Refill(now).Tokens >= 1:
-	case verified && g.mayReserveLocked(ps, now):
+	case verified && g.mayReserveLocked(p, ps, now):
 		fromReserve = true
 	case g.overShareLocked(ps, now):
 		g.refusedRate.Add(1)
@@ -529,51 +578,98 @@ func (g *gate) forgivenLocked(source netip.AddrPort, now time.Time) bool {
 	return ok && now.Sub(p.at) < g.forgiveWindow
 }
 
-// nameMayReserveLocked takes one reserve handshake from name's allowance
-// at now, or says it has none left. g.mu is held.
-func (g *gate) nameMayReserveLocked(name string, now time.Time) bool {
-	b := g.reserveOf[name]
-	if b == nil {
+// nameOverLocked takes the reserve handshake of slot s, which proved
+// name at now, from name's allowance, or says the name went over it and
+// for how long s's prefix is barred; a name went over from two /64s of
+// one IPv6 /56 in a row also bars the /56 (overWideBits). A handshake not
+// admitted from the reserve takes nothing. A name the gate cannot
+// remember (maxReserveNames names hold allowances in use) counts as over:
+// the reserve admits at most about 16 × 2 s handshakes in the time a
+// name's allowance takes to refill, so only the bars of names that went
+// over within maxOverBar can fill the table. g.mu is held.
+func (g *gate) nameOverLocked(s *slot, name string, now time.Time) (time.Duration, bool) {
+	if !s.reserve {
+		return 0, false
+	}
+	o := g.reserveOf[name]
+	if o == nil {
 		if len(g.reserveOf) >= maxReserveNames {
-			for n, o := range g.reserveOf {
-				if o.Refill(now).Tokens >= o.Burst {
+			for n, x := range g.reserveOf {
+				if x.idle(now) {
 					delete(g.reserveOf, n)
 				}
 			}
 		}
 		if len(g.reserveOf) >= maxReserveNames {
-			return true // as many names as members drawing: not one holder's
+			return failQuiet, true
 		}
-		nb := bucket.Full(nameReserveRate, nameReserveBurst, now)
-		b = &nb
-		g.reserveOf[name] = b
+		o = &overState{allowance: bucket.Full(nameReserveRate, nameReserveBurst, now)}
+		g.reserveOf[name] = o
 	}
-	if b.Refill(now).Tokens < 1 {
-		return false
+	if o.allowance.Refill(now).Tokens >= 1 {
+		o.allowance.Tokens--
+		return 0, false
 	}
-	b.Tokens--
-	return true
+	bar := o.overLocked(now)
+	if s.prefix.Addr().Is6() {
+		wide, _ := s.prefix.Addr().Prefix(overWideBits)
+		w := g.overWide[wide]
+		if w == nil {
+			if len(g.overWide) >= maxReserveNames {
+				for p, x := range g.overWide {
+					if x.idle(now) {
+						delete(g.overWide, p)
+					}
+				}
+			}
+			if len(g.overWide) < maxReserveNames {
+				w = &overState{}
+				g.overWide[wide] = w
+			}
+		}
+		if w != nil {
+			if w.from.IsValid() && w.from != s.prefix && now.Sub(w.overAt) < maxOverBar {
+				if until := now.Add(w.overLocked(now)); until.After(w.until) {
+					w.until = until
+				}
+			} else {
+				w.overAt = now
+			}
+			w.from = s.prefix
+		}
+	}
+	return bar, true
 }
 
-// mayReserveLocked says whether a handshake of the prefix in state ps
-// (nil: new; its allowances refilled to now) may draw on the reserve now:
-// the prefix has reserve tokens of its own, failed no handshake within
-// failQuiet, and either proved a certificate within provenRecent and
+// wideBarredLocked says whether the IPv6 /56 of prefix p is barred from
+// the reserve at now (nameOverLocked). g.mu is held.
+func (g *gate) wideBarredLocked(p netip.Prefix, now time.Time) bool {
+	if !p.Addr().Is6() {
+		return false
+	}
+	wide, _ := p.Addr().Prefix(overWideBits)
+	w := g.overWide[wide]
+	return w != nil && now.Before(w.until)
+}
+
+// mayReserveLocked says whether a handshake of prefix p in state ps
+// (its allowances refilled to now) may draw on the reserve now: the
+// prefix has reserve tokens of its own, failed no handshake within
+// failQuiet, is not barred for proving a name over its allowance (nor
+// its /56), and either proved a certificate within provenRecent and
 // holds fewer than prefixReserveBurst reserve handshakes that proved
 // nothing yet, or has no handshake in progress at all (a new peer's first
 // contact). g.mu is held.
-func (g *gate) mayReserveLocked(ps *prefixState, now time.Time) bool {
-	if ps != nil {
-		switch {
-		case ps.reserveTokens < 1 || ps.failedWithin(now):
-			return false
-		case ps.member(now):
-			if ps.reserving >= prefixReserveBurst {
-				return false
-			}
-		case ps.n > 0:
+func (g *gate) mayReserveLocked(p netip.Prefix, ps *prefixState, now time.Time) bool {
+	switch {
+	case ps.reserveTokens < 1 || ps.failedWithin(now) || now.Before(ps.barredUntil) || g.wideBarredLocked(p, now):
+		return false
+	case ps.member(now):
+		if ps.reserving >= prefixReserveBurst {
 			return false
 		}
+	case ps.n > 0:
+		return false
 	}
 	return g.reserve.Refill(now).Tokens >= 1
 }
@@ -596,7 +692,7 @@ func (g *gate) heldBy(addr net.Addr) int {
 func (g *gate) forgetIdleLocked(now time.Time) {
 	for _, members := range []bool{false, true} {
 		for p, ps := range g.prefixes {
-			if ps.n == 0 && now.Sub(ps.last) >= failQuiet && now.Sub(ps.lastFail) >= failQuiet && ps.member(now) == members {
+			if ps.n == 0 && now.Sub(ps.last) >= failQuiet && now.Sub(ps.lastFail) >= failQuiet && !now.Before(ps.barredUntil) && ps.member(now) == members {
 				delete(g.prefixes, p)
 			}
 		}
@@ -631,7 +727,7 @@ func (g *gate) verifySourceAt(addr net.Addr, now time.Time) bool {
 	ps := g.peekLocked(g.prefixes[p], now)
 	busy := g.spread >= handshakeRetryAt || ps.n >= handshakeShare/2 ||
 		g.node.Refill(now).Tokens < 1 || g.overShareLocked(ps, now) // only the reserve is left, for validated addresses
-	busy = busy && !g.refusesLocked(ps, now)
+	busy = busy && !g.refusesLocked(p, ps, now)
 	g.mu.Unlock()
 	if busy {
 		g.retries.Add(1)
@@ -652,14 +748,14 @@ func (g *gate) peekLocked(ps *prefixState, now time.Time) *prefixState {
 
 // refusesLocked says whether enter would refuse a handshake of the prefix
 // in state ps (from peekLocked) now. g.mu is held.
-func (g *gate) refusesLocked(ps *prefixState, now time.Time) bool {
+func (g *gate) refusesLocked(p netip.Prefix, ps *prefixState, now time.Time) bool {
 	if g.total >= maxPendingHandshakes {
 		return true
 	}
 	if ps.n >= handshakeShare && g.total >= handshakeBorrow || ps.tokens < 1 {
 		return true
 	}
-	return (g.overShareLocked(ps, now) || g.node.Refill(now).Tokens < 1) && !g.mayReserveLocked(ps, now)
+	return (g.overShareLocked(ps, now) || g.node.Refill(now).Tokens < 1) && !g.mayReserveLocked(p, ps, now)
 }
 
 type slotKey struct{}
