@@ -583,10 +583,11 @@ func (g *gate) forgivenLocked(source netip.AddrPort, now time.Time) bool {
 // for how long s's prefix is barred; a name went over from two /64s of
 // one IPv6 /56 in a row also bars the /56 (overWideBits). A handshake not
 // admitted from the reserve takes nothing. A name the gate cannot
-// remember (maxReserveNames names hold allowances in use) counts as over:
-// the reserve admits at most about 16 × 2 s handshakes in the time a
-// name's allowance takes to refill, so only the bars of names that went
-// over within maxOverBar can fill the table. g.mu is held.
+// remember (maxReserveNames names not idle) counts as over, which the
+// reserve's rate does not let happen: a name is idle 2 s after its last
+// reserve handshake unless it went over within maxOverBar, which takes 5
+// reserve handshakes, so at most about 8+16×2 + (8+16×160)/5 < 600 names
+// are not idle at once. g.mu is held.
 func (g *gate) nameOverLocked(s *slot, name string, now time.Time) (time.Duration, bool) {
 	if !s.reserve {
 		return 0, false

@@ -14,6 +14,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/circuitmesh/circuitmesh/internal/bucket"
 	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
@@ -311,5 +312,90 @@ func TestOneHolderCannotKeepNewPeersOut(t *testing.T) {
 	t.Logf("%d of 10 new honest nodes linked while one holder proved %d times from 16 IPs: %+v", in, proven.Load(), a.HandshakeStats())
 	if in < 8 {
 		t.Fatalf("only %d of 10 new honest nodes linked while one holder proved %d times from 16 IPs: %+v", in, proven.Load(), a.HandshakeStats())
+	}
+}
+
+// reserveSlot is a handshake from addr admitted from the reserve of g at
+// now (the node's rate spent).
+func reserveSlot(t *testing.T, g *gate, addr string, now time.Time) *slot {
+	t.Helper()
+	s, err := g.enter(udp(addr), true, now)
+	if err != nil || !s.reserve {
+		t.Fatalf("a new prefix's validated first contact was not admitted from the reserve: %v", err)
+	}
+	return s
+}
+
+// TestGateReserveNamesBounded: the gate remembers the reserve allowances
+// of at most maxReserveNames names. With the table full of idle names
+// (allowance full, never over), a new name is still held to its
+// allowance (the idle ones are forgotten to make room); with the table
+// full of names in use, a new name it cannot remember counts as over (its
+// prefix is barred) rather than drawing unlimited.
+func TestGateReserveNamesBounded(t *testing.T) {
+	for _, idle := range []bool{true, false} {
+		g := spentGate()
+		now := time.Now()
+		g.mu.Lock()
+		for i := range maxReserveNames {
+			o := &overState{allowance: bucket.Full(nameReserveRate, nameReserveBurst, now)}
+			if !idle {
+				o.allowance.Tokens = 0
+			}
+			g.reserveOf[fmt.Sprint("n", i)] = o
+		}
+		g.mu.Unlock()
+		overAt := -1
+		for i := range nameReserveBurst + 1 {
+			s := reserveSlot(t, g, fmt.Sprintf("10.80.0.%d:1", 1+i), now)
+			s.proveAt("new", now)
+			s.linked.Store(true)
+			s.releaseAt(now)
+			g.mu.Lock()
+			barred := now.Before(g.prefixes[s.prefix].barredUntil)
+			size := len(g.reserveOf)
+			g.mu.Unlock()
+			if size > maxReserveNames {
+				t.Fatalf("the gate remembers %d names' allowances, at most %d", size, maxReserveNames)
+			}
+			if barred && overAt < 0 {
+				overAt = i
+			}
+		}
+		want := nameReserveBurst // the proof beyond the allowance
+		if !idle {
+			want = 0 // the first: the name cannot be remembered
+		}
+		if overAt != want {
+			t.Fatalf("table of idle names %v: the new name went over at its proof %d, want %d", idle, overAt, want)
+		}
+	}
+}
+
+// TestGateProofTableDropsExpiredFirst: when the proof table is full, the
+// proofs older than forgiveWindow go before any live one, even when the
+// live ones belong to the names holding the most.
+func TestGateProofTableDropsExpiredFirst(t *testing.T) {
+	g := spentGate()
+	t0 := time.Now()
+	live := t0.Add(g.forgiveWindow)
+	addr := func(i int) netip.AddrPort { return netip.MustParseAddrPort(fmt.Sprintf("10.61.%d.%d:1", i/256, i%256)) }
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	const expired = maxProofs / 2
+	for i := range expired {
+		g.noteProofLocked(addr(i), fmt.Sprint("old", i), t0)
+	}
+	for i := range maxProofs - expired {
+		g.noteProofLocked(addr(expired+i), fmt.Sprint("live", i/2), live) // 2 each: the names holding the most
+	}
+	g.noteProofLocked(addr(maxProofs), "new", live.Add(time.Millisecond))
+	if len(g.proofs) > maxProofs {
+		t.Fatalf("%d proofs, at most %d", len(g.proofs), maxProofs)
+	}
+	for i := range maxProofs - expired {
+		if _, ok := g.proofs[addr(expired+i)]; !ok {
+			t.Fatalf("a live proof (of live%d) was evicted while %d expired ones were in the table", i/2, expired)
+		}
 	}
 }
