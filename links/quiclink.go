@@ -2,6 +2,7 @@ package links
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -35,6 +36,12 @@ type quicLink struct {
 	outbound bool
 	est      time.Time
 	notAfter time.Time // the peer certificate's NotAfter (zero: not enforced)
+	// ca is the CA certificate the peer's certificate was last verified
+	// under (at the handshake, or by watch since); owned by watch after
+	// newQUICLink. changed is the transport's identityChanged when ca
+	// was read.
+	ca      *x509.Certificate
+	changed <-chan struct{}
 
 	routingQ chan []byte // encoded routing frames, bounded
 	prioQ    chan []byte // encoded probes and replies, bounded
@@ -75,6 +82,8 @@ func newQUICLink(t *QUICTransport, conn *quic.Conn, ctrl *quic.Stream, peer hell
 	l.lastHeard.Store(l.est.UnixNano())
 	if certs := conn.ConnectionState().TLS.PeerCertificates; len(certs) > 0 && !t.cfg.Identity.Insecure {
 		l.notAfter = certs[0].NotAfter
+		l.changed = t.identityChanged()
+		l.ca = t.identity().CA
 	}
 	// Control frames (probes above all) go ahead of circuit data.
 	ctrl.SetPriority(0, false)
@@ -253,43 +262,64 @@ func (l *quicLink) start() {
 }
 
 // trustedUntil is when the peer's certificate stops being valid under
-// this node's current identity: its NotAfter or that of the CA certificate
-// that signed it, whichever comes first (zero: not enforced).
+// the CA certificate it was last verified under: its NotAfter or that of
+// the CA, whichever comes first (zero: not enforced). Only watch calls it
+// once the link runs.
 func (l *quicLink) trustedUntil() time.Time {
-	if l.notAfter.IsZero() {
+	if l.notAfter.IsZero() || l.ca == nil || !l.ca.NotAfter.Before(l.notAfter) {
 		return l.notAfter
 	}
-	if ca := l.t.identity().CA; ca != nil && ca.NotAfter.Before(l.notAfter) {
-		return ca.NotAfter
-	}
-	return l.notAfter
+	return l.ca.NotAfter
 }
 
 // watch ends the link when the connection dies or the peer's certificate,
-// or the CA certificate that signed it, expires, and delivers LinkDown
-// once. At the CA's expiry the node may have been given a renewed CA
-// certificate (SetIdentity): the link then stays up if the peer's
-// certificate verifies under it.
+// or the CA certificate it was verified under, expires, and delivers
+// LinkDown once. When the node is given a new identity (SetIdentity),
+// and when that deadline comes, it checks the peer's certificate under
+// the node's identity then: if it verifies, the link is held to that
+// identity's CA from then on (recheck).
 func (l *quicLink) watch() {
 	defer l.t.wg.Done()
+	changed := l.changed
+	var tm *time.Timer
 	var expiry <-chan time.Time
-	if until := l.trustedUntil(); !until.IsZero() {
-		tm := time.NewTimer(time.Until(until))
-		defer tm.Stop()
-		expiry = tm.C
+	until := l.trustedUntil()
+	arm := func() {
+		if until.IsZero() {
+			return
+		}
+		if tm == nil {
+			tm = time.NewTimer(time.Until(until))
+			expiry = tm.C
+			return
+		}
+		tm.Reset(time.Until(until))
 	}
+	arm()
+	defer func() {
+		if tm != nil {
+			tm.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-l.conn.Context().Done():
 			l.down(l.connLost(context.Cause(l.conn.Context())), codeGoodbye, "")
 		case <-expiry:
-			now := time.Now()
-			_, err := l.t.identity().VerifyPeer(peerCerts(l.conn), now)
-			if until := l.trustedUntil(); err == nil && until.After(now) {
-				expiry = time.After(until.Sub(now))
+			if l.recheck(time.Now(), until, true) {
+				until = l.trustedUntil()
+				arm()
 				continue
 			}
-			l.expire(now)
+		case <-changed:
+			changed = l.t.identityChanged()
+			if l.recheck(time.Now(), until, false) {
+				if u := l.trustedUntil(); !u.Equal(until) {
+					until = u
+					arm() // Reset: no stale expiry is received after it (Go 1.23)
+				}
+				continue
+			}
 		case <-l.done:
 		}
 		break
@@ -305,16 +335,43 @@ func (l *quicLink) watch() {
 	}
 }
 
-// expire ends the link because the peer's certificate, or the CA
-// certificate that signed it, expired.
-func (l *quicLink) expire(now time.Time) {
-	reason := fmt.Sprintf("certificate of %s expired at %s", l.hello.Node, l.notAfter.UTC().Format(time.RFC3339))
-	if now.Before(l.notAfter) {
-		reason = fmt.Sprintf("the CA certificate of mesh %s that signed the certificate of %s expired at %s",
-			l.t.identity().Mesh, l.hello.Node, l.trustedUntil().UTC().Format(time.RFC3339))
+// recheck verifies the peer's certificate under the node's identity at
+// now, deadline being when its trust would end as last verified
+// (trustedUntil) and fired whether that deadline has come. If it
+// verifies, the link is held to the identity's CA from then on (l.ca);
+// if not, the link ends when the deadline has come, and otherwise keeps
+// the CA it was verified under until then. It says whether the link
+// stays up. Only watch calls it.
+func (l *quicLink) recheck(now, deadline time.Time, fired bool) bool {
+	id := l.t.identity()
+	_, err := id.VerifyPeer(peerCerts(l.conn), now)
+	if err == nil {
+		l.ca = id.CA
+		if l.trustedUntil().After(now) {
+			return true
+		}
+	} else if !fired && deadline.After(now) {
+		return true
 	}
-	l.t.cfg.Logger.Warn("closing link: peer certificate expired", "peer", l.hello.Node, "reason", reason)
-	l.end(fmt.Errorf("link to %s: %w: %s: %w", l.hello.Node, ErrLinkLost, reason, identity.ErrExpired), codeGoodbye, reason, true)
+	l.expire(deadline, err)
+	return false
+}
+
+// expire ends the link because the deadline at which the peer's
+// certificate, or the CA certificate it was verified under, expires has
+// come; err is why the peer's certificate does not verify under the
+// node's identity now (nil: it expires at this instant).
+func (l *quicLink) expire(deadline time.Time, err error) {
+	reason := fmt.Sprintf("certificate of %s expired at %s", l.hello.Node, l.notAfter.UTC().Format(time.RFC3339))
+	if deadline.Before(l.notAfter) {
+		reason = fmt.Sprintf("the CA certificate of mesh %s that signed the certificate of %s expired at %s",
+			l.t.identity().Mesh, l.hello.Node, deadline.UTC().Format(time.RFC3339))
+	}
+	if err == nil {
+		err = identity.ErrExpired
+	}
+	l.t.cfg.Logger.Warn("closing link: peer certificate expired", "peer", l.hello.Node, "reason", reason, "err", err)
+	l.end(fmt.Errorf("link to %s: %w: %s: %w", l.hello.Node, ErrLinkLost, reason, err), codeGoodbye, reason, true)
 }
 
 // event delivers one Handler call unless the link is already down.
