@@ -431,3 +431,32 @@ func TestGateProofTableDropsExpiredFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestGateWideBarsBounded: the gate remembers the bars of at most
+// maxReserveNames IPv6 /56s; with the table full of idle ones, a name
+// going over from two /64s of a new /56 still bars that /56 (the idle
+// ones are forgotten to make room).
+func TestGateWideBarsBounded(t *testing.T) {
+	g := spentGate()
+	now := time.Now()
+	g.mu.Lock()
+	for i := range maxReserveNames {
+		g.overWide[netip.MustParsePrefix(fmt.Sprintf("fd01:0:%x::/56", i))] = &overState{}
+	}
+	g.mu.Unlock()
+	addr := func(i int) string { return fmt.Sprintf("[fd00:0:0:%x::1]:1", i) }
+	for i := range nameReserveBurst + 2 {
+		s := reserveSlot(t, g, addr(i), now)
+		s.proveAt("x", now)
+		s.linked.Store(true)
+		s.releaseAt(now)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if n := len(g.overWide); n > maxReserveNames {
+		t.Fatalf("the gate remembers %d /56s' bars, at most %d", n, maxReserveNames)
+	}
+	if p := SourcePrefix(udp(addr(nameReserveBurst + 2))); !g.wideBarredLocked(p, now) {
+		t.Fatalf("a name went over from two /64s of %s's /56 and the /56 is not barred", p)
+	}
+}
