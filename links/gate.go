@@ -64,7 +64,12 @@ import (
 //     takes reserveHandshakeRate/prefixReserveRate prefixes of
 //     certificate holders to spend the reserve, each of another name: a
 //     reserve handshake that proves a name beyond nameReserveRate, over
-//     all its prefixes, bars its prefix as a failed one does;
+//     all its prefixes, bars its prefix as a failed one does, longer each
+//     time the name does it again, takes its member's standing, and bars
+//     its IPv6 /56 if the name did it from another /64 of it before
+//     (nameOverLocked). The gate cannot know the name before TLS, so a
+//     holder still gets one reserve handshake per prefix it holds (a new
+//     peer's first contact) and its name's allowance after;
 //   - a prefix the gate does not remember enters its table (bounded by
 //     maxGatePrefixes) only when a handshake of it is admitted;
 //   - once handshakeRetryAt slots are taken counting at most
