@@ -43,6 +43,8 @@ func TestNonReadingStreamsDoNotStarveLink(t *testing.T) {
 		full    atomic.Int64 // streams that wrote more than their windows hold one way
 		stalled atomic.Int64 // flood streams reset as stalled
 		failed  atomic.Int64 // flood streams that failed otherwise before the end
+		firstMu sync.Mutex
+		first   error // the first of those failures
 		stopped = make(chan struct{})
 	)
 	var flood []Stream
@@ -70,6 +72,11 @@ func TestNonReadingStreamsDoNotStarveLink(t *testing.T) {
 							stalled.Add(1)
 						} else {
 							failed.Add(1)
+							firstMu.Lock()
+							if first == nil {
+								first = err
+							}
+							firstMu.Unlock()
 						}
 					}
 					return
@@ -103,7 +110,9 @@ func TestNonReadingStreamsDoNotStarveLink(t *testing.T) {
 	close(stopped)
 	t.Logf("%d streams flooding (%d reset as stalled); %d echoes of 64 KiB and %d routing frames went through", full.Load(), stalled.Load(), rounds, routed)
 	if n := failed.Load(); n != 0 {
-		t.Fatalf("%d flood streams failed while the link should be up", n)
+		firstMu.Lock()
+		defer firstMu.Unlock()
+		t.Fatalf("%d flood streams failed while the link should be up, the first with: %v", n, first)
 	}
 	if _, downs := a.rec.counts(); downs != 0 || la.Err() != nil {
 		t.Fatalf("link went down under the flood: %v", la.Err())
@@ -120,5 +129,74 @@ func TestNonReadingStreamsDoNotStarveLink(t *testing.T) {
 	wg.Wait()
 	if err := la.Err(); err != nil && !errors.Is(err, ErrClosed) {
 		t.Fatal(err)
+	}
+}
+
+// TestResetKeepsItsCodeWhenItsWriterCloses: a stream whose write is
+// blocked (its peer reads nothing) is reset with the stalled code, and
+// the writer, woken by the reset's write side, closes the stream as a
+// circuit's splice (or an echo) does on a write error. The peer's writer
+// must see the reset's code. Before, the writer's close could cancel the
+// read side with code 0 between Reset's two cancels (Reset ran them
+// unlocked), so the peer saw a reset with code 0: a flood stream of
+// TestNonReadingStreamsDoNotStarveLink then counted as failed. Reset here
+// waits between its two cancels until the writer is closing.
+func TestResetKeepsItsCodeWhenItsWriterCloses(t *testing.T) {
+	small := func(c *QUICConfig) { c.MaxStreamWindow = 32 << 10 }
+	ca := testCA(t, "m")
+	a := newNode(t, issue(t, ca, "a"), small)
+	b := newNode(t, issue(t, ca, "b"), small)
+	la := dial(t, a, b)
+	lb := acceptedLink(t, b, "a")
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+
+	sa, err := la.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aerr := make(chan error, 1)
+	go func() { // a writes and never reads
+		buf := make([]byte, 8<<10)
+		for {
+			if _, err := sa.Write(buf); err != nil {
+				aerr <- err
+				return
+			}
+		}
+	}()
+	sb, err := lb.AcceptStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closing := make(chan struct{})
+	writerDone := make(chan struct{})
+	go func() { // b reads nothing more and writes until the reset
+		defer close(writerDone)
+		_, _ = sb.Write(make([]byte, 1<<20))
+		close(closing)
+		_ = sb.Close()
+	}()
+	gap := func() {
+		select {
+		case <-closing:
+			time.Sleep(50 * time.Millisecond) // the writer's Close runs now, or waits for Reset
+		case <-ctx.Done():
+		}
+	}
+	resetGap.Store(&gap)
+	t.Cleanup(func() { resetGap.Store(nil) })
+	sb.Reset(DefaultStalledCode)
+	resetGap.Store(nil)
+	<-writerDone
+
+	select {
+	case err := <-aerr:
+		var re *StreamResetError
+		if !errors.As(err, &re) || re.Code != DefaultStalledCode {
+			t.Fatalf("the peer's writer saw %v, want a reset with code %d", err, DefaultStalledCode)
+		}
+	case <-ctx.Done():
+		t.Fatal("the peer's writer saw no reset")
 	}
 }

@@ -62,7 +62,14 @@ import (
 //     reserve either. So a stranger behind a member's address (NAT) or
 //     /64 that draws on the reserve is barred like any stranger, and it
 //     takes reserveHandshakeRate/prefixReserveRate prefixes of
-//     certificate holders to spend the reserve;
+//     certificate holders to spend the reserve, each of another name: a
+//     reserve handshake that proves a name beyond nameReserveRate, over
+//     all its prefixes, bars its prefix as a failed one does, longer each
+//     time the name does it again, takes its member's standing, and bars
+//     its IPv6 /56 if the name did it from another /64 of it before
+//     (nameOverLocked). The gate cannot know the name before TLS, so a
+//     holder still gets one reserve handshake per prefix it holds (a new
+//     peer's first contact) and its name's allowance after;
 //   - a prefix the gate does not remember enters its table (bounded by
 //     maxGatePrefixes) only when a handshake of it is admitted;
 //   - once handshakeRetryAt slots are taken counting at most
@@ -103,8 +110,28 @@ const (
 	// to draw on the reserve.
 	failQuiet = 10 * time.Second
 	// maxProofs bounds the source addresses whose recent proofs the gate
-	// remembers to forgive one unproven ending each (gate.proofs).
-	maxProofs = 256
+	// remembers to forgive one unproven ending each (gate.proofs), and
+	// maxProofsPerName those of one certificate name: a holder that proves
+	// from more addresses replaces its own oldest proof, not another
+	// node's.
+	maxProofs        = 256
+	maxProofsPerName = 4
+	// nameReserveRate and nameReserveBurst bound the reserve handshakes
+	// that prove one certificate name, over all the prefixes they come
+	// from (twice one prefix's burst: a node with an IPv4 and an IPv6
+	// address); a reserve handshake that proves a name beyond it (the
+	// name goes over) bars its prefix from the reserve, as a failed one
+	// does, for failQuiet doubled each time the name went over before
+	// within maxOverBar (at most maxOverBar), and the prefix is no
+	// member's until it proves a name within its allowance. When a name
+	// goes over from two IPv6 /64s of one /56 in a row, the /56 is barred
+	// likewise (overWideBits). The gate remembers at most maxReserveNames
+	// names and /56s; a name it cannot remember counts as over.
+	nameReserveRate  = prefixReserveRate
+	nameReserveBurst = 2 * prefixReserveBurst
+	maxOverBar       = 16 * failQuiet
+	overWideBits     = 56
+	maxReserveNames  = 1024
 	// maxGatePrefixes bounds the prefixes the gate remembers (those with
 	// handshakes in progress or a rate to recover).
 	maxGatePrefixes = 4096
@@ -147,9 +174,17 @@ type gate struct {
 	spread   int
 	prefixes map[netip.Prefix]*prefixState
 	// proofs holds, per source address (IP and port), when a handshake
-	// from it last proved a certificate of the mesh, for forgiveWindow
-	// (at most maxProofs; see forgivenLocked).
-	proofs map[netip.AddrPort]time.Time
+	// from it last proved a certificate of the mesh and the certificate's
+	// node name, for forgiveWindow (at most maxProofs, maxProofsPerName
+	// per name; see noteProofLocked, forgivenLocked); proofsOf counts
+	// them per name.
+	proofs   map[netip.AddrPort]proof
+	proofsOf map[string]int
+	// reserveOf is, per certificate name, its allowance of reserve
+	// handshakes that prove it (nameReserveRate; see proveAt) and how it
+	// went over; overWide the same per IPv6 /56 (overWideBits).
+	reserveOf map[string]*overState
+	overWide  map[netip.Prefix]*overState
 	// forgiveWindow is twice the handshake timeout.
 	forgiveWindow time.Duration
 	// node and reserve are the node-wide rates (nodeHandshakeRate,
@@ -157,6 +192,45 @@ type gate struct {
 	node, reserve bucket.Bucket
 
 	refusedFull, refusedShare, refusedRate, refusedNode, reserved, retries, failed atomic.Uint64
+}
+
+// overState is a name's allowance of reserve handshakes that prove it
+// and, for a name or an IPv6 /56, how often and when it went over its
+// allowance (see overLocked).
+type overState struct {
+	allowance bucket.Bucket
+	over      int          // times in a row, each within maxOverBar of the last
+	overAt    time.Time    // the last time
+	until     time.Time    // for a /56: barred from the reserve until
+	from      netip.Prefix // for a /56: the /64 it last went over from
+}
+
+// overLocked records that o went over at now and says how long the
+// prefix it went over from is barred: failQuiet, doubled for each time
+// within maxOverBar before, at most maxOverBar. g.mu is held.
+func (o *overState) overLocked(now time.Time) time.Duration {
+	if o.overAt.IsZero() || now.Sub(o.overAt) >= maxOverBar {
+		o.over = 0
+	}
+	o.over++
+	o.overAt = now
+	bar := failQuiet
+	for i := 1; i < o.over && bar < maxOverBar; i++ {
+		bar *= 2
+	}
+	return min(bar, maxOverBar)
+}
+
+// idle says whether o holds nothing the gate must remember at now: a
+// full allowance, and no time over within maxOverBar.
+func (o *overState) idle(now time.Time) bool {
+	return o.allowance.Refill(now).Tokens >= o.allowance.Burst && (o.overAt.IsZero() || now.Sub(o.overAt) >= maxOverBar) && !now.Before(o.until)
+}
+
+// proof is a recent certificate proof from one source address.
+type proof struct {
+	at   time.Time
+	name string // the certificate's node name
 }
 
 type prefixState struct {
@@ -169,7 +243,8 @@ type prefixState struct {
 	// reserve handshakes it has in progress that proved nothing yet.
 	nodeTokens, reserveTokens float64
 	reserving                 int
-	provenAt                  time.Time // when a handshake of the prefix last proved a certificate of the mesh
+	provenAt                  time.Time // when a handshake of the prefix last proved a certificate of the mesh (zero: it last proved a name over its allowance)
+	barredUntil               time.Time // a handshake of the prefix proved a name over its allowance: no reserve until then
 }
 
 // tokensAt is the prefix's rate allowance at now: what it had, plus what
@@ -236,7 +311,10 @@ func newGateRate(rate, burst float64) *gate {
 	now := time.Now()
 	return &gate{
 		prefixes:      make(map[netip.Prefix]*prefixState),
-		proofs:        make(map[netip.AddrPort]time.Time),
+		proofs:        make(map[netip.AddrPort]proof),
+		proofsOf:      make(map[string]int),
+		reserveOf:     make(map[string]*overState),
+		overWide:      make(map[netip.Prefix]*overState),
 		forgiveWindow: 2 * DefaultHandshakeTimeout,
 		node:          bucket.Full(rate, burst, now),
 		reserve:       bucket.Full(reserveHandshakeRate, reserveHandshakeBurst, now),
@@ -294,22 +372,37 @@ type slot struct {
 
 func (s *slot) release() { s.releaseAt(time.Now()) }
 
-func (s *slot) prove() { s.proveAt(time.Now()) }
+// prove records that the peer proved a certificate of the mesh naming
+// node name.
+func (s *slot) prove(name string) { s.proveAt(name, time.Now()) }
 
-// proveAt records that the peer proved a certificate of the mesh at now:
-// its prefix is a member's (provenRecent), its source address may have
-// one handshake end unproven without counting as failed (forgivenLocked),
-// and the handshake no longer holds the prefix's reserve.
-func (s *slot) proveAt(now time.Time) {
+// proveAt records that the peer proved a certificate of the mesh naming
+// node name at now: its prefix is a member's (provenRecent), its source
+// address may have one handshake end unproven without counting as failed
+// (forgivenLocked), and the handshake no longer holds the prefix's
+// reserve. A handshake admitted from the reserve that proves a name
+// beyond the name's allowance (nameReserveRate) bars its prefix from the
+// reserve for failQuiet or longer if the name went over before
+// (overLocked), and its /56 if the name went over from another /64 of it
+// just before; the prefix is then no member's: one holder spreading
+// handshakes over many prefixes draws on the reserve about once per
+// prefix it holds, then ever less often, not as many members would.
+func (s *slot) proveAt(name string, now time.Time) {
 	if s.proven.Swap(true) {
 		return
 	}
 	g := s.g
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.noteProofLocked(s.source, now)
+	g.noteProofLocked(s.source, name, now)
 	if ps := g.prefixes[s.prefix]; ps != nil {
-		if now.After(ps.provenAt) {
+		if bar, over := g.nameOverLocked(s, name, now); over {
+			ps.lastFail = now
+			ps.provenAt = time.Time{}
+			if until := now.Add(bar); until.After(ps.barredUntil) {
+				ps.barredUntil = until
+			}
+		} else if now.After(ps.provenAt) {
 			ps.provenAt = now
 		}
 		if s.reserve {
@@ -384,7 +477,7 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 	fromReserve := false
 	switch {
 	case !g.overShareLocked(ps, now) && g.node.Refill(now).Tokens >= 1:
-	case verified && g.mayReserveLocked(ps, now):
+	case verified && g.mayReserveLocked(p, ps, now):
 		fromReserve = true
 	case g.overShareLocked(ps, now):
 		g.refusedRate.Add(1)
@@ -424,23 +517,61 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 }
 
 // noteProofLocked records that a handshake from source proved a
-// certificate of the mesh at now; when the table is full it drops the
-// proofs older than forgiveWindow, else the oldest. g.mu is held.
-func (g *gate) noteProofLocked(source netip.AddrPort, now time.Time) {
-	if _, ok := g.proofs[source]; !ok && len(g.proofs) >= maxProofs {
-		var oldest netip.AddrPort
-		for a, at := range g.proofs {
-			if now.Sub(at) >= g.forgiveWindow {
-				delete(g.proofs, a)
-			} else if _, ok := g.proofs[oldest]; !ok || at.Before(g.proofs[oldest]) {
-				oldest = a
+// certificate of the mesh naming node name at now. The table stays fair
+// and bounded: a name holding maxProofsPerName proofs replaces its own
+// oldest; else, when the table is full, it drops the proofs older than
+// forgiveWindow, then the oldest proof of a name holding the most. So a
+// holder that proves from many addresses evicts no other node's proof
+// until the table holds as many of its own as of any other name's.
+// g.mu is held.
+func (g *gate) noteProofLocked(source netip.AddrPort, name string, now time.Time) {
+	g.dropProofLocked(source)
+	if g.proofsOf[name] >= maxProofsPerName {
+		g.dropOldestProofLocked(func(p proof) bool { return p.name == name })
+	} else if len(g.proofs) >= maxProofs {
+		for a, p := range g.proofs {
+			if now.Sub(p.at) >= g.forgiveWindow {
+				g.dropProofLocked(a)
 			}
 		}
+		most := 0
+		for _, n := range g.proofsOf {
+			most = max(most, n)
+		}
 		if len(g.proofs) >= maxProofs {
-			delete(g.proofs, oldest)
+			g.dropOldestProofLocked(func(p proof) bool { return g.proofsOf[p.name] == most })
 		}
 	}
-	g.proofs[source] = now
+	g.proofs[source] = proof{at: now, name: name}
+	g.proofsOf[name]++
+}
+
+// dropOldestProofLocked drops the oldest proof for which which holds.
+// g.mu is held.
+func (g *gate) dropOldestProofLocked(which func(proof) bool) {
+	var oldest netip.AddrPort
+	var at time.Time
+	for a, p := range g.proofs {
+		if which(p) && (at.IsZero() || p.at.Before(at)) {
+			oldest, at = a, p.at
+		}
+	}
+	if !at.IsZero() {
+		g.dropProofLocked(oldest)
+	}
+}
+
+// dropProofLocked forgets the proof from source, if any. g.mu is held.
+func (g *gate) dropProofLocked(source netip.AddrPort) (proof, bool) {
+	p, ok := g.proofs[source]
+	if !ok {
+		return p, false
+	}
+	delete(g.proofs, source)
+	if g.proofsOf[p.name]--; g.proofsOf[p.name] <= 0 {
+		delete(g.proofsOf, p.name)
+	}
+	return p, true
 }
 
 // forgivenLocked says whether a handshake from source that ends unproven
@@ -448,33 +579,103 @@ func (g *gate) noteProofLocked(source netip.AddrPort, now time.Time) {
 // forgiveWindow before. It uses the proof up (one ending per proof).
 // g.mu is held.
 func (g *gate) forgivenLocked(source netip.AddrPort, now time.Time) bool {
-	at, ok := g.proofs[source]
-	if !ok {
-		return false
-	}
-	delete(g.proofs, source)
-	return now.Sub(at) < g.forgiveWindow
+	p, ok := g.dropProofLocked(source)
+	return ok && now.Sub(p.at) < g.forgiveWindow
 }
 
-// mayReserveLocked says whether a handshake of the prefix in state ps
-// (nil: new; its allowances refilled to now) may draw on the reserve now:
-// the prefix has reserve tokens of its own, failed no handshake within
-// failQuiet, and either proved a certificate within provenRecent and
+// nameOverLocked takes the reserve handshake of slot s, which proved
+// name at now, from name's allowance, or says the name went over it and
+// for how long s's prefix is barred; a name went over from two /64s of
+// one IPv6 /56 in a row also bars the /56 (overWideBits). A handshake not
+// admitted from the reserve takes nothing. A name the gate cannot
+// remember (maxReserveNames names not idle) counts as over, which the
+// reserve's rate does not let happen: a name is idle 2 s after its last
+// reserve handshake unless it went over within maxOverBar, which takes 5
+// reserve handshakes, so at most about 8+16×2 + (8+16×160)/5 < 600 names
+// are not idle at once. g.mu is held.
+func (g *gate) nameOverLocked(s *slot, name string, now time.Time) (time.Duration, bool) {
+	if !s.reserve {
+		return 0, false
+	}
+	o := g.reserveOf[name]
+	if o == nil {
+		if len(g.reserveOf) >= maxReserveNames {
+			for n, x := range g.reserveOf {
+				if x.idle(now) {
+					delete(g.reserveOf, n)
+				}
+			}
+		}
+		if len(g.reserveOf) >= maxReserveNames {
+			return failQuiet, true
+		}
+		o = &overState{allowance: bucket.Full(nameReserveRate, nameReserveBurst, now)}
+		g.reserveOf[name] = o
+	}
+	if o.allowance.Refill(now).Tokens >= 1 {
+		o.allowance.Tokens--
+		return 0, false
+	}
+	bar := o.overLocked(now)
+	if s.prefix.Addr().Is6() {
+		wide, _ := s.prefix.Addr().Prefix(overWideBits)
+		w := g.overWide[wide]
+		if w == nil {
+			if len(g.overWide) >= maxReserveNames {
+				for p, x := range g.overWide {
+					if x.idle(now) {
+						delete(g.overWide, p)
+					}
+				}
+			}
+			if len(g.overWide) < maxReserveNames {
+				w = &overState{}
+				g.overWide[wide] = w
+			}
+		}
+		if w != nil {
+			if w.from.IsValid() && w.from != s.prefix && now.Sub(w.overAt) < maxOverBar {
+				if until := now.Add(w.overLocked(now)); until.After(w.until) {
+					w.until = until
+				}
+			} else {
+				w.overAt = now
+			}
+			w.from = s.prefix
+		}
+	}
+	return bar, true
+}
+
+// wideBarredLocked says whether the IPv6 /56 of prefix p is barred from
+// the reserve at now (nameOverLocked). g.mu is held.
+func (g *gate) wideBarredLocked(p netip.Prefix, now time.Time) bool {
+	if !p.Addr().Is6() {
+		return false
+	}
+	wide, _ := p.Addr().Prefix(overWideBits)
+	w := g.overWide[wide]
+	return w != nil && now.Before(w.until)
+}
+
+// mayReserveLocked says whether a handshake of prefix p in state ps
+// (its allowances refilled to now) may draw on the reserve now: the
+// prefix has reserve tokens of its own, failed no handshake within
+// failQuiet, is not barred for proving a name over its allowance (nor
+// its /56), and either proved a certificate within provenRecent and
 // holds fewer than prefixReserveBurst reserve handshakes that proved
 // nothing yet, or has no handshake in progress at all (a new peer's first
 // contact). g.mu is held.
-func (g *gate) mayReserveLocked(ps *prefixState, now time.Time) bool {
-	if ps != nil {
-		switch {
-		case ps.reserveTokens < 1 || ps.failedWithin(now):
-			return false
-		case ps.member(now):
-			if ps.reserving >= prefixReserveBurst {
-				return false
-			}
-		case ps.n > 0:
+func (g *gate) mayReserveLocked(p netip.Prefix, ps *prefixState, now time.Time) bool {
+	switch {
+	case ps.reserveTokens < 1 || ps.failedWithin(now) || now.Before(ps.barredUntil) || g.wideBarredLocked(p, now):
+		return false
+	case ps.member(now):
+		if ps.reserving >= prefixReserveBurst {
 			return false
 		}
+	case ps.n > 0:
+		return false
 	}
 	return g.reserve.Refill(now).Tokens >= 1
 }
@@ -497,7 +698,7 @@ func (g *gate) heldBy(addr net.Addr) int {
 func (g *gate) forgetIdleLocked(now time.Time) {
 	for _, members := range []bool{false, true} {
 		for p, ps := range g.prefixes {
-			if ps.n == 0 && now.Sub(ps.last) >= failQuiet && now.Sub(ps.lastFail) >= failQuiet && ps.member(now) == members {
+			if ps.n == 0 && now.Sub(ps.last) >= failQuiet && now.Sub(ps.lastFail) >= failQuiet && !now.Before(ps.barredUntil) && ps.member(now) == members {
 				delete(g.prefixes, p)
 			}
 		}
@@ -532,7 +733,7 @@ func (g *gate) verifySourceAt(addr net.Addr, now time.Time) bool {
 	ps := g.peekLocked(g.prefixes[p], now)
 	busy := g.spread >= handshakeRetryAt || ps.n >= handshakeShare/2 ||
 		g.node.Refill(now).Tokens < 1 || g.overShareLocked(ps, now) // only the reserve is left, for validated addresses
-	busy = busy && !g.refusesLocked(ps, now)
+	busy = busy && !g.refusesLocked(p, ps, now)
 	g.mu.Unlock()
 	if busy {
 		g.retries.Add(1)
@@ -553,14 +754,14 @@ func (g *gate) peekLocked(ps *prefixState, now time.Time) *prefixState {
 
 // refusesLocked says whether enter would refuse a handshake of the prefix
 // in state ps (from peekLocked) now. g.mu is held.
-func (g *gate) refusesLocked(ps *prefixState, now time.Time) bool {
+func (g *gate) refusesLocked(p netip.Prefix, ps *prefixState, now time.Time) bool {
 	if g.total >= maxPendingHandshakes {
 		return true
 	}
 	if ps.n >= handshakeShare && g.total >= handshakeBorrow || ps.tokens < 1 {
 		return true
 	}
-	return (g.overShareLocked(ps, now) || g.node.Refill(now).Tokens < 1) && !g.mayReserveLocked(ps, now)
+	return (g.overShareLocked(ps, now) || g.node.Refill(now).Tokens < 1) && !g.mayReserveLocked(p, ps, now)
 }
 
 type slotKey struct{}

@@ -52,14 +52,15 @@ func TestGateFourPrefixesCannotSpendNodeRate(t *testing.T) {
 func spentGate() *gate { return newGateRate(0, 0) }
 
 // linkedAt runs a handshake from the validated address a that proves a
-// certificate of the mesh and links at at, its slot released.
+// certificate of the mesh (a node named after a) and links at at, its
+// slot released.
 func linkedAt(t *testing.T, g *gate, a net.Addr, at time.Time) {
 	t.Helper()
 	s, err := g.enter(a, true, at)
 	if err != nil {
 		t.Fatalf("%v at %v: %v", a, at, err)
 	}
-	s.proveAt(at)
+	s.proveAt(a.String(), at)
 	s.linked.Store(true)
 	s.releaseAt(at)
 }
@@ -170,7 +171,7 @@ func TestGateMemberAbortKeepsReserve(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		s.proveAt(at)
+		s.proveAt("m", at)
 		s.linked.Store(true)
 		if done {
 			s.releaseAt(at)
@@ -244,7 +245,7 @@ func floodReserve(t *testing.T, member bool, memberPort int) (flooded, honestIn 
 		if ms%1000 == 0 {
 			if s, err := g.enter(udp(fmt.Sprintf("10.30.0.%d:1", ms/1000)), true, now); err == nil {
 				honestIn++
-				s.proveAt(now)
+				s.proveAt(fmt.Sprint("honest", ms), now)
 				s.linked.Store(true)
 				s.releaseAt(now)
 			}

@@ -231,8 +231,9 @@ func TestGateNodeRate(t *testing.T) {
 	}
 	// A failed handshake keeps its prefix off the reserve for failQuiet.
 	g.mu.Lock()
-	ps := g.prefixes[SourcePrefix(failedPrefix)]
-	before, after := g.mayReserveLocked(ps, now.Add(failQuiet-time.Second)), g.mayReserveLocked(ps, now.Add(failQuiet+time.Second))
+	fp := SourcePrefix(failedPrefix)
+	ps := g.prefixes[fp]
+	before, after := g.mayReserveLocked(fp, ps, now.Add(failQuiet-time.Second)), g.mayReserveLocked(fp, ps, now.Add(failQuiet+time.Second))
 	g.mu.Unlock()
 	if before || !after {
 		t.Fatalf("a prefix whose handshake failed may draw on the reserve %v before failQuiet and %v after, want false and true", before, after)

@@ -102,13 +102,13 @@ func (t *QUICTransport) verifyPeerCert(conn *quic.Conn, h helloMsg) error {
 // certified says whether the peer of conn proved in a completed TLS
 // handshake that it holds the key of a certificate of the mesh (TLS
 // checked the signature with the certificate's key; this checks the
-// certificate).
-func (t *QUICTransport) certified(conn *quic.Conn) bool {
+// certificate), and the node name the certificate names.
+func (t *QUICTransport) certified(conn *quic.Conn) (name string, ok bool) {
 	if !conn.ConnectionState().TLS.HandshakeComplete {
-		return false
+		return "", false
 	}
-	_, err := t.identity().VerifyPeer(peerCerts(conn), time.Now())
-	return err == nil
+	p, err := t.identity().VerifyPeer(peerCerts(conn), time.Now())
+	return p.Node, err == nil
 }
 
 // peerCerts is the certificates the peer of conn presented in TLS.
@@ -237,7 +237,7 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 		return nil, refuse(conn, err)
 	}
 	if s := slotOf(conn); s != nil {
-		s.prove()
+		s.prove(peer.Node)
 	}
 	if err := t.checkDuplicateName(peer); err != nil {
 		return nil, refuse(conn, err)
@@ -287,7 +287,7 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 		return nil, refuse(conn, err)
 	}
 	if s != nil {
-		s.prove()
+		s.prove(peer.Node)
 	}
 	if err := t.checkDuplicateName(peer); err != nil {
 		return nil, refuse(conn, err)

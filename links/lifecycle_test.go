@@ -3,6 +3,8 @@ package links
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net"
@@ -163,5 +165,146 @@ func TestRefusalLoggedOnBothSidesOncePerMinute(t *testing.T) {
 	}
 	if got := blog.lines("link refused", "expired at"); len(got) != 1 {
 		t.Errorf("dialler logged %d WARN refusal lines, want 1:\n%s", len(got), blog.String())
+	}
+}
+
+// caValidity is the validity of the short-lived CA certificates of the
+// expiry tests: x509 stores NotAfter to the second, so the CA is valid for
+// 9 to 10 s, within which the nodes start and link even on a loaded
+// machine.
+const caValidity = 10 * time.Second
+
+// renewCA is ca's certificate re-signed with its key with NotAfter
+// notAfter (stored to the second).
+func renewCA(t *testing.T, ca *identity.CA, notAfter time.Time) *x509.Certificate {
+	t.Helper()
+	tmpl := *ca.Cert
+	tmpl.NotAfter = notAfter
+	der, err := x509.CreateCertificate(crand.Reader, &tmpl, &tmpl, ca.Key.Public(), ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// setCA gives n its identity id with the CA certificate ca.
+func setCA(t *testing.T, n *node, id *identity.Identity, ca *x509.Certificate) {
+	t.Helper()
+	c := *id
+	c.CA = ca
+	if err := n.SetIdentity(&c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// downErr waits for n's link to go down and returns why.
+func downErr(t *testing.T, n *node) error {
+	t.Helper()
+	n.rec.waitEvent(t, "down", patience)
+	n.rec.mu.Lock()
+	defer n.rec.mu.Unlock()
+	return n.rec.errs[0]
+}
+
+// A link whose peer's certificate outlives the CA certificate that signed
+// it is closed when the CA's expires, as a new link would be refused then,
+// with the reason on both sides (the side whose timer fires first tells the
+// other). Before, it stayed up until the peer's own certificate expired.
+func TestCAExpiryClosesLink(t *testing.T) {
+	ca, err := identity.NewCA("m", caValidity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newNode(t, issue(t, ca, "a"), nil)
+	b := newNode(t, issue(t, ca, "b"), nil) // valid for an hour
+	dial(t, b, a)
+	a.rec.waitEvent(t, "up", patience)
+	for _, n := range []*node{a, b} {
+		err := downErr(t, n)
+		if !errors.Is(err, ErrLinkLost) || !strings.Contains(err.Error(), "the CA certificate of mesh m that signed the certificate of") {
+			t.Fatalf("%s's link down error: %v, want the expiry of the CA certificate", n.name(), err)
+		}
+	}
+}
+
+// A node given a renewed CA certificate (same key, later NotAfter) before
+// its old one expires keeps its live links past the old one's expiry: the
+// peer's certificate verifies under the renewed one.
+func TestRenewedCAKeepsLink(t *testing.T) {
+	ca, err := identity.NewCA("m", caValidity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ida, idb := issue(t, ca, "a"), issue(t, ca, "b")
+	a := newNode(t, ida, nil)
+	b := newNode(t, idb, nil)
+	dial(t, b, a)
+	a.rec.waitEvent(t, "up", patience)
+	renewed := renewCA(t, ca, ca.Cert.NotAfter.Add(time.Hour))
+	setCA(t, a, ida, renewed)
+	setCA(t, b, idb, renewed)
+	// Past the old CA's expiry (and its timer) on both sides.
+	waitFor(t, "the old CA certificate to expire", patience, func() bool {
+		return time.Now().After(ca.Cert.NotAfter.Add(2 * time.Second))
+	})
+	if ups, downs := a.rec.counts(); ups != 1 || downs != 0 || len(a.Links()) != 1 || len(b.Links()) != 1 {
+		t.Fatalf("after the old CA certificate expired: a saw %d ups and %d downs, a has %d links, b %d", ups, downs, len(a.Links()), len(b.Links()))
+	}
+}
+
+// A node given a renewed CA certificate that expires EARLIER than the
+// one its links were verified under closes them at the renewed one's
+// expiry. Before, the link's timer stayed armed at the old CA's expiry
+// (an hour later) and the link stayed up past the CA it is held to.
+func TestRenewedCAWithEarlierExpiryClosesLink(t *testing.T) {
+	ca := testCA(t, "m")
+	ida := issue(t, ca, "a")
+	a := newNode(t, ida, nil)
+	b := newNode(t, issue(t, ca, "b"), nil)
+	dial(t, b, a)
+	a.rec.waitEvent(t, "up", patience)
+	sooner := renewCA(t, ca, time.Now().Add(3*time.Second))
+	setCA(t, a, ida, sooner)
+	err := downErr(t, a)
+	want := "the CA certificate of mesh m that signed the certificate of b expired at " + sooner.NotAfter.UTC().Format(time.RFC3339)
+	if !errors.Is(err, ErrLinkLost) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("a's link down error: %v, want %q", err, want)
+	}
+}
+
+// A node whose CA certificate is replaced by one of another key keeps its
+// live links, verified under the old one, until the old one expires, and
+// then closes them saying so: the old CA's expiry, and that the peer's
+// certificate does not verify under the CA in effect (ErrUntrusted).
+// Before, the reason named the new CA's or the peer certificate's expiry
+// and the error wrapped ErrExpired. The peer keeps the link (its CA was
+// renewed) so that the reason is this node's.
+func TestCAKeyRotationClosesLinkWithReason(t *testing.T) {
+	ca, err := identity.NewCA("m", caValidity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := identity.NewCA("m", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ida, idb := issue(t, ca, "a"), issue(t, ca, "b")
+	a := newNode(t, ida, nil)
+	b := newNode(t, idb, nil)
+	dial(t, b, a)
+	a.rec.waitEvent(t, "up", patience)
+	setCA(t, b, idb, renewCA(t, ca, ca.Cert.NotAfter.Add(time.Hour)))
+	setCA(t, a, ida, other.Cert)
+	err = downErr(t, a)
+	if time.Now().Before(ca.Cert.NotAfter) {
+		t.Fatalf("a closed its link when given a CA of another key, before the one it was verified under expired: %v", err)
+	}
+	want := "the CA certificate of mesh m that signed the certificate of b expired at " + ca.Cert.NotAfter.UTC().Format(time.RFC3339)
+	if !errors.Is(err, ErrLinkLost) || !errors.Is(err, identity.ErrUntrusted) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("a's link down error: %v, want %q wrapping identity.ErrUntrusted", err, want)
 	}
 }

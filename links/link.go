@@ -116,7 +116,9 @@ type Stream interface {
 	CloseRead(code uint64)
 	// Reset aborts both directions with an application error code; the
 	// peer's pending and future Reads and Writes fail with a
-	// *StreamResetError.
+	// *StreamResetError carrying that code, even if a goroutine of this
+	// side, woken by the reset, closes the stream meanwhile (CloseWrite
+	// and CloseRead wait for Reset).
 	Reset(code uint64)
 	// Close is CloseWrite plus CloseRead(0): a graceful end from our side.
 	Close() error

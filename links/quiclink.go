@@ -2,6 +2,7 @@ package links
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -35,6 +36,12 @@ type quicLink struct {
 	outbound bool
 	est      time.Time
 	notAfter time.Time // the peer certificate's NotAfter (zero: not enforced)
+	// ca is the CA certificate the peer's certificate was last verified
+	// under (at the handshake, or by watch since); owned by watch after
+	// newQUICLink. changed is the transport's identityChanged when ca
+	// was read.
+	ca      *x509.Certificate
+	changed <-chan struct{}
 
 	routingQ chan []byte // encoded routing frames, bounded
 	prioQ    chan []byte // encoded probes and replies, bounded
@@ -75,6 +82,8 @@ func newQUICLink(t *QUICTransport, conn *quic.Conn, ctrl *quic.Stream, peer hell
 	l.lastHeard.Store(l.est.UnixNano())
 	if certs := conn.ConnectionState().TLS.PeerCertificates; len(certs) > 0 && !t.cfg.Identity.Insecure {
 		l.notAfter = certs[0].NotAfter
+		l.changed = t.identityChanged()
+		l.ca = t.identity().CA
 	}
 	// Control frames (probes above all) go ahead of circuit data.
 	ctrl.SetPriority(0, false)
@@ -97,7 +106,8 @@ func (l *quicLink) Quality() Quality       { return *l.quality.Load() }
 func (l *quicLink) Done() <-chan struct{}  { return l.done }
 
 // PeerNotAfter is when the peer's certificate expires and the link is
-// closed (zero in insecure mode, where expiry is not enforced).
+// closed, if the CA certificate that signed it has not expired before
+// (zero in insecure mode, where expiry is not enforced).
 func (l *quicLink) PeerNotAfter() time.Time { return l.notAfter }
 
 func (l *quicLink) String() string {
@@ -251,24 +261,68 @@ func (l *quicLink) start() {
 	}
 }
 
-// watch ends the link when the connection dies or the peer's certificate
-// expires, and delivers LinkDown once.
+// trustedUntil is when the peer's certificate stops being valid under
+// the CA certificate it was last verified under: its NotAfter or that of
+// the CA, whichever comes first (zero: not enforced). Only watch calls it
+// once the link runs.
+func (l *quicLink) trustedUntil() time.Time {
+	if l.notAfter.IsZero() || l.ca == nil || !l.ca.NotAfter.Before(l.notAfter) {
+		return l.notAfter
+	}
+	return l.ca.NotAfter
+}
+
+// watch ends the link when the connection dies or the peer's certificate,
+// or the CA certificate it was verified under, expires, and delivers
+// LinkDown once. When the node is given a new identity (SetIdentity),
+// and when that deadline comes, it checks the peer's certificate under
+// the node's identity then: if it verifies, the link is held to that
+// identity's CA from then on (recheck).
 func (l *quicLink) watch() {
 	defer l.t.wg.Done()
+	changed := l.changed
+	var tm *time.Timer
 	var expiry <-chan time.Time
-	if !l.notAfter.IsZero() {
-		tm := time.NewTimer(time.Until(l.notAfter))
-		defer tm.Stop()
-		expiry = tm.C
+	until := l.trustedUntil()
+	arm := func() {
+		if until.IsZero() {
+			return
+		}
+		if tm == nil {
+			tm = time.NewTimer(time.Until(until))
+			expiry = tm.C
+			return
+		}
+		tm.Reset(time.Until(until))
 	}
-	select {
-	case <-l.conn.Context().Done():
-		l.down(l.connLost(context.Cause(l.conn.Context())), codeGoodbye, "")
-	case <-expiry:
-		reason := fmt.Sprintf("certificate of %s expired at %s", l.hello.Node, l.notAfter.UTC().Format(time.RFC3339))
-		l.t.cfg.Logger.Warn("closing link: peer certificate expired", "peer", l.hello.Node, "not_after", l.notAfter.UTC())
-		l.end(fmt.Errorf("link to %s: %w: %s: %w", l.hello.Node, ErrLinkLost, reason, identity.ErrExpired), codeGoodbye, reason, true)
-	case <-l.done:
+	arm()
+	defer func() {
+		if tm != nil {
+			tm.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-l.conn.Context().Done():
+			l.down(l.connLost(context.Cause(l.conn.Context())), codeGoodbye, "")
+		case <-expiry:
+			if l.recheck(time.Now(), until, true) {
+				until = l.trustedUntil()
+				arm()
+				continue
+			}
+		case <-changed:
+			changed = l.t.identityChanged()
+			if l.recheck(time.Now(), until, false) {
+				if u := l.trustedUntil(); !u.Equal(until) {
+					until = u
+					arm() // Reset: no stale expiry is received after it (Go 1.23)
+				}
+				continue
+			}
+		case <-l.done:
+		}
+		break
 	}
 	l.evMu.Lock()
 	defer l.evMu.Unlock()
@@ -279,6 +333,45 @@ func (l *quicLink) watch() {
 		l.t.cfg.Logger.Info("link down", "peer", l.hello.Node, "remote", l.conn.RemoteAddr(), "err", l.err)
 		l.t.cfg.Handler.LinkDown(l, l.err)
 	}
+}
+
+// recheck verifies the peer's certificate under the node's identity at
+// now, deadline being when its trust would end as last verified
+// (trustedUntil) and fired whether that deadline has come. If it
+// verifies, the link is held to the identity's CA from then on (l.ca);
+// if not, the link ends when the deadline has come, and otherwise keeps
+// the CA it was verified under until then. It says whether the link
+// stays up. Only watch calls it.
+func (l *quicLink) recheck(now, deadline time.Time, fired bool) bool {
+	id := l.t.identity()
+	_, err := id.VerifyPeer(peerCerts(l.conn), now)
+	if err == nil {
+		l.ca = id.CA
+		if l.trustedUntil().After(now) {
+			return true
+		}
+	} else if !fired && deadline.After(now) {
+		return true
+	}
+	l.expire(deadline, err)
+	return false
+}
+
+// expire ends the link because the deadline at which the peer's
+// certificate, or the CA certificate it was verified under, expires has
+// come; err is why the peer's certificate does not verify under the
+// node's identity now (nil: it expires at this instant).
+func (l *quicLink) expire(deadline time.Time, err error) {
+	reason := fmt.Sprintf("certificate of %s expired at %s", l.hello.Node, l.notAfter.UTC().Format(time.RFC3339))
+	if deadline.Before(l.notAfter) {
+		reason = fmt.Sprintf("the CA certificate of mesh %s that signed the certificate of %s expired at %s",
+			l.t.identity().Mesh, l.hello.Node, deadline.UTC().Format(time.RFC3339))
+	}
+	if err == nil {
+		err = identity.ErrExpired
+	}
+	l.t.cfg.Logger.Warn("closing link: peer certificate expired", "peer", l.hello.Node, "reason", reason, "err", err)
+	l.end(fmt.Errorf("link to %s: %w: %s: %w", l.hello.Node, ErrLinkLost, reason, err), codeGoodbye, reason, true)
 }
 
 // event delivers one Handler call unless the link is already down.

@@ -32,7 +32,12 @@ type quicStream struct {
 	// rmu is held by Read and Peek, and by the reclaim pass while it looks
 	// at what waits unread; dmu guards the reader's deadline, which that
 	// look borrows.
-	rmu          sync.Mutex
+	rmu sync.Mutex
+	// cmu makes Reset's two cancels one step for CloseWrite and
+	// CloseRead: a writer woken by Reset's write side that closes the
+	// stream (as a circuit's splice does on a write error) must not send
+	// its own code to the peer before Reset's read side sends Reset's.
+	cmu          sync.Mutex
 	dmu          sync.Mutex
 	readDeadline time.Time
 	looking      bool
@@ -175,18 +180,31 @@ func mapStreamErr(err error) error {
 func isConnErr(err error) bool { return errors.Is(err, ErrClosed) }
 
 func (s *quicStream) CloseWrite() error {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
 	s.finish(doneWrite)
 	return mapStreamErr(s.s.Close())
 }
 
 func (s *quicStream) CloseRead(code uint64) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
 	s.finish(doneRead)
 	s.s.CancelRead(quic.StreamErrorCode(code))
 }
 
+// resetGap, when set (by tests), runs in Reset between cancelling the
+// stream's write side and its read side.
+var resetGap atomic.Pointer[func()]
+
 func (s *quicStream) Reset(code uint64) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
 	s.finish(doneRead | doneWrite)
 	s.s.CancelWrite(quic.StreamErrorCode(code))
+	if gap := resetGap.Load(); gap != nil {
+		(*gap)()
+	}
 	s.s.CancelRead(quic.StreamErrorCode(code))
 }
 

@@ -49,8 +49,11 @@ type QUICTransport struct {
 	stallLog *ratelog.Log
 	stalled  atomic.Uint64
 	// id is the identity new links present and check peers with
-	// (SetIdentity replaces it; live links keep theirs).
-	id atomic.Pointer[identity.Identity]
+	// (SetIdentity replaces it); idChanged is closed, and replaced under
+	// idMu, when it does, so that live links recheck their peers.
+	id        atomic.Pointer[identity.Identity]
+	idMu      sync.Mutex
+	idChanged chan struct{}
 
 	mu      sync.Mutex
 	links   map[string]*quicLink
@@ -89,6 +92,7 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 	}
 	t.gate.forgiveWindow = 2 * cfg.HandshakeTimeout
 	t.id.Store(cfg.Identity)
+	t.idChanged = make(chan struct{})
 	t.tlsConf = t.tlsConfig()
 	pc := cfg.PacketConn
 	if pc == nil {
@@ -124,16 +128,32 @@ func (t *QUICTransport) name() string { return t.cfg.Identity.Node }
 // identity returns the identity in effect for new links.
 func (t *QUICTransport) identity() *identity.Identity { return t.id.Load() }
 
+// identityChanged is closed when SetIdentity next replaces the identity.
+func (t *QUICTransport) identityChanged() <-chan struct{} {
+	t.idMu.Lock()
+	defer t.idMu.Unlock()
+	return t.idChanged
+}
+
 // SetIdentity makes new links present and check peers with id, a renewed
-// certificate (or CA) of the same node and mesh. Live links are kept: they
-// stay authenticated by the certificates of their handshake, and each is
-// closed when its peer's certificate expires.
+// certificate (or CA) of the same node and mesh. Live links are kept,
+// each closed when its peer's certificate or the CA certificate it was
+// verified under expires: a live link whose peer's certificate verifies
+// under id's CA is from then on held to id's CA's expiry (earlier or
+// later than the one before); one whose peer's certificate does not (a
+// CA of another key) keeps the CA it was verified under until that
+// expires, and is then closed unless it verifies under the identity in
+// effect then.
 func (t *QUICTransport) SetIdentity(id *identity.Identity) error {
 	cur := t.identity()
 	if id == nil || id.Node != cur.Node || id.Mesh != cur.Mesh || id.Insecure != cur.Insecure {
 		return fmt.Errorf("%w: a new identity must keep node %q and mesh %q", ErrConfig, cur.Node, cur.Mesh)
 	}
+	t.idMu.Lock()
 	t.id.Store(id)
+	close(t.idChanged)
+	t.idChanged = make(chan struct{})
+	t.idMu.Unlock()
 	return nil
 }
 
@@ -189,11 +209,13 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 	defer cancel()
 	l, err := t.acceptHandshake(ctx, conn)
 	if err != nil {
-		if s != nil && !s.proven.Load() && !s.checked.Load() && t.certified(conn) {
-			// Cut, or refused for its version or mesh, before its
-			// certificate was checked, but TLS proved the peer holds
-			// the key of a certificate of the mesh.
-			s.prove()
+		if s != nil && !s.proven.Load() && !s.checked.Load() {
+			if name, ok := t.certified(conn); ok {
+				// Cut, or refused for its version or mesh, before its
+				// certificate was checked, but TLS proved the peer
+				// holds the key of a certificate of the mesh.
+				s.prove(name)
+			}
 		}
 		err = fmt.Errorf("accept link from %s: %w", conn.RemoteAddr(), err)
 		if errors.Is(err, ErrRefused) {
