@@ -17,6 +17,10 @@ import (
 type quicStream struct {
 	s    *quic.Stream
 	link *quicLink
+	// credit is the link's batcher for a stream the peer opened (nil for
+	// one this side opened, or without a batcher): a Write gives back
+	// the credit of the streams accepted before this one with it.
+	credit *creditBatcher
 	// done holds doneRead|doneWrite; the link's open-stream count drops
 	// when both are set.
 	done atomic.Uint32
@@ -112,6 +116,7 @@ func (s *quicStream) Read(p []byte) (int, error) {
 }
 
 func (s *quicStream) Write(p []byte) (int, error) {
+	s.credit.ride(s.s.StreamID())
 	n, err := s.s.Write(p)
 	if err != nil {
 		return n, s.writeErr(err)
