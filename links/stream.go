@@ -161,11 +161,16 @@ func (s *quicStream) writeErr(err error) error {
 // mapStreamErr maps quic-go errors onto this package's errors: stream
 // resets become *StreamResetError, connection errors wrap ErrLinkLost (the
 // quic-go error stays in the chain), deadline errors are unchanged.
+//
+// It allocates nothing when err is nil (every CloseWrite), EOF or a
+// deadline: the target errors.As needs escapes to the heap, so it is
+// declared only past those.
 func mapStreamErr(err error) error {
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) || err == io.EOF {
+		return err
+	}
 	var se *quic.StreamError
 	switch {
-	case err == nil, errors.Is(err, os.ErrDeadlineExceeded), err == io.EOF:
-		return err
 	case errors.As(err, &se):
 		return &StreamResetError{Code: uint64(se.ErrorCode), Remote: se.Remote}
 	case isConnErr(err):
