@@ -39,7 +39,7 @@ const creditFlushShare = 4
 // on links). Every stream quicLink.AcceptStream hands out is queued once
 // and released once, whichever comes first of:
 //   - a Write on a later stream of the link (ride): the frames of the
-//     streams that completed leave in the packet of that write;
+//     streams that completed usually leave in the packet of that write;
 //   - the second tick after its accept, ticks being creditDelay apart
 //     while streams wait, together with every stream queued by the tick
 //     before (two generations: young, queued since the last tick, and
@@ -139,10 +139,11 @@ func (b *creditBatcher) stop() {
 	b.count()
 }
 
-// ride releases the streams queued before the stream id, about to be
-// written to: the MAX_STREAMS frames of those that completed leave in the
-// packet that carries the write, instead of in one of their own at the
-// next tick. The streams are queued in the order of their IDs (the order
+// ride releases the streams queued before the stream id, just written
+// to: the MAX_STREAMS frames of those that completed usually leave in the
+// packet that carries the write (quic-go packs what is queued when its
+// sending goroutine wakes), instead of in one of their own at the next
+// tick. The streams are queued in the order of their IDs (the order
 // quic-go hands them out), so those before id are a prefix of old, then
 // of young. A peer opening circuits one after another completes each
 // (acknowledges this side's FIN) with the first packet of the next, so

@@ -19,7 +19,7 @@ type quicStream struct {
 	link *quicLink
 	// credit is the link's batcher for a stream the peer opened (nil for
 	// one this side opened, or without a batcher): a Write gives back
-	// the credit of the streams accepted before this one with it.
+	// the credit of the streams accepted before this one after it.
 	credit *creditBatcher
 	// done holds doneRead|doneWrite; the link's open-stream count drops
 	// when both are set.
@@ -116,8 +116,11 @@ func (s *quicStream) Read(p []byte) (int, error) {
 }
 
 func (s *quicStream) Write(p []byte) (int, error) {
-	s.credit.ride(s.s.StreamID())
 	n, err := s.s.Write(p)
+	// After the write: a frame queued first would leave in a packet of
+	// its own ahead of the data, as quic-go sends as soon as it has
+	// something to send.
+	s.credit.ride(s.s.StreamID())
 	if err != nil {
 		return n, s.writeErr(err)
 	}
