@@ -198,10 +198,11 @@ func (c *QUICConfig) validate() error {
 // QUIC returns the quic-go configuration links use (defaults applied),
 // so that a plain quic-go baseline can be configured identically, with
 // one difference: links also set RequireStreamCreditRelease and give back
-// the credit of the peer's streams themselves, in batches (creditBatcher).
-// An application of its own that never called ReleaseStreamCredit would
-// stall once the peer had opened MaxStreams streams, so QUIC leaves it
-// unset and quic-go gives credit back as each stream completes.
+// the credit of the peer's streams themselves, with the next answer or in
+// batches (creditBatcher). An application of its own that never called
+// ReleaseStreamCredit would stall once the peer had opened MaxStreams
+// streams, so QUIC leaves it unset and quic-go gives credit back as each
+// stream completes.
 //
 // The connection receive window, initial and maximum, is LinkWindow: what
 // one link may pin in receive buffers. Streams whose readers stalled for
