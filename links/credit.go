@@ -22,9 +22,9 @@ import (
 // serial open against 4), and at a relay the forwarded open could wait
 // behind that packet on the shared socket. The tick must be long enough
 // that a stream released by it has usually completed, or its frame still
-// leaves alone when it does: with opens 5 ms apart, ticks of 5 ms cost
-// about 0.1 datagram per open more than ticks of 10 to 30 ms, which
-// differed by no more than the run-to-run spread (same test, load 5). It
+// leaves alone when it does: with opens 5 ms apart (the same test,
+// two runs each, load 5) ticks of 5 ms cost 0.04–0.13 datagram per open
+// more than ticks of 10 ms, and ticks of 30 ms no fewer than 10 ms. It
 // must be short beside the time a peer needs to use up the credit held,
 // which creditFlushShare bounds anyway.
 const creditDelay = 10 * time.Millisecond
