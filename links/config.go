@@ -121,6 +121,11 @@ type QUICConfig struct {
 	testMesh    string
 	// testHandshakeRate, if set, replaces nodeHandshakeRate and its burst.
 	testHandshakeRate float64
+	// testCreditAtCompletion leaves stream credit to quic-go, given back
+	// as each stream completes (no creditBatcher).
+	testCreditAtCompletion bool
+	// testCreditDelay, if set, replaces creditDelay.
+	testCreditDelay time.Duration
 }
 
 // withDefaults returns c with zero fields replaced by defaults.
@@ -190,8 +195,14 @@ func (c *QUICConfig) validate() error {
 	return nil
 }
 
-// QUIC returns the exact quic-go configuration links use (defaults
-// applied), so that a plain quic-go baseline can be configured identically.
+// QUIC returns the quic-go configuration links use (defaults applied),
+// so that a plain quic-go baseline can be configured identically, with
+// one difference: links also set RequireStreamCreditRelease and give back
+// the credit of the peer's streams themselves, with the next answer or in
+// batches (creditBatcher). An application of its own that never called
+// ReleaseStreamCredit would stall once the peer had opened MaxStreams
+// streams, so QUIC leaves it unset and quic-go gives credit back as each
+// stream completes.
 //
 // The connection receive window, initial and maximum, is LinkWindow: what
 // one link may pin in receive buffers. Streams whose readers stalled for
@@ -212,4 +223,13 @@ func (c QUICConfig) QUIC() *quic.Config {
 		MaxIncomingStreams:             int64(streams),
 		MaxIncomingUniStreams:          -1,
 	}
+}
+
+// linkQUIC is the quic-go configuration of the transport's links: QUIC
+// with the stream credit of the peer's streams held until the link
+// releases it.
+func (c QUICConfig) linkQUIC() *quic.Config {
+	q := c.QUIC()
+	q.RequireStreamCreditRelease = !c.testCreditAtCompletion
+	return q
 }

@@ -266,6 +266,9 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 	if err != nil {
 		return nil, handshakeErr(conn, "accept control stream", err)
 	}
+	// The control stream lasts as long as the link: its credit is not
+	// worth holding.
+	ctrl.ReleaseStreamCredit()
 	stopDeadline := context.AfterFunc(ctx, func() { _ = ctrl.SetDeadline(time.Now()) })
 	defer stopDeadline()
 	stopGuard := guardEarlyStreams(ctx, conn)
@@ -329,6 +332,7 @@ func guardEarlyStreams(ctx context.Context, conn *quic.Conn) (stop func()) {
 		}
 		s.CancelRead(0)
 		s.CancelWrite(0)
+		s.ReleaseStreamCredit()
 		_ = conn.CloseWithError(codeProtocol, "stream opened before the link handshake ended")
 	}()
 	return func() {

@@ -1,6 +1,7 @@
 package links
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -47,6 +48,10 @@ type quicLink struct {
 	prioQ    chan []byte // encoded probes and replies, bounded
 	writeMu  sync.Mutex  // serialises writes on ctrl
 
+	// credit gives back the credit of the streams the peer opened (nil:
+	// quic-go does, as each completes).
+	credit *creditBatcher
+
 	streams   atomic.Int64
 	cmu       sync.Mutex    // guards queued and gone, handed to the reclaim pass
 	queued    []*quicStream // streams whose reader may have left Read (see reclaim.go)
@@ -80,6 +85,9 @@ func newQUICLink(t *QUICTransport, conn *quic.Conn, ctrl *quic.Stream, peer hell
 		done:     make(chan struct{}),
 	}
 	l.lastHeard.Store(l.est.UnixNano())
+	if t.quicConf.RequireStreamCreditRelease {
+		l.credit = newCreditBatcher(t.cfg.MaxStreams, cmp.Or(t.cfg.testCreditDelay, creditDelay))
+	}
 	if certs := conn.ConnectionState().TLS.PeerCertificates; len(certs) > 0 && !t.cfg.Identity.Insecure {
 		l.notAfter = certs[0].NotAfter
 		l.changed = t.identityChanged()
@@ -149,7 +157,10 @@ func (l *quicLink) AcceptStream(ctx context.Context) (Stream, error) {
 	if err != nil {
 		return nil, l.opErr("accept stream", err)
 	}
-	return newQUICStream(l, s), nil
+	l.credit.add(s)
+	qs := newQUICStream(l, s)
+	qs.credit = l.credit
+	return qs, nil
 }
 
 // opErr maps an OpenStream/AcceptStream failure: the link's end wraps
@@ -199,6 +210,7 @@ func (l *quicLink) end(err error, code quic.ApplicationErrorCode, reason string,
 			l.writeGoodbye(reason)
 		}
 		_ = l.conn.CloseWithError(code, truncReason(reason))
+		l.credit.stop()
 		close(l.done)
 	})
 }

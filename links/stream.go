@@ -17,6 +17,10 @@ import (
 type quicStream struct {
 	s    *quic.Stream
 	link *quicLink
+	// credit is the link's batcher for a stream the peer opened (nil for
+	// one this side opened, or without a batcher): a Write gives back
+	// the credit of the streams accepted before this one after it.
+	credit *creditBatcher
 	// done holds doneRead|doneWrite; the link's open-stream count drops
 	// when both are set.
 	done atomic.Uint32
@@ -118,6 +122,10 @@ func (s *quicStream) Read(p []byte) (int, error) {
 
 func (s *quicStream) Write(p []byte) (int, error) {
 	n, err := s.s.Write(p)
+	// After the write: a frame queued first would leave in a packet of
+	// its own ahead of the data, as quic-go sends as soon as it has
+	// something to send.
+	s.credit.ride(s.s.StreamID())
 	if err != nil {
 		return n, s.writeErr(err)
 	}
@@ -161,11 +169,16 @@ func (s *quicStream) writeErr(err error) error {
 // mapStreamErr maps quic-go errors onto this package's errors: stream
 // resets become *StreamResetError, connection errors wrap ErrLinkLost (the
 // quic-go error stays in the chain), deadline errors are unchanged.
+//
+// It allocates nothing when err is nil (every CloseWrite), EOF or a
+// deadline: the target errors.As needs escapes to the heap, so it is
+// declared only past those.
 func mapStreamErr(err error) error {
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) || err == io.EOF {
+		return err
+	}
 	var se *quic.StreamError
 	switch {
-	case err == nil, errors.Is(err, os.ErrDeadlineExceeded), err == io.EOF:
-		return err
 	case errors.As(err, &se):
 		return &StreamResetError{Code: uint64(se.ErrorCode), Remote: se.Remote}
 	case isConnErr(err):

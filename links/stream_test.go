@@ -326,3 +326,14 @@ func openEchoStreamWith(t *testing.T, mod func(*QUICConfig)) (Stream, Link) {
 	}
 	return s, la
 }
+
+// TestMapStreamErrNoAllocOnSuccess: mapping the nil error of every
+// CloseWrite, EOF and a deadline allocates nothing.
+func TestMapStreamErrNoAllocOnSuccess(t *testing.T) {
+	mapErr := mapStreamErr // not inlined, as at most call sites
+	for _, err := range []error{nil, io.EOF, os.ErrDeadlineExceeded} {
+		if n := testing.AllocsPerRun(100, func() { _ = mapErr(err) }); n != 0 {
+			t.Errorf("mapStreamErr(%v): %.0f allocations, want 0", err, n)
+		}
+	}
+}

@@ -76,7 +76,7 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 	}
 	t := &QUICTransport{
 		cfg:      cfg,
-		quicConf: cfg.QUIC(),
+		quicConf: cfg.linkQUIC(),
 		instance: rand.Uint64(),
 		gate:     newGate(),
 		links:    make(map[string]*quicLink),
