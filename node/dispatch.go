@@ -70,7 +70,11 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 	}
 	// The trust rule: see circuit.CheckSource and docs/PROTOCOL.md §3.
 	if err := circuit.CheckSource(o, l.Peer(), l.PeerRole()); err != nil {
-		n.log.Warn("refused forged circuit source", "peer", l.Peer(), "source", o.Source, "err", err)
+		// One line per neighbour a minute, with the count: a neighbour
+		// can open forged streams as fast as it writes headers.
+		total := n.limits.forgedRefused.Add(1)
+		n.limits.floods.Warn("forged:"+l.Peer(), "refused forged circuit source",
+			"peer", l.Peer(), "source", o.Source, "err", err, "refused_total", total)
 		n.refuse(s, circuit.Policy, err.Error())
 		return
 	}

@@ -47,6 +47,9 @@ type limiter struct {
 	// pendingRefused counts streams refused because a pending-open bound
 	// was reached; floods logs them once per link per minute.
 	pendingRefused atomic.Uint64
+	// forgedRefused counts opens refused for a forged source or path
+	// (circuit.CheckSource); floods logs them once per link per minute.
+	forgedRefused atomic.Uint64
 	// overloaded counts circuits refused because a circuit limit was
 	// reached (node, source, link, backlog); floods logs them once a
 	// minute.
