@@ -82,15 +82,30 @@ func (l *limiter) noteOverloaded(reason string) {
 		"last_reason", reason, "refused_total", total)
 }
 
+// pendingReserve is the part of Limits.MaxPendingOpens kept for links
+// holding fewer than pendingFloor open headers being read: without it,
+// the shares of four links (a quarter of the bound each) were the whole
+// bound, and four neighbours writing headers slowly had every other
+// link's opens refused.
+func (l *limiter) pendingReserve() int { return l.lim.MaxPendingOpens / 4 }
+
+// pendingFloor is how many open headers a link may have read from the
+// reserve: a sixteenth of its share, at least one. Filling the bound
+// takes the links that fill the rest at their share, and then as many
+// more as the reserve holds floors (19 links with the defaults).
+func (l *limiter) pendingFloor() int { return max(1, l.lim.MaxPendingOpensPerLink/16) }
+
 // tryPending reserves room to read one open header from the link to peer,
 // or says which bound is reached.
 func (l *limiter) tryPending(peer string) (bool, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.pendingPerLink[peer] >= l.lim.MaxPendingOpensPerLink {
+	held := l.pendingPerLink[peer]
+	if held >= l.lim.MaxPendingOpensPerLink {
 		return false, fmt.Sprintf("too many circuits opening at once on the link from %s", peer)
 	}
-	if l.pending >= l.lim.MaxPendingOpens {
+	if l.pending >= l.lim.MaxPendingOpens ||
+		l.pending >= l.lim.MaxPendingOpens-l.pendingReserve() && held >= l.pendingFloor() {
 		return false, "too many circuits opening at once"
 	}
 	l.pending++
