@@ -36,6 +36,10 @@ type limiter struct {
 	// (peer), those not full (a full bucket is as good as none).
 	fullNode   bucket.Bucket
 	fullByLink map[string]*bucket.Bucket
+	// Token buckets, by link (peer), of the full handshakes (and failed
+	// one-message ones) drawn from the reserve of the node's budget
+	// (fullReserve); those not full.
+	fullReserveByLink map[string]*bucket.Bucket
 	// Token buckets, by link (peer), of the one-message first messages
 	// that failed here; those not full.
 	failedIKByLink map[string]*bucket.Bucket
@@ -68,8 +72,9 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 		fullNode:       bucket.Full(float64(l.FullHandshakes), float64(l.FullHandshakes), time.Now()),
 		fullByLink:     make(map[string]*bucket.Bucket),
 
-		failedIKByLink:  make(map[string]*bucket.Bucket),
-		relayFullByLink: make(map[string]*bucket.Bucket),
+		failedIKByLink:    make(map[string]*bucket.Bucket),
+		fullReserveByLink: make(map[string]*bucket.Bucket),
+		relayFullByLink:   make(map[string]*bucket.Bucket),
 	}
 }
 
@@ -173,9 +178,25 @@ func (l *limiter) tryFailedOneMessage(peer string, now time.Time) (bool, string)
 	return l.takeFull(l.failedIKByLink, peer, "failed one-message", now)
 }
 
+// fullReserve is the part of the node's budget of full handshakes
+// (Limits.FullHandshakes) kept for links drawing at most fullFloor a
+// second from it: without it, four links at their own budget (a quarter
+// of the node's each) spent the node's, and every other link's first
+// contacts were refused.
+func (l *limiter) fullReserve() int { return l.lim.FullHandshakes / 4 }
+
+// fullFloor is how many full handshakes a second (as many held) a link
+// may draw from the reserve: a sixteenth of its own budget, at least
+// one. Spending the node's budget then takes the links that spend the
+// rest at their budget and as many more as the reserve's rate holds
+// floors (19 links with the defaults, not 4).
+func (l *limiter) fullFloor() int { return max(1, l.lim.FullHandshakesPerLink/16) }
+
 // takeFull takes a token of peer's bucket in byLink (kind handshakes,
 // Limits.FullHandshakesPerLink a second) and of the node's budget of full
-// handshakes, or says which is used up.
+// handshakes, or says which is used up. While the node's budget is down
+// to its reserve, the link also spends a token of its budget of the
+// reserve (fullFloor).
 func (l *limiter) takeFull(byLink map[string]*bucket.Bucket, peer, kind string, now time.Time) (bool, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -185,6 +206,13 @@ func (l *limiter) takeFull(byLink map[string]*bucket.Bucket, peer, kind string, 
 		return false, fmt.Sprintf("more than %d %s end-to-end handshakes a second on the link from %s", l.lim.FullHandshakesPerLink, kind, peer)
 	case l.fullNode.Refill(now).Tokens < 1:
 		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second", l.lim.FullHandshakes)
+	}
+	if l.fullNode.Tokens < float64(l.fullReserve()+1) {
+		rb := linkBucket(l.fullReserveByLink, peer, l.fullFloor(), now)
+		if rb.Refill(now).Tokens < 1 {
+			return false, fmt.Sprintf("more than %d full end-to-end handshakes a second, the rest kept for links opening few", l.lim.FullHandshakes-l.fullReserve())
+		}
+		rb.Tokens--
 	}
 	lb.Tokens--
 	l.fullNode.Tokens--
