@@ -291,8 +291,26 @@ type ticket struct {
 	once  sync.Once
 }
 
+// circuitReserve is the part of Limits.MaxCircuits that a relayed
+// circuit gets only when the link it came on carries fewer than
+// circuitFloor circuits: without it, four links at their share
+// (Limits.MaxCircuitsPerLink, a quarter of the limit each) held the
+// whole limit, and four routers claiming made-up sources had every other
+// circuit through the relay refused.
+func (l *limiter) circuitReserve() int { return l.lim.MaxCircuits / 4 }
+
+// circuitFloor is how many circuits a link may carry and still have a
+// relayed circuit from it admitted into the reserve: a sixteenth of its
+// share, at least one. Filling the limit with relayed circuits takes the
+// links that fill the rest at their share and as many more as the
+// reserve holds floors (19 links with the defaults, not 4).
+func (l *limiter) circuitFloor() int { return max(1, l.lim.MaxCircuitsPerLink/16) }
+
 // admit admits a circuit from src crossing the given links (by peer name),
-// or says which limit it would exceed.
+// or says which limit it would exceed. A relayed circuit names the link it
+// came on first, then the next hop's; the circuits ending here and those
+// this node opens name fewer, and may take the reserve of the limit
+// (circuitReserve) whatever their link carries.
 func (l *limiter) admit(src limitSource, linkPeers ...string) (*ticket, error) {
 	named := src.name != ""
 	var path, share links.SourceKey
@@ -303,6 +321,10 @@ func (l *limiter) admit(src limitSource, linkPeers ...string) (*ticket, error) {
 	defer l.mu.Unlock()
 	if l.total >= l.lim.MaxCircuits {
 		return nil, fmt.Errorf("%d circuits open, the node limit", l.total)
+	}
+	if len(linkPeers) >= 2 && l.total >= l.lim.MaxCircuits-l.circuitReserve() && l.perLink[linkPeers[0]] >= l.circuitFloor() {
+		return nil, fmt.Errorf("%d circuits open, the node limit but for the last %d, kept for relayed circuits from links carrying fewer than %d (the link from %s carries %d)",
+			l.total, l.circuitReserve(), l.circuitFloor(), linkPeers[0], l.perLink[linkPeers[0]])
 	}
 	if named && l.perSrc[path] >= l.lim.MaxCircuitsPerSource {
 		return nil, fmt.Errorf("%d circuits open from %s, the per-source limit", l.perSrc[path], src)
