@@ -118,14 +118,13 @@ func (l *listener) roomLocked(source string) (bool, string) {
 	return true, ""
 }
 
-// serve hands an accepted circuit from source (authenticated) to the
-// service: its handler runs on the
-// calling goroutine (the one that read the open, already owned by the
-// node), which closes the circuit after it, else the circuit waits in the
-// backlog for Accept. A built-in echo thus answers an open's early data
+// serve hands an accepted circuit from source (authenticated; "" when
+// only claimed) to the service: its handler runs on the calling goroutine
+// (the one that read the open, already owned by the node), which closes
+// the circuit after it, else the circuit waits in the backlog for Accept. A built-in echo thus answers an open's early data
 // without two goroutine hand-offs (to Accept, and to a goroutine per
 // circuit) between its arrival and its echo. The circuit is aborted when
-// the backlog is full or the listener closed.
+// the backlog has no room for it (roomFor) or the listener closed.
 func (l *listener) serve(c net.Conn, source string) {
 	if l.handle != nil && l.open() {
 		defer c.Close()
