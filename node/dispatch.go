@@ -1,7 +1,6 @@
 package node
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -239,18 +238,9 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		src = limitSource{}
 	}
 	t, err := n.limits.admit(src)
-	if err == nil && !resume {
-		// The backlog's share of one source is checked here on a source
-		// proven already, and again on the proven source when the
-		// circuit is queued (listener.enqueue).
-		proven := ""
-		if o.Hop == 0 || resp != nil && !full {
-			proven = o.Source
-		}
-		if ok, why := lis.roomFor(proven); !ok {
-			t.release()
-			err = errors.New(why)
-		}
+	if err == nil && !resume && !lis.hasRoom() {
+		t.release()
+		err = fmt.Errorf("service %q has %d circuits waiting to be accepted", o.Service, cap(lis.backlog))
 	}
 	if err != nil {
 		n.limits.noteOverloaded(err.Error())
@@ -304,11 +294,5 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	if o.Flags&circuit.FlagResumable != 0 {
 		conn = n.resumableDest(tc, o)
 	}
-	// A clear circuit relayed by a neighbour has a source only claimed:
-	// it counts in the backlog's total alone.
-	queuedAs := o.Source
-	if resp == nil && o.Hop > 0 {
-		queuedAs = ""
-	}
-	lis.serve(conn, queuedAs)
+	lis.serve(conn)
 }

@@ -20,23 +20,13 @@ const maxServiceName = 255
 type listener struct {
 	n       *Node
 	service string
-	backlog chan queued
+	backlog chan net.Conn // *trackedConn or *resumableConn
 	// handle, for a service the node answers itself, serves each circuit
 	// on the goroutine that delivered it (serve): nothing is queued.
 	handle func(net.Conn)
 	mu     sync.Mutex
 	closed bool
 	done   chan struct{}
-	// bysource counts the circuits in the backlog by source; an entry
-	// exists while it counts one (at most Backlog entries).
-	bysource map[string]int
-}
-
-// queued is a circuit in a listener's backlog: a *trackedConn or
-// *resumableConn, with its source.
-type queued struct {
-	c      net.Conn
-	source string
 }
 
 // Listen publishes service on this node: circuits addressed to
@@ -63,9 +53,9 @@ func (n *Node) listen(service string, handle func(net.Conn)) (*listener, error) 
 	if n.services[service] != nil {
 		return nil, fmt.Errorf("listen %q: %w", service, ErrServiceInUse)
 	}
-	l := &listener{n: n, service: service, handle: handle, done: make(chan struct{}), bysource: map[string]int{}}
+	l := &listener{n: n, service: service, handle: handle, done: make(chan struct{})}
 	if handle == nil {
-		l.backlog = make(chan queued, Backlog)
+		l.backlog = make(chan net.Conn, Backlog)
 	}
 	n.services[service] = l
 	return l, nil
@@ -89,49 +79,22 @@ func (n *Node) Services() []string {
 	return out
 }
 
-// backlogShare is how many circuits of one source the backlog takes once
-// it is half full: a quarter of it. Below half, a source's burst is
-// queued whole; above, one source cannot take the rest, so that a member
-// opening circuits to a service faster than it accepts them (a slow or
-// starved application) leaves other sources room, where before it held
-// the whole backlog and had their circuits refused.
-const backlogShare = Backlog / 4
+func (l *listener) hasRoom() bool { return l.handle != nil || len(l.backlog) < cap(l.backlog) }
 
-// roomFor says whether the backlog takes a circuit of source (authenticated;
-// "" when not known yet: the total alone is checked), and why not.
-func (l *listener) roomFor(source string) (bool, string) {
-	if l.handle != nil {
-		return true, ""
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.roomLocked(source)
-}
-
-func (l *listener) roomLocked(source string) (bool, string) {
-	switch n := len(l.backlog); {
-	case n >= cap(l.backlog):
-		return false, fmt.Sprintf("service %q has %d circuits waiting to be accepted", l.service, n)
-	case source != "" && n >= cap(l.backlog)/2 && l.bysource[source] >= backlogShare:
-		return false, fmt.Sprintf("service %q has %d circuits waiting to be accepted, %d of them from %s", l.service, n, l.bysource[source], source)
-	}
-	return true, ""
-}
-
-// serve hands an accepted circuit from source (authenticated; "" when
-// only claimed) to the service: its handler runs on the calling goroutine
-// (the one that read the open, already owned by the node), which closes
-// the circuit after it, else the circuit waits in the backlog for Accept. A built-in echo thus answers an open's early data
+// serve hands an accepted circuit to the service: its handler runs on the
+// calling goroutine (the one that read the open, already owned by the
+// node), which closes the circuit after it, else the circuit waits in the
+// backlog for Accept. A built-in echo thus answers an open's early data
 // without two goroutine hand-offs (to Accept, and to a goroutine per
 // circuit) between its arrival and its echo. The circuit is aborted when
-// the backlog has no room for it (roomFor) or the listener closed.
-func (l *listener) serve(c net.Conn, source string) {
+// the backlog is full or the listener closed.
+func (l *listener) serve(c net.Conn) {
 	if l.handle != nil && l.open() {
 		defer c.Close()
 		l.handle(c)
 		return
 	}
-	if l.handle != nil || !l.enqueue(c, source) {
+	if l.handle != nil || !l.enqueue(c) {
 		c.(interface{ abort() }).abort()
 	}
 }
@@ -143,31 +106,20 @@ func (l *listener) open() bool {
 	return !l.closed
 }
 
-// enqueue hands an accepted circuit from source to Accept; false when the
-// backlog has no room for it (roomFor) or the listener closed.
-func (l *listener) enqueue(c net.Conn, source string) bool {
+// enqueue hands an accepted circuit to Accept; false when the backlog is
+// full or the listener closed.
+func (l *listener) enqueue(c net.Conn) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if ok, _ := l.roomLocked(source); !ok || l.closed {
+	if l.closed {
 		return false
 	}
 	select {
-	case l.backlog <- queued{c: c, source: source}:
-		l.bysource[source]++
+	case l.backlog <- c:
 		return true
 	default:
 		return false
 	}
-}
-
-// dequeued is q taken from the backlog.
-func (l *listener) dequeued(q queued) net.Conn {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.bysource[q.source]--; l.bysource[q.source] <= 0 {
-		delete(l.bysource, q.source)
-	}
-	return q.c
 }
 
 // Accept returns the next circuit to the service. Its RemoteAddr names
@@ -175,13 +127,13 @@ func (l *listener) dequeued(q queued) net.Conn {
 // (unless the node runs with E2EOff and the circuit came in the clear).
 func (l *listener) Accept() (net.Conn, error) {
 	select {
-	case q := <-l.backlog:
-		return l.dequeued(q), nil
+	case c := <-l.backlog:
+		return c, nil
 	case <-l.done:
 		// Drain what raced in before the close.
 		select {
-		case q := <-l.backlog:
-			return l.dequeued(q), nil
+		case c := <-l.backlog:
+			return c, nil
 		default:
 		}
 		return nil, fmt.Errorf("accept on %s/%s: %w", l.n.cfg.Name, l.service, net.ErrClosed)
@@ -205,8 +157,8 @@ func (l *listener) Close() error {
 	l.n.mu.Unlock()
 	for {
 		select {
-		case q := <-l.backlog:
-			l.dequeued(q).(interface{ abort() }).abort()
+		case c := <-l.backlog:
+			c.(interface{ abort() }).abort()
 		default:
 			return nil
 		}
