@@ -27,6 +27,10 @@ type limiter struct {
 	perSrc  map[links.SourceKey]int
 	claimed map[links.SourceKey]int
 	perLink map[string]int
+	// Circuits by the link (peer) they came in on, relayed or ending
+	// here: the reserve of the limit (circuitReserve) tests this, not
+	// perLink, which counts a relayed circuit's next hop too.
+	inbound map[string]int
 	// Streams whose open header is being read: in total and by the link
 	// (peer) they came on.
 	pending        int
@@ -68,6 +72,7 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 		perSrc:         make(map[links.SourceKey]int),
 		claimed:        make(map[links.SourceKey]int),
 		perLink:        make(map[string]int),
+		inbound:        make(map[string]int),
 		pendingPerLink: make(map[string]int),
 		fullNode:       bucket.Full(float64(l.FullHandshakes), float64(l.FullHandshakes), time.Now()),
 		fullByLink:     make(map[string]*bucket.Bucket),
@@ -287,31 +292,36 @@ type ticket struct {
 	named bool            // counted against a source
 	path  links.SourceKey // the source's key in perSrc
 	share links.SourceKey // the claim's key in claimed; 0 when proven
+	in    string          // the link it came in on, counted in inbound; "" for none
 	links []string
 	once  sync.Once
 }
 
-// circuitReserve is the part of Limits.MaxCircuits that a relayed
-// circuit gets only when the link it came on carries fewer than
-// circuitFloor circuits: without it, four links at their share
-// (Limits.MaxCircuitsPerLink, a quarter of the limit each) held the
-// whole limit, and four routers claiming made-up sources had every other
-// circuit through the relay refused.
+// circuitReserve is the part of Limits.MaxCircuits that a circuit coming
+// in on a link (relayed, or ending here) gets only when fewer than
+// circuitFloor circuits came in on that link: without it, four links at
+// their share (Limits.MaxCircuitsPerLink, a quarter of the limit each)
+// held the whole limit, and four routers claiming made-up sources had
+// every other circuit through the relay refused. Only circuits that came
+// in on the link count, not those sent out through it, so that circuits
+// routed toward a neighbour do not deny it the reserve.
 func (l *limiter) circuitReserve() int { return l.lim.MaxCircuits / 4 }
 
-// circuitFloor is how many circuits a link may carry and still have a
-// relayed circuit from it admitted into the reserve: a sixteenth of its
-// share, at least one. Filling the limit with relayed circuits takes the
-// links that fill the rest at their share and as many more as the
-// reserve holds floors (19 links with the defaults, not 4).
+// circuitFloor is how many circuits may have come in on a link and still
+// have one more from it admitted into the reserve: a sixteenth of its
+// share, at least one. Filling the limit with circuits coming in on links
+// takes the links that fill the rest at their share and as many more as
+// the reserve holds floors (19 links with the defaults, not 4).
 func (l *limiter) circuitFloor() int { return max(1, l.lim.MaxCircuitsPerLink/16) }
 
-// admit admits a circuit from src crossing the given links (by peer name),
-// or says which limit it would exceed. A relayed circuit names the link it
-// came on first, then the next hop's; the circuits ending here and those
-// this node opens name fewer, and may take the reserve of the limit
-// (circuitReserve) whatever their link carries.
-func (l *limiter) admit(src limitSource, linkPeers ...string) (*ticket, error) {
+// admit admits a circuit from src that came in on the link to in (by peer
+// name; "" for a circuit this node opens) and crosses the given links,
+// counted against Limits.MaxCircuitsPerLink, or says which limit it would
+// exceed. A relayed circuit crosses the link it came in on and the next
+// hop's; one ending here crosses none; one this node opens, its first
+// hop's. A circuit this node opens, or one ending here (in ""), may take
+// the reserve of the limit (circuitReserve) whatever came in on its links.
+func (l *limiter) admit(src limitSource, in string, linkPeers ...string) (*ticket, error) {
 	named := src.name != ""
 	var path, share links.SourceKey
 	if named {
@@ -322,9 +332,9 @@ func (l *limiter) admit(src limitSource, linkPeers ...string) (*ticket, error) {
 	if l.total >= l.lim.MaxCircuits {
 		return nil, fmt.Errorf("%d circuits open, the node limit", l.total)
 	}
-	if len(linkPeers) >= 2 && l.total >= l.lim.MaxCircuits-l.circuitReserve() && l.perLink[linkPeers[0]] >= l.circuitFloor() {
-		return nil, fmt.Errorf("%d circuits open, the node limit but for the last %d, kept for relayed circuits from links carrying fewer than %d (the link from %s carries %d)",
-			l.total, l.circuitReserve(), l.circuitFloor(), linkPeers[0], l.perLink[linkPeers[0]])
+	if in != "" && l.total >= l.lim.MaxCircuits-l.circuitReserve() && l.inbound[in] >= l.circuitFloor() {
+		return nil, fmt.Errorf("%d circuits open, the node limit but for the last %d, kept for circuits coming in on links fewer than %d came in on (%d came in on the link from %s)",
+			l.total, l.circuitReserve(), l.circuitFloor(), l.inbound[in], in)
 	}
 	if named && l.perSrc[path] >= l.lim.MaxCircuitsPerSource {
 		return nil, fmt.Errorf("%d circuits open from %s, the per-source limit", l.perSrc[path], src)
@@ -348,7 +358,10 @@ func (l *limiter) admit(src limitSource, linkPeers ...string) (*ticket, error) {
 	for _, p := range linkPeers {
 		l.perLink[p]++
 	}
-	return &ticket{l: l, named: named, path: path, share: share, links: linkPeers}, nil
+	if in != "" {
+		l.inbound[in]++
+	}
+	return &ticket{l: l, named: named, path: path, share: share, in: in, links: linkPeers}, nil
 }
 
 // relaysAfterFirst names relays but the first, for a refusal.
@@ -381,6 +394,11 @@ func (t *ticket) release() {
 		for _, p := range t.links {
 			if l.perLink[p]--; l.perLink[p] <= 0 {
 				delete(l.perLink, p)
+			}
+		}
+		if t.in != "" {
+			if l.inbound[t.in]--; l.inbound[t.in] <= 0 {
+				delete(l.inbound, t.in)
 			}
 		}
 	})
