@@ -237,7 +237,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		// the neighbour's forged opens use up the real source's.
 		src = limitSource{}
 	}
-	t, err := n.limits.admit(src, "")
+	t, err := n.limits.admit(src, from)
 	if err == nil && !resume && !lis.hasRoom() {
 		t.release()
 		err = fmt.Errorf("service %q has %d circuits waiting to be accepted", o.Service, cap(lis.backlog))
@@ -263,7 +263,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	if err == nil && full && src.name == "" {
 		// Proven now: count the source's own circuit instead of the claim.
 		t.release()
-		if t, err = n.limits.admit(limitSource{name: o.Source}, ""); err != nil {
+		if t, err = n.limits.admit(limitSource{name: o.Source}, from); err != nil {
 			c.Reset(circuit.CloseInternal)
 		}
 	}

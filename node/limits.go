@@ -319,8 +319,8 @@ func (l *limiter) circuitFloor() int { return max(1, l.lim.MaxCircuitsPerLink/16
 // counted against Limits.MaxCircuitsPerLink, or says which limit it would
 // exceed. A relayed circuit crosses the link it came in on and the next
 // hop's; one ending here crosses none; one this node opens, its first
-// hop's. A circuit this node opens, or one ending here (in ""), may take
-// the reserve of the limit (circuitReserve) whatever came in on its links.
+// hop's. Only a circuit this node opens (in "") may take the reserve of
+// the limit (circuitReserve) whatever came in on its links.
 func (l *limiter) admit(src limitSource, in string, linkPeers ...string) (*ticket, error) {
 	named := src.name != ""
 	var path, share links.SourceKey
