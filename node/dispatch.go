@@ -70,11 +70,13 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 	}
 	// The trust rule: see circuit.CheckSource and docs/PROTOCOL.md §3.
 	if err := circuit.CheckSource(o, l.Peer(), l.PeerRole()); err != nil {
-		// One line per neighbour a minute, with the count: a neighbour
+		// One line per neighbour a minute, with the node's count of such
+		// refusals (all neighbours) and, from the second line on, the
+		// neighbour's since its previous line (suppressed): a neighbour
 		// can open forged streams as fast as it writes headers.
 		total := n.limits.forgedRefused.Add(1)
 		n.limits.floods.Warn("forged:"+l.Peer(), "refused forged circuit source",
-			"peer", l.Peer(), "source", o.Source, "err", err, "refused_total", total)
+			"peer", l.Peer(), "source", o.Source, "err", err, "node_refused_total", total)
 		n.refuse(s, circuit.Policy, err.Error())
 		return
 	}

@@ -54,4 +54,8 @@ func TestAttackForgedOpensFloodTheLog(t *testing.T) {
 	if lines == 0 || lines > 2 {
 		t.Fatalf("p logged %d lines for %d forged opens from one neighbour, want 1 or 2:\n%s", lines, refused, plog.String())
 	}
+	// The count is the node's, not the neighbour's: the line names it so.
+	if strings.Contains(plog.String(), " refused_total=") || !strings.Contains(plog.String(), " node_refused_total=") {
+		t.Fatalf("p's line counts the node's forged opens refused but not as node_refused_total:\n%s", plog.String())
+	}
 }

@@ -56,7 +56,8 @@ type limiter struct {
 	// was reached; floods logs them once per link per minute.
 	pendingRefused atomic.Uint64
 	// forgedRefused counts opens refused for a forged source or path
-	// (circuit.CheckSource); floods logs them once per link per minute.
+	// (circuit.CheckSource), all links together; floods logs them once
+	// per link per minute.
 	forgedRefused atomic.Uint64
 	// overloaded counts circuits refused because a circuit limit was
 	// reached (node, source, link, backlog); floods logs them once a
