@@ -185,17 +185,20 @@ func (l *limiter) tryFailedOneMessage(peer string, now time.Time) (bool, string)
 }
 
 // fullReserve is the part of the node's budget of full handshakes
-// (Limits.FullHandshakes) kept for links drawing at most fullFloor a
-// second from it: without it, four links at their own budget (a quarter
-// of the node's each) spent the node's, and every other link's first
-// contacts were refused.
+// (Limits.FullHandshakes) below which every link draws at most fullFloor
+// a second: without it, four links at their own budget (a quarter of the
+// node's each) spent the node's, and every other link's first contacts
+// were refused. While the budget is down to it (three links at their
+// budget, or honest demand above three quarters of it), every link,
+// honest ones too, gets at most fullFloor a second.
 func (l *limiter) fullReserve() int { return l.lim.FullHandshakes / 4 }
 
 // fullFloor is how many full handshakes a second (as many held) a link
-// may draw from the reserve: a sixteenth of its own budget, at least
-// one. Spending the node's budget then takes the links that spend the
-// rest at their budget and as many more as the reserve's rate holds
-// floors (19 links with the defaults, not 4).
+// may draw while the node's budget is down to its reserve: a sixteenth
+// of its own budget, at least one. Every link, those that spent the rest
+// included, is then held to it, so keeping the budget spent takes about
+// FullHandshakes/fullFloor links (64 with the defaults, not 4:
+// TestFullReserveLinksToSpendIt).
 func (l *limiter) fullFloor() int { return max(1, l.lim.FullHandshakesPerLink/16) }
 
 // takeFull takes a token of peer's bucket in byLink (kind handshakes,

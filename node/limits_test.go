@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
 )
@@ -192,5 +193,48 @@ func TestCircuitReserveCountsInboundOnly(t *testing.T) {
 	tk.release()
 	if _, err := l.admit(limitSource{}, "h", "h", "d"); err != nil {
 		t.Fatalf("h's relayed circuit after its first was released: %v", err)
+	}
+}
+
+// fullReserveRefusals floods the default full-handshake budget from
+// links links for 5 s of virtual time, each taking all it may
+// every millisecond, and counts how many of 16 first contacts of another
+// link (one every 250 ms after the first second) are refused.
+func fullReserveRefusals(links int) int {
+	c := Config{Name: "x"}
+	c.setDefaults()
+	l := newLimiter(c.Limits, slog.New(slog.DiscardHandler))
+	now := time.Now()
+	refused := 0
+	for ms := range 5000 {
+		now = now.Add(time.Millisecond)
+		for a := range links {
+			for {
+				if ok, _ := l.tryFullHandshake(fmt.Sprintf("m%d", a), now); !ok {
+					break
+				}
+			}
+		}
+		if ms >= 1000 && ms%250 == 0 {
+			if ok, _ := l.tryFullHandshake("h", now); !ok {
+				refused++
+			}
+		}
+	}
+	return refused
+}
+
+// While the node's budget of full handshakes is down to its reserve,
+// every link draws at most fullFloor a second, so keeping it spent takes
+// about FullHandshakes/fullFloor links (64 with the defaults), not the 4
+// links at their budget that spent it before the reserve.
+func TestFullReserveLinksToSpendIt(t *testing.T) {
+	for _, n := range []int{4, 40} {
+		if r := fullReserveRefusals(n); r != 0 {
+			t.Errorf("%d flooding links: another link's first contact refused %d of 16 times, want 0", n, r)
+		}
+	}
+	if r := fullReserveRefusals(70); r != 16 {
+		t.Errorf("70 flooding links: another link's first contact refused %d of 16 times, want 16 (the reserve's rate spent)", r)
 	}
 }
