@@ -19,8 +19,8 @@ import (
 // Limits.MaxCircuits), but four shares are the node's limit: before, r
 // refused every circuit h, an honest neighbour, opened through it to d
 // (overloaded, the node limit). Now the last quarter of the limit goes
-// only to relayed circuits coming on a link that carries fewer than a
-// sixteenth of its share, and h's circuit carries its bytes.
+// only to circuits coming in on a link on which fewer than a sixteenth
+// of its share came in, and h's circuit carries its bytes.
 func TestAttackFourRoutersFillRelayCircuits(t *testing.T) {
 	const total, perLink = 64, 16
 	c := newCluster(t, true)
