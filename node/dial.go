@@ -208,7 +208,7 @@ func (n *Node) dialVia(ctx context.Context, nh string, l links.Link, o *circuit.
 // dialOn opens the circuit on link l.
 func (n *Node) dialOn(ctx context.Context, l links.Link, o *circuit.Open, opt DialOptions, span trace.Span) (Conn, error) {
 	nh := l.Peer()
-	t, err := n.limits.admit(limitSource{}, nh)
+	t, err := n.limits.admit(limitSource{}, "", nh)
 	if err != nil {
 		return nil, &circuit.RefusedError{Code: circuit.Overloaded, Node: n.cfg.Name, Dest: o.Dest, Service: o.Service, Reason: err.Error()}
 	}

@@ -70,7 +70,13 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 	}
 	// The trust rule: see circuit.CheckSource and docs/PROTOCOL.md §3.
 	if err := circuit.CheckSource(o, l.Peer(), l.PeerRole()); err != nil {
-		n.log.Warn("refused forged circuit source", "peer", l.Peer(), "source", o.Source, "err", err)
+		// One line per neighbour a minute, with the node's count of such
+		// refusals (all neighbours) and, from the second line on, the
+		// neighbour's since its previous line (suppressed): a neighbour
+		// can open forged streams as fast as it writes headers.
+		total := n.limits.forgedRefused.Add(1)
+		n.limits.floods.Warn("forged:"+l.Peer(), "refused forged circuit source",
+			"peer", l.Peer(), "source", o.Source, "err", err, "node_refused_total", total)
 		n.refuse(s, circuit.Policy, err.Error())
 		return
 	}
@@ -233,7 +239,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		// the neighbour's forged opens use up the real source's.
 		src = limitSource{}
 	}
-	t, err := n.limits.admit(src)
+	t, err := n.limits.admit(src, from)
 	if err == nil && !resume && !lis.hasRoom() {
 		t.release()
 		err = fmt.Errorf("service %q has %d circuits waiting to be accepted", o.Service, cap(lis.backlog))
@@ -259,7 +265,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	if err == nil && full && src.name == "" {
 		// Proven now: count the source's own circuit instead of the claim.
 		t.release()
-		if t, err = n.limits.admit(limitSource{name: o.Source}); err != nil {
+		if t, err = n.limits.admit(limitSource{name: o.Source}, from); err != nil {
 			c.Reset(circuit.CloseInternal)
 		}
 	}

@@ -27,6 +27,10 @@ type limiter struct {
 	perSrc  map[links.SourceKey]int
 	claimed map[links.SourceKey]int
 	perLink map[string]int
+	// Circuits by the link (peer) they came in on, relayed or ending
+	// here: the reserve of the limit (circuitReserve) tests this, not
+	// perLink, which counts a relayed circuit's next hop too.
+	inbound map[string]int
 	// Streams whose open header is being read: in total and by the link
 	// (peer) they came on.
 	pending        int
@@ -36,6 +40,10 @@ type limiter struct {
 	// (peer), those not full (a full bucket is as good as none).
 	fullNode   bucket.Bucket
 	fullByLink map[string]*bucket.Bucket
+	// Token buckets, by link (peer), of the full handshakes (and failed
+	// one-message ones) drawn from the reserve of the node's budget
+	// (fullReserve); those not full.
+	fullReserveByLink map[string]*bucket.Bucket
 	// Token buckets, by link (peer), of the one-message first messages
 	// that failed here; those not full.
 	failedIKByLink map[string]*bucket.Bucket
@@ -47,6 +55,10 @@ type limiter struct {
 	// pendingRefused counts streams refused because a pending-open bound
 	// was reached; floods logs them once per link per minute.
 	pendingRefused atomic.Uint64
+	// forgedRefused counts opens refused for a forged source or path
+	// (circuit.CheckSource), all links together; floods logs them once
+	// per link per minute.
+	forgedRefused atomic.Uint64
 	// overloaded counts circuits refused because a circuit limit was
 	// reached (node, source, link, backlog); floods logs them once a
 	// minute.
@@ -61,12 +73,14 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 		perSrc:         make(map[links.SourceKey]int),
 		claimed:        make(map[links.SourceKey]int),
 		perLink:        make(map[string]int),
+		inbound:        make(map[string]int),
 		pendingPerLink: make(map[string]int),
 		fullNode:       bucket.Full(float64(l.FullHandshakes), float64(l.FullHandshakes), time.Now()),
 		fullByLink:     make(map[string]*bucket.Bucket),
 
-		failedIKByLink:  make(map[string]*bucket.Bucket),
-		relayFullByLink: make(map[string]*bucket.Bucket),
+		failedIKByLink:    make(map[string]*bucket.Bucket),
+		fullReserveByLink: make(map[string]*bucket.Bucket),
+		relayFullByLink:   make(map[string]*bucket.Bucket),
 	}
 }
 
@@ -79,15 +93,30 @@ func (l *limiter) noteOverloaded(reason string) {
 		"last_reason", reason, "refused_total", total)
 }
 
+// pendingReserve is the part of Limits.MaxPendingOpens kept for links
+// holding fewer than pendingFloor open headers being read: without it,
+// the shares of four links (a quarter of the bound each) were the whole
+// bound, and four neighbours writing headers slowly had every other
+// link's opens refused.
+func (l *limiter) pendingReserve() int { return l.lim.MaxPendingOpens / 4 }
+
+// pendingFloor is how many open headers a link may have read from the
+// reserve: a sixteenth of its share, at least one. Filling the bound
+// takes the links that fill the rest at their share, and then as many
+// more as the reserve holds floors (19 links with the defaults).
+func (l *limiter) pendingFloor() int { return max(1, l.lim.MaxPendingOpensPerLink/16) }
+
 // tryPending reserves room to read one open header from the link to peer,
 // or says which bound is reached.
 func (l *limiter) tryPending(peer string) (bool, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.pendingPerLink[peer] >= l.lim.MaxPendingOpensPerLink {
+	held := l.pendingPerLink[peer]
+	if held >= l.lim.MaxPendingOpensPerLink {
 		return false, fmt.Sprintf("too many circuits opening at once on the link from %s", peer)
 	}
-	if l.pending >= l.lim.MaxPendingOpens {
+	if l.pending >= l.lim.MaxPendingOpens ||
+		l.pending >= l.lim.MaxPendingOpens-l.pendingReserve() && held >= l.pendingFloor() {
 		return false, "too many circuits opening at once"
 	}
 	l.pending++
@@ -155,9 +184,28 @@ func (l *limiter) tryFailedOneMessage(peer string, now time.Time) (bool, string)
 	return l.takeFull(l.failedIKByLink, peer, "failed one-message", now)
 }
 
+// fullReserve is the part of the node's budget of full handshakes
+// (Limits.FullHandshakes) below which every link draws at most fullFloor
+// a second: without it, four links at their own budget (a quarter of the
+// node's each) spent the node's, and every other link's first contacts
+// were refused. While the budget is down to it (three links at their
+// budget, or honest demand above three quarters of it), every link,
+// honest ones too, gets at most fullFloor a second.
+func (l *limiter) fullReserve() int { return l.lim.FullHandshakes / 4 }
+
+// fullFloor is how many full handshakes a second (as many held) a link
+// may draw while the node's budget is down to its reserve: a sixteenth
+// of its own budget, at least one. Every link, those that spent the rest
+// included, is then held to it, so keeping the budget spent takes about
+// FullHandshakes/fullFloor links (64 with the defaults, not 4:
+// TestFullReserveLinksToSpendIt).
+func (l *limiter) fullFloor() int { return max(1, l.lim.FullHandshakesPerLink/16) }
+
 // takeFull takes a token of peer's bucket in byLink (kind handshakes,
 // Limits.FullHandshakesPerLink a second) and of the node's budget of full
-// handshakes, or says which is used up.
+// handshakes, or says which is used up. While the node's budget is down
+// to its reserve, the link also spends a token of its budget of the
+// reserve (fullFloor).
 func (l *limiter) takeFull(byLink map[string]*bucket.Bucket, peer, kind string, now time.Time) (bool, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -167,6 +215,13 @@ func (l *limiter) takeFull(byLink map[string]*bucket.Bucket, peer, kind string, 
 		return false, fmt.Sprintf("more than %d %s end-to-end handshakes a second on the link from %s", l.lim.FullHandshakesPerLink, kind, peer)
 	case l.fullNode.Refill(now).Tokens < 1:
 		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second", l.lim.FullHandshakes)
+	}
+	if l.fullNode.Tokens < float64(l.fullReserve()+1) {
+		rb := linkBucket(l.fullReserveByLink, peer, l.fullFloor(), now)
+		if rb.Refill(now).Tokens < 1 {
+			return false, fmt.Sprintf("more than %d full end-to-end handshakes a second, the rest kept for links opening few", l.lim.FullHandshakes-l.fullReserve())
+		}
+		rb.Tokens--
 	}
 	lb.Tokens--
 	l.fullNode.Tokens--
@@ -241,13 +296,36 @@ type ticket struct {
 	named bool            // counted against a source
 	path  links.SourceKey // the source's key in perSrc
 	share links.SourceKey // the claim's key in claimed; 0 when proven
+	in    string          // the link it came in on, counted in inbound; "" for none
 	links []string
 	once  sync.Once
 }
 
-// admit admits a circuit from src crossing the given links (by peer name),
-// or says which limit it would exceed.
-func (l *limiter) admit(src limitSource, linkPeers ...string) (*ticket, error) {
+// circuitReserve is the part of Limits.MaxCircuits that a circuit coming
+// in on a link (relayed, or ending here) gets only when fewer than
+// circuitFloor circuits came in on that link: without it, four links at
+// their share (Limits.MaxCircuitsPerLink, a quarter of the limit each)
+// held the whole limit, and four routers claiming made-up sources had
+// every other circuit through the relay refused. Only circuits that came
+// in on the link count, not those sent out through it, so that circuits
+// routed toward a neighbour do not deny it the reserve.
+func (l *limiter) circuitReserve() int { return l.lim.MaxCircuits / 4 }
+
+// circuitFloor is how many circuits may have come in on a link and still
+// have one more from it admitted into the reserve: a sixteenth of its
+// share, at least one. Filling the limit with circuits coming in on links
+// takes the links that fill the rest at their share and as many more as
+// the reserve holds floors (19 links with the defaults, not 4).
+func (l *limiter) circuitFloor() int { return max(1, l.lim.MaxCircuitsPerLink/16) }
+
+// admit admits a circuit from src that came in on the link to in (by peer
+// name; "" for a circuit this node opens) and crosses the given links,
+// counted against Limits.MaxCircuitsPerLink, or says which limit it would
+// exceed. A relayed circuit crosses the link it came in on and the next
+// hop's; one ending here crosses none; one this node opens, its first
+// hop's. Only a circuit this node opens (in "") may take the reserve of
+// the limit (circuitReserve) whatever came in on its links.
+func (l *limiter) admit(src limitSource, in string, linkPeers ...string) (*ticket, error) {
 	named := src.name != ""
 	var path, share links.SourceKey
 	if named {
@@ -257,6 +335,10 @@ func (l *limiter) admit(src limitSource, linkPeers ...string) (*ticket, error) {
 	defer l.mu.Unlock()
 	if l.total >= l.lim.MaxCircuits {
 		return nil, fmt.Errorf("%d circuits open, the node limit", l.total)
+	}
+	if in != "" && l.total >= l.lim.MaxCircuits-l.circuitReserve() && l.inbound[in] >= l.circuitFloor() {
+		return nil, fmt.Errorf("%d circuits open, the node limit but for the last %d, kept for circuits coming in on links fewer than %d came in on (%d came in on the link from %s)",
+			l.total, l.circuitReserve(), l.circuitFloor(), l.inbound[in], in)
 	}
 	if named && l.perSrc[path] >= l.lim.MaxCircuitsPerSource {
 		return nil, fmt.Errorf("%d circuits open from %s, the per-source limit", l.perSrc[path], src)
@@ -280,7 +362,10 @@ func (l *limiter) admit(src limitSource, linkPeers ...string) (*ticket, error) {
 	for _, p := range linkPeers {
 		l.perLink[p]++
 	}
-	return &ticket{l: l, named: named, path: path, share: share, links: linkPeers}, nil
+	if in != "" {
+		l.inbound[in]++
+	}
+	return &ticket{l: l, named: named, path: path, share: share, in: in, links: linkPeers}, nil
 }
 
 // relaysAfterFirst names relays but the first, for a refusal.
@@ -313,6 +398,11 @@ func (t *ticket) release() {
 		for _, p := range t.links {
 			if l.perLink[p]--; l.perLink[p] <= 0 {
 				delete(l.perLink, p)
+			}
+		}
+		if t.in != "" {
+			if l.inbound[t.in]--; l.inbound[t.in] <= 0 {
+				delete(l.inbound, t.in)
 			}
 		}
 	})

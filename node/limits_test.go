@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
 )
@@ -35,7 +36,7 @@ func TestClaimedCircuitsBoundedAcrossNeighbours(t *testing.T) {
 	l := testLimiter(per)
 	admit := func(src limitSource, want bool) {
 		t.Helper()
-		_, err := l.admit(src)
+		_, err := l.admit(src, "")
 		if (err == nil) != want {
 			t.Fatalf("admit %v: %v, want admitted=%v", src, err, want)
 		}
@@ -64,7 +65,7 @@ func TestClaimedCircuitsBoundedAcrossNeighbours(t *testing.T) {
 	admit(limitSource{name: "s"}, false)
 	// Released circuits give the room back, and their entries.
 	paths, shares := len(l.perSrc), len(l.claimed)
-	tk, err := l.admit(claim("y", false, "n1"))
+	tk, err := l.admit(claim("y", false, "n1"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func TestForgerKeysNeverMeetTheSource(t *testing.T) {
 					relays := append(append(slices.Clone(prefix), "m"), after...)
 					for _, recorded := range []bool{false, true} {
 						for range per + 1 {
-							if _, err := l.admit(claim("h", recorded, relays...)); err != nil {
+							if _, err := l.admit(claim("h", recorded, relays...), ""); err != nil {
 								break
 							}
 							forged++
@@ -138,7 +139,7 @@ func TestForgerKeysNeverMeetTheSource(t *testing.T) {
 					}
 				}
 				for i := range per + 1 {
-					_, err := l.admit(claim("h", i%2 == 1, hp...))
+					_, err := l.admit(claim("h", i%2 == 1, hp...), "")
 					if i < per && err != nil {
 						t.Fatalf("h's circuit %d along %v while the forger holds %d: %v", i, hp, forged, err)
 					}
@@ -151,5 +152,89 @@ func TestForgerKeysNeverMeetTheSource(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// reserveLimiter has a circuit limit of 64, 16 a link: its reserve is the
+// last 16, for circuits coming in on links fewer than 1 came in on.
+func reserveLimiter() *limiter {
+	return newLimiter(Limits{MaxCircuits: 64, MaxCircuitsPerLink: 16, MaxCircuitsPerSource: 1 << 20}, slog.New(slog.DiscardHandler))
+}
+
+// Circuits relayed out toward a neighbour do not deny it the reserve of
+// the circuit limit: three routers at their share, one of them relaying a
+// circuit out through h, leave h's relayed circuits the reserve, where
+// before the reserve tested every circuit crossing h's link and refused
+// them.
+func TestCircuitReserveCountsInboundOnly(t *testing.T) {
+	l := reserveLimiter()
+	for i := 1; i <= 3; i++ {
+		m := fmt.Sprintf("m%d", i)
+		for j := range 16 {
+			next := fmt.Sprintf("x%d", i)
+			if i == 3 && j == 15 {
+				next = "h" // routed out through h
+			}
+			if _, err := l.admit(limitSource{}, m, m, next); err != nil {
+				t.Fatalf("%s's circuit %d: %v", m, j, err)
+			}
+		}
+	}
+	if _, err := l.admit(limitSource{}, "m1", "m1", "x1"); err == nil {
+		t.Fatal("a fourth circuit from m1, at its share: admitted, want refused")
+	}
+	tk, err := l.admit(limitSource{}, "h", "h", "d")
+	if err != nil {
+		t.Fatalf("h's relayed circuit while 48 of 64 are held, one going out through h: %v", err)
+	}
+	if _, err := l.admit(limitSource{}, "h", "h", "d"); err == nil {
+		t.Fatal("h's second relayed circuit from the reserve: admitted, want refused (a floor of 1)")
+	}
+	tk.release()
+	if _, err := l.admit(limitSource{}, "h", "h", "d"); err != nil {
+		t.Fatalf("h's relayed circuit after its first was released: %v", err)
+	}
+}
+
+// fullReserveRefusals floods the default full-handshake budget from
+// links links for 5 s of virtual time, each taking all it may
+// every millisecond, and counts how many of 16 first contacts of another
+// link (one every 250 ms after the first second) are refused.
+func fullReserveRefusals(links int) int {
+	c := Config{Name: "x"}
+	c.setDefaults()
+	l := newLimiter(c.Limits, slog.New(slog.DiscardHandler))
+	now := time.Now()
+	refused := 0
+	for ms := range 5000 {
+		now = now.Add(time.Millisecond)
+		for a := range links {
+			for {
+				if ok, _ := l.tryFullHandshake(fmt.Sprintf("m%d", a), now); !ok {
+					break
+				}
+			}
+		}
+		if ms >= 1000 && ms%250 == 0 {
+			if ok, _ := l.tryFullHandshake("h", now); !ok {
+				refused++
+			}
+		}
+	}
+	return refused
+}
+
+// While the node's budget of full handshakes is down to its reserve,
+// every link draws at most fullFloor a second, so keeping it spent takes
+// about FullHandshakes/fullFloor links (64 with the defaults), not the 4
+// links at their budget that spent it before the reserve.
+func TestFullReserveLinksToSpendIt(t *testing.T) {
+	for _, n := range []int{4, 40} {
+		if r := fullReserveRefusals(n); r != 0 {
+			t.Errorf("%d flooding links: another link's first contact refused %d of 16 times, want 0", n, r)
+		}
+	}
+	if r := fullReserveRefusals(70); r != 16 {
+		t.Errorf("70 flooding links: another link's first contact refused %d of 16 times, want 16 (the reserve's rate spent)", r)
 	}
 }

@@ -267,7 +267,7 @@ func (n *Node) openNext(ctx context.Context, hops []string, from string, src lim
 			errs = append(errs, fmt.Errorf("no link to next hop %s", nh))
 			continue
 		}
-		t, err := n.limits.admit(src, from, nh)
+		t, err := n.limits.admit(src, from, from, nh)
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("%w at %s: %v", errOverloaded, n.cfg.Name, err)
 		}
