@@ -189,7 +189,9 @@ func isConnErr(err error) bool { return errors.Is(err, ErrClosed) }
 
 func (s *quicStream) CloseWrite() error {
 	s.finish(doneWrite)
-	return mapStreamErr(s.s.Close())
+	err := s.s.Close()
+	s.credit.ride(s.s.StreamID()) // an answer that is only a FIN (see Write)
+	return mapStreamErr(err)
 }
 
 func (s *quicStream) CloseRead(code uint64) {
