@@ -984,19 +984,22 @@ func guardGossip(mc *memberlist.Config, n *Node) (*gossipGuard, error) {
 	}
 	mc.Transport = g
 	if d, ok := mc.Events.(*discovery); ok && !n.identity().Insecure {
-		g.members.verified = d.hasVerified
+		g.members.verified = d.verifiedAt
 	}
 	mc.Events = memberEvents{inner: mc.Events, addrs: &g.members}
 	return g, nil
 }
 
-// hasVerified says whether this node holds metadata of member name whose
-// signature it verified (checkSigned).
-func (d *discovery) hasVerified(name string) bool {
+// verifiedAt says whether this node holds metadata of member name whose
+// signature it verified (checkSigned) and that names a as the member's
+// gossip address. Verified metadata that names none (a node of a version
+// before the field) does not count: a copy of it sent at any address
+// would.
+func (d *discovery) verifiedAt(name string, a netip.AddrPort) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	_, ok := d.verified[name]
-	return ok
+	v, ok := d.verified[name]
+	return ok && v.gossip.IsValid() && v.gossip == a
 }
 
 // memberAddrs is the gossip addresses of the members memberlist knows,
@@ -1004,16 +1007,17 @@ func (d *discovery) hasVerified(name string) bool {
 // holds alive or suspect, so bounded as memberlist's member table is
 // (maxMembers, NotifyAlive). An address counts as a member's (has) only
 // once a member at it has metadata whose signature this node verified
-// (verified): anyone who can send plaintext gossip can have memberlist
-// take an alive message about a made-up name, with unsigned metadata, at
-// any address.
+// (verified) and names that address: anyone who can send plaintext gossip
+// can have memberlist take an alive message about a made-up name, with
+// unsigned metadata, at any address.
 type memberAddrs struct {
 	mu     sync.Mutex
 	byName map[string]memberAddr
 	at     map[netip.AddrPort]*addrNames
-	// verified says whether a member's signed metadata verified; nil
-	// (a mesh without a CA: Insecure) takes every member as it comes.
-	verified func(name string) bool
+	// verified says whether a member's signed metadata verified and
+	// names the address given; nil (a mesh without a CA: Insecure) takes
+	// every member as it comes.
+	verified func(name string, a netip.AddrPort) bool
 }
 
 // memberAddr is a member's gossip address and whether it counts.
@@ -1033,15 +1037,14 @@ type addrNames struct {
 const maxAddrChecks = 4
 
 func (m *memberAddrs) set(n *memberlist.Node) {
-	ip, ok := netip.AddrFromSlice(n.Addr)
-	verified := m.verified == nil || m.verified(n.Name)
+	a := gossipAddrPort(n.Addr, int(n.Port))
+	verified := m.verified == nil || m.verified(n.Name, a)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.dropLocked(n.Name)
-	if !ok {
+	if !a.IsValid() {
 		return
 	}
-	a := netip.AddrPortFrom(ip.Unmap(), n.Port)
 	an := m.at[a]
 	if an == nil {
 		an = &addrNames{names: make(map[string]struct{})}
@@ -1095,7 +1098,7 @@ func (m *memberAddrs) has(a netip.AddrPort) bool {
 	}
 	m.mu.Unlock()
 	for _, name := range check {
-		if !m.verified(name) {
+		if !m.verified(name, a) {
 			continue
 		}
 		m.mu.Lock()

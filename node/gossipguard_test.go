@@ -111,13 +111,13 @@ func TestPingRequestTargets(t *testing.T) {
 }
 
 // TestMemberAddrsVerifiedOnly: an address counts as a member's only once
-// a member at it has verified signed metadata, also when it verified
-// after it joined, and no longer once that member left; without a CA
-// (Insecure: verified nil) every member counts.
+// a member at it has verified signed metadata naming that address, also
+// when it verified after it joined, and no longer once that member left;
+// without a CA (Insecure: verified nil) every member counts.
 func TestMemberAddrsVerifiedOnly(t *testing.T) {
-	verified := map[string]bool{}
+	verified := map[string]netip.AddrPort{}
 	m := memberAddrs{byName: make(map[string]memberAddr), at: make(map[netip.AddrPort]*addrNames),
-		verified: func(name string) bool { return verified[name] }}
+		verified: func(name string, at netip.AddrPort) bool { return verified[name] == at }}
 	a := netip.MustParseAddrPort("127.0.0.1:7946")
 	node := func(name string) *memberlist.Node {
 		return &memberlist.Node{Name: name, Addr: a.Addr().AsSlice(), Port: a.Port()}
@@ -130,7 +130,11 @@ func TestMemberAddrsVerifiedOnly(t *testing.T) {
 	if m.has(a) {
 		t.Fatal("the address of a member not verified counts as a member's")
 	}
-	verified["m"] = true
+	verified["m"] = netip.MustParseAddrPort("127.0.0.1:7947")
+	if m.has(a) {
+		t.Fatal("the address of a member whose verified metadata names another counts as a member's")
+	}
+	verified["m"] = a
 	if !m.has(a) {
 		t.Fatal("the address of a member verified after it joined does not count")
 	}
