@@ -12,11 +12,7 @@ import (
 // anyone can write.
 func forgedLeave(t *testing.T, node string, inc uint32) []byte {
 	t.Helper()
-	return gossipPacket(t, 5, struct {
-		Incarnation uint32
-		Node        string
-		From        string
-	}{inc, node, node}, nil)
+	return forgedDeadFrom(t, node, node, inc, nil)
 }
 
 // listedAt reports whether n's memberlist holds member alive at the
