@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"math"
 	"net"
 	"testing"
@@ -153,4 +154,51 @@ func TestAttackGossipForgedLeaveKeepsLink(t *testing.T) {
 		check("forged leave at the largest incarnation")
 	}
 	t.Logf("after a forged leave at the largest incarnation, memberlist lists the member again: %v", listedAt(d, b.cfg.Name, real))
+}
+
+// TestGossipOlderMetadataAddressNotVerified: a member of a version before
+// the signed gossip address signs metadata that names none, so a copy of
+// it is taken at any address, as before: after a forged leave memberlist
+// lists the member at a victim's address. Such an address must not count
+// as a verified member's: the node drops every ping request naming it.
+// Before, the older metadata verified and the victim's address counted.
+func TestGossipOlderMetadataAddressNotVerified(t *testing.T) {
+	d, b := gossipPair(t)
+	victim, conn := forgerConn(t), forgerConn(t)
+	va, ca := victim.LocalAddr().(*net.UDPAddr), conn.LocalAddr().(*net.UDPAddr)
+	to := gossipAddr(t, d)
+	// b's metadata as a node before the field signs it, newer than the
+	// metadata d holds.
+	body, err := json.Marshal(memberMeta{Link: b.disco.linkAddr(), Mesh: b.cfg.Mesh, TS: uint64(time.Now().Add(time.Hour).UnixMilli())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := signMeta(b.identity().Key, b.cfg.Mesh, b.cfg.Name, body)
+	for inc := range uint32(5) {
+		if _, err := conn.WriteToUDP(forgedLeave(t, b.cfg.Name, inc), to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if _, err := conn.WriteToUDP(forgedAlive(t, b.cfg.Name, va.String(), 100, meta, nil), to); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "memberlist to list the member at the victim's address", 10*time.Second, func() bool {
+		return listedAt(d, b.cfg.Name, va)
+	})
+	before := d.disco.guard.Refused()
+	const sent = 40
+	for seq := range uint32(sent) {
+		req := gossipPacket(t, gmIndirectPing, gossipIndirectPing{SeqNo: 100 + seq, Target: va.IP.To4(), Port: uint16(va.Port),
+			Node: b.cfg.Name, SourceAddr: ca.IP.To4(), SourcePort: uint16(ca.Port), SourceNode: "stranger"}, nil)
+		if _, err := conn.WriteToUDP(req, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the node to drop the ping requests naming the victim's address", 10*time.Second, func() bool {
+		return d.disco.guard.Refused()-before >= sent || d.disco.guard.members.has(unmapped(va))
+	})
+	if d.disco.guard.members.has(unmapped(va)) {
+		t.Errorf("the victim's address counts as a verified member's gossip address, after metadata naming none verified")
+	}
 }
