@@ -676,9 +676,9 @@ func (d *discovery) expireHeld(now time.Time) {
 // sends (empty, beyond memberlist.MetaMaxSize, unparsable, without a
 // link address, of another mesh, naming another gossip address than the
 // message's: checkGossip), or whose gossip address is not 4 or 16 bytes
-// long, or whose signature fails (checkSigned: a bad signature under the member's
-// known certificate key, older than the verified metadata held, or
-// unverifiable while verified metadata is held). Anyone holding the
+// long, or whose signature fails (checkSigned: a bad signature under the
+// member's known certificate key, older than the verified metadata held,
+// or unverifiable while verified metadata is held). Anyone holding the
 // gossip key can send an alive message about any name, and memberlist
 // keeps the one with the highest incarnation; the member's refutation
 // adds one to a 32-bit counter, so a forgery at the largest incarnation
