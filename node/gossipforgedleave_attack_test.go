@@ -41,6 +41,29 @@ func listedAt(n *Node, member string, at *net.UDPAddr) bool {
 // addresses.
 func TestAttackGossipForgedLeaveCannotMoveMember(t *testing.T) {
 	d, b := gossipPair(t)
+	forgedLeaveCannotMoveMember(t, d, b)
+}
+
+// TestAttackGossipForgedLeaveCannotMoveMemberInsecure is
+// TestAttackGossipForgedLeaveCannotMoveMember in a mesh without a CA
+// (Insecure), where the guard counts every member memberlist holds: the
+// address check of NotifyAlive needs no certificate.
+func TestAttackGossipForgedLeaveCannotMoveMemberInsecure(t *testing.T) {
+	c := newCluster(t, false)
+	var seed string
+	c.tweak = gossipJoining(&seed)
+	b := c.add("b")
+	seed = b.Status().GossipAddr
+	d := c.add("a")
+	c.tweak = nil
+	waitVerified(t, []*Node{b, d})
+	forgedLeaveCannotMoveMember(t, d, b)
+}
+
+// forgedLeaveCannotMoveMember runs the attack of
+// TestAttackGossipForgedLeaveCannotMoveMember on d about b, linked
+// members of one mesh.
+func forgedLeaveCannotMoveMember(t *testing.T, d, b *Node) {
 	victim, conn := forgerConn(t), forgerConn(t)
 	got, _ := countDatagrams(victim)
 	va, ca := victim.LocalAddr().(*net.UDPAddr), conn.LocalAddr().(*net.UDPAddr)
