@@ -594,24 +594,32 @@ func checkCompound(b []byte) (string, error) {
 // readCompressHeader reads memberlist's msgpack compress{Algo, Buf} up to
 // Buf's bytes and returns their length. Algo must come first (as
 // memberlist encodes it) and be LZW; Buf may be msgpack bin or, as older
-// encoders write a byte slice, str.
+// encoders write a byte slice, str. A read error is returned as a
+// headerCut.
 func readCompressHeader(r io.ByteReader) (int64, error) {
 	bad := func(what string) (int64, error) {
 		return 0, fmt.Errorf("compressed message: %s", what)
 	}
-	if m, err := r.ReadByte(); err != nil || m != 0x82 {
+	m, err := r.ReadByte()
+	if err != nil {
+		return 0, headerCut{err}
+	}
+	if m != 0x82 {
 		return bad("not a map of 2")
 	}
 	var key [8]byte
 	for i := range 2 {
 		c, err := r.ReadByte()
-		if err != nil || c&0xe0 != 0xa0 || int(c&0x1f) > len(key) {
+		if err != nil {
+			return 0, headerCut{err}
+		}
+		if c&0xe0 != 0xa0 || int(c&0x1f) > len(key) {
 			return bad("bad key")
 		}
 		k := key[:c&0x1f]
 		for j := range k {
 			if k[j], err = r.ReadByte(); err != nil {
-				return bad("bad key")
+				return 0, headerCut{err}
 			}
 		}
 		switch {
@@ -620,7 +628,10 @@ func readCompressHeader(r io.ByteReader) (int64, error) {
 			if err == nil && v == 0xcc {
 				v, err = r.ReadByte()
 			}
-			if err != nil || v != gmLZW {
+			if err != nil {
+				return 0, headerCut{err}
+			}
+			if v != gmLZW {
 				return bad("unknown algorithm")
 			}
 		case i == 1 && string(k) == "Buf":
@@ -632,11 +643,20 @@ func readCompressHeader(r io.ByteReader) (int64, error) {
 	return bad("no buffer")
 }
 
-// readBytesLen reads a msgpack bin or str header and returns its length.
+// headerCut is a read error met inside a message's header: on a stream,
+// its end or its deadline came there, which memberlist would meet as well
+// reading it (not a malformed message).
+type headerCut struct{ err error }
+
+func (e headerCut) Error() string { return "compressed message header: " + e.err.Error() }
+func (e headerCut) Unwrap() error { return e.err }
+
+// readBytesLen reads a msgpack bin or str header and returns its length;
+// a read error is returned as a headerCut.
 func readBytesLen(r io.ByteReader) (int64, error) {
 	c, err := r.ReadByte()
 	if err != nil {
-		return 0, err
+		return 0, headerCut{err}
 	}
 	var size int
 	switch {
@@ -657,7 +677,7 @@ func readBytesLen(r io.ByteReader) (int64, error) {
 	for range size {
 		b, err := r.ReadByte()
 		if err != nil {
-			return 0, err
+			return 0, headerCut{err}
 		}
 		n = n<<8 | int64(b)
 	}
@@ -777,6 +797,10 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 	if t[0] == gmCompress {
 		br := bufio.NewReaderSize(src, 64)
 		n, err := readCompressHeader(br)
+		var cut headerCut
+		if errors.As(err, &cut) {
+			return errReader{cut.err}, "", nil // memberlist sees the same end
+		}
 		if err != nil {
 			return nil, refuseMalformed, err
 		}

@@ -3,10 +3,14 @@ package node
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
+	"io"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -146,5 +150,44 @@ func TestMemberAddrsVerifiedOnly(t *testing.T) {
 	insecure.set(node("ghost"))
 	if !insecure.has(a) {
 		t.Fatal("without a CA, a member's address does not count")
+	}
+}
+
+// TestGossipStreamCutInCompressHeader: a stream whose compressed message
+// ends or reaches its read deadline inside the compress header, as an
+// answer to a TCP ping can under load, is not refused as malformed: the
+// reader memberlist gets fails with the read's own error, as when the
+// stream ends before its first byte. Before, both counted as malformed
+// gossip ("not a map of 2"), and memberlist met ErrGossipRefused.
+func TestGossipStreamCutInCompressHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cut  func(local, remote net.Conn)
+		want error
+	}{
+		{"end", func(_, remote net.Conn) { remote.Close() }, io.EOF},
+		{"deadline", func(local, _ net.Conn) { _ = local.SetReadDeadline(time.Now()) }, os.ErrDeadlineExceeded},
+	} {
+		local, remote := net.Pipe()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			// A pipe's Write returns once the guard read the byte.
+			if _, err := remote.Write([]byte{gmCompress}); err == nil {
+				tc.cut(local, remote)
+			}
+		}()
+		c := (&gossipGuard{}).guard(local, false)
+		r, reason, err := c.inspect()
+		<-done
+		local.Close()
+		remote.Close()
+		if reason != "" {
+			t.Errorf("%s inside the compress header: refused %q (%v)", tc.name, reason, err)
+			continue
+		}
+		if _, err := r.Read(make([]byte, 1)); !errors.Is(err, tc.want) {
+			t.Errorf("%s inside the compress header: memberlist reads %v, want %v", tc.name, err, tc.want)
+		}
 	}
 }
