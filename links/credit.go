@@ -29,10 +29,20 @@ import (
 // which creditFlushShare bounds anyway.
 const creditDelay = 10 * time.Millisecond
 
-// creditFlushShare: once 1/creditFlushShare of MaxStreams is held, all of
-// it is given back at once, so that a peer opening faster than the ticks
-// never waits for credit held here (1024 streams with the default 4096).
+// creditFlushShare: once 1/creditFlushShare of MaxStreams (at most
+// creditFlushMax) is held, all of it is given back at once, so that a
+// peer opening faster than the ticks does not wait for credit held here
+// (1024 streams with the default 4096). The same share is the least
+// credit a peer is left: while the streams open on the link and those
+// held leave it less, every stream is released at its accept (credit
+// back at completion, as without the batcher), so that a peer near its
+// limit with long-lived circuits does not wait a tick for each open.
 const creditFlushShare = 4
+
+// creditFlushMax bounds a flush: quic-go queues one MAX_STREAMS frame for
+// each stream it deletes and closes the connection when too many control
+// frames wait to be sent (16384 in v0.65.0).
+const creditFlushMax = 1024
 
 // creditBatcher gives back the stream credit of the circuit streams a
 // peer opened on one link (quic.Config.RequireStreamCreditRelease is set
@@ -44,7 +54,8 @@ const creditFlushShare = 4
 //     while streams wait, together with every stream queued by the tick
 //     before (two generations: young, queued since the last tick, and
 //     old, released at the next);
-//   - 1/creditFlushShare of MaxStreams held (all released at once);
+//   - 1/creditFlushShare of MaxStreams held, or the peer left less than
+//     that (all released at once);
 //   - the link's end (stop).
 //
 // A stream still open when released keeps its credit until it completes,
@@ -54,6 +65,7 @@ const creditFlushShare = 4
 type creditBatcher struct {
 	delay time.Duration
 	flush int // waiting streams that are released at once
+	max   int // the streams the peer may open (MaxStreams)
 
 	// first is the ID of the oldest stream held (noneHeld: none), read
 	// without mu by ride.
@@ -70,14 +82,17 @@ type creditBatcher struct {
 // newCreditBatcher returns a batcher for a link whose peer may open
 // maxStreams circuit streams.
 func newCreditBatcher(maxStreams int, delay time.Duration) *creditBatcher {
-	b := &creditBatcher{delay: delay, flush: max(1, maxStreams/creditFlushShare)}
+	b := &creditBatcher{delay: delay, max: maxStreams,
+		flush: max(1, min(maxStreams/creditFlushShare, creditFlushMax))}
 	b.first.Store(noneHeld)
 	return b
 }
 
-// add queues the credit of s for release. A nil batcher (credit given
-// back by quic-go on completion) does nothing.
-func (b *creditBatcher) add(s *quic.Stream) {
+// add queues the credit of s for release; open is the number of streams
+// open on the link (both directions: it only makes a flush come early).
+// A nil batcher (credit given back by quic-go on completion) does
+// nothing.
+func (b *creditBatcher) add(s *quic.Stream, open int) {
 	if b == nil {
 		return
 	}
@@ -89,7 +104,7 @@ func (b *creditBatcher) add(s *quic.Stream) {
 	}
 	b.young = append(b.young, s)
 	defer b.count()
-	if len(b.young)+len(b.old) >= b.flush {
+	if held := len(b.young) + len(b.old); held >= b.flush || open+held > b.max-b.flush {
 		b.old = releaseAll(b.old)
 		b.young = releaseAll(b.young)
 		return
@@ -148,11 +163,18 @@ func (b *creditBatcher) stop() {
 // of young. A peer opening circuits one after another completes each
 // (acknowledges this side's FIN) with the first packet of the next, so
 // the answer on the next carries its credit. It costs an atomic load when
-// nothing before id waits; a nil batcher does nothing.
+// nothing before id waits; a nil batcher does nothing. (That streams are
+// queued in ID order holds while one goroutine accepts a link's streams,
+// as node's dispatch does; out of order, ride would only release less,
+// and the ticks the rest.)
 func (b *creditBatcher) ride(id quic.StreamID) {
-	if b == nil || int64(id) <= b.first.Load() {
-		return
+	if b != nil && int64(id) > b.first.Load() {
+		b.rideSlow(id)
 	}
+}
+
+// rideSlow is ride's work once a stream before id waits.
+func (b *creditBatcher) rideSlow(id quic.StreamID) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.old = releaseBefore(b.old, id)

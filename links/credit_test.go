@@ -240,6 +240,33 @@ func TestCreditComesBack(t *testing.T) {
 	}
 }
 
+// TestCreditNearTheLimitIsNotHeld: a peer whose long-lived streams leave
+// it less credit than a flush would hold gets each short stream's credit
+// back at its completion, not at a tick: with the tick an hour away and a
+// sink that never writes, 40 serial opens beside 15 held streams of 16
+// (before: the second open waited for the first one's credit, held
+// until the tick).
+func TestCreditNearTheLimitIsNotHeld(t *testing.T) {
+	_, b, la := pairWith(t, both(tolerant, func(c *QUICConfig) {
+		c.MaxStreams = 16
+		c.testCreditDelay = time.Hour
+	}))
+	serve(t, peerLink(b, "a"), false)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	for i := range 15 {
+		s, err := la.OpenStream(ctx)
+		if err != nil {
+			t.Fatalf("long-lived stream %d: %v", i, err)
+		}
+		defer s.Close()
+		if _, err := s.Write([]byte{'x'}); err != nil {
+			t.Fatalf("long-lived stream %d: %v", i, err)
+		}
+	}
+	openSeriallyTo(t, la, 40, false)
+}
+
 // TestCreditBatcherStopsWithLink: closing a link stops its batcher's
 // armed timer and gives back what it held.
 func TestCreditBatcherStopsWithLink(t *testing.T) {

@@ -157,7 +157,7 @@ func (l *quicLink) AcceptStream(ctx context.Context) (Stream, error) {
 	if err != nil {
 		return nil, l.opErr("accept stream", err)
 	}
-	l.credit.add(s)
+	l.credit.add(s, int(l.streams.Load()))
 	qs := newQUICStream(l, s)
 	qs.credit = l.credit
 	return qs, nil

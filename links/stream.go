@@ -196,7 +196,9 @@ func (s *quicStream) CloseWrite() error {
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
 	s.finish(doneWrite)
-	return mapStreamErr(s.s.Close())
+	err := s.s.Close()
+	s.credit.ride(s.s.StreamID()) // an answer that is only a FIN (see Write)
+	return mapStreamErr(err)
 }
 
 func (s *quicStream) CloseRead(code uint64) {

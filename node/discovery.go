@@ -206,6 +206,12 @@ type memberMeta struct {
 	Coord json.RawMessage `json:"coord,omitempty"`
 	// TS orders a node's signed metadata (gossipsig.go).
 	TS uint64 `json:"ts,omitempty"`
+	// Gossip is the node's gossip address as memberlist advertises it in
+	// its alive messages (IP:port, IPv4 unmapped), so that the signature
+	// covers it: NotifyAlive refuses metadata that names another address
+	// than the alive message carrying it. Absent in the metadata of nodes
+	// of versions before it (gossipAddr).
+	Gossip string `json:"gossip,omitempty"`
 }
 
 func startDiscovery(n *Node) (*discovery, error) {
@@ -499,6 +505,9 @@ func (d *discovery) NodeMeta(limit int) []byte {
 		return nil // called once during Create, before the address is known
 	}
 	meta := memberMeta{Link: d.linkAddr(), Leaf: d.n.cfg.Leaf, Mesh: d.n.cfg.Mesh}
+	if ga := gossipAddrPort(d.self.IP, d.self.Port); ga.IsValid() {
+		meta.Gossip = ga.String()
+	}
 	d.mu.Lock()
 	pub := d.published
 	meta.TS = d.nextMetaTSLocked(time.Now())
@@ -665,11 +674,11 @@ func (d *discovery) expireHeld(now time.Time) {
 // message about another member whose name is not a valid node name
 // (identity.ValidateName), or whose metadata no node of this mesh
 // sends (empty, beyond memberlist.MetaMaxSize, unparsable, without a
-// link address, of another mesh), or whose gossip address is not 4 or
-// 16 bytes long, or
-// whose signature fails (checkSigned: a bad signature under the member's
-// known certificate key, older than the verified metadata held, or
-// unverifiable while verified metadata is held). Anyone holding the
+// link address, of another mesh, naming another gossip address than the
+// message's: checkGossip), or whose gossip address is not 4 or 16 bytes
+// long, or whose signature fails (checkSigned: a bad signature under the
+// member's known certificate key, older than the verified metadata held,
+// or unverifiable while verified metadata is held). Anyone holding the
 // gossip key can send an alive message about any name, and memberlist
 // keeps the one with the highest incarnation; the member's refutation
 // adds one to a 32-bit counter, so a forgery at the largest incarnation
@@ -720,6 +729,11 @@ func (d *discovery) NotifyAlive(m *memberlist.Node) error {
 	}
 	if meta.Mesh != d.n.cfg.Mesh {
 		return fmt.Errorf("member %s: of mesh %q, not %q: %w", m.Name, meta.Mesh, d.n.cfg.Mesh, errBadMeta)
+	}
+	if err := meta.checkGossip(m.Addr, m.Port); err != nil {
+		// The member's own metadata replayed at another address (before
+		// any signature check: a copy of verified metadata passes it).
+		return fmt.Errorf("member %s: %w", m.Name, err)
 	}
 	now := time.Now()
 	verified, err := d.checkSigned(m.Name, m.Meta, meta, now, d.guard.budget)

@@ -181,11 +181,18 @@ func forgeMesh(t *testing.T, c *cluster, key []byte, names ...string) []*Node {
 // 1, no label).
 func forgedDead(t *testing.T, node string, inc uint32, key []byte) []byte {
 	t.Helper()
+	return forgedDeadFrom(t, node, "nobody", inc, key)
+}
+
+// forgedDeadFrom is forgedDead with from as the message's sender: a
+// dead message whose sender is the node itself is a leave.
+func forgedDeadFrom(t *testing.T, node, from string, inc uint32, key []byte) []byte {
+	t.Helper()
 	return gossipPacket(t, 5, struct {
 		Incarnation uint32
 		Node        string
 		From        string
-	}{inc, node, "nobody"}, key)
+	}{inc, node, from}, key)
 }
 
 // forgedAlive is a memberlist alive message about node at its gossip

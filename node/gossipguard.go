@@ -594,24 +594,32 @@ func checkCompound(b []byte) (string, error) {
 // readCompressHeader reads memberlist's msgpack compress{Algo, Buf} up to
 // Buf's bytes and returns their length. Algo must come first (as
 // memberlist encodes it) and be LZW; Buf may be msgpack bin or, as older
-// encoders write a byte slice, str.
+// encoders write a byte slice, str. A read error is returned as a
+// headerCut.
 func readCompressHeader(r io.ByteReader) (int64, error) {
 	bad := func(what string) (int64, error) {
 		return 0, fmt.Errorf("compressed message: %s", what)
 	}
-	if m, err := r.ReadByte(); err != nil || m != 0x82 {
+	m, err := r.ReadByte()
+	if err != nil {
+		return 0, headerCut{err}
+	}
+	if m != 0x82 {
 		return bad("not a map of 2")
 	}
 	var key [8]byte
 	for i := range 2 {
 		c, err := r.ReadByte()
-		if err != nil || c&0xe0 != 0xa0 || int(c&0x1f) > len(key) {
+		if err != nil {
+			return 0, headerCut{err}
+		}
+		if c&0xe0 != 0xa0 || int(c&0x1f) > len(key) {
 			return bad("bad key")
 		}
 		k := key[:c&0x1f]
 		for j := range k {
 			if k[j], err = r.ReadByte(); err != nil {
-				return bad("bad key")
+				return 0, headerCut{err}
 			}
 		}
 		switch {
@@ -620,7 +628,10 @@ func readCompressHeader(r io.ByteReader) (int64, error) {
 			if err == nil && v == 0xcc {
 				v, err = r.ReadByte()
 			}
-			if err != nil || v != gmLZW {
+			if err != nil {
+				return 0, headerCut{err}
+			}
+			if v != gmLZW {
 				return bad("unknown algorithm")
 			}
 		case i == 1 && string(k) == "Buf":
@@ -632,11 +643,20 @@ func readCompressHeader(r io.ByteReader) (int64, error) {
 	return bad("no buffer")
 }
 
-// readBytesLen reads a msgpack bin or str header and returns its length.
+// headerCut is a read error met inside a message's header: on a stream,
+// its end or its deadline came there, which memberlist would meet as well
+// reading it (not a malformed message).
+type headerCut struct{ err error }
+
+func (e headerCut) Error() string { return "compressed message header: " + e.err.Error() }
+func (e headerCut) Unwrap() error { return e.err }
+
+// readBytesLen reads a msgpack bin or str header and returns its length;
+// a read error is returned as a headerCut.
 func readBytesLen(r io.ByteReader) (int64, error) {
 	c, err := r.ReadByte()
 	if err != nil {
-		return 0, err
+		return 0, headerCut{err}
 	}
 	var size int
 	switch {
@@ -657,7 +677,7 @@ func readBytesLen(r io.ByteReader) (int64, error) {
 	for range size {
 		b, err := r.ReadByte()
 		if err != nil {
-			return 0, err
+			return 0, headerCut{err}
 		}
 		n = n<<8 | int64(b)
 	}
@@ -777,6 +797,10 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 	if t[0] == gmCompress {
 		br := bufio.NewReaderSize(src, 64)
 		n, err := readCompressHeader(br)
+		var cut headerCut
+		if errors.As(err, &cut) {
+			return errReader{cut.err}, "", nil // memberlist sees the same end
+		}
 		if err != nil {
 			return nil, refuseMalformed, err
 		}
@@ -984,19 +1008,22 @@ func guardGossip(mc *memberlist.Config, n *Node) (*gossipGuard, error) {
 	}
 	mc.Transport = g
 	if d, ok := mc.Events.(*discovery); ok && !n.identity().Insecure {
-		g.members.verified = d.hasVerified
+		g.members.verified = d.verifiedAt
 	}
 	mc.Events = memberEvents{inner: mc.Events, addrs: &g.members}
 	return g, nil
 }
 
-// hasVerified says whether this node holds metadata of member name whose
-// signature it verified (checkSigned).
-func (d *discovery) hasVerified(name string) bool {
+// verifiedAt says whether this node holds metadata of member name whose
+// signature it verified (checkSigned) and that names a as the member's
+// gossip address. Verified metadata that names none (a node of a version
+// before the field) does not count: a copy of it sent at any address
+// would.
+func (d *discovery) verifiedAt(name string, a netip.AddrPort) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	_, ok := d.verified[name]
-	return ok
+	v, ok := d.verified[name]
+	return ok && v.gossip.IsValid() && v.gossip == a
 }
 
 // memberAddrs is the gossip addresses of the members memberlist knows,
@@ -1004,16 +1031,17 @@ func (d *discovery) hasVerified(name string) bool {
 // holds alive or suspect, so bounded as memberlist's member table is
 // (maxMembers, NotifyAlive). An address counts as a member's (has) only
 // once a member at it has metadata whose signature this node verified
-// (verified): anyone who can send plaintext gossip can have memberlist
-// take an alive message about a made-up name, with unsigned metadata, at
-// any address.
+// (verified) and names that address: anyone who can send plaintext gossip
+// can have memberlist take an alive message about a made-up name, with
+// unsigned metadata, at any address.
 type memberAddrs struct {
 	mu     sync.Mutex
 	byName map[string]memberAddr
 	at     map[netip.AddrPort]*addrNames
-	// verified says whether a member's signed metadata verified; nil
-	// (a mesh without a CA: Insecure) takes every member as it comes.
-	verified func(name string) bool
+	// verified says whether a member's signed metadata verified and
+	// names the address given; nil (a mesh without a CA: Insecure) takes
+	// every member as it comes.
+	verified func(name string, a netip.AddrPort) bool
 }
 
 // memberAddr is a member's gossip address and whether it counts.
@@ -1033,15 +1061,14 @@ type addrNames struct {
 const maxAddrChecks = 4
 
 func (m *memberAddrs) set(n *memberlist.Node) {
-	ip, ok := netip.AddrFromSlice(n.Addr)
-	verified := m.verified == nil || m.verified(n.Name)
+	a := gossipAddrPort(n.Addr, int(n.Port))
+	verified := m.verified == nil || m.verified(n.Name, a)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.dropLocked(n.Name)
-	if !ok {
+	if !a.IsValid() {
 		return
 	}
-	a := netip.AddrPortFrom(ip.Unmap(), n.Port)
 	an := m.at[a]
 	if an == nil {
 		an = &addrNames{names: make(map[string]struct{})}
@@ -1095,7 +1122,7 @@ func (m *memberAddrs) has(a netip.AddrPort) bool {
 	}
 	m.mu.Unlock()
 	for _, name := range check {
-		if !m.verified(name) {
+		if !m.verified(name, a) {
 			continue
 		}
 		m.mu.Lock()

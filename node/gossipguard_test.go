@@ -3,10 +3,14 @@ package node
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
+	"io"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -111,13 +115,13 @@ func TestPingRequestTargets(t *testing.T) {
 }
 
 // TestMemberAddrsVerifiedOnly: an address counts as a member's only once
-// a member at it has verified signed metadata, also when it verified
-// after it joined, and no longer once that member left; without a CA
-// (Insecure: verified nil) every member counts.
+// a member at it has verified signed metadata naming that address, also
+// when it verified after it joined, and no longer once that member left;
+// without a CA (Insecure: verified nil) every member counts.
 func TestMemberAddrsVerifiedOnly(t *testing.T) {
-	verified := map[string]bool{}
+	verified := map[string]netip.AddrPort{}
 	m := memberAddrs{byName: make(map[string]memberAddr), at: make(map[netip.AddrPort]*addrNames),
-		verified: func(name string) bool { return verified[name] }}
+		verified: func(name string, at netip.AddrPort) bool { return verified[name] == at }}
 	a := netip.MustParseAddrPort("127.0.0.1:7946")
 	node := func(name string) *memberlist.Node {
 		return &memberlist.Node{Name: name, Addr: a.Addr().AsSlice(), Port: a.Port()}
@@ -130,7 +134,11 @@ func TestMemberAddrsVerifiedOnly(t *testing.T) {
 	if m.has(a) {
 		t.Fatal("the address of a member not verified counts as a member's")
 	}
-	verified["m"] = true
+	verified["m"] = netip.MustParseAddrPort("127.0.0.1:7947")
+	if m.has(a) {
+		t.Fatal("the address of a member whose verified metadata names another counts as a member's")
+	}
+	verified["m"] = a
 	if !m.has(a) {
 		t.Fatal("the address of a member verified after it joined does not count")
 	}
@@ -142,5 +150,44 @@ func TestMemberAddrsVerifiedOnly(t *testing.T) {
 	insecure.set(node("ghost"))
 	if !insecure.has(a) {
 		t.Fatal("without a CA, a member's address does not count")
+	}
+}
+
+// TestGossipStreamCutInCompressHeader: a stream whose compressed message
+// ends or reaches its read deadline inside the compress header, as an
+// answer to a TCP ping can under load, is not refused as malformed: the
+// reader memberlist gets fails with the read's own error, as when the
+// stream ends before its first byte. Before, both counted as malformed
+// gossip ("not a map of 2"), and memberlist met ErrGossipRefused.
+func TestGossipStreamCutInCompressHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cut  func(local, remote net.Conn)
+		want error
+	}{
+		{"end", func(_, remote net.Conn) { remote.Close() }, io.EOF},
+		{"deadline", func(local, _ net.Conn) { _ = local.SetReadDeadline(time.Now()) }, os.ErrDeadlineExceeded},
+	} {
+		local, remote := net.Pipe()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			// A pipe's Write returns once the guard read the byte.
+			if _, err := remote.Write([]byte{gmCompress}); err == nil {
+				tc.cut(local, remote)
+			}
+		}()
+		c := (&gossipGuard{}).guard(local, false)
+		r, reason, err := c.inspect()
+		<-done
+		local.Close()
+		remote.Close()
+		if reason != "" {
+			t.Errorf("%s inside the compress header: refused %q (%v)", tc.name, reason, err)
+			continue
+		}
+		if _, err := r.Read(make([]byte, 1)); !errors.Is(err, tc.want) {
+			t.Errorf("%s inside the compress header: memberlist reads %v, want %v", tc.name, err, tc.want)
+		}
 	}
 }

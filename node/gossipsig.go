@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/netip"
 	"time"
 )
 
@@ -45,7 +47,55 @@ var (
 	// the member's certificate is not known) for a member whose verified
 	// metadata is held.
 	errMetaUnverified = fmt.Errorf("%w: unverified metadata for a member whose signed metadata is known", errBadMeta)
+	// errMetaGossipAddr: metadata naming another gossip address than the
+	// alive message that carries it (a member's signed metadata replayed
+	// at another address), or one that does not parse.
+	errMetaGossipAddr = fmt.Errorf("%w: names another gossip address", errBadMeta)
 )
+
+// gossipAddrPort is ip:port as the metadata's Gossip field and the guard
+// (memberAddrs) key gossip addresses: IPv4 unmapped, no zone. The zero
+// AddrPort when ip is not 4 or 16 bytes.
+func gossipAddrPort(ip net.IP, port int) netip.AddrPort {
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok || port < 0 || port > 65535 {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(a.Unmap(), uint16(port))
+}
+
+// gossipAddr is the gossip address m names, IPv4 unmapped; ok is false
+// when it names none (metadata of a version before the field) or one
+// that does not parse.
+func (m *memberMeta) gossipAddr() (a netip.AddrPort, ok bool) {
+	if m.Gossip == "" {
+		return a, false
+	}
+	a, err := netip.ParseAddrPort(m.Gossip)
+	if err != nil || a.Addr().Zone() != "" {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()), true
+}
+
+// checkGossip refuses metadata that names a gossip address other than
+// ip:port, the one the alive message carrying it gives the member
+// (whatever its form, IPv4 or IPv4-mapped IPv6). Metadata naming none
+// passes: nodes of versions before the field (such a member's address
+// does not count as verified: verifiedAt).
+func (m *memberMeta) checkGossip(ip net.IP, port uint16) error {
+	if m.Gossip == "" {
+		return nil
+	}
+	a, ok := m.gossipAddr()
+	if !ok {
+		return fmt.Errorf("gossip address %q: %w", m.Gossip, errMetaGossipAddr)
+	}
+	if at := gossipAddrPort(ip, int(port)); a != at {
+		return fmt.Errorf("%s, sent at %s: %w", a, at, errMetaGossipAddr)
+	}
+	return nil
+}
 
 // metaSigned is the message a metadata signature covers.
 func metaSigned(mesh, name string, body []byte) []byte {
@@ -108,6 +158,9 @@ type verifiedMeta struct {
 	raw []byte
 	ts  uint64
 	ch  *sharedChain // the certificate it verified under
+	// gossip is the gossip address it names (signed), the zero AddrPort
+	// when none (a node of a version before the field).
+	gossip netip.AddrPort
 }
 
 // memberKey returns the key the member's metadata is checked with, if
@@ -199,7 +252,8 @@ func (d *discovery) checkSigned(name string, raw []byte, p parsedMeta, now time.
 	if _, ok := d.verified[name]; ok || len(d.verified) < maxMembers {
 		// raw is the alive message's own, which memberlist keeps as
 		// the member's metadata and never writes to: held, not copied.
-		d.verified[name] = verifiedMeta{raw: raw, ts: p.TS, ch: ch}
+		ga, _ := p.gossipAddr()
+		d.verified[name] = verifiedMeta{raw: raw, ts: p.TS, ch: ch, gossip: ga}
 	}
 	return true, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -312,5 +313,43 @@ func TestSignedMetadataCheckedAfterCertificateRecordsForget(t *testing.T) {
 	forged, _ := json.Marshal(memberMeta{Link: "127.0.0.1:10", Mesh: "test", TS: held + 2})
 	if err := a.disco.NotifyAlive(&memberlist.Node{Addr: loopback4, Name: "b", Meta: forged}); !errors.Is(err, errMetaUnverified) {
 		t.Fatalf("unsigned metadata of b then: %v, want %v", err, errMetaUnverified)
+	}
+}
+
+// TestMetaGossipAddr: the gossip address signed metadata names must be
+// the one the alive message carries, IPv4 in either of memberlist's forms
+// (4 bytes, or 16 as IPv4-mapped IPv6); metadata naming none (a node of a
+// version before the field) passes, but its address never counts as a
+// verified member's (verifiedAt).
+func TestMetaGossipAddr(t *testing.T) {
+	v4 := net.IPv4(10, 0, 0, 1) // 16 bytes: IPv4-mapped
+	for _, tt := range []struct {
+		named string
+		ip    net.IP
+		port  uint16
+		ok    bool
+	}{
+		{"", v4, 7946, true},
+		{"10.0.0.1:7946", v4, 7946, true},
+		{"10.0.0.1:7946", v4.To4(), 7946, true},
+		{"[::ffff:10.0.0.1]:7946", v4.To4(), 7946, true},
+		{"[2001:db8::1]:7946", net.ParseIP("2001:db8::1"), 7946, true},
+		{"10.0.0.1:7946", v4, 7947, false},
+		{"10.0.0.2:7946", v4, 7946, false},
+		{"10.0.0.1:7946", net.ParseIP("2001:db8::1"), 7946, false},
+		{"[fe80::1%eth0]:7946", net.ParseIP("fe80::1"), 7946, false},
+		{"10.0.0.1", v4, 7946, false},
+		{"example.org:7946", v4, 7946, false},
+	} {
+		m := memberMeta{Gossip: tt.named}
+		err := m.checkGossip(tt.ip, tt.port)
+		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, errBadMeta)) {
+			t.Errorf("metadata naming %q, alive message at %s:%d: %v", tt.named, tt.ip, tt.port, err)
+		}
+	}
+	a := netip.MustParseAddrPort("10.0.0.1:7946")
+	d := &discovery{verified: map[string]verifiedMeta{"new": {gossip: a}, "old": {}}}
+	if !d.verifiedAt("new", a) || d.verifiedAt("new", netip.MustParseAddrPort("10.0.0.1:7947")) || d.verifiedAt("old", a) || d.verifiedAt("none", a) {
+		t.Error("verifiedAt counts an address its verified metadata does not name")
 	}
 }
