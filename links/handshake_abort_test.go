@@ -52,6 +52,23 @@ func stallAfterTLS(t *testing.T, ip string, id *identity.Identity, target net.Ad
 	return nil
 }
 
+// deafDialer returns node b of ca on a deafConn (not armed) at 127.0.0.8,
+// linked once to a.
+func deafDialer(t *testing.T, ca *identity.CA, a *node) (*node, *deafConn) {
+	t.Helper()
+	udp, err := net.ListenPacket("udp", "127.0.0.8:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = udp.Close() })
+	dc := &deafConn{PacketConn: udp}
+	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) { c.PacketConn = dc })
+	if got := linkSetups(t, b, a, 1, 1); got != 1 {
+		t.Fatal("the first link setup failed")
+	}
+	return b, dc
+}
+
 // deafConn is a socket that, once armed, drops every datagram it reads
 // after the first QUIC Retry: the dialer answers the Retry and then
 // hears nothing, so it gives its attempt up while the node holds it.
@@ -121,20 +138,11 @@ func TestOwnUnprovenHandshakesDoNotBarMember(t *testing.T) {
 	}
 	settled()
 
-	udp, err := net.ListenPacket("udp", "127.0.0.8:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = udp.Close() })
-	dc := &deafConn{PacketConn: udp}
-	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) { c.PacketConn = dc })
-	if got := linkSetups(t, b, a, 1, 1); got != 1 {
-		t.Fatal("the first link setup failed")
-	}
+	b, dc := deafDialer(t, ca, a)
 	failed := a.HandshakeStats().Failed
 	dc.armed.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	_, err = b.Dial(ctx, a.LocalAddr().String())
+	_, err := b.Dial(ctx, a.LocalAddr().String())
 	cancel()
 	if err == nil {
 		t.Fatal("a dial that hears nothing after the Retry linked")

@@ -210,19 +210,27 @@ func downErr(t *testing.T, n *node) error {
 	return n.rec.errs[0]
 }
 
+// shortCAPair links a and b, whose certificates (valid for an hour) a CA
+// valid for caValidity signed, and returns the CA and their identities.
+func shortCAPair(t *testing.T) (ca *identity.CA, a, b *node, ida, idb *identity.Identity) {
+	t.Helper()
+	ca, err := identity.NewCA("m", caValidity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ida, idb = issue(t, ca, "a"), issue(t, ca, "b")
+	a, b = newNode(t, ida, nil), newNode(t, idb, nil)
+	dial(t, b, a)
+	a.rec.waitEvent(t, "up", patience)
+	return ca, a, b, ida, idb
+}
+
 // A link whose peer's certificate outlives the CA certificate that signed
 // it is closed when the CA's expires, as a new link would be refused then,
 // with the reason on both sides (the side whose timer fires first tells the
 // other). Before, it stayed up until the peer's own certificate expired.
 func TestCAExpiryClosesLink(t *testing.T) {
-	ca, err := identity.NewCA("m", caValidity)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newNode(t, issue(t, ca, "a"), nil)
-	b := newNode(t, issue(t, ca, "b"), nil) // valid for an hour
-	dial(t, b, a)
-	a.rec.waitEvent(t, "up", patience)
+	_, a, b, _, _ := shortCAPair(t)
 	for _, n := range []*node{a, b} {
 		err := downErr(t, n)
 		if !errors.Is(err, ErrLinkLost) || !strings.Contains(err.Error(), "the CA certificate of mesh m that signed the certificate of") {
@@ -235,15 +243,7 @@ func TestCAExpiryClosesLink(t *testing.T) {
 // its old one expires keeps its live links past the old one's expiry: the
 // peer's certificate verifies under the renewed one.
 func TestRenewedCAKeepsLink(t *testing.T) {
-	ca, err := identity.NewCA("m", caValidity)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ida, idb := issue(t, ca, "a"), issue(t, ca, "b")
-	a := newNode(t, ida, nil)
-	b := newNode(t, idb, nil)
-	dial(t, b, a)
-	a.rec.waitEvent(t, "up", patience)
+	ca, a, b, ida, idb := shortCAPair(t)
 	renewed := renewCA(t, ca, ca.Cert.NotAfter.Add(time.Hour))
 	setCA(t, a, ida, renewed)
 	setCA(t, b, idb, renewed)
@@ -284,19 +284,11 @@ func TestRenewedCAWithEarlierExpiryClosesLink(t *testing.T) {
 // and the error wrapped ErrExpired. The peer keeps the link (its CA was
 // renewed) so that the reason is this node's.
 func TestCAKeyRotationClosesLinkWithReason(t *testing.T) {
-	ca, err := identity.NewCA("m", caValidity)
-	if err != nil {
-		t.Fatal(err)
-	}
 	other, err := identity.NewCA("m", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ida, idb := issue(t, ca, "a"), issue(t, ca, "b")
-	a := newNode(t, ida, nil)
-	b := newNode(t, idb, nil)
-	dial(t, b, a)
-	a.rec.waitEvent(t, "up", patience)
+	ca, a, b, ida, idb := shortCAPair(t)
 	setCA(t, b, idb, renewCA(t, ca, ca.Cert.NotAfter.Add(time.Hour)))
 	setCA(t, a, ida, other.Cert)
 	err = downErr(t, a)

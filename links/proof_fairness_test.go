@@ -85,16 +85,7 @@ func TestProofsOfOneHolderDoNotEvictOthers(t *testing.T) {
 	g.forgiveWindow = 2 * patience // the proofs do not age out however slow the machine
 	g.mu.Unlock()
 
-	udp, err := net.ListenPacket("udp", "127.0.0.8:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = udp.Close() })
-	dc := &deafConn{PacketConn: udp}
-	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) { c.PacketConn = dc })
-	if got := linkSetups(t, b, a, 1, 1); got != 1 {
-		t.Fatal("the first link setup failed")
-	}
+	b, dc := deafDialer(t, ca, a)
 
 	holder := issue(t, ca, "x")
 	for i := range 2 * maxProofs {
@@ -109,7 +100,7 @@ func TestProofsOfOneHolderDoNotEvictOthers(t *testing.T) {
 	before := a.HandshakeStats()
 	dc.armed.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	_, err = b.Dial(ctx, a.LocalAddr().String())
+	_, err := b.Dial(ctx, a.LocalAddr().String())
 	cancel()
 	if err == nil {
 		t.Fatal("a dial that hears nothing after the Retry linked")

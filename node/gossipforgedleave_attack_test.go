@@ -69,7 +69,7 @@ func TestAttackGossipForgedLeaveCannotMoveMemberInsecure(t *testing.T) {
 func forgedLeaveCannotMoveMember(t *testing.T, d, b *Node) {
 	victim, conn := forgerConn(t), forgerConn(t)
 	got, _ := countDatagrams(victim)
-	va, ca := victim.LocalAddr().(*net.UDPAddr), conn.LocalAddr().(*net.UDPAddr)
+	va := victim.LocalAddr().(*net.UDPAddr)
 	to, real, link := gossipAddr(t, d), gossipAddr(t, b), b.disco.linkAddr()
 	var meta []byte
 	for _, m := range d.disco.ml.Members() {
@@ -114,13 +114,7 @@ func forgedLeaveCannotMoveMember(t *testing.T, d, b *Node) {
 	}
 	before := got.Load()
 	const sent = 40
-	for seq := range uint32(sent) {
-		req := gossipPacket(t, gmIndirectPing, gossipIndirectPing{SeqNo: 100 + seq, Target: va.IP.To4(), Port: uint16(va.Port),
-			Node: b.cfg.Name, SourceAddr: ca.IP.To4(), SourcePort: uint16(ca.Port), SourceNode: "stranger"}, nil)
-		if _, err := conn.WriteToUDP(req, to); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pingRequestsNaming(t, conn, to, va, b.cfg.Name, sent)
 	time.Sleep(2 * time.Second)
 	n := got.Load() - before
 	t.Logf("the victim got %d datagrams after %d ping requests naming it", n, sent)
@@ -202,7 +196,7 @@ func TestAttackGossipForgedLeaveKeepsLink(t *testing.T) {
 func TestGossipOlderMetadataAddressNotVerified(t *testing.T) {
 	d, b := gossipPair(t)
 	victim, conn := forgerConn(t), forgerConn(t)
-	va, ca := victim.LocalAddr().(*net.UDPAddr), conn.LocalAddr().(*net.UDPAddr)
+	va := victim.LocalAddr().(*net.UDPAddr)
 	to, real := gossipAddr(t, d), gossipAddr(t, b)
 	// b's metadata as a node before the field signs it, newer than the
 	// metadata d holds.
@@ -226,17 +220,25 @@ func TestGossipOlderMetadataAddressNotVerified(t *testing.T) {
 	})
 	before := d.disco.guard.Refused()
 	const sent = 40
-	for seq := range uint32(sent) {
-		req := gossipPacket(t, gmIndirectPing, gossipIndirectPing{SeqNo: 100 + seq, Target: va.IP.To4(), Port: uint16(va.Port),
-			Node: b.cfg.Name, SourceAddr: ca.IP.To4(), SourcePort: uint16(ca.Port), SourceNode: "stranger"}, nil)
-		if _, err := conn.WriteToUDP(req, to); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pingRequestsNaming(t, conn, to, va, b.cfg.Name, sent)
 	waitFor(t, "the node to drop the ping requests naming the victim's address", 10*time.Second, func() bool {
 		return d.disco.guard.Refused()-before >= sent || d.disco.guard.members.has(unmapped(va))
 	})
 	if d.disco.guard.members.has(unmapped(va)) {
 		t.Errorf("the victim's address counts as a verified member's gossip address, after metadata naming none verified")
+	}
+}
+
+// pingRequestsNaming sends to, from conn, n plaintext ping requests of a
+// stranger for member at address target (answers to conn).
+func pingRequestsNaming(t *testing.T, conn *net.UDPConn, to, target *net.UDPAddr, member string, n int) {
+	t.Helper()
+	ca := conn.LocalAddr().(*net.UDPAddr)
+	for seq := range uint32(n) {
+		req := gossipPacket(t, gmIndirectPing, gossipIndirectPing{SeqNo: 100 + seq, Target: target.IP.To4(), Port: uint16(target.Port),
+			Node: member, SourceAddr: ca.IP.To4(), SourcePort: uint16(ca.Port), SourceNode: "stranger"}, nil)
+		if _, err := conn.WriteToUDP(req, to); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
