@@ -107,6 +107,6 @@ type DialOptions struct {
 	NoResume bool
 
 	resume bool              // the open takes over a suspended circuit
-	avoid  []string          // next hops to try last, in this order: paths through them made no progress
+	avoid  []string          // next hops to try last, in this order: a path or a redial through them failed
 	tried  func(next string) // called before each next hop is tried
 }
