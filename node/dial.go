@@ -106,6 +106,9 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			if failed.has(n, nh) {
 				continue
 			}
+			if opt.tried != nil {
+				opt.tried(nh)
+			}
 			l := n.link(nh)
 			c, err := n.dialVia(ctx, nh, l, o, opt, span)
 			if err == nil {
@@ -149,26 +152,41 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 	}
 }
 
-// avoidLast moves avoid, when it is one of hops, to the end: the other
-// next hops are tried first. When it was the only one, the neighbours
-// advertising a route routing did not find feasible come before it
-// (marked in fallback): the relays' own routes and the hop limit bound
-// where they lead.
-func (n *Node) avoidLast(dest string, hops []string, avoid string, fallback map[string]bool) []string {
-	i := slices.Index(hops, avoid)
-	if avoid == "" || i < 0 {
+// avoidLast moves the next hops in avoid that are among hops to the end,
+// in avoid's order: the other next hops are tried first. When every one
+// of hops is avoided, the neighbours advertising a route routing did not
+// find feasible join them (marked in fallback), those not avoided first:
+// the relays' own routes and the hop limit bound where they lead. An
+// avoided next hop is still tried when nothing else is left.
+func (n *Node) avoidLast(dest string, hops, avoid []string, fallback map[string]bool) []string {
+	out := make([]string, 0, len(hops))
+	for _, h := range hops {
+		if !slices.Contains(avoid, h) {
+			out = append(out, h)
+		}
+	}
+	if len(out) == len(hops) {
 		return hops
 	}
-	out := slices.Delete(slices.Clone(hops), i, i+1)
+	cand := hops
 	if len(out) == 0 {
+		cand = slices.Clone(hops)
 		for _, h := range n.router.advertisers(dest) {
-			if h != avoid && n.link(h) != nil {
-				out = append(out, h)
+			if !slices.Contains(hops, h) && n.link(h) != nil {
+				cand = append(cand, h)
 				fallback[h] = true
+				if !slices.Contains(avoid, h) {
+					out = append(out, h)
+				}
 			}
 		}
 	}
-	return append(out, avoid)
+	for _, h := range avoid {
+		if slices.Contains(cand, h) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // failedHops are the next hops a Dial tried and that failed, by name.

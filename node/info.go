@@ -106,6 +106,7 @@ type DialOptions struct {
 	// taking a new path when a relay dies (Config.ResumeTimeout).
 	NoResume bool
 
-	resume bool   // the open takes over a suspended circuit
-	avoid  string // a next hop to try last: the previous path through it made no progress
+	resume bool              // the open takes over a suspended circuit
+	avoid  []string          // next hops to try last, in this order: a path or a redial through them failed
+	tried  func(next string) // called before each next hop is tried
 }

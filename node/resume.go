@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -120,18 +121,20 @@ func (n *Node) resumableSource(tc *trackedConn, peer, service string, opt DialOp
 	cfg, entry := n.resumeConfig("dial")
 	cfg.Early = opt.Early
 	// A path that made no progress while its links stayed up (a relay
-	// that stopped forwarding) would be chosen again by routing: the
-	// resume tries the other next hops first.
-	var avoidMu sync.Mutex
-	avoid := ""
+	// that stopped forwarding) would be chosen again by routing, and so
+	// would a next hop a redial failed through: the resume tries such
+	// next hops last, and remembers them across later failures.
+	avoid := newAvoidSet(resumeAvoidFor)
 	pathFailed := cfg.OnPathFailed
 	cfg.OnPathFailed = func(p circuit.Path, err error) {
 		pathFailed(p, err)
-		avoidMu.Lock()
-		defer avoidMu.Unlock()
-		avoid = ""
-		if tc, ok := p.(*trackedConn); ok && errors.Is(err, circuit.ErrNoProgress) {
-			avoid = tc.via
+		via := ""
+		if tc, ok := p.(*trackedConn); ok {
+			via = tc.via
+		}
+		n.log.Debug("resumable circuit's path failed", "peer", peer, "service", service, "via", via, "err", err)
+		if via != "" && errors.Is(err, circuit.ErrNoProgress) {
+			avoid.add(via, time.Now())
 		}
 	}
 	cfg.Redial = func(ctx context.Context) (circuit.Path, error) {
@@ -144,11 +147,18 @@ func (n *Node) resumableSource(tc *trackedConn, peer, service string, opt DialOp
 		actx = trace.ContextWithSpanContext(actx, tc.span.SpanContext())
 		ropt := opt
 		ropt.Early, ropt.resume = false, true
-		avoidMu.Lock()
-		ropt.avoid = avoid
-		avoidMu.Unlock()
+		ropt.avoid = avoid.order(time.Now())
+		var tried []string
+		ropt.tried = func(nh string) { tried = append(tried, nh) }
 		c, err := n.dial(actx, peer, service, ropt)
 		if err != nil {
+			if len(tried) > 0 && ctx.Err() == nil {
+				// The attempt failed through the last next hop it
+				// tried (its own deadline passed, or a relay ended
+				// it): the next attempt tries the others first.
+				avoid.add(tried[len(tried)-1], time.Now())
+			}
+			n.log.Debug("resumable circuit's redial failed", "peer", peer, "service", service, "tried", tried, "err", err)
 			return nil, err
 		}
 		return c.(*trackedConn), nil
@@ -166,6 +176,57 @@ func (n *Node) resumableSource(tc *trackedConn, peer, service string, opt DialOp
 		return nil, fmt.Errorf("node: dial %s/%s: %w", peer, service, ErrClosed)
 	}
 	return rc, nil
+}
+
+// resumeAvoidFor is how long a resuming circuit keeps trying a next hop
+// last after a path through it made no progress or a redial through it
+// failed: long enough to outlast a resume and the ones soon after
+// it, short enough that a relay that recovered is preferred again.
+const resumeAvoidFor = 5 * time.Minute
+
+// maxAvoided bounds the next hops a circuit remembers to try last.
+const maxAvoided = 4
+
+// avoidSet is the next hops a resuming circuit tries last, each with the
+// time it last failed, at most maxAvoided (the oldest failure goes
+// first). An entry ends after ttl: avoiding only reorders the next hops,
+// so a circuit whose every route goes through an avoided hop still tries
+// it, and after ttl it prefers it again as routing does.
+type avoidSet struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	hop []avoided // oldest failure first
+}
+
+type avoided struct {
+	name string
+	at   time.Time
+}
+
+func newAvoidSet(ttl time.Duration) *avoidSet { return &avoidSet{ttl: ttl} }
+
+// add records that a path or an attempt through hop failed at now.
+func (s *avoidSet) add(hop string, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hop = slices.DeleteFunc(s.hop, func(a avoided) bool { return a.name == hop })
+	if len(s.hop) == maxAvoided {
+		s.hop = slices.Delete(s.hop, 0, 1)
+	}
+	s.hop = append(s.hop, avoided{hop, now})
+}
+
+// order returns the next hops to try last at now, the one that failed
+// longest ago first, forgetting those that failed more than ttl ago.
+func (s *avoidSet) order(now time.Time) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hop = slices.DeleteFunc(s.hop, func(a avoided) bool { return now.Sub(a.at) > s.ttl })
+	out := make([]string, len(s.hop))
+	for i, a := range s.hop {
+		out[i] = a.name
+	}
+	return out
 }
 
 // resumableDest makes an accepted circuit (FlagResumable) resumable. Its
