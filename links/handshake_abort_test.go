@@ -69,6 +69,23 @@ func deafDialer(t *testing.T, ca *identity.CA, a *node) (*node, *deafConn) {
 	return b, dc
 }
 
+// abandonDial arms dc and dials a from b, whose attempt hears nothing
+// after the Retry, and waits until a gave the abandoned handshake up.
+func abandonDial(t *testing.T, a, b *node, dc *deafConn) {
+	t.Helper()
+	failed := a.HandshakeStats().Failed
+	dc.armed.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_, err := b.Dial(ctx, a.LocalAddr().String())
+	cancel()
+	if err == nil {
+		t.Fatal("a dial that hears nothing after the Retry linked")
+	}
+	waitFor(t, "the node to give the abandoned handshake up", patience, func() bool {
+		return a.HandshakeStats().Failed > failed && a.HandshakeStats().InProgress == 0
+	})
+}
+
 // deafConn is a socket that, once armed, drops every datagram it reads
 // after the first QUIC Retry: the dialer answers the Retry and then
 // hears nothing, so it gives its attempt up while the node holds it.
@@ -139,17 +156,7 @@ func TestOwnUnprovenHandshakesDoNotBarMember(t *testing.T) {
 	settled()
 
 	b, dc := deafDialer(t, ca, a)
-	failed := a.HandshakeStats().Failed
-	dc.armed.Store(true)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	_, err := b.Dial(ctx, a.LocalAddr().String())
-	cancel()
-	if err == nil {
-		t.Fatal("a dial that hears nothing after the Retry linked")
-	}
-	waitFor(t, "the node to give the abandoned handshake up", patience, func() bool {
-		return a.HandshakeStats().Failed > failed && a.HandshakeStats().InProgress == 0
-	})
+	abandonDial(t, a, b, dc)
 	dc.armed.Store(false)
 	dc.deaf.Store(false)
 	// A few tries, well within failQuiet, for a loaded machine.

@@ -98,16 +98,7 @@ func TestProofsOfOneHolderDoNotEvictOthers(t *testing.T) {
 	g.node.Rate, g.node.Tokens = 0, 0 // only the reserve admits
 	g.mu.Unlock()
 	before := a.HandshakeStats()
-	dc.armed.Store(true)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	_, err := b.Dial(ctx, a.LocalAddr().String())
-	cancel()
-	if err == nil {
-		t.Fatal("a dial that hears nothing after the Retry linked")
-	}
-	waitFor(t, "the node to give the abandoned handshake up", patience, func() bool {
-		return a.HandshakeStats().Failed > before.Failed && a.HandshakeStats().InProgress == 0
-	})
+	abandonDial(t, a, b, dc)
 	if st := a.HandshakeStats(); st.Reserved == before.Reserved {
 		t.Fatalf("the abandoned attempt was not admitted from the reserve, so its ending was not forgiven but never barred anything: %+v", st)
 	}
