@@ -221,6 +221,19 @@ func (o *overState) overLocked(now time.Time) time.Duration {
 	return min(bar, maxOverBar)
 }
 
+// sweepIdle drops the idle entries of m once it holds maxReserveNames,
+// and returns how many it holds then.
+func sweepIdle[K comparable](m map[K]*overState, now time.Time) int {
+	if len(m) >= maxReserveNames {
+		for k, o := range m {
+			if o.idle(now) {
+				delete(m, k)
+			}
+		}
+	}
+	return len(m)
+}
+
 // idle says whether o holds nothing the gate must remember at now: a
 // full allowance, and no time over within maxOverBar.
 func (o *overState) idle(now time.Time) bool {
@@ -599,14 +612,7 @@ func (g *gate) nameOverLocked(s *slot, name string, now time.Time) (time.Duratio
 	}
 	o := g.reserveOf[name]
 	if o == nil {
-		if len(g.reserveOf) >= maxReserveNames {
-			for n, x := range g.reserveOf {
-				if x.idle(now) {
-					delete(g.reserveOf, n)
-				}
-			}
-		}
-		if len(g.reserveOf) >= maxReserveNames {
+		if sweepIdle(g.reserveOf, now) >= maxReserveNames {
 			return failQuiet, true
 		}
 		o = &overState{allowance: bucket.Full(nameReserveRate, nameReserveBurst, now)}
@@ -621,14 +627,7 @@ func (g *gate) nameOverLocked(s *slot, name string, now time.Time) (time.Duratio
 		wide, _ := s.prefix.Addr().Prefix(overWideBits)
 		w := g.overWide[wide]
 		if w == nil {
-			if len(g.overWide) >= maxReserveNames {
-				for p, x := range g.overWide {
-					if x.idle(now) {
-						delete(g.overWide, p)
-					}
-				}
-			}
-			if len(g.overWide) < maxReserveNames {
+			if sweepIdle(g.overWide, now) < maxReserveNames {
 				w = &overState{}
 				g.overWide[wide] = w
 			}

@@ -243,15 +243,26 @@ func floodReserve(t *testing.T, member bool, memberPort int) (flooded, honestIn 
 			}
 		}
 		if ms%1000 == 0 {
-			if s, err := g.enter(udp(fmt.Sprintf("10.30.0.%d:1", ms/1000)), true, now); err == nil {
+			if honestLinks(g, udp(fmt.Sprintf("10.30.0.%d:1", ms/1000)), fmt.Sprint("honest", ms), now) {
 				honestIn++
-				s.proveAt(fmt.Sprint("honest", ms), now)
-				s.linked.Store(true)
-				s.releaseAt(now)
 			}
 		}
 	}
 	return flooded, honestIn
+}
+
+// honestLinks has a new honest peer named name at addr enter g at now
+// (reserve allowed), prove its certificate, link and hang up; it says
+// whether the gate admitted it.
+func honestLinks(g *gate, addr net.Addr, name string, now time.Time) bool {
+	s, err := g.enter(addr, true, now)
+	if err != nil {
+		return false
+	}
+	s.proveAt(name, now)
+	s.linked.Store(true)
+	s.releaseAt(now)
+	return true
 }
 
 // TestGateStrangersInMemberPrefixes: strangers behind 8 members'

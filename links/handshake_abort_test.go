@@ -15,17 +15,25 @@ import (
 	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
-// stallAfterTLS dials target from ip with id's certificate, completes
-// TLS, sends the first byte of a hello and stalls until target cuts the
-// handshake. It returns the dial's error (nil: target admitted it).
-func stallAfterTLS(t *testing.T, ip string, id *identity.Identity, target net.Addr) error {
+// transportAt returns a QUIC transport on a new UDP socket at ip and the
+// function that closes both.
+func transportAt(t *testing.T, ip string) (*quic.Transport, func()) {
 	t.Helper()
 	udp, err := net.ListenPacket("udp", ip+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr := &quic.Transport{Conn: udp}
-	defer func() { _ = tr.Close(); _ = udp.Close() }()
+	return tr, func() { _ = tr.Close(); _ = udp.Close() }
+}
+
+// stallAfterTLS dials target from ip with id's certificate, completes
+// TLS, sends the first byte of a hello and stalls until target cuts the
+// handshake. It returns the dial's error (nil: target admitted it).
+func stallAfterTLS(t *testing.T, ip string, id *identity.Identity, target net.Addr) error {
+	t.Helper()
+	tr, done := transportAt(t, ip)
+	defer done()
 	cert := id.TLSCertificate()
 	tlsConf := &tls.Config{
 		MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, NextProtos: []string{ALPN}, ServerName: "circuitmesh",

@@ -23,12 +23,8 @@ import (
 // proof before it answered) and hangs up.
 func proveFrom(t *testing.T, ip string, id *identity.Identity, target net.Addr) {
 	t.Helper()
-	udp, err := net.ListenPacket("udp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &quic.Transport{Conn: udp}
-	defer func() { _ = tr.Close(); _ = udp.Close() }()
+	tr, done := transportAt(t, ip)
+	defer done()
 	if err := prove(context.Background(), tr, id, target); err != nil {
 		t.Fatalf("proof from %s: %v", ip, err)
 	}
@@ -198,11 +194,8 @@ func holderDraws(g *gate, holder func(int) string, prefixes int, holdFor time.Du
 			}
 		}
 		if ms%1000 == 0 {
-			if s, err := g.enter(udp(fmt.Sprintf("10.71.%d.%d:1", ms/1000/256, ms/1000%256)), true, now); err == nil {
+			if honestLinks(g, udp(fmt.Sprintf("10.71.%d.%d:1", ms/1000/256, ms/1000%256)), fmt.Sprint("honest", ms), now) {
 				honestIn++
-				s.proveAt(fmt.Sprint("honest", ms), now)
-				s.linked.Store(true)
-				s.releaseAt(now)
 			}
 		}
 	}
