@@ -3,6 +3,7 @@
 package circuit
 
 import (
+	"bytes"
 	"io"
 	"testing"
 )
@@ -40,5 +41,56 @@ func TestResumableEchoAddsNoAllocs(t *testing.T) {
 	}
 	if resumable-sealed >= 1 {
 		t.Errorf("the resumable layer adds %.2f allocations per echo, want none", resumable-sealed)
+	}
+}
+
+// TestResumableSetupAllocs checks what an end of a resumable circuit
+// allocates to exist: the Resumable and its quit channel, nothing more.
+// Its conds are part of it, and its rings report their sizes to it
+// without a method value each.
+func TestResumableSetupAllocs(t *testing.T) {
+	cfg := ResumeConfig{Budget: &countBudget{}}
+	n := testing.AllocsPerRun(100, func() { newResumable(nil, nil, nil, cfg) })
+	if n > 2 {
+		t.Errorf("an end allocates %.0f times to exist, want 2", n)
+	}
+}
+
+// TestResumeTableChangesAllocNothing checks that a circuit's changes in
+// the table (awaiting its hello, registered, ended) allocate nothing while
+// no resume waits for them (TestResumeOvertakesHello: a waiting one still
+// learns them).
+func TestResumeTableChangesAllocNothing(t *testing.T) {
+	tb := NewResumeTable()
+	r := newResumable(nil, nil, nil, ResumeConfig{})
+	r.table, r.tkey = tb, resumeKey{source: "s", id: [idLen]byte{1}}
+	cycle := func() {
+		tb.pend("s")
+		tb.register(r)
+		tb.unpend("s")
+		tb.unregister(r)
+	}
+	cycle() // the maps' entries made once
+	if n := testing.AllocsPerRun(100, cycle); n != 0 {
+		t.Errorf("a circuit's changes in the table allocate %.0f times, want none", n)
+	}
+}
+
+// TestReadPathAllocsNothing checks that reading a path's frames allocates
+// nothing per call (the frame head is the circuit's, not a local that
+// escapes into the path's Read).
+func TestReadPathAllocsNothing(t *testing.T) {
+	r := newResumable(nil, nil, nil, ResumeConfig{})
+	ack := []byte{frameAck, 0, 0, 0, 0, 0, 0, 0, 0}
+	br := bytes.NewReader(ack)
+	var p Path = bytesPath{br}
+	n := testing.AllocsPerRun(100, func() {
+		br.Reset(ack)
+		if err := r.readPath(p, r.gen, nil); err != io.EOF {
+			t.Fatalf("readPath: %v, want io.EOF", err)
+		}
+	})
+	if n != 0 {
+		t.Errorf("readPath allocates %.0f times per call, want none", n)
 	}
 }

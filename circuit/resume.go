@@ -197,8 +197,8 @@ type Resumable struct {
 	service       string
 
 	mu    sync.Mutex
-	cond  *sync.Cond // the application's Reads and Writes, readLoop
-	wcond *sync.Cond // writeLoop alone (see broadcast)
+	cond  sync.Cond // the application's Reads and Writes, readLoop
+	wcond sync.Cond // writeLoop alone (see broadcast)
 
 	cur         Path
 	gen         uint64
@@ -257,6 +257,10 @@ type Resumable struct {
 	firstPath         Path
 	resumes, failures atomic.Int64
 	fast              fastPaths
+	// The frame head readPath reads into: a field, as a local passed to
+	// the path's Read would be allocated on every readPath. Only one
+	// readPath runs at a time (readEarly before readLoop starts).
+	rhdr [1 + idLen + 8]byte
 
 	// Progress detection (see ResumeConfig.ProgressTimeout).
 	frames     atomic.Int64 // frames read, on any path
@@ -367,10 +371,10 @@ func newResumable(p Path, local, remote net.Addr, cfg ResumeConfig) *Resumable {
 		cfg.ProgressTimeout = DefaultProgressTimeout
 	}
 	r := &Resumable{cfg: cfg, local: local, remote: remote, cur: p, firstPath: p, quit: make(chan struct{})}
-	r.cond, r.wcond = sync.NewCond(&r.mu), sync.NewCond(&r.mu)
+	r.cond.L, r.wcond.L = &r.mu, &r.mu
 	r.sbuf.max, r.rq.max = cfg.Window, cfg.Window
 	if cfg.Budget != nil {
-		r.sbuf.sized, r.rq.sized = r.sizedLocked, r.sizedLocked
+		r.sbuf.sized, r.rq.sized = r, r
 	}
 	return r
 }
@@ -1040,7 +1044,7 @@ var errEnded = errors.New("circuit: ended")
 // at a frame boundary), or, when more is set, until more reports false
 // before a frame.
 func (r *Resumable) readPath(p Path, gen uint64, more func() bool) error {
-	var hdr [1 + idLen + 8]byte
+	hdr := &r.rhdr
 	for {
 		if more != nil && !more() {
 			return nil
@@ -2108,9 +2112,12 @@ type ResumeTable struct {
 	max  int
 	// awaiting counts, per source, the circuits accepted whose hello has
 	// not been read yet; changed is closed (and replaced) when a circuit
-	// registers or stops awaiting its hello.
+	// registers or stops awaiting its hello, if a lookup took it
+	// (watched): else the two changes of every circuit would make a
+	// channel each for no one.
 	awaiting map[string]int
 	changed  chan struct{}
+	watched  bool
 }
 
 // NewResumeTable returns a table bounded by MaxResumablePerSource and
@@ -2157,8 +2164,11 @@ func (t *ResumeTable) unpend(source string) {
 }
 
 func (t *ResumeTable) notifyLocked() {
+	if !t.watched {
+		return
+	}
 	close(t.changed)
-	t.changed = make(chan struct{})
+	t.changed, t.watched = make(chan struct{}), false
 }
 
 // lookup finds the circuit k names. While circuits of the same source
@@ -2170,6 +2180,7 @@ func (t *ResumeTable) lookup(k resumeKey, deadline time.Time) *Resumable {
 	for {
 		t.mu.Lock()
 		r, waiting, changed := t.m[k], t.awaiting[k.source] > 0, t.changed
+		t.watched = t.watched || r == nil && waiting
 		t.mu.Unlock()
 		if r != nil || !waiting {
 			return r

@@ -24,8 +24,13 @@ type ring struct {
 	hdr *[]byte
 	// sized, when set, learns each change of the buffer's size (bytes
 	// taken when it grows, given back when it goes to the pool).
-	sized func(delta int)
+	sized sizer
 }
+
+// sizer learns the changes of a ring's size. An interface rather than a
+// func: a *Resumable set here costs no allocation, where each of its
+// method values cost one per circuit.
+type sizer interface{ sizedLocked(delta int) }
 
 // ringPools hold buffers of 4 KiB << i bytes that ringCache had no room
 // for.
@@ -188,7 +193,7 @@ func (q *ring) grow(k int) {
 	}
 	nb, nh := getRing(size)
 	if q.sized != nil {
-		q.sized(len(nb) - len(q.buf))
+		q.sized.sizedLocked(len(nb) - len(q.buf))
 	}
 	if q.buf != nil {
 		q.copyOut(nb, 0, q.n)
@@ -248,7 +253,7 @@ func (q *ring) release() {
 		}
 		q.last, q.peak = max(need, q.last/2), 0
 		if q.sized != nil {
-			q.sized(-len(q.buf))
+			q.sized.sizedLocked(-len(q.buf))
 		}
 		putRing(q.buf, q.hdr)
 		q.buf, q.hdr = nil, nil
