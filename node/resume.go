@@ -88,18 +88,32 @@ func (c *resumableConn) abort() { c.Resumable.Reset(circuit.CloseShuttingDown) }
 
 // resumeConfig is the configuration of one end; the node keeps the end in
 // its set of resumable circuits until it ends: Close resets them and waits
-// for their goroutines (circuitSet.endAll).
-func (n *Node) resumeConfig(role string) (circuit.ResumeConfig, *tracked) {
+// for their goroutines (circuitSet.endAll). A destination's end is charged
+// to acct (nil for a source): its hooks call the account themselves, as
+// hooks wrapped around these would cost three allocations per circuit.
+func (n *Node) resumeConfig(role string, acct *budgetAccount) (circuit.ResumeConfig, *tracked) {
 	entry := n.resumables.add(false, nil)
+	onPathFailed := markPathFailed
+	if acct != nil {
+		onPathFailed = func(p circuit.Path, err error) {
+			markPathFailed(p, err)
+			acct.park()
+		}
+	}
 	return circuit.ResumeConfig{
 		Timeout: n.resumeTimeout(),
-		OnEnd:   func() { n.resumables.remove(entry) },
-		OnPathFailed: func(p circuit.Path, err error) {
-			if tc, ok := p.(*trackedConn); ok {
-				tc.failed.CompareAndSwap(nil, &err) // its span reports the failure
+		Budget:  budgetOf(acct),
+		OnEnd: func() {
+			if acct != nil {
+				acct.close()
 			}
+			n.resumables.remove(entry)
 		},
+		OnPathFailed: onPathFailed,
 		OnResume: func(ev circuit.ResumeEvent) {
+			if acct != nil {
+				acct.unpark()
+			}
 			if ev.Err != nil {
 				n.metrics.resume.failures.WithLabelValues(role).Inc()
 				n.log.Info("circuit lost its path and could not be resumed", "role", role, "err", ev.Err)
@@ -115,10 +129,26 @@ func (n *Node) resumeConfig(role string) (circuit.ResumeConfig, *tracked) {
 	}, entry
 }
 
+// markPathFailed records a failed path's failure for its span.
+func markPathFailed(p circuit.Path, err error) {
+	if tc, ok := p.(*trackedConn); ok {
+		tc.failed.CompareAndSwap(nil, &err)
+	}
+}
+
+// budgetOf is acct as a circuit.ResumeBudget: nil (no budget) for a nil
+// account, not an interface holding a nil pointer.
+func budgetOf(acct *budgetAccount) circuit.ResumeBudget {
+	if acct == nil {
+		return nil
+	}
+	return acct
+}
+
 // resumableSource makes a dialled circuit resumable: when its path fails,
 // it opens a new one toward peer along the current best route.
 func (n *Node) resumableSource(tc *trackedConn, peer, service string, opt DialOptions) (Conn, error) {
-	cfg, entry := n.resumeConfig("dial")
+	cfg, entry := n.resumeConfig("dial", nil)
 	cfg.Early = opt.Early
 	// A path that made no progress while its links stayed up (a relay
 	// that stopped forwarding) would be chosen again by routing, and so
@@ -233,22 +263,8 @@ func (s *avoidSet) order(now time.Time) []string {
 // buffers and its waits for a resume are charged to its source's share of
 // the node's budget (Limits.ResumeBuffer, Limits.MaxParked).
 func (n *Node) resumableDest(tc *trackedConn, o *circuit.Open) net.Conn {
-	cfg, entry := n.resumeConfig("accept")
 	acct := n.rbudget.open(o.Source)
-	cfg.Budget = acct
-	onEnd, onPathFailed, onResume := cfg.OnEnd, cfg.OnPathFailed, cfg.OnResume
-	cfg.OnEnd = func() {
-		acct.close()
-		onEnd()
-	}
-	cfg.OnPathFailed = func(p circuit.Path, err error) {
-		onPathFailed(p, err)
-		acct.park()
-	}
-	cfg.OnResume = func(ev circuit.ResumeEvent) {
-		acct.unpark()
-		onResume(ev)
-	}
+	cfg, entry := n.resumeConfig("accept", acct)
 	r := circuit.NewResumableDest(tc, tc.LocalAddr(), tc.RemoteAddr(), n.resumeTable, o.Source, o.Service, cfg)
 	acct.bind(r)
 	rc := &resumableConn{Resumable: r, first: tc}
