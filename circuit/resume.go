@@ -1173,9 +1173,14 @@ func (r *Resumable) readEarly(p Path) {
 		}
 		return false
 	}
-	if err := r.readPath(p, r.gen, whole); err != nil {
+	// Nothing else knows r before the hello registers it, so r.gen is
+	// read here unlocked; a failure is charged to that generation, not to
+	// a resume that registered it and replaced p meanwhile (whose new
+	// path this read never touched).
+	gen := r.gen
+	if err := r.readPath(p, gen, whole); err != nil {
 		r.mu.Lock()
-		r.pathFailedLocked(r.gen, err)
+		r.pathFailedLocked(gen, err)
 		r.mu.Unlock()
 	}
 }
