@@ -240,9 +240,15 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		src = limitSource{}
 	}
 	t, err := n.limits.admit(src, from)
-	if err == nil && !resume && !lis.hasRoom() {
-		t.release()
-		err = fmt.Errorf("service %q has %d circuits waiting to be accepted", o.Service, cap(lis.backlog))
+	// The circuit's place in the service's backlog is reserved with its
+	// admission and freed when Accept takes it, or here should it fail
+	// before it is queued (serve then owns it).
+	var place *backlogPlace
+	defer func() { place.release() }()
+	if err == nil && !resume {
+		if place, err = lis.reserve(backlogSource(o, resp)); err != nil {
+			t.release()
+		}
 	}
 	if err != nil {
 		n.limits.noteOverloaded(err.Error())
@@ -296,5 +302,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	if o.Flags&circuit.FlagResumable != 0 {
 		conn = n.resumableDest(tc, o)
 	}
-	lis.serve(conn)
+	queuedAt := place
+	place = nil
+	lis.serve(conn, queuedAt)
 }

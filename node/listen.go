@@ -7,11 +7,27 @@ import (
 	"sync"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // Backlog bounds circuits accepted by the node but not yet by the
 // service's Accept; beyond it new circuits are refused as overloaded.
 const Backlog = 128
+
+// backlogReserve is the part of Backlog that a source gets only while it
+// holds fewer than backlogFloor places in it: without it, one member
+// opening circuits to a service faster than its application accepted
+// them took the whole backlog, and every other source's circuits to the
+// service were refused. One source alone still queues Backlog -
+// backlogReserve circuits (a burst of 100 to a service that has not
+// accepted yet loses none); filling the backlog takes that source and as
+// many more as the reserve holds floors (4 more with these figures).
+const backlogReserve = Backlog / 8
+
+// backlogFloor is how many places a source may hold and still take one
+// more from the backlog's reserve.
+const backlogFloor = backlogReserve / 4
 
 // maxServiceName bounds a service name.
 const maxServiceName = 255
@@ -20,13 +36,34 @@ const maxServiceName = 255
 type listener struct {
 	n       *Node
 	service string
-	backlog chan net.Conn // *trackedConn or *resumableConn
+	backlog chan queued
 	// handle, for a service the node answers itself, serves each circuit
 	// on the goroutine that delivered it (serve): nothing is queued.
 	handle func(net.Conn)
 	mu     sync.Mutex
 	closed bool
 	done   chan struct{}
+	// Places in the backlog reserved (reserve): in total and by source.
+	// A place is reserved when the circuit is admitted, before its
+	// handshake, and released once when Accept takes it or the circuit
+	// fails before it is queued, so concurrent circuits of one source
+	// are all counted. bySource holds at most Backlog entries.
+	reserved int
+	bySource map[links.SourceKey]int
+}
+
+// queued is a circuit waiting in the backlog with its place.
+type queued struct {
+	c     net.Conn // *trackedConn or *resumableConn
+	place *backlogPlace
+}
+
+// backlogPlace is a place in a listener's backlog held for one circuit
+// of a source; release frees it, once.
+type backlogPlace struct {
+	l        *listener
+	src      links.SourceKey
+	released bool // guarded by l.mu
 }
 
 // Listen publishes service on this node: circuits addressed to
@@ -53,9 +90,9 @@ func (n *Node) listen(service string, handle func(net.Conn)) (*listener, error) 
 	if n.services[service] != nil {
 		return nil, fmt.Errorf("listen %q: %w", service, ErrServiceInUse)
 	}
-	l := &listener{n: n, service: service, handle: handle, done: make(chan struct{})}
+	l := &listener{n: n, service: service, handle: handle, done: make(chan struct{}), bySource: make(map[links.SourceKey]int)}
 	if handle == nil {
-		l.backlog = make(chan net.Conn, Backlog)
+		l.backlog = make(chan queued, Backlog)
 	}
 	n.services[service] = l
 	return l, nil
@@ -79,22 +116,78 @@ func (n *Node) Services() []string {
 	return out
 }
 
-func (l *listener) hasRoom() bool { return l.handle != nil || len(l.backlog) < cap(l.backlog) }
+// reserve reserves a place in the backlog for a circuit from src, or
+// says why there is none: the backlog is full, or it is down to its
+// reserve (backlogReserve) and src holds backlogFloor places or more. The
+// check and the count are one step, so circuits of one source admitted
+// concurrently cannot all pass a check that none of them counted in yet.
+// A service the node answers itself (handle) queues nothing: its place
+// is nil.
+func (l *listener) reserve(src links.SourceKey) (*backlogPlace, error) {
+	if l.handle != nil {
+		return nil, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	held := l.bySource[src]
+	switch {
+	case l.reserved >= Backlog:
+		return nil, fmt.Errorf("service %q has %d circuits waiting to be accepted", l.service, l.reserved)
+	case l.reserved >= Backlog-backlogReserve && held >= backlogFloor:
+		return nil, fmt.Errorf("service %q has %d circuits waiting to be accepted, %d from this source; the last %d places are kept for sources holding fewer than %d",
+			l.service, l.reserved, held, backlogReserve, backlogFloor)
+	}
+	l.reserved++
+	l.bySource[src]++
+	return &backlogPlace{l: l, src: src}, nil
+}
+
+// backlogSource is whom a circuit to this node counts against in its
+// service's backlog (listener.reserve): its source proven by a
+// one-message handshake or by the link (hop 0), else its source as
+// claimed along its path (reclaimSource), whose key a neighbour forging
+// the source cannot share with the source's own circuits.
+func backlogSource(o *circuit.Open, resp *seal.Responder) links.SourceKey {
+	if resp != nil && !resp.Full() {
+		return links.ProvenSource(o.Source)
+	}
+	return reclaimSource(o)
+}
+
+// release frees the place; a nil place or one already freed: nothing.
+func (p *backlogPlace) release() {
+	if p == nil {
+		return
+	}
+	l := p.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if p.released {
+		return
+	}
+	p.released = true
+	l.reserved--
+	if l.bySource[p.src]--; l.bySource[p.src] <= 0 {
+		delete(l.bySource, p.src)
+	}
+}
 
 // serve hands an accepted circuit to the service: its handler runs on the
 // calling goroutine (the one that read the open, already owned by the
 // node), which closes the circuit after it, else the circuit waits in the
-// backlog for Accept. A built-in echo thus answers an open's early data
-// without two goroutine hand-offs (to Accept, and to a goroutine per
-// circuit) between its arrival and its echo. The circuit is aborted when
-// the backlog is full or the listener closed.
-func (l *listener) serve(c net.Conn) {
+// backlog for Accept in place, which serve now owns (reserve). A built-in
+// echo thus answers an open's early data without two goroutine hand-offs
+// (to Accept, and to a goroutine per circuit) between its arrival and its
+// echo. The circuit is aborted, and its place freed, when the listener
+// closed.
+func (l *listener) serve(c net.Conn, place *backlogPlace) {
 	if l.handle != nil && l.open() {
 		defer c.Close()
 		l.handle(c)
 		return
 	}
-	if l.handle != nil || !l.enqueue(c) {
+	if l.handle != nil || !l.enqueue(queued{c: c, place: place}) {
+		place.release()
 		c.(interface{ abort() }).abort()
 	}
 }
@@ -107,15 +200,16 @@ func (l *listener) open() bool {
 }
 
 // enqueue hands an accepted circuit to Accept; false when the backlog is
-// full or the listener closed.
-func (l *listener) enqueue(c net.Conn) bool {
+// full or the listener closed. A circuit holding a place (reserve) always
+// finds room: the channel holds Backlog, as many as the places.
+func (l *listener) enqueue(q queued) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return false
 	}
 	select {
-	case l.backlog <- c:
+	case l.backlog <- q:
 		return true
 	default:
 		return false
@@ -127,13 +221,15 @@ func (l *listener) enqueue(c net.Conn) bool {
 // (unless the node runs with E2EOff and the circuit came in the clear).
 func (l *listener) Accept() (net.Conn, error) {
 	select {
-	case c := <-l.backlog:
-		return c, nil
+	case q := <-l.backlog:
+		q.place.release()
+		return q.c, nil
 	case <-l.done:
 		// Drain what raced in before the close.
 		select {
-		case c := <-l.backlog:
-			return c, nil
+		case q := <-l.backlog:
+			q.place.release()
+			return q.c, nil
 		default:
 		}
 		return nil, fmt.Errorf("accept on %s/%s: %w", l.n.cfg.Name, l.service, net.ErrClosed)
@@ -157,8 +253,9 @@ func (l *listener) Close() error {
 	l.n.mu.Unlock()
 	for {
 		select {
-		case c := <-l.backlog:
-			c.(interface{ abort() }).abort()
+		case q := <-l.backlog:
+			q.place.release()
+			q.c.(interface{ abort() }).abort()
 		default:
 			return nil
 		}
