@@ -41,19 +41,41 @@ func TestAttackOneMemberTakesTheBacklog(t *testing.T) {
 			conn.Close()
 		}
 	}()
-	refused := 0
-	for range Backlog {
-		conn, err := m.Dial(ctxT(t, 20*time.Second), "p", backlogService)
-		if err != nil {
-			if !errors.Is(err, circuit.ErrOverloaded) {
-				t.Fatalf("m's circuit %d: %v", len(held)+refused, err)
-			}
-			refused++
-			continue
+	// m opens them batch after batch, the circuits of a batch at once
+	// (fewer than the per-link bound on open headers being read), so
+	// that a place counted only after a circuit's check would let a
+	// batch pass together.
+	var (
+		mu      sync.Mutex
+		refused int
+		failed  []error
+	)
+	const batch = 32
+	for range Backlog / batch {
+		var wg sync.WaitGroup
+		for range batch {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				conn, err := m.Dial(ctxT(t, 20*time.Second), "p", backlogService)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					held = append(held, conn)
+				case errors.Is(err, circuit.ErrOverloaded):
+					refused++
+				default:
+					failed = append(failed, err)
+				}
+			}()
 		}
-		held = append(held, conn)
+		wg.Wait()
 	}
 	t.Logf("m: %d circuits queued at p, %d refused overloaded", len(held), refused)
+	if len(failed) > 0 {
+		t.Fatalf("m's circuits failed: %v", failed)
+	}
 	if len(held) < Backlog-backlogReserve {
 		t.Fatalf("m queued %d circuits, want at least %d: the attack did not run", len(held), Backlog-backlogReserve)
 	}
@@ -62,6 +84,9 @@ func TestAttackOneMemberTakesTheBacklog(t *testing.T) {
 		t.Fatalf("h's circuit to a backlog m filled: %v", err)
 	}
 	defer hc.Close()
+	if len(held) > Backlog-backlogReserve {
+		t.Fatalf("m queued %d circuits, more than the %d a source may while it holds %d or more", len(held), Backlog-backlogReserve, backlogFloor)
+	}
 	// The application accepts: h's circuit is among those queued.
 	for i := range len(held) + 1 {
 		a, err := acceptWithin(lis, 20*time.Second)
