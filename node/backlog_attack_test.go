@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // backlogService is a service whose application does not accept until
@@ -41,44 +43,7 @@ func TestAttackOneMemberTakesTheBacklog(t *testing.T) {
 			conn.Close()
 		}
 	}()
-	// m opens them batch after batch, the circuits of a batch at once
-	// (fewer than the per-link bound on open headers being read), so
-	// that a place counted only after a circuit's check would let a
-	// batch pass together.
-	var (
-		mu      sync.Mutex
-		refused int
-		failed  []error
-	)
-	const batch = 32
-	for range Backlog / batch {
-		var wg sync.WaitGroup
-		for range batch {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				conn, err := m.Dial(ctxT(t, 20*time.Second), "p", backlogService)
-				mu.Lock()
-				defer mu.Unlock()
-				switch {
-				case err == nil:
-					held = append(held, conn)
-				case errors.Is(err, circuit.ErrOverloaded):
-					refused++
-				default:
-					failed = append(failed, err)
-				}
-			}()
-		}
-		wg.Wait()
-	}
-	t.Logf("m: %d circuits queued at p, %d refused overloaded", len(held), refused)
-	if len(failed) > 0 {
-		t.Fatalf("m's circuits failed: %v", failed)
-	}
-	if len(held) < Backlog-backlogReserve {
-		t.Fatalf("m queued %d circuits, want at least %d: the attack did not run", len(held), Backlog-backlogReserve)
-	}
+	held = fillBacklog(t, m, "p")
 	hc, err := h.Dial(ctxT(t, 20*time.Second), "p", backlogService)
 	if err != nil {
 		t.Fatalf("h's circuit to a backlog m filled: %v", err)
@@ -99,6 +64,107 @@ func TestAttackOneMemberTakesTheBacklog(t *testing.T) {
 		}
 	}
 	t.Fatalf("h's circuit was admitted but not among the %d accepted", len(held)+1)
+}
+
+// fillBacklog has m open Backlog circuits to p's backlogService and
+// returns those queued, at least Backlog-backlogReserve. It opens them
+// batch after batch, the circuits of a batch at once (fewer than the
+// per-link bound on open headers being read), so that a place counted
+// only after a circuit's check would let a batch pass together.
+func fillBacklog(t *testing.T, m *Node, p string) []net.Conn {
+	t.Helper()
+	var (
+		mu      sync.Mutex
+		held    []net.Conn
+		refused int
+		failed  []error
+	)
+	const batch = 32
+	for range Backlog / batch {
+		var wg sync.WaitGroup
+		for range batch {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				conn, err := m.Dial(ctxT(t, 20*time.Second), p, backlogService)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					held = append(held, conn)
+				case errors.Is(err, circuit.ErrOverloaded):
+					refused++
+				default:
+					failed = append(failed, err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	t.Logf("%s: %d circuits queued at %s, %d refused overloaded", m.cfg.Name, len(held), p, refused)
+	if len(failed) > 0 {
+		t.Fatalf("%s's circuits failed: %v", m.cfg.Name, failed)
+	}
+	if len(held) < Backlog-backlogReserve {
+		t.Fatalf("%s queued %d circuits, want at least %d: the attack did not run", m.cfg.Name, len(held), Backlog-backlogReserve)
+	}
+	return held
+}
+
+// TestAttackForgedFirstContactsTakeTheBacklogReserve: m queues its
+// Backlog-backlogReserve circuits to p's service; then f, another member
+// and p's neighbour, sends backlogReserve full-handshake first messages
+// to it that claim to relay for h, each naming a different made-up relay
+// before f, and never sends a third message: p holds each until its
+// handshake times out. Counted by their claims, each would hold a place
+// of the reserve of its own and h's circuit would be refused overloaded;
+// counted by the neighbour that relays them until the handshake proves a
+// source, f's hold at most backlogFloor and h's circuit is admitted.
+func TestAttackForgedFirstContactsTakeTheBacklogReserve(t *testing.T) {
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) {
+		cfg.Limits.HeaderTimeout = time.Minute // p holds the opens while the test runs
+	}
+	c.build("m-p", "h-p", "f-p")
+	c.waitRoute("m", "p", 1)
+	c.waitRoute("h", "p", 1)
+	c.waitRoute("f", "p", 1)
+	lis, err := c.nodes["p"].Listen(backlogService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	m, h, f := c.nodes["m"], c.nodes["h"], c.nodes["f"]
+	held := fillBacklog(t, m, "p")
+	defer func() {
+		for _, conn := range held {
+			conn.Close()
+		}
+	}()
+	l := f.link("p")
+	accepted := 0
+	for i := range backlogReserve {
+		o := &circuit.Open{Dest: "p", Source: "h", Service: backlogService, Hop: 2, HopLimit: 15, Path: []string{fmt.Sprintf("x%d", i), "f"}}
+		s, code, err := openByHand(ctxT(t, 10*time.Second), f, l, o, nil)
+		if s != nil {
+			defer s.Reset(circuit.CloseCancelled)
+		}
+		if err != nil {
+			t.Fatalf("f's forged first contact %d: %v", i, err)
+		}
+		if code == circuit.Accepted {
+			accepted++
+		}
+	}
+	t.Logf("p answered %d of f's %d forged first contacts", accepted, backlogReserve)
+	if accepted == 0 {
+		t.Fatal("p answered none of f's forged first contacts: the attack did not run")
+	}
+	hc, err := h.Dial(ctxT(t, 20*time.Second), "p", backlogService)
+	if err != nil {
+		t.Fatalf("h's circuit to a backlog m filled and f's forged first contacts hold: %v", err)
+	}
+	hc.Close()
 }
 
 // TestBacklogHonestBurstLosesNone: h, alone, opens 100 circuits at once to
@@ -190,4 +256,44 @@ func acceptWithin(lis net.Listener, d time.Duration) (net.Conn, error) {
 	stop := context.AfterFunc(ctx, func() { lis.Close() })
 	defer stop()
 	return lis.Accept()
+}
+
+// TestBacklogPlaceProvedCountsAgainstTheSource: a place reserved for a
+// full handshake's claim counts, once the handshake proved the source,
+// against the source: refused when that source already holds its floor
+// of a backlog down to its reserve, and freed from the source's count.
+func TestBacklogPlaceProvedCountsAgainstTheSource(t *testing.T) {
+	l := &listener{service: backlogService, bySource: make(map[links.SourceKey]int)}
+	src, claim := links.ProvenSource("m"), links.ClaimedSource("", []string{"f"})
+	for i := range Backlog - backlogReserve - 1 {
+		if _, err := l.reserve(src); err != nil {
+			t.Fatalf("place %d: %v", i, err)
+		}
+	}
+	p, err := l.reserve(claim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not yet down to the reserve without this place: proved, it counts
+	// against m.
+	if err := p.prove(src); err != nil {
+		t.Fatalf("prove with the backlog below its reserve: %v", err)
+	}
+	if l.bySource[src] != Backlog-backlogReserve || l.bySource[claim] != 0 {
+		t.Fatalf("after prove: m holds %d, the claim %d; want %d and 0", l.bySource[src], l.bySource[claim], Backlog-backlogReserve)
+	}
+	// Down to the reserve: another claim proved to be m is refused.
+	q, err := l.reserve(claim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.prove(src); err == nil {
+		t.Fatal("prove to a source holding its floor of a backlog down to its reserve was allowed")
+	}
+	q.release()
+	q.release() // once only
+	p.release()
+	if l.reserved != Backlog-backlogReserve-1 || l.bySource[src] != Backlog-backlogReserve-1 || len(l.bySource) != 1 {
+		t.Fatalf("after release: %d reserved, m holds %d, %d sources; want %d, %d, 1", l.reserved, l.bySource[src], len(l.bySource), Backlog-backlogReserve-1, Backlog-backlogReserve-1)
+	}
 }

@@ -246,7 +246,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	var place *backlogPlace
 	defer func() { place.release() }()
 	if err == nil && !resume {
-		if place, err = lis.reserve(backlogSource(o, resp)); err != nil {
+		if place, err = lis.reserve(backlogSource(o, resp, from)); err != nil {
 			t.release()
 		}
 	}
@@ -271,7 +271,10 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	if err == nil && full && src.name == "" {
 		// Proven now: count the source's own circuit instead of the claim.
 		t.release()
-		if t, err = n.limits.admit(limitSource{name: o.Source}, from); err != nil {
+		if t, err = n.limits.admit(limitSource{name: o.Source}, from); err == nil {
+			err = place.prove(links.ProvenSource(o.Source))
+		}
+		if err != nil {
 			c.Reset(circuit.CloseInternal)
 		}
 	}

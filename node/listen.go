@@ -117,8 +117,7 @@ func (n *Node) Services() []string {
 }
 
 // reserve reserves a place in the backlog for a circuit from src, or
-// says why there is none: the backlog is full, or it is down to its
-// reserve (backlogReserve) and src holds backlogFloor places or more. The
+// says why there is none (noPlace). The
 // check and the count are one step, so circuits of one source admitted
 // concurrently cannot all pass a check that none of them counted in yet.
 // A service the node answers itself (handle) queues nothing: its place
@@ -129,29 +128,71 @@ func (l *listener) reserve(src links.SourceKey) (*backlogPlace, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	held := l.bySource[src]
-	switch {
-	case l.reserved >= Backlog:
-		return nil, fmt.Errorf("service %q has %d circuits waiting to be accepted", l.service, l.reserved)
-	case l.reserved >= Backlog-backlogReserve && held >= backlogFloor:
-		return nil, fmt.Errorf("service %q has %d circuits waiting to be accepted, %d from this source; the last %d places are kept for sources holding fewer than %d",
-			l.service, l.reserved, held, backlogReserve, backlogFloor)
+	if err := l.noPlace(l.reserved, l.bySource[src]); err != nil {
+		return nil, err
 	}
 	l.reserved++
 	l.bySource[src]++
 	return &backlogPlace{l: l, src: src}, nil
 }
 
-// backlogSource is whom a circuit to this node counts against in its
-// service's backlog (listener.reserve): its source proven by a
-// one-message handshake or by the link (hop 0), else its source as
-// claimed along its path (reclaimSource), whose key a neighbour forging
-// the source cannot share with the source's own circuits.
-func backlogSource(o *circuit.Open, resp *seal.Responder) links.SourceKey {
-	if resp != nil && !resp.Full() {
+// noPlace says why a source holding held places may not take one more
+// while taken places are taken: the backlog is full, or it is down to its
+// reserve (backlogReserve) and the source holds backlogFloor or more.
+// Called with l.mu held.
+func (l *listener) noPlace(taken, held int) error {
+	switch {
+	case taken >= Backlog:
+		return fmt.Errorf("service %q has %d circuits waiting to be accepted", l.service, taken)
+	case taken >= Backlog-backlogReserve && held >= backlogFloor:
+		return fmt.Errorf("service %q has %d circuits waiting to be accepted, %d from this source; the last %d places are kept for sources holding fewer than %d",
+			l.service, taken, held, backlogReserve, backlogFloor)
+	}
+	return nil
+}
+
+// backlogSource is whom a circuit to this node, from neighbour from,
+// counts against in its service's backlog (listener.reserve): its source
+// proven by a one-message handshake or by the link (hop 0); for a full
+// handshake relayed by the neighbour, until its third message proves the
+// source (backlogPlace.prove), the neighbour, whatever source and relays
+// it names (a key per claim would give a neighbour naming made-up relays
+// a share per name, each held until the handshake times out); for a
+// clear circuit, its source as claimed along its path (reclaimSource).
+func backlogSource(o *circuit.Open, resp *seal.Responder, from string) links.SourceKey {
+	switch {
+	case resp != nil && !resp.Full():
 		return links.ProvenSource(o.Source)
+	case resp != nil && o.Hop > 0:
+		return links.ClaimedSource("", []string{from})
 	}
 	return reclaimSource(o)
+}
+
+// prove counts the place against src, the source a full handshake proved,
+// instead of the claim it was reserved for: claims that differ only in
+// the relays a neighbour names before its own would each hold a share.
+// It says why not (noPlace); the caller then frees the place.
+func (p *backlogPlace) prove(src links.SourceKey) error {
+	if p == nil {
+		return nil
+	}
+	l := p.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if p.released || p.src == src {
+		return nil
+	}
+	// The place is counted in reserved: the others are one fewer.
+	if err := l.noPlace(l.reserved-1, l.bySource[src]); err != nil {
+		return err
+	}
+	if l.bySource[p.src]--; l.bySource[p.src] <= 0 {
+		delete(l.bySource, p.src)
+	}
+	p.src = src
+	l.bySource[src]++
+	return nil
 }
 
 // release frees the place; a nil place or one already freed: nothing.
