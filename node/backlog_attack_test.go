@@ -49,8 +49,8 @@ func TestAttackOneMemberTakesTheBacklog(t *testing.T) {
 		t.Fatalf("h's circuit to a backlog m filled: %v", err)
 	}
 	defer hc.Close()
-	if len(held) > Backlog-backlogReserve {
-		t.Fatalf("m queued %d circuits, more than the %d a source may while it holds %d or more", len(held), Backlog-backlogReserve, backlogFloor)
+	if n := backlogHeld(lis, "m"); n > Backlog-backlogReserve {
+		t.Fatalf("m holds %d places, more than the %d a source may while it holds %d or more", n, Backlog-backlogReserve, backlogFloor)
 	}
 	// The application accepts: h's circuit is among those queued.
 	for i := range len(held) + 1 {
@@ -66,8 +66,18 @@ func TestAttackOneMemberTakesTheBacklog(t *testing.T) {
 	t.Fatalf("h's circuit was admitted but not among the %d accepted", len(held)+1)
 }
 
+// backlogHeld is how many places of lis's backlog src, proven, holds.
+func backlogHeld(lis net.Listener, src string) int {
+	l := lis.(*listener)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.bySource[links.ProvenSource(src)]
+}
+
 // fillBacklog has m open Backlog circuits to p's backlogService and
-// returns those queued, at least Backlog-backlogReserve. It opens them
+// returns those p accepted, at least Backlog-backlogReserve: refused
+// overloaded at admission, or reset once accepted because the backlog
+// had no place left for m by the time the handshake proved it. It opens them
 // batch after batch, the circuits of a batch at once (fewer than the
 // per-link bound on open headers being read), so that a place counted
 // only after a circuit's check would let a batch pass together.
@@ -92,7 +102,7 @@ func fillBacklog(t *testing.T, m *Node, p string) []net.Conn {
 				switch {
 				case err == nil:
 					held = append(held, conn)
-				case errors.Is(err, circuit.ErrOverloaded):
+				case errors.Is(err, circuit.ErrOverloaded) || noPlaceReset(err):
 					refused++
 				default:
 					failed = append(failed, err)
@@ -101,14 +111,22 @@ func fillBacklog(t *testing.T, m *Node, p string) []net.Conn {
 		}
 		wg.Wait()
 	}
-	t.Logf("%s: %d circuits queued at %s, %d refused overloaded", m.cfg.Name, len(held), p, refused)
+	t.Logf("%s: %d circuits accepted by %s, %d refused overloaded or reset for want of a place", m.cfg.Name, len(held), p, refused)
 	if len(failed) > 0 {
 		t.Fatalf("%s's circuits failed: %v", m.cfg.Name, failed)
 	}
 	if len(held) < Backlog-backlogReserve {
-		t.Fatalf("%s queued %d circuits, want at least %d: the attack did not run", m.cfg.Name, len(held), Backlog-backlogReserve)
+		t.Fatalf("%s had %d circuits accepted, want at least %d: the attack did not run", m.cfg.Name, len(held), Backlog-backlogReserve)
 	}
 	return held
+}
+
+// noPlaceReset reports whether err is a circuit the destination reset,
+// once accepted, with circuit.CloseUnavailable: its service's backlog had
+// no place left for its source.
+func noPlaceReset(err error) bool {
+	var re *circuit.ResetError
+	return errors.As(err, &re) && re.Code.Reason() == circuit.CloseUnavailable
 }
 
 // TestAttackForgedFirstContactsTakeTheBacklogReserve: m queues its
@@ -258,42 +276,39 @@ func acceptWithin(lis net.Listener, d time.Duration) (net.Conn, error) {
 	return lis.Accept()
 }
 
-// TestBacklogPlaceProvedCountsAgainstTheSource: a place reserved for a
-// full handshake's claim counts, once the handshake proved the source,
-// against the source: refused when that source already holds its floor
-// of a backlog down to its reserve, and freed from the source's count.
-func TestBacklogPlaceProvedCountsAgainstTheSource(t *testing.T) {
-	l := &listener{service: backlogService, bySource: make(map[links.SourceKey]int)}
-	src, claim := links.ProvenSource("m"), links.ClaimedSource("", []string{"f"})
-	for i := range Backlog - backlogReserve - 1 {
-		if _, err := l.reserve(src); err != nil {
+// TestBacklogPlaceTakenWhenQueued: a place is taken, check and count in
+// one step, when a circuit is queued, and the admission check counts
+// nothing: a source holding its floor of a backlog down to its reserve is
+// refused, another is not, and Accept frees each place once.
+func TestBacklogPlaceTakenWhenQueued(t *testing.T) {
+	l := &listener{service: backlogService, backlog: make(chan queued, Backlog), done: make(chan struct{}), bySource: make(map[links.SourceKey]int)}
+	m, h := links.ProvenSource("m"), links.ProvenSource("h")
+	for i := range Backlog - backlogReserve {
+		if err := l.hasRoom(m); err != nil {
+			t.Fatalf("admission %d: %v", i, err)
+		}
+		if l.reserved != i {
+			t.Fatalf("the admission check took a place: %d taken, want %d", l.reserved, i)
+		}
+		if err := l.enqueue(nil, m); err != nil {
 			t.Fatalf("place %d: %v", i, err)
 		}
 	}
-	p, err := l.reserve(claim)
-	if err != nil {
-		t.Fatal(err)
+	if err := l.hasRoom(m); err == nil {
+		t.Fatal("admission for a source holding its floor of a backlog down to its reserve")
 	}
-	// Not yet down to the reserve without this place: proved, it counts
-	// against m.
-	if err := p.prove(src); err != nil {
-		t.Fatalf("prove with the backlog below its reserve: %v", err)
+	if err := l.enqueue(nil, m); err == nil {
+		t.Fatal("place for a source holding its floor of a backlog down to its reserve")
 	}
-	if l.bySource[src] != Backlog-backlogReserve || l.bySource[claim] != 0 {
-		t.Fatalf("after prove: m holds %d, the claim %d; want %d and 0", l.bySource[src], l.bySource[claim], Backlog-backlogReserve)
+	if err := l.enqueue(nil, h); err != nil {
+		t.Fatalf("place for another source: %v", err)
 	}
-	// Down to the reserve: another claim proved to be m is refused.
-	q, err := l.reserve(claim)
-	if err != nil {
-		t.Fatal(err)
+	for i := range Backlog - backlogReserve + 1 {
+		if _, err := l.Accept(); err != nil {
+			t.Fatalf("accept %d: %v", i, err)
+		}
 	}
-	if err := q.prove(src); err == nil {
-		t.Fatal("prove to a source holding its floor of a backlog down to its reserve was allowed")
-	}
-	q.release()
-	q.release() // once only
-	p.release()
-	if l.reserved != Backlog-backlogReserve-1 || l.bySource[src] != Backlog-backlogReserve-1 || len(l.bySource) != 1 {
-		t.Fatalf("after release: %d reserved, m holds %d, %d sources; want %d, %d, 1", l.reserved, l.bySource[src], len(l.bySource), Backlog-backlogReserve-1, Backlog-backlogReserve-1)
+	if l.reserved != 0 || len(l.bySource) != 0 {
+		t.Fatalf("after accepting all: %d places taken by %d sources, want none", l.reserved, len(l.bySource))
 	}
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -240,13 +241,11 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		src = limitSource{}
 	}
 	t, err := n.limits.admit(src, from)
-	// The circuit's place in the service's backlog is reserved with its
-	// admission and freed when Accept takes it, or here should it fail
-	// before it is queued (serve then owns it).
-	var place *backlogPlace
-	defer func() { place.release() }()
+	// A backlog already full for the circuit refuses it cleanly here; its
+	// place is taken only once the handshake proved its source (serve),
+	// so that a handshake never finished holds none.
 	if err == nil && !resume {
-		if place, err = lis.reserve(backlogSource(o, resp, from)); err != nil {
+		if err = lis.hasRoom(backlogSource(o, resp)); err != nil {
 			t.release()
 		}
 	}
@@ -271,10 +270,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	if err == nil && full && src.name == "" {
 		// Proven now: count the source's own circuit instead of the claim.
 		t.release()
-		if t, err = n.limits.admit(limitSource{name: o.Source}, from); err == nil {
-			err = place.prove(links.ProvenSource(o.Source))
-		}
-		if err != nil {
+		if t, err = n.limits.admit(limitSource{name: o.Source}, from); err != nil {
 			c.Reset(circuit.CloseInternal)
 		}
 	}
@@ -305,7 +301,9 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	if o.Flags&circuit.FlagResumable != 0 {
 		conn = n.resumableDest(tc, o)
 	}
-	queuedAt := place
-	place = nil
-	lis.serve(conn, queuedAt)
+	// The place in the backlog is taken now, the source proven: the
+	// circuit was accepted, so a backlog filled meanwhile resets it.
+	if err := lis.serve(conn, backlogSource(o, resp)); err != nil && !errors.Is(err, errListenerClosed) {
+		n.limits.noteOverloaded(err.Error())
+	}
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"sort"
@@ -43,11 +44,10 @@ type listener struct {
 	mu     sync.Mutex
 	closed bool
 	done   chan struct{}
-	// Places in the backlog reserved (reserve): in total and by source.
-	// A place is reserved when the circuit is admitted, before its
-	// handshake, and released once when Accept takes it or the circuit
-	// fails before it is queued, so concurrent circuits of one source
-	// are all counted. bySource holds at most Backlog entries.
+	// Places in the backlog taken (enqueue): in total and by source. A
+	// place is taken when the circuit, its handshake done, is queued, and
+	// released once when Accept or Close takes it off the queue.
+	// bySource holds at most Backlog entries.
 	reserved int
 	bySource map[links.SourceKey]int
 }
@@ -116,24 +116,20 @@ func (n *Node) Services() []string {
 	return out
 }
 
-// reserve reserves a place in the backlog for a circuit from src, or
-// says why there is none (noPlace). The
-// check and the count are one step, so circuits of one source admitted
-// concurrently cannot all pass a check that none of them counted in yet.
-// A service the node answers itself (handle) queues nothing: its place
-// is nil.
-func (l *listener) reserve(src links.SourceKey) (*backlogPlace, error) {
+// hasRoom says why a circuit from src would not find a place in the
+// backlog now (noPlace), counting nothing: the check at admission, which
+// refuses a circuit cleanly before its handshake when the backlog is
+// already full for it. The place is taken, check and count in one step,
+// only once the handshake proved the source (enqueue): a place taken
+// before it would be held by a handshake never finished until its
+// timeout, however fast the application accepts.
+func (l *listener) hasRoom(src links.SourceKey) error {
 	if l.handle != nil {
-		return nil, nil
+		return nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.noPlace(l.reserved, l.bySource[src]); err != nil {
-		return nil, err
-	}
-	l.reserved++
-	l.bySource[src]++
-	return &backlogPlace{l: l, src: src}, nil
+	return l.noPlace(l.reserved, l.bySource[src])
 }
 
 // noPlace says why a source holding held places may not take one more
@@ -152,47 +148,15 @@ func (l *listener) noPlace(taken, held int) error {
 }
 
 // backlogSource is whom a circuit to this node, from neighbour from,
-// counts against in its service's backlog (listener.reserve): its source
-// proven by a one-message handshake or by the link (hop 0); for a full
-// handshake relayed by the neighbour, until its third message proves the
-// source (backlogPlace.prove), the neighbour, whatever source and relays
-// it names (a key per claim would give a neighbour naming made-up relays
-// a share per name, each held until the handshake times out); for a
-// clear circuit, its source as claimed along its path (reclaimSource).
-func backlogSource(o *circuit.Open, resp *seal.Responder, from string) links.SourceKey {
-	switch {
-	case resp != nil && !resp.Full():
+// counts against in its service's backlog once its handshake is done
+// (enqueue): the source its end-to-end handshake proved, or for a clear
+// circuit the link (hop 0) or its claim along its path (reclaimSource),
+// which a router on that path may make up.
+func backlogSource(o *circuit.Open, resp *seal.Responder) links.SourceKey {
+	if resp != nil {
 		return links.ProvenSource(o.Source)
-	case resp != nil && o.Hop > 0:
-		return links.ClaimedSource("", []string{from})
 	}
 	return reclaimSource(o)
-}
-
-// prove counts the place against src, the source a full handshake proved,
-// instead of the claim it was reserved for: claims that differ only in
-// the relays a neighbour names before its own would each hold a share.
-// It says why not (noPlace); the caller then frees the place.
-func (p *backlogPlace) prove(src links.SourceKey) error {
-	if p == nil {
-		return nil
-	}
-	l := p.l
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if p.released || p.src == src {
-		return nil
-	}
-	// The place is counted in reserved: the others are one fewer.
-	if err := l.noPlace(l.reserved-1, l.bySource[src]); err != nil {
-		return err
-	}
-	if l.bySource[p.src]--; l.bySource[p.src] <= 0 {
-		delete(l.bySource, p.src)
-	}
-	p.src = src
-	l.bySource[src]++
-	return nil
 }
 
 // release frees the place; a nil place or one already freed: nothing.
@@ -213,25 +177,41 @@ func (p *backlogPlace) release() {
 	}
 }
 
-// serve hands an accepted circuit to the service: its handler runs on the
-// calling goroutine (the one that read the open, already owned by the
-// node), which closes the circuit after it, else the circuit waits in the
-// backlog for Accept in place, which serve now owns (reserve). A built-in
-// echo thus answers an open's early data without two goroutine hand-offs
-// (to Accept, and to a goroutine per circuit) between its arrival and its
-// echo. The circuit is aborted, and its place freed, when the listener
-// closed.
-func (l *listener) serve(c net.Conn, place *backlogPlace) {
+// serve hands an accepted circuit from src to the service: its handler
+// runs on the calling goroutine (the one that read the open, already
+// owned by the node), which closes the circuit after it, else the circuit
+// waits in the backlog for Accept in a place counted against src
+// (enqueue). A built-in echo thus answers an open's early data without two
+// goroutine hand-offs (to Accept, and to a goroutine per circuit) between
+// its arrival and its echo. The circuit is aborted, and serve says why,
+// when the listener closed or the backlog has no place for src.
+func (l *listener) serve(c net.Conn, src links.SourceKey) error {
 	if l.handle != nil && l.open() {
 		defer c.Close()
 		l.handle(c)
-		return
+		return nil
 	}
-	if l.handle != nil || !l.enqueue(queued{c: c, place: place}) {
-		place.release()
-		c.(interface{ abort() }).abort()
+	if l.handle != nil {
+		c.(aborter).abortWith(circuit.CloseShuttingDown)
+		return errListenerClosed
 	}
+	err := l.enqueue(c, src)
+	switch {
+	case errors.Is(err, errListenerClosed):
+		c.(aborter).abortWith(circuit.CloseShuttingDown)
+	case err != nil:
+		c.(aborter).abortWith(circuit.CloseUnavailable) // accepted, but no place to wait in
+	}
+	return err
 }
+
+// aborter is a circuit accepted by the node (*trackedConn or
+// *resumableConn) that it resets with code.
+type aborter interface{ abortWith(code uint64) }
+
+// errListenerClosed: the service's listener closed before its circuit
+// was queued.
+var errListenerClosed = errors.New("the service's listener is closed")
 
 // open reports whether the listener is not closed.
 func (l *listener) open() bool {
@@ -240,20 +220,28 @@ func (l *listener) open() bool {
 	return !l.closed
 }
 
-// enqueue hands an accepted circuit to Accept; false when the backlog is
-// full or the listener closed. A circuit holding a place (reserve) always
-// finds room: the channel holds Backlog, as many as the places.
-func (l *listener) enqueue(q queued) bool {
+// enqueue hands an accepted circuit from src to Accept in a place counted
+// against src, or says why not: the listener closed, or no place (noPlace).
+// The check and the count are one step under l.mu, so circuits of one
+// source queued concurrently cannot all pass a check that none of them
+// counted in yet. The channel holds Backlog, and a place is freed only
+// after its circuit left it: a place found is room in the channel.
+func (l *listener) enqueue(c net.Conn, src links.SourceKey) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return false
+		return errListenerClosed
+	}
+	if err := l.noPlace(l.reserved, l.bySource[src]); err != nil {
+		return err
 	}
 	select {
-	case l.backlog <- q:
-		return true
+	case l.backlog <- queued{c: c, place: &backlogPlace{l: l, src: src}}:
+		l.reserved++
+		l.bySource[src]++
+		return nil
 	default:
-		return false
+		return fmt.Errorf("service %q has %d circuits waiting to be accepted", l.service, len(l.backlog))
 	}
 }
 
@@ -296,7 +284,7 @@ func (l *listener) Close() error {
 		select {
 		case q := <-l.backlog:
 			q.place.release()
-			q.c.(interface{ abort() }).abort()
+			q.c.(aborter).abortWith(circuit.CloseShuttingDown)
 		default:
 			return nil
 		}
