@@ -249,3 +249,55 @@ func TestAttackPathPrefixesTakeTheBacklog(t *testing.T) {
 		t.Fatalf("m holds %d places, more than the %d a source may", held, Backlog-backlogReserve)
 	}
 }
+
+// TestAttackPendingHandshakesThroughAnHonestRelay: m reaches p only
+// through r, an honest relay, and sends first messages of full handshakes
+// to p's service through it, never the third; p's application accepts
+// every circuit at once. Then h, also behind r and whose key p does not
+// know (a full handshake too), opens a circuit to the service. Counted
+// against r, the neighbour relaying them, until their third message, m's
+// unfinished handshakes held r's share of the backlog and h's circuit was
+// refused overloaded; counted only once proven, they hold nothing. r's
+// bound on full handshakes it relays a second is raised so that m's
+// arrive at once; it slows the attack, it does not stop it.
+func TestAttackPendingHandshakesThroughAnHonestRelay(t *testing.T) {
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) {
+		cfg.Limits.HeaderTimeout = time.Minute
+		cfg.Limits.RelayFullHandshakesPerLink = 4 * Backlog
+	}
+	c.build("m-r", "h-r", "r-p")
+	c.waitRoute("m", "p", 2)
+	c.waitRoute("h", "p", 2)
+	lis, err := c.nodes["p"].Listen("svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	go acceptAll(lis)
+	m := c.nodes["m"]
+	l := m.link("r")
+	accepted := 0
+	for i := range Backlog {
+		o := &circuit.Open{Dest: "p", Source: "m", Service: "svc", HopLimit: 15}
+		s, code, err := openByHand(ctxT(t, 10*time.Second), m, l, o, nil)
+		if s != nil {
+			t.Cleanup(func() { s.Reset(circuit.CloseCancelled) })
+		}
+		if err != nil {
+			t.Fatalf("m's first message %d: %v", i, err)
+		}
+		if code == circuit.Accepted {
+			accepted++
+		}
+	}
+	t.Logf("p answered %d of m's %d first messages through r", accepted, Backlog)
+	if accepted < Backlog-backlogReserve {
+		t.Fatalf("p answered %d of m's first messages, want at least %d: the attack did not run", accepted, Backlog-backlogReserve)
+	}
+	hc, err := c.nodes["h"].Dial(ctxT(t, 20*time.Second), "p", "svc")
+	if err != nil {
+		t.Fatalf("h's circuit through r to a service whose application accepts at once: %v", err)
+	}
+	hc.Close()
+}
