@@ -37,7 +37,7 @@ func newFloodCollector(n *Node) *floodCollector {
 		pendingOpensRefused: d("circuitmesh_pending_opens_refused_total",
 			"Circuit streams refused because the node's or their link's bound on open headers being read was reached."),
 		circuitEvents: d("circuitmesh_circuit_events_total",
-			"Circuit events a remote member can cause one per circuit, logged at most once a minute per peer with the count: relayed circuits ended by a bound (relay_bound), dials whose next hop reached a node that could not prove it is the destination (impostor), circuits closed after their handshake because the policy denies their authenticated source (dial_denied).", "event"),
+			"Circuit events a remote member can cause one per circuit, logged at most once a minute per peer with the count: relayed circuits ended by a bound (relay_bound), next hops tried by a dial that reached a node that could not prove it is the destination, once per next hop (impostor), circuits closed after their handshake because the policy denies their authenticated source (dial_denied).", "event"),
 		stalledReset: d("circuitmesh_stalled_circuits_reset_total",
 			"Circuit streams reset (circuit.CloseStalled) because their reader made no progress while the stalled streams of their link could hold more than half of its receive window."),
 	}

@@ -67,8 +67,9 @@ type limiter struct {
 	// peers together; floods logs each once per peer a minute with its
 	// count. boundEnded: relayed circuits ended by a bound
 	// (Limits.RelayStall, RelayHalfClosed), logged by the neighbour the
-	// circuit came from. impostors: circuits whose next hop reached a
-	// node that could not prove it is the destination, by next hop.
+	// circuit came from. impostors: next hops tried by a dial that
+	// reached a node that could not prove it is the destination, once per
+	// next hop tried, logged by next hop.
 	// dialDenied: circuits closed after their handshake because the
 	// policy denies their authenticated source, by source.
 	boundEnded, impostors, dialDenied atomic.Uint64
