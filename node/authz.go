@@ -232,7 +232,11 @@ func (n *Node) policeDial(tc *trackedConn, o *circuit.Open, resp *seal.Responder
 	p := &policed{kind: policy.Dial, from: n.dialSource(o, resp), service: o.Service, deny: tc.deny}
 	tc.police.Store(p)
 	if d := n.authz.watch(p); !d.Allowed {
-		n.log.Info("closed a circuit its authenticated source may not open", "source", o.Source, "service", o.Service, "reason", d.Reason)
+		// One line per source a minute, with the node's count: the
+		// source opens as many as it likes.
+		total := n.limits.dialDenied.Add(1)
+		n.limits.floods.Warn("denied:"+o.Source, "closed a circuit its authenticated source may not open",
+			"source", o.Source, "service", o.Service, "reason", d.Reason, "node_denied_total", total)
 		tc.Conn.Deny(d.Reason)
 		tc.finish("denied", circuit.ErrRefusedByPolicy)
 		return false

@@ -105,8 +105,11 @@ func (c *trackedConn) CloseWrite() error {
 }
 
 // abort resets the circuit (node shutdown or an undeliverable circuit).
-func (c *trackedConn) abort() {
-	c.Conn.Reset(circuit.CloseShuttingDown)
+func (c *trackedConn) abort() { c.abortWith(circuit.CloseShuttingDown) }
+
+// abortWith is abort with the close code the other end reads.
+func (c *trackedConn) abortWith(code uint64) {
+	c.Conn.Reset(code)
 	c.finish("reset", circuit.ErrShuttingDown)
 }
 

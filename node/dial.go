@@ -129,8 +129,11 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			}
 			if impostor {
 				authErr = err
-				n.log.Warn("circuit through next hop reached a node that could not prove it is the destination; trying another next hop",
-					"dest", peer, "next_hop", nh, "err", err)
+				// One line per next hop a minute, with the node's count:
+				// a router attracting the route answers every circuit.
+				total := n.limits.impostors.Add(1)
+				n.limits.floods.Warn("impostor:"+nh, "circuit through next hop reached a node that could not prove it is the destination; trying another next hop",
+					"dest", peer, "next_hop", nh, "err", err, "node_impostor_total", total)
 			}
 			// The link died before the destination answered and nothing but
 			// the header was sent, or whoever answered was not the

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -240,9 +241,13 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		src = limitSource{}
 	}
 	t, err := n.limits.admit(src, from)
-	if err == nil && !resume && !lis.hasRoom() {
-		t.release()
-		err = fmt.Errorf("service %q has %d circuits waiting to be accepted", o.Service, cap(lis.backlog))
+	// A backlog already full for the circuit refuses it cleanly here; its
+	// place is taken only once the handshake proved its source (serve),
+	// so that a handshake never finished holds none.
+	if err == nil && !resume {
+		if err = lis.hasRoom(backlogSource(o, resp)); err != nil {
+			t.release()
+		}
 	}
 	if err != nil {
 		n.limits.noteOverloaded(err.Error())
@@ -296,5 +301,9 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	if o.Flags&circuit.FlagResumable != 0 {
 		conn = n.resumableDest(tc, o)
 	}
-	lis.serve(conn)
+	// The place in the backlog is taken now, the source proven: the
+	// circuit was accepted, so a backlog filled meanwhile resets it.
+	if err := lis.serve(conn, backlogSource(o, resp)); err != nil && !errors.Is(err, errListenerClosed) {
+		n.limits.noteOverloaded(err.Error())
+	}
 }

@@ -14,7 +14,7 @@ type floodCollector struct {
 	n                                 *Node
 	hsRefused, hsFailed, hsRetries    *prometheus.Desc
 	hsInProgress, pendingOpensRefused *prometheus.Desc
-	stalledReset                      *prometheus.Desc
+	stalledReset, circuitEvents       *prometheus.Desc
 }
 
 // handshakeStatser is implemented by transports that count inbound
@@ -36,13 +36,15 @@ func newFloodCollector(n *Node) *floodCollector {
 		hsInProgress: d("circuitmesh_link_handshakes_in_progress", "Inbound link handshakes holding a slot now."),
 		pendingOpensRefused: d("circuitmesh_pending_opens_refused_total",
 			"Circuit streams refused because the node's or their link's bound on open headers being read was reached."),
+		circuitEvents: d("circuitmesh_circuit_events_total",
+			"Circuit events a remote member can cause one per circuit, logged at most once a minute per peer with the count: relayed circuits ended by a bound (relay_bound), next hops tried by a dial that reached a node that could not prove it is the destination, once per next hop (impostor), circuits closed after their handshake because the policy denies their authenticated source (dial_denied).", "event"),
 		stalledReset: d("circuitmesh_stalled_circuits_reset_total",
 			"Circuit streams reset (circuit.CloseStalled) because their reader made no progress while the stalled streams of their link could hold more than half of its receive window."),
 	}
 }
 
 func (c *floodCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.hsRefused, c.hsFailed, c.hsRetries, c.hsInProgress, c.pendingOpensRefused, c.stalledReset} {
+	for _, d := range []*prometheus.Desc{c.hsRefused, c.hsFailed, c.hsRetries, c.hsInProgress, c.pendingOpensRefused, c.stalledReset, c.circuitEvents} {
 		ch <- d
 	}
 }
@@ -68,4 +70,7 @@ func (c *floodCollector) Collect(ch chan<- prometheus.Metric) {
 	ctr(c.hsRetries, st.Retries)
 	ch <- prometheus.MustNewConstMetric(c.hsInProgress, prometheus.GaugeValue, float64(st.InProgress))
 	ctr(c.pendingOpensRefused, c.n.limits.pendingRefused.Load())
+	ctr(c.circuitEvents, c.n.limits.boundEnded.Load(), "relay_bound")
+	ctr(c.circuitEvents, c.n.limits.impostors.Load(), "impostor")
+	ctr(c.circuitEvents, c.n.limits.dialDenied.Load(), "dial_denied")
 }

@@ -63,7 +63,17 @@ type limiter struct {
 	// reached (node, source, link, backlog); floods logs them once a
 	// minute.
 	overloaded atomic.Uint64
-	floods     *ratelog.Log
+	// Circuit events a remote member can cause one per circuit, all
+	// peers together; floods logs each once per peer a minute with its
+	// count. boundEnded: relayed circuits ended by a bound
+	// (Limits.RelayStall, RelayHalfClosed), logged by the neighbour the
+	// circuit came from. impostors: next hops tried by a dial that
+	// reached a node that could not prove it is the destination, once per
+	// next hop tried, logged by next hop.
+	// dialDenied: circuits closed after their handshake because the
+	// policy denies their authenticated source, by source.
+	boundEnded, impostors, dialDenied atomic.Uint64
+	floods                            *ratelog.Log
 }
 
 func newLimiter(l Limits, log *slog.Logger) *limiter {

@@ -147,7 +147,11 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 	}, func(st circuit.SpliceStats, err error) {
 		defer n.wg.Done()
 		if errors.Is(err, circuit.ErrStalled) {
-			n.log.Info("relayed circuit ended by a bound", "source", o.Source, "dest", o.Dest, "err", err)
+			// One line per neighbour a minute, with the node's count: a
+			// member can leave as many circuits stuck as it opens.
+			total := n.limits.boundEnded.Add(1)
+			n.limits.floods.Warn("bound:"+from, "relayed circuit ended by a bound",
+				"peer", from, "source", o.Source, "dest", o.Dest, "err", err, "node_ended_total", total)
 		}
 		n.authz.forget(police)
 		n.circuits.remove(entry)

@@ -84,7 +84,10 @@ func (c *resumableConn) SessionResumed() bool {
 }
 
 // abort resets the circuit (node shutdown, an undeliverable circuit).
-func (c *resumableConn) abort() { c.Resumable.Reset(circuit.CloseShuttingDown) }
+func (c *resumableConn) abort() { c.abortWith(circuit.CloseShuttingDown) }
+
+// abortWith is abort with the close code the other end reads.
+func (c *resumableConn) abortWith(code uint64) { c.Resumable.Reset(code) }
 
 // resumeConfig is the configuration of one end; the node keeps the end in
 // its set of resumable circuits until it ends: Close resets them and waits
