@@ -168,6 +168,9 @@ func (e *Engine) retryRequest(t time.Duration, o *origin) {
 	if x == nil || !x.reqActive || t < x.reqRetry {
 		return
 	}
+	if e.drains > 0 && e.retryDrain(t, o) {
+		return
+	}
 	nbs := e.betterUnfeasible(o)
 	if len(nbs) == 0 || (o.rtReachable && o.selSeq && !seqnoLess(o.rtSeqno, x.reqSeqno)) {
 		x.reqActive = false
