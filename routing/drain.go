@@ -108,7 +108,14 @@ func (e *Engine) peerDrainUpdate(t time.Duration, nb *neighbour, en *entry) {
 		return
 	}
 	e.markDrain(nb, nb.drainLocal, on)
-	e.reselectVia(t, nb)
+	// A walk of the table per change, at most one per triggered-update
+	// interval: a neighbour alternating the two in a message must not
+	// draw a walk per entry. (Without the walk, the routes through nb
+	// take the change at their next selection.)
+	if nb.drainAt == 0 || t >= nb.drainAt+e.cfg.MinTriggeredInterval {
+		nb.drainAt = t
+		e.reselectVia(t, nb)
+	}
 }
 
 // markDrain sets nb's drain flags, keeping the count of drained
