@@ -266,12 +266,17 @@ func (e *Engine) selMetric(o *origin, r *routeEntry) Metric {
 }
 
 // retryDrain is retryRequest for an origin selected through a drained
-// neighbour: reselect asks again (askPastDrain) as long as it stays.
+// neighbour: reselect asks again (askPastDrain) as long as it stays. It
+// reports false when reselect sent no request (the route moved, or there
+// was nothing to ask for): retryRequest then retries or ends the request
+// as usual, so that a request in progress never keeps a retry time in
+// the past (the caller's tick loop would spin).
 func (e *Engine) retryDrain(t time.Duration, o *origin) bool {
 	nb := e.sel(o)
 	if nb == nil || !nb.drainLocal && !nb.drainPeer {
 		return false
 	}
 	e.reselect(t, o)
-	return true
+	x := e.xOf(o)
+	return x == nil || !x.reqActive || t < x.reqRetry
 }
