@@ -99,6 +99,14 @@ func (e *Engine) Draining(neighbour string) (local, peer bool) {
 // says nb drains the link to us, a finite one that it does not (any
 // more). The retraction is then taken as nb's route to itself at its
 // seqno (metric 0), as a finite one is.
+//
+// A drain from nb is taken at most once per UpdateInterval (its end at
+// once): each one walks the table and draws seqno requests and bumps
+// from the origins behind nb, and a neighbour alternating the two must
+// not draw that at the rate of its messages. A drain refused so is taken
+// from nb's next update about itself after the interval; until then nb's
+// routes compete as any other's, which they may: they stay usable until
+// the link closes.
 func (e *Engine) peerDrainUpdate(t time.Duration, nb *neighbour, en *entry) {
 	on := en.metric >= e.cfg.Infinity
 	if on {
@@ -107,15 +115,15 @@ func (e *Engine) peerDrainUpdate(t time.Duration, nb *neighbour, en *entry) {
 	if nb.drainPeer == on {
 		return
 	}
-	e.markDrain(nb, nb.drainLocal, on)
-	// A walk of the table per change, at most one per triggered-update
-	// interval: a neighbour alternating the two in a message must not
-	// draw a walk per entry. (Without the walk, the routes through nb
-	// take the change at their next selection.)
-	if nb.drainAt == 0 || t >= nb.drainAt+e.cfg.MinTriggeredInterval {
-		nb.drainAt = t
-		e.reselectVia(t, nb)
+	if on {
+		if nb.drainOnce && t < nb.drainAt+e.cfg.UpdateInterval {
+			e.stats.DampedDrains++
+			return
+		}
+		nb.drainOnce, nb.drainAt = true, t
 	}
+	e.markDrain(nb, nb.drainLocal, on)
+	e.reselectVia(t, nb)
 }
 
 // markDrain sets nb's drain flags, keeping the count of drained

@@ -86,3 +86,45 @@ func TestDrainTickMovesOn(t *testing.T) {
 		}
 	}
 }
+
+// TestPeerDrainToggleDamped: a neighbour alternating drain and no drain
+// every 100 ms for a minute (simulated) has its drain taken by its peer
+// at most once per UpdateInterval: each one taken walks the peer's table
+// and draws seqno requests to the origins behind.
+func TestPeerDrainToggleDamped(t *testing.T) {
+	n := drainRing(t)
+	victim, toggler := "n0000", "n0001"
+	r0 := n.Engine(victim).Stats().RequestsOut
+	on, taken := false, 0
+	next, end := n.Now, n.Now.Add(time.Minute)
+	for n.Now.Before(end) {
+		if !n.Now.Before(next) {
+			on = !on
+			n.Do(toggler, func(e *routing.Engine) {
+				if on {
+					e.Drain(n.Now, victim)
+				} else {
+					e.Undrain(n.Now, victim)
+				}
+			})
+			next = n.Now.Add(100 * time.Millisecond)
+		}
+		_, was := n.Engine(victim).Draining(toggler)
+		n.StepRound()
+		if _, is := n.Engine(victim).Draining(toggler); is && !was {
+			taken++
+		}
+	}
+	st := n.Engine(victim).Stats()
+	// One at the start, then one per UpdateInterval (4 s).
+	if limit := int(time.Minute/routing.DefaultUpdateInterval) + 1; taken > limit {
+		t.Fatalf("%s took %d drains of %s in a minute of drains every 200 ms, want at most %d", victim, taken, toggler, limit)
+	}
+	if st.DampedDrains == 0 {
+		t.Fatal("no drain counted as damped")
+	}
+	if l := unreachable(n); len(l) > 0 {
+		t.Fatalf("%d pairs without a route, e.g. %v", len(l), l[0])
+	}
+	t.Logf("%s took %d drains, damped %d, sent %d requests (its own and forwarded)", victim, taken, st.DampedDrains, st.RequestsOut-r0)
+}

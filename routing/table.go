@@ -15,7 +15,8 @@ type neighbour struct {
 	// The link is drained by us (Engine.Drain), or by nb, which retracted
 	// its own route to us (drain.go).
 	drainLocal, drainPeer bool
-	drainAt               time.Duration // when drainPeer last changed
+	drainAt               time.Duration // when drainPeer was last set (drainOnce: it was)
+	drainOnce             bool
 	// selfOrg is nb's own table entry, made or found by LinkUp (nil if
 	// the table was full then); its route to itself keeps it in the
 	// table while the link is up.
