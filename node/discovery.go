@@ -1043,7 +1043,7 @@ func (d *discovery) step(now time.Time) int {
 		}
 	}
 	current := n.Links()
-	route := routeLatency(routes, current)
+	route := routeLatency(routes, current, uint32(n.router.drainPenalty))
 	// Peers of links that gossip does not list but routing reaches: the
 	// link, authenticated and live, outweighs gossip, which anyone with
 	// the gossip key can forge (a dead message, or an alive one at the
@@ -1172,8 +1172,10 @@ const routeCostUnit = 10 * time.Microsecond
 // cost as round-trip time, less what the first hop's cost adds to its
 // measured RTT (loss, RTT variance, a pinned cost), which this node sees;
 // the hops beyond are taken at their cost. Routes without a known first
-// hop are left out.
-func routeLatency(routes map[string]routeHop, current []LinkInfo) map[string]time.Duration {
+// hop are left out, and so are those of cost limit or more: they cross a
+// drained link (routing.Config.DrainPenalty), and their cost says nothing
+// of the route's length.
+func routeLatency(routes map[string]routeHop, current []LinkInfo, limit uint32) map[string]time.Duration {
 	excess := make(map[string]time.Duration, len(current))
 	for _, l := range current {
 		excess[l.Peer] = max(time.Duration(l.Cost)*routeCostUnit-l.RTT, 0)
@@ -1181,7 +1183,7 @@ func routeLatency(routes map[string]routeHop, current []LinkInfo) map[string]tim
 	out := make(map[string]time.Duration, len(routes))
 	for name, p := range routes {
 		ex, ok := excess[p.next]
-		if !ok {
+		if !ok || p.cost >= limit {
 			continue
 		}
 		if r := time.Duration(p.cost)*routeCostUnit - ex; r > 0 {

@@ -38,7 +38,19 @@ import "time"
 // drainPenalty is what a route through a drained link adds to its
 // metric, once its seqno allows (selMetric): a sixteenth of Infinity, so
 // that a route through a few drains at once stays finite.
-func (e *Engine) drainPenalty() Metric { return e.cfg.Infinity / 16 }
+func (e *Engine) drainPenalty() Metric { return e.cfg.DrainPenalty() }
+
+// DrainPenalty is what a route through a drained link adds to its
+// metric (Engine.Drain): a sixteenth of Infinity (DefaultInfinity when
+// unset). A route's metric at or above it says that the route crosses a
+// drain, not how long it is; Lookup reports it so at every node behind
+// the drain, as the nodes there cannot tell the penalty from the path.
+func (c Config) DrainPenalty() Metric {
+	if c.Infinity == 0 {
+		return DefaultInfinity / 16
+	}
+	return c.Infinity / 16
+}
 
 // Drain starts draining the link to neighbour, or continues a drain
 // already started: it reselects the routes still through it (asking
