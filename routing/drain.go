@@ -107,10 +107,10 @@ func (e *Engine) Draining(neighbour string) (local, peer bool) {
 	return false, false
 }
 
-// peerDrainUpdate takes nb's update about itself, en: its retraction
-// says nb drains the link to us, a finite one that it does not (any
-// more). The retraction is then taken as nb's route to itself at its
-// seqno (metric 0), as a finite one is.
+// peerDrainUpdate takes nb's update about itself, once the certifier
+// (if any) covers it: on, a retraction, says nb drains the link to us, a
+// finite one that it does not (any more). The retraction is taken as
+// nb's route to itself at its seqno (metric 0), as a finite one is.
 //
 // A drain from nb is taken at most once per UpdateInterval (its end at
 // once): each one walks the table and draws seqno requests and bumps
@@ -119,11 +119,7 @@ func (e *Engine) Draining(neighbour string) (local, peer bool) {
 // from nb's next update about itself after the interval; until then nb's
 // routes compete as any other's, which they may: they stay usable until
 // the link closes.
-func (e *Engine) peerDrainUpdate(t time.Duration, nb *neighbour, en *entry) {
-	on := en.metric >= e.cfg.Infinity
-	if on {
-		en.metric = 0
-	}
+func (e *Engine) peerDrainUpdate(t time.Duration, nb *neighbour, on bool) {
 	if nb.drainPeer == on {
 		return
 	}

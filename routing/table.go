@@ -767,8 +767,12 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en *entry) {
 	}
 	o := e.originOf(en)
 	own := nb.isSelf(en) // nb's route to itself (decided once)
-	if own {
-		e.peerDrainUpdate(t, nb, en) // drain.go
+	// nb's own route retracted: nb drains the link (drain.go), taken
+	// below as its route to itself at that seqno (metric 0) once the
+	// certifier covers it.
+	drain := own && en.metric >= e.cfg.Infinity
+	if drain {
+		en.metric = 0
 	}
 	if en.metric >= e.cfg.Infinity {
 		// A retraction. A neighbour's route to itself stays while the
@@ -792,6 +796,9 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en *entry) {
 		if !e.renewAtChecked(o, nb, en) {
 			return
 		}
+	}
+	if own {
+		e.peerDrainUpdate(t, nb, drain) // drain.go
 	}
 	if o == nil {
 		// A copy: en.origin may alias the message.
