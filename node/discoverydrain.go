@@ -15,7 +15,8 @@ import (
 // Link.Stranded), and is otherwise kept, the drain cancelled and the peer
 // not drained again for drainHold. A drain is cancelled as soon as the
 // policy no longer drops the link (a member became unreachable, it is a
-// bridge again, a closer neighbour went).
+// bridge again, a closer neighbour went), and the peer is then not
+// drained again for drainHold either.
 const (
 	drainMin  = 2 * time.Second
 	drainMax  = 5 * time.Second
@@ -104,6 +105,10 @@ func (d *drains) drainDrops(r drainRouter, now time.Time, plan []topology.Drop, 
 		if !dropped[peer] {
 			delete(d.since, peer)
 			if linked(peer) {
+				// Held as after drainMax: a policy that drops the link
+				// again at the next step must not start a drain (and
+				// its seqno requests) at every other step.
+				d.held[peer] = now.Add(drainHold)
 				r.undrain(peer)
 			}
 		}

@@ -21,7 +21,8 @@ func (f *fakeDrainRouter) undrain(peer string)   { delete(f.draining, peer) }
 // once nothing routes through it and drainMin passed, or at drainMax if no
 // route depends on it alone; otherwise its drain is cancelled and it is
 // kept (not drained again for drainHold); a drain the policy no longer
-// asks for is cancelled; other drops close at once.
+// asks for is cancelled, and not started again for drainHold either;
+// other drops close at once.
 func TestDrainDrops(t *testing.T) {
 	replace := func(peer string) topology.Drop { return topology.Drop{Peer: peer, Why: topology.WhyReplace} }
 	t0 := time.Unix(1_700_000_000, 0)
@@ -58,6 +59,12 @@ func TestDrainDrops(t *testing.T) {
 			{at: 0, drops: []topology.Drop{replace("b")}, left: 3, draining: true},
 			{at: time.Second, left: 3, draining: false},
 			{at: drainMax, left: 0, draining: false},
+		}},
+		{"held after a cancel", []step{
+			{at: 0, drops: []topology.Drop{replace("b")}, left: 3, draining: true},
+			{at: time.Second, left: 3, draining: false},
+			{at: 2 * time.Second, drops: []topology.Drop{replace("b")}, left: 3, draining: false},
+			{at: time.Second + drainHold, drops: []topology.Drop{replace("b")}, left: 3, draining: true},
 		}},
 		{"other drops close at once", []step{
 			{at: 0, drops: []topology.Drop{{Peer: "b", Why: topology.WhyMax}}, left: 3, closed: []string{"b"}},
