@@ -228,9 +228,11 @@ func (e *Engine) reselectDrain(t time.Duration, o *origin) bool {
 }
 
 // safeMove reports whether moving o's route to r (of total metric m)
-// keeps it feasible for the nodes that route through this one: r's
-// metric is no higher than the one selected with the same seqno, or r
-// carries a seqno newer than any this node advertised.
+// keeps it feasible for the nodes that route through this one: r
+// carries the seqno this node advertised last with a metric no higher
+// than the least it advertised with it (its feasibility distance, which
+// every node behind it holds a route above), or a newer seqno. The
+// metric selected now is no bound: it may not have been advertised.
 func (e *Engine) safeMove(o *origin, r *routeEntry, m Metric) bool {
 	if !r.hasSeqno() {
 		return !o.advertised // a fresh neighbour's own route, nothing to keep feasible
@@ -238,7 +240,7 @@ func (e *Engine) safeMove(o *origin, r *routeEntry, m Metric) bool {
 	if !o.fdValid || seqnoLess(o.fdSeqno, r.seqno) {
 		return true
 	}
-	return r.seqno == o.rtSeqno && m <= o.rtMetric
+	return r.seqno == o.fdSeqno && m <= o.fdMetric
 }
 
 // askPastDrain asks the neighbours that hold a finite route to o for a
