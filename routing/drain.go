@@ -3,9 +3,8 @@ package routing
 import "time"
 
 // Draining a link moves the routes that use it to other next hops before
-// it closes, on both of its sides and at the nodes behind them, without
-// any destination becoming unreachable on the way (make before break).
-// It uses Babel's own means (RFC 8966): seqno requests, and the rule
+// it closes, on both of its sides and at the nodes behind them (make
+// before break). It uses Babel's own means (RFC 8966): seqno requests, and the rule
 // that a route with a newer seqno is feasible whatever its metric.
 //
 // A drained neighbour's routes stay usable, as a last resort: a route
@@ -20,11 +19,15 @@ import "time"
 // drainPenalty added: the nodes behind it accept the update (its seqno is
 // newer) and, finding their other routes better, ask for the seqno that
 // makes them feasible and move, and this node's own other routes become
-// feasible against the penalised metric and take over. No node ever
-// holds an update it cannot accept for its selected route, so none is
-// left without a route; moving to a longer route with the old seqno, or
+// feasible against the penalised metric and take over. The drained
+// node and its neighbours never hold an update they cannot accept for
+// their selected route; moving to a longer route with the old seqno, or
 // retracting, would leave the nodes behind without one until the
-// origin's newer seqno reached them.
+// origin's newer seqno reached them. Nodes further away select by the
+// usual rules, which can take such a longer route at the old seqno: on
+// random graphs of 30 nodes, draining the busiest link left some pairs
+// without a route for a few rounds in 9 of 30 graphs
+// (TestDrainRandomGraphs logs them).
 //
 // The node that drains a link tells its neighbour by retracting its own
 // route to itself over that link, an update that carries no new field: a
