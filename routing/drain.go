@@ -19,15 +19,14 @@ import "time"
 // drainPenalty added: the nodes behind it accept the update (its seqno is
 // newer) and, finding their other routes better, ask for the seqno that
 // makes them feasible and move, and this node's own other routes become
-// feasible against the penalised metric and take over. The drained
-// node and its neighbours never hold an update they cannot accept for
-// their selected route; moving to a longer route with the old seqno, or
-// retracting, would leave the nodes behind without one until the
-// origin's newer seqno reached them. Nodes further away select by the
-// usual rules, which can take such a longer route at the old seqno: on
-// random graphs of 30 nodes, draining the busiest link left some pairs
-// without a route for a few rounds in 9 of 30 graphs
-// (TestDrainRandomGraphs logs them).
+// feasible against the penalised metric and take over. No node holds
+// an update it cannot accept for its selected route; moving to a longer
+// route with the old seqno, or retracting, would leave the nodes behind
+// without one until the origin's newer seqno reached them. Nodes further
+// away, which know nothing of the drain, keep the penalised route with
+// the newer seqno rather than move to one at the old seqno whose metric
+// is above what they advertised (reselect), and ask for the newer seqno
+// through its neighbour.
 //
 // The node that drains a link tells its neighbour by retracting its own
 // route to itself over that link, an update that carries no new field: a

@@ -631,6 +631,17 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 			best, bestM = r, m
 		}
 	}
+	if cur != nil && best != cur && cur.hasSeqno() && best.hasSeqno() && seqnoLess(best.seqno, cur.seqno) && !e.safeMove(o, best, bestM) {
+		// The route selected carries a newer seqno than the better one,
+		// whose metric is above the least this node advertised at that
+		// seqno: the nodes behind could not take it (a drain upstream
+		// penalised the newer route, drain.go). Keep the newer route and
+		// ask for its seqno through the better one's neighbour.
+		e.dropCand(o)
+		e.apply(t, o, cur)
+		e.sendRequest(t, o, cur.seqno, []*neighbour{e.nbOf(best)})
+		return
+	}
 	if cur != nil && best != cur && uint64(bestM)+uint64(e.cfg.Hysteresis) >= uint64(e.total(cur)) {
 		// Better, but within the margin: take it only once it has stayed
 		// better for an update interval, so that routes still settle on
