@@ -11,9 +11,10 @@ import (
 // closer neighbour may replace them, and most nodes replace several.
 // Measured every half second through those replacements, at most 5 of
 // the 9900 pairs are unreachable at any measure: a replaced link is
-// drained before it closes
-// (routing's Engine.Drain, on both of its sides), and links made together
-// come up for replacement over half of MinAge rather than in one second.
+// drained before it closes (routing's Engine.Drain, started on both of
+// its sides; it closes once its node's routes have moved, the peer's not
+// waited for), and links made together come up for replacement over
+// half of MinAge rather than in one second.
 // (Closing each as soon as its replacement was up, all at once, left 10 %
 // of the pairs unreachable for a second while the link graph stayed one
 // component: Babel's feasibility condition keeps a route that lost its
