@@ -54,8 +54,9 @@ type discovery struct {
 	probes  atomic.Int64        // probes answered, so gossip works with the keys in force
 	pinging atomic.Bool         // a round of the policy's own probes runs (discoveryprobe.go)
 
-	// stepMu serialises policy steps, which reuse scratch.
+	// stepMu serialises policy steps, which reuse scratch and own drains.
 	stepMu  sync.Mutex
+	drains  drains // links drained before they close (discoverydrain.go)
 	scratch struct {
 		alive     map[string]Member
 		reachable map[string]bool
@@ -1042,7 +1043,7 @@ func (d *discovery) step(now time.Time) int {
 		}
 	}
 	current := n.Links()
-	route := routeLatency(routes, current)
+	route := routeLatency(routes, current, uint32(n.router.drainPenalty))
 	// Peers of links that gossip does not list but routing reaches: the
 	// link, authenticated and live, outweighs gossip, which anyone with
 	// the gossip key can forge (a dead message, or an alive one at the
@@ -1060,6 +1061,7 @@ func (d *discovery) step(now time.Time) int {
 	}
 	alt := d.alternates()
 	strand := d.strandedLinks(names, current, now)
+	policyStrand := d.drains.drainingStranded(strand)
 	// Incoming links whose dialler keeps them as static (they are honoured
 	// within a bound by the policy).
 	claimed := map[string]bool{}
@@ -1118,7 +1120,7 @@ func (d *discovery) step(now time.Time) int {
 		static := d.static[l.Address] || d.static[l.Peer]
 		ls = append(ls, topology.Link{Peer: l.Peer, Outbound: l.Outbound, RTT: l.RTT, Static: static,
 			Age: max(now.Sub(l.Since), time.Nanosecond), Streams: l.Streams, Claimed: claimed[l.Peer],
-			Alternates: alt[l.Peer], Shortcut: l.Outbound && d.short[l.Peer], Stranded: strand[l.Peer]})
+			Alternates: alt[l.Peer], Shortcut: l.Outbound && d.short[l.Peer], Stranded: policyStrand[l.Peer]})
 		if _, ok := alive[l.Peer]; !ok && d.owned[l.Peer] && !static && !routed[l.Peer] {
 			gone = append(gone, l.Peer)
 		}
@@ -1138,7 +1140,7 @@ func (d *discovery) step(now time.Time) int {
 	for _, peer := range gone {
 		d.drop(peer, whyGone, "no longer a gossip member")
 	}
-	for _, dr := range plan.Drop {
+	d.drains.drainDrops(n.router, now, plan.Drop, strand, func(peer string) bool { return n.link(peer) != nil }, func(dr topology.Drop) {
 		if dr.Why == topology.WhyRoom {
 			d.mu.Lock()
 			d.roomAt = now
@@ -1148,7 +1150,7 @@ func (d *discovery) step(now time.Time) int {
 			d.mu.Unlock()
 		}
 		d.drop(dr.Peer, dr.Why, dr.Reason)
-	}
+	})
 	for i, m := range plan.Add {
 		d.dial(Member{Name: m.Name, LinkAddr: m.Addr, Leaf: m.Leaf}, plan.Why[i])
 	}
@@ -1170,8 +1172,10 @@ const routeCostUnit = 10 * time.Microsecond
 // cost as round-trip time, less what the first hop's cost adds to its
 // measured RTT (loss, RTT variance, a pinned cost), which this node sees;
 // the hops beyond are taken at their cost. Routes without a known first
-// hop are left out.
-func routeLatency(routes map[string]routeHop, current []LinkInfo) map[string]time.Duration {
+// hop are left out, and so are those of cost limit or more: they cross a
+// drained link (routing.Config.DrainPenalty), and their cost says nothing
+// of the route's length.
+func routeLatency(routes map[string]routeHop, current []LinkInfo, limit uint32) map[string]time.Duration {
 	excess := make(map[string]time.Duration, len(current))
 	for _, l := range current {
 		excess[l.Peer] = max(time.Duration(l.Cost)*routeCostUnit-l.RTT, 0)
@@ -1179,7 +1183,7 @@ func routeLatency(routes map[string]routeHop, current []LinkInfo) map[string]tim
 	out := make(map[string]time.Duration, len(routes))
 	for name, p := range routes {
 		ex, ok := excess[p.next]
-		if !ok {
+		if !ok || p.cost >= limit {
 			continue
 		}
 		if r := time.Duration(p.cost)*routeCostUnit - ex; r > 0 {

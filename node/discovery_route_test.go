@@ -4,6 +4,8 @@ import (
 	"maps"
 	"testing"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/routing"
 )
 
 // TestRouteLatency: the route the shortcut rule compares with a member's
@@ -25,9 +27,13 @@ func TestRouteLatency(t *testing.T) {
 		"b": {next: "lossy", cost: cost(ms(8))},
 		"c": {next: "pinned", cost: cost(ms(3))},
 		"d": {next: "gone", cost: cost(ms(3))}, // first hop not a link (any more)
+		// Through a drained link: its cost is the drain's penalty, not
+		// a length (10 s at the default Infinity).
+		"e": {next: "clean", cost: uint32(routing.Config{}.DrainPenalty()) + cost(ms(6))},
+		"f": {next: "clean", cost: uint32(routing.Config{}.DrainPenalty())},
 	}
 	want := map[string]time.Duration{"a": ms(6), "b": ms(6), "c": ms(3)}
-	if got := routeLatency(routes, current); !maps.Equal(got, want) {
+	if got := routeLatency(routes, current, uint32(routing.Config{}.DrainPenalty())); !maps.Equal(got, want) {
 		t.Errorf("route latencies %v, want %v", got, want)
 	}
 }

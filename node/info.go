@@ -4,9 +4,13 @@ import "time"
 
 // PeerInfo describes a node known to routing.
 type PeerInfo struct {
-	Name       string   `json:"name"`
-	Reachable  bool     `json:"reachable"`
-	NextHop    string   `json:"next_hop,omitempty"`
+	Name      string `json:"name"`
+	Reachable bool   `json:"reachable"`
+	NextHop   string `json:"next_hop,omitempty"`
+	// Cost is the route's metric. While the route crosses a link being
+	// drained (before it closes) it includes the drain's penalty,
+	// routing.Config.DrainPenalty (1,048,575 by default): discovery
+	// leaves such routes out of the lengths it compares.
 	Cost       uint32   `json:"cost"`
 	Hops       int      `json:"hops"`
 	Alternates []string `json:"alternates,omitempty"` // feasible next hops after NextHop

@@ -26,8 +26,10 @@ type router struct {
 	// tick before it kicks the loop. Guarded by mu.
 	armed time.Time
 	reach *reachDamper // guarded by mu
-	done  chan struct{}
-	once  sync.Once
+	// drainPenalty is the engine's routing.Config.DrainPenalty (set once).
+	drainPenalty routing.Metric
+	done         chan struct{}
+	once         sync.Once
 }
 
 func newRouter(n *Node) (*router, error) {
@@ -44,7 +46,8 @@ func newRouter(n *Node) (*router, error) {
 	if err != nil {
 		return nil, fmt.Errorf("routing engine: %w", err)
 	}
-	return &router{n: n, cert: cert, eng: eng, kick: make(chan struct{}, 1), reach: newReachDamper(), done: make(chan struct{})}, nil
+	return &router{n: n, cert: cert, eng: eng, kick: make(chan struct{}, 1), reach: newReachDamper(),
+		drainPenalty: eng.Config().DrainPenalty(), done: make(chan struct{})}, nil
 }
 
 // seedFor derives a deterministic seed from the node name.

@@ -29,6 +29,7 @@ type Engine struct {
 	last    time.Duration // latest time seen
 
 	nbrs     map[string]*neighbour
+	drains   int          // neighbours drained from either side (drain.go)
 	nbrOrder []string     // sorted names of nbrs; nil when stale
 	slots    []*neighbour // neighbours by slot; nil for a free slot
 	selfHash uint64       // nameHash(Self)
@@ -227,6 +228,7 @@ func (e *Engine) LinkDown(now time.Time, neighbour string) {
 		return
 	}
 	delete(e.nbrs, neighbour)
+	e.forgetDrain(nb)
 	nb.clearPending() // frees the slot's pend bits for the next neighbour
 	e.nbrOrder = nil
 	e.slots[nb.slot] = nil

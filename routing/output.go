@@ -363,7 +363,11 @@ func (e *Engine) updates(t time.Duration, nb *neighbour) bool {
 func (e *Engine) advert(t time.Duration, nb *neighbour, o *origin, repair bool) {
 	if o == nil {
 		e.attest(nb, nil)
-		e.putUpdate(e.cfg.Self, e.seqno, 0, 0)
+		m := Metric(0)
+		if nb.drainLocal {
+			m = e.cfg.Infinity // tells nb of the drain (drain.go)
+		}
+		e.putUpdate(e.cfg.Self, e.seqno, m, 0)
 		return
 	}
 	if e.cfg.Leaf {

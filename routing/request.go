@@ -168,6 +168,12 @@ func (e *Engine) retryRequest(t time.Duration, o *origin) {
 	if x == nil || !x.reqActive || t < x.reqRetry {
 		return
 	}
+	if e.drains > 0 {
+		if e.retryDrain(t, o) {
+			return
+		}
+		x = e.xOf(o) // reselect may have moved it
+	}
 	nbs := e.betterUnfeasible(o)
 	if len(nbs) == 0 || (o.rtReachable && o.selSeq && !seqnoLess(o.rtSeqno, x.reqSeqno)) {
 		x.reqActive = false

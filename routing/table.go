@@ -12,6 +12,11 @@ type neighbour struct {
 	cost Metric
 	leaf bool
 	slot int // index in Engine.slots; bit of origin.told when < maskSlots
+	// The link is drained by us (Engine.Drain), or by nb, which retracted
+	// its own route to us (drain.go).
+	drainLocal, drainPeer bool
+	drainAt               time.Duration // when drainPeer was last set (drainOnce: it was)
+	drainOnce             bool
 	// selfOrg is nb's own table entry, made or found by LinkUp (nil if
 	// the table was full then); its route to itself keeps it in the
 	// table while the link is up.
@@ -592,6 +597,9 @@ const originSlab = 73
 // reselect chooses the best usable route for o, keeping the current one
 // unless another beats it by more than the hysteresis margin.
 func (e *Engine) reselect(t time.Duration, o *origin) {
+	if e.drains > 0 && e.reselectDrain(t, o) {
+		return
+	}
 	var best *routeEntry
 	var bestM Metric
 	var cur *routeEntry
@@ -622,6 +630,17 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 		if best == nil || m < bestM || (m == bestM && e.nbOf(r).name < e.nbOf(best).name) {
 			best, bestM = r, m
 		}
+	}
+	if cur != nil && best != cur && cur.hasSeqno() && best.hasSeqno() && seqnoLess(best.seqno, cur.seqno) && !e.safeMove(o, best, bestM) {
+		// The route selected carries a newer seqno than the better one,
+		// whose metric is above the least this node advertised at that
+		// seqno: the nodes behind could not take it (a drain upstream
+		// penalised the newer route, drain.go). Keep the newer route and
+		// ask for its seqno through the better one's neighbour.
+		e.dropCand(o)
+		e.apply(t, o, cur)
+		e.sendRequest(t, o, cur.seqno, []*neighbour{e.nbOf(best)})
+		return
 	}
 	if cur != nil && best != cur && uint64(bestM)+uint64(e.cfg.Hysteresis) >= uint64(e.total(cur)) {
 		// Better, but within the margin: take it only once it has stayed
@@ -660,7 +679,7 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 // events, triggered updates and seqno requests as needed.
 func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 	if r != nil && o.rtReachable && r.slot == o.selSlot && r.hasSeqno() == o.selSeq &&
-		r.seqno == o.rtSeqno && uint32(r.hops)+1 == o.rtHops && e.total(r) == o.rtMetric {
+		r.seqno == o.rtSeqno && uint32(r.hops)+1 == o.rtHops && e.selMetric(o, r) == o.rtMetric {
 		// The selected route again, unchanged (half the calls of a cold
 		// start at 1000 nodes): nothing moves, unless a seqno request
 		// waits for it.
@@ -674,7 +693,7 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 	o.selSlot, o.selSeq = 0, false
 	if r != nil {
 		o.selSlot, o.selSeq = r.slot, r.hasSeqno()
-		nr = selRoute{metric: e.total(r), hops: uint32(r.hops) + 1, seqno: r.seqno, reachable: true}
+		nr = selRoute{metric: e.selMetric(o, r), hops: uint32(r.hops) + 1, seqno: r.seqno, reachable: true}
 	}
 	o.setSelected(nr)
 	x := e.xOf(o)
@@ -759,6 +778,13 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en *entry) {
 	}
 	o := e.originOf(en)
 	own := nb.isSelf(en) // nb's route to itself (decided once)
+	// nb's own route retracted: nb drains the link (drain.go), taken
+	// below as its route to itself at that seqno (metric 0) once the
+	// certifier covers it.
+	drain := own && en.metric >= e.cfg.Infinity
+	if drain {
+		en.metric = 0
+	}
 	if en.metric >= e.cfg.Infinity {
 		// A retraction. A neighbour's route to itself stays while the
 		// link is up.
@@ -781,6 +807,9 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en *entry) {
 		if !e.renewAtChecked(o, nb, en) {
 			return
 		}
+	}
+	if own {
+		e.peerDrainUpdate(t, nb, drain) // drain.go
 	}
 	if o == nil {
 		// A copy: en.origin may alias the message.

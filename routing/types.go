@@ -86,6 +86,10 @@ type Stats struct {
 	// neighbour already drew a reply (or a forward) for that origin within
 	// MinTriggeredInterval.
 	RefusedRequests uint64
+	// DampedDrains counts drains of a neighbour (its own route
+	// retracted) not taken because it had started another within
+	// UpdateInterval (drain.go).
+	DampedDrains uint64
 	// Malformed counts messages refused by the decoder.
 	Malformed uint64
 	// UnknownNeighbour counts messages from nodes with no link up.

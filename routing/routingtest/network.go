@@ -175,6 +175,16 @@ func (n *Network) SetCost(a, b string, cost routing.Metric) error {
 	return nil
 }
 
+// Do calls f with node's engine and collects what it output, as the
+// network does after the engine's own inputs: for the calls that have no
+// method here (routing.Engine.Drain).
+func (n *Network) Do(node string, f func(e *routing.Engine)) {
+	if e := n.engines[node]; e != nil {
+		f(e)
+		n.drain(node)
+	}
+}
+
 // Unlink takes a link down, reporting it to both engines. The link keeps
 // its cost for a later Relink.
 func (n *Network) Unlink(a, b string) error {
