@@ -18,6 +18,18 @@ import (
 // the test says so.
 const backlogService = "slow"
 
+// listenBacklog publishes backlogService on n, whose application accepts
+// nothing until the test calls Accept; the listener closes with the test.
+func listenBacklog(t *testing.T, n *Node) net.Listener {
+	t.Helper()
+	lis, err := n.Listen(backlogService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	return lis
+}
+
 // TestAttackOneMemberTakesTheBacklog: m, a member with a valid
 // certificate, opens Backlog circuits to p's service, whose application
 // has not accepted any, and holds them; then h, another member, opens one.
@@ -31,11 +43,7 @@ func TestAttackOneMemberTakesTheBacklog(t *testing.T) {
 	c.build("m-p", "h-p")
 	c.waitRoute("m", "p", 1)
 	c.waitRoute("h", "p", 1)
-	lis, err := c.nodes["p"].Listen(backlogService)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
+	lis := listenBacklog(t, c.nodes["p"])
 	m, h := c.nodes["m"], c.nodes["h"]
 	var held []net.Conn
 	defer func() {
@@ -147,11 +155,7 @@ func TestAttackForgedFirstContactsTakeTheBacklogReserve(t *testing.T) {
 	c.waitRoute("m", "p", 1)
 	c.waitRoute("h", "p", 1)
 	c.waitRoute("f", "p", 1)
-	lis, err := c.nodes["p"].Listen(backlogService)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
+	listenBacklog(t, c.nodes["p"])
 	m, h, f := c.nodes["m"], c.nodes["h"], c.nodes["f"]
 	held := fillBacklog(t, m, "p")
 	defer func() {
@@ -202,11 +206,7 @@ func TestBacklogHonestBurstLosesNone(t *testing.T) {
 	}
 	c.build("h-p")
 	c.waitRoute("h", "p", 1)
-	lis, err := c.nodes["p"].Listen(backlogService)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
+	lis := listenBacklog(t, c.nodes["p"])
 	h := c.nodes["h"]
 	// A first circuit, so that p holds h's key and the burst opens with
 	// one-message handshakes.

@@ -184,11 +184,7 @@ func TestAttackPathPrefixesTakeTheBacklog(t *testing.T) {
 	c.build("m-p", "h-p")
 	c.waitRoute("m", "p", 1)
 	c.waitRoute("h", "p", 1)
-	lis, err := c.nodes["p"].Listen(backlogService)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
+	lis := listenBacklog(t, c.nodes["p"])
 	m := c.nodes["m"]
 	l := m.link("p")
 	done := 0
