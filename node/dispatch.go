@@ -244,8 +244,14 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	// A backlog already full for the circuit refuses it cleanly here; its
 	// place is taken only once the handshake proved its source (serve),
 	// so that a handshake never finished holds none.
+	// The source its place counts against, a hash worked out once and
+	// only for a service that queues (the node's own answer none).
+	var bsrc links.SourceKey
+	if lis.handle == nil {
+		bsrc = backlogSource(o, resp)
+	}
 	if err == nil && !resume {
-		if err = lis.hasRoom(backlogSource(o, resp)); err != nil {
+		if err = lis.hasRoom(bsrc); err != nil {
 			t.release()
 		}
 	}
@@ -303,7 +309,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	}
 	// The place in the backlog is taken now, the source proven: the
 	// circuit was accepted, so a backlog filled meanwhile resets it.
-	if err := lis.serve(conn, backlogSource(o, resp)); err != nil && !errors.Is(err, errListenerClosed) {
+	if err := lis.serve(conn, bsrc); err != nil && !errors.Is(err, errListenerClosed) {
 		n.limits.noteOverloaded(err.Error())
 	}
 }
