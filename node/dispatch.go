@@ -19,13 +19,16 @@ import (
 // the link or the node ends. Streams are bounded by the link's stream limit
 // and, while their headers are read, by MaxPendingOpensPerLink and
 // MaxPendingOpens: one link cannot hold the slots every other link needs.
+// A stream that finds them taken waits for one, up to HeaderTimeout, before
+// it is refused: the link's next streams wait behind it.
 func (n *Node) acceptLoop(l links.Link) {
 	for {
 		s, err := l.AcceptStream(n.ctx)
 		if err != nil {
 			return
 		}
-		if ok, why := n.limits.tryPending(l.Peer()); !ok {
+		deadline := time.Now().Add(n.cfg.Limits.HeaderTimeout)
+		if ok, why := n.limits.awaitPending(l.Peer(), deadline, n.ctx.Done()); !ok {
 			total := n.limits.pendingRefused.Add(1)
 			n.limits.floods.Warn(l.Peer(), "refusing circuit opens: too many open headers pending",
 				"peer", l.Peer(), "reason", why, "refused_total", total)

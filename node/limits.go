@@ -35,6 +35,10 @@ type limiter struct {
 	// (peer) they came on.
 	pending        int
 	pendingPerLink map[string]int
+	// pendingFreed is closed, and forgotten, when a reservation ends
+	// while accept loops wait for one (pendingWaiters of them).
+	pendingFreed   chan struct{}
+	pendingWaiters int
 
 	// Token buckets of full (XX) handshakes: the node's and, by link
 	// (peer), those not full (a full bucket is as good as none).
@@ -121,6 +125,10 @@ func (l *limiter) pendingFloor() int { return max(1, l.lim.MaxPendingOpensPerLin
 func (l *limiter) tryPending(peer string) (bool, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.tryPendingLocked(peer)
+}
+
+func (l *limiter) tryPendingLocked(peer string) (bool, string) {
 	held := l.pendingPerLink[peer]
 	if held >= l.lim.MaxPendingOpensPerLink {
 		return false, fmt.Sprintf("too many circuits opening at once on the link from %s", peer)
@@ -134,6 +142,50 @@ func (l *limiter) tryPending(peer string) (bool, string) {
 	return true, ""
 }
 
+// awaitPending is tryPending for a link's accept loop: while a bound is
+// reached it waits for a reservation to end, until deadline or done. Every
+// reservation ends within HeaderTimeout (its header is read or its stream
+// refused), so the opens of a burst, whose streams arrive faster than
+// their headers are read, wait their turn instead of being refused; the
+// link's further streams wait in its QUIC queue meanwhile, bounded by its
+// stream limit and receive window.
+func (l *limiter) awaitPending(peer string, deadline time.Time, done <-chan struct{}) (bool, string) {
+	var timer *time.Timer
+	for {
+		l.mu.Lock()
+		ok, why := l.tryPendingLocked(peer)
+		wait := time.Until(deadline)
+		if ok || wait <= 0 {
+			l.mu.Unlock()
+			return ok, why
+		}
+		if l.pendingFreed == nil {
+			l.pendingFreed = make(chan struct{})
+		}
+		freed := l.pendingFreed
+		l.pendingWaiters++
+		l.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(wait)
+			defer timer.Stop()
+		}
+		var last bool
+		select {
+		case <-freed:
+		case <-timer.C:
+			last = true
+		case <-done:
+			last = true
+		}
+		l.mu.Lock()
+		l.pendingWaiters--
+		l.mu.Unlock()
+		if last {
+			return l.tryPending(peer)
+		}
+	}
+}
+
 // donePending releases a reservation of tryPending.
 func (l *limiter) donePending(peer string) {
 	l.mu.Lock()
@@ -141,6 +193,10 @@ func (l *limiter) donePending(peer string) {
 	l.pending--
 	if l.pendingPerLink[peer]--; l.pendingPerLink[peer] <= 0 {
 		delete(l.pendingPerLink, peer)
+	}
+	if l.pendingWaiters > 0 && l.pendingFreed != nil {
+		close(l.pendingFreed)
+		l.pendingFreed = nil
 	}
 }
 

@@ -88,8 +88,9 @@ func echoes(t *testing.T, a *Node, n int) int {
 // TestSlowHeaderFloodFromOneLink: a neighbour with a valid certificate
 // keeps 300 streams open on its link to d, each carrying one byte of an
 // open header, more than d's node-wide 256 pending-open slots. Every
-// circuit from another neighbour is still served (within one retry), the slow link holds at
-// most its share, and the metrics count the refusals.
+// circuit from another neighbour is still served (within one retry), the
+// slow link holds at most its share of open headers being read (its other
+// streams wait their turn), and d ends the slow streams.
 func TestSlowHeaderFloodFromOneLink(t *testing.T) {
 	c := newCluster(t, true)
 	c.build("a-d", "m-d")
@@ -128,16 +129,11 @@ func TestSlowHeaderFloodFromOneLink(t *testing.T) {
 	if during != rounds {
 		t.Fatalf("during the flood %d of %d honest circuits succeeded, want every one", during, rounds)
 	}
-	if refused == 0 {
-		t.Fatal("d never refused a slow stream")
+	if flood.ended.Load() == 0 {
+		t.Fatal("d never ended a slow stream")
 	}
 	if share := int64(d.cfg.Limits.MaxPendingOpensPerLink); most.Load() > share {
 		t.Fatalf("m's link held %d pending opens, more than its share %d", most.Load(), share)
-	}
-	rec := httptest.NewRecorder()
-	d.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	if m := grepLines(rec.Body.String(), "circuitmesh_pending_opens_refused_total "); m == "" || strings.HasSuffix(m, " 0") {
-		t.Fatalf("metrics do not show the refusals: %q", m)
 	}
 }
 
