@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -177,21 +179,38 @@ var errOverloaded = errors.New("overloaded")
 const firstPrefix = 3
 
 // readFirstPrefix makes rest, what arrived with the header of o, hold the
-// first firstPrefix bytes of the payload when o is sealed, reading what is
-// missing from s within Limits.HeaderTimeout, so that a relay sees the
-// mode of the handshake it forwards however the source split its writes.
-// The bytes read are appended to rest.
+// whole first handshake message (its 2-byte length and the message) when
+// o is sealed, reading what is missing from s within
+// Limits.HeaderTimeout, within the stream's slot of the incoming link's
+// share of open headers being read. So a relay sees the mode of the
+// handshake it forwards however the source split its writes, and forwards
+// the open only once the destination can read the message at once: a
+// source that writes it slowly holds slots of its own link here, not of
+// this relay's link at the destination, where the destination reads the
+// message within such a slot
+// (TestAttackTrickledHandshakesThroughRelayHoldNoSlots). The bytes read
+// are appended to rest.
 func (n *Node) readFirstPrefix(s links.Stream, o *circuit.Open, rest []byte) ([]byte, error) {
-	if o.Flags&circuit.FlagSealed == 0 || len(rest) >= firstPrefix {
+	if o.Flags&circuit.FlagSealed == 0 {
+		return rest, nil
+	}
+	want := firstPrefix
+	if len(rest) >= 2 {
+		want = max(want, 2+int(binary.BigEndian.Uint16(rest)))
+	}
+	if len(rest) >= want {
 		return rest, nil
 	}
 	s.SetReadDeadline(time.Now().Add(n.cfg.Limits.HeaderTimeout))
 	defer s.SetReadDeadline(time.Time{})
-	var b [firstPrefix]byte
-	for len(rest) < firstPrefix {
-		k, err := s.Read(b[:firstPrefix-len(rest)])
-		rest = append(rest, b[:k]...)
-		if err != nil && len(rest) < firstPrefix {
+	for len(rest) < want {
+		rest = slices.Grow(rest, want-len(rest))
+		k, err := s.Read(rest[len(rest):want])
+		rest = rest[:len(rest)+k]
+		if len(rest) >= 2 {
+			want = max(want, 2+int(binary.BigEndian.Uint16(rest)))
+		}
+		if err != nil && len(rest) < want {
 			return nil, fmt.Errorf("read the first handshake message of a sealed open: %w", err)
 		}
 	}
