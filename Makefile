@@ -22,7 +22,7 @@ build:
 	$(GO) build -o $(BIN) ./cmd/circuitmesh
 
 test:
-	$(GO) test -race -short -count=1 $(PKGS)
+	$(GO) test -race -short -count=1 -timeout 30m $(PKGS)
 
 test-long:
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)

@@ -62,8 +62,12 @@ func newConn(s links.Stream, local, remote Addr, path []string) *Conn {
 	return c
 }
 
-// Path returns the relays the circuit crosses, when the open asked for
-// FlagRecordPath. On a DialEarly conn it is nil until the result arrived.
+// Path returns the path the result reported, when the open asked for
+// FlagRecordPath: the names the relays recorded in the open header as it
+// crossed them (node puts the source first and the destination last). It
+// is what the relays reported, not a proof of the route taken: a relay can
+// change the names before its own. On a DialEarly conn it is nil until the
+// result arrived.
 func (c *Conn) Path() []string {
 	if p := c.path.Load(); p != nil {
 		return append([]string(nil), (*p)...)
@@ -81,8 +85,10 @@ func (c *Conn) BytesOut() int64 { return c.out.Load() }
 func (c *Conn) LocalAddr() net.Addr { return c.local }
 
 // RemoteAddr returns the other end's Addr: the destination node and service
-// at the caller, the (authenticated) source node and the service at the
-// destination.
+// at the caller, the source node and the service at the destination. The
+// source is authenticated only on a sealed circuit (AcceptSecure); Accept
+// takes it from the open header, a claim as good as the relays on the path
+// (see the package's trust model).
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
 // Read reads payload bytes. On a DialEarly conn the first Read first waits

@@ -9,7 +9,11 @@
 // The source opens a stream on the link to the first hop and calls Dial
 // (write the Open header, wait one round trip for the Result) or DialEarly
 // (write the header and return at once; payload follows immediately and the
-// first Read waits for the Result).
+// first Read waits for the Result). DialSecure and DialEarlySecure are the
+// same for a sealed circuit (FlagSealed): the open header carries the first
+// message of an end-to-end handshake (package seal) and the payload then
+// travels in sealed records; DialSecure returns once the destination
+// proved its name, DialEarlySecure sends nothing until the first Write.
 //
 // Each relay reads the header with ReadOpen, checks it, and either refuses
 // with Refuse (NoRoute, HopLimit, Overloaded, ...) or computes the next
@@ -22,7 +26,10 @@
 // early data flows before the destination has answered.
 //
 // The destination reads the header with ReadOpen and calls Accept (which
-// writes an Accepted result and returns the Conn) or Refuse.
+// writes an Accepted result and returns the Conn) or Refuse; for a sealed
+// open it answers the handshake with seal.Keys.Respond and calls
+// AcceptSecure, which writes the result and the handshake's reply and, for
+// the full handshake, reads the source's last message.
 //
 // Endings propagate hop by hop: a half-close (Conn.CloseWrite, or Close)
 // reaches the far end as io.EOF; a stop-sending with CloseNormal (the far end
@@ -67,11 +74,18 @@
 // with code Policy when it fails: an open at hop 0 must come from its
 // Source itself, a forwarded one from a router (leaves never forward) that
 // ended the path with its own name (Open.CheckPath). A relay, being on the path,
-// can still forge everything it forwards: the Source of circuits it claims
-// to relay, the path, the hop count, the trace context and the result (it
-// can refuse in the destination's name or claim an accept); it also sees
-// and can alter the payload. The Source a destination sees is therefore as
-// trustworthy as the routers on the path; end-to-end authenticity of Source
-// or payload needs a security layer inside the circuit (e.g. TLS over the
-// Conn).
+// can still forge what it forwards: the Source of circuits it claims to
+// relay, the path, the hop count, the trace context and the result (it
+// can refuse in the destination's name or claim an accept).
+//
+// On an unsealed circuit (Dial, DialEarly, Accept) a relay also sees and
+// can alter the payload, and the Source a destination sees is as
+// trustworthy as the routers on the path. A sealed circuit (DialSecure,
+// DialEarlySecure, AcceptSecure) runs an end-to-end handshake in which both
+// ends prove their names with their certificates, bound to the header's
+// destination, source, service and flags: a relay that changes any of them
+// makes the handshake fail (ErrAuth, or a reset), the payload is encrypted and
+// authenticated (a changed, dropped, replayed or reordered record fails
+// with ErrIntegrity), and relays see only its sizes and timing. The path, hop
+// count, trace context and a refusal remain the relays' word there too.
 package circuit

@@ -27,7 +27,8 @@
 //     QUICConfig stays open and is the caller's to close.
 //
 // Errors wrap ErrLinkLost, ErrRefused, ErrClosed (net.ErrClosed),
-// ErrQueueFull, ErrFrameTooLarge or ErrConfig; stream resets are a
+// ErrQueueFull, ErrFrameTooLarge, ErrHandshakeSlow (the peer answered the
+// handshake but did not complete it in time) or ErrConfig; stream resets are a
 // *StreamResetError; deadline errors match os.ErrDeadlineExceeded.
 //
 // UDP buffers: quic-go asks for 7 MiB socket buffers. Root gets them; for

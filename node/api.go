@@ -8,8 +8,9 @@ type Conn interface {
 	net.Conn
 	// CloseWrite half-closes: the peer reads io.EOF; reading continues.
 	CloseWrite() error
-	// Path lists the nodes the circuit crossed, source first and
-	// destination last, when DialOptions.RecordPath was set.
+	// Path is the path the relays reported, source first and destination
+	// last, when DialOptions.RecordPath was set: each relay's word, not a
+	// proof of the nodes the circuit crossed (docs/SECURITY.md).
 	Path() []string
 	// Sealed reports whether the circuit is end-to-end secured: its payload
 	// is encrypted and authenticated between the two ends, which proved

@@ -88,7 +88,9 @@ type Config struct {
 	// SetPolicy replaces it at run time.
 	Policy *policy.Policy
 
-	// Limits bounds every table and queue. Zero fields mean defaults.
+	// Limits bounds the tables and queues whose bounds are configurable;
+	// the others are bounded by constants (docs/SECURITY.md, Limits).
+	// Zero fields mean defaults.
 	Limits Limits
 	// Routing tunes the routing engine. Zero fields mean defaults.
 	Routing RoutingConfig

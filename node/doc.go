@@ -46,7 +46,9 @@
 // The caller must Close the node; Close drains (refuses new circuits,
 // tells neighbours to route around this node, lets open ones finish for
 // Config.GracePeriod), resets the rest, says goodbye to neighbours and
-// waits for every goroutine the node started. Every table and
-// queue is bounded by Config.Limits; beyond a limit circuits are refused as
-// overloaded.
+// waits for every goroutine the node started. Every table and queue is
+// bounded: by Config.Limits or by constants named in docs/SECURITY.md
+// (Limits), such as a service's Backlog, the gossip members held and the
+// process-wide verification caches. Beyond a circuit limit circuits are
+// refused as overloaded.
 package node

@@ -102,7 +102,7 @@ type DialOptions struct {
 	// Read or Write.
 	Early bool
 	// RecordPath asks every relay to record its name; Conn.Path returns the
-	// nodes crossed.
+	// path the relays reported.
 	RecordPath bool
 	// HopLimit bounds the relays crossed. Default 16.
 	HopLimit uint8

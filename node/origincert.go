@@ -36,10 +36,14 @@ const (
 var errAttestation = errors.New("invalid origin attestation")
 
 // originCertifier signs this node's origin attestations with its
-// certificate key and verifies others' against the mesh CA. Verified
-// certificates and signatures are cached process-wide (sharedverify.go),
-// so a steady mesh checks each certificate once and then one signature
-// per new (origin, seqno), however many nodes the process runs.
+// certificate key and verifies others' against the mesh CA. Each node has
+// its own, but verdicts are cached process-wide, shared by every node of
+// the process (sharedverify.go: certificates by trust scope, successes
+// only; signatures, failures too; verified attestations; each two
+// generations of at most sharedCacheGen entries), so a steady mesh checks
+// each certificate once and then one signature per new (origin, seqno),
+// however many nodes the process runs. The node's own table, certOf, is
+// bounded to 2 × MaxRoutes + 64 origins.
 type originCertifier struct {
 	id    atomic.Pointer[identity.Identity]
 	trust atomic.Pointer[trusted] // id with its trustScope, for Verify

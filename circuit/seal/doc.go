@@ -41,11 +41,18 @@
 // an end that stated in the handshake that it reads them: the source with
 // a flag of the open header (Initiator.StatesLarge,
 // Responder.SourceLarge), the destination in its reply's payload, which
-// also says whether it saw that flag (a source whose flag a relay
-// cleared fails with ErrIntegrity). Keys made SmallRecordsOnly state
-// nothing and read only MaxData, as nodes before the statements did.
+// also says whether it saw that flag. The prologue binds the flags, so a
+// relay that clears or sets the flag makes the handshake fail: the
+// destination cannot decrypt a one-message (IK or resumed) first message,
+// the source cannot decrypt a full (XX) reply (ErrAuth). Keys made
+// SmallRecordsOnly state nothing and read only MaxData, as nodes before
+// the statements did.
 //
-// Type 0 is data, type 1 the end of stream (a half-close). Each direction
+// Type 0 (RecordData) is data, type 1 (RecordEnd) the end of stream (a
+// half-close), type 2 (RecordRefused) ends the direction too and carries
+// the reason the destination refused the circuit after the handshake (its
+// policy does not allow the source it authenticated); any other type
+// fails with ErrIntegrity. Each direction
 // has its own key and counter; both ends rekey (Noise Rekey) every
 // RekeyEvery records. A record that fails to decrypt (tampered, replayed,
 // reordered, dropped) or a stream that ends without the end record fails

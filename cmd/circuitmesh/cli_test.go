@@ -441,3 +441,28 @@ func TestGossipKeyOnTheCommandLineIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// The link-count flags are unset by default, and node then takes its own
+// defaults (node.DiscoveryConfig: target 7, at most 14, 4 static
+// incoming): the help shows those, once, not the flags' zero value.
+func TestRunHelpShowsNodeLinkDefaults(t *testing.T) {
+	code, out, _ := cm(t, "run", "--help")
+	if code != 0 {
+		t.Fatalf("run --help: exit %d", code)
+	}
+	for flag, want := range map[string]string{"target-links": "7", "max-links": "14", "static-in-links": "4"} {
+		var line string
+		for l := range strings.Lines(out) {
+			if strings.HasPrefix(strings.TrimSpace(l), "--"+flag+" ") {
+				line = l
+			}
+		}
+		if line == "" {
+			t.Errorf("run --help lists no --%s:\n%s", flag, out)
+			continue
+		}
+		if n := strings.Count(line, "default"); n != 1 || !strings.Contains(line, "(default: "+want+")") {
+			t.Errorf("run --help on --%s: %q, want one default, %s", flag, strings.TrimSpace(line), want)
+		}
+	}
+}

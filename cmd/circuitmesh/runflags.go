@@ -19,6 +19,7 @@ import (
 	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/circuitmesh/circuitmesh/node"
+	"github.com/circuitmesh/circuitmesh/node/topology"
 )
 
 // defaultListen is the UDP address of a daemon's QUIC links.
@@ -43,9 +44,11 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "gossip-key", Usage: "base64 gossip encryption `KEY` (16, 24 or 32 bytes); only from the environment or the config file, never the command line", EnvVars: env("gossip-key")},
 		&cli.PathFlag{Name: "gossip-key-file", Usage: "`FILE` holding the base64 gossip encryption key", EnvVars: env("gossip-key-file")},
 		&cli.PathFlag{Name: "policy-file", Usage: "authorization policy `FILE` (\"allow dial from=group:ops service=ssh\" lines; reread on SIGHUP); or \"policy = RULE\" lines in the --config file", EnvVars: env("policy-file")},
-		&cli.IntFlag{Name: "target-links", Usage: "`N` links discovery aims for on a router (default 7)", EnvVars: env("target-links")},
-		&cli.IntFlag{Name: "max-links", Usage: "hard bound `N` on links made or accepted, static links excluded (default max(10, 2×target-links), 14 with the default target)", EnvVars: env("max-links")},
-		&cli.IntFlag{Name: "static-in-links", Usage: "`N` incoming links that their dialler keeps as static are kept on top of --max-links, the oldest first (default 4; -1: none)", EnvVars: env("static-in-links")},
+		// Unset, these take node's defaults, not the flags' zero values:
+		// DefaultText shows those in the help.
+		&cli.IntFlag{Name: "target-links", Usage: "`N` links discovery aims for on a router", DefaultText: strconv.Itoa(topology.DefaultTarget), EnvVars: env("target-links")},
+		&cli.IntFlag{Name: "max-links", Usage: "hard bound `N` on links made or accepted, static links excluded (unset: max(" + strconv.Itoa(topology.DefaultMax) + ", 2×target-links))", DefaultText: strconv.Itoa(max(topology.DefaultMax, 2*topology.DefaultTarget)), EnvVars: env("max-links")},
+		&cli.IntFlag{Name: "static-in-links", Usage: "`N` incoming links that their dialler keeps as static are kept on top of --max-links, the oldest first (-1: none)", DefaultText: strconv.Itoa(topology.DefaultStatic), EnvVars: env("static-in-links")},
 		&cli.DurationFlag{Name: "drain-timeout", Usage: "on SIGTERM, let open circuits and tunnels finish for up to `DURATION` (0: close at once)", Value: 10 * time.Second, EnvVars: env("drain-timeout")},
 		&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics on `ADDR` at /metrics", EnvVars: env("metrics")},
 		&cli.StringFlag{Name: "ui", Usage: "serve the live mesh page on the TCP `ADDR` (off by default; it shows the topology to whoever reaches ADDR)", EnvVars: env("ui")},
