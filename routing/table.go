@@ -788,17 +788,10 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en *entry) {
 	}
 	o := e.originOf(en)
 	own := nb.isSelf(en) // nb's route to itself (decided once)
-	// nb's own route retracted: nb drains the link (drain.go), taken
-	// below as its route to itself at that seqno (metric 0) once the
-	// certifier covers it.
-	drain := own && en.metric >= e.cfg.Infinity
-	if drain {
-		en.metric = 0
-	}
-	if en.metric >= e.cfg.Infinity {
-		// A retraction. A neighbour's route to itself stays while the
-		// link is up.
-		if o != nil && !own && e.removeRoute(o, nb) {
+	if en.metric >= e.cfg.Infinity && !own {
+		// A retraction. (A neighbour's route to itself stays while the
+		// link is up: retracted, it is a drain, below.)
+		if o != nil && e.removeRoute(o, nb) {
 			e.reselect(t, o)
 		}
 		return
@@ -819,7 +812,10 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en *entry) {
 		}
 	}
 	if own {
-		e.peerDrainUpdate(t, nb, drain) // drain.go
+		// nb's own route retracted: nb drains the link (drain.go),
+		// taken as its route to itself at that seqno (metric 0, below)
+		// once the certifier covers it.
+		e.peerDrainUpdate(t, nb, en.metric >= e.cfg.Infinity)
 	}
 	if o == nil {
 		// A copy: en.origin may alias the message.
