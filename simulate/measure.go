@@ -40,6 +40,14 @@ type MeshStats struct {
 	StretchPairs int     `json:"stretch_pairs"`
 	// WorstRoute names the route of MaxStretch: "a→b via a-x-b".
 	WorstRoute string `json:"worst_route,omitempty"`
+	// Unreached names up to maxExamples pairs without a route ("a→b",
+	// comma-separated). Undelivered counts the routed pairs whose next
+	// hops do not lead to the destination (a loop, or a node on the way
+	// without a route); UndeliveredRoutes names up to maxExamples of them
+	// as WorstRoute does.
+	Unreached         string `json:"unreached,omitempty"`
+	Undelivered       int    `json:"undelivered,omitempty"`
+	UndeliveredRoutes string `json:"undelivered_routes,omitempty"`
 	// StretchInside and StretchBetween split Stretch by pairs inside one
 	// region of the underlay and pairs in different regions (0 when
 	// none); HopsInside is the mean links a route inside a region takes.
@@ -174,15 +182,21 @@ func measureMesh(in meshInput) MeshStats {
 			}
 			st.Pairs++
 			if in.next[a][b] == "" {
+				if st.Pairs-st.ReachablePairs <= maxExamples {
+					st.Unreached = joinExample(st.Unreached, a+"→"+b)
+				}
 				continue
 			}
 			st.ReachablePairs++
-			best := opt[ai][bi]
-			if best == unconnected || best <= 0 {
-				continue
-			}
 			route, hops := routes.at(ai, bi)
 			if hops < 0 {
+				if st.Undelivered++; st.Undelivered <= maxExamples {
+					st.UndeliveredRoutes = joinExample(st.UndeliveredRoutes, fmt.Sprintf("%s→%s via %s", a, b, routePath(in, a, b)))
+				}
+				continue
+			}
+			best := opt[ai][bi]
+			if best == unconnected || best <= 0 {
 				continue
 			}
 			r := float64(route) / float64(best)
@@ -519,11 +533,28 @@ func (c *Cluster) MeasureMesh() (MeshStats, error) {
 	return st, nil
 }
 
+// maxExamples is how many unreached pairs and undelivered routes
+// MeshStats names.
+const maxExamples = 5
+
+func joinExample(list, ex string) string {
+	if list == "" {
+		return ex
+	}
+	return list + ", " + ex
+}
+
 // String renders the statistics as lines of text for a report.
 func (s MeshStats) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "nodes %d, links %d, reachable pairs %d of %d (%.1f %%)\n",
 		s.Nodes, s.Links, s.ReachablePairs, s.Pairs, 100*s.Reachable)
+	if s.Unreached != "" {
+		fmt.Fprintf(&b, "without a route: %s\n", s.Unreached)
+	}
+	if s.Undelivered > 0 {
+		fmt.Fprintf(&b, "routes that do not reach their destination: %d (%s)\n", s.Undelivered, s.UndeliveredRoutes)
+	}
 	fmt.Fprintf(&b, "degree max %d, mean %.2f, isolated %d; components %d, diameter %d hops\n",
 		s.MaxDegree, s.MeanDegree, s.Isolated, s.Components, s.Diameter)
 	if s.StretchPairs > 0 {

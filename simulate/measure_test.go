@@ -48,7 +48,7 @@ func TestMeasureMesh(t *testing.T) {
 		want: MeshStats{Nodes: 4, Pairs: 12, ReachablePairs: 9, Reachable: 0.75, Links: 3, MaxDegree: 2,
 			MeanDegree: 1.5, Components: 1, Diameter: 3, StretchPairs: 9,
 			Stretch: (6 + 4.0/3 + 4.0/3 + 1.2) / 9, MaxStretch: 4.0 / 3, WorstRoute: "a→c via a-b-c",
-			LinkStretch: (6 + 4.0/3 + 4.0/3 + 1.2) / 9},
+			LinkStretch: (6 + 4.0/3 + 4.0/3 + 1.2) / 9, Unreached: "d→a, d→b, d→c"},
 	}, {
 		name: "isolated node, a routing loop and a partitioned pair",
 		in: meshInput{
@@ -62,7 +62,8 @@ func TestMeasureMesh(t *testing.T) {
 		},
 		want: MeshStats{Nodes: 3, Pairs: 6, ReachablePairs: 4, Reachable: 4.0 / 6, Links: 1, MaxDegree: 1,
 			MeanDegree: 2.0 / 3, Isolated: 1, Components: 2, Diameter: 1, StretchPairs: 2, Stretch: 1, MaxStretch: 1,
-			WorstRoute: "a→b via a-b", LinkStretch: 1},
+			WorstRoute: "a→b via a-b", LinkStretch: 1, Unreached: "e→a, e→b",
+			Undelivered: 2, UndeliveredRoutes: "a→e via a-b-a-b, b→e via b-a-b-a"},
 	}, {
 		// a and b share a region (1 ms), c is 10 ms away; a routes to b
 		// through c although their own link is there.
