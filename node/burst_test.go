@@ -80,7 +80,7 @@ func TestHonestBurstOfOpensLosesNone(t *testing.T) {
 // TestAwaitPendingWaitsForRoom: a link at its share of open headers being
 // read waits for one of them to end instead of being refused, and is
 // refused (naming the link) only when its deadline passes first, or the
-// node closes.
+// node closes; at the node-wide bound it is refused at once.
 func TestAwaitPendingWaitsForRoom(t *testing.T) {
 	l := newLimiter(Limits{MaxPendingOpens: 8, MaxPendingOpensPerLink: 2}, slog.New(slog.DiscardHandler))
 	for range 2 {
@@ -98,7 +98,7 @@ func TestAwaitPendingWaitsForRoom(t *testing.T) {
 	waitFor(t, "the accept loop to wait", 10*time.Second, func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		return l.pendingWaiters == 1
+		return l.pendingFreed["m"] != nil
 	})
 	l.donePending("m")
 	if !<-got {
@@ -115,9 +115,29 @@ func TestAwaitPendingWaitsForRoom(t *testing.T) {
 	if ok, why := l.awaitPending("a", time.Now().Add(time.Hour), nil); !ok {
 		t.Fatalf("another link was refused while m waited: %s", why)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.pendingWaiters != 0 {
-		t.Fatalf("%d waiters left", l.pendingWaiters)
+
+	// At the node-wide bound a link does not wait on other links'
+	// reservations: refused at once.
+	n := newLimiter(Limits{MaxPendingOpens: 4, MaxPendingOpensPerLink: 4}, slog.New(slog.DiscardHandler))
+	for _, p := range []string{"a", "a", "a", "b"} {
+		if ok, why := n.tryPending(p); !ok {
+			t.Fatal(why)
+		}
+	}
+	res := make(chan string, 1)
+	go func() {
+		ok, why := n.awaitPending("c", time.Now().Add(time.Hour), nil)
+		if ok {
+			why = "admitted"
+		}
+		res <- why
+	}()
+	select {
+	case why := <-res:
+		if why != "too many circuits opening at once" {
+			t.Fatalf("a link at the node-wide bound: %q, want refused for the node's bound", why)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a link at the node-wide bound waited for other links' reservations")
 	}
 }

@@ -35,10 +35,10 @@ type limiter struct {
 	// (peer) they came on.
 	pending        int
 	pendingPerLink map[string]int
-	// pendingFreed is closed, and forgotten, when a reservation ends
-	// while accept loops wait for one (pendingWaiters of them).
-	pendingFreed   chan struct{}
-	pendingWaiters int
+	// pendingFreed holds, by link (peer), a channel closed and forgotten
+	// when one of the link's reservations ends, while its accept loop
+	// waits for one.
+	pendingFreed map[string]chan struct{}
 
 	// Token buckets of full (XX) handshakes: the node's and, by link
 	// (peer), those not full (a full bucket is as good as none).
@@ -89,6 +89,7 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 		perLink:        make(map[string]int),
 		inbound:        make(map[string]int),
 		pendingPerLink: make(map[string]int),
+		pendingFreed:   make(map[string]chan struct{}),
 		fullNode:       bucket.Full(float64(l.FullHandshakes), float64(l.FullHandshakes), time.Now()),
 		fullByLink:     make(map[string]*bucket.Bucket),
 
@@ -142,45 +143,39 @@ func (l *limiter) tryPendingLocked(peer string) (bool, string) {
 	return true, ""
 }
 
-// awaitPending is tryPending for a link's accept loop: while a bound is
-// reached it waits for a reservation to end, until deadline or done. Every
-// reservation ends within HeaderTimeout (its header is read or its stream
-// refused), so the opens of a burst, whose streams arrive faster than
-// their headers are read, wait their turn instead of being refused; the
-// link's further streams wait in its QUIC queue meanwhile, bounded by its
-// stream limit and receive window.
+// awaitPending is tryPending for a link's accept loop: while the link
+// holds its share (MaxPendingOpensPerLink) it waits for one of the link's
+// reservations to end, until deadline or done. Every reservation ends
+// within HeaderTimeout (its header is read or its stream refused), so the
+// opens of a burst, whose streams arrive faster than their headers are
+// read, wait their turn instead of being refused; the link's further
+// streams wait in its QUIC queue meanwhile. At the node-wide bound it
+// refuses at once: there the link would wait on others' reservations.
 func (l *limiter) awaitPending(peer string, deadline time.Time, done <-chan struct{}) (bool, string) {
 	var timer *time.Timer
 	for {
 		l.mu.Lock()
 		ok, why := l.tryPendingLocked(peer)
 		wait := time.Until(deadline)
-		if ok || wait <= 0 {
+		if ok || wait <= 0 || l.pendingPerLink[peer] < l.lim.MaxPendingOpensPerLink {
 			l.mu.Unlock()
 			return ok, why
 		}
-		if l.pendingFreed == nil {
-			l.pendingFreed = make(chan struct{})
+		freed := l.pendingFreed[peer]
+		if freed == nil {
+			freed = make(chan struct{})
+			l.pendingFreed[peer] = freed
 		}
-		freed := l.pendingFreed
-		l.pendingWaiters++
 		l.mu.Unlock()
 		if timer == nil {
 			timer = time.NewTimer(wait)
 			defer timer.Stop()
 		}
-		var last bool
 		select {
 		case <-freed:
 		case <-timer.C:
-			last = true
+			return l.tryPending(peer)
 		case <-done:
-			last = true
-		}
-		l.mu.Lock()
-		l.pendingWaiters--
-		l.mu.Unlock()
-		if last {
 			return l.tryPending(peer)
 		}
 	}
@@ -194,9 +189,9 @@ func (l *limiter) donePending(peer string) {
 	if l.pendingPerLink[peer]--; l.pendingPerLink[peer] <= 0 {
 		delete(l.pendingPerLink, peer)
 	}
-	if l.pendingWaiters > 0 && l.pendingFreed != nil {
-		close(l.pendingFreed)
-		l.pendingFreed = nil
+	if c := l.pendingFreed[peer]; c != nil {
+		close(c)
+		delete(l.pendingFreed, peer)
 	}
 }
 

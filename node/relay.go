@@ -204,8 +204,12 @@ func (n *Node) readFirstPrefix(s links.Stream, o *circuit.Open, rest []byte) ([]
 	s.SetReadDeadline(time.Now().Add(n.cfg.Limits.HeaderTimeout))
 	defer s.SetReadDeadline(time.Time{})
 	for len(rest) < want {
-		rest = slices.Grow(rest, want-len(rest))
-		k, err := s.Read(rest[len(rest):want])
+		// Grow with what arrives, not by the length the message
+		// declares: 3 bytes do not make the relay hold 64 KiB.
+		if len(rest) == cap(rest) {
+			rest = slices.Grow(rest, min(want-len(rest), max(len(rest), 512)))
+		}
+		k, err := s.Read(rest[len(rest):min(want, cap(rest))])
 		rest = rest[:len(rest)+k]
 		if len(rest) >= 2 {
 			want = max(want, 2+int(binary.BigEndian.Uint16(rest)))

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -49,5 +51,12 @@ func TestAttackSlowHeadersFromFourLinksFillNode(t *testing.T) {
 		during, rounds, most, d.cfg.Limits.MaxPendingOpens, d.limits.pendingRefused.Load())
 	if during != rounds {
 		t.Fatalf("during the flood %d of %d honest circuits succeeded, want every one", during, rounds)
+	}
+	// The four links' streams beyond the node-wide bound were refused,
+	// and counted.
+	rec := httptest.NewRecorder()
+	d.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if m := grepLines(rec.Body.String(), "circuitmesh_pending_opens_refused_total "); m == "" || strings.HasSuffix(m, " 0") {
+		t.Fatalf("metrics do not show the refusals at the node's bound: %q", m)
 	}
 }

@@ -2,12 +2,15 @@ package node
 
 import (
 	"context"
+	"errors"
 	"io"
+	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // TestAttackTrickledHandshakesThroughRelayHoldNoSlots: m, a member linked
@@ -73,5 +76,40 @@ func TestAttackTrickledHandshakesThroughRelayHoldNoSlots(t *testing.T) {
 	hc.Close()
 	if n := d.limits.pendingOn("r"); n >= share {
 		t.Fatalf("d holds %d open headers from r, its whole share", n)
+	}
+}
+
+// dripStream gives its bytes, then times out, noting the largest read.
+type dripStream struct {
+	links.Stream
+	data    []byte
+	largest int
+}
+
+func (s *dripStream) SetReadDeadline(time.Time) error { return nil }
+
+func (s *dripStream) Read(p []byte) (int, error) {
+	s.largest = max(s.largest, len(p))
+	if len(s.data) == 0 {
+		return 0, os.ErrDeadlineExceeded
+	}
+	n := copy(p, s.data[:1])
+	s.data = s.data[n:]
+	return n, nil
+}
+
+// TestRelayFirstMessageGrowsWithWhatArrives: a relay reading a sealed
+// open's first handshake message does not make room for the length the
+// message declares before its bytes come: three bytes declaring 64 KiB
+// made it allocate 64 KiB.
+func TestRelayFirstMessageGrowsWithWhatArrives(t *testing.T) {
+	n := &Node{cfg: Config{Limits: Limits{HeaderTimeout: time.Second}}}
+	s := &dripStream{data: []byte{0xff, 0xff, 1, 'x', 'y'}}
+	_, err := n.readFirstPrefix(s, &circuit.Open{Flags: circuit.FlagSealed}, nil)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a first message that stops coming: %v, want the deadline", err)
+	}
+	if s.largest > 4096 {
+		t.Fatalf("the relay read into %d bytes for a message of which 5 bytes came", s.largest)
 	}
 }
