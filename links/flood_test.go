@@ -27,7 +27,12 @@ func TestNonReadingStreamsDoNotStarveLink(t *testing.T) {
 		// directions then hold credit (a stream stalls at about 2 windows).
 		fill = window * 3 / 2
 	)
-	small := func(c *QUICConfig) { c.MaxStreamWindow = window }
+	// Probes every 500 ms instead of the default 200 ms: under -race on a
+	// loaded 2-core machine an answer came 1 s late with no fault (the
+	// link declared dead after 4 missed probes), while a control stream
+	// the flood starved would not answer at all.
+	const probe = 500 * time.Millisecond
+	small := func(c *QUICConfig) { c.MaxStreamWindow = window; c.ProbeInterval = probe }
 	ca := testCA(t, "m")
 	a := newNode(t, issue(t, ca, "a"), small)
 	b := newNode(t, issue(t, ca, "b"), small)
@@ -90,7 +95,7 @@ func TestNonReadingStreamsDoNotStarveLink(t *testing.T) {
 
 	// Keep working on the link for three detection windows while the
 	// flood holds its credit: routing both ways and echoes on new streams.
-	deadAfter := time.Duration(DefaultProbeMisses) * DefaultProbeInterval
+	deadAfter := time.Duration(DefaultProbeMisses) * probe
 	until := time.Now().Add(3 * deadAfter)
 	var rounds, routed int
 	for time.Now().Before(until) || rounds < 10 {
