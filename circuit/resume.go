@@ -1779,7 +1779,18 @@ func (r *Resumable) greet(p Path, deadline time.Time) (int64, error) {
 	if a[0] != frameResumed {
 		return 0, r.integrity(fmt.Sprintf("frame %d where resumed was expected", a[0]))
 	}
-	return int64(binary.BigEndian.Uint64(a[1:])), nil
+	// The destination received at least what it acknowledged and at most
+	// what this end has to send: the writer sends from this offset out of
+	// the retransmit buffer, which holds only that range. No path moves
+	// acked meanwhile, and Writes only raise the total.
+	off := int64(binary.BigEndian.Uint64(a[1:]))
+	r.mu.Lock()
+	lo, hi := r.acked, r.totalLocked()
+	r.mu.Unlock()
+	if off < lo || off > hi {
+		return 0, r.integrity(fmt.Sprintf("resumed at %d outside [%d, %d]", off, lo, hi))
+	}
+	return off, nil
 }
 
 // installLocked makes p the circuit's path; off is what the other end

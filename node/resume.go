@@ -293,6 +293,10 @@ func (n *Node) resumableDest(tc *trackedConn, o *circuit.Open) net.Conn {
 
 // resumePath hands an accepted FlagResume circuit to the circuit it names.
 func (n *Node) resumePath(tc *trackedConn, o *circuit.Open) {
+	if n.cfg.hooks != nil && n.cfg.hooks.resume != nil {
+		n.cfg.hooks.resume(tc, o)
+		return
+	}
 	if _, err := n.resumeTable.Resume(tc, o.Source, o.Service, time.Now().Add(n.cfg.Limits.HeaderTimeout)); err != nil {
 		n.log.Debug("refused to resume a circuit", "source", o.Source, "service", o.Service, "err", err)
 	}
