@@ -45,13 +45,18 @@ func TestAttackResumedBelowAcknowledgedCrashesSource(t *testing.T) {
 	}
 	c.build("h-m")
 	h, m := c.nodes["h"], c.nodes["m"]
+	echoed := make(chan struct{}) // h read the echo, and the acknowledgement before it
 	serve(t, m, "liar", func(conn io.ReadWriteCloser) {
 		var b [5]byte
 		if _, err := io.ReadFull(conn, b[:]); err != nil {
 			return
 		}
 		conn.Write(b[:])
-		time.Sleep(100 * time.Millisecond) // h reads the echo and its acknowledgement
+		select {
+		case <-echoed:
+		case <-time.After(patience):
+			return
+		}
 		if rc, ok := conn.(*resumableConn); ok {
 			rc.Current().Reset(circuit.CloseLinkLost)
 		}
@@ -73,6 +78,7 @@ func TestAttackResumedBelowAcknowledgedCrashesSource(t *testing.T) {
 	if _, err := io.ReadFull(conn, b[:]); err != nil {
 		t.Fatalf("read the echo: %v", err)
 	}
+	close(echoed)
 	_, err = conn.Read(b[:])
 	if !errors.Is(err, circuit.ErrResumeRefused) || !errors.Is(err, circuit.ErrIntegrity) {
 		t.Fatalf("h's circuit after m answered its resume below what it acknowledged: %v, want ErrResumeRefused and ErrIntegrity", err)
