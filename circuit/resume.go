@@ -1779,7 +1779,18 @@ func (r *Resumable) greet(p Path, deadline time.Time) (int64, error) {
 	if a[0] != frameResumed {
 		return 0, r.integrity(fmt.Sprintf("frame %d where resumed was expected", a[0]))
 	}
-	return int64(binary.BigEndian.Uint64(a[1:])), nil
+	// The destination received at least what it acknowledged and at most
+	// what this end has to send: the writer sends from this offset out of
+	// the retransmit buffer, which holds only that range. No path moves
+	// acked meanwhile, and Writes only raise the total.
+	off := int64(binary.BigEndian.Uint64(a[1:]))
+	r.mu.Lock()
+	lo, hi := r.acked, r.totalLocked()
+	r.mu.Unlock()
+	if off < lo || off > hi {
+		return 0, r.integrity(fmt.Sprintf("resumed at %d outside [%d, %d]", off, lo, hi))
+	}
+	return off, nil
 }
 
 // installLocked makes p the circuit's path; off is what the other end
@@ -2116,21 +2127,37 @@ type ResumeTable struct {
 	maxS int
 	max  int
 	// awaiting counts, per source, the circuits accepted whose hello has
-	// not been read yet; changed is closed (and replaced) when a circuit
-	// registers or stops awaiting its hello, if a lookup took it
-	// (watched): else the two changes of every circuit would make a
-	// channel each for no one.
+	// not been read yet.
 	awaiting map[string]int
-	changed  chan struct{}
-	watched  bool
+	// The lookups waiting (see lookup), woken only by what they wait
+	// for: byKey when the circuit they name registers, bySource when
+	// none of their source's circuits awaits its hello any more. One
+	// channel for every change woke every waiting lookup, of any
+	// source, at every circuit: a source holding many resume opens
+	// waiting made each circuit of the others wake them all.
+	byKey    map[resumeKey]*tableWait
+	bySource map[string]*tableWait
+	woken    atomic.Uint64
+}
+
+// tableWait is what the lookups waiting for one event share: ch closes
+// when it happens; n counts the lookups holding it, and the last one to
+// leave removes it from its map unless the event removed it.
+type tableWait struct {
+	ch chan struct{}
+	n  int
 }
 
 // NewResumeTable returns a table bounded by MaxResumablePerSource and
 // MaxResumable.
 func NewResumeTable() *ResumeTable {
 	return &ResumeTable{m: make(map[resumeKey]*Resumable), per: make(map[string]int), maxS: MaxResumablePerSource, max: MaxResumable,
-		awaiting: make(map[string]int), changed: make(chan struct{})}
+		awaiting: make(map[string]int), byKey: make(map[resumeKey]*tableWait), bySource: make(map[string]*tableWait)}
 }
+
+// Woken is how many times a resume open waiting for the circuit it
+// names (see Resume) woke to look again.
+func (t *ResumeTable) Woken() uint64 { return t.woken.Load() }
 
 // Len is the number of circuits in the table.
 func (t *ResumeTable) Len() int {
@@ -2147,7 +2174,10 @@ func (t *ResumeTable) register(r *Resumable) bool {
 	}
 	t.m[r.tkey] = r
 	t.per[r.tkey.source]++
-	t.notifyLocked()
+	if w := t.byKey[r.tkey]; w != nil {
+		close(w.ch)
+		delete(t.byKey, r.tkey)
+	}
 	return true
 }
 
@@ -2164,16 +2194,11 @@ func (t *ResumeTable) unpend(source string) {
 	defer t.mu.Unlock()
 	if t.awaiting[source]--; t.awaiting[source] <= 0 {
 		delete(t.awaiting, source)
+		if w := t.bySource[source]; w != nil {
+			close(w.ch)
+			delete(t.bySource, source)
+		}
 	}
-	t.notifyLocked()
-}
-
-func (t *ResumeTable) notifyLocked() {
-	if !t.watched {
-		return
-	}
-	close(t.changed)
-	t.changed, t.watched = make(chan struct{}), false
 }
 
 // lookup finds the circuit k names. While circuits of the same source
@@ -2184,22 +2209,54 @@ func (t *ResumeTable) lookup(k resumeKey, deadline time.Time) *Resumable {
 	var timeout <-chan time.Time
 	for {
 		t.mu.Lock()
-		r, waiting, changed := t.m[k], t.awaiting[k.source] > 0, t.changed
-		t.watched = t.watched || r == nil && waiting
-		t.mu.Unlock()
+		r, waiting := t.m[k], t.awaiting[k.source] > 0
 		if r != nil || !waiting {
+			t.mu.Unlock()
 			return r
 		}
+		kw, sw := waitOn(t.byKey, k), waitOn(t.bySource, k.source)
+		t.mu.Unlock()
 		if timeout == nil {
 			tm := time.NewTimer(time.Until(deadline))
 			defer tm.Stop()
 			timeout = tm.C
 		}
+		var expired bool
 		select {
-		case <-changed:
+		case <-kw.ch:
+		case <-sw.ch:
 		case <-timeout:
+			expired = true
+		}
+		if !expired {
+			t.woken.Add(1)
+		}
+		t.mu.Lock()
+		leaveWait(t.byKey, k, kw)
+		leaveWait(t.bySource, k.source, sw)
+		t.mu.Unlock()
+		if expired {
 			return nil
 		}
+	}
+}
+
+// waitOn joins the lookups waiting in m for key (t.mu held).
+func waitOn[K comparable](m map[K]*tableWait, key K) *tableWait {
+	w := m[key]
+	if w == nil {
+		w = &tableWait{ch: make(chan struct{})}
+		m[key] = w
+	}
+	w.n++
+	return w
+}
+
+// leaveWait: a lookup stops waiting on w, which is m's entry for key
+// unless the event happened (t.mu held). The last to leave removes it.
+func leaveWait[K comparable](m map[K]*tableWait, key K, w *tableWait) {
+	if w.n--; w.n == 0 && m[key] == w {
+		delete(m, key)
 	}
 }
 

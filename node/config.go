@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/circuitmesh/circuitmesh/node/policy"
@@ -162,6 +163,10 @@ type hooks struct {
 	// handshake (a test stores a new ticket then, as a concurrent open's
 	// reply would).
 	beforeRetry func()
+	// resume answers the resume opens of circuits ending here in place
+	// of the node's table of resumable circuits (a destination that lies
+	// in its resumed frame).
+	resume func(p circuit.Path, o *circuit.Open)
 }
 
 // Limits bounds the node's resources. Beyond a limit a circuit is refused

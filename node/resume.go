@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,9 +26,12 @@ var (
 	attrResumeCause    = attribute.Key("circuitmesh.resume.cause")
 )
 
-// resumeMetrics count resumes and resumes that failed, by role.
+// resumeMetrics count resumes and resumes that failed, by role;
+// unresumed counts the failures of both roles for the log line that
+// reports them (a Prometheus counter is not read back).
 type resumeMetrics struct {
 	resumes, failures *prometheus.CounterVec
+	unresumed         *atomic.Uint64
 }
 
 func newResumeMetrics(reg *prometheus.Registry) resumeMetrics {
@@ -36,6 +40,7 @@ func newResumeMetrics(reg *prometheus.Registry) resumeMetrics {
 			Help: "Resumable circuits a new path took over after their path failed, by role (dial, accept)."}, []string{"role"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_circuit_resume_failures_total",
 			Help: "Resumable circuits that found no new path within the resume timeout, whose resume was refused, or whose resumed paths kept failing with nothing moved, by role."}, []string{"role"}),
+		unresumed: new(atomic.Uint64),
 	}
 	reg.MustRegister(m.resumes, m.failures)
 	for _, role := range []string{"dial", "accept"} {
@@ -89,12 +94,14 @@ func (c *resumableConn) abort() { c.abortWith(circuit.CloseShuttingDown) }
 // abortWith is abort with the close code the other end reads.
 func (c *resumableConn) abortWith(code uint64) { c.Resumable.Reset(code) }
 
-// resumeConfig is the configuration of one end; the node keeps the end in
+// resumeConfig is the configuration of one end of a circuit with peer
+// (the destination a source dialled, the authenticated source of a
+// destination's end); the node keeps the end in
 // its set of resumable circuits until it ends: Close resets them and waits
 // for their goroutines (circuitSet.endAll). A destination's end is charged
 // to acct (nil for a source): its hooks call the account themselves, as
 // hooks wrapped around these would cost three allocations per circuit.
-func (n *Node) resumeConfig(role string, acct *budgetAccount) (circuit.ResumeConfig, *tracked) {
+func (n *Node) resumeConfig(role, peer string, acct *budgetAccount) (circuit.ResumeConfig, *tracked) {
 	entry := n.resumables.add(false, nil)
 	onPathFailed := markPathFailed
 	if acct != nil {
@@ -119,7 +126,13 @@ func (n *Node) resumeConfig(role string, acct *budgetAccount) (circuit.ResumeCon
 			}
 			if ev.Err != nil {
 				n.metrics.resume.failures.WithLabelValues(role).Inc()
-				n.log.Info("circuit lost its path and could not be resumed", "role", role, "err", ev.Err)
+				// One line per peer and role a minute, with the node's
+				// count: a member can open resumable circuits and drop
+				// them (a source), or drop those it carries or ends (a
+				// relay, a destination), as many as it likes.
+				total := n.metrics.resume.unresumed.Add(1)
+				n.limits.floods.Warn("unresumed:"+role+":"+peer, "circuit lost its path and could not be resumed",
+					"role", role, "peer", peer, "err", ev.Err, "node_unresumed_total", total)
 				return
 			}
 			n.metrics.resume.resumes.WithLabelValues(role).Inc()
@@ -151,7 +164,7 @@ func budgetOf(acct *budgetAccount) circuit.ResumeBudget {
 // resumableSource makes a dialled circuit resumable: when its path fails,
 // it opens a new one toward peer along the current best route.
 func (n *Node) resumableSource(tc *trackedConn, peer, service string, opt DialOptions) (Conn, error) {
-	cfg, entry := n.resumeConfig("dial", nil)
+	cfg, entry := n.resumeConfig("dial", peer, nil)
 	cfg.Early = opt.Early
 	// A path that made no progress while its links stayed up (a relay
 	// that stopped forwarding) would be chosen again by routing, and so
@@ -267,7 +280,7 @@ func (s *avoidSet) order(now time.Time) []string {
 // the node's budget (Limits.ResumeBuffer, Limits.MaxParked).
 func (n *Node) resumableDest(tc *trackedConn, o *circuit.Open) net.Conn {
 	acct := n.rbudget.open(o.Source)
-	cfg, entry := n.resumeConfig("accept", acct)
+	cfg, entry := n.resumeConfig("accept", o.Source, acct)
 	r := circuit.NewResumableDest(tc, tc.LocalAddr(), tc.RemoteAddr(), n.resumeTable, o.Source, o.Service, cfg)
 	acct.bind(r)
 	rc := &resumableConn{Resumable: r, first: tc}
@@ -280,6 +293,10 @@ func (n *Node) resumableDest(tc *trackedConn, o *circuit.Open) net.Conn {
 
 // resumePath hands an accepted FlagResume circuit to the circuit it names.
 func (n *Node) resumePath(tc *trackedConn, o *circuit.Open) {
+	if n.cfg.hooks != nil && n.cfg.hooks.resume != nil {
+		n.cfg.hooks.resume(tc, o)
+		return
+	}
 	if _, err := n.resumeTable.Resume(tc, o.Source, o.Service, time.Now().Add(n.cfg.Limits.HeaderTimeout)); err != nil {
 		n.log.Debug("refused to resume a circuit", "source", o.Source, "service", o.Service, "err", err)
 	}
