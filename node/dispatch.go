@@ -19,8 +19,9 @@ import (
 // the link or the node ends. Streams are bounded by the link's stream limit
 // and, while their headers are read, by MaxPendingOpensPerLink and
 // MaxPendingOpens: one link cannot hold the slots every other link needs.
-// A stream that finds them taken waits for one, up to HeaderTimeout, before
-// it is refused: the link's next streams wait behind it.
+// A stream of a link at its own share waits for one of the link's slots,
+// up to HeaderTimeout, before it is refused (the link's next streams wait
+// behind it); at the node's bound it is refused at once.
 func (n *Node) acceptLoop(l links.Link) {
 	for {
 		s, err := l.AcceptStream(n.ctx)
