@@ -90,7 +90,7 @@ func TestAwaitPendingWaitsForRoom(t *testing.T) {
 	}
 	got := make(chan bool)
 	go func() {
-		ok, _ := l.awaitPending("m", time.Now().Add(time.Hour), nil)
+		ok, _ := l.awaitPending("m", time.Hour, nil)
 		got <- ok
 	}()
 	// The waiter is registered before the slot is freed, or it finds the
@@ -104,15 +104,15 @@ func TestAwaitPendingWaitsForRoom(t *testing.T) {
 	if !<-got {
 		t.Fatal("a link waiting for room was refused after one of its headers was read")
 	}
-	if ok, why := l.awaitPending("m", time.Now().Add(20*time.Millisecond), nil); ok || !strings.Contains(why, "on the link from m") {
+	if ok, why := l.awaitPending("m", 20*time.Millisecond, nil); ok || !strings.Contains(why, "on the link from m") {
 		t.Fatalf("a link at its share past its deadline: ok %v, reason %q; want refused naming the link", ok, why)
 	}
 	done := make(chan struct{})
 	close(done)
-	if ok, _ := l.awaitPending("m", time.Now().Add(time.Hour), done); ok {
+	if ok, _ := l.awaitPending("m", time.Hour, done); ok {
 		t.Fatal("a link at its share got room after the node closed")
 	}
-	if ok, why := l.awaitPending("a", time.Now().Add(time.Hour), nil); !ok {
+	if ok, why := l.awaitPending("a", time.Hour, nil); !ok {
 		t.Fatalf("another link was refused while m waited: %s", why)
 	}
 
@@ -126,7 +126,7 @@ func TestAwaitPendingWaitsForRoom(t *testing.T) {
 	}
 	res := make(chan string, 1)
 	go func() {
-		ok, why := n.awaitPending("c", time.Now().Add(time.Hour), nil)
+		ok, why := n.awaitPending("c", time.Hour, nil)
 		if ok {
 			why = "admitted"
 		}

@@ -28,8 +28,7 @@ func (n *Node) acceptLoop(l links.Link) {
 		if err != nil {
 			return
 		}
-		deadline := time.Now().Add(n.cfg.Limits.HeaderTimeout)
-		if ok, why := n.limits.awaitPending(l.Peer(), deadline, n.ctx.Done()); !ok {
+		if ok, why := n.limits.awaitPending(l.Peer(), n.cfg.Limits.HeaderTimeout, n.ctx.Done()); !ok {
 			total := n.limits.pendingRefused.Add(1)
 			n.limits.floods.Warn(l.Peer(), "refusing circuit opens: too many open headers pending",
 				"peer", l.Peer(), "reason", why, "refused_total", total)

@@ -145,19 +145,18 @@ func (l *limiter) tryPendingLocked(peer string) (bool, string) {
 
 // awaitPending is tryPending for a link's accept loop: while the link
 // holds its share (MaxPendingOpensPerLink) it waits for one of the link's
-// reservations to end, until deadline or done. Every reservation ends
+// reservations to end, for up to timeout or until done. Every reservation ends
 // within HeaderTimeout (its header is read or its stream refused), so the
 // opens of a burst, whose streams arrive faster than their headers are
 // read, wait their turn instead of being refused; the link's further
 // streams wait in its QUIC queue meanwhile. At the node-wide bound it
 // refuses at once: there the link would wait on others' reservations.
-func (l *limiter) awaitPending(peer string, deadline time.Time, done <-chan struct{}) (bool, string) {
-	var timer *time.Timer
+func (l *limiter) awaitPending(peer string, timeout time.Duration, done <-chan struct{}) (bool, string) {
+	var expired <-chan time.Time // made at the first wait: most streams never wait
 	for {
 		l.mu.Lock()
 		ok, why := l.tryPendingLocked(peer)
-		wait := time.Until(deadline)
-		if ok || wait <= 0 || l.pendingPerLink[peer] < l.lim.MaxPendingOpensPerLink {
+		if ok || l.pendingPerLink[peer] < l.lim.MaxPendingOpensPerLink {
 			l.mu.Unlock()
 			return ok, why
 		}
@@ -167,13 +166,14 @@ func (l *limiter) awaitPending(peer string, deadline time.Time, done <-chan stru
 			l.pendingFreed[peer] = freed
 		}
 		l.mu.Unlock()
-		if timer == nil {
-			timer = time.NewTimer(wait)
+		if expired == nil {
+			timer := time.NewTimer(timeout)
 			defer timer.Stop()
+			expired = timer.C
 		}
 		select {
 		case <-freed:
-		case <-timer.C:
+		case <-expired:
 			return l.tryPending(peer)
 		case <-done:
 			return l.tryPending(peer)
