@@ -77,13 +77,22 @@ func TestAttackStuckCircuitsFloodTheRelayLog(t *testing.T) {
 	waitFor(t, "r to count every circuit it ended by a bound", 20*time.Second, func() bool {
 		return r.limits.boundEnded.Load() >= boundLogCircuits
 	})
-	lines := strings.Count(rlog.String(), "relayed circuit ended by a bound")
-	t.Logf("r ended %d stuck circuits and logged %d lines about them", ended, lines)
+	wantOneLogLine(t, "r", rlog.String(), "relayed circuit ended by a bound", ended,
+		"circuits from one neighbour ended by a bound", "node_ended_total")
+}
+
+// wantOneLogLine checks that log holds one line with msg for n events of
+// one peer (two if a minute turned meanwhile) and, unless countKey is
+// empty, that it carries the node's count as countKey.
+func wantOneLogLine(t *testing.T, who, log, msg string, n int, events, countKey string) {
+	t.Helper()
+	lines := strings.Count(log, msg)
+	t.Logf("%s logged %d lines about %d %s", who, lines, n, events)
 	if lines == 0 || lines > 2 {
-		t.Fatalf("r logged %d lines for %d circuits from one neighbour ended by a bound, want 1 or 2:\n%s", lines, ended, rlog.String())
+		t.Fatalf("%s logged %d lines for %d %s, want 1 or 2:\n%s", who, lines, n, events, log)
 	}
-	if !strings.Contains(rlog.String(), " node_ended_total=") {
-		t.Fatalf("r's line does not carry the node's count as node_ended_total:\n%s", rlog.String())
+	if countKey != "" && !strings.Contains(log, " "+countKey+"=") {
+		t.Fatalf("%s's line does not carry the node's count as %s:\n%s", who, countKey, log)
 	}
 }
 
