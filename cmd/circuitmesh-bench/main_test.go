@@ -103,6 +103,10 @@ func TestJSONWriterEmitsEveryKey(t *testing.T) {
 		latency: latency{
 			OpenEchoUS: map[string]float64{"direct_quic_stream": 90, "k0": 95, "k1": 200, "k2": 300, "naive_k1": 150},
 			HopRTTP50:  60, NaiveHopRTTP50: 50, HopRTTVsNaive: 1.2, OpenK1VsNaive: 1.33,
+			OpenCPUUS: map[string]map[string]float64{
+				"k0": {"source": 210, "destination": 230},
+				"k1": {"source": 240, "relays": 380, "destination": 260},
+			},
 		},
 		Busy:              &latency{HopRTTP50: 30, NaiveHopRTTP50: 40, HopRTTVsNaive: 0.75},
 		RNaive:            map[string]float64{"1": 0.5, "2": 0.33},
@@ -131,10 +135,42 @@ func TestJSONWriterEmitsEveryKey(t *testing.T) {
 	r.printTable(&table)
 	for _, want := range []string{`r_k["1"]`, "idle_circuit_bytes_at_relay", "reroute_ms", "MISSED", "met",
 		"hop_rtt_vs_naive", "busy: hop_rtt_vs_naive", "r1_vs_naive", "open_k1_vs_naive",
-		`resume_throughput_ratio["3"]`, "reroute_live_ms (stall of a live circuit, p50)", "[900 950 1100]"} {
+		`resume_throughput_ratio["3"]`, "reroute_live_ms (stall of a live circuit, p50)", "[900 950 1100]",
+		"210 / 230", "240 / 380 / 260"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
+	}
+}
+
+// Each open's CPU is charged to the processes on its path: the source,
+// the relays in between (together) and the destination.
+func TestOpenCPUByRole(t *testing.T) {
+	p := func(name string) *proc { return &proc{name: name} }
+	s := &suite{
+		line:  []*proc{p("n0"), p("n1"), p("n2"), p("n3"), p("n4")},
+		clear: []*proc{p("x0"), p("x1"), p("x2")},
+		qs:    p("qs"), qc: p("qc"),
+		naive: []*proc{p("naive1"), p("naive2")},
+	}
+	for key, want := range map[string]string{
+		"direct_quic_stream": "qc qs", "k0clear": "x0 x1", "k0": "n0 n1", "k0noresume": "n0 n1",
+		"k1": "n0 n1 n2", "k1noresume": "n0 n1 n2", "k2": "n0 n1 n2 n3",
+		"naive_k1": "qc naive1 qs", "naive_k2": "qc naive2 naive1 qs",
+	} {
+		var names []string
+		for _, q := range s.openPath(key) {
+			names = append(names, q.name)
+		}
+		if got := strings.Join(names, " "); got != want {
+			t.Errorf("%s crosses %q, want %q", key, got, want)
+		}
+	}
+	var sum [3]time.Duration
+	addCPU(&sum, []time.Duration{1, 10, 100, 1000}, []time.Duration{3, 20, 300, 5000})
+	addCPU(&sum, []time.Duration{0, 0}, []time.Duration{5, 7})
+	if want := [3]time.Duration{2 + 5, 10 + 200, 4000 + 7}; sum != want {
+		t.Errorf("CPU by role %v, want %v", sum, want)
 	}
 }
 

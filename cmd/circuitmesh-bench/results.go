@@ -133,6 +133,12 @@ type latency struct {
 	// "k0noresume", "k1noresume") that resumed an end-to-end session (a session
 	// ticket: no DH, no identity to verify).
 	OpenResumed map[string]float64 `json:"open_echo_session_resumed"`
+	// OpenCPUUS is the CPU time per open (µs) of the processes on the
+	// path of each OpenEchoUS key: "source", "relays" (all of them
+	// together, 0 for none) and "destination", read before and after
+	// each batch of opens (so it includes the role's answer to those
+	// reads, a few µs per batch).
+	OpenCPUUS map[string]map[string]float64 `json:"open_cpu_us"`
 	// HopRTT is the round-trip time each relay adds on an idle open
 	// circuit: (RTT through two relays - RTT with none) / 2.
 	HopRTTP50 float64 `json:"hop_rtt_us_p50"`
@@ -273,6 +279,12 @@ func (r *results) goals() []goal {
 		info("open_echo_us k2", f0(r.OpenEchoUS["k2"])),
 		info("open_echo_us naive_k1", f0(r.OpenEchoUS["naive_k1"])),
 		vsNaive("open_k1_vs_naive", r.OpenK1VsNaive, false),
+		info("open_cpu_us direct_quic_stream (source / destination)", r.openCPU("direct_quic_stream")),
+		info("open_cpu_us k0clear", r.openCPU("k0clear")),
+		info("open_cpu_us k0noresume", r.openCPU("k0noresume")),
+		info("open_cpu_us k0", r.openCPU("k0")),
+		info("open_cpu_us k1 (source / relay / destination)", r.openCPU("k1")),
+		info("open_cpu_us naive_k1", r.openCPU("naive_k1")),
 		info("ttfb_us direct_tcp", f0(r.TTFBUS["direct_tcp"])),
 		info("ttfb_us forward_k1", f0(r.TTFBUS["forward_k1"])),
 		atMost("hop_rtt_us_p50", r.HopRTTP50, 50, f0),
@@ -297,6 +309,20 @@ func (r *results) goals() []goal {
 		r.openRateErrorsGoal(),
 		atMost("reroute_ms", r.RerouteMS, 1500, f0),
 	}, r.Scale.goals()...)
+}
+
+// openCPU shows open_cpu_us of key: source / relays / destination, or
+// source / destination when the path has no relay.
+func (l *latency) openCPU(key string) string {
+	c, ok := l.OpenCPUUS[key]
+	if !ok {
+		return "-"
+	}
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }
+	if key == "direct_quic_stream" || key == "k0clear" || key == "k0" || key == "k0noresume" {
+		return f(c["source"]) + " / " + f(c["destination"])
+	}
+	return f(c["source"]) + " / " + f(c["relays"]) + " / " + f(c["destination"])
 }
 
 // openRateErrorsGoal: every open of the open rate churns succeeds.

@@ -462,16 +462,70 @@ func (s *suite) profileHop(op string) error {
 	return nil
 }
 
+// openPath is the processes an open of key crosses: its source, the
+// relays in between and its destination.
+func (s *suite) openPath(key string) []*proc {
+	switch key {
+	case "direct_quic_stream":
+		return []*proc{s.qc, s.qs}
+	case "k0clear":
+		return []*proc{s.clear[0], s.clear[1]}
+	case "naive_k1":
+		return []*proc{s.qc, s.naive[0], s.qs}
+	case "naive_k2":
+		return []*proc{s.qc, s.naive[1], s.naive[0], s.qs}
+	}
+	k, _ := strconv.Atoi(key[1:2]) // k0..k2, k0noresume, k1noresume
+	return s.line[:k+2]
+}
+
+// cpuTimes reads the CPU time each process of path used so far.
+func cpuTimes(path []*proc) ([]time.Duration, error) {
+	out := make([]time.Duration, len(path))
+	for i, p := range path {
+		var err error
+		if out[i], err = p.cpu(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// addCPU adds to sum (source, relays, destination) what each process of
+// path used between the times before and after.
+func addCPU(sum *[3]time.Duration, before, after []time.Duration) {
+	for i := range after {
+		role := 1
+		switch i {
+		case 0:
+			role = 0
+		case len(after) - 1:
+			role = 2
+		}
+		sum[role] += after[i] - before[i]
+	}
+}
+
 func (s *suite) openEcho(label string, l *latency) error {
 	s.progress("open+echo latency, %s", label)
 	samples := map[string][]int64{}
-	resumed := map[string]int{} // sealed opens that resumed a session
+	resumed := map[string]int{}           // sealed opens that resumed a session
+	cpu := map[string]*[3]time.Duration{} // source, relays, destination
 	keys := []string{"direct_quic_stream", "k0", "k1", "k2", "naive_k1", "naive_k2", "k0clear", "k0noresume", "k1noresume"}
+	for _, k := range keys {
+		cpu[k] = new([3]time.Duration)
+	}
 	for b := range s.o.EchoBatches {
 		for i := range keys {
 			key := keys[(i+b)%len(keys)]
+			// The CPU the processes on the open's path spend, read
+			// around the batch (outside the timed opens).
+			path := s.openPath(key)
+			before, err := cpuTimes(path)
+			if err != nil {
+				return err
+			}
 			var rep reply
-			var err error
 			switch key {
 			case "direct_quic_stream":
 				rep, err = s.qc.call(request{Op: "open-echo", Count: s.o.EchoBatch})
@@ -489,6 +543,11 @@ func (s *suite) openEcho(label string, l *latency) error {
 			if err != nil {
 				return err
 			}
+			after, err := cpuTimes(path)
+			if err != nil {
+				return err
+			}
+			addCPU(cpu[key], before, after)
 			for _, v := range rep.Samples {
 				samples[key] = append(samples[key], v...)
 			}
@@ -496,9 +555,15 @@ func (s *suite) openEcho(label string, l *latency) error {
 		}
 	}
 	l.OpenEchoUS, l.OpenEchoP99US = map[string]float64{}, map[string]float64{}
+	l.OpenCPUUS = map[string]map[string]float64{}
 	for k, v := range samples {
 		us := micros(v)
 		l.OpenEchoUS[k], l.OpenEchoP99US[k] = median(us), quantile(us, 0.99)
+		if n := float64(len(v)); n > 0 {
+			c := cpu[k]
+			per := func(d time.Duration) float64 { return float64(d.Microseconds()) / n }
+			l.OpenCPUUS[k] = map[string]float64{"source": per(c[0]), "relays": per(c[1]), "destination": per(c[2])}
+		}
 	}
 	l.OpenResumed = map[string]float64{}
 	for _, k := range []string{"k0", "k1", "k2", "k0noresume", "k1noresume"} {
