@@ -296,7 +296,7 @@ func TestSuiteWritesEveryKey(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a dozen processes; skipped with -short")
 	}
-	o := options{Size: 1 << 20, Rounds: 1, EchoBatches: 1, EchoBatch: 3, PingBatches: 1, PingBatch: 10,
+	o := options{Size: 1 << 20, Rounds: 1, ResumePairs: 1, ResumeSize: 1 << 20, EchoBatches: 1, EchoBatch: 3, PingBatches: 1, PingBatch: 10,
 		Idle: 50, Reroutes: 1, ProfileDir: t.TempDir()}
 	res, err := runSuite(o)
 	if err != nil {
@@ -317,6 +317,15 @@ func TestSuiteWritesEveryKey(t *testing.T) {
 	}
 	if len(res.OpenRateFailures) > 0 {
 		t.Errorf("open rate churns failed: %q", res.OpenRateFailures)
+	}
+	// Every process on an open's path spends CPU on it.
+	for key, roles := range map[string][]string{"direct_quic_stream": {"source", "destination"},
+		"k0": {"source", "destination"}, "k1": {"source", "relays", "destination"}, "naive_k2": {"source", "relays", "destination"}} {
+		for _, role := range roles {
+			if v := res.OpenCPUUS[key][role]; v <= 0 {
+				t.Errorf("open_cpu_us %s %s = %v, want positive", key, role, v)
+			}
+		}
 	}
 	if len(res.RerouteLiveErrors) > 0 || len(res.RerouteLiveRuns) != 3 || res.RerouteLiveMS <= 0 {
 		t.Errorf("live reroute: runs %v, errors %q", res.RerouteLiveRuns, res.RerouteLiveErrors)
