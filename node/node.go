@@ -162,7 +162,14 @@ func New(cfg Config) (*Node, error) {
 	n.limits = newLimiter(cfg.Limits, n.log)
 	n.circuits = newCircuitSet()
 	n.resumables = newCircuitSet()
-	n.resumeTable = circuit.NewResumeTable()
+	// The table holds every resumable circuit the limits admit: a
+	// source's circuits and those waiting for a resume, which hold no
+	// circuit place. Bounded by the package's constants alone, it
+	// registered only the first 1,024 circuits of a source a raised
+	// MaxCircuitsPerSource admitted, and the rest were not resumable.
+	l := cfg.Limits
+	n.resumeTable = circuit.NewResumeTableSized(max(circuit.MaxResumablePerSource, l.MaxCircuitsPerSource+l.MaxParkedPerSource),
+		max(circuit.MaxResumable, l.MaxCircuits+l.MaxParked))
 	n.rbudget = newResumeBudget(cfg.Limits, n.metrics.reg)
 	n.events = newEventHub(n.metrics)
 	n.router, err = newRouter(n)
