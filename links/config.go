@@ -77,12 +77,15 @@ type QUICConfig struct {
 	StaticCost map[string]Cost
 	// ControlQueue bounds the routing frames queued per link. Default 256.
 	ControlQueue int
-	// ControlStall bounds how long a control frame (routing, probe) may
-	// wait to be written to the peer after it was queued: a peer that
-	// takes nothing of its control stream for that long (it gives no
-	// flow-control credit) has its link closed, so that it does not hold
-	// the frames queued for it, up to ControlQueue of up to MaxFrameSize,
-	// for as long as the link lasts. Default 30 s.
+	// ControlStall bounds how long the link may go without a control
+	// frame (routing, probe, reply) taken by the peer while one waits to
+	// be written, counted from the later of that frame's queueing and the
+	// end of the previous write: a peer that takes nothing of its control
+	// stream for that long (it gives no flow-control credit) has its link
+	// closed, so that it does not hold the frames queued for it, up to
+	// ControlQueue of up to MaxFrameSize, for as long as the link lasts. A
+	// peer that keeps taking frames, however slowly, is not closed, and
+	// may hold that bound meanwhile. Default 30 s.
 	ControlStall time.Duration
 	// MaxStreamWindow is the QUIC flow-control receive window per stream
 	// (minimum 16 KiB, default 4 MiB, at most a quarter of LinkWindow): a

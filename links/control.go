@@ -94,13 +94,17 @@ type ctrlFrame struct {
 }
 
 // writeLoop writes queued control frames, probes and replies first. A
-// frame must be written within ControlStall of being queued: a peer that
-// gives no flow-control credit on its control stream (it stopped reading
-// it) held every frame queued for it, up to ControlQueue of up to
-// MaxFrameSize, for as long as the link lasted, and the link lasted, as
-// it answers probes on its own side; it is closed instead.
+// frame must be written within ControlStall of the later of its queueing
+// and the end of the previous write: a peer that gives no flow-control
+// credit on its control stream (it stopped reading it) held every frame
+// queued for it, up to ControlQueue of up to MaxFrameSize, for as long as
+// the link lasted, and the link lasted, as it sends its own probes and
+// the detector hears them; it is closed instead. A peer that keeps taking
+// frames, however slowly (a full routing dump over a slow link, a
+// CPU-starved peer), is not: it may hold the queue's bound meanwhile.
 func (l *quicLink) writeLoop() {
 	defer l.t.wg.Done()
+	var progress time.Time // when the last write completed
 	for {
 		var f ctrlFrame
 		select {
@@ -115,12 +119,17 @@ func (l *quicLink) writeLoop() {
 			case f = <-l.routingQ:
 			}
 		}
+		since := f.at
+		if progress.After(since) {
+			since = progress // the frames ahead of it were being taken
+		}
 		l.writeMu.Lock()
-		_ = l.ctrl.SetWriteDeadline(f.at.Add(l.t.cfg.ControlStall))
+		_ = l.ctrl.SetWriteDeadline(since.Add(l.t.cfg.ControlStall))
 		_, err := l.ctrl.Write(f.b)
 		l.writeMu.Unlock()
+		progress = time.Now()
 		if err != nil {
-			if stalled := time.Since(f.at); errors.Is(err, os.ErrDeadlineExceeded) && stalled >= l.t.cfg.ControlStall {
+			if stalled := time.Since(since); errors.Is(err, os.ErrDeadlineExceeded) && stalled >= l.t.cfg.ControlStall {
 				l.controlStalled(stalled)
 				return
 			}
@@ -130,8 +139,8 @@ func (l *quicLink) writeLoop() {
 	}
 }
 
-// controlStalled ends the link because a control frame queued stalled
-// ago could not be written: the peer reads nothing of its control stream.
+// controlStalled ends the link because no control frame could be written
+// for stalled: the peer took nothing of its control stream meanwhile.
 func (l *quicLink) controlStalled(stalled time.Duration) {
 	if l.Err() != nil {
 		return

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -69,4 +70,52 @@ func TestAttackPeerThatDoesNotReadItsControlStream(t *testing.T) {
 		t.Fatalf("a's link to b ended with %v, want ErrLinkLost naming the control stream", err)
 	}
 	t.Logf("a's link to b ended: %v", la.Err())
+}
+
+// slowHandler reads every routing frame, taking perFrame for each: a
+// CPU-starved peer, whose Routing runs in its read loop, or one behind a
+// slow link.
+type slowHandler struct {
+	*recorder
+	perFrame time.Duration
+	n        atomic.Int64
+}
+
+func (h *slowHandler) Routing(l Link, p []byte) {
+	time.Sleep(h.perFrame)
+	h.n.Add(1)
+}
+
+// TestSlowReaderKeepsItsLink: b reads every control frame, but slowly
+// (50 ms each), while a queues it a full routing dump at once (250 frames
+// of 60 KiB, within ControlQueue). b takes frames the whole time, so its
+// link must stay up: the last frames wait longer than ControlStall (5 s)
+// from their queueing, but never that long without a frame taken. Before,
+// ControlStall counted from the queueing and a closed the link while b
+// was reading, saying it took nothing.
+func TestSlowReaderKeepsItsLink(t *testing.T) {
+	ca := testCA(t, "m")
+	const stall = 5 * time.Second
+	a := newNode(t, issue(t, ca, "a"), func(c *QUICConfig) {
+		tolerant(c)
+		c.ControlStall = stall
+	})
+	slow := &slowHandler{recorder: newRecorder(), perFrame: 50 * time.Millisecond}
+	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) {
+		tolerant(c)
+		c.Handler = slow
+	})
+	la := dial(t, a, b)
+	slow.waitEvent(t, "up", patience)
+	payload := make([]byte, 60<<10)
+	const frames = 250
+	for range frames { // one burst, within ControlQueue (256): none dropped
+		if err := la.SendRouting(payload); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+	}
+	waitFor(t, "b to read every frame", 3*patience, func() bool { return slow.n.Load() == frames || la.Err() != nil })
+	if err := la.Err(); err != nil {
+		t.Fatalf("b read %d of %d frames (%v each, never stopping) and a closed the link: %v", slow.n.Load(), frames, slow.perFrame, err)
+	}
 }
