@@ -233,6 +233,9 @@ func (l *quicLink) writeGoodbye(reason string) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	// writeLoop sets its own deadline before each write, and may have
+	// done so after ours: set ours again.
+	_ = l.ctrl.SetWriteDeadline(deadline)
 	_, _ = l.ctrl.Write(b)
 	l.writeMu.Unlock()
 }
