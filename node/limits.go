@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -407,6 +408,27 @@ func (l *limiter) circuitReserve() int { return l.lim.MaxCircuits / 4 }
 // the reserve holds floors (19 links with the defaults, not 4).
 func (l *limiter) circuitFloor() int { return max(1, l.lim.MaxCircuitsPerLink/16) }
 
+// errNextHopFull marks admit's refusals that depend on the next hop: the
+// limit, or its reserve, of the link the circuit would go out on. Another
+// next hop may still take the circuit.
+var errNextHopFull = errors.New("next hop's link full")
+
+// nextHopFull is a refusal on the link to a circuit's next hop, which
+// another next hop may not share: it matches errNextHopFull.
+type nextHopFull struct{ error }
+
+func (e nextHopFull) Unwrap() error        { return e.error }
+func (e nextHopFull) Is(target error) bool { return target == errNextHopFull }
+
+// onLink is err, a refusal on the link to p, marked as the next hop's
+// when p is not the link the circuit came in on.
+func onLink(p, in string, err error) error {
+	if p == in {
+		return err
+	}
+	return nextHopFull{err}
+}
+
 // admit admits a circuit from src that came in on the link to in (by peer
 // name; "" for a circuit this node opens) and crosses the given links,
 // counted against Limits.MaxCircuitsPerLink, or says which limit it would
@@ -439,11 +461,11 @@ func (l *limiter) admit(src limitSource, in string, linkPeers ...string) (*ticke
 	}
 	for _, p := range linkPeers {
 		if l.perLink[p] >= l.lim.MaxCircuitsPerLink {
-			return nil, fmt.Errorf("%d circuits open on the link to %s, the per-link limit", l.perLink[p], p)
+			return nil, onLink(p, in, fmt.Errorf("%d circuits open on the link to %s, the per-link limit", l.perLink[p], p))
 		}
 		if in != "" && p != in && l.perLink[p] >= l.lim.MaxCircuitsPerLink-l.linkReserve() && l.across[linkPair{in, p}] >= l.linkFloor() {
-			return nil, fmt.Errorf("%d circuits open on the link to %s, its limit but for the last %d, kept for circuits coming in on links fewer than %d of which go out on it (%d from the link from %s)",
-				l.perLink[p], p, l.linkReserve(), l.linkFloor(), l.across[linkPair{in, p}], in)
+			return nil, onLink(p, in, fmt.Errorf("%d circuits open on the link to %s, its limit but for the last %d, kept for circuits coming in on links fewer than %d of which go out on it (%d from the link from %s)",
+				l.perLink[p], p, l.linkReserve(), l.linkFloor(), l.across[linkPair{in, p}], in))
 		}
 	}
 	l.total++

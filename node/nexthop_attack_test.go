@@ -136,3 +136,61 @@ func TestAttackFourMembersFillNextHopLink(t *testing.T) {
 		t.Fatalf("h's circuit through r to d while four members hold r's link to d: %v", err)
 	}
 }
+
+// TestAttackFilledNextHopPassedOver: r reaches d through two next hops, a
+// and b. m, a member and a neighbour of r, opens circuits through r to a
+// service of r's first next hop toward d until r refuses one, filling r's
+// link to it up to its reserve, and holds them. h, an honest neighbour of
+// r, then opens circuits to d: its first may take that link's reserve,
+// the next finds the link full for it. Before, r refused such a circuit
+// (overloaded) although its other next hop had room; now it passes the
+// full next hop over and the circuit goes through the other.
+func TestAttackFilledNextHopPassedOver(t *testing.T) {
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) {
+		if cfg.Name == "r" {
+			cfg.Limits.MaxCircuitsPerLink = nextHopLinkLimit
+		}
+	}
+	c.build("h-r", "m-r", "r-a", "r-b", "a-d", "b-d")
+	c.waitRoute("h", "d", 3)
+	r := c.nodes["r"]
+	var hops []string
+	waitFor(t, "r to have two next hops to d", patience, func() bool {
+		hops = r.router.nextHops("d")
+		return len(hops) >= 2
+	})
+	full := hops[0]
+	for _, n := range []string{"a", "b", "d"} {
+		startSink(t, c.nodes[n])
+	}
+	c.waitRoute("m", full, 2)
+	var held []net.Conn
+	defer func() {
+		for _, cn := range held {
+			cn.Close()
+		}
+	}()
+	for range nextHopLinkLimit { // m's link's stream limit at r too
+		cn, err := c.nodes["m"].Dial(ctxT(t, patience), full, "sink")
+		if err != nil {
+			if !errors.Is(err, circuit.ErrOverloaded) {
+				t.Fatalf("m's circuit to %s: %v, want accepted or overloaded", full, err)
+			}
+			break
+		}
+		held = append(held, cn)
+	}
+	if want := nextHopLinkLimit - nextHopLinkLimit/16; heldOnLink(r, full) < want {
+		t.Fatalf("r counts %d circuits on its link to %s, want at least %d: the attack did not run", heldOnLink(r, full), full, want)
+	}
+	const honest = 4
+	for j := range honest {
+		cn, err := c.nodes["h"].Dial(ctxT(t, patience), "d", "sink")
+		t.Logf("h's circuit %d to d: r's next hops %v, %d circuits on its link to %s: %v", j, r.router.nextHops("d"), heldOnLink(r, full), full, err)
+		if err != nil {
+			t.Fatalf("h's circuit %d to d, while m fills r's link to %s, one of r's two next hops: %v", j, full, err)
+		}
+		held = append(held, cn)
+	}
+}
