@@ -31,9 +31,11 @@ func heldOnLink(r *Node, peer string) int {
 // r's limit of circuits on its link to d (Limits.MaxCircuitsPerLink),
 // which all sources share: before, m's circuits took it whole and r
 // refused the circuit h, an honest neighbour, opened through it to d
-// (overloaded, "the per-link limit"). Now the last quarter of a link's
-// limit goes only to circuits coming in on a link that carries fewer than
-// a sixty-fourth of the limit on it, and h's circuit carries its bytes.
+// (overloaded, "the per-link limit"). Now the last sixteenth of a link's
+// limit (its reserve; one circuit here) goes only to circuits coming in
+// on a link fewer than a sixteenth of that reserve (at least one) of
+// whose circuits go out on it: m holds 15, and h's circuit carries its
+// bytes.
 func TestAttackOneRouterFillsNextHopLink(t *testing.T) {
 	c := newCluster(t, true)
 	c.tweak = func(cfg *Config) {
@@ -89,9 +91,10 @@ func TestAttackOneRouterFillsNextHopLink(t *testing.T) {
 // themselves, and hold them. Circuits ending at d count against no
 // limit of d's links but against r's limit on its link to d, shared by
 // every source r carries: before, the four took it whole and r refused
-// h's circuit to d (overloaded, "the per-link limit"). Now the fourth
-// gets only the floor of the link's reserve, and h's circuit carries its
-// bytes.
+// h's circuit to d (overloaded, "the per-link limit"). Now m1 to m3 get
+// 4 each and m4 3, all outside the reserve (the last sixteenth of the
+// limit, one circuit here), which m4, with circuits of its own going out
+// on the link, may not take: h's circuit takes it and carries its bytes.
 func TestAttackFourMembersFillNextHopLink(t *testing.T) {
 	const perSource = nextHopLinkLimit / 4
 	c := newCluster(t, true)
