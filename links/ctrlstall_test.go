@@ -30,10 +30,10 @@ func (h *deafHandler) open() { h.once.Do(func() { close(h.release) }) }
 // frame. a keeps sending it routing frames of the largest size, as a node
 // with a large routing table does. Before, a held every frame it queued
 // (ControlQueue, 256 of up to 64 KiB: 16 MiB) for as long as the link
-// lasted, and the link lasted for good, nothing logged: b answers a's
-// probes on its own side, so a's detector hears it. Now a frame not
-// written within ControlStall of being queued ends the link, with a
-// reason that says so, and what a held is freed.
+// lasted, and the link lasted for good, nothing logged: b still sends its
+// own probes, and a's detector hears them. Now a link whose peer takes no
+// control frame for ControlStall while one waits ends, with a reason that
+// says so, and what a held is freed.
 func TestAttackPeerThatDoesNotReadItsControlStream(t *testing.T) {
 	ca := testCA(t, "m")
 	const stall = time.Second
