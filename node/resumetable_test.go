@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"sync"
 	"testing"
@@ -104,5 +105,24 @@ func TestResumeTableHoldsWhatTheLimitsAdmit(t *testing.T) {
 		n, registered, failed, first, len(dropped), dropped)
 	if failed > 0 {
 		t.Fatalf("%d of m's %d circuits to d failed after r reset them: %v, want every one resumed", failed, n, first)
+	}
+}
+
+// TestAddSatSaturates: the resume table's bounds are sums of limits; a
+// limit raised to the largest int (no bound in effect) must give the
+// largest bound, not a wrapped negative one that max() then replaces
+// with circuit.MaxResumable.
+func TestAddSatSaturates(t *testing.T) {
+	for _, c := range []struct{ a, b, want int }{
+		{16384, 1024, 17408},
+		{0, 0, 0},
+		{math.MaxInt, 1024, math.MaxInt},
+		{1024, math.MaxInt, math.MaxInt},
+		{math.MaxInt - 1, 1, math.MaxInt},
+		{math.MaxInt - 1, 2, math.MaxInt},
+	} {
+		if got := addSat(c.a, c.b); got != c.want {
+			t.Errorf("addSat(%d, %d) = %d, want %d", c.a, c.b, got, c.want)
+		}
 	}
 }
