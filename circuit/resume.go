@@ -2151,7 +2151,17 @@ type tableWait struct {
 // NewResumeTable returns a table bounded by MaxResumablePerSource and
 // MaxResumable.
 func NewResumeTable() *ResumeTable {
-	return &ResumeTable{m: make(map[resumeKey]*Resumable), per: make(map[string]int), maxS: MaxResumablePerSource, max: MaxResumable,
+	return NewResumeTableSized(MaxResumablePerSource, MaxResumable)
+}
+
+// NewResumeTableSized returns a table holding at most perSource circuits
+// of one source and total in all. A circuit the table cannot hold when
+// its hello arrives carries its bytes but is not resumable: its resume is
+// refused. So a destination sizes its table to what its limits admit
+// (the circuits of a source and those waiting for a resume), never below
+// what they let a source or all sources hold.
+func NewResumeTableSized(perSource, total int) *ResumeTable {
+	return &ResumeTable{m: make(map[resumeKey]*Resumable), per: make(map[string]int), maxS: perSource, max: total,
 		awaiting: make(map[string]int), byKey: make(map[resumeKey]*tableWait), bySource: make(map[string]*tableWait)}
 }
 

@@ -20,6 +20,7 @@ const (
 	DefaultProbeMisses      = 4
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultControlQueue     = 256
+	DefaultControlStall     = 30 * time.Second
 	DefaultMaxStreamWindow  = 4 << 20
 	DefaultLinkWindow       = 32 << 20
 	DefaultReaderStall      = 2 * time.Second
@@ -76,6 +77,16 @@ type QUICConfig struct {
 	StaticCost map[string]Cost
 	// ControlQueue bounds the routing frames queued per link. Default 256.
 	ControlQueue int
+	// ControlStall bounds how long the link may go without a control
+	// frame (routing, probe, reply) taken by the peer while one waits to
+	// be written, counted from the later of that frame's queueing and the
+	// end of the previous write: a peer that takes nothing of its control
+	// stream for that long (it gives no flow-control credit) has its link
+	// closed, so that it does not hold the frames queued for it, up to
+	// ControlQueue of up to MaxFrameSize, for as long as the link lasts. A
+	// peer that keeps taking frames, however slowly, is not closed, and
+	// may hold that bound meanwhile. Default 30 s.
+	ControlStall time.Duration
 	// MaxStreamWindow is the QUIC flow-control receive window per stream
 	// (minimum 16 KiB, default 4 MiB, at most a quarter of LinkWindow): a
 	// circuit may keep that much in flight. A stream starts at
@@ -148,6 +159,9 @@ func (c QUICConfig) withDefaults() QUICConfig {
 	if c.ControlQueue == 0 {
 		c.ControlQueue = DefaultControlQueue
 	}
+	if c.ControlStall == 0 {
+		c.ControlStall = DefaultControlStall
+	}
 	if c.MaxStreamWindow == 0 {
 		c.MaxStreamWindow = DefaultMaxStreamWindow
 	}
@@ -178,7 +192,7 @@ func (c *QUICConfig) validate() error {
 	case c.Handler == nil:
 		return fmt.Errorf("%w: Handler is required", ErrConfig)
 	case c.MaxStreams < 0 || c.ProbeInterval < 0 || c.ProbeMisses < 0 ||
-		c.HandshakeTimeout < 0 || c.ControlQueue < 0 || c.ReaderStall < 0:
+		c.HandshakeTimeout < 0 || c.ControlQueue < 0 || c.ControlStall < 0 || c.ReaderStall < 0:
 		return fmt.Errorf("%w: negative limit", ErrConfig)
 	case c.MaxStreamWindow < minStreamWindow:
 		return fmt.Errorf("%w: MaxStreamWindow %d below %d", ErrConfig, c.MaxStreamWindow, minStreamWindow)

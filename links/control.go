@@ -3,6 +3,7 @@ package links
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"time"
 )
@@ -32,7 +33,7 @@ func (l *quicLink) readLoop() {
 			// back, ahead of everything else, as much as the peer sends.
 			b, _ := appendFrame(nil, frameProbeReply, f.payload[:probeLen])
 			select {
-			case l.prioQ <- b:
+			case l.prioQ <- ctrlFrame{b, now}:
 			default: // the peer probes faster than we can answer
 			}
 		case frameProbeReply:
@@ -85,31 +86,69 @@ func (l *quicLink) protocolError(err error) {
 	l.down(fmt.Errorf("link to %s: %w: protocol error: %w", l.hello.Node, ErrLinkLost, err), codeProtocol, err.Error())
 }
 
-// writeLoop writes queued control frames, probes and replies first.
+// ctrlFrame is an encoded control frame queued for writeLoop, with the
+// time it was queued.
+type ctrlFrame struct {
+	b  []byte
+	at time.Time
+}
+
+// writeLoop writes queued control frames, probes and replies first. A
+// frame must be written within ControlStall of the later of its queueing
+// and the end of the previous write: a peer that gives no flow-control
+// credit on its control stream (it stopped reading it) held every frame
+// queued for it, up to ControlQueue of up to MaxFrameSize, for as long as
+// the link lasted, and the link lasted, as it sends its own probes and
+// the detector hears them; it is closed instead. A peer that keeps taking
+// frames, however slowly (a full routing dump over a slow link, a
+// CPU-starved peer), is not: it may hold the queue's bound meanwhile.
 func (l *quicLink) writeLoop() {
 	defer l.t.wg.Done()
+	var progress time.Time // when the last write completed
 	for {
-		var b []byte
+		var f ctrlFrame
 		select {
 		case <-l.done:
 			return
-		case b = <-l.prioQ:
+		case f = <-l.prioQ:
 		default:
 			select {
 			case <-l.done:
 				return
-			case b = <-l.prioQ:
-			case b = <-l.routingQ:
+			case f = <-l.prioQ:
+			case f = <-l.routingQ:
 			}
 		}
+		since := f.at
+		if progress.After(since) {
+			since = progress // the frames ahead of it were being taken
+		}
 		l.writeMu.Lock()
-		_, err := l.ctrl.Write(b)
+		_ = l.ctrl.SetWriteDeadline(since.Add(l.t.cfg.ControlStall))
+		_, err := l.ctrl.Write(f.b)
 		l.writeMu.Unlock()
+		progress = time.Now()
 		if err != nil {
+			if stalled := time.Since(since); errors.Is(err, os.ErrDeadlineExceeded) && stalled >= l.t.cfg.ControlStall {
+				l.controlStalled(stalled)
+				return
+			}
 			l.readFailed(err)
 			return
 		}
 	}
+}
+
+// controlStalled ends the link because no control frame could be written
+// for stalled: the peer took nothing of its control stream meanwhile.
+func (l *quicLink) controlStalled(stalled time.Duration) {
+	if l.Err() != nil {
+		return
+	}
+	reason := fmt.Sprintf("%s took no control frame for %v", l.hello.Node, stalled.Round(time.Millisecond))
+	l.t.cfg.Logger.Warn("closing link: peer does not read its control stream", "peer", l.hello.Node,
+		"remote", l.conn.RemoteAddr(), "stalled", stalled, "routing_queued", len(l.routingQ))
+	l.down(fmt.Errorf("link to %s: %w: control stream: %s", l.hello.Node, ErrLinkLost, reason), codeLost, reason)
 }
 
 // probeLoop sends probes, declares the peer dead after a silence longer
@@ -183,7 +222,7 @@ func (l *quicLink) probeLoop() {
 			seq++
 			b, _ := appendFrame(nil, frameProbe, probePayload(seq, now.UnixNano()))
 			select {
-			case l.prioQ <- b:
+			case l.prioQ <- ctrlFrame{b, now}:
 			default:
 			}
 			l.sampleQuality()
@@ -225,7 +264,7 @@ func (l *quicLink) peerDrains() {
 func (l *quicLink) sendDraining() {
 	b, _ := appendFrame(nil, frameDraining, nil)
 	select {
-	case l.routingQ <- b:
+	case l.routingQ <- ctrlFrame{b, time.Now()}:
 	default: // the queue is full of routing: the goodbye still follows
 	}
 }

@@ -44,9 +44,9 @@ type quicLink struct {
 	ca      *x509.Certificate
 	changed <-chan struct{}
 
-	routingQ chan []byte // encoded routing frames, bounded
-	prioQ    chan []byte // encoded probes and replies, bounded
-	writeMu  sync.Mutex  // serialises writes on ctrl
+	routingQ chan ctrlFrame // encoded routing frames, bounded
+	prioQ    chan ctrlFrame // encoded probes and replies, bounded
+	writeMu  sync.Mutex     // serialises writes on ctrl
 
 	// credit gives back the credit of the streams the peer opened (nil:
 	// quic-go does, as each completes).
@@ -80,8 +80,8 @@ func newQUICLink(t *QUICTransport, conn *quic.Conn, ctrl *quic.Stream, peer hell
 	l := &quicLink{
 		t: t, conn: conn, ctrl: ctrl, hello: peer, key: p.key, pend: p, outbound: p.key.outbound,
 		est:      time.Now(),
-		routingQ: make(chan []byte, t.cfg.ControlQueue),
-		prioQ:    make(chan []byte, 16),
+		routingQ: make(chan ctrlFrame, t.cfg.ControlQueue),
+		prioQ:    make(chan ctrlFrame, 16),
 		done:     make(chan struct{}),
 	}
 	l.lastHeard.Store(l.est.UnixNano())
@@ -181,7 +181,7 @@ func (l *quicLink) SendRouting(payload []byte) error {
 		return fmt.Errorf("send routing to %s: %w", l.hello.Node, err)
 	}
 	select {
-	case l.routingQ <- b:
+	case l.routingQ <- ctrlFrame{b, time.Now()}:
 		return nil
 	default:
 		return fmt.Errorf("send routing to %s (%d frames queued): %w", l.hello.Node, cap(l.routingQ), ErrQueueFull)
@@ -233,6 +233,9 @@ func (l *quicLink) writeGoodbye(reason string) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	// writeLoop sets its own deadline before each write, and may have
+	// done so after ours: set ours again.
+	_ = l.ctrl.SetWriteDeadline(deadline)
 	_, _ = l.ctrl.Write(b)
 	l.writeMu.Unlock()
 }

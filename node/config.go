@@ -176,7 +176,10 @@ type Limits struct {
 	// plus relayed). Default 16384.
 	MaxCircuits int
 	// MaxCircuitsPerLink bounds circuit streams on one link (also the QUIC
-	// incoming stream limit). Default 4096.
+	// incoming stream limit). Its last sixteenth goes to a circuit relayed
+	// out on the link only from an incoming link of which fewer than a
+	// sixteenth of that reserve go out on it, so that one neighbour cannot
+	// take a next hop's whole limit. Default 4096.
 	MaxCircuitsPerLink int
 	// MaxCircuitsPerSource bounds circuits from one source node through or
 	// to this node. A relay counts a circuit that a neighbour claims to

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -31,6 +32,10 @@ type limiter struct {
 	// here: the reserve of the limit (circuitReserve) tests this, not
 	// perLink, which counts a relayed circuit's next hop too.
 	inbound map[string]int
+	// Relayed circuits by the link they came in on and the link they
+	// go out on: the reserve of a link's limit (linkReserve) tests this.
+	// An entry exists while it counts a circuit.
+	across map[linkPair]int
 	// Streams whose open header is being read: in total and by the link
 	// (peer) they came on.
 	pending        int
@@ -88,6 +93,7 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 		claimed:        make(map[links.SourceKey]int),
 		perLink:        make(map[string]int),
 		inbound:        make(map[string]int),
+		across:         make(map[linkPair]int),
 		pendingPerLink: make(map[string]int),
 		pendingFreed:   make(map[string]chan struct{}),
 		fullNode:       bucket.Full(float64(l.FullHandshakes), float64(l.FullHandshakes), time.Now()),
@@ -362,6 +368,29 @@ type ticket struct {
 	once  sync.Once
 }
 
+// linkPair is a link a circuit came in on (by peer) and another link it
+// crosses, its next hop.
+type linkPair struct{ in, out string }
+
+// linkReserve is the part of Limits.MaxCircuitsPerLink that a circuit
+// relayed out on a link gets only when fewer than linkFloor circuits that
+// came in on its own link go out on that link: without it, every source
+// shared the limit of a next hop's link, and one router holding circuits
+// through it to a sink beyond (claiming made-up sources, so that no
+// per-source limit held them), or four members at their per-source
+// limit, had every other circuit toward that next hop refused. It is a
+// sixteenth, so that one incoming link still carries fifteen sixteenths
+// of the next hop's limit (the circuits of many sources an honest relay
+// upstream gathers). The circuits this node opens may take it, and those
+// coming in on the link itself are held only by the limit.
+func (l *limiter) linkReserve() int { return l.lim.MaxCircuitsPerLink / 16 }
+
+// linkFloor is how many circuits that came in on one link may go out on
+// another and still have one more admitted into the reserve of that
+// link's limit: a sixteenth of the reserve, at least one, so that filling
+// it takes sixteen more incoming links.
+func (l *limiter) linkFloor() int { return max(1, l.linkReserve()/16) }
+
 // circuitReserve is the part of Limits.MaxCircuits that a circuit coming
 // in on a link (relayed, or ending here) gets only when fewer than
 // circuitFloor circuits came in on that link: without it, four links at
@@ -379,13 +408,35 @@ func (l *limiter) circuitReserve() int { return l.lim.MaxCircuits / 4 }
 // the reserve holds floors (19 links with the defaults, not 4).
 func (l *limiter) circuitFloor() int { return max(1, l.lim.MaxCircuitsPerLink/16) }
 
+// errNextHopFull marks admit's refusals that depend on the next hop: the
+// limit, or its reserve, of the link the circuit would go out on. Another
+// next hop may still take the circuit.
+var errNextHopFull = errors.New("next hop's link full")
+
+// nextHopFull is a refusal on the link to a circuit's next hop, which
+// another next hop may not share: it matches errNextHopFull.
+type nextHopFull struct{ error }
+
+func (e nextHopFull) Unwrap() error        { return e.error }
+func (e nextHopFull) Is(target error) bool { return target == errNextHopFull }
+
+// onLink is err, a refusal on the link to p, marked as the next hop's
+// when p is not the link the circuit came in on.
+func onLink(p, in string, err error) error {
+	if p == in {
+		return err
+	}
+	return nextHopFull{err}
+}
+
 // admit admits a circuit from src that came in on the link to in (by peer
 // name; "" for a circuit this node opens) and crosses the given links,
 // counted against Limits.MaxCircuitsPerLink, or says which limit it would
 // exceed. A relayed circuit crosses the link it came in on and the next
 // hop's; one ending here crosses none; one this node opens, its first
 // hop's. Only a circuit this node opens (in "") may take the reserve of
-// the limit (circuitReserve) whatever came in on its links.
+// the limit (circuitReserve) whatever came in on its links, or the
+// reserve of its next hop's link (linkReserve) whatever came in on it.
 func (l *limiter) admit(src limitSource, in string, linkPeers ...string) (*ticket, error) {
 	named := src.name != ""
 	var path, share links.SourceKey
@@ -410,7 +461,11 @@ func (l *limiter) admit(src limitSource, in string, linkPeers ...string) (*ticke
 	}
 	for _, p := range linkPeers {
 		if l.perLink[p] >= l.lim.MaxCircuitsPerLink {
-			return nil, fmt.Errorf("%d circuits open on the link to %s, the per-link limit", l.perLink[p], p)
+			return nil, onLink(p, in, fmt.Errorf("%d circuits open on the link to %s, the per-link limit", l.perLink[p], p))
+		}
+		if in != "" && p != in && l.perLink[p] >= l.lim.MaxCircuitsPerLink-l.linkReserve() && l.across[linkPair{in, p}] >= l.linkFloor() {
+			return nil, onLink(p, in, fmt.Errorf("%d circuits open on the link to %s, its limit but for the last %d, kept for circuits coming in on links fewer than %d of which go out on it (%d from the link from %s)",
+				l.perLink[p], p, l.linkReserve(), l.linkFloor(), l.across[linkPair{in, p}], in))
 		}
 	}
 	l.total++
@@ -422,6 +477,9 @@ func (l *limiter) admit(src limitSource, in string, linkPeers ...string) (*ticke
 	}
 	for _, p := range linkPeers {
 		l.perLink[p]++
+		if in != "" && p != in {
+			l.across[linkPair{in, p}]++
+		}
 	}
 	if in != "" {
 		l.inbound[in]++
@@ -459,6 +517,11 @@ func (t *ticket) release() {
 		for _, p := range t.links {
 			if l.perLink[p]--; l.perLink[p] <= 0 {
 				delete(l.perLink, p)
+			}
+			if k := (linkPair{t.in, p}); t.in != "" && p != t.in {
+				if l.across[k]--; l.across[k] <= 0 {
+					delete(l.across, k)
+				}
 			}
 		}
 		if t.in != "" {

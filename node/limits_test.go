@@ -171,7 +171,7 @@ func TestCircuitReserveCountsInboundOnly(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		m := fmt.Sprintf("m%d", i)
 		for j := range 16 {
-			next := fmt.Sprintf("x%d", i)
+			next := fmt.Sprintf("x%d-%d", i, j%2) // within the reserves of their links' limits
 			if i == 3 && j == 15 {
 				next = "h" // routed out through h
 			}
@@ -180,7 +180,7 @@ func TestCircuitReserveCountsInboundOnly(t *testing.T) {
 			}
 		}
 	}
-	if _, err := l.admit(limitSource{}, "m1", "m1", "x1"); err == nil {
+	if _, err := l.admit(limitSource{}, "m1", "m1", "x1-0"); err == nil {
 		t.Fatal("a fourth circuit from m1, at its share: admitted, want refused")
 	}
 	tk, err := l.admit(limitSource{}, "h", "h", "d")
@@ -236,5 +236,52 @@ func TestFullReserveLinksToSpendIt(t *testing.T) {
 	}
 	if r := fullReserveRefusals(70); r != 16 {
 		t.Errorf("70 flooding links: another link's first contact refused %d of 16 times, want 16 (the reserve's rate spent)", r)
+	}
+}
+
+// The last sixteenth of a link's circuit limit goes to circuits relayed
+// out on it only from links fewer than linkFloor of whose circuits go out
+// on it: one incoming link takes the rest, sixteen more take the reserve
+// at their floor, and only then is a circuit from yet another link
+// refused. Circuits this node opens, and those coming in on the link
+// itself, are held by the limit alone.
+func TestLinkReserveKeepsNextHopForOthers(t *testing.T) {
+	const perLink = 1024 // a reserve of 64, a floor of 4
+	l := newLimiter(Limits{MaxCircuits: 1 << 20, MaxCircuitsPerLink: perLink, MaxCircuitsPerSource: 1 << 20}, slog.New(slog.DiscardHandler))
+	admitted := func(in, out string) int {
+		n := 0
+		for {
+			if _, err := l.admit(limitSource{}, in, in, out); err != nil {
+				return n
+			}
+			n++
+		}
+	}
+	if n := admitted("m", "d"); n != perLink-64 {
+		t.Fatalf("m's circuits to d: %d admitted, want %d (the limit but for the reserve)", n, perLink-64)
+	}
+	own, err := l.admit(limitSource{}, "", "d")
+	if err != nil {
+		t.Fatalf("a circuit this node opens to d while m holds the rest: %v", err)
+	}
+	own.release()
+	back, err := l.admit(limitSource{}, "d", "d", "y")
+	if err != nil {
+		t.Fatalf("a circuit coming in on d, whose limit m holds but for the reserve: %v", err)
+	}
+	back.release()
+	for i := range 16 {
+		if n := admitted(fmt.Sprintf("h%d", i), "d"); n != 4 {
+			t.Fatalf("h%d's circuits to d from the reserve: %d admitted, want 4 (the floor)", i, n)
+		}
+	}
+	if _, err := l.admit(limitSource{}, "x", "x", "d"); err == nil {
+		t.Fatal("a circuit from x to d with the reserve taken: admitted, want refused (the limit)")
+	}
+	if _, err := l.admit(limitSource{}, "", "d"); err == nil {
+		t.Fatal("a circuit this node opens to d at the limit: admitted, want refused")
+	}
+	if len(l.across) != 17 {
+		t.Fatalf("%d pairs of links counted, want 17 (m and h0 to h15 to d)", len(l.across))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"sort"
 	"sync"
@@ -162,7 +163,16 @@ func New(cfg Config) (*Node, error) {
 	n.limits = newLimiter(cfg.Limits, n.log)
 	n.circuits = newCircuitSet()
 	n.resumables = newCircuitSet()
-	n.resumeTable = circuit.NewResumeTable()
+	// The table holds every resumable circuit the limits admit: a
+	// source's circuits and those waiting for a resume, which hold no
+	// circuit place. (A circuit closed here stays in it, its place
+	// released, until its end is acknowledged or ResumeTimeout passes:
+	// those are not counted, docs/SECURITY.md.) Bounded by the package's constants alone, it
+	// registered only the first 1,024 circuits of a source a raised
+	// MaxCircuitsPerSource admitted, and the rest were not resumable.
+	l := cfg.Limits
+	n.resumeTable = circuit.NewResumeTableSized(max(circuit.MaxResumablePerSource, addSat(l.MaxCircuitsPerSource, l.MaxParkedPerSource)),
+		max(circuit.MaxResumable, addSat(l.MaxCircuits, l.MaxParked)))
 	n.rbudget = newResumeBudget(cfg.Limits, n.metrics.reg)
 	n.events = newEventHub(n.metrics)
 	n.router, err = newRouter(n)
@@ -170,6 +180,16 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// addSat is a+b for limits (not negative), math.MaxInt where the sum
+// would overflow: a limit raised near it must not wrap the bound to a
+// negative one.
+func addSat(a, b int) int {
+	if a > math.MaxInt-b {
+		return math.MaxInt
+	}
+	return a + b
 }
 
 // loadIdentity returns the configured identity, loading it from files or

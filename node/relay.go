@@ -282,9 +282,13 @@ func reclaimSource(o *circuit.Open) links.SourceKey {
 // openNext opens a stream toward the first usable next hop, skipping the
 // neighbour the circuit came from, writes the header and admits the
 // circuit against the limits. It returns the stream, the neighbour it
-// goes through and the circuit's limit ticket.
+// goes through and the circuit's limit ticket. A next hop whose link is
+// at its limit, or at its reserve for this circuit, is passed over for
+// the next; a limit no next hop changes (the node's, the source's, the
+// incoming link's) refuses the circuit at once.
 func (n *Node) openNext(ctx context.Context, hops []string, from string, src limitSource, hdr []byte) (links.Stream, string, *ticket, error) {
 	var errs []error
+	full := false
 	for _, nh := range hops {
 		if nh == from {
 			continue
@@ -295,6 +299,11 @@ func (n *Node) openNext(ctx context.Context, hops []string, from string, src lim
 			continue
 		}
 		t, err := n.limits.admit(src, from, from, nh)
+		if errors.Is(err, errNextHopFull) {
+			full = true
+			errs = append(errs, err)
+			continue
+		}
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("%w at %s: %v", errOverloaded, n.cfg.Name, err)
 		}
@@ -308,6 +317,9 @@ func (n *Node) openNext(ctx context.Context, hops []string, from string, src lim
 	}
 	if len(errs) == 0 {
 		return nil, "", nil, fmt.Errorf("%s has no route to the destination except back", n.cfg.Name)
+	}
+	if full {
+		return nil, "", nil, fmt.Errorf("%w at %s: %v", errOverloaded, n.cfg.Name, errors.Join(errs...))
 	}
 	return nil, "", nil, fmt.Errorf("%s could not open a stream on any next hop: %w", n.cfg.Name, errors.Join(errs...))
 }
