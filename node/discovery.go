@@ -135,7 +135,10 @@ const (
 // address, e.g. a victim's) gets unprovenDials failed dials, then one per
 // unprovenBan: each dial is a QUIC handshake attempt of about ten packets
 // in HandshakeTimeout, so a node sends such an address a few tens of
-// packets, then a handful per hour.
+// packets, then a handful per hour. A dial the member refused at its link
+// maximum (fullBan) is not such a failure, even when the refusal came
+// before this node's transport had the link up and the dial returned it
+// as its error: the address answered.
 const (
 	dialMinBackoff = time.Second
 	dialMaxBackoff = 5 * time.Minute
@@ -1594,7 +1597,13 @@ func (d *discovery) dial(m Member, why topology.Why) {
 		// between.
 		d.mu.Lock()
 		delete(d.dialing, m.Name)
+		full := err != nil && refusedAtMaximum(err)
 		switch {
+		case full && n.ctx.Err() == nil:
+			// The member refused the link at its maximum before this
+			// node's transport had it up: the address answered, like a
+			// refusal after the link came up.
+			d.backoffLocked(m.LinkAddr, fullBan, true)
 		case err != nil && n.ctx.Err() == nil:
 			d.dialFailedLocked(m, err, time.Now())
 		case err == nil && l.Peer() != m.Name:
@@ -1607,7 +1616,11 @@ func (d *discovery) dial(m Member, why topology.Why) {
 		d.mu.Unlock()
 		switch {
 		case err != nil:
-			if n.ctx.Err() == nil {
+			switch {
+			case n.ctx.Err() != nil:
+			case full:
+				d.warnFull(m, err)
+			default:
 				n.log.Debug("discovery dial failed", "member", m.Name, "addr", m.LinkAddr, "err", err)
 			}
 			return
@@ -1647,14 +1660,29 @@ func (d *discovery) dial(m Member, why topology.Why) {
 			delete(d.backoff, m.LinkAddr)
 		}
 		d.mu.Unlock()
-		if lerr := l.Err(); lerr != nil && strings.Contains(lerr.Error(), topology.AtMaximum) {
-			d.full.Warn("full:"+m.Name, "gossip member refused the link: at its link maximum; linking to others",
-				"member", m.Name, "addr", m.LinkAddr, "err", lerr, "retry_after", fullBan)
+		if lerr := l.Err(); lerr != nil && refusedAtMaximum(lerr) {
+			d.warnFull(m, lerr)
 			d.failed(m.LinkAddr, fullBan)
 		} else if time.Since(up) < goodLink {
 			d.failed(m.LinkAddr, 0)
 		}
 	}()
+}
+
+// refusedAtMaximum reports whether err, a dial's or a link's end, is the
+// peer refusing the link at its link maximum. The refusal reaches the
+// dialler as the link's end when its link was up first, and as the dial's
+// error when the peer closed the link before the dialler's transport had
+// it up.
+func refusedAtMaximum(err error) bool {
+	return strings.Contains(err.Error(), topology.AtMaximum)
+}
+
+// warnFull says, at most once a minute per member, that member m refused
+// a link at its maximum with err and is not dialled for fullBan.
+func (d *discovery) warnFull(m Member, err error) {
+	d.full.Warn("full:"+m.Name, "gossip member refused the link: at its link maximum; linking to others",
+		"member", m.Name, "addr", m.LinkAddr, "err", err, "retry_after", fullBan)
 }
 
 // Members lists the nodes gossip knows (nil without discovery), sorted by

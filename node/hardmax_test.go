@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/circuitmesh/circuitmesh/internal/degree"
 	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/node/topology"
 )
 
 // Nodes that join at once through one seed never hold more links than
@@ -100,6 +102,91 @@ func TestJoinerRefusedByFullNodeWarnsAndBacksOff(t *testing.T) {
 	if dialing {
 		t.Fatal("j dials hub again while backing off")
 	}
+}
+
+// A full node may refuse a link before the dialler's transport has it up
+// (the dialler is slow to take the link after the handshake): the dial
+// itself then fails with the refusal. The joiner still says at WARN that
+// the member is at its maximum and backs off fullBan from it, as when the
+// refusal ends a link that was up; it does not take the refusal for a
+// silent address, which two failed dials ban for an hour.
+func TestJoinerRefusedBeforeItsLinkIsUpWarnsAndBacksOff(t *testing.T) {
+	c, hub := fullHub(t, nil)
+	var jlog syncBuf
+	seed := hub.Status().GossipAddr
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second, Join: []string{seed}}
+		cfg.Logger = slog.New(slog.NewTextHandler(&jlog, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		id, log := cfg.Identity, cfg.Logger
+		cfg.NewTransport = func(h links.Handler, role links.Role) (links.Transport, error) {
+			tr, err := links.NewQUICTransport(links.QUICConfig{Identity: id, Role: role, Handler: h, Logger: log})
+			if err != nil {
+				return nil, err
+			}
+			return refusedInDial{Transport: tr, peer: "hub"}, nil
+		}
+	}
+	j := c.add("j")
+	c.tweak = nil
+	addr := hub.disco.linkAddr()
+	backoff := func() (fails int, until time.Time, dialing bool) {
+		j.disco.mu.Lock()
+		defer j.disco.mu.Unlock()
+		if b := j.disco.backoff[addr]; b != nil {
+			fails, until = b.fails, b.until
+		}
+		return fails, until, j.disco.dialing["hub"]
+	}
+	// j's policy dials hub (a second time a second later if the first
+	// refusal were taken for a failed dial).
+	waitFor(t, "j to be refused by hub", 60*time.Second, func() bool {
+		fails, _, _ := backoff()
+		return strings.Contains(jlog.String(), "member=hub") || fails >= 2
+	})
+	logged := jlog.String()
+	if !strings.Contains(logged, "member=hub") || !strings.Contains(logged, "at its link maximum of 1 links") || !strings.Contains(logged, "level=WARN") {
+		t.Fatalf("hub refused j's dials at its maximum, but j's log does not say so:\n%s", logged)
+	}
+	// A second refused dial (the policy would make it after fullBan).
+	var m Member
+	for _, mm := range j.Members() {
+		if mm.Name == "hub" {
+			m = mm
+		}
+	}
+	j.disco.dial(m, topology.WhyTarget)
+	waitFor(t, "j's second dial to hub to end", 60*time.Second, func() bool {
+		fails, _, dialing := backoff()
+		return fails >= 2 && !dialing
+	})
+	_, until, _ := backoff()
+	j.disco.mu.Lock()
+	banned := j.disco.memberBannedLocked("hub", addr, until)
+	j.disco.mu.Unlock()
+	if left := time.Until(until); left < fullBan/2 || left > 2*fullBan || banned {
+		t.Fatalf("after two refusals at hub's maximum j waits %v before dialling hub again (banned after that: %v), want about %v", left.Round(time.Second), banned, fullBan)
+	}
+}
+
+// refusedInDial is a transport whose dials to peer fail with the reason
+// the peer closed the link with, as a dial does when the peer closes the
+// link before the transport has it up.
+type refusedInDial struct {
+	links.Transport
+	peer string
+}
+
+func (t refusedInDial) Dial(ctx context.Context, addr string) (links.Link, error) {
+	l, err := t.Transport.Dial(ctx, addr)
+	if err != nil || l.Peer() != t.peer {
+		return l, err
+	}
+	select {
+	case <-l.Done():
+	case <-ctx.Done():
+		return nil, fmt.Errorf("dial %s: %w", addr, ctx.Err())
+	}
+	return nil, fmt.Errorf("dial %s: link closed before it was up: %w", addr, l.Err())
 }
 
 // sampleLinks reads the links of every node nodes returns every 2 ms
