@@ -1661,8 +1661,9 @@ func (d *discovery) dial(m Member, why topology.Why) {
 		}
 		d.mu.Unlock()
 		if lerr := l.Err(); lerr != nil && refusedAtMaximum(lerr) {
-			d.warnFull(m, lerr)
+			// Backed off before the warning that says so is written.
 			d.failed(m.LinkAddr, fullBan)
+			d.warnFull(m, lerr)
 		} else if time.Since(up) < goodLink {
 			d.failed(m.LinkAddr, 0)
 		}

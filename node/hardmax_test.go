@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,16 +65,43 @@ func TestDegreeNeverExceedsMaxLinksWhileNodesJoin(t *testing.T) {
 
 // A member that joins a full node is refused when its link comes up, says
 // so at WARN with the reason, and is not linked to the full node (it backs
-// off from it and links elsewhere).
+// off from it and links elsewhere). The back-off is in force when the
+// warning is written: a reader of the log who checks finds it.
 func TestJoinerRefusedByFullNodeWarnsAndBacksOff(t *testing.T) {
 	c, hub := fullHub(t, nil)
 	var jlog syncBuf
 	seed := hub.Status().GossipAddr
+	addr := hub.disco.linkAddr()
+	var (
+		jd     atomic.Pointer[discovery]
+		seenMu sync.Mutex
+		seen   []time.Duration // j's back-off from hub left as each warning about hub was written
+	)
 	c.tweak = func(cfg *Config) {
 		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 1, TargetLinks: 1, Interval: time.Second, Join: []string{seed}}
-		cfg.Logger = slog.New(slog.NewTextHandler(&jlog, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		cfg.Logger = slog.New(onWarn{slog.NewTextHandler(&jlog, &slog.HandlerOptions{Level: slog.LevelWarn}), func(r slog.Record) {
+			if !recordSays(r, "member", "hub") {
+				return
+			}
+			d := jd.Load()
+			for wait := time.Now().Add(60 * time.Second); d == nil && time.Now().Before(wait); d = jd.Load() {
+				time.Sleep(time.Millisecond) // j's Start has not returned yet
+			}
+			left := time.Duration(-1)
+			if d != nil {
+				d.mu.Lock()
+				if b := d.backoff[addr]; b != nil {
+					left = time.Until(b.until)
+				}
+				d.mu.Unlock()
+			}
+			seenMu.Lock()
+			seen = append(seen, left)
+			seenMu.Unlock()
+		}})
 	}
 	j := c.add("j")
+	jd.Store(j.disco)
 	c.tweak = nil
 	waitFor(t, "j to be refused by hub", 60*time.Second, func() bool {
 		return strings.Contains(jlog.String(), "member=hub")
@@ -85,8 +113,14 @@ func TestJoinerRefusedByFullNodeWarnsAndBacksOff(t *testing.T) {
 	if k := len(hub.Links()); k > 1 {
 		t.Fatalf("hub holds %d links, maximum 1", k)
 	}
-	// j backs off from hub (the policy leaves it alone meanwhile).
-	addr := hub.disco.linkAddr()
+	// j backs off from hub (the policy leaves it alone meanwhile), from
+	// the moment it says so.
+	seenMu.Lock()
+	atWarn := seen[0]
+	seenMu.Unlock()
+	if atWarn < fullBan/2 {
+		t.Fatalf("j's back-off from hub at %s when it warned: %v left (-1: none), want about %v", addr, atWarn, fullBan)
+	}
 	j.disco.mu.Lock()
 	b := j.disco.backoff[addr]
 	j.disco.mu.Unlock()
@@ -102,6 +136,36 @@ func TestJoinerRefusedByFullNodeWarnsAndBacksOff(t *testing.T) {
 	if dialing {
 		t.Fatal("j dials hub again while backing off")
 	}
+}
+
+// onWarn is a log handler that calls f with each record it handles at
+// WARN or above, before writing it.
+type onWarn struct {
+	slog.Handler
+	f func(slog.Record)
+}
+
+func (h onWarn) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		h.f(r)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h onWarn) WithAttrs(as []slog.Attr) slog.Handler {
+	return onWarn{h.Handler.WithAttrs(as), h.f}
+}
+
+func (h onWarn) WithGroup(g string) slog.Handler { return onWarn{h.Handler.WithGroup(g), h.f} }
+
+// recordSays reports whether r has the attribute key=value.
+func recordSays(r slog.Record, key, value string) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		found = a.Key == key && a.Value.String() == value
+		return !found
+	})
+	return found
 }
 
 // A full node may refuse a link before the dialler's transport has it up
