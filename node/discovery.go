@@ -1311,8 +1311,8 @@ func linkAlternates(peers, dests []string, detours func(dest string) []string) m
 // admit decides whether link l, just up, may join the node's links, and
 // if so adds it with add, in the same critical section as the count so
 // that links coming up together cannot overshoot MaxLinks. Links this
-// node dialled took their slot when the dial started (one that ended before
-// its LinkUp, its slot given back, is not admitted). At the maximum, a
+// node dialled took their slot when the dial started. A link that ended
+// before its LinkUp is not admitted. At the maximum, a
 // link from a gossip member routing does not reach (a new member, or the
 // other side of a partition) is admitted in place of a redundant idle
 // link (topology.Room): add gets that link to remove first, and evicted
@@ -1320,18 +1320,22 @@ func linkAlternates(peers, dests []string, detours func(dest string) []string) m
 // peer may refuse it at its own maximum, so routing is to hear of it only
 // once the peer routes over it (handler.go).
 func (d *discovery) admit(l links.Link, add func(evict links.Link) bool) (ok bool, evicted links.Link, reason string, hold bool) {
+	if linkEnded(l) {
+		// A link that ended before its LinkUp is not admitted. The
+		// transport may have replaced it already (crossing dials are
+		// adopted on two goroutines), and the live link to the peer
+		// would leave the table for it until its LinkDown removed the
+		// peer altogether. A dial also gave its slot back when its link
+		// ended (its peer refused it at its maximum, say), which may be
+		// before this LinkUp: taken now, the link would count on top of
+		// a link admitted into that slot meanwhile.
+		return false, nil, "", false
+	}
 	if l.Outbound() {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		peer := l.Peer()
 		hold := d.dialing[peer] || d.held[peer] == l
-		if !hold && linkEnded(l) {
-			// The dial gave the slot back when the link ended (its peer
-			// refused it at its maximum, say), which may be before this
-			// LinkUp: taken now, it would count on top of a link
-			// admitted into that slot meanwhile.
-			return false, nil, "", false
-		}
 		return add(nil), nil, "", hold
 	}
 	// Routing is asked before d.mu is taken (the router has its own lock);

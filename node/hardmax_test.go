@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -338,6 +339,42 @@ func TestLinkEndedBeforeItsLinkUpTakesNoSlot(t *testing.T) {
 	}
 	if hub.link("g") == nil {
 		t.Fatal("hub lost its link to g")
+	}
+}
+
+// A node's dial and its peer's dial can cross: the transport adopts the
+// two links on two goroutines, and the losing link may be replaced, and
+// so ended, before its own LinkUp is delivered, after the winner's. That
+// late LinkUp must not push the live link out of the node's table: the
+// loser's LinkDown would then remove the peer, and the node would hold no
+// link to a peer whose link is up (seen with hub's own dial to g still
+// running when it lost).
+func TestLateLinkUpOfReplacedLinkKeepsTheLiveLink(t *testing.T) {
+	c, hub := fullHub(t, nil)
+	// (Crossing dials of the setup settle first.)
+	waitFor(t, "hub and g to route to each other", 60*time.Second, func() bool {
+		p, ok := hub.Peer("g")
+		q, ok2 := c.nodes["g"].Peer("hub")
+		return ok && ok2 && p.Reachable && q.Reachable
+	})
+	live := hub.link("g")
+	hub.disco.mu.Lock()
+	hub.disco.dialing["g"] = true // hub's own dial to g, whose link lost
+	hub.disco.mu.Unlock()
+	defer func() {
+		hub.disco.mu.Lock()
+		delete(hub.disco.dialing, "g")
+		hub.disco.mu.Unlock()
+	}()
+	late := &endedLink{Link: live, peer: "g", done: make(chan struct{})}
+	close(late.done)
+	(*linkHandler)(hub).LinkUp(late)
+	(*linkHandler)(hub).LinkDown(late, errors.New("link to g: link lost: duplicate link"))
+	if l := hub.link("g"); l == nil || l == links.Link(late) {
+		t.Fatalf("hub's link to g after the late LinkUp and LinkDown of a replaced link: %v, want the live link %v", l, live)
+	}
+	if p, ok := hub.Peer("g"); !ok || !p.Reachable {
+		t.Fatalf("hub's routing lost g: %+v", p)
 	}
 }
 
