@@ -135,7 +135,10 @@ const (
 // address, e.g. a victim's) gets unprovenDials failed dials, then one per
 // unprovenBan: each dial is a QUIC handshake attempt of about ten packets
 // in HandshakeTimeout, so a node sends such an address a few tens of
-// packets, then a handful per hour.
+// packets, then a handful per hour. A dial the member refused at its link
+// maximum (fullBan) is not such a failure, even when the refusal came
+// before this node's transport had the link up and the dial returned it
+// as its error: the address answered.
 const (
 	dialMinBackoff = time.Second
 	dialMaxBackoff = 5 * time.Minute
@@ -1308,8 +1311,8 @@ func linkAlternates(peers, dests []string, detours func(dest string) []string) m
 // admit decides whether link l, just up, may join the node's links, and
 // if so adds it with add, in the same critical section as the count so
 // that links coming up together cannot overshoot MaxLinks. Links this
-// node dialled took their slot when the dial started (one that ended before
-// its LinkUp, its slot given back, is not admitted). At the maximum, a
+// node dialled took their slot when the dial started. A link that ended
+// before its LinkUp is not admitted. At the maximum, a
 // link from a gossip member routing does not reach (a new member, or the
 // other side of a partition) is admitted in place of a redundant idle
 // link (topology.Room): add gets that link to remove first, and evicted
@@ -1317,18 +1320,22 @@ func linkAlternates(peers, dests []string, detours func(dest string) []string) m
 // peer may refuse it at its own maximum, so routing is to hear of it only
 // once the peer routes over it (handler.go).
 func (d *discovery) admit(l links.Link, add func(evict links.Link) bool) (ok bool, evicted links.Link, reason string, hold bool) {
+	if linkEnded(l) {
+		// A link that ended before its LinkUp is not admitted. The
+		// transport may have replaced it already (crossing dials are
+		// adopted on two goroutines), and the live link to the peer
+		// would leave the table for it until its LinkDown removed the
+		// peer altogether. A dial also gave its slot back when its link
+		// ended (its peer refused it at its maximum, say), which may be
+		// before this LinkUp: taken now, the link would count on top of
+		// a link admitted into that slot meanwhile.
+		return false, nil, "", false
+	}
 	if l.Outbound() {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		peer := l.Peer()
 		hold := d.dialing[peer] || d.held[peer] == l
-		if !hold && linkEnded(l) {
-			// The dial gave the slot back when the link ended (its peer
-			// refused it at its maximum, say), which may be before this
-			// LinkUp: taken now, it would count on top of a link
-			// admitted into that slot meanwhile.
-			return false, nil, "", false
-		}
 		return add(nil), nil, "", hold
 	}
 	// Routing is asked before d.mu is taken (the router has its own lock);
@@ -1594,7 +1601,13 @@ func (d *discovery) dial(m Member, why topology.Why) {
 		// between.
 		d.mu.Lock()
 		delete(d.dialing, m.Name)
+		full := err != nil && refusedAtMaximum(err)
 		switch {
+		case full && n.ctx.Err() == nil:
+			// The member refused the link at its maximum before this
+			// node's transport had it up: the address answered, like a
+			// refusal after the link came up.
+			d.backoffLocked(m.LinkAddr, fullBan, true)
 		case err != nil && n.ctx.Err() == nil:
 			d.dialFailedLocked(m, err, time.Now())
 		case err == nil && l.Peer() != m.Name:
@@ -1607,7 +1620,11 @@ func (d *discovery) dial(m Member, why topology.Why) {
 		d.mu.Unlock()
 		switch {
 		case err != nil:
-			if n.ctx.Err() == nil {
+			switch {
+			case n.ctx.Err() != nil:
+			case full:
+				d.warnFull(m, err)
+			default:
 				n.log.Debug("discovery dial failed", "member", m.Name, "addr", m.LinkAddr, "err", err)
 			}
 			return
@@ -1647,14 +1664,30 @@ func (d *discovery) dial(m Member, why topology.Why) {
 			delete(d.backoff, m.LinkAddr)
 		}
 		d.mu.Unlock()
-		if lerr := l.Err(); lerr != nil && strings.Contains(lerr.Error(), topology.AtMaximum) {
-			d.full.Warn("full:"+m.Name, "gossip member refused the link: at its link maximum; linking to others",
-				"member", m.Name, "addr", m.LinkAddr, "err", lerr, "retry_after", fullBan)
+		if lerr := l.Err(); lerr != nil && refusedAtMaximum(lerr) {
+			// Backed off before the warning that says so is written.
 			d.failed(m.LinkAddr, fullBan)
+			d.warnFull(m, lerr)
 		} else if time.Since(up) < goodLink {
 			d.failed(m.LinkAddr, 0)
 		}
 	}()
+}
+
+// refusedAtMaximum reports whether err, a dial's or a link's end, is the
+// peer refusing the link at its link maximum. The refusal reaches the
+// dialler as the link's end when its link was up first, and as the dial's
+// error when the peer closed the link before the dialler's transport had
+// it up.
+func refusedAtMaximum(err error) bool {
+	return strings.Contains(err.Error(), topology.AtMaximum)
+}
+
+// warnFull says, at most once a minute per member, that member m refused
+// a link at its maximum with err and is not dialled for fullBan.
+func (d *discovery) warnFull(m Member, err error) {
+	d.full.Warn("full:"+m.Name, "gossip member refused the link: at its link maximum; linking to others",
+		"member", m.Name, "addr", m.LinkAddr, "err", err, "retry_after", fullBan)
 }
 
 // Members lists the nodes gossip knows (nil without discovery), sorted by
