@@ -71,17 +71,7 @@ func TestAttackOneRouterFillsNextHopLink(t *testing.T) {
 		}
 		held = append(held, s)
 	}
-	r := c.nodes["r"]
-	onLink := heldOnLink(r, "d")
-	err := roundTrip(t, c.nodes["h"], "d", EchoService, []byte("h"))
-	t.Logf("m holds %d circuits through r to x; r counts %d on its link to d (limit %d); h's circuit: %v",
-		len(held), onLink, nextHopLinkLimit, err)
-	if len(held) < nextHopLinkLimit-nextHopLinkLimit/4 {
-		t.Fatalf("m holds %d circuits through r, want at least %d: the attack did not run", len(held), nextHopLinkLimit-nextHopLinkLimit/4)
-	}
-	if err != nil {
-		t.Fatalf("h's circuit through r to d while m holds r's link to d: %v", err)
-	}
+	wantHonestPastHeldLink(t, c, "m", len(held))
 }
 
 // TestAttackFourMembersFillNextHopLink: four members with valid
@@ -127,17 +117,7 @@ func TestAttackFourMembersFillNextHopLink(t *testing.T) {
 			held = append(held, cn)
 		}
 	}
-	r := c.nodes["r"]
-	onLink := heldOnLink(r, "d")
-	err := roundTrip(t, c.nodes["h"], "d", EchoService, []byte("h"))
-	t.Logf("m1 to m4 hold %d circuits through r to d; r counts %d on its link to d (limit %d); h's circuit: %v",
-		len(held), onLink, nextHopLinkLimit, err)
-	if len(held) < nextHopLinkLimit-nextHopLinkLimit/4 {
-		t.Fatalf("the members hold %d circuits through r, want at least %d: the attack did not run", len(held), nextHopLinkLimit-nextHopLinkLimit/4)
-	}
-	if err != nil {
-		t.Fatalf("h's circuit through r to d while four members hold r's link to d: %v", err)
-	}
+	wantHonestPastHeldLink(t, c, "m1 to m4", len(held))
 }
 
 // TestAttackFilledNextHopPassedOver: r reaches d through two next hops, a
@@ -195,5 +175,22 @@ func TestAttackFilledNextHopPassedOver(t *testing.T) {
 			t.Fatalf("h's circuit %d to d, while m fills r's link to %s, one of r's two next hops: %v", j, full, err)
 		}
 		held = append(held, cn)
+	}
+}
+
+// wantHonestPastHeldLink checks that h's circuit through r to d carries
+// its bytes while who hold held circuits on r's link to d, and that the
+// attack ran: who hold at least three quarters of that link's limit.
+func wantHonestPastHeldLink(t *testing.T, c *cluster, who string, held int) {
+	t.Helper()
+	onLink := heldOnLink(c.nodes["r"], "d")
+	err := roundTrip(t, c.nodes["h"], "d", EchoService, []byte("h"))
+	t.Logf("%s: %d circuits held through r; r counts %d on its link to d (limit %d); h's circuit: %v",
+		who, held, onLink, nextHopLinkLimit, err)
+	if want := nextHopLinkLimit - nextHopLinkLimit/4; held < want {
+		t.Fatalf("%s hold %d circuits through r, want at least %d: the attack did not run", who, held, want)
+	}
+	if err != nil {
+		t.Fatalf("h's circuit through r to d while %s hold r's link to d: %v", who, err)
 	}
 }
