@@ -135,7 +135,7 @@ func (e *Engine) betterUnfeasible(o *origin) []*neighbour {
 		r := &rs[i]
 		m := e.total(r)
 		if m < e.cfg.Infinity && !e.usableFinite(o, r) &&
-			(!o.rtReachable || uint64(m)+uint64(e.cfg.Hysteresis) < uint64(o.rtMetric)) {
+			(!o.rtReachable || m < o.rtMetric) {
 			out = append(out, e.nbOf(r))
 		}
 	}

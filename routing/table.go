@@ -667,7 +667,7 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 	// Better routes we cannot take because they are unfeasible: ask the
 	// origin for a new seqno so that they become feasible. (apply moves
 	// neither the routes nor the feasibility distance.)
-	if !unfeasible || o.rtReachable && uint64(minUnf)+uint64(e.cfg.Hysteresis) >= uint64(o.rtMetric) {
+	if !unfeasible || o.rtReachable && minUnf >= o.rtMetric {
 		return
 	}
 	if nbs := e.betterUnfeasible(o); len(nbs) > 0 {
