@@ -267,16 +267,7 @@ func TestPropertyHysteresisConvergesToShortest(t *testing.T) {
 			cfg := routing.Config{UpdateInterval: 500 * time.Millisecond, Certifier: plainCertifier{}}
 			n := buildRandom(t, spec, cfg)
 			if equal {
-				g := n.Graph()
-				for _, a := range n.Names() {
-					for _, b := range slices.Sorted(maps.Keys(g[a])) {
-						if a < b {
-							if err := n.SetCost(a, b, 10); err != nil {
-								t.Fatal(err)
-							}
-						}
-					}
-				}
+				setEqualCosts(t, n)
 			}
 			// Small metric changes travel with the periodic refresh, one
 			// hop per interval at worst: allow the diameter's worth twice.
@@ -284,5 +275,21 @@ func TestPropertyHysteresisConvergesToShortest(t *testing.T) {
 			stepChecked(t, n, periods*int(cfg.UpdateInterval/n.Step))
 			checkShortest(t, n, 0)
 		})
+	}
+}
+
+// setEqualCosts sets every link of n to the 10-unit floor, where a path
+// two hops longer sits exactly at the default hysteresis margin.
+func setEqualCosts(t *testing.T, n *routingtest.Network) {
+	t.Helper()
+	g := n.Graph()
+	for _, a := range n.Names() {
+		for _, b := range slices.Sorted(maps.Keys(g[a])) {
+			if a < b {
+				if err := n.SetCost(a, b, 10); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 	}
 }
