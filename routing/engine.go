@@ -237,6 +237,7 @@ func (e *Engine) LinkDown(now time.Time, neighbour string) {
 		o := e.origins.get(name)
 		o.setTold(nb, false)
 		e.setAttHeld(nb, name, false)
+		e.forgetHolds(o, nb)
 		if e.removeRoute(o, nb) || o.isSel(nb) {
 			e.reselect(t, o)
 		}

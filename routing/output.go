@@ -392,6 +392,7 @@ func (e *Engine) advert(t time.Duration, nb *neighbour, o *origin, repair bool) 
 			return
 		}
 		o.setTold(nb, false)
+		e.untold(o, nb)
 		e.putUpdate(e.nameOf(o), o.rtSeqno, e.cfg.Infinity, 0)
 		return
 	}
@@ -400,14 +401,26 @@ func (e *Engine) advert(t time.Duration, nb *neighbour, o *origin, repair bool) 
 		o.fdValid, o.fdSeqno, o.fdMetric = true, s, m
 	}
 	h := uint16(min(o.rtHops, 0xffff))
-	if o.advertised && (o.advSeqno != s || o.advMetric != m || o.advHops != h) {
+	held := false
+	switch {
+	case !o.advertised:
+	case o.advSeqno == s && o.advMetric == m && o.advHops == h:
+		e.untold(o, nb) // nb gets what the others hold
+	case o.advMetric == m && o.advHops == h && e.holdSeqno(t, o, nb, s):
+		// A newer seqno alone: nb gets it, the others keep the route
+		// they hold (seqhold.go).
+		held = true
+	default:
 		// What every neighbour holds from us moves (advertisedTo):
 		// queue it for all, if this is not already that.
 		e.triggerAll(o, false)
+		e.moved(o)
 	}
 	o.advertised = true
 	o.setTold(nb, true)
-	o.advSeqno, o.advMetric, o.advHops = s, m, h
+	if !held {
+		o.advSeqno, o.advMetric, o.advHops = s, m, h
+	}
 	e.attest(nb, o)
 	e.putUpdate(e.nameOf(o), s, m, h)
 }

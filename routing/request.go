@@ -43,6 +43,7 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	if target == nil || target == nb {
 		return
 	}
+	e.noteAsker(o, nb) // the answer goes to nb at once
 	x := e.ext(o)
 	if x.fwdValid && !seqnoLess(x.fwdSeqno, en.seqno) && t < x.fwdUntil {
 		return // already forwarded recently
@@ -175,8 +176,16 @@ func (e *Engine) retryRequest(t time.Duration, o *origin) {
 		x = e.xOf(o) // reselect may have moved it
 	}
 	nbs := e.betterUnfeasible(o)
-	if len(nbs) == 0 || (o.rtReachable && o.selSeq && !seqnoLess(o.rtSeqno, x.reqSeqno)) {
+	if len(nbs) == 0 {
 		x.reqActive = false
+		return
+	}
+	if o.rtReachable && o.selSeq && !seqnoLess(o.rtSeqno, x.reqSeqno) {
+		// Answered through the route selected, while routes that would
+		// be better stay unfeasible: their neighbours did not get the
+		// answer (a new seqno alone goes only to the neighbours that
+		// asked for it, seqhold.go). Ask them again, past what we hold.
+		e.sendRequest(t, o, o.fdSeqno+1, nbs)
 		return
 	}
 	e.sendRequest(t, o, x.reqSeqno, nbs)

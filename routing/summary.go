@@ -56,12 +56,20 @@ func routeHash(h uint64, seqno uint16, metric Metric, hops uint16) uint64 {
 
 // advertisedTo reports the finite route we currently advertise to nb for
 // o, if any: the route last sent (advert), which every neighbour
-// was told or has queued. It differs from the selected route only by a
-// newer seqno, which is not sent by itself (apply), or by a metric change
-// below the hysteresis, which refreshDiffs queues before each summary.
+// was told or has queued, or the newer seqno nb alone was sent
+// (seqhold.go). It differs from the selected route only by a newer seqno,
+// which is not sent by itself (apply), or by a metric change below the
+// hysteresis, which refreshDiffs queues before each summary.
 func (e *Engine) advertisedTo(o *origin, nb *neighbour) (seqno uint16, metric Metric, hops uint16, ok bool) {
 	if e.cfg.Leaf || e.nameOf(o) == nb.name || !o.rtReachable || !o.selSeq || o.isSel(nb) || !o.advertised {
 		return 0, 0, 0, false
+	}
+	if o.hasExt {
+		if x := e.xOf(o); len(x.holds) > 0 {
+			if h := x.holdOf(nb); h != nil && h.told {
+				return h.seqno, o.advMetric, o.advHops, true // a newer seqno held from the others
+			}
+		}
 	}
 	return o.advSeqno, o.advMetric, o.advHops, true
 }

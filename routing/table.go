@@ -339,6 +339,17 @@ type originExt struct {
 	reqActive  bool
 	fwdValid   bool
 	watched    bool // in Engine.watch
+
+	// The neighbours that asked for a newer seqno through us or hold a
+	// newer one from us than the others (seqhold.go), at most one entry
+	// per neighbour; when a new seqno alone last went to every neighbour
+	// (allValid, allAt); and whether the next route sent differing from
+	// the advertised one by its seqno alone goes to every neighbour
+	// (promote: apply sent it to all).
+	holds    []seqHold
+	allAt    time.Duration
+	allValid bool
+	promote  bool
 }
 
 // hashOf returns nameHash of o's name.
@@ -708,16 +719,21 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 	o.setSelected(nr)
 	x := e.xOf(o)
 	// Retractions go out at once; they drive failover. So does a new
-	// seqno that answers a request we forwarded (RFC 8966 §3.8.1.2); any
-	// other change of seqno alone is not sent (see advertisedTo): nobody
-	// needs it, and sending it would flood every bump to every node.
+	// seqno that answers a request we forwarded (RFC 8966 §3.8.1.2), but
+	// only to the neighbours that asked, and to every neighbour at most
+	// once per origin per answerAllGap (seqhold.go); any other change of
+	// seqno alone is not sent (see advertisedTo): nobody needs it, and
+	// sending it would flood every bump to every node.
 	answers := nr.reachable && o.selSeq && x != nil && x.fwdValid && !seqnoLess(nr.seqno, x.fwdSeqno)
 	if answers {
 		x.fwdValid = false
 	}
 	urgent := !nr.reachable && old.reachable || answers
 	o.seqKnown = o.seqKnown || o.selSeq
-	trigger := urgent
+	trigger := !nr.reachable && old.reachable
+	if !nr.reachable {
+		e.dropHolds(o) // nothing held is sent any more
+	}
 	switch {
 	case old.reachable != nr.reachable:
 		trigger = true
@@ -739,8 +755,21 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 	case absDiff(old.metric, nr.metric) > e.cfg.Hysteresis, old.hops != nr.hops:
 		trigger = true
 	}
-	if trigger && o.advertisable() {
+	switch {
+	case trigger && o.advertisable():
+		if nr.reachable && o.advertised && nr.seqno != o.advSeqno && nr.metric == o.advMetric && uint16(min(nr.hops, 0xffff)) == o.advHops {
+			// Sent to all for another reason than its seqno (a next
+			// hop changed) while what the others hold differs by the
+			// seqno alone: the new seqno goes to every neighbour with
+			// it (holdSeqno).
+			e.ext(o).promote = true
+		}
 		e.triggerAll(o, urgent)
+		if answers {
+			e.answered(x)
+		}
+	case answers && o.advertisable():
+		e.answer(t, o, x)
 	}
 	if nr.reachable && o.selSeq && x != nil && x.reqActive && !seqnoLess(nr.seqno, x.reqSeqno) {
 		x.reqActive = false
