@@ -180,13 +180,31 @@ func (e *Engine) retryRequest(t time.Duration, o *origin) {
 		x.reqActive = false
 		return
 	}
-	if o.rtReachable && o.selSeq && !seqnoLess(o.rtSeqno, x.reqSeqno) {
+	if o.rtReachable && o.selSeq && !seqnoLess(o.rtSeqno, x.reqSeqno) && !e.olderThan(o, x.reqSeqno) {
 		// Answered through the route selected, while routes that would
-		// be better stay unfeasible: their neighbours did not get the
-		// answer (a new seqno alone goes only to the neighbours that
-		// asked for it, seqhold.go). Ask them again, past what we hold.
+		// be better stay unfeasible at the seqno asked for: ask past
+		// what we hold.
 		e.sendRequest(t, o, o.fdSeqno+1, nbs)
 		return
 	}
+	// Unanswered, or answered through the route selected only while
+	// routes that would be better stay older: their neighbours did not
+	// get the answer (a new seqno alone goes only to the neighbours that
+	// asked for it, seqhold.go), and any node on their way that holds it
+	// answers.
 	e.sendRequest(t, o, x.reqSeqno, nbs)
+}
+
+// olderThan reports whether one of the unfeasible routes of o that would
+// be better than the one selected (betterUnfeasible) carries a seqno older
+// than seqno.
+func (e *Engine) olderThan(o *origin, seqno uint16) bool {
+	rs := e.routes(o)
+	for i := range rs {
+		r := &rs[i]
+		if m := e.total(r); m < e.cfg.Infinity && !e.usableFinite(o, r) && (!o.rtReachable || m < o.rtMetric) && seqnoLess(r.seqno, seqno) {
+			return true
+		}
+	}
+	return false
 }
