@@ -167,6 +167,11 @@ type hooks struct {
 	// of the node's table of resumable circuits (a destination that lies
 	// in its resumed frame).
 	resume func(p circuit.Path, o *circuit.Open)
+	// exactResumeTable sizes the table of resumable circuits to what the
+	// limits admit without the floor of circuit.MaxResumablePerSource and
+	// circuit.MaxResumable, so that a test with lowered limits fills it
+	// with a few circuits.
+	exactResumeTable bool
 }
 
 // Limits bounds the node's resources. Beyond a limit a circuit is refused
