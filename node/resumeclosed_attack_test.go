@@ -49,21 +49,27 @@ func (w *withholdEnd) Reset(code uint64) { w.end(); w.Stream.Reset(code) }
 // acknowledgement of its end, nor their end, and keeps each closed
 // circuit (its tail unacknowledged) until ResumeTimeout. Then x resets
 // every circuit it carries, so that d's closed circuits wait for a
-// resume, and m1 and m2 open circuits again. The attack was feared to
-// fill d's table of resumable circuits (sized exactly to d's limits
-// here), a closed circuit having released its place under the limits:
-// h's circuit would then be accepted but not resumable. It is not so: a
-// closed circuit keeps its place while its path is open (each attacker
-// gets d's MaxCircuitsPerSource of them, the rest are refused as
-// overloaded), and once its path failed it counts as waiting for a
-// resume (MaxParkedPerSource, MaxParked), so d's table never holds more
-// than its limits admit, and h's circuit, reset by r, resumes.
+// resume, and m1 and m2 open circuits again. Then h opens two circuits to
+// d through r, which r resets.
+//
+// The attack was feared to fill d's table of resumable circuits (sized
+// exactly to d's limits here), a closed circuit having released its
+// place under the limits. It does not: a closed circuit keeps its place
+// while its path is open (each attacker gets d's MaxCircuitsPerSource of
+// them, the rest are refused as overloaded), and once its path failed it
+// counts as waiting for a resume, so d's table never holds more than its
+// limits admit. But the closed circuits waiting for a resume took the
+// places under MaxParked that h's circuits needed: before, the source
+// holding the most waiting circuits lost its oldest, which was h once
+// both its circuits waited, and one of h's resumes was refused. Now a
+// circuit d's application closed goes first.
 func TestAttackWithheldAcksFillResumeTable(t *testing.T) {
 	const (
-		perSource = 4 // d's MaxCircuitsPerSource
-		parked    = 2 // d's MaxParkedPerSource and MaxParked: a source's share of d's table is 6
-		total     = 9 // d's MaxCircuits: d's table holds 11, fewer than the attackers' two shares
-		churn     = 3 * (perSource + parked)
+		perSource = 4  // d's MaxCircuitsPerSource
+		parked    = 2  // d's MaxParkedPerSource: a source's share of d's table is 6
+		total     = 10 // d's MaxCircuits, MaxParked 3: d's table holds 13
+
+		churn = 3 * (perSource + parked)
 	)
 	c := newCluster(t, true)
 	relayed := make(chan *withholdEnd, 4*churn)
@@ -80,7 +86,7 @@ func TestAttackWithheldAcksFillResumeTable(t *testing.T) {
 			cfg.Limits.MaxCircuitsPerSource = perSource
 			cfg.Limits.MaxParkedPerSource = parked
 			cfg.Limits.MaxCircuits = total
-			cfg.Limits.MaxParked = parked
+			cfg.Limits.MaxParked = parked + 1
 			cfg.hooks = &hooks{exactResumeTable: true}
 		}
 	}
@@ -96,11 +102,20 @@ func TestAttackWithheldAcksFillResumeTable(t *testing.T) {
 		if _, err := io.ReadFull(conn, b[:]); err != nil {
 			return
 		}
-		select {
-		case w := <-relayed:
-			w.cut.Store(true)
-		default:
-			t.Errorf("a circuit to bye that x did not relay")
+		// x relayed this circuit, and those d refused before it (one at
+		// a time): cut them all.
+		for cut := false; ; {
+			select {
+			case w := <-relayed:
+				w.cut.Store(true)
+				cut = true
+				continue
+			default:
+			}
+			if !cut {
+				t.Errorf("a circuit to bye that x did not relay")
+			}
+			break
 		}
 		conn.Write([]byte("bye"))
 		conn.Close()
@@ -156,30 +171,42 @@ func TestAttackWithheldAcksFillResumeTable(t *testing.T) {
 	opened, refusal = attack()
 	t.Logf("after x reset them: d accepted %v more (first refusal: %v); d's table holds %d", opened, refusal, d.resumeTable.Len())
 
-	conn, err := c.nodes["h"].Dial(ctxT(t, patience), "d", EchoService)
-	if err != nil {
-		t.Fatalf("h's circuit to d after the attack: %v", err)
+	// h opens two circuits to d through r, and r resets them: both wait
+	// for their resume at d, beside the attackers' closed ones.
+	var conns [2]net.Conn
+	for i := range conns {
+		conn, err := c.nodes["h"].Dial(ctxT(t, patience), "d", EchoService)
+		if err != nil {
+			t.Fatalf("h's circuit %d to d after the attack: %v", i, err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(patience))
+		conns[i] = conn
 	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(patience))
-	echo := func() error {
+	echo := func(conn net.Conn) error {
 		if _, err := conn.Write([]byte("x")); err != nil {
 			return err
 		}
 		_, err := io.ReadFull(conn, make([]byte, 1))
 		return err
 	}
-	if err := echo(); err != nil {
-		t.Fatalf("h's first echo: %v", err)
+	for i, conn := range conns {
+		if err := echo(conn); err != nil {
+			t.Fatalf("h's circuit %d, first echo: %v", i, err)
+		}
 	}
 	withH := d.resumeTable.Len()
 	c.nodes["r"].circuits.resetAll()
-	err = echo()
-	t.Logf("d's table holds %d with h's circuit; h's echo after r reset its circuit: %v", withH, err)
-	if err != nil {
-		t.Fatalf("h's circuit, reset by r after the attack: %v, want it resumed", err)
+	var errs [2]error
+	for i, conn := range conns {
+		errs[i] = echo(conn)
 	}
-	if conn.(*resumableConn).Resumes() == 0 {
-		t.Fatalf("h's circuit carried its echo after r reset it without resuming")
+	t.Logf("d's table holds %d with h's circuits; h's echoes after r reset its circuits: %v", withH, errs)
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("h's circuit %d, reset by r after the attack: %v, want it resumed", i, err)
+		} else if conns[i].(*resumableConn).Resumes() == 0 {
+			t.Errorf("h's circuit %d carried its echo after r reset it without resuming", i)
+		}
 	}
 }
