@@ -187,8 +187,10 @@ func (a *budgetAccount) Shrink(n int) {
 }
 
 // park: the circuit lost its path and waits for a resume. Beyond the
-// bounds the oldest waiting circuit of its source (or, node-wide, of the
-// source with the most waiting) is ended.
+// bounds the oldest waiting circuit of its source that the node's
+// application closed, else its oldest waiting circuit, is ended;
+// node-wide, the oldest closed one of the source with the most such,
+// else the oldest of the source with the most waiting.
 func (a *budgetAccount) park() {
 	b := a.b
 	b.mu.Lock()
