@@ -216,6 +216,7 @@ type Resumable struct {
 	cleanClose  bool  // ended after both directions finished: close the path gracefully
 	err         error // why the circuit ended, when it failed
 	appClosed   bool
+	closedByApp atomic.Bool // appClosed, read without mu (AppClosed)
 	registered  bool
 	pending     bool   // destination: counted in its table as awaiting its hello
 	helloDue    bool   // source: the hello is still to be sent
@@ -2019,6 +2020,7 @@ func (r *Resumable) Close() error {
 		return r.opError("close", net.ErrClosed)
 	}
 	r.appClosed = true
+	r.closedByApp.Store(true)
 	r.finQueued = true
 	r.rq.pop(r.rq.len())
 	r.dropHeldLocked()
@@ -2038,12 +2040,20 @@ func (r *Resumable) Close() error {
 	return nil
 }
 
+// AppClosed reports whether the application closed this end (Close or
+// Reset). An end closed but not ended only waits to deliver what it
+// wrote and its end (across resumes, for at most the resume timeout):
+// ending it costs the other end that tail, and no one else anything. It
+// takes no lock.
+func (r *Resumable) AppClosed() bool { return r.closedByApp.Load() }
+
 // Reset aborts the circuit in both directions with code; it is never
 // resumed.
 func (r *Resumable) Reset(code uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.appClosed = true
+	r.closedByApp.Store(true)
 	r.startLocked()
 	if r.ended {
 		return

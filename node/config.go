@@ -167,6 +167,11 @@ type hooks struct {
 	// of the node's table of resumable circuits (a destination that lies
 	// in its resumed frame).
 	resume func(p circuit.Path, o *circuit.Open)
+	// exactResumeTable sizes the table of resumable circuits to what the
+	// limits admit without the floor of circuit.MaxResumablePerSource and
+	// circuit.MaxResumable, so that a test with lowered limits fills it
+	// with a few circuits.
+	exactResumeTable bool
 }
 
 // Limits bounds the node's resources. Beyond a limit a circuit is refused
@@ -277,11 +282,14 @@ type Limits struct {
 	// MinResumeBuffer) fails New with ErrInvalidConfig.
 	ResumeBufferPerSource int
 	// MaxParked bounds the resumable circuits ending here that wait for a
-	// new path; beyond it the oldest waiting circuit of the source with
-	// the most waiting is reset. Default 1024.
+	// new path; beyond it the oldest waiting circuit that this node's
+	// application closed, of the source with the most such, is reset (it
+	// waits only to send its tail to that source), else the oldest
+	// waiting circuit of the source with the most waiting. Default 1024.
 	MaxParked int
 	// MaxParkedPerSource bounds those of one source; beyond it the
-	// source's oldest waiting circuit is reset. Default 64.
+	// source's oldest waiting circuit that this node's application
+	// closed is reset, else its oldest waiting circuit. Default 64.
 	MaxParkedPerSource int
 }
 

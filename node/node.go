@@ -165,14 +165,18 @@ func New(cfg Config) (*Node, error) {
 	n.resumables = newCircuitSet()
 	// The table holds every resumable circuit the limits admit: a
 	// source's circuits and those waiting for a resume, which hold no
-	// circuit place. (A circuit closed here stays in it, its place
-	// released, until its end is acknowledged or ResumeTimeout passes:
-	// those are not counted, docs/SECURITY.md.) Bounded by the package's constants alone, it
+	// circuit place. A circuit closed here stays in it until its end is
+	// acknowledged or ResumeTimeout passes, but keeps its place while its
+	// path is open and counts as waiting for a resume once that failed,
+	// so it is counted (TestAttackWithheldAcksFillResumeTable). Bounded by the package's constants alone, it
 	// registered only the first 1,024 circuits of a source a raised
 	// MaxCircuitsPerSource admitted, and the rest were not resumable.
 	l := cfg.Limits
-	n.resumeTable = circuit.NewResumeTableSized(max(circuit.MaxResumablePerSource, addSat(l.MaxCircuitsPerSource, l.MaxParkedPerSource)),
-		max(circuit.MaxResumable, addSat(l.MaxCircuits, l.MaxParked)))
+	perSource, total := addSat(l.MaxCircuitsPerSource, l.MaxParkedPerSource), addSat(l.MaxCircuits, l.MaxParked)
+	if cfg.hooks == nil || !cfg.hooks.exactResumeTable {
+		perSource, total = max(circuit.MaxResumablePerSource, perSource), max(circuit.MaxResumable, total)
+	}
+	n.resumeTable = circuit.NewResumeTableSized(perSource, total)
 	n.rbudget = newResumeBudget(cfg.Limits, n.metrics.reg)
 	n.events = newEventHub(n.metrics)
 	n.router, err = newRouter(n)

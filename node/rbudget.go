@@ -68,7 +68,8 @@ type budgetAccount struct {
 	parkedAt time.Time // zero unless waiting for a resume
 	dead     bool      // ended (or being ended) by the budget, or gone
 	conn     *circuit.Resumable
-	why      error // why the budget ends it
+	closed   func() bool // whether conn's application closed it (conn.AppClosed); nil before bind
+	why      error       // why the budget ends it
 }
 
 func newResumeBudget(l Limits, reg *prometheus.Registry) *resumeBudget {
@@ -135,7 +136,7 @@ func (b *resumeBudget) open(source string) *budgetAccount {
 // aborted at once.
 func (a *budgetAccount) bind(r *circuit.Resumable) {
 	a.b.mu.Lock()
-	a.conn = r
+	a.conn, a.closed = r, r.AppClosed
 	dead := a.dead && a.why != nil
 	a.b.mu.Unlock()
 	if dead {
@@ -186,8 +187,10 @@ func (a *budgetAccount) Shrink(n int) {
 }
 
 // park: the circuit lost its path and waits for a resume. Beyond the
-// bounds the oldest waiting circuit of its source (or, node-wide, of the
-// source with the most waiting) is ended.
+// bounds the oldest waiting circuit of its source that the node's
+// application closed, else its oldest waiting circuit, is ended;
+// node-wide, the oldest closed one of the source with the most such,
+// else the oldest of the source with the most waiting.
 func (a *budgetAccount) park() {
 	b := a.b
 	b.mu.Lock()
@@ -198,15 +201,61 @@ func (a *budgetAccount) park() {
 	a.parkedAt = time.Now()
 	a.src.parked++
 	b.parked++
+	// A circuit this node's application closed waits only to send its
+	// tail to a source that has not acknowledged it: ending it costs that
+	// source alone, so it goes before any circuit still in use. Else a
+	// member that withholds those acknowledgements holds places that an
+	// honest source's circuits, their path lost, need to wait for their
+	// resume.
 	if a.src.parked > b.maxParkedPerSource {
-		b.endLocked(a.src.oldestParkedLocked(), dropParkedSource, fmt.Errorf("%w: source %s has more than %d circuits waiting for a resume",
+		v := a.src.oldestParkedLocked(true)
+		if v == nil {
+			v = a.src.oldestParkedLocked(false)
+		}
+		b.endLocked(v, dropParkedSource, fmt.Errorf("%w: source %s has more than %d circuits waiting for a resume",
 			circuit.ErrBufferBudget, a.src.name, b.maxParkedPerSource))
 	}
 	if b.parked > b.maxParked {
+		if s, v := b.closedParkedLocked(); v != nil {
+			b.endLocked(v, dropParkedNode, fmt.Errorf("%w: more than %d circuits wait for a resume and source %s has the most closed here",
+				circuit.ErrBufferBudget, b.maxParked, s.name))
+			return
+		}
 		g := b.greediestLocked(func(s *budgetSource) int { return s.parked }, nil)
-		b.endLocked(g.oldestParkedLocked(), dropParkedNode, fmt.Errorf("%w: more than %d circuits wait for a resume and source %s has the most",
+		b.endLocked(g.oldestParkedLocked(false), dropParkedNode, fmt.Errorf("%w: more than %d circuits wait for a resume and source %s has the most",
 			circuit.ErrBufferBudget, b.maxParked, g.name))
 	}
+}
+
+// closedParkedLocked is the source with the most circuits waiting for a
+// resume that this node's application closed, and its oldest of them;
+// nil if none waits. It looks at every circuit ending here: it runs only
+// when more than MaxParked wait.
+func (b *resumeBudget) closedParkedLocked() (*budgetSource, *budgetAccount) {
+	var gs *budgetSource
+	var gv *budgetAccount
+	most := 0
+	for _, s := range b.sources {
+		n, v := 0, (*budgetAccount)(nil)
+		for a := range s.accounts {
+			if a.closedParked() {
+				n++
+				if v == nil || a.parkedAt.Before(v.parkedAt) {
+					v = a
+				}
+			}
+		}
+		if n > most || n == most && n > 0 && v.parkedAt.Before(gv.parkedAt) {
+			gs, gv, most = s, v, n
+		}
+	}
+	return gs, gv
+}
+
+// closedParked reports whether a's circuit waits for a resume and this
+// node's application closed it (b.mu held).
+func (a *budgetAccount) closedParked() bool {
+	return !a.parkedAt.IsZero() && a.closed != nil && a.closed()
 }
 
 // unpark: a new path took the circuit over, or it gave up.
@@ -279,7 +328,7 @@ func (b *resumeBudget) greediestLocked(measure func(*budgetSource) int, except *
 // victimLocked is the circuit of s to end first for memory: the oldest
 // waiting for a resume, else the one holding the most.
 func (s *budgetSource) victimLocked() *budgetAccount {
-	if v := s.oldestParkedLocked(); v != nil && v.bytes > 0 {
+	if v := s.oldestParkedLocked(false); v != nil && v.bytes > 0 {
 		return v
 	}
 	var v *budgetAccount
@@ -291,10 +340,10 @@ func (s *budgetSource) victimLocked() *budgetAccount {
 	return v
 }
 
-func (s *budgetSource) oldestParkedLocked() *budgetAccount {
+func (s *budgetSource) oldestParkedLocked(closed bool) *budgetAccount {
 	var v *budgetAccount
 	for a := range s.accounts {
-		if !a.parkedAt.IsZero() && (v == nil || a.parkedAt.Before(v.parkedAt)) {
+		if !a.parkedAt.IsZero() && (!closed || a.closedParked()) && (v == nil || a.parkedAt.Before(v.parkedAt)) {
 			v = a
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -444,5 +445,74 @@ func TestResumeBudgetMinimumShare(t *testing.T) {
 				t.Errorf("ResumeBufferPerSource defaulted to %d, want at least %d", got, tc.wantShare)
 			}
 		})
+	}
+}
+
+// Among the circuits waiting for a resume, those the node's application
+// closed (waiting only to send their tail to a source that withholds its
+// acknowledgement) go first: beyond MaxParked, the oldest of the source
+// holding the most of them, before any circuit still in use; beyond
+// MaxParkedPerSource, the source's oldest of them, before its older
+// circuits in use.
+func TestResumeBudgetParkedClosedFirst(t *testing.T) {
+	open := func(b *resumeBudget, src string, closed bool) *budgetAccount {
+		a := b.open(src)
+		a.closed = func() bool { return closed }
+		return a
+	}
+	park := func(as ...*budgetAccount) {
+		for _, a := range as {
+			a.park()
+			time.Sleep(time.Millisecond) // distinct wait times, in this order
+		}
+	}
+	dead := func(as ...*budgetAccount) []bool {
+		var d []bool
+		for _, a := range as {
+			d = append(d, a.dead)
+		}
+		return d
+	}
+
+	// The node's bound: x's closed circuit waits longest, but y holds
+	// more closed ones: y's oldest goes, then x's, and never h's.
+	b := testBudget(t, Limits{MaxParked: 4, MaxParkedPerSource: 8})
+	h0, x0, y0, y1, h1 := open(b, "h", false), open(b, "x", true), open(b, "y", true), open(b, "y", true), open(b, "h", false)
+	park(h0, x0, y0, y1, h1)
+	if got, want := dead(h0, x0, y0, y1, h1), []bool{false, false, true, false, false}; !slices.Equal(got, want) {
+		t.Errorf("beyond MaxParked, ended (h0 x0 y0 y1 h1) %v, want %v: the oldest closed circuit of y, which holds the most", got, want)
+	}
+	h2 := open(b, "h", false)
+	park(h2)
+	if got, want := dead(h0, x0, y1, h1, h2), []bool{false, true, false, false, false}; !slices.Equal(got, want) {
+		t.Errorf("beyond MaxParked again, ended (h0 x0 y1 h1 h2) %v, want %v: x's closed circuit (x and y hold one each, x's waited longer)", got, want)
+	}
+	h3 := open(b, "h", false)
+	park(h3)
+	if got, want := dead(h0, y1, h1, h2, h3), []bool{false, true, false, false, false}; !slices.Equal(got, want) {
+		t.Errorf("ended (h0 y1 h1 h2 h3) %v, want %v: the last closed circuit before any of h's", got, want)
+	}
+	h4 := open(b, "h", false)
+	park(h4)
+	if got, want := dead(h0, h1, h2, h3, h4), []bool{true, false, false, false, false}; !slices.Equal(got, want) {
+		t.Errorf("with no closed circuit left, ended (h0..h4) %v, want %v: the oldest of the source holding the most", got, want)
+	}
+	check := int(counterValue(b.drops.WithLabelValues(dropParkedNode)))
+	if check != 4 {
+		t.Errorf("parked_node drops: %d, want 4", check)
+	}
+
+	// A source's bound: its closed circuit goes before its older ones in
+	// use.
+	b = testBudget(t, Limits{MaxParked: 10, MaxParkedPerSource: 2})
+	s0, s1, s2 := open(b, "s", false), open(b, "s", true), open(b, "s", false)
+	park(s0, s1, s2)
+	if got, want := dead(s0, s1, s2), []bool{false, true, false}; !slices.Equal(got, want) {
+		t.Errorf("beyond MaxParkedPerSource, ended (s0 s1 s2) %v, want %v: s's closed circuit, not its oldest", got, want)
+	}
+	s3 := open(b, "s", false)
+	park(s3)
+	if got, want := dead(s0, s2, s3), []bool{true, false, false}; !slices.Equal(got, want) {
+		t.Errorf("with no closed circuit left, ended (s0 s2 s3) %v, want %v: s's oldest", got, want)
 	}
 }
