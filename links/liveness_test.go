@@ -30,7 +30,7 @@ func faultyPair(t *testing.T, modA func(*QUICConfig)) (a, b *node, fc *faultConn
 	a = newNode(t, issue(t, ca, "a"), modA)
 	b = newNode(t, issue(t, ca, "b"), func(c *QUICConfig) { c.PacketConn = fc })
 	la = dial(t, a, b)
-	b.rec.waitEvent(t, "up", 5*time.Second)
+	b.rec.waitEvent(t, "up", patience)
 	return a, b, fc, la
 }
 
@@ -211,7 +211,7 @@ func TestSimultaneousDial(t *testing.T) {
 			return len(a.Links()) == 1 && len(b.Links()) == 1 &&
 				a.Links()[0].Outbound() && !b.Links()[0].Outbound()
 		}
-		waitFor(t, "one link dialled by a", 5*time.Second, settled)
+		waitFor(t, "one link dialled by a", patience, settled)
 		time.Sleep(200 * time.Millisecond)
 		if !settled() {
 			t.Fatal("links changed after settling")
@@ -260,7 +260,7 @@ func TestConcurrentDialsFromOneSideMakeOneLink(t *testing.T) {
 		if l1, l2 := <-ls, <-ls; l1 != l2 {
 			t.Fatalf("round %d: the two dials returned different links", round)
 		}
-		b.rec.waitEvent(t, "up", 5*time.Second)
+		b.rec.waitEvent(t, "up", patience)
 		for _, n := range []*node{a, b} {
 			if ups, downs := n.rec.counts(); ups != 1 || downs != 0 {
 				t.Fatalf("round %d: %s saw %d LinkUp and %d LinkDown, want 1 and 0", round, n.name(), ups, downs)
