@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 )
 
 // rawControl writes bytes on a link's control stream as a peer would.
@@ -24,7 +23,7 @@ func TestUnknownFrameSkipped(t *testing.T) {
 	unknown, _ := appendFrame(nil, 0x7e, []byte("a frame type from the future"))
 	routing, _ := appendFrame(nil, frameRouting, []byte("after"))
 	rawControl(t, la, append(unknown, routing...))
-	b.rec.waitEvent(t, "routing", 5*time.Second)
+	b.rec.waitEvent(t, "routing", patience)
 	b.rec.mu.Lock()
 	got := string(b.rec.routed[0])
 	b.rec.mu.Unlock()
@@ -39,8 +38,8 @@ func TestOversizedFrameClosesLink(t *testing.T) {
 	hdr[0] = frameRouting
 	binary.BigEndian.PutUint32(hdr[1:], MaxFrameSize+1)
 	rawControl(t, la, hdr[:])
-	b.rec.waitEvent(t, "down", 5*time.Second)
-	a.rec.waitEvent(t, "down", 5*time.Second)
+	b.rec.waitEvent(t, "down", patience)
+	a.rec.waitEvent(t, "down", patience)
 	b.rec.mu.Lock()
 	berr := b.rec.errs[0]
 	b.rec.mu.Unlock()

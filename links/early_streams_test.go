@@ -67,7 +67,7 @@ func fillStreams(ctx context.Context, conn *quic.Conn, window uint64) (written u
 	select {
 	case <-conn.Context().Done():
 		end = context.Cause(conn.Context())
-	case <-time.After(5 * time.Second):
+	case <-time.After(patience):
 		end = errors.New("the connection is still up")
 	}
 	return written, end

@@ -12,7 +12,7 @@ func TestLinkUp(t *testing.T) {
 	a := newNode(t, issue(t, ca, "a"), func(c *QUICConfig) { c.Features = 0x5 })
 	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) { c.Role = RoleLeaf })
 	la := dial(t, a, b)
-	b.rec.waitEvent(t, "up", 5*time.Second)
+	b.rec.waitEvent(t, "up", patience)
 	if la.Peer() != "b" || la.PeerRole() != RoleLeaf || !la.Outbound() {
 		t.Fatalf("dialler sees peer %q role %v outbound %v", la.Peer(), la.PeerRole(), la.Outbound())
 	}
@@ -33,7 +33,7 @@ func TestLinkUp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "routing payloads", 5*time.Second, func() bool {
+	waitFor(t, "routing payloads", patience, func() bool {
 		b.rec.mu.Lock()
 		defer b.rec.mu.Unlock()
 		return len(b.rec.routed) == 2
@@ -48,8 +48,8 @@ func TestLinkUp(t *testing.T) {
 	if err := la.Close("maintenance"); err != nil {
 		t.Fatal(err)
 	}
-	b.rec.waitEvent(t, "down", 5*time.Second)
-	a.rec.waitEvent(t, "down", 5*time.Second)
+	b.rec.waitEvent(t, "down", patience)
+	a.rec.waitEvent(t, "down", patience)
 	if err := lb.Err(); !errors.Is(err, ErrLinkLost) || !contains(err, "maintenance") {
 		t.Fatalf("peer's link error: %v", err)
 	}

@@ -40,7 +40,7 @@ func TestPeerHelloNameHasNoControls(t *testing.T) {
 
 	a := newNode(t, issue(t, ca, "a"), nil)
 	s := newNode(t, stranger, claim)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	_, err = a.Dial(ctx, s.LocalAddr().String())
 	check("the dialler", err)
@@ -49,7 +49,7 @@ func TestPeerHelloNameHasNoControls(t *testing.T) {
 	select {
 	case err := <-a.refused:
 		check("the acceptor", err)
-	case <-time.After(5 * time.Second):
+	case <-time.After(patience):
 		t.Fatal("the acceptor reported no refusal")
 	}
 }

@@ -43,12 +43,12 @@ func TestKeepRedials(t *testing.T) {
 	for i := range 2 {
 		time.Sleep(300 * time.Millisecond) // b dials into nothing meanwhile
 		a = newNode(t, ida, func(c *QUICConfig) { c.ListenAddr = addr })
-		b.rec.waitEvent(t, "up", 5*time.Second)
+		b.rec.waitEvent(t, "up", patience)
 		if l := b.Link("a"); l == nil || !l.Outbound() {
 			t.Fatalf("round %d: no outbound link to a", i)
 		}
 		_ = a.Close()
-		b.rec.waitEvent(t, "down", 5*time.Second)
+		b.rec.waitEvent(t, "down", patience)
 	}
 	stop()
 	if ups, _ := b.rec.counts(); ups != 2 {

@@ -88,7 +88,7 @@ func TestDuplicateNameRefusedWithoutFlapping(t *testing.T) {
 	b1 := newNode(t, issue(t, ca, "b"), nil)
 	b2 := newNode(t, issue(t, ca, "b"), logTo(&blog))
 	l := dial(t, b1, a)
-	a.rec.waitEvent(t, "up", 5*time.Second)
+	a.rec.waitEvent(t, "up", patience)
 	est := a.Link("b").Established()
 
 	_, err := b2.Dial(context.Background(), a.LocalAddr().String())
@@ -125,7 +125,7 @@ func TestPeerCertificateExpiryClosesLink(t *testing.T) {
 	a := newNode(t, ida, nil)
 	b := newNode(t, short, nil)
 	l := dial(t, b, a)
-	a.rec.waitEvent(t, "up", 5*time.Second)
+	a.rec.waitEvent(t, "up", patience)
 	if got := l.(*quicLink).PeerNotAfter(); !got.Equal(ida.Cert.NotAfter) {
 		t.Fatalf("b's view of a's expiry %v, want %v", got, ida.Cert.NotAfter)
 	}

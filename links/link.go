@@ -187,7 +187,10 @@ var ErrQueueFull = errors.New("control queue full")
 
 // Handler receives a transport's link events. Calls for one link are
 // serialised and ordered: LinkUp, then any number of Routing and
-// CostChanged, then exactly one LinkDown. Calls may come from any goroutine
+// CostChanged, then exactly one LinkDown. Of two links to one peer, the
+// one adopted first has its LinkUp first: a link that replaces another
+// never has its LinkUp before the replaced link's (QUICTransport, whose
+// replacement waits for that LinkUp). Calls may come from any goroutine
 // and must not block for long (hand off to a queue). Routing's payload
 // may be the sender's own slice (the in-memory links pass it on): a
 // handler may keep it but must not modify it.

@@ -69,8 +69,9 @@ type quicLink struct {
 	// the link is down).
 	deadAllow, deadLate time.Duration
 
-	evMu     sync.Mutex // serialises Handler calls for this link
-	up       bool       // LinkUp was delivered
+	evMu     sync.Mutex    // serialises Handler calls for this link
+	up       bool          // LinkUp was delivered
+	started  chan struct{} // closed once start delivered LinkUp
 	done     chan struct{}
 	downOnce sync.Once
 	err      error // set before done is closed
@@ -82,6 +83,7 @@ func newQUICLink(t *QUICTransport, conn *quic.Conn, ctrl *quic.Stream, peer hell
 		est:      time.Now(),
 		routingQ: make(chan ctrlFrame, t.cfg.ControlQueue),
 		prioQ:    make(chan ctrlFrame, 16),
+		started:  make(chan struct{}),
 		done:     make(chan struct{}),
 	}
 	l.lastHeard.Store(l.est.UnixNano())
@@ -271,6 +273,7 @@ func (l *quicLink) start() {
 	l.up = true
 	l.t.cfg.Handler.LinkUp(l)
 	l.evMu.Unlock()
+	close(l.started)
 	if l.t.draining.Load() {
 		l.sendDraining()
 	}

@@ -151,7 +151,8 @@ func (t *QUICTransport) adopt(l *quicLink) (*quicLink, error) {
 		_ = l.conn.CloseWithError(codeGoodbye, "transport closing")
 		return nil, fmt.Errorf("transport: %w", ErrClosed)
 	}
-	old := t.links[peer]
+	prev := t.links[peer]
+	old := prev
 	if old != nil && !old.alive() {
 		old = nil // going down; its watcher reports it
 	}
@@ -170,6 +171,14 @@ func (t *QUICTransport) adopt(l *quicLink) (*quicLink, error) {
 	}
 	t.links[peer] = l
 	t.mu.Unlock()
+	if prev != nil {
+		// The link l replaces may have been registered by an adoption
+		// that has not delivered its LinkUp yet: wait for it (it follows
+		// registration without blocking), so that the handler hears the
+		// peer's links come up in the order they were registered and
+		// never a LinkUp of a link after that of its replacement.
+		<-prev.started
+	}
 	t.cfg.Logger.Info("link up", "peer", peer, "remote", l.conn.RemoteAddr(), "outbound", l.outbound,
 		"role", l.hello.Role, "rtt", l.conn.ConnectionStats().SmoothedRTT.Round(time.Microsecond))
 	// The new link is up (its LinkUp delivered) before the old one goes

@@ -140,7 +140,7 @@ func TestStreamErrors(t *testing.T) {
 		t.Fatalf("read after peer reset: %v", err)
 	}
 	sb.Reset(1)
-	waitFor(t, "reset streams to be counted closed", 5*time.Second, func() bool {
+	waitFor(t, "reset streams to be counted closed", patience, func() bool {
 		return la.OpenStreams() == 0 && lb.OpenStreams() == 0
 	})
 
