@@ -122,19 +122,36 @@ func peerCerts(conn *quic.Conn) [][]byte {
 
 // checkDuplicateName refuses a peer whose name is already linked from
 // another transport instance that is alive: two live nodes hold the same
-// name. The established link wins; a peer that restarted is accepted once
-// its old link has been silent for two probe intervals (a live link hears
-// a probe every interval).
-func (t *QUICTransport) checkDuplicateName(h helloMsg) error {
+// name. The established link wins. Whether the old peer lives is its link
+// failure detector's call: the newcomer waits, within ctx (the
+// handshake's time), until the old peer is heard again (a live one sends
+// a probe every interval), and is then refused, or until the old link is
+// declared dead (the newcomer is that node restarted), and is then
+// accepted. Deciding at once on the old link's silence (accepted after
+// two probe intervals of it) refused a node that restarted sooner and
+// accepted a second live node whenever the first was quiet for 400 ms,
+// which the detector allows under load; the two then took the link from
+// each other.
+func (t *QUICTransport) checkDuplicateName(ctx context.Context, h helloMsg) error {
 	t.mu.Lock()
 	old := t.links[h.Node]
 	t.mu.Unlock()
 	if old == nil || !old.alive() || old.hello.Instance == h.Instance {
 		return nil
 	}
-	silent := time.Since(time.Unix(0, old.lastHeard.Load()))
-	if silent >= 2*t.cfg.ProbeInterval {
-		return nil
+	arrived := time.Now()
+	tick := time.NewTicker(t.cfg.ProbeInterval / 4)
+	defer tick.Stop()
+	for old.lastHeard.Load() <= arrived.UnixNano() {
+		select {
+		case <-old.done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s has a link to another node named %q (at %s, up since %s), not heard for %v and not declared dead within the handshake; refusing the newcomer",
+				ErrDuplicateName, t.name(), h.Node, old.RemoteAddr(), old.est.UTC().Format(time.RFC3339),
+				time.Since(time.Unix(0, old.lastHeard.Load())).Round(time.Millisecond))
+		case <-tick.C:
+		}
 	}
 	return fmt.Errorf("%w: %s already has a live link to another node named %q (at %s, up since %s); refusing the newcomer",
 		ErrDuplicateName, t.name(), h.Node, old.RemoteAddr(), old.est.UTC().Format(time.RFC3339))
@@ -239,7 +256,7 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 	if s := slotOf(conn); s != nil {
 		s.prove(peer.Node)
 	}
-	if err := t.checkDuplicateName(peer); err != nil {
+	if err := t.checkDuplicateName(ctx, peer); err != nil {
 		return nil, refuse(conn, err)
 	}
 	p := t.pendDial(linkKey{peer: peer.Node, instance: peer.Instance, nonce: nonce, outbound: true})
@@ -292,7 +309,7 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 	if s != nil {
 		s.prove(peer.Node)
 	}
-	if err := t.checkDuplicateName(peer); err != nil {
+	if err := t.checkDuplicateName(ctx, peer); err != nil {
 		return nil, refuse(conn, err)
 	}
 	p := t.pend(linkKey{peer: peer.Node, instance: peer.Instance, nonce: peer.Nonce, outbound: false})
