@@ -22,11 +22,14 @@ const (
 	DefaultControlQueue     = 256
 	// DefaultControlBytes is QUICConfig.ControlBytes when zero: 4 MiB,
 	// above a whole routing table at routing's default MaxRoutes (4,096
-	// destinations, each with an attestation of about 550 bytes in a mesh
-	// of plain certificates: about 2.4 MB), so that a new link's full dump
-	// queued while its control stream's flow-control window (512 KiB at
-	// first) is still small is not dropped, and a quarter of the 16 MiB
-	// that ControlQueue frames of MaxFrameSize would hold.
+	// destinations, each an update and an attestation of about 550 bytes
+	// in a mesh of plain certificates: about 2.4 MB with names of ten
+	// bytes), so that a new link's full dump, queued while the peer has
+	// granted only its control stream's initial 512 KiB window, is not
+	// dropped; and a quarter of the 16 MiB that ControlQueue frames of
+	// MaxFrameSize would hold. (Routing also paces what it sends a
+	// neighbour, 128 KiB per 50 ms by default, so the queue grows only
+	// while the link carries less than that.)
 	DefaultControlBytes    = 4 << 20
 	DefaultControlStall    = 30 * time.Second
 	DefaultMaxStreamWindow = 4 << 20

@@ -199,7 +199,7 @@ func (l *quicLink) queueRouting(b []byte, bounded bool) error {
 	for {
 		q := l.routingBytes.Load()
 		if bounded && q > 0 && q+n > bound {
-			return fmt.Errorf("send routing to %s (%d bytes queued, bound %d): control queue full: %w", l.hello.Node, q, bound, ErrQueueFull)
+			return fmt.Errorf("send routing to %s (%d bytes queued, bound %d): %w", l.hello.Node, q, bound, ErrQueueFull)
 		}
 		if l.routingBytes.CompareAndSwap(q, q+n) {
 			break
