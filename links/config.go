@@ -20,10 +20,21 @@ const (
 	DefaultProbeMisses      = 4
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultControlQueue     = 256
-	DefaultControlStall     = 30 * time.Second
-	DefaultMaxStreamWindow  = 4 << 20
-	DefaultLinkWindow       = 32 << 20
-	DefaultReaderStall      = 2 * time.Second
+	// DefaultControlBytes is QUICConfig.ControlBytes when zero: 4 MiB,
+	// above a whole routing table at routing's default MaxRoutes (4,096
+	// destinations, each an update and an attestation of about 550 bytes
+	// in a mesh of plain certificates: about 2.4 MB with names of ten
+	// bytes), so that a new link's full dump, queued while the peer has
+	// granted only its control stream's initial 512 KiB window, is not
+	// dropped; and a quarter of the 16 MiB that ControlQueue frames of
+	// MaxFrameSize would hold. (Routing also paces what it sends a
+	// neighbour, 128 KiB per 50 ms by default, so the queue grows only
+	// while the link carries less than that.)
+	DefaultControlBytes    = 4 << 20
+	DefaultControlStall    = 30 * time.Second
+	DefaultMaxStreamWindow = 4 << 20
+	DefaultLinkWindow      = 32 << 20
+	DefaultReaderStall     = 2 * time.Second
 	// DefaultStalledCode is the reset code of a stream reclaimed from a
 	// stalled reader when QUICConfig.StalledCode is zero: the circuit
 	// layer's CloseStalled.
@@ -77,15 +88,26 @@ type QUICConfig struct {
 	StaticCost map[string]Cost
 	// ControlQueue bounds the routing frames queued per link. Default 256.
 	ControlQueue int
+	// ControlBytes bounds the bytes of the routing frames queued per link
+	// (each payload with its 5-byte frame header): a payload that would
+	// take them beyond it is dropped with ErrQueueFull, as one beyond
+	// ControlQueue is, unless the queue is empty (a payload larger than
+	// the bound passes alone). A frame leaves the queue when the link
+	// starts writing it, so a link holds at most ControlBytes and the
+	// frame being written, whatever the peer reads: a peer that takes its
+	// control stream at a trickle, enough that ControlStall never closes
+	// its link, holds that much and no more. Default DefaultControlBytes
+	// (4 MiB).
+	ControlBytes int
 	// ControlStall bounds how long the link may go without a control
 	// frame (routing, probe, reply) taken by the peer while one waits to
 	// be written, counted from the later of that frame's queueing and the
 	// end of the previous write: a peer that takes nothing of its control
 	// stream for that long (it gives no flow-control credit) has its link
-	// closed, so that it does not hold the frames queued for it, up to
-	// ControlQueue of up to MaxFrameSize, for as long as the link lasts. A
-	// peer that keeps taking frames, however slowly, is not closed, and
-	// may hold that bound meanwhile. Default 30 s.
+	// closed, so that it does not hold the frames queued for it (up to
+	// ControlBytes) for as long as the link lasts. A peer that keeps
+	// taking frames, however slowly, is not closed, and may hold
+	// ControlBytes meanwhile. Default 30 s.
 	ControlStall time.Duration
 	// MaxStreamWindow is the QUIC flow-control receive window per stream
 	// (minimum 16 KiB, default 4 MiB, at most a quarter of LinkWindow): a
@@ -159,6 +181,9 @@ func (c QUICConfig) withDefaults() QUICConfig {
 	if c.ControlQueue == 0 {
 		c.ControlQueue = DefaultControlQueue
 	}
+	if c.ControlBytes == 0 {
+		c.ControlBytes = DefaultControlBytes
+	}
 	if c.ControlStall == 0 {
 		c.ControlStall = DefaultControlStall
 	}
@@ -192,7 +217,7 @@ func (c *QUICConfig) validate() error {
 	case c.Handler == nil:
 		return fmt.Errorf("%w: Handler is required", ErrConfig)
 	case c.MaxStreams < 0 || c.ProbeInterval < 0 || c.ProbeMisses < 0 ||
-		c.HandshakeTimeout < 0 || c.ControlQueue < 0 || c.ControlStall < 0 || c.ReaderStall < 0:
+		c.HandshakeTimeout < 0 || c.ControlQueue < 0 || c.ControlBytes < 0 || c.ControlStall < 0 || c.ReaderStall < 0:
 		return fmt.Errorf("%w: negative limit", ErrConfig)
 	case c.MaxStreamWindow < minStreamWindow:
 		return fmt.Errorf("%w: MaxStreamWindow %d below %d", ErrConfig, c.MaxStreamWindow, minStreamWindow)

@@ -97,11 +97,11 @@ type ctrlFrame struct {
 // frame must be written within ControlStall of the later of its queueing
 // and the end of the previous write: a peer that gives no flow-control
 // credit on its control stream (it stopped reading it) held every frame
-// queued for it, up to ControlQueue of up to MaxFrameSize, for as long as
-// the link lasted, and the link lasted, as it sends its own probes and
-// the detector hears them; it is closed instead. A peer that keeps taking
-// frames, however slowly (a full routing dump over a slow link, a
-// CPU-starved peer), is not: it may hold the queue's bound meanwhile.
+// queued for it, up to ControlBytes, for as long as the link lasted, and
+// the link lasted, as it sends its own probes and the detector hears
+// them; it is closed instead. A peer that keeps taking frames, however
+// slowly (a full routing dump over a slow link, a CPU-starved peer), is
+// not: it may hold the queue's bound (ControlBytes) meanwhile.
 func (l *quicLink) writeLoop() {
 	defer l.t.wg.Done()
 	var progress time.Time // when the last write completed
@@ -117,6 +117,7 @@ func (l *quicLink) writeLoop() {
 				return
 			case f = <-l.prioQ:
 			case f = <-l.routingQ:
+				l.routingBytes.Add(-int64(len(f.b)))
 			}
 		}
 		since := f.at
@@ -147,7 +148,8 @@ func (l *quicLink) controlStalled(stalled time.Duration) {
 	}
 	reason := fmt.Sprintf("%s took no control frame for %v", l.hello.Node, stalled.Round(time.Millisecond))
 	l.t.cfg.Logger.Warn("closing link: peer does not read its control stream", "peer", l.hello.Node,
-		"remote", l.conn.RemoteAddr(), "stalled", stalled, "routing_queued", len(l.routingQ))
+		"remote", l.conn.RemoteAddr(), "stalled", stalled, "routing_queued", len(l.routingQ),
+		"routing_queued_bytes", l.routingBytes.Load())
 	l.down(fmt.Errorf("link to %s: %w: control stream: %s", l.hello.Node, ErrLinkLost, reason), codeLost, reason)
 }
 
@@ -263,10 +265,9 @@ func (l *quicLink) peerDrains() {
 // sendDraining queues a draining frame for the peer.
 func (l *quicLink) sendDraining() {
 	b, _ := appendFrame(nil, frameDraining, nil)
-	select {
-	case l.routingQ <- ctrlFrame{b, time.Now()}:
-	default: // the queue is full of routing: the goodbye still follows
-	}
+	// Past ControlBytes too (5 bytes); a queue full of routing frames
+	// drops it: the goodbye still follows.
+	_ = l.queueRouting(b, false)
 }
 
 func (l *quicLink) sampleQuality() {

@@ -3,6 +3,7 @@ package links
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -69,5 +70,70 @@ func TestSendRoutingQueueBounded(t *testing.T) {
 	}
 	if sent < DefaultControlQueue || sent > DefaultControlQueue+1 {
 		t.Fatalf("queued %d payloads before refusing, want about %d", sent, DefaultControlQueue)
+	}
+}
+
+// TestSendRoutingQueueBoundedInBytes: with the writer stalled, a link
+// queues routing payloads up to ControlBytes and drops the next with
+// ErrQueueFull, saying what it holds; a payload larger than the bound
+// passes when the queue is empty, alone. What was queued arrives once the
+// writer goes on.
+func TestSendRoutingQueueBoundedInBytes(t *testing.T) {
+	_, b, la := pairWith(t, func(c *QUICConfig) { c.ControlBytes = 1000 })
+	ql := la.(*quicLink)
+	payload := func(i, n int) []byte { return fmt.Appendf(nil, "%d:%0*d", i, n-len(fmt.Sprint(i))-1, 0) }
+	taken := func() {
+		t.Helper()
+		waitFor(t, "the writer to take the queued frame", patience, func() bool { return ql.routingBytes.Load() == 0 })
+	}
+	var want []string
+	send := func(p []byte) {
+		t.Helper()
+		if err := la.SendRouting(p); err != nil {
+			t.Fatalf("send %d bytes: %v", len(p), err)
+		}
+		want = append(want, string(p))
+	}
+	ql.writeMu.Lock() // stall the writer
+	send(payload(0, 300))
+	taken() // the writer holds it, waiting for writeMu
+	for i := 1; i <= 3; i++ {
+		send(payload(i, 300)) // 3 frames of 305 bytes: 915 of 1000
+	}
+	err := la.SendRouting(payload(4, 300))
+	if !errors.Is(err, ErrQueueFull) || !strings.Contains(err.Error(), "915 bytes queued, bound 1000") {
+		t.Fatalf("a fourth payload of 300 bytes with 915 queued: %v, want ErrQueueFull saying 915 bytes queued, bound 1000", err)
+	}
+	ql.writeMu.Unlock()
+	taken()
+
+	ql.writeMu.Lock()
+	send(payload(5, 300))
+	taken()
+	send(payload(6, 5000)) // larger than the bound, into an empty queue
+	if err := la.SendRouting([]byte("7")); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("a payload behind one larger than the bound: %v, want ErrQueueFull", err)
+	}
+	ql.writeMu.Unlock()
+
+	waitFor(t, "b to get every payload queued", patience, func() bool {
+		b.rec.mu.Lock()
+		defer b.rec.mu.Unlock()
+		return len(b.rec.routed) >= len(want)
+	})
+	b.rec.mu.Lock()
+	defer b.rec.mu.Unlock()
+	for i, p := range b.rec.routed {
+		if i >= len(want) || string(p) != want[i] {
+			t.Fatalf("b got payload %d of %d bytes, want the %d sent in order", i, len(p), len(want))
+		}
+	}
+}
+
+func TestNegativeControlBytesRefused(t *testing.T) {
+	ca := testCA(t, "m")
+	cfg := QUICConfig{Identity: issue(t, ca, "a"), Handler: newRecorder(), ControlBytes: -1}
+	if _, err := NewQUICTransport(cfg); !errors.Is(err, ErrConfig) {
+		t.Fatalf("ControlBytes -1: %v, want ErrConfig", err)
 	}
 }

@@ -87,8 +87,8 @@ func (h *slowHandler) Routing(l Link, p []byte) {
 }
 
 // TestSlowReaderKeepsItsLink: b reads every control frame, but slowly
-// (50 ms each), while a queues it a full routing dump at once (250 frames
-// of 60 KiB, within ControlQueue). b takes frames the whole time, so its
+// (50 ms each), while a queues it a large routing dump at once (250
+// frames of 60 KiB, within ControlQueue and, set here, ControlBytes). b takes frames the whole time, so its
 // link must stay up: the last frames wait longer than ControlStall (5 s)
 // from their queueing, but never that long without a frame taken. Before,
 // ControlStall counted from the queueing and a closed the link while b
@@ -99,6 +99,7 @@ func TestSlowReaderKeepsItsLink(t *testing.T) {
 	a := newNode(t, issue(t, ca, "a"), func(c *QUICConfig) {
 		tolerant(c)
 		c.ControlStall = stall
+		c.ControlBytes = 16 << 20
 	})
 	slow := &slowHandler{recorder: newRecorder(), perFrame: 50 * time.Millisecond}
 	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) {
@@ -109,7 +110,7 @@ func TestSlowReaderKeepsItsLink(t *testing.T) {
 	slow.waitEvent(t, "up", patience)
 	payload := make([]byte, 60<<10)
 	const frames = 250
-	for range frames { // one burst, within ControlQueue (256): none dropped
+	for range frames { // one burst, within ControlQueue and ControlBytes: none dropped
 		if err := la.SendRouting(payload); err != nil {
 			t.Fatalf("send: %v", err)
 		}

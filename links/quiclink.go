@@ -45,8 +45,12 @@ type quicLink struct {
 	changed <-chan struct{}
 
 	routingQ chan ctrlFrame // encoded routing frames, bounded
-	prioQ    chan ctrlFrame // encoded probes and replies, bounded
-	writeMu  sync.Mutex     // serialises writes on ctrl
+	// routingBytes is the bytes of the frames in routingQ (added before a
+	// frame is queued, taken off when writeLoop takes it), bounded by
+	// ControlBytes.
+	routingBytes atomic.Int64
+	prioQ        chan ctrlFrame // encoded probes and replies, bounded
+	writeMu      sync.Mutex     // serialises writes on ctrl
 
 	// credit gives back the credit of the streams the peer opened (nil:
 	// quic-go does, as each completes).
@@ -182,10 +186,30 @@ func (l *quicLink) SendRouting(payload []byte) error {
 	if err != nil {
 		return fmt.Errorf("send routing to %s: %w", l.hello.Node, err)
 	}
+	return l.queueRouting(b, true)
+}
+
+// queueRouting queues the encoded frame b for writeLoop, unless routingQ
+// is full or, when bounded, b would take the bytes it holds beyond
+// ControlBytes while it holds any: a peer that reads its control stream
+// at a trickle would otherwise have the link hold ControlQueue frames of
+// up to MaxFrameSize (16 MiB) for as long as it lasts.
+func (l *quicLink) queueRouting(b []byte, bounded bool) error {
+	n, bound := int64(len(b)), int64(l.t.cfg.ControlBytes)
+	for {
+		q := l.routingBytes.Load()
+		if bounded && q > 0 && q+n > bound {
+			return fmt.Errorf("send routing to %s (%d bytes queued, bound %d): %w", l.hello.Node, q, bound, ErrQueueFull)
+		}
+		if l.routingBytes.CompareAndSwap(q, q+n) {
+			break
+		}
+	}
 	select {
 	case l.routingQ <- ctrlFrame{b, time.Now()}:
 		return nil
 	default:
+		l.routingBytes.Add(-n)
 		return fmt.Errorf("send routing to %s (%d frames queued): %w", l.hello.Node, cap(l.routingQ), ErrQueueFull)
 	}
 }

@@ -40,8 +40,9 @@ type Config struct {
 	// links.ErrQueueFull, as ControlQueue's would, unless the queue is
 	// empty (a payload larger than the bound passes alone). It bounds the
 	// simulator's memory and is stricter than a QUIC link, which queues
-	// its control stream's flow-control window (up to 4 MiB) and then 256
-	// frames before it drops. Default DefaultControlBytes.
+	// its control stream's flow-control window (up to 4 MiB) and then
+	// links.DefaultControlBytes (4 MiB) in at most 256 frames before it
+	// drops. Default DefaultControlBytes.
 	ControlBytes int
 	// DetectDelay is how long after Cut, Isolate or Kill a link is reported
 	// down at the surviving ends. Data stops flowing at once. Default 0:
