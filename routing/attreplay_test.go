@@ -43,7 +43,7 @@ func attOf(origin string, seqno uint16) string {
 
 // TestOwnAttestationInTheGapRaisesPastIt: an attestation of ours that
 // arrives within the second after a raise is jumped past when the second
-// ends, not capped like a request's raise at 4,096 ahead.
+// ends, not capped like a request's raise (maxSelfJump).
 func TestOwnAttestationInTheGapRaisesPastIt(t *testing.T) {
 	e := certEngine(t, &fakeCertifier{})
 	e.LinkUp(ct0, "m", 10, false)

@@ -59,10 +59,18 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 // on requests: 20 triggered-update intervals (1 s by default).
 func (e *Engine) selfRaiseGap() time.Duration { return 20 * e.cfg.MinTriggeredInterval }
 
-// maxSelfJump bounds how far one raise moves this node's seqno, so that
-// requests cannot carry it round the 16-bit circle faster than once per
-// 16 gaps.
-const maxSelfJump = 1 << 12
+// maxSelfJump bounds how far one raise on a request moves this node's
+// seqno: requests move it at most 64 a second, so in answerAllGap (64 s),
+// for which a node may hold a new seqno alone back from the neighbours
+// that did not ask (seqhold.go), it moves at most holdSpan. With 4096 a
+// raise, a neighbour asking far ahead once a second carried it half round
+// the 16-bit circle in 8 s: a neighbour left out then took the next route
+// it was sent for an older one and had no route for 14 s
+// (TestAttackHeldSeqnoWrapsForTheOthers). A node that restarted below
+// the seqnos its previous life signed still catches up in one raise when
+// it issued fewer than 64 since, and at once from any of its own
+// attestations.
+const maxSelfJump = 1 << 6
 
 // raiseSelf raises this node's seqno toward want and announces it at
 // once, or records want for the raise at the end of the gap after the
@@ -182,8 +190,8 @@ func (e *Engine) retryRequest(t time.Duration, o *origin) {
 	}
 	if o.rtReachable && o.selSeq && !seqnoLess(o.rtSeqno, x.reqSeqno) && !e.olderThan(o, x.reqSeqno) {
 		// Answered through the route selected, while routes that would
-		// be better stay unfeasible at the seqno asked for: ask past
-		// what we hold.
+		// be better stay unfeasible at the seqno asked for: ask one
+		// past the seqno of our feasibility distance.
 		e.sendRequest(t, o, o.fdSeqno+1, nbs)
 		return
 	}

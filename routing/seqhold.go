@@ -120,14 +120,23 @@ func (e *Engine) answered(x *originExt) {
 	x.compactHolds()
 }
 
+// holdSpan bounds how far ahead of the seqno advertised to every
+// neighbour a seqno held back from them may be: seqnos compare on a
+// 16-bit circle, and one half round ahead reads as older. However
+// seqnos reach this node (a raise moves an origin by maxSelfJump at
+// most, but a neighbour that held seqnos back may send several at once),
+// the others fall at most holdSpan behind the route this node sends.
+const holdSpan = 1 << 12
+
 // holdSeqno decides, when the route of o sent to nb differs from the
 // one advertised to every neighbour (o.adv*) by its seqno alone,
 // whether the others get it too (it then becomes the route advertised:
-// once per answerAllGap, or when apply marked it due to all), and if
-// not records that nb holds seqno s. It reports whether it held.
+// once per answerAllGap, when apply marked it due to all, or when s is
+// holdSpan or more ahead of what they hold), and if not records that nb
+// holds seqno s. It reports whether it held.
 func (e *Engine) holdSeqno(t time.Duration, o *origin, nb *neighbour, s uint16) bool {
 	x := e.ext(o)
-	if x.promote || x.allSlot(t) {
+	if x.promote || s-o.advSeqno >= holdSpan || x.allSlot(t) {
 		x.promote = false
 		return false
 	}
