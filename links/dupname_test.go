@@ -14,14 +14,9 @@ import (
 // configuration.
 func dupWithFaultyB(t *testing.T, modA func(*QUICConfig)) (a, b1, b2 *node, fc *faultConn) {
 	t.Helper()
-	fc, err := newFaultConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = fc.Close() })
 	ca := testCA(t, "m")
 	a = newNode(t, issue(t, ca, "a"), modA)
-	b1 = newNode(t, issue(t, ca, "b"), both(tolerant, func(c *QUICConfig) { c.PacketConn = fc }))
+	b1, fc = faultyNode(t, issue(t, ca, "b"), tolerant)
 	b2 = newNode(t, issue(t, ca, "b"), func(c *QUICConfig) { c.HandshakeTimeout = patience })
 	dial(t, b1, a)
 	a.rec.waitEvent(t, "up", patience)

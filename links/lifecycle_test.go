@@ -61,7 +61,9 @@ func countRefusals(n *atomic.Int64) func(*QUICConfig) {
 func both(mods ...func(*QUICConfig)) func(*QUICConfig) {
 	return func(c *QUICConfig) {
 		for _, m := range mods {
-			m(c)
+			if m != nil {
+				m(c)
+			}
 		}
 	}
 }

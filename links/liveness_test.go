@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
 // allowance is the silence l's detector tolerates now: the 800 ms floor on
@@ -18,17 +20,24 @@ func allowance(l Link) time.Duration {
 	return l.(*quicLink).gaps.allowance(DefaultProbeMisses * DefaultProbeInterval)
 }
 
-// faultyPair links a (plain UDP) to b (on a faultConn).
-func faultyPair(t *testing.T, modA func(*QUICConfig)) (a, b *node, fc *faultConn, la Link) {
+// faultyNode starts a node with identity id on a faultConn; mod adjusts
+// its configuration.
+func faultyNode(t *testing.T, id *identity.Identity, mod func(*QUICConfig)) (*node, *faultConn) {
 	t.Helper()
 	fc, err := newFaultConn()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = fc.Close() })
+	return newNode(t, id, both(mod, func(c *QUICConfig) { c.PacketConn = fc })), fc
+}
+
+// faultyPair links a (plain UDP) to b (on a faultConn).
+func faultyPair(t *testing.T, modA func(*QUICConfig)) (a, b *node, fc *faultConn, la Link) {
+	t.Helper()
 	ca := testCA(t, "m")
 	a = newNode(t, issue(t, ca, "a"), modA)
-	b = newNode(t, issue(t, ca, "b"), func(c *QUICConfig) { c.PacketConn = fc })
+	b, fc = faultyNode(t, issue(t, ca, "b"), nil)
 	la = dial(t, a, b)
 	b.rec.waitEvent(t, "up", patience)
 	return a, b, fc, la

@@ -27,6 +27,20 @@ func fanOutRun(t *testing.T, s *star, origins []string, secs int, ask, relink bo
 	for _, o := range origins {
 		bumps0 += int(s.engines[o].Stats().SeqnoBumps)
 	}
+	s.sent = func(from string, msg Message) {
+		if _, ok := s.engines[msg.To]; !ok || from != "h" {
+			return // to m, or not from h
+		}
+		for _, en := range decodeAll(t, []Message{msg}) {
+			if en.kind == kindRequest {
+				c.fwd++ // m's requests, forwarded
+			} else {
+				c.out++
+			}
+		}
+		c.outBytes += len(msg.Payload)
+	}
+	defer func() { s.sent = nil }()
 	for step := 0; step < secs*200; step++ {
 		if ask && step%200 == 0 {
 			var batch []entry
@@ -52,37 +66,7 @@ func fanOutRun(t *testing.T, s *star, origins []string, secs int, ask, relink bo
 			h.LinkDown(s.now, "m")
 			h.LinkUp(s.now, "m", 10, false)
 		}
-		s.now = s.now.Add(5 * time.Millisecond)
-		for _, name := range s.order {
-			e := s.engines[name]
-			if nt := e.NextTick(); !nt.IsZero() && !nt.After(s.now) {
-				e.Tick(s.now)
-			}
-		}
-		// deliver, counting what h sends to neighbours other than m
-		for moved := true; moved; {
-			moved = false
-			for _, name := range s.order {
-				for _, msg := range s.engines[name].Ready().Messages {
-					to, ok := s.engines[msg.To]
-					if !ok {
-						continue // to m
-					}
-					if name == "h" {
-						for _, en := range decodeAll(t, []Message{msg}) {
-							if en.kind == kindRequest {
-								c.fwd++ // m's requests, forwarded
-							} else {
-								c.out++
-							}
-						}
-						c.outBytes += len(msg.Payload)
-					}
-					moved = true
-					mustReceive(t, to, s.now, name, msg.Payload)
-				}
-			}
-		}
+		s.run(5 * time.Millisecond)
 	}
 	for _, o := range origins {
 		c.raises += int(s.engines[o].Stats().SeqnoBumps)
@@ -163,32 +147,18 @@ func seqnoAnswer(t *testing.T, s *star, o string, d time.Duration) (asked, toM u
 	r, _ := h.Lookup(o)
 	asked = r.Seqno + 1
 	mustReceive(t, h, s.now, "m", encodeMessage([]entry{{kind: kindRequest, origin: o, seqno: asked, hopcnt: 127}}))
-	for end := s.now.Add(d); s.now.Before(end); {
-		s.now = s.now.Add(5 * time.Millisecond)
-		for _, name := range s.order {
-			if e := s.engines[name]; !e.NextTick().After(s.now) {
-				e.Tick(s.now)
-			}
+	s.sent = func(_ string, msg Message) {
+		if _, ok := s.engines[msg.To]; ok {
+			return
 		}
-		for moved := true; moved; {
-			moved = false
-			for _, name := range s.order {
-				for _, msg := range s.engines[name].Ready().Messages {
-					to, ok := s.engines[msg.To]
-					if !ok {
-						for _, en := range decodeAll(t, []Message{msg}) {
-							if en.kind == kindUpdate && en.origin == o && en.metric < DefaultInfinity && (!gotM || seqnoLess(toM, en.seqno)) {
-								toM, gotM = en.seqno, true
-							}
-						}
-						continue
-					}
-					moved = true
-					mustReceive(t, to, s.now, name, msg.Payload)
-				}
+		for _, en := range decodeAll(t, []Message{msg}) {
+			if en.kind == kindUpdate && en.origin == o && en.metric < DefaultInfinity && (!gotM || seqnoLess(toM, en.seqno)) {
+				toM, gotM = en.seqno, true
 			}
 		}
 	}
+	defer func() { s.sent = nil }()
+	s.run(d)
 	rv, ok := v.Lookup(o)
 	if !ok {
 		t.Fatalf("v has no route to %s", o)

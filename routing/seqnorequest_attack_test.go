@@ -24,6 +24,9 @@ type star struct {
 	engines map[string]*Engine
 	order   []string
 	now     time.Time
+	// sent, if set, sees every message an engine sends, before it is
+	// delivered (messages to m are dropped after it).
+	sent func(from string, msg Message)
 }
 
 func newStar(t *testing.T, origins []string) *star {
@@ -57,6 +60,9 @@ func (s *star) deliver() {
 		moved := false
 		for _, name := range s.order {
 			for _, msg := range s.engines[name].Ready().Messages {
+				if s.sent != nil {
+					s.sent(name, msg)
+				}
 				to, ok := s.engines[msg.To]
 				if !ok {
 					continue
