@@ -79,7 +79,9 @@ func TestSendRoutingQueueBounded(t *testing.T) {
 // passes when the queue is empty, alone. What was queued arrives once the
 // writer goes on.
 func TestSendRoutingQueueBoundedInBytes(t *testing.T) {
-	_, b, la := pairWith(t, func(c *QUICConfig) { c.ControlBytes = 1000 })
+	// No probes: a reply the writer took first would hold it at writeMu
+	// in place of the routing frame.
+	_, b, la := pairWith(t, func(c *QUICConfig) { c.ControlBytes, c.ProbeInterval = 1000, patience })
 	ql := la.(*quicLink)
 	payload := func(i, n int) []byte { return fmt.Appendf(nil, "%d:%0*d", i, n-len(fmt.Sprint(i))-1, 0) }
 	taken := func() {

@@ -122,27 +122,42 @@ func peerCerts(conn *quic.Conn) [][]byte {
 
 // checkDuplicateName refuses a peer whose name is already linked from
 // another transport instance that is alive: two live nodes hold the same
-// name. The established link wins. Whether the old peer lives is its link
-// failure detector's call: the newcomer waits, within ctx (the
-// handshake's time), until the old peer is heard again (a live one sends
-// a probe every interval), and is then refused, or until the old link is
-// declared dead (the newcomer is that node restarted), and is then
-// accepted. Deciding at once on the old link's silence (accepted after
-// two probe intervals of it) refused a node that restarted sooner and
-// accepted a second live node whenever the first was quiet for 400 ms,
-// which the detector allows under load; the two then took the link from
-// each other.
+// name. The established link wins. Whether the old peer lives is shown by
+// its packets and its link's failure detector: the newcomer waits,
+// within ctx (the handshake's time), until a packet of the old peer
+// arrives (a live one sends a probe every interval), and is then
+// refused, or until the old link is declared dead (the newcomer is that
+// node restarted); a link of the old name that replaced it meanwhile (the
+// old node dialled again) is then waited on the same way, and with none
+// the newcomer is accepted. Deciding at once on the old link's silence
+// (accepted after two probe intervals of it) refused a node that
+// restarted sooner and accepted a second live node whenever the first
+// was quiet for 400 ms, which the detector allows under load; the two
+// then took the link from each other. Packets, not the detector's last
+// sign of life, are what is counted: a probe tick of this process that
+// runs late renews that without hearing anything.
 func (t *QUICTransport) checkDuplicateName(ctx context.Context, h helloMsg) error {
-	t.mu.Lock()
-	old := t.links[h.Node]
-	t.mu.Unlock()
-	if old == nil || !old.alive() || old.hello.Instance == h.Instance {
-		return nil
-	}
-	arrived := time.Now()
-	tick := time.NewTicker(t.cfg.ProbeInterval / 4)
+	tick := time.NewTicker(max(t.cfg.ProbeInterval/4, time.Millisecond))
 	defer tick.Stop()
-	for old.lastHeard.Load() <= arrived.UnixNano() {
+	for {
+		t.mu.Lock()
+		old := t.links[h.Node]
+		t.mu.Unlock()
+		if old == nil || !old.alive() || old.hello.Instance == h.Instance {
+			return nil
+		}
+		if err := t.waitOldPeer(ctx, tick.C, old, h); err != nil {
+			return err
+		}
+	}
+}
+
+// waitOldPeer waits until a packet of old's peer arrives (it returns the
+// refusal of the newcomer h), old ends (nil), or ctx ends (the refusal,
+// saying so).
+func (t *QUICTransport) waitOldPeer(ctx context.Context, tick <-chan time.Time, old *quicLink, h helloMsg) error {
+	since := old.conn.ConnectionStats().PacketsReceived
+	for old.conn.ConnectionStats().PacketsReceived == since {
 		select {
 		case <-old.done:
 			return nil
@@ -150,7 +165,7 @@ func (t *QUICTransport) checkDuplicateName(ctx context.Context, h helloMsg) erro
 			return fmt.Errorf("%w: %s has a link to another node named %q (at %s, up since %s), not heard for %v and not declared dead within the handshake; refusing the newcomer",
 				ErrDuplicateName, t.name(), h.Node, old.RemoteAddr(), old.est.UTC().Format(time.RFC3339),
 				time.Since(time.Unix(0, old.lastHeard.Load())).Round(time.Millisecond))
-		case <-tick.C:
+		case <-tick:
 		}
 	}
 	return fmt.Errorf("%w: %s already has a live link to another node named %q (at %s, up since %s); refusing the newcomer",
