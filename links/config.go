@@ -29,7 +29,11 @@ const (
 	// dropped; and a quarter of the 16 MiB that ControlQueue frames of
 	// MaxFrameSize would hold. (Routing also paces what it sends a
 	// neighbour, 128 KiB per 50 ms by default, so the queue grows only
-	// while the link carries less than that.)
+	// while the link carries less than that.) Attestations carry the
+	// origin's certificate chain, up to 4 KiB each: with long chains or
+	// large keys a full table is 5 MiB or more, and on a link slower than
+	// routing's pace its tail is dropped like any routing payload over
+	// the bound; no test measures that case.
 	DefaultControlBytes    = 4 << 20
 	DefaultControlStall    = 30 * time.Second
 	DefaultMaxStreamWindow = 4 << 20

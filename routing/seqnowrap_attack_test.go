@@ -56,3 +56,39 @@ func TestAttackHeldSeqnoWrapsForTheOthers(t *testing.T) {
 		t.Fatalf("v, one hop from o0 through h, had no route to it for %v of the attack", down)
 	}
 }
+
+// TestHeldSeqnoStaysWithinHoldSpan: origin o0 jumps 5,000 past its seqno
+// at once (as it does past an attestation of its own from before a
+// restart), which h learns without sending it on (a new seqno alone).
+// m then asks h for o0 at the seqno h holds, within the 64 s after the
+// last answer went to all: h's reply to m is a new seqno alone, which h
+// would hold back from v, but it is holdSpan or more ahead of what v
+// holds, so v gets it too. Each hold would otherwise let what v holds
+// fall further behind, past half the seqno circle over a few hops.
+func TestHeldSeqnoStaysWithinHoldSpan(t *testing.T) {
+	s := newStar(t, []string{"o0"})
+	v, h, o := s.engines["v"], s.engines["h"], s.engines["o0"]
+	s.run(10 * time.Second)
+	ask := func(seqno uint16) {
+		mustReceive(t, h, s.now, "m", encodeMessage([]entry{{kind: kindRequest, origin: "o0", seqno: seqno, hopcnt: 127}}))
+		s.run(time.Second)
+	}
+	r, _ := h.Lookup("o0")
+	ask(r.Seqno + 1)   // the answer goes to all, and starts the 64 s
+	s.run(time.Second) // o0 may raise again
+	if !o.raiseSelf(o.at(s.now), o.seqno+5000, true) {
+		t.Fatal("o0 did not jump")
+	}
+	s.run(time.Second)
+	rh, _ := h.Lookup("o0")
+	rv, _ := v.Lookup("o0")
+	if rh.Seqno != o.seqno || rv.Seqno == rh.Seqno {
+		t.Fatalf("after the jump: h holds %d, v %d, o0 is at %d; want h at o0's and v behind", rh.Seqno, rv.Seqno, o.seqno)
+	}
+	ask(rh.Seqno)
+	rv, ok := v.Lookup("o0")
+	t.Logf("o0 at %d, h %d, v %d (%v)", o.seqno, rh.Seqno, rv.Seqno, ok)
+	if !ok || rh.Seqno-rv.Seqno >= holdSpan {
+		t.Fatalf("v holds o0 at %d (reachable %v), %d behind h's %d: want less than %d", rv.Seqno, ok, rh.Seqno-rv.Seqno, rh.Seqno, holdSpan)
+	}
+}
