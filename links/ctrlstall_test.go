@@ -88,8 +88,8 @@ func (h *slowHandler) Routing(l Link, p []byte) {
 
 // TestSlowReaderKeepsItsLink: b reads every control frame, but slowly
 // (50 ms each), while a queues it a large routing dump at once (250
-// frames of 60 KiB, within ControlQueue and, set here, ControlBytes). b takes frames the whole time, so its
-// link must stay up: the last frames wait longer than ControlStall (5 s)
+// frames of 60 KiB, within ControlQueue and, set here, ControlBytes). b
+// takes frames the whole time, so its link must stay up: the last frames wait longer than ControlStall (5 s)
 // from their queueing, but never that long without a frame taken. Before,
 // ControlStall counted from the queueing and a closed the link while b
 // was reading, saying it took nothing.

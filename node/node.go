@@ -168,7 +168,8 @@ func New(cfg Config) (*Node, error) {
 	// circuit place. A circuit closed here stays in it until its end is
 	// acknowledged or ResumeTimeout passes, but keeps its place while its
 	// path is open and counts as waiting for a resume once that failed,
-	// so it is counted (TestAttackWithheldAcksFillResumeTable). Bounded by the package's constants alone, it
+	// so it is counted (TestAttackWithheldAcksFillResumeTable). Bounded
+	// by the package's constants alone, it
 	// registered only the first 1,024 circuits of a source a raised
 	// MaxCircuitsPerSource admitted, and the rest were not resumable.
 	l := cfg.Limits

@@ -11,7 +11,8 @@
 // Config.ControlBytes; beyond either a payload is dropped with
 // links.ErrQueueFull; a QUIC link queues more before it drops: its
 // control stream's flow-control window, which grows to 4 MiB, then 4 MiB
-// in at most 256 frames; Network.RoutingLoad counts what the links hold and dropped) and
+// in at most 256 frames; Network.RoutingLoad counts what the links hold
+// and dropped) and
 // reach the peer's Handler as the very slice the sender passed, not a copy, Handler
 // calls for a link are serialised (LinkUp, then Routing and CostChanged,
 // then LinkDown exactly once), streams have bounded buffers (a writer blocks
