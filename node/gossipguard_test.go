@@ -23,7 +23,7 @@ func withCrc(msg []byte) []byte {
 
 // compressStr is a compressMsg whose Buf is a msgpack str, as encoders
 // that predate the bin types write a byte slice.
-func compressStr(t *testing.T, payload []byte) []byte {
+func compressStr(t testing.TB, payload []byte) []byte {
 	z := lzwOf(t, payload)
 	b := []byte{gmCompress, 0x82, 0xa4, 'A', 'l', 'g', 'o', 0x00, 0xa3, 'B', 'u', 'f', 0xda}
 	b = binary.BigEndian.AppendUint16(b, uint16(len(z)))
