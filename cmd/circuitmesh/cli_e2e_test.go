@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +69,17 @@ func TestE2EPingLikePing8AndJSONShapes(t *testing.T) {
 	}
 	if s := lines[2]; s["sent"] != 2.0 || s["replies"] != 2.0 || s["loss_percent"] != 0.0 {
 		t.Fatalf("summary %v", s)
+	}
+
+	// The text form, as the README shows it: a line per reply with the
+	// path, then ping(8)'s statistics header and summary.
+	code, out, stderr = a.run3("ping", "b", "-c", "2", "-i", "10ms")
+	text := regexp.MustCompile(`^pong from b via a → b: seq=1 open \S+, rtt \S+\n` +
+		`pong from b via a → b: seq=2 open \S+, rtt \S+\n` +
+		`--- b ping statistics ---\n` +
+		`2 sent, 2 replies, 0% loss, rtt min/avg/max = \S+/\S+/\S+\n$`)
+	if code != 0 || stderr != "" || !text.MatchString(out) {
+		t.Fatalf("ping: exit %d, stderr %q, stdout:\n%s", code, stderr, out)
 	}
 
 	// No reply at all: ping(8) prints the failures and the summary and

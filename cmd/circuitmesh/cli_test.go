@@ -243,16 +243,14 @@ func TestCAInitAndCertIssue(t *testing.T) {
 	}
 }
 
-// eachCommand calls f for every leaf command with its full name ("cert issue").
+// eachCommand calls f for every command with its full name ("cert issue"),
+// the groups of subcommands ("cert") included.
 func eachCommand(f func(name string, c *cli.Command)) {
 	var walk func(prefix string, cmds []*cli.Command)
 	walk = func(prefix string, cmds []*cli.Command) {
 		for _, c := range cmds {
-			if len(c.Subcommands) > 0 {
-				walk(prefix+c.Name+" ", c.Subcommands)
-				continue
-			}
 			f(prefix+c.Name, c)
+			walk(prefix+c.Name+" ", c.Subcommands)
 		}
 	}
 	walk("", newApp(nil, nil, nil).Commands)

@@ -21,6 +21,11 @@ func caCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ca",
 		Usage: "manage the mesh certificate authority",
+		Description: `Creates the CA that signs every node certificate of a mesh. Nodes accept
+links and circuits only from nodes whose certificates it signed.
+
+Example:
+   circuitmesh ca init --dir ./ca --mesh prod`,
 		Subcommands: []*cli.Command{{
 			Name:  "init",
 			Usage: "create a mesh CA (ca.crt, ca.key) in a directory",
@@ -53,6 +58,12 @@ func certCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "cert",
 		Usage: "manage node certificates",
+		Description: `Issues a node's certificate and key, signed by the mesh CA, into the
+directory that becomes the node's --data-dir. To renew one, issue it again
+with --force and run "circuitmesh reload" on the node.
+
+Example:
+   circuitmesh cert issue b --ca-dir ./ca --out ./b`,
 		Subcommands: []*cli.Command{{
 			Name:      "issue",
 			Usage:     "issue a node certificate signed by the mesh CA",

@@ -137,6 +137,11 @@ func policyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "policy",
 		Usage: "explain the running daemon's authorization policy",
+		Description: `Asks the running daemon which rule of its policy (--policy-file, or the
+config file's policy lines) decides a circuit, and why.
+
+Example:
+   circuitmesh policy check alice ssh`,
 		Subcommands: []*cli.Command{
 			withFlags(controlCommand("check", "explain whether FROM may open SERVICE on this node (or, with --relay, be relayed to a node)", "FROM SERVICE | --relay FROM TO",
 				`Asks the running daemon how its authorization policy decides a circuit

@@ -29,7 +29,7 @@ func TestE2EDialExitsOneWithTheReason(t *testing.T) {
 		t.Fatalf("dial b echo with empty stdin: %v\n%s", err, out)
 	}
 	for service, want := range map[string]string{
-		"dead":    "service unavailable",
+		"dead":    "circuit to b/dead: circuit reset by the path: service unavailable (code 6)",
 		"nothing": "no such service",
 	} {
 		out, err := l.try("dial", "b", service, "--data-dir", a.dir)
