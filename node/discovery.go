@@ -1115,7 +1115,12 @@ func (d *discovery) step(now time.Time) int {
 		}
 	}
 	var ls []topology.Link
-	var gone []string // links this node dialled to members no longer alive nor routed
+	// Links this node dialled to members no longer alive nor routed. A
+	// peer that said it drains left gossip as it began and closes its
+	// links itself once its circuits end or its grace runs out: dropping
+	// its link here cut the circuits it was letting finish
+	// (TestDrainingGossipPeerKeepsItsCircuits).
+	var gone []string
 	for _, l := range current {
 		if mem, ok := alive[l.Peer]; ok && mem.LinkAddr == l.Address {
 			d.proveLocked(l.Address, l.Peer) // the member linked to us from its address
@@ -1124,7 +1129,7 @@ func (d *discovery) step(now time.Time) int {
 		ls = append(ls, topology.Link{Peer: l.Peer, Outbound: l.Outbound, RTT: l.RTT, Static: static,
 			Age: max(now.Sub(l.Since), time.Nanosecond), Streams: l.Streams, Claimed: claimed[l.Peer],
 			Alternates: alt[l.Peer], Shortcut: l.Outbound && d.short[l.Peer], Stranded: policyStrand[l.Peer]})
-		if _, ok := alive[l.Peer]; !ok && d.owned[l.Peer] && !static && !routed[l.Peer] {
+		if _, ok := alive[l.Peer]; !ok && d.owned[l.Peer] && !static && !routed[l.Peer] && !l.Draining {
 			gone = append(gone, l.Peer)
 		}
 	}

@@ -28,8 +28,11 @@ type LinkInfo struct {
 	Loss     float64       `json:"loss"`
 	Cost     uint32        `json:"cost"`
 	Pinned   bool          `json:"pinned"`
-	Streams  int           `json:"streams"`
-	Since    time.Time     `json:"since"`
+	// Draining: the peer said it is shutting down (its circuits are
+	// finishing; it closes the link itself).
+	Draining bool      `json:"draining,omitempty"`
+	Streams  int       `json:"streams"`
+	Since    time.Time `json:"since"`
 }
 
 // Status summarises the node.

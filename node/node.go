@@ -511,7 +511,7 @@ func (n *Node) Links() []LinkInfo {
 		out = append(out, LinkInfo{
 			Peer: l.Peer(), Address: addrString(l.RemoteAddr()), Role: l.PeerRole().String(),
 			Outbound: l.Outbound(), RTT: q.RTT, RTTVar: q.RTTVar, Loss: q.Loss, Cost: cost,
-			Pinned: pinned, Streams: l.OpenStreams(), Since: l.Established(),
+			Pinned: pinned, Draining: q.Draining, Streams: l.OpenStreams(), Since: l.Established(),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })

@@ -137,6 +137,9 @@ func linkRows(links []node.LinkInfo, now time.Time) [][]string {
 		if l.Pinned {
 			cost += " (pinned)"
 		}
+		if l.Draining {
+			cost += " (draining)"
+		}
 		rows = append(rows, []string{l.Peer, l.Address, dir, fmtDuration(l.RTT),
 			strconv.FormatFloat(100*l.Loss, 'f', 1, 64) + "%", cost, strconv.Itoa(l.Streams), fmtAge(l.Since, now)})
 	}

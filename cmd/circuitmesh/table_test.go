@@ -42,6 +42,10 @@ func TestLinkRowsShowRTTLossAndAge(t *testing.T) {
 	if want := "b|10.0.0.2:4242|out|1.23ms|2.5%|123 (pinned)|4|1m30s"; got != want {
 		t.Fatalf("row = %q, want %q", got, want)
 	}
+	rows = linkRows([]node.LinkInfo{{Peer: "c", Cost: 16777215, Draining: true, Since: now}}, now)
+	if got := rows[0][5]; got != "16777215 (draining)" {
+		t.Fatalf("cost of a draining peer's link = %q", got)
+	}
 }
 
 func TestRoutesListOnlyReachableDestinations(t *testing.T) {
