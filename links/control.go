@@ -148,7 +148,7 @@ func (l *quicLink) controlStalled(stalled time.Duration) {
 	}
 	reason := fmt.Sprintf("%s took no control frame for %v", l.hello.Node, stalled.Round(time.Millisecond))
 	l.t.cfg.Logger.Warn("closing link: peer does not read its control stream", "peer", l.hello.Node,
-		"remote", l.conn.RemoteAddr(), "stalled", stalled, "routing_queued", len(l.routingQ),
+		"remote", l.conn.RemoteAddr().String(), "stalled", stalled, "routing_queued", len(l.routingQ),
 		"routing_queued_bytes", l.routingBytes.Load())
 	l.down(fmt.Errorf("link to %s: %w: control stream: %s", l.hello.Node, ErrLinkLost, reason), codeLost, reason)
 }
@@ -216,7 +216,7 @@ func (l *quicLink) probeLoop() {
 			silent := now.Sub(time.Unix(0, heardAt)) - late
 			if deadAfter := l.allowance(floor, wait); silent > deadAfter {
 				reason := fmt.Sprintf("no answer from %s for %v (%d probes missed)", l.hello.Node, silent.Round(time.Millisecond), int(silent/cfg.ProbeInterval))
-				l.t.cfg.Logger.Warn("link dead", "peer", l.hello.Node, "remote", l.conn.RemoteAddr(), "silent", silent, "run_queue_wait", wait)
+				l.t.cfg.Logger.Warn("link dead", "peer", l.hello.Node, "remote", l.conn.RemoteAddr().String(), "silent", silent, "run_queue_wait", wait)
 				l.deadAllow, l.deadLate = deadAfter, late
 				l.down(fmt.Errorf("link to %s: %w: %s", l.hello.Node, ErrLinkLost, reason), codeLost, reason)
 				return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"time"
 )
@@ -34,6 +35,9 @@ func (r Role) String() string {
 	}
 	return "router"
 }
+
+// LogValue logs a role by name, in JSON logs too.
+func (r Role) LogValue() slog.Value { return slog.StringValue(r.String()) }
 
 // Cost is a link's routing cost. One unit is 10 µs of round-trip-time
 // equivalent; every link costs at least MinCost so that hop count matters

@@ -372,7 +372,7 @@ func (l *quicLink) watch() {
 		l.t.noteLost(l.hello.Node)
 	}
 	if l.up {
-		l.t.cfg.Logger.Info("link down", "peer", l.hello.Node, "remote", l.conn.RemoteAddr(), "err", l.err)
+		l.t.cfg.Logger.Info("link down", "peer", l.hello.Node, "remote", l.conn.RemoteAddr().String(), "err", l.err)
 		l.t.cfg.Handler.LinkDown(l, l.err)
 	}
 }

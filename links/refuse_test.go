@@ -3,6 +3,7 @@ package links
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -119,5 +120,34 @@ func TestInsecureModeWarns(t *testing.T) {
 	_ = tr.Close()
 	if !strings.Contains(buf.String(), "level=WARN msg=\"INSECURE DEVELOPMENT MODE") {
 		t.Fatalf("no warning logged in development mode:\n%s", buf.String())
+	}
+}
+
+// TestJSONLogsNameRoleAndAddress: in JSON logs a link's role is its name
+// and its remote address a string, as in text logs. Before, "link up"
+// logged "role":0 and the address as an object of its IP and port.
+func TestJSONLogsNameRoleAndAddress(t *testing.T) {
+	ca := testCA(t, "m")
+	var buf lockedBuffer
+	a := newNode(t, issue(t, ca, "a"), func(c *QUICConfig) {
+		c.Logger = slog.New(slog.NewJSONHandler(&buf, nil))
+	})
+	b := newNode(t, issue(t, ca, "b"), nil)
+	dial(t, b, a)
+	waitFor(t, "a's link up logged", patience, func() bool { return strings.Contains(buf.String(), `"msg":"link up"`) })
+	for line := range strings.Lines(buf.String()) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec["msg"] != "link up" {
+			continue
+		}
+		if rec["role"] != "router" {
+			t.Errorf("link up: role %#v, want \"router\"", rec["role"])
+		}
+		if s, ok := rec["remote"].(string); !ok || !strings.HasPrefix(s, "127.0.0.1:") {
+			t.Errorf("link up: remote %#v, want an address string", rec["remote"])
+		}
 	}
 }

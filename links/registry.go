@@ -179,7 +179,7 @@ func (t *QUICTransport) adopt(l *quicLink) (*quicLink, error) {
 		// never a LinkUp of a link after that of its replacement.
 		<-prev.started
 	}
-	t.cfg.Logger.Info("link up", "peer", peer, "remote", l.conn.RemoteAddr(), "outbound", l.outbound,
+	t.cfg.Logger.Info("link up", "peer", peer, "remote", l.conn.RemoteAddr().String(), "outbound", l.outbound,
 		"role", l.hello.Role, "rtt", l.conn.ConnectionStats().SmoothedRTT.Round(time.Microsecond))
 	// The new link is up (its LinkUp delivered) before the old one goes
 	// down, so that the handler always holds a live link to the peer: a

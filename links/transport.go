@@ -115,9 +115,9 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	if cfg.Identity.Insecure {
 		cfg.Logger.Warn("INSECURE DEVELOPMENT MODE: peer certificates are not checked; any node can join and claim any name",
-			"node", cfg.Identity.Node, "mesh", cfg.Identity.Mesh)
+			"mesh", cfg.Identity.Mesh)
 	}
-	cfg.Logger.Info("links listening", "node", cfg.Identity.Node, "addr", pc.LocalAddr())
+	cfg.Logger.Info("links listening", "addr", pc.LocalAddr().String())
 	t.wg.Add(1)
 	go t.acceptLoop()
 	return t, nil
@@ -219,7 +219,7 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 		}
 		err = fmt.Errorf("accept link from %s: %w", conn.RemoteAddr(), err)
 		if errors.Is(err, ErrRefused) {
-			t.refusals.Warn("in:"+SourcePrefix(conn.RemoteAddr()).String(), "link refused", "remote", conn.RemoteAddr(), "err", err)
+			t.refusals.Warn("in:"+SourcePrefix(conn.RemoteAddr()).String(), "link refused", "remote", conn.RemoteAddr().String(), "err", err)
 			if t.cfg.OnRefused != nil {
 				t.cfg.OnRefused(conn.RemoteAddr(), err)
 			}
@@ -233,7 +233,7 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 	}
 	l.gaps.seed(l.est.Sub(began))
 	if _, err := t.adopt(l); err != nil {
-		t.cfg.Logger.Info("link lost before it was up", "remote", conn.RemoteAddr(), "err", err)
+		t.cfg.Logger.Info("link lost before it was up", "remote", conn.RemoteAddr().String(), "err", err)
 	}
 }
 

@@ -107,7 +107,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		if full || share {
 			l.mu.Unlock()
 			c.Close()
-			l.refusals.Warn("", l.what+": refused a connection at the bound of connections open", "remote", c.RemoteAddr(),
+			l.refusals.Warn("", l.what+": refused a connection at the bound of connections open", "remote", c.RemoteAddr().String(),
 				"all_sources_full", full, "max", l.lim.MaxConns, "max_per_source", l.lim.MaxConnsPerSource)
 			continue
 		}
