@@ -809,7 +809,7 @@ func (t *QUICTransport) HandshakeStats() HandshakeStats {
 func (t *QUICTransport) noteHandshakeFailure(remote net.Addr, err error) {
 	st := t.HandshakeStats()
 	t.floods.Warn("handshakes", "inbound link handshakes failing or refused (counts since start)",
-		"last_remote", remote, "last_err", err, "in_progress", st.InProgress, "failed", st.Failed,
+		"last_remote", remote.String(), "last_err", err, "in_progress", st.InProgress, "failed", st.Failed,
 		"refused_full", st.RefusedFull, "refused_share", st.RefusedShare, "refused_rate", st.RefusedRate,
 		"refused_node_rate", st.RefusedNodeRate, "reserved", st.Reserved, "retries", st.Retries)
 }

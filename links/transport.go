@@ -218,12 +218,17 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 			}
 		}
 		err = fmt.Errorf("accept link from %s: %w", conn.RemoteAddr(), err)
-		if errors.Is(err, ErrRefused) {
+		switch {
+		case errors.Is(err, errDuplicate):
+			// Both ends dialled at once and the peer kept the other
+			// link: nothing failed.
+			t.cfg.Logger.Debug("duplicate link closed by the peer", "remote", conn.RemoteAddr().String())
+		case errors.Is(err, ErrRefused):
 			t.refusals.Warn("in:"+SourcePrefix(conn.RemoteAddr()).String(), "link refused", "remote", conn.RemoteAddr().String(), "err", err)
 			if t.cfg.OnRefused != nil {
 				t.cfg.OnRefused(conn.RemoteAddr(), err)
 			}
-		} else {
+		default:
 			t.noteHandshakeFailure(conn.RemoteAddr(), err)
 		}
 		return
