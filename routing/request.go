@@ -43,7 +43,7 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	if target == nil || target == nb {
 		return
 	}
-	e.noteAsker(o, nb) // the answer goes to nb at once
+	e.noteAsker(o, nb, en.seqno) // the answer goes to nb at once
 	x := e.ext(o)
 	if x.fwdValid && !seqnoLess(x.fwdSeqno, en.seqno) && t < x.fwdUntil {
 		return // already forwarded recently

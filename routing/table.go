@@ -766,7 +766,7 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 		}
 		e.triggerAll(o, urgent)
 		if answers {
-			e.answered(x)
+			e.answered(x, nr.seqno)
 		}
 	case answers && o.advertisable():
 		e.answer(t, o, x)
