@@ -43,15 +43,21 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	if target == nil || target == nb {
 		return
 	}
-	e.noteAsker(o, nb) // the answer goes to nb at once
+	e.noteAsker(o, nb, en.seqno) // the answer goes to nb at once
 	x := e.ext(o)
-	if x.fwdValid && !seqnoLess(x.fwdSeqno, en.seqno) && t < x.fwdUntil {
+	if x.fwdValid && !seqnoLess(x.fwdTop, en.seqno) && t < x.fwdUntil {
 		return // already forwarded recently
 	}
 	if !e.holdUntil(t, nb.forwarded, e.nameOf(o)) {
 		return // nb already had a request forwarded for o recently
 	}
-	x.fwdValid, x.fwdSeqno, x.fwdUntil = true, en.seqno, t+2*e.cfg.MinTriggeredInterval
+	// The first seqno reaching the oldest one asked for answers: a later
+	// request for a newer one does not hold back the answer from the
+	// neighbours that asked for less (TestAttackHigherAskDelaysAsker).
+	if !x.fwdValid || seqnoLess(en.seqno, x.fwdSeqno) {
+		x.fwdSeqno = en.seqno
+	}
+	x.fwdValid, x.fwdTop, x.fwdUntil = true, en.seqno, t+2*e.cfg.MinTriggeredInterval
 	target.requests[e.nameOf(o)] = entry{kind: kindRequest, origin: e.nameOf(o), seqno: en.seqno, hopcnt: en.hopcnt - 1}
 }
 

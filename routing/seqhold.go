@@ -20,13 +20,14 @@ import "time"
 const answerAllGap = 64 * time.Second
 
 // seqHold is a neighbour that asked for a newer seqno of an origin
-// through us (asked: the answer goes to it at once), or that holds a
-// newer seqno of it from us than the other neighbours (told: seqno, at
-// the origin's advertised metric and hops). An origin has at most one
-// per neighbour (originExt.holds).
+// through us (asked: the answer, a seqno want or newer, goes to it at
+// once), or that holds a newer seqno of it from us than the other
+// neighbours (told: seqno, at the origin's advertised metric and hops).
+// An origin has at most one per neighbour (originExt.holds).
 type seqHold struct {
 	nb    *neighbour
 	seqno uint16
+	want  uint16
 	asked bool
 	told  bool
 }
@@ -68,15 +69,19 @@ func (x *originExt) compactHolds() {
 	}
 }
 
-// noteAsker records that nb asked us for a newer seqno of o, which we
-// forward or forwarded: the answer goes to nb at once. A request from
-// the selected next hop is not recorded: it is told infinity (poison
-// reverse), whatever the seqno.
-func (e *Engine) noteAsker(o *origin, nb *neighbour) {
+// noteAsker records that nb asked us for seqno want of o, or a newer
+// one, which we forward or forwarded: the answer goes to nb at once. A
+// request from the selected next hop is not recorded: it is told
+// infinity (poison reverse), whatever the seqno.
+func (e *Engine) noteAsker(o *origin, nb *neighbour, want uint16) {
 	if o.isSel(nb) {
 		return
 	}
-	e.ext(o).addHold(nb).asked = true
+	h := e.ext(o).addHold(nb)
+	if !h.asked || seqnoLess(h.want, want) {
+		h.want = want
+	}
+	h.asked = true
 }
 
 // allSlot reports whether a new seqno alone of the origin of x may go to
@@ -105,17 +110,38 @@ func (e *Engine) answer(t time.Duration, o *origin, x *originExt) {
 			}
 		}
 	}
-	e.answered(x)
+	e.answered(x, o.rtSeqno)
 }
 
-// answered forgets the neighbours that asked for o's seqno: the answer
-// is queued for them.
-func (e *Engine) answered(x *originExt) {
+// answered forgets the neighbours that asked for o's seqno s or an older
+// one: the answer is queued for them. Those that asked for a newer one
+// stay, and the first seqno reaching what one of them asked answers
+// again (fwdSeqno): when every asker was forgotten at the first answer,
+// a neighbour asking for a seqno between the one held and the one
+// another asked for had that other wait for its retry, as the newer
+// seqno that came next was held back from it
+// (TestAttackPartialAnswerDelaysAsker).
+func (e *Engine) answered(x *originExt, s uint16) {
 	if len(x.holds) == 0 {
 		return
 	}
+	waiting := false
 	for i := range x.holds {
-		x.holds[i].asked = false
+		h := &x.holds[i]
+		if !h.asked {
+			continue
+		}
+		if !seqnoLess(s, h.want) {
+			h.asked = false
+			continue
+		}
+		if !waiting || seqnoLess(h.want, x.fwdSeqno) {
+			x.fwdSeqno = h.want
+		}
+		waiting = true
+	}
+	if waiting {
+		x.fwdValid = true
 	}
 	x.compactHolds()
 }

@@ -329,13 +329,16 @@ type originExt struct {
 	cand      *neighbour
 	candSince time.Duration
 
-	// The seqno request in progress (reqActive), and the last one
-	// forwarded (fwdValid).
+	// The seqno request in progress (reqActive), and the ones forwarded
+	// (fwdValid): the oldest seqno asked for and not answered yet
+	// (fwdSeqno), and the one forwarded last (fwdTop), which requests
+	// for no newer one repeat until fwdUntil.
 	reqRetry   time.Duration
 	reqBackoff time.Duration
 	fwdUntil   time.Duration
 	reqSeqno   uint16
 	fwdSeqno   uint16
+	fwdTop     uint16
 	reqActive  bool
 	fwdValid   bool
 	watched    bool // in Engine.watch
@@ -766,7 +769,7 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 		}
 		e.triggerAll(o, urgent)
 		if answers {
-			e.answered(x)
+			e.answered(x, nr.seqno)
 		}
 	case answers && o.advertisable():
 		e.answer(t, o, x)
