@@ -241,3 +241,8 @@ func resumeDelay(stuck int) time.Duration {
 	}
 	return min(50*time.Millisecond<<min(stuck-1, 5), time.Second)
 }
+
+// ResumeResendSlack bounds what a destination sends again on resumed
+// paths: at most this many windows (ResumeConfig.Window) beyond what the
+// source acknowledged over the circuit's life (see adopt).
+const ResumeResendSlack = MaxResumesWithoutProgress + 2

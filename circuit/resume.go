@@ -242,6 +242,7 @@ type Resumable struct {
 	acked, written    int64
 	credit            int64 // what the other end's application read (its last ack): the window's base
 	sent              int64 // positions sent on the current path
+	resent            int64 // destination: positions resumes had it send again (adopt)
 	finQueued         bool
 	rq                ring         // received, not yet read
 	held              []heldRecord // received, not yet read, before rq: records' payloads taken from the path, in order
@@ -1824,6 +1825,21 @@ func (r *Resumable) adopt(p Path, off int64) error {
 		r.mu.Unlock()
 		return fmt.Errorf("%w: resume from %d outside [%d, %d]", ErrIntegrity, off, r.acked, r.totalLocked())
 	}
+	// What the source says it did not receive is sent again: at most
+	// ResumeResendSlack windows beyond what it acknowledged over the
+	// circuit's life, or a source that resumes without ever
+	// acknowledging has the same window sent and sealed again for each
+	// resume it asks. An honest source gives up after
+	// MaxResumesWithoutProgress resumed paths on which nothing moved.
+	again := max(r.sent-off, 0)
+	if credit := max(r.acked, off) + int64(ResumeResendSlack)*int64(r.cfg.Window); r.resent+again > credit {
+		err := fmt.Errorf("%w: the resume from %d would have %d positions sent again in all, more than the %d acknowledged and %d windows of %d",
+			ErrResumeRefused, off, r.resent+again, max(r.acked, off), ResumeResendSlack, r.cfg.Window)
+		r.giveUpLocked(err, 0)
+		r.mu.Unlock()
+		return err
+	}
+	r.resent += again
 	if r.cur != nil {
 		// The source found the break first: the old path goes.
 		old := r.cur
