@@ -249,6 +249,11 @@ func (i *Initiator) First(b, early []byte, now time.Time) ([]byte, error) {
 	if len(early) > MaxEarly || i.mode == modeXX && len(early) > 0 {
 		return b, fmt.Errorf("seal: %d bytes of early data not allowed", len(early))
 	}
+	return i.first(b, early, now)
+}
+
+// first is First without the bound on early data.
+func (i *Initiator) first(b, early []byte, now time.Time) ([]byte, error) {
 	var payload []byte
 	prefix := []byte{i.mode}
 	switch i.mode {
@@ -457,10 +462,23 @@ func (k *Keys) Respond(prologue, msg []byte, source string, strikes *Strikes, no
 	if r.peer, err = k.verifyIdentity(payload, source, r.hs.PeerStatic(), now); err != nil {
 		return nil, err
 	}
+	if err := checkEarly(r.peer.early, source); err != nil {
+		return nil, err
+	}
 	if err := strikes.Check(r.hs.PeerEphemeral(), source, r.peer.ts, now); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// checkEarly refuses early data beyond MaxEarly, which no source sends
+// (First refuses it): a destination took up to what an open's first
+// flight holds (about 64 KiB) into the service's queue.
+func checkEarly(early []byte, source string) error {
+	if len(early) > MaxEarly {
+		return fmt.Errorf("%w: %d bytes of early data from %q, more than %d", ErrAuth, len(early), source, MaxEarly)
+	}
+	return nil
 }
 
 // FullFirst reports whether msg (unframed) is the first message of a full
@@ -515,6 +533,9 @@ func (k *Keys) respondResumed(prologue, msg []byte, source string, strikes *Stri
 	r.peer = s.peer
 	r.peer.ts = time.Unix(0, int64(binary.BigEndian.Uint64(payload)))
 	r.peer.early = payload[8:]
+	if err := checkEarly(r.peer.early, source); err != nil {
+		return nil, err
+	}
 	if err := strikes.Check(r.hs.PeerEphemeral(), source, r.peer.ts, now); err != nil {
 		return nil, err
 	}

@@ -597,3 +597,43 @@ func TestSealTo(t *testing.T) {
 		t.Error("a record was sealed into a buffer without room for it")
 	}
 }
+
+// TestRespondRefusesEarlyBeyondMaxEarly: a source that writes its first
+// message itself can put more early data in it than First allows; the
+// destination refuses it (ErrAuth), IK and resumed alike. Before, it
+// took whatever the message held.
+func TestRespondRefusesEarlyBeyondMaxEarly(t *testing.T) {
+	m := newMesh(t, "s", "d")
+	rec := m.keys["d"].Record()
+	pro := Prologue("d", "s", "svc", 0)
+	for _, resumed := range []bool{false, true} {
+		if resumed {
+			if _, _, _, err := handshake(t, m.keys["s"], m.keys["d"], "d", &rec, nil); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			m.keys["s"].ForgetSession("d")
+		}
+		for _, n := range []int{MaxEarly, MaxEarly + 1} {
+			now := time.Now()
+			ini, err := m.keys["s"].Initiate(pro, "d", &rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ini.Resumed() != resumed {
+				t.Fatalf("resumed %v, want %v", ini.Resumed(), resumed)
+			}
+			m1, err := ini.first(nil, make([]byte, n), now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := m.keys["d"].Respond(pro, m1[2:], "s", NewStrikes(0, 0, now.Add(-time.Second)), now)
+			switch {
+			case n <= MaxEarly && (err != nil || len(r.Early()) != n):
+				t.Fatalf("resumed %v: %d bytes of early data: %v", resumed, n, err)
+			case n > MaxEarly && !errors.Is(err, ErrAuth):
+				t.Fatalf("resumed %v: %d bytes of early data taken (err %v), want ErrAuth", resumed, n, err)
+			}
+		}
+	}
+}
