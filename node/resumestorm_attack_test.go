@@ -47,25 +47,7 @@ func TestAttackResumeStormResendsTheWindow(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	l := m.link("d")
-	open := func(flags circuit.Flags) (*circuit.Conn, error) {
-		t.Helper()
-		s, err := l.OpenStream(ctxT(t, patience))
-		if err != nil {
-			return nil, err
-		}
-		o := &circuit.Open{Dest: "d", Source: "m", Service: EchoService, HopLimit: 15, Flags: circuit.FlagResumable | flags}
-		sec := circuit.Security{Keys: m.seal.Load()}
-		if r, ok := m.keyBook.LookupKey("d"); ok {
-			sec.Peer = r
-		}
-		conn, err := circuit.DialSecure(ctxT(t, patience), s, o, circuit.Addr{Node: "m", Service: EchoService}, sec)
-		if err != nil {
-			return nil, err
-		}
-		t.Cleanup(func() { conn.Reset(circuit.CloseCancelled) })
-		return conn, nil
-	}
+	open := func(flags circuit.Flags) (*circuit.Conn, error) { return openResumableByHand(t, m, "d", flags) }
 	// readFor reads conn until n bytes came or it ends, and returns the count.
 	readFor := func(conn *circuit.Conn, n int) int {
 		conn.SetReadDeadline(time.Now().Add(patience))

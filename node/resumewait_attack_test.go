@@ -60,23 +60,12 @@ func TestAttackWaitingResumesWakeOnEveryCircuit(t *testing.T) {
 	}
 	honestPhase("without m's resumes")
 
-	l := m.link("d")
 	open := func(flags circuit.Flags) *circuit.Conn {
 		t.Helper()
-		s, err := l.OpenStream(ctxT(t, patience))
+		conn, err := openResumableByHand(t, m, "d", flags)
 		if err != nil {
 			t.Fatal(err)
 		}
-		o := &circuit.Open{Dest: "d", Source: "m", Service: EchoService, HopLimit: 15, Flags: circuit.FlagResumable | flags}
-		sec := circuit.Security{Keys: m.seal.Load()}
-		if r, ok := m.keyBook.LookupKey("d"); ok {
-			sec.Peer = r
-		}
-		conn, err := circuit.DialSecure(ctxT(t, patience), s, o, circuit.Addr{Node: "m", Service: EchoService}, sec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Reset(circuit.CloseCancelled) })
 		return conn
 	}
 	open(0) // accepted, its hello never sent
@@ -98,4 +87,27 @@ func TestAttackWaitingResumesWakeOnEveryCircuit(t *testing.T) {
 	if woken := honestPhase("with m's resumes waiting"); woken >= honest {
 		t.Errorf("%d of h's circuits woke %d of m's resumes waiting at d %d times: a waiting resume woke for other sources' circuits", honest, resumeWaiters, woken)
 	}
+}
+
+// openResumableByHand opens a resumable circuit from m over its link to
+// d, to d's echo service, writing the open itself (no resumable layer at
+// m: the test writes its frames), with flags added; the circuit is reset
+// when the test ends.
+func openResumableByHand(t *testing.T, m *Node, d string, flags circuit.Flags) (*circuit.Conn, error) {
+	t.Helper()
+	s, err := m.link(d).OpenStream(ctxT(t, patience))
+	if err != nil {
+		return nil, err
+	}
+	o := &circuit.Open{Dest: d, Source: m.Name(), Service: EchoService, HopLimit: 15, Flags: circuit.FlagResumable | flags}
+	sec := circuit.Security{Keys: m.seal.Load()}
+	if r, ok := m.keyBook.LookupKey(d); ok {
+		sec.Peer = r
+	}
+	conn, err := circuit.DialSecure(ctxT(t, patience), s, o, circuit.Addr{Node: m.Name(), Service: EchoService}, sec)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { conn.Reset(circuit.CloseCancelled) })
+	return conn, nil
 }

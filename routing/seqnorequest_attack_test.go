@@ -56,20 +56,32 @@ func newStar(t *testing.T, origins []string) *star {
 // deliver hands every queued message to its engine, at once, until none
 // is left; messages to m are dropped.
 func (s *star) deliver() {
+	deliverAll(s.t, s.now, s.order, s.engines, func(from string, msg Message, _ bool) {
+		if s.sent != nil {
+			s.sent(from, msg)
+		}
+	})
+}
+
+// deliverAll hands every message the engines (in order) send to its
+// engine, at once, until none is left. seen, if set, sees each message
+// before it is delivered, and whether it is (its destination is among
+// engines; the others are dropped).
+func deliverAll(t testing.TB, now time.Time, order []string, engines map[string]*Engine, seen func(from string, msg Message, delivered bool)) {
 	for {
 		moved := false
-		for _, name := range s.order {
-			for _, msg := range s.engines[name].Ready().Messages {
-				if s.sent != nil {
-					s.sent(name, msg)
+		for _, name := range order {
+			for _, msg := range engines[name].Ready().Messages {
+				to, ok := engines[msg.To]
+				if seen != nil {
+					seen(name, msg, ok)
 				}
-				to, ok := s.engines[msg.To]
 				if !ok {
 					continue
 				}
 				moved = true
-				if err := to.Receive(s.now, name, msg.Payload); err != nil {
-					s.t.Fatal(err)
+				if err := to.Receive(now, name, msg.Payload); err != nil {
+					t.Fatal(err)
 				}
 			}
 		}

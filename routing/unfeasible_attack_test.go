@@ -68,38 +68,25 @@ func newRedMesh(t *testing.T, n int, mLinks []string) *redMesh {
 // deliver hands every queued message to its engine, at once, until none
 // is left; messages to m go to toM.
 func (s *redMesh) deliver() {
-	for {
-		moved := false
-		for _, name := range s.order {
-			for _, msg := range s.engines[name].Ready().Messages {
-				to, ok := s.engines[msg.To]
-				if !ok {
-					if s.toM != nil {
-						s.toM(name, msg)
-					}
-					continue
-				}
-				s.msgs++
-				s.bytes += len(msg.Payload)
-				es, err := decodeMessage(msg.Payload, maxEntriesLimit)
-				if err != nil {
-					s.t.Fatal(err)
-				}
-				for _, en := range es {
-					if en.kind == kindRequest {
-						s.requests++
-					}
-				}
-				moved = true
-				if err := to.Receive(s.now, name, msg.Payload); err != nil {
-					s.t.Fatal(err)
-				}
+	deliverAll(s.t, s.now, s.order, s.engines, func(from string, msg Message, delivered bool) {
+		if !delivered {
+			if s.toM != nil {
+				s.toM(from, msg)
 			}
-		}
-		if !moved {
 			return
 		}
-	}
+		s.msgs++
+		s.bytes += len(msg.Payload)
+		es, err := decodeMessage(msg.Payload, maxEntriesLimit)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		for _, en := range es {
+			if en.kind == kindRequest {
+				s.requests++
+			}
+		}
+	})
 }
 
 // step advances the mesh by 5 ms.
@@ -199,48 +186,45 @@ func (s *redMesh) unfeasibleLies(relay bool) func() (int, int) {
 		}
 	}
 	return func() (int, int) {
-		entries, bytes := 0, 0
-		for _, x := range s.mLinks {
-			var batch []entry
-			for _, o := range s.order {
-				r, ok := s.engines[x].Lookup(o)
-				if o == x || !ok {
-					continue
-				}
-				batch = append(batch, entry{kind: kindUpdate, origin: o, seqno: r.Seqno - 1, metric: 1, hops: 1})
+		var extra []entry
+		if relay {
+			for _, en := range asked {
+				en.hopcnt = requestHopCount
+				extra = append(extra, en)
 			}
-			if relay {
-				for _, en := range asked {
-					en.hopcnt = requestHopCount
-					batch = append(batch, en)
-				}
-			}
-			entries += len(batch)
-			bytes += s.fromM(x, batch)
 		}
 		asked = asked[:0]
-		return entries, bytes
+		return s.sendPerOrigin(func(o string, r Route) entry {
+			return entry{kind: kindUpdate, origin: o, seqno: r.Seqno - 1, metric: 1, hops: 1}
+		}, extra)
 	}
+}
+
+// sendPerOrigin has m send each node it is linked to the entry mk makes,
+// for every origin that node routes, plus extra, and returns the entries
+// and bytes sent.
+func (s *redMesh) sendPerOrigin(mk func(o string, r Route) entry, extra []entry) (entries, bytes int) {
+	for _, x := range s.mLinks {
+		var batch []entry
+		for _, o := range s.order {
+			if r, ok := s.engines[x].Lookup(o); o != x && ok {
+				batch = append(batch, mk(o, r))
+			}
+		}
+		batch = append(batch, extra...)
+		entries += len(batch)
+		bytes += s.fromM(x, batch)
+	}
+	return entries, bytes
 }
 
 // directRequests returns m's attack of asking each node it is linked to,
 // once a second, for the next seqno of every origin.
 func (s *redMesh) directRequests() func() (int, int) {
 	return func() (int, int) {
-		entries, bytes := 0, 0
-		for _, x := range s.mLinks {
-			var batch []entry
-			for _, o := range s.order {
-				r, ok := s.engines[x].Lookup(o)
-				if o == x || !ok {
-					continue
-				}
-				batch = append(batch, entry{kind: kindRequest, origin: o, seqno: r.Seqno + 1, hopcnt: requestHopCount})
-			}
-			entries += len(batch)
-			bytes += s.fromM(x, batch)
-		}
-		return entries, bytes
+		return s.sendPerOrigin(func(o string, r Route) entry {
+			return entry{kind: kindRequest, origin: o, seqno: r.Seqno + 1, hopcnt: requestHopCount}
+		}, nil)
 	}
 }
 
@@ -256,20 +240,9 @@ func (s *redMesh) flapLies() func() (int, int) {
 		if calls%2 == 0 {
 			metric = 5000
 		}
-		entries, bytes := 0, 0
-		for _, x := range s.mLinks {
-			var batch []entry
-			for _, o := range s.order {
-				r, ok := s.engines[x].Lookup(o)
-				if o == x || !ok {
-					continue
-				}
-				batch = append(batch, entry{kind: kindUpdate, origin: o, seqno: r.Seqno, metric: metric, hops: 1})
-			}
-			entries += len(batch)
-			bytes += s.fromM(x, batch)
-		}
-		return entries, bytes
+		return s.sendPerOrigin(func(o string, r Route) entry {
+			return entry{kind: kindUpdate, origin: o, seqno: r.Seqno, metric: metric, hops: 1}
+		}, nil)
 	}
 }
 
