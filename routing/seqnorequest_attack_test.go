@@ -96,13 +96,18 @@ func (s *star) run(d time.Duration) {
 	end := s.now.Add(d)
 	for s.now.Before(end) {
 		s.now = s.now.Add(5 * time.Millisecond)
-		for _, name := range s.order {
-			e := s.engines[name]
-			if nt := e.NextTick(); !nt.IsZero() && !nt.After(s.now) {
-				e.Tick(s.now)
-			}
-		}
+		tickDue(s.now, s.order, s.engines)
 		s.deliver()
+	}
+}
+
+// tickDue ticks, in order, each engine whose next tick is due at now.
+func tickDue(now time.Time, order []string, engines map[string]*Engine) {
+	for _, name := range order {
+		e := engines[name]
+		if nt := e.NextTick(); !nt.IsZero() && !nt.After(now) {
+			e.Tick(now)
+		}
 	}
 }
 

@@ -92,12 +92,7 @@ func (s *redMesh) deliver() {
 // step advances the mesh by 5 ms.
 func (s *redMesh) step() {
 	s.now = s.now.Add(5 * time.Millisecond)
-	for _, name := range s.order {
-		e := s.engines[name]
-		if nt := e.NextTick(); !nt.IsZero() && !nt.After(s.now) {
-			e.Tick(s.now)
-		}
-	}
+	tickDue(s.now, s.order, s.engines)
 	s.deliver()
 }
 
