@@ -1119,7 +1119,9 @@ func (d *discovery) step(now time.Time) int {
 	// peer that said it drains left gossip as it began and closes its
 	// links itself once its circuits end or its grace runs out: dropping
 	// its link here cut the circuits it was letting finish
-	// (TestDrainingGossipPeerKeepsItsCircuits).
+	// (TestDrainingGossipPeerKeepsItsCircuits). A peer that says it
+	// drains and never closes keeps its link (routed around at the
+	// highest cost) as any member could, in one of this node's slots.
 	var gone []string
 	for _, l := range current {
 		if mem, ok := alive[l.Peer]; ok && mem.LinkAddr == l.Address {
