@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -163,6 +164,9 @@ type QUICConfig struct {
 	testCreditAtCompletion bool
 	// testCreditDelay, if set, replaces creditDelay.
 	testCreditDelay time.Duration
+	// testCtrlReads, if set, counts the reads of every link's control
+	// stream after the handshake.
+	testCtrlReads *atomic.Int64
 }
 
 // withDefaults returns c with zero fields replaced by defaults.

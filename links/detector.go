@@ -8,10 +8,11 @@ import (
 // Adaptive failure detection (docs/DESIGN.md, "Liveness under load").
 //
 // The detector learns how irregularly signs of life arrive from the peer:
-// an estimate of the mean gap between control frames and a peak-holding
-// deviation that jumps to any larger gap at once and decays slowly
-// (1/512 per frame: its memory is about a minute at the usual ten frames
-// a second). The peer is declared dead after
+// an estimate of the mean gap between control frames (frames that
+// arrive in one read of the control stream count as one) and a
+// peak-holding deviation that jumps to any larger gap at once and decays
+// slowly (1/512 per frame: its memory is about a minute at the usual ten
+// frames a second). The peer is declared dead after
 // max(floor, mean + 4 × deviation) of silence, capped at detectorCap ×
 // floor: on a quiet link the floor (ProbeMisses × ProbeInterval) decides,
 // so a dead peer is found as fast as before; a peer that has been seen to

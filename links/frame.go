@@ -78,7 +78,7 @@ func readFrame(r io.Reader) (frame, error) {
 			return frame{}, fmt.Errorf("frame type %#x announces %d bytes (max %d): %w", typ, n, MaxFrameSize, ErrFrameTooLarge)
 		}
 		if !knownFrame(typ) {
-			if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
+			if err := skip(r, n); err != nil {
 				return frame{}, fmt.Errorf("skip frame type %#x: %w", typ, noEOF(err))
 			}
 			continue
@@ -89,6 +89,20 @@ func readFrame(r io.Reader) (frame, error) {
 		}
 		return f, nil
 	}
+}
+
+// skip discards the next n bytes of r, in its own buffer when r has one
+// (the link's read loop reads through a bufio.Reader).
+func skip(r io.Reader, n uint32) error {
+	if n == 0 {
+		return nil
+	}
+	if d, ok := r.(interface{ Discard(int) (int, error) }); ok {
+		_, err := d.Discard(int(n))
+		return err
+	}
+	_, err := io.CopyN(io.Discard, r, int64(n))
+	return err
 }
 
 func knownFrame(typ uint8) bool {
