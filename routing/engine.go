@@ -78,8 +78,9 @@ type Engine struct {
 	// The Certifier if its verdicts are shared (cacheable), else nil.
 	shared Certifier
 
-	// The message being built (put): its encoding so far, entries,
-	// updates among them, and neighbour.
+	// The message being built (put): its encoding so far (in a buffer
+	// of sendScratch, held during flush), entries, updates among them,
+	// and neighbour.
 	wBuf     []byte
 	wCount   int
 	wUpdates int
