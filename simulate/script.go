@@ -144,7 +144,7 @@ func (e *ParseError) Error() string {
 // syntax and meaning (nodes declared before use, edges that exist, values
 // in range) so that a script that parses can run.
 func Parse(name, src string) (*Script, error) {
-	p := &parser{s: &Script{Name: name}, declared: map[string]bool{}, edges: map[pair]bool{}}
+	p := &parser{s: &Script{Name: name}, declared: map[string]bool{}, edges: map[pair]bool{}, down: map[string]int{}}
 	for i, raw := range strings.Split(src, "\n") {
 		text, _, _ := strings.Cut(raw, "#")
 		text = strings.TrimSpace(text)
@@ -165,6 +165,7 @@ type parser struct {
 	declared map[string]bool
 	nnodes   int
 	edges    map[pair]bool
+	down     map[string]int // killed nodes: the line of their kill
 	g        gossipState
 }
 
@@ -186,7 +187,10 @@ func (p *parser) parseLine(st *Step) error {
 		if len(args) == 0 || st.Op == OpIsolate && len(args) != 1 {
 			return fmt.Errorf("%s needs %s", cmd, map[bool]string{true: "one node", false: "node names"}[st.Op == OpIsolate])
 		}
-		return p.names(st, args)
+		if err := p.names(st, args); err != nil {
+			return err
+		}
+		return p.killRestart(st)
 	case "random":
 		st.Op = OpRandom
 		return p.random(st, args)
@@ -220,6 +224,37 @@ func (p *parser) parseLine(st *Step) error {
 		return p.names(st, args[1:])
 	}
 	return fmt.Errorf("unknown command %q (want nodes, link, unlink, cut, heal, set, partition, isolate, kill, restart, random, regions, discover, wait, expect, transfer, workload, measure or print)", cmd)
+}
+
+// killRestart checks that kill names running nodes and restart killed
+// ones, each once, and records which nodes are down: only kill takes a
+// node down and only restart brings it back, so this is what the run finds.
+func (p *parser) killRestart(st *Step) error {
+	if st.Op != OpKill && st.Op != OpRestart {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, name := range st.Nodes {
+		if seen[name] {
+			return fmt.Errorf("%s: %s named twice", st.Op, name)
+		}
+		seen[name] = true
+		line, down := p.down[name]
+		switch {
+		case st.Op == OpKill && down:
+			return fmt.Errorf("kill %s: %s is down already (killed on line %d)", name, name, line)
+		case st.Op == OpRestart && !down:
+			return fmt.Errorf("restart %s: %s is running (kill it first)", name, name)
+		}
+	}
+	for _, name := range st.Nodes {
+		if st.Op == OpKill {
+			p.down[name] = st.Line
+		} else {
+			delete(p.down, name)
+		}
+	}
+	return nil
 }
 
 // nodes declares node names; "n1..n30" declares n1 to n30.

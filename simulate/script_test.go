@@ -95,6 +95,11 @@ func TestParseErrors(t *testing.T) {
 		{"nodes a b\nprint stuff a", 2, "print routes|links|events"},
 		{"nodes a b\nisolate a b", 2, "one node"},
 		{"nodes a b\nlink a-b\nunlink a-b\nheal a-b", 4, "no such link"},
+		{"nodes a b\nkill a a", 2, "a named twice"},
+		{"nodes a b\nkill a\nkill b a", 3, "a is down already (killed on line 2)"},
+		{"nodes a b\nrestart a", 2, "a is running (kill it first)"},
+		{"nodes a b\nkill a\nrestart a\n\nrestart a", 5, "a is running (kill it first)"},
+		{"nodes a b\nkill a b\nrestart b b", 3, "b named twice"},
 	} {
 		_, err := Parse("s.sim", tc.src)
 		var pe *ParseError
