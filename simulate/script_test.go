@@ -155,6 +155,9 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add("nodes a b\nlink a-b latency=1ms\npartition {a} {b}\ntransfer a b 1KiB\nexpect route a b via=b hops=1")
 	f.Add("regions eu:a,n1..n3 us:b between=30ms..80ms seed=2\ndiscover seed=a nodes=b,n1..n3 order=random\nwait members\nwait reachable timeout=1m\npartition {a} {b}\nheal\nmeasure")
+	// The commands and options no file of testdata uses.
+	f.Add("nodes a b c\nlink a-b b-c\nwait optimal timeout=1m\nunlink a-b\nprint events a\nkill a\nrestart a\n" +
+		"workload pairs=all rate=10 duration=2s size=1KiB seed=3 within=5s\nworkload circuits=5 pairs=random")
 	f.Fuzz(func(t *testing.T, src string) {
 		s, err := Parse("f", src)
 		nlines := strings.Count(src, "\n") + 1
