@@ -82,7 +82,7 @@
 //	set a-b [latency=D] [loss=P]   change latency or loss of existing links
 //	    link, random and set take bandwidth=R (10Mbit) queue=S (64KiB) jitter=D reorder=P dup=P
 //	                               too (QUIC backend; Shape)
-//	unlink a-b                     remove a link for good (heal does not restore it)
+//	unlink a-b                     remove a link for good: its dialler drops it (heal does not restore it)
 //	cut a-b                        drop all traffic of a link, silently
 //	heal [a-b ...]                 undo cuts, partitions and isolation (all, or the links named)
 //	partition {a,b} {c,d}          cut every link between the two sets
