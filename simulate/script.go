@@ -372,8 +372,24 @@ func (p *parser) edgeStep(st *Step, args []string) error {
 	if err := p.options(st, opts, allowed...); err != nil {
 		return err
 	}
+	if err := queueNeedsBandwidth(st); err != nil {
+		return err
+	}
 	if st.Op == OpSet && !st.SetLatency && !st.SetLoss && len(st.SetShape) == 0 {
 		return fmt.Errorf("set needs latency= or loss= (or bandwidth=, queue=, jitter=, reorder=, dup=)")
+	}
+	return nil
+}
+
+// queueNeedsBandwidth refuses queue= without bandwidth= on link and
+// random, which set every parameter of their links; set keeps the link's
+// bandwidth, so its merged parameters are checked when it runs.
+func queueNeedsBandwidth(st *Step) error {
+	if st.Op != OpLink && st.Op != OpRandom {
+		return nil
+	}
+	if slices.Contains(st.SetShape, "queue") && !slices.Contains(st.SetShape, "bandwidth") {
+		return fmt.Errorf("queue= needs bandwidth=: without a rate no packet waits in the queue")
 	}
 	return nil
 }
@@ -522,6 +538,9 @@ func (p *parser) random(st *Step, args []string) error {
 	}
 	st.Count = -1
 	if err := p.options(st, opts, append([]string{"edges", "seed", "latency", "loss"}, shapeKeys...)...); err != nil {
+		return err
+	}
+	if err := queueNeedsBandwidth(st); err != nil {
 		return err
 	}
 	n := len(p.declaredOrder()) // nodes started by discover are not linked by random
