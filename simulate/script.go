@@ -142,9 +142,11 @@ func (e *ParseError) Error() string {
 
 // Parse parses a scenario. name is used in errors and reports. It checks
 // syntax and meaning (nodes declared before use, edges that exist, values
-// in range) so that a script that parses can run.
+// in range) so that a script that parses can run; a script without a
+// command is an error. A leading byte order mark is skipped.
 func Parse(name, src string) (*Script, error) {
 	p := &parser{s: &Script{Name: name}, declared: map[string]bool{}, edges: map[pair]bool{}, down: map[string]int{}}
+	src = strings.TrimPrefix(src, "\ufeff") // a byte order mark some editors write
 	for i, raw := range strings.Split(src, "\n") {
 		text, _, _ := strings.Cut(raw, "#")
 		text = strings.TrimSpace(text)
@@ -156,6 +158,10 @@ func Parse(name, src string) (*Script, error) {
 			return nil, &ParseError{File: name, Line: i + 1, Msg: err.Error()}
 		}
 		p.s.Steps = append(p.s.Steps, st)
+	}
+	if len(p.s.Steps) == 0 {
+		// Most likely the wrong file: running nothing would pass.
+		return nil, &ParseError{File: name, Line: 1, Msg: "no command (a script needs at least one, such as nodes a b)"}
 	}
 	return p.s, nil
 }

@@ -100,6 +100,8 @@ func TestParseErrors(t *testing.T) {
 		{"nodes a b\nrestart a", 2, "a is running (kill it first)"},
 		{"nodes a b\nkill a\nrestart a\n\nrestart a", 5, "a is running (kill it first)"},
 		{"nodes a b\nkill a b\nrestart b b", 3, "b named twice"},
+		{"", 1, "no command"},
+		{"# only a comment\n\n", 1, "no command"},
 	} {
 		_, err := Parse("s.sim", tc.src)
 		var pe *ParseError
@@ -110,6 +112,17 @@ func TestParseErrors(t *testing.T) {
 		if pe.Line != tc.line || !strings.Contains(pe.Msg, tc.msg) || !strings.HasPrefix(err.Error(), "s.sim:") {
 			t.Errorf("%q: error %q at line %d, want line %d containing %q", tc.src, err, pe.Line, tc.line, tc.msg)
 		}
+	}
+}
+
+// A script saved with a byte order mark parses as without one.
+func TestParseSkipsByteOrderMark(t *testing.T) {
+	s, err := Parse("bom.sim", "\ufeffnodes a b\nlink a-b\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Steps) != 2 || s.Steps[0].Op != OpNodes || s.Steps[0].Line != 1 {
+		t.Fatalf("steps %+v, want nodes on line 1 and link", s.Steps)
 	}
 }
 
