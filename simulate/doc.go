@@ -111,7 +111,7 @@
 //
 // Parse checks syntax and meaning (nodes declared before use, links that
 // exist, values in range, kill naming running nodes and restart killed
-// ones) and returns a *ParseError with the line number.
+// ones, link, random and transfer naming running nodes) and returns a *ParseError with the line number.
 // Run executes a Script on a new cluster and returns a Report: one
 // StepResult per line (ok, pass or fail with the reason), and
 // Measurements: convergence (wait converged, from the start of the last

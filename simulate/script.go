@@ -263,6 +263,17 @@ func (p *parser) killRestart(st *Step) error {
 	return nil
 }
 
+// up fails when one of the nodes is down (killed and not restarted), for
+// the steps that need them running: link, random and transfer.
+func (p *parser) up(names ...string) error {
+	for _, name := range names {
+		if line, down := p.down[name]; down {
+			return fmt.Errorf("%s is down (killed on line %d; restart it first)", name, line)
+		}
+	}
+	return nil
+}
+
 // nodes declares node names; "n1..n30" declares n1 to n30.
 func (p *parser) nodes(st *Step, args []string) error {
 	if len(args) == 0 {
@@ -357,6 +368,11 @@ func (p *parser) edgeStep(st *Step, args []string) error {
 		}
 		if a == b {
 			return fmt.Errorf("link %q: a node cannot link to itself", w)
+		}
+		if st.Op == OpLink {
+			if err := p.up(a, b); err != nil {
+				return fmt.Errorf("link %s: %v", w, err)
+			}
 		}
 		switch {
 		case st.Op == OpLink:
@@ -559,6 +575,9 @@ func (p *parser) random(st *Step, args []string) error {
 		return fmt.Errorf("edges=%d: a connected graph of %d nodes has %d to %d links (at most %d here)",
 			st.Count, n, n-1, n*(n-1)/2, MaxRandomEdges)
 	}
+	if err := p.up(p.declaredOrder()...); err != nil {
+		return fmt.Errorf("random links every declared node: %v", err)
+	}
 	st.Edges = randomGraph(p.declaredOrder(), st.Count, st.Seed)
 	for _, e := range st.Edges {
 		if p.edges[mkpair(e[0], e[1])] {
@@ -647,6 +666,9 @@ func (p *parser) transfer(st *Step, args []string) error {
 	}
 	if err := p.pairOfNodes(st, words[:2]); err != nil {
 		return err
+	}
+	if err := p.up(words[0], words[1]); err != nil {
+		return fmt.Errorf("transfer %s %s: %v", words[0], words[1], err)
 	}
 	if st.Size, err = parseSize(words[2]); err != nil {
 		return err

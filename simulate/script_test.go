@@ -100,6 +100,9 @@ func TestParseErrors(t *testing.T) {
 		{"nodes a b\nrestart a", 2, "a is running (kill it first)"},
 		{"nodes a b\nkill a\nrestart a\n\nrestart a", 5, "a is running (kill it first)"},
 		{"nodes a b\nkill a b\nrestart b b", 3, "b named twice"},
+		{"nodes a b\nkill b\nlink a-b", 3, "b is down (killed on line 2; restart it first)"},
+		{"nodes a b c\nkill c\nrandom edges=2", 3, "c is down"},
+		{"nodes a b\nkill a\ntransfer a b 1KiB", 3, "a is down"},
 		{"", 1, "no command"},
 		{"# only a comment\n\n", 1, "no command"},
 	} {
@@ -112,6 +115,13 @@ func TestParseErrors(t *testing.T) {
 		if pe.Line != tc.line || !strings.Contains(pe.Msg, tc.msg) || !strings.HasPrefix(err.Error(), "s.sim:") {
 			t.Errorf("%q: error %q at line %d, want line %d containing %q", tc.src, err, pe.Line, tc.line, tc.msg)
 		}
+	}
+}
+
+// A node restarted is up again for link, random and transfer.
+func TestParseRestartedNodeIsUp(t *testing.T) {
+	if _, err := Parse("up.sim", "nodes a b c\nkill b\nrestart b\nrandom edges=2 seed=3\nlink a-b\ntransfer b a 1KiB\n"); err != nil {
+		t.Fatal(err)
 	}
 }
 
