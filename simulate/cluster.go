@@ -339,17 +339,28 @@ func (c *Cluster) Link(ctx context.Context, a, b string, p LinkParams) error {
 	return nil
 }
 
-// Unlink removes the edge a–b: its traffic is blocked for good, so the
-// link dies as if the cable were pulled and Heal does not restore it (Link
-// does).
+// Unlink removes the edge a–b for good: its dialling node drops it
+// (node.Node.Unlink: it stops redialling and closes the link, so the other
+// end hears of it at once) and Heal does not restore it (Link does).
 func (c *Cluster) Unlink(a, b string) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.edges[mkpair(a, b)] == nil {
+	e := c.edges[mkpair(a, b)]
+	if e == nil {
+		c.mu.Unlock()
 		return fmt.Errorf("unlink %s-%s: %w", a, b, ErrNoEdge)
 	}
 	delete(c.edges, mkpair(a, b))
-	c.be.block(a, b, true)
+	dialer, addr := e.a, c.be.addr(e.b)
+	c.mu.Unlock()
+	n, err := c.live(dialer)
+	if err != nil {
+		return nil // a killed dialler keeps nothing, and Restart redials only edges
+	}
+	// A dialler restarted while the edge was cut, or whose first dial
+	// failed, does not keep it: nothing to drop.
+	if err := n.Unlink(addr); err != nil && !errors.Is(err, node.ErrNotLinked) {
+		return fmt.Errorf("unlink %s-%s: %w", a, b, err)
+	}
 	return nil
 }
 

@@ -229,3 +229,65 @@ func TestNodesHoldARouteToEveryNode(t *testing.T) {
 		t.Errorf("NodeConfig set 100 routes, the node holds %d", got)
 	}
 }
+
+// Unlink removes the link from its dialling node too: the node no longer
+// keeps it (it would redial it for ever, behind a blocked network), the
+// other end hears that it went down, and Link restores it.
+func TestUnlinkStopsTheDialler(t *testing.T) {
+	for _, be := range []Backend{BackendMem, BackendQUIC} {
+		t.Run(string(be), func(t *testing.T) {
+			c, err := NewCluster(Config{Backend: be})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.AddNodes(ctxT(t, patience), "a", "b"); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Link(ctxT(t, patience), "a", "b", LinkParams{Latency: time.Millisecond}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.WaitConverged(ctxT(t, patience)); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Unlink("b", "a"); err != nil {
+				t.Fatal(err)
+			}
+			c.mu.Lock()
+			addr := c.be.addr("b")
+			c.mu.Unlock()
+			if err := c.Node("a").Unlink(addr); !errors.Is(err, node.ErrNotLinked) {
+				t.Fatalf("a still keeps its link to b after Unlink: its own Unlink returned %v, want %v", err, node.ErrNotLinked)
+			}
+			if err := poll(ctxT(t, patience), func() error {
+				if _, ok, _ := c.Route("b", "a"); ok {
+					return errors.New("b still reaches a")
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			// b was told, rather than finding out by its probes.
+			events, err := c.Events("b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			told := false
+			for _, ev := range events {
+				told = told || ev.Kind == "link-down" && ev.Peer == "a" && strings.Contains(ev.Err, "unlinked by a")
+			}
+			if !told {
+				t.Fatalf("b's events %+v: want a link-down from a saying it was unlinked", events)
+			}
+			if err := c.Link(ctxT(t, patience), "a", "b", LinkParams{Latency: time.Millisecond}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.WaitConverged(ctxT(t, patience)); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok, _ := c.Route("b", "a"); !ok {
+				t.Fatal("b does not reach a after Link")
+			}
+		})
+	}
+}

@@ -58,10 +58,14 @@
 // virtual, with the wall time beside them (Report.Virtual, Report.Wall,
 // StepResult.Wall). A Cluster created inside synctest.Test runs in virtual
 // time the same way, and RunVirtual (`circuitmesh simulate --virtual`)
-// runs a scenario in virtual time outside go test. Same script and seed give the same step outcomes;
-// timings and routing tables may still differ between runs, because
-// goroutines ready at the same virtual instant run in an order the Go
-// scheduler picks and links and QUIC draw unseeded randomness.
+// runs a scenario in virtual time outside go test. On BackendMem, Test
+// and RunVirtual order the network (Config.Ordered, unless
+// Config.Unordered): the same script and seed give
+// the same report but for its wall-clock fields, the same event logs and
+// routing tables (TestVirtualRunsRepeat). On BackendQUIC only the step
+// outcomes repeat: goroutines ready at the same virtual instant run in an
+// order the Go scheduler picks and links and QUIC draw unseeded
+// randomness.
 //
 // # Scenarios
 //
@@ -78,7 +82,7 @@
 //	set a-b [latency=D] [loss=P]   change latency or loss of existing links
 //	    link, random and set take bandwidth=R (10Mbit) queue=S (64KiB) jitter=D reorder=P dup=P
 //	                               too (QUIC backend; Shape)
-//	unlink a-b                     remove a link for good (heal does not restore it)
+//	unlink a-b                     remove a link for good: its dialler drops it (heal does not restore it)
 //	cut a-b                        drop all traffic of a link, silently
 //	heal [a-b ...]                 undo cuts, partitions and isolation (all, or the links named)
 //	partition {a,b} {c,d}          cut every link between the two sets
@@ -97,7 +101,7 @@
 //	                               a has no route to b within D
 //	transfer a b SIZE [within=D]   send SIZE bytes (4MiB, 512KiB, 1MB, 1000) over a circuit and verify them
 //	print routes|links|events a    include a node's table in the report
-//	regions eu:n1..n9 us:n10,x [inside=D] [between=D|D..D] [seed=S]
+//	regions eu:n1..n9 us:n10,x [inside=D] [between=D|D..D] [spread=D] [seed=S]
 //	                               the underlay: latency inside a region and between regions
 //	discover seed=n1 nodes=n2..n9 [order=name|random]
 //	                               start nodes with gossip that join n1 and make their own links
@@ -106,7 +110,8 @@
 //	measure                        reachability, degrees, diameter, path stretch, churn, gossip traffic
 //
 // Parse checks syntax and meaning (nodes declared before use, links that
-// exist, values in range) and returns a *ParseError with the line number.
+// exist, values in range, kill naming running nodes and restart killed
+// ones, link, random and transfer naming running nodes) and returns a *ParseError with the line number.
 // Run executes a Script on a new cluster and returns a Report: one
 // StepResult per line (ok, pass or fail with the reason), and
 // Measurements: convergence (wait converged, from the start of the last

@@ -153,7 +153,7 @@ expect route a c via=c within=0s
 expect unreachable a b within=200ms
 expect route a c hops=2 via=b
 kill b
-kill b
+transfer a c 1KiB within=1s    # no path left: the step fails when it runs
 wait converged
 expect route a c within=300ms
 `, BackendQUIC)
@@ -164,7 +164,7 @@ expect route a c within=300ms
 		5:  "a reaches c in 2 hops, want 1",
 		6:  "a reaches c via b, want via c",
 		7:  "a still reaches b",
-		10: "node is down",
+		10: "transfer 1024 bytes a→c",
 		12: "a does not reach c, for 300ms",
 	}
 	for _, s := range rep.Steps {

@@ -142,9 +142,11 @@ func (e *ParseError) Error() string {
 
 // Parse parses a scenario. name is used in errors and reports. It checks
 // syntax and meaning (nodes declared before use, edges that exist, values
-// in range) so that a script that parses can run.
+// in range) so that a script that parses can run; a script without a
+// command is an error. A leading byte order mark is skipped.
 func Parse(name, src string) (*Script, error) {
-	p := &parser{s: &Script{Name: name}, declared: map[string]bool{}, edges: map[pair]bool{}}
+	p := &parser{s: &Script{Name: name}, declared: map[string]bool{}, edges: map[pair]bool{}, down: map[string]int{}}
+	src = strings.TrimPrefix(src, "\ufeff") // a byte order mark some editors write
 	for i, raw := range strings.Split(src, "\n") {
 		text, _, _ := strings.Cut(raw, "#")
 		text = strings.TrimSpace(text)
@@ -157,6 +159,10 @@ func Parse(name, src string) (*Script, error) {
 		}
 		p.s.Steps = append(p.s.Steps, st)
 	}
+	if len(p.s.Steps) == 0 {
+		// Most likely the wrong file: running nothing would pass.
+		return nil, &ParseError{File: name, Line: 1, Msg: "no command (a script needs at least one, such as nodes a b)"}
+	}
 	return p.s, nil
 }
 
@@ -165,6 +171,7 @@ type parser struct {
 	declared map[string]bool
 	nnodes   int
 	edges    map[pair]bool
+	down     map[string]int // killed nodes: the line of their kill
 	g        gossipState
 }
 
@@ -186,7 +193,10 @@ func (p *parser) parseLine(st *Step) error {
 		if len(args) == 0 || st.Op == OpIsolate && len(args) != 1 {
 			return fmt.Errorf("%s needs %s", cmd, map[bool]string{true: "one node", false: "node names"}[st.Op == OpIsolate])
 		}
-		return p.names(st, args)
+		if err := p.names(st, args); err != nil {
+			return err
+		}
+		return p.killRestart(st)
 	case "random":
 		st.Op = OpRandom
 		return p.random(st, args)
@@ -220,6 +230,48 @@ func (p *parser) parseLine(st *Step) error {
 		return p.names(st, args[1:])
 	}
 	return fmt.Errorf("unknown command %q (want nodes, link, unlink, cut, heal, set, partition, isolate, kill, restart, random, regions, discover, wait, expect, transfer, workload, measure or print)", cmd)
+}
+
+// killRestart checks that kill names running nodes and restart killed
+// ones, each once, and records which nodes are down: only kill takes a
+// node down and only restart brings it back, so this is what the run finds.
+func (p *parser) killRestart(st *Step) error {
+	if st.Op != OpKill && st.Op != OpRestart {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, name := range st.Nodes {
+		if seen[name] {
+			return fmt.Errorf("%s: %s named twice", st.Op, name)
+		}
+		seen[name] = true
+		line, down := p.down[name]
+		switch {
+		case st.Op == OpKill && down:
+			return fmt.Errorf("kill %s: %s is down already (killed on line %d)", name, name, line)
+		case st.Op == OpRestart && !down:
+			return fmt.Errorf("restart %s: %s is running (kill it first)", name, name)
+		}
+	}
+	for _, name := range st.Nodes {
+		if st.Op == OpKill {
+			p.down[name] = st.Line
+		} else {
+			delete(p.down, name)
+		}
+	}
+	return nil
+}
+
+// up fails when one of the nodes is down (killed and not restarted), for
+// the steps that need them running: link, random and transfer.
+func (p *parser) up(names ...string) error {
+	for _, name := range names {
+		if line, down := p.down[name]; down {
+			return fmt.Errorf("%s is down (killed on line %d; restart it first)", name, line)
+		}
+	}
+	return nil
 }
 
 // nodes declares node names; "n1..n30" declares n1 to n30.
@@ -317,6 +369,11 @@ func (p *parser) edgeStep(st *Step, args []string) error {
 		if a == b {
 			return fmt.Errorf("link %q: a node cannot link to itself", w)
 		}
+		if st.Op == OpLink {
+			if err := p.up(a, b); err != nil {
+				return fmt.Errorf("link %s: %v", w, err)
+			}
+		}
 		switch {
 		case st.Op == OpLink:
 			p.edges[mkpair(a, b)] = true
@@ -337,8 +394,24 @@ func (p *parser) edgeStep(st *Step, args []string) error {
 	if err := p.options(st, opts, allowed...); err != nil {
 		return err
 	}
+	if err := queueNeedsBandwidth(st); err != nil {
+		return err
+	}
 	if st.Op == OpSet && !st.SetLatency && !st.SetLoss && len(st.SetShape) == 0 {
 		return fmt.Errorf("set needs latency= or loss= (or bandwidth=, queue=, jitter=, reorder=, dup=)")
+	}
+	return nil
+}
+
+// queueNeedsBandwidth refuses queue= without bandwidth= on link and
+// random, which set every parameter of their links; set keeps the link's
+// bandwidth, so its merged parameters are checked when it runs.
+func queueNeedsBandwidth(st *Step) error {
+	if st.Op != OpLink && st.Op != OpRandom {
+		return nil
+	}
+	if slices.Contains(st.SetShape, "queue") && !slices.Contains(st.SetShape, "bandwidth") {
+		return fmt.Errorf("queue= needs bandwidth=: without a rate no packet waits in the queue")
 	}
 	return nil
 }
@@ -489,6 +562,9 @@ func (p *parser) random(st *Step, args []string) error {
 	if err := p.options(st, opts, append([]string{"edges", "seed", "latency", "loss"}, shapeKeys...)...); err != nil {
 		return err
 	}
+	if err := queueNeedsBandwidth(st); err != nil {
+		return err
+	}
 	n := len(p.declaredOrder()) // nodes started by discover are not linked by random
 	switch {
 	case n < 2:
@@ -498,6 +574,9 @@ func (p *parser) random(st *Step, args []string) error {
 	case st.Count < n-1 || st.Count > n*(n-1)/2 || st.Count > MaxRandomEdges:
 		return fmt.Errorf("edges=%d: a connected graph of %d nodes has %d to %d links (at most %d here)",
 			st.Count, n, n-1, n*(n-1)/2, MaxRandomEdges)
+	}
+	if err := p.up(p.declaredOrder()...); err != nil {
+		return fmt.Errorf("random links every declared node: %v", err)
 	}
 	st.Edges = randomGraph(p.declaredOrder(), st.Count, st.Seed)
 	for _, e := range st.Edges {
@@ -587,6 +666,9 @@ func (p *parser) transfer(st *Step, args []string) error {
 	}
 	if err := p.pairOfNodes(st, words[:2]); err != nil {
 		return err
+	}
+	if err := p.up(words[0], words[1]); err != nil {
+		return fmt.Errorf("transfer %s %s: %v", words[0], words[1], err)
 	}
 	if st.Size, err = parseSize(words[2]); err != nil {
 		return err

@@ -95,6 +95,16 @@ func TestParseErrors(t *testing.T) {
 		{"nodes a b\nprint stuff a", 2, "print routes|links|events"},
 		{"nodes a b\nisolate a b", 2, "one node"},
 		{"nodes a b\nlink a-b\nunlink a-b\nheal a-b", 4, "no such link"},
+		{"nodes a b\nkill a a", 2, "a named twice"},
+		{"nodes a b\nkill a\nkill b a", 3, "a is down already (killed on line 2)"},
+		{"nodes a b\nrestart a", 2, "a is running (kill it first)"},
+		{"nodes a b\nkill a\nrestart a\n\nrestart a", 5, "a is running (kill it first)"},
+		{"nodes a b\nkill a b\nrestart b b", 3, "b named twice"},
+		{"nodes a b\nkill b\nlink a-b", 3, "b is down (killed on line 2; restart it first)"},
+		{"nodes a b c\nkill c\nrandom edges=2", 3, "c is down"},
+		{"nodes a b\nkill a\ntransfer a b 1KiB", 3, "a is down"},
+		{"", 1, "no command"},
+		{"# only a comment\n\n", 1, "no command"},
 	} {
 		_, err := Parse("s.sim", tc.src)
 		var pe *ParseError
@@ -105,6 +115,24 @@ func TestParseErrors(t *testing.T) {
 		if pe.Line != tc.line || !strings.Contains(pe.Msg, tc.msg) || !strings.HasPrefix(err.Error(), "s.sim:") {
 			t.Errorf("%q: error %q at line %d, want line %d containing %q", tc.src, err, pe.Line, tc.line, tc.msg)
 		}
+	}
+}
+
+// A node restarted is up again for link, random and transfer.
+func TestParseRestartedNodeIsUp(t *testing.T) {
+	if _, err := Parse("up.sim", "nodes a b c\nkill b\nrestart b\nrandom edges=2 seed=3\nlink a-b\ntransfer b a 1KiB\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A script saved with a byte order mark parses as without one.
+func TestParseSkipsByteOrderMark(t *testing.T) {
+	s, err := Parse("bom.sim", "\ufeffnodes a b\nlink a-b\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Steps) != 2 || s.Steps[0].Op != OpNodes || s.Steps[0].Line != 1 {
+		t.Fatalf("steps %+v, want nodes on line 1 and link", s.Steps)
 	}
 }
 
@@ -150,6 +178,9 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add("nodes a b\nlink a-b latency=1ms\npartition {a} {b}\ntransfer a b 1KiB\nexpect route a b via=b hops=1")
 	f.Add("regions eu:a,n1..n3 us:b between=30ms..80ms seed=2\ndiscover seed=a nodes=b,n1..n3 order=random\nwait members\nwait reachable timeout=1m\npartition {a} {b}\nheal\nmeasure")
+	// The commands and options no file of testdata uses.
+	f.Add("nodes a b c\nlink a-b b-c\nwait optimal timeout=1m\nunlink a-b\nprint events a\nkill a\nrestart a\n" +
+		"workload pairs=all rate=10 duration=2s size=1KiB seed=3 within=5s\nworkload circuits=5 pairs=random")
 	f.Fuzz(func(t *testing.T, src string) {
 		s, err := Parse("f", src)
 		nlines := strings.Count(src, "\n") + 1

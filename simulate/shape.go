@@ -20,7 +20,8 @@ type Shape struct {
 	Bandwidth int64
 	// Queue is how many bytes may wait for the transmitter of each
 	// direction; a packet that does not fit is dropped (a tail-drop
-	// queue). Default DefaultQueue when Bandwidth is set.
+	// queue). Default DefaultQueue when Bandwidth is set; without a
+	// Bandwidth it must be 0.
 	Queue int64
 	// Jitter varies each packet's latency uniformly within ±Jitter (never
 	// below 0). Packets still arrive in the order they were sent unless
@@ -53,6 +54,8 @@ func (s Shape) validate() error {
 		return fmt.Errorf("bandwidth %d bit/s is below %d", s.Bandwidth, MinBandwidth)
 	case s.Queue < 0 || s.Queue > MaxQueue:
 		return fmt.Errorf("queue %d bytes is not between 0 and %d", s.Queue, MaxQueue)
+	case s.Queue != 0 && s.Bandwidth == 0:
+		return fmt.Errorf("queue %d bytes without a bandwidth: no packet would wait in it (give a bandwidth as well)", s.Queue)
 	case s.Jitter < 0:
 		return fmt.Errorf("jitter %v is negative", s.Jitter)
 	case !(s.Reorder >= 0 && s.Reorder <= 1):

@@ -220,6 +220,8 @@ set a-b bandwidth=1Gbit dup=0
 		"link a-b reorder=2",
 		"link a-b dup=x",
 		"transfer a b 1MiB bandwidth=1Mbit",
+		"link a-b queue=64KiB",
+		"random edges=1 queue=64KiB latency=1ms",
 	} {
 		_, err := Parse("bad.sim", "nodes a b\n"+bad)
 		var pe *ParseError
@@ -228,5 +230,18 @@ set a-b bandwidth=1Gbit dup=0
 		} else if !strings.Contains(err.Error(), "bad.sim:2:") {
 			t.Errorf("%q: %v does not name the line", bad, err)
 		}
+	}
+}
+
+// A queue without a bandwidth would hold no packet: Link and SetLink
+// refuse it, and so does a set step that leaves a link with one.
+func TestQueueWithoutBandwidthIsRefused(t *testing.T) {
+	c := newTestCluster(t, "a", "b")
+	if err := c.Link(ctxT(t, patience), "a", "b", LinkParams{Shape: Shape{Queue: 5000}}); err == nil || !strings.Contains(err.Error(), "without a bandwidth") {
+		t.Errorf("Link with a queue and no bandwidth: %v, want an error saying it needs a bandwidth", err)
+	}
+	rep := runScript(t, "queue.sim", "nodes a b\nlink a-b bandwidth=1Mbit\nset a-b queue=8KiB\nlink a-b\nset a-b queue=8KiB\n", BackendQUIC)
+	if rep.Steps[2].Status != "ok" || rep.Steps[4].Status != "fail" || !strings.Contains(rep.Steps[4].Error, "without a bandwidth") {
+		t.Errorf("set queue= on a link with a bandwidth: %+v; on one without: %+v; want ok, then a failure saying it needs a bandwidth", rep.Steps[2], rep.Steps[4])
 	}
 }

@@ -464,3 +464,27 @@ func TestRunHelpShowsNodeLinkDefaults(t *testing.T) {
 		}
 	}
 }
+
+// simulate exits 1 on a script that does not parse, naming its file and
+// line, and 2 on a bad command line, each with one line on stderr.
+func TestSimulateExitStatusAndErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := writeFile(t, dir, "bad.sim", "nodes a b\nlink a-b\n\nkill b\nrestart a\n")
+	good := writeFile(t, dir, "good.sim", "nodes a b\nlink a-b\n")
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"simulate", bad}, 1, "bad.sim:5: restart a: a is running (kill it first)"},
+		{[]string{"simulate", "--backend", "foo", good}, 2, `--backend "foo": want quic or mem`},
+		{[]string{"simulate", good, good}, 2, "at most one SCRIPT"},
+		{[]string{"simulate", "--log-level", "loud", good}, 2, `--log-level "loud"`},
+		{[]string{"simulate", "--seed", "0", good}, 2, "--seed 0: want 1 or more"},
+	} {
+		code, _, stderr := cm(t, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.msg) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%v: exit %d, stderr %q; want %d and one line with %q", tc.args, code, stderr, tc.code, tc.msg)
+		}
+	}
+}

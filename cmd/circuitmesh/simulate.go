@@ -24,7 +24,8 @@ partitions, isolation, crashes and restarts, latency and loss), checks its
 expectations and measures convergence, reroute, open time and throughput.
 Without SCRIPT it runs the built-in diamond failover demo. The language is
 described in docs/SIMULATE.md. The exit status is 1 when an expectation or
-step failed. Time is real unless --virtual is given: then the scenario runs
+step failed or the script does not parse (FILE:LINE: message), 2 for a bad
+command line. Time is real unless --virtual is given: then the scenario runs
 on a fake clock that jumps whenever every node waits (testing/synctest), so
 "wait 60s" takes the computing it involves, not a minute, and the report
 gives virtual times with the wall times beside them. Above 300 nodes a soft
@@ -43,7 +44,7 @@ Examples:
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON instead of a table"},
 			&cli.BoolFlag{Name: "virtual", Usage: "run in virtual time: waits and timeouts take no real time, figures are the protocols' own"},
 			&cli.BoolFlag{Name: "progress", Usage: "print each step on stderr as it finishes"},
-			&cli.Uint64Flag{Name: "seed", Usage: "`SEED` of packet loss and of discover order=random (random graphs and regions take seed= in the script)", Value: 1},
+			&cli.Uint64Flag{Name: "seed", Usage: "`SEED` (1 or more) of packet loss, of discover order=random and of workload pairs without seed= (random graphs and regions take seed= in the script)", Value: 1},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run to `FILE` (also when interrupted)"},
 			&cli.StringFlag{Name: "memprofile", Usage: "write an allocation profile of the run to `FILE` (also when interrupted; SIGUSR1 writes the profile of the moment to FILE.1, FILE.2, …)"},
 			&cli.StringFlag{Name: "log-level", Usage: "node log `LEVEL` on stderr (debug, info, warn, error; default: none)"},
@@ -55,6 +56,11 @@ Examples:
 			backend := simulate.Backend(c.String("backend"))
 			if backend != simulate.BackendQUIC && backend != simulate.BackendMem {
 				return usagef("--backend %q: want quic or mem", backend)
+			}
+			if c.Uint64("seed") == 0 {
+				// simulate.Config takes 0 for its default, 1: refuse it
+				// rather than run seed 1 under another name.
+				return usagef("--seed 0: want 1 or more (0 would run as seed 1)")
 			}
 			cfg := simulate.Config{Backend: backend, Seed: c.Uint64("seed")}
 			if lvl := c.String("log-level"); lvl != "" {
