@@ -9,7 +9,7 @@ PKGS    ?= ./...
 help:
 	@echo "build      build $(BIN)"
 	@echo "test       go test -race -short (the quick suite, includes end-to-end tests)"
-	@echo "test-long  go test -race without -short (long scenarios too)"
+	@echo "test-long  go test without -short (long scenarios too), -race but for simulate"
 	@echo "soak       5 CPU-starved daemons for 2 minutes: no false link-down, no failed ping"
 	@echo "stress     run the quick suite RUNS times, LOAD busy loops beside it (.ci/stress)"
 	@echo "lint       gofmt check and go vet"
@@ -24,8 +24,13 @@ build:
 test:
 	$(GO) test -race -short -count=1 -timeout 30m $(PKGS)
 
+# simulate's long scenarios run in testing/synctest bubbles, which Go 1.26's
+# race detector can abort (ThreadSanitizer: CHECK failed, golang/go#78156):
+# they run without it; every other package, and simulate's quick suite
+# (make test), runs with it.
 test-long:
-	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+	$(GO) test -race -count=1 -timeout 30m $$($(GO) list $(PKGS) | grep -v '/simulate$$')
+	if $(GO) list $(PKGS) | grep -q '/simulate$$'; then $(GO) test -count=1 -timeout 30m ./simulate/; fi
 
 soak:
 	$(GO) test -count=1 -v -run TestSoakCPUStarvedMesh ./cmd/circuitmesh
