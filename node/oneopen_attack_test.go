@@ -69,19 +69,33 @@ func TestAttackOneMessageOpensSpendTheirSourcesBudget(t *testing.T) {
 	rec := d.seal.Load().Record()
 	// What m's own side of one open costs (its first message, two X25519
 	// operations), to tell d's CPU from m's in the phase's total.
+	// And what d's side costs (its reply), on a register of its own.
 	const sample = 200
+	pro := seal.Prologue("d", "m", EchoService, uint16(circuit.FlagEarly|circuit.FlagSealed))
+	firsts := make([][]byte, sample)
 	cpu0 = processCPU()
-	for range sample {
-		o := &circuit.Open{Dest: "d", Source: "m", Service: EchoService, HopLimit: 16, Flags: circuit.FlagEarly | circuit.FlagSealed}
-		ini, err := m.seal.Load().Initiate(seal.Prologue(o.Dest, o.Source, o.Service, uint16(o.Flags)), o.Dest, &rec)
+	for i := range firsts {
+		ini, err := m.seal.Load().Initiate(pro, "d", &rec)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ini.First(nil, nil, time.Now()); err != nil {
+		if firsts[i], err = ini.First(nil, nil, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	perFirst := (processCPU() - cpu0) / sample
+	strikes := seal.NewStrikes(0, 0, time.Now().Add(-time.Second))
+	cpu0 = processCPU()
+	for _, first := range firsts {
+		r, err := d.seal.Load().Respond(pro, first[2:], "m", strikes, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := r.Reply(nil, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	perAnswer := (processCPU() - cpu0) / sample
 
 	ctx, cancel := context.WithTimeout(context.Background(), phase)
 	defer cancel()
@@ -114,9 +128,9 @@ func TestAttackOneMessageOpensSpendTheirSourcesBudget(t *testing.T) {
 	t.Logf("quiet %v: h opened %d circuits (%d failed), p50 %v, p99 %v; process CPU %v",
 		phase, len(quiet), quietFailed, quantile(quiet, 50), p99(quiet), quietCPU)
 	sent := accepted.Load() + overloaded.Load() + other.Load()
-	t.Logf("attack %v: m's one-message opens answered %d, refused overloaded %d, otherwise %d, failed %d; h opened %d circuits (%d failed), p50 %v, p99 %v; process CPU %v, of which about %v m's first messages (%v each)",
+	t.Logf("attack %v: m's one-message opens answered %d, refused overloaded %d, otherwise %d, failed %d; h opened %d circuits (%d failed), p50 %v, p99 %v; process CPU %v, of which about %v m's first messages (%v each) and %v d's handshakes answered (%v each)",
 		elapsed, accepted.Load(), overloaded.Load(), other.Load(), errs.Load(), len(during), duringFailed, quantile(during, 50), p99(during), attackCPU,
-		perFirst*time.Duration(sent), perFirst)
+		perFirst*time.Duration(sent), perFirst, perAnswer*time.Duration(accepted.Load()), perAnswer)
 	if quietFailed > 0 || duringFailed > 0 || len(during) == 0 {
 		t.Fatalf("h's opens failed: %d before the attack, %d of %d during it", quietFailed, duringFailed, duringFailed+len(during))
 	}
@@ -130,7 +144,8 @@ func TestAttackOneMessageOpensSpendTheirSourcesBudget(t *testing.T) {
 }
 
 // TestForgedOneMessageOpensLeaveTheSourcesBudget: m sends d one-message
-// opens that name h as their source, made with m's own keys, more than
+// opens that name h as their source, as relayed by m (a neighbour's own
+// opens must name it), made with m's own keys, more than
 // h's budget of one-message handshakes (2 a second, burst 2). None proves
 // h, so none spends h's budget (they spend the link's budget of failed
 // one-message handshakes): h's one-message opens to d afterwards, as
@@ -150,7 +165,7 @@ func TestForgedOneMessageOpensLeaveTheSourcesBudget(t *testing.T) {
 	rec := d.seal.Load().Record()
 	codes := map[circuit.Code]int{}
 	for range 20 {
-		o := &circuit.Open{Dest: "d", Source: "h", Service: EchoService, HopLimit: 16}
+		o := &circuit.Open{Dest: "d", Source: "h", Service: EchoService, Hop: 1, HopLimit: 15, Path: []string{"m"}} // as if relayed
 		s, code, err := openByHand(ctxT(t, 10*time.Second), m, m.link("d"), o, &rec)
 		if s != nil {
 			s.Reset(circuit.CloseCancelled)
@@ -160,7 +175,7 @@ func TestForgedOneMessageOpensLeaveTheSourcesBudget(t *testing.T) {
 		}
 		codes[code]++
 	}
-	if codes[circuit.Accepted] > 0 {
+	if codes[circuit.Accepted] > 0 || codes[circuit.Policy] == 0 {
 		t.Fatalf("d accepted one-message opens naming h made with m's keys: %v", codes)
 	}
 	for i := range rate {
@@ -168,5 +183,41 @@ func TestForgedOneMessageOpensLeaveTheSourcesBudget(t *testing.T) {
 		if err := roundTrip(t, h, "d", EchoService, []byte("h")); err != nil {
 			t.Fatalf("h's one-message open %d after m's 20 forged ones (%v): %v", i, codes, err)
 		}
+	}
+}
+
+// TestHonestBurstOfOneMessageOpensWithinBudget: h opens 32 circuits to d
+// at once, each with a one-message handshake (d forgets every session,
+// so a resumed open is retried with one), with a budget of 2 a second
+// and MaxCircuitsPerSource 32. The budget holds as many tokens as the
+// per-source circuit limit, so a burst that limit allows loses none.
+func TestHonestBurstOfOneMessageOpensWithinBudget(t *testing.T) {
+	const burst = 32
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) {
+		cfg.Limits.OneMessageHandshakesPerSource = 2
+		cfg.Limits.MaxCircuitsPerSource = burst
+		if cfg.Name == "d" {
+			cfg.hooks = &hooks{forgetSessions: true}
+		}
+	}
+	c.build("h-d")
+	h := c.nodes["h"]
+	if err := roundTrip(t, h, "d", EchoService, []byte("warm")); err != nil { // a full handshake: h learns d's key
+		t.Fatal(err)
+	}
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	for i := range burst {
+		wg.Go(func() {
+			if err := roundTrip(t, h, "d", EchoService, []byte{byte(i)}); err != nil {
+				t.Logf("open %d: %v", i, err)
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.Fatalf("%d of a burst of %d one-message opens failed with a budget of 2 a second, burst %d", failed.Load(), burst, burst)
 	}
 }
