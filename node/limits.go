@@ -62,7 +62,9 @@ type limiter struct {
 	relayFullByLink map[string]*bucket.Bucket
 	// Token buckets, by the source a one-message handshake authenticated
 	// here, of those handshakes (Limits.OneMessageHandshakesPerSource);
-	// those not full.
+	// those not full. Only authenticated members have one, and beyond
+	// maxFullBuckets only those that took a token within the time their
+	// bucket takes to refill (MaxCircuitsPerSource/rate, 8 s by default).
 	oneMessageBySource map[string]*bucket.Bucket
 
 	// pendingRefused counts streams refused because a pending-open bound
