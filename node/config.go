@@ -231,6 +231,18 @@ type Limits struct {
 	// destination do not count them. Default a quarter of
 	// FullHandshakesPerLink (32).
 	RelayFullHandshakesPerLink int
+	// OneMessageHandshakesPerSource bounds the one-message (IK) end-to-end
+	// handshakes this node completes as a destination for one source, per
+	// second, counted by the source the handshake authenticated (a token
+	// bucket holding MaxCircuitsPerSource, so that a burst of opens the
+	// per-source circuit limit allows is never refused). Each costs this
+	// node three or four X25519 operations and its source two. Over it the
+	// open is refused ("overloaded"), and further first messages naming
+	// that source are refused before any cryptography until the budget
+	// refills; a first message naming a source can only spend that
+	// source's budget once the handshake proved it. Resumed opens do not
+	// count. Default FullHandshakesPerLink (128).
+	OneMessageHandshakesPerSource int
 	// MaxHeaderSize bounds an open or result header. Default 4096 bytes.
 	MaxHeaderSize int
 	// MaxRoutes bounds the routing table. Default 4096.
@@ -413,6 +425,7 @@ func (c *Config) setDefaults() {
 	def(&l.FullHandshakes, 512)
 	def(&l.FullHandshakesPerLink, max(1, l.FullHandshakes/4))
 	def(&l.RelayFullHandshakesPerLink, max(1, l.FullHandshakesPerLink/4))
+	def(&l.OneMessageHandshakesPerSource, l.FullHandshakesPerLink)
 	def(&l.MaxHeaderSize, 4096)
 	def(&l.MaxRoutes, 4096)
 	def(&l.RelayBuffer, 32<<10)
@@ -466,7 +479,7 @@ func (c *Config) validate() error {
 		"ResumeBuffer":           l.ResumeBuffer, "ResumeBufferPerSource": l.ResumeBufferPerSource,
 		"MaxParked": l.MaxParked, "MaxParkedPerSource": l.MaxParkedPerSource,
 		"FullHandshakes": l.FullHandshakes, "FullHandshakesPerLink": l.FullHandshakesPerLink,
-		"RelayFullHandshakesPerLink": l.RelayFullHandshakesPerLink,
+		"RelayFullHandshakesPerLink": l.RelayFullHandshakesPerLink, "OneMessageHandshakesPerSource": l.OneMessageHandshakesPerSource,
 	} {
 		if v < 0 {
 			return bad("Limits.%s must not be negative (got %d)", name, v)

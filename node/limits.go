@@ -60,6 +60,12 @@ type limiter struct {
 	// full first messages this node relays to its neighbours; those not
 	// full.
 	relayFullByLink map[string]*bucket.Bucket
+	// Token buckets, by the source a one-message handshake authenticated
+	// here, of those handshakes (Limits.OneMessageHandshakesPerSource);
+	// those not full. Only authenticated members have one, and beyond
+	// maxFullBuckets only those that took a token within the time their
+	// bucket takes to refill (MaxCircuitsPerSource/rate, 8 s by default).
+	oneMessageBySource map[string]*bucket.Bucket
 
 	// pendingRefused counts streams refused because a pending-open bound
 	// was reached; floods logs them once per link per minute.
@@ -102,6 +108,8 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 		failedIKByLink:    make(map[string]*bucket.Bucket),
 		fullReserveByLink: make(map[string]*bucket.Bucket),
 		relayFullByLink:   make(map[string]*bucket.Bucket),
+
+		oneMessageBySource: make(map[string]*bucket.Bucket),
 	}
 }
 
@@ -217,6 +225,11 @@ const maxFullBuckets = 1024
 // of the links that used theirs within a second: those that refilled are
 // forgotten first.
 func linkBucket(m map[string]*bucket.Bucket, peer string, rate int, now time.Time) *bucket.Bucket {
+	return bucketOf(m, peer, rate, rate, now)
+}
+
+// bucketOf is linkBucket with a burst of its own.
+func bucketOf(m map[string]*bucket.Bucket, peer string, rate, burst int, now time.Time) *bucket.Bucket {
 	if b := m[peer]; b != nil {
 		return b
 	}
@@ -229,7 +242,7 @@ func linkBucket(m map[string]*bucket.Bucket, peer string, rate int, now time.Tim
 			}
 		}
 	}
-	nb := bucket.Full(float64(rate), float64(rate), now)
+	nb := bucket.Full(float64(rate), float64(burst), now)
 	m[peer] = &nb
 	return &nb
 }
@@ -293,6 +306,41 @@ func (l *limiter) takeFull(byLink map[string]*bucket.Bucket, peer, kind string, 
 	lb.Tokens--
 	l.fullNode.Tokens--
 	return true, ""
+}
+
+// oneMessageSpent reports, before any cryptography, whether source has
+// used up its budget of one-message handshakes
+// (Limits.OneMessageHandshakesPerSource), and why. It only looks: source
+// is what the open claims, and only a handshake that proved it spends
+// the budget (tryOneMessage), so opens forging a source's name cannot
+// use up its budget.
+func (l *limiter) oneMessageSpent(source string, now time.Time) (bool, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b := l.oneMessageBySource[source]; b != nil && b.Refill(now).Tokens < 1 {
+		return true, l.oneMessageReason(source)
+	}
+	return false, ""
+}
+
+// tryOneMessage takes a token of the budget of one-message handshakes of
+// source, which the handshake authenticated, or says it is used up. The
+// budget holds Limits.MaxCircuitsPerSource tokens: a burst of opens the
+// per-source circuit limit allows is never refused by it.
+func (l *limiter) tryOneMessage(source string, now time.Time) (bool, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := bucketOf(l.oneMessageBySource, source, l.lim.OneMessageHandshakesPerSource,
+		max(l.lim.OneMessageHandshakesPerSource, l.lim.MaxCircuitsPerSource), now)
+	if b.Refill(now).Tokens < 1 {
+		return false, l.oneMessageReason(source)
+	}
+	b.Tokens--
+	return true, ""
+}
+
+func (l *limiter) oneMessageReason(source string) string {
+	return fmt.Sprintf("more than %d one-message end-to-end handshakes a second from %s", l.lim.OneMessageHandshakesPerSource, source)
 }
 
 // tryRelayFull takes a token of the budget of full first messages this

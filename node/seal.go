@@ -184,7 +184,9 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 // A full handshake's first message from neighbour from is answered only
 // within the budget (Limits.FullHandshakes), before any cryptography; a
 // one-message first message that fails spends the node's budget and one
-// of its own by link (limiter.tryFailedOneMessage).
+// of its own by link (limiter.tryFailedOneMessage). One that succeeds is
+// answered within its source's budget (Limits.OneMessageHandshakesPerSource),
+// and a source that used it up is refused before any cryptography.
 func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Responder, circuit.Code, error) {
 	s.SetReadDeadline(time.Now().Add(n.cfg.Limits.HeaderTimeout))
 	msg, err := circuit.ReadHandshake(s)
@@ -193,6 +195,12 @@ func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Resp
 	}
 	if seal.FullFirst(msg) {
 		if ok, why := n.limits.tryFullHandshake(from, time.Now()); !ok {
+			n.limits.noteOverloaded(why)
+			return nil, circuit.Overloaded, errors.New(why)
+		}
+	}
+	if seal.OneMessageFirst(msg) {
+		if spent, why := n.limits.oneMessageSpent(o.Source, time.Now()); spent {
 			n.limits.noteOverloaded(why)
 			return nil, circuit.Overloaded, errors.New(why)
 		}
@@ -207,6 +215,14 @@ func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Resp
 	// of its own (a relay cannot tell it from a good one).
 	if err != nil && seal.OneMessageFirst(msg) {
 		if ok, why := n.limits.tryFailedOneMessage(from, time.Now()); !ok {
+			n.limits.noteOverloaded(why)
+			return nil, circuit.Overloaded, errors.New(why)
+		}
+	}
+	// A one-message handshake that succeeded spends its source's budget
+	// before the reply's X25519 operations (e, ee, se).
+	if err == nil && !r.Resumed() && !r.Full() {
+		if ok, why := n.limits.tryOneMessage(o.Source, time.Now()); !ok {
 			n.limits.noteOverloaded(why)
 			return nil, circuit.Overloaded, errors.New(why)
 		}
