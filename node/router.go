@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -28,8 +29,12 @@ type router struct {
 	reach *reachDamper // guarded by mu
 	// drainPenalty is the engine's routing.Config.DrainPenalty (set once).
 	drainPenalty routing.Metric
-	done         chan struct{}
-	once         sync.Once
+	// Messages refused over their neighbour's receive budget since the
+	// last warning, and when it was (refusedLocked). Guarded by mu.
+	overBudget uint64
+	overWarned time.Time
+	done       chan struct{}
+	once       sync.Once
 }
 
 func newRouter(n *Node) (*router, error) {
@@ -140,6 +145,13 @@ func (r *router) tickLoop() {
 func (r *router) apply(f func(now time.Time)) {
 	r.mu.Lock()
 	f(time.Now())
+	r.appliedLocked()
+}
+
+// appliedLocked delivers the outputs of the engine input just run, unlocks
+// mu, and kicks the tick loop when the engine's next tick moved before the
+// loop's timer.
+func (r *router) appliedLocked() {
 	r.flushLocked()
 	next := r.nextDeadlineLocked()
 	kick := r.armed.IsZero() || (!next.IsZero() && next.Before(r.armed))
@@ -164,13 +176,40 @@ func (r *router) linkDown(peer string) {
 	r.apply(func(now time.Time) { r.eng.LinkDown(now, peer) })
 }
 
+// receive gives the engine a neighbour's routing message. A message the
+// engine refuses changed nothing: it costs the lock and the refusal, not
+// a pass over the engine's outputs and deadlines.
 func (r *router) receive(peer string, payload []byte) {
-	r.apply(func(now time.Time) {
-		if err := r.eng.Receive(now, peer, payload); err != nil {
-			r.n.metrics.routingMalformed.Inc()
-			r.n.log.Debug("bad routing message", "peer", peer, "err", err)
-		}
-	})
+	r.mu.Lock()
+	now := time.Now()
+	if err := r.eng.Receive(now, peer, payload); err != nil {
+		r.refusedLocked(now, peer, err)
+		r.mu.Unlock()
+		return
+	}
+	r.appliedLocked()
+}
+
+// overBudgetWarnEvery is how often at most the router warns of
+// neighbours over their routing receive budget.
+const overBudgetWarnEvery = time.Minute
+
+// refusedLocked counts and logs a message the engine refused: a message
+// over its neighbour's budget (routing.ErrOverBudget) with one warning a
+// minute at most, naming the last neighbour and how many were refused
+// since the last warning; any other at debug level.
+func (r *router) refusedLocked(now time.Time, peer string, err error) {
+	if !errors.Is(err, routing.ErrOverBudget) {
+		r.n.metrics.routingMalformed.Inc()
+		r.n.log.Debug("bad routing message", "peer", peer, "err", err)
+		return
+	}
+	r.overBudget++
+	if !r.overWarned.IsZero() && now.Sub(r.overWarned) < overBudgetWarnEvery {
+		return
+	}
+	r.n.log.Warn("routing messages refused: neighbour over its receive budget", "peer", peer, "refused", r.overBudget, "err", err)
+	r.overWarned, r.overBudget = now, 0
 }
 
 // setIdentity attests from now on with a renewed identity, announcing a

@@ -59,10 +59,16 @@ func TestCertifiedRefusesMadeUpNames(t *testing.T) {
 	c := &fakeCertifier{}
 	e := certEngine(t, c)
 	e.LinkUp(ct0, "m", 10, false)
-	for i := range 5000 {
-		name := fmt.Sprintf("ghost-%d", i)
-		recvEntries(t, e, "m", upd(name, 1, 10))
-		recvEntries(t, e, "m", att(name, 1, "forged"), upd(name, 1, 10))
+	// In messages of 32 names, within m's receive budget at one instant.
+	for i := 0; i < 5000; i += 32 {
+		var bare, forged []entry
+		for j := i; j < min(i+32, 5000); j++ {
+			name := fmt.Sprintf("ghost-%d", j)
+			bare = append(bare, upd(name, 1, 10))
+			forged = append(forged, att(name, 1, "forged"), upd(name, 1, 10))
+		}
+		recvEntries(t, e, "m", bare...)
+		recvEntries(t, e, "m", forged...)
 	}
 	if got := e.Stats().Destinations; got != 1 {
 		t.Fatalf("%d destinations after 5000 made-up names, want 1 (m): %v", got, e.Routes())

@@ -286,8 +286,12 @@ func (e *Engine) dropTransit(t time.Duration, nb *neighbour) {
 var recvScratch = sync.Pool{New: func() any { return new([]entry) }}
 
 // Receive processes a routing message from neighbour from. A malformed
-// message returns an error wrapping ErrMalformed and changes nothing; a
-// message from a node without a link returns ErrUnknownNeighbour.
+// message, or one without entries (which no engine sends), returns an
+// error wrapping ErrMalformed and changes nothing; a message from a node
+// without a link returns ErrUnknownNeighbour; a message beyond the
+// neighbour's receive budget (recvbudget.go: four times what the engine's
+// own send rules let it send) is refused before it is decoded, counted in
+// Stats.OverBudget, and returns ErrOverBudget.
 //
 // The updates and requests it causes are not sent by Receive but by the
 // next Tick, and NextTick is then no later than now (or than the triggered
@@ -299,6 +303,16 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 	if !ok {
 		e.stats.UnknownNeighbour++
 		return fmt.Errorf("message from %q: %w", from, ErrUnknownNeighbour)
+	}
+	// Refused unread, with an error formatted only if it is printed: a
+	// flood of such messages costs a comparison each.
+	if !e.admit(t, nb, len(payload)) {
+		e.stats.OverBudget++
+		return &refusal{nb.name, ErrOverBudget}
+	}
+	if len(payload) == headerLen && payload[0] == wireVersion && payload[1] == 0 && payload[2] == 0 {
+		e.stats.Malformed++
+		return &refusal{nb.name, errEmpty}
 	}
 	scratch := recvScratch.Get().(*[]entry)
 	entries, err := decodeInto(*scratch, payload, e.cfg.MaxRoutesPerMessage, e.intern)

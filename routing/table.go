@@ -66,6 +66,8 @@ type neighbour struct {
 	vAt     time.Duration
 	// Budget of full checks of held origins' newer seqnos (checkbudget.go).
 	checks checkBudget
+	// Budget of messages received from nb (recvbudget.go).
+	rx recvBudget
 }
 
 func newNeighbour(name string, cost Metric, leaf bool, slot int) *neighbour {

@@ -90,8 +90,12 @@ type Stats struct {
 	// retracted) not taken because it had started another within
 	// UpdateInterval (drain.go).
 	DampedDrains uint64
-	// Malformed counts messages refused by the decoder.
+	// Malformed counts messages refused by the decoder, and messages
+	// without entries.
 	Malformed uint64
+	// OverBudget counts messages refused unread because their neighbour
+	// exceeded its receive budget (Engine.Receive).
+	OverBudget uint64
 	// UnknownNeighbour counts messages from nodes with no link up.
 	UnknownNeighbour uint64
 	// RefusedOrigins counts new destinations refused because the table
