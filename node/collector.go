@@ -37,7 +37,7 @@ func newStateCollector(n *Node) *stateCollector {
 		routingMsgs:    d("circuitmesh_routing_messages_total", "Routing messages, by direction (in, out).", "direction"),
 		routingUpdates: d("circuitmesh_routing_updates_total", "Route updates inside routing messages, by direction.", "direction"),
 		routingReqs:    d("circuitmesh_routing_requests_total", "Route and seqno requests, by direction.", "direction"),
-		routingRefused: d("circuitmesh_routing_refused_total", "Routing input refused, by reason (malformed, unknown_neighbour, table_full, from_leaf).", "reason"),
+		routingRefused: d("circuitmesh_routing_refused_total", "Routing input refused, by reason (malformed, unknown_neighbour, table_full, from_leaf, over_budget).", "reason"),
 	}
 }
 
@@ -82,6 +82,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctr(c.routingRefused, st.UnknownNeighbour, "unknown_neighbour")
 	ctr(c.routingRefused, st.RefusedOrigins, "table_full")
 	ctr(c.routingRefused, st.IgnoredFromLeaf, "from_leaf")
+	ctr(c.routingRefused, st.OverBudget, "over_budget")
 }
 
 // codeLabel is a result code as a metric label value: snake_case, no

@@ -107,6 +107,10 @@ func TestAttackRoutingFrameFlood(t *testing.T) {
 	if sent > int(limit)+2000 && refused == 0 {
 		t.Errorf("m sent %d messages in %v and d refused none of them", sent, el.Round(time.Millisecond))
 	}
+	// An operator sees the refusals.
+	if got := metricValue(t, d, "circuitmesh_routing_refused_total", "reason", "over_budget"); got < float64(refused) {
+		t.Errorf("circuitmesh_routing_refused_total{reason=\"over_budget\"} = %v, want at least the %d refused", got, refused)
+	}
 	if err := l.Err(); err != nil {
 		t.Fatalf("m's link to d ended: %v", err)
 	}
