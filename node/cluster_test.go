@@ -221,6 +221,16 @@ func (c *cluster) build(edges ...string) {
 	}
 }
 
+// mustLink is from's link to its neighbour to; the test fails without one.
+func (c *cluster) mustLink(from, to string) links.Link {
+	c.t.Helper()
+	l := c.nodes[from].link(to)
+	if l == nil {
+		c.t.Fatalf("no link %s-%s", from, to)
+	}
+	return l
+}
+
 // waitRoute waits until from reaches to through hops relays-plus-one hops
 // (hops 0 means any).
 func (c *cluster) waitRoute(from, to string, hops int) PeerInfo {

@@ -42,10 +42,7 @@ func TestAttackRoutingFrameFlood(t *testing.T) {
 	c.build("m-d", "h-d")
 	c.waitRoute("m", "h", 2)
 	m, d := c.nodes["m"], c.nodes["d"]
-	l := m.link("d")
-	if l == nil {
-		t.Fatal("no link m-d")
-	}
+	l := c.mustLink("m", "d")
 	mix := routingFloodMix("m", routeSeqno(d, "m"))
 
 	before := routerStats(d)

@@ -49,10 +49,7 @@ func TestOwnSeqnoFloodBoundedChecks(t *testing.T) {
 	c.build("m-d", "h-d")
 	c.waitRoute("h", "m", 2)
 	m, d := c.nodes["m"], c.nodes["d"]
-	l := m.link("d")
-	if l == nil {
-		t.Fatal("no link m-d")
-	}
+	l := c.mustLink("m", "d")
 	time.Sleep(300 * time.Millisecond)
 	d.router.mu.Lock()
 	base, _, ok := d.router.eng.Attestation("m")
