@@ -1064,7 +1064,7 @@ func (d *discovery) step(now time.Time) int {
 	}
 	alt := d.alternates()
 	strand := d.strandedLinks(names, current, now)
-	policyStrand := d.drains.drainingStranded(strand)
+	policyStrand := d.drains.policyStranded(strand, now)
 	// Incoming links whose dialler keeps them as static (they are honoured
 	// within a bound by the policy).
 	claimed := map[string]bool{}
@@ -1130,7 +1130,8 @@ func (d *discovery) step(now time.Time) int {
 		static := d.static[l.Address] || d.static[l.Peer]
 		ls = append(ls, topology.Link{Peer: l.Peer, Outbound: l.Outbound, RTT: l.RTT, Static: static,
 			Age: max(now.Sub(l.Since), time.Nanosecond), Streams: l.Streams, Claimed: claimed[l.Peer],
-			Alternates: alt[l.Peer], Shortcut: l.Outbound && d.short[l.Peer], Stranded: policyStrand[l.Peer]})
+			Alternates: alt[l.Peer], Shortcut: l.Outbound && d.short[l.Peer], Stranded: policyStrand[l.Peer],
+			Replacing: d.drains.draining(l.Peer)})
 		if _, ok := alive[l.Peer]; !ok && d.owned[l.Peer] && !static && !routed[l.Peer] && !l.Draining {
 			gone = append(gone, l.Peer)
 		}

@@ -39,7 +39,9 @@
 //     (Replace times closer plus Slack) and at least MinAge old (plus up
 //     to ReplaceSpread, a stable per-link part of it); that link is dropped once
 //     the better one is up and no route of this node depends on the old
-//     one alone (Link.Stranded is 0: make before break). Incoming links are never dropped for being
+//     one alone (Link.Stranded is 0: make before break). A link the
+//     caller drains for such a replacement (Link.Replacing) is the one
+//     replaced while it may be. Incoming links are never dropped for being
 //     unwanted, so two nodes that disagree do not fight.
 //   - Shortcuts: a router at or above Target and below Max−1 links, from
 //     which routing reaches every router member, links to the nearby
@@ -287,6 +289,13 @@ type Link struct {
 	// link is replaced only while it is 0: once the routes through the
 	// replacement are in.
 	Stranded int
+	// Replacing: the caller is draining the link to close it, for a
+	// replacement this policy asked for (WhyReplace). While the link may
+	// still be replaced, it is the one replaced, before any farther one:
+	// a farther link coming of age, or round trips that reorder, would
+	// otherwise stop the drain under way, and the caller keeps a link
+	// whose drain stopped, for a while.
+	Replacing bool
 }
 
 // Input is everything Plan looks at.
@@ -592,6 +601,9 @@ func (p *planner) plan() Plan {
 		}
 	}
 	sort.Slice(spare, func(i, j int) bool {
+		if spare[i].Replacing != spare[j].Replacing {
+			return spare[i].Replacing
+		}
 		di, dj := p.linkDist(spare[i]), p.linkDist(spare[j])
 		if di != dj {
 			return di > dj
