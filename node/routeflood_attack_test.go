@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -39,6 +40,12 @@ func routingFloodMix(self string, seqno uint16) [][]byte {
 // neighbour, still gets its new route through to d.
 func TestAttackRoutingFrameFlood(t *testing.T) {
 	c := newCluster(t, true)
+	var dlog syncBuf
+	c.tweak = func(cfg *Config) {
+		if cfg.Name == "d" {
+			cfg.Logger = slog.New(slog.NewTextHandler(&dlog, nil))
+		}
+	}
 	c.build("m-d", "h-d")
 	c.waitRoute("m", "h", 2)
 	m, d := c.nodes["m"], c.nodes["d"]
@@ -104,9 +111,13 @@ func TestAttackRoutingFrameFlood(t *testing.T) {
 	if sent > int(limit)+2000 && refused == 0 {
 		t.Errorf("m sent %d messages in %v and d refused none of them", sent, el.Round(time.Millisecond))
 	}
-	// An operator sees the refusals.
+	// An operator sees the refusals: counted, and named in one line a
+	// minute, not one a message.
 	if got := metricValue(t, d, "circuitmesh_routing_refused_total", "reason", "over_budget"); got < float64(refused) {
 		t.Errorf("circuitmesh_routing_refused_total{reason=\"over_budget\"} = %v, want at least the %d refused", got, refused)
+	}
+	if refused > 0 {
+		wantOneLogLine(t, "d", dlog.String(), "routing messages refused: neighbour over", int(refused), "routing messages refused over m's budget", "")
 	}
 	if err := l.Err(); err != nil {
 		t.Fatalf("m's link to d ended: %v", err)
