@@ -3,7 +3,6 @@ package node
 import (
 	"errors"
 	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -26,13 +25,8 @@ const boundLogCircuits = 200
 // count, and still ends every circuit.
 func TestAttackStuckCircuitsFloodTheRelayLog(t *testing.T) {
 	c := newCluster(t, true)
-	var rlog syncBuf
-	c.tweak = func(cfg *Config) {
-		cfg.Limits.RelayHalfClosed = 100 * time.Millisecond
-		if cfg.Name == "r" {
-			cfg.Logger = slog.New(slog.NewTextHandler(&rlog, nil))
-		}
-	}
+	c.tweak = func(cfg *Config) { cfg.Limits.RelayHalfClosed = 100 * time.Millisecond }
+	rlog := c.captureLog("r")
 	c.build("m-r", "r-d")
 	c.waitRoute("m", "d", 2)
 	hold := make(chan struct{})

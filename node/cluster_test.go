@@ -221,6 +221,22 @@ func (c *cluster) build(edges ...string) {
 	}
 }
 
+// captureLog sends node name's log, as text at every level, to the buffer
+// it returns, after whatever c.tweak set so far does.
+func (c *cluster) captureLog(name string) *syncBuf {
+	buf := new(syncBuf)
+	prev := c.tweak
+	c.tweak = func(cfg *Config) {
+		if prev != nil {
+			prev(cfg)
+		}
+		if cfg.Name == name {
+			cfg.Logger = slog.New(slog.NewTextHandler(buf, nil))
+		}
+	}
+	return buf
+}
+
 // mustLink is from's link to its neighbour to; the test fails without one.
 func (c *cluster) mustLink(from, to string) links.Link {
 	c.t.Helper()

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -23,12 +22,7 @@ const forgedLogOpens = 200
 // refused.
 func TestAttackForgedOpensFloodTheLog(t *testing.T) {
 	c := newCluster(t, true)
-	var plog syncBuf
-	c.tweak = func(cfg *Config) {
-		if cfg.Name == "p" {
-			cfg.Logger = slog.New(slog.NewTextHandler(&plog, nil))
-		}
-	}
+	plog := c.captureLog("p")
 	c.build("m-p")
 	c.waitRoute("m", "p", 1)
 	l := c.nodes["m"].link("p")

@@ -2,7 +2,6 @@ package node
 
 import (
 	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -23,13 +22,12 @@ const unresumedCircuits = 120
 // source a minute, with its count, and still gives every circuit up.
 func TestAttackUnresumedCircuitsFloodTheLog(t *testing.T) {
 	c := newCluster(t, true)
-	var dlog syncBuf
 	c.tweak = func(cfg *Config) {
 		if cfg.Name == "d" {
 			cfg.ResumeTimeout = 50 * time.Millisecond
-			cfg.Logger = slog.New(slog.NewTextHandler(&dlog, nil))
 		}
 	}
+	dlog := c.captureLog("d")
 	c.build("m-d")
 	c.waitRoute("m", "d", 1)
 	m, d := c.nodes["m"], c.nodes["d"]

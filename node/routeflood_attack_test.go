@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -40,12 +39,7 @@ func routingFloodMix(self string, seqno uint16) [][]byte {
 // neighbour, still gets its new route through to d.
 func TestAttackRoutingFrameFlood(t *testing.T) {
 	c := newCluster(t, true)
-	var dlog syncBuf
-	c.tweak = func(cfg *Config) {
-		if cfg.Name == "d" {
-			cfg.Logger = slog.New(slog.NewTextHandler(&dlog, nil))
-		}
-	}
+	dlog := c.captureLog("d")
 	c.build("m-d", "h-d")
 	c.waitRoute("m", "h", 2)
 	m, d := c.nodes["m"], c.nodes["d"]
