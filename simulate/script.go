@@ -328,13 +328,18 @@ func expandRange(word string, limit int) ([]string, error) {
 	return names, nil
 }
 
+// scriptNamePattern is the node names scenarios accept: identity's names
+// without '-', which separates the ends of a link.
+const scriptNamePattern = "[a-z0-9][a-z0-9._]*"
+
 // checkName accepts node names without '-', which separates edge ends.
 func checkName(name string) error {
-	if err := identity.ValidateName(name); err != nil {
-		return fmt.Errorf("bad node name: %v", err)
-	}
 	if strings.Contains(name, "-") {
-		return fmt.Errorf("bad node name %q: '-' separates the ends of a link in scenarios", name)
+		return fmt.Errorf("bad node name %q: '-' separates the ends of a link in scenarios (want %s)", name, scriptNamePattern)
+	}
+	if identity.ValidateName(name) != nil {
+		// Not identity's message: it quotes a pattern that allows '-'.
+		return fmt.Errorf("bad node name %.40q: want %s, at most %d bytes", name, scriptNamePattern, identity.MaxNameLen)
 	}
 	return nil
 }
