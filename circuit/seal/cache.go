@@ -17,7 +17,7 @@ import (
 )
 
 // cacheMax bounds each per-node cache below (an arbitrary entry is dropped
-// when full).
+// when full); tests lower a node's bound (staticDH.max, verified.max).
 const cacheMax = 4096
 
 // staticDH is X25519 for one node's handshakes. It remembers the
@@ -38,6 +38,11 @@ type staticDH struct {
 	filling   atomic.Bool       // a goroutine is refilling spare
 	mu        sync.Mutex
 	known     map[[32]byte][]byte // verified peer static key → ss (nil: not computed yet)
+	max       int                 // bound of known
+	// x25519s counts the X25519 operations of this node's handshakes
+	// (those served from known excluded; the ephemeral keys generated
+	// ahead excluded).
+	x25519s atomic.Uint64
 }
 
 // spareEphemerals is how many ephemeral keys a node keeps generated ahead
@@ -56,7 +61,7 @@ func newStaticDH(priv []byte) (*staticDH, error) {
 		return nil, err
 	}
 	return &staticDH{static: priv, staticKey: pk, spare: make(chan ephemeralKey, spareEphemerals),
-		known: make(map[[32]byte][]byte)}, nil
+		known: make(map[[32]byte][]byte), max: cacheMax}, nil
 }
 
 // ephemeral returns a fresh ephemeral key pair, used once. Generating one
@@ -118,6 +123,7 @@ func (d *staticDH) DHName() string { return noise.DH25519.DHName() }
 func (d *staticDH) DH(priv, pub []byte) ([]byte, error) {
 	var k [32]byte
 	if len(pub) != len(k) || string(priv) != string(d.static) {
+		d.x25519s.Add(1)
 		return x25519(nil, priv, pub)
 	}
 	copy(k[:], pub)
@@ -127,6 +133,7 @@ func (d *staticDH) DH(priv, pub []byte) ([]byte, error) {
 	if v != nil {
 		return append([]byte(nil), v...), nil
 	}
+	d.x25519s.Add(1)
 	out, err := x25519(d.staticKey, priv, pub)
 	if err == nil && ok {
 		d.mu.Lock()
@@ -175,6 +182,7 @@ func (h *handshakeDH) GenerateKeypair(io.Reader) (noise.DHKey, error) {
 
 func (h *handshakeDH) DH(priv, pub []byte) ([]byte, error) {
 	if h.eph.key != nil && subtle.ConstantTimeCompare(priv, h.eph.priv) == 1 {
+		h.x25519s.Add(1)
 		return x25519(h.eph.key, priv, pub)
 	}
 	return h.staticDH.DH(priv, pub)
@@ -187,7 +195,7 @@ func (d *staticDH) allow(pub [32]byte) {
 	if _, ok := d.known[pub]; ok {
 		return
 	}
-	if len(d.known) >= cacheMax {
+	if len(d.known) >= d.max {
 		for k := range d.known {
 			delete(d.known, k)
 			break
@@ -200,8 +208,12 @@ func (d *staticDH) allow(pub [32]byte) {
 // checked, so a peer's repeated handshakes skip parsing its certificate and
 // two signature checks; validity periods are still checked every time.
 type verified struct {
-	mu sync.Mutex
-	m  map[[32]byte]verifiedID
+	mu  sync.Mutex
+	m   map[[32]byte]verifiedID
+	max int // bound of m
+	// full counts the identities verified in full (certificate chain and
+	// key record), not found in m.
+	full atomic.Uint64
 }
 
 type verifiedID struct {
@@ -233,7 +245,7 @@ func (v *verified) lookup(k [32]byte, now time.Time) (verifiedID, bool) {
 func (v *verified) store(k [32]byte, id verifiedID) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if _, ok := v.m[k]; !ok && len(v.m) >= cacheMax {
+	if _, ok := v.m[k]; !ok && len(v.m) >= v.max {
 		for k := range v.m {
 			delete(v.m, k)
 			break

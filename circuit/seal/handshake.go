@@ -100,6 +100,7 @@ func (k *Keys) verifyIdentity(p []byte, want string, static []byte, now time.Tim
 	ck := idKey(cert, rb)
 	id, ok := k.seen.lookup(ck, now)
 	if !ok {
+		k.seen.full.Add(1)
 		peer, err := k.id.VerifyPeer([][]byte{cert}, now)
 		if err != nil {
 			return peerIdentity{}, fmt.Errorf("%w: certificate of %q: %w", ErrAuth, want, err)
