@@ -241,6 +241,18 @@ func TestSessionsBounded(t *testing.T) {
 	if n != 8 {
 		t.Fatalf("per-source index holds %d, want 8", n)
 	}
+	for i, srcs := range ss.holding[1:] {
+		for src := range srcs {
+			if len(ss.bySource[src]) != i+1 {
+				t.Fatalf("%s indexed as holding %d sessions, holds %d", src, i+1, len(ss.bySource[src]))
+			}
+		}
+	}
+	for src, l := range ss.bySource {
+		if _, ok := ss.holding[len(l)][src]; !ok {
+			t.Fatalf("%s holds %d sessions, not indexed so", src, len(l))
+		}
+	}
 	ts := newTickets(3)
 	for _, dest := range []string{"a", "b", "c", "d"} {
 		ts.put(dest, &ticket{expiry: time.Now().Add(time.Hour)})
