@@ -236,7 +236,7 @@ func TestAttackReplayedOldIdentitiesTakeNoShare(t *testing.T) {
 	}
 	seen, _ := cachedOf(d, "h", mesh)
 	x, v := openIK(t, h, d, strikes)
-	t.Logf("after m's %d opens stating h's old identities: d holds %d identities of h; h's next open cost d %d X25519 and %d identity checks",
+	t.Logf("after m's %d opens stating h's old identities: d holds %d of h's identities; h's next open cost d %d X25519 and %d identity checks",
 		len(old), seen, x, v)
 	if x != cachedOpenX25519s || v != 0 {
 		t.Fatalf("h's open cost d %d X25519 and %d identity checks, want %d and 0", x, v, cachedOpenX25519s)

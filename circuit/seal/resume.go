@@ -250,7 +250,7 @@ func (s *sessions) removeLocked(e *list.Element) {
 // one of source.
 func (s *sessions) victimLocked(source string) *list.Element {
 	n := len(s.bySource[source])
-	for most := sessionsPerSource; most > n; most-- {
+	for most := sessionsPerSource; most > max(n, 1); most-- {
 		for v := range s.holding[most] {
 			return s.bySource[v][0]
 		}
