@@ -20,8 +20,9 @@
 //     each way, keyed by the ticket's pre-shared key, with no DH and no
 //     identity to verify; the destination honours a ticket only for the
 //     source it authenticated when issuing it, for SessionLifetime and
-//     SessionMaxOpens circuits (bounded tables, least recently used
-//     dropped).
+//     SessionMaxOpens circuits (bounded tables: the source's drops its
+//     least recently used ticket; the destination's keeps at most 4 a
+//     source and, full, drops from a source holding the most).
 //
 // A node's static X25519 key is derived from its certificate's Ed25519 key,
 // and a KeyRecord {mesh, node, X25519 key, expiry} signed by that Ed25519

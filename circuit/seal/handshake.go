@@ -81,7 +81,8 @@ type peerIdentity struct {
 
 // verifyIdentity checks an identity payload: the certificate chains to the
 // mesh CA and names want, the record is signed by it and carries the key
-// the handshake proved (static).
+// the handshake proved (static). An identity that passes is cached (at
+// most keysPerName a name).
 func (k *Keys) verifyIdentity(p []byte, want string, static []byte, now time.Time) (peerIdentity, error) {
 	field := func() ([]byte, bool) {
 		if len(p) < 2 || len(p) < 2+int(binary.BigEndian.Uint16(p)) {
@@ -100,6 +101,7 @@ func (k *Keys) verifyIdentity(p []byte, want string, static []byte, now time.Tim
 	ck := idKey(cert, rb)
 	id, ok := k.seen.lookup(ck, now)
 	if !ok {
+		k.seen.full.Add(1)
 		peer, err := k.id.VerifyPeer([][]byte{cert}, now)
 		if err != nil {
 			return peerIdentity{}, fmt.Errorf("%w: certificate of %q: %w", ErrAuth, want, err)
@@ -112,7 +114,6 @@ func (k *Keys) verifyIdentity(p []byte, want string, static []byte, now time.Tim
 			return peerIdentity{}, err
 		}
 		id = verifiedID{peer: peer, rec: rec}
-		k.seen.store(ck, id)
 	}
 	peer, rec := id.peer, id.rec
 	if peer.Node != want {
@@ -121,7 +122,14 @@ func (k *Keys) verifyIdentity(p []byte, want string, static []byte, now time.Tim
 	if !bytes.Equal(rec.Key[:], static) {
 		return peerIdentity{}, fmt.Errorf("%w: %q's handshake key is not the one its key record certifies", ErrAuth, want)
 	}
-	k.dh.allow(rec.Key)
+	// Cached only once the handshake proved the record's key: a name's
+	// share of the caches holds identities its node used, not ones another
+	// replays (its old certificates and records, still valid, which it
+	// sent to others before).
+	if !ok {
+		k.seen.store(ck, id)
+	}
+	k.dh.allow(rec.Node, rec.Key)
 	ts := time.Unix(0, int64(binary.BigEndian.Uint64(p)))
 	return peerIdentity{rec: rec, groups: peer.Groups, certKey: ck, certExpiry: peer.Cert.NotAfter, ts: ts, early: p[8:]}, nil
 }
@@ -219,7 +227,7 @@ func (k *Keys) initiate(prologue []byte, dest string, peer *KeyRecord, resume bo
 	pattern, pk := noise.HandshakeXX, []byte(nil)
 	if peer != nil {
 		i.mode, i.peer, pattern, pk = modeIK, peer, noise.HandshakeIK, peer.Key[:]
-		k.dh.allow(peer.Key)
+		k.dh.allow(peer.Node, peer.Key)
 	}
 	var err error
 	i.hs, err = k.handshake(pattern, true, prologue, pk)

@@ -52,7 +52,7 @@ func NewKeys(id *identity.Identity) (*Keys, error) {
 	if k.dh, err = newStaticDH(priv); err != nil {
 		return nil, fmt.Errorf("seal keys of %q: %w", id.Node, err)
 	}
-	k.seen.m = make(map[[32]byte]verifiedID)
+	k.seen.m = newNameCache[[32]byte, verifiedID](cacheMax)
 	k.tickets, k.sessions = newTickets(cacheMax), newSessions(cacheMax)
 	k.life, k.now = SessionLifetime, time.Now
 	return k, nil

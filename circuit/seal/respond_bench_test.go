@@ -45,10 +45,10 @@ func benchmarkRespond(b *testing.B, forget bool) {
 	for i := range b.N {
 		if forget {
 			d.seen.mu.Lock()
-			clear(d.seen.m)
+			d.seen.m = newNameCache[[32]byte, verifiedID](cacheMax)
 			d.seen.mu.Unlock()
 			d.dh.mu.Lock()
-			clear(d.dh.known)
+			d.dh.known = newNameCache[[32]byte, []byte](cacheMax)
 			d.dh.mu.Unlock()
 		}
 		respond(firsts[i])

@@ -195,19 +195,41 @@ func (ts *tickets) drop(dest string, t *ticket) {
 	}
 }
 
-// sessions is a destination's bounded LRU of the tickets it issued, at
+// sessions is a destination's bounded table of the tickets it issued, at
 // most sessionsPerSource per source, all of them for the identity the
-// source proved last.
+// source proved last. A full table makes room by dropping the oldest
+// ticket of a source that holds the most, the new ticket's own source
+// when no other holds more, and the least recently used ticket when
+// every source holds one and the new one's source none: sources opening
+// again and again replace their own tickets, not those of sources that
+// hold fewer.
 type sessions struct {
 	mu       sync.Mutex
 	max      int
 	lru      *list.List // of *resumable, most recent first
 	byID     map[[16]byte]*list.Element
 	bySource map[string][]*list.Element // oldest first
+	// holding[n] is the set of sources holding n tickets (n ≥ 1).
+	holding [sessionsPerSource + 1]map[string]struct{}
 }
 
 func newSessions(max int) *sessions {
-	return &sessions{max: max, lru: list.New(), byID: make(map[[16]byte]*list.Element), bySource: make(map[string][]*list.Element)}
+	s := &sessions{max: max, lru: list.New(), byID: make(map[[16]byte]*list.Element), bySource: make(map[string][]*list.Element)}
+	for i := range s.holding {
+		s.holding[i] = make(map[string]struct{})
+	}
+	return s
+}
+
+// setSource records that source holds the tickets l.
+func (s *sessions) setSource(source string, l []*list.Element) {
+	delete(s.holding[len(s.bySource[source])], source)
+	if len(l) == 0 {
+		delete(s.bySource, source)
+		return
+	}
+	s.bySource[source] = l
+	s.holding[len(l)][source] = struct{}{}
 }
 
 func (s *sessions) removeLocked(e *list.Element) {
@@ -221,15 +243,27 @@ func (s *sessions) removeLocked(e *list.Element) {
 			break
 		}
 	}
-	if len(l) == 0 {
-		delete(s.bySource, r.source)
-	} else {
-		s.bySource[r.source] = l
+	s.setSource(r.source, l)
+}
+
+// victimLocked is the ticket that makes room in a full table for a new
+// one of source.
+func (s *sessions) victimLocked(source string) *list.Element {
+	n := len(s.bySource[source])
+	for most := sessionsPerSource; most > max(n, 1); most-- {
+		for v := range s.holding[most] {
+			return s.bySource[v][0]
+		}
 	}
+	if n > 0 {
+		return s.bySource[source][0]
+	}
+	return s.lru.Back()
 }
 
 // add stores r, dropping the source's tickets for another identity, its
-// oldest beyond sessionsPerSource and the least recently used beyond max.
+// oldest beyond sessionsPerSource and, beyond max, the ticket
+// victimLocked names.
 func (s *sessions) add(r *resumable) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -242,11 +276,11 @@ func (s *sessions) add(r *resumable) {
 		s.removeLocked(l[0])
 	}
 	if s.lru.Len() >= s.max {
-		s.removeLocked(s.lru.Back())
+		s.removeLocked(s.victimLocked(r.source))
 	}
 	e := s.lru.PushFront(r)
 	s.byID[r.id] = e
-	s.bySource[r.source] = append(s.bySource[r.source], e)
+	s.setSource(r.source, append(s.bySource[r.source], e))
 }
 
 // lookup returns the ticket id names if it is still honoured at now.

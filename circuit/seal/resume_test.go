@@ -241,6 +241,40 @@ func TestSessionsBounded(t *testing.T) {
 	if n != 8 {
 		t.Fatalf("per-source index holds %d, want 8", n)
 	}
+	for i, srcs := range ss.holding[1:] {
+		for src := range srcs {
+			if len(ss.bySource[src]) != i+1 {
+				t.Fatalf("%s indexed as holding %d sessions, holds %d", src, i+1, len(ss.bySource[src]))
+			}
+		}
+	}
+	for src, l := range ss.bySource {
+		if _, ok := ss.holding[len(l)][src]; !ok {
+			t.Fatalf("%s holds %d sessions, not indexed so", src, len(l))
+		}
+	}
+	// Full, with every source holding one: a new source's ticket replaces
+	// the least recently used, and a source holding as many as any
+	// replaces its own oldest.
+	ss = newSessions(3)
+	add := func(src string, id byte) {
+		r := &resumable{source: src, expiry: time.Now().Add(time.Hour)}
+		r.id[0] = id
+		ss.add(r)
+	}
+	add("a", 1)
+	add("b", 2)
+	add("c", 3)
+	if _, ok := ss.lookup([16]byte{1}, time.Now()); !ok {
+		t.Fatal("a's session dropped")
+	}
+	add("d", 4)
+	add("d", 5)
+	for id, want := range map[byte]bool{1: true, 2: false, 3: true, 4: false, 5: true} {
+		if _, ok := ss.byID[[16]byte{id}]; ok != want {
+			t.Fatalf("session %d kept %v, want %v", id, ok, want)
+		}
+	}
 	ts := newTickets(3)
 	for _, dest := range []string{"a", "b", "c", "d"} {
 		ts.put(dest, &ticket{expiry: time.Now().Add(time.Hour)})
