@@ -52,13 +52,18 @@ type abortTable struct {
 
 	mu    sync.Mutex
 	peers map[string]*abortBudget
+	// sweepAt: the size of peers at which acquire next sweeps it, twice
+	// its size after the last sweep (at least 64), so that sweeps cost
+	// O(1) a link amortised.
+	sweepAt int
 }
 
 func newAbortTable(budget int) *abortTable {
 	return &abortTable{
-		rate:  float64(budget) / streamAbortDiv,
-		burst: float64(budget),
-		peers: make(map[string]*abortBudget),
+		rate:    float64(budget) / streamAbortDiv,
+		burst:   float64(budget),
+		peers:   make(map[string]*abortBudget),
+		sweepAt: 64,
 	}
 }
 
@@ -69,11 +74,12 @@ func (t *abortTable) acquire(peer string, now time.Time) *abortBudget {
 	defer t.mu.Unlock()
 	a := t.peers[peer]
 	if a == nil {
-		if len(t.peers) >= 64 {
+		if len(t.peers) >= t.sweepAt || len(t.peers) >= maxAbortPeers {
 			t.sweepLocked(now, false)
 			if len(t.peers) >= maxAbortPeers {
 				t.sweepLocked(now, true)
 			}
+			t.sweepAt = max(64, 2*len(t.peers))
 		}
 		a = &abortBudget{b: bucket.Full(t.rate, t.burst, now)}
 		t.peers[peer] = a
@@ -207,11 +213,11 @@ func (l *quicLink) closeAborts() {
 	cfg := &l.t.cfg
 	n := l.abortSeen.Load()
 	until := time.Unix(0, l.abortUntil.Load())
-	reason := fmt.Sprintf("%s ended %d streams without an open on this link, beyond its budget of %d (refilled at %d a second); its links are refused until %s",
-		l.hello.Node, n, cfg.StreamAborts, cfg.StreamAborts/streamAbortDiv, until.UTC().Format(time.RFC3339))
+	reason := fmt.Sprintf("%s ended %d streams without an open on this link, beyond its budget of %d (refilled at %g a second); its links are refused until %s",
+		l.hello.Node, n, cfg.StreamAborts, l.t.aborts.rate, until.UTC().Format(time.RFC3339))
 	l.t.abortLog.Warn(l.hello.Node, "closing link: peer ends too many streams without an open",
 		"peer", l.hello.Node, "remote", l.conn.RemoteAddr().String(), "streams", n,
-		"budget", cfg.StreamAborts, "per_second", cfg.StreamAborts/streamAbortDiv, "refused_until", until)
+		"budget", cfg.StreamAborts, "per_second", l.t.aborts.rate, "refused_until", until)
 	l.down(fmt.Errorf("link to %s: %w: %w: %s", l.hello.Node, ErrLinkLost, ErrStreamAborts, reason), codeAborts, reason)
 }
 
