@@ -363,9 +363,17 @@ func TestHonestBurstOfCancelledOpensKeepsTheLink(t *testing.T) {
 	}
 }
 
+// TestStreamAbortsDefault: zero means the larger of 4,096 and MaxStreams,
+// refilled at an eighth of it a second; a negative budget is refused.
 func TestStreamAbortsDefault(t *testing.T) {
 	if got := (QUICConfig{}).withDefaults().StreamAborts; got != 4096 {
 		t.Fatalf("StreamAborts zero: %d, want the default 4096", got)
+	}
+	if got := (QUICConfig{MaxStreams: 16}).withDefaults().StreamAborts; got != 4096 {
+		t.Fatalf("StreamAborts zero with MaxStreams 16: %d, want the default 4096", got)
+	}
+	if got := (QUICConfig{MaxStreams: 10_000}).withDefaults().StreamAborts; got != 10_000 {
+		t.Fatalf("StreamAborts zero with MaxStreams 10,000: %d, want MaxStreams", got)
 	}
 	ca := testCA(t, "m")
 	n := newNode(t, issue(t, ca, "n"), nil)

@@ -44,10 +44,11 @@ const (
 	// stalled reader when QUICConfig.StalledCode is zero: the circuit
 	// layer's CloseStalled.
 	DefaultStalledCode = 9
-	// DefaultStreamAborts is QUICConfig.StreamAborts when zero: as many
-	// streams as a peer may hold open at once (DefaultMaxStreams), so that
-	// a peer that opens its whole allowance and cancels every stream at
-	// once stays within it, refilled at 512 a second.
+	// DefaultStreamAborts is QUICConfig.StreamAborts when zero and
+	// MaxStreams is at most as large: as many streams as a peer may hold
+	// open at once by default (DefaultMaxStreams), so that a peer that
+	// opens its whole allowance and cancels every stream at once stays
+	// within it, refilled at 512 a second.
 	DefaultStreamAborts = 4096
 )
 
@@ -160,8 +161,12 @@ type QUICConfig struct {
 	// the link with close code 0x106 and an error wrapping
 	// ErrStreamAborts (one WARN line per peer a minute). Such a stream
 	// costs this side and the peer about 27 µs of CPU together, mostly
-	// QUIC's; MaxStreams bounds only how many are open at once. Default
-	// DefaultStreamAborts (4,096, refilled at 512 a second).
+	// QUIC's; MaxStreams bounds only how many are open at once. A stream
+	// is accepted only while the bucket holds a token for each of the
+	// link's streams accepted and not yet named or ended, so a peer may
+	// have at most StreamAborts such streams at once. Default the larger
+	// of DefaultStreamAborts (4,096, refilled at 512 a second) and
+	// MaxStreams.
 	StreamAborts int
 	// OnStalled, when set, is called for every stream reset because its
 	// reader stalled, with the peer and the most the stream could hold
@@ -228,7 +233,7 @@ func (c QUICConfig) withDefaults() QUICConfig {
 		c.StalledCode = DefaultStalledCode
 	}
 	if c.StreamAborts == 0 {
-		c.StreamAborts = DefaultStreamAborts
+		c.StreamAborts = max(DefaultStreamAborts, c.MaxStreams)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
