@@ -13,16 +13,19 @@ import (
 // empty, truncated, malformed or forged) each cost this side and the peer
 // about 27 µs of CPU together, mostly QUIC's, and MaxStreams bounds only
 // how many are open at once. Each peer has a token bucket of them
-// (QUICConfig.StreamAborts, refilled at an eighth of it a second); a
-// stream ending beyond it closes the link.
+// (QUICConfig.StreamAborts, refilled at an eighth of it a second): a
+// stream is accepted only while the bucket holds a token for each of the
+// link's streams accepted and not yet named or ended, and one that ends
+// unnamed takes a token. When the bucket falls short the link is closed
+// and the peer's links are refused in the handshake until the bucket is
+// full again.
 //
 // Why close rather than hold the peer's stream credit: the link learns a
 // stream carried no open only once the stream has ended, when QUIC has
-// already done its work for it, so refusing the streams that follow
-// would hold back the peer's honest streams on the link as well, and for
-// as long as the peer kept trying; a closed link costs the peer a new
-// handshake (bounded per source by the handshake gate) and finds the
-// bucket where it left it, as the buckets are kept by peer name.
+// already done its work for it, so withholding credit would hold back
+// the peer's honest streams on the link as well, for as long as the peer
+// kept trying; refusing its links until the bucket refilled, the bucket
+// kept by peer name, makes redialling earn it nothing.
 
 // streamAbortDiv: the bucket refills at StreamAborts/streamAbortDiv a
 // second, so an empty one is full again after streamAbortDiv seconds.
