@@ -28,8 +28,10 @@
 //
 // Errors wrap ErrLinkLost, ErrRefused, ErrClosed (net.ErrClosed),
 // ErrQueueFull, ErrFrameTooLarge, ErrHandshakeSlow (the peer answered the
-// handshake but did not complete it in time) or ErrConfig; stream resets are a
-// *StreamResetError; deadline errors match os.ErrDeadlineExceeded.
+// handshake but did not complete it in time) or ErrConfig; a link closed,
+// or refused, because its peer ended more streams without an open than
+// QUICConfig.StreamAborts allows also wraps ErrStreamAborts; stream resets
+// are a *StreamResetError; deadline errors match os.ErrDeadlineExceeded.
 //
 // UDP buffers: quic-go asks for 7 MiB socket buffers. Root gets them; for
 // other users raise the limits once per host:

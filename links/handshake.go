@@ -271,6 +271,9 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 	if s := slotOf(conn); s != nil {
 		s.prove(peer.Node)
 	}
+	if err := t.checkAborts(peer.Node); err != nil {
+		return nil, refuse(conn, err)
+	}
 	if err := t.checkDuplicateName(ctx, peer); err != nil {
 		return nil, refuse(conn, err)
 	}
@@ -323,6 +326,9 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 	}
 	if s != nil {
 		s.prove(peer.Node)
+	}
+	if err := t.checkAborts(peer.Node); err != nil {
+		return nil, refuse(conn, err)
 	}
 	if err := t.checkDuplicateName(ctx, peer); err != nil {
 		return nil, refuse(conn, err)

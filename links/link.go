@@ -74,6 +74,11 @@ var (
 	ErrClosed = net.ErrClosed
 	// ErrStreamReset: the peer reset the stream. See StreamResetError.
 	ErrStreamReset = errors.New("stream reset")
+	// ErrStreamAborts: a link was closed because its peer ended more
+	// streams without carrying an open than QUICConfig.StreamAborts
+	// allows (wrapped with ErrLinkLost on both sides: the side that
+	// closed and the peer, which reads close code 0x106).
+	ErrStreamAborts = errors.New("too many streams ended without an open")
 )
 
 // StreamResetError reports a reset with the peer's application error code.

@@ -24,6 +24,7 @@ const (
 	codeLost      quic.ApplicationErrorCode = 0x103
 	codeProtocol  quic.ApplicationErrorCode = 0x104
 	codeBusy      quic.ApplicationErrorCode = 0x105
+	codeAborts    quic.ApplicationErrorCode = 0x106
 )
 
 // quicLink is one established QUIC link.
@@ -73,6 +74,20 @@ type quicLink struct {
 	// the link is down).
 	deadAllow, deadLate time.Duration
 
+	// aborts is the peer's bucket of streams ended without an open (set
+	// by start, released by watch); unnamed counts the streams the peer
+	// opened that were accepted and are not yet named or ended, and
+	// unopenedN those that ended without an open on this link; the first
+	// that finds the bucket short sets abortOver, abortSeen and
+	// abortUntil and closes overAborts, for watch to close the link.
+	aborts     atomic.Pointer[abortBudget]
+	unnamed    atomic.Int64
+	unopenedN  atomic.Int64
+	abortOver  atomic.Bool
+	abortSeen  atomic.Int64
+	abortUntil atomic.Int64
+	overAborts chan struct{}
+
 	evMu     sync.Mutex    // serialises Handler calls for this link
 	up       bool          // LinkUp was delivered
 	started  chan struct{} // closed once start delivered LinkUp
@@ -89,6 +104,8 @@ func newQUICLink(t *QUICTransport, conn *quic.Conn, ctrl *quic.Stream, peer hell
 		prioQ:    make(chan ctrlFrame, 16),
 		started:  make(chan struct{}),
 		done:     make(chan struct{}),
+
+		overAborts: make(chan struct{}),
 	}
 	l.lastHeard.Store(l.est.UnixNano())
 	if t.quicConf.RequireStreamCreditRelease {
@@ -155,7 +172,7 @@ func (l *quicLink) OpenStream(ctx context.Context) (Stream, error) {
 	if err != nil {
 		return nil, l.opErr("open stream", err)
 	}
-	return newQUICStream(l, s), nil
+	return newQUICStream(l, s, false), nil
 }
 
 func (l *quicLink) AcceptStream(ctx context.Context) (Stream, error) {
@@ -164,7 +181,12 @@ func (l *quicLink) AcceptStream(ctx context.Context) (Stream, error) {
 		return nil, l.opErr("accept stream", err)
 	}
 	l.credit.add(s, int(l.streams.Load()))
-	qs := newQUICStream(l, s)
+	if !l.admit() {
+		s.CancelRead(0)
+		s.CancelWrite(0)
+		return nil, fmt.Errorf("accept stream from %s: %w: %w", l.hello.Node, ErrLinkLost, ErrStreamAborts)
+	}
+	qs := newQUICStream(l, s, true)
 	qs.credit = l.credit
 	return qs, nil
 }
@@ -280,6 +302,8 @@ func (l *quicLink) connLost(cause error) error {
 			return fmt.Errorf("link to %s: %w: closed by peer as a duplicate: %s", l.hello.Node, ErrLinkLost, PeerText(ae.ErrorMessage))
 		case codeLost:
 			return fmt.Errorf("link to %s: %w: peer declared it dead: %s", l.hello.Node, ErrLinkLost, PeerText(ae.ErrorMessage))
+		case codeAborts:
+			return fmt.Errorf("link to %s: %w: closed by peer: %w: %s", l.hello.Node, ErrLinkLost, ErrStreamAborts, PeerText(ae.ErrorMessage))
 		}
 	}
 	return fmt.Errorf("link to %s: %w: %w", l.hello.Node, ErrLinkLost, cleanPeerClose(cause))
@@ -288,6 +312,7 @@ func (l *quicLink) connLost(cause error) error {
 // start runs the link's goroutines and delivers LinkUp. The caller has
 // registered the link.
 func (l *quicLink) start() {
+	l.aborts.Store(l.t.aborts.acquire(l.hello.Node, time.Now()))
 	l.evMu.Lock()
 	l.t.wg.Add(4)
 	go l.readLoop()
@@ -347,6 +372,8 @@ func (l *quicLink) watch() {
 		select {
 		case <-l.conn.Context().Done():
 			l.down(l.connLost(context.Cause(l.conn.Context())), codeGoodbye, "")
+		case <-l.overAborts:
+			l.closeAborts()
 		case <-expiry:
 			if l.recheck(time.Now(), until, true) {
 				until = l.trustedUntil()
@@ -366,6 +393,7 @@ func (l *quicLink) watch() {
 		}
 		break
 	}
+	l.t.aborts.release(l.aborts.Load())
 	l.evMu.Lock()
 	defer l.evMu.Unlock()
 	if !l.byeSeen.Load() && errors.Is(l.err, ErrLinkLost) {

@@ -24,6 +24,11 @@ type quicStream struct {
 	// done holds doneRead|doneWrite; the link's open-stream count drops
 	// when both are set.
 	done atomic.Uint32
+	// inbound: the peer opened the stream. marks (see markRead): an
+	// inbound stream that ends read from and never named carried no
+	// open, and counts against the peer's StreamAborts.
+	inbound bool
+	marks   atomic.Uint32
 	// got counts the bytes the reader took; reading the Read and Peek
 	// calls in progress; watched is set while the stream waits in the
 	// link's queue or the reclaim pass's watch list (see reclaim.go).
@@ -61,7 +66,9 @@ type quicStream struct {
 
 // SetSource names whom a stream's circuit counts against: the link's
 // reclaim of stalled streams resets those of the source holding the most
-// first (see reclaim.go). Streams never named count against one unnamed
+// first (see reclaim.go). Naming a stream the peer opened also tells the
+// link it carried an open: one that ends read from and never named counts
+// against the peer's budget (QUICConfig.StreamAborts). Streams never named count against one unnamed
 // source. A stream may be named again (once its source is proven, say); a
 // stream already counted as stalled moves to the new key the next time
 // the reclaim examines it. It does nothing for streams of other
@@ -69,6 +76,25 @@ type quicStream struct {
 func SetSource(s Stream, k SourceKey) {
 	if q, ok := s.(*quicStream); ok {
 		q.source.Store(uint64(k))
+		if q.inbound && q.marks.Load()&markSettled == 0 && q.marks.Or(markNamed|markSettled)&markSettled == 0 {
+			q.link.settled(false)
+		}
+	}
+}
+
+// marks: markRead once a Read or Peek was made; markNamed once SetSource
+// named the stream; markSettled once an inbound stream left the link's
+// pending count (named, or ended).
+const (
+	markRead uint32 = 1 << iota
+	markNamed
+	markSettled
+)
+
+// setMark sets bit in marks; it costs one atomic load once set.
+func (s *quicStream) setMark(bit uint32) {
+	if s.marks.Load()&bit == 0 {
+		s.marks.Or(bit)
 	}
 }
 
@@ -80,9 +106,9 @@ const (
 	doneWrite
 )
 
-func newQUICStream(l *quicLink, s *quic.Stream) *quicStream {
+func newQUICStream(l *quicLink, s *quic.Stream, inbound bool) *quicStream {
 	l.streams.Add(1)
-	qs := &quicStream{s: s, link: l, hidx: -1, widx: -1}
+	qs := &quicStream{s: s, link: l, inbound: inbound, hidx: -1, widx: -1}
 	l.opened(qs)
 	return qs
 }
@@ -99,6 +125,11 @@ func (s *quicStream) finish(bits uint32) {
 			}
 			if old|bits == doneRead|doneWrite {
 				s.link.streams.Add(-1)
+				if s.inbound {
+					if m := s.marks.Or(markSettled); m&markSettled == 0 {
+						s.link.settled(m&markRead != 0)
+					}
+				}
 			}
 			return
 		}
@@ -106,6 +137,7 @@ func (s *quicStream) finish(bits uint32) {
 }
 
 func (s *quicStream) Read(p []byte) (int, error) {
+	s.setMark(markRead)
 	s.reading.Add(1)
 	s.rmu.Lock()
 	n, err := s.s.Read(p)
@@ -136,6 +168,7 @@ func (s *quicStream) Write(p []byte) (int, error) {
 // and copies them into p without consuming them. A relay's splice peeks
 // one byte so that an idle circuit holds no copy buffer.
 func (s *quicStream) Peek(p []byte) (int, error) {
+	s.setMark(markRead)
 	s.reading.Add(1)
 	s.rmu.Lock()
 	n, err := s.s.Peek(p)

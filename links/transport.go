@@ -48,6 +48,10 @@ type QUICTransport struct {
 	// counts them.
 	stallLog *ratelog.Log
 	stalled  atomic.Uint64
+	// aborts holds each peer's budget of streams ended without an open;
+	// abortLog logs the links it closes once per peer per minute.
+	aborts   *abortTable
+	abortLog *ratelog.Log
 	// id is the identity new links present and check peers with
 	// (SetIdentity replaces it); idChanged is closed, and replaced under
 	// idMu, when it does, so that live links recheck their peers.
@@ -85,6 +89,8 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		refusals: ratelog.New(cfg.Logger, refusalLogPeriod, maxRefusalKeys),
 		floods:   ratelog.New(cfg.Logger, handshakeLogPeriod, 1),
 		stallLog: ratelog.New(cfg.Logger, time.Minute, maxRefusalKeys),
+		aborts:   newAbortTable(cfg.StreamAborts),
+		abortLog: ratelog.New(cfg.Logger, time.Minute, maxRefusalKeys),
 		lost:     make(map[string]time.Time),
 	}
 	if r := cfg.testHandshakeRate; r > 0 {
