@@ -1860,6 +1860,9 @@ func (r *Resumable) adopt(p Path, off int64) error {
 	}
 	stall := time.Since(r.downAt)
 	r.installLocked(p, off)
+	if r.table != nil {
+		r.table.resent.Add(again)
+	}
 	r.downAt = time.Time{}
 	r.resumes.Add(1)
 	if r.cfg.OnResume != nil {
@@ -2164,6 +2167,9 @@ type ResumeTable struct {
 	byKey    map[resumeKey]*tableWait
 	bySource map[string]*tableWait
 	woken    atomic.Uint64
+	// resent counts the positions the resumes the table took had their
+	// circuits send again (see Resent).
+	resent atomic.Int64
 }
 
 // tableWait is what the lookups waiting for one event share: ch closes
@@ -2194,6 +2200,12 @@ func NewResumeTableSized(perSource, total int) *ResumeTable {
 // Woken is how many times a resume open waiting for the circuit it
 // names (see Resume) woke to look again.
 func (t *ResumeTable) Woken() uint64 { return t.woken.Load() }
+
+// Resent is the positions (data bytes and fins) that the resumes the
+// table took had their circuits send again: for each, what the circuit
+// had sent on its paths beyond the offset the resume said the source
+// received.
+func (t *ResumeTable) Resent() int64 { return t.resent.Load() }
 
 // Len is the number of circuits in the table.
 func (t *ResumeTable) Len() int {
