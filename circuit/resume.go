@@ -67,6 +67,19 @@ type ResumeBudget interface {
 	Shrink(n int)
 }
 
+// ResendBudget is a ResumeBudget that is also charged with what resumes
+// have the circuit send again: a destination's Budget may implement it to
+// bound those re-sends by source (a source can resume its circuits as
+// often as it likes, each time saying it received nothing).
+type ResendBudget interface {
+	ResumeBudget
+	// Resend charges n positions (data bytes and the fin) that a resume
+	// that took the circuit over has it send again: those it had sent on
+	// its paths beyond the offset the resume said the source received.
+	// It is called with the circuit's lock held, like Grow.
+	Resend(n int64)
+}
+
 // Defaults of ResumeConfig.
 const (
 	DefaultResumeTimeout = 30 * time.Second
@@ -162,7 +175,8 @@ type ResumeConfig struct {
 	// the detection off.
 	ProgressTimeout time.Duration
 	// Budget, when set, is charged with the memory of the circuit's
-	// buffers (see ResumeBudget).
+	// buffers (see ResumeBudget), and, if it is a ResendBudget, with what
+	// resumes have the circuit send again.
 	Budget ResumeBudget
 	// Early (source): the first path is an early circuit, whose first
 	// Write travels with the open; the hello then waits for the first
@@ -1860,6 +1874,12 @@ func (r *Resumable) adopt(p Path, off int64) error {
 	}
 	stall := time.Since(r.downAt)
 	r.installLocked(p, off)
+	if r.table != nil {
+		r.table.resent.Add(again)
+	}
+	if rb, ok := r.cfg.Budget.(ResendBudget); ok && again > 0 {
+		rb.Resend(again)
+	}
 	r.downAt = time.Time{}
 	r.resumes.Add(1)
 	if r.cfg.OnResume != nil {
@@ -2164,6 +2184,9 @@ type ResumeTable struct {
 	byKey    map[resumeKey]*tableWait
 	bySource map[string]*tableWait
 	woken    atomic.Uint64
+	// resent counts the positions the resumes the table took had their
+	// circuits send again (see Resent).
+	resent atomic.Int64
 }
 
 // tableWait is what the lookups waiting for one event share: ch closes
@@ -2194,6 +2217,12 @@ func NewResumeTableSized(perSource, total int) *ResumeTable {
 // Woken is how many times a resume open waiting for the circuit it
 // names (see Resume) woke to look again.
 func (t *ResumeTable) Woken() uint64 { return t.woken.Load() }
+
+// Resent is the positions (data bytes and fins) that the resumes the
+// table took had their circuits send again: for each, what the circuit
+// had sent on its paths beyond the offset the resume said the source
+// received.
+func (t *ResumeTable) Resent() int64 { return t.resent.Load() }
 
 // Len is the number of circuits in the table.
 func (t *ResumeTable) Len() int {

@@ -293,6 +293,20 @@ type Limits struct {
 	// MinResumeBuffer; a smaller value (or a ResumeBuffer below
 	// MinResumeBuffer) fails New with ErrInvalidConfig.
 	ResumeBufferPerSource int
+	// ResumeResendPerSource bounds, in bytes a second, what the resumes
+	// of one source have the resumable circuits ending here send again
+	// (what they had sent beyond the offset each resume says the source
+	// received: a source may resume as often as it likes, each time
+	// saying it received nothing). Each resume taken draws what it has
+	// its circuit send again from the source's bucket, which holds
+	// ResumeBufferPerSource bytes (the most the source's circuits can
+	// hold unacknowledged here, so that a full bucket never holds back a
+	// reroute of all of them) and earns this rate; it may go into debt. While it is,
+	// the source's resume opens are refused with circuit.Overloaded,
+	// which a resuming source retries until its resume timeout.
+	// Default an eighth of ResumeBufferPerSource (8 MiB a second): a
+	// spent bucket refills in 8 s.
+	ResumeResendPerSource int
 	// MaxParked bounds the resumable circuits ending here that wait for a
 	// new path; beyond it the oldest waiting circuit that this node's
 	// application closed, of the source with the most such, is reset (it
@@ -431,6 +445,7 @@ func (c *Config) setDefaults() {
 	def(&l.RelayBuffer, 32<<10)
 	def(&l.ResumeBuffer, DefaultResumeBuffer)
 	def(&l.ResumeBufferPerSource, max(MinResumeBuffer, l.ResumeBuffer/4))
+	def(&l.ResumeResendPerSource, max(1, l.ResumeBufferPerSource/8))
 	def(&l.MaxParked, DefaultMaxParked)
 	def(&l.MaxParkedPerSource, DefaultMaxParkedPerSource)
 	if l.HeaderTimeout == 0 {
@@ -477,7 +492,8 @@ func (c *Config) validate() error {
 		"MaxHeaderSize": l.MaxHeaderSize, "MaxRoutes": l.MaxRoutes, "RelayBuffer": l.RelayBuffer,
 		"MaxPendingOpensPerLink": l.MaxPendingOpensPerLink,
 		"ResumeBuffer":           l.ResumeBuffer, "ResumeBufferPerSource": l.ResumeBufferPerSource,
-		"MaxParked": l.MaxParked, "MaxParkedPerSource": l.MaxParkedPerSource,
+		"ResumeResendPerSource": l.ResumeResendPerSource,
+		"MaxParked":             l.MaxParked, "MaxParkedPerSource": l.MaxParkedPerSource,
 		"FullHandshakes": l.FullHandshakes, "FullHandshakesPerLink": l.FullHandshakesPerLink,
 		"RelayFullHandshakesPerLink": l.RelayFullHandshakesPerLink, "OneMessageHandshakesPerSource": l.OneMessageHandshakesPerSource,
 	} {

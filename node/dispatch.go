@@ -210,6 +210,17 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		refuse(circuit.NoService, fmt.Sprintf("no service %q on %s", o.Service, n.cfg.Name))
 		return
 	}
+	// A source whose resumes had more sent again than its budget
+	// (Limits.ResumeResendPerSource) has its resume opens refused before
+	// any cryptography until the budget is out of debt.
+	if resume {
+		if spent, why := n.rbudget.resendSpent(o.Source, time.Now()); spent {
+			opened()
+			n.limits.noteOverloaded(why)
+			refuse(circuit.Overloaded, why)
+			return
+		}
+	}
 	// The source is authenticated by the end-to-end handshake: in the
 	// one-message handshake now, in the full one once Accept read its
 	// identity (until then the limits count it as claimed).

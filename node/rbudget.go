@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/internal/bucket"
 )
 
 // Defaults of the budget of resumable circuits (Limits).
@@ -39,17 +40,31 @@ const (
 // bytes while the node is full takes them back from the source holding
 // the most, if that one holds more than it would. It also bounds the
 // circuits waiting for a resume (parked), per source and in all.
+//
+// And it budgets, by source, what the resumes of a source have its
+// circuits send again (Limits.ResumeResendPerSource): a token bucket of
+// bytes, holding perSource and earning resendRate a second, that each
+// resume taken draws on, into debt if need be; while a source's bucket is
+// in debt its resume opens are refused overloaded (resendSpent).
 type resumeBudget struct {
 	max, perSource                int
 	maxParked, maxParkedPerSource int
+	resendRate                    int
 	drops                         *prometheus.CounterVec
 
 	mu      sync.Mutex
 	total   int // bytes granted
 	parked  int
 	sources map[string]*budgetSource
-	evict   []*budgetAccount // ended by the budget, for evictLoop to abort
-	kick    chan struct{}    // evict has work (capacity 1)
+	// The buckets of re-sent bytes by source, those not full (a full
+	// bucket is as good as none): apart from sources, whose entry goes
+	// with their last circuit, so that a source cannot refill its bucket
+	// by ending its circuits. At most maxFullBuckets, plus those of the
+	// sources whose resumes drew on them within the time they take to
+	// refill (see bucketOf).
+	resend map[string]*bucket.Bucket
+	evict  []*budgetAccount // ended by the budget, for evictLoop to abort
+	kick   chan struct{}    // evict has work (capacity 1)
 }
 
 // budgetSource is what one source's circuits hold.
@@ -76,8 +91,10 @@ func newResumeBudget(l Limits, reg *prometheus.Registry) *resumeBudget {
 	b := &resumeBudget{
 		max: l.ResumeBuffer, perSource: l.ResumeBufferPerSource,
 		maxParked: l.MaxParked, maxParkedPerSource: l.MaxParkedPerSource,
-		sources: make(map[string]*budgetSource),
-		kick:    make(chan struct{}, 1),
+		resendRate: l.ResumeResendPerSource,
+		sources:    make(map[string]*budgetSource),
+		resend:     make(map[string]*bucket.Bucket),
+		kick:       make(chan struct{}, 1),
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_resume_budget_drops_total",
 			Help: "Resumable circuits ending here that the budget of resumable circuits ended, by reason (source_share, node_budget, parked_source, parked_node)."}, []string{"reason"}),
 	}
@@ -184,6 +201,32 @@ func (a *budgetAccount) Shrink(n int) {
 	a.bytes -= n
 	a.src.bytes -= n
 	b.total -= n
+}
+
+// Resend draws n positions that a resume has the circuit send again from
+// its source's bucket of re-sent bytes, into debt if the bucket holds
+// fewer (circuit.ResendBudget). The source is the one the circuit's
+// handshake proved: only its own resumes spend its budget.
+func (a *budgetAccount) Resend(n int64) {
+	b := a.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	bucketOf(b.resend, a.src.name, b.resendRate, b.perSource, now).Refill(now).Tokens -= float64(n)
+}
+
+// resendSpent reports whether source's bucket of re-sent bytes is in
+// debt, and why: its resume opens are then refused overloaded. It only
+// looks, so it may be asked for the source an open claims, before any
+// cryptography: only resumes the handshake proved draw on the bucket.
+func (b *resumeBudget) resendSpent(source string, now time.Time) (bool, string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k := b.resend[source]
+	if k == nil || k.Refill(now).Tokens >= 0 {
+		return false, ""
+	}
+	return true, fmt.Sprintf("resumes of %s had more sent again than its budget (a bucket of %d bytes earning %d a second)", source, b.perSource, b.resendRate)
 }
 
 // park: the circuit lost its path and waits for a resume. Beyond the
