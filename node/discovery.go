@@ -70,7 +70,7 @@ type discovery struct {
 	asked   map[string]time.Time              // member → when the policy last had its round trip measured (discoveryprobe.go)
 	dialing map[string]bool                   // member → dial in progress
 	owned   map[string]bool                   // members this node dialled and linked
-	short   map[string]bool                   // of those, the ones dialled as shortcuts (topology.WhyShortcut)
+	why     map[string]topology.Why           // of those, why each was dialled (topology.WhyShortcut, WhyLong)
 	held    map[string]links.Link             // member → link a dial made, holding its slot until it ends
 	backoff map[string]*addrBackoff           // link address → back-off
 	proven  map[string]string                 // link address → member whose certificate a handshake there proved
@@ -235,7 +235,7 @@ func startDiscovery(n *Node) (*discovery, error) {
 	d := &discovery{
 		n: n, vc: vc, kickc: make(chan struct{}, 1),
 		members: map[string]gossipMember{},
-		coords:  map[string]*coordinate.Coordinate{}, rtts: map[string]probeRTT{}, asked: map[string]time.Time{}, dialing: map[string]bool{}, owned: map[string]bool{}, short: map[string]bool{}, held: map[string]links.Link{},
+		coords:  map[string]*coordinate.Coordinate{}, rtts: map[string]probeRTT{}, asked: map[string]time.Time{}, dialing: map[string]bool{}, owned: map[string]bool{}, why: map[string]topology.Why{}, held: map[string]links.Link{},
 		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
 		proven: map[string]string{}, unproven: map[string]*addrBackoff{}, reached: map[string]bool{}, granted: map[string]time.Time{},
 		full: ratelog.New(n.log, time.Minute, 1024), bad: ratelog.New(n.log, time.Minute, 1024), verified: map[string]verifiedMeta{}, waiting: map[string]waitingMember{},
@@ -1130,7 +1130,8 @@ func (d *discovery) step(now time.Time) int {
 		static := d.static[l.Address] || d.static[l.Peer]
 		ls = append(ls, topology.Link{Peer: l.Peer, Outbound: l.Outbound, RTT: l.RTT, Static: static,
 			Age: max(now.Sub(l.Since), time.Nanosecond), Streams: l.Streams, Claimed: claimed[l.Peer],
-			Alternates: alt[l.Peer], Shortcut: l.Outbound && d.short[l.Peer], Stranded: policyStrand[l.Peer],
+			Alternates: alt[l.Peer], Shortcut: l.Outbound && d.why[l.Peer] == topology.WhyShortcut,
+			Long: l.Outbound && d.why[l.Peer] == topology.WhyLong, Stranded: policyStrand[l.Peer],
 			Replacing: d.drains.draining(l.Peer)})
 		if _, ok := alive[l.Peer]; !ok && d.owned[l.Peer] && !static && !routed[l.Peer] && !l.Draining {
 			gone = append(gone, l.Peer)
@@ -1622,7 +1623,7 @@ func (d *discovery) dial(m Member, why topology.Why) {
 			d.failedLocked(m.LinkAddr, banTime)
 		case err == nil:
 			d.owned[m.Name] = true
-			d.short[m.Name] = why == topology.WhyShortcut
+			d.why[m.Name] = why
 			d.held[m.Name] = l // the link may reach the node's table later
 		}
 		d.mu.Unlock()
@@ -1666,7 +1667,7 @@ func (d *discovery) dial(m Member, why topology.Why) {
 		}
 		if d.owned[m.Name] && n.link(m.Name) == nil {
 			delete(d.owned, m.Name)
-			delete(d.short, m.Name)
+			delete(d.why, m.Name)
 		}
 		if time.Since(up) >= goodLink {
 			delete(d.backoff, m.LinkAddr)

@@ -45,8 +45,8 @@ func (r *router) undrain(peer string) {
 }
 
 // policyStranded is the policy's Link.Stranded: the count of stranded
-// only for the links held after a drain that could not end (drainHold),
-// 0 for the others. A link whose routes depend on it alone is drained like
+// only for the links held after a drain that could not end or was
+// cancelled (drainHold), 0 for the others. A link whose routes depend on it alone is drained like
 // any other: the drain asks their origins for the newer seqnos that make
 // another next hop feasible, moves them, and closes the link only once
 // nothing routes through it, or at drainMax if no route depends on it
@@ -57,13 +57,17 @@ func (r *router) undrain(peer string) {
 // of a mesh that had just joined then waited a minute and came together,
 // each freeing a slot that let another waiting one through, about 200
 // link changes in a few seconds at 100 nodes (TestStrandedLinkIsDrained).
-// A held link keeps its count, so that the policy replaces another link
-// meanwhile rather than asking again for the one it cannot drop.
+// A held link keeps its count, at least 1 until its hold ends also once
+// nothing depends on it alone, so that the policy replaces another link
+// meanwhile rather than asking again for the one drainDrops will not
+// drop: the policy drops one link a step, and a held link it dropped at
+// every step kept the node's other replacements waiting out the hold
+// (TestHeldLinkLetsOthersBeReplaced).
 func (d *drains) policyStranded(strand map[string]int, now time.Time) map[string]int {
 	out := make(map[string]int, len(d.held))
 	for peer, until := range d.held {
-		if now.Before(until) && strand[peer] > 0 {
-			out[peer] = strand[peer]
+		if now.Before(until) {
+			out[peer] = max(strand[peer], 1)
 		}
 	}
 	return out

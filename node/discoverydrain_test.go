@@ -96,14 +96,16 @@ func TestDrainDrops(t *testing.T) {
 }
 
 // TestPolicyStranded: the policy sees the stranded count of a link only
-// while the link is held after a drain that could not end; a link being
-// drained, one not drained yet and one whose hold ran out count 0.
+// while the link is held after a drain that could not end, and at least 1
+// then (f: nothing depends on it alone any more, but its hold has not run
+// out); a link being drained, one not drained yet and one whose hold ran
+// out count 0.
 func TestPolicyStranded(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	d := drains{since: map[string]time.Time{"b": now}, held: map[string]time.Time{"c": now.Add(time.Second), "e": now}}
+	d := drains{since: map[string]time.Time{"b": now}, held: map[string]time.Time{"c": now.Add(time.Second), "e": now, "f": now.Add(time.Second)}}
 	got := d.policyStranded(map[string]int{"b": 3, "c": 2, "d": 1, "e": 4}, now)
-	if got["b"] != 0 || got["c"] != 2 || got["d"] != 0 || got["e"] != 0 {
-		t.Fatalf("got %v, want c 2 and b, d, e 0", got)
+	if got["b"] != 0 || got["c"] != 2 || got["d"] != 0 || got["e"] != 0 || got["f"] != 1 {
+		t.Fatalf("got %v, want c 2, f 1 and b, d, e 0", got)
 	}
 }
 

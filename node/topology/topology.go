@@ -14,7 +14,10 @@
 //   - Wanted neighbours are the Target−Long nearest routers (measured link
 //     RTT, else the Vivaldi estimate) plus Long "long links": routers
 //     ranked by a hash of (seed, self, name), a stable random choice that
-//     keeps the diameter logarithmic (small world).
+//     keeps the diameter logarithmic (small world). A link this node
+//     dialled as a long link (Link.Long) stays one while its peer is a
+//     router outside the near set, before the hash's first: the near set
+//     shifting does not move it.
 //   - Below Target, add wanted neighbours first, then the nearest others.
 //   - Bootstrapping: a router that knows the distance (link RTT, probe
 //     RTT or coordinate) to fewer than 2×Target routers asks for the
@@ -282,6 +285,10 @@ type Link struct {
 	// Shortcut marks a link this node dialled as a shortcut (WhyShortcut):
 	// no closer neighbour replaces it while it stays nearby.
 	Shortcut bool
+	// Long marks a link this node dialled as a long link (WhyLong): it
+	// stays the long link while its peer is a router outside the near
+	// neighbours, whichever router the seeded hash ranks first.
+	Long bool
 	// Stranded is how many destinations this node's routing would lose
 	// for a while if the link closed: routes whose next hop is the peer
 	// and that have no loop-free alternate (Babel's feasibility
@@ -436,8 +443,28 @@ func (p *planner) plan() Plan {
 	for _, m := range cands[:min(nNear, len(cands))] {
 		wanted[m.Name], near[m.Name] = true, true
 	}
-	// The long links: the nLong other routers of the lowest hash (ties by
-	// name), picked one at a time rather than by sorting them all.
+	// The long links: first the links this node dialled as long links
+	// (Link.Long) to routers outside the near set, so that a long link
+	// stays while the near set shifts (a router of lower hash leaving it
+	// would otherwise take its place); then the other routers of the
+	// lowest hash (ties by name), picked one at a time rather than by
+	// sorting them all.
+	var kept []Member
+	for _, l := range p.in.Links {
+		if m, ok := p.members[l.Peer]; ok && l.Long && l.Outbound && !m.Leaf && !wanted[m.Name] {
+			kept = append(kept, m)
+		}
+	}
+	slices.SortFunc(kept, func(a, b Member) int {
+		if c := cmp.Compare(p.hash(a.Name), p.hash(b.Name)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	for _, m := range kept[:min(nLong, len(kept))] {
+		wanted[m.Name] = true
+		nLong--
+	}
 	for range nLong {
 		best := -1
 		for i, m := range cands {
