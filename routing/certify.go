@@ -219,37 +219,36 @@ func cacheable(c Certifier) bool {
 	return c != nil && reflect.TypeOf(c).Comparable()
 }
 
-// attest puts the attestation covering an update for o (nil: Self) to
-// nb, unless nb already has it.
-func (e *Engine) attest(nb *neighbour, o *origin) {
+// attest returns the attestation covering an update for o (nil: Self)
+// and its seqno, for the caller to put to nb, unless nb already has it
+// (then att is nil); it counts it as sent and held by nb.
+func (e *Engine) attest(nb *neighbour, o *origin) (seqno uint16, att []byte) {
 	if e.cfg.Certifier == nil {
-		return
+		return 0, nil
 	}
 	var seq uint16
-	var att []byte
-	name := e.cfg.Self
 	if o == nil {
 		if !e.selfAttValid || e.selfAttSeq != e.seqno {
-			a, err := e.cfg.Certifier.Attest(name, e.seqno)
+			a, err := e.cfg.Certifier.Attest(e.cfg.Self, e.seqno)
 			if err != nil {
 				e.selfAttValid = false
-				return
+				return 0, nil
 			}
 			e.selfAtt, e.selfAttSeq, e.selfAttValid, e.selfAttHeld = a, e.seqno, true, 0
 		}
 		seq, att = e.selfAttSeq, e.selfAtt
 	} else {
 		if !o.attValid {
-			return
+			return 0, nil
 		}
-		name, seq, att = e.nameOf(o), o.attSeq, e.attOf(o).bytes()
+		seq, att = o.attSeq, e.attOf(o).bytes()
 	}
 	if e.attHeld(nb, o) {
-		return
+		return 0, nil
 	}
 	e.setAttHeldOf(nb, o, true)
 	e.stats.AttestationsOut++
-	e.putAttest(name, seq, att)
+	return seq, att
 }
 
 // Attestation returns the newest verified attestation of origin (our own

@@ -83,12 +83,13 @@ func (c *checkBudget) spend(t time.Duration, name string, burst float64) bool {
 	return true
 }
 
-// supersede marks the attestations of a message that another attestation
-// of the same origin in it makes useless: of each origin's, all but the
-// newest (the later of two with the same seqno) are marked, so only one is
-// checked however many a message carries. A marked entry has a nil att
-// (the decoder never gives one). One pass over a table on the stack, as
-// a message holds at most maxEntriesLimit entries.
+// supersede marks the attestations of a message (those of attested
+// updates included) that another attestation of the same origin in it
+// makes useless: of each origin's, all but the newest (the later of two
+// with the same seqno) are marked, so only one is checked however many a
+// message carries. A marked entry has a nil att (the decoder never gives
+// one); an attested update so marked is still an update. One pass over a
+// table on the stack, as a message holds at most maxEntriesLimit entries.
 func supersede(entries []entry) {
 	const slots = 512     // a power of two, more than twice maxEntriesLimit
 	var last [slots]uint8 // entry index + 1 of the newest so far; 0: empty
@@ -97,7 +98,7 @@ func supersede(entries []entry) {
 	}
 	for i := range entries {
 		a := &entries[i]
-		if a.kind != kindAttest {
+		if a.kind != kindAttest && a.kind != kindAttUpdate {
 			continue
 		}
 		h := nameHash(a.origin)

@@ -82,6 +82,7 @@ type Engine struct {
 	// of sendScratch, held during flush), entries, updates among them,
 	// and neighbour.
 	wBuf     []byte
+	wVer     uint8 // its version: wireVersion if wTo reads it
 	wCount   int
 	wUpdates int
 	wTo      string
@@ -177,8 +178,11 @@ func (e *Engine) LinkUp(now time.Time, neighbour string, cost Metric, leaf bool)
 		e.setCost(t, nb, cost)
 		// A new link to a neighbour we had: the other end may be new to
 		// it (restarted, or holding the link until our table shows we
-		// admitted it), so it gets the whole table again.
+		// admitted it), so it gets the whole table again. It may also
+		// be another release: it gets attested updates again only once
+		// it sends a message of wireVersion.
 		nb.pendingAll = true
+		nb.reads4, nb.hello = false, true
 		e.flush(t)
 		return
 	}
@@ -310,9 +314,17 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 		e.stats.OverBudget++
 		return &refusal{nb.name, ErrOverBudget}
 	}
-	if len(payload) == headerLen && payload[0] == wireVersion && payload[1] == 0 && payload[2] == 0 {
-		e.stats.Malformed++
-		return &refusal{nb.name, errEmpty}
+	if len(payload) == headerLen && payload[1] == 0 && payload[2] == 0 {
+		if payload[0] == wireVersion {
+			// A hello: nb reads attested updates.
+			e.stats.MessagesIn++
+			nb.reads4 = true
+			return nil
+		}
+		if payload[0] == wireBase {
+			e.stats.Malformed++
+			return &refusal{nb.name, errEmpty}
+		}
 	}
 	scratch := recvScratch.Get().(*[]entry)
 	entries, err := decodeInto(*scratch, payload, e.cfg.MaxRoutesPerMessage, e.intern)
@@ -322,6 +334,9 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 		return fmt.Errorf("message from %q: %w", from, err)
 	}
 	e.stats.MessagesIn++
+	if payload[0] == wireVersion {
+		nb.reads4 = true
+	}
 	sums := e.sums[:0]
 	resends := false
 	// The table entry the last attestation created: the update that
@@ -343,6 +358,13 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 			if o := e.handleAttest(t, nb, en); o != nil {
 				created = o
 			}
+		case kindAttUpdate:
+			// The attestation, then the update it covers.
+			e.stats.UpdatesIn++
+			if o := e.handleAttest(t, nb, en); o != nil && en.org == nil {
+				en.org = o
+			}
+			e.handleUpdate(t, nb, en)
 		case kindSummary:
 			sums = append(sums, *en)
 		case kindResend:

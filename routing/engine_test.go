@@ -74,8 +74,8 @@ func TestNeighbourReachableBeforeUpdate(t *testing.T) {
 	if len(rd.Events) != 1 || rd.Events[0].Kind != routing.PeerUp || rd.Events[0].Dest != "b" {
 		t.Fatalf("events = %+v, want one PeerUp for b", rd.Events)
 	}
-	if len(rd.Messages) != 1 || rd.Messages[0].To != "b" {
-		t.Fatalf("messages = %+v, want a first update to b", rd.Messages)
+	if len(rd.Messages) != 2 || !routing.IsHello(rd.Messages[0].Payload) || rd.Messages[1].To != "b" {
+		t.Fatalf("messages = %+v, want a hello and a first update to b", rd.Messages)
 	}
 	e.LinkDown(t0, "b")
 	rd = e.Ready()
@@ -337,14 +337,15 @@ func TestLinkUpAgainSendsTheTableAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.LinkUp(t0, "b", 15, false)
-	if rd := e.Ready(); len(rd.Messages) != 1 || rd.Messages[0].To != "b" {
-		t.Fatalf("messages = %+v, want a first update to b", rd.Messages)
+	if rd := e.Ready(); len(rd.Messages) != 2 || !routing.IsHello(rd.Messages[0].Payload) || rd.Messages[1].To != "b" {
+		t.Fatalf("messages = %+v, want a hello and a first update to b", rd.Messages)
 	}
 	if rd := e.Ready(); len(rd.Messages) != 0 {
 		t.Fatalf("messages with nothing new = %+v, want none", rd.Messages)
 	}
+	// The new link may lead to another release: a hello again.
 	e.LinkUp(t0, "b", 15, false)
-	if rd := e.Ready(); len(rd.Messages) != 1 || rd.Messages[0].To != "b" {
-		t.Fatalf("messages after a new link to b = %+v, want the table sent to b again", rd.Messages)
+	if rd := e.Ready(); len(rd.Messages) != 2 || !routing.IsHello(rd.Messages[0].Payload) || rd.Messages[1].To != "b" {
+		t.Fatalf("messages after a new link to b = %+v, want a hello and the table sent to b again", rd.Messages)
 	}
 }

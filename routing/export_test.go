@@ -8,7 +8,14 @@ type SentUpdate struct {
 	Metric Metric
 }
 
-// DecodeUpdates returns the updates of a routing message.
+// IsHello reports whether payload is a hello: a message of the newest
+// version without entries.
+func IsHello(payload []byte) bool {
+	return len(payload) == headerLen && payload[0] == wireVersion && payload[1] == 0 && payload[2] == 0
+}
+
+// DecodeUpdates returns the updates of a routing message, those of
+// attested updates included.
 func DecodeUpdates(payload []byte) ([]SentUpdate, error) {
 	entries, err := decodeMessage(payload, maxEntriesLimit)
 	if err != nil {
@@ -16,7 +23,7 @@ func DecodeUpdates(payload []byte) ([]SentUpdate, error) {
 	}
 	var out []SentUpdate
 	for _, en := range entries {
-		if en.kind == kindUpdate {
+		if en.kind == kindUpdate || en.kind == kindAttUpdate {
 			out = append(out, SentUpdate{en.origin, en.seqno, en.metric})
 		}
 	}

@@ -147,8 +147,21 @@ func (e *Engine) flush(t time.Duration) {
 		if t >= nb.burstAt+e.cfg.MinTriggeredInterval {
 			nb.burstAt, nb.burstBytes, nb.burstMsgs = t, 0, 0
 		}
-		e.begin(nb.name)
 		e.wBytes, e.wMsgs = 0, 0
+		if nb.hello {
+			// Before anything else, so that nb reads what follows as
+			// from a sender of wireVersion. A receiver of another
+			// release refuses it (as malformed) and nothing else.
+			nb.hello = false
+			e.sendMessage(nb.name, []byte{wireVersion, 0, 0}, 0)
+			e.wBytes += headerLen
+			e.wMsgs++
+		}
+		e.wVer = wireBase
+		if nb.reads4 {
+			e.wVer = wireVersion
+		}
+		e.begin(nb.name)
 		if len(nb.requests) > 0 {
 			for _, o := range slices.Sorted(maps.Keys(nb.requests)) {
 				e.put(nb.requests[o])
@@ -246,7 +259,7 @@ func (e *Engine) spent(nb *neighbour) bool {
 // begin starts the messages to neighbour to.
 func (e *Engine) begin(to string) {
 	e.wTo = to
-	e.wBuf = appendHeader(e.wBuf[:0])
+	e.wBuf = appendHeader(e.wBuf[:0], e.wVer)
 	e.wCount, e.wUpdates = 0, 0
 }
 
@@ -267,6 +280,15 @@ func (e *Engine) put(en entry) {
 func (e *Engine) putUpdate(origin string, seqno uint16, metric Metric, hops uint16) {
 	e.room(2 + len(origin) + updateBodyLen)
 	e.wBuf = appendUpdate(e.wBuf, origin, seqno, metric, hops)
+	e.wCount++
+	e.wUpdates++
+}
+
+// putAttUpdate is putUpdate for an attested update, which only a message
+// of wireVersion carries.
+func (e *Engine) putAttUpdate(origin string, seqno uint16, metric Metric, hops uint16, att []byte) {
+	e.room(2 + len(origin) + attUpdateMin + len(att))
+	e.wBuf = appendAttUpdate(e.wBuf, origin, seqno, metric, hops, att)
 	e.wCount++
 	e.wUpdates++
 }
@@ -375,12 +397,11 @@ func (e *Engine) updates(t time.Duration, nb *neighbour) bool {
 // last route expiry period is retracted.
 func (e *Engine) advert(t time.Duration, nb *neighbour, o *origin, repair bool) {
 	if o == nil {
-		e.attest(nb, nil)
 		m := Metric(0)
 		if nb.drainLocal {
 			m = e.cfg.Infinity // tells nb of the drain (drain.go)
 		}
-		e.putUpdate(e.cfg.Self, e.seqno, m, 0)
+		e.putAttested(nb, nil, e.cfg.Self, e.seqno, m, 0)
 		return
 	}
 	if e.cfg.Leaf {
@@ -434,8 +455,22 @@ func (e *Engine) advert(t time.Duration, nb *neighbour, o *origin, repair bool) 
 	if !held {
 		o.advSeqno, o.advMetric, o.advHops = s, m, h
 	}
-	e.attest(nb, o)
-	e.putUpdate(e.nameOf(o), s, m, h)
+	e.putAttested(nb, o, e.nameOf(o), s, m, h)
+}
+
+// putAttested puts the update of o (nil: Self) with the attestation
+// that covers it if nb lacks it (attest): as one attested update if nb
+// reads them and the attestation is of the update's seqno, else as an
+// attestation followed by the update.
+func (e *Engine) putAttested(nb *neighbour, o *origin, name string, seqno uint16, metric Metric, hops uint16) {
+	if attSeq, att := e.attest(nb, o); att == nil {
+		e.putUpdate(name, seqno, metric, hops)
+	} else if attSeq == seqno && e.wVer == wireVersion {
+		e.putAttUpdate(name, seqno, metric, hops, att)
+	} else {
+		e.putAttest(name, attSeq, att)
+		e.putUpdate(name, seqno, metric, hops)
+	}
 }
 
 // nextGap is how long after the last batch nb may get the next one:

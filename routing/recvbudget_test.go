@@ -60,7 +60,7 @@ func TestNeighbourFloodRefusedUnread(t *testing.T) {
 	// An empty message is malformed (no engine sends one), and is counted.
 	later := ct0.Add(time.Second)
 	mal := e.Stats().Malformed
-	if err := e.Receive(later, "h", []byte{wireVersion, 0, 0}); !errors.Is(err, ErrMalformed) {
+	if err := e.Receive(later, "h", []byte{wireBase, 0, 0}); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("empty message: %v, want ErrMalformed", err)
 	}
 	if e.Stats().Malformed != mal+1 {

@@ -24,6 +24,10 @@ type neighbour struct {
 
 	sentOnce bool
 	lastSent time.Duration // last update batch sent (rate limit)
+	// reads4: nb sent a message of wireVersion since its link came up,
+	// so it reads attested updates; hello: our hello (a message of
+	// wireVersion without entries) is due to nb, before anything else.
+	reads4, hello bool
 	// Origins to advertise, each once (origin.pend, or pendSet from slot
 	// maskSlots on, says which are queued), and whether Self is.
 	pending    []*origin
@@ -72,7 +76,7 @@ type neighbour struct {
 
 func newNeighbour(name string, cost Metric, leaf bool, slot int) *neighbour {
 	return &neighbour{
-		name: name, cost: cost, leaf: leaf, pendingAll: true, slot: slot,
+		name: name, cost: cost, leaf: leaf, pendingAll: true, slot: slot, hello: true,
 		repair:    make(map[string]struct{}),
 		requests:  make(map[string]entry),
 		replied:   make(map[string]time.Duration),

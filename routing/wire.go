@@ -7,7 +7,7 @@ import (
 	"slices"
 )
 
-// Wire format of a routing message (version 3), big-endian:
+// Wire format of a routing message (versions 3 and 4), big-endian:
 //
 //	message = version:u8 count:u16 entry*count
 //	entry   = kind:u8 namelen:u8 name:namelen body
@@ -16,18 +16,31 @@ import (
 //	attest  (kind 3) body = seqno:u16 attlen:u16 attestation:attlen
 //	summary (kind 4) body = buckets:u16 bucket:u16 count:u16 digest:u64
 //	resend  (kind 5) body = buckets:u16 bucket:u16
+//	attested update (kind 6, version 4 only)
+//	        body = seqno:u16 metric:u32 hops:u16 attlen:u16 attestation:attlen
 //
 // The message must be consumed exactly; names are 1..255 bytes (empty for
 // summary and resend), an attestation is 1..MaxAttestationLen bytes, and
-// buckets is a power of two in 1..maxBuckets with bucket < buckets.
-const wireVersion = 3
+// buckets is a power of two in 1..maxBuckets with bucket < buckets. An
+// attested update is an attestation of (name, seqno) and the update
+// (name, seqno, metric, hops), as kind 3 followed by kind 1 would be. A
+// message of version 4 without entries is a hello: its sender reads
+// version 4 (Engine.Receive).
+const (
+	// wireBase is the version every engine reads, sent to a neighbour
+	// not known to read wireVersion.
+	wireBase = 3
+	// wireVersion is the newest version: version 3 and attested updates.
+	wireVersion = 4
+)
 
 const (
-	kindUpdate  = 1
-	kindRequest = 2
-	kindAttest  = 3
-	kindSummary = 4
-	kindResend  = 5
+	kindUpdate    = 1
+	kindRequest   = 2
+	kindAttest    = 3
+	kindSummary   = 4
+	kindResend    = 5
+	kindAttUpdate = 6
 )
 
 const (
@@ -35,6 +48,7 @@ const (
 	updateBodyLen = 8
 	requestBody   = 3
 	attestBodyMin = 4
+	attUpdateMin  = updateBodyLen + 2 // before the attestation
 	summaryBody   = 14
 	resendBody    = 4
 )
@@ -49,15 +63,15 @@ const MaxAttestationLen = 4096
 // control-stream frame.
 const maxMessageBytes = 60 << 10
 
-// entry is one decoded update or seqno request.
+// entry is one decoded entry of a message.
 type entry struct {
 	kind   uint8
 	origin string
 	seqno  uint16
-	metric Metric  // updates
+	metric Metric  // updates and attested updates
 	hops   uint16  // updates: hops from the sender to origin
 	hopcnt uint8   // requests: remaining forwarding budget
-	att    []byte  // attestations
+	att    []byte  // attestations and attested updates
 	org    *origin // the table entry of origin when decoded (engine only)
 
 	buckets, bucket uint16 // summaries and resend requests
@@ -73,6 +87,8 @@ func entrySize(e entry) int {
 		return n + updateBodyLen
 	case kindAttest:
 		return n + attestBodyMin + len(e.att)
+	case kindAttUpdate:
+		return n + attUpdateMin + len(e.att)
 	case kindSummary:
 		return n + summaryBody
 	case kindResend:
@@ -81,13 +97,25 @@ func entrySize(e entry) int {
 	return n + requestBody
 }
 
-// encodeMessage encodes entries (already bounded by the caller).
+// encodeMessage encodes entries (already bounded by the caller), as a
+// message of version wireBase unless they hold an attested update.
 func encodeMessage(entries []entry) []byte {
+	version := uint8(wireBase)
+	for _, e := range entries {
+		if e.kind == kindAttUpdate {
+			version = wireVersion
+		}
+	}
+	return encodeVersion(version, entries)
+}
+
+// encodeVersion is encodeMessage as a message of version version.
+func encodeVersion(version uint8, entries []entry) []byte {
 	size := headerLen
 	for _, e := range entries {
 		size += entrySize(e)
 	}
-	b := appendHeader(make([]byte, 0, size))
+	b := appendHeader(make([]byte, 0, size), version)
 	for _, e := range entries {
 		b = appendEntry(b, e)
 	}
@@ -95,8 +123,9 @@ func encodeMessage(entries []entry) []byte {
 	return b
 }
 
-// appendHeader appends a message header with a count of 0 (setCount).
-func appendHeader(b []byte) []byte { return append(b, wireVersion, 0, 0) }
+// appendHeader appends a message header of version with a count of 0
+// (setCount).
+func appendHeader(b []byte, version uint8) []byte { return append(b, version, 0, 0) }
 
 // setCount sets the entry count of message b.
 func setCount(b []byte, n int) { binary.BigEndian.PutUint16(b[1:headerLen], uint16(n)) }
@@ -119,6 +148,19 @@ func appendAttest(b []byte, origin string, seqno uint16, att []byte) []byte {
 	return append(b, att...)
 }
 
+// appendAttUpdate appends the encoding of an attested update (as
+// appendEntry): an attestation of origin at seqno and the update it
+// covers.
+func appendAttUpdate(b []byte, origin string, seqno uint16, metric Metric, hops uint16, att []byte) []byte {
+	b = append(b, kindAttUpdate, uint8(len(origin)))
+	b = append(b, origin...)
+	b = binary.BigEndian.AppendUint16(b, seqno)
+	b = binary.BigEndian.AppendUint32(b, uint32(metric))
+	b = binary.BigEndian.AppendUint16(b, hops)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(att)))
+	return append(b, att...)
+}
+
 // appendEntry appends the encoding of e (entrySize(e) bytes).
 func appendEntry(b []byte, e entry) []byte {
 	switch e.kind {
@@ -126,6 +168,8 @@ func appendEntry(b []byte, e entry) []byte {
 		return appendUpdate(b, e.origin, e.seqno, e.metric, e.hops)
 	case kindAttest:
 		return appendAttest(b, e.origin, e.seqno, e.att)
+	case kindAttUpdate:
+		return appendAttUpdate(b, e.origin, e.seqno, e.metric, e.hops, e.att)
 	}
 	b = append(b, e.kind, uint8(len(e.origin)))
 	b = append(b, e.origin...)
@@ -157,8 +201,8 @@ func decodeInto(dst []entry, b []byte, maxEntries int, intern func([]byte) (stri
 	if len(b) < headerLen {
 		return nil, fmt.Errorf("%w: %d bytes is shorter than the header", ErrMalformed, len(b))
 	}
-	if b[0] != wireVersion {
-		return nil, fmt.Errorf("%w: version %d, want %d", ErrMalformed, b[0], wireVersion)
+	if b[0] != wireBase && b[0] != wireVersion {
+		return nil, fmt.Errorf("%w: version %d, want %d or %d", ErrMalformed, b[0], wireBase, wireVersion)
 	}
 	n := int(binary.BigEndian.Uint16(b[1:3]))
 	if n > maxEntries {
@@ -184,6 +228,9 @@ func decodeInto(dst []entry, b []byte, maxEntries int, intern func([]byte) (stri
 	for i := range out {
 		en := &out[i]
 		name, next, err := decodeEntry(en, b, off)
+		if err == nil && en.kind == kindAttUpdate && b[0] == wireBase {
+			err = errKindVersion
+		}
 		if err != nil {
 			clear(out[:i+1]) // dst stays zero
 			return nil, fmt.Errorf("%w: entry %d %w", ErrMalformed, i, err)
@@ -221,6 +268,7 @@ var (
 	errNamed       = errors.New("of a summary or resend has a name")
 	errUnknownKind = errors.New("has an unknown kind")
 	errAttestLen   = fmt.Errorf("has an attestation of a length outside 1..%d", MaxAttestationLen)
+	errKindVersion = fmt.Errorf("has kind %d, which version %d does not have", kindAttUpdate, wireBase)
 	errBucket      = fmt.Errorf("has a bucket count that is not a power of two in 1..%d, or a bucket beyond it", maxBuckets)
 )
 
@@ -265,6 +313,26 @@ func decodeEntry(en *entry, b []byte, off int) (name []byte, next int, err error
 		}
 		// Aliases b: the engine copies the few it keeps.
 		en.kind, en.seqno, en.att = kindAttest, binary.BigEndian.Uint16(q), q[attestBodyMin:body:body]
+		return p[2 : 2+l], off + 2 + l + body, nil
+	case kindAttUpdate:
+		if l == 0 {
+			return nil, 0, errEmptyName
+		}
+		if len(p) < 2+l+attUpdateMin {
+			return nil, 0, errTruncated
+		}
+		q := p[2+l:]
+		al := int(binary.BigEndian.Uint16(q[updateBodyLen:]))
+		if al == 0 || al > MaxAttestationLen {
+			return nil, 0, errAttestLen
+		}
+		body := attUpdateMin + al
+		if len(q) < body {
+			return nil, 0, errTruncated
+		}
+		en.kind, en.seqno = kindAttUpdate, binary.BigEndian.Uint16(q)
+		en.metric, en.hops = Metric(binary.BigEndian.Uint32(q[2:])), binary.BigEndian.Uint16(q[6:])
+		en.att = q[attUpdateMin:body:body] // aliases b, as an attestation's
 		return p[2 : 2+l], off + 2 + l + body, nil
 	case kindRequest:
 		if l == 0 {

@@ -17,6 +17,7 @@ func sampleEntries() []entry {
 		{kind: kindAttest, origin: "b", seqno: 9, att: []byte("signed by b")},
 		{kind: kindSummary, buckets: 8, bucket: 5, count: 31, digest: 0x0123456789abcdef},
 		{kind: kindResend, buckets: 4096, bucket: 4095},
+		{kind: kindAttUpdate, origin: "c", seqno: 3, metric: 40, hops: 3, att: []byte("signed by c")},
 	}
 }
 
@@ -30,8 +31,28 @@ func TestWireRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(in, out) {
 		t.Fatalf("round trip:\n in %+v\nout %+v", in, out)
 	}
-	if _, err := decodeMessage(b, 3); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("4 entries with limit 3: err = %v", err)
+	if b[0] != wireVersion {
+		t.Fatalf("a message with an attested update has version %d, want %d", b[0], wireVersion)
+	}
+	if _, err := decodeMessage(b, len(in)-1); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("%d entries with limit %d: err = %v", len(in), len(in)-1, err)
+	}
+	// Without attested updates, a message of either version.
+	for _, v := range []uint8{wireBase, wireVersion} {
+		b := encodeVersion(v, in[:len(in)-1])
+		if out, err := decodeMessage(b, 64); err != nil || !reflect.DeepEqual(in[:len(in)-1], out) {
+			t.Fatalf("version %d: %v\n in %+v\nout %+v", v, err, in[:len(in)-1], out)
+		}
+	}
+}
+
+// An attested update is 4 bytes and a name shorter than the attestation
+// and the update it stands for.
+func TestAttestedUpdateSize(t *testing.T) {
+	au := attUpd("n0042", 9, 300, 4, "signature")
+	pair := split([]entry{au})
+	if got, want := len(encodeVersion(wireVersion, []entry{au})), len(encodeVersion(wireVersion, pair))-4-len("n0042"); got != want {
+		t.Fatalf("attested update: %d bytes, want %d", got, want)
 	}
 }
 
@@ -56,6 +77,16 @@ func TestWireRejects(t *testing.T) {
 		"3 buckets":     {3, 0, 1, kindResend, 0, 0, 3, 0, 0},
 		"bucket beyond": {3, 0, 1, kindResend, 0, 0, 4, 0, 4},
 		"too many":      {3, 0, 1, kindResend, 0, 0x20, 0, 0, 0},
+		"version 5":     append([]byte{5}, good[1:]...),
+		// Attested updates: only in version 4, with a name and an
+		// attestation of 1..4096 bytes.
+		"attupd in v3":    {3, 0, 1, kindAttUpdate, 1, 'a', 0, 1, 0, 0, 0, 9, 0, 1, 0, 1, 'z'},
+		"attupd no name":  {4, 0, 1, kindAttUpdate, 0, 0, 1, 0, 0, 0, 9, 0, 1, 0, 1, 'z'},
+		"attupd no att":   {4, 0, 1, kindAttUpdate, 1, 'a', 0, 1, 0, 0, 0, 9, 0, 1, 0, 0},
+		"attupd short":    {4, 0, 1, kindAttUpdate, 1, 'a', 0, 1, 0, 0, 0, 9, 0, 1, 0, 2, 'z'},
+		"attupd no body":  {4, 0, 1, kindAttUpdate, 1, 'a', 0, 1, 0, 0, 0, 9, 0, 1, 0},
+		"attupd huge":     append([]byte{4, 0, 1, kindAttUpdate, 1, 'a', 0, 1, 0, 0, 0, 9, 0, 1, 0x10, 0x01}, make([]byte, 4097)...),
+		"attupd trailing": {4, 0, 1, kindAttUpdate, 1, 'a', 0, 1, 0, 0, 0, 9, 0, 1, 0, 1, 'z', 0},
 	}
 	for name, b := range cases {
 		if _, err := decodeMessage(b, maxEntriesLimit); !errors.Is(err, ErrMalformed) {
@@ -79,6 +110,12 @@ func FuzzDecode(f *testing.F) {
 		{kind: kindUpdate, origin: "ab", seqno: 4, metric: 31, hops: 2}}))
 	f.Add([]byte{3, 0xff, 0xff})
 	f.Add([]byte{})
+	f.Add([]byte{4, 0, 0})
+	f.Add([]byte{4, 0, 1, kindAttUpdate, 1, 'a', 0, 1, 0, 0, 0, 9, 0, 1, 0, 1, 'z'})
+	f.Add(encodeVersion(wireVersion, []entry{attUpd("ab", 4, 30, 2, "\x09"),
+		{kind: kindUpdate, origin: "ab", seqno: 4, metric: 31, hops: 2},
+		{kind: kindAttest, origin: "ac", seqno: 1, att: []byte{1}},
+		attUpd("ac", 1, 30, 2, "\x01")}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		const limit = 16
 		out, err := decodeMessage(b, limit)
@@ -91,7 +128,12 @@ func FuzzDecode(f *testing.F) {
 		if len(out) > limit {
 			t.Fatalf("decoded %d entries, limit %d", len(out), limit)
 		}
-		if re := encodeMessage(out); !bytes.Equal(re, b) {
+		for _, en := range out {
+			if en.kind == kindAttUpdate && b[0] != wireVersion {
+				t.Fatalf("attested update decoded from a message of version %d", b[0])
+			}
+		}
+		if re := encodeVersion(b[0], out); !bytes.Equal(re, b) {
 			t.Fatalf("re-encoding differs:\n in %x\nout %x", b, re)
 		}
 		// With an intern function (the engine's path, which reuses
@@ -114,8 +156,11 @@ func FuzzReceive(f *testing.F) {
 	f.Add(encodeMessage([]entry{{kind: kindUpdate, origin: "z", seqno: 1, metric: 10}, {kind: kindUpdate, origin: "z", seqno: 1, metric: DefaultInfinity}}))
 	f.Add(encodeMessage([]entry{{kind: kindSummary, buckets: 1, count: 3, digest: 7}, {kind: kindResend, buckets: 1}}))
 	f.Add([]byte{3, 0, 1})
+	f.Add([]byte{4, 0, 0})
+	f.Add(encodeVersion(wireVersion, []entry{attUpd("z", 1, 10, 1, "att:z/1"), attUpd("self", 9, 1, 1, "att:self/9"),
+		attUpd("n", 3, 0, 0, "att:n/3"), attUpd("y", 2, 20, 2, "att:y/1"), {kind: kindAttest, origin: "y", seqno: 3, att: []byte("att:y/3")}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := New(Config{Self: "self", MaxRoutes: 8, MaxRoutesPerMessage: 8})
+		e, err := New(Config{Self: "self", MaxRoutes: 8, MaxRoutesPerMessage: 8, Certifier: unsharedCert{&fakeCertifier{}, nil}})
 		if err != nil {
 			t.Fatal(err)
 		}
