@@ -242,6 +242,7 @@ func (l *quicLink) probeLoop() {
 				reason := fmt.Sprintf("no answer from %s for %v (%d probes missed)", l.hello.Node, silent.Round(time.Millisecond), int(silent/cfg.ProbeInterval))
 				l.t.cfg.Logger.Warn("link dead", "peer", l.hello.Node, "remote", l.conn.RemoteAddr().String(), "silent", silent, "run_queue_wait", wait)
 				l.deadAllow, l.deadLate = deadAfter, late
+				l.deadAt, l.deadFrom = now, time.Unix(0, heardAt)
 				l.down(fmt.Errorf("link to %s: %w: %s", l.hello.Node, ErrLinkLost, reason), codeLost, reason)
 				return
 			}

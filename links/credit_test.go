@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -156,7 +157,16 @@ func packetsPerOpen(t *testing.T, opens int, mod func(*QUICConfig)) float64 {
 // packet for it.
 func TestCreditBatchSavesPackets(t *testing.T) {
 	const opens = 60
-	batched := packetsPerOpen(t, opens, func(*QUICConfig) {})
+	// Timers a starved process runs late (a credit batch's delay, a
+	// delayed acknowledgement) can send datagrams of their own: at load 20
+	// to 35 single runs counted 4.47 to 5.88 an open, over 5 in 5 of 10.
+	// Load only adds datagrams, and without the batcher no run counts
+	// fewer than 6, so the fewest of up to five runs is what the batcher
+	// does.
+	batched := math.Inf(1)
+	for try := 0; try < 5 && batched > 5; try++ {
+		batched = min(batched, packetsPerOpen(t, opens, func(*QUICConfig) {}))
+	}
 	each := packetsPerOpen(t, opens, func(c *QUICConfig) { c.testCreditAtCompletion = true })
 	t.Logf("datagrams per open: %.2f batched, %.2f credit at completion", batched, each)
 	// Without the batcher an open takes 6: the open, the echo, the

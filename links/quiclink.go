@@ -70,9 +70,12 @@ type quicLink struct {
 	gaps      gapDetector   // spread of the gaps between the peer's control frames
 	byeSeen   atomic.Bool   // the peer ended the link on purpose (goodbye, duplicate)
 	// The silence the detector allowed and its own lateness it took off
-	// the silence, when it declared the peer dead (probeLoop; read after
-	// the link is down).
+	// the silence, when it declared the peer dead, when it did, and when
+	// the silence it counted began (the peer last heard, or the fresh
+	// window a stall of this process gave it) (probeLoop; read after the
+	// link is down).
 	deadAllow, deadLate time.Duration
+	deadAt, deadFrom    time.Time
 
 	// aborts is the peer's bucket of streams ended without an open (set
 	// by start, released by watch); unnamed counts the streams the peer

@@ -21,7 +21,9 @@ import (
 // long before the attack. Successful one-message handshakes from one
 // source are answered within Limits.OneMessagePerSource a second, after a
 // burst of as many; the rest are refused overloaded before any
-// Diffie-Hellman operation. The log gives h's open latency and the
+// Diffie-Hellman operation. The attack lasts phase, and on a machine so
+// starved that m's opens have not yet outrun the budget, until d refused
+// one (at most patience). The log gives h's open latency and the
 // process's CPU in both phases.
 func TestAttackOneMessageOpensSpendTheirSourcesBudget(t *testing.T) {
 	const (
@@ -73,6 +75,7 @@ func TestAttackOneMessageOpensSpendTheirSourcesBudget(t *testing.T) {
 	const sample = 200
 	pro := seal.Prologue("d", "m", EchoService, uint16(circuit.FlagEarly|circuit.FlagSealed))
 	firsts := make([][]byte, sample)
+	made := time.Now() // the register below takes the firsts stamped since
 	cpu0 = processCPU()
 	for i := range firsts {
 		ini, err := m.seal.Load().Initiate(pro, "d", &rec)
@@ -84,7 +87,10 @@ func TestAttackOneMessageOpensSpendTheirSourcesBudget(t *testing.T) {
 		}
 	}
 	perFirst := (processCPU() - cpu0) / sample
-	strikes := seal.NewStrikes(0, 0, time.Now().Add(-time.Second))
+	// Started before the first of them was stamped: on a starved machine
+	// making them takes seconds, and a register started a second before
+	// the answers refused the earliest as stamped before it started.
+	strikes := seal.NewStrikes(0, 0, made)
 	cpu0 = processCPU()
 	for _, first := range firsts {
 		r, err := d.seal.Load().Respond(pro, first[2:], "m", strikes, time.Now())
@@ -97,12 +103,31 @@ func TestAttackOneMessageOpensSpendTheirSourcesBudget(t *testing.T) {
 	}
 	perAnswer := (processCPU() - cpu0) / sample
 
-	ctx, cancel := context.WithTimeout(context.Background(), phase)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	var accepted, overloaded, other, errs atomic.Int64
 	var wg sync.WaitGroup
 	cpu0 = processCPU()
 	start := time.Now()
+	// The attack ends once it lasted phase and d refused one of its opens:
+	// at load 35, four workers' opens (a round trip each through a starved
+	// process) came at 3 to 18 a second, under the budget, and d had
+	// nothing to refuse in 3 s.
+	wg.Go(func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if time.Since(start) >= phase && overloaded.Load() > 0 {
+					cancel()
+					return
+				}
+			}
+		}
+	})
 	for range workers {
 		wg.Go(func() {
 			for ctx.Err() == nil {

@@ -37,9 +37,23 @@ func TestResumeTableHoldsWhatTheLimitsAdmit(t *testing.T) {
 		// d's budget.
 		cfg.Limits.ResumeBufferPerSource = DefaultResumeBuffer
 		// A thousand resumes at once on a loaded machine: d waits for each
-		// resume frame, and for each resume, as long as the test waits.
+		// resume frame as long as the test waits, and m's redials too:
+		// one given up at the 10 s default is started over, which adds
+		// to the work that made it slow (at load 20, 699 to 1,024 of the
+		// circuits ran out of their resume timeout that way). Each
+		// circuit resumes within a few such attempts; r refuses the
+		// first of them while the reset circuits still count there.
 		cfg.Limits.HeaderTimeout = patience
-		cfg.ResumeTimeout = patience
+		cfg.DialTimeout = patience
+		cfg.ResumeTimeout = 3 * patience
+		// A reader the starved machine does not run for seconds is not
+		// one that stopped: at the 2 s default, m's reclaim of its link
+		// from r reset 51 and 63 of m's own resumed paths at load 14 to
+		// 18 (each counted at the 512 KiB a young stream may hold, 33
+		// of them more than half the link window). What the reclaim
+		// resets is TestStalledStreamsReclaimed's subject (links) and
+		// TestAttackStallFloodSparesPausedReader's.
+		cfg.Limits.ReaderStall = patience
 	}
 	c.build("m-r", "r-d")
 	c.waitRoute("m", "d", 2)
