@@ -2,7 +2,6 @@ package circuit
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"io"
 	"sync"
@@ -38,33 +37,10 @@ func (b *resendRecorder) taken() []int64 {
 func TestResumeResendChargedToBudget(t *testing.T) {
 	const window = 64 << 10
 	g := newResumeRig(t)
+	budget := &resendRecorder{}
+	_, id, sentAll := g.sentWindow(t, ResumeConfig{Window: window, Budget: budget})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, c, err := g.connect(ctx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	budget := &resendRecorder{}
-	dst := NewResumableDest(c.dest, c.dest.LocalAddr(), c.dest.RemoteAddr(), g.table, "s", "echo", ResumeConfig{Window: window, Budget: budget})
-	t.Cleanup(func() {
-		dst.Reset(CloseCancelled)
-		dst.Wait()
-	})
-	var id [idLen]byte
-	rand.Read(id[:])
-	if _, err := c.caller.Write(append([]byte{frameHello}, id[:]...)); err != nil {
-		t.Fatal(err)
-	}
-	waitRegistered(t, g.table, 1)
-	if _, err := dst.Write(make([]byte, window)); err != nil {
-		t.Fatal(err)
-	}
-	sentAll := func() bool {
-		dst.mu.Lock()
-		defer dst.mu.Unlock()
-		return dst.sent == window
-	}
-	waitFor(t, sentAll)
 	resume := func(off int64) {
 		t.Helper()
 		_, c, err := g.connect(ctx, FlagResume)
