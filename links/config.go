@@ -144,7 +144,9 @@ type QUICConfig struct {
 	// keeps opening new streams it fills can hold the rest of the window
 	// with streams younger than that: the reclaim bounds how long a
 	// stopped reader holds credit, not what such a peer holds at one
-	// moment. Default 2 s.
+	// moment. A stall counts only after ReaderStall plus how late this
+	// process's probe ticks ran since it began, at most 4 × ReaderStall:
+	// a starved process's readers run as late as its ticks. Default 2 s.
 	ReaderStall time.Duration
 	// StalledCode is the reset code of a reclaimed stream. Default
 	// DefaultStalledCode.

@@ -205,7 +205,7 @@ func (l *quicLink) probeLoop() {
 		select {
 		case <-l.done:
 			return
-		case <-tick.C:
+		case due := <-tick.C:
 			// The tick's value is when it was due; the loop may run much
 			// later, and a goroutine woken by the network waits longer
 			// still: a timer's goroutine runs next, one whose packet
@@ -253,7 +253,7 @@ func (l *quicLink) probeLoop() {
 			default:
 			}
 			l.sampleQuality()
-			l.reclaim(now)
+			l.reclaim(now, now.Sub(due))
 		}
 	}
 }

@@ -53,6 +53,18 @@ import (
 // a stall is counted or a resumed reader leaves the sum; a stream's
 // progress is checked again before it is looked at, so a reader found
 // reading or progressing is never reset.
+//
+// A starved process is not a stalled reader. When this process runs late
+// (the operating system runs others, or its own run queue is long), its
+// readers run as late as its probe ticks do, and an honest reader that
+// reads as soon as it runs may take nothing for ReaderStall. Each tick
+// therefore adds how late it ran (from when it was due to after a yield:
+// the time a goroutine made runnable then waited) to the pass's lateness,
+// and a stream counts as stalled only once it has stalled for ReaderStall
+// plus the lateness gathered since its stall began, at most
+// stallLateCap × ReaderStall in all: a reader that never reads is reset
+// at most that much later, and a peer that makes this process late
+// holds credit that much longer.
 
 // SourceKey names whom a circuit's streams count against in the reclaim
 // (SetSource): a source proven by the link or by an end-to-end handshake
@@ -112,6 +124,9 @@ const (
 	// counted streams taken off the heap per tick to be looked at.
 	maxScan = 1024
 	maxPops = 4 * maxLooks
+	// stallLateCap bounds how long a stall may take to count however
+	// late this process runs: stallLateCap × ReaderStall.
+	stallLateCap = 4
 )
 
 // reclaimScan is the reclaim pass's state, owned by the probe loop.
@@ -125,6 +140,7 @@ type reclaimScan struct {
 	// per stream in the sum.
 	bySource map[SourceKey]uint64
 	scanned  int           // streams examined and taken off the heap by the last pass
+	late     time.Duration // how late the passes ran, all together
 	lookBuf  [1]byte       // the look at unread bytes
 	stalled  []*quicStream // scratch: the streams found holding bytes
 	// The link's queued and gone lists are swapped with these each tick,
@@ -293,6 +309,12 @@ func (s *quicStream) stalled(cfg *QUICConfig) bool {
 	return true
 }
 
+// allowance is how long s must stall to count: stall plus how late this
+// process ran since s stalled, at most stallLateCap × stall.
+func (r *reclaimScan) allowance(s *quicStream, stall time.Duration) time.Duration {
+	return stall + min(r.late-s.sinceLate, (stallLateCap-1)*stall)
+}
+
 // examine brings s's state up to date and reports whether it stays on
 // the watch list.
 func (l *quicLink) examine(s *quicStream, now time.Time) bool {
@@ -301,8 +323,8 @@ func (l *quicLink) examine(s *quicStream, now time.Time) bool {
 	if s.stalled(cfg) {
 		switch {
 		case s.since.IsZero():
-			s.since = now
-		case now.Sub(s.since) >= cfg.ReaderStall && now.Sub(s.idleAt) >= cfg.ReaderStall:
+			s.since, s.sinceLate = now, r.late
+		case now.Sub(s.since) >= r.allowance(s, cfg.ReaderStall) && now.Sub(s.idleAt) >= cfg.ReaderStall:
 			r.count(s, cfg.unreadBound(s.got.Load()))
 			return true
 		}
@@ -323,11 +345,13 @@ func (l *quicLink) examine(s *quicStream, now time.Time) bool {
 }
 
 // reclaim resets the streams whose readers stalled while they may hold
-// more than half the link window; it runs on the probe loop only, which
-// owns the scan and the streams' mark, since, bound, idleAt and hidx.
-func (l *quicLink) reclaim(now time.Time) {
+// more than half the link window; late is how late this tick ran. It
+// runs on the probe loop only, which owns the scan and the streams' mark,
+// since, sinceLate, bound, idleAt and hidx.
+func (l *quicLink) reclaim(now time.Time, late time.Duration) {
 	cfg := &l.t.cfg
 	r := &l.scan
+	r.late += max(late, 0)
 	budget := cfg.LinkWindow / 2
 	l.cmu.Lock()
 	queued, gone := l.queued, l.gone

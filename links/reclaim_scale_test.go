@@ -142,7 +142,7 @@ func TestReclaimWorkBoundedWithIdleStreams(t *testing.T) {
 		t.Helper()
 		ticks++
 		now = now.Add(tick)
-		lb.reclaim(now)
+		lb.reclaim(now, 0)
 		if n := lb.scan.scanned; n > maxScan+maxPops {
 			t.Fatalf("tick %d examined %d streams, more than %d", ticks, n, maxScan+maxPops)
 		}

@@ -51,17 +51,19 @@ type quicStream struct {
 	readDeadline time.Time
 	looking      bool
 	// Owned by the link's reclaim pass: got when the reader last made
-	// progress, since when it has not, the most the stream may hold, when
+	// progress, since when it has not and the pass's lateness then, the
+	// most the stream may hold, when
 	// it was last seen holding too little to matter, and its place in the
 	// pass's heap of counted streams (-1: not counted) and on its watch
 	// list (-1: not on it), and the source it is counted against.
-	mark   int64
-	since  time.Time
-	bound  uint64
-	idleAt time.Time
-	hidx   int
-	widx   int
-	src    SourceKey
+	mark      int64
+	since     time.Time
+	sinceLate time.Duration
+	bound     uint64
+	idleAt    time.Time
+	hidx      int
+	widx      int
+	src       SourceKey
 }
 
 // SetSource names whom a stream's circuit counts against: the link's
