@@ -129,3 +129,45 @@ func TestAttackRefusedHijackLeavesRouteAlone(t *testing.T) {
 		t.Fatalf("c routes to b as %+v", r)
 	}
 }
+
+// TestHonestCostRisePastFeasibilityWaitsForNewSeqno: what a node does see
+// without any attacker. a reaches b only through c and advertises b to
+// its other neighbour d, so it holds a feasibility distance for b (200).
+// When c-b's cost rises from 100 to 250, c's update (b at 250, same
+// seqno) is unfeasible at a (docs/PROTOCOL.md §2.3, Feasibility): a has
+// no route to b until b's new seqno, which a's request draws, reaches it.
+// The test bounds that gap (a request round trip through c to b and the
+// answer back) and logs it.
+func TestHonestCostRisePastFeasibilityWaitsForNewSeqno(t *testing.T) {
+	cfg := routing.Config{Certifier: testCertifier}
+	n := newNet(t, 5, cfg, "a", "b", "c", "d")
+	n.Step = 10 * time.Millisecond
+	mustLink(t, n, "a", "c", 100)
+	mustLink(t, n, "c", "b", 100)
+	mustLink(t, n, "a", "d", 100)
+	quiet(t, n)
+	a := n.Engine("a")
+	before, ok := a.Lookup("b")
+	if !ok || before.NextHop != "c" || before.Metric != 200 {
+		t.Fatalf("a routes to b as %+v, want via c at metric 200", before)
+	}
+	if err := n.SetCost("c", "b", 250); err != nil {
+		t.Fatal(err)
+	}
+	lost := 0
+	for round := 1; ; round++ {
+		if round > 20 {
+			t.Fatalf("a has no route to b at metric 350 after %d rounds of %v", round-1, n.Step)
+		}
+		n.StepRound()
+		r, ok := a.Lookup("b")
+		if !ok {
+			lost++
+			continue
+		}
+		if r.NextHop == "c" && r.Metric == 350 {
+			t.Logf("a had no route to b for %d rounds of %v; back at seqno %d (was %d)", lost, n.Step, r.Seqno, before.Seqno)
+			return
+		}
+	}
+}
