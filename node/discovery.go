@@ -82,6 +82,9 @@ type discovery struct {
 	reached  map[string]bool      // members routing reached once (they vouch for room-making)
 	granted  map[string]time.Time // peer → when an admission made room for it (roomBackoff)
 	roomAt   time.Time            // last link given up for room (roomEvery)
+	// islandAt is when this node last dialled a barred member because
+	// it was cut off from most members (islandPickLocked).
+	islandAt time.Time
 	// unvouchedAt is when the policy last could give up a link for a
 	// member not vouched for (unvouchedRoomEvery).
 	unvouchedAt time.Time
@@ -1097,17 +1100,39 @@ func (d *discovery) step(now time.Time) int {
 			Vouched: d.reached[name] || (mem.LinkAddr != "" && d.proven[mem.LinkAddr] == name), Route: route[name]})
 	}
 	d.clearGrantsLocked(now, reachable, current)
+	// Lost routers that only a back-off or a ban keeps from being
+	// dialled, and when that ends (islandPickLocked).
+	var barred map[string]time.Time
+	lostRouters := 0
 	for name, mem := range alive {
+		isLost := false
 		if reachable[name] {
 			delete(d.lost, name)
 		} else if since, ok := d.lost[name]; !ok {
 			d.lost[name] = now
 		} else if now.Sub(since) >= lostGrace {
 			lost = append(lost, name)
+			isLost = !mem.Leaf && mem.LinkAddr != ""
 		}
-		if d.dialing[name] || len(d.dialing) >= maxDialing || !d.mayDial(mem.LinkAddr, now) || d.memberBannedLocked(name, mem.LinkAddr, now) {
+		if isLost {
+			lostRouters++
+		}
+		switch {
+		case d.dialing[name] || len(d.dialing) >= maxDialing:
 			unavailable = append(unavailable, name)
+		case !d.mayDial(mem.LinkAddr, now) || d.memberBannedLocked(name, mem.LinkAddr, now):
+			unavailable = append(unavailable, name)
+			if isLost {
+				if barred == nil {
+					barred = map[string]time.Time{}
+				}
+				barred[name] = d.barUntilLocked(name, mem.LinkAddr)
+			}
 		}
+	}
+	island := d.islandPickLocked(now, len(reachable), lostRouters, barred)
+	if island != "" {
+		unavailable = slices.DeleteFunc(unavailable, func(name string) bool { return name == island })
 	}
 	for name := range d.lost {
 		if _, ok := alive[name]; !ok {
@@ -1164,6 +1189,14 @@ func (d *discovery) step(now time.Time) int {
 		d.drop(dr.Peer, dr.Why, dr.Reason)
 	})
 	for i, m := range plan.Add {
+		if m.Name == island {
+			d.mu.Lock()
+			d.islandAt = now
+			d.mu.Unlock()
+			n.log.Debug("discovery dials a barred member: cut off from most members", "member", m.Name, "reason", plan.Why[i])
+			d.dialBarred(Member{Name: m.Name, LinkAddr: m.Addr, Leaf: m.Leaf}, plan.Why[i])
+			continue
+		}
 		d.dial(Member{Name: m.Name, LinkAddr: m.Addr, Leaf: m.Leaf}, plan.Why[i])
 	}
 	return len(members)
@@ -1578,10 +1611,16 @@ func (d *discovery) proveLocked(addr, member string) {
 // dial links to member m, keeping the link only if its certificate names
 // m. The link's life then decides the address's back-off; why is the
 // policy's reason, counted once the link is proven.
-func (d *discovery) dial(m Member, why topology.Why) {
+func (d *discovery) dial(m Member, why topology.Why) { d.dialMember(m, why, false) }
+
+// dialBarred is dial of a member whose ban of unproven addresses this
+// node overrides (islandPickLocked).
+func (d *discovery) dialBarred(m Member, why topology.Why) { d.dialMember(m, why, true) }
+
+func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 	n := d.n
 	d.mu.Lock()
-	if d.dialing[m.Name] || d.memberBannedLocked(m.Name, m.LinkAddr, time.Now()) {
+	if d.dialing[m.Name] || !barred && d.memberBannedLocked(m.Name, m.LinkAddr, time.Now()) {
 		d.mu.Unlock()
 		return
 	}

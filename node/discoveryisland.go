@@ -1,0 +1,50 @@
+package node
+
+import "time"
+
+// islandEvery is how often a node cut off from most of the members it
+// knows (islandPickLocked) may dial a member its back-off or ban of
+// unproven addresses bars.
+const islandEvery = 30 * time.Second
+
+// islandPickLocked returns the lost member this node may dial although
+// it is barred, or "": while routing reaches fewer alive members than it
+// has lost (this node's side, as routing sees it, is the smaller), every
+// lost router member is barred (a back-off or the ban of unproven
+// addresses, not a dial in progress), and no such dial was made within
+// islandEvery, the member whose bar ends first. On a CPU-starved machine
+// an honest member's handshake can be silent for HandshakeTimeout; two
+// such dials ban it for an hour like a forged member's address, and two
+// nodes whose bans covered every other member stayed linked only to each
+// other with free slots. barred maps each barred lost member to when its
+// bar ends; d.mu is held.
+func (d *discovery) islandPickLocked(now time.Time, reached, lost int, barred map[string]time.Time) string {
+	if d.n.cfg.Leaf || lost == 0 || reached >= lost || len(barred) < lost || len(d.dialing) >= maxDialing {
+		return ""
+	}
+	if !d.islandAt.IsZero() && now.Sub(d.islandAt) < islandEvery {
+		return ""
+	}
+	pick, first := "", time.Time{}
+	for name, until := range barred {
+		if pick == "" || until.Before(first) || until.Equal(first) && name < pick {
+			pick, first = name, until
+		}
+	}
+	return pick
+}
+
+// barUntilLocked is when the bar on dialling member at addr ends: its
+// address's back-off, or the ban of its unproven addresses. d.mu is held.
+func (d *discovery) barUntilLocked(member, addr string) time.Time {
+	var until time.Time
+	if b := d.backoff[addr]; b != nil {
+		until = b.until
+	}
+	if d.proven[addr] != member {
+		if b := d.unproven[member]; b != nil && b.until.After(until) {
+			until = b.until
+		}
+	}
+	return until
+}
