@@ -70,8 +70,9 @@ type quicStream struct {
 // reclaim of stalled streams resets those of the source holding the most
 // first (see reclaim.go). Naming a stream the peer opened also tells the
 // link it carried an open: one that ends read from and never named counts
-// against the peer's budget (QUICConfig.StreamAborts). Streams never named count against one unnamed
-// source. A stream may be named again (once its source is proven, say); a
+// against the peer's budget (QUICConfig.StreamAborts). Streams never
+// named count against one unnamed source. A stream may be named again
+// (once its source is proven, say); a
 // stream already counted as stalled moves to the new key the next time
 // the reclaim examines it. It does nothing for streams of other
 // transports, and allocates nothing.

@@ -455,12 +455,7 @@ func (p *planner) plan() Plan {
 			kept = append(kept, m)
 		}
 	}
-	slices.SortFunc(kept, func(a, b Member) int {
-		if c := cmp.Compare(p.hash(a.Name), p.hash(b.Name)); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Name, b.Name)
-	})
+	slices.SortFunc(kept, func(a, b Member) int { return p.byHash(a.Name, b.Name) })
 	for _, m := range kept[:min(nLong, len(kept))] {
 		wanted[m.Name] = true
 		nLong--
@@ -475,8 +470,7 @@ func (p *planner) plan() Plan {
 				best = i
 				continue
 			}
-			hi, hb := p.hash(m.Name), p.hash(cands[best].Name)
-			if hi < hb || hi == hb && m.Name < cands[best].Name {
+			if p.byHash(m.Name, cands[best].Name) < 0 {
 				best = i
 			}
 		}
@@ -1005,4 +999,13 @@ func set(xs []string) map[string]bool {
 		m[x] = true
 	}
 	return m
+}
+
+// byHash orders router names as long links are chosen: by the seeded
+// hash, ties by name.
+func (p *planner) byHash(a, b string) int {
+	if c := cmp.Compare(p.hash(a), p.hash(b)); c != 0 {
+		return c
+	}
+	return strings.Compare(a, b)
 }
