@@ -988,8 +988,23 @@ func (p *planner) hash(name string) uint64 {
 	h.Write([]byte(p.in.Self))
 	h.Write([]byte{0})
 	h.Write([]byte(name))
-	v := h.Sum64()
+	v := mix64(h.Sum64())
 	p.hashes[name] = v
+	return v
+}
+
+// mix64 is SplitMix64's finalizer. FNV-1a alone ranks names that differ
+// only in their last characters (n0000 … n0999) by little more than
+// their common prefix: its last multiplication carries the last byte
+// into the high bits weakly, so every node's lowest hash fell on the
+// same few routers (TestLongLinksSpreadOverTheMesh: 131 routers took
+// the long links of 1000 nodes, one of them 46).
+func mix64(v uint64) uint64 {
+	v ^= v >> 30
+	v *= 0xbf58476d1ce4e5b9
+	v ^= v >> 27
+	v *= 0x94d049bb133111eb
+	v ^= v >> 31
 	return v
 }
 
