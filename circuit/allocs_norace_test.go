@@ -5,6 +5,10 @@ package circuit
 import (
 	"bytes"
 	"io"
+	"net"
+	"os"
+	"runtime"
+	"syscall"
 	"testing"
 )
 
@@ -93,4 +97,65 @@ func TestReadPathAllocsNothing(t *testing.T) {
 	if n != 0 {
 		t.Errorf("readPath allocates %.0f times per call, want none", n)
 	}
+}
+
+// TestSpliceConfiguredBufferPooled checks that a relay whose copy buffer
+// is not DefaultSpliceBuffer (a node's Limits.RelayBuffer set to 128 KiB)
+// reuses its buffers: a direction takes its large buffer for each burst
+// of data and gives it back when a read comes back short, and a buffer of
+// another size than the default was allocated afresh for every burst.
+func TestSpliceConfiguredBufferPooled(t *testing.T) {
+	const size = 128 << 10
+	src, in := unixPair(t)
+	out, dst := unixPair(t)
+	sp := StartSplice(in, out, size)
+	defer func() {
+		src.Close()
+		dst.Close()
+		sp.Wait()
+	}()
+	burst := make([]byte, 64<<10)
+	got := make([]byte, len(burst))
+	send := func() {
+		if _, err := src.Write(burst); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(dst, got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 10 { // warm: the pool holds a buffer
+		send()
+	}
+	const bursts = 200
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	for range bursts {
+		send()
+	}
+	runtime.ReadMemStats(&m1)
+	perBurst := (m1.TotalAlloc - m0.TotalAlloc) / bursts
+	t.Logf("bytes allocated per 64 KiB burst through a splice with %d-byte buffers: %d", size, perBurst)
+	if perBurst >= size/4 {
+		t.Errorf("a splice allocated %d bytes per burst, want its %d-byte buffer reused", perBurst, size)
+	}
+}
+
+// unixPair is the two ends of a unix socket pair as links.Streams.
+func unixPair(t *testing.T) (a, b unixStream) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ss [2]unixStream
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ss[i] = unixStream{c.(*net.UnixConn)}
+	}
+	return ss[0], ss[1]
 }

@@ -12,13 +12,48 @@ import (
 )
 
 // DefaultSpliceBuffer is the per-direction buffer of a splice when
-// bufSize <= 0. Buffers of this size are pooled.
+// bufSize <= 0. Buffers of this size are pooled, and so are those of the
+// first maxSplicePools other sizes splices ask for.
 const DefaultSpliceBuffer = 32 << 10
 
 var spliceBufs = sync.Pool{New: func() any {
 	b := make([]byte, DefaultSpliceBuffer)
 	return &b
 }}
+
+// maxSplicePools bounds the buffer sizes other than DefaultSpliceBuffer
+// that get a pool of their own (a node passes one size, its
+// Limits.RelayBuffer); buffers of further sizes are allocated per take.
+const maxSplicePools = 4
+
+// splicePools holds the pools of the other sizes, *sync.Pool by size.
+var (
+	splicePools     sync.Map
+	splicePoolCount atomic.Int32
+)
+
+// splicePool is the pool for buffers of size bytes, or nil once
+// maxSplicePools sizes have one.
+func splicePool(size int) *sync.Pool {
+	if size == DefaultSpliceBuffer {
+		return &spliceBufs
+	}
+	if p, ok := splicePools.Load(size); ok {
+		return p.(*sync.Pool)
+	}
+	if splicePoolCount.Add(1) > maxSplicePools {
+		splicePoolCount.Add(-1)
+		return nil
+	}
+	p, loaded := splicePools.LoadOrStore(size, &sync.Pool{New: func() any {
+		b := make([]byte, size)
+		return &b
+	}})
+	if loaded {
+		splicePoolCount.Add(-1)
+	}
+	return p.(*sync.Pool)
+}
 
 // SpliceStats counts the bytes a splice copied each way.
 type SpliceStats struct {
@@ -407,6 +442,7 @@ const IdleSpliceBuffer = 1 << 10
 // while the direction is busy.
 type spliceBuf struct {
 	size int
+	pool *sync.Pool // nil: allocated per take
 	p    *[]byte
 }
 
@@ -414,15 +450,15 @@ func newSpliceBuf(size int) spliceBuf {
 	if size <= 0 {
 		size = DefaultSpliceBuffer
 	}
-	return spliceBuf{size: size}
+	return spliceBuf{size: size, pool: splicePool(size)}
 }
 
 func (b *spliceBuf) held() bool    { return b.p != nil }
 func (b *spliceBuf) bytes() []byte { return *b.p }
 
 func (b *spliceBuf) take() {
-	if b.size == DefaultSpliceBuffer {
-		b.p = spliceBufs.Get().(*[]byte)
+	if b.pool != nil {
+		b.p = b.pool.Get().(*[]byte)
 		return
 	}
 	buf := make([]byte, b.size)
@@ -430,8 +466,8 @@ func (b *spliceBuf) take() {
 }
 
 func (b *spliceBuf) release() {
-	if b.p != nil && b.size == DefaultSpliceBuffer {
-		spliceBufs.Put(b.p)
+	if b.p != nil && b.pool != nil {
+		b.pool.Put(b.p)
 	}
 	b.p = nil
 }
