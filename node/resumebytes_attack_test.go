@@ -292,7 +292,9 @@ func TestAttackResumesResendAtTheSourcesRate(t *testing.T) {
 		t.Errorf("d never refused m's resume opens overloaded")
 	}
 	// What an operator sees: every refusal of the budget, counted.
-	if got := metricValue(t, d, "circuitmesh_resume_resend_refused_total", "", ""); got != float64(overBudget.Load()) || got == 0 {
+	got := metricValue(t, d, "circuitmesh_resume_resend_refused_total", "", "")
+	t.Logf("d's circuitmesh_resume_resend_refused_total: %v; m read %d refusals for its budget of re-sent bytes", got, overBudget.Load())
+	if got != float64(overBudget.Load()) || got == 0 {
 		t.Errorf("d's circuitmesh_resume_resend_refused_total is %v, want the %d resume opens m saw refused for its budget of re-sent bytes (of %d refused overloaded)",
 			got, overBudget.Load(), overloaded.Load())
 	}
