@@ -3,6 +3,7 @@ package links
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/internal/bucket"
@@ -52,6 +53,11 @@ type abortBudget struct {
 // abortTable holds the buckets of a transport's peers.
 type abortTable struct {
 	rate, burst float64
+
+	// closed counts the links closed because their peer went beyond its
+	// budget; barred the link handshakes, accepted or dialled, refused
+	// because the peer's links were barred.
+	closed, barred atomic.Uint64
 
 	mu    sync.Mutex
 	peers map[string]*abortBudget
@@ -218,9 +224,11 @@ func (l *quicLink) closeAborts() {
 	until := time.Unix(0, l.abortUntil.Load())
 	reason := fmt.Sprintf("%s ended %d streams without an open on this link, beyond its budget of %d (refilled at %g a second); its links are refused until %s",
 		l.hello.Node, n, cfg.StreamAborts, l.t.aborts.rate, until.UTC().Format(time.RFC3339))
+	total := l.t.aborts.closed.Add(1)
 	l.t.abortLog.Warn(l.hello.Node, "closing link: peer ends too many streams without an open",
 		"peer", l.hello.Node, "remote", l.conn.RemoteAddr().String(), "streams", n,
-		"budget", cfg.StreamAborts, "per_second", l.t.aborts.rate, "refused_until", until)
+		"budget", cfg.StreamAborts, "per_second", l.t.aborts.rate, "refused_until", until,
+		"total_closed", total)
 	l.down(fmt.Errorf("link to %s: %w: %w: %s", l.hello.Node, ErrLinkLost, ErrStreamAborts, reason), codeAborts, reason)
 }
 
@@ -228,8 +236,28 @@ func (l *quicLink) closeAborts() {
 // going beyond its budget.
 func (t *QUICTransport) checkAborts(peer string) error {
 	if until, ok := t.aborts.refused(peer, time.Now()); ok {
+		t.aborts.barred.Add(1)
 		return fmt.Errorf("%w: %s ended too many streams without an open on its last link to %s; its links are refused for %v more",
 			ErrStreamAborts, peer, t.name(), time.Until(until).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// StreamAbortStats counts what the budget of streams ended without an
+// open (QUICConfig.StreamAborts) did (QUICTransport.StreamAbortStats).
+type StreamAbortStats struct {
+	// Closed counts the links closed (close code 0x106, ErrStreamAborts)
+	// because their peer ended more streams without an open than its
+	// budget.
+	Closed uint64
+	// Refused counts the link handshakes, accepted or dialled, refused
+	// once the peer proved its certificate because a link of the peer was
+	// closed so and its bucket is not full again.
+	Refused uint64
+}
+
+// StreamAbortStats reports the counters of the budget of streams ended
+// without an open.
+func (t *QUICTransport) StreamAbortStats() StreamAbortStats {
+	return StreamAbortStats{Closed: t.aborts.closed.Load(), Refused: t.aborts.barred.Load()}
 }

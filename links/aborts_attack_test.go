@@ -279,6 +279,11 @@ func TestAttackStreamsResetAtAnyRate(t *testing.T) {
 	if refusals == 0 {
 		t.Errorf("n took m's link again at once after closing it for its streams, want it refused until m's bucket is full")
 	}
+	// What an operator sees: each link closed and each dial refused.
+	if st := n.StreamAbortStats(); st.Closed != links || st.Refused != uint64(refusals) {
+		t.Errorf("n counts %d links closed and %d refused for streams ended without an open, want the %d m's links ended with and the %d dials m saw refused",
+			st.Closed, st.Refused, links, refusals)
+	}
 	// The bucket: budget tokens and budget/8 a second, kept across m's
 	// links; a stream is accepted only with a token for it.
 	bound := int64(budget) + int64(elapsed.Seconds()*budget/8) + 1
@@ -360,6 +365,9 @@ func TestHonestBurstOfCancelledOpensKeepsTheLink(t *testing.T) {
 	}
 	if got := srv.opens.Load(); got != burst {
 		t.Fatalf("n read %d whole opens, want %d", got, burst)
+	}
+	if st := n.StreamAbortStats(); st != (StreamAbortStats{}) {
+		t.Fatalf("n counts %d links closed and %d refused for streams ended without an open after h's honest bursts, want none", st.Closed, st.Refused)
 	}
 }
 

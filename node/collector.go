@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // stateCollector exports the node's live tables at scrape time: each link's
@@ -19,6 +20,13 @@ type stateCollector struct {
 	routes, reachable, members               *prometheus.Desc
 	routingMsgs, routingUpdates, routingReqs *prometheus.Desc
 	routingRefused                           *prometheus.Desc
+	abortsClosed, abortsRefused              *prometheus.Desc
+}
+
+// streamAbortStatser is implemented by transports that budget the streams
+// a peer ends without an open (the QUIC transport).
+type streamAbortStatser interface {
+	StreamAbortStats() links.StreamAbortStats
 }
 
 func newStateCollector(n *Node) *stateCollector {
@@ -38,12 +46,16 @@ func newStateCollector(n *Node) *stateCollector {
 		routingUpdates: d("circuitmesh_routing_updates_total", "Route updates inside routing messages, by direction.", "direction"),
 		routingReqs:    d("circuitmesh_routing_requests_total", "Route and seqno requests, by direction.", "direction"),
 		routingRefused: d("circuitmesh_routing_refused_total", "Routing input refused, by reason (malformed, unknown_neighbour, table_full, from_leaf, over_budget).", "reason"),
+		abortsClosed: d("circuitmesh_stream_aborts_links_closed_total",
+			"Links closed (close code 0x106) because their peer ended more streams without an open than its budget."),
+		abortsRefused: d("circuitmesh_stream_aborts_links_refused_total",
+			"Link handshakes, accepted or dialled, refused once the peer proved its certificate because a link of the peer was closed for its streams ended without an open and its budget is not full again."),
 	}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.linkRTT, c.linkLoss, c.linkCost, c.linkStreams, c.routes, c.reachable,
-		c.members, c.routingMsgs, c.routingUpdates, c.routingReqs, c.routingRefused} {
+		c.members, c.routingMsgs, c.routingUpdates, c.routingReqs, c.routingRefused, c.abortsClosed, c.abortsRefused} {
 		ch <- d
 	}
 }
@@ -83,6 +95,13 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctr(c.routingRefused, st.RefusedOrigins, "table_full")
 	ctr(c.routingRefused, st.IgnoredFromLeaf, "from_leaf")
 	ctr(c.routingRefused, st.OverBudget, "over_budget")
+	var ab links.StreamAbortStats
+	// The transport is set by Start, before the metrics are served.
+	if s, ok := c.n.transport.(streamAbortStatser); ok {
+		ab = s.StreamAbortStats()
+	}
+	ctr(c.abortsClosed, ab.Closed)
+	ctr(c.abortsRefused, ab.Refused)
 }
 
 // codeLabel is a result code as a metric label value: snake_case, no

@@ -51,6 +51,7 @@ type resumeBudget struct {
 	maxParked, maxParkedPerSource int
 	resendRate                    int
 	drops                         *prometheus.CounterVec
+	resendRefused                 prometheus.Counter // resume opens resendSpent refused
 
 	mu      sync.Mutex
 	total   int // bytes granted
@@ -97,8 +98,10 @@ func newResumeBudget(l Limits, reg *prometheus.Registry) *resumeBudget {
 		kick:       make(chan struct{}, 1),
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_resume_budget_drops_total",
 			Help: "Resumable circuits ending here that the budget of resumable circuits ended, by reason (source_share, node_budget, parked_source, parked_node)."}, []string{"reason"}),
+		resendRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "circuitmesh_resume_resend_refused_total",
+			Help: "Resume opens refused overloaded because their source's budget of bytes sent again for its resumes was in debt."}),
 	}
-	reg.MustRegister(b.drops,
+	reg.MustRegister(b.drops, b.resendRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "circuitmesh_resume_buffered_bytes",
 			Help: "Memory held by the buffers of the resumable circuits ending here (receive queues and retransmit buffers)."},
 			func() float64 { return float64(b.totals().bytes) }),
@@ -216,8 +219,9 @@ func (a *budgetAccount) Resend(n int64) {
 }
 
 // resendSpent reports whether source's bucket of re-sent bytes is in
-// debt, and why: its resume opens are then refused overloaded. It only
-// looks, so it may be asked for the source an open claims, before any
+// debt, and why: its resume opens are then refused overloaded, and it
+// counts the refusal (circuitmesh_resume_resend_refused_total). It draws
+// nothing, so it may be asked for the source an open claims, before any
 // cryptography: only resumes the handshake proved draw on the bucket.
 func (b *resumeBudget) resendSpent(source string, now time.Time) (bool, string) {
 	b.mu.Lock()
@@ -226,6 +230,7 @@ func (b *resumeBudget) resendSpent(source string, now time.Time) (bool, string) 
 	if k == nil || k.Refill(now).Tokens >= 0 {
 		return false, ""
 	}
+	b.resendRefused.Inc()
 	return true, fmt.Sprintf("resumes of %s had more sent again than its budget (a bucket of %d bytes earning %d a second)", source, b.perSource, b.resendRate)
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -160,6 +161,7 @@ func TestAttackResumesResendAtTheSourcesRate(t *testing.T) {
 		sent              atomic.Int64 // bytes m wrote into its circuits, framing included
 		opens, resumes    atomic.Int64 // circuits m opened, resumes d took
 		overloaded, ended atomic.Int64 // resume opens refused overloaded, circuits d ended
+		overBudget        atomic.Int64 // of the refused, those refused for m's budget of re-sent bytes
 		received          atomic.Int64 // data bytes m read on resumed paths
 		mu                sync.Mutex
 		firstErr, refusal error
@@ -221,6 +223,9 @@ func TestAttackResumesResendAtTheSourcesRate(t *testing.T) {
 				conn, err := openResumableTo(t, m, "d", bulkService, circuit.FlagResume)
 				if errors.Is(err, circuit.ErrOverloaded) {
 					overloaded.Add(1)
+					if strings.Contains(err.Error(), "more sent again than its budget") {
+						overBudget.Add(1)
+					}
 					mu.Lock()
 					refusal = err
 					mu.Unlock()
@@ -285,5 +290,12 @@ func TestAttackResumesResendAtTheSourcesRate(t *testing.T) {
 	}
 	if overloaded.Load() == 0 {
 		t.Errorf("d never refused m's resume opens overloaded")
+	}
+	// What an operator sees: every refusal of the budget, counted.
+	got := metricValue(t, d, "circuitmesh_resume_resend_refused_total", "", "")
+	t.Logf("d's circuitmesh_resume_resend_refused_total: %v; m read %d refusals for its budget of re-sent bytes", got, overBudget.Load())
+	if got != float64(overBudget.Load()) || got == 0 {
+		t.Errorf("d's circuitmesh_resume_resend_refused_total is %v, want the %d resume opens m saw refused for its budget of re-sent bytes (of %d refused overloaded)",
+			got, overBudget.Load(), overloaded.Load())
 	}
 }

@@ -151,6 +151,9 @@ func TestHonestRerouteResendsWithinBudget(t *testing.T) {
 	if refused > 0 {
 		t.Errorf("d refused %v of h's resume opens overloaded, want none: a reroute of all of a source's circuits sends again at most its share", refused)
 	}
+	if got := metricValue(t, d, "circuitmesh_resume_resend_refused_total", "", ""); got != 0 {
+		t.Errorf("d's circuitmesh_resume_resend_refused_total is %v after h's honest reroute, want 0", got)
+	}
 	if resent < rerouteCircuits*(bulkSize-1) {
 		t.Errorf("d sent %d positions again, want at least the %d lost with r: the reroute did not test the budget", resent, rerouteCircuits*(bulkSize-1))
 	}

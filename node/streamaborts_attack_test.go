@@ -1,0 +1,125 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// TestAttackStreamAbortsAreCounted: d's metrics show the budget of
+// streams a peer ends without an open (links.QUICConfig.StreamAborts,
+// here 256 refilled at 32 a second, as in links'
+// TestAttackStreamsResetAtAnyRate). First h and m, honest, make
+// round trips to d and give up on dials they just started: d counts no
+// link closed or refused for it. Then m opens streams on its link to d as
+// fast as it can and ends each before its open header is whole (reset
+// with nothing sent, reset after half a header, or closed empty) until d
+// closes the link; m's static link redials at once and d refuses it while
+// m's bucket refills. d's circuitmesh_stream_aborts_links_closed_total
+// shows the one link closed and circuitmesh_stream_aborts_links_refused_total
+// the handshakes it refused.
+func TestAttackStreamAbortsAreCounted(t *testing.T) {
+	const budget = 256
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) {
+		if cfg.Name != "d" {
+			return
+		}
+		id, log, addr := cfg.Identity, cfg.Logger, cfg.ListenAddr
+		cfg.NewTransport = func(h links.Handler, role links.Role) (links.Transport, error) {
+			return links.NewQUICTransport(links.QUICConfig{
+				Identity: id, Role: role, Handler: h, Logger: log, ListenAddr: addr,
+				StalledCode: circuit.CloseStalled, StreamAborts: budget,
+			})
+		}
+	}
+	c.build("m-d", "h-d")
+	c.waitRoute("m", "d", 1)
+	c.waitRoute("h", "d", 1)
+	m, h, d := c.nodes["m"], c.nodes["h"], c.nodes["d"]
+	const (
+		closedM  = "circuitmesh_stream_aborts_links_closed_total"
+		refusedM = "circuitmesh_stream_aborts_links_refused_total"
+	)
+
+	// Honest: round trips, and dials cancelled as they start.
+	for i := range 20 {
+		from := m
+		if i%2 == 1 {
+			from = h
+		}
+		if err := roundTrip(t, from, "d", EchoService, []byte("honest")); err != nil {
+			t.Fatalf("honest round trip %d: %v", i, err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go cancel()
+		if conn, err := from.Dial(ctx, "d", EchoService); err == nil {
+			conn.Close()
+		}
+	}
+	if cl, rf := metricValue(t, d, closedM, "", ""), metricValue(t, d, refusedM, "", ""); cl != 0 || rf != 0 {
+		t.Fatalf("after honest traffic d's %s is %v and %s %v, want 0 and 0", closedM, cl, refusedM, rf)
+	}
+
+	// The attack: at most 64 times the budget, stopping once the link is
+	// down.
+	l := m.link("d")
+	const most = 64 * budget
+	var opened atomic.Int64
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithTimeout(context.Background(), 2*patience)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.Done():
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	start := time.Now()
+	for range 4 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				n := opened.Add(1)
+				if n > most {
+					return
+				}
+				s, err := l.OpenStream(ctx)
+				if err != nil {
+					return
+				}
+				switch n % 3 {
+				case 0:
+					s.Reset(0)
+				case 1:
+					_, _ = s.Write([]byte{1, 0})
+					s.Reset(0)
+				default:
+					_ = s.Close()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// An open fails as the link goes down, before Done is closed.
+	select {
+	case <-l.Done():
+	case <-time.After(patience):
+		t.Fatalf("m opened %d streams on its link to d in %v, each ended without an open, and the link is still up", opened.Load(), time.Since(start).Round(time.Millisecond))
+	}
+	if err := l.Err(); !errors.Is(err, links.ErrStreamAborts) {
+		t.Fatalf("m's link to d ended with %v, want ErrStreamAborts", err)
+	}
+	t.Logf("m opened %d streams in %v before d closed its link: %v", opened.Load(), time.Since(start).Round(time.Millisecond), l.Err())
+	waitFor(t, "d to refuse one of m's redials", patience, func() bool { return metricValue(t, d, refusedM, "", "") >= 1 })
+	if cl := metricValue(t, d, closedM, "", ""); cl != 1 {
+		t.Errorf("d's %s is %v, want the 1 link it closed", closedM, cl)
+	}
+	t.Logf("d: %s %v, %s %v", closedM, metricValue(t, d, closedM, "", ""), refusedM, metricValue(t, d, refusedM, "", ""))
+}
