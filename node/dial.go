@@ -290,24 +290,44 @@ func (n *Node) recentlyKnown(dest string) bool {
 	return known || n.events.recentlyLost(dest)
 }
 
-// awaitNewHop polls routing until it offers a next hop toward dest that
-// skip does not refuse, or ctx ends (nil).
+// awaitNewHop waits until routing offers a next hop toward dest that skip
+// does not refuse, or ctx ends (nil). It looks again at each change of a
+// route and at least every routeRecheck (for what no route change
+// reports: a link table or a skip that changed). Before, it polled
+// routing every 10 ms, its lock included, and a neighbour holding
+// relayed opens waiting for a lost route had each take that lock 100
+// times a second (TestAttackRelayWaitsForALostRoute).
 func (n *Node) awaitNewHop(ctx context.Context, dest string, skip func(string) bool) []string {
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
+	var tick *time.Ticker // made at the first wait
+	defer func() {
+		if tick != nil {
+			tick.Stop()
+		}
+	}()
 	for {
+		changed := n.router.changes()
 		for _, h := range n.router.nextHops(dest) {
 			if !skip(h) && n.link(h) != nil {
 				return n.router.nextHops(dest)
 			}
 		}
+		if tick == nil {
+			tick = time.NewTicker(routeRecheck)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-n.ctx.Done(): // the node closes: it waits for relays
+			return nil
+		case <-changed:
 		case <-tick.C:
 		}
 	}
 }
+
+// routeRecheck is how often awaitNewHop looks at routing again when no
+// route changed.
+const routeRecheck = 100 * time.Millisecond
 
 // dialLocal connects a circuit to a service on this node over the
 // loopback link, so that dialling one's own name behaves like any other

@@ -107,6 +107,22 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 		return
 	}
 	opened()
+	// A relay toward a destination routing lost a moment ago waits
+	// RouteWait for the route to come back (relay), holding the stream
+	// and a goroutine but no pending slot and no circuit place: such
+	// waits are bounded by the link and on the node, beyond which the
+	// open is refused at once.
+	if !n.router.reachable(o.Dest) && n.recentlyKnown(o.Dest) {
+		if ok, why := n.limits.tryRouteWait(l.Peer()); !ok {
+			total := n.limits.routeWaitRefused.Add(1)
+			n.limits.floods.Warn("routewait:"+l.Peer(), "refusing circuit opens: too many wait for a lost route",
+				"peer", l.Peer(), "dest", o.Dest, "reason", why, "refused_total", total)
+			n.refuse(s, circuit.NoRoute, fmt.Sprintf("%s has no route to %s (%s)", n.cfg.Name, o.Dest, why))
+			aheadBufs.Put(bp)
+			return
+		}
+		defer n.limits.doneRouteWait(l.Peer())
+	}
 	n.relay(s, o, l.Peer(), key, rest, func() { aheadBufs.Put(bp) })
 }
 

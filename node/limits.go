@@ -44,6 +44,12 @@ type limiter struct {
 	// when one of the link's reservations ends, while its accept loop
 	// waits for one.
 	pendingFreed map[string]chan struct{}
+	// Relayed opens waiting for a route to a destination routing lost a
+	// moment ago (Config.RouteWait): in total and by the link (peer) they
+	// came on. Their streams hold no pending slot and no circuit place
+	// while they wait, so these bound them instead.
+	routeWaits        int
+	routeWaitsPerLink map[string]int
 
 	// Token buckets of full (XX) handshakes: the node's and, by link
 	// (peer), those not full (a full bucket is as good as none).
@@ -70,6 +76,9 @@ type limiter struct {
 	// pendingRefused counts streams refused because a pending-open bound
 	// was reached; floods logs them once per link per minute.
 	pendingRefused atomic.Uint64
+	// routeWaitRefused counts opens refused `no route` at once because
+	// a bound on opens waiting for a lost route was reached.
+	routeWaitRefused atomic.Uint64
 	// forgedRefused counts opens refused for a forged source or path
 	// (circuit.CheckSource), all links together; floods logs them once
 	// per link per minute.
@@ -102,8 +111,10 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 		across:         make(map[linkPair]int),
 		pendingPerLink: make(map[string]int),
 		pendingFreed:   make(map[string]chan struct{}),
-		fullNode:       bucket.Full(float64(l.FullHandshakes), float64(l.FullHandshakes), time.Now()),
-		fullByLink:     make(map[string]*bucket.Bucket),
+
+		routeWaitsPerLink: make(map[string]int),
+		fullNode:          bucket.Full(float64(l.FullHandshakes), float64(l.FullHandshakes), time.Now()),
+		fullByLink:        make(map[string]*bucket.Bucket),
 
 		failedIKByLink:    make(map[string]*bucket.Bucket),
 		fullReserveByLink: make(map[string]*bucket.Bucket),
@@ -214,6 +225,48 @@ func (l *limiter) pendingOn(peer string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.pendingPerLink[peer]
+}
+
+// tryRouteWait reserves room for an open from the link to peer to wait
+// for a lost route (Config.RouteWait), or says which bound is reached:
+// MaxPendingOpensPerLink waits per link and MaxPendingOpens on the node,
+// of which the last quarter only for links holding fewer than
+// pendingFloor, as for open headers being read. Before, every such open
+// waited, each polling the router every 10 ms: a neighbour holding a
+// thousand of them toward a node lost a moment ago cost the node about
+// 0.3 s of CPU a second (TestAttackRelayWaitsForALostRoute).
+func (l *limiter) tryRouteWait(peer string) (bool, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	held := l.routeWaitsPerLink[peer]
+	if held >= l.lim.MaxPendingOpensPerLink {
+		return false, fmt.Sprintf("%d circuits from %s already wait for a route", held, peer)
+	}
+	if l.routeWaits >= l.lim.MaxPendingOpens ||
+		l.routeWaits >= l.lim.MaxPendingOpens-l.pendingReserve() && held >= l.pendingFloor() {
+		return false, fmt.Sprintf("%d circuits already wait for a route", l.routeWaits)
+	}
+	l.routeWaits++
+	l.routeWaitsPerLink[peer]++
+	return true, ""
+}
+
+// doneRouteWait releases a reservation of tryRouteWait.
+func (l *limiter) doneRouteWait(peer string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.routeWaits--
+	if l.routeWaitsPerLink[peer]--; l.routeWaitsPerLink[peer] <= 0 {
+		delete(l.routeWaitsPerLink, peer)
+	}
+}
+
+// routeWaitsOn is the number of opens from peer's link waiting for a
+// route.
+func (l *limiter) routeWaitsOn(peer string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.routeWaitsPerLink[peer]
 }
 
 // maxFullBuckets is how many links' budgets of full handshakes are kept

@@ -33,8 +33,11 @@ type router struct {
 	// last warning, and when it was (refusedLocked). Guarded by mu.
 	overBudget uint64
 	overWarned time.Time
-	done       chan struct{}
-	once       sync.Once
+	// changed is closed and forgotten when the engine reports a change
+	// of a route (flushLocked); nil while no one waits. Guarded by mu.
+	changed chan struct{}
+	done    chan struct{}
+	once    sync.Once
 }
 
 func newRouter(n *Node) (*router, error) {
@@ -222,6 +225,10 @@ func (r *router) setIdentity(id *identity.Identity) {
 // flushLocked sends the engine's pending messages and publishes its events.
 func (r *router) flushLocked() {
 	rd := r.eng.Ready()
+	if len(rd.Events) > 0 && r.changed != nil {
+		close(r.changed)
+		r.changed = nil
+	}
 	for _, m := range rd.Messages {
 		l := r.n.link(m.To)
 		if l == nil {
@@ -300,6 +307,26 @@ func (r *router) nextHops(dest string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.eng.NextHops(dest)
+}
+
+// reachable reports whether routing offers a next hop toward dest, without
+// the allocation of nextHops.
+func (r *router) reachable(dest string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.eng.NextHop(dest)
+	return ok
+}
+
+// changes returns a channel closed at the next change of a route (any
+// event of the engine): awaitNewHop waits on it rather than polling.
+func (r *router) changes() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.changed == nil {
+		r.changed = make(chan struct{})
+	}
+	return r.changed
 }
 
 // advertisers lists the neighbours advertising a route to dest, feasible
