@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,6 +97,15 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 		s = withFirst(s, rest)
 		aheadBufs.Put(bp)
 		n.deliver(s, o, l.Peer(), opened)
+		return
+	}
+	// Routes are loop-free (feasible), so an open that already crossed
+	// this node, or came from it, was sent round again by a member to
+	// make the relays on the loop carry its bytes once more per lap, up
+	// to the hop limit (TestAttackLoopedCircuitRefused).
+	if o.Source == n.cfg.Name || slices.Contains(o.Path, n.cfg.Name) {
+		n.refuse(s, circuit.Policy, fmt.Sprintf("circuit loops: %s is already on its path (source %s, path %s)", n.cfg.Name, o.Source, strings.Join(o.Path, ",")))
+		aheadBufs.Put(bp)
 		return
 	}
 	// A relay budgets the full first handshake messages it forwards
