@@ -252,11 +252,15 @@ func TestAttackGossipPingReflection(t *testing.T) {
 }
 
 // mutedGossip is a gossip transport whose datagrams, in and out, can be
-// dropped (muted): its node goes silent without leaving.
+// dropped (muted): its node goes silent without leaving. handed counts
+// the datagrams it handed memberlist, which takes them one at a time from
+// an unbuffered channel and handles each before it takes the next (as
+// the gossip guard between them does).
 type mutedGossip struct {
 	*memberlist.NetTransport
 	bind    string
 	muted   atomic.Bool
+	handed  atomic.Int64
 	packets chan *memberlist.Packet
 	done    chan struct{}
 	stopped sync.WaitGroup
@@ -285,6 +289,7 @@ func mutableGossip(t *testing.T) *mutedGossip {
 				}
 				select {
 				case m.packets <- p:
+					m.handed.Add(1)
 				case <-m.done:
 					return
 				}
@@ -299,7 +304,25 @@ func mutableGossip(t *testing.T) *mutedGossip {
 func (m *mutedGossip) Shutdown() error {
 	close(m.done)
 	m.stopped.Wait()
-	return m.NetTransport.Shutdown()
+	// NetTransport's reader blocks handing a datagram to PacketCh until
+	// one takes it, and its Shutdown waits for the reader: take them
+	// meanwhile, or a datagram that came in after the forwarder stopped
+	// hangs Close.
+	stop, drained := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(drained)
+		for {
+			select {
+			case <-m.NetTransport.PacketCh():
+			case <-stop:
+				return
+			}
+		}
+	}()
+	err := m.NetTransport.Shutdown()
+	close(stop)
+	<-drained
+	return err
 }
 
 func (m *mutedGossip) PacketCh() <-chan *memberlist.Packet { return m.packets }
