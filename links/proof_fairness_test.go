@@ -20,13 +20,24 @@ import (
 
 // proveFrom dials target from a new socket on ip with id's certificate,
 // sends a hello that proves it, waits for target's hello (target noted the
-// proof before it answered) and hangs up.
+// proof before it answered) and hangs up. A handshake the target gave up
+// (its handshake timeout, which a loaded machine can overrun: the dialer
+// then hears nothing until its idle timeout) proved nothing: it tries
+// again from another port until one proves, for at most patience.
 func proveFrom(t *testing.T, ip string, id *identity.Identity, target net.Addr) {
 	t.Helper()
-	tr, done := transportAt(t, ip)
-	defer done()
-	if err := prove(context.Background(), tr, id, target); err != nil {
-		t.Fatalf("proof from %s: %v", ip, err)
+	deadline := time.Now().Add(patience)
+	for {
+		tr, done := transportAt(t, ip)
+		err := prove(context.Background(), tr, id, target)
+		done()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("proof from %s: %v", ip, err)
+		}
+		t.Logf("proof from %s: %v; trying again from another port", ip, err)
 	}
 }
 
@@ -76,8 +87,16 @@ func TestProofsOfOneHolderDoNotEvictOthers(t *testing.T) {
 		c.HandshakeTimeout = 2 * time.Second
 		c.OnRefused = nil
 	})
-	keepProofs(a) // the proofs do not age out however slow the machine
 	g := a.gate
+	// No proof ages out before the test ends: it is about which proofs
+	// the table keeps by count. keepProofs's 2 min window was shorter
+	// than the holder's proofs below took on a loaded machine (122 s in
+	// a run at load 20: the member's proof aged out and its abandoned
+	// attempt barred it). What the window allows is
+	// TestGateProofForgivesOneEnding's.
+	g.mu.Lock()
+	g.forgiveWindow = time.Hour // longer than any run's timeout
+	g.mu.Unlock()
 
 	b, dc := deafDialer(t, ca, a)
 
