@@ -2,15 +2,11 @@ package node
 
 import (
 	"bytes"
-	"encoding/json"
-	"io"
 	"net"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/memberlist"
 )
 
 // udpSink counts the UDP packets sent to an address nobody answers from,
@@ -116,7 +112,7 @@ func TestFakeMembersGetBoundedPackets(t *testing.T) {
 	for i := range 8 {
 		sink := newUDPSink(t)
 		sinks = append(sinks, sink)
-		joinFake(t, "fake"+strconv.Itoa(i), key, sink.pc.LocalAddr().String(), seed)
+		fakeMember(t, "fake"+strconv.Itoa(i), key, sink.pc.LocalAddr().String(), seed)
 	}
 	late := c.add("late")
 	reaches := func(from *Node, to string) bool {
@@ -180,35 +176,4 @@ func TestFakeMembersGetBoundedPackets(t *testing.T) {
 		}
 	}
 	t.Logf("%d packets to %d fake addresses from 3 nodes in %v", total, len(sinks), watch)
-}
-
-// joinFake is fakeMember, its join tried again until it succeeds, for at
-// most patience: the seed's gossip guard refuses a stream whose first
-// bytes take more than gossipFirstBytes, which a loaded machine can take
-// between the fake's connect and its write (any attacker tries again).
-func joinFake(t *testing.T, name string, key []byte, linkAddr, seed string) {
-	t.Helper()
-	meta, _ := json.Marshal(memberMeta{Link: linkAddr, Mesh: "test"})
-	mc := memberlist.DefaultLANConfig()
-	mc.Name, mc.BindAddr, mc.BindPort = name, "127.0.0.1", 0
-	mc.SecretKey = key
-	mc.LogOutput = io.Discard // memberlist may log after Shutdown, past the test
-	mc.Delegate = staticMeta(meta)
-	ml, err := memberlist.Create(mc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ml.Shutdown() })
-	deadline := time.Now().Add(patience)
-	for {
-		_, err := ml.Join([]string{seed})
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s joining %s: %v", name, seed, err)
-		}
-		t.Logf("%s joining %s: %v; trying again", name, seed, err)
-		time.Sleep(100 * time.Millisecond)
-	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // TestAttackForgedPathRefused: m, a router, opens clear circuits to x
@@ -26,19 +27,29 @@ func TestAttackForgedPathRefused(t *testing.T) {
 	c.waitRoute("m", "x", 3)
 	m, x := c.nodes["m"], c.nodes["x"]
 	startSink(t, x)
-	l := m.link("p")
-	for _, tc := range []struct {
-		name string
-		hop  uint8
-		path []string
-		ok   bool
-	}{
-		{"posing as another relay", 1, []string{"q"}, false},
-		{"path shorter than its hops", 2, []string{"m"}, false},
-		{"path longer than its hops", 1, []string{"q", "m"}, false},
-		{"the path m must give", 2, []string{"q", "m"}, true},
-	} {
-		o := &circuit.Open{Dest: "x", Source: "h", Service: "sink", Hop: tc.hop, HopLimit: 15, Path: tc.path}
+	handOpens(t, m.link("p"), "path", []handOpen{
+		{"posing as another relay", 1, "h", []string{"q"}, false},
+		{"path shorter than its hops", 2, "h", []string{"m"}, false},
+		{"path longer than its hops", 1, "h", []string{"q", "m"}, false},
+		{"the path m must give", 2, "h", []string{"q", "m"}, true},
+	})
+}
+
+// handOpen is a clear open to x's sink that a test sends by hand.
+type handOpen struct {
+	name   string
+	hop    uint8
+	source string
+	path   []string
+	ok     bool // relayed, or refused with code Policy naming what
+}
+
+// handOpens sends each open on l, and checks that those not ok are refused
+// with code Policy and an error naming what, and the others accepted.
+func handOpens(t *testing.T, l links.Link, what string, opens []handOpen) {
+	t.Helper()
+	for _, tc := range opens {
+		o := &circuit.Open{Dest: "x", Source: tc.source, Service: "sink", Hop: tc.hop, HopLimit: 15, Path: tc.path}
 		s, err := openClearByHand(ctxT(t, 10*time.Second), l, o)
 		if s != nil {
 			s.Reset(circuit.CloseCancelled)
@@ -47,9 +58,9 @@ func TestAttackForgedPathRefused(t *testing.T) {
 		case tc.ok && err != nil:
 			t.Errorf("%s: %v", tc.name, err)
 		case !tc.ok && err == nil:
-			t.Errorf("%s (hop %d, path %q): accepted", tc.name, tc.hop, tc.path)
-		case !tc.ok && !(strings.Contains(err.Error(), circuit.Policy.String()) && strings.Contains(err.Error(), "path")):
-			t.Errorf("%s: %v, want a policy refusal naming the path", tc.name, err)
+			t.Errorf("%s (hop %d, source %s, path %q): accepted", tc.name, tc.hop, tc.source, tc.path)
+		case !tc.ok && !(strings.Contains(err.Error(), circuit.Policy.String()) && strings.Contains(err.Error(), what)):
+			t.Errorf("%s: %v, want a policy refusal naming the %s", tc.name, err, what)
 		}
 	}
 }

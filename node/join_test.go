@@ -277,8 +277,21 @@ func fakeMemberMeta(t *testing.T, name string, key, meta []byte, seed string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ml.Shutdown() })
-	if _, err := ml.Join([]string{seed}); err != nil {
-		t.Fatal(err)
+	// The join is tried again until it succeeds, for at most patience:
+	// the seed's gossip guard refuses a stream whose first bytes take
+	// more than gossipFirstBytes, which a loaded machine can take between
+	// the fake's connect and its write (any attacker tries again).
+	deadline := time.Now().Add(patience)
+	for {
+		_, err := ml.Join([]string{seed})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s joining %s: %v", name, seed, err)
+		}
+		t.Logf("%s joining %s: %v; trying again", name, seed, err)
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
