@@ -5,10 +5,7 @@ package circuit
 import (
 	"bytes"
 	"io"
-	"net"
-	"os"
 	"runtime"
-	"syscall"
 	"testing"
 )
 
@@ -139,23 +136,4 @@ func TestSpliceConfiguredBufferPooled(t *testing.T) {
 	if perBurst >= size/4 {
 		t.Errorf("a splice allocated %d bytes per burst, want its %d-byte buffer reused", perBurst, size)
 	}
-}
-
-// unixPair is the two ends of a unix socket pair as links.Streams.
-func unixPair(t *testing.T) (a, b unixStream) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ss [2]unixStream
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), "socketpair")
-		c, err := net.FileConn(f)
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ss[i] = unixStream{c.(*net.UnixConn)}
-	}
-	return ss[0], ss[1]
 }

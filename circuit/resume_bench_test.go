@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // BenchmarkResumablePipe measures the resumable framing alone: one-way
@@ -136,35 +134,22 @@ func socketEnds(b testing.TB, resumable bool) (src, dst io.ReadWriteCloser, stop
 // sealedSocketPair opens a sealed circuit o over a unix socket pair: the
 // source's and the destination's Conns.
 func sealedSocketPair(b testing.TB, k *sealKeys, o *Open) (caller, dest *Conn) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var ss [2]links.Stream
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), "socketpair")
-		c, err := net.FileConn(f)
-		f.Close()
-		if err != nil {
-			b.Fatal(err)
-		}
-		ss[i] = unixStream{c.(*net.UnixConn)}
-	}
+	up, down := unixPair(b)
 	type accepted struct {
 		c   *Conn
 		err error
 	}
 	ch := make(chan accepted, 1)
 	go func() {
-		o, err := ReadOpen(ss[1], 0)
+		o, err := ReadOpen(down, 0)
 		if err != nil {
 			ch <- accepted{nil, err}
 			return
 		}
-		c, err := k.accept(ss[1], o)
+		c, err := k.accept(down, o)
 		ch <- accepted{c, err}
 	}()
-	caller, err = k.dial(o, false, false, false)(context.Background(), ss[0])
+	caller, err := k.dial(o, false, false, false)(context.Background(), up)
 	a := <-ch
 	if err == nil {
 		err = a.err
@@ -173,6 +158,25 @@ func sealedSocketPair(b testing.TB, k *sealKeys, o *Open) (caller, dest *Conn) {
 		b.Fatal(err)
 	}
 	return caller, a.c
+}
+
+// unixPair is the two ends of a unix socket pair as links.Streams.
+func unixPair(t testing.TB) (a, b unixStream) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ss [2]unixStream
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ss[i] = unixStream{c.(*net.UnixConn)}
+	}
+	return ss[0], ss[1]
 }
 
 // unixStream is a links.Stream over a unix socket.

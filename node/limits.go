@@ -36,20 +36,18 @@ type limiter struct {
 	// go out on: the reserve of a link's limit (linkReserve) tests this.
 	// An entry exists while it counts a circuit.
 	across map[linkPair]int
-	// Streams whose open header is being read: in total and by the link
-	// (peer) they came on.
-	pending        int
-	pendingPerLink map[string]int
+	// Streams whose open header is being read, by the link (peer) they
+	// came on.
+	pending shares
 	// pendingFreed holds, by link (peer), a channel closed and forgotten
 	// when one of the link's reservations ends, while its accept loop
 	// waits for one.
 	pendingFreed map[string]chan struct{}
 	// Relayed opens waiting for a route to a destination routing lost a
-	// moment ago (Config.RouteWait): in total and by the link (peer) they
-	// came on. Their streams hold no pending slot and no circuit place
-	// while they wait, so these bound them instead.
-	routeWaits        int
-	routeWaitsPerLink map[string]int
+	// moment ago (Config.RouteWait), by the link (peer) they came on.
+	// Their streams hold no pending slot and no circuit place while they
+	// wait, so these bound them instead, as pending are bounded.
+	routeWaits shares
 
 	// Token buckets of full (XX) handshakes: the node's and, by link
 	// (peer), those not full (a full bucket is as good as none).
@@ -102,19 +100,18 @@ type limiter struct {
 
 func newLimiter(l Limits, log *slog.Logger) *limiter {
 	return &limiter{
-		lim:            l,
-		floods:         ratelog.New(log, time.Minute, 1024),
-		perSrc:         make(map[links.SourceKey]int),
-		claimed:        make(map[links.SourceKey]int),
-		perLink:        make(map[string]int),
-		inbound:        make(map[string]int),
-		across:         make(map[linkPair]int),
-		pendingPerLink: make(map[string]int),
-		pendingFreed:   make(map[string]chan struct{}),
-
-		routeWaitsPerLink: make(map[string]int),
-		fullNode:          bucket.Full(float64(l.FullHandshakes), float64(l.FullHandshakes), time.Now()),
-		fullByLink:        make(map[string]*bucket.Bucket),
+		lim:          l,
+		floods:       ratelog.New(log, time.Minute, 1024),
+		perSrc:       make(map[links.SourceKey]int),
+		claimed:      make(map[links.SourceKey]int),
+		perLink:      make(map[string]int),
+		inbound:      make(map[string]int),
+		across:       make(map[linkPair]int),
+		pending:      shares{byLink: make(map[string]int)},
+		pendingFreed: make(map[string]chan struct{}),
+		routeWaits:   shares{byLink: make(map[string]int)},
+		fullNode:     bucket.Full(float64(l.FullHandshakes), float64(l.FullHandshakes), time.Now()),
+		fullByLink:   make(map[string]*bucket.Bucket),
 
 		failedIKByLink:    make(map[string]*bucket.Bucket),
 		fullReserveByLink: make(map[string]*bucket.Bucket),
@@ -155,17 +152,53 @@ func (l *limiter) tryPending(peer string) (bool, string) {
 }
 
 func (l *limiter) tryPendingLocked(peer string) (bool, string) {
-	held := l.pendingPerLink[peer]
-	if held >= l.lim.MaxPendingOpensPerLink {
+	switch l.reserveLocked(&l.pending, peer) {
+	case atLink:
 		return false, fmt.Sprintf("too many circuits opening at once on the link from %s", peer)
-	}
-	if l.pending >= l.lim.MaxPendingOpens ||
-		l.pending >= l.lim.MaxPendingOpens-l.pendingReserve() && held >= l.pendingFloor() {
+	case atNode:
 		return false, "too many circuits opening at once"
 	}
-	l.pending++
-	l.pendingPerLink[peer]++
 	return true, ""
+}
+
+// shares counts reservations on the node and by link (peer), bounded by
+// reserveLocked. Guarded by limiter.mu.
+type shares struct {
+	total  int
+	byLink map[string]int
+}
+
+// release ends a reservation of peer's link.
+func (s *shares) release(peer string) {
+	s.total--
+	if s.byLink[peer]--; s.byLink[peer] <= 0 {
+		delete(s.byLink, peer)
+	}
+}
+
+// The bound a reservation met (reserveLocked).
+const (
+	reserved = iota
+	atLink   // MaxPendingOpensPerLink
+	atNode   // MaxPendingOpens, or its reserve for a link past its floor
+)
+
+// reserveLocked takes one of s's places for peer's link, or says which
+// bound is reached: MaxPendingOpensPerLink a link and MaxPendingOpens on
+// the node, of which the last quarter (pendingReserve) only for links
+// holding fewer than pendingFloor. l.mu is held.
+func (l *limiter) reserveLocked(s *shares, peer string) int {
+	held := s.byLink[peer]
+	switch {
+	case held >= l.lim.MaxPendingOpensPerLink:
+		return atLink
+	case s.total >= l.lim.MaxPendingOpens ||
+		s.total >= l.lim.MaxPendingOpens-l.pendingReserve() && held >= l.pendingFloor():
+		return atNode
+	}
+	s.total++
+	s.byLink[peer]++
+	return reserved
 }
 
 // awaitPending is tryPending for a link's accept loop: while the link
@@ -181,7 +214,7 @@ func (l *limiter) awaitPending(peer string, timeout time.Duration, done <-chan s
 	for {
 		l.mu.Lock()
 		ok, why := l.tryPendingLocked(peer)
-		if ok || l.pendingPerLink[peer] < l.lim.MaxPendingOpensPerLink {
+		if ok || l.pending.byLink[peer] < l.lim.MaxPendingOpensPerLink {
 			l.mu.Unlock()
 			return ok, why
 		}
@@ -210,10 +243,7 @@ func (l *limiter) awaitPending(peer string, timeout time.Duration, done <-chan s
 func (l *limiter) donePending(peer string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.pending--
-	if l.pendingPerLink[peer]--; l.pendingPerLink[peer] <= 0 {
-		delete(l.pendingPerLink, peer)
-	}
+	l.pending.release(peer)
 	if c := l.pendingFreed[peer]; c != nil {
 		close(c)
 		delete(l.pendingFreed, peer)
@@ -224,30 +254,24 @@ func (l *limiter) donePending(peer string) {
 func (l *limiter) pendingOn(peer string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.pendingPerLink[peer]
+	return l.pending.byLink[peer]
 }
 
 // tryRouteWait reserves room for an open from the link to peer to wait
-// for a lost route (Config.RouteWait), or says which bound is reached:
-// MaxPendingOpensPerLink waits per link and MaxPendingOpens on the node,
-// of which the last quarter only for links holding fewer than
-// pendingFloor, as for open headers being read. Before, every such open
+// for a lost route (Config.RouteWait), or says which bound is reached,
+// as for open headers being read (reserveLocked). Before, every such open
 // waited, each polling the router every 10 ms: a neighbour holding a
 // thousand of them toward a node lost a moment ago cost the node about
 // 0.3 s of CPU a second (TestAttackRelayWaitsForALostRoute).
 func (l *limiter) tryRouteWait(peer string) (bool, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	held := l.routeWaitsPerLink[peer]
-	if held >= l.lim.MaxPendingOpensPerLink {
-		return false, fmt.Sprintf("%d circuits from %s already wait for a route", held, peer)
+	switch l.reserveLocked(&l.routeWaits, peer) {
+	case atLink:
+		return false, fmt.Sprintf("%d circuits from %s already wait for a route", l.routeWaits.byLink[peer], peer)
+	case atNode:
+		return false, fmt.Sprintf("%d circuits already wait for a route", l.routeWaits.total)
 	}
-	if l.routeWaits >= l.lim.MaxPendingOpens ||
-		l.routeWaits >= l.lim.MaxPendingOpens-l.pendingReserve() && held >= l.pendingFloor() {
-		return false, fmt.Sprintf("%d circuits already wait for a route", l.routeWaits)
-	}
-	l.routeWaits++
-	l.routeWaitsPerLink[peer]++
 	return true, ""
 }
 
@@ -255,10 +279,7 @@ func (l *limiter) tryRouteWait(peer string) (bool, string) {
 func (l *limiter) doneRouteWait(peer string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.routeWaits--
-	if l.routeWaitsPerLink[peer]--; l.routeWaitsPerLink[peer] <= 0 {
-		delete(l.routeWaitsPerLink, peer)
-	}
+	l.routeWaits.release(peer)
 }
 
 // routeWaitsOn is the number of opens from peer's link waiting for a
@@ -266,7 +287,7 @@ func (l *limiter) doneRouteWait(peer string) {
 func (l *limiter) routeWaitsOn(peer string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.routeWaitsPerLink[peer]
+	return l.routeWaits.byLink[peer]
 }
 
 // maxFullBuckets is how many links' budgets of full handshakes are kept
