@@ -456,8 +456,9 @@ func (p *planner) plan() Plan {
 		}
 	}
 	slices.SortFunc(kept, func(a, b Member) int { return p.byHash(a.Name, b.Name) })
+	long := map[string]bool{}
 	for _, m := range kept[:min(nLong, len(kept))] {
-		wanted[m.Name] = true
+		wanted[m.Name], long[m.Name] = true, true
 		nLong--
 	}
 	for range nLong {
@@ -477,7 +478,7 @@ func (p *planner) plan() Plan {
 		if best < 0 {
 			break
 		}
-		wanted[cands[best].Name] = true
+		wanted[cands[best].Name], long[cands[best].Name] = true, true
 	}
 
 	var out Plan
@@ -610,10 +611,39 @@ func (p *planner) plan() Plan {
 		return out
 	}
 
+	radius := p.radius(near)
+
+	// A missing long link at or above the target: its router could not
+	// be dialled while the node filled up (down, backing off, at its
+	// maximum), so a near or nearest other router took its slot, or the
+	// link was lost while the node had links enough. The node dials it
+	// in place of its least useful local link (swapVictims), or beside
+	// its links while that leaves shortcutRoom; once the long link is up
+	// (and younger than MinAge) the node drops that local link, if it is
+	// still above its target (make before break). Without this the node
+	// held no long link from then on.
+	victims := p.swapVictims(wanted, radius)
+	for _, m := range cands {
+		if long[m.Name] && (len(victims) > 0 || p.degree+len(out.Add) < hardMax-shortcutRoom) {
+			add(m, WhyLong)
+		}
+	}
+	if p.degree > target && len(victims) > 0 {
+		window := p.cfg.MinAge
+		if window == 0 {
+			window = DefaultMinAge
+		}
+		for _, l := range p.in.Links {
+			if long[l.Peer] && l.Outbound && l.Long && l.Age > 0 && l.Age < window {
+				out.Drop = append(out.Drop, Drop{Peer: victims[0].Peer, Reason: "replaced by the long link to " + l.Peer, Why: WhyReplace})
+				return out
+			}
+		}
+	}
+
 	// Hysteresis: replace an unwanted outgoing link only by a clearly
 	// closer wanted neighbour; drop it once that one is up. A shortcut
 	// that is still nearby is not replaced.
-	radius := p.radius(near)
 	var spare []Link
 	for _, l := range p.in.Links {
 		if l.Outbound && !l.Static && !wanted[l.Peer] && p.replaceable(l) &&
@@ -679,6 +709,41 @@ func (p *planner) replaceable(l Link) bool {
 		return true
 	}
 	return l.Age >= p.cfg.MinAge+time.Duration(p.hash(l.Peer)%uint64(ReplaceSpread))
+}
+
+// swapVictims returns the local links a missing long link may replace,
+// the least useful first: outgoing links to routers that are not wanted
+// (neither near nor long), not static, old enough to be replaced
+// (replaceable), not a shortcut still nearby, that another neighbour
+// reaches past (Alternates) and that no route depends on alone
+// (Stranded); the one being drained first (Replacing), then idle ones,
+// then the farthest. None while a member is unreachable: repair goes
+// first, and a link then may be a bridge.
+func (p *planner) swapVictims(wanted map[string]bool, radius time.Duration) []Link {
+	if len(p.in.Unreachable) > 0 {
+		return nil
+	}
+	var vs []Link
+	for _, l := range p.in.Links {
+		if l.Outbound && !l.Static && !wanted[l.Peer] && p.replaceable(l) && (!l.Shortcut || p.linkDist(l) > radius) &&
+			l.Alternates > 0 && l.Stranded == 0 {
+			vs = append(vs, l)
+		}
+	}
+	sort.Slice(vs, func(i, j int) bool {
+		a, b := vs[i], vs[j]
+		if a.Replacing != b.Replacing {
+			return a.Replacing
+		}
+		if (a.Streams > 0) != (b.Streams > 0) {
+			return a.Streams == 0
+		}
+		if da, db := p.linkDist(a), p.linkDist(b); da != db {
+			return da > db
+		}
+		return a.Peer < b.Peer
+	})
+	return vs
 }
 
 // bootstrapping reports whether this node is a router that knows the
