@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// stepper runs the policy of "me" among r0..r9, 10, 20, ..., 100 ms away
+// stepper runs the policy of "me" among r0..r9, 10, 11, ..., 19 ms away
 // (measured round trips), every 2 s as discovery does; a link the policy
 // adds is up at the next step and one it drops is gone.
 type stepper struct {
@@ -25,11 +25,11 @@ type stepLink struct {
 	since     time.Duration
 }
 
-func newStepper(t *testing.T) *stepper {
-	s := &stepper{t: t, cfg: Config{Target: 3, Max: 6, Long: 1, Probes: -1}, links: map[string]*stepLink{}}
+func newStepper(t *testing.T, seed int64) *stepper {
+	s := &stepper{t: t, cfg: Config{Target: 3, Max: 6, Long: 1, Probes: -1, Seed: seed}, links: map[string]*stepLink{}}
 	for i := range 10 {
 		name := fmt.Sprintf("r%d", i)
-		s.members = append(s.members, Member{Name: name, Addr: name, RTT: ms(float64(10 * (i + 1)))})
+		s.members = append(s.members, Member{Name: name, Addr: name, RTT: ms(float64(10 + i))})
 	}
 	return s
 }
@@ -94,7 +94,7 @@ func (s *stepper) held() []string {
 // longRouter returns the router "me" dials as its long link with no links.
 func (s *stepper) longRouter() string {
 	s.t.Helper()
-	p := Decide(Input{Self: "me", Members: s.members, Config: Config{Target: 3, Long: 1, Probes: -1, Adds: 10}})
+	p := Decide(Input{Self: "me", Members: s.members, Config: Config{Target: 3, Long: 1, Probes: -1, Adds: 10, Seed: s.cfg.Seed}})
 	if i := slices.Index(p.Why, WhyLong); i >= 0 {
 		return p.Add[i].Name
 	}
@@ -112,38 +112,48 @@ func (s *stepper) longRouter() string {
 // long link from then on. Now it dials the long link and, once that is
 // up, drops the local link it no longer needs (make before break: the
 // degree never falls below the target), then nothing changes for a
-// minute.
+// minute. A node that has just joined waits until that link may be
+// replaced rather than hold its long link beside it for good.
 func TestMissingLongLinkAtTarget(t *testing.T) {
-	t.Run("its router unavailable at join", func(t *testing.T) {
-		s := newStepper(t)
-		long := s.longRouter()
-		s.unavailable = []string{long}
-		join := s.settle("joining", 0)
-		if len(s.links) != 3 || s.links[long] != nil {
-			t.Fatalf("joined with %v (changes %v): want 3 links, none to the unavailable long router %s", s.held(), join, long)
-		}
-		var filler string
-		for name, l := range s.links {
-			if name != "r0" && name != "r1" {
-				filler = name
-				if l.long {
-					t.Fatalf("joined with %v: want the near r0, r1 and the nearest other, not a long link", s.held())
+	// Each seed gives other long routers and other ages at which links
+	// may be replaced (ReplaceSpread).
+	for seed := range int64(8) {
+		t.Run(fmt.Sprintf("its router unavailable at join/seed=%d", seed), func(t *testing.T) {
+			s := newStepper(t, seed)
+			long := s.longRouter()
+			s.unavailable = []string{long}
+			for len(s.links) < 3 && s.now < time.Minute {
+				s.step()
+			}
+			if len(s.links) != 3 || s.links[long] != nil {
+				t.Fatalf("joined with %v (changes %v): want 3 links, none to the unavailable long router %s", s.held(), s.changes, long)
+			}
+			var filler string
+			for name, l := range s.links {
+				if name != "r0" && name != "r1" {
+					filler = name
+					if l.long {
+						t.Fatalf("joined with %v: want the near r0, r1 and the nearest other, not a long link", s.held())
+					}
 				}
 			}
-		}
-		s.unavailable = nil
-		s.now += time.Minute
-		got := s.settle("the long router available", 3)
-		if l := s.links[long]; l == nil || !l.out || !l.long {
-			t.Fatalf("at its target with %v (changes once %s was available: %v): want the long link to %s dialled", s.held(), long, got, long)
-		}
-		want := []string{"+" + long + " long", "-" + filler + " replace"}
-		if !slices.Equal(got, want) || len(s.links) != 3 {
-			t.Errorf("once %s was available: changes %v, links %v: want %v, 3 links", long, got, s.held(), want)
-		}
-	})
+			// Available as soon as the node is at its target, with links
+			// seconds old: it waits for its third link to be old enough to
+			// be replaced, rather than hold the long link beside it for
+			// good.
+			s.unavailable = nil
+			got := s.settle("the long router available", 3)
+			if l := s.links[long]; l == nil || !l.out || !l.long {
+				t.Fatalf("at its target with %v (changes once %s was available: %v): want the long link to %s dialled", s.held(), long, got, long)
+			}
+			want := []string{"+" + long + " long", "-" + filler + " replace"}
+			if !slices.Equal(got, want) || len(s.links) != 3 {
+				t.Errorf("once %s was available: changes %v, links %v: want %v, 3 links", long, got, s.held(), want)
+			}
+		})
+	}
 	t.Run("its link lost above the target", func(t *testing.T) {
-		s := newStepper(t)
+		s := newStepper(t, 0)
 		long := s.longRouter()
 		// Near r0, r1 and the long link, plus an incoming link from a
 		// router that is neither.
@@ -159,7 +169,6 @@ func TestMissingLongLinkAtTarget(t *testing.T) {
 		s.unavailable = []string{long} // backing off after the link ended
 		s.step()
 		s.unavailable = nil
-		s.now += time.Minute
 		got := s.settle("the long link lost", 3)
 		if l := s.links[long]; l == nil || !l.long {
 			t.Fatalf("with %v after its long link to %s was lost (changes %v): want it dialled again", s.held(), long, got)

@@ -615,28 +615,38 @@ func (p *planner) plan() Plan {
 
 	// A missing long link at or above the target: its router could not
 	// be dialled while the node filled up (down, backing off, at its
-	// maximum), so a near or nearest other router took its slot, or the
-	// link was lost while the node had links enough. The node dials it
-	// in place of its least useful local link (swapVictims), or beside
-	// its links while that leaves shortcutRoom; once the long link is up
-	// (and younger than MinAge) the node drops that local link, if it is
-	// still above its target (make before break). Without this the node
-	// held no long link from then on.
-	victims := p.swapVictims(wanted, radius)
-	for _, m := range cands {
-		if long[m.Name] && (len(victims) > 0 || p.degree+len(out.Add) < hardMax-shortcutRoom) {
-			add(m, WhyLong)
+	// maximum), so the nearest other router took its slot, or the link
+	// was lost while incoming links kept the node at its target. Without
+	// this the node held no long link from then on. The node dials it in
+	// place of its least useful local link (swapVictims); at its target
+	// with such a link too young to be replaced yet (the links a node
+	// makes while it joins) it waits until that one may be; without any
+	// such link, or above its target, it dials the long link beside its
+	// links while that leaves shortcutRoom.
+	victims, young := p.swapVictims(wanted, radius)
+	if len(victims) > 0 || (p.degree > target || young == 0) && p.degree+len(out.Add) < hardMax-shortcutRoom {
+		for _, m := range cands {
+			if long[m.Name] {
+				add(m, WhyLong)
+			}
 		}
 	}
-	if p.degree > target && len(victims) > 0 {
-		window := p.cfg.MinAge
-		if window == 0 {
-			window = DefaultMinAge
-		}
+	// Once the long link is up, a node one link above its target drops
+	// the least useful local link that was old enough to be replaced
+	// before the long link came (make before break, one link per long
+	// link): only while the long link is under MinAge + ReplaceSpread
+	// old, so that links made later above the target (incoming links,
+	// shortcuts) are not taken for a swap.
+	if p.degree == target+1 {
 		for _, l := range p.in.Links {
-			if long[l.Peer] && l.Outbound && l.Long && l.Age > 0 && l.Age < window {
-				out.Drop = append(out.Drop, Drop{Peer: victims[0].Peer, Reason: "replaced by the long link to " + l.Peer, Why: WhyReplace})
-				return out
+			if !long[l.Peer] || !l.Outbound || !l.Long || l.Age == 0 || l.Age >= p.cfg.MinAge+ReplaceSpread {
+				continue
+			}
+			for _, v := range victims {
+				if v.Age == 0 || v.Age-l.Age >= max(p.cfg.MinAge, time.Nanosecond) {
+					out.Drop = append(out.Drop, Drop{Peer: v.Peer, Reason: "replaced by the long link to " + l.Peer, Why: WhyReplace})
+					return out
+				}
 			}
 		}
 	}
@@ -713,20 +723,25 @@ func (p *planner) replaceable(l Link) bool {
 
 // swapVictims returns the local links a missing long link may replace,
 // the least useful first: outgoing links to routers that are not wanted
-// (neither near nor long), not static, old enough to be replaced
-// (replaceable), not a shortcut still nearby, that another neighbour
-// reaches past (Alternates) and that no route depends on alone
-// (Stranded); the one being drained first (Replacing), then idle ones,
-// then the farthest. None while a member is unreachable: repair goes
-// first, and a link then may be a bridge.
-func (p *planner) swapVictims(wanted map[string]bool, radius time.Duration) []Link {
+// (neither near nor long), not static, not a shortcut still nearby, old
+// enough to be replaced (replaceable), that another neighbour reaches
+// past (Alternates) and that no route depends on alone (Stranded); the
+// one being drained first (Replacing), then idle ones, then the
+// farthest. young counts the links that would be among them but for
+// their age. None while a member is unreachable: repair goes first, and
+// a link then may be a bridge.
+func (p *planner) swapVictims(wanted map[string]bool, radius time.Duration) (vs []Link, young int) {
 	if len(p.in.Unreachable) > 0 {
-		return nil
+		return nil, 0
 	}
-	var vs []Link
 	for _, l := range p.in.Links {
-		if l.Outbound && !l.Static && !wanted[l.Peer] && p.replaceable(l) && (!l.Shortcut || p.linkDist(l) > radius) &&
-			l.Alternates > 0 && l.Stranded == 0 {
+		if !l.Outbound || l.Static || wanted[l.Peer] || l.Shortcut && p.linkDist(l) <= radius {
+			continue
+		}
+		switch {
+		case !p.replaceable(l):
+			young++
+		case l.Alternates > 0 && l.Stranded == 0:
 			vs = append(vs, l)
 		}
 	}
@@ -743,7 +758,7 @@ func (p *planner) swapVictims(wanted map[string]bool, radius time.Duration) []Li
 		}
 		return a.Peer < b.Peer
 	})
-	return vs
+	return vs, young
 }
 
 // bootstrapping reports whether this node is a router that knows the
