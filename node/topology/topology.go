@@ -46,6 +46,15 @@
 //     caller drains for such a replacement (Link.Replacing) is the one
 //     replaced while it may be. Incoming links are never dropped for being
 //     unwanted, so two nodes that disagree do not fight.
+//   - At or above Target with the long link missing (its router could not
+//     be dialled while the node filled up, or its link was lost), add it
+//     in place of the least useful unwanted outgoing link that may be
+//     replaced (swapVictims); once it is up, a node at Target+1 drops
+//     that link if it was replaceable before the long link came and the
+//     long link is under MinAge + ReplaceSpread old (make before break,
+//     one link per long link). At Target with such a link still too
+//     young, wait for it; with none, or above Target, add the long link
+//     beside the others while below Max−1.
 //   - Shortcuts: a router at or above Target and below Max−1 links, from
 //     which routing reaches every router member, links to the nearby
 //     member (within Replace times its farthest near neighbour's distance
