@@ -50,8 +50,9 @@
 //     be dialled while the node filled up, or its link was lost), add it
 //     in place of the least useful unwanted outgoing link that may be
 //     replaced (swapVictims); once it is up, a node at Target+1 drops
-//     that link if it was replaceable before the long link came and the
-//     long link is under MinAge + ReplaceSpread old (make before break,
+//     that link if it was up MinAge before the long link (as a link the
+//     long link was dialled to replace is) and the long link is under
+//     MinAge + ReplaceSpread old (make before break,
 //     one link per long link). At Target with such a link still too
 //     young, wait for it; with none, or above Target, add the long link
 //     beside the others while below Max−1.
@@ -641,11 +642,13 @@ func (p *planner) plan() Plan {
 		}
 	}
 	// Once the long link is up, a node one link above its target drops
-	// the least useful local link that was old enough to be replaced
-	// before the long link came (make before break, one link per long
-	// link): only while the long link is under MinAge + ReplaceSpread
-	// old, so that links made later above the target (incoming links,
-	// shortcuts) are not taken for a swap.
+	// the least useful local link that was up at least MinAge before
+	// the long link, as a link the long link was dialled to replace is
+	// (make before break, one link per long link): only while the long
+	// link is under MinAge + ReplaceSpread old, so that links made later
+	// above the target (incoming links, shortcuts) are not taken for a
+	// swap, and the links a node made together while it joined are not
+	// taken for one either.
 	if p.degree == target+1 {
 		for _, l := range p.in.Links {
 			if !long[l.Peer] || !l.Outbound || !l.Long || l.Age == 0 || l.Age >= p.cfg.MinAge+ReplaceSpread {
