@@ -52,10 +52,10 @@
 //     replaced (swapVictims); once it is up, a node at Target+1 drops
 //     that link if it was up MinAge before the long link (as a link the
 //     long link was dialled to replace is) and the long link is under
-//     MinAge + ReplaceSpread old (make before break,
-//     one link per long link). At Target with such a link still too
-//     young, wait for it; with none, or above Target, add the long link
-//     beside the others while below Max−1.
+//     MinAge + ReplaceSpread old (make before break, one link per long
+//     link). At Target with such a link still too young, wait for it;
+//     with none, or above Target, add the long link beside the others
+//     while below Max−1.
 //   - Shortcuts: a router at or above Target and below Max−1 links, from
 //     which routing reaches every router member, links to the nearby
 //     member (within Replace times its farthest near neighbour's distance
@@ -633,8 +633,14 @@ func (p *planner) plan() Plan {
 	// makes while it joins) it waits until that one may be; without any
 	// such link, or above its target, it dials the long link beside its
 	// links while that leaves shortcutRoom.
+	missing := false
+	for name := range long {
+		if _, ok := p.linked[name]; !ok {
+			missing = true
+		}
+	}
 	victims, young := p.swapVictims(wanted, radius)
-	if len(victims) > 0 || (p.degree > target || young == 0) && p.degree+len(out.Add) < hardMax-shortcutRoom {
+	if missing && (len(victims) > 0 || (p.degree > target || young == 0) && p.degree+len(out.Add) < hardMax-shortcutRoom) {
 		for _, m := range cands {
 			if long[m.Name] {
 				add(m, WhyLong)
