@@ -46,6 +46,16 @@
 //     caller drains for such a replacement (Link.Replacing) is the one
 //     replaced while it may be. Incoming links are never dropped for being
 //     unwanted, so two nodes that disagree do not fight.
+//   - At or above Target with the long link missing (its router could not
+//     be dialled while the node filled up, or its link was lost), add it
+//     in place of the least useful unwanted outgoing link that may be
+//     replaced (swapVictims); once it is up, a node at Target+1 drops
+//     that link if it was up MinAge before the long link (as a link the
+//     long link was dialled to replace is) and the long link is under
+//     MinAge + ReplaceSpread old (make before break, one link per long
+//     link). At Target with such a link still too young, wait for it;
+//     with none, or above Target, add the long link beside the others
+//     while below Max−1.
 //   - Shortcuts: a router at or above Target and below Max−1 links, from
 //     which routing reaches every router member, links to the nearby
 //     member (within Replace times its farthest near neighbour's distance
@@ -456,8 +466,9 @@ func (p *planner) plan() Plan {
 		}
 	}
 	slices.SortFunc(kept, func(a, b Member) int { return p.byHash(a.Name, b.Name) })
+	long := map[string]bool{}
 	for _, m := range kept[:min(nLong, len(kept))] {
-		wanted[m.Name] = true
+		wanted[m.Name], long[m.Name] = true, true
 		nLong--
 	}
 	for range nLong {
@@ -477,7 +488,7 @@ func (p *planner) plan() Plan {
 		if best < 0 {
 			break
 		}
-		wanted[cands[best].Name] = true
+		wanted[cands[best].Name], long[cands[best].Name] = true, true
 	}
 
 	var out Plan
@@ -610,10 +621,57 @@ func (p *planner) plan() Plan {
 		return out
 	}
 
+	radius := p.radius(near)
+
+	// A missing long link at or above the target: its router could not
+	// be dialled while the node filled up (down, backing off, at its
+	// maximum), so the nearest other router took its slot, or the link
+	// was lost while incoming links kept the node at its target. Without
+	// this the node held no long link from then on. The node dials it in
+	// place of its least useful local link (swapVictims); at its target
+	// with such a link too young to be replaced yet (the links a node
+	// makes while it joins) it waits until that one may be; without any
+	// such link, or above its target, it dials the long link beside its
+	// links while that leaves shortcutRoom.
+	missing := false
+	for name := range long {
+		if _, ok := p.linked[name]; !ok {
+			missing = true
+		}
+	}
+	victims, young := p.swapVictims(wanted, radius)
+	if missing && (len(victims) > 0 || (p.degree > target || young == 0) && p.degree+len(out.Add) < hardMax-shortcutRoom) {
+		for _, m := range cands {
+			if long[m.Name] {
+				add(m, WhyLong)
+			}
+		}
+	}
+	// Once the long link is up, a node one link above its target drops
+	// the least useful local link that was up at least MinAge before
+	// the long link, as a link the long link was dialled to replace is
+	// (make before break, one link per long link): only while the long
+	// link is under MinAge + ReplaceSpread old, so that links made later
+	// above the target (incoming links, shortcuts) are not taken for a
+	// swap, and the links a node made together while it joined are not
+	// taken for one either.
+	if p.degree == target+1 {
+		for _, l := range p.in.Links {
+			if !long[l.Peer] || !l.Outbound || !l.Long || l.Age == 0 || l.Age >= p.cfg.MinAge+ReplaceSpread {
+				continue
+			}
+			for _, v := range victims {
+				if v.Age == 0 || v.Age-l.Age >= max(p.cfg.MinAge, time.Nanosecond) {
+					out.Drop = append(out.Drop, Drop{Peer: v.Peer, Reason: "replaced by the long link to " + l.Peer, Why: WhyReplace})
+					return out
+				}
+			}
+		}
+	}
+
 	// Hysteresis: replace an unwanted outgoing link only by a clearly
 	// closer wanted neighbour; drop it once that one is up. A shortcut
 	// that is still nearby is not replaced.
-	radius := p.radius(near)
 	var spare []Link
 	for _, l := range p.in.Links {
 		if l.Outbound && !l.Static && !wanted[l.Peer] && p.replaceable(l) &&
@@ -679,6 +737,46 @@ func (p *planner) replaceable(l Link) bool {
 		return true
 	}
 	return l.Age >= p.cfg.MinAge+time.Duration(p.hash(l.Peer)%uint64(ReplaceSpread))
+}
+
+// swapVictims returns the local links a missing long link may replace,
+// the least useful first: outgoing links to routers that are not wanted
+// (neither near nor long), not static, not a shortcut still nearby, old
+// enough to be replaced (replaceable), that another neighbour reaches
+// past (Alternates) and that no route depends on alone (Stranded); the
+// one being drained first (Replacing), then idle ones, then the
+// farthest. young counts the links that would be among them but for
+// their age. None while a member is unreachable: repair goes first, and
+// a link then may be a bridge.
+func (p *planner) swapVictims(wanted map[string]bool, radius time.Duration) (vs []Link, young int) {
+	if len(p.in.Unreachable) > 0 {
+		return nil, 0
+	}
+	for _, l := range p.in.Links {
+		if !l.Outbound || l.Static || wanted[l.Peer] || l.Shortcut && p.linkDist(l) <= radius {
+			continue
+		}
+		switch {
+		case !p.replaceable(l):
+			young++
+		case l.Alternates > 0 && l.Stranded == 0:
+			vs = append(vs, l)
+		}
+	}
+	sort.Slice(vs, func(i, j int) bool {
+		a, b := vs[i], vs[j]
+		if a.Replacing != b.Replacing {
+			return a.Replacing
+		}
+		if (a.Streams > 0) != (b.Streams > 0) {
+			return a.Streams == 0
+		}
+		if da, db := p.linkDist(a), p.linkDist(b); da != db {
+			return da > db
+		}
+		return a.Peer < b.Peer
+	})
+	return vs, young
 }
 
 // bootstrapping reports whether this node is a router that knows the

@@ -1,0 +1,181 @@
+package topology
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+// stepper runs the policy of "me" among r0..r9, 10, 11, ..., 19 ms away
+// (measured round trips), every 2 s as discovery does; a link the policy
+// adds is up at the next step and one it drops is gone.
+type stepper struct {
+	t           *testing.T
+	cfg         Config
+	members     []Member
+	links       map[string]*stepLink
+	unavailable []string
+	now         time.Duration
+	changes     []string // "+r3 long", "-r2 replace"
+}
+
+type stepLink struct {
+	out, long bool
+	since     time.Duration
+}
+
+func newStepper(t *testing.T, seed int64) *stepper {
+	s := &stepper{t: t, cfg: Config{Target: 3, Max: 6, Long: 1, Probes: -1, Seed: seed}, links: map[string]*stepLink{}}
+	for i := range 10 {
+		name := fmt.Sprintf("r%d", i)
+		s.members = append(s.members, Member{Name: name, Addr: name, RTT: ms(float64(10 + i))})
+	}
+	return s
+}
+
+func (s *stepper) step() Plan {
+	var ls []Link
+	for _, m := range s.members {
+		if l, ok := s.links[m.Name]; ok {
+			ls = append(ls, Link{Peer: m.Name, Outbound: l.out, Long: l.long, RTT: m.RTT, Age: s.now - l.since + time.Millisecond, Alternates: 1})
+		}
+	}
+	p := Decide(Input{Self: "me", Members: s.members, Links: ls, Unavailable: s.unavailable, Config: s.cfg})
+	for i, m := range p.Add {
+		s.links[m.Name] = &stepLink{out: true, long: p.Why[i] == WhyLong, since: s.now}
+		s.changes = append(s.changes, fmt.Sprintf("+%s %s", m.Name, p.Why[i]))
+	}
+	for _, d := range p.Drop {
+		delete(s.links, d.Peer)
+		s.changes = append(s.changes, fmt.Sprintf("-%s %s", d.Peer, d.Why))
+	}
+	s.now += 2 * time.Second
+	return p
+}
+
+// settle steps until a minute passes without a change, for at most
+// 10 minutes, and returns the changes it saw. The degree never falls
+// below min (make before break).
+func (s *stepper) settle(phase string, min int) []string {
+	s.t.Helper()
+	before, quiet := len(s.changes), 0
+	for range 300 {
+		if p := s.step(); len(p.Add) == 0 && len(p.Drop) == 0 {
+			if quiet++; quiet == 30 {
+				return s.changes[before:]
+			}
+		} else {
+			quiet = 0
+		}
+		if len(s.links) < min {
+			s.t.Fatalf("%s: %d links %v after %v: below %d (changes %v)", phase, len(s.links), s.held(), s.changes[before:], min, s.changes[before:])
+		}
+	}
+	s.t.Fatalf("%s: links still change after 10 minutes: %v", phase, s.changes[before:])
+	return nil
+}
+
+func (s *stepper) held() []string {
+	var out []string
+	for name, l := range s.links {
+		switch {
+		case l.long:
+			name += " (long)"
+		case !l.out:
+			name += " (in)"
+		}
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// longRouter returns the router "me" dials as its long link with no links.
+func (s *stepper) longRouter() string {
+	s.t.Helper()
+	p := Decide(Input{Self: "me", Members: s.members, Config: Config{Target: 3, Long: 1, Probes: -1, Adds: 10, Seed: s.cfg.Seed}})
+	if i := slices.Index(p.Why, WhyLong); i >= 0 {
+		return p.Add[i].Name
+	}
+	s.t.Fatalf("no long link for a node without links: %+v", p)
+	return ""
+}
+
+// TestMissingLongLinkAtTarget: a node at its target degree (3: two near
+// links and a long one) that holds no long link dials it, whatever kept
+// it from holding one. Its long link's router could not be dialled while
+// the node joined (backing off, at its maximum), so it filled its third
+// slot with the nearest other router; or the long link was lost while
+// incoming links kept the node at its target. Before, a node at its
+// target added only closer near neighbours and shortcuts, so it held no
+// long link from then on. Now it dials the long link and, once that is
+// up, drops the local link it no longer needs (make before break: the
+// degree never falls below the target), then nothing changes for a
+// minute. A node that has just joined waits until that link may be
+// replaced rather than hold its long link beside it for good.
+func TestMissingLongLinkAtTarget(t *testing.T) {
+	// Each seed gives other long routers and other ages at which links
+	// may be replaced (ReplaceSpread).
+	for seed := range int64(8) {
+		t.Run(fmt.Sprintf("its router unavailable at join/seed=%d", seed), func(t *testing.T) {
+			s := newStepper(t, seed)
+			long := s.longRouter()
+			s.unavailable = []string{long}
+			for len(s.links) < 3 && s.now < time.Minute {
+				s.step()
+			}
+			if len(s.links) != 3 || s.links[long] != nil {
+				t.Fatalf("joined with %v (changes %v): want 3 links, none to the unavailable long router %s", s.held(), s.changes, long)
+			}
+			var filler string
+			for name, l := range s.links {
+				if name != "r0" && name != "r1" {
+					filler = name
+					if l.long {
+						t.Fatalf("joined with %v: want the near r0, r1 and the nearest other, not a long link", s.held())
+					}
+				}
+			}
+			// Available as soon as the node is at its target, with links
+			// seconds old: it waits for its third link to be old enough to
+			// be replaced, rather than hold the long link beside it for
+			// good.
+			s.unavailable = nil
+			got := s.settle("the long router available", 3)
+			if l := s.links[long]; l == nil || !l.out || !l.long {
+				t.Fatalf("at its target with %v (changes once %s was available: %v): want the long link to %s dialled", s.held(), long, got, long)
+			}
+			want := []string{"+" + long + " long", "-" + filler + " replace"}
+			if !slices.Equal(got, want) || len(s.links) != 3 {
+				t.Errorf("once %s was available: changes %v, links %v: want %v, 3 links", long, got, s.held(), want)
+			}
+		})
+	}
+	t.Run("its link lost above the target", func(t *testing.T) {
+		s := newStepper(t, 0)
+		long := s.longRouter()
+		// Near r0, r1 and the long link, plus an incoming link from a
+		// router that is neither.
+		in := "r9"
+		if long == in {
+			in = "r8"
+		}
+		s.links = map[string]*stepLink{"r0": {out: true}, "r1": {out: true}, long: {out: true, long: true}, in: {}}
+		if got := s.settle("settled", 4); len(got) != 0 {
+			t.Fatalf("a settled node changed its links: %v", got)
+		}
+		delete(s.links, long)
+		s.unavailable = []string{long} // backing off after the link ended
+		s.step()
+		s.unavailable = nil
+		got := s.settle("the long link lost", 3)
+		if l := s.links[long]; l == nil || !l.long {
+			t.Fatalf("with %v after its long link to %s was lost (changes %v): want it dialled again", s.held(), long, got)
+		}
+		// No outgoing link is unwanted: none goes.
+		if want := []string{"+" + long + " long"}; !slices.Equal(got, want) {
+			t.Errorf("after the long link was lost: changes %v, links %v: want %v", got, s.held(), want)
+		}
+	})
+}

@@ -1,0 +1,197 @@
+package simulate
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/node"
+	"github.com/circuitmesh/circuitmesh/node/topology"
+)
+
+// TestDiscoverLongLinkLostAtTarget: 24 routers in two regions (each a disc
+// 10 ms across, 30 ms apart) join by gossip with TargetLinks 3: two near
+// links and a long one, chosen by a seeded hash. Once the mesh has
+// settled, the link between a node x (above its target, below Max − 1
+// links) and the router l of its long link is lost: the underlay between just the two fails for a while (gossip and
+// routing between them go through others), and x keeps at least its
+// target of links. Before, x held no long link from then on: a node at
+// its target dialled only closer near neighbours and shortcuts, and l
+// stays x's long link by the hash. Now x dials l again once the two can
+// reach each other.
+func TestDiscoverLongLinkLostAtTarget(t *testing.T) {
+	synctest.Test(t, testLongLinkLost)
+}
+
+func testLongLinkLost(t *testing.T) {
+	const (
+		n      = 24
+		target = 3
+	)
+	c, err := NewCluster(Config{Backend: BackendMem, NodeConfig: func(cfg *node.Config) {
+		cfg.Discovery.TargetLinks = target
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	ctx := context.Background()
+	u := &Underlay{Region: map[string]string{}, Pos: map[string][2]float64{}, Inside: 500 * time.Microsecond,
+		Between: map[[2]string]time.Duration{{"east", "west"}: 30 * time.Millisecond}}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var names []string
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("n%d", i)
+		names = append(names, name)
+		u.Region[name] = "west"
+		if i > n/2 {
+			u.Region[name] = "east"
+		}
+		rho, phi := 5*math.Sqrt(rng.Float64()), 2*math.Pi*rng.Float64()
+		u.Pos[name] = [2]float64{rho * math.Cos(phi), rho * math.Sin(phi)}
+	}
+	if err := c.SetUnderlay(u); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Discover(ctx, names[0], names[1:]...); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	took, err := c.WaitReachable(wctx)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Minute) // links old enough to be replaced; settled
+	ms, err := c.MeasureMesh()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("every pair reachable %v (virtual) after the joins; a minute later: %v", took.Round(time.Millisecond), ms)
+
+	// The long link's router of each node, as its policy ranks them by
+	// the underlay's round trips (the node's seed is the mesh name's
+	// FNV-1a hash), and its two near ones.
+	h := fnv.New64a()
+	h.Write([]byte(c.cfg.Mesh))
+	cfg := topology.Config{Target: target, Long: 1, Probes: -1, Adds: 2 * target, Seed: int64(h.Sum64())}
+	wants := func(self string) (long string, near []string) {
+		var ms []topology.Member
+		for _, m := range names {
+			if m != self {
+				ms = append(ms, topology.Member{Name: m, Addr: m, RTT: 2 * u.Latency(self, m)})
+			}
+		}
+		p := topology.Decide(topology.Input{Self: self, Members: ms, Config: cfg})
+		for i, m := range p.Add {
+			if p.Why[i] == topology.WhyLong {
+				long = m.Name
+			} else {
+				near = append(near, m.Name)
+			}
+		}
+		return long, near
+	}
+	peers := func(name string) map[string]node.LinkInfo {
+		ls, err := c.Links(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]node.LinkInfo{}
+		for _, l := range ls {
+			out[l.Peer] = l
+		}
+		return out
+	}
+	held, dialled := 0, 0
+	for _, name := range names {
+		long, _ := wants(name)
+		if li, ok := peers(name)[long]; ok {
+			held++
+			if li.Outbound {
+				dialled++
+			}
+		}
+	}
+	t.Logf("%d of %d nodes hold a link to the router the hash ranks first for their long link, %d of them dialled it", held, n, dialled)
+
+	// x: a node whose long link's router l is in the other region (no
+	// shortcut or near link goes there) and does not want x itself (it
+	// would dial x back), that keeps at least its target of links
+	// without the ones it dialled beyond its near ones: cut off from
+	// those, which hold its long link whichever router that is now, it
+	// holds no long link, and the hash ranks l first.
+	var x, l string
+	var cut []string
+	for _, name := range names {
+		long, near := wants(name)
+		lback, lnear := wants(long)
+		var far []string
+		ls := peers(name)
+		for p, li := range ls {
+			if li.Outbound && !slices.Contains(near, p) {
+				far = append(far, p)
+			}
+		}
+		if u.Region[long] != u.Region[name] && lback != name && !slices.Contains(lnear, name) &&
+			len(ls)-len(far) >= target && len(ls) < defaultMaxLinks-1 {
+			x, l, cut = name, long, far
+			break
+		}
+	}
+	if x == "" {
+		t.Fatal("no node whose long link's router is in the other region keeps its target of links without the links it dialled beyond its near ones")
+	}
+	slices.Sort(cut)
+	t.Logf("%s holds %d links; its long link's router by the hash is %s; cut off from %v", x, len(peers(x)), l, cut)
+
+	if err := c.PartitionUnderlay([]string{x}, cut); err != nil {
+		t.Fatal(err)
+	}
+	lost := time.Now()
+	wctx, cancel = context.WithTimeout(ctx, 2*time.Minute)
+	err = poll(wctx, func() error {
+		ls := peers(x)
+		for _, p := range cut {
+			if _, ok := ls[p]; ok {
+				return fmt.Errorf("%s still holds its link to %s", x, p)
+			}
+		}
+		return nil
+	})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := len(peers(x))
+	t.Logf("%s's links to them ended %v after the underlay failed; it holds %d links", x, time.Since(lost).Round(time.Millisecond), left)
+	if left < target {
+		t.Fatalf("%s holds %d links: below its target of %d it fills up with its long link first, which does not test a node at its target", x, left, target)
+	}
+	time.Sleep(30 * time.Second)
+	c.HealUnderlay()
+	healed := time.Now()
+	wctx, cancel = context.WithTimeout(ctx, 3*time.Minute)
+	err = poll(wctx, func() error {
+		if li, ok := peers(x)[l]; !ok || !li.Outbound {
+			return fmt.Errorf("%s holds no link it dialled to %s", x, l)
+		}
+		return nil
+	})
+	cancel()
+	if err != nil {
+		t.Fatalf("%v 3 minutes after the heal (virtual): %s has links %v", err, x, slices.Sorted(maps.Keys(peers(x))))
+	}
+	t.Logf("%s dialled %s again %v after the heal; it holds %d links", x, l, time.Since(healed).Round(time.Millisecond), len(peers(x)))
+}
