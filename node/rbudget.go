@@ -238,10 +238,10 @@ func (b *resumeBudget) refusedResend() { b.resendRefused.Inc() }
 
 // resendSpent is asked before the open's first handshake message is read,
 // for the source the open claims, which any relay on its path may forge:
-// it reports nothing spent. A refusal by that claim counted the
-// forgeries of a neighbour as the source's refusals
-// (TestAttackForgedResumesNotCountedAsResendRefusals); respond checks the
-// budget once it read the first message (resendDebt).
+// it reports nothing spent, since refusing and counting on that claim
+// would count a neighbour's forgeries as the source's refusals
+// (TestAttackForgedResumesNotCountedAsResendRefusals). respond checks
+// the budget once it read the first message (resendDebt).
 func (b *resumeBudget) resendSpent(string, time.Time) (bool, string) { return false, "" }
 
 // park: the circuit lost its path and waits for a resume. Beyond the

@@ -202,9 +202,11 @@ func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Resp
 		// after three X25519 operations here: a resume open of a source
 		// whose budget of re-sent bytes is in debt is refused on its
 		// claim, before any cryptography, and not counted as the source's.
-		if debt, why := n.rbudget.resendDebt(o.Source, time.Now()); resume && debt {
-			n.limits.noteOverloaded(why)
-			return nil, circuit.Overloaded, errors.New(why)
+		if resume {
+			if debt, why := n.rbudget.resendDebt(o.Source, time.Now()); debt {
+				n.limits.noteOverloaded(why)
+				return nil, circuit.Overloaded, errors.New(why)
+			}
 		}
 		if ok, why := n.limits.tryFullHandshake(from, time.Now()); !ok {
 			n.limits.noteOverloaded(why)
