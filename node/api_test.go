@@ -37,6 +37,7 @@ func TestConfigValidation(t *testing.T) {
 		{"name differs from certificate", Config{Name: "beta", Identity: id}, `does not match the identity's node name "alpha"`},
 		{"mesh differs from certificate", Config{Identity: id, Mesh: "dev"}, `does not match the identity's mesh "prod"`},
 		{"negative limit", Config{Name: "a", Insecure: true, Limits: Limits{MaxCircuits: -1}}, "Limits.MaxCircuits must not be negative"},
+		{"negative stream aborts budget", Config{Name: "a", Insecure: true, Limits: Limits{StreamAborts: -1}}, "Limits.StreamAborts must not be negative"},
 		{"tiny header limit", Config{Name: "a", Insecure: true, Limits: Limits{MaxHeaderSize: 10}}, "MaxHeaderSize"},
 		{"bad gossip key", Config{Name: "a", Insecure: true, Discovery: DiscoveryConfig{Key: []byte("short")}}, "16, 24 or 32 bytes"},
 		{"max links below target", Config{Name: "a", Insecure: true, Discovery: DiscoveryConfig{TargetLinks: 6, MaxLinks: 4}}, "at least Discovery.TargetLinks"},

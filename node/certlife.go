@@ -121,6 +121,9 @@ func (n *Node) SetIdentity(id *identity.Identity) error {
 	if err != nil {
 		return fmt.Errorf("set identity of %s: %w", n.cfg.Name, err)
 	}
+	// The new keys count their cache evictions on from the old ones', so
+	// circuitmesh_seal_cache_evictions_total does not go back.
+	keys.ContinueStats(n.seal.Load())
 	n.mu.Lock()
 	tr := n.transport
 	n.mu.Unlock()

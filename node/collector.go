@@ -21,6 +21,7 @@ type stateCollector struct {
 	routingMsgs, routingUpdates, routingReqs *prometheus.Desc
 	routingRefused                           *prometheus.Desc
 	abortsClosed, abortsRefused              *prometheus.Desc
+	sealEvictions                            *prometheus.Desc
 }
 
 // streamAbortStatser is implemented by transports that budget the streams
@@ -50,12 +51,16 @@ func newStateCollector(n *Node) *stateCollector {
 			"Links closed (close code 0x106) because their peer ended more streams without an open than its budget."),
 		abortsRefused: d("circuitmesh_stream_aborts_links_refused_total",
 			"Link handshakes, accepted or dialled, refused once the peer proved its certificate because a link of the peer was closed for its streams ended without an open and its budget is not full again."),
+		sealEvictions: d("circuitmesh_seal_cache_evictions_total",
+			"Entries the end-to-end caches of peer identities dropped to make room for a new one, by cache (identities: verified certificates and key records, secrets: static-static secrets) and victim (other_name: another node's entry, dropped because the cache was full; same_name: an entry of the new entry's node name).",
+			"cache", "victim"),
 	}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.linkRTT, c.linkLoss, c.linkCost, c.linkStreams, c.routes, c.reachable,
-		c.members, c.routingMsgs, c.routingUpdates, c.routingReqs, c.routingRefused, c.abortsClosed, c.abortsRefused} {
+		c.members, c.routingMsgs, c.routingUpdates, c.routingReqs, c.routingRefused, c.abortsClosed, c.abortsRefused,
+		c.sealEvictions} {
 		ch <- d
 	}
 }
@@ -102,6 +107,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctr(c.abortsClosed, ab.Closed)
 	ctr(c.abortsRefused, ab.Refused)
+	// Keys swapped by SetIdentity count on from the ones they replace.
+	cs := c.n.seal.Load().CacheStats()
+	ctr(c.sealEvictions, cs.Identities.Other, "identities", "other_name")
+	ctr(c.sealEvictions, cs.Identities.Own, "identities", "same_name")
+	ctr(c.sealEvictions, cs.Secrets.Other, "secrets", "other_name")
+	ctr(c.sealEvictions, cs.Secrets.Own, "secrets", "same_name")
 }
 
 // codeLabel is a result code as a metric label value: snake_case, no

@@ -317,6 +317,17 @@ type Limits struct {
 	// source's oldest waiting circuit that this node's application
 	// closed is reset, else its oldest waiting circuit. Default 64.
 	MaxParkedPerSource int
+	// StreamAborts is each neighbour's budget of circuit streams that end
+	// without an open (reset before or during their open header, empty,
+	// truncated, malformed or forged): a token bucket of StreamAborts,
+	// refilled at an eighth of it a second, kept by neighbour name.
+	// Beyond it the link is closed (close code 0x106, errors wrapping
+	// links.ErrStreamAborts) and the neighbour's links are refused until
+	// its bucket is full again; see links.QUICConfig.StreamAborts. It
+	// applies to the QUIC transport the node starts, not to one
+	// Config.NewTransport makes. Default (zero) the larger of 4,096
+	// (links.DefaultStreamAborts) and MaxCircuitsPerLink.
+	StreamAborts int
 }
 
 // RoutingConfig tunes the routing engine (see package routing).
@@ -496,6 +507,7 @@ func (c *Config) validate() error {
 		"MaxParked":             l.MaxParked, "MaxParkedPerSource": l.MaxParkedPerSource,
 		"FullHandshakes": l.FullHandshakes, "FullHandshakesPerLink": l.FullHandshakesPerLink,
 		"RelayFullHandshakesPerLink": l.RelayFullHandshakesPerLink, "OneMessageHandshakesPerSource": l.OneMessageHandshakesPerSource,
+		"StreamAborts": l.StreamAborts,
 	} {
 		if v < 0 {
 			return bad("Limits.%s must not be negative (got %d)", name, v)

@@ -257,6 +257,7 @@ func (n *Node) Start(ctx context.Context) error {
 			LinkWindow:      n.cfg.Limits.LinkWindow,
 			ReaderStall:     n.cfg.Limits.ReaderStall,
 			StalledCode:     circuit.CloseStalled,
+			StreamAborts:    n.cfg.Limits.StreamAborts,
 			OnRefused: func(remote net.Addr, err error) {
 				n.metrics.linkRefused.Inc()
 			},

@@ -45,13 +45,13 @@ const (
 // circuits send again (Limits.ResumeResendPerSource): a token bucket of
 // bytes, holding perSource and earning resendRate a second, that each
 // resume taken draws on, into debt if need be; while a source's bucket is
-// in debt its resume opens are refused overloaded (resendSpent).
+// in debt its resume opens are refused overloaded (resendDebt, respond).
 type resumeBudget struct {
 	max, perSource                int
 	maxParked, maxParkedPerSource int
 	resendRate                    int
 	drops                         *prometheus.CounterVec
-	resendRefused                 prometheus.Counter // resume opens resendSpent refused
+	resendRefused                 prometheus.Counter // resume opens of proven sources refused for their debt
 
 	mu      sync.Mutex
 	total   int // bytes granted
@@ -99,7 +99,7 @@ func newResumeBudget(l Limits, reg *prometheus.Registry) *resumeBudget {
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_resume_budget_drops_total",
 			Help: "Resumable circuits ending here that the budget of resumable circuits ended, by reason (source_share, node_budget, parked_source, parked_node)."}, []string{"reason"}),
 		resendRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "circuitmesh_resume_resend_refused_total",
-			Help: "Resume opens refused overloaded because their source's budget of bytes sent again for its resumes was in debt."}),
+			Help: "Resume opens refused overloaded because the budget of bytes sent again for the resumes of their source, proven by their handshake, was in debt."}),
 	}
 	reg.MustRegister(b.drops, b.resendRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "circuitmesh_resume_buffered_bytes",
@@ -218,21 +218,31 @@ func (a *budgetAccount) Resend(n int64) {
 	bucketOf(b.resend, a.src.name, b.resendRate, b.perSource, now).Refill(now).Tokens -= float64(n)
 }
 
-// resendSpent reports whether source's bucket of re-sent bytes is in
-// debt, and why: its resume opens are then refused overloaded, and it
-// counts the refusal (circuitmesh_resume_resend_refused_total). It draws
-// nothing, so it may be asked for the source an open claims, before any
-// cryptography: only resumes the handshake proved draw on the bucket.
-func (b *resumeBudget) resendSpent(source string, now time.Time) (bool, string) {
+// resendDebt reports whether source's bucket of re-sent bytes is in
+// debt, and why: its resume opens are then refused overloaded (respond).
+// It draws and counts nothing.
+func (b *resumeBudget) resendDebt(source string, now time.Time) (bool, string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	k := b.resend[source]
 	if k == nil || k.Refill(now).Tokens >= 0 {
 		return false, ""
 	}
-	b.resendRefused.Inc()
 	return true, fmt.Sprintf("resumes of %s had more sent again than its budget (a bucket of %d bytes earning %d a second)", source, b.perSource, b.resendRate)
 }
+
+// refusedResend counts a resume open refused because the bucket of the
+// source its handshake proved was in debt
+// (circuitmesh_resume_resend_refused_total).
+func (b *resumeBudget) refusedResend() { b.resendRefused.Inc() }
+
+// resendSpent is asked before the open's first handshake message is read,
+// for the source the open claims, which any relay on its path may forge:
+// it reports nothing spent, since refusing and counting on that claim
+// would count a neighbour's forgeries as the source's refusals
+// (TestAttackForgedResumesNotCountedAsResendRefusals). respond checks
+// the budget once it read the first message (resendDebt).
+func (b *resumeBudget) resendSpent(string, time.Time) (bool, string) { return false, "" }
 
 // park: the circuit lost its path and waits for a resume. Beyond the
 // bounds the oldest waiting circuit of its source that the node's

@@ -104,6 +104,11 @@ func sendFirstMessage(ctx context.Context, m *Node, rec *seal.KeyRecord, dest st
 // full handshake's when rec is nil) and reads the result. The caller
 // owns the stream, nil only when it could not be opened.
 func openByHand(ctx context.Context, m *Node, l links.Link, o *circuit.Open, rec *seal.KeyRecord) (links.Stream, circuit.Code, error) {
+	return openByHandWith(ctx, m, l, o, rec, false)
+}
+
+// openByHandWith is openByHand; fresh leaves out m's session ticket.
+func openByHandWith(ctx context.Context, m *Node, l links.Link, o *circuit.Open, rec *seal.KeyRecord, fresh bool) (links.Stream, circuit.Code, error) {
 	s, err := l.OpenStream(ctx)
 	if err != nil {
 		return nil, 0, err
@@ -113,7 +118,11 @@ func openByHand(ctx context.Context, m *Node, l links.Link, o *circuit.Open, rec
 	if err != nil {
 		return s, 0, err
 	}
-	ini, err := m.seal.Load().Initiate(seal.Prologue(o.Dest, o.Source, o.Service, uint16(o.Flags)), o.Dest, rec)
+	initiate := m.seal.Load().Initiate
+	if fresh {
+		initiate = m.seal.Load().InitiateFresh
+	}
+	ini, err := initiate(seal.Prologue(o.Dest, o.Source, o.Service, uint16(o.Flags)), o.Dest, rec)
 	if err != nil {
 		return s, 0, err
 	}

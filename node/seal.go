@@ -187,13 +187,27 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 // of its own by link (limiter.tryFailedOneMessage). One that succeeds is
 // answered within its source's budget (Limits.OneMessageHandshakesPerSource),
 // and a source that used it up is refused before any cryptography.
+// A resume open of a source whose budget of re-sent bytes is in debt is
+// refused once a resumed or one-message handshake proved the source (and
+// counted), or on its claim before a full one.
 func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Responder, circuit.Code, error) {
 	s.SetReadDeadline(time.Now().Add(n.cfg.Limits.HeaderTimeout))
 	msg, err := circuit.ReadHandshake(s)
 	if err != nil {
 		return nil, circuit.Policy, err
 	}
+	resume := o.Flags&circuit.FlagResume != 0
 	if seal.FullFirst(msg) {
+		// A full handshake proves the source only with its third message,
+		// after three X25519 operations here: a resume open of a source
+		// whose budget of re-sent bytes is in debt is refused on its
+		// claim, before any cryptography, and not counted as the source's.
+		if resume {
+			if debt, why := n.rbudget.resendDebt(o.Source, time.Now()); debt {
+				n.limits.noteOverloaded(why)
+				return nil, circuit.Overloaded, errors.New(why)
+			}
+		}
 		if ok, why := n.limits.tryFullHandshake(from, time.Now()); !ok {
 			n.limits.noteOverloaded(why)
 			return nil, circuit.Overloaded, errors.New(why)
@@ -223,6 +237,17 @@ func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Resp
 	// before the reply's X25519 operations (e, ee, se).
 	if err == nil && !r.Resumed() && !r.Full() {
 		if ok, why := n.limits.tryOneMessage(o.Source, time.Now()); !ok {
+			n.limits.noteOverloaded(why)
+			return nil, circuit.Overloaded, errors.New(why)
+		}
+	}
+	// A resumed or one-message handshake that succeeded proved the
+	// source: a resume open of one whose budget of re-sent bytes
+	// (Limits.ResumeResendPerSource) is in debt is refused and counted,
+	// before the reply's cryptography and before anything is sent again.
+	if err == nil && resume && !r.Full() {
+		if debt, why := n.rbudget.resendDebt(o.Source, time.Now()); debt {
+			n.rbudget.refusedResend()
 			n.limits.noteOverloaded(why)
 			return nil, circuit.Overloaded, errors.New(why)
 		}

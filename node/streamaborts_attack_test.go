@@ -70,7 +70,23 @@ func TestAttackStreamAbortsAreCounted(t *testing.T) {
 	// The attack: at most 64 times the budget, stopping once the link is
 	// down.
 	l := m.link("d")
-	const most = 64 * budget
+	opened, took := abortStreams(t, l, 64*budget)
+	t.Logf("m opened %d streams in %v before d closed its link: %v", opened, took.Round(time.Millisecond), l.Err())
+	waitFor(t, "d to refuse one of m's redials", patience, func() bool { return metricValue(t, d, refusedM, "", "") >= 1 })
+	if cl := metricValue(t, d, closedM, "", ""); cl != 1 {
+		t.Errorf("d's %s is %v, want the 1 link it closed", closedM, cl)
+	}
+	t.Logf("d: %s %v, %s %v", closedM, metricValue(t, d, closedM, "", ""), refusedM, metricValue(t, d, refusedM, "", ""))
+}
+
+// abortStreams opens streams on l from 4 goroutines as fast as it can,
+// at most most of them, and ends each before its open header is whole
+// (reset with nothing sent, reset after half a header, or closed empty),
+// until l's peer closes the link for it with ErrStreamAborts. It returns
+// how many streams it opened and how long that took, and fails the test
+// if the link stays up or ends otherwise.
+func abortStreams(t *testing.T, l links.Link, most int64) (int64, time.Duration) {
+	t.Helper()
 	var opened atomic.Int64
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithTimeout(context.Background(), 2*patience)
@@ -107,19 +123,16 @@ func TestAttackStreamAbortsAreCounted(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	n := min(opened.Load(), most)
 	// An open fails as the link goes down, before Done is closed.
 	select {
 	case <-l.Done():
 	case <-time.After(patience):
-		t.Fatalf("m opened %d streams on its link to d in %v, each ended without an open, and the link is still up", opened.Load(), time.Since(start).Round(time.Millisecond))
+		t.Fatalf("%d streams opened on the link to %s in %v, each ended without an open, and the link is still up", n, l.Peer(), time.Since(start).Round(time.Millisecond))
 	}
+	took := time.Since(start)
 	if err := l.Err(); !errors.Is(err, links.ErrStreamAborts) {
-		t.Fatalf("m's link to d ended with %v, want ErrStreamAborts", err)
+		t.Fatalf("the link to %s ended with %v, want ErrStreamAborts", l.Peer(), err)
 	}
-	t.Logf("m opened %d streams in %v before d closed its link: %v", opened.Load(), time.Since(start).Round(time.Millisecond), l.Err())
-	waitFor(t, "d to refuse one of m's redials", patience, func() bool { return metricValue(t, d, refusedM, "", "") >= 1 })
-	if cl := metricValue(t, d, closedM, "", ""); cl != 1 {
-		t.Errorf("d's %s is %v, want the 1 link it closed", closedM, cl)
-	}
-	t.Logf("d: %s %v, %s %v", closedM, metricValue(t, d, closedM, "", ""), refusedM, metricValue(t, d, refusedM, "", ""))
+	return n, took
 }

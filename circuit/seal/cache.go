@@ -35,13 +35,36 @@ const keysPerName = 4
 // only its own; and a name holding one entry loses it only to a name new
 // to the table while every name holds one (then an arbitrary name's),
 // which takes more names than max (cacheMax is the default bound of the
-// routing table, node Limits.MaxRoutes). Not safe for concurrent use.
+// routing table, node Limits.MaxRoutes). Not safe for concurrent use,
+// but for evicted.
 type nameCache[K comparable, V any] struct {
 	max     int
 	entries map[K]nameEntry[V]
 	names   map[string][]K // each name's keys, oldest first
 	// holding[n] is the set of names holding n entries (n ≥ 1).
 	holding [keysPerName + 1]map[string]struct{}
+	// evicted counts the entries add dropped; the caches of successive
+	// Keys of a node may share it (Keys.ContinueStats).
+	evicted *evictions
+}
+
+// evictions counts the entries a nameCache dropped to make room for new
+// ones.
+type evictions struct {
+	own   atomic.Uint64 // entries of the new entry's own name
+	other atomic.Uint64 // entries of another name: the table was full
+}
+
+func (e *evictions) count(own bool) {
+	if own {
+		e.own.Add(1)
+	} else {
+		e.other.Add(1)
+	}
+}
+
+func (e *evictions) load() CacheEvictions {
+	return CacheEvictions{Own: e.own.Load(), Other: e.other.Load()}
 }
 
 type nameEntry[V any] struct {
@@ -50,7 +73,7 @@ type nameEntry[V any] struct {
 }
 
 func newNameCache[K comparable, V any](max int) *nameCache[K, V] {
-	c := &nameCache[K, V]{max: max, entries: make(map[K]nameEntry[V]), names: make(map[string][]K)}
+	c := &nameCache[K, V]{max: max, entries: make(map[K]nameEntry[V]), names: make(map[string][]K), evicted: new(evictions)}
 	for i := range c.holding {
 		c.holding[i] = make(map[string]struct{})
 	}
@@ -82,6 +105,7 @@ func (c *nameCache[K, V]) add(name string, k K, v V) {
 	}
 	if victim, ok := c.victim(name); ok {
 		c.dropOldest(victim)
+		c.evicted.count(victim == name)
 	}
 	c.entries[k] = nameEntry[V]{name: name, v: v}
 	n := len(c.names[name])

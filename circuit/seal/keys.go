@@ -70,3 +70,42 @@ func (k *Keys) Record() KeyRecord { return k.record }
 
 // Node is the name the keys belong to.
 func (k *Keys) Node() string { return k.id.Node }
+
+// CacheEvictions counts the entries a cache of peer identities dropped to
+// make room for a new one (each cache holds at most 4,096 entries, and at
+// most 4 of one node name).
+type CacheEvictions struct {
+	// Own counts entries of the new entry's own node name: the name held
+	// its 4, or the cache was full and no other name held more.
+	Own uint64
+	// Other counts entries of another node name, dropped because the
+	// cache was full: that node's next handshake verifies its identity in
+	// full again, or computes its static-static secret again.
+	Other uint64
+}
+
+// CacheStats are the evictions from the caches of Keys.
+type CacheStats struct {
+	// Identities is the cache of verified peer identities (certificate
+	// and key record).
+	Identities CacheEvictions
+	// Secrets is the cache of verified peer static keys and their
+	// static-static secrets.
+	Secrets CacheEvictions
+}
+
+// CacheStats returns the evictions from k's caches of peer identities,
+// since NewKeys, or since the NewKeys of the first Keys in a chain of
+// ContinueStats.
+func (k *Keys) CacheStats() CacheStats {
+	return CacheStats{Identities: k.seen.m.evicted.load(), Secrets: k.dh.known.evicted.load()}
+}
+
+// ContinueStats makes k count its cache evictions into the counters of
+// prev, the keys k replaces: CacheStats of either then returns the totals
+// of both, evictions from prev's caches after the swap included, so a
+// running total does not go backwards. Call it before k's first handshake.
+func (k *Keys) ContinueStats(prev *Keys) {
+	k.seen.m.evicted = prev.seen.m.evicted
+	k.dh.known.evicted = prev.dh.known.evicted
+}
