@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -87,8 +88,8 @@ func floodRefusedOpens(t *testing.T, c *cluster, next string, hdr []byte, want i
 // refusedBound is the most opens of one source a node may refuse in full
 // over elapsed with the default budget (Limits.RefusedOpensPerSource):
 // its bucket and its rate, and the opens of the source in flight between
-// the check of the budget and the refusal (each holds one of the link's
-// pending slots, Limits.MaxPendingOpensPerLink, or has just released it).
+// the check of the budget and the refusal, which the flood's 8 goroutines
+// keep at 8 at most (the bound allows 128).
 func refusedBound(elapsed time.Duration) int64 {
 	const burst = 1024 // Limits.MaxCircuitsPerSource
 	return burst + int64(elapsed.Seconds()*defaultRefusedOpens) + 2*64
@@ -103,7 +104,8 @@ func refusedBound(elapsed time.Duration) int64 {
 // every one in full (the test's flood: 12,000 of 12,000 answered "no such
 // service", m's link up), for as long as m liked. Now d refuses at most
 // m's budget (Limits.RefusedOpensPerSource: 1,024 and 64 a second) in
-// full and the rest at once, and h's round trips all carry their bytes.
+// full and the rest at once, logging one WARN line for them, and h's
+// round trips all carry their bytes.
 //
 // neighbour: m linked to d, the opens at hop 0; the ones refused at once
 // also count against m's link's budget of streams ended without an open,
@@ -129,6 +131,7 @@ func TestAttackRefusedOpensFlood(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(t, true)
+			dlog := c.captureLog("d")
 			c.build(tc.edges...)
 			hops := 1
 			if tc.next == "r" {
@@ -163,6 +166,11 @@ func TestAttackRefusedOpensFlood(t *testing.T) {
 			}
 			if rd != nil && c.nodes["d"].link("r") != rd {
 				t.Errorf("d's link to r, the honest relay, went down during m's flood")
+			}
+			// One line for the flood, with its count, not one per open.
+			const line = "refusing circuit opens at once"
+			if n := strings.Count(dlog.String(), line); f.beyond > 0 && n != 1 {
+				t.Errorf("d logged %d lines %q for %d opens refused at once, want 1", n, line, f.beyond)
 			}
 			// After the flood h still reaches d.
 			if err := roundTrip(t, c.nodes["h"], "d", EchoService, []byte("after")); err != nil {
