@@ -243,6 +243,21 @@ type Limits struct {
 	// source's budget once the handshake proved it. Resumed opens do not
 	// count. Default FullHandshakesPerLink (128).
 	OneMessageHandshakesPerSource int
+	// RefusedOpensPerSource bounds, per second, the opens this node
+	// refuses itself (as the destination or as a relay: no service, no
+	// route, denied by policy, a failed handshake, a source at its own
+	// circuit or handshake budget) for one source, counted by the source
+	// as the link proved it (hop 0) or as claimed along the open's path
+	// (a token bucket holding MaxCircuitsPerSource); the claims entering
+	// the last relay from one of its neighbours (hop 2 and more) together
+	// hold eight times as much. Beyond it every open of that source (or
+	// entering there) is refused "overloaded" as soon as its header is
+	// read, before anything else is done for it; at hop 0 such a refused
+	// stream counts as one ended without an open, against the link's
+	// budget of those (links.QUICConfig.StreamAborts). Refusals at bounds
+	// others share (the node's, a link's, shutting down, retry) are not
+	// counted. Default 64; negative means no budget.
+	RefusedOpensPerSource int
 	// MaxHeaderSize bounds an open or result header. Default 4096 bytes.
 	MaxHeaderSize int
 	// MaxRoutes bounds the routing table. Default 4096.

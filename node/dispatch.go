@@ -92,11 +92,25 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 	// the check above tied to this neighbour, until a destination's
 	// handshake proves it (reclaimSource).
 	key := reclaimSource(o)
+	// A source that had more of its opens refused here than its budget
+	// (Limits.RefusedOpensPerSource) has its opens refused at once. At
+	// hop 0 the stream is left unnamed: the link's peer is the source,
+	// and the stream counts against its link's budget of streams ended
+	// without an open. A relayed one is named, so that the relay's link
+	// is not charged for the source behind it.
+	if n.limits.opens.spent(o, key, time.Now()) {
+		if o.Hop > 0 {
+			links.SetSource(s, key)
+		}
+		n.refuseBeyond(s)
+		aheadBufs.Put(bp)
+		return
+	}
 	links.SetSource(s, key)
 	if o.Dest == n.cfg.Name || n.cfg.hooks != nil && n.cfg.hooks.claim != nil && n.cfg.hooks.claim(o.Dest) {
 		s = withFirst(s, rest)
 		aheadBufs.Put(bp)
-		n.deliver(s, o, l.Peer(), opened)
+		n.deliver(s, o, l.Peer(), key, opened)
 		return
 	}
 	// Routes are loop-free (feasible), so an open that already crossed
@@ -104,6 +118,7 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 	// make the relays on the loop carry its bytes once more per lap, up
 	// to the hop limit (TestAttackLoopedCircuitRefused).
 	if o.Source == n.cfg.Name || slices.Contains(o.Path, n.cfg.Name) {
+		n.limits.opens.charge(o, key, time.Now())
 		n.refuse(s, circuit.Policy, fmt.Sprintf("circuit loops: %s is already on its path (source %s, path %s)", n.cfg.Name, o.Source, strings.Join(o.Path, ",")))
 		aheadBufs.Put(bp)
 		return
@@ -113,6 +128,7 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 	// with the header, within its pending slot.
 	if rest, err = n.readFirstPrefix(s, o, rest); err != nil {
 		n.log.Debug("bad sealed open", "peer", l.Peer(), "err", err)
+		n.limits.opens.charge(o, key, time.Now())
 		n.refuse(s, circuit.Policy, err.Error())
 		aheadBufs.Put(bp)
 		return
@@ -203,7 +219,9 @@ func (n *Node) refuse(s links.Stream, code circuit.Code, reason string) {
 
 // deliver hands a circuit addressed to this node to its service. It calls
 // opened once the open (header and first handshake message) was read.
-func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func()) {
+// key names the open's source as reclaimSource does; the refusals it
+// gives count against it (chargedRefusal).
+func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, key links.SourceKey, opened func()) {
 	_, span := n.startHop(extractTrace(o), spanAccept, trace.SpanKindServer, o, int(o.Hop)+1, "")
 	if l := n.link(from); l != nil {
 		setLinkAttrs(span, l)
@@ -211,11 +229,16 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		span.SetAttributes(attrPeer.String(from))
 	}
 	// refuse answers with a refusal this node produced, which makes its
-	// span the failed one.
-	refuse := func(code circuit.Code, reason string) {
+	// span the failed one; own says an overloaded refusal was at a bound
+	// of the source's own (chargedRefusal).
+	refuseAt := func(code circuit.Code, reason string, own bool) {
+		if chargedRefusal(code, own) {
+			n.limits.opens.charge(o, key, time.Now())
+		}
 		n.refuse(s, code, reason)
 		refusedSpan(span, n.cfg.Name, code, reason)
 	}
+	refuse := func(code circuit.Code, reason string) { refuseAt(code, reason, false) }
 	// A denied claim is refused at once, without the rule's text unless
 	// the link proved the source (claimDenied). A sealed one to a service
 	// here is decided again once the handshake proved the source, whose
@@ -244,7 +267,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		if spent, why := n.rbudget.resendSpent(o.Source, time.Now()); spent {
 			opened()
 			n.limits.noteOverloaded(why)
-			refuse(circuit.Overloaded, why)
+			refuseAt(circuit.Overloaded, why, true)
 			return
 		}
 	}
@@ -256,7 +279,14 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 		r, code, err := n.respond(s, o, from)
 		opened()
 		if err != nil {
-			refuse(code, fmt.Sprintf("end-to-end handshake with %s failed: %v", n.cfg.Name, err))
+			// An overloaded refusal is the source's own when its budget
+			// of one-message handshakes is spent; the others are at
+			// budgets of the link it came on, shared.
+			own := false
+			if code == circuit.Overloaded {
+				own, _ = n.limits.oneMessageSpent(o.Source, time.Now())
+			}
+			refuseAt(code, fmt.Sprintf("end-to-end handshake with %s failed: %v", n.cfg.Name, err), own)
 			return
 		}
 		resp = r
@@ -298,7 +328,7 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, opened func
 	}
 	if err != nil {
 		n.limits.noteOverloaded(err.Error())
-		refuse(circuit.Overloaded, err.Error())
+		refuseAt(circuit.Overloaded, err.Error(), errors.Is(err, errSourceFull))
 		return
 	}
 	if o.Flags&circuit.FlagRecordPath != 0 {

@@ -96,6 +96,10 @@ type limiter struct {
 	// policy denies their authenticated source, by source.
 	boundEnded, impostors, dialDenied atomic.Uint64
 	floods                            *ratelog.Log
+
+	// opens is the budget of opens this node refuses, by source
+	// (Limits.RefusedOpensPerSource).
+	opens *openBudget
 }
 
 func newLimiter(l Limits, log *slog.Logger) *limiter {
@@ -118,6 +122,8 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 		relayFullByLink:   make(map[string]*bucket.Bucket),
 
 		oneMessageBySource: make(map[string]*bucket.Bucket),
+
+		opens: newOpenBudget(l, log),
 	}
 }
 
@@ -535,6 +541,18 @@ func (l *limiter) circuitFloor() int { return max(1, l.lim.MaxCircuitsPerLink/16
 // next hop may still take the circuit.
 var errNextHopFull = errors.New("next hop's link full")
 
+// errSourceFull marks admit's refusals at the per-source limit along the
+// circuit's own path: a bound of the source's own, which its refusals
+// are counted against (chargedRefusal).
+var errSourceFull = errors.New("source at its circuit limit")
+
+// sourceFull is a refusal at the per-source limit: it matches
+// errSourceFull.
+type sourceFull struct{ error }
+
+func (e sourceFull) Unwrap() error        { return e.error }
+func (e sourceFull) Is(target error) bool { return target == errSourceFull }
+
 // nextHopFull is a refusal on the link to a circuit's next hop, which
 // another next hop may not share: it matches errNextHopFull.
 type nextHopFull struct{ error }
@@ -575,7 +593,7 @@ func (l *limiter) admit(src limitSource, in string, linkPeers ...string) (*ticke
 			l.total, l.circuitReserve(), l.circuitFloor(), l.inbound[in], in)
 	}
 	if named && l.perSrc[path] >= l.lim.MaxCircuitsPerSource {
-		return nil, fmt.Errorf("%d circuits open from %s, the per-source limit", l.perSrc[path], src)
+		return nil, sourceFull{fmt.Errorf("%d circuits open from %s, the per-source limit", l.perSrc[path], src)}
 	}
 	if share != 0 && l.claimed[share] >= l.claimedLimit() {
 		return nil, fmt.Errorf("%d circuits open claimed for %s along %s after their first relay, twice the per-source limit",

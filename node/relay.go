@@ -38,10 +38,16 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 	// The span is a child of the previous hop's span (the header carries
 	// its context), and the header sent on carries this one's.
 	ctx, span := n.startHop(extractTrace(o), spanForward, trace.SpanKindInternal, o, hop, from)
-	refuse := func(code circuit.Code, reason string) {
+	// refuse answers with a refusal this node produced; own says an
+	// overloaded one was at a bound of the source's own (chargedRefusal).
+	refuseAt := func(code circuit.Code, reason string, own bool) {
+		if chargedRefusal(code, own) {
+			n.limits.opens.charge(o, key, time.Now())
+		}
 		n.refuse(s, code, reason)
 		refusedSpan(span, n.cfg.Name, code, reason)
 	}
+	refuse := func(code circuit.Code, reason string) { refuseAt(code, reason, false) }
 	switch {
 	case n.cfg.Leaf:
 		refuse(circuit.Policy, fmt.Sprintf("%s is a leaf and does not relay", n.cfg.Name))
@@ -100,12 +106,20 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 	release()
 	out, via, t, err := n.openNext(ctx, hops, from, relaySource(o), hdr)
 	if err != nil {
+		// No next hop took the circuit: the links to them failed or
+		// were full, which says nothing of the source, unless it was at
+		// its own circuit limit.
 		code := circuit.NoRoute
 		if errors.Is(err, errOverloaded) {
 			code = circuit.Overloaded
 			n.limits.noteOverloaded(err.Error())
 		}
-		refuse(code, err.Error())
+		if errors.Is(err, errSourceFull) {
+			refuseAt(code, err.Error(), true)
+		} else {
+			n.refuse(s, code, err.Error())
+			refusedSpan(span, n.cfg.Name, code, err.Error())
+		}
 		return
 	}
 	// Its replies, too, count against the circuit's source as the
@@ -305,7 +319,7 @@ func (n *Node) openNext(ctx context.Context, hops []string, from string, src lim
 			continue
 		}
 		if err != nil {
-			return nil, "", nil, fmt.Errorf("%w at %s: %v", errOverloaded, n.cfg.Name, err)
+			return nil, "", nil, fmt.Errorf("%w at %s: %w", errOverloaded, n.cfg.Name, err)
 		}
 		out, err := n.openOn(ctx, l, hdr)
 		if err != nil {
