@@ -22,6 +22,7 @@ type stateCollector struct {
 	routingRefused                           *prometheus.Desc
 	abortsClosed, abortsRefused              *prometheus.Desc
 	sealEvictions                            *prometheus.Desc
+	opensRefusedAtOnce                       *prometheus.Desc
 }
 
 // streamAbortStatser is implemented by transports that budget the streams
@@ -54,13 +55,15 @@ func newStateCollector(n *Node) *stateCollector {
 		sealEvictions: d("circuitmesh_seal_cache_evictions_total",
 			"Entries the end-to-end caches of peer identities dropped to make room for a new one, by cache (identities: verified certificates and key records, secrets: static-static secrets) and victim (other_name: another node's entry, dropped because the cache was full; same_name: an entry of the new entry's node name).",
 			"cache", "victim"),
+		opensRefusedAtOnce: d("circuitmesh_opens_refused_at_once_total",
+			"Circuit opens refused overloaded as soon as their header was read because their source (or entry) spent its budget of opens this node refused (Limits.RefusedOpensPerSource)."),
 	}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.linkRTT, c.linkLoss, c.linkCost, c.linkStreams, c.routes, c.reachable,
 		c.members, c.routingMsgs, c.routingUpdates, c.routingReqs, c.routingRefused, c.abortsClosed, c.abortsRefused,
-		c.sealEvictions} {
+		c.sealEvictions, c.opensRefusedAtOnce} {
 		ch <- d
 	}
 }
@@ -113,6 +116,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctr(c.sealEvictions, cs.Identities.Own, "identities", "same_name")
 	ctr(c.sealEvictions, cs.Secrets.Other, "secrets", "other_name")
 	ctr(c.sealEvictions, cs.Secrets.Own, "secrets", "same_name")
+	ctr(c.opensRefusedAtOnce, c.n.RefusedOpenStats().Beyond)
 }
 
 // codeLabel is a result code as a metric label value: snake_case, no

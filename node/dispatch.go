@@ -260,17 +260,6 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, key links.S
 		refuse(circuit.NoService, fmt.Sprintf("no service %q on %s", o.Service, n.cfg.Name))
 		return
 	}
-	// A source whose resumes had more sent again than its budget
-	// (Limits.ResumeResendPerSource) has its resume opens refused before
-	// any cryptography until the budget is out of debt.
-	if resume {
-		if spent, why := n.rbudget.resendSpent(o.Source, time.Now()); spent {
-			opened()
-			n.limits.noteOverloaded(why)
-			refuseAt(circuit.Overloaded, why, true)
-			return
-		}
-	}
 	// The source is authenticated by the end-to-end handshake: in the
 	// one-message handshake now, in the full one once Accept read its
 	// identity (until then the limits count it as claimed).

@@ -29,6 +29,11 @@ const defaultRefusedOpens = 64
 // last relay from one of its neighbours hold together.
 const entryShare = 8
 
+// peerShare is how many times a source's budget the claims one neighbour
+// relays hold together, whatever sources and relays before itself it
+// names.
+const peerShare = 32
+
 // maxRefusalSources bounds each table of buckets (sources, entries);
 // beyond it those full again are forgotten, and when none is, a key that
 // has none gets none (its refusals are not counted).
@@ -41,6 +46,9 @@ const maxRefusalSources = 4096
 // claiming made-up sources or relays before its own name (a router)
 // gets a source key of its own for each, but every one of its claims
 // through an honest last relay shares its entry.
+// And, for opens at hop 1 and more, by the neighbour that relayed them
+// (peerKey): a neighbour making up both gets a source and an entry key
+// for each claim, and one bucket for them all.
 type openBudget struct {
 	off         bool
 	rate, burst float64
@@ -52,6 +60,7 @@ type openBudget struct {
 	mu       sync.Mutex
 	bySource map[links.SourceKey]*refusals
 	byEntry  map[links.SourceKey]*refusals
+	byPeer   map[links.SourceKey]*refusals
 
 	// charged counts the refusals charged to a budget; beyond the opens
 	// refused at once because their budget was spent.
@@ -77,6 +86,7 @@ func newOpenBudget(l Limits, log *slog.Logger) *openBudget {
 		log:      log,
 		bySource: make(map[links.SourceKey]*refusals),
 		byEntry:  make(map[links.SourceKey]*refusals),
+		byPeer:   make(map[links.SourceKey]*refusals),
 	}
 	return ob
 }
@@ -103,13 +113,27 @@ func entryKey(o *circuit.Open) links.SourceKey {
 	return links.ClaimedSource(relays[k-2], relays[k-1:])
 }
 
+// peerKey is the key of the neighbour o came from when it claims to relay
+// o (hop 1 and more): the last relay its path names, which CheckSource
+// proved is that neighbour; 0 at hop 0, where the source key is the
+// neighbour's. A neighbour making up the sources and relays before its
+// own name gets source and entry keys of its own for each, but all its
+// claims share this one.
+func peerKey(o *circuit.Open) links.SourceKey {
+	relays := claimRelays(o)
+	if o.Hop < 1 || len(relays) < 1 {
+		return 0
+	}
+	return links.ClaimedSource("", relays[len(relays)-1:])
+}
+
 // spent reports whether the budget of o's source (key) or of its entry
 // holds no refusal: its open is then refused at once (refuseBeyond).
 func (ob *openBudget) spent(o *circuit.Open, key links.SourceKey, now time.Time) bool {
 	if ob.off {
 		return false
 	}
-	entry := entryKey(o)
+	entry, peer := entryKey(o), peerKey(o)
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
 	if r := ob.bySource[key]; r != nil && r.b.Refill(now).Tokens < 1 {
@@ -118,6 +142,10 @@ func (ob *openBudget) spent(o *circuit.Open, key links.SourceKey, now time.Time)
 	}
 	if r := ob.byEntry[entry]; entry != 0 && r != nil && r.b.Refill(now).Tokens < 1 {
 		ob.noteBeyond(r, o, "entry", now)
+		return true
+	}
+	if r := ob.byPeer[peer]; peer != 0 && r != nil && r.b.Refill(now).Tokens < 1 {
+		ob.noteBeyond(r, o, "relaying neighbour", now)
 		return true
 	}
 	return false
@@ -147,7 +175,7 @@ func (ob *openBudget) charge(o *circuit.Open, key links.SourceKey, now time.Time
 	if ob.off {
 		return
 	}
-	entry := entryKey(o)
+	entry, peer := entryKey(o), peerKey(o)
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
 	ob.charged.Add(1)
@@ -156,6 +184,11 @@ func (ob *openBudget) charge(o *circuit.Open, key links.SourceKey, now time.Time
 	}
 	if entry != 0 {
 		if r := refusalsOf(ob.byEntry, entry, entryShare*ob.rate, entryShare*ob.burst, now); r != nil {
+			r.b.Tokens--
+		}
+	}
+	if peer != 0 {
+		if r := refusalsOf(ob.byPeer, peer, peerShare*ob.rate, peerShare*ob.burst, now); r != nil {
 			r.b.Tokens--
 		}
 	}

@@ -236,14 +236,6 @@ func (b *resumeBudget) resendDebt(source string, now time.Time) (bool, string) {
 // (circuitmesh_resume_resend_refused_total).
 func (b *resumeBudget) refusedResend() { b.resendRefused.Inc() }
 
-// resendSpent is asked before the open's first handshake message is read,
-// for the source the open claims, which any relay on its path may forge:
-// it reports nothing spent, since refusing and counting on that claim
-// would count a neighbour's forgeries as the source's refusals
-// (TestAttackForgedResumesNotCountedAsResendRefusals). respond checks
-// the budget once it read the first message (resendDebt).
-func (b *resumeBudget) resendSpent(string, time.Time) (bool, string) { return false, "" }
-
 // park: the circuit lost its path and waits for a resume. Beyond the
 // bounds the oldest waiting circuit of its source that the node's
 // application closed, else its oldest waiting circuit, is ended;
