@@ -404,6 +404,9 @@ func (c *Conn) awaitHandshake() error {
 // result and the reply in one write; for the full handshake it then reads
 // the source's third message, bounded by the read deadline the caller set
 // on s, and authenticates the source (errors wrap ErrAuth; s is reset).
+// A third message that does not authenticate, or a stream that ends
+// without it, resets s with CloseProtocol; a read that fails otherwise
+// resets it with what the failure was (see thirdReadCode).
 func AcceptSecure(s links.Stream, o *Open, local Addr, r *seal.Responder) (*Conn, error) {
 	fail := func(err error) (*Conn, error) {
 		s.Reset(resetCode(err))
@@ -423,11 +426,14 @@ func AcceptSecure(s links.Stream, o *Open, local Addr, r *seal.Responder) (*Conn
 	}
 	if sess == nil {
 		third, err := ReadHandshake(s)
-		if err == nil {
+		code := CloseProtocol
+		if err != nil {
+			code = thirdReadCode(err)
+		} else {
 			sess, err = r.Finish(third, time.Now())
 		}
 		if err != nil {
-			s.Reset(CloseProtocol)
+			s.Reset(code)
 			return nil, fmt.Errorf("circuit: accept from %s/%s: %w", o.Source, o.Service, err)
 		}
 	}
@@ -439,6 +445,20 @@ func AcceptSecure(s links.Stream, o *Open, local Addr, r *seal.Responder) (*Conn
 		c.sec.plain = append([]byte(nil), e...)
 	}
 	return c, nil
+}
+
+// thirdReadCode is the close code a destination resets a circuit with
+// when it could not read the full handshake's third message: a protocol
+// error only when the source ended its stream without it. The source
+// broke no rule when the destination's read deadline ran out first (a
+// loaded machine, a path busy with earlier circuits: CloseInternal), a
+// link on the path was lost (CloseLinkLost) or the path reset the stream
+// (its code, passed on).
+func thirdReadCode(err error) uint64 {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return CloseProtocol
+	}
+	return resetCode(err)
 }
 
 // buffered is the payload received and opened that the next Read returns

@@ -57,6 +57,23 @@ func TestGossipKeyRotationKeepsTheMesh(t *testing.T) {
 	}
 	c.waitConverged()
 	waitMembers(t, c, names, 5)
+	// First contacts before the rotation: a node's first circuit to
+	// another takes the full end-to-end handshake, whose third message
+	// must reach the destination within HeaderTimeout (5 s) of the first
+	// one's read starting, which a starved machine can miss whatever the
+	// gossip key (the destination then resets the circuit, "internal
+	// error"). Then each node knows every other's key: the circuits
+	// counted below open in one message unless a destination asks them to
+	// retry.
+	for _, from := range names {
+		for _, to := range names {
+			if from != to {
+				waitFor(t, from+"'s first circuit to "+to, patience, func() bool {
+					return roundTrip(t, c.nodes[from], to, EchoService, []byte("first contact")) == nil
+				})
+			}
+		}
+	}
 
 	// Keep circuits flowing between all pairs while the key changes.
 	stop := make(chan struct{})
