@@ -239,8 +239,8 @@ func (n *Node) RefusedOpenStats() RefusedOpenStats {
 // refuseBeyond refuses an open whose source spent its budget of refused
 // opens, before anything else is done for it: a refusal encoded once,
 // written, and the stream closed; no span, no log line (noteBeyond), no
-// reason formatted. At hop 0 the caller has not named the stream, so it
-// counts as a stream its link's peer ended without an open.
+// reason formatted. The caller named the stream, so it does not count as
+// one its link's peer ended without an open.
 func (n *Node) refuseBeyond(s links.Stream) {
 	n.metrics.circuitsRefused.WithLabelValues(codeLabel(circuit.Overloaded)).Inc()
 	if _, err := s.Write(n.limits.opens.refusalOf(n.cfg.Name)); err != nil {
