@@ -93,15 +93,15 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 	// handshake proves it (reclaimSource).
 	key := reclaimSource(o)
 	// A source that had more of its opens refused here than its budget
-	// (Limits.RefusedOpensPerSource) has its opens refused at once. At
-	// hop 0 the stream is left unnamed: the link's peer is the source,
-	// and the stream counts against its link's budget of streams ended
-	// without an open. A relayed one is named, so that the relay's link
-	// is not charged for the source behind it.
+	// (Limits.RefusedOpensPerSource) has its opens refused at once. The
+	// stream is named, at hop 0 too: it carried a whole, valid open, and
+	// counting it as a stream ended without an open would close the link
+	// of an honest neighbour whose application retries a missing service
+	// in a loop (and with it every circuit on the link), while a member
+	// gets the same refusals at once on a link kept up by claiming to
+	// relay its opens (hop 1).
 	if n.limits.opens.spent(o, key, time.Now()) {
-		if o.Hop > 0 {
-			links.SetSource(s, key)
-		}
+		links.SetSource(s, key)
 		n.refuseBeyond(s)
 		aheadBufs.Put(bp)
 		return

@@ -58,9 +58,9 @@ type openBudget struct {
 	refusal     []byte
 
 	mu       sync.Mutex
-	bySource map[links.SourceKey]*refusals
-	byEntry  map[links.SourceKey]*refusals
-	byPeer   map[links.SourceKey]*refusals
+	bySource refusalTable
+	byEntry  refusalTable
+	byPeer   refusalTable
 
 	// charged counts the refusals charged to a budget; beyond the opens
 	// refused at once because their budget was spent.
@@ -84,9 +84,9 @@ func newOpenBudget(l Limits, log *slog.Logger) *openBudget {
 		rate:     float64(rate),
 		burst:    float64(max(rate, l.MaxCircuitsPerSource, 1)),
 		log:      log,
-		bySource: make(map[links.SourceKey]*refusals),
-		byEntry:  make(map[links.SourceKey]*refusals),
-		byPeer:   make(map[links.SourceKey]*refusals),
+		bySource: refusalTable{m: make(map[links.SourceKey]*refusals)},
+		byEntry:  refusalTable{m: make(map[links.SourceKey]*refusals)},
+		byPeer:   refusalTable{m: make(map[links.SourceKey]*refusals)},
 	}
 	return ob
 }
@@ -136,15 +136,15 @@ func (ob *openBudget) spent(o *circuit.Open, key links.SourceKey, now time.Time)
 	entry, peer := entryKey(o), peerKey(o)
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
-	if r := ob.bySource[key]; r != nil && r.b.Refill(now).Tokens < 1 {
+	if r := ob.bySource.m[key]; r != nil && r.b.Refill(now).Tokens < 1 {
 		ob.noteBeyond(r, o, "source", now)
 		return true
 	}
-	if r := ob.byEntry[entry]; entry != 0 && r != nil && r.b.Refill(now).Tokens < 1 {
+	if r := ob.byEntry.m[entry]; entry != 0 && r != nil && r.b.Refill(now).Tokens < 1 {
 		ob.noteBeyond(r, o, "entry", now)
 		return true
 	}
-	if r := ob.byPeer[peer]; peer != 0 && r != nil && r.b.Refill(now).Tokens < 1 {
+	if r := ob.byPeer.m[peer]; peer != 0 && r != nil && r.b.Refill(now).Tokens < 1 {
 		ob.noteBeyond(r, o, "relaying neighbour", now)
 		return true
 	}
@@ -179,40 +179,63 @@ func (ob *openBudget) charge(o *circuit.Open, key links.SourceKey, now time.Time
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
 	ob.charged.Add(1)
-	if r := refusalsOf(ob.bySource, key, ob.rate, ob.burst, now); r != nil {
+	if r := ob.bySource.of(key, ob.rate, ob.burst, now); r != nil {
 		r.b.Tokens--
 	}
 	if entry != 0 {
-		if r := refusalsOf(ob.byEntry, entry, entryShare*ob.rate, entryShare*ob.burst, now); r != nil {
+		if r := ob.byEntry.of(entry, entryShare*ob.rate, entryShare*ob.burst, now); r != nil {
 			r.b.Tokens--
 		}
 	}
 	if peer != 0 {
-		if r := refusalsOf(ob.byPeer, peer, peerShare*ob.rate, peerShare*ob.burst, now); r != nil {
+		if r := ob.byPeer.of(peer, peerShare*ob.rate, peerShare*ob.burst, now); r != nil {
 			r.b.Tokens--
 		}
 	}
 }
 
-// refusalsOf is key's bucket in m, made full when m has none, or nil
-// when m holds maxRefusalSources buckets none of which is full again.
-func refusalsOf(m map[links.SourceKey]*refusals, key links.SourceKey, rate, burst float64, now time.Time) *refusals {
-	if r := m[key]; r != nil {
+// refusalTable is a table of buckets by key, at most maxRefusalSources.
+type refusalTable struct {
+	m map[links.SourceKey]*refusals
+	// noRoomUntil is, once a pass over a full table found no bucket full
+	// again, the soonest one can be: until then a new key finds no room
+	// without another pass. Buckets only fill with time and a charge only
+	// empties one, so none is full again before.
+	noRoomUntil time.Time
+	// scanned counts the buckets the passes looked at.
+	scanned uint64
+}
+
+// of is key's bucket in t, made full when t has none, or nil when t holds
+// maxRefusalSources buckets none of which is full again.
+func (t *refusalTable) of(key links.SourceKey, rate, burst float64, now time.Time) *refusals {
+	if r := t.m[key]; r != nil {
 		r.b.Refill(now)
 		return r
 	}
-	if len(m) >= maxRefusalSources {
-		for k, r := range m {
-			if r.b.Refill(now).Tokens >= r.b.Burst {
-				delete(m, k)
+	if len(t.m) >= maxRefusalSources {
+		if now.Before(t.noRoomUntil) {
+			return nil
+		}
+		soonest := time.Duration(1<<63 - 1)
+		for k, r := range t.m {
+			t.scanned++
+			b := r.b.Refill(now)
+			if b.Tokens >= b.Burst {
+				delete(t.m, k)
+				continue
+			}
+			if d := time.Duration((b.Burst - b.Tokens) / b.Rate * float64(time.Second)); d < soonest {
+				soonest = d
 			}
 		}
-		if len(m) >= maxRefusalSources {
+		if len(t.m) >= maxRefusalSources {
+			t.noRoomUntil = now.Add(soonest)
 			return nil
 		}
 	}
 	r := &refusals{b: bucket.Full(rate, burst, now)}
-	m[key] = r
+	t.m[key] = r
 	return r
 }
 
@@ -220,7 +243,7 @@ func refusalsOf(m map[links.SourceKey]*refusals, key links.SourceKey, rate, burs
 func (ob *openBudget) sizes() (sources, entries int) {
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
-	return len(ob.bySource), len(ob.byEntry)
+	return len(ob.bySource.m), len(ob.byEntry.m)
 }
 
 // RefusedOpenStats counts the circuit opens this node refused itself
@@ -239,8 +262,8 @@ func (n *Node) RefusedOpenStats() RefusedOpenStats {
 // refuseBeyond refuses an open whose source spent its budget of refused
 // opens, before anything else is done for it: a refusal encoded once,
 // written, and the stream closed; no span, no log line (noteBeyond), no
-// reason formatted. At hop 0 the caller has not named the stream, so it
-// counts as a stream its link's peer ended without an open.
+// reason formatted. The caller named the stream, so it does not count as
+// one its link's peer ended without an open.
 func (n *Node) refuseBeyond(s links.Stream) {
 	n.metrics.circuitsRefused.WithLabelValues(codeLabel(circuit.Overloaded)).Inc()
 	if _, err := s.Write(n.limits.opens.refusalOf(n.cfg.Name)); err != nil {
