@@ -252,9 +252,9 @@ type Limits struct {
 	// the last relay from one of its neighbours (hop 2 and more) together
 	// hold eight times as much. Beyond it every open of that source (or
 	// entering there) is refused "overloaded" as soon as its header is
-	// read, before anything else is done for it; at hop 0 such a refused
-	// stream counts as one ended without an open, against the link's
-	// budget of those (links.QUICConfig.StreamAborts). Refusals at bounds
+	// read, before anything else is done for it; the link is not charged
+	// (such a stream is named, so it never counts against
+	// links.QUICConfig.StreamAborts). Refusals at bounds
 	// others share (the node's, a link's, shutting down, retry) are not
 	// counted. Default 64; negative means no budget.
 	RefusedOpensPerSource int

@@ -29,11 +29,6 @@ const defaultRefusedOpens = 64
 // last relay from one of its neighbours hold together.
 const entryShare = 8
 
-// peerShare is how many times a source's budget the claims one neighbour
-// relays hold together, whatever sources and relays before itself it
-// names.
-const peerShare = 32
-
 // maxRefusalSources bounds each table of buckets (sources, entries);
 // beyond it those full again are forgotten, and when none is, a key that
 // has none gets none (its refusals are not counted).
@@ -45,10 +40,12 @@ const maxRefusalSources = 4096
 // names before itself, which it proved if it is honest. A source
 // claiming made-up sources or relays before its own name (a router)
 // gets a source key of its own for each, but every one of its claims
-// through an honest last relay shares its entry.
-// And, for opens at hop 1 and more, by the neighbour that relayed them
-// (peerKey): a neighbour making up both gets a source and an entry key
-// for each claim, and one bucket for them all.
+// through an honest last relay shares its entry. Every bucket gates only
+// opens whose path crosses every node that can spend it, so a member
+// spending one stops only traffic it could drop anyway: no bucket is
+// shared by all the claims one neighbour relays, which members behind an
+// honest relay could spend for everyone it relays
+// (TestOpenBudgetMembersBehindARelayLeaveOthersTheirOpens).
 type openBudget struct {
 	off         bool
 	rate, burst float64
@@ -60,7 +57,6 @@ type openBudget struct {
 	mu       sync.Mutex
 	bySource refusalTable
 	byEntry  refusalTable
-	byPeer   refusalTable
 
 	// charged counts the refusals charged to a budget; beyond the opens
 	// refused at once because their budget was spent.
@@ -86,7 +82,6 @@ func newOpenBudget(l Limits, log *slog.Logger) *openBudget {
 		log:      log,
 		bySource: refusalTable{m: make(map[links.SourceKey]*refusals)},
 		byEntry:  refusalTable{m: make(map[links.SourceKey]*refusals)},
-		byPeer:   refusalTable{m: make(map[links.SourceKey]*refusals)},
 	}
 	return ob
 }
@@ -113,27 +108,13 @@ func entryKey(o *circuit.Open) links.SourceKey {
 	return links.ClaimedSource(relays[k-2], relays[k-1:])
 }
 
-// peerKey is the key of the neighbour o came from when it claims to relay
-// o (hop 1 and more): the last relay its path names, which CheckSource
-// proved is that neighbour; 0 at hop 0, where the source key is the
-// neighbour's. A neighbour making up the sources and relays before its
-// own name gets source and entry keys of its own for each, but all its
-// claims share this one.
-func peerKey(o *circuit.Open) links.SourceKey {
-	relays := claimRelays(o)
-	if o.Hop < 1 || len(relays) < 1 {
-		return 0
-	}
-	return links.ClaimedSource("", relays[len(relays)-1:])
-}
-
 // spent reports whether the budget of o's source (key) or of its entry
 // holds no refusal: its open is then refused at once (refuseBeyond).
 func (ob *openBudget) spent(o *circuit.Open, key links.SourceKey, now time.Time) bool {
 	if ob.off {
 		return false
 	}
-	entry, peer := entryKey(o), peerKey(o)
+	entry := entryKey(o)
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
 	if r := ob.bySource.m[key]; r != nil && r.b.Refill(now).Tokens < 1 {
@@ -142,10 +123,6 @@ func (ob *openBudget) spent(o *circuit.Open, key links.SourceKey, now time.Time)
 	}
 	if r := ob.byEntry.m[entry]; entry != 0 && r != nil && r.b.Refill(now).Tokens < 1 {
 		ob.noteBeyond(r, o, "entry", now)
-		return true
-	}
-	if r := ob.byPeer.m[peer]; peer != 0 && r != nil && r.b.Refill(now).Tokens < 1 {
-		ob.noteBeyond(r, o, "relaying neighbour", now)
 		return true
 	}
 	return false
@@ -175,7 +152,7 @@ func (ob *openBudget) charge(o *circuit.Open, key links.SourceKey, now time.Time
 	if ob.off {
 		return
 	}
-	entry, peer := entryKey(o), peerKey(o)
+	entry := entryKey(o)
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
 	ob.charged.Add(1)
@@ -184,11 +161,6 @@ func (ob *openBudget) charge(o *circuit.Open, key links.SourceKey, now time.Time
 	}
 	if entry != 0 {
 		if r := ob.byEntry.of(entry, entryShare*ob.rate, entryShare*ob.burst, now); r != nil {
-			r.b.Tokens--
-		}
-	}
-	if peer != 0 {
-		if r := ob.byPeer.of(peer, peerShare*ob.rate, peerShare*ob.burst, now); r != nil {
 			r.b.Tokens--
 		}
 	}
