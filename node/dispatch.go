@@ -100,13 +100,12 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 	// in a loop (and with it every circuit on the link), while a member
 	// gets the same refusals at once on a link kept up by claiming to
 	// relay its opens (hop 1).
+	links.SetSource(s, key)
 	if n.limits.opens.spent(o, key, time.Now()) {
-		links.SetSource(s, key)
 		n.refuseBeyond(s)
 		aheadBufs.Put(bp)
 		return
 	}
-	links.SetSource(s, key)
 	if o.Dest == n.cfg.Name || n.cfg.hooks != nil && n.cfg.hooks.claim != nil && n.cfg.hooks.claim(o.Dest) {
 		s = withFirst(s, rest)
 		aheadBufs.Put(bp)
