@@ -374,21 +374,30 @@ func (c *Conn) awaitHandshake() error {
 		if isTimeout(err) || c.closed.Load() {
 			return c.opError("read", err)
 		}
+		code := resetCode(err) // the path's reset passed on, a lost link
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			err = fmt.Errorf("%w: stream ended during the handshake", ErrAuth)
+			code = CloseProtocol
 		}
 		c.sec.err = c.opError("read", err)
-		c.s.Reset(CloseProtocol)
+		c.s.Reset(code)
 		return c.sec.err
 	}
 	sess, third, err := c.sec.ini.Finish(body, nil, time.Now())
-	if err == nil && len(third) > 0 {
-		_, err = c.s.Write(third)
-	}
 	if err != nil {
 		c.sec.err = c.opError("read", err)
 		c.s.Reset(CloseProtocol)
 		return c.sec.err
+	}
+	if len(third) > 0 {
+		if _, err := c.s.Write(third); err != nil {
+			// The destination proved itself and the source broke no
+			// rule: a reset from the path passes its code on, a lost
+			// link is CloseLinkLost, a deadline CloseInternal.
+			c.sec.err = c.opError("write", err)
+			c.s.Reset(resetCode(err))
+			return c.sec.err
+		}
 	}
 	c.sec.sess = sess
 	c.sec.done.Store(true)
