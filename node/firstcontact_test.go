@@ -1,11 +1,13 @@
 package node
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/links"
 )
 
@@ -91,4 +93,56 @@ func TestFirstContactThroughASlowPath(t *testing.T) {
 	if n := relayed.Load(); n != 1 {
 		t.Fatalf("r relayed %d circuits, want the one", n)
 	}
+}
+
+// TestFirstContactTooSlowThenOneMessage: a's first circuit to d, whose
+// third message reaches d 8 s after d's reply with d's HeaderTimeout 6 s,
+// is dialled, then reset by d: a's first Read fails with "internal
+// error", not "protocol error", and a does not open it again by itself.
+// a learned d's key record from the reply, so the next Dial takes the
+// one-message handshake, which has no third message, and carries its
+// bytes.
+func TestFirstContactTooSlowThenOneMessage(t *testing.T) {
+	slow := &slowPath{third: 8 * time.Second, replied: make(chan struct{})}
+	var relayed atomic.Int32
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) {
+		cfg.Limits.HeaderTimeout = 6 * time.Second
+		cfg.DialTimeout = time.Minute
+		if cfg.Name == "r" {
+			cfg.hooks = &hooks{relay: func(in, out links.Stream) (links.Stream, links.Stream) {
+				if relayed.Add(1) > 1 {
+					return in, out
+				}
+				return &slowIn{Stream: in, p: slow}, &slowOut{Stream: out, p: slow}
+			}}
+		}
+	}
+	c.build("a-r", "r-d")
+	c.waitNextHop("a", "d", "r")
+	serve(t, c.nodes["d"], "slowecho", echoHandler)
+	a := c.nodes["a"]
+	conn, err := a.DialWith(ctxT(t, time.Minute), "d", "slowecho", DialOptions{NoResume: true})
+	if err != nil {
+		t.Fatalf("a's first circuit to d: %v", err)
+	}
+	conn.SetDeadline(time.Now().Add(time.Minute))
+	_, err = conn.Read(make([]byte, 1))
+	conn.Close()
+	var re *circuit.ResetError
+	if !errors.As(err, &re) || re.Code.Reason() != circuit.CloseInternal {
+		t.Fatalf("a's first read: %v, want d's reset with internal error", err)
+	}
+	if _, ok := a.keyBook.LookupKey("d"); !ok {
+		t.Fatal("a did not keep d's key record from the reply")
+	}
+	if n := relayed.Load(); n != 1 {
+		t.Fatalf("r relayed %d circuits, want the one a dialled: a opened it again by itself", n)
+	}
+	conn, err = a.DialWith(ctxT(t, time.Minute), "d", "slowecho", DialOptions{NoResume: true})
+	if err != nil {
+		t.Fatalf("a's second circuit to d: %v", err)
+	}
+	defer conn.Close()
+	echoOnce(t, conn, "second contact")
 }
