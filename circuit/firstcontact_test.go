@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"sync"
 	"testing"
@@ -153,7 +154,8 @@ func acceptedResult(t *testing.T) []byte {
 // handshake failed after the destination accepted, for no fault of
 // either end's protocol, resets the circuit with what failed, not with
 // CloseProtocol: the path's reset passed on, a lost link as
-// CloseLinkLost, on the reply's read and on the third message's write.
+// CloseLinkLost, on the reply's read and on the third message's write,
+// and a deadline on that write as CloseInternal.
 func TestSourceResetsAFailedFirstContactWithItsCause(t *testing.T) {
 	lost := fmt.Errorf("test: %w", links.ErrLinkLost)
 	for _, tc := range []struct {
@@ -166,6 +168,7 @@ func TestSourceResetsAFailedFirstContactWithItsCause(t *testing.T) {
 		{name: "path reset during the reply", destReset: CloseShuttingDown, want: CloseShuttingDown},
 		{name: "link lost during the reply", readErr: lost, want: CloseLinkLost},
 		{name: "link lost writing the third message", writeErr: lost, want: CloseLinkLost},
+		{name: "deadline writing the third message", writeErr: os.ErrDeadlineExceeded, want: CloseInternal},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, ctx, s := openFirstHop(t, 1)
