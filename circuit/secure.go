@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"github.com/circuitmesh/circuitmesh/links"
@@ -374,21 +376,30 @@ func (c *Conn) awaitHandshake() error {
 		if isTimeout(err) || c.closed.Load() {
 			return c.opError("read", err)
 		}
+		code := resetCode(err) // the path's reset passed on, a lost link
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			err = fmt.Errorf("%w: stream ended during the handshake", ErrAuth)
+			code = CloseProtocol
 		}
 		c.sec.err = c.opError("read", err)
-		c.s.Reset(CloseProtocol)
+		c.s.Reset(code)
 		return c.sec.err
 	}
 	sess, third, err := c.sec.ini.Finish(body, nil, time.Now())
-	if err == nil && len(third) > 0 {
-		_, err = c.s.Write(third)
-	}
 	if err != nil {
 		c.sec.err = c.opError("read", err)
 		c.s.Reset(CloseProtocol)
 		return c.sec.err
+	}
+	if len(third) > 0 {
+		if _, err := c.s.Write(third); err != nil {
+			// The destination proved itself and the source broke no
+			// rule: a reset from the path passes its code on, a lost
+			// link is CloseLinkLost, a deadline CloseInternal.
+			c.sec.err = c.opError("write", err)
+			c.s.Reset(resetCode(err))
+			return c.sec.err
+		}
 	}
 	c.sec.sess = sess
 	c.sec.done.Store(true)
@@ -398,12 +409,53 @@ func (c *Conn) awaitHandshake() error {
 	return nil
 }
 
+// thirdWindows holds the window ThirdMessageWithin gave the third
+// message of a full handshake, by its responder, until AcceptSecure takes
+// it or the responder is collected: at most one entry for each responder
+// still alive.
+var thirdWindows = struct {
+	sync.Mutex
+	m map[weak.Pointer[seal.Responder]]time.Duration
+}{m: make(map[weak.Pointer[seal.Responder]]time.Duration)}
+
+// ThirdMessageWithin gives the third message of r's full handshake d to
+// arrive at AcceptSecure, counted from its write of the reply, in place of
+// the read deadline the caller set on the stream: the destination's own
+// work before its reply (its admission, the reply's X25519 operations, a
+// starved scheduler) is then not taken from the source's time.
+func ThirdMessageWithin(r *seal.Responder, d time.Duration) {
+	w := weak.Make(r)
+	thirdWindows.Lock()
+	_, had := thirdWindows.m[w]
+	thirdWindows.m[w] = d
+	thirdWindows.Unlock()
+	if !had {
+		runtime.AddCleanup(r, func(w weak.Pointer[seal.Responder]) {
+			thirdWindows.Lock()
+			delete(thirdWindows.m, w)
+			thirdWindows.Unlock()
+		}, w)
+	}
+}
+
+// takeThirdWindow is the window ThirdMessageWithin gave r, forgotten.
+func takeThirdWindow(r *seal.Responder) (time.Duration, bool) {
+	w := weak.Make(r)
+	thirdWindows.Lock()
+	defer thirdWindows.Unlock()
+	d, ok := thirdWindows.m[w]
+	delete(thirdWindows.m, w)
+	return d, ok
+}
+
 // AcceptSecure is Accept for a sealed circuit whose first handshake message
 // the destination processed with r (Keys.Respond), so for the one-message
 // handshake the source is already authenticated. It writes the Accepted
 // result and the reply in one write; for the full handshake it then reads
-// the source's third message, bounded by the read deadline the caller set
-// on s, and authenticates the source (errors wrap ErrAuth; s is reset).
+// the source's third message, within the window ThirdMessageWithin gave r
+// counted from the reply's write, else bounded by the read deadline the
+// caller set on s, and authenticates the source (errors wrap ErrAuth; s
+// is reset).
 // A third message that does not authenticate, or a stream that ends
 // without it, resets s with CloseProtocol; a read that fails otherwise
 // resets it with what the failure was (see thirdReadCode).
@@ -425,6 +477,11 @@ func AcceptSecure(s links.Stream, o *Open, local Addr, r *seal.Responder) (*Conn
 		return fail(err)
 	}
 	if sess == nil {
+		if d, ok := takeThirdWindow(r); ok {
+			// The source's work and the path's delay are timed, not
+			// this end's own before its reply.
+			_ = s.SetReadDeadline(time.Now().Add(d))
+		}
 		third, err := ReadHandshake(s)
 		code := CloseProtocol
 		if err != nil {
