@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
-	"weak"
 
 	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"github.com/circuitmesh/circuitmesh/links"
@@ -36,7 +34,7 @@ func respondFull(k *sealKeys, s links.Stream, o *Open) (*seal.Responder, error) 
 // its reply outlasted the deadline it set for the first message (a
 // starved scheduler, here a wait past that deadline) still reads the
 // third message of a full handshake that the source sent at once, because
-// the window ThirdMessageWithin gave it counts from the reply's write.
+// the window AcceptSecureWithin gives it counts from the reply's write.
 // Before, that read shared the first message's deadline, already run out
 // by the reply, and the honest first contact was reset.
 func TestThirdMessageTimedFromTheReply(t *testing.T) {
@@ -51,13 +49,12 @@ func TestThirdMessageTimedFromTheReply(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		ThirdMessageWithin(r, 30*time.Second)
 		// The destination's own work before its reply ends after the
 		// first message's deadline.
 		for time.Now().Before(firstBy.Add(100 * time.Millisecond)) {
 			time.Sleep(50 * time.Millisecond)
 		}
-		return AcceptSecure(s, o, Addr{Node: "d", Service: o.Service}, r)
+		return AcceptSecureWithin(s, o, Addr{Node: "d", Service: o.Service}, r, 30*time.Second)
 	})
 	src, err := k.dial(o, true, false, false)(ctx, s)
 	dest, sps, werr := wait()
@@ -234,40 +231,5 @@ func TestSourceResetsAFailedFirstContactWithItsCause(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// TestThirdMessageWindowsForgotten: the windows ThirdMessageWithin gave
-// responders that never reached AcceptSecure (an open refused after its
-// first message) are forgotten once the responders are collected.
-func TestThirdMessageWindowsForgotten(t *testing.T) {
-	const n = 1000
-	ws := make([]weak.Pointer[seal.Responder], n)
-	for i := range ws {
-		r := new(seal.Responder)
-		ws[i] = weak.Make(r)
-		ThirdMessageWithin(r, time.Second)
-	}
-	held := func() int {
-		thirdWindows.Lock()
-		defer thirdWindows.Unlock()
-		k := 0
-		for _, w := range ws {
-			if _, ok := thirdWindows.m[w]; ok {
-				k++
-			}
-		}
-		return k
-	}
-	if k := held(); k != n {
-		t.Fatalf("%d of %d windows held before any collection", k, n)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for held() > 0 && time.Now().Before(deadline) {
-		runtime.GC()
-		time.Sleep(10 * time.Millisecond)
-	}
-	if k := held(); k > 0 {
-		t.Fatalf("%d of %d windows still held after their responders were collected", k, n)
 	}
 }

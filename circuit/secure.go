@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
-	"weak"
 
 	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"github.com/circuitmesh/circuitmesh/links"
@@ -409,57 +407,26 @@ func (c *Conn) awaitHandshake() error {
 	return nil
 }
 
-// thirdWindows holds the window ThirdMessageWithin gave the third
-// message of a full handshake, by its responder, until AcceptSecure takes
-// it or the responder is collected: at most one entry for each responder
-// still alive.
-var thirdWindows = struct {
-	sync.Mutex
-	m map[weak.Pointer[seal.Responder]]time.Duration
-}{m: make(map[weak.Pointer[seal.Responder]]time.Duration)}
-
-// ThirdMessageWithin gives the third message of r's full handshake d to
-// arrive at AcceptSecure, counted from its write of the reply, in place of
-// the read deadline the caller set on the stream: the destination's own
-// work before its reply (its admission, the reply's X25519 operations, a
-// starved scheduler) is then not taken from the source's time.
-func ThirdMessageWithin(r *seal.Responder, d time.Duration) {
-	w := weak.Make(r)
-	thirdWindows.Lock()
-	_, had := thirdWindows.m[w]
-	thirdWindows.m[w] = d
-	thirdWindows.Unlock()
-	if !had {
-		runtime.AddCleanup(r, func(w weak.Pointer[seal.Responder]) {
-			thirdWindows.Lock()
-			delete(thirdWindows.m, w)
-			thirdWindows.Unlock()
-		}, w)
-	}
-}
-
-// takeThirdWindow is the window ThirdMessageWithin gave r, forgotten.
-func takeThirdWindow(r *seal.Responder) (time.Duration, bool) {
-	w := weak.Make(r)
-	thirdWindows.Lock()
-	defer thirdWindows.Unlock()
-	d, ok := thirdWindows.m[w]
-	delete(thirdWindows.m, w)
-	return d, ok
-}
-
 // AcceptSecure is Accept for a sealed circuit whose first handshake message
 // the destination processed with r (Keys.Respond), so for the one-message
 // handshake the source is already authenticated. It writes the Accepted
 // result and the reply in one write; for the full handshake it then reads
-// the source's third message, within the window ThirdMessageWithin gave r
-// counted from the reply's write, else bounded by the read deadline the
-// caller set on s, and authenticates the source (errors wrap ErrAuth; s
-// is reset).
+// the source's third message, bounded by the read deadline the caller set
+// on s, and authenticates the source (errors wrap ErrAuth; s is reset).
 // A third message that does not authenticate, or a stream that ends
 // without it, resets s with CloseProtocol; a read that fails otherwise
 // resets it with what the failure was (see thirdReadCode).
 func AcceptSecure(s links.Stream, o *Open, local Addr, r *seal.Responder) (*Conn, error) {
+	return AcceptSecureWithin(s, o, local, r, 0)
+}
+
+// AcceptSecureWithin is AcceptSecure giving a full handshake's third
+// message third to arrive, counted from the reply's write, in place of
+// the read deadline the caller set on s (third > 0): the destination's
+// own work before its reply (its admission, the reply's X25519
+// operations, a starved scheduler) is then not taken from the source's
+// time.
+func AcceptSecureWithin(s links.Stream, o *Open, local Addr, r *seal.Responder, third time.Duration) (*Conn, error) {
 	fail := func(err error) (*Conn, error) {
 		s.Reset(resetCode(err))
 		return nil, fmt.Errorf("circuit: accept from %s/%s: %w", o.Source, o.Service, err)
@@ -477,10 +444,10 @@ func AcceptSecure(s links.Stream, o *Open, local Addr, r *seal.Responder) (*Conn
 		return fail(err)
 	}
 	if sess == nil {
-		if d, ok := takeThirdWindow(r); ok {
+		if third > 0 {
 			// The source's work and the path's delay are timed, not
 			// this end's own before its reply.
-			_ = s.SetReadDeadline(time.Now().Add(d))
+			_ = s.SetReadDeadline(time.Now().Add(third))
 		}
 		third, err := ReadHandshake(s)
 		code := CloseProtocol

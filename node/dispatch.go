@@ -328,7 +328,10 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, key links.S
 	local := circuit.Addr{Node: n.cfg.Name, Service: o.Service}
 	var c *circuit.Conn
 	if resp != nil {
-		c, err = circuit.AcceptSecure(s, o, local, resp)
+		// A full handshake's third message has HeaderTimeout of its own,
+		// counted from the reply: the source's work and the path's delay
+		// are timed, not this node's before it replies.
+		c, err = circuit.AcceptSecureWithin(s, o, local, resp, n.cfg.Limits.HeaderTimeout)
 	} else {
 		c, err = circuit.Accept(s, o, local)
 	}

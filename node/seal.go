@@ -193,7 +193,7 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 //
 // The first message must arrive within HeaderTimeout of its read
 // starting; a full handshake's third message within HeaderTimeout of the
-// reply's write (circuit.ThirdMessageWithin).
+// reply's write (circuit.AcceptSecureWithin, dispatch).
 func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Responder, circuit.Code, error) {
 	s.SetReadDeadline(time.Now().Add(n.cfg.Limits.HeaderTimeout))
 	msg, err := circuit.ReadHandshake(s)
@@ -262,13 +262,6 @@ func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Resp
 	case err != nil:
 		n.log.Debug("end-to-end handshake failed", "source", o.Source, "service", o.Service, "err", err)
 		return nil, circuit.Policy, err
-	}
-	if r.Full() {
-		// The third message has HeaderTimeout of its own, counted from
-		// the reply: the source's work and the path's delay are timed,
-		// not this node's before it replies (admission, the reply's
-		// X25519 operations, a starved scheduler).
-		circuit.ThirdMessageWithin(r, n.cfg.Limits.HeaderTimeout)
 	}
 	return r, circuit.Accepted, nil
 }
