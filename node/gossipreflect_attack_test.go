@@ -267,18 +267,27 @@ type mutedGossip struct {
 }
 
 // mutableGossip is a mutedGossip on a free port of 127.0.0.1.
+//
+// The transport takes a TCP port the kernel picks and then the same port
+// for UDP, which another socket (of this process or another) may hold:
+// it then tries again, on another port, rather than fail the test. A
+// port chosen and released beforehand could be taken by anyone in
+// between.
 func mutableGossip(t *testing.T) *mutedGossip {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var (
+		nt  *memberlist.NetTransport
+		err error
+	)
+	for range 20 {
+		if nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{"127.0.0.1"}, BindPort: 0}); err == nil {
+			break
+		}
 	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	_ = pc.Close()
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{"127.0.0.1"}, BindPort: port})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("no port of 127.0.0.1 free for both TCP and UDP gossip: %v", err)
 	}
+	port := nt.GetAutoBindPort()
 	m := &mutedGossip{NetTransport: nt, bind: fmt.Sprintf("127.0.0.1:%d", port), packets: make(chan *memberlist.Packet), done: make(chan struct{})}
 	m.stopped.Go(func() {
 		for {

@@ -133,7 +133,23 @@ func TestResumeGridFiveRelayCrashes(t *testing.T) {
 			k+1, victim, p, stalls.take().Round(time.Millisecond), time.Since(killed).Round(time.Millisecond), path())
 
 		// The crashed node restarts: a new process, same name, new socket.
+		// Its neighbours refuse a newcomer under the name of a node they
+		// still hold a link to and did not declare dead within the
+		// handshake (duplicate node name), which a starved machine can
+		// take longer than a handshake to do: the process restarts once
+		// they have dropped their links to the crashed one.
 		c.nodes[victim].Close()
+		for _, e := range edges {
+			if a, b, _ := strings.Cut(e, "-"); a == victim || b == victim {
+				peer := a
+				if a == victim {
+					peer = b
+				}
+				waitFor(t, peer+" to drop its link to the crashed "+victim, patience, func() bool {
+					return c.nodes[peer].link(victim) == nil
+				})
+			}
+		}
 		c.add(victim)
 		for _, e := range edges {
 			if a, b, _ := strings.Cut(e, "-"); a == victim || b == victim {
