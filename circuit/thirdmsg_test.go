@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"github.com/circuitmesh/circuitmesh/links"
 )
 
@@ -39,16 +38,9 @@ func TestSlowThirdMessageNotAProtocolError(t *testing.T) {
 	k := newSealKeys(t)
 	o := basicOpen()
 	wait := p.start(ctx, func(s links.Stream, o *Open) (*Conn, error) {
-		msg, err := ReadHandshake(s)
+		r, err := respondFull(k, s, o)
 		if err != nil {
 			return nil, err
-		}
-		r, err := k.d.Respond(seal.Prologue(o.Dest, o.Source, o.Service, uint16(o.Flags)), msg, o.Source, k.strikes, time.Now())
-		if err != nil {
-			return nil, err
-		}
-		if !r.Full() {
-			return nil, errors.New("the source did not take the full handshake")
 		}
 		// The bound a node puts on the open, here run out by the time
 		// the third message is read.

@@ -58,16 +58,12 @@ func (s *slowOut) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// TestFirstContactThroughASlowPath: a's first circuit to d, a full
-// handshake through r, whose first message reaches d 4 s after d started
-// reading it and whose third message reaches d 4 s after d's reply, with
-// d's HeaderTimeout 6 s, is accepted and carries its bytes: the third
-// message has HeaderTimeout of its own from the reply. Before, both had
-// to arrive within HeaderTimeout of the first's read starting, and d
-// reset the circuit ("internal error").
-func TestFirstContactThroughASlowPath(t *testing.T) {
-	slow := &slowPath{first: 4 * time.Second, third: 4 * time.Second, replied: make(chan struct{})}
-	var relayed atomic.Int32
+// slowFirstContact is a line a–r–d, d's HeaderTimeout 6 s and a service
+// "slowecho" on d, whose relay r passes the first circuit it relays
+// through slow and counts the circuits it relays.
+func slowFirstContact(t *testing.T, slow *slowPath) (*cluster, *atomic.Int32) {
+	t.Helper()
+	relayed := new(atomic.Int32)
 	c := newCluster(t, true)
 	c.tweak = func(cfg *Config) {
 		cfg.Limits.HeaderTimeout = 6 * time.Second
@@ -84,6 +80,19 @@ func TestFirstContactThroughASlowPath(t *testing.T) {
 	c.build("a-r", "r-d")
 	c.waitNextHop("a", "d", "r")
 	serve(t, c.nodes["d"], "slowecho", echoHandler)
+	return c, relayed
+}
+
+// TestFirstContactThroughASlowPath: a's first circuit to d, a full
+// handshake through r, whose first message reaches d 4 s after d started
+// reading it and whose third message reaches d 4 s after d's reply, with
+// d's HeaderTimeout 6 s, is accepted and carries its bytes: the third
+// message has HeaderTimeout of its own from the reply. Before, both had
+// to arrive within HeaderTimeout of the first's read starting, and d
+// reset the circuit ("internal error").
+func TestFirstContactThroughASlowPath(t *testing.T) {
+	slow := &slowPath{first: 4 * time.Second, third: 4 * time.Second, replied: make(chan struct{})}
+	c, relayed := slowFirstContact(t, slow)
 	conn, err := c.nodes["a"].DialWith(ctxT(t, time.Minute), "d", "slowecho", DialOptions{NoResume: true})
 	if err != nil {
 		t.Fatalf("a's first circuit to d: %v", err)
@@ -104,23 +113,7 @@ func TestFirstContactThroughASlowPath(t *testing.T) {
 // bytes.
 func TestFirstContactTooSlowThenOneMessage(t *testing.T) {
 	slow := &slowPath{third: 8 * time.Second, replied: make(chan struct{})}
-	var relayed atomic.Int32
-	c := newCluster(t, true)
-	c.tweak = func(cfg *Config) {
-		cfg.Limits.HeaderTimeout = 6 * time.Second
-		cfg.DialTimeout = time.Minute
-		if cfg.Name == "r" {
-			cfg.hooks = &hooks{relay: func(in, out links.Stream) (links.Stream, links.Stream) {
-				if relayed.Add(1) > 1 {
-					return in, out
-				}
-				return &slowIn{Stream: in, p: slow}, &slowOut{Stream: out, p: slow}
-			}}
-		}
-	}
-	c.build("a-r", "r-d")
-	c.waitNextHop("a", "d", "r")
-	serve(t, c.nodes["d"], "slowecho", echoHandler)
+	c, relayed := slowFirstContact(t, slow)
 	a := c.nodes["a"]
 	conn, err := a.DialWith(ctxT(t, time.Minute), "d", "slowecho", DialOptions{NoResume: true})
 	if err != nil {
