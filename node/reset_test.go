@@ -75,13 +75,7 @@ func TestRelayDeathResetsForwardedTCP(t *testing.T) {
 // service whose TCP server is down ends with a reset saying so.
 func TestExposeToDeadTCPServiceResetsUnavailable(t *testing.T) {
 	a, b := fwdPair(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
-	stop, err := b.Expose("dead", dead)
+	stop, err := b.Expose("dead", refusingTCPAddr(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,4 +91,25 @@ func TestExposeToDeadTCPServiceResetsUnavailable(t *testing.T) {
 	if !errors.As(err, &re) || re.Code != circuit.CloseUnavailable {
 		t.Fatalf("circuit to a dead TCP service: %v, want a reset with code %d", err, circuit.CloseUnavailable)
 	}
+}
+
+// refusingTCPAddr returns the address of a TCP port that refuses every
+// connection for the rest of the test: a socket bound to it and never
+// listening holds the port, so no other test's listener can take it (a
+// listener closed to free its port leaves it to the next one to bind).
+func refusingTCPAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return (&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*syscall.SockaddrInet4).Port}).String()
 }
