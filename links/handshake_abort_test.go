@@ -92,10 +92,20 @@ func abandonDial(t *testing.T, a, b *node, dc *deafConn) {
 	t.Helper()
 	failed := a.HandshakeStats().Failed
 	dc.armed.Store(true)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	_, err := b.Dial(ctx, a.LocalAddr().String())
+	// The dial is given up once a holds its handshake, however long the
+	// Retry and the answer to it take to arrive on a loaded machine (a
+	// fixed second let a dial end before a held anything).
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := b.Dial(ctx, a.LocalAddr().String())
+		errc <- err
+	}()
+	waitFor(t, "the node to hold the dial's handshake", patience, func() bool {
+		return a.HandshakeStats().InProgress > 0
+	})
 	cancel()
-	if err == nil {
+	if err := <-errc; err == nil {
 		t.Fatal("a dial that hears nothing after the Retry linked")
 	}
 	waitFor(t, "the node to give the abandoned handshake up", patience, func() bool {
