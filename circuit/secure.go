@@ -1,6 +1,7 @@
 package circuit
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -55,7 +56,20 @@ type Security struct {
 	// Fresh, when set, never resumes a session: the handshake is IK with
 	// Peer, else XX. A retry after a refused resumed handshake sets it.
 	Fresh bool
+	// Reopen, when set, lets a DialEarlySecure conn whose first flight
+	// the destination refuses with Retry open again by itself, at most
+	// maxReopens times: on the stream Reopen returns (the refused one is
+	// reset), with the next handshake down as a Dial takes it (a fresh
+	// one-message handshake after a refused resumption, else the full
+	// one), the early bytes the refused flight carried sent again. The
+	// refused flight delivered nothing, so nothing is delivered twice,
+	// and the caller's Reads and Writes see only the circuit accepted.
+	Reopen func() (links.Stream, error)
 }
+
+// maxReopens is how many times an early conn opens again after Retry, as
+// many as a Dial's retries (node.openSealed).
+const maxReopens = 2
 
 // EarlyWait is how long the first Read of an early sealed circuit waits for
 // a Write before it sends the open without data: long enough for a client
@@ -83,6 +97,18 @@ type secure struct {
 
 	// At the destination: the source resumed a session.
 	sessionResumed bool
+
+	// An early source that opens again after Retry (Security.Reopen).
+	reopen   func() (links.Stream, error)
+	reopens  int
+	stream   *reopenable // the conn's stream
+	keys     *seal.Keys
+	peer     *seal.KeyRecord
+	prologue []byte
+	dest     string
+	sentHdr  []byte // the open header, for the next flight
+	early    []byte // early bytes the first flight carried, until accepted
+	resend   bool   // the handshake under way did not carry early: send it after
 
 	// Read side, under Conn.readMu.
 	rd    msgReader
@@ -242,7 +268,8 @@ func DialEarlySecure(s links.Stream, o *Open, local Addr, sec Security) (*Conn, 
 		hdr.Flags |= FlagLargeRecords
 	}
 	// The prologue binds the flags, so they are final here.
-	ini, err := initiate(seal.Prologue(hdr.Dest, hdr.Source, hdr.Service, uint16(hdr.Flags)), hdr.Dest, sec.Peer)
+	prologue := seal.Prologue(hdr.Dest, hdr.Source, hdr.Service, uint16(hdr.Flags))
+	ini, err := initiate(prologue, hdr.Dest, sec.Peer)
 	if err != nil {
 		s.Reset(CloseInternal)
 		return nil, dialError(hdr, err)
@@ -252,10 +279,20 @@ func DialEarlySecure(s links.Stream, o *Open, local Addr, sec Security) (*Conn, 
 		s.Reset(resetCode(err))
 		return nil, dialError(hdr, err)
 	}
+	var rs *reopenable
+	if sec.Reopen != nil {
+		rs = &reopenable{cur: s}
+		s = rs
+	}
 	c := newConn(s, local, Addr{hdr.Dest, hdr.Service}, nil)
 	c.path.Store(nil)
 	c.sec = &secure{ini: ini, retry: sec.OnRetry, onPeer: sec.OnPeer, hdr: b, sent: make(chan struct{}), result: newFrameReader(kindResult, 0)}
 	c.sec.rd.pool = true
+	if rs != nil {
+		c.sec.reopen, c.sec.stream = sec.Reopen, rs
+		c.sec.keys, c.sec.peer, c.sec.prologue, c.sec.dest = sec.Keys, sec.Peer, prologue, hdr.Dest
+		c.sec.sentHdr = bytes.Clone(b)
+	}
 	return c, nil
 }
 
@@ -303,6 +340,9 @@ func (c *Conn) firstFlightLocked(early []byte) (int, error) {
 	}
 	c.sec.hdr = nil
 	close(c.sec.sent)
+	if c.sec.reopen != nil && len(early) > 0 {
+		c.sec.early = bytes.Clone(early) // the caller may reuse its buffer
+	}
 	if _, err := c.s.Write(b); err != nil {
 		c.sec.err = c.opError("write", err)
 		c.s.Reset(resetCode(err))
@@ -355,10 +395,19 @@ func (c *Conn) awaitHandshake() error {
 	if _, err := c.firstFlightLocked(nil); err != nil {
 		return err
 	}
-	if c.sec.result != nil {
+	for c.sec.result != nil {
 		body, err := c.sec.result.fill(c.s)
 		if err != nil && !isHeaderError(err) && err != io.EOF {
 			return c.opError("read", err) // not sticky: may be a deadline
+		}
+		if err == nil && c.sec.reopen != nil && c.sec.reopens < maxReopens {
+			if res, perr := parseResult(body); perr == nil && res.Code == Retry {
+				if err := c.reopenLocked(); err != nil {
+					c.sec.err = err
+					return err
+				}
+				continue
+			}
 		}
 		c.sec.result = nil
 		if err := c.takeResult(body, err); err != nil {
@@ -400,11 +449,183 @@ func (c *Conn) awaitHandshake() error {
 		}
 	}
 	c.sec.sess = sess
+	if c.sec.resend && len(c.sec.early) > 0 {
+		if err := c.resendEarlyLocked(); err != nil {
+			c.sec.err = err
+			return err
+		}
+	}
+	c.sec.early = nil
 	c.sec.done.Store(true)
 	if c.sec.onPeer != nil {
 		c.sec.onPeer(c.sec.ini.PeerRecord())
 	}
 	return nil
+}
+
+// reopenLocked opens an early circuit the destination refused with Retry
+// again on a new stream (Security.Reopen), with the next handshake down,
+// and sends its first flight: the one-message handshake carries the
+// early bytes again, the full one none (they follow its third message,
+// resendEarlyLocked). sec.mu held; nobody else reads or writes the
+// stream before the handshake completes.
+func (c *Conn) reopenLocked() error {
+	sec := c.sec
+	sec.reopens++
+	if !sec.ini.Refused() {
+		sec.peer = nil // the destination refused the key: take the full handshake
+		if sec.retry != nil {
+			sec.retry()
+		}
+	}
+	ns, err := sec.reopen()
+	if err != nil {
+		c.s.Reset(CloseCancelled)
+		return c.opError("read", fmt.Errorf("open again after the destination's retry: %w", err))
+	}
+	ini, err := sec.keys.InitiateFresh(sec.prologue, sec.dest, sec.peer)
+	if err != nil {
+		ns.Reset(CloseInternal)
+		c.s.Reset(CloseCancelled)
+		return c.opError("read", err)
+	}
+	if err := sec.stream.swap(ns); err != nil {
+		return c.opError("read", err)
+	}
+	sec.ini = ini
+	sec.result = newFrameReader(kindResult, 0)
+	sec.reply.release()
+	sec.reply = msgReader{}
+	early := sec.early
+	if ini.Full() {
+		early = nil
+	}
+	b, err := ini.First(bytes.Clone(sec.sentHdr), early, time.Now())
+	if err != nil {
+		c.s.Reset(CloseInternal)
+		return c.opError("write", err)
+	}
+	sec.resend = early == nil
+	if _, err := c.s.Write(b); err != nil {
+		c.s.Reset(resetCode(err))
+		return c.opError("write", err)
+	}
+	return nil
+}
+
+// resendEarlyLocked sends, once a full handshake taken after a Retry
+// completed, the early bytes the refused first flight carried, ahead of
+// anything else the conn writes. sec.mu held.
+func (c *Conn) resendEarlyLocked() error {
+	sess, early := c.sec.sess, c.sec.early
+	bp := getRecord(2 + min(len(early), sess.MaxSend()) + seal.Overhead)
+	defer putRecord(bp)
+	for len(early) > 0 {
+		chunk := early[:recordSize(len(early), sess.MaxSend())]
+		rec, err := sess.Seal((*bp)[:0], seal.RecordData, chunk)
+		if err == nil {
+			_, err = c.s.Write(rec)
+		}
+		if err != nil {
+			c.s.Reset(resetCode(err))
+			return c.opError("write", err)
+		}
+		early = early[len(chunk):]
+	}
+	return nil
+}
+
+// reopenable is the stream of an early sealed conn that may open again
+// after Retry (Security.Reopen): its calls go to the current stream, and
+// the deadlines set and a Reset or Close made carry over to the next.
+type reopenable struct {
+	mu     sync.Mutex
+	cur    links.Stream
+	rd, wd time.Time
+	reset  *uint64 // the code of a Reset made
+	closed bool    // Close, CloseWrite or CloseRead made
+}
+
+func (r *reopenable) stream() links.Stream {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur
+}
+
+// swap makes ns the current stream and resets the one before, or resets
+// ns if the conn was reset or closed meanwhile.
+func (r *reopenable) swap(ns links.Stream) error {
+	r.mu.Lock()
+	if r.reset != nil || r.closed {
+		r.mu.Unlock()
+		ns.Reset(CloseCancelled)
+		return net.ErrClosed
+	}
+	old := r.cur
+	r.cur = ns
+	_ = ns.SetReadDeadline(r.rd)
+	_ = ns.SetWriteDeadline(r.wd)
+	r.mu.Unlock()
+	old.Reset(CloseCancelled)
+	return nil
+}
+
+func (r *reopenable) Read(p []byte) (int, error)  { return r.stream().Read(p) }
+func (r *reopenable) Write(p []byte) (int, error) { return r.stream().Write(p) }
+
+func (r *reopenable) CloseWrite() error {
+	r.mu.Lock()
+	r.closed = true
+	s := r.cur
+	r.mu.Unlock()
+	return s.CloseWrite()
+}
+
+func (r *reopenable) CloseRead(code uint64) {
+	r.mu.Lock()
+	r.closed = true
+	s := r.cur
+	r.mu.Unlock()
+	s.CloseRead(code)
+}
+
+func (r *reopenable) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	s := r.cur
+	r.mu.Unlock()
+	return s.Close()
+}
+
+func (r *reopenable) Reset(code uint64) {
+	r.mu.Lock()
+	if r.reset == nil {
+		r.reset = &code
+	}
+	s := r.cur
+	r.mu.Unlock()
+	s.Reset(code)
+}
+
+func (r *reopenable) SetDeadline(t time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rd, r.wd = t, t
+	return r.cur.SetDeadline(t)
+}
+
+func (r *reopenable) SetReadDeadline(t time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rd = t
+	return r.cur.SetReadDeadline(t)
+}
+
+func (r *reopenable) SetWriteDeadline(t time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.wd = t
+	return r.cur.SetWriteDeadline(t)
 }
 
 // AcceptSecure is Accept for a sealed circuit whose first handshake message

@@ -147,8 +147,9 @@ func (n *Node) awaitKey(ctx context.Context, o *circuit.Open) (done func(), err 
 // when the destination's key is known, else with the full one. A
 // destination that cannot take the first two (session unknown or expired,
 // stale key, replay register) refuses with code Retry: the session or the
-// key is forgotten and, for a Dial, the open is made again on a new stream
-// of l with the next handshake down (at most twice).
+// key is forgotten and the open is made again on a new stream of l with
+// the next handshake down (at most twice): for a Dial here, for an early
+// one by the conn itself when the refusal arrives (circuit.Security.Reopen).
 func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *circuit.Open, opt DialOptions) (*circuit.Conn, error) {
 	local := circuit.Addr{Node: n.cfg.Name, Service: o.Service}
 	sec := circuit.Security{Keys: n.seal.Load(), OnPeer: n.keyBook.store,
@@ -157,6 +158,20 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 		sec.Peer = r
 	}
 	if opt.Early {
+		// Refused with Retry, the early conn opens again on l by itself,
+		// its first bytes with it: the caller already wrote them.
+		sec.Reopen = func() (links.Stream, error) {
+			if n.cfg.hooks != nil && n.cfg.hooks.beforeRetry != nil {
+				n.cfg.hooks.beforeRetry()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.DialTimeout)
+			defer cancel()
+			s, err := l.OpenStream(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("open stream to %s: %w", l.Peer(), err)
+			}
+			return s, nil
+		}
 		return circuit.DialEarlySecure(s, o, local, sec)
 	}
 	resumed := sec.Keys.Resumable(o.Dest)

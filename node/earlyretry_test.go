@@ -1,0 +1,64 @@
+package node
+
+import (
+	"io"
+	"testing"
+	"time"
+)
+
+// An early circuit (the kind Forward opens) whose first flight the
+// destination refuses with retry (here: the session it resumed belongs
+// to keys the destination renewed) is opened again with the next
+// handshake down, its first bytes sent again, and the caller sees only
+// its answer.
+func TestEarlyDialRefusedWithRetryOpensAgain(t *testing.T) {
+	c := newCluster(t, true)
+	c.build("a-b")
+	c.waitRoute("a", "b", 1)
+	a, b := c.nodes["a"], c.nodes["b"]
+	early := func() (bool, error) {
+		t.Helper()
+		conn, err := a.DialWith(ctxT(t, 10*time.Second), "b", EchoService, DialOptions{Early: true})
+		if err != nil {
+			return false, err
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write([]byte("early bytes")); err != nil {
+			return false, err
+		}
+		got := make([]byte, len("early bytes"))
+		if _, err := io.ReadFull(conn, got); err != nil {
+			return false, err
+		}
+		if string(got) != "early bytes" {
+			t.Fatalf("echo %q", got)
+		}
+		// The service got the bytes once: nothing more comes back.
+		if err := conn.CloseWrite(); err != nil {
+			return false, err
+		}
+		if rest, err := io.ReadAll(conn); err != nil || len(rest) > 0 {
+			t.Fatalf("after the echo: %q, %v; want a clean end", rest, err)
+		}
+		return resumed(conn), nil
+	}
+	for range 3 {
+		if _, err := early(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !a.seal.Load().Resumable("b") {
+		t.Fatal("a holds no session with b")
+	}
+	id, err := c.ca.Issue("b", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetIdentity(id); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := early(); err != nil || r {
+		t.Fatalf("early circuit after b renewed its keys: resumed %v, %v; want a new handshake and the echo", r, err)
+	}
+}
