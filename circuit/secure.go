@@ -46,7 +46,8 @@ type Security struct {
 	Peer *seal.KeyRecord
 	// OnRetry, when set, is called when the destination refuses the
 	// one-message handshake with code Retry (e.g. to forget Peer); on a
-	// DialEarlySecure conn that refusal surfaces from Read or Write. A
+	// DialEarlySecure conn without Reopen that refusal surfaces from Read
+	// or Write. A
 	// refused resumed handshake does not call it: its session is dropped
 	// instead (seal.Initiator.Refused) and Peer stays good.
 	OnRetry func()
