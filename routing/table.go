@@ -174,7 +174,7 @@ type origin struct {
 	//
 	// The routes (Engine.routes): in inl while there are at most three
 	// (room for the routes of a node with a few neighbours held in the
-	// entry); beyond, all of them in the ext's more.
+	// entry); beyond, all of them in the spill's more.
 	inl      [3]routeEntry
 	rtMetric Metric // the selected route (routeOf gives it in full)
 	selSlot  uint16 // slot of the selected next hop, when rtReachable
@@ -214,7 +214,7 @@ type origin struct {
 	advHops  uint16
 
 	seqKnown bool // some selected route carried a real seqno
-	removed  bool // no longer in the table (a stale pending entry)
+	removed  bool // no longer in the table (a stale pending or watch entry)
 }
 
 // originSide is the part of an origin that holds pointers, kept apart
@@ -314,8 +314,10 @@ func (s *sideTable) entry(x *originSide) *origin { return &s.slabs[x.slab][x.off
 // release clears the side entry of id, which is in use, and lets its
 // table entry go: a slab is freed once none of its entries is in use, so
 // that at most originSlab-1 forgotten entries per live one stay
-// allocated. (A removed entry still in a pending or watch list keeps
-// its slab allocated until it leaves the list, and is skipped there.)
+// allocated. (A removed entry still in a watch list keeps its slab
+// allocated until it leaves the list, and is skipped there; one still in
+// a pending list is released only once it leaves the list,
+// Engine.removeOrigin.)
 func (s *sideTable) release(id uint32) {
 	x := s.at(id)
 	i := int(x.slab)
