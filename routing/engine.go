@@ -40,6 +40,12 @@ type Engine struct {
 	// and the ids of removed entries, for reuse.
 	side    sideTable
 	freeIDs []uint32
+	// zombies counts, for each removed entry still queued for some
+	// neighbour (neighbour.pending), the lists that hold it: its id and
+	// side entry are released when the last one lets it go, so that no
+	// list names the next entry given that id. At most one per entry
+	// removed, each held by at most one list per neighbour.
+	zombies map[uint32]int
 	// held is the neighbour of each slot while routes may name it: as
 	// slots, and also while the routes of a neighbour whose link went
 	// down are removed.
@@ -234,7 +240,7 @@ func (e *Engine) LinkDown(now time.Time, neighbour string) {
 	}
 	delete(e.nbrs, neighbour)
 	e.forgetDrain(nb)
-	nb.clearPending() // frees the slot's pend bits for the next neighbour
+	e.clearPending(nb) // frees the slot's pend bits for the next neighbour
 	e.nbrOrder = nil
 	e.slots[nb.slot] = nil
 	e.setAttHeld(nb, e.cfg.Self, false)

@@ -1,6 +1,9 @@
 package routing
 
-import "time"
+import (
+	"math/bits"
+	"time"
+)
 
 func (e *Engine) scheduleHousekeep(at time.Duration) {
 	if !e.hkValid || at < e.hkAt {
@@ -34,19 +37,57 @@ func (e *Engine) housekeep(t time.Duration) {
 		if !o.rtReachable && len(e.routes(o)) == 0 {
 			gc := o.lostAt + 2*e.cfg.RouteExpiry
 			if t >= gc {
-				e.origins.remove(e.origins.hash(e.nameOf(o)), o)
-				o.removed, o.hasExt = true, false
-				e.originOrder = nil
-				// Its id goes to the next new entry: a removed entry
-				// still in a pending or watch list is skipped before
-				// anything of its side is read.
-				e.side.release(o.id)
-				e.freeIDs = append(e.freeIDs, o.id)
+				e.removeOrigin(o)
 				continue
 			}
 			e.scheduleHousekeep(gc)
 		}
 	}
+}
+
+// removeOrigin takes o out of the table. Its id goes to the next new
+// entry once no pending list holds it (zombies): a removed entry still in
+// a pending or watch list is skipped before anything of its side is read.
+func (e *Engine) removeOrigin(o *origin) {
+	e.origins.remove(e.origins.hash(e.nameOf(o)), o)
+	o.removed, o.hasExt = true, false
+	e.originOrder = nil
+	if n := e.pendHolders(o); n > 0 {
+		if e.zombies == nil {
+			e.zombies = make(map[uint32]int)
+		}
+		e.zombies[o.id] = n
+	} else {
+		e.releaseID(o.id)
+	}
+}
+
+// pendHolders returns the number of pending lists that hold o.
+func (e *Engine) pendHolders(o *origin) int {
+	n := bits.OnesCount32(o.pend)
+	for _, nb := range e.slots[min(len(e.slots), maskSlots):] {
+		if nb != nil {
+			if _, ok := nb.pendSet[o.id]; ok {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// unqueued records that a pending list let go of removed entry o.
+func (e *Engine) unqueued(o *origin) {
+	if e.zombies[o.id]--; e.zombies[o.id] == 0 {
+		delete(e.zombies, o.id)
+		e.releaseID(o.id)
+	}
+}
+
+// releaseID releases the side entry of a removed entry and gives its id
+// to the next new entry.
+func (e *Engine) releaseID(id uint32) {
+	e.side.release(id)
+	e.freeIDs = append(e.freeIDs, id)
 }
 
 // watchOrigin schedules checkWatched for o at or before at.

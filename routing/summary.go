@@ -65,7 +65,7 @@ func (e *Engine) advertisedTo(o *origin, nb *neighbour) (seqno uint16, metric Me
 		return 0, 0, 0, false
 	}
 	if o.hasExt {
-		if x := e.xOf(o); len(x.holds) > 0 {
+		if x := e.xOf(o); x != nil && len(x.holds) > 0 {
 			if h := x.holdOf(nb); h != nil && h.told {
 				return h.seqno, o.advMetric, o.advHops, true // a newer seqno held from the others
 			}

@@ -28,10 +28,15 @@ type neighbour struct {
 	// so it reads attested updates; hello: our hello (a message of
 	// wireVersion without entries) is due to nb, before anything else.
 	reads4, hello bool
-	// Origins to advertise, each once (origin.pend, or pendSet from slot
-	// maskSlots on, says which are queued), and whether Self is.
-	pending    []*origin
-	pendSet    map[*origin]struct{}
+	// Origins to advertise, by id, each once (origin.pend, or pendSet
+	// from slot maskSlots on, says which are queued), and whether Self
+	// is. Ids, not pointers: half the bytes, and nothing the collector
+	// scans (a cold start at 1000 nodes queues most of the table for
+	// every neighbour: 23 MB of lists grown by doubling, 10 MB kept
+	// mid-way). A removed entry keeps its id while a list holds it
+	// (Engine.zombies).
+	pending    []uint32
+	pendSet    map[uint32]struct{}
 	pendSelf   bool
 	pendingAll bool                // full dump due (new link)
 	repair     map[string]struct{} // origins to resend on request, retractions included
@@ -169,7 +174,7 @@ type origin struct {
 	//
 	// The routes (Engine.routes): in inl while there are at most three
 	// (room for the routes of a node with a few neighbours held in the
-	// entry); beyond, all of them in the ext's more.
+	// entry); beyond, all of them in the spill's more.
 	inl      [3]routeEntry
 	rtMetric Metric // the selected route (routeOf gives it in full)
 	selSlot  uint16 // slot of the selected next hop, when rtReachable
@@ -178,9 +183,10 @@ type origin struct {
 	nInl        uint8 // routes in inl
 	rtReachable bool
 	attValid    bool
-	hasMore     bool // the routes are in the ext's more
-	// hasExt: the side entry holds an ext, so that the many entries
-	// without one are not read for it (xOf).
+	hasMore     bool // the routes are in the spill's more
+	// hasExt: the side entry holds a spill (with the routes or the
+	// rarely used state), so that the many entries without one are not
+	// read for it (xOf).
 	hasExt     bool
 	selSeq     bool // selected route carries a real seqno
 	fdValid    bool
@@ -208,7 +214,7 @@ type origin struct {
 	advHops  uint16
 
 	seqKnown bool // some selected route carried a real seqno
-	removed  bool // no longer in the table (a stale pending entry)
+	removed  bool // no longer in the table (a stale pending or watch entry)
 }
 
 // originSide is the part of an origin that holds pointers, kept apart
@@ -225,9 +231,10 @@ type originSide struct {
 	// simulation) that holds it holds the same bytes. An origin without
 	// one has a name alone (named).
 	ref *attestation
-	// Candidate next hop and seqno request state, allocated by ext the
-	// first time the origin has either: most destinations never do.
-	x *originExt
+	// The routes beyond those held in the entry, and the candidate next
+	// hop and seqno request state, allocated the first time the origin
+	// has any of them: most destinations never do.
+	x *originSpill
 	// Where the entry is: sideTable.slabs[slab][off].
 	slab, off uint32
 }
@@ -307,8 +314,10 @@ func (s *sideTable) entry(x *originSide) *origin { return &s.slabs[x.slab][x.off
 // release clears the side entry of id, which is in use, and lets its
 // table entry go: a slab is freed once none of its entries is in use, so
 // that at most originSlab-1 forgotten entries per live one stay
-// allocated. (A removed entry still in a pending or watch list keeps
-// its slab allocated until it leaves the list, and is skipped there.)
+// allocated. (A removed entry still in a watch list keeps its slab
+// allocated until it leaves the list, and is skipped there; one still in
+// a pending list is released only once it leaves the list,
+// Engine.removeOrigin.)
 func (s *sideTable) release(id uint32) {
 	x := s.at(id)
 	i := int(x.slab)
@@ -324,12 +333,24 @@ func (s *sideTable) drop(i int) {
 	s.freeSlabs = append(s.freeSlabs, uint32(i))
 }
 
-// originExt is the rarely used part of an origin.
-type originExt struct {
+// originSpill is what an origin holds beyond its table entry: the
+// routes that do not fit in the entry, and the rarely used state. An
+// origin at a node with more than three neighbours spills its routes
+// (an eighth of the million origins of a cold start at 1000 nodes) but
+// rarely has any of that state, so that the two are allocated apart: a
+// spill of 32 bytes and its routes, sized to the node's neighbours, took
+// 128 bytes and routes sized for six (23 MB for 11 MB).
+type originSpill struct {
 	// The routes, once there were more than fit in origin.inl (non-nil
 	// from then on).
 	more []routeEntry
+	// The rarely used state, allocated by Engine.ext the first time the
+	// origin has any.
+	x *originExt
+}
 
+// originExt is the rarely used part of an origin.
+type originExt struct {
 	// A route better than the selected one by no more than the
 	// hysteresis: its next hop and since when it has stayed better.
 	cand      *neighbour
@@ -375,18 +396,31 @@ func (e *Engine) xOf(o *origin) *originExt {
 	if !o.hasExt {
 		return nil
 	}
-	return e.side.at(o.id).x
+	return e.side.at(o.id).x.x
 }
 
-// ext returns o's rarely used state, allocating it on first use.
-func (e *Engine) ext(o *origin) *originExt {
+// spill returns what o holds beyond its entry, allocating it on first
+// use.
+func (e *Engine) spill(o *origin) *originSpill {
 	s := e.side.at(o.id)
 	if s.x == nil {
-		s.x = &originExt{}
+		s.x = &originSpill{}
 	}
 	o.hasExt = true
 	return s.x
 }
+
+// ext returns o's rarely used state, allocating it on first use.
+func (e *Engine) ext(o *origin) *originExt {
+	s := e.spill(o)
+	if s.x == nil {
+		s.x = &originExt{}
+	}
+	return s.x
+}
+
+// more returns the routes of o held beyond its entry (o.hasMore).
+func (e *Engine) more(o *origin) *[]routeEntry { return &e.side.at(o.id).x.more }
 
 // nbOf returns the neighbour of route r.
 func (e *Engine) nbOf(r *routeEntry) *neighbour { return e.held[r.slot] }
@@ -476,7 +510,7 @@ func (o *origin) setTold(nb *neighbour, finite bool) {
 // through upsert, removeRoute and removeAt.
 func (e *Engine) routes(o *origin) []routeEntry {
 	if o.hasMore {
-		return e.xOf(o).more
+		return *e.more(o)
 	}
 	return o.inl[:o.nInl]
 }
@@ -501,16 +535,19 @@ func (e *Engine) upsert(o *origin, r routeEntry) *routeEntry {
 	}
 	switch {
 	case o.hasMore:
-		x := e.xOf(o)
-		x.more = append(x.more, r)
-		return &x.more[len(x.more)-1]
+		m := e.more(o)
+		*m = append(*m, r)
+		return &(*m)[len(*m)-1]
 	case int(o.nInl) < len(o.inl):
 		o.inl[o.nInl] = r
 		o.nInl++
 		return &o.inl[o.nInl-1]
 	}
-	x := e.ext(o)
-	x.more = append(make([]routeEntry, 0, 2*len(o.inl)), o.inl[:]...)
+	// Room for a route from every neighbour (one each): a node with four
+	// neighbours takes 64 bytes, where room for six took 96 and a
+	// seventh neighbour's route 192 more.
+	x := e.spill(o)
+	x.more = append(make([]routeEntry, 0, max(len(o.inl)+1, len(e.nbrs))), o.inl[:]...)
 	x.more = append(x.more, r)
 	o.inl, o.nInl, o.hasMore = [len(o.inl)]routeEntry{}, 0, true
 	return &x.more[len(x.more)-1]
@@ -529,8 +566,8 @@ func (e *Engine) removeRoute(o *origin, nb *neighbour) bool {
 // removeAt removes the i-th route (routes()), keeping the others in order.
 func (e *Engine) removeAt(o *origin, i int) {
 	if o.hasMore {
-		x := e.xOf(o)
-		x.more = slices.Delete(x.more, i, i+1)
+		m := e.more(o)
+		*m = slices.Delete(*m, i, i+1)
 		return
 	}
 	n := int(o.nInl)
