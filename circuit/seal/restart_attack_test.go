@@ -85,6 +85,34 @@ func TestAttackReplayIntoARestartedDestination(t *testing.T) {
 	}
 }
 
+// A resumed first message cannot be replayed into a restarted
+// destination, whatever the source's clock: the fresh process holds no
+// session, so the replay is refused (retry) before anything is decrypted.
+func TestAttackReplayResumedIntoARestartedDestination(t *testing.T) {
+	_, src, dst, rec := resumedPair(t)
+	pro := Prologue("d", "s", "svc", 0)
+	t0 := time.Now()
+	ini, err := src.Initiate(pro, "d", &rec)
+	if err != nil || !ini.Resumed() {
+		t.Fatalf("the source does not resume: %v", err)
+	}
+	m1, err := ini.First(nil, []byte("transfer 100 to m"), t0.Add(20*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dst.Respond(pro, m1[2:], "s", NewStrikes(0, 0, t0.Add(-time.Minute)), t0); err != nil {
+		t.Fatalf("the honest flight: %v", err)
+	}
+	restarted, err := NewKeys(dst.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = restarted.Respond(pro, m1[2:], "s", NewStrikes(0, 0, t0.Add(2*time.Second)), t0.Add(3*time.Second))
+	if !errors.Is(err, ErrRetry) {
+		t.Fatalf("resumed flight replayed into the fresh process: %v, want ErrRetry", err)
+	}
+}
+
 // A session ends at the source's certificate's expiry, not at its
 // lifetime: a source whose certificate expired, or a thief of its ticket,
 // cannot resume after it, though the ticket's 2 minutes have not passed
