@@ -12,7 +12,9 @@ import (
 // which carry early data: it remembers the initiator ephemeral key of every
 // first message whose timestamp is within Window of now, and refuses a
 // message it has seen, one whose timestamp lies outside the window or
-// before the register was created (a message captured before a restart),
+// before the register was created (a message captured before a restart,
+// unless its source's clock ran ahead of this node's past the restart:
+// such a one is taken again, TestAttackReplayIntoARestartedDestination),
 // and any new one while the register is full. Each refusal wraps ErrRetry:
 // the source then opens with the full handshake, which cannot be replayed.
 //

@@ -1,0 +1,202 @@
+package seal
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// A relay records a source's one-message first flight, early data and
+// all, and replays it to the destination after the destination restarted:
+// new Keys from the same certificate (so the same static key, which the
+// flight was encrypted to) and an empty replay register started at the
+// restart. The register refuses a flight stamped before its start, so the
+// replay fails whenever the source's clock was not ahead of the
+// destination's by more than the time between the capture and the
+// restart. A source whose clock runs ahead stamps its flights after the
+// restart, and those are taken again by the fresh process, early data
+// included: the register cannot tell them from flights sent after the
+// restart. This is what remains of replay across a restart
+// (docs/SECURITY.md, "Replay of early data"); the test pins both sides of
+// that line.
+func TestAttackReplayIntoARestartedDestination(t *testing.T) {
+	const early = "transfer 100 to m"
+	// The flight is captured at t0; the destination restarts 2 s later
+	// and the relay replays the flight 1 s after that.
+	const restart, replay = 2 * time.Second, 3 * time.Second
+	for _, c := range []struct {
+		lead  time.Duration // how far the source's clock runs ahead
+		taken bool          // the fresh process takes the replay
+	}{
+		{0, false},
+		{time.Second, false},
+		{5 * time.Second, true},
+		{20 * time.Second, true},
+	} {
+		t.Run(fmt.Sprintf("lead %v", c.lead), func(t *testing.T) {
+			m := newMesh(t, "s", "d")
+			src, dst := m.keys["s"], m.keys["d"]
+			rec := dst.Record()
+			pro := Prologue("d", "s", "svc", 0)
+			t0 := time.Now()
+			ini, err := src.InitiateFresh(pro, "d", &rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m1, err := ini.First(nil, []byte(early), t0.Add(c.lead))
+			if err != nil {
+				t.Fatal(err)
+			}
+			flight := m1[2:]
+			before := NewStrikes(0, 0, t0.Add(-time.Minute))
+			r, err := dst.Respond(pro, flight, "s", before, t0)
+			if err != nil || string(r.Early()) != early {
+				t.Fatalf("the honest flight: %v", err)
+			}
+			if _, err := dst.Respond(pro, flight, "s", before, t0.Add(time.Second)); !errors.Is(err, ErrReplay) {
+				t.Fatalf("replay before the restart: %v, want ErrReplay", err)
+			}
+
+			restarted, err := NewKeys(dst.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if restarted.Record().Key != rec.Key {
+				t.Fatal("the restarted destination has another static key")
+			}
+			fresh := NewStrikes(0, 0, t0.Add(restart))
+			r, err = restarted.Respond(pro, flight, "s", fresh, t0.Add(replay))
+			switch {
+			case c.taken && err != nil:
+				t.Fatalf("replay into the fresh process, source %v ahead: %v; the line moved, update docs/SECURITY.md", c.lead, err)
+			case c.taken:
+				if string(r.Early()) != early {
+					t.Fatalf("replayed early data %q", r.Early())
+				}
+				// The fresh process remembers it: a second replay fails.
+				if _, err := restarted.Respond(pro, flight, "s", fresh, t0.Add(replay+time.Second)); !errors.Is(err, ErrReplay) {
+					t.Fatalf("second replay into the fresh process: %v, want ErrReplay", err)
+				}
+			case !errors.Is(err, ErrRetry):
+				t.Fatalf("replay into the fresh process, source %v ahead: %v, want ErrRetry (stamped before the restart)", c.lead, err)
+			}
+		})
+	}
+}
+
+// A resumed first message cannot be replayed into a restarted
+// destination, whatever the source's clock: the fresh process holds no
+// session, so the replay is refused (retry) before anything is decrypted.
+func TestAttackReplayResumedIntoARestartedDestination(t *testing.T) {
+	_, src, dst, rec := resumedPair(t)
+	pro := Prologue("d", "s", "svc", 0)
+	t0 := time.Now()
+	ini, err := src.Initiate(pro, "d", &rec)
+	if err != nil || !ini.Resumed() {
+		t.Fatalf("the source does not resume: %v", err)
+	}
+	m1, err := ini.First(nil, []byte("transfer 100 to m"), t0.Add(20*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dst.Respond(pro, m1[2:], "s", NewStrikes(0, 0, t0.Add(-time.Minute)), t0); err != nil {
+		t.Fatalf("the honest flight: %v", err)
+	}
+	restarted, err := NewKeys(dst.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = restarted.Respond(pro, m1[2:], "s", NewStrikes(0, 0, t0.Add(2*time.Second)), t0.Add(3*time.Second))
+	if !errors.Is(err, ErrRetry) {
+		t.Fatalf("resumed flight replayed into the fresh process: %v, want ErrRetry", err)
+	}
+}
+
+// A session ends at the source's certificate's expiry, not at its
+// lifetime: a source whose certificate expired, or a thief of its ticket,
+// cannot resume after it, though the ticket's 2 minutes have not passed
+// and the source still offers it.
+func TestAttackResumeAfterSourceCertificateExpired(t *testing.T) {
+	m := newMesh(t, "d")
+	d := m.keys["d"]
+	now := time.Now()
+	id, err := m.ca.IssueAt("s", now.Add(-time.Hour), now.Add(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewKeys(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := d.Record()
+	if _, err := open(t, s, d, &rec, ""); err != nil {
+		t.Fatal(err)
+	}
+	pro := Prologue("d", "s", "svc", 0)
+	strikes := NewStrikes(0, 0, now.Add(-time.Second))
+	resume := func(at time.Time) error {
+		ini, err := s.Initiate(pro, "d", &rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ini.Resumed() {
+			t.Fatal("the source does not offer its session")
+		}
+		m1, err := ini.First(nil, []byte("x"), at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = d.Respond(pro, m1[2:], "s", strikes, at)
+		return err
+	}
+	if err := resume(now.Add(10 * time.Second)); err != nil {
+		t.Fatalf("resume while the certificate is valid: %v", err)
+	}
+	if err := resume(now.Add(31 * time.Second)); !errors.Is(err, ErrRetry) {
+		t.Fatalf("resume after the source's certificate expired: %v, want ErrRetry", err)
+	}
+}
+
+// Both ends rekey each direction after RekeyEvery records, the constant
+// and not only a value a test sets: the key changes at that record and not
+// before, the other end follows, and a record sealed under the first key
+// does not open once the direction rekeyed.
+func TestSessionRekeysAtRekeyEvery(t *testing.T) {
+	m := newMesh(t, "s", "d")
+	rec := m.keys["d"].Record()
+	is, rs, _, err := handshake(t, m.keys["s"], m.keys["d"], "d", &rec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if is.rekeyEvery != RekeyEvery || rs.rekeyEvery != RekeyEvery {
+		t.Fatalf("sessions rekey every %d and %d records, want %d", is.rekeyEvery, rs.rekeyEvery, RekeyEvery)
+	}
+	first := is.send.UnsafeKey()
+	var early []byte
+	buf := make([]byte, 0, 64)
+	for i := 0; i <= RekeyEvery; i++ {
+		if i == RekeyEvery && is.send.UnsafeKey() == first {
+			t.Fatalf("no rekey after %d records", RekeyEvery)
+		}
+		if i < RekeyEvery && is.send.UnsafeKey() != first {
+			t.Fatalf("rekeyed after %d records, want %d", i, RekeyEvery)
+		}
+		r, err := is.Seal(buf[:0], RecordData, []byte{byte(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			early = append([]byte(nil), r[2:]...)
+		}
+		if _, d, err := rs.Open(r[2:]); err != nil || d[0] != byte(i) {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	if rs.recv.UnsafeKey() != is.send.UnsafeKey() {
+		t.Fatal("the two ends hold different keys after the rekey")
+	}
+	if _, _, err := rs.Open(early); !errors.Is(err, ErrIntegrity) {
+		t.Fatalf("a record of the first key after the rekey: %v, want ErrIntegrity", err)
+	}
+}
