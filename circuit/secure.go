@@ -29,6 +29,16 @@ const FlagSealed Flags = 1 << 2
 // they do every unknown flag, and state nothing.
 const FlagLargeRecords Flags = 1 << 5
 
+// FlagResendsEarly (with FlagSealed and FlagEarly): the source keeps the
+// early data its one-message first message carries and sends it again,
+// as the first records after the handshake, when the destination's
+// authenticated reply states that it took the handshake but not that
+// data (seal.Responder.DropEarly). A destination does that for a first
+// message stamped within its replay window of its start, which the
+// process before it may have taken: a replay into a restarted node then
+// delivers nothing. Nodes that predate the flag ignore it.
+const FlagResendsEarly Flags = 1 << 6
+
 // End-to-end security sentinels (see package seal).
 var (
 	// ErrIntegrity: a record was tampered with, replayed, reordered or
@@ -268,6 +278,9 @@ func DialEarlySecure(s links.Stream, o *Open, local Addr, sec Security) (*Conn, 
 	if hdr.Flags &^= FlagLargeRecords; sec.Keys.StatesLarge() {
 		hdr.Flags |= FlagLargeRecords
 	}
+	if hdr.Flags &^= FlagResendsEarly; sec.Reopen != nil {
+		hdr.Flags |= FlagResendsEarly // this conn keeps its early bytes
+	}
 	// The prologue binds the flags, so they are final here.
 	prologue := seal.Prologue(hdr.Dest, hdr.Source, hdr.Service, uint16(hdr.Flags))
 	ini, err := initiate(prologue, hdr.Dest, sec.Peer)
@@ -450,6 +463,9 @@ func (c *Conn) awaitHandshake() error {
 		}
 	}
 	c.sec.sess = sess
+	if c.sec.ini.EarlyDropped() {
+		c.sec.resend = true
+	}
 	if c.sec.resend && len(c.sec.early) > 0 {
 		if err := c.resendEarlyLocked(); err != nil {
 			c.sec.err = err
@@ -514,9 +530,10 @@ func (c *Conn) reopenLocked() error {
 	return nil
 }
 
-// resendEarlyLocked sends, once a full handshake taken after a Retry
-// completed, the early bytes the refused first flight carried, ahead of
-// anything else the conn writes. sec.mu held.
+// resendEarlyLocked sends, once the handshake completed, the early bytes
+// the first flight carried that the destination did not take (a full
+// handshake taken after a Retry, or a reply stating it dropped them),
+// ahead of anything else the conn writes. sec.mu held.
 func (c *Conn) resendEarlyLocked() error {
 	sess, early := c.sec.sess, c.sec.early
 	bp := getRecord(2 + min(len(early), sess.MaxSend()) + seal.Overhead)

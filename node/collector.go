@@ -23,6 +23,7 @@ type stateCollector struct {
 	abortsClosed, abortsRefused              *prometheus.Desc
 	sealEvictions                            *prometheus.Desc
 	opensRefusedAtOnce                       *prometheus.Desc
+	earlyDropped                             *prometheus.Desc
 }
 
 // streamAbortStatser is implemented by transports that budget the streams
@@ -57,13 +58,15 @@ func newStateCollector(n *Node) *stateCollector {
 			"cache", "victim"),
 		opensRefusedAtOnce: d("circuitmesh_opens_refused_at_once_total",
 			"Circuit opens refused overloaded as soon as their header was read because their source (or entry) spent its budget of opens this node refused (Limits.RefusedOpensPerSource)."),
+		earlyDropped: d("circuitmesh_early_data_dropped_total",
+			"One-message opens whose early data this node did not take, stamped within the replay window of its start (the process before it may have taken them); their sources send it again once the handshake completed."),
 	}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.linkRTT, c.linkLoss, c.linkCost, c.linkStreams, c.routes, c.reachable,
 		c.members, c.routingMsgs, c.routingUpdates, c.routingReqs, c.routingRefused, c.abortsClosed, c.abortsRefused,
-		c.sealEvictions, c.opensRefusedAtOnce} {
+		c.sealEvictions, c.opensRefusedAtOnce, c.earlyDropped} {
 		ch <- d
 	}
 }
@@ -117,6 +120,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctr(c.sealEvictions, cs.Secrets.Other, "secrets", "other_name")
 	ctr(c.sealEvictions, cs.Secrets.Own, "secrets", "same_name")
 	ctr(c.opensRefusedAtOnce, c.n.RefusedOpenStats().Beyond)
+	ctr(c.earlyDropped, c.n.earlyDropped.Load())
 }
 
 // codeLabel is a result code as a metric label value: snake_case, no

@@ -58,8 +58,11 @@ type Node struct {
 	role    links.Role
 	seal    atomic.Pointer[seal.Keys] // end-to-end identity, follows id
 	strikes *seal.Strikes             // replay register for early data
-	keyBook *keyBook                  // verified key records of other nodes
-	authz   *authz                    // authorization policy and the circuits it allowed
+	// earlyDropped counts one-message opens whose early data was not
+	// taken because the process before this one may have taken it.
+	earlyDropped atomic.Uint64
+	keyBook      *keyBook // verified key records of other nodes
+	authz        *authz   // authorization policy and the circuits it allowed
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc

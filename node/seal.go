@@ -259,6 +259,19 @@ func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Resp
 			n.limits.noteOverloaded(why)
 			return nil, circuit.Overloaded, errors.New(why)
 		}
+		// Early data stamped within the replay window of this node's
+		// start may have been taken by the process before (the register
+		// starts empty): it is not taken, and a source that keeps it
+		// (FlagResendsEarly) sends it again once the handshake completed,
+		// which a replayer cannot do. A source that predates the flag
+		// does not: its early data is taken as before.
+		if len(r.Early()) > 0 && o.Flags&circuit.FlagResendsEarly != 0 && n.strikes.MayPredate(r.Stamp()) {
+			if !r.DropEarly(time.Now()) {
+				err = fmt.Errorf("%w: early data that may predate this node's start, and no ticket to say it was not taken", seal.ErrRetry)
+			} else {
+				n.earlyDropped.Add(1)
+			}
+		}
 	}
 	// A resumed or one-message handshake that succeeded proved the
 	// source: a resume open of one whose budget of re-sent bytes

@@ -174,7 +174,15 @@ type Initiator struct {
 	t    *ticket // the session resumed (modeResume)
 	// large: the destination stated it reads large records.
 	large bool
+	// earlyDropped: the destination stated it did not take the early data.
+	earlyDropped bool
 }
+
+// EarlyDropped reports whether the destination, once Finish succeeded,
+// stated that it took the handshake but not the early data of the first
+// message (Responder.DropEarly): the caller sends that data again, ahead
+// of anything else.
+func (i *Initiator) EarlyDropped() bool { return i.earlyDropped }
 
 // StatesLarge reports whether the source states that it reads large
 // records: the caller then sets the open header's flag that says so
@@ -314,6 +322,7 @@ func (i *Initiator) Finish(reply, b []byte, now time.Time) (*Session, []byte, er
 		if err := i.checkStatement(st); err != nil {
 			return nil, b, err
 		}
+		i.earlyDropped = st&stateEarlyDropped != 0
 		if ok {
 			t := &ticket{id: id, psk: psk, peer: i.peer, expiry: now.Add(life - life/8)}
 			if t.peer.Expiry.Before(t.expiry) {
@@ -392,6 +401,8 @@ type Responder struct {
 	// sourceLarge: the open header stated that the source reads large
 	// records (SourceLarge).
 	sourceLarge bool
+	// earlyDropped: the early data was not taken (DropEarly).
+	earlyDropped bool
 }
 
 // SourceLarge records what the open header says: whether it carries the
@@ -406,14 +417,40 @@ func (r *Responder) SourceLarge(flag bool) { r.sourceLarge = flag && !r.k.small 
 // keys made SmallRecordsOnly, else that it reads large records and
 // whether it saw the source state the same.
 func (r *Responder) statement() byte {
+	var dropped byte
+	if r.earlyDropped {
+		dropped = stateEarlyDropped
+	}
 	switch {
 	case r.k.small:
-		return 0
+		return dropped
 	case r.sourceLarge:
-		return stateReadsLarge | stateSawLarge
+		return stateReadsLarge | stateSawLarge | dropped
 	}
-	return stateReadsLarge
+	return stateReadsLarge | dropped
 }
+
+// DropEarly makes a one-message handshake take no early data: Early
+// returns nothing and the reply states it, so that the source sends the
+// data again once the handshake completed. For a source whose open header
+// says it does that (circuit.FlagResendsEarly), whose first message may
+// predate this process (Strikes.MayPredate): a replay then delivers
+// nothing, and the replayer cannot complete the handshake to send more.
+// It reports false, dropping nothing, when the reply could not say so
+// (not a one-message handshake, or no session ticket to carry the
+// statement): the caller refuses the open with Retry instead.
+func (r *Responder) DropEarly(now time.Time) bool {
+	if r.mode != modeIK || !r.k.canIssue(r, now) {
+		return false
+	}
+	r.earlyDropped = true
+	r.peer.early = nil
+	return true
+}
+
+// Stamp is the time the source stamped its one-message or resumed first
+// message with.
+func (r *Responder) Stamp() time.Time { return r.peer.ts }
 
 // established is the destination's session: records of up to
 // MaxLargeData bytes each way that stated it reads them.

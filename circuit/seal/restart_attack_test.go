@@ -11,15 +11,16 @@ import (
 // all, and replays it to the destination after the destination restarted:
 // new Keys from the same certificate (so the same static key, which the
 // flight was encrypted to) and an empty replay register started at the
-// restart. The register refuses a flight stamped before its start, so the
-// replay fails whenever the source's clock was not ahead of the
-// destination's by more than the time between the capture and the
-// restart. A source whose clock runs ahead stamps its flights after the
-// restart, and those are taken again by the fresh process, early data
-// included: the register cannot tell them from flights sent after the
-// restart. This is what remains of replay across a restart
-// (docs/SECURITY.md, "Replay of early data"); the test pins both sides of
-// that line.
+// restart. The register refuses a flight stamped before its start; one
+// stamped after it (its source's clock ahead of the destination's) may
+// have been taken by the process before, so the destination, as a node
+// does for a source that keeps its early data (circuit.FlagResendsEarly),
+// takes the handshake but not the early data (MayPredate, DropEarly): the
+// replay delivers nothing, whatever the lead, and the replayer, without
+// the flight's ephemeral key, cannot read the reply or send a record. The
+// honest source learns from the authenticated reply that its data was not
+// taken (EarlyDropped) and sends it again. Before DropEarly, the fresh
+// process took the replayed early data again at 5 and 20 s of lead.
 func TestAttackReplayIntoARestartedDestination(t *testing.T) {
 	const early = "transfer 100 to m"
 	// The flight is captured at t0; the destination restarts 2 s later
@@ -27,12 +28,12 @@ func TestAttackReplayIntoARestartedDestination(t *testing.T) {
 	const restart, replay = 2 * time.Second, 3 * time.Second
 	for _, c := range []struct {
 		lead  time.Duration // how far the source's clock runs ahead
-		taken bool          // the fresh process takes the replay
+		retry bool          // refused outright: stamped before the restart
 	}{
-		{0, false},
-		{time.Second, false},
-		{5 * time.Second, true},
-		{20 * time.Second, true},
+		{0, true},
+		{time.Second, true},
+		{5 * time.Second, false},
+		{20 * time.Second, false},
 	} {
 		t.Run(fmt.Sprintf("lead %v", c.lead), func(t *testing.T) {
 			m := newMesh(t, "s", "d")
@@ -66,20 +67,42 @@ func TestAttackReplayIntoARestartedDestination(t *testing.T) {
 				t.Fatal("the restarted destination has another static key")
 			}
 			fresh := NewStrikes(0, 0, t0.Add(restart))
-			r, err = restarted.Respond(pro, flight, "s", fresh, t0.Add(replay))
-			switch {
-			case c.taken && err != nil:
-				t.Fatalf("replay into the fresh process, source %v ahead: %v; the line moved, update docs/SECURITY.md", c.lead, err)
-			case c.taken:
-				if string(r.Early()) != early {
-					t.Fatalf("replayed early data %q", r.Early())
+			at := t0.Add(replay)
+			r, err = restarted.Respond(pro, flight, "s", fresh, at)
+			if c.retry {
+				if !errors.Is(err, ErrRetry) {
+					t.Fatalf("replay into the fresh process, source %v ahead: %v, want ErrRetry (stamped before the restart)", c.lead, err)
 				}
-				// The fresh process remembers it: a second replay fails.
-				if _, err := restarted.Respond(pro, flight, "s", fresh, t0.Add(replay+time.Second)); !errors.Is(err, ErrReplay) {
-					t.Fatalf("second replay into the fresh process: %v, want ErrReplay", err)
-				}
-			case !errors.Is(err, ErrRetry):
-				t.Fatalf("replay into the fresh process, source %v ahead: %v, want ErrRetry (stamped before the restart)", c.lead, err)
+				return
+			}
+			if err != nil {
+				t.Fatalf("replay into the fresh process, source %v ahead: %v", c.lead, err)
+			}
+			if !fresh.MayPredate(r.Stamp()) {
+				t.Fatalf("a flight stamped %v after the restart does not count as one the process before may have taken", r.Stamp().Sub(t0.Add(restart)))
+			}
+			if !r.DropEarly(at) {
+				t.Fatal("the destination cannot state that it dropped the early data")
+			}
+			if len(r.Early()) > 0 {
+				t.Fatalf("replayed early data %q delivered by the fresh process", r.Early())
+			}
+			// The honest source, had it sent this flight, learns from the
+			// reply that its data was not taken.
+			r.SourceLarge(ini.StatesLarge())
+			reply, _, err := r.Reply(nil, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := ini.Finish(reply[2:], nil, at); err != nil {
+				t.Fatal(err)
+			}
+			if !ini.EarlyDropped() {
+				t.Fatal("the reply does not state that the early data was dropped")
+			}
+			// The fresh process remembers it: a second replay fails.
+			if _, err := restarted.Respond(pro, flight, "s", fresh, at.Add(time.Second)); !errors.Is(err, ErrReplay) {
+				t.Fatalf("second replay into the fresh process: %v, want ErrReplay", err)
 			}
 		})
 	}

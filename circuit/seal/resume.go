@@ -320,6 +320,10 @@ const (
 	// stateSawLarge: the open header it received stated that the source
 	// reads them.
 	stateSawLarge = 2
+	// stateEarlyDropped: the destination took the handshake but not its
+	// early data (Responder.DropEarly), which the source sends again. Only
+	// to a source whose open header said it does (circuit.FlagResendsEarly).
+	stateEarlyDropped = 4
 )
 
 // appendStatement appends statement st, none when st is 0. With b nil it
@@ -365,7 +369,8 @@ func ticketID(psk [32]byte, st byte) (id [16]byte) {
 // ticketStatement is the statement a ticket's id carries: 0 for a random
 // id (a destination that predates statements, or chance: 2^-127).
 func ticketStatement(id [16]byte, psk [32]byte) byte {
-	for _, st := range [...]byte{stateReadsLarge, stateReadsLarge | stateSawLarge} {
+	for _, st := range [...]byte{stateReadsLarge, stateReadsLarge | stateSawLarge,
+		stateEarlyDropped, stateReadsLarge | stateEarlyDropped, stateReadsLarge | stateSawLarge | stateEarlyDropped} {
 		if ticketID(psk, st) == id {
 			return st
 		}
@@ -373,18 +378,31 @@ func ticketStatement(id [16]byte, psk [32]byte) byte {
 	return 0
 }
 
-// issue makes a ticket for the source that r authenticated in a
-// one-message handshake and appends it to the reply payload b. With a
-// statement st (not 0), the ticket's id carries it (ticketID).
-func (k *Keys) issue(b []byte, r *Responder, st byte, now time.Time) ([]byte, error) {
-	life := k.life
-	expiry := now.Add(life)
+// ticketExpiry is when a ticket issued at now to the source r
+// authenticated would expire: at the end of the session's life, or of
+// the source's certificate or key record if sooner.
+func (k *Keys) ticketExpiry(r *Responder, now time.Time) time.Time {
+	expiry := now.Add(k.life)
 	if e := r.peer.certExpiry; e.Before(expiry) {
 		expiry = e
 	}
 	if e := r.peer.rec.Expiry; e.Before(expiry) {
 		expiry = e
 	}
+	return expiry
+}
+
+// canIssue reports whether a reply at now to the source r authenticated
+// carries a ticket (issue), and so a statement.
+func (k *Keys) canIssue(r *Responder, now time.Time) bool {
+	return k.ticketExpiry(r, now).After(now)
+}
+
+// issue makes a ticket for the source that r authenticated in a
+// one-message handshake and appends it to the reply payload b. With a
+// statement st (not 0), the ticket's id carries it (ticketID).
+func (k *Keys) issue(b []byte, r *Responder, st byte, now time.Time) ([]byte, error) {
+	expiry := k.ticketExpiry(r, now)
 	if !expiry.After(now) {
 		return b, nil
 	}

@@ -12,10 +12,11 @@ import (
 // which carry early data: it remembers the initiator ephemeral key of every
 // first message whose timestamp is within Window of now, and refuses a
 // message it has seen, one whose timestamp lies outside the window or
-// before the register was created (a message captured before a restart,
-// unless its source's clock ran ahead of this node's past the restart:
-// such a one is taken again, TestAttackReplayIntoARestartedDestination),
-// and any new one while the register is full. Each refusal wraps ErrRetry:
+// before the register was created (a message captured before a restart),
+// and any new one while the register is full. A message captured before a
+// restart but stamped after it (its source's clock ahead of this node's)
+// is not refused: MayPredate tells the caller not to take its early data
+// (Responder.DropEarly). Each refusal wraps ErrRetry:
 // the source then opens with the full handshake, which cannot be replayed.
 //
 // The register is shared by every source, so one source may not fill it:
@@ -84,6 +85,16 @@ func shareOf(max int) int {
 		return 1
 	}
 	return max / 64
+}
+
+// MayPredate reports whether a first message stamped ts, which Check
+// took, may have been taken already by the process before this one: the
+// register starts empty, and that process took stamps up to the window
+// ahead of its clock, so a message captured before a restart can come
+// again stamped within the window of this register's start
+// (Responder.DropEarly).
+func (s *Strikes) MayPredate(ts time.Time) bool {
+	return ts.Before(s.start.Add(s.window))
 }
 
 // Check records the first message with ephemeral key eph and timestamp ts
