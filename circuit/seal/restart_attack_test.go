@@ -223,3 +223,50 @@ func TestSessionRekeysAtRekeyEvery(t *testing.T) {
 		t.Fatalf("a record of the first key after the rekey: %v, want ErrIntegrity", err)
 	}
 }
+
+// A destination states that it dropped the early data in the statement
+// of its IK reply whether its keys are small (a statement of that bit
+// alone) or not, and the source learns it; a reply that drops nothing
+// says nothing of the kind.
+func TestDropEarlyStatedInEveryStatement(t *testing.T) {
+	for _, c := range []struct{ destSmall, drop bool }{
+		{false, true}, {true, true}, {false, false}, {true, false},
+	} {
+		t.Run(fmt.Sprintf("%+v", c), func(t *testing.T) {
+			m := newMesh(t, "s", "d")
+			src, dst := m.keys["s"], m.keys["d"]
+			if c.destSmall {
+				dst.SmallRecordsOnly()
+			}
+			rec := dst.Record()
+			pro := Prologue("d", "s", "svc", 0)
+			now := time.Now()
+			ini, err := src.InitiateFresh(pro, "d", &rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m1, err := ini.First(nil, []byte("early"), now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := dst.Respond(pro, m1[2:], "s", NewStrikes(0, 0, now.Add(-time.Minute)), now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.SourceLarge(ini.StatesLarge())
+			if c.drop && (!r.DropEarly(now) || len(r.Early()) > 0) {
+				t.Fatal("DropEarly left the early data")
+			}
+			reply, _, err := r.Reply(nil, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := ini.Finish(reply[2:], nil, now); err != nil {
+				t.Fatal(err)
+			}
+			if ini.EarlyDropped() != c.drop {
+				t.Fatalf("source learned dropped %t, want %t", ini.EarlyDropped(), c.drop)
+			}
+		})
+	}
+}
