@@ -664,7 +664,9 @@ func AcceptSecure(s links.Stream, o *Open, local Addr, r *seal.Responder) (*Conn
 // the read deadline the caller set on s (third > 0): the destination's
 // own work before its reply (its admission, the reply's X25519
 // operations, a starved scheduler) is then not taken from the source's
-// time.
+// time. The reply's write has the same window (third > 0): a path that
+// takes none of it fails the accept with os.ErrDeadlineExceeded and
+// resets s with CloseInternal.
 func AcceptSecureWithin(s links.Stream, o *Open, local Addr, r *seal.Responder, third time.Duration) (*Conn, error) {
 	fail := func(err error) (*Conn, error) {
 		s.Reset(resetCode(err))
@@ -679,8 +681,18 @@ func AcceptSecureWithin(s links.Stream, o *Open, local Addr, r *seal.Responder, 
 	if err != nil {
 		return fail(err)
 	}
+	if third > 0 {
+		// The reply must leave within the window the third message gets
+		// after it: a path that takes nothing of it (no credit from the
+		// next hop) would otherwise hold this accept, and what the
+		// handshake counts against the source, for as long as the link
+		// lasts. (quic-go takes a write of up to 1,452 bytes without
+		// credit; a full handshake's reply with a recorded path of long
+		// names is larger.) newConn drops the deadline for the circuit.
+		_ = s.SetWriteDeadline(time.Now().Add(third))
+	}
 	if _, err := s.Write(b); err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("write the reply: %w", err))
 	}
 	if sess == nil {
 		if third > 0 {

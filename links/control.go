@@ -184,34 +184,41 @@ func (l *quicLink) controlStalled(stalled time.Duration) {
 func (l *quicLink) probeLoop() {
 	defer l.t.wg.Done()
 	cfg := &l.t.cfg
-	tick := time.NewTicker(cfg.ProbeInterval)
-	defer tick.Stop()
+	ticks, stop := probeTicker(cfg.ProbeInterval)
+	defer stop()
 	floor := time.Duration(cfg.ProbeMisses) * cfg.ProbeInterval
 	var seq uint64
 	prev := time.Now()
 	var late time.Duration // how late our own ticks ran since we last heard the peer
-	// The longest run-queue wait measured since then, -1 before the
-	// first. A goroutine that carries the peer's frames here may have
-	// waited that long at each queue it crossed, whether the queue was
-	// long at that moment or the operating system ran another process
-	// meanwhile: either way the silence is this process's, not the
-	// peer's. (The shortest wait, used before, let a single quiet tick
-	// among busy ones shrink the allowance back to the floor: a relay
-	// under a flood of stalled circuits, its peers in the same process,
-	// declared them dead at 963 ms.)
+	// The longest delay of this process measured since then, -1 before
+	// the first: how late a tick ran, from when it was due to after a
+	// yield. A goroutine that carries the peer's frames here may have
+	// waited that long at each queue it crossed, whether the run queue
+	// was long at that moment (the yield) or the process was not run at
+	// all (the timer's delay: under a CPU quota, the process is stopped
+	// once it used its share of a period, and its timers fire when the
+	// next period begins): either way the silence is this process's, not
+	// the peer's. The yield alone missed the quota's stops: a timer fires
+	// first when the process runs again, its yield then takes
+	// microseconds, and its ticks, each as late as the last, stay one
+	// interval apart, so late (below) misses them too.
+	// (The shortest wait, used before, let a single quiet tick among busy
+	// ones shrink the allowance back to the floor: a relay under a flood
+	// of stalled circuits, its peers in the same process, declared them
+	// dead at 963 ms.)
 	wait := time.Duration(-1)
 	heardAt := l.lastHeard.Load()
 	for {
 		select {
 		case <-l.done:
 			return
-		case due := <-tick.C:
+		case due := <-ticks:
 			// The tick's value is when it was due; the loop may run much
 			// later, and a goroutine woken by the network waits longer
 			// still: a timer's goroutine runs next, one whose packet
 			// arrived joins the back of the run queue. The time a yield
-			// takes measures that queue.
-			began := time.Now()
+			// takes measures that queue; the time from the tick's due
+			// time to after the yield adds the timer's own delay.
 			runtime.Gosched()
 			now := time.Now()
 			// Packets arriving also prove the peer alive: under heavy
@@ -235,12 +242,12 @@ func (l *quicLink) probeLoop() {
 				heardAt, late, wait = h, 0, -1
 			}
 			late += max(now.Sub(prev)-cfg.ProbeInterval, 0)
-			wait = max(wait, now.Sub(began))
+			wait = max(wait, now.Sub(due))
 			prev = now
 			silent := now.Sub(time.Unix(0, heardAt)) - late
 			if deadAfter := l.allowance(floor, wait); silent > deadAfter {
 				reason := fmt.Sprintf("no answer from %s for %v (%d probes missed)", l.hello.Node, silent.Round(time.Millisecond), int(silent/cfg.ProbeInterval))
-				l.t.cfg.Logger.Warn("link dead", "peer", l.hello.Node, "remote", l.conn.RemoteAddr().String(), "silent", silent, "run_queue_wait", wait)
+				l.t.cfg.Logger.Warn("link dead", "peer", l.hello.Node, "remote", l.conn.RemoteAddr().String(), "silent", silent, "own_delay", wait)
 				l.deadAllow, l.deadLate = deadAfter, late
 				l.deadAt, l.deadFrom = now, time.Unix(0, heardAt)
 				l.down(fmt.Errorf("link to %s: %w: %s", l.hello.Node, ErrLinkLost, reason), codeLost, reason)
@@ -258,6 +265,20 @@ func (l *quicLink) probeLoop() {
 	}
 }
 
+// testProbeTicks, when set, makes the tickers of the probe loops started
+// from then on (tests: ticks that arrive late, as a stopped process's).
+var testProbeTicks atomic.Pointer[func(time.Duration) (<-chan time.Time, func())]
+
+// probeTicker returns the probe loop's ticks every d, each carrying the
+// time it was due, and what stops them.
+func probeTicker(d time.Duration) (<-chan time.Time, func()) {
+	if f := testProbeTicks.Load(); f != nil {
+		return (*f)(d)
+	}
+	t := time.NewTicker(d)
+	return t.C, t.Stop
+}
+
 // queueHops is how many run queues of this process a frame of the peer
 // may wait in before it counts as heard: the peer's answer to our probe
 // crosses our UDP reader, the connection's loop and the control stream's
@@ -266,9 +287,10 @@ func (l *quicLink) probeLoop() {
 const queueHops = 6
 
 // allowance is the silence after which the peer is dead: the detector's
-// allowance plus queueHops × wait, the run-queue wait of this process, at
-// most detectorCap × floor in all, as before. On a process with an empty
-// run queue a yield takes microseconds and the detector decides alone.
+// allowance plus queueHops × wait, the longest delay of this process (a
+// tick's lateness), at most detectorCap × floor in all, as before. On a
+// process that runs when its timers fall due and has an empty run queue,
+// a tick is late by microseconds and the detector decides alone.
 func (l *quicLink) allowance(floor, wait time.Duration) time.Duration {
 	return min(l.gaps.allowance(floor)+queueHops*max(wait, 0), detectorCap*floor)
 }
