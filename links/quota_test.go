@@ -92,6 +92,9 @@ func ownCPUCgroup() (string, error) {
 // found dead. Needs root and the cgroup v1 cpu controller; it says so and
 // skips without them.
 func TestLinkSurvivesACPUQuota(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: 10 s under the quota, then a dead peer's detection (make test-long)")
+	}
 	underCPUQuota(t, 20*time.Millisecond, 100*time.Millisecond)
 	a, b, fc, la := faultyPair(t, nil)
 	defer echo(acceptedLink(t, b, "a"))()
