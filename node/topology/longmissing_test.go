@@ -23,6 +23,9 @@ type stepper struct {
 type stepLink struct {
 	out, long bool
 	since     time.Duration
+	// Attributes of links the policy did not make.
+	static, shortcut, bridge bool // bridge: no other neighbour reaches the peer
+	stranded                 int
 }
 
 func newStepper(t *testing.T, seed int64) *stepper {
@@ -38,7 +41,12 @@ func (s *stepper) step() Plan {
 	var ls []Link
 	for _, m := range s.members {
 		if l, ok := s.links[m.Name]; ok {
-			ls = append(ls, Link{Peer: m.Name, Outbound: l.out, Long: l.long, RTT: m.RTT, Age: s.now - l.since + time.Millisecond, Alternates: 1})
+			alt := 1
+			if l.bridge {
+				alt = 0
+			}
+			ls = append(ls, Link{Peer: m.Name, Outbound: l.out, Long: l.long, RTT: m.RTT, Age: s.now - l.since + time.Millisecond, Alternates: alt,
+				Static: l.static, Shortcut: l.shortcut, Stranded: l.stranded})
 		}
 	}
 	p := Decide(Input{Self: "me", Members: s.members, Links: ls, Unavailable: s.unavailable, Config: s.cfg})
@@ -178,4 +186,90 @@ func TestMissingLongLinkAtTarget(t *testing.T) {
 			t.Errorf("after the long link was lost: changes %v, links %v: want %v", got, s.held(), want)
 		}
 	})
+}
+
+// TestMissingLongLinkNoneToReplace: a node at or above its target (3,
+// at most 6 links) whose long link is missing and none of whose links
+// the long link may replace: its outgoing links are its near neighbours
+// or links it must keep (a bridge no other neighbour reaches past, a link
+// some route depends on alone, a shortcut still nearby), the others are
+// incoming or static. It dials the long link beside them, also at
+// Max − 1, where that takes its last free slot, and then nothing changes
+// for a minute. Before, below Max − 1 it did, but at Max − 1 it kept
+// the slot free for a repair link that a node at its maximum admits
+// anyway in place of a redundant idle link, and held no long link for as
+// long as its links stayed. At Max it has no room and changes nothing.
+func TestMissingLongLinkNoneToReplace(t *testing.T) {
+	s := newStepper(t, 0)
+	long := s.longRouter()
+	// Routers that are neither near (r0, r1) nor the long link.
+	var others []string
+	for i := 9; i >= 2; i-- {
+		if name := fmt.Sprintf("r%d", i); name != long {
+			others = append(others, name)
+		}
+	}
+	near := func() map[string]*stepLink {
+		return map[string]*stepLink{"r0": {out: true}, "r1": {out: true}}
+	}
+	for _, tc := range []struct {
+		name string
+		// links builds the node's links besides r0 and r1 from others.
+		links func(map[string]*stepLink)
+		full  bool // at Max: no room
+	}{
+		{name: "incoming, at the target", links: func(ls map[string]*stepLink) { ls[others[0]] = &stepLink{} }},
+		{name: "incoming, above the target", links: func(ls map[string]*stepLink) {
+			ls[others[0]], ls[others[1]] = &stepLink{}, &stepLink{}
+		}},
+		{name: "incoming, at max-1", links: func(ls map[string]*stepLink) {
+			ls[others[0]], ls[others[1]], ls[others[2]] = &stepLink{}, &stepLink{}, &stepLink{}
+		}},
+		{name: "a bridge, at max-1", links: func(ls map[string]*stepLink) {
+			ls[others[0]], ls[others[1]], ls[others[2]] = &stepLink{out: true, bridge: true}, &stepLink{}, &stepLink{}
+		}},
+		{name: "a stranded link, at max-1", links: func(ls map[string]*stepLink) {
+			ls[others[0]], ls[others[1]], ls[others[2]] = &stepLink{out: true, stranded: 2}, &stepLink{}, &stepLink{}
+		}},
+		{name: "a shortcut nearby, at max-1", links: func(ls map[string]*stepLink) {
+			// r2..r5 are 12-15 ms away: within twice the farthest near
+			// neighbour's 11 ms plus 2 ms.
+			sc := "r2"
+			if sc == long {
+				sc = "r3"
+			}
+			ls[sc] = &stepLink{out: true, shortcut: true}
+			n := 0
+			for _, o := range others {
+				if o != sc && n < 2 {
+					ls[o] = &stepLink{}
+					n++
+				}
+			}
+		}},
+		{name: "static links, at max-1", links: func(ls map[string]*stepLink) {
+			ls[others[0]], ls[others[1]], ls[others[2]] = &stepLink{}, &stepLink{}, &stepLink{}
+			ls[others[3]], ls[others[4]] = &stepLink{out: true, static: true}, &stepLink{static: true}
+		}},
+		{name: "incoming, at max", full: true, links: func(ls map[string]*stepLink) {
+			ls[others[0]], ls[others[1]], ls[others[2]], ls[others[3]] = &stepLink{}, &stepLink{}, &stepLink{}, &stepLink{}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStepper(t, 0)
+			s.links = near()
+			tc.links(s.links)
+			before := s.held()
+			got := s.settle("long link missing", len(s.links))
+			if tc.full {
+				if len(got) != 0 {
+					t.Errorf("at its maximum with %v: changes %v: want none (no room)", before, got)
+				}
+				return
+			}
+			if want := []string{"+" + long + " long"}; !slices.Equal(got, want) {
+				t.Errorf("with %v and its long link to %s missing: changes %v, links %v: want %v", before, long, got, s.held(), want)
+			}
+		})
+	}
 }

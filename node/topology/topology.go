@@ -55,7 +55,11 @@
 //     MinAge + ReplaceSpread old (make before break, one link per long
 //     link). At Target with such a link still too young, wait for it;
 //     with none, or above Target, add the long link beside the others
-//     while below Max−1.
+//     while below Max, also into the last slot below it: the long link
+//     is one of the Target wanted ones, a repair link is still admitted
+//     at Max in place of a redundant idle link (Room), and the links that
+//     keep a node from replacing one (incoming, static, bridges, routes
+//     depending on them alone) may stay for good.
 //   - Shortcuts: a router at or above Target and below Max−1 links, from
 //     which routing reaches every router member, links to the nearby
 //     member (within Replace times its farthest near neighbour's distance
@@ -632,7 +636,9 @@ func (p *planner) plan() Plan {
 	// with such a link too young to be replaced yet (the links a node
 	// makes while it joins) it waits until that one may be; without any
 	// such link, or above its target, it dials the long link beside its
-	// links while that leaves shortcutRoom.
+	// links, also into its last slot below Max: its links may all be
+	// ones it keeps (incoming, static, bridges) for good, and a repair
+	// link is admitted at Max in place of a redundant idle link anyway.
 	missing := false
 	for name := range long {
 		if _, ok := p.linked[name]; !ok {
@@ -640,7 +646,7 @@ func (p *planner) plan() Plan {
 		}
 	}
 	victims, young := p.swapVictims(wanted, radius)
-	if missing && (len(victims) > 0 || (p.degree > target || young == 0) && p.degree+len(out.Add) < hardMax-shortcutRoom) {
+	if missing && (len(victims) > 0 || p.degree > target || young == 0) {
 		for _, m := range cands {
 			if long[m.Name] {
 				add(m, WhyLong)
