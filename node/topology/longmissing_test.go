@@ -9,15 +9,20 @@ import (
 
 // stepper runs the policy of "me" among r0..r9, 10, 11, ..., 19 ms away
 // (measured round trips), every 2 s as discovery does; a link the policy
-// adds is up at the next step and one it drops is gone.
+// adds is up at the next step and one it drops is gone. A router in full
+// is at its maximum: it refuses the link, and the node backs off from it
+// as discovery does (15 s, then doubling from 16 s to 5 min) and lists it
+// in Input.Full until a link to it comes up.
 type stepper struct {
 	t           *testing.T
 	cfg         Config
 	members     []Member
 	links       map[string]*stepLink
 	unavailable []string
+	full        map[string]bool
+	refused     map[string]*stepBackoff
 	now         time.Duration
-	changes     []string // "+r3 long", "-r2 replace"
+	changes     []string // "+r3 long", "-r2 replace", "!r4 long" (refused)
 }
 
 type stepLink struct {
@@ -28,8 +33,14 @@ type stepLink struct {
 	stranded                 int
 }
 
+type stepBackoff struct {
+	wait  time.Duration
+	until time.Duration
+}
+
 func newStepper(t *testing.T, seed int64) *stepper {
-	s := &stepper{t: t, cfg: Config{Target: 3, Max: 6, Long: 1, Probes: -1, Seed: seed}, links: map[string]*stepLink{}}
+	s := &stepper{t: t, cfg: Config{Target: 3, Max: 6, Long: 1, Probes: -1, Seed: seed}, links: map[string]*stepLink{},
+		full: map[string]bool{}, refused: map[string]*stepBackoff{}}
 	for i := range 10 {
 		name := fmt.Sprintf("r%d", i)
 		s.members = append(s.members, Member{Name: name, Addr: name, RTT: ms(float64(10 + i))})
@@ -49,8 +60,29 @@ func (s *stepper) step() Plan {
 				Static: l.static, Shortcut: l.shortcut, Stranded: l.stranded})
 		}
 	}
-	p := Decide(Input{Self: "me", Members: s.members, Links: ls, Unavailable: s.unavailable, Config: s.cfg})
+	unavailable := slices.Clone(s.unavailable)
+	var full []string
+	for name, b := range s.refused {
+		full = append(full, name)
+		if s.now < b.until {
+			unavailable = append(unavailable, name)
+		}
+	}
+	slices.Sort(full)
+	p := Decide(Input{Self: "me", Members: s.members, Links: ls, Unavailable: unavailable, Full: full, Config: s.cfg})
 	for i, m := range p.Add {
+		if s.full[m.Name] {
+			b := s.refused[m.Name]
+			if b == nil {
+				b = &stepBackoff{}
+				s.refused[m.Name] = b
+			}
+			b.wait = min(max(2*b.wait, time.Second), 5*time.Minute)
+			b.until = s.now + max(b.wait, 15*time.Second)
+			s.changes = append(s.changes, fmt.Sprintf("!%s %s", m.Name, p.Why[i]))
+			continue
+		}
+		delete(s.refused, m.Name)
 		s.links[m.Name] = &stepLink{out: true, long: p.Why[i] == WhyLong, since: s.now}
 		s.changes = append(s.changes, fmt.Sprintf("+%s %s", m.Name, p.Why[i]))
 	}
