@@ -313,7 +313,10 @@ type Link struct {
 	Shortcut bool
 	// Long marks a link this node dialled as a long link (WhyLong): it
 	// stays the long link while its peer is a router outside the near
-	// neighbours, whichever router the seeded hash ranks first.
+	// neighbours, whichever router the seeded hash ranks first, unless
+	// another long link of this node takes its place: one to a router of
+	// lower hash that had refused at its maximum (Input.Full), once that
+	// link is MinAge old.
 	Long bool
 	// Stranded is how many destinations this node's routing would lose
 	// for a while if the link closed: routes whose next hop is the peer
