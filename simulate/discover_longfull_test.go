@@ -131,7 +131,7 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 	}
 }
 
-// TestDiscoverLongLinkPassesFullRouter: 24 routers in two regions join by
+// TestDiscoverLongLinkPassesFullRouter: 32 routers in two regions join by
 // gossip with TargetLinks 3. Once the mesh has settled, the router l of a
 // node x's long link (in the other region) restarts linking to one router
 // at most (TargetLinks and MaxLinks 1), so that it refuses x's link at its
@@ -150,7 +150,7 @@ func testLongLinkPassesFullRouter(t *testing.T) {
 	// node.DiscoveryConfig's default maximum.
 	maxLinks := max(topology.DefaultMax, 2*target)
 	var small atomic.Pointer[string] // the router at its maximum of 1
-	m := newLongMesh(t, 24, target, func(cfg *node.Config) {
+	m := newLongMesh(t, 32, target, func(cfg *node.Config) {
 		if l := small.Load(); l != nil && cfg.Name == *l {
 			cfg.Discovery.TargetLinks, cfg.Discovery.MaxLinks = 1, 1
 		}
@@ -166,25 +166,33 @@ func testLongLinkPassesFullRouter(t *testing.T) {
 	// the next, b, is in the other region too and x holds no link to it.
 	// Neither wants x (it would dial x). x has room for b and then l
 	// beside its other links (a node at its maximum comes back to l
-	// only once it has room).
+	// only once it has room), and dialled no link but to l and its near
+	// neighbours: none that it dialled as a long link before stays its
+	// long link once l is gone.
 	wantsNot := func(r, x string) bool {
 		long, near := m.wants(r)
 		return long != x && !slices.Contains(near, x)
 	}
 	var x, l, b string
 	for _, name := range names {
-		long, _ := m.wants(name)
+		long, near := m.wants(name)
 		next, _ := m.wants(name, long)
 		ls := m.peers(name)
 		_, hasNext := ls[next]
-		if li, ok := ls[long]; ok && li.Outbound && !hasNext && long != names[0] && len(ls) <= maxLinks-2 &&
+		others := false // an outgoing link to a router neither near nor l
+		for p, li := range ls {
+			if li.Outbound && p != long && !slices.Contains(near, p) {
+				others = true
+			}
+		}
+		if li, ok := ls[long]; ok && li.Outbound && !hasNext && !others && long != names[0] && len(ls) <= maxLinks-2 &&
 			m.u.Region[long] != m.u.Region[name] && m.u.Region[next] != m.u.Region[name] && wantsNot(long, name) && wantsNot(next, name) {
 			x, l, b = name, long, next
 			break
 		}
 	}
 	if x == "" {
-		t.Fatal("no node below Max − 1 holds a link it dialled to its long link's router, with the next one in hash order in the other region and not linked")
+		t.Fatal("no node below Max − 1 holds links it dialled to its long link's router and its near ones only, with the next router in hash order in the other region and not linked")
 	}
 	restart := func(max1 bool) {
 		t.Helper()
