@@ -133,14 +133,16 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 
 // TestDiscoverLongLinkPassesFullRouter: 32 routers in two regions join by
 // gossip with TargetLinks 3. Once the mesh has settled, the router l of a
-// node x's long link (in the other region) restarts linking to one router
-// at most (TargetLinks and MaxLinks 1), so that it refuses x's link at its
-// maximum. x takes the next router in hash order, b, also in the other
-// region, as its long link, and holds it. Before, it dialled l again at
-// every back-off and held no long link (b was never dialled). Then l
-// restarts with the default maximum: x links to l again at its next dial
-// and drops b once its link to l is 10 s old (make before break), and
-// holds l after.
+// node x's long link restarts linking to one router at most (TargetLinks
+// and MaxLinks 1), so that it refuses x's link at its maximum. x takes
+// the next router in hash order, b, in the other region, as its long
+// link, and holds it (x is cut off from the routers it dialled beyond
+// its near ones but l, so that no link it dialled as its long link
+// before is its long link then). Before, it dialled l again at every
+// back-off and held no long link (b was never dialled). Then l restarts
+// with the default maximum: x links to l again at its next dial and
+// drops b once its link to l is 10 s old (make before break), and holds
+// l after.
 func TestDiscoverLongLinkPassesFullRouter(t *testing.T) {
 	synctest.Test(t, testLongLinkPassesFullRouter)
 }
@@ -162,37 +164,59 @@ func testLongLinkPassesFullRouter(t *testing.T) {
 	}
 	m.settle()
 	// x: a node holding a link it dialled to l, the router the hash ranks
-	// first for its long link, in the other region, and not the seed;
-	// the next, b, is in the other region too and x holds no link to it.
-	// Neither wants x (it would dial x). x has room for b and then l
-	// beside its other links (a node at its maximum comes back to l
-	// only once it has room), and dialled no link but to l and its near
-	// neighbours: none that it dialled as a long link before stays its
-	// long link once l is gone.
+	// first for its long link, not the seed; the next, b, is in the other
+	// region and x holds no link to it. Neither wants x (it would dial
+	// x). x has room for b and then l beside its other links (a node at
+	// its maximum comes back to l only once it has room).
 	wantsNot := func(r, x string) bool {
 		long, near := m.wants(r)
 		return long != x && !slices.Contains(near, x)
 	}
 	var x, l, b string
+	var cut []string
 	for _, name := range names {
 		long, near := m.wants(name)
 		next, _ := m.wants(name, long)
 		ls := m.peers(name)
 		_, hasNext := ls[next]
-		others := false // an outgoing link to a router neither near nor l
-		for p, li := range ls {
-			if li.Outbound && p != long && !slices.Contains(near, p) {
-				others = true
-			}
-		}
-		if li, ok := ls[long]; ok && li.Outbound && !hasNext && !others && long != names[0] && len(ls) <= maxLinks-2 &&
-			m.u.Region[long] != m.u.Region[name] && m.u.Region[next] != m.u.Region[name] && wantsNot(long, name) && wantsNot(next, name) {
+		if li, ok := ls[long]; ok && li.Outbound && !hasNext && long != names[0] && len(ls) <= maxLinks-2 &&
+			m.u.Region[next] != m.u.Region[name] && wantsNot(long, name) && wantsNot(next, name) {
 			x, l, b = name, long, next
+			for p, li := range ls {
+				if li.Outbound && p != long && !slices.Contains(near, p) {
+					cut = append(cut, p)
+				}
+			}
 			break
 		}
 	}
 	if x == "" {
-		t.Fatal("no node below Max − 1 holds links it dialled to its long link's router and its near ones only, with the next router in hash order in the other region and not linked")
+		t.Fatal("no node below Max − 1 holds a link it dialled to its long link's router, with the next router in hash order in the other region and not linked")
+	}
+	// x's other links it dialled beyond its near ones (shortcuts, or one
+	// it dialled as its long link before, which would stay its long link
+	// once l is gone) end: the underlay between x and their routers
+	// fails for the rest of the test.
+	if len(cut) > 0 {
+		slices.Sort(cut)
+		if err := c.PartitionUnderlay([]string{x}, cut); err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		err := poll(wctx, func() error {
+			ls := m.peers(x)
+			for _, p := range cut {
+				if _, ok := ls[p]; ok {
+					return fmt.Errorf("%s still holds its link to %s", x, p)
+				}
+			}
+			return nil
+		})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s cut off from %v, the routers it dialled beyond its near ones but %s", x, cut, l)
 	}
 	restart := func(max1 bool) {
 		t.Helper()

@@ -23,7 +23,9 @@
 //     link, the refusing ones ranked before it are dialled again as the
 //     caller's back-off allows, and one that admits the link becomes the
 //     long link once its link is MinAge old (a link just up may still be
-//     refused), the later one then dropped (make before break).
+//     refused). The later one is then an unwanted link like any other: at
+//     Target+1 the long link's swap below drops it if it is the least
+//     useful local link, above that a closer neighbour may replace it.
 //   - Below Target, add wanted neighbours first, then the nearest others.
 //   - Bootstrapping: a router that knows the distance (link RTT, probe
 //     RTT or coordinate) to fewer than 2×Target routers asks for the
@@ -526,7 +528,8 @@ func (p *planner) plan() Plan {
 	// (before every candidate, when it holds fewer long links than Long)
 	// are dialled again as its back-off from them allows (Unavailable);
 	// once one is up and off trial, it is the long link, and the one it
-	// ranks before is dropped.
+	// ranks before is unwanted (it goes as the swap below, or a closer
+	// neighbour, replaces an unwanted link).
 	var retry []Member
 	if len(full) > 0 {
 		var last string // the long link of the highest hash
@@ -708,24 +711,6 @@ func (p *planner) plan() Plan {
 		for _, m := range retry {
 			if add(m, WhyLong) {
 				break
-			}
-		}
-	}
-	// A long link that another one took the place of (a router of lower
-	// hash that had refused at its maximum, now up and off trial): drop
-	// it, make before break, while above the target and if another
-	// neighbour reaches past it and no route depends on it alone.
-	if !missing && p.degree > target && len(p.in.Unreachable) == 0 {
-		for _, l := range p.in.Links {
-			if _, ok := p.members[l.Peer]; ok && l.Outbound && l.Long && !l.Static && !wanted[l.Peer] && !p.onTrial(l) &&
-				l.Alternates > 0 && l.Stranded == 0 {
-				var by []string
-				for name := range long {
-					by = append(by, name)
-				}
-				slices.Sort(by)
-				out.Drop = append(out.Drop, Drop{Peer: l.Peer, Reason: "replaced by the long link to " + strings.Join(by, ", "), Why: WhyReplace})
-				return out
 			}
 		}
 	}
