@@ -199,6 +199,10 @@ type addrBackoff struct {
 	wait  time.Duration
 	until time.Time
 	fails int // failed dials in a row
+	// full: the last refusal of a link at this address was the member
+	// at its maximum, and no link dialled there came up since
+	// (topology.Input.Full).
+	full bool
 }
 
 // memberMeta is the gossip metadata of a node (JSON, under
@@ -1077,7 +1081,7 @@ func (d *discovery) step(now time.Time) int {
 		}
 	}
 	members := make([]topology.Member, 0, len(names))
-	var lost, unavailable []string
+	var lost, unavailable, full []string
 	d.mu.Lock()
 	for _, name := range names {
 		if reachable[name] && !d.reached[name] {
@@ -1116,6 +1120,9 @@ func (d *discovery) step(now time.Time) int {
 		}
 		if isLost {
 			lostRouters++
+		}
+		if b := d.backoff[mem.LinkAddr]; b != nil && b.full && mem.LinkAddr != "" {
+			full = append(full, name)
 		}
 		switch {
 		case d.dialing[name] || len(d.dialing) >= maxDialing:
@@ -1169,7 +1176,7 @@ func (d *discovery) step(now time.Time) int {
 
 	plan := topology.Decide(topology.Input{
 		Self: n.cfg.Name, Leaf: n.cfg.Leaf, Coord: d.vc.GetCoordinate(),
-		Members: members, Links: ls, Unreachable: lost, Unavailable: unavailable,
+		Members: members, Links: ls, Unreachable: lost, Unavailable: unavailable, Full: full,
 		NoRoom: noRoom, UnvouchedRoom: unvouched, Probing: probing,
 		Config: d.policyConfig(),
 	})
@@ -1591,6 +1598,16 @@ func (d *discovery) backoffLocked(addr string, ban time.Duration, answered bool)
 	b.until = time.Now().Add(wait)
 }
 
+// refusedFullLocked backs addr off after its member refused a link at its
+// maximum (fullBan at least) and marks it full until a link dialled there
+// comes up. d.mu is held.
+func (d *discovery) refusedFullLocked(addr string) {
+	d.backoffLocked(addr, fullBan, true)
+	if b := d.backoff[addr]; b != nil {
+		b.full = true
+	}
+}
+
 // proveLocked records that a handshake at addr proved member's
 // certificate, and forgets the member's failed dials to addresses that
 // never proved it. d.mu is held.
@@ -1655,7 +1672,7 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 			// The member refused the link at its maximum before this
 			// node's transport had it up: the address answered, like a
 			// refusal after the link came up.
-			d.backoffLocked(m.LinkAddr, fullBan, true)
+			d.refusedFullLocked(m.LinkAddr)
 		case err != nil && n.ctx.Err() == nil:
 			d.dialFailedLocked(m, err, time.Now())
 		case err == nil && l.Peer() != m.Name:
@@ -1691,7 +1708,7 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 		d.mu.Lock()
 		d.proveLocked(m.LinkAddr, m.Name)
 		if b := d.backoff[m.LinkAddr]; b != nil {
-			b.fails = 0
+			b.fails, b.full = 0, false
 		}
 		d.mu.Unlock()
 		up := time.Now()
@@ -1714,7 +1731,9 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 		d.mu.Unlock()
 		if lerr := l.Err(); lerr != nil && refusedAtMaximum(lerr) {
 			// Backed off before the warning that says so is written.
-			d.failed(m.LinkAddr, fullBan)
+			d.mu.Lock()
+			d.refusedFullLocked(m.LinkAddr)
+			d.mu.Unlock()
 			d.warnFull(m, lerr)
 		} else if time.Since(up) < goodLink {
 			d.failed(m.LinkAddr, 0)

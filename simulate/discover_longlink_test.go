@@ -31,89 +31,15 @@ func TestDiscoverLongLinkLostAtTarget(t *testing.T) {
 }
 
 func testLongLinkLost(t *testing.T) {
-	const (
-		n      = 24
-		target = 3
-	)
-	c, err := NewCluster(Config{Backend: BackendMem, NodeConfig: func(cfg *node.Config) {
-		cfg.Discovery.TargetLinks = target
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := c.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
+	const target = 3
+	m := newLongMesh(t, 24, target, nil)
+	c, u, names, wants, peers := m.c, m.u, m.names, m.wants, m.peers
 	ctx := context.Background()
-	u := &Underlay{Region: map[string]string{}, Pos: map[string][2]float64{}, Inside: 500 * time.Microsecond,
-		Between: map[[2]string]time.Duration{{"east", "west"}: 30 * time.Millisecond}}
-	rng := rand.New(rand.NewPCG(1, 2))
-	var names []string
-	for i := 1; i <= n; i++ {
-		name := fmt.Sprintf("n%d", i)
-		names = append(names, name)
-		u.Region[name] = "west"
-		if i > n/2 {
-			u.Region[name] = "east"
-		}
-		rho, phi := 5*math.Sqrt(rng.Float64()), 2*math.Pi*rng.Float64()
-		u.Pos[name] = [2]float64{rho * math.Cos(phi), rho * math.Sin(phi)}
-	}
-	if err := c.SetUnderlay(u); err != nil {
-		t.Fatal(err)
-	}
 	if err := c.Discover(ctx, names[0], names[1:]...); err != nil {
 		t.Fatal(err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	took, err := c.WaitReachable(wctx)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Minute) // links old enough to be replaced; settled
-	ms, err := c.MeasureMesh()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("every pair reachable %v (virtual) after the joins; a minute later: %v", took.Round(time.Millisecond), ms)
-
-	// The long link's router of each node, as its policy ranks them by
-	// the underlay's round trips (the node's seed is the mesh name's
-	// FNV-1a hash), and its two near ones.
-	h := fnv.New64a()
-	h.Write([]byte(c.cfg.Mesh))
-	cfg := topology.Config{Target: target, Long: 1, Probes: -1, Adds: 2 * target, Seed: int64(h.Sum64())}
-	wants := func(self string) (long string, near []string) {
-		var ms []topology.Member
-		for _, m := range names {
-			if m != self {
-				ms = append(ms, topology.Member{Name: m, Addr: m, RTT: 2 * u.Latency(self, m)})
-			}
-		}
-		p := topology.Decide(topology.Input{Self: self, Members: ms, Config: cfg})
-		for i, m := range p.Add {
-			if p.Why[i] == topology.WhyLong {
-				long = m.Name
-			} else {
-				near = append(near, m.Name)
-			}
-		}
-		return long, near
-	}
-	peers := func(name string) map[string]node.LinkInfo {
-		ls, err := c.Links(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]node.LinkInfo{}
-		for _, l := range ls {
-			out[l.Peer] = l
-		}
-		return out
-	}
+	m.settle()
+	n := len(names)
 	held, dialled := 0, 0
 	for _, name := range names {
 		long, _ := wants(name)
@@ -160,8 +86,8 @@ func testLongLinkLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	lost := time.Now()
-	wctx, cancel = context.WithTimeout(ctx, 2*time.Minute)
-	err = poll(wctx, func() error {
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	err := poll(wctx, func() error {
 		ls := peers(x)
 		for _, p := range cut {
 			if _, ok := ls[p]; ok {
@@ -194,4 +120,109 @@ func testLongLinkLost(t *testing.T) {
 		t.Fatalf("%v 3 minutes after the heal (virtual): %s has links %v", err, x, slices.Sorted(maps.Keys(peers(x))))
 	}
 	t.Logf("%s dialled %s again %v after the heal; it holds %d links", x, l, time.Since(healed).Round(time.Millisecond), len(peers(x)))
+}
+
+// longMesh is n routers in two regions (each a disc 10 ms across, 30 ms
+// apart, placed by a fixed seed) with TargetLinks target, not started.
+type longMesh struct {
+	t     *testing.T
+	c     *Cluster
+	u     *Underlay
+	names []string // n1, n2, ...: the first half west, the others east
+	cfg   topology.Config
+}
+
+// newLongMesh makes the cluster of a longMesh; config, when not nil,
+// adjusts each node's configuration after TargetLinks is set. The
+// cluster closes when the test ends.
+func newLongMesh(t *testing.T, n, target int, config func(*node.Config)) *longMesh {
+	c, err := NewCluster(Config{Backend: BackendMem, NodeConfig: func(cfg *node.Config) {
+		cfg.Discovery.TargetLinks = target
+		if config != nil {
+			config(cfg)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	u := &Underlay{Region: map[string]string{}, Pos: map[string][2]float64{}, Inside: 500 * time.Microsecond,
+		Between: map[[2]string]time.Duration{{"east", "west"}: 30 * time.Millisecond}}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var names []string
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("n%d", i)
+		names = append(names, name)
+		u.Region[name] = "west"
+		if i > n/2 {
+			u.Region[name] = "east"
+		}
+		rho, phi := 5*math.Sqrt(rng.Float64()), 2*math.Pi*rng.Float64()
+		u.Pos[name] = [2]float64{rho * math.Cos(phi), rho * math.Sin(phi)}
+	}
+	if err := c.SetUnderlay(u); err != nil {
+		t.Fatal(err)
+	}
+	// The nodes' seed is the mesh name's FNV-1a hash.
+	h := fnv.New64a()
+	h.Write([]byte(c.cfg.Mesh))
+	return &longMesh{t: t, c: c, u: u, names: names,
+		cfg: topology.Config{Target: target, Long: 1, Probes: -1, Adds: 2 * target, Seed: int64(h.Sum64())}}
+}
+
+// settle waits until every pair is reachable, then a minute (links old
+// enough to be replaced; settled), and logs the mesh.
+func (m *longMesh) settle() {
+	m.t.Helper()
+	wctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	took, err := m.c.WaitReachable(wctx)
+	cancel()
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	time.Sleep(time.Minute)
+	ms, err := m.c.MeasureMesh()
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.t.Logf("every pair reachable %v (virtual) after the joins; a minute later: %v", took.Round(time.Millisecond), ms)
+}
+
+// wants returns the long link's router of self and its near ones, as its
+// policy ranks them by the underlay's round trips, among the routers but
+// those in without (the long link's router then is the next in hash
+// order).
+func (m *longMesh) wants(self string, without ...string) (long string, near []string) {
+	var ms []topology.Member
+	for _, name := range m.names {
+		if name != self && !slices.Contains(without, name) {
+			ms = append(ms, topology.Member{Name: name, Addr: name, RTT: 2 * m.u.Latency(self, name)})
+		}
+	}
+	p := topology.Decide(topology.Input{Self: self, Members: ms, Config: m.cfg})
+	for i, a := range p.Add {
+		if p.Why[i] == topology.WhyLong {
+			long = a.Name
+		} else {
+			near = append(near, a.Name)
+		}
+	}
+	return long, near
+}
+
+// peers returns the links of name by peer.
+func (m *longMesh) peers(name string) map[string]node.LinkInfo {
+	ls, err := m.c.Links(name)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	out := map[string]node.LinkInfo{}
+	for _, l := range ls {
+		out[l.Peer] = l
+	}
+	return out
 }

@@ -9,24 +9,38 @@ import (
 
 // stepper runs the policy of "me" among r0..r9, 10, 11, ..., 19 ms away
 // (measured round trips), every 2 s as discovery does; a link the policy
-// adds is up at the next step and one it drops is gone.
+// adds is up at the next step and one it drops is gone. A router in full
+// is at its maximum: it refuses the link, and the node backs off from it
+// as discovery does (15 s, then doubling from 16 s to 5 min) and lists it
+// in Input.Full until a link to it comes up.
 type stepper struct {
 	t           *testing.T
 	cfg         Config
 	members     []Member
 	links       map[string]*stepLink
 	unavailable []string
+	full        map[string]bool
+	refused     map[string]*stepBackoff
 	now         time.Duration
-	changes     []string // "+r3 long", "-r2 replace"
+	changes     []string // "+r3 long", "-r2 replace", "!r4 long" (refused)
 }
 
 type stepLink struct {
 	out, long bool
 	since     time.Duration
+	// Attributes of links the policy did not make.
+	static, shortcut, bridge bool // bridge: no other neighbour reaches the peer
+	stranded                 int
+}
+
+type stepBackoff struct {
+	wait  time.Duration
+	until time.Duration
 }
 
 func newStepper(t *testing.T, seed int64) *stepper {
-	s := &stepper{t: t, cfg: Config{Target: 3, Max: 6, Long: 1, Probes: -1, Seed: seed}, links: map[string]*stepLink{}}
+	s := &stepper{t: t, cfg: Config{Target: 3, Max: 6, Long: 1, Probes: -1, Seed: seed}, links: map[string]*stepLink{},
+		full: map[string]bool{}, refused: map[string]*stepBackoff{}}
 	for i := range 10 {
 		name := fmt.Sprintf("r%d", i)
 		s.members = append(s.members, Member{Name: name, Addr: name, RTT: ms(float64(10 + i))})
@@ -38,11 +52,37 @@ func (s *stepper) step() Plan {
 	var ls []Link
 	for _, m := range s.members {
 		if l, ok := s.links[m.Name]; ok {
-			ls = append(ls, Link{Peer: m.Name, Outbound: l.out, Long: l.long, RTT: m.RTT, Age: s.now - l.since + time.Millisecond, Alternates: 1})
+			alt := 1
+			if l.bridge {
+				alt = 0
+			}
+			ls = append(ls, Link{Peer: m.Name, Outbound: l.out, Long: l.long, RTT: m.RTT, Age: s.now - l.since + time.Millisecond, Alternates: alt,
+				Static: l.static, Shortcut: l.shortcut, Stranded: l.stranded})
 		}
 	}
-	p := Decide(Input{Self: "me", Members: s.members, Links: ls, Unavailable: s.unavailable, Config: s.cfg})
+	unavailable := slices.Clone(s.unavailable)
+	var full []string
+	for name, b := range s.refused {
+		full = append(full, name)
+		if s.now < b.until {
+			unavailable = append(unavailable, name)
+		}
+	}
+	slices.Sort(full)
+	p := Decide(Input{Self: "me", Members: s.members, Links: ls, Unavailable: unavailable, Full: full, Config: s.cfg})
 	for i, m := range p.Add {
+		if s.full[m.Name] {
+			b := s.refused[m.Name]
+			if b == nil {
+				b = &stepBackoff{}
+				s.refused[m.Name] = b
+			}
+			b.wait = min(max(2*b.wait, time.Second), 5*time.Minute)
+			b.until = s.now + max(b.wait, 15*time.Second)
+			s.changes = append(s.changes, fmt.Sprintf("!%s %s", m.Name, p.Why[i]))
+			continue
+		}
+		delete(s.refused, m.Name)
 		s.links[m.Name] = &stepLink{out: true, long: p.Why[i] == WhyLong, since: s.now}
 		s.changes = append(s.changes, fmt.Sprintf("+%s %s", m.Name, p.Why[i]))
 	}
@@ -178,4 +218,90 @@ func TestMissingLongLinkAtTarget(t *testing.T) {
 			t.Errorf("after the long link was lost: changes %v, links %v: want %v", got, s.held(), want)
 		}
 	})
+}
+
+// TestMissingLongLinkNoneToReplace: a node at or above its target (3,
+// at most 6 links) whose long link is missing and none of whose links
+// the long link may replace: its outgoing links are its near neighbours
+// or links it must keep (a bridge no other neighbour reaches past, a link
+// some route depends on alone, a shortcut still nearby), the others are
+// incoming or static. It dials the long link beside them, also at
+// Max − 1, where that takes its last free slot, and then nothing changes
+// for a minute. Before, below Max − 1 it did, but at Max − 1 it kept
+// the slot free for a repair link that a node at its maximum admits
+// anyway in place of a redundant idle link, and held no long link for as
+// long as its links stayed. At Max it has no room and changes nothing.
+func TestMissingLongLinkNoneToReplace(t *testing.T) {
+	s := newStepper(t, 0)
+	long := s.longRouter()
+	// Routers that are neither near (r0, r1) nor the long link.
+	var others []string
+	for i := 9; i >= 2; i-- {
+		if name := fmt.Sprintf("r%d", i); name != long {
+			others = append(others, name)
+		}
+	}
+	near := func() map[string]*stepLink {
+		return map[string]*stepLink{"r0": {out: true}, "r1": {out: true}}
+	}
+	for _, tc := range []struct {
+		name string
+		// links builds the node's links besides r0 and r1 from others.
+		links func(map[string]*stepLink)
+		full  bool // at Max: no room
+	}{
+		{name: "incoming, at the target", links: func(ls map[string]*stepLink) { ls[others[0]] = &stepLink{} }},
+		{name: "incoming, above the target", links: func(ls map[string]*stepLink) {
+			ls[others[0]], ls[others[1]] = &stepLink{}, &stepLink{}
+		}},
+		{name: "incoming, at max-1", links: func(ls map[string]*stepLink) {
+			ls[others[0]], ls[others[1]], ls[others[2]] = &stepLink{}, &stepLink{}, &stepLink{}
+		}},
+		{name: "a bridge, at max-1", links: func(ls map[string]*stepLink) {
+			ls[others[0]], ls[others[1]], ls[others[2]] = &stepLink{out: true, bridge: true}, &stepLink{}, &stepLink{}
+		}},
+		{name: "a stranded link, at max-1", links: func(ls map[string]*stepLink) {
+			ls[others[0]], ls[others[1]], ls[others[2]] = &stepLink{out: true, stranded: 2}, &stepLink{}, &stepLink{}
+		}},
+		{name: "a shortcut nearby, at max-1", links: func(ls map[string]*stepLink) {
+			// r2..r5 are 12-15 ms away: within twice the farthest near
+			// neighbour's 11 ms plus 2 ms.
+			sc := "r2"
+			if sc == long {
+				sc = "r3"
+			}
+			ls[sc] = &stepLink{out: true, shortcut: true}
+			n := 0
+			for _, o := range others {
+				if o != sc && n < 2 {
+					ls[o] = &stepLink{}
+					n++
+				}
+			}
+		}},
+		{name: "static links, at max-1", links: func(ls map[string]*stepLink) {
+			ls[others[0]], ls[others[1]], ls[others[2]] = &stepLink{}, &stepLink{}, &stepLink{}
+			ls[others[3]], ls[others[4]] = &stepLink{out: true, static: true}, &stepLink{static: true}
+		}},
+		{name: "incoming, at max", full: true, links: func(ls map[string]*stepLink) {
+			ls[others[0]], ls[others[1]], ls[others[2]], ls[others[3]] = &stepLink{}, &stepLink{}, &stepLink{}, &stepLink{}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStepper(t, 0)
+			s.links = near()
+			tc.links(s.links)
+			before := s.held()
+			got := s.settle("long link missing", len(s.links))
+			if tc.full {
+				if len(got) != 0 {
+					t.Errorf("at its maximum with %v: changes %v: want none (no room)", before, got)
+				}
+				return
+			}
+			if want := []string{"+" + long + " long"}; !slices.Equal(got, want) {
+				t.Errorf("with %v and its long link to %s missing: changes %v, links %v: want %v", before, long, got, s.held(), want)
+			}
+		})
+	}
 }

@@ -17,7 +17,15 @@
 //     keeps the diameter logarithmic (small world). A link this node
 //     dialled as a long link (Link.Long) stays one while its peer is a
 //     router outside the near set, before the hash's first: the near set
-//     shifting does not move it.
+//     shifting does not move it. A router that refused this node's link
+//     at its maximum (Input.Full) is passed over for the next in hash
+//     order, up to LongTries routers deep; while a later one is the long
+//     link, the refusing ones ranked before it are dialled again as the
+//     caller's back-off allows, and one that admits the link becomes the
+//     long link once its link is MinAge old (a link just up may still be
+//     refused). The later one is then an unwanted link like any other: at
+//     Target+1 the long link's swap below drops it if it is the least
+//     useful local link, above that a closer neighbour may replace it.
 //   - Below Target, add wanted neighbours first, then the nearest others.
 //   - Bootstrapping: a router that knows the distance (link RTT, probe
 //     RTT or coordinate) to fewer than 2×Target routers asks for the
@@ -55,7 +63,11 @@
 //     MinAge + ReplaceSpread old (make before break, one link per long
 //     link). At Target with such a link still too young, wait for it;
 //     with none, or above Target, add the long link beside the others
-//     while below Max−1.
+//     while below Max, also into the last slot below it: the long link
+//     is one of the Target wanted ones, a repair link is still admitted
+//     at Max in place of a redundant idle link (Room), and the links that
+//     keep a node from replacing one (incoming, static, bridges, routes
+//     depending on them alone) may stay for good.
 //   - Shortcuts: a router at or above Target and below Max−1 links, from
 //     which routing reaches every router member, links to the nearby
 //     member (within Replace times its farthest near neighbour's distance
@@ -120,6 +132,12 @@ const (
 	MinRTT = 100 * time.Microsecond
 	// DefaultProbes is how many members Plan.Probe lists at most.
 	DefaultProbes = 2
+	// LongTries is how many routers, in the seeded hash's order outside
+	// the near set, a node tries for a long link: it passes over those
+	// that refused its link at their maximum (Input.Full), at most
+	// LongTries−1 of them, and dials them again as its back-off from them
+	// allows. When all refuse, it holds no long link until one admits it.
+	LongTries = 3
 	// BootstrapProbes is how many members Plan.Probe lists at most for
 	// a router that knows the distance to few routers (bootstrapping).
 	BootstrapProbes = 4
@@ -297,7 +315,10 @@ type Link struct {
 	Shortcut bool
 	// Long marks a link this node dialled as a long link (WhyLong): it
 	// stays the long link while its peer is a router outside the near
-	// neighbours, whichever router the seeded hash ranks first.
+	// neighbours, whichever router the seeded hash ranks first, unless
+	// another long link of this node takes its place: one to a router of
+	// lower hash that had refused at its maximum (Input.Full), once that
+	// link is MinAge old.
 	Long bool
 	// Stranded is how many destinations this node's routing would lose
 	// for a while if the link closed: routes whose next hop is the peer
@@ -332,6 +353,11 @@ type Input struct {
 	// Unavailable lists members not to dial now (backing off, or a dial
 	// in progress).
 	Unavailable []string
+	// Full lists routers that refused this node's link at their maximum
+	// (AtMaximum) and to which no link this node dialled came up since:
+	// the long link passes over them (LongTries), and dials them again
+	// when they are not Unavailable, to come back to them.
+	Full []string
 	// NoRoom: give up no link for a lost member now (the caller's rate
 	// limit of room-making). UnvouchedRoom: a lost member that is not
 	// Vouched may have room made for it too.
@@ -456,39 +482,68 @@ func (p *planner) plan() Plan {
 	// The long links: first the links this node dialled as long links
 	// (Link.Long) to routers outside the near set, so that a long link
 	// stays while the near set shifts (a router of lower hash leaving it
-	// would otherwise take its place); then the other routers of the
-	// lowest hash (ties by name), picked one at a time rather than by
-	// sorting them all.
+	// would otherwise take its place), one under MinAge old after the
+	// others (on trial: a router at its maximum refuses a link as it
+	// comes up, so a link just up does not yet displace an older long
+	// link); then, for the slots left, the routers in the seeded hash's
+	// order (ties by name) that have not refused this node's link at
+	// their maximum (Input.Full), among the first Long+LongTries−1.
+	full := set(p.in.Full)
 	var kept []Member
 	for _, l := range p.in.Links {
 		if m, ok := p.members[l.Peer]; ok && l.Long && l.Outbound && !m.Leaf && !wanted[m.Name] {
 			kept = append(kept, m)
 		}
 	}
-	slices.SortFunc(kept, func(a, b Member) int { return p.byHash(a.Name, b.Name) })
+	slices.SortFunc(kept, func(a, b Member) int {
+		if ta, tb := p.onTrial(p.linked[a.Name]), p.onTrial(p.linked[b.Name]); ta != tb {
+			if ta {
+				return 1
+			}
+			return -1
+		}
+		return p.byHash(a.Name, b.Name)
+	})
 	long := map[string]bool{}
 	for _, m := range kept[:min(nLong, len(kept))] {
 		wanted[m.Name], long[m.Name] = true, true
 		nLong--
 	}
-	for range nLong {
-		best := -1
-		for i, m := range cands {
-			if wanted[m.Name] {
-				continue
-			}
-			if best < 0 {
-				best = i
-				continue
-			}
-			if p.byHash(m.Name, cands[best].Name) < 0 {
-				best = i
-			}
-		}
-		if best < 0 {
+	var order []string // the long links' candidates, by hash
+	if nLong > 0 || len(full) > 0 && !p.in.Leaf && p.cfg.Long > 0 {
+		order = p.longOrder(near, p.cfg.Long+LongTries-1)
+	}
+	for _, name := range order {
+		if nLong == 0 {
 			break
 		}
-		wanted[cands[best].Name], long[cands[best].Name] = true, true
+		if _, linked := p.linked[name]; wanted[name] || full[name] && !linked {
+			continue
+		}
+		wanted[name], long[name] = true, true
+		nLong--
+	}
+	// Coming back: the routers among those candidates that refused this
+	// node's link at their maximum and rank before a long link it holds
+	// (before every candidate, when it holds fewer long links than Long)
+	// are dialled again as its back-off from them allows (Unavailable);
+	// once one is up and off trial, it is the long link, and the one it
+	// ranks before is unwanted (it goes as the swap below, or a closer
+	// neighbour, replaces an unwanted link).
+	var retry []Member
+	if len(full) > 0 {
+		var last string // the long link of the highest hash
+		for name := range long {
+			if last == "" || p.byHash(name, last) > 0 {
+				last = name
+			}
+		}
+		for _, name := range order {
+			if _, linked := p.linked[name]; full[name] && !linked && !long[name] &&
+				(len(long) < p.cfg.Long || p.byHash(name, last) < 0) {
+				retry = append(retry, p.members[name])
+			}
+		}
 	}
 
 	var out Plan
@@ -632,7 +687,9 @@ func (p *planner) plan() Plan {
 	// with such a link too young to be replaced yet (the links a node
 	// makes while it joins) it waits until that one may be; without any
 	// such link, or above its target, it dials the long link beside its
-	// links while that leaves shortcutRoom.
+	// links, also into its last slot below Max: its links may all be
+	// ones it keeps (incoming, static, bridges) for good, and a repair
+	// link is admitted at Max in place of a redundant idle link anyway.
 	missing := false
 	for name := range long {
 		if _, ok := p.linked[name]; !ok {
@@ -640,10 +697,20 @@ func (p *planner) plan() Plan {
 		}
 	}
 	victims, young := p.swapVictims(wanted, radius)
-	if missing && (len(victims) > 0 || (p.degree > target || young == 0) && p.degree+len(out.Add) < hardMax-shortcutRoom) {
+	if missing && (len(victims) > 0 || p.degree > target || young == 0) {
 		for _, m := range cands {
 			if long[m.Name] {
 				add(m, WhyLong)
+			}
+		}
+	}
+	// Every long link up: dial one router that refused at its maximum
+	// and ranks before one of them again, beside the links (Coming back,
+	// above), while below Max.
+	if !missing {
+		for _, m := range retry {
+			if add(m, WhyLong) {
+				break
 			}
 		}
 	}
@@ -718,6 +785,34 @@ func (p *planner) plan() Plan {
 	for _, m := range p.shortcuts(cands, radius) {
 		if p.degree+len(out.Add) >= hardMax-shortcutRoom || add(m, WhyShortcut) {
 			break
+		}
+	}
+	return out
+}
+
+// onTrial reports whether l, a long link, is under MinAge old: a router
+// at its maximum refuses a link as it comes up, so such a link does not
+// yet take the place of an older long link.
+func (p *planner) onTrial(l Link) bool {
+	return l.Age > 0 && l.Age < p.cfg.MinAge
+}
+
+// longOrder returns up to k routers outside near, of the lowest seeded
+// hash first (ties by name): the long links' candidates. It picks them
+// in one pass rather than sorting every router.
+func (p *planner) longOrder(near map[string]bool, k int) []string {
+	out := make([]string, 0, k+1)
+	for _, m := range p.cands {
+		if near[m.Name] {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(out, m.Name, p.byHash)
+		if i >= k {
+			continue
+		}
+		out = slices.Insert(out, i, m.Name)
+		if len(out) > k {
+			out = out[:k]
 		}
 	}
 	return out

@@ -1,0 +1,287 @@
+package simulate
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/node"
+	"github.com/circuitmesh/circuitmesh/node/topology"
+)
+
+// TestDiscoverLongLinkAtMaxMinusOne: 32 routers in two regions join by
+// gossip with TargetLinks 3 and MaxLinks 4. Once the mesh has settled, a
+// node x at its maximum, whose links are its long link (to l), its two
+// near links and incoming ones, loses its link to
+// l: the underlay between just the two fails until the link ends. x is
+// then at Max − 1 links, none of which its long link may replace.
+// Before, x kept that last slot free and held no long link from then on;
+// now it dials it again (l, or another of the routers the hash ranks
+// first if l refuses at its maximum), and holds it.
+func TestDiscoverLongLinkAtMaxMinusOne(t *testing.T) {
+	synctest.Test(t, testLongLinkAtMaxMinusOne)
+}
+
+func testLongLinkAtMaxMinusOne(t *testing.T) {
+	const target, maxLinks = 3, 4
+	m := newLongMesh(t, 32, target, func(cfg *node.Config) { cfg.Discovery.MaxLinks = maxLinks })
+	c, names := m.c, m.names
+	ctx := context.Background()
+	if err := c.Discover(ctx, names[0], names[1:]...); err != nil {
+		t.Fatal(err)
+	}
+	m.settle()
+
+	// x: at its maximum with an outgoing link to l, one of the routers
+	// the hash ranks first for its long link (the first that has room),
+	// which does not want x (it would dial x back); every other outgoing
+	// link of x goes to a near neighbour.
+	var x, l string
+	var cands []string // x's long link's routers in hash order
+	for _, name := range names {
+		long, near := m.wants(name)
+		cs := []string{long}
+		for len(cs) < topology.LongTries {
+			next, _ := m.wants(name, cs...)
+			cs = append(cs, next)
+		}
+		ls := m.peers(name)
+		if len(ls) != maxLinks {
+			continue
+		}
+		var held string
+		for _, p := range cs {
+			if li, ok := ls[p]; ok && li.Outbound {
+				held = p
+				break
+			}
+		}
+		if held == "" {
+			continue
+		}
+		back, bnear := m.wants(held)
+		ok := back != name && !slices.Contains(bnear, name)
+		for p, li := range ls {
+			if li.Outbound && p != held && !slices.Contains(near, p) {
+				ok = false
+			}
+		}
+		if ok {
+			x, l, cands = name, held, cs
+			break
+		}
+	}
+	if x == "" {
+		t.Fatal("no node at its maximum holds a link it dialled to one of its long link's routers and otherwise only near and incoming links")
+	}
+	t.Logf("%s holds %v; its long link is to %s (the hash ranks %v first)", x, slices.Sorted(maps.Keys(m.peers(x))), l, cands)
+
+	if err := c.PartitionUnderlay([]string{x}, []string{l}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	err := poll(wctx, func() error {
+		if _, ok := m.peers(x)[l]; ok {
+			return fmt.Errorf("%s still holds its link to %s", x, l)
+		}
+		return nil
+	})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := len(m.peers(x)); left != maxLinks-1 {
+		t.Fatalf("%s holds %v after losing %s: want %d links (Max − 1)", x, slices.Sorted(maps.Keys(m.peers(x))), l, maxLinks-1)
+	}
+	c.HealUnderlay()
+	healed := time.Now()
+	long := func() string {
+		ls := m.peers(x)
+		for _, p := range cands {
+			if li, ok := ls[p]; ok && li.Outbound {
+				return p
+			}
+		}
+		return ""
+	}
+	wctx, cancel = context.WithTimeout(ctx, 3*time.Minute)
+	err = poll(wctx, func() error {
+		if long() == "" {
+			return fmt.Errorf("%s holds no link it dialled to %v", x, cands)
+		}
+		return nil
+	})
+	cancel()
+	if err != nil {
+		t.Fatalf("%v 3 minutes after the heal (virtual): %s has links %v", err, x, slices.Sorted(maps.Keys(m.peers(x))))
+	}
+	got := long()
+	t.Logf("%s dialled %s %v after the heal; it holds %v", x, got, time.Since(healed).Round(time.Millisecond), slices.Sorted(maps.Keys(m.peers(x))))
+	// Held: no flap.
+	for range 24 {
+		time.Sleep(5 * time.Second)
+		if _, ok := m.peers(x)[got]; !ok {
+			t.Fatalf("%s no longer holds its long link to %s %v after the heal: links %v", x, got, time.Since(healed).Round(time.Second), slices.Sorted(maps.Keys(m.peers(x))))
+		}
+	}
+}
+
+// TestDiscoverLongLinkPassesFullRouter: 32 routers in two regions join by
+// gossip with TargetLinks 3. Once the mesh has settled, the router l of a
+// node x's long link restarts linking to one router at most (TargetLinks
+// and MaxLinks 1), so that it refuses x's link at its maximum. x takes
+// the next router in hash order, b, in the other region, as its long
+// link, and holds it (x is cut off from the routers it dialled beyond
+// its near ones but l, so that no link it dialled as its long link
+// before is its long link then). Before, it dialled l again at every
+// back-off and held no long link (b was never dialled). Then l restarts
+// with the default maximum: x links to l again at its next dial and
+// drops b once its link to l is 10 s old (make before break), and holds
+// l after.
+func TestDiscoverLongLinkPassesFullRouter(t *testing.T) {
+	synctest.Test(t, testLongLinkPassesFullRouter)
+}
+
+func testLongLinkPassesFullRouter(t *testing.T) {
+	const target = 3
+	// node.DiscoveryConfig's default maximum.
+	maxLinks := max(topology.DefaultMax, 2*target)
+	var small atomic.Pointer[string] // the router at its maximum of 1
+	m := newLongMesh(t, 32, target, func(cfg *node.Config) {
+		if l := small.Load(); l != nil && cfg.Name == *l {
+			cfg.Discovery.TargetLinks, cfg.Discovery.MaxLinks = 1, 1
+		}
+	})
+	c, names := m.c, m.names
+	ctx := context.Background()
+	if err := c.Discover(ctx, names[0], names[1:]...); err != nil {
+		t.Fatal(err)
+	}
+	m.settle()
+	// x: a node holding a link it dialled to l, the router the hash ranks
+	// first for its long link, not the seed; the next, b, is in the other
+	// region and x holds no link to it. Neither wants x (it would dial
+	// x). x has room for b and then l beside its other links (a node at
+	// its maximum comes back to l only once it has room).
+	wantsNot := func(r, x string) bool {
+		long, near := m.wants(r)
+		return long != x && !slices.Contains(near, x)
+	}
+	var x, l, b string
+	var cut []string
+	for _, name := range names {
+		long, near := m.wants(name)
+		next, _ := m.wants(name, long)
+		ls := m.peers(name)
+		_, hasNext := ls[next]
+		if li, ok := ls[long]; ok && li.Outbound && !hasNext && long != names[0] && len(ls) <= maxLinks-2 &&
+			m.u.Region[next] != m.u.Region[name] && wantsNot(long, name) && wantsNot(next, name) {
+			x, l, b = name, long, next
+			for p, li := range ls {
+				if li.Outbound && p != long && !slices.Contains(near, p) {
+					cut = append(cut, p)
+				}
+			}
+			break
+		}
+	}
+	if x == "" {
+		t.Fatal("no node below Max − 1 holds a link it dialled to its long link's router, with the next router in hash order in the other region and not linked")
+	}
+	// x's other links it dialled beyond its near ones (shortcuts, or one
+	// it dialled as its long link before, which would stay its long link
+	// once l is gone) end: the underlay between x and their routers
+	// fails for the rest of the test.
+	if len(cut) > 0 {
+		slices.Sort(cut)
+		if err := c.PartitionUnderlay([]string{x}, cut); err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		err := poll(wctx, func() error {
+			ls := m.peers(x)
+			for _, p := range cut {
+				if _, ok := ls[p]; ok {
+					return fmt.Errorf("%s still holds its link to %s", x, p)
+				}
+			}
+			return nil
+		})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s cut off from %v, the routers it dialled beyond its near ones but %s", x, cut, l)
+	}
+	restart := func(max1 bool) {
+		t.Helper()
+		if err := c.Kill(l); err != nil {
+			t.Fatal(err)
+		}
+		if max1 {
+			small.Store(&l)
+		} else {
+			small.Store(nil)
+		}
+		if err := c.Restart(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%s holds %v; %s, its long link's router, restarts with at most 1 link; %s is next in hash order", x, slices.Sorted(maps.Keys(m.peers(x))), l, b)
+	restart(true)
+	full := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	err := poll(wctx, func() error {
+		if li, ok := m.peers(x)[b]; !ok || !li.Outbound {
+			return fmt.Errorf("%s holds no link it dialled to %s", x, b)
+		}
+		return nil
+	})
+	cancel()
+	if err != nil {
+		t.Fatalf("%v 3 minutes after %s restarted at most 1 link (virtual): links %v", err, l, slices.Sorted(maps.Keys(m.peers(x))))
+	}
+	t.Logf("%s dialled %s %v after %s restarted; links %v", x, b, time.Since(full).Round(time.Millisecond), l, slices.Sorted(maps.Keys(m.peers(x))))
+	time.Sleep(time.Minute)
+	if li, ok := m.peers(x)[b]; !ok || !li.Outbound {
+		t.Fatalf("%s no longer holds its link to %s a minute after: links %v", x, b, slices.Sorted(maps.Keys(m.peers(x))))
+	}
+	if _, ok := m.peers(x)[l]; ok {
+		t.Fatalf("%s holds a link to %s, which holds at most 1 and has %v", x, l, slices.Sorted(maps.Keys(m.peers(l))))
+	}
+
+	// l restarts with the default maximum.
+	restart(false)
+	restarted := time.Now()
+	wctx, cancel = context.WithTimeout(ctx, 10*time.Minute)
+	err = poll(wctx, func() error {
+		ls := m.peers(x)
+		if li, ok := ls[l]; !ok || !li.Outbound {
+			return fmt.Errorf("%s holds no link it dialled to %s", x, l)
+		}
+		if _, ok := ls[b]; ok {
+			return fmt.Errorf("%s still holds its link to %s", x, b)
+		}
+		return nil
+	})
+	cancel()
+	if err != nil {
+		t.Fatalf("%v 10 minutes after %s restarted with room (virtual): links %v", err, l, slices.Sorted(maps.Keys(m.peers(x))))
+	}
+	t.Logf("%s linked to %s again and dropped %s %v after %s restarted with room; links %v", x, l, b, time.Since(restarted).Round(time.Millisecond), l, slices.Sorted(maps.Keys(m.peers(x))))
+	for range 24 {
+		time.Sleep(5 * time.Second)
+		ls := m.peers(x)
+		if _, ok := ls[l]; !ok {
+			t.Fatalf("%s no longer holds its link to %s %v after: links %v", x, l, time.Since(restarted).Round(time.Second), slices.Sorted(maps.Keys(ls)))
+		}
+		if _, ok := ls[b]; ok {
+			t.Fatalf("%s dialled %s again %v after: links %v", x, b, time.Since(restarted).Round(time.Second), slices.Sorted(maps.Keys(ls)))
+		}
+	}
+}
