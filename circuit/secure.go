@@ -591,29 +591,18 @@ func (r *reopenable) swap(ns links.Stream) error {
 func (r *reopenable) Read(p []byte) (int, error)  { return r.stream().Read(p) }
 func (r *reopenable) Write(p []byte) (int, error) { return r.stream().Write(p) }
 
-func (r *reopenable) CloseWrite() error {
+// closing records a Close, CloseWrite or CloseRead and returns the
+// stream it applies to.
+func (r *reopenable) closing() links.Stream {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.closed = true
-	s := r.cur
-	r.mu.Unlock()
-	return s.CloseWrite()
+	return r.cur
 }
 
-func (r *reopenable) CloseRead(code uint64) {
-	r.mu.Lock()
-	r.closed = true
-	s := r.cur
-	r.mu.Unlock()
-	s.CloseRead(code)
-}
-
-func (r *reopenable) Close() error {
-	r.mu.Lock()
-	r.closed = true
-	s := r.cur
-	r.mu.Unlock()
-	return s.Close()
-}
+func (r *reopenable) CloseWrite() error     { return r.closing().CloseWrite() }
+func (r *reopenable) CloseRead(code uint64) { r.closing().CloseRead(code) }
+func (r *reopenable) Close() error          { return r.closing().Close() }
 
 func (r *reopenable) Reset(code uint64) {
 	r.mu.Lock()

@@ -41,15 +41,7 @@ func TestAttackReplayIntoARestartedDestination(t *testing.T) {
 			rec := dst.Record()
 			pro := Prologue("d", "s", "svc", 0)
 			t0 := time.Now()
-			ini, err := src.InitiateFresh(pro, "d", &rec)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m1, err := ini.First(nil, []byte(early), t0.Add(c.lead))
-			if err != nil {
-				t.Fatal(err)
-			}
-			flight := m1[2:]
+			ini, flight := oneMessageFirst(t, src, rec, pro, early, t0.Add(c.lead))
 			before := NewStrikes(0, 0, t0.Add(-time.Minute))
 			r, err := dst.Respond(pro, flight, "s", before, t0)
 			if err != nil || string(r.Early()) != early {
@@ -238,18 +230,10 @@ func TestDropEarlyStatedInEveryStatement(t *testing.T) {
 			if c.destSmall {
 				dst.SmallRecordsOnly()
 			}
-			rec := dst.Record()
 			pro := Prologue("d", "s", "svc", 0)
 			now := time.Now()
-			ini, err := src.InitiateFresh(pro, "d", &rec)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m1, err := ini.First(nil, []byte("early"), now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := dst.Respond(pro, m1[2:], "s", NewStrikes(0, 0, now.Add(-time.Minute)), now)
+			ini, flight := oneMessageFirst(t, src, dst.Record(), pro, "early", now)
+			r, err := dst.Respond(pro, flight, "s", NewStrikes(0, 0, now.Add(-time.Minute)), now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -269,4 +253,19 @@ func TestDropEarlyStatedInEveryStatement(t *testing.T) {
 			}
 		})
 	}
+}
+
+// oneMessageFirst is src's one-message first message to d (its record
+// rec), carrying early and stamped at, unframed, and its initiator.
+func oneMessageFirst(t *testing.T, src *Keys, rec KeyRecord, pro []byte, early string, at time.Time) (*Initiator, []byte) {
+	t.Helper()
+	ini, err := src.InitiateFresh(pro, "d", &rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1, err := ini.First(nil, []byte(early), at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ini, m1[2:]
 }
