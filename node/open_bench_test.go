@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"runtime/trace"
@@ -161,6 +162,21 @@ func echoOne(c io.ReadWriter) error {
 	}
 	_, err := io.ReadFull(c, buf)
 	return err
+}
+
+// echoMsg writes msg on c and checks that the same bytes come back.
+func echoMsg(c io.ReadWriter, msg string) error {
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return err
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		return err
+	}
+	if string(got) != msg {
+		return fmt.Errorf("echoed %q, want %q", got, msg)
+	}
+	return nil
 }
 
 // openEchoCluster builds a–r–b with end-to-end security e2e and returns a.

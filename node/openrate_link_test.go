@@ -2,7 +2,6 @@ package node
 
 import (
 	"errors"
-	"io"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -42,20 +41,7 @@ func TestHonestRetryLoopKeepsItsLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	echo := func(msg string) error {
-		if _, err := held.Write([]byte(msg)); err != nil {
-			return err
-		}
-		got := make([]byte, len(msg))
-		if _, err := io.ReadFull(held, got); err != nil {
-			return err
-		}
-		if string(got) != msg {
-			return errors.New("echo mismatch")
-		}
-		return nil
-	}
-	if err := echo("before"); err != nil {
+	if err := echoMsg(held, "before"); err != nil {
 		t.Fatalf("h's open circuit before the loop: %v", err)
 	}
 
@@ -100,7 +86,7 @@ func TestHonestRetryLoopKeepsItsLink(t *testing.T) {
 	if d.link("h") != link {
 		t.Errorf("d closed or replaced its link to h, an honest neighbour dialling a missing service in a loop")
 	}
-	if err := echo("after"); err != nil {
+	if err := echoMsg(held, "after"); err != nil {
 		t.Errorf("h's open circuit to d's echo after the loop: %v, want it carrying its bytes", err)
 	}
 }
