@@ -20,11 +20,11 @@ import (
 // `overloaded`. Now r forwards from one link to its neighbour d only as
 // many one-message first messages as its budget
 // (Limits.RelayFullHandshakesPerLink a second) holds, giving a token back
-// for each that d does not answer retry, so m spends half of d's budget
-// for r here (a quarter by default) and h's dials succeed. The budget is
-// lowered to 2 a second so that the test does not depend on the
-// machine's speed; three renewals, 1.2 s apart, each followed by h's
-// dial.
+// for each that d answers neither retry nor overloaded, so m spends half
+// of d's budget for r here (a quarter by default) and h's dials succeed.
+// The budget is lowered to 2 a second so that the test does not depend
+// on the machine's speed; three renewals, 1.2 s apart, each followed by
+// h's dial.
 func TestAttackReplayedOneMessageThroughRelaySpendsRetries(t *testing.T) {
 	t.Run(firstReplayedOneMessage.String(), func(t *testing.T) { failedOneMessageThroughRelay(t, firstReplayedOneMessage) })
 	t.Run(firstBogusOneMessage.String(), func(t *testing.T) {
@@ -97,8 +97,8 @@ func failedOneMessageThroughRelay(t *testing.T, kind firstKind) {
 // circuits to d, one right after the other (d forgets its sessions, so
 // none resumes): r's budget from h's link to d is 1 a second, burst 32,
 // and every open succeeds, the budget holding at most the 16 awaiting
-// d's answer at once. (Kept once taken, the fourth burst would be
-// refused.)
+// d's answer at once. (With the tokens kept once taken, the third burst
+// was refused.)
 func TestRelayedOneMessageOpensGiveTheirTokensBack(t *testing.T) {
 	const burst, rounds = 16, 4
 	c := newCluster(t, true)
