@@ -228,8 +228,15 @@ type Limits struct {
 	// open is refused ("overloaded") before it is forwarded, so that one
 	// neighbour spends at most this much of the budget a destination
 	// gives everyone behind this relay. Relays further from the
-	// destination do not count them. Default a quarter of
-	// FullHandshakesPerLink (32).
+	// destination do not count them. The one-message (IK) first messages
+	// relayed so that the destination answers them retry or overloaded
+	// (a stale key, a replay, bytes that do not decrypt: the destination
+	// charges those that fail to its budget of failed one-message
+	// handshakes for this node's link) are bounded apart at the same
+	// rate, with a burst of the larger of FullHandshakesPerLink and
+	// MaxCircuitsPerSource: each holds a token from its forwarding until
+	// the destination's answer, given back unless the answer is retry or
+	// overloaded. Default a quarter of FullHandshakesPerLink (32).
 	RelayFullHandshakesPerLink int
 	// OneMessageHandshakesPerSource bounds the one-message (IK) end-to-end
 	// handshakes this node completes as a destination for one source, per

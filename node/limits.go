@@ -64,6 +64,11 @@ type limiter struct {
 	// full first messages this node relays to its neighbours; those not
 	// full.
 	relayFullByLink map[string]*bucket.Bucket
+	// Token buckets, by incoming link (peer) and destination, of the
+	// one-message first messages this node relays to its neighbours that
+	// are awaiting the destination's answer or were answered retry or
+	// overloaded; those not full.
+	relayIKByLink map[string]*bucket.Bucket
 	// Token buckets, by the source a one-message handshake authenticated
 	// here, of those handshakes (Limits.OneMessageHandshakesPerSource);
 	// those not full. Only authenticated members have one, and beyond
@@ -120,6 +125,7 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 		failedIKByLink:    make(map[string]*bucket.Bucket),
 		fullReserveByLink: make(map[string]*bucket.Bucket),
 		relayFullByLink:   make(map[string]*bucket.Bucket),
+		relayIKByLink:     make(map[string]*bucket.Bucket),
 
 		oneMessageBySource: make(map[string]*bucket.Bucket),
 
@@ -435,6 +441,38 @@ func (l *limiter) tryRelayFull(peer, dest string, now time.Time) (bool, string) 
 	}
 	b.Tokens--
 	return true, ""
+}
+
+// tryRelayOneMessage takes a token of the budget of one-message first
+// messages this node relays from peer's link to its neighbour dest that
+// dest answers retry or overloaded (Limits.RelayFullHandshakesPerLink a
+// second, burst the larger of FullHandshakesPerLink and
+// MaxCircuitsPerSource), or says it is used up. The token is taken before
+// the open is forwarded, so that the opens awaiting dest's answer hold
+// one each, and is given back (giveRelayOneMessage) when dest answers
+// anything else: only those that fail there (which dest charges to its
+// budget of failed one-message handshakes for this node's link), or that
+// dest refuses for a spent budget, keep theirs.
+func (l *limiter) tryRelayOneMessage(peer, dest string, now time.Time) (bool, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := bucketOf(l.relayIKByLink, peer+"\x00"+dest, l.lim.RelayFullHandshakesPerLink,
+		max(l.lim.FullHandshakesPerLink, l.lim.MaxCircuitsPerSource), now)
+	if b.Refill(now).Tokens < 1 {
+		return false, fmt.Sprintf("more than %d one-message end-to-end handshakes a second relayed from %s to %s failed there", l.lim.RelayFullHandshakesPerLink, peer, dest)
+	}
+	b.Tokens--
+	return true, ""
+}
+
+// giveRelayOneMessage gives back the token tryRelayOneMessage took for
+// an open that dest answered neither retry nor overloaded.
+func (l *limiter) giveRelayOneMessage(peer, dest string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b := l.relayIKByLink[peer+"\x00"+dest]; b != nil {
+		b.Refill(now).Tokens = min(b.Burst, b.Tokens+1)
+	}
 }
 
 // limitSource is whom a circuit counts against in the per-source limit:

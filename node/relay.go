@@ -87,6 +87,24 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 			return
 		}
 	}
+	// The last relay: the destination charges a one-message first message
+	// that fails there (a stale key, a replay) to its budget for this
+	// node's link. The token is held until the destination answers
+	// (watchRetry) and given back unless it answers retry or overloaded.
+	ikHeld := false
+	if oneMessageFirst(o, rest) && n.link(o.Dest) != nil {
+		if ok, why := n.limits.tryRelayOneMessage(from, o.Dest, time.Now()); !ok {
+			n.limits.noteOverloaded(why)
+			refuse(circuit.Overloaded, fmt.Sprintf("%v at %s: %s", errOverloaded, n.cfg.Name, why))
+			return
+		}
+		ikHeld = true
+		defer func() {
+			if ikHeld { // not forwarded
+				n.limits.giveRelayOneMessage(from, o.Dest, time.Now())
+			}
+		}()
+	}
 	injectTrace(ctx, fwd)
 	hdr, err := fwd.AppendTo(make([]byte, 0, 256+len(rest)))
 	if err != nil {
@@ -125,6 +143,15 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 	// Its replies, too, count against the circuit's source as the
 	// incoming stream does (reclaimSource).
 	links.SetSource(out, key)
+	if ikHeld {
+		ikHeld = false
+		dest := o.Dest
+		out = watchRetry(out, func(failed bool) {
+			if !failed {
+				n.limits.giveRelayOneMessage(from, dest, time.Now())
+			}
+		})
+	}
 	openSent(span, via)
 	if l := n.link(via); l != nil {
 		setLinkAttrs(span, l)
@@ -243,6 +270,15 @@ func (n *Node) readFirstPrefix(s links.Stream, o *circuit.Open, rest []byte) ([]
 // of its own there: Limits.FullHandshakesPerLink too, by link.)
 func fullFirst(o *circuit.Open, rest []byte) bool {
 	return o.Flags&circuit.FlagSealed != 0 && len(rest) >= firstPrefix && seal.FullFirst(rest[2:firstPrefix])
+}
+
+// oneMessageFirst reports whether o is sealed and rest starts a
+// one-message (IK) first handshake message: one that, when it fails at
+// the destination, is charged to the destination's budget of failed
+// one-message handshakes for the link it arrives on, whatever source it
+// claims.
+func oneMessageFirst(o *circuit.Open, rest []byte) bool {
+	return o.Flags&circuit.FlagSealed != 0 && len(rest) >= firstPrefix && seal.OneMessageFirst(rest[2:firstPrefix])
 }
 
 // relaySource is whom a relayed circuit counts against in the per-source

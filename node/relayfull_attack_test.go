@@ -64,13 +64,14 @@ func TestRelayedFullHandshakesLeaveOthersTheirBudget(t *testing.T) {
 type firstKind int
 
 const (
-	firstFull            firstKind = iota // a full (XX) first message
-	firstBogusOneMessage                  // a one-message (IK) first message that fails to decrypt
-	firstFullApart                        // a full first message, written after its header
+	firstFull               firstKind = iota // a full (XX) first message
+	firstBogusOneMessage                     // a one-message (IK) first message that fails to decrypt
+	firstFullApart                           // a full first message, written after its header
+	firstReplayedOneMessage                  // a valid one-message (IK) first message, taken once and then refused as a replay
 )
 
 func (k firstKind) String() string {
-	return [...]string{"full", "bogus one-message", "full written apart"}[k]
+	return [...]string{"full", "bogus one-message", "full written apart", "replayed one-message"}[k]
 }
 
 // floodCostlyFirst has m send, on each of links, opens to dest whose first
@@ -86,7 +87,7 @@ func floodCostlyFirst(t *testing.T, m *Node, dest string, rec *seal.KeyRecord, k
 	}
 	hl := len(open)
 	var peer *seal.KeyRecord
-	if kind == firstBogusOneMessage {
+	if kind == firstBogusOneMessage || kind == firstReplayedOneMessage {
 		peer = rec
 	}
 	ini, err := m.seal.Load().Initiate(seal.Prologue(o.Dest, o.Source, o.Service, uint16(o.Flags)), o.Dest, peer)
