@@ -263,6 +263,7 @@ type Resumable struct {
 	heldBytes         int          // the bytes of held
 	heldBufs          int          // the size of held's buffers
 	heldCharge        int          // the share of cfg.Budget held's buffers hold (part of charged)
+	takeCharged       bool         // takeRecord charged the record it agreed to hold to cfg.Budget
 	rw                readWait
 	recv, ackSent     int64
 	gotFin            bool
@@ -961,7 +962,7 @@ type sealedPath interface {
 	writeHeld(rec []byte, n int) error
 	releaseWrite()
 	readBuffered(b []byte) int
-	takeBuffered(n int, take func(size int) bool) ([]byte, *[]byte)
+	takeBuffered(n int, t recordTaker) ([]byte, *[]byte)
 	recordData() int
 }
 
@@ -1310,25 +1311,14 @@ func (r *Resumable) holdLocked(p Path, n int) int {
 	if !ok {
 		return 0
 	}
-	charged := false
-	data, bp := c.takeBuffered(n, func(size int) bool {
-		if r.heldBufs+size > r.maxHeldLocked() {
-			return false
-		}
-		if r.cfg.Budget != nil {
-			if !r.cfg.Budget.Grow(size) {
-				return false
-			}
-			charged = true
-		}
-		return true
-	})
+	r.takeCharged = false
+	data, bp := c.takeBuffered(n, r)
 	if data == nil {
 		return 0
 	}
 	size := len(*bp)
 	r.heldBufs += size
-	if charged {
+	if r.takeCharged {
 		r.charged += size
 		r.heldCharge += size
 	}
@@ -1338,6 +1328,28 @@ func (r *Resumable) holdLocked(p Path, n int) int {
 	r.fast.held.Add(int64(len(data)))
 	r.cond.Broadcast()
 	return len(data)
+}
+
+// recordTaker agrees to take over a received record's buffer of size
+// bytes (Conn.takeBuffered). A *Resumable is one: a closure in its place
+// was allocated for every record held.
+type recordTaker interface{ takeRecord(size int) bool }
+
+// takeRecord is holdLocked's agreement to hold a record whose buffer is
+// size bytes: the held buffers stay within maxHeldLocked, and with a
+// budget the buffer is charged to it (r.takeCharged then says so). r.mu
+// held.
+func (r *Resumable) takeRecord(size int) bool {
+	if r.heldBufs+size > r.maxHeldLocked() {
+		return false
+	}
+	if r.cfg.Budget != nil {
+		if !r.cfg.Budget.Grow(size) {
+			return false
+		}
+		r.takeCharged = true
+	}
+	return true
 }
 
 // maxHeldLocked bounds the buffers of the records held, in bytes: at most

@@ -1070,12 +1070,12 @@ func (c *Conn) readBuffered(b []byte) int {
 }
 
 // takeBuffered hands over the payload a sealed conn already decrypted when
-// it is the whole rest of a pooled record, at most n bytes, and take
-// agrees to the size of its buffer: the caller then owns the record's
-// buffer (getRecord's, to give back with putRecord once read) and the
-// conn reads its next record into another. Otherwise nil: nothing
-// changes. take is called with the conn's read lock held.
-func (c *Conn) takeBuffered(n int, take func(size int) bool) ([]byte, *[]byte) {
+// it is the whole rest of a pooled record, at most n bytes, and t agrees
+// to the size of its buffer: the caller then owns the record's buffer
+// (getRecord's, to give back with putRecord once read) and the conn reads
+// its next record into another. Otherwise nil: nothing changes. t is
+// asked with the conn's read lock held.
+func (c *Conn) takeBuffered(n int, t recordTaker) ([]byte, *[]byte) {
 	if c.sec == nil {
 		return nil, nil
 	}
@@ -1093,7 +1093,7 @@ func (c *Conn) takeBuffered(n int, take func(size int) bool) ([]byte, *[]byte) {
 	// The payload must end where the record buffer does (early data at a
 	// destination, for one, lies elsewhere).
 	buf, p := *m.buf, sc.plain
-	if &buf[:cap(buf)][cap(buf)-1] != &p[:cap(p)][cap(p)-1] || !take(len(buf)) {
+	if &buf[:cap(buf)][cap(buf)-1] != &p[:cap(p)][cap(p)-1] || !t.takeRecord(len(buf)) {
 		return nil, nil
 	}
 	bp := m.buf
