@@ -134,6 +134,14 @@ func TestDiscoveryBuildsConnectedBoundedMesh(t *testing.T) {
 	for _, n := range sizes {
 		for _, random := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%d/random=%v", n, random), func(t *testing.T) {
+				if n > 30 && raceEnabled {
+					// Measured at load 7 on 2 cores: the 100 nodes took
+					// 8.5 minutes to start, and the mesh was not checked
+					// 12 minutes in; without the race detector both orders
+					// took 2.3 minutes at that load, and make test-long
+					// runs them so.
+					t.Skipf("%d in-process gossip nodes under the race detector take more than the suite's timeout on 2 cores; run without -race", n)
+				}
 				order := make([]int, n)
 				for i := range order {
 					order[i] = i
