@@ -76,6 +76,6 @@ func TestReorderedStaleRoutesLastUntilSummary(t *testing.T) {
 	}
 	stepChecked(t, n, int(cfg.UpdateInterval*3/2/n.Step)-n.Round)
 	checkShortest(t, n, 0)
-	t.Logf("%d nodes quiet after %d rounds with %d of %d routes longer than the shortest (by up to %d), unchanged until round %d; all shortest at round %d",
+	t.Logf("%d nodes quiet after %d rounds with %d of %d routes not the shortest (longer by up to %d), unchanged until round %d; all shortest at round %d",
 		spec.nodes, quiet, stale, spec.nodes*(spec.nodes-1), worst, firstSummary-1, n.Round)
 }
