@@ -22,10 +22,13 @@
 //     the link are withdrawn in that very call.
 //  2. Deliver every routing message: after each call, drain Ready and send
 //     each Message.Payload to neighbour Message.To over the link's control
-//     stream, in order (reordering is safe but costs extra seqno
-//     requests); on the other side pass it to Receive with the
-//     authenticated name of the sending neighbour. Messages may be lost or
-//     arrive after a LinkDown (Receive then returns ErrUnknownNeighbour);
+//     stream, in order (reordering keeps routes loop-free, but costs
+//     seqno requests, and an older route delivered after a newer one
+//     from the same neighbour stays, possibly longer than the shortest,
+//     until that neighbour's next summary); on the other side pass it
+//     to Receive with the authenticated name of the sending neighbour.
+//     Messages may be lost or arrive after a LinkDown (Receive then
+//     returns ErrUnknownNeighbour);
 //     the engine copes through periodic summaries and seqno requests.
 //     Ready's Events are the engine's own buffer, reused by the next
 //     call: consume them (or copy them) before calling the engine

@@ -59,6 +59,12 @@ type Network struct {
 	// MaxDelay adds 0..MaxDelay extra rounds to each message, which also
 	// reorders them.
 	MaxDelay int
+	// InOrder keeps the messages of each direction of a link in the
+	// order they were sent despite MaxDelay (a message is never delivered
+	// before one sent earlier on its direction), as the control stream a
+	// node sends them over does: the delays then differ between links
+	// only.
+	InOrder bool
 	// OnEvent, if set, sees every event every engine emits.
 	OnEvent func(node string, ev routing.Event)
 	// OnSend, if set, sees every message every engine sends, as it
@@ -103,6 +109,9 @@ type Network struct {
 	seq     int
 	changed map[string]bool
 	queued  map[[2]string]queued // by (from, to), while LinkBytes or LinkMessages is set
+	// The latest round a message is due on each direction (from, to),
+	// while InOrder is set.
+	lastDue map[[2]string]int
 }
 
 // New returns an empty network whose randomness comes from seed.
@@ -117,6 +126,7 @@ func New(seed int64) *Network {
 		isolated: make(map[string]bool),
 		changed:  make(map[string]bool),
 		queued:   make(map[[2]string]queued),
+		lastDue:  make(map[[2]string]int),
 	}
 }
 
@@ -336,8 +346,16 @@ func (n *Network) drain(node string) {
 		if n.MaxDelay > 0 {
 			delay += n.rng.IntN(n.MaxDelay + 1)
 		}
+		due := n.Round + delay
+		if n.InOrder {
+			k := [2]string{node, m.To}
+			if last := n.lastDue[k]; last > due {
+				due = last
+			}
+			n.lastDue[k] = due
+		}
 		n.seq++
-		n.inflight = append(n.inflight, envelope{from: node, to: m.To, payload: m.Payload, due: n.Round + delay, seq: n.seq})
+		n.inflight = append(n.inflight, envelope{from: node, to: m.To, payload: m.Payload, due: due, seq: n.seq})
 	}
 }
 

@@ -115,3 +115,52 @@ func TestQuietWaitsForHeldUpdates(t *testing.T) {
 		t.Fatal("quiet network reports held updates")
 	}
 }
+
+// TestInOrderKeepsEachLinkOrder: with MaxDelay, messages on one direction
+// of a link arrive out of send order unless InOrder is set, which
+// delivers them in send order while their delays still vary.
+func TestInOrderKeepsEachLinkOrder(t *testing.T) {
+	for _, inOrder := range []bool{false, true} {
+		n := line(t, "a", "b", "c")
+		n.MaxDelay, n.InOrder = 3, inOrder
+		sent := map[*byte]int{}     // first payload byte -> send index on its direction
+		next := map[[2]string]int{} // direction -> next send index
+		last := map[[2]string]int{} // direction -> send index of the last delivered
+		reordered, delivered := 0, 0
+		n.OnSend = func(from, to string, payload []byte) {
+			k := [2]string{from, to}
+			sent[&payload[0]] = next[k]
+			next[k]++
+		}
+		n.Accept = func(from, to string, payload []byte) bool {
+			k := [2]string{from, to}
+			i, ok := sent[&payload[0]]
+			if !ok {
+				t.Fatalf("%s->%s delivered a message it did not send", from, to)
+			}
+			if j, ok := last[k]; ok && i < j {
+				reordered++
+			}
+			last[k] = max(last[k], i)
+			delivered++
+			return true
+		}
+		for i := range 60 {
+			// b's metric to c moves every round: b sends a a triggered
+			// update whenever its rate limit allows.
+			if err := n.SetCost("b", "c", routing.Metric(10+i%2*40)); err != nil {
+				t.Fatal(err)
+			}
+			n.StepRound()
+		}
+		n.RunUntilQuiet(100)
+		switch {
+		case delivered < 40:
+			t.Fatalf("InOrder=%v: only %d messages delivered", inOrder, delivered)
+		case inOrder && reordered > 0:
+			t.Fatalf("InOrder: %d of %d messages delivered before one sent earlier on their direction", reordered, delivered)
+		case !inOrder && reordered == 0:
+			t.Fatalf("MaxDelay 3 reordered none of %d messages", delivered)
+		}
+	}
+}
