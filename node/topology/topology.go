@@ -360,11 +360,11 @@ type Input struct {
 	// the long link passes over them (LongTries), and dials them again
 	// when they are not Unavailable, to come back to them.
 	Full []string
-	// Failed lists routers this node's last dial to failed without an
-	// answer from them (unreachable, handshake timeout, a link that did
-	// not last, a host down that gossip still lists) and to which no
-	// link this node dialled came up since: the long link passes over
-	// them as over Full ones.
+	// Failed lists routers this node's last dial to failed other than
+	// by a refusal at the maximum (unreachable, a handshake timeout, a
+	// link that did not last, a host down that gossip still lists) and
+	// to which no link this node dialled came up since: the long link
+	// passes over them as over Full ones.
 	Failed []string
 	// NoRoom: give up no link for a lost member now (the caller's rate
 	// limit of room-making). UnvouchedRoom: a lost member that is not
