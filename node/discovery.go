@@ -198,7 +198,10 @@ const maxMembers = 65536
 type addrBackoff struct {
 	wait  time.Duration
 	until time.Time
-	fails int // failed dials in a row
+	// fails counts the failed dials in a row, until a link dialled
+	// there comes up; above 0 and not full, the member is listed in
+	// topology.Input.Failed.
+	fails int
 	// full: the last refusal of a link at this address was the member
 	// at its maximum, and no link dialled there came up since
 	// (topology.Input.Full).
@@ -1081,7 +1084,7 @@ func (d *discovery) step(now time.Time) int {
 		}
 	}
 	members := make([]topology.Member, 0, len(names))
-	var lost, unavailable, full []string
+	var lost, unavailable, full, failed []string
 	d.mu.Lock()
 	for _, name := range names {
 		if reachable[name] && !d.reached[name] {
@@ -1121,8 +1124,13 @@ func (d *discovery) step(now time.Time) int {
 		if isLost {
 			lostRouters++
 		}
-		if b := d.backoff[mem.LinkAddr]; b != nil && b.full && mem.LinkAddr != "" {
-			full = append(full, name)
+		if b := d.backoff[mem.LinkAddr]; b != nil && mem.LinkAddr != "" {
+			switch {
+			case b.full:
+				full = append(full, name)
+			case b.fails > 0:
+				failed = append(failed, name)
+			}
 		}
 		switch {
 		case d.dialing[name] || len(d.dialing) >= maxDialing:
@@ -1177,7 +1185,7 @@ func (d *discovery) step(now time.Time) int {
 	plan := topology.Decide(topology.Input{
 		Self: n.cfg.Name, Leaf: n.cfg.Leaf, Coord: d.vc.GetCoordinate(),
 		Members: members, Links: ls, Unreachable: lost, Unavailable: unavailable, Full: full,
-		NoRoom: noRoom, UnvouchedRoom: unvouched, Probing: probing,
+		Failed: failed, NoRoom: noRoom, UnvouchedRoom: unvouched, Probing: probing,
 		Config: d.policyConfig(),
 	})
 	d.probe(plan.Probe, now)

@@ -164,58 +164,14 @@ func testLongLinkPassesFullRouter(t *testing.T) {
 	}
 	m.settle()
 	// x: a node holding a link it dialled to l, the router the hash ranks
-	// first for its long link, not the seed; the next, b, is in the other
-	// region and x holds no link to it. Neither wants x (it would dial
-	// x). x has room for b and then l beside its other links (a node at
-	// its maximum comes back to l only once it has room).
-	wantsNot := func(r, x string) bool {
-		long, near := m.wants(r)
-		return long != x && !slices.Contains(near, x)
-	}
-	var x, l, b string
-	var cut []string
-	for _, name := range names {
-		long, near := m.wants(name)
-		next, _ := m.wants(name, long)
-		ls := m.peers(name)
-		_, hasNext := ls[next]
-		if li, ok := ls[long]; ok && li.Outbound && !hasNext && long != names[0] && len(ls) <= maxLinks-2 &&
-			m.u.Region[next] != m.u.Region[name] && wantsNot(long, name) && wantsNot(next, name) {
-			x, l, b = name, long, next
-			for p, li := range ls {
-				if li.Outbound && p != long && !slices.Contains(near, p) {
-					cut = append(cut, p)
-				}
-			}
-			break
-		}
-	}
-	if x == "" {
-		t.Fatal("no node below Max − 1 holds a link it dialled to its long link's router, with the next router in hash order in the other region and not linked")
-	}
-	// x's other links it dialled beyond its near ones (shortcuts, or one
-	// it dialled as its long link before, which would stay its long link
+	// first for its long link; the next, b, in the other region. x's
+	// other links it dialled beyond its near ones (shortcuts, or one it
+	// dialled as its long link before, which would stay its long link
 	// once l is gone) end: the underlay between x and their routers
 	// fails for the rest of the test.
-	if len(cut) > 0 {
-		slices.Sort(cut)
-		if err := c.PartitionUnderlay([]string{x}, cut); err != nil {
-			t.Fatal(err)
-		}
-		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		err := poll(wctx, func() error {
-			ls := m.peers(x)
-			for _, p := range cut {
-				if _, ok := ls[p]; ok {
-					return fmt.Errorf("%s still holds its link to %s", x, p)
-				}
-			}
-			return nil
-		})
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
+	x, l, b, cut := m.passing(maxLinks)
+	if cut = slices.DeleteFunc(cut, func(p string) bool { return p == l }); len(cut) > 0 {
+		m.cutOff(x, cut)
 		t.Logf("%s cut off from %v, the routers it dialled beyond its near ones but %s", x, cut, l)
 	}
 	restart := func(max1 bool) {

@@ -82,24 +82,8 @@ func testLongLinkLost(t *testing.T) {
 	slices.Sort(cut)
 	t.Logf("%s holds %d links; its long link's router by the hash is %s; cut off from %v", x, len(peers(x)), l, cut)
 
-	if err := c.PartitionUnderlay([]string{x}, cut); err != nil {
-		t.Fatal(err)
-	}
 	lost := time.Now()
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	err := poll(wctx, func() error {
-		ls := peers(x)
-		for _, p := range cut {
-			if _, ok := ls[p]; ok {
-				return fmt.Errorf("%s still holds its link to %s", x, p)
-			}
-		}
-		return nil
-	})
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	m.cutOff(x, cut)
 	left := len(peers(x))
 	t.Logf("%s's links to them ended %v after the underlay failed; it holds %d links", x, time.Since(lost).Round(time.Millisecond), left)
 	if left < target {
@@ -108,8 +92,8 @@ func testLongLinkLost(t *testing.T) {
 	time.Sleep(30 * time.Second)
 	c.HealUnderlay()
 	healed := time.Now()
-	wctx, cancel = context.WithTimeout(ctx, 3*time.Minute)
-	err = poll(wctx, func() error {
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	err := poll(wctx, func() error {
 		if li, ok := peers(x)[l]; !ok || !li.Outbound {
 			return fmt.Errorf("%s holds no link it dialled to %s", x, l)
 		}
@@ -225,4 +209,59 @@ func (m *longMesh) peers(name string) map[string]node.LinkInfo {
 		out[l.Peer] = l
 	}
 	return out
+}
+
+// passing returns a node x holding a link it dialled to l, the router
+// the hash ranks first for its long link, not the seed, with room for
+// two more links below maxLinks; the next router in hash order, b, is in
+// the other region and x holds no link to it. Neither wants x (it would
+// dial x). cut lists the routers x dialled beyond its near ones, l among
+// them.
+func (m *longMesh) passing(maxLinks int) (x, l, b string, cut []string) {
+	m.t.Helper()
+	wantsNot := func(r, x string) bool {
+		long, near := m.wants(r)
+		return long != x && !slices.Contains(near, x)
+	}
+	for _, name := range m.names {
+		long, near := m.wants(name)
+		next, _ := m.wants(name, long)
+		ls := m.peers(name)
+		_, hasNext := ls[next]
+		if li, ok := ls[long]; ok && li.Outbound && !hasNext && long != m.names[0] && len(ls) <= maxLinks-2 &&
+			m.u.Region[next] != m.u.Region[name] && wantsNot(long, name) && wantsNot(next, name) {
+			for p, li := range ls {
+				if li.Outbound && !slices.Contains(near, p) {
+					cut = append(cut, p)
+				}
+			}
+			slices.Sort(cut)
+			return name, long, next, cut
+		}
+	}
+	m.t.Fatal("no node below Max − 1 holds a link it dialled to its long link's router, with the next router in hash order in the other region and not linked")
+	return "", "", "", nil
+}
+
+// cutOff fails the underlay between x and the routers of cut, and waits
+// until x holds no link to them.
+func (m *longMesh) cutOff(x string, cut []string) {
+	m.t.Helper()
+	if err := m.c.PartitionUnderlay([]string{x}, cut); err != nil {
+		m.t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := poll(wctx, func() error {
+		ls := m.peers(x)
+		for _, p := range cut {
+			if _, ok := ls[p]; ok {
+				return fmt.Errorf("%s still holds its link to %s", x, p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		m.t.Fatal(err)
+	}
 }

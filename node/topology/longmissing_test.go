@@ -12,14 +12,17 @@ import (
 // adds is up at the next step and one it drops is gone. A router in full
 // is at its maximum: it refuses the link, and the node backs off from it
 // as discovery does (15 s, then doubling from 16 s to 5 min) and lists it
-// in Input.Full until a link to it comes up.
+// in Input.Full until a link to it comes up. A router in down fails the
+// dial: the node backs off from it as discovery does from an address no
+// handshake proved (doubling from 1 s, an hour from the second failure)
+// and lists it in Input.Failed until a link to it comes up.
 type stepper struct {
 	t           *testing.T
 	cfg         Config
 	members     []Member
 	links       map[string]*stepLink
 	unavailable []string
-	full        map[string]bool
+	full, down  map[string]bool
 	refused     map[string]*stepBackoff
 	now         time.Duration
 	changes     []string // "+r3 long", "-r2 replace", "!r4 long" (refused)
@@ -34,13 +37,15 @@ type stepLink struct {
 }
 
 type stepBackoff struct {
-	wait  time.Duration
-	until time.Duration
+	wait   time.Duration
+	until  time.Duration
+	fails  int  // dials failed in a row
+	failed bool // the last dial failed rather than was refused
 }
 
 func newStepper(t *testing.T, seed int64) *stepper {
 	s := &stepper{t: t, cfg: Config{Target: 3, Max: 6, Long: 1, Probes: -1, Seed: seed}, links: map[string]*stepLink{},
-		full: map[string]bool{}, refused: map[string]*stepBackoff{}}
+		full: map[string]bool{}, down: map[string]bool{}, refused: map[string]*stepBackoff{}}
 	for i := range 10 {
 		name := fmt.Sprintf("r%d", i)
 		s.members = append(s.members, Member{Name: name, Addr: name, RTT: ms(float64(10 + i))})
@@ -61,24 +66,38 @@ func (s *stepper) step() Plan {
 		}
 	}
 	unavailable := slices.Clone(s.unavailable)
-	var full []string
+	var full, failed []string
 	for name, b := range s.refused {
-		full = append(full, name)
+		if b.failed {
+			failed = append(failed, name)
+		} else {
+			full = append(full, name)
+		}
 		if s.now < b.until {
 			unavailable = append(unavailable, name)
 		}
 	}
 	slices.Sort(full)
-	p := Decide(Input{Self: "me", Members: s.members, Links: ls, Unavailable: unavailable, Full: full, Config: s.cfg})
+	slices.Sort(failed)
+	p := Decide(Input{Self: "me", Members: s.members, Links: ls, Unavailable: unavailable, Full: full, Failed: failed, Config: s.cfg})
 	for i, m := range p.Add {
-		if s.full[m.Name] {
+		if s.full[m.Name] || s.down[m.Name] {
 			b := s.refused[m.Name]
 			if b == nil {
 				b = &stepBackoff{}
 				s.refused[m.Name] = b
 			}
 			b.wait = min(max(2*b.wait, time.Second), 5*time.Minute)
-			b.until = s.now + max(b.wait, 15*time.Second)
+			b.fails++
+			b.failed = s.down[m.Name]
+			switch {
+			case !b.failed:
+				b.until = s.now + max(b.wait, 15*time.Second)
+			case b.fails >= 2:
+				b.until = s.now + max(b.wait, time.Hour)
+			default:
+				b.until = s.now + b.wait
+			}
 			s.changes = append(s.changes, fmt.Sprintf("!%s %s", m.Name, p.Why[i]))
 			continue
 		}

@@ -18,10 +18,11 @@
 //     dialled as a long link (Link.Long) stays one while its peer is a
 //     router outside the near set, before the hash's first: the near set
 //     shifting does not move it. A router that refused this node's link
-//     at its maximum (Input.Full) is passed over for the next in hash
-//     order, up to LongTries routers deep; while a later one is the long
-//     link, the refusing ones ranked before it are dialled again as the
-//     caller's back-off allows, and one that admits the link becomes the
+//     at its maximum (Input.Full), or whose dial failed (Input.Failed:
+//     unreachable, down), is passed over for the next in hash order, up
+//     to LongTries routers deep; while a later one is the long link, the
+//     passed ones ranked before it are dialled again as the caller's
+//     back-off allows, and one that admits the link becomes the
 //     long link once its link is MinAge old (a link just up may still be
 //     refused). The later one is then an unwanted link like any other: at
 //     Target+1 the long link's swap below drops it if it is the least
@@ -134,9 +135,10 @@ const (
 	DefaultProbes = 2
 	// LongTries is how many routers, in the seeded hash's order outside
 	// the near set, a node tries for a long link: it passes over those
-	// that refused its link at their maximum (Input.Full), at most
-	// LongTries−1 of them, and dials them again as its back-off from them
-	// allows. When all refuse, it holds no long link until one admits it.
+	// that refused its link at their maximum (Input.Full) or whose dial
+	// failed (Input.Failed), at most LongTries−1 of them, and dials them
+	// again as its back-off from them allows. When all refuse or fail, it
+	// holds no long link until one admits it.
 	LongTries = 3
 	// BootstrapProbes is how many members Plan.Probe lists at most for
 	// a router that knows the distance to few routers (bootstrapping).
@@ -358,6 +360,12 @@ type Input struct {
 	// the long link passes over them (LongTries), and dials them again
 	// when they are not Unavailable, to come back to them.
 	Full []string
+	// Failed lists routers this node's last dial to failed other than
+	// by a refusal at the maximum (unreachable, a handshake timeout, a
+	// link that did not last, a host down that gossip still lists) and
+	// to which no link this node dialled came up since: the long link
+	// passes over them as over Full ones.
+	Failed []string
 	// NoRoom: give up no link for a lost member now (the caller's rate
 	// limit of room-making). UnvouchedRoom: a lost member that is not
 	// Vouched may have room made for it too.
@@ -487,8 +495,12 @@ func (p *planner) plan() Plan {
 	// comes up, so a link just up does not yet displace an older long
 	// link); then, for the slots left, the routers in the seeded hash's
 	// order (ties by name) that have not refused this node's link at
-	// their maximum (Input.Full), among the first Long+LongTries−1.
+	// their maximum (Input.Full) nor failed its dial (Input.Failed),
+	// among the first Long+LongTries−1.
 	full := set(p.in.Full)
+	for _, name := range p.in.Failed {
+		full[name] = true
+	}
 	var kept []Member
 	for _, l := range p.in.Links {
 		if m, ok := p.members[l.Peer]; ok && l.Long && l.Outbound && !m.Leaf && !wanted[m.Name] {
