@@ -60,17 +60,18 @@ func TestGossipBudgetSparesValidSignatures(t *testing.T) {
 		t.Fatalf("a dropped %v alive messages with valid signatures for their source's budget", n)
 	}
 
-	checks0 := sigChecks.Load()
+	// Only the forgeries' checks fail: the routing attestations and
+	// honest metadata the process checks meanwhile (55 of them once, at
+	// load 6) verify, so they are not counted against the budget here.
+	fails0 := sigFails.Load()
 	start := time.Now()
 	send(forged, 3*sigFailBurst)
 	waitFor(t, "a to drop forgeries unchecked", 30*time.Second, func() bool { return counterValue(dropped) > 0 })
-	checks := sigChecks.Load() - checks0
-	// The process checks routing attestations and honest metadata
-	// meanwhile: room for 50 of those.
-	limit := int64(sigFailBurst + sigFailRate*time.Since(start).Seconds() + 50)
-	t.Logf("%d forgeries from one address: %d checked, %v dropped unchecked", 3*sigFailBurst, checks, counterValue(dropped))
-	if checks > limit {
-		t.Errorf("forgeries from one address cost %d signature checks, want at most %d", checks, limit)
+	fails := sigFails.Load() - fails0
+	limit := int64(sigFailBurst + sigFailRate*time.Since(start).Seconds() + 1)
+	t.Logf("%d forgeries from one address: %d checked, %v dropped unchecked", 3*sigFailBurst, fails, counterValue(dropped))
+	if fails > limit {
+		t.Errorf("forgeries from one address cost %d signature checks, want at most %d", fails, limit)
 	}
 }
 

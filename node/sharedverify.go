@@ -82,8 +82,9 @@ var (
 	// are kept too, or one gossip packet repeating a forged alive message
 	// cost a check per copy.
 	sharedSigs twoGen[[32]byte, bool]
-	// sigChecks counts the Ed25519 checks verifySig ran.
-	sigChecks atomic.Int64
+	// sigChecks counts the Ed25519 checks verifySig ran, sigFails those
+	// of them that failed.
+	sigChecks, sigFails atomic.Int64
 )
 
 // attVerdict is an attestation that verified for origin and seqno under
@@ -202,6 +203,9 @@ func verifySig(pub ed25519.PublicKey, msg, sig []byte) bool {
 	}
 	sigChecks.Add(1)
 	ok := ed25519.Verify(pub, msg, sig)
+	if !ok {
+		sigFails.Add(1)
+	}
 	sharedSigs.put(k, ok)
 	return ok
 }
