@@ -105,7 +105,7 @@ func TestKill(t *testing.T) {
 }
 
 func TestDetectDelay(t *testing.T) {
-	const delay = 80 * time.Millisecond
+	const delay = 400 * time.Millisecond
 	n := NewNetwork(Config{DetectDelay: delay})
 	ns := newNodes(t, n, "a", "b")
 	ab := dial(t, ns[0].t, "b")
@@ -113,17 +113,26 @@ func TestDetectDelay(t *testing.T) {
 	s1, s2 := streamPairOn(t, ab, ba)
 	start := time.Now()
 	n.Cut("a", "b")
-	// Nothing crosses the cut while it is undetected.
-	if err := ab.SendRouting([]byte("lost")); err != nil {
-		t.Fatalf("SendRouting on an undetected cut = %v", err)
+	// Nothing crosses the cut while it is undetected. A step that a
+	// loaded machine delayed past DetectDelay may find the cut detected
+	// (a clean-clone run beside busy loops once did, at 80 ms): that is
+	// a failure only before the delay.
+	undetected := func(step string, err error, want error) {
+		t.Helper()
+		switch {
+		case errors.Is(err, want):
+		case errors.Is(err, links.ErrLinkLost) && time.Since(start) >= delay:
+			t.Logf("%s: the cut was detected before the step ran (%v after it)", step, time.Since(start))
+		default:
+			t.Fatalf("%s on an undetected cut = %v, want %v", step, err, want)
+		}
 	}
+	undetected("SendRouting", ab.SendRouting([]byte("lost")), nil)
 	s1.SetWriteDeadline(time.Now().Add(20 * time.Millisecond))
-	if _, err := s1.Write([]byte("x")); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("Write on an undetected cut = %v, want it to block", err)
-	}
-	if _, err := ba.OpenStream(context.Background()); err != nil {
-		t.Fatalf("OpenStream on an undetected cut = %v", err)
-	}
+	_, err := s1.Write([]byte("x"))
+	undetected("Write", err, os.ErrDeadlineExceeded)
+	_, err = ba.OpenStream(context.Background())
+	undetected("OpenStream", err, nil)
 	// The steps above may take longer than the delay on a loaded machine:
 	// what must hold is that detection comes no earlier than DetectDelay
 	// after the cut.
