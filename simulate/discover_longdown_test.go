@@ -31,12 +31,9 @@ func testLongLinkPassesUnreachableRouter(t *testing.T) {
 	const target = 3
 	maxLinks := max(topology.DefaultMax, 2*target)
 	m := newLongMesh(t, 32, target, nil)
-	c, names := m.c, m.names
+	c := m.c
 	ctx := context.Background()
-	if err := c.Discover(ctx, names[0], names[1:]...); err != nil {
-		t.Fatal(err)
-	}
-	m.settle()
+	m.join()
 	// x: a node holding a link it dialled to l, the router the hash ranks
 	// first for its long link; the next, b, in the other region.
 	x, l, b, cut := m.passing(maxLinks)

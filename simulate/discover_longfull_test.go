@@ -33,10 +33,7 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 	m := newLongMesh(t, 32, target, func(cfg *node.Config) { cfg.Discovery.MaxLinks = maxLinks })
 	c, names := m.c, m.names
 	ctx := context.Background()
-	if err := c.Discover(ctx, names[0], names[1:]...); err != nil {
-		t.Fatal(err)
-	}
-	m.settle()
+	m.join()
 
 	// x: at its maximum with an outgoing link to l, one of the routers
 	// the hash ranks first for its long link (the first that has room),
@@ -170,12 +167,9 @@ func testLongLinkPassesFullRouter(t *testing.T) {
 			cfg.Discovery.TargetLinks, cfg.Discovery.MaxLinks = 1, 1
 		}
 	})
-	c, names := m.c, m.names
+	c := m.c
 	ctx := context.Background()
-	if err := c.Discover(ctx, names[0], names[1:]...); err != nil {
-		t.Fatal(err)
-	}
-	m.settle()
+	m.join()
 	// x: a node holding a link it dialled to l, the router the hash ranks
 	// first for its long link; the next, b, in the other region. x's
 	// other links it dialled beyond its near ones (shortcuts, or one it

@@ -35,10 +35,7 @@ func testLongLinkLost(t *testing.T) {
 	m := newLongMesh(t, 24, target, nil)
 	c, u, names, wants, peers := m.c, m.u, m.names, m.wants, m.peers
 	ctx := context.Background()
-	if err := c.Discover(ctx, names[0], names[1:]...); err != nil {
-		t.Fatal(err)
-	}
-	m.settle()
+	m.join()
 	n := len(names)
 	held, dialled := 0, 0
 	for _, name := range names {
@@ -158,10 +155,14 @@ func newLongMesh(t *testing.T, n, target int, config func(*node.Config)) *longMe
 		cfg: topology.Config{Target: target, Long: 1, Probes: -1, Adds: 2 * target, Seed: int64(h.Sum64())}}
 }
 
-// settle waits until every pair is reachable, then a minute (links old
-// enough to be replaced; settled), and logs the mesh.
-func (m *longMesh) settle() {
+// join has every node join the first by gossip, waits until every pair
+// is reachable, then a minute (links old enough to be replaced;
+// settled), and logs the mesh.
+func (m *longMesh) join() {
 	m.t.Helper()
+	if err := m.c.Discover(context.Background(), m.names[0], m.names[1:]...); err != nil {
+		m.t.Fatal(err)
+	}
 	wctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	took, err := m.c.WaitReachable(wctx)
 	cancel()
