@@ -61,7 +61,7 @@ func TestGossipBudgetSparesValidSignatures(t *testing.T) {
 	}
 
 	// Only the forgeries' checks fail: the routing attestations and
-	// honest metadata the process checks meanwhile (55 of them once, at
+	// honest metadata the process checks meanwhile (about 55 once, at
 	// load 6) verify, so they are not counted against the budget here.
 	fails0 := sigFails.Load()
 	start := time.Now()
