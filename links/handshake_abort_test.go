@@ -90,6 +90,11 @@ func deafDialer(t *testing.T, ca *identity.CA, a *node) (*node, *deafConn) {
 // after the Retry, and waits until a gave the abandoned handshake up.
 func abandonDial(t *testing.T, a, b *node, dc *deafConn) {
 	t.Helper()
+	// The link set up just before may still hold its slot at a for a
+	// moment after b has the link: a dial given up on seeing that slot
+	// could end before a held anything of its own (the wait below then
+	// timed out once, beside busy loops).
+	waitFor(t, "the node to end the handshakes before", patience, func() bool { return a.HandshakeStats().InProgress == 0 })
 	failed := a.HandshakeStats().Failed
 	dc.armed.Store(true)
 	// The dial is given up once a holds its handshake, however long the
