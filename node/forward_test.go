@@ -266,17 +266,7 @@ func TestForwardConnectionsBoundedByCircuitLimit(t *testing.T) {
 
 	echo := func(c net.Conn, msg string) error {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.Write([]byte(msg)); err != nil {
-			return err
-		}
-		got := make([]byte, len(msg))
-		if _, err := io.ReadFull(c, got); err != nil {
-			return err
-		}
-		if string(got) != msg {
-			return fmt.Errorf("echoed %q, want %q", got, msg)
-		}
-		return nil
+		return echoMsg(c, msg)
 	}
 	// open connects and echoes msg. A connection the forward resets can
 	// fail already in connect (ECONNRESET on loopback).
