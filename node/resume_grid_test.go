@@ -124,7 +124,11 @@ func TestResumeGridFiveRelayCrashes(t *testing.T) {
 		stalls.take()
 		killed := time.Now()
 		sockets[victim].Close() // the relay's process dies
-		next <- struct{}{}
+		select {
+		case next <- struct{}{}:
+		case err := <-writeErr: // the writer ended early: it waits for no next segment
+			t.Fatalf("writer ended before crash %d: %v", k+1, err)
+		}
 		waitFor(t, "the circuit to run around "+victim, 2*time.Minute, func() bool {
 			q := path()
 			return len(q) > 0 && !slices.Contains(q, victim) && received.Load() >= int64((k+1)*seg)
