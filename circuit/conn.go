@@ -482,9 +482,16 @@ func (c *Conn) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: Network, Source: c.local, Addr: c.remote, Err: err}
 }
 
+// isTimeout reports whether err is a deadline's. A link that QUIC ended
+// at its idle timeout (a peer gone silent) is lost, not timed out, though
+// quic-go's error for it says Timeout(): a resumable circuit resumes from
+// a lost link and ends on a deadline.
 func isTimeout(err error) bool {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return true
+	}
+	if errors.Is(err, links.ErrLinkLost) {
+		return false
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()

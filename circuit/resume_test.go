@@ -44,6 +44,9 @@ type resumeRig struct {
 	// wrap, when set, is the relay of the next path connect opens (then
 	// it is cleared): a relay that misbehaves.
 	wrap func(in, out links.Stream) (links.Stream, links.Stream)
+	// source, when set, wraps the source's stream of the next path
+	// connect opens (then it is cleared): a link that fails under it.
+	source func(links.Stream) links.Stream
 }
 
 func newResumeRig(t *testing.T) *resumeRig {
@@ -65,6 +68,8 @@ func (g *resumeRig) connect(ctx context.Context, flags Flags) (*testPath, *circu
 	p := newPath(g.t, 1, nil)
 	g.mu.Lock()
 	p.wrap, g.wrap = g.wrap, nil
+	source := g.source
+	g.source = nil
 	g.mu.Unlock()
 	o := resumableOpen(flags)
 	dest := g.k.accept
@@ -82,7 +87,12 @@ func (g *resumeRig) connect(ctx context.Context, flags Flags) (*testPath, *circu
 			return c, err
 		}
 	}
-	c, err := p.connectWith(o, dest, g.k.dial(o, false, false, false))
+	dial := g.k.dial(o, false, false, false)
+	if source != nil {
+		sealed := dial
+		dial = func(ctx context.Context, s links.Stream) (*Conn, error) { return sealed(ctx, source(s)) }
+	}
+	c, err := p.connectWith(o, dest, dial)
 	if err != nil {
 		return nil, nil, err
 	}
