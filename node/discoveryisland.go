@@ -39,12 +39,20 @@ func (d *discovery) islandPickLocked(now time.Time, reached, lost int, barred ma
 func (d *discovery) barUntilLocked(member, addr string) time.Time {
 	var until time.Time
 	if b := d.backoff[addr]; b != nil {
-		until = b.until
+		until = d.banEndLocked(b, member, addr)
 	}
 	if d.proven[addr] != member {
-		if b := d.unproven[member]; b != nil && b.until.After(until) {
-			until = b.until
+		if b := d.unproven[member]; b != nil {
+			until = later(until, d.banEndLocked(b, member, addr))
 		}
 	}
 	return until
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
