@@ -148,8 +148,8 @@ const (
 // link listener was not up yet) is banned for signedBanMin after
 // unprovenDials failed dials, doubling with each failed dial after that,
 // up to unprovenBan (signedBan): unsigned gossip costs such a member an
-// hour, and a certificate holder naming a victim's address gets it about
-// eight dials in its first hour, then one an hour. A dial the member refused at its link
+// hour, and a certificate holder naming a victim's address gets it seven
+// dials in the first hour, then one an hour. A dial the member refused at its link
 // maximum (fullBan) is not such a failure, even when the refusal came
 // before this node's transport had the link up and the dial returned it
 // as its error: the address answered.
