@@ -77,15 +77,11 @@ type discovery struct {
 	// unproven counts, per member, failed dials to addresses that never
 	// proved it, whatever the address (failedUnprovenLocked).
 	unproven map[string]*addrBackoff
-	// vouch: a member's verified signed metadata vouches for the link
-	// address it names (signedAddrLocked); false in a mesh without a CA
-	// (Insecure), where any key signs for any name.
-	vouch   bool
-	lost    map[string]time.Time // member → unreachable since
-	static  map[string]bool      // static link addresses
-	reached map[string]bool      // members routing reached once (they vouch for room-making)
-	granted map[string]time.Time // peer → when an admission made room for it (roomBackoff)
-	roomAt  time.Time            // last link given up for room (roomEvery)
+	lost     map[string]time.Time // member → unreachable since
+	static   map[string]bool      // static link addresses
+	reached  map[string]bool      // members routing reached once (they vouch for room-making)
+	granted  map[string]time.Time // peer → when an admission made room for it (roomBackoff)
+	roomAt   time.Time            // last link given up for room (roomEvery)
 	// islandAt is when this node last dialled a barred member because
 	// it was cut off from most members (islandPickLocked).
 	islandAt time.Time
@@ -110,6 +106,10 @@ type discovery struct {
 	// waiting holds alive messages a full member table refused whose
 	// signature could not be checked yet (memberwait.go).
 	waiting map[string]waitingMember
+	// vouch: a member's verified signed metadata vouches for the link
+	// address it names (signedAddrLocked); false in a mesh without a CA
+	// (Insecure), where any key signs for any name.
+	vouch bool
 }
 
 // PlainGossipTransport is implemented by a Discovery.Transport whose
@@ -149,10 +149,10 @@ const (
 // unprovenDials failed dials, doubling with each failed dial after that,
 // up to unprovenBan (signedBan): unsigned gossip costs such a member an
 // hour, and a certificate holder naming a victim's address gets it seven
-// dials in the first hour, then one an hour. A dial the member refused at its link
-// maximum (fullBan) is not such a failure, even when the refusal came
-// before this node's transport had the link up and the dial returned it
-// as its error: the address answered.
+// dials in the first hour, then one an hour. A dial the member refused at
+// its link maximum (fullBan) is not such a failure, even when the refusal
+// came before this node's transport had the link up and the dial returned
+// it as its error: the address answered.
 const (
 	dialMinBackoff = time.Second
 	dialMaxBackoff = 5 * time.Minute

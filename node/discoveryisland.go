@@ -43,16 +43,10 @@ func (d *discovery) barUntilLocked(member, addr string) time.Time {
 	}
 	if d.proven[addr] != member {
 		if b := d.unproven[member]; b != nil {
-			until = later(until, d.banEndLocked(b, member, addr))
+			if end := d.banEndLocked(b, member, addr); end.After(until) {
+				until = end
+			}
 		}
 	}
 	return until
-}
-
-// later returns the later of a and b.
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }

@@ -11,11 +11,12 @@ import (
 // (a router briefly cut off, restarting, or whose link listener was not
 // up yet) is banned for signedBanMin after unprovenDials failed dials,
 // doubling with each failed dial after that, up to unprovenBan; so is a
-// member whose metadata this node verifies only after the dials failed (a
-// new router whose certificate it learns once the router links to any
-// node). In a mesh without a CA signed gossip counts for nothing. Before, each was banned for unprovenBan (an hour), as an address
-// named in unsigned gossip still is, and so is a member without signed
-// metadata naming the signed member's address.
+// member whose metadata this node verifies only after the dials failed
+// (a new router whose certificate it learns once the router links to any
+// node). Before, each was banned for unprovenBan (an hour), as an
+// address named in unsigned gossip still is, and so is a member without
+// signed metadata naming the signed member's address. In a mesh without
+// a CA signed gossip counts for nothing.
 func TestSilentAddressNamedInSignedGossipIsBannedBriefly(t *testing.T) {
 	signed := Member{Name: "signed", LinkAddr: "127.0.0.1:1"}
 	unsigned := Member{Name: "unsigned", LinkAddr: "127.0.0.1:2"}
