@@ -106,6 +106,10 @@ type discovery struct {
 	// waiting holds alive messages a full member table refused whose
 	// signature could not be checked yet (memberwait.go).
 	waiting map[string]waitingMember
+	// vouch: a member's verified signed metadata vouches for the link
+	// address it names (signedAddrLocked); false in a mesh without a CA
+	// (Insecure), where any key signs for any name.
+	vouch bool
 }
 
 // PlainGossipTransport is implemented by a Discovery.Transport whose
@@ -138,10 +142,17 @@ const (
 // address, e.g. a victim's) gets unprovenDials failed dials, then one per
 // unprovenBan: each dial is a QUIC handshake attempt of about ten packets
 // in HandshakeTimeout, so a node sends such an address a few tens of
-// packets, then a handful per hour. A dial the member refused at its link
-// maximum (fullBan) is not such a failure, even when the refusal came
-// before this node's transport had the link up and the dial returned it
-// as its error: the address answered.
+// packets, then a handful per hour. An address that the member's verified
+// signed gossip metadata names (a holder of the member's certificate
+// vouches for it: an honest router briefly cut off, restarting, or whose
+// link listener was not up yet) is banned for signedBanMin after
+// unprovenDials failed dials, doubling with each failed dial after that,
+// up to unprovenBan (signedBan): unsigned gossip costs such a member an
+// hour, and a certificate holder naming a victim's address gets it seven
+// dials in the first hour, then one an hour. A dial the member refused at
+// its link maximum (fullBan) is not such a failure, even when the refusal
+// came before this node's transport had the link up and the dial returned
+// it as its error: the address answered.
 const (
 	dialMinBackoff = time.Second
 	dialMaxBackoff = 5 * time.Minute
@@ -150,6 +161,7 @@ const (
 	lostGrace      = 3 * time.Second
 	unprovenDials  = 2
 	unprovenBan    = time.Hour
+	signedBanMin   = time.Minute
 	maxProven      = 4096
 	// fullBan is how long a member that refused a link at its maximum is
 	// not dialled: the policy picks another meanwhile.
@@ -206,6 +218,17 @@ type addrBackoff struct {
 	// at its maximum, and no link dialled there came up since
 	// (topology.Input.Full).
 	full bool
+	// signed is when the wait ends for a member whose verified signed
+	// metadata names the address: until, with signedBan in place of
+	// unprovenBan (banEndLocked).
+	signed time.Time
+}
+
+// signedBan is the ban after fails failed dials (unprovenDials or more) to
+// a silent address that the member's verified signed metadata names:
+// signedBanMin, doubling with each failure, up to unprovenBan.
+func signedBan(fails int) time.Duration {
+	return min(signedBanMin<<min(max(fails-unprovenDials, 0), 16), unprovenBan)
 }
 
 // memberMeta is the gossip metadata of a node (JSON, under
@@ -253,6 +276,7 @@ func startDiscovery(n *Node) (*discovery, error) {
 	if d.stats, err = newDiscoveryMetrics(n.metrics.reg); err != nil {
 		return nil, fmt.Errorf("discovery metrics: %w", err)
 	}
+	d.vouch = !n.identity().Insecure
 	d.resolveStatic()
 	// Links admitted from now on count against MaxLinks, before gossip
 	// makes this node known.
@@ -1135,7 +1159,7 @@ func (d *discovery) step(now time.Time) int {
 		switch {
 		case d.dialing[name] || len(d.dialing) >= maxDialing:
 			unavailable = append(unavailable, name)
-		case !d.mayDial(mem.LinkAddr, now) || d.memberBannedLocked(name, mem.LinkAddr, now):
+		case !d.mayDialLocked(name, mem.LinkAddr, now) || d.memberBannedLocked(name, mem.LinkAddr, now):
 			unavailable = append(unavailable, name)
 			if isLost {
 				if barred == nil {
@@ -1497,13 +1521,35 @@ func (d *discovery) drop(peer string, why topology.Why, reason string) {
 	}
 }
 
-// mayDial reports whether addr is out of back-off. d.mu is held.
-func (d *discovery) mayDial(addr string, now time.Time) bool {
+// mayDialLocked reports whether member's address addr is out of
+// back-off. d.mu is held.
+func (d *discovery) mayDialLocked(member, addr string, now time.Time) bool {
 	b := d.backoff[addr]
 	if b == nil {
 		return len(d.backoff) < maxBackoffs || d.evictLocked(now)
 	}
-	return !now.Before(b.until)
+	return !now.Before(d.banEndLocked(b, member, addr))
+}
+
+// signedAddrLocked reports whether member's verified signed gossip
+// metadata names addr as its link address, in a mesh with a CA (vouch).
+// d.mu is held.
+func (d *discovery) signedAddrLocked(member, addr string) bool {
+	gm, ok := d.members[member]
+	return d.vouch && ok && gm.ok && gm.verified && gm.LinkAddr == addr
+}
+
+// banEndLocked is when b (addr's back-off, or member's ban of unproven
+// addresses) stops barring dials of member at addr: b.signed when
+// member's verified signed metadata names addr, else b.until. It is read
+// at each dial, so a member whose metadata is verified only after its
+// dials failed (a new router whose certificate this node learns once it
+// links to any node) is dialled again after signedBan. d.mu is held.
+func (d *discovery) banEndLocked(b *addrBackoff, member, addr string) time.Time {
+	if d.signedAddrLocked(member, addr) {
+		return b.signed
+	}
+	return b.until
 }
 
 // evictLocked frees a back-off entry whose wait ended; false when every
@@ -1539,28 +1585,31 @@ func (d *discovery) failedUnprovenLocked(member string, now time.Time) {
 		d.unproven[member] = b
 	}
 	if !b.until.IsZero() && !now.Before(b.until) {
-		b.fails, b.until = 0, time.Time{} // the ban ran out: count afresh
+		b.fails, b.until, b.signed = 0, time.Time{}, time.Time{} // the ban ran out: count afresh
 	}
 	if b.fails++; b.fails >= unprovenDials {
-		b.until = now.Add(unprovenBan)
+		b.until, b.signed = now.Add(unprovenBan), now.Add(signedBan(b.fails))
 	}
 }
 
 // memberBannedLocked reports whether member is not dialled at addr for
 // its failed dials to unproven addresses. An address where a handshake
 // proved the member stays dialled: a forger who names silent addresses
-// for an honest member bans only those. d.mu is held.
+// for an honest member bans only those. The ban is signedBan at an
+// address the member's verified signed metadata names (banEndLocked).
+// d.mu is held.
 func (d *discovery) memberBannedLocked(member, addr string, now time.Time) bool {
 	if d.proven[addr] == member {
 		return false
 	}
 	b := d.unproven[member]
-	return b != nil && now.Before(b.until)
+	return b != nil && now.Before(d.banEndLocked(b, member, addr))
 }
 
 // failed backs addr off: doubling from dialMinBackoff, or at least ban;
 // an address that never proved its member's certificate waits unprovenBan
-// after unprovenDials failures.
+// (signedBan for a member whose verified signed metadata names it) after
+// unprovenDials failures.
 func (d *discovery) failed(addr string, ban time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -1598,12 +1647,13 @@ func (d *discovery) backoffLocked(addr string, ban time.Duration, answered bool)
 		d.backoff[addr] = b
 	}
 	b.fails++
-	if _, ok := d.proven[addr]; !ok && !answered && b.fails >= unprovenDials {
-		ban = max(ban, unprovenBan)
-	}
 	b.wait = min(max(2*b.wait, dialMinBackoff), dialMaxBackoff)
 	wait := max(b.wait/2+rand.N(b.wait/2+1), ban)
-	b.until = time.Now().Add(wait)
+	now := time.Now()
+	b.until, b.signed = now.Add(wait), now.Add(wait)
+	if _, ok := d.proven[addr]; !ok && !answered && b.fails >= unprovenDials {
+		b.until, b.signed = now.Add(max(wait, unprovenBan)), now.Add(max(wait, signedBan(b.fails)))
+	}
 }
 
 // refusedFullLocked backs addr off after its member refused a link at its

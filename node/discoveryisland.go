@@ -39,11 +39,13 @@ func (d *discovery) islandPickLocked(now time.Time, reached, lost int, barred ma
 func (d *discovery) barUntilLocked(member, addr string) time.Time {
 	var until time.Time
 	if b := d.backoff[addr]; b != nil {
-		until = b.until
+		until = d.banEndLocked(b, member, addr)
 	}
 	if d.proven[addr] != member {
-		if b := d.unproven[member]; b != nil && b.until.After(until) {
-			until = b.until
+		if b := d.unproven[member]; b != nil {
+			if end := d.banEndLocked(b, member, addr); end.After(until) {
+				until = end
+			}
 		}
 	}
 	return until

@@ -36,7 +36,7 @@ func TestCutOffNodeDialsBannedMember(t *testing.T) {
 		for range unprovenDials {
 			d.dialFailedLocked(m, silent, time.Now())
 		}
-		if !d.memberBannedLocked(m.Name, m.LinkAddr, time.Now()) || d.mayDial(m.LinkAddr, time.Now()) {
+		if !d.memberBannedLocked(m.Name, m.LinkAddr, time.Now()) || d.mayDialLocked(m.Name, m.LinkAddr, time.Now()) {
 			t.Fatalf("%s is not banned from dialling %s after %d silent dials", d.n.cfg.Name, member, unprovenDials)
 		}
 	}

@@ -1,0 +1,81 @@
+package simulate
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// TestDiscoverDialsRouterCutAtJoinAfterHeal: 24 routers in two regions
+// join by gossip with TargetLinks 3, while the underlay between a node x
+// and the router l the hash ranks first for x's long link fails (gossip
+// and routing between the two go through others). x never linked to l,
+// so every dial of x to l fails at an address where no handshake proved
+// l's certificate. Once the mesh has settled the underlay heals, and x
+// links to l within 10 minutes: l's address is the one its signed
+// gossip metadata names, and a silent address named so is banned for a
+// minute, doubling, not for an hour as an address named in unsigned
+// gossip. Before, x never dialled l again for the hour of the ban of
+// unproven addresses, as for an address a member without a certificate
+// names (a victim's): a router briefly cut off from a node (or one whose
+// link listener was not up yet) stayed out of its reach for an hour.
+func TestDiscoverDialsRouterCutAtJoinAfterHeal(t *testing.T) {
+	synctest.Test(t, testDialsRouterCutAtJoin)
+}
+
+func testDialsRouterCutAtJoin(t *testing.T) {
+	const target = 3
+	m := newLongMesh(t, 24, target, nil)
+	c := m.c
+	// x: a node whose long link's router l is in the other region (no
+	// near link of either goes there) and does not want x itself (it
+	// would dial x, proving its address).
+	var x, l string
+	for _, name := range m.names[1:] {
+		long, _ := m.wants(name)
+		lback, lnear := m.wants(long)
+		if long != m.names[0] && m.u.Region[long] != m.u.Region[name] && lback != name && !slices.Contains(lnear, name) {
+			x, l = name, long
+			break
+		}
+	}
+	if x == "" {
+		t.Fatal("no node's long link's router is in the other region without wanting the node back")
+	}
+	m.partBefore(x, l)
+	t.Logf("the underlay between %s and %s, its long link's router by the hash, fails before the joins", x, l)
+	m.join()
+	if _, ok := m.peers(x)[l]; ok {
+		t.Fatalf("%s holds a link to %s across the failed underlay", x, l)
+	}
+	t.Logf("%s holds %v", x, slices.Sorted(maps.Keys(m.peers(x))))
+	c.HealUnderlay()
+	healed := time.Now()
+	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	err := poll(wctx, func() error {
+		if li, ok := m.peers(x)[l]; !ok || !li.Outbound {
+			return fmt.Errorf("%s holds no link it dialled to %s", x, l)
+		}
+		return nil
+	})
+	cancel()
+	if err != nil {
+		t.Fatalf("%v 10 minutes after the heal (virtual): links %v", err, slices.Sorted(maps.Keys(m.peers(x))))
+	}
+	t.Logf("%s dialled %s %v after the heal; links %v", x, l, time.Since(healed).Round(time.Second), slices.Sorted(maps.Keys(m.peers(x))))
+}
+
+// partBefore fails the underlay between x and y, links and gossip, as
+// PartitionUnderlay does, before either node starts; HealUnderlay undoes
+// it.
+func (m *longMesh) partBefore(x, y string) {
+	c := m.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gossipOf().parted[mkpair(x, y)] = true
+	c.be.block(x, y, true)
+}
