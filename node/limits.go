@@ -445,7 +445,7 @@ func (l *limiter) tryRelayFull(peer, dest, entry string, now time.Time) (bool, s
 	defer l.mu.Unlock()
 	rate := l.lim.RelayFullHandshakesPerLink
 	if ok, _, why := takeRelay(l.relayFullByLink, &l.relayFullByEntry, peer, dest, entry, rate, rate, now); !ok {
-		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second relayed from %s to %s (%s)", rate, peer, dest, why)
+		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second relayed from %s to %s%s", rate, peer, dest, why)
 	}
 	return true, ""
 }
@@ -467,7 +467,7 @@ func (l *limiter) tryRelayOneMessage(peer, dest, entry string, now time.Time) (o
 	rate := l.lim.RelayFullHandshakesPerLink
 	burst := max(l.lim.FullHandshakesPerLink, l.lim.MaxCircuitsPerSource)
 	if ok, shared, why = takeRelay(l.relayIKByLink, &l.relayIKByEntry, peer, dest, entry, rate, burst, now); !ok {
-		return false, false, fmt.Sprintf("more than %d one-message end-to-end handshakes a second relayed from %s to %s failed there (%s)", rate, peer, dest, why)
+		return false, false, fmt.Sprintf("more than %d one-message end-to-end handshakes a second relayed from %s to %s failed there%s", rate, peer, dest, why)
 	}
 	return true, shared, ""
 }
@@ -520,13 +520,13 @@ func relayEntryKey(peer, dest, entry string) string {
 // and no further, and another entry finds the tokens its share holds:
 // one neighbour of peer spends no more of the budget everyone behind
 // peer shares than what the others leave, however fast it sends. why
-// says which was spent.
+// names the entry when its share was what was spent.
 func takeRelay(byLink map[string]*bucket.Bucket, byEntry *relayShares, peer, dest, entry string, rate, burst int, now time.Time) (ok, shared bool, why string) {
 	shareBurst := max(1, burst/relayEntryShare)
 	reserve := shareBurst + 1
 	link := bucketOf(byLink, peer+"\x00"+dest, rate, burst+reserve, now)
 	if link.Refill(now).Tokens < 1 {
-		return false, false, "all entries"
+		return false, false, ""
 	}
 	share := byEntry.share(relayEntryKey(peer, dest, entry), peer, dest,
 		float64(rate)/relayEntryShare, float64(shareBurst), now)
@@ -535,7 +535,7 @@ func takeRelay(byLink map[string]*bucket.Bucket, byEntry *relayShares, peer, des
 		share.Tokens--
 		shared = true
 	case link.Tokens < float64(1+reserve):
-		return false, false, entry + "'s share spent"
+		return false, false, " (" + entry + "'s share spent)"
 	}
 	link.Tokens--
 	return true, shared, ""
@@ -564,7 +564,9 @@ func (t *relayShares) share(key, peer, dest string, rate, burst float64, now tim
 				delete(t.m, k)
 			}
 		}
-		t.scanAt = now.Add(time.Duration(burst / rate * float64(time.Second)))
+		if rate > 0 {
+			t.scanAt = now.Add(time.Duration(burst / rate * float64(time.Second)))
+		}
 	}
 	if len(t.m) >= maxRelayEntries {
 		// Names are never empty: this key is no entry's.
