@@ -236,7 +236,14 @@ type Limits struct {
 	// rate, with a burst of the larger of FullHandshakesPerLink and
 	// MaxCircuitsPerSource: each holds a token from its forwarding until
 	// the destination's answer, given back unless the answer is retry or
-	// overloaded. Default a quarter of FullHandshakesPerLink (32).
+	// overloaded. Each budget is split by entry, the node the incoming
+	// link's peer names before itself on the open's path (the source when
+	// the peer is the first relay or the source): an entry holds a
+	// quarter of its rate and burst, and one past its share draws on the
+	// budget only while a reserve is left for the others (a quarter of
+	// the burst and one token more, held on top of the burst), so that
+	// one neighbour of the peer spends no more of what everyone behind the
+	// peer shares. Default a quarter of FullHandshakesPerLink (32).
 	RelayFullHandshakesPerLink int
 	// OneMessageHandshakesPerSource bounds the one-message (IK) end-to-end
 	// handshakes this node completes as a destination for one source, per

@@ -69,6 +69,10 @@ type limiter struct {
 	// are awaiting the destination's answer or were answered retry or
 	// overloaded; those not full.
 	relayIKByLink map[string]*bucket.Bucket
+	// The shares of relayFullByLink and relayIKByLink by entry
+	// (relayEntry), keyed by link, destination and entry; those not full,
+	// at most maxRelayEntries plus one per link and destination.
+	relayFullByEntry, relayIKByEntry relayShares
 	// Token buckets, by the source a one-message handshake authenticated
 	// here, of those handshakes (Limits.OneMessageHandshakesPerSource);
 	// those not full. Only authenticated members have one, and beyond
@@ -126,6 +130,8 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 		fullReserveByLink: make(map[string]*bucket.Bucket),
 		relayFullByLink:   make(map[string]*bucket.Bucket),
 		relayIKByLink:     make(map[string]*bucket.Bucket),
+		relayFullByEntry:  relayShares{m: make(map[string]*bucket.Bucket)},
+		relayIKByEntry:    relayShares{m: make(map[string]*bucket.Bucket)},
 
 		oneMessageBySource: make(map[string]*bucket.Bucket),
 
@@ -431,15 +437,16 @@ func (l *limiter) oneMessageReason(source string) string {
 
 // tryRelayFull takes a token of the budget of full first messages this
 // node relays from peer's link to its neighbour dest
-// (Limits.RelayFullHandshakesPerLink), or says it is used up.
-func (l *limiter) tryRelayFull(peer, dest string, now time.Time) (bool, string) {
+// (Limits.RelayFullHandshakesPerLink, as many held) for an open that
+// entered peer from entry (relayEntry), or says it is used up
+// (takeRelay).
+func (l *limiter) tryRelayFull(peer, dest, entry string, now time.Time) (bool, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := linkBucket(l.relayFullByLink, peer+"\x00"+dest, l.lim.RelayFullHandshakesPerLink, now)
-	if b.Refill(now).Tokens < 1 {
-		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second relayed from %s to %s", l.lim.RelayFullHandshakesPerLink, peer, dest)
+	rate := l.lim.RelayFullHandshakesPerLink
+	if ok, _, why := takeRelay(l.relayFullByLink, &l.relayFullByEntry, peer, dest, entry, rate, rate, now); !ok {
+		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second relayed from %s to %s%s", rate, peer, dest, why)
 	}
-	b.Tokens--
 	return true, ""
 }
 
@@ -447,32 +454,130 @@ func (l *limiter) tryRelayFull(peer, dest string, now time.Time) (bool, string) 
 // messages this node relays from peer's link to its neighbour dest that
 // dest answers retry or overloaded (Limits.RelayFullHandshakesPerLink a
 // second, burst the larger of FullHandshakesPerLink and
-// MaxCircuitsPerSource), or says it is used up. The token is taken before
-// the open is forwarded, so that the opens awaiting dest's answer hold
-// one each, and is given back (giveRelayOneMessage) when dest answers
-// anything else: only those that fail there (which dest charges to its
-// budget of failed one-message handshakes for this node's link), or that
-// dest refuses for a spent budget, keep theirs.
-func (l *limiter) tryRelayOneMessage(peer, dest string, now time.Time) (bool, string) {
+// MaxCircuitsPerSource), for an open that entered peer from entry
+// (relayEntry), or says it is used up (takeRelay). The token is taken
+// before the open is forwarded, so that the opens awaiting dest's answer
+// hold one each, and is given back (giveRelayOneMessage, with shared as
+// returned) when dest answers anything else: only those that fail there
+// (which dest charges to its budget of failed one-message handshakes for
+// this node's link), or that dest refuses for a spent budget, keep theirs.
+func (l *limiter) tryRelayOneMessage(peer, dest, entry string, now time.Time) (ok, shared bool, why string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := bucketOf(l.relayIKByLink, peer+"\x00"+dest, l.lim.RelayFullHandshakesPerLink,
-		max(l.lim.FullHandshakesPerLink, l.lim.MaxCircuitsPerSource), now)
-	if b.Refill(now).Tokens < 1 {
-		return false, fmt.Sprintf("more than %d one-message end-to-end handshakes a second relayed from %s to %s failed there", l.lim.RelayFullHandshakesPerLink, peer, dest)
+	rate := l.lim.RelayFullHandshakesPerLink
+	burst := max(l.lim.FullHandshakesPerLink, l.lim.MaxCircuitsPerSource)
+	if ok, shared, why = takeRelay(l.relayIKByLink, &l.relayIKByEntry, peer, dest, entry, rate, burst, now); !ok {
+		return false, false, fmt.Sprintf("more than %d one-message end-to-end handshakes a second relayed from %s to %s failed there%s", rate, peer, dest, why)
 	}
-	b.Tokens--
-	return true, ""
+	return true, shared, ""
 }
 
 // giveRelayOneMessage gives back the token tryRelayOneMessage took for
-// an open that dest answered neither retry nor overloaded.
-func (l *limiter) giveRelayOneMessage(peer, dest string, now time.Time) {
+// an open that dest answered neither retry nor overloaded, and the token
+// of its entry's share when it took one (shared).
+func (l *limiter) giveRelayOneMessage(peer, dest, entry string, shared bool, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if b := l.relayIKByLink[peer+"\x00"+dest]; b != nil {
+	giveBack(l.relayIKByLink[peer+"\x00"+dest], now)
+	if shared {
+		giveBack(l.relayIKByEntry.m[relayEntryKey(peer, dest, entry)], now)
+	}
+}
+
+// giveBack puts a token back into b, if b is held, up to its burst.
+func giveBack(b *bucket.Bucket, now time.Time) {
+	if b != nil {
 		b.Refill(now).Tokens = min(b.Burst, b.Tokens+1)
 	}
+}
+
+// relayEntryShare splits a relay budget for one incoming link and
+// destination by entry (relayEntry): each entry's share is this fraction
+// of the budget's rate and burst (at least one token held), and a
+// reserve is kept for the entries holding a token of their share
+// (takeRelay).
+const relayEntryShare = 4
+
+// maxRelayEntries bounds each table of entry shares; beyond it those full
+// again are forgotten, and when none is, the new entry shares the one
+// bucket its link and destination keep for such entries.
+const maxRelayEntries = 4096
+
+func relayEntryKey(peer, dest, entry string) string {
+	return peer + "\x00" + dest + "\x00" + entry
+}
+
+// takeRelay takes a token of the relay budget of peer's link to dest
+// (rate a second, burst at once; a bucket of byLink) for an open that
+// entered peer from entry: with a token of the entry's share (a bucket of
+// byEntry, relayEntryShare of the rate and burst) when it holds one
+// (shared), else only while the budget keeps a reserve for the entries
+// holding a token of theirs: a share's burst and one token more, as an
+// entry that keeps on past its share takes its share's tokens one at a
+// time as they come. The bucket holds burst and that reserve, so a lone
+// entry still gets burst at once and the rate after, as with no split;
+// an entry past its share, a flood, keeps the budget down to the reserve
+// and no further, and another entry finds the tokens its share holds:
+// one neighbour of peer spends no more of the budget everyone behind
+// peer shares than what the others leave, however fast it sends. why
+// names the entry when its share was what was spent.
+func takeRelay(byLink map[string]*bucket.Bucket, byEntry *relayShares, peer, dest, entry string, rate, burst int, now time.Time) (ok, shared bool, why string) {
+	shareBurst := max(1, burst/relayEntryShare)
+	reserve := shareBurst + 1
+	link := bucketOf(byLink, peer+"\x00"+dest, rate, burst+reserve, now)
+	if link.Refill(now).Tokens < 1 {
+		return false, false, ""
+	}
+	share := byEntry.share(relayEntryKey(peer, dest, entry), peer, dest,
+		float64(rate)/relayEntryShare, float64(shareBurst), now)
+	switch {
+	case share.Refill(now).Tokens >= 1:
+		share.Tokens--
+		shared = true
+	case link.Tokens < float64(1+reserve):
+		return false, false, " (" + entry + "'s share spent)"
+	}
+	link.Tokens--
+	return true, shared, ""
+}
+
+// relayShares is a table of entry shares (takeRelay).
+type relayShares struct {
+	m map[string]*bucket.Bucket
+	// scanAt is when a full table is looked through again for shares
+	// full again: a look that found none is not repeated before a share
+	// emptied then could have refilled, so that a table held full costs
+	// no look per open.
+	scanAt time.Time
+}
+
+// share is the share of key, made full (rate a second, burst held) when
+// it has none: at most maxRelayEntries of them, plus one per link and
+// destination that those finding no room share.
+func (t *relayShares) share(key, peer, dest string, rate, burst float64, now time.Time) *bucket.Bucket {
+	if b := t.m[key]; b != nil {
+		return b
+	}
+	if len(t.m) >= maxRelayEntries && !now.Before(t.scanAt) {
+		for k, b := range t.m {
+			if b.Refill(now).Tokens >= b.Burst {
+				delete(t.m, k)
+			}
+		}
+		if rate > 0 {
+			t.scanAt = now.Add(time.Duration(burst / rate * float64(time.Second)))
+		}
+	}
+	if len(t.m) >= maxRelayEntries {
+		// Names are never empty: this key is no entry's.
+		key = relayEntryKey(peer, dest, "")
+		if b := t.m[key]; b != nil {
+			return b
+		}
+	}
+	nb := bucket.Full(rate, burst, now)
+	t.m[key] = &nb
+	return &nb
 }
 
 // limitSource is whom a circuit counts against in the per-source limit:

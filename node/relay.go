@@ -78,10 +78,13 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 		refuse(circuit.HopLimit, err.Error())
 		return
 	}
+	// The last relay's budgets below are split by the open's entry into
+	// the neighbour it came from.
+	entered := relayEntry(o)
 	if fullFirst(o, rest) && n.link(o.Dest) != nil {
 		// The last relay: the destination charges this open to its
 		// budget for this node's link.
-		if ok, why := n.limits.tryRelayFull(from, o.Dest, time.Now()); !ok {
+		if ok, why := n.limits.tryRelayFull(from, o.Dest, entered, time.Now()); !ok {
 			n.limits.noteOverloaded(why)
 			refuse(circuit.Overloaded, fmt.Sprintf("%v at %s: %s", errOverloaded, n.cfg.Name, why))
 			return
@@ -91,17 +94,18 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 	// that fails there (a stale key, a replay) to its budget for this
 	// node's link. The token is held until the destination answers
 	// (watchRetry) and given back unless it answers retry or overloaded.
-	ikHeld := false
+	ikHeld, ikShared := false, false
 	if oneMessageFirst(o, rest) && n.link(o.Dest) != nil {
-		if ok, why := n.limits.tryRelayOneMessage(from, o.Dest, time.Now()); !ok {
+		ok, shared, why := n.limits.tryRelayOneMessage(from, o.Dest, entered, time.Now())
+		if !ok {
 			n.limits.noteOverloaded(why)
 			refuse(circuit.Overloaded, fmt.Sprintf("%v at %s: %s", errOverloaded, n.cfg.Name, why))
 			return
 		}
-		ikHeld = true
+		ikHeld, ikShared = true, shared
 		defer func() {
 			if ikHeld { // not forwarded
-				n.limits.giveRelayOneMessage(from, o.Dest, time.Now())
+				n.limits.giveRelayOneMessage(from, o.Dest, entered, ikShared, time.Now())
 			}
 		}()
 	}
@@ -148,7 +152,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 		dest := o.Dest
 		out = watchRetry(out, func(failed bool) {
 			if !failed {
-				n.limits.giveRelayOneMessage(from, dest, time.Now())
+				n.limits.giveRelayOneMessage(from, dest, entered, ikShared, time.Now())
 			}
 		})
 	}
@@ -307,6 +311,20 @@ func claimRelays(o *circuit.Open) []string {
 		return o.Path[1:]
 	}
 	return o.Path
+}
+
+// relayEntry is the entry of the open o at the relay that checks its
+// relay budgets: the node the neighbour o came from names before itself,
+// the neighbour it received o from, which it proved if it is honest; the
+// source when that neighbour is the first relay or the source itself.
+// Every source behind the neighbour shares the neighbour's link's
+// budget; split by entry, one of the neighbour's own neighbours spends
+// at most its share while another entry is waiting.
+func relayEntry(o *circuit.Open) string {
+	if relays := claimRelays(o); o.Hop > 0 && len(relays) >= 2 {
+		return relays[len(relays)-2]
+	}
+	return o.Source
 }
 
 // reclaimSource names whom a circuit's streams count against in the

@@ -26,18 +26,19 @@ import (
 // on the machine's speed; three renewals, 1.2 s apart, each followed by
 // h's dial.
 func TestAttackReplayedOneMessageThroughRelaySpendsRetries(t *testing.T) {
-	t.Run(firstReplayedOneMessage.String(), func(t *testing.T) { failedOneMessageThroughRelay(t, firstReplayedOneMessage) })
+	t.Run(firstReplayedOneMessage.String(), func(t *testing.T) { failedOneMessageThroughRelay(t, firstReplayedOneMessage, "r", "m-r", "h-r", "r-d") })
 	t.Run(firstBogusOneMessage.String(), func(t *testing.T) {
 		if testing.Short() {
 			t.Skip("the same defence against first messages that fail after a Diffie-Hellman; 5 s")
 		}
-		failedOneMessageThroughRelay(t, firstBogusOneMessage)
+		failedOneMessageThroughRelay(t, firstBogusOneMessage, "r", "m-r", "h-r", "r-d")
 	})
 }
 
 // failedOneMessageThroughRelay is the attack above with m's first
-// messages of the given kind.
-func failedOneMessageThroughRelay(t *testing.T, kind firstKind) {
+// messages of the given kind, sent through via, in the mesh of edges (m
+// and h linked to via, d at the end of a chain from it).
+func failedOneMessageThroughRelay(t *testing.T, kind firstKind, via string, edges ...string) {
 	c := newCluster(t, true)
 	c.tweak = func(cfg *Config) {
 		// d: 2 failed one-message handshakes a second per link (burst
@@ -45,18 +46,19 @@ func failedOneMessageThroughRelay(t *testing.T, kind firstKind) {
 		cfg.Limits.FullHandshakesPerLink = 2
 		cfg.Limits.MaxCircuitsPerSource = 16
 	}
-	c.build("m-r", "h-r", "r-d")
-	c.waitRoute("m", "d", 2)
-	c.waitRoute("h", "d", 2)
+	c.build(edges...)
+	hops := len(edges) - 1 // every edge but h's is on m's path
+	c.waitRoute("m", "d", hops)
+	c.waitRoute("h", "d", hops)
 	m, h, d := c.nodes["m"], c.nodes["h"], c.nodes["d"]
 	// h learns d's key (a full handshake): its next dial to d is a
 	// one-message one.
 	if err := roundTrip(t, h, "d", EchoService, []byte("learn")); err != nil {
 		t.Fatal(err)
 	}
-	l := m.link("r")
+	l := m.link(via)
 	if l == nil {
-		t.Fatal("no link m-r")
+		t.Fatalf("no link m-%s", via)
 	}
 	rec := d.seal.Load().Record()
 	sent, overloaded, stop := floodCostlyFirst(t, m, "d", &rec, kind, l)
@@ -74,10 +76,10 @@ func failedOneMessageThroughRelay(t *testing.T, kind firstKind) {
 			t.Fatal(err)
 		}
 		cn, err := h.Dial(ctxT(t, 10*time.Second), "d", EchoService)
-		t.Logf("round %d: m sent %d %s first messages through r so far (%d refused overloaded); h's dial to d after d renewed its key: %v",
-			round, sent.Load(), kind, overloaded.Load(), err)
+		t.Logf("round %d: m sent %d %s first messages through %s so far (%d refused overloaded); h's dial to d after d renewed its key: %v",
+			round, sent.Load(), kind, via, overloaded.Load(), err)
 		if err != nil {
-			t.Fatalf("round %d: h's dial to d with d's old key, while m replays through r: %v; want one retry and the full handshake", round, err)
+			t.Fatalf("round %d: h's dial to d with d's old key, while m replays through %s: %v; want one retry and the full handshake", round, via, err)
 		}
 		err = echoMsg(cn, "after the renewal")
 		cn.Close()
