@@ -77,14 +77,15 @@ func (n *Node) track(c *circuit.Conn, role string, span trace.Span, t *ticket, e
 	if role == "accept" {
 		rm = n.metrics.accept
 	}
-	tc := &trackedConn{Conn: c, n: n, role: role, rm: rm, span: span, ticket: t}
 	rm.opened.Inc()
 	rm.active.Inc()
 	if entry == nil {
 		entry = n.circuits.add(false, nil)
 	}
+	// c is complete before it is bound: from then on the node's Close may
+	// abort it (finish reads entry) while this goroutine goes on.
+	tc := &trackedConn{Conn: c, n: n, role: role, rm: rm, span: span, ticket: t, entry: entry}
 	n.circuits.bind(entry, tc.abort)
-	tc.entry = entry
 	return tc
 }
 
