@@ -2355,18 +2355,22 @@ func (t *ResumeTable) unregister(r *Resumable) {
 // circuit of source not registered yet while others of it still await
 // their hello is waited for, until deadline. A circuit the table does not
 // hold is refused (p is reset with
-// CloseCancelled); the error wraps ErrResumeRefused.
+// CloseCancelled); the error wraps ErrResumeRefused. A resume frame that
+// does not arrive whole and intact by deadline is the path's failure, not
+// the source's: p is reset with CloseLinkLost, which the source answers
+// by trying another path, as it does when a link of the path dies.
 func (t *ResumeTable) Resume(p Path, source, service string, deadline time.Time) (*Resumable, error) {
-	refuse := func(err error) (*Resumable, error) {
-		dropPath(p, CloseCancelled)
+	fail := func(code uint64, err error) (*Resumable, error) {
+		dropPath(p, code)
 		return nil, fmt.Errorf("circuit: resume from %s/%s: %w", source, service, err)
 	}
+	refuse := func(err error) (*Resumable, error) { return fail(CloseCancelled, err) }
 	_ = p.SetReadDeadline(deadline)
 	var b [1 + idLen + 8]byte
 	_, err := io.ReadFull(p, b[:])
 	_ = p.SetReadDeadline(time.Time{})
 	if err != nil {
-		return refuse(err)
+		return fail(CloseLinkLost, err)
 	}
 	if b[0] != frameResume {
 		return refuse(fmt.Errorf("%w: resumable framing: frame %d where resume was expected", ErrIntegrity, b[0]))

@@ -47,6 +47,9 @@ type resumeRig struct {
 	// source, when set, wraps the source's stream of the next path
 	// connect opens (then it is cleared): a link that fails under it.
 	source func(links.Stream) links.Stream
+	// frameWait, when set, is how long the destination waits for a resume
+	// frame (default 5 s).
+	frameWait time.Duration
 }
 
 func newResumeRig(t *testing.T) *resumeRig {
@@ -80,7 +83,11 @@ func (g *resumeRig) connect(ctx context.Context, flags Flags) (*testPath, *circu
 				g.resumed.Add(1)
 				go func() {
 					defer g.resumed.Done()
-					_, err := g.table.Resume(c, o.Source, o.Service, time.Now().Add(5*time.Second))
+					wait := 5 * time.Second
+					if g.frameWait > 0 {
+						wait = g.frameWait
+					}
+					_, err := g.table.Resume(c, o.Source, o.Service, time.Now().Add(wait))
 					g.resumeErrs <- err
 				}()
 			}
