@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -97,28 +96,11 @@ func TestResumeAfterLinkIdleTimeout(t *testing.T) {
 		return s
 	}
 	_, src, dst := g.pair(ResumeConfig{}, ResumeConfig{})
-	served := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(dst, dst)
-		if err == nil {
-			err = dst.CloseWrite()
-		}
-		served <- err
-	}()
-	echo := func(b byte) {
-		t.Helper()
-		buf := []byte{b}
-		if _, err := src.Write(buf); err != nil {
-			t.Fatalf("write %q: %v", b, err)
-		}
-		if _, err := io.ReadFull(src, buf); err != nil || buf[0] != b {
-			t.Fatalf("echo of %q: %q, %v", b, buf, err)
-		}
-	}
-	echo('a')
+	served := serveEcho(dst)
+	echoByte(t, src, 'a')
 	waitRegistered(t, g.table, 1)
 	s.lose()
-	echo('b')
+	echoByte(t, src, 'b')
 	if n := src.Resumes(); n < 1 {
 		t.Errorf("source resumed %d times, want at least once", n)
 	}

@@ -165,6 +165,32 @@ func waitRegistered(t *testing.T, table *ResumeTable, n int) {
 	}
 }
 
+// serveEcho has dst echo everything back until the end of its stream,
+// then half-close; the channel gets the outcome.
+func serveEcho(dst *Resumable) <-chan error {
+	served := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(dst, dst)
+		if err == nil {
+			err = dst.CloseWrite()
+		}
+		served <- err
+	}()
+	return served
+}
+
+// echoByte writes b on src and reads it back from an echoing end.
+func echoByte(t *testing.T, src *Resumable, b byte) {
+	t.Helper()
+	buf := []byte{b}
+	if _, err := src.Write(buf); err != nil {
+		t.Fatalf("write %q: %v", b, err)
+	}
+	if _, err := io.ReadFull(src, buf); err != nil || buf[0] != b {
+		t.Fatalf("echo of %q: %q, %v", b, buf, err)
+	}
+}
+
 // A transfer both ways through a relay that crashes mid-transfer, twice:
 // every byte arrives once and in order, and neither application sees an
 // error.
@@ -189,14 +215,7 @@ func TestResumeSurvivesRelayCrash(t *testing.T) {
 	want := sha256.Sum256(data)
 
 	// The destination echoes everything back.
-	echoErr := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(dst, dst)
-		if err == nil {
-			err = dst.CloseWrite()
-		}
-		echoErr <- err
-	}()
+	echoErr := serveEcho(dst)
 	var got atomic.Int64
 	readErr := make(chan error, 1)
 	var back [sha256.Size]byte
@@ -249,7 +268,7 @@ func TestResumeSurvivesRelayCrash(t *testing.T) {
 	g.mu.Unlock()
 	crash(second)
 
-	for name, ch := range map[string]chan error{"write": writeErr, "read": readErr, "echo": echoErr} {
+	for name, ch := range map[string]<-chan error{"write": writeErr, "read": readErr, "echo": echoErr} {
 		select {
 		case err := <-ch:
 			if err != nil {

@@ -2,7 +2,6 @@ package circuit
 
 import (
 	"context"
-	"io"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,28 +42,11 @@ func TestResumeAfterResumeFrameLost(t *testing.T) {
 		return p, err
 	}
 	_, src, dst := g.pair(ResumeConfig{Redial: redial}, ResumeConfig{})
-	served := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(dst, dst)
-		if err == nil {
-			err = dst.CloseWrite()
-		}
-		served <- err
-	}()
-	echo := func(b byte) {
-		t.Helper()
-		buf := []byte{b}
-		if _, err := src.Write(buf); err != nil {
-			t.Fatalf("write %q: %v", b, err)
-		}
-		if _, err := io.ReadFull(src, buf); err != nil || buf[0] != b {
-			t.Fatalf("echo of %q: %q, %v", b, buf, err)
-		}
-	}
-	echo('a')
+	served := serveEcho(dst)
+	echoByte(t, src, 'a')
 	waitRegistered(t, g.table, 1)
 	crash(g.paths[0])
-	echo('b')
+	echoByte(t, src, 'b')
 	if !swallowed.Load() {
 		t.Fatal("the source never took the path that swallows its resume frame")
 	}
