@@ -933,7 +933,14 @@ func TestResumeOvertakesHello(t *testing.T) {
 		case <-release:
 			return
 		}
-		time.Sleep(50 * time.Millisecond) // the resume looks the circuit up first
+		// The resume looks the circuit up first and waits for its hello.
+		for !resumeWaiting(table) {
+			select {
+			case <-release:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
 		rB.Write(b)
 	}()
 	defer close(release)
@@ -956,6 +963,17 @@ func TestResumeOvertakesHello(t *testing.T) {
 	if src.Resumes() != 1 || dst.Resumes() != 1 {
 		t.Errorf("resumes: source %d, destination %d; want 1 each", src.Resumes(), dst.Resumes())
 	}
+	if table.woken.Load() == 0 {
+		t.Error("the resume found its circuit without waiting for the hello: it did not overtake it")
+	}
+}
+
+// resumeWaiting reports whether a resume waits in table for the circuit
+// it names to register.
+func resumeWaiting(table *ResumeTable) bool {
+	table.mu.Lock()
+	defer table.mu.Unlock()
+	return len(table.byKey) > 0
 }
 
 // readSignal is a Path that signals once its first Read returned (the
