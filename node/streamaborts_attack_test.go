@@ -30,15 +30,25 @@ func TestAttackStreamAbortsAreCounted(t *testing.T) {
 	const budget = 256
 	c := newCluster(t, true)
 	c.tweak = func(cfg *Config) {
-		if cfg.Name != "d" {
+		if cfg.Name != "d" && cfg.Name != "m" {
 			return
 		}
-		id, log, addr := cfg.Identity, cfg.Logger, cfg.ListenAddr
+		qc := links.QUICConfig{
+			Identity: cfg.Identity, Logger: cfg.Logger, ListenAddr: cfg.ListenAddr, StalledCode: circuit.CloseStalled,
+			// m's flood keeps both ends busy: on a loaded machine their
+			// probes went unanswered for over 2 s and m declared d dead
+			// before d closed the link for the flood. Liveness is not
+			// what this test is about; 50 missed probes (10 s) declare
+			// a peer dead here.
+			ProbeMisses: 50,
+		}
+		if cfg.Name == "d" {
+			qc.StreamAborts = budget
+		}
 		cfg.NewTransport = func(h links.Handler, role links.Role) (links.Transport, error) {
-			return links.NewQUICTransport(links.QUICConfig{
-				Identity: id, Role: role, Handler: h, Logger: log, ListenAddr: addr,
-				StalledCode: circuit.CloseStalled, StreamAborts: budget,
-			})
+			qc := qc
+			qc.Handler, qc.Role = h, role
+			return links.NewQUICTransport(qc)
 		}
 	}
 	c.build("m-d", "h-d")
