@@ -41,7 +41,8 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 	// x: at its maximum with an outgoing link to l, one of the routers
 	// the hash ranks first for its long link (the first that has room),
 	// which does not want x (it would dial x back); every other outgoing
-	// link of x goes to a near neighbour.
+	// link of x goes to a near neighbour, and no other of those routers
+	// is linked to x.
 	var x, l string
 	var cands []string // x's long link's routers in hash order
 	for _, name := range names {
@@ -69,6 +70,13 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 		ok := back != name && !slices.Contains(bnear, name)
 		for p, li := range ls {
 			if li.Outbound && p != held && !slices.Contains(near, p) {
+				ok = false
+			}
+		}
+		// A link another of these routers dialled to x already serves as
+		// x's long link once l is lost: x then has none to dial.
+		for _, p := range cs {
+			if _, linked := ls[p]; linked && p != held {
 				ok = false
 			}
 		}
