@@ -1,7 +1,6 @@
 package simulate
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -32,7 +31,6 @@ func testLongLinkPassesUnreachableRouter(t *testing.T) {
 	maxLinks := max(topology.DefaultMax, 2*target)
 	m := newLongMesh(t, 32, target, nil)
 	c := m.c
-	ctx := context.Background()
 	m.join()
 	// x: a node holding a link it dialled to l, the router the hash ranks
 	// first for its long link; the next, b, in the other region.
@@ -40,14 +38,12 @@ func testLongLinkPassesUnreachableRouter(t *testing.T) {
 	t.Logf("%s holds %v; the underlay to %v (its long link's router %s and the others it dialled beyond its near ones) fails; %s is next in hash order", x, slices.Sorted(maps.Keys(m.peers(x))), cut, l, b)
 	failed := time.Now()
 	m.cutOff(x, cut)
-	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	err := poll(wctx, func() error {
+	err := pollFor(3*time.Minute, func() error {
 		if li, ok := m.peers(x)[b]; !ok || !li.Outbound {
 			return fmt.Errorf("%s holds no link it dialled to %s", x, b)
 		}
 		return nil
 	})
-	cancel()
 	if err != nil {
 		t.Fatalf("%v 3 minutes after the underlay to %v failed (virtual): links %v", err, cut, slices.Sorted(maps.Keys(m.peers(x))))
 	}
@@ -61,8 +57,7 @@ func testLongLinkPassesUnreachableRouter(t *testing.T) {
 
 	c.HealUnderlay()
 	healed := time.Now()
-	wctx, cancel = context.WithTimeout(ctx, 10*time.Minute)
-	err = poll(wctx, func() error {
+	err = pollFor(10*time.Minute, func() error {
 		ls := m.peers(x)
 		if li, ok := ls[l]; !ok || !li.Outbound {
 			return fmt.Errorf("%s holds no link it dialled to %s", x, l)
@@ -72,7 +67,6 @@ func testLongLinkPassesUnreachableRouter(t *testing.T) {
 		}
 		return nil
 	})
-	cancel()
 	if err != nil {
 		t.Fatalf("%v 10 minutes after the heal (virtual): links %v", err, slices.Sorted(maps.Keys(m.peers(x))))
 	}

@@ -26,7 +26,8 @@ import (
 // Before, x kept that last slot free and held no long link from then on;
 // now it dials it again (l, or another of the routers the hash ranks
 // first if l refuses at its maximum), and holds a long link from then on
-// (moving it only to a router ranked before, once that one has room).
+// (moving it to a router ranked before, once that one has room, or to
+// one ranked after only when the router ended the link itself).
 func TestDiscoverLongLinkAtMaxMinusOne(t *testing.T) {
 	synctest.Test(t, testLongLinkAtMaxMinusOne)
 }
@@ -35,7 +36,6 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 	const target, maxLinks = 3, 4
 	m := newLongMesh(t, 32, target, func(cfg *node.Config) { cfg.Discovery.MaxLinks = maxLinks })
 	c, names := m.c, m.names
-	ctx := context.Background()
 	m.join()
 
 	// x: at its maximum with an outgoing link to l, one of the routers
@@ -93,14 +93,12 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 	if err := c.PartitionUnderlay([]string{x}, []string{l}); err != nil {
 		t.Fatal(err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	err := poll(wctx, func() error {
+	err := pollFor(2*time.Minute, func() error {
 		if _, ok := m.peers(x)[l]; ok {
 			return fmt.Errorf("%s still holds its link to %s", x, l)
 		}
 		return nil
 	})
-	cancel()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,14 +131,12 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 		}
 		return ""
 	}
-	wctx, cancel = context.WithTimeout(ctx, 3*time.Minute)
-	err = poll(wctx, func() error {
+	err = pollFor(3*time.Minute, func() error {
 		if long() == "" {
 			return fmt.Errorf("%s holds no link it dialled to %v", x, cands)
 		}
 		return nil
 	})
-	cancel()
 	if err != nil {
 		t.Fatalf("%v 3 minutes after the heal (virtual): %s has links %v", err, x, slices.Sorted(maps.Keys(m.peers(x))))
 	}
@@ -165,14 +161,12 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 		mu.Unlock()
 		now := long()
 		if now == "" {
-			wctx, cancel := context.WithTimeout(ctx, time.Minute)
-			err := poll(wctx, func() error {
+			err := pollFor(time.Minute, func() error {
 				if now = long(); now == "" {
 					return fmt.Errorf("%s holds no link it dialled to %v", x, cands)
 				}
 				return nil
 			})
-			cancel()
 			if err != nil {
 				t.Fatalf("%v a minute after its long link to %s ended (%v), %v after the heal: links %v", err, got, why, time.Since(healed).Round(time.Second), slices.Sorted(maps.Keys(m.peers(x))))
 			}
@@ -244,14 +238,12 @@ func testLongLinkPassesFullRouter(t *testing.T) {
 	t.Logf("%s holds %v; %s, its long link's router, restarts with at most 1 link; %s is next in hash order", x, slices.Sorted(maps.Keys(m.peers(x))), l, b)
 	restart(true)
 	full := time.Now()
-	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	err := poll(wctx, func() error {
+	err := pollFor(3*time.Minute, func() error {
 		if li, ok := m.peers(x)[b]; !ok || !li.Outbound {
 			return fmt.Errorf("%s holds no link it dialled to %s", x, b)
 		}
 		return nil
 	})
-	cancel()
 	if err != nil {
 		t.Fatalf("%v 3 minutes after %s restarted at most 1 link (virtual): links %v", err, l, slices.Sorted(maps.Keys(m.peers(x))))
 	}
@@ -267,8 +259,7 @@ func testLongLinkPassesFullRouter(t *testing.T) {
 	// l restarts with the default maximum.
 	restart(false)
 	restarted := time.Now()
-	wctx, cancel = context.WithTimeout(ctx, 10*time.Minute)
-	err = poll(wctx, func() error {
+	err = pollFor(10*time.Minute, func() error {
 		ls := m.peers(x)
 		if li, ok := ls[l]; !ok || !li.Outbound {
 			return fmt.Errorf("%s holds no link it dialled to %s", x, l)
@@ -278,7 +269,6 @@ func testLongLinkPassesFullRouter(t *testing.T) {
 		}
 		return nil
 	})
-	cancel()
 	if err != nil {
 		t.Fatalf("%v 10 minutes after %s restarted with room (virtual): links %v", err, l, slices.Sorted(maps.Keys(m.peers(x))))
 	}

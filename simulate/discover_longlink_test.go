@@ -34,7 +34,6 @@ func testLongLinkLost(t *testing.T) {
 	const target = 3
 	m := newLongMesh(t, 24, target, nil)
 	c, u, names, wants, peers := m.c, m.u, m.names, m.wants, m.peers
-	ctx := context.Background()
 	m.join()
 	n := len(names)
 	held, dialled := 0, 0
@@ -89,14 +88,12 @@ func testLongLinkLost(t *testing.T) {
 	time.Sleep(30 * time.Second)
 	c.HealUnderlay()
 	healed := time.Now()
-	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	err := poll(wctx, func() error {
+	err := pollFor(3*time.Minute, func() error {
 		if li, ok := peers(x)[l]; !ok || !li.Outbound {
 			return fmt.Errorf("%s holds no link it dialled to %s", x, l)
 		}
 		return nil
 	})
-	cancel()
 	if err != nil {
 		t.Fatalf("%v 3 minutes after the heal (virtual): %s has links %v", err, x, slices.Sorted(maps.Keys(peers(x))))
 	}
@@ -111,6 +108,13 @@ type longMesh struct {
 	u     *Underlay
 	names []string // n1, n2, ...: the first half west, the others east
 	cfg   topology.Config
+}
+
+// pollFor is poll with a bound of d (virtual time in a synctest bubble).
+func pollFor(d time.Duration, check func() error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return poll(ctx, check)
 }
 
 // newLongMesh makes the cluster of a longMesh; config, when not nil,

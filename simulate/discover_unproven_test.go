@@ -1,7 +1,6 @@
 package simulate
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -55,14 +54,12 @@ func testDialsRouterCutAtJoin(t *testing.T) {
 	t.Logf("%s holds %v", x, slices.Sorted(maps.Keys(m.peers(x))))
 	c.HealUnderlay()
 	healed := time.Now()
-	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	err := poll(wctx, func() error {
+	err := pollFor(10*time.Minute, func() error {
 		if li, ok := m.peers(x)[l]; !ok || !li.Outbound {
 			return fmt.Errorf("%s holds no link it dialled to %s", x, l)
 		}
 		return nil
 	})
-	cancel()
 	if err != nil {
 		t.Fatalf("%v 10 minutes after the heal (virtual): links %v", err, slices.Sorted(maps.Keys(m.peers(x))))
 	}
