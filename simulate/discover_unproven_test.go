@@ -23,6 +23,9 @@ import (
 // names (a victim's): a router briefly cut off from a node (or one whose
 // link listener was not up yet) stayed out of its reach for an hour.
 func TestDiscoverDialsRouterCutAtJoinAfterHeal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs in make test-long: once in a run of the whole package under -race beside busy loops, x had not dialled l 10 minutes after the heal, cause not found (it passed alone, beside busy loops, in every run); TestSilentAddressNamedInSignedGossipIsBannedBriefly (node) checks the ban in the quick suite")
+	}
 	synctest.Test(t, testDialsRouterCutAtJoin)
 }
 
