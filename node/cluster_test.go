@@ -34,9 +34,11 @@ type cluster struct {
 	evMu   sync.Mutex
 	events map[string][]Event // each node's latest events, for failures
 	evWG   sync.WaitGroup     // event collectors; they end when nodes close
+	logs   map[string]*lineRing
 }
 
-// keptEvents is how many of each node's latest events a failing test prints.
+// keptEvents is how many of each node's latest events (and log lines) a
+// failing test prints.
 const keptEvents = 30
 
 // patience bounds the waits for an event the tests expect (a route, a
@@ -60,7 +62,8 @@ func waitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
 
 func newCluster(t testing.TB, quic bool) *cluster {
 	t.Helper()
-	c := &cluster{t: t, nodes: map[string]*Node{}, leafs: map[string]bool{}, events: map[string][]Event{}}
+	c := &cluster{t: t, nodes: map[string]*Node{}, leafs: map[string]bool{}, events: map[string][]Event{},
+		logs: map[string]*lineRing{}}
 	if quic {
 		ca, err := identity.NewCA("test", 0)
 		if err != nil {
@@ -117,7 +120,15 @@ func (c *cluster) state() string {
 		for _, ev := range evs {
 			fmt.Fprintf(&b, "  %s\n", ev)
 		}
+		if r := c.logs[name]; r != nil {
+			lines := r.lines()
+			fmt.Fprintf(&b, "log of %s at INFO and above (latest %d):\n", name, len(lines))
+			for _, l := range lines {
+				fmt.Fprintf(&b, "  %s\n", l)
+			}
+		}
 		c.nodes[name].WriteState(&b)
+		fmt.Fprintf(&b, "  routing %+v\n", c.nodes[name].RoutingStats())
 	}
 	return b.String()
 }
@@ -144,9 +155,44 @@ func testLogger(t testing.TB) *slog.Logger {
 
 type testWriter struct{ t testing.TB }
 
+// lineRing keeps the latest keptEvents lines written to it.
+type lineRing struct {
+	mu   sync.Mutex
+	last []string
+}
+
+func (r *lineRing) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range strings.Split(strings.TrimSpace(string(p)), "\n") {
+		r.last = append(r.last, l)
+	}
+	if len(r.last) > keptEvents {
+		r.last = slices.Clone(r.last[len(r.last)-keptEvents:])
+	}
+	return len(p), nil
+}
+
+func (r *lineRing) lines() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.last)
+}
+
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// logger is name's logger: testLogger's, and when the test is not
+// verbose its latest lines at INFO and above, printed if the test fails.
+func (c *cluster) logger(name string) *slog.Logger {
+	if testing.Verbose() {
+		return testLogger(c.t)
+	}
+	r := &lineRing{}
+	c.logs[name] = r
+	return slog.New(slog.NewTextHandler(r, nil))
 }
 
 // add starts a node named name.
@@ -157,7 +203,7 @@ func (c *cluster) add(name string) *Node {
 		Mesh:           "test",
 		Leaf:           c.leafs[name],
 		GracePeriod:    200 * time.Millisecond,
-		Logger:         testLogger(c.t),
+		Logger:         c.logger(name),
 		TracerProvider: c.tp,
 	}
 	if c.memNet != nil {
