@@ -134,8 +134,9 @@ const (
 
 // Back-off of dials by link address: a failed dial waits 1 s doubling up
 // to 5 min; an address whose certificate names another node than its
-// gossip member waits banTime. A link that lived less than goodLink counts
-// as failed.
+// gossip member waits banTime for every member but that node
+// (claimFailedLocked). A link that lived less than goodLink counts as
+// failed.
 //
 // An address where no handshake ever proved the member's certificate (a
 // member that has the gossip key but no certificate, announcing any
@@ -222,6 +223,10 @@ type addrBackoff struct {
 	// metadata names the address: until, with signedBan in place of
 	// unprovenBan (banEndLocked).
 	signed time.Time
+	// holder is the node whose certificate the last dial here proved
+	// when it was dialled for another member's claim, until a dial here
+	// fails: the wait is the claims', not the holder's (banEndLocked).
+	holder string
 }
 
 // signedBan is the ban after fails failed dials (unprovenDials or more) to
@@ -1152,7 +1157,7 @@ func (d *discovery) step(now time.Time) int {
 			switch {
 			case b.full:
 				full = append(full, name)
-			case b.fails > 0:
+			case b.fails > 0 && b.holder != name:
 				failed = append(failed, name)
 			}
 		}
@@ -1544,8 +1549,13 @@ func (d *discovery) signedAddrLocked(member, addr string) bool {
 // member's verified signed metadata names addr, else b.until. It is read
 // at each dial, so a member whose metadata is verified only after its
 // dials failed (a new router whose certificate this node learns once it
-// links to any node) is dialled again after signedBan. d.mu is held.
+// links to any node) is dialled again after signedBan. A back-off that
+// only other members' claims of the address earned (holder) does not bar
+// the node whose certificate a dial there proved. d.mu is held.
 func (d *discovery) banEndLocked(b *addrBackoff, member, addr string) time.Time {
+	if b.holder != "" && b.holder == member {
+		return time.Time{}
+	}
 	if d.signedAddrLocked(member, addr) {
 		return b.signed
 	}
@@ -1634,6 +1644,26 @@ func (d *discovery) failedLocked(addr string, ban time.Duration) {
 	d.backoffLocked(addr, ban, false)
 }
 
+// claimFailedLocked penalises m's claim of its link address after a dial
+// there proved holder's certificate instead: the address is not dialled
+// for banTime for any member but holder, and the dial counts as a failed
+// dial of m at an address that never proved it (failedUnprovenLocked), so
+// that m is banned at any address after unprovenDials of them (for
+// signedBan when m's verified signed metadata names the address). The
+// holder, whose handshake just succeeded, is dialled there as before and
+// is not listed as failed: anyone with the gossip key can claim an honest
+// node's live address under a made-up name, and before, one such message
+// kept every node that dialled the claim from dialling the holder for
+// banTime. d.mu is held.
+func (d *discovery) claimFailedLocked(m Member, holder string, now time.Time) {
+	d.proveLocked(m.LinkAddr, holder)
+	d.failedUnprovenLocked(m.Name, now)
+	d.backoffLocked(m.LinkAddr, banTime, false)
+	if b := d.backoff[m.LinkAddr]; b != nil {
+		b.holder = holder
+	}
+}
+
 // backoffLocked is failedLocked, where answered exempts addr from the ban
 // of unproven addresses: its last dial timed out after it answered
 // (links.ErrHandshakeSlow). d.mu is held.
@@ -1647,6 +1677,7 @@ func (d *discovery) backoffLocked(addr string, ban time.Duration, answered bool)
 		d.backoff[addr] = b
 	}
 	b.fails++
+	b.holder = "" // a failed dial: the back-off bars every member here
 	b.wait = min(max(2*b.wait, dialMinBackoff), dialMaxBackoff)
 	wait := max(b.wait/2+rand.N(b.wait/2+1), ban)
 	now := time.Now()
@@ -1734,7 +1765,7 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 		case err != nil && n.ctx.Err() == nil:
 			d.dialFailedLocked(m, err, time.Now())
 		case err == nil && l.Peer() != m.Name:
-			d.failedLocked(m.LinkAddr, banTime)
+			d.claimFailedLocked(m, l.Peer(), time.Now())
 		case err == nil:
 			d.owned[m.Name] = true
 			d.why[m.Name] = why
@@ -1783,7 +1814,9 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 			delete(d.owned, m.Name)
 			delete(d.why, m.Name)
 		}
-		if time.Since(up) >= goodLink {
+		// A link that lived goodLink ends its address's back-off, but
+		// not the bar on other members' claims of the address (holder).
+		if b := d.backoff[m.LinkAddr]; b != nil && time.Since(up) >= goodLink && (b.holder == "" || !time.Now().Before(b.until)) {
 			delete(d.backoff, m.LinkAddr)
 		}
 		d.mu.Unlock()

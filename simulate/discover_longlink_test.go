@@ -164,7 +164,20 @@ func newLongMesh(t *testing.T, n, target int, config func(*node.Config)) *longMe
 // settled), and logs the mesh.
 func (m *longMesh) join() {
 	m.t.Helper()
-	if err := m.c.Discover(context.Background(), m.names[0], m.names[1:]...); err != nil {
+	took := m.joinAll(m.names[1:]...)
+	ms, err := m.c.MeasureMesh()
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.t.Logf("every pair reachable %v (virtual) after the joins; a minute later: %v", took.Round(time.Millisecond), ms)
+}
+
+// joinAll has names join the first node by gossip, waits until every
+// pair of the cluster's nodes is reachable, then a minute, and returns
+// how long the first wait took.
+func (m *longMesh) joinAll(names ...string) time.Duration {
+	m.t.Helper()
+	if err := m.c.Discover(context.Background(), m.names[0], names...); err != nil {
 		m.t.Fatal(err)
 	}
 	wctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -174,11 +187,7 @@ func (m *longMesh) join() {
 		m.t.Fatal(err)
 	}
 	time.Sleep(time.Minute)
-	ms, err := m.c.MeasureMesh()
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	m.t.Logf("every pair reachable %v (virtual) after the joins; a minute later: %v", took.Round(time.Millisecond), ms)
+	return took
 }
 
 // wants returns the long link's router of self and its near ones, as its
