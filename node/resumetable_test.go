@@ -23,10 +23,12 @@ import (
 // circuit it carried (as on its shutdown), their resumes were refused.
 // Now the table holds what the limits admit (each source's circuits and
 // those waiting for a resume), and every circuit resumes and carries its
-// bytes.
+// bytes. The nodes link in memory: the table and the resumes are the
+// subject, not the transport, and the thousand circuits opened and
+// resumed over QUIC links took 2.4 times the CPU.
 func TestResumeTableHoldsWhatTheLimitsAdmit(t *testing.T) {
 	const n = circuit.MaxResumablePerSource + 8
-	c := newCluster(t, true)
+	c := newCluster(t, false)
 	c.tweak = func(cfg *Config) {
 		// Every circuit may wait for its resume at d, and open a new path
 		// through r.
@@ -46,14 +48,6 @@ func TestResumeTableHoldsWhatTheLimitsAdmit(t *testing.T) {
 		cfg.Limits.HeaderTimeout = patience
 		cfg.DialTimeout = patience
 		cfg.ResumeTimeout = 3 * patience
-		// A reader the starved machine does not run for seconds is not
-		// one that stopped: at the 2 s default, m's reclaim of its link
-		// from r reset 51 and 63 of m's own resumed paths at load 14 to
-		// 18 (each counted at the 512 KiB a young stream may hold, 33
-		// of them more than half the link window). What the reclaim
-		// resets is TestStalledStreamsReclaimed's subject (links) and
-		// TestAttackStallFloodSparesPausedReader's.
-		cfg.Limits.ReaderStall = patience
 	}
 	c.build("m-r", "r-d")
 	c.waitRoute("m", "d", 2)
