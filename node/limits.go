@@ -508,10 +508,6 @@ const relayShareDepth = 3
 // new entries behind it take no share of their own.
 const maxRelayEntries = 4096
 
-func relayEntryKey(peer, dest, entry string) string {
-	return peer + "\x00" + dest + "\x00" + entry
-}
-
 // relayLevel is one level of a relay budget (takeRelay): the budget of a
 // link and destination (level 0), or a share at level i of it, i entries
 // back.

@@ -1,9 +1,6 @@
 package node
 
-import (
-	"testing"
-	"time"
-)
+import "testing"
 
 // TestAttackTwoRelaysBackSpendsTheEntrysBudget: in m–x–r1–r2–d with h,
 // an honest node, also a neighbour of x (x, r1 and r2 honest), m (a valid
@@ -16,40 +13,9 @@ import (
 // flood lasted. Now the share of x is split again by the node x names
 // before itself (its source here, which x proved): m's flood spends m's
 // part of x's share and what the reserves leave, and h's part is its own.
-// The budget is lowered as in TestAttackNeighbourOfPreviousRelaySpendsItsLinkBudget
-// (8 full handshakes a second a link at d, 2 relayed at r2), and h dials
-// once 50 of m's opens were refused.
+// The budget is lowered as there (fullFloodThenFirstDial).
 func TestAttackTwoRelaysBackSpendsTheEntrysBudget(t *testing.T) {
-	c := newCluster(t, true)
-	c.tweak = func(cfg *Config) { cfg.Limits.FullHandshakesPerLink = 8 }
-	c.build("m-x", "h-x", "x-r1", "r1-r2", "r2-d")
-	c.waitRoute("m", "d", 4)
-	c.waitRoute("h", "d", 4)
-	m, h := c.nodes["m"], c.nodes["h"]
-	l := m.link("x")
-	if l == nil {
-		t.Fatal("no link m-x")
-	}
-	sent, overloaded, stop := floodCostlyFirst(t, m, "d", nil, firstFull, l, l) // 32 goroutines
-	// h dials once the flood keeps r2's budget spent, however slowly a
-	// loaded machine starts it.
-	for deadline := time.Now().Add(patience); overloaded.Load() < 50; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			stop()
-			t.Fatalf("m's flood had %d of %d full first messages refused overloaded after %v", overloaded.Load(), sent.Load(), patience)
-		}
-	}
-
-	refused, tries, ok := dialUntilAccepted(t, h, "d")
-	stop()
-	t.Logf("m sent %d full first messages through x, r1 and r2 (%d refused overloaded); h's first dial to d was refused overloaded %d times in %d tries (succeeded: %v)",
-		sent.Load(), overloaded.Load(), refused, tries, ok)
-	if refused > 0 {
-		t.Errorf("m, a neighbour of x two relays before r2, spent x's share of r2's budget: honest h's first circuit to d was refused overloaded %d times of %d", refused, tries)
-	}
-	if overloaded.Load() == 0 {
-		t.Errorf("none of m's %d full first messages was refused overloaded", sent.Load())
-	}
+	fullFloodThenFirstDial(t, "x", "m-x", "h-x", "x-r1", "r1-r2", "r2-d")
 }
 
 // TestAttackTwoRelaysBackSpendsTheEntrysRetries: the attack above with

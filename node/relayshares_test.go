@@ -3,8 +3,12 @@ package node
 import (
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
 )
 
 // The relay budget's split behind an entry, at the default budget (32 a
@@ -113,5 +117,31 @@ func TestRelayBudgetSplitBehindEntry(t *testing.T) {
 	}
 	if n := len(l.relayFullByEntry.m); n > maxRelayEntries+1 {
 		t.Errorf("%d shares held, want at most %d and the link's overflow share", n, maxRelayEntries)
+	}
+}
+
+// relayEntries names the nodes before the neighbour an open came from,
+// nearest first, relayShareDepth at most, ending with the source where
+// the path goes back that far, whether or not the source recorded itself
+// in the path.
+func TestRelayEntriesNearestFirst(t *testing.T) {
+	for _, c := range []struct {
+		hop   uint8
+		flags circuit.Flags
+		path  []string
+		want  []string
+	}{
+		{0, 0, nil, []string{"m"}},
+		{1, 0, []string{"r1"}, []string{"m"}},
+		{2, 0, []string{"x", "r1"}, []string{"x", "m"}},
+		{2, circuit.FlagRecordPath, []string{"m", "x", "r1"}, []string{"x", "m"}},
+		{3, 0, []string{"y", "x", "r1"}, []string{"x", "y", "m"}},
+		{4, 0, []string{"z", "y", "x", "r1"}, []string{"x", "y", "z"}},
+		{5, 0, []string{"w", "z", "y", "x", "r1"}, []string{"x", "y", "z"}},
+	} {
+		o := &circuit.Open{Source: "m", Dest: "d", Hop: c.hop, Flags: c.flags, Path: c.path}
+		if got := strings.Split(relayEntries(o), "\x00"); !slices.Equal(got, c.want) {
+			t.Errorf("hop %d, path %v: entries %q, want %q", c.hop, c.path, got, c.want)
+		}
 	}
 }
