@@ -238,12 +238,16 @@ type Limits struct {
 	// the destination's answer, given back unless the answer is retry or
 	// overloaded. Each budget is split by entry, the node the incoming
 	// link's peer names before itself on the open's path (the source when
-	// the peer is the first relay or the source): an entry holds a
-	// quarter of its rate and burst, and one past its share draws on the
-	// budget only while a reserve is left for the others (a quarter of
-	// the burst and one token more, held on top of the burst), so that
-	// one neighbour of the peer spends no more of what everyone behind the
-	// peer shares. Default a quarter of FullHandshakesPerLink (32).
+	// the peer is the first relay or the source), and each entry's share
+	// again by the node the entry names before itself, and that one's by
+	// the node before it (the source where the path goes back no
+	// further): each share holds a quarter of the rate and burst of what
+	// it is part of (at least one token), and an open past its share
+	// draws on what it is part of only while a reserve is left there for
+	// the others (a quarter of its burst and one token more, held on top
+	// of the burst), so that one node behind the peer, up to three back,
+	// spends no more of what everyone behind the peer shares. Default a
+	// quarter of FullHandshakesPerLink (32).
 	RelayFullHandshakesPerLink int
 	// OneMessageHandshakesPerSource bounds the one-message (IK) end-to-end
 	// handshakes this node completes as a destination for one source, per

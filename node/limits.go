@@ -69,9 +69,10 @@ type limiter struct {
 	// are awaiting the destination's answer or were answered retry or
 	// overloaded; those not full.
 	relayIKByLink map[string]*bucket.Bucket
-	// The shares of relayFullByLink and relayIKByLink by entry
-	// (relayEntry), keyed by link, destination and entry; those not full,
-	// at most maxRelayEntries plus one per link and destination.
+	// The shares of relayFullByLink and relayIKByLink by entry, and
+	// within them by the entries behind it (relayEntries), keyed by link,
+	// destination and entries; those not full, at most maxRelayEntries
+	// plus one per link and destination.
 	relayFullByEntry, relayIKByEntry relayShares
 	// Token buckets, by the source a one-message handshake authenticated
 	// here, of those handshakes (Limits.OneMessageHandshakesPerSource);
@@ -438,13 +439,13 @@ func (l *limiter) oneMessageReason(source string) string {
 // tryRelayFull takes a token of the budget of full first messages this
 // node relays from peer's link to its neighbour dest
 // (Limits.RelayFullHandshakesPerLink, as many held) for an open that
-// entered peer from entry (relayEntry), or says it is used up
+// entered peer along entries (relayEntries), or says it is used up
 // (takeRelay).
-func (l *limiter) tryRelayFull(peer, dest, entry string, now time.Time) (bool, string) {
+func (l *limiter) tryRelayFull(peer, dest, entries string, now time.Time) (bool, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	rate := l.lim.RelayFullHandshakesPerLink
-	if ok, _, why := takeRelay(l.relayFullByLink, &l.relayFullByEntry, peer, dest, entry, rate, rate, now); !ok {
+	if held, why := takeRelay(l.relayFullByLink, &l.relayFullByEntry, peer, dest, entries, rate, rate, now); held == nil {
 		return false, fmt.Sprintf("more than %d full end-to-end handshakes a second relayed from %s to %s%s", rate, peer, dest, why)
 	}
 	return true, ""
@@ -454,91 +455,146 @@ func (l *limiter) tryRelayFull(peer, dest, entry string, now time.Time) (bool, s
 // messages this node relays from peer's link to its neighbour dest that
 // dest answers retry or overloaded (Limits.RelayFullHandshakesPerLink a
 // second, burst the larger of FullHandshakesPerLink and
-// MaxCircuitsPerSource), for an open that entered peer from entry
-// (relayEntry), or says it is used up (takeRelay). The token is taken
+// MaxCircuitsPerSource), for an open that entered peer along entries
+// (relayEntries), or says it is used up (takeRelay). The token is taken
 // before the open is forwarded, so that the opens awaiting dest's answer
-// hold one each, and is given back (giveRelayOneMessage, with shared as
-// returned) when dest answers anything else: only those that fail there
-// (which dest charges to its budget of failed one-message handshakes for
-// this node's link), or that dest refuses for a spent budget, keep theirs.
-func (l *limiter) tryRelayOneMessage(peer, dest, entry string, now time.Time) (ok, shared bool, why string) {
+// hold one each, and is given back (giveRelayOneMessage, with the
+// buckets returned) when dest answers anything else: only those that
+// fail there (which dest charges to its budget of failed one-message
+// handshakes for this node's link), or that dest refuses for a spent
+// budget, keep theirs.
+func (l *limiter) tryRelayOneMessage(peer, dest, entries string, now time.Time) (held relayHeld, why string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	rate := l.lim.RelayFullHandshakesPerLink
 	burst := max(l.lim.FullHandshakesPerLink, l.lim.MaxCircuitsPerSource)
-	if ok, shared, why = takeRelay(l.relayIKByLink, &l.relayIKByEntry, peer, dest, entry, rate, burst, now); !ok {
-		return false, false, fmt.Sprintf("more than %d one-message end-to-end handshakes a second relayed from %s to %s failed there%s", rate, peer, dest, why)
+	if held, why = takeRelay(l.relayIKByLink, &l.relayIKByEntry, peer, dest, entries, rate, burst, now); held == nil {
+		return nil, fmt.Sprintf("more than %d one-message end-to-end handshakes a second relayed from %s to %s failed there%s", rate, peer, dest, why)
 	}
-	return true, shared, ""
+	return held, ""
 }
 
-// giveRelayOneMessage gives back the token tryRelayOneMessage took for
-// an open that dest answered neither retry nor overloaded, and the token
-// of its entry's share when it took one (shared).
-func (l *limiter) giveRelayOneMessage(peer, dest, entry string, shared bool, now time.Time) {
+// giveRelayOneMessage gives back the tokens tryRelayOneMessage took (held)
+// for an open that dest answered neither retry nor overloaded.
+func (l *limiter) giveRelayOneMessage(held relayHeld, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	giveBack(l.relayIKByLink[peer+"\x00"+dest], now)
-	if shared {
-		giveBack(l.relayIKByEntry.m[relayEntryKey(peer, dest, entry)], now)
-	}
-}
-
-// giveBack puts a token back into b, if b is held, up to its burst.
-func giveBack(b *bucket.Bucket, now time.Time) {
-	if b != nil {
+	for _, b := range held {
 		b.Refill(now).Tokens = min(b.Burst, b.Tokens+1)
 	}
 }
 
+// relayHeld is the buckets of a relay budget an open took a token of
+// (takeRelay): the link's and the shares'.
+type relayHeld []*bucket.Bucket
+
 // relayEntryShare splits a relay budget for one incoming link and
-// destination by entry (relayEntry): each entry's share is this fraction
-// of the budget's rate and burst (at least one token held), and a
-// reserve is kept for the entries holding a token of their share
-// (takeRelay).
+// destination by entry (relayEntries), and each entry's share again by
+// the entry behind it, relayShareDepth times: each share is this
+// fraction of the rate and burst of the budget or share it is part of
+// (at least one token held), and each budget or share but the deepest
+// keeps a reserve for the shares within it holding a token (takeRelay).
 const relayEntryShare = 4
 
+// relayShareDepth is how many entries back along an open's path a relay
+// budget is split (relayEntries): the neighbour the incoming link's peer
+// names before itself, the one that neighbour names before itself, and
+// one more.
+const relayShareDepth = 3
+
 // maxRelayEntries bounds each table of entry shares; beyond it those full
-// again are forgotten, and when none is, the new entry shares the one
-// bucket its link and destination keep for such entries.
+// again are forgotten, and when none is, a new entry shares the one
+// bucket its link and destination keep for such entries, and an entry's
+// new entries behind it take no share of their own.
 const maxRelayEntries = 4096
 
-func relayEntryKey(peer, dest, entry string) string {
-	return peer + "\x00" + dest + "\x00" + entry
+// relayLevel is one level of a relay budget (takeRelay): the budget of a
+// link and destination (level 0), or a share at level i of it, i entries
+// back.
+type relayLevel struct {
+	rate, burst float64 // of the share: what is guaranteed to it
+	reserve     float64 // held beyond burst for the shares one level deeper
+}
+
+// relayLevels are the levels of a relay budget of rate and burst, link
+// first.
+func relayLevels(rate, burst int) [relayShareDepth + 1]relayLevel {
+	var ls [relayShareDepth + 1]relayLevel
+	r, b := float64(rate), burst
+	for i := range ls {
+		ls[i] = relayLevel{rate: r, burst: float64(b)}
+		r, b = r/relayEntryShare, max(1, b/relayEntryShare)
+		if i > 0 {
+			ls[i-1].reserve = ls[i].burst + 1
+		}
+	}
+	return ls
 }
 
 // takeRelay takes a token of the relay budget of peer's link to dest
 // (rate a second, burst at once; a bucket of byLink) for an open that
-// entered peer from entry: with a token of the entry's share (a bucket of
-// byEntry, relayEntryShare of the rate and burst) when it holds one
-// (shared), else only while the budget keeps a reserve for the entries
-// holding a token of theirs: a share's burst and one token more, as an
-// entry that keeps on past its share takes its share's tokens one at a
-// time as they come. The bucket holds burst and that reserve, so a lone
-// entry still gets burst at once and the rate after, as with no split;
-// an entry past its share, a flood, keeps the budget down to the reserve
-// and no further, and another entry finds the tokens its share holds:
-// one neighbour of peer spends no more of the budget everyone behind
-// peer shares than what the others leave, however fast it sends. why
-// names the entry when its share was what was spent.
-func takeRelay(byLink map[string]*bucket.Bucket, byEntry *relayShares, peer, dest, entry string, rate, burst int, now time.Time) (ok, shared bool, why string) {
-	shareBurst := max(1, burst/relayEntryShare)
-	reserve := shareBurst + 1
-	link := bucketOf(byLink, peer+"\x00"+dest, rate, burst+reserve, now)
+// entered peer along entries: the entry the peer names, the one that
+// entry names, and so on (relayEntries, nearest first), each share a
+// bucket of byEntry within the one before it. From the deepest share to
+// the link's budget, the open takes a token of each that holds one while
+// the open holds a token of the share below it, and, holding none, only
+// while the reserve for the shares below is left after it: an entry that
+// keeps on past its share takes the shares' tokens one at a time as they
+// come. Each bucket holds its burst and that reserve, so a lone entry
+// still gets burst at once and the rate after, as with no split; an
+// entry past its share, a flood, keeps every bucket it shares down to
+// its reserve and no further, and another entry finds the tokens its
+// share holds. So one neighbour of peer, or one of the nodes it names
+// before itself, spends no more of the budget everyone behind peer
+// shares than what the others leave, however fast it sends: the nodes an
+// open's path names below an entry are the entry's to vary, but every
+// share they get is a share of the entry's. It returns the buckets it
+// took a token of, nil when refused, and why names the entries whose
+// shares were spent.
+func takeRelay(byLink map[string]*bucket.Bucket, byEntry *relayShares, peer, dest, entries string, rate, burst int, now time.Time) (held relayHeld, why string) {
+	ls := relayLevels(rate, burst)
+	linkKey := peer + "\x00" + dest
+	link := bucketOf(byLink, linkKey, rate, burst+int(ls[0].reserve), now)
 	if link.Refill(now).Tokens < 1 {
-		return false, false, ""
+		return nil, ""
 	}
-	share := byEntry.share(relayEntryKey(peer, dest, entry), peer, dest,
-		float64(rate)/relayEntryShare, float64(shareBurst), now)
-	switch {
-	case share.Refill(now).Tokens >= 1:
-		share.Tokens--
-		shared = true
-	case link.Tokens < float64(1+reserve):
-		return false, false, " (" + entry + "'s share spent)"
+	// The shares, nearest entry first; the last name of entries is
+	// repeated to relayShareDepth names, so that an entry's own opens
+	// are a share of their own within the entry's.
+	names := strings.Split(entries, "\x00")
+	names = names[:min(len(names), relayShareDepth)]
+	var shares [relayShareDepth]*bucket.Bucket
+	key := linkKey
+	for i := range shares {
+		key += "\x00" + names[min(i, len(names)-1)]
+		l := ls[i+1]
+		if shares[i] = byEntry.share(key, linkKey, i, l.rate, l.burst+l.reserve, now); shares[i] == nil {
+			break
+		}
 	}
-	link.Tokens--
-	return true, shared, ""
+	held = make(relayHeld, 0, 1+relayShareDepth)
+	own := false // the open holds a token of the share below
+	for i := relayShareDepth - 1; i >= 0; i-- {
+		b := shares[i]
+		if b == nil {
+			continue
+		}
+		need := 1.0
+		if !own {
+			need += ls[i+1].reserve
+		}
+		if own = b.Refill(now).Tokens >= need; own {
+			held = append(held, b)
+		}
+	}
+	if !own && link.Tokens < 1+ls[0].reserve {
+		return nil, " (the shares of " + strings.Join(names, " and, behind it, ") + " spent)"
+	}
+	held = append(held, link)
+	for _, b := range held {
+		b.Tokens--
+	}
+	return held, ""
 }
 
 // relayShares is a table of entry shares (takeRelay).
@@ -551,10 +607,13 @@ type relayShares struct {
 	scanAt time.Time
 }
 
-// share is the share of key, made full (rate a second, burst held) when
-// it has none: at most maxRelayEntries of them, plus one per link and
-// destination that those finding no room share.
-func (t *relayShares) share(key, peer, dest string, rate, burst float64, now time.Time) *bucket.Bucket {
+// share is the share of key at depth (0 for an entry, 1 for an entry
+// behind it, ...) of the link and destination linkKey, made full (rate a
+// second, burst held) when it has none. The table holds at most
+// maxRelayEntries of them, and one per link and destination that the
+// entries finding no room share; an entry behind another finding none
+// has no share (nil).
+func (t *relayShares) share(key, linkKey string, depth int, rate, burst float64, now time.Time) *bucket.Bucket {
 	if b := t.m[key]; b != nil {
 		return b
 	}
@@ -569,8 +628,11 @@ func (t *relayShares) share(key, peer, dest string, rate, burst float64, now tim
 		}
 	}
 	if len(t.m) >= maxRelayEntries {
+		if depth > 0 {
+			return nil
+		}
 		// Names are never empty: this key is no entry's.
-		key = relayEntryKey(peer, dest, "")
+		key = linkKey + "\x00"
 		if b := t.m[key]; b != nil {
 			return b
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -78,9 +79,9 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 		refuse(circuit.HopLimit, err.Error())
 		return
 	}
-	// The last relay's budgets below are split by the open's entry into
-	// the neighbour it came from.
-	entered := relayEntry(o)
+	// The last relay's budgets below are split by the open's entries
+	// into the neighbour it came from.
+	entered := relayEntries(o)
 	if fullFirst(o, rest) && n.link(o.Dest) != nil {
 		// The last relay: the destination charges this open to its
 		// budget for this node's link.
@@ -94,18 +95,18 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 	// that fails there (a stale key, a replay) to its budget for this
 	// node's link. The token is held until the destination answers
 	// (watchRetry) and given back unless it answers retry or overloaded.
-	ikHeld, ikShared := false, false
+	var ikHeld relayHeld
 	if oneMessageFirst(o, rest) && n.link(o.Dest) != nil {
-		ok, shared, why := n.limits.tryRelayOneMessage(from, o.Dest, entered, time.Now())
-		if !ok {
+		held, why := n.limits.tryRelayOneMessage(from, o.Dest, entered, time.Now())
+		if held == nil {
 			n.limits.noteOverloaded(why)
 			refuse(circuit.Overloaded, fmt.Sprintf("%v at %s: %s", errOverloaded, n.cfg.Name, why))
 			return
 		}
-		ikHeld, ikShared = true, shared
+		ikHeld = held
 		defer func() {
-			if ikHeld { // not forwarded
-				n.limits.giveRelayOneMessage(from, o.Dest, entered, ikShared, time.Now())
+			if ikHeld != nil { // not forwarded
+				n.limits.giveRelayOneMessage(ikHeld, time.Now())
 			}
 		}()
 	}
@@ -147,12 +148,11 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 	// Its replies, too, count against the circuit's source as the
 	// incoming stream does (reclaimSource).
 	links.SetSource(out, key)
-	if ikHeld {
-		ikHeld = false
-		dest := o.Dest
+	if held := ikHeld; held != nil {
+		ikHeld = nil
 		out = watchRetry(out, func(failed bool) {
 			if !failed {
-				n.limits.giveRelayOneMessage(from, dest, entered, ikShared, time.Now())
+				n.limits.giveRelayOneMessage(held, time.Now())
 			}
 		})
 	}
@@ -313,18 +313,36 @@ func claimRelays(o *circuit.Open) []string {
 	return o.Path
 }
 
-// relayEntry is the entry of the open o at the relay that checks its
-// relay budgets: the node the neighbour o came from names before itself,
-// the neighbour it received o from, which it proved if it is honest; the
-// source when that neighbour is the first relay or the source itself.
-// Every source behind the neighbour shares the neighbour's link's
-// budget; split by entry, one of the neighbour's own neighbours spends
-// at most its share while another entry is waiting.
-func relayEntry(o *circuit.Open) string {
-	if relays := claimRelays(o); o.Hop > 0 && len(relays) >= 2 {
-		return relays[len(relays)-2]
+// relayEntries is the entries of the open o at the relay that checks its
+// relay budgets, nearest first, joined by "\x00": the node the neighbour
+// o came from names before itself (the neighbour it received o from,
+// which it proved if it is honest), the node that one names before
+// itself, and so on, relayShareDepth names at most, ending with the
+// source when the path goes back that far (the first relay proved it
+// at hop 0); the source alone when that neighbour is the first relay or
+// the source itself. Every source behind the neighbour shares the
+// neighbour's link's budget; split by entry, one of the neighbour's own
+// neighbours spends at most its share while another entry is waiting,
+// and split again by the entries behind it, a node two or three relays
+// back spends at most its part of its entry's share. A relay that lies
+// names what it likes behind itself, but only within its own share.
+func relayEntries(o *circuit.Open) string {
+	relays := claimRelays(o)
+	if o.Hop == 0 || len(relays) < 2 {
+		return o.Source
 	}
-	return o.Source
+	var b strings.Builder
+	for i := len(relays) - 2; i >= 0 && i > len(relays)-2-relayShareDepth; i-- {
+		if b.Len() > 0 {
+			b.WriteByte(0)
+		}
+		b.WriteString(relays[i])
+	}
+	if len(relays)-1 < relayShareDepth {
+		b.WriteByte(0)
+		b.WriteString(o.Source)
+	}
+	return b.String()
 }
 
 // reclaimSource names whom a circuit's streams count against in the

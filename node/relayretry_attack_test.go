@@ -39,13 +39,19 @@ func TestAttackReplayedOneMessageThroughRelaySpendsRetries(t *testing.T) {
 // messages of the given kind, sent through via, in the mesh of edges (m
 // and h linked to via, d at the end of a chain from it).
 func failedOneMessageThroughRelay(t *testing.T, kind firstKind, via string, edges ...string) {
-	c := newCluster(t, true)
-	c.tweak = func(cfg *Config) {
+	failedOneMessageThroughRelayWith(t, kind, func(cfg *Config) {
 		// d: 2 failed one-message handshakes a second per link (burst
-		// 2); r: 1 a second from one link to d (burst 16).
+		// 2); the last relay: 1 a second from one link to d (burst 16).
 		cfg.Limits.FullHandshakesPerLink = 2
 		cfg.Limits.MaxCircuitsPerSource = 16
-	}
+	}, via, edges...)
+}
+
+// failedOneMessageThroughRelayWith is failedOneMessageThroughRelay with
+// the limits tweak sets.
+func failedOneMessageThroughRelayWith(t *testing.T, kind firstKind, tweak func(*Config), via string, edges ...string) {
+	c := newCluster(t, true)
+	c.tweak = tweak
 	c.build(edges...)
 	hops := len(edges) - 1 // every edge but h's is on m's path
 	c.waitRoute("m", "d", hops)
