@@ -80,12 +80,12 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 		return
 	}
 	// The last relay's budgets below are split by the open's entries
-	// into the neighbour it came from.
-	entered := relayEntries(o)
+	// into the neighbour it came from (relayEntries, built only for the
+	// opens they count).
 	if fullFirst(o, rest) && n.link(o.Dest) != nil {
 		// The last relay: the destination charges this open to its
 		// budget for this node's link.
-		if ok, why := n.limits.tryRelayFull(from, o.Dest, entered, time.Now()); !ok {
+		if ok, why := n.limits.tryRelayFull(from, o.Dest, relayEntries(o), time.Now()); !ok {
 			n.limits.noteOverloaded(why)
 			refuse(circuit.Overloaded, fmt.Sprintf("%v at %s: %s", errOverloaded, n.cfg.Name, why))
 			return
@@ -97,7 +97,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 	// (watchRetry) and given back unless it answers retry or overloaded.
 	var ikHeld relayHeld
 	if oneMessageFirst(o, rest) && n.link(o.Dest) != nil {
-		held, why := n.limits.tryRelayOneMessage(from, o.Dest, entered, time.Now())
+		held, why := n.limits.tryRelayOneMessage(from, o.Dest, relayEntries(o), time.Now())
 		if held == nil {
 			n.limits.noteOverloaded(why)
 			refuse(circuit.Overloaded, fmt.Sprintf("%v at %s: %s", errOverloaded, n.cfg.Name, why))
