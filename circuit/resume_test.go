@@ -179,6 +179,18 @@ func serveEcho(dst *Resumable) <-chan error {
 	return served
 }
 
+// endEcho closes src's write side and waits for the echoing end that
+// served reports (serveEcho) to end without an error.
+func endEcho(t *testing.T, src *Resumable, served <-chan error) {
+	t.Helper()
+	if err := src.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("echo: %v", err)
+	}
+}
+
 // echoByte writes b on src and reads it back from an echoing end.
 func echoByte(t *testing.T, src *Resumable, b byte) {
 	t.Helper()

@@ -53,10 +53,5 @@ func TestResumeAfterResumeFrameLost(t *testing.T) {
 	if n := redials.Load(); n < 2 {
 		t.Errorf("source dialled %d paths, want the one that lost its resume frame and another", n)
 	}
-	if err := src.CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-served; err != nil {
-		t.Fatalf("echo: %v", err)
-	}
+	endEcho(t, src, served)
 }
