@@ -60,7 +60,8 @@ func starve(t *testing.T) {
 // that what the README promises still holds, only slower: sealed circuits
 // open directly and over one to three relays, in the full (XX), the
 // one-message (IK) and the resumed handshake; a few MiB cross three
-// relays intact; a resumable circuit survives the death of its relay; a
+// relays intact, and 2 MiB closed right after the last write arrive
+// whole; a resumable circuit survives the death of its relay; a
 // new circuit takes the other path; refusals are typed; and Close leaves
 // no goroutine behind. With -short it runs the cheaper part: a line of
 // three, the opens, the refusals and Close. Needs root and the cgroup v1
@@ -130,6 +131,37 @@ func TestStarvedMeshKeepsItsPromises(t *testing.T) {
 		checkDigest(t, conn, w.sum(), received, srvErr)
 		conn.Close()
 		t.Logf("4 MiB over three relays in %v", time.Since(began).Round(time.Millisecond))
+
+		// A Close right after the last Write still delivers every byte
+		// and then the end, resumable or not (a sealed circuit's end
+		// record has closeFlushTimeout to leave).
+		const size = 2 << 20
+		counted := make(chan error, 1)
+		serve(t, line.nodes[last], "count", func(c io.ReadWriteCloser) {
+			k, err := io.Copy(io.Discard, c)
+			if err == nil && k != size {
+				err = fmt.Errorf("read %d bytes and the end, want %d", k, size)
+			}
+			counted <- err
+		})
+		for _, noResume := range []bool{false, true} {
+			conn, err := a.DialWith(ctxT(t, patience), last, "count", DialOptions{NoResume: noResume})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := newSumWriter(conn).write(size); err != nil {
+				t.Fatalf("write %d bytes (NoResume %v): %v", size, noResume, err)
+			}
+			conn.Close()
+			select {
+			case err := <-counted:
+				if err != nil {
+					t.Errorf("closed right after its last write (NoResume %v), the destination: %v", noResume, err)
+				}
+			case <-time.After(patience):
+				t.Fatalf("closed right after its last write (NoResume %v), the destination never read the end", noResume)
+			}
+		}
 	}
 
 	t.Run("refusals", func(t *testing.T) {
