@@ -254,6 +254,11 @@ func (n *Network) Kill(node string) {
 			delete(n.links, ed)
 		}
 	}
+	for k := range n.lastDue {
+		if k[0] == node || k[1] == node {
+			delete(n.lastDue, k)
+		}
+	}
 	delete(n.engines, node)
 	n.names = slices.DeleteFunc(n.names, func(s string) bool { return s == node })
 	n.pos = nil
