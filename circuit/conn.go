@@ -54,10 +54,17 @@ type Conn struct {
 var _ net.Conn = (*Conn)(nil)
 
 func newConn(s links.Stream, local, remote Addr, path []string) *Conn {
-	c := &Conn{s: s, local: local, remote: remote}
+	c := keepDeadlines(s, local, remote, path)
 	// The Conn starts without deadlines; drop any the caller set on s
 	// (e.g. to bound the header read), so both agree.
 	_ = s.SetDeadline(time.Time{})
+	return c
+}
+
+// keepDeadlines is newConn leaving the deadlines set on s, for a caller
+// that reads on with them before it hands the Conn out (and drops them).
+func keepDeadlines(s links.Stream, local, remote Addr, path []string) *Conn {
+	c := &Conn{s: s, local: local, remote: remote}
 	c.path.Store(&path)
 	return c
 }

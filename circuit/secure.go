@@ -643,7 +643,10 @@ func (r *reopenable) SetWriteDeadline(t time.Time) error {
 // on s, and authenticates the source (errors wrap ErrAuth; s is reset).
 // A third message that does not authenticate, or a stream that ends
 // without it, resets s with CloseProtocol; a read that fails otherwise
-// resets it with what the failure was (see thirdReadCode).
+// resets it with what the failure was (see thirdReadCode). When r dropped
+// the early data (seal.Responder.DropEarly) it reads, bounded the same
+// way, the first record, which only the source can make: a replayed
+// first message gets no Conn, and s is reset.
 func AcceptSecure(s links.Stream, o *Open, local Addr, r *seal.Responder) (*Conn, error) {
 	return AcceptSecureWithin(s, o, local, r, 0)
 }
@@ -701,14 +704,47 @@ func AcceptSecureWithin(s links.Stream, o *Open, local Addr, r *seal.Responder, 
 			return nil, fmt.Errorf("circuit: accept from %s/%s: %w", o.Source, o.Service, err)
 		}
 	}
-	c := newConn(s, local, Addr{o.Source, o.Service}, o.RecordedPath())
+	c := keepDeadlines(s, local, Addr{o.Source, o.Service}, o.RecordedPath())
 	c.sec = &secure{sess: sess, sessionResumed: r.Resumed()}
 	c.sec.done.Store(true)
 	c.sec.rd.pool = true
 	if e := r.Early(); len(e) > 0 {
 		c.sec.plain = append([]byte(nil), e...)
 	}
+	if r.EarlyDropped() {
+		if err := c.awaitResentEarly(third); err != nil {
+			return nil, fmt.Errorf("circuit: accept from %s/%s: %w", o.Source, o.Service, err)
+		}
+	}
+	// The Conn starts without deadlines (newConn).
+	_ = s.SetDeadline(time.Time{})
 	return c, nil
+}
+
+// awaitResentEarly reads, within third of now (third > 0; else within the
+// read deadline the caller set), the first record of a circuit whose early
+// data the destination did not take (seal.Responder.DropEarly): the source
+// sends that data again as its first records. The handshake alone proves
+// nothing here, as a relay that recorded the first message can replay it;
+// only the source, holding the ephemeral key of that message, can make a
+// record. A conn that gets none is reset and never reaches the service:
+// before, a replayed first flight gave the service an accepted circuit of
+// the source that carried nothing.
+func (c *Conn) awaitResentEarly(third time.Duration) error {
+	if third > 0 {
+		_ = c.s.SetReadDeadline(time.Now().Add(third))
+	}
+	c.readMu.Lock()
+	_, err := c.readSealed(nil)
+	c.readMu.Unlock()
+	if err == io.EOF {
+		// The end of the stream before the data it stated it keeps.
+		err = c.integrity(fmt.Errorf("%w: circuit ended before the early data sent again", ErrIntegrity))
+	}
+	if err != nil {
+		c.s.Reset(thirdReadCode(err))
+	}
+	return err
 }
 
 // thirdReadCode is the close code a destination resets a circuit with

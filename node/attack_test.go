@@ -237,11 +237,11 @@ func whoIs(t *testing.T, from *Node, dest string) string {
 //
 // Link costs are pinned. Measured costs move on a loaded machine (the
 // first samples of a new link, RTT spikes), and a rise of c-b's cost past
-// a's feasibility distance for b (held since a advertises b to m) makes
-// c's update unfeasible at a, which then has no route to b until b's new
-// seqno answers its request: a drop that any neighbour of a other than c
-// causes, attacker or not, and that this test once took for the attack's
-// doing.
+// half again a's feasibility distance for b (held since a advertises b to
+// m) makes c's update unfeasible at a, which then has no route to b until
+// b's new seqno answers its request: a drop that any neighbour of a other
+// than c causes, attacker or not, and that this test once took for the
+// attack's doing.
 func TestAttackRouteHijack(t *testing.T) {
 	c := newCluster(t, true)
 	c.tweak = func(cfg *Config) {

@@ -104,11 +104,12 @@ func sendFirstMessage(ctx context.Context, m *Node, rec *seal.KeyRecord, dest st
 // full handshake's when rec is nil) and reads the result. The caller
 // owns the stream, nil only when it could not be opened.
 func openByHand(ctx context.Context, m *Node, l links.Link, o *circuit.Open, rec *seal.KeyRecord) (links.Stream, circuit.Code, error) {
-	return openByHandWith(ctx, m, l, o, rec, false)
+	return openByHandWith(ctx, m, l, o, rec, false, nil)
 }
 
-// openByHandWith is openByHand; fresh leaves out m's session ticket.
-func openByHandWith(ctx context.Context, m *Node, l links.Link, o *circuit.Open, rec *seal.KeyRecord, fresh bool) (links.Stream, circuit.Code, error) {
+// openByHandWith is openByHand; fresh leaves out m's session ticket, and
+// a one-message first message carries early.
+func openByHandWith(ctx context.Context, m *Node, l links.Link, o *circuit.Open, rec *seal.KeyRecord, fresh bool, early []byte) (links.Stream, circuit.Code, error) {
 	s, err := l.OpenStream(ctx)
 	if err != nil {
 		return nil, 0, err
@@ -126,7 +127,10 @@ func openByHandWith(ctx context.Context, m *Node, l links.Link, o *circuit.Open,
 	if err != nil {
 		return s, 0, err
 	}
-	if b, err = ini.First(b, nil, time.Now()); err != nil {
+	if ini.Full() {
+		early = nil
+	}
+	if b, err = ini.First(b, early, time.Now()); err != nil {
 		return s, 0, err
 	}
 	if _, err := s.Write(b); err != nil {

@@ -67,7 +67,7 @@ func TestAttackForgedResumesNotCountedAsResendRefusals(t *testing.T) {
 		for i := range forged {
 			o := &circuit.Open{Dest: "d", Source: "h", Service: EchoService, Hop: 1, HopLimit: 15, Path: []string{"m"},
 				Flags: circuit.FlagResume}
-			s, c, err := openByHandWith(ctxT(t, patience), m, m.link("d"), o, first.rec, first.fresh)
+			s, c, err := openByHandWith(ctxT(t, patience), m, m.link("d"), o, first.rec, first.fresh, nil)
 			if code = c; s != nil {
 				s.Reset(circuit.CloseCancelled)
 			}

@@ -48,7 +48,10 @@
 // (seqno, metric) is strictly better than the best distance this node ever
 // advertised for that destination with the same seqno, or carries a newer
 // seqno. This keeps the next-hop graph loop-free at every instant and rules
-// out counting to infinity. When a destination is lost, a retraction
+// out counting to infinity. The route selected stays when its next hop's
+// metric rises past that distance by less than half of it (at least a
+// link's cost; keeping a next hop cannot close a loop), while a seqno
+// request makes it feasible again. When a destination is lost, a retraction
 // (infinite metric) goes out, and a seqno request travels toward the
 // destination so that it issues a newer seqno, making fresh routes feasible
 // without waiting for the periodic refresh. Updates are incremental: a

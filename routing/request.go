@@ -142,7 +142,9 @@ func (e *Engine) holdUntil(t time.Duration, last map[string]time.Duration, origi
 }
 
 // betterUnfeasible returns the neighbours holding finite routes for o that
-// we cannot use because they are unfeasible, but would select otherwise.
+// we cannot use because they are unfeasible, but would select otherwise,
+// and the neighbour of the route selected if it is kept unfeasible
+// (keepable).
 func (e *Engine) betterUnfeasible(o *origin) []*neighbour {
 	var out []*neighbour
 	rs := e.routes(o)
@@ -150,7 +152,7 @@ func (e *Engine) betterUnfeasible(o *origin) []*neighbour {
 		r := &rs[i]
 		m := e.total(r)
 		if m < e.cfg.Infinity && !e.usableFinite(o, r) &&
-			(!o.rtReachable || m < o.rtMetric) {
+			(!o.rtReachable || m < o.rtMetric || r.slot == o.selSlot) {
 			out = append(out, e.nbOf(r))
 		}
 	}
@@ -216,7 +218,7 @@ func (e *Engine) olderThan(o *origin, seqno uint16) bool {
 	rs := e.routes(o)
 	for i := range rs {
 		r := &rs[i]
-		if m := e.total(r); m < e.cfg.Infinity && !e.usableFinite(o, r) && (!o.rtReachable || m < o.rtMetric) && seqnoLess(r.seqno, seqno) {
+		if m := e.total(r); m < e.cfg.Infinity && !e.usableFinite(o, r) && (!o.rtReachable || m < o.rtMetric || r.slot == o.selSlot) && seqnoLess(r.seqno, seqno) {
 			return true
 		}
 	}

@@ -3,6 +3,8 @@ package routing
 import (
 	"slices"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/internal/splitmix"
 )
 
 // Periodic repair (docs/PROTOCOL.md §2.3, "Timing"). Instead of sending its
@@ -45,13 +47,7 @@ func bucketOf(h uint64, buckets uint16) int { return int(h & uint64(buckets-1)) 
 // routeHash mixes a route's fields (splitmix64 finaliser) so that the sum
 // over a bucket changes when any of them does.
 func routeHash(h uint64, seqno uint16, metric Metric, hops uint16) uint64 {
-	x := h ^ (uint64(seqno)<<48 | uint64(metric)<<16 | uint64(hops))
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
+	return splitmix.Mix(h ^ (uint64(seqno)<<48 | uint64(metric)<<16 | uint64(hops)))
 }
 
 // advertisedTo reports the finite route we currently advertise to nb for

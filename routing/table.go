@@ -621,6 +621,49 @@ func (e *Engine) usableFinite(o *origin, r *routeEntry) bool {
 	return !nb.leaf && r.hasSeqno() && o.feasible(r.seqno, r.metric)
 }
 
+// keepable reports whether r, a finite route that usableFinite refused,
+// stays selected all the same: it is the route selected, from a transit
+// neighbour, at the seqno of our feasibility distance, and its neighbour
+// now advertises a higher metric than that distance, by less than
+// keptRise. Keeping it is loop-free: the neighbour's feasibility
+// distance is no worse than anything it ever advertised, so it stays
+// strictly better than ours, which only moves to what we advertise
+// through that neighbour (its metric plus a link cost of at least 1);
+// a loop of next hops would need each one's distance strictly better
+// than the next one's all the way round. Dropping the route instead cut
+// this node and every node behind it off the origin until a new seqno
+// came back from the origin, a round trip of requests along the whole
+// path, tens of seconds where links take seconds, at every rise of a
+// link cost on the way (TestRoutesStayWhileLinkCostsRise). A seqno
+// request still goes out (reselect) so that the route becomes feasible
+// again.
+func (e *Engine) keepable(o *origin, r *routeEntry) bool {
+	if !o.rtReachable || !o.selSeq || r.slot != o.selSlot || !r.hasSeqno() || !o.fdValid || r.seqno != o.fdSeqno {
+		return false
+	}
+	nb := e.held[r.slot]
+	return !nb.leaf && uint64(r.metric) < uint64(o.fdMetric)+keptRise(o.fdMetric, nb.cost)
+}
+
+// keptRise is how far above the feasibility distance fd the metric a
+// selected next hop advertises may rise with the route kept (keepable):
+// half of fd, as link costs follow round-trip times that swing by half
+// on a loaded machine, and at least the link's cost. The route's metric
+// thus stays below 3/2 fd plus two link costs (no counting to
+// infinity: TestPropertyNodeDeath); a higher one is dropped, as an
+// unfeasible route is.
+func keptRise(fd, cost Metric) uint64 { return max(uint64(cost), uint64(fd)/2) }
+
+// keptUnfeasible reports whether o's selected route is one kept though
+// unfeasible (keepable).
+func (e *Engine) keptUnfeasible(o *origin) bool {
+	if !o.rtReachable || !o.selSeq {
+		return false
+	}
+	i := e.findSlot(o, o.selSlot)
+	return i >= 0 && !e.usableFinite(o, &e.routes(o)[i])
+}
+
 // addOrigin creates the table entry named by ref (ref.origin), or
 // returns nil and counts a refusal when the table is full. The name must
 // not alias a received message.
@@ -667,6 +710,7 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 	// of the 11.8 billion instructions of a cold start at 1000 nodes).
 	unfeasible := false
 	var minUnf Metric
+	kept := false // the route selected went unfeasible, and competes still
 	rs := e.routes(o)
 	for i := range rs {
 		r := &rs[i]
@@ -679,7 +723,10 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 				minUnf = m
 			}
 			unfeasible = true
-			continue
+			if !e.keepable(o, r) {
+				continue
+			}
+			kept = true
 		}
 		if o.rtReachable && r.slot == o.selSlot {
 			cur = r
@@ -721,10 +768,11 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 		e.dropCand(o)
 	}
 	e.apply(t, o, best)
-	// Better routes we cannot take because they are unfeasible: ask the
-	// origin for a new seqno so that they become feasible. (apply moves
+	// Better routes we cannot take because they are unfeasible, or the
+	// route selected kept though unfeasible (keepable): ask the origin
+	// for a new seqno so that they become feasible. (apply moves
 	// neither the routes nor the feasibility distance.)
-	if !unfeasible || o.rtReachable && minUnf >= o.rtMetric {
+	if !unfeasible || o.rtReachable && minUnf >= o.rtMetric && !(kept && e.keptUnfeasible(o)) {
 		return
 	}
 	if nbs := e.betterUnfeasible(o); len(nbs) > 0 {

@@ -102,8 +102,12 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if left := len(m.peers(x)); left != maxLinks-1 {
-		t.Fatalf("%s holds %v after losing %s: want %d links (Max − 1)", x, slices.Sorted(maps.Keys(m.peers(x))), l, maxLinks-1)
+	// x is at Max − 1 once the link ends, and dials its long link at
+	// once: between two polls it may already hold it again.
+	ls := m.peers(x)
+	redialled := slices.ContainsFunc(cands, func(p string) bool { li, ok := ls[p]; return ok && li.Outbound })
+	if left := len(ls); left != maxLinks-1 && (left != maxLinks || !redialled) {
+		t.Fatalf("%s holds %v after losing %s: want %d links (Max − 1), or %d with one it dialled to %v", x, slices.Sorted(maps.Keys(ls)), l, maxLinks-1, maxLinks, cands)
 	}
 	// ended: why x's last link to each peer ended, as its LinkDown events
 	// say (a link x closed itself wraps links.ErrClosed).

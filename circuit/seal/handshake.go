@@ -448,6 +448,10 @@ func (r *Responder) DropEarly(now time.Time) bool {
 	return true
 }
 
+// EarlyDropped reports whether DropEarly took effect: the early data was
+// not taken and the source is to send it again as its first records.
+func (r *Responder) EarlyDropped() bool { return r.earlyDropped }
+
 // Stamp is the time the source stamped its one-message or resumed first
 // message with.
 func (r *Responder) Stamp() time.Time { return r.peer.ts }

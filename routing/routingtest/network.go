@@ -59,6 +59,10 @@ type Network struct {
 	// MaxDelay adds 0..MaxDelay extra rounds to each message, which also
 	// reorders them.
 	MaxDelay int
+	// MinDelay adds MinDelay rounds to every message (before MaxDelay's
+	// random part): links whose round trip is seconds, as on a loaded
+	// machine, with a Step of tens of milliseconds.
+	MinDelay int
 	// InOrder keeps the messages of each direction of a link in the
 	// order they were sent despite MaxDelay (a message is never delivered
 	// before one sent earlier on its direction), as the control stream a
@@ -250,6 +254,11 @@ func (n *Network) Kill(node string) {
 			delete(n.links, ed)
 		}
 	}
+	for k := range n.lastDue {
+		if k[0] == node || k[1] == node {
+			delete(n.lastDue, k)
+		}
+	}
 	delete(n.engines, node)
 	n.names = slices.DeleteFunc(n.names, func(s string) bool { return s == node })
 	n.pos = nil
@@ -342,7 +351,7 @@ func (n *Network) drain(node string) {
 			}
 			n.queued[k] = queued{q.msgs + 1, q.bytes + len(m.Payload)}
 		}
-		delay := 1
+		delay := 1 + n.MinDelay
 		if n.MaxDelay > 0 {
 			delay += n.rng.IntN(n.MaxDelay + 1)
 		}

@@ -164,3 +164,26 @@ func TestInOrderKeepsEachLinkOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestMinDelayDelaysEveryMessage: with MinDelay, a message sent in one
+// round is delivered MinDelay+1 rounds later, not before.
+func TestMinDelayDelaysEveryMessage(t *testing.T) {
+	n := New(1)
+	for _, s := range []string{"a", "b"} {
+		if err := n.AddNode(routing.Config{Self: s}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.MinDelay = 20
+	if err := n.Link("a", "b", 10); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if got := n.StepRound(); got != 0 {
+			t.Fatalf("round %d delivered %d messages before the 21st", n.Round, got)
+		}
+	}
+	if got := n.StepRound(); got == 0 {
+		t.Fatal("nothing delivered in round 21")
+	}
+}
