@@ -29,14 +29,7 @@ func TestE2EStarvedDaemonAmongHealthyOnes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: a minute with a CPU-starved daemon")
 	}
-	hold := time.Minute
-	if v := os.Getenv("CIRCUITMESH_STARVE"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("CIRCUITMESH_STARVE=%q: %v", v, err)
-		}
-		hold = d
-	}
+	hold := envDuration(t, "CIRCUITMESH_STARVE", time.Minute)
 	l := newLab(t, "starve")
 	web, wantSum := bodyServer(t, 4<<20)
 	a := l.start("a", "", "--forward", "127.0.0.1:0=c/web")
