@@ -20,7 +20,7 @@ import (
 // Under starveQuota per starvePeriod, beside a goroutine that computes
 // without pause, this process gets a tenth of a core or less: on the
 // 2-core machine the figures in docs/DESIGN.md come from, a fixed piece
-// of work took 9–12 times as long as without the quota (starve logs the
+// of work took 7–12 times as long as without the quota (starve logs the
 // ratio it measured).
 const (
 	starveQuota  = 20 * time.Millisecond
