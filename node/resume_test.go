@@ -3,6 +3,7 @@ package node
 import (
 	"crypto/sha256"
 	mrand "math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,33 +53,13 @@ func TestResumeDiamondRelayCrash(t *testing.T) {
 	killed := time.Now()
 	at := received.Load()
 	sockets["b"].Close() // b's process dies
-	stallc := make(chan time.Duration, 1)
-	done := make(chan struct{})
-	go func() {
-		// The stall: the longest time d received nothing after the crash.
-		var longest time.Duration
-		last, lastAt := at, killed
-		for {
-			select {
-			case <-done:
-				stallc <- longest
-				return
-			case <-time.After(time.Millisecond):
-			}
-			if r := received.Load(); r != last {
-				last, lastAt = r, time.Now()
-			} else {
-				longest = max(longest, time.Since(lastAt))
-			}
-		}
-	}()
+	stall := watchStall(received, at, killed)
 	write(size - size/2)
 	if err := conn.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
 	checkDigest(t, conn, want.Sum(nil), received, srvErr)
-	close(done)
-	t.Logf("longest stall at d after b crashed: %v", <-stallc)
+	t.Logf("longest stall at d after b crashed: %v", stall())
 	if got := received.Load(); got != int64(size) {
 		t.Fatalf("d received %d bytes, want %d", got, size)
 	}
@@ -114,6 +95,35 @@ func TestResumeDiamondRelayCrash(t *testing.T) {
 		}
 		return failed && resumed
 	})
+}
+
+// watchStall watches received from at (its value at since) until the
+// function it returns is called, which returns the longest time received
+// stood still meanwhile.
+func watchStall(received *atomic.Int64, at int64, since time.Time) func() time.Duration {
+	stallc := make(chan time.Duration, 1)
+	done := make(chan struct{})
+	go func() {
+		var longest time.Duration
+		last, lastAt := at, since
+		for {
+			select {
+			case <-done:
+				stallc <- longest
+				return
+			case <-time.After(time.Millisecond):
+			}
+			if r := received.Load(); r != last {
+				last, lastAt = r, time.Now()
+			} else {
+				longest = max(longest, time.Since(lastAt))
+			}
+		}
+	}()
+	return func() time.Duration {
+		close(done)
+		return <-stallc
+	}
 }
 
 func counterValue(c prometheus.Counter) float64 {

@@ -424,9 +424,10 @@ type modeSpy struct {
 }
 
 type modeCount struct {
-	mu   sync.Mutex
-	full int // first messages in the full (XX) mode
-	one  int // first messages in the one-message (IK) mode
+	mu      sync.Mutex
+	full    int // first messages in the full (XX) mode
+	one     int // first messages in the one-message (IK) mode
+	resumed int // first messages resuming a session (a ticket's psk)
 }
 
 func (s *modeSpy) Read(p []byte) (int, error) {
@@ -438,6 +439,8 @@ func (s *modeSpy) Read(p []byte) (int, error) {
 			s.modes.full++
 		case 1:
 			s.modes.one++
+		case 3:
+			s.modes.resumed++
 		}
 		s.modes.mu.Unlock()
 	}

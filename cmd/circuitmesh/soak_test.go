@@ -27,14 +27,7 @@ func TestSoakCPUStarvedMesh(t *testing.T) {
 	if _, err := exec.LookPath("nice"); err != nil {
 		t.Skip("no nice(1)")
 	}
-	soak := 2 * time.Minute
-	if v := os.Getenv("CIRCUITMESH_SOAK"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("CIRCUITMESH_SOAK=%q: %v", v, err)
-		}
-		soak = d
-	}
+	soak := envDuration(t, "CIRCUITMESH_SOAK", 2*time.Minute)
 	l := newLab(t, "soak")
 	l.wrap = []string{"nice", "-n", "19"}
 	ds := map[string]*daemon{}
@@ -101,4 +94,19 @@ func TestSoakCPUStarvedMesh(t *testing.T) {
 	if len(downs) > 0 || failed > 0 {
 		t.Fatalf("under CPU starvation: %d of %d pings failed, link-downs %v", failed, pings, downs)
 	}
+}
+
+// envDuration is the duration in the environment variable name, or def
+// when it is not set.
+func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, v, err)
+	}
+	return d
 }
