@@ -82,6 +82,10 @@ type discovery struct {
 	reached  map[string]bool      // members routing reached once (they vouch for room-making)
 	granted  map[string]time.Time // peer → when an admission made room for it (roomBackoff)
 	roomAt   time.Time            // last link given up for room (roomEvery)
+	// slowRTT is the largest RTT of this node's links at the last policy
+	// step, late how late the policy's timer fired lately (decaying): what
+	// lostGraceLocked scales with.
+	slowRTT, late time.Duration
 	// islandAt is when this node last dialled a barred member because
 	// it was cut off from most members (islandPickLocked).
 	islandAt time.Time
@@ -167,6 +171,13 @@ const (
 	// fullBan is how long a member that refused a link at its maximum is
 	// not dialled: the policy picks another meanwhile.
 	fullBan = 15 * time.Second
+)
+
+// lostGraceRTTs and lostGraceLate scale lostGrace on a slow node
+// (lostGraceLocked).
+const (
+	lostGraceRTTs = 4
+	lostGraceLate = 4
 )
 
 // Bounds of room-making (a node at its maximum giving up a redundant idle
@@ -702,7 +713,7 @@ func (d *discovery) expireHeld(now time.Time) {
 		gm, ok := d.members[name]
 		expired := ok && gm.held && !reached && !now.Before(gm.keep)
 		if ok && gm.held && reached {
-			gm.keep = now.Add(lostGrace)
+			gm.keep = now.Add(d.lostGraceLocked())
 			d.members[name] = gm
 		}
 		d.mu.Unlock()
@@ -988,6 +999,7 @@ func (d *discovery) policyLoop(events <-chan Event) {
 			continue
 		case <-t.C:
 		}
+		d.noteLate(time.Since(s.due))
 		members := d.step(time.Now())
 		// Jitter so that nodes started together do not act in lockstep.
 		wait := interval/2 + rand.N(interval/2+1)
@@ -996,6 +1008,28 @@ func (d *discovery) policyLoop(events <-chan Event) {
 		s.earliest = now.Add(stepGap(members, interval))
 		t.Reset(wait)
 	}
+}
+
+// noteLate records that the policy's timer fired late after its due
+// time: the latest lateness, or the one before it less an eighth, if that
+// is more (a starved node is late in bursts).
+func (d *discovery) noteLate(late time.Duration) {
+	d.mu.Lock()
+	d.late = max(late, d.late-d.late/8, 0)
+	d.mu.Unlock()
+}
+
+// lostGraceLocked is how long routing may not reach a member before the
+// member counts as lost (the policy dials it as a repair, and gives up a
+// link for it at the maximum; admission makes room for it): lostGrace,
+// or lostGraceRTTs times the largest RTT of this node's links, or
+// lostGraceLate times how late its policy timer fires, whichever is
+// longest. On a node starved of CPU, links' RTTs are seconds and routing
+// takes as long to bring a route around a changed link: a fixed grace had
+// such nodes give up links for members that routing was about to reach,
+// which cut off others in turn. d.mu is held.
+func (d *discovery) lostGraceLocked() time.Duration {
+	return max(lostGrace, lostGraceRTTs*d.slowRTT, lostGraceLate*d.late)
 }
 
 // policySettle is how long after an event the policy runs: events that
@@ -1114,7 +1148,13 @@ func (d *discovery) step(now time.Time) int {
 	}
 	members := make([]topology.Member, 0, len(names))
 	var lost, unavailable, full, failed []string
+	var slow time.Duration
+	for _, l := range current {
+		slow = max(slow, l.RTT)
+	}
 	d.mu.Lock()
+	d.slowRTT = slow
+	grace := d.lostGraceLocked()
 	for _, name := range names {
 		if reachable[name] && !d.reached[name] {
 			if len(d.reached) >= maxReached {
@@ -1146,7 +1186,7 @@ func (d *discovery) step(now time.Time) int {
 			delete(d.lost, name)
 		} else if since, ok := d.lost[name]; !ok {
 			d.lost[name] = now
-		} else if now.Sub(since) >= lostGrace {
+		} else if now.Sub(since) >= grace {
 			lost = append(lost, name)
 			isLost = !mem.Leaf && mem.LinkAddr != ""
 		}
@@ -1399,12 +1439,13 @@ func linkAlternates(peers, dests []string, detours func(dest string) []string) m
 // that links coming up together cannot overshoot MaxLinks. Links this
 // node dialled took their slot when the dial started. A link that ended
 // before its LinkUp is not admitted. At the maximum, a
-// link from a gossip member routing does not reach (a new member, or the
-// other side of a partition) is admitted in place of a redundant idle
-// link (topology.Room): add gets that link to remove first, and evicted
-// returns it. hold is true for a link this node's discovery dialled: the
-// peer may refuse it at its own maximum, so routing is to hear of it only
-// once the peer routes over it (handler.go).
+// link from a gossip member routing has not reached for lostGraceLocked
+// (a new member, or the other side of a partition) is admitted in place
+// of a redundant idle link (topology.Room): add gets that link to remove
+// first, and evicted returns it. hold is true for a link this node's
+// discovery dialled: the peer may refuse it at its own maximum, so
+// routing is to hear of it only once the peer routes over it
+// (handler.go).
 func (d *discovery) admit(l links.Link, add func(evict links.Link) bool) (ok bool, evicted links.Link, reason string, hold bool) {
 	if linkEnded(l) {
 		// A link that ended before its LinkUp is not admitted. The
@@ -1443,6 +1484,9 @@ func (d *discovery) admit(l links.Link, add func(evict links.Link) bool) (ok boo
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()
+	if repair && !d.lostLongLocked(peer, now) {
+		repair = false
+	}
 	if repair && !d.mayMakeRoomLocked(peer, now) {
 		repair = false
 	}
@@ -1469,6 +1513,17 @@ func linkEnded(l links.Link) bool {
 	default:
 		return false
 	}
+}
+
+// lostLongLocked reports whether the policy found member unreachable by
+// routing at least lostGraceLocked ago (and at every step since): only
+// such a member is one to make room for at admission. A member routing
+// does not reach just now (a link on its route changed, and routing has
+// not brought the route around it yet, which on a starved node takes
+// seconds) is not. d.mu is held.
+func (d *discovery) lostLongLocked(member string, now time.Time) bool {
+	since, ok := d.lost[member]
+	return ok && now.Sub(since) >= d.lostGraceLocked()
 }
 
 // mayMakeRoomLocked reports whether an incoming link from peer, a member
@@ -1739,6 +1794,7 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 	}
 	d.dialing[m.Name] = true
 	d.mu.Unlock()
+	n.log.Debug("discovery dials", "member", m.Name, "reason", why)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
