@@ -209,9 +209,13 @@ type gossipMember struct {
 	// raw is signed but was not checked yet (the member's certificate was
 	// not known), so the policy step checks it once it is (checkPending).
 	verified, pending bool
+	// linked: held (below) because memberlist declared the member dead
+	// while this node's link to it is alive (NotifyLeave).
+	linked bool
 	// held: memberlist does not list the member (it took a dead or left
 	// message about it, or never heard of it), but this node keeps it
-	// while routing reaches it, until keep (expireHeld).
+	// while routing reaches it (or, linked, while its link lives), until
+	// keep (expireHeld).
 	held bool
 	keep time.Time
 }
@@ -639,7 +643,7 @@ func (d *discovery) setMember(name, gossip string, raw []byte, from int) {
 		d.mu.Unlock()
 		return
 	case from == fromVerified:
-		gm.gossip, gm.held, gm.keep = prev.gossip, prev.held, prev.keep
+		gm.gossip, gm.held, gm.linked, gm.keep = prev.gossip, prev.held, prev.linked, prev.keep
 	case from == fromWaiting:
 		gm.held, gm.keep = true, time.Now().Add(waitingFor)
 	}
@@ -661,24 +665,51 @@ func (d *discovery) setMember(name, gossip string, raw []byte, from int) {
 // kept (held) while routing reaches it: memberlist takes a dead or left
 // message about any member from anyone with the gossip key, at an
 // incarnation the member cannot outbid, and routing is authenticated
-// (certified origins over live links).
+// (certified origins over live links). A member memberlist declares dead
+// (its probes went unanswered, which on a node starved of CPU they do
+// while the member is fine) and that this node holds a live link to is
+// kept while the link lives, whatever its metadata: the link's
+// certificate proved the member, and the link's own failure detector
+// finds it alive. A member that left (said so itself) is not kept for
+// its link: it closes its links as it goes.
 func (d *discovery) NotifyLeave(m *memberlist.Node) {
 	d.mu.Lock()
 	gm, ok := d.members[m.Name]
 	d.mu.Unlock()
+	linked := ok && gm.ok && m.State == memberlist.StateDead && d.liveLink(m.Name)
 	if ok && gm.ok && gm.verified {
 		if rt, ok := d.n.router.lookup(m.Name); ok && rt.Reachable {
-			d.mu.Lock()
-			if cur, ok := d.members[m.Name]; ok && bytes.Equal(cur.raw, gm.raw) {
-				cur.held, cur.keep = true, time.Now()
-				d.members[m.Name] = cur
-			}
-			d.mu.Unlock()
+			d.hold(m.Name, gm, linked)
 			d.n.log.Debug("gossip says a member left, but routing reaches it: keeping it", "member", m.Name, "state", m.State)
 			return
 		}
 	}
+	if linked {
+		d.hold(m.Name, gm, true)
+		d.n.log.Debug("gossip says a member is dead, but its link is alive: keeping it", "member", m.Name)
+		return
+	}
 	d.forget(m.Name)
+}
+
+// hold keeps member name, whose entry was gm, listed after memberlist
+// dropped it, unless its entry changed meanwhile; linked: while this
+// node's link to it is alive (expireHeld).
+func (d *discovery) hold(name string, gm gossipMember, linked bool) {
+	d.mu.Lock()
+	if cur, ok := d.members[name]; ok && bytes.Equal(cur.raw, gm.raw) {
+		cur.held, cur.linked, cur.keep = true, linked, time.Now()
+		d.members[name] = cur
+	}
+	d.mu.Unlock()
+}
+
+// liveLink reports whether this node holds a link to peer that has not
+// ended: its certificate proved the peer, and the link's own failure
+// detector (QUIC's keep-alives and idle timeout) finds it alive.
+func (d *discovery) liveLink(peer string) bool {
+	l := d.n.link(peer)
+	return l != nil && !linkEnded(l)
 }
 
 // forget removes a member.
@@ -696,7 +727,8 @@ func (d *discovery) forget(name string) {
 }
 
 // expireHeld forgets the held members (NotifyLeave) that routing has not
-// reached since their keep time.
+// reached since their keep time, nor, for a member held because its link
+// is alive, that this node held no live link to since then.
 func (d *discovery) expireHeld(now time.Time) {
 	var held []string
 	d.mu.Lock()
@@ -709,8 +741,10 @@ func (d *discovery) expireHeld(now time.Time) {
 	for _, name := range held {
 		rt, ok := d.n.router.lookup(name)
 		reached := ok && rt.Reachable
+		linked := d.liveLink(name)
 		d.mu.Lock()
 		gm, ok := d.members[name]
+		reached = reached || gm.linked && linked
 		expired := ok && gm.held && !reached && !now.Before(gm.keep)
 		if ok && gm.held && reached {
 			gm.keep = now.Add(d.lostGraceLocked())

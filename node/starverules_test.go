@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
+
 	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/node/topology"
 )
@@ -143,5 +145,54 @@ func TestRoomGraceScalesWithLinkRTT(t *testing.T) {
 	hub.disco.step(time.Now())
 	if r := room(); r != 1 {
 		t.Fatalf("hub, at its maximum with links of 2 s RTT, gave up %v links for x, a member routing has not reached for 30 s; want 1", r)
+	}
+}
+
+// A member that memberlist declares dead while this node's link to it is
+// alive stays a member (and its link stays) while the link lives: on a
+// node starved of CPU, memberlist's probes time out while the member and
+// the link are fine, and forgetting the member had the node close the
+// link it dialled ("no longer a gossip member") and count the member
+// out. This holds for a member whose signed metadata the node has not
+// verified too (the rule before kept only a verified member routing
+// reaches). A member that left (said so itself) goes.
+func TestMemberDeclaredDeadKeptWhileItsLinkLives(t *testing.T) {
+	c, hub := fullTriangle(t)
+	d := hub.disco
+	listed := func(name string) bool {
+		for _, m := range hub.Members() {
+			if m.Name == name {
+				return true
+			}
+		}
+		return false
+	}
+	unverify := func(name string) {
+		d.mu.Lock()
+		gm := d.members[name]
+		gm.verified = false
+		d.members[name] = gm
+		d.mu.Unlock()
+	}
+	unverify("a")
+	la := hub.link("a")
+	d.NotifyLeave(&memberlist.Node{Name: "a", State: memberlist.StateDead})
+	for range 3 {
+		d.step(time.Now())
+	}
+	if !listed("a") || hub.link("a") != la || linkEnded(la) {
+		t.Fatalf("after memberlist declared a dead while hub's link to it lives: listed %v, link kept %v", listed("a"), hub.link("a") == la && !linkEnded(la))
+	}
+	// Once the link ends (and routing reaches a no more), the member goes.
+	c.memNet.Isolate("a")
+	waitFor(t, "hub's link to a to end", 30*time.Second, func() bool { return linkEnded(la) })
+	waitFor(t, "hub to forget a", 30*time.Second, func() bool {
+		d.step(time.Now())
+		return !listed("a")
+	})
+	unverify("b")
+	d.NotifyLeave(&memberlist.Node{Name: "b", State: memberlist.StateLeft})
+	if listed("b") {
+		t.Fatal("hub keeps b, which left, as a member")
 	}
 }
