@@ -171,6 +171,9 @@ const (
 	// fullBan is how long a member that refused a link at its maximum is
 	// not dialled: the policy picks another meanwhile.
 	fullBan = 15 * time.Second
+	// fullBanDoublings bounds the doubling of fullBan for a member that
+	// refuses again and again (15 s, 30 s, 1, 2, then 4 minutes).
+	fullBanDoublings = 4
 )
 
 // lostGraceRTTs and lostGraceLate scale lostGrace on a slow node
@@ -242,6 +245,10 @@ type addrBackoff struct {
 	// when it was dialled for another member's claim, until a dial here
 	// fails: the wait is the claims', not the holder's (banEndLocked).
 	holder string
+	// refused counts the member's refusals at its maximum since the
+	// entry was made (a link dialled here that lives goodLink ends it):
+	// each doubles the least wait after the next (refusedFullLocked).
+	refused int
 }
 
 // signedBan is the ban after fails failed dials (unprovenDials or more) to
@@ -1777,12 +1784,21 @@ func (d *discovery) backoffLocked(addr string, ban time.Duration, answered bool)
 }
 
 // refusedFullLocked backs addr off after its member refused a link at its
-// maximum (fullBan at least) and marks it full until a link dialled there
-// comes up. d.mu is held.
+// maximum (fullBan at least, doubling with each refusal before it, up to
+// fullBanDoublings times, until a link dialled there lives goodLink) and
+// marks it full until a link dialled there comes up. A link that comes
+// up and is refused (a refusal after the dialler had the link up) does
+// not end the doubling: on a starved mesh, nodes dialled peers at their
+// maximum every 15 s, each dial a handshake and a refusal. d.mu is held.
 func (d *discovery) refusedFullLocked(addr string) {
-	d.backoffLocked(addr, fullBan, true)
+	ban := fullBan
+	if b := d.backoff[addr]; b != nil {
+		ban = fullBan << min(b.refused, fullBanDoublings)
+	}
+	d.backoffLocked(addr, ban, true)
 	if b := d.backoff[addr]; b != nil {
 		b.full = true
+		b.refused++
 	}
 }
 
@@ -1932,10 +1948,16 @@ func refusedAtMaximum(err error) bool {
 }
 
 // warnFull says, at most once a minute per member, that member m refused
-// a link at its maximum with err and is not dialled for fullBan.
+// a link at its maximum with err and when it is dialled again.
 func (d *discovery) warnFull(m Member, err error) {
+	retry := fullBan
+	d.mu.Lock()
+	if b := d.backoff[m.LinkAddr]; b != nil {
+		retry = time.Until(b.until).Round(time.Second)
+	}
+	d.mu.Unlock()
 	d.full.Warn("full:"+m.Name, "gossip member refused the link: at its link maximum; linking to others",
-		"member", m.Name, "addr", m.LinkAddr, "err", err, "retry_after", fullBan)
+		"member", m.Name, "addr", m.LinkAddr, "err", err, "retry_after", retry)
 }
 
 // Members lists the nodes gossip knows (nil without discovery), sorted by

@@ -196,3 +196,31 @@ func TestMemberDeclaredDeadKeptWhileItsLinkLives(t *testing.T) {
 		t.Fatal("hub keeps b, which left, as a member")
 	}
 }
+
+// A member that refuses links at its maximum again and again is dialled
+// ever less often: 15 s after the first refusal, 30 s after the second, a
+// minute after the third, also when each dial's link came up before the
+// refusal (which ends the count of failed dials, not this). Before, every
+// refusal at the maximum waited 15 s until the doubling of failed dials
+// from 1 s passed it (the fifth): on a starved mesh nodes dialled peers at
+// their maximum every 15 s.
+func TestRefusalsAtMaximumBackOffLonger(t *testing.T) {
+	_, hub := fullHub(t, nil)
+	d := hub.disco
+	const addr = "127.0.0.1:9"
+	var waits []time.Duration
+	for range 3 {
+		d.mu.Lock()
+		d.refusedFullLocked(addr)
+		b := d.backoff[addr]
+		waits = append(waits, time.Until(b.until).Round(time.Second))
+		b.fails, b.full = 0, false // the next dial's link came up, then was refused
+		d.mu.Unlock()
+	}
+	want := []time.Duration{fullBan, 2 * fullBan, 4 * fullBan}
+	for i, w := range waits {
+		if w < want[i]-time.Second || w > want[i] {
+			t.Fatalf("waits after refusals at the maximum %v, want %v", waits, want)
+		}
+	}
+}
