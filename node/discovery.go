@@ -179,7 +179,7 @@ const (
 // lostGraceRTTs and lostGraceLate scale lostGrace on a slow node
 // (lostGraceLocked).
 const (
-	lostGraceRTTs = 4
+	lostGraceRTTs = 10
 	lostGraceLate = 4
 )
 

@@ -86,7 +86,12 @@ func (l incomingAs) Outbound() bool { return false }
 // off others in turn.
 func TestAdmissionMakesNoRoomForMemberJustUnreachable(t *testing.T) {
 	_, hub := fullTriangle(t)
-	addUnreachableMember(hub, "x", time.Now(), true)
+	// x is not vouched for, and hub's policy just gave up a link for such
+	// a member: its own steps make no room for x meanwhile.
+	addUnreachableMember(hub, "x", time.Now(), false)
+	hub.disco.mu.Lock()
+	hub.disco.unvouchedAt = time.Now()
+	hub.disco.mu.Unlock()
 	admit := func() (bool, links.Link, string) {
 		t.Helper()
 		ok, evicted, reason, _ := hub.disco.admit(incomingAs{Link: hub.link("a"), peer: "x"}, func(links.Link) bool { return true })
@@ -120,8 +125,8 @@ func (l slowQuality) Quality() links.Quality {
 // loopback links measured 2 to 4.5 s) gives routing as many seconds to
 // bring a route around a changed link before it gives up one of its links
 // for a member routing does not reach: at its maximum with links of 2 s,
-// a member unreachable for 5 s gets no room (the grace is 4 of those
-// RTTs, 8 s); one unreachable for 30 s does. Before, the grace was 3 s
+// a member unreachable for 5 s gets no room (the grace is 10 of those
+// RTTs, 20 s); one unreachable for 30 s does. Before, the grace was 3 s
 // whatever the node measured.
 func TestRoomGraceScalesWithLinkRTT(t *testing.T) {
 	_, hub := fullTriangle(t)
