@@ -82,6 +82,10 @@ type discovery struct {
 	reached  map[string]bool      // members routing reached once (they vouch for room-making)
 	granted  map[string]time.Time // peer → when an admission made room for it (roomBackoff)
 	roomAt   time.Time            // last link given up for room (roomEvery)
+	// slowRTT is the largest RTT of this node's links at the last policy
+	// step, late how late the policy's timer fired lately (decaying): what
+	// lostGraceLocked scales with.
+	slowRTT, late time.Duration
 	// islandAt is when this node last dialled a barred member because
 	// it was cut off from most members (islandPickLocked).
 	islandAt time.Time
@@ -167,6 +171,16 @@ const (
 	// fullBan is how long a member that refused a link at its maximum is
 	// not dialled: the policy picks another meanwhile.
 	fullBan = 15 * time.Second
+	// fullBanDoublings bounds the doubling of fullBan for a member that
+	// refuses again and again (15 s, 30 s, 1, 2, then 4 minutes).
+	fullBanDoublings = 4
+)
+
+// lostGraceRTTs and lostGraceLate scale lostGrace on a slow node
+// (lostGraceLocked).
+const (
+	lostGraceRTTs = 10
+	lostGraceLate = 4
 )
 
 // Bounds of room-making (a node at its maximum giving up a redundant idle
@@ -198,9 +212,13 @@ type gossipMember struct {
 	// raw is signed but was not checked yet (the member's certificate was
 	// not known), so the policy step checks it once it is (checkPending).
 	verified, pending bool
+	// linked: held (below) because memberlist declared the member dead
+	// while this node's link to it is alive (NotifyLeave).
+	linked bool
 	// held: memberlist does not list the member (it took a dead or left
 	// message about it, or never heard of it), but this node keeps it
-	// while routing reaches it, until keep (expireHeld).
+	// while routing reaches it (or, linked, while its link lives), until
+	// keep (expireHeld).
 	held bool
 	keep time.Time
 }
@@ -227,6 +245,10 @@ type addrBackoff struct {
 	// when it was dialled for another member's claim, until a dial here
 	// fails: the wait is the claims', not the holder's (banEndLocked).
 	holder string
+	// refused counts the member's refusals at its maximum since the
+	// entry was made (a link dialled here that lives goodLink ends it):
+	// each doubles the least wait after the next (refusedFullLocked).
+	refused int
 }
 
 // signedBan is the ban after fails failed dials (unprovenDials or more) to
@@ -628,7 +650,7 @@ func (d *discovery) setMember(name, gossip string, raw []byte, from int) {
 		d.mu.Unlock()
 		return
 	case from == fromVerified:
-		gm.gossip, gm.held, gm.keep = prev.gossip, prev.held, prev.keep
+		gm.gossip, gm.held, gm.linked, gm.keep = prev.gossip, prev.held, prev.linked, prev.keep
 	case from == fromWaiting:
 		gm.held, gm.keep = true, time.Now().Add(waitingFor)
 	}
@@ -650,24 +672,51 @@ func (d *discovery) setMember(name, gossip string, raw []byte, from int) {
 // kept (held) while routing reaches it: memberlist takes a dead or left
 // message about any member from anyone with the gossip key, at an
 // incarnation the member cannot outbid, and routing is authenticated
-// (certified origins over live links).
+// (certified origins over live links). A member memberlist declares dead
+// (its probes went unanswered, which on a node starved of CPU they do
+// while the member is fine) and that this node holds a live link to is
+// kept while the link lives, whatever its metadata: the link's
+// certificate proved the member, and the link's own failure detector
+// finds it alive. A member that left (said so itself) is not kept for
+// its link: it closes its links as it goes.
 func (d *discovery) NotifyLeave(m *memberlist.Node) {
 	d.mu.Lock()
 	gm, ok := d.members[m.Name]
 	d.mu.Unlock()
+	linked := ok && gm.ok && m.State == memberlist.StateDead && d.liveLink(m.Name)
 	if ok && gm.ok && gm.verified {
 		if rt, ok := d.n.router.lookup(m.Name); ok && rt.Reachable {
-			d.mu.Lock()
-			if cur, ok := d.members[m.Name]; ok && bytes.Equal(cur.raw, gm.raw) {
-				cur.held, cur.keep = true, time.Now()
-				d.members[m.Name] = cur
-			}
-			d.mu.Unlock()
+			d.hold(m.Name, gm, linked)
 			d.n.log.Debug("gossip says a member left, but routing reaches it: keeping it", "member", m.Name, "state", m.State)
 			return
 		}
 	}
+	if linked {
+		d.hold(m.Name, gm, true)
+		d.n.log.Debug("gossip says a member is dead, but its link is alive: keeping it", "member", m.Name)
+		return
+	}
 	d.forget(m.Name)
+}
+
+// hold keeps member name, whose entry was gm, listed after memberlist
+// dropped it, unless its entry changed meanwhile; linked: while this
+// node's link to it is alive (expireHeld).
+func (d *discovery) hold(name string, gm gossipMember, linked bool) {
+	d.mu.Lock()
+	if cur, ok := d.members[name]; ok && bytes.Equal(cur.raw, gm.raw) {
+		cur.held, cur.linked, cur.keep = true, linked, time.Now()
+		d.members[name] = cur
+	}
+	d.mu.Unlock()
+}
+
+// liveLink reports whether this node holds a link to peer that has not
+// ended: its certificate proved the peer, and the link's own failure
+// detector (QUIC's keep-alives and idle timeout) finds it alive.
+func (d *discovery) liveLink(peer string) bool {
+	l := d.n.link(peer)
+	return l != nil && !linkEnded(l)
 }
 
 // forget removes a member.
@@ -685,7 +734,8 @@ func (d *discovery) forget(name string) {
 }
 
 // expireHeld forgets the held members (NotifyLeave) that routing has not
-// reached since their keep time.
+// reached since their keep time, nor, for a member held because its link
+// is alive, that this node held no live link to since then.
 func (d *discovery) expireHeld(now time.Time) {
 	var held []string
 	d.mu.Lock()
@@ -698,11 +748,13 @@ func (d *discovery) expireHeld(now time.Time) {
 	for _, name := range held {
 		rt, ok := d.n.router.lookup(name)
 		reached := ok && rt.Reachable
+		linked := d.liveLink(name)
 		d.mu.Lock()
 		gm, ok := d.members[name]
+		reached = reached || gm.linked && linked
 		expired := ok && gm.held && !reached && !now.Before(gm.keep)
 		if ok && gm.held && reached {
-			gm.keep = now.Add(lostGrace)
+			gm.keep = now.Add(d.lostGraceLocked())
 			d.members[name] = gm
 		}
 		d.mu.Unlock()
@@ -988,6 +1040,7 @@ func (d *discovery) policyLoop(events <-chan Event) {
 			continue
 		case <-t.C:
 		}
+		d.noteLate(time.Since(s.due))
 		members := d.step(time.Now())
 		// Jitter so that nodes started together do not act in lockstep.
 		wait := interval/2 + rand.N(interval/2+1)
@@ -996,6 +1049,28 @@ func (d *discovery) policyLoop(events <-chan Event) {
 		s.earliest = now.Add(stepGap(members, interval))
 		t.Reset(wait)
 	}
+}
+
+// noteLate records that the policy's timer fired late after its due
+// time: the latest lateness, or the one before it less an eighth, if that
+// is more (a starved node is late in bursts).
+func (d *discovery) noteLate(late time.Duration) {
+	d.mu.Lock()
+	d.late = max(late, d.late-d.late/8, 0)
+	d.mu.Unlock()
+}
+
+// lostGraceLocked is how long routing may not reach a member before the
+// member counts as lost (the policy dials it as a repair, and gives up a
+// link for it at the maximum; admission makes room for it): lostGrace,
+// or lostGraceRTTs times the largest RTT of this node's links, or
+// lostGraceLate times how late its policy timer fires, whichever is
+// longest. On a node starved of CPU, links' RTTs are seconds and routing
+// takes as long to bring a route around a changed link: a fixed grace had
+// such nodes give up links for members that routing was about to reach,
+// which cut off others in turn. d.mu is held.
+func (d *discovery) lostGraceLocked() time.Duration {
+	return max(lostGrace, lostGraceRTTs*d.slowRTT, lostGraceLate*d.late)
 }
 
 // policySettle is how long after an event the policy runs: events that
@@ -1114,7 +1189,13 @@ func (d *discovery) step(now time.Time) int {
 	}
 	members := make([]topology.Member, 0, len(names))
 	var lost, unavailable, full, failed []string
+	var slow time.Duration
+	for _, l := range current {
+		slow = max(slow, l.RTT)
+	}
 	d.mu.Lock()
+	d.slowRTT = slow
+	grace := d.lostGraceLocked()
 	for _, name := range names {
 		if reachable[name] && !d.reached[name] {
 			if len(d.reached) >= maxReached {
@@ -1146,7 +1227,7 @@ func (d *discovery) step(now time.Time) int {
 			delete(d.lost, name)
 		} else if since, ok := d.lost[name]; !ok {
 			d.lost[name] = now
-		} else if now.Sub(since) >= lostGrace {
+		} else if now.Sub(since) >= grace {
 			lost = append(lost, name)
 			isLost = !mem.Leaf && mem.LinkAddr != ""
 		}
@@ -1399,12 +1480,13 @@ func linkAlternates(peers, dests []string, detours func(dest string) []string) m
 // that links coming up together cannot overshoot MaxLinks. Links this
 // node dialled took their slot when the dial started. A link that ended
 // before its LinkUp is not admitted. At the maximum, a
-// link from a gossip member routing does not reach (a new member, or the
-// other side of a partition) is admitted in place of a redundant idle
-// link (topology.Room): add gets that link to remove first, and evicted
-// returns it. hold is true for a link this node's discovery dialled: the
-// peer may refuse it at its own maximum, so routing is to hear of it only
-// once the peer routes over it (handler.go).
+// link from a gossip member routing has not reached for lostGraceLocked
+// (a new member, or the other side of a partition) is admitted in place
+// of a redundant idle link (topology.Room): add gets that link to remove
+// first, and evicted returns it. hold is true for a link this node's
+// discovery dialled: the peer may refuse it at its own maximum, so
+// routing is to hear of it only once the peer routes over it
+// (handler.go).
 func (d *discovery) admit(l links.Link, add func(evict links.Link) bool) (ok bool, evicted links.Link, reason string, hold bool) {
 	if linkEnded(l) {
 		// A link that ended before its LinkUp is not admitted. The
@@ -1443,6 +1525,9 @@ func (d *discovery) admit(l links.Link, add func(evict links.Link) bool) (ok boo
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()
+	if repair && !d.lostLongLocked(peer, now) {
+		repair = false
+	}
 	if repair && !d.mayMakeRoomLocked(peer, now) {
 		repair = false
 	}
@@ -1469,6 +1554,17 @@ func linkEnded(l links.Link) bool {
 	default:
 		return false
 	}
+}
+
+// lostLongLocked reports whether the policy found member unreachable by
+// routing at least lostGraceLocked ago (and at every step since): only
+// such a member is one to make room for at admission. A member routing
+// does not reach just now (a link on its route changed, and routing has
+// not brought the route around it yet, which on a starved node takes
+// seconds) is not. d.mu is held.
+func (d *discovery) lostLongLocked(member string, now time.Time) bool {
+	since, ok := d.lost[member]
+	return ok && now.Sub(since) >= d.lostGraceLocked()
 }
 
 // mayMakeRoomLocked reports whether an incoming link from peer, a member
@@ -1688,12 +1784,21 @@ func (d *discovery) backoffLocked(addr string, ban time.Duration, answered bool)
 }
 
 // refusedFullLocked backs addr off after its member refused a link at its
-// maximum (fullBan at least) and marks it full until a link dialled there
-// comes up. d.mu is held.
+// maximum (fullBan at least, doubling with each refusal before it, up to
+// fullBanDoublings times, until a link dialled there lives goodLink) and
+// marks it full until a link dialled there comes up. A link that comes
+// up and is refused (a refusal after the dialler had the link up) does
+// not end the doubling: on a starved mesh, nodes dialled peers at their
+// maximum every 15 s, each dial a handshake and a refusal. d.mu is held.
 func (d *discovery) refusedFullLocked(addr string) {
-	d.backoffLocked(addr, fullBan, true)
+	ban := fullBan
+	if b := d.backoff[addr]; b != nil {
+		ban = fullBan << min(b.refused, fullBanDoublings)
+	}
+	d.backoffLocked(addr, ban, true)
 	if b := d.backoff[addr]; b != nil {
 		b.full = true
+		b.refused++
 	}
 }
 
@@ -1739,6 +1844,7 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 	}
 	d.dialing[m.Name] = true
 	d.mu.Unlock()
+	n.log.Debug("discovery dials", "member", m.Name, "reason", why)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -1842,10 +1948,16 @@ func refusedAtMaximum(err error) bool {
 }
 
 // warnFull says, at most once a minute per member, that member m refused
-// a link at its maximum with err and is not dialled for fullBan.
+// a link at its maximum with err and when it is dialled again.
 func (d *discovery) warnFull(m Member, err error) {
+	retry := fullBan
+	d.mu.Lock()
+	if b := d.backoff[m.LinkAddr]; b != nil {
+		retry = time.Until(b.until).Round(time.Second)
+	}
+	d.mu.Unlock()
 	d.full.Warn("full:"+m.Name, "gossip member refused the link: at its link maximum; linking to others",
-		"member", m.Name, "addr", m.LinkAddr, "err", err, "retry_after", fullBan)
+		"member", m.Name, "addr", m.LinkAddr, "err", err, "retry_after", retry)
 }
 
 // Members lists the nodes gossip knows (nil without discovery), sorted by

@@ -42,18 +42,11 @@ func TestDegreeNeverExceedsMaxLinksWhileNodesJoin(t *testing.T) {
 	}, maxLinks)
 	defer sampler.Stop()
 
-	var names []string
-	for i := range n {
-		name := fmt.Sprintf("circuitmesh-%d", i)
-		nd := c.add(name)
-		if seed == "" {
-			seed = nd.Status().GossipAddr
-		}
+	names := joinThroughSeed(c, &seed, n, func(nd *Node) {
 		mu.Lock()
 		nodes = append(nodes, nd)
 		mu.Unlock()
-		names = append(names, name)
-	}
+	})
 	took, st := waitMesh(t, c, names, maxLinks, 120*time.Second)
 	worst, overshot := sampler.Stop()
 	if len(overshot) > 0 {
@@ -137,6 +130,24 @@ func TestJoinerRefusedByFullNodeWarnsAndBacksOff(t *testing.T) {
 	if dialing {
 		t.Fatal("j dials hub again while backing off")
 	}
+}
+
+// joinThroughSeed starts n nodes circuitmesh-0… one after the other,
+// the first as the seed (*seed, its gossip address) whose address c's
+// tweak has the others join through, calls each with every node once it
+// started, and returns their names.
+func joinThroughSeed(c *cluster, seed *string, n int, each func(*Node)) []string {
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("circuitmesh-%d", i)
+		nd := c.add(name)
+		if *seed == "" {
+			*seed = nd.Status().GossipAddr
+		}
+		each(nd)
+		names = append(names, name)
+	}
+	return names
 }
 
 // onWarn is a log handler that calls f with each record it handles at
