@@ -176,11 +176,12 @@ const (
 	fullBanDoublings = 4
 )
 
-// lostGraceRTTs and lostGraceLate scale lostGrace on a slow node
-// (lostGraceLocked).
+// lostGraceRTTs and lostGraceLate scale lostGrace on a slow node, up to
+// lostGraceMax (lostGraceLocked).
 const (
 	lostGraceRTTs = 10
 	lostGraceLate = 4
+	lostGraceMax  = time.Minute
 )
 
 // Bounds of room-making (a node at its maximum giving up a redundant idle
@@ -1068,9 +1069,12 @@ func (d *discovery) noteLate(late time.Duration) {
 // longest. On a node starved of CPU, links' RTTs are seconds and routing
 // takes as long to bring a route around a changed link: a fixed grace had
 // such nodes give up links for members that routing was about to reach,
-// which cut off others in turn. d.mu is held.
+// which cut off others in turn. It is at most lostGraceMax: a neighbour
+// that holds back its answers to this node's probes reads as a link of
+// seconds, and would otherwise put off this node's repair of a partition
+// for ten times as long. d.mu is held.
 func (d *discovery) lostGraceLocked() time.Duration {
-	return max(lostGrace, lostGraceRTTs*d.slowRTT, lostGraceLate*d.late)
+	return min(max(lostGrace, lostGraceRTTs*d.slowRTT, lostGraceLate*d.late), lostGraceMax)
 }
 
 // policySettle is how long after an event the policy runs: events that

@@ -153,6 +153,26 @@ func TestRoomGraceScalesWithLinkRTT(t *testing.T) {
 	}
 }
 
+// The grace stops at a minute however slow a link reads: a neighbour that
+// holds back its answers to hub's probes (its link reads 20 s) does not
+// put off hub's room for a member routing has not reached for 61 s (ten
+// of those RTTs would be 200 s).
+func TestRoomGraceStopsAtAMinute(t *testing.T) {
+	_, hub := fullTriangle(t)
+	hub.mu.Lock()
+	for peer, l := range hub.links {
+		hub.links[peer] = slowQuality{Link: l, rtt: 20 * time.Second}
+		break
+	}
+	hub.mu.Unlock()
+	addUnreachableMember(hub, "x", time.Now().Add(-61*time.Second), true)
+	setLost(hub, "x", time.Now().Add(-61*time.Second))
+	hub.disco.step(time.Now())
+	if r := metricValue(t, hub, "circuitmesh_discovery_links_dropped_total", "reason", "room"); r != 1 {
+		t.Fatalf("hub, at its maximum with a link of 20 s RTT, gave up %v links for x, a member routing has not reached for 61 s; want 1", r)
+	}
+}
+
 // A member that memberlist declares dead while this node's link to it is
 // alive stays a member (and its link stays) while the link lives: on a
 // node starved of CPU, memberlist's probes time out while the member and
