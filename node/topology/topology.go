@@ -105,6 +105,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/serf/coordinate"
+
+	"github.com/circuitmesh/circuitmesh/internal/splitmix"
 )
 
 // Defaults of Config.
@@ -1179,7 +1181,14 @@ func (p *planner) sortBy(ms []Member, dist func(Member) time.Duration) {
 	copy(ms, sorted)
 }
 
-// hash is a stable pseudo-random rank of name as seen from this node.
+// hash is a stable pseudo-random rank of name as seen from this node:
+// FNV-1a of the seed and both names, mixed by SplitMix64's finalizer.
+// FNV-1a alone ranks names that differ only in their last characters
+// (n0000 … n0999) by little more than their common prefix: its last
+// multiplication carries the last byte into the high bits weakly, so
+// every node's lowest hash fell on the same few routers
+// (TestLongLinksSpreadOverTheMesh: 131 routers took the long links of
+// 1000 nodes, one of them 46).
 func (p *planner) hash(name string) uint64 {
 	if v, ok := p.hashes[name]; ok {
 		return v
@@ -1193,23 +1202,8 @@ func (p *planner) hash(name string) uint64 {
 	h.Write([]byte(p.in.Self))
 	h.Write([]byte{0})
 	h.Write([]byte(name))
-	v := mix64(h.Sum64())
+	v := splitmix.Mix(h.Sum64())
 	p.hashes[name] = v
-	return v
-}
-
-// mix64 is SplitMix64's finalizer. FNV-1a alone ranks names that differ
-// only in their last characters (n0000 … n0999) by little more than
-// their common prefix: its last multiplication carries the last byte
-// into the high bits weakly, so every node's lowest hash fell on the
-// same few routers (TestLongLinksSpreadOverTheMesh: 131 routers took
-// the long links of 1000 nodes, one of them 46).
-func mix64(v uint64) uint64 {
-	v ^= v >> 30
-	v *= 0xbf58476d1ce4e5b9
-	v ^= v >> 27
-	v *= 0x94d049bb133111eb
-	v ^= v >> 31
 	return v
 }
 
