@@ -741,7 +741,7 @@ func (c *Conn) awaitResentEarly(third time.Duration) error {
 		// The end of the stream before the data it stated it keeps.
 		err = c.integrity(fmt.Errorf("%w: circuit ended before the early data sent again", ErrIntegrity))
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrIntegrity) { // integrity reset s already
 		c.s.Reset(thirdReadCode(err))
 	}
 	return err

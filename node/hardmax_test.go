@@ -42,7 +42,8 @@ func TestDegreeNeverExceedsMaxLinksWhileNodesJoin(t *testing.T) {
 	}, maxLinks)
 	defer sampler.Stop()
 
-	names := joinThroughSeed(c, &seed, n, func(nd *Node) {
+	names := meshNames(n)
+	joinThroughSeed(c, &seed, names, func(nd *Node) {
 		mu.Lock()
 		nodes = append(nodes, nd)
 		mu.Unlock()
@@ -132,20 +133,27 @@ func TestJoinerRefusedByFullNodeWarnsAndBacksOff(t *testing.T) {
 	}
 }
 
-// joinThroughSeed starts n nodes circuitmesh-0… one after the other,
-// the first as the seed (*seed, its gossip address) whose address c's
-// tweak has the others join through, calls each with every node once it
-// started, and returns their names.
-func joinThroughSeed(c *cluster, seed *string, n int, each func(*Node)) []string {
-	var names []string
-	for i := range n {
-		name := fmt.Sprintf("circuitmesh-%d", i)
+// joinThroughSeed starts the nodes names one after the other, the first
+// as the seed (*seed, its gossip address) whose address c's tweak has the
+// others join through, and calls each (when not nil) with every node once
+// it started.
+func joinThroughSeed(c *cluster, seed *string, names []string, each func(*Node)) {
+	for _, name := range names {
 		nd := c.add(name)
 		if *seed == "" {
 			*seed = nd.Status().GossipAddr
 		}
-		each(nd)
-		names = append(names, name)
+		if each != nil {
+			each(nd)
+		}
+	}
+}
+
+// meshNames are the names circuitmesh-0 … circuitmesh-(n−1).
+func meshNames(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("circuitmesh-%d", i)
 	}
 	return names
 }

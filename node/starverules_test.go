@@ -22,12 +22,7 @@ func fullTriangle(t *testing.T) (*cluster, *Node) {
 	var seed string
 	c.tweak = gossipTweak(&seed, 2, 2)
 	names := []string{"hub", "a", "b"}
-	for _, name := range names {
-		nd := c.add(name)
-		if seed == "" {
-			seed = nd.Status().GossipAddr
-		}
-	}
+	joinThroughSeed(c, &seed, names, nil)
 	c.tweak = nil
 	waitFor(t, "the triangle hub-a-b", 60*time.Second, func() bool {
 		for _, name := range names {

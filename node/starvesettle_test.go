@@ -44,7 +44,8 @@ func TestStarvedMeshSettles(t *testing.T) {
 		mu      sync.Mutex
 		changes []time.Time
 	)
-	names := joinThroughSeed(c, &seed, n, func(nd *Node) {
+	names := meshNames(n)
+	joinThroughSeed(c, &seed, names, func(nd *Node) {
 		stop, err := nd.SubscribeFunc(func(ev Event) {
 			if ev.Kind == LinkUp || ev.Kind == LinkDown {
 				mu.Lock()

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,8 +44,12 @@ func TestE2EStarvedDaemonAmongHealthyOnes(t *testing.T) {
 	t.Cleanup(func() { stop.Store(true); wg.Wait() })
 	began := time.Now()
 	s := l.start("s", "", "--link", a.addr, "--link", c.addr)
-	if own, its := cpuCgroup(t, "self"), cpuCgroup(t, fmt.Sprint(s.cmd.Process.Pid)); own != its {
-		t.Fatalf("s runs in cpu cgroup %q, not under this process's quota (%q)", its, own)
+	own, err := cpuquota.Of("self")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if its, err := cpuquota.Of(fmt.Sprint(s.cmd.Process.Pid)); err != nil || its != own {
+		t.Fatalf("s runs in cpu cgroup %q (%v), not under this process's quota (%q)", its, err, own)
 	}
 	a.waitRoute(t, "c", func(p node.PeerInfo) bool { return p.NextHop == "s" })
 	c.waitRoute(t, "a", func(p node.PeerInfo) bool { return p.NextHop == "s" })
@@ -111,20 +113,4 @@ func TestE2EStarvedDaemonAmongHealthyOnes(t *testing.T) {
 			t.Errorf("%s declared %d links down while every daemon was alive", name, k)
 		}
 	}
-}
-
-// cpuCgroup is the cpu controller's line of /proc/PID/cgroup.
-func cpuCgroup(t *testing.T, pid string) string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/" + pid + "/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if parts := strings.SplitN(line, ":", 3); len(parts) == 3 && slices.Contains(strings.Split(parts[1], ","), "cpu") {
-			return parts[2]
-		}
-	}
-	t.Fatalf("no cpu controller in /proc/%s/cgroup:\n%s", pid, b)
-	return ""
 }

@@ -4,11 +4,10 @@
 package cpuquota
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -59,26 +58,27 @@ func Under(t *testing.T, quota, period time.Duration) {
 
 // ownCPUCgroup is the directory of this process's cgroup v1 cpu cgroup.
 func ownCPUCgroup() (string, error) {
-	f, err := os.Open("/proc/self/cgroup")
+	path, err := Of("self")
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// hierarchy-ID:controller-list:path
-		parts := strings.SplitN(sc.Text(), ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		for _, c := range strings.Split(parts[1], ",") {
-			if c == "cpu" {
-				return filepath.Join(cpuCgroupRoot, parts[2]), nil
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
+	return filepath.Join(cpuCgroupRoot, path), nil
+}
+
+// Of is the path of process pid's cgroup v1 cpu cgroup, as
+// /proc/PID/cgroup gives it ("self" for this process): a test that
+// starts a process after Under can check that it shares the quota.
+func Of(pid string) (string, error) {
+	name := "/proc/" + pid + "/cgroup"
+	b, err := os.ReadFile(name)
+	if err != nil {
 		return "", err
 	}
-	return "", errors.New("no cpu controller in /proc/self/cgroup")
+	for _, line := range strings.Split(string(b), "\n") {
+		// hierarchy-ID:controller-list:path
+		if parts := strings.SplitN(line, ":", 3); len(parts) == 3 && slices.Contains(strings.Split(parts[1], ","), "cpu") {
+			return parts[2], nil
+		}
+	}
+	return "", fmt.Errorf("no cpu controller in %s", name)
 }
