@@ -43,34 +43,16 @@ func TestAttackInfoTextReachesTerminal(t *testing.T) {
 	}
 	t.Cleanup(func() { sl.Close() })
 
-	lis, err := m.Listen(InfoService)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lis.Close() })
-	lie := encodeInfo(NodeInfo{Name: "m", Mesh: "test" + escUp, Role: "router" + escClear, Version: "v1" + escTitle,
+	serveInfoAnswer(t, m, NodeInfo{Name: "m", Mesh: "test" + escUp, Role: "router" + escClear, Version: "v1" + escTitle,
 		Commit: escUp + "commit", Services: []string{InfoService, "db" + escRed},
 		Links: []InfoLink{{Peer: "a", Role: "router" + escUp, RTT: time.Millisecond, Cost: 10}}})
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			c.Write(lie)
-			if cw, ok := c.(interface{ CloseWrite() error }); ok {
-				cw.CloseWrite()
-			}
-			c.Close()
-		}
-	}()
 
 	g := waitTopology(t, c.nodes["a"], TopologyOptions{}, "m's and s's answers", func(g Graph) bool {
 		return nodeNames(g) == "a m s"
 	})
 	var bad []string
 	check := func(where, text string) {
-		if i := strings.IndexFunc(text, func(r rune) bool { return r == utf8.RuneError || !unicode.IsPrint(r) }); i >= 0 {
+		if strings.IndexFunc(text, func(r rune) bool { return r == utf8.RuneError || !unicode.IsPrint(r) }) >= 0 {
 			bad = append(bad, fmt.Sprintf("%s %q", where, text))
 		}
 	}
