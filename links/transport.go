@@ -18,10 +18,15 @@ import (
 )
 
 // Link refusals are logged at WARN once per address and direction per
-// refusalLogPeriod, with the count of those suppressed.
+// refusalLogPeriod, with the count of those suppressed. Inbound ones, one
+// key per source prefix, at most maxRefusalLines a period in all: a
+// stranger may own thousands of prefixes (an IPv6 /48 holds 65,536 of
+// /64), and had a line written for each handshake the node refused
+// (TestAttackStrangersFromManyPrefixesFloodTheLog).
 const (
 	refusalLogPeriod = time.Minute
 	maxRefusalKeys   = 4096
+	maxRefusalLines  = 16
 )
 
 // QUICTransport is a Transport over QUIC: one UDP socket per node, used to
@@ -40,10 +45,13 @@ type QUICTransport struct {
 	wg     sync.WaitGroup // every goroutine of the transport and its links
 	gate   *gate          // bounds inbound handshakes in progress (gate.go)
 
-	// refusals logs link refusals at WARN, once per source prefix per
-	// minute; floods logs failed and refused handshakes once per minute.
-	refusals *ratelog.Log
-	floods   *ratelog.Log
+	// refusals logs refusals of links this node dials at WARN, once per
+	// address per minute; inRefusals those of links it accepts, once per
+	// source prefix per minute and maxRefusalLines a minute in all;
+	// floods logs failed and refused handshakes once per minute.
+	refusals   *ratelog.Log
+	inRefusals *ratelog.Log
+	floods     *ratelog.Log
 	// stallLog logs reclaimed streams once per peer per minute; stalled
 	// counts them.
 	stallLog *ratelog.Log
@@ -87,6 +95,8 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		pending:  make(map[string][]*pending),
 		dials:    make(map[*dialAttempt]struct{}),
 		refusals: ratelog.New(cfg.Logger, refusalLogPeriod, maxRefusalKeys),
+		inRefusals: ratelog.New(cfg.Logger, refusalLogPeriod, maxRefusalKeys).Total(maxRefusalLines,
+			"link refusals from more source prefixes than the log names: counted, not logged, until the period ends"),
 		floods:   ratelog.New(cfg.Logger, handshakeLogPeriod, 1),
 		stallLog: ratelog.New(cfg.Logger, time.Minute, maxRefusalKeys),
 		aborts:   newAbortTable(cfg.StreamAborts),
@@ -230,7 +240,7 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 			// link: nothing failed.
 			t.cfg.Logger.Debug("duplicate link closed by the peer", "remote", conn.RemoteAddr().String())
 		case errors.Is(err, ErrRefused):
-			t.refusals.Warn("in:"+SourcePrefix(conn.RemoteAddr()).String(), "link refused", "remote", conn.RemoteAddr().String(), "err", err)
+			t.inRefusals.Warn(SourcePrefix(conn.RemoteAddr()).String(), "link refused", "remote", conn.RemoteAddr().String(), "err", err)
 			if t.cfg.OnRefused != nil {
 				t.cfg.OnRefused(conn.RemoteAddr(), err)
 			}

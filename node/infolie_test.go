@@ -11,12 +11,19 @@ import (
 // choosing: what a node with a valid certificate can send.
 func serveLyingInfo(t *testing.T, n *Node, links []InfoLink) {
 	t.Helper()
+	serveInfoAnswer(t, n, NodeInfo{Name: n.Name(), Mesh: "test", Role: "router", Version: Build().Version,
+		Links: links, Services: []string{InfoService}})
+}
+
+// serveInfoAnswer has n (started with DisableInfo) answer its info
+// service with info, whatever it says.
+func serveInfoAnswer(t *testing.T, n *Node, info NodeInfo) {
+	t.Helper()
 	lis, err := n.Listen(InfoService)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lie := encodeInfo(NodeInfo{Name: n.Name(), Mesh: "test", Role: "router", Version: Build().Version,
-		Links: links, Services: []string{InfoService}})
+	lie := encodeInfo(info)
 	go func() {
 		for {
 			c, err := lis.Accept()

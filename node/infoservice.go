@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/node/policy"
 )
 
@@ -120,7 +121,10 @@ func encodeInfo(info NodeInfo) []byte {
 	}
 }
 
-// DecodeInfo parses an info answer and checks its bounds.
+// DecodeInfo parses an info answer and checks its bounds. Its text
+// (mesh, role, version, commit, services, the links' roles) comes back
+// as links.PeerText makes it: every rune that is not printable reads as
+// '?'.
 func DecodeInfo(b []byte) (NodeInfo, error) {
 	var info NodeInfo
 	if len(b) > MaxInfoSize {
@@ -141,10 +145,20 @@ func DecodeInfo(b []byte) (NodeInfo, error) {
 	case len(info.Services) > MaxInfoServices:
 		return NodeInfo{}, fmt.Errorf("%w: %d services, more than %d", ErrBadInfo, len(info.Services), MaxInfoServices)
 	}
-	for _, l := range info.Links {
+	for i, l := range info.Links {
 		if l.Peer == "" || len(l.Peer) > maxServiceName || l.RTT < 0 || !(l.Loss >= 0 && l.Loss <= 1) || l.Streams < 0 {
 			return NodeInfo{}, fmt.Errorf("%w: link %q out of range", ErrBadInfo, l.Peer)
 		}
+		info.Links[i].Role = links.PeerText(l.Role)
+	}
+	// The text is the answering node's word, which `circuitmesh graph`
+	// prints to a terminal and the mesh page draws: made printable as a
+	// refusal's reason is.
+	for _, f := range []*string{&info.Mesh, &info.Role, &info.Version, &info.Commit} {
+		*f = links.PeerText(*f)
+	}
+	for i, svc := range info.Services {
+		info.Services[i] = links.PeerText(svc)
 	}
 	if info.Links == nil {
 		info.Links = []InfoLink{}

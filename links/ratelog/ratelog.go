@@ -14,8 +14,20 @@ type Log struct {
 	period time.Duration
 	max    int
 
+	// total, when above zero, bounds the lines of all keys together
+	// to total a period (see Total).
+	total   int
+	overMsg string
+
 	mu   sync.Mutex
 	keys map[string]*entry
+	// The current period of the total bound: when it began, the lines
+	// written in it, whether overMsg was written in it, and the lines
+	// held back by the bound not yet reported.
+	start   time.Time
+	written int
+	over    bool
+	held    int
 }
 
 type entry struct {
@@ -27,6 +39,18 @@ type entry struct {
 // tracking at most max keys (all are forgotten when the bound is hit).
 func New(log *slog.Logger, period time.Duration, max int) *Log {
 	return &Log{log: log, period: period, max: max, keys: make(map[string]*entry)}
+}
+
+// Total bounds the lines Warn writes for all keys together to n a
+// period, for keys a peer may choose many of (the source prefixes of a
+// flood): beyond n, a key's line is held back (a key seen before counts
+// it in its next line's "suppressed"), and the first line held back in a
+// period has msg written instead, once. The next line written carries
+// "held_back", the lines the bound held back since the line before it.
+// It returns r.
+func (r *Log) Total(n int, msg string) *Log {
+	r.total, r.overMsg = n, msg
+	return r
 }
 
 // Warn logs msg at WARN unless a line with the same key was logged less
@@ -42,6 +66,25 @@ func (r *Log) Warn(key, msg string, args ...any) bool {
 		r.mu.Unlock()
 		return false
 	}
+	if r.total > 0 {
+		if now.Sub(r.start) >= r.period {
+			r.start, r.written, r.over = now, 0, false
+		}
+		if r.written >= r.total {
+			r.held++
+			if e != nil {
+				e.suppressed++
+			}
+			note := !r.over
+			r.over = true
+			r.mu.Unlock()
+			if note {
+				r.log.Warn(r.overMsg, "lines", r.total, "period", r.period)
+			}
+			return false
+		}
+		r.written++
+	}
 	if e == nil {
 		if len(r.keys) >= r.max {
 			clear(r.keys)
@@ -49,11 +92,14 @@ func (r *Log) Warn(key, msg string, args ...any) bool {
 		e = &entry{}
 		r.keys[key] = e
 	}
-	n := e.suppressed
-	e.last, e.suppressed = now, 0
+	n, held := e.suppressed, r.held
+	e.last, e.suppressed, r.held = now, 0, 0
 	r.mu.Unlock()
 	if n > 0 {
 		args = append(args, "suppressed", n)
+	}
+	if held > 0 {
+		args = append(args, "held_back", held)
 	}
 	r.log.Warn(msg, args...)
 	return true

@@ -25,3 +25,20 @@ func TestOneLinePerKeyPerPeriodWithCount(t *testing.T) {
 		t.Fatalf("line after the period: %q, want suppressed=4", buf.String())
 	}
 }
+
+func TestTotalBoundsLinesOfAllKeys(t *testing.T) {
+	var buf bytes.Buffer
+	l := New(slog.New(slog.NewTextHandler(&buf, nil)), time.Hour, 64).Total(2, "too many keys")
+	for _, k := range []string{"a", "b", "c", "d", "a", "c"} {
+		l.Warn(k, "refused", "key", k)
+	}
+	if got, over := strings.Count(buf.String(), "msg=refused"), strings.Count(buf.String(), "too many keys"); got != 2 || over != 1 {
+		t.Fatalf("%d lines and %d notes for 4 keys with a total of 2, want 2 and 1:\n%s", got, over, buf.String())
+	}
+	// The next period: c, held back twice, gets its line with both counts.
+	l.start = time.Now().Add(-2 * time.Hour)
+	buf.Reset()
+	if !l.Warn("c", "refused", "key", "c") || !strings.Contains(buf.String(), "held_back=3") {
+		t.Fatalf("line in the next period: %q, want held_back=3 (c, d and c again)", buf.String())
+	}
+}

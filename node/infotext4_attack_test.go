@@ -1,0 +1,95 @@
+package node
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Terminal and log escapes a member writes into the text of its info
+// answer: clear the screen, set the terminal's title, move the cursor up
+// and rewrite the line, colour what follows.
+const (
+	escClear = "\x1b[2J\x1b[H"
+	escTitle = "\x1b]0;owned\x07"
+	escUp    = "\r\x1b[1A"
+	escRed   = "\x1b[31m"
+)
+
+// TestAttackInfoTextReachesTerminal: the text of a node's info answer
+// (mesh, role, version, commit, services, its links' roles) is the answering
+// node's word, and `circuitmesh graph` prints it (DOT or Mermaid, to the
+// terminal by default), as the mesh page and an application calling
+// Topology or Info show it. m, a node with a valid certificate, answers
+// _info with escapes in every such field; s, an unmodified node, only
+// publishes a service whose name holds them (any name is a service name).
+// Before, a's graph carried them as sent, so that printing it cleared the
+// operator's screen, set the terminal's title and rewrote lines; now every
+// rune that is not printable reads as '?', and the text is still there.
+func TestAttackInfoTextReachesTerminal(t *testing.T) {
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) { cfg.DisableInfo = cfg.Name == "m" }
+	c.build("a-m", "a-s")
+	c.waitConverged()
+	m, s := c.nodes["m"], c.nodes["s"]
+
+	evilService := "svc" + escTitle + escRed
+	sl, err := s.Listen(evilService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sl.Close() })
+
+	serveInfoAnswer(t, m, NodeInfo{Name: "m", Mesh: "test" + escUp, Role: "router" + escClear, Version: "v1" + escTitle,
+		Commit: escUp + "commit", Services: []string{InfoService, "db" + escRed},
+		Links: []InfoLink{{Peer: "a", Role: "router" + escUp, RTT: time.Millisecond, Cost: 10}}})
+
+	g := waitTopology(t, c.nodes["a"], TopologyOptions{}, "m's and s's answers", func(g Graph) bool {
+		return nodeNames(g) == "a m s"
+	})
+	var bad []string
+	check := func(where, text string) {
+		if strings.IndexFunc(text, func(r rune) bool { return r == utf8.RuneError || !unicode.IsPrint(r) }) >= 0 {
+			bad = append(bad, fmt.Sprintf("%s %q", where, text))
+		}
+	}
+	for _, n := range g.Nodes {
+		check(n.Name+"'s name", n.Name)
+		check(n.Name+"'s mesh", n.Mesh)
+		check(n.Name+"'s role", n.Role)
+		check(n.Name+"'s version", n.Version)
+		check(n.Name+"'s commit", n.Commit)
+		for _, svc := range n.Services {
+			check(n.Name+"'s service", svc)
+		}
+		for _, l := range n.Links {
+			check(n.Name+"'s link's peer", l.Peer)
+			check(n.Name+"'s link's role", l.Role)
+		}
+	}
+	for _, l := range g.Links {
+		check("link", l.A+" "+l.B+" "+l.Quality+" "+l.ReportedBy)
+	}
+	if len(bad) > 0 {
+		t.Fatalf("a's graph carries %d texts other nodes wrote with runes that are not printable, e.g. %s", len(bad), strings.Join(bad[:min(len(bad), 4)], "; "))
+	}
+	// The text is kept, made printable: the operator still reads it.
+	var mv, sv string
+	for _, n := range g.Nodes {
+		switch n.Name {
+		case "m":
+			mv = n.Version
+		case "s":
+			sv = strings.Join(n.Services, ",")
+		}
+	}
+	if want := "v1?]0;owned?"; mv != want {
+		t.Errorf("m's version reads %q, want %q", mv, want)
+	}
+	if want := "svc?]0;owned??[31m"; !strings.Contains(sv, want) {
+		t.Errorf("s's services read %q, want them to hold %q", sv, want)
+	}
+}
