@@ -54,14 +54,9 @@ type discovery struct {
 	probes  atomic.Int64        // probes answered, so gossip works with the keys in force
 	pinging atomic.Bool         // a round of the policy's own probes runs (discoveryprobe.go)
 
-	// stepMu serialises policy steps, which reuse scratch and own drains.
-	stepMu  sync.Mutex
-	drains  drains // links drained before they close (discoverydrain.go)
-	scratch struct {
-		alive     map[string]Member
-		reachable map[string]bool
-		routes    map[string]routeHop
-	}
+	// stepMu serialises policy steps, which own drains.
+	stepMu sync.Mutex
+	drains drains // links drained before they close (discoverydrain.go)
 
 	mu      sync.Mutex
 	members map[string]gossipMember           // alive members, copied from memberlist's events
@@ -639,6 +634,14 @@ func (d *discovery) setMember(name, gossip string, raw []byte, from int) {
 	d.mu.Lock()
 	if v, held := d.verified[name]; held {
 		raw, gm.verified = v.raw, true
+		if prev, known := d.members[name]; from == fromVerified && known && prev.verified && bytes.Equal(prev.raw, raw) {
+			// The entry is of this metadata already: NotifyAlive comes
+			// here for every copy of an alive message (a dozen or so
+			// each in a mesh of hundreds), and parsing its coordinate
+			// again would change nothing.
+			d.mu.Unlock()
+			return
+		}
 	}
 	d.mu.Unlock()
 	var signed bool
@@ -1129,24 +1132,18 @@ func (d *discovery) step(now time.Time) int {
 	if !n.running() {
 		return 0
 	}
-	// The step's tables are kept from one step to the next: with hundreds
-	// of members, making them was most of a step's allocations.
 	d.stepMu.Lock()
 	defer d.stepMu.Unlock()
-	if d.scratch.alive == nil {
-		d.scratch.alive, d.scratch.reachable, d.scratch.routes = map[string]Member{}, map[string]bool{}, map[string]routeHop{}
-	}
-	clear(d.scratch.alive)
-	clear(d.scratch.reachable)
-	clear(d.scratch.routes)
-	alive, reachable, routes := d.scratch.alive, d.scratch.reachable, d.scratch.routes
+	sc := stepScratchPool.Get().(*stepScratch)
+	defer sc.put()
+	alive, reachable, routes := sc.alive, sc.reachable, sc.routes
 	d.checkPending(now)
 	d.checkWaiting(now)
 	d.expireHeld(now)
 	// Memberlist calls the delegates with its own locks held: never call
 	// it with d.mu held.
 	d.mu.Lock()
-	names := make([]string, 0, len(d.members))
+	names := sc.names
 	for _, gm := range d.members {
 		if gm.ok {
 			alive[gm.Name] = gm.Member
@@ -1154,6 +1151,7 @@ func (d *discovery) step(now time.Time) int {
 		}
 	}
 	d.mu.Unlock()
+	sc.names = names
 	sort.Strings(names)
 	for _, name := range names {
 		// The route alone: Peer's alternates (every next hop) cost most
@@ -1164,7 +1162,7 @@ func (d *discovery) step(now time.Time) int {
 		}
 	}
 	current := n.Links()
-	route := routeLatency(routes, current, uint32(n.router.drainPenalty))
+	route := routeLatencyInto(sc.route, sc.excess, routes, current, uint32(n.router.drainPenalty))
 	// Peers of links that gossip does not list but routing reaches: the
 	// link, authenticated and live, outweighs gossip, which anyone with
 	// the gossip key can forge (a dead message, or an alive one at the
@@ -1180,7 +1178,7 @@ func (d *discovery) step(now time.Time) int {
 			}
 		}
 	}
-	alt := d.alternates()
+	alt := d.alternatesOf(names)
 	strand := d.strandedLinks(names, current, now)
 	policyStrand := d.drains.policyStranded(strand, now)
 	// Incoming links whose dialler keeps them as static (they are honoured
@@ -1191,7 +1189,7 @@ func (d *discovery) step(now time.Time) int {
 			claimed[l.Peer] = true
 		}
 	}
-	members := make([]topology.Member, 0, len(names))
+	members := sc.members
 	var lost, unavailable, full, failed []string
 	var slow time.Duration
 	for _, l := range current {
@@ -1220,6 +1218,7 @@ func (d *discovery) step(now time.Time) int {
 		members = append(members, topology.Member{Name: mem.Name, Leaf: mem.Leaf, Addr: mem.LinkAddr, Coord: coord, RTT: d.rtts[mem.Name].rtt(),
 			Vouched: d.reached[name] || (mem.LinkAddr != "" && d.proven[mem.LinkAddr] == name), Route: route[name]})
 	}
+	sc.members = members
 	d.clearGrantsLocked(now, reachable, current)
 	// Lost routers that only a back-off or a ban keeps from being
 	// dialled, and when that ends (islandPickLocked).
@@ -1331,6 +1330,39 @@ func (d *discovery) step(now time.Time) int {
 	return len(members)
 }
 
+// stepScratch holds a policy step's tables of every member between
+// steps: with hundreds of members, making them was most of a step's
+// allocations. A pool, not tables per node: between steps they hold
+// nothing, and a process simulating n nodes would keep n² entries live.
+type stepScratch struct {
+	alive     map[string]Member
+	reachable map[string]bool
+	routes    map[string]routeHop
+	route     map[string]time.Duration // routeLatencyInto's
+	excess    map[string]time.Duration // routeLatencyInto's
+	names     []string
+	members   []topology.Member
+}
+
+var stepScratchPool = sync.Pool{New: func() any {
+	return &stepScratch{alive: map[string]Member{}, reachable: map[string]bool{}, routes: map[string]routeHop{},
+		route: map[string]time.Duration{}, excess: map[string]time.Duration{}}
+}}
+
+// put empties s, so that it keeps no member alive, and returns it to the
+// pool.
+func (s *stepScratch) put() {
+	clear(s.alive)
+	clear(s.reachable)
+	clear(s.routes)
+	clear(s.route)
+	clear(s.excess)
+	clear(s.names[:cap(s.names)])
+	clear(s.members[:cap(s.members)])
+	s.names, s.members = s.names[:0], s.members[:0]
+	stepScratchPool.Put(s)
+}
+
 // routeHop is what the policy needs of a route: its cost and first hop
 // (a PeerInfo per member was a fifth of a step's allocations).
 type routeHop struct {
@@ -1350,11 +1382,15 @@ const routeCostUnit = 10 * time.Microsecond
 // drained link (routing.Config.DrainPenalty), and their cost says nothing
 // of the route's length.
 func routeLatency(routes map[string]routeHop, current []LinkInfo, limit uint32) map[string]time.Duration {
-	excess := make(map[string]time.Duration, len(current))
+	return routeLatencyInto(map[string]time.Duration{}, map[string]time.Duration{}, routes, current, limit)
+}
+
+// routeLatencyInto is routeLatency into out, with excess for its own use;
+// both empty.
+func routeLatencyInto(out, excess map[string]time.Duration, routes map[string]routeHop, current []LinkInfo, limit uint32) map[string]time.Duration {
 	for _, l := range current {
 		excess[l.Peer] = max(time.Duration(l.Cost)*routeCostUnit-l.RTT, 0)
 	}
-	out := make(map[string]time.Duration, len(routes))
 	for name, p := range routes {
 		ex, ok := excess[p.next]
 		if !ok || p.cost >= limit {
@@ -1415,13 +1451,6 @@ func (d *discovery) policyLinkLocked(l links.Link, now time.Time) topology.Link 
 // neighbours through which it stays reachable without its link to this
 // node (see linkAlternates): closing the link would not cut the peer off.
 func (d *discovery) alternates() map[string]int {
-	n := d.n
-	n.mu.Lock()
-	peers := make([]string, 0, len(n.links))
-	for peer := range n.links {
-		peers = append(peers, peer)
-	}
-	n.mu.Unlock()
 	d.mu.Lock()
 	dests := make([]string, 0, len(d.members))
 	for name, gm := range d.members {
@@ -1430,6 +1459,19 @@ func (d *discovery) alternates() map[string]int {
 		}
 	}
 	d.mu.Unlock()
+	return d.alternatesOf(dests)
+}
+
+// alternatesOf is alternates over the members dests (alive, as the step
+// listed them).
+func (d *discovery) alternatesOf(dests []string) map[string]int {
+	n := d.n
+	n.mu.Lock()
+	peers := make([]string, 0, len(n.links))
+	for peer := range n.links {
+		peers = append(peers, peer)
+	}
+	n.mu.Unlock()
 	return linkAlternates(peers, dests, n.router.detours)
 }
 

@@ -97,11 +97,11 @@ package topology
 import (
 	"cmp"
 	"fmt"
-	"hash/fnv"
 	"math"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/serf/coordinate"
@@ -419,16 +419,53 @@ type Plan struct {
 
 // Decide computes the links to add and drop.
 func Decide(in Input) Plan {
-	cfg := in.Config.withDefaults()
-	n := len(in.Members)
-	p := planner{in: in, cfg: cfg, linked: make(map[string]Link, len(in.Links)), members: make(map[string]Member, n),
-		dists: make(map[string]time.Duration, n), hashes: make(map[string]uint64, n)}
+	s := scratchPool.Get().(*scratch)
+	defer s.put()
+	p := planner{in: in, cfg: in.Config.withDefaults(), linked: s.linked, members: s.members,
+		dists: s.dists, hashes: s.hashes, s: s}
 	if in.Coord != nil && in.Coord.Error <= TrustError {
 		p.coord = in.Coord
 	}
 	plan := p.plan()
 	plan.Probe = p.probes()
 	return plan
+}
+
+// scratch holds a step's tables between calls of Decide. A router of a
+// mesh of n members runs Decide every second or two, and making its four
+// tables of n entries, the candidates and the sort's keys each time was
+// most of a policy step's garbage (BenchmarkDecide). A pool, not a table
+// per caller: between steps the tables hold nothing, and a process
+// simulating n nodes, each with its own table of n entries, would keep n²
+// entries live; the steps running at once need only a few.
+type scratch struct {
+	linked  map[string]Link
+	members map[string]Member
+	dists   map[string]time.Duration
+	hashes  map[string]uint64
+	cands   []Member // plan's candidates
+	ranked  []Member // probes' candidates, ranked by estimate
+	keys    []sortKey
+	sorted  []Member
+}
+
+var scratchPool = sync.Pool{New: func() any {
+	return &scratch{linked: map[string]Link{}, members: map[string]Member{},
+		dists: map[string]time.Duration{}, hashes: map[string]uint64{}}
+}}
+
+// put empties s, so that it keeps no member alive, and returns it to the
+// pool.
+func (s *scratch) put() {
+	clear(s.linked)
+	clear(s.members)
+	clear(s.dists)
+	clear(s.hashes)
+	clear(s.cands[:cap(s.cands)])
+	clear(s.ranked[:cap(s.ranked)])
+	clear(s.sorted[:cap(s.sorted)])
+	s.cands, s.ranked, s.keys, s.sorted = s.cands[:0], s.ranked[:0], s.keys[:0], s.sorted[:0]
+	scratchPool.Put(s)
 }
 
 type planner struct {
@@ -443,6 +480,7 @@ type planner struct {
 	degree  int
 	dists   map[string]time.Duration // memo of dist
 	hashes  map[string]uint64        // memo of hash
+	s       *scratch                 // Decide's reused slices (nil outside Decide)
 }
 
 // unknown is the distance of a member with no estimate: far, after every
@@ -465,14 +503,14 @@ func (p *planner) plan() Plan {
 	unavailable := set(p.in.Unavailable)
 	// Candidates: routers only (a router lets leaves dial it; a leaf never
 	// links to another leaf).
-	cands := make([]Member, 0, len(p.members))
+	cands := p.s.cands[:0]
 	for _, m := range p.members {
 		if !m.Leaf {
 			cands = append(cands, m)
 		}
 	}
 	p.sortNearest(cands)
-	p.cands = cands
+	p.cands, p.s.cands = cands, cands
 	for _, m := range cands {
 		if p.dist(m) < unknown {
 			p.known++
@@ -917,7 +955,8 @@ func (p *planner) probes() []string {
 		// This node's own coordinate, not trusted (TrustError), ranks
 		// no link but orders the probes, whose round trips do.
 		est = p.estimate
-		cands = slices.Clone(cands)
+		cands = append(p.s.ranked[:0], cands...)
+		p.s.ranked = cands
 		p.sortBy(cands, est)
 	}
 	radius := p.radius(p.near)
@@ -1156,16 +1195,12 @@ func (p *planner) sortNearest(ms []Member) { p.sortBy(ms, p.dist) }
 
 // sortBy orders members by dist, ties by the seeded hash, then by name.
 func (p *planner) sortBy(ms []Member, dist func(Member) time.Duration) {
-	type keyed struct {
-		d time.Duration
-		h uint64
-		i int
-	}
-	ks := make([]keyed, len(ms))
+	ks := p.s.keys[:0]
 	for i, m := range ms {
-		ks[i] = keyed{d: dist(m), h: p.hash(m.Name), i: i}
+		ks = append(ks, sortKey{d: dist(m), h: p.hash(m.Name), i: i})
 	}
-	slices.SortFunc(ks, func(a, b keyed) int {
+	p.s.keys = ks
+	slices.SortFunc(ks, func(a, b sortKey) int {
 		switch {
 		case a.d != b.d:
 			return cmp.Compare(a.d, b.d)
@@ -1174,11 +1209,19 @@ func (p *planner) sortBy(ms []Member, dist func(Member) time.Duration) {
 		}
 		return strings.Compare(ms[a.i].Name, ms[b.i].Name)
 	})
-	sorted := make([]Member, len(ms))
-	for j, k := range ks {
-		sorted[j] = ms[k.i]
+	sorted := p.s.sorted[:0]
+	for _, k := range ks {
+		sorted = append(sorted, ms[k.i])
 	}
+	p.s.sorted = sorted
 	copy(ms, sorted)
+}
+
+// sortKey is sortBy's key of member i of the slice it sorts.
+type sortKey struct {
+	d time.Duration
+	h uint64
+	i int
 }
 
 // hash is a stable pseudo-random rank of name as seen from this node:
@@ -1193,19 +1236,29 @@ func (p *planner) hash(name string) uint64 {
 	if v, ok := p.hashes[name]; ok {
 		return v
 	}
-	h := fnv.New64a()
-	var s [8]byte
-	for i := range s {
-		s[i] = byte(p.cfg.Seed >> (8 * i))
+	// FNV-1a as hash/fnv computes it (TestHashIsFNV1a), without its
+	// allocations: a step ranks every member by it.
+	h := uint64(fnvOffset)
+	for i := range 8 {
+		h = (h ^ uint64(byte(p.cfg.Seed>>(8*i)))) * fnvPrime
 	}
-	h.Write(s[:])
-	h.Write([]byte(p.in.Self))
-	h.Write([]byte{0})
-	h.Write([]byte(name))
-	v := splitmix.Mix(h.Sum64())
+	for i := range len(p.in.Self) {
+		h = (h ^ uint64(p.in.Self[i])) * fnvPrime
+	}
+	h *= fnvPrime // the separating zero byte
+	for i := range len(name) {
+		h = (h ^ uint64(name[i])) * fnvPrime
+	}
+	v := splitmix.Mix(h)
 	p.hashes[name] = v
 	return v
 }
+
+// The 64-bit FNV-1a's offset basis and prime.
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
 
 func set(xs []string) map[string]bool {
 	m := make(map[string]bool, len(xs))
