@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -156,5 +157,28 @@ func TestReadmeInspectionCommandsAreThoseOfTheAdminSocket(t *testing.T) {
 	}
 	if len(found) < 15 {
 		t.Fatalf("only %d commands take --admin", len(found))
+	}
+}
+
+// The default data dir is the one README.md names: /var/lib/circuitmesh
+// for root, else $XDG_STATE_HOME/circuitmesh or ~/.local/state/circuitmesh.
+func TestDefaultDataDirIsTheReadmes(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Setenv("XDG_STATE_HOME", t.TempDir())
+		if got := defaultDataDir(); got != "/var/lib/circuitmesh" {
+			t.Fatalf("root's default data dir is %s, want /var/lib/circuitmesh", got)
+		}
+		return
+	}
+	state := t.TempDir()
+	t.Setenv("XDG_STATE_HOME", state)
+	if got, want := defaultDataDir(), filepath.Join(state, "circuitmesh"); got != want {
+		t.Errorf("with XDG_STATE_HOME=%s the default data dir is %s, want %s", state, got, want)
+	}
+	home := t.TempDir()
+	t.Setenv("XDG_STATE_HOME", "")
+	t.Setenv("HOME", home)
+	if got, want := defaultDataDir(), filepath.Join(home, ".local", "state", "circuitmesh"); got != want {
+		t.Errorf("without XDG_STATE_HOME the default data dir is %s, want %s", got, want)
 	}
 }
