@@ -1412,7 +1412,11 @@ func (d *discovery) policyConfig() topology.Config {
 
 // slotsLocked returns the node's links as the policy sees them and the
 // members holding a slot by a dial: in progress, or made and its link not
-// ended (it may not be in the node's table yet). alt gives the routing
+// ended nor in the node's table yet. A dial's link in the table holds its
+// slot as a link: listed as pending too, it was never one to give up for
+// room (topology.Room passes over peers being dialled), so a node at its
+// maximum whose links it had all dialled itself refused every repair
+// link (TestAdmissionMakesRoomInPlaceOfOwnDial). alt gives the routing
 // alternates of the links' peers (nil: none known). d.mu is held (it
 // serialises admissions and dials).
 func (d *discovery) slotsLocked(now time.Time, alt map[string]int) ([]topology.Link, []string) {
@@ -1424,17 +1428,21 @@ func (d *discovery) slotsLocked(now time.Time, alt map[string]int) ([]topology.L
 	}
 	n.mu.Unlock()
 	ls := make([]topology.Link, 0, len(cur))
+	linked := make(map[string]bool, len(cur))
 	for _, l := range cur {
 		pl := d.policyLinkLocked(l, now)
 		pl.Alternates = alt[pl.Peer]
 		ls = append(ls, pl)
+		linked[pl.Peer] = true
 	}
 	pending := make([]string, 0, len(d.dialing)+len(d.held))
 	for name := range d.dialing {
 		pending = append(pending, name)
 	}
 	for name := range d.held {
-		pending = append(pending, name)
+		if !linked[name] && !d.dialing[name] {
+			pending = append(pending, name)
+		}
 	}
 	return ls, pending
 }

@@ -104,6 +104,28 @@ func TestAdmissionMakesNoRoomForMemberJustUnreachable(t *testing.T) {
 	}
 }
 
+// A node at its maximum whose links it dialled itself gives one of them
+// up for a member routing has not reached for the lost grace, as for a
+// link it accepted: which end dialled a redundant link does not make it
+// less redundant. Before, a dial's link held its slot as a dial in
+// progress for its whole life, and topology.Room passes over peers being
+// dialled, so such a node refused the repair link at its maximum.
+func TestAdmissionMakesRoomInPlaceOfOwnDial(t *testing.T) {
+	_, hub := fullTriangle(t)
+	d := hub.disco
+	d.mu.Lock()
+	for _, peer := range []string{"a", "b"} {
+		d.held[peer] = hub.link(peer) // as if hub had dialled both
+	}
+	d.mu.Unlock()
+	addUnreachableMember(hub, "x", time.Now().Add(-time.Minute), false)
+	ok, evicted, reason, _ := d.admit(incomingAs{Link: hub.link("a"), peer: "x"}, func(links.Link) bool { return true })
+	if !ok || evicted == nil {
+		t.Fatalf("a link from x, a member routing has not reached for a minute, at the maximum of hub, which dialled both its links: admitted %v, in place of %v (refused: %q); want admitted in place of one of them",
+			ok, evicted, reason)
+	}
+}
+
 // slowQuality is a link whose RTT reads rtt.
 type slowQuality struct {
 	links.Link
