@@ -79,8 +79,9 @@
 // can refuse in the destination's name or claim an accept). The names it
 // forges are node names all the same: ReadOpen takes a Dest, Source or
 // Path name only when identity.ValidateName accepts it, and ReadResult a
-// Node or Path name, so no escapes or junk reach Conn.Path, RemoteAddr,
-// logs or spans.
+// Node or Path name, so no escapes or junk reach Conn.Path, RemoteAddr or
+// spans (a node logs the refused header's error, where ValidateName quotes
+// the name and cuts one longer than 63 bytes to 20).
 //
 // On an unsealed circuit (Dial, DialEarly, Accept) a relay also sees and
 // can alter the payload, and the Source a destination sees is as
