@@ -76,7 +76,12 @@
 // ended the path with its own name (Open.CheckPath). A relay, being on the path,
 // can still forge what it forwards: the Source of circuits it claims to
 // relay, the path, the hop count, the trace context and the result (it
-// can refuse in the destination's name or claim an accept).
+// can refuse in the destination's name or claim an accept). The names it
+// forges are node names all the same: ReadOpen takes a Dest, Source or
+// Path name only when identity.ValidateName accepts it, and ReadResult a
+// Node or Path name, so no escapes or junk reach Conn.Path, RemoteAddr or
+// spans (a node logs the refused header's error, where ValidateName quotes
+// the name and cuts one longer than 63 bytes to 20).
 //
 // On an unsealed circuit (Dial, DialEarly, Accept) a relay also sees and
 // can alter the payload, and the Source a destination sees is as

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
 // Flags are the open header's option bits. Unknown bits are kept and
@@ -108,9 +110,11 @@ func WriteOpen(w io.Writer, o *Open) error { return writeHeader(w, o) }
 
 // ReadOpen reads exactly one open header from r (never more bytes). max
 // bounds the header size (<= 0 means DefaultMaxHeaderSize). Decoding
-// failures wrap ErrMalformedHeader or ErrHeaderTooLarge; a stream that ends
-// before the first byte gives an error wrapping io.EOF; other read errors
-// are returned wrapped.
+// failures wrap ErrMalformedHeader or ErrHeaderTooLarge; a Dest, Source or
+// Path name that is not a valid node name (identity.ValidateName, the rule
+// certificates follow) makes the header malformed, and the error wraps
+// identity.ErrInvalidName too; a stream that ends before the first byte
+// gives an error wrapping io.EOF; other read errors are returned wrapped.
 func ReadOpen(r io.Reader, max int) (*Open, error) {
 	return readHeader(r, kindOpen, max, parseOpen)
 }
@@ -177,7 +181,28 @@ func parseOpen(body []byte) (*Open, error) {
 	if o.Dest == "" || o.Source == "" {
 		return nil, fmt.Errorf("%w: open without Dest or Source", ErrMalformedHeader)
 	}
+	if err := identity.ValidateName(o.Dest); err != nil {
+		return nil, fmt.Errorf("%w: open dest: %w", ErrMalformedHeader, err)
+	}
+	if err := identity.ValidateName(o.Source); err != nil {
+		return nil, fmt.Errorf("%w: open source: %w", ErrMalformedHeader, err)
+	}
+	if err := checkPathNames(o.Path); err != nil {
+		return nil, fmt.Errorf("%w: open %w", ErrMalformedHeader, err)
+	}
 	return o, nil
+}
+
+// checkPathNames checks that every name of a path is a node name
+// (identity.ValidateName): each relay writes its own, and the names end
+// up in the destination's Conn.Path, its logs and its spans.
+func checkPathNames(path []string) error {
+	for i, name := range path {
+		if err := identity.ValidateName(name); err != nil {
+			return fmt.Errorf("path name %d: %w", i, err)
+		}
+	}
+	return nil
 }
 
 // Forward returns the header a relay named relay sends to the next hop:

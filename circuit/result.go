@@ -46,8 +46,8 @@ func (r *Result) AppendTo(b []byte) ([]byte, error) {
 func WriteResult(w io.Writer, r Result) error { return writeHeader(w, &r) }
 
 // ReadResult reads exactly one result header from r (never more bytes).
-// Errors are as for ReadOpen. A Node that is not a valid node name
-// (identity.ValidateName) makes the header malformed; the Reason read is
+// Errors are as for ReadOpen. A Node or a Path name that is not a valid
+// node name (identity.ValidateName) makes the header malformed; the Reason read is
 // links.PeerText of the one sent (every rune that is not printable
 // replaced by '?'): any hop on the path writes these bytes, and they end
 // up in the caller's error, which is logged and printed to terminals.
@@ -70,6 +70,9 @@ func parseResult(body []byte) (*Result, error) {
 	}
 	if err := identity.ValidateName(r.Node); err != nil {
 		return nil, fmt.Errorf("%w: result node: %w", ErrMalformedHeader, err)
+	}
+	if err := checkPathNames(r.Path); err != nil {
+		return nil, fmt.Errorf("%w: result %w", ErrMalformedHeader, err)
 	}
 	r.Reason = links.PeerText(r.Reason)
 	return r, nil
