@@ -1162,7 +1162,7 @@ func (d *discovery) step(now time.Time) int {
 		}
 	}
 	current := n.Links()
-	route := routeLatencyInto(sc.route, sc.excess, routes, current, uint32(n.router.drainPenalty))
+	route := routeLatency(sc.route, sc.excess, routes, current, uint32(n.router.drainPenalty))
 	// Peers of links that gossip does not list but routing reaches: the
 	// link, authenticated and live, outweighs gossip, which anyone with
 	// the gossip key can forge (a dead message, or an alive one at the
@@ -1338,8 +1338,8 @@ type stepScratch struct {
 	alive     map[string]Member
 	reachable map[string]bool
 	routes    map[string]routeHop
-	route     map[string]time.Duration // routeLatencyInto's
-	excess    map[string]time.Duration // routeLatencyInto's
+	route     map[string]time.Duration // routeLatency's
+	excess    map[string]time.Duration // routeLatency's
 	names     []string
 	members   []topology.Member
 }
@@ -1374,20 +1374,15 @@ type routeHop struct {
 // (links.Cost).
 const routeCostUnit = 10 * time.Microsecond
 
-// routeLatency turns routes into the policy's Member.Route: the route's
+// routeLatency turns routes into the policy's Member.Route, written into
+// out and returned (excess is its own table; both are empty): the route's
 // cost as round-trip time, less what the first hop's cost adds to its
 // measured RTT (loss, RTT variance, a pinned cost), which this node sees;
 // the hops beyond are taken at their cost. Routes without a known first
 // hop are left out, and so are those of cost limit or more: they cross a
 // drained link (routing.Config.DrainPenalty), and their cost says nothing
 // of the route's length.
-func routeLatency(routes map[string]routeHop, current []LinkInfo, limit uint32) map[string]time.Duration {
-	return routeLatencyInto(map[string]time.Duration{}, map[string]time.Duration{}, routes, current, limit)
-}
-
-// routeLatencyInto is routeLatency into out, with excess for its own use;
-// both empty.
-func routeLatencyInto(out, excess map[string]time.Duration, routes map[string]routeHop, current []LinkInfo, limit uint32) map[string]time.Duration {
+func routeLatency(out, excess map[string]time.Duration, routes map[string]routeHop, current []LinkInfo, limit uint32) map[string]time.Duration {
 	for _, l := range current {
 		excess[l.Peer] = max(time.Duration(l.Cost)*routeCostUnit-l.RTT, 0)
 	}

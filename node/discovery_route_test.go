@@ -33,7 +33,7 @@ func TestRouteLatency(t *testing.T) {
 		"f": {next: "clean", cost: uint32(routing.Config{}.DrainPenalty())},
 	}
 	want := map[string]time.Duration{"a": ms(6), "b": ms(6), "c": ms(3)}
-	if got := routeLatency(routes, current, uint32(routing.Config{}.DrainPenalty())); !maps.Equal(got, want) {
+	if got := routeLatency(map[string]time.Duration{}, map[string]time.Duration{}, routes, current, uint32(routing.Config{}.DrainPenalty())); !maps.Equal(got, want) {
 		t.Errorf("route latencies %v, want %v", got, want)
 	}
 }
