@@ -34,6 +34,9 @@ const (
 // answer.
 const infoWriteTimeout = 10 * time.Second
 
+// maxInfoName bounds the node names of an info answer.
+const maxInfoName = 255
+
 // ErrBadInfo: an info answer that is not valid JSON, too large, or that
 // breaks the bounds above.
 var ErrBadInfo = errors.New("bad info answer")
@@ -138,7 +141,7 @@ func DecodeInfo(b []byte) (NodeInfo, error) {
 		return NodeInfo{}, fmt.Errorf("%w: data after the JSON object", ErrBadInfo)
 	}
 	switch {
-	case info.Name == "" || len(info.Name) > maxServiceName:
+	case info.Name == "" || len(info.Name) > maxInfoName:
 		return NodeInfo{}, fmt.Errorf("%w: node name of %d bytes", ErrBadInfo, len(info.Name))
 	case len(info.Links) > MaxInfoLinks:
 		return NodeInfo{}, fmt.Errorf("%w: %d links, more than %d", ErrBadInfo, len(info.Links), MaxInfoLinks)
@@ -146,7 +149,7 @@ func DecodeInfo(b []byte) (NodeInfo, error) {
 		return NodeInfo{}, fmt.Errorf("%w: %d services, more than %d", ErrBadInfo, len(info.Services), MaxInfoServices)
 	}
 	for i, l := range info.Links {
-		if l.Peer == "" || len(l.Peer) > maxServiceName || l.RTT < 0 || !(l.Loss >= 0 && l.Loss <= 1) || l.Streams < 0 {
+		if l.Peer == "" || len(l.Peer) > maxInfoName || l.RTT < 0 || !(l.Loss >= 0 && l.Loss <= 1) || l.Streams < 0 {
 			return NodeInfo{}, fmt.Errorf("%w: link %q out of range", ErrBadInfo, l.Peer)
 		}
 		info.Links[i].Role = links.PeerText(l.Role)
