@@ -16,7 +16,9 @@ import (
 // x logs at DEBUG. Before, x wrote a line for each, 100 lines; now one
 // line for m this minute, carrying the count of such refusals, and every
 // open is still refused (code Policy) and counted
-// (circuitmesh_circuits_refused_total{code="policy"}).
+// (circuitmesh_circuits_refused_total{code="policy"}). The same for 100
+// sealed opens whose end-to-end handshake fails (an unknown mode): before,
+// 100 lines; now one.
 func TestAttackBadOpenHeadersFloodTheDebugLog(t *testing.T) {
 	const bad = 100
 	c := newCluster(t, true)
@@ -59,5 +61,36 @@ func TestAttackBadOpenHeadersFloodTheDebugLog(t *testing.T) {
 	}
 	if lines != 1 {
 		t.Errorf("x wrote %d lines for %d bad open headers from one neighbour within a minute, want 1", lines, bad)
+	}
+
+	// Sealed opens to x whose first handshake message names no mode x
+	// knows: each is refused policy after its header was read.
+	failed0 := x.limits.e2eFailed.Load()
+	refused0 = counterValue(policy)
+	for i := range bad {
+		s, err := m.link("x").OpenStream(ctxT(t, 10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := &circuit.Open{Dest: "x", Source: "m", Service: EchoService, HopLimit: 15, Flags: circuit.FlagEarly | circuit.FlagSealed}
+		b, _ := o.AppendTo(nil)
+		b = append(append(b, 0, 40, 9), make([]byte, 40)...) // length 40, mode 9
+		if _, err := s.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		res, err := circuit.ReadResult(s, 0)
+		s.Reset(circuit.CloseCancelled)
+		if err != nil || res.Code != circuit.Policy {
+			t.Fatalf("sealed open %d with an unknown mode: %+v, %v; want a policy refusal", i, res, err)
+		}
+	}
+	if got := x.limits.e2eFailed.Load() - failed0; got != bad {
+		t.Errorf("x counted %d failed handshakes, want %d", got, bad)
+	}
+	if got := counterValue(policy) - refused0; got != bad {
+		t.Errorf("x counted %v policy refusals of sealed opens, want %d", got, bad)
+	}
+	if got := strings.Count(xlog.String(), `msg="end-to-end handshake failed"`); got != 1 {
+		t.Errorf("x wrote %d lines for %d failed handshakes from one neighbour within a minute, want 1", got, bad)
 	}
 }

@@ -90,11 +90,13 @@ type limiter struct {
 	// badOpens counts streams refused because their open header could
 	// not be read (malformed: names, service; too large, truncated or
 	// late) or, for a sealed open to relay, the first bytes of its
-	// handshake. badOpenLog writes each kind at DEBUG once per neighbour
-	// a minute, at most badOpenLines lines a minute in all: a neighbour
-	// can open such streams as fast as it writes headers.
-	badOpens   atomic.Uint64
-	badOpenLog *ratelog.Log
+	// handshake; e2eFailed sealed opens to this node whose end-to-end
+	// handshake failed (refused policy). badOpenLog writes each kind at
+	// DEBUG once per neighbour a minute, and refused resumes once per
+	// source a minute, at most badOpenLines lines a minute in all: a
+	// neighbour can open such streams as fast as it writes headers.
+	badOpens, e2eFailed atomic.Uint64
+	badOpenLog          *ratelog.Log
 	// forgedRefused counts opens refused for a forged source or path
 	// (circuit.CheckSource), all links together; floods logs them once
 	// per link per minute.
