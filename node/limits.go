@@ -122,8 +122,8 @@ type limiter struct {
 	opens *openBudget
 }
 
-// badOpenLines bounds the lines a minute that name refused open headers,
-// all neighbours together.
+// badOpenLines bounds the lines a minute badOpenLog writes, all kinds and
+// neighbours together.
 const badOpenLines = 16
 
 func newLimiter(l Limits, log *slog.Logger) *limiter {
@@ -142,7 +142,7 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 		fullByLink:   make(map[string]*bucket.Bucket),
 
 		badOpenLog: ratelog.New(log, time.Minute, 1024).Total(badOpenLines,
-			"bad open headers from more neighbours than the log names: counted, not logged, until the minute ends"),
+			"refused opens from more neighbours than the log names: counted, not logged, until the minute ends"),
 
 		failedIKByLink:    make(map[string]*bucket.Bucket),
 		fullReserveByLink: make(map[string]*bucket.Bucket),
