@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/circuitmesh/circuitmesh/links/identity"
 )
@@ -113,8 +115,10 @@ func WriteOpen(w io.Writer, o *Open) error { return writeHeader(w, o) }
 // failures wrap ErrMalformedHeader or ErrHeaderTooLarge; a Dest, Source or
 // Path name that is not a valid node name (identity.ValidateName, the rule
 // certificates follow) makes the header malformed, and the error wraps
-// identity.ErrInvalidName too; a stream that ends before the first byte
-// gives an error wrapping io.EOF; other read errors are returned wrapped.
+// identity.ErrInvalidName too; so does a non-empty Service that breaks
+// ValidateService, the error wrapping ErrInvalidService; a stream that
+// ends before the first byte gives an error wrapping io.EOF; other read
+// errors are returned wrapped.
 func ReadOpen(r io.Reader, max int) (*Open, error) {
 	return readHeader(r, kindOpen, max, parseOpen)
 }
@@ -187,10 +191,51 @@ func parseOpen(body []byte) (*Open, error) {
 	if err := identity.ValidateName(o.Source); err != nil {
 		return nil, fmt.Errorf("%w: open source: %w", ErrMalformedHeader, err)
 	}
+	if o.Service != "" {
+		if err := ValidateService(o.Service); err != nil {
+			return nil, fmt.Errorf("%w: open %w", ErrMalformedHeader, err)
+		}
+	}
 	if err := checkPathNames(o.Path); err != nil {
 		return nil, fmt.Errorf("%w: open %w", ErrMalformedHeader, err)
 	}
 	return o, nil
+}
+
+// MaxServiceLen is the longest service name, in bytes.
+const MaxServiceLen = 63
+
+// ErrInvalidService: a service name breaks the rule of ValidateService.
+var ErrInvalidService = errors.New("invalid service name")
+
+// ValidateService checks a service name: 1 to MaxServiceLen bytes of
+// UTF-8, every rune a letter, mark, number, punctuation or symbol (no
+// spaces, control, format or unassigned runes: nothing that moves a
+// terminal's cursor, hides text or changes its direction). Capitals and
+// a leading '_' (InfoService) are allowed. The error wraps
+// ErrInvalidService and quotes the name, escaped (cut to 20 characters
+// when too long).
+//
+// The destination's spans, logs and refusal reasons carry the service
+// name of an open: the hop that reads an open header refuses one whose
+// service breaks this rule (ReadOpen), as it does a name that is not a
+// node name.
+func ValidateService(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("service name is empty: %w", ErrInvalidService)
+	case len(name) > MaxServiceLen:
+		return fmt.Errorf("service name %.20q... is %d bytes, longer than %d: %w", name, len(name), MaxServiceLen, ErrInvalidService)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("service name %q is not UTF-8: %w", name, ErrInvalidService)
+	}
+	for i, r := range name {
+		if !unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S) {
+			return fmt.Errorf("service name %q: character %q at %d not allowed (want letters, digits, punctuation or symbols, no spaces or control characters): %w",
+				name, r, i, ErrInvalidService)
+		}
+	}
+	return nil
 }
 
 // checkPathNames checks that every name of a path is a node name

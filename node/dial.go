@@ -47,8 +47,8 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 		}
 		return nil, &circuit.RefusedError{Code: circuit.ShuttingDown, Node: n.cfg.Name, Dest: peer, Service: service, Reason: "node is closing"}
 	}
-	if service == "" || len(service) > maxServiceName {
-		return nil, ErrInvalidService
+	if err := circuit.ValidateService(service); err != nil {
+		return nil, err
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc

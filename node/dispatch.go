@@ -66,7 +66,8 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 	}
 	defer opened()
 	if err != nil {
-		n.log.Debug("bad open header", "peer", l.Peer(), "err", err)
+		total := n.limits.badOpens.Add(1)
+		n.limits.badOpenLog.Debug(l.Peer(), "bad open header", "peer", l.Peer(), "err", err, "refused_total", total)
 		n.refuse(s, circuit.Policy, err.Error())
 		return
 	}
@@ -126,7 +127,8 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 	// (Limits.RelayFullHandshakesPerLink): their first bytes are read
 	// with the header, within its pending slot.
 	if rest, err = n.readFirstPrefix(s, o, rest); err != nil {
-		n.log.Debug("bad sealed open", "peer", l.Peer(), "err", err)
+		total := n.limits.badOpens.Add(1)
+		n.limits.badOpenLog.Debug("sealed:"+l.Peer(), "bad sealed open", "peer", l.Peer(), "err", err, "refused_total", total)
 		n.limits.opens.charge(o, key, time.Now())
 		n.refuse(s, circuit.Policy, err.Error())
 		aheadBufs.Put(bp)

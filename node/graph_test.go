@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
 // linkPairs lists a graph's links as "a-b".
@@ -149,12 +150,14 @@ func TestLinkQualityClasses(t *testing.T) {
 }
 
 func TestInfoAnswerStaysWithinItsBound(t *testing.T) {
-	info := NodeInfo{Name: strings.Repeat("n", 255), Role: "router", Version: "v1"}
-	for i := range MaxInfoLinks + 50 {
-		info.Links = append(info.Links, InfoLink{Peer: fmt.Sprintf("%0255d", i), Role: "router", RTT: time.Millisecond, Cost: 100})
+	// At its bounds, with the longest names (node names and service
+	// names of 63 bytes), an answer fits whole.
+	info := NodeInfo{Name: strings.Repeat("n", identity.MaxNameLen), Role: "router", Version: "v1"}
+	for i := range MaxInfoLinks {
+		info.Links = append(info.Links, InfoLink{Peer: fmt.Sprintf("%063d", i), Role: "router", RTT: time.Millisecond, Cost: 100})
 	}
 	for i := range MaxInfoServices {
-		info.Services = append(info.Services, fmt.Sprintf("%0255d", i))
+		info.Services = append(info.Services, fmt.Sprintf("%063d", i))
 	}
 	b := encodeInfo(info)
 	if len(b) > MaxInfoSize {
@@ -164,8 +167,19 @@ func TestInfoAnswerStaysWithinItsBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Name != info.Name || !got.ServicesTruncated || len(got.Links) == 0 {
-		t.Fatalf("decoded %q with %d links, %d services, truncated %v", got.Name, len(got.Links), len(got.Services), got.ServicesTruncated)
+	if got.Name != info.Name || got.ServicesTruncated || got.LinksTruncated || len(got.Links) != MaxInfoLinks || len(got.Services) != MaxInfoServices {
+		t.Fatalf("decoded %q with %d links, %d services, truncated %v %v", got.Name, len(got.Links), len(got.Services), got.LinksTruncated, got.ServicesTruncated)
+	}
+	// Beyond them, encodeInfo drops services, then links, until it fits.
+	for i := MaxInfoLinks; i < 4*MaxInfoLinks; i++ {
+		info.Links = append(info.Links, InfoLink{Peer: fmt.Sprintf("%063d", i), Role: "router", RTT: time.Millisecond, Cost: 100})
+	}
+	b = encodeInfo(info)
+	if len(b) > MaxInfoSize {
+		t.Fatalf("answer of %d bytes, bound %d", len(b), MaxInfoSize)
+	}
+	if got, err = DecodeInfo(b); err != nil || !got.ServicesTruncated || !got.LinksTruncated || len(got.Links) == 0 {
+		t.Fatalf("decoded %q with %d links, %d services, truncated %v %v: %v", got.Name, len(got.Links), len(got.Services), got.LinksTruncated, got.ServicesTruncated, err)
 	}
 	if _, err := DecodeInfo(append(b, make([]byte, MaxInfoSize)...)); !errors.Is(err, ErrBadInfo) {
 		t.Fatalf("oversized answer: %v", err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/circuitmesh/circuitmesh/node/policy"
 )
 
@@ -100,7 +101,7 @@ func (n *Node) infoFor(asker *policy.Subject) NodeInfo {
 }
 
 // encodeInfo encodes info within MaxInfoSize, dropping services, then
-// links, while it is too large (names are at most 255 bytes, so this
+// links, while it is too large (names are at most 63 bytes, so this
 // only happens near the bounds).
 func encodeInfo(info NodeInfo) []byte {
 	for {
@@ -121,10 +122,11 @@ func encodeInfo(info NodeInfo) []byte {
 	}
 }
 
-// DecodeInfo parses an info answer and checks its bounds. Its text
-// (mesh, role, version, commit, services, the links' roles) comes back
-// as links.PeerText makes it: every rune that is not printable reads as
-// '?'.
+// DecodeInfo parses an info answer and checks its bounds. Its names (the
+// node's, its links' peers) must be node names (identity.ValidateName),
+// else the answer is bad. Its text (mesh, role, version, commit,
+// services, the links' roles) comes back as links.PeerText makes it:
+// every rune that is not printable reads as '?'.
 func DecodeInfo(b []byte) (NodeInfo, error) {
 	var info NodeInfo
 	if len(b) > MaxInfoSize {
@@ -137,16 +139,20 @@ func DecodeInfo(b []byte) (NodeInfo, error) {
 	if dec.More() {
 		return NodeInfo{}, fmt.Errorf("%w: data after the JSON object", ErrBadInfo)
 	}
+	if err := identity.ValidateName(info.Name); err != nil {
+		return NodeInfo{}, fmt.Errorf("%w: node %w", ErrBadInfo, err)
+	}
 	switch {
-	case info.Name == "" || len(info.Name) > maxServiceName:
-		return NodeInfo{}, fmt.Errorf("%w: node name of %d bytes", ErrBadInfo, len(info.Name))
 	case len(info.Links) > MaxInfoLinks:
 		return NodeInfo{}, fmt.Errorf("%w: %d links, more than %d", ErrBadInfo, len(info.Links), MaxInfoLinks)
 	case len(info.Services) > MaxInfoServices:
 		return NodeInfo{}, fmt.Errorf("%w: %d services, more than %d", ErrBadInfo, len(info.Services), MaxInfoServices)
 	}
 	for i, l := range info.Links {
-		if l.Peer == "" || len(l.Peer) > maxServiceName || l.RTT < 0 || !(l.Loss >= 0 && l.Loss <= 1) || l.Streams < 0 {
+		if err := identity.ValidateName(l.Peer); err != nil {
+			return NodeInfo{}, fmt.Errorf("%w: link %d: peer %w", ErrBadInfo, i, err)
+		}
+		if l.RTT < 0 || !(l.Loss >= 0 && l.Loss <= 1) || l.Streams < 0 {
 			return NodeInfo{}, fmt.Errorf("%w: link %q out of range", ErrBadInfo, l.Peer)
 		}
 		info.Links[i].Role = links.PeerText(l.Role)

@@ -87,6 +87,16 @@ type limiter struct {
 	// routeWaitRefused counts opens refused `no route` at once because
 	// a bound on opens waiting for a lost route was reached.
 	routeWaitRefused atomic.Uint64
+	// badOpens counts streams refused because their open header could
+	// not be read (malformed: names, service; too large, truncated or
+	// late) or, for a sealed open to relay, the first bytes of its
+	// handshake; e2eFailed sealed opens to this node whose end-to-end
+	// handshake failed (refused policy). badOpenLog writes each kind at
+	// DEBUG once per neighbour a minute, and refused resumes once per
+	// source a minute, at most badOpenLines lines a minute in all: a
+	// neighbour can open such streams as fast as it writes headers.
+	badOpens, e2eFailed atomic.Uint64
+	badOpenLog          *ratelog.Log
 	// forgedRefused counts opens refused for a forged source or path
 	// (circuit.CheckSource), all links together; floods logs them once
 	// per link per minute.
@@ -112,6 +122,10 @@ type limiter struct {
 	opens *openBudget
 }
 
+// badOpenLines bounds the lines a minute badOpenLog writes, all kinds and
+// neighbours together.
+const badOpenLines = 16
+
 func newLimiter(l Limits, log *slog.Logger) *limiter {
 	return &limiter{
 		lim:          l,
@@ -126,6 +140,9 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 		routeWaits:   shares{byLink: make(map[string]int)},
 		fullNode:     bucket.Full(float64(l.FullHandshakes), float64(l.FullHandshakes), time.Now()),
 		fullByLink:   make(map[string]*bucket.Bucket),
+
+		badOpenLog: ratelog.New(log, time.Minute, 1024).Total(badOpenLines,
+			"refused opens from more neighbours than the log names: counted, not logged, until the minute ends"),
 
 		failedIKByLink:    make(map[string]*bucket.Bucket),
 		fullReserveByLink: make(map[string]*bucket.Bucket),

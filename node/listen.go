@@ -30,9 +30,6 @@ const backlogReserve = Backlog / 8
 // more from the backlog's reserve.
 const backlogFloor = backlogReserve / 4
 
-// maxServiceName bounds a service name.
-const maxServiceName = 255
-
 // listener is a service's net.Listener.
 type listener struct {
 	n       *Node
@@ -69,6 +66,8 @@ type backlogPlace struct {
 // Listen publishes service on this node: circuits addressed to
 // (this node, service) are returned by the listener's Accept. Closing the
 // listener unpublishes the service; circuits already accepted stay open.
+// A name that breaks circuit.ValidateService (1 to 63 bytes of UTF-8,
+// no spaces or control characters) fails with ErrInvalidService.
 func (n *Node) Listen(service string) (net.Listener, error) {
 	l, err := n.listen(service, nil)
 	if err != nil {
@@ -79,8 +78,8 @@ func (n *Node) Listen(service string) (net.Listener, error) {
 
 // listen is Listen for a service whose circuits handle serves, when set.
 func (n *Node) listen(service string, handle func(net.Conn)) (*listener, error) {
-	if service == "" || len(service) > maxServiceName {
-		return nil, fmt.Errorf("listen %q: %w", service, ErrInvalidService)
+	if err := circuit.ValidateService(service); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -33,8 +33,9 @@ var (
 	ErrNotLinked = errors.New("not a static link")
 	// ErrTooManySubscribers: Subscribe past MaxSubscribers.
 	ErrTooManySubscribers = errors.New("too many event subscribers")
-	// ErrInvalidService: an empty or oversized service name.
-	ErrInvalidService = errors.New("invalid service name")
+	// ErrInvalidService: a service name that breaks the rule of
+	// circuit.ValidateService (it is circuit.ErrInvalidService).
+	ErrInvalidService = circuit.ErrInvalidService
 )
 
 // Node is one mesh node: it owns its links, the routing engine, circuit

@@ -298,6 +298,6 @@ func (n *Node) resumePath(tc *trackedConn, o *circuit.Open) {
 		return
 	}
 	if _, err := n.resumeTable.Resume(tc, o.Source, o.Service, time.Now().Add(n.cfg.Limits.HeaderTimeout)); err != nil {
-		n.log.Debug("refused to resume a circuit", "source", o.Source, "service", o.Service, "err", err)
+		n.limits.badOpenLog.Debug("resume:"+o.Source, "refused to resume a circuit", "source", o.Source, "service", o.Service, "err", err)
 	}
 }

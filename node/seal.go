@@ -288,7 +288,8 @@ func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Resp
 	case errIsRetry(err):
 		return nil, circuit.Retry, err
 	case err != nil:
-		n.log.Debug("end-to-end handshake failed", "source", o.Source, "service", o.Service, "err", err)
+		total := n.limits.e2eFailed.Add(1)
+		n.limits.badOpenLog.Debug("e2e:"+from, "end-to-end handshake failed", "peer", from, "source", o.Source, "service", o.Service, "err", err, "failed_total", total)
 		return nil, circuit.Policy, err
 	}
 	return r, circuit.Accepted, nil

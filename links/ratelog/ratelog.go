@@ -3,6 +3,7 @@
 package ratelog
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -58,6 +59,21 @@ func (r *Log) Total(n int, msg string) *Log {
 // lines dropped for its key since the previous one, when non-zero. It
 // reports whether it logged.
 func (r *Log) Warn(key, msg string, args ...any) bool {
+	return r.At(slog.LevelWarn, key, msg, args...)
+}
+
+// Debug is Warn at DEBUG. While the logger does not write DEBUG lines it
+// returns false at once and counts nothing.
+func (r *Log) Debug(key, msg string, args ...any) bool {
+	return r.At(slog.LevelDebug, key, msg, args...)
+}
+
+// At is Warn at level (Total's note too); below WARN, while the logger
+// does not write level, it returns false at once and counts nothing.
+func (r *Log) At(level slog.Level, key, msg string, args ...any) bool {
+	if level < slog.LevelWarn && !r.log.Enabled(context.Background(), level) {
+		return false
+	}
 	now := time.Now()
 	r.mu.Lock()
 	e := r.keys[key]
@@ -79,7 +95,7 @@ func (r *Log) Warn(key, msg string, args ...any) bool {
 			r.over = true
 			r.mu.Unlock()
 			if note {
-				r.log.Warn(r.overMsg, "lines", r.total, "period", r.period)
+				r.log.Log(context.Background(), level, r.overMsg, "lines", r.total, "period", r.period)
 			}
 			return false
 		}
@@ -101,6 +117,6 @@ func (r *Log) Warn(key, msg string, args ...any) bool {
 	if held > 0 {
 		args = append(args, "held_back", held)
 	}
-	r.log.Warn(msg, args...)
+	r.log.Log(context.Background(), level, msg, args...)
 	return true
 }

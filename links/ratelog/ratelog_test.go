@@ -42,3 +42,31 @@ func TestTotalBoundsLinesOfAllKeys(t *testing.T) {
 		t.Fatalf("line in the next period: %q, want held_back=3 (c, d and c again)", buf.String())
 	}
 }
+
+func TestDebugBoundsLikeWarnAtItsLevel(t *testing.T) {
+	var buf bytes.Buffer
+	debug := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	l := New(debug, time.Hour, 64).Total(2, "too many keys")
+	for _, k := range []string{"a", "a", "b", "c", "d"} {
+		l.Debug(k, "bad open", "key", k)
+	}
+	out := buf.String()
+	if got, over := strings.Count(out, "msg=\"bad open\""), strings.Count(out, "too many keys"); got != 2 || over != 1 {
+		t.Fatalf("%d lines and %d notes for 5 lines of 4 keys with a total of 2, want 2 and 1:\n%s", got, over, out)
+	}
+	if n := strings.Count(out, "level=DEBUG"); n != 3 {
+		t.Fatalf("%d of 3 lines at DEBUG:\n%s", n, out)
+	}
+
+	// A logger that does not write DEBUG: nothing logged, nothing counted.
+	buf.Reset()
+	quiet := New(slog.New(slog.NewTextHandler(&buf, nil)), time.Hour, 64).Total(1, "too many keys")
+	for _, k := range []string{"a", "b", "a"} {
+		if quiet.Debug(k, "bad open") {
+			t.Fatalf("Debug logged %q to an INFO logger", k)
+		}
+	}
+	if buf.Len() != 0 || len(quiet.keys) != 0 || quiet.held != 0 {
+		t.Fatalf("an INFO logger: %q written, %d keys, %d held back; want nothing", buf.String(), len(quiet.keys), quiet.held)
+	}
+}
