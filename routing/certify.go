@@ -42,6 +42,10 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en *entry) *origin
 	if o != nil && o.attValid && !seqnoLess(o.attSeq, en.seqno) {
 		e.stats.AttestationsHeld++
 		if o.attSeq == en.seqno {
+			if e.attHeld(nb, o) {
+				// We sent nb this attestation while it sent it to us.
+				e.stats.AttestationsCrossed++
+			}
 			// nb holds what we would send it.
 			e.setAttHeldOf(nb, o, true)
 		}
