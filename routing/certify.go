@@ -43,7 +43,8 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en *entry) *origin
 		e.stats.AttestationsHeld++
 		if o.attSeq == en.seqno {
 			if e.attHeld(nb, o) {
-				// We sent nb this attestation while it sent it to us.
+				// Known to be held by nb: mostly sent it by us while
+				// nb sent it to us, the copies crossing on the link.
 				e.stats.AttestationsCrossed++
 			}
 			// nb holds what we would send it.
