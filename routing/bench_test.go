@@ -52,6 +52,7 @@ func (c *convergence) add(d convergence) {
 	c.engine.CachedVerdicts += d.engine.CachedVerdicts
 	c.engine.AttestationsOut += d.engine.AttestationsOut
 	c.engine.AttestationsHeld += d.engine.AttestationsHeld
+	c.engine.AttestationsCrossed += d.engine.AttestationsCrossed
 }
 
 // engineStats sums the counters of every live engine.
@@ -65,6 +66,7 @@ func engineStats(n *routingtest.Network) routing.Stats {
 		s.RefusedOrigins += st.RefusedOrigins
 		s.AttestationsOut += st.AttestationsOut
 		s.AttestationsHeld += st.AttestationsHeld
+		s.AttestationsCrossed += st.AttestationsCrossed
 	}
 	return s
 }
@@ -72,7 +74,7 @@ func engineStats(n *routingtest.Network) routing.Stats {
 func subStats(a, b routing.Stats) routing.Stats {
 	return routing.Stats{UpdatesIn: a.UpdatesIn - b.UpdatesIn, Verified: a.Verified - b.Verified,
 		CachedVerdicts: a.CachedVerdicts - b.CachedVerdicts, AttestationsOut: a.AttestationsOut - b.AttestationsOut,
-		AttestationsHeld: a.AttestationsHeld - b.AttestationsHeld}
+		AttestationsHeld: a.AttestationsHeld - b.AttestationsHeld, AttestationsCrossed: a.AttestationsCrossed - b.AttestationsCrossed}
 }
 
 func seqnoBumps(n *routingtest.Network) int {
@@ -153,9 +155,12 @@ func report(b *testing.B, sum convergence) {
 	b.ReportMetric(float64(sum.bytes)/nodes, "bytes/node")
 	b.ReportMetric(float64(sum.cpu.Microseconds())/nodes, "cpu-us/node")
 	b.ReportMetric(float64(sum.engine.UpdatesIn)/nodes, "updates-in/node")
-	// Attestations sent, and those received that the receiver held.
+	// Attestations sent, those received that the receiver held, and of
+	// those the ones it had sent the same neighbour in the same round
+	// (crossed); the rest came from two neighbours in the same round.
 	b.ReportMetric(float64(sum.engine.AttestationsOut)/nodes, "atts-out/node")
 	b.ReportMetric(float64(sum.engine.AttestationsHeld)/nodes, "atts-held/node")
+	b.ReportMetric(float64(sum.engine.AttestationsCrossed)/nodes, "atts-crossed/node")
 	// Verifications: the engines of this process share verdicts (the
 	// verdict cache), so the Certifier ran only for the uncached ones. A
 	// node running alone checks every attestation it accepts itself:

@@ -42,6 +42,11 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en *entry) *origin
 	if o != nil && o.attValid && !seqnoLess(o.attSeq, en.seqno) {
 		e.stats.AttestationsHeld++
 		if o.attSeq == en.seqno {
+			if e.attHeld(nb, o) {
+				// Known to be held by nb: mostly sent it by us while
+				// nb sent it to us, the copies crossing on the link.
+				e.stats.AttestationsCrossed++
+			}
 			// nb holds what we would send it.
 			e.setAttHeldOf(nb, o, true)
 		}

@@ -131,6 +131,11 @@ type Stats struct {
 	// those received that held nothing newer than the attestation we had
 	// of the same origin (the sender did not know we held it).
 	AttestationsOut, AttestationsHeld uint64
+	// AttestationsCrossed counts those of AttestationsHeld that came
+	// from a neighbour already known to hold them: mostly ones we sent
+	// it while it sent them to us, the two copies crossing on the link
+	// (neither end could know), otherwise ones it sent again.
+	AttestationsCrossed uint64
 	// Implausible counts updates for another origin claiming fewer hops
 	// than 1 or a metric below their hop count (each link costs at least
 	// 1), which no honest relay sends.
