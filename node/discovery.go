@@ -684,8 +684,8 @@ func (d *discovery) setMember(name, gossip string, raw []byte, from int) {
 // alive. Memberlist does not say whether the member was declared dead or
 // left: the Node it passes is never given a State (the member's state is
 // a field of memberlist's own beside it), so m.State is always alive
-// here. A member that leaves tells its links it drains before it leaves
-// gossip, and closes them as it goes: it is not kept for a draining link,
+// here. A member that leaves tells its (QUIC) links it drains before it
+// leaves gossip, and closes them as it goes: it is not kept for a draining link,
 // and a member kept for its link goes once the link says it drains.
 func (d *discovery) NotifyLeave(m *memberlist.Node) {
 	d.mu.Lock()

@@ -29,11 +29,11 @@ func TestMemberDroppedByMemberlistKeptWhileItsLinkLives(t *testing.T) {
 	// b declares a dead, at an incarnation a cannot refute: the hub's
 	// memberlist drops a for good, as gossip does a member whose probes
 	// time out.
+	la := hub.link("a")
 	conn := forgerConn(t)
 	if _, err := conn.WriteToUDP(forgedDeadFrom(t, "a", "b", math.MaxUint32, make([]byte, 32)), gossipAddr(t, hub)); err != nil {
 		t.Fatal(err)
 	}
-	la := hub.link("a")
 	waitFor(t, "hub's memberlist to drop a", patience, func() bool { return !listedAt(hub, "a", gossipAddr(t, c.nodes["a"])) })
 	for range 3 {
 		d.step(time.Now())
