@@ -208,8 +208,8 @@ type gossipMember struct {
 	// raw is signed but was not checked yet (the member's certificate was
 	// not known), so the policy step checks it once it is (checkPending).
 	verified, pending bool
-	// linked: held (below) because memberlist declared the member dead
-	// while this node's link to it is alive (NotifyLeave).
+	// linked: held (below) because memberlist dropped the member while
+	// this node's link to it is alive (NotifyLeave).
 	linked bool
 	// held: memberlist does not list the member (it took a dead or left
 	// message about it, or never heard of it), but this node keeps it
@@ -676,18 +676,22 @@ func (d *discovery) setMember(name, gossip string, raw []byte, from int) {
 // kept (held) while routing reaches it: memberlist takes a dead or left
 // message about any member from anyone with the gossip key, at an
 // incarnation the member cannot outbid, and routing is authenticated
-// (certified origins over live links). A member memberlist declares dead
-// (its probes went unanswered, which on a node starved of CPU they do
-// while the member is fine) and that this node holds a live link to is
-// kept while the link lives, whatever its metadata: the link's
-// certificate proved the member, and the link's own failure detector
-// finds it alive. A member that left (said so itself) is not kept for
-// its link: it closes its links as it goes.
+// (certified origins over live links). A member memberlist drops (its
+// probes went unanswered, which on a node starved of CPU they do while
+// the member is fine) and that this node holds a live link to is kept
+// while the link lives, whatever its metadata: the link's certificate
+// proved the member, and the link's own failure detector finds it
+// alive. Memberlist does not say whether the member was declared dead or
+// left: the Node it passes is never given a State (the member's state is
+// a field of memberlist's own beside it), so m.State is always alive
+// here. A member that leaves tells its (QUIC) links it drains before it
+// leaves gossip, and closes them as it goes: it is not kept for a draining link,
+// and a member kept for its link goes once the link says it drains.
 func (d *discovery) NotifyLeave(m *memberlist.Node) {
 	d.mu.Lock()
 	gm, ok := d.members[m.Name]
 	d.mu.Unlock()
-	linked := ok && gm.ok && m.State == memberlist.StateDead && d.liveLink(m.Name)
+	linked := ok && gm.ok && d.liveLink(m.Name)
 	if ok && gm.ok && gm.verified {
 		if rt, ok := d.n.router.lookup(m.Name); ok && rt.Reachable {
 			d.hold(m.Name, gm, linked)
@@ -697,7 +701,7 @@ func (d *discovery) NotifyLeave(m *memberlist.Node) {
 	}
 	if linked {
 		d.hold(m.Name, gm, true)
-		d.n.log.Debug("gossip says a member is dead, but its link is alive: keeping it", "member", m.Name)
+		d.n.log.Debug("gossip dropped a member, but its link is alive: keeping it", "member", m.Name)
 		return
 	}
 	d.forget(m.Name)
@@ -716,11 +720,12 @@ func (d *discovery) hold(name string, gm gossipMember, linked bool) {
 }
 
 // liveLink reports whether this node holds a link to peer that has not
-// ended: its certificate proved the peer, and the link's own failure
-// detector (QUIC's keep-alives and idle timeout) finds it alive.
+// ended and whose peer did not say it drains: its certificate proved the
+// peer, and the link's own failure detector (QUIC's keep-alives and idle
+// timeout) finds it alive.
 func (d *discovery) liveLink(peer string) bool {
 	l := d.n.link(peer)
-	return l != nil && !linkEnded(l)
+	return l != nil && !linkEnded(l) && !l.Quality().Draining
 }
 
 // forget removes a member.
