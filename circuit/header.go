@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -205,16 +206,23 @@ func parseOpen(body []byte) (*Open, error) {
 // MaxServiceLen is the longest service name, in bytes.
 const MaxServiceLen = 63
 
+// ServiceReserved holds the runes no service name may hold, though they
+// are punctuation: ',' separates the values of a policy selector (and the
+// values of a repeatable flag given in the environment), '#' starts a
+// comment in a policy, and '*' is a selector's wildcard. Without them, a
+// policy rule can name any service.
+const ServiceReserved = ",#*"
+
 // ErrInvalidService: a service name breaks the rule of ValidateService.
 var ErrInvalidService = errors.New("invalid service name")
 
 // ValidateService checks a service name: 1 to MaxServiceLen bytes of
 // UTF-8, every rune a letter, mark, number, punctuation or symbol (no
 // spaces, control, format or unassigned runes: nothing that moves a
-// terminal's cursor, hides text or changes its direction). Capitals and
-// a leading '_' (InfoService) are allowed. The error wraps
-// ErrInvalidService and quotes the name, escaped (cut to 20 characters
-// when too long).
+// terminal's cursor, hides text or changes its direction), except the
+// runes of ServiceReserved. Capitals and a leading '_' (InfoService) are
+// allowed. The error wraps ErrInvalidService and quotes the name, escaped
+// (cut to 20 characters when too long).
 //
 // The destination's spans, logs and refusal reasons carry the service
 // name of an open: the hop that reads an open header refuses one whose
@@ -233,6 +241,10 @@ func ValidateService(name string) error {
 		if !unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S) {
 			return fmt.Errorf("service name %q: character %q at %d not allowed (want letters, digits, punctuation or symbols, no spaces or control characters): %w",
 				name, r, i, ErrInvalidService)
+		}
+		if strings.ContainsRune(ServiceReserved, r) {
+			return fmt.Errorf("service name %q: character %q at %d not allowed (the runes of %q are policy syntax): %w",
+				name, r, i, ServiceReserved, ErrInvalidService)
 		}
 	}
 	return nil

@@ -25,13 +25,38 @@ var ErrHTTPURL = errors.New("mesh URL must be http://PEER/SERVICE/path")
 // serving n.Listen("web") or a TCP server published with Expose. Each
 // peer/service pair has its own pool of keep-alive circuits; a cancelled
 // or timed-out request closes its circuit. The clients share one
-// transport per node, so calling HTTPClient again is cheap.
+// transport per node, so calling HTTPClient again is cheap. Redirects
+// are followed as SamePeerRedirect allows: within the peer only.
 func (n *Node) HTTPClient() *http.Client {
-	return &http.Client{Transport: n.HTTPTransport()}
+	return &http.Client{Transport: n.HTTPTransport(), CheckRedirect: SamePeerRedirect}
+}
+
+// maxRedirects is how many redirects in a row SamePeerRedirect follows,
+// as many as http.Client does by default.
+const maxRedirects = 10
+
+// SamePeerRedirect is the redirect policy of HTTPClient, for an
+// http.Client's CheckRedirect: it follows a redirect (at most 10 in a row)
+// only to the peer the first request went to, and hands a redirect to any
+// other peer back to the caller as the 3xx response itself, unfollowed.
+// Every circuit this node opens carries its own name, which each
+// destination's authorization policy trusts: following a peer's redirect
+// to another node would open a circuit there as this node, to a URL the
+// redirecting peer chose, which that node's policy may deny the
+// redirecting peer.
+func SamePeerRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
+	if first := via[0].URL; req.URL.Scheme != first.Scheme || req.URL.Host != first.Host {
+		return http.ErrUseLastResponse
+	}
+	return nil
 }
 
 // HTTPTransport is the round tripper behind HTTPClient, for callers that
-// build their own http.Client (timeouts, cookie jars, redirects).
+// build their own http.Client (timeouts, cookie jars, redirects: set
+// CheckRedirect to SamePeerRedirect to follow them as HTTPClient does).
 func (n *Node) HTTPTransport() http.RoundTripper {
 	if m := n.httpTr.Load(); m != nil {
 		return m

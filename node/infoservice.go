@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/circuitmesh/circuitmesh/node/policy"
@@ -123,10 +124,11 @@ func encodeInfo(info NodeInfo) []byte {
 }
 
 // DecodeInfo parses an info answer and checks its bounds. Its names (the
-// node's, its links' peers) must be node names (identity.ValidateName),
-// else the answer is bad. Its text (mesh, role, version, commit,
-// services, the links' roles) comes back as links.PeerText makes it:
-// every rune that is not printable reads as '?'.
+// node's, its links' peers) must be node names (identity.ValidateName)
+// and its services service names (circuit.ValidateService), else the
+// answer is bad. Its text (mesh, role, version, commit, the links' roles)
+// comes back as links.PeerText makes it: every rune that is not printable
+// reads as '?'.
 func DecodeInfo(b []byte) (NodeInfo, error) {
 	var info NodeInfo
 	if len(b) > MaxInfoSize {
@@ -148,6 +150,11 @@ func DecodeInfo(b []byte) (NodeInfo, error) {
 	case len(info.Services) > MaxInfoServices:
 		return NodeInfo{}, fmt.Errorf("%w: %d services, more than %d", ErrBadInfo, len(info.Services), MaxInfoServices)
 	}
+	for i, svc := range info.Services {
+		if err := circuit.ValidateService(svc); err != nil {
+			return NodeInfo{}, fmt.Errorf("%w: service %d: %w", ErrBadInfo, i, err)
+		}
+	}
 	for i, l := range info.Links {
 		if err := identity.ValidateName(l.Peer); err != nil {
 			return NodeInfo{}, fmt.Errorf("%w: link %d: peer %w", ErrBadInfo, i, err)
@@ -162,9 +169,6 @@ func DecodeInfo(b []byte) (NodeInfo, error) {
 	// refusal's reason is.
 	for _, f := range []*string{&info.Mesh, &info.Role, &info.Version, &info.Commit} {
 		*f = links.PeerText(*f)
-	}
-	for i, svc := range info.Services {
-		info.Services[i] = links.PeerText(svc)
 	}
 	if info.Links == nil {
 		info.Links = []InfoLink{}

@@ -67,7 +67,8 @@ type backlogPlace struct {
 // (this node, service) are returned by the listener's Accept. Closing the
 // listener unpublishes the service; circuits already accepted stay open.
 // A name that breaks circuit.ValidateService (1 to 63 bytes of UTF-8,
-// no spaces or control characters) fails with ErrInvalidService.
+// no spaces or control characters, no ',', '#' or '*') fails with
+// ErrInvalidService.
 func (n *Node) Listen(service string) (net.Listener, error) {
 	l, err := n.listen(service, nil)
 	if err != nil {

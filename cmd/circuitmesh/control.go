@@ -34,7 +34,8 @@ func exposeCommand() *cli.Command {
 	return controlCommand("expose", "publish a local TCP service as a mesh service", "NAME HOST:PORT",
 		`Publishes the TCP service at HOST:PORT on the running daemon as the mesh
 service NAME: every circuit to <this node>/NAME becomes a TCP connection
-to HOST:PORT. NAME is letters, digits, '.', '_' or '-'; HOST must resolve.
+to HOST:PORT. NAME is 1 to 63 bytes of letters, digits, punctuation or
+symbols other than ',', '#' and '*' (no spaces); HOST must resolve.
 
 Example:
    circuitmesh expose web 127.0.0.1:8080   # peers reach it as <this node>/web`,

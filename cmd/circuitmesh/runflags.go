@@ -76,13 +76,14 @@ type exposeSpec struct{ service, target string }
 
 type forwardSpec struct{ listen, peer, service string }
 
-// parseExposeFlag parses --expose NAME=HOST:PORT.
+// parseExposeFlag parses --expose NAME=HOST:PORT, cut at the last '='
+// (a service name may hold one, a HOST:PORT may not).
 func parseExposeFlag(s string) (exposeSpec, error) {
-	name, target, ok := strings.Cut(s, "=")
-	if !ok {
+	i := strings.LastIndexByte(s, '=')
+	if i < 0 {
 		return exposeSpec{}, usagef("--expose %q: want NAME=HOST:PORT", s)
 	}
-	e, err := parseExpose(name, target)
+	e, err := parseExpose(s[:i], s[i+1:])
 	if err != nil {
 		return e, usagef("--expose %q: %v", s, err)
 	}

@@ -14,7 +14,8 @@
 // node; "relay": circuits this node forwards) and selectors. from= and to=
 // take node names, group:NAME (a group signed into the node's
 // certificate) or *, comma-separated; service= takes service names or *. A
-// selector left out matches anything.
+// selector left out matches anything. A service name holds no ',', '#' or
+// '*' (circuit.ValidateService), so every service can be named.
 //
 // Evaluation: the first rule of the circuit's kind whose selectors all
 // match decides. When the policy has no rule of that kind, everything of

@@ -269,7 +269,7 @@ func TestExposeAndForwardArgumentsAreCheckedBeforeAnythingIsPublished(t *testing
 	ctx := context.Background()
 	for _, e := range []Expose{
 		{Service: "bad name", Target: "127.0.0.1:80"},
-		{Service: "web/x", Target: "127.0.0.1:80"},
+		{Service: "web,x", Target: "127.0.0.1:80"},
 		{Service: "", Target: "127.0.0.1:80"},
 		{Service: "web", Target: "300.1.1.1:80"},
 		{Service: "web", Target: "127.0.0.1:0"},

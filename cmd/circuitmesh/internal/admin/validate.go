@@ -7,33 +7,23 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/links/identity"
 )
-
-// MaxServiceName bounds a service name published or forwarded through the
-// admin API.
-const MaxServiceName = 63
 
 // resolveTimeout bounds the name lookup of an expose target.
 const resolveTimeout = 3 * time.Second
 
-// ValidateService checks the name of a service given to expose or forward:
-// 1 to 63 characters, the first an ASCII letter or digit, the rest letters,
-// digits, '.', '_' or '-' (no spaces and no '/', which separates peer and
-// service). The error wraps ErrBadRequest.
+// ValidateService checks the name of a service given to expose or forward
+// by the rule the node applies (circuit.ValidateService), so that every
+// name a node can serve or dial can be exposed or forwarded. The command
+// line's separators stay unambiguous under it: a peer name holds no '/'
+// (PEER/SERVICE cuts at the first), a HOST:PORT no '=' (NAME=HOST:PORT
+// cuts at the last) and a service name no ','. The error wraps
+// ErrBadRequest.
 func ValidateService(name string) error {
-	if name == "" || len(name) > MaxServiceName {
-		return fmt.Errorf("service name %q: want 1 to %d characters: %w", name, MaxServiceName, ErrBadRequest)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if i > 0 {
-			ok = ok || c == '.' || c == '_' || c == '-'
-		}
-		if !ok {
-			return fmt.Errorf("service name %q: character %q not allowed (want letters, digits, '.', '_' or '-'): %w", name, c, ErrBadRequest)
-		}
+	if err := circuit.ValidateService(name); err != nil {
+		return fmt.Errorf("%w: %w", err, ErrBadRequest)
 	}
 	return nil
 }
