@@ -23,4 +23,8 @@ var leakIgnores = []goleak.Option{
 	// A memberlist probe in flight at Shutdown ends on its own timeout
 	// (at most the probe interval, 1 s) without watching Shutdown.
 	goleak.IgnoreTopFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode"),
+	// So does the wait for an indirect probe's answer it relays for
+	// another member (ProbeTimeout): seen left over after a starved
+	// 30-node run.
+	goleak.IgnoreTopFunction("github.com/hashicorp/memberlist.(*Memberlist).handleIndirectPing.func2"),
 }

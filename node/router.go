@@ -15,13 +15,20 @@ import (
 // router drives the pure routing engine: link events and received messages
 // go in under a mutex (they only compute), Ready's messages go out through
 // the links' non-blocking control queues, and one goroutine calls Tick when
-// the engine asks for it. Lookups take the same mutex briefly.
+// the engine asks for it. Lookups take the same mutex briefly. A message
+// that arrives while the mutex is held waits in the inbox, which every
+// engine input but a lookup empties first.
 type router struct {
 	n    *Node
 	cert *originCertifier
 	mu   sync.Mutex
 	eng  *routing.Engine
-	kick chan struct{} // wakes the ticker when the next deadline moved before armed
+	in   routerInbox
+	// delivered is the time of the engine's last input (drainLocked), from
+	// which the inbox's messages are delivered at their arrival. Guarded
+	// by mu.
+	delivered time.Time
+	kick      chan struct{} // wakes the ticker when the next deadline moved before armed
 	// armed is when the tick loop wakes next if nothing kicks it; zero
 	// until the loop first sleeps. Input that moves the engine's next
 	// tick before it kicks the loop. Guarded by mu.
@@ -105,6 +112,7 @@ func (r *router) tickLoop() {
 	for {
 		r.mu.Lock()
 		now := time.Now()
+		r.drainLocked(now)
 		if next := r.eng.NextTick(); !next.IsZero() && !next.After(now) {
 			r.eng.Tick(now)
 			r.flushLocked()
@@ -147,7 +155,9 @@ func (r *router) tickLoop() {
 // tick loop when the engine's next tick moved before the loop's timer.
 func (r *router) apply(f func(now time.Time)) {
 	r.mu.Lock()
-	f(time.Now())
+	now := time.Now()
+	r.drainLocked(now) // the messages received before this input
+	f(now)
 	r.appliedLocked()
 }
 
@@ -160,10 +170,7 @@ func (r *router) appliedLocked() {
 	kick := r.armed.IsZero() || (!next.IsZero() && next.Before(r.armed))
 	r.mu.Unlock()
 	if kick {
-		select {
-		case r.kick <- struct{}{}:
-		default:
-		}
+		r.wake()
 	}
 }
 
@@ -171,26 +178,93 @@ func (r *router) linkUp(peer string, cost links.Cost, leaf bool) {
 	r.apply(func(now time.Time) { r.eng.LinkUp(now, peer, routing.Metric(cost), leaf) })
 }
 
+// linkCost gives the engine a link's new cost (input): the link's probe
+// loop, which measures it, does not wait for a busy engine.
 func (r *router) linkCost(peer string, cost links.Cost) {
-	r.apply(func(now time.Time) { r.eng.LinkCost(now, peer, routing.Metric(cost)) })
+	r.input(inboxMsg{peer: peer, cost: cost, isCost: true})
 }
 
 func (r *router) linkDown(peer string) {
 	r.apply(func(now time.Time) { r.eng.LinkDown(now, peer) })
 }
 
-// receive gives the engine a neighbour's routing message. A message the
-// engine refuses changed nothing: it costs the lock and the refusal, not
-// a pass over the engine's outputs and deadlines.
+// receive gives the engine a neighbour's routing message (input).
 func (r *router) receive(peer string, payload []byte) {
-	r.mu.Lock()
+	r.input(inboxMsg{peer: peer, payload: payload})
+}
+
+// input gives the engine a message or a link's new cost, or queues it in
+// the inbox when the engine is busy and wakes the tick loop to deliver
+// it: a link's goroutines wait for the engine only while the inbox is
+// full. An input the engine refuses changed nothing: it costs the lock
+// and the refusal, not a pass over the engine's outputs and deadlines.
+func (r *router) input(m inboxMsg) {
+	queued := r.in.put(m)
+	if queued && !r.mu.TryLock() {
+		r.wake()
+		return
+	}
+	if !queued {
+		r.mu.Lock()
+	}
 	now := time.Now()
-	if err := r.eng.Receive(now, peer, payload); err != nil {
-		r.refusedLocked(now, peer, err)
+	taken := r.drainLocked(now)
+	if !queued && r.deliverLocked(now, m) {
+		taken = true
+	}
+	if !taken {
 		r.mu.Unlock()
 		return
 	}
 	r.appliedLocked()
+}
+
+// drainLocked delivers the inputs in the inbox to the engine, in the
+// order and at the times they arrived, and reports whether the engine took
+// any. Every engine input calls it first, at the time now it is given:
+// the engine's clock never moves back. A message is delivered at its
+// arrival, not at now, so that a neighbour's receive budget and a route's
+// refresh count from when the message came, as they did when every
+// message was delivered as it arrived.
+func (r *router) drainLocked(now time.Time) bool {
+	taken := false
+	for _, m := range r.in.take() {
+		at := m.at
+		if at.Before(r.delivered) {
+			at = r.delivered
+		}
+		if at.After(now) {
+			at = now
+		}
+		r.delivered = at
+		if r.deliverLocked(at, m) {
+			taken = true
+		}
+	}
+	r.delivered = now
+	return taken
+}
+
+// deliverLocked gives one input to the engine and reports whether the
+// engine took it; a refused message is counted and logged (refusedLocked).
+func (r *router) deliverLocked(now time.Time, m inboxMsg) bool {
+	if m.isCost {
+		r.eng.LinkCost(now, m.peer, routing.Metric(m.cost))
+		return true
+	}
+	if err := r.eng.Receive(now, m.peer, m.payload); err != nil {
+		r.refusedLocked(now, m.peer, err)
+		return false
+	}
+	return true
+}
+
+// wake has the tick loop run its next pass at once.
+func (r *router) wake() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
 }
 
 // overBudgetWarnEvery is how often at most the router warns of

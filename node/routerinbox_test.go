@@ -1,0 +1,109 @@
+package node
+
+import (
+	"testing"
+	"time"
+)
+
+// inboxFrom counts the messages from peer waiting in n's router inbox.
+func inboxFrom(n *Node, peer string) int {
+	q := &n.router.in
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	k := 0
+	for _, m := range q.msgs {
+		if m.peer == peer && !m.isCost {
+			k++
+		}
+	}
+	return k
+}
+
+// A node whose routing is busy (a starved process: its router's lock held
+// by a goroutine that is not run) past the expiry of the routes it learned
+// from a neighbour, while the neighbour's summaries that refresh them
+// arrive. Before, the link's read loop waited for the lock with the first
+// of them, behind the routing ticker, which had waited since the routes'
+// expiry: the routes expired, c went down, and came back only when the
+// summary that followed asked for them again. Now the summaries wait in the
+// inbox, the ticker delivers them before it expires anything, and a keeps
+// its route to c throughout.
+func TestRoutesOutliveBusyRouterWhenSummariesArrived(t *testing.T) {
+	const interval = 200 * time.Millisecond // routes expire after 3.5 of them
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) { cfg.Routing.UpdateInterval = interval }
+	c.build("a-b", "b-c")
+	a, b := c.node("a"), c.node("b")
+	c.waitRoute("a", "c", 2)
+	evs, stop, err := a.Subscribe(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+
+	// Both routers busy: b sends a nothing meanwhile, and a's routes via b
+	// pass their expiry with a's ticker waiting for the lock.
+	a.router.mu.Lock()
+	b.router.mu.Lock()
+	time.Sleep(6 * interval)
+	b.router.mu.Unlock()
+	// b's summaries reach a while a's routing is still busy: they wait
+	// (four messages from b span at least one of b's summaries).
+	deadline := time.Now().Add(patience)
+	for inboxFrom(a, "b") < 4 {
+		if time.Now().After(deadline) {
+			a.router.mu.Unlock()
+			t.Fatalf("a's link to b queued %d routing messages while a's routing was busy", inboxFrom(a, "b"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.router.mu.Unlock()
+
+	// The first pass of a's routing after that delivers them, and ends
+	// before a's routing lock is free again with the inbox empty; an
+	// expiry in it is published within it.
+	for inboxFrom(a, "b") > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a's routing left %d of b's messages queued", inboxFrom(a, "b"))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	a.router.mu.Lock() // waits for the pass that drained the inbox
+	a.router.mu.Unlock()
+	for {
+		select {
+		case ev := <-evs:
+			if ev.Kind == PeerDown {
+				t.Fatalf("a lost its route to %s while b's summaries refreshing it waited", ev.Peer)
+			}
+			continue
+		default:
+		}
+		break
+	}
+	if p, _ := a.Peer("c"); !p.Reachable || p.NextHop != "b" {
+		t.Fatalf("a's route to c after its routing was busy: %+v", p)
+	}
+}
+
+// A link's read loop does not wait for a busy router: what it reads waits
+// in the inbox, and the router delivers it when it is free.
+func TestRoutingMessagesQueuedWhileRouterBusy(t *testing.T) {
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) { cfg.Routing.UpdateInterval = 200 * time.Millisecond }
+	c.build("a-b")
+	a := c.node("a")
+	c.waitRoute("a", "b", 1)
+	a.router.mu.Lock()
+	c.link("b", "c") // b announces c to a meanwhile
+	deadline := time.Now().Add(patience)
+	for inboxFrom(a, "b") < 2 {
+		if time.Now().After(deadline) {
+			a.router.mu.Unlock()
+			t.Fatalf("a's link to b queued %d routing messages while a's routing was busy", inboxFrom(a, "b"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.router.mu.Unlock()
+	c.waitRoute("a", "c", 2)
+}
