@@ -199,17 +199,16 @@ func (r *router) receive(peer string, payload []byte) {
 // full. An input the engine refuses changed nothing: it costs the lock
 // and the refusal, not a pass over the engine's outputs and deadlines.
 func (r *router) input(m inboxMsg) {
-	queued := r.in.put(m)
-	if queued && !r.mu.TryLock() {
-		r.wake()
-		return
-	}
-	if !queued {
-		r.mu.Lock()
+	if !r.mu.TryLock() {
+		if r.in.put(m) {
+			r.wake()
+			return
+		}
+		r.mu.Lock() // the inbox is full
 	}
 	now := time.Now()
-	taken := r.drainLocked(now)
-	if !queued && r.deliverLocked(now, m) {
+	taken := r.drainLocked(now) // this link's earlier inputs among them
+	if r.deliverLocked(now, m) {
 		taken = true
 	}
 	if !taken {
@@ -227,6 +226,12 @@ func (r *router) input(m inboxMsg) {
 // refresh count from when the message came, as they did when every
 // message was delivered as it arrived.
 func (r *router) drainLocked(now time.Time) bool {
+	if r.in.queued.Load() == 0 {
+		// An input queued after this look found the lock held and woke
+		// the tick loop, which delivers it.
+		r.delivered = now
+		return false
+	}
 	taken := false
 	for _, m := range r.in.take() {
 		at := m.at

@@ -2,6 +2,7 @@ package node
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/links"
@@ -24,6 +25,9 @@ type routerInbox struct {
 	msgs  []inboxMsg // in arrival order
 	bytes int
 	spare []inboxMsg // the slice take handed out before, reused
+	// queued is len(msgs), read without mu: an engine input finds an
+	// empty inbox without taking it.
+	queued atomic.Int64
 }
 
 // inboxMsg is a neighbour's routing message, or its link's new cost, and
@@ -60,6 +64,7 @@ func (q *routerInbox) put(m inboxMsg) bool {
 	}
 	q.msgs = append(q.msgs, m)
 	q.bytes += size
+	q.queued.Store(int64(len(q.msgs)))
 	return true
 }
 
@@ -72,12 +77,6 @@ func (q *routerInbox) take() []inboxMsg {
 	msgs := q.msgs
 	clear(q.spare) // the messages of the take before, delivered by now
 	q.msgs, q.spare, q.bytes = q.spare[:0], msgs, 0
+	q.queued.Store(0)
 	return msgs
-}
-
-// len is the number of messages queued.
-func (q *routerInbox) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.msgs)
 }
