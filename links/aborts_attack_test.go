@@ -174,16 +174,7 @@ func abortFlood(l Link, workers int, max int64, stop <-chan struct{}) int64 {
 // from n for 10 s) leaves the test nothing to judge: the attack runs
 // again on new nodes, at most idleTries times in all.
 func TestAttackStreamsResetAtAnyRate(t *testing.T) {
-	for try := 1; ; try++ {
-		err := attackStreamsReset(t)
-		if err == nil {
-			return
-		}
-		if try == idleTries {
-			t.Fatalf("in each of %d tries a link ended at QUIC's idle timeout during the attack, the last: %v", try, err)
-		}
-		t.Logf("try %d: a link ended at QUIC's idle timeout (%v); the attack again on new nodes", try, err)
-	}
+	againOnIdle(t, "the attack", attackStreamsReset)
 }
 
 // attackStreamsReset runs TestAttackStreamsResetAtAnyRate's attack on new
@@ -341,21 +332,28 @@ func attackStreamsReset(t *testing.T) error {
 // is no judgement of the budget: the bursts run again on a new link, as a
 // node dials a lost link again, at most idleTries times.
 func TestHonestBurstOfCancelledOpensKeepsTheLink(t *testing.T) {
-	for try := 1; ; try++ {
-		err := honestBursts(t)
-		if err == nil {
-			return
-		}
-		if try == idleTries {
-			t.Fatalf("every one of %d links ended at QUIC's idle timeout during the bursts, the last: %v", try, err)
-		}
-		t.Logf("try %d: the link ended at QUIC's idle timeout (%v); the bursts again on a new link", try, err)
-	}
+	againOnIdle(t, "the bursts", honestBursts)
 }
 
 // idleTries bounds the tries of a test that runs again when QUIC's idle
 // timeout ended a link under it.
 const idleTries = 3
+
+// againOnIdle runs try, on new nodes each time, until it returns nil, as
+// long as it returns a link QUIC's idle timeout ended (idleLost), at most
+// idleTries times; try fails t on anything else.
+func againOnIdle(t *testing.T, what string, try func(*testing.T) error) {
+	for i := 1; ; i++ {
+		err := try(t)
+		if err == nil {
+			return
+		}
+		if i == idleTries {
+			t.Fatalf("in each of %d tries a link ended at QUIC's idle timeout during %s, the last: %v", i, what, err)
+		}
+		t.Logf("try %d: a link ended at QUIC's idle timeout during %s (%v); %s again on new nodes", i, what, err, what)
+	}
+}
 
 // idleLost reports whether err is a link QUIC's idle timeout ended, not
 // the stream-abort budget.
