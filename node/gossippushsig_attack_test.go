@@ -36,9 +36,17 @@ func asArrays(t *testing.T, f func(t *testing.T)) {
 
 // pushStates sends one push-pull of the states next makes, n of them, to
 // addr over TCP and waits until the node closes the connection (once it
-// has merged them, or refused them: then the writes fail).
+// has merged them, or refused them: then the writes fail). The states
+// are made before the connection, as memberlist makes its own: the node
+// refuses a stream whose first bytes are late (gossipFirstBytes), and
+// signing 300 states before the first 64 KiB went out took longer
+// beside busy loops.
 func pushStates(t *testing.T, addr string, n int, next func() gossipPushState) {
 	t.Helper()
+	states := make([]gossipPushState, n)
+	for i := range states {
+		states[i] = next()
+	}
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -48,8 +56,8 @@ func pushStates(t *testing.T, addr string, n int, next func() gossipPushState) {
 	w := bufio.NewWriterSize(conn, 1<<16)
 	_, _ = w.Write(pushPullHeader(t, n, 0))
 	enc := codec.NewEncoder(w, forgeHandle)
-	for range n {
-		if err := enc.Encode(next()); err != nil {
+	for _, st := range states {
+		if err := enc.Encode(st); err != nil {
 			t.Logf("push-pull cut short: %v", err) // the node refused it
 			return
 		}
