@@ -241,6 +241,14 @@ type addrBackoff struct {
 	// when it was dialled for another member's claim, until a dial here
 	// fails: the wait is the claims', not the holder's (banEndLocked).
 	holder string
+	// claimed is when other members' claims of the address stop being
+	// barred, after a dial for one proved claimHolder's certificate here
+	// (claimFailedLocked). A failed dial here ends the holder's exemption
+	// from until, not this bar: before, a failed dial of the holder
+	// replaced the claims' ban with the holder's back-off of seconds, and
+	// a starved node dialled a made-up name at the holder's address again.
+	claimed     time.Time
+	claimHolder string
 	// refused counts the member's refusals at its maximum since the
 	// entry was made (a link dialled here that lives goodLink ends it):
 	// each doubles the least wait after the next (refusedFullLocked).
@@ -1703,13 +1711,18 @@ func (d *discovery) signedAddrLocked(member, addr string) bool {
 // only other members' claims of the address earned (holder) does not bar
 // the node whose certificate a dial there proved. d.mu is held.
 func (d *discovery) banEndLocked(b *addrBackoff, member, addr string) time.Time {
-	if b.holder != "" && b.holder == member {
-		return time.Time{}
+	var end time.Time
+	switch {
+	case b.holder != "" && b.holder == member:
+	case d.signedAddrLocked(member, addr):
+		end = b.signed
+	default:
+		end = b.until
 	}
-	if d.signedAddrLocked(member, addr) {
-		return b.signed
+	if member != b.claimHolder && b.claimed.After(end) {
+		end = b.claimed // another member's claim of the holder's address
 	}
-	return b.until
+	return end
 }
 
 // evictLocked frees a back-off entry whose wait ended; false when every
@@ -1722,7 +1735,7 @@ func (d *discovery) evictLocked(now time.Time) bool {
 // has.
 func evictExpired(m map[string]*addrBackoff, now time.Time) bool {
 	for k, b := range m {
-		if !now.Before(b.until) {
+		if !now.Before(b.until) && !now.Before(b.claimed) {
 			delete(m, k)
 			return true
 		}
@@ -1811,6 +1824,7 @@ func (d *discovery) claimFailedLocked(m Member, holder string, now time.Time) {
 	d.backoffLocked(m.LinkAddr, banTime, false)
 	if b := d.backoff[m.LinkAddr]; b != nil {
 		b.holder = holder
+		b.claimHolder, b.claimed = holder, now.Add(banTime)
 	}
 }
 
@@ -1976,7 +1990,7 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 		}
 		// A link that lived goodLink ends its address's back-off, but
 		// not the bar on other members' claims of the address (holder).
-		if b := d.backoff[m.LinkAddr]; b != nil && time.Since(up) >= goodLink && (b.holder == "" || !time.Now().Before(b.until)) {
+		if b := d.backoff[m.LinkAddr]; b != nil && time.Since(up) >= goodLink && (b.holder == "" || !time.Now().Before(b.until)) && !time.Now().Before(b.claimed) {
 			delete(d.backoff, m.LinkAddr)
 		}
 		d.mu.Unlock()
