@@ -54,9 +54,22 @@ func SamePeerRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
+// MaxHTTPResponseHeaderBytes bounds the status line and headers of a
+// response HTTPTransport reads (1 MiB, http.DefaultMaxHeaderBytes, the
+// bound Go's server puts on request headers), so that a destination
+// cannot make each request in flight hold up to net/http's default of
+// 10 MB. A response beyond it fails the request with net/http's error
+// "server response headers exceeded 1048576 bytes; aborted", and its
+// circuit is closed.
+const MaxHTTPResponseHeaderBytes = http.DefaultMaxHeaderBytes
+
 // HTTPTransport is the round tripper behind HTTPClient, for callers that
 // build their own http.Client (timeouts, cookie jars, redirects: set
 // CheckRedirect to SamePeerRedirect to follow them as HTTPClient does).
+// It reads at most MaxHTTPResponseHeaderBytes of a response's headers. It
+// sets no time limit on them (no http.Transport.ResponseHeaderTimeout):
+// a long poll answers with its headers only when it has news. Bound a
+// request's time with its context or http.Client.Timeout.
 func (n *Node) HTTPTransport() http.RoundTripper {
 	if m := n.httpTr.Load(); m != nil {
 		return m
@@ -69,8 +82,9 @@ func (n *Node) HTTPTransport() http.RoundTripper {
 			}
 			return n.Dial(ctx, peer, service)
 		},
-		MaxIdleConnsPerHost: 4,
-		IdleConnTimeout:     90 * time.Second,
+		MaxIdleConnsPerHost:    4,
+		IdleConnTimeout:        90 * time.Second,
+		MaxResponseHeaderBytes: MaxHTTPResponseHeaderBytes,
 	}}
 	if !n.httpTr.CompareAndSwap(nil, m) {
 		return n.httpTr.Load()

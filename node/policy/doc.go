@@ -15,7 +15,12 @@
 // take node names, group:NAME (a group signed into the node's
 // certificate) or *, comma-separated; service= takes service names or *. A
 // selector left out matches anything. A service name holds no ',', '#' or
-// '*' (circuit.ValidateService), so every service can be named.
+// '*' (circuit.ValidateService), so every service can be named. A value
+// no name could match is a syntax error, not a rule that never applies: a
+// node name or group NAME must pass identity.ValidateName (lower case:
+// "from=Mallory" is refused) and a service circuit.ValidateService; the
+// *SyntaxError names the line and wraps identity.ErrInvalidName or
+// circuit.ErrInvalidService.
 //
 // Evaluation: the first rule of the circuit's kind whose selectors all
 // match decides. When the policy has no rule of that kind, everything of

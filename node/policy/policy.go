@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
 // Limits on a policy's text, so a bad file cannot exhaust memory.
@@ -24,10 +27,21 @@ var ErrSyntax = errors.New("policy syntax error")
 type SyntaxError struct {
 	Line int
 	Msg  string
+	// Err is the cause, if any. For a selector value no name can match
+	// it wraps identity.ErrInvalidName (from=, to=) or
+	// circuit.ErrInvalidService (service=).
+	Err error
 }
 
 func (e *SyntaxError) Error() string { return fmt.Sprintf("policy line %d: %s", e.Line, e.Msg) }
-func (e *SyntaxError) Unwrap() error { return ErrSyntax }
+
+// Unwrap returns ErrSyntax and Err.
+func (e *SyntaxError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrSyntax}
+	}
+	return []error{ErrSyntax, e.Err}
+}
 
 // Kind is what a rule governs.
 type Kind string
@@ -88,18 +102,18 @@ func Parse(text string) (*Policy, error) {
 			continue
 		}
 		if len(p.rules) == MaxRules {
-			return nil, &SyntaxError{line, fmt.Sprintf("more than %d rules", MaxRules)}
+			return nil, &SyntaxError{Line: line, Msg: fmt.Sprintf("more than %d rules", MaxRules)}
 		}
 		r, err := parseRule(s)
 		if err != nil {
-			return nil, &SyntaxError{line, err.Error()}
+			return nil, &SyntaxError{Line: line, Msg: err.Error(), Err: err}
 		}
 		r.Line = line
 		p.rules = append(p.rules, r)
 		p.counts[r.Kind]++
 	}
 	if err := sc.Err(); err != nil {
-		return nil, &SyntaxError{line + 1, fmt.Sprintf("line longer than %d bytes", MaxLineLength)}
+		return nil, &SyntaxError{Line: line + 1, Msg: fmt.Sprintf("line longer than %d bytes", MaxLineLength)}
 	}
 	return p, nil
 }
@@ -141,6 +155,12 @@ func parseRule(s string) (Rule, error) {
 			if v == "" {
 				return Rule{}, fmt.Errorf("selector %s has an empty value", key)
 			}
+			if v == "*" {
+				continue
+			}
+			if err := checkValue(key, v); err != nil {
+				return Rule{}, fmt.Errorf("selector %s: value %q can never match: %w", key, v, err)
+			}
 		}
 		if slices.Contains(vals, "*") {
 			if len(vals) > 1 {
@@ -160,6 +180,29 @@ func parseRule(s string) (Rule, error) {
 		}
 	}
 	return r, nil
+}
+
+// checkValue checks a selector's value against the rule of the names it
+// is matched with, so that a misspelt value, which would never match, is
+// an error rather than a rule that silently does nothing: a node name or
+// group:NAME (identity.ValidateName, the rule of node names and of the
+// groups a CA signs) for from= and to=, a service name
+// (circuit.ValidateService) for service=. Other keys are left to the
+// caller.
+func checkValue(key, v string) error {
+	switch key {
+	case "from", "to":
+		if g, ok := strings.CutPrefix(v, "group:"); ok {
+			if err := identity.ValidateName(g); err != nil {
+				return fmt.Errorf("group: %w", err)
+			}
+			return nil
+		}
+		return identity.ValidateName(v)
+	case "service":
+		return circuit.ValidateService(v)
+	}
+	return nil
 }
 
 // Rules returns the parsed rules in order.
