@@ -19,6 +19,21 @@ func inboxFrom(n *Node, peer string) int {
 	return k
 }
 
+// waitQueued waits, while the test holds n's routing lock, until n's
+// router inbox holds k messages from peer; it lets the lock go if they
+// never come.
+func waitQueued(t *testing.T, n *Node, peer string, k int) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for inboxFrom(n, peer) < k {
+		if time.Now().After(deadline) {
+			n.router.mu.Unlock()
+			t.Fatalf("%s's link to %s queued %d routing messages while its routing was busy, want %d", n.Name(), peer, inboxFrom(n, peer), k)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // A node whose routing is busy (a starved process: its router's lock held
 // by a goroutine that is not run) past the expiry of the routes it learned
 // from a neighbour, while the neighbour's summaries that refresh them
@@ -49,19 +64,13 @@ func TestRoutesOutliveBusyRouterWhenSummariesArrived(t *testing.T) {
 	b.router.mu.Unlock()
 	// b's summaries reach a while a's routing is still busy: they wait
 	// (four messages from b span at least one of b's summaries).
-	deadline := time.Now().Add(patience)
-	for inboxFrom(a, "b") < 4 {
-		if time.Now().After(deadline) {
-			a.router.mu.Unlock()
-			t.Fatalf("a's link to b queued %d routing messages while a's routing was busy", inboxFrom(a, "b"))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitQueued(t, a, "b", 4)
 	a.router.mu.Unlock()
 
 	// The first pass of a's routing after that delivers them, and ends
 	// before a's routing lock is free again with the inbox empty; an
 	// expiry in it is published within it.
+	deadline := time.Now().Add(patience)
 	for inboxFrom(a, "b") > 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("a's routing left %d of b's messages queued", inboxFrom(a, "b"))
@@ -96,14 +105,7 @@ func TestRoutingMessagesQueuedWhileRouterBusy(t *testing.T) {
 	c.waitRoute("a", "b", 1)
 	a.router.mu.Lock()
 	c.link("b", "c") // b announces c to a meanwhile
-	deadline := time.Now().Add(patience)
-	for inboxFrom(a, "b") < 2 {
-		if time.Now().After(deadline) {
-			a.router.mu.Unlock()
-			t.Fatalf("a's link to b queued %d routing messages while a's routing was busy", inboxFrom(a, "b"))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitQueued(t, a, "b", 2)
 	a.router.mu.Unlock()
 	c.waitRoute("a", "c", 2)
 }
