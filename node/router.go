@@ -112,12 +112,12 @@ func (r *router) tickLoop() {
 	for {
 		r.mu.Lock()
 		now := time.Now()
-		r.drainLocked(now)
+		drained := r.drainLocked(now)
 		if next := r.eng.NextTick(); !next.IsZero() && !next.After(now) {
 			r.eng.Tick(now)
 			r.flushLocked()
-		} else if at := r.reach.next(); !at.IsZero() && !at.After(now) {
-			r.flushLocked() // reports the reachability changes due
+		} else if at := r.reach.next(); drained || !at.IsZero() && !at.After(now) {
+			r.flushLocked() // the inbox's outputs, the reachability changes due
 		}
 		next := r.nextDeadlineLocked()
 		if next.IsZero() {
