@@ -1988,8 +1988,10 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 			delete(d.owned, m.Name)
 			delete(d.why, m.Name)
 		}
-		// A link that lived goodLink ends its address's back-off, but
-		// not the bar on other members' claims of the address (holder).
+		// A link that lived goodLink ends its address's back-off, unless
+		// a bar on other members' claims of the address still runs
+		// (holder's exemption from until, claimed): the entry, its
+		// back-off included, then stays until that bar ends.
 		if b := d.backoff[m.LinkAddr]; b != nil && time.Since(up) >= goodLink && (b.holder == "" || !time.Now().Before(b.until)) && !time.Now().Before(b.claimed) {
 			delete(d.backoff, m.LinkAddr)
 		}
