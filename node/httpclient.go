@@ -19,6 +19,13 @@ const httpHostSuffix = ".circuitmesh.invalid"
 // not http://PEER/SERVICE/..., or a scheme other than http.
 var ErrHTTPURL = errors.New("mesh URL must be http://PEER/SERVICE/path")
 
+// ErrHTTPRedirect is returned by HTTPTransport for a redirect an
+// http.Client follows to another peer than the one whose response asked
+// for it: HTTPTransport does not open that circuit. A client whose
+// CheckRedirect is SamePeerRedirect (HTTPClient's) gets the 3xx response
+// itself instead.
+var ErrHTTPRedirect = errors.New("mesh HTTP redirect to another peer refused")
+
 // HTTPClient returns an HTTP client whose requests travel over circuits.
 // The URL http://PEER/SERVICE/rest?q sends "GET /rest?q" (Host: PEER) to
 // the HTTP server behind service SERVICE on node PEER, for example one
@@ -64,8 +71,12 @@ func SamePeerRedirect(req *http.Request, via []*http.Request) error {
 const MaxHTTPResponseHeaderBytes = http.DefaultMaxHeaderBytes
 
 // HTTPTransport is the round tripper behind HTTPClient, for callers that
-// build their own http.Client (timeouts, cookie jars, redirects: set
-// CheckRedirect to SamePeerRedirect to follow them as HTTPClient does).
+// build their own http.Client (timeouts, cookie jars). Whatever the
+// client's CheckRedirect, it refuses a redirect to another peer than the
+// one that answered with it, with ErrHTTPRedirect, so that no peer makes
+// this node open a circuit elsewhere as itself: set CheckRedirect to
+// SamePeerRedirect to get such a redirect back as the 3xx response, as
+// HTTPClient does.
 // It reads at most MaxHTTPResponseHeaderBytes of a response's headers. It
 // sets no time limit on them (no http.Transport.ResponseHeaderTimeout):
 // a long poll answers with its headers only when it has news. Bound a
@@ -107,6 +118,12 @@ func (m *meshTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, fmt.Errorf("%s: %w", req.URL.Redacted(), ErrHTTPURL)
 	}
+	// net/http sets Response only on a request it makes to follow a
+	// redirect: the response that asked for it, and its request.
+	if req.Response != nil && req.Response.Request != nil && req.Response.Request.URL.Host != req.URL.Host {
+		closeBody(req)
+		return nil, fmt.Errorf("%s: redirected by %s: %w", req.URL.Redacted(), req.Response.Request.URL.Host, ErrHTTPRedirect)
+	}
 	out := req.Clone(req.Context())
 	u := *req.URL
 	u.Host = hex.EncodeToString([]byte(peer+"/"+service)) + httpHostSuffix
@@ -115,7 +132,11 @@ func (m *meshTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if out.Host == "" || out.Host == req.URL.Host {
 		out.Host = peer
 	}
-	return m.base.RoundTrip(out)
+	resp, err := m.base.RoundTrip(out)
+	if resp != nil {
+		resp.Request = req // the mesh URL the caller asked for
+	}
+	return resp, err
 }
 
 // CloseIdleConnections closes the pooled circuits no request is using.

@@ -21,7 +21,10 @@ import (
 // m reached through a a service the policy denies it. Now HTTPClient
 // follows a redirect only to the peer the request went to: a's client
 // gets m's 302 back, Location and all, and c's vault sees no request; a
-// redirect to another service of m is still followed.
+// redirect to another service of m is still followed. An http.Client an
+// application builds on HTTPTransport with Go's default redirect policy
+// followed to c's vault the same way; now its GET fails with
+// ErrHTTPRedirect and c still sees nothing.
 func TestAttackHTTPRedirectDialsAsTheClient(t *testing.T) {
 	c := newCluster(t, true)
 	c.build("a-m", "a-c")
@@ -77,5 +80,25 @@ func TestAttackHTTPRedirectDialsAsTheClient(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || string(body) != "new /here" {
 		t.Fatalf("redirect to another service of m: %d %q, want it followed", resp.StatusCode, body)
+	}
+
+	own := &http.Client{Transport: a.HTTPTransport(), Timeout: time.Minute}
+	resp, err = own.Get("http://m/web/")
+	if err == nil {
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	if n := vaultHits.Load(); !errors.Is(err, ErrHTTPRedirect) || n != 0 {
+		t.Fatalf("GET of m/web by a client on a's transport, default redirects: %v (body %q); c's vault served %d requests; want ErrHTTPRedirect and none at c",
+			err, body, n)
+	}
+	resp, err = own.Get("http://m/web/moved")
+	if err != nil {
+		t.Fatalf("GET of m/web/moved by a client on a's transport: %v", err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "new /here" {
+		t.Fatalf("redirect to another service of m, client on a's transport: %d %q, want it followed", resp.StatusCode, body)
 	}
 }
