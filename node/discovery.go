@@ -81,6 +81,10 @@ type discovery struct {
 	// step, late how late the policy's timer fired lately (decaying): what
 	// lostGraceLocked scales with.
 	slowRTT, late time.Duration
+	// heal is how long routing took lately to reach again members it had
+	// lost, without this node dialling them (decaying): what
+	// lostGraceLocked scales with too (noteHealLocked).
+	heal time.Duration
 	// islandAt is when this node last dialled a barred member because
 	// it was cut off from most members (islandPickLocked).
 	islandAt time.Time
@@ -171,12 +175,15 @@ const (
 	fullBanDoublings = 4
 )
 
-// lostGraceRTTs and lostGraceLate scale lostGrace on a slow node, up to
+// lostGraceRTTs, lostGraceLate and lostGraceHeal (a ratio:
+// lostGraceHealNum/lostGraceHealDen) scale lostGrace on a slow node, up to
 // lostGraceMax (lostGraceLocked).
 const (
-	lostGraceRTTs = 10
-	lostGraceLate = 4
-	lostGraceMax  = time.Minute
+	lostGraceRTTs    = 10
+	lostGraceLate    = 4
+	lostGraceHealNum = 3
+	lostGraceHealDen = 2
+	lostGraceMax     = time.Minute
 )
 
 // Bounds of room-making (a node at its maximum giving up a redundant idle
@@ -1081,16 +1088,33 @@ func (d *discovery) noteLate(late time.Duration) {
 // member counts as lost (the policy dials it as a repair, and gives up a
 // link for it at the maximum; admission makes room for it): lostGrace,
 // or lostGraceRTTs times the largest RTT of this node's links, or
-// lostGraceLate times how late its policy timer fires, whichever is
-// longest. On a node starved of CPU, links' RTTs are seconds and routing
-// takes as long to bring a route around a changed link: a fixed grace had
-// such nodes give up links for members that routing was about to reach,
-// which cut off others in turn. It is at most lostGraceMax: a neighbour
-// that holds back its answers to this node's probes reads as a link of
-// seconds, and would otherwise put off this node's repair of a partition
-// for ten times as long. d.mu is held.
+// lostGraceLate times how late its policy timer fires, or half again as
+// long as routing took lately to reach members again on its own (heal),
+// whichever is longest. On a node starved of CPU, links' RTTs are seconds
+// and routing takes as long to bring a route around a changed link: a
+// fixed grace had such nodes give up links for members that routing was
+// about to reach, which cut off others in turn, which counted as lost in
+// turn. It is at most lostGraceMax: a neighbour that holds back its
+// answers to this node's probes reads as a link of seconds, and would
+// otherwise put off this node's repair of a partition for ten times as
+// long. d.mu is held.
 func (d *discovery) lostGraceLocked() time.Duration {
-	return min(max(lostGrace, lostGraceRTTs*d.slowRTT, lostGraceLate*d.late), lostGraceMax)
+	return min(max(lostGrace, lostGraceRTTs*d.slowRTT, lostGraceLate*d.late,
+		d.heal*lostGraceHealNum/lostGraceHealDen), lostGraceMax)
+}
+
+// noteHealLocked records that routing reaches name again, unreachable
+// since since: when this node neither dialled nor holds a link it dialled
+// to it, routing brought it back on its own, and how long that took is
+// what heal keeps (the largest of late, decaying by an eighth at each
+// such return). A member unreachable for lostGraceMax or longer was
+// partitioned off, not slow to route, and is not counted. d.mu is held.
+func (d *discovery) noteHealLocked(name string, since, now time.Time) {
+	took := now.Sub(since)
+	if d.dialing[name] || d.owned[name] || took <= 0 || took >= lostGraceMax {
+		return
+	}
+	d.heal = max(took, d.heal-d.heal/8)
 }
 
 // policySettle is how long after an event the policy runs: events that
@@ -1240,7 +1264,10 @@ func (d *discovery) step(now time.Time) int {
 	for name, mem := range alive {
 		isLost := false
 		if reachable[name] {
-			delete(d.lost, name)
+			if since, ok := d.lost[name]; ok {
+				d.noteHealLocked(name, since, now)
+				delete(d.lost, name)
+			}
 		} else if since, ok := d.lost[name]; !ok {
 			d.lost[name] = now
 		} else if now.Sub(since) >= grace {
