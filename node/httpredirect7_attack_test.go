@@ -60,45 +60,42 @@ func TestAttackHTTPRedirectDialsAsTheClient(t *testing.T) {
 		t.Fatalf("m's own circuit to c/vault: %v, want refused by policy", err)
 	}
 
+	get := func(cl *http.Client, url string) (*http.Response, string, error) {
+		resp, err := cl.Get(url)
+		if err != nil {
+			return nil, "", err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(body), nil
+	}
+	followsWithinM := func(cl *http.Client, who string) {
+		t.Helper()
+		resp, body, err := get(cl, "http://m/web/moved")
+		if err != nil {
+			t.Fatalf("GET of m/web/moved by %s: %v", who, err)
+		}
+		if resp.StatusCode != http.StatusOK || body != "new /here" {
+			t.Fatalf("redirect to another service of m, %s: %d %q, want it followed", who, resp.StatusCode, body)
+		}
+	}
+
 	cl := a.HTTPClient()
-	resp, err := cl.Get("http://m/web/")
+	resp, body, err := get(cl, "http://m/web/")
 	if err != nil {
 		t.Fatalf("a's GET of m/web: %v", err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	if n := vaultHits.Load(); n != 0 || resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "http://c/vault/wipe" {
 		t.Fatalf("a's GET of m/web: %d %q, Location %q; c's vault served %d requests; want m's 302 back and none at c",
 			resp.StatusCode, body, resp.Header.Get("Location"), n)
 	}
-
-	resp, err = cl.Get("http://m/web/moved")
-	if err != nil {
-		t.Fatalf("a's GET of m/web/moved: %v", err)
-	}
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || string(body) != "new /here" {
-		t.Fatalf("redirect to another service of m: %d %q, want it followed", resp.StatusCode, body)
-	}
+	followsWithinM(cl, "a's HTTPClient")
 
 	own := &http.Client{Transport: a.HTTPTransport(), Timeout: time.Minute}
-	resp, err = own.Get("http://m/web/")
-	if err == nil {
-		body, _ = io.ReadAll(resp.Body)
-		resp.Body.Close()
-	}
+	_, body, err = get(own, "http://m/web/")
 	if n := vaultHits.Load(); !errors.Is(err, ErrHTTPRedirect) || n != 0 {
 		t.Fatalf("GET of m/web by a client on a's transport, default redirects: %v (body %q); c's vault served %d requests; want ErrHTTPRedirect and none at c",
 			err, body, n)
 	}
-	resp, err = own.Get("http://m/web/moved")
-	if err != nil {
-		t.Fatalf("GET of m/web/moved by a client on a's transport: %v", err)
-	}
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || string(body) != "new /here" {
-		t.Fatalf("redirect to another service of m, client on a's transport: %d %q, want it followed", resp.StatusCode, body)
-	}
+	followsWithinM(own, "a client on a's transport")
 }
