@@ -225,8 +225,9 @@ func (w *testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// logger is name's logger: testLogger's, and when the test is not
-// verbose its latest lines at INFO and above, printed if the test fails.
+// logger is name's logger: every line to the test's output (c.tw) when
+// the test is verbose, else its latest lines at INFO and above, printed
+// if the test fails.
 func (c *cluster) logger(name string) *slog.Logger {
 	if c.tw != nil {
 		return c.tw.logger()
