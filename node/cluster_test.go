@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -35,6 +36,7 @@ type cluster struct {
 	events map[string][]Event // each node's latest events, for failures
 	evWG   sync.WaitGroup     // event collectors; they end when nodes close
 	logs   map[string]*lineRing
+	tw     *testWriter // the nodes' log when the test is verbose
 }
 
 // keptEvents is how many of each node's latest events (and log lines) a
@@ -72,6 +74,11 @@ func newCluster(t testing.TB, quic bool) *cluster {
 		c.ca = ca
 	} else {
 		c.memNet = memlink.NewNetwork(memlink.Config{})
+	}
+	if testing.Verbose() {
+		// Registered before closeAll, so it runs after it: the nodes'
+		// lines while they close still reach the test's output.
+		c.tw = newTestWriter(t)
 	}
 	t.Cleanup(c.closeAll)
 	// Registered after closeAll, so it runs first: the state at the failure.
@@ -148,12 +155,36 @@ func (c *cluster) closeAll() {
 
 func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		return newTestWriter(t).logger()
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-type testWriter struct{ t testing.TB }
+// testWriter sends log lines to t.Log until t's cleanups run, and to
+// stderr, marked with the test's name, after: a goroutine that outlives
+// its node's Close (memberlist's probe in flight ends on its own
+// timeout) may still log, and t.Log after the test completed is a data
+// race the race detector reports, failing the package.
+type testWriter struct {
+	t     testing.TB
+	after io.Writer // after t's cleanups ran; os.Stderr if nil
+	mu    sync.Mutex
+	done  bool // t's cleanups ran
+}
+
+func newTestWriter(t testing.TB) *testWriter {
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.done = true
+	})
+	return w
+}
+
+func (w *testWriter) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
 
 // lineRing keeps the latest keptEvents lines written to it.
 type lineRing struct {
@@ -179,16 +210,27 @@ func (r *lineRing) lines() []string {
 	return slices.Clone(r.last)
 }
 
-func (w testWriter) Write(p []byte) (int, error) {
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		after := w.after
+		if after == nil {
+			after = os.Stderr
+		}
+		fmt.Fprintf(after, "%s (after it ended): %s\n", w.t.Name(), strings.TrimSpace(string(p)))
+		return len(p), nil
+	}
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
 
-// logger is name's logger: testLogger's, and when the test is not
-// verbose its latest lines at INFO and above, printed if the test fails.
+// logger is name's logger: every line to the test's output (c.tw) when
+// the test is verbose, else its latest lines at INFO and above, printed
+// if the test fails.
 func (c *cluster) logger(name string) *slog.Logger {
-	if testing.Verbose() {
-		return testLogger(c.t)
+	if c.tw != nil {
+		return c.tw.logger()
 	}
 	r := &lineRing{}
 	c.logs[name] = r
