@@ -96,13 +96,14 @@ func (q *routerInbox) put(m inboxMsg) bool {
 }
 
 // take empties the inbox and returns what it held, in arrival order. The
-// slice is the inbox's own, valid until the next take: only the holder of
-// the router's lock calls it.
+// slice is the inbox's own, valid until the next take, and its holder
+// clears it once the messages are delivered (drainLocked), so that the
+// inbox holds no payload it delivered: only the holder of the router's
+// lock calls it.
 func (q *routerInbox) take() []inboxMsg {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	msgs := q.msgs
-	clear(q.spare) // the messages of the take before, delivered by now
 	q.msgs, q.spare, q.bytes = q.spare[:0], msgs, 0
 	clear(q.held)
 	q.queued.Store(0)
