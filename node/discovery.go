@@ -1736,20 +1736,35 @@ func (d *discovery) signedAddrLocked(member, addr string) bool {
 // dials failed (a new router whose certificate this node learns once it
 // links to any node) is dialled again after signedBan. A back-off that
 // only other members' claims of the address earned (holder) does not bar
-// the node whose certificate a dial there proved. d.mu is held.
+// the node whose certificate a dial there proved, nor, once that node's
+// verified signed metadata names another address (holderMovedLocked), any
+// member. d.mu is held.
 func (d *discovery) banEndLocked(b *addrBackoff, member, addr string) time.Time {
+	moved := b.claimHolder != "" && d.holderMovedLocked(b.claimHolder, addr)
 	var end time.Time
 	switch {
-	case b.holder != "" && b.holder == member:
+	case b.holder != "" && (b.holder == member || moved):
 	case d.signedAddrLocked(member, addr):
 		end = b.signed
 	default:
 		end = b.until
 	}
-	if member != b.claimHolder && b.claimed.After(end) {
+	if member != b.claimHolder && !moved && b.claimed.After(end) {
 		end = b.claimed // another member's claim of the holder's address
 	}
 	return end
+}
+
+// holderMovedLocked reports whether holder, the node whose certificate a
+// dial at addr proved for another member's claim, announces another link
+// address now in verified signed gossip metadata (in a mesh with a CA):
+// the bar on claims of addr protected it there, and would otherwise bar
+// for banTime whichever node takes the address next (a restart on another
+// node's former port, a pod's reused address) at every node that dialled
+// a made-up claim of it. d.mu is held.
+func (d *discovery) holderMovedLocked(holder, addr string) bool {
+	gm, ok := d.members[holder]
+	return d.vouch && ok && gm.ok && gm.verified && gm.LinkAddr != "" && gm.LinkAddr != addr
 }
 
 // evictLocked frees a back-off entry whose wait ended; false when every

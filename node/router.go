@@ -233,7 +233,9 @@ func (r *router) drainLocked(now time.Time) bool {
 		return false
 	}
 	taken := false
-	for _, m := range r.in.take() {
+	msgs := r.in.take()
+	defer clear(msgs) // delivered: their payloads are not kept
+	for _, m := range msgs {
 		at := m.at
 		if at.Before(r.delivered) {
 			at = r.delivered
