@@ -77,18 +77,8 @@ func TestRoutesOutliveBusyRouterWhenSummariesArrived(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	a.router.mu.Lock() // waits for the pass that drained the inbox
-	a.router.mu.Unlock()
-	for {
-		select {
-		case ev := <-evs:
-			if ev.Kind == PeerDown {
-				t.Fatalf("a lost its route to %s while b's summaries refreshing it waited", ev.Peer)
-			}
-			continue
-		default:
-		}
-		break
+	if down := peersDownSoFar(a, evs); len(down) > 0 {
+		t.Fatalf("a lost its routes to %v while b's summaries refreshing them waited", down)
 	}
 	if p, _ := a.Peer("c"); !p.Reachable || p.NextHop != "b" {
 		t.Fatalf("a's route to c after its routing was busy: %+v", p)
@@ -108,4 +98,22 @@ func TestRoutingMessagesQueuedWhileRouterBusy(t *testing.T) {
 	waitQueued(t, a, "b", 2)
 	a.router.mu.Unlock()
 	c.waitRoute("a", "c", 2)
+}
+
+// peersDownSoFar waits for n's routing passes under way (those draining
+// its inbox) and returns the peers of the PeerDown events evs holds.
+func peersDownSoFar(n *Node, evs <-chan Event) []string {
+	n.router.mu.Lock()
+	n.router.mu.Unlock()
+	var down []string
+	for {
+		select {
+		case ev := <-evs:
+			if ev.Kind == PeerDown {
+				down = append(down, ev.Peer)
+			}
+		default:
+			return down
+		}
+	}
 }
