@@ -1105,10 +1105,11 @@ func (d *discovery) lostGraceLocked() time.Duration {
 
 // noteHealLocked records that routing reaches name again, unreachable
 // since since: when this node neither dialled nor holds a link it dialled
-// to it, routing brought it back on its own, and how long that took is
-// what heal keeps (the largest of late, decaying by an eighth at each
-// such return). A member unreachable for lostGraceMax or longer was
-// partitioned off, not slow to route, and is not counted. d.mu is held.
+// to it, routing brought it back on its own, and heal becomes how long
+// that took or heal less an eighth, whichever is longer (so it falls by
+// an eighth at each quicker return). A member unreachable for
+// lostGraceMax or longer was partitioned off, not slow to route, and is
+// not counted. d.mu is held.
 func (d *discovery) noteHealLocked(name string, since, now time.Time) {
 	took := now.Sub(since)
 	if d.dialing[name] || d.owned[name] || took <= 0 || took >= lostGraceMax {
