@@ -82,9 +82,10 @@ type discovery struct {
 	// lostGraceLocked scales with.
 	slowRTT, late time.Duration
 	// heal is how long routing took lately to reach again members it had
-	// lost, without this node dialling them (decaying): what
-	// lostGraceLocked scales with too (noteHealLocked).
-	heal time.Duration
+	// lost, without this node dialling them, as of healAt (decaying): what
+	// lostGraceLocked scales with too (noteHealLocked, healLocked).
+	heal   time.Duration
+	healAt time.Time
 	// islandAt is when this node last dialled a barred member because
 	// it was cut off from most members (islandPickLocked).
 	islandAt time.Time
@@ -184,6 +185,9 @@ const (
 	lostGraceHealNum = 3
 	lostGraceHealDen = 2
 	lostGraceMax     = time.Minute
+	// healMemory is how long a heal time counts after it was seen: it
+	// falls to nothing over that time unless routing is seen slow again.
+	healMemory = time.Minute
 )
 
 // Bounds of room-making (a node at its maximum giving up a redundant idle
@@ -778,7 +782,7 @@ func (d *discovery) expireHeld(now time.Time) {
 		reached = reached || gm.linked && linked
 		expired := ok && gm.held && !reached && !now.Before(gm.keep)
 		if ok && gm.held && reached {
-			gm.keep = now.Add(d.lostGraceLocked())
+			gm.keep = now.Add(d.lostGraceLocked(now))
 			d.members[name] = gm
 		}
 		d.mu.Unlock()
@@ -1098,24 +1102,40 @@ func (d *discovery) noteLate(late time.Duration) {
 // answers to this node's probes reads as a link of seconds, and would
 // otherwise put off this node's repair of a partition for ten times as
 // long. d.mu is held.
-func (d *discovery) lostGraceLocked() time.Duration {
+func (d *discovery) lostGraceLocked(now time.Time) time.Duration {
 	return min(max(lostGrace, lostGraceRTTs*d.slowRTT, lostGraceLate*d.late,
-		d.heal*lostGraceHealNum/lostGraceHealDen), lostGraceMax)
+		d.healLocked(now)*lostGraceHealNum/lostGraceHealDen), lostGraceMax)
+}
+
+// healLocked is heal at now: it falls linearly to nothing over
+// healMemory from healAt, so that a slow return seen once (a member that
+// restarted, a burst of load) does not put off the repair of a partition
+// that comes minutes later. d.mu is held.
+func (d *discovery) healLocked(now time.Time) time.Duration {
+	age := now.Sub(d.healAt)
+	if age >= healMemory || d.heal <= 0 {
+		return 0
+	}
+	if age <= 0 {
+		return d.heal
+	}
+	return time.Duration(float64(d.heal) * float64(healMemory-age) / float64(healMemory))
 }
 
 // noteHealLocked records that routing reaches name again, unreachable
 // since since: when this node neither dialled nor holds a link it dialled
 // to it, routing brought it back on its own, and heal becomes how long
-// that took or heal less an eighth, whichever is longer (so it falls by
-// an eighth at each quicker return). A member unreachable for
-// lostGraceMax or longer was partitioned off, not slow to route, and is
-// not counted. d.mu is held.
+// that took or heal at now less an eighth, whichever is longer (so it
+// falls by an eighth at each quicker return, besides with time). A member
+// unreachable for lostGraceMax or longer was partitioned off, not slow to
+// route, and is not counted. d.mu is held.
 func (d *discovery) noteHealLocked(name string, since, now time.Time) {
 	took := now.Sub(since)
 	if d.dialing[name] || d.owned[name] || took <= 0 || took >= lostGraceMax {
 		return
 	}
-	d.heal = max(took, d.heal-d.heal/8)
+	h := d.healLocked(now)
+	d.heal, d.healAt = max(took, h-h/8), now
 }
 
 // policySettle is how long after an event the policy runs: events that
@@ -1235,7 +1255,7 @@ func (d *discovery) step(now time.Time) int {
 	}
 	d.mu.Lock()
 	d.slowRTT = slow
-	grace := d.lostGraceLocked()
+	grace := d.lostGraceLocked(now)
 	for _, name := range names {
 		if reachable[name] && !d.reached[name] {
 			if len(d.reached) >= maxReached {
@@ -1654,7 +1674,7 @@ func linkEnded(l links.Link) bool {
 // seconds) is not. d.mu is held.
 func (d *discovery) lostLongLocked(member string, now time.Time) bool {
 	since, ok := d.lost[member]
-	return ok && now.Sub(since) >= d.lostGraceLocked()
+	return ok && now.Sub(since) >= d.lostGraceLocked(now)
 }
 
 // mayMakeRoomLocked reports whether an incoming link from peer, a member

@@ -25,6 +25,17 @@ func TestLostGraceFollowsHowLongRoutingTakesToHeal(t *testing.T) {
 	setLost(hub, "a", time.Now().Add(-12*time.Second))
 	hub.disco.step(time.Now())
 	roomOnlyAfter(t, hub, 5*time.Second, 20*time.Second, "whose routing took 12 s to reach a member again")
+
+	// That return counts for a minute, less and less: a slow return seen
+	// once does not put off the repair of a partition minutes later.
+	hub.disco.mu.Lock()
+	at, heal := hub.disco.healAt, hub.disco.heal
+	half, gone := hub.disco.healLocked(at.Add(healMemory/2)), hub.disco.healLocked(at.Add(healMemory))
+	hub.disco.mu.Unlock()
+	if d := half - heal/2; heal < 12*time.Second || d < -time.Millisecond || d > time.Millisecond || gone != 0 {
+		t.Fatalf("heal %v seen at %v: %v half a minute later and %v a minute later, want at least 12s, then half, then none",
+			heal, at.Format(time.StampMilli), half, gone)
+	}
 }
 
 // A member this node dialled itself does not count: its route may have
@@ -33,19 +44,20 @@ func TestLostGraceFollowsHowLongRoutingTakesToHeal(t *testing.T) {
 // off, not slow to route, and does not count either.
 func TestLostGraceIgnoresOwnDialsAndPartitions(t *testing.T) {
 	_, hub := fullTriangle(t)
+	// What the triangle's forming left (returns of a fraction of a
+	// second while links came up) may stand.
 	hub.disco.mu.Lock()
 	hub.disco.owned["a"] = true
+	delete(hub.disco.owned, "b")
+	before := hub.disco.healAt
 	hub.disco.mu.Unlock()
 	setLost(hub, "a", time.Now().Add(-12*time.Second))
 	setLost(hub, "b", time.Now().Add(-2*time.Minute))
-	hub.disco.mu.Lock()
-	delete(hub.disco.owned, "b")
-	hub.disco.mu.Unlock()
 	hub.disco.step(time.Now())
 	hub.disco.mu.Lock()
-	grace := hub.disco.lostGraceLocked()
+	heal, at := hub.disco.heal, hub.disco.healAt
 	hub.disco.mu.Unlock()
-	if grace != lostGrace {
-		t.Fatalf("lost grace after routing reached again a member hub dialled (12 s) and one lost for 2 minutes: %v, want %v", grace, lostGrace)
+	if at != before {
+		t.Fatalf("heal time after routing reached again a member hub dialled (12 s) and one lost for 2 minutes: %v, want neither counted", heal)
 	}
 }
