@@ -81,11 +81,6 @@ type discovery struct {
 	// step, late how late the policy's timer fired lately (decaying): what
 	// lostGraceLocked scales with.
 	slowRTT, late time.Duration
-	// heal is how long routing took lately to reach again members it had
-	// lost, without this node dialling them, as of healAt (decaying): what
-	// lostGraceLocked scales with too (noteHealLocked, healLocked).
-	heal   time.Duration
-	healAt time.Time
 	// islandAt is when this node last dialled a barred member because
 	// it was cut off from most members (islandPickLocked).
 	islandAt time.Time
@@ -176,18 +171,12 @@ const (
 	fullBanDoublings = 4
 )
 
-// lostGraceRTTs, lostGraceLate and lostGraceHeal (a ratio:
-// lostGraceHealNum/lostGraceHealDen) scale lostGrace on a slow node, up to
+// lostGraceRTTs and lostGraceLate scale lostGrace on a slow node, up to
 // lostGraceMax (lostGraceLocked).
 const (
-	lostGraceRTTs    = 10
-	lostGraceLate    = 4
-	lostGraceHealNum = 3
-	lostGraceHealDen = 2
-	lostGraceMax     = time.Minute
-	// healMemory is how long a heal time counts after it was seen: it
-	// falls to nothing over that time unless routing is seen slow again.
-	healMemory = time.Minute
+	lostGraceRTTs = 10
+	lostGraceLate = 4
+	lostGraceMax  = time.Minute
 )
 
 // Bounds of room-making (a node at its maximum giving up a redundant idle
@@ -782,7 +771,7 @@ func (d *discovery) expireHeld(now time.Time) {
 		reached = reached || gm.linked && linked
 		expired := ok && gm.held && !reached && !now.Before(gm.keep)
 		if ok && gm.held && reached {
-			gm.keep = now.Add(d.lostGraceLocked(now))
+			gm.keep = now.Add(d.lostGraceLocked())
 			d.members[name] = gm
 		}
 		d.mu.Unlock()
@@ -1092,50 +1081,16 @@ func (d *discovery) noteLate(late time.Duration) {
 // member counts as lost (the policy dials it as a repair, and gives up a
 // link for it at the maximum; admission makes room for it): lostGrace,
 // or lostGraceRTTs times the largest RTT of this node's links, or
-// lostGraceLate times how late its policy timer fires, or half again as
-// long as routing took lately to reach members again on its own (heal),
-// whichever is longest. On a node starved of CPU, links' RTTs are seconds
-// and routing takes as long to bring a route around a changed link: a
-// fixed grace had such nodes give up links for members that routing was
-// about to reach, which cut off others in turn, which counted as lost in
-// turn. It is at most lostGraceMax: a neighbour that holds back its
-// answers to this node's probes reads as a link of seconds, and would
-// otherwise put off this node's repair of a partition for ten times as
-// long. d.mu is held.
-func (d *discovery) lostGraceLocked(now time.Time) time.Duration {
-	return min(max(lostGrace, lostGraceRTTs*d.slowRTT, lostGraceLate*d.late,
-		d.healLocked(now)*lostGraceHealNum/lostGraceHealDen), lostGraceMax)
-}
-
-// healLocked is heal at now: it falls linearly to nothing over
-// healMemory from healAt, so that a slow return seen once (a member that
-// restarted, a burst of load) does not put off the repair of a partition
-// that comes minutes later. d.mu is held.
-func (d *discovery) healLocked(now time.Time) time.Duration {
-	age := now.Sub(d.healAt)
-	if age >= healMemory || d.heal <= 0 {
-		return 0
-	}
-	if age <= 0 {
-		return d.heal
-	}
-	return time.Duration(float64(d.heal) * float64(healMemory-age) / float64(healMemory))
-}
-
-// noteHealLocked records that routing reaches name again, unreachable
-// since since: when this node neither dialled nor holds a link it dialled
-// to it, routing brought it back on its own, and heal becomes how long
-// that took or heal at now less an eighth, whichever is longer (so it
-// falls by an eighth at each quicker return, besides with time). A member
-// unreachable for lostGraceMax or longer was partitioned off, not slow to
-// route, and is not counted. d.mu is held.
-func (d *discovery) noteHealLocked(name string, since, now time.Time) {
-	took := now.Sub(since)
-	if d.dialing[name] || d.owned[name] || took <= 0 || took >= lostGraceMax {
-		return
-	}
-	h := d.healLocked(now)
-	d.heal, d.healAt = max(took, h-h/8), now
+// lostGraceLate times how late its policy timer fires, whichever is
+// longest. On a node starved of CPU, links' RTTs are seconds and routing
+// takes as long to bring a route around a changed link: a fixed grace had
+// such nodes give up links for members that routing was about to reach,
+// which cut off others in turn. It is at most lostGraceMax: a neighbour
+// that holds back its answers to this node's probes reads as a link of
+// seconds, and would otherwise put off this node's repair of a partition
+// for ten times as long. d.mu is held.
+func (d *discovery) lostGraceLocked() time.Duration {
+	return min(max(lostGrace, lostGraceRTTs*d.slowRTT, lostGraceLate*d.late), lostGraceMax)
 }
 
 // policySettle is how long after an event the policy runs: events that
@@ -1255,7 +1210,7 @@ func (d *discovery) step(now time.Time) int {
 	}
 	d.mu.Lock()
 	d.slowRTT = slow
-	grace := d.lostGraceLocked(now)
+	grace := d.lostGraceLocked()
 	for _, name := range names {
 		if reachable[name] && !d.reached[name] {
 			if len(d.reached) >= maxReached {
@@ -1285,10 +1240,7 @@ func (d *discovery) step(now time.Time) int {
 	for name, mem := range alive {
 		isLost := false
 		if reachable[name] {
-			if since, ok := d.lost[name]; ok {
-				d.noteHealLocked(name, since, now)
-				delete(d.lost, name)
-			}
+			delete(d.lost, name)
 		} else if since, ok := d.lost[name]; !ok {
 			d.lost[name] = now
 		} else if now.Sub(since) >= grace {
@@ -1674,7 +1626,7 @@ func linkEnded(l links.Link) bool {
 // seconds) is not. d.mu is held.
 func (d *discovery) lostLongLocked(member string, now time.Time) bool {
 	since, ok := d.lost[member]
-	return ok && now.Sub(since) >= d.lostGraceLocked(now)
+	return ok && now.Sub(since) >= d.lostGraceLocked()
 }
 
 // mayMakeRoomLocked reports whether an incoming link from peer, a member
