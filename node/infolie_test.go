@@ -1,10 +1,12 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 )
 
 // serveLyingInfo has n answer its info service with links of its own
@@ -37,6 +39,36 @@ func serveInfoAnswer(t *testing.T, n *Node, info NodeInfo) {
 			c.Close()
 		}
 	}()
+}
+
+// infoLiar links a to m over QUIC, m answering no _info of its own, and
+// returns them with an honest answer m could give (its services extra
+// beside InfoService, a link to a).
+func infoLiar(t *testing.T, services ...string) (a, m *Node, honest NodeInfo) {
+	t.Helper()
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) { cfg.DisableInfo = cfg.Name == "m" }
+	c.build("a-m")
+	c.waitRoute("a", "m", 1)
+	return c.nodes["a"], c.nodes["m"], NodeInfo{Name: "m", Mesh: "test", Role: "router", Version: "v1",
+		Services: append([]string{InfoService}, services...),
+		Links:    []InfoLink{{Peer: "a", Role: "router", RTT: time.Millisecond, Cost: 10}}}
+}
+
+// wantInfoRefused has m answer _info with lie and checks that a's Info of
+// m fails with ErrBadInfo wrapping want, its error all printable.
+func wantInfoRefused(t *testing.T, a, m *Node, lie NodeInfo, want error) {
+	t.Helper()
+	serveInfoAnswer(t, m, lie)
+	got, err := a.Info(ctxT(t, 10*time.Second), "m")
+	switch {
+	case err == nil:
+		t.Fatalf("a's Info of m returned %+v", got)
+	case !errors.Is(err, ErrBadInfo) || !errors.Is(err, want):
+		t.Fatalf("a's Info of m: %v, want ErrBadInfo wrapping %v", err, want)
+	case strings.ContainsFunc(err.Error(), func(r rune) bool { return !unicode.IsPrint(r) }):
+		t.Fatalf("a's Info of m: the error is not printable: %q", err)
+	}
 }
 
 // A node with a valid certificate answers _info with links it does not

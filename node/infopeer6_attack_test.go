@@ -19,14 +19,7 @@ import (
 // wrapping identity.ErrInvalidName), its error printable, and an answer
 // whose link peers are node names is still read.
 func TestAttackInfoLinkPeerNames(t *testing.T) {
-	c := newCluster(t, true)
-	c.tweak = func(cfg *Config) { cfg.DisableInfo = cfg.Name == "m" }
-	c.build("a-m")
-	c.waitRoute("a", "m", 1)
-	a, m := c.nodes["a"], c.nodes["m"]
-
-	info := NodeInfo{Name: "m", Mesh: "test", Role: "router", Version: "v1", Services: []string{InfoService},
-		Links: []InfoLink{{Peer: "a", Role: "router", RTT: time.Millisecond, Cost: 10}}}
+	a, m, info := infoLiar(t)
 	for _, peer := range []string{escClear + "a" + escTitle, strings.Repeat("p", 255)} {
 		lie := info
 		lie.Links = append([]InfoLink{{Peer: peer, Role: "router", RTT: time.Millisecond, Cost: 10}}, info.Links...)
@@ -37,16 +30,7 @@ func TestAttackInfoLinkPeerNames(t *testing.T) {
 
 	lie := info
 	lie.Links = append([]InfoLink{{Peer: escClear + "a" + escTitle, Role: "router", RTT: time.Millisecond, Cost: 10}}, info.Links...)
-	serveInfoAnswer(t, m, lie)
-	got, err := a.Info(ctxT(t, 10*time.Second), "m")
-	switch {
-	case err == nil:
-		t.Fatalf("a's Info of m returned a link to %q", got.Links[0].Peer)
-	case !errors.Is(err, ErrBadInfo) || !errors.Is(err, identity.ErrInvalidName):
-		t.Fatalf("a's Info of m: %v, want ErrBadInfo wrapping ErrInvalidName", err)
-	case strings.ContainsRune(err.Error(), '\x1b'):
-		t.Fatalf("a's Info of m: the error carries the escape: %q", err)
-	}
+	wantInfoRefused(t, a, m, lie, identity.ErrInvalidName)
 
 	if _, err := DecodeInfo(encodeInfo(info)); err != nil {
 		t.Fatalf("DecodeInfo of an honest answer: %v", err)

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
-	"unicode"
 )
 
 // TestAttackInfoServicesAreServiceNames: the services of a node's info
@@ -19,15 +17,7 @@ import (
 // link's peer that is not a node name is, its error printable, and an
 // answer whose services are service names is still read.
 func TestAttackInfoServicesAreServiceNames(t *testing.T) {
-	c := newCluster(t, true)
-	c.tweak = func(cfg *Config) { cfg.DisableInfo = cfg.Name == "m" }
-	c.build("a-m")
-	c.waitRoute("a", "m", 1)
-	a, m := c.nodes["a"], c.nodes["m"]
-
-	info := NodeInfo{Name: "m", Mesh: "test", Role: "router", Version: "v1",
-		Services: []string{InfoService, "grpc.health.v1.Health/Check", "日本語"},
-		Links:    []InfoLink{{Peer: "a", Role: "router", RTT: time.Millisecond, Cost: 10}}}
+	a, m, info := infoLiar(t, "grpc.health.v1.Health/Check", "日本語")
 	if got, err := DecodeInfo(encodeInfo(info)); err != nil || strings.Join(got.Services, " ") != strings.Join(info.Services, " ") {
 		t.Fatalf("DecodeInfo of an honest answer: %v, %v", got.Services, err)
 	}
@@ -41,14 +31,5 @@ func TestAttackInfoServicesAreServiceNames(t *testing.T) {
 
 	lie := info
 	lie.Services = append([]string{"db" + escRed}, info.Services...)
-	serveInfoAnswer(t, m, lie)
-	got, err := a.Info(ctxT(t, 10*time.Second), "m")
-	switch {
-	case err == nil:
-		t.Fatalf("a's Info of m returned services %q", got.Services)
-	case !errors.Is(err, ErrBadInfo) || !errors.Is(err, ErrInvalidService):
-		t.Fatalf("a's Info of m: %v, want ErrBadInfo wrapping ErrInvalidService", err)
-	case strings.ContainsFunc(err.Error(), func(r rune) bool { return !unicode.IsPrint(r) }):
-		t.Fatalf("a's Info of m: the error is not printable: %q", err)
-	}
+	wantInfoRefused(t, a, m, lie, ErrInvalidService)
 }
