@@ -56,6 +56,9 @@ const (
 	initialStreamWindow = 512 << 10
 	// minStreamWindow is the smallest MaxStreamWindow accepted.
 	minStreamWindow = 16 << 10
+	// quicIdleTimeout is QUIC's idle timeout with the default probe
+	// floor: a backstop, as the probes detect a dead peer first. With a
+	// longer floor it is longer (idleTimeout).
 	quicIdleTimeout = 10 * time.Second
 	quicKeepAlive   = 2 * time.Second
 )
@@ -88,7 +91,11 @@ type QUICConfig struct {
 	// ProbeInterval is the liveness probe period. Default 200 ms.
 	ProbeInterval time.Duration
 	// ProbeMisses is how many probe intervals without an answer declare the
-	// peer dead. Default 4 (so 800 ms with the default interval).
+	// peer dead. Default 4 (so 800 ms with the default interval). That
+	// is the floor: a peer seen to stall is allowed up to 8 times it
+	// (docs/DESIGN.md, "Liveness under load"). QUIC's idle timeout, a backstop, is 10 s
+	// or 10 × ProbeInterval × ProbeMisses, whichever is longer; QUIC
+	// uses the shorter of the two ends' timeouts.
 	ProbeMisses int
 	// HandshakeTimeout bounds the QUIC, TLS and hello handshake. Default 5 s.
 	// A dial fails after it with nothing back from the address; one the
@@ -291,7 +298,7 @@ func (c QUICConfig) QUIC() *quic.Config {
 	initStream := min(initialStreamWindow, c.MaxStreamWindow)
 	return &quic.Config{
 		HandshakeIdleTimeout:           c.HandshakeTimeout,
-		MaxIdleTimeout:                 quicIdleTimeout,
+		MaxIdleTimeout:                 c.idleTimeout(),
 		KeepAlivePeriod:                quicKeepAlive,
 		InitialStreamReceiveWindow:     initStream,
 		MaxStreamReceiveWindow:         c.MaxStreamWindow,
@@ -300,6 +307,16 @@ func (c QUICConfig) QUIC() *quic.Config {
 		MaxIncomingStreams:             int64(streams),
 		MaxIncomingUniStreams:          -1,
 	}
+}
+
+// idleTimeout is QUIC's idle timeout: 10 s, or a quarter more than the
+// longest silence the failure detector may allow (detectorCap × the probe
+// floor) when that is longer, so that QUIC never closes a link the
+// detector still allows a peer it has seen stall. QUIC uses the shorter
+// of the two ends' timeouts: both ends need the longer floor.
+func (c QUICConfig) idleTimeout() time.Duration {
+	floor := time.Duration(c.ProbeMisses) * c.ProbeInterval
+	return max(quicIdleTimeout, detectorCap*floor*5/4)
 }
 
 // linkQUIC is the quic-go configuration of the transport's links: QUIC
