@@ -46,11 +46,15 @@ func waitInboxSettled(n *Node, peer string, d time.Duration) int {
 // for the lock with the first of them, behind the ticker due to expire
 // the routes those summaries refresh. Now a neighbour's messages hold at
 // most its share of the inbox: h's summaries wait in it, and a's routing
-// delivers them, at their arrival, before it expires anything.
+// delivers them, at their arrival, before it expires anything. Link costs
+// are pinned (pinCosts).
 func TestAttackFloodingNeighbourTakesTheRouterInbox(t *testing.T) {
 	const interval = 200 * time.Millisecond // routes expire after 3.5 of them
 	c := newCluster(t, true)
-	c.tweak = func(cfg *Config) { cfg.Routing.UpdateInterval = interval }
+	c.tweak = func(cfg *Config) {
+		cfg.Routing.UpdateInterval = interval
+		pinCosts(cfg, "a", "h", "c", "m")
+	}
 	c.build("a-h", "h-c", "m-a")
 	a, h, m := c.node("a"), c.node("h"), c.node("m")
 	c.waitRoute("a", "c", 2)

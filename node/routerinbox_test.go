@@ -3,6 +3,8 @@ package node
 import (
 	"testing"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // inboxFrom counts the messages from peer waiting in n's router inbox.
@@ -46,7 +48,10 @@ func waitQueued(t *testing.T, n *Node, peer string, k int) {
 func TestRoutesOutliveBusyRouterWhenSummariesArrived(t *testing.T) {
 	const interval = 200 * time.Millisecond // routes expire after 3.5 of them
 	c := newCluster(t, true)
-	c.tweak = func(cfg *Config) { cfg.Routing.UpdateInterval = interval }
+	c.tweak = func(cfg *Config) {
+		cfg.Routing.UpdateInterval = interval
+		pinCosts(cfg, "a", "b", "c")
+	}
 	c.build("a-b", "b-c")
 	a, b := c.node("a"), c.node("b")
 	c.waitRoute("a", "c", 2)
@@ -82,6 +87,25 @@ func TestRoutesOutliveBusyRouterWhenSummariesArrived(t *testing.T) {
 	}
 	if p, _ := a.Peer("c"); !p.Reachable || p.NextHop != "b" {
 		t.Fatalf("a's route to c after its routing was busy: %+v", p)
+	}
+}
+
+// pinCosts makes cfg's node link over QUIC with the cost of its links to
+// the named peers pinned (links.QUICConfig.StaticCost), so that routes'
+// metrics do not follow the round trips a loaded machine measures: there
+// the costs measured while a test held routing locks rose past what keeps
+// a selected route, which was dropped as unfeasible (not expired) and
+// back 16 ms later, failing tests about expiry.
+func pinCosts(cfg *Config, peers ...string) {
+	cost := map[string]links.Cost{}
+	for _, p := range peers {
+		cost[p] = 256
+	}
+	id, log := cfg.Identity, cfg.Logger
+	cfg.NewTransport = func(h links.Handler, role links.Role) (links.Transport, error) {
+		return links.NewQUICTransport(links.QUICConfig{
+			Identity: id, Role: role, ListenAddr: "127.0.0.1:0", Handler: h, Logger: log, StaticCost: cost,
+		})
 	}
 }
 
