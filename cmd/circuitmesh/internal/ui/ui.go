@@ -122,13 +122,20 @@ func literalHostOnly(h http.Handler) http.Handler {
 	})
 }
 
-func (h *handler) graph(ctx context.Context) (node.Graph, error) {
+// graph answers the mesh graph, gathered again once the last one is older
+// than its reuse time. A gathering runs to its end (queryTimeout) whether
+// or not the request that started it is still there, and its graph serves
+// the requests after it: under the request's context, a client that asked
+// and left at once ended the gathering before any answer came, so nothing
+// was kept and its next request, which it may send at once, gathered
+// again, opening a circuit to every node each time.
+func (h *handler) graph() (node.Graph, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.lastT.IsZero() && time.Since(h.lastT) < max(refresh, time.Duration(len(h.last.Nodes))*gatherPerNode) {
 		return h.last, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
 	defer cancel()
 	g, err := h.src.Topology(ctx, node.TopologyOptions{Timeout: 2 * time.Second})
 	if err != nil {
@@ -139,7 +146,7 @@ func (h *handler) graph(ctx context.Context) (node.Graph, error) {
 }
 
 func (h *handler) view(w http.ResponseWriter, r *http.Request) {
-	g, err := h.graph(r.Context())
+	g, err := h.graph()
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
