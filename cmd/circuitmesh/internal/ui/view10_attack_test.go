@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -147,4 +148,59 @@ func infoCircuits(t *testing.T, ns []*node.Node) int {
 		}
 	}
 	return total
+}
+
+// redrawViews is how many views the client asks for after the first:
+// within its burst of views (viewsPerSource), so none is refused 429.
+const redrawViews = 15
+
+// discardWriter is a ResponseWriter that keeps nothing of the answer
+// but its size: what the page allocates for a view is its own.
+type discardWriter struct {
+	h    http.Header
+	code int
+	n    int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) WriteHeader(code int)        { w.code = code }
+func (w *discardWriter) Write(b []byte) (int, error) { w.n += len(b); return len(b), nil }
+
+// TestAttackViewsRedrawTheMesh: a client of the mesh page asks for
+// /api/view redrawViews times in a row, within its rate, on a mesh of
+// 100 nodes (5 links each). The graph is gathered once; before, each
+// view encoded the whole graph and drew its picture again, allocating
+// several times the answer's size (about 2 MiB a view for an answer of
+// 330 KB, 10 ms of CPU), so that a request of a few dozen bytes made the
+// daemon draw the mesh, 40 times a second for all clients together. Now
+// the views of one graph share one drawing per path highlighted.
+func TestAttackViewsRedrawTheMesh(t *testing.T) {
+	src := &countingSource{n: 100, links: 5}
+	h := Handler(src)
+	ask := func() *discardWriter {
+		w := &discardWriter{h: http.Header{}, code: http.StatusOK}
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/api/view", nil))
+		if w.code != http.StatusOK {
+			t.Fatalf("view: status %d", w.code)
+		}
+		return w
+	}
+	size := ask().n // the gathering, and the drawing
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range redrawViews {
+		if n := ask().n; n != size {
+			t.Fatalf("a view of %d bytes, the first was %d", n, size)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	perView := int(after.TotalAlloc-before.TotalAlloc) / redrawViews
+	t.Logf("%d views of %d bytes: %d gathering(s), %d bytes allocated a view", redrawViews, size, src.graphs.Load(), perView)
+	if src.graphs.Load() != 1 {
+		t.Fatalf("%d gatherings for %d views within the refresh, want 1", src.graphs.Load(), redrawViews+1)
+	}
+	if perView > size/4 {
+		t.Fatalf("each view of an answer of %d bytes allocated %d bytes: the page draws the mesh again for every request", size, perView)
+	}
 }
