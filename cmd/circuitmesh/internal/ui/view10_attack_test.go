@@ -171,7 +171,7 @@ func (w *discardWriter) Write(b []byte) (int, error) { w.n += len(b); return len
 // 100 nodes (5 links each). The graph is gathered once; before, each
 // view encoded the whole graph and drew its picture again, allocating
 // several times the answer's size (about 2 MiB a view for an answer of
-// 330 KB, 10 ms of CPU), so that a request of a few dozen bytes made the
+// 324 KB, 6 to 11 ms), so that a request of a few dozen bytes made the
 // daemon draw the mesh, 40 times a second for all clients together. Now
 // the views of one graph share one drawing per path highlighted.
 func TestAttackViewsRedrawTheMesh(t *testing.T) {
@@ -186,19 +186,26 @@ func TestAttackViewsRedrawTheMesh(t *testing.T) {
 		return w
 	}
 	size := ask().n // the gathering, and the drawing
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for range redrawViews {
-		if n := ask().n; n != size {
-			t.Fatalf("a view of %d bytes, the first was %d", n, size)
+	perView := 0
+	// The views are measured within one graph's reuse time (5 s for 100
+	// nodes): on a machine so starved that the graph was gathered again
+	// meanwhile, they are measured again.
+	for try := 0; ; try++ {
+		graphs := src.graphs.Load()
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for range redrawViews {
+			if n := ask().n; n != size {
+				t.Fatalf("a view of %d bytes, the first was %d", n, size)
+			}
 		}
-	}
-	runtime.ReadMemStats(&after)
-	perView := int(after.TotalAlloc-before.TotalAlloc) / redrawViews
-	t.Logf("%d views of %d bytes: %d gathering(s), %d bytes allocated a view", redrawViews, size, src.graphs.Load(), perView)
-	if src.graphs.Load() != 1 {
-		t.Fatalf("%d gatherings for %d views within the refresh, want 1", src.graphs.Load(), redrawViews+1)
+		runtime.ReadMemStats(&after)
+		perView = int(after.TotalAlloc-before.TotalAlloc) / redrawViews
+		t.Logf("%d views of %d bytes: %d gathering(s) in all, %d bytes allocated a view", redrawViews, size, src.graphs.Load(), perView)
+		if src.graphs.Load() == graphs || try == 2 {
+			break
+		}
 	}
 	if perView > size/4 {
 		t.Fatalf("each view of an answer of %d bytes allocated %d bytes: the page draws the mesh again for every request", size, perView)
