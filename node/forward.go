@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links/ratelog"
 )
 
 // tcpDialTimeout bounds the dial to a local TCP service behind Expose.
@@ -22,7 +23,9 @@ const tcpDialTimeout = 10 * time.Second
 // with half-close (a circuit's CloseWrite becomes a TCP FIN and back). A
 // failure on either side aborts the other: the circuit is reset, the TCP
 // connection is closed with RST. A circuit whose TCP service cannot be
-// reached is reset with circuit.CloseUnavailable.
+// reached is reset with circuit.CloseUnavailable, and logged at most once
+// a minute per exposed service, with the count of such circuits (a member
+// of the mesh may open them as fast as it likes).
 //
 // stop withdraws the service, closes every connection it spliced and waits
 // for its goroutines. Closing the node also ends them.
@@ -51,7 +54,8 @@ func (n *Node) Expose(service, tcpAddr string) (stop func() error, err error) {
 // The circuit is opened early (DialOptions.Early): the client's first
 // bytes travel with the open, without a round trip first. A connection
 // whose circuit cannot be opened is aborted (TCP RST): at once, with the
-// reason logged, when this node has no route; when the refusal arrives
+// reason logged (one line a minute per forward, with the count of such
+// connections), when this node has no route; when the refusal arrives
 // (no such service), on its first read or write. So is one whose circuit
 // ends in error (reset, link lost), so that the client never mistakes a
 // broken transfer for a complete one. Half-close maps to FIN
@@ -97,6 +101,13 @@ type pump struct {
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 
+	// dropLog writes at most one line a minute about the connections
+	// dropped because the other side could not be reached, with dropped
+	// (their count since the pump started): behind Expose each is a
+	// circuit a member of the mesh opened, as fast as it likes.
+	dropLog *ratelog.Log
+	dropped atomic.Uint64
+
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 	stopErr  error
@@ -105,7 +116,8 @@ type pump struct {
 
 func newPump(ln net.Listener, log *slog.Logger) *pump {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &pump{ln: ln, log: log, ctx: ctx, cancel: cancel, conns: make(map[net.Conn]struct{})}
+	p := &pump{ln: ln, log: log, ctx: ctx, cancel: cancel, conns: make(map[net.Conn]struct{}),
+		dropLog: ratelog.New(log, time.Minute, 1)}
 	p.wg.Add(1) // the accept loop
 	return p
 }
@@ -149,7 +161,9 @@ func (p *pump) serve(c net.Conn, dial func(context.Context, net.Conn) (net.Conn,
 	other, err := dial(p.ctx, c)
 	if err != nil {
 		if p.ctx.Err() == nil {
-			p.log.Warn("connection dropped: cannot reach the other side", "remote", c.RemoteAddr().String(), "err", err)
+			total := p.dropped.Add(1)
+			p.dropLog.Warn("dropped", "connection dropped: cannot reach the other side",
+				"remote", c.RemoteAddr().String(), "err", err, "dropped_total", total)
 		}
 		abort(c, circuit.CloseUnavailable)
 		return

@@ -5,7 +5,8 @@
 // GET /api/view?to=PEER answers the mesh graph (node.Graph), its SVG
 // picture (package meshgraph) and, when PEER is given, the path a ping to
 // PEER took, highlighted in the picture. The graph is gathered at most
-// once per second whatever the number of pages polling.
+// once per second whatever the number of pages polling, and encoded and
+// drawn once per graph and path highlighted, not once per request.
 package ui
 
 import (
@@ -23,7 +24,6 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/httpserve"
-	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/meshgraph"
 	"github.com/circuitmesh/circuitmesh/internal/bucket"
 	"github.com/circuitmesh/circuitmesh/node"
 )
@@ -81,6 +81,8 @@ type handler struct {
 	mu    sync.Mutex // held while gathering: one gathering at a time
 	last  node.Graph
 	lastT time.Time
+
+	drawn drawing // of the last graph
 }
 
 // Handler serves the page and its API for src.
@@ -122,29 +124,45 @@ func literalHostOnly(h http.Handler) http.Handler {
 	})
 }
 
-func (h *handler) graph(ctx context.Context) (node.Graph, error) {
+// graph answers the mesh graph, gathered again once the last one is older
+// than its reuse time. A gathering runs to its end (queryTimeout) whether
+// or not the request that started it is still there, and its graph serves
+// the requests after it: under the request's context, a client that asked
+// and left at once ended the gathering before any answer came, so nothing
+// was kept and its next request, which it may send at once, gathered
+// again, opening a circuit to every node each time.
+func (h *handler) graph() (node.Graph, time.Time, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.lastT.IsZero() && time.Since(h.lastT) < max(refresh, time.Duration(len(h.last.Nodes))*gatherPerNode) {
-		return h.last, nil
+		return h.last, h.lastT, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
 	defer cancel()
 	g, err := h.src.Topology(ctx, node.TopologyOptions{Timeout: 2 * time.Second})
 	if err != nil {
-		return g, err
+		return g, time.Time{}, err
 	}
 	h.last, h.lastT = g, time.Now()
-	return g, nil
+	return g, h.lastT, nil
 }
 
+// view answers a View: the graph and its picture as drawn for the graph
+// (drawing), then the fields of the request's path.
 func (h *handler) view(w http.ResponseWriter, r *http.Request) {
-	g, err := h.graph(r.Context())
+	g, at, err := h.graph()
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
 	}
-	v := View{Graph: g, To: r.URL.Query().Get("to")}
+	// View's fields but the graph and its picture.
+	var v struct {
+		To        string   `json:"to,omitempty"`
+		Path      []string `json:"path,omitempty"`
+		PathError string   `json:"path_error,omitempty"`
+		RTTNS     int64    `json:"rtt_ns,omitempty"`
+	}
+	v.To = r.URL.Query().Get("to")
 	if len(v.To) > 255 {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "destination name too long"})
 		return
@@ -157,10 +175,28 @@ func (h *handler) view(w http.ResponseWriter, r *http.Request) {
 			v.Path, v.RTTNS = res.Path, int64(res.RTT)
 		}
 	}
-	var b strings.Builder
-	meshgraph.SVG(&b, g, meshgraph.SVGOptions{Path: v.Path})
-	v.SVG = b.String()
-	writeJSON(w, http.StatusOK, v)
+	graph, svg, err := h.drawn.get(g, at, v.Path)
+	if err == nil {
+		var rest []byte
+		if rest, err = json.Marshal(v); err == nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			for _, b := range [][]byte{[]byte(`{"graph":`), graph, []byte(`,"svg":`), svg, viewRest(rest), []byte("\n")} {
+				w.Write(b)
+			}
+			return
+		}
+	}
+	writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+}
+
+// viewRest is the JSON object rest as the end of an object already open:
+// its fields after a comma, or only the closing brace.
+func viewRest(rest []byte) []byte {
+	if len(rest) <= 2 { // {}
+		return []byte("}")
+	}
+	return append([]byte(","), rest[1:]...)
 }
 
 // maxProbes bounds the destinations whose last ping is remembered.

@@ -190,9 +190,10 @@ func TestPathRequestsShareOnePing(t *testing.T) {
 	}
 }
 
-// countingSource is a mesh of n nodes that counts gatherings and pings.
+// countingSource is a mesh of n nodes, each linked to the links nodes
+// after it, that counts gatherings and pings.
 type countingSource struct {
-	n            int
+	n, links     int
 	graphs, pngs atomic.Int32
 }
 
@@ -201,6 +202,9 @@ func (s *countingSource) Topology(context.Context, node.TopologyOptions) (node.G
 	g := node.Graph{Origin: "a"}
 	for i := range s.n {
 		g.Nodes = append(g.Nodes, node.GraphNode{NodeInfo: node.NodeInfo{Name: fmt.Sprintf("n%d", i)}})
+		for j := 1; j <= s.links; j++ {
+			g.Links = append(g.Links, node.GraphLink{A: fmt.Sprintf("n%d", i), B: fmt.Sprintf("n%d", (i+j)%s.n), Quality: "good"})
+		}
 	}
 	return g, nil
 }
