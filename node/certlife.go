@@ -97,19 +97,31 @@ func (n *Node) ReloadIdentity() error {
 	if !n.idFiles.ok {
 		return fmt.Errorf("reload identity of %s: %w", n.cfg.Name, ErrNoIdentityFiles)
 	}
+	// Read and applied under one lock: of two reloads at once, the one
+	// applied last read the files last.
+	n.setID.Lock()
+	defer n.setID.Unlock()
 	id, err := identity.LoadIdentity(n.idFiles.cert, n.idFiles.key, n.idFiles.ca)
 	if err != nil {
 		return fmt.Errorf("reload identity of %s: %w", n.cfg.Name, err)
 	}
-	return n.SetIdentity(id)
+	return n.setIdentityLocked(id)
 }
 
 // SetIdentity switches the node to a renewed certificate (or CA) of the
 // same node and mesh, without dropping links or circuits: new links present
 // the new certificate, and the node announces a new seqno attested with it.
 // Each live link stays up until its peer's certificate expires. An expired
-// certificate is refused (ErrCertificateExpired).
+// certificate is refused (ErrCertificateExpired). Calls at once are
+// applied one after the other.
 func (n *Node) SetIdentity(id *identity.Identity) error {
+	n.setID.Lock()
+	defer n.setID.Unlock()
+	return n.setIdentityLocked(id)
+}
+
+// setIdentityLocked is SetIdentity, with n.setID held.
+func (n *Node) setIdentityLocked(id *identity.Identity) error {
 	cur := n.identity()
 	if id.Node != cur.Node || id.Mesh != cur.Mesh {
 		return fmt.Errorf("%w: new identity names node %q in mesh %q, want %q in %q", ErrInvalidConfig, id.Node, id.Mesh, cur.Node, cur.Mesh)
@@ -135,6 +147,9 @@ func (n *Node) SetIdentity(id *identity.Identity) error {
 		}
 	}
 	n.id.Store(id)
+	if n.cfg.hooks != nil && n.cfg.hooks.midIdentity != nil {
+		n.cfg.hooks.midIdentity(id)
+	}
 	n.seal.Store(keys) // peers holding the old key record get Retry once, then learn the new one
 	n.router.setIdentity(id)
 	if n.disco != nil {

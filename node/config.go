@@ -172,6 +172,10 @@ type hooks struct {
 	// circuit.MaxResumable, so that a test with lowered limits fills it
 	// with a few circuits.
 	exactResumeTable bool
+	// midIdentity runs in SetIdentity after the new identity is stored
+	// and before its end-to-end keys are (a test runs another change
+	// there).
+	midIdentity func(id *identity.Identity)
 }
 
 // Limits bounds the node's resources. Beyond a limit a circuit is refused

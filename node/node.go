@@ -48,6 +48,11 @@ type Node struct {
 	tracer  trace.Tracer
 	metrics *metrics
 	id      atomic.Pointer[identity.Identity]
+	// setID serializes identity changes (SetIdentity, ReloadIdentity):
+	// the identity's parts (id, seal, the transport's and the router's)
+	// are set one after another, and two changes at once could leave
+	// parts of each.
+	setID   sync.Mutex
 	idFiles struct {
 		cert, key, ca string
 		ok            bool
