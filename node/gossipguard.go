@@ -60,19 +60,24 @@ const (
 	// bound on an encrypted push-pull (maxPushStateBytes).
 	gossipStreamMax = 20 << 20
 	// gossipStreams bounds the inbound gossip streams open at once.
-	// When they are all open, a new one takes the slot of the oldest
-	// stream whose message has not arrived yet (see streamSlots); if
-	// there is none, it is closed as soon as it is accepted.
+	// While one is free, a new stream takes it, whatever its source
+	// prefix; when they are all open, a new one may take the slot of
+	// another stream (see streamSlots), and if none gives way it is
+	// closed as soon as it is accepted.
 	gossipStreams = 16
-	// gossipStreamShare bounds the inbound streams of one source prefix
-	// (an IPv4 address, an IPv6 /64: links.SourcePrefix) open at once;
-	// beyond it a connection is closed as soon as it is accepted.
+	// gossipStreamShare is the inbound streams of one source prefix (an
+	// IPv4 address, an IPv6 /64: links.SourcePrefix) that hold their
+	// slots against other prefixes: when all slots are taken, a stream of
+	// a prefix holding fewer takes the slot of one of a prefix holding
+	// more than its share (streamSlots).
 	gossipStreamShare = gossipStreams / 4
-	// gossipFirstBytes bounds how long an inbound stream may take to
-	// send the bytes the guard inspects (its first message's type and
-	// a push-pull's header; an encrypted stream's type and length): an
-	// honest member sends them at once. memberlist's own deadline
-	// (TCPTimeout, 10 s) applies to the rest.
+	// gossipFirstBytes is how long an inbound stream may take to send
+	// the bytes the guard inspects (its first message's type and a
+	// push-pull's header; an encrypted stream's type and length) and
+	// still keep its slot when a new stream needs one: an honest member
+	// sends them at once, but on a starved machine it may take longer, so
+	// a stream later than that keeps its slot while no new stream needs
+	// it, up to memberlist's own deadline (TCPTimeout, 10 s).
 	gossipFirstBytes = 2 * time.Second
 	// gossipHeaderMax bounds a push-pull header (memberlist's is about
 	// 40 bytes).
@@ -92,10 +97,10 @@ const (
 // than the member bound (maxMembers), push-pulls with a state beyond
 // gossipStateMax, streams of user messages (discovery
 // sends none; memberlist allocates what their header announces before
-// reading it), inbound streams beyond
-// gossipStreams at once or gossipStreamShare of one source prefix
-// (streamSlots), and inbound streams whose first bytes do not come within
-// gossipFirstBytes. memberlist decompresses a message into memory
+// reading it), and inbound streams beyond gossipStreams at once, a
+// prefix holding more than gossipStreamShare of them or a stream whose
+// first bytes did not come within gossipFirstBytes giving way to new ones
+// (streamSlots). memberlist decompresses a message into memory
 // whole (up to 40 MiB) and allocates the states a push-pull header
 // announces (up to 1,048,576) before it reads them; with the guard, a
 // compressed stream is decompressed as memberlist reads it, and a
@@ -145,10 +150,10 @@ const (
 	refuseBomb      = "decompress" // a compressed message beyond its bound
 	refuseCompound  = "compound"   // nested, too many parts, or more than one ping
 	refuseMalformed = "malformed"  // bad checksum, framing or encoding
-	refuseBusy      = "busy"       // gossipStreams streams already open, none waiting for its message
-	refuseShare     = "share"      // gossipStreamShare streams of the source prefix already open
-	refuseEvicted   = "evicted"    // waiting for its message when a new stream needed the slot
-	refuseSlow      = "slow"       // its first bytes did not arrive within gossipFirstBytes
+	refuseBusy      = "busy"       // all slots taken, none giving way, the source prefix below its share
+	refuseShare     = "share"      // all slots taken, none giving way, the source prefix holding its share or more
+	refuseEvicted   = "evicted"    // its slot taken by a new stream of a prefix holding fewer
+	refuseSlow      = "slow"       // its slot taken by a new stream, its first bytes not come within gossipFirstBytes
 	refuseHeader    = "header"     // push-pull header beyond the member bound
 	refuseUser      = "user"       // a user message: discovery sends none
 	refuseState     = "state"      // a push-pull state beyond gossipStateMax
@@ -405,9 +410,9 @@ func (g *gossipGuard) dropAlive(n int, from any) {
 func (g *gossipGuard) passStream(c net.Conn) (net.Conn, bool) {
 	gc := g.guard(c, true)
 	gc.prefix = links.SourcePrefix(c.RemoteAddr())
-	evicted, reason := g.slots.admit(gc)
+	evicted, why, reason := g.slots.admit(gc, time.Now())
 	if evicted != nil {
-		g.refuse("stream", refuseEvicted, evicted.RemoteAddr(), nil)
+		g.refuse("stream", why, evicted.RemoteAddr(), nil)
 		_ = evicted.Conn.Close() // memberlist's read fails; its Close is a no-op then
 	}
 	if reason != "" {
@@ -418,56 +423,86 @@ func (g *gossipGuard) passStream(c net.Conn) (net.Conn, bool) {
 	return gc, true
 }
 
-// streamSlots accounts the inbound streams open: at most gossipStreams,
-// at most gossipStreamShare of a source prefix. A stream waits for its
-// message until memberlist first writes on it (memberlist answers a
-// push-pull or a ping once it read it whole). When all slots are taken,
-// a new stream takes the slot of a waiting one, of the prefix holding
-// the most streams, the oldest of them: a stranger that holds slots with
-// silent or slow connections loses them to the next streams, while an
-// honest member's message, sent at once, is read before many newer
-// streams arrive.
+// streamSlots accounts the inbound streams open: at most gossipStreams.
+// While a slot is free a new stream takes it, whatever its source prefix
+// holds: members on one host or behind one NAT share a prefix, and on a
+// starved machine their streams stay open long. When all are taken, a new
+// stream of a prefix holding n streams takes the slot of, in this order:
+//
+//   - a stream whose first bytes have not come within gossipFirstBytes
+//     (refuseSlow);
+//   - a stream waiting for its message (memberlist has not answered it
+//     yet) of a prefix holding more than n (refuseEvicted);
+//   - when n is below gossipStreamShare, any stream of a prefix holding
+//     more than its share (refuseEvicted);
+//
+// each time of the prefix holding the most streams, the oldest of them.
+// Else it is refused: refuseShare if its prefix holds its share or more,
+// refuseBusy if not. So a stranger that holds slots with silent or slow
+// connections loses them to the next streams, and a prefix that holds
+// more than its share, honest or not, gives way to the streams of a
+// prefix below it, while an honest member's message, sent at once, is
+// read before many newer streams arrive.
 type streamSlots struct {
 	mu       sync.Mutex
-	open     int
 	byPrefix map[netip.Prefix]int // prefixes holding streams: at most gossipStreams
-	waiting  []*guardConn         // oldest first; at most gossipStreams
+	held     []*guardConn         // the streams holding slots, oldest first: at most gossipStreams
 }
 
-// admit takes a slot for c, or says why not; it may take it from a
-// waiting stream, which it returns released (for the caller to close).
-func (s *streamSlots) admit(c *guardConn) (evicted *guardConn, reason string) {
+// admit takes a slot for c at now, or says why not (reason); it may take
+// it from another stream, which it returns released (for the caller to
+// close) with the reason it gave way (why).
+func (s *streamSlots) admit(c *guardConn, now time.Time) (evicted *guardConn, why, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.byPrefix[c.prefix] >= gossipStreamShare {
-		return nil, refuseShare
-	}
-	if s.open >= gossipStreams {
-		vi := -1
-		for i, w := range s.waiting {
-			if vi < 0 || s.byPrefix[w.prefix] > s.byPrefix[s.waiting[vi].prefix] {
-				vi = i
+	if len(s.held) >= gossipStreams {
+		n := s.byPrefix[c.prefix]
+		late := func(w *guardConn) bool { return !w.arrived && now.Sub(w.at) >= gossipFirstBytes }
+		evicted, why = s.pick(late, 0), refuseSlow
+		if evicted == nil {
+			evicted, why = s.pick(func(w *guardConn) bool { return w.waiting }, n), refuseEvicted
+		}
+		if evicted == nil && n < gossipStreamShare {
+			evicted, why = s.pick(func(*guardConn) bool { return true }, gossipStreamShare), refuseEvicted
+		}
+		if evicted == nil {
+			if n >= gossipStreamShare {
+				return nil, "", refuseShare
 			}
+			return nil, "", refuseBusy
 		}
-		if vi < 0 {
-			return nil, refuseBusy
-		}
-		evicted = s.waiting[vi]
 		s.releaseLocked(evicted)
 	}
-	s.open++
 	s.byPrefix[c.prefix]++
-	c.slotted = true
-	c.waiting = true
-	s.waiting = append(s.waiting, c)
-	return evicted, ""
+	c.slotted, c.waiting, c.at = true, true, now
+	s.held = append(s.held, c)
+	return evicted, why, ""
+}
+
+// pick is the oldest of the held streams ok takes of the prefix holding
+// the most streams, if it holds more than floor; nil if there is none.
+func (s *streamSlots) pick(ok func(*guardConn) bool, floor int) *guardConn {
+	var v *guardConn
+	for _, w := range s.held {
+		if k := s.byPrefix[w.prefix]; ok(w) && k > floor && (v == nil || k > s.byPrefix[v.prefix]) {
+			v = w
+		}
+	}
+	return v
+}
+
+// arrived marks c's first bytes as come.
+func (s *streamSlots) arrived(c *guardConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.arrived = true
 }
 
 // answered marks c as no longer waiting for its message.
 func (s *streamSlots) answered(c *guardConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.unwaitLocked(c)
+	c.waiting = false
 }
 
 func (s *streamSlots) release(c *guardConn) {
@@ -481,23 +516,14 @@ func (s *streamSlots) releaseLocked(c *guardConn) {
 		return
 	}
 	c.slotted = false
-	s.unwaitLocked(c)
-	s.open--
-	if s.byPrefix[c.prefix]--; s.byPrefix[c.prefix] <= 0 {
-		delete(s.byPrefix, c.prefix)
-	}
-}
-
-func (s *streamSlots) unwaitLocked(c *guardConn) {
-	if !c.waiting {
-		return
-	}
-	c.waiting = false
-	for i, w := range s.waiting {
+	for i, w := range s.held {
 		if w == c {
-			s.waiting = append(s.waiting[:i], s.waiting[i+1:]...)
+			s.held = append(s.held[:i], s.held[i+1:]...)
 			break
 		}
+	}
+	if s.byPrefix[c.prefix]--; s.byPrefix[c.prefix] <= 0 {
+		delete(s.byPrefix, c.prefix)
 	}
 }
 
@@ -694,16 +720,15 @@ type guardConn struct {
 	r       io.Reader // nil until inspected
 
 	prefix netip.Prefix // inbound: the source prefix
-	// Under g.slots.mu: slotted while the stream holds a slot, waiting
-	// until memberlist first writes on it.
-	slotted, waiting bool
-	wrote            atomic.Bool
+	// Under g.slots.mu: slotted while the stream holds a slot (taken
+	// at), waiting until memberlist first writes on it, arrived once the
+	// bytes the guard inspects have come.
+	slotted, waiting, arrived bool
+	at                        time.Time
+	wrote                     atomic.Bool
 	// seen records the sources of a plaintext push-pull's signed
 	// states (nil for other streams).
 	seen *pushSeen
-	// deadline is the read deadline memberlist set (SetDeadline,
-	// SetReadDeadline), restored once the first bytes are inspected.
-	deadline time.Time
 }
 
 func (g *gossipGuard) guard(c net.Conn, inbound bool) *guardConn {
@@ -730,16 +755,6 @@ func (c *guardConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-func (c *guardConn) SetDeadline(t time.Time) error {
-	c.deadline = t
-	return c.Conn.SetDeadline(t)
-}
-
-func (c *guardConn) SetReadDeadline(t time.Time) error {
-	c.deadline = t
-	return c.Conn.SetReadDeadline(t)
-}
-
 func (c *guardConn) Close() error {
 	if c.inbound {
 		c.g.slots.release(c)
@@ -752,26 +767,12 @@ func (c *guardConn) Close() error {
 
 // inspect reads a stream's first message far enough to bound what
 // memberlist will allocate for it, and returns the reader to serve it
-// from.
+// from. memberlist's deadline bounds the read; an inbound stream whose
+// first bytes are late gives its slot to the next stream (streamSlots).
 func (c *guardConn) inspect() (io.Reader, string, error) {
-	if !c.inbound {
-		return c.inspectFirst()
-	}
-	// The first bytes within gossipFirstBytes (and memberlist's
-	// deadline), the rest within memberlist's deadline.
-	first := time.Now().Add(gossipFirstBytes)
-	if c.deadline.IsZero() || first.Before(c.deadline) {
-		_ = c.Conn.SetReadDeadline(first)
-	}
 	r, reason, err := c.inspectFirst()
-	_ = c.Conn.SetReadDeadline(c.deadline)
-	cause := err
-	if er, ok := r.(errReader); ok && reason == "" {
-		cause = er.err
-	}
-	var ne net.Error
-	if errors.As(cause, &ne) && ne.Timeout() && (c.deadline.IsZero() || time.Now().Before(c.deadline)) {
-		return nil, refuseSlow, cause
+	if c.inbound {
+		c.g.slots.arrived(c)
 	}
 	return r, reason, err
 }

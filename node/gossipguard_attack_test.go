@@ -430,8 +430,10 @@ func TestGossipPushPullCannotFillMemberTable(t *testing.T) {
 // TestGossipStreamsBounded: a stranger opens more gossip connections
 // than gossipStreams from one address and sends nothing on them.
 // memberlist would keep each (and its goroutine) until its TCP timeout
-// (10 s); d closes those beyond the address's share at once, and the
-// others when their first bytes have not come within gossipFirstBytes.
+// (10 s); d keeps at most gossipStreams and closes the others at once.
+// Once their first bytes are late (gossipFirstBytes), the silent ones
+// give their slots to new connections, of the same address too: none of
+// those is refused.
 func TestGossipStreamsBounded(t *testing.T) {
 	d := plainGossipNode(t, "d")
 	const n = gossipStreams + 4
@@ -441,53 +443,88 @@ func TestGossipStreamsBounded(t *testing.T) {
 			c.Close()
 		}
 	}()
-	for range n {
+	dial := func() net.Conn {
+		t.Helper()
 		c, err := net.DialTimeout("tcp", d.Status().GossipAddr, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		conns = append(conns, c)
+		return c
 	}
-	// Closed by d: a read ends before memberlist's timeout (10 s).
+	first := make([]net.Conn, n)
+	for i := range first {
+		first[i] = dial()
+	}
+	m := d.disco.guard.metric
+	share := func() float64 { return counterValue(m.WithLabelValues("stream", refuseShare)) }
+	waitFor(t, "d to take the silent connections", 60*time.Second, func() bool { return share()+float64(d.disco.guard.slots.count()) == n })
+	if h := d.disco.guard.slots.count(); h != gossipStreams {
+		t.Fatalf("d holds %d silent gossip connections of one address, want %d (the bound)", h, gossipStreams)
+	}
+	// Those beyond the bound are closed by d at once (a read ends in EOF),
+	// the held ones not (their reads time out).
 	var closed atomic.Int64
 	var wg sync.WaitGroup
-	for _, c := range conns {
+	for _, c := range first {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = c.SetReadDeadline(time.Now().Add(8 * time.Second))
+			_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
 			if _, err := c.Read(make([]byte, 1)); err == io.EOF {
 				closed.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
-	m := d.disco.guard.metric
-	share := counterValue(m.WithLabelValues("stream", refuseShare))
-	slow := counterValue(m.WithLabelValues("stream", refuseSlow))
-	t.Logf("%d silent connections: d closed %d within 8 s; refused %v beyond the share, %v slow", n, closed.Load(), share, slow)
-	if closed.Load() != n {
-		t.Errorf("d closed %d of %d silent gossip connections, want all before memberlist's 10 s", closed.Load(), n)
+	if closed.Load() != n-gossipStreams || share() != n-gossipStreams {
+		t.Errorf("d closed %d of %d silent gossip connections at once, refused %v beyond the bound; want %d", closed.Load(), n, share(), n-gossipStreams)
 	}
-	if share != n-gossipStreamShare || slow != gossipStreamShare {
-		t.Errorf("d refused %v connections beyond the share and %v slow ones, want %d and %d", share, slow, n-gossipStreamShare, gossipStreamShare)
+	// The held ones stayed silent for those 3 s, beyond gossipFirstBytes:
+	// new connections take their slots.
+	fresh := map[string]bool{}
+	for range gossipStreams {
+		fresh[dial().LocalAddr().String()] = true
+	}
+	slow := func() float64 { return counterValue(m.WithLabelValues("stream", refuseSlow)) }
+	refused := func() float64 {
+		return share() + counterValue(m.WithLabelValues("stream", refuseBusy)) - (n - gossipStreams)
+	}
+	took := map[string]bool{} // new connections seen holding a slot
+	waitFor(t, "d to take or refuse the new connections", 60*time.Second, func() bool {
+		for _, a := range d.disco.guard.slots.remotes() {
+			if fresh[a] {
+				took[a] = true
+			}
+		}
+		return float64(len(took))+refused() == gossipStreams
+	})
+	t.Logf("%d silent connections: d held %d, refused %d beyond the bound; of %d new ones, %d took slots (%v of late ones), %v refused",
+		n, gossipStreams, n-gossipStreams, gossipStreams, len(took), slow(), refused())
+	if refused() != 0 {
+		t.Errorf("d refused %v new gossip connections while silent ones past their %v held the slots", refused(), gossipFirstBytes)
 	}
 }
 
-// TestGossipStreamSlotsShared: the stream slots are shared between
-// source prefixes, and when all are taken a new stream takes the slot of
-// a stream still waiting for its message (of the prefix holding the
-// most, the oldest), never one memberlist has answered.
+// TestGossipStreamSlotsShared: when all stream slots are taken, a new
+// stream takes the slot of a stream still waiting for its message, of a
+// source prefix holding more than its own (of the prefix holding the
+// most, the oldest), never one memberlist has answered of a prefix within
+// its share.
 func TestGossipStreamSlotsShared(t *testing.T) {
 	s := streamSlots{byPrefix: make(map[netip.Prefix]int)}
+	now := time.Now()
 	from := func(a string) *guardConn {
 		return &guardConn{inbound: true, prefix: netip.MustParsePrefix(a + "/32")}
 	}
 	admit := func(c *guardConn, wantEvicted *guardConn, wantReason string) {
 		t.Helper()
-		ev, reason := s.admit(c)
+		ev, _, reason := s.admit(c, now)
 		if ev != wantEvicted || reason != wantReason {
 			t.Fatalf("admitting a stream of %v: evicted %v, refused %q; want evicted %v, refused %q", c.prefix, ev, reason, wantEvicted, wantReason)
+		}
+		if reason == "" {
+			s.arrived(c)
 		}
 	}
 	var all [4][]*guardConn
@@ -497,8 +534,8 @@ func TestGossipStreamSlotsShared(t *testing.T) {
 			admit(c, nil, "")
 			all[i] = append(all[i], c)
 		}
-		admit(from(a), nil, refuseShare)
 	}
+	admit(from("10.0.0.1"), nil, refuseShare)
 	for _, c := range all[0] {
 		s.answered(c)
 	}
@@ -507,7 +544,7 @@ func TestGossipStreamSlotsShared(t *testing.T) {
 	admit(from("10.0.0.6"), all[2][0], "")
 	admit(from("10.0.0.7"), all[3][0], "")
 	admit(from("10.0.0.8"), all[1][1], "")
-	for _, w := range append([]*guardConn(nil), s.waiting...) {
+	for _, w := range append([]*guardConn(nil), s.held...) {
 		s.answered(w)
 	}
 	admit(from("10.0.0.9"), nil, refuseBusy)
@@ -516,8 +553,8 @@ func TestGossipStreamSlotsShared(t *testing.T) {
 	admit(from("10.0.0.9"), nil, refuseBusy)
 	s.release(all[0][0])
 	admit(from("10.0.0.9"), nil, "")
-	if s.open != gossipStreams || len(s.byPrefix) > gossipStreams {
-		t.Errorf("%d streams open in %d prefixes, want %d", s.open, len(s.byPrefix), gossipStreams)
+	if s.count() != gossipStreams || len(s.byPrefix) > gossipStreams {
+		t.Errorf("%d streams open in %d prefixes, want %d", s.count(), len(s.byPrefix), gossipStreams)
 	}
 }
 

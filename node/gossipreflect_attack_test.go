@@ -267,28 +267,10 @@ type mutedGossip struct {
 }
 
 // mutableGossip is a mutedGossip on a free port of 127.0.0.1.
-//
-// The transport takes a TCP port the kernel picks and then the same port
-// for UDP, which another socket (of this process or another) may hold:
-// it then tries again, on another port, rather than fail the test. A
-// port chosen and released beforehand could be taken by anyone in
-// between.
 func mutableGossip(t *testing.T) *mutedGossip {
 	t.Helper()
-	var (
-		nt  *memberlist.NetTransport
-		err error
-	)
-	for range 20 {
-		if nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{"127.0.0.1"}, BindPort: 0}); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("no port of 127.0.0.1 free for both TCP and UDP gossip: %v", err)
-	}
-	port := nt.GetAutoBindPort()
-	m := &mutedGossip{NetTransport: nt, bind: fmt.Sprintf("127.0.0.1:%d", port), packets: make(chan *memberlist.Packet), done: make(chan struct{})}
+	nt, bind := loopbackGossip(t)
+	m := &mutedGossip{NetTransport: nt, bind: bind, packets: make(chan *memberlist.Packet), done: make(chan struct{})}
 	m.stopped.Go(func() {
 		for {
 			select {
@@ -345,4 +327,29 @@ func (m *mutedGossip) WriteToAddress(b []byte, a memberlist.Address) (time.Time,
 
 func (m *mutedGossip) WriteTo(b []byte, addr string) (time.Time, error) {
 	return m.WriteToAddress(b, memberlist.Address{Addr: addr})
+}
+
+// loopbackGossip is memberlist's transport on a free port of 127.0.0.1,
+// and its address.
+//
+// The transport takes a TCP port the kernel picks and then the same port
+// for UDP, which another socket (of this process or another) may hold:
+// it then tries again, on another port, rather than fail the test. A
+// port chosen and released beforehand could be taken by anyone in
+// between.
+func loopbackGossip(t *testing.T) (*memberlist.NetTransport, string) {
+	t.Helper()
+	var (
+		nt  *memberlist.NetTransport
+		err error
+	)
+	for range 20 {
+		if nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{"127.0.0.1"}, BindPort: 0}); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("no port of 127.0.0.1 free for both TCP and UDP gossip: %v", err)
+	}
+	return nt, fmt.Sprintf("127.0.0.1:%d", nt.GetAutoBindPort())
 }
