@@ -88,8 +88,10 @@ type Config struct {
 	// neighbour and periodic refreshes are not delayed.
 	MinTriggeredInterval time.Duration
 	// RouteExpiry drops a route learned from a neighbour that has not been
-	// refreshed for this long (default 3.5 × UpdateInterval). A neighbour's
-	// route to itself never expires while its link is up.
+	// refreshed for this long (default 3.5 × UpdateInterval), scaled up,
+	// to at most twice as long, for a neighbour whose summaries came
+	// further apart than UpdateInterval (hold.go). A neighbour's route to
+	// itself never expires while its link is up.
 	RouteExpiry time.Duration
 	// MaxRoutes bounds the number of destinations in the table (default
 	// 4096). Updates for new destinations beyond it are refused and counted

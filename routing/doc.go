@@ -64,7 +64,9 @@
 // instead of the table; it asks again only for the buckets that differ
 // from what it holds, which repairs lost messages, and a matching bucket
 // refreshes its routes. Routes not refreshed for Config.RouteExpiry are
-// dropped. A next hop is replaced at once only by one better by more than
+// dropped; a neighbour whose summaries came late (its timers running
+// behind on a starved machine) has its routes held in proportion, at
+// most twice as long. A next hop is replaced at once only by one better by more than
 // Config.Hysteresis, and by one better by less only once it has stayed
 // better for an update interval, so jittering link costs do not flap
 // routes and routes still settle on the shortest paths. A route's next

@@ -416,7 +416,7 @@ func (e *Engine) updates(t time.Duration, nb *neighbour) bool {
 // and maintains the feasibility distance. A retraction goes only to a
 // neighbour that was told a finite route, unless repair is set (nb asked
 // for the route again): then any route advertised and lost within the
-// last route expiry period is retracted.
+// longest hold of a route (hold.go) is retracted.
 func (e *Engine) advert(t time.Duration, nb *neighbour, o *origin, repair bool) {
 	if o == nil {
 		m := Metric(0)
@@ -432,9 +432,10 @@ func (e *Engine) advert(t time.Duration, nb *neighbour, o *origin, repair bool) 
 	told := o.toldFinite(nb)
 	switch {
 	case !o.rtReachable:
-		// A repair retracts for one expiry period so lost messages do
-		// not leave neighbours with stale routes through us.
-		if repair && (!o.advertised || t >= o.lostAt+e.cfg.RouteExpiry) || !repair && !told {
+		// A repair retracts for as long as a neighbour may hold the
+		// route (maxHoldScale expiry periods, hold.go) so lost messages
+		// do not leave neighbours with stale routes through us.
+		if repair && (!o.advertised || t >= o.lostAt+maxHoldScale*e.cfg.RouteExpiry) || !repair && !told {
 			return
 		}
 		o.setTold(nb, false)

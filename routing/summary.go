@@ -131,6 +131,7 @@ func (e *Engine) admitSummaries(t time.Duration, nb *neighbour, sums []entry) []
 	w := &nb.sumWin
 	if t >= w.end {
 		*w = summaryWindow{end: t + e.cfg.UpdateInterval/2, buckets: sums[0].buckets}
+		nb.gaps.observe(t)
 	}
 	per := min(minSummaryPerMsg, e.cfg.MaxRoutesPerMessage)
 	if w.msgs > (int(w.buckets)+per-1)/per {
@@ -193,7 +194,7 @@ func (e *Engine) handleSummaries(t time.Duration, nb *neighbour, sums []entry) {
 		nb.resends = nb.resends[len(nb.resends)-maxBuckets:]
 	}
 	var fresh routeEntry // a route refreshed now
-	fresh.setExpiry(t, t+e.cfg.RouteExpiry)
+	fresh.setExpiry(t, t+e.holdOf(nb))
 	refreshed := false
 	for o := range e.origins.all() {
 		if i := e.find(o, nb); i >= 0 && e.routes(o)[i].expiring() && good[bucketOf(e.hashOf(o), buckets)] {

@@ -23,6 +23,9 @@ type neighbour struct {
 	selfOrg *origin
 
 	sentOnce bool
+	// The intervals between nb's summary sets, which set the hold of its
+	// routes (hold.go).
+	gaps     summaryGaps
 	lastSent time.Duration // last update batch sent (rate limit)
 	// reads4: nb sent a message of wireVersion since its link came up,
 	// so it reads attested updates; hello: our hello (a message of
@@ -948,7 +951,7 @@ func (e *Engine) handleUpdate(t time.Duration, nb *neighbour, en *entry) {
 	}
 	r := routeEntry{slot: uint16(nb.slot), seqno: en.seqno, metric: en.metric, hops: en.hops}
 	if !own {
-		r.setExpiry(t, t+e.cfg.RouteExpiry)
+		r.setExpiry(t, t+e.holdOf(nb))
 		e.scheduleHousekeep(r.expiresAt(t))
 	} else {
 		r.metric = 0 // a node is at distance 0 from itself
