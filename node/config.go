@@ -392,6 +392,8 @@ type DiscoveryConfig struct {
 	// JoinInterval and new addresses joined.
 	Join []string
 	// JoinInterval is how often Join is resolved and retried. Default 30s.
+	// While the node knows no other member it retries sooner: after 1 s,
+	// then twice as long each time, up to JoinInterval.
 	JoinInterval time.Duration
 	// Resolver resolves dns: and dns+srv: joins. Default net.DefaultResolver.
 	Resolver *net.Resolver

@@ -366,9 +366,9 @@ func startDiscovery(n *Node) (*discovery, error) {
 		addrs := d.resolveJoin(ctx)
 		cancel()
 		if len(addrs) == 0 {
-			n.log.Warn("gossip join: no address yet; retrying", "join", dc.Join, "every", dc.JoinInterval)
+			n.log.Warn("gossip join: no address yet; retrying", "join", dc.Join, "first_retry", min(joinRetryFirst, dc.JoinInterval), "every", dc.JoinInterval)
 		} else if _, err := ml.Join(addrs); err != nil {
-			n.log.Warn("gossip join failed; retrying", "join", addrs, "err", err, "every", dc.JoinInterval)
+			n.log.Warn("gossip join failed; retrying", "join", addrs, "err", err, "first_retry", min(joinRetryFirst, dc.JoinInterval), "every", dc.JoinInterval)
 		}
 	}
 	events, unsubscribe, err := n.Subscribe(64)
@@ -420,36 +420,68 @@ func (d *discovery) resolveStatic() {
 	}
 }
 
+// joinRetryFirst is the first wait before joining again while the node
+// knows no other member (joinLoop).
+const joinRetryFirst = time.Second
+
 // joinLoop resolves Join again every JoinInterval and joins addresses that
-// are not members yet.
+// are not members yet. While the node knows no other member (its join
+// at start failed: the seed not up yet, or its streams refused or timed
+// out on a loaded machine) it tries again sooner, after 1 s, then twice
+// as long each time up to JoinInterval: a node alone has nothing to
+// gossip with, and joining is all it can do.
 func (d *discovery) joinLoop() {
 	dc := d.n.cfg.Discovery
 	if len(dc.Join) == 0 {
 		return
 	}
-	d.every(dc.JoinInterval, func() {
-		ctx, cancel := context.WithTimeout(d.n.ctx, min(dc.JoinInterval, 10*time.Second))
-		addrs := d.resolveJoin(ctx)
-		cancel()
-		known := map[string]bool{}
-		d.mu.Lock()
-		for _, m := range d.members {
-			known[m.gossip] = true
+	wait, alone := dc.JoinInterval, false
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		switch was := alone; {
+		case d.ml.NumMembers() > 1:
+			wait, alone = dc.JoinInterval, false
+		case !was:
+			wait, alone = min(joinRetryFirst, dc.JoinInterval), true
+		default:
+			wait = min(2*wait, dc.JoinInterval)
 		}
-		d.mu.Unlock()
-		var fresh []string
-		for _, a := range addrs {
-			if !known[a] {
-				fresh = append(fresh, a)
-			}
-		}
-		if len(fresh) == 0 {
+		t.Reset(wait)
+		select {
+		case <-d.n.ctx.Done():
 			return
+		case <-t.C:
 		}
-		if _, err := d.ml.Join(fresh); err != nil {
-			d.n.log.Debug("gossip join failed", "join", fresh, "err", err)
+		d.joinAgain()
+	}
+}
+
+// joinAgain resolves Join and joins the addresses that are not members
+// yet.
+func (d *discovery) joinAgain() {
+	dc := d.n.cfg.Discovery
+	ctx, cancel := context.WithTimeout(d.n.ctx, min(dc.JoinInterval, 10*time.Second))
+	addrs := d.resolveJoin(ctx)
+	cancel()
+	known := map[string]bool{}
+	d.mu.Lock()
+	for _, m := range d.members {
+		known[m.gossip] = true
+	}
+	d.mu.Unlock()
+	var fresh []string
+	for _, a := range addrs {
+		if !known[a] {
+			fresh = append(fresh, a)
 		}
-	})
+	}
+	if len(fresh) == 0 {
+		return
+	}
+	if _, err := d.ml.Join(fresh); err != nil {
+		d.n.log.Debug("gossip join failed", "join", fresh, "err", err)
+	}
 }
 
 // every calls f every interval until the node closes.
