@@ -1105,6 +1105,43 @@ func (c *Conn) readBuffered(b []byte) int {
 	return n
 }
 
+// takeProbes consumes the pings and pongs of the resumable framing
+// (one byte each) that lead the payload a sealed conn already decrypted,
+// and returns how many of each: 0, 0, without blocking, when it holds
+// none. A record full of them is then taken in one pass instead of one
+// Read each.
+func (c *Conn) takeProbes() (pings, pongs int) {
+	if c.sec == nil {
+		return 0, 0
+	}
+	if !c.readMu.TryLock() {
+		return 0, 0
+	}
+	defer c.readMu.Unlock()
+	if c.readErr != nil || !c.sec.done.Load() {
+		return 0, 0
+	}
+	sc := c.sec
+	n := 0
+	for ; n < len(sc.plain); n++ {
+		switch sc.plain[n] {
+		case framePing:
+			pings++
+			continue
+		case framePong:
+			pongs++
+			continue
+		}
+		break
+	}
+	sc.plain = sc.plain[n:]
+	c.in.Add(int64(n))
+	if len(sc.plain) == 0 {
+		sc.rd.release()
+	}
+	return pings, pongs
+}
+
 // takeBuffered hands over the payload a sealed conn already decrypted when
 // it is the whole rest of a pooled record, at most n bytes, and t agrees
 // to the size of its buffer: the caller then owns the record's buffer
