@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
+	"math/rand/v2"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -147,4 +148,32 @@ func floodResumable11(t *testing.T, chunk []byte, total int, want []byte) flood1
 		t.Fatalf("the destination's application read %d bytes, not the %d sent (or not in order)", len(b), len(want))
 	}
 	return flood11{reads.Load(), cpu, int(pongs.Load())}
+}
+
+// TestMixedSmallFramesKeepOrder: records mixing data frames of many sizes
+// with pings, as a peer may send them, are read in bulk where they can
+// be and the application still reads every byte of data in order.
+func TestMixedSmallFramesKeepOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 11))
+	const size = 16 << 10
+	var chunk, data []byte
+	for len(chunk) < size-400 {
+		if rng.IntN(4) == 0 {
+			chunk = append(chunk, framePing)
+			continue
+		}
+		n := 1 + rng.IntN(300)
+		chunk = binary.BigEndian.AppendUint16(append(chunk, frameData), uint16(n))
+		for range n {
+			b := byte(rng.Uint32())
+			chunk = append(chunk, b)
+			data = append(data, b)
+		}
+	}
+	const writes = 64
+	var want []byte
+	for range writes {
+		want = append(want, data...)
+	}
+	floodResumable11(t, chunk, writes*len(chunk), want)
 }
