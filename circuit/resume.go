@@ -286,6 +286,7 @@ type Resumable struct {
 	probe      *time.Timer  // the next check; nil while nothing is owed
 	pingDue    bool         // a ping is to be sent
 	pongDue    bool         // a ping arrived: a pong is to be sent
+	runOver    bool         // readDataRun met a frame beyond the window
 	pingAt     time.Time    // when the outstanding ping left; zero if none
 	pongs      atomic.Int64 // pongs that answered a ping
 	peerShown  bool         // an ack or pong came on this path, or it is a resumed one
@@ -970,6 +971,12 @@ type sealedPath interface {
 	recordData() int
 }
 
+// probeTaker is a path that can hand over, without blocking, the pings
+// and pongs already decrypted after the one just read (Conn.takeProbes).
+type probeTaker interface {
+	takeProbes() (pings, pongs int)
+}
+
 // writeFrames writes b[seal.RecordHead:], frames laid out after room for a
 // record's head: a sealed path (*Conn) seals them in place into one
 // record, others get them as bytes. With last (the frames end with this
@@ -1105,6 +1112,9 @@ func (r *Resumable) readPath(p Path, gen uint64, more func() bool) error {
 			if err := r.readData(p, gen, n); err != nil {
 				return err
 			}
+			if err := r.readDataRun(p, gen); err != nil {
+				return err
+			}
 		case frameAck:
 			if _, err := io.ReadFull(p, hdr[1:9]); err != nil {
 				return unexpected(err)
@@ -1161,12 +1171,28 @@ func (r *Resumable) readPath(p Path, gen uint64, more func() bool) error {
 				return errEnded // readLoop closes the path
 			}
 		case framePing, framePong:
+			// The pings and pongs that follow in the record already
+			// decrypted are taken with this one: one Read and one lock
+			// for a record of them, as for a data frame, not one each
+			// (TestAttackTinyResumableFramesReadInBulk). Each ping asks for the
+			// same one pong, and a pong without a ping out is ignored.
+			ping, pong := hdr[0] == framePing, hdr[0] == framePong
+			if q, ok := p.(probeTaker); ok {
+				pings, pongs := q.takeProbes()
+				r.frames.Add(int64(pings + pongs))
+				ping, pong = ping || pings > 0, pong || pongs > 0
+			}
 			r.mu.Lock()
 			if gen != r.gen {
 				r.mu.Unlock()
 				return errStale
 			}
-			r.probeFrameLocked(hdr[0])
+			if pong {
+				r.probeFrameLocked(framePong)
+			}
+			if ping {
+				r.probeFrameLocked(framePing)
+			}
 			r.mu.Unlock()
 		default:
 			return r.integrity(fmt.Sprintf("unknown frame type %d", hdr[0]))
@@ -1268,6 +1294,77 @@ func (r *Resumable) readData(p Path, gen uint64, n int) error {
 	}
 	return nil
 }
+
+// readDataRun takes the whole data frames that follow the one just read
+// in the record p (a sealed Conn) already decrypted under one take of the
+// lock, into the receive queue. An honest end sends one data frame a
+// record; a record of many small ones, read one by one, cost two or three
+// Reads of the path, a take of the lock and a wake of the readers each:
+// several times the CPU of the same bytes in one frame
+// (TestAttackTinyResumableFramesReadInBulk).
+func (r *Resumable) readDataRun(p Path, gen uint64) error {
+	q, ok := p.(dataRunTaker)
+	if !ok {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if gen != r.gen || r.ended {
+		return errStale
+	}
+	r.runOver = false
+	recv := r.recv
+	frames := q.takeDataRun(r)
+	r.frames.Add(int64(frames))
+	if r.recv > recv {
+		r.cond.Broadcast() // the readers; acknowledgements wait for Reads
+		if r.appClosed {
+			r.kickLocked()
+		}
+	}
+	switch {
+	case r.runOver:
+		return r.integrity("the other end sent beyond its window")
+	case r.overBudget:
+		return r.budgetErr()
+	}
+	return nil
+}
+
+// takeData is readDataRun's taking of one data frame's bytes, as
+// readData takes them into the receive queue: it reports false, taking
+// nothing, for bytes beyond the window (r.runOver then says so) or that
+// the budget refuses room for. r.mu held.
+func (r *Resumable) takeData(data []byte) bool {
+	if r.runOver = r.queuedLocked()+len(data) > r.cfg.Window; r.runOver {
+		return false
+	}
+	// The queue makes room for the whole frame at its first tail, which
+	// the budget may refuse.
+	for rest := data; len(rest) > 0 && !r.appClosed; { // else the bytes are dropped
+		dst := r.rq.tail(len(rest))
+		if r.overBudget {
+			return false
+		}
+		k := copy(dst, rest)
+		r.rq.commit(k)
+		rest = rest[k:]
+	}
+	r.recv += int64(len(data))
+	return true
+}
+
+// dataRunTaker is a path that can hand over, without blocking, the whole
+// data frames already decrypted after the one just read
+// (Conn.takeDataRun).
+type dataRunTaker interface {
+	takeDataRun(t dataTaker) int
+}
+
+// dataTaker takes the bytes of one data frame (Conn.takeDataRun). A
+// *Resumable is one: a closure in its place, passed through the path's
+// interface, was allocated for every data frame read.
+type dataTaker interface{ takeData(data []byte) bool }
 
 // deliverLocked copies up to n bytes of a data frame that p (a sealed
 // Conn) already decrypted straight into the buffer of a waiting Read, when

@@ -67,7 +67,7 @@ func benchmarkOneWay(b *testing.B, w io.WriteCloser, r io.Reader, chunk int) {
 }
 
 // cpuNS is the process's user plus system CPU time.
-func cpuNS(b *testing.B) int64 {
+func cpuNS(b testing.TB) int64 {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		b.Fatal(err)

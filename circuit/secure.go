@@ -1082,27 +1082,86 @@ func (c *Conn) releaseWrite() { c.writeMu.Unlock() }
 
 // readBuffered copies into b payload a sealed conn already decrypted, and
 // returns how much: 0, without blocking, when it holds none.
-func (c *Conn) readBuffered(b []byte) int {
+func (c *Conn) readBuffered(b []byte) (n int) {
+	c.consumeBuffered(func(plain []byte) int {
+		n = copy(b, plain)
+		return n
+	})
+	return n
+}
+
+// consumeBuffered hands take the payload a sealed conn already decrypted
+// and consumes the bytes take reports it used, from the start: without
+// blocking, and only while no Read is in progress.
+func (c *Conn) consumeBuffered(take func(plain []byte) (used int)) {
 	if c.sec == nil {
-		return 0
+		return
 	}
 	// Called under the circuit's lock: never wait for a Read in
 	// progress (a refusal being read holds readMu for up to a second).
 	if !c.readMu.TryLock() {
-		return 0
+		return
 	}
 	defer c.readMu.Unlock()
 	if c.readErr != nil || !c.sec.done.Load() {
-		return 0
+		return
 	}
 	sc := c.sec
-	n := copy(b, sc.plain)
+	n := take(sc.plain)
 	sc.plain = sc.plain[n:]
 	c.in.Add(int64(n))
 	if len(sc.plain) == 0 {
 		sc.rd.release()
 	}
-	return n
+}
+
+// takeProbes consumes the pings and pongs of the resumable framing
+// (one byte each) that lead the payload a sealed conn already decrypted,
+// and returns how many of each: 0, 0, without blocking, when it holds
+// none. A record full of them is then taken in one pass instead of one
+// Read each.
+func (c *Conn) takeProbes() (pings, pongs int) {
+	c.consumeBuffered(func(plain []byte) int {
+		n := 0
+		for ; n < len(plain); n++ {
+			switch plain[n] {
+			case framePing:
+				pings++
+				continue
+			case framePong:
+				pongs++
+				continue
+			}
+			break
+		}
+		return n
+	})
+	return pings, pongs
+}
+
+// takeDataRun hands t, one by one, the payloads of the whole data frames
+// of the resumable framing that lead the payload a sealed conn already
+// decrypted, consuming each frame t takes, and returns how many it
+// consumed: 0, without blocking, when it holds none. t is called with the
+// conn's read lock held. A frame of length 0 is left for the caller to
+// refuse.
+func (c *Conn) takeDataRun(t dataTaker) (frames int) {
+	c.consumeBuffered(func(plain []byte) int {
+		used := 0
+		for {
+			b := plain[used:]
+			if len(b) < 3 || b[0] != frameData {
+				return used
+			}
+			n := int(binary.BigEndian.Uint16(b[1:3]))
+			if n == 0 || len(b) < 3+n || !t.takeData(b[3:3+n]) {
+				return used
+			}
+			used += 3 + n
+			frames++
+		}
+	})
+	return frames
 }
 
 // takeBuffered hands over the payload a sealed conn already decrypted when
