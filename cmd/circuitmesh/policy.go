@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/urfave/cli/v2"
 
@@ -111,15 +112,28 @@ func daemonPolicy(c *cli.Context) (policySource, *policy.Policy, error) {
 type daemonNode struct {
 	*node.Node
 	policy policySource
+	// reload serializes reloads (SIGHUP, `circuitmesh reload`): each
+	// reads the files and applies them before the next reads them.
+	reload *sync.Mutex
 }
+
+// policyRead, when set (tests), runs in ReloadIdentity after the policy
+// is read and before it is applied.
+var policyRead func()
 
 // ReloadIdentity reloads the policy (when the daemon has a policy source)
 // and the identity files. A policy that does not parse is refused and the
-// current one kept, like a bad certificate.
+// current one kept, like a bad certificate. Reloads at once are applied
+// one after the other, so the policy in force is the one read last.
 func (d daemonNode) ReloadIdentity() error {
+	d.reload.Lock()
+	defer d.reload.Unlock()
 	var perr error
 	if !d.policy.none() {
 		p, err := d.policy.load()
+		if policyRead != nil {
+			policyRead()
+		}
 		if err != nil {
 			perr = fmt.Errorf("reload policy: %w (keeping the current policy)", err)
 		} else {

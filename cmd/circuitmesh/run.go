@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -90,7 +91,7 @@ func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 	}
 	defer n.Close()
 
-	dn := daemonNode{Node: n, policy: d.policy}
+	dn := daemonNode{Node: n, policy: d.policy, reload: new(sync.Mutex)}
 	srv := admin.NewServer(dn, log)
 	defer srv.Close()
 	for _, e := range d.exposes {
