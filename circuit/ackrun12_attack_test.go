@@ -20,7 +20,7 @@ func ackFrame(off int64) []byte {
 // node with a valid certificate, using its own circuit) fills its sealed
 // records with acknowledgements (9 bytes each; of offset 0, which a
 // destination that sent nothing takes), or with the smallest frames of
-// each kind in turn (an acknowledgement, a ping, a data frame of one
+// each kind in turn (a ping, an acknowledgement, a data frame of one
 // byte), so that no run of one kind is longer than one frame. The
 // destination read each acknowledgement with two Reads of the path and a
 // take of the circuit's lock, and each frame of a mixed record the same
@@ -34,8 +34,10 @@ func TestAttackAckFloodReadInBulk(t *testing.T) {
 	ack := floodResumable11(t, acks, total/len(acks)*len(acks), nil)
 	var mixed, data []byte
 	for i := 0; len(mixed)+14 <= size; i++ {
+		// A ping first: floodResumable11 then waits for the pong.
+		mixed = append(mixed, framePing)
 		mixed = append(mixed, ackFrame(0)...)
-		mixed = append(mixed, framePing, frameData, 0, 1, byte(i%251))
+		mixed = append(mixed, frameData, 0, 1, byte(i%251))
 		data = append(data, byte(i%251))
 	}
 	rounds := total / len(mixed)
