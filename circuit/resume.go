@@ -286,7 +286,8 @@ type Resumable struct {
 	probe      *time.Timer  // the next check; nil while nothing is owed
 	pingDue    bool         // a ping is to be sent
 	pongDue    bool         // a ping arrived: a pong is to be sent
-	runOver    bool         // readDataRun met a frame beyond the window
+	runOver    bool         // readRun met a data frame beyond the window
+	run        frameRun     // what readRun took of the frames it read
 	pingAt     time.Time    // when the outstanding ping left; zero if none
 	pongs      atomic.Int64 // pongs that answered a ping
 	peerShown  bool         // an ack or pong came on this path, or it is a resumed one
@@ -971,12 +972,6 @@ type sealedPath interface {
 	recordData() int
 }
 
-// probeTaker is a path that can hand over, without blocking, the pings
-// and pongs already decrypted after the one just read (Conn.takeProbes).
-type probeTaker interface {
-	takeProbes() (pings, pongs int)
-}
-
 // writeFrames writes b[seal.RecordHead:], frames laid out after room for a
 // record's head: a sealed path (*Conn) seals them in place into one
 // record, others get them as bytes. With last (the frames end with this
@@ -1112,34 +1107,15 @@ func (r *Resumable) readPath(p Path, gen uint64, more func() bool) error {
 			if err := r.readData(p, gen, n); err != nil {
 				return err
 			}
-			if err := r.readDataRun(p, gen); err != nil {
+			if err := r.readRun(p, gen, nil); err != nil {
 				return err
 			}
 		case frameAck:
 			if _, err := io.ReadFull(p, hdr[1:9]); err != nil {
 				return unexpected(err)
 			}
-			off := int64(binary.BigEndian.Uint64(hdr[1:9]))
-			r.mu.Lock()
-			if gen != r.gen {
-				r.mu.Unlock()
-				return errStale
-			}
-			if off < r.credit || off > r.sent {
-				r.mu.Unlock()
-				return r.integrity(fmt.Sprintf("acknowledgement of %d outside [%d, %d]", off, r.credit, r.sent))
-			}
-			r.sampleRateLocked(off)
-			r.credit = off
-			r.readerEnds = true
-			r.ackLocked(off)
-			r.wakeForAckLocked()
-			r.readerEnds = false
-			r.peerShown = true
-			ended := r.ended
-			r.mu.Unlock()
-			if ended {
-				return errEnded // readLoop closes the path
+			if err := r.readRun(p, gen, hdr[:9]); err != nil {
+				return err
 			}
 		case frameFin:
 			r.mu.Lock()
@@ -1171,29 +1147,9 @@ func (r *Resumable) readPath(p Path, gen uint64, more func() bool) error {
 				return errEnded // readLoop closes the path
 			}
 		case framePing, framePong:
-			// The pings and pongs that follow in the record already
-			// decrypted are taken with this one: one Read and one lock
-			// for a record of them, as for a data frame, not one each
-			// (TestAttackTinyResumableFramesReadInBulk). Each ping asks for the
-			// same one pong, and a pong without a ping out is ignored.
-			ping, pong := hdr[0] == framePing, hdr[0] == framePong
-			if q, ok := p.(probeTaker); ok {
-				pings, pongs := q.takeProbes()
-				r.frames.Add(int64(pings + pongs))
-				ping, pong = ping || pings > 0, pong || pongs > 0
+			if err := r.readRun(p, gen, hdr[:1]); err != nil {
+				return err
 			}
-			r.mu.Lock()
-			if gen != r.gen {
-				r.mu.Unlock()
-				return errStale
-			}
-			if pong {
-				r.probeFrameLocked(framePong)
-			}
-			if ping {
-				r.probeFrameLocked(framePing)
-			}
-			r.mu.Unlock()
 		default:
 			return r.integrity(fmt.Sprintf("unknown frame type %d", hdr[0]))
 		}
@@ -1295,34 +1251,61 @@ func (r *Resumable) readData(p Path, gen uint64, n int) error {
 	return nil
 }
 
-// readDataRun takes the whole data frames that follow the one just read
-// in the record p (a sealed Conn) already decrypted under one take of the
-// lock, into the receive queue. An honest end sends one data frame a
-// record; a record of many small ones, read one by one, cost two or three
-// Reads of the path, a take of the lock and a wake of the readers each:
-// several times the CPU of the same bytes in one frame
-// (TestAttackTinyResumableFramesReadInBulk).
-func (r *Resumable) readDataRun(p Path, gen uint64) error {
-	q, ok := p.(dataRunTaker)
-	if !ok {
-		return nil
-	}
+// readRun acts on the frame just read, first (an acknowledgement, a ping
+// or a pong; nil after a data frame, which readData took), and on the
+// frames that follow it in the record p (a sealed Conn) already
+// decrypted, taken in one pass under one take of the lock (takeFrame):
+// pings, pongs, acknowledgements and whole data frames, in any order.
+// An honest end sends one data frame a record, with an acknowledgement
+// or a probe before it; a record of many small frames, read one by one,
+// cost one to three Reads of the path, a take of the lock and, for data,
+// a wake of the readers each: several times the CPU of the same bytes in
+// one data frame (TestAttackTinyResumableFramesReadInBulk,
+// TestAttackAckFloodReadInBulk). Each frame is checked as a lone one is;
+// the first that fails a check ends the run, and its failure is
+// returned once what came before it took effect.
+func (r *Resumable) readRun(p Path, gen uint64, first []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if gen != r.gen || r.ended {
 		return errStale
 	}
+	r.run = frameRun{recv: r.recv}
 	r.runOver = false
-	recv := r.recv
-	frames := q.takeDataRun(r)
-	r.frames.Add(int64(frames))
-	if r.recv > recv {
+	// An acknowledgement that ends the circuit ends it here: readLoop
+	// then closes the path (see kickLocked).
+	r.readerEnds = true
+	defer func() { r.readerEnds = false }()
+	more := true
+	if first != nil {
+		_, more = r.takeFrame(first)
+	}
+	if q, ok := p.(frameRunTaker); ok && more {
+		r.frames.Add(int64(q.takeFrames(r)))
+	}
+	run := &r.run
+	if run.acks {
+		r.sampleRateLocked(r.credit)
+		r.peerShown = true
+		r.wakeForAckLocked()
+	}
+	if run.pong {
+		r.probeFrameLocked(framePong)
+	}
+	if run.ping {
+		r.probeFrameLocked(framePing)
+	}
+	if r.recv > run.recv {
 		r.cond.Broadcast() // the readers; acknowledgements wait for Reads
 		if r.appClosed {
 			r.kickLocked()
 		}
 	}
 	switch {
+	case r.ended:
+		return errEnded // readLoop closes the path
+	case run.badAck:
+		return r.integrity(fmt.Sprintf("acknowledgement of %d outside [%d, %d]", run.ackOff, r.credit, r.sent))
 	case r.runOver:
 		return r.integrity("the other end sent beyond its window")
 	case r.overBudget:
@@ -1331,10 +1314,75 @@ func (r *Resumable) readDataRun(p Path, gen uint64) error {
 	return nil
 }
 
-// takeData is readDataRun's taking of one data frame's bytes, as
-// readData takes them into the receive queue: it reports false, taking
-// nothing, for bytes beyond the window (r.runOver then says so) or that
-// the budget refuses room for. r.mu held.
+// frameRun is what readRun took of a run of frames: whether it met a ping,
+// a pong, and acknowledgements (the highest, checked one by one, is
+// r.credit), the one that failed its check (ackOff), and r.recv before.
+type frameRun struct {
+	ping, pong, acks, badAck bool
+	ackOff                   int64
+	recv                     int64
+}
+
+// takeFrame is readRun's taking of one frame f of a run, whole: it
+// reports whether it took f, and whether the run goes on after it. An
+// acknowledgement must lie between the last one (r.credit) and what was
+// sent, as a lone one must; once one ended the circuit nothing after it
+// is taken. A data frame is taken as takeData takes it. r.mu held.
+func (r *Resumable) takeFrame(f []byte) (took, more bool) {
+	switch f[0] {
+	case framePing:
+		r.run.ping = true
+	case framePong:
+		r.run.pong = true
+	case frameAck:
+		off := int64(binary.BigEndian.Uint64(f[1:9]))
+		if off < r.credit || off > r.sent {
+			r.run.badAck, r.run.ackOff = true, off
+			return false, false
+		}
+		r.credit, r.run.acks = off, true
+		r.ackLocked(off)
+		return true, !r.ended
+	case frameData:
+		took = r.takeData(f[3:])
+		return took, took
+	}
+	return true, true
+}
+
+// runFrame is the length of the frame b starts with when it is one that
+// a run takes (takeFrame) and whole in b, else 0: a ping, a pong, an
+// acknowledgement, or a data frame of at least one byte (an empty one
+// is left for readPath to refuse) that does not end b. A data frame
+// that ends what was decrypted, as an honest end's one data frame a
+// record does, is left for readData, which hands its bytes to a waiting
+// Read or keeps them in their record (holdLocked) instead of copying
+// them into the receive queue.
+func runFrame(b []byte) int {
+	if len(b) == 0 {
+		return 0
+	}
+	switch b[0] {
+	case framePing, framePong:
+		return 1
+	case frameAck:
+		if len(b) >= 9 {
+			return 9
+		}
+	case frameData:
+		if len(b) >= 3 {
+			if n := 3 + int(binary.BigEndian.Uint16(b[1:3])); n > 3 && len(b) > n {
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// takeData is takeFrame's taking of one data frame's bytes, as readData
+// takes them into the receive queue: it reports false, taking nothing,
+// for bytes beyond the window (r.runOver then says so) or that the budget
+// refuses room for. r.mu held.
 func (r *Resumable) takeData(data []byte) bool {
 	if r.runOver = r.queuedLocked()+len(data) > r.cfg.Window; r.runOver {
 		return false
@@ -1354,17 +1402,18 @@ func (r *Resumable) takeData(data []byte) bool {
 	return true
 }
 
-// dataRunTaker is a path that can hand over, without blocking, the whole
-// data frames already decrypted after the one just read
-// (Conn.takeDataRun).
-type dataRunTaker interface {
-	takeDataRun(t dataTaker) int
+// frameRunTaker is a path that can hand over, without blocking, the
+// frames already decrypted after the one just read (Conn.takeFrames).
+type frameRunTaker interface {
+	takeFrames(t frameTaker) int
 }
 
-// dataTaker takes the bytes of one data frame (Conn.takeDataRun). A
-// *Resumable is one: a closure in its place, passed through the path's
-// interface, was allocated for every data frame read.
-type dataTaker interface{ takeData(data []byte) bool }
+// frameTaker takes one frame of a run (Conn.takeFrames). A *Resumable is
+// one: a closure in its place, passed through the path's interface, was
+// allocated for every run read.
+type frameTaker interface {
+	takeFrame(f []byte) (took, more bool)
+}
 
 // deliverLocked copies up to n bytes of a data frame that p (a sealed
 // Conn) already decrypted straight into the buffer of a waiting Read, when

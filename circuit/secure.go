@@ -1115,51 +1115,30 @@ func (c *Conn) consumeBuffered(take func(plain []byte) (used int)) {
 	}
 }
 
-// takeProbes consumes the pings and pongs of the resumable framing
-// (one byte each) that lead the payload a sealed conn already decrypted,
-// and returns how many of each: 0, 0, without blocking, when it holds
-// none. A record full of them is then taken in one pass instead of one
-// Read each.
-func (c *Conn) takeProbes() (pings, pongs int) {
-	c.consumeBuffered(func(plain []byte) int {
-		n := 0
-		for ; n < len(plain); n++ {
-			switch plain[n] {
-			case framePing:
-				pings++
-				continue
-			case framePong:
-				pongs++
-				continue
-			}
-			break
-		}
-		return n
-	})
-	return pings, pongs
-}
-
-// takeDataRun hands t, one by one, the payloads of the whole data frames
-// of the resumable framing that lead the payload a sealed conn already
-// decrypted, consuming each frame t takes, and returns how many it
-// consumed: 0, without blocking, when it holds none. t is called with the
-// conn's read lock held. A frame of length 0 is left for the caller to
-// refuse.
-func (c *Conn) takeDataRun(t dataTaker) (frames int) {
+// takeFrames hands t, one by one, the whole frames of the resumable
+// framing that lead the payload a sealed conn already decrypted and that
+// a run takes (runFrame: pings, pongs, acknowledgements and data frames),
+// consuming each frame t takes, until t takes one no more or says the
+// run ends, and returns how many it consumed: 0, without blocking, when
+// it holds none. t is called with the conn's read lock held. A record
+// full of small frames is then taken in one pass instead of one Read or
+// more each.
+func (c *Conn) takeFrames(t frameTaker) (frames int) {
 	c.consumeBuffered(func(plain []byte) int {
 		used := 0
-		for {
-			b := plain[used:]
-			if len(b) < 3 || b[0] != frameData {
-				return used
+		for more := true; more; {
+			n := runFrame(plain[used:])
+			if n == 0 {
+				break
 			}
-			n := int(binary.BigEndian.Uint16(b[1:3]))
-			if n == 0 || len(b) < 3+n || !t.takeData(b[3:3+n]) {
-				return used
+			var took bool
+			if took, more = t.takeFrame(plain[used : used+n]); !took {
+				break
 			}
-			used += 3 + n
+			used += n
 			frames++
 		}
+		return used
 	})
 	return frames
 }
