@@ -202,6 +202,7 @@ func FuzzResolveJoin(f *testing.F) {
 	f.Add("dns:seed.mesh.test.:7000", pack(dns.RcodeSuccess,
 		rr("seed.mesh.test. 1 IN A 192.0.2.1"), rr("seed.mesh.test. 1 IN A 192.0.2.2")))
 	f.Add("dns:seed.mesh.test.", pack(dns.RcodeSuccess, rr("seed.mesh.test. 1 IN AAAA 2001:db8::1")))
+	f.Add("dns:seed.mesh.test.:gossip", pack(dns.RcodeSuccess, rr("seed.mesh.test. 1 IN A 192.0.2.1")))
 	f.Add("dns+srv:x.test.", pack(dns.RcodeNameError))
 	f.Add("dns+srv:x.test.", []byte{0, 0, 0x81, 0x80, 0, 1, 0, 1})
 	f.Add("192.0.2.9:7946", []byte(nil))
