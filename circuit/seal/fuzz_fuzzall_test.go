@@ -27,19 +27,7 @@ func FuzzFinish(f *testing.F) {
 	f.Fuzz(func(t *testing.T, mode byte, third bool, cut uint16, flip, extra []byte) {
 		s, d := m.keys["s"], m.keys["d"]
 		pro := Prologue("d", "s", "svc", 0)
-		var ini *Initiator
-		var err error
-		switch mode % 3 {
-		case 0:
-			ini, err = s.InitiateFresh(pro, "d", nil)
-		case 1:
-			ini, err = s.InitiateFresh(pro, "d", &rec)
-		default:
-			ini, err = s.Initiate(pro, "d", &rec)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		ini := initiateMode(t, s, d, pro, &rec, mode)
 		now := time.Now()
 		m1, err := ini.First(nil, nil, now)
 		if err != nil {
@@ -96,4 +84,30 @@ func FuzzFinish(f *testing.F) {
 			t.Fatalf("a changed third message failed with %v, not ErrAuth", err)
 		}
 	})
+}
+
+// initiateMode starts s's handshake to d: mode%3 0 full (XX), 1 one
+// message (IK, d's record rec known), 2 resumed (after a handshake that
+// gave s a session to resume, when it holds none).
+func initiateMode(t testing.TB, s, d *Keys, pro []byte, rec *KeyRecord, mode byte) *Initiator {
+	t.Helper()
+	var ini *Initiator
+	var err error
+	switch mode % 3 {
+	case 0:
+		ini, err = s.InitiateFresh(pro, d.Node(), nil)
+	case 1:
+		ini, err = s.InitiateFresh(pro, d.Node(), rec)
+	default:
+		if !s.Resumable(d.Node()) {
+			if _, _, _, err := handshake(t, s, d, d.Node(), rec, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ini, err = s.Initiate(pro, d.Node(), rec)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ini
 }
