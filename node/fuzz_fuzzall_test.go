@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/hashicorp/serf/coordinate"
 	"github.com/miekg/dns"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -239,6 +242,44 @@ func FuzzResolveJoin(f *testing.F) {
 					t.Fatalf("resolved address %q: port: %v", a, err)
 				}
 			}
+		}
+	})
+}
+
+// FuzzMetaCoord reads the coordinate a member's gossip metadata carries:
+// one taken is within checkCoordinate's bounds, its distances to a fresh
+// coordinate and to itself are finite, and its wire form reads back.
+func FuzzMetaCoord(f *testing.F) {
+	c := coordinate.NewCoordinate(coordConfig)
+	c.Vec[0], c.Height, c.Error = 0.012, 0.0001, 0.5
+	for _, v := range [][]float64{coordWire(c), coordWire(coordinate.NewCoordinate(coordConfig))} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`[1e308,1e308,0,0,0,0,0,0,0,0,0]`))
+	f.Add([]byte(`[0,0,0,0,0,0,0,0,1.5,0,-1]`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c := metaCoord(json.RawMessage(raw))
+		if c == nil {
+			return
+		}
+		if err := checkCoordinate(c); err != nil {
+			t.Fatalf("took coordinate %v: %v", c, err)
+		}
+		for _, d := range []time.Duration{coordinate.NewCoordinate(coordConfig).DistanceTo(c), c.DistanceTo(c)} {
+			if d < 0 || math.IsNaN(float64(d)) {
+				t.Fatalf("coordinate %v: distance %v", c, d)
+			}
+		}
+		b, err := json.Marshal(coordWire(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if metaCoord(b) == nil {
+			t.Fatalf("coordinate %v taken from %s: its wire form %s is refused", c, raw, b)
 		}
 	})
 }
