@@ -2,11 +2,15 @@ package admin
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
@@ -65,6 +69,50 @@ func FuzzDecodeError(f *testing.F) {
 		}
 		if !errors.Is(err, want) || err.Error() == "" {
 			t.Fatalf("status %d body %q: error %q does not wrap %v", status, body, err, want)
+		}
+	})
+}
+
+// adminFuzzRoutes are the requests FuzzAdminRequest sends: every endpoint
+// but those that open listeners or circuits or resolve names (POST expose
+// and forward, dial), which their own tests cover.
+var adminFuzzRoutes = []string{
+	"GET " + PathStatus, "GET " + PathPeers, "GET " + PathLinks, "GET " + PathServices,
+	"DELETE " + PathExpose, "DELETE " + PathForward, "GET " + PathPing, "GET " + PathGraph,
+	"POST " + PathLinkCost, "GET " + PathPolicyCheck, "GET " + PathKeys, "POST " + PathKeys, "POST " + PathReload,
+}
+
+// FuzzAdminRequest sends the daemon's admin API any query and body on
+// each endpoint: every answer is a JSON body, and every error answer a
+// client status (4xx) or the node's own failure (502) with its text.
+func FuzzAdminRequest(f *testing.F) {
+	for i := range adminFuzzRoutes {
+		f.Add(uint8(i), "", []byte(nil))
+	}
+	f.Add(uint8(6), "peer=b", []byte(nil))
+	f.Add(uint8(7), "timeout=1s", []byte(nil))
+	f.Add(uint8(7), "timeout=-1h", []byte(nil))
+	f.Add(uint8(8), "", []byte(`{"peer":"b","cost":10}`))
+	f.Add(uint8(8), "", []byte(`{"peer":"b","cost":10,"x":1}`))
+	f.Add(uint8(9), "from=a&service=web&group=ops", []byte(nil))
+	f.Add(uint8(9), "from=a&to=b&to-group=A", []byte(nil))
+	f.Add(uint8(11), "", []byte(`{"op":"rotate"}`))
+	s := NewServer(newFake(), slog.New(slog.DiscardHandler))
+	f.Cleanup(func() { s.Close() })
+	f.Fuzz(func(t *testing.T, route uint8, query string, body []byte) {
+		method, path, _ := strings.Cut(adminFuzzRoutes[int(route)%len(adminFuzzRoutes)], " ")
+		req := httptest.NewRequest(method, "http://admin"+path, bytes.NewReader(body))
+		req.URL.RawQuery = query
+		rec := httptest.NewRecorder()
+		s.http.Handler.ServeHTTP(rec, req)
+		if !json.Valid(rec.Body.Bytes()) {
+			t.Fatalf("%s %s?%s: status %d, body %q is not JSON", method, path, query, rec.Code, rec.Body.Bytes())
+		}
+		if rec.Code >= 300 {
+			var eb ErrorBody
+			if json.Unmarshal(rec.Body.Bytes(), &eb) != nil || eb.Error == "" || (rec.Code >= 500 && rec.Code != http.StatusBadGateway) {
+				t.Fatalf("%s %s?%s: status %d, body %q", method, path, query, rec.Code, rec.Body.Bytes())
+			}
 		}
 	})
 }
