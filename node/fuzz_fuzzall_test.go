@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -213,9 +214,9 @@ func FuzzResolveJoin(f *testing.F) {
 		if len(join) > 300 {
 			return
 		}
-		var dials int
+		var dials atomic.Int32 // A and AAAA are asked at once
 		r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			if dials++; dials > 64 {
+			if dials.Add(1) > 64 {
 				return nil, errors.New("too many queries")
 			}
 			return &dnsAnswerConn{msg: answer}, nil
