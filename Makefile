@@ -4,7 +4,7 @@ GO      ?= go
 BIN     ?= bin/circuitmesh
 PKGS    ?= ./...
 
-.PHONY: help build test test-long soak stress lint bench demo clean
+.PHONY: help build test test-long soak stress fuzz lint bench demo clean
 
 help:
 	@echo "build      build $(BIN)"
@@ -12,6 +12,7 @@ help:
 	@echo "test-long  go test without -short (long scenarios too), -race but for simulate"
 	@echo "soak       5 CPU-starved daemons for 2 minutes: no false link-down, no failed ping"
 	@echo "stress     run the quick suite RUNS times, LOAD busy loops beside it (.ci/stress)"
+	@echo "fuzz       run every fuzz target of PKGS for FUZZTIME (default 60s) each (.ci/fuzz)"
 	@echo "lint       gofmt check and go vet"
 	@echo "bench      run the benchmarks"
 	@echo "demo       run the five-node in-process demo"
@@ -50,6 +51,12 @@ RUN     ?=
 
 stress:
 	RUNS='$(RUNS)' COUNT='$(COUNT)' LOAD='$(LOAD)' RUN='$(RUN)' PKGS='$(PKGS)' bash .ci/stress
+
+# Every fuzz target of PKGS, one at a time, FUZZTIME each (.ci/fuzz).
+FUZZTIME ?= 60s
+
+fuzz:
+	PKGS='$(PKGS)' FUZZTIME='$(FUZZTIME)' RUN='$(RUN)' bash .ci/fuzz
 
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -229,12 +230,28 @@ func (m *msgReader) release() {
 
 // ReadHandshake reads one framed handshake message from s (the destination
 // reads the source's first message after the open header). The caller
-// bounds the time with a read deadline.
+// bounds the time with a read deadline. It holds memory for the bytes
+// that came, not for the length the prefix claims (up to 64 KiB): the
+// buffer starts at 512 bytes and doubles as they arrive.
 func ReadHandshake(s io.Reader) ([]byte, error) {
-	var m msgReader
-	b, err := m.fill(s)
-	if err != nil {
+	var hdr [2]byte
+	if _, err := io.ReadFull(s, hdr[:]); err != nil {
 		return nil, fmt.Errorf("circuit: read handshake: %w", err)
+	}
+	want := int(binary.BigEndian.Uint16(hdr[:]))
+	b := make([]byte, 0, min(want, 512))
+	for len(b) < want {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(want-len(b), cap(b)))
+		}
+		k, err := s.Read(b[len(b):min(want, cap(b))])
+		b = b[:len(b)+k]
+		if err != nil && (err != io.EOF || len(b) < want) {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("circuit: read handshake: %w", err)
+		}
 	}
 	return b, nil
 }

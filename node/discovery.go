@@ -564,8 +564,8 @@ func resolveJoin(ctx context.Context, r *net.Resolver, join []string, defPort st
 			if h, p, err := net.SplitHostPort(host); err == nil {
 				host, port = h, p
 			}
-			if host == "" || port == "" {
-				errs = append(errs, fmt.Errorf("%w: %q", ErrBadJoin, j))
+			if pn, err := strconv.ParseUint(port, 10, 16); host == "" || err != nil || pn == 0 {
+				errs = append(errs, fmt.Errorf("%w: %q: want dns:NAME[:PORT], PORT from 1 to 65535", ErrBadJoin, j))
 				continue
 			}
 			if err := addHost(host, port); err != nil {

@@ -151,7 +151,7 @@ func closeBody(req *http.Request) {
 func decodeHTTPHost(addr string) (peer, service string, err error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", "", fmt.Errorf("mesh HTTP address %q: %w", addr, err)
+		return "", "", fmt.Errorf("mesh HTTP address %q: %w: %w", addr, err, ErrHTTPURL)
 	}
 	b, err := hex.DecodeString(strings.TrimSuffix(host, httpHostSuffix))
 	if err != nil || !strings.HasSuffix(host, httpHostSuffix) {

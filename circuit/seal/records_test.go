@@ -162,24 +162,7 @@ func FuzzReplyStatement(f *testing.F) {
 	f.Add(byte(1), appendTicket(nil, [16]byte{1}, psk, time.Minute))
 	f.Fuzz(func(t *testing.T, mode byte, payload []byte) {
 		now := time.Now()
-		var ini *Initiator
-		var err error
-		switch mode % 3 {
-		case 0:
-			ini, err = s.InitiateFresh(pro, "d", nil)
-		case 1:
-			ini, err = s.InitiateFresh(pro, "d", &rec)
-		default:
-			if !s.Resumable("d") {
-				if _, _, _, err := handshake(t, s, d, "d", &rec, nil); err != nil {
-					t.Fatal(err)
-				}
-			}
-			ini, err = s.Initiate(pro, "d", &rec)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		ini := initiateMode(t, s, d, pro, &rec, mode)
 		m1, err := ini.First(nil, nil, now)
 		if err != nil {
 			t.Fatal(err)

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// FuzzParseForwardFlag parses --forward values: an accepted one, written
+// back as LISTEN=PEER/SERVICE, parses to the same forward, and a refused
+// one is a usage error.
+func FuzzParseForwardFlag(f *testing.F) {
+	for _, s := range []string{"8080=b/web", "127.0.0.1:0=node-1/api", "[::1]:9000=c/ssh=x", ":80=a/", "=a/b", "300.1.1.1:80=a/b", "80=A/b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fw, err := parseForwardFlag(s)
+		if err != nil {
+			var ue *usageError
+			if !errors.As(err, &ue) {
+				t.Fatalf("parseForwardFlag(%q): %v is not a usage error", s, err)
+			}
+			return
+		}
+		again, err := parseForwardFlag(fw.listen + "=" + fw.peer + "/" + fw.service)
+		if err != nil || again != fw {
+			t.Fatalf("%q parsed to %+v, which parses to %+v (%v)", s, fw, again, err)
+		}
+	})
+}
+
+// FuzzParseLinkCost parses --link-cost values: an accepted cost is auto
+// (0) or within the bounds and prints back to the same PEER=COST.
+func FuzzParseLinkCost(f *testing.F) {
+	for _, s := range []string{"b=10", "b=auto", "b=0", "b=4294967296", "b=-1", "b", "=1", "b=+5", "b=010"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		peer, cost, err := parseLinkCost(s)
+		if err != nil {
+			return
+		}
+		v := "auto"
+		if cost != 0 {
+			v = strconv.FormatUint(uint64(cost), 10)
+		}
+		p2, c2, err := parseLinkCost(peer + "=" + v)
+		if err != nil || p2 != peer || c2 != cost {
+			t.Fatalf("%q parsed to %q %d, which parses to %q %d (%v)", s, peer, cost, p2, c2, err)
+		}
+	})
+}
+
+// FuzzParseConfig reads any config file: the entries read, written back
+// one "--flag = quoted value" a line, read back the same.
+func FuzzParseConfig(f *testing.F) {
+	f.Add("# daemon\nname = a\nlink = 192.0.2.1:4500\nlink = 192.0.2.2:4500\n\n--data-dir = \"/var/lib/circuitmesh\"\npolicy = allow * -> *\n")
+	f.Add("x = \"unterminated\n")
+	f.Add("= value\n")
+	f.Add("k = \"a\\nb\\x00\"\r\nk2=v=w\n")
+	f.Add("----k = v\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "c")
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		entries, err := parseConfig(path)
+		if err != nil {
+			return
+		}
+		var b strings.Builder
+		for _, e := range entries {
+			b.WriteString("--" + e.key + " = " + strconv.Quote(e.value) + "\n")
+		}
+		if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		again, err := parseConfig(path)
+		if err != nil {
+			t.Fatalf("entries of %q written back as %q do not parse: %v", text, b.String(), err)
+		}
+		if len(again) != len(entries) {
+			t.Fatalf("%d entries read back as %d", len(entries), len(again))
+		}
+		for i := range entries {
+			if again[i].key != entries[i].key || again[i].value != entries[i].value {
+				t.Fatalf("entry %+v read back as %+v", entries[i], again[i])
+			}
+		}
+	})
+}
