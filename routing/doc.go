@@ -57,7 +57,10 @@
 // without waiting for the periodic refresh. Updates are incremental: a
 // new neighbour gets the whole table once, after that only changes go out,
 // as triggered updates rate-limited per neighbour
-// (Config.MinTriggeredInterval) and paced to Config.MaxBurstBytes per
+// (Config.MinTriggeredInterval; a destination never announced before,
+// first heard over a link costing more than 100 while the node has a
+// link of 100 or less to a router, is announced one interval later,
+// with the best route heard meanwhile) and paced to Config.MaxBurstBytes per
 // neighbour per MinTriggeredInterval, so that a link's control queue does
 // not overflow (the rest waits for the next interval). Every Config.UpdateInterval each
 // neighbour gets a summary (per-bucket digests) of what it was told

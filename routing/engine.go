@@ -96,6 +96,13 @@ type Engine struct {
 	wBytes int
 	wMsgs  int
 
+	// First announcements held (coldhold.go), in the order of their
+	// ends, and whether a non-leaf neighbour's link costs holdCost or
+	// less (cheap; cheapValid: computed since the links last changed).
+	coldHolds  []coldHold
+	cheap      bool
+	cheapValid bool
+
 	outbox []Message // buffer of the output messages, reused (Ready)
 	events outQueue[Event]
 	stats  Stats
@@ -176,6 +183,7 @@ func (e *Engine) LinkUp(now time.Time, neighbour string, cost Metric, leaf bool)
 		return
 	}
 	if nb, ok := e.nbrs[neighbour]; ok {
+		e.cheapValid = false
 		if leaf && !nb.leaf {
 			nb.leaf = true
 			e.dropTransit(t, nb)
@@ -201,6 +209,7 @@ func (e *Engine) LinkUp(now time.Time, neighbour string, cost Metric, leaf bool)
 		e.slots = append(e.slots, nil)
 	}
 	nb := newNeighbour(neighbour, e.clampCost(cost), leaf, slot)
+	e.cheapValid = false
 	e.slots[slot] = nb
 	if slot == len(e.held) {
 		e.held = append(e.held, nil)
@@ -239,6 +248,7 @@ func (e *Engine) LinkDown(now time.Time, neighbour string) {
 		return
 	}
 	delete(e.nbrs, neighbour)
+	e.cheapValid = false
 	e.forgetDrain(nb)
 	e.clearPending(nb) // frees the slot's pend bits for the next neighbour
 	e.nbrOrder = nil
@@ -270,6 +280,7 @@ func (e *Engine) setCost(t time.Duration, nb *neighbour, cost Metric) {
 		return
 	}
 	nb.cost = cost
+	e.cheapValid = false
 	for _, name := range e.sortedOrigins() {
 		if o := e.origins.get(name); e.find(o, nb) >= 0 {
 			e.reselect(t, o)
@@ -447,6 +458,7 @@ func (e *Engine) Tick(now time.Time) {
 			e.raiseDue = false // the seqno moved past it meanwhile
 		}
 	}
+	e.releaseHolds(t)
 	e.flush(t)
 }
 
@@ -466,6 +478,9 @@ func (e *Engine) NextTick() time.Time {
 	if e.raiseDue && e.raiseAt < next {
 		next = e.raiseAt
 	}
+	if len(e.coldHolds) > 0 && e.coldHolds[0].at < next {
+		next = e.coldHolds[0].at
+	}
 	for _, nb := range e.nbrs {
 		if len(nb.requests) > 0 || len(nb.resends) > 0 {
 			next = min(next, e.last) // due now (flush)
@@ -479,12 +494,12 @@ func (e *Engine) NextTick() time.Time {
 
 // Pending reports whether the engine holds updates or requests that it
 // has not sent yet: what a Receive caused (it goes out at the next Tick)
-// and what the triggered-update rate limit holds (at a later Tick),
-// and a raise of our own seqno that a request asked for within the gap
+// and what the triggered-update rate limit holds (at a later Tick), the
+// first announcements of new destinations held (coldhold.go), and a raise of our own seqno that a request asked for within the gap
 // after the last one.
 // (Periodic refreshes, route expiry and request retries are not counted.)
 func (e *Engine) Pending() bool {
-	if e.raiseDue {
+	if e.raiseDue || len(e.coldHolds) > 0 {
 		return true
 	}
 	for _, nb := range e.nbrs {

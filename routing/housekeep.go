@@ -50,6 +50,7 @@ func (e *Engine) housekeep(t time.Duration) {
 // a pending or watch list is skipped before anything of its side is read.
 func (e *Engine) removeOrigin(o *origin) {
 	e.origins.remove(e.origins.hash(e.nameOf(o)), o)
+	e.unhold(o)
 	o.removed, o.hasExt = true, false
 	e.originOrder = nil
 	if n := e.pendHolders(o); n > 0 {

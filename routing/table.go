@@ -218,6 +218,7 @@ type origin struct {
 
 	seqKnown bool // some selected route carried a real seqno
 	removed  bool // no longer in the table (a stale pending or watch entry)
+	coldHeld bool // its first announcement is held (Engine.coldHolds)
 }
 
 // originSide is the part of an origin that holds pointers, kept apart
@@ -861,7 +862,11 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 			// it (holdSeqno).
 			e.ext(o).promote = true
 		}
-		e.triggerAll(o, urgent)
+		if !urgent && nr.reachable && e.holdsNew(o) {
+			e.holdNew(t, o) // a cheaper route may come next (coldhold.go)
+		} else {
+			e.triggerAll(o, urgent)
+		}
 		if answers {
 			e.answered(x, nr.seqno)
 		}
