@@ -780,6 +780,9 @@ func (t *QUICTransport) connContext(ctx context.Context, info *quic.ClientInfo) 
 			s.release()
 		}
 	})
+	// The connection's 1-RTT packets come from this address while it
+	// lives (links refuse migration: pathguard.go).
+	context.AfterFunc(ctx, t.paths.add(info.RemoteAddr))
 	return context.WithValue(ctx, slotKey{}, s), nil
 }
 
