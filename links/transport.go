@@ -122,7 +122,13 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		}
 		pc, t.ownConn = udp, udp
 	}
-	t.tr = &quic.Transport{Conn: guardConn(pc, t.paths), VerifySourceAddress: t.gate.verifySource, ConnContext: t.connContext}
+	t.tr = &quic.Transport{Conn: guardConn(pc, t.paths), VerifySourceAddress: t.gate.verifySource, ConnContext: t.connContext,
+		// quic-go gives every connection that completes TLS (a stranger's
+		// too: certificates are checked after) a NEW_TOKEN token that
+		// validated its IP for 24 hours, any number of times. Links keep
+		// none, so the node takes none: only a Retry of the handshake
+		// itself validates an address (gate.verifySource).
+		MaxTokenAge: time.Nanosecond}
 	ln, err := t.tr.Listen(t.tlsConf, t.quicConf)
 	if err != nil {
 		_ = t.tr.Close()
