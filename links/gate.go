@@ -781,9 +781,11 @@ func (t *QUICTransport) connContext(ctx context.Context, info *quic.ClientInfo) 
 		}
 	})
 	// The connection's 1-RTT packets come from this address while it
-	// lives (links refuse migration: pathguard.go).
-	context.AfterFunc(ctx, t.paths.add(info.RemoteAddr))
-	return context.WithValue(ctx, slotKey{}, s), nil
+	// lives, once the TLS handshake showed the peer receives there
+	// (links refuse migration: pathguard.go).
+	path := t.paths.pending(info.RemoteAddr)
+	context.AfterFunc(ctx, path.end)
+	return context.WithValue(context.WithValue(ctx, slotKey{}, s), pathKey{}, path), nil
 }
 
 // slotOf is the gate slot of an accepted connection (nil for a dialled

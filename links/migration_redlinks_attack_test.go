@@ -201,6 +201,91 @@ func memberWithKeys(t *testing.T, target *node, m *node, tap *tapConn, keys *log
 	return s, dcid
 }
 
+// reflector is a member linked to target that can write packets of its
+// link itself, and a victim: a socket of its own, which the member's
+// packets claim as their source (on a real network, a spoofed source
+// address), counting the short-header bytes the node sends it.
+type reflector struct {
+	target *node
+	sealer *shortSealer
+	dcid   []byte
+	victim net.PacketConn
+	got    atomic.Int64 // short-header bytes the victim received
+	done   chan struct{}
+}
+
+func newReflector(t *testing.T) *reflector {
+	t.Helper()
+	ca := testCA(t, "m")
+	r := &reflector{target: newNode(t, issue(t, ca, "n"), tolerant), done: make(chan struct{})}
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tap := &tapConn{PacketConn: udp}
+	t.Cleanup(func() { _ = udp.Close() })
+	m := newNode(t, issue(t, ca, "m"), func(c *QUICConfig) { c.PacketConn = tap; tolerant(c) })
+	keys := &logBuf{}
+	m.tlsConf.KeyLogWriter = keys
+	r.sealer, r.dcid = memberWithKeys(t, r.target, m, tap, keys)
+	if r.victim, err = net.ListenPacket("udp", "127.0.0.9:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.victim.Close() })
+	go func() {
+		defer close(r.done)
+		buf := make([]byte, 2048)
+		for {
+			n, _, err := r.victim.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if n > 0 && buf[0]&0x80 == 0 {
+				r.got.Add(int64(n))
+			}
+		}
+	}()
+	return r
+}
+
+// probe has the member send packets PATH_CHALLENGEs of its link as the
+// victim, waits until the victim heard nothing for a second, and fails t
+// if the node sent the victim more than three times the bytes.
+func (r *reflector) probe(t *testing.T, packets int) {
+	t.Helper()
+	drops := r.target.PathDrops()
+	sent := 0
+	for i := range packets {
+		challenge := make([]byte, 9)
+		challenge[0] = 0x1a // PATH_CHALLENGE
+		binary.BigEndian.PutUint64(challenge[1:], uint64(i)+1)
+		pkt := r.sealer.seal(r.dcid, 1<<20+uint32(i), challenge)
+		if _, err := r.victim.WriteTo(pkt, r.target.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		sent += len(pkt)
+		time.Sleep(time.Millisecond)
+	}
+	last, quiet := int64(-1), time.Now()
+	for time.Since(quiet) < time.Second {
+		if n := r.got.Load(); n != last {
+			last, quiet = n, time.Now()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = r.victim.SetReadDeadline(time.Now())
+	<-r.done
+	got := r.got.Load()
+	t.Logf("member sent %d packets, %d bytes, as the victim; the node sent the victim %d bytes of short-header packets", packets, sent, got)
+	if got > 3*int64(sent) {
+		t.Fatalf("the node sent an address with no connection %d bytes for %d it received from there (%.0f×): a member reflects and amplifies its traffic at any address",
+			got, sent, float64(got)/float64(sent))
+	}
+	if d := r.target.PathDrops() - drops; d < uint64(packets) {
+		t.Fatalf("the node counted %d packets dropped from an address with no connection, want at least the member's %d", d, packets)
+	}
+}
+
 // TestAttackMemberReflectsPathProbesAtThirdParty: a member of the mesh,
 // linked to a node, sends the node small packets of its own link (a
 // PATH_CHALLENGE, 34 bytes) with the source address of a third party,
@@ -212,70 +297,67 @@ func memberWithKeys(t *testing.T, target *node, m *node, tap *tapConn, keys *log
 // that has no connection with it at most three times what it received
 // from there.
 func TestAttackMemberReflectsPathProbesAtThirdParty(t *testing.T) {
-	ca := testCA(t, "m")
-	target := newNode(t, issue(t, ca, "n"), tolerant)
+	newReflector(t).probe(t, 200)
+}
+
+// TestAttackMemberReflectsBehindSpoofedFirstPacket: as above, but the
+// member first sends the node a QUIC first packet (a client Initial) with
+// the victim's source address, which a quiet node admits without a Retry.
+// Counting the victim's address from that packet on let the member's
+// probes through for the handshake's life (5 s); the address must count
+// only once its peer proved, in the TLS handshake, that it receives there.
+func TestAttackMemberReflectsBehindSpoofedFirstPacket(t *testing.T) {
+	r := newReflector(t)
+	// A real client Initial, captured before it leaves.
 	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tap := &tapConn{PacketConn: udp}
-	t.Cleanup(func() { _ = udp.Close() })
-	m := newNode(t, issue(t, ca, "m"), func(c *QUICConfig) { c.PacketConn = tap; tolerant(c) })
-	keys := &logBuf{}
-	m.tlsConf.KeyLogWriter = keys
-	sealer, dcid := memberWithKeys(t, target, m, tap, keys)
-
-	// The victim: a socket of its own, which the member's packets claim
-	// as their source (on a real network, a spoofed source address).
-	victim, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
+	defer udp.Close()
+	capture := &firstPacket{PacketConn: udp, got: make(chan []byte, 1)}
+	tr := &quic.Transport{Conn: capture}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		_, _ = tr.Dial(ctx, r.target.LocalAddr(), &tls.Config{NextProtos: []string{ALPN}, ServerName: "circuitmesh"}, nil)
+	}()
+	initial := <-capture.got
+	cancel()
+	_ = tr.Close()
+	if _, err := r.victim.WriteTo(initial, r.target.LocalAddr()); err != nil {
 		t.Fatal(err)
 	}
-	defer victim.Close()
-	var got atomic.Int64
-	done := make(chan struct{})
+	waitFor(t, "the node to admit the spoofed first packet", patience, func() bool { return r.target.handshakesFrom(r.victim.LocalAddr()) > 0 })
+	r.probe(t, 200)
+}
+
+// TestAttackMemberReflectsWhileNodeDialsVictim: as above, while the node
+// dials the victim's address (one a member's gossip may claim as its
+// own; it never answers). Counting the address from the dial's first
+// packet let the member's probes through for the dial's life.
+func TestAttackMemberReflectsWhileNodeDialsVictim(t *testing.T) {
+	r := newReflector(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	dialed := make(chan struct{})
 	go func() {
-		defer close(done)
-		buf := make([]byte, 2048)
-		for {
-			n, _, err := victim.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			got.Add(int64(n))
-		}
+		defer close(dialed)
+		_, _ = r.target.Dial(ctx, r.victim.LocalAddr().String())
 	}()
-	const packets = 200
-	sent := 0
-	for i := range packets {
-		challenge := make([]byte, 9)
-		challenge[0] = 0x1a // PATH_CHALLENGE
-		binary.BigEndian.PutUint64(challenge[1:], uint64(i)+1)
-		pkt := sealer.seal(dcid, 1<<20+uint32(i), challenge)
-		if _, err := victim.WriteTo(pkt, target.LocalAddr()); err != nil {
-			t.Fatal(err)
-		}
-		sent += len(pkt)
-		time.Sleep(time.Millisecond)
-	}
-	// Wait until the victim has heard nothing for a while.
-	last, quiet := int64(-1), time.Now()
-	for time.Since(quiet) < time.Second {
-		if n := got.Load(); n != last {
-			last, quiet = n, time.Now()
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	_ = victim.SetReadDeadline(time.Now())
-	<-done
-	t.Logf("member sent %d packets, %d bytes, as the victim; the node sent the victim %d bytes", packets, sent, got.Load())
-	if got.Load() > 3*int64(sent) {
-		t.Fatalf("the node sent an address with no connection %d bytes for %d it received from there (%.0f×): a member reflects and amplifies its traffic at any address",
-			got.Load(), sent, float64(got.Load())/float64(sent))
-	}
-	if d := target.PathDrops(); d < packets {
-		t.Fatalf("the node counted %d packets dropped from an address with no connection, want at least the member's %d", d, packets)
-	}
+	defer func() { cancel(); <-dialed }()
+	time.Sleep(50 * time.Millisecond) // the dial's first packet is out
+	r.probe(t, 200)
+}
+
+// firstPacket is a socket that keeps the first packet written to it and
+// sends nothing.
+type firstPacket struct {
+	net.PacketConn
+	got  chan []byte
+	once sync.Once
+}
+
+func (c *firstPacket) WriteTo(p []byte, _ net.Addr) (int, error) {
+	c.once.Do(func() { c.got <- bytes.Clone(p) })
+	return len(p), nil
 }
 
 // TestAttackMemberMovesItsLinkToAnotherAddress: a member linked to a node

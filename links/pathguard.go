@@ -1,6 +1,7 @@
 package links
 
 import (
+	"crypto/tls"
 	"net"
 	"net/netip"
 	"sync"
@@ -12,9 +13,16 @@ import (
 
 // Links refuse QUIC connection migration: a short-header (1-RTT) packet
 // is handed to QUIC only when its source address (IP and port) is the
-// address of a connection of the node: one it dialled, or one whose first
-// packet it admitted (connContext). Every other short-header packet is
-// dropped before QUIC sees it.
+// address of a connection of the node whose peer proved, in the TLS
+// handshake, that it receives there: a connection it dialled once the
+// peer's handshake messages came (they answer what the node sent there),
+// or one it accepted once the client's certificate came (it answers the
+// node's handshake messages sent there). Every other short-header packet
+// is dropped before QUIC sees it. An address counts from the TLS
+// handshake, not from the first packet: else a member could have the
+// node admit one spoofed first packet, or dial an address gossip claims
+// for it, and reflect its link's packets at that address meanwhile. QUIC
+// decrypts no 1-RTT packet of a connection before that point.
 //
 // quic-go has no setting to refuse a client's path change: it answers a
 // PATH_CHALLENGE from any new source address with a 1200-byte probe sent
@@ -45,22 +53,72 @@ type peerAddrs struct {
 
 func newPeerAddrs() *peerAddrs { return &peerAddrs{n: make(map[netip.AddrPort]int)} }
 
-// add counts a connection with addr and returns its release (idempotent).
-func (p *peerAddrs) add(addr net.Addr) (release func()) {
-	a := addrPort(addr)
-	p.mu.Lock()
-	p.n[a]++
-	p.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			p.mu.Lock()
-			if p.n[a]--; p.n[a] <= 0 {
-				delete(p.n, a)
-			}
-			p.mu.Unlock()
-		})
+// pathReg is one connection's count in peerAddrs: from reach (its peer
+// proved it receives at the address) to end (the connection ended).
+type pathReg struct {
+	p       *peerAddrs
+	a       netip.AddrPort
+	mu      sync.Mutex
+	counted bool
+	ended   bool
+}
+
+// pending is the registration of a connection with addr, not counted
+// until it reaches.
+func (p *peerAddrs) pending(addr net.Addr) *pathReg { return &pathReg{p: p, a: addrPort(addr)} }
+
+// reach counts the connection (once, unless it ended).
+func (r *pathReg) reach() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.counted || r.ended {
+		return
 	}
+	r.counted = true
+	r.p.mu.Lock()
+	r.p.n[r.a]++
+	r.p.mu.Unlock()
+}
+
+// end uncounts the connection; it is idempotent.
+func (r *pathReg) end() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended {
+		return
+	}
+	r.ended = true
+	if !r.counted {
+		return
+	}
+	r.p.mu.Lock()
+	if r.p.n[r.a]--; r.p.n[r.a] <= 0 {
+		delete(r.p.n, r.a)
+	}
+	r.p.mu.Unlock()
+}
+
+// verifying is conf, cloned, with the connection of r counted once the
+// TLS handshake reaches the peer's certificate.
+func (r *pathReg) verifying(conf *tls.Config) *tls.Config {
+	c := conf.Clone()
+	c.VerifyConnection = func(tls.ConnectionState) error {
+		if r != nil {
+			r.reach()
+		}
+		return nil
+	}
+	return c
+}
+
+type pathKey struct{}
+
+// serverConfig is tls.Config.GetConfigForClient of the node's listener:
+// the connection's registration (connContext) counts once the client's
+// certificate came.
+func (t *QUICTransport) serverConfig(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	r, _ := hello.Context().Value(pathKey{}).(*pathReg)
+	return r.verifying(t.tlsConf), nil
 }
 
 // admit says whether QUIC gets the packet pkt from addr.

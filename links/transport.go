@@ -129,7 +129,9 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		// none, so the node takes none: only a Retry of the handshake
 		// itself validates an address (gate.verifySource).
 		MaxTokenAge: time.Nanosecond}
-	ln, err := t.tr.Listen(t.tlsConf, t.quicConf)
+	lnConf := t.tlsConf.Clone()
+	lnConf.GetConfigForClient = t.serverConfig
+	ln, err := t.tr.Listen(lnConf, t.quicConf)
 	if err != nil {
 		_ = t.tr.Close()
 		if t.ownConn != nil {
@@ -295,13 +297,13 @@ func (t *QUICTransport) Dial(ctx context.Context, addr string) (Link, error) {
 	defer stop()
 	defer t.attempt(ua, true)()
 	began := time.Now()
-	path := t.paths.add(ua)
-	conn, err := t.tr.Dial(ctx, ua, t.tlsConf, t.quicConf)
+	path := t.paths.pending(ua)
+	conn, err := t.tr.Dial(ctx, ua, path.verifying(t.tlsConf), t.quicConf)
 	if err != nil {
-		path()
+		path.end()
 		return nil, fmt.Errorf("dial %s: %w", addr, t.dialErr(ctx, time.Since(began), err))
 	}
-	context.AfterFunc(conn.Context(), path)
+	context.AfterFunc(conn.Context(), path.end)
 	l, err := t.dialHandshake(ctx, conn)
 	if err != nil && ctx.Err() != nil && t.ctx.Err() == nil {
 		// The QUIC handshake completed: the peer answered, with a
