@@ -783,7 +783,7 @@ func (t *QUICTransport) connContext(ctx context.Context, info *quic.ClientInfo) 
 	// The connection's 1-RTT packets come from this address while it
 	// lives, once the TLS handshake showed the peer receives there
 	// (links refuse migration: pathguard.go).
-	path := t.paths.pending(info.RemoteAddr)
+	path := t.paths.register(info.RemoteAddr)
 	context.AfterFunc(ctx, path.end)
 	return context.WithValue(context.WithValue(ctx, slotKey{}, s), pathKey{}, path), nil
 }

@@ -1,6 +1,7 @@
 package links
 
 import (
+	"bytes"
 	"crypto/tls"
 	"net"
 	"net/netip"
@@ -12,17 +13,27 @@ import (
 )
 
 // Links refuse QUIC connection migration: a short-header (1-RTT) packet
-// is handed to QUIC only when its source address (IP and port) is the
-// address of a connection of the node whose peer proved, in the TLS
-// handshake, that it receives there: a connection it dialled once the
-// peer's handshake messages came (they answer what the node sent there),
-// or one it accepted once the client's certificate came (it answers the
-// node's handshake messages sent there). Every other short-header packet
-// is dropped before QUIC sees it. An address counts from the TLS
-// handshake, not from the first packet: else a member could have the
-// node admit one spoofed first packet, or dial an address gossip claims
-// for it, and reflect its link's packets at that address meanwhile. QUIC
-// decrypts no 1-RTT packet of a connection before that point.
+// is handed to QUIC only when its source address (IP and port) is that
+// of a connection of the node whose peer showed it receives there. An
+// address is pending from the first packet of a connection the gate
+// admitted, or from the node's own dial, until the peer answered: a
+// handshake (long-header) packet from there addressed to a connection ID
+// the node sent there (only a receiver there knows it), or, at the
+// latest, its certificate in the TLS handshake (VerifyConnection). A
+// pending address passes short-header packets addressed to a connection
+// ID the node sent it, and pendingShort others (a peer's first 1-RTT
+// packets may use a connection ID the node gave it in 1-RTT and arrive
+// before its handshake packet). Every other short-header packet is
+// dropped before QUIC sees it.
+//
+// So a member that has the node admit one spoofed first packet from an
+// address, or dial an address its gossip claims, reflects at most
+// pendingShort of its link's packets there, not as many as it likes.
+// What this cannot stop: the node does not know which connection a
+// short-header packet is for (quic-go tells no one the connection IDs it
+// issues in 1-RTT), so packets of a member's link written with the
+// address of another live connection of the node (a neighbour's) pass,
+// and quic-go answers their PATH_CHALLENGEs there (docs/SECURITY.md).
 //
 // quic-go has no setting to refuse a client's path change: it answers a
 // PATH_CHALLENGE from any new source address with a 1200-byte probe sent
@@ -46,12 +57,85 @@ import (
 type peerAddrs struct {
 	mu sync.RWMutex
 	n  map[netip.AddrPort]int
+	// pending holds, per address, the connections pending there and the
+	// connection IDs (at most maxPendingIDs) the node sent it in
+	// handshake packets.
+	pending map[netip.AddrPort]*pendingAddr
 	// dropped counts short-header packets from addresses with no
 	// connection.
 	dropped atomic.Uint64
 }
 
-func newPeerAddrs() *peerAddrs { return &peerAddrs{n: make(map[netip.AddrPort]int)} }
+// maxPendingIDs bounds the connection IDs remembered per pending
+// address; pendingShort is how many short-header packets a pending
+// address that has not answered may send addressed to other connection
+// IDs (a peer's first 1-RTT packets may use a connection ID the node
+// gave it in its first 1-RTT packets, and arrive before its handshake
+// packet).
+const (
+	maxPendingIDs = 4
+	pendingShort  = 4
+)
+
+type pendingAddr struct {
+	n   int
+	ids [][]byte
+	// answered: a handshake packet from the address was addressed to
+	// one of ids, which only a receiver there knows.
+	answered bool
+	// short is what is left of pendingShort.
+	short int
+}
+
+func newPeerAddrs() *peerAddrs {
+	return &peerAddrs{n: make(map[netip.AddrPort]int), pending: make(map[netip.AddrPort]*pendingAddr)}
+}
+
+// addPendingLocked counts one more (d = 1) or one fewer (d = -1)
+// connection pending at a. p.mu is held.
+func (p *peerAddrs) addPendingLocked(a netip.AddrPort, d int) {
+	pa := p.pending[a]
+	if pa == nil {
+		pa = &pendingAddr{short: pendingShort}
+		p.pending[a] = pa
+	}
+	if pa.n += d; pa.n <= 0 {
+		delete(p.pending, a)
+	}
+}
+
+// sent notes a packet the node sends to addr: the source connection ID
+// of a handshake (long-header) packet to a pending address.
+func (p *peerAddrs) sent(pkt []byte, addr net.Addr) {
+	if len(pkt) < 7 || pkt[0]&0x80 == 0 {
+		return
+	}
+	dlen := int(pkt[5])
+	if len(pkt) < 7+dlen {
+		return
+	}
+	slen := int(pkt[6+dlen])
+	if slen == 0 || len(pkt) < 7+dlen+slen {
+		return
+	}
+	id := pkt[7+dlen : 7+dlen+slen]
+	a := addrPort(addr)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pa := p.pending[a]
+	if pa == nil {
+		return
+	}
+	for _, have := range pa.ids {
+		if bytes.Equal(have, id) {
+			return
+		}
+	}
+	if len(pa.ids) >= maxPendingIDs {
+		pa.ids = pa.ids[1:]
+	}
+	pa.ids = append(pa.ids, bytes.Clone(id))
+}
 
 // pathReg is one connection's count in peerAddrs: from reach (its peer
 // proved it receives at the address) to end (the connection ended).
@@ -63,9 +147,15 @@ type pathReg struct {
 	ended   bool
 }
 
-// pending is the registration of a connection with addr, not counted
+// register is the registration of a connection with addr, pending
 // until it reaches.
-func (p *peerAddrs) pending(addr net.Addr) *pathReg { return &pathReg{p: p, a: addrPort(addr)} }
+func (p *peerAddrs) register(addr net.Addr) *pathReg {
+	r := &pathReg{p: p, a: addrPort(addr)}
+	p.mu.Lock()
+	p.addPendingLocked(r.a, 1)
+	p.mu.Unlock()
+	return r
+}
 
 // reach counts the connection (once, unless it ended).
 func (r *pathReg) reach() {
@@ -76,6 +166,7 @@ func (r *pathReg) reach() {
 	}
 	r.counted = true
 	r.p.mu.Lock()
+	r.p.addPendingLocked(r.a, -1)
 	r.p.n[r.a]++
 	r.p.mu.Unlock()
 }
@@ -88,14 +179,15 @@ func (r *pathReg) end() {
 		return
 	}
 	r.ended = true
+	r.p.mu.Lock()
+	defer r.p.mu.Unlock()
 	if !r.counted {
+		r.p.addPendingLocked(r.a, -1)
 		return
 	}
-	r.p.mu.Lock()
 	if r.p.n[r.a]--; r.p.n[r.a] <= 0 {
 		delete(r.p.n, r.a)
 	}
-	r.p.mu.Unlock()
 }
 
 // verifying is conf, cloned, with the connection of r counted once the
@@ -121,18 +213,68 @@ func (t *QUICTransport) serverConfig(hello *tls.ClientHelloInfo) (*tls.Config, e
 	return r.verifying(t.tlsConf), nil
 }
 
-// admit says whether QUIC gets the packet pkt from addr.
+// admit says whether QUIC gets the packet pkt from addr: a long-header
+// packet always (a handshake packet to a connection ID the node sent
+// addr answers for addr), a short-header one if addr is that of a
+// connection whose peer answered there, or addressed to a connection ID
+// the node sent addr, or one of the first pendingShort of a pending
+// address.
 func (p *peerAddrs) admit(pkt []byte, addr net.Addr) bool {
-	if len(pkt) > 0 && pkt[0]&0x80 != 0 {
-		return true // a long header: a handshake
+	if len(pkt) == 0 {
+		return false
+	}
+	a := addrPort(addr)
+	if pkt[0]&0x80 != 0 {
+		if len(pkt) > 6 && len(pkt) >= 6+int(pkt[5]) {
+			p.answer(a, pkt[6:6+int(pkt[5])])
+		}
+		return true
 	}
 	p.mu.RLock()
-	ok := p.n[addrPort(addr)] > 0
+	ok := p.n[a] > 0
+	pa := p.pending[a]
+	if !ok && pa != nil {
+		ok = pa.answered || pa.has(pkt[1:])
+	}
 	p.mu.RUnlock()
+	if !ok && pa != nil {
+		p.mu.Lock()
+		if pa := p.pending[a]; pa != nil && pa.short > 0 {
+			pa.short--
+			ok = true
+		}
+		p.mu.Unlock()
+	}
 	if !ok {
 		p.dropped.Add(1)
 	}
 	return ok
+}
+
+// has says whether b starts with one of the connection IDs sent. p.mu
+// is held.
+func (pa *pendingAddr) has(b []byte) bool {
+	for _, id := range pa.ids {
+		if bytes.HasPrefix(b, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// answer notes a handshake packet from a to connection ID dcid.
+func (p *peerAddrs) answer(a netip.AddrPort, dcid []byte) {
+	p.mu.RLock()
+	pa := p.pending[a]
+	mark := pa != nil && !pa.answered && pa.has(dcid) && len(dcid) > 0
+	p.mu.RUnlock()
+	if mark {
+		p.mu.Lock()
+		if pa := p.pending[a]; pa != nil {
+			pa.answered = true
+		}
+		p.mu.Unlock()
+	}
 }
 
 // PathDrops counts the short-header packets dropped because their source
@@ -145,6 +287,11 @@ func (t *QUICTransport) PathDrops() uint64 { return t.paths.dropped.Load() }
 type guardPacketConn struct {
 	net.PacketConn
 	addrs *peerAddrs
+}
+
+func (c *guardPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	c.addrs.sent(b, addr)
+	return c.PacketConn.WriteTo(b, addr)
 }
 
 func (c *guardPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
@@ -167,6 +314,16 @@ type guardUDPConn struct {
 	*net.UDPConn
 	batch *ipv4.PacketConn
 	addrs *peerAddrs
+}
+
+func (c *guardUDPConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	c.addrs.sent(b, addr)
+	return c.UDPConn.WriteTo(b, addr)
+}
+
+func (c *guardUDPConn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err error) {
+	c.addrs.sent(b, addr)
+	return c.UDPConn.WriteMsgUDP(b, oob, addr)
 }
 
 func (c *guardUDPConn) ReadFrom(b []byte) (int, net.Addr, error) {

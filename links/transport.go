@@ -297,7 +297,7 @@ func (t *QUICTransport) Dial(ctx context.Context, addr string) (Link, error) {
 	defer stop()
 	defer t.attempt(ua, true)()
 	began := time.Now()
-	path := t.paths.pending(ua)
+	path := t.paths.register(ua)
 	conn, err := t.tr.Dial(ctx, ua, path.verifying(t.tlsConf), t.quicConf)
 	if err != nil {
 		path.end()
