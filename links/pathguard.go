@@ -220,18 +220,25 @@ func (t *QUICTransport) serverConfig(hello *tls.ClientHelloInfo) (*tls.Config, e
 // the node sent addr, or one of the first pendingShort of a pending
 // address.
 func (p *peerAddrs) admit(pkt []byte, addr net.Addr) bool {
+	ok, _ := p.admitAt(pkt, addrPort(addr))
+	return ok
+}
+
+// admitAt is admit from a; reached says a short-header packet passed
+// because a is that of a connection whose peer answered there.
+func (p *peerAddrs) admitAt(pkt []byte, a netip.AddrPort) (ok, reached bool) {
 	if len(pkt) == 0 {
-		return false
+		return false, false
 	}
-	a := addrPort(addr)
 	if pkt[0]&0x80 != 0 {
 		if len(pkt) > 6 && len(pkt) >= 6+int(pkt[5]) {
 			p.answer(a, pkt[6:6+int(pkt[5])])
 		}
-		return true
+		return true, false
 	}
 	p.mu.RLock()
-	ok := p.n[a] > 0
+	ok = p.n[a] > 0
+	reached = ok
 	pa := p.pending[a]
 	if !ok && pa != nil {
 		ok = pa.answered || pa.has(pkt[1:])
@@ -248,7 +255,7 @@ func (p *peerAddrs) admit(pkt []byte, addr net.Addr) bool {
 	if !ok {
 		p.dropped.Add(1)
 	}
-	return ok
+	return ok, reached
 }
 
 // has says whether b starts with one of the connection IDs sent. p.mu
@@ -349,9 +356,20 @@ func (c *guardUDPConn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 			return n, err
 		}
 		k := 0
+		// The last source found reached in this batch: a batch holds
+		// mostly one busy link's packets.
+		var reached netip.AddrPort
 		for i := range ms[:n] {
 			m := &ms[i]
-			if !c.addrs.admit(m.Buffers[0][:m.N], m.Addr) {
+			pkt, a := m.Buffers[0][:m.N], addrPort(m.Addr)
+			ok := reached.IsValid() && a == reached && len(pkt) > 0 && pkt[0]&0x80 == 0
+			if !ok {
+				var r bool
+				if ok, r = c.addrs.admitAt(pkt, a); r {
+					reached = a
+				}
+			}
+			if !ok {
 				continue
 			}
 			if k != i {
