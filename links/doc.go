@@ -10,7 +10,9 @@
 // authentication by node certificates (package links/identity). One UDP
 // socket serves both dialling and accepting. The first stream of each link
 // is the control stream (hello, routing payloads, liveness probes, goodbye);
-// every other stream is a circuit. docs/PROTOCOL.md, section "Links",
+// every other stream is a circuit. A link stays at the address it was
+// established from: QUIC connection migration is refused (pathguard.go).
+// docs/PROTOCOL.md, section "Links",
 // specifies the wire format, the refusal reasons, the duplicate-link rule,
 // liveness and the cost formula.
 //

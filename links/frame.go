@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -83,13 +84,36 @@ func readFrame(r io.Reader) (frame, error) {
 			}
 			continue
 		}
-		f := frame{typ: typ, payload: make([]byte, n)}
-		if _, err := io.ReadFull(r, f.payload); err != nil {
+		payload, err := readGrowing(r, int(n))
+		if err != nil {
 			return frame{}, fmt.Errorf("read frame type %#x: %w", typ, noEOF(err))
 		}
-		return f, nil
+		return frame{typ: typ, payload: payload}, nil
 	}
 }
+
+// readGrowing reads n bytes from r into a buffer that holds memory for
+// the bytes that came, not for the n a frame's header claims (up to
+// MaxFrameSize): it starts at frameStartBuf and doubles as they arrive,
+// so a peer that announces a large frame and stalls holds little.
+func readGrowing(r io.Reader, n int) ([]byte, error) {
+	b := make([]byte, 0, min(n, frameStartBuf))
+	for len(b) < n {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(n-len(b), cap(b)))
+		}
+		k, err := r.Read(b[len(b):min(n, cap(b))])
+		b = b[:len(b)+k]
+		if err != nil && (err != io.EOF || len(b) < n) {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// frameStartBuf is the buffer a frame's payload starts in: most control
+// frames (probes, routing updates of a few routes) fit.
+const frameStartBuf = 4 << 10
 
 // skip discards the next n bytes of r, in its own buffer when r has one
 // (the link's read loop reads through a bufio.Reader).

@@ -780,7 +780,12 @@ func (t *QUICTransport) connContext(ctx context.Context, info *quic.ClientInfo) 
 			s.release()
 		}
 	})
-	return context.WithValue(ctx, slotKey{}, s), nil
+	// The connection's 1-RTT packets come from this address while it
+	// lives, once the TLS handshake showed the peer receives there
+	// (links refuse migration: pathguard.go).
+	path := t.paths.register(info.RemoteAddr)
+	context.AfterFunc(ctx, path.end)
+	return context.WithValue(context.WithValue(ctx, slotKey{}, s), pathKey{}, path), nil
 }
 
 // slotOf is the gate slot of an accepted connection (nil for a dialled

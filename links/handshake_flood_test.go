@@ -95,6 +95,15 @@ func (f *handshakeFlood) stop() {
 // retries a failed setup once.
 func linkSetups(t *testing.T, from *node, to *node, rounds, tries int) int {
 	t.Helper()
+	return linkSetupsTo(t, from, to.LocalAddr().String(), rounds, tries, func() bool {
+		return len(from.Links()) == 0 && len(to.Links()) == 0
+	})
+}
+
+// linkSetupsTo is linkSetups to the node at addr; closed says when a
+// link closed by from is gone.
+func linkSetupsTo(t *testing.T, from *node, addr string, rounds, tries int, closed func() bool) int {
+	t.Helper()
 	ok := 0
 	for i := range rounds {
 		var l Link
@@ -104,7 +113,7 @@ func linkSetups(t *testing.T, from *node, to *node, rounds, tries int) int {
 				time.Sleep(200 * time.Millisecond) // a dialer's back-off
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), patience)
-			l, err = from.Dial(ctx, to.LocalAddr().String())
+			l, err = from.Dial(ctx, addr)
 			cancel()
 			if err == nil {
 				break
@@ -116,9 +125,7 @@ func linkSetups(t *testing.T, from *node, to *node, rounds, tries int) int {
 		}
 		ok++
 		_ = l.Close("next round")
-		waitFor(t, "the link to close on both sides", patience, func() bool {
-			return len(from.Links()) == 0 && len(to.Links()) == 0
-		})
+		waitFor(t, "the link to close", patience, closed)
 	}
 	return ok
 }

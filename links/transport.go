@@ -44,6 +44,9 @@ type QUICTransport struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine of the transport and its links
 	gate   *gate          // bounds inbound handshakes in progress (gate.go)
+	// paths counts the connections per remote address: QUIC reads
+	// short-header packets only from those (pathguard.go).
+	paths *peerAddrs
 
 	// refusals logs refusals of links this node dials at WARN, once per
 	// address per minute; inRefusals those of links it accepts, once per
@@ -91,6 +94,7 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		quicConf: cfg.linkQUIC(),
 		instance: rand.Uint64(),
 		gate:     newGate(),
+		paths:    newPeerAddrs(),
 		links:    make(map[string]*quicLink),
 		pending:  make(map[string][]*pending),
 		dials:    make(map[*dialAttempt]struct{}),
@@ -118,8 +122,16 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		}
 		pc, t.ownConn = udp, udp
 	}
-	t.tr = &quic.Transport{Conn: pc, VerifySourceAddress: t.gate.verifySource, ConnContext: t.connContext}
-	ln, err := t.tr.Listen(t.tlsConf, t.quicConf)
+	t.tr = &quic.Transport{Conn: guardConn(pc, t.paths), VerifySourceAddress: t.gate.verifySource, ConnContext: t.connContext,
+		// quic-go gives every connection that completes TLS (a stranger's
+		// too: certificates are checked after) a NEW_TOKEN token that
+		// validated its IP for 24 hours, any number of times. Links keep
+		// none, so the node takes none: only a Retry of the handshake
+		// itself validates an address (gate.verifySource).
+		MaxTokenAge: time.Nanosecond}
+	lnConf := t.tlsConf.Clone()
+	lnConf.GetConfigForClient = t.serverConfig
+	ln, err := t.tr.Listen(lnConf, t.quicConf)
 	if err != nil {
 		_ = t.tr.Close()
 		if t.ownConn != nil {
@@ -285,10 +297,13 @@ func (t *QUICTransport) Dial(ctx context.Context, addr string) (Link, error) {
 	defer stop()
 	defer t.attempt(ua, true)()
 	began := time.Now()
-	conn, err := t.tr.Dial(ctx, ua, t.tlsConf, t.quicConf)
+	path := t.paths.register(ua)
+	conn, err := t.tr.Dial(ctx, ua, path.verifying(t.tlsConf), t.quicConf)
 	if err != nil {
+		path.end()
 		return nil, fmt.Errorf("dial %s: %w", addr, t.dialErr(ctx, time.Since(began), err))
 	}
+	context.AfterFunc(conn.Context(), path.end)
 	l, err := t.dialHandshake(ctx, conn)
 	if err != nil && ctx.Err() != nil && t.ctx.Err() == nil {
 		// The QUIC handshake completed: the peer answered, with a

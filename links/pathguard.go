@@ -1,0 +1,401 @@
+package links
+
+import (
+	"bytes"
+	"crypto/tls"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/quic-go/quic-go"
+	"golang.org/x/net/ipv4"
+)
+
+// Links refuse QUIC connection migration: a short-header (1-RTT) packet
+// is handed to QUIC only when its source address (IP and port) is that
+// of a connection of the node whose peer showed it receives there. An
+// address is pending from the first packet of a connection the gate
+// admitted, or from the node's own dial, until the peer answered: a
+// handshake (long-header) packet from there addressed to a connection ID
+// the node sent there (only a receiver there knows it), or, at the
+// latest, its certificate in the TLS handshake (VerifyConnection). A
+// pending address passes short-header packets addressed to a connection
+// ID the node sent it, and pendingShort others (a peer's first 1-RTT
+// packets may use a connection ID the node gave it in 1-RTT and arrive
+// before its handshake packet). Every other short-header packet is
+// dropped before QUIC sees it.
+//
+// So a member that has the node admit one spoofed first packet from an
+// address, or dial an address its gossip claims, reflects at most
+// pendingShort of its link's packets there, not as many as it likes.
+// What this cannot stop: the node does not know which connection a
+// short-header packet is for (quic-go tells no one the connection IDs it
+// issues in 1-RTT), so packets of a member's link written with the
+// address of another live connection of the node (a neighbour's) pass,
+// and quic-go answers their PATH_CHALLENGEs there (docs/SECURITY.md).
+//
+// quic-go has no setting to refuse a client's path change: it answers a
+// PATH_CHALLENGE from any new source address with a 1200-byte probe sent
+// there, however small the packet was and however many came, and moves
+// the connection once the address answered. So a member of the mesh
+// could make a node send 35 times the bytes of its own small packets to
+// any address it wrote as their source (a reflector against honest nodes
+// or anyone; TestAttackMemberReflectsPathProbesAtThirdParty), and move a
+// link to another address of its own after the handshake, under the
+// address limits and records the node keeps per address (the gate's
+// prefix, discovery's proven addresses, the address of a link in
+// `peers`). The cost: a link whose peer's address changes (a NAT that
+// rebinds) is lost and dialled again; see docs/SECURITY.md.
+//
+// Long-header packets (handshakes) pass: the gate and QUIC's own
+// amplification limit bound them.
+
+// peerAddrs counts the node's connections per remote address. Each entry
+// is a live connection, so the table is bounded by the connections the
+// gate (inbound) and the dials (outbound) allow.
+type peerAddrs struct {
+	mu sync.RWMutex
+	n  map[netip.AddrPort]int
+	// pending holds, per address, the connections pending there and the
+	// connection IDs (at most maxPendingIDs) the node sent it in
+	// handshake packets.
+	pending map[netip.AddrPort]*pendingAddr
+	// dropped counts short-header packets from addresses with no
+	// connection.
+	dropped atomic.Uint64
+}
+
+// maxPendingIDs bounds the connection IDs remembered per pending
+// address; pendingShort is how many short-header packets a pending
+// address that has not answered may send addressed to other connection
+// IDs (a peer's first 1-RTT packets may use a connection ID the node
+// gave it in its first 1-RTT packets, and arrive before its handshake
+// packet).
+const (
+	maxPendingIDs = 4
+	pendingShort  = 4
+)
+
+type pendingAddr struct {
+	n   int
+	ids [][]byte
+	// answered: a handshake packet from the address was addressed to
+	// one of ids, which only a receiver there knows.
+	answered bool
+	// short is what is left of pendingShort.
+	short int
+}
+
+func newPeerAddrs() *peerAddrs {
+	return &peerAddrs{n: make(map[netip.AddrPort]int), pending: make(map[netip.AddrPort]*pendingAddr)}
+}
+
+// addPendingLocked counts one more (d = 1) or one fewer (d = -1)
+// connection pending at a. p.mu is held.
+func (p *peerAddrs) addPendingLocked(a netip.AddrPort, d int) {
+	pa := p.pending[a]
+	if pa == nil {
+		pa = &pendingAddr{short: pendingShort}
+		p.pending[a] = pa
+	}
+	if pa.n += d; pa.n <= 0 {
+		delete(p.pending, a)
+	}
+}
+
+// sent notes a packet the node sends to addr: the source connection ID
+// of a handshake (long-header) packet to a pending address.
+func (p *peerAddrs) sent(pkt []byte, addr net.Addr) {
+	if len(pkt) < 7 || pkt[0]&0x80 == 0 {
+		return
+	}
+	dlen := int(pkt[5])
+	if len(pkt) < 7+dlen {
+		return
+	}
+	slen := int(pkt[6+dlen])
+	if slen == 0 || len(pkt) < 7+dlen+slen {
+		return
+	}
+	id := pkt[7+dlen : 7+dlen+slen]
+	a := addrPort(addr)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pa := p.pending[a]
+	if pa == nil {
+		return
+	}
+	for _, have := range pa.ids {
+		if bytes.Equal(have, id) {
+			return
+		}
+	}
+	if len(pa.ids) >= maxPendingIDs {
+		pa.ids = pa.ids[1:]
+	}
+	pa.ids = append(pa.ids, bytes.Clone(id))
+}
+
+// pathReg is one connection's count in peerAddrs: from reach (its peer
+// proved it receives at the address) to end (the connection ended).
+type pathReg struct {
+	p       *peerAddrs
+	a       netip.AddrPort
+	mu      sync.Mutex
+	counted bool
+	ended   bool
+}
+
+// register is the registration of a connection with addr, pending
+// until it reaches.
+func (p *peerAddrs) register(addr net.Addr) *pathReg {
+	r := &pathReg{p: p, a: addrPort(addr)}
+	p.mu.Lock()
+	p.addPendingLocked(r.a, 1)
+	p.mu.Unlock()
+	return r
+}
+
+// reach counts the connection (once, unless it ended).
+func (r *pathReg) reach() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.counted || r.ended {
+		return
+	}
+	r.counted = true
+	r.p.mu.Lock()
+	r.p.addPendingLocked(r.a, -1)
+	r.p.n[r.a]++
+	r.p.mu.Unlock()
+}
+
+// end uncounts the connection; it is idempotent.
+func (r *pathReg) end() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended {
+		return
+	}
+	r.ended = true
+	r.p.mu.Lock()
+	defer r.p.mu.Unlock()
+	if !r.counted {
+		r.p.addPendingLocked(r.a, -1)
+		return
+	}
+	if r.p.n[r.a]--; r.p.n[r.a] <= 0 {
+		delete(r.p.n, r.a)
+	}
+}
+
+// verifying is conf, cloned, with the connection of r counted once the
+// TLS handshake reaches the peer's certificate.
+func (r *pathReg) verifying(conf *tls.Config) *tls.Config {
+	c := conf.Clone()
+	c.VerifyConnection = func(tls.ConnectionState) error {
+		if r != nil {
+			r.reach()
+		}
+		return nil
+	}
+	return c
+}
+
+type pathKey struct{}
+
+// serverConfig is tls.Config.GetConfigForClient of the node's listener:
+// the connection's registration (connContext) counts once the client's
+// certificate came.
+func (t *QUICTransport) serverConfig(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	r, _ := hello.Context().Value(pathKey{}).(*pathReg)
+	return r.verifying(t.tlsConf), nil
+}
+
+// admit says whether QUIC gets the packet pkt from addr: a long-header
+// packet always (a handshake packet to a connection ID the node sent
+// addr answers for addr), a short-header one if addr is that of a
+// connection whose peer answered there, or addressed to a connection ID
+// the node sent addr, or one of the first pendingShort of a pending
+// address.
+func (p *peerAddrs) admit(pkt []byte, addr net.Addr) bool {
+	ok, _ := p.admitAt(pkt, addrPort(addr))
+	return ok
+}
+
+// admitAt is admit from a; reached says a short-header packet passed
+// because a is that of a connection whose peer answered there.
+func (p *peerAddrs) admitAt(pkt []byte, a netip.AddrPort) (ok, reached bool) {
+	if len(pkt) == 0 {
+		return false, false
+	}
+	if pkt[0]&0x80 != 0 {
+		if len(pkt) > 6 && len(pkt) >= 6+int(pkt[5]) {
+			p.answer(a, pkt[6:6+int(pkt[5])])
+		}
+		return true, false
+	}
+	p.mu.RLock()
+	ok = p.n[a] > 0
+	reached = ok
+	pa := p.pending[a]
+	if !ok && pa != nil {
+		ok = pa.answered || pa.has(pkt[1:])
+	}
+	p.mu.RUnlock()
+	if !ok && pa != nil {
+		p.mu.Lock()
+		if pa := p.pending[a]; pa != nil && pa.short > 0 {
+			pa.short--
+			ok = true
+		}
+		p.mu.Unlock()
+	}
+	if !ok {
+		p.dropped.Add(1)
+	}
+	return ok, reached
+}
+
+// has says whether b starts with one of the connection IDs sent. p.mu
+// is held.
+func (pa *pendingAddr) has(b []byte) bool {
+	for _, id := range pa.ids {
+		if bytes.HasPrefix(b, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// answer notes a handshake packet from a to connection ID dcid.
+func (p *peerAddrs) answer(a netip.AddrPort, dcid []byte) {
+	p.mu.RLock()
+	pa := p.pending[a]
+	mark := pa != nil && !pa.answered && pa.has(dcid) && len(dcid) > 0
+	p.mu.RUnlock()
+	if mark {
+		p.mu.Lock()
+		if pa := p.pending[a]; pa != nil {
+			pa.answered = true
+		}
+		p.mu.Unlock()
+	}
+}
+
+// PathDrops counts the short-header packets dropped because their source
+// address was not that of a connection of the node: a peer's path
+// change, a member's packets written with another source address, or a
+// peer whose NAT rebound its address.
+func (t *QUICTransport) PathDrops() uint64 { return t.paths.dropped.Load() }
+
+// guardPacketConn filters what QUIC reads from a net.PacketConn.
+type guardPacketConn struct {
+	net.PacketConn
+	addrs *peerAddrs
+}
+
+func (c *guardPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	c.addrs.sent(b, addr)
+	return c.PacketConn.WriteTo(b, addr)
+}
+
+func (c *guardPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	return c.addrs.readFrom(b, c.PacketConn.ReadFrom)
+}
+
+// readFrom reads with read until a packet is admitted.
+func (p *peerAddrs) readFrom(b []byte, read func([]byte) (int, net.Addr, error)) (int, net.Addr, error) {
+	for {
+		n, a, err := read(b)
+		if err != nil || p.admit(b[:n], a) {
+			return n, a, err
+		}
+	}
+}
+
+// guardUDPConn filters what QUIC reads from a UDP socket and keeps what
+// quic-go uses it for (batched reads, ECN, GSO, packet info).
+type guardUDPConn struct {
+	*net.UDPConn
+	batch *ipv4.PacketConn
+	addrs *peerAddrs
+}
+
+func (c *guardUDPConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	c.addrs.sent(b, addr)
+	return c.UDPConn.WriteTo(b, addr)
+}
+
+func (c *guardUDPConn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err error) {
+	c.addrs.sent(b, addr)
+	return c.UDPConn.WriteMsgUDP(b, oob, addr)
+}
+
+func (c *guardUDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	return c.addrs.readFrom(b, c.UDPConn.ReadFrom)
+}
+
+func (c *guardUDPConn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
+	for {
+		n, oobn, flags, addr, err = c.UDPConn.ReadMsgUDP(b, oob)
+		if err != nil || c.addrs.admit(b[:n], addr) {
+			return n, oobn, flags, addr, err
+		}
+	}
+}
+
+// ReadBatch is what quic-go reads with. The messages it keeps move to the
+// front (their bytes copied into the earlier buffers: quic-go pairs each
+// message index with its buffer).
+func (c *guardUDPConn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
+	for {
+		n, err := c.batch.ReadBatch(ms, flags)
+		if err != nil {
+			return n, err
+		}
+		k := 0
+		// The last source found reached in this batch: a batch holds
+		// mostly one busy link's packets.
+		var reached netip.AddrPort
+		for i := range ms[:n] {
+			m := &ms[i]
+			pkt, a := m.Buffers[0][:m.N], addrPort(m.Addr)
+			ok := reached.IsValid() && a == reached && len(pkt) > 0 && pkt[0]&0x80 == 0
+			if !ok {
+				var r bool
+				if ok, r = c.addrs.admitAt(pkt, a); r {
+					reached = a
+				}
+			}
+			if !ok {
+				continue
+			}
+			if k != i {
+				to := &ms[k]
+				to.N = copy(to.Buffers[0], m.Buffers[0][:m.N])
+				to.NN = copy(to.OOB, m.OOB[:m.NN])
+				to.Flags, to.Addr = m.Flags, m.Addr
+			}
+			k++
+		}
+		if k > 0 {
+			return k, nil
+		}
+	}
+}
+
+// guardConn is pc with the packets of unknown paths filtered out.
+func guardConn(pc net.PacketConn, addrs *peerAddrs) net.PacketConn {
+	if udp, ok := pc.(*net.UDPConn); ok {
+		return &guardUDPConn{UDPConn: udp, batch: ipv4.NewPacketConn(udp), addrs: addrs}
+	}
+	return &guardPacketConn{PacketConn: pc, addrs: addrs}
+}
+
+// quic-go reads a guardUDPConn in batches and keeps its UDP optimizations.
+var _ interface {
+	quic.OOBCapablePacketConn
+	ReadBatch([]ipv4.Message, int) (int, error)
+} = (*guardUDPConn)(nil)
