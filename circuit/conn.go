@@ -355,16 +355,23 @@ func (c *Conn) awaitRefusal(werr error) *RefusedError {
 }
 
 // CloseWrite half-closes the circuit: the other end reads io.EOF after the
-// data already written; this end can still read.
+// data already written; this end can still read. When the other end
+// stopped reading first, it fails with the reset (links.ErrStreamReset),
+// except on a sealed circuit whose end record this call wrote and which
+// the other end then closed with CloseNormal: that end may have read the
+// record as io.EOF and closed before the FIN left.
 func (c *Conn) CloseWrite() error {
 	if c.closed.Load() {
 		return c.opError("close", net.ErrClosed)
 	}
+	fin := c.s.CloseWrite
 	if c.sec != nil {
 		c.writeMu.Lock()
 		var err error
 		if !c.writeClosed.Swap(true) {
-			err = c.closeWriteSealed()
+			if err = c.closeWriteSealed(); err == nil {
+				fin = c.finAfterEnd // this call wrote the end record
+			}
 		}
 		c.writeMu.Unlock()
 		if err != nil {
@@ -372,7 +379,7 @@ func (c *Conn) CloseWrite() error {
 		}
 	}
 	c.writeClosed.Store(true)
-	if err := c.s.CloseWrite(); err != nil {
+	if err := fin(); err != nil {
 		return c.opError("close", err)
 	}
 	return nil

@@ -44,7 +44,14 @@ func (q qstream) Write(p []byte) (int, error) {
 	return n, mapQUICErr(err)
 }
 
-func (q qstream) CloseWrite() error     { return mapQUICErr(q.s.Close()) }
+func (q qstream) CloseWrite() error {
+	err := q.s.Close()
+	if _, werr := q.s.Write(nil); err != nil && werr != nil {
+		err = werr // the cancellation, with its code, as links reports it
+	}
+	return mapQUICErr(err)
+}
+
 func (q qstream) CloseRead(code uint64) { q.s.CancelRead(quic.StreamErrorCode(code)) }
 func (q qstream) Reset(code uint64) {
 	q.s.CancelWrite(quic.StreamErrorCode(code))

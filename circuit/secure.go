@@ -975,6 +975,20 @@ func (c *Conn) closeWriteSealed() error {
 	return c.writeRecord(b[:0], seal.RecordEnd, nil)
 }
 
+// finAfterEnd sends the stream's FIN once this end's end record was
+// written. The other end reads that record as io.EOF, and may answer and
+// close before the FIN leaves (when this process runs late): its
+// STOP_SENDING with CloseNormal then cancels a FIN it no longer needs,
+// which is not a failure of the half-close. Any other failure is returned.
+func (c *Conn) finAfterEnd() error {
+	err := c.s.CloseWrite()
+	var re *links.StreamResetError
+	if errors.As(err, &re) && re.Remote && re.Code == CloseNormal {
+		return nil
+	}
+	return err
+}
+
 // writeDataRecord is Write for data that fits one record and was laid out
 // in rec for seal.Session.SealInPlace (seal.RecordHead bytes, then the
 // data, capacity for the tag): it is sealed where it lies, saving Write's

@@ -119,7 +119,8 @@ type Stream interface {
 	io.Reader
 	io.Writer
 	// CloseWrite sends FIN: the peer reads io.EOF after the data already
-	// written. Reading continues.
+	// written. Reading continues. After the write side was reset, or
+	// stopped by the peer, it fails with a *StreamResetError, as Write.
 	CloseWrite() error
 	// CloseRead tells the peer to stop sending (STOP_SENDING with code).
 	CloseRead(code uint64)

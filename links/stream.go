@@ -234,7 +234,23 @@ func (s *quicStream) CloseWrite() error {
 	s.finish(doneWrite)
 	err := s.s.Close()
 	s.credit.ride(s.s.StreamID()) // an answer that is only a FIN (see Write)
+	if err != nil {
+		err = s.closeErr(err)
+	}
 	return mapStreamErr(err)
+}
+
+// closeErr is the error of a CloseWrite that failed. quic-go's Close
+// reports a write side cancelled before it, locally (Reset) or by the
+// peer's STOP_SENDING, as a bare text; its Write reports the cancellation
+// itself, with the code and the side, so it is asked (an empty Write
+// sends nothing), and the caller gets a *StreamResetError as from Write.
+func (s *quicStream) closeErr(err error) error {
+	var se *quic.StreamError
+	if _, werr := s.s.Write(nil); errors.As(werr, &se) {
+		return werr
+	}
+	return err
 }
 
 func (s *quicStream) CloseRead(code uint64) {
