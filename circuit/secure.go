@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit/seal"
+	"github.com/circuitmesh/circuitmesh/internal/growread"
 	"github.com/circuitmesh/circuitmesh/links"
 )
 
@@ -239,19 +239,12 @@ func ReadHandshake(s io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("circuit: read handshake: %w", err)
 	}
 	want := int(binary.BigEndian.Uint16(hdr[:]))
-	b := make([]byte, 0, min(want, 512))
-	for len(b) < want {
-		if len(b) == cap(b) {
-			b = slices.Grow(b, min(want-len(b), cap(b)))
+	b, err := growread.Read(s, want, 512)
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
 		}
-		k, err := s.Read(b[len(b):min(want, cap(b))])
-		b = b[:len(b)+k]
-		if err != nil && (err != io.EOF || len(b) < want) {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, fmt.Errorf("circuit: read handshake: %w", err)
-		}
+		return nil, fmt.Errorf("circuit: read handshake: %w", err)
 	}
 	return b, nil
 }

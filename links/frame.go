@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/circuitmesh/circuitmesh/internal/growread"
 )
 
 // Control-stream frame layout (see docs/PROTOCOL.md, "Links"):
@@ -84,7 +85,7 @@ func readFrame(r io.Reader) (frame, error) {
 			}
 			continue
 		}
-		payload, err := readGrowing(r, int(n))
+		payload, err := growread.Read(r, int(n), frameStartBuf) // memory for what came, not for n
 		if err != nil {
 			return frame{}, fmt.Errorf("read frame type %#x: %w", typ, noEOF(err))
 		}
@@ -92,27 +93,10 @@ func readFrame(r io.Reader) (frame, error) {
 	}
 }
 
-// readGrowing reads n bytes from r into a buffer that holds memory for
-// the bytes that came, not for the n a frame's header claims (up to
-// MaxFrameSize): it starts at frameStartBuf and doubles as they arrive,
-// so a peer that announces a large frame and stalls holds little.
-func readGrowing(r io.Reader, n int) ([]byte, error) {
-	b := make([]byte, 0, min(n, frameStartBuf))
-	for len(b) < n {
-		if len(b) == cap(b) {
-			b = slices.Grow(b, min(n-len(b), cap(b)))
-		}
-		k, err := r.Read(b[len(b):min(n, cap(b))])
-		b = b[:len(b)+k]
-		if err != nil && (err != io.EOF || len(b) < n) {
-			return nil, err
-		}
-	}
-	return b, nil
-}
-
-// frameStartBuf is the buffer a frame's payload starts in: most control
-// frames (probes, routing updates of a few routes) fit.
+// frameStartBuf is the buffer a frame's payload starts in (it doubles as
+// the bytes come, so a peer that announces a large frame and stalls holds
+// little): most control frames (probes, routing updates of a few routes)
+// fit.
 const frameStartBuf = 4 << 10
 
 // skip discards the next n bytes of r, in its own buffer when r has one
