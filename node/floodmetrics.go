@@ -8,13 +8,15 @@ import (
 
 // floodCollector exports the counters of the fair-share limits read at
 // scrape time: inbound link handshakes refused or failed before the peer
-// proved a certificate (links.HandshakeStats), and circuit opens refused
-// because a pending-open bound was reached.
+// proved a certificate (links.HandshakeStats), QUIC packets dropped from
+// addresses of no connection (links.QUICTransport.PathDrops), and circuit
+// opens refused because a pending-open bound was reached.
 type floodCollector struct {
 	n                                 *Node
 	hsRefused, hsFailed, hsRetries    *prometheus.Desc
 	hsInProgress, pendingOpensRefused *prometheus.Desc
 	stalledReset, circuitEvents       *prometheus.Desc
+	pathDrops                         *prometheus.Desc
 }
 
 // handshakeStatser is implemented by transports that count inbound
@@ -22,6 +24,7 @@ type floodCollector struct {
 type handshakeStatser interface {
 	HandshakeStats() links.HandshakeStats
 	StalledStreams() uint64
+	PathDrops() uint64
 }
 
 func newFloodCollector(n *Node) *floodCollector {
@@ -38,13 +41,15 @@ func newFloodCollector(n *Node) *floodCollector {
 			"Circuit streams refused because the node's or their link's bound on open headers being read was reached."),
 		circuitEvents: d("circuitmesh_circuit_events_total",
 			"Circuit events a remote member can cause one per circuit, logged at most once a minute per peer with the count: relayed circuits ended by a bound (relay_bound), next hops tried by a dial that reached a node that could not prove it is the destination, once per next hop (impostor), circuits closed after their handshake because the policy denies their authenticated source (dial_denied).", "event"),
+		pathDrops: d("circuitmesh_link_path_packets_dropped_total",
+			"QUIC short-header packets dropped before QUIC read them because they came from an address of no connection of the node whose peer showed it receives there (links refuse QUIC path changes: a peer moving its link, a spoofed source)."),
 		stalledReset: d("circuitmesh_stalled_circuits_reset_total",
 			"Circuit streams reset (circuit.CloseStalled) because their reader made no progress while the stalled streams of their link could hold more than half of its receive window."),
 	}
 }
 
 func (c *floodCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.hsRefused, c.hsFailed, c.hsRetries, c.hsInProgress, c.pendingOpensRefused, c.stalledReset, c.circuitEvents} {
+	for _, d := range []*prometheus.Desc{c.hsRefused, c.hsFailed, c.hsRetries, c.hsInProgress, c.pendingOpensRefused, c.stalledReset, c.circuitEvents, c.pathDrops} {
 		ch <- d
 	}
 }
@@ -54,13 +59,15 @@ func (c *floodCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	var st links.HandshakeStats
-	var stalled uint64
+	var stalled, pathDrops uint64
 	// The transport is set by Start, before the metrics are served (as
 	// Addr reads it).
 	if s, ok := c.n.transport.(handshakeStatser); ok {
 		st = s.HandshakeStats()
 		stalled = s.StalledStreams()
+		pathDrops = s.PathDrops()
 	}
+	ctr(c.pathDrops, pathDrops)
 	ctr(c.stalledReset, stalled)
 	ctr(c.hsRefused, st.RefusedFull, "full")
 	ctr(c.hsRefused, st.RefusedShare, "share")
