@@ -1,6 +1,8 @@
 package circuit
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
 	"io"
 	"sync/atomic"
@@ -124,4 +126,75 @@ func TestResumableCloseWriteAfterPeerReadEnd(t *testing.T) {
 		}
 		r.mu.Unlock()
 	}
+}
+
+// A resumable CloseWrite while the circuit has no path (the relay crashed,
+// the resume not yet done) succeeds: once a new path took over, the other
+// end reads everything written and then io.EOF, its answer arrives, and
+// Close after CloseWrite ends both ends.
+func TestResumableCloseWriteWhileResuming(t *testing.T) {
+	g := newResumeRig(t)
+	lost := make(chan struct{}, 1)
+	release := make(chan struct{})
+	scfg := ResumeConfig{
+		OnPathFailed: func(Path, error) {
+			select {
+			case lost <- struct{}{}:
+			default:
+			}
+		},
+		Redial: func(ctx context.Context) (Path, error) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return g.redial(ctx)
+		},
+	}
+	p, src, dst := g.pair(scfg, ResumeConfig{})
+	served := serveEcho(dst)
+	echoByte(t, src, 'a')
+	waitRegistered(t, g.table, 1)
+	data := make([]byte, 64<<10)
+	for i := range data {
+		data[i] = byte(i)
+	}
+	if _, err := src.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	crash(p)
+	select {
+	case <-lost:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the source did not see its path fail")
+	}
+	if src.Current() != nil {
+		t.Fatal("the source has a path while its Redial is held")
+	}
+	if err := src.CloseWrite(); err != nil {
+		t.Errorf("CloseWrite while resuming = %v, want nil", err)
+	}
+	close(release)
+	back, err := io.ReadAll(src)
+	if err != nil {
+		t.Fatalf("read the echo: %v", err)
+	}
+	if !bytes.Equal(back, data) {
+		t.Errorf("echo: %d bytes, want the %d written", len(back), len(data))
+	}
+	if err := <-served; err != nil {
+		t.Errorf("echo: %v", err)
+	}
+	if src.Resumes() != 1 {
+		t.Errorf("resumes: %d, want 1", src.Resumes())
+	}
+	if err := src.Close(); err != nil {
+		t.Errorf("Close after CloseWrite = %v, want nil", err)
+	}
+	if err := dst.Close(); err != nil {
+		t.Errorf("destination Close = %v, want nil", err)
+	}
+	waitEnded(t, src)
+	waitEnded(t, dst)
 }
