@@ -974,12 +974,10 @@ func (c *Conn) closeWriteSealed() error {
 // STOP_SENDING with CloseNormal then cancels a FIN it no longer needs,
 // which is not a failure of the half-close. Any other failure is returned.
 func (c *Conn) finAfterEnd() error {
-	err := c.s.CloseWrite()
-	var re *links.StreamResetError
-	if errors.As(err, &re) && re.Remote && re.Code == CloseNormal {
-		return nil
+	if err := c.s.CloseWrite(); !isGracefulStop(err) {
+		return err
 	}
-	return err
+	return nil
 }
 
 // writeDataRecord is Write for data that fits one record and was laid out
