@@ -114,6 +114,7 @@ func TestJSONWriterEmitsEveryKey(t *testing.T) {
 		RelayOpensPerCPUS: map[string]float64{"circuit": 900, "circuit_clear_ends": 950, "naive": 1000}, RelayOpenRateVsNaive: 0.9,
 		TTFBUS:  map[string]float64{"direct_tcp": 150, "forward_k1": 1500},
 		Machine: machineInfo(),
+		Parts:   allParts,
 		// One goal missed, the others met.
 		IdleCircuitBytes: 82000,
 		RerouteMS:        900,
@@ -140,6 +141,39 @@ func TestJSONWriterEmitsEveryKey(t *testing.T) {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
+	}
+}
+
+// A run of some parts (-only) shows their goals and figures, and not the
+// others' zeros as met or missed goals.
+func TestTableShowsOnlyPartsMeasured(t *testing.T) {
+	r := &results{
+		RK:        map[string]float64{"0": 0.95, "1": 0.5, "2": 0.34, "3": 0.25},
+		R1VsNaive: 1.02,
+		Machine:   machineInfo(),
+		Parts:     []string{partThroughput},
+	}
+	var table strings.Builder
+	r.printTable(&table)
+	out := table.String()
+	for _, want := range []string{`r_k["0"]`, "r1_vs_naive", "throughput MB/s",
+		"not measured in this run: resume, latency, ttfb, memory, open_rate, reroute, reroute_live, scale"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("a throughput run's table lacks %q:\n%s", want, out)
+		}
+	}
+	for _, unwanted := range []string{"reroute_ms", "open_echo_us", "hop_rtt", "idle_circuit_bytes_at_relay",
+		"relay_open_rate_vs_naive", "resume_throughput_ratio", "reroute_live_ms", "echo RTT", "idle circuit at the relay",
+		"opens through one relay", "resumable vs resumption off", "live circuit stall", "reroute ms per run", "MISSED"} {
+		if strings.Contains(out, unwanted) {
+			t.Errorf("a throughput run's table shows %q, which it did not measure:\n%s", unwanted, out)
+		}
+	}
+	r.Parts = allParts
+	table.Reset()
+	r.printTable(&table)
+	if out := table.String(); strings.Contains(out, "not measured") || !strings.Contains(out, "reroute_ms") {
+		t.Errorf("a whole run's table says a part was not measured, or lacks reroute_ms:\n%s", out)
 	}
 }
 

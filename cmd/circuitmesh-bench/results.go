@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"golang.org/x/sys/unix"
@@ -109,14 +110,18 @@ type results struct {
 	CPUSecondsPerGB map[string]float64 `json:"cpu_s_per_gb"`
 	// RouteLosses counts dials from n0 refused for lack of a route after
 	// routes had converged (each retried); LastRouteLoss is the last one.
-	RouteLosses   int     `json:"route_losses"`
-	LastRouteLoss string  `json:"last_route_loss,omitempty"`
-	TransferBytes int64   `json:"transfer_bytes"`
-	Rounds        int     `json:"rounds"`
-	Quick         bool    `json:"quick"`
-	Tuning        tuning  `json:"tuning"`
-	Machine       machine `json:"machine"`
-	Seconds       float64 `json:"seconds"`
+	RouteLosses   int    `json:"route_losses"`
+	LastRouteLoss string `json:"last_route_loss,omitempty"`
+	TransferBytes int64  `json:"transfer_bytes"`
+	Rounds        int    `json:"rounds"`
+	Quick         bool   `json:"quick"`
+	// Parts lists the parts of the suite this run measured, in the order
+	// of allParts. A run with -only measures some of them: the others'
+	// figures are zero here and left out of the printed table.
+	Parts   []string `json:"parts"`
+	Tuning  tuning   `json:"tuning"`
+	Machine machine  `json:"machine"`
+	Seconds float64  `json:"seconds"`
 }
 
 // latency is one run of the latency measurements.
@@ -228,30 +233,59 @@ func (r *results) writeJSON(path string) error {
 	return nil
 }
 
-// goal is one line of the table: a figure, its goal and whether it is met.
+// The parts of the suite, each measured by one step (-only runs some).
+const (
+	partThroughput  = "throughput"
+	partResume      = "resume"
+	partLatency     = "latency"
+	partTTFB        = "ttfb"
+	partMemory      = "memory"
+	partOpenRate    = "open_rate"
+	partReroute     = "reroute"
+	partRerouteLive = "reroute_live"
+	partScale       = "scale"
+)
+
+// allParts are the parts of a whole run, in the order the suite runs them.
+var allParts = []string{partThroughput, partResume, partLatency, partTTFB, partMemory, partOpenRate, partReroute, partRerouteLive, partScale}
+
+// ran reports whether this run measured part.
+func (r *results) ran(part string) bool { return slices.Contains(r.Parts, part) }
+
+// goal is one line of the table: a figure, its goal and whether it is met,
+// and the part that measures it.
 type goal struct {
 	name, value, target string
 	met                 bool
 	hasGoal             bool
+	part                string
+}
+
+// inPart tags gs as measured by part.
+func inPart(part string, gs ...goal) []goal {
+	for i := range gs {
+		gs[i].part = part
+	}
+	return gs
 }
 
 func (r *results) goals() []goal {
 	f2 := func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
 	f0 := func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }
 	atLeast := func(name string, v, min float64) goal {
-		return goal{name, f2(v), "≥ " + f2(min), v >= min, true}
+		return goal{name: name, value: f2(v), target: "≥ " + f2(min), met: v >= min, hasGoal: true}
 	}
 	atMost := func(name string, v, max float64, f func(float64) string) goal {
-		return goal{name, f(v), "≤ " + f(max), v <= max, true}
+		return goal{name: name, value: f(v), target: "≤ " + f(max), met: v <= max, hasGoal: true}
 	}
 	info := func(name, v string) goal { return goal{name: name, value: v} }
 	// vsNaive is a ratio to the naive relay, which must be measured
 	// (positive) to meet its goal.
 	vsNaive := func(name string, v float64, atLeast bool) goal {
 		if atLeast {
-			return goal{name, f2(v), "≥ 1.00", v >= 1, true}
+			return goal{name: name, value: f2(v), target: "≥ 1.00", met: v >= 1, hasGoal: true}
 		}
-		return goal{name, f2(v), "≤ 1.00", v > 0 && v <= 1, true}
+		return goal{name: name, value: f2(v), target: "≤ 1.00", met: v > 0 && v <= 1, hasGoal: true}
 	}
 	direct := r.OpenEchoUS["direct_quic_stream"]
 	busy := r.Busy
@@ -260,55 +294,62 @@ func (r *results) goals() []goal {
 	}
 	// Circuits are sealed end to end (the default) while the quic-go
 	// baseline is not: the goals allow for the encryption at the ends.
-	return append([]goal{
-		atLeast(`r_k["0"] (sealed circuit, no relay / direct quic-go)`, r.RK["0"], 0.90),
-		atLeast(`r_k["1"]`, r.RK["1"], 0.48),
-		atLeast(`r_k["2"]`, r.RK["2"], 0.33),
-		info(`r_k["3"]`, f2(r.RK["3"])),
-		atMost("relay_cpu_per_gb_ratio", r.RelayCPUPerGBRatio, 1.1, f2),
-		vsNaive("r1_vs_naive (k1 circuit / naive relay)", r.R1VsNaive, true),
-		info("relay_cpu_vs_naive", f2(r.RelayCPUVsNaive)),
-		info("r1_clear_vs_naive (k1clear circuit / naive relay)", f2(r.R1ClearVsNaive)),
-		info("relay_clear_cpu_vs_naive", f2(r.RelayClearCPUVsNaive)),
-		info("open_echo_us direct_quic_stream", f0(direct)),
-		info("open_echo_us k0clear (e2e off)", f0(r.OpenEchoUS["k0clear"])),
-		info("open_echo_us k0noresume (not resumable)", f0(r.OpenEchoUS["k0noresume"])),
-		info("open_echo_us k0", f0(r.OpenEchoUS["k0"])),
-		{"open_echo_us k1", f0(r.OpenEchoUS["k1"]), "≤ 3 × direct = " + f0(3*direct), r.OpenEchoUS["k1"] <= 3*direct, true},
-		info("open_echo_us k1noresume (not resumable)", f0(r.OpenEchoUS["k1noresume"])),
-		info("open_echo_us k2", f0(r.OpenEchoUS["k2"])),
-		info("open_echo_us naive_k1", f0(r.OpenEchoUS["naive_k1"])),
-		vsNaive("open_k1_vs_naive", r.OpenK1VsNaive, false),
-		info("open_cpu_us direct_quic_stream (source / destination)", r.openCPU("direct_quic_stream")),
-		info("open_cpu_us k0clear", r.openCPU("k0clear")),
-		info("open_cpu_us k0noresume", r.openCPU("k0noresume")),
-		info("open_cpu_us k0", r.openCPU("k0")),
-		info("open_cpu_us k1 (source / relay / destination)", r.openCPU("k1")),
-		info("open_cpu_us naive_k1", r.openCPU("naive_k1")),
-		info("ttfb_us direct_tcp", f0(r.TTFBUS["direct_tcp"])),
-		info("ttfb_us forward_k1", f0(r.TTFBUS["forward_k1"])),
-		atMost("hop_rtt_us_p50", r.HopRTTP50, 50, f0),
-		info("hop_rtt_us_p99", f0(r.HopRTTP99)),
-		info("naive_hop_rtt_us_p50", f0(r.NaiveHopRTTP50)),
-		vsNaive("hop_rtt_vs_naive", r.HopRTTVsNaive, false),
-		info("hop_rtt_clear_us_p50 (1 relay, clear ends, no resumption)", f0(r.ClearHopRTTP50)),
-		info("hop_rtt_clear_vs_naive", f2(r.ClearHopRTTVsNaive)),
-		info("busy: open_echo_us direct_quic_stream", f0(busy.OpenEchoUS["direct_quic_stream"])),
-		{"busy: open_echo_us k1", f0(busy.OpenEchoUS["k1"]), "≤ 3 × direct = " + f0(3*busy.OpenEchoUS["direct_quic_stream"]),
-			busy.OpenEchoUS["k1"] <= 3*busy.OpenEchoUS["direct_quic_stream"], true},
-		vsNaive("busy: open_k1_vs_naive", busy.OpenK1VsNaive, false),
-		atMost("busy: hop_rtt_us_p50", busy.HopRTTP50, 50, f0),
-		info("busy: naive_hop_rtt_us_p50", f0(busy.NaiveHopRTTP50)),
-		vsNaive("busy: hop_rtt_vs_naive", busy.HopRTTVsNaive, false),
-		info("busy: hop_rtt_clear_vs_naive", f2(busy.ClearHopRTTVsNaive)),
-		atMost("idle_circuit_bytes_at_relay", r.IdleCircuitBytes, 16384, f0),
-		info("idle_circuit_rss_bytes_at_relay", f0(r.IdleCircuitRSSBytes)),
-		info("naive_idle_stream_bytes", f0(r.NaiveIdleStreamBytes)),
-		info("quic_stream_bytes", f0(r.QUICStreamBytes)),
-		vsNaive("relay_open_rate_vs_naive (opens per relay CPU s)", r.RelayOpenRateVsNaive, true),
-		r.openRateErrorsGoal(),
-		atMost("reroute_ms", r.RerouteMS, 1500, f0),
-	}, r.Scale.goals()...)
+	return slices.Concat(
+		inPart(partThroughput,
+			atLeast(`r_k["0"] (sealed circuit, no relay / direct quic-go)`, r.RK["0"], 0.90),
+			atLeast(`r_k["1"]`, r.RK["1"], 0.48),
+			atLeast(`r_k["2"]`, r.RK["2"], 0.33),
+			info(`r_k["3"]`, f2(r.RK["3"])),
+			atMost("relay_cpu_per_gb_ratio", r.RelayCPUPerGBRatio, 1.1, f2),
+			vsNaive("r1_vs_naive (k1 circuit / naive relay)", r.R1VsNaive, true),
+			info("relay_cpu_vs_naive", f2(r.RelayCPUVsNaive)),
+			info("r1_clear_vs_naive (k1clear circuit / naive relay)", f2(r.R1ClearVsNaive)),
+			info("relay_clear_cpu_vs_naive", f2(r.RelayClearCPUVsNaive))),
+		inPart(partLatency,
+			info("open_echo_us direct_quic_stream", f0(direct)),
+			info("open_echo_us k0clear (e2e off)", f0(r.OpenEchoUS["k0clear"])),
+			info("open_echo_us k0noresume (not resumable)", f0(r.OpenEchoUS["k0noresume"])),
+			info("open_echo_us k0", f0(r.OpenEchoUS["k0"])),
+			goal{name: "open_echo_us k1", value: f0(r.OpenEchoUS["k1"]), target: "≤ 3 × direct = " + f0(3*direct),
+				met: r.OpenEchoUS["k1"] <= 3*direct, hasGoal: true},
+			info("open_echo_us k1noresume (not resumable)", f0(r.OpenEchoUS["k1noresume"])),
+			info("open_echo_us k2", f0(r.OpenEchoUS["k2"])),
+			info("open_echo_us naive_k1", f0(r.OpenEchoUS["naive_k1"])),
+			vsNaive("open_k1_vs_naive", r.OpenK1VsNaive, false),
+			info("open_cpu_us direct_quic_stream (source / destination)", r.openCPU("direct_quic_stream")),
+			info("open_cpu_us k0clear", r.openCPU("k0clear")),
+			info("open_cpu_us k0noresume", r.openCPU("k0noresume")),
+			info("open_cpu_us k0", r.openCPU("k0")),
+			info("open_cpu_us k1 (source / relay / destination)", r.openCPU("k1")),
+			info("open_cpu_us naive_k1", r.openCPU("naive_k1"))),
+		inPart(partTTFB,
+			info("ttfb_us direct_tcp", f0(r.TTFBUS["direct_tcp"])),
+			info("ttfb_us forward_k1", f0(r.TTFBUS["forward_k1"]))),
+		inPart(partLatency,
+			atMost("hop_rtt_us_p50", r.HopRTTP50, 50, f0),
+			info("hop_rtt_us_p99", f0(r.HopRTTP99)),
+			info("naive_hop_rtt_us_p50", f0(r.NaiveHopRTTP50)),
+			vsNaive("hop_rtt_vs_naive", r.HopRTTVsNaive, false),
+			info("hop_rtt_clear_us_p50 (1 relay, clear ends, no resumption)", f0(r.ClearHopRTTP50)),
+			info("hop_rtt_clear_vs_naive", f2(r.ClearHopRTTVsNaive)),
+			info("busy: open_echo_us direct_quic_stream", f0(busy.OpenEchoUS["direct_quic_stream"])),
+			goal{name: "busy: open_echo_us k1", value: f0(busy.OpenEchoUS["k1"]), target: "≤ 3 × direct = " + f0(3*busy.OpenEchoUS["direct_quic_stream"]),
+				met: busy.OpenEchoUS["k1"] <= 3*busy.OpenEchoUS["direct_quic_stream"], hasGoal: true},
+			vsNaive("busy: open_k1_vs_naive", busy.OpenK1VsNaive, false),
+			atMost("busy: hop_rtt_us_p50", busy.HopRTTP50, 50, f0),
+			info("busy: naive_hop_rtt_us_p50", f0(busy.NaiveHopRTTP50)),
+			vsNaive("busy: hop_rtt_vs_naive", busy.HopRTTVsNaive, false),
+			info("busy: hop_rtt_clear_vs_naive", f2(busy.ClearHopRTTVsNaive))),
+		inPart(partMemory,
+			atMost("idle_circuit_bytes_at_relay", r.IdleCircuitBytes, 16384, f0),
+			info("idle_circuit_rss_bytes_at_relay", f0(r.IdleCircuitRSSBytes)),
+			info("naive_idle_stream_bytes", f0(r.NaiveIdleStreamBytes)),
+			info("quic_stream_bytes", f0(r.QUICStreamBytes))),
+		inPart(partOpenRate,
+			vsNaive("relay_open_rate_vs_naive (opens per relay CPU s)", r.RelayOpenRateVsNaive, true),
+			r.openRateErrorsGoal()),
+		inPart(partReroute, atMost("reroute_ms", r.RerouteMS, 1500, f0)),
+		inPart(partScale, r.Scale.goals()...))
 }
 
 // openCPU shows open_cpu_us of key: source / relays / destination, or
@@ -335,7 +376,7 @@ func (r *results) openRateErrorsGoal() goal {
 	if len(r.OpenRateFailures) > 0 {
 		value += fmt.Sprintf(" (%d churns failed)", len(r.OpenRateFailures))
 	}
-	return goal{"open_rate_errors", value, "0", n == 0 && len(r.OpenRateFailures) == 0, true}
+	return goal{name: "open_rate_errors", value: value, target: "0", met: n == 0 && len(r.OpenRateFailures) == 0, hasGoal: true}
 }
 
 // printTable writes the goals table and the raw figures behind it.
@@ -343,6 +384,9 @@ func (r *results) printTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "metric\tvalue\tgoal\tstatus")
 	for _, g := range append(r.goals(), r.resumeGoals()...) {
+		if !r.ran(g.part) {
+			continue
+		}
 		status := ""
 		if g.hasGoal {
 			status = "MISSED"
@@ -353,18 +397,21 @@ func (r *results) printTable(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.name, g.value, g.target, status)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nthroughput MB/s (median):")
-	for _, k := range []string{"direct", "k0", "k1", "k2", "k3", "k0clear", "k1clear", "naive1", "naive2"} {
-		fmt.Fprintf(w, " %s %.0f", k, r.ThroughputMBps[k])
+	fmt.Fprintln(w)
+	if r.ran(partThroughput) {
+		fmt.Fprintf(w, "throughput MB/s (median):")
+		for _, k := range []string{"direct", "k0", "k1", "k2", "k3", "k0clear", "k1clear", "naive1", "naive2"} {
+			fmt.Fprintf(w, " %s %.0f", k, r.ThroughputMBps[k])
+		}
+		fmt.Fprintf(w, "\nCPU s/GB: direct sender+receiver %.2f, relay %.2f, naive relay %.2f, k0 ends sealed %.2f, k0 ends clear (e2e off) %.2f, k1 ends sealed %.2f, k1 ends clear %.2f, naive1 ends %.2f\n",
+			r.CPUSecondsPerGB["direct"], r.CPUSecondsPerGB["relay"], r.CPUSecondsPerGB["naive_relay"],
+			r.CPUSecondsPerGB["ends_sealed"], r.CPUSecondsPerGB["ends_clear"], r.CPUSecondsPerGB["ends_k1"], r.CPUSecondsPerGB["ends_k1clear"], r.CPUSecondsPerGB["ends_naive1"])
 	}
-	fmt.Fprintf(w, "\nCPU s/GB: direct sender+receiver %.2f, relay %.2f, naive relay %.2f, k0 ends sealed %.2f, k0 ends clear (e2e off) %.2f, k1 ends sealed %.2f, k1 ends clear %.2f, naive1 ends %.2f\n",
-		r.CPUSecondsPerGB["direct"], r.CPUSecondsPerGB["relay"], r.CPUSecondsPerGB["naive_relay"],
-		r.CPUSecondsPerGB["ends_sealed"], r.CPUSecondsPerGB["ends_clear"], r.CPUSecondsPerGB["ends_k1"], r.CPUSecondsPerGB["ends_k1clear"], r.CPUSecondsPerGB["ends_naive1"])
 	for _, l := range []struct {
 		name string
 		l    *latency
 	}{{"idle", &r.latency}, {"busy", r.Busy}} {
-		if l.l == nil {
+		if l.l == nil || !r.ran(partLatency) {
 			continue
 		}
 		fmt.Fprintf(w, "%s: echo RTT µs p50/p99:", l.name)
@@ -377,16 +424,22 @@ func (r *results) printTable(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "idle circuit at the relay: %.0f bytes of which %.0f stack, %.1f goroutines, RSS %.0f bytes; naive relay: %.0f bytes, RSS %.0f\n",
-		r.IdleCircuitBytes, r.IdleCircuitStackBytes, r.IdleCircuitGoroutines, r.IdleCircuitRSSBytes, r.NaiveIdleStreamBytes, r.NaiveIdleStreamRSSBytes)
-	fmt.Fprintf(w, "opens through one relay, 32 in flight: sealed circuits %.0f/s (%.0f per relay CPU s), circuits with clear ends %.0f/s (%.0f), naive %.0f/s (%.0f)\n",
-		r.RelayOpensPerS["circuit"], r.RelayOpensPerCPUS["circuit"], r.RelayOpensPerS["circuit_clear_ends"], r.RelayOpensPerCPUS["circuit_clear_ends"],
-		r.RelayOpensPerS["naive"], r.RelayOpensPerCPUS["naive"])
+	if r.ran(partMemory) {
+		fmt.Fprintf(w, "idle circuit at the relay: %.0f bytes of which %.0f stack, %.1f goroutines, RSS %.0f bytes; naive relay: %.0f bytes, RSS %.0f\n",
+			r.IdleCircuitBytes, r.IdleCircuitStackBytes, r.IdleCircuitGoroutines, r.IdleCircuitRSSBytes, r.NaiveIdleStreamBytes, r.NaiveIdleStreamRSSBytes)
+	}
+	if r.ran(partOpenRate) {
+		fmt.Fprintf(w, "opens through one relay, 32 in flight: sealed circuits %.0f/s (%.0f per relay CPU s), circuits with clear ends %.0f/s (%.0f), naive %.0f/s (%.0f)\n",
+			r.RelayOpensPerS["circuit"], r.RelayOpensPerCPUS["circuit"], r.RelayOpensPerS["circuit_clear_ends"], r.RelayOpensPerCPUS["circuit_clear_ends"],
+			r.RelayOpensPerS["naive"], r.RelayOpensPerCPUS["naive"])
+	}
 	for _, e := range r.OpenRateFailures {
 		fmt.Fprintf(w, "open rate failure: %s\n", e)
 	}
 	r.printResume(w)
-	fmt.Fprintf(w, "reroute ms per run: %v; with pinned costs (feasible alternate): %.0f\n", r.RerouteRuns, r.RerouteMSPinned)
+	if r.ran(partReroute) {
+		fmt.Fprintf(w, "reroute ms per run: %v; with pinned costs (feasible alternate): %.0f\n", r.RerouteRuns, r.RerouteMSPinned)
+	}
 	for _, e := range r.RerouteErrors {
 		fmt.Fprintf(w, "reroute failure: %s\n", e)
 	}
@@ -394,6 +447,9 @@ func (r *results) printTable(w io.Writer) {
 		fmt.Fprintf(w, "routing withdrew live routes: %d dials refused and retried; last: %s\n", r.RouteLosses, r.LastRouteLoss)
 	}
 	r.Scale.print(w)
+	if skipped := slices.DeleteFunc(slices.Clone(allParts), r.ran); len(skipped) > 0 {
+		fmt.Fprintf(w, "not measured in this run: %s\n", strings.Join(skipped, ", "))
+	}
 	fmt.Fprintf(w, "transfers %d MiB × %d rounds; %d idle circuits; machine: %d cores, %s, quic-go %s, GSO %v, kernel %s; %.0fs\n",
 		r.TransferBytes>>20, r.Rounds, r.IdleCircuits, r.Machine.Cores, r.Machine.GoVersion, r.Machine.QUICGo, r.Machine.GSO, r.Machine.Kernel, r.Seconds)
 }

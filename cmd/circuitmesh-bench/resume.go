@@ -165,19 +165,32 @@ func (r *results) resumeGoals() []goal {
 	for k := range 4 {
 		key := strconv.Itoa(k)
 		v := r.ResumeThroughputRatio[key]
-		gs = append(gs, goal{`resume_throughput_ratio["` + key + `"] (resumable / resume off)`, f2(v), "≥ 0.95", v >= 0.95, true})
+		gs = append(gs, goal{name: `resume_throughput_ratio["` + key + `"] (resumable / resume off)`, value: f2(v), target: "≥ 0.95", met: v >= 0.95, hasGoal: true})
 	}
 	gs = append(gs, goal{name: "resume_cpu_ratio (k0 ends, resumable / resume off)", value: f2(r.ResumeCPURatio)})
 	ok := len(r.RerouteLiveErrors) == 0 && len(r.RerouteLiveRuns) > 0
-	gs = append(gs,
-		goal{"reroute_live_ms (stall of a live circuit, p50)", strconv.FormatFloat(r.RerouteLiveMS, 'f', 0, 64), "≤ 1500, intact",
-			ok && r.RerouteLiveMS <= 1500, true},
-		goal{name: "reroute_live_ms_max", value: strconv.FormatFloat(r.RerouteLiveMSMax, 'f', 0, 64)})
-	return gs
+	return append(inPart(partResume, gs...), inPart(partRerouteLive,
+		goal{name: "reroute_live_ms (stall of a live circuit, p50)", value: strconv.FormatFloat(r.RerouteLiveMS, 'f', 0, 64), target: "≤ 1500, intact",
+			met: ok && r.RerouteLiveMS <= 1500, hasGoal: true},
+		goal{name: "reroute_live_ms_max", value: strconv.FormatFloat(r.RerouteLiveMSMax, 'f', 0, 64)})...)
 }
 
 // printResume writes the raw figures behind the resumption lines.
 func (r *results) printResume(w io.Writer) {
+	if r.ran(partResume) {
+		r.printResumePairs(w)
+	}
+	if !r.ran(partRerouteLive) {
+		return
+	}
+	fmt.Fprintf(w, "live circuit stall when its relay is killed, ms per run (%d MiB a→d): %.0f\n", r.RerouteLiveBytes>>20, r.RerouteLiveRuns)
+	for _, e := range r.RerouteLiveErrors {
+		fmt.Fprintf(w, "live reroute failure: %s\n", e)
+	}
+}
+
+// printResumePairs writes the raw figures of the resumable/off pairs.
+func (r *results) printResumePairs(w io.Writer) {
 	fmt.Fprintf(w, "resumable vs resumption off, %d pairs of %d MiB per k: throughput ratio p25-p75", r.ResumePairs, r.ResumePairBytes>>20)
 	for _, k := range []string{"0", "1", "2", "3"} {
 		q := r.ResumeThroughputIQR[k]
@@ -196,10 +209,6 @@ func (r *results) printResume(w io.Writer) {
 		fmt.Fprintf(w, " %s %.2f", k, r.RKResumeOff[k])
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "live circuit stall when its relay is killed, ms per run (%d MiB a→d): %.0f\n", r.RerouteLiveBytes>>20, r.RerouteLiveRuns)
-	for _, e := range r.RerouteLiveErrors {
-		fmt.Fprintf(w, "live reroute failure: %s\n", e)
-	}
 }
 
 // liveService is the sink of the live reroute: it reads everything and

@@ -296,9 +296,9 @@ func (r *scaleResult) goals() []goal {
 	f2 := func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
 	name := fmt.Sprintf("scale: rss_bytes_per_circuit_at_relay (%d idle)", r.Circuits)
 	return []goal{
-		{name, f0(r.RSSBytesPerCircuit), "≤ 16384", r.RSSBytesPerCircuit <= 16384, true},
+		{name: name, value: f0(r.RSSBytesPerCircuit), target: "≤ 16384", met: r.RSSBytesPerCircuit <= 16384, hasGoal: true},
 		{name: "scale: bytes_per_circuit_at_relay (heap+stack)", value: f0(r.BytesPerCircuit)},
-		{"scale: open_rate_vs_naive (opens per relay CPU s)", f2(r.OpenRateVsNaive), "≥ 1.00", r.OpenRateVsNaive >= 1, true},
+		{name: "scale: open_rate_vs_naive (opens per relay CPU s)", value: f2(r.OpenRateVsNaive), target: "≥ 1.00", met: r.OpenRateVsNaive >= 1, hasGoal: true},
 	}
 }
 

@@ -72,16 +72,24 @@ func runSuite(o options) (*results, error) {
 		err = s.runLine()
 	}
 	if err == nil && (o.Only == "" || o.Only == "reroute") {
-		err = s.reroute()
+		err = s.run(partReroute, s.reroute)
 	}
 	if err == nil && (o.Only == "" || o.Only == "reroute") {
-		err = s.rerouteLive()
+		err = s.run(partRerouteLive, s.rerouteLive)
 	}
 	if err == nil && (o.Only == "" || o.Only == "scale") && o.Scale > 0 {
-		err = s.scale()
+		err = s.run(partScale, s.scale)
 	}
 	s.res.Seconds = time.Since(start).Seconds()
 	return s.res, err
+}
+
+// run measures one part of the suite. The part is listed in the results
+// before it runs, so that the figures of a part that failed are printed
+// as far as it got.
+func (s *suite) run(part string, measure func() error) error {
+	s.res.Parts = append(s.res.Parts, part)
+	return measure()
 }
 
 func (s *suite) progress(format string, args ...any) {
@@ -143,19 +151,23 @@ func (s *suite) runLine() (err error) {
 	if _, err := s.clear[0].call(request{Op: "wait", Peers: []string{"x1", "x2"}, Timeout: int64(waitRoutes)}); err != nil {
 		return err
 	}
-	steps := []func() error{s.throughput, s.resumePairs, s.latencyIdleBusy, s.ttfb, s.idleMemory, s.openRate}
+	steps := map[string]func() error{
+		partThroughput: s.throughput, partResume: s.resumePairs, partLatency: s.latencyIdleBusy,
+		partTTFB: s.ttfb, partMemory: s.idleMemory, partOpenRate: s.openRate,
+	}
+	parts := []string{partThroughput, partResume, partLatency, partTTFB, partMemory, partOpenRate}
 	switch s.o.Only {
 	case "relay":
-		steps = []func() error{s.throughput, s.latencyIdleBusy} // an established circuit's relay against the naive one
+		parts = []string{partThroughput, partLatency} // an established circuit's relay against the naive one
 	case "throughput":
-		steps = []func() error{s.throughput}
+		parts = []string{partThroughput}
 	case "latency":
-		steps = []func() error{s.latencyIdleBusy}
+		parts = []string{partLatency}
 	case "resume":
-		steps = []func() error{s.resumePairs}
+		parts = []string{partResume}
 	}
-	for _, step := range steps {
-		if err := step(); err != nil {
+	for _, part := range parts {
+		if err := s.run(part, steps[part]); err != nil {
 			return err
 		}
 	}
