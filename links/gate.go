@@ -190,6 +190,9 @@ type gate struct {
 	// node and reserve are the node-wide rates (nodeHandshakeRate,
 	// reserveHandshakeRate).
 	node, reserve bucket.Bucket
+	// prefixRate and prefixBurst are each prefix's rate (handshakeRate,
+	// handshakeBurst).
+	prefixRate, prefixBurst float64
 
 	refusedFull, refusedShare, refusedRate, refusedNode, reserved, retries, failed atomic.Uint64
 }
@@ -260,14 +263,14 @@ type prefixState struct {
 	barredUntil               time.Time // a handshake of the prefix proved a name over its allowance: no reserve until then
 }
 
-// tokensAt is the prefix's rate allowance at now: what it had, plus what
-// it earned since, up to its burst.
-func (ps *prefixState) tokensAt(now time.Time) float64 {
-	burst := float64(handshakeBurst)
+// tokensAt is the rate allowance at now of the prefix in state ps: what
+// it had, plus what it earned since at the prefix rate, up to its burst.
+func (g *gate) tokensAt(ps *prefixState, now time.Time) float64 {
+	burst := g.prefixBurst
 	if ps.n >= failedBurst || ps.failedWithin(now) {
-		burst = failedBurst
+		burst = min(burst, failedBurst)
 	}
-	return min(burst, ps.tokens+max(0, now.Sub(ps.last).Seconds())*handshakeRate)
+	return min(burst, ps.tokens+max(0, now.Sub(ps.last).Seconds())*g.prefixRate)
 }
 
 // nodeShare is the rate and burst of one prefix's share of the node's
@@ -288,7 +291,7 @@ func (g *gate) overShareLocked(ps *prefixState, now time.Time) bool {
 // refillLocked brings the prefix's allowances up to now. g.mu is held.
 func (g *gate) refillLocked(ps *prefixState, now time.Time) {
 	dt := max(0, now.Sub(ps.last).Seconds())
-	ps.tokens = ps.tokensAt(now)
+	ps.tokens = g.tokensAt(ps, now)
 	rate, burst := g.nodeShare()
 	ps.nodeTokens = min(burst, ps.nodeTokens+dt*rate)
 	ps.reserveTokens = min(prefixReserveBurst, ps.reserveTokens+dt*prefixReserveRate)
@@ -300,7 +303,7 @@ func (g *gate) refillLocked(ps *prefixState, now time.Time) {
 // newPrefixLocked is the state of a prefix the gate does not remember.
 func (g *gate) newPrefixLocked(now time.Time) *prefixState {
 	_, burst := g.nodeShare()
-	return &prefixState{tokens: handshakeBurst, nodeTokens: burst, reserveTokens: prefixReserveBurst, last: now}
+	return &prefixState{tokens: g.prefixBurst, nodeTokens: burst, reserveTokens: prefixReserveBurst, last: now}
 }
 
 // failedWithin says whether a handshake of the prefix failed within
@@ -331,6 +334,8 @@ func newGateRate(rate, burst float64) *gate {
 		forgiveWindow: 2 * DefaultHandshakeTimeout,
 		node:          bucket.Full(rate, burst, now),
 		reserve:       bucket.Full(reserveHandshakeRate, reserveHandshakeBurst, now),
+		prefixRate:    handshakeRate,
+		prefixBurst:   handshakeBurst,
 	}
 }
 
@@ -483,7 +488,7 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 	}
 	if ps.tokens < 1 {
 		g.refusedRate.Add(1)
-		return nil, fmt.Errorf("%w: %s starts more than %d per second", ErrBusy, p, handshakeRate)
+		return nil, fmt.Errorf("%w: %s starts more than %v per second", ErrBusy, p, g.prefixRate)
 	}
 	// The prefix's share of the node's rate, or else the reserve for a
 	// validated address of a prefix that links.

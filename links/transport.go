@@ -110,6 +110,9 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 	if r := cfg.testHandshakeRate; r > 0 {
 		t.gate = newGateRate(r, r)
 	}
+	if r := cfg.testPrefixRate; r > 0 {
+		t.gate.prefixRate, t.gate.prefixBurst = r, r
+	}
 	t.gate.forgiveWindow = 2 * cfg.HandshakeTimeout
 	t.id.Store(cfg.Identity)
 	t.idChanged = make(chan struct{})
