@@ -193,6 +193,9 @@ type QUICConfig struct {
 	testMesh    string
 	// testHandshakeRate, if set, replaces nodeHandshakeRate and its burst.
 	testHandshakeRate float64
+	// testPrefixRate, if set, replaces handshakeRate and handshakeBurst,
+	// the rate of handshakes each source prefix may start.
+	testPrefixRate float64
 	// testCreditAtCompletion leaves stream credit to quic-go, given back
 	// as each stream completes (no creditBatcher).
 	testCreditAtCompletion bool

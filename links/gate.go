@@ -64,12 +64,24 @@ import (
 //     takes reserveHandshakeRate/prefixReserveRate prefixes of
 //     certificate holders to spend the reserve, each of another name: a
 //     reserve handshake that proves a name beyond nameReserveRate, over
-//     all its prefixes, bars its prefix as a failed one does, longer each
-//     time the name does it again, takes its member's standing, and bars
-//     its IPv6 /56 if the name did it from another /64 of it before
-//     (nameOverLocked). The gate cannot know the name before TLS, so a
-//     holder still gets one reserve handshake per prefix it holds (a new
-//     peer's first contact) and its name's allowance after;
+//     all its prefixes, bars its prefix as a failed one does, longer
+//     each time the name does it again, takes its member's standing,
+//     and bars its IPv6 /56 if the name did it from another /64 of it
+//     before (nameOverLocked). The gate cannot know the name before
+//     TLS, so a holder still gets one reserve handshake per prefix it
+//     holds (a new peer's first contact) and its name's allowance
+//     after;
+//   - a handshake that a QUIC timeout ended before TLS completed while
+//     the node's own work was behind (since its first packet, at least
+//     one in behindShare of the waits of the process's goroutines to
+//     run lasted a tenth of the handshake timeout or longer: schedLag)
+//     does not count as failed, up to excuseBurst of its prefix at once
+//     and one more each excuseEvery: a node starved of CPU cannot
+//     finish honest peers' handshakes in time either
+//     (TestStarvedNodeDoesNotBarHonestPeerThatTimedOut), and a stranger
+//     that stalls its handshakes on such a node is barred once its
+//     prefix's excuses are spent, as on any node
+//     (TestGateStallingStrangerWhileBehind);
 //   - a prefix the gate does not remember enters its table (bounded by
 //     maxGatePrefixes) only when a handshake of it is admitted;
 //   - once handshakeRetryAt slots are taken counting at most
@@ -135,6 +147,14 @@ const (
 	// maxGatePrefixes bounds the prefixes the gate remembers (those with
 	// handshakes in progress or a rate to recover).
 	maxGatePrefixes = 4096
+	// excuseBurst and excuseEvery bound the handshakes of one prefix
+	// that end unproven by a QUIC timeout while the node was behind
+	// (slot.behind) without counting as failed: excuseBurst at once, one
+	// more each excuseEvery. In 10 runs of
+	// TestStarvedNodeDoesNotBarHonestPeerThatTimedOut, 1 to 5 of the
+	// honest node's handshakes ended so.
+	excuseBurst = 8
+	excuseEvery = time.Minute
 )
 
 // ErrBusy: a link handshake was refused because the node has too many in
@@ -190,6 +210,9 @@ type gate struct {
 	// node and reserve are the node-wide rates (nodeHandshakeRate,
 	// reserveHandshakeRate).
 	node, reserve bucket.Bucket
+	// prefixRate and prefixBurst are each prefix's rate (handshakeRate,
+	// handshakeBurst).
+	prefixRate, prefixBurst float64
 
 	refusedFull, refusedShare, refusedRate, refusedNode, reserved, retries, failed atomic.Uint64
 }
@@ -258,16 +281,20 @@ type prefixState struct {
 	reserving                 int
 	provenAt                  time.Time // when a handshake of the prefix last proved a certificate of the mesh (zero: it last proved a name over its allowance)
 	barredUntil               time.Time // a handshake of the prefix proved a name over its allowance: no reserve until then
+	// excuses is the prefix's allowance of handshakes that time out
+	// while the node is behind without counting as failed (excuseBurst,
+	// excuseEvery).
+	excuses bucket.Bucket
 }
 
-// tokensAt is the prefix's rate allowance at now: what it had, plus what
-// it earned since, up to its burst.
-func (ps *prefixState) tokensAt(now time.Time) float64 {
-	burst := float64(handshakeBurst)
+// tokensAt is the rate allowance at now of the prefix in state ps: what
+// it had, plus what it earned since at the prefix rate, up to its burst.
+func (g *gate) tokensAt(ps *prefixState, now time.Time) float64 {
+	burst := g.prefixBurst
 	if ps.n >= failedBurst || ps.failedWithin(now) {
-		burst = failedBurst
+		burst = min(burst, failedBurst)
 	}
-	return min(burst, ps.tokens+max(0, now.Sub(ps.last).Seconds())*handshakeRate)
+	return min(burst, ps.tokens+max(0, now.Sub(ps.last).Seconds())*g.prefixRate)
 }
 
 // nodeShare is the rate and burst of one prefix's share of the node's
@@ -288,7 +315,7 @@ func (g *gate) overShareLocked(ps *prefixState, now time.Time) bool {
 // refillLocked brings the prefix's allowances up to now. g.mu is held.
 func (g *gate) refillLocked(ps *prefixState, now time.Time) {
 	dt := max(0, now.Sub(ps.last).Seconds())
-	ps.tokens = ps.tokensAt(now)
+	ps.tokens = g.tokensAt(ps, now)
 	rate, burst := g.nodeShare()
 	ps.nodeTokens = min(burst, ps.nodeTokens+dt*rate)
 	ps.reserveTokens = min(prefixReserveBurst, ps.reserveTokens+dt*prefixReserveRate)
@@ -300,7 +327,8 @@ func (g *gate) refillLocked(ps *prefixState, now time.Time) {
 // newPrefixLocked is the state of a prefix the gate does not remember.
 func (g *gate) newPrefixLocked(now time.Time) *prefixState {
 	_, burst := g.nodeShare()
-	return &prefixState{tokens: handshakeBurst, nodeTokens: burst, reserveTokens: prefixReserveBurst, last: now}
+	return &prefixState{tokens: g.prefixBurst, nodeTokens: burst, reserveTokens: prefixReserveBurst, last: now,
+		excuses: bucket.Full(1/excuseEvery.Seconds(), excuseBurst, now)}
 }
 
 // failedWithin says whether a handshake of the prefix failed within
@@ -331,6 +359,8 @@ func newGateRate(rate, burst float64) *gate {
 		forgiveWindow: 2 * DefaultHandshakeTimeout,
 		node:          bucket.Full(rate, burst, now),
 		reserve:       bucket.Full(reserveHandshakeRate, reserveHandshakeBurst, now),
+		prefixRate:    handshakeRate,
+		prefixBurst:   handshakeBurst,
 	}
 }
 
@@ -381,6 +411,10 @@ type slot struct {
 	// checked: the peer's hello passed its version and mesh checks and
 	// its certificate was checked, whatever the outcome.
 	checked atomic.Bool
+	// behind: the handshake ended by a QUIC timeout before TLS completed
+	// while the node's own work was behind (schedLag), so the node may
+	// be why it did not finish.
+	behind atomic.Bool
 }
 
 func (s *slot) release() { s.releaseAt(time.Now()) }
@@ -444,6 +478,10 @@ func (s *slot) releaseAt(now time.Time) {
 				// The source may be spoofed: a packet with a member's
 				// address neither bars its prefix nor uses its proof up.
 			case s.verified && g.forgivenLocked(s.source, now):
+			case s.behind.Load() && ps.excuses.Refill(now).Tokens >= 1:
+				// Timed out while the node was behind: not counted while
+				// the prefix has excuses.
+				ps.excuses.Tokens--
 			default:
 				ps.lastFail = now
 			}
@@ -483,7 +521,7 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 	}
 	if ps.tokens < 1 {
 		g.refusedRate.Add(1)
-		return nil, fmt.Errorf("%w: %s starts more than %d per second", ErrBusy, p, handshakeRate)
+		return nil, fmt.Errorf("%w: %s starts more than %v per second", ErrBusy, p, g.prefixRate)
 	}
 	// The prefix's share of the node's rate, or else the reserve for a
 	// validated address of a prefix that links.
@@ -768,15 +806,20 @@ type slotKey struct{}
 // connContext is quic.Transport.ConnContext: it takes a slot for the new
 // connection or refuses it. The slot is released when the link handshake
 // ends (accept), or when quic-go gives the connection up before accept
-// took it.
+// took it; then, if a QUIC timeout ended it while the node was behind
+// (t.lag, since the slot was taken), the slot says so (slot.behind).
 func (t *QUICTransport) connContext(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
 	s, err := t.gate.enter(info.RemoteAddr, info.AddrVerified, time.Now())
 	if err != nil {
 		t.noteHandshakeFailure(info.RemoteAddr, err)
 		return nil, err
 	}
+	from := t.lag.mark()
 	context.AfterFunc(ctx, func() {
 		if !s.accepted.Load() {
+			if timedOut(context.Cause(ctx)) && t.lag.behindSince(from) {
+				s.behind.Store(true)
+			}
 			s.release()
 		}
 	})
@@ -786,6 +829,14 @@ func (t *QUICTransport) connContext(ctx context.Context, info *quic.ClientInfo) 
 	path := t.paths.register(info.RemoteAddr)
 	context.AfterFunc(ctx, path.end)
 	return context.WithValue(context.WithValue(ctx, slotKey{}, s), pathKey{}, path), nil
+}
+
+// timedOut says whether err, the end of a connection, is one of QUIC's
+// timeouts: the handshake's, or idle.
+func timedOut(err error) bool {
+	var idle *quic.IdleTimeoutError
+	var hs *quic.HandshakeTimeoutError
+	return errors.As(err, &idle) || errors.As(err, &hs)
 }
 
 // slotOf is the gate slot of an accepted connection (nil for a dialled

@@ -65,6 +65,17 @@ func linkedAt(t *testing.T, g *gate, a net.Addr, at time.Time) {
 	s.releaseAt(at)
 }
 
+// firstContact admits a new peer's handshake from the validated address
+// a at at from g's reserve, or fails the test.
+func firstContact(t *testing.T, g *gate, a net.Addr, at time.Time) *slot {
+	t.Helper()
+	s, err := g.enter(a, true, at)
+	if err != nil {
+		t.Fatalf("a new validated prefix is refused the reserve: %v", err)
+	}
+	return s
+}
+
 // TestGateReserveOneInFlight: a fresh prefix that answers the Retry and
 // then stalls its handshake holds one reserve handshake; it cannot draw
 // on the reserve again until that one ends.
@@ -72,10 +83,7 @@ func TestGateReserveOneInFlight(t *testing.T) {
 	g := spentGate()
 	now := time.Now()
 	a := udp("10.9.0.1:1")
-	s, err := g.enter(a, true, now)
-	if err != nil {
-		t.Fatalf("a new validated prefix is refused the reserve: %v", err)
-	}
+	s := firstContact(t, g, a, now)
 	for i := 1; i <= 2*reserveHandshakeBurst; i++ {
 		at := now.Add(time.Duration(i) * time.Second)
 		if g.verifySourceAt(udp("10.9.0.1:2"), at) {
@@ -395,5 +403,73 @@ func TestGateSpoofedSourceDoesNotBarMember(t *testing.T) {
 		if _, err := g.enter(m, true, later.Add(2*time.Second)); err != nil {
 			t.Errorf("spoofed packet from %s used up the member's proof: its own unproven ending barred it: %v", spoof, err)
 		}
+	}
+}
+
+// TestGateTimeoutWhileBehindDoesNotBar: while only the reserve admits, a
+// new peer's handshake times out before TLS completed while the node was
+// behind (starved of CPU): the peer's prefix is not barred, its next
+// handshake draws on the reserve. The same ending while the node was not
+// behind bars it for failQuiet (TestGateReserveOneInFlight).
+func TestGateTimeoutWhileBehindDoesNotBar(t *testing.T) {
+	g := spentGate()
+	start := time.Now()
+	a := udp("10.60.0.1:1")
+	s := firstContact(t, g, a, start)
+	s.behind.Store(true)
+	end := start.Add(2 * DefaultHandshakeTimeout)
+	s.releaseAt(end)
+	if _, err := g.enter(a, true, end.Add(time.Second)); err != nil {
+		t.Fatalf("a prefix whose handshake timed out while the node was behind is refused the reserve: %v", err)
+	}
+}
+
+// TestGateStallingStrangerWhileBehind: a stranger answers the Retry and
+// then stalls every handshake until it times out (5 s), from one prefix,
+// for 10 minutes, trying again every 100 ms, while only the reserve
+// admits. When the node was behind throughout, the stranger's timeouts are
+// excused at most excuseBurst at once and one a minute after: it gets no
+// more reserve handshakes than on a node that was never behind plus those,
+// and its excuseBurst+1st stall bars it for failQuiet.
+func TestGateStallingStrangerWhileBehind(t *testing.T) {
+	const span = 10 * time.Minute
+	stall := func(behind bool) (admitted int, firstBar time.Duration) {
+		g := spentGate()
+		start := time.Now()
+		a := udp("10.61.0.1:1")
+		var held *slot
+		var heldUntil time.Time
+		for d := time.Duration(0); d < span; d += 100 * time.Millisecond {
+			now := start.Add(d)
+			if held != nil && !now.Before(heldUntil) {
+				held.behind.Store(behind)
+				held.releaseAt(heldUntil)
+				held = nil
+				if firstBar == 0 && !g.failedAt(a).IsZero() {
+					firstBar = d
+				}
+			}
+			if held != nil {
+				continue
+			}
+			if s, err := g.enter(a, true, now); err == nil {
+				admitted++
+				held, heldUntil = s, now.Add(DefaultHandshakeTimeout)
+			}
+		}
+		return admitted, firstBar
+	}
+	quick, quickBar := stall(false)
+	behind, behindBar := stall(true)
+	t.Logf("reserve handshakes of a stranger stalling for %v: %d on a node never behind (first barred after %v), %d on one behind throughout (after %v)",
+		span, quick, quickBar, behind, behindBar)
+	if most := quick + excuseBurst + int(span/excuseEvery); behind > most {
+		t.Fatalf("a stranger stalling while the node was behind got %d reserve handshakes in %v, more than %d (%d never behind, plus the excuses)",
+			behind, span, most, quick)
+	}
+	// Each stall holds its slot 5 s; the excuseBurst+1st ends after
+	// (excuseBurst+1) × 5 s, with the stranger's retries 100 ms apart.
+	if want := time.Duration(excuseBurst+1) * (DefaultHandshakeTimeout + 100*time.Millisecond); behindBar == 0 || behindBar > want {
+		t.Fatalf("a stranger stalling while the node was behind was first barred after %v, want by %v", behindBar, want)
 	}
 }

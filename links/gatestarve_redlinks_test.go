@@ -2,6 +2,8 @@ package links
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -33,7 +35,7 @@ func TestStarvedNodeLinksHonestPeerDuringFlood(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: link setups under a CPU quota during a handshake flood (make test-long)")
 	}
-	spinUnder(t)
+	spinUnder(t, 20*time.Millisecond)
 	ca := testCA(t, "m")
 	a := newNode(t, issue(t, ca, "a"), func(c *QUICConfig) { c.OnRefused = nil })
 	udp, err := net.ListenPacket("udp", "127.0.0.3:0")
@@ -84,7 +86,7 @@ func TestStarvedNodeProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spinUnder(t)
+	spinUnder(t, 20*time.Millisecond)
 	a := newNode(t, id, func(c *QUICConfig) { c.OnRefused = nil; c.ListenAddr = "127.0.0.1:0" })
 	fmt.Printf("addr %s\n", a.LocalAddr())
 	sc := bufio.NewScanner(os.Stdin)
@@ -227,11 +229,11 @@ func (f *strangerFloods) String() string {
 		f.silent.complete.Load(), f.silent.refused.Load(), f.failing.complete.Load(), f.failing.refused.Load())
 }
 
-// spinUnder puts this process under a CPU quota of 20 ms per 100 ms
+// spinUnder puts this process under a CPU quota of quota per 100 ms
 // beside a goroutine that computes without pause, which it ends when the
 // test does.
-func spinUnder(t *testing.T) {
-	cpuquota.Under(t, 20*time.Millisecond, 100*time.Millisecond)
+func spinUnder(t *testing.T, quota time.Duration) {
+	cpuquota.Under(t, quota, 100*time.Millisecond)
 	var stop atomic.Bool
 	var spin sync.WaitGroup
 	spin.Go(func() {
@@ -242,6 +244,109 @@ func spinUnder(t *testing.T) {
 		stop.Store(true)
 		spin.Wait()
 	})
+}
+
+// TestStarvedNodeDoesNotBarHonestPeerThatTimedOut: a node starved of CPU
+// (4 ms per 100 ms beside a goroutine that computes without pause) while
+// strangers flood it (handshakes with a certificate of another CA, silent
+// from one address and failing at once from 16 other prefixes, which keep
+// the node's rate spent: only the reserve admits) admits a handshake of
+// an honest node of the mesh and cannot finish it in time: it times out
+// before TLS completed, the node itself too slow. The gate must not count
+// it as failed, which bars the honest node's prefix from the reserve for
+// failQuiet as a stranger's is; and once the node has CPU again (the
+// failing flood going on) the honest node must link. The node's handshake
+// timeout is 1 s, so that a handshake it admits under the quota times
+// out; the honest node dials until one did (at most 2 minutes, else the
+// test skips, saying so). Needs root and the cgroup v1 cpu controller.
+func TestStarvedNodeDoesNotBarHonestPeerThatTimedOut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: link setups under a CPU quota of 4 ms per 100 ms during a handshake flood (make test-long)")
+	}
+	const timeout = time.Second
+	ca := testCA(t, "m")
+	a := newNode(t, issue(t, ca, "a"), func(c *QUICConfig) {
+		c.OnRefused, c.HandshakeTimeout, c.testHandshakeRate = nil, timeout, 4
+	})
+	udp, err := net.ListenPacket("udp", "127.0.0.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = udp.Close() })
+	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) { c.PacketConn, c.HandshakeTimeout = udp, timeout })
+	stranger := issue(t, testCA(t, "m"), "x")
+	ips := make([]string, 16)
+	for i := range ips {
+		ips[i] = fmt.Sprintf("127.0.2.%d", i+1)
+	}
+	failing := startFailingHandshakes(t, a.LocalAddr(), ips, stranger)
+	defer failing.stop()
+
+	var timedOut time.Time // when the node ended the honest handshake that timed out
+	tries := 0
+	t.Run("starved", func(t *testing.T) {
+		spinUnder(t, 4*time.Millisecond)
+		silent := startHandshakeFlood(t, a.LocalAddr(), "127.0.0.2", maxPendingHandshakes, stranger)
+		defer silent.stop()
+		for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); {
+			tries++
+			admitted, err := dialWatched(b, a, udp.LocalAddr())
+			if !admitted || err == nil || errors.Is(err, ErrHandshakeSlow) {
+				continue // not admitted, linked, or past TLS (then proven)
+			}
+			// b never completed QUIC's handshake, so the node's TLS
+			// never completed: its handshake ends unproven.
+			waitFor(t, "the node to end the honest handshake", patience, func() bool { return a.handshakesFrom(udp.LocalAddr()) == 0 })
+			timedOut = time.Now()
+			t.Logf("try %d: the node admitted the honest handshake and it timed out: %v", tries, err)
+			if lf := a.gate.failedAt(udp.LocalAddr()); !lf.IsZero() {
+				t.Fatalf("the gate counted the honest node's handshake, which timed out while the node was starved, as failed (%v before the test saw it end): its prefix is barred from the reserve for %v",
+					timedOut.Sub(lf).Round(time.Millisecond), failQuiet)
+			}
+			return
+		}
+	})
+	if t.Failed() {
+		return
+	}
+	if timedOut.IsZero() {
+		t.Skipf("no honest handshake the starved node admitted timed out in %d tries", tries)
+	}
+	// The node has CPU again. A first contact: a first packet of the
+	// honest node's the node read late, admitted after its dialer gave up,
+	// bars its prefix as a stranger's (TestHandshakeFloodFromManyPrefixes).
+	if ok := linkSetups(t, b, a, 1, int((3*time.Second+failQuiet)/(200*time.Millisecond))); ok != 1 {
+		t.Fatalf("the honest node did not link once the node had CPU: %+v", a.HandshakeStats())
+	}
+}
+
+// dialWatched dials to from from, whose address is fromAddr, and says
+// whether to's gate held a handshake slot of fromAddr's prefix meanwhile;
+// a link that came up is closed.
+func dialWatched(from, to *node, fromAddr net.Addr) (admitted bool, err error) {
+	var held atomic.Bool
+	stop := make(chan struct{})
+	var watch sync.WaitGroup
+	watch.Go(func() {
+		for {
+			if to.handshakesFrom(fromAddr) > 0 {
+				held.Store(true)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	})
+	l, err := from.Dial(context.Background(), to.LocalAddr().String())
+	close(stop)
+	watch.Wait()
+	if err == nil {
+		_ = l.Close("again")
+		<-l.Done()
+	}
+	return held.Load(), err
 }
 
 // failedAt is when a handshake of addr's prefix last counted as failed

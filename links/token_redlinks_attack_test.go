@@ -94,7 +94,7 @@ func TestAttackStrangerSkipsAddressValidationWithOldToken(t *testing.T) {
 		a.gate.mu.Lock()
 		defer a.gate.mu.Unlock()
 		ps := a.gate.prefixes[SourcePrefix(first.LocalAddr())]
-		return ps != nil && ps.tokensAt(time.Now()) >= 2
+		return ps != nil && a.gate.tokensAt(ps, time.Now()) >= 2
 	})
 
 	udp, err := net.ListenPacket("udp", "127.0.0.5:0")

@@ -44,6 +44,10 @@ type QUICTransport struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine of the transport and its links
 	gate   *gate          // bounds inbound handshakes in progress (gate.go)
+	// lag tells whether the node's own work was behind while a handshake
+	// was in progress: a wait to run of a tenth of the handshake timeout
+	// is a slow one.
+	lag *schedLag
 	// paths counts the connections per remote address: QUIC reads
 	// short-header packets only from those (pathguard.go).
 	paths *peerAddrs
@@ -94,6 +98,7 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		quicConf: cfg.linkQUIC(),
 		instance: rand.Uint64(),
 		gate:     newGate(),
+		lag:      newSchedLag(cfg.HandshakeTimeout / 10),
 		paths:    newPeerAddrs(),
 		links:    make(map[string]*quicLink),
 		pending:  make(map[string][]*pending),
@@ -109,6 +114,9 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 	}
 	if r := cfg.testHandshakeRate; r > 0 {
 		t.gate = newGateRate(r, r)
+	}
+	if r := cfg.testPrefixRate; r > 0 {
+		t.gate.prefixRate, t.gate.prefixBurst = r, r
 	}
 	t.gate.forgiveWindow = 2 * cfg.HandshakeTimeout
 	t.id.Store(cfg.Identity)
