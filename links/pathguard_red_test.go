@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"net"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -313,8 +314,301 @@ func TestAttackStrangerReflectsAtNeighbour(t *testing.T) {
 	sent, got := reflectAt(t, target, s, dcid, hsock, &hconn.got, packets, nil, 500*time.Millisecond)
 	t.Logf("a stranger sent %d packets, %d bytes, as the node's neighbour; the neighbour read %d bytes of short-header packets meanwhile (its own link's included)", packets, sent, got)
 	if got > 3*sent {
-		t.Fatalf("the node sent its neighbour %d bytes for %d a stranger without a certificate of the mesh sent as it (%.0f×): the path guard counts an address from any certificate",
+		t.Fatalf("the node sent its neighbour %d bytes for %d a stranger without a certificate of the mesh sent as it (%.0f×): TLS takes any certificate, so a stranger holds a connection's keys for the link handshake's time",
 			got, sent, float64(got)/float64(sent))
 	}
 }
 
+// pathTableSize is the number of addresses n's guard holds, counted and
+// pending.
+func pathTableSize(n *node) int {
+	n.paths.mu.RLock()
+	defer n.paths.mu.RUnlock()
+	return len(n.paths.n) + len(n.paths.pending)
+}
+
+// TestPathTableEmptiesAfterFailedHandshakes: every way a connection can
+// end before it became a link leaves nothing in the guard's tables: a
+// stranger whose certificate the link handshake refuses after TLS counted
+// its address, a spoofed first packet whose handshake times out, a dial
+// to a silent address cancelled, and links opened and closed in a row
+// (regression test: the tables are bounded by the live connections only
+// while each ending path uncounts its registration).
+func TestPathTableEmptiesAfterFailedHandshakes(t *testing.T) {
+	ca := testCA(t, "m")
+	fast := func(c *QUICConfig) { c.HandshakeTimeout = time.Second }
+	target := newNode(t, issue(t, ca, "n"), fast)
+
+	// A stranger: TLS counts its address, the link handshake refuses it.
+	stranger := newNode(t, issue(t, testCA(t, "m"), "s"), fast)
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		if _, err := stranger.Dial(ctx, target.LocalAddr().String()); err == nil {
+			cancel()
+			t.Fatal("a certificate of another CA was taken")
+		}
+		cancel()
+	}
+
+	// A spoofed first packet, its handshake left to time out.
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	capture := &firstPacket{PacketConn: udp, got: make(chan []byte, 1)}
+	tr := &quic.Transport{Conn: capture}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		_, _ = tr.Dial(ctx, target.LocalAddr(), &tls.Config{NextProtos: []string{ALPN}, ServerName: "circuitmesh"}, nil)
+	}()
+	initial := <-capture.got
+	cancel()
+	_ = tr.Close()
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	if _, err := silent.WriteTo(initial, target.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the spoofed first packet's address pending", patience, func() bool {
+		pending, _, _ := pendingState(target, silent.LocalAddr(), nil)
+		return pending
+	})
+
+	// A dial to the silent address, cancelled.
+	dctx, dcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, _ = target.Dial(dctx, silent.LocalAddr().String())
+	dcancel()
+
+	// Links opened and closed.
+	for i := range 10 {
+		m := newNode(t, issue(t, ca, "m"+string(rune('a'+i))), fast)
+		l := dial(t, m, target)
+		_ = l.Close("done")
+		_ = m.Close()
+	}
+	waitFor(t, "the target's path table to empty", patience, func() bool { return pathTableSize(target) == 0 })
+}
+
+// TestPathGuardDualStack: a node listening on a dual-stack socket reads
+// an IPv4 peer's packets from an IPv4-mapped address, and one dialling
+// from a dual-stack socket to an IPv4 address sends from one; the guard
+// compares both unmapped. A link each way carries messages with nothing
+// dropped (regression test: an address compared mapped on one side and
+// plain on the other drops every short-header packet of the link).
+func TestPathGuardDualStack(t *testing.T) {
+	probe, err := net.ListenPacket("udp", "[::]:0")
+	if err != nil {
+		t.Skipf("no dual-stack socket: %v", err)
+	}
+	_ = probe.Close()
+	ca := testCA(t, "m")
+	listen := func(addr string) func(*QUICConfig) {
+		return func(c *QUICConfig) { c.ListenAddr = addr; tolerant(c) }
+	}
+	six := newNode(t, issue(t, ca, "six"), listen("[::]:0"))
+	four := newNode(t, issue(t, ca, "four"), listen("127.0.0.1:0"))
+	port := func(n *node) int { return n.LocalAddr().(*net.UDPAddr).Port }
+
+	check := func(from, to *node, addr string) {
+		t.Helper()
+		df0, dt0 := from.PathDrops(), to.PathDrops()
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		defer cancel()
+		l, err := from.Dial(ctx, addr)
+		if err != nil {
+			t.Fatalf("dial %s: %v", addr, err)
+		}
+		to.rec.waitEvent(t, "up", patience)
+		for range 20 {
+			if err := l.SendRouting([]byte("hello")); err != nil {
+				t.Fatal(err)
+			}
+			to.rec.waitEvent(t, "routing", patience)
+		}
+		if df, dt := from.PathDrops()-df0, to.PathDrops()-dt0; df+dt != 0 {
+			t.Fatalf("the guards dropped short-header packets of a link dialled to %s: %d at the dialler, %d at the acceptor", addr, df, dt)
+		}
+		_ = l.Close("done")
+		waitFor(t, "the path tables to empty", patience, func() bool { return pathTableSize(from) == 0 && pathTableSize(to) == 0 })
+	}
+	check(four, six, net.JoinHostPort("127.0.0.1", strconv.Itoa(port(six))))
+	check(six, four, net.JoinHostPort("127.0.0.1", strconv.Itoa(port(four))))
+	other := newNode(t, issue(t, ca, "other"), listen("[::]:0"))
+	check(six, other, net.JoinHostPort("::1", strconv.Itoa(port(other))))
+	check(other, six, net.JoinHostPort("::ffff:127.0.0.1", strconv.Itoa(port(six))))
+}
+
+// natProxy forwards UDP between one client and a server as a NAT does:
+// the server sees the client at the proxy's current outside port, and
+// rebind moves it to a new one (the old mapping dropped).
+type natProxy struct {
+	inside *net.UDPConn // the client sends here
+	server net.Addr
+	client atomic.Pointer[net.UDPAddr]
+	cur    atomic.Pointer[net.UDPConn]
+}
+
+func newNATProxy(t *testing.T, server net.Addr) *natProxy {
+	t.Helper()
+	in, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &natProxy{inside: in, server: server}
+	p.rebind(t)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := in.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			p.client.Store(from)
+			_, _ = p.cur.Load().WriteTo(buf[:n], server)
+		}
+	}()
+	t.Cleanup(func() {
+		_ = in.Close()
+		_ = p.cur.Load().Close()
+	})
+	return p
+}
+
+// rebind gives the client a new outside port.
+func (p *natProxy) rebind(t *testing.T) {
+	t.Helper()
+	out, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old := p.cur.Swap(out); old != nil {
+		_ = old.Close()
+	}
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, _, err := out.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			if c := p.client.Load(); c != nil && p.cur.Load() == out {
+				_, _ = p.inside.WriteTo(buf[:n], c)
+			}
+		}
+	}()
+}
+
+// TestNATRebindingRedialled: a node keeping a static link (Keep) through
+// a NAT that rebinds its mapping loses the link, as documented (its
+// packets from the new port are dropped), and gets it back by its
+// redial from the new port: both ends have a link again, at the new
+// address, carrying messages each way.
+func TestNATRebindingRedialled(t *testing.T) {
+	ca := testCA(t, "m")
+	a := newNode(t, issue(t, ca, "a"), nil)
+	b := newNode(t, issue(t, ca, "b"), nil)
+	nat := newNATProxy(t, b.LocalAddr())
+	stop := a.Keep(nat.inside.LocalAddr().String())
+	defer stop()
+	waitFor(t, "the link up at both ends", patience, func() bool { return a.Link("b") != nil && b.Link("a") != nil })
+	first := b.Link("a").RemoteAddr().String()
+
+	drops := b.PathDrops()
+	nat.rebind(t)
+	outside := nat.cur.Load().LocalAddr().String()
+	began := time.Now()
+	waitFor(t, "b's link to a at the NAT's new port", patience, func() bool {
+		l := b.Link("a")
+		return l != nil && l.RemoteAddr().String() == outside && a.Link("b") != nil
+	})
+	t.Logf("link at %s, after the NAT rebound at %s, back in %v; b dropped %d packets meanwhile", first, outside, time.Since(began), b.PathDrops()-drops)
+	for _, dir := range []struct{ from, to *node }{{a, b}, {b, a}} {
+		peer := "b"
+		if dir.from == b {
+			peer = "a"
+		}
+		waitFor(t, "a message across the new link", patience, func() bool {
+			l := dir.from.Link(peer)
+			if l == nil {
+				return false
+			}
+			_ = l.SendRouting([]byte("again"))
+			select {
+			case e := <-dir.to.rec.ev:
+				return e == "routing"
+			case <-time.After(100 * time.Millisecond):
+				return false
+			}
+		})
+	}
+}
+
+// TestPathGuardAdmitAllocatesNothing: the guard's look-up of a received
+// packet allocates nothing, whether its address is counted, pending or
+// unknown (regression test: a key built from the address's text, as
+// addrPort does for an address that is not a *net.UDPAddr, costs an
+// allocation per packet on the receive path).
+func TestPathGuardAdmitAllocatesNothing(t *testing.T) {
+	p := newPeerAddrs()
+	counted := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1000}
+	pending := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1001}
+	unknown := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1002}
+	p.register(counted).reach()
+	p.register(pending)
+	p.sent(append([]byte{0xe0, 0, 0, 0, 1, 0, 4, 1, 2, 3, 4}, make([]byte, 20)...), pending)
+	short := append([]byte{0x43, 1, 2, 3, 4}, make([]byte, 40)...)
+	long := append([]byte{0xe0, 0, 0, 0, 1, 4, 1, 2, 3, 4, 0}, make([]byte, 40)...)
+	for _, c := range []struct {
+		what string
+		pkt  []byte
+		addr net.Addr
+	}{
+		{"a short-header packet from a counted address", short, counted},
+		{"a short-header packet from a pending address", short, pending},
+		{"a short-header packet from an unknown address", short, unknown},
+		{"a handshake packet from a pending address", long, pending},
+	} {
+		if n := testing.AllocsPerRun(200, func() { p.admit(c.pkt, c.addr) }); n != 0 {
+			t.Errorf("%s: %.1f allocations per packet", c.what, n)
+		}
+	}
+}
+
+// TestPathDropsQuietWhenLinksClose: PathDrops counts packets refused for
+// their source address (a path change, a member's spoofed packets, a NAT
+// that rebound), which docs/METRICS.md exports for an operator to watch.
+// Links opened and closed between two honest nodes, nothing moving, must
+// not add to it: the last packets of a connection that just ended (its
+// peer's acknowledgement or closing packet in flight) are not a path
+// change.
+func TestPathDropsQuietWhenLinksClose(t *testing.T) {
+	ca := testCA(t, "m")
+	a := newNode(t, issue(t, ca, "a"), tolerant)
+	b := newNode(t, issue(t, ca, "b"), tolerant)
+	for i := range 10 {
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		l, err := a.Dial(ctx, b.LocalAddr().String())
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.rec.waitEvent(t, "up", patience)
+		_ = l.SendRouting([]byte("x"))
+		b.rec.waitEvent(t, "routing", patience)
+		closer := l
+		if i%2 == 1 {
+			closer = b.Link("a")
+		}
+		_ = closer.Close("done")
+		a.rec.waitEvent(t, "down", patience)
+		b.rec.waitEvent(t, "down", patience)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if da, db := a.PathDrops(), b.PathDrops(); da+db != 0 {
+		t.Fatalf("10 links opened and closed, nothing moving: PathDrops %d at the dialler, %d at the acceptor", da, db)
+	}
+}
