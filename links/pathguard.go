@@ -3,12 +3,14 @@ package links
 import (
 	"bytes"
 	"crypto/tls"
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/quicvarint"
 	"golang.org/x/net/ipv4"
 )
 
@@ -49,7 +51,9 @@ import (
 // rebinds) is lost and dialled again; see docs/SECURITY.md.
 //
 // Long-header packets (handshakes) pass: the gate and QUIC's own
-// amplification limit bound them.
+// amplification limit bound them. A datagram is read as quic-go reads it,
+// as coalesced packets (admitAt): its long-header packets pass, and the
+// short-header packet after them is held to the rule above, or cut off.
 
 // peerAddrs counts the node's connections per remote address. Each entry
 // is a live connection, so the table is bounded by the connections the
@@ -213,49 +217,120 @@ func (t *QUICTransport) serverConfig(hello *tls.ClientHelloInfo) (*tls.Config, e
 	return r.verifying(t.tlsConf), nil
 }
 
-// admit says whether QUIC gets the packet pkt from addr: a long-header
-// packet always (a handshake packet to a connection ID the node sent
-// addr answers for addr), a short-header one if addr is that of a
-// connection whose peer answered there, or addressed to a connection ID
-// the node sent addr, or one of the first pendingShort of a pending
-// address.
+// admit says whether QUIC gets (some of) the datagram pkt from addr
+// (admitAt).
 func (p *peerAddrs) admit(pkt []byte, addr net.Addr) bool {
-	ok, _ := p.admitAt(pkt, addrPort(addr))
-	return ok
+	n, _ := p.admitAt(pkt, addrPort(addr))
+	return n > 0
 }
 
-// admitAt is admit from a; reached says a short-header packet passed
-// because a is that of a connection whose peer answered there.
-func (p *peerAddrs) admitAt(pkt []byte, a netip.AddrPort) (ok, reached bool) {
+// admitAt is how many bytes of the datagram pkt from a QUIC gets, read as
+// quic-go reads it: long-header (handshake) packets, each cut by its
+// Length, then at most one short-header packet, the rest of the datagram.
+// The long-header packets always pass (one addressed to a connection ID
+// the node sent a answers for a); the short-header packet passes if a is
+// that of a connection whose peer answered there, or it is addressed to a
+// connection ID the node sent a, or it is one of the first pendingShort
+// of a pending address. A refused short-header packet is cut off the
+// datagram (n is then the length of the long-header packets before it, 0
+// for a short-header datagram) and counted. Bytes after the long-header
+// packets that do not parse as quic-go parses them are cut off unless a
+// short-header packet from a would pass without using pendingShort
+// (quic-go drops them too). reached says a is that of a connection whose
+// peer answered there.
+func (p *peerAddrs) admitAt(pkt []byte, a netip.AddrPort) (n int, reached bool) {
 	if len(pkt) == 0 {
-		return false, false
-	}
-	if pkt[0]&0x80 != 0 {
-		if len(pkt) > 6 && len(pkt) >= 6+int(pkt[5]) {
-			p.answer(a, pkt[6:6+int(pkt[5])])
-		}
-		return true, false
+		return 0, false
 	}
 	p.mu.RLock()
-	ok = p.n[a] > 0
-	reached = ok
+	reached = p.n[a] > 0
 	pa := p.pending[a]
-	if !ok && pa != nil {
-		ok = pa.answered || pa.has(pkt[1:])
+	open := reached || pa != nil && pa.answered
+	long, mark := 0, false
+	for long < len(pkt) && pkt[long]&0x80 != 0 {
+		l, dcid := longPacket(pkt[long:])
+		if l == 0 {
+			break
+		}
+		if !open && pa != nil && len(dcid) > 0 && pa.has(dcid) {
+			mark, open = true, true
+		}
+		long += l
 	}
+	short := long < len(pkt) && pkt[long]&0x80 == 0
+	pass := long == len(pkt) || open || short && pa != nil && pa.has(pkt[long+1:])
 	p.mu.RUnlock()
-	if !ok && pa != nil {
+	if mark || !pass && short && pa != nil {
 		p.mu.Lock()
-		if pa := p.pending[a]; pa != nil && pa.short > 0 {
-			pa.short--
-			ok = true
+		if pa := p.pending[a]; pa != nil {
+			if mark {
+				pa.answered = true
+			}
+			if !pass && short && pa.short > 0 {
+				pa.short--
+				pass = true
+			}
 		}
 		p.mu.Unlock()
 	}
-	if !ok {
+	if pass {
+		return len(pkt), reached
+	}
+	if short {
 		p.dropped.Add(1)
 	}
-	return ok, reached
+	return long, reached
+}
+
+// longPacket is the length of the long-header packet at the start of b
+// and its destination connection ID, as quic-go's wire.ParsePacket cuts
+// it: by its Length field; a Retry, a Version Negotiation packet or one
+// of a version quic-go does not speak takes the rest of b (quic-go reads
+// nothing after it). n is 0 if b does not parse.
+func longPacket(b []byte) (n int, dcid []byte) {
+	const maxIDLen = 20
+	if len(b) < 7 {
+		return 0, nil
+	}
+	version := quic.Version(binary.BigEndian.Uint32(b[1:5]))
+	if version != 0 && b[0]&0x40 == 0 {
+		return 0, nil
+	}
+	dlen := int(b[5])
+	if dlen > maxIDLen || len(b) < 7+dlen {
+		return 0, nil
+	}
+	dcid = b[6 : 6+dlen]
+	slen := int(b[6+dlen])
+	i := 7 + dlen + slen
+	if slen > maxIDLen || len(b) < i {
+		return 0, nil
+	}
+	if version != quic.Version1 && version != quic.Version2 {
+		return len(b), dcid
+	}
+	typ := b[0] >> 4 & 3
+	if version == quic.Version2 {
+		typ = (typ + 3) & 3 // v2 numbers the types one up (RFC 9369)
+	}
+	switch typ {
+	case 3: // Retry: a token and a 16-byte integrity tag
+		if len(b)-i <= 16 {
+			return 0, nil
+		}
+		return len(b), dcid
+	case 0: // Initial: a token first
+		tlen, k, err := quicvarint.Parse(b[i:])
+		if err != nil || tlen > uint64(len(b)-i-k) {
+			return 0, nil
+		}
+		i += k + int(tlen)
+	}
+	length, k, err := quicvarint.Parse(b[i:])
+	if err != nil || length > uint64(len(b)-i-k) {
+		return 0, nil
+	}
+	return i + k + int(length), dcid
 }
 
 // has says whether b starts with one of the connection IDs sent. p.mu
@@ -267,21 +342,6 @@ func (pa *pendingAddr) has(b []byte) bool {
 		}
 	}
 	return false
-}
-
-// answer notes a handshake packet from a to connection ID dcid.
-func (p *peerAddrs) answer(a netip.AddrPort, dcid []byte) {
-	p.mu.RLock()
-	pa := p.pending[a]
-	mark := pa != nil && !pa.answered && pa.has(dcid) && len(dcid) > 0
-	p.mu.RUnlock()
-	if mark {
-		p.mu.Lock()
-		if pa := p.pending[a]; pa != nil {
-			pa.answered = true
-		}
-		p.mu.Unlock()
-	}
 }
 
 // PathDrops counts the short-header packets dropped because their source
@@ -305,12 +365,16 @@ func (c *guardPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	return c.addrs.readFrom(b, c.PacketConn.ReadFrom)
 }
 
-// readFrom reads with read until a packet is admitted.
+// readFrom reads with read until a datagram is admitted, and returns the
+// length of what is (admitAt).
 func (p *peerAddrs) readFrom(b []byte, read func([]byte) (int, net.Addr, error)) (int, net.Addr, error) {
 	for {
 		n, a, err := read(b)
-		if err != nil || p.admit(b[:n], a) {
+		if err != nil {
 			return n, a, err
+		}
+		if n, _ = p.admitAt(b[:n], addrPort(a)); n > 0 {
+			return n, a, nil
 		}
 	}
 }
@@ -340,15 +404,18 @@ func (c *guardUDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 func (c *guardUDPConn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
 	for {
 		n, oobn, flags, addr, err = c.UDPConn.ReadMsgUDP(b, oob)
-		if err != nil || c.addrs.admit(b[:n], addr) {
+		if err != nil {
 			return n, oobn, flags, addr, err
+		}
+		if n, _ = c.addrs.admitAt(b[:n], addrPort(addr)); n > 0 {
+			return n, oobn, flags, addr, nil
 		}
 	}
 }
 
-// ReadBatch is what quic-go reads with. The messages it keeps move to the
-// front (their bytes copied into the earlier buffers: quic-go pairs each
-// message index with its buffer).
+// ReadBatch is what quic-go reads with. The messages it keeps (cut as
+// admitAt says) move to the front (their bytes copied into the earlier
+// buffers: quic-go pairs each message index with its buffer).
 func (c *guardUDPConn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 	for {
 		n, err := c.batch.ReadBatch(ms, flags)
@@ -362,14 +429,13 @@ func (c *guardUDPConn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 		for i := range ms[:n] {
 			m := &ms[i]
 			pkt, a := m.Buffers[0][:m.N], addrPort(m.Addr)
-			ok := reached.IsValid() && a == reached && len(pkt) > 0 && pkt[0]&0x80 == 0
-			if !ok {
+			if !reached.IsValid() || a != reached || len(pkt) == 0 || pkt[0]&0x80 != 0 {
 				var r bool
-				if ok, r = c.addrs.admitAt(pkt, a); r {
+				if m.N, r = c.addrs.admitAt(pkt, a); r {
 					reached = a
 				}
 			}
-			if !ok {
+			if m.N == 0 {
 				continue
 			}
 			if k != i {

@@ -553,15 +553,9 @@ func TestNATRebindingRedialled(t *testing.T) {
 // addrPort does for an address that is not a *net.UDPAddr, costs an
 // allocation per packet on the receive path).
 func TestPathGuardAdmitAllocatesNothing(t *testing.T) {
-	p := newPeerAddrs()
-	counted := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1000}
-	pending := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1001}
-	unknown := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1002}
-	p.register(counted).reach()
-	p.register(pending)
-	p.sent(append([]byte{0xe0, 0, 0, 0, 1, 0, 4, 1, 2, 3, 4}, make([]byte, 20)...), pending)
-	short := append([]byte{0x43, 1, 2, 3, 4}, make([]byte, 40)...)
-	long := append([]byte{0xe0, 0, 0, 0, 1, 4, 1, 2, 3, 4, 0}, make([]byte, 40)...)
+	p, counted, pending, unknown, ours := guardAddrs()
+	short := append(append([]byte{0x43}, ours...), make([]byte, 40)...)
+	long := append(append([]byte{0xe0, 0, 0, 0, 1, byte(len(ours))}, ours...), append([]byte{0, 0x40, 40}, make([]byte, 40)...)...)
 	for _, c := range []struct {
 		what string
 		pkt  []byte
