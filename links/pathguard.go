@@ -2,12 +2,15 @@ package links
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/quicvarint"
@@ -20,8 +23,9 @@ import (
 // address is pending from the first packet of a connection the gate
 // admitted, or from the node's own dial, until the peer answered: a
 // handshake (long-header) packet from there addressed to a connection ID
-// the node sent there (only a receiver there knows it), or, at the
-// latest, its certificate in the TLS handshake (VerifyConnection). A
+// the node made and sent there first (only a receiver there knows it;
+// ownIDs), or, at the latest, its certificate in the TLS handshake
+// (VerifyConnection). A
 // pending address passes short-header packets addressed to a connection
 // ID the node sent it, and pendingShort others (a peer's first 1-RTT
 // packets may use a connection ID the node gave it in 1-RTT and arrive
@@ -68,6 +72,9 @@ type peerAddrs struct {
 	// dropped counts short-header packets from addresses with no
 	// connection.
 	dropped atomic.Uint64
+	// own is the connection IDs the node made: only those, sent to a
+	// pending address, are noted in its ids.
+	own *ownIDs
 }
 
 // maxPendingIDs bounds the connection IDs remembered per pending
@@ -92,7 +99,8 @@ type pendingAddr struct {
 }
 
 func newPeerAddrs() *peerAddrs {
-	return &peerAddrs{n: make(map[netip.AddrPort]int), pending: make(map[netip.AddrPort]*pendingAddr)}
+	return &peerAddrs{n: make(map[netip.AddrPort]int), pending: make(map[netip.AddrPort]*pendingAddr),
+		own: newOwnIDs(2 * DefaultHandshakeTimeout)}
 }
 
 // addPendingLocked counts one more (d = 1) or one fewer (d = -1)
@@ -109,9 +117,12 @@ func (p *peerAddrs) addPendingLocked(a netip.AddrPort, d int) {
 }
 
 // sent notes a packet the node sends to addr: the source connection ID
-// of a handshake (long-header) packet to a pending address.
+// of a handshake (long-header) packet to a pending address, if the node
+// made it (ownIDs.claim). A Version Negotiation packet's, and that of
+// quic-go's refusal of a handshake, are the destination connection ID of
+// the packet they answer, which its sender chose.
 func (p *peerAddrs) sent(pkt []byte, addr net.Addr) {
-	if len(pkt) < 7 || pkt[0]&0x80 == 0 {
+	if len(pkt) < 7 || pkt[0]&0x80 == 0 || binary.BigEndian.Uint32(pkt[1:5]) == 0 {
 		return
 	}
 	dlen := int(pkt[5])
@@ -124,6 +135,9 @@ func (p *peerAddrs) sent(pkt []byte, addr net.Addr) {
 	}
 	id := pkt[7+dlen : 7+dlen+slen]
 	a := addrPort(addr)
+	if !p.own.claim(id, a) {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pa := p.pending[a]
@@ -139,6 +153,91 @@ func (p *peerAddrs) sent(pkt []byte, addr net.Addr) {
 		pa.ids = pa.ids[1:]
 	}
 	pa.ids = append(pa.ids, bytes.Clone(id))
+}
+
+// ownIDLen is the length of the node's connection IDs: quic-go's default.
+const ownIDLen = 4
+
+// maxOwnIDs bounds the connection IDs the node remembers having made.
+const maxOwnIDs = 4096
+
+// ownIDs is the node's quic.ConnectionIDGenerator: random IDs of ownIDLen
+// bytes, as quic-go's default, the last maxOwnIDs of them remembered for
+// ttl, each with the first address a handshake packet carried it to.
+type ownIDs struct {
+	ttl  time.Duration
+	mu   sync.Mutex
+	at   map[quic.ConnectionID]int // index in ring
+	ring []ownID                   // grows to maxOwnIDs, then the oldest (at next) is replaced
+	next int
+}
+
+type ownID struct {
+	id   quic.ConnectionID
+	made time.Time
+	to   netip.AddrPort // the first address sent it (claim)
+}
+
+func newOwnIDs(ttl time.Duration) *ownIDs {
+	return &ownIDs{ttl: ttl, at: make(map[quic.ConnectionID]int)}
+}
+
+// GenerateConnectionID is a new random connection ID, remembered.
+func (g *ownIDs) GenerateConnectionID() (quic.ConnectionID, error) {
+	var b [ownIDLen]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return quic.ConnectionID{}, fmt.Errorf("links: connection ID: %w", err)
+	}
+	id := quic.ConnectionIDFromBytes(b[:])
+	e := ownID{id: id, made: time.Now()}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.ring) < maxOwnIDs {
+		g.at[id] = len(g.ring)
+		g.ring = append(g.ring, e)
+		return id, nil
+	}
+	old := &g.ring[g.next]
+	if i, ok := g.at[old.id]; ok && i == g.next {
+		delete(g.at, old.id)
+	}
+	*old = e
+	g.at[id] = g.next
+	g.next = (g.next + 1) % maxOwnIDs
+	return id, nil
+}
+
+// ConnectionIDLen is ownIDLen.
+func (g *ownIDs) ConnectionIDLen() int { return ownIDLen }
+
+// claim says whether the node made id within ttl and a is the first
+// address a handshake packet carried it to (a is then noted, if none
+// was). A connection sends its handshake packets to one address; quic-go
+// sends a closed connection's last packet to the source of any packet
+// that arrives for it, and may thus carry the connection's ID to another
+// address, which learns nothing from it.
+func (g *ownIDs) claim(id []byte, a netip.AddrPort) bool {
+	if len(id) != ownIDLen {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	i, ok := g.at[quic.ConnectionIDFromBytes(id)]
+	if !ok || time.Since(g.ring[i].made) > g.ttl {
+		return false
+	}
+	e := &g.ring[i]
+	if !e.to.IsValid() {
+		e.to = a
+	}
+	return e.to == a
+}
+
+// generator is the quic.ConnectionIDGenerator of the node's transport:
+// its IDs are remembered for ttl.
+func (p *peerAddrs) generator(ttl time.Duration) quic.ConnectionIDGenerator {
+	p.own.ttl = ttl
+	return p.own
 }
 
 // pathReg is one connection's count in peerAddrs: from reach (its peer

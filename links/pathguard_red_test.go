@@ -553,7 +553,7 @@ func TestNATRebindingRedialled(t *testing.T) {
 // addrPort does for an address that is not a *net.UDPAddr, costs an
 // allocation per packet on the receive path).
 func TestPathGuardAdmitAllocatesNothing(t *testing.T) {
-	p, counted, pending, unknown, ours := guardAddrs()
+	p, counted, pending, unknown, ours := guardAddrs(t)
 	short := append(append([]byte{0x43}, ours...), make([]byte, 40)...)
 	long := append(append([]byte{0xe0, 0, 0, 0, 1, byte(len(ours))}, ours...), append([]byte{0, 0x40, 40}, make([]byte, 40)...)...)
 	for _, c := range []struct {

@@ -3,6 +3,7 @@ package links
 import (
 	"net"
 	"testing"
+	"time"
 )
 
 // longPkt is a long-header packet of QUIC v1 of type typ (0 Initial, 2
@@ -22,14 +23,18 @@ func longPkt(typ byte, dcid []byte, size int) []byte {
 // guardAddrs is a guard's table with an address of each kind: counted,
 // pending (sent the connection ID ours in a handshake packet) and
 // unknown.
-func guardAddrs() (p *peerAddrs, counted, pending, unknown *net.UDPAddr, ours []byte) {
+func guardAddrs(t *testing.T) (p *peerAddrs, counted, pending, unknown *net.UDPAddr, ours []byte) {
 	p = newPeerAddrs()
 	counted = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1000}
 	pending = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1001}
 	unknown = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1002}
 	p.register(counted).reach()
 	p.register(pending)
-	ours = []byte{1, 2, 3, 4}
+	id, err := p.own.GenerateConnectionID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours = id.Bytes()
 	p.sent(append([]byte{0xe0, 0, 0, 0, 1, 0, byte(len(ours))}, append(ours, make([]byte, 20)...)...), pending)
 	return p, counted, pending, unknown, ours
 }
@@ -45,7 +50,7 @@ func guardAddrs() (p *peerAddrs, counted, pending, unknown *net.UDPAddr, ours []
 // of it. A datagram whose long-header part does not parse keeps only
 // what parsed, unless its address is counted.
 func TestPathGuardReadsCoalescedPackets(t *testing.T) {
-	p, counted, pending, unknown, ours := guardAddrs()
+	p, counted, pending, unknown, ours := guardAddrs(t)
 	other := []byte{9, 9, 9, 9}
 
 	initial := longPkt(0, other, 30)
@@ -91,5 +96,69 @@ func TestPathGuardReadsCoalescedPackets(t *testing.T) {
 	// their own.
 	if pa := p.pending[addrPort(pending)]; pa == nil || !pa.answered {
 		t.Error("the pending address not answered by a Handshake packet to an ID the node sent it, coalesced with a short-header packet")
+	}
+}
+
+// handshakeFrom is a Handshake packet of QUIC v1 whose source connection
+// ID is scid, as the node writes them.
+func handshakeFrom(scid []byte) []byte {
+	return append(append([]byte{0xe0, 0, 0, 0, 1, 0, byte(len(scid))}, scid...), 0x40, 20)
+}
+
+// TestPathGuardNotesOwnConnectionIDsOnly: a pending address is noted as
+// sent a connection ID only if the node made it (its ConnectionIDGenerator)
+// within the handshake's time, and sent it there first: not an ID of a
+// Version Negotiation packet or of any packet whose source connection ID
+// the node did not make (whoever wrote the packet it answers chose it),
+// not one the node sent another address first (quic-go sends a closed
+// connection's last packet to the source of any packet that arrives for
+// it), and not one made longer ago than the time it is kept. The IDs
+// remembered are at most maxOwnIDs, the newest.
+func TestPathGuardNotesOwnConnectionIDsOnly(t *testing.T) {
+	p, _, pending, unknown, ours := guardAddrs(t)
+	has := func(id []byte) bool {
+		p.mu.RLock()
+		defer p.mu.RUnlock()
+		return p.pending[addrPort(pending)].has(id)
+	}
+	if !has(ours) {
+		t.Fatal("a connection ID the node made, sent to a pending address, not noted")
+	}
+	chosen := []byte{0xc4, 0x05, 0xe0, 0x01}
+	p.sent(handshakeFrom(chosen), pending)
+	vn := handshakeFrom(chosen)
+	copy(vn[1:5], []byte{0, 0, 0, 0})
+	p.sent(vn, pending)
+	if has(chosen) {
+		t.Error("a connection ID the node did not make noted as sent to a pending address")
+	}
+	made, err := p.own.GenerateConnectionID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.sent(handshakeFrom(made.Bytes()), unknown)
+	p.sent(handshakeFrom(made.Bytes()), pending)
+	if has(made.Bytes()) {
+		t.Error("a connection ID the node sent another address first noted as sent to a pending address")
+	}
+
+	g := newOwnIDs(50 * time.Millisecond)
+	first, _ := g.GenerateConnectionID()
+	time.Sleep(60 * time.Millisecond)
+	if g.claim(first.Bytes(), addrPort(pending)) {
+		t.Error("a connection ID made longer ago than the time it is kept taken as the node's")
+	}
+	g = newOwnIDs(time.Minute)
+	first, _ = g.GenerateConnectionID()
+	var last []byte
+	for range maxOwnIDs {
+		id, _ := g.GenerateConnectionID()
+		last = id.Bytes()
+	}
+	if len(g.at) > maxOwnIDs || len(g.ring) > maxOwnIDs {
+		t.Errorf("%d connection IDs remembered (%d in the ring), want at most %d", len(g.at), len(g.ring), maxOwnIDs)
+	}
+	if g.claim(first.Bytes(), addrPort(pending)) || !g.claim(last, addrPort(pending)) {
+		t.Error("the oldest connection ID kept, or the newest forgotten, beyond maxOwnIDs")
 	}
 }

@@ -123,6 +123,7 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		pc, t.ownConn = udp, udp
 	}
 	t.tr = &quic.Transport{Conn: guardConn(pc, t.paths), VerifySourceAddress: t.gate.verifySource, ConnContext: t.connContext,
+		ConnectionIDGenerator: t.paths.generator(2 * cfg.HandshakeTimeout), // pathguard.go
 		// quic-go gives every connection that completes TLS (a stranger's
 		// too: certificates are checked after) a NEW_TOKEN token that
 		// validated its IP for 24 hours, any number of times. Links keep
