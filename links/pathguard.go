@@ -24,8 +24,8 @@ import (
 // admitted, or from the node's own dial, until the peer answered: a
 // handshake (long-header) packet from there addressed to a connection ID
 // the node made and sent there first (only a receiver there knows it;
-// ownIDs), or, at the latest, its certificate in the TLS handshake
-// (VerifyConnection). A
+// ownIDs), or, at the latest, its certificate in the TLS handshake if it
+// verifies (verifying). A
 // pending address passes short-header packets addressed to a connection
 // ID the node sent it, and pendingShort others (a peer's first 1-RTT
 // packets may use a connection ID the node gave it in 1-RTT and arrive
@@ -293,13 +293,19 @@ func (r *pathReg) end() {
 	}
 }
 
-// verifying is conf, cloned, with the connection of r counted once the
-// TLS handshake reaches the peer's certificate.
-func (r *pathReg) verifying(conf *tls.Config) *tls.Config {
-	c := conf.Clone()
-	c.VerifyConnection = func(tls.ConnectionState) error {
+// verifying is the node's TLS configuration with the connection of r
+// (nil: none) counted once the TLS handshake reaches the peer's
+// certificate, if the certificate verifies against the node's identity
+// (a certificate of the mesh; in development mode, Identity.Insecure,
+// any certificate, as the link handshake takes then). TLS itself takes
+// any certificate (tlsConfig).
+func (t *QUICTransport) verifying(r *pathReg) *tls.Config {
+	c := t.tlsConf.Clone()
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
 		if r != nil {
-			r.reach()
+			if _, err := t.identity().VerifyPeer(rawCerts(cs.PeerCertificates), time.Now()); err == nil {
+				r.reach()
+			}
 		}
 		return nil
 	}
@@ -310,10 +316,10 @@ type pathKey struct{}
 
 // serverConfig is tls.Config.GetConfigForClient of the node's listener:
 // the connection's registration (connContext) counts once the client's
-// certificate came.
+// certificate came, if it verifies (verifying).
 func (t *QUICTransport) serverConfig(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	r, _ := hello.Context().Value(pathKey{}).(*pathReg)
-	return r.verifying(t.tlsConf), nil
+	return t.verifying(r), nil
 }
 
 // admit says whether QUIC gets (some of) the datagram pkt from addr

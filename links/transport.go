@@ -299,7 +299,7 @@ func (t *QUICTransport) Dial(ctx context.Context, addr string) (Link, error) {
 	defer t.attempt(ua, true)()
 	began := time.Now()
 	path := t.paths.register(ua)
-	conn, err := t.tr.Dial(ctx, ua, path.verifying(t.tlsConf), t.quicConf)
+	conn, err := t.tr.Dial(ctx, ua, t.verifying(path), t.quicConf)
 	if err != nil {
 		path.end()
 		return nil, fmt.Errorf("dial %s: %w", addr, t.dialErr(ctx, time.Since(began), err))
