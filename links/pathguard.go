@@ -75,7 +75,21 @@ type peerAddrs struct {
 	// own is the connection IDs the node made: only those, sent to a
 	// pending address, are noted in its ids.
 	own *ownIDs
+	// ended holds, for at most maxEnded addresses whose last counted
+	// connection ended, when their grace ends: until then their
+	// short-header packets pass, uncounted (the peer's last
+	// acknowledgements and closing packets in flight; quic-go ignores
+	// them or answers as for a closed connection).
+	ended map[netip.AddrPort]time.Time
+	grace time.Duration
 }
+
+// endGrace is how long the address of a connection that ended still
+// passes short-header packets; maxEnded bounds the addresses in grace.
+const (
+	endGrace = 3 * time.Second
+	maxEnded = 1024
+)
 
 // maxPendingIDs bounds the connection IDs remembered per pending
 // address; pendingShort is how many short-header packets a pending
@@ -100,7 +114,7 @@ type pendingAddr struct {
 
 func newPeerAddrs() *peerAddrs {
 	return &peerAddrs{n: make(map[netip.AddrPort]int), pending: make(map[netip.AddrPort]*pendingAddr),
-		own: newOwnIDs(2 * DefaultHandshakeTimeout)}
+		own: newOwnIDs(2 * DefaultHandshakeTimeout), ended: make(map[netip.AddrPort]time.Time), grace: endGrace}
 }
 
 // addPendingLocked counts one more (d = 1) or one fewer (d = -1)
@@ -290,7 +304,32 @@ func (r *pathReg) end() {
 	}
 	if r.p.n[r.a]--; r.p.n[r.a] <= 0 {
 		delete(r.p.n, r.a)
+		r.p.graceLocked(r.a, time.Now())
 	}
+}
+
+// graceLocked puts a in grace from now (unless maxEnded addresses are in
+// grace). p.mu is held.
+func (p *peerAddrs) graceLocked(a netip.AddrPort, now time.Time) {
+	if len(p.ended) >= maxEnded {
+		for e, until := range p.ended {
+			if now.After(until) {
+				delete(p.ended, e)
+			}
+		}
+		if len(p.ended) >= maxEnded {
+			return
+		}
+	}
+	p.ended[a] = now.Add(p.grace)
+}
+
+// inGrace says whether a connection at a ended within the grace.
+func (p *peerAddrs) inGrace(a netip.AddrPort) bool {
+	p.mu.RLock()
+	until, ok := p.ended[a]
+	p.mu.RUnlock()
+	return ok && time.Now().Before(until)
 }
 
 // verifying is the node's TLS configuration with the connection of r
@@ -336,7 +375,8 @@ func (p *peerAddrs) admit(pkt []byte, addr net.Addr) bool {
 // the node sent a answers for a); the short-header packet passes if a is
 // that of a connection whose peer answered there, or it is addressed to a
 // connection ID the node sent a, or it is one of the first pendingShort
-// of a pending address. A refused short-header packet is cut off the
+// of a pending address, or a connection at a ended within the grace
+// (uncounted). A refused short-header packet is cut off the
 // datagram (n is then the length of the long-header packets before it, 0
 // for a short-header datagram) and counted. Bytes after the long-header
 // packets that do not parse as quic-go parses them are cut off unless a
@@ -378,7 +418,7 @@ func (p *peerAddrs) admitAt(pkt []byte, a netip.AddrPort) (n int, reached bool) 
 		}
 		p.mu.Unlock()
 	}
-	if pass {
+	if pass || short && p.inGrace(a) {
 		return len(pkt), reached
 	}
 	if short {
@@ -452,7 +492,9 @@ func (pa *pendingAddr) has(b []byte) bool {
 // PathDrops counts the short-header packets dropped because their source
 // address was not that of a connection of the node: a peer's path
 // change, a member's packets written with another source address, or a
-// peer whose NAT rebound its address.
+// peer whose NAT rebound its address (a short-header packet cut off a
+// datagram behind handshake packets included). Packets from the address
+// of a connection that ended within endGrace are passed, not counted.
 func (t *QUICTransport) PathDrops() uint64 { return t.paths.dropped.Load() }
 
 // guardPacketConn filters what QUIC reads from a net.PacketConn.

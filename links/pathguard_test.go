@@ -162,3 +162,47 @@ func TestPathGuardNotesOwnConnectionIDsOnly(t *testing.T) {
 		t.Error("the oldest connection ID kept, or the newest forgotten, beyond maxOwnIDs")
 	}
 }
+
+// TestPathGuardEndedAddressInGrace: the address of a connection that
+// ended passes short-header packets, uncounted, for the grace (the
+// peer's last packets in flight), then is dropped and counted as any
+// other; a pending connection that ends leaves no grace; the addresses
+// in grace are at most maxEnded.
+func TestPathGuardEndedAddressInGrace(t *testing.T) {
+	p := newPeerAddrs()
+	p.grace = 200 * time.Millisecond
+	addr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1000}
+	short := append([]byte{0x43, 9, 9, 9, 9}, make([]byte, 30)...)
+	admitted := func() (bool, uint64) {
+		d := p.dropped.Load()
+		n, _ := p.admitAt(short, addrPort(addr))
+		return n == len(short), p.dropped.Load() - d
+	}
+	r := p.register(addr)
+	for range pendingShort {
+		admitted()
+	}
+	r.end()
+	if ok, d := admitted(); ok || d != 1 {
+		t.Fatalf("after a pending connection ended: admitted %v, %d counted; want dropped and counted", ok, d)
+	}
+	r = p.register(addr)
+	r.reach()
+	r.end()
+	if ok, d := admitted(); !ok || d != 0 {
+		t.Fatalf("after a counted connection ended: admitted %v, %d counted; want admitted, uncounted", ok, d)
+	}
+	time.Sleep(250 * time.Millisecond)
+	if ok, d := admitted(); ok || d != 1 {
+		t.Fatalf("after the grace: admitted %v, %d counted; want dropped and counted", ok, d)
+	}
+	p.mu.Lock()
+	for i := range maxEnded + 10 {
+		p.graceLocked(addrPort(&net.UDPAddr{IP: net.IPv4(10, 0, byte(i>>8), byte(i)), Port: 1}), time.Now())
+	}
+	n := len(p.ended)
+	p.mu.Unlock()
+	if n > maxEnded {
+		t.Errorf("%d addresses in grace, want at most %d", n, maxEnded)
+	}
+}
