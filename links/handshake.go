@@ -3,6 +3,7 @@ package links
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -88,7 +89,7 @@ func (t *QUICTransport) verifyPeerCert(conn *quic.Conn, h helloMsg) error {
 	claimed := PeerText(h.Node)
 	p, err := id.VerifyPeer(peerCerts(conn), time.Now())
 	if err != nil {
-		return fmt.Errorf("certificate of %s rejected by %s: %w", claimed, id.Node, err)
+		return certRejected(claimed, id.Node, err)
 	}
 	if err := p.CheckNode(h.Node); err != nil {
 		return fmt.Errorf("name mismatch: hello claims node %q but its certificate names %q", h.Node, p.Node)
@@ -97,6 +98,12 @@ func (t *QUICTransport) verifyPeerCert(conn *quic.Conn, h helloMsg) error {
 		return fmt.Errorf("peer claims this node's own name %q", h.Node)
 	}
 	return nil
+}
+
+// certRejected is the refusal of a peer, named who (the node name its
+// hello claims, or its address), whose certificate node refused with err.
+func certRejected(who, node string, err error) error {
+	return fmt.Errorf("certificate of %s rejected by %s: %w", who, node, err)
 }
 
 // certified says whether the peer of conn proved in a completed TLS
@@ -113,8 +120,13 @@ func (t *QUICTransport) certified(conn *quic.Conn) (name string, ok bool) {
 
 // peerCerts is the certificates the peer of conn presented in TLS.
 func peerCerts(conn *quic.Conn) [][]byte {
+	return rawCerts(conn.ConnectionState().TLS.PeerCertificates)
+}
+
+// rawCerts is the DER bytes of certs.
+func rawCerts(certs []*x509.Certificate) [][]byte {
 	var raw [][]byte
-	for _, c := range conn.ConnectionState().TLS.PeerCertificates {
+	for _, c := range certs {
 		raw = append(raw, c.Raw)
 	}
 	return raw
@@ -296,7 +308,15 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 }
 
 // acceptHandshake runs the acceptor's side of the link handshake on conn.
+// A peer whose certificate (TLS took any) does not verify is refused at
+// once, before its hello: it held the connection's 1-RTT keys until its
+// hello came, or the handshake timed out, and a packet of its connection
+// written with the address of another connection of the node carries a
+// PATH_CHALLENGE quic-go answers there (pathguard.go).
 func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*quicLink, error) {
+	if _, err := t.identity().VerifyPeer(peerCerts(conn), time.Now()); err != nil {
+		return nil, refuse(conn, certRejected(conn.RemoteAddr().String(), t.identity().Node, err))
+	}
 	ctrl, err := conn.AcceptStream(ctx)
 	if err != nil {
 		return nil, handshakeErr(conn, "accept control stream", err)

@@ -15,8 +15,9 @@ import (
 // checks it), whose hello names a node with terminal control sequences.
 // The dial's error, which Node.Link returns and an embedder or the CLI
 // prints, says why the certificate was refused and names the claimed
-// node with every control character replaced; so does the acceptor's
-// refusal, when the stranger dials.
+// node with every control character replaced. When the stranger dials,
+// the acceptor refuses its certificate before its hello and names its
+// address: no control character either.
 func TestPeerHelloNameHasNoControls(t *testing.T) {
 	ca := testCA(t, "m")
 	// Without a certificate of the mesh, and checking none itself.
@@ -26,12 +27,12 @@ func TestPeerHelloNameHasNoControls(t *testing.T) {
 	}
 	name := forgedReason[:strings.Index(forgedReason, "\n")] // a hello name is at most 255 bytes
 	claim := func(c *QUICConfig) { c.testNode = name }
-	check := func(who string, err error) {
+	check := func(who string, err error, named string) {
 		t.Helper()
 		msg := err.Error()
 		t.Logf("%s: %q", who, msg)
-		if !errors.Is(err, ErrRefused) || !strings.Contains(msg, "all good") {
-			t.Errorf("%s's error %q: want ErrRefused naming the claimed node", who, msg)
+		if !errors.Is(err, ErrRefused) || !strings.Contains(msg, named) {
+			t.Errorf("%s's error %q: want ErrRefused naming %q", who, msg, named)
 		}
 		if i := controlAt(msg); i >= 0 {
 			t.Errorf("%s's error carries control character %q at byte %d of %q", who, msg[i], i, msg)
@@ -43,12 +44,12 @@ func TestPeerHelloNameHasNoControls(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	_, err = a.Dial(ctx, s.LocalAddr().String())
-	check("the dialler", err)
+	check("the dialler", err, "all good")
 
 	_, _ = s.Dial(ctx, a.LocalAddr().String())
 	select {
 	case err := <-a.refused:
-		check("the acceptor", err)
+		check("the acceptor", err, "certificate of "+s.LocalAddr().String())
 	case <-time.After(patience):
 		t.Fatal("the acceptor reported no refusal")
 	}

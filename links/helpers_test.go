@@ -136,10 +136,15 @@ func newNode(t testing.TB, id *identity.Identity, mod func(*QUICConfig)) *node {
 	t.Helper()
 	n := &node{rec: newRecorder(), refused: make(chan error, 16)}
 	cfg := QUICConfig{
-		Identity:  id,
-		Handler:   n.rec,
-		Logger:    quietLogger(),
-		OnRefused: func(_ net.Addr, err error) { n.refused <- err },
+		Identity: id,
+		Handler:  n.rec,
+		Logger:   quietLogger(),
+		OnRefused: func(_ net.Addr, err error) {
+			select {
+			case n.refused <- err:
+			default: // the first 16 are kept: a flood of strangers is refused at once
+			}
+		},
 	}
 	if mod != nil {
 		mod(&cfg)

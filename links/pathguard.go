@@ -2,13 +2,18 @@ package links
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/quicvarint"
 	"golang.org/x/net/ipv4"
 )
 
@@ -18,8 +23,9 @@ import (
 // address is pending from the first packet of a connection the gate
 // admitted, or from the node's own dial, until the peer answered: a
 // handshake (long-header) packet from there addressed to a connection ID
-// the node sent there (only a receiver there knows it), or, at the
-// latest, its certificate in the TLS handshake (VerifyConnection). A
+// the node made and sent there first (only a receiver there knows it;
+// ownIDs), or, at the latest, its certificate in the TLS handshake if it
+// verifies (verifying). A
 // pending address passes short-header packets addressed to a connection
 // ID the node sent it, and pendingShort others (a peer's first 1-RTT
 // packets may use a connection ID the node gave it in 1-RTT and arrive
@@ -49,7 +55,9 @@ import (
 // rebinds) is lost and dialled again; see docs/SECURITY.md.
 //
 // Long-header packets (handshakes) pass: the gate and QUIC's own
-// amplification limit bound them.
+// amplification limit bound them. A datagram is read as quic-go reads it,
+// as coalesced packets (admitAt): its long-header packets pass, and the
+// short-header packet after them is held to the rule above, or cut off.
 
 // peerAddrs counts the node's connections per remote address. Each entry
 // is a live connection, so the table is bounded by the connections the
@@ -64,7 +72,24 @@ type peerAddrs struct {
 	// dropped counts short-header packets from addresses with no
 	// connection.
 	dropped atomic.Uint64
+	// own is the connection IDs the node made: only those, sent to a
+	// pending address, are noted in its ids.
+	own *ownIDs
+	// ended holds, for at most maxEnded addresses whose last counted
+	// connection ended, when their grace ends: until then their
+	// short-header packets pass, uncounted (the peer's last
+	// acknowledgements and closing packets in flight; quic-go ignores
+	// them or answers as for a closed connection).
+	ended map[netip.AddrPort]time.Time
+	grace time.Duration
 }
+
+// endGrace is how long the address of a connection that ended still
+// passes short-header packets; maxEnded bounds the addresses in grace.
+const (
+	endGrace = 3 * time.Second
+	maxEnded = 1024
+)
 
 // maxPendingIDs bounds the connection IDs remembered per pending
 // address; pendingShort is how many short-header packets a pending
@@ -88,7 +113,8 @@ type pendingAddr struct {
 }
 
 func newPeerAddrs() *peerAddrs {
-	return &peerAddrs{n: make(map[netip.AddrPort]int), pending: make(map[netip.AddrPort]*pendingAddr)}
+	return &peerAddrs{n: make(map[netip.AddrPort]int), pending: make(map[netip.AddrPort]*pendingAddr),
+		own: newOwnIDs(2 * DefaultHandshakeTimeout), ended: make(map[netip.AddrPort]time.Time), grace: endGrace}
 }
 
 // addPendingLocked counts one more (d = 1) or one fewer (d = -1)
@@ -105,9 +131,12 @@ func (p *peerAddrs) addPendingLocked(a netip.AddrPort, d int) {
 }
 
 // sent notes a packet the node sends to addr: the source connection ID
-// of a handshake (long-header) packet to a pending address.
+// of a handshake (long-header) packet to a pending address, if the node
+// made it (ownIDs.claim). A Version Negotiation packet's, and that of
+// quic-go's refusal of a handshake, are the destination connection ID of
+// the packet they answer, which its sender chose.
 func (p *peerAddrs) sent(pkt []byte, addr net.Addr) {
-	if len(pkt) < 7 || pkt[0]&0x80 == 0 {
+	if len(pkt) < 7 || pkt[0]&0x80 == 0 || binary.BigEndian.Uint32(pkt[1:5]) == 0 {
 		return
 	}
 	dlen := int(pkt[5])
@@ -120,6 +149,9 @@ func (p *peerAddrs) sent(pkt []byte, addr net.Addr) {
 	}
 	id := pkt[7+dlen : 7+dlen+slen]
 	a := addrPort(addr)
+	if !p.own.claim(id, a) {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pa := p.pending[a]
@@ -135,6 +167,91 @@ func (p *peerAddrs) sent(pkt []byte, addr net.Addr) {
 		pa.ids = pa.ids[1:]
 	}
 	pa.ids = append(pa.ids, bytes.Clone(id))
+}
+
+// ownIDLen is the length of the node's connection IDs: quic-go's default.
+const ownIDLen = 4
+
+// maxOwnIDs bounds the connection IDs the node remembers having made.
+const maxOwnIDs = 4096
+
+// ownIDs is the node's quic.ConnectionIDGenerator: random IDs of ownIDLen
+// bytes, as quic-go's default, the last maxOwnIDs of them remembered for
+// ttl, each with the first address a handshake packet carried it to.
+type ownIDs struct {
+	ttl  time.Duration
+	mu   sync.Mutex
+	at   map[quic.ConnectionID]int // index in ring
+	ring []ownID                   // grows to maxOwnIDs, then the oldest (at next) is replaced
+	next int
+}
+
+type ownID struct {
+	id   quic.ConnectionID
+	made time.Time
+	to   netip.AddrPort // the first address sent it (claim)
+}
+
+func newOwnIDs(ttl time.Duration) *ownIDs {
+	return &ownIDs{ttl: ttl, at: make(map[quic.ConnectionID]int)}
+}
+
+// GenerateConnectionID is a new random connection ID, remembered.
+func (g *ownIDs) GenerateConnectionID() (quic.ConnectionID, error) {
+	var b [ownIDLen]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return quic.ConnectionID{}, fmt.Errorf("links: connection ID: %w", err)
+	}
+	id := quic.ConnectionIDFromBytes(b[:])
+	e := ownID{id: id, made: time.Now()}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.ring) < maxOwnIDs {
+		g.at[id] = len(g.ring)
+		g.ring = append(g.ring, e)
+		return id, nil
+	}
+	old := &g.ring[g.next]
+	if i, ok := g.at[old.id]; ok && i == g.next {
+		delete(g.at, old.id)
+	}
+	*old = e
+	g.at[id] = g.next
+	g.next = (g.next + 1) % maxOwnIDs
+	return id, nil
+}
+
+// ConnectionIDLen is ownIDLen.
+func (g *ownIDs) ConnectionIDLen() int { return ownIDLen }
+
+// claim says whether the node made id within ttl and a is the first
+// address a handshake packet carried it to (a is then noted, if none
+// was). A connection sends its handshake packets to one address; quic-go
+// sends a closed connection's last packet to the source of any packet
+// that arrives for it, and may thus carry the connection's ID to another
+// address, which learns nothing from it.
+func (g *ownIDs) claim(id []byte, a netip.AddrPort) bool {
+	if len(id) != ownIDLen {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	i, ok := g.at[quic.ConnectionIDFromBytes(id)]
+	if !ok || time.Since(g.ring[i].made) > g.ttl {
+		return false
+	}
+	e := &g.ring[i]
+	if !e.to.IsValid() {
+		e.to = a
+	}
+	return e.to == a
+}
+
+// generator is the quic.ConnectionIDGenerator of the node's transport:
+// its IDs are remembered for ttl.
+func (p *peerAddrs) generator(ttl time.Duration) quic.ConnectionIDGenerator {
+	p.own.ttl = ttl
+	return p.own
 }
 
 // pathReg is one connection's count in peerAddrs: from reach (its peer
@@ -187,16 +304,47 @@ func (r *pathReg) end() {
 	}
 	if r.p.n[r.a]--; r.p.n[r.a] <= 0 {
 		delete(r.p.n, r.a)
+		r.p.graceLocked(r.a, time.Now())
 	}
 }
 
-// verifying is conf, cloned, with the connection of r counted once the
-// TLS handshake reaches the peer's certificate.
-func (r *pathReg) verifying(conf *tls.Config) *tls.Config {
-	c := conf.Clone()
-	c.VerifyConnection = func(tls.ConnectionState) error {
+// graceLocked puts a in grace from now (unless maxEnded addresses are in
+// grace). p.mu is held.
+func (p *peerAddrs) graceLocked(a netip.AddrPort, now time.Time) {
+	if len(p.ended) >= maxEnded {
+		for e, until := range p.ended {
+			if now.After(until) {
+				delete(p.ended, e)
+			}
+		}
+		if len(p.ended) >= maxEnded {
+			return
+		}
+	}
+	p.ended[a] = now.Add(p.grace)
+}
+
+// inGrace says whether a connection at a ended within the grace.
+func (p *peerAddrs) inGrace(a netip.AddrPort) bool {
+	p.mu.RLock()
+	until, ok := p.ended[a]
+	p.mu.RUnlock()
+	return ok && time.Now().Before(until)
+}
+
+// verifying is the node's TLS configuration with the connection of r
+// (nil: none) counted once the TLS handshake reaches the peer's
+// certificate, if the certificate verifies against the node's identity
+// (a certificate of the mesh; in development mode, Identity.Insecure,
+// any certificate, as the link handshake takes then). TLS itself takes
+// any certificate (tlsConfig).
+func (t *QUICTransport) verifying(r *pathReg) *tls.Config {
+	c := t.tlsConf.Clone()
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
 		if r != nil {
-			r.reach()
+			if _, err := t.identity().VerifyPeer(rawCerts(cs.PeerCertificates), time.Now()); err == nil {
+				r.reach()
+			}
 		}
 		return nil
 	}
@@ -207,55 +355,127 @@ type pathKey struct{}
 
 // serverConfig is tls.Config.GetConfigForClient of the node's listener:
 // the connection's registration (connContext) counts once the client's
-// certificate came.
+// certificate came, if it verifies (verifying).
 func (t *QUICTransport) serverConfig(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	r, _ := hello.Context().Value(pathKey{}).(*pathReg)
-	return r.verifying(t.tlsConf), nil
+	return t.verifying(r), nil
 }
 
-// admit says whether QUIC gets the packet pkt from addr: a long-header
-// packet always (a handshake packet to a connection ID the node sent
-// addr answers for addr), a short-header one if addr is that of a
-// connection whose peer answered there, or addressed to a connection ID
-// the node sent addr, or one of the first pendingShort of a pending
-// address.
+// admit says whether QUIC gets (some of) the datagram pkt from addr
+// (admitAt).
 func (p *peerAddrs) admit(pkt []byte, addr net.Addr) bool {
-	ok, _ := p.admitAt(pkt, addrPort(addr))
-	return ok
+	n, _ := p.admitAt(pkt, addrPort(addr))
+	return n > 0
 }
 
-// admitAt is admit from a; reached says a short-header packet passed
-// because a is that of a connection whose peer answered there.
-func (p *peerAddrs) admitAt(pkt []byte, a netip.AddrPort) (ok, reached bool) {
+// admitAt is how many bytes of the datagram pkt from a QUIC gets, read as
+// quic-go reads it: long-header (handshake) packets, each cut by its
+// Length, then at most one short-header packet, the rest of the datagram.
+// The long-header packets always pass (one addressed to a connection ID
+// the node sent a answers for a); the short-header packet passes if a is
+// that of a connection whose peer answered there, or it is addressed to a
+// connection ID the node sent a, or it is one of the first pendingShort
+// of a pending address, or a connection at a ended within the grace
+// (uncounted). A refused short-header packet is cut off the
+// datagram (n is then the length of the long-header packets before it, 0
+// for a short-header datagram) and counted. Bytes after the long-header
+// packets that do not parse as quic-go parses them are cut off unless a
+// short-header packet from a would pass without using pendingShort
+// (quic-go drops them too). reached says a is that of a connection whose
+// peer answered there.
+func (p *peerAddrs) admitAt(pkt []byte, a netip.AddrPort) (n int, reached bool) {
 	if len(pkt) == 0 {
-		return false, false
-	}
-	if pkt[0]&0x80 != 0 {
-		if len(pkt) > 6 && len(pkt) >= 6+int(pkt[5]) {
-			p.answer(a, pkt[6:6+int(pkt[5])])
-		}
-		return true, false
+		return 0, false
 	}
 	p.mu.RLock()
-	ok = p.n[a] > 0
-	reached = ok
+	reached = p.n[a] > 0
 	pa := p.pending[a]
-	if !ok && pa != nil {
-		ok = pa.answered || pa.has(pkt[1:])
+	open := reached || pa != nil && pa.answered
+	long, mark := 0, false
+	for long < len(pkt) && pkt[long]&0x80 != 0 {
+		l, dcid := longPacket(pkt[long:])
+		if l == 0 {
+			break
+		}
+		if !open && pa != nil && len(dcid) > 0 && pa.has(dcid) {
+			mark, open = true, true
+		}
+		long += l
 	}
+	short := long < len(pkt) && pkt[long]&0x80 == 0
+	pass := long == len(pkt) || open || short && pa != nil && pa.has(pkt[long+1:])
 	p.mu.RUnlock()
-	if !ok && pa != nil {
+	if mark || !pass && short && pa != nil {
 		p.mu.Lock()
-		if pa := p.pending[a]; pa != nil && pa.short > 0 {
-			pa.short--
-			ok = true
+		if pa := p.pending[a]; pa != nil {
+			if mark {
+				pa.answered = true
+			}
+			if !pass && short && pa.short > 0 {
+				pa.short--
+				pass = true
+			}
 		}
 		p.mu.Unlock()
 	}
-	if !ok {
+	if pass || short && p.inGrace(a) {
+		return len(pkt), reached
+	}
+	if short {
 		p.dropped.Add(1)
 	}
-	return ok, reached
+	return long, reached
+}
+
+// longPacket is the length of the long-header packet at the start of b
+// and its destination connection ID, as quic-go's wire.ParsePacket cuts
+// it: by its Length field; a Retry, a Version Negotiation packet or one
+// of a version quic-go does not speak takes the rest of b (quic-go reads
+// nothing after it). n is 0 if b does not parse.
+func longPacket(b []byte) (n int, dcid []byte) {
+	const maxIDLen = 20
+	if len(b) < 7 {
+		return 0, nil
+	}
+	version := quic.Version(binary.BigEndian.Uint32(b[1:5]))
+	if version != 0 && b[0]&0x40 == 0 {
+		return 0, nil
+	}
+	dlen := int(b[5])
+	if dlen > maxIDLen || len(b) < 7+dlen {
+		return 0, nil
+	}
+	dcid = b[6 : 6+dlen]
+	slen := int(b[6+dlen])
+	i := 7 + dlen + slen
+	if slen > maxIDLen || len(b) < i {
+		return 0, nil
+	}
+	if version != quic.Version1 && version != quic.Version2 {
+		return len(b), dcid
+	}
+	typ := b[0] >> 4 & 3
+	if version == quic.Version2 {
+		typ = (typ + 3) & 3 // v2 numbers the types one up (RFC 9369)
+	}
+	switch typ {
+	case 3: // Retry: a token and a 16-byte integrity tag
+		if len(b)-i <= 16 {
+			return 0, nil
+		}
+		return len(b), dcid
+	case 0: // Initial: a token first
+		tlen, k, err := quicvarint.Parse(b[i:])
+		if err != nil || tlen > uint64(len(b)-i-k) {
+			return 0, nil
+		}
+		i += k + int(tlen)
+	}
+	length, k, err := quicvarint.Parse(b[i:])
+	if err != nil || length > uint64(len(b)-i-k) {
+		return 0, nil
+	}
+	return i + k + int(length), dcid
 }
 
 // has says whether b starts with one of the connection IDs sent. p.mu
@@ -269,25 +489,12 @@ func (pa *pendingAddr) has(b []byte) bool {
 	return false
 }
 
-// answer notes a handshake packet from a to connection ID dcid.
-func (p *peerAddrs) answer(a netip.AddrPort, dcid []byte) {
-	p.mu.RLock()
-	pa := p.pending[a]
-	mark := pa != nil && !pa.answered && pa.has(dcid) && len(dcid) > 0
-	p.mu.RUnlock()
-	if mark {
-		p.mu.Lock()
-		if pa := p.pending[a]; pa != nil {
-			pa.answered = true
-		}
-		p.mu.Unlock()
-	}
-}
-
 // PathDrops counts the short-header packets dropped because their source
 // address was not that of a connection of the node: a peer's path
 // change, a member's packets written with another source address, or a
-// peer whose NAT rebound its address.
+// peer whose NAT rebound its address (a short-header packet cut off a
+// datagram behind handshake packets included). Packets from the address
+// of a connection that ended within endGrace are passed, not counted.
 func (t *QUICTransport) PathDrops() uint64 { return t.paths.dropped.Load() }
 
 // guardPacketConn filters what QUIC reads from a net.PacketConn.
@@ -305,12 +512,16 @@ func (c *guardPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	return c.addrs.readFrom(b, c.PacketConn.ReadFrom)
 }
 
-// readFrom reads with read until a packet is admitted.
+// readFrom reads with read until a datagram is admitted, and returns the
+// length of what is (admitAt).
 func (p *peerAddrs) readFrom(b []byte, read func([]byte) (int, net.Addr, error)) (int, net.Addr, error) {
 	for {
 		n, a, err := read(b)
-		if err != nil || p.admit(b[:n], a) {
+		if err != nil {
 			return n, a, err
+		}
+		if n, _ = p.admitAt(b[:n], addrPort(a)); n > 0 {
+			return n, a, nil
 		}
 	}
 }
@@ -340,15 +551,18 @@ func (c *guardUDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 func (c *guardUDPConn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
 	for {
 		n, oobn, flags, addr, err = c.UDPConn.ReadMsgUDP(b, oob)
-		if err != nil || c.addrs.admit(b[:n], addr) {
+		if err != nil {
 			return n, oobn, flags, addr, err
+		}
+		if n, _ = c.addrs.admitAt(b[:n], addrPort(addr)); n > 0 {
+			return n, oobn, flags, addr, nil
 		}
 	}
 }
 
-// ReadBatch is what quic-go reads with. The messages it keeps move to the
-// front (their bytes copied into the earlier buffers: quic-go pairs each
-// message index with its buffer).
+// ReadBatch is what quic-go reads with. The messages it keeps (cut as
+// admitAt says) move to the front (their bytes copied into the earlier
+// buffers: quic-go pairs each message index with its buffer).
 func (c *guardUDPConn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 	for {
 		n, err := c.batch.ReadBatch(ms, flags)
@@ -362,14 +576,13 @@ func (c *guardUDPConn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 		for i := range ms[:n] {
 			m := &ms[i]
 			pkt, a := m.Buffers[0][:m.N], addrPort(m.Addr)
-			ok := reached.IsValid() && a == reached && len(pkt) > 0 && pkt[0]&0x80 == 0
-			if !ok {
+			if !reached.IsValid() || a != reached || len(pkt) == 0 || pkt[0]&0x80 != 0 {
 				var r bool
-				if ok, r = c.addrs.admitAt(pkt, a); r {
+				if m.N, r = c.addrs.admitAt(pkt, a); r {
 					reached = a
 				}
 			}
-			if !ok {
+			if m.N == 0 {
 				continue
 			}
 			if k != i {

@@ -131,6 +131,7 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		pc, t.ownConn = udp, udp
 	}
 	t.tr = &quic.Transport{Conn: guardConn(pc, t.paths), VerifySourceAddress: t.gate.verifySource, ConnContext: t.connContext,
+		ConnectionIDGenerator: t.paths.generator(2 * cfg.HandshakeTimeout), // pathguard.go
 		// quic-go gives every connection that completes TLS (a stranger's
 		// too: certificates are checked after) a NEW_TOKEN token that
 		// validated its IP for 24 hours, any number of times. Links keep
@@ -306,7 +307,7 @@ func (t *QUICTransport) Dial(ctx context.Context, addr string) (Link, error) {
 	defer t.attempt(ua, true)()
 	began := time.Now()
 	path := t.paths.register(ua)
-	conn, err := t.tr.Dial(ctx, ua, path.verifying(t.tlsConf), t.quicConf)
+	conn, err := t.tr.Dial(ctx, ua, t.verifying(path), t.quicConf)
 	if err != nil {
 		path.end()
 		return nil, fmt.Errorf("dial %s: %w", addr, t.dialErr(ctx, time.Since(began), err))
