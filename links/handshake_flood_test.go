@@ -18,8 +18,10 @@ import (
 
 // handshakeFlood is a misbehaving peer: from one UDP socket it keeps
 // conns QUIC handshakes open toward target with a certificate the mesh
-// does not trust, completing TLS and then never sending a hello, renewing
-// each one as soon as the target drops it.
+// does not trust, renewing each one as soon as the target drops it. The
+// node refuses such a certificate as soon as TLS completes, so each
+// handshake holds its slot by stalling before it sends its certificate,
+// for longer than the node's handshake timeout (floodStall).
 type handshakeFlood struct {
 	tr       *quic.Transport
 	wg       sync.WaitGroup
@@ -40,7 +42,13 @@ func startHandshakeFlood(t *testing.T, target net.Addr, bindIP string, conns int
 	cert := id.TLSCertificate()
 	tlsConf := &tls.Config{
 		MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, NextProtos: []string{ALPN}, ServerName: "circuitmesh",
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			select {
+			case <-ctx.Done():
+			case <-time.After(floodStall):
+			}
+			return &cert, nil
+		},
 	}
 	qc := &quic.Config{HandshakeIdleTimeout: 10 * time.Second, MaxIdleTimeout: 30 * time.Second}
 	for range conns {
@@ -57,6 +65,10 @@ func startHandshakeFlood(t *testing.T, target net.Addr, bindIP string, conns int
 	t.Cleanup(func() { f.stop(); _ = udp.Close() })
 	return f
 }
+
+// floodStall is how long a flood's handshake waits before it sends its
+// certificate: past the node's handshake timeout, which ends it.
+const floodStall = DefaultHandshakeTimeout + time.Second
 
 // redial dials target from tr until ctx ends, counting the attempts
 // refused (then waiting pause) and those that completed TLS (then holding

@@ -36,7 +36,7 @@ func (s *tokenSpy) Pop(key string) *quic.ClientToken {
 }
 
 // TestAttackStrangerSkipsAddressValidationWithOldToken: a stranger (a
-// certificate of another CA: TLS completes, the hello check refuses it)
+// certificate of another CA: TLS completes, then the node refuses it)
 // handshakes once with a node and keeps the NEW_TOKEN token quic-go's
 // server gives every connection that completes TLS. Later, from another
 // port of its IP, while its prefix holds enough handshakes that the node
