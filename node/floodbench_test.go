@@ -357,8 +357,10 @@ func (floodTB) Fatal(args ...any)         { fmt.Fprintln(os.Stderr, args...); os
 func (floodTB) Fatalf(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...); os.Exit(2) }
 
 // badHandshakes keeps QUIC handshakes open toward a node from one socket
-// with a certificate of another CA, never sending a hello, and renews each
-// one the node drops.
+// with a certificate of another CA, and renews each one the node drops.
+// The node refuses such a certificate as soon as TLS completes, so each
+// handshake holds its place by stalling before it sends its certificate,
+// past the node's handshake timeout.
 type badHandshakes struct {
 	tr       *quic.Transport
 	cancel   context.CancelFunc
@@ -380,7 +382,13 @@ func startBadHandshakes(t testing.TB, target net.Addr, conns int) *badHandshakes
 	cert := id.TLSCertificate()
 	tlsConf := &tls.Config{
 		MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, NextProtos: []string{links.ALPN}, ServerName: "circuitmesh",
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			select {
+			case <-ctx.Done():
+			case <-time.After(links.DefaultHandshakeTimeout + time.Second):
+			}
+			return &cert, nil
+		},
 	}
 	qc := &quic.Config{HandshakeIdleTimeout: 10 * time.Second, MaxIdleTimeout: 30 * time.Second}
 	for range conns {
