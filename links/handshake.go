@@ -257,6 +257,9 @@ func readHello(s io.Reader) (helloMsg, error) {
 
 // dialHandshake runs the dialler's side of the link handshake on conn.
 func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*quicLink, error) {
+	if err := t.refuseUncertified(conn); err != nil {
+		return nil, err
+	}
 	ctrl, err := conn.OpenStreamSync(ctx)
 	if err != nil {
 		return nil, handshakeErr(conn, "open control stream", err)
@@ -307,15 +310,24 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 	return newQUICLink(t, conn, ctrl, peer, p), nil
 }
 
+// refuseUncertified refuses the peer of conn at once, before its hello,
+// when its certificate (TLS took any) does not verify: else it held the
+// connection's 1-RTT keys until its hello came, or the handshake timed
+// out, and a packet of its connection written with the address of another
+// connection of the node carries a PATH_CHALLENGE quic-go answers there
+// (pathguard.go).
+func (t *QUICTransport) refuseUncertified(conn *quic.Conn) error {
+	id := t.identity()
+	if _, err := id.VerifyPeer(peerCerts(conn), time.Now()); err != nil {
+		return refuse(conn, certRejected(conn.RemoteAddr().String(), id.Node, err))
+	}
+	return nil
+}
+
 // acceptHandshake runs the acceptor's side of the link handshake on conn.
-// A peer whose certificate (TLS took any) does not verify is refused at
-// once, before its hello: it held the connection's 1-RTT keys until its
-// hello came, or the handshake timed out, and a packet of its connection
-// written with the address of another connection of the node carries a
-// PATH_CHALLENGE quic-go answers there (pathguard.go).
 func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*quicLink, error) {
-	if _, err := t.identity().VerifyPeer(peerCerts(conn), time.Now()); err != nil {
-		return nil, refuse(conn, certRejected(conn.RemoteAddr().String(), t.identity().Node, err))
+	if err := t.refuseUncertified(conn); err != nil {
+		return nil, err
 	}
 	ctrl, err := conn.AcceptStream(ctx)
 	if err != nil {
