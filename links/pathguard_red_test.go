@@ -120,33 +120,8 @@ func TestAttackMemberMovesItsLinkThroughCoalescedPackets(t *testing.T) {
 	target.rec.waitEvent(t, "up", patience)
 	from := m.LocalAddr().String()
 
-	other, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &quic.Transport{Conn: &coalescingConn{UDPConn: other.(*net.UDPConn)}}
-	defer func() {
-		_ = tr.Close()
-		_ = other.Close()
-	}()
-	path, err := l.(*quicLink).conn.AddPath(tr)
-	if err != nil {
-		t.Fatalf("add path: %v", err)
-	}
-	defer path.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := path.Probe(ctx); err == nil {
-		if err := path.Switch(); err != nil {
-			t.Fatalf("switch: %v", err)
-		}
-		_ = l.SendRouting([]byte("moved"))
-		deadline := time.Now().Add(3 * time.Second)
-		for time.Now().Before(deadline) && target.Link("m").RemoteAddr().String() == from {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	if got := target.Link("m"); got == nil || got.RemoteAddr().String() != from {
+	coalescing := func(c *net.UDPConn) net.PacketConn { return &coalescingConn{UDPConn: c} }
+	if got := memberMovesLink(t, l, target, from, coalescing); got == nil || got.RemoteAddr().String() != from {
 		t.Fatalf("the node moved the member's link from %s to %v, an address it never handshook from, through packets coalesced after a handshake packet", from, got.RemoteAddr())
 	}
 }
@@ -190,24 +165,7 @@ func pendingState(n *node, addr net.Addr, id []byte) (pending, answered, has boo
 // must stay closed: at most pendingShort of them pass.
 func TestAttackVersionNegotiationAnswersForVictim(t *testing.T) {
 	r := newReflector(t)
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udp.Close()
-	capture := &firstPacket{PacketConn: udp, got: make(chan []byte, 1)}
-	tr := &quic.Transport{Conn: capture}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		_, _ = tr.Dial(ctx, r.target.LocalAddr(), &tls.Config{NextProtos: []string{ALPN}, ServerName: "circuitmesh"}, nil)
-	}()
-	initial := <-capture.got
-	cancel()
-	_ = tr.Close()
-	if _, err := r.victim.WriteTo(initial, r.target.LocalAddr()); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the node to admit the spoofed first packet", patience, func() bool { return r.target.handshakesFrom(r.victim.LocalAddr()) > 0 })
+	r.spoofFirstPacket(t)
 
 	chosen := []byte{0xc4, 0x05, 0xe0, 0x00, 0x00, 0x00, 0x00, 0x01}
 	probe := versionProbe(chosen, []byte{1, 2, 3, 4, 5, 6, 7, 8})
@@ -313,20 +271,7 @@ func TestAttackStrangerReflectsAtNeighbour(t *testing.T) {
 		t.Fatalf("the stranger's QUIC handshake: %v", err)
 	}
 	defer conn.CloseWithError(0, "")
-	var dcid []byte
-	waitFor(t, "a packet of the stranger's connection to the node's connection ID", patience, func() bool {
-		dcid = tap.connID()
-		return dcid != nil
-	})
-	secret, ok := clientSecret(keys.String())
-	if !ok {
-		t.Fatal("no client traffic secret in the key log")
-	}
-	s, err := newShortSealer(conn.ConnectionState().TLS.CipherSuite, secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tap.deaf.Store(true)
+	s, dcid := tappedSealer(t, &tap.tapConn, keys, conn.ConnectionState().TLS.CipherSuite)
 
 	const packets = 200
 	sent, got := reflectAt(t, target, s, dcid, hsock, &hconn.got, packets, nil, 500*time.Millisecond)
@@ -369,20 +314,7 @@ func TestPathTableEmptiesAfterFailedHandshakes(t *testing.T) {
 	}
 
 	// A spoofed first packet, its handshake left to time out.
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udp.Close()
-	capture := &firstPacket{PacketConn: udp, got: make(chan []byte, 1)}
-	tr := &quic.Transport{Conn: capture}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		_, _ = tr.Dial(ctx, target.LocalAddr(), &tls.Config{NextProtos: []string{ALPN}, ServerName: "circuitmesh"}, nil)
-	}()
-	initial := <-capture.got
-	cancel()
-	_ = tr.Close()
+	initial := clientInitial(t, target.LocalAddr())
 	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
