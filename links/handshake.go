@@ -257,7 +257,11 @@ func readHello(s io.Reader) (helloMsg, error) {
 
 // dialHandshake runs the dialler's side of the link handshake on conn.
 func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*quicLink, error) {
-	if err := t.refuseUncertified(conn); err != nil {
+	// Guarded while it waits for the refusal of a peer whose certificate
+	// does not verify too: such a peer may open streams meanwhile.
+	stopGuard := guardEarlyStreams(ctx, conn)
+	defer stopGuard()
+	if err := t.refuseUncertified(ctx, conn, t.cfg.HandshakeTimeout/2); err != nil {
 		return nil, err
 	}
 	ctrl, err := conn.OpenStreamSync(ctx)
@@ -266,8 +270,6 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 	}
 	stopDeadline := context.AfterFunc(ctx, func() { _ = ctrl.SetDeadline(time.Now()) })
 	defer stopDeadline()
-	stopGuard := guardEarlyStreams(ctx, conn)
-	defer stopGuard()
 	nonce := rand.Uint64()
 	hello := t.ourHello(nonce)
 	if IsStatic(ctx) {
@@ -310,23 +312,37 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 	return newQUICLink(t, conn, ctrl, peer, p), nil
 }
 
-// refuseUncertified refuses the peer of conn at once, before its hello,
-// when its certificate (TLS took any) does not verify: else it held the
+// refuseUncertified refuses the peer of conn, before its hello, when its
+// certificate (TLS took any) does not verify: else it held the
 // connection's 1-RTT keys until its hello came, or the handshake timed
 // out, and a packet of its connection written with the address of another
 // connection of the node carries a PATH_CHALLENGE quic-go answers there
-// (pathguard.go).
-func (t *QUICTransport) refuseUncertified(conn *quic.Conn) error {
+// (pathguard.go). The acceptor refuses at once. The dialler first waits up
+// to wait for the acceptor's own refusal, which a node of another CA sends
+// at once, so that both ends report the acceptor's; a stranger that sends
+// none is refused when wait ends.
+func (t *QUICTransport) refuseUncertified(ctx context.Context, conn *quic.Conn, wait time.Duration) error {
 	id := t.identity()
-	if _, err := id.VerifyPeer(peerCerts(conn), time.Now()); err != nil {
-		return refuse(conn, certRejected(conn.RemoteAddr().String(), id.Node, err))
+	_, err := id.VerifyPeer(peerCerts(conn), time.Now())
+	if err == nil {
+		return nil
 	}
-	return nil
+	if wait > 0 {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		select {
+		case <-conn.Context().Done():
+			return handshakeErr(conn, "wait for the refusal of a peer whose certificate does not verify", context.Cause(conn.Context()))
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+	}
+	return refuse(conn, certRejected(conn.RemoteAddr().String(), id.Node, err))
 }
 
 // acceptHandshake runs the acceptor's side of the link handshake on conn.
 func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*quicLink, error) {
-	if err := t.refuseUncertified(conn); err != nil {
+	if err := t.refuseUncertified(ctx, conn, 0); err != nil {
 		return nil, err
 	}
 	ctrl, err := conn.AcceptStream(ctx)

@@ -11,13 +11,14 @@ import (
 )
 
 // TestPeerHelloNameHasNoControls: a node dials an address where a
-// stranger answers (any certificate passes TLS; the link handshake
-// checks it), whose hello names a node with terminal control sequences.
-// The dial's error, which Node.Link returns and an embedder or the CLI
-// prints, says why the certificate was refused and names the claimed
-// node with every control character replaced. When the stranger dials,
-// the acceptor refuses its certificate before its hello and names its
-// address: no control character either.
+// member answers whose hello names another node, with terminal control
+// sequences. The dial's error, which Node.Link returns and an embedder
+// or the CLI prints, says the hello's name is not the certificate's and
+// names the claimed node with every control character escaped. (A
+// stranger's hello is never read: both ends refuse its certificate
+// before it.) When a stranger dials, the acceptor refuses its
+// certificate before its hello and names its address: no control
+// character either.
 func TestPeerHelloNameHasNoControls(t *testing.T) {
 	ca := testCA(t, "m")
 	// Without a certificate of the mesh, and checking none itself.
@@ -40,11 +41,13 @@ func TestPeerHelloNameHasNoControls(t *testing.T) {
 	}
 
 	a := newNode(t, issue(t, ca, "a"), nil)
-	s := newNode(t, stranger, claim)
+	m := newNode(t, issue(t, ca, "m"), claim)
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	_, err = a.Dial(ctx, s.LocalAddr().String())
+	_, err = a.Dial(ctx, m.LocalAddr().String())
 	check("the dialler", err, "all good")
+
+	s := newNode(t, stranger, nil)
 
 	_, _ = s.Dial(ctx, a.LocalAddr().String())
 	select {
