@@ -16,7 +16,8 @@ import (
 
 // tlsConfig builds the TLS configuration for both directions. TLS accepts
 // any certificate (one is required); the link handshake checks it with the
-// identity so that a refusal reaches both sides as readable text.
+// identity (refuseUncertified, before any hello) so that a refusal reaches
+// both sides as readable text.
 func (t *QUICTransport) tlsConfig() *tls.Config {
 	current := func() (*tls.Certificate, error) {
 		c := t.identity().TLSCertificate()
@@ -31,7 +32,7 @@ func (t *QUICTransport) tlsConfig() *tls.Config {
 			return current()
 		},
 		ClientAuth:         tls.RequireAnyClientCert,
-		InsecureSkipVerify: true, // checked by verifyPeer after the handshake
+		InsecureSkipVerify: true, // checked by refuseUncertified and verifyPeer after the handshake
 		NextProtos:         []string{ALPN},
 		ServerName:         "circuitmesh",
 	}

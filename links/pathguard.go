@@ -361,13 +361,6 @@ func (t *QUICTransport) serverConfig(hello *tls.ClientHelloInfo) (*tls.Config, e
 	return t.verifying(r), nil
 }
 
-// admit says whether QUIC gets (some of) the datagram pkt from addr
-// (admitAt).
-func (p *peerAddrs) admit(pkt []byte, addr net.Addr) bool {
-	n, _ := p.admitAt(pkt, addrPort(addr))
-	return n > 0
-}
-
 // admitAt is how many bytes of the datagram pkt from a QUIC gets, read as
 // quic-go reads it: long-header (handshake) packets, each cut by its
 // Length, then at most one short-header packet, the rest of the datagram.

@@ -516,7 +516,7 @@ func TestPathGuardAdmitAllocatesNothing(t *testing.T) {
 		{"a short-header packet from an unknown address", short, unknown},
 		{"a handshake packet from a pending address", long, pending},
 	} {
-		if n := testing.AllocsPerRun(200, func() { p.admit(c.pkt, c.addr) }); n != 0 {
+		if n := testing.AllocsPerRun(200, func() { p.admitAt(c.pkt, addrPort(c.addr)) }); n != 0 {
 			t.Errorf("%s: %.1f allocations per packet", c.what, n)
 		}
 	}
