@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/quic-go/quic-go"
 )
 
@@ -35,10 +36,13 @@ func (s *tokenSpy) Pop(key string) *quic.ClientToken {
 	return tok
 }
 
-// TestAttackStrangerSkipsAddressValidationWithOldToken: a stranger (a
-// certificate of another CA: TLS completes, then the node refuses it)
+// TestAttackStrangerSkipsAddressValidationWithOldToken: an attacker
 // handshakes once with a node and keeps the NEW_TOKEN token quic-go's
-// server gives every connection that completes TLS. Later, from another
+// server gives every connection that completes TLS. (Its first connection
+// holds a member's certificate and sends no hello, so that the token
+// surely arrives: a stranger's certificate is refused as soon as TLS
+// completes, which races the packet that carries the token.) Later, as a
+// stranger (a certificate of another CA), from another
 // port of its IP, while its prefix holds enough handshakes that the node
 // asks it to prove its address, it presents that token: quic-go took it
 // as proof of the address (valid 24 hours, any number of times), so the
@@ -50,14 +54,16 @@ func TestAttackStrangerSkipsAddressValidationWithOldToken(t *testing.T) {
 	ca := testCA(t, "m")
 	a := newNode(t, issue(t, ca, "a"), func(c *QUICConfig) { c.OnRefused = nil })
 	stranger := issue(t, testCA(t, "m"), "x")
-	cert := stranger.TLSCertificate()
-	tlsConf := &tls.Config{
-		MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, NextProtos: []string{ALPN}, ServerName: "circuitmesh",
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+	tlsAs := func(id *identity.Identity) *tls.Config {
+		cert := id.TLSCertificate()
+		return &tls.Config{
+			MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, NextProtos: []string{ALPN}, ServerName: "circuitmesh",
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+		}
 	}
 	spy := &tokenSpy{TokenStore: quic.NewLRUTokenStore(4, 4), got: make(chan struct{}, 1)}
 	qc := &quic.Config{HandshakeIdleTimeout: patience / 4, TokenStore: spy}
-	dialFrom := func(udp net.PacketConn) (*quic.Conn, error) {
+	dialFrom := func(udp net.PacketConn, tlsConf *tls.Config) (*quic.Conn, error) {
 		tr := &quic.Transport{Conn: udp}
 		t.Cleanup(func() { _ = tr.Close() })
 		ctx, cancel := context.WithTimeout(context.Background(), patience/4)
@@ -70,16 +76,22 @@ func TestAttackStrangerSkipsAddressValidationWithOldToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = first.Close() })
-	conn, err := dialFrom(first)
+	conn, err := dialFrom(first, tlsAs(issue(t, ca, "y")))
 	if err != nil {
-		t.Fatalf("the stranger's first handshake: %v", err)
+		t.Fatalf("the first handshake: %v", err)
 	}
 	select {
 	case <-spy.got:
 	case <-time.After(patience):
-		t.Fatal("the node gave the stranger no NEW_TOKEN token")
+		t.Fatal("the node gave a connection that completed TLS no NEW_TOKEN token")
 	}
 	_ = conn.CloseWithError(0, "")
+	// Until the node sees that close, the first handshake counts among
+	// the prefix's, and the flood's last ones would be asked to prove
+	// their address as well.
+	waitFor(t, "the node to end the first handshake", patience, func() bool {
+		return a.handshakesFrom(first.LocalAddr()) == 0
+	})
 
 	// The stranger's prefix holds half its share: the node asks its new
 	// handshakes to prove their address.
@@ -105,7 +117,7 @@ func TestAttackStrangerSkipsAddressValidationWithOldToken(t *testing.T) {
 	// The node's count of first packets answered with a Retry: the
 	// flood's handshakes are held, so only the stranger's dial asks.
 	before := a.HandshakeStats().Retries
-	conn, err = dialFrom(udp)
+	conn, err = dialFrom(udp, tlsAs(stranger))
 	if err == nil {
 		_ = conn.CloseWithError(0, "")
 	}
