@@ -182,7 +182,8 @@ type QUICConfig struct {
 	// unread. It must not block.
 	OnStalled func(peer string, unread uint64)
 	// OnRefused, when set, is called for every inbound link refused in the
-	// handshake (refusals are also logged). It must not block.
+	// handshake, by this node or, in TLS, by the peer (refusals are also
+	// logged). It must not block.
 	OnRefused func(remote net.Addr, err error)
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger

@@ -11,11 +11,11 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// earlyStreamsAttack is a peer that completes TLS with the node at target,
-// opens the control stream without finishing its hello, then opens
-// streams window-full of data each, as many as fill the node's link
-// window. It returns the bytes the node let it write and how its
-// connection ended.
+// earlyStreamsAttack is a peer that completes TLS with the node at target
+// (as far as its own side goes: the node may refuse it in TLS), opens the
+// control stream without finishing its hello, then opens streams
+// window-full of data each, as many as fill the node's link window. It
+// returns the bytes the node let it write and how its connection ended.
 func earlyStreamsAttack(t *testing.T, target net.Addr, cert tls.Certificate, window uint64) (written uint64, end error) {
 	t.Helper()
 	udp, err := net.ListenPacket("udp", "127.0.0.2:0")
@@ -32,17 +32,18 @@ func earlyStreamsAttack(t *testing.T, target net.Addr, cert tls.Certificate, win
 	defer cancel()
 	conn, err := tr.Dial(ctx, target, tlsConf, &quic.Config{HandshakeIdleTimeout: 10 * time.Second, MaxIdleTimeout: 30 * time.Second})
 	if err != nil {
-		t.Fatal(err)
+		// The node's refusal ended the handshake before Dial returned.
+		return 0, err
 	}
 	defer conn.CloseWithError(0, "")
 	ctrl, err := conn.OpenStreamSync(ctx)
 	if err != nil {
-		t.Fatal(err)
+		return 0, context.Cause(conn.Context())
 	}
 	// The first byte of a hello frame: the control stream exists, the
 	// hello never completes.
 	if _, err := ctrl.Write([]byte{frameHello}); err != nil {
-		t.Fatal(err)
+		return 0, context.Cause(conn.Context())
 	}
 	return fillStreams(ctx, conn, window)
 }
@@ -73,33 +74,80 @@ func fillStreams(ctx context.Context, conn *quic.Conn, window uint64) (written u
 	return written, end
 }
 
-// TestStrangerStreamsBeforeHelloRefused: a stranger (a certificate of
-// another CA) that completes TLS may not fill the node's receive window
-// (LinkWindow, 32 MiB) on streams the node never reads while it takes its
-// time over the hello: before, the node took the whole window, for each
-// of its handshake slots, until the handshake timed out. Now the first
-// stream besides the control stream ends the connection with a protocol
-// error, or the node refused the stranger's certificate before it
-// (acceptHandshake refuses a certificate that does not verify at once).
-func TestStrangerStreamsBeforeHelloRefused(t *testing.T) {
+// listenQUIC is a QUIC listener at ip, closed with its transport and
+// socket when t ends, as its Accept method. early: it hands out
+// connections as early as a server may send (quic.Transport.ListenEarly),
+// before the client's last handshake flight.
+func listenQUIC(t *testing.T, ip string, tlsConf *tls.Config, conf *quic.Config, early bool) (addr net.Addr, accept func(context.Context) (*quic.Conn, error)) {
+	t.Helper()
+	udp, err := net.ListenPacket("udp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &quic.Transport{Conn: udp}
+	t.Cleanup(func() { _ = tr.Close(); _ = udp.Close() })
+	if early {
+		ln, err := tr.ListenEarly(tlsConf, conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln.Addr(), ln.Accept
+	}
+	ln, err := tr.Listen(tlsConf, conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln.Addr(), ln.Accept
+}
+
+// refusedInTLS says whether end, how a connection ended, is the peer's
+// refusal of its certificate in TLS.
+func refusedInTLS(end error) bool {
+	var te *quic.TransportError
+	return errors.As(end, &te) && te.Remote && te.ErrorCode == quic.TransportErrorCode(0x100+tlsAlertBadCertificate)
+}
+
+// TestStreamsBeforeHelloRefused: a peer that completes TLS may not fill
+// the node's receive window (LinkWindow, 32 MiB) on streams the node never
+// reads while it takes its time over the hello: before, the node took the
+// whole window, for each of its handshake slots, until the handshake
+// timed out. A member's first stream besides the control stream ends the
+// connection with a protocol error; a stranger (a certificate of another
+// CA) is refused in TLS, before the node could read any of its streams.
+func TestStreamsBeforeHelloRefused(t *testing.T) {
 	ca := testCA(t, "m")
 	a := newNode(t, issue(t, ca, "a"), func(c *QUICConfig) {
 		c.HandshakeTimeout = time.Minute // no timeout ends the attack
 	})
 	window := a.cfg.LinkWindow
-	stranger := issue(t, testCA(t, "m"), "x")
-	written, end := earlyStreamsAttack(t, a.LocalAddr(), stranger.TLSCertificate(), window)
-	t.Logf("the stranger wrote %d of %d bytes before its hello; its connection: %v", written, window, end)
-	if written > window/8 {
-		t.Fatalf("a stranger wrote %d bytes on streams before its hello (the link window is %d)", written, window)
+	for _, c := range []struct {
+		name string
+		cert tls.Certificate
+		// ended says whether the connection ended as it must.
+		ended func(error) bool
+		want  string
+	}{
+		{"member", issue(t, ca, "m").TLSCertificate(), func(end error) bool {
+			var ae *quic.ApplicationError
+			return errors.As(end, &ae) && ae.Remote && ae.ErrorCode == codeProtocol
+		}, "the node's protocol error"},
+		{"stranger", issue(t, testCA(t, "m"), "x").TLSCertificate(), refusedInTLS, "the node's refusal of its certificate in TLS"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			failed := a.HandshakeStats().Failed
+			written, end := earlyStreamsAttack(t, a.LocalAddr(), c.cert, window)
+			t.Logf("the peer wrote %d of %d bytes before its hello; its connection: %v", written, window, end)
+			if written > window/8 {
+				t.Fatalf("a peer wrote %d bytes on streams before its hello (the link window is %d)", written, window)
+			}
+			if !c.ended(end) {
+				t.Fatalf("the peer's connection ended with %v, want %s", end, c.want)
+			}
+			// The node counts the failure once the slot is released,
+			// which may be after the peer saw the close.
+			waitFor(t, "the handshake counted as failed", 10*time.Second, func() bool { return a.HandshakeStats().Failed > failed })
+		})
 	}
-	var ae *quic.ApplicationError
-	if !errors.As(end, &ae) || ae.ErrorCode != codeProtocol && ae.ErrorCode != codeRefused {
-		t.Fatalf("the stranger's connection ended with %v, want the node's protocol error or refusal", end)
-	}
-	// The node counts the failure once its handshake goroutine has
-	// released the slot, which may be after the stranger saw the close.
-	waitFor(t, "the handshake counted as failed", 10*time.Second, func() bool { return a.HandshakeStats().Failed > 0 })
 	// An honest node still links.
 	b := newNode(t, issue(t, ca, "b"), nil)
 	l := dial(t, b, a)
@@ -110,55 +158,70 @@ func TestStrangerStreamsBeforeHelloRefused(t *testing.T) {
 	s.Close()
 }
 
-// TestDialedStrangerStreamsBeforeHelloRefused is the same attack on a
-// node that dials: an address that answers with a certificate of another
-// CA (one gossip announced, say) opens streams toward the dialler as soon
-// as TLS completed, while the dialler waits for its refusal (or, before,
-// for its hello).
-func TestDialedStrangerStreamsBeforeHelloRefused(t *testing.T) {
-	a := newNode(t, issue(t, testCA(t, "m"), "a"), func(c *QUICConfig) {
+// TestDialedStreamsBeforeHelloRefused is the same attack on a node that
+// dials: an address (one gossip announced, say) that answers and opens
+// streams toward the dialler. A member, opening them once its handshake
+// completed, is closed with a protocol error; a stranger (a certificate
+// of another CA), opening them as early as QUIC lets a server send
+// (before the client's last handshake flight: quic.ListenEarly), is
+// refused in TLS, before the dialler could read its streams.
+func TestDialedStreamsBeforeHelloRefused(t *testing.T) {
+	ca := testCA(t, "m")
+	a := newNode(t, issue(t, ca, "a"), func(c *QUICConfig) {
 		c.HandshakeTimeout = time.Minute
 	})
 	window := a.cfg.LinkWindow
-	cert := issue(t, testCA(t, "m"), "x").TLSCertificate()
-	tlsConf := &tls.Config{
-		MinVersion: tls.VersionTLS13, NextProtos: []string{ALPN}, ClientAuth: tls.RequireAnyClientCert,
-		Certificates: []tls.Certificate{cert},
-	}
-	ln, err := quic.ListenAddr("127.0.0.2:0", tlsConf, &quic.Config{MaxIdleTimeout: 30 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	type result struct {
-		written uint64
-		end     error
-	}
-	res := make(chan result, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		conn, err := ln.Accept(ctx)
-		if err != nil {
-			res <- result{end: err}
-			return
-		}
-		defer conn.CloseWithError(0, "")
-		w, end := fillStreams(ctx, conn, window)
-		res <- result{w, end}
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := a.Dial(ctx, ln.Addr().String()); err == nil {
-		t.Fatal("a link to a stranger came up")
-	}
-	r := <-res
-	t.Logf("the stranger wrote %d of %d bytes toward the dialler; its connection: %v", r.written, window, r.end)
-	if r.written > window/8 {
-		t.Fatalf("a stranger wrote %d bytes on streams toward a dialler before answering its hello (the link window is %d)", r.written, window)
-	}
-	var ae *quic.ApplicationError
-	if !errors.As(r.end, &ae) || ae.ErrorCode != codeProtocol {
-		t.Fatalf("the stranger's connection ended with %v, want the dialler's protocol error", r.end)
+	for _, c := range []struct {
+		name  string
+		cert  tls.Certificate
+		early bool
+		ended func(error) bool
+		want  string
+	}{
+		// Early, the member could see the dialler's close in a handshake
+		// packet, where QUIC carries no application's code.
+		{"member", issue(t, ca, "m").TLSCertificate(), false, func(end error) bool {
+			var ae *quic.ApplicationError
+			return errors.As(end, &ae) && ae.Remote && ae.ErrorCode == codeProtocol
+		}, "the dialler's protocol error"},
+		{"stranger", issue(t, testCA(t, "m"), "x").TLSCertificate(), true, refusedInTLS, "the dialler's refusal of its certificate in TLS"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tlsConf := &tls.Config{
+				MinVersion: tls.VersionTLS13, NextProtos: []string{ALPN}, ClientAuth: tls.RequireAnyClientCert,
+				Certificates: []tls.Certificate{c.cert},
+			}
+			addr, accept := listenQUIC(t, "127.0.0.2", tlsConf, &quic.Config{MaxIdleTimeout: 30 * time.Second}, c.early)
+			type result struct {
+				written uint64
+				end     error
+			}
+			res := make(chan result, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				conn, err := accept(ctx)
+				if err != nil {
+					res <- result{end: err}
+					return
+				}
+				defer conn.CloseWithError(0, "")
+				w, end := fillStreams(ctx, conn, window)
+				res <- result{w, end}
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := a.Dial(ctx, addr.String()); err == nil {
+				t.Fatal("a link to a peer that sent no hello came up")
+			}
+			r := <-res
+			t.Logf("the peer wrote %d of %d bytes toward the dialler; its connection: %v", r.written, window, r.end)
+			if r.written > window/8 {
+				t.Fatalf("a peer wrote %d bytes on streams toward a dialler before answering its hello (the link window is %d)", r.written, window)
+			}
+			if !c.ended(r.end) {
+				t.Fatalf("the peer's connection ended with %v, want %s", r.end, c.want)
+			}
+		})
 	}
 }

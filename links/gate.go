@@ -807,7 +807,9 @@ type slotKey struct{}
 // connection or refuses it. The slot is released when the link handshake
 // ends (accept), or when quic-go gives the connection up before accept
 // took it; then, if a QUIC timeout ended it while the node was behind
-// (t.lag, since the slot was taken), the slot says so (slot.behind).
+// (t.lag, since the slot was taken), the slot says so (slot.behind), and
+// the peer's refusal of this node's certificate in TLS is reported as the
+// link's refusal.
 func (t *QUICTransport) connContext(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
 	s, err := t.gate.enter(info.RemoteAddr, info.AddrVerified, time.Now())
 	if err != nil {
@@ -817,10 +819,17 @@ func (t *QUICTransport) connContext(ctx context.Context, info *quic.ClientInfo) 
 	from := t.lag.mark()
 	context.AfterFunc(ctx, func() {
 		if !s.accepted.Load() {
-			if timedOut(context.Cause(ctx)) && t.lag.behindSince(from) {
+			cause := context.Cause(ctx)
+			if timedOut(cause) && t.lag.behindSince(from) {
 				s.behind.Store(true)
 			}
 			s.release()
+			var te *quic.TransportError
+			if errors.As(cause, &te) && te.Remote && te.ErrorCode == quic.TransportErrorCode(0x100+tlsAlertBadCertificate) {
+				// The peer refused this node's certificate in TLS (this
+				// node's own refusals were reported by verifying).
+				t.refusedIn(info.RemoteAddr, t.tlsRefusal(info.RemoteAddr, cause))
+			}
 		}
 	})
 	// The connection's 1-RTT packets come from this address while it

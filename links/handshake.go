@@ -14,10 +14,10 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// tlsConfig builds the TLS configuration for both directions. TLS accepts
-// any certificate (one is required); the link handshake checks it with the
-// identity (refuseUncertified, before any hello) so that a refusal reaches
-// both sides as readable text.
+// tlsConfig builds the TLS configuration for both directions. A
+// certificate is required; it is checked against the node's identity by
+// verifying, which each connection's configuration is, not by TLS's own
+// chain building (a mesh certificate names a node, not a host).
 func (t *QUICTransport) tlsConfig() *tls.Config {
 	current := func() (*tls.Certificate, error) {
 		c := t.identity().TLSCertificate()
@@ -32,7 +32,7 @@ func (t *QUICTransport) tlsConfig() *tls.Config {
 			return current()
 		},
 		ClientAuth:         tls.RequireAnyClientCert,
-		InsecureSkipVerify: true, // checked by refuseUncertified and verifyPeer after the handshake
+		InsecureSkipVerify: true, // checked by verifying, in TLS, and again with the hello's name by verifyPeer
 		NextProtos:         []string{ALPN},
 		ServerName:         "circuitmesh",
 	}
@@ -104,8 +104,15 @@ func (t *QUICTransport) verifyPeerCert(conn *quic.Conn, h helloMsg) error {
 // certRejected is the refusal of a peer, named who (the node name its
 // hello claims, or its address), whose certificate node refused with err.
 func certRejected(who, node string, err error) error {
-	return fmt.Errorf("certificate of %s rejected by %s: %w", who, node, err)
+	return &certRejection{fmt.Errorf("certificate of %s rejected by %s: %w", who, node, err)}
 }
+
+// certRejection is the error of certRejected: what tlsRefusal finds in a
+// TLS handshake this node ended.
+type certRejection struct{ err error }
+
+func (e *certRejection) Error() string { return e.err.Error() }
+func (e *certRejection) Unwrap() error { return e.err }
 
 // certified says whether the peer of conn proved in a completed TLS
 // handshake that it holds the key of a certificate of the mesh (TLS
@@ -193,7 +200,7 @@ func refuse(conn *quic.Conn, reason error) error {
 
 // handshakeErr maps a failure while waiting for the peer in the handshake.
 // A refusal by the peer carries its reason.
-func handshakeErr(conn *quic.Conn, step string, err error) error {
+func (t *QUICTransport) handshakeErr(conn *quic.Conn, step string, err error) error {
 	err = cleanPeerClose(err)
 	var ae *quic.ApplicationError
 	if errors.As(err, &ae) && ae.Remote {
@@ -204,15 +211,58 @@ func handshakeErr(conn *quic.Conn, step string, err error) error {
 			return fmt.Errorf("%s: %w", step, errDuplicate)
 		}
 	}
-	var te *quic.TransportError
-	if errors.As(err, &te) && te.ErrorCode.IsCryptoError() {
-		return fmt.Errorf("%w: TLS handshake with %s: %w", ErrRefused, conn.RemoteAddr(), err)
+	if refusal := t.tlsRefusal(conn.RemoteAddr(), err); refusal != nil {
+		return refusal
 	}
 	_ = conn.CloseWithError(codeProtocol, step+" failed")
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("%s: control stream ended early: %w", step, err)
 	}
 	return fmt.Errorf("%s: %w", step, err)
+}
+
+// tlsRefusal is the refusal err is, if it ended the TLS handshake of a
+// connection with remote: this node refused the peer's certificate
+// (verifying; err carries why), or the peer refused the handshake with a
+// TLS alert, which says no more than its name; if this node's own
+// certificate does not verify against its own identity, or is a
+// development one, that is said too. Otherwise nil.
+func (t *QUICTransport) tlsRefusal(remote net.Addr, err error) error {
+	var te *quic.TransportError
+	if !errors.As(err, &te) || !te.ErrorCode.IsCryptoError() {
+		return nil
+	}
+	if !te.Remote {
+		if cr, ok := errors.AsType[*certRejection](err); ok {
+			return fmt.Errorf("%w: %w", ErrRefused, cr)
+		}
+		return fmt.Errorf("%w: TLS handshake with %s: %w", ErrRefused, remote, err)
+	}
+	what := fmt.Sprintf("TLS handshake with %s failed at the peer (%s)", remote, te.ErrorCode.Message())
+	if te.ErrorCode == quic.TransportErrorCode(0x100+tlsAlertBadCertificate) {
+		what = fmt.Sprintf("the peer at %s refused this node's certificate (%s)", remote, te.ErrorCode.Message())
+	}
+	id := t.identity()
+	if id.Insecure {
+		return fmt.Errorf("%w: %s: this node is in development mode: its certificate is self-signed, not signed by the CA of a mesh", ErrRefused, what)
+	}
+	if _, own := id.VerifyPeer([][]byte{id.Cert.Raw}, time.Now()); own != nil {
+		return fmt.Errorf("%w: %s: this node's own certificate does not verify: %w", ErrRefused, what, own)
+	}
+	return fmt.Errorf("%w: %s", ErrRefused, what)
+}
+
+// tlsAlertBadCertificate is the TLS alert crypto/tls sends when
+// tls.Config.VerifyConnection refuses the peer's certificate.
+const tlsAlertBadCertificate = 42
+
+// refusedIn reports the refusal of an inbound link: logged at WARN once
+// per source prefix per minute, and passed to QUICConfig.OnRefused.
+func (t *QUICTransport) refusedIn(remote net.Addr, err error) {
+	t.inRefusals.Warn(SourcePrefix(remote).String(), "link refused", "remote", remote.String(), "err", err)
+	if t.cfg.OnRefused != nil {
+		t.cfg.OnRefused(remote, err)
+	}
 }
 
 // errDuplicate: the peer closed a link in the handshake as a duplicate.
@@ -258,16 +308,11 @@ func readHello(s io.Reader) (helloMsg, error) {
 
 // dialHandshake runs the dialler's side of the link handshake on conn.
 func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*quicLink, error) {
-	// Guarded while it waits for the refusal of a peer whose certificate
-	// does not verify too: such a peer may open streams meanwhile.
 	stopGuard := guardEarlyStreams(ctx, conn)
 	defer stopGuard()
-	if err := t.refuseUncertified(ctx, conn, t.cfg.HandshakeTimeout/2); err != nil {
-		return nil, err
-	}
 	ctrl, err := conn.OpenStreamSync(ctx)
 	if err != nil {
-		return nil, handshakeErr(conn, "open control stream", err)
+		return nil, t.handshakeErr(conn, "open control stream", err)
 	}
 	stopDeadline := context.AfterFunc(ctx, func() { _ = ctrl.SetDeadline(time.Now()) })
 	defer stopDeadline()
@@ -277,11 +322,11 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 		hello.Features |= FeatureStatic
 	}
 	if err := writeHello(ctrl, hello); err != nil {
-		return nil, handshakeErr(conn, "send hello", err)
+		return nil, t.handshakeErr(conn, "send hello", err)
 	}
 	peer, err := readHello(ctrl)
 	if err != nil {
-		return nil, handshakeErr(conn, "read hello", err)
+		return nil, t.handshakeErr(conn, "read hello", err)
 	}
 	if err := t.verifyPeer(conn, peer); err != nil {
 		return nil, refuse(conn, err)
@@ -306,49 +351,18 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 	stopGuard()
 	if err := writeFrame(ctrl, frameReady, nil); err != nil {
 		t.release(p)
-		return nil, handshakeErr(conn, "send ready", err)
+		return nil, t.handshakeErr(conn, "send ready", err)
 	}
 	stopDeadline()
 	_ = ctrl.SetDeadline(time.Time{})
 	return newQUICLink(t, conn, ctrl, peer, p), nil
 }
 
-// refuseUncertified refuses the peer of conn, before its hello, when its
-// certificate (TLS took any) does not verify: else it held the
-// connection's 1-RTT keys until its hello came, or the handshake timed
-// out, and a packet of its connection written with the address of another
-// connection of the node carries a PATH_CHALLENGE quic-go answers there
-// (pathguard.go). The acceptor refuses at once. The dialler first waits up
-// to wait for the acceptor's own refusal, which a node of another CA sends
-// at once, so that both ends report the acceptor's; a stranger that sends
-// none is refused when wait ends.
-func (t *QUICTransport) refuseUncertified(ctx context.Context, conn *quic.Conn, wait time.Duration) error {
-	id := t.identity()
-	_, err := id.VerifyPeer(peerCerts(conn), time.Now())
-	if err == nil {
-		return nil
-	}
-	if wait > 0 {
-		timer := time.NewTimer(wait)
-		defer timer.Stop()
-		select {
-		case <-conn.Context().Done():
-			return handshakeErr(conn, "wait for the refusal of a peer whose certificate does not verify", context.Cause(conn.Context()))
-		case <-timer.C:
-		case <-ctx.Done():
-		}
-	}
-	return refuse(conn, certRejected(conn.RemoteAddr().String(), id.Node, err))
-}
-
 // acceptHandshake runs the acceptor's side of the link handshake on conn.
 func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*quicLink, error) {
-	if err := t.refuseUncertified(ctx, conn, 0); err != nil {
-		return nil, err
-	}
 	ctrl, err := conn.AcceptStream(ctx)
 	if err != nil {
-		return nil, handshakeErr(conn, "accept control stream", err)
+		return nil, t.handshakeErr(conn, "accept control stream", err)
 	}
 	// The control stream lasts as long as the link: its credit is not
 	// worth holding.
@@ -359,7 +373,7 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 	defer stopGuard()
 	peer, err := readHello(ctrl)
 	if err != nil {
-		return nil, handshakeErr(conn, "read hello", err)
+		return nil, t.handshakeErr(conn, "read hello", err)
 	}
 	if err := t.checkHello(peer); err != nil {
 		// The certificate is not checked: a peer of another protocol
@@ -387,11 +401,11 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 	stopGuard()
 	if err := writeHello(ctrl, t.ourHello(peer.Nonce)); err != nil {
 		t.release(p)
-		return nil, handshakeErr(conn, "send hello", err)
+		return nil, t.handshakeErr(conn, "send hello", err)
 	}
 	if _, err := expectFrame(ctrl, frameReady); err != nil {
 		t.release(p)
-		return nil, handshakeErr(conn, "read ready", err)
+		return nil, t.handshakeErr(conn, "read ready", err)
 	}
 	stopDeadline()
 	_ = ctrl.SetDeadline(time.Time{})

@@ -24,8 +24,8 @@ import (
 // admitted, or from the node's own dial, until the peer answered: a
 // handshake (long-header) packet from there addressed to a connection ID
 // the node made and sent there first (only a receiver there knows it;
-// ownIDs), or, at the latest, its certificate in the TLS handshake if it
-// verifies (verifying). A
+// ownIDs), or, at the latest, its certificate in the TLS handshake, which
+// TLS refuses unless it verifies (verifying). A
 // pending address passes short-header packets addressed to a connection
 // ID the node sent it, and pendingShort others (a peer's first 1-RTT
 // packets may use a connection ID the node gave it in 1-RTT and arrive
@@ -332,19 +332,26 @@ func (p *peerAddrs) inGrace(a netip.AddrPort) bool {
 	return ok && time.Now().Before(until)
 }
 
-// verifying is the node's TLS configuration with the connection of r
-// (nil: none) counted once the TLS handshake reaches the peer's
-// certificate, if the certificate verifies against the node's identity
-// (a certificate of the mesh; in development mode, Identity.Insecure,
-// any certificate, as the link handshake takes then). TLS itself takes
-// any certificate (tlsConfig).
-func (t *QUICTransport) verifying(r *pathReg) *tls.Config {
+// verifying is the node's TLS configuration for a connection with
+// remote: TLS refuses a peer certificate that does not verify against the
+// node's identity (a certificate of the mesh; in development mode,
+// Identity.Insecure, any certificate), so that a stranger never holds the
+// connection's 1-RTT keys, and counts the connection of r (nil: none)
+// once the certificate verified. inbound: the refusal is reported as
+// that of an inbound link (refusedIn).
+func (t *QUICTransport) verifying(r *pathReg, remote net.Addr, inbound bool) *tls.Config {
 	c := t.tlsConf.Clone()
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
-		if r != nil {
-			if _, err := t.identity().VerifyPeer(rawCerts(cs.PeerCertificates), time.Now()); err == nil {
-				r.reach()
+		id := t.identity()
+		if _, err := id.VerifyPeer(rawCerts(cs.PeerCertificates), time.Now()); err != nil {
+			err = certRejected(remote.String(), id.Node, err)
+			if inbound {
+				t.refusedIn(remote, fmt.Errorf("%w: %w", ErrRefused, err))
 			}
+			return err
+		}
+		if r != nil {
+			r.reach()
 		}
 		return nil
 	}
@@ -353,12 +360,12 @@ func (t *QUICTransport) verifying(r *pathReg) *tls.Config {
 
 type pathKey struct{}
 
-// serverConfig is tls.Config.GetConfigForClient of the node's listener:
-// the connection's registration (connContext) counts once the client's
-// certificate came, if it verifies (verifying).
+// serverConfig is tls.Config.GetConfigForClient of the node's listener
+// (verifying): the connection's registration (connContext) counts once
+// the client's certificate verified.
 func (t *QUICTransport) serverConfig(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	r, _ := hello.Context().Value(pathKey{}).(*pathReg)
-	return t.verifying(r), nil
+	return t.verifying(r, hello.Conn.RemoteAddr(), true), nil
 }
 
 // admitAt is how many bytes of the datagram pkt from a QUIC gets, read as

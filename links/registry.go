@@ -161,7 +161,7 @@ func (t *QUICTransport) adopt(l *quicLink) (*quicLink, error) {
 		if old != nil {
 			return old, nil
 		}
-		return nil, handshakeErr(l.conn, "link closed before it was up", context.Cause(l.conn.Context()))
+		return nil, t.handshakeErr(l.conn, "link closed before it was up", context.Cause(l.conn.Context()))
 	}
 	if old != nil && !t.prefer(l.key, old.key) {
 		t.mu.Unlock()

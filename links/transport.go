@@ -132,11 +132,10 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 	}
 	t.tr = &quic.Transport{Conn: guardConn(pc, t.paths), VerifySourceAddress: t.gate.verifySource, ConnContext: t.connContext,
 		ConnectionIDGenerator: t.paths.generator(2 * cfg.HandshakeTimeout), // pathguard.go
-		// quic-go gives every connection that completes TLS (a stranger's
-		// too: certificates are checked after) a NEW_TOKEN token that
-		// validated its IP for 24 hours, any number of times. Links keep
-		// none, so the node takes none: only a Retry of the handshake
-		// itself validates an address (gate.verifySource).
+		// quic-go gives every connection that completes TLS a NEW_TOKEN
+		// token that validated its IP for 24 hours, any number of times.
+		// Links keep none, so the node takes none: only a Retry of the
+		// handshake itself validates an address (gate.verifySource).
 		MaxTokenAge: time.Nanosecond}
 	lnConf := t.tlsConf.Clone()
 	lnConf.GetConfigForClient = t.serverConfig
@@ -261,10 +260,7 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 			// link: nothing failed.
 			t.cfg.Logger.Debug("duplicate link closed by the peer", "remote", conn.RemoteAddr().String())
 		case errors.Is(err, ErrRefused):
-			t.inRefusals.Warn(SourcePrefix(conn.RemoteAddr()).String(), "link refused", "remote", conn.RemoteAddr().String(), "err", err)
-			if t.cfg.OnRefused != nil {
-				t.cfg.OnRefused(conn.RemoteAddr(), err)
-			}
+			t.refusedIn(conn.RemoteAddr(), err)
 		default:
 			t.noteHandshakeFailure(conn.RemoteAddr(), err)
 		}
@@ -307,10 +303,10 @@ func (t *QUICTransport) Dial(ctx context.Context, addr string) (Link, error) {
 	defer t.attempt(ua, true)()
 	began := time.Now()
 	path := t.paths.register(ua)
-	conn, err := t.tr.Dial(ctx, ua, t.verifying(path), t.quicConf)
+	conn, err := t.tr.Dial(ctx, ua, t.verifying(path, ua, false), t.quicConf)
 	if err != nil {
 		path.end()
-		return nil, fmt.Errorf("dial %s: %w", addr, t.dialErr(ctx, time.Since(began), err))
+		return nil, fmt.Errorf("dial %s: %w", addr, t.dialErr(ctx, ua, time.Since(began), err))
 	}
 	context.AfterFunc(conn.Context(), path.end)
 	l, err := t.dialHandshake(ctx, conn)
@@ -337,11 +333,10 @@ func (t *QUICTransport) Dial(ctx context.Context, addr string) (Link, error) {
 	return survivor, nil
 }
 
-// dialErr is the error of a QUIC dial that failed after took.
-func (t *QUICTransport) dialErr(ctx context.Context, took time.Duration, err error) error {
-	var te *quic.TransportError
-	if errors.As(err, &te) && te.ErrorCode.IsCryptoError() {
-		return fmt.Errorf("%w: TLS handshake: %w", ErrRefused, err)
+// dialErr is the error of a QUIC dial to remote that failed after took.
+func (t *QUICTransport) dialErr(ctx context.Context, remote net.Addr, took time.Duration, err error) error {
+	if refusal := t.tlsRefusal(remote, err); refusal != nil {
+		return refusal
 	}
 	if t.ctx.Err() != nil {
 		return fmt.Errorf("transport: %w", ErrClosed)
