@@ -183,6 +183,10 @@ type HandshakeStats struct {
 	// Failed counts handshakes that got a slot and did not end in a link
 	// (timeout, bad hello or certificate, ...).
 	Failed uint64
+	// Excused counts those of Failed that a QUIC timeout ended before
+	// TLS completed while the node's own work was behind, and that did
+	// not count against their source prefix (its excuses; see gate).
+	Excused uint64
 }
 
 // gate bounds inbound handshakes in progress; see maxPendingHandshakes.
@@ -214,7 +218,7 @@ type gate struct {
 	// handshakeBurst).
 	prefixRate, prefixBurst float64
 
-	refusedFull, refusedShare, refusedRate, refusedNode, reserved, retries, failed atomic.Uint64
+	refusedFull, refusedShare, refusedRate, refusedNode, reserved, retries, failed, excused atomic.Uint64
 }
 
 // overState is a name's allowance of reserve handshakes that prove it
@@ -482,6 +486,7 @@ func (s *slot) releaseAt(now time.Time) {
 				// Timed out while the node was behind: not counted while
 				// the prefix has excuses.
 				ps.excuses.Tokens--
+				g.excused.Add(1)
 			default:
 				ps.lastFail = now
 			}
@@ -856,15 +861,17 @@ func slotOf(conn *quic.Conn) *slot {
 }
 
 // HandshakeStats reports the inbound handshake counters.
-func (t *QUICTransport) HandshakeStats() HandshakeStats {
-	g := t.gate
+func (t *QUICTransport) HandshakeStats() HandshakeStats { return t.gate.stats() }
+
+// stats is the gate's counters (HandshakeStats).
+func (g *gate) stats() HandshakeStats {
 	g.mu.Lock()
 	n := g.total
 	g.mu.Unlock()
 	return HandshakeStats{
 		InProgress: n, RefusedFull: g.refusedFull.Load(), RefusedShare: g.refusedShare.Load(),
 		RefusedRate: g.refusedRate.Load(), RefusedNodeRate: g.refusedNode.Load(), Reserved: g.reserved.Load(),
-		Retries: g.retries.Load(), Failed: g.failed.Load(),
+		Retries: g.retries.Load(), Failed: g.failed.Load(), Excused: g.excused.Load(),
 	}
 }
 
@@ -876,7 +883,7 @@ func (t *QUICTransport) noteHandshakeFailure(remote net.Addr, err error) {
 	t.floods.Warn("handshakes", "inbound link handshakes failing or refused (counts since start)",
 		"last_remote", remote.String(), "last_err", err, "in_progress", st.InProgress, "failed", st.Failed,
 		"refused_full", st.RefusedFull, "refused_share", st.RefusedShare, "refused_rate", st.RefusedRate,
-		"refused_node_rate", st.RefusedNodeRate, "reserved", st.Reserved, "retries", st.Retries)
+		"refused_node_rate", st.RefusedNodeRate, "reserved", st.Reserved, "retries", st.Retries, "excused", st.Excused)
 }
 
 // handshakeLogPeriod spaces the WARN lines of noteHandshakeFailure.

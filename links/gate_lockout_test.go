@@ -422,6 +422,9 @@ func TestGateTimeoutWhileBehindDoesNotBar(t *testing.T) {
 	if _, err := g.enter(a, true, end.Add(time.Second)); err != nil {
 		t.Fatalf("a prefix whose handshake timed out while the node was behind is refused the reserve: %v", err)
 	}
+	if st := g.stats(); st.Failed != 1 || st.Excused != 1 {
+		t.Fatalf("handshake stats %+v, want the ending counted as failed and excused", st)
+	}
 }
 
 // TestGateStallingStrangerWhileBehind: a stranger answers the Retry and

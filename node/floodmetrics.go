@@ -14,6 +14,7 @@ import (
 type floodCollector struct {
 	n                                 *Node
 	hsRefused, hsFailed, hsRetries    *prometheus.Desc
+	hsExcused                         *prometheus.Desc
 	hsInProgress, pendingOpensRefused *prometheus.Desc
 	stalledReset, circuitEvents       *prometheus.Desc
 	pathDrops                         *prometheus.Desc
@@ -32,9 +33,11 @@ func newFloodCollector(n *Node) *floodCollector {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
 	return &floodCollector{
-		n:            n,
-		hsRefused:    d("circuitmesh_link_handshakes_refused_total", "Inbound link handshakes refused at their first packet, by reason (full, share, rate, node_rate).", "reason"),
-		hsFailed:     d("circuitmesh_link_handshakes_failed_total", "Inbound link handshakes that took a slot and did not end in a link."),
+		n:         n,
+		hsRefused: d("circuitmesh_link_handshakes_refused_total", "Inbound link handshakes refused at their first packet, by reason (full, share, rate, node_rate).", "reason"),
+		hsFailed:  d("circuitmesh_link_handshakes_failed_total", "Inbound link handshakes that took a slot and did not end in a link."),
+		hsExcused: d("circuitmesh_link_handshakes_excused_total",
+			"Inbound link handshakes counted in circuitmesh_link_handshakes_failed_total that a QUIC timeout ended before TLS completed while this node's own work was behind (the Go scheduler's wait to run), not held against their source prefix."),
 		hsRetries:    d("circuitmesh_link_handshake_retries_total", "Inbound first packets answered with a QUIC Retry (address validation) because the node was busy."),
 		hsInProgress: d("circuitmesh_link_handshakes_in_progress", "Inbound link handshakes holding a slot now."),
 		pendingOpensRefused: d("circuitmesh_pending_opens_refused_total",
@@ -49,7 +52,7 @@ func newFloodCollector(n *Node) *floodCollector {
 }
 
 func (c *floodCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.hsRefused, c.hsFailed, c.hsRetries, c.hsInProgress, c.pendingOpensRefused, c.stalledReset, c.circuitEvents, c.pathDrops} {
+	for _, d := range []*prometheus.Desc{c.hsRefused, c.hsFailed, c.hsExcused, c.hsRetries, c.hsInProgress, c.pendingOpensRefused, c.stalledReset, c.circuitEvents, c.pathDrops} {
 		ch <- d
 	}
 }
@@ -74,6 +77,7 @@ func (c *floodCollector) Collect(ch chan<- prometheus.Metric) {
 	ctr(c.hsRefused, st.RefusedRate, "rate")
 	ctr(c.hsRefused, st.RefusedNodeRate, "node_rate")
 	ctr(c.hsFailed, st.Failed)
+	ctr(c.hsExcused, st.Excused)
 	ctr(c.hsRetries, st.Retries)
 	ch <- prometheus.MustNewConstMetric(c.hsInProgress, prometheus.GaugeValue, float64(st.InProgress))
 	ctr(c.pendingOpensRefused, c.n.limits.pendingRefused.Load())

@@ -51,7 +51,7 @@ func newMetrics(n *Node) *metrics {
 		reg:   reg,
 		links: prometheus.NewGauge(prometheus.GaugeOpts{Name: "circuitmesh_links", Help: "Live links to neighbours."}),
 		linkRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "circuitmesh_links_refused_total",
-			Help: "Incoming links refused during the handshake."}),
+			Help: "Incoming links refused during the handshake: by this node, or by the peer refusing this node's certificate in TLS."}),
 		circuitsOpened: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_circuits_opened_total",
 			Help: "Circuits opened, by role (dial, accept, relay)."}, []string{"role"}),
 		circuitsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_circuits_refused_total",
