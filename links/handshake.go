@@ -376,8 +376,9 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 		return nil, t.handshakeErr(conn, "read hello", err)
 	}
 	if err := t.checkHello(peer); err != nil {
-		// The certificate is not checked: a peer of another protocol
-		// version may still have proved one in TLS (see accept).
+		// Its certificate verified in TLS, but the hello's name is not
+		// checked against it: a peer of another protocol version still
+		// proved a certificate of the mesh (see accept).
 		return nil, refuse(conn, err)
 	}
 	s := slotOf(conn)
