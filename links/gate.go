@@ -822,26 +822,31 @@ func (t *QUICTransport) connContext(ctx context.Context, info *quic.ClientInfo) 
 		return nil, err
 	}
 	from := t.lag.mark()
-	context.AfterFunc(ctx, func() {
-		if !s.accepted.Load() {
-			cause := context.Cause(ctx)
-			if timedOut(cause) && t.lag.behindSince(from) {
-				s.behind.Store(true)
-			}
-			s.release()
-			var te *quic.TransportError
-			if errors.As(cause, &te) && te.Remote && te.ErrorCode == quic.TransportErrorCode(0x100+tlsAlertBadCertificate) {
-				// The peer refused this node's certificate in TLS (this
-				// node's own refusals were reported by verifying).
-				t.refusedIn(info.RemoteAddr, t.tlsRefusal(info.RemoteAddr, cause))
-			}
-		}
-	})
 	// The connection's 1-RTT packets come from this address while it
 	// lives, once the TLS handshake showed the peer receives there
 	// (links refuse migration: pathguard.go).
 	path := t.paths.register(info.RemoteAddr)
-	context.AfterFunc(ctx, path.end)
+	context.AfterFunc(ctx, func() {
+		defer path.end()
+		if s.accepted.Load() {
+			return
+		}
+		cause := context.Cause(ctx)
+		if timedOut(cause) && t.lag.behindSince(from) {
+			s.behind.Store(true)
+		}
+		s.release()
+		var te *quic.TransportError
+		if errors.As(cause, &te) && te.Remote && te.ErrorCode == quic.TransportErrorCode(0x100+tlsAlertBadCertificate) &&
+			t.paths.answered(info.RemoteAddr) {
+			// The peer refused this node's certificate in TLS (this
+			// node's own refusals were reported by verifying). Only
+			// from an address whose peer answered a handshake packet of
+			// the node's: a first packet carrying this close needs no
+			// answer, from whatever address it claims.
+			t.refusedIn(info.RemoteAddr, t.tlsRefusal(info.RemoteAddr, cause))
+		}
+	})
 	return context.WithValue(context.WithValue(ctx, slotKey{}, s), pathKey{}, path), nil
 }
 

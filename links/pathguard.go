@@ -24,8 +24,9 @@ import (
 // admitted, or from the node's own dial, until the peer answered: a
 // handshake (long-header) packet from there addressed to a connection ID
 // the node made and sent there first (only a receiver there knows it;
-// ownIDs), or, at the latest, its certificate in the TLS handshake, which
-// TLS refuses unless it verifies (verifying). A
+// ownIDs), or, at the latest, a certificate that verifies presented in
+// the TLS handshake (verifying; TLS refuses one that does not, and checks
+// the peer's signature with it just after). A
 // pending address passes short-header packets addressed to a connection
 // ID the node sent it, and pendingShort others (a peer's first 1-RTT
 // packets may use a connection ID the node gave it in 1-RTT and arrive
@@ -324,6 +325,16 @@ func (p *peerAddrs) graceLocked(a netip.AddrPort, now time.Time) {
 	p.ended[a] = now.Add(p.grace)
 }
 
+// answered says whether a handshake packet from addr, pending, was
+// addressed to a connection ID the node sent there (pendingAddr.answered):
+// only a receiver there knows it.
+func (p *peerAddrs) answered(addr net.Addr) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	pa := p.pending[addrPort(addr)]
+	return pa != nil && pa.answered
+}
+
 // inGrace says whether a connection at a ended within the grace.
 func (p *peerAddrs) inGrace(a netip.AddrPort) bool {
 	p.mu.RLock()
@@ -335,9 +346,9 @@ func (p *peerAddrs) inGrace(a netip.AddrPort) bool {
 // verifying is the node's TLS configuration for a connection with
 // remote: TLS refuses a peer certificate that does not verify against the
 // node's identity (a certificate of the mesh; in development mode,
-// Identity.Insecure, any certificate), so that a stranger never holds the
-// connection's 1-RTT keys, and counts the connection of r (nil: none)
-// once the certificate verified. inbound: the refusal is reported as
+// Identity.Insecure, any certificate) before the node installs the key to
+// read the peer's 1-RTT packets, and counts the connection of r (nil:
+// none) once the certificate verified. inbound: the refusal is reported as
 // that of an inbound link (refusedIn).
 func (t *QUICTransport) verifying(r *pathReg, remote net.Addr, inbound bool) *tls.Config {
 	c := t.tlsConf.Clone()
