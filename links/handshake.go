@@ -419,9 +419,9 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 // opens circuit streams only once it has that answer (a dialler once it
 // has the acceptor's hello, an acceptor once it has the dialler's ready).
 // Without the guard, a
-// peer with any certificate, or none of the mesh, could fill the link's
-// whole receive window (LinkWindow) on streams nobody reads, for each
-// handshake slot, until the handshake timed out. stop ends the guard and
+// peer with a certificate of the mesh (TLS refuses others) could fill the
+// link's whole receive window (LinkWindow) on streams nobody reads, for
+// each handshake slot, until the handshake timed out. stop ends the guard and
 // waits for its goroutine; it may be called more than once.
 func guardEarlyStreams(ctx context.Context, conn *quic.Conn) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)

@@ -19,9 +19,9 @@ import (
 // handshakeFlood is a misbehaving peer: from one UDP socket it keeps
 // conns QUIC handshakes open toward target with a certificate the mesh
 // does not trust, renewing each one as soon as the target drops it. The
-// node refuses such a certificate as soon as TLS completes, so each
-// handshake holds its slot by stalling before it sends its certificate,
-// for longer than the node's handshake timeout (floodStall).
+// node refuses such a certificate in TLS, so each handshake holds its
+// slot by stalling before it sends its certificate, for longer than the
+// node's handshake timeout (floodStall).
 type handshakeFlood struct {
 	tr       *quic.Transport
 	wg       sync.WaitGroup

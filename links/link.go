@@ -55,7 +55,10 @@ var (
 	// received). Stream operations on a lost link return an error wrapping it.
 	ErrLinkLost = errors.New("link lost")
 	// ErrRefused: the handshake was refused (bad certificate, wrong CA, name
-	// or mesh mismatch, version mismatch). The error text says why.
+	// or mesh mismatch, version mismatch). The error text says why; a
+	// certificate refused by the peer in TLS, whose alert has no text, is
+	// said to be refused, with this node's own certificate's fault if it
+	// has one.
 	ErrRefused = errors.New("link refused")
 	// ErrHandshakeSlow: a dial timed out after the address answered: the
 	// QUIC handshake was under way (the address sent packets of it within

@@ -2,6 +2,8 @@ package links
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
 	"net"
@@ -299,23 +301,48 @@ func pathTableSize(n *node) int {
 
 // TestPathTableEmptiesAfterFailedHandshakes: every way a connection can
 // end before it became a link leaves nothing in the guard's tables: a
-// stranger whose certificate the link handshake refuses after TLS counted
-// its address, a spoofed first packet whose handshake times out, a dial
-// to a silent address cancelled, and links opened and closed in a row
-// (regression test: the tables are bounded by the live connections only
-// while each ending path uncounts its registration).
+// stranger, refused in TLS, an impostor (a member's certificate without
+// its key) whose address TLS counted once the certificate verified and
+// whose handshake then fails at its signature, a spoofed first packet
+// whose handshake times out, a dial to a silent address cancelled, and
+// links opened and closed in a row (regression test: the tables are
+// bounded by the live connections only while each ending path uncounts
+// its registration).
 func TestPathTableEmptiesAfterFailedHandshakes(t *testing.T) {
 	ca := testCA(t, "m")
 	fast := func(c *QUICConfig) { c.HandshakeTimeout = time.Second }
 	target := newNode(t, issue(t, ca, "n"), fast)
 
-	// A stranger: TLS counts its address, the link handshake refuses it.
-	stranger := newNode(t, issue(t, testCA(t, "m"), "s"), fast)
+	// A stranger, refused in TLS. It and the impostor fail from their own
+	// prefix, which the gate then holds to a lower rate, so that the
+	// links below are not refused for the handshakes they did not fail.
+	const failing = "127.0.0.3"
+	stranger := newNode(t, issue(t, testCA(t, "m"), "s"), func(c *QUICConfig) { fast(c); c.ListenAddr = failing + ":0" })
 	for range 3 {
 		ctx, cancel := context.WithTimeout(context.Background(), patience)
 		if _, err := stranger.Dial(ctx, target.LocalAddr().String()); err == nil {
 			cancel()
 			t.Fatal("a certificate of another CA was taken")
+		}
+		cancel()
+	}
+
+	// An impostor.
+	_, wrongKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	impostor := tls.Certificate{Certificate: [][]byte{issue(t, ca, "i").Cert.Raw}, PrivateKey: wrongKey}
+	itr, done := transportAt(t, failing)
+	defer done()
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		conn, err := itr.Dial(ctx, target.LocalAddr(), &tls.Config{
+			MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, NextProtos: []string{ALPN}, ServerName: "circuitmesh",
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &impostor, nil },
+		}, &quic.Config{HandshakeIdleTimeout: patience})
+		if err == nil {
+			<-conn.Context().Done() // the node's refusal of its signature
 		}
 		cancel()
 	}

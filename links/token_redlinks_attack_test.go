@@ -39,9 +39,9 @@ func (s *tokenSpy) Pop(key string) *quic.ClientToken {
 // TestAttackStrangerSkipsAddressValidationWithOldToken: an attacker
 // handshakes once with a node and keeps the NEW_TOKEN token quic-go's
 // server gives every connection that completes TLS. (Its first connection
-// holds a member's certificate and sends no hello, so that the token
-// surely arrives: a stranger's certificate is refused as soon as TLS
-// completes, which races the packet that carries the token.) Later, as a
+// holds a member's certificate and sends no hello: TLS refuses a
+// stranger's certificate, and the server's side of the handshake never
+// completes.) Later, as a
 // stranger (a certificate of another CA), from another
 // port of its IP, while its prefix holds enough handshakes that the node
 // asks it to prove its address, it presents that token: quic-go took it

@@ -247,9 +247,9 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 	if err != nil {
 		if s != nil && !s.proven.Load() && !s.checked.Load() {
 			if name, ok := t.certified(conn); ok {
-				// Cut, or refused for its version or mesh, before its
-				// certificate was checked, but TLS proved the peer
-				// holds the key of a certificate of the mesh.
+				// Cut, or refused for its version or mesh, before the
+				// link handshake looked at its certificate, but TLS
+				// verified it and proved the peer holds its key.
 				s.prove(name)
 			}
 		}

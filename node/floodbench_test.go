@@ -358,9 +358,9 @@ func (floodTB) Fatalf(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...)
 
 // badHandshakes keeps QUIC handshakes open toward a node from one socket
 // with a certificate of another CA, and renews each one the node drops.
-// The node refuses such a certificate as soon as TLS completes, so each
-// handshake holds its place by stalling before it sends its certificate,
-// past the node's handshake timeout.
+// The node refuses such a certificate in TLS, so each handshake holds its
+// place by stalling before it sends its certificate, past the node's
+// handshake timeout.
 type badHandshakes struct {
 	tr       *quic.Transport
 	cancel   context.CancelFunc
