@@ -100,13 +100,6 @@ func listenQUIC(t *testing.T, ip string, tlsConf *tls.Config, conf *quic.Config,
 	return ln.Addr(), ln.Accept
 }
 
-// refusedInTLS says whether end, how a connection ended, is the peer's
-// refusal of its certificate in TLS.
-func refusedInTLS(end error) bool {
-	var te *quic.TransportError
-	return errors.As(end, &te) && te.Remote && te.ErrorCode == quic.TransportErrorCode(0x100+tlsAlertBadCertificate)
-}
-
 // TestStreamsBeforeHelloRefused: a peer that completes TLS may not fill
 // the node's receive window (LinkWindow, 32 MiB) on streams the node never
 // reads while it takes its time over the hello: before, the node took the
@@ -131,7 +124,7 @@ func TestStreamsBeforeHelloRefused(t *testing.T) {
 			var ae *quic.ApplicationError
 			return errors.As(end, &ae) && ae.Remote && ae.ErrorCode == codeProtocol
 		}, "the node's protocol error"},
-		{"stranger", issue(t, testCA(t, "m"), "x").TLSCertificate(), refusedInTLS, "the node's refusal of its certificate in TLS"},
+		{"stranger", issue(t, testCA(t, "m"), "x").TLSCertificate(), peerRefusedCertificate, "the node's refusal of its certificate in TLS"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			failed := a.HandshakeStats().Failed
@@ -184,7 +177,7 @@ func TestDialedStreamsBeforeHelloRefused(t *testing.T) {
 			var ae *quic.ApplicationError
 			return errors.As(end, &ae) && ae.Remote && ae.ErrorCode == codeProtocol
 		}, "the dialler's protocol error"},
-		{"stranger", issue(t, testCA(t, "m"), "x").TLSCertificate(), true, refusedInTLS, "the dialler's refusal of its certificate in TLS"},
+		{"stranger", issue(t, testCA(t, "m"), "x").TLSCertificate(), true, peerRefusedCertificate, "the dialler's refusal of its certificate in TLS"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tlsConf := &tls.Config{

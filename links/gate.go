@@ -836,9 +836,7 @@ func (t *QUICTransport) connContext(ctx context.Context, info *quic.ClientInfo) 
 			s.behind.Store(true)
 		}
 		s.release()
-		var te *quic.TransportError
-		if errors.As(cause, &te) && te.Remote && te.ErrorCode == quic.TransportErrorCode(0x100+tlsAlertBadCertificate) &&
-			t.paths.answered(info.RemoteAddr) {
+		if peerRefusedCertificate(cause) && t.paths.answered(info.RemoteAddr) {
 			// The peer refused this node's certificate in TLS (this
 			// node's own refusals were reported by verifying). Only
 			// from an address whose peer answered a handshake packet of

@@ -239,7 +239,7 @@ func (t *QUICTransport) tlsRefusal(remote net.Addr, err error) error {
 		return fmt.Errorf("%w: TLS handshake with %s: %w", ErrRefused, remote, err)
 	}
 	what := fmt.Sprintf("TLS handshake with %s failed at the peer (%s)", remote, te.ErrorCode.Message())
-	if te.ErrorCode == quic.TransportErrorCode(0x100+tlsAlertBadCertificate) {
+	if te.ErrorCode == tlsBadCertificate {
 		what = fmt.Sprintf("the peer at %s refused this node's certificate (%s)", remote, te.ErrorCode.Message())
 	}
 	id := t.identity()
@@ -252,9 +252,17 @@ func (t *QUICTransport) tlsRefusal(remote net.Addr, err error) error {
 	return fmt.Errorf("%w: %s", ErrRefused, what)
 }
 
-// tlsAlertBadCertificate is the TLS alert crypto/tls sends when
-// tls.Config.VerifyConnection refuses the peer's certificate.
-const tlsAlertBadCertificate = 42
+// tlsBadCertificate is the QUIC crypto error of TLS's bad_certificate
+// alert, which crypto/tls sends when tls.Config.VerifyConnection refuses
+// the peer's certificate.
+const tlsBadCertificate = quic.TransportErrorCode(0x100 + 42)
+
+// peerRefusedCertificate says whether err, how a connection ended, is the
+// peer's refusal of this node's certificate in TLS.
+func peerRefusedCertificate(err error) bool {
+	var te *quic.TransportError
+	return errors.As(err, &te) && te.Remote && te.ErrorCode == tlsBadCertificate
+}
 
 // refusedIn reports the refusal of an inbound link: logged at WARN once
 // per source prefix per minute, and passed to QUICConfig.OnRefused.

@@ -53,7 +53,7 @@ func stallAfterTLS(t *testing.T, ip string, id *identity.Identity, target net.Ad
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	conn, err := tr.Dial(ctx, target, tlsConf, &quic.Config{HandshakeIdleTimeout: patience, MaxIdleTimeout: patience})
-	if refusedInTLS(err) {
+	if peerRefusedCertificate(err) {
 		return nil // before Dial returned
 	}
 	if err != nil {

@@ -277,7 +277,7 @@ func TestAttackStrangerReflectsAtNeighbour(t *testing.T) {
 	switch {
 	case err == nil:
 		defer conn.CloseWithError(0, "")
-	case !refusedInTLS(err): // the node's refusal may end it before Dial returns
+	case !peerRefusedCertificate(err): // the node's refusal may end it before Dial returns
 		t.Fatalf("the stranger's QUIC handshake: %v", err)
 	}
 	s, dcid := tappedSealer(t, &tap.tapConn, keys, uint16(suite.Load()))

@@ -52,7 +52,7 @@ func TestDiallerRefusesStrangerInTLS(t *testing.T) {
 	}
 	select {
 	case err := <-ended:
-		if !refusedInTLS(err) {
+		if !peerRefusedCertificate(err) {
 			t.Errorf("the stranger's connection ended with %v, want the node's refusal of its certificate in TLS", err)
 		}
 	case <-time.After(timeout):
