@@ -17,9 +17,12 @@ import (
 // accepted (one end-to-end round trip over warm links). A refusal is a
 // *circuit.RefusedError naming the node that produced it; test it with
 // errors.Is against circuit.ErrNoRoute, ErrNoService, ErrHopLimit,
-// ErrRefusedByPolicy, ErrOverloaded, ErrShuttingDown or ErrLinkLost. The
-// Conn is a net.Conn with half-close, the recorded path and whether it is
-// sealed end to end.
+// ErrRefusedByPolicy, ErrOverloaded, ErrShuttingDown or ErrLinkLost. A
+// relay's refusal for want of a route onward (its route changed while the
+// open travelled, as while a mesh converges) makes Dial try the other next
+// hops routing offers at once; the first such refusal is returned when
+// none is left. The Conn is a net.Conn with half-close, the recorded path
+// and whether it is sealed end to end.
 func (n *Node) Dial(ctx context.Context, peer, service string) (Conn, error) {
 	return n.DialWith(ctx, peer, service, DialOptions{})
 }
@@ -99,6 +102,8 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 	}
 	var errs []error
 	var authErr error
+	// noRoute is the first refusal of a relay that had no route onward.
+	var noRoute error
 	fallback := map[string]bool{}
 	for {
 		hops = n.avoidLast(peer, hops, opt.avoid, fallback)
@@ -122,6 +127,17 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 				continue
 			}
 			var re *circuit.RefusedError
+			if errors.As(err, &re) && re.Code == circuit.NoRoute && re.Node != n.cfg.Name && ctx.Err() == nil {
+				// The relay's route onward went away while the open
+				// travelled (routes changing, as while a mesh
+				// converges): another next hop may still reach.
+				if noRoute == nil {
+					noRoute = err
+				}
+				failed[nh] = failedHop{link: l, always: true}
+				errs = append(errs, err)
+				continue
+			}
 			impostor := errors.Is(err, circuit.ErrAuth)
 			if !impostor && (errors.As(err, &re) || ctx.Err() != nil || !errors.Is(err, links.ErrLinkLost)) {
 				endSpan(span, resultLabel(err), 0, 0, err)
@@ -146,6 +162,15 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			// Routing will not fix a next hop that leads to an impostor.
 			endSpan(span, resultLabel(authErr), 0, 0, authErr)
 			return nil, authErr
+		}
+		if noRoute != nil {
+			// The next hops routing offers now, without waiting for
+			// others: a relay said the destination may be unreachable.
+			if hops = n.router.nextHops(peer); !slices.ContainsFunc(hops, func(h string) bool { return !failed.has(n, h) && n.link(h) != nil }) {
+				endSpan(span, resultLabel(noRoute), 0, 0, noRoute)
+				return nil, noRoute
+			}
+			continue
 		}
 		// Every known next hop failed: routing is withdrawing them; wait for
 		// it to offer a new one while the caller's deadline allows.
