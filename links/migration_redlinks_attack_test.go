@@ -383,6 +383,18 @@ func (c *firstPacket) WriteTo(p []byte, _ net.Addr) (int, error) {
 	return len(p), nil
 }
 
+// memberLinked is a node and the link of a member, m, to it, with the
+// address the member linked from.
+func memberLinked(t *testing.T) (target *node, l Link, from string) {
+	t.Helper()
+	ca := testCA(t, "m")
+	target = newNode(t, issue(t, ca, "n"), tolerant)
+	m := newNode(t, issue(t, ca, "m"), tolerant)
+	l = dial(t, m, target)
+	target.rec.waitEvent(t, "up", patience)
+	return target, l, m.LocalAddr().String()
+}
+
 // TestAttackMemberMovesItsLinkToAnotherAddress: a member linked to a node
 // probes a path from another socket of its own and switches its link to
 // it (QUIC connection migration, quic-go's Conn.AddPath). The node moved
@@ -392,12 +404,7 @@ func (c *firstPacket) WriteTo(p []byte, _ net.Addr) (int, error) {
 // link stays at the address it was established from: the probe gets no
 // answer and the node's link keeps its address.
 func TestAttackMemberMovesItsLinkToAnotherAddress(t *testing.T) {
-	ca := testCA(t, "m")
-	target := newNode(t, issue(t, ca, "n"), tolerant)
-	m := newNode(t, issue(t, ca, "m"), tolerant)
-	l := dial(t, m, target)
-	target.rec.waitEvent(t, "up", patience)
-	from := m.LocalAddr().String()
+	target, l, from := memberLinked(t)
 	if got := target.Link("m").RemoteAddr().String(); got != from {
 		t.Fatalf("the node has the member's link at %s, want %s", got, from)
 	}

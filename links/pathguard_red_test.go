@@ -115,12 +115,7 @@ func (c *coalescingConn) WriteMsgUDP(p, oob []byte, addr *net.UDPAddr) (int, int
 // new path coalesced after a Handshake packet. The node must keep the
 // link at the address it was established from.
 func TestAttackMemberMovesItsLinkThroughCoalescedPackets(t *testing.T) {
-	ca := testCA(t, "m")
-	target := newNode(t, issue(t, ca, "n"), tolerant)
-	m := newNode(t, issue(t, ca, "m"), tolerant)
-	l := dial(t, m, target)
-	target.rec.waitEvent(t, "up", patience)
-	from := m.LocalAddr().String()
+	target, l, from := memberLinked(t)
 
 	coalescing := func(c *net.UDPConn) net.PacketConn { return &coalescingConn{UDPConn: c} }
 	if got := memberMovesLink(t, l, target, from, coalescing); got == nil || got.RemoteAddr().String() != from {
