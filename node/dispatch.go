@@ -306,9 +306,10 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, key links.S
 	// place is taken only once the handshake proved its source (serve),
 	// so that a handshake never finished holds none.
 	// The source its place counts against, a hash worked out once and
-	// only for a service that queues (the node's own answer none).
+	// only for a service that queues (the node's own answer none; a
+	// resume takes no place, and its service may have no listener).
 	var bsrc links.SourceKey
-	if lis.handle == nil {
+	if !resume && lis.handle == nil {
 		bsrc = backlogSource(o, resp)
 	}
 	if err == nil && !resume {
