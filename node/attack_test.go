@@ -177,7 +177,7 @@ func (a *attacker) hijack(origin string, seqno uint16) [][]byte {
 			real.seqno = bumped
 			out = append(out, encodeRouting(routingWire, []wireEntry{real, upd}))
 		}
-		own, err := a.cert.Attest(origin, bumped)
+		own, err := a.cert.Attest(origin, ^uint64(0), bumped) // the latest epoch: checked, not ignored
 		if err != nil {
 			a.t.Fatal(err)
 		}
@@ -194,7 +194,7 @@ func (a *attacker) fill(n int) [][]byte {
 		name := fmt.Sprintf("ghost-%d", i)
 		upd := wireEntry{kind: 1, origin: name, seqno: 1, metric: 10, hops: 1}
 		v1 = append(v1, upd)
-		own, err := a.cert.Attest(name, 1)
+		own, err := a.cert.Attest(name, 0, 1)
 		if err != nil {
 			a.t.Fatal(err)
 		}

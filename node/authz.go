@@ -145,7 +145,7 @@ func (n *Node) relaySubject(node string) (policy.Subject, bool) {
 	n.router.mu.Lock()
 	seq, att, held := n.router.eng.Attestation(node)
 	n.router.mu.Unlock()
-	if held && n.router.cert.Verify(node, seq, att) == nil {
+	if held && n.router.cert.Verify(node, n.router.cert.Epoch(att), seq, att) == nil {
 		return n.PolicySubject(node)
 	}
 	return policy.Subject{Name: node}, false

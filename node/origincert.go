@@ -21,15 +21,23 @@ import (
 // Origin attestation (docs/PROTOCOL.md, "Certified origins"), opaque to
 // the routing engine:
 //
-//	attestation = version:u8 certlen:u16 cert:certlen extralen:u16 extra sig:64
+//	attestation = version:u8 (=2) epoch:u64 certlen:u16 cert:certlen extralen:u16 extra sig:64
 //
 // sig is the origin's certificate key's Ed25519 signature over
 //
-//	"circuitmesh origin v1" 0x00 mesh 0x00 origin 0x00 seqno:u16 extralen:u16 extra
+//	"circuitmesh origin v2" 0x00 mesh 0x00 origin 0x00 epoch:u64 seqno:u16 extralen:u16 extra
+//
+// Version 1, which the release before signs, has no epoch (read as 0):
+//
+//	attestation = version:u8 (=1) certlen:u16 cert:certlen extralen:u16 extra sig:64
+//	signed      = "circuitmesh origin v1" 0x00 mesh 0x00 origin 0x00 seqno:u16 extralen:u16 extra
 const (
-	attestVersion = 1
-	attestContext = "circuitmesh origin v1\x00"
-	maxExtraLen   = 1024
+	attestVersion = 2
+	attestContext = "circuitmesh origin v2\x00"
+	// attestV1 and its context: verified, never signed.
+	attestV1        = 1
+	attestV1Context = "circuitmesh origin v1\x00"
+	maxExtraLen     = 1024
 )
 
 // errAttestation is wrapped by every refusal of an attestation.
@@ -83,33 +91,42 @@ func (c *originCertifier) storeID(id *identity.Identity) *identity.Identity {
 	return c.id.Swap(id)
 }
 
-func attestSigned(mesh, origin string, seqno uint16, extra []byte) []byte {
-	b := make([]byte, 0, len(attestContext)+len(mesh)+len(origin)+6+len(extra))
-	b = append(b, attestContext...)
+// attestSigned returns the bytes an attestation of version signs.
+func attestSigned(version uint8, mesh, origin string, epoch uint64, seqno uint16, extra []byte) []byte {
+	b := make([]byte, 0, len(attestContext)+len(mesh)+len(origin)+14+len(extra))
+	if version == attestV1 {
+		b = append(b, attestV1Context...)
+	} else {
+		b = append(b, attestContext...)
+	}
 	b = append(b, mesh...)
 	b = append(b, 0)
 	b = append(b, origin...)
 	b = append(b, 0)
+	if version != attestV1 {
+		b = binary.BigEndian.AppendUint64(b, epoch)
+	}
 	b = binary.BigEndian.AppendUint16(b, seqno)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(extra)))
 	return append(b, extra...)
 }
 
 // Attest implements routing.Certifier.
-func (c *originCertifier) Attest(origin string, seqno uint16) ([]byte, error) {
+func (c *originCertifier) Attest(origin string, epoch uint64, seqno uint16) ([]byte, error) {
 	id := c.id.Load()
 	var extra []byte
 	if p := c.extra.Load(); p != nil {
 		extra = *p
 	}
 	cert := id.Cert.Raw
-	b := make([]byte, 0, 5+len(cert)+len(extra)+ed25519.SignatureSize)
+	b := make([]byte, 0, 13+len(cert)+len(extra)+ed25519.SignatureSize)
 	b = append(b, attestVersion)
+	b = binary.BigEndian.AppendUint64(b, epoch)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(cert)))
 	b = append(b, cert...)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(extra)))
 	b = append(b, extra...)
-	b = append(b, ed25519.Sign(id.Key, attestSigned(id.Mesh, origin, seqno, extra))...)
+	b = append(b, ed25519.Sign(id.Key, attestSigned(attestVersion, id.Mesh, origin, epoch, seqno, extra))...)
 	if len(b) > routing.MaxAttestationLen {
 		return nil, fmt.Errorf("attestation of %d bytes exceeds %d: %w", len(b), routing.MaxAttestationLen, errAttestation)
 	}
@@ -118,16 +135,25 @@ func (c *originCertifier) Attest(origin string, seqno uint16) ([]byte, error) {
 
 // parsedAttestation is an attestation split into its fields.
 type parsedAttestation struct {
+	version          uint8
+	epoch            uint64
 	cert, extra, sig []byte
 }
 
 func parseAttestation(att []byte) (parsedAttestation, error) {
 	var p parsedAttestation
-	if len(att) < 5+ed25519.SignatureSize || att[0] != attestVersion {
+	if len(att) < 5+ed25519.SignatureSize || att[0] != attestVersion && att[0] != attestV1 {
 		return p, fmt.Errorf("%w: bad length or version", errAttestation)
 	}
-	cl := int(binary.BigEndian.Uint16(att[1:]))
-	rest := att[3:]
+	p.version, att = att[0], att[1:]
+	if p.version != attestV1 {
+		if len(att) < 12+ed25519.SignatureSize {
+			return p, fmt.Errorf("%w: bad length", errAttestation)
+		}
+		p.epoch, att = binary.BigEndian.Uint64(att), att[8:]
+	}
+	cl := int(binary.BigEndian.Uint16(att))
+	rest := att[2:]
 	if len(rest) < cl+2 {
 		return p, fmt.Errorf("%w: truncated certificate", errAttestation)
 	}
@@ -141,11 +167,26 @@ func parseAttestation(att []byte) (parsedAttestation, error) {
 	return p, nil
 }
 
+// Epoch implements routing.Certifier: the epoch att claims, unchecked.
+func (c *originCertifier) Epoch(att []byte) uint64 { return attestationEpoch(att) }
+
+// attestationEpoch returns the epoch att claims (0 for version 1, and for
+// what is no attestation).
+func attestationEpoch(att []byte) uint64 {
+	if len(att) < 9 || att[0] != attestVersion {
+		return 0
+	}
+	return binary.BigEndian.Uint64(att[1:])
+}
+
 // Verify implements routing.Certifier. A verification that an identity
 // reload (setIdentity, a new CA say) overtook is made again under the new
 // trust: a verdict, and the groups authorization reads from it, never
 // outlives the trust it was made under.
-func (c *originCertifier) Verify(origin string, seqno uint16, att []byte) error {
+func (c *originCertifier) Verify(origin string, epoch uint64, seqno uint16, att []byte) error {
+	if attestationEpoch(att) != epoch {
+		return fmt.Errorf("origin %q: attestation of epoch %d, not %d: %w", origin, attestationEpoch(att), epoch, errAttestation)
+	}
 	for attempt := 1; ; attempt++ {
 		tr := c.trust.Load()
 		ch, err := c.verifyAttestation(tr, origin, seqno, att)
@@ -215,7 +256,7 @@ func (c *originCertifier) verifyUnder(tr *trusted, origin string, seqno uint16, 
 	if now.After(ch.notAfter) {
 		return nil, fmt.Errorf("origin %q: certificate expired at %s: %w", origin, ch.notAfter.UTC().Format(time.RFC3339), identity.ErrExpired)
 	}
-	if !verifySig(ch.pub, attestSigned(id.Mesh, origin, seqno, p.extra), p.sig) {
+	if !verifySig(ch.pub, attestSigned(p.version, id.Mesh, origin, p.epoch, seqno, p.extra), p.sig) {
 		return nil, fmt.Errorf("origin %q seqno %d: bad signature: %w", origin, seqno, errAttestation)
 	}
 	if origin == id.Node && !bytes.Equal(p.cert, id.Cert.Raw) {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"strings"
@@ -49,18 +50,23 @@ func TestOriginAttestationChecks(t *testing.T) {
 	expired := newOriginCertifier(expiredID, testLogger(t), 16)
 
 	att := func(c *originCertifier, origin string, seqno uint16) []byte {
-		b, err := c.Attest(origin, seqno)
+		b, err := c.Attest(origin, 5, seqno)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
 	}
 	good := att(b, "b", 7)
-	if err := a.Verify("b", 7, good); err != nil {
+	if err := a.Verify("b", 5, 7, good); err != nil {
 		t.Fatalf("b's own attestation: %v", err)
 	}
 	tampered := bytes.Clone(good)
 	tampered[len(tampered)-1] ^= 1
+	epochTampered := bytes.Clone(good) // claims epoch 4, signed for 5
+	epochTampered[8] ^= 1
+	if err := a.Verify("b", 4, 7, epochTampered); !errors.Is(err, errAttestation) {
+		t.Errorf("an attestation whose epoch was changed: %v, want %v", err, errAttestation)
+	}
 	cases := map[string]struct {
 		origin string
 		seqno  uint16
@@ -68,6 +74,7 @@ func TestOriginAttestationChecks(t *testing.T) {
 		want   error
 	}{
 		"other seqno":     {"b", 8, good, errAttestation},
+		"other epoch":     {"b", 7, epochTampered, errAttestation},
 		"other origin":    {"c", 7, good, errAttestation},
 		"tampered":        {"b", 7, tampered, errAttestation},
 		"truncated":       {"b", 7, good[:len(good)-1], errAttestation},
@@ -76,7 +83,7 @@ func TestOriginAttestationChecks(t *testing.T) {
 		"our name, other": {"a", 7, att(a2, "a", 7), errAttestation},
 	}
 	for name, c := range cases {
-		if err := a.Verify(c.origin, c.seqno, c.att); !errors.Is(err, c.want) {
+		if err := a.Verify(c.origin, 5, c.seqno, c.att); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", name, err, c.want)
 		}
 	}
@@ -85,7 +92,7 @@ func TestOriginAttestationChecks(t *testing.T) {
 	}
 	// A second certificate for one name is accepted (a renewal looks the
 	// same) and logged.
-	if err := a.Verify("b", 9, att(b2, "b", 9)); err != nil {
+	if err := a.Verify("b", 5, 9, att(b2, "b", 9)); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(logs.String(), "two certificates attest one node name") {
@@ -101,11 +108,12 @@ func FuzzParseAttestation(f *testing.F) {
 		f.Fatal(err)
 	}
 	c, _ := certifierFor(f, ca, "b", slog.New(slog.DiscardHandler))
-	good, err := c.Attest("b", 1)
+	good, err := c.Attest("b", 5, 1)
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Add(good)
+	f.Add(append([]byte{attestV1}, good[9:]...)) // version 1: no epoch
 	f.Add([]byte{})
 	f.Add([]byte{1, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -116,7 +124,14 @@ func FuzzParseAttestation(f *testing.F) {
 			}
 			return
 		}
-		re := []byte{attestVersion, byte(len(p.cert) >> 8), byte(len(p.cert))}
+		re := []byte{p.version}
+		if p.version != attestV1 {
+			re = binary.BigEndian.AppendUint64(re, p.epoch)
+		}
+		if attestationEpoch(b) != p.epoch {
+			t.Fatalf("Epoch reads %d, the parser %d", attestationEpoch(b), p.epoch)
+		}
+		re = append(re, byte(len(p.cert)>>8), byte(len(p.cert)))
 		re = append(re, p.cert...)
 		re = append(re, byte(len(p.extra)>>8), byte(len(p.extra)))
 		re = append(re, p.extra...)
@@ -160,7 +175,7 @@ func TestOriginRecordReachesNonNeighbours(t *testing.T) {
 func TestVerifyOvertakenByIdentityReload(t *testing.T) {
 	oldCA, newCA := twoCAs(t)
 	b, _ := certifierFor(t, oldCA, "b", testLogger(t))
-	att, err := b.Attest("b", 3)
+	att, err := b.Attest("b", 5, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +202,7 @@ func TestVerifyOvertakenByIdentityReload(t *testing.T) {
 				}
 				return time.Now()
 			}
-			err = a.Verify("b", 3, att)
+			err = a.Verify("b", 5, 3, att)
 			groups, known := a.groupsOf("b")
 			a.mu.Lock()
 			_, recorded := a.certOf["b"]

@@ -57,6 +57,10 @@ func newRouter(n *Node) (*router, error) {
 		UpdateInterval: n.cfg.Routing.UpdateInterval,
 		MaxRoutes:      n.cfg.Limits.MaxRoutes,
 		Seed:           seedFor(n.cfg.Name),
+		// Later than every epoch a previous life of this node reached
+		// (one per 65,536 seqnos, at most 64 seqnos a second), so that
+		// the attestations it signed are older than this life's.
+		Epoch: uint64(time.Now().UnixMilli()),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("routing engine: %w", err)

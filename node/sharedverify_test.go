@@ -21,15 +21,15 @@ func TestSharedVerdictsStaySound(t *testing.T) {
 	b, _ := certifierFor(t, ca, "b", testLogger(t))
 	foreign, _ := certifierFor(t, other, "f", testLogger(t))
 
-	good, err := b.Attest("b", 3)
+	good, err := b.Attest("b", 5, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Verify("b", 3, good); err != nil {
+	if err := a.Verify("b", 5, 3, good); err != nil {
 		t.Fatalf("a verifies b: %v", err)
 	}
 	chains, sigs := sharedChains.len(), sharedSigs.len()
-	if err := c.Verify("b", 3, good); err != nil {
+	if err := c.Verify("b", 5, 3, good); err != nil {
 		t.Fatalf("c verifies b after a: %v", err)
 	}
 	if sharedChains.len() != chains || sharedSigs.len() != sigs {
@@ -42,21 +42,21 @@ func TestSharedVerdictsStaySound(t *testing.T) {
 
 	tampered := bytes.Clone(good)
 	tampered[len(tampered)-1] ^= 1
-	if err := c.Verify("b", 3, tampered); !errors.Is(err, errAttestation) {
+	if err := c.Verify("b", 5, 3, tampered); !errors.Is(err, errAttestation) {
 		t.Errorf("tampered signature of a cached certificate: %v, want errAttestation", err)
 	}
-	if err := c.Verify("b", 4, good); !errors.Is(err, errAttestation) {
+	if err := c.Verify("b", 5, 4, good); !errors.Is(err, errAttestation) {
 		t.Errorf("cached signature replayed for another seqno: %v, want errAttestation", err)
 	}
-	if err := foreign.Verify("b", 3, good); !errors.Is(err, identity.ErrUntrusted) {
+	if err := foreign.Verify("b", 5, 3, good); !errors.Is(err, identity.ErrUntrusted) {
 		t.Errorf("node of another CA accepted a certificate another node's CA verified: %v", err)
 	}
 	c.now = func() time.Time { return time.Now().Add(10 * 365 * 24 * time.Hour) }
-	if err := c.Verify("b", 3, good); !errors.Is(err, identity.ErrExpired) {
+	if err := c.Verify("b", 5, 3, good); !errors.Is(err, identity.ErrExpired) {
 		t.Errorf("certificate expired at the node's time accepted from the cache: %v", err)
 	}
 	c.now = func() time.Time { return time.Now().Add(-24 * time.Hour) }
-	if err := c.Verify("b", 3, good); !errors.Is(err, identity.ErrExpired) {
+	if err := c.Verify("b", 5, 3, good); !errors.Is(err, identity.ErrExpired) {
 		t.Errorf("certificate not yet valid at the node's time accepted from the cache: %v", err)
 	}
 }

@@ -108,9 +108,10 @@ func (t *attTable) verdict(k []byte, c Certifier, now time.Time) *attestation {
 }
 
 // intern returns the shared copy of the attestation whose key is k,
-// making it if no engine holds one, and records that c (if not nil)
+// making it (of epoch, the Certifier's reading of it) if no engine holds
+// one, and records that c (if not nil)
 // verified it at now. k may alias a received message; the copy does not.
-func (t *attTable) intern(k []byte, c Certifier, now time.Time) *attestation {
+func (t *attTable) intern(k []byte, epoch uint64, c Certifier, now time.Time) *attestation {
 	h := maphash.Bytes(t.seed, k)
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -131,7 +132,7 @@ func (t *attTable) intern(k []byte, c Certifier, now time.Time) *attestation {
 		}
 		t.sweepAt = max(attSweepMin, 2*len(t.m))
 	}
-	a = newAttestation(k)
+	a = newAttestation(k, epoch)
 	t.m[h] = attSlot{w: weak.Make(a), c: c, at: now.UnixNano()}
 	return a
 }

@@ -5,13 +5,14 @@ import (
 	"time"
 )
 
-// TestOwnAttestationsCannotDriveAnOrigin: a neighbour that collected our
-// attestations round the 16-bit circle (a seqno request a second gets one
-// every 4,096 seqnos) always holds one "newer" than our seqno. Replaying
-// them every 20 ms raised, signed and announced a new seqno each time
-// (each verified at every node). Now the first one is jumped past at once,
-// as after a restart, and the rest at the pace of any raise: once a
-// second.
+// TestOwnAttestationsCannotDriveAnOrigin: a neighbour that holds our
+// attestations of newer (epoch, seqno) pairs than ours (signed by a
+// previous life whose clock ran ahead) makes us jump past the first one
+// at once, as after a restart, and the rest at the pace of any raise:
+// once a second. (Before attestations had epochs, one that collected our
+// attestations round the 16-bit circle always held one "newer" than our
+// seqno, and replaying them every 20 ms raised, signed and announced a
+// new seqno each time.)
 func TestOwnAttestationsCannotDriveAnOrigin(t *testing.T) {
 	c := &fakeCertifier{}
 	e := certEngine(t, c)
@@ -21,14 +22,14 @@ func TestOwnAttestationsCannotDriveAnOrigin(t *testing.T) {
 	const span = 5 * time.Second
 	first := e.seqno + 30000
 	for at := ct0; at.Sub(ct0) < span; at = at.Add(20 * time.Millisecond) {
-		s := e.seqno + 30000 // always ahead in circular order
-		if err := e.Receive(at, "m", encodeMessage([]entry{att("a", s, attOf("a", s))})); err != nil {
+		s, ep := e.seqno+30000, e.selfEpoch+1 // always newer
+		if err := e.Receive(at, "m", encodeMessage([]entry{att("a", s, string(fakeAtt("a", ep, s)))})); err != nil {
 			t.Fatal(err)
 		}
 		e.Tick(at)
 		e.Ready()
-		if at == ct0 && !seqnoLess(first, e.seqno) {
-			t.Fatalf("our attestation of seqno %d from before a restart left our seqno at %d, want past it at once", first, e.seqno)
+		if at == ct0 && (e.selfEpoch != 1 || e.seqno != first+1) {
+			t.Fatalf("our attestation of (1, %d) left us at (%d, %d), want one past it at once", first, e.selfEpoch, e.seqno)
 		}
 	}
 	if bumps := e.Stats().SeqnoBumps; bumps > uint64(span/time.Second)+1 {
@@ -37,7 +38,7 @@ func TestOwnAttestationsCannotDriveAnOrigin(t *testing.T) {
 }
 
 func attOf(origin string, seqno uint16) string {
-	b, _ := (&fakeCertifier{}).Attest(origin, seqno)
+	b, _ := (&fakeCertifier{}).Attest(origin, 0, seqno)
 	return string(b)
 }
 

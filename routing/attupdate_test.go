@@ -1,7 +1,6 @@
 package routing
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -103,9 +102,12 @@ func TestAttestedUpdateIsAttestationAndUpdate(t *testing.T) {
 			if o == from {
 				m, h = 0, 0
 			}
-			sig := fmt.Sprintf("att:%s/%d", o, s)
+			// The origins move to a new epoch every 100 steps, so
+			// that newer attestations keep coming.
+			ep := uint64(step / 100)
+			sig := string(fakeAtt(o, ep, s))
 			if rng.IntN(6) == 0 {
-				sig = fmt.Sprintf("att:%s/%d", o, s+1) // forged
+				sig = string(fakeAtt(o, ep, s+1)) // forged
 			}
 			u := entry{kind: kindUpdate, origin: o, seqno: s, metric: m, hops: h}
 			if rng.IntN(4) == 0 {

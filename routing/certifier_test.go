@@ -32,32 +32,51 @@ func (c *edCertifier) key(name string) ed25519.PrivateKey {
 	return k
 }
 
-func attestMsg(origin string, seqno uint16) []byte {
-	return binary.BigEndian.AppendUint16([]byte(origin+"\x00"), seqno)
+// attestMsg is what the test certifiers attest: epoch:u64 origin 0x00
+// seqno:u16.
+func attestMsg(origin string, epoch uint64, seqno uint16) []byte {
+	b := binary.BigEndian.AppendUint64(nil, epoch)
+	b = append(b, origin...)
+	return binary.BigEndian.AppendUint16(append(b, 0), seqno)
 }
 
-func (c *edCertifier) Attest(origin string, seqno uint16) ([]byte, error) {
-	return ed25519.Sign(c.key(origin), attestMsg(origin, seqno)), nil
+// leadingEpoch reads the epoch an attestation of the test certifiers
+// starts with.
+func leadingEpoch(att []byte) uint64 {
+	if len(att) < 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(att)
 }
 
-func (c *edCertifier) Verify(origin string, seqno uint16, att []byte) error {
+// An attestation of edCertifier is epoch:u64 and the Ed25519 signature
+// of attestMsg.
+func (c *edCertifier) Attest(origin string, epoch uint64, seqno uint16) ([]byte, error) {
+	return append(binary.BigEndian.AppendUint64(nil, epoch), ed25519.Sign(c.key(origin), attestMsg(origin, epoch, seqno))...), nil
+}
+
+func (c *edCertifier) Epoch(att []byte) uint64 { return leadingEpoch(att) }
+
+func (c *edCertifier) Verify(origin string, epoch uint64, seqno uint16, att []byte) error {
 	pub := c.key(origin).Public().(ed25519.PublicKey)
-	if !ed25519.Verify(pub, attestMsg(origin, seqno), att) {
+	if len(att) < 8 || leadingEpoch(att) != epoch || !ed25519.Verify(pub, attestMsg(origin, epoch, seqno), att[8:]) {
 		return errBadAttestation
 	}
 	return nil
 }
 
 // plainCertifier is a trivial certifier for property tests: an attestation
-// is "origin/seqno", checked by comparison.
+// is attestMsg, checked by comparison.
 type plainCertifier struct{}
 
-func (plainCertifier) Attest(origin string, seqno uint16) ([]byte, error) {
-	return attestMsg(origin, seqno), nil
+func (plainCertifier) Attest(origin string, epoch uint64, seqno uint16) ([]byte, error) {
+	return attestMsg(origin, epoch, seqno), nil
 }
 
-func (plainCertifier) Verify(origin string, seqno uint16, att []byte) error {
-	if string(att) != string(attestMsg(origin, seqno)) {
+func (plainCertifier) Epoch(att []byte) uint64 { return leadingEpoch(att) }
+
+func (plainCertifier) Verify(origin string, epoch uint64, seqno uint16, att []byte) error {
+	if string(att) != string(attestMsg(origin, epoch, seqno)) {
 		return errBadAttestation
 	}
 	return nil

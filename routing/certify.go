@@ -22,15 +22,19 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en *entry) *origin
 	if e.cfg.Certifier == nil || en.att == nil {
 		return nil
 	}
+	ep := e.cfg.Certifier.Epoch(en.att)
 	if en.origin == e.cfg.Self {
-		// A newer seqno of ours that we signed (before a restart): jump
-		// past it so our fresh routes are feasible everywhere, at the
-		// pace of every raise (raiseSelf): a neighbour that collected
-		// our attestations round the 16-bit circle always holds one
-		// "newer" than our seqno, and replaying them drove a raise each.
-		if seqnoLess(e.seqno, en.seqno) && (!e.raiseDue || seqnoLess(e.raiseTo, en.seqno+1)) {
-			if _, ok := e.verify(t, nb, en, e.cfg.Self); ok {
-				e.raiseSelf(t, en.seqno+1, true)
+		// A newer (epoch, seqno) of ours that we signed (a previous life
+		// whose epoch was larger, its clock ahead of ours): jump past it
+		// so our fresh routes are feasible everywhere, at the pace of
+		// every raise (raiseSelf).
+		ep1, s1 := ep, en.seqno+1
+		if s1 == 0 {
+			ep1++
+		}
+		if attNewer(ep, en.seqno, e.selfEpoch, e.seqno) && (!e.raiseDue || !e.raiseJmp || attNewer(ep1, s1, e.raiseEp, e.raiseTo)) {
+			if _, ok := e.verify(t, nb, en, ep, e.cfg.Self); ok {
+				e.raiseSelf(t, ep1, s1, true)
 			}
 		}
 		return nil
@@ -39,9 +43,11 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en *entry) *origin
 		return nil
 	}
 	o := e.originOf(en)
-	if o != nil && o.attValid && !seqnoLess(o.attSeq, en.seqno) {
+	if o != nil && o.attValid && !attNewer(ep, en.seqno, e.attOf(o).epoch, o.attSeq) {
+		// Not newer than the one held, in the order of (epoch, seqno):
+		// an old attestation, replayed, moves nothing.
 		e.stats.AttestationsHeld++
-		if o.attSeq == en.seqno {
+		if o.attSeq == en.seqno && e.attOf(o).epoch == ep {
 			if e.attHeld(nb, o) {
 				// Known to be held by nb: mostly sent it by us while
 				// nb sent it to us, the copies crossing on the link.
@@ -60,7 +66,7 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en *entry) *origin
 	if o != nil {
 		budget = e.nameOf(o)
 	}
-	shared, ok := e.verify(t, nb, en, budget)
+	shared, ok := e.verify(t, nb, en, ep, budget)
 	if !ok {
 		return nil
 	}
@@ -178,7 +184,7 @@ func (e *Engine) leafTransit(nb *neighbour, origin string) bool {
 
 // jumpPast raises our seqno past seqno and announces it at once.
 func (e *Engine) jumpPast(seqno uint16) {
-	e.seqno = seqno + 1
+	e.advanceSelf(seqno + 1)
 	e.stats.SeqnoBumps++
 	e.triggerAll(nil, true)
 }
@@ -186,7 +192,7 @@ func (e *Engine) jumpPast(seqno uint16) {
 // verify checks en's attestation within nb's failure budget and, unless
 // budget is "", within nb's check budget of origin budget (checkBudget).
 // If it verified, att is the process's shared copy of it (attestations).
-func (e *Engine) verify(t time.Duration, nb *neighbour, en *entry, budget string) (att *attestation, ok bool) {
+func (e *Engine) verify(t time.Duration, nb *neighbour, en *entry, ep uint64, budget string) (att *attestation, ok bool) {
 	rate := float64(e.cfg.MaxVerifyFailures)
 	burst := 5 * rate
 	if !nb.vInit {
@@ -209,13 +215,13 @@ func (e *Engine) verify(t time.Duration, nb *neighbour, en *entry, budget string
 	}
 	// en.origin may alias the message (Engine.intern): the Certifier gets
 	// its own copy, as it may keep it.
-	if err := e.cfg.Certifier.Verify(strings.Clone(en.origin), en.seqno, en.att); err != nil {
+	if err := e.cfg.Certifier.Verify(strings.Clone(en.origin), ep, en.seqno, en.att); err != nil {
 		nb.vTokens--
 		e.stats.BadAttestations++
 		return nil, false
 	}
 	e.stats.Verified++
-	return attestations.intern(e.keyBuf, c, now), true
+	return attestations.intern(e.keyBuf, ep, c, now), true
 }
 
 // cacheable reports whether c can be compared with ==, and so have its
@@ -233,13 +239,13 @@ func (e *Engine) attest(nb *neighbour, o *origin) (seqno uint16, att []byte) {
 	}
 	var seq uint16
 	if o == nil {
-		if !e.selfAttValid || e.selfAttSeq != e.seqno {
-			a, err := e.cfg.Certifier.Attest(e.cfg.Self, e.seqno)
+		if !e.selfAttValid || e.selfAttSeq != e.seqno || e.selfAttEp != e.selfEpoch {
+			a, err := e.cfg.Certifier.Attest(e.cfg.Self, e.selfEpoch, e.seqno)
 			if err != nil {
 				e.selfAttValid = false
 				return 0, nil
 			}
-			e.selfAtt, e.selfAttSeq, e.selfAttValid, e.selfAttHeld = a, e.seqno, true, 0
+			e.selfAtt, e.selfAttSeq, e.selfAttEp, e.selfAttValid, e.selfAttHeld = a, e.seqno, e.selfEpoch, true, 0
 		}
 		seq, att = e.selfAttSeq, e.selfAtt
 	} else {
@@ -274,7 +280,7 @@ func (e *Engine) Attestation(origin string) (seqno uint16, att []byte, ok bool) 
 // renewed certificate).
 func (e *Engine) NewSeqno(now time.Time) {
 	t := e.at(now)
-	e.seqno++
+	e.advanceSelf(e.seqno + 1)
 	e.selfAttValid = false
 	e.triggerAll(nil, true)
 	e.flush(t)
@@ -290,6 +296,7 @@ type attestation struct {
 	key    string // attKey: origin and att are parts of it
 	origin string
 	att    string
+	epoch  uint64 // Certifier.Epoch(att)
 }
 
 // named returns a holder of name alone, for a table entry without an
@@ -298,10 +305,10 @@ func named(name string) *attestation { return &attestation{origin: name} }
 
 // newAttestation copies an attestation from its key (attKey), which may
 // alias a received message.
-func newAttestation(k []byte) *attestation {
+func newAttestation(k []byte, epoch uint64) *attestation {
 	key := string(k)
 	n := int(key[0])
-	return &attestation{key: key, origin: key[1 : 1+n], att: key[1+n+2:]}
+	return &attestation{key: key, origin: key[1 : 1+n], att: key[1+n+2:], epoch: epoch}
 }
 
 // bytes returns the attestation without copying it; it must not be

@@ -1,10 +1,12 @@
 package routing
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 	"unsafe"
@@ -12,16 +14,33 @@ import (
 )
 
 // fakeCertifier accepts exactly the attestations it issued: "att:" origin
-// "/" seqno. It counts verifications.
+// "/" seqno, followed by "@" epoch unless the epoch is 0. It counts
+// verifications.
 type fakeCertifier struct{ verified int }
 
-func (c *fakeCertifier) Attest(origin string, seqno uint16) ([]byte, error) {
-	return fmt.Appendf(nil, "att:%s/%d", origin, seqno), nil
+func (c *fakeCertifier) Attest(origin string, epoch uint64, seqno uint16) ([]byte, error) {
+	return fakeAtt(origin, epoch, seqno), nil
 }
 
-func (c *fakeCertifier) Verify(origin string, seqno uint16, att []byte) error {
+func fakeAtt(origin string, epoch uint64, seqno uint16) []byte {
+	if epoch == 0 {
+		return fmt.Appendf(nil, "att:%s/%d", origin, seqno)
+	}
+	return fmt.Appendf(nil, "att:%s/%d@%d", origin, seqno, epoch)
+}
+
+func (c *fakeCertifier) Epoch(att []byte) uint64 {
+	i := bytes.LastIndexByte(att, '@')
+	if i < 0 {
+		return 0
+	}
+	ep, _ := strconv.ParseUint(string(att[i+1:]), 10, 64)
+	return ep
+}
+
+func (c *fakeCertifier) Verify(origin string, epoch uint64, seqno uint16, att []byte) error {
 	c.verified++
-	if string(att) != fmt.Sprintf("att:%s/%d", origin, seqno) {
+	if string(att) != string(fakeAtt(origin, epoch, seqno)) {
 		return errors.New("forged")
 	}
 	return nil
@@ -220,7 +239,7 @@ func TestVerdictsOfDroppedAttestationsHoldNothing(t *testing.T) {
 	var k []byte
 	for i := range 20 * attSweepMin {
 		k = attKey(k, fmt.Sprintf("origin-%d", i), uint16(i), body)
-		if tab.intern(k, c, ct0) == nil {
+		if tab.intern(k, 0, c, ct0) == nil {
 			t.Fatal("no copy")
 		}
 		if i%attSweepMin == 0 {
@@ -246,7 +265,7 @@ func TestVerdictIsForItsCertifierAndContent(t *testing.T) {
 	tab := newAttTable()
 	c, other := &fakeCertifier{}, &fakeCertifier{}
 	k := attKey(nil, "b", 3, []byte("att:b/3"))
-	a := tab.intern(k, c, ct0)
+	a := tab.intern(k, 0, c, ct0)
 	if a.origin != "b" || a.att != "att:b/3" {
 		t.Fatalf("copy holds origin %q, attestation %q", a.origin, a.att)
 	}
@@ -279,7 +298,7 @@ func TestVerdictIsForItsCertifierAndContent(t *testing.T) {
 	if got := tab.verdict(forged, c, ct0); got != nil {
 		t.Fatal("a colliding attestation took the verdict of another")
 	}
-	if got := tab.intern(forged, nil, ct0); got == a || got.att != "forged!" {
+	if got := tab.intern(forged, 0, nil, ct0); got == a || got.att != "forged!" {
 		t.Fatalf("a colliding attestation got the copy %q", got.att)
 	}
 	runtime.KeepAlive(a)
@@ -328,7 +347,7 @@ func TestAttestationTableBounded(t *testing.T) {
 	keep := make([]*attestation, 0, 100)
 	for i := range 20 * attSweepMin {
 		b := fmt.Appendf(nil, "att:o%d/1", i)
-		a := tab.intern(attKey(nil, fmt.Sprint("o", i), 1, b), nil, ct0)
+		a := tab.intern(attKey(nil, fmt.Sprint("o", i), 1, b), 0, nil, ct0)
 		if i%(20*attSweepMin/100) == 0 {
 			keep = append(keep, a)
 		}
@@ -340,7 +359,7 @@ func TestAttestationTableBounded(t *testing.T) {
 		t.Fatalf("the table holds %d entries for %d live copies", n, len(keep))
 	}
 	for i, a := range keep {
-		if got := tab.intern(attKey(nil, a.origin, 1, []byte(a.att)), nil, ct0); got != a {
+		if got := tab.intern(attKey(nil, a.origin, 1, []byte(a.att)), 0, nil, ct0); got != a {
 			t.Fatalf("live copy %d (%s) not shared after sweeps", i, a.origin)
 		}
 	}

@@ -85,12 +85,13 @@ func (c *checkBudget) spend(t time.Duration, name string, burst float64) bool {
 
 // supersede marks the attestations of a message (those of attested
 // updates included) that another attestation of the same origin in it
-// makes useless: of each origin's, all but the newest (the later of two
-// with the same seqno) are marked, so only one is checked however many a
+// makes useless: of each origin's, all but the newest in the order of
+// (epoch, seqno) (attNewer; epoch reads the epoch an attestation claims,
+// nil: none; the later of two equal ones) are marked, so only one is checked however many a
 // message carries. A marked entry has a nil att (the decoder never gives
 // one); an attested update so marked is still an update. One pass over a
 // table on the stack, as a message holds at most maxEntriesLimit entries.
-func supersede(entries []entry) {
+func supersede(entries []entry, epoch func([]byte) uint64) {
 	const slots = 512     // a power of two, more than twice maxEntriesLimit
 	var last [slots]uint8 // entry index + 1 of the newest so far; 0: empty
 	if len(entries) > maxEntriesLimit {
@@ -113,7 +114,11 @@ func supersede(entries []entry) {
 				h++
 				continue
 			}
-			if seqnoLess(a.seqno, b.seqno) {
+			var ea, eb uint64
+			if epoch != nil {
+				ea, eb = epoch(a.att), epoch(b.att)
+			}
+			if attNewer(eb, b.seqno, ea, a.seqno) {
 				a.att = nil
 			} else {
 				b.att = nil

@@ -111,6 +111,15 @@ type Config struct {
 	// attestation never enter the table, so MaxRoutes counts certified
 	// origins only. Nil means every update is believed (tests, simulation).
 	Certifier Certifier
+	// Epoch is the epoch of this node's first seqno: its attestations
+	// are ordered by (epoch, seqno), and the epoch grows by one each time
+	// the seqno passes 0, so every attestation this engine signs is newer
+	// than the ones it signed before. A node that restarts must give a
+	// larger Epoch than any its previous lives reached (node gives its
+	// start time in milliseconds since 1970), or the attestations that
+	// previous life signed stay newer than the new ones, until it sees one
+	// and jumps past it. Zero is a valid epoch (tests, simulation).
+	Epoch uint64
 	// MaxVerifyFailures bounds the attestations of one neighbour that may
 	// fail verification per second (default 20, with a burst of 5×); beyond
 	// it that neighbour's attestations are dropped unverified, so a
@@ -136,11 +145,23 @@ type Config struct {
 // Certifier value then check a given attestation once between them, so a
 // Certifier shared by engines must give every one of them the same
 // verdict.
+//
+// An attestation is of an (epoch, seqno) pair, and attestations of one
+// origin are ordered by it (docs/PROTOCOL.md, "Certified origins"): the
+// epoch must be among the bytes signed, so that an old attestation
+// cannot pass for a newer one.
 type Certifier interface {
-	// Attest returns the attestation that origin (this node) issued seqno.
-	Attest(origin string, seqno uint16) ([]byte, error)
-	// Verify reports whether att proves that origin issued seqno.
-	Verify(origin string, seqno uint16, att []byte) error
+	// Attest returns the attestation that origin (this node) issued seqno
+	// in epoch.
+	Attest(origin string, epoch uint64, seqno uint16) ([]byte, error)
+	// Epoch returns the epoch att claims, without checking anything
+	// (0 if it names none); it must depend on att alone. The engine
+	// uses it to ignore unchecked an attestation no newer than the one
+	// it holds.
+	Epoch(att []byte) uint64
+	// Verify reports whether att proves that origin issued seqno in
+	// epoch.
+	Verify(origin string, epoch uint64, seqno uint16, att []byte) error
 }
 
 // withDefaults returns cfg with defaults applied, or an error wrapping

@@ -17,6 +17,10 @@ type Engine struct {
 	cfg   Config
 	rng   *rand.Rand
 	seqno uint16 // our own sequence number
+	// selfEpoch is the epoch of seqno: Config.Epoch, plus one each time
+	// seqno passed 0 (advanceSelf), or that of an attestation of ours
+	// we jumped past.
+	selfEpoch uint64
 	// A request for a newer seqno, or an attestation of ours, that
 	// arrived before raiseAt, the end of the gap after the last raise,
 	// raises it then (raiseSelf).
@@ -24,6 +28,7 @@ type Engine struct {
 	raiseDue bool
 	raiseTo  uint16 // the newest seqno asked for then
 	raiseJmp bool   // raiseTo is past an attestation of ours: not capped
+	raiseEp  uint64 // with raiseJmp: the epoch of raiseTo
 
 	started bool
 	epoch   time.Time     // first time seen; internal times are offsets from it
@@ -66,6 +71,7 @@ type Engine struct {
 	// Our own attestation of seqno selfAttSeq (Config.Certifier).
 	selfAtt      []byte
 	selfAttSeq   uint16
+	selfAttEp    uint64
 	selfAttValid bool
 	selfAttHeld  slotMask // bit i: the neighbour in slot i holds selfAtt
 
@@ -117,11 +123,12 @@ func New(cfg Config) (*Engine, error) {
 	}
 	rng := rand.New(rand.NewPCG(uint64(c.Seed), 0x636d657368))
 	e := &Engine{
-		cfg:      c,
-		rng:      rng,
-		seqno:    uint16(rng.Uint32()),
-		selfHash: nameHash(c.Self),
-		nbrs:     make(map[string]*neighbour),
+		cfg:       c,
+		rng:       rng,
+		seqno:     uint16(rng.Uint32()),
+		selfEpoch: c.Epoch,
+		selfHash:  nameHash(c.Self),
+		nbrs:      make(map[string]*neighbour),
 	}
 	if cacheable(c.Certifier) {
 		e.shared = c.Certifier
@@ -360,7 +367,11 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 	// follows it names the same origin, which did not exist when the
 	// message was decoded.
 	var created *origin
-	supersede(entries) // only the newest attestation of an origin is checked
+	var epochOf func([]byte) uint64
+	if e.cfg.Certifier != nil {
+		epochOf = e.cfg.Certifier.Epoch
+	}
+	supersede(entries, epochOf) // only the newest attestation of an origin is checked
 	// By pointer: an entry is 88 bytes, copied at each call otherwise.
 	for i := range entries {
 		en := &entries[i]
@@ -452,8 +463,8 @@ func (e *Engine) Tick(now time.Time) {
 		e.checkWatched(t)
 	}
 	if e.raiseDue && t >= e.raiseAt {
-		if seqnoLess(e.seqno, e.raiseTo) {
-			e.raiseSelf(t, e.raiseTo, e.raiseJmp)
+		if e.raiseJmp && attNewer(e.raiseEp, e.raiseTo, e.selfEpoch, e.seqno) || !e.raiseJmp && seqnoLess(e.seqno, e.raiseTo) {
+			e.raiseSelf(t, e.raiseEp, e.raiseTo, e.raiseJmp)
 		} else {
 			e.raiseDue = false // the seqno moved past it meanwhile
 		}

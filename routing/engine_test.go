@@ -253,9 +253,9 @@ type recordingCertifier struct {
 	seen *[]string
 }
 
-func (c recordingCertifier) Verify(origin string, seqno uint16, att []byte) error {
+func (c recordingCertifier) Verify(origin string, epoch uint64, seqno uint16, att []byte) error {
 	*c.seen = append(*c.seen, origin)
-	return c.plainCertifier.Verify(origin, seqno, att)
+	return c.plainCertifier.Verify(origin, epoch, seqno, att)
 }
 
 // The names of a received message enter the table (and reach the

@@ -52,10 +52,10 @@ func rawMessage(version byte, es ...rawEntry) []byte {
 // attestation followed by the update (version 3) and as an attested
 // update (version 4); and distance 0 at the signed seqno itself.
 func hijackMessages(origin string, signed uint16) [][]byte {
-	real, _ := testCertifier.Attest(origin, signed)
+	real, _ := testCertifier.Attest(origin, 0, signed)
 	var out [][]byte
 	for _, seqno := range []uint16{signed + 1, signed + 10, signed + 0x7fff} {
-		own := ed25519.Sign(testCertifier.key("m"), attestMsg(origin, seqno))
+		own := append(make([]byte, 8), ed25519.Sign(testCertifier.key("m"), attestMsg(origin, 0, seqno))...) // epoch 0
 		for _, d := range []struct {
 			metric uint32
 			hops   uint16

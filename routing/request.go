@@ -8,7 +8,7 @@ const requestHopCount = 127
 // handleRequest processes a seqno request from nb (RFC 8966 §3.8.1.2).
 func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	if en.origin == e.cfg.Self {
-		if seqnoLess(e.seqno, en.seqno) && !e.raiseSelf(t, en.seqno, false) {
+		if seqnoLess(e.seqno, en.seqno) && !e.raiseSelf(t, 0, en.seqno, false) {
 			return // answered by the raise at the end of the gap
 		}
 		e.reply(t, nb, nil)
@@ -83,27 +83,54 @@ const maxSelfJump = 1 << 6
 // last one, and reports whether it raised. A raise costs a signature here
 // and a verification at every node, so there is at most one per
 // selfRaiseGap, whatever asks: seqno requests, or our own attestations
-// from before a restart, which anyone who kept them can replay. A request
-// raises to the seqno it asks for (a node that restarted below the seqnos
-// its previous life signed catches up in one raise), at most maxSelfJump
-// ahead; an attestation of ours (jump) raises past its seqno, which it
-// proves we signed.
-func (e *Engine) raiseSelf(t time.Duration, want uint16, jump bool) bool {
+// of a newer (epoch, seqno) than ours, which anyone who kept them can
+// replay. A request raises to the seqno it asks for (modulo 2^16, in our
+// epoch), at most maxSelfJump ahead; an attestation of ours (jump)
+// raises to (ep, want), one past it, which it proves we signed. A raise
+// due for a jump is not replaced by a request.
+func (e *Engine) raiseSelf(t time.Duration, ep uint64, want uint16, jump bool) bool {
 	if t < e.raiseAt {
-		if !e.raiseDue || seqnoLess(e.raiseTo, want) {
-			e.raiseTo, e.raiseJmp = want, jump
+		switch {
+		case !e.raiseDue,
+			jump && (!e.raiseJmp || attNewer(ep, want, e.raiseEp, e.raiseTo)),
+			!jump && !e.raiseJmp && seqnoLess(e.raiseTo, want):
+			e.raiseTo, e.raiseJmp, e.raiseEp = want, jump, ep
 		}
 		e.raiseDue = true
 		return false
 	}
-	if !jump && want-e.seqno > maxSelfJump {
-		want = e.seqno + maxSelfJump
+	if jump {
+		e.selfEpoch, e.seqno = ep, want
+	} else {
+		if want-e.seqno > maxSelfJump {
+			want = e.seqno + maxSelfJump
+		}
+		e.advanceSelf(want)
 	}
-	e.seqno = want
 	e.raiseDue, e.raiseAt = false, t+e.selfRaiseGap()
 	e.stats.SeqnoBumps++
 	e.triggerAll(nil, true)
 	return true
+}
+
+// advanceSelf moves our seqno forward to s (modulo 2^16, less than half
+// the circle), into the next epoch when it passes 0, so that the
+// attestations we sign are ordered as we sign them.
+func (e *Engine) advanceSelf(s uint16) {
+	if s < e.seqno {
+		e.selfEpoch++
+	}
+	e.seqno = s
+}
+
+// attNewer reports whether an attestation of (ep1, s1) is newer than one
+// of (ep2, s2): of a later epoch, or of the same and a larger seqno.
+// Unlike route seqnos, attestations are not compared modulo 2^16: an
+// origin moves to the next epoch when its seqno passes 0 (advanceSelf),
+// so the order is total and an attestation it signed earlier never reads
+// as newer than a later one.
+func attNewer(ep1 uint64, s1 uint16, ep2 uint64, s2 uint16) bool {
+	return ep1 > ep2 || ep1 == ep2 && s1 > s2
 }
 
 // reply queues an update for o (nil: Self) to nb, sent without rate limiting, at

@@ -14,8 +14,13 @@ type hostCertifier struct {
 	_ []byte
 }
 
-func (h hostCertifier) Attest(o string, s uint16) ([]byte, error) { return h.f.Attest(o, s) }
-func (h hostCertifier) Verify(o string, s uint16, a []byte) error { return h.f.Verify(o, s, a) }
+func (h hostCertifier) Attest(o string, ep uint64, s uint16) ([]byte, error) {
+	return h.f.Attest(o, ep, s)
+}
+func (h hostCertifier) Epoch(a []byte) uint64 { return h.f.Epoch(a) }
+func (h hostCertifier) Verify(o string, ep uint64, s uint16, a []byte) error {
+	return h.f.Verify(o, ep, s, a)
+}
 
 // star is a hub h, origins linked to h only, and v linked to h only; m is
 // a neighbour of h that the test speaks for (no engine).
