@@ -72,11 +72,15 @@ type discovery struct {
 	// unproven counts, per member, failed dials to addresses that never
 	// proved it, whatever the address (failedUnprovenLocked).
 	unproven map[string]*addrBackoff
-	lost     map[string]time.Time // member → unreachable since
-	static   map[string]bool      // static link addresses
-	reached  map[string]bool      // members routing reached once (they vouch for room-making)
-	granted  map[string]time.Time // peer → when an admission made room for it (roomBackoff)
-	roomAt   time.Time            // last link given up for room (roomEvery)
+	// ipLinks: the link transport's addresses are IP:port (QUIC), so a
+	// member's link address must be one, spelled canonically
+	// (checkLinkAddr); an in-memory transport's are node names.
+	ipLinks bool
+	lost    map[string]time.Time // member → unreachable since
+	static  map[string]bool      // static link addresses
+	reached map[string]bool      // members routing reached once (they vouch for room-making)
+	granted map[string]time.Time // peer → when an admission made room for it (roomBackoff)
+	roomAt  time.Time            // last link given up for room (roomEvery)
 	// slowRTT is the largest RTT of this node's links at the last policy
 	// step, late how late the policy's timer fired lately (decaying): what
 	// lostGraceLocked scales with.
@@ -308,6 +312,7 @@ func startDiscovery(n *Node) (*discovery, error) {
 		return nil, fmt.Errorf("discovery metrics: %w", err)
 	}
 	d.vouch = !n.identity().Insecure
+	_, d.ipLinks = n.Addr().(*net.UDPAddr)
 	d.resolveStatic()
 	// Links admitted from now on count against MaxLinks, before gossip
 	// makes this node known.
@@ -871,6 +876,12 @@ func (d *discovery) NotifyAlive(m *memberlist.Node) error {
 	if meta.Link == "" {
 		return fmt.Errorf("member %s: no link address: %w", m.Name, errBadMeta)
 	}
+	if d.ipLinks {
+		if err := checkLinkAddr(meta.Link); err != nil {
+			d.guard.refusedAlive(refuseLink)
+			return fmt.Errorf("member %s: %w", m.Name, err)
+		}
+	}
 	if meta.Mesh != d.n.cfg.Mesh {
 		return fmt.Errorf("member %s: of mesh %q, not %q: %w", m.Name, meta.Mesh, d.n.cfg.Mesh, errBadMeta)
 	}
@@ -1005,7 +1016,7 @@ func (d *discovery) member(name string, raw []byte) (mem Member, coord *coordina
 		return Member{}, nil, false, false
 	}
 	meta, err := d.metas.parse(name, raw)
-	if err != nil || meta.Link == "" || meta.Mesh != d.n.cfg.Mesh {
+	if err != nil || meta.Link == "" || meta.Mesh != d.n.cfg.Mesh || d.ipLinks && checkLinkAddr(meta.Link) != nil {
 		return Member{}, nil, false, false
 	}
 	mem = Member{Name: name, LinkAddr: meta.Link, Leaf: meta.Leaf}
