@@ -72,11 +72,18 @@ type discovery struct {
 	// unproven counts, per member, failed dials to addresses that never
 	// proved it, whatever the address (failedUnprovenLocked).
 	unproven map[string]*addrBackoff
-	lost     map[string]time.Time // member → unreachable since
-	static   map[string]bool      // static link addresses
-	reached  map[string]bool      // members routing reached once (they vouch for room-making)
-	granted  map[string]time.Time // peer → when an admission made room for it (roomBackoff)
-	roomAt   time.Time            // last link given up for room (roomEvery)
+	// hosts bounds, per host, dials to addresses that never proved a
+	// certificate, whatever the port and member (linkaddr.go).
+	hosts map[string]*hostBudget
+	// ipLinks: the link transport's addresses are IP:port (QUIC), so a
+	// member's link address must be one, spelled canonically
+	// (checkLinkAddr); an in-memory transport's are node names.
+	ipLinks bool
+	lost    map[string]time.Time // member → unreachable since
+	static  map[string]bool      // static link addresses
+	reached map[string]bool      // members routing reached once (they vouch for room-making)
+	granted map[string]time.Time // peer → when an admission made room for it (roomBackoff)
+	roomAt  time.Time            // last link given up for room (roomEvery)
 	// slowRTT is the largest RTT of this node's links at the last policy
 	// step, late how late the policy's timer fired lately (decaying): what
 	// lostGraceLocked scales with.
@@ -301,13 +308,14 @@ func startDiscovery(n *Node) (*discovery, error) {
 		members: map[string]gossipMember{},
 		coords:  map[string]*coordinate.Coordinate{}, rtts: map[string]probeRTT{}, asked: map[string]time.Time{}, dialing: map[string]bool{}, owned: map[string]bool{}, why: map[string]topology.Why{}, held: map[string]links.Link{},
 		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
-		proven: map[string]string{}, unproven: map[string]*addrBackoff{}, reached: map[string]bool{}, granted: map[string]time.Time{},
+		proven: map[string]string{}, unproven: map[string]*addrBackoff{}, hosts: map[string]*hostBudget{}, reached: map[string]bool{}, granted: map[string]time.Time{},
 		full: ratelog.New(n.log, time.Minute, 1024), bad: ratelog.New(n.log, time.Minute, 1024), verified: map[string]verifiedMeta{}, waiting: map[string]waitingMember{},
 	}
 	if d.stats, err = newDiscoveryMetrics(n.metrics.reg); err != nil {
 		return nil, fmt.Errorf("discovery metrics: %w", err)
 	}
 	d.vouch = !n.identity().Insecure
+	_, d.ipLinks = n.Addr().(*net.UDPAddr)
 	d.resolveStatic()
 	// Links admitted from now on count against MaxLinks, before gossip
 	// makes this node known.
@@ -871,6 +879,12 @@ func (d *discovery) NotifyAlive(m *memberlist.Node) error {
 	if meta.Link == "" {
 		return fmt.Errorf("member %s: no link address: %w", m.Name, errBadMeta)
 	}
+	if d.ipLinks {
+		if err := checkLinkAddr(meta.Link); err != nil {
+			d.guard.refusedAlive(refuseLink)
+			return fmt.Errorf("member %s: %w", m.Name, err)
+		}
+	}
 	if meta.Mesh != d.n.cfg.Mesh {
 		return fmt.Errorf("member %s: of mesh %q, not %q: %w", m.Name, meta.Mesh, d.n.cfg.Mesh, errBadMeta)
 	}
@@ -1005,7 +1019,7 @@ func (d *discovery) member(name string, raw []byte) (mem Member, coord *coordina
 		return Member{}, nil, false, false
 	}
 	meta, err := d.metas.parse(name, raw)
-	if err != nil || meta.Link == "" || meta.Mesh != d.n.cfg.Mesh {
+	if err != nil || meta.Link == "" || meta.Mesh != d.n.cfg.Mesh || d.ipLinks && checkLinkAddr(meta.Link) != nil {
 		return Member{}, nil, false, false
 	}
 	mem = Member{Name: name, LinkAddr: meta.Link, Leaf: meta.Leaf}
@@ -1269,6 +1283,7 @@ func (d *discovery) step(now time.Time) int {
 	// dialled, and when that ends (islandPickLocked).
 	var barred map[string]time.Time
 	lostRouters := 0
+	d.sweepHostsLocked(now)
 	for name, mem := range alive {
 		isLost := false
 		if reachable[name] {
@@ -1293,7 +1308,11 @@ func (d *discovery) step(now time.Time) int {
 		switch {
 		case d.dialing[name] || len(d.dialing) >= maxDialing:
 			unavailable = append(unavailable, name)
-		case !d.mayDialLocked(name, mem.LinkAddr, now) || d.memberBannedLocked(name, mem.LinkAddr, now):
+		case mem.LinkAddr != "" && d.hostHardBarLocked(name, mem.LinkAddr, now):
+			// Not even an island's dial (islandPickLocked) goes to a
+			// host that never proved a certificate past its budget.
+			unavailable = append(unavailable, name)
+		case !d.mayDialLocked(name, mem.LinkAddr, now) || d.memberBannedLocked(name, mem.LinkAddr, now) || mem.LinkAddr != "" && d.hostBarredLocked(name, mem.LinkAddr, now):
 			unavailable = append(unavailable, name)
 			if isLost {
 				if barred == nil {
@@ -1325,6 +1344,7 @@ func (d *discovery) step(now time.Time) int {
 		if mem, ok := alive[l.Peer]; ok && mem.LinkAddr == l.Address {
 			d.proveLocked(l.Address, l.Peer) // the member linked to us from its address
 		}
+		d.noteHostLocked(l.Address) // a certificate holder linked from the host
 		static := d.static[l.Address] || d.static[l.Peer]
 		ls = append(ls, topology.Link{Peer: l.Peer, Outbound: l.Outbound, RTT: l.RTT, Static: static,
 			Age: max(now.Sub(l.Since), time.Nanosecond), Streams: l.Streams, Claimed: claimed[l.Peer],
@@ -1922,6 +1942,7 @@ func (d *discovery) refusedFullLocked(addr string) {
 // never proved it. d.mu is held.
 func (d *discovery) proveLocked(addr, member string) {
 	delete(d.unproven, member)
+	d.noteHostLocked(addr)
 	if d.proven[addr] == member {
 		return
 	}
@@ -1946,7 +1967,14 @@ func (d *discovery) dialBarred(m Member, why topology.Why) { d.dialMember(m, why
 func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 	n := d.n
 	d.mu.Lock()
-	if d.dialing[m.Name] || !barred && d.memberBannedLocked(m.Name, m.LinkAddr, time.Now()) {
+	now := time.Now()
+	if d.dialing[m.Name] || !barred && d.memberBannedLocked(m.Name, m.LinkAddr, now) {
+		d.mu.Unlock()
+		return
+	}
+	// The host budget holds for a barred member too, unless its host
+	// proved a certificate (islandPickLocked).
+	if hb, hard := d.hostBarLocked(m.Name, m.LinkAddr, now); hb && (!barred || hard) {
 		d.mu.Unlock()
 		return
 	}
@@ -1955,6 +1983,12 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 	if ls, pending := d.slotsLocked(time.Now(), nil); topology.Slots(d.policyConfig(), ls, pending) == 0 && d.held[m.Name] == nil && n.link(m.Name) == nil {
 		d.mu.Unlock()
 		n.log.Debug("discovery dial deferred: no free link slot", "member", m.Name)
+		return
+	}
+	counted, ok := d.hostDialLocked(m.Name, m.LinkAddr, now)
+	if !ok {
+		d.mu.Unlock()
+		n.log.Debug("discovery dial deferred: host table full", "member", m.Name)
 		return
 	}
 	d.dialing[m.Name] = true
@@ -1977,6 +2011,13 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 		d.mu.Lock()
 		delete(d.dialing, m.Name)
 		full := err != nil && refusedAtMaximum(err)
+		if counted {
+			// Only a dial nothing answered counts against its host: a
+			// refusal at the maximum, a slow handshake and another
+			// node's certificate are answers.
+			silent := err != nil && !full && !errors.Is(err, links.ErrHandshakeSlow) && n.ctx.Err() == nil
+			d.hostDoneLocked(m.LinkAddr, silent, time.Now())
+		}
 		switch {
 		case full && n.ctx.Err() == nil:
 			// The member refused the link at its maximum before this

@@ -163,11 +163,14 @@ const (
 	// refuseTarget: a ping request naming a target that is not a member's
 	// gossip address (kind "ping": counted per request).
 	refuseTarget = "target"
+	// refuseLink: an alive message whose metadata names a link address
+	// that is not a canonical IP:port (kind "alive", checkLinkAddr).
+	refuseLink = "link"
 )
 
 func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg prometheus.Registerer, log *ratelog.Log) (*gossipGuard, error) {
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_gossip_refused_total",
-		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user, state), alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures), and ping requests dropped because their target is not a member (kind ping, reason target)."},
+		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user, state), alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures) or refused because their link address is not a canonical IP:port (kind alive, reason link), and ping requests dropped because their target is not a member (kind ping, reason target)."},
 		[]string{"kind", "reason"})
 	if err := reg.Register(m); err != nil {
 		var are prometheus.AlreadyRegisteredError
@@ -183,6 +186,7 @@ func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg pro
 		m.WithLabelValues("stream", r)
 	}
 	m.WithLabelValues("alive", refuseSignatures)
+	m.WithLabelValues("alive", refuseLink)
 	m.WithLabelValues("ping", refuseTarget)
 	g := &gossipGuard{
 		inner: inner, encrypted: encrypted, maxNodes: maxMembers,
@@ -201,6 +205,13 @@ func (g *gossipGuard) refuse(kind, reason string, from net.Addr, err error) {
 	g.refused.Add(1)
 	g.metric.WithLabelValues(kind, reason).Inc()
 	g.log.Warn("gossip "+kind+" "+reason, "gossip "+kind+" refused", "reason", reason, "from", from, "err", err)
+}
+
+// refusedAlive counts an alive message refused for reason. memberlist
+// logs the refusal (its WARN lines are rate-limited per kind: slogWriter);
+// it is not counted in Refused, which counts packets and streams.
+func (g *gossipGuard) refusedAlive(reason string) {
+	g.metric.WithLabelValues("alive", reason).Inc()
 }
 
 // Refused is how many packets and streams the guard refused.
