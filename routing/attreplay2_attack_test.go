@@ -8,7 +8,9 @@ import (
 // replayNet is a line of engines linked at cost 10, the last one also
 // linked to m, a member with a valid certificate of its own that the test
 // speaks for, stepped every 5 ms of simulated time. seen (if set) sees
-// every message.
+// every message. Each engine starts at the epoch epochs gives it, or at
+// 1: its attestations sign an epoch, which orders them (of epoch 0, an
+// origin of the release before, they compare modulo 2^16, attNewer).
 type replayNet struct {
 	t     *testing.T
 	names []string
@@ -20,7 +22,11 @@ type replayNet struct {
 func newReplayNet(t *testing.T, epochs map[string]uint64, names ...string) *replayNet {
 	n := &replayNet{t: t, names: names, eng: map[string]*Engine{}, now: ct0}
 	for i, name := range names {
-		e, err := New(Config{Self: name, Seed: int64(i + 3), Epoch: epochs[name], Certifier: hostCertifier{f: &fakeCertifier{}}})
+		ep, ok := epochs[name]
+		if !ok {
+			ep = 1
+		}
+		e, err := New(Config{Self: name, Seed: int64(i + 3), Epoch: ep, Certifier: hostCertifier{f: &fakeCertifier{}}})
 		if err != nil {
 			t.Fatal(err)
 		}

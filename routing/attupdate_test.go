@@ -103,7 +103,9 @@ func TestAttestedUpdateIsAttestationAndUpdate(t *testing.T) {
 				m, h = 0, 0
 			}
 			// The origins move to a new epoch every 100 steps, so
-			// that newer attestations keep coming.
+			// that newer attestations keep coming; in epoch 0 (the
+			// first 100) they compare modulo 2^16, as an origin's of
+			// the release before (attNewer), later by epoch.
 			ep := uint64(step / 100)
 			sig := string(fakeAtt(o, ep, s))
 			if rng.IntN(6) == 0 {

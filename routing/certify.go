@@ -47,6 +47,9 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en *entry) *origin
 		// Not newer than the one held, in the order of (epoch, seqno):
 		// an old attestation, replayed, moves nothing.
 		e.stats.AttestationsHeld++
+		if en.origin == nb.name && attNewer(e.attOf(o).epoch, o.attSeq, ep, en.seqno) {
+			e.returnOwnAtt(t, nb)
+		}
 		if o.attSeq == en.seqno && e.attOf(o).epoch == ep {
 			if e.attHeld(nb, o) {
 				// Known to be held by nb: mostly sent it by us while
@@ -87,6 +90,40 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en *entry) *origin
 		e.reseat = append(e.reseat, o)
 	}
 	return o
+}
+
+// returnOwnAtt makes the attestation we hold of nb's own name due back
+// to nb, which just sent an older one of its own, at most once per
+// MinTriggeredInterval. No node sends an origin its own attestation
+// otherwise (split horizon), and one that restarted with its clock
+// behind its previous life's start signs attestations of an older epoch
+// than those its previous life left in the mesh: every node would ignore
+// them, and its routes would be uncertified once its seqno passed that
+// life's, for as long as any node held that life's attestation. Given
+// it, the origin jumps past it (handleAttest, raiseSelf: verified, at
+// most once a second) and its next attestation is newer than any held.
+// Only nb's own link asks for this, for nb's own name: one entry per
+// interval, which tells nb nothing the mesh did not already carry.
+func (e *Engine) returnOwnAtt(t time.Duration, nb *neighbour) {
+	if nb.ownAttSet && t < nb.ownAttAt+e.cfg.MinTriggeredInterval {
+		return
+	}
+	nb.ownAttDue, nb.ownAttSet, nb.ownAttAt = true, true, t
+}
+
+// putOwnAtt puts the attestation we hold of nb's own name, if it is due
+// back to nb (returnOwnAtt) and we still hold one.
+func (e *Engine) putOwnAtt(nb *neighbour) {
+	if !nb.ownAttDue {
+		return
+	}
+	nb.ownAttDue = false
+	o := e.origins.get(nb.name)
+	if o == nil || !o.attValid {
+		return
+	}
+	e.putAttest(nb.name, o.attSeq, e.attOf(o).bytes())
+	e.stats.AttestationsOut++
 }
 
 // dropUncovered removes the routes of o, learnt from neighbours other

@@ -118,7 +118,11 @@ type Config struct {
 	// larger Epoch than any its previous lives reached (node gives its
 	// start time in milliseconds since 1970), or the attestations that
 	// previous life signed stay newer than the new ones, until it sees one
-	// and jumps past it. Zero is a valid epoch (tests, simulation).
+	// and jumps past it (a neighbour holding one sends it back when this
+	// node sends an older one of its own). Zero is a valid epoch (tests,
+	// simulation), but two attestations of epoch 0 compare by seqno
+	// modulo 2^16, as those of the release before, which signs no epoch
+	// (attNewer): the epoch orders them only from 1 on.
 	Epoch uint64
 	// MaxVerifyFailures bounds the attestations of one neighbour that may
 	// fail verification per second (default 20, with a burst of 5×); beyond

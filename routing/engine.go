@@ -493,7 +493,7 @@ func (e *Engine) NextTick() time.Time {
 		next = e.coldHolds[0].at
 	}
 	for _, nb := range e.nbrs {
-		if len(nb.requests) > 0 || len(nb.resends) > 0 {
+		if len(nb.requests) > 0 || len(nb.resends) > 0 || nb.ownAttDue {
 			next = min(next, e.last) // due now (flush)
 		}
 		if at, ok := e.batchAt(nb); ok {
@@ -514,7 +514,7 @@ func (e *Engine) Pending() bool {
 		return true
 	}
 	for _, nb := range e.nbrs {
-		if nb.pendingAll || nb.hasPending() || len(nb.repair) > 0 || len(nb.requests) > 0 || len(nb.resends) > 0 {
+		if nb.pendingAll || nb.hasPending() || len(nb.repair) > 0 || len(nb.requests) > 0 || len(nb.resends) > 0 || nb.ownAttDue {
 			return true
 		}
 	}

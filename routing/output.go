@@ -191,6 +191,7 @@ func (e *Engine) flush(t time.Duration) {
 			e.stats.RequestsOut += uint64(len(nb.resends))
 			nb.resends = nb.resends[:0]
 		}
+		e.putOwnAtt(nb)
 		if at, ok := e.batchAt(nb); ok && t >= at {
 			if nb.pendingAll {
 				e.queueAll(nb)

@@ -128,8 +128,17 @@ func (e *Engine) advanceSelf(s uint16) {
 // Unlike route seqnos, attestations are not compared modulo 2^16: an
 // origin moves to the next epoch when its seqno passes 0 (advanceSelf),
 // so the order is total and an attestation it signed earlier never reads
-// as newer than a later one.
+// as newer than a later one. Two of epoch 0 are the exception: an origin
+// of the release before signs no epoch (version 1, read as 0) and lets
+// its seqno pass 0 in place, so those compare modulo 2^16 as that
+// release compared them (otherwise such an origin's attestations after
+// its seqno passed 0 would read as older than the one held, forever).
+// An old attestation of epoch 0 can thus still read as newer than the
+// current one: the order protects origins that sign an epoch.
 func attNewer(ep1 uint64, s1 uint16, ep2 uint64, s2 uint16) bool {
+	if ep1 == 0 && ep2 == 0 {
+		return seqnoLess(s2, s1)
+	}
 	return ep1 > ep2 || ep1 == ep2 && s1 > s2
 }
 

@@ -47,6 +47,11 @@ type neighbour struct {
 	urgent     bool                // a reply to a request is pending
 	requests   map[string]entry    // seqno requests to send
 	resends    []entry             // resend requests to send
+	// ownAttDue: our attestation of nb's own name is due back to nb,
+	// which sent an older one of its own (returnOwnAtt); ownAttAt is
+	// when one was last made due (ownAttSet: ever).
+	ownAttDue, ownAttSet bool
+	ownAttAt             time.Duration
 
 	// What was sent to nb in the window of MinTriggeredInterval that
 	// started at burstAt: bytes and messages (Config.MaxBurstBytes).
