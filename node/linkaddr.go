@@ -42,9 +42,14 @@ func checkLinkAddr(s string) error {
 }
 
 // hostKey is the host of link address addr whose dials share one budget
-// (hostBudget): its IPv4 address, or the /64 of its IPv6 address (one
-// machine, or one subnet's hosts, holds a whole /64). An address that is
-// no IP:port (an in-memory transport's node name) is its own host.
+// (hostBudget): its IPv4 address, or the /64 of its IPv6 address. One
+// machine may hold a whole /64 (a routed /64, SLAAC privacy addresses):
+// keyed by full address, a stranger could name one victim at as many
+// addresses as it likes, and each dial to an unused one also makes the
+// victim's router solicit neighbours. Hosts that share a /64 (a cloud
+// subnet, a Kubernetes pod range) so share one budget; their own nodes,
+// once seen, lift it (lift). An address that is no IP:port (an in-memory
+// transport's node name) is its own host.
 func hostKey(addr string) string {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
