@@ -1342,9 +1342,9 @@ func (d *discovery) step(now time.Time) int {
 	var gone []string
 	for _, l := range current {
 		if mem, ok := alive[l.Peer]; ok && mem.LinkAddr == l.Address {
-			d.proveLocked(l.Address, l.Peer) // the member linked to us from its address
+			d.proveLocked(l.Address, l.Peer, now) // the member linked to us from its address
 		}
-		d.noteHostLocked(l.Address) // a certificate holder linked from the host
+		d.noteHostLocked(l.Address, now) // a certificate holder linked from the host
 		static := d.static[l.Address] || d.static[l.Peer]
 		ls = append(ls, topology.Link{Peer: l.Peer, Outbound: l.Outbound, RTT: l.RTT, Static: static,
 			Age: max(now.Sub(l.Since), time.Nanosecond), Streams: l.Streams, Claimed: claimed[l.Peer],
@@ -1886,7 +1886,7 @@ func (d *discovery) failedLocked(addr string, ban time.Duration) {
 // kept every node that dialled the claim from dialling the holder for
 // banTime. d.mu is held.
 func (d *discovery) claimFailedLocked(m Member, holder string, now time.Time) {
-	d.proveLocked(m.LinkAddr, holder)
+	d.proveLocked(m.LinkAddr, holder, now)
 	d.failedUnprovenLocked(m.Name, now)
 	d.backoffLocked(m.LinkAddr, banTime, false)
 	if b := d.backoff[m.LinkAddr]; b != nil {
@@ -1940,12 +1940,14 @@ func (d *discovery) refusedFullLocked(addr string) {
 // proveLocked records that a handshake at addr proved member's
 // certificate, and forgets the member's failed dials to addresses that
 // never proved it. d.mu is held.
-func (d *discovery) proveLocked(addr, member string) {
+func (d *discovery) proveLocked(addr, member string, now time.Time) {
 	delete(d.unproven, member)
-	d.noteHostLocked(addr)
 	if d.proven[addr] == member {
+		d.noteHostLocked(addr, now)
 		return
 	}
+	d.provenHostLocked(addr, member, now)
+	d.noteHostLocked(addr, now)
 	if len(d.proven) >= maxProven {
 		for a := range d.proven { // forget one: it only gets fewer dials
 			delete(d.proven, a)
@@ -2057,7 +2059,7 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 			d.stats.added.WithLabelValues(string(why)).Inc()
 		}
 		d.mu.Lock()
-		d.proveLocked(m.LinkAddr, m.Name)
+		d.proveLocked(m.LinkAddr, m.Name, time.Now())
 		if b := d.backoff[m.LinkAddr]; b != nil {
 			b.fails, b.full = 0, false
 		}

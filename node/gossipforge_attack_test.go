@@ -372,7 +372,7 @@ func TestForgedAddressesDoNotBanAMemberAtItsProvenAddress(t *testing.T) {
 	if d.memberBannedLocked("b", real, now) {
 		t.Errorf("failed dials at a forged address banned b at its proven address %s", real)
 	}
-	d.proveLocked(real, "b")
+	d.proveLocked(real, "b", time.Now())
 	if d.memberBannedLocked("b", forged, now) {
 		t.Error("a link proving b did not end its ban")
 	}

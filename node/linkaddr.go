@@ -42,9 +42,14 @@ func checkLinkAddr(s string) error {
 }
 
 // hostKey is the host of link address addr whose dials share one budget
-// (hostBudget): its IPv4 address, or the /64 of its IPv6 address (one
-// machine, or one subnet's hosts, holds a whole /64). An address that is
-// no IP:port (an in-memory transport's node name) is its own host.
+// (hostBudget): its IPv4 address, or the /64 of its IPv6 address. One
+// machine may hold a whole /64 (a routed /64, SLAAC privacy addresses):
+// keyed by full address, a stranger could name one victim at as many
+// addresses as it likes, and each dial to an unused one also makes the
+// victim's router solicit neighbours. Hosts that share a /64 (a cloud
+// subnet, a Kubernetes pod range) so share one budget; their own nodes,
+// once seen, lift it (lift). An address that is no IP:port (an in-memory
+// transport's node name) is its own host.
 func hostKey(addr string) string {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
@@ -66,13 +71,18 @@ func hostKey(addr string) string {
 // unprovenBan; a host where a handshake proved some node's certificate
 // (or from which a node linked to this one) is banned for signedBan
 // instead, doubling from signedBanMin, so that a node starting there
-// beside honest nodes waits a minute, not an hour.
+// beside honest nodes waits a minute, not an hour. A host that becomes
+// known, or where a node's certificate is proven for the first time, is
+// lifted (lift): its count restarts and its running ban ends within
+// signedBanMin, so that made-up members named there before honest nodes
+// joined, or failing at each ban's end, do not keep it banned for long.
 type hostBudget struct {
-	fails   int       // failed dials to unproven addresses of the host
+	fails   int       // failed dials to unproven addresses of the host since it was last lifted
 	pending int       // such dials in progress
 	until   time.Time // no such dial before
 	// known: a handshake at an address of the host proved a certificate,
-	// or a node linked to this one from it (knownHostLocked, noteHostLocked).
+	// or a node linked to this one from it (knownHostLocked, noteHostLocked,
+	// provenHostLocked).
 	known bool
 }
 
@@ -184,11 +194,51 @@ func (d *discovery) knownHostLocked(key string) bool {
 	return false
 }
 
-// noteHostLocked marks the host of addr known: a handshake there proved
-// a certificate, or a node linked to this one from it. d.mu is held.
-func (d *discovery) noteHostLocked(addr string) {
-	if h := d.hosts[hostKey(addr)]; h != nil {
+// noteHostLocked marks the host of addr known at now: a handshake there
+// proved a certificate, or a node linked to this one from it. A host
+// that becomes known is lifted (lift): its bans so far were those of
+// a host where no node of the mesh was seen, made-up members' at the
+// hour, and would otherwise keep the next honest node there from being
+// dialled for the rest of it. Noting a known host again (every policy
+// step notes every link) changes nothing. d.mu is held.
+func (d *discovery) noteHostLocked(addr string, now time.Time) {
+	if h := d.hosts[hostKey(addr)]; h != nil && !h.known {
 		h.known = true
+		h.lift(now)
+	}
+}
+
+// provenHostLocked is called by proveLocked before it records that a
+// handshake at addr proved member's certificate, addr not having proved
+// it before: if no other address of addr's host proved member either (a
+// node that joins that host, or links to this one from it for the first
+// time), the host is known and lifted (lift), so that made-up members
+// failing at each ban's end cannot keep a host where honest nodes start
+// banned for long. A node proven again on its host, at any port, lifts
+// nothing: a certificate holder lifts the bans of its own host once per
+// name, not whenever it reconnects. d.mu is held.
+func (d *discovery) provenHostLocked(addr, member string, now time.Time) {
+	key := hostKey(addr)
+	h := d.hosts[key]
+	if h == nil {
+		return
+	}
+	for a, m := range d.proven {
+		if m == member && hostKey(a) == key {
+			return
+		}
+	}
+	h.known = true
+	h.lift(now)
+}
+
+// lift forgets h's failed dials and ends its running ban within
+// signedBanMin of now, the ban of a host of the mesh after its first
+// unprovenDials failures: the host's next unproven dials count afresh.
+func (h *hostBudget) lift(now time.Time) {
+	h.fails = 0
+	if end := now.Add(signedBanMin); h.until.After(end) {
+		h.until = end
 	}
 }
 

@@ -89,7 +89,7 @@ func TestBackoffPerHostAcrossPortsAndNames(t *testing.T) {
 	}
 	// A host where a certificate was proven is banned for a minute.
 	d.proven["192.0.2.3:1"] = "real2"
-	d.noteHostLocked("192.0.2.3:1")
+	d.noteHostLocked("192.0.2.3:1", now)
 	dial("g8", "192.0.2.3:2")
 	dial("g9", "192.0.2.3:3")
 	d.hostDoneLocked("192.0.2.3:2", true, now)
