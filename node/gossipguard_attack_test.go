@@ -376,6 +376,18 @@ func TestGossipPacketSignatureChecksBounded(t *testing.T) {
 	}
 }
 
+// pushNodeState is memberlist's wire form of one member in a push-pull
+// state, as a stranger writes it.
+type pushNodeState struct {
+	Name        string
+	Addr        []byte
+	Port        uint16
+	Meta        []byte
+	Incarnation uint32
+	State       int
+	Vsn         []uint8
+}
+
 // TestGossipPushPullCannotFillMemberTable: a stranger pushes, in one
 // push-pull, the states of 70,000 made-up members with metadata naming
 // the mesh. memberlist's node table has no bound of its own; the guard
@@ -385,15 +397,6 @@ func TestGossipPacketSignatureChecksBounded(t *testing.T) {
 func TestGossipPushPullCannotFillMemberTable(t *testing.T) {
 	d := plainGossipNode(t, "d")
 	const fakes = 70000
-	type pushNodeState struct {
-		Name        string
-		Addr        []byte
-		Port        uint16
-		Meta        []byte
-		Incarnation uint32
-		State       int
-		Vsn         []uint8
-	}
 	meta, _ := json.Marshal(memberMeta{Link: "127.0.0.1:9", Mesh: "test"})
 	conn, err := net.DialTimeout("tcp", d.Status().GossipAddr, 5*time.Second)
 	if err != nil {

@@ -118,15 +118,6 @@ func TestAttackGossipMembersReflectHandshakesAtOneHost(t *testing.T) {
 		refused = append(refused, "127.0.0.2:"+strings.Repeat("0", i)+strconv.Itoa(port))
 	}
 	refused = append(refused, "[::ffff:127.0.0.2]:"+strconv.Itoa(port))
-	type pushNodeState struct {
-		Name        string
-		Addr        []byte
-		Port        uint16
-		Meta        []byte
-		Incarnation uint32
-		State       int
-		Vsn         []uint8
-	}
 	all := append(append([]string(nil), links...), refused...)
 	var sent int64
 	for _, n := range nodes { // one push-pull to each node

@@ -20,13 +20,21 @@ type replayNet struct {
 }
 
 func newReplayNet(t *testing.T, epochs map[string]uint64, names ...string) *replayNet {
+	return newReplayNetWith(t, func(cfg *Config) {
+		if ep, ok := epochs[cfg.Self]; ok {
+			cfg.Epoch = ep
+		}
+	}, names...)
+}
+
+// newReplayNetWith is newReplayNet with each engine's configuration
+// (epoch 1, a shared fake certifier) changed by tweak.
+func newReplayNetWith(t *testing.T, tweak func(*Config), names ...string) *replayNet {
 	n := &replayNet{t: t, names: names, eng: map[string]*Engine{}, now: ct0}
 	for i, name := range names {
-		ep, ok := epochs[name]
-		if !ok {
-			ep = 1
-		}
-		e, err := New(Config{Self: name, Seed: int64(i + 3), Epoch: ep, Certifier: hostCertifier{f: &fakeCertifier{}}})
+		cfg := Config{Self: name, Seed: int64(i + 3), Epoch: 1, Certifier: hostCertifier{f: &fakeCertifier{}}}
+		tweak(&cfg)
+		e, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,25 +24,12 @@ func (h v1Certifier) Verify(o string, ep uint64, s uint16, a []byte) error {
 // newV1Net is newReplayNet where a is an origin of the release before
 // (version 1 attestations, seed aSeed) and the others sign epochs.
 func newV1Net(t *testing.T, aSeed int64, names ...string) *replayNet {
-	n := &replayNet{t: t, names: names, eng: map[string]*Engine{}, now: ct0}
-	for i, name := range names {
-		cfg := Config{Self: name, Seed: int64(i + 3), Certifier: hostCertifier{f: &fakeCertifier{}}, Epoch: 1_700_000_000_000}
-		if name == "a" {
+	return newReplayNetWith(t, func(cfg *Config) {
+		cfg.Epoch = 1_700_000_000_000
+		if cfg.Self == "a" {
 			cfg.Seed, cfg.Certifier, cfg.Epoch = aSeed, v1Certifier{f: &fakeCertifier{}}, 0
 		}
-		e, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n.eng[name] = e
-	}
-	for i := 1; i < len(names); i++ {
-		x, y := names[i-1], names[i]
-		n.eng[x].LinkUp(n.now, y, 10, false)
-		n.eng[y].LinkUp(n.now, x, 10, false)
-	}
-	n.eng[names[len(names)-1]].LinkUp(n.now, "m", 10, false)
-	return n
+	}, names...)
 }
 
 // TestV1OriginWrapsSeqno: line a - b - c - d, a an origin of the release
