@@ -252,13 +252,16 @@ func (d *demo) transfer(ctx context.Context, a *node.Node) ([]string, error) {
 	if !c.Sealed() {
 		return nil, errors.New("the circuit to e is not sealed end to end")
 	}
+	path := c.Path()
+	if len(path) < 3 {
+		return nil, fmt.Errorf("the circuit to e recorded the path %q, not one through relays", path)
+	}
 	mib := float64(d.size) / (1 << 20)
 	fmt.Fprintf(d.w, "circuit %s: %.0f MiB in %s = %.1f MiB/s, SHA-256 verified\n",
-		fmtPath(c.Path()), mib, fmtDuration(elapsed), mib/elapsed.Seconds())
-	relays := c.Path()[1 : len(c.Path())-1]
+		fmtPath(path), mib, fmtDuration(elapsed), mib/elapsed.Seconds())
 	fmt.Fprintf(d.w, "  sealed end to end (checked at a and at e, which authenticated each other): relays %s carried only ciphertext\n",
-		strings.Join(relays, ", "))
-	return c.Path(), nil
+		termSafe(strings.Join(path[1:len(path)-1], ", ")))
+	return path, nil
 }
 
 // waitLinkDown waits for the event that the link to peer went down.
