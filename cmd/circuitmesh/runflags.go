@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -327,15 +326,16 @@ func loadNodeIdentity(c *cli.Context, dataDir string) (*identity.Identity, error
 	return id, err
 }
 
-// gossipKey reads the gossip key from --gossip-key-file or --gossip-key
-// (the environment or the config file: see refuseSecretArgs).
+// gossipKey reads the gossip key from --gossip-key-file (which must be
+// private: identity.CheckPrivate) or --gossip-key (the environment or the
+// config file: see refuseSecretArgs).
 func gossipKey(c *cli.Context) ([]byte, error) {
 	k, from := c.String("gossip-key"), "--gossip-key"
 	if p := c.Path("gossip-key-file"); p != "" {
 		if k != "" {
 			return nil, usagef("--gossip-key and --gossip-key-file are exclusive")
 		}
-		b, err := os.ReadFile(p)
+		b, err := identity.ReadPrivate(p)
 		if err != nil {
 			return nil, usagef("--gossip-key-file: %v", err)
 		}
