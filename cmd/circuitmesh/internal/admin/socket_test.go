@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,4 +78,57 @@ func TestAdminSocketRefusesOtherUsers(t *testing.T) {
 	if err := c.Get(context.Background(), PathStatus, nil, nil); err != nil {
 		t.Fatalf("after the refusal: %v", err)
 	}
+}
+
+// TestAdminSocketLeavesOtherFilesAlone: --admin pointed at a file that is
+// not a socket (node.key, a directory, a symbolic link to a file) is
+// refused and the file kept; before, the daemon deleted whatever was
+// there, taking it for a stale socket. A stale socket is still replaced.
+func TestAdminSocketLeavesOtherFilesAlone(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "node.key")
+	if err := os.WriteFile(key, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.sock")
+	if err := os.Symlink(key, link); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{key, link, sub} {
+		ln, err := Listen(p, nil)
+		if err == nil {
+			ln.Close()
+			t.Fatalf("Listen(%s) took it for a stale socket", p)
+		}
+		if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "not a socket") {
+			t.Fatalf("Listen(%s): %v; want a conflict naming it as not a socket", p, err)
+		}
+	}
+	if b, err := os.ReadFile(key); err != nil || string(b) != "secret" {
+		t.Fatalf("node.key after the refusals: %q %v", b, err)
+	}
+	if _, err := os.Lstat(link); err != nil {
+		t.Fatalf("symbolic link removed: %v", err)
+	}
+	if _, err := os.Stat(sub); err != nil {
+		t.Fatalf("directory removed: %v", err)
+	}
+
+	// A socket left behind by a daemon that died is replaced.
+	stale := filepath.Join(dir, "admin.sock")
+	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ul.SetUnlinkOnClose(false)
+	ul.Close()
+	ln, err := Listen(stale, nil)
+	if err != nil {
+		t.Fatalf("stale socket: %v", err)
+	}
+	ln.Close()
 }
