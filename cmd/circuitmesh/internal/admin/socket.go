@@ -92,8 +92,8 @@ func (l *credListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		uid, err := peerUID(c)
-		if err == nil && (uid == 0 || uid == l.uid) {
+		uid, ok, err := peerAllowed(c, l.uid)
+		if ok {
 			return c, nil
 		}
 		c.Close()
@@ -118,6 +118,14 @@ func (l *credListener) Close() error {
 	err := l.UnixListener.Close()
 	l.closeOnce.Do(func() { os.Remove(l.path) })
 	return err
+}
+
+// peerAllowed returns the user id of the process at the other end of c
+// and whether it is root or me: the only users either end of the admin
+// socket talks to.
+func peerAllowed(c *net.UnixConn, me uint32) (uid uint32, ok bool, err error) {
+	uid, err = peerUID(c)
+	return uid, err == nil && (uid == 0 || uid == me), err
 }
 
 // peerUID is the user id of the process at the other end of c.
