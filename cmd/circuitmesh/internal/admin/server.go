@@ -69,7 +69,7 @@ func NewServer(n Node, log *slog.Logger) *Server {
 	mux.HandleFunc("POST "+PathKeys, s.handleKeyOp)
 	mux.HandleFunc("POST "+PathReload, func(w http.ResponseWriter, r *http.Request) {
 		if err := n.ReloadIdentity(); err != nil {
-			s.log.Warn("identity reload failed; keeping the current identity", "err", err)
+			s.log.Warn("reload failed; keeping the current identity or policy", "err", err)
 			writeError(w, err)
 			return
 		}
