@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
 // configEntry is one "flag = value" line of a config file.
@@ -21,7 +23,8 @@ type configEntry struct {
 // Blank lines and lines starting with # are ignored; a value may be
 // double-quoted (Go syntax); a repeatable flag is given on several lines.
 // "policy = RULE" lines are not flags but the daemon's authorization
-// policy, one rule a line (see policy.go).
+// policy, one rule a line (see policy.go). A file holding gossip-key must
+// be private to its user, like a key file (identity.CheckPrivate).
 func parseConfig(path string) ([]configEntry, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -51,6 +54,19 @@ func parseConfig(path string) ([]configEntry, error) {
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	for _, e := range out {
+		if e.key != "gossip-key" {
+			continue
+		}
+		fi, err := f.Stat()
+		if err == nil {
+			err = identity.CheckPrivate(path, fi)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("config file with gossip-key (line %d): %w", e.line, err)
+		}
+		break
 	}
 	return out, nil
 }

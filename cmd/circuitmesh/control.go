@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/admin"
+	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/httpserve"
 	"github.com/circuitmesh/circuitmesh/node"
 )
 
@@ -76,8 +77,10 @@ Example:
 
 func forwardCommand() *cli.Command {
 	return controlCommand("forward", "tunnel a local TCP port to a mesh service", "LISTEN PEER/SERVICE",
-		`Listens on the local TCP address LISTEN (a bare port means 127.0.0.1) and
-tunnels every connection over a fresh circuit to SERVICE on node PEER.
+		`Listens on the local TCP address LISTEN (a bare port means 127.0.0.1,
+:PORT every interface) and tunnels every connection over a fresh circuit
+to SERVICE on node PEER, opened as this node: whoever reaches LISTEN uses
+SERVICE as this node.
 
 Example:
    circuitmesh forward 127.0.0.1:8080 d/web && curl http://127.0.0.1:8080/`,
@@ -94,6 +97,9 @@ Example:
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "forwarding %s to %s/%s\n", got.Listen, got.Peer, got.Service)
+			if !httpserve.Loopback(got.Listen) {
+				fmt.Fprintf(c.App.ErrWriter, "warning: %s is not on loopback: whoever reaches it uses %s/%s as this node\n", got.Listen, got.Peer, got.Service)
+			}
 			return nil
 		})
 }

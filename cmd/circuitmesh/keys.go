@@ -4,12 +4,12 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/admin"
+	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/circuitmesh/circuitmesh/node"
 )
 
@@ -47,7 +47,7 @@ uses NEW. Keys are read from --key-file or stdin and shown only by
 fingerprint.
 
 Example:
-   head -c 32 /dev/urandom | base64 > new.key
+   (umask 077; head -c 32 /dev/urandom | base64 > new.key)
    circuitmesh keys install --key-file new.key   # on every node, then
    circuitmesh keys use --key-file new.key       # on every node, then
    circuitmesh keys remove --key-file old.key    # on every node`,
@@ -88,15 +88,15 @@ Example:
 	}
 }
 
-// readKey reads a base64 gossip key from --key-file or stdin and checks
-// its shape.
+// readKey reads a base64 gossip key from --key-file (which must be
+// private: identity.CheckPrivate) or stdin and checks its shape.
 func readKey(c *cli.Context) (string, error) {
 	var b []byte
 	var err error
 	from := "stdin"
 	if p := c.Path("key-file"); p != "" {
 		from = p
-		b, err = os.ReadFile(p)
+		b, err = identity.ReadPrivate(p)
 	} else {
 		b, err = io.ReadAll(io.LimitReader(c.App.Reader, 4096))
 	}

@@ -65,6 +65,18 @@ func (s policySource) load() (*policy.Policy, error) {
 	return nil, nil
 }
 
+// errEmpty says why a reload keeps the inForce rules rather than apply a
+// policy without rules, which allows everything: a file emptied or cut
+// short while being rewritten would otherwise open every service.
+func (s policySource) errEmpty(inForce int) error {
+	where, restart := "--policy-file "+s.file, "without --policy-file"
+	if s.file == "" {
+		where, restart = "the config file "+s.config, "without policy lines in the config file"
+	}
+	return fmt.Errorf("reload policy: %s has no rules; keeping the %d rules in force, since no rules would allow every circuit (a file being rewritten in place is empty for a moment: write a new file and mv it over the old one). To allow everything, write the rules \"allow dial\" and \"allow relay\", or restart the daemon %s",
+		where, inForce, restart)
+}
+
 // configPolicy is the policy text of a config file's "policy = RULE"
 // lines, each rule on its line of the file so that decisions name the
 // file's line numbers, and whether there was any.
@@ -123,8 +135,10 @@ var policyRead func()
 
 // ReloadIdentity reloads the policy (when the daemon has a policy source)
 // and the identity files. A policy that does not parse is refused and the
-// current one kept, like a bad certificate. Reloads at once are applied
-// one after the other, so the policy in force is the one read last.
+// current one kept, like a bad certificate; so is a policy without rules
+// while one with rules is in force (see errEmptyPolicy). Reloads at once
+// are applied one after the other, so the policy in force is the one read
+// last.
 func (d daemonNode) ReloadIdentity() error {
 	d.reload.Lock()
 	defer d.reload.Unlock()
@@ -134,9 +148,12 @@ func (d daemonNode) ReloadIdentity() error {
 		if policyRead != nil {
 			policyRead()
 		}
-		if err != nil {
+		switch inForce := len(d.Policy().Rules()); {
+		case err != nil:
 			perr = fmt.Errorf("reload policy: %w (keeping the current policy)", err)
-		} else {
+		case len(p.Rules()) == 0 && inForce > 0:
+			perr = d.policy.errEmpty(inForce)
+		default:
 			d.SetPolicy(p)
 		}
 	}

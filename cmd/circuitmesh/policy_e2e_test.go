@@ -167,6 +167,20 @@ func TestE2EPolicyFromConfigFileCheckAndReload(t *testing.T) {
 		t.Fatalf("b dials d/echo after a refused reload: %q, %v", out, err)
 	}
 
+	// A config file whose policy lines are gone (cut short while being
+	// rewritten) is refused too: no rules would let everyone in. The
+	// daemon warns, `reload` says how to really allow everything, and the
+	// rules in force stay.
+	writeConfig(t, conf, "link = "+a.addr, "link = "+b.addr)
+	if out, err := l.try("reload", "--data-dir", d.dir); err == nil ||
+		!strings.Contains(out, "the config file "+conf+" has no rules; keeping the 2 rules in force") || !strings.Contains(out, `"allow dial" and "allow relay"`) {
+		t.Fatalf("reload of a config file without policy lines: %v\n%s", err, out)
+	}
+	d.waitLog(t, 1, "level=WARN", "reload failed", "has no rules")
+	if out, err := l.try("policy", "check", "--group", "web", "stranger", "echo", "--data-dir", d.dir); err == nil || !strings.Contains(out, "default deny") {
+		t.Fatalf("policy check after a refused empty policy: %v\n%s", err, out)
+	}
+
 	// SIGHUP with ops no longer allowed: a's open circuit is reset.
 	writeConfig(t, conf, "link = "+a.addr, "link = "+b.addr, "policy = allow dial from=b service=echo")
 	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -66,5 +67,54 @@ func TestConcurrentReloadsKeepThePolicyReadLast(t *testing.T) {
 	}
 	if dec := n.Policy().Dial(policy.Subject{Name: "new"}, "echo"); !dec.Allowed {
 		t.Fatalf("new may not dial echo: %s", dec.Reason)
+	}
+}
+
+// TestReloadKeepsRulesOverAnEmptyPolicyFile: reloading a --policy-file
+// that has no rules (emptied, or cut short while being rewritten in
+// place) while a policy is in force would allow every circuit. The reload
+// is refused with an error saying how to allow everything on purpose, and
+// the rules in force stay. Without a policy in force, an empty file is
+// taken as before (it changes nothing). Rules that allow everything are
+// taken.
+func TestReloadKeepsRulesOverAnEmptyPolicyFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "policy")
+	write := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := node.New(node.Config{Name: "a", Mesh: "test", Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	d := daemonNode{Node: n, policy: policySource{file: file}, reload: new(sync.Mutex)}
+	write("# nothing yet\n")
+	if err := d.ReloadIdentity(); err != nil {
+		t.Fatalf("empty file with no policy in force: %v", err)
+	}
+	write("allow dial from=ops service=echo\n")
+	if err := d.ReloadIdentity(); err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range []string{"", "# rewritten\n", "\n\n"} {
+		write(text)
+		err := d.ReloadIdentity()
+		if err == nil || !strings.Contains(err.Error(), file+" has no rules; keeping the 1 rules in force") ||
+			!strings.Contains(err.Error(), "without --policy-file") || !strings.Contains(err.Error(), "mv") {
+			t.Fatalf("reload of %q: %v; want it refused, saying how to allow everything", text, err)
+		}
+		if dec := n.Policy().Dial(policy.Subject{Name: "mallory"}, "echo"); dec.Allowed {
+			t.Fatalf("after reloading %q, mallory may dial echo: %s", text, dec.Reason)
+		}
+	}
+	write("allow dial\nallow relay\n")
+	if err := d.ReloadIdentity(); err != nil {
+		t.Fatalf("rules allowing everything: %v", err)
+	}
+	if dec := n.Policy().Dial(policy.Subject{Name: "mallory"}, "echo"); !dec.Allowed {
+		t.Fatalf("after allowing everything, mallory may not dial echo: %s", dec.Reason)
 	}
 }

@@ -214,6 +214,9 @@ func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), e
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", httpserve.RateLimit(h, scrapesPerSource, scrapesTotal))
+	if !httpserve.Loopback(ln.Addr().String()) {
+		log.Warn("metrics listen beyond loopback and have no authentication: whoever reaches the port reads them", "address", ln.Addr().String())
+	}
 	stop = httpserve.Serve(ln, mux, httpserve.Default, "metrics", log)
 	log.Info("serving metrics", "address", ln.Addr().String(), "path", "/metrics")
 	return stop, nil

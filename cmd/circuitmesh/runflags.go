@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -38,7 +37,7 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "insecure", Usage: "DEVELOPMENT ONLY: throwaway identity, accept any peer", EnvVars: env("insecure")},
 		&cli.StringFlag{Name: "e2e", Usage: "end-to-end circuit security `MODE`: on, or off (only when every router is trusted; relays can then read and change circuits)", Value: "on", EnvVars: env("e2e")},
 		&cli.StringSliceFlag{Name: "expose", Usage: "publish the local TCP service `NAME=HOST:PORT` (repeatable)", EnvVars: env("expose")},
-		&cli.StringSliceFlag{Name: "forward", Usage: "tunnel `LISTEN=PEER/SERVICE`: a local TCP port to a mesh service (repeatable)", EnvVars: env("forward")},
+		&cli.StringSliceFlag{Name: "forward", Usage: "tunnel `LISTEN=PEER/SERVICE`: a local TCP port to a mesh service, opened as this node (repeatable; LISTEN is HOST:PORT, a bare PORT on 127.0.0.1, or :PORT on every interface)", EnvVars: env("forward")},
 		&cli.StringFlag{Name: "gossip", Usage: "memberlist gossip `ADDR` (TCP and UDP) for discovery; empty disables it", EnvVars: env("gossip")},
 		&cli.StringSliceFlag{Name: "join", Usage: "gossip `ADDR` of a member to join (repeatable)", EnvVars: env("join")},
 		&cli.StringFlag{Name: "gossip-key", Usage: "base64 gossip encryption `KEY` (16, 24 or 32 bytes); only from the environment or the config file, never the command line", EnvVars: env("gossip-key")},
@@ -50,7 +49,7 @@ func runFlags() []cli.Flag {
 		&cli.IntFlag{Name: "max-links", Usage: "hard bound `N` on links made or accepted, static links excluded (unset: max(" + strconv.Itoa(topology.DefaultMax) + ", 2×target-links))", DefaultText: strconv.Itoa(max(topology.DefaultMax, 2*topology.DefaultTarget)), EnvVars: env("max-links")},
 		&cli.IntFlag{Name: "static-in-links", Usage: "`N` incoming links that their dialler keeps as static are kept on top of --max-links, the oldest first (-1: none)", DefaultText: strconv.Itoa(topology.DefaultStatic), EnvVars: env("static-in-links")},
 		&cli.DurationFlag{Name: "drain-timeout", Usage: "on SIGTERM, let open circuits and tunnels finish for up to `DURATION` (0: close at once)", Value: 10 * time.Second, EnvVars: env("drain-timeout")},
-		&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics on `ADDR` at /metrics", EnvVars: env("metrics")},
+		&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics on `ADDR` at /metrics, without authentication (:PORT listens on every interface)", EnvVars: env("metrics")},
 		&cli.StringFlag{Name: "ui", Usage: "serve the live mesh page on the TCP `ADDR` (off by default; it shows the topology to whoever reaches ADDR)", EnvVars: env("ui")},
 		&cli.BoolFlag{Name: "no-info", Usage: "do not answer the built-in info service (other nodes' graph then lists this node as unreachable)", EnvVars: env("no-info")},
 		&cli.StringSliceFlag{Name: "link-cost", Usage: "pin the cost of the link to a peer, `PEER=COST` (repeatable; see `circuitmesh link-cost`)", EnvVars: env("link-cost")},
@@ -327,15 +326,16 @@ func loadNodeIdentity(c *cli.Context, dataDir string) (*identity.Identity, error
 	return id, err
 }
 
-// gossipKey reads the gossip key from --gossip-key-file or --gossip-key
-// (the environment or the config file: see refuseSecretArgs).
+// gossipKey reads the gossip key from --gossip-key-file (which must be
+// private: identity.CheckPrivate) or --gossip-key (the environment or the
+// config file: see refuseSecretArgs).
 func gossipKey(c *cli.Context) ([]byte, error) {
 	k, from := c.String("gossip-key"), "--gossip-key"
 	if p := c.Path("gossip-key-file"); p != "" {
 		if k != "" {
 			return nil, usagef("--gossip-key and --gossip-key-file are exclusive")
 		}
-		b, err := os.ReadFile(p)
+		b, err := identity.ReadPrivate(p)
 		if err != nil {
 			return nil, usagef("--gossip-key-file: %v", err)
 		}

@@ -18,9 +18,11 @@
 //
 // Files are PEM: certificates are written 0644, private keys 0600 (PKCS #8)
 // and directories created 0700. Existing files are never overwritten unless
-// force is set (an identical existing file is left as it is).
+// force is set (an identical existing file is left as it is). Private keys
+// that another user could read or change, and CA directories another user
+// could write to, are refused when loaded (CheckPrivate).
 //
 // Every error wraps one of the exported sentinels (ErrExists, ErrUntrusted,
 // ErrExpired, ErrWrongMesh, ErrWrongName, ErrInvalidName, ErrNoIdentity,
-// ErrKeyMismatch, ErrMalformed) for use with errors.Is.
+// ErrKeyMismatch, ErrMalformed, ErrUnsafeFile) for use with errors.Is.
 package identity

@@ -27,25 +27,32 @@ const (
 )
 
 // SaveCA writes ca.crt and ca.key into dir (created 0700 if missing).
-// Without force it refuses (ErrExists) to replace a file that differs.
+// Without force it refuses (ErrExists) to replace a file that differs. It
+// refuses (ErrUnsafeFile) a directory another user could write to or owns
+// (CheckPrivate), where the key could be read or the CA replaced.
 func SaveCA(dir string, ca *CA, force bool) error {
 	key, err := encodeKey(ca.Key)
 	if err != nil {
 		return fmt.Errorf("save CA of mesh %q: %w", ca.Mesh, err)
 	}
-	return writeFiles(dir, force, []file{
+	return writeFiles(dir, true, force, []file{
 		{CACertFile, encodeCert(ca.Cert), certMode},
 		{CAKeyFile, key, keyMode},
 	})
 }
 
-// LoadCA reads ca.crt and ca.key from dir.
+// LoadCA reads ca.crt and ca.key from dir. It refuses (ErrUnsafeFile) a
+// directory or ca.key that another user could change or read
+// (CheckPrivate): whoever chose the CA chooses the certificates it signs.
 func LoadCA(dir string) (*CA, error) {
-	certPEM, err := readFile(filepath.Join(dir, CACertFile))
+	if err := checkPrivateDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	certPEM, err := readFile(filepath.Join(dir, CACertFile), false)
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, err := readFile(filepath.Join(dir, CAKeyFile))
+	keyPEM, err := readFile(filepath.Join(dir, CAKeyFile), true)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +98,7 @@ func SaveIdentity(dir string, id *Identity, force bool) error {
 	if id.CA != nil {
 		files = append(files, file{CACertFile, encodeCert(id.CA), certMode})
 	}
-	return writeFiles(dir, force, files)
+	return writeFiles(dir, false, force, files)
 }
 
 // LoadDir loads node.crt, node.key and ca.crt from dir.
@@ -100,12 +107,13 @@ func LoadDir(dir string) (*Identity, error) {
 }
 
 // LoadIdentity loads a node identity from its three files. A missing file
-// is named in an error wrapping ErrNoIdentity. It does not check expiry;
-// see VerifyPeer.
+// is named in an error wrapping ErrNoIdentity; a key file another user
+// could read or change is refused (ErrUnsafeFile, see CheckPrivate). It
+// does not check expiry; see VerifyPeer.
 func LoadIdentity(certFile, keyFile, caFile string) (*Identity, error) {
 	var data [3][]byte
 	for i, name := range []string{certFile, keyFile, caFile} {
-		b, err := readFile(name)
+		b, err := readFile(name, name == keyFile)
 		if err != nil {
 			return nil, err
 		}
@@ -198,8 +206,16 @@ func decodeKey(data []byte, cert *x509.Certificate, what string) (ed25519.Privat
 	return key, nil
 }
 
-func readFile(name string) ([]byte, error) {
-	b, err := os.ReadFile(name)
+// readFile reads name; a private one only if CheckPrivate passes it.
+func readFile(name string, private bool) ([]byte, error) {
+	read := os.ReadFile
+	if private {
+		read = ReadPrivate
+	}
+	b, err := read(name)
+	if errors.Is(err, ErrUnsafeFile) {
+		return nil, err
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s is missing: %w", name, ErrNoIdentity)
 	}
@@ -215,11 +231,17 @@ type file struct {
 	mode fs.FileMode
 }
 
-// writeFiles writes files into dir. Without force, it first checks that no
-// file exists with other content, so nothing is written on refusal.
-func writeFiles(dir string, force bool, files []file) error {
+// writeFiles writes files into dir, which must pass CheckPrivate when
+// private. Without force, it first checks that no file exists with other
+// content, so nothing is written on refusal.
+func writeFiles(dir string, private, force bool, files []file) error {
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if private {
+		if err := checkPrivateDir(dir); err != nil {
+			return err
+		}
 	}
 	var todo []file
 	for _, f := range files {

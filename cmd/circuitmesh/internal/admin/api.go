@@ -105,6 +105,10 @@ var (
 	ErrNotRunning = errors.New("daemon not running")
 	// ErrPermission: the socket exists but this user may not use it.
 	ErrPermission = errors.New("permission denied on admin socket")
+	// ErrUntrustedSocket: the process listening on the admin socket runs
+	// as another user than root and this one, so it is not this user's
+	// daemon; nothing is sent to it.
+	ErrUntrustedSocket = errors.New("admin socket served by another user")
 	// ErrNotFound: the peer, service, expose or forward does not exist.
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: the service or listen address is already in use.

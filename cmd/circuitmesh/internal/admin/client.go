@@ -37,12 +37,26 @@ func NewClient(path string) *Client {
 	return c
 }
 
-// dialSocket connects to the socket and says what a failure means.
+// dialSocket connects to the socket and says what a failure means. It
+// refuses (ErrUntrustedSocket) a socket served by a process of another
+// user than root and this one: whoever made the socket path first would
+// otherwise receive what the CLI sends (a gossip key to install, circuits'
+// bytes) and choose its answers.
 func (c *Client) dialSocket(ctx context.Context) (net.Conn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.Socket)
 	switch {
 	case err == nil:
+		me := uint32(os.Geteuid())
+		uid, ok, err := peerAllowed(conn.(*net.UnixConn), me)
+		if !ok {
+			conn.Close()
+			if err != nil {
+				return nil, fmt.Errorf("admin socket %s: %w", c.Socket, err)
+			}
+			return nil, fmt.Errorf("%w: the process listening on %s runs as uid %d, neither root nor this user (uid %d); nothing was sent (check who made it, and point --data-dir or --admin at your daemon's socket)",
+				ErrUntrustedSocket, c.Socket, uid, me)
+		}
 		return conn, nil
 	case errors.Is(err, syscall.ENOENT):
 		return nil, fmt.Errorf("%w: no admin socket at %s (start the daemon with `circuitmesh run`, or point --data-dir or --admin at its socket)", ErrNotRunning, c.Socket)

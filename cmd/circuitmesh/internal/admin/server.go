@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/httpserve"
 	"github.com/circuitmesh/circuitmesh/node"
 )
 
@@ -69,7 +70,7 @@ func NewServer(n Node, log *slog.Logger) *Server {
 	mux.HandleFunc("POST "+PathKeys, s.handleKeyOp)
 	mux.HandleFunc("POST "+PathReload, func(w http.ResponseWriter, r *http.Request) {
 		if err := n.ReloadIdentity(); err != nil {
-			s.log.Warn("identity reload failed; keeping the current identity", "err", err)
+			s.log.Warn("reload failed; keeping the current identity or policy", "err", err)
 			writeError(w, err)
 			return
 		}
@@ -162,6 +163,10 @@ func (s *Server) AddForward(listen, peer, service string) (string, error) {
 	}
 	bound := addr.String()
 	s.forwards[listen] = forward{Forward{bound, peer, service}, stop}
+	if !httpserve.Loopback(bound) {
+		s.log.Warn("the forward listens beyond loopback: whoever reaches it opens circuits to "+peer+"/"+service+" as this node",
+			"listen", bound)
+	}
 	s.log.Info("forwarding local TCP port", "listen", bound, "peer", peer, "service", service)
 	return bound, nil
 }

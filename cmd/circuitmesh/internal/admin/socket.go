@@ -17,15 +17,13 @@ import (
 // place), and it only accepts connections whose peer process runs as root
 // or as this process's user (SO_PEERCRED), whatever the file's mode later
 // becomes. A stale socket left by a crashed daemon is replaced; a live one
-// is an error. Closing the listener removes the socket. Refused peers are
-// logged on log (one line per minute at most) when it is not nil.
+// is an error, and so is anything else at path (a file, a directory, a
+// symbolic link), which is left alone. Closing the listener removes the
+// socket. Refused peers are logged on log (one line per minute at most)
+// when it is not nil.
 func Listen(path string, log *slog.Logger) (net.Listener, error) {
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("%w: a daemon is running with the admin socket %s (stop it, or give this one another --data-dir or --admin)", ErrConflict, path)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("remove stale admin socket: %w", err)
+	if err := removeStaleSocket(path); err != nil {
+		return nil, err
 	}
 	private, err := os.MkdirTemp(filepath.Dir(path), ".admin-")
 	if err != nil {
@@ -49,6 +47,30 @@ func Listen(path string, log *slog.Logger) (net.Listener, error) {
 	return &credListener{UnixListener: ul, path: path, uid: uint32(os.Geteuid()), log: log}, nil
 }
 
+// removeStaleSocket removes the socket at path unless a daemon listens on
+// it. Whatever is there and is not a socket is refused: `--admin node.key`
+// must not delete the key.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("admin socket %s: %w", path, err)
+	case fi.Mode()&os.ModeSocket == 0:
+		return fmt.Errorf("%w: %s exists and is not a socket (mode %s), so it is not a stale admin socket to replace: give --admin another path",
+			ErrConflict, path, fi.Mode())
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("%w: a daemon is running with the admin socket %s (stop it, or give this one another --data-dir or --admin)", ErrConflict, path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale admin socket: %w", err)
+	}
+	return nil
+}
+
 // credListener accepts only peers running as root or as uid.
 type credListener struct {
 	*net.UnixListener
@@ -70,8 +92,8 @@ func (l *credListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		uid, err := peerUID(c)
-		if err == nil && (uid == 0 || uid == l.uid) {
+		uid, ok, err := peerAllowed(c, l.uid)
+		if ok {
 			return c, nil
 		}
 		c.Close()
@@ -96,6 +118,14 @@ func (l *credListener) Close() error {
 	err := l.UnixListener.Close()
 	l.closeOnce.Do(func() { os.Remove(l.path) })
 	return err
+}
+
+// peerAllowed returns the user id of the process at the other end of c
+// and whether it is root or me: the only users either end of the admin
+// socket talks to.
+func peerAllowed(c *net.UnixConn, me uint32) (uid uint32, ok bool, err error) {
+	uid, err = peerUID(c)
+	return uid, err == nil && (uid == 0 || uid == me), err
 }
 
 // peerUID is the user id of the process at the other end of c.

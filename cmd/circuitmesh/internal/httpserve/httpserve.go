@@ -21,6 +21,14 @@ import (
 	"github.com/circuitmesh/circuitmesh/links/ratelog"
 )
 
+// Loopback says whether a listener's address (HOST:PORT) is on a loopback interface
+// only: otherwise whoever reaches the host's other addresses is a client
+// too (":PORT" listens on every interface).
+func Loopback(addr string) bool {
+	ap, err := netip.ParseAddrPort(addr)
+	return err == nil && ap.Addr().IsLoopback()
+}
+
 // Limits bound what the clients of one server hold.
 type Limits struct {
 	// MaxConns bounds the connections open at once, all clients together;

@@ -275,7 +275,7 @@ func Serve(addr string, src Source, log *slog.Logger) (bound net.Addr, stop func
 	if err != nil {
 		return nil, nil, err
 	}
-	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
+	if !httpserve.Loopback(ln.Addr().String()) {
 		log.Warn("the mesh page has no authentication: anyone who reaches it sees the topology and can ask for pings", "addr", ln.Addr().String())
 	}
 	stop = httpserve.Serve(ln, literalHostOnly(Handler(src)), httpserve.Default, "mesh page", log)
