@@ -41,7 +41,7 @@ func (h *linkHandler) LinkUp(l links.Link) {
 		}
 		if prev := n.links[peer]; prev != nil {
 			replaced = true
-			if n.unadmitted[peer] != prev {
+			if n.unadmitted[peer] != prev && !n.unholdLocked(peer, prev) {
 				routed = true // routing has the peer as a neighbour already
 			}
 			delete(n.unadmitted, peer)
@@ -88,6 +88,10 @@ func (h *linkHandler) LinkUp(l links.Link) {
 	if !replaced { // a replaced link's LinkDown is not counted either
 		n.metrics.links.Inc()
 	}
+	if wait := n.flaps.up(peer, time.Now()); wait > 0 {
+		n.holdLink(l, routed, wait)
+		return
+	}
 	if hold && !routed {
 		// A link discovery dialled may still be refused by the peer at its
 		// maximum: routing hears of it once the peer's first routing
@@ -117,9 +121,10 @@ func (h *linkHandler) Routing(l links.Link, payload []byte) {
 	peer := l.Peer()
 	n.mu.Lock()
 	current, waiting := n.links[peer] == l, n.unadmitted[peer] == l
+	held := n.held[peer] != nil
 	n.mu.Unlock()
-	if !current {
-		return // a stale link's late message
+	if !current || held {
+		return // a stale link's late message, or one routing does not hear yet
 	}
 	if waiting {
 		// The peer admitted the link (it routes over it): routing hears
@@ -187,9 +192,10 @@ func (n *Node) linkRemoved(l links.Link, err error) {
 	if waiting {
 		delete(n.unadmitted, peer)
 	}
+	held := n.unholdLocked(peer, l)
 	n.mu.Unlock()
-	if waiting {
-		n.log.Debug("link down before the peer admitted it", "peer", peer, "err", err)
+	if waiting || held {
+		n.log.Debug("link down before routing heard of it", "peer", peer, "err", err)
 		return
 	}
 	n.log.Debug("link down", "peer", peer, "err", err)

@@ -18,6 +18,7 @@ import (
 	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/links/identity"
+	"github.com/circuitmesh/circuitmesh/links/ratelog"
 )
 
 // Errors returned by the node itself (circuit refusals are the typed errors
@@ -98,10 +99,15 @@ type Node struct {
 	// discovery dialled them and the peer may still refuse them
 	// (handler.go).
 	unadmitted map[string]links.Link
-	services   map[string]*listener
-	keeps      map[string]func()     // static links: address → stop
-	pins       map[string]links.Cost // pinned link costs by peer
-	keepPeers  map[string]string     // static link address → peer, for Unlink
+	// held holds the links flap damping keeps from routing for a while
+	// (flapdamp.go); flaps is the damping's state (linkEvents).
+	held      map[string]*heldLink
+	flaps     flapDamper
+	flapLog   *ratelog.Log
+	services  map[string]*listener
+	keeps     map[string]func()     // static links: address → stop
+	pins      map[string]links.Cost // pinned link costs by peer
+	keepPeers map[string]string     // static link address → peer, for Unlink
 
 	httpTr   atomic.Pointer[meshTransport] // HTTPTransport, made on first use
 	closeErr error
@@ -140,6 +146,7 @@ func New(cfg Config) (*Node, error) {
 		traceOff:   isNoopTracing(cfg.TracerProvider),
 		links:      make(map[string]links.Link),
 		unadmitted: make(map[string]links.Link),
+		held:       make(map[string]*heldLink),
 		pins:       make(map[string]links.Cost, len(cfg.LinkCosts)),
 		keepPeers:  make(map[string]string),
 		services:   make(map[string]*listener),
@@ -169,6 +176,7 @@ func New(cfg Config) (*Node, error) {
 	n.authz = newAuthz(cfg.Policy)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = newMetrics(n)
+	n.flapLog = ratelog.New(n.log, time.Minute, 1024)
 	n.limits = newLimiter(cfg.Limits, n.log)
 	n.circuits = newCircuitSet()
 	n.resumables = newCircuitSet()
@@ -350,6 +358,9 @@ func (n *Node) Close() error {
 	}
 	n.state = stateClosing
 	close(n.draining)
+	for _, h := range n.held {
+		h.timer.Stop()
+	}
 	services := make([]*listener, 0, len(n.services))
 	for _, l := range n.services {
 		services = append(services, l)
