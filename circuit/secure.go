@@ -47,6 +47,11 @@ var (
 	ErrIntegrity = seal.ErrIntegrity
 	// ErrAuth: the other end could not prove the name it claims.
 	ErrAuth = seal.ErrAuth
+	// ErrForgedRetry: the destination states, authenticated, that it took
+	// a first flight of this open which a relay answered with a Retry
+	// result header of its own; the open is not made again, so nothing
+	// is delivered twice. It wraps ErrIntegrity.
+	ErrForgedRetry = seal.ErrForgedRetry
 )
 
 // Security is what a source needs to seal a circuit: its own keys and, for
@@ -71,12 +76,28 @@ type Security struct {
 	// Reopen, when set, lets a DialEarlySecure conn whose first flight
 	// the destination refuses with Retry open again by itself, at most
 	// maxReopens times: on the stream Reopen returns (the refused one is
-	// reset), with the next handshake down as a Dial takes it (a fresh
-	// one-message handshake after a refused resumption, else the full
-	// one), the early bytes the refused flight carried sent again. The
-	// refused flight delivered nothing, so nothing is delivered twice,
-	// and the caller's Reads and Writes see only the circuit accepted.
+	// reset), with the full handshake, the early bytes the refused flight
+	// carried sent again after its third message. Its first message names
+	// the refused flights (Abandoned): the Retry is a result header, which
+	// a relay may forge after the destination took the flight, and a
+	// destination that took one states it, so that the conn fails with
+	// ErrForgedRetry instead of delivering them twice. Nothing is
+	// delivered twice by a destination that reads the names (one that
+	// predates them does not) and the caller's Reads and Writes see only
+	// the circuit accepted.
 	Reopen func() (links.Stream, error)
+	// Abandoned holds the first flights of this open that were refused
+	// with Retry (seal.Initiator.Flight), for an open made again after
+	// them: it then takes the full handshake, whose first message names
+	// them (seal.Keys.InitiateAfter). The Retry header is not
+	// authenticated; a destination that took one of them states it, and
+	// the dial fails with ErrForgedRetry instead of delivering twice.
+	Abandoned [][]byte
+	// OnAbandon, when set, is called with the flight's key when a
+	// one-message or resumed first flight is refused with Retry and the
+	// conn does not open again by itself: the caller that opens again
+	// passes it in Abandoned.
+	OnAbandon func(flight []byte)
 }
 
 // maxReopens is how many times an early conn opens again after Retry, as
@@ -95,17 +116,19 @@ func IsRetry(err error) bool { return errors.Is(err, seal.ErrRetry) }
 
 // secure is the end-to-end state of a sealed Conn.
 type secure struct {
-	mu     sync.Mutex // the handshake; held while completing it
-	ini    *seal.Initiator
-	retry  func()
-	onPeer func(*seal.KeyRecord)
-	hdr    []byte        // open header not yet sent (early dial)
-	sent   chan struct{} // closed once the first flight is sent (early dial)
-	result *frameReader  // result header still to read
-	reply  msgReader     // handshake reply being read
-	done   atomic.Bool
-	err    error // sticky handshake failure
-	sess   *seal.Session
+	mu    sync.Mutex // the handshake; held while completing it
+	ini   *seal.Initiator
+	retry func()
+	// onAbandon: Security.OnAbandon.
+	onAbandon func([]byte)
+	onPeer    func(*seal.KeyRecord)
+	hdr       []byte        // open header not yet sent (early dial)
+	sent      chan struct{} // closed once the first flight is sent (early dial)
+	result    *frameReader  // result header still to read
+	reply     msgReader     // handshake reply being read
+	done      atomic.Bool
+	err       error // sticky handshake failure
+	sess      *seal.Session
 
 	// At the destination: the source resumed a session.
 	sessionResumed bool
@@ -115,12 +138,14 @@ type secure struct {
 	reopens  int
 	stream   *reopenable // the conn's stream
 	keys     *seal.Keys
-	peer     *seal.KeyRecord
 	prologue []byte
 	dest     string
 	sentHdr  []byte // the open header, for the next flight
-	early    []byte // early bytes the first flight carried, until accepted
-	resend   bool   // the handshake under way did not carry early: send it after
+	// abandoned: the first flights refused with Retry so far, which the
+	// next one names (Security.Abandoned).
+	abandoned [][]byte
+	early     []byte // early bytes the first flight carried, until accepted
+	resend    bool   // the handshake under way did not carry early: send it after
 
 	// Read side, under Conn.readMu.
 	rd    msgReader
@@ -285,6 +310,11 @@ func DialEarlySecure(s links.Stream, o *Open, local Addr, sec Security) (*Conn, 
 	if sec.Fresh {
 		initiate = sec.Keys.InitiateFresh
 	}
+	if len(sec.Abandoned) > 0 {
+		initiate = func(prologue []byte, dest string, _ *seal.KeyRecord) (*seal.Initiator, error) {
+			return sec.Keys.InitiateAfter(prologue, dest, sec.Abandoned)
+		}
+	}
 	if hdr.Flags &^= FlagLargeRecords; sec.Keys.StatesLarge() {
 		hdr.Flags |= FlagLargeRecords
 	}
@@ -310,12 +340,13 @@ func DialEarlySecure(s links.Stream, o *Open, local Addr, sec Security) (*Conn, 
 	}
 	c := newConn(s, local, Addr{hdr.Dest, hdr.Service}, nil)
 	c.path.Store(nil)
-	c.sec = &secure{ini: ini, retry: sec.OnRetry, onPeer: sec.OnPeer, hdr: b, sent: make(chan struct{}), result: newFrameReader(kindResult, 0)}
+	c.sec = &secure{ini: ini, retry: sec.OnRetry, onAbandon: sec.OnAbandon, onPeer: sec.OnPeer, hdr: b, sent: make(chan struct{}), result: newFrameReader(kindResult, 0)}
 	c.sec.rd.pool = true
 	if rs != nil {
 		c.sec.reopen, c.sec.stream = sec.Reopen, rs
-		c.sec.keys, c.sec.peer, c.sec.prologue, c.sec.dest = sec.Keys, sec.Peer, prologue, hdr.Dest
+		c.sec.keys, c.sec.prologue, c.sec.dest = sec.Keys, prologue, hdr.Dest
 		c.sec.sentHdr = bytes.Clone(b)
+		c.sec.abandoned = sec.Abandoned
 	}
 	return c, nil
 }
@@ -436,6 +467,9 @@ func (c *Conn) awaitHandshake() error {
 		c.sec.result = nil
 		if err := c.takeResult(body, err); err != nil {
 			c.sec.err = err
+			if f := c.sec.ini.Flight(); IsRetry(err) && f != nil && c.sec.onAbandon != nil {
+				c.sec.onAbandon(f)
+			}
 			if IsRetry(err) && !c.sec.ini.Refused() && c.sec.retry != nil {
 				c.sec.retry()
 			}
@@ -491,26 +525,29 @@ func (c *Conn) awaitHandshake() error {
 }
 
 // reopenLocked opens an early circuit the destination refused with Retry
-// again on a new stream (Security.Reopen), with the next handshake down,
-// and sends its first flight: the one-message handshake carries the
-// early bytes again, the full one none (they follow its third message,
-// resendEarlyLocked). sec.mu held; nobody else reads or writes the
+// again on a new stream (Security.Reopen), with the full handshake, whose
+// first message names the refused flights (seal.Keys.InitiateAfter), and
+// sends its first flight: the early bytes follow its third message
+// (resendEarlyLocked). sec.mu held; nobody else reads or writes the
 // stream before the handshake completes.
 func (c *Conn) reopenLocked() error {
 	sec := c.sec
 	sec.reopens++
-	if !sec.ini.Refused() {
-		sec.peer = nil // the destination refused the key: take the full handshake
-		if sec.retry != nil {
-			sec.retry()
-		}
+	if !sec.ini.Refused() && sec.retry != nil {
+		sec.retry() // the destination refused the key
 	}
 	ns, err := sec.reopen()
 	if err != nil {
 		c.s.Reset(CloseCancelled)
 		return c.opError("read", fmt.Errorf("open again after the destination's retry: %w", err))
 	}
-	ini, err := sec.keys.InitiateFresh(sec.prologue, sec.dest, sec.peer)
+	// The refusal is a result header, which a relay may have forged after
+	// the destination took the flight: the next flight names it, and a
+	// destination that took it says so instead of taking the bytes again.
+	if f := sec.ini.Flight(); f != nil {
+		sec.abandoned = append(sec.abandoned, f)
+	}
+	ini, err := sec.keys.InitiateAfter(sec.prologue, sec.dest, sec.abandoned)
 	if err != nil {
 		ns.Reset(CloseInternal)
 		c.s.Reset(CloseCancelled)
@@ -523,16 +560,12 @@ func (c *Conn) reopenLocked() error {
 	sec.result = newFrameReader(kindResult, 0)
 	sec.reply.release()
 	sec.reply = msgReader{}
-	early := sec.early
-	if ini.Full() {
-		early = nil
-	}
-	b, err := ini.First(bytes.Clone(sec.sentHdr), early, time.Now())
+	b, err := ini.First(bytes.Clone(sec.sentHdr), nil, time.Now())
 	if err != nil {
 		c.s.Reset(CloseInternal)
 		return c.opError("write", err)
 	}
-	sec.resend = early == nil
+	sec.resend = true
 	if _, err := c.s.Write(b); err != nil {
 		c.s.Reset(resetCode(err))
 		return c.opError("write", err)
