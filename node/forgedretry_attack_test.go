@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -56,8 +57,13 @@ func (f *forgingRelay) Close() error      { f.end(); return nil }
 // forgeRetry makes m answer the first circuit it relays once armed with a
 // forged Retry "from" dest; arm returns what that circuit's relay will be.
 func forgeRetry(t *testing.T, c *cluster, m, dest string) (arm func() *atomic.Pointer[forgingRelay]) {
+	return forgeResult(t, c, m, &circuit.Result{Code: circuit.Retry, Node: dest})
+}
+
+// forgeResult is forgeRetry with the result header res.
+func forgeResult(t *testing.T, c *cluster, m string, res *circuit.Result) (arm func() *atomic.Pointer[forgingRelay]) {
 	t.Helper()
-	fake, err := (&circuit.Result{Code: circuit.Retry, Node: dest}).AppendTo(nil)
+	fake, err := res.AppendTo(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,5 +250,33 @@ func TestHonestRetryAfterRenewedKeyDeliversOnce(t *testing.T) {
 	case s := <-got:
 		t.Errorf("b's service received %q a second time", s)
 	case <-time.After(time.Second):
+	}
+}
+
+// A relay's result header refusing a sealed circuit in the destination's
+// name, with a reason of its own, does not pass for the destination's
+// sealed refusal (Conn.Deny): the error says it is not authenticated.
+func TestAttackForgedPolicyRefusalLooksAuthentic(t *testing.T) {
+	c := newCluster(t, true)
+	arm := forgeResult(t, c, "m", &circuit.Result{Code: circuit.Policy, Node: "b",
+		Reason: "denied by rule 'deny dial from=a service=bank' (your certificate is revoked)"})
+	c.build("a-m", "m-b")
+	c.waitRoute("a", "b", 2)
+	a, b := c.nodes["a"], c.nodes["b"]
+	serve(t, b, "bank", echoHandler)
+	if err := roundTrip(t, a, "b", EchoService, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	forger := arm()
+	_, err := a.Dial(ctxT(t, 10*time.Second), "b", "bank")
+	if f := forger.Load(); f == nil || !f.forwarded.Load() {
+		t.Fatal("the relay forged no refusal")
+	}
+	var re *circuit.RefusedError
+	if !errors.As(err, &re) || re.Code != circuit.Policy {
+		t.Fatalf("a's dial: %v, want the forged refusal", err)
+	}
+	if re.Authenticated || !strings.Contains(err.Error(), "(unauthenticated)") {
+		t.Errorf("a forged result header passes for a sealed refusal: %v (Authenticated %v)", err, re.Authenticated)
 	}
 }
