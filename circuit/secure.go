@@ -75,29 +75,20 @@ type Security struct {
 	Fresh bool
 	// Reopen, when set, lets a DialEarlySecure conn whose first flight
 	// the destination refuses with Retry open again by itself, at most
-	// maxReopens times: on the stream Reopen returns (the refused one is
-	// reset), with the full handshake, the early bytes the refused flight
-	// carried sent again after its third message. Its first message names
-	// the refused flights (Abandoned): the Retry is a result header, which
-	// a relay may forge after the destination took the flight, and a
-	// destination that took one states it, so that the conn fails with
-	// ErrForgedRetry instead of delivering them twice. Nothing is
-	// delivered twice by a destination that reads the names (one that
-	// predates them does not) and the caller's Reads and Writes see only
-	// the circuit accepted.
+	// maxReopens times, on the stream Reopen returns (the refused one is
+	// reset). A flight that carried early bytes is followed by the full
+	// handshake, whose first message names the refused flights
+	// (seal.Keys.InitiateAfter), the early bytes sent again after its
+	// third message: the Retry is a result header, which a relay may
+	// forge after the destination took the flight, and a destination
+	// that took one states it, so that the conn fails with
+	// ErrForgedRetry instead of delivering the bytes twice (a destination
+	// that predates the names does not read them). A flight without early
+	// bytes is followed by the next handshake down, as a Dial takes it (a
+	// fresh one-message handshake after a refused resumption, else the
+	// full one). The caller's Reads and Writes see only the circuit
+	// accepted.
 	Reopen func() (links.Stream, error)
-	// Abandoned holds the first flights of this open that were refused
-	// with Retry (seal.Initiator.Flight), for an open made again after
-	// them: it then takes the full handshake, whose first message names
-	// them (seal.Keys.InitiateAfter). The Retry header is not
-	// authenticated; a destination that took one of them states it, and
-	// the dial fails with ErrForgedRetry instead of delivering twice.
-	Abandoned [][]byte
-	// OnAbandon, when set, is called with the flight's key when a
-	// one-message or resumed first flight is refused with Retry and the
-	// conn does not open again by itself: the caller that opens again
-	// passes it in Abandoned.
-	OnAbandon func(flight []byte)
 }
 
 // maxReopens is how many times an early conn opens again after Retry, as
@@ -116,19 +107,17 @@ func IsRetry(err error) bool { return errors.Is(err, seal.ErrRetry) }
 
 // secure is the end-to-end state of a sealed Conn.
 type secure struct {
-	mu    sync.Mutex // the handshake; held while completing it
-	ini   *seal.Initiator
-	retry func()
-	// onAbandon: Security.OnAbandon.
-	onAbandon func([]byte)
-	onPeer    func(*seal.KeyRecord)
-	hdr       []byte        // open header not yet sent (early dial)
-	sent      chan struct{} // closed once the first flight is sent (early dial)
-	result    *frameReader  // result header still to read
-	reply     msgReader     // handshake reply being read
-	done      atomic.Bool
-	err       error // sticky handshake failure
-	sess      *seal.Session
+	mu     sync.Mutex // the handshake; held while completing it
+	ini    *seal.Initiator
+	retry  func()
+	onPeer func(*seal.KeyRecord)
+	hdr    []byte        // open header not yet sent (early dial)
+	sent   chan struct{} // closed once the first flight is sent (early dial)
+	result *frameReader  // result header still to read
+	reply  msgReader     // handshake reply being read
+	done   atomic.Bool
+	err    error // sticky handshake failure
+	sess   *seal.Session
 
 	// At the destination: the source resumed a session.
 	sessionResumed bool
@@ -138,11 +127,12 @@ type secure struct {
 	reopens  int
 	stream   *reopenable // the conn's stream
 	keys     *seal.Keys
+	peer     *seal.KeyRecord
 	prologue []byte
 	dest     string
 	sentHdr  []byte // the open header, for the next flight
-	// abandoned: the first flights refused with Retry so far, which the
-	// next one names (Security.Abandoned).
+	// abandoned: the first flights with early bytes refused with Retry
+	// so far, which the next one names (Security.Reopen).
 	abandoned [][]byte
 	early     []byte // early bytes the first flight carried, until accepted
 	resend    bool   // the handshake under way did not carry early: send it after
@@ -310,11 +300,6 @@ func DialEarlySecure(s links.Stream, o *Open, local Addr, sec Security) (*Conn, 
 	if sec.Fresh {
 		initiate = sec.Keys.InitiateFresh
 	}
-	if len(sec.Abandoned) > 0 {
-		initiate = func(prologue []byte, dest string, _ *seal.KeyRecord) (*seal.Initiator, error) {
-			return sec.Keys.InitiateAfter(prologue, dest, sec.Abandoned)
-		}
-	}
 	if hdr.Flags &^= FlagLargeRecords; sec.Keys.StatesLarge() {
 		hdr.Flags |= FlagLargeRecords
 	}
@@ -340,13 +325,12 @@ func DialEarlySecure(s links.Stream, o *Open, local Addr, sec Security) (*Conn, 
 	}
 	c := newConn(s, local, Addr{hdr.Dest, hdr.Service}, nil)
 	c.path.Store(nil)
-	c.sec = &secure{ini: ini, retry: sec.OnRetry, onAbandon: sec.OnAbandon, onPeer: sec.OnPeer, hdr: b, sent: make(chan struct{}), result: newFrameReader(kindResult, 0)}
+	c.sec = &secure{ini: ini, retry: sec.OnRetry, onPeer: sec.OnPeer, hdr: b, sent: make(chan struct{}), result: newFrameReader(kindResult, 0)}
 	c.sec.rd.pool = true
 	if rs != nil {
 		c.sec.reopen, c.sec.stream = sec.Reopen, rs
-		c.sec.keys, c.sec.prologue, c.sec.dest = sec.Keys, prologue, hdr.Dest
+		c.sec.keys, c.sec.peer, c.sec.prologue, c.sec.dest = sec.Keys, sec.Peer, prologue, hdr.Dest
 		c.sec.sentHdr = bytes.Clone(b)
-		c.sec.abandoned = sec.Abandoned
 	}
 	return c, nil
 }
@@ -467,9 +451,6 @@ func (c *Conn) awaitHandshake() error {
 		c.sec.result = nil
 		if err := c.takeResult(body, err); err != nil {
 			c.sec.err = err
-			if f := c.sec.ini.Flight(); IsRetry(err) && f != nil && c.sec.onAbandon != nil {
-				c.sec.onAbandon(f)
-			}
 			if IsRetry(err) && !c.sec.ini.Refused() && c.sec.retry != nil {
 				c.sec.retry()
 			}
@@ -525,29 +506,39 @@ func (c *Conn) awaitHandshake() error {
 }
 
 // reopenLocked opens an early circuit the destination refused with Retry
-// again on a new stream (Security.Reopen), with the full handshake, whose
-// first message names the refused flights (seal.Keys.InitiateAfter), and
-// sends its first flight: the early bytes follow its third message
-// (resendEarlyLocked). sec.mu held; nobody else reads or writes the
-// stream before the handshake completes.
+// again on a new stream (Security.Reopen) and sends its first flight.
+// After a flight with early bytes it takes the full handshake, whose
+// first message names the refused flights (seal.Keys.InitiateAfter), the
+// early bytes following its third message (resendEarlyLocked); after one
+// without, the next handshake down. sec.mu held; nobody else reads or
+// writes the stream before the handshake completes.
 func (c *Conn) reopenLocked() error {
 	sec := c.sec
 	sec.reopens++
-	if !sec.ini.Refused() && sec.retry != nil {
-		sec.retry() // the destination refused the key
+	if !sec.ini.Refused() {
+		sec.peer = nil // the destination refused the key: take the full handshake
+		if sec.retry != nil {
+			sec.retry()
+		}
 	}
 	ns, err := sec.reopen()
 	if err != nil {
 		c.s.Reset(CloseCancelled)
 		return c.opError("read", fmt.Errorf("open again after the destination's retry: %w", err))
 	}
-	// The refusal is a result header, which a relay may have forged after
-	// the destination took the flight: the next flight names it, and a
-	// destination that took it says so instead of taking the bytes again.
-	if f := sec.ini.Flight(); f != nil {
-		sec.abandoned = append(sec.abandoned, f)
+	var ini *seal.Initiator
+	if len(sec.early) > 0 {
+		// The refusal is a result header, which a relay may have forged
+		// after the destination took the flight and delivered its bytes:
+		// the next flight names it, and a destination that took it says
+		// so instead of taking the bytes again.
+		if f := sec.ini.Flight(); f != nil {
+			sec.abandoned = append(sec.abandoned, f)
+		}
+		ini, err = sec.keys.InitiateAfter(sec.prologue, sec.dest, sec.abandoned)
+	} else {
+		ini, err = sec.keys.InitiateFresh(sec.prologue, sec.dest, sec.peer)
 	}
-	ini, err := sec.keys.InitiateAfter(sec.prologue, sec.dest, sec.abandoned)
 	if err != nil {
 		ns.Reset(CloseInternal)
 		c.s.Reset(CloseCancelled)

@@ -184,37 +184,6 @@ func TestAttackForgedRetryDuplicatesEarlyDataResumable(t *testing.T) {
 	testForgedRetryEarly(t, false)
 }
 
-// Without early data, a relay that forges a Retry for a flight the
-// destination took does not get the source to open a second circuit
-// authenticated as it: the Dial made again fails with ErrForgedRetry.
-func TestAttackForgedRetryPhantomCircuit(t *testing.T) {
-	c := newCluster(t, true)
-	arm := forgeRetry(t, c, "m", "b")
-	c.build("a-m", "m-b")
-	c.waitRoute("a", "b", 2)
-	a, b := c.nodes["a"], c.nodes["b"]
-	var accepts atomic.Int32
-	serve(t, b, "svc", func(conn io.ReadWriteCloser) {
-		accepts.Add(1)
-		echoHandler(conn)
-	})
-	if err := roundTrip(t, a, "b", EchoService, []byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	forger := arm()
-	_, err := a.Dial(ctxT(t, 10*time.Second), "b", "svc")
-	if f := forger.Load(); f == nil || !f.forwarded.Load() {
-		t.Fatal("the relay forged no retry")
-	}
-	if !errors.Is(err, circuit.ErrForgedRetry) {
-		t.Fatalf("a's dial: %v, want ErrForgedRetry", err)
-	}
-	time.Sleep(300 * time.Millisecond)
-	if n := accepts.Load(); n > 1 {
-		t.Errorf("b's service accepted %d circuits for a's one dial", n)
-	}
-}
-
 // An honest Retry still opens again: b renewed its keys, so a's
 // one-message flight does not decrypt there and b refuses it itself; the
 // open made again names that flight, which b never took, and goes ahead,

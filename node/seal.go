@@ -148,12 +148,11 @@ func (n *Node) awaitKey(ctx context.Context, o *circuit.Open) (done func(), err 
 // destination that cannot take the first two (session unknown or expired,
 // stale key, replay register) refuses with code Retry: the session or the
 // key is forgotten and the open is made again on a new stream of l with
-// the full handshake (at most twice): for a Dial here, for an early one by
-// the conn itself when the refusal arrives (circuit.Security.Reopen). The
-// refusal is a result header, which a relay may forge after the
-// destination took the flight: the open made again names the flights
-// refused (circuit.Security.Abandoned), and fails with
-// circuit.ErrForgedRetry when the destination took one.
+// the next handshake down (at most twice): for a Dial here, for an early
+// one by the conn itself when the refusal arrives (circuit.Security.Reopen;
+// after a flight with early bytes it names the refused flights, and fails
+// with circuit.ErrForgedRetry when the destination took one, which a
+// relay's forged Retry would otherwise have delivered twice).
 func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *circuit.Open, opt DialOptions) (*circuit.Conn, error) {
 	local := circuit.Addr{Node: n.cfg.Name, Service: o.Service}
 	sec := circuit.Security{Keys: n.seal.Load(), OnPeer: n.keyBook.store,
@@ -179,15 +178,13 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 		return circuit.DialEarlySecure(s, o, local, sec)
 	}
 	resumed := sec.Keys.Resumable(o.Dest)
-	sec.OnAbandon = func(flight []byte) { sec.Abandoned = append(sec.Abandoned, flight) }
 	c, err := circuit.DialSecure(ctx, s, o, local, sec)
 	for try := 0; try < 2 && err != nil && errIsRetry(err); try++ {
 		if !resumed {
 			sec.Peer = nil // refused: the key (which Config.Keys may still give)
 		}
-		// Not a ticket another open stored meanwhile, which the
-		// destination may have forgotten too: the full handshake when a
-		// flight was abandoned (sec.Abandoned), else the next one down.
+		// The next handshake down: a ticket another open stored meanwhile
+		// may be one the destination has forgotten too.
 		resumed, sec.Fresh = false, true
 		if n.cfg.hooks != nil && n.cfg.hooks.beforeRetry != nil {
 			n.cfg.hooks.beforeRetry()
@@ -291,7 +288,7 @@ func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Resp
 		}
 	}
 	// Taken: an open made again that names this flight as refused with
-	// Retry (circuit.Security.Abandoned) was refused by a relay, not by
+	// Retry (circuit.Security.Reopen) was refused by a relay, not by
 	// this node, and is not taken twice. A flight this node answered
 	// with Retry itself (above) is not marked.
 	if err == nil {
