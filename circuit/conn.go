@@ -266,7 +266,7 @@ func (c *Conn) Deny(reason string) {
 // refusal becomes sticky and the stream is released. readMu held.
 func (c *Conn) takeRefusal(reason string) error {
 	r := &RefusedError{Code: Policy, Node: c.remote.Node, Dest: c.remote.Node, Service: c.remote.Service,
-		Reason: links.PeerText(reason)}
+		Reason: links.PeerText(reason), Authenticated: true}
 	c.refused.Store(r)
 	c.readErr = r
 	c.s.Reset(CloseCancelled)

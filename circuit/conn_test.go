@@ -95,7 +95,7 @@ func TestResultErrEveryCode(t *testing.T) {
 				t.Errorf("code %s also matches %v", code, s)
 			}
 		}
-		wantText := "circuit to d/grpc refused by r1: " + code.String() + " (why)"
+		wantText := "circuit to d/grpc refused by r1 (unauthenticated): " + code.String() + " (why)"
 		if err.Error() != wantText {
 			t.Errorf("text %q, want %q", err, wantText)
 		}

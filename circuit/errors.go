@@ -108,10 +108,22 @@ type RefusedError struct {
 	Dest    string
 	Service string
 	Reason  string // free text from the refusing hop; may be empty
+	// Authenticated: the refusal came in a sealed refusal record from the
+	// other end of a sealed circuit (Conn.Deny), which no relay can forge
+	// or change. A refusal in a result header is not authenticated, even
+	// on a sealed circuit: any hop on the path may have written it, Node
+	// and Reason included, and its Error says so.
+	Authenticated bool
+	// header: the refusal came in a result header.
+	header bool
 }
 
 func (e *RefusedError) Error() string {
-	s := "circuit to " + e.Dest + "/" + e.Service + " refused by " + e.Node + ": " + e.Code.String()
+	s := "circuit to " + e.Dest + "/" + e.Service + " refused by " + e.Node
+	if e.header {
+		s += " (unauthenticated)"
+	}
+	s += ": " + e.Code.String()
 	if e.Reason != "" {
 		s += " (" + e.Reason + ")"
 	}

@@ -79,10 +79,10 @@ func parseResult(body []byte) (*Result, error) {
 }
 
 // Err returns nil when the result is Accepted, else a *RefusedError for a
-// circuit to dest/service.
+// circuit to dest/service, which says it is not authenticated.
 func (r *Result) Err(dest, service string) error {
 	if r.Code == Accepted {
 		return nil
 	}
-	return &RefusedError{Code: r.Code, Node: r.Node, Dest: dest, Service: service, Reason: r.Reason}
+	return &RefusedError{Code: r.Code, Node: r.Node, Dest: dest, Service: service, Reason: r.Reason, header: true}
 }

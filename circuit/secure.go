@@ -47,6 +47,11 @@ var (
 	ErrIntegrity = seal.ErrIntegrity
 	// ErrAuth: the other end could not prove the name it claims.
 	ErrAuth = seal.ErrAuth
+	// ErrForgedRetry: the destination states, authenticated, that it took
+	// a first flight of this open which a relay answered with a Retry
+	// result header of its own; the open is not made again, so nothing
+	// is delivered twice. It wraps ErrIntegrity.
+	ErrForgedRetry = seal.ErrForgedRetry
 )
 
 // Security is what a source needs to seal a circuit: its own keys and, for
@@ -70,12 +75,19 @@ type Security struct {
 	Fresh bool
 	// Reopen, when set, lets a DialEarlySecure conn whose first flight
 	// the destination refuses with Retry open again by itself, at most
-	// maxReopens times: on the stream Reopen returns (the refused one is
-	// reset), with the next handshake down as a Dial takes it (a fresh
-	// one-message handshake after a refused resumption, else the full
-	// one), the early bytes the refused flight carried sent again. The
-	// refused flight delivered nothing, so nothing is delivered twice,
-	// and the caller's Reads and Writes see only the circuit accepted.
+	// maxReopens times, on the stream Reopen returns (the refused one is
+	// reset). A flight that carried early bytes is followed by the full
+	// handshake, whose first message names the refused flights
+	// (seal.Keys.InitiateAfter), the early bytes sent again after its
+	// third message: the Retry is a result header, which a relay may
+	// forge after the destination took the flight, and a destination
+	// that took one states it, so that the conn fails with
+	// ErrForgedRetry instead of delivering the bytes twice (a destination
+	// that predates the names does not read them). A flight without early
+	// bytes is followed by the next handshake down, as a Dial takes it (a
+	// fresh one-message handshake after a refused resumption, else the
+	// full one). The caller's Reads and Writes see only the circuit
+	// accepted.
 	Reopen func() (links.Stream, error)
 }
 
@@ -119,8 +131,11 @@ type secure struct {
 	prologue []byte
 	dest     string
 	sentHdr  []byte // the open header, for the next flight
-	early    []byte // early bytes the first flight carried, until accepted
-	resend   bool   // the handshake under way did not carry early: send it after
+	// abandoned: the first flights with early bytes refused with Retry
+	// so far, which the next one names (Security.Reopen).
+	abandoned [][]byte
+	early     []byte // early bytes the first flight carried, until accepted
+	resend    bool   // the handshake under way did not carry early: send it after
 
 	// Read side, under Conn.readMu.
 	rd    msgReader
@@ -491,11 +506,12 @@ func (c *Conn) awaitHandshake() error {
 }
 
 // reopenLocked opens an early circuit the destination refused with Retry
-// again on a new stream (Security.Reopen), with the next handshake down,
-// and sends its first flight: the one-message handshake carries the
-// early bytes again, the full one none (they follow its third message,
-// resendEarlyLocked). sec.mu held; nobody else reads or writes the
-// stream before the handshake completes.
+// again on a new stream (Security.Reopen) and sends its first flight.
+// After a flight with early bytes it takes the full handshake, whose
+// first message names the refused flights (seal.Keys.InitiateAfter), the
+// early bytes following its third message (resendEarlyLocked); after one
+// without, the next handshake down. sec.mu held; nobody else reads or
+// writes the stream before the handshake completes.
 func (c *Conn) reopenLocked() error {
 	sec := c.sec
 	sec.reopens++
@@ -510,7 +526,19 @@ func (c *Conn) reopenLocked() error {
 		c.s.Reset(CloseCancelled)
 		return c.opError("read", fmt.Errorf("open again after the destination's retry: %w", err))
 	}
-	ini, err := sec.keys.InitiateFresh(sec.prologue, sec.dest, sec.peer)
+	var ini *seal.Initiator
+	if len(sec.early) > 0 {
+		// The refusal is a result header, which a relay may have forged
+		// after the destination took the flight and delivered its bytes:
+		// the next flight names it, and a destination that took it says
+		// so instead of taking the bytes again.
+		if f := sec.ini.Flight(); f != nil {
+			sec.abandoned = append(sec.abandoned, f)
+		}
+		ini, err = sec.keys.InitiateAfter(sec.prologue, sec.dest, sec.abandoned)
+	} else {
+		ini, err = sec.keys.InitiateFresh(sec.prologue, sec.dest, sec.peer)
+	}
 	if err != nil {
 		ns.Reset(CloseInternal)
 		c.s.Reset(CloseCancelled)
@@ -523,16 +551,12 @@ func (c *Conn) reopenLocked() error {
 	sec.result = newFrameReader(kindResult, 0)
 	sec.reply.release()
 	sec.reply = msgReader{}
-	early := sec.early
-	if ini.Full() {
-		early = nil
-	}
-	b, err := ini.First(bytes.Clone(sec.sentHdr), early, time.Now())
+	b, err := ini.First(bytes.Clone(sec.sentHdr), nil, time.Now())
 	if err != nil {
 		c.s.Reset(CloseInternal)
 		return c.opError("write", err)
 	}
-	sec.resend = early == nil
+	sec.resend = true
 	if _, err := c.s.Write(b); err != nil {
 		c.s.Reset(resetCode(err))
 		return c.opError("write", err)

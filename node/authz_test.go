@@ -227,6 +227,9 @@ func TestPolicyDeniesAfterFullHandshake(t *testing.T) {
 	}
 	err := roundTrip(t, c.node("b"), "d", "ssh", []byte("x"))
 	wantRefused(t, "b dials d/ssh on first contact", err, "d", "default deny")
+	if re := (*circuit.RefusedError)(nil); errors.As(err, &re) && (!re.Authenticated || strings.Contains(err.Error(), "unauthenticated")) {
+		t.Errorf("d's sealed refusal: %v, Authenticated %v; want it authenticated", err, re.Authenticated)
+	}
 	// The same on a caller that only writes: d forgets b again.
 	d.router.cert.mu.Lock()
 	delete(d.router.cert.certOf, "b")

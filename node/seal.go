@@ -149,7 +149,10 @@ func (n *Node) awaitKey(ctx context.Context, o *circuit.Open) (done func(), err 
 // stale key, replay register) refuses with code Retry: the session or the
 // key is forgotten and the open is made again on a new stream of l with
 // the next handshake down (at most twice): for a Dial here, for an early
-// one by the conn itself when the refusal arrives (circuit.Security.Reopen).
+// one by the conn itself when the refusal arrives (circuit.Security.Reopen;
+// after a flight with early bytes it names the refused flights, and fails
+// with circuit.ErrForgedRetry when the destination took one, which a
+// relay's forged Retry would otherwise have delivered twice).
 func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *circuit.Open, opt DialOptions) (*circuit.Conn, error) {
 	local := circuit.Addr{Node: n.cfg.Name, Service: o.Service}
 	sec := circuit.Security{Keys: n.seal.Load(), OnPeer: n.keyBook.store,
@@ -283,6 +286,13 @@ func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Resp
 			n.limits.noteOverloaded(why)
 			return nil, circuit.Overloaded, errors.New(why)
 		}
+	}
+	// Taken: an open made again that names this flight as refused with
+	// Retry (circuit.Security.Reopen) was refused by a relay, not by
+	// this node, and is not taken twice. A flight this node answered
+	// with Retry itself (above) is not marked.
+	if err == nil {
+		n.strikes.Take(r.Ephemeral())
 	}
 	switch {
 	case errIsRetry(err):

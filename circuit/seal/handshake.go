@@ -176,7 +176,24 @@ type Initiator struct {
 	large bool
 	// earlyDropped: the destination stated it did not take the early data.
 	earlyDropped bool
+	// flight: the ephemeral key of the one-message or resumed first
+	// message, once written (Flight).
+	flight []byte
+	// abandoned: the first messages of this open refused before it,
+	// which the full handshake's first message names (InitiateAfter).
+	abandoned [][]byte
 }
+
+// MaxAbandoned bounds the first messages a full handshake's first message
+// names as abandoned (Keys.InitiateAfter).
+const MaxAbandoned = 4
+
+// Flight identifies the first message once First wrote it: the ephemeral
+// key of a one-message or resumed first message, which the destination's
+// replay register records when it takes one; nil for a full handshake,
+// which the destination takes only with its third message. A source that
+// opens again after a Retry names it (Keys.InitiateAfter).
+func (i *Initiator) Flight() []byte { return i.flight }
 
 // EarlyDropped reports whether the destination, once Finish succeeded,
 // stated that it took the handshake but not the early data of the first
@@ -222,6 +239,23 @@ func (k *Keys) ticketFor(dest string, resume bool) *ticket {
 		return nil
 	}
 	return k.tickets.take(dest, k.now())
+}
+
+// InitiateAfter starts a full (XX) handshake toward dest for an open whose
+// first messages abandoned (their Flight keys, at most MaxAbandoned, the
+// last ones kept) a result header refused with Retry. That header is not
+// authenticated: a relay may have forged it after the destination took the
+// message, and an open made again would deliver what it carried twice. The
+// first message names them, in its payload (in the clear, bound into the
+// handshake), and a destination that took one states it in its
+// authenticated reply: Finish then fails with ErrForgedRetry. Destinations
+// that predate it ignore the payload of a full handshake's first message.
+func (k *Keys) InitiateAfter(prologue []byte, dest string, abandoned [][]byte) (*Initiator, error) {
+	i, err := k.initiate(prologue, dest, nil, false)
+	if err == nil {
+		i.abandoned = abandoned[max(0, len(abandoned)-MaxAbandoned):]
+	}
+	return i, err
 }
 
 func (k *Keys) initiate(prologue []byte, dest string, peer *KeyRecord, resume bool) (*Initiator, error) {
@@ -278,6 +312,10 @@ func (i *Initiator) first(b, early []byte, now time.Time) ([]byte, error) {
 	case modeResume:
 		payload = append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(early)), uint64(now.UnixNano())), early...)
 		prefix = append(prefix, i.t.id[:]...)
+	case modeXX:
+		for _, f := range i.abandoned {
+			payload = append(payload, f...)
+		}
 	}
 	b, err := writeFramed(b, prefix, func(out []byte) ([]byte, error) {
 		msg, _, _, err := i.hs.WriteMessage(out, payload)
@@ -285,6 +323,9 @@ func (i *Initiator) first(b, early []byte, now time.Time) ([]byte, error) {
 	})
 	if err != nil {
 		return b, fmt.Errorf("seal: first message: %w", err)
+	}
+	if i.mode != modeXX {
+		i.flight = bytes.Clone(i.hs.LocalEphemeral().Public)
 	}
 	return b, nil
 }
@@ -341,6 +382,9 @@ func (i *Initiator) Finish(reply, b []byte, now time.Time) (*Session, []byte, er
 	st := statementOf(pi.early)
 	if err := i.checkStatement(st); err != nil {
 		return nil, b, err
+	}
+	if st&stateTookAbandoned != 0 && len(i.abandoned) > 0 {
+		return nil, b, fmt.Errorf("%w (%q states it took a first message of this open that the path answered with retry)", ErrForgedRetry, i.dest)
 	}
 	b, err = writeFramed(b, nil, func(out []byte) (msg []byte, err error) {
 		msg, cs1, cs2, err = i.hs.WriteMessage(out, i.k.appendIdentity(nil, now, nil))
@@ -403,7 +447,26 @@ type Responder struct {
 	sourceLarge bool
 	// earlyDropped: the early data was not taken (DropEarly).
 	earlyDropped bool
+	// eph: the source's ephemeral key (one-message or resumed), which
+	// the replay register recorded.
+	eph []byte
+	// tookAbandoned: a full handshake's first message names a first
+	// message this end took (Keys.InitiateAfter).
+	tookAbandoned bool
 }
+
+// Ephemeral is the ephemeral key of a one-message or resumed first
+// message, which Respond recorded in the replay register (nil for a full
+// handshake): the caller marks it taken (Strikes.Take) once it accepts
+// the circuit.
+func (r *Responder) Ephemeral() []byte { return r.eph }
+
+// TookAbandoned reports whether the full handshake's first message named
+// a first message the replay register says this end took: a relay refused
+// that one with a forged Retry. The reply states it, the source fails
+// (ErrForgedRetry), and Finish refuses the third message, so that nothing
+// of this open is taken twice.
+func (r *Responder) TookAbandoned() bool { return r.tookAbandoned }
 
 // SourceLarge records what the open header says: whether it carries the
 // flag by which the source states that it reads large records
@@ -420,6 +483,9 @@ func (r *Responder) statement() byte {
 	var dropped byte
 	if r.earlyDropped {
 		dropped = stateEarlyDropped
+	}
+	if r.tookAbandoned {
+		dropped |= stateTookAbandoned
 	}
 	switch {
 	case r.k.small:
@@ -506,6 +572,12 @@ func (k *Keys) Respond(prologue, msg []byte, source string, strikes *Strikes, no
 		return nil, fmt.Errorf("%w: first message from %q: %v", ErrAuth, source, err)
 	}
 	if r.mode == modeXX {
+		if len(payload)%32 != 0 || len(payload) > MaxAbandoned*32 {
+			return nil, fmt.Errorf("%w: first message from %q names %d bytes of abandoned messages", ErrAuth, source, len(payload))
+		}
+		for ; len(payload) > 0; payload = payload[32:] {
+			r.tookAbandoned = r.tookAbandoned || strikes.Taken(payload[:32])
+		}
 		return r, nil
 	}
 	if r.peer, err = k.verifyIdentity(payload, source, r.hs.PeerStatic(), now); err != nil {
@@ -517,6 +589,7 @@ func (k *Keys) Respond(prologue, msg []byte, source string, strikes *Strikes, no
 	if err := strikes.Check(r.hs.PeerEphemeral(), source, r.peer.ts, now); err != nil {
 		return nil, err
 	}
+	r.eph = bytes.Clone(r.hs.PeerEphemeral())
 	return r, nil
 }
 
@@ -588,6 +661,7 @@ func (k *Keys) respondResumed(prologue, msg []byte, source string, strikes *Stri
 	if err := strikes.Check(r.hs.PeerEphemeral(), source, r.peer.ts, now); err != nil {
 		return nil, err
 	}
+	r.eph = bytes.Clone(r.hs.PeerEphemeral())
 	k.sessions.opened(s)
 	return r, nil
 }
@@ -632,6 +706,9 @@ func (r *Responder) Reply(b []byte, now time.Time) ([]byte, *Session, error) {
 func (r *Responder) Finish(msg []byte, now time.Time) (*Session, error) {
 	if r.hs == nil {
 		return nil, errFinished
+	}
+	if r.tookAbandoned {
+		return nil, fmt.Errorf("%w: the open from %q names a first message taken before", ErrForgedRetry, r.source)
 	}
 	payload, cs1, cs2, err := r.hs.ReadMessage(nil, msg)
 	if err != nil || cs1 == nil {

@@ -24,6 +24,12 @@ var (
 	// outside the window, or the replay register is full. The source should
 	// forget the key and open again with the full (XX) handshake.
 	ErrRetry = errors.New("circuit: end-to-end handshake must be retried in full")
+	// ErrForgedRetry: the destination states that it took a first
+	// message of this open which a result header on the path answered
+	// with Retry: a relay forged that refusal to make the source open
+	// again and the destination take the same bytes twice. The open is
+	// not made again. It wraps ErrIntegrity.
+	ErrForgedRetry = fmt.Errorf("%w: a relay refused with retry a first message the destination had taken", ErrIntegrity)
 	// ErrMalformedRecord: a key record could not be decoded.
 	ErrMalformedRecord = errors.New("circuit: malformed key record")
 )

@@ -324,6 +324,12 @@ const (
 	// early data (Responder.DropEarly), which the source sends again. Only
 	// to a source whose open header said it does (circuit.FlagResendsEarly).
 	stateEarlyDropped = 4
+	// stateTookAbandoned: the destination took one of the first messages
+	// a full handshake's first message names as abandoned
+	// (Keys.InitiateAfter): the refusal that made the source open again
+	// was not the destination's. Only in an XX reply, only to a source
+	// that named one.
+	stateTookAbandoned = 8
 )
 
 // appendStatement appends statement st, none when st is 0. With b nil it

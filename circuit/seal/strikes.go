@@ -34,10 +34,10 @@ type Strikes struct {
 	mu     sync.Mutex
 	window time.Duration
 	start  time.Time
-	seen   map[[32]byte]struct{}
-	byTS   strikeHeap // the keys of seen, earliest timestamp first
-	max    int        // bound of len(byTS)
-	share  int        // keys a source may hold while the register is half full
+	seen   map[[32]byte]bool // true: taken (Take)
+	byTS   strikeHeap        // the keys of seen, earliest timestamp first
+	max    int               // bound of len(byTS)
+	share  int               // keys a source may hold while the register is half full
 	seed   maphash.Seed
 	held   map[uint64]int // keys held, by source (hashed with seed)
 }
@@ -74,7 +74,7 @@ func NewStrikes(max int, window time.Duration, now time.Time) *Strikes {
 	}
 	// The heap grows as first messages arrive: a node that opens few
 	// circuits (most of a simulation's, or a leaf) never pays for max.
-	return &Strikes{window: window, start: now, seen: make(map[[32]byte]struct{}), byTS: make(strikeHeap, 0, min(max, 64)), max: max,
+	return &Strikes{window: window, start: now, seen: make(map[[32]byte]bool), byTS: make(strikeHeap, 0, min(max, 64)), max: max,
 		share: shareOf(max), seed: maphash.MakeSeed(), held: make(map[uint64]int)}
 }
 
@@ -131,7 +131,7 @@ func (s *Strikes) Check(eph []byte, source string, ts, now time.Time) error {
 		return fmt.Errorf("%w: replay register full (%d first messages within %s)", ErrRetry, s.max, s.window)
 	}
 	heap.Push(&s.byTS, strike{key: key, ts: ts.UnixNano(), src: src})
-	s.seen[key] = struct{}{}
+	s.seen[key] = false
 	s.held[src]++
 	return nil
 }
@@ -145,6 +145,38 @@ func (s *Strikes) Seen(eph []byte) bool {
 	defer s.mu.Unlock()
 	_, dup := s.seen[key]
 	return dup
+}
+
+// Take marks ephemeral key eph, which Check recorded, as that of a first
+// message this end took (accepted, with its early data). A full handshake
+// of the same open that names it as abandoned (Keys.InitiateAfter) is then
+// refused: the Retry its source was answered was forged on the path. A
+// message Check recorded but this end then refused with Retry itself is
+// not marked, and the open made again goes ahead.
+func (s *Strikes) Take(eph []byte) {
+	if len(eph) != 32 {
+		return // a full handshake's: never recorded
+	}
+	var key [32]byte
+	copy(key[:], eph)
+	s.mu.Lock()
+	if _, ok := s.seen[key]; ok {
+		s.seen[key] = true
+	}
+	s.mu.Unlock()
+}
+
+// Taken reports whether the register holds eph marked taken (Take); a nil
+// register holds none.
+func (s *Strikes) Taken(eph []byte) bool {
+	if s == nil {
+		return false
+	}
+	var key [32]byte
+	copy(key[:], eph)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seen[key]
 }
 
 // strikeHeap orders the register's keys by timestamp (container/heap).
