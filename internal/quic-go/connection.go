@@ -554,6 +554,8 @@ func (c *Conn) preSetup(r *pathReceiver) {
 		c.config.RequireStreamCreditRelease,
 		c.perspective,
 	)
+	// circuitmesh patch: bound the STREAM frames buffered across all streams.
+	c.streamsMap.frameBudget = newFrameBudget(protocol.ByteCount(c.config.MaxConnectionReceiveWindow))
 	c.framer = newFramer(c.connFlowController)
 	c.receivedPackets.Init(r)
 	c.notifyReceivedPacket = make(chan struct{}, 1)

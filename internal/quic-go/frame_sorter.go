@@ -3,8 +3,10 @@ package quic
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/quic-go/quic-go/internal/protocol"
+	"github.com/quic-go/quic-go/internal/qerr"
 	list "github.com/quic-go/quic-go/internal/utils/linkedlist"
 )
 
@@ -20,23 +22,81 @@ func init() {
 	byteIntervalElementPool = *list.NewPool[byteInterval]()
 }
 
+// circuitmesh: upstream keeps one queue entry per received STREAM frame, and
+// every entry costs far more than its data (a map slot, the frame's own
+// allocation or a pooled packet-sized buffer, a callback). A peer that sends
+// 1-byte frames made each byte of flow-control window cost over a hundred
+// bytes of heap. Two changes bound that:
+//
+//   - Frames shorter than sorterCopyThreshold are copied into buffers owned
+//     by the sorter, and an owned buffer is merged with the owned entries
+//     right before and after it as long as the result stays within
+//     sorterMaxOwnedBuffer. The frame's own buffer is released at once.
+//     Contiguous small frames, in any order, then cost about their bytes.
+//     Larger frames keep upstream's zero-copy path.
+//   - Entries are counted per connection (frameBudget) and the connection is
+//     closed when a peer makes it buffer more than the budget allows.
+//
+// Which bytes are delivered, the gaps and the duplicate handling are
+// unchanged; only the boundaries of queued entries differ.
+const (
+	// sorterCopyThreshold is the length below which frame data is copied.
+	sorterCopyThreshold = 512
+	// sorterMaxOwnedBuffer bounds the size of a merged, sorter-owned buffer.
+	sorterMaxOwnedBuffer = 4096
+)
+
 type frameSorterEntry struct {
 	Data   []byte
 	DoneCb func()
+	// owned: Data was allocated by the sorter (circuitmesh patch); it is
+	// referenced nowhere else and may be appended to while queued.
+	owned bool
+}
+
+// frameBudget counts the frame sorter entries of all receive streams of a
+// connection (circuitmesh patch).
+type frameBudget struct {
+	entries atomic.Int64
+	max     int64
+}
+
+// newFrameBudget returns the budget for a connection whose receive window may
+// grow to maxConnWindow: 4 entries per KiB of window, at least 65536. Honest
+// traffic stays far below it: a stalled reader with a full window of
+// full-size frames holds about one entry per 1.2 KiB of window.
+func newFrameBudget(maxConnWindow protocol.ByteCount) *frameBudget {
+	return &frameBudget{max: max(65536, 4*int64(maxConnWindow/1024))}
+}
+
+var errTooManyBufferedFrames = &qerr.TransportError{
+	ErrorCode:    qerr.FlowControlError,
+	ErrorMessage: "too many stream frames buffered",
 }
 
 type frameSorter struct {
 	queue   map[protocol.ByteCount]frameSorterEntry
 	readPos protocol.ByteCount
 	gaps    *list.List[byteInterval]
+
+	// circuitmesh patch: ownedEnds maps the end offset of each owned entry to
+	// its start, to find the owned entry a new small frame continues.
+	ownedEnds map[protocol.ByteCount]protocol.ByteCount
+	// budget, if set, is shared by all receive streams of the connection.
+	budget *frameBudget
+	// copySmall enables the copying and merging of small frames; only
+	// upstream's tests of exact entry boundaries turn it off.
+	copySmall bool
 }
 
 var errDuplicateStreamData = errors.New("duplicate stream data")
 
 func newFrameSorter() *frameSorter {
 	s := frameSorter{
-		gaps:  list.NewWithPool[byteInterval](&byteIntervalElementPool),
-		queue: make(map[protocol.ByteCount]frameSorterEntry),
+		gaps:      list.NewWithPool[byteInterval](&byteIntervalElementPool),
+		queue:     make(map[protocol.ByteCount]frameSorterEntry),
+		ownedEnds: make(map[protocol.ByteCount]protocol.ByteCount),
+		copySmall: true,
 	}
 	s.gaps.PushFront(byteInterval{Start: 0, End: protocol.MaxByteCount})
 	return &s
@@ -92,7 +152,7 @@ func (s *frameSorter) push(data []byte, offset protocol.ByteCount, doneCb func()
 		oldEntryLen := protocol.ByteCount(len(oldEntry.Data))
 		if end-pos > oldEntryLen || (hasReplacedAtLeastOne && end-pos == oldEntryLen) {
 			// The existing frame is shorter than the new frame. Replace it.
-			delete(s.queue, pos)
+			s.deleteEntry(pos, oldEntry)
 			pos += oldEntryLen
 			hasReplacedAtLeastOne = true
 			if oldEntry.DoneCb != nil {
@@ -173,8 +233,88 @@ func (s *frameSorter) push(data []byte, offset protocol.ByteCount, doneCb func()
 		return errors.New("too many gaps in received data")
 	}
 
-	s.queue[start] = frameSorterEntry{Data: data, DoneCb: doneCb}
+	if s.copySmall && len(data) < sorterCopyThreshold {
+		s.storeOwned(start, data)
+		if doneCb != nil {
+			doneCb()
+		}
+	} else {
+		s.addEntry(start, frameSorterEntry{Data: data, DoneCb: doneCb})
+	}
+	if s.budget != nil && s.budget.entries.Load() > s.budget.max {
+		return errTooManyBufferedFrames
+	}
 	return nil
+}
+
+// storeOwned copies data, which starts at offset start, into a sorter-owned
+// buffer, merging it with the owned entries ending at start and starting at
+// its end while the merged buffer stays within sorterMaxOwnedBuffer.
+// The range [start, start+len(data)) must not be covered by any entry.
+func (s *frameSorter) storeOwned(start protocol.ByteCount, data []byte) {
+	end := start + protocol.ByteCount(len(data))
+	next, hasNext := s.queue[end]
+	hasNext = hasNext && next.owned && len(data)+len(next.Data) <= sorterMaxOwnedBuffer
+
+	if prevStart, ok := s.ownedEnds[start]; ok {
+		prev := s.queue[prevStart]
+		if len(prev.Data)+len(data) <= sorterMaxOwnedBuffer {
+			s.deleteEntry(prevStart, prev)
+			buf := append(prev.Data, data...)
+			if hasNext && len(buf)+len(next.Data) <= sorterMaxOwnedBuffer {
+				s.deleteEntry(end, next)
+				buf = append(buf, next.Data...)
+			}
+			s.addEntry(prevStart, frameSorterEntry{Data: buf, owned: true})
+			return
+		}
+	}
+	size := len(data)
+	if hasNext {
+		size += len(next.Data)
+	}
+	buf := make([]byte, len(data), size)
+	copy(buf, data)
+	if hasNext {
+		s.deleteEntry(end, next)
+		buf = append(buf, next.Data...)
+	}
+	s.addEntry(start, frameSorterEntry{Data: buf, owned: true})
+}
+
+// addEntry queues an entry at offset pos and counts it.
+func (s *frameSorter) addEntry(pos protocol.ByteCount, e frameSorterEntry) {
+	s.queue[pos] = e
+	if e.owned {
+		s.ownedEnds[pos+protocol.ByteCount(len(e.Data))] = pos
+	}
+	if s.budget != nil {
+		s.budget.entries.Add(1)
+	}
+}
+
+// deleteEntry removes the entry e queued at offset pos, without calling its
+// DoneCb.
+func (s *frameSorter) deleteEntry(pos protocol.ByteCount, e frameSorterEntry) {
+	delete(s.queue, pos)
+	if e.owned {
+		delete(s.ownedEnds, pos+protocol.ByteCount(len(e.Data)))
+	}
+	if s.budget != nil {
+		s.budget.entries.Add(-1)
+	}
+}
+
+// drop releases every queued entry (circuitmesh patch). It is used when the
+// queued data can no longer be read, so that it neither stays in memory nor
+// counts against the connection's budget.
+func (s *frameSorter) drop() {
+	for pos, e := range s.queue {
+		s.deleteEntry(pos, e)
+		if e.DoneCb != nil {
+			e.DoneCb()
+		}
+	}
 }
 
 func (s *frameSorter) findStartGap(offset protocol.ByteCount) (*list.Element[byteInterval], bool) {
@@ -209,7 +349,7 @@ func (s *frameSorter) deleteConsecutive(pos protocol.ByteCount) {
 			break
 		}
 		oldEntryLen := protocol.ByteCount(len(oldEntry.Data))
-		delete(s.queue, pos)
+		s.deleteEntry(pos, oldEntry)
 		if oldEntry.DoneCb != nil {
 			oldEntry.DoneCb()
 		}
@@ -222,7 +362,7 @@ func (s *frameSorter) Pop() (protocol.ByteCount, []byte, func()) {
 	if !ok {
 		return s.readPos, nil, nil
 	}
-	delete(s.queue, s.readPos)
+	s.deleteEntry(s.readPos, entry)
 	offset := s.readPos
 	s.readPos += protocol.ByteCount(len(entry.Data))
 	if s.gaps.Front().Value.End <= s.readPos {

@@ -429,6 +429,9 @@ func (s *ReceiveStream) cancelReadImpl(errorCode qerr.StreamErrorCode) (queuedNe
 		return false
 	}
 	s.cancelledLocally = true
+	// circuitmesh: nothing queued can be read any more; release it now
+	// rather than when the stream is garbage collected.
+	s.frameQueue.drop()
 	if s.errorRead || s.cancelledRemotely {
 		// Read or Peek might be waiting for data up to the reliable size
 		s.signalRead()
@@ -468,7 +471,8 @@ func (s *ReceiveStream) handleStreamFrameImpl(frame *wire.StreamFrame, now monot
 	if frame.Fin {
 		s.finalOffset = maxOffset
 	}
-	if s.cancelledLocally {
+	// circuitmesh: once a reset has taken effect, queued data is never read.
+	if s.cancelledLocally || s.isRemoteCancellationEffective() {
 		return nil
 	}
 	if err := s.frameQueue.Push(frame.Data, frame.Offset, frame.PutBack); err != nil {
@@ -522,6 +526,10 @@ func (s *ReceiveStream) handleResetStreamFrameImpl(frame *wire.ResetStreamFrame,
 	}
 	s.cancelledRemotely = true
 	s.cancelErr = &StreamError{StreamID: s.streamID, ErrorCode: frame.ErrorCode, Remote: true}
+	if s.isRemoteCancellationEffective() {
+		// circuitmesh: nothing queued can be read any more; release it now.
+		s.frameQueue.drop()
+	}
 	s.signalRead()
 	return nil
 }

@@ -29,6 +29,9 @@ type streamsMap struct {
 	sender            streamSender
 	queueControlFrame func(wire.Frame)
 	newFlowController func(protocol.StreamID) *streamFlowController
+	// frameBudget, if set, bounds the STREAM frames buffered by all receive
+	// streams of the connection (circuitmesh patch, see frame_sorter.go).
+	frameBudget *frameBudget
 
 	mutex                 sync.Mutex
 	outgoingBidiStreams   *outgoingStreamsMap[*Stream]
@@ -67,7 +70,9 @@ func (m *streamsMap) initMaps() {
 	m.outgoingBidiStreams = newOutgoingStreamsMap(
 		protocol.StreamTypeBidi,
 		func(id protocol.StreamID) *Stream {
-			return newStream(m.ctx, id, m.sender, m.newFlowController(id), m.supportsResetStreamAt)
+			str := newStream(m.ctx, id, m.sender, m.newFlowController(id), m.supportsResetStreamAt)
+			str.receiveStr.frameQueue.budget = m.frameBudget
+			return str
 		},
 		m.queueControlFrame,
 		m.perspective,
@@ -75,7 +80,9 @@ func (m *streamsMap) initMaps() {
 	m.incomingBidiStreams = newIncomingStreamsMap(
 		protocol.StreamTypeBidi,
 		func(id protocol.StreamID) *Stream {
-			return newStream(m.ctx, id, m.sender, m.newFlowController(id), m.supportsResetStreamAt)
+			str := newStream(m.ctx, id, m.sender, m.newFlowController(id), m.supportsResetStreamAt)
+			str.receiveStr.frameQueue.budget = m.frameBudget
+			return str
 		},
 		m.maxIncomingBidiStreams,
 		m.requireStreamCreditRelease,
@@ -93,7 +100,9 @@ func (m *streamsMap) initMaps() {
 	m.incomingUniStreams = newIncomingStreamsMap(
 		protocol.StreamTypeUni,
 		func(id protocol.StreamID) *ReceiveStream {
-			return newReceiveStream(id, m.sender, m.newFlowController(id))
+			str := newReceiveStream(id, m.sender, m.newFlowController(id))
+			str.frameQueue.budget = m.frameBudget
+			return str
 		},
 		m.maxIncomingUniStreams,
 		m.requireStreamCreditRelease,
