@@ -259,13 +259,15 @@ func (s *frameSorter) storeOwned(start protocol.ByteCount, data []byte) {
 	if prevStart, ok := s.ownedEnds[start]; ok {
 		prev := s.queue[prevStart]
 		if len(prev.Data)+len(data) <= sorterMaxOwnedBuffer {
-			s.deleteEntry(prevStart, prev)
-			buf := append(prev.Data, data...)
-			if hasNext && len(buf)+len(next.Data) <= sorterMaxOwnedBuffer {
+			// Extend prev in place: same key, same count.
+			delete(s.ownedEnds, start)
+			prev.Data = append(prev.Data, data...)
+			if hasNext && len(prev.Data)+len(next.Data) <= sorterMaxOwnedBuffer {
 				s.deleteEntry(end, next)
-				buf = append(buf, next.Data...)
+				prev.Data = append(prev.Data, next.Data...)
 			}
-			s.addEntry(prevStart, frameSorterEntry{Data: buf, owned: true})
+			s.queue[prevStart] = prev
+			s.ownedEnds[prevStart+protocol.ByteCount(len(prev.Data))] = prevStart
 			return
 		}
 	}

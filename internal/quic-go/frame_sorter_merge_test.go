@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -376,5 +377,36 @@ func TestFrameBudgetClosesTheConnection(t *testing.T) {
 	}
 	if err := b.Push([]byte{1}, 1000, nil); err != nil {
 		t.Fatalf("Push after entries were released: %v", err)
+	}
+}
+
+// BenchmarkFrameSorterPushPop pushes in-order frames of one size and pops
+// them, as a stream whose reader keeps up does.
+func BenchmarkFrameSorterPushPop(b *testing.B) {
+	for _, size := range []int{1, 100, 1200} {
+		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+			data := make([]byte, size)
+			s := newFrameSorter()
+			var off protocol.ByteCount
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if err := s.Push(data, off, func() {}); err != nil {
+					b.Fatal(err)
+				}
+				off += protocol.ByteCount(size)
+				if i%8 == 7 { // the reader takes a few frames at a time
+					for {
+						_, d, done := s.Pop()
+						if d == nil {
+							break
+						}
+						if done != nil {
+							done()
+						}
+					}
+				}
+			}
+		})
 	}
 }
