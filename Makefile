@@ -24,6 +24,7 @@ build:
 
 test:
 	$(GO) test -race -short -count=1 -timeout 30m $(PKGS)
+	$(GO) test -race -short -count=1 github.com/quic-go/quic-go/...
 
 # simulate's long scenarios run in testing/synctest bubbles, which Go 1.26's
 # race detector can abort (ThreadSanitizer: CHECK failed, golang/go#78156):
@@ -60,7 +61,7 @@ fuzz:
 
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
-	$(GO) vet $(PKGS)
+	$(GO) vet $(PKGS) github.com/quic-go/quic-go/...
 
 # QUICK=1 runs the reduced suite (under two minutes).
 QUICK ?=
