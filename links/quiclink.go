@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -403,7 +404,7 @@ func (l *quicLink) watch() {
 		l.t.noteLost(l.hello.Node)
 	}
 	if l.up {
-		l.t.cfg.Logger.Info("link down", "peer", l.hello.Node, "remote", l.conn.RemoteAddr().String(), "err", l.err)
+		l.t.lifeLog.At(slog.LevelInfo, "down "+l.hello.Node, "link down", "peer", l.hello.Node, "remote", l.conn.RemoteAddr().String(), "err", l.err)
 		l.t.cfg.Handler.LinkDown(l, l.err)
 	}
 }

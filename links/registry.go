@@ -3,6 +3,7 @@ package links
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 )
@@ -179,7 +180,7 @@ func (t *QUICTransport) adopt(l *quicLink) (*quicLink, error) {
 		// never a LinkUp of a link after that of its replacement.
 		<-prev.started
 	}
-	t.cfg.Logger.Info("link up", "peer", peer, "remote", l.conn.RemoteAddr().String(), "outbound", l.outbound,
+	t.lifeLog.At(slog.LevelInfo, "up "+peer, "link up", "peer", peer, "remote", l.conn.RemoteAddr().String(), "outbound", l.outbound,
 		"role", l.hello.Role, "rtt", l.conn.ConnectionStats().SmoothedRTT.Round(time.Microsecond))
 	// The new link is up (its LinkUp delivered) before the old one goes
 	// down, so that the handler always holds a live link to the peer: a

@@ -25,6 +25,7 @@ import (
 // (TestAttackStrangersFromManyPrefixesFloodTheLog).
 const (
 	refusalLogPeriod = time.Minute
+	linkLogPeriod    = 10 * time.Second
 	maxRefusalKeys   = 4096
 	maxRefusalLines  = 16
 )
@@ -67,6 +68,11 @@ type QUICTransport struct {
 	// abortLog logs the links it closes once per peer per minute.
 	aborts   *abortTable
 	abortLog *ratelog.Log
+	// lifeLog writes the links' "link up" and "link down" lines: one of
+	// each per peer per linkLogPeriod, the next carrying the number held
+	// back, so that a peer cycling its link at the handshake rate does
+	// not write two lines a handshake at each end.
+	lifeLog *ratelog.Log
 	// id is the identity new links present and check peers with
 	// (SetIdentity replaces it); idChanged is closed, and replaced under
 	// idMu, when it does, so that live links recheck their peers.
@@ -110,6 +116,7 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		stallLog: ratelog.New(cfg.Logger, time.Minute, maxRefusalKeys),
 		aborts:   newAbortTable(cfg.StreamAborts),
 		abortLog: ratelog.New(cfg.Logger, time.Minute, maxRefusalKeys),
+		lifeLog:  ratelog.New(cfg.Logger, linkLogPeriod, maxRefusalKeys),
 		lost:     make(map[string]time.Time),
 	}
 	if r := cfg.testHandshakeRate; r > 0 {
