@@ -212,12 +212,14 @@ func (a *budgetAccount) Grow(n int) bool {
 }
 
 // GrowSend grants n bytes to the retransmit buffer of a's circuit
-// (circuit.SendBudget) if, with them, its source holds at most half its
-// share and the node at most half its budget: the other half stays for
-// what circuits receive, whose growth ends them when refused. While
-// circuits wait for room, one that would hold more than its part of the
-// half share (divided among its source's circuits, and of the half
-// budget among all) waits its turn too, so that the bytes given back go
+// (circuit.SendBudget) if, with them, its source holds at most its
+// share less a sixteenth and the node its budget less a sixteenth
+// (sendCap): that sixteenth stays for what circuits receive, whose growth
+// ends them when refused; at the default share, a first receive buffer
+// (4 KiB) for each of the 1,024 circuits a source may have. While
+// circuits wait for room, one that would hold more than its part of what
+// sends may hold (divided among its source's circuits, and among all)
+// waits its turn too, so that the bytes given back go
 // to those that wait rather than to the circuits already holding the
 // most. A refused account is woken (SendRoom) when bytes come back. The
 // floor is granted always, even beyond the bounds: each circuit's least
@@ -246,16 +248,19 @@ func (a *budgetAccount) GrowSend(n int, floor bool) bool {
 
 // sendFitsLocked is GrowSend's bounds, the floor aside.
 func (b *resumeBudget) sendFitsLocked(a *budgetAccount, n int) bool {
-	srcHalf, nodeHalf := b.perSource/2, b.max/2
-	if a.src.bytes+n > srcHalf || b.total+n > nodeHalf {
+	srcCap, nodeCap := sendCap(b.perSource), sendCap(b.max)
+	if a.src.bytes+n > srcCap || b.total+n > nodeCap {
 		return false
 	}
 	if b.waiting > 0 && !a.waiting {
-		part := min(srcHalf/len(a.src.accounts), nodeHalf/b.accounts)
+		part := min(srcCap/len(a.src.accounts), nodeCap/b.accounts)
 		return a.bytes+n <= part
 	}
 	return true
 }
+
+// sendCap is what of a bound retransmit buffers may fill.
+func sendCap(bound int) int { return bound - bound/16 }
 
 func (a *budgetAccount) stopWaitingLocked() {
 	if a.waiting {

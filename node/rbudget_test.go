@@ -517,19 +517,19 @@ func TestResumeBudgetParkedClosedFirst(t *testing.T) {
 	}
 }
 
-// The retransmit buffers' policy: they grow within half the share (the
-// other half stays for what circuits receive); a refusal marks the
+// The retransmit buffers' policy: they grow within the share less a
+// sixteenth (which stays for what circuits receive); a refusal marks the
 // circuit waiting and ends nothing; the floor is granted beyond the
 // bounds; bytes given back while circuits wait have evictLoop wake them;
 // and while one waits, a circuit holding its part already waits too.
 func TestResumeBudgetSendPolicy(t *testing.T) {
-	b := testBudget(t, Limits{ResumeBuffer: 1000, ResumeBufferPerSource: 400})
+	b := testBudget(t, Limits{ResumeBuffer: 1000, ResumeBufferPerSource: 320}) // 300 for sends
 	a1, a2 := b.open("a"), b.open("a")
 	if !a1.GrowSend(150, false) {
-		t.Fatal("growth within half the share refused")
+		t.Fatal("growth within the share refused")
 	}
-	if a2.GrowSend(100, false) {
-		t.Fatal("growth past half the share granted")
+	if a2.GrowSend(200, false) {
+		t.Fatal("growth past the share less a sixteenth granted")
 	}
 	if a2.dead || !a2.waiting || b.waiting != 1 {
 		t.Fatalf("refused growth: dead %v, waiting %v (%d in all); want a waiting circuit", a2.dead, a2.waiting, b.waiting)
@@ -538,17 +538,17 @@ func TestResumeBudgetSendPolicy(t *testing.T) {
 		t.Fatal("the floor was refused, or left the circuit waiting")
 	}
 	a2.Shrink(300)
-	if a2.GrowSend(100, false) || b.wake {
-		t.Fatalf("growth past half the share granted, or a wake due with nothing given back (%v)", b.wake)
+	if a2.GrowSend(200, false) || b.wake {
+		t.Fatalf("growth past the share less a sixteenth granted, or a wake due with nothing given back (%v)", b.wake)
 	}
 	a1.Shrink(150)
 	if !b.wake {
 		t.Error("bytes given back while a circuit waits: no wake due")
 	}
-	if a1.GrowSend(150, false) {
+	if a1.GrowSend(160, false) {
 		t.Error("a circuit grew past its part while another waits")
 	}
-	if !a2.GrowSend(100, false) || a2.waiting || !a1.waiting {
+	if !a2.GrowSend(200, false) || a2.waiting || !a1.waiting {
 		t.Errorf("the waiting circuit was not granted its turn (waiting %v), or the other does not wait (%v)", a2.waiting, a1.waiting)
 	}
 	for _, r := range []string{dropSourceShare, dropNodeBudget} {
