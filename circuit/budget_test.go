@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -25,10 +27,14 @@ func (b *countBudget) Grow(n int) bool {
 	if b.limit > 0 && b.held+n > b.limit {
 		return false
 	}
+	b.grantLocked(n)
+	return true
+}
+
+func (b *countBudget) grantLocked(n int) {
 	b.held += n
 	b.peak = max(b.peak, b.held)
 	b.grants++
-	return true
 }
 
 func (b *countBudget) Shrink(n int) {
@@ -149,8 +155,8 @@ func holding(r *Resumable) bool {
 }
 
 // A destination whose budget refuses its buffers more memory ends the
-// circuit with ErrBufferBudget; the source sees it reset as stalled, not
-// resumed; what was granted goes back.
+// circuit with ErrBufferBudget; the source sees it reset for the budget
+// (CloseOverBudget), not resumed; what was granted goes back.
 func TestResumeBudgetRefusal(t *testing.T) {
 	g := newResumeRig(t)
 	db := &countBudget{limit: 128 << 10}
@@ -181,8 +187,9 @@ func TestResumeBudgetRefusal(t *testing.T) {
 		t.Fatalf("source Write (within its window): %v", err)
 	}
 	src.SetReadDeadline(time.Now().Add(20 * time.Second))
-	if _, err := src.Read(make([]byte, 1)); !errors.Is(err, ErrStalled) {
-		t.Fatalf("source Read: %v, want ErrStalled", err)
+	var re *ResetError
+	if _, err := src.Read(make([]byte, 1)); !errors.Is(err, ErrBufferBudget) || !errors.As(err, &re) || re.Code.Reason() != CloseOverBudget {
+		t.Fatalf("source Read: %v, want ErrBufferBudget (CloseOverBudget)", err)
 	}
 	if held, peak, _ := db.state(); held != 0 || peak > db.limit {
 		t.Errorf("budget holds %d bytes after the circuit ended, peak %d (limit %d)", held, peak, db.limit)
@@ -213,4 +220,92 @@ func TestResumeLoneCircuitWithinMaxCharge(t *testing.T) {
 		}
 		return dst.recv == int64(len(data))
 	})
+}
+
+// sendBudget is a countBudget that is a SendBudget: it refuses the
+// retransmit buffer growth beyond limit, the floor aside, and counts the
+// refusals.
+type sendBudget struct {
+	countBudget
+	refused int
+}
+
+func (b *sendBudget) GrowSend(n int, floor bool) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !floor && b.limit > 0 && b.held+n > b.limit {
+		b.refused++
+		return false
+	}
+	b.grantLocked(n)
+	return true
+}
+
+func (b *sendBudget) refusals() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.refused
+}
+
+// A Write whose retransmit buffer a SendBudget has no room for waits,
+// the circuit intact: until its deadline (a timeout), the circuit's
+// Close (net.ErrClosed), or SendRoom once the budget has room.
+func TestResumeSendBudgetHoldsWritesBack(t *testing.T) {
+	g := newResumeRig(t)
+	db := &sendBudget{countBudget: countBudget{limit: 2 * MinSendBuffer}}
+	_, src, dst := g.pair(ResumeConfig{}, ResumeConfig{Budget: db})
+	defer src.Reset(CloseCancelled)
+	data := make([]byte, 1<<20) // within the window: only the budget holds it back
+
+	dst.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	n, err := dst.Write(data)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Write past the budget: %d bytes, %v; want a timeout at the deadline", n, err)
+	}
+	if n == 0 || n > 2*MinSendBuffer || db.refusals() == 0 {
+		t.Fatalf("Write queued %d bytes, refused %d times; want some, within the budget of %d", n, db.refusals(), 2*MinSendBuffer)
+	}
+
+	// SendRoom wakes a waiting Write once the budget has room.
+	dst.SetWriteDeadline(time.Time{})
+	werr := make(chan error, 1)
+	go func() {
+		_, err := dst.Write(data[:256<<10])
+		werr <- err
+	}()
+	refused := db.refusals()
+	waitFor(t, func() bool { return db.refusals() > refused })
+	db.mu.Lock()
+	db.limit = 1 << 20
+	db.mu.Unlock()
+	dst.SendRoom()
+	select {
+	case err := <-werr:
+		if err != nil {
+			t.Fatalf("Write woken by SendRoom: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("SendRoom did not wake the Write waiting for the budget")
+	}
+
+	// Close ends a waiting Write.
+	go func() {
+		_, err := dst.Write(data)
+		werr <- err
+	}()
+	refused = db.refusals()
+	waitFor(t, func() bool { return db.refusals() > refused })
+	dst.Close()
+	select {
+	case err := <-werr:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Write waiting for the budget at Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end the Write waiting for the budget")
+	}
+	if _, peak, _ := db.state(); peak > 1<<20 {
+		t.Errorf("budget peak %d, over its limit", peak)
+	}
 }

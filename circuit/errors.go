@@ -164,6 +164,11 @@ const (
 	// unread: its reader made no progress while the stalled circuits of
 	// the link could hold more than half of the link's receive window.
 	CloseStalled uint64 = 9
+	// CloseOverBudget: the destination's budget of the buffers of
+	// resumable circuits had no room for what the circuit was sent (its
+	// source's share or the node's budget was full), or took its share
+	// back (ErrBufferBudget).
+	CloseOverBudget uint64 = 10
 )
 
 var closeNames = [...]string{
@@ -171,7 +176,8 @@ var closeNames = [...]string{
 	CloseShuttingDown: "shutting down", CloseInternal: "internal error",
 	CloseProtocol: "protocol error", CloseUnavailable: "service unavailable",
 	CloseTimeout: "timed out at a relay", CloseDenied: "refused by policy",
-	CloseStalled: "reader stalled (link buffer reclaimed)",
+	CloseStalled:    "reader stalled (link buffer reclaimed)",
+	CloseOverBudget: "resumable circuit buffers over budget",
 }
 
 // CloseName names a close-reason code as a reset carries it ("link lost",
@@ -219,7 +225,7 @@ func atHop(code uint64, hop int) uint64 { return uint64(CloseCode(code).At(hop))
 // ResetError is how a circuit's Read and Write report a stream reset: the
 // close code (reason and the hop that produced it) and whether it came from
 // the other side. errors.Is matches ErrLinkLost, ErrShuttingDown,
-// ErrStalled and ErrRefusedByPolicy by reason, wherever on the path the reset began; errors.As
+// ErrStalled, ErrRefusedByPolicy and ErrBufferBudget by reason, wherever on the path the reset began; errors.As
 // also finds the underlying *links.StreamResetError.
 type ResetError struct {
 	Code   CloseCode
@@ -251,6 +257,8 @@ func (e *ResetError) Is(target error) bool {
 		return e.Code.Reason() == CloseShuttingDown
 	case ErrStalled:
 		return e.Code.Reason() == CloseTimeout || e.Code.Reason() == CloseStalled
+	case ErrBufferBudget:
+		return e.Code.Reason() == CloseOverBudget
 	}
 	return false
 }

@@ -40,10 +40,11 @@ var (
 	// while this end waited for an acknowledgement or a pong (a relay
 	// that stopped forwarding); the circuit resumes on another path.
 	ErrNoProgress = errors.New("circuit: the path made no progress")
-	// ErrBufferBudget: the circuit's buffers would have grown beyond what
-	// its ResumeBudget grants, or the budget's owner took the circuit's
-	// share back (Abort). The path is reset with CloseStalled: the other
-	// end sees ErrStalled.
+	// ErrBufferBudget: the circuit's receive buffers would have grown
+	// beyond what its ResumeBudget grants (or, without a SendBudget, its
+	// retransmit buffer), or the budget's owner took the circuit's share
+	// back (Abort). The path is reset with CloseOverBudget: the other end
+	// sees ErrBufferBudget too.
 	ErrBufferBudget = errors.New("circuit: the resumable circuit's buffers are over budget")
 	// ErrResumeLoop: MaxResumesWithoutProgress resumed paths in a row
 	// failed before anything moved on them (a relay on the path that
@@ -65,6 +66,27 @@ type ResumeBudget interface {
 	Grow(n int) bool
 	// Shrink gives back n bytes granted by Grow.
 	Shrink(n int)
+}
+
+// SendBudget is a ResumeBudget that holds this end's Writes back when the
+// retransmit buffer would grow beyond it, instead of ending the circuit:
+// that buffer holds what this end's application wrote and the other end
+// did not acknowledge yet, and the application can wait for room in it
+// as it waits when the window is full. The receive buffers are charged
+// with Grow as with any ResumeBudget: the other end was granted the
+// window and cannot be held back.
+type SendBudget interface {
+	ResumeBudget
+	// GrowSend asks for n more bytes for the retransmit buffer; false
+	// refuses them for now, and the Write that asked waits until
+	// Resumable.SendRoom says the budget may have room again (the budget
+	// must then call it once it has, for every circuit it refused since
+	// its last call), the window changes, or its deadline passes. With
+	// floor (the buffer would hold at most MinSendBuffer bytes) it must
+	// grant them, even beyond its bounds: the least every circuit holds,
+	// so that none waits for another's room forever. It is called with
+	// the circuit's lock held, like Grow.
+	GrowSend(n int, floor bool) bool
 }
 
 // ResendBudget is a ResumeBudget that is also charged with what resumes
@@ -93,6 +115,9 @@ const (
 	// received records it may keep unread (at most heldRecords times
 	// seal.MaxRecord bytes).
 	MaxResumeCharge = 2*DefaultResumeWindow + max(1, DefaultResumeWindow/heldShare/seal.MaxRecord)*seal.MaxRecord
+	// MinSendBuffer is the retransmit buffer a SendBudget always grants
+	// (GrowSend's floor): one record's data.
+	MinSendBuffer = seal.MaxData
 )
 
 // heldShare: a circuit keeps received records unread in the buffers they
@@ -175,8 +200,9 @@ type ResumeConfig struct {
 	// the detection off.
 	ProgressTimeout time.Duration
 	// Budget, when set, is charged with the memory of the circuit's
-	// buffers (see ResumeBudget), and, if it is a ResendBudget, with what
-	// resumes have the circuit send again.
+	// buffers (see ResumeBudget); if it is a SendBudget, Writes wait for
+	// it instead of ending the circuit; if it is a ResendBudget, it is
+	// charged with what resumes have the circuit send again.
 	Budget ResumeBudget
 	// Early (source): the first path is an early circuit, whose first
 	// Write travels with the open; the hello then waits for the first
@@ -306,7 +332,8 @@ type Resumable struct {
 
 	// The share of cfg.Budget the buffers hold (see sized).
 	charged    int
-	overBudget bool // a Grow was refused: the circuit ends
+	overBudget bool       // a Grow was refused: the circuit ends
+	sendBudget SendBudget // cfg.Budget, when it is one
 }
 
 var _ net.Conn = (*Resumable)(nil)
@@ -394,6 +421,7 @@ func newResumable(p Path, local, remote net.Addr, cfg ResumeConfig) *Resumable {
 	r.sbuf.max, r.rq.max = cfg.Window, cfg.Window
 	if cfg.Budget != nil {
 		r.sbuf.sized, r.rq.sized = r, r
+		r.sendBudget, _ = cfg.Budget.(SendBudget)
 	}
 	return r
 }
@@ -1676,6 +1704,53 @@ func (r *Resumable) sizedLocked(delta int) {
 	}
 }
 
+// sendRoomLocked is how many of the k bytes a Write may queue in the
+// retransmit buffer now: all when they fit its buffer, or when the
+// SendBudget grants the buffer they need; else as many as fit the next
+// size up if granted, or the buffer as it is (0 when full: the Write
+// waits). Without a SendBudget, all (the buffer grows, and a refusal
+// ends the circuit). r.mu held.
+func (r *Resumable) sendRoomLocked(k int) int {
+	q := &r.sbuf
+	if r.sendBudget == nil || r.ended || q.n+k <= len(q.buf) {
+		return k
+	}
+	if size := q.sizeFor(k); r.growSendLocked(size) {
+		return k
+	}
+	if size := q.nextSize(); size > 0 && size < q.sizeFor(k) && r.growSendLocked(size) {
+		return min(k, size-q.n)
+	}
+	return len(q.buf) - q.n
+}
+
+// growSendLocked moves the retransmit buffer to one of size bytes if the
+// SendBudget grants the growth, charged as the ring's growth would be.
+// r.mu held.
+func (r *Resumable) growSendLocked(size int) bool {
+	q := &r.sbuf
+	delta := size - len(q.buf)
+	if !r.sendBudget.GrowSend(delta, size <= MinSendBuffer) {
+		return false
+	}
+	r.charged += delta
+	q.sized = nil // charged above
+	q.resize(size)
+	q.sized = r
+	return true
+}
+
+// SendRoom tells the circuit that its SendBudget may have room again: its
+// Writes waiting for it ask again. It takes the circuit's lock: the
+// budget must not call it while a circuit's lock or its own is held.
+func (r *Resumable) SendRoom() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.roomWaiters > 0 {
+		r.cond.Broadcast()
+	}
+}
+
 // budgetErr is the failure of a circuit whose buffers went over budget.
 func (r *Resumable) budgetErr() error {
 	return fmt.Errorf("%w (circuit with %s)", ErrBufferBudget, r.remote)
@@ -1836,7 +1911,7 @@ func (r *Resumable) failLocked(err error) {
 	case errors.Is(err, ErrIntegrity):
 		code = CloseProtocol
 	case errors.Is(err, ErrBufferBudget):
-		code = CloseStalled
+		code = CloseOverBudget
 	}
 	r.abortLocked(code, err)
 }
@@ -2130,8 +2205,13 @@ func (r *Resumable) Write(b []byte) (int, error) {
 		if !r.writeDL.IsZero() && !time.Now().Before(r.writeDL) {
 			return n, r.opError("write", os.ErrDeadlineExceeded)
 		}
-		room := int64(r.cfg.Window) - (r.written - r.credit)
-		if room <= 0 {
+		k := 0
+		if room := int64(r.cfg.Window) - (r.written - r.credit); room > 0 {
+			k = r.sendRoomLocked(int(min(room, int64(len(b)-n))))
+		}
+		if k == 0 {
+			// The window is full, or the budget has no room for the
+			// retransmit buffer to grow (SendRoom wakes then).
 			r.roomWaiters++
 			err := r.waitLocked(r.writeDL, "write")
 			r.roomWaiters--
@@ -2140,10 +2220,9 @@ func (r *Resumable) Write(b []byte) (int, error) {
 			}
 			continue
 		}
-		k := int(min(room, int64(len(b)-n)))
 		r.sbuf.push(b[n : n+k])
 		if r.overBudget {
-			r.abortLocked(CloseStalled, r.budgetErr())
+			r.abortLocked(CloseOverBudget, r.budgetErr())
 			return n, r.opError("write", r.err)
 		}
 		r.written += int64(k)

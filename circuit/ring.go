@@ -178,6 +178,12 @@ func (q *ring) grow(k int) {
 	if q.n+k <= len(q.buf) {
 		return
 	}
+	q.resize(q.sizeFor(k))
+}
+
+// sizeFor is the size of the buffer grow takes to make room for k more
+// bytes than the queue holds.
+func (q *ring) sizeFor(k int) int {
 	size := max(minRing, len(q.buf))
 	if q.buf == nil {
 		// A queue that emptied and fills again starts at the size its
@@ -191,6 +197,26 @@ func (q *ring) grow(k int) {
 	if q.max > 0 {
 		size = max(min(size, q.max), q.n+k)
 	}
+	return size
+}
+
+// nextSize is the least size above the buffer's that grow takes, 0 when
+// the buffer is as large as it grows.
+func (q *ring) nextSize() int {
+	switch {
+	case q.buf == nil:
+		return minRing
+	case q.max > 0 && len(q.buf) >= q.max:
+		return 0
+	case q.max > 0:
+		return min(2*len(q.buf), q.max)
+	}
+	return 2 * len(q.buf)
+}
+
+// resize moves what the queue holds to a buffer of size bytes, at least
+// what it holds.
+func (q *ring) resize(size int) {
 	nb, nh := getRing(size)
 	if q.sized != nil {
 		q.sized.sizedLocked(len(nb) - len(q.buf))

@@ -25,7 +25,9 @@ const (
 )
 
 // Reasons a resumable circuit was ended by the budget, the label of
-// circuitmesh_resume_budget_drops_total.
+// circuitmesh_resume_budget_drops_total. What a circuit receives is
+// budgeted by ending it (the other end was granted its window and cannot
+// be held back); what it sends, by holding its Writes back (GrowSend).
 const (
 	dropSourceShare  = "source_share"  // its source's share was full
 	dropNodeBudget   = "node_budget"   // the node's budget was full and its source held the most
@@ -46,6 +48,11 @@ const (
 // bytes, holding perSource and earning resendRate a second, that each
 // resume taken draws on, into debt if need be; while a source's bucket is
 // in debt its resume opens are refused overloaded (resendDebt, respond).
+//
+// A circuit's retransmit buffer, which this node's application fills, is
+// not a reason to end it: its Writes wait for room instead (GrowSend),
+// and the circuits refused room are woken (evictLoop, SendRoom) when
+// bytes come back.
 type resumeBudget struct {
 	max, perSource                int
 	maxParked, maxParkedPerSource int
@@ -65,7 +72,13 @@ type resumeBudget struct {
 	// refill (see bucketOf).
 	resend map[string]*bucket.Bucket
 	evict  []*budgetAccount // ended by the budget, for evictLoop to abort
-	kick   chan struct{}    // evict has work (capacity 1)
+	kick   chan struct{}    // evict has work, or wake is set (capacity 1)
+	// The accounts whose Writes GrowSend refused since they were last
+	// granted (budgetAccount.waiting), and whether bytes came back since
+	// evictLoop last woke them.
+	waiting  int
+	wake     bool
+	accounts int // open accounts
 }
 
 // budgetSource is what one source's circuits hold.
@@ -73,6 +86,7 @@ type budgetSource struct {
 	name     string
 	bytes    int
 	parked   int
+	waiting  int // accounts waiting for room for their retransmit buffer
 	accounts map[*budgetAccount]struct{}
 }
 
@@ -83,6 +97,7 @@ type budgetAccount struct {
 	bytes    int       // guarded by b.mu, like the rest
 	parkedAt time.Time // zero unless waiting for a resume
 	dead     bool      // ended (or being ended) by the budget, or gone
+	waiting  bool      // GrowSend refused it room it has not been granted since
 	conn     *circuit.Resumable
 	closed   func() bool // whether conn's application closed it (conn.AppClosed); nil before bind
 	why      error       // why the budget ends it
@@ -149,6 +164,7 @@ func (b *resumeBudget) open(source string) *budgetAccount {
 	}
 	a := &budgetAccount{b: b, src: s}
 	s.accounts[a] = struct{}{}
+	b.accounts++
 	return a
 }
 
@@ -195,6 +211,65 @@ func (a *budgetAccount) Grow(n int) bool {
 	return true
 }
 
+// GrowSend grants n bytes to the retransmit buffer of a's circuit
+// (circuit.SendBudget) if, with them, its source holds at most its
+// share less a sixteenth and the node its budget less a sixteenth
+// (sendCap): that sixteenth stays for what circuits receive, whose growth
+// ends them when refused; at the default share, a first receive buffer
+// (4 KiB) for each of the 1,024 circuits a source may have. While
+// circuits wait for room, one that would hold more than its part of what
+// sends may hold (divided among its source's circuits, and among all)
+// waits its turn too, so that the bytes given back go
+// to those that wait rather than to the circuits already holding the
+// most. A refused account is woken (SendRoom) when bytes come back. The
+// floor is granted always, even beyond the bounds: each circuit's least
+// buffer, so that every circuit moves and none waits for another.
+func (a *budgetAccount) GrowSend(n int, floor bool) bool {
+	b := a.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if a.dead {
+		return false // being ended: evictLoop aborts it
+	}
+	if !floor && !b.sendFitsLocked(a, n) {
+		if !a.waiting {
+			a.waiting = true
+			a.src.waiting++
+			b.waiting++
+		}
+		return false
+	}
+	a.stopWaitingLocked()
+	a.bytes += n
+	a.src.bytes += n
+	b.total += n
+	return true
+}
+
+// sendFitsLocked is GrowSend's bounds, the floor aside.
+func (b *resumeBudget) sendFitsLocked(a *budgetAccount, n int) bool {
+	srcCap, nodeCap := sendCap(b.perSource), sendCap(b.max)
+	if a.src.bytes+n > srcCap || b.total+n > nodeCap {
+		return false
+	}
+	if b.waiting > 0 && !a.waiting {
+		part := min(srcCap/len(a.src.accounts), nodeCap/b.accounts)
+		return a.bytes+n <= part
+	}
+	return true
+}
+
+// sendCap is what of a bound retransmit buffers may fill.
+func sendCap(bound int) int { return bound - bound/16 }
+
+func (a *budgetAccount) stopWaitingLocked() {
+	if a.waiting {
+		a.waiting = false
+		a.src.waiting--
+		a.b.waiting--
+	}
+}
+
 // Shrink gives back n bytes (an ended account already gave back all).
 func (a *budgetAccount) Shrink(n int) {
 	b := a.b
@@ -204,6 +279,16 @@ func (a *budgetAccount) Shrink(n int) {
 	a.bytes -= n
 	a.src.bytes -= n
 	b.total -= n
+	b.freedLocked()
+}
+
+// freedLocked: bytes came back; evictLoop wakes the circuits waiting for
+// room, if any.
+func (b *resumeBudget) freedLocked() {
+	if b.waiting > 0 && !b.wake {
+		b.wake = true
+		b.kickLoop()
+	}
 }
 
 // Resend draws n positions that a resume has the circuit send again from
@@ -323,24 +408,32 @@ func (a *budgetAccount) unparkLocked() {
 	}
 }
 
-// close: the circuit ended; what it still holds goes back.
-func (a *budgetAccount) close() {
+// close: the circuit ended; what it still holds goes back. It returns
+// why the budget ended it, nil if it did not.
+func (a *budgetAccount) close() error {
 	a.b.mu.Lock()
 	defer a.b.mu.Unlock()
 	a.b.forgetLocked(a)
+	return a.why
 }
 
 // forgetLocked takes a out of the budget.
 func (b *resumeBudget) forgetLocked(a *budgetAccount) {
+	if _, ok := a.src.accounts[a]; !ok {
+		return // already
+	}
 	a.dead = true
 	a.unparkLocked()
+	a.stopWaitingLocked()
 	a.src.bytes -= a.bytes
 	b.total -= a.bytes
 	a.bytes = 0
 	delete(a.src.accounts, a)
+	b.accounts--
 	if len(a.src.accounts) == 0 && b.sources[a.src.name] == a.src {
 		delete(b.sources, a.src.name)
 	}
+	b.freedLocked()
 }
 
 // endLocked takes a out of the budget at once and has evictLoop end its
@@ -400,8 +493,10 @@ func (s *budgetSource) oldestParkedLocked(closed bool) *budgetAccount {
 	return v
 }
 
-// evictLoop ends the circuits the budget took out: outside the budget's
-// lock and the circuits' own (Grow and park run under the latter).
+// evictLoop ends the circuits the budget took out, and wakes those
+// waiting for room for their retransmit buffer once bytes came back:
+// outside the budget's lock and the circuits' own (Grow, GrowSend and
+// park run under the latter).
 func (b *resumeBudget) evictLoop(done <-chan struct{}) {
 	for {
 		select {
@@ -425,9 +520,26 @@ func (b *resumeBudget) evictLoop(done <-chan struct{}) {
 		}
 		clear(b.evict[len(later):])
 		b.evict = later
+		var wake []*circuit.Resumable
+		if b.wake {
+			b.wake = false
+			for _, s := range b.sources {
+				if s.waiting == 0 {
+					continue
+				}
+				for a := range s.accounts {
+					if a.waiting && a.conn != nil {
+						wake = append(wake, a.conn)
+					}
+				}
+			}
+		}
 		b.mu.Unlock()
 		for _, v := range ready {
-			v.conn.Abort(circuit.CloseStalled, v.why)
+			v.conn.Abort(circuit.CloseOverBudget, v.why)
+		}
+		for _, r := range wake {
+			r.SendRoom()
 		}
 	}
 }

@@ -193,7 +193,7 @@ func (p *budgetPeak) end() (node, src int) {
 // in all; with -short two peers, two circuits each) while an honest peer h
 // sends 4 MiB through d's echo and back. d's resumable buffers stay
 // within its budget (24 MiB, 12 MiB a source; with -short 12 and 9), the
-// attackers' circuits are reset (they see ErrStalled, d counts the
+// attackers' circuits are reset (they see ErrBufferBudget, d counts the
 // drops), h's circuit opens resumable and comes back intact, and once the
 // attack ends d's account is back to zero.
 func TestAttackResumeBuffers(t *testing.T) {
@@ -247,13 +247,13 @@ func TestAttackResumeBuffers(t *testing.T) {
 	stalled := 0
 	for _, a := range attackers {
 		for _, err := range a.ended() {
-			if errors.Is(err, circuit.ErrStalled) {
+			if errors.Is(err, circuit.ErrBufferBudget) {
 				stalled++
 			}
 		}
 	}
 	if stalled == 0 {
-		t.Errorf("no attacker circuit was reset with ErrStalled")
+		t.Errorf("no attacker circuit was reset with ErrBufferBudget")
 	}
 	waitFor(t, "d's account to return to zero", 30*time.Second, func() bool {
 		u := d.rbudget.usage()
@@ -514,5 +514,51 @@ func TestResumeBudgetParkedClosedFirst(t *testing.T) {
 	park(s3)
 	if got, want := dead(s0, s2, s3), []bool{true, false, false}; !slices.Equal(got, want) {
 		t.Errorf("with no closed circuit left, ended (s0 s2 s3) %v, want %v: s's oldest", got, want)
+	}
+}
+
+// The retransmit buffers' policy: they grow within the share less a
+// sixteenth (which stays for what circuits receive); a refusal marks the
+// circuit waiting and ends nothing; the floor is granted beyond the
+// bounds; bytes given back while circuits wait have evictLoop wake them;
+// and while one waits, a circuit holding its part already waits too.
+func TestResumeBudgetSendPolicy(t *testing.T) {
+	b := testBudget(t, Limits{ResumeBuffer: 1000, ResumeBufferPerSource: 320}) // 300 for sends
+	a1, a2 := b.open("a"), b.open("a")
+	if !a1.GrowSend(150, false) {
+		t.Fatal("growth within the share refused")
+	}
+	if a2.GrowSend(200, false) {
+		t.Fatal("growth past the share less a sixteenth granted")
+	}
+	if a2.dead || !a2.waiting || b.waiting != 1 {
+		t.Fatalf("refused growth: dead %v, waiting %v (%d in all); want a waiting circuit", a2.dead, a2.waiting, b.waiting)
+	}
+	if !a2.GrowSend(300, true) || a2.waiting {
+		t.Fatal("the floor was refused, or left the circuit waiting")
+	}
+	a2.Shrink(300)
+	if a2.GrowSend(200, false) || b.wake {
+		t.Fatalf("growth past the share less a sixteenth granted, or a wake due with nothing given back (%v)", b.wake)
+	}
+	a1.Shrink(150)
+	if !b.wake {
+		t.Error("bytes given back while a circuit waits: no wake due")
+	}
+	if a1.GrowSend(160, false) {
+		t.Error("a circuit grew past its part while another waits")
+	}
+	if !a2.GrowSend(200, false) || a2.waiting || !a1.waiting {
+		t.Errorf("the waiting circuit was not granted its turn (waiting %v), or the other does not wait (%v)", a2.waiting, a1.waiting)
+	}
+	for _, r := range []string{dropSourceShare, dropNodeBudget} {
+		if v := counterValue(b.drops.WithLabelValues(r)); v != 0 {
+			t.Errorf("%s drops: %v, want none", r, v)
+		}
+	}
+	a1.close()
+	a2.close()
+	if u := b.usage(); u.bytes != 0 || u.circuits != 0 || b.waiting != 0 || b.accounts != 0 {
+		t.Errorf("after both ended: %d bytes, %d circuits, %d waiting, %d accounts", u.bytes, u.circuits, b.waiting, b.accounts)
 	}
 }

@@ -115,7 +115,7 @@ func (n *Node) resumeConfig(role, peer string, acct *budgetAccount) (circuit.Res
 		Budget:  budgetOf(acct),
 		OnEnd: func() {
 			if acct != nil {
-				acct.close()
+				n.closeAccount(acct, peer)
 			}
 			n.resumables.remove(entry)
 		},
@@ -143,6 +143,17 @@ func (n *Node) resumeConfig(role, peer string, acct *budgetAccount) (circuit.Res
 			n.log.Debug("circuit resumed on a new path", "role", role, "stall", ev.Stall, "attempts", ev.Attempts, "cause", ev.Cause)
 		},
 	}, entry
+}
+
+// closeAccount gives back what a destination's circuit held in the
+// budget and, when the budget ended it, says so: once per source a
+// minute, as a source can have its circuits send here more than its
+// share as often as it likes.
+func (n *Node) closeAccount(acct *budgetAccount, source string) {
+	if why := acct.close(); why != nil {
+		n.limits.floods.Warn("overbudget:"+source, "resumable circuit reset: its buffers were over budget",
+			"source", source, "err", why)
+	}
 }
 
 // markPathFailed records a failed path's failure for its span.
