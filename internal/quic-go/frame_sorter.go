@@ -44,6 +44,12 @@ const (
 	sorterCopyThreshold = 512
 	// sorterMaxOwnedBuffer bounds the size of a merged, sorter-owned buffer.
 	sorterMaxOwnedBuffer = 4096
+	// sorterCopyMax bounds the queued data a merge copies when the entry
+	// it copies is larger than what it merges into: a merge otherwise
+	// copies the smaller side into the larger, so that a peer sending
+	// 1-byte frames in reverse order does not make each one copy up to
+	// sorterMaxOwnedBuffer bytes.
+	sorterCopyMax = 256
 )
 
 type frameSorterEntry struct {
@@ -62,11 +68,13 @@ type frameBudget struct {
 }
 
 // newFrameBudget returns the budget for a connection whose receive window may
-// grow to maxConnWindow: 4 entries per KiB of window, at least 65536. Honest
+// grow to maxConnWindow: 8 entries per KiB of window, at least 65536. Honest
 // traffic stays far below it: a stalled reader with a full window of
-// full-size frames holds about one entry per 1.2 KiB of window.
+// full-size frames holds about one entry per 1.2 KiB of window, and the
+// densest honest pattern, 1-byte and 512-byte frames in turn, 2 per 513
+// bytes (frames of 512 bytes and more are never merged).
 func newFrameBudget(maxConnWindow protocol.ByteCount) *frameBudget {
-	return &frameBudget{max: max(65536, 4*int64(maxConnWindow/1024))}
+	return &frameBudget{max: max(65536, 8*int64(maxConnWindow/1024))}
 }
 
 var errTooManyBufferedFrames = &qerr.TransportError{
@@ -233,7 +241,10 @@ func (s *frameSorter) push(data []byte, offset protocol.ByteCount, doneCb func()
 		return errors.New("too many gaps in received data")
 	}
 
-	if s.copySmall && len(data) < sorterCopyThreshold {
+	// A frame at the read position with nothing queued is read next (the
+	// reader keeps up): it takes upstream's path, uncopied, and at most one
+	// such entry is queued ahead of the owned ones.
+	if s.copySmall && len(data) < sorterCopyThreshold && (start != s.readPos || len(s.queue) > 0) {
 		s.storeOwned(start, data)
 		if doneCb != nil {
 			doneCb()
@@ -255,6 +266,10 @@ func (s *frameSorter) storeOwned(start protocol.ByteCount, data []byte) {
 	end := start + protocol.ByteCount(len(data))
 	next, hasNext := s.queue[end]
 	hasNext = hasNext && next.owned && len(data)+len(next.Data) <= sorterMaxOwnedBuffer
+	// mergeNext: whether an entry of n bytes takes next in, copying it.
+	mergeNext := func(n int) bool {
+		return hasNext && n+len(next.Data) <= sorterMaxOwnedBuffer && (len(next.Data) <= max(n, sorterCopyMax))
+	}
 
 	if prevStart, ok := s.ownedEnds[start]; ok {
 		prev := s.queue[prevStart]
@@ -262,7 +277,7 @@ func (s *frameSorter) storeOwned(start protocol.ByteCount, data []byte) {
 			// Extend prev in place: same key, same count.
 			delete(s.ownedEnds, start)
 			prev.Data = append(prev.Data, data...)
-			if hasNext && len(prev.Data)+len(next.Data) <= sorterMaxOwnedBuffer {
+			if mergeNext(len(prev.Data)) {
 				s.deleteEntry(end, next)
 				prev.Data = append(prev.Data, next.Data...)
 			}
@@ -271,6 +286,7 @@ func (s *frameSorter) storeOwned(start protocol.ByteCount, data []byte) {
 			return
 		}
 	}
+	hasNext = mergeNext(len(data))
 	size := len(data)
 	if hasNext {
 		size += len(next.Data)

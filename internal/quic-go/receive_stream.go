@@ -154,11 +154,15 @@ func (s *ReceiveStream) isNewlyCompleted() bool {
 	// We're done with the stream if it was cancelled locally...
 	if s.cancelledLocally {
 		s.completed = true
+		s.frameQueue.drop() // circuitmesh: release what is still queued
 		return true
 	}
 	// ... or if the error (either io.EOF or the reset error) was read
 	if s.errorRead {
 		s.completed = true
+		// circuitmesh: frames beyond a partial-delivery reset's reliable
+		// size are still queued, and would stay counted.
+		s.frameQueue.drop()
 		return true
 	}
 	return false
@@ -517,6 +521,11 @@ func (s *ReceiveStream) handleResetStreamFrameImpl(frame *wire.ResetStreamFrame,
 	}
 	// ignore duplicate RESET_STREAM frames for this stream (after checking their final offset)
 	if s.cancelledRemotely {
+		if s.isRemoteCancellationEffective() {
+			// circuitmesh: a lower reliable size may have made the reset
+			// take effect: nothing queued can be read any more.
+			s.frameQueue.drop()
+		}
 		return nil
 	}
 
