@@ -40,11 +40,7 @@ func (l *quicLink) readLoop() {
 			src.read = false
 			now = time.Now()
 			l.heard(now)
-			if stalledSince(&l.lastTick, l.t.cfg.ProbeInterval, now) {
-				l.gaps.restart(now)
-			} else {
-				l.gaps.observe(now)
-			}
+			l.gaps.observe(now)
 		}
 		switch f.typ {
 		case frameRouting:
@@ -84,7 +80,15 @@ func (l *quicLink) readLoop() {
 }
 
 // heard records a sign of life at t (never moving backwards).
-func (l *quicLink) heard(t time.Time) { heardAt(&l.lastHeard, t) }
+func (l *quicLink) heard(t time.Time) {
+	n := t.UnixNano()
+	for {
+		old := l.lastHeard.Load()
+		if n <= old || l.lastHeard.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
 
 func (l *quicLink) readFailed(err error) {
 	if l.Err() != nil {
@@ -184,24 +188,26 @@ func (l *quicLink) probeLoop() {
 	defer stop()
 	floor := time.Duration(cfg.ProbeMisses) * cfg.ProbeInterval
 	var seq uint64
-	// The account of the peer's silence keeps the longest delay of this
-	// process measured since the peer was heard: how late a tick ran,
-	// from when it was due to after a yield. A goroutine that carries the
-	// peer's frames here may have waited that long at each queue it
-	// crossed, whether the run queue was long at that moment (the yield)
-	// or the process was not run at all (the timer's delay: under a CPU
-	// quota, the process is stopped once it used its share of a period,
-	// and its timers fire when the next period begins): either way the
-	// silence is this process's, not the peer's. The yield alone missed
-	// the quota's stops: a timer fires first when the process runs again,
-	// its yield then takes microseconds, and its ticks, each as late as
-	// the last, stay one interval apart, so the ticks' lateness misses
-	// them too.
+	prev := time.Now()
+	var late time.Duration // how late our own ticks ran since we last heard the peer
+	// The longest delay of this process measured since then, -1 before
+	// the first: how late a tick ran, from when it was due to after a
+	// yield. A goroutine that carries the peer's frames here may have
+	// waited that long at each queue it crossed, whether the run queue
+	// was long at that moment (the yield) or the process was not run at
+	// all (the timer's delay: under a CPU quota, the process is stopped
+	// once it used its share of a period, and its timers fire when the
+	// next period begins): either way the silence is this process's, not
+	// the peer's. The yield alone missed the quota's stops: a timer fires
+	// first when the process runs again, its yield then takes
+	// microseconds, and its ticks, each as late as the last, stay one
+	// interval apart, so late (below) misses them too.
 	// (The shortest wait, used before, let a single quiet tick among busy
 	// ones shrink the allowance back to the floor: a relay under a flood
 	// of stalled circuits, its peers in the same process, declared them
 	// dead at 963 ms.)
-	acct := newSilence(cfg.ProbeInterval, &l.lastHeard, &l.lastTick, &l.gaps, time.Now(), l.conn.ConnectionStats().PacketsReceived)
+	wait := time.Duration(-1)
+	heardAt := l.lastHeard.Load()
 	for {
 		select {
 		case <-l.done:
@@ -215,12 +221,35 @@ func (l *quicLink) probeLoop() {
 			// time to after the yield adds the timer's own delay.
 			runtime.Gosched()
 			now := time.Now()
-			silent, wait := acct.tick(now, due, l.conn.ConnectionStats().PacketsReceived)
+			// Packets arriving also prove the peer alive: under heavy
+			// load a probe reply may queue behind circuit data.
+			// They arrived after the previous tick: count them from then.
+			if recv := l.conn.ConnectionStats().PacketsReceived; recv != l.lastRecv {
+				l.lastRecv = recv
+				l.heard(prev)
+			}
+			// A tick that runs two intervals late or more means this
+			// process was not scheduled (CPU starvation): it cannot tell a
+			// silent peer from its own stall, so the peer gets a fresh
+			// window from now. A dead peer is then detected one window
+			// after the stall, never falsely.
+			if now.Sub(prev) > 3*cfg.ProbeInterval {
+				l.heard(now)
+			}
+			// Smaller delays of our own ticks are not the peer's silence
+			// either: they are taken off it.
+			if h := l.lastHeard.Load(); h != heardAt {
+				heardAt, late, wait = h, 0, -1
+			}
+			late += max(now.Sub(prev)-cfg.ProbeInterval, 0)
+			wait = max(wait, now.Sub(due))
+			prev = now
+			silent := now.Sub(time.Unix(0, heardAt)) - late
 			if deadAfter := l.allowance(floor, wait); silent > deadAfter {
 				reason := fmt.Sprintf("no answer from %s for %v (%d probes missed)", l.hello.Node, silent.Round(time.Millisecond), int(silent/cfg.ProbeInterval))
 				l.t.cfg.Logger.Warn("link dead", "peer", l.hello.Node, "remote", l.conn.RemoteAddr().String(), "silent", silent, "own_delay", wait)
-				l.deadAllow, l.deadLate = deadAfter, acct.late
-				l.deadAt, l.deadFrom = now, time.Unix(0, acct.at)
+				l.deadAllow, l.deadLate = deadAfter, late
+				l.deadAt, l.deadFrom = now, time.Unix(0, heardAt)
 				l.down(fmt.Errorf("link to %s: %w: %s", l.hello.Node, ErrLinkLost, reason), codeLost, reason)
 				return
 			}

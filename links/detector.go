@@ -60,17 +60,6 @@ func (d *gapDetector) observe(t time.Time) {
 	d.dev = max(d.dev, diff)
 }
 
-// restart times the next gap from t, if later than the last sign of
-// life, without learning the gap up to t: this process was stopped until
-// then (a stall of its own, which a probe tick saw).
-func (d *gapDetector) restart(t time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if t.After(d.last) {
-		d.last = t
-	}
-}
-
 // seed starts the estimate from the link's handshake, which took hs: the
 // first frames of the peer come after it finished its side of the
 // handshake and started its loops, so the first of them may come as late

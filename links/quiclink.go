@@ -66,7 +66,7 @@ type quicLink struct {
 	quality   atomic.Pointer[Quality]
 	meter     *qualityMeter // used by probeLoop only
 	lastHeard atomic.Int64  // unix nanos of the last frame or packet from the peer
-	lastTick  atomic.Int64  // unix nanos of the probe loop's latest tick (0 before it starts)
+	lastRecv  uint64        // QUIC packets received at the last probe tick (probeLoop only)
 	draining  atomic.Bool   // the peer said it is draining (cost pinned to the maximum)
 	gaps      gapDetector   // spread of the gaps between the peer's control frames
 	byeSeen   atomic.Bool   // the peer ended the link on purpose (goodbye, duplicate)
