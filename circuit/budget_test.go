@@ -223,11 +223,12 @@ func TestResumeLoneCircuitWithinMaxCharge(t *testing.T) {
 }
 
 // sendBudget is a countBudget that is a SendBudget: it refuses the
-// retransmit buffer growth beyond limit, the floor aside, and counts the
-// refusals.
+// retransmit buffer growth beyond limit, the floor aside, counts the
+// refusals, and whether the circuit waits for room it refused.
 type sendBudget struct {
 	countBudget
 	refused int
+	waiting bool
 }
 
 func (b *sendBudget) GrowSend(n int, floor bool) bool {
@@ -235,10 +236,24 @@ func (b *sendBudget) GrowSend(n int, floor bool) bool {
 	defer b.mu.Unlock()
 	if !floor && b.limit > 0 && b.held+n > b.limit {
 		b.refused++
+		b.waiting = true
 		return false
 	}
+	b.waiting = false
 	b.grantLocked(n)
 	return true
+}
+
+func (b *sendBudget) StopWaiting() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.waiting = false
+}
+
+func (b *sendBudget) waits() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.waiting
 }
 
 func (b *sendBudget) refusals() int {
@@ -249,7 +264,8 @@ func (b *sendBudget) refusals() int {
 
 // A Write whose retransmit buffer a SendBudget has no room for waits,
 // the circuit intact: until its deadline (a timeout), the circuit's
-// Close (net.ErrClosed), or SendRoom once the budget has room.
+// Close (net.ErrClosed), or SendRoom once the budget has room. A Write
+// that returns without the room tells the budget it no longer waits.
 func TestResumeSendBudgetHoldsWritesBack(t *testing.T) {
 	g := newResumeRig(t)
 	db := &sendBudget{countBudget: countBudget{limit: 2 * MinSendBuffer}}
@@ -265,6 +281,9 @@ func TestResumeSendBudgetHoldsWritesBack(t *testing.T) {
 	}
 	if n == 0 || n > 2*MinSendBuffer || db.refusals() == 0 {
 		t.Fatalf("Write queued %d bytes, refused %d times; want some, within the budget of %d", n, db.refusals(), 2*MinSendBuffer)
+	}
+	if db.waits() {
+		t.Fatal("the Write returned at its deadline, and the budget still keeps the circuit's turn")
 	}
 
 	// SendRoom wakes a waiting Write once the budget has room.
@@ -304,6 +323,9 @@ func TestResumeSendBudgetHoldsWritesBack(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not end the Write waiting for the budget")
+	}
+	if db.waits() {
+		t.Error("the Write ended by Close, and the budget still keeps the circuit's turn")
 	}
 	if _, peak, _ := db.state(); peak > 1<<20 {
 		t.Errorf("budget peak %d, over its limit", peak)

@@ -87,6 +87,11 @@ type SendBudget interface {
 	// so that none waits for another's room forever. It is called with
 	// the circuit's lock held, like Grow.
 	GrowSend(n int, floor bool) bool
+	// StopWaiting says that no Write of the circuit waits for the room
+	// GrowSend last refused any more (they returned: deadline, Close, or
+	// what room the buffer had was enough), so the budget need not keep
+	// its turn. It is called with the circuit's lock held.
+	StopWaiting()
 }
 
 // ResendBudget is a ResumeBudget that is also charged with what resumes
@@ -250,6 +255,7 @@ type Resumable struct {
 	ackWaitFrom time.Time   // when the oldest read not acknowledged was read
 	ackNow      bool        // its delay ran out
 	roomWaiters int         // Writes waiting for room in the window
+	sendRefused bool        // the SendBudget's last answer to GrowSend was no
 	linger      *time.Timer
 	quit        chan struct{} // closed once ended
 	ended       bool
@@ -1730,7 +1736,8 @@ func (r *Resumable) sendRoomLocked(k int) int {
 func (r *Resumable) growSendLocked(size int) bool {
 	q := &r.sbuf
 	delta := size - len(q.buf)
-	if !r.sendBudget.GrowSend(delta, size <= MinSendBuffer) {
+	r.sendRefused = !r.sendBudget.GrowSend(delta, size <= MinSendBuffer)
+	if r.sendRefused {
 		return false
 	}
 	r.charged += delta
@@ -1738,6 +1745,16 @@ func (r *Resumable) growSendLocked(size int) bool {
 	q.resize(size)
 	q.sized = r
 	return true
+}
+
+// writeDoneLocked: a Write returns. If the SendBudget refused the
+// circuit room and no other Write waits, the budget stops keeping its
+// turn for it. r.mu held.
+func (r *Resumable) writeDoneLocked() {
+	if r.sendRefused && r.roomWaiters == 0 {
+		r.sendRefused = false
+		r.sendBudget.StopWaiting()
+	}
 }
 
 // SendRoom tells the circuit that its SendBudget may have room again: its
@@ -2182,6 +2199,7 @@ func (r *Resumable) Read(b []byte) (int, error) {
 func (r *Resumable) Write(b []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.writeDoneLocked()
 	n := 0
 	for {
 		if n > 0 && n == len(b) && (!r.ended || r.cleanClose) {

@@ -246,6 +246,15 @@ func (a *budgetAccount) GrowSend(n int, floor bool) bool {
 	return true
 }
 
+// StopWaiting: the circuit's Writes no longer wait for the room GrowSend
+// refused (circuit.SendBudget), so while no other circuit waits, none is
+// held to its part.
+func (a *budgetAccount) StopWaiting() {
+	a.b.mu.Lock()
+	defer a.b.mu.Unlock()
+	a.stopWaitingLocked()
+}
+
 // sendFitsLocked is GrowSend's bounds, the floor aside.
 func (b *resumeBudget) sendFitsLocked(a *budgetAccount, n int) bool {
 	srcCap, nodeCap := sendCap(b.perSource), sendCap(b.max)

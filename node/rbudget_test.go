@@ -551,6 +551,16 @@ func TestResumeBudgetSendPolicy(t *testing.T) {
 	if !a2.GrowSend(200, false) || a2.waiting || !a1.waiting {
 		t.Errorf("the waiting circuit was not granted its turn (waiting %v), or the other does not wait (%v)", a2.waiting, a1.waiting)
 	}
+	// a1's Write gave up (its deadline): a2 is no longer held to its part.
+	a2.Shrink(200)
+	if a2.GrowSend(200, false) {
+		t.Error("a circuit grew past its part while another waits")
+	}
+	a2.StopWaiting()
+	a1.StopWaiting()
+	if b.waiting != 0 || !a2.GrowSend(200, false) {
+		t.Errorf("no Write waits (%d circuits counted waiting), and a circuit is still held to its part", b.waiting)
+	}
 	for _, r := range []string{dropSourceShare, dropNodeBudget} {
 		if v := counterValue(b.drops.WithLabelValues(r)); v != 0 {
 			t.Errorf("%s drops: %v, want none", r, v)
