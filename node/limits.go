@@ -96,6 +96,10 @@ type limiter struct {
 	// source a minute, at most badOpenLines lines a minute in all: a
 	// neighbour can open such streams as fast as it writes headers.
 	badOpens, e2eFailed atomic.Uint64
+	// ikFailed counts one-message first messages whose cryptography ran
+	// and failed; ikRetried those answered retry unread, their link's
+	// budget of failures spent (failedOneMessageSpent).
+	ikFailed, ikRetried atomic.Uint64
 	badOpenLog          *ratelog.Log
 	// forgedRefused counts opens refused for a forged source or path
 	// (circuit.CheckSource), all links together; floods logs them once
@@ -372,6 +376,21 @@ func (l *limiter) tryFullHandshake(peer string, now time.Time) (bool, string) {
 // use up the full handshakes of the sources behind it.
 func (l *limiter) tryFailedOneMessage(peer string, now time.Time) (bool, string) {
 	return l.takeFull(l.failedIKByLink, peer, "failed one-message", now)
+}
+
+// failedOneMessageSpent reports, before any cryptography, whether the
+// link from peer has used up its budget of failed one-message handshakes
+// (tryFailedOneMessage), and why. It only looks: a failure is charged
+// once the handshake failed. A bogus first message costs no cryptography
+// to make (random bytes will do) and one or two X25519 operations to
+// refuse, so past the budget such messages are refused unread.
+func (l *limiter) failedOneMessageSpent(peer string, now time.Time) (bool, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b := l.failedIKByLink[peer]; b != nil && b.Refill(now).Tokens < 1 {
+		return true, fmt.Sprintf("more than %d failed one-message end-to-end handshakes a second on the link from %s", l.lim.FullHandshakesPerLink, peer)
+	}
+	return false, ""
 }
 
 // fullReserve is the part of the node's budget of full handshakes

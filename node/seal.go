@@ -240,6 +240,17 @@ func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Resp
 			n.limits.noteOverloaded(why)
 			return nil, circuit.Overloaded, errors.New(why)
 		}
+		// While the link's budget of failed one-message handshakes is
+		// spent, its one-message opens take the full handshake instead,
+		// whose first message costs nothing to refuse and whose budget
+		// is taken before any cryptography: the sources behind an honest
+		// relay whose other entries a forger uses lose a round trip, not
+		// their circuits.
+		if spent, why := n.limits.failedOneMessageSpent(from, time.Now()); spent {
+			n.limits.floods.Warn("failed one-message", "answering one-message end-to-end handshakes retry before any cryptography (counts since start)",
+				"last_reason", why, "retried_total", n.limits.ikRetried.Add(1))
+			return nil, circuit.Retry, fmt.Errorf("%w: %s", seal.ErrRetry, why)
+		}
 	}
 	r, err := n.seal.Load().Respond(seal.Prologue(o.Dest, o.Source, o.Service, uint16(o.Flags)), msg, o.Source, n.strikes, time.Now())
 	if err == nil && r.Resumed() && n.cfg.hooks != nil && n.cfg.hooks.forgetSessions {
@@ -250,6 +261,7 @@ func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Resp
 	// anyone could send garbage IK messages past it, and a link's budget
 	// of its own (a relay cannot tell it from a good one).
 	if err != nil && seal.OneMessageFirst(msg) {
+		n.limits.ikFailed.Add(1)
 		if ok, why := n.limits.tryFailedOneMessage(from, time.Now()); !ok {
 			n.limits.noteOverloaded(why)
 			return nil, circuit.Overloaded, errors.New(why)
