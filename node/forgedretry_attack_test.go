@@ -133,18 +133,7 @@ func testForgedRetryEarly(t *testing.T, noResume bool) {
 	if !errors.Is(err, circuit.ErrForgedRetry) || !errors.Is(err, circuit.ErrIntegrity) {
 		t.Errorf("a's read: %v, want ErrForgedRetry (and ErrIntegrity)", err)
 	}
-	var seen []string
-	deadline := time.After(2 * time.Second)
-collect:
-	for {
-		select {
-		case s := <-got:
-			seen = append(seen, s)
-		case <-deadline:
-			break collect
-		}
-	}
-	if len(seen) != 1 {
+	if seen := received(got, 2*time.Second); len(seen) != 1 {
 		t.Errorf("b's service received %q: one early write of a delivered %d times", seen, len(seen))
 	}
 }
@@ -161,6 +150,20 @@ func serveBank(t *testing.T, b *Node) <-chan string {
 		conn.Close()
 	})
 	return got
+}
+
+// received is what serveBank's channel got within d.
+func received(got <-chan string, d time.Duration) []string {
+	var seen []string
+	deadline := time.After(d)
+	for {
+		select {
+		case s := <-got:
+			seen = append(seen, s)
+		case <-deadline:
+			return seen
+		}
+	}
 }
 
 // transfer writes a transfer order on an early circuit from a to b's bank

@@ -302,9 +302,11 @@ func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Resp
 	// Taken: an open made again that names this flight as refused with
 	// Retry (circuit.Security.Reopen) was refused by a relay, not by
 	// this node, and is not taken twice. A flight this node answered
-	// with Retry itself (above) is not marked.
-	if err == nil {
-		n.strikes.Take(r.Ephemeral())
+	// with Retry itself (above) is not marked. One such open that named
+	// this flight since it was read went ahead instead: the flight is
+	// refused as a replay (a relay kept it and sends it on late).
+	if err == nil && !n.strikes.Take(r.Ephemeral()) {
+		err = fmt.Errorf("%w: %w: a full handshake named this first message abandoned", seal.ErrRetry, seal.ErrReplay)
 	}
 	switch {
 	case errIsRetry(err):

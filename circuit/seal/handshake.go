@@ -575,8 +575,14 @@ func (k *Keys) Respond(prologue, msg []byte, source string, strikes *Strikes, no
 		if len(payload)%32 != 0 || len(payload) > MaxAbandoned*32 {
 			return nil, fmt.Errorf("%w: first message from %q names %d bytes of abandoned messages", ErrAuth, source, len(payload))
 		}
+		// Recorded now, not once the third message proved the source: a
+		// relay that kept a named flight would send it on in between.
+		var names [][]byte
 		for ; len(payload) > 0; payload = payload[32:] {
-			r.tookAbandoned = r.tookAbandoned || strikes.Taken(payload[:32])
+			names = append(names, payload[:32])
+		}
+		if r.tookAbandoned, err = strikes.Abandon(names, source, now); err != nil {
+			return nil, err
 		}
 		return r, nil
 	}
