@@ -213,7 +213,8 @@ type gate struct {
 	forgiveWindow time.Duration
 	// node and reserve are the node-wide rates (nodeHandshakeRate,
 	// reserveHandshakeRate).
-	node, reserve bucket.Bucket
+	node    bucket.Shared
+	reserve bucket.Bucket
 	// prefixRate and prefixBurst are each prefix's rate (handshakeRate,
 	// handshakeBurst).
 	prefixRate, prefixBurst float64
@@ -278,13 +279,15 @@ type prefixState struct {
 	tokens   float64
 	last     time.Time
 	lastFail time.Time // when a handshake of the prefix last ended before it proved a certificate, not forgiven (forgivenLocked)
-	// nodeTokens is the prefix's share of the node's rate, reserveTokens
-	// its share of the reserve (both refilled since last), reserving the
-	// reserve handshakes it has in progress that proved nothing yet.
-	nodeTokens, reserveTokens float64
-	reserving                 int
-	provenAt                  time.Time // when a handshake of the prefix last proved a certificate of the mesh (zero: it last proved a name over its allowance)
-	barredUntil               time.Time // a handshake of the prefix proved a name over its allowance: no reserve until then
+	// nodeShare is the prefix's share of the node's rate (g.node),
+	// reserveTokens its share of the reserve (refilled since last),
+	// reserving the reserve handshakes it has in progress that proved
+	// nothing yet.
+	nodeShare     bucket.Bucket
+	reserveTokens float64
+	reserving     int
+	provenAt      time.Time // when a handshake of the prefix last proved a certificate of the mesh (zero: it last proved a name over its allowance)
+	barredUntil   time.Time // a handshake of the prefix proved a name over its allowance: no reserve until then
 	// excuses is the prefix's allowance of handshakes that time out
 	// while the node is behind without counting as failed (excuseBurst,
 	// excuseEvery).
@@ -301,27 +304,20 @@ func (g *gate) tokensAt(ps *prefixState, now time.Time) float64 {
 	return min(burst, ps.tokens+max(0, now.Sub(ps.last).Seconds())*g.prefixRate)
 }
 
-// nodeShare is the rate and burst of one prefix's share of the node's
-// rate.
-func (g *gate) nodeShare() (rate, burst float64) {
-	return g.node.Rate / nodeShareDiv, max(1, 2*g.node.Burst/nodeShareDiv)
-}
-
 // overShareLocked says whether the prefix in state ps is held to its share
 // of the node's rate now and has spent it: shares apply only while the
 // node's rate is contended (below half its burst), so that one prefix
 // with many honest nodes behind it links at its own rate on a quiet
 // node. g.mu is held.
 func (g *gate) overShareLocked(ps *prefixState, now time.Time) bool {
-	return ps.nodeTokens < 1 && g.node.Refill(now).Tokens < g.node.Burst/2
+	return g.node.OverShare(&ps.nodeShare, now)
 }
 
 // refillLocked brings the prefix's allowances up to now. g.mu is held.
 func (g *gate) refillLocked(ps *prefixState, now time.Time) {
 	dt := max(0, now.Sub(ps.last).Seconds())
 	ps.tokens = g.tokensAt(ps, now)
-	rate, burst := g.nodeShare()
-	ps.nodeTokens = min(burst, ps.nodeTokens+dt*rate)
+	ps.nodeShare.Refill(now)
 	ps.reserveTokens = min(prefixReserveBurst, ps.reserveTokens+dt*prefixReserveRate)
 	if now.After(ps.last) {
 		ps.last = now
@@ -330,8 +326,7 @@ func (g *gate) refillLocked(ps *prefixState, now time.Time) {
 
 // newPrefixLocked is the state of a prefix the gate does not remember.
 func (g *gate) newPrefixLocked(now time.Time) *prefixState {
-	_, burst := g.nodeShare()
-	return &prefixState{tokens: g.prefixBurst, nodeTokens: burst, reserveTokens: prefixReserveBurst, last: now,
+	return &prefixState{tokens: g.prefixBurst, nodeShare: g.node.Share(now), reserveTokens: prefixReserveBurst, last: now,
 		excuses: bucket.Full(1/excuseEvery.Seconds(), excuseBurst, now)}
 }
 
@@ -361,7 +356,7 @@ func newGateRate(rate, burst float64) *gate {
 		reserveOf:     make(map[string]*overState),
 		overWide:      make(map[netip.Prefix]*overState),
 		forgiveWindow: 2 * DefaultHandshakeTimeout,
-		node:          bucket.Full(rate, burst, now),
+		node:          bucket.NewShared(rate, burst, nodeShareDiv, now),
 		reserve:       bucket.Full(reserveHandshakeRate, reserveHandshakeBurst, now),
 		prefixRate:    handshakeRate,
 		prefixBurst:   handshakeBurst,
@@ -537,7 +532,7 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 		fromReserve = true
 	case g.overShareLocked(ps, now):
 		g.refusedRate.Add(1)
-		rate, _ := g.nodeShare()
+		rate, _ := g.node.ShareRate()
 		return nil, fmt.Errorf("%w: %s starts more than its share (%v per second) of the node's rate", ErrBusy, p, rate)
 	default:
 		g.refusedNode.Add(1)
@@ -559,9 +554,8 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 		ps.reserving++
 		g.reserved.Add(1)
 	} else {
-		g.node.Tokens--
-		_, burst := g.nodeShare()
-		ps.nodeTokens = max(ps.nodeTokens-1, -burst) // a debt repaid in 2 s at most
+		g.node.Take(now)
+		g.node.Charge(&ps.nodeShare, now) // a debt repaid in 2 s at most
 	}
 	ps.tokens--
 	if ps.n < handshakeShare/2 {

@@ -47,6 +47,36 @@ const (
 	// member's new message arrives from it, or from members relaying it,
 	// before a stranger can copy it.
 	sigFailKeySources = 4
+	// sigFailNodeRate and sigFailNodeBurst bound the failed checks of the
+	// node, whatever their sources: each new source (a spoofed UDP
+	// address, another /64 of an IPv6 block) brings a whole budget of its
+	// own, so without a bound of the whole, a stranger that rotates
+	// sources has the node check as many forgeries as it sends. While
+	// the node's budget is contended (below half its burst), a source
+	// draws at most 1/sigFailShareDiv of it (and twice that of its
+	// burst): it takes sigFailShareDiv sources to keep it spent.
+	sigFailNodeRate  = 200
+	sigFailNodeBurst = 400
+	sigFailShareDiv  = 16
+	// sigFailReserveRate and sigFailReserveBurst are a reserve of failed
+	// checks, node-wide, for alive messages sent from a member's gossip
+	// address (one whose signed metadata this node verified): drawn on
+	// only when the node's budget or the source's share is spent, so that
+	// a member's new metadata still gets checked during a flood from
+	// other sources. A source that spoofs members' addresses spends it
+	// within each one's own budget (sigFailRate).
+	sigFailReserveRate  = 50
+	sigFailReserveBurst = 50
+	// sigFailMembers bounds the prefixes remembered as members' gossip
+	// addresses, each for sigFailMemberFor after a datagram from one.
+	sigFailMembers   = 1024
+	sigFailMemberFor = time.Minute
+)
+
+// Why sigBudget.check refuses a signature check.
+const (
+	sigRefuseSource = "source" // every source recorded for the message spent its budget or its share
+	sigRefuseNode   = "node"   // the node spent its budget and no member's address sent the message
 )
 
 // gmAlive is memberlist's alive message type (net.go, aliveMsg).
@@ -61,10 +91,21 @@ const gmAlive = 4
 type sigBudget struct {
 	seed maphash.Seed
 
-	mu       sync.Mutex
-	buckets  map[netip.Prefix]*bucket.Bucket
-	cur, old map[uint64][]netip.Prefix // alive messages seen: their sources, at most sigFailKeySources
-	pushes   []*pushSeen               // oldest first; at most sigFailPushes
+	mu      sync.Mutex
+	buckets map[netip.Prefix]*srcBudget
+	// node bounds the failed checks of all sources together, reserve
+	// those beyond it of members' addresses.
+	node     bucket.Shared
+	reserve  bucket.Bucket
+	members  map[netip.Prefix]time.Time // prefixes a member's gossip address sent from, until
+	cur, old map[uint64][]netip.Prefix  // alive messages seen: their sources, at most sigFailKeySources
+	pushes   []*pushSeen                // oldest first; at most sigFailPushes
+}
+
+// srcBudget is a source prefix's budget of failed checks and its share
+// of the node's.
+type srcBudget struct {
+	own, share bucket.Bucket
 }
 
 // pushSeen is the source of one push-pull stream and the signed alive
@@ -77,7 +118,11 @@ type pushSeen struct {
 }
 
 func newSigBudget() *sigBudget {
-	return &sigBudget{seed: maphash.MakeSeed(), buckets: map[netip.Prefix]*bucket.Bucket{}, cur: map[uint64][]netip.Prefix{}}
+	now := time.Now()
+	return &sigBudget{seed: maphash.MakeSeed(), buckets: map[netip.Prefix]*srcBudget{}, cur: map[uint64][]netip.Prefix{},
+		node:    bucket.NewShared(sigFailNodeRate, sigFailNodeBurst, sigFailShareDiv, now),
+		reserve: bucket.Full(sigFailReserveRate, sigFailReserveBurst, now),
+		members: map[netip.Prefix]time.Time{}}
 }
 
 func (b *sigBudget) key(name string, meta []byte) uint64 {
@@ -89,10 +134,40 @@ func (b *sigBudget) key(name string, meta []byte) uint64 {
 	return h.Sum64()
 }
 
-// spentLocked reports whether src has no failed check left at now.
+// spentLocked reports whether src has no failed check left at now: its
+// own budget spent, or its share of the node's while that is contended
+// (a member's gossip address may still draw on the reserve).
 func (b *sigBudget) spentLocked(src netip.Prefix, now time.Time) bool {
 	bk := b.buckets[src]
-	return bk != nil && bk.Refill(now).Tokens < 1
+	return bk != nil && (bk.own.Refill(now).Tokens < 1 || b.node.OverShare(&bk.share, now) && !b.memberLocked(src, now))
+}
+
+// ownSpentLocked reports whether src spent its own budget at now.
+func (b *sigBudget) ownSpentLocked(src netip.Prefix, now time.Time) bool {
+	bk := b.buckets[src]
+	return bk != nil && bk.own.Refill(now).Tokens < 1
+}
+
+// memberSent records that a datagram from src came from a member's
+// gossip address (one whose signed metadata this node verified).
+func (b *sigBudget) memberSent(src netip.Prefix, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.members[src]; !ok && len(b.members) >= sigFailMembers {
+		for p, until := range b.members {
+			if now.After(until) || len(b.members) >= sigFailMembers {
+				delete(b.members, p)
+			}
+		}
+	}
+	b.members[src] = now.Add(sigFailMemberFor)
+}
+
+// memberLocked says whether a member's gossip address sent from src
+// within sigFailMemberFor before now.
+func (b *sigBudget) memberLocked(src netip.Prefix, now time.Time) bool {
+	until, ok := b.members[src]
+	return ok && !now.After(until)
 }
 
 // sawLocked records that src sent the alive message about name with meta.
@@ -194,32 +269,73 @@ func (b *sigBudget) pushEnded(ps *pushSeen) {
 }
 
 // allow reports whether the alive message about name with meta may cost
-// a signature check: false when every source recorded for it has spent
-// its budget. src is a source that has not (or, when refused, the newest
-// recorded), when known (the guard records the sources of plaintext
-// datagrams and push-pull streams; encrypted ones have none).
+// a signature check (check).
 func (b *sigBudget) allow(name string, meta []byte, now time.Time) (src netip.Prefix, ok bool) {
+	src, why := b.check(name, meta, now)
+	return src, why == ""
+}
+
+// check says why the alive message about name with meta may not cost a
+// signature check, "" when it may. It may not when every source recorded
+// for it has spent its budget, or its share of the node's while that is
+// contended (sigRefuseSource); or when the node spent its budget, unless
+// a source that has not is a member's gossip address and the reserve has
+// a check left (sigRefuseNode). src is a source that has not (or, when
+// refused, the newest recorded), when known (the guard records the
+// sources of plaintext datagrams and push-pull streams; encrypted ones
+// have none, and only the node's budget applies to them).
+func (b *sigBudget) check(name string, meta []byte, now time.Time) (src netip.Prefix, why string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	srcs := b.sourcesLocked(name, meta)
+	nodeLeft := b.node.Refill(now).Tokens >= 1
 	if len(srcs) == 0 {
-		return netip.Prefix{}, true
+		if !nodeLeft {
+			return netip.Prefix{}, sigRefuseNode
+		}
+		return netip.Prefix{}, ""
 	}
-	for _, s := range srcs {
-		if !b.spentLocked(s, now) {
-			return s, true
+	if nodeLeft {
+		for _, s := range srcs {
+			if !b.spentLocked(s, now) {
+				return s, ""
+			}
 		}
 	}
-	return srcs[0], false
+	if b.reserve.Refill(now).Tokens >= 1 {
+		for _, s := range srcs {
+			if b.memberLocked(s, now) && !b.ownSpentLocked(s, now) {
+				return s, ""
+			}
+		}
+	}
+	if !nodeLeft {
+		return srcs[0], sigRefuseNode
+	}
+	return srcs[0], sigRefuseSource
 }
 
-// failed charges each source of the alive message that has not spent its
-// budget with a failed check: each sent a message whose signature fails.
+// failed charges the node, and each source of the alive message that has
+// not spent its budget, with a failed check: each sent a message whose
+// signature fails. The node's budget pays for it, or else the reserve.
 func (b *sigBudget) failed(name string, meta []byte, now time.Time) {
+	b.charge(name, meta, now, true)
+}
+
+// charge charges the sources of the alive message with a failed check,
+// and the node too if ran (a check ran: a verdict cached costs nothing).
+func (b *sigBudget) charge(name string, meta []byte, now time.Time, ran bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if ran {
+		if b.node.Refill(now).Tokens >= 1 {
+			b.node.Take(now)
+		} else {
+			b.reserve.Refill(now).Tokens = max(b.reserve.Tokens-1, 0)
+		}
+	}
 	for _, src := range b.sourcesLocked(name, meta) {
-		if !b.spentLocked(src, now) {
+		if !b.ownSpentLocked(src, now) {
 			b.chargeLocked(src, now)
 		}
 	}
@@ -232,19 +348,19 @@ func (b *sigBudget) chargeLocked(src netip.Prefix, now time.Time) {
 		if len(b.buckets) >= sigFailSources {
 			b.evictLocked(now)
 		}
-		full := bucket.Full(sigFailRate, sigFailBurst, now)
-		bk = &full
+		bk = &srcBudget{own: bucket.Full(sigFailRate, sigFailBurst, now), share: b.node.Share(now)}
 		b.buckets[src] = bk
 	}
-	bk.Refill(now)
-	bk.Tokens = max(bk.Tokens-1, 0)
+	bk.own.Refill(now)
+	bk.own.Tokens = max(bk.own.Tokens-1, 0)
+	b.node.Charge(&bk.share, now)
 }
 
 // evictLocked drops the sources whose budget is whole again (as good as
 // none), or else one source.
 func (b *sigBudget) evictLocked(now time.Time) {
 	for src, bk := range b.buckets {
-		if bk.Refill(now).Tokens >= bk.Burst {
+		if bk.own.Refill(now).Tokens >= bk.own.Burst && bk.share.Refill(now).Tokens >= bk.share.Burst {
 			delete(b.buckets, src)
 		}
 	}

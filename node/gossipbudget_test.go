@@ -3,9 +3,11 @@ package node
 import (
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"math"
 	"net"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -242,5 +244,101 @@ func TestSigBudgetCopiesCannotPushOutFirstSource(t *testing.T) {
 	if src, ok := b.allow("b", valid, now); !ok || src != honest {
 		t.Fatalf("an honest message copied from %d spent sources: allowed %v (source %v); want it checked, for %v",
 			sigFailKeySources, ok, src, honest)
+	}
+}
+
+// TestSigBudgetNodeWideAcrossSources: forgeries from more sources than
+// the budget tracks, each source new and within its own budget, cost the
+// node at most its burst of failed checks at one instant; beyond it a
+// message is refused unchecked (sigRefuseNode), one with no source known
+// (encrypted gossip) too, except one sent from a member's gossip address,
+// which draws on the reserve, while that lasts and the member's prefix
+// has its own budget.
+func TestSigBudgetNodeWideAcrossSources(t *testing.T) {
+	b := newSigBudget()
+	now := time.Now()
+	forged := func(i int) []byte { return []byte(`{"ts":` + strconv.Itoa(i) + metaSigField + `x"}`) }
+	checked := 0
+	for i := range 2 * sigFailSources {
+		src := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
+		b.mu.Lock()
+		b.sawLocked("b", forged(i), src)
+		b.mu.Unlock()
+		if _, why := b.check("b", forged(i), now); why == "" {
+			checked++
+			b.failed("b", forged(i), now)
+		}
+	}
+	if checked > sigFailNodeBurst {
+		t.Fatalf("%d sources: %d failed checks at once, want at most the node's burst %d", 2*sigFailSources, checked, sigFailNodeBurst)
+	}
+	if _, why := b.check("b", []byte(`{"ts":1}`), now); why != sigRefuseNode {
+		t.Fatalf("a message of no known source on a spent node: refusal %q, want %q", why, sigRefuseNode)
+	}
+	member := netip.MustParsePrefix("192.0.2.7/32")
+	b.memberSent(member, now)
+	reserved := 0
+	for i := range 2 * sigFailReserveBurst {
+		b.mu.Lock()
+		b.sawLocked("b", forged(-1-i), member)
+		b.mu.Unlock()
+		if _, why := b.check("b", forged(-1-i), now); why == "" {
+			reserved++
+			b.failed("b", forged(-1-i), now)
+		}
+	}
+	if reserved < 1 || reserved > sigFailReserveBurst {
+		t.Fatalf("a member's address on a spent node: %d checks, want 1 to the reserve's %d", reserved, sigFailReserveBurst)
+	}
+	// A second later the node has earned its rate again.
+	later := now.Add(time.Second)
+	if _, why := b.check("b", []byte(`{"ts":1}`), later); why != "" {
+		t.Fatalf("a second later: refused %q", why)
+	}
+}
+
+// TestGossipCachedSignaturePassesSpentBudget: with the node's budget of
+// failed checks spent, new metadata of a member whose signature another
+// node of the process verified already (the shared cache) is taken, as
+// is the member's metadata held; new metadata not checked yet is dropped
+// unchecked.
+func TestGossipCachedSignaturePassesSpentBudget(t *testing.T) {
+	a, b := gossipPair(t)
+	d := a.disco
+	budget := d.guard.budget
+	budget.mu.Lock()
+	budget.node.Rate, budget.node.Tokens = 0, 0
+	budget.reserve.Rate, budget.reserve.Tokens = 0, 0
+	budget.mu.Unlock()
+	d.mu.Lock()
+	held := d.verified["b"]
+	d.mu.Unlock()
+	now := time.Now()
+	meta := func(ts uint64) ([]byte, parsedMeta) {
+		body, _ := json.Marshal(memberMeta{Link: linkAddrOf(a, "b"), Mesh: "test", TS: ts})
+		raw := signMeta(b.identity().Key, "test", "b", body)
+		p, err := parseMeta(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw, p
+	}
+	hp, err := parseMeta(held.raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := d.checkSigned("b", held.raw, hp, now, budget); !ok || err != nil {
+		t.Fatalf("b's held metadata on a spent node: %v, %v", ok, err)
+	}
+	raw, p := meta(held.ts + 1)
+	if ok, err := d.checkSigned("b", raw, p, now, budget); ok || !errors.Is(err, errMetaNodeBudget) {
+		t.Fatalf("b's new metadata, not checked yet, on a spent node: %v, %v; want dropped unchecked", ok, err)
+	}
+	raw, p = meta(held.ts + 2)
+	if !verifySig(b.identity().Key.Public().(ed25519.PublicKey), metaSigned("test", "b", p.body), p.sig) {
+		t.Fatal("b's signature does not verify")
+	}
+	if ok, err := d.checkSigned("b", raw, p, now, budget); !ok || err != nil {
+		t.Fatalf("b's new metadata, its signature cached valid, on a spent node: %v, %v; want taken", ok, err)
 	}
 }

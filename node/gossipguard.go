@@ -160,6 +160,10 @@ const (
 	// refuseSignatures: an alive message whose source spent its budget
 	// of failed signature checks (kind "alive": counted per message).
 	refuseSignatures = "signatures"
+	// refuseNodeSignatures: an alive message dropped unchecked because
+	// the node spent its budget of failed signature checks, from all
+	// sources together (kind "alive": counted per message).
+	refuseNodeSignatures = "node_signatures"
 	// refuseTarget: a ping request naming a target that is not a member's
 	// gossip address (kind "ping": counted per request).
 	refuseTarget = "target"
@@ -170,7 +174,7 @@ const (
 
 func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg prometheus.Registerer, log *ratelog.Log) (*gossipGuard, error) {
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_gossip_refused_total",
-		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user, state), alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures) or refused because their link address is not a canonical IP:port (kind alive, reason link), and ping requests dropped because their target is not a member (kind ping, reason target)."},
+		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user, state), alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures) or the node did, from all sources together (kind alive, reason node_signatures) or refused because their link address is not a canonical IP:port (kind alive, reason link), and ping requests dropped because their target is not a member (kind ping, reason target)."},
 		[]string{"kind", "reason"})
 	if err := reg.Register(m); err != nil {
 		var are prometheus.AlreadyRegisteredError
@@ -186,6 +190,7 @@ func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg pro
 		m.WithLabelValues("stream", r)
 	}
 	m.WithLabelValues("alive", refuseSignatures)
+	m.WithLabelValues("alive", refuseNodeSignatures)
 	m.WithLabelValues("alive", refuseLink)
 	m.WithLabelValues("ping", refuseTarget)
 	g := &gossipGuard{
@@ -249,7 +254,11 @@ func (g *gossipGuard) passPacket(p *memberlist.Packet) (*memberlist.Packet, bool
 	}
 	if !g.encrypted {
 		var dropped int
-		if buf, dropped = g.budget.filter(buf, links.SourcePrefix(p.From), time.Now()); dropped > 0 {
+		src, now := links.SourcePrefix(p.From), time.Now()
+		if ua, ok := p.From.(*net.UDPAddr); ok && bytes.Contains(buf, []byte(metaSigField)) && g.members.has(ua.AddrPort()) {
+			g.budget.memberSent(src, now)
+		}
+		if buf, dropped = g.budget.filter(buf, src, now); dropped > 0 {
 			g.dropAlive(dropped, p.From)
 			if buf == nil {
 				g.refused.Add(1)
@@ -416,6 +425,14 @@ func (g *gossipGuard) dropAlive(n int, from any) {
 	g.metric.WithLabelValues("alive", refuseSignatures).Add(float64(n))
 	g.log.Warn("gossip alive "+refuseSignatures, "gossip alive messages dropped before their signature check: their source failed too many",
 		"from", from, "dropped", n)
+}
+
+// dropAliveNode counts and logs an alive message dropped before its
+// signature check because the node spent its budget of failed checks.
+func (g *gossipGuard) dropAliveNode(from any) {
+	g.metric.WithLabelValues("alive", refuseNodeSignatures).Inc()
+	g.log.Warn("gossip alive "+refuseNodeSignatures, "gossip alive messages dropped before their signature check: the node failed too many, from any sources",
+		"from", from)
 }
 
 func (g *gossipGuard) passStream(c net.Conn) (net.Conn, bool) {

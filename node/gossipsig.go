@@ -43,6 +43,10 @@ var (
 	// errMetaBudget: signed metadata from a source that spent its
 	// budget of failed signature checks (gossipbudget.go), not checked.
 	errMetaBudget = fmt.Errorf("%w: its source failed too many signature checks", errBadMeta)
+	// errMetaNodeBudget: signed metadata that arrived while the node
+	// spent its budget of failed signature checks, from all sources
+	// together (gossipbudget.go), not checked.
+	errMetaNodeBudget = fmt.Errorf("%w: the node failed too many signature checks", errBadMeta)
 	// errMetaUnverified: metadata that cannot be verified (unsigned, or
 	// the member's certificate is not known) for a member whose verified
 	// metadata is held.
@@ -223,16 +227,26 @@ func (d *discovery) checkSigned(name string, raw []byte, p parsedMeta, now time.
 		}
 		return false, nil
 	}
-	if budget != nil {
-		if src, ok := budget.allow(name, raw, now); !ok {
+	// The cache of checks, shared by the nodes of a process, answers
+	// first: a verdict cached costs no check, so none is refused.
+	signed := metaSigned(d.n.cfg.Mesh, name, p.body)
+	k, valid, cached := cachedSig(ch.pub, signed, p.sig)
+	if !cached && budget != nil {
+		if src, why := budget.check(name, raw, now); why != "" {
+			if why == sigRefuseNode {
+				d.guard.dropAliveNode(src)
+				return false, fmt.Errorf("member %s: from %s: %w", name, src, errMetaNodeBudget)
+			}
 			d.guard.dropAlive(1, src)
 			return false, fmt.Errorf("member %s: from %s: %w", name, src, errMetaBudget)
 		}
 	}
-	// verifySig shares successes among the nodes of a process.
-	if !verifySig(ch.pub, metaSigned(d.n.cfg.Mesh, name, p.body), p.sig) {
+	if !cached {
+		valid = verifySigKey(k, ch.pub, signed, p.sig)
+	}
+	if !valid {
 		if budget != nil {
-			budget.failed(name, raw, now)
+			budget.charge(name, raw, now, !cached)
 		}
 		return false, fmt.Errorf("member %s: %w", name, errMetaSignature)
 	}

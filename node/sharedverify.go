@@ -188,6 +188,16 @@ func (r *sharedChain) validAt(now time.Time) bool {
 // verifySig is ed25519.Verify with the shared cache of signatures
 // checked.
 func verifySig(pub ed25519.PublicKey, msg, sig []byte) bool {
+	k, ok, seen := cachedSig(pub, msg, sig)
+	if seen {
+		return ok
+	}
+	return verifySigKey(k, pub, msg, sig)
+}
+
+// cachedSig is the cache key of the signature check and its verdict, if
+// seen.
+func cachedSig(pub ed25519.PublicKey, msg, sig []byte) (k [32]byte, ok, seen bool) {
 	h := sha256.New()
 	h.Write([]byte{byte(len(pub))})
 	h.Write(pub)
@@ -196,11 +206,14 @@ func verifySig(pub ed25519.PublicKey, msg, sig []byte) bool {
 	h.Write(l[:])
 	h.Write(msg)
 	h.Write(sig)
-	var k [32]byte
 	h.Sum(k[:0])
-	if ok, seen := sharedSigs.get(k); seen {
-		return ok
-	}
+	ok, seen = sharedSigs.get(k)
+	return k, ok, seen
+}
+
+// verifySigKey runs the check whose cache key (cachedSig) is k and caches
+// its verdict.
+func verifySigKey(k [32]byte, pub ed25519.PublicKey, msg, sig []byte) bool {
 	sigChecks.Add(1)
 	ok := ed25519.Verify(pub, msg, sig)
 	if !ok {
