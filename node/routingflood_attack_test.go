@@ -94,10 +94,15 @@ func TestSummaryFloodFromNeighbourIsCheap(t *testing.T) {
 
 // seqnoRequest is a routing message with one seqno request for origin.
 func seqnoRequest(origin string, seqno uint16) []byte {
+	return seqnoRequestHops(origin, seqno, 127)
+}
+
+// seqnoRequestHops is seqnoRequest with hop count hops.
+func seqnoRequestHops(origin string, seqno uint16, hops byte) []byte {
 	b := []byte{3, 0, 1, 2, byte(len(origin))}
 	b = append(b, origin...)
 	b = binary.BigEndian.AppendUint16(b, seqno)
-	return append(b, 127) // hop count
+	return append(b, hops)
 }
 
 func routeSeqno(n *Node, dest string) uint16 {

@@ -29,3 +29,8 @@ func DecodeUpdates(payload []byte) ([]SentUpdate, error) {
 	}
 	return out, nil
 }
+
+// RequestMessage encodes a message holding one seqno request.
+func RequestMessage(origin string, seqno uint16, hopcnt uint8) []byte {
+	return encodeMessage([]entry{{kind: kindRequest, origin: origin, seqno: seqno, hopcnt: hopcnt}})
+}

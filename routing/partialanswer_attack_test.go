@@ -16,14 +16,7 @@ import (
 // (0: not within 2 s).
 func partialAnswerRun(t *testing.T, mAsk uint16) time.Duration {
 	t.Helper()
-	x, err := New(Config{Self: "x", Certifier: hostCertifier{f: &fakeCertifier{}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := ct0
-	for _, nb := range []string{"up", "a", "m"} {
-		x.LinkUp(now, nb, 10, false)
-	}
+	x, now := newXWithUpAM(t)
 	send := func(from string, entries ...entry) {
 		mustReceive(t, x, now, from, encodeMessage(entries))
 	}
@@ -103,4 +96,19 @@ func checkAskerNotDelayed(t *testing.T, mAsks uint16) {
 	if loud > quiet {
 		t.Errorf("m's request delayed x's answer to a from %v to %v", quiet, loud)
 	}
+}
+
+// newXWithUpAM is an engine x whose neighbours up, a and m are linked at
+// ct0 (cost 10), and that time.
+func newXWithUpAM(t *testing.T) (*Engine, time.Time) {
+	t.Helper()
+	x, err := New(Config{Self: "x", Certifier: hostCertifier{f: &fakeCertifier{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := ct0
+	for _, nb := range []string{"up", "a", "m"} {
+		x.LinkUp(now, nb, 10, false)
+	}
+	return x, now
 }

@@ -45,8 +45,8 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	}
 	e.noteAsker(o, nb, en.seqno) // the answer goes to nb at once
 	x := e.ext(o)
-	if x.fwdValid && !seqnoLess(x.fwdTop, en.seqno) && t < x.fwdUntil {
-		return // already forwarded recently
+	if x.fwdValid && !seqnoLess(x.fwdTop, en.seqno) && x.fwdHop >= en.hopcnt && t < x.fwdUntil {
+		return // already forwarded recently, as far
 	}
 	if !e.holdUntil(t, nb.forwarded, e.nameOf(o)) {
 		return // nb already had a request forwarded for o recently
@@ -57,8 +57,15 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	if !x.fwdValid || seqnoLess(en.seqno, x.fwdSeqno) {
 		x.fwdSeqno = en.seqno
 	}
-	x.fwdValid, x.fwdTop, x.fwdUntil = true, en.seqno, t+2*e.cfg.MinTriggeredInterval
-	target.requests[e.nameOf(o)] = entry{kind: kindRequest, origin: e.nameOf(o), seqno: en.seqno, hopcnt: en.hopcnt - 1}
+	x.fwdValid, x.fwdTop, x.fwdHop, x.fwdUntil = true, en.seqno, en.hopcnt, t+2*e.cfg.MinTriggeredInterval
+	// A request that dies a hop or two on (a neighbour's made-up hop
+	// count) neither holds back one that reaches further (above) nor
+	// takes its place while it waits to be sent.
+	fw := entry{kind: kindRequest, origin: e.nameOf(o), seqno: en.seqno, hopcnt: en.hopcnt - 1}
+	if p, ok := target.requests[fw.origin]; ok && p.hopcnt > fw.hopcnt {
+		fw = p
+	}
+	target.requests[fw.origin] = fw
 }
 
 // selfRaiseGap is the least time between two raises of this node's seqno

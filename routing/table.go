@@ -375,6 +375,7 @@ type originExt struct {
 	reqSeqno   uint16
 	fwdSeqno   uint16
 	fwdTop     uint16
+	fwdHop     uint8 // the hop count of the request forwarded for fwdTop
 	reqActive  bool
 	fwdValid   bool
 	watched    bool // in Engine.watch
