@@ -45,9 +45,11 @@ func (n *Node) DialWith(ctx context.Context, peer, service string, opt DialOptio
 
 func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) (Conn, error) {
 	if !n.running() {
-		if n.transport == nil {
-			return nil, ErrNotStarted
+		if err := n.notRunning(); err == ErrNotStarted {
+			return nil, err
 		}
+		// Closing or closed, started or not: the refusal of a node
+		// shutting down, as its neighbours would give.
 		return nil, &circuit.RefusedError{Code: circuit.ShuttingDown, Node: n.cfg.Name, Dest: peer, Service: service, Reason: "node is closing"}
 	}
 	if err := circuit.ValidateService(service); err != nil {
