@@ -552,9 +552,11 @@ func (n *Node) transportNow() links.Transport {
 
 // Link dials the node at addr now, returning the dial's error, and keeps
 // the link up afterwards (redialling with backoff while the peer is down).
+// It fails with ErrNotStarted before Start has succeeded and with
+// ErrClosed once Close has begun.
 func (n *Node) Link(ctx context.Context, addr string) error {
 	if !n.running() {
-		return fmt.Errorf("link to %s: %w", addr, ErrNotStarted)
+		return fmt.Errorf("link to %s: %w", addr, n.notRunning())
 	}
 	l, err := n.transport.Dial(links.WithStatic(ctx), addr)
 	if err != nil {
