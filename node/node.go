@@ -417,8 +417,10 @@ type drainer interface{ Drain() }
 // circuits around this node, lets open circuits (Forward and Expose
 // connections included) finish within GracePeriod, resets the rest and
 // closes the links. Status reports "draining" meanwhile. It waits for
-// every goroutine the node started. Called while Start runs, it stops the
-// start, which then undoes what it started and fails with ErrClosed.
+// every goroutine the node started. The Reads and Writes of a circuit it
+// reset fail at this end with an error matching circuit.ErrShuttingDown,
+// as at the other end. Called while Start runs, it stops the start, which
+// then undoes what it started and fails with ErrClosed.
 func (n *Node) Close() error {
 	n.mu.Lock()
 	for n.state == stateStarting {
