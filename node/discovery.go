@@ -2126,10 +2126,10 @@ func (d *discovery) warnFull(m Member, err error) {
 // Members lists the nodes gossip knows (nil without discovery), sorted by
 // name.
 func (n *Node) Members() []Member {
-	if n.disco == nil {
+	d := n.discoNow()
+	if d == nil {
 		return nil
 	}
-	d := n.disco
 	out := []Member{{Name: n.cfg.Name, LinkAddr: d.linkAddr(), Leaf: n.cfg.Leaf}}
 	d.mu.Lock()
 	for _, m := range d.members {

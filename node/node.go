@@ -545,6 +545,14 @@ func (n *Node) Addr() net.Addr {
 	return tr.LocalAddr()
 }
 
+// discoNow is the node's discovery, nil without one and until Start has
+// started it.
+func (n *Node) discoNow() *discovery {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.disco
+}
+
 // transportNow is the node's transport, nil until Start has made it.
 func (n *Node) transportNow() links.Transport {
 	n.mu.Lock()

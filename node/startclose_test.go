@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http/httptest"
 	"runtime"
 	"sync"
 	"testing"
@@ -129,5 +130,64 @@ func TestCloseRacingStartLeavesNothingRunning(t *testing.T) {
 		if st := n.Status().State; st != "closed" {
 			t.Errorf("round %d: state %q after Close, want closed", i, st)
 		}
+	}
+}
+
+// TestCallsDuringStartSeeItWhole: the methods that read the transport or
+// the discovery Start makes (Addr, Status, Members, Coordinates,
+// GossipKeys, the metrics) read them without the lock Start did not take
+// either: a data race with a Start under way (go test -race reports it).
+// Start now sets them under the node's lock and those methods read them
+// under it; meanwhile the node says it is starting.
+func TestCallsDuringStartSeeItWhole(t *testing.T) {
+	defer goleak.VerifyNone(t, append(leakIgnores, goleak.IgnoreCurrent())...)
+	n, err := New(Config{Name: "a", Mesh: "test", Insecure: true, GracePeriod: -1, Logger: testLogger(t),
+		NewTransport: memTransport(memlink.NewNetwork(memlink.Config{}), "a"),
+		Discovery:    DiscoveryConfig{BindAddr: "127.0.0.1:0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	started := make(chan struct{})
+	var wg sync.WaitGroup
+	// Each reader on its own: a call that takes the node's lock would
+	// order the others after Start's writes.
+	for _, read := range []func(){
+		func() {
+			switch st := n.Status().State; st {
+			case "new", "starting", "running":
+			default:
+				t.Errorf("state %q while starting", st)
+			}
+		},
+		func() { n.Addr() },
+		func() { n.Members() },
+		func() { n.Coordinates() },
+		func() { n.GossipKeys() },
+		func() {
+			n.MetricsHandler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/metrics", nil))
+		},
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-started:
+					return
+				default:
+					read()
+				}
+			}
+		}()
+	}
+	err = n.Start(context.Background())
+	close(started)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := n.Status().State; st != "running" {
+		t.Errorf("state after Start: %q, want running", st)
 	}
 }
