@@ -36,7 +36,8 @@ type Conn struct {
 	readDL      atomic.Int64
 	writeDL     atomic.Int64
 	closed      atomic.Bool
-	closing     atomic.Bool // a Close has started
+	aborted     atomic.Pointer[ResetError] // set by Abort before closed
+	closing     atomic.Bool                // a Close has started
 	writeClosed atomic.Bool
 
 	sec *secure // end-to-end layer of a sealed circuit, else nil
@@ -428,16 +429,38 @@ const closeFlushTimeout = time.Second
 // Reset aborts the circuit in both directions with a close-reason code
 // (CloseCancelled, ...); the other end sees a *links.StreamResetError.
 func (c *Conn) Reset(code uint64) {
-	if c.markClosed() {
+	if c.markClosedBy(nil) {
+		c.s.Reset(code)
+	}
+}
+
+// Abort is Reset for a cause other than the application (the node the
+// circuit belongs to shutting down): the other end sees the same reset,
+// and this end's pending and later Reads and Writes fail with a
+// *net.OpError wrapping LocalReset(code), which matches the reason's
+// sentinel (ErrShuttingDown for CloseShuttingDown) as a reset from the
+// path does, instead of net.ErrClosed. It does nothing to a closed conn.
+func (c *Conn) Abort(code uint64) {
+	if c.markClosedBy(LocalReset(code)) {
 		c.s.Reset(code)
 	}
 }
 
 // markClosed flags the conn closed and interrupts pending calls. It reports
 // whether this call closed it.
-func (c *Conn) markClosed() bool {
+func (c *Conn) markClosed() bool { return c.markClosedBy(nil) }
+
+// markClosedBy is markClosed recording, when not nil, the reset that
+// Reads and Writes report from then on.
+func (c *Conn) markClosedBy(reset *ResetError) bool {
 	c.dlMu.Lock()
 	defer c.dlMu.Unlock()
+	if c.closed.Load() {
+		return false
+	}
+	if reset != nil {
+		c.aborted.Store(reset) // before closed: opError sees both
+	}
 	if c.closed.Swap(true) {
 		return false
 	}
@@ -488,6 +511,9 @@ func (c *Conn) opError(op string, err error) error {
 	switch {
 	case c.closed.Load():
 		err = net.ErrClosed
+		if a := c.aborted.Load(); a != nil && (op == "read" || op == "write") {
+			err = a
+		}
 	case isTimeout(err):
 		err = os.ErrDeadlineExceeded
 	default:

@@ -263,6 +263,14 @@ func (e *ResetError) Is(target error) bool {
 	return false
 }
 
+// LocalReset is the *ResetError of a reset this end gave with code
+// (Remote false): what the Reads and Writes of a Conn ended by Abort
+// report. It unwraps to a *links.StreamResetError as the others do.
+func LocalReset(code uint64) *ResetError {
+	cause := &links.StreamResetError{Code: code}
+	return &ResetError{Code: CloseCode(code), cause: cause}
+}
+
 // asResetError turns a *links.StreamResetError in err into a *ResetError.
 func asResetError(err error) error {
 	var re *links.StreamResetError

@@ -107,8 +107,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctr(c.routingRefused, st.IgnoredFromLeaf, "from_leaf")
 	ctr(c.routingRefused, st.OverBudget, "over_budget")
 	var ab links.StreamAbortStats
-	// The transport is set by Start, before the metrics are served.
-	if s, ok := c.n.transport.(streamAbortStatser); ok {
+	// The transport is set by Start; the metrics may be served before.
+	if s, ok := c.n.transportNow().(streamAbortStatser); ok {
 		ab = s.StreamAbortStats()
 	}
 	ctr(c.abortsClosed, ab.Closed)

@@ -176,6 +176,9 @@ type hooks struct {
 	// and before its end-to-end keys are (a test runs another change
 	// there).
 	midIdentity func(id *identity.Identity)
+	// startStopped runs in Close once it has asked a Start under way to
+	// stop, before it waits for the start to end.
+	startStopped func()
 }
 
 // Limits bounds the node's resources. Beyond a limit a circuit is refused

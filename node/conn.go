@@ -108,9 +108,12 @@ func (c *trackedConn) CloseWrite() error {
 // abort resets the circuit (node shutdown or an undeliverable circuit).
 func (c *trackedConn) abort() { c.abortWith(circuit.CloseShuttingDown) }
 
-// abortWith is abort with the close code the other end reads.
+// abortWith is abort with the close code the other end reads; this end's
+// Reads and Writes report the same reset (circuit.ErrShuttingDown for
+// the node's Close), not net.ErrClosed as after the application's own
+// Close.
 func (c *trackedConn) abortWith(code uint64) {
-	c.Conn.Reset(code)
+	c.Conn.Abort(code)
 	c.finish("reset", circuit.ErrShuttingDown)
 }
 

@@ -233,10 +233,10 @@ func metaCoord(raw json.RawMessage) *coordinate.Coordinate {
 // own probes, and how many of them its own probes measured a round trip
 // to. Without discovery all are 0.
 func (n *Node) Coordinates() (known, probed, members int) {
-	if n.disco == nil {
+	d := n.discoNow()
+	if d == nil {
 		return 0, 0, 0
 	}
-	d := n.disco
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for name, m := range d.members {

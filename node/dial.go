@@ -22,7 +22,9 @@ import (
 // open travelled, as while a mesh converges) makes Dial try the other next
 // hops routing offers at once; the first such refusal is returned when
 // none is left. The Conn is a net.Conn with half-close, the recorded path
-// and whether it is sealed end to end.
+// and whether it is sealed end to end. Dial fails with ErrNotStarted
+// before Start has succeeded, is refused (ErrShuttingDown) once Close has
+// begun, and fails with ctx's error when ctx has ended, early or not.
 func (n *Node) Dial(ctx context.Context, peer, service string) (Conn, error) {
 	return n.DialWith(ctx, peer, service, DialOptions{})
 }
@@ -45,12 +47,19 @@ func (n *Node) DialWith(ctx context.Context, peer, service string, opt DialOptio
 
 func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) (Conn, error) {
 	if !n.running() {
-		if n.transport == nil {
-			return nil, ErrNotStarted
+		if err := n.notRunning(); err == ErrNotStarted {
+			return nil, err
 		}
+		// Closing or closed, started or not: the refusal of a node
+		// shutting down, as its neighbours would give.
 		return nil, &circuit.RefusedError{Code: circuit.ShuttingDown, Node: n.cfg.Name, Dest: peer, Service: service, Reason: "node is closing"}
 	}
 	if err := circuit.ValidateService(service); err != nil {
+		return nil, err
+	}
+	// An early circuit is not sent before its first Write: without this
+	// one given an ended ctx was returned as if opened.
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if _, ok := ctx.Deadline(); !ok {

@@ -289,7 +289,7 @@ type memberMeta struct {
 	Gossip string `json:"gossip,omitempty"`
 }
 
-func startDiscovery(n *Node) (*discovery, error) {
+func startDiscovery(ctx context.Context, n *Node) (*discovery, error) {
 	dc := n.cfg.Discovery
 	host, portStr, err := net.SplitHostPort(dc.BindAddr)
 	if err != nil {
@@ -316,7 +316,10 @@ func startDiscovery(n *Node) (*discovery, error) {
 	}
 	d.vouch = !n.identity().Insecure
 	_, d.ipLinks = n.Addr().(*net.UDPAddr)
-	d.resolveStatic()
+	d.resolveStatic(ctx)
+	if ctx.Err() != nil {
+		return nil, context.Cause(ctx)
+	}
 	// Links admitted from now on count against MaxLinks, before gossip
 	// makes this node known.
 	n.mu.Lock()
@@ -370,8 +373,8 @@ func startDiscovery(n *Node) (*discovery, error) {
 		n.log.Warn("gossip metadata update failed", "err", err)
 	}
 	if len(dc.Join) > 0 {
-		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-		addrs := d.resolveJoin(ctx)
+		jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		addrs := d.resolveJoin(jctx)
 		cancel()
 		if len(addrs) == 0 {
 			n.log.Warn("gossip join: no address yet; retrying", "join", dc.Join, "first_retry", min(joinRetryFirst, dc.JoinInterval), "every", dc.JoinInterval)
@@ -404,12 +407,12 @@ func startDiscovery(n *Node) (*discovery, error) {
 // resolveStatic records the static link addresses, with host names also
 // resolved, so that the policy recognises their links (whose remote
 // address is an IP) and never counts or drops them.
-func (d *discovery) resolveStatic() {
+func (d *discovery) resolveStatic(ctx context.Context) {
 	r := d.n.cfg.Discovery.Resolver
 	if r == nil {
 		r = net.DefaultResolver
 	}
-	ctx, cancel := context.WithTimeout(d.n.ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	for _, a := range d.n.cfg.StaticLinks {
 		d.static[a] = true
@@ -1188,7 +1191,7 @@ func (s *settleTimer) event(now time.Time) bool {
 // number of members it looked at.
 func (d *discovery) step(now time.Time) int {
 	n := d.n
-	if !n.running() {
+	if !n.up() {
 		return 0
 	}
 	d.stepMu.Lock()
@@ -2123,10 +2126,10 @@ func (d *discovery) warnFull(m Member, err error) {
 // Members lists the nodes gossip knows (nil without discovery), sorted by
 // name.
 func (n *Node) Members() []Member {
-	if n.disco == nil {
+	d := n.discoNow()
+	if d == nil {
 		return nil
 	}
-	d := n.disco
 	out := []Member{{Name: n.cfg.Name, LinkAddr: d.linkAddr(), Leaf: n.cfg.Leaf}}
 	d.mu.Lock()
 	for _, m := range d.members {

@@ -71,7 +71,7 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 		n.refuse(s, circuit.Policy, err.Error())
 		return
 	}
-	if !n.running() {
+	if !n.up() {
 		n.refuse(s, circuit.ShuttingDown, "node is shutting down")
 		return
 	}

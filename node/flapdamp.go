@@ -166,7 +166,7 @@ func (n *Node) releaseHeld(l links.Link) {
 	defer n.linkEvents.Unlock()
 	n.mu.Lock()
 	h := n.held[peer]
-	if h == nil || h.l != l || n.links[peer] != l || n.state != stateRunning {
+	if h == nil || h.l != l || n.links[peer] != l || !n.upLocked() {
 		n.mu.Unlock()
 		return
 	}

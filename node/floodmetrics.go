@@ -63,9 +63,8 @@ func (c *floodCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	var st links.HandshakeStats
 	var stalled, pathDrops uint64
-	// The transport is set by Start, before the metrics are served (as
-	// Addr reads it).
-	if s, ok := c.n.transport.(handshakeStatser); ok {
+	// The transport is set by Start; the metrics may be served before.
+	if s, ok := c.n.transportNow().(handshakeStatser); ok {
 		st = s.HandshakeStats()
 		stalled = s.StalledStreams()
 		pathDrops = s.PathDrops()

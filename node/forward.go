@@ -61,8 +61,12 @@ func (n *Node) Expose(service, tcpAddr string) (stop func() error, err error) {
 // broken transfer for a complete one. Half-close maps to FIN
 // both ways. stop closes the listener and
 // every connection and waits for the goroutines; closing the node does the
-// same.
+// same. It fails with ErrNotStarted before Start has succeeded and with
+// ErrClosed once Close has begun.
 func (n *Node) Forward(listenAddr, peer, service string) (net.Addr, func() error, error) {
+	if !n.running() {
+		return nil, nil, fmt.Errorf("forward %s to %s/%s: %w", listenAddr, peer, service, n.notRunning())
+	}
 	ln, err := net.Listen("tcp", listenAddr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("forward %s to %s/%s: %w", listenAddr, peer, service, err)

@@ -106,10 +106,11 @@ var errNotRouted = errors.New("no route")
 // node's answer adds is its own node and at most MaxInfoLinks links, each
 // to a node this node already knows and not denied by that node's answer.
 // It fails only when ctx ends before any answer or the node is not
-// running.
+// running (ErrNotStarted before Start has succeeded, ErrClosed once Close
+// has begun).
 func (n *Node) Topology(ctx context.Context, opt TopologyOptions) (Graph, error) {
 	if !n.running() {
-		return Graph{}, fmt.Errorf("topology: %w", ErrNotStarted)
+		return Graph{}, fmt.Errorf("topology: %w", n.notRunning())
 	}
 	if opt.Concurrency <= 0 {
 		opt.Concurrency = 8

@@ -33,7 +33,7 @@ func (h *linkHandler) LinkUp(l links.Link) {
 	add := func(evict links.Link) bool {
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		if n.state != stateRunning && n.state != stateClosing {
+		if !n.upLocked() && n.state != stateClosing {
 			return false
 		}
 		if evict != nil && n.links[evict.Peer()] == evict {

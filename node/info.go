@@ -38,7 +38,7 @@ type LinkInfo struct {
 // Status summarises the node.
 type Status struct {
 	// State is "running", "draining" (Close is letting circuits finish),
-	// "closed", or "new" before Start.
+	// "closed", "new" before Start, or "starting" while Start runs.
 	State       string    `json:"state"`
 	Name        string    `json:"name"`
 	Mesh        string    `json:"mesh"`

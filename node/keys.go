@@ -38,10 +38,11 @@ func KeyFingerprint(key []byte) string {
 }
 
 func (n *Node) keyring() (*memberlist.Keyring, error) {
-	if n.disco == nil || n.disco.keyring == nil {
-		return nil, fmt.Errorf("%s: %w (gossip %s)", n.cfg.Name, ErrNoKeyring, map[bool]string{true: "is off", false: "is not encrypted"}[n.disco == nil])
+	d := n.discoNow()
+	if d == nil || d.keyring == nil {
+		return nil, fmt.Errorf("%s: %w (gossip %s)", n.cfg.Name, ErrNoKeyring, map[bool]string{true: "is off", false: "is not encrypted"}[d == nil])
 	}
-	return n.disco.keyring, nil
+	return d.keyring, nil
 }
 
 // GossipKeys lists the gossip keyring.

@@ -93,8 +93,14 @@ type Node struct {
 	linkEvents sync.Mutex // held by LinkUp and LinkDown (handler.go)
 
 	mu    sync.Mutex
-	state int // stateNew, stateRunning, stateClosing, stateClosed
-	links map[string]links.Link
+	state int // stateNew, stateStarting, stateRunning, stateClosing, stateClosed
+	// startStop and startDone are set while Start runs (stateStarting):
+	// Close stops the start with startStop and waits for startDone, closed
+	// once Start has either published the running node or undone what it
+	// started.
+	startStop func(error)
+	startDone chan struct{}
+	links     map[string]links.Link
 	// unadmitted holds the outgoing links routing has not heard of yet:
 	// discovery dialled them and the peer may still refuse them
 	// (handler.go).
@@ -117,6 +123,10 @@ type Node struct {
 
 const (
 	stateNew = iota
+	// stateStarting: Start is under way. Links, static links, discovery
+	// and incoming circuits work (the start needs them), but the public
+	// API reports ErrNotStarted until Start has succeeded.
+	stateStarting
 	stateRunning
 	stateClosing
 	stateClosed
@@ -238,17 +248,62 @@ func loadIdentity(cfg *Config) (*identity.Identity, error) {
 }
 
 // Start opens the transport, links to static peers, joins gossip and starts
-// routing. ctx bounds only the start itself.
+// routing. ctx bounds only the start itself: when it ends first (and when
+// Close is called meanwhile), Start undoes what it started, leaves the node
+// closed and returns an error wrapping ctx's (or ErrClosed). Start on a
+// closed node fails with ErrClosed.
 func (n *Node) Start(ctx context.Context) error {
 	n.mu.Lock()
-	if n.state != stateNew {
+	switch n.state {
+	case stateNew:
+	case stateClosing, stateClosed:
 		n.mu.Unlock()
-		return fmt.Errorf("start node %s: already started or closed", n.cfg.Name)
+		return fmt.Errorf("start node %s: %w", n.cfg.Name, ErrClosed)
+	default:
+		n.mu.Unlock()
+		return fmt.Errorf("start node %s: already started", n.cfg.Name)
 	}
-	n.state = stateRunning
+	sctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	done := make(chan struct{})
+	defer close(done) // last: Close waits for it, then finds the node running or closed
+	n.state = stateStarting
 	n.started = time.Now()
+	n.startStop, n.startDone = stop, done
 	n.mu.Unlock()
 
+	err := n.start(sctx)
+	n.mu.Lock()
+	n.startStop, n.startDone = nil, nil
+	if err == nil && sctx.Err() == nil {
+		n.state = stateRunning
+		addr := n.transport.LocalAddr()
+		n.mu.Unlock()
+		n.log.Info("node started", "addr", addr.String(), "mesh", n.cfg.Mesh, "role", n.role.String())
+		return nil
+	}
+	if err == nil {
+		err = context.Cause(sctx)
+	}
+	if n.transport == nil { // nothing started but the node's context
+		n.state = stateClosed
+		n.mu.Unlock()
+		n.cancel()
+		close(n.draining)
+		close(n.closed)
+	} else {
+		c := n.beginCloseLocked()
+		n.mu.Unlock()
+		n.finishClose(c)
+	}
+	return fmt.Errorf("start node %s: %w", n.cfg.Name, err)
+}
+
+// errClosedWhileStarting is the cause with which Close stops a Start.
+var errClosedWhileStarting = fmt.Errorf("closed while starting: %w", ErrClosed)
+
+// start runs the phases of Start, stopping between them once ctx ends.
+func (n *Node) start(ctx context.Context) error {
 	n.warnExpiring(time.Now())
 	if n.identity().Insecure {
 		n.log.Warn("INSECURE development mode: throwaway identity, ANY peer is accepted; never use this in production")
@@ -257,11 +312,15 @@ func (n *Node) Start(ctx context.Context) error {
 		n.log.Warn("END-TO-END SECURITY OFF (e2e=off): circuits this node opens are sent in the clear and unsealed circuits are accepted; every router on a path can read, change and forge them")
 	}
 	n.logPolicy()
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	var tr links.Transport
 	var err error
 	if n.cfg.NewTransport != nil {
-		n.transport, err = n.cfg.NewTransport((*linkHandler)(n), n.role)
+		tr, err = n.cfg.NewTransport((*linkHandler)(n), n.role)
 	} else {
-		n.transport, err = links.NewQUICTransport(links.QUICConfig{
+		tr, err = links.NewQUICTransport(links.QUICConfig{
 			Identity:   n.identity(),
 			Role:       n.role,
 			ListenAddr: n.cfg.ListenAddr,
@@ -281,9 +340,11 @@ func (n *Node) Start(ctx context.Context) error {
 		})
 	}
 	if err != nil {
-		n.fail()
-		return fmt.Errorf("start node %s: %w", n.cfg.Name, err)
+		return err
 	}
+	n.mu.Lock()
+	n.transport = tr
+	n.mu.Unlock()
 	n.router.start()
 	n.wg.Add(3)
 	go func() {
@@ -302,26 +363,19 @@ func (n *Node) Start(ctx context.Context) error {
 	for _, addr := range n.cfg.StaticLinks {
 		n.keep(addr)
 	}
-	if n.cfg.Discovery.BindAddr != "" {
-		d, err := startDiscovery(n)
-		if err != nil {
-			n.Close()
-			return fmt.Errorf("start node %s: %w", n.cfg.Name, err)
-		}
-		n.disco = d
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
 	}
-	n.log.Info("node started", "addr", n.transport.LocalAddr().String(), "mesh", n.cfg.Mesh, "role", n.role.String())
+	if n.cfg.Discovery.BindAddr != "" {
+		d, err := startDiscovery(ctx, n)
+		if err != nil {
+			return err
+		}
+		n.mu.Lock()
+		n.disco = d
+		n.mu.Unlock()
+	}
 	return nil
-}
-
-// fail marks a node whose Start failed as closed.
-func (n *Node) fail() {
-	n.mu.Lock()
-	n.state = stateClosed
-	n.mu.Unlock()
-	n.cancel()
-	close(n.draining)
-	close(n.closed)
 }
 
 // running reports whether the node accepts new circuits.
@@ -329,6 +383,29 @@ func (n *Node) running() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.state == stateRunning
+}
+
+// up reports whether the node is starting or running: its links, static
+// links, discovery and circuit dispatch work.
+func (n *Node) up() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.upLocked()
+}
+
+func (n *Node) upLocked() bool {
+	return n.state == stateStarting || n.state == stateRunning
+}
+
+// notRunning is the error of a call that needs a running node: ErrClosed
+// once Close has begun, else ErrNotStarted.
+func (n *Node) notRunning() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.state == stateClosing || n.state == stateClosed {
+		return ErrClosed
+	}
+	return ErrNotStarted
 }
 
 // drainer is implemented by transports that can tell neighbours this node
@@ -340,9 +417,22 @@ type drainer interface{ Drain() }
 // circuits around this node, lets open circuits (Forward and Expose
 // connections included) finish within GracePeriod, resets the rest and
 // closes the links. Status reports "draining" meanwhile. It waits for
-// every goroutine the node started.
+// every goroutine the node started. The Reads and Writes of a circuit it
+// reset fail at this end with an error matching circuit.ErrShuttingDown,
+// as at the other end. Called while Start runs, it stops the start, which
+// then undoes what it started and fails with ErrClosed.
 func (n *Node) Close() error {
 	n.mu.Lock()
+	for n.state == stateStarting {
+		stop, done := n.startStop, n.startDone
+		n.mu.Unlock()
+		stop(errClosedWhileStarting)
+		if n.cfg.hooks != nil && n.cfg.hooks.startStopped != nil {
+			n.cfg.hooks.startStopped()
+		}
+		<-done
+		n.mu.Lock()
+	}
 	switch n.state {
 	case stateNew:
 		n.state = stateClosed
@@ -356,19 +446,36 @@ func (n *Node) Close() error {
 		<-n.closed
 		return n.closeErr
 	}
+	c := n.beginCloseLocked()
+	n.mu.Unlock()
+	return n.finishClose(c)
+}
+
+// closing is what Close takes from the node as it starts draining.
+type closing struct {
+	services []*listener
+	keeps    map[string]func()
+}
+
+// beginCloseLocked marks the node closing (n.mu held): from now on it
+// refuses new circuits, and Forward listeners stop accepting.
+func (n *Node) beginCloseLocked() closing {
 	n.state = stateClosing
 	close(n.draining)
 	for _, h := range n.held {
 		h.timer.Stop()
 	}
-	services := make([]*listener, 0, len(n.services))
+	c := closing{services: make([]*listener, 0, len(n.services)), keeps: n.keeps}
 	for _, l := range n.services {
-		services = append(services, l)
+		c.services = append(c.services, l)
 	}
-	keeps := n.keeps
 	n.keeps = map[string]func(){}
-	n.mu.Unlock()
+	return c
+}
 
+// finishClose drains the node beginCloseLocked marked closing and closes
+// it.
+func (n *Node) finishClose(c closing) error {
 	grace := max(n.cfg.GracePeriod, 0)
 	n.log.Info("node draining", "circuits", n.circuits.len(), "grace", grace)
 	if d, ok := n.transport.(drainer); ok {
@@ -377,7 +484,7 @@ func (n *Node) Close() error {
 	if m := n.httpTr.Load(); m != nil {
 		m.CloseIdleConnections()
 	}
-	for _, stop := range keeps {
+	for _, stop := range c.keeps {
 		stop()
 	}
 	if n.disco != nil {
@@ -390,7 +497,7 @@ func (n *Node) Close() error {
 		n.linger()
 	}
 	n.resumables.endAll() // those waiting for a new path too; their goroutines end
-	for _, l := range services {
+	for _, l := range c.services {
 		l.Close()
 	}
 	err := n.transport.Close()
@@ -431,17 +538,35 @@ func (n *Node) Name() string { return n.cfg.Name }
 
 // Addr is the UDP address of the node's links (nil before Start).
 func (n *Node) Addr() net.Addr {
-	if n.transport == nil {
+	tr := n.transportNow()
+	if tr == nil {
 		return nil
 	}
-	return n.transport.LocalAddr()
+	return tr.LocalAddr()
+}
+
+// discoNow is the node's discovery, nil without one and until Start has
+// started it.
+func (n *Node) discoNow() *discovery {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.disco
+}
+
+// transportNow is the node's transport, nil until Start has made it.
+func (n *Node) transportNow() links.Transport {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.transport
 }
 
 // Link dials the node at addr now, returning the dial's error, and keeps
 // the link up afterwards (redialling with backoff while the peer is down).
+// It fails with ErrNotStarted before Start has succeeded and with
+// ErrClosed once Close has begun.
 func (n *Node) Link(ctx context.Context, addr string) error {
 	if !n.running() {
-		return fmt.Errorf("link to %s: %w", addr, ErrNotStarted)
+		return fmt.Errorf("link to %s: %w", addr, n.notRunning())
 	}
 	l, err := n.transport.Dial(links.WithStatic(ctx), addr)
 	if err != nil {
@@ -498,10 +623,11 @@ type keeper interface {
 func (n *Node) keep(addr string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.state != stateRunning || n.keeps[addr] != nil {
+	if !n.upLocked() || n.keeps[addr] != nil {
 		return
 	}
-	if k, ok := n.transport.(keeper); ok {
+	tr := n.transport
+	if k, ok := tr.(keeper); ok {
 		n.keeps[addr] = k.Keep(addr)
 		return
 	}
@@ -511,7 +637,7 @@ func (n *Node) keep(addr string) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if _, err := n.transport.Dial(links.WithStatic(ctx), addr); err != nil && ctx.Err() == nil {
+		if _, err := tr.Dial(links.WithStatic(ctx), addr); err != nil && ctx.Err() == nil {
 			n.log.Warn("static link failed", "addr", addr, "err", err)
 		}
 	}()
@@ -552,6 +678,7 @@ func (n *Node) Status() Status {
 	nlinks := len(n.links)
 	started := n.started
 	state := n.state
+	disco := n.disco
 	n.mu.Unlock()
 	st := Status{
 		State: "running",
@@ -566,6 +693,8 @@ func (n *Node) Status() Status {
 	switch state {
 	case stateNew:
 		st.State = "new"
+	case stateStarting:
+		st.State = "starting"
 	case stateClosing:
 		st.State = "draining"
 	case stateClosed:
@@ -576,8 +705,8 @@ func (n *Node) Status() Status {
 			st.Reachable++
 		}
 	}
-	if n.disco != nil {
-		st.GossipAddr = n.disco.addr()
+	if disco != nil {
+		st.GossipAddr = disco.addr()
 	}
 	return st
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/links/memlink"
 )
@@ -53,6 +54,12 @@ func (n *Node) loopLink() (links.Link, error) {
 			n.acceptLoop(in)
 		}()
 	})
+	if lb.out == nil && lb.err == nil {
+		// close came first (a self-dial that passed the running check
+		// as the node closed): refuse as a node shutting down does. It
+		// returned no link and no error, and the dial panicked.
+		return nil, &circuit.RefusedError{Code: circuit.ShuttingDown, Node: n.cfg.Name, Dest: n.cfg.Name, Reason: "node is closing"}
+	}
 	return lb.out, lb.err
 }
 

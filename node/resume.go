@@ -91,8 +91,11 @@ func (c *resumableConn) SessionResumed() bool {
 // abort resets the circuit (node shutdown, an undeliverable circuit).
 func (c *resumableConn) abort() { c.abortWith(circuit.CloseShuttingDown) }
 
-// abortWith is abort with the close code the other end reads.
-func (c *resumableConn) abortWith(code uint64) { c.Resumable.Reset(code) }
+// abortWith is abort with the close code the other end reads; this end's
+// Reads and Writes report the same reset (as trackedConn's do).
+func (c *resumableConn) abortWith(code uint64) {
+	c.Resumable.Abort(code, circuit.LocalReset(code))
+}
 
 // resumeConfig is the configuration of one end of a circuit with peer
 // (the destination a source dialled, the authenticated source of a
