@@ -42,18 +42,31 @@ func TestRelayedFullHandshakesLeaveOthersTheirBudget(t *testing.T) {
 			if l == nil {
 				t.Fatal("no link m-r")
 			}
-			rec := c.nodes["d"].seal.Load().Record()
+			d := c.nodes["d"]
+			rec := d.seal.Load().Record()
+			start := time.Now()
 			sent, overloaded, stop := floodCostlyFirst(t, m, "d", &rec, kind, l)
 			time.Sleep(500 * time.Millisecond)
 
 			refused, tries, ok := dialUntilAccepted(t, h, "d")
 			stop()
+			el := time.Since(start)
 			t.Logf("m sent %d replayed first messages (%s) through r (%d refused overloaded); h's first dial to d was refused overloaded %d times in %d tries (succeeded: %v)",
 				sent.Load(), kind, overloaded.Load(), refused, tries, ok)
 			if refused > 0 {
 				t.Errorf("m, through r, spent d's full-handshake budget for r's link: honest h's first circuit to d was refused overloaded %d times of %d", refused, tries)
 			}
-			if overloaded.Load() == 0 {
+			if kind == firstBogusOneMessage {
+				// d answers them retry before any cryptography once r's
+				// link spent its budget of failures (2 a second), and r
+				// refuses them overloaded past its own.
+				if failed, limit := d.limits.ikFailed.Load(), uint64(2+2*int(el.Seconds()+1)); failed > limit {
+					t.Errorf("d ran the cryptography of %d of m's %d bogus first messages in %v, beyond the budget (at most %d)", failed, sent.Load(), el, limit)
+				}
+				if d.limits.ikRetried.Load() == 0 && overloaded.Load() == 0 {
+					t.Errorf("none of m's %d bogus first messages was refused, retry unread at d or overloaded at r", sent.Load())
+				}
+			} else if overloaded.Load() == 0 {
 				t.Errorf("none of m's %d replayed first messages was refused overloaded", sent.Load())
 			}
 		})
