@@ -549,7 +549,8 @@ func (l *quicLink) reclaim(now time.Time, late time.Duration) {
 }
 
 // StalledStreams is the number of streams reset because their readers
-// stalled holding link buffer (QUICConfig.ReaderStall).
+// stalled holding link buffer (QUICConfig.ReaderStall), or because their
+// source held more than half the link window (QUICConfig.LinkWindow).
 func (t *QUICTransport) StalledStreams() uint64 { return t.stalled.Load() }
 
 // ReceiveWindows reports the receive windows given to QUIC: the most one
