@@ -387,15 +387,22 @@ func (l *quicLink) capSources() int {
 		}
 		held := s.held
 		r.uncount(s)
-		r.hold(s, 0)
-		s.Reset(cfg.StalledCode)
+		l.resetStalled(s, held)
 		n++
-		l.t.stalled.Add(1)
-		if cfg.OnStalled != nil {
-			cfg.OnStalled(l.hello.Node, held)
-		}
 	}
 	return n
+}
+
+// resetStalled resets s, out of the pass's sums but its hold, with the
+// stalled code and counts it; unread is what it was counted holding.
+func (l *quicLink) resetStalled(s *quicStream, unread uint64) {
+	cfg := &l.t.cfg
+	l.scan.hold(s, 0)
+	s.Reset(cfg.StalledCode)
+	l.t.stalled.Add(1)
+	if cfg.OnStalled != nil {
+		cfg.OnStalled(l.hello.Node, unread)
+	}
 }
 
 // stalled reports whether s's receive side is open, no Read is in
@@ -527,13 +534,8 @@ func (l *quicLink) reclaim(now time.Time, late time.Duration) {
 		s := stalled[i]
 		stalled = slices.Delete(stalled, i, i+1)
 		r.shed(s)
-		r.hold(s, 0)
-		s.Reset(cfg.StalledCode)
+		l.resetStalled(s, s.bound)
 		n++
-		l.t.stalled.Add(1)
-		if cfg.OnStalled != nil {
-			cfg.OnStalled(l.hello.Node, s.bound)
-		}
 	}
 	// Those left in the sum go back on the heap.
 	for _, s := range stalled {
