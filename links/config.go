@@ -138,7 +138,9 @@ type QUICConfig struct {
 	// together, so the most receive buffer one link can pin. Default the
 	// larger of 32 MiB and 4 × MaxStreamWindow. Streams whose readers
 	// stalled for ReaderStall are reclaimed once they may hold more than
-	// half of it (see ReaderStall).
+	// half of it (see ReaderStall), and the streams of one source
+	// (SetSource) are reset, those holding the most first, once they
+	// hold more than half of it unread, stalled or not (see reclaim.go).
 	LinkWindow uint64
 	// ReaderStall is how long a stream's reader may make no progress
 	// before the stream counts as stalled: no Read in progress and less
@@ -179,7 +181,9 @@ type QUICConfig struct {
 	StreamAborts int
 	// OnStalled, when set, is called for every stream reset because its
 	// reader stalled, with the peer and the most the stream could hold
-	// unread. It must not block.
+	// unread, and for every stream reset because its source held more
+	// than half of LinkWindow, with what it was measured holding. It must
+	// not block.
 	OnStalled func(peer string, unread uint64)
 	// OnRefused, when set, is called for every inbound link refused in the
 	// handshake, by this node or, in TLS, by the peer (refusals are also

@@ -1,6 +1,7 @@
 package links
 
 import (
+	"cmp"
 	"container/heap"
 	"encoding/binary"
 	"hash/maphash"
@@ -53,6 +54,29 @@ import (
 // a stall is counted or a resumed reader leaves the sum; a stream's
 // progress is checked again before it is looked at, so a reader found
 // reading or progressing is never reset.
+//
+// What one source's streams hold unread on a link is bounded too, stalled
+// or not: a source (SetSource) reading many streams just fast enough not
+// to stall (a member trickling many downloads through a relay, whose
+// splices read each stream from the next hop only as fast as the member
+// takes it) would otherwise hold the whole window with streams that each
+// hold most of their own. Each stream the pass examines is measured (what
+// it holds of the connection window, received and not read, from QUIC)
+// unless its reader kept up: took since the last measure at least what it
+// now holds. A source's hold is the sum of its streams' last measures;
+// while it exceeds half the window (sourceShare) the pass resets the
+// source's streams measured this tick holding the most, with StalledCode,
+// until it no longer does. No stream may hold more than a quarter of the
+// window (MaxStreamWindow), so a source with one or two circuits on a link
+// is never reset this way, nor is a stream whose reader keeps up. Streams
+// never named are not bounded this way (the link cannot tell whose they
+// are; node names every stream that carried an open), only reclaimed when
+// stalled, as above. A source with many slow circuits on one link loses
+// the fullest of them once they hold more than half the window, and keeps
+// the rest. The measure takes the stream's QUIC lock once per examination,
+// and only streams outside a Read are examined, so the pass keeps its
+// bounds; with more than maxScan streams outside a Read, a source's hold
+// adds measures up to a pass over the list old.
 //
 // A starved process is not a stalled reader. When this process runs late
 // (the operating system runs others, or its own run queue is long), its
@@ -139,10 +163,15 @@ type reclaimScan struct {
 	// leaves it when its last stream does, so it holds at most one entry
 	// per stream in the sum.
 	bySource map[SourceKey]uint64
-	scanned  int           // streams examined and taken off the heap by the last pass
-	late     time.Duration // how late the passes ran, all together
-	lookBuf  [1]byte       // the look at unread bytes
-	stalled  []*quicStream // scratch: the streams found holding bytes
+	// held is what the streams of each source were last measured
+	// holding unread, those whose readers kept up left out; a source
+	// leaves it when its last measured stream does.
+	held    map[SourceKey]uint64
+	holding []*quicStream // scratch: the streams measured holding bytes this tick
+	scanned int           // streams examined and taken off the heap by the last pass
+	late    time.Duration // how late the passes ran, all together
+	lookBuf [1]byte       // the look at unread bytes
+	stalled []*quicStream // scratch: the streams found holding bytes
 	// The link's queued and gone lists are swapped with these each tick,
 	// so a reader leaving a Read appends to a slice that has room: the
 	// success path of Read allocates nothing however often it is queued.
@@ -294,6 +323,88 @@ func (r *reclaimScan) heaviest(stalled []*quicStream) int {
 	return best
 }
 
+// measure records what s, examined and still watched, holds unread,
+// unless its reader took since the last measure at least that much.
+func (r *reclaimScan) measure(s *quicStream) {
+	got := s.got.Load()
+	var h uint64
+	if s.reading.Load() == 0 && s.done.Load()&doneRead == 0 {
+		if u := s.s.Unread(); u > got-s.heldGot {
+			h = uint64(u)
+		}
+	}
+	s.heldGot = got
+	r.hold(s, h)
+	if s.held > 0 {
+		r.holding = append(r.holding, s)
+	}
+}
+
+// hold counts s as holding h against its source; a stream never named
+// counts as holding nothing: the link cannot tell whose it is.
+func (r *reclaimScan) hold(s *quicStream, h uint64) {
+	if s.held > 0 {
+		if left := r.held[s.hsrc] - s.held; left > 0 {
+			r.held[s.hsrc] = left
+		} else {
+			delete(r.held, s.hsrc)
+		}
+	}
+	k := s.sourceKey()
+	if k == 0 {
+		h = 0
+	}
+	s.held, s.hsrc = h, k
+	if h > 0 {
+		if r.held == nil {
+			r.held = make(map[SourceKey]uint64)
+		}
+		r.held[s.hsrc] += h
+	}
+}
+
+// sourceShare is the most the streams of one source may hold unread on a
+// link: half its window.
+func (c *QUICConfig) sourceShare() uint64 { return c.LinkWindow / 2 }
+
+// capSources resets, among the streams measured this tick, those holding
+// the most of each source holding more than its share, until it no longer
+// does; it returns how many it reset.
+func (l *quicLink) capSources() int {
+	cfg := &l.t.cfg
+	r := &l.scan
+	share := cfg.sourceShare()
+	holding := r.holding
+	defer func() { clear(holding); r.holding = holding[:0] }()
+	if !slices.ContainsFunc(holding, func(s *quicStream) bool { return r.held[s.hsrc] > share }) {
+		return 0
+	}
+	slices.SortFunc(holding, func(a, b *quicStream) int { return cmp.Compare(b.held, a.held) })
+	n := 0
+	for _, s := range holding {
+		if s.held == 0 || r.held[s.hsrc] <= share {
+			continue
+		}
+		held := s.held
+		r.uncount(s)
+		l.resetStalled(s, held)
+		n++
+	}
+	return n
+}
+
+// resetStalled resets s, out of the pass's sums but its hold, with the
+// stalled code and counts it; unread is what it was counted holding.
+func (l *quicLink) resetStalled(s *quicStream, unread uint64) {
+	cfg := &l.t.cfg
+	l.scan.hold(s, 0)
+	s.Reset(cfg.StalledCode)
+	l.t.stalled.Add(1)
+	if cfg.OnStalled != nil {
+		cfg.OnStalled(l.hello.Node, unread)
+	}
+}
+
 // stalled reports whether s's receive side is open, no Read is in
 // progress and its reader took too little since it was last seen making
 // progress; if it read, that is now its last progress.
@@ -364,6 +475,7 @@ func (l *quicLink) reclaim(now time.Time, late time.Duration) {
 	// Ended streams leave at once, not when the cursor comes to them.
 	for _, s := range gone {
 		r.uncount(s)
+		r.hold(s, 0)
 		if s.widx >= 0 {
 			r.drop(s.widx)
 		}
@@ -377,10 +489,17 @@ func (l *quicLink) reclaim(now time.Time, late time.Duration) {
 		s := r.watch[r.cursor]
 		r.scanned++
 		if l.examine(s, now) {
+			r.measure(s)
 			r.cursor++
 			continue
 		}
+		r.hold(s, 0)
 		r.drop(r.cursor)
+	}
+	if n := l.capSources(); n > 0 {
+		l.t.stallLog.Warn(l.hello.Node, "reset circuit streams of a source holding more than its share of the link's receive buffer",
+			"peer", l.hello.Node, "reset", n, "source_share", cfg.sourceShare(), "link_window", cfg.LinkWindow,
+			"total_reset", l.t.stalled.Load())
 	}
 	if len(r.watch) < cap(r.watch)/4 && cap(r.watch) > 2*maxScan {
 		r.watch = slices.Clone(r.watch) // give back what a burst took
@@ -415,12 +534,8 @@ func (l *quicLink) reclaim(now time.Time, late time.Duration) {
 		s := stalled[i]
 		stalled = slices.Delete(stalled, i, i+1)
 		r.shed(s)
-		s.Reset(cfg.StalledCode)
+		l.resetStalled(s, s.bound)
 		n++
-		l.t.stalled.Add(1)
-		if cfg.OnStalled != nil {
-			cfg.OnStalled(l.hello.Node, s.bound)
-		}
 	}
 	// Those left in the sum go back on the heap.
 	for _, s := range stalled {
@@ -436,7 +551,8 @@ func (l *quicLink) reclaim(now time.Time, late time.Duration) {
 }
 
 // StalledStreams is the number of streams reset because their readers
-// stalled holding link buffer (QUICConfig.ReaderStall).
+// stalled holding link buffer (QUICConfig.ReaderStall), or because their
+// source held more than half the link window (QUICConfig.LinkWindow).
 func (t *QUICTransport) StalledStreams() uint64 { return t.stalled.Load() }
 
 // ReceiveWindows reports the receive windows given to QUIC: the most one

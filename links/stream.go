@@ -64,6 +64,12 @@ type quicStream struct {
 	hidx      int
 	widx      int
 	src       SourceKey
+	// Also the pass's: what the stream was last measured holding unread
+	// and counted against its source's hold (held, against hsrc), and got
+	// then.
+	held    uint64
+	hsrc    SourceKey
+	heldGot int64
 }
 
 // SetSource names whom a stream's circuit counts against: the link's

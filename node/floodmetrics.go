@@ -47,7 +47,7 @@ func newFloodCollector(n *Node) *floodCollector {
 		pathDrops: d("circuitmesh_link_path_packets_dropped_total",
 			"QUIC short-header packets dropped before QUIC read them because they came from an address of no connection of the node whose peer showed it receives there (links refuse QUIC path changes: a peer moving its link, a spoofed source)."),
 		stalledReset: d("circuitmesh_stalled_circuits_reset_total",
-			"Circuit streams reset (circuit.CloseStalled) because their reader made no progress while the stalled streams of their link could hold more than half of its receive window."),
+			"Circuit streams reset (circuit.CloseStalled) because their reader made no progress while the stalled streams of their link could hold more than half of its receive window, or because the streams of their source held more than half of it unread."),
 	}
 }
 

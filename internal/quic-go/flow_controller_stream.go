@@ -109,6 +109,16 @@ func (c *streamFlowController) AddBytesRead(n protocol.ByteCount) (hasStreamWind
 	return
 }
 
+// unread is the stream's share of the connection window: bytes received
+// (up to the highest offset, gaps included) and not yet read (circuitmesh
+// patch). highestReceived is written under the receive stream's mutex,
+// which the caller holds; bytesRead under c.mutex.
+func (c *streamFlowController) unread() protocol.ByteCount {
+	c.mutex.Lock()
+	defer c.mutex.Unlock()
+	return c.highestReceived - c.bytesRead
+}
+
 func (c *streamFlowController) Abandon() {
 	c.mutex.Lock()
 	unread := c.highestReceived - c.bytesRead

@@ -143,6 +143,17 @@ func (s *ReceiveStream) ReleaseStreamCredit() {
 	s.sender.onStreamCreditReleased(s.streamID)
 }
 
+// Unread returns how many bytes of the connection's flow-control window
+// the stream holds: received (up to the highest offset received, gaps
+// included) and not yet read by the application (circuitmesh patch).
+// Bytes the stream gave back to the connection window when its receive
+// side was abandoned (cancelled, reset, completed) no longer count.
+func (s *ReceiveStream) Unread() int64 {
+	s.mutex.Lock()
+	defer s.mutex.Unlock()
+	return int64(s.flowController.unread())
+}
+
 func (s *ReceiveStream) isNewlyCompleted() bool {
 	if s.completed {
 		return false

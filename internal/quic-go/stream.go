@@ -196,6 +196,12 @@ func (s *Stream) Close() error {
 	return s.sendStr.Close()
 }
 
+// Unread returns the bytes received on the stream and not yet read
+// (circuitmesh patch). See [ReceiveStream.Unread].
+func (s *Stream) Unread() int64 {
+	return s.receiveStr.Unread()
+}
+
 // ReleaseStreamCredit allows the peer to open a new stream in place of this one,
 // once both directions of the stream have completed.
 // See [ReceiveStream.ReleaseStreamCredit] for more details.
