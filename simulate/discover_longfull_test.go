@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"sync"
@@ -28,6 +29,13 @@ import (
 // first if l refuses at its maximum), and holds a long link from then on
 // (moving it to a router ranked before, once that one has room, or to
 // one ranked after only when the router ended the link itself).
+// One case is by design: when every one of those routers refused x at
+// its maximum (l filled the slot x's link left before x dialled it
+// again) and, while x backs off from them, a link another node dialled
+// takes x's last slot, x is at its maximum again: it has no room and
+// changes nothing, holding no long link while that link stays
+// (docs/DISCOVERY.md). The test then checks that this is what happened
+// (about one run in 100, which failed before it told the case apart).
 func TestDiscoverLongLinkAtMaxMinusOne(t *testing.T) {
 	synctest.Test(t, testLongLinkAtMaxMinusOne)
 }
@@ -43,6 +51,9 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 		x, l   string
 		cands  []string // x's long link's routers in hash order
 		meshes int
+		// refused: when each router last refused a node's link at its
+		// maximum, as the node's warnings say.
+		refused = &refusals{at: map[[2]string]time.Time{}}
 	)
 	for try := 0; try < 4 && x == ""; try++ {
 		if m != nil {
@@ -51,7 +62,10 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		m = newLongMesh(t, 32, target, func(cfg *node.Config) { cfg.Discovery.MaxLinks = maxLinks })
+		m = newLongMesh(t, 32, target, func(cfg *node.Config) {
+			cfg.Discovery.MaxLinks = maxLinks
+			cfg.Logger = slog.New(refused.handler(cfg.Name))
+		})
 		m.join()
 		x, l, cands = m.atMaxWithLongLink(maxLinks)
 		meshes = try + 1
@@ -62,10 +76,25 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 	c := m.c
 	t.Logf("%s holds %v; its long link is to %s (the hash ranks %v first)", x, slices.Sorted(maps.Keys(m.peers(x))), l, cands)
 
+	// up: when x's links came up since it began to lose l.
+	var upMu sync.Mutex
+	up := map[string]time.Time{}
+	stopUp, err := c.Node(x).SubscribeFunc(func(ev node.Event) {
+		if ev.Kind == node.LinkUp {
+			upMu.Lock()
+			up[ev.Peer] = time.Now()
+			upMu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopUp()
+	partitioned := time.Now()
 	if err := c.PartitionUnderlay([]string{x}, []string{l}); err != nil {
 		t.Fatal(err)
 	}
-	err := pollFor(2*time.Minute, func() error {
+	err = pollFor(2*time.Minute, func() error {
 		if _, ok := m.peers(x)[l]; ok {
 			return fmt.Errorf("%s still holds its link to %s", x, l)
 		}
@@ -114,7 +143,25 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("%v 3 minutes after the heal (virtual): %s has links %v", err, x, slices.Sorted(maps.Keys(m.peers(x))))
+		// By design (above): every router of x's long link refused x at
+		// its maximum, l after x lost its link, and a link x did not
+		// dial, up since, holds x's last slot.
+		ls := m.peers(x)
+		var taken string
+		upMu.Lock()
+		for p, li := range ls {
+			if _, ok := up[p]; ok && !li.Outbound {
+				taken = p
+			}
+		}
+		upMu.Unlock()
+		all := !slices.ContainsFunc(cands, func(p string) bool { return refused.last(x, p).IsZero() })
+		if len(ls) == maxLinks && taken != "" && all && refused.last(x, l).After(partitioned) {
+			t.Logf("%s is at its maximum with no long link 3 minutes after the heal, by design: %v refused it at their maximum (%s after it lost its link) and %s, which dialled %s, took its last slot; links %v",
+				x, cands, l, taken, x, slices.Sorted(maps.Keys(ls)))
+			return
+		}
+		t.Fatalf("%v 3 minutes after the heal (virtual): %s has links %v", err, x, slices.Sorted(maps.Keys(ls)))
 	}
 	got := long()
 	t.Logf("%s dialled %s %v after the heal; it holds %v", x, got, time.Since(healed).Round(time.Millisecond), slices.Sorted(maps.Keys(m.peers(x))))
@@ -309,3 +356,52 @@ func (m *longMesh) atMaxWithLongLink(maxLinks int) (x, l string, cands []string)
 	}
 	return "", "", nil
 }
+
+// refusalMsg is the warning a node logs when a router refused its link
+// at the router's maximum.
+const refusalMsg = "gossip member refused the link: at its link maximum; linking to others"
+
+// refusals records when each router last refused a node's link at its
+// maximum, from the nodes' warnings.
+type refusals struct {
+	mu sync.Mutex
+	at map[[2]string]time.Time // by node and router
+}
+
+// last returns when router last refused self's link (zero if never).
+func (r *refusals) last(self, router string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.at[[2]string{self, router}]
+}
+
+// handler returns a log handler for the node self that records its
+// refusals and discards the rest.
+func (r *refusals) handler(self string) slog.Handler { return refusalHandler{r: r, self: self} }
+
+type refusalHandler struct {
+	r    *refusals
+	self string
+}
+
+func (h refusalHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+
+func (h refusalHandler) Handle(_ context.Context, rec slog.Record) error {
+	if rec.Message != refusalMsg {
+		return nil
+	}
+	rec.Attrs(func(a slog.Attr) bool {
+		if a.Key == "member" {
+			h.r.mu.Lock()
+			h.r.at[[2]string{h.self, a.Value.String()}] = rec.Time
+			h.r.mu.Unlock()
+			return false
+		}
+		return true
+	})
+	return nil
+}
+
+func (h refusalHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+
+func (h refusalHandler) WithGroup(string) slog.Handler { return h }
