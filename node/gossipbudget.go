@@ -71,6 +71,13 @@ const (
 	// addresses, each for sigFailMemberFor after a datagram from one.
 	sigFailMembers   = 1024
 	sigFailMemberFor = time.Minute
+	// sigAdmitRate and sigAdmitBurst bound the signed alive messages from
+	// sources that are not members' gossip addresses the guard hands to
+	// memberlist, node-wide: the node's budget of failed checks, which
+	// they may spend. A member's own first messages and its joins (push-
+	// pulls, not bounded here) come well within it.
+	sigAdmitRate  = sigFailNodeRate
+	sigAdmitBurst = sigFailNodeBurst
 )
 
 // Why sigBudget.check refuses a signature check.
@@ -97,6 +104,7 @@ type sigBudget struct {
 	// those beyond it of members' addresses.
 	node     bucket.Shared
 	reserve  bucket.Bucket
+	admit    bucket.Bucket              // signed alive messages from other sources handed on (filter)
 	members  map[netip.Prefix]time.Time // prefixes a member's gossip address sent from, until
 	cur, old map[uint64][]netip.Prefix  // alive messages seen: their sources, at most sigFailKeySources
 	pushes   []*pushSeen                // oldest first; at most sigFailPushes
@@ -122,6 +130,7 @@ func newSigBudget() *sigBudget {
 	return &sigBudget{seed: maphash.MakeSeed(), buckets: map[netip.Prefix]*srcBudget{}, cur: map[uint64][]netip.Prefix{},
 		node:    bucket.NewShared(sigFailNodeRate, sigFailNodeBurst, sigFailShareDiv, now),
 		reserve: bucket.Full(sigFailReserveRate, sigFailReserveBurst, now),
+		admit:   bucket.Full(sigAdmitRate, sigAdmitBurst, now),
 		members: map[netip.Prefix]time.Time{}}
 }
 
@@ -372,44 +381,83 @@ func (b *sigBudget) evictLocked(now time.Time) {
 	}
 }
 
+// nodeSpentLocked reports whether the node spent its budget of failed
+// checks at now and src may not draw on the reserve: it is not a
+// member's gossip address, its own budget is spent, or the reserve is.
+// check refuses such a source's messages (sigRefuseNode) unless their
+// verdict is cached.
+func (b *sigBudget) nodeSpentLocked(src netip.Prefix, now time.Time) bool {
+	if b.node.Refill(now).Tokens >= 1 {
+		return false
+	}
+	return !b.memberLocked(src, now) || b.ownSpentLocked(src, now) || b.reserve.Refill(now).Tokens < 1
+}
+
 // filter takes a plaintext packet (as checkPacket returns it) from src:
-// it records the source of each signed alive message, or, when src has
-// spent its budget, drops them. It returns the packet to hand on (nil
-// when nothing is left) and how many alive messages it dropped.
-func (b *sigBudget) filter(p []byte, src netip.Prefix, now time.Time) ([]byte, int) {
+// it records the source of each signed alive message it hands on, and
+// drops them, before memberlist queues them, when src spent its budget
+// (why sigRefuseSource), or when the node spent its own and src may not
+// draw on the reserve, or src is not a member's gossip address and the
+// node handed on sigAdmitBurst such messages at more than sigAdmitRate a
+// second (why sigRefuseNode). The node's budget of failed checks is
+// spent only as NotifyAlive checks what memberlist queued: a flood from
+// sources that each bring a fresh budget (spoofed UDP sources) filled
+// memberlist's handler queue (1,024 messages) before the budget showed
+// it, and memberlist then dropped the rest uncounted, a member's own
+// messages with them. Only a verdict cached for a message dropped here
+// is lost (NotifyAlive would have taken it unchecked). It returns the
+// packet to hand on (nil when nothing is left) and how many alive
+// messages it dropped.
+func (b *sigBudget) filter(p []byte, src netip.Prefix, now time.Time) (_ []byte, dropped int, why string) {
 	if len(p) == 0 || (p[0] != gmAlive && p[0] != gmCompound) || !bytes.Contains(p, []byte(metaSigField)) {
-		return p, 0
+		return p, 0, ""
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	spent := b.spentLocked(src, now)
-	if p[0] == gmAlive {
-		if spent {
-			return nil, 1
+	switch {
+	case b.spentLocked(src, now):
+		why = sigRefuseSource
+	case b.nodeSpentLocked(src, now):
+		why = sigRefuseNode
+	}
+	member := b.memberLocked(src, now)
+	// pass says whether the signed alive message msg is handed on.
+	pass := func(msg []byte) bool {
+		if why == "" && !member && bytes.Contains(msg, []byte(metaSigField)) {
+			if b.admit.Refill(now).Tokens < 1 {
+				why = sigRefuseNode
+			} else {
+				b.admit.Tokens--
+			}
 		}
-		b.sawAliveLocked(p[1:], src)
-		return p, 0
+		if why != "" {
+			return false
+		}
+		b.sawAliveLocked(msg, src)
+		return true
+	}
+	if p[0] == gmAlive {
+		if !pass(p[1:]) {
+			return nil, 1, why
+		}
+		return p, 0, ""
 	}
 	// A compound that checkCompound passed.
 	var keep [][]byte
-	dropped := 0
 	for _, part := range compoundParts(p) {
-		if len(part) > 0 && part[0] == gmAlive {
-			if spent {
-				dropped++
-				continue
-			}
-			b.sawAliveLocked(part[1:], src)
+		if len(part) > 0 && part[0] == gmAlive && !pass(part[1:]) {
+			dropped++
+			continue
 		}
 		keep = append(keep, part)
 	}
 	switch {
 	case dropped == 0:
-		return p, 0
+		return p, 0, ""
 	case len(keep) == 0:
-		return nil, dropped
+		return nil, dropped, why
 	}
-	return compound(keep), dropped
+	return compound(keep), dropped, why
 }
 
 // compound encodes parts as memberlist's compound message.

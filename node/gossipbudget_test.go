@@ -77,6 +77,14 @@ func TestGossipBudgetSparesValidSignatures(t *testing.T) {
 	}
 }
 
+// signedAliveB is an alive message about b with signed metadata, its
+// metadata body and its metadata.
+func signedAliveB(t *testing.T) (body, meta, alive []byte) {
+	body, _ = json.Marshal(memberMeta{Link: "127.0.0.1:9", Mesh: "test", TS: 1})
+	meta = signMeta(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)), "test", "b", body)
+	return body, meta, forgedAlive(t, "b", "127.0.0.1:9", 1, meta, nil)
+}
+
 // TestSigBudgetFilterKeepsOtherMessages: once a source spent its budget,
 // the guard drops the alive messages of its packets and hands on the
 // rest of a compound, and a packet of alive messages only not at all.
@@ -84,13 +92,11 @@ func TestSigBudgetFilterKeepsOtherMessages(t *testing.T) {
 	b := newSigBudget()
 	src := netip.MustParsePrefix("192.0.2.1/32")
 	now := time.Now()
-	body, _ := json.Marshal(memberMeta{Link: "127.0.0.1:9", Mesh: "test", TS: 1})
-	meta := signMeta(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)), "test", "b", body)
-	alive := forgedAlive(t, "b", "127.0.0.1:9", 1, meta, nil)
+	_, meta, alive := signedAliveB(t)
 	other := []byte{gmAlive + 1, 1, 2, 3} // a dead message's type, any body
 	packet := compound([][]byte{alive, other, alive})
 
-	if out, n := b.filter(packet, src, now); n != 0 || string(out) != string(packet) {
+	if out, n, _ := b.filter(packet, src, now); n != 0 || string(out) != string(packet) {
 		t.Fatalf("a source with its budget: %d dropped, packet changed", n)
 	}
 	for range sigFailBurst {
@@ -99,18 +105,104 @@ func TestSigBudgetFilterKeepsOtherMessages(t *testing.T) {
 	if _, ok := b.allow("b", meta, now); ok {
 		t.Fatal("a source that failed a burst of checks may still have one checked")
 	}
-	out, n := b.filter(packet, src, now)
-	if n != 2 || string(out) != string(compound([][]byte{other})) {
-		t.Errorf("spent source's compound: %d dropped, handed on %q; want 2 and the other message", n, out)
+	out, n, why := b.filter(packet, src, now)
+	if n != 2 || why != sigRefuseSource || string(out) != string(compound([][]byte{other})) {
+		t.Errorf("spent source's compound: %d dropped (%q), handed on %q; want 2 for the source and the other message", n, why, out)
 	}
-	if out, n := b.filter(alive, src, now); n != 1 || out != nil {
+	if out, n, _ := b.filter(alive, src, now); n != 1 || out != nil {
 		t.Errorf("spent source's alive packet: %d dropped, handed on %q; want it dropped", n, out)
 	}
-	if out, n := b.filter(packet, netip.MustParsePrefix("192.0.2.2/32"), now); n != 0 || string(out) != string(packet) {
+	if out, n, _ := b.filter(packet, netip.MustParsePrefix("192.0.2.2/32"), now); n != 0 || string(out) != string(packet) {
 		t.Errorf("another source: %d dropped, packet changed", n)
 	}
 	if _, ok := b.allow("b", meta, now.Add(time.Second)); !ok {
 		t.Errorf("a spent source earned no check back in a second at %d a second", sigFailRate)
+	}
+}
+
+// TestSigBudgetFilterNodeSpent: once the node spent its budget of failed
+// checks, the guard drops signed alive messages from a source it has not
+// charged yet (a spoofed UDP source brings a fresh budget of its own)
+// before memberlist queues them, as NotifyAlive would drop them after:
+// a flood from ever new sources otherwise filled memberlist's handler
+// queue (1,024), which then dropped the member's own new metadata with
+// them. A member's gossip address still passes while the reserve lasts,
+// and a new source passes again once the node's budget refilled.
+func TestSigBudgetFilterNodeSpent(t *testing.T) {
+	b := newSigBudget()
+	now := time.Now()
+	_, meta, alive := signedAliveB(t)
+	fresh, member := netip.MustParsePrefix("192.0.2.1/32"), netip.MustParsePrefix("192.0.2.2/32")
+	b.memberSent(member, now)
+
+	if _, n, _ := b.filter(alive, fresh, now); n != 0 {
+		t.Fatalf("a new source while the node has its budget: %d dropped", n)
+	}
+	for range sigFailNodeBurst {
+		b.failed("other", []byte("x"), now) // sources unknown: the node's budget only
+	}
+	if _, why := b.check("b", meta, now); why != sigRefuseNode {
+		t.Fatalf("check after the node spent its budget: %q, want %q", why, sigRefuseNode)
+	}
+	if out, n, why := b.filter(alive, netip.MustParsePrefix("192.0.2.3/32"), now); n != 1 || out != nil || why != sigRefuseNode {
+		t.Errorf("a new source once the node spent its budget: %d dropped (%q), handed on %d bytes; want it dropped for the node", n, why, len(out))
+	}
+	if _, n, _ := b.filter(alive, member, now); n != 0 {
+		t.Errorf("a member's gossip address once the node spent its budget: %d dropped, want it handed on (the reserve)", n)
+	}
+	for range sigFailReserveBurst {
+		b.failed("other", []byte("x"), now)
+	}
+	if _, n, why := b.filter(alive, member, now); n != 1 || why != sigRefuseNode {
+		t.Errorf("a member's gossip address once the reserve is spent too: %d dropped (%q), want it dropped for the node", n, why)
+	}
+	if _, n, _ := b.filter(alive, netip.MustParsePrefix("192.0.2.4/32"), now.Add(time.Second)); n != 0 {
+		t.Errorf("a new source a second later: %d dropped, want it handed on (%d checks a second)", n, sigFailNodeRate)
+	}
+}
+
+// TestSigBudgetFilterAdmitsBoundedFromStrangers: the guard hands
+// memberlist at most sigAdmitBurst signed alive messages from sources
+// that are not members' gossip addresses, and sigAdmitRate a second
+// after, however many sources send them and before any check charged
+// the node's budget: those beyond memberlist's handler queue used to be
+// dropped by memberlist, a member's own messages with them. A member's
+// gossip address is not held to it, nor are unsigned messages.
+func TestSigBudgetFilterAdmitsBoundedFromStrangers(t *testing.T) {
+	b := newSigBudget()
+	now := time.Now()
+	body, _, alive := signedAliveB(t)
+	member := netip.MustParsePrefix("192.0.2.1/32")
+	b.memberSent(member, now)
+	source := func(i int) netip.Prefix {
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}), 32)
+	}
+	packet := compound([][]byte{alive, alive, alive, alive})
+	passed := 0
+	for i := range sigAdmitBurst {
+		out, n, why := b.filter(packet, source(i), now)
+		passed += 4 - n
+		if n > 0 && (why != sigRefuseNode || out != nil) {
+			t.Fatalf("packet %d: %d dropped (%q), want none or all for the node", i, n, why)
+		}
+	}
+	if passed != sigAdmitBurst {
+		t.Errorf("%d signed alive messages from %d new sources handed on at once, want %d", passed, sigAdmitBurst, sigAdmitBurst)
+	}
+	if _, n, _ := b.filter(packet, member, now); n != 0 {
+		t.Errorf("a member's gossip address: %d dropped, want none", n)
+	}
+	unsigned := forgedAlive(t, "b", "127.0.0.1:9", 1, body, nil)
+	if _, n, _ := b.filter(unsigned, source(sigAdmitBurst), now); n != 0 {
+		t.Errorf("an unsigned alive message: dropped, want it handed on")
+	}
+	passed = 0
+	for i := range 100 {
+		_, n, _ := b.filter(alive, source(sigAdmitBurst+1+i), now.Add(time.Second/10))
+		passed += 1 - n
+	}
+	if want := sigAdmitRate / 10; passed != want {
+		t.Errorf("%d handed on a tenth of a second later, want %d", passed, want)
 	}
 }
 

@@ -73,7 +73,7 @@ func FuzzGossipPacket(f *testing.F) {
 				t.Fatalf("passed on a compound it refuses: %s: %v", r, err)
 			}
 		}
-		out, _ = g.budget.filter(out, netip.MustParsePrefix("192.0.2.1/32"), time.Now())
+		out, _, _ = g.budget.filter(out, netip.MustParsePrefix("192.0.2.1/32"), time.Now())
 		if acked, _ := ackToSender(out, from, member); len(acked) > len(out) {
 			t.Fatalf("answers rewritten from %d to %d bytes", len(out), len(acked))
 		}

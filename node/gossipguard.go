@@ -174,7 +174,7 @@ const (
 
 func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg prometheus.Registerer, log *ratelog.Log) (*gossipGuard, error) {
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_gossip_refused_total",
-		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user, state), alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures) or the node did, from all sources together (kind alive, reason node_signatures) or refused because their link address is not a canonical IP:port (kind alive, reason link), and ping requests dropped because their target is not a member (kind ping, reason target)."},
+		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user, state), alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures) or the node did, from all sources together, or they came beyond the node's bound of those from sources that are not members (kind alive, reason node_signatures) or refused because their link address is not a canonical IP:port (kind alive, reason link), and ping requests dropped because their target is not a member (kind ping, reason target)."},
 		[]string{"kind", "reason"})
 	if err := reg.Register(m); err != nil {
 		var are prometheus.AlreadyRegisteredError
@@ -258,8 +258,13 @@ func (g *gossipGuard) passPacket(p *memberlist.Packet) (*memberlist.Packet, bool
 		if ua, ok := p.From.(*net.UDPAddr); ok && bytes.Contains(buf, []byte(metaSigField)) && g.members.has(ua.AddrPort()) {
 			g.budget.memberSent(src, now)
 		}
-		if buf, dropped = g.budget.filter(buf, src, now); dropped > 0 {
-			g.dropAlive(dropped, p.From)
+		var why string
+		if buf, dropped, why = g.budget.filter(buf, src, now); dropped > 0 {
+			if why == sigRefuseNode {
+				g.dropAliveNode(dropped, p.From)
+			} else {
+				g.dropAlive(dropped, p.From)
+			}
 			if buf == nil {
 				g.refused.Add(1)
 				return nil, false
@@ -427,12 +432,12 @@ func (g *gossipGuard) dropAlive(n int, from any) {
 		"from", from, "dropped", n)
 }
 
-// dropAliveNode counts and logs an alive message dropped before its
+// dropAliveNode counts and logs n alive messages dropped before their
 // signature check because the node spent its budget of failed checks.
-func (g *gossipGuard) dropAliveNode(from any) {
-	g.metric.WithLabelValues("alive", refuseNodeSignatures).Inc()
+func (g *gossipGuard) dropAliveNode(n int, from any) {
+	g.metric.WithLabelValues("alive", refuseNodeSignatures).Add(float64(n))
 	g.log.Warn("gossip alive "+refuseNodeSignatures, "gossip alive messages dropped before their signature check: the node failed too many, from any sources",
-		"from", from)
+		"from", from, "dropped", n)
 }
 
 func (g *gossipGuard) passStream(c net.Conn) (net.Conn, bool) {

@@ -234,7 +234,7 @@ func (d *discovery) checkSigned(name string, raw []byte, p parsedMeta, now time.
 	if !cached && budget != nil {
 		if src, why := budget.check(name, raw, now); why != "" {
 			if why == sigRefuseNode {
-				d.guard.dropAliveNode(src)
+				d.guard.dropAliveNode(1, src)
 				return false, fmt.Errorf("member %s: from %s: %w", name, src, errMetaNodeBudget)
 			}
 			d.guard.dropAlive(1, src)
