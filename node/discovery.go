@@ -354,7 +354,7 @@ func startDiscovery(ctx context.Context, n *Node) (*discovery, error) {
 	mc.Ping = d
 	mc.Alive = d
 	gl := n.log.With("component", "gossip")
-	d.logw = &slogWriter{l: gl, warns: ratelog.New(gl, time.Minute, 64)}
+	d.logw = &slogWriter{l: gl, warns: newGossipLineLog(gl)}
 	mc.Logger = log.New(d.logw, "", 0)
 	if d.guard, err = guardGossip(mc, n); err != nil {
 		return nil, fmt.Errorf("start gossip on %s: %w", dc.BindAddr, err)
@@ -2168,8 +2168,18 @@ func (d *discovery) shutdown() {
 // (warnings and errors at their level).
 type slogWriter struct {
 	l      *slog.Logger
-	warns  *ratelog.Log // memberlist's WARN lines, by kind (warnKind)
+	warns  *ratelog.Log // memberlist's WARN and ERROR lines, by kind (warnKind, errKind)
 	closed atomic.Bool
+}
+
+// Bounds of memberlist's WARN and ERROR lines: one a kind a minute, and
+// gossipLinesMax of all kinds together (a kind of three words may hold a
+// name a peer chose).
+const gossipLinesMax = 64
+
+func newGossipLineLog(l *slog.Logger) *ratelog.Log {
+	return ratelog.New(l, time.Minute, gossipLinesMax).
+		Total(gossipLinesMax, "gossip log lines held back: more than 64 a minute")
 }
 
 // warnKind is what a memberlist line says before its first name, address
@@ -2177,7 +2187,14 @@ type slogWriter struct {
 // name a node unquoted after two words: "Rejected node NAME"): one gossip
 // packet can repeat a refused alive message a thousand times, and each
 // refusal was a WARN line; made-up names must not make new kinds.
-func warnKind(msg string) string {
+func warnKind(msg string) string { return lineKind(msg, 2) }
+
+// errKind is warnKind for memberlist's ERROR lines, of at most three
+// words: many begin "Failed to", and a stranger's "Failed to decode"
+// must not hide a "Failed to send" for a minute.
+func errKind(msg string) string { return lineKind(msg, 3) }
+
+func lineKind(msg string, n int) string {
 	if i := strings.IndexAny(msg, "'\"0123456789"); i >= 0 {
 		msg = msg[:i]
 	}
@@ -2186,7 +2203,7 @@ func warnKind(msg string) string {
 		head, rest = "", msg
 	}
 	words := strings.Fields(rest)
-	return head + strings.Join(words[:min(2, len(words))], " ")
+	return head + strings.Join(words[:min(n, len(words))], " ")
 }
 
 func (w *slogWriter) Write(p []byte) (int, error) {
@@ -2196,7 +2213,11 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 	msg := string(bytes.TrimSpace(p))
 	switch {
 	case bytes.Contains(p, []byte("[ERR]")):
-		w.l.Error(msg)
+		// Rate-limited as the warnings are: anyone who reaches the
+		// gossip port can make memberlist log an error per datagram or
+		// connection (one that does not decrypt, a bad label, a
+		// stream of an unknown type).
+		w.warns.At(slog.LevelError, errKind(msg), msg)
 	case bytes.Contains(p, []byte("[WARN]")):
 		w.warns.Warn(warnKind(msg), msg)
 	default:

@@ -32,11 +32,15 @@ var ErrGossipRefused = errors.New("gossip message refused")
 const (
 	gmPing         = 0
 	gmIndirectPing = 1
+	gmAck          = 2
+	gmSuspect      = 3
+	gmDead         = 5
 	gmPushPull     = 6
 	gmCompound     = 7
 	gmUser         = 8
 	gmCompress     = 9
 	gmEncrypt      = 10
+	gmNack         = 11
 	gmHasCrc       = 12
 	gmHasLabel     = 244
 	gmLZW          = 0 // compress.Algo: LZW, LSB order, literal width 8
@@ -149,7 +153,7 @@ const (
 	refuseSize      = "size"       // a datagram beyond gossipPacketMax
 	refuseBomb      = "decompress" // a compressed message beyond its bound
 	refuseCompound  = "compound"   // nested, too many parts, or more than one ping
-	refuseMalformed = "malformed"  // bad checksum, framing or encoding
+	refuseMalformed = "malformed"  // bad checksum, framing or encoding, an empty message or one of a type memberlist does not handle
 	refuseBusy      = "busy"       // all slots taken, none giving way, the source prefix below its share
 	refuseShare     = "share"      // all slots taken, none giving way, the source prefix holding its share or more
 	refuseEvicted   = "evicted"    // its slot taken by a new stream of a prefix holding fewer
@@ -597,7 +601,7 @@ func (g *gossipGuard) checkPacket(b []byte) ([]byte, string, error) {
 		b = plain
 	}
 	if len(b) == 0 {
-		return b, "", nil
+		return nil, refuseMalformed, errors.New("empty message")
 	}
 	switch b[0] {
 	case gmCompound:
@@ -606,13 +610,30 @@ func (g *gossipGuard) checkPacket(b []byte) ([]byte, string, error) {
 		}
 	case gmCompress, gmHasCrc, gmHasLabel:
 		return nil, refuseCompound, fmt.Errorf("message type %d nested", b[0])
+	default:
+		if !packetMessage(b[0]) {
+			return nil, refuseMalformed, fmt.Errorf("message type %d unknown", b[0])
+		}
 	}
 	return b, "", nil
 }
 
+// packetMessage reports whether memberlist handles a message of type t in
+// a datagram or a compound's part (memberlist net.go handleCommand):
+// any other, or an empty one, it logs as an error, one line each (a
+// compound of 64 parts was 64 lines), so the guard refuses them.
+func packetMessage(t byte) bool {
+	switch t {
+	case gmPing, gmIndirectPing, gmAck, gmSuspect, gmAlive, gmDead, gmUser, gmNack:
+		return true
+	}
+	return false
+}
+
 // checkCompound checks a compound message's parts (memberlist util.go
-// decodeCompoundMessage): at most gossipPacketParts, none truncated, none
-// a compound, compressed or checksummed message itself, at most one ping
+// decodeCompoundMessage): at most gossipPacketParts, none truncated or
+// empty, none a compound, compressed or checksummed message itself or
+// of a type memberlist does not handle (packetMessage), at most one ping
 // or indirect ping request. memberlist sends one probe a datagram, and
 // answers each ping with an ack at the address the ping names: a
 // datagram of many pings would have it send as many acks to anyone.
@@ -635,14 +656,19 @@ func checkCompound(b []byte) (string, error) {
 		if l > len(body) {
 			return refuseMalformed, errors.New("truncated compound")
 		}
-		if l > 0 {
-			switch body[0] {
-			case gmCompound, gmCompress, gmHasCrc, gmEncrypt, gmHasLabel:
-				return refuseCompound, fmt.Errorf("message type %d in a compound", body[0])
-			case gmPing, gmIndirectPing:
-				if pings++; pings > 1 {
-					return refuseCompound, errors.New("more than one ping in a compound")
-				}
+		if l == 0 {
+			return refuseMalformed, errors.New("empty part in a compound")
+		}
+		switch body[0] {
+		case gmCompound, gmCompress, gmHasCrc, gmEncrypt, gmHasLabel:
+			return refuseCompound, fmt.Errorf("message type %d in a compound", body[0])
+		case gmPing, gmIndirectPing:
+			if pings++; pings > 1 {
+				return refuseCompound, errors.New("more than one ping in a compound")
+			}
+		default:
+			if !packetMessage(body[0]) {
+				return refuseMalformed, fmt.Errorf("message type %d unknown in a compound", body[0])
 			}
 		}
 		body = body[l:]

@@ -6,9 +6,6 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/circuitmesh/circuitmesh/links/ratelog"
 )
 
 // TestGossipWarningsRateLimited: one gossip packet can repeat a refused
@@ -18,7 +15,7 @@ import (
 func TestGossipWarningsRateLimited(t *testing.T) {
 	var buf bytes.Buffer
 	sl := slog.New(slog.NewTextHandler(&buf, nil))
-	ml := log.New(&slogWriter{l: sl, warns: ratelog.New(sl, time.Minute, 64)}, "", 0)
+	ml := log.New(&slogWriter{l: sl, warns: newGossipLineLog(sl)}, "", 0)
 	for i := range 1000 {
 		ml.Printf("[WARN] memberlist: ignoring alive message for 'm%d': member m%d: metadata signature does not verify", i, i)
 		ml.Printf("[WARN] memberlist: handler queue full, dropping message (4) from=10.0.0.%d:7946", i%250)
@@ -40,5 +37,40 @@ func TestGossipWarningsRateLimited(t *testing.T) {
 	ml.Printf("[WARN] memberlist: ignoring alive message for 'm1000': once more")
 	if got := buf.String(); strings.Contains(got, "m1000") {
 		t.Errorf("a warning of a kind logged within the minute was logged again")
+	}
+}
+
+// TestGossipErrorsRateLimited: anyone who reaches the gossip port can make
+// memberlist log an error per datagram or connection (a datagram that
+// does not decrypt, a stream of an unknown type); each was an ERROR line
+// of its own. The node logs one line per kind of error a minute, kinds of
+// three words apart ("Failed to decode" does not hide "Failed to send"),
+// at ERROR, and all kinds together at most gossipLinesMax a minute
+// however many names the kinds hold.
+func TestGossipErrorsRateLimited(t *testing.T) {
+	var buf bytes.Buffer
+	sl := slog.New(slog.NewTextHandler(&buf, nil))
+	ml := log.New(&slogWriter{l: sl, warns: newGossipLineLog(sl)}, "", 0)
+	for i := range 1000 {
+		ml.Printf("[ERR] memberlist: Decrypt packet failed: cipher: message authentication failed from=10.0.0.%d:7946", i%250)
+		ml.Printf("[ERR] memberlist: Failed to decode ping request: EOF from=10.0.0.%d:7946", i%250)
+	}
+	ml.Printf("[ERR] memberlist: Failed to send ack: write: broken pipe from=10.0.0.1:7946")
+	ml.Printf("[WARN] memberlist: Failed to send ping: timeout")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("2002 memberlist lines of 4 kinds gave %d lines, want 4:\n%s", len(lines), strings.Join(lines[:min(len(lines), 8)], "\n"))
+	}
+	for i, want := range []string{"level=ERROR msg=\"[ERR] memberlist: Decrypt", "level=ERROR msg=\"[ERR] memberlist: Failed to decode", "level=ERROR msg=\"[ERR] memberlist: Failed to send ack", "level=WARN msg=\"[WARN] memberlist: Failed to send ping"} {
+		if !strings.Contains(lines[i], want) {
+			t.Errorf("line %d is %q, want it to say %q", i, lines[i], want)
+		}
+	}
+	buf.Reset()
+	for i := range 1000 {
+		ml.Printf("[ERR] memberlist: Push/Pull with n%c%c failed: EOF", 'a'+rune(i%26), 'a'+rune(i/26%26))
+	}
+	if n := strings.Count(buf.String(), "\n"); n > gossipLinesMax {
+		t.Errorf("errors naming 1000 nodes gave %d lines in a minute, want at most %d", n, gossipLinesMax)
 	}
 }
