@@ -105,8 +105,13 @@ func (l *quicLink) readFailed(err error) {
 	l.down(fmt.Errorf("link to %s: %w: control stream: %w", l.hello.Node, ErrLinkLost, mapStreamErr(err)), codeProtocol, "control stream ended")
 }
 
+// protocolError closes the link for a frame the peer should not have
+// sent. Its WARN line is logged once per peer a minute (abortLog, which
+// logs the links closed for what the peer did), the next carrying the
+// count held back: a holder of a certificate can link, send one bad
+// frame and link again at the handshake rate.
 func (l *quicLink) protocolError(err error) {
-	l.t.cfg.Logger.Warn("link protocol error", "peer", l.hello.Node, "err", err)
+	l.t.abortLog.Warn("protocol "+l.hello.Node, "link protocol error", "peer", l.hello.Node, "err", err)
 	l.down(fmt.Errorf("link to %s: %w: protocol error: %w", l.hello.Node, ErrLinkLost, err), codeProtocol, err.Error())
 }
 
