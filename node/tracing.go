@@ -242,9 +242,9 @@ func errorType(err error) string {
 	case errors.Is(err, circuit.ErrShuttingDown):
 		return "shutting_down"
 	case errors.As(err, &reset):
-		return snake(circuit.CloseName(reset.Code.Reason()))
+		return reasonType(reset.Code.Reason())
 	case errors.As(err, &sreset):
-		return snake(circuit.CloseName(circuit.CloseCode(sreset.Code).Reason()))
+		return reasonType(circuit.CloseCode(sreset.Code).Reason())
 	case errors.Is(err, links.ErrLinkLost):
 		return "link_lost"
 	case errors.Is(err, circuit.ErrAuth):
@@ -262,6 +262,18 @@ func forwardedReset(err error) bool {
 }
 
 func snake(s string) string { return strings.ReplaceAll(s, " ", "_") }
+
+// reasonType is the error.type of a reset with close reason r: the
+// reason's name, or "_OTHER" for a code circuit does not name (CloseName
+// calls it "code N"), which the peer that reset chose: one value per code
+// would let it add up to 256 values of its choosing.
+func reasonType(r uint64) string {
+	name := circuit.CloseName(r)
+	if name == "" || strings.HasPrefix(name, "code ") {
+		return "_OTHER"
+	}
+	return snake(name)
+}
 
 // resultLabel is the circuitmesh.result of a failed dial: the refusal code,
 // or "error" when the circuit failed otherwise.
