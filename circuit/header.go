@@ -213,6 +213,13 @@ const MaxServiceLen = 63
 // policy rule can name any service.
 const ServiceReserved = ",#*"
 
+// blankRunes are letters, marks and symbols that render as nothing or as
+// blank space (Hangul fillers, the blank braille pattern, the Khmer
+// inherent vowels, the combining grapheme joiner): allowed by their
+// category, they would let "web" and "web" followed by one of them look
+// alike in logs, spans and the CLI.
+const blankRunes = "\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5\u034f"
+
 // ErrInvalidService: a service name breaks the rule of ValidateService.
 var ErrInvalidService = errors.New("invalid service name")
 
@@ -220,7 +227,8 @@ var ErrInvalidService = errors.New("invalid service name")
 // UTF-8, every rune a letter, mark, number, punctuation or symbol (no
 // spaces, control, format or unassigned runes: nothing that moves a
 // terminal's cursor, hides text or changes its direction), except the
-// runes of ServiceReserved. Capitals and a leading '_' (InfoService) are
+// runes of ServiceReserved and those that render blank (Hangul fillers,
+// the blank braille pattern, ...). Capitals and a leading '_' (InfoService) are
 // allowed. The error wraps ErrInvalidService and quotes the name, escaped
 // (cut to 20 characters when too long).
 //
@@ -241,6 +249,9 @@ func ValidateService(name string) error {
 		if !unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S) {
 			return fmt.Errorf("service name %q: character %q at %d not allowed (want letters, digits, punctuation or symbols, no spaces or control characters): %w",
 				name, r, i, ErrInvalidService)
+		}
+		if strings.ContainsRune(blankRunes, r) {
+			return fmt.Errorf("service name %q: character %+q at %d not allowed (it renders blank): %w", name, r, i, ErrInvalidService)
 		}
 		if strings.ContainsRune(ServiceReserved, r) {
 			return fmt.Errorf("service name %q: character %q at %d not allowed (the runes of %q are policy syntax): %w",

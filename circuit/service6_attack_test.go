@@ -15,13 +15,16 @@ import (
 // Now each makes the header malformed (ErrMalformedHeader wrapping
 // ErrInvalidService), with an error free of control characters, and
 // ValidateService, which Listen and Dial apply, refuses them too (and
-// invalid UTF-8, which the header's decoder refuses before). The names
+// invalid UTF-8, which the header's decoder refuses before), and letters
+// that render blank (a Hangul filler after "web" passed before). The names
 // the project's docs and tests use, capitals, a leading '_', punctuation
 // and other scripts read back unchanged, as does an empty service.
 func TestAttackOpenServiceNames(t *testing.T) {
 	bad := []string{
 		"\x1b[2J\x1b[1;31mroot\x1b[0m", "svc\x00", "svc\x7f", "\u202egnp.exe", "a b", "tab\there",
 		"nb\u00a0sp", "zero\u200bwidth", "new\nline", "priv\ue000", strings.Repeat("s", MaxServiceLen+1), strings.Repeat("s", 255),
+		// Letters and symbols that render blank: "web" and these look alike.
+		"web\u3164", "web\u2800", "\u115fweb", "web\uffa0", "web\u034f",
 	}
 	good := []string{
 		"", "_info", "echo", "sink", "Web-API.v2", "grpc.health.v1.Health/Check", "svc:8080", "日本語",
