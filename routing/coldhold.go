@@ -64,34 +64,93 @@ func (e *Engine) holdNew(t time.Duration, o *origin) {
 
 // releaseHolds triggers the announcements whose hold ended by t.
 func (e *Engine) releaseHolds(t time.Duration) {
-	k := 0
-	for ; k < len(e.coldHolds) && e.coldHolds[k].at <= t; k++ {
-		o := e.byID(e.coldHolds[k].id)
+	e.coldHolds = e.releaseDue(e.coldHolds, t, func(o *origin) {
 		o.coldHeld = false
 		if o.advertisable() {
 			e.triggerAll(o, false)
 		}
+	})
+}
+
+// releaseDue calls release for the origin of each hold in holds (in the
+// order of their ends) that ended by t, and returns the holds left.
+func (e *Engine) releaseDue(holds []coldHold, t time.Duration, release func(*origin)) []coldHold {
+	k := 0
+	for ; k < len(holds) && holds[k].at <= t; k++ {
+		release(e.byID(holds[k].id))
 	}
 	if k == 0 {
-		return
+		return holds
 	}
-	n := copy(e.coldHolds, e.coldHolds[k:])
-	e.coldHolds = e.coldHolds[:n]
-	if n == 0 && cap(e.coldHolds) > maxKeptPending {
-		e.coldHolds = nil // grown by a cold start that is over: let it go
+	n := copy(holds, holds[k:])
+	holds = holds[:n]
+	if n == 0 && cap(holds) > maxKeptPending {
+		holds = nil // grown by a cold start that is over: let it go
+	}
+	return holds
+}
+
+// unhold drops o, which leaves the table, from the held announcements
+// and hops.
+func (e *Engine) unhold(o *origin) {
+	if o.coldHeld {
+		o.coldHeld = false
+		e.coldHolds = dropHold(e.coldHolds, o.id)
+	}
+	if o.hopsHeld {
+		o.hopsHeld = false
+		e.hopHolds = dropHold(e.hopHolds, o.id)
 	}
 }
 
-// unhold drops o, which leaves the table, from the held announcements.
-func (e *Engine) unhold(o *origin) {
-	if !o.coldHeld {
-		return
-	}
-	o.coldHeld = false
-	for i, h := range e.coldHolds {
-		if h.id == o.id {
-			e.coldHolds = append(e.coldHolds[:i], e.coldHolds[i+1:]...)
-			return
+// dropHold removes the hold of id from holds.
+func dropHold(holds []coldHold, id uint32) []coldHold {
+	for i, h := range holds {
+		if h.id == id {
+			return append(holds[:i], holds[i+1:]...)
 		}
 	}
+	return holds
+}
+
+// hopsGap is the least time between two updates of a route sent at once
+// for a change of its hops alone: 20 triggered intervals (1 s by
+// default). Hops play no part in feasibility or selection, so such a
+// change has no cause to travel faster than a seqno raise: a neighbour
+// that flipped the hops of its routes every 50 ms, at the same metric and
+// seqno, had every node behind it send each route on at once, about 45
+// updates in the mesh for each entry it sent
+// (TestAttackHopsFlapFloodsTheMesh).
+func (e *Engine) hopsGap() time.Duration { return 20 * e.cfg.MinTriggeredInterval }
+
+// hopsDue reports whether a change of o's hops alone goes out at once. A
+// change within hopsGap of the last that did is held for hopsGap, and
+// goes out when the hold ends unless a trigger for another cause sent
+// the hops meanwhile (releaseHopHolds); further changes meanwhile ride
+// with it.
+func (e *Engine) hopsDue(t time.Duration, o *origin) bool {
+	if o.hopsHeld {
+		return false
+	}
+	x := e.ext(o)
+	if t >= x.hopsNext {
+		x.hopsNext = t + e.hopsGap()
+		return true
+	}
+	o.hopsHeld = true
+	// Holds all take the same time, so that the list is in the order of
+	// their ends.
+	e.hopHolds = append(e.hopHolds, coldHold{at: t + e.hopsGap(), id: o.id})
+	return false
+}
+
+// releaseHopHolds sends the hops held until t that are not sent yet.
+func (e *Engine) releaseHopHolds(t time.Duration) {
+	e.hopHolds = e.releaseDue(e.hopHolds, t, func(o *origin) {
+		o.hopsHeld = false
+		if o.advertisable() && o.rtReachable && o.advertised && uint32(o.advHops) != min(o.rtHops, 0xffff) {
+			e.ext(o).hopsNext = t + e.hopsGap()
+			e.triggerAll(o, false)
+		}
+	})
 }

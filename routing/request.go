@@ -45,8 +45,13 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	}
 	e.noteAsker(o, nb, en.seqno) // the answer goes to nb at once
 	x := e.ext(o)
-	if x.fwdValid && !seqnoLess(x.fwdTop, en.seqno) && x.fwdHop >= en.hopcnt && t < x.fwdUntil {
-		return // already forwarded recently, as far
+	if x.fwdValid && (!seqnoLess(x.fwdTop, en.seqno) || x.fwdBy == nb) && x.fwdHop >= en.hopcnt && t < x.fwdUntil {
+		// Already forwarded recently, as far, for as new a seqno, or
+		// for nb itself: a neighbour asking for a newer seqno each
+		// time had each request carried to the origin, hop by hop, 20
+		// times a second (TestAttackChasedRequestsTravelToEveryOrigin);
+		// another's request for a newer one still goes on at once.
+		return
 	}
 	if !e.holdUntil(t, nb.forwarded, e.nameOf(o)) {
 		return // nb already had a request forwarded for o recently
@@ -57,7 +62,7 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	if !x.fwdValid || seqnoLess(en.seqno, x.fwdSeqno) {
 		x.fwdSeqno = en.seqno
 	}
-	x.fwdValid, x.fwdTop, x.fwdHop, x.fwdUntil = true, en.seqno, en.hopcnt, t+2*e.cfg.MinTriggeredInterval
+	x.fwdValid, x.fwdTop, x.fwdHop, x.fwdBy, x.fwdUntil = true, en.seqno, en.hopcnt, nb, t+4*e.cfg.MinTriggeredInterval
 	// A request that dies a hop or two on (a neighbour's made-up hop
 	// count) neither holds back one that reaches further (above) nor
 	// takes its place while it waits to be sent.

@@ -224,6 +224,7 @@ type origin struct {
 	seqKnown bool // some selected route carried a real seqno
 	removed  bool // no longer in the table (a stale pending or watch entry)
 	coldHeld bool // its first announcement is held (Engine.coldHolds)
+	hopsHeld bool // a change of its hops alone is held (Engine.hopHolds)
 }
 
 // originSide is the part of an origin that holds pointers, kept apart
@@ -368,7 +369,10 @@ type originExt struct {
 	// The seqno request in progress (reqActive), and the ones forwarded
 	// (fwdValid): the oldest seqno asked for and not answered yet
 	// (fwdSeqno), and the one forwarded last (fwdTop), which requests
-	// for no newer one repeat until fwdUntil.
+	// for no newer one repeat until fwdUntil, nor any from the neighbour
+	// that asked for it (fwdBy).
+	fwdBy      *neighbour
+	hopsNext   time.Duration // when a change of hops alone may next go out at once (hopsDue)
 	reqRetry   time.Duration
 	reqBackoff time.Duration
 	fwdUntil   time.Duration
@@ -856,8 +860,10 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 		e.emit(Event{Kind: NextHopChanged, Dest: rt.Dest, Reachable: true, Route: rt})
 	case oldSeq != o.selSeq:
 		trigger = true
-	case absDiff(old.metric, nr.metric) > e.cfg.Hysteresis, old.hops != nr.hops:
+	case absDiff(old.metric, nr.metric) > e.cfg.Hysteresis:
 		trigger = true
+	case old.hops != nr.hops:
+		trigger = e.hopsDue(t, o)
 	}
 	switch {
 	case trigger && o.advertisable():

@@ -132,14 +132,19 @@ func (s *redMesh) counters() (raises, checks int) {
 // phase runs the mesh for d; each second, attack (if set) sends what m
 // sends and returns the entries and bytes.
 func (s *redMesh) phase(d time.Duration, attack func() (entries, bytes int)) redTally {
-	r0, c0 := s.counters()
-	m0, b0, q0 := s.msgs, s.bytes, s.requests
-	var c redTally
-	steps := int(d / (5 * time.Millisecond))
 	every := 200
 	if s.half {
 		every = 100
 	}
+	return s.phaseEvery(d, every, attack)
+}
+
+// phaseEvery is phase with attack called every `every` steps of 5 ms.
+func (s *redMesh) phaseEvery(d time.Duration, every int, attack func() (entries, bytes int)) redTally {
+	r0, c0 := s.counters()
+	m0, b0, q0 := s.msgs, s.bytes, s.requests
+	var c redTally
+	steps := int(d / (5 * time.Millisecond))
 	for i := 0; i < steps; i++ {
 		if attack != nil && i%every == 0 {
 			e, b := attack()
