@@ -6,13 +6,14 @@ import (
 )
 
 // scheduleHousekeep records that housekeeping is due at at, unless it is
-// due sooner. at is rounded up to a multiple of 4 triggered-update intervals (200 ms
-// by default), so that routes expire up to that much late and the walks
-// of the table they cost come at most 5 times a second: each route's
-// expiry was a walk of its own, and a neighbour refreshing one route a
-// message, each another, spread them so that every message cost a walk
-// (2,288 walks of 4,000 origins in 30 s for 8,573 messages, against 2
-// for the same messages about one origin: TestAttackSpreadRefreshesWalkTheTable).
+// due sooner. at is rounded up to a multiple of 4 triggered-update
+// intervals (200 ms by default), so that routes expire up to that much
+// late and the walks of the table they cost come at most 5 times a
+// second: each route's expiry was a walk of its own, and a neighbour
+// refreshing one route a message, each another, spread them so that
+// every message cost a walk (2,288 walks of 4,000 origins in 30 s for
+// 8,573 messages, against 2 for the same messages about one origin:
+// TestAttackSpreadRefreshesWalkTheTable).
 func (e *Engine) scheduleHousekeep(at time.Duration) {
 	if g := 4 * e.cfg.MinTriggeredInterval; g > 0 {
 		at = (at + g - 1) / g * g
