@@ -217,7 +217,8 @@ const ServiceReserved = ",#*"
 // blank space (Hangul fillers, the blank braille pattern, the Khmer
 // inherent vowels, the combining grapheme joiner): allowed by their
 // category, they would let "web" and "web" followed by one of them look
-// alike in logs, spans and the CLI.
+// alike in logs, spans and the CLI. ValidateService refuses them, the
+// variation selectors and Unicode's other default-ignorable code points.
 const blankRunes = "\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5\u034f"
 
 // ErrInvalidService: a service name breaks the rule of ValidateService.
@@ -250,7 +251,7 @@ func ValidateService(name string) error {
 			return fmt.Errorf("service name %q: character %q at %d not allowed (want letters, digits, punctuation or symbols, no spaces or control characters): %w",
 				name, r, i, ErrInvalidService)
 		}
-		if strings.ContainsRune(blankRunes, r) {
+		if strings.ContainsRune(blankRunes, r) || unicode.In(r, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point) {
 			return fmt.Errorf("service name %q: character %+q at %d not allowed (it renders blank): %w", name, r, i, ErrInvalidService)
 		}
 		if strings.ContainsRune(ServiceReserved, r) {

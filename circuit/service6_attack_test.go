@@ -25,6 +25,7 @@ func TestAttackOpenServiceNames(t *testing.T) {
 		"nb\u00a0sp", "zero\u200bwidth", "new\nline", "priv\ue000", strings.Repeat("s", MaxServiceLen+1), strings.Repeat("s", 255),
 		// Letters and symbols that render blank: "web" and these look alike.
 		"web\u3164", "web\u2800", "\u115fweb", "web\uffa0", "web\u034f",
+		"web\ufe00", "web\ufe0f", "web\U000e0100", "web\U000e01ef", "web\u180b", "web\u180f",
 	}
 	good := []string{
 		"", "_info", "echo", "sink", "Web-API.v2", "grpc.health.v1.Health/Check", "svc:8080", "日本語",

@@ -28,6 +28,10 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	if en.hopcnt < 2 {
 		return
 	}
+	// No request reaches further than one a node starts: a hop count
+	// above it would pass as reaching further than the request forwarded
+	// last (below), each one larger than the one before.
+	en.hopcnt = min(en.hopcnt, requestHopCount)
 	target := e.sel(o)
 	if target == nil || target == nb {
 		target = nil

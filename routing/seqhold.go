@@ -199,9 +199,17 @@ func (e *Engine) untold(o *origin, nb *neighbour) {
 	}
 }
 
-// forgetHolds drops nb, whose link went down, from o's entries.
+// forgetHolds drops nb, whose link went down, from o's entries (and as
+// the asker of the request last forwarded, so that o does not keep it).
 func (e *Engine) forgetHolds(o *origin, nb *neighbour) {
-	if x := e.xOf(o); x != nil && len(x.holds) > 0 {
+	x := e.xOf(o)
+	if x == nil {
+		return
+	}
+	if x.fwdBy == nb {
+		x.fwdBy = nil
+	}
+	if len(x.holds) > 0 {
 		if h := x.holdOf(nb); h != nil {
 			h.asked, h.told = false, false
 			x.compactHolds()
