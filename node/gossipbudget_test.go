@@ -434,3 +434,37 @@ func TestGossipCachedSignaturePassesSpentBudget(t *testing.T) {
 		t.Fatalf("b's new metadata, its signature cached valid, on a spent node: %v, %v; want taken", ok, err)
 	}
 }
+
+// TestSigBudgetAdmitOneReplayingSource: one source that is not a member
+// replays a validly signed alive message 4,000 times a second for 10 s
+// (such a message fails no check, so its source spends no budget of its
+// own). The guard hands memberlist at most the bound of such messages
+// (sigAdmitBurst, then sigAdmitRate a second), whatever the source sends;
+// the bound has no share per source, so a newcomer's alive messages from
+// another address that is no member's mostly wait for its next push-pull
+// meanwhile (logged: docs/SECURITY.md gives the figure).
+func TestSigBudgetAdmitOneReplayingSource(t *testing.T) {
+	b := newSigBudget()
+	now := time.Now()
+	_, _, alive := signedAliveB(t)
+	replayer := netip.MustParsePrefix("198.51.100.7/32")
+	newcomer := netip.MustParsePrefix("203.0.113.9/32")
+	packet := compound([][]byte{alive, alive, alive, alive})
+	const d = 10 * time.Second
+	sent, passed, ncPassed, ncTried := 0, 0, 0, 0
+	for at := time.Duration(0); at < d; at += time.Millisecond {
+		_, n, _ := b.filter(packet, replayer, now.Add(at))
+		sent += 4
+		passed += 4 - n
+		if at%(200*time.Millisecond) == 100*time.Millisecond { // 50 in all
+			ncTried++
+			if _, n, _ := b.filter(alive, newcomer, now.Add(at)); n == 0 {
+				ncPassed++
+			}
+		}
+	}
+	t.Logf("one source: %d of %d alive messages handed on in %v; a newcomer: %d of %d", passed, sent, d, ncPassed, ncTried)
+	if limit := sigAdmitBurst + int(sigAdmitRate*d.Seconds()) + 1; passed+ncPassed > limit {
+		t.Errorf("%d alive messages from sources that are no members' handed on in %v, want at most %d", passed+ncPassed, d, limit)
+	}
+}
