@@ -85,6 +85,14 @@ func signedAliveB(t *testing.T) (body, meta, alive []byte) {
 	return body, meta, forgedAlive(t, "b", "127.0.0.1:9", 1, meta, nil)
 }
 
+// budgetWithAlives is a new budget, the time it was made, and
+// signedAliveB's body and alive message, with a compound of 4 of them.
+func budgetWithAlives(t *testing.T) (b *sigBudget, now time.Time, body, alive, packet []byte) {
+	b, now = newSigBudget(), time.Now()
+	body, _, alive = signedAliveB(t)
+	return b, now, body, alive, compound([][]byte{alive, alive, alive, alive})
+}
+
 // TestSigBudgetFilterKeepsOtherMessages: once a source spent its budget,
 // the guard drops the alive messages of its packets and hands on the
 // rest of a compound, and a packet of alive messages only not at all.
@@ -169,15 +177,12 @@ func TestSigBudgetFilterNodeSpent(t *testing.T) {
 // dropped by memberlist, a member's own messages with them. A member's
 // gossip address is not held to it, nor are unsigned messages.
 func TestSigBudgetFilterAdmitsBoundedFromStrangers(t *testing.T) {
-	b := newSigBudget()
-	now := time.Now()
-	body, _, alive := signedAliveB(t)
+	b, now, body, alive, packet := budgetWithAlives(t)
 	member := netip.MustParsePrefix("192.0.2.1/32")
 	b.memberSent(member, now)
 	source := func(i int) netip.Prefix {
 		return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}), 32)
 	}
-	packet := compound([][]byte{alive, alive, alive, alive})
 	passed := 0
 	for i := range sigAdmitBurst {
 		out, n, why := b.filter(packet, source(i), now)
@@ -444,12 +449,9 @@ func TestGossipCachedSignaturePassesSpentBudget(t *testing.T) {
 // another address that is no member's mostly wait for its next push-pull
 // meanwhile (logged: docs/SECURITY.md gives the figure).
 func TestSigBudgetAdmitOneReplayingSource(t *testing.T) {
-	b := newSigBudget()
-	now := time.Now()
-	_, _, alive := signedAliveB(t)
+	b, now, _, alive, packet := budgetWithAlives(t)
 	replayer := netip.MustParsePrefix("198.51.100.7/32")
 	newcomer := netip.MustParsePrefix("203.0.113.9/32")
-	packet := compound([][]byte{alive, alive, alive, alive})
 	const d = 10 * time.Second
 	sent, passed, ncPassed, ncTried := 0, 0, 0, 0
 	for at := time.Duration(0); at < d; at += time.Millisecond {
