@@ -81,7 +81,8 @@ func TestAttackChasedRequestsTravelToEveryOrigin(t *testing.T) {
 // TestChasedRequestsLeaveOthersTheirForward: x forwards m's request for
 // a newer seqno of o, then holds back m's requests for o for 200 ms,
 // however new the seqno they ask for; a's request for a newer one than
-// m's forwarded goes on at once, and m's next after the window does too.
+// m's forwarded goes on at once, and so do m's once the window of the
+// last request forwarded (a's, then m's own) allows it.
 func TestChasedRequestsLeaveOthersTheirForward(t *testing.T) {
 	x, now := newXWithUpAM(t)
 	mustReceive(t, x, now, "up", encodeMessage([]entry{att("o", 10, "att:o/10"), upd("o", 10, 20)}))
@@ -104,8 +105,10 @@ func TestChasedRequestsLeaveOthersTheirForward(t *testing.T) {
 	ask(60*time.Millisecond, "m", 12)  // m's own, newer: held back
 	ask(120*time.Millisecond, "m", 13) // held back
 	ask(130*time.Millisecond, "a", 14) // another's, newer: forwarded
-	ask(260*time.Millisecond, "m", 15) // m's, after the window of its last forwarded: forwarded
-	if want := []uint16{11, 14, 15}; !slices.Equal(fwd, want) {
+	ask(260*time.Millisecond, "m", 15) // newer, and a's was the last forwarded: forwarded
+	ask(400*time.Millisecond, "m", 16) // m's own again, within 200 ms of its last: held back
+	ask(470*time.Millisecond, "m", 17) // after that window: forwarded
+	if want := []uint16{11, 14, 15, 17}; !slices.Equal(fwd, want) {
 		t.Errorf("x forwarded requests for seqnos %v, want %v", fwd, want)
 	}
 }
