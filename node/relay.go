@@ -162,6 +162,11 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 	}
 	n.metrics.relay.opened.Inc()
 	n.metrics.relay.active.Inc()
+	if hook {
+		// Before resetBoth is registered below: it resets the streams
+		// the splice runs on, from the goroutine that closes the node.
+		s, out = n.cfg.hooks.relay(s, out)
+	}
 	// produced is the reset this relay itself gave the circuit (shutdown,
 	// policy), if any: its span reports it whatever error the splice saw
 	// first as the streams went down.
@@ -176,9 +181,6 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 	police := &policed{kind: policy.Relay, from: src, to: dst, deny: func() { resetBoth(circuit.CloseDenied) }}
 	if d := n.authz.watch(police); !d.Allowed { // the policy changed since the check above
 		police.deny()
-	}
-	if hook {
-		s, out = n.cfg.hooks.relay(s, out)
 	}
 	counters := n.metrics.relayBytes.start()
 	counters.Up.Add(ahead) // forwarded with the header
