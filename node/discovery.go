@@ -1860,16 +1860,25 @@ func (d *discovery) failed(addr string, ban time.Duration) {
 }
 
 // dialFailedLocked backs off from m's address after a dial to it failed
-// with err. An address that answered but did not complete the handshake
-// in time (links.ErrHandshakeSlow: a CPU-starved node at either end) is
-// no silent address: it backs off without the ban of unproven addresses.
-// d.mu is held.
+// with err. An address that answered (dialAnswered) is no silent
+// address: it backs off without the ban of unproven addresses. d.mu is
+// held.
 func (d *discovery) dialFailedLocked(m Member, err error, now time.Time) {
-	answered := errors.Is(err, links.ErrHandshakeSlow)
+	answered := dialAnswered(err)
 	if !answered && d.proven[m.LinkAddr] != m.Name {
 		d.failedUnprovenLocked(m.Name, now)
 	}
 	d.backoffLocked(m.LinkAddr, 0, answered)
+}
+
+// dialAnswered reports whether a failed dial's address answered: it did
+// not complete the handshake in time (links.ErrHandshakeSlow: a
+// CPU-starved node at either end), or refused it as busy
+// (links.ErrBusy: its handshake budget spent, by a stranger's flood as
+// well). Two busy refusals counted as silence banned an honest member's
+// address for an hour.
+func dialAnswered(err error) bool {
+	return errors.Is(err, links.ErrHandshakeSlow) || errors.Is(err, links.ErrBusy)
 }
 
 // failedLocked is failed with d.mu held.
@@ -2018,9 +2027,9 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 		full := err != nil && refusedAtMaximum(err)
 		if counted {
 			// Only a dial nothing answered counts against its host: a
-			// refusal at the maximum, a slow handshake and another
-			// node's certificate are answers.
-			silent := err != nil && !full && !errors.Is(err, links.ErrHandshakeSlow) && n.ctx.Err() == nil
+			// refusal at the maximum, a slow handshake, a busy refusal
+			// and another node's certificate are answers.
+			silent := err != nil && !full && !dialAnswered(err) && n.ctx.Err() == nil
 			d.hostDoneLocked(m.LinkAddr, silent, time.Now())
 		}
 		switch {

@@ -19,18 +19,25 @@ func TestSlowAnsweringMemberIsNotBannedLikeASilentOne(t *testing.T) {
 	d := &discovery{backoff: map[string]*addrBackoff{}, proven: map[string]string{}, unproven: map[string]*addrBackoff{}}
 	slow := Member{Name: "slow", LinkAddr: "127.0.0.1:1"}
 	silent := Member{Name: "silent", LinkAddr: "127.0.0.1:2"}
+	busy := Member{Name: "busy", LinkAddr: "127.0.0.1:3"}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()
 	for range unprovenDials + 1 {
 		d.dialFailedLocked(slow, fmt.Errorf("dial %s: %w: %w", slow.LinkAddr, links.ErrHandshakeSlow, context.DeadlineExceeded), now)
 		d.dialFailedLocked(silent, fmt.Errorf("dial %s: %w", silent.LinkAddr, context.DeadlineExceeded), now)
+		d.dialFailedLocked(busy, fmt.Errorf("dial %s: %w", busy.LinkAddr, links.ErrBusy), now)
 	}
-	if d.memberBannedLocked(slow.Name, slow.LinkAddr, now) {
-		t.Errorf("a member whose address answered %d slow handshakes is banned as unproven", unprovenDials+1)
-	}
-	if w := time.Until(d.backoff[slow.LinkAddr].until); w >= unprovenBan/2 {
-		t.Errorf("the address that answered slowly backs off for %v, the ban of a silent address", w)
+	// A busy refusal (the member's handshake budget spent, by a
+	// stranger's flood as well) is an answer too: two banned the member
+	// for an hour.
+	for _, m := range []Member{slow, busy} {
+		if d.memberBannedLocked(m.Name, m.LinkAddr, now) {
+			t.Errorf("a member whose address answered %d dials %s is banned as unproven", unprovenDials+1, m.Name)
+		}
+		if w := time.Until(d.backoff[m.LinkAddr].until); w >= unprovenBan/2 {
+			t.Errorf("the address that answered %s backs off for %v, the ban of a silent address", m.Name, w)
+		}
 	}
 	if !d.memberBannedLocked(silent.Name, silent.LinkAddr, now) {
 		t.Errorf("a member at a silent address is still dialled after %d failed dials", unprovenDials+1)
