@@ -210,7 +210,9 @@ func (s *quicStream) writeErr(err error) error {
 
 // mapStreamErr maps quic-go errors onto this package's errors: stream
 // resets become *StreamResetError, connection errors wrap ErrLinkLost (the
-// quic-go error stays in the chain), deadline errors are unchanged.
+// quic-go error stays in the chain; the reason text of a close the peer
+// sent is cleaned and cut by cleanPeerClose, as in the link's own error),
+// deadline errors are unchanged.
 //
 // It allocates nothing when err is nil (every CloseWrite), EOF or a
 // deadline: the target errors.As needs escapes to the heap, so it is
@@ -224,7 +226,7 @@ func mapStreamErr(err error) error {
 	case errors.As(err, &se):
 		return &StreamResetError{Code: uint64(se.ErrorCode), Remote: se.Remote}
 	case isConnErr(err):
-		return fmt.Errorf("stream: %w: %w", ErrLinkLost, err)
+		return fmt.Errorf("stream: %w: %w", ErrLinkLost, cleanPeerClose(err))
 	}
 	return err
 }

@@ -1,0 +1,84 @@
+package links
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/quic-go/quic-go"
+)
+
+// TestAttackPeerCloseTextReachesStreamErrors: a neighbour closes the link's
+// connection with a reason phrase carrying terminal control sequences
+// (forgedReason), with the goodbye code 0x100 and with a code links does not
+// name. The errors of the circuit streams that were open on the link, from
+// Read, Write and CloseWrite, carry the reason cleaned (cleanPeerClose, by
+// PeerText) as the link's own error does (TestPeerGoodbyeTextHasNoControls,
+// TestPeerCloseTextHasNoControls): no ESC, BEL, CR or LF of the peer's
+// reaches whatever logs or prints a circuit's error (docs/PROTOCOL.md §1.7).
+// Before, mapStreamErr wrapped quic-go's ApplicationError as it came, and
+// its text was the peer's reason as sent.
+func TestAttackPeerCloseTextReachesStreamErrors(t *testing.T) {
+	for _, code := range []quic.ApplicationErrorCode{codeGoodbye, 0x1ff} {
+		a, b, la := pair(t)
+		lb := acceptedLink(t, b, "a")
+		s, err := la.OpenStream(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		_ = lb.(*quicLink).conn.CloseWithError(code, forgedReason)
+		a.rec.waitEvent(t, "down", patience)
+		_, rerr := io.ReadAll(s)
+		_, werr := s.Write([]byte("y"))
+		cerr := s.CloseWrite() // nil: quic-go's Close reports no connection error
+		for what, err := range map[string]error{"link": la.Err(), "stream Read": rerr, "stream Write": werr, "stream CloseWrite": cerr} {
+			if err == nil && what == "stream CloseWrite" {
+				continue
+			}
+			if err == nil {
+				t.Errorf("code %#x: %s: no error", code, what)
+				continue
+			}
+			msg := err.Error()
+			t.Logf("code %#x: %s error: %q", code, what, msg)
+			if what != "link" && !errors.Is(err, ErrLinkLost) {
+				t.Errorf("code %#x: a's %s error does not wrap ErrLinkLost: %v", code, what, err)
+			}
+			if i := controlAt(msg); i >= 0 {
+				t.Errorf("code %#x: a's %s error carries the peer's control character %q at byte %d: %q", code, what, msg[i], i, msg)
+			}
+		}
+	}
+}
+
+// TestAttackPeerCloseTextLengthInStreamErrors: the same path keeps at
+// most the 512 bytes of the peer's reason phrase that docs/PROTOCOL.md
+// §1.7 says a receiver keeps of it (before, all 1000 of them).
+func TestAttackPeerCloseTextLengthInStreamErrors(t *testing.T) {
+	a, b, la := pair(t)
+	lb := acceptedLink(t, b, "a")
+	s, err := la.OpenStream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("z", 1000)
+	_ = lb.(*quicLink).conn.CloseWithError(codeGoodbye, long)
+	a.rec.waitEvent(t, "down", patience)
+	_, rerr := io.ReadAll(s)
+	if rerr == nil {
+		t.Fatal("no read error")
+	}
+	kept := strings.Count(rerr.Error(), "z")
+	t.Logf("link error keeps %d bytes of the reason, stream Read error %d", strings.Count(la.Err().Error(), "z"), kept)
+	if kept > maxReasonLen {
+		t.Fatalf("a's stream Read error keeps %d bytes of the peer's reason phrase, want at most %d", kept, maxReasonLen)
+	}
+}
