@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime"
 	"sync/atomic"
@@ -310,7 +311,10 @@ func (l *quicLink) peerDrains() {
 	q := l.Quality()
 	q.Cost, q.Draining = maxCost, true
 	l.quality.Store(&q)
-	l.t.cfg.Logger.Info("peer draining: routing around it", "peer", l.hello.Node)
+	// One line per peer per linkLogPeriod, as for link up and down: a
+	// peer can link, send one draining frame and close at the handshake
+	// rate.
+	l.t.lifeLog.At(slog.LevelInfo, "drain "+l.hello.Node, "peer draining: routing around it", "peer", l.hello.Node)
 	l.event(func() { l.t.cfg.Handler.CostChanged(l, q) })
 }
 

@@ -68,10 +68,10 @@ type QUICTransport struct {
 	// abortLog logs the links it closes once per peer per minute.
 	aborts   *abortTable
 	abortLog *ratelog.Log
-	// lifeLog writes the links' "link up" and "link down" lines: one of
-	// each per peer per linkLogPeriod, the next carrying the number held
-	// back, so that a peer cycling its link at the handshake rate does
-	// not write two lines a handshake at each end.
+	// lifeLog writes the links' "link up", "link down" and "peer
+	// draining" lines: one of each per peer per linkLogPeriod, the next
+	// carrying the number held back, so that a peer cycling its link at
+	// the handshake rate does not write a line per handshake of each.
 	lifeLog *ratelog.Log
 	// id is the identity new links present and check peers with
 	// (SetIdentity replaces it); idChanged is closed, and replaced under
