@@ -253,7 +253,9 @@ func (l *quicLink) probeLoop() {
 			silent := now.Sub(time.Unix(0, heardAt)) - late
 			if deadAfter := l.allowance(floor, wait); silent > deadAfter {
 				reason := fmt.Sprintf("no answer from %s for %v (%d probes missed)", l.hello.Node, silent.Round(time.Millisecond), int(silent/cfg.ProbeInterval))
-				l.t.cfg.Logger.Warn("link dead", "peer", l.hello.Node, "remote", l.conn.RemoteAddr().String(), "silent", silent, "own_delay", wait)
+				// One line per peer per linkLogPeriod (lifeLog), as for
+				// link down: a peer can link and go silent again and again.
+				l.t.lifeLog.Warn("dead "+l.hello.Node, "link dead", "peer", l.hello.Node, "remote", l.conn.RemoteAddr().String(), "silent", silent, "own_delay", wait)
 				l.deadAllow, l.deadLate = deadAfter, late
 				l.deadAt, l.deadFrom = now, time.Unix(0, heardAt)
 				l.down(fmt.Errorf("link to %s: %w: %s", l.hello.Node, ErrLinkLost, reason), codeLost, reason)

@@ -68,8 +68,8 @@ type QUICTransport struct {
 	// abortLog logs the links it closes once per peer per minute.
 	aborts   *abortTable
 	abortLog *ratelog.Log
-	// lifeLog writes the links' "link up", "link down" and "peer
-	// draining" lines: one of each per peer per linkLogPeriod, the next
+	// lifeLog writes the links' "link up", "link down", "peer draining"
+	// and "link dead" lines: one of each per peer per linkLogPeriod, the next
 	// carrying the number held back, so that a peer cycling its link at
 	// the handshake rate does not write a line per handshake of each.
 	lifeLog *ratelog.Log
