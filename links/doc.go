@@ -28,7 +28,9 @@
 //     waits for every goroutine it started; a PacketConn passed in
 //     QUICConfig stays open and is the caller's to close.
 //
-// Errors wrap ErrLinkLost, ErrRefused, ErrClosed (net.ErrClosed),
+// Errors wrap ErrLinkLost, ErrRefused, ErrBusy (a dial the peer refused
+// with QUIC CONNECTION_REFUSED: busy, try later), ErrClosed (net.ErrClosed:
+// closed by this node, never by the peer),
 // ErrQueueFull, ErrFrameTooLarge, ErrHandshakeSlow (the peer answered the
 // handshake but did not complete it in time) or ErrConfig; a link closed,
 // or refused, because its peer ended more streams without an open than

@@ -158,7 +158,9 @@ const (
 )
 
 // ErrBusy: a link handshake was refused because the node has too many in
-// progress, in total or from the peer's address.
+// progress, in total or from the peer's address. A dial the peer refused
+// with QUIC CONNECTION_REFUSED (its gate refusing, its accept queue
+// full, or its listener closing) wraps it too, and not ErrClosed.
 var ErrBusy = errors.New("too many link handshakes in progress")
 
 // HandshakeStats counts inbound link handshakes before the peer proved a

@@ -214,6 +214,9 @@ func (t *QUICTransport) handshakeErr(conn *quic.Conn, step string, err error) er
 	if refusal := t.tlsRefusal(conn.RemoteAddr(), err); refusal != nil {
 		return refusal
 	}
+	if busy := busyRefusal(err); busy != nil {
+		return fmt.Errorf("%s: %w", step, busy)
+	}
 	_ = conn.CloseWithError(codeProtocol, step+" failed")
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("%s: control stream ended early: %w", step, err)

@@ -73,7 +73,10 @@ var (
 	// on the refusing side; the dialler reads the reason text).
 	ErrDuplicateName = errors.New("duplicate node name")
 	// ErrClosed: the transport or link was closed locally. It also matches
-	// net.ErrClosed.
+	// net.ErrClosed. The errors of a link, and of its streams, that the
+	// peer closed (a goodbye, any close code, a QUIC transport error) do
+	// not match it, nor does a dial the peer refused; those of a link
+	// QUIC ended on its own (idle timeout, stateless reset) still do.
 	ErrClosed = net.ErrClosed
 	// ErrStreamReset: the peer reset the stream. See StreamResetError.
 	ErrStreamReset = errors.New("stream reset")

@@ -459,27 +459,47 @@ func (l *quicLink) event(fn func()) {
 
 // peerClose is a connection the peer closed with a code this package
 // does not name: its text shows the code and the peer's reason through
-// PeerText, and it unwraps to the QUIC error.
+// PeerText. errors.Is and errors.As find the QUIC error (and what it
+// wraps) through it, but it does not unwrap to it, and does not match
+// net.ErrClosed: quic-go's close errors unwrap to net.ErrClosed, which is
+// ErrClosed here, a close of this node's own, and a close the peer sent
+// is not one.
 type peerClose struct {
 	err  error
 	text string
 }
 
 func (e *peerClose) Error() string { return e.text }
-func (e *peerClose) Unwrap() error { return e.err }
+
+// Is matches what the QUIC error matches but net.ErrClosed.
+func (e *peerClose) Is(target error) bool { return target != net.ErrClosed && errors.Is(e.err, target) }
+
+// As lets errors.As find the QUIC error (*quic.ApplicationError,
+// *quic.TransportError) and what it wraps.
+func (e *peerClose) As(target any) bool { return errors.As(e.err, target) }
 
 // cleanPeerClose returns err with the reason text of a close the peer
 // sent (an application or a transport close with any code) made
 // printable by PeerText; the QUIC error's own text would carry it as
-// sent. Any other error is returned as it is.
+// sent. The result does not match ErrClosed (see peerClose). Any other
+// error is returned as it is.
 func cleanPeerClose(err error) error {
 	var ae *quic.ApplicationError
 	if errors.As(err, &ae) && ae.Remote {
-		return &peerClose{err, fmt.Sprintf("closed by peer with code %#x: %s", uint64(ae.ErrorCode), PeerText(ae.ErrorMessage))}
+		return &peerClose{err, fmt.Sprintf("closed by peer with code %#x", uint64(ae.ErrorCode)) + reasonSuffix(ae.ErrorMessage)}
 	}
 	var te *quic.TransportError
 	if errors.As(err, &te) && te.Remote {
-		return &peerClose{err, fmt.Sprintf("closed by peer with transport error %s: %s", te.ErrorCode, PeerText(te.ErrorMessage))}
+		return &peerClose{err, fmt.Sprintf("closed by peer with transport error %s", te.ErrorCode) + reasonSuffix(te.ErrorMessage)}
 	}
 	return err
+}
+
+// reasonSuffix is ": " and the peer's reason through PeerText, or
+// nothing for an empty reason.
+func reasonSuffix(reason string) string {
+	if reason == "" {
+		return ""
+	}
+	return ": " + PeerText(reason)
 }

@@ -19,7 +19,10 @@ import (
 // TestPeerCloseTextHasNoControls): no ESC, BEL, CR or LF of the peer's
 // reaches whatever logs or prints a circuit's error (docs/PROTOCOL.md §1.7).
 // Before, mapStreamErr wrapped quic-go's ApplicationError as it came, and
-// its text was the peer's reason as sent.
+// its text was the peer's reason as sent. Those errors, and the link's,
+// do not match ErrClosed (a close of a's own; before, the stream errors
+// did, through quic-go's error, as did the link's with code 0x1ff), and
+// errors.As still finds quic-go's error in the stream errors.
 func TestAttackPeerCloseTextReachesStreamErrors(t *testing.T) {
 	for _, code := range []quic.ApplicationErrorCode{codeGoodbye, 0x1ff} {
 		a, b, la := pair(t)
@@ -48,6 +51,15 @@ func TestAttackPeerCloseTextReachesStreamErrors(t *testing.T) {
 			t.Logf("code %#x: %s error: %q", code, what, msg)
 			if what != "link" && !errors.Is(err, ErrLinkLost) {
 				t.Errorf("code %#x: a's %s error does not wrap ErrLinkLost: %v", code, what, err)
+			}
+			// The peer closed the link, not a: not ErrClosed
+			// (net.ErrClosed), which says a closed it.
+			if errors.Is(err, ErrClosed) {
+				t.Errorf("code %#x: a's %s error matches ErrClosed, a local close: %v", code, what, err)
+			}
+			var ae *quic.ApplicationError
+			if what != "link" && (!errors.As(err, &ae) || ae.ErrorCode != code || !ae.Remote) {
+				t.Errorf("code %#x: errors.As finds no remote QUIC close with the code in a's %s error: %v", code, what, err)
 			}
 			if i := controlAt(msg); i >= 0 {
 				t.Errorf("code %#x: a's %s error carries the peer's control character %q at byte %d: %q", code, what, msg[i], i, msg)

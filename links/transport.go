@@ -348,6 +348,9 @@ func (t *QUICTransport) dialErr(ctx context.Context, remote net.Addr, took time.
 	if t.ctx.Err() != nil {
 		return fmt.Errorf("transport: %w", ErrClosed)
 	}
+	if busy := busyRefusal(err); busy != nil {
+		return busy
+	}
 	var idle *quic.IdleTimeoutError
 	if ctx.Err() != nil && took >= t.cfg.HandshakeTimeout && !errors.As(err, &idle) {
 		// Out of time, but never idle for HandshakeTimeout: the address
@@ -355,6 +358,22 @@ func (t *QUICTransport) dialErr(ctx context.Context, remote net.Addr, took time.
 		return fmt.Errorf("%w: %w", ErrHandshakeSlow, err)
 	}
 	return err
+}
+
+// busyRefusal is the error of a dial the peer refused with QUIC's
+// CONNECTION_REFUSED, wrapping ErrBusy, or nil for any other error. A
+// node sends it for a connection its handshake gate refuses at the first
+// packet (gate.enter: too many handshakes in progress, or its source
+// prefix starting them too fast), when its QUIC accept queue is full, and
+// when its listener is closing: each time "not now", never a verdict on
+// the dialler's certificate. quic-go's error unwraps to net.ErrClosed
+// (ErrClosed, a close of this node's own); the result does not.
+func busyRefusal(err error) error {
+	var te *quic.TransportError
+	if !errors.As(err, &te) || !te.Remote || te.ErrorCode != quic.ConnectionRefused {
+		return nil
+	}
+	return fmt.Errorf("%w at the peer: %w", ErrBusy, cleanPeerClose(err))
 }
 
 // waitLinkTo waits briefly for a link whose remote address is addr: the
