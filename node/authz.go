@@ -244,8 +244,11 @@ func (n *Node) policeDial(tc *trackedConn, o *circuit.Open, resp *seal.Responder
 	return true
 }
 
-// deny resets a delivered circuit the policy does not allow.
+// deny resets a delivered circuit the policy does not allow. Abort, not
+// Reset: the circuit's owner did not close it, so its pending and later
+// Reads and Writes fail with an error matching circuit.ErrRefusedByPolicy
+// (what the other end reads), not net.ErrClosed.
 func (c *trackedConn) deny() {
-	c.Conn.Reset(circuit.CloseDenied)
+	c.Conn.Abort(circuit.CloseDenied)
 	c.finish("denied", circuit.ErrRefusedByPolicy)
 }
