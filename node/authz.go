@@ -93,13 +93,13 @@ func (n *Node) SetPolicy(p *policy.Policy) int {
 	for _, c := range denied {
 		c.deny()
 	}
-	if !p.Has(policy.Dial) && !p.Has(policy.Relay) {
-		n.log.Warn("authorization policy replaced by none: every member of the mesh may open every service on this node and relay through it",
-			"rules", len(p.Rules()), "circuits_closed", len(denied))
+	if !p.Has(policy.Dial) && (n.cfg.Leaf || !p.Has(policy.Relay)) {
+		n.log.Warn("authorization policy replaced by none: every member of the mesh may open every service on this node"+n.relayClause(),
+			"rules", len(p.Rules()), "relay", n.relayDefault(p), "circuits_closed", len(denied))
 		return len(denied)
 	}
 	n.log.Info("authorization policy replaced", "rules", len(p.Rules()), "dial", policyDefault(p, policy.Dial),
-		"relay", policyDefault(p, policy.Relay), "circuits_closed", len(denied))
+		"relay", n.relayDefault(p), "circuits_closed", len(denied))
 	return len(denied)
 }
 
@@ -115,14 +115,33 @@ func policyDefault(p *policy.Policy, k policy.Kind) string {
 	return "allow all (no " + string(k) + " rules)"
 }
 
+// relayDefault is policyDefault for relaying on this node: none on a
+// leaf, which relays nothing whatever its rules.
+func (n *Node) relayDefault(p *policy.Policy) string {
+	if n.cfg.Leaf {
+		return "none (leaf)"
+	}
+	return policyDefault(p, policy.Relay)
+}
+
+// relayClause ends the warning about a missing policy: a leaf relays
+// nothing, so members may not relay through it.
+func (n *Node) relayClause() string {
+	if n.cfg.Leaf {
+		return " (it relays nothing: it is a leaf)"
+	}
+	return " and relay through it"
+}
+
 // logPolicy states the policy at start: a warning when there is none.
 func (n *Node) logPolicy() {
 	p := n.Policy()
-	if !p.Has(policy.Dial) && !p.Has(policy.Relay) {
-		n.log.Warn("no authorization policy: every member of the mesh may open every service on this node and relay through it; set a policy (Config.Policy, --policy-file) to restrict")
+	if !p.Has(policy.Dial) && (n.cfg.Leaf || !p.Has(policy.Relay)) {
+		n.log.Warn("no authorization policy: every member of the mesh may open every service on this node"+n.relayClause()+"; set a policy (Config.Policy, --policy-file) to restrict",
+			"relay", n.relayDefault(p))
 		return
 	}
-	n.log.Info("authorization policy", "rules", len(p.Rules()), "dial", policyDefault(p, policy.Dial), "relay", policyDefault(p, policy.Relay))
+	n.log.Info("authorization policy", "rules", len(p.Rules()), "dial", policyDefault(p, policy.Dial), "relay", n.relayDefault(p))
 }
 
 // PolicySubject is node as the policy sees it from here: its name and the
@@ -195,16 +214,35 @@ func (n *Node) relaySubjects(o *circuit.Open) (from, to policy.Subject, known bo
 	return from, to, fromKnown && toKnown
 }
 
-// relayDecision decides a circuit this node would relay. A subject whose
-// groups are unknown is denied when a relay rule selects by group: it
-// might be in a group a deny rule names.
+// relayDecision decides a circuit this node would relay (see
+// RelayDecision).
 func (n *Node) relayDecision(o *circuit.Open) (from, to policy.Subject, d policy.Decision) {
-	p := n.Policy()
 	from, to, known := n.relaySubjects(o)
-	if !known && p.NamesGroup(policy.Relay) {
-		return from, to, policy.Decision{Reason: fmt.Sprintf("denied: relaying %s to %s (groups unknown here, and relay rules select by group)", from.Name, to.Name)}
+	return from, to, n.RelayDecision(from, to, known)
+}
+
+// RelayDecision is the decision this node makes on relaying a circuit
+// from the node from to the node to, with its explanation: what the relay
+// path applies and `circuitmesh policy check --relay` reports. A leaf
+// (Config.Leaf) refuses every relay, whatever its policy. known says
+// whether the groups of both subjects are known (from certificates that
+// attested their routes, or given): when they are not, a policy whose
+// relay rules select by group denies, since either might be in a group a
+// deny rule names. Otherwise the policy's relay rules decide.
+func (n *Node) RelayDecision(from, to policy.Subject, known bool) policy.Decision {
+	if n.cfg.Leaf {
+		return policy.Decision{Reason: fmt.Sprintf("denied: relaying %s to %s (%s)", from.Name, to.Name, n.leafRefusal())}
 	}
-	return from, to, p.Relay(from, to)
+	p := n.Policy()
+	if !known && p.NamesGroup(policy.Relay) {
+		return policy.Decision{Reason: fmt.Sprintf("denied: relaying %s to %s (groups unknown here, and relay rules select by group)", from.Name, to.Name)}
+	}
+	return p.Relay(from, to)
+}
+
+// leafRefusal is why a leaf refuses a circuit it would relay.
+func (n *Node) leafRefusal() string {
+	return fmt.Sprintf("%s is a leaf and does not relay", n.cfg.Name)
 }
 
 // dialSource is the source of a circuit to this node as the policy sees

@@ -51,7 +51,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 	refuse := func(code circuit.Code, reason string) { refuseAt(code, reason, false) }
 	switch {
 	case n.cfg.Leaf:
-		refuse(circuit.Policy, fmt.Sprintf("%s is a leaf and does not relay", n.cfg.Name))
+		refuse(circuit.Policy, n.leafRefusal())
 		return
 	case o.HopLimit == 0:
 		refuse(circuit.HopLimit, fmt.Sprintf("hop limit reached at %s after %d relays", n.cfg.Name, o.Hop))

@@ -19,6 +19,10 @@ const PathPolicyCheck = "/v1/policy/check"
 type PolicyNode interface {
 	Policy() *policy.Policy
 	PolicySubject(node string) (policy.Subject, bool)
+	// RelayDecision is the decision the node makes on relaying from
+	// from to to (a leaf refuses every relay); known: the groups of both
+	// are known.
+	RelayDecision(from, to policy.Subject, known bool) policy.Decision
 }
 
 // PolicyCheck is an explained decision.
@@ -87,7 +91,8 @@ func (s *Server) handlePolicyCheck(w http.ResponseWriter, r *http.Request) {
 	} else {
 		dst := subject(to, q["to-group"])
 		res.Kind, res.To = policy.Relay, &dst
-		d = p.Relay(policy.Subject{Name: from, Groups: res.From.Groups}, policy.Subject{Name: to, Groups: dst.Groups})
+		known := res.From.GroupsFrom != "unknown" && dst.GroupsFrom != "unknown"
+		d = pn.RelayDecision(policy.Subject{Name: from, Groups: res.From.Groups}, policy.Subject{Name: to, Groups: dst.Groups}, known)
 	}
 	res.Allowed, res.Reason = d.Allowed, d.Reason
 	if d.Rule != nil {

@@ -29,6 +29,12 @@ func (f *authzFake) PolicySubject(n string) (policy.Subject, bool) {
 	return policy.Subject{Name: n}, false
 }
 
+// RelayDecision is the policy's relay rules alone: the endpoint's part
+// is to ask the node.
+func (f *authzFake) RelayDecision(from, to policy.Subject, _ bool) policy.Decision {
+	return f.pol.Relay(from, to)
+}
+
 func (f *authzFake) GossipKeys() (node.GossipKeyring, error) {
 	kr := node.GossipKeyring{Primary: node.KeyFingerprint(f.primary)}
 	for _, k := range f.keys {
