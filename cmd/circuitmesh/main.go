@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/earlyhup"
 )
 
 func main() {
@@ -93,6 +95,12 @@ Try it without any setup:   circuitmesh demo`,
 			versionCommand(),
 		},
 		OnUsageError: onUsageError,
+		Before: func(c *cli.Context) error {
+			if c.Args().First() != "run" {
+				earlyhup.Release() // only the daemon reloads on SIGHUP
+			}
+			return nil
+		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usagef("unknown command %q (see `circuitmesh --help`)", c.Args().First())

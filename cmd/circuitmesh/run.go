@@ -17,12 +17,17 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/admin"
+	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/earlyhup"
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/httpserve"
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/ui"
 	"github.com/circuitmesh/circuitmesh/node"
 )
 
 func runCommand() *cli.Command {
+	// hup is buffered: SIGHUPs that come while the daemon starts make
+	// one reload once it is up. earlyhup asks for them as the process
+	// starts.
+	hup := earlyhup.C
 	return &cli.Command{
 		Name:  "run",
 		Usage: "run a node in the foreground until SIGINT or SIGTERM (SIGHUP reloads the identity files and the policy)",
@@ -39,9 +44,20 @@ Example:
        --link 10.0.0.2:4242 --expose web=127.0.0.1:8080`,
 		Flags: runFlags(),
 		Before: func(c *cli.Context) error {
-			return applyConfig(c, true)
+			// SIGHUP first (again, for a run in a process that
+			// released it): until a program asks for it, SIGHUP ends
+			// it, and systemd's ExecReload sends it as soon as the
+			// start returns. One sent while the daemon starts waits in
+			// the channel and is handled once the node is up.
+			signal.Notify(hup, syscall.SIGHUP)
+			if err := applyConfig(c, true); err != nil {
+				signal.Stop(hup)
+				return err
+			}
+			return nil
 		},
 		Action: func(c *cli.Context) error {
+			defer signal.Stop(hup)
 			if c.NArg() > 0 {
 				return usagef("run takes no arguments, got %q (flags start with --)", c.Args().First())
 			}
@@ -49,6 +65,7 @@ Example:
 			if err != nil {
 				return err
 			}
+			cfg.hup = hup
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return runDaemon(ctx, cfg, c.App.ErrWriter)
@@ -62,6 +79,13 @@ Example:
 // admin API answers meanwhile and status says "draining"), then the admin
 // API and tunnels, metrics, tracing.
 func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
+	hup := d.hup
+	if hup == nil {
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGHUP)
+		defer signal.Stop(c)
+		hup = c
+	}
 	log := newLogger(logw, d.level, d.json)
 	d.node.Logger = log
 	tp, shutdownTracing, err := tracerProvider(ctx, d.node.Name, log)
@@ -123,9 +147,6 @@ func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 	log.Info("node running", "name", st.Name, "mesh", st.Mesh, "role", st.Role,
 		"address", addrString(n.Addr()), "admin", d.admin, "static_links", len(d.node.StaticLinks))
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 wait:
 	for {
 		select {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -69,6 +70,9 @@ type daemonConfig struct {
 	policy   policySource
 	level    slog.Level
 	json     bool
+	// hup gets SIGHUP (reload) from the start of `run` on; nil: runDaemon
+	// asks for it itself.
+	hup <-chan os.Signal
 }
 
 type exposeSpec struct{ service, target string }
