@@ -7,6 +7,7 @@ import (
 
 	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/circuit/seal"
+	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/circuitmesh/circuitmesh/node/policy"
 )
 
@@ -101,6 +102,30 @@ func (n *Node) SetPolicy(p *policy.Policy) int {
 	n.log.Info("authorization policy replaced", "rules", len(p.Rules()), "dial", policyDefault(p, policy.Dial),
 		"relay", n.relayDefault(p), "circuits_closed", len(denied))
 	return len(denied)
+}
+
+// ReloadIdentityAndPolicy is ReloadIdentity followed by SetPolicy(p),
+// all or nothing: p is applied only once the identity files were read and
+// the node switched to them. When the identity is refused (unreadable or
+// unsafe files, an expired certificate, another name), neither the
+// identity nor the policy changes, and the error says why (it matches
+// ErrNoIdentityFiles on a node without identity files, whose caller may
+// then apply p alone). It returns how many circuits the new policy closed.
+func (n *Node) ReloadIdentityAndPolicy(p *policy.Policy) (closed int, err error) {
+	if !n.idFiles.ok {
+		return 0, fmt.Errorf("reload identity of %s: %w", n.cfg.Name, ErrNoIdentityFiles)
+	}
+	// As in ReloadIdentity: read and applied under one lock.
+	n.setID.Lock()
+	defer n.setID.Unlock()
+	id, err := identity.LoadIdentity(n.idFiles.cert, n.idFiles.key, n.idFiles.ca)
+	if err != nil {
+		return 0, fmt.Errorf("reload identity of %s: %w", n.cfg.Name, err)
+	}
+	if err := n.setIdentityLocked(id); err != nil {
+		return 0, err
+	}
+	return n.SetPolicy(p), nil
 }
 
 // maxDeniedLogged bounds the circuits SetPolicy logs one by one; the

@@ -9,7 +9,6 @@ import (
 
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/admin"
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/httpserve"
-	"github.com/circuitmesh/circuitmesh/node"
 )
 
 // controlCommand is a command that changes the running daemon.
@@ -169,8 +168,9 @@ signed with it. An expired certificate, or one for another name or mesh,
 is refused and the current identity kept. SIGHUP does the same.
 The authorization policy (--policy-file, or the config file's policy
 lines) is reread too: circuits it still allows stay open, those it no
-longer allows are reset; a policy that does not parse is refused and the
-current one kept.
+longer allows are reset. A reload is all or nothing: when the identity
+files or the policy are refused (a policy that does not parse, a policy
+file others may change), neither changes.
 
 Example:
    circuitmesh cert issue b --ca-dir ./ca --out ./b --force && circuitmesh reload --data-dir ./b`,
@@ -178,12 +178,18 @@ Example:
 			if c.NArg() > 0 {
 				return usagef("reload takes no arguments, got %q", c.Args().First())
 			}
-			var st node.Status
-			if err := cl.Post(c.Context, admin.PathReload, nil, &st); err != nil {
+			var res admin.ReloadResult
+			if err := cl.Post(c.Context, admin.PathReload, nil, &res); err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.Writer, "reloaded the identity of %s; certificate valid until %s\n",
-				st.Name, st.CertNotAfter.UTC().Format(time.RFC3339))
+			if !res.CertNotAfter.IsZero() {
+				fmt.Fprintf(c.App.Writer, "reloaded the identity of %s; certificate valid until %s\n",
+					res.Name, res.CertNotAfter.UTC().Format(time.RFC3339))
+			}
+			if p := res.Policy; p != nil {
+				fmt.Fprintf(c.App.Writer, "applied the policy of %s: %d rules; %d open circuits it no longer allows were closed\n",
+					p.Source, p.Rules, p.CircuitsClosed)
+			}
 			return nil
 		})
 }

@@ -25,6 +25,14 @@ type policySource struct {
 
 func (s policySource) none() bool { return s.config == "" && s.file == "" }
 
+// String names the source, as a reload reports it.
+func (s policySource) String() string {
+	if s.file != "" {
+		return "--policy-file " + s.file
+	}
+	return "the policy lines of the config file " + s.config
+}
+
 // maxPolicyFile bounds a policy file (policy.MaxRules lines of
 // policy.MaxLineLength at most).
 const maxPolicyFile = 4 << 20
@@ -133,36 +141,54 @@ type daemonNode struct {
 // is read and before it is applied.
 var policyRead func()
 
-// ReloadIdentity reloads the policy (when the daemon has a policy source)
-// and the identity files. A policy that does not parse is refused and the
-// current one kept, like a bad certificate; so is a policy without rules
-// while one with rules is in force (see errEmptyPolicy). Reloads at once
-// are applied one after the other, so the policy in force is the one read
-// last.
+// ReloadIdentity is Reload for SIGHUP and the tests: the error alone.
 func (d daemonNode) ReloadIdentity() error {
+	_, err := d.Reload()
+	return err
+}
+
+// Reload rereads the identity files and, when the daemon has a policy
+// source, the policy, all or nothing: both are read and checked first,
+// and applied only if both are good (node.ReloadIdentityAndPolicy), so a
+// failed reload leaves the identity and the policy in force as they were
+// and says so. A policy that does not parse is refused, as is one without
+// rules while one with rules is in force (see errEmpty), and a policy
+// file others may change (identity.ErrUnsafeFile). An --insecure daemon
+// has no identity files: its reload is the policy's. Reloads at once are
+// applied one after the other, so the policy in force is the one read
+// last. The result says what happened to the policy (nil: no policy
+// source).
+func (d daemonNode) Reload() (*admin.PolicyReload, error) {
 	d.reload.Lock()
 	defer d.reload.Unlock()
-	var perr error
-	if !d.policy.none() {
-		p, err := d.policy.load()
-		if policyRead != nil {
-			policyRead()
+	if d.policy.none() {
+		if err := d.Node.ReloadIdentity(); err != nil {
+			return nil, fmt.Errorf("%w (%s)", err, keptAll)
 		}
-		switch inForce := len(d.Policy().Rules()); {
-		case err != nil:
-			perr = fmt.Errorf("reload policy: %w (keeping the current policy)", err)
-		case len(p.Rules()) == 0 && inForce > 0:
-			perr = d.policy.errEmpty(inForce)
-		default:
-			d.SetPolicy(p)
-		}
+		return nil, nil
 	}
-	ierr := d.Node.ReloadIdentity()
-	if errors.Is(ierr, node.ErrNoIdentityFiles) && !d.policy.none() {
-		ierr = nil // an --insecure daemon reloads its policy only
+	p, err := d.policy.load()
+	if policyRead != nil {
+		policyRead()
 	}
-	return errors.Join(perr, ierr)
+	switch inForce := len(d.Policy().Rules()); {
+	case err != nil:
+		return nil, fmt.Errorf("reload policy: %w (%s)", err, keptAll)
+	case len(p.Rules()) == 0 && inForce > 0:
+		return nil, fmt.Errorf("%w (%s)", d.policy.errEmpty(inForce), keptAll)
+	}
+	closed, err := d.Node.ReloadIdentityAndPolicy(p)
+	if errors.Is(err, node.ErrNoIdentityFiles) {
+		closed, err = d.SetPolicy(p), nil // an --insecure daemon reloads its policy only
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w (%s, the new policy was not applied)", err, keptAll)
+	}
+	return &admin.PolicyReload{Source: d.policy.String(), Rules: len(p.Rules()), CircuitsClosed: closed}, nil
 }
+
+// keptAll ends the error of a failed reload: nothing changed.
+const keptAll = "reload refused: the identity and the policy in force are kept"
 
 func policyCommand() *cli.Command {
 	return &cli.Command{

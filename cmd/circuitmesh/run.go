@@ -155,7 +155,7 @@ wait:
 			break wait
 		case <-hup:
 			if err := dn.ReloadIdentity(); err != nil {
-				log.Warn("SIGHUP: reload failed; keeping the current identity or policy", "err", err)
+				log.Warn("SIGHUP: reload failed: nothing changed, the identity and the policy in force are kept", "err", err)
 			}
 		case err := <-served:
 			if err != nil {

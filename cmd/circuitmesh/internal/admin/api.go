@@ -28,13 +28,35 @@ const (
 	PathPing     = "/v1/ping"
 	PathDial     = "/v1/dial"
 	PathLinkCost = "/v1/link-cost"
-	// PathReload (POST) reloads the node's identity files and answers the
-	// new Status.
+	// PathReload (POST) reloads the node's identity files (and the
+	// daemon's policy) and answers a ReloadResult.
 	PathReload = "/v1/reload"
 	// PathGraph (GET) gathers the mesh topology (node.Graph); the query
 	// parameter timeout (a Go duration) bounds each node's answer.
 	PathGraph = "/v1/graph"
 )
+
+// ReloadResult answers PathReload: the node's status after the reload
+// and, when the daemon has a policy source, what the reload did to the
+// policy.
+type ReloadResult struct {
+	node.Status
+	Policy *PolicyReload `json:"policy,omitempty"`
+}
+
+// PolicyReload is the policy a reload applied.
+type PolicyReload struct {
+	Source         string `json:"source"`          // where it was read
+	Rules          int    `json:"rules"`           // how many rules it has
+	CircuitsClosed int    `json:"circuits_closed"` // open circuits it no longer allows, reset
+}
+
+// Reloader is a Node whose reload also reloads a policy and says what it
+// did; the reload endpoint uses it instead of ReloadIdentity when the
+// node implements it.
+type Reloader interface {
+	Reload() (*PolicyReload, error)
+}
 
 // UpgradeProtocol is the Upgrade token of the dial endpoint (framed
 // answers, frame.go).

@@ -69,12 +69,20 @@ func NewServer(n Node, log *slog.Logger) *Server {
 	mux.HandleFunc("GET "+PathKeys, s.handleKeys)
 	mux.HandleFunc("POST "+PathKeys, s.handleKeyOp)
 	mux.HandleFunc("POST "+PathReload, func(w http.ResponseWriter, r *http.Request) {
-		if err := n.ReloadIdentity(); err != nil {
-			s.log.Warn("reload failed; keeping the current identity or policy", "err", err)
+		var res ReloadResult
+		var err error
+		if r, ok := n.(Reloader); ok {
+			res.Policy, err = r.Reload()
+		} else {
+			err = n.ReloadIdentity()
+		}
+		if err != nil {
+			s.log.Warn("reload failed: nothing changed, the identity and the policy in force are kept", "err", err)
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, n.Status())
+		res.Status = n.Status()
+		writeJSON(w, res)
 	})
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return s
