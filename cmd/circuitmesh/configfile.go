@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -26,13 +28,30 @@ type configEntry struct {
 // policy, one rule a line (see policy.go). A file holding gossip-key must
 // be private to its user, like a key file (identity.CheckPrivate).
 func parseConfig(path string) ([]configEntry, error) {
+	entries, _, err := readConfig(path)
+	return entries, err
+}
+
+// readConfig is parseConfig, also returning the file's FileInfo as
+// opened (the file checked is the file read).
+func readConfig(path string) ([]configEntry, fs.FileInfo, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("config file: %w", err)
+		return nil, nil, fmt.Errorf("config file: %w", err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, fmt.Errorf("config file: %w", err)
+	}
+	entries, err := scanConfig(path, f, fi)
+	return entries, fi, err
+}
+
+// scanConfig parses the config file path, read from r, fi its FileInfo.
+func scanConfig(path string, r io.Reader, fi fs.FileInfo) ([]configEntry, error) {
 	var out []configEntry
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -59,11 +78,7 @@ func parseConfig(path string) ([]configEntry, error) {
 		if e.key != "gossip-key" {
 			continue
 		}
-		fi, err := f.Stat()
-		if err == nil {
-			err = identity.CheckPrivate(path, fi)
-		}
-		if err != nil {
+		if err := identity.CheckPrivate(path, fi); err != nil {
 			return nil, fmt.Errorf("config file with gossip-key (line %d): %w", e.line, err)
 		}
 		break

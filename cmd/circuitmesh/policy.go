@@ -3,14 +3,18 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/admin"
+	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/circuitmesh/circuitmesh/node"
 	"github.com/circuitmesh/circuitmesh/node/policy"
 )
@@ -42,14 +46,7 @@ const maxPolicyFile = 4 << 20
 func (s policySource) load() (*policy.Policy, error) {
 	switch {
 	case s.file != "":
-		fi, err := os.Stat(s.file)
-		if err != nil {
-			return nil, fmt.Errorf("--policy-file: %w", err)
-		}
-		if fi.Size() > maxPolicyFile {
-			return nil, fmt.Errorf("--policy-file %s: larger than %d bytes", s.file, maxPolicyFile)
-		}
-		b, err := os.ReadFile(s.file)
+		b, err := readPolicyFile(s.file)
 		if err != nil {
 			return nil, fmt.Errorf("--policy-file: %w", err)
 		}
@@ -59,11 +56,16 @@ func (s policySource) load() (*policy.Policy, error) {
 		}
 		return p, nil
 	case s.config != "":
-		entries, err := parseConfig(s.config)
+		entries, fi, err := readConfig(s.config)
 		if err != nil {
 			return nil, err
 		}
-		text, _ := configPolicy(entries)
+		text, ok := configPolicy(entries)
+		if ok {
+			if err := checkPolicyFile(s.config, fi); err != nil {
+				return nil, fmt.Errorf("config file with policy lines: %w", err)
+			}
+		}
 		p, err := policy.Parse(text)
 		if err != nil {
 			return nil, fmt.Errorf("config file %s: %w", s.config, err)
@@ -71,6 +73,60 @@ func (s policySource) load() (*policy.Policy, error) {
 		return p, nil
 	}
 	return nil, nil
+}
+
+// readPolicyFile reads the policy file name once checkPolicyFile has
+// passed the file opened (the file checked is the file read).
+func readPolicyFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() > maxPolicyFile {
+		return nil, fmt.Errorf("%s: larger than %d bytes", name, maxPolicyFile)
+	}
+	if err := checkPolicyFile(name, fi); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxPolicyFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxPolicyFile {
+		return nil, fmt.Errorf("%s: larger than %d bytes", name, maxPolicyFile)
+	}
+	return b, nil
+}
+
+// checkPolicyFile refuses (an *identity.UnsafeFileError, matching
+// identity.ErrUnsafeFile) a file holding the authorization policy that
+// another local user could change, as node.key and ca.key are refused:
+// whoever writes the policy decides who may open what on the node. Its
+// owner must be this process's effective user or root, and neither its
+// group nor others may write it. Others may read it: it holds no secret.
+func checkPolicyFile(path string, fi fs.FileInfo) error {
+	e := &identity.UnsafeFileError{Path: path, Mode: fi.Mode().Perm()}
+	me := uint32(os.Geteuid())
+	st, known := fi.Sys().(*syscall.Stat_t)
+	if known {
+		e.UID = st.Uid
+	}
+	switch {
+	case known && e.UID != me && e.UID != 0:
+		e.Why = fmt.Sprintf("owned by another user than this one (uid %d) or root, who can rewrite the policy", me)
+		e.Fix = "use one this user or root owns"
+	case e.Mode&0o022 != 0:
+		e.Why = "group or others may write it, and so rewrite the policy"
+		e.Fix = fmt.Sprintf("run `chmod go-w %s`", path)
+	default:
+		return nil
+	}
+	return e
 }
 
 // errEmpty says why a reload keeps the inForce rules rather than apply a
@@ -121,6 +177,9 @@ func daemonPolicy(c *cli.Context) (policySource, *policy.Policy, error) {
 		}
 	}
 	p, err := src.load()
+	if errors.Is(err, identity.ErrUnsafeFile) {
+		return src, nil, err // not a usage error: the file's owner or mode
+	}
 	if err != nil {
 		return src, nil, usagef("%v", err)
 	}
