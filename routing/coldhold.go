@@ -90,8 +90,8 @@ func (e *Engine) releaseDue(holds []coldHold, t time.Duration, release func(*ori
 	return holds
 }
 
-// unhold drops o, which leaves the table, from the held announcements
-// and hops.
+// unhold drops o, which leaves the table, from the held announcements,
+// hops and requests.
 func (e *Engine) unhold(o *origin) {
 	if o.coldHeld {
 		o.coldHeld = false
@@ -100,6 +100,10 @@ func (e *Engine) unhold(o *origin) {
 	if o.hopsHeld {
 		o.hopsHeld = false
 		e.hopHolds = dropHold(e.hopHolds, o.id)
+	}
+	if x := e.xOf(o); x != nil && x.reqHeld {
+		x.reqHeld, x.heldBy = false, nil
+		e.reqHolds = dropHold(e.reqHolds, o.id)
 	}
 }
 

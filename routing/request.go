@@ -32,41 +32,88 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 	// above it would pass as reaching further than the request forwarded
 	// last (below), each one larger than the one before.
 	en.hopcnt = min(en.hopcnt, requestHopCount)
-	target := e.sel(o)
-	if target == nil || target == nb {
-		target = nil
-		var best Metric
-		rs := e.routes(o)
-		for i := range rs {
-			r := &rs[i]
-			if m := e.total(r); e.nbOf(r) != nb && m < e.cfg.Infinity && (target == nil || m < best) {
-				target, best = e.nbOf(r), m
-			}
-		}
-	}
-	if target == nil || target == nb {
+	target := e.requestTarget(o, nb)
+	if target == nil {
 		return
 	}
 	e.noteAsker(o, nb, en.seqno) // the answer goes to nb at once
 	x := e.ext(o)
-	if x.fwdValid && (!seqnoLess(x.fwdTop, en.seqno) || x.fwdBy == nb) && x.fwdHop >= en.hopcnt && t < x.fwdUntil {
-		// Already forwarded recently, as far, for as new a seqno, or
-		// for nb itself: a neighbour asking for a newer seqno each
-		// time had each request carried to the origin, hop by hop, 20
-		// times a second (TestAttackChasedRequestsTravelToEveryOrigin);
-		// another's request for a newer one still goes on at once.
+	if x.fwdValid && x.fwdHop >= en.hopcnt && (!seqnoLess(x.fwdTop, en.seqno) || x.fwdBy == nb) && t < x.fwdAt+e.fwdRepeat() {
+		// Covered by the one forwarded last (its answer goes to nb as
+		// well), or nb's own again: a neighbour asking for a newer seqno
+		// each time had each request carried to the origin, hop by hop,
+		// 20 times a second (TestAttackChasedRequestsTravelToEveryOrigin).
+		return
+	}
+	if t < x.winAt+e.fwdWindow() && x.winN >= fwdPerWindow && (!x.fwdValid || x.fwdHop >= en.hopcnt) {
+		// Two forwarded in this window already, and this one reaches no
+		// further: it goes on at the end of a window of its own
+		// (holdRequest), whoever asks. A neighbour asking for a newer
+		// seqno through its links in turn had each request carried on
+		// where the paths meet, every other asker's going on at once
+		// (TestAttackChasedRequestsThroughLinksInTurn).
+		e.holdRequest(t, o, x, nb, en)
 		return
 	}
 	if !e.holdUntil(t, nb.forwarded, e.nameOf(o)) {
 		return // nb already had a request forwarded for o recently
 	}
+	e.forwardRequest(t, o, x, nb, target, en)
+}
+
+// requestTarget returns the neighbour a request for o from nb goes on
+// to: the selected route's, else the one of the best route not through
+// nb; nil if none.
+func (e *Engine) requestTarget(o *origin, nb *neighbour) *neighbour {
+	if target := e.sel(o); target != nil && target != nb {
+		return target
+	}
+	var target *neighbour
+	var best Metric
+	rs := e.routes(o)
+	for i := range rs {
+		r := &rs[i]
+		if m := e.total(r); e.nbOf(r) != nb && m < e.cfg.Infinity && (target == nil || m < best) {
+			target, best = e.nbOf(r), m
+		}
+	}
+	return target
+}
+
+// fwdRepeat is how long after forwarding a request for an origin a node
+// takes one for no newer seqno, reaching no further, as covered by it:
+// four triggered intervals (200 ms by default), less than the first
+// retry of a request (handleRequest).
+func (e *Engine) fwdRepeat() time.Duration { return 4 * e.cfg.MinTriggeredInterval }
+
+// fwdWindow is the window in which a node forwards at most fwdPerWindow
+// requests for an origin at once, unless one reaches further; the others
+// wait for the end of a window of their own (handleRequest). It is as
+// long as an origin takes between two raises (selfRaiseGap): the second
+// request lets a newer seqno asked for within the window reach the
+// origin in time for its next raise, and more come no faster than the
+// origin answers them.
+func (e *Engine) fwdWindow() time.Duration { return e.selfRaiseGap() }
+
+// fwdPerWindow is how many requests for an origin a node forwards at
+// once per fwdWindow.
+const fwdPerWindow = 2
+
+// forwardRequest sends en, by's request for o, on to target: for a while,
+// requests for o that reach no further are then covered by it, and it
+// counts toward the requests for o forwarded in the window (handleRequest).
+func (e *Engine) forwardRequest(t time.Duration, o *origin, x *originExt, by, target *neighbour, en entry) {
 	// The first seqno reaching the oldest one asked for answers: a later
 	// request for a newer one does not hold back the answer from the
 	// neighbours that asked for less (TestAttackHigherAskDelaysAsker).
 	if !x.fwdValid || seqnoLess(en.seqno, x.fwdSeqno) {
 		x.fwdSeqno = en.seqno
 	}
-	x.fwdValid, x.fwdTop, x.fwdHop, x.fwdBy, x.fwdUntil = true, en.seqno, en.hopcnt, nb, t+4*e.cfg.MinTriggeredInterval
+	x.fwdValid, x.fwdTop, x.fwdHop, x.fwdAt, x.fwdBy = true, en.seqno, en.hopcnt, t, by
+	if t >= x.winAt+e.fwdWindow() || x.winN == 0 {
+		x.winAt, x.winN = t, 0
+	}
+	x.winN = min(x.winN+1, fwdPerWindow)
 	// A request that dies a hop or two on (a neighbour's made-up hop
 	// count) neither holds back one that reaches further (above) nor
 	// takes its place while it waits to be sent.
@@ -75,6 +122,44 @@ func (e *Engine) handleRequest(t time.Duration, nb *neighbour, en entry) {
 		fw = p
 	}
 	target.requests[fw.origin] = fw
+}
+
+// holdRequest keeps en, nb's request for o, to go on one window after it
+// came (releaseRequests), together with any other held meanwhile: the
+// newest seqno asked for, as far as the farthest reaching. None is lost:
+// its asker waits at most a window beyond the two requests forwarded in
+// the last, whose answers it gets too (noteAsker).
+func (e *Engine) holdRequest(t time.Duration, o *origin, x *originExt, nb *neighbour, en entry) {
+	if x.reqHeld {
+		if seqnoLess(x.heldSeqno, en.seqno) {
+			x.heldSeqno, x.heldBy = en.seqno, nb
+		}
+		x.heldHop = max(x.heldHop, en.hopcnt)
+		return
+	}
+	x.reqHeld, x.heldSeqno, x.heldHop, x.heldBy = true, en.seqno, en.hopcnt, nb
+	// Holds all take the same time, so that the list is in the order of
+	// their ends.
+	e.reqHolds = append(e.reqHolds, coldHold{at: t + e.fwdWindow(), id: o.id})
+}
+
+// releaseRequests forwards the requests held until t that no route or
+// request meanwhile answered or carried.
+func (e *Engine) releaseRequests(t time.Duration) {
+	e.reqHolds = e.releaseDue(e.reqHolds, t, func(o *origin) {
+		x := e.ext(o)
+		nb, en := x.heldBy, entry{kind: kindRequest, origin: e.nameOf(o), seqno: x.heldSeqno, hopcnt: x.heldHop}
+		x.reqHeld, x.heldBy = false, nil
+		switch {
+		case o.rtReachable && o.selSeq && !seqnoLess(o.rtSeqno, en.seqno):
+			return // answered meanwhile
+		case x.fwdValid && t < x.fwdAt+e.fwdRepeat() && !seqnoLess(x.fwdTop, en.seqno) && x.fwdHop >= en.hopcnt:
+			return // carried meanwhile
+		}
+		if target := e.requestTarget(o, nb); target != nil {
+			e.forwardRequest(t, o, x, nb, target, en)
+		}
+	})
 }
 
 // selfRaiseGap is the least time between two raises of this node's seqno

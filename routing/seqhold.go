@@ -200,7 +200,8 @@ func (e *Engine) untold(o *origin, nb *neighbour) {
 }
 
 // forgetHolds drops nb, whose link went down, from o's entries (and as
-// the asker of the request last forwarded, so that o does not keep it).
+// the asker of the request forwarded last or held, so that o does not
+// keep it).
 func (e *Engine) forgetHolds(o *origin, nb *neighbour) {
 	x := e.xOf(o)
 	if x == nil {
@@ -208,6 +209,9 @@ func (e *Engine) forgetHolds(o *origin, nb *neighbour) {
 	}
 	if x.fwdBy == nb {
 		x.fwdBy = nil
+	}
+	if x.heldBy == nb {
+		x.heldBy = nil
 	}
 	if len(x.holds) > 0 {
 		if h := x.holdOf(nb); h != nil {

@@ -368,18 +368,27 @@ type originExt struct {
 
 	// The seqno request in progress (reqActive), and the ones forwarded
 	// (fwdValid): the oldest seqno asked for and not answered yet
-	// (fwdSeqno), and the one forwarded last (fwdTop), which requests
-	// for no newer one repeat until fwdUntil, nor any from the neighbour
-	// that asked for it (fwdBy).
+	// (fwdSeqno), and the one forwarded last (fwdTop, at fwdAt, asked by
+	// fwdBy), after which requests reaching no further for no newer
+	// seqno, or from fwdBy, are dropped for a while; the requests forwarded in the window since winAt
+	// (winN), beyond which those reaching no further are held: the
+	// newest one asked for (reqHeld: heldSeqno, heldHop, asked by
+	// heldBy) goes on at the end of the hold (Engine.reqHolds).
 	fwdBy      *neighbour
+	heldBy     *neighbour
 	hopsNext   time.Duration // when a change of hops alone may next go out at once (hopsDue)
 	reqRetry   time.Duration
 	reqBackoff time.Duration
-	fwdUntil   time.Duration
+	fwdAt      time.Duration
+	winAt      time.Duration
 	reqSeqno   uint16
 	fwdSeqno   uint16
 	fwdTop     uint16
+	heldSeqno  uint16
 	fwdHop     uint8 // the hop count of the request forwarded for fwdTop
+	heldHop    uint8
+	winN       uint8
+	reqHeld    bool
 	reqActive  bool
 	fwdValid   bool
 	watched    bool // in Engine.watch
