@@ -94,27 +94,17 @@ func TestDrainRandomGraphs(t *testing.T) {
 	}
 }
 
-// TestPeerDrainToggleDamped: a neighbour alternating drain and no drain
-// every 100 ms for a minute (simulated) has its drain taken by its peer
-// at most once per UpdateInterval: each one taken walks the peer's table
-// and draws seqno requests to the origins behind.
-func TestPeerDrainToggleDamped(t *testing.T) {
-	n := drainRing(t)
-	victim, toggler := "n0000", "n0001"
-	r0 := n.Engine(victim).Stats().RequestsOut
-	on, taken := false, 0
-	next, end := n.Now, n.Now.Add(time.Minute)
+// toggleDrains has toggler drain its link to victim every `every` for
+// `hold`, then end the drain, for d (simulated), and returns how many of
+// its drains victim took, and victim's stats at the end.
+func toggleDrains(t *testing.T, n *routingtest.Network, victim, toggler string, every, hold, d time.Duration) (taken int, st routing.Stats) {
+	t.Helper()
+	start, end := n.Now, n.Now.Add(d)
 	for n.Now.Before(end) {
-		if !n.Now.Before(next) {
-			on = !on
-			n.Do(toggler, func(e *routing.Engine) {
-				if on {
-					e.Drain(n.Now, victim)
-				} else {
-					e.Undrain(n.Now, victim)
-				}
-			})
-			next = n.Now.Add(100 * time.Millisecond)
+		if since := n.Now.Sub(start) % every; since < n.Step {
+			n.Do(toggler, func(e *routing.Engine) { e.Drain(n.Now, victim) })
+		} else if since >= hold && since < hold+n.Step {
+			n.Do(toggler, func(e *routing.Engine) { e.Undrain(n.Now, victim) })
 		}
 		_, was := n.Engine(victim).Draining(toggler)
 		n.StepRound()
@@ -122,16 +112,45 @@ func TestPeerDrainToggleDamped(t *testing.T) {
 			taken++
 		}
 	}
-	st := n.Engine(victim).Stats()
-	// One at the start, then one per UpdateInterval (4 s).
-	if limit := int(time.Minute/routing.DefaultUpdateInterval) + 1; taken > limit {
-		t.Fatalf("%s took %d drains of %s in a minute of drains every 200 ms, want at most %d", victim, taken, toggler, limit)
+	return taken, n.Engine(victim).Stats()
+}
+
+// TestPeerDrainToggleDamped: a neighbour alternating drain and no drain
+// every 100 ms for ten minutes (simulated) has its drains taken by its
+// peer at most once per UpdateInterval at first, then at gaps doubling
+// up to 64 update intervals: each one taken walks the peer's table and
+// draws seqno requests to the origins behind, which raise, and their
+// new seqnos travel through the mesh (TestAttackMemberDrainToggleDrawsMeshWork).
+// Taken once per UpdateInterval: 150 drains in the ten minutes, and
+// 10,050 requests sent by the victim against 1,859.
+func TestPeerDrainToggleDamped(t *testing.T) {
+	n := drainRing(t)
+	victim, toggler := "n0000", "n0001"
+	r0 := n.Engine(victim).Stats().RequestsOut
+	taken, st := toggleDrains(t, n, victim, toggler, 200*time.Millisecond, 100*time.Millisecond, 10*time.Minute)
+	// At 0, 4, 12, 28, 60, 124, 252 and 508 s.
+	if taken > 8 {
+		t.Errorf("%s took %d drains of %s in ten minutes of drains every 200 ms, want at most 8", victim, taken, toggler)
 	}
 	if st.DampedDrains == 0 {
-		t.Fatal("no drain counted as damped")
+		t.Error("no drain counted as damped")
 	}
 	if l := unreachable(n); len(l) > 0 {
 		t.Fatalf("%d pairs without a route, e.g. %v", len(l), l[0])
 	}
 	t.Logf("%s took %d drains, damped %d, sent %d requests (its own and forwarded)", victim, taken, st.DampedDrains, st.RequestsOut-r0)
+}
+
+// TestPeerDrainEvery30sTaken: a node drains a peer again no sooner than
+// 30 s after the last drain it ended without closing the link
+// (node/discoverydrain.go); every such drain is taken, however many.
+func TestPeerDrainEvery30sTaken(t *testing.T) {
+	n := drainRing(t)
+	victim, drainer := "n0000", "n0001"
+	for _, hold := range []time.Duration{100 * time.Millisecond, 5 * time.Second} {
+		taken, st := toggleDrains(t, n, victim, drainer, 30*time.Second+hold, hold, 5*time.Minute)
+		if st.DampedDrains != 0 || taken < 9 {
+			t.Errorf("drains lasting %v, each 30 s after the last ended: %s took %d in 5 minutes, damped %d; want all taken", hold, victim, taken, st.DampedDrains)
+		}
+	}
 }

@@ -16,6 +16,7 @@ type neighbour struct {
 	// its own route to us (drain.go).
 	drainLocal, drainPeer bool
 	drainAt               time.Duration // when drainPeer was last set (drainOnce: it was)
+	drainGap              time.Duration // the least time from drainAt to the next drain taken (peerDrainUpdate)
 	drainOnce             bool
 	// selfOrg is nb's own table entry, made or found by LinkUp (nil if
 	// the table was full then); its route to itself keeps it in the

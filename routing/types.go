@@ -87,8 +87,9 @@ type Stats struct {
 	// MinTriggeredInterval.
 	RefusedRequests uint64
 	// DampedDrains counts drains of a neighbour (its own route
-	// retracted) not taken because it had started another within
-	// UpdateInterval (drain.go).
+	// retracted) not taken because it had started another too recently:
+	// within UpdateInterval, or within a gap doubled for each drain that
+	// came soon after the last gap ran out (drain.go).
 	DampedDrains uint64
 	// Malformed counts messages refused by the decoder, and messages
 	// without entries.
