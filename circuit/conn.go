@@ -467,6 +467,10 @@ func (c *Conn) markClosedBy(reset *ResetError) bool {
 	past := time.Unix(1, 0)
 	_ = c.s.SetReadDeadline(past)
 	_ = c.s.SetWriteDeadline(past)
+	if c.sec != nil && c.sec.held.Load() {
+		close(c.sec.dlSet) // a Read or Write waiting for the handshake ends
+		c.sec.dlSet = make(chan struct{})
+	}
 	return true
 }
 
@@ -501,6 +505,15 @@ func (c *Conn) setDeadline(dl *atomic.Int64, t time.Time, set func(time.Time) er
 		v = t.UnixNano()
 	}
 	dl.Store(v)
+	if c.sec != nil && c.sec.held.Load() {
+		// The source's handshake is under way and no caller's deadline
+		// bounds its reads and writes: the Reads and Writes waiting for
+		// it (waitHandshake) take the new deadline; it is set on the
+		// stream when the handshake ends.
+		close(c.sec.dlSet)
+		c.sec.dlSet = make(chan struct{})
+		return nil
+	}
 	if err := set(t); err != nil {
 		return c.opError("set deadline", err)
 	}

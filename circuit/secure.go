@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,8 +117,18 @@ type secure struct {
 	result *frameReader  // result header still to read
 	reply  msgReader     // handshake reply being read
 	done   atomic.Bool
-	err    error // sticky handshake failure
+	err    error // sticky handshake failure, set under mu
 	sess   *seal.Session
+
+	// At the source: the handshake runs once, in its own goroutine
+	// (Conn.runHandshake); Reads and Writes wait for hsDone, each under
+	// its own deadline (Conn.waitHandshake). Until it ends the conn's
+	// deadlines are not set on the stream (held) and a change of one
+	// closes dlSet, which Conn.dlMu guards, and replaces it.
+	hsOnce sync.Once
+	hsDone chan struct{}
+	held   atomic.Bool
+	dlSet  chan struct{}
 
 	// At the destination: the source resumed a session.
 	sessionResumed bool
@@ -325,7 +336,9 @@ func DialEarlySecure(s links.Stream, o *Open, local Addr, sec Security) (*Conn, 
 	}
 	c := newConn(s, local, Addr{hdr.Dest, hdr.Service}, nil)
 	c.path.Store(nil)
-	c.sec = &secure{ini: ini, retry: sec.OnRetry, onPeer: sec.OnPeer, hdr: b, sent: make(chan struct{}), result: newFrameReader(kindResult, 0)}
+	c.sec = &secure{ini: ini, retry: sec.OnRetry, onPeer: sec.OnPeer, hdr: b, sent: make(chan struct{}), result: newFrameReader(kindResult, 0),
+		hsDone: make(chan struct{}), dlSet: make(chan struct{})}
+	c.sec.held.Store(true)
 	c.sec.rd.pool = true
 	if rs != nil {
 		c.sec.reopen, c.sec.stream = sec.Reopen, rs
@@ -366,6 +379,9 @@ func (c *Conn) SessionResumed() bool {
 // as much of early as the handshake allows, and returns how much of early
 // it carried. sec.mu held.
 func (c *Conn) firstFlightLocked(early []byte) (int, error) {
+	if c.sec.err != nil {
+		return 0, c.sec.err // the handshake ended without it
+	}
 	if c.sec.hdr == nil {
 		return 0, nil
 	}
@@ -403,61 +419,173 @@ func (c *Conn) writeWaits() bool {
 	return c.sec.hdr == nil || c.sec.ini.Full()
 }
 
-// awaitHandshake completes the source's handshake: first flight if not
-// sent, result header, reply, and the full handshake's third message.
-func (c *Conn) awaitHandshake() error {
-	if c.sec.done.Load() {
+// awaitHandshake waits for the source's handshake (first flight if not
+// sent, result header, reply, and the full handshake's third message)
+// for a Read, bounded by the read deadline.
+func (c *Conn) awaitHandshake() error { return c.waitHandshake("read", &c.readDL) }
+
+// awaitHandshakeForWrite is awaitHandshake for a Write (or CloseWrite),
+// bounded by the write deadline.
+func (c *Conn) awaitHandshakeForWrite() error { return c.waitHandshake("write", &c.writeDL) }
+
+// waitHandshake starts the source's handshake if nobody did and waits
+// for its end, or until the deadline in dl (the conn's read or write
+// deadline, which may change meanwhile) passes, which fails this call
+// with os.ErrDeadlineExceeded and leaves the handshake running for the
+// next one. The handshake itself runs once, in its own goroutine
+// (runHandshake), and no caller's deadline bounds it: only its own
+// end, a reset, or the conn's Close. op names the caller's operation in
+// the errors it returns.
+func (c *Conn) waitHandshake(op string, dl *atomic.Int64) error {
+	sec := c.sec
+	if sec.done.Load() {
 		return nil
 	}
-	if c.sec.sent != nil {
+	if sec.sent != nil {
 		// A reader that comes first (the usual order when both directions
 		// start together) gives the writer EarlyWait to put its first
 		// bytes in the first flight.
 		t := time.NewTimer(EarlyWait)
 		select {
-		case <-c.sec.sent:
+		case <-sec.sent:
 		case <-t.C:
 		}
 		t.Stop()
 	}
-	c.sec.mu.Lock()
-	defer c.sec.mu.Unlock()
-	if c.sec.done.Load() {
-		return nil
+	sec.hsOnce.Do(func() { go c.runHandshake() })
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	for {
+		c.dlMu.Lock()
+		changed, d := sec.dlSet, dl.Load()
+		c.dlMu.Unlock()
+		select {
+		case <-sec.hsDone:
+			return sec.errFor(op)
+		default:
+		}
+		if c.closed.Load() {
+			return c.opError(op, net.ErrClosed)
+		}
+		var expired <-chan time.Time
+		if d != 0 {
+			wait := time.Until(time.Unix(0, d))
+			if wait <= 0 {
+				return c.opError(op, os.ErrDeadlineExceeded)
+			}
+			if t == nil {
+				t = time.NewTimer(wait)
+			} else {
+				t.Reset(wait)
+			}
+			expired = t.C
+		}
+		select {
+		case <-sec.hsDone:
+			return sec.errFor(op)
+		case <-changed: // a deadline changed, or the conn closed
+		case <-expired:
+		}
 	}
-	if c.sec.err != nil {
-		return c.sec.err
+}
+
+// errFor is the handshake's failure (nil if it completed) as the error
+// of op: a Write waiting for the handshake reports its failure as a
+// write's.
+func (sec *secure) errFor(op string) error {
+	err := sec.err
+	if oe, ok := err.(*net.OpError); ok && oe.Op != op {
+		cp := *oe
+		cp.Op = op
+		return &cp
 	}
-	if r := c.refused.Load(); r != nil {
-		return r
+	return err
+}
+
+// runHandshake runs the source's handshake to its end, once. The conn's
+// deadlines are held back from the stream meanwhile (secure.held), so
+// that its reads and writes end only with the handshake, a reset or
+// Close (which sets a past deadline on the stream), then set on the
+// stream before the waiters resume.
+func (c *Conn) runHandshake() {
+	sec := c.sec
+	err := c.handshake()
+	c.dlMu.Lock()
+	sec.held.Store(false)
+	if !c.closed.Load() {
+		_ = c.s.SetReadDeadline(unixTime(c.readDL.Load()))
+		_ = c.s.SetWriteDeadline(unixTime(c.writeDL.Load()))
 	}
-	if _, err := c.firstFlightLocked(nil); err != nil {
+	c.dlMu.Unlock()
+	sec.mu.Lock()
+	if err != nil {
+		sec.err = err
+	} else {
+		sec.done.Store(true)
+	}
+	sec.mu.Unlock()
+	if err == nil && sec.onPeer != nil {
+		sec.onPeer(sec.ini.PeerRecord())
+	}
+	close(sec.hsDone)
+}
+
+// unixTime is the time of a deadline stored as Unix nanoseconds, zero
+// for none.
+func unixTime(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, v)
+}
+
+// handshake is runHandshake's work: the first flight if not sent, the
+// result header (opening again after Retry, Security.Reopen), the reply
+// and the full handshake's third message. Only it reads the stream
+// until it returns; sec.mu is held for the first flight only, which a
+// Write may send instead.
+func (c *Conn) handshake() error {
+	sec := c.sec
+	sec.mu.Lock()
+	err := sec.err
+	if err == nil {
+		if r := c.refused.Load(); r != nil {
+			err = r
+		}
+	}
+	if err == nil {
+		_, err = c.firstFlightLocked(nil)
+	}
+	sec.mu.Unlock()
+	if err != nil {
 		return err
 	}
-	for c.sec.result != nil {
-		body, err := c.sec.result.fill(c.s)
+	for sec.result != nil {
+		body, err := sec.result.fill(c.s)
 		if err != nil && !isHeaderError(err) && err != io.EOF {
-			return c.opError("read", err) // not sticky: may be a deadline
+			return c.opError("read", err)
 		}
-		if err == nil && c.sec.reopen != nil && c.sec.reopens < maxReopens {
+		if err == nil && sec.reopen != nil && sec.reopens < maxReopens {
 			if res, perr := parseResult(body); perr == nil && res.Code == Retry {
 				if err := c.reopenLocked(); err != nil {
-					c.sec.err = err
 					return err
 				}
 				continue
 			}
 		}
-		c.sec.result = nil
+		sec.result = nil
 		if err := c.takeResult(body, err); err != nil {
-			c.sec.err = err
-			if IsRetry(err) && !c.sec.ini.Refused() && c.sec.retry != nil {
-				c.sec.retry()
+			if IsRetry(err) && !sec.ini.Refused() && sec.retry != nil {
+				sec.retry()
 			}
 			return err
 		}
 	}
-	body, err := c.sec.reply.fill(c.s)
+	body, err := sec.reply.fill(c.s)
 	if err != nil {
 		if isTimeout(err) || c.closed.Load() {
 			return c.opError("read", err)
@@ -467,41 +595,33 @@ func (c *Conn) awaitHandshake() error {
 			err = fmt.Errorf("%w: stream ended during the handshake", ErrAuth)
 			code = CloseProtocol
 		}
-		c.sec.err = c.opError("read", err)
 		c.s.Reset(code)
-		return c.sec.err
+		return c.opError("read", err)
 	}
-	sess, third, err := c.sec.ini.Finish(body, nil, time.Now())
+	sess, third, err := sec.ini.Finish(body, nil, time.Now())
 	if err != nil {
-		c.sec.err = c.opError("read", err)
 		c.s.Reset(CloseProtocol)
-		return c.sec.err
+		return c.opError("read", err)
 	}
 	if len(third) > 0 {
 		if _, err := c.s.Write(third); err != nil {
 			// The destination proved itself and the source broke no
 			// rule: a reset from the path passes its code on, a lost
-			// link is CloseLinkLost, a deadline CloseInternal.
-			c.sec.err = c.opError("write", err)
+			// link is CloseLinkLost.
 			c.s.Reset(resetCode(err))
-			return c.sec.err
+			return c.opError("write", err)
 		}
 	}
-	c.sec.sess = sess
-	if c.sec.ini.EarlyDropped() {
-		c.sec.resend = true
+	sec.sess = sess
+	if sec.ini.EarlyDropped() {
+		sec.resend = true
 	}
-	if c.sec.resend && len(c.sec.early) > 0 {
+	if sec.resend && len(sec.early) > 0 {
 		if err := c.resendEarlyLocked(); err != nil {
-			c.sec.err = err
 			return err
 		}
 	}
-	c.sec.early = nil
-	c.sec.done.Store(true)
-	if c.sec.onPeer != nil {
-		c.sec.onPeer(c.sec.ini.PeerRecord())
-	}
+	sec.early = nil
 	return nil
 }
 
@@ -510,8 +630,9 @@ func (c *Conn) awaitHandshake() error {
 // After a flight with early bytes it takes the full handshake, whose
 // first message names the refused flights (seal.Keys.InitiateAfter), the
 // early bytes following its third message (resendEarlyLocked); after one
-// without, the next handshake down. sec.mu held; nobody else reads or
-// writes the stream before the handshake completes.
+// without, the next handshake down. Called by the handshake's
+// goroutine; nobody else reads or writes the stream before the handshake
+// completes.
 func (c *Conn) reopenLocked() error {
 	sec := c.sec
 	sec.reopens++
@@ -567,7 +688,8 @@ func (c *Conn) reopenLocked() error {
 // resendEarlyLocked sends, once the handshake completed, the early bytes
 // the first flight carried that the destination did not take (a full
 // handshake taken after a Retry, or a reply stating it dropped them),
-// ahead of anything else the conn writes. sec.mu held.
+// ahead of anything else the conn writes. Called by the handshake's
+// goroutine.
 func (c *Conn) resendEarlyLocked() error {
 	sess, early := c.sec.sess, c.sec.early
 	bp := getRecord(2 + min(len(early), sess.MaxSend()) + seal.Overhead)
@@ -948,36 +1070,6 @@ func (c *Conn) flushPending() error {
 	}
 	c.sec.wpend = nil
 	return nil
-}
-
-// awaitHandshakeForWrite completes the handshake for a writer: its reads
-// are bounded by the write deadline, not by the read deadline. Nobody
-// else reads the stream meanwhile (readers wait for the handshake too).
-func (c *Conn) awaitHandshakeForWrite() error {
-	if c.sec.done.Load() {
-		return nil
-	}
-	dl := func(v int64) time.Time {
-		if v == 0 {
-			return time.Time{}
-		}
-		return time.Unix(0, v)
-	}
-	c.dlMu.Lock()
-	if !c.closed.Load() {
-		_ = c.s.SetReadDeadline(dl(c.writeDL.Load()))
-	}
-	c.dlMu.Unlock()
-	err := c.awaitHandshake()
-	c.dlMu.Lock()
-	if !c.closed.Load() {
-		_ = c.s.SetReadDeadline(dl(c.readDL.Load()))
-	}
-	c.dlMu.Unlock()
-	if err != nil && isTimeout(err) {
-		return c.opError("write", err)
-	}
-	return err
 }
 
 // closeWriteSealed sends the end-of-stream record. writeMu held.
