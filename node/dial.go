@@ -387,7 +387,9 @@ type PingResult struct {
 }
 
 // Ping opens a circuit to peer's echo service recording the path, then
-// times one byte echoed over it.
+// times one byte echoed over it. ctx bounds the whole of it: once ctx is
+// done the echo's Write or Read ends, and Ping returns an error wrapping
+// ctx.Err().
 func (n *Node) Ping(ctx context.Context, peer string) (PingResult, error) {
 	start := time.Now()
 	c, err := n.DialWith(ctx, peer, EchoService, DialOptions{RecordPath: true})
@@ -399,13 +401,23 @@ func (n *Node) Ping(ctx context.Context, peer string) (PingResult, error) {
 	if d, ok := ctx.Deadline(); ok {
 		c.SetDeadline(d)
 	}
+	// A cancelled context has no deadline: end the echo's Write or Read
+	// at the cancellation.
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	defer stop()
+	fail := func(err error) (PingResult, error) {
+		if cerr := ctx.Err(); cerr != nil {
+			return res, fmt.Errorf("ping %s: %w (%w)", peer, cerr, err)
+		}
+		return res, fmt.Errorf("ping %s: %w", peer, err)
+	}
 	var b [1]byte
 	t0 := time.Now()
 	if _, err := c.Write([]byte{'p'}); err != nil {
-		return res, fmt.Errorf("ping %s: %w", peer, err)
+		return fail(err)
 	}
 	if _, err := c.Read(b[:]); err != nil {
-		return res, fmt.Errorf("ping %s: %w", peer, err)
+		return fail(err)
 	}
 	res.RTT = time.Since(t0)
 	return res, nil
