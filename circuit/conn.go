@@ -471,6 +471,9 @@ func (c *Conn) markClosedBy(reset *ResetError) bool {
 		close(c.sec.dlSet) // a Read or Write waiting for the handshake ends
 		c.sec.dlSet = make(chan struct{})
 	}
+	if c.sec != nil && c.sec.cancel != nil {
+		c.sec.cancel() // and a reopen's wait for a stream (Security.Reopen)
+	}
 	return true
 }
 

@@ -89,7 +89,12 @@ type Security struct {
 	// fresh one-message handshake after a refused resumption, else the
 	// full one). The caller's Reads and Writes see only the circuit
 	// accepted.
-	Reopen func() (links.Stream, error)
+	//
+	// Reopen runs within the handshake, which no Read's or Write's
+	// deadline bounds (each of those returns at its own): its ctx is
+	// cancelled when the conn is closed or reset, and Reopen bounds its
+	// wait by a timeout of its own too.
+	Reopen func(ctx context.Context) (links.Stream, error)
 }
 
 // maxReopens is how many times an early conn opens again after Retry, as
@@ -129,12 +134,16 @@ type secure struct {
 	hsDone chan struct{}
 	held   atomic.Bool
 	dlSet  chan struct{}
+	// ctx is what Reopen's wait for a stream runs under: cancelled when
+	// the conn is closed or reset, or the handshake ended.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	// At the destination: the source resumed a session.
 	sessionResumed bool
 
 	// An early source that opens again after Retry (Security.Reopen).
-	reopen   func() (links.Stream, error)
+	reopen   func(context.Context) (links.Stream, error)
 	reopens  int
 	stream   *reopenable // the conn's stream
 	keys     *seal.Keys
@@ -341,6 +350,7 @@ func DialEarlySecure(s links.Stream, o *Open, local Addr, sec Security) (*Conn, 
 	c.sec.held.Store(true)
 	c.sec.rd.pool = true
 	if rs != nil {
+		c.sec.ctx, c.sec.cancel = context.WithCancel(context.Background())
 		c.sec.reopen, c.sec.stream = sec.Reopen, rs
 		c.sec.keys, c.sec.peer, c.sec.prologue, c.sec.dest = sec.Keys, sec.Peer, prologue, hdr.Dest
 		c.sec.sentHdr = bytes.Clone(b)
@@ -509,11 +519,15 @@ func (sec *secure) errFor(op string) error {
 // runHandshake runs the source's handshake to its end, once. The conn's
 // deadlines are held back from the stream meanwhile (secure.held), so
 // that its reads and writes end only with the handshake, a reset or
-// Close (which sets a past deadline on the stream), then set on the
-// stream before the waiters resume.
+// Close (which sets a past deadline on the stream and cancels a
+// Reopen's wait for a stream), then set on the stream before the
+// waiters resume.
 func (c *Conn) runHandshake() {
 	sec := c.sec
 	err := c.handshake()
+	if sec.cancel != nil {
+		sec.cancel()
+	}
 	c.dlMu.Lock()
 	sec.held.Store(false)
 	if !c.closed.Load() {
@@ -642,7 +656,7 @@ func (c *Conn) reopenLocked() error {
 			sec.retry()
 		}
 	}
-	ns, err := sec.reopen()
+	ns, err := sec.reopen(sec.ctx)
 	if err != nil {
 		c.s.Reset(CloseCancelled)
 		return c.opError("read", fmt.Errorf("open again after the destination's retry: %w", err))

@@ -163,11 +163,14 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 	if opt.Early {
 		// Refused with Retry, the early conn opens again on l by itself,
 		// its first bytes with it: the caller already wrote them.
-		sec.Reopen = func() (links.Stream, error) {
+		// Its wait for a stream ends at DialTimeout, or when the conn is
+		// closed or reset (ctx); a Read or Write waiting for the
+		// handshake meanwhile returns at its own deadline.
+		sec.Reopen = func(ctx context.Context) (links.Stream, error) {
 			if n.cfg.hooks != nil && n.cfg.hooks.beforeRetry != nil {
 				n.cfg.hooks.beforeRetry()
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.DialTimeout)
+			ctx, cancel := context.WithTimeout(ctx, n.cfg.DialTimeout)
 			defer cancel()
 			s, err := l.OpenStream(ctx)
 			if err != nil {
