@@ -7,7 +7,6 @@ import (
 
 	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/circuit/seal"
-	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/circuitmesh/circuitmesh/node/policy"
 )
 
@@ -112,20 +111,10 @@ func (n *Node) SetPolicy(p *policy.Policy) int {
 // ErrNoIdentityFiles on a node without identity files, whose caller may
 // then apply p alone). It returns how many circuits the new policy closed.
 func (n *Node) ReloadIdentityAndPolicy(p *policy.Policy) (closed int, err error) {
-	if !n.idFiles.ok {
-		return 0, fmt.Errorf("reload identity of %s: %w", n.cfg.Name, ErrNoIdentityFiles)
-	}
-	// As in ReloadIdentity: read and applied under one lock.
-	n.setID.Lock()
-	defer n.setID.Unlock()
-	id, err := identity.LoadIdentity(n.idFiles.cert, n.idFiles.key, n.idFiles.ca)
-	if err != nil {
-		return 0, fmt.Errorf("reload identity of %s: %w", n.cfg.Name, err)
-	}
-	if err := n.setIdentityLocked(id); err != nil {
-		return 0, err
-	}
-	return n.SetPolicy(p), nil
+	// The policy is set under the lock the identity was read and applied
+	// under.
+	err = n.reloadIdentity(func() { closed = n.SetPolicy(p) })
+	return closed, err
 }
 
 // maxDeniedLogged bounds the circuits SetPolicy logs one by one; the

@@ -94,6 +94,13 @@ func identityFiles(cfg *Config) (cert, key, ca string, ok bool) {
 // (see SetIdentity). It fails with ErrNoIdentityFiles if the configuration
 // names no files.
 func (n *Node) ReloadIdentity() error {
+	return n.reloadIdentity(nil)
+}
+
+// reloadIdentity is ReloadIdentity; once the node switched to the files
+// read, it runs then (if not nil) under the same lock, before another
+// reload or SetIdentity can switch the node again.
+func (n *Node) reloadIdentity(then func()) error {
 	if !n.idFiles.ok {
 		return fmt.Errorf("reload identity of %s: %w", n.cfg.Name, ErrNoIdentityFiles)
 	}
@@ -105,7 +112,13 @@ func (n *Node) ReloadIdentity() error {
 	if err != nil {
 		return fmt.Errorf("reload identity of %s: %w", n.cfg.Name, err)
 	}
-	return n.setIdentityLocked(id)
+	if err := n.setIdentityLocked(id); err != nil {
+		return err
+	}
+	if then != nil {
+		then()
+	}
+	return nil
 }
 
 // SetIdentity switches the node to a renewed certificate (or CA) of the

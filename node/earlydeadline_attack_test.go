@@ -38,6 +38,37 @@ func holdReplies(t *testing.T) *cluster {
 	return c
 }
 
+// dialEarly opens an early, fail-fast circuit
+// (DialOptions{Early: true, NoResume: true}) from a to d.
+func dialEarly(t *testing.T, a *Node) Conn {
+	t.Helper()
+	conn, err := a.DialWith(ctxT(t, patience), "d", EchoService, DialOptions{Early: true, NoResume: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// dialHeld opens an early, fail-fast circuit from a to d on holdReplies'
+// cluster, closed when the test ends.
+func dialHeld(t *testing.T) Conn {
+	t.Helper()
+	conn := dialEarly(t, holdReplies(t).nodes["a"])
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// inBackground calls op (a conn's Read or Write) with a buffer of n bytes
+// on a goroutine of its own, and returns where its error comes.
+func inBackground(op func([]byte) (int, error), n int) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := op(make([]byte, n))
+		done <- err
+	}()
+	return done
+}
+
 // TestEarlyWriteKeepsItsDeadlineBesideARead: a opens an early,
 // fail-fast circuit (DialOptions{Early: true, NoResume: true}) to d
 // through r, which never passes d's answer back. a's writer sets a write
@@ -49,21 +80,11 @@ func holdReplies(t *testing.T) *cluster {
 // deadline, which Write borrowed for its wait and SetReadDeadline then
 // overwrote.
 func TestEarlyWriteKeepsItsDeadlineBesideARead(t *testing.T) {
-	c := holdReplies(t)
-	a := c.nodes["a"]
-	conn, err := a.DialWith(ctxT(t, patience), "d", EchoService, DialOptions{Early: true, NoResume: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialHeld(t)
 	const writeWait, readWait = 300 * time.Millisecond, 8 * time.Second
 	start := time.Now()
 	conn.SetWriteDeadline(start.Add(writeWait))
-	wrote := make(chan error, 1)
-	go func() {
-		_, err := conn.Write(make([]byte, 64<<10))
-		wrote <- err
-	}()
+	wrote := inBackground(conn.Write, 64<<10)
 	time.Sleep(100 * time.Millisecond) // the Write waits for the reply
 	conn.SetReadDeadline(time.Now().Add(readWait))
 	go conn.Read(make([]byte, 1))
@@ -92,21 +113,11 @@ func TestEarlyWriteKeepsItsDeadlineBesideARead(t *testing.T) {
 // used to stay blocked, because the Write set the stream's read deadline
 // to its own (none) for its wait on the handshake's reply.
 func TestEarlyReadKeepsItsDeadlineBesideAWrite(t *testing.T) {
-	c := holdReplies(t)
-	a := c.nodes["a"]
-	conn, err := a.DialWith(ctxT(t, patience), "d", EchoService, DialOptions{Early: true, NoResume: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialHeld(t)
 	const readWait, give = 300 * time.Millisecond, 8 * time.Second
 	start := time.Now()
 	conn.SetReadDeadline(start.Add(readWait))
-	read := make(chan error, 1)
-	go func() {
-		_, err := conn.Read(make([]byte, 1))
-		read <- err
-	}()
+	read := inBackground(conn.Read, 1)
 	go conn.Write(make([]byte, 64<<10)) // no write deadline
 	select {
 	case err := <-read:
@@ -128,18 +139,8 @@ func TestEarlyReadKeepsItsDeadlineBesideAWrite(t *testing.T) {
 // then sets a read deadline of 300 ms. The Write does not fail with a
 // deadline error, having none: it used to fail with the reader's.
 func TestEarlyWriteWithoutDeadlineOutlivesReadDeadline(t *testing.T) {
-	c := holdReplies(t)
-	a := c.nodes["a"]
-	conn, err := a.DialWith(ctxT(t, patience), "d", EchoService, DialOptions{Early: true, NoResume: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	wrote := make(chan error, 1)
-	go func() {
-		_, err := conn.Write(make([]byte, 64<<10))
-		wrote <- err
-	}()
+	conn := dialHeld(t)
+	wrote := inBackground(conn.Write, 64<<10)
 	time.Sleep(100 * time.Millisecond) // the Write waits for the reply
 	conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	go conn.Read(make([]byte, 1))
@@ -158,16 +159,10 @@ func TestEarlyWriteWithoutDeadlineOutlivesReadDeadline(t *testing.T) {
 // same silent path, a Read with a deadline of 300 ms and no Write beside
 // it fails at its deadline.
 func TestEarlyReadDeadlineAlone(t *testing.T) {
-	c := holdReplies(t)
-	a := c.nodes["a"]
-	conn, err := a.DialWith(ctxT(t, patience), "d", EchoService, DialOptions{Early: true, NoResume: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialHeld(t)
 	start := time.Now()
 	conn.SetReadDeadline(start.Add(300 * time.Millisecond))
-	_, err = conn.Read(make([]byte, 1))
+	_, err := conn.Read(make([]byte, 1))
 	t.Logf("Read alone returned after %v: %v", time.Since(start).Round(time.Millisecond), err)
 	if !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(start) > 3*time.Second {
 		t.Fatalf("Read alone: %v after %v", err, time.Since(start))

@@ -35,6 +35,25 @@ func forgedRetryRelay(t *testing.T, forge *atomic.Bool) *cluster {
 	return c
 }
 
+// forgedRetryFullLink builds forgedRetryRelay's cluster, has a hold three
+// circuits to d through r (closed when the test ends), one stream short of
+// r's limit on the link, then has r forge its retries, and returns a.
+func forgedRetryFullLink(t *testing.T) *Node {
+	t.Helper()
+	var forge atomic.Bool
+	c := forgedRetryRelay(t, &forge)
+	a := c.nodes["a"]
+	for i := range 3 {
+		conn, err := a.DialWith(ctxT(t, patience), "d", EchoService, DialOptions{NoResume: true})
+		if err != nil {
+			t.Fatalf("circuit %d: %v", i, err)
+		}
+		t.Cleanup(func() { conn.Close() })
+	}
+	forge.Store(true)
+	return a
+}
+
 // TestForgedRetryReopenReadKeepsItsDeadline: a holds three circuits
 // through r (r's stream limit on the link is four), then opens an early,
 // fail-fast circuit to d and reads it with a read deadline of 300 ms. r
@@ -44,17 +63,7 @@ func forgedRetryRelay(t *testing.T, forge *atomic.Bool) *cluster {
 // after 10 s, the reopen running inside it. With no circuits held
 // (TestForgedRetryReopenControl) the same Read returns at once.
 func TestForgedRetryReopenReadKeepsItsDeadline(t *testing.T) {
-	var forge atomic.Bool
-	c := forgedRetryRelay(t, &forge)
-	a := c.nodes["a"]
-	for i := range 3 {
-		conn, err := a.DialWith(ctxT(t, patience), "d", EchoService, DialOptions{NoResume: true})
-		if err != nil {
-			t.Fatalf("circuit %d: %v", i, err)
-		}
-		defer conn.Close()
-	}
-	forge.Store(true)
+	a := forgedRetryFullLink(t)
 	readAfterForgedRetry(t, a)
 }
 
@@ -69,15 +78,12 @@ func TestForgedRetryReopenControl(t *testing.T) {
 
 func readAfterForgedRetry(t *testing.T, a *Node) {
 	t.Helper()
-	conn, err := a.DialWith(ctxT(t, patience), "d", EchoService, DialOptions{Early: true, NoResume: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialEarly(t, a)
 	defer conn.Close()
 	const wait = 300 * time.Millisecond
 	start := time.Now()
 	conn.SetReadDeadline(start.Add(wait))
-	_, err = conn.Read(make([]byte, 1))
+	_, err := conn.Read(make([]byte, 1))
 	took := time.Since(start)
 	t.Logf("Read with a deadline of %v returned after %v: %v", wait, took.Round(time.Millisecond), err)
 	if took > 3*time.Second {
@@ -116,21 +122,8 @@ func eventually(d time.Duration, cond func() bool) bool {
 // Read used to return 9.7 s later, when the reopen's own DialTimeout
 // ended its wait.
 func TestForgedRetryReopenEndsAtClose(t *testing.T) {
-	var forge atomic.Bool
-	c := forgedRetryRelay(t, &forge)
-	a := c.nodes["a"]
-	for i := range 3 {
-		conn, err := a.DialWith(ctxT(t, patience), "d", EchoService, DialOptions{NoResume: true})
-		if err != nil {
-			t.Fatalf("circuit %d: %v", i, err)
-		}
-		defer conn.Close()
-	}
-	forge.Store(true)
-	conn, err := a.DialWith(ctxT(t, patience), "d", EchoService, DialOptions{Early: true, NoResume: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := forgedRetryFullLink(t)
+	conn := dialEarly(t, a)
 	done := make(chan error, 1)
 	go func() {
 		_, err := conn.Read(make([]byte, 1))
@@ -141,6 +134,7 @@ func TestForgedRetryReopenEndsAtClose(t *testing.T) {
 	}
 	start := time.Now()
 	conn.Close()
+	var err error
 	select {
 	case err = <-done:
 	case <-time.After(8 * time.Second):
