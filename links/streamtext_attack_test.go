@@ -10,6 +10,23 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
+// openedStream links two nodes, a and b (la is a's link, lb b's), opens
+// a circuit stream s on la and writes a byte on it, so that b sees the
+// stream too.
+func openedStream(t *testing.T) (a *node, la, lb Link, s Stream) {
+	t.Helper()
+	a, b, la := pair(t)
+	lb = acceptedLink(t, b, "a")
+	s, err := la.OpenStream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	return a, la, lb, s
+}
+
 // TestAttackPeerCloseTextReachesStreamErrors: a neighbour closes the link's
 // connection with a reason phrase carrying terminal control sequences
 // (forgedReason), with the goodbye code 0x100 and with a code links does not
@@ -25,15 +42,7 @@ import (
 // errors.As still finds quic-go's error in the stream errors.
 func TestAttackPeerCloseTextReachesStreamErrors(t *testing.T) {
 	for _, code := range []quic.ApplicationErrorCode{codeGoodbye, 0x1ff} {
-		a, b, la := pair(t)
-		lb := acceptedLink(t, b, "a")
-		s, err := la.OpenStream(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Write([]byte("x")); err != nil {
-			t.Fatal(err)
-		}
+		a, la, lb, s := openedStream(t)
 		_ = lb.(*quicLink).conn.CloseWithError(code, forgedReason)
 		a.rec.waitEvent(t, "down", patience)
 		_, rerr := io.ReadAll(s)
@@ -72,15 +81,7 @@ func TestAttackPeerCloseTextReachesStreamErrors(t *testing.T) {
 // most the 512 bytes of the peer's reason phrase that docs/PROTOCOL.md
 // §1.7 says a receiver keeps of it (before, all 1000 of them).
 func TestAttackPeerCloseTextLengthInStreamErrors(t *testing.T) {
-	a, b, la := pair(t)
-	lb := acceptedLink(t, b, "a")
-	s, err := la.OpenStream(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Write([]byte("x")); err != nil {
-		t.Fatal(err)
-	}
+	a, la, lb, s := openedStream(t)
 	long := strings.Repeat("z", 1000)
 	_ = lb.(*quicLink).conn.CloseWithError(codeGoodbye, long)
 	a.rec.waitEvent(t, "down", patience)
