@@ -45,20 +45,51 @@ func (e *UnsafeFileError) Unwrap() error { return ErrUnsafeFile }
 // Where the owner is not known (not a Unix system), only the mode is
 // checked.
 func CheckPrivate(path string, fi fs.FileInfo) error {
-	uid, known := fileOwner(fi)
-	me := uint32(os.Geteuid())
-	mode := fi.Mode().Perm()
-	e := &UnsafeFileError{Path: path, UID: uid, Mode: mode}
+	o := ownerOf(fi)
 	forbidden, what, chmod := fs.FileMode(0o077), "group or others may read or write it", "go-rwx"
 	switch {
 	case fi.IsDir():
 		forbidden, what, chmod = 0o022, "group or others may write to it", "go-w"
-	case known && uid == 0 && me != 0:
+	case o.known && o.uid == 0 && o.me != 0:
 		forbidden, what = 0o037, "group may write it or others may read or write it"
 	}
+	return o.check(path, fi, "replace it", forbidden, what, chmod)
+}
+
+// CheckUnwritable refuses a file holding no secret that decides what this
+// process does (an authorization policy) and that another user could
+// change: its owner must be this process's effective user or root, and
+// neither its group nor others may write it. Others may read it. rewrite
+// names what such a user would rewrite ("the policy"), for the error.
+// Where the owner is not known (not a Unix system), only the mode is
+// checked.
+func CheckUnwritable(path string, fi fs.FileInfo, rewrite string) error {
+	return ownerOf(fi).check(path, fi, "rewrite "+rewrite, 0o022, "group or others may write it, and so rewrite "+rewrite, "go-w")
+}
+
+// owner is the user owning a file, if known, and this process's
+// effective user.
+type owner struct {
+	uid, me uint32
+	known   bool
+}
+
+// ownerOf is the owner of fi's file, and this process's effective user.
+func ownerOf(fi fs.FileInfo) owner {
+	uid, known := fileOwner(fi)
+	return owner{uid: uid, me: uint32(os.Geteuid()), known: known}
+}
+
+// check refuses (an *UnsafeFileError) the file or directory path, of
+// fi, when a user other than this one and root owns it (who then can, for
+// instance, "replace it"), or when its mode has a bit of forbidden (what
+// says which, and `chmod chmod path` clears them).
+func (o owner) check(path string, fi fs.FileInfo, can string, forbidden fs.FileMode, what, chmod string) error {
+	mode := fi.Mode().Perm()
+	e := &UnsafeFileError{Path: path, UID: o.uid, Mode: mode}
 	switch {
-	case known && uid != me && uid != 0:
-		e.Why = fmt.Sprintf("owned by another user than this one (uid %d) or root, who can replace it", me)
+	case o.known && o.uid != o.me && o.uid != 0:
+		e.Why = fmt.Sprintf("owned by another user than this one (uid %d) or root, who can %s", o.me, can)
 		e.Fix = "use one this user or root owns"
 	case mode&forbidden != 0:
 		e.Why = what
@@ -72,6 +103,13 @@ func CheckPrivate(path string, fi fs.FileInfo) error {
 // ReadPrivate reads the file name holding a secret, once CheckPrivate has
 // passed the file opened (so the file checked is the file read).
 func ReadPrivate(name string) ([]byte, error) {
+	return ReadChecked(name, 0, CheckPrivate)
+}
+
+// ReadChecked reads the file name once check has passed the file opened
+// (so the file checked is the file read). A limit above 0 refuses a file
+// larger than limit bytes, before check and while reading.
+func ReadChecked(name string, limit int64, check func(path string, fi fs.FileInfo) error) ([]byte, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, err
@@ -81,10 +119,23 @@ func ReadPrivate(name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckPrivate(name, fi); err != nil {
+	if limit > 0 && fi.Size() > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes", name, limit)
+	}
+	if err := check(name, fi); err != nil {
 		return nil, err
 	}
-	return io.ReadAll(f)
+	if limit <= 0 {
+		return io.ReadAll(f)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes", name, limit)
+	}
+	return b, nil
 }
 
 // checkPrivateDir runs CheckPrivate on the directory dir.
