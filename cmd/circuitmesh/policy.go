@@ -3,13 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -78,29 +75,7 @@ func (s policySource) load() (*policy.Policy, error) {
 // readPolicyFile reads the policy file name once checkPolicyFile has
 // passed the file opened (the file checked is the file read).
 func readPolicyFile(name string) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if fi.Size() > maxPolicyFile {
-		return nil, fmt.Errorf("%s: larger than %d bytes", name, maxPolicyFile)
-	}
-	if err := checkPolicyFile(name, fi); err != nil {
-		return nil, err
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxPolicyFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxPolicyFile {
-		return nil, fmt.Errorf("%s: larger than %d bytes", name, maxPolicyFile)
-	}
-	return b, nil
+	return identity.ReadChecked(name, maxPolicyFile, checkPolicyFile)
 }
 
 // checkPolicyFile refuses (an *identity.UnsafeFileError, matching
@@ -110,23 +85,7 @@ func readPolicyFile(name string) ([]byte, error) {
 // owner must be this process's effective user or root, and neither its
 // group nor others may write it. Others may read it: it holds no secret.
 func checkPolicyFile(path string, fi fs.FileInfo) error {
-	e := &identity.UnsafeFileError{Path: path, Mode: fi.Mode().Perm()}
-	me := uint32(os.Geteuid())
-	st, known := fi.Sys().(*syscall.Stat_t)
-	if known {
-		e.UID = st.Uid
-	}
-	switch {
-	case known && e.UID != me && e.UID != 0:
-		e.Why = fmt.Sprintf("owned by another user than this one (uid %d) or root, who can rewrite the policy", me)
-		e.Fix = "use one this user or root owns"
-	case e.Mode&0o022 != 0:
-		e.Why = "group or others may write it, and so rewrite the policy"
-		e.Fix = fmt.Sprintf("run `chmod go-w %s`", path)
-	default:
-		return nil
-	}
-	return e
+	return identity.CheckUnwritable(path, fi, "the policy")
 }
 
 // errEmpty says why a reload keeps the inForce rules rather than apply a
