@@ -50,6 +50,9 @@ func TestAttackDrainingFramesFloodTheLog(t *testing.T) {
 	lines := strings.Count(out, "\n")
 	t.Logf("%d cycles of m in %v (%d dials refused): v wrote %d lines in all, %d \"peer draining\" (%.0f a second), %d \"link up\"",
 		cycles, elapsed.Round(time.Millisecond), refused, lines, drains, float64(drains)/elapsed.Seconds(), ups)
+	if cycles <= most {
+		t.Fatalf("only %d link cycles of m in %v (%d dials refused): too few to show a bound of %d lines", cycles, elapsed.Round(time.Millisecond), refused, most)
+	}
 	if drains > most {
 		t.Fatalf("%d link cycles of one peer, each sending a draining frame, made v log %d \"peer draining\" lines (want at most %d, as for link up/down)", cycles, drains, most)
 	}

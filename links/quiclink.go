@@ -196,10 +196,12 @@ func (l *quicLink) AcceptStream(ctx context.Context) (Stream, error) {
 }
 
 // opErr maps an OpenStream/AcceptStream failure: the link's end wraps
-// ErrLinkLost, anything else (the caller's context) is kept as is.
+// ErrLinkLost, with a close by the peer cleaned (cleanPeerClose), as the
+// link's own error and its streams' are; anything else (the caller's
+// context) is kept as is.
 func (l *quicLink) opErr(op string, err error) error {
 	if isConnErr(err) {
-		return fmt.Errorf("%s to %s: %w: %w", op, l.hello.Node, ErrLinkLost, err)
+		return fmt.Errorf("%s to %s: %w: %w", op, l.hello.Node, ErrLinkLost, cleanPeerClose(err))
 	}
 	return fmt.Errorf("%s to %s: %w", op, l.hello.Node, err)
 }

@@ -31,7 +31,8 @@ func openedStream(t *testing.T) (a *node, la, lb Link, s Stream) {
 // connection with a reason phrase carrying terminal control sequences
 // (forgedReason), with the goodbye code 0x100 and with a code links does not
 // name. The errors of the circuit streams that were open on the link, from
-// Read, Write and CloseWrite, carry the reason cleaned (cleanPeerClose, by
+// Read and Write, and of a stream opened after the close, carry the reason
+// cleaned (cleanPeerClose, by
 // PeerText) as the link's own error does (TestPeerGoodbyeTextHasNoControls,
 // TestPeerCloseTextHasNoControls): no ESC, BEL, CR or LF of the peer's
 // reaches whatever logs or prints a circuit's error (docs/PROTOCOL.md §1.7).
@@ -47,11 +48,8 @@ func TestAttackPeerCloseTextReachesStreamErrors(t *testing.T) {
 		a.rec.waitEvent(t, "down", patience)
 		_, rerr := io.ReadAll(s)
 		_, werr := s.Write([]byte("y"))
-		cerr := s.CloseWrite() // nil: quic-go's Close reports no connection error
-		for what, err := range map[string]error{"link": la.Err(), "stream Read": rerr, "stream Write": werr, "stream CloseWrite": cerr} {
-			if err == nil && what == "stream CloseWrite" {
-				continue
-			}
+		_, oerr := la.OpenStream(context.Background()) // the link's error: it is down
+		for what, err := range map[string]error{"link": la.Err(), "stream Read": rerr, "stream Write": werr, "OpenStream": oerr} {
 			if err == nil {
 				t.Errorf("code %#x: %s: no error", code, what)
 				continue
@@ -67,7 +65,7 @@ func TestAttackPeerCloseTextReachesStreamErrors(t *testing.T) {
 				t.Errorf("code %#x: a's %s error matches ErrClosed, a local close: %v", code, what, err)
 			}
 			var ae *quic.ApplicationError
-			if what != "link" && (!errors.As(err, &ae) || ae.ErrorCode != code || !ae.Remote) {
+			if what != "link" && what != "OpenStream" && (!errors.As(err, &ae) || ae.ErrorCode != code || !ae.Remote) {
 				t.Errorf("code %#x: errors.As finds no remote QUIC close with the code in a's %s error: %v", code, what, err)
 			}
 			if i := controlAt(msg); i >= 0 {
@@ -93,5 +91,26 @@ func TestAttackPeerCloseTextLengthInStreamErrors(t *testing.T) {
 	t.Logf("link error keeps %d bytes of the reason, stream Read error %d", strings.Count(la.Err().Error(), "z"), kept)
 	if kept > maxReasonLen {
 		t.Fatalf("a's stream Read error keeps %d bytes of the peer's reason phrase, want at most %d", kept, maxReasonLen)
+	}
+}
+
+// TestOpenStreamErrorCleansPeerClose: a stream opened or accepted while
+// quic-go already has the peer's close, before the link is marked down,
+// fails through opErr, which cleans the peer's reason as the link's own
+// error does; it wrapped quic-go's error as it came, so the peer's ESC,
+// BEL, CR and LF reached Dial's error and the relay's refusal reason.
+func TestOpenStreamErrorCleansPeerClose(t *testing.T) {
+	l := &quicLink{hello: helloMsg{Node: "b"}}
+	for _, peer := range []error{
+		&quic.ApplicationError{ErrorCode: 0x1ff, ErrorMessage: forgedReason, Remote: true},
+		&quic.TransportError{ErrorCode: quic.ProtocolViolation, ErrorMessage: forgedReason, Remote: true},
+	} {
+		err := l.opErr("open stream", peer)
+		if i := controlAt(err.Error()); i >= 0 {
+			t.Errorf("opErr(%T) carries the peer's control character %q at byte %d: %q", peer, err.Error()[i], i, err)
+		}
+		if !errors.Is(err, ErrLinkLost) || errors.Is(err, ErrClosed) {
+			t.Errorf("opErr(%T) = %v: wraps ErrLinkLost %v (want true), matches ErrClosed %v (want false)", peer, err, errors.Is(err, ErrLinkLost), errors.Is(err, ErrClosed))
+		}
 	}
 }
