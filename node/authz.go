@@ -158,28 +158,31 @@ func (n *Node) logPolicy() {
 	n.log.Info("authorization policy", "rules", len(p.Rules()), "dial", policyDefault(p, policy.Dial), "relay", n.relayDefault(p))
 }
 
-// PolicySubject is node as the policy sees it from here: its name and the
+// subjectOf is node as the policy sees it from here: its name and the
 // groups of the certificate that last attested its routes (verified
 // against the mesh CA), or this node's own groups. known is false when this
-// node has verified no attestation of it, so its groups are unknown.
-func (n *Node) PolicySubject(node string) (s policy.Subject, known bool) {
+// node holds no verified groups of it.
+func (n *Node) subjectOf(node string) (s policy.Subject, known bool) {
 	groups, ok := n.router.cert.groupsOf(node)
 	return policy.Subject{Name: node, Groups: groups}, ok
 }
 
-// relaySubject is PolicySubject for a relay's decision: when the groups
-// verified for node were dropped (a full cache, a reload that changed the
-// CA) the attestation routing holds for node is verified again against the
-// current CA, which records its groups again.
-func (n *Node) relaySubject(node string) (policy.Subject, bool) {
-	if s, ok := n.PolicySubject(node); ok {
+// PolicySubject is node as the policy sees it from here, as a relay's
+// decision and `circuitmesh policy check` take it: subjectOf, and when
+// the groups verified for node were dropped (a full cache, a reload that
+// changed the CA), the attestation routing holds for node verified again
+// against the current CA, which records its groups again. known is false
+// when this node holds no attestation of it that verifies, so its groups
+// are unknown.
+func (n *Node) PolicySubject(node string) (s policy.Subject, known bool) {
+	if s, ok := n.subjectOf(node); ok {
 		return s, true
 	}
 	n.router.mu.Lock()
 	seq, att, held := n.router.eng.Attestation(node)
 	n.router.mu.Unlock()
 	if held && n.router.cert.Verify(node, n.router.cert.Epoch(att), seq, att) == nil {
-		return n.PolicySubject(node)
+		return n.subjectOf(node)
 	}
 	return policy.Subject{Name: node}, false
 }
@@ -195,7 +198,7 @@ func (n *Node) precheckDial(o *circuit.Open) (policy.Decision, bool) {
 	if !p.Has(policy.Dial) {
 		return policy.Decision{Allowed: true}, true
 	}
-	from, known := n.PolicySubject(o.Source)
+	from, known := n.subjectOf(o.Source)
 	sealed := o.Flags&circuit.FlagSealed != 0
 	if !known && sealed {
 		return policy.Decision{Allowed: true}, true // the groups come with the handshake
@@ -223,8 +226,8 @@ func claimDenied(o *circuit.Open, d policy.Decision) string {
 // groups of both are those of the certificates that attested their routes;
 // known is false when the groups of either are unknown.
 func (n *Node) relaySubjects(o *circuit.Open) (from, to policy.Subject, known bool) {
-	from, fromKnown := n.relaySubject(o.Source)
-	to, toKnown := n.relaySubject(o.Dest)
+	from, fromKnown := n.PolicySubject(o.Source)
+	to, toKnown := n.PolicySubject(o.Dest)
 	return from, to, fromKnown && toKnown
 }
 
@@ -268,7 +271,7 @@ func (n *Node) dialSource(o *circuit.Open, resp *seal.Responder) policy.Subject 
 	if resp != nil {
 		return policy.Subject{Name: o.Source, Groups: resp.PeerGroups()}
 	}
-	s, _ := n.PolicySubject(o.Source)
+	s, _ := n.subjectOf(o.Source)
 	return s
 }
 

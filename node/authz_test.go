@@ -222,7 +222,7 @@ func TestPolicyDeniesAfterFullHandshake(t *testing.T) {
 	d.router.cert.mu.Lock()
 	delete(d.router.cert.certOf, "b")
 	d.router.cert.mu.Unlock()
-	if _, known := d.PolicySubject("b"); known {
+	if _, known := d.subjectOf("b"); known {
 		t.Fatal("d still knows b's groups")
 	}
 	err := roundTrip(t, c.node("b"), "d", "ssh", []byte("x"))
