@@ -312,6 +312,17 @@ func (c *Conn) awaitRefusal(werr error) *RefusedError {
 			bound = t
 		}
 	}
+	if sec := c.sec; sec != nil && sec.hsDone != nil && !sec.done.Load() {
+		// The source's handshake is under way: its goroutine reads the
+		// stream, and records the refusal it finds there.
+		t := time.NewTimer(time.Until(bound))
+		defer t.Stop()
+		select {
+		case <-sec.hsDone:
+		case <-t.C:
+		}
+		return c.refused.Load()
+	}
 	if !c.readMu.TryLock() {
 		return c.refused.Load()
 	}

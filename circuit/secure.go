@@ -1255,7 +1255,7 @@ func (c *Conn) consumeBuffered(take func(plain []byte) (used int)) {
 		return
 	}
 	defer c.readMu.Unlock()
-	if c.readErr != nil || !c.sec.done.Load() {
+	if !c.sec.done.Load() || c.readErr != nil { // done first: until then the handshake's goroutine writes readErr
 		return
 	}
 	sc := c.sec
@@ -1312,7 +1312,7 @@ func (c *Conn) takeBuffered(n int, t recordTaker) ([]byte, *[]byte) {
 	}
 	defer c.readMu.Unlock()
 	sc, m := c.sec, &c.sec.rd
-	if c.readErr != nil || !sc.done.Load() || len(sc.plain) == 0 || len(sc.plain) > n ||
+	if !sc.done.Load() || c.readErr != nil || len(sc.plain) == 0 || len(sc.plain) > n ||
 		!m.pool || m.buf == nil || m.nh != 0 || m.n != 0 {
 		return nil, nil
 	}
