@@ -116,7 +116,7 @@ func (e *Engine) Draining(neighbour string) (local, peer bool) {
 //
 // A drain from nb is taken at most once per UpdateInterval (its end at
 // once), and, if it comes less than drainQuiet after the last gap ran
-// out, only after twice that gap, up to maxDrainGap:
+// out, the next one only after twice that gap, up to maxDrainGap:
 // each one walks the table and draws seqno requests from the origins
 // behind nb, which raise, and their new seqnos, signed, travel to every
 // node behind us with the drain's penalty. A neighbour saying it drains
@@ -137,7 +137,7 @@ func (e *Engine) peerDrainUpdate(t time.Duration, nb *neighbour, on bool) {
 			e.stats.DampedDrains++
 			return
 		}
-		if nb.drainOnce && t < nb.drainAt+nb.drainGap+drainQuiet*e.cfg.UpdateInterval {
+		if nb.drainOnce && t < nb.drainAt+nb.drainGap+e.drainQuiet() {
 			nb.drainGap = min(2*nb.drainGap, maxDrainGap*e.cfg.UpdateInterval)
 		} else {
 			nb.drainGap = e.cfg.UpdateInterval
@@ -148,15 +148,25 @@ func (e *Engine) peerDrainUpdate(t time.Duration, nb *neighbour, on bool) {
 	e.reselectVia(t, nb)
 }
 
-// drainQuiet and maxDrainGap, in update intervals (24 s and about 4 min
-// by default): a drain from a neighbour less than drainQuiet after the
-// gap since its last one ran out doubles the gap before the next, up to
-// maxDrainGap; one later finds the gap at UpdateInterval again. An honest
-// node's next drain of a peer, 30 s or more after the last, is always
-// taken.
+// drainQuiet is how long after the gap since a neighbour's last drain ran
+// out its next drain still doubles the gap before the one after, up to
+// maxDrainGap update intervals (about 4 min by default); one later finds
+// the gap at UpdateInterval again. It is 6 update intervals (24 s by
+// default), and never so long that an honest node's next drain of a
+// peer, honestRedrain or more after the last, doubles the gap: those are
+// all taken (TestPeerDrainEvery30sTaken), whatever the UpdateInterval up
+// to honestRedrain.
+func (e *Engine) drainQuiet() time.Duration {
+	return max(min(6*e.cfg.UpdateInterval, honestRedrain-e.cfg.UpdateInterval), 0)
+}
+
+// maxDrainGap is the longest gap between two drains taken from a
+// neighbour, in update intervals; honestRedrain is the least time after
+// its last drain of a peer that a node drains it again
+// (node/discoverydrain.go: drainHold after the drain ended).
 const (
-	drainQuiet  = 6
-	maxDrainGap = 64
+	maxDrainGap   = 64
+	honestRedrain = 30 * time.Second
 )
 
 // markDrain sets nb's drain flags, keeping the count of drained

@@ -122,7 +122,7 @@ func toggleDrains(t *testing.T, n *routingtest.Network, victim, toggler string, 
 // draws seqno requests to the origins behind, which raise, and their
 // new seqnos travel through the mesh (TestAttackMemberDrainToggleDrawsMeshWork).
 // Taken once per UpdateInterval: 150 drains in the ten minutes, and
-// 10,050 requests sent by the victim against 1,859.
+// 10,050 requests sent by the victim against 5,006.
 func TestPeerDrainToggleDamped(t *testing.T) {
 	n := drainRing(t)
 	victim, toggler := "n0000", "n0001"
@@ -143,14 +143,18 @@ func TestPeerDrainToggleDamped(t *testing.T) {
 
 // TestPeerDrainEvery30sTaken: a node drains a peer again no sooner than
 // 30 s after the last drain it ended without closing the link
-// (node/discoverydrain.go); every such drain is taken, however many.
+// (node/discoverydrain.go); every such drain is taken, however many, with
+// the default UpdateInterval and longer ones (at 10 s the gap doubled:
+// a drain 30 s after the last was refused).
 func TestPeerDrainEvery30sTaken(t *testing.T) {
-	n := drainRing(t)
-	victim, drainer := "n0000", "n0001"
-	for _, hold := range []time.Duration{100 * time.Millisecond, 5 * time.Second} {
-		taken, st := toggleDrains(t, n, victim, drainer, 30*time.Second+hold, hold, 5*time.Minute)
-		if st.DampedDrains != 0 || taken < 9 {
-			t.Errorf("drains lasting %v, each 30 s after the last ended: %s took %d in 5 minutes, damped %d; want all taken", hold, victim, taken, st.DampedDrains)
+	for _, ui := range []time.Duration{0, 10 * time.Second, 30 * time.Second} {
+		for _, hold := range []time.Duration{100 * time.Millisecond, 5 * time.Second} {
+			n := drainRingWith(t, routing.Config{UpdateInterval: ui})
+			victim, drainer := "n0000", "n0001"
+			taken, st := toggleDrains(t, n, victim, drainer, 30*time.Second+hold, hold, 5*time.Minute)
+			if st.DampedDrains != 0 || taken < 9 {
+				t.Errorf("UpdateInterval %v, drains lasting %v, each 30 s after the last ended: %s took %d in 5 minutes, damped %d; want all taken", ui, hold, victim, taken, st.DampedDrains)
+			}
 		}
 	}
 }

@@ -16,11 +16,17 @@ import (
 // origins' newer seqnos arrive.
 func drainRing(t *testing.T) *routingtest.Network {
 	t.Helper()
+	return drainRingWith(t, routing.Config{})
+}
+
+// drainRingWith is drainRing with the engines' configuration cfg.
+func drainRingWith(t *testing.T, cfg routing.Config) *routingtest.Network {
+	t.Helper()
 	var names []string
 	for i := range 8 {
 		names = append(names, nodeName(i))
 	}
-	n := newNet(t, 3, routing.Config{}, names...)
+	n := newNet(t, 3, cfg, names...)
 	n.Step = 10 * time.Millisecond
 	for i := range names {
 		cost := routing.Metric(100)
