@@ -139,14 +139,14 @@ func (r *Resumable) checkProgress(gen uint64) {
 	// The time the path needs to drain what is in flight ahead of the
 	// ping adds to the limit. A source's first path before the
 	// destination showed that it holds the circuit (an early open whose
-	// handshake is under way) has unconfirmedOpenSlack more: its silence
+	// handshake is under way) has ResumeConfig.OpenSlack more: its silence
 	// may be a slow open, which a relay or the destination ends within
 	// its header timeout, but a relay that passes nothing back must not
 	// hold it for ever. The resume that follows is refused
 	// (ErrResumeRefused) if the destination never took the circuit.
 	bound := limit + r.drainLocked(limit)
 	if r.source && !r.peerShown {
-		bound += unconfirmedOpenSlack
+		bound += r.openSlack()
 	}
 	if silent >= bound {
 		r.silentPaths++
@@ -160,12 +160,14 @@ func (r *Resumable) checkProgress(gen uint64) {
 	r.scheduleProbeLocked(limit / 8)
 }
 
-// unconfirmedOpenSlack is what a source's first path may stay silent
-// beyond the silence limit before the destination showed it holds the
-// circuit: node's default HeaderTimeout, the time within which a relay or
-// the destination reads an open's header and the full handshake's
-// messages or resets the circuit.
-const unconfirmedOpenSlack = 5 * time.Second
+// openSlack is ResumeConfig.OpenSlack, 5 s (node's default HeaderTimeout)
+// when unset.
+func (r *Resumable) openSlack() time.Duration {
+	if r.cfg.OpenSlack > 0 {
+		return r.cfg.OpenSlack
+	}
+	return 5 * time.Second
+}
 
 // appendProbeLocked appends the pong and the ping due, if any.
 func (r *Resumable) appendProbeLocked(b []byte) []byte {

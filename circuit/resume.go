@@ -204,6 +204,12 @@ type ResumeConfig struct {
 	// (the destination holds the circuit). Default 2 s; negative turns
 	// the detection off.
 	ProgressTimeout time.Duration
+	// OpenSlack (source) is how much longer than ProgressTimeout allows
+	// the first path may stay silent before the destination showed that
+	// it holds the circuit: the time within which the relays and the
+	// destination read an open's header and the handshake's messages, or
+	// reset the circuit (node: Limits.HeaderTimeout). Default 5 s.
+	OpenSlack time.Duration
 	// Budget, when set, is charged with the memory of the circuit's
 	// buffers (see ResumeBudget); if it is a SendBudget, Writes wait for
 	// it instead of ending the circuit; if it is a ResendBudget, it is

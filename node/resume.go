@@ -114,8 +114,9 @@ func (n *Node) resumeConfig(role, peer string, acct *budgetAccount) (circuit.Res
 		}
 	}
 	return circuit.ResumeConfig{
-		Timeout: n.resumeTimeout(),
-		Budget:  budgetOf(acct),
+		Timeout:   n.resumeTimeout(),
+		OpenSlack: n.cfg.Limits.HeaderTimeout,
+		Budget:    budgetOf(acct),
 		OnEnd: func() {
 			if acct != nil {
 				n.closeAccount(acct, peer)
