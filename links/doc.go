@@ -30,7 +30,8 @@
 //
 // Errors wrap ErrLinkLost, ErrRefused, ErrBusy (a dial the peer refused
 // with QUIC CONNECTION_REFUSED: busy, try later), ErrClosed (net.ErrClosed:
-// closed by this node, never by the peer),
+// closed by this node, or ended by QUIC itself on an idle timeout or a
+// stateless reset; never a close the peer sent),
 // ErrQueueFull, ErrFrameTooLarge, ErrHandshakeSlow (the peer answered the
 // handshake but did not complete it in time) or ErrConfig; a link closed,
 // or refused, because its peer ended more streams without an open than
