@@ -60,6 +60,13 @@ type limiter struct {
 	// Token buckets, by link (peer), of the one-message first messages
 	// that failed here; those not full.
 	failedIKByLink map[string]*bucket.Bucket
+	// failedIKHeld counts, by link (peer), the one-message first
+	// messages whose cryptography runs (holdOneMessage to
+	// endOneMessage): each may fail and spend a token of failedIKByLink,
+	// so each holds one meanwhile. Without them, a link's concurrent
+	// bogus messages all passed the look before the first failure was
+	// charged, past the budget by as many as ran at once.
+	failedIKHeld map[string]int
 	// Token buckets, by incoming link (peer) and destination, of the
 	// full first messages this node relays to its neighbours; those not
 	// full.
@@ -98,7 +105,7 @@ type limiter struct {
 	badOpens, e2eFailed atomic.Uint64
 	// ikFailed counts one-message first messages whose cryptography ran
 	// and failed; ikRetried those answered retry unread, their link's
-	// budget of failures spent (failedOneMessageSpent).
+	// budget of failures spent (holdOneMessage).
 	ikFailed, ikRetried atomic.Uint64
 	badOpenLog          *ratelog.Log
 	// forgedRefused counts opens refused for a forged source or path
@@ -149,6 +156,7 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 			"refused opens from more neighbours than the log names: counted, not logged, until the minute ends"),
 
 		failedIKByLink:    make(map[string]*bucket.Bucket),
+		failedIKHeld:      make(map[string]int),
 		fullReserveByLink: make(map[string]*bucket.Bucket),
 		relayFullByLink:   make(map[string]*bucket.Bucket),
 		relayIKByLink:     make(map[string]*bucket.Bucket),
@@ -368,29 +376,45 @@ func (l *limiter) tryFullHandshake(peer string, now time.Time) (bool, string) {
 	return l.takeFull(l.fullByLink, peer, "full", now)
 }
 
-// tryFailedOneMessage takes a token of peer's link's budget of failed
-// one-message handshakes (Limits.FullHandshakesPerLink, a bucket apart
-// from that of full handshakes) and of the node's budget of full
-// handshakes, or says which is used up. Apart, a neighbour's failing
-// one-message opens, which a relay cannot tell from good ones, do not
-// use up the full handshakes of the sources behind it.
-func (l *limiter) tryFailedOneMessage(peer string, now time.Time) (bool, string) {
-	return l.takeFull(l.failedIKByLink, peer, "failed one-message", now)
-}
-
-// failedOneMessageSpent reports, before any cryptography, whether the
-// link from peer has used up its budget of failed one-message handshakes
-// (tryFailedOneMessage), and why. It only looks: a failure is charged
-// once the handshake failed. A bogus first message costs no cryptography
-// to make (random bytes will do) and one or two X25519 operations to
-// refuse, so past the budget such messages are refused unread.
-func (l *limiter) failedOneMessageSpent(peer string, now time.Time) (bool, string) {
+// holdOneMessage reports, before any cryptography, whether the link from
+// peer has used up its budget of failed one-message handshakes
+// (Limits.FullHandshakesPerLink a second, a bucket apart from that of
+// full handshakes), counting as spent a token for each of the link's
+// one-message handshakes still running, and why. If not, it holds a
+// token for this one until endOneMessage. A bogus first message costs no
+// cryptography to make (random bytes will do) and one or two X25519
+// operations to refuse, so past the budget such messages are refused
+// unread.
+func (l *limiter) holdOneMessage(peer string, now time.Time) (spent bool, why string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if b := l.failedIKByLink[peer]; b != nil && b.Refill(now).Tokens < 1 {
+	tokens := float64(l.lim.FullHandshakesPerLink)
+	if b := l.failedIKByLink[peer]; b != nil {
+		tokens = b.Refill(now).Tokens
+	}
+	if tokens-float64(l.failedIKHeld[peer]) < 1 {
 		return true, fmt.Sprintf("more than %d failed one-message end-to-end handshakes a second on the link from %s", l.lim.FullHandshakesPerLink, peer)
 	}
+	l.failedIKHeld[peer]++
 	return false, ""
+}
+
+// endOneMessage ends the hold of holdOneMessage. A handshake that failed
+// takes a token of peer's link's budget of failed one-message handshakes
+// and of the node's budget of full handshakes, or says which is used up.
+// Apart, a neighbour's failing one-message opens, which a relay cannot
+// tell from good ones, do not use up the full handshakes of the sources
+// behind it.
+func (l *limiter) endOneMessage(peer string, failed bool, now time.Time) (bool, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failedIKHeld[peer]--; l.failedIKHeld[peer] <= 0 {
+		delete(l.failedIKHeld, peer)
+	}
+	if !failed {
+		return true, ""
+	}
+	return l.takeFullLocked(l.failedIKByLink, peer, "failed one-message", now)
 }
 
 // fullReserve is the part of the node's budget of full handshakes
@@ -418,6 +442,11 @@ func (l *limiter) fullFloor() int { return max(1, l.lim.FullHandshakesPerLink/16
 func (l *limiter) takeFull(byLink map[string]*bucket.Bucket, peer, kind string, now time.Time) (bool, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.takeFullLocked(byLink, peer, kind, now)
+}
+
+// takeFullLocked is takeFull with l.mu held.
+func (l *limiter) takeFullLocked(byLink map[string]*bucket.Bucket, peer, kind string, now time.Time) (bool, string) {
 	lb := linkBucket(byLink, peer, l.lim.FullHandshakesPerLink, now)
 	switch {
 	case lb.Refill(now).Tokens < 1:

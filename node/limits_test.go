@@ -285,3 +285,46 @@ func TestLinkReserveKeepsNextHopForOthers(t *testing.T) {
 		t.Fatalf("%d pairs of links counted, want 17 (m and h0 to h15 to d)", len(l.across))
 	}
 }
+
+// TestConcurrentFailedOneMessagesHoldTheBudget: a link's one-message
+// first messages whose cryptography runs at once each hold a token of
+// its budget of failures, so no more of them run than it has left: m's
+// 16 concurrent bogus messages through r all passed the look before the
+// first failure was charged, and d ran the cryptography of 5 in 560 ms
+// at a budget of 2 a second (burst 2).
+func TestConcurrentFailedOneMessagesHoldTheBudget(t *testing.T) {
+	now := time.Now()
+	l := newLimiter(Limits{FullHandshakes: 1024, FullHandshakesPerLink: 2}, slog.New(slog.DiscardHandler))
+	ran := 0
+	for range 16 {
+		if spent, _ := l.holdOneMessage("r", now); !spent {
+			ran++
+		}
+	}
+	if ran != 2 {
+		t.Fatalf("%d of 16 concurrent one-message handshakes on r's link ran their cryptography, want its budget of 2", ran)
+	}
+	if spent, _ := l.holdOneMessage("h", now); spent {
+		t.Fatal("another link's one-message handshake was refused: the holds of r's are r's alone")
+	}
+	l.endOneMessage("h", false, now)
+	// One succeeds (its token comes back), one fails (spent): one more
+	// may run, and once it failed too, none.
+	l.endOneMessage("r", false, now)
+	if ok, why := l.endOneMessage("r", true, now); !ok {
+		t.Fatalf("a failure within the budget was refused: %s", why)
+	}
+	if spent, _ := l.holdOneMessage("r", now); spent {
+		t.Fatal("r's link was refused with a token of its budget left")
+	}
+	if spent, _ := l.holdOneMessage("r", now); !spent {
+		t.Fatal("r's link ran a second one-message handshake with one token left and one held")
+	}
+	l.endOneMessage("r", true, now)
+	if spent, _ := l.holdOneMessage("r", now); !spent {
+		t.Fatal("r's link ran a one-message handshake with its budget spent")
+	}
+	if got := len(l.failedIKHeld); got != 0 {
+		t.Fatalf("%d links still hold one-message handshakes after all ended", got)
+	}
+}

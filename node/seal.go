@@ -205,7 +205,7 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 // A full handshake's first message from neighbour from is answered only
 // within the budget (Limits.FullHandshakes), before any cryptography; a
 // one-message first message that fails spends the node's budget and one
-// of its own by link (limiter.tryFailedOneMessage). One that succeeds is
+// of its own by link (limiter.endOneMessage). One that succeeds is
 // answered within its source's budget (Limits.OneMessageHandshakesPerSource),
 // and a source that used it up is refused before any cryptography.
 // A resume open of a source whose budget of re-sent bytes is in debt is
@@ -249,7 +249,7 @@ func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Resp
 		// is taken before any cryptography: the sources behind an honest
 		// relay whose other entries a forger uses lose a round trip, not
 		// their circuits.
-		if spent, why := n.limits.failedOneMessageSpent(from, time.Now()); spent {
+		if spent, why := n.limits.holdOneMessage(from, time.Now()); spent {
 			n.limits.floods.Warn("failed one-message", "answering one-message end-to-end handshakes retry before any cryptography (counts since start)",
 				"last_reason", why, "retried_total", n.limits.ikRetried.Add(1))
 			return nil, circuit.Retry, fmt.Errorf("%w: %s", seal.ErrRetry, why)
@@ -263,9 +263,11 @@ func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Resp
 	// operation too: it spends the node's budget of full handshakes, or
 	// anyone could send garbage IK messages past it, and a link's budget
 	// of its own (a relay cannot tell it from a good one).
-	if err != nil && seal.OneMessageFirst(msg) {
-		n.limits.ikFailed.Add(1)
-		if ok, why := n.limits.tryFailedOneMessage(from, time.Now()); !ok {
+	if seal.OneMessageFirst(msg) {
+		if err != nil {
+			n.limits.ikFailed.Add(1)
+		}
+		if ok, why := n.limits.endOneMessage(from, err != nil, time.Now()); !ok {
 			n.limits.noteOverloaded(why)
 			return nil, circuit.Overloaded, errors.New(why)
 		}
