@@ -19,6 +19,7 @@ import (
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/admin"
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/earlyhup"
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/httpserve"
+	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/sdnotify"
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/ui"
 	"github.com/circuitmesh/circuitmesh/node"
 )
@@ -146,17 +147,31 @@ func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 	st := n.Status()
 	log.Info("node running", "name", st.Name, "mesh", st.Mesh, "role", st.Role,
 		"address", addrString(n.Addr()), "admin", d.admin, "static_links", len(d.node.StaticLinks))
+	// Up, with SIGHUP handled: a service manager that waits for this
+	// (systemd, Type=notify) sends its reloads only from now on.
+	running := fmt.Sprintf("running as %s in mesh %s on %s", st.Name, st.Mesh, addrString(n.Addr()))
+	notify := func(err error) {
+		if err != nil {
+			log.Warn("could not tell the service manager the daemon's state", "err", err)
+		}
+	}
+	notify(sdnotify.Ready(running))
 
 wait:
 	for {
 		select {
 		case <-ctx.Done():
+			notify(sdnotify.Stopping())
 			log.Info("shutting down: draining, open circuits get the drain timeout to finish", "drain_timeout", max(d.node.GracePeriod, 0))
 			break wait
 		case <-hup:
+			notify(sdnotify.Reloading())
+			status := running + "; last reload applied"
 			if err := dn.ReloadIdentity(); err != nil {
 				log.Warn("SIGHUP: reload failed: nothing changed, the identity and the policy in force are kept", "err", err)
+				status = running + "; last reload failed, nothing changed (see the log)"
 			}
+			notify(sdnotify.Ready(status))
 		case err := <-served:
 			if err != nil {
 				return fmt.Errorf("admin API: %w", err)
