@@ -44,6 +44,11 @@ type Limits struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
+	// MaxHeaderBytes bounds a request's header (net/http reads up to
+	// about 8 KiB beyond it, its slop and read buffer, before answering
+	// 431): what a connection makes the server parse and hold before any
+	// handler or rate runs.
+	MaxHeaderBytes int
 }
 
 // Default limits: a Prometheus server or a few browsers need a handful of
@@ -56,6 +61,13 @@ var Default = Limits{
 	ReadTimeout:       30 * time.Second,
 	WriteTimeout:      30 * time.Second,
 	IdleTimeout:       60 * time.Second,
+	// A scraper's header is under 1 KiB, a browser's too but for the
+	// cookies other local servers set for the host, for which 8 KiB
+	// leaves room; at
+	// net/http's default (1 MiB) a header of short distinct fields held
+	// about 17 MiB of the daemon's heap per connection until the
+	// header timeout, about 1 GiB for MaxConns.
+	MaxHeaderBytes: 8 << 10,
 }
 
 // Serve answers requests on ln with h under lim until stop is called,
@@ -74,6 +86,7 @@ func Serve(ln net.Listener, h http.Handler, lim Limits, what string, log *slog.L
 		ReadTimeout:       lim.ReadTimeout,
 		WriteTimeout:      lim.WriteTimeout,
 		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	done := make(chan struct{})

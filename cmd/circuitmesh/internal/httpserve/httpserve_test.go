@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -104,4 +105,32 @@ func TestIdleConnectionClosed(t *testing.T) {
 		t.Fatalf("an idle connection read %v, want the server's close (EOF)", err)
 	}
 	waitServed(t, "127.0.0.3", addr, "the idle connection gives its place back")
+}
+
+// TestHeaderBound: a request whose header carries 6 KiB of cookies is
+// answered; one whose header is 12 KiB past MaxHeaderBytes (net/http
+// reads up to 8 KiB beyond it) is refused 431 before any handler runs.
+func TestHeaderBound(t *testing.T) {
+	addr := serve(t, Default)
+	status := func(cookie int) int {
+		t.Helper()
+		req, err := http.NewRequest("GET", "http://"+addr+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Cookie", "c="+strings.Repeat("x", cookie))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status(6 << 10); got != http.StatusOK {
+		t.Errorf("a header with 6 KiB of cookies: status %d, want 200", got)
+	}
+	if got := status(Default.MaxHeaderBytes + 12<<10); got != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("a header 12 KiB past MaxHeaderBytes: status %d, want 431", got)
+	}
 }
