@@ -44,6 +44,17 @@ func (q qstream) Write(p []byte) (int, error) {
 	return n, mapQUICErr(err)
 }
 
+// OnStopSending is links' (see links.quicStream).
+func (q qstream) OnStopSending(f func(error)) (stop func() bool) {
+	ctx := q.s.Context()
+	return context.AfterFunc(ctx, func() {
+		var se *quic.StreamError
+		if errors.As(context.Cause(ctx), &se) && se.Remote {
+			f(mapQUICErr(se))
+		}
+	})
+}
+
 func (q qstream) CloseWrite() error {
 	err := q.s.Close()
 	if _, werr := q.s.Write(nil); err != nil && werr != nil {

@@ -266,6 +266,12 @@ type peeker interface {
 	Peek(p []byte) (int, error)
 }
 
+// stopNotifier is a stream that says when its peer stops reading it
+// (links' QUIC streams).
+type stopNotifier interface {
+	OnStopSending(f func(error)) (stop func() bool)
+}
+
 // copy copies one direction: up reads a and writes b, down the reverse.
 func (sp *Splicer) copy(dir int, size int) {
 	src, dst, n, peek := sp.a, sp.b, &sp.ctr.Up, sp.peek[:1]
@@ -295,6 +301,22 @@ func (sp *Splicer) copy(dir int, size int) {
 	defer big.release()
 	writes := &sp.writes[dir]
 	stall := sp.bounds.Stall > 0
+	// The reader of dst stopping (STOP_SENDING) ends the direction at
+	// once, as a write would find it, rather than after whatever the
+	// source still sends: waiting for data, the direction stayed until
+	// HalfClosed or for good, with its circuit counted at this relay
+	// after both ends were gone.
+	var stopped atomic.Pointer[error]
+	if sn, ok := dst.(stopNotifier); ok {
+		defer sn.OnStopSending(func(err error) {
+			stopped.Store(&err)
+			if isGracefulStop(err) {
+				src.CloseRead(CloseNormal) // wakes the Peek or Read below
+				return
+			}
+			sp.fail("write", err)
+		})()
+	}
 	for {
 		if canPeek && !big.held() {
 			// A failed Peek fails the Read below the same way.
@@ -330,6 +352,12 @@ func (sp *Splicer) copy(dir int, size int) {
 			_ = dst.CloseWrite()
 			return
 		case rerr != nil:
+			if err := stopped.Load(); err != nil {
+				if isGracefulStop(*err) {
+					sp.endedCleanly(dir)
+				}
+				return
+			}
 			sp.fail("read", rerr)
 			return
 		case nr == len(buf) && !big.held():

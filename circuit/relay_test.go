@@ -211,3 +211,51 @@ func TestSpliceBackpressureBound(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSpliceEndsWhenCallerClosesAndDestIsSilent: the caller closes
+// (FIN and stop-sending CloseNormal) while the destination, holding its
+// end open, sends nothing: each relay's splice ends cleanly at once, the
+// destination reads EOF after what was sent, and its Write finds the
+// stop. Before, the splice's direction toward the caller waited for data
+// nobody would read, until the half-closed bound or for good, holding
+// the circuit at every relay.
+func TestSpliceEndsWhenCallerClosesAndDestIsSilent(t *testing.T) {
+	p := newPath(t, 2, nil)
+	c := mustConnect(t, p, basicOpen(), false)
+	if _, err := c.caller.Write([]byte("bye")); err != nil {
+		t.Fatal(err)
+	}
+	c.caller.Close()
+	for i, sp := range c.splicers {
+		select {
+		case <-sp.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("splice %d still runs 5 s after the caller closed, the destination silent", i)
+		}
+		if _, err := sp.Wait(); err != nil {
+			t.Errorf("splice %d: %v, want a clean end", i, err)
+		}
+	}
+	if got, err := io.ReadAll(c.dest); err != nil || string(got) != "bye" {
+		t.Errorf("destination read %q, %v; want bye then EOF", got, err)
+	}
+}
+
+// TestSpliceResetsWhenCallerStopsReadingWithACode: the caller stops
+// reading with another code than CloseNormal while the destination is
+// silent: the splices reset both ways with that code at once, as when a
+// write finds the stop.
+func TestSpliceResetsWhenCallerStopsReadingWithACode(t *testing.T) {
+	p := newPath(t, 2, nil)
+	c := mustConnect(t, p, basicOpen(), false)
+	c.caller.s.CloseRead(CloseCancelled)
+	for i, sp := range c.splicers {
+		select {
+		case <-sp.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("splice %d still runs 5 s after the caller stopped reading, the destination silent", i)
+		}
+	}
+	_, err := c.dest.Read(make([]byte, 8))
+	wantReset(t, "destination Read", err, CloseCancelled)
+}

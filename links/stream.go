@@ -1,6 +1,7 @@
 package links
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -189,6 +190,23 @@ func (s *quicStream) Peek(p []byte) (int, error) {
 		return n, mapStreamErr(err)
 	}
 	return n, nil
+}
+
+// OnStopSending arranges for f to run, once, in a goroutine of its own,
+// when the peer stops reading the stream (STOP_SENDING), with the
+// *StreamResetError a Write then returns; the stream's write side is done
+// from then on. stop ends the arrangement (false if f already began). A
+// relay's splice uses it to end a direction that waits for data nobody
+// will read.
+func (s *quicStream) OnStopSending(f func(error)) (stop func() bool) {
+	ctx := s.s.Context()
+	return context.AfterFunc(ctx, func() {
+		var se *quic.StreamError
+		if errors.As(context.Cause(ctx), &se) && se.Remote {
+			s.finish(doneWrite)
+			f(mapStreamErr(se))
+		}
+	})
 }
 
 func (s *quicStream) readErr(err error) error {

@@ -199,6 +199,22 @@ type readFirst struct {
 	first []byte
 }
 
+// OnStopSending is the stream's own, for a relay's splice
+// (circuit.Splicer), which ends a direction whose reader stopped.
+func (s *readFirst) OnStopSending(f func(error)) (stop func() bool) {
+	return onStopSending(s.Stream, f)
+}
+
+// onStopSending is s's OnStopSending, or nothing where s has none.
+func onStopSending(s links.Stream, f func(error)) (stop func() bool) {
+	if sn, ok := s.(interface {
+		OnStopSending(func(error)) func() bool
+	}); ok {
+		return sn.OnStopSending(f)
+	}
+	return func() bool { return false }
+}
+
 func (s *readFirst) Read(p []byte) (int, error) {
 	if len(s.first) == 0 {
 		return s.Stream.Read(p)

@@ -49,6 +49,11 @@ func watchRetry(out links.Stream, done func(failed bool)) links.Stream {
 	return w
 }
 
+// OnStopSending is the stream's own (see readFirst).
+func (w *retryWatch) OnStopSending(f func(error)) (stop func() bool) {
+	return onStopSending(w.Stream, f)
+}
+
 // result reads the result header once. Only the splice's reader calls it.
 func (w *retryWatch) result() {
 	if w.read {
