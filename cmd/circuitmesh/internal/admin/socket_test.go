@@ -162,8 +162,12 @@ func TestClientRefusesASocketOfAnotherUser(t *testing.T) {
 		cmd.Process.Kill()
 		cmd.Wait()
 	}()
+	// Until the server listens (the socket file exists from its bind
+	// on), a connection is refused, which the client takes for a socket
+	// left over from a stopped daemon.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if isSocket(path) {
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
 			break
 		}
 		if time.Now().After(deadline) {
