@@ -67,6 +67,10 @@ type limiter struct {
 	// bogus messages all passed the look before the first failure was
 	// charged, past the budget by as many as ran at once.
 	failedIKHeld map[string]int
+	// failedIKFreed holds, by link (peer), a channel closed and
+	// forgotten when one of the link's holds ends, while an open waits
+	// for one (holdOneMessage).
+	failedIKFreed map[string]chan struct{}
 	// Token buckets, by incoming link (peer) and destination, of the
 	// full first messages this node relays to its neighbours; those not
 	// full.
@@ -157,6 +161,7 @@ func newLimiter(l Limits, log *slog.Logger) *limiter {
 
 		failedIKByLink:    make(map[string]*bucket.Bucket),
 		failedIKHeld:      make(map[string]int),
+		failedIKFreed:     make(map[string]chan struct{}),
 		fullReserveByLink: make(map[string]*bucket.Bucket),
 		relayFullByLink:   make(map[string]*bucket.Bucket),
 		relayIKByLink:     make(map[string]*bucket.Bucket),
@@ -379,24 +384,51 @@ func (l *limiter) tryFullHandshake(peer string, now time.Time) (bool, string) {
 // holdOneMessage reports, before any cryptography, whether the link from
 // peer has used up its budget of failed one-message handshakes
 // (Limits.FullHandshakesPerLink a second, a bucket apart from that of
-// full handshakes), counting as spent a token for each of the link's
-// one-message handshakes still running, and why. If not, it holds a
-// token for this one until endOneMessage. A bogus first message costs no
-// cryptography to make (random bytes will do) and one or two X25519
-// operations to refuse, so past the budget such messages are refused
-// unread.
-func (l *limiter) holdOneMessage(peer string, now time.Time) (spent bool, why string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	tokens := float64(l.lim.FullHandshakesPerLink)
-	if b := l.failedIKByLink[peer]; b != nil {
-		tokens = b.Refill(now).Tokens
+// full handshakes), and why; if not, it holds a token for this handshake
+// until endOneMessage. A handshake still running holds a token, as it may
+// fail: while the tokens left are all held, it waits, at most wait, for
+// one to end (given back if it succeeded) and looks again. So an honest
+// burst, whose handshakes succeed, waits its turn, and a link's
+// concurrent bogus messages run no more cryptography than the budget
+// allows. A bogus first message costs no cryptography to make (random
+// bytes will do) and one or two X25519 operations to refuse, so past the
+// budget such messages are refused unread.
+func (l *limiter) holdOneMessage(peer string, wait time.Duration) (spent bool, why string) {
+	var expired <-chan time.Time // made at the first wait: most opens never wait
+	for {
+		now := time.Now()
+		l.mu.Lock()
+		tokens := float64(l.lim.FullHandshakesPerLink)
+		if b := l.failedIKByLink[peer]; b != nil {
+			tokens = b.Refill(now).Tokens
+		}
+		held := float64(l.failedIKHeld[peer])
+		if tokens-held >= 1 {
+			l.failedIKHeld[peer]++
+			l.mu.Unlock()
+			return false, ""
+		}
+		if tokens < 1 || expired == nil && wait <= 0 {
+			l.mu.Unlock()
+			return true, fmt.Sprintf("more than %d failed one-message end-to-end handshakes a second on the link from %s", l.lim.FullHandshakesPerLink, peer)
+		}
+		freed := l.failedIKFreed[peer]
+		if freed == nil {
+			freed = make(chan struct{})
+			l.failedIKFreed[peer] = freed
+		}
+		l.mu.Unlock()
+		if expired == nil {
+			timer := time.NewTimer(wait)
+			defer timer.Stop()
+			expired = timer.C
+		}
+		select {
+		case <-freed:
+		case <-expired:
+			return true, fmt.Sprintf("the link from %s held its budget of failed one-message end-to-end handshakes (%d a second) with handshakes running for %v", peer, l.lim.FullHandshakesPerLink, wait)
+		}
 	}
-	if tokens-float64(l.failedIKHeld[peer]) < 1 {
-		return true, fmt.Sprintf("more than %d failed one-message end-to-end handshakes a second on the link from %s", l.lim.FullHandshakesPerLink, peer)
-	}
-	l.failedIKHeld[peer]++
-	return false, ""
 }
 
 // endOneMessage ends the hold of holdOneMessage. A handshake that failed
@@ -410,6 +442,10 @@ func (l *limiter) endOneMessage(peer string, failed bool, now time.Time) (bool, 
 	defer l.mu.Unlock()
 	if l.failedIKHeld[peer]--; l.failedIKHeld[peer] <= 0 {
 		delete(l.failedIKHeld, peer)
+	}
+	if c := l.failedIKFreed[peer]; c != nil {
+		close(c)
+		delete(l.failedIKFreed, peer)
 	}
 	if !failed {
 		return true, ""

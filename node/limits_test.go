@@ -291,37 +291,55 @@ func TestLinkReserveKeepsNextHopForOthers(t *testing.T) {
 // its budget of failures, so no more of them run than it has left: m's
 // 16 concurrent bogus messages through r all passed the look before the
 // first failure was charged, and d ran the cryptography of 5 in 560 ms
-// at a budget of 2 a second (burst 2).
+// at a budget of 2 a second (burst 2). One that finds the tokens left all
+// held waits for a hold to end: it runs once one succeeded (an honest
+// burst waits its turn) and is refused once failures spent the budget.
 func TestConcurrentFailedOneMessagesHoldTheBudget(t *testing.T) {
 	now := time.Now()
 	l := newLimiter(Limits{FullHandshakes: 1024, FullHandshakesPerLink: 2}, slog.New(slog.DiscardHandler))
 	ran := 0
 	for range 16 {
-		if spent, _ := l.holdOneMessage("r", now); !spent {
+		if spent, _ := l.holdOneMessage("r", 0); !spent {
 			ran++
 		}
 	}
 	if ran != 2 {
 		t.Fatalf("%d of 16 concurrent one-message handshakes on r's link ran their cryptography, want its budget of 2", ran)
 	}
-	if spent, _ := l.holdOneMessage("h", now); spent {
+	if spent, _ := l.holdOneMessage("h", 0); spent {
 		t.Fatal("another link's one-message handshake was refused: the holds of r's are r's alone")
 	}
 	l.endOneMessage("h", false, now)
-	// One succeeds (its token comes back), one fails (spent): one more
-	// may run, and once it failed too, none.
+
+	// A third waits; one of the two running succeeds: it runs.
+	waited := make(chan bool)
+	go func() {
+		spent, _ := l.holdOneMessage("r", 10*time.Second)
+		waited <- spent
+	}()
+	select {
+	case <-waited:
+		t.Fatal("a one-message handshake ran with both tokens of r's link held")
+	case <-time.After(50 * time.Millisecond):
+	}
 	l.endOneMessage("r", false, now)
+	if spent := <-waited; spent {
+		t.Fatal("a one-message handshake waiting for a token was refused after a running one succeeded")
+	}
+	// Two running, both fail: the budget is spent, and a waiter refused.
+	go func() {
+		spent, _ := l.holdOneMessage("r", 10*time.Second)
+		waited <- spent
+	}()
+	time.Sleep(50 * time.Millisecond)
 	if ok, why := l.endOneMessage("r", true, now); !ok {
 		t.Fatalf("a failure within the budget was refused: %s", why)
 	}
-	if spent, _ := l.holdOneMessage("r", now); spent {
-		t.Fatal("r's link was refused with a token of its budget left")
-	}
-	if spent, _ := l.holdOneMessage("r", now); !spent {
-		t.Fatal("r's link ran a second one-message handshake with one token left and one held")
-	}
 	l.endOneMessage("r", true, now)
-	if spent, _ := l.holdOneMessage("r", now); !spent {
+	if spent := <-waited; !spent {
+		t.Fatal("a one-message handshake waiting for a token ran after failures spent r's budget")
+	}
+	if spent, _ := l.holdOneMessage("r", 0); !spent {
 		t.Fatal("r's link ran a one-message handshake with its budget spent")
 	}
 	if got := len(l.failedIKHeld); got != 0 {

@@ -249,7 +249,7 @@ func (n *Node) respond(s links.Stream, o *circuit.Open, from string) (*seal.Resp
 		// is taken before any cryptography: the sources behind an honest
 		// relay whose other entries a forger uses lose a round trip, not
 		// their circuits.
-		if spent, why := n.limits.holdOneMessage(from, time.Now()); spent {
+		if spent, why := n.limits.holdOneMessage(from, n.cfg.Limits.HeaderTimeout); spent {
 			n.limits.floods.Warn("failed one-message", "answering one-message end-to-end handshakes retry before any cryptography (counts since start)",
 				"last_reason", why, "retried_total", n.limits.ikRetried.Add(1))
 			return nil, circuit.Retry, fmt.Errorf("%w: %s", seal.ErrRetry, why)
