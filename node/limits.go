@@ -271,11 +271,7 @@ func (l *limiter) awaitPending(peer string, timeout time.Duration, done <-chan s
 			l.mu.Unlock()
 			return ok, why
 		}
-		freed := l.pendingFreed[peer]
-		if freed == nil {
-			freed = make(chan struct{})
-			l.pendingFreed[peer] = freed
-		}
+		freed := freedChan(l.pendingFreed, peer)
 		l.mu.Unlock()
 		if expired == nil {
 			timer := time.NewTimer(timeout)
@@ -297,9 +293,26 @@ func (l *limiter) donePending(peer string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.pending.release(peer)
-	if c := l.pendingFreed[peer]; c != nil {
+	signalFreed(l.pendingFreed, peer)
+}
+
+// freedChan is the channel m holds for peer, made if it holds none: one
+// waiting for a hold of peer's to end waits for it (l.mu held).
+func freedChan(m map[string]chan struct{}, peer string) chan struct{} {
+	c := m[peer]
+	if c == nil {
+		c = make(chan struct{})
+		m[peer] = c
+	}
+	return c
+}
+
+// signalFreed closes and forgets m's channel for peer, if any: a hold of
+// peer's ended (l.mu held).
+func signalFreed(m map[string]chan struct{}, peer string) {
+	if c := m[peer]; c != nil {
 		close(c)
-		delete(l.pendingFreed, peer)
+		delete(m, peer)
 	}
 }
 
@@ -412,11 +425,7 @@ func (l *limiter) holdOneMessage(peer string, wait time.Duration) (spent bool, w
 			l.mu.Unlock()
 			return true, fmt.Sprintf("more than %d failed one-message end-to-end handshakes a second on the link from %s", l.lim.FullHandshakesPerLink, peer)
 		}
-		freed := l.failedIKFreed[peer]
-		if freed == nil {
-			freed = make(chan struct{})
-			l.failedIKFreed[peer] = freed
-		}
+		freed := freedChan(l.failedIKFreed, peer)
 		l.mu.Unlock()
 		if expired == nil {
 			timer := time.NewTimer(wait)
@@ -443,10 +452,7 @@ func (l *limiter) endOneMessage(peer string, failed bool, now time.Time) (bool, 
 	if l.failedIKHeld[peer]--; l.failedIKHeld[peer] <= 0 {
 		delete(l.failedIKHeld, peer)
 	}
-	if c := l.failedIKFreed[peer]; c != nil {
-		close(c)
-		delete(l.failedIKFreed, peer)
-	}
+	signalFreed(l.failedIKFreed, peer)
 	if !failed {
 		return true, ""
 	}
