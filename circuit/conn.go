@@ -402,12 +402,17 @@ func (c *Conn) CloseWrite() error {
 // fail with net.ErrClosed. It fails only when the conn was already closed:
 // a stream the other end already stopped or reset is simply released.
 //
+// On a sealed circuit whose source's handshake is under way (its first
+// flight, with early bytes, sent), Close first waits for the handshake,
+// at most a second, so that what was written arrives, with a clean end.
+//
 // The first Close to start is the one that succeeds, even when another
 // Close runs while it is still sending a sealed circuit's end record.
 func (c *Conn) Close() error {
 	if c.closed.Load() || c.closing.Swap(true) {
 		return c.opError("close", net.ErrClosed)
 	}
+	c.settleHandshake()
 	c.endSealed()
 	c.markClosed()
 	_ = c.s.Close()

@@ -462,7 +462,7 @@ func (c *Conn) waitHandshake(op string, dl *atomic.Int64) error {
 		}
 		t.Stop()
 	}
-	sec.hsOnce.Do(func() { go c.runHandshake() })
+	c.startHandshake()
 	var t *time.Timer
 	defer func() {
 		if t != nil {
@@ -514,6 +514,38 @@ func (sec *secure) errFor(op string) error {
 		return &cp
 	}
 	return err
+}
+
+// startHandshake starts the source's handshake in its own goroutine
+// (runHandshake) unless it was started.
+func (c *Conn) startHandshake() {
+	c.sec.hsOnce.Do(func() { go c.runHandshake() })
+}
+
+// settleHandshake waits, at most closeFlushTimeout, for the end of a
+// source's handshake whose first flight left, so that Close sends the
+// end record after the early bytes the destination did not take and
+// which go again once it completed: cut short, the circuit lost bytes a
+// Write had reported written.
+func (c *Conn) settleHandshake() {
+	sec := c.sec
+	if sec == nil || sec.hsDone == nil || sec.done.Load() {
+		return
+	}
+	if sec.sent != nil {
+		select {
+		case <-sec.sent:
+		default:
+			return // nothing left: nothing to deliver
+		}
+	}
+	c.startHandshake()
+	t := time.NewTimer(closeFlushTimeout)
+	defer t.Stop()
+	select {
+	case <-sec.hsDone:
+	case <-t.C:
+	}
 }
 
 // runHandshake runs the source's handshake to its end, once. The conn's
@@ -1011,6 +1043,11 @@ func (c *Conn) writeSealed(p []byte) (int, error) {
 		if err != nil {
 			return 0, err
 		}
+		// The handshake goes on at once, not at the next Read or Write:
+		// the destination may hold the circuit until it ends (early
+		// bytes it dropped come again after it), and a caller that
+		// writes and then waits for the service would wait for good.
+		c.startHandshake()
 		if n = k; n == len(p) {
 			return n, nil
 		}
