@@ -565,6 +565,9 @@ func (c *Config) validate() error {
 		return bad("Limits.ResumeBuffer %d and Limits.ResumeBufferPerSource %d must be at least MinResumeBuffer (%d: two resume windows and the records a circuit may hold unread)",
 			l.ResumeBuffer, l.ResumeBufferPerSource, MinResumeBuffer)
 	}
+	if l.StreamWindow > 0 && l.LinkWindow > 0 && l.LinkWindow < 4*l.StreamWindow {
+		return bad("Limits.StreamWindow %d is more than a quarter of Limits.LinkWindow %d", l.StreamWindow, l.LinkWindow)
+	}
 	if l.RelayBuffer < 1024 {
 		return bad("Limits.RelayBuffer %d is below the 1024-byte minimum", l.RelayBuffer)
 	}

@@ -338,6 +338,9 @@ func (n *Node) start(ctx context.Context) error {
 				n.metrics.linkRefused.Inc()
 			},
 		})
+		if errors.Is(err, links.ErrConfig) {
+			err = fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
 	}
 	if err != nil {
 		return err

@@ -62,6 +62,9 @@ func newRouter(n *Node) (*router, error) {
 		// the attestations it signed are older than this life's.
 		Epoch: uint64(time.Now().UnixMilli()),
 	})
+	if errors.Is(err, routing.ErrInvalidConfig) {
+		return nil, fmt.Errorf("%w: Routing: %w", ErrInvalidConfig, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("routing engine: %w", err)
 	}
