@@ -72,6 +72,11 @@ type discovery struct {
 	// unproven counts, per member, failed dials to addresses that never
 	// proved it, whatever the address (failedUnprovenLocked).
 	unproven map[string]*addrBackoff
+	// strikes counts, per member, failed dials to addresses its own
+	// verified signed metadata named that never proved it, which a link
+	// proving it elsewhere does not end (discoverystrike.go). Made on
+	// first use.
+	strikes map[string]*memberStrikes
 	// hosts bounds, per host, dials to addresses that never proved a
 	// certificate, whatever the port and member (linkaddr.go).
 	hosts map[string]*hostBudget
@@ -1840,10 +1845,14 @@ func (d *discovery) failedUnprovenLocked(member string, now time.Time) {
 // proved the member stays dialled: a forger who names silent addresses
 // for an honest member bans only those. The ban is signedBan at an
 // address the member's verified signed metadata names (banEndLocked).
-// d.mu is held.
+// The member's strikes (strikeLocked), which a link proving it does not
+// end, bar it at every address that never proved it. d.mu is held.
 func (d *discovery) memberBannedLocked(member, addr string, now time.Time) bool {
 	if d.proven[addr] == member {
 		return false
+	}
+	if now.Before(d.strikeBanLocked(member, now)) {
+		return true
 	}
 	b := d.unproven[member]
 	return b != nil && now.Before(d.banEndLocked(b, member, addr))
@@ -1864,9 +1873,18 @@ func (d *discovery) failed(addr string, ban time.Duration) {
 // address: it backs off without the ban of unproven addresses. d.mu is
 // held.
 func (d *discovery) dialFailedLocked(m Member, err error, now time.Time) {
+	d.dialFailedSignedLocked(m, err, false, now)
+}
+
+// dialFailedSignedLocked is dialFailedLocked, where signed says that m's
+// verified signed metadata named m.LinkAddr when the dial began: a member
+// that names another address while the dial runs still earns its strike
+// (strikeLocked). d.mu is held.
+func (d *discovery) dialFailedSignedLocked(m Member, err error, signed bool, now time.Time) {
 	answered := dialAnswered(err)
 	if !answered && d.proven[m.LinkAddr] != m.Name {
 		d.failedUnprovenLocked(m.Name, now)
+		d.strikeLocked(m.Name, m.LinkAddr, signed, now)
 	}
 	d.backoffLocked(m.LinkAddr, 0, answered)
 }
@@ -1891,15 +1909,23 @@ func (d *discovery) failedLocked(addr string, ban time.Duration) {
 // for banTime for any member but holder, and the dial counts as a failed
 // dial of m at an address that never proved it (failedUnprovenLocked), so
 // that m is banned at any address after unprovenDials of them (for
-// signedBan when m's verified signed metadata names the address). The
-// holder, whose handshake just succeeded, is dialled there as before and
-// is not listed as failed: anyone with the gossip key can claim an honest
-// node's live address under a made-up name, and before, one such message
-// kept every node that dialled the claim from dialling the holder for
-// banTime. d.mu is held.
+// signedBan when m's verified signed metadata names the address, which
+// makes it also a strike that a link proving m does not end:
+// strikeLocked). The holder, whose handshake just succeeded, is dialled
+// there as before and is not listed as failed: anyone with the gossip key
+// can claim an honest node's live address under a made-up name, and
+// before, one such message kept every node that dialled the claim from
+// dialling the holder for banTime. d.mu is held.
 func (d *discovery) claimFailedLocked(m Member, holder string, now time.Time) {
+	d.claimFailedSignedLocked(m, holder, false, now)
+}
+
+// claimFailedSignedLocked is claimFailedLocked, where signed is as in
+// dialFailedSignedLocked. d.mu is held.
+func (d *discovery) claimFailedSignedLocked(m Member, holder string, signed bool, now time.Time) {
 	d.proveLocked(m.LinkAddr, holder, now)
 	d.failedUnprovenLocked(m.Name, now)
+	d.strikeLocked(m.Name, m.LinkAddr, signed, now)
 	d.backoffLocked(m.LinkAddr, banTime, false)
 	if b := d.backoff[m.LinkAddr]; b != nil {
 		b.holder = holder
@@ -1950,10 +1976,12 @@ func (d *discovery) refusedFullLocked(addr string) {
 }
 
 // proveLocked records that a handshake at addr proved member's
-// certificate, and forgets the member's failed dials to addresses that
-// never proved it. d.mu is held.
+// certificate, forgets the member's failed dials to addresses that never
+// proved it, and takes back the strikes addr earned it; its strikes at
+// other addresses stay (discoverystrike.go). d.mu is held.
 func (d *discovery) proveLocked(addr, member string, now time.Time) {
 	delete(d.unproven, member)
+	d.unstrikeLocked(member, addr)
 	if d.proven[addr] == member {
 		d.noteHostLocked(addr, now)
 		return
@@ -2005,6 +2033,7 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 		n.log.Debug("discovery dial deferred: host table full", "member", m.Name)
 		return
 	}
+	signed := d.signedAddrLocked(m.Name, m.LinkAddr) // the member's own claim, for its strikes
 	d.dialing[m.Name] = true
 	d.mu.Unlock()
 	n.log.Debug("discovery dials", "member", m.Name, "reason", why)
@@ -2039,9 +2068,9 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 			// refusal after the link came up.
 			d.refusedFullLocked(m.LinkAddr)
 		case err != nil && n.ctx.Err() == nil:
-			d.dialFailedLocked(m, err, time.Now())
+			d.dialFailedSignedLocked(m, err, signed, time.Now())
 		case err == nil && l.Peer() != m.Name:
-			d.claimFailedLocked(m, l.Peer(), time.Now())
+			d.claimFailedSignedLocked(m, l.Peer(), signed, time.Now())
 		case err == nil:
 			d.owned[m.Name] = true
 			d.why[m.Name] = why

@@ -35,7 +35,8 @@ func (d *discovery) islandPickLocked(now time.Time, reached, lost int, barred ma
 }
 
 // barUntilLocked is when the bar on dialling member at addr ends: its
-// address's back-off, or the ban of its unproven addresses. d.mu is held.
+// address's back-off, or the ban of its unproven addresses (its strikes
+// too). d.mu is held.
 func (d *discovery) barUntilLocked(member, addr string) time.Time {
 	var until time.Time
 	if b := d.backoff[addr]; b != nil {
@@ -46,6 +47,9 @@ func (d *discovery) barUntilLocked(member, addr string) time.Time {
 			if end := d.banEndLocked(b, member, addr); end.After(until) {
 				until = end
 			}
+		}
+		if end := d.strikeBanLocked(member, time.Now()); end.After(until) {
+			until = end
 		}
 	}
 	return until
