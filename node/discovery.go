@@ -161,10 +161,12 @@ const (
 // unprovenDials failed dials, doubling with each failed dial after that,
 // up to unprovenBan (signedBan): unsigned gossip costs such a member an
 // hour, and a certificate holder naming a victim's address gets it seven
-// dials in the first hour, then one an hour. A dial the member refused at
-// its link maximum (fullBan) is not such a failure, even when the refusal
-// came before this node's transport had the link up and the dial returned
-// it as its error: the address answered.
+// dials in the first hour, then one an hour, and as many in all over the
+// victims it names in turn, proving itself between them (strikes,
+// discoverystrike.go). A dial the member refused at its link maximum
+// (fullBan) is not such a failure, even when the refusal came before this
+// node's transport had the link up and the dial returned it as its error:
+// the address answered.
 const (
 	dialMinBackoff = time.Second
 	dialMaxBackoff = 5 * time.Minute
