@@ -169,16 +169,7 @@ func TestFakeMemberCannotRotateDialsAcrossAddresses(t *testing.T) {
 		return b
 	}
 	fake := &fakeMeta{meta: meta(0)}
-	mc := memberlist.DefaultLANConfig()
-	mc.Name, mc.BindAddr, mc.BindPort = "fake", "127.0.0.1", 0
-	mc.SecretKey = key
-	mc.LogOutput = io.Discard
-	mc.Delegate = fake
-	ml, err := memberlist.Create(mc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ml.Shutdown() })
+	ml := fakeMemberlist(t, "fake", key, fake)
 	if _, err := ml.Join([]string{nodes[0].Status().GossipAddr}); err != nil {
 		t.Fatal(err)
 	}
@@ -301,6 +292,24 @@ func (s *udpSink) heardFrom(addr string) bool {
 
 // fakeMeta is the memberlist delegate of a member that sets its own
 // metadata.
+// fakeMemberlist is a memberlist of the attacker's own, as name on
+// loopback with the gossip key, saying fake's metadata, until the test
+// ends.
+func fakeMemberlist(t *testing.T, name string, key []byte, fake *fakeMeta) *memberlist.Memberlist {
+	t.Helper()
+	mc := memberlist.DefaultLANConfig()
+	mc.Name, mc.BindAddr, mc.BindPort = name, "127.0.0.1", 0
+	mc.SecretKey = key
+	mc.LogOutput = io.Discard
+	mc.Delegate = fake
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ml.Shutdown() })
+	return ml
+}
+
 type fakeMeta struct {
 	mu   sync.Mutex
 	meta []byte

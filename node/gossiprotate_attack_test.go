@@ -4,38 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/memberlist"
 )
-
-// newUDPSinkAt is newUDPSink on ip (any address of 127.0.0.0/8 answers on
-// Linux loopback), so that each sink is a host of its own.
-func newUDPSinkAt(t *testing.T, ip string) *udpSink {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Skipf("cannot listen on %s: %v", ip, err)
-	}
-	s := &udpSink{pc: pc, done: make(chan struct{}), attempts: map[string]map[string]bool{}}
-	go func() {
-		defer close(s.done)
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			s.note(from.String(), buf[:n])
-		}
-	}()
-	t.Cleanup(func() { pc.Close(); <-s.done })
-	return s
-}
 
 // TestAttackSignedMemberRotatesVictimsThroughProvenAddress: a member with
 // a valid certificate (and the gossip key) runs a memberlist of its own
@@ -100,16 +73,7 @@ func TestAttackSignedMemberRotatesVictimsThroughProvenAddress(t *testing.T) {
 	// The attacker's memberlist, under its node's name, with metadata
 	// it signs itself.
 	fake := &fakeMeta{}
-	mc := memberlist.DefaultLANConfig()
-	mc.Name, mc.BindAddr, mc.BindPort = "m", "127.0.0.1", 0
-	mc.SecretKey = key
-	mc.LogOutput = io.Discard
-	mc.Delegate = fake
-	ml, err := memberlist.Create(mc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ml.Shutdown() })
+	ml := fakeMemberlist(t, "m", key, fake)
 	self := ml.LocalNode()
 	gossip := net.JoinHostPort(self.Addr.String(), strconv.Itoa(int(self.Port)))
 	var ts uint64

@@ -38,15 +38,7 @@ func metricsClient(t *testing.T, localIP, addr string) int {
 // source holds at most its share and the rest are closed at once, while
 // another source is still answered.
 func TestMetricsConnectionsPerSourceBounded(t *testing.T) {
-	var logs syncBuffer
-	log := newLogger(&logs, slog.LevelInfo, false)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "circuitmesh_up 1") })
-	stop, err := serveMetrics("127.0.0.1:0", h, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	addr := metricsAddr(t, &logs)
+	addr := serveTestMetrics(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "circuitmesh_up 1") }))
 
 	const attempts = 32
 	served := 0
@@ -70,19 +62,11 @@ func TestMetricsConnectionsPerSourceBounded(t *testing.T) {
 // for one connection. Now one source is answered at its rate, the rest
 // refused with 429, and another source is still answered.
 func TestMetricsScrapeRateBounded(t *testing.T) {
-	var logs syncBuffer
-	log := newLogger(&logs, slog.LevelInfo, false)
 	var gathers atomic.Int64
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	addr := serveTestMetrics(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gathers.Add(1)
 		fmt.Fprintln(w, "circuitmesh_up 1")
-	})
-	stop, err := serveMetrics("127.0.0.1:0", h, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	addr := metricsAddr(t, &logs)
+	}))
 
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
 	cl := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}, Timeout: 5 * time.Second}
@@ -117,4 +101,17 @@ func metricsAddr(t *testing.T, logs *syncBuffer) string {
 		t.Fatalf("no address in the log: %s", logs.String())
 	}
 	return m[1]
+}
+
+// serveTestMetrics serves h as the daemon serves /metrics, on a port of
+// the kernel's choosing, until the test ends, and returns its address.
+func serveTestMetrics(t *testing.T, h http.Handler) string {
+	t.Helper()
+	var logs syncBuffer
+	stop, err := serveMetrics("127.0.0.1:0", h, newLogger(&logs, slog.LevelInfo, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return metricsAddr(t, &logs)
 }
