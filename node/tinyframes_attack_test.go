@@ -90,8 +90,10 @@ func TestAttackTinyStreamFramesHoldMemory(t *testing.T) {
 	t.Logf("%d bytes in 1-byte writes over %d circuits in %v: live heap %d -> %d KiB, %.1f bytes of heap per byte of window",
 		wrote, circuits, time.Since(start).Round(time.Millisecond), before>>10, after>>10, perByte)
 	// Before the patch: over 150. After: 1.3, the rest of the process
-	// (both nodes) growing meanwhile included.
-	if perByte > 4 {
-		t.Errorf("unread tiny STREAM frames cost %.1f bytes of heap per byte of window, want at most 4", perByte)
+	// (both nodes) growing meanwhile included, which on a loaded machine
+	// with -short's fewer bytes made it 8.0 once: the bound is a tenth of
+	// the unpatched cost.
+	if perByte > 16 {
+		t.Errorf("unread tiny STREAM frames cost %.1f bytes of heap per byte of window, want at most 16", perByte)
 	}
 }
