@@ -565,7 +565,7 @@ func (c *Config) validate() error {
 		return bad("Limits.ResumeBuffer %d and Limits.ResumeBufferPerSource %d must be at least MinResumeBuffer (%d: two resume windows and the records a circuit may hold unread)",
 			l.ResumeBuffer, l.ResumeBufferPerSource, MinResumeBuffer)
 	}
-	if l.StreamWindow > 0 && l.LinkWindow > 0 && l.LinkWindow < 4*l.StreamWindow {
+	if l.StreamWindow > 0 && l.LinkWindow > 0 && l.StreamWindow > l.LinkWindow/4 {
 		return bad("Limits.StreamWindow %d is more than a quarter of Limits.LinkWindow %d", l.StreamWindow, l.LinkWindow)
 	}
 	if l.RelayBuffer < 1024 {
