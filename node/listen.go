@@ -85,7 +85,7 @@ func (n *Node) listen(service string, handle func(net.Conn)) (*listener, error) 
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.state == stateClosing || n.state == stateClosed {
-		return nil, fmt.Errorf("listen %q: %w", service, ErrClosed)
+		return nil, fmt.Errorf("listen %q: %w", service, errShutDown)
 	}
 	if n.services[service] != nil {
 		return nil, fmt.Errorf("listen %q: %w", service, ErrServiceInUse)

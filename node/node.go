@@ -406,10 +406,20 @@ func (n *Node) notRunning() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.state == stateClosing || n.state == stateClosed {
-		return ErrClosed
+		return errShutDown
 	}
 	return ErrNotStarted
 }
+
+// errShutDown matches ErrClosed and says what it means: ErrClosed's own
+// text is net.ErrClosed's, "use of closed network connection", which the
+// CLI printed for a forward refused while the daemon drained.
+var errShutDown error = shutDownError{}
+
+type shutDownError struct{}
+
+func (shutDownError) Error() string        { return "the node is shutting down" }
+func (shutDownError) Is(target error) bool { return target == ErrClosed }
 
 // drainer is implemented by transports that can tell neighbours this node
 // is shutting down before its links close.

@@ -99,11 +99,24 @@ func applyConfig(c *cli.Context, strict bool) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	known := map[string]bool{}
+	known, repeatable, canon := map[string]bool{}, map[string]bool{}, map[string]string{}
 	for _, f := range c.Command.Flags {
+		_, many := f.(*cli.StringSliceFlag)
 		for _, n := range f.Names() {
-			known[n] = true
+			known[n], repeatable[n], canon[n] = true, many, f.Names()[0]
 		}
+	}
+	// A flag that takes one value set twice in the file: one of the
+	// lines would be dropped without a word (the last won).
+	first := map[string]int{}
+	for _, e := range entries {
+		if !known[e.key] || repeatable[e.key] {
+			continue
+		}
+		if n, ok := first[canon[e.key]]; ok {
+			return usagef("%s:%d: %s is set again (first on line %d); only flags that take several values may repeat", path, e.line, e.key, n)
+		}
+		first[canon[e.key]] = e.line
 	}
 	explicit := map[string]bool{}
 	for _, e := range entries {

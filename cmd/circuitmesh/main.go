@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/admin"
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/earlyhup"
 )
 
@@ -19,7 +20,8 @@ func main() {
 }
 
 // run executes the command line and returns the exit status: 0 on
-// success, 2 for usage errors and 1 for everything else. Errors are
+// success, 2 for usage errors (the daemon's refusal of an argument
+// included) and 1 for everything else. Errors are
 // printed as one line on stderr.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
@@ -34,8 +36,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintln(stderr, "circuitmesh: "+termSafe(err.Error()))
+	// The daemon checks some arguments itself (names, groups): its
+	// refusal of them is a bad command line too.
 	var ue *usageError
-	if errors.As(err, &ue) {
+	if errors.As(err, &ue) || errors.Is(err, admin.ErrBadRequest) {
 		return 2
 	}
 	return 1

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/admin"
+	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
 func pingCommand() *cli.Command {
@@ -38,6 +39,12 @@ Example:
 			}
 			if c.Int("count") < 1 {
 				return usagef("--count must be at least 1")
+			}
+			if c.Duration("interval") < 0 {
+				return usagef("--interval must not be negative")
+			}
+			if err := identity.ValidateName(c.Args().First()); err != nil {
+				return usagef("peer %q: %v", c.Args().First(), err)
 			}
 			cl, err := clientFor(c)
 			if err != nil {

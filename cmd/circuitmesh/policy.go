@@ -238,6 +238,9 @@ Examples:
 					if err := exactArgs(c, want...); err != nil {
 						return err
 					}
+					if !c.Bool("relay") && c.IsSet("to-group") {
+						return usagef("--to-group says the groups of TO, which only --relay has (see `%s --help`)", c.Command.HelpName)
+					}
 					q := url.Values{"from": {c.Args().Get(0)}, "group": c.StringSlice("group")}
 					if c.Bool("relay") {
 						q.Set("to", c.Args().Get(1))

@@ -119,7 +119,9 @@ func LoadIdentity(certFile, keyFile, caFile string) (*Identity, error) {
 		}
 		data[i] = b
 	}
-	id, err := ParseIdentity(data[0], data[1], data[2])
+	// Each file's own faults name it: a damaged --ca or node.key was
+	// reported under the certificate's path.
+	id, err := parseIdentity(data, [3]string{"node certificate " + certFile, "node key " + keyFile, "CA certificate " + caFile})
 	if err != nil {
 		return nil, fmt.Errorf("load identity %s: %w", certFile, err)
 	}
@@ -129,7 +131,13 @@ func LoadIdentity(certFile, keyFile, caFile string) (*Identity, error) {
 // ParseIdentity decodes a node identity from PEM: the certificate must name
 // a node, match the key, and be signed by the CA of the same mesh.
 func ParseIdentity(certPEM, keyPEM, caPEM []byte) (*Identity, error) {
-	cert, err := decodeCert(certPEM, "node certificate")
+	return parseIdentity([3][]byte{certPEM, keyPEM, caPEM}, [3]string{"node certificate", "node key", "CA certificate"})
+}
+
+// parseIdentity is ParseIdentity of the certificate, key and CA
+// certificate in data, named in errors as what says.
+func parseIdentity(data [3][]byte, what [3]string) (*Identity, error) {
+	cert, err := decodeCert(data[0], what[0])
 	if err != nil {
 		return nil, err
 	}
@@ -137,11 +145,11 @@ func ParseIdentity(certPEM, keyPEM, caPEM []byte) (*Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := decodeKey(keyPEM, cert, "node key")
+	key, err := decodeKey(data[1], cert, what[1])
 	if err != nil {
 		return nil, err
 	}
-	caCert, err := decodeCert(caPEM, "CA certificate")
+	caCert, err := decodeCert(data[2], what[2])
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +158,7 @@ func ParseIdentity(certPEM, keyPEM, caPEM []byte) (*Identity, error) {
 	}
 	caMesh, _, err := namesFromURIs(caCert.URIs)
 	if err != nil {
-		return nil, fmt.Errorf("CA certificate: %w", err)
+		return nil, fmt.Errorf("%s: %w", what[2], err)
 	}
 	if caMesh != p.Mesh {
 		return nil, fmt.Errorf("certificate of %q is for mesh %q but the CA is for mesh %q: %w", p.Node, p.Mesh, caMesh, ErrWrongMesh)
