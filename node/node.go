@@ -418,7 +418,7 @@ var errShutDown error = shutDownError{}
 
 type shutDownError struct{}
 
-func (shutDownError) Error() string        { return "the node is shutting down" }
+func (shutDownError) Error() string        { return "the node is shutting down or closed" }
 func (shutDownError) Is(target error) bool { return target == ErrClosed }
 
 // drainer is implemented by transports that can tell neighbours this node

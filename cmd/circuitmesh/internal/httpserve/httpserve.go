@@ -63,10 +63,9 @@ var Default = Limits{
 	IdleTimeout:       60 * time.Second,
 	// A scraper's header is under 1 KiB, a browser's too but for the
 	// cookies other local servers set for the host, for which 8 KiB
-	// leaves room; at
-	// net/http's default (1 MiB) a header of short distinct fields held
-	// about 17 MiB of the daemon's heap per connection until the
-	// header timeout, about 1 GiB for MaxConns.
+	// leaves room; at net/http's default (1 MiB) a header of short
+	// distinct fields held about 17 MiB of the daemon's heap per
+	// connection until the header timeout, about 1 GiB for MaxConns.
 	MaxHeaderBytes: 8 << 10,
 }
 
