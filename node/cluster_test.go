@@ -390,12 +390,17 @@ func serve(t testing.TB, n *Node, service string, handle func(c io.ReadWriteClos
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []io.Closer
+	closed := false
 	t.Cleanup(func() {
 		lis.Close()
 		// A handler blocked on a circuit (a Write waiting for window) ends
 		// only when its circuit closes: close them all, or a failing test
-		// would hang here instead of reporting.
+		// would hang here instead of reporting. Accept may still return
+		// a circuit that raced in before the listener closed: it is
+		// closed at once (its handler, left running, once hung a passing
+		// test here for 30 minutes).
 		mu.Lock()
+		closed = true
 		for _, c := range conns {
 			c.Close()
 		}
@@ -411,6 +416,11 @@ func serve(t testing.TB, n *Node, service string, handle func(c io.ReadWriteClos
 				return
 			}
 			mu.Lock()
+			if closed {
+				mu.Unlock()
+				c.Close()
+				continue
+			}
 			conns = append(conns, c)
 			mu.Unlock()
 			wg.Add(1)
