@@ -34,16 +34,16 @@ type sinkResult struct {
 	err  error
 }
 
-// A user opens an early circuit without resumption
-// (DialOptions{Early: true, NoResume: true}), writes a message, and
-// closes the circuit: Write and Close both succeed. The service must read
-// the message and a clean end of stream. What happens: the circuit is
-// closed before its one-message handshake completed, so Close sends no
-// end-of-stream record and the early bytes (which the destination may
-// drop for the source to send again) are never sent again. The service
-// reads nothing at all, or reads an integrity failure ("circuit ended
-// without its end-of-stream record"): the message the caller was told
-// was written is lost without an error at the caller.
+// TestEarlyNoResumeWriteThenCloseDelivers: a user opens an early circuit
+// without resumption (DialOptions{Early: true, NoResume: true}), writes
+// a message, and closes the circuit: Write and Close both succeed. The
+// service must read the message and a clean end of stream. Before, the
+// circuit was closed before its one-message handshake completed, so
+// Close sent no end-of-stream record and the early bytes (which the
+// destination may drop for the source to send again) were never sent
+// again: the service read nothing at all, or an integrity failure
+// ("circuit ended without its end-of-stream record"). Now Close waits
+// for the handshake, at most a second.
 func TestEarlyNoResumeWriteThenCloseDelivers(t *testing.T) {
 	c, got := earlyPair(t)
 	for i := 0; i < 3; i++ {
@@ -68,16 +68,16 @@ func TestEarlyNoResumeWriteThenCloseDelivers(t *testing.T) {
 	}
 }
 
-// A user opens an early circuit without resumption, writes its first
-// bytes, and waits for the service to act on them before reading (a
-// client that sends and waits, or nettest's MakePipe, which Accepts after
-// the first Write). What happens: within DefaultStrikeWindow (30 s) of
-// the destination's start the destination drops the early bytes and
-// waits for the source to send them again after the handshake, but the
-// source runs the handshake only at its next Read or Write: the service's
-// Accept does not return, and the first bytes wait, for as long as the
-// caller does nothing more. With resumption (the default) or without
-// end-to-end security the same sequence is accepted at once.
+// TestEarlyNoResumeFirstWriteReachesService: a user opens an early
+// circuit without resumption, writes its first bytes, and waits for the
+// service to act on them before reading (a client that sends and waits,
+// or nettest's MakePipe, which Accepts after the first Write). Within DefaultStrikeWindow (30 s) of its start the
+// destination drops the early bytes and waits for the source to send
+// them again after the handshake; before, the source ran the handshake
+// only at its next Read or Write, so the service's Accept did not return
+// for as long as the caller did nothing more (with resumption, the
+// default, or without end-to-end security it was accepted at once). Now
+// the handshake starts as the first flight leaves.
 func TestEarlyNoResumeFirstWriteReachesService(t *testing.T) {
 	c, _ := earlyPair(t)
 	lis, err := c.nodes["b"].Listen("pipe")

@@ -23,18 +23,18 @@ import (
 // never proved its certificate, whatever the addresses" to 2, then a ban
 // of 1 minute doubling up to the hour for an address its verified signed
 // metadata names (about 7 dials a node in the first hour). But a link
-// proving the member at its real address ends the count
-// (proveLocked deletes the member's entry), so the bound never binds a
-// member that proves itself between victims: each honest node sends QUIC
-// handshakes to every victim the member names, two each, one victim per
-// cycle of about 25 s, for as long as the member keeps going. The mesh
-// becomes a handshake reflector and scanner aimed wherever one member
-// likes, from every node's address, for the price of one signed alive
-// message per victim.
+// proving the member at its real address ended the count (proveLocked
+// deletes the member's entry), so the bound never bound a member that
+// proved itself between victims: each honest node sent QUIC handshakes to
+// every victim the member named, two each, one victim per cycle of about
+// 25 s, for as long as the member kept going, a handshake reflector and
+// scanner aimed wherever one member liked, from every node's address, for
+// the price of one signed alive message per victim. Now such failures are
+// strikes, which a proof elsewhere does not end (discoverystrike.go).
 //
 // Three victims: before, each node sent 2 handshakes to each (6, bound
-// 3); the second is named while the ban earned at the first runs, the
-// third once it ended. It takes about 100 s (a cycle waits up to 20 s for
+// 3); now 3 in all: the second is named while the ban earned at the
+// first runs, the third once it ended. It takes about 100 s (a cycle waits up to 20 s for
 // dials that the ban now stops, and the ban is a minute), so it runs
 // outside -short; TestSignedMemberRotatingAddressesStaysBanned checks
 // the same rule on discovery's tables in -short.
