@@ -146,7 +146,7 @@ const (
 // Back-off of dials by link address: a failed dial waits 1 s doubling up
 // to 5 min; an address whose certificate names another node than its
 // gossip member waits banTime for every member but that node
-// (claimFailedLocked). A link that lived less than goodLink counts as
+// (claimFailedSignedLocked). A link that lived less than goodLink counts as
 // failed.
 //
 // An address where no handshake ever proved the member's certificate (a
@@ -257,7 +257,7 @@ type addrBackoff struct {
 	holder string
 	// claimed is when other members' claims of the address stop being
 	// barred, after a dial for one proved claimHolder's certificate here
-	// (claimFailedLocked). A failed dial here ends the holder's exemption
+	// (claimFailedSignedLocked). A failed dial here ends the holder's exemption
 	// from until, not this bar: before, a failed dial of the holder
 	// replaced the claims' ban with the holder's back-off of seconds, and
 	// a starved node dialled a made-up name at the holder's address again.
@@ -1870,18 +1870,12 @@ func (d *discovery) failed(addr string, ban time.Duration) {
 	d.failedLocked(addr, ban)
 }
 
-// dialFailedLocked backs off from m's address after a dial to it failed
+// dialFailedSignedLocked backs off from m's address after a dial to it failed
 // with err. An address that answered (dialAnswered) is no silent
 // address: it backs off without the ban of unproven addresses. d.mu is
-// held.
-func (d *discovery) dialFailedLocked(m Member, err error, now time.Time) {
-	d.dialFailedSignedLocked(m, err, false, now)
-}
-
-// dialFailedSignedLocked is dialFailedLocked, where signed says that m's
-// verified signed metadata named m.LinkAddr when the dial began: a member
-// that names another address while the dial runs still earns its strike
-// (strikeLocked). d.mu is held.
+// held. signed says that m's verified signed metadata named m.LinkAddr
+// when the dial began: a member that names another address while the
+// dial runs still earns its strike (strikeLocked).
 func (d *discovery) dialFailedSignedLocked(m Member, err error, signed bool, now time.Time) {
 	answered := dialAnswered(err)
 	if !answered && d.proven[m.LinkAddr] != m.Name {
@@ -1906,7 +1900,7 @@ func (d *discovery) failedLocked(addr string, ban time.Duration) {
 	d.backoffLocked(addr, ban, false)
 }
 
-// claimFailedLocked penalises m's claim of its link address after a dial
+// claimFailedSignedLocked penalises m's claim of its link address after a dial
 // there proved holder's certificate instead: the address is not dialled
 // for banTime for any member but holder, and the dial counts as a failed
 // dial of m at an address that never proved it (failedUnprovenLocked), so
@@ -1917,12 +1911,7 @@ func (d *discovery) failedLocked(addr string, ban time.Duration) {
 // there as before and is not listed as failed: anyone with the gossip key
 // can claim an honest node's live address under a made-up name, and
 // before, one such message kept every node that dialled the claim from
-// dialling the holder for banTime. d.mu is held.
-func (d *discovery) claimFailedLocked(m Member, holder string, now time.Time) {
-	d.claimFailedSignedLocked(m, holder, false, now)
-}
-
-// claimFailedSignedLocked is claimFailedLocked, where signed is as in
+// dialling the holder for banTime. signed is as in
 // dialFailedSignedLocked. d.mu is held.
 func (d *discovery) claimFailedSignedLocked(m Member, holder string, signed bool, now time.Time) {
 	d.proveLocked(m.LinkAddr, holder, now)

@@ -157,3 +157,14 @@ func TestSignedMemberRotatingAddressesStaysBanned(t *testing.T) {
 		t.Error("failed dials at an address b's signed metadata does not name are held against b after a link proved it")
 	}
 }
+
+// dialFailedLocked is dialFailedSignedLocked for a dial begun while m's
+// verified signed metadata named no other address than it names now.
+func (d *discovery) dialFailedLocked(m Member, err error, now time.Time) {
+	d.dialFailedSignedLocked(m, err, false, now)
+}
+
+// claimFailedLocked is claimFailedSignedLocked likewise.
+func (d *discovery) claimFailedLocked(m Member, holder string, now time.Time) {
+	d.claimFailedSignedLocked(m, holder, false, now)
+}

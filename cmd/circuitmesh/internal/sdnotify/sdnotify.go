@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -60,12 +61,4 @@ func send(state string) error {
 
 // oneLine keeps a status a single line: a newline would start another
 // assignment.
-func oneLine(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c == '\n' || c == '\r' {
-			b[i] = ' '
-		}
-	}
-	return string(b)
-}
+var oneLine = strings.NewReplacer("\n", " ", "\r", " ").Replace
