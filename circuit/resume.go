@@ -294,6 +294,7 @@ type Resumable struct {
 	acked, written    int64
 	credit            int64 // what the other end's application read (its last ack): the window's base
 	sent              int64 // positions sent on the current path
+	sentMost          int64 // the most positions sent on any path: what the other end can have received
 	resent            int64 // destination: positions resumes had it send again (adopt)
 	finQueued         bool
 	rq                ring         // received, not yet read
@@ -807,6 +808,7 @@ func (r *Resumable) sendLocked(bp *[]byte, inline bool) (piped bool) {
 			// side of the path ends with its fin (docs/PROTOCOL.md §3.9).
 			last = r.appClosed
 		}
+		r.sentMost = max(r.sentMost, r.sent)
 		if r.sent > r.acked {
 			r.armProbeLocked()
 		}
@@ -1244,6 +1246,10 @@ func (r *Resumable) readData(p Path, gen uint64, n int) error {
 			r.mu.Unlock()
 			return errStale
 		}
+		if r.gotFin {
+			r.mu.Unlock()
+			return r.integrity(errDataAfterFin)
+		}
 		if r.queuedLocked()+n > r.cfg.Window {
 			r.mu.Unlock()
 			return r.integrity("the other end sent beyond its window")
@@ -1290,6 +1296,10 @@ func (r *Resumable) readData(p Path, gen uint64, n int) error {
 	}
 	return nil
 }
+
+// errDataAfterFin: the fin is a direction's last position, so a data
+// frame after it is beyond what the other end can have sent.
+const errDataAfterFin = "data after the fin"
 
 // readRun acts on the frame just read, first (an acknowledgement, a ping
 // or a pong; nil after a data frame, which readData took), and on the
@@ -1346,6 +1356,8 @@ func (r *Resumable) readRun(p Path, gen uint64, first []byte) error {
 		return errEnded // readLoop closes the path
 	case run.badAck:
 		return r.integrity(fmt.Sprintf("acknowledgement of %d outside [%d, %d]", run.ackOff, r.credit, r.sent))
+	case run.afterFin:
+		return r.integrity(errDataAfterFin)
 	case r.runOver:
 		return r.integrity("the other end sent beyond its window")
 	case r.overBudget:
@@ -1359,6 +1371,7 @@ func (r *Resumable) readRun(p Path, gen uint64, first []byte) error {
 // r.credit), the one that failed its check (ackOff), and r.recv before.
 type frameRun struct {
 	ping, pong, acks, badAck bool
+	afterFin                 bool // a data frame came after the fin
 	ackOff                   int64
 	recv                     int64
 }
@@ -1424,6 +1437,9 @@ func runFrame(b []byte) int {
 // for bytes beyond the window (r.runOver then says so) or that the budget
 // refuses room for. r.mu held.
 func (r *Resumable) takeData(data []byte) bool {
+	if r.run.afterFin = r.gotFin; r.run.afterFin {
+		return false
+	}
 	if r.runOver = r.queuedLocked()+len(data) > r.cfg.Window; r.runOver {
 		return false
 	}
@@ -2056,12 +2072,12 @@ func (r *Resumable) greet(p Path, deadline time.Time) (int64, error) {
 		return 0, r.integrity(fmt.Sprintf("frame %d where resumed was expected", a[0]))
 	}
 	// The destination received at least what it acknowledged and at most
-	// what this end has to send: the writer sends from this offset out of
-	// the retransmit buffer, which holds only that range. No path moves
-	// acked meanwhile, and Writes only raise the total.
+	// what this end sent: the writer sends from this offset out of the
+	// retransmit buffer, which holds only that range. No path moves acked
+	// or what was sent meanwhile.
 	off := int64(binary.BigEndian.Uint64(a[1:]))
 	r.mu.Lock()
-	lo, hi := r.acked, r.totalLocked()
+	lo, hi := r.acked, r.sentMost
 	r.mu.Unlock()
 	if off < lo || off > hi {
 		return 0, r.integrity(fmt.Sprintf("resumed at %d outside [%d, %d]", off, lo, hi))
@@ -2095,9 +2111,12 @@ func (r *Resumable) adopt(p Path, off int64) error {
 		r.mu.Unlock()
 		return fmt.Errorf("%w: the circuit already ended", ErrResumeRefused)
 	}
-	if off < r.acked || off > r.totalLocked() {
+	// The source received at most what this end sent: positions queued
+	// but never sent that it claimed would go from the retransmit buffer
+	// as delivered.
+	if off < r.acked || off > r.sentMost {
 		r.mu.Unlock()
-		return fmt.Errorf("%w: resume from %d outside [%d, %d]", ErrIntegrity, off, r.acked, r.totalLocked())
+		return fmt.Errorf("%w: resume from %d outside [%d, %d]", ErrIntegrity, off, r.acked, r.sentMost)
 	}
 	// What the source says it did not receive is sent again: at most
 	// ResumeResendSlack windows beyond what it acknowledged over the
