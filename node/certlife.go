@@ -1,18 +1,20 @@
 package node
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
-// ErrCertificateExpired: the node's own certificate is expired or not yet
-// valid. New refuses such an identity, and ReloadIdentity keeps the old
-// one. It also matches identity.ErrExpired.
-var ErrCertificateExpired = fmt.Errorf("node certificate not valid now: %w", identity.ErrExpired)
+// ErrCertificateExpired: the node's own certificate, or the CA
+// certificate it checks every peer against, is expired or not yet valid.
+// New refuses such an identity, and ReloadIdentity keeps the old one. It
+// also matches identity.ErrExpired.
+var ErrCertificateExpired = fmt.Errorf("node identity not valid now: %w", identity.ErrExpired)
 
 // ErrNoIdentityFiles: ReloadIdentity on a node whose identity was not
 // loaded from files.
@@ -25,28 +27,49 @@ const (
 	certWarnEvery  = 24 * time.Hour
 )
 
-// checkOwnCert refuses a node certificate that is not valid at now.
+// checkOwnCert refuses a node certificate, or a CA certificate, that is
+// not valid at now: with a CA certificate out of its dates, every peer's
+// certificate fails its check, and the node links to no one.
 func checkOwnCert(id *identity.Identity, now time.Time) error {
 	if id.Insecure {
 		return nil
 	}
-	c := id.Cert
-	if now.Before(c.NotBefore) || now.After(c.NotAfter) {
-		return fmt.Errorf("%w: certificate of node %q is valid from %s to %s, now is %s", ErrCertificateExpired,
-			id.Node, c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	for _, c := range ownCerts(id) {
+		if now.Before(c.cert.NotBefore) || now.After(c.cert.NotAfter) {
+			return fmt.Errorf("%w: %s is valid from %s to %s, now is %s", ErrCertificateExpired, c.whose,
+				c.cert.NotBefore.UTC().Format(time.RFC3339), c.cert.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		}
 	}
 	return nil
 }
 
-// warnExpiring logs a WARN if the node's certificate expires soon.
+// ownCert is one of the certificates a node's identity holds, named for
+// its messages: what it is, and whose.
+type ownCert struct {
+	what, whose string
+	cert        *x509.Certificate
+}
+
+// ownCerts is the node's certificate and its mesh's CA certificate.
+func ownCerts(id *identity.Identity) []ownCert {
+	return []ownCert{
+		{"node certificate", fmt.Sprintf("certificate of node %q", id.Node), id.Cert},
+		{"mesh CA certificate", fmt.Sprintf("CA certificate of mesh %q", id.Mesh), id.CA},
+	}
+}
+
+// warnExpiring logs a WARN if the node's certificate, or its mesh's CA
+// certificate, expires soon: when the CA's does, every link goes down.
 func (n *Node) warnExpiring(now time.Time) {
 	id := n.identity()
 	if id.Insecure {
 		return
 	}
-	if left := id.Cert.NotAfter.Sub(now); left < certWarnWithin {
-		n.log.Warn("node certificate expires soon: renew it and reload (SIGHUP or circuitmesh reload)",
-			"not_after", id.Cert.NotAfter.UTC().Format(time.RFC3339), "left", left.Round(time.Minute))
+	for _, c := range ownCerts(id) {
+		if left := c.cert.NotAfter.Sub(now); left < certWarnWithin {
+			n.log.Warn(c.what+" expires soon: renew it and reload (SIGHUP or circuitmesh reload)",
+				"not_after", c.cert.NotAfter.UTC().Format(time.RFC3339), "left", left.Round(time.Minute))
+		}
 	}
 }
 

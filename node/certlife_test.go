@@ -59,10 +59,18 @@ func TestWarnsWhenOwnCertificateExpiresWithinAWeek(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The mesh's CA certificate expiring soon takes every link down with
+	// it: that is warned of too.
+	caSoon, err := ca.Issue("c", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caSoon.CA = caCertValid(t, ca, time.Now().Add(-time.Hour), time.Now().Add(3*24*time.Hour))
 	for _, tc := range []struct {
 		id   *identity.Identity
 		warn bool
-	}{{soon, true}, {later, false}} {
+		msg  string
+	}{{soon, true, "node certificate"}, {later, false, "node certificate"}, {caSoon, true, "mesh CA certificate"}} {
 		var buf syncBuf
 		n, err := New(Config{Identity: tc.id, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 		if err != nil {
@@ -72,9 +80,23 @@ func TestWarnsWhenOwnCertificateExpiresWithinAWeek(t *testing.T) {
 			t.Fatal(err)
 		}
 		n.Close()
-		got := strings.Contains(buf.String(), `level=WARN msg="node certificate expires soon`)
+		got := strings.Contains(buf.String(), `level=WARN msg="`+tc.msg+` expires soon`)
 		if got != tc.warn {
-			t.Errorf("%s (expires %v): warned %v, want %v\n%s", tc.id.Node, tc.id.Cert.NotAfter, got, tc.warn, buf.String())
+			t.Errorf("%s (%s expires %v): warned %v, want %v\n%s", tc.id.Node, tc.msg, tc.id.Cert.NotAfter, got, tc.warn, buf.String())
+		}
+	}
+}
+
+// identityFromFiles has the node name, when built, load its identity id
+// from files in dir, which ReloadIdentity reads again.
+func (c *cluster) identityFromFiles(t *testing.T, name string, id *identity.Identity, dir string) {
+	t.Helper()
+	if err := identity.SaveIdentity(dir, id, false); err != nil {
+		t.Fatal(err)
+	}
+	c.tweak = func(cfg *Config) {
+		if cfg.Name == name {
+			cfg.Identity, cfg.DataDir = nil, dir
 		}
 	}
 }
@@ -88,14 +110,7 @@ func TestReloadIdentityKeepsCircuits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := identity.SaveIdentity(dir, old, false); err != nil {
-		t.Fatal(err)
-	}
-	c.tweak = func(cfg *Config) {
-		if cfg.Name == "b" {
-			cfg.Identity, cfg.DataDir = nil, dir
-		}
-	}
+	c.identityFromFiles(t, "b", old, dir)
 	c.build("a-b")
 	c.waitRoute("a", "b", 1)
 	b := c.nodes["b"]

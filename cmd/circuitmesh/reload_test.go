@@ -85,7 +85,7 @@ func TestE2ECertificateRenewalAndExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err = l.try("run", "--data-dir", xdir, "--listen", "127.0.0.1:0")
-	if err == nil || !strings.Contains(out, "node certificate not valid now") {
+	if err == nil || !strings.Contains(out, "node identity not valid now") {
 		t.Fatalf("daemon with an expired certificate: %v\n%s", err, out)
 	}
 }
