@@ -156,16 +156,31 @@ func (e *Engine) dropUncovered(o *origin) bool {
 	return changed
 }
 
+// attMark is an attestation a neighbour beyond the masks holds
+// (neighbour.attSent): its epoch and seqno, compared together, because a
+// new life of an origin signs the seqnos of its previous life again,
+// under a newer epoch.
+type attMark struct {
+	epoch uint64
+	seqno uint16
+}
+
+// attMarkOf returns the name of o (nil: Self) and the mark of the
+// attestation we hold of it.
+func (e *Engine) attMarkOf(o *origin) (string, attMark) {
+	if o == nil {
+		return e.cfg.Self, attMark{e.selfAttEp, e.selfAttSeq}
+	}
+	return e.nameOf(o), attMark{e.attOf(o).epoch, o.attSeq}
+}
+
 // attHeld reports whether nb holds our attestation of o (nil: Self), the
 // newest we have.
 func (e *Engine) attHeld(nb *neighbour, o *origin) bool {
 	if nb.slot >= maskSlots {
-		seq, name := e.selfAttSeq, e.cfg.Self
-		if o != nil {
-			seq, name = o.attSeq, e.nameOf(o)
-		}
-		s, ok := nb.attSent[name]
-		return ok && s == seq
+		name, m := e.attMarkOf(o)
+		held, ok := nb.attSent[name]
+		return ok && held == m
 	}
 	if o == nil {
 		return e.selfAttHeld&(1<<nb.slot) != 0
@@ -173,28 +188,28 @@ func (e *Engine) attHeld(nb *neighbour, o *origin) bool {
 	return o.attHeld&(1<<nb.slot) != 0
 }
 
-// setAttHeld records whether nb holds our attestation of name.
+// setAttHeld records whether nb holds our attestation of name, which is
+// Self or in the table: nb's record holds no other name (forgetAttSent).
 func (e *Engine) setAttHeld(nb *neighbour, name string, held bool) {
 	if name == e.cfg.Self {
 		e.setAttHeldOf(nb, nil, held)
 	} else if o := e.origins.get(name); o != nil {
 		e.setAttHeldOf(nb, o, held)
-	} else if nb.slot >= maskSlots && !held {
-		delete(nb.attSent, name)
 	}
 }
 
 // setAttHeldOf records whether nb holds our attestation of o (nil: Self).
 func (e *Engine) setAttHeldOf(nb *neighbour, o *origin, held bool) {
 	if nb.slot >= maskSlots {
-		seq, name := e.selfAttSeq, e.cfg.Self
-		if o != nil {
-			seq, name = o.attSeq, e.nameOf(o)
-		}
-		if held {
-			nb.attSent[name] = seq
-		} else {
+		name, m := e.attMarkOf(o)
+		if !held {
 			delete(nb.attSent, name)
+		} else if was, ok := nb.attSent[name]; !ok || was != m {
+			// The key is a copy: the name is part of the attestation
+			// (newAttestation), which the key would keep alive once o
+			// has a newer one or is forgotten. Storing under the name
+			// itself, over an entry there, would put it in the key.
+			nb.attSent[strings.Clone(name)] = m
 		}
 		return
 	}
@@ -206,6 +221,19 @@ func (e *Engine) setAttHeldOf(nb *neighbour, o *origin, held bool) {
 		*p |= 1 << nb.slot
 	} else {
 		*p &^= 1 << nb.slot
+	}
+}
+
+// forgetAttSent forgets what the neighbours beyond the masks hold of o,
+// which leaves the table, as its attHeld bits go with it. Kept, the
+// record would grow with every origin ever advertised, and a later entry
+// of the same name at the seqno recorded would be taken as held: its
+// updates would go to them without the attestation, and they would
+// refuse them as uncertified until the next summary.
+func (e *Engine) forgetAttSent(o *origin) {
+	name := e.nameOf(o)
+	for nb := range e.farNeighbours() {
+		delete(nb.attSent, name)
 	}
 }
 

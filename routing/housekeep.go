@@ -63,6 +63,7 @@ func (e *Engine) housekeep(t time.Duration) {
 func (e *Engine) removeOrigin(o *origin) {
 	e.origins.remove(e.origins.hash(e.nameOf(o)), o)
 	e.unhold(o)
+	e.forgetAttSent(o)
 	o.removed, o.hasExt = true, false
 	e.originOrder = nil
 	if n := e.pendHolders(o); n > 0 {
@@ -78,11 +79,9 @@ func (e *Engine) removeOrigin(o *origin) {
 // pendHolders returns the number of pending lists that hold o.
 func (e *Engine) pendHolders(o *origin) int {
 	n := bits.OnesCount32(o.pend)
-	for _, nb := range e.slots[min(len(e.slots), maskSlots):] {
-		if nb != nil {
-			if _, ok := nb.pendSet[o.id]; ok {
-				n++
-			}
+	for nb := range e.farNeighbours() {
+		if _, ok := nb.pendSet[o.id]; ok {
+			n++
 		}
 	}
 	return n

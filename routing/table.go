@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"iter"
 	"slices"
 	"strings"
 	"time"
@@ -74,9 +75,11 @@ type neighbour struct {
 	// The summaries nb sent us in its current set (admitSummaries).
 	sumWin summaryWindow
 
-	// attSent: origin -> seqno of the attestation it holds (sent by us or
-	// to us), for slots from maskSlots on (below, origin.attHeld says it).
-	attSent map[string]uint16
+	// attSent: origin -> the attestation it holds (sent by us or to us),
+	// for slots from maskSlots on (below, origin.attHeld says it). Only
+	// Self and origins in the table have an entry (forgetAttSent), so it
+	// holds at most MaxRoutes+1.
+	attSent map[string]attMark
 
 	// Failed-verification budget (token bucket, Config.MaxVerifyFailures).
 	vInit   bool
@@ -95,7 +98,7 @@ func newNeighbour(name string, cost Metric, leaf bool, slot int) *neighbour {
 		requests:  make(map[string]entry),
 		replied:   make(map[string]time.Duration),
 		forwarded: make(map[string]time.Duration),
-		attSent:   make(map[string]uint16),
+		attSent:   make(map[string]attMark),
 	}
 }
 
@@ -162,6 +165,17 @@ func (r *routeEntry) expiresAt(t time.Duration) time.Duration {
 // a table entry (pend, told, attHeld); neighbours in further slots are
 // tracked per neighbour instead (neighbour.pendSet, attSent).
 const maskSlots = 32
+
+// farNeighbours yields the neighbours in slots from maskSlots on.
+func (e *Engine) farNeighbours() iter.Seq[*neighbour] {
+	return func(yield func(*neighbour) bool) {
+		for _, nb := range e.slots[min(len(e.slots), maskSlots):] {
+			if nb != nil && !yield(nb) {
+				return
+			}
+		}
+	}
+}
 
 // slotMask has bit i set for the neighbour in slot i.
 type slotMask = uint32
