@@ -10,21 +10,23 @@ import (
 	"time"
 )
 
-// warnLineCounter counts WARN-or-above records whose message holds sub.
-type warnLineCounter struct {
+// lineCounter counts the records at least at level min whose message
+// holds sub.
+type lineCounter struct {
 	sub string
 	n   *atomic.Int64
+	min slog.Level
 }
 
-func (h warnLineCounter) Enabled(context.Context, slog.Level) bool { return true }
-func (h warnLineCounter) Handle(_ context.Context, r slog.Record) error {
-	if r.Level >= slog.LevelWarn && strings.Contains(r.Message, h.sub) {
+func (h lineCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (h lineCounter) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= h.min && strings.Contains(r.Message, h.sub) {
 		h.n.Add(1)
 	}
 	return nil
 }
-func (h warnLineCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h warnLineCounter) WithGroup(string) slog.Handler      { return h }
+func (h lineCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h lineCounter) WithGroup(string) slog.Handler      { return h }
 
 // TestAttackProtocolErrorsLogOncePerPeer: a holder of a valid
 // certificate links to b, sends one oversized control frame (b closes the
@@ -37,7 +39,7 @@ func TestAttackProtocolErrorsLogOncePerPeer(t *testing.T) {
 	var warns atomic.Int64
 	a := newNode(t, issue(t, ca, "a"), nil)
 	b := newNode(t, issue(t, ca, "b"), func(c *QUICConfig) {
-		c.Logger = slog.New(warnLineCounter{"link protocol error", &warns})
+		c.Logger = slog.New(lineCounter{"link protocol error", &warns, slog.LevelWarn})
 	})
 	var hdr [frameHeaderLen]byte
 	hdr[0] = frameRouting

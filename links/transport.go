@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -68,10 +69,11 @@ type QUICTransport struct {
 	// abortLog logs the links it closes once per peer per minute.
 	aborts   *abortTable
 	abortLog *ratelog.Log
-	// lifeLog writes the links' "link up", "link down", "peer draining"
-	// and "link dead" lines: one of each per peer per linkLogPeriod, the next
-	// carrying the number held back, so that a peer cycling its link at
-	// the handshake rate does not write a line per handshake of each.
+	// lifeLog writes the links' "link up", "link down", "peer draining",
+	// "link dead" and "link lost before it was up" lines: one of each per
+	// peer per linkLogPeriod, the next carrying the number held back, so
+	// that a peer cycling its link at the handshake rate does not write a
+	// line per handshake of each.
 	lifeLog *ratelog.Log
 	// id is the identity new links present and check peers with
 	// (SetIdentity replaces it); idChanged is closed, and replaced under
@@ -278,7 +280,10 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 	}
 	l.gaps.seed(l.est.Sub(began))
 	if _, err := t.adopt(l); err != nil {
-		t.cfg.Logger.Info("link lost before it was up", "remote", conn.RemoteAddr().String(), "err", err)
+		// Per peer, as the link's other lines: a peer that closes its
+		// handshakes while they wait to be adopted (awaitPreferred)
+		// would write one line for each (TestAttackLinksLostBeforeUpFloodTheLog).
+		t.lifeLog.At(slog.LevelInfo, "lost "+l.hello.Node, "link lost before it was up", "peer", l.hello.Node, "remote", conn.RemoteAddr().String(), "err", err)
 	}
 }
 
