@@ -15,6 +15,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/circuitmesh/circuitmesh/links/ratelog"
 )
 
 // tracingWanted reports whether the standard OTEL_* variables ask for
@@ -35,8 +37,12 @@ func tracerProvider(ctx context.Context, nodeName string, log *slog.Logger) (tra
 	if !tracingWanted() {
 		return nil, func() {}, nil
 	}
+	// One line a minute, the next carrying how many were held back: each
+	// failed batch is an error, and the opens of the node's peers fill
+	// batches (TestE2ETraceExportErrorsLoggedOnceAMinute).
+	exportLog := ratelog.New(log, time.Minute, 1)
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
-		log.Warn("trace export", "err", err)
+		exportLog.Warn("export", "trace export", "err", err)
 	}))
 	otel.SetLogger(logr.FromSlogHandler(otelLevels{log.With("logger", "opentelemetry").Handler()}))
 	exp, err := autoexport.NewSpanExporter(ctx)
