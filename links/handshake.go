@@ -1,6 +1,7 @@
 package links
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -140,8 +141,8 @@ func rawCerts(certs []*x509.Certificate) [][]byte {
 	return raw
 }
 
-// checkDuplicateName refuses a peer whose name is already linked from
-// another transport instance that is alive: two live nodes hold the same
+// checkDuplicateName refuses a peer, on conn, whose name is already
+// linked from another node that is alive: two live nodes hold the same
 // name. The established link wins. Whether the old peer lives is shown by
 // its packets and its link's failure detector: the newcomer waits,
 // within ctx (the handshake's time), until a packet of the old peer
@@ -156,20 +157,37 @@ func rawCerts(certs []*x509.Certificate) [][]byte {
 // then took the link from each other. Packets, not the detector's last
 // sign of life, are what is counted: a probe tick of this process that
 // runs late renews that without hearing anything.
-func (t *QUICTransport) checkDuplicateName(ctx context.Context, h helloMsg) error {
+//
+// A link of the same node, which adopt settles as a duplicate dial, is
+// one from the same transport instance whose certificate has the same
+// public key. The instance alone proves nothing: the peer sends it in its
+// hello to every node it links to, and a second node that sent a copy of
+// it was taken for another dial of the established one, and took its
+// link whenever the dialler and dial nonce favoured it. The key is proved
+// in TLS. A node that reloaded its identity with a new key is therefore
+// refused like a second node while a link of its old key lives, and
+// linked once that link ends.
+func (t *QUICTransport) checkDuplicateName(ctx context.Context, conn *quic.Conn, h helloMsg) error {
 	tick := time.NewTicker(max(t.cfg.ProbeInterval/4, time.Millisecond))
 	defer tick.Stop()
 	for {
 		t.mu.Lock()
 		old := t.links[h.Node]
 		t.mu.Unlock()
-		if old == nil || !old.alive() || old.hello.Instance == h.Instance {
+		if old == nil || !old.alive() || old.hello.Instance == h.Instance && samePeerKey(old.conn, conn) {
 			return nil
 		}
 		if err := t.waitOldPeer(ctx, tick.C, old, h); err != nil {
 			return err
 		}
 	}
+}
+
+// samePeerKey says whether the peers of a and b presented certificates
+// of the same public key in TLS.
+func samePeerKey(a, b *quic.Conn) bool {
+	ca, cb := a.ConnectionState().TLS.PeerCertificates, b.ConnectionState().TLS.PeerCertificates
+	return len(ca) > 0 && len(cb) > 0 && bytes.Equal(ca[0].RawSubjectPublicKeyInfo, cb[0].RawSubjectPublicKeyInfo)
 }
 
 // waitOldPeer waits until a packet of old's peer arrives (it returns the
@@ -348,7 +366,7 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 	if err := t.checkAborts(peer.Node); err != nil {
 		return nil, refuse(conn, err)
 	}
-	if err := t.checkDuplicateName(ctx, peer); err != nil {
+	if err := t.checkDuplicateName(ctx, conn, peer); err != nil {
 		return nil, refuse(conn, err)
 	}
 	p := t.pendDial(linkKey{peer: peer.Node, instance: peer.Instance, nonce: nonce, outbound: true})
@@ -405,7 +423,7 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 	if err := t.checkAborts(peer.Node); err != nil {
 		return nil, refuse(conn, err)
 	}
-	if err := t.checkDuplicateName(ctx, peer); err != nil {
+	if err := t.checkDuplicateName(ctx, conn, peer); err != nil {
 		return nil, refuse(conn, err)
 	}
 	p := t.pend(linkKey{peer: peer.Node, instance: peer.Instance, nonce: peer.Nonce, outbound: false})

@@ -200,7 +200,9 @@ func (t *QUICTransport) adopt(l *quicLink) (*quicLink, error) {
 // prefer reports whether link key a wins over link key b to the same peer
 // (docs/PROTOCOL.md, "Duplicate links"): a peer that restarted wins;
 // otherwise the link dialled by the smaller node name, and then the smaller
-// dial nonce.
+// dial nonce. Two links of one instance are taken for two dials of one
+// node: checkDuplicateName refuses a newcomer that sends the established
+// link's instance with a certificate of another key.
 func (t *QUICTransport) prefer(a, b linkKey) bool {
 	if a.instance != b.instance {
 		return true
