@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -522,6 +523,29 @@ func (c *guardPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 func (c *guardPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	return c.addrs.readFrom(b, c.PacketConn.ReadFrom)
 }
+
+// SetReadBuffer and SetWriteBuffer pass QUIC's socket buffer sizes on to
+// the connection guarded when it takes them, and fail as QUIC would for
+// one that does not (QUIC then logs that once). A simulated network's
+// connection takes them: the guard hid its methods, and QUIC logged that
+// it "doesn't allow setting of receive buffer size".
+func (c *guardPacketConn) SetReadBuffer(n int) error {
+	if s, ok := c.PacketConn.(interface{ SetReadBuffer(int) error }); ok {
+		return s.SetReadBuffer(n)
+	}
+	return errNoSocketBuffers
+}
+
+func (c *guardPacketConn) SetWriteBuffer(n int) error {
+	if s, ok := c.PacketConn.(interface{ SetWriteBuffer(int) error }); ok {
+		return s.SetWriteBuffer(n)
+	}
+	return errNoSocketBuffers
+}
+
+// errNoSocketBuffers: the PacketConn a transport was given takes no
+// buffer sizes.
+var errNoSocketBuffers = errors.New("connection doesn't allow setting of socket buffer sizes: not a *net.UDPConn")
 
 // readFrom reads with read until a datagram is admitted, and returns the
 // length of what is (admitAt).

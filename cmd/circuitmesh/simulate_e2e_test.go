@@ -55,6 +55,12 @@ transfer a c 64KiB
 			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 				t.Fatalf("stdout is not one JSON report: %v\n%s", err, out.String())
 			}
+			// Without --log-level nothing is logged (docs/SIMULATE.md):
+			// QUIC wrote that a simulated connection "doesn't allow
+			// setting of receive buffer size".
+			if errb.Len() > 0 {
+				t.Errorf("simulate without --log-level wrote to stderr:\n%s", errb.String())
+			}
 			if !rep.Virtual || rep.Passed != 1 || rep.Failed != 0 {
 				t.Errorf("report: virtual %v, %d passed, %d failed; want a virtual run with 1 pass\n%s", rep.Virtual, rep.Passed, rep.Failed, out.String())
 			}
