@@ -39,9 +39,12 @@ func NewClient(path string) *Client {
 
 // dialSocket connects to the socket and says what a failure means. It
 // refuses (ErrUntrustedSocket) a socket served by a process of another
-// user than root and this one: whoever made the socket path first would
-// otherwise receive what the CLI sends (a gossip key to install, circuits'
-// bytes) and choose its answers.
+// user than root and this one, unless that user owns the socket's
+// directory and no one else can change it or any directory above it
+// (dirOf): whoever made the socket path first would otherwise receive
+// what the CLI sends (a gossip key to install, circuits' bytes) and
+// choose its answers. The exception lets root use the daemon of a systemd
+// unit, which runs as a dynamic user in its own state directory.
 func (c *Client) dialSocket(ctx context.Context) (net.Conn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.Socket)
@@ -49,12 +52,15 @@ func (c *Client) dialSocket(ctx context.Context) (net.Conn, error) {
 	case err == nil:
 		me := uint32(os.Geteuid())
 		uid, ok, err := peerAllowed(conn.(*net.UnixConn), me)
+		if !ok && err == nil && dirOf(c.Socket, uid) {
+			ok = true
+		}
 		if !ok {
 			conn.Close()
 			if err != nil {
 				return nil, fmt.Errorf("admin socket %s: %w", c.Socket, err)
 			}
-			return nil, fmt.Errorf("%w: the process listening on %s runs as uid %d, neither root nor this user (uid %d); nothing was sent (check who made it, and point --data-dir or --admin at your daemon's socket)",
+			return nil, fmt.Errorf("%w: the process listening on %s runs as uid %d, neither root nor this user (uid %d) nor the owner of its directory; nothing was sent (check who made it, and point --data-dir or --admin at your daemon's socket)",
 				ErrUntrustedSocket, c.Socket, uid, me)
 		}
 		return conn, nil

@@ -128,6 +128,38 @@ func peerAllowed(c *net.UnixConn, me uint32) (uid uint32, ok bool, err error) {
 	return uid, err == nil && (uid == 0 || uid == me), err
 }
 
+// dirOf reports whether the socket at path lies in a directory of uid
+// that only uid and root can change, above which every directory only
+// root (or uid) can change: then only uid or root made the socket, and
+// the process of uid serving it is the daemon of that directory, as a
+// systemd unit's dynamic user is of its state directory, not whoever
+// made the path first. A directory others may write to (the sticky /tmp)
+// is allowed above one that root owns, which they cannot replace.
+func dirOf(path string, uid uint32) bool {
+	dir, err := filepath.EvalSymlinks(filepath.Dir(path))
+	if err != nil {
+		return false
+	}
+	child := uid // the owner of the entry below dir, which dir holds
+	for first := true; ; first = false {
+		var st syscall.Stat_t
+		if err := syscall.Stat(dir, &st); err != nil {
+			return false
+		}
+		switch {
+		case first && st.Uid != uid, !first && st.Uid != 0 && st.Uid != uid:
+			return false
+		case st.Mode&0o022 != 0 && (first || st.Mode&syscall.S_ISVTX == 0 || child != 0):
+			return false
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return true
+		}
+		dir, child = parent, st.Uid
+	}
+}
+
 // peerUID is the user id of the process at the other end of c.
 func peerUID(c *net.UnixConn) (uint32, error) {
 	raw, err := c.SyscallConn()

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -151,40 +152,103 @@ func TestClientRefusesASocketOfAnotherUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(shared, "admin.sock")
+	stop := serveAsNobody(t, shared, path, func() { os.Chmod(shared, 0o1777) }) // like /tmp
+	key := "MDEyMzQ1Njc4OWFiY2RlZg=="
+	err := NewClient(path).Post(context.Background(), PathKeys, KeyOp{Op: "install", Key: key}, nil)
+	if !errors.Is(err, ErrUntrustedSocket) || !strings.Contains(err.Error(), "uid 65534") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("keys install through a socket nobody serves: %v; want it refused, naming the socket and uid 65534", err)
+	}
+	if out := stop(); strings.Contains(out, "received") {
+		t.Fatalf("nobody's server received: %s", out)
+	}
+}
+
+// serveAsNobody runs, as nobody, a server on the socket at path that
+// prints each request it receives, and waits until it listens; before
+// runs once nobody can reach binDir, before the server starts. stop ends
+// it and returns what it printed.
+func serveAsNobody(t *testing.T, binDir, path string, before func()) (stop func() string) {
+	t.Helper()
 	var out bytes.Buffer
-	cmd := asNobody(t, shared, "TestClientRefusesASocketOfAnotherUser", "ADMIN_SOCKET_SERVE="+path)
-	os.Chmod(shared, 0o1777) // like /tmp
+	cmd := asNobody(t, binDir, "TestClientRefusesASocketOfAnotherUser", "ADMIN_SOCKET_SERVE="+path)
+	before()
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
+	var once sync.Once
+	stop = func() string {
+		once.Do(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+		})
+		return out.String()
+	}
+	t.Cleanup(func() { stop() })
 	// Until the server listens (the socket file exists from its bind
 	// on), a connection is refused, which the client takes for a socket
 	// left over from a stopped daemon.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if c, err := net.Dial("unix", path); err == nil {
 			c.Close()
-			break
+			return stop
 		}
 		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("nobody's server did not start: %s", out.String())
+			t.Fatalf("nobody's server did not start: %s", stop())
 		}
 	}
-	key := "MDEyMzQ1Njc4OWFiY2RlZg=="
-	err := NewClient(path).Post(context.Background(), PathKeys, KeyOp{Op: "install", Key: key}, nil)
-	if !errors.Is(err, ErrUntrustedSocket) || !strings.Contains(err.Error(), "uid 65534") || !strings.Contains(err.Error(), path) {
-		t.Fatalf("keys install through a socket nobody serves: %v; want it refused, naming the socket and uid 65534", err)
+}
+
+// TestClientTrustsTheDaemonOfItsDirectory: a systemd unit runs the daemon
+// as a dynamic user in a state directory of its own, and root runs the
+// CLI against it. The client takes a socket served by another user than
+// root and itself when that user owns the socket's directory and no one
+// else can change it or a directory above it: only that user or root can
+// have made the socket. Before, root's status, peers and reload were
+// refused there. A directory of that user in a directory anyone may write
+// to (the sticky /tmp) is still refused: anyone could have made it.
+func TestClientTrustsTheDaemonOfItsDirectory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("CANNOT RUN: needs root to serve the socket as another user")
 	}
-	cmd.Process.Kill()
-	cmd.Wait()
-	if strings.Contains(out.String(), "received") {
-		t.Fatalf("nobody's server received: %s", out.String())
+	for _, tc := range []struct {
+		name    string
+		parent  os.FileMode
+		trusted bool
+	}{
+		{"state directory under root's", 0o755, true},
+		{"own directory under a sticky shared one", 0o1777, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := t.TempDir()
+			parent := filepath.Join(base, "parent")
+			own := filepath.Join(parent, "state")
+			if err := os.MkdirAll(own, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(own, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(parent, 0o755); err != nil { // nobody reaches its directory
+				t.Fatal(err)
+			}
+			path := filepath.Join(own, "admin.sock")
+			stop := serveAsNobody(t, base, path, func() {})
+			if err := os.Chmod(parent, tc.parent); err != nil {
+				t.Fatal(err)
+			}
+			err := NewClient(path).Get(context.Background(), PathStatus, nil, &struct{}{})
+			out := stop()
+			if tc.trusted {
+				if err != nil || !strings.Contains(out, "received GET "+PathStatus) {
+					t.Fatalf("status through the socket of the owner of its directory: %v (server saw %q); want it sent", err, out)
+				}
+				return
+			}
+			if !errors.Is(err, ErrUntrustedSocket) || strings.Contains(out, "received") {
+				t.Fatalf("status through nobody's socket in its directory under a sticky shared one: %v (server saw %q); want it refused", err, out)
+			}
+		})
 	}
 }
 
