@@ -1656,12 +1656,19 @@ func putFrame(bp *[]byte) {
 	}
 }
 
+// unexpected is err of a path read inside a frame: an io.EOF there is
+// errEndInsideFrame.
 func unexpected(err error) error {
 	if err == io.EOF {
-		return io.ErrUnexpectedEOF
+		return errEndInsideFrame
 	}
 	return err
 }
+
+// errEndInsideFrame: a path ended cleanly inside a frame. The other end
+// (or a relay) cut it there, as it fails the circuit ending at a frame
+// boundary before the fin (pathEndedLocked): it broke the framing.
+var errEndInsideFrame = fmt.Errorf("%w: resumable framing: the path ended inside a frame: %w", ErrIntegrity, io.ErrUnexpectedEOF)
 
 // integrity is a framing failure: the other end broke the protocol.
 func (r *Resumable) integrity(what string) error {

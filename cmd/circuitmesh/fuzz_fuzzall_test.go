@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -90,6 +91,38 @@ func FuzzParseConfig(f *testing.F) {
 			if again[i].key != entries[i].key || again[i].value != entries[i].value {
 				t.Fatalf("entry %+v read back as %+v", entries[i], again[i])
 			}
+		}
+	})
+}
+
+// FuzzParseExposeFlag parses --expose values whose host is an IP literal
+// (a name would be looked up): an accepted one, written back as
+// NAME=HOST:PORT, parses to the same service and target, and a refused
+// one is a usage error.
+func FuzzParseExposeFlag(f *testing.F) {
+	for _, s := range []string{"web=127.0.0.1:8080", "a=b=[::1]:22", "api/v1=192.0.2.1:443", "web=127.0.0.1:0", "=127.0.0.1:80", "web", "web=300.1.1.1:80", "x y=127.0.0.1:80", "web=[fe80::1%eth0]:80"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if i := strings.LastIndexByte(s, '='); i >= 0 {
+			if host, _, err := net.SplitHostPort(s[i+1:]); err == nil && net.ParseIP(host) == nil {
+				return
+			}
+		}
+		e, err := parseExposeFlag(s)
+		if err != nil {
+			var ue *usageError
+			if !errors.As(err, &ue) {
+				t.Fatalf("parseExposeFlag(%q): %v is not a usage error", s, err)
+			}
+			return
+		}
+		again, err := parseExposeFlag(e.service + "=" + e.target)
+		if err != nil || again != e {
+			t.Fatalf("%q parsed to %+v, which parses to %+v (%v)", s, e, again, err)
+		}
+		if _, err := net.ResolveTCPAddr("tcp", e.target); err != nil {
+			t.Fatalf("%q: target %q that net does not take: %v", s, e.target, err)
 		}
 	})
 }
