@@ -24,6 +24,7 @@ type authz struct {
 type policed struct {
 	kind     policy.Kind
 	from, to policy.Subject // to: relay only
+	known    bool           // relay only: the groups of both are known (relaySubjects)
 	service  string         // dial only
 	deny     func()         // resets the circuit with CloseDenied
 }
@@ -34,9 +35,12 @@ func newAuthz(p *policy.Policy) *authz {
 	return a
 }
 
+// decide decides p under pol, as when it opened: a relayed circuit as
+// relayUnder does, so that a new policy whose relay rules select by group
+// ends one whose groups this relay cannot know, as it refuses a new one.
 func (p *policed) decide(pol *policy.Policy) policy.Decision {
 	if p.kind == policy.Relay {
-		return pol.Relay(p.from, p.to)
+		return relayUnder(pol, p.from, p.to, p.known)
 	}
 	return pol.Dial(p.from, p.service)
 }
@@ -232,10 +236,11 @@ func (n *Node) relaySubjects(o *circuit.Open) (from, to policy.Subject, known bo
 }
 
 // relayDecision decides a circuit this node would relay (see
-// RelayDecision).
-func (n *Node) relayDecision(o *circuit.Open) (from, to policy.Subject, d policy.Decision) {
+// RelayDecision), and returns it as the policy sees it, to be decided
+// again under a new one (authz.watch).
+func (n *Node) relayDecision(o *circuit.Open) (*policed, policy.Decision) {
 	from, to, known := n.relaySubjects(o)
-	return from, to, n.RelayDecision(from, to, known)
+	return &policed{kind: policy.Relay, from: from, to: to, known: known}, n.RelayDecision(from, to, known)
 }
 
 // RelayDecision is the decision this node makes on relaying a circuit
@@ -250,7 +255,11 @@ func (n *Node) RelayDecision(from, to policy.Subject, known bool) policy.Decisio
 	if n.cfg.Leaf {
 		return policy.Decision{Reason: fmt.Sprintf("denied: relaying %s to %s (%s)", from.Name, to.Name, n.leafRefusal())}
 	}
-	p := n.Policy()
+	return relayUnder(n.Policy(), from, to, known)
+}
+
+// relayUnder is RelayDecision of a router under the policy p.
+func relayUnder(p *policy.Policy, from, to policy.Subject, known bool) policy.Decision {
 	if !known && p.NamesGroup(policy.Relay) {
 		return policy.Decision{Reason: fmt.Sprintf("denied: relaying %s to %s (groups unknown here, and relay rules select by group)", from.Name, to.Name)}
 	}

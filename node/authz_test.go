@@ -276,11 +276,11 @@ func TestRelayDenyByGroupSurvivesDroppedGroups(t *testing.T) {
 	}
 	// A destination no attestation vouches for.
 	o := &circuit.Open{Source: "a", Dest: "unheard-of", Service: "web"}
-	if _, _, d := r.relayDecision(o); d.Allowed || !strings.Contains(d.Reason, "groups unknown") {
+	if _, d := r.relayDecision(o); d.Allowed || !strings.Contains(d.Reason, "groups unknown") {
 		t.Fatalf("relaying to a node of unknown groups: %+v, want denied as unknown", d)
 	}
 	r.SetPolicy(mustPolicy(t, "deny relay from=b to=*\nallow relay from=* to=*\n"))
-	if _, _, d := r.relayDecision(o); !d.Allowed {
+	if _, d := r.relayDecision(o); !d.Allowed {
 		t.Fatalf("relaying to a node of unknown groups under rules by name only: %+v, want allowed", d)
 	}
 }

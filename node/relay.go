@@ -15,7 +15,6 @@ import (
 	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/circuit/seal"
 	"github.com/circuitmesh/circuitmesh/links"
-	"github.com/circuitmesh/circuitmesh/node/policy"
 )
 
 // relay forwards a circuit from neighbour `from` toward o.Dest: it checks
@@ -57,7 +56,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 		refuse(circuit.HopLimit, fmt.Sprintf("hop limit reached at %s after %d relays", n.cfg.Name, o.Hop))
 		return
 	}
-	src, dst, d := n.relayDecision(o)
+	police, d := n.relayDecision(o)
 	if !d.Allowed {
 		refuse(circuit.Policy, d.Reason)
 		return
@@ -178,7 +177,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 		out.Reset(code)
 	}
 	entry := n.circuits.add(true, func() { resetBoth(circuit.CloseShuttingDown) })
-	police := &policed{kind: policy.Relay, from: src, to: dst, deny: func() { resetBoth(circuit.CloseDenied) }}
+	police.deny = func() { resetBoth(circuit.CloseDenied) }
 	if d := n.authz.watch(police); !d.Allowed { // the policy changed since the check above
 		police.deny()
 	}
