@@ -60,12 +60,21 @@ func (s *Server) handlePolicyCheck(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("want from and either service or to: %w", ErrBadRequest))
 		return
 	}
-	for _, key := range []string{"group", "to-group"} {
+	// A name no node, group or service can have is a mistyped argument,
+	// not a subject the policy denies (or, like "ssh,web", one a rule
+	// would read as two services): the answer would mislead.
+	for _, key := range []string{"from", "to", "group", "to-group"} {
 		for _, g := range q[key] {
 			if err := identity.ValidateName(g); err != nil {
 				writeError(w, fmt.Errorf("%s %q: %v: %w", key, g, err, ErrBadRequest))
 				return
 			}
+		}
+	}
+	if service != "" {
+		if err := ValidateService(service); err != nil {
+			writeError(w, fmt.Errorf("service %q: %w", service, err))
+			return
 		}
 	}
 	subject := func(name string, given []string) Subject {
