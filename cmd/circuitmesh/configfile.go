@@ -67,6 +67,11 @@ func scanConfig(path string, r io.Reader, fi fs.FileInfo) ([]configEntry, error)
 			if err != nil {
 				return nil, fmt.Errorf("%s:%d: bad quoted value %s: %v", path, n, v, err)
 			}
+			// One value a line: a policy line holding two rules would
+			// shift the line every later rule is named by.
+			if strings.ContainsAny(uq, "\r\n") {
+				return nil, fmt.Errorf("%s:%d: quoted value %s holds a line break: give one value a line", path, n, v)
+			}
 			v = uq
 		}
 		out = append(out, configEntry{n, strings.TrimPrefix(k, "--"), v})

@@ -34,8 +34,9 @@ func (s policySource) String() string {
 	return "the policy lines of the config file " + s.config
 }
 
-// maxPolicyFile bounds a policy file (policy.MaxRules lines of
-// policy.MaxLineLength at most).
+// maxPolicyFile bounds a policy file: 4 MiB, room for policy.MaxRules
+// lines of 1 KiB each (a line may hold up to policy.MaxLineLength, but
+// not every line at once). A larger file is refused, not cut.
 const maxPolicyFile = 4 << 20
 
 // load reads and parses the policy; nil without a source. Rule line
