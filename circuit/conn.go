@@ -39,6 +39,11 @@ type Conn struct {
 	aborted     atomic.Pointer[ResetError] // set by Abort before closed
 	closing     atomic.Bool                // a Close has started
 	writeClosed atomic.Bool
+	// cut: the last Write ran into its deadline, so what this end sent
+	// stops short of what its application meant to send; a Write that
+	// completes, or a CloseWrite, clears it. Close then resets the
+	// circuit rather than end it cleanly.
+	cut atomic.Bool
 
 	sec *secure // end-to-end layer of a sealed circuit, else nil
 
@@ -136,7 +141,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 // sealed conn refused by Deny, a Write failing while a Read is in
 // progress returns the stream reset at once and leaves the refusal to
 // that Read (unless it was already read).
-func (c *Conn) Write(p []byte) (int, error) {
+func (c *Conn) Write(p []byte) (n int, err error) {
+	defer func() { c.cut.Store(err != nil && isTimeout(err)) }()
 	if err := c.precheck("write", &c.writeDL); err != nil {
 		return 0, err
 	}
@@ -152,7 +158,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		n, err := c.writeSealed(p)
 		return n, c.refusalOr(err)
 	}
-	n, err := c.s.Write(p)
+	n, err = c.s.Write(p)
 	c.out.Add(int64(n))
 	if err == nil {
 		return n, nil
@@ -394,6 +400,7 @@ func (c *Conn) CloseWrite() error {
 	if err := fin(); err != nil {
 		return c.opError("close", err)
 	}
+	c.cut.Store(false) // the application ended its data here itself
 	return nil
 }
 
@@ -401,6 +408,18 @@ func (c *Conn) CloseWrite() error {
 // for the other direction) and unblocks pending Reads and Writes, which
 // fail with net.ErrClosed. It fails only when the conn was already closed:
 // a stream the other end already stopped or reset is simply released.
+//
+// A circuit whose data this end cut short is reset instead, with
+// CloseCancelled: after a Write that ran into its deadline (none
+// completed since), or on a sealed circuit whose end record could not be
+// written (a Write in progress, which Close interrupts, or a stream that
+// took no more within closeFlushTimeout). A FIN would tell the other end
+// of an unsealed circuit that the data ended there, whole, and that of a
+// sealed one fails the circuit anyway (no end record). And the FIN
+// follows data the next hop may take no more of: a relay's splice stays
+// blocked writing it, the circuit counted against this node there, until
+// the relay's stall bound; a reset ends the circuit at every relay at
+// once.
 //
 // On a sealed circuit whose source's handshake is under way (its first
 // flight, with early bytes, sent), Close first waits for the handshake,
@@ -413,7 +432,10 @@ func (c *Conn) Close() error {
 		return c.opError("close", net.ErrClosed)
 	}
 	c.settleHandshake()
-	c.endSealed()
+	if c.cut.Load() || !c.endSealed() {
+		c.Reset(CloseCancelled)
+		return nil
+	}
 	c.markClosed()
 	_ = c.s.Close()
 	return nil
@@ -421,22 +443,27 @@ func (c *Conn) Close() error {
 
 // endSealed sends the end-of-stream record on a sealed circuit whose
 // handshake is complete, so that the other end reads a clean io.EOF, unless
-// this end already half-closed or a Write is in progress (the close then
-// interrupts it and the other end sees the truncation). The write is
-// bounded by closeFlushTimeout.
-func (c *Conn) endSealed() {
-	if c.sec == nil || !c.sec.done.Load() || c.writeClosed.Load() || !c.writeMu.TryLock() {
-		return
+// this end already half-closed. The write is bounded by closeFlushTimeout.
+// It reports false when the circuit needed the record and did not get it:
+// a Write is in progress (the close interrupts it), or the record, or the
+// tail of a record a Write left unsent, could not be written.
+func (c *Conn) endSealed() bool {
+	if c.sec == nil || !c.sec.done.Load() || c.writeClosed.Load() {
+		return true
+	}
+	if !c.writeMu.TryLock() {
+		return false
 	}
 	defer c.writeMu.Unlock()
 	if c.writeClosed.Swap(true) {
-		return
+		return true
 	}
 	_ = c.s.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
-	if c.flushPending() == nil {
-		var b [seal.Overhead]byte
-		_ = c.writeRecord(b[:0], seal.RecordEnd, nil)
+	if c.flushPending() != nil {
+		return false
 	}
+	var b [seal.Overhead]byte
+	return c.writeRecord(b[:0], seal.RecordEnd, nil) == nil
 }
 
 // closeFlushTimeout bounds the end-of-stream record Close sends.

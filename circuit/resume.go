@@ -269,6 +269,7 @@ type Resumable struct {
 	err         error // why the circuit ended, when it failed
 	appClosed   bool
 	closedByApp atomic.Bool // appClosed, read without mu (AppClosed)
+	cut         bool        // the last Write ran into its deadline (see Close)
 	registered  bool
 	pending     bool   // destination: counted in its table as awaiting its hello
 	helloDue    bool   // source: the hello is still to be sent
@@ -2228,11 +2229,11 @@ func (r *Resumable) Read(b []byte) (int, error) {
 
 // Write queues b to be sent and kept until acknowledged; it blocks while
 // Window bytes are beyond what the other end's application read.
-func (r *Resumable) Write(b []byte) (int, error) {
+func (r *Resumable) Write(b []byte) (n int, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer func() { r.cut = errors.Is(err, os.ErrDeadlineExceeded) }()
 	defer r.writeDoneLocked()
-	n := 0
 	for {
 		if n > 0 && n == len(b) && (!r.ended || r.cleanClose) {
 			// All of b is queued and sent or to be: the circuit ending
@@ -2263,7 +2264,7 @@ func (r *Resumable) Write(b []byte) (int, error) {
 			// The window is full, or the budget has no room for the
 			// retransmit buffer to grow (SendRoom wakes then).
 			r.roomWaiters++
-			err := r.waitLocked(r.writeDL, "write")
+			err = r.waitLocked(r.writeDL, "write")
 			r.roomWaiters--
 			if err != nil {
 				return n, err
@@ -2328,6 +2329,7 @@ func (r *Resumable) CloseWrite() error {
 		return r.opError("close", net.ErrClosed)
 	}
 	r.finQueued = true
+	r.cut = false // the application ended its data here itself
 	r.cond.Broadcast()
 	if !r.sendInlineLocked() {
 		r.kickLocked()
@@ -2339,12 +2341,20 @@ func (r *Resumable) CloseWrite() error {
 // Close ends the circuit from this end: what was written is still
 // delivered (across resumes, for at most the resume timeout) and the other
 // end reads io.EOF after it; pending Reads and Writes fail with
-// net.ErrClosed, and bytes that arrive later are dropped.
+// net.ErrClosed, and bytes that arrive later are dropped. After a Write
+// that ran into its deadline (none completed since, no CloseWrite) it
+// resets the circuit with CloseCancelled instead, as Conn.Close does:
+// the data stops short of what the application meant to send, which an
+// io.EOF would pass off as whole.
 func (r *Resumable) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.appClosed {
 		return r.opError("close", net.ErrClosed)
+	}
+	if r.cut {
+		r.resetLocked(CloseCancelled)
+		return nil
 	}
 	r.appClosed = true
 	r.closedByApp.Store(true)
@@ -2379,6 +2389,11 @@ func (r *Resumable) AppClosed() bool { return r.closedByApp.Load() }
 func (r *Resumable) Reset(code uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.resetLocked(code)
+}
+
+// resetLocked is Reset with r.mu held.
+func (r *Resumable) resetLocked(code uint64) {
 	r.appClosed = true
 	r.closedByApp.Store(true)
 	r.startLocked()
