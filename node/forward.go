@@ -198,11 +198,16 @@ func (p *pump) untrack(c net.Conn) {
 	p.mu.Unlock()
 }
 
+// closeAll cuts every connection still open: a TCP peer reads a reset
+// and a circuit's far end a cancelled one, never a clean end of a
+// transfer cut short (a Close sent the TCP side FIN, and an unforward in
+// the middle of a download gave its client io.EOF:
+// TestUnforwardMidDownloadResetsTheClient).
 func (p *pump) closeAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for c := range p.conns {
-		c.Close()
+		abort(c, circuit.CloseCancelled)
 	}
 }
 

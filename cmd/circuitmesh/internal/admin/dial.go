@@ -63,14 +63,16 @@ func (s *Server) handleDial(w http.ResponseWriter, r *http.Request) {
 // spliceHalves copies client→circuit (reading through br, which may hold
 // bytes already buffered) and circuit→client in frames (frame.go): the
 // circuit's clean end is an end frame, its failure an error frame with the
-// reason. EOF from the client half-closes the circuit. Both are closed
-// when both directions ended.
+// reason. EOF from the client half-closes the circuit; a failed read (a
+// client killed with bytes unread) resets it, so that the service never
+// reads a cut upload as whole. Both are closed when both directions
+// ended.
 func spliceHalves(client net.Conn, br *bufio.Reader, circ node.Conn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if _, err := io.Copy(circ, br); err != nil {
-			circ.Close()
+			cancel(circ)
 			return
 		}
 		circ.CloseWrite()
@@ -140,4 +142,14 @@ func statusOf(err error) int {
 		return http.StatusGatewayTimeout
 	}
 	return http.StatusBadGateway
+}
+
+// cancel resets circ with CloseCancelled where it can be reset (a
+// circuit; a local one too), else closes it.
+func cancel(circ node.Conn) {
+	if r, ok := circ.(interface{ Reset(uint64) }); ok {
+		r.Reset(circuit.CloseCancelled)
+		return
+	}
+	circ.Close()
 }
