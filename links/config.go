@@ -139,8 +139,9 @@ type QUICConfig struct {
 	// larger of 32 MiB and 4 × MaxStreamWindow. Streams whose readers
 	// stalled for ReaderStall are reclaimed once they may hold more than
 	// half of it (see ReaderStall), and the streams of one source
-	// (SetSource) are reset, those holding the most first, once they
-	// hold more than half of it unread, stalled or not (see reclaim.go).
+	// (SetSource), or of one neighbour (SetNeighbour), are reset, those
+	// holding the most first, once they hold more than half of it
+	// unread, stalled or not (see reclaim.go).
 	LinkWindow uint64
 	// ReaderStall is how long a stream's reader may make no progress
 	// before the stream counts as stalled: no Read in progress and less

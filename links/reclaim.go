@@ -68,7 +68,26 @@ import (
 // source's streams measured this tick holding the most, with StalledCode,
 // until it no longer does. No stream may hold more than a quarter of the
 // window (MaxStreamWindow), so a source with one or two circuits on a link
-// is never reset this way, nor is a stream whose reader keeps up. Streams
+// is never reset this way, nor is a stream whose reader keeps up.
+//
+// A source is as its circuit's open names it, which the neighbour the
+// circuit came from may make up: a member naming a new source, or a new
+// relay before itself, for each circuit would hold the whole window with
+// sources that each hold one stream's worth. The streams of one
+// neighbour (SetNeighbour, proven by its link) are therefore bounded the
+// same way, whatever sources they name: while they hold more than half
+// the window the pass resets first those of the entry behind it holding
+// the most (the node the neighbour names before itself, which it proved
+// if it is honest), so that behind an honest router the node holding the
+// most pays, not the router's other nodes, however many sources or
+// relays that node makes up behind itself; a neighbour that makes up
+// entries does so within its own half. What streams hold unread is queue
+// for readers slower than the link (a splice into a slower link, a slow
+// service): more of it makes them no faster, and half the window is more
+// than most links have in flight. So the honest sources behind one
+// neighbour (a router's leaves) share its half as one source's circuits
+// did, and the other half stays for the circuits of other neighbours and
+// the control stream. Streams
 // never named are not bounded this way (the link cannot tell whose they
 // are; node names every stream that carried an open), only reclaimed when
 // stalled, as above. A source with many slow circuits on one link loses
@@ -164,9 +183,12 @@ type reclaimScan struct {
 	// per stream in the sum.
 	bySource map[SourceKey]uint64
 	// held is what the streams of each source were last measured
-	// holding unread, those whose readers kept up left out; a source
-	// leaves it when its last measured stream does.
+	// holding unread, those whose readers kept up left out, and heldBy
+	// and heldIn the same by neighbour and by entry (SetNeighbour); a key
+	// leaves them when its last measured stream does.
 	held    map[SourceKey]uint64
+	heldBy  map[SourceKey]uint64
+	heldIn  map[SourceKey]uint64
 	holding []*quicStream // scratch: the streams measured holding bytes this tick
 	scanned int           // streams examined and taken off the heap by the last pass
 	late    time.Duration // how late the passes ran, all together
@@ -304,10 +326,15 @@ func (r *reclaimScan) uncount(s *quicStream) {
 // shed takes s, off the heap, out of the sum.
 func (r *reclaimScan) shed(s *quicStream) {
 	r.sum -= s.bound
-	if left := r.bySource[s.src] - s.bound; left > 0 {
-		r.bySource[s.src] = left
+	untally(r.bySource, s.src, s.bound)
+}
+
+// untally takes n off m[k], and k out of m once nothing is left.
+func untally(m map[SourceKey]uint64, k SourceKey, n uint64) {
+	if left := m[k] - n; left > 0 {
+		m[k] = left
 	} else {
-		delete(r.bySource, s.src)
+		delete(m, k)
 	}
 }
 
@@ -340,49 +367,59 @@ func (r *reclaimScan) measure(s *quicStream) {
 	}
 }
 
-// hold counts s as holding h against its source; a stream never named
-// counts as holding nothing: the link cannot tell whose it is.
+// hold counts s as holding h against its source and its neighbour; a
+// stream never named counts as holding nothing: the link cannot tell
+// whose it is.
 func (r *reclaimScan) hold(s *quicStream, h uint64) {
 	if s.held > 0 {
-		if left := r.held[s.hsrc] - s.held; left > 0 {
-			r.held[s.hsrc] = left
-		} else {
-			delete(r.held, s.hsrc)
-		}
+		untally(r.held, s.hsrc, s.held)
+		untally(r.heldBy, s.hnb, s.held)
+		untally(r.heldIn, s.hent, s.held)
 	}
 	k := s.sourceKey()
 	if k == 0 {
 		h = 0
 	}
-	s.held, s.hsrc = h, k
+	s.held, s.hsrc, s.hnb, s.hent = h, k, s.neighbourKey(), s.entryKey()
 	if h > 0 {
 		if r.held == nil {
 			r.held = make(map[SourceKey]uint64)
+			r.heldBy = make(map[SourceKey]uint64)
+			r.heldIn = make(map[SourceKey]uint64)
 		}
 		r.held[s.hsrc] += h
+		r.heldBy[s.hnb] += h
+		r.heldIn[s.hent] += h
 	}
 }
 
-// sourceShare is the most the streams of one source may hold unread on a
-// link: half its window.
+// sourceShare is the most the streams of one source, or of one
+// neighbour, may hold unread on a link: half its window.
 func (c *QUICConfig) sourceShare() uint64 { return c.LinkWindow / 2 }
 
-// capSources resets, among the streams measured this tick, those holding
-// the most of each source holding more than its share, until it no longer
-// does; it returns how many it reset.
+// capSources resets, among the streams measured this tick, those of each
+// source or neighbour holding more than its share, until it no longer
+// does: those of the entries holding the most first, within an entry the
+// fullest. It returns how many it reset.
 func (l *quicLink) capSources() int {
 	cfg := &l.t.cfg
 	r := &l.scan
 	share := cfg.sourceShare()
 	holding := r.holding
 	defer func() { clear(holding); r.holding = holding[:0] }()
-	if !slices.ContainsFunc(holding, func(s *quicStream) bool { return r.held[s.hsrc] > share }) {
+	over := func(s *quicStream) bool { return r.held[s.hsrc] > share || r.heldBy[s.hnb] > share }
+	if !slices.ContainsFunc(holding, over) {
 		return 0
 	}
-	slices.SortFunc(holding, func(a, b *quicStream) int { return cmp.Compare(b.held, a.held) })
+	slices.SortFunc(holding, func(a, b *quicStream) int {
+		if c := cmp.Compare(r.heldIn[b.hent], r.heldIn[a.hent]); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.held, a.held)
+	})
 	n := 0
 	for _, s := range holding {
-		if s.held == 0 || r.held[s.hsrc] <= share {
+		if s.held == 0 || !over(s) {
 			continue
 		}
 		held := s.held
@@ -497,7 +534,7 @@ func (l *quicLink) reclaim(now time.Time, late time.Duration) {
 		r.drop(r.cursor)
 	}
 	if n := l.capSources(); n > 0 {
-		l.t.stallLog.Warn(l.hello.Node, "reset circuit streams of a source holding more than its share of the link's receive buffer",
+		l.t.stallLog.Warn(l.hello.Node, "reset circuit streams of a source or neighbour holding more than its share of the link's receive buffer",
 			"peer", l.hello.Node, "reset", n, "source_share", cfg.sourceShare(), "link_window", cfg.LinkWindow,
 			"total_reset", l.t.stalled.Load())
 	}

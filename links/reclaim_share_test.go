@@ -3,6 +3,7 @@ package links
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"sync"
 	"testing"
@@ -15,6 +16,43 @@ import (
 // so the link resets the fullest of them, one, and leaves a's other two
 // (half the window) and h's alone: h's reads its 64 KiB.
 func TestReclaimBoundsWhatOneSourceHolds(t *testing.T) {
+	testReclaimBoundsShare(t, "haaa", 'a', 1, func(s Stream, from byte) {
+		SetSource(s, ProvenSource(string(from)))
+	})
+}
+
+// TestReclaimBoundsWhatOneNeighbourHolds is
+// TestReclaimBoundsWhatOneSourceHolds with neighbour m's three streams
+// each claiming a source and an entry of its own: none holds more than
+// half the window, but m's do together, so the link resets one of them.
+func TestReclaimBoundsWhatOneNeighbourHolds(t *testing.T) {
+	i := 0
+	testReclaimBoundsShare(t, "hmmm", 'm', 1, func(s Stream, from byte) {
+		i++
+		src := ClaimedSource(fmt.Sprint("x", i), []string{string(from)})
+		SetNeighbour(s, string(from), src)
+		SetSource(s, src)
+	})
+}
+
+// TestReclaimBoundsOneNeighbourEntryHoldingTheMostFirst: all four streams
+// come from neighbour r (a router), one each from entries h and b, two
+// from entry a, each with a source of its own. r's hold the whole window,
+// so the link resets two, both a's: the entry holding the most pays, not
+// the others, however many sources it names.
+func TestReclaimBoundsOneNeighbourEntryHoldingTheMostFirst(t *testing.T) {
+	i := 0
+	testReclaimBoundsShare(t, "haab", 'a', 2, func(s Stream, from byte) {
+		i++
+		SetNeighbour(s, "r", ClaimedSource(string(from), []string{"r"}))
+		SetSource(s, ClaimedSource(fmt.Sprint("x", i), []string{string(from), "r"}))
+	})
+}
+
+// testReclaimBoundsShare writes 64 KiB on a stream for each byte of
+// froms, which name names by it, on a link of a 256 KiB window: the link
+// must reset want of those from heavy and leave the others alone.
+func testReclaimBoundsShare(t *testing.T, froms string, heavy byte, want int, name func(Stream, byte)) {
 	ca := testCA(t, "m")
 	var resets resetLog
 	mod := func(c *QUICConfig) {
@@ -48,15 +86,14 @@ func TestReclaimBoundsWhatOneSourceHolds(t *testing.T) {
 			if _, err := io.ReadFull(s, first[:]); err != nil {
 				return
 			}
-			SetSource(s, ProvenSource(string(first[:])))
+			name(s, first[0])
 			got <- named{s, first[0]}
 		}
 	})
 
 	chunk := bytes.Repeat([]byte("x"), 64<<10)
-	var hs Stream
-	var as []Stream
-	for _, from := range []byte("haaa") {
+	var others, as []Stream
+	for _, from := range []byte(froms) {
 		s, err := la.OpenStream(ctxT(t))
 		if err != nil {
 			t.Fatal(err)
@@ -68,25 +105,30 @@ func TestReclaimBoundsWhatOneSourceHolds(t *testing.T) {
 		}
 		n := <-got
 		defer n.s.Reset(0)
-		if n.from == 'h' {
-			hs = n.s
-		} else {
+		if n.from == heavy {
 			as = append(as, n.s)
+		} else {
+			others = append(others, n.s)
 		}
 	}
-	waitFor(t, "the link to reset one of a's streams", 30*time.Second, func() bool { return b.StalledStreams() >= 1 })
-	// Some ticks more: a's two others hold half the window, not more.
+	waitFor(t, "the link to reset streams", 30*time.Second, func() bool { return b.StalledStreams() >= uint64(want) })
+	// Some ticks more: the rest hold half the window, not more.
 	time.Sleep(time.Second)
-	if n := b.StalledStreams(); n != 1 {
-		t.Fatalf("%d streams reset, want 1 (a's others hold no more than half the window)", n)
+	if n := b.StalledStreams(); n != uint64(want) {
+		t.Fatalf("%d streams reset, want %d (the rest hold no more than half the window)", n, want)
 	}
 	// What QUIC let in of each 64 KiB write: its window, less a byte.
-	if l := resets.list(); len(l) != 1 || l[0] < 60<<10 || l[0] > 64<<10 {
-		t.Fatalf("reset streams held %v, want one of about 64 KiB", l)
+	l := resets.list()
+	for _, h := range l {
+		if h < 60<<10 || h > 64<<10 {
+			t.Fatalf("reset streams held %v, want each about 64 KiB", l)
+		}
 	}
-	_ = hs.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.ReadFull(hs, chunk); err != nil {
-		t.Fatalf("h's stream, its source under its share, was reset: %v", err)
+	for _, s := range others {
+		_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(s, chunk); err != nil {
+			t.Fatalf("a stream not from %c, under its share, was reset: %v", heavy, err)
+		}
 	}
 	var reset int
 	for _, s := range as {
@@ -95,7 +137,7 @@ func TestReclaimBoundsWhatOneSourceHolds(t *testing.T) {
 			reset++ // reset here: its reads fail
 		}
 	}
-	if reset != 1 {
-		t.Fatalf("%d of a's streams reset, want 1", reset)
+	if reset != want {
+		t.Fatalf("%d of the streams from %c reset, want %d", reset, heavy, want)
 	}
 }

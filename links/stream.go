@@ -37,8 +37,12 @@ type quicStream struct {
 	reading atomic.Int32
 	watched atomic.Bool
 	// source is the key of whom the stream's circuit counts against, as
-	// SetSource named it (0: not named).
-	source atomic.Uint64
+	// SetSource named it (0: not named); neighbour and entry the keys
+	// of the neighbour it came from and of the entry behind it, as
+	// SetNeighbour named them (0: not named).
+	source    atomic.Uint64
+	neighbour atomic.Uint64
+	entry     atomic.Uint64
 	// rmu is held by Read and Peek, and by the reclaim pass while it looks
 	// at what waits unread; dmu guards the reader's deadline, which that
 	// look borrows.
@@ -66,10 +70,12 @@ type quicStream struct {
 	widx      int
 	src       SourceKey
 	// Also the pass's: what the stream was last measured holding unread
-	// and counted against its source's hold (held, against hsrc), and got
-	// then.
+	// and counted against its source's, neighbour's and entry's holds
+	// (held, against hsrc, hnb and hent), and got then.
 	held    uint64
 	hsrc    SourceKey
+	hnb     SourceKey
+	hent    SourceKey
 	heldGot int64
 }
 
@@ -108,8 +114,38 @@ func (s *quicStream) setMark(bit uint32) {
 	}
 }
 
+// SetNeighbour names the neighbour a stream's circuit came from, proven
+// by the link it arrived on (the link's peer for a stream the peer
+// opened, the previous hop's for a stream a relay opens to the next),
+// and its entry: the node behind that neighbour, as the neighbour names
+// it (a key as ClaimedSource makes, proven if the neighbour is honest).
+// The streams of one neighbour may hold at most half the link window
+// unread, whatever sources they name; beyond it those of the entries
+// holding the most are reset first (see reclaim.go). A stream not named
+// this way counts as its source's own neighbour and entry. It does
+// nothing for streams of other transports, and allocates nothing.
+func SetNeighbour(s Stream, name string, entry SourceKey) {
+	if q, ok := s.(*quicStream); ok {
+		q.neighbour.Store(uint64(ProvenSource(name)))
+		q.entry.Store(uint64(entry))
+	}
+}
+
 // sourceKey is the key SetSource gave s, or 0.
 func (s *quicStream) sourceKey() SourceKey { return SourceKey(s.source.Load()) }
+
+// neighbourKey and entryKey are the keys SetNeighbour gave s, or its
+// source's.
+func (s *quicStream) neighbourKey() SourceKey { return s.orSource(&s.neighbour) }
+func (s *quicStream) entryKey() SourceKey     { return s.orSource(&s.entry) }
+
+// orSource is the key k holds, or s's source's if none.
+func (s *quicStream) orSource(k *atomic.Uint64) SourceKey {
+	if k := SourceKey(k.Load()); k != 0 {
+		return k
+	}
+	return s.sourceKey()
+}
 
 const (
 	doneRead uint32 = 1 << iota

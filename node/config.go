@@ -305,8 +305,10 @@ type Limits struct {
 	// LinkWindow bounds the bytes one link may hold in this node's
 	// receive buffers, all its circuits together (the QUIC connection
 	// window). Default the larger of 32 MiB and 4 × StreamWindow. The
-	// circuits of one source may hold at most half of it unread: once
-	// they hold more, those holding the most are reset with
+	// circuits of one source, and those a relay carries from one
+	// neighbour whatever sources they name, may hold at most half of it
+	// unread: once they
+	// hold more, those holding the most are reset with
 	// circuit.CloseStalled (see ReaderStall).
 	LinkWindow uint64
 	// StreamWindow bounds the bytes one circuit may have in flight toward

@@ -91,7 +91,8 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 	// holding the most first: a source's flood costs its own circuits.
 	// A source the link did not prove counts as claimed along the path
 	// the check above tied to this neighbour, until a destination's
-	// handshake proves it (reclaimSource).
+	// handshake proves it (reclaimSource); a relayed one against this
+	// neighbour too (reclaimNames, in relay).
 	key := reclaimSource(o)
 	// A source that had more of its opens refused here than its budget
 	// (Limits.RefusedOpensPerSource) has its opens refused at once. The

@@ -34,6 +34,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 		}
 	}
 	defer release()
+	reclaimNames(s, o, from, key)
 	hop := int(o.Hop) + 1 // this relay's place on the path, stamped into resets it produces
 	// The span is a child of the previous hop's span (the header carries
 	// its context), and the header sent on carries this one's.
@@ -144,9 +145,8 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 		}
 		return
 	}
-	// Its replies, too, count against the circuit's source as the
-	// incoming stream does (reclaimSource).
-	links.SetSource(out, key)
+	// Its replies, too, count as the incoming stream does.
+	reclaimNames(out, o, from, key)
 	if held := ikHeld; held != nil {
 		ikHeld = nil
 		out = watchRetry(out, func(failed bool) {
@@ -364,6 +364,26 @@ func reclaimSource(o *circuit.Open) links.SourceKey {
 		return links.ProvenSource(o.Source)
 	}
 	return links.ClaimedSource(o.Source, claimRelays(o))
+}
+
+// reclaimNames names whom s, a stream of the circuit of o that this node
+// relays from neighbour from, counts against in the links' reclaim: its
+// source (key, reclaimSource), and the neighbour and the entry behind it
+// (links.SetNeighbour; entryKey, or the source below hop 2). A neighbour
+// can make up a source or a path for every open, so all of its circuits
+// together may hold no more of a link's window than one source's, the
+// link it arrived on proving it
+// (TestAttackTrickleDownloadsWithMadeUpPathsPinRelayLinkWindow). A
+// destination's streams are counted by source alone: its handshake
+// proves the source, and all the circuits of a node behind one router
+// (a leaf's) would otherwise share half of that link's window.
+func reclaimNames(s links.Stream, o *circuit.Open, from string, key links.SourceKey) {
+	entry := entryKey(o)
+	if entry == 0 {
+		entry = key
+	}
+	links.SetNeighbour(s, from, entry)
+	links.SetSource(s, key)
 }
 
 // openNext opens a stream toward the first usable next hop, skipping the

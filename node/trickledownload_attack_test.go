@@ -30,6 +30,34 @@ import (
 // m's fullest streams (StalledCode) once they hold more, so the other half
 // stays free and h's echoes go through. m's other circuits carry on.
 func TestAttackTrickleDownloadsPinRelayLinkWindow(t *testing.T) {
+	res := trickleDownloads(t, func(m *Node, _ int) (io.ReadCloser, error) {
+		conn, err := m.DialWith(ctxT(t, 10*time.Second), "d", "bulk", DialOptions{NoResume: true})
+		return conn, err
+	})
+	if res.fails > 0 {
+		t.Errorf("%d of %d honest %d-byte echoes through r failed under the trickle (%v each)", res.fails, res.rounds, res.size, res.limit)
+	}
+	if res.ended == 0 {
+		t.Errorf("none of m's %d trickled circuits was reset", res.opened)
+	}
+	if res.ended == res.opened {
+		t.Errorf("all of m's %d circuits were reset: only those above its share should be", res.opened)
+	}
+}
+
+// trickled is what trickleDownloads saw: m's circuits opened and reset,
+// and h's echoes of size bytes under the attack, each within limit.
+type trickled struct {
+	opened, ended int64
+	fails, rounds int
+	size          int
+	limit         time.Duration
+}
+
+// trickleDownloads is the attack of
+// TestAttackTrickleDownloadsPinRelayLinkWindow, m opening its i-th
+// circuit through r to d's bulk service with open.
+func trickleDownloads(t *testing.T, open func(m *Node, i int) (io.ReadCloser, error)) trickled {
 	if testing.Short() {
 		t.Skip("an attack of about 30 s")
 	}
@@ -77,9 +105,11 @@ func TestAttackTrickleDownloadsPinRelayLinkWindow(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var opened, ended atomic.Int64
-	for range circuits {
-		conn, err := m.DialWith(ctxT(t, 10*time.Second), "d", "bulk", DialOptions{NoResume: true})
+	var lastErr error
+	for i := range circuits {
+		conn, err := open(m, i)
 		if err != nil {
+			lastErr = err
 			continue // a refusal only weakens the attack
 		}
 		opened.Add(1)
@@ -105,23 +135,22 @@ func TestAttackTrickleDownloadsPinRelayLinkWindow(t *testing.T) {
 	}
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	if opened.Load() < circuits/2 {
-		t.Fatalf("only %d of %d attacking circuits opened", opened.Load(), circuits)
+		t.Fatalf("only %d of %d attacking circuits opened (last error: %v)", opened.Load(), circuits, lastErr)
 	}
 
 	// Let the windows fill (each stream's takes about 20 s to drain at the
 	// attacker's rate), then measure h's echoes while they stay full.
 	time.Sleep(8 * time.Second)
-	size, limit := 1<<20, 10*time.Second
+	res := trickled{size: 1 << 20, limit: 10 * time.Second}
 	if raceEnabled { // QUIC about tenfold slower: the echo's bytes alone take seconds
-		size, limit = 256<<10, 30*time.Second
+		res.size, res.limit = 256<<10, 30*time.Second
 	}
-	var fails, rounds int
 	var took []time.Duration
-	for start := time.Now(); time.Since(start) < 15*time.Second; rounds++ {
-		el, err := trickleEcho(h, size, limit)
+	for start := time.Now(); time.Since(start) < 15*time.Second; res.rounds++ {
+		el, err := trickleEcho(h, res.size, res.limit)
 		if err != nil {
-			fails++
-			t.Logf("honest %d-byte echo under the attack: %v", size, err)
+			res.fails++
+			t.Logf("honest %d-byte echo under the attack: %v", res.size, err)
 			continue
 		}
 		took = append(took, el)
@@ -131,17 +160,10 @@ func TestAttackTrickleDownloadsPinRelayLinkWindow(t *testing.T) {
 	if len(took) > 0 {
 		median, worst = took[len(took)/2], took[len(took)-1]
 	}
+	res.opened, res.ended = opened.Load(), ended.Load()
 	t.Logf("under the attack: %d honest %d-byte echoes, %d failed, median %v, slowest %v; %d of m's %d circuits reset, r's stalled resets %d",
-		rounds, size, fails, median.Round(time.Millisecond), worst.Round(time.Millisecond), ended.Load(), opened.Load(), c.nodes["r"].transport.(*links.QUICTransport).StalledStreams())
-	if fails > 0 {
-		t.Errorf("%d of %d honest %d-byte echoes through r failed under the trickle (%v each)", fails, rounds, size, limit)
-	}
-	if ended.Load() == 0 {
-		t.Errorf("none of m's %d trickled circuits was reset", opened.Load())
-	}
-	if ended.Load() == opened.Load() {
-		t.Errorf("all of m's %d circuits were reset: only those above its share should be", opened.Load())
-	}
+		res.rounds, res.size, res.fails, median.Round(time.Millisecond), worst.Round(time.Millisecond), res.ended, res.opened, c.nodes["r"].transport.(*links.QUICTransport).StalledStreams())
+	return res
 }
 
 // trickleEcho moves n bytes through an echo circuit of h to d and back,
