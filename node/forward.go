@@ -108,7 +108,10 @@ type pump struct {
 	// dropLog writes at most one line a minute about the connections
 	// dropped because the other side could not be reached, with dropped
 	// (their count since the pump started): behind Expose each is a
-	// circuit a member of the mesh opened, as fast as it likes.
+	// circuit a member of the mesh opened, as fast as it likes. And one
+	// about failed accepts (out of file descriptors): each connection
+	// that succeeds between them resets the backoff, so local clients
+	// connecting in a loop would write a line for each.
 	dropLog *ratelog.Log
 	dropped atomic.Uint64
 
@@ -121,7 +124,7 @@ type pump struct {
 func newPump(ln net.Listener, log *slog.Logger) *pump {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pump{ln: ln, log: log, ctx: ctx, cancel: cancel, conns: make(map[net.Conn]struct{}),
-		dropLog: ratelog.New(log, time.Minute, 1)}
+		dropLog: ratelog.New(log, time.Minute, 2)}
 	p.wg.Add(1) // the accept loop
 	return p
 }
@@ -141,7 +144,7 @@ func (p *pump) run(dial func(context.Context, net.Conn) (net.Conn, error)) {
 				p.closeAll()
 				return
 			}
-			p.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+			p.dropLog.Warn("accept", "accept failed; retrying", "err", err, "in", backoff)
 			select {
 			case <-time.After(backoff):
 			case <-p.ctx.Done():

@@ -1,10 +1,14 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
+	"os"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -245,4 +249,48 @@ func forwardTo(t *testing.T, a, b *Node, service, target string) (c net.Conn, st
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(20 * time.Second))
 	return c, stopExpose, stopForward
+}
+
+// flakyListener fails every other Accept with EMFILE, as a listener does
+// when the process is out of file descriptors and some close meanwhile,
+// until it is closed.
+type flakyListener struct {
+	net.Listener
+	n atomic.Int64
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.n.Add(1)%2 == 1 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestAcceptFailuresLoggedOnceAMinute: a forward's listener that fails to
+// accept (the process is out of file descriptors) while local clients
+// keep connecting, each success resetting the backoff, was one WARN line
+// per failure: 20 connections, 20 lines. Now one a minute, the next
+// carrying the count held back.
+func TestAcceptFailuresLoggedOnceAMinute(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines atomic.Int64
+	p := newPump(&flakyListener{Listener: inner}, slog.New(countHandler{"accept failed", &lines}))
+	go p.run(func(ctx context.Context, c net.Conn) (net.Conn, error) { return nil, errors.New("no other side here") })
+	defer p.stop()
+	const conns = 20
+	for range conns {
+		c, err := net.DialTimeout("tcp", inner.Addr().String(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		c.Read(make([]byte, 1)) // the pump closes it: its accept came
+		c.Close()
+	}
+	if n := lines.Load(); n != 1 {
+		t.Fatalf("%d connections, each after a failed accept: %d \"accept failed\" lines, want 1", conns, n)
+	}
 }
