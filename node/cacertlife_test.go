@@ -110,3 +110,23 @@ func TestReloadRefusesExpiredCACertificate(t *testing.T) {
 			err, after.NotAfter.UTC().Format(time.RFC3339), before.NotAfter.UTC().Format(time.RFC3339))
 	}
 }
+
+// An identity without a CA certificate (and not insecure) is taken by New
+// as before, its links failing their checks: the check of the CA
+// certificate's dates dereferenced it and panicked.
+func TestNewTakesIdentityWithoutCA(t *testing.T) {
+	ca, err := identity.NewCA("test", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := ca.Issue("a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id.CA = nil
+	n, err := New(Config{Identity: id, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	n.Close()
+}

@@ -44,18 +44,22 @@ func checkOwnCert(id *identity.Identity, now time.Time) error {
 }
 
 // ownCert is one of the certificates a node's identity holds, named for
-// its messages: what it is, and whose.
+// its messages: what it is, whose, and what to do before it expires.
 type ownCert struct {
-	what, whose string
-	cert        *x509.Certificate
+	what, whose, renew string
+	cert               *x509.Certificate
 }
 
-// ownCerts is the node's certificate and its mesh's CA certificate.
+// ownCerts is the node's certificate and its mesh's CA certificate, those
+// the identity holds (one without a CA fails its links' checks instead).
 func ownCerts(id *identity.Identity) []ownCert {
-	return []ownCert{
-		{"node certificate", fmt.Sprintf("certificate of node %q", id.Node), id.Cert},
-		{"mesh CA certificate", fmt.Sprintf("CA certificate of mesh %q", id.Mesh), id.CA},
+	certs := []ownCert{{"node certificate", fmt.Sprintf("certificate of node %q", id.Node),
+		"renew it and reload (SIGHUP or circuitmesh reload)", id.Cert}}
+	if id.CA != nil {
+		certs = append(certs, ownCert{"mesh CA certificate", fmt.Sprintf("CA certificate of mesh %q", id.Mesh),
+			"rotate the CA and restart every node (docs/SECURITY.md, Rotating the CA)", id.CA})
 	}
+	return certs
 }
 
 // warnExpiring logs a WARN if the node's certificate, or its mesh's CA
@@ -67,7 +71,7 @@ func (n *Node) warnExpiring(now time.Time) {
 	}
 	for _, c := range ownCerts(id) {
 		if left := c.cert.NotAfter.Sub(now); left < certWarnWithin {
-			n.log.Warn(c.what+" expires soon: renew it and reload (SIGHUP or circuitmesh reload)",
+			n.log.Warn(c.what+" expires soon: "+c.renew,
 				"not_after", c.cert.NotAfter.UTC().Format(time.RFC3339), "left", left.Round(time.Minute))
 		}
 	}
