@@ -411,9 +411,9 @@ func (c *Conn) CloseWrite() error {
 //
 // A circuit whose data this end cut short is reset instead, with
 // CloseCancelled: after a Write that ran into its deadline (none
-// completed since), or on a sealed circuit whose end record could not be
-// written (a Write in progress, which Close interrupts, or a stream that
-// took no more within closeFlushTimeout). A FIN would tell the other end
+// completed since), with a Write in progress, which Close interrupts, or
+// on a sealed circuit whose end record could not be written (a stream
+// that took no more within closeFlushTimeout). A FIN would tell the other end
 // of an unsealed circuit that the data ended there, whole, and that of a
 // sealed one fails the circuit anyway (no end record). And the FIN
 // follows data the next hop may take no more of: a relay's splice stays
@@ -432,13 +432,28 @@ func (c *Conn) Close() error {
 		return c.opError("close", net.ErrClosed)
 	}
 	c.settleHandshake()
-	if c.cut.Load() || !c.endSealed() {
+	if c.cut.Load() || c.writeInterrupted() || !c.endSealed() {
 		c.Reset(CloseCancelled)
 		return nil
 	}
 	c.markClosed()
 	_ = c.s.Close()
 	return nil
+}
+
+// writeInterrupted reports whether a Write is under way on an unsealed
+// circuit this end did not half-close: Close interrupts it, so the data
+// stops short of what the application meant to send (a sealed circuit's
+// endSealed sees it).
+func (c *Conn) writeInterrupted() bool {
+	if c.sec != nil || c.writeClosed.Load() {
+		return false
+	}
+	if !c.writeMu.TryLock() {
+		return true
+	}
+	c.writeMu.Unlock()
+	return false
 }
 
 // endSealed sends the end-of-stream record on a sealed circuit whose
