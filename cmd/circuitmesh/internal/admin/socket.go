@@ -134,16 +134,29 @@ func peerAllowed(c *net.UnixConn, me uint32) (uid uint32, ok bool, err error) {
 // the process of uid serving it is the daemon of that directory, as a
 // systemd unit's dynamic user is of its state directory, not whoever
 // made the path first. A directory others may write to (the sticky /tmp)
-// is allowed above one that root owns, which they cannot replace.
+// is allowed above an entry root owns, which they cannot replace. Both
+// the path as named (absolute: a relative one's directories above the
+// working directory count too), through its symbolic links, and the
+// directories it leads to are checked: a link in a shared directory,
+// which anyone may have made, fails the first.
 func dirOf(path string, uid uint32) bool {
-	dir, err := filepath.EvalSymlinks(filepath.Dir(path))
+	dir, err := filepath.Abs(filepath.Dir(path))
 	if err != nil {
 		return false
 	}
-	child := uid // the owner of the entry below dir, which dir holds
+	real, err := filepath.EvalSymlinks(dir)
+	return err == nil && safeChain(dir, uid) && safeChain(real, uid)
+}
+
+// safeChain is dirOf's check of one chain of directories, from dir up to
+// the root. Each is judged by the directory it leads to (Stat), and the
+// entry below a shared one by its own owner (Lstat: a link's, not its
+// target's).
+func safeChain(dir string, uid uint32) bool {
+	var child uint32 // the owner of the entry below dir, which dir holds
 	for first := true; ; first = false {
-		var st syscall.Stat_t
-		if err := syscall.Stat(dir, &st); err != nil {
+		var st, entry syscall.Stat_t
+		if syscall.Stat(dir, &st) != nil || syscall.Lstat(dir, &entry) != nil {
 			return false
 		}
 		switch {
@@ -156,7 +169,7 @@ func dirOf(path string, uid uint32) bool {
 		if parent == dir {
 			return true
 		}
-		dir, child = parent, st.Uid
+		dir, child = parent, entry.Uid
 	}
 }
 

@@ -200,24 +200,50 @@ func serveAsNobody(t *testing.T, binDir, path string, before func()) (stop func(
 }
 
 // TestClientTrustsTheDaemonOfItsDirectory: a systemd unit runs the daemon
-// as a dynamic user in a state directory of its own, and root runs the
-// CLI against it. The client takes a socket served by another user than
-// root and itself when that user owns the socket's directory and no one
-// else can change it or a directory above it: only that user or root can
-// have made the socket. Before, root's status, peers and reload were
-// refused there. A directory of that user in a directory anyone may write
-// to (the sticky /tmp) is still refused: anyone could have made it.
+// as a dynamic user in a state directory of its own (behind root's link
+// /var/lib/circuitmesh), and root runs the CLI against it. The client
+// takes a socket served by another user than root and itself when that
+// user owns the socket's directory and no one else can change it or a
+// directory above it, as named and as the links lead: only that user or
+// root can have made the socket. Before, root's status, peers and reload
+// were refused there. A directory of that user in a directory anyone may
+// write to (the sticky /tmp) is still refused, named directly, through a
+// link that user made in a shared directory, or relative to a working
+// directory inside it.
 func TestClientTrustsTheDaemonOfItsDirectory(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("CANNOT RUN: needs root to serve the socket as another user")
 	}
+	// Each case names the socket in own (parent/state, nobody's, mode
+	// 0700) from base, parent given the mode.
 	for _, tc := range []struct {
 		name    string
 		parent  os.FileMode
+		path    func(t *testing.T, base, own string) string
 		trusted bool
 	}{
-		{"state directory under root's", 0o755, true},
-		{"own directory under a sticky shared one", 0o1777, false},
+		{"state directory under root's", 0o755, direct, true},
+		{"through root's link", 0o755, func(t *testing.T, base, own string) string {
+			link := filepath.Join(base, "link")
+			mustSymlink(t, filepath.Dir(own), link, 0)
+			return filepath.Join(link, filepath.Base(own), "admin.sock")
+		}, true},
+		{"own directory under a sticky shared one", 0o1777, direct, false},
+		{"its link in a sticky shared directory", 0o755, func(t *testing.T, base, own string) string {
+			shared := filepath.Join(base, "shared")
+			if err := os.Mkdir(shared, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			mustSymlink(t, own, filepath.Join(shared, "cm"), 65534)
+			if err := os.Chmod(shared, 0o1777); err != nil {
+				t.Fatal(err)
+			}
+			return filepath.Join(shared, "cm", "admin.sock")
+		}, false},
+		{"relative, from inside a sticky shared one", 0o1777, func(t *testing.T, base, own string) string {
+			t.Chdir(own)
+			return "admin.sock"
+		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			base := t.TempDir()
@@ -232,23 +258,37 @@ func TestClientTrustsTheDaemonOfItsDirectory(t *testing.T) {
 			if err := os.Chmod(parent, 0o755); err != nil { // nobody reaches its directory
 				t.Fatal(err)
 			}
-			path := filepath.Join(own, "admin.sock")
-			stop := serveAsNobody(t, base, path, func() {})
+			stop := serveAsNobody(t, base, filepath.Join(own, "admin.sock"), func() {})
 			if err := os.Chmod(parent, tc.parent); err != nil {
 				t.Fatal(err)
 			}
+			path := tc.path(t, base, own)
 			err := NewClient(path).Get(context.Background(), PathStatus, nil, &struct{}{})
 			out := stop()
 			if tc.trusted {
 				if err != nil || !strings.Contains(out, "received GET "+PathStatus) {
-					t.Fatalf("status through the socket of the owner of its directory: %v (server saw %q); want it sent", err, out)
+					t.Fatalf("status through %s, the socket of the owner of its directory: %v (server saw %q); want it sent", path, err, out)
 				}
 				return
 			}
 			if !errors.Is(err, ErrUntrustedSocket) || strings.Contains(out, "received") {
-				t.Fatalf("status through nobody's socket in its directory under a sticky shared one: %v (server saw %q); want it refused", err, out)
+				t.Fatalf("status through %s, nobody's socket: %v (server saw %q); want it refused", path, err, out)
 			}
 		})
+	}
+}
+
+// direct names the socket in own by its path.
+func direct(_ *testing.T, _, own string) string { return filepath.Join(own, "admin.sock") }
+
+// mustSymlink makes link point at target, owned by uid.
+func mustSymlink(t *testing.T, target, link string, uid int) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(link, uid, uid); err != nil {
+		t.Fatal(err)
 	}
 }
 
