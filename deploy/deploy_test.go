@@ -7,6 +7,7 @@ package deploy
 import (
 	"bufio"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -279,7 +280,7 @@ func serviceStateDir(t *testing.T, bin string) string {
 		t.Skip("the unit does not run as a dynamic user")
 	}
 	root := t.TempDir()
-	for d := root; d != "/" && d != "."; d = filepath.Dir(d) { // traversable by the service user
+	for d := root; d != "/" && d != os.TempDir(); d = filepath.Dir(d) { // traversable by the service user
 		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o005 != 0o005 {
 			if err := os.Chmod(d, fi.Mode().Perm()|0o005); err != nil {
 				t.Fatal(err)
@@ -312,27 +313,7 @@ func serviceStateDir(t *testing.T, bin string) string {
 func TestSystemdRootCanUseAdminSocket(t *testing.T) {
 	bin := binary(t)
 	state := serviceStateDir(t, bin)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	d := asServiceUser(ctx, bin, "run", "--data-dir", state, "--listen", "127.0.0.1:0")
-	var log strings.Builder
-	d.Stdout, d.Stderr = &log, &log
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = d.Process.Signal(syscall.SIGTERM)
-		_ = d.Wait()
-	}()
-	sock := filepath.Join(state, "admin.sock")
-	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
-		if fi, err := os.Stat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			break
-		}
-		if time.Since(start) > 15*time.Second {
-			t.Fatalf("no admin socket after 15 s; daemon log:\n%s", log.String())
-		}
-	}
+	startService(t, bin, state)
 	for _, cmd := range []string{"status", "peers", "reload"} {
 		out, err := exec.Command(bin, cmd, "--data-dir", state).CombinedOutput()
 		if err != nil {
@@ -344,9 +325,10 @@ func TestSystemdRootCanUseAdminSocket(t *testing.T) {
 // TestSystemdGossipKeyRecipeIsReadable follows deploy/systemd/circuitmesh.conf:
 // the gossip key made as root with the recipe its comment gives, in the
 // state directory of a unit that already ran, then the daemon started
-// with gossip-key-file pointing at it, as the unit's dynamic user. Before,
-// the recipe left a file of root's, mode 0600: "--gossip-key-file: open
-// .../gossip.key: permission denied", and the unit would not start.
+// with gossip-key-file pointing at it, as the unit's dynamic user: it
+// comes up. Before, the recipe left a file of root's, mode 0600:
+// "--gossip-key-file: open .../gossip.key: permission denied", and the
+// unit would not start.
 func TestSystemdGossipKeyRecipeIsReadable(t *testing.T) {
 	bin := binary(t)
 	state := serviceStateDir(t, bin)
@@ -356,24 +338,66 @@ func TestSystemdGossipKeyRecipeIsReadable(t *testing.T) {
 	if out, err := exec.Command("sh", "-c", recipe).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", recipe, err, out)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	d := asServiceUser(ctx, bin, "run", "--data-dir", state, "--listen", "127.0.0.1:0",
-		"--gossip", "127.0.0.1:0", "--gossip-key-file", key)
-	var log strings.Builder
+	startService(t, bin, state, "--gossip", "127.0.0.1:0", "--gossip-key-file", key)
+}
+
+// startService starts `circuitmesh run` on state as the unit's user, with
+// args, and waits until it is up (its admin socket listens); it fails the
+// test, with the daemon's output, if the daemon exits first. The test's
+// cleanup stops it.
+func startService(t *testing.T, bin, state string, args ...string) {
+	t.Helper()
+	d := asServiceUser(context.Background(), bin, append([]string{"run", "--data-dir", state, "--listen", "127.0.0.1:0"}, args...)...)
+	var log syncBuf
 	d.Stdout, d.Stderr = &log, &log
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- d.Wait() }()
-	select {
-	case err := <-done:
-		t.Fatalf("the daemon, as the unit's user, exited at start (%v) with the key the config file's recipe made:\n%s", err, log.String())
-	case <-time.After(3 * time.Second):
+	exited := make(chan error, 1)
+	go func() { exited <- d.Wait() }()
+	t.Cleanup(func() {
 		_ = d.Process.Signal(syscall.SIGTERM)
-		<-done
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = d.Process.Kill()
+			<-exited
+		}
+	})
+	sock := filepath.Join(state, "admin.sock")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			exited <- err // for the cleanup
+			t.Fatalf("the daemon, as the unit's user, exited at start (%v):\n%s", err, log.String())
+		default:
+		}
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon's admin socket does not answer after 30 s; its output:\n%s", log.String())
+		}
 	}
+}
+
+// syncBuf is a buffer a process's output and the test share.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // confRecipe returns the commands deploy/systemd/circuitmesh.conf gives
