@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -80,7 +81,7 @@ func TestAttackUnreadDestinationKeepsClosedCircuitsCounted(t *testing.T) {
 		}
 	}()
 
-	giveUpThenReachX(t, h, "m", "sink", "to m, which reads nothing")
+	giveUpThenReachX(t, h, c.nodes["r"], "m", "sink", "to m, which reads nothing")
 }
 
 // unreadStream is a relay's stream that its splice stops reading once it
@@ -154,14 +155,14 @@ func TestAttackUnreadingRelayKeepsClosedCircuitsCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	giveUpThenReachX(t, h, "d", EchoService, "through n, which reads nothing")
+	giveUpThenReachX(t, h, c.nodes["r"], "d", EchoService, "through n, which reads nothing")
 }
 
 // giveUpThenReachX opens 4 circuits from h to dest's service (r's
 // per-source limit), writes 1 MiB into each under a 3 s deadline and
 // closes it; 2 s later h's circuit to x, through r, must open and echo.
 // how says how the 4 circuits went, for the failure.
-func giveUpThenReachX(t *testing.T, h *Node, dest, service, how string) {
+func giveUpThenReachX(t *testing.T, h, r *Node, dest, service, how string) {
 	t.Helper()
 	body := make([]byte, 1<<20)
 	for i := range 4 {
@@ -171,10 +172,16 @@ func giveUpThenReachX(t *testing.T, h *Node, dest, service, how string) {
 		}
 		conn.SetWriteDeadline(time.Now().Add(3 * time.Second))
 		_, werr := conn.Write(body)
-		t.Logf("h's circuit %d to %s: write %v", i, dest, werr)
+		if !errors.Is(werr, os.ErrDeadlineExceeded) {
+			t.Fatalf("h's circuit %d to %s: write %v, want its deadline: the test needs a next hop that takes nothing", i, dest, werr)
+		}
 		conn.Close()
 	}
-	time.Sleep(2 * time.Second)
+	// The resets reach r: well within RelayStall (2 min), which held
+	// them before.
+	for deadline := time.Now().Add(30 * time.Second); r.circuits.relayed() > 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	conn, err := h.DialWith(ctxT(t, 10*time.Second), "x", EchoService, DialOptions{NoResume: true})
 	if err != nil {
