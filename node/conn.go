@@ -105,6 +105,14 @@ func (c *trackedConn) CloseWrite() error {
 	return err
 }
 
+// Reset resets the circuit with code (see circuit.Conn.Reset) and lets
+// it go as Close does: its span ends "reset", and its place in the
+// node's limits is free without a Close after it.
+func (c *trackedConn) Reset(code uint64) {
+	c.Conn.Reset(code)
+	c.finish("reset", nil)
+}
+
 // abort resets the circuit (node shutdown or an undeliverable circuit).
 func (c *trackedConn) abort() { c.abortWith(circuit.CloseShuttingDown) }
 

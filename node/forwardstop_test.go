@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
 )
 
 // trickleServer is a TCP service that writes 1 KiB every 5 ms until its
@@ -292,5 +294,30 @@ func TestAcceptFailuresLoggedOnceAMinute(t *testing.T) {
 	}
 	if n := lines.Load(); n != 1 {
 		t.Fatalf("%d connections, each after a failed accept: %d \"accept failed\" lines, want 1", conns, n)
+	}
+}
+
+// A circuit the application resets, without a Close after it, lets go of
+// its place in the node's tables: Reset went to the circuit itself, past
+// the node's tracking, which kept the circuit counted (and its span
+// open) until a Close that a caller resetting need not make.
+func TestResetCircuitLeavesTheNodesTables(t *testing.T) {
+	c := newCluster(t, true)
+	c.build("a-b")
+	c.waitRoute("a", "b", 1)
+	a := c.nodes["a"]
+	conn, err := a.DialWith(ctxT(t, 10*time.Second), "b", EchoService, DialOptions{NoResume: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoOnce(t, conn, "x")
+	if n := a.Status().Circuits; n != 1 {
+		t.Fatalf("a counts %d circuits with one open, want 1", n)
+	}
+	conn.(interface{ Reset(uint64) }).Reset(circuit.CloseCancelled)
+	for deadline := time.Now().Add(10 * time.Second); a.Status().Circuits != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a still counts %d circuits 10 s after the only one was reset", a.Status().Circuits)
+		}
 	}
 }
