@@ -60,9 +60,22 @@ func TestShortcuts(t *testing.T) {
 		name: "none while a member has no route",
 		edit: func(in *Input) { in.Members[5].Route = 0 },
 	}, {
-		name:    "none while gossip shows members routing does not reach: a repair link instead",
-		edit:    func(in *Input) { in.Unreachable = []string{"f"} },
+		name: "none while gossip shows members routing reached before and does not reach now: a repair link instead",
+		edit: func(in *Input) {
+			in.Members[5].Vouched, in.Members[5].Route = true, 0
+			in.Unreachable = []string{"f"}
+		},
 		wantAdd: []string{"f"}, wantWhy: []Why{WhyRepair},
+	}, {
+		// A member no route nor link ever reached (a router whose link
+		// port a firewall drops) is no partition: it gets its repair
+		// dial, and the shortcut goes on beside it.
+		name: "a lost member routing never reached: a repair link and the shortcut",
+		edit: func(in *Input) {
+			in.Members[5].Route = 0
+			in.Unreachable = []string{"f"}
+		},
+		wantAdd: []string{"f", "e"}, wantWhy: []Why{WhyRepair, WhyShortcut},
 	}, {
 		name: "none from a leaf",
 		edit: func(in *Input) { in.Leaf, in.Config.Leaf = true, 3 },

@@ -817,7 +817,7 @@ func (p *planner) plan() Plan {
 		// mesh, and the repair that follows would add it back).
 		if p.degree > target {
 			for name := range near {
-				if nl, ok := p.linked[name]; ok && p.clearlyBetter(p.linkDist(nl), worse) && len(p.in.Unreachable) == 0 && l.Alternates > 0 && l.Stranded == 0 {
+				if nl, ok := p.linked[name]; ok && p.clearlyBetter(p.linkDist(nl), worse) && !p.partitioned() && l.Alternates > 0 && l.Stranded == 0 {
 					out.Drop = append(out.Drop, Drop{Peer: l.Peer, Reason: "replaced by a closer neighbour " + name, Why: WhyReplace})
 					return out
 				}
@@ -840,6 +840,26 @@ func (p *planner) plan() Plan {
 		}
 	}
 	return out
+}
+
+// partitioned reports whether a member routing reached before, or whose
+// certificate a handshake proved (Member.Vouched), is among
+// Input.Unreachable: the mesh is split, and a link of this node may be
+// the bridge to the other side, so no link is replaced, swapped or added
+// as a shortcut until repair links it again. A member that routing never
+// reached and no link ever reached (a router whose link port a firewall
+// drops, a member that never accepts a link) splits nothing: no link of
+// this node leads to it. It is still dialled for repair as its back-off
+// allows, but it does not hold the rest of the policy: before, one such
+// member kept every node of a mesh from replacing and shortcutting its
+// links for as long as it stayed a member.
+func (p *planner) partitioned() bool {
+	for _, name := range p.in.Unreachable {
+		if m, ok := p.members[name]; !ok || m.Vouched {
+			return true
+		}
+	}
+	return false
 }
 
 // onTrial reports whether l, a long link, is under MinAge old: a router
@@ -893,10 +913,10 @@ func (p *planner) replaceable(l Link) bool {
 // past (Alternates) and that no route depends on alone (Stranded); the
 // one being drained first (Replacing), then idle ones, then the
 // farthest. young counts the links that would be among them but for
-// their age. None while a member is unreachable: repair goes first, and
-// a link then may be a bridge.
+// their age. None while the mesh is partitioned (partitioned): repair
+// goes first, and a link then may be a bridge.
 func (p *planner) swapVictims(wanted map[string]bool, radius time.Duration) (vs []Link, young int) {
-	if len(p.in.Unreachable) > 0 {
+	if p.partitioned() {
 		return nil, 0
 	}
 	for _, l := range p.in.Links {
@@ -1040,9 +1060,10 @@ func (p *planner) radius(near map[string]bool) time.Duration {
 // coordinate, which a member reports itself and could place on this
 // node's to attract links.
 func (p *planner) shortcuts(cands []Member, radius time.Duration) []Member {
-	if p.in.Leaf || p.cfg.Stretch == 0 || radius == 0 || p.degree < p.cfg.Target || len(p.in.Unreachable) > 0 {
+	if p.in.Leaf || p.cfg.Stretch == 0 || radius == 0 || p.degree < p.cfg.Target || p.partitioned() {
 		return nil
 	}
+	var unreached map[string]bool
 	floor := time.Duration(0)
 	for _, l := range p.in.Links {
 		if l.RTT > 0 && (floor == 0 || l.RTT < floor) {
@@ -1058,7 +1079,15 @@ func (p *planner) shortcuts(cands []Member, radius time.Duration) []Member {
 	var cs []cand
 	for _, m := range cands {
 		if m.Route <= 0 {
-			return nil // a member routing does not reach yet: not settled
+			if unreached == nil {
+				unreached = set(p.in.Unreachable)
+			}
+			if !unreached[m.Name] {
+				return nil // a member routing does not reach yet: not settled
+			}
+			// Lost for a while and never reached (partitioned): no route
+			// will come by waiting, and no link of this node leads to it.
+			continue
 		}
 		if _, ok := p.linked[m.Name]; ok || m.RTT <= 0 {
 			continue
