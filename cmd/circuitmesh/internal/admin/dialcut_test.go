@@ -85,7 +85,7 @@ func TestDialClientDyingMidUploadResetsTheService(t *testing.T) {
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(time.Minute)) // beyond the test's wait
-		c.Write([]byte("ready\n")) // a greeting the client never reads
+		c.Write([]byte("ready\n"))                 // a greeting the client never reads
 		n, err := io.Copy(io.Discard, c)
 		if err == nil {
 			err = io.EOF // io.Copy reports a clean end as nil

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -134,35 +135,83 @@ func peerAllowed(c *net.UnixConn, me uint32) (uid uint32, ok bool, err error) {
 // the process of uid serving it is the daemon of that directory, as a
 // systemd unit's dynamic user is of its state directory, not whoever
 // made the path first. A directory others may write to (the sticky /tmp)
-// is allowed above an entry root owns, which they cannot replace. Both
-// the path as named (absolute: a relative one's directories above the
-// working directory count too), through its symbolic links, and the
-// directories it leads to are checked: a link in a shared directory,
-// which anyone may have made, fails the first.
+// is allowed above an entry root owns, which they cannot replace. The
+// path as named (absolute: a relative one's directories above the
+// working directory count too), each symbolic link met on the way, and
+// the directories it leads to are checked: a link anyone may have made,
+// or replaced, fails.
 func dirOf(path string, uid uint32) bool {
 	dir, err := filepath.Abs(filepath.Dir(path))
 	if err != nil {
 		return false
 	}
-	real, err := filepath.EvalSymlinks(dir)
-	return err == nil && safeChain(dir, uid) && safeChain(real, uid)
+	real, ok := resolveSafe(dir, uid)
+	return ok && ownChain(dir, uid) && ownChain(real, uid)
 }
 
-// safeChain is dirOf's check of one chain of directories, from dir up to
-// the root. Each is judged by the directory it leads to (Stat), and the
-// entry below a shared one by its own owner (Lstat: a link's, not its
-// target's).
-func safeChain(dir string, uid uint32) bool {
-	var child uint32 // the owner of the entry below dir, which dir holds
-	for first := true; ; first = false {
+// resolveSafe resolves the links of dir, an absolute path, one component
+// at a time as the kernel does, and refuses a link that another user than
+// root and uid owns or could have replaced (chainSafe of the directory
+// holding it).
+func resolveSafe(dir string, uid uint32) (string, bool) {
+	rest := strings.Split(dir, "/")
+	cur := "/"
+	for links := 0; len(rest) > 0; {
+		c := rest[0]
+		rest = rest[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			cur = filepath.Dir(cur)
+			continue
+		}
+		next := filepath.Join(cur, c)
+		var st syscall.Stat_t
+		if syscall.Lstat(next, &st) != nil {
+			return "", false
+		}
+		if st.Mode&syscall.S_IFMT != syscall.S_IFLNK {
+			cur = next
+			continue
+		}
+		if links++; links > 40 || st.Uid != 0 && st.Uid != uid || !chainSafe(cur, st.Uid, uid) {
+			return "", false
+		}
+		target, err := os.Readlink(next)
+		if err != nil {
+			return "", false
+		}
+		if filepath.IsAbs(target) {
+			cur = "/"
+		}
+		rest = append(strings.Split(target, "/"), rest...)
+	}
+	return cur, true
+}
+
+// ownChain is dirOf's check of one chain of directories: dir is uid's
+// and only uid and root can change it (Stat: the directory it leads to),
+// and so are the directories above it (chainSafe), the entry below a
+// shared one judged by its own owner (Lstat: a link's, not its target's).
+func ownChain(dir string, uid uint32) bool {
+	var st, entry syscall.Stat_t
+	if syscall.Stat(dir, &st) != nil || syscall.Lstat(dir, &entry) != nil || st.Uid != uid || st.Mode&0o022 != 0 {
+		return false
+	}
+	return filepath.Dir(dir) == dir || chainSafe(filepath.Dir(dir), entry.Uid, uid)
+}
+
+// chainSafe reports whether dir, holding an entry of the user child, and
+// every directory above it are root's or uid's and changed only by their
+// owner, or by others only where sticky above an entry of root's.
+func chainSafe(dir string, child, uid uint32) bool {
+	for {
 		var st, entry syscall.Stat_t
 		if syscall.Stat(dir, &st) != nil || syscall.Lstat(dir, &entry) != nil {
 			return false
 		}
-		switch {
-		case first && st.Uid != uid, !first && st.Uid != 0 && st.Uid != uid:
-			return false
-		case st.Mode&0o022 != 0 && (first || st.Mode&syscall.S_ISVTX == 0 || child != 0):
+		if st.Uid != 0 && st.Uid != uid || st.Mode&0o022 != 0 && (st.Mode&syscall.S_ISVTX == 0 || child != 0) {
 			return false
 		}
 		parent := filepath.Dir(dir)

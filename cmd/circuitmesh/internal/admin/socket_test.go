@@ -208,8 +208,8 @@ func serveAsNobody(t *testing.T, binDir, path string, before func()) (stop func(
 // root can have made the socket. Before, root's status, peers and reload
 // were refused there. A directory of that user in a directory anyone may
 // write to (the sticky /tmp) is still refused, named directly, through a
-// link that user made in a shared directory, or relative to a working
-// directory inside it.
+// link that user made in a shared directory (named, or met behind root's
+// link), or relative to a working directory inside it.
 func TestClientTrustsTheDaemonOfItsDirectory(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("CANNOT RUN: needs root to serve the socket as another user")
@@ -239,6 +239,19 @@ func TestClientTrustsTheDaemonOfItsDirectory(t *testing.T) {
 				t.Fatal(err)
 			}
 			return filepath.Join(shared, "cm", "admin.sock")
+		}, false},
+		{"root's link to its link in a sticky shared directory", 0o755, func(t *testing.T, base, own string) string {
+			shared := filepath.Join(base, "shared")
+			if err := os.Mkdir(shared, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			mustSymlink(t, own, filepath.Join(shared, "cm"), 65534)
+			if err := os.Chmod(shared, 0o1777); err != nil {
+				t.Fatal(err)
+			}
+			link := filepath.Join(base, "rootlink")
+			mustSymlink(t, filepath.Join(shared, "cm"), link, 0)
+			return filepath.Join(link, "admin.sock")
 		}, false},
 		{"relative, from inside a sticky shared one", 0o1777, func(t *testing.T, base, own string) string {
 			t.Chdir(own)
