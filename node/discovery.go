@@ -1270,7 +1270,9 @@ func (d *discovery) step(now time.Time) int {
 	for _, name := range names {
 		if reachable[name] && !d.reached[name] {
 			if len(d.reached) >= maxReached {
-				for k := range d.reached { // forget one: it only gets less room
+				// Forget one: it only gets less room, and, lost, holds
+				// no partition (topology.Member.Vouched).
+				for k := range d.reached {
 					delete(d.reached, k)
 					break
 				}
