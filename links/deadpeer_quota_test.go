@@ -1,13 +1,8 @@
 package links
 
 import (
-	"context"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/circuitmesh/circuitmesh/internal/cpuquota"
 )
 
 // TestDeadPeerFoundUnderLongPeriodQuota runs a link in a process allowed
@@ -25,34 +20,7 @@ func TestDeadPeerFoundUnderLongPeriodQuota(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: 5 s under the quota, then up to 12 s waiting for the dead peer's detection")
 	}
-	cpuquota.Under(t, 100*time.Millisecond, time.Second)
-	a, b, fc, la := faultyPair(t, nil)
-	defer echo(acceptedLink(t, b, "a"))()
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for x := 0; !stop.Load(); x++ {
-		}
-	})
-	defer wg.Wait()
-	defer stop.Store(true)
-	const hold = 5 * time.Second
-	began := time.Now()
-	rounds := 0
-	for time.Since(began) < hold && la.Err() == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), patience)
-		err := roundTrip(ctx, la, 1, 1<<10)
-		cancel()
-		if err != nil {
-			t.Fatalf("round trip %d over the link, %v into the quota: %v", rounds, time.Since(began).Round(time.Millisecond), err)
-		}
-		rounds++
-	}
-	if err := la.Err(); err != nil {
-		t.Fatalf("live link declared dead %v into a quota of 100 ms per 1 s, after %d round trips: %v",
-			time.Since(began).Round(time.Millisecond), rounds, err)
-	}
-	t.Logf("link up %v into the quota, %d round trips; the detector allows %v", hold, rounds, allowance(la))
+	a, fc, la := linkUnderQuota(t, 100*time.Millisecond, time.Second, 5*time.Second, 1<<10)
 	killed := time.Now()
 	_ = fc.Close()
 	limit := QUICConfig{}.idleTimeout() + 2*time.Second
