@@ -348,8 +348,14 @@ func TestSystemdGossipKeyRecipeIsReadable(t *testing.T) {
 func startService(t *testing.T, bin, state string, args ...string) {
 	t.Helper()
 	d := asServiceUser(context.Background(), bin, append([]string{"run", "--data-dir", state, "--listen", "127.0.0.1:0"}, args...)...)
-	var log syncBuf
-	d.Stdout, d.Stderr = &log, &log
+	// The daemon writes its output to a file the test reads when it fails.
+	logf, err := os.Create(filepath.Join(t.TempDir(), "daemon.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	d.Stdout, d.Stderr = logf, logf
+	output := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +375,7 @@ func startService(t *testing.T, bin, state string, args ...string) {
 		select {
 		case err := <-exited:
 			exited <- err // for the cleanup
-			t.Fatalf("the daemon, as the unit's user, exited at start (%v):\n%s", err, log.String())
+			t.Fatalf("the daemon, as the unit's user, exited at start (%v):\n%s", err, output())
 		default:
 		}
 		if c, err := net.Dial("unix", sock); err == nil {
@@ -377,27 +383,9 @@ func startService(t *testing.T, bin, state string, args ...string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the daemon's admin socket does not answer after 30 s; its output:\n%s", log.String())
+			t.Fatalf("the daemon's admin socket does not answer after 30 s; its output:\n%s", output())
 		}
 	}
-}
-
-// syncBuf is a buffer a process's output and the test share.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // confRecipe returns the commands deploy/systemd/circuitmesh.conf gives
