@@ -13,7 +13,7 @@ import (
 // timeout, a period and a second: every probe tick after such a stop (more
 // than three intervals late) gives the peer a fresh window, so the
 // failure detector does not declare it lost, and the idle timeout does
-// (10.0 to 10.2 s in three runs, where a process without the quota found
+// (10.0 to 11 s in five runs, where a process without the quota found
 // it in 1.6 s). DESIGN.md ("Liveness under load") says so. Needs root and
 // the cgroup v1 cpu controller; it says so and skips without them.
 func TestDeadPeerFoundUnderLongPeriodQuota(t *testing.T) {

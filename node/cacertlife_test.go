@@ -14,6 +14,20 @@ import (
 	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
+// newCAIdentity makes a CA and the identity of node name it issues.
+func newCAIdentity(t *testing.T, name string) (*identity.CA, *identity.Identity) {
+	t.Helper()
+	ca, err := identity.NewCA("test", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := ca.Issue(name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, id
+}
+
 // caCertValid re-signs ca's certificate, same key and names, valid from
 // notBefore to notAfter: what an operator holds after renewing the CA
 // certificate with the wrong dates, or copying in an old one.
@@ -57,14 +71,7 @@ func TestNewRefusesExpiredCACertificate(t *testing.T) {
 		{"not yet valid", time.Hour, 48 * time.Hour},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ca, err := identity.NewCA("test", 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			id, err := ca.Issue("a", 0)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ca, id := newCAIdentity(t, "a")
 			id.CA = caCertValid(t, ca, time.Now().Add(tc.from), time.Now().Add(tc.to))
 			if _, own := id.VerifyPeer([][]byte{id.Cert.Raw}, time.Now()); own == nil {
 				t.Fatal("the identity verifies; the test is wrong")
@@ -115,14 +122,7 @@ func TestReloadRefusesExpiredCACertificate(t *testing.T) {
 // as before, its links failing their checks: the check of the CA
 // certificate's dates dereferenced it and panicked.
 func TestNewTakesIdentityWithoutCA(t *testing.T) {
-	ca, err := identity.NewCA("test", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := ca.Issue("a", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, id := newCAIdentity(t, "a")
 	id.CA = nil
 	n, err := New(Config{Identity: id, Logger: testLogger(t)})
 	if err != nil {

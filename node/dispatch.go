@@ -92,7 +92,7 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 	// A source the link did not prove counts as claimed along the path
 	// the check above tied to this neighbour, until a destination's
 	// handshake proves it (reclaimSource); a relayed one against this
-	// neighbour too (reclaimNames, in relay).
+	// neighbour too (reclaimEntry, in relay).
 	key := reclaimSource(o)
 	// A source that had more of its opens refused here than its budget
 	// (Limits.RefusedOpensPerSource) has its opens refused at once. The

@@ -144,11 +144,7 @@ func cutUpload(t *testing.T, cut func(stopExpose, stopForward func() error) erro
 		t.Fatal(err)
 	}
 	// The bytes reach the sink; the client has more to send.
-	for deadline := time.Now().Add(10 * time.Second); got.Load() < 16<<10; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the sink read %d of the 16 KiB sent", got.Load())
-		}
-	}
+	waitFor(t, "the sink to read the 16 KiB sent", 10*time.Second, func() bool { return got.Load() >= 16<<10 })
 	if err := cut(stopExpose, stopForward); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
@@ -315,9 +311,5 @@ func TestResetCircuitLeavesTheNodesTables(t *testing.T) {
 		t.Fatalf("a counts %d circuits with one open, want 1", n)
 	}
 	conn.(interface{ Reset(uint64) }).Reset(circuit.CloseCancelled)
-	for deadline := time.Now().Add(10 * time.Second); a.Status().Circuits != 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("a still counts %d circuits 10 s after the only one was reset", a.Status().Circuits)
-		}
-	}
+	waitFor(t, "a to let go of the circuit it reset", 10*time.Second, func() bool { return a.Status().Circuits == 0 })
 }

@@ -34,7 +34,10 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 		}
 	}
 	defer release()
-	reclaimNames(s, o, from, key)
+	// Counted in the links' reclaim against the neighbour too (dispatch
+	// named the source).
+	reclaimIn := reclaimEntry(o, key)
+	links.SetNeighbour(s, from, reclaimIn)
 	hop := int(o.Hop) + 1 // this relay's place on the path, stamped into resets it produces
 	// The span is a child of the previous hop's span (the header carries
 	// its context), and the header sent on carries this one's.
@@ -146,7 +149,8 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 		return
 	}
 	// Its replies, too, count as the incoming stream does.
-	reclaimNames(out, o, from, key)
+	links.SetSource(out, key)
+	links.SetNeighbour(out, from, reclaimIn)
 	if held := ikHeld; held != nil {
 		ikHeld = nil
 		out = watchRetry(out, func(failed bool) {
@@ -366,24 +370,21 @@ func reclaimSource(o *circuit.Open) links.SourceKey {
 	return links.ClaimedSource(o.Source, claimRelays(o))
 }
 
-// reclaimNames names whom s, a stream of the circuit of o that this node
-// relays from neighbour from, counts against in the links' reclaim: its
-// source (key, reclaimSource), and the neighbour and the entry behind it
-// (links.SetNeighbour; entryKey, or the source below hop 2). A neighbour
-// can make up a source or a path for every open, so all of its circuits
-// together may hold no more of a link's window than one source's, the
-// link it arrived on proving it
+// reclaimEntry is the entry a relayed circuit's streams count against in
+// the links' reclaim, behind the neighbour it came from
+// (links.SetNeighbour): entryKey, or its source (key, reclaimSource)
+// below hop 2. A neighbour can make up a source or a path for every
+// open, so all of its circuits together may hold no more of a link's
+// window than one source's, the link it arrived on proving it
 // (TestAttackTrickleDownloadsWithMadeUpPathsPinRelayLinkWindow). A
 // destination's streams are counted by source alone: its handshake
 // proves the source, and all the circuits of a node behind one router
 // (a leaf's) would otherwise share half of that link's window.
-func reclaimNames(s links.Stream, o *circuit.Open, from string, key links.SourceKey) {
-	entry := entryKey(o)
-	if entry == 0 {
-		entry = key
+func reclaimEntry(o *circuit.Open, key links.SourceKey) links.SourceKey {
+	if entry := entryKey(o); entry != 0 {
+		return entry
 	}
-	links.SetNeighbour(s, from, entry)
-	links.SetSource(s, key)
+	return key
 }
 
 // openNext opens a stream toward the first usable next hop, skipping the

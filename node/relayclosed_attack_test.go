@@ -34,16 +34,7 @@ import (
 // circuit to x opens and echoes.
 func TestAttackUnreadDestinationKeepsClosedCircuitsCounted(t *testing.T) {
 	c := newCluster(t, true)
-	c.tweak = func(cfg *Config) {
-		switch cfg.Name {
-		case "r":
-			cfg.Limits.MaxCircuitsPerSource = 4
-		case "m":
-			cfg.Limits.StreamWindow = 16 << 10
-			cfg.Limits.LinkWindow = 1 << 30
-			cfg.Limits.ReaderStall = time.Hour
-		}
-	}
+	c.tweak = takesNothingBeyond("m", nil)
 	c.build("h-r", "r-m", "r-x")
 	c.waitRoute("h", "m", 2)
 	c.waitRoute("h", "x", 2)
@@ -124,19 +115,9 @@ func (s unreadStream) Close() error      { return nil }
 func TestAttackUnreadingRelayKeepsClosedCircuitsCounted(t *testing.T) {
 	done := make(chan struct{})
 	c := newCluster(t, true)
-	c.tweak = func(cfg *Config) {
-		switch cfg.Name {
-		case "r":
-			cfg.Limits.MaxCircuitsPerSource = 4
-		case "n":
-			cfg.Limits.StreamWindow = 16 << 10
-			cfg.Limits.LinkWindow = 1 << 30
-			cfg.Limits.ReaderStall = time.Hour
-			cfg.hooks = &hooks{relay: func(in, out links.Stream) (links.Stream, links.Stream) {
-				return unreadStream{in, 64 << 10, new(int), done}, out
-			}}
-		}
-	}
+	c.tweak = takesNothingBeyond("n", &hooks{relay: func(in, out links.Stream) (links.Stream, links.Stream) {
+		return unreadStream{in, 64 << 10, new(int), done}, out
+	}})
 	c.build("h-r", "r-n", "n-d", "r-x")
 	t.Cleanup(func() { close(done) }) // before the cluster closes
 	c.waitRoute("h", "d", 3)
@@ -158,9 +139,27 @@ func TestAttackUnreadingRelayKeepsClosedCircuitsCounted(t *testing.T) {
 	giveUpThenReachX(t, h, c.nodes["r"], "d", EchoService, "through n, which reads nothing")
 }
 
+// takesNothingBeyond configures r, the honest relay, with a per-source
+// limit of 4, and next, the node beyond it that reads nothing (with h),
+// with small stream windows, its own reclaim of stalled readers off.
+func takesNothingBeyond(next string, h *hooks) func(*Config) {
+	return func(cfg *Config) {
+		switch cfg.Name {
+		case "r":
+			cfg.Limits.MaxCircuitsPerSource = 4
+		case next:
+			cfg.Limits.StreamWindow = 16 << 10
+			cfg.Limits.LinkWindow = 1 << 30
+			cfg.Limits.ReaderStall = time.Hour
+			cfg.hooks = h
+		}
+	}
+}
+
 // giveUpThenReachX opens 4 circuits from h to dest's service (r's
 // per-source limit), writes 1 MiB into each under a 3 s deadline and
-// closes it; 2 s later h's circuit to x, through r, must open and echo.
+// closes it; once r let them go (at most 30 s, well within RelayStall),
+// h's circuit to x, through r, must open and echo.
 // how says how the 4 circuits went, for the failure.
 func giveUpThenReachX(t *testing.T, h, r *Node, dest, service, how string) {
 	t.Helper()

@@ -230,27 +230,11 @@ func TestClientTrustsTheDaemonOfItsDirectory(t *testing.T) {
 		}, true},
 		{"own directory under a sticky shared one", 0o1777, direct, false},
 		{"its link in a sticky shared directory", 0o755, func(t *testing.T, base, own string) string {
-			shared := filepath.Join(base, "shared")
-			if err := os.Mkdir(shared, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			mustSymlink(t, own, filepath.Join(shared, "cm"), 65534)
-			if err := os.Chmod(shared, 0o1777); err != nil {
-				t.Fatal(err)
-			}
-			return filepath.Join(shared, "cm", "admin.sock")
+			return filepath.Join(nobodysLinkInShared(t, base, own), "admin.sock")
 		}, false},
 		{"root's link to its link in a sticky shared directory", 0o755, func(t *testing.T, base, own string) string {
-			shared := filepath.Join(base, "shared")
-			if err := os.Mkdir(shared, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			mustSymlink(t, own, filepath.Join(shared, "cm"), 65534)
-			if err := os.Chmod(shared, 0o1777); err != nil {
-				t.Fatal(err)
-			}
 			link := filepath.Join(base, "rootlink")
-			mustSymlink(t, filepath.Join(shared, "cm"), link, 0)
+			mustSymlink(t, nobodysLinkInShared(t, base, own), link, 0)
 			return filepath.Join(link, "admin.sock")
 		}, false},
 		{"relative, from inside a sticky shared one", 0o1777, func(t *testing.T, base, own string) string {
@@ -293,6 +277,22 @@ func TestClientTrustsTheDaemonOfItsDirectory(t *testing.T) {
 
 // direct names the socket in own by its path.
 func direct(_ *testing.T, _, own string) string { return filepath.Join(own, "admin.sock") }
+
+// nobodysLinkInShared makes base/shared, a sticky directory anyone may
+// write to, holding nobody's link to own, and returns the link.
+func nobodysLinkInShared(t *testing.T, base, own string) string {
+	t.Helper()
+	shared := filepath.Join(base, "shared")
+	if err := os.Mkdir(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(shared, "cm")
+	mustSymlink(t, own, link, 65534)
+	if err := os.Chmod(shared, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	return link
+}
 
 // mustSymlink makes link point at target, owned by uid.
 func mustSymlink(t *testing.T, target, link string, uid int) {
