@@ -167,13 +167,37 @@ func rawCerts(certs []*x509.Certificate) [][]byte {
 // in TLS. A node that reloaded its identity with a new key is therefore
 // refused like a second node while a link of its old key lives, and
 // linked once that link ends.
+//
+// A handshake of the name with another key that passed this check and is
+// not adopted yet is waited for first, and the check then runs again: two
+// nodes of one name dialling at once both passed it, neither being linked
+// yet, and the one adopted second replaced the first. adopt refuses a
+// newcomer that still gets past (its check between the other's look and
+// pend).
 func (t *QUICTransport) checkDuplicateName(ctx context.Context, conn *quic.Conn, h helloMsg) error {
 	tick := time.NewTicker(max(t.cfg.ProbeInterval/4, time.Millisecond))
 	defer tick.Stop()
+	key := peerSPKI(conn)
 	for {
 		t.mu.Lock()
 		old := t.links[h.Node]
+		var other chan struct{}
+		for _, q := range t.pending[h.Node] {
+			if !bytes.Equal(q.spki, key) {
+				other = q.done
+				break
+			}
+		}
 		t.mu.Unlock()
+		if other != nil {
+			select {
+			case <-other:
+				continue
+			case <-ctx.Done():
+				return fmt.Errorf("%w: %s is linking another node named %q; refusing the newcomer",
+					ErrDuplicateName, t.name(), h.Node)
+			}
+		}
 		if old == nil || !old.alive() || old.hello.Instance == h.Instance && samePeerKey(old.conn, conn) {
 			return nil
 		}
@@ -186,8 +210,17 @@ func (t *QUICTransport) checkDuplicateName(ctx context.Context, conn *quic.Conn,
 // samePeerKey says whether the peers of a and b presented certificates
 // of the same public key in TLS.
 func samePeerKey(a, b *quic.Conn) bool {
-	ca, cb := a.ConnectionState().TLS.PeerCertificates, b.ConnectionState().TLS.PeerCertificates
-	return len(ca) > 0 && len(cb) > 0 && bytes.Equal(ca[0].RawSubjectPublicKeyInfo, cb[0].RawSubjectPublicKeyInfo)
+	ka := peerSPKI(a)
+	return ka != nil && bytes.Equal(ka, peerSPKI(b))
+}
+
+// peerSPKI is the public key of the certificate the peer of conn
+// presented in TLS, nil without one.
+func peerSPKI(conn *quic.Conn) []byte {
+	if certs := conn.ConnectionState().TLS.PeerCertificates; len(certs) > 0 {
+		return certs[0].RawSubjectPublicKeyInfo
+	}
+	return nil
 }
 
 // waitOldPeer waits until a packet of old's peer arrives (it returns the
@@ -206,8 +239,14 @@ func (t *QUICTransport) waitOldPeer(ctx context.Context, tick <-chan time.Time, 
 		case <-tick:
 		}
 	}
+	return t.duplicateName(old, h.Node)
+}
+
+// duplicateName is the refusal of a newcomer named name while old, the
+// established link of that name, lives.
+func (t *QUICTransport) duplicateName(old *quicLink, name string) error {
 	return fmt.Errorf("%w: %s already has a live link to another node named %q (at %s, up since %s); refusing the newcomer",
-		ErrDuplicateName, t.name(), h.Node, old.RemoteAddr(), old.est.UTC().Format(time.RFC3339))
+		ErrDuplicateName, t.name(), name, old.RemoteAddr(), old.est.UTC().Format(time.RFC3339))
 }
 
 // refuse closes conn with a refusal reason and returns the local error.
@@ -369,7 +408,7 @@ func (t *QUICTransport) dialHandshake(ctx context.Context, conn *quic.Conn) (*qu
 	if err := t.checkDuplicateName(ctx, conn, peer); err != nil {
 		return nil, refuse(conn, err)
 	}
-	p := t.pendDial(linkKey{peer: peer.Node, instance: peer.Instance, nonce: nonce, outbound: true})
+	p := t.pendDial(linkKey{peer: peer.Node, instance: peer.Instance, nonce: nonce, outbound: true}, conn)
 	if p == nil {
 		// Another dial of ours to this peer is up or finishing: this one
 		// ends before the peer could adopt it.
@@ -426,7 +465,7 @@ func (t *QUICTransport) acceptHandshake(ctx context.Context, conn *quic.Conn) (*
 	if err := t.checkDuplicateName(ctx, conn, peer); err != nil {
 		return nil, refuse(conn, err)
 	}
-	p := t.pend(linkKey{peer: peer.Node, instance: peer.Instance, nonce: peer.Nonce, outbound: false})
+	p := t.pend(linkKey{peer: peer.Node, instance: peer.Instance, nonce: peer.Nonce, outbound: false}, conn)
 	// The peer may open circuit streams once it has our hello.
 	stopGuard()
 	if err := writeHello(ctrl, t.ourHello(peer.Nonce)); err != nil {

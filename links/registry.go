@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/quic-go/quic-go"
 )
 
 // linkKey is what decides between duplicate links to one peer.
@@ -20,12 +22,13 @@ type linkKey struct {
 // yet adopted.
 type pending struct {
 	key  linkKey
+	spki []byte // the public key of the peer's certificate
 	done chan struct{}
 }
 
-// pend records a verified handshake in progress.
-func (t *QUICTransport) pend(k linkKey) *pending {
-	p := &pending{key: k, done: make(chan struct{})}
+// pend records a verified handshake in progress with the peer of conn.
+func (t *QUICTransport) pend(k linkKey, conn *quic.Conn) *pending {
+	p := &pending{key: k, spki: peerSPKI(conn), done: make(chan struct{})}
 	t.mu.Lock()
 	t.pending[k.peer] = append(t.pending[k.peer], p)
 	t.mu.Unlock()
@@ -38,7 +41,7 @@ func (t *QUICTransport) pend(k linkKey) *pending {
 // that the peer never adopts it. Two dials from one node (a redial loop
 // and an explicit dial) thus make one link, and a later one never replaces
 // a link that already carries circuits.
-func (t *QUICTransport) pendDial(k linkKey) *pending {
+func (t *QUICTransport) pendDial(k linkKey, conn *quic.Conn) *pending {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	same := func(o linkKey) bool { return o.outbound && o.instance == k.instance }
@@ -50,7 +53,7 @@ func (t *QUICTransport) pendDial(k linkKey) *pending {
 			return nil
 		}
 	}
-	p := &pending{key: k, done: make(chan struct{})}
+	p := &pending{key: k, spki: peerSPKI(conn), done: make(chan struct{})}
 	t.pending[k.peer] = append(t.pending[k.peer], p)
 	return p
 }
@@ -96,9 +99,11 @@ type dialAttempt struct {
 }
 
 // awaitPreferred waits (bounded by the handshake timeout) while another
-// handshake with the same peer that would win over l is in progress, so
-// that a simultaneous dial settles on the survivor without a LinkUp for
-// the loser. A link that would lose to one in the other direction also
+// handshake with the same peer instance that would win over l is in
+// progress, so that a simultaneous dial settles on the survivor without a
+// LinkUp for the loser. Handshakes of two instances do not wait on each
+// other (each would win over the other, and both waited out the handshake
+// timeout): adopt settles them. A link that would lose to one in the other direction also
 // waits for handshakes in that direction with the same address whose peer
 // is not known yet (one socket serves both directions, so the same address
 // is the same node).
@@ -110,7 +115,7 @@ func (t *QUICTransport) awaitPreferred(l *quicLink) {
 		var wait chan struct{}
 		t.mu.Lock()
 		for _, q := range t.pending[p.key.peer] {
-			if q != p && t.prefer(q.key, p.key) {
+			if q != p && q.key.instance == p.key.instance && t.prefer(q.key, p.key) {
 				wait = q.done
 				break
 			}
@@ -163,6 +168,14 @@ func (t *QUICTransport) adopt(l *quicLink) (*quicLink, error) {
 			return old, nil
 		}
 		return nil, t.handshakeErr(l.conn, "link closed before it was up", context.Cause(l.conn.Context()))
+	}
+	if old != nil && !samePeerKey(old.conn, l.conn) {
+		// A second node of this name, whose duplicate-name check ran
+		// before the first one's link was registered (checkDuplicateName
+		// waits for pending handshakes, but not between its look and
+		// pend): the established link wins, as there.
+		t.mu.Unlock()
+		return nil, refuse(l.conn, t.duplicateName(old, l.hello.Node))
 	}
 	if old != nil && !t.prefer(l.key, old.key) {
 		t.mu.Unlock()

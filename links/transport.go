@@ -280,6 +280,10 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 	}
 	l.gaps.seed(l.est.Sub(began))
 	if _, err := t.adopt(l); err != nil {
+		if errors.Is(err, ErrRefused) {
+			t.refusedIn(conn.RemoteAddr(), fmt.Errorf("accept link from %s: %w", conn.RemoteAddr(), err))
+			return
+		}
 		// Per peer, as the link's other lines: a peer that closes its
 		// handshakes while they wait to be adopted (awaitPreferred)
 		// would write one line for each (TestAttackLinksLostBeforeUpFloodTheLog).
