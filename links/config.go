@@ -39,7 +39,10 @@ const (
 	DefaultControlStall    = 30 * time.Second
 	DefaultMaxStreamWindow = 4 << 20
 	DefaultLinkWindow      = 32 << 20
-	DefaultReaderStall     = 2 * time.Second
+	// MinStreamWindow is the smallest MaxStreamWindow accepted, and a
+	// quarter of the smallest LinkWindow.
+	MinStreamWindow    = 16 << 10
+	DefaultReaderStall = 2 * time.Second
 	// DefaultStalledCode is the reset code of a stream reclaimed from a
 	// stalled reader when QUICConfig.StalledCode is zero: the circuit
 	// layer's CloseStalled.
@@ -55,7 +58,7 @@ const (
 const (
 	initialStreamWindow = 512 << 10
 	// minStreamWindow is the smallest MaxStreamWindow accepted.
-	minStreamWindow = 16 << 10
+	minStreamWindow = MinStreamWindow
 	// quicIdleTimeout is QUIC's idle timeout with the default probe
 	// floor: a backstop, as the probes detect a dead peer first. With a
 	// longer floor it is longer (idleTimeout).
@@ -128,7 +131,8 @@ type QUICConfig struct {
 	// ControlBytes meanwhile. Default 30 s.
 	ControlStall time.Duration
 	// MaxStreamWindow is the QUIC flow-control receive window per stream
-	// (minimum 16 KiB, default 4 MiB, at most a quarter of LinkWindow): a
+	// (minimum MinStreamWindow, at most a quarter of LinkWindow; default
+	// 4 MiB, or a quarter of a LinkWindow set below 16 MiB): a
 	// circuit may keep that much in flight. A stream starts at
 	// min(512 KiB, MaxStreamWindow) and grows only while its reader keeps
 	// up.
@@ -240,6 +244,10 @@ func (c QUICConfig) withDefaults() QUICConfig {
 	}
 	if c.MaxStreamWindow == 0 {
 		c.MaxStreamWindow = DefaultMaxStreamWindow
+		if c.LinkWindow > 0 {
+			// A link window set alone is a working configuration.
+			c.MaxStreamWindow = min(DefaultMaxStreamWindow, c.LinkWindow/4)
+		}
 	}
 	if c.LinkWindow == 0 {
 		c.LinkWindow = max(DefaultLinkWindow, 4*c.MaxStreamWindow)

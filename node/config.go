@@ -312,8 +312,9 @@ type Limits struct {
 	// circuit.CloseStalled (see ReaderStall).
 	LinkWindow uint64
 	// StreamWindow bounds the bytes one circuit may have in flight toward
-	// this node on a link (the QUIC stream window, at most LinkWindow/4).
-	// Default 4 MiB.
+	// this node on a link (the QUIC stream window, at least
+	// links.MinStreamWindow and at most LinkWindow/4). Default 4 MiB, or
+	// a quarter of a LinkWindow set below 16 MiB.
 	StreamWindow uint64
 	// ReaderStall is how long a circuit's reader at this node (the
 	// service, or a relay's next hop) may make no progress before the
@@ -569,6 +570,12 @@ func (c *Config) validate() error {
 	}
 	if l.StreamWindow > 0 && l.LinkWindow > 0 && l.StreamWindow > l.LinkWindow/4 {
 		return bad("Limits.StreamWindow %d is more than a quarter of Limits.LinkWindow %d", l.StreamWindow, l.LinkWindow)
+	}
+	if l.StreamWindow > 0 && l.StreamWindow < links.MinStreamWindow {
+		return bad("Limits.StreamWindow %d is below links.MinStreamWindow (%d)", l.StreamWindow, links.MinStreamWindow)
+	}
+	if l.LinkWindow > 0 && l.LinkWindow < 4*links.MinStreamWindow {
+		return bad("Limits.LinkWindow %d is below 4 × links.MinStreamWindow (%d)", l.LinkWindow, 4*links.MinStreamWindow)
 	}
 	if l.RelayBuffer < 1024 {
 		return bad("Limits.RelayBuffer %d is below the 1024-byte minimum", l.RelayBuffer)
