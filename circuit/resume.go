@@ -2309,6 +2309,8 @@ func (r *Resumable) waitLocked(dl time.Time, op string) error {
 	return nil
 }
 
+// opError is err as the application sees it from op: a *net.OpError
+// naming the circuit's ends once.
 func (r *Resumable) opError(op string, err error) error {
 	if err == io.EOF {
 		return err
@@ -2316,6 +2318,10 @@ func (r *Resumable) opError(op string, err error) error {
 	var re *RefusedError
 	if errors.As(err, &re) {
 		return re
+	}
+	if oe, ok := err.(*net.OpError); ok {
+		// A path's error names the same ends: once is enough.
+		err = oe.Err
 	}
 	return &net.OpError{Op: op, Net: Network, Source: r.local, Addr: r.remote, Err: err}
 }
