@@ -15,14 +15,23 @@ import (
 // layer answers pings whatever its application does.
 
 // silenceLimitLocked is how long the path may stay silent while this end
-// waits: max(ProgressTimeout, 8 × the measured round trip), doubled for
-// each path failed for no progress since a path last had data
-// acknowledged (backoff);
+// waits: max(ProgressTimeout, 8 × the measured round trip, at most
+// maxRTTLimit × ProgressTimeout), doubled for each path failed for no
+// progress since a path last had data acknowledged (backoff);
 // checkProgress adds the time the path needs to drain what is in flight
 // (drainLocked).
 func (r *Resumable) silenceLimitLocked() time.Duration {
-	return max(r.cfg.ProgressTimeout, 8*r.srtt) << min(r.silentPaths, maxSilenceBackoff)
+	pt := r.cfg.ProgressTimeout
+	return max(pt, min(8*r.srtt, maxRTTLimit*pt)) << min(r.silentPaths, maxSilenceBackoff)
 }
+
+// maxRTTLimit bounds the round trip's share of the silence limit, in
+// ProgressTimeouts: the round trip is what a relay makes a pong take,
+// and one exchange it held just short of failing the path set the limit
+// of every later path without bound. Paths of round trips up to a
+// quarter of ProgressTimeout (500 ms by default) get their 8 × in full;
+// a slower path is found out by the backoff.
+const maxRTTLimit = 2
 
 // maxSilenceBackoff bounds the backoff of the silence limit: after that
 // many paths failed for no progress, the limit stops doubling (16 × the

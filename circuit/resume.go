@@ -194,7 +194,8 @@ type ResumeConfig struct {
 	// deemed broken (ErrNoProgress) and the circuit resumes on another:
 	// the silence counts while this end has data or a fin the other end
 	// did not acknowledge, or a ping it did not answer; the limit is
-	// max(ProgressTimeout, 8 × the round trip its pongs measured), plus
+	// max(ProgressTimeout, 8 × the round trip its pongs measured, at most
+	// 2 × ProgressTimeout), plus
 	// the time the unacknowledged bytes take at the rate acks came (at
 	// most 4 × that, since a ping queues behind them; all of it before an
 	// ack measured the rate), doubled for each path the circuit already
