@@ -129,9 +129,14 @@ func newQUICLink(t *QUICTransport, conn *quic.Conn, ctrl *quic.Stream, peer hell
 	return l
 }
 
-func (l *quicLink) Peer() string           { return l.hello.Node }
-func (l *quicLink) PeerRole() Role         { return l.hello.Role }
-func (l *quicLink) PeerFeatures() uint64   { return l.hello.Features }
+func (l *quicLink) Peer() string         { return l.hello.Node }
+func (l *quicLink) PeerRole() Role       { return l.hello.Role }
+func (l *quicLink) PeerFeatures() uint64 { return l.hello.Features }
+
+// PeerInstance is the number the peer's transport drew at its start (its
+// hello's instance): another number on a link to the same peer is a
+// restarted peer. The peer chooses it; it proves nothing.
+func (l *quicLink) PeerInstance() uint64   { return l.hello.Instance }
 func (l *quicLink) LocalAddr() net.Addr    { return l.conn.LocalAddr() }
 func (l *quicLink) RemoteAddr() net.Addr   { return l.conn.RemoteAddr() }
 func (l *quicLink) Outbound() bool         { return l.outbound }

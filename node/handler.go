@@ -29,7 +29,7 @@ func (h *linkHandler) LinkUp(l links.Link) {
 	// A node with discovery admits a link only within MaxLinks (links
 	// beyond it are refused here, before routing or Links see them; a
 	// link it evicts to make room leaves the table in the same step).
-	routed, replaced := false, false
+	routed, replaced, restarted := false, false, false
 	add := func(evict links.Link) bool {
 		n.mu.Lock()
 		defer n.mu.Unlock()
@@ -40,7 +40,7 @@ func (h *linkHandler) LinkUp(l links.Link) {
 			delete(n.links, evict.Peer())
 		}
 		if prev := n.links[peer]; prev != nil {
-			replaced = true
+			replaced, restarted = true, peerRestarted(prev, l)
 			if n.unadmitted[peer] != prev && !n.unholdLocked(peer, prev) {
 				routed = true // routing has the peer as a neighbour already
 			}
@@ -88,6 +88,16 @@ func (h *linkHandler) LinkUp(l links.Link) {
 	if !replaced { // a replaced link's LinkDown is not counted either
 		n.metrics.links.Inc()
 	}
+	if routed && restarted {
+		// The routes learned from the peer before its restart are not in
+		// its table now, and it will not retract them: routing drops
+		// them as for a link that died, then hears the new link. The old
+		// link's own LinkDown comes later and is not routing's (it is no
+		// longer the peer's link).
+		n.router.linkDown(peer)
+		n.events.publish(Event{Kind: LinkDown, Peer: peer, Time: time.Now(), Err: errPeerRestarted})
+		routed = false
+	}
 	if wait := n.flaps.up(peer, time.Now()); wait > 0 {
 		n.holdLink(l, routed, wait)
 		return
@@ -104,6 +114,19 @@ func (h *linkHandler) LinkUp(l links.Link) {
 		return
 	}
 	n.routeLink(l)
+}
+
+// errPeerRestarted is the LinkDown error of a routed link replaced by a
+// link to the restarted peer.
+var errPeerRestarted = errors.New("link replaced by a link to the restarted peer")
+
+// peerRestarted reports whether next is a link to another start of the
+// peer of prev (links that tell their peer's instance).
+func peerRestarted(prev, next links.Link) bool {
+	type instanced interface{ PeerInstance() uint64 }
+	a, ok1 := prev.(instanced)
+	b, ok2 := next.(instanced)
+	return ok1 && ok2 && a.PeerInstance() != b.PeerInstance()
 }
 
 // routeLink gives routing the link and publishes it. n.linkEvents is held.
