@@ -694,6 +694,19 @@ func (e *Engine) Advertisers(dest string) []string {
 	})
 }
 
+// Announced reports whether neighbour, a neighbour of this node, has
+// advertised its own route over its link (feasible or not, retracted
+// since or not): until it does, its route is the implicit one LinkUp
+// made, and routing has learnt nothing from it.
+func (e *Engine) Announced(neighbour string) bool {
+	nb, ok := e.nbrs[neighbour]
+	if !ok || nb.selfOrg == nil {
+		return false
+	}
+	i := e.find(nb.selfOrg, nb)
+	return i >= 0 && e.routes(nb.selfOrg)[i].hasSeqno()
+}
+
 // Detours returns the neighbours other than dest that advertise a
 // finite route to dest, feasible or not, sorted. With poison reverse a
 // neighbour whose next hop toward dest is this node advertises it as
