@@ -92,18 +92,26 @@ func TestPlanMakesRoomForRepair(t *testing.T) {
 	}
 }
 
-// A lost member nobody vouched for (no handshake proved its certificate at
-// its address, routing never reached it: a holder of the gossip key may
-// have invented it) gets no room unless the caller allows it this once.
+// A lost member nobody vouched for (routing never reached it: a holder of
+// the gossip key may have invented it, or a certificate holder linked
+// elsewhere may never speak routing) gets no room unless the caller allows
+// it this once, and then only with another such member lost: two full
+// groups whose gossip merged, not one member that links by its own dials.
 func TestPlanMakesNoRoomForUnvouchedFakeMember(t *testing.T) {
 	cfg := Config{Target: 2, Max: 3}
-	members := []Member{{Name: "a", Addr: "a:1"}, {Name: "b", Addr: "b:1"}, {Name: "c", Addr: "c:1"}, {Name: "fake", Addr: "f:1"}}
+	members := []Member{{Name: "a", Addr: "a:1"}, {Name: "b", Addr: "b:1"}, {Name: "c", Addr: "c:1"}, {Name: "fake", Addr: "f:1"}, {Name: "fake2", Addr: "f:2"}}
 	full := []Link{{Peer: "a", Alternates: 1, Age: DefaultMinAge}, {Peer: "b", Age: DefaultMinAge}, {Peer: "c", Age: DefaultMinAge}}
-	if p := Decide(Input{Self: "s", Members: members, Links: full, Unreachable: []string{"fake"}, Config: cfg}); len(p.Drop) != 0 || len(p.Add) != 0 {
+	if p := Decide(Input{Self: "s", Members: members, Links: full, Unreachable: []string{"fake", "fake2"}, Config: cfg}); len(p.Drop) != 0 || len(p.Add) != 0 {
 		t.Fatalf("plan %+v: a link given up for a member nobody vouched for", p)
 	}
-	p := Decide(Input{Self: "s", Members: members, Links: full, Unreachable: []string{"fake"}, UnvouchedRoom: true, Config: cfg})
+	if p := Decide(Input{Self: "s", Members: members, Links: full, Unreachable: []string{"fake"}, UnvouchedRoom: true, Config: cfg}); len(p.Drop) != 0 || len(p.Add) != 0 {
+		t.Fatalf("plan %+v: a link given up for a lone member nobody vouched for", p)
+	}
+	if p := Decide(Input{Self: "s", Members: members, Links: full, Unreachable: []string{"fake", "fake2"}, UnvouchedRoom: true, Unavailable: []string{"fake2"}, Config: cfg}); len(p.Drop) != 0 || len(p.Add) != 0 {
+		t.Fatalf("plan %+v: a link given up for a lone member nobody vouched for, another one unavailable", p)
+	}
+	p := Decide(Input{Self: "s", Members: members, Links: full, Unreachable: []string{"fake", "fake2"}, UnvouchedRoom: true, Config: cfg})
 	if len(p.Drop) != 1 || p.Drop[0].Why != WhyRoom {
-		t.Fatalf("plan %+v: want one link given up when unvouched room is allowed", p)
+		t.Fatalf("plan %+v: want one link given up when unvouched room is allowed for two lost members", p)
 	}
 }

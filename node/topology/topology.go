@@ -81,7 +81,9 @@
 //     a faked coordinate attracts no shortcut.
 //   - Members that gossip shows but routing cannot reach get a link to the
 //     nearest of them (one per call) while degree is below Max; at Max
-//     the node first gives up a redundant idle link (Room) to make room.
+//     the node first gives up a redundant idle link (Room) to make room,
+//     for a member routing reached once (Member.Vouched), or, while
+//     Input.UnvouchedRoom allows it, when at least two others are lost.
 //   - Above Max, the least useful links are dropped: idle, unwanted,
 //     incoming and young ones first, repair links last. The hard bound
 //     itself is kept at admission (Admit, Slots): a link beyond Max is
@@ -272,11 +274,13 @@ type Member struct {
 	Leaf  bool
 	Addr  string                 // link address
 	Coord *coordinate.Coordinate // nil when not known yet
-	// Vouched: a handshake at Addr proved the member's certificate, or
-	// routing reached the member once. Only for such a member, or while
-	// Input.UnvouchedRoom allows it, does a node at its maximum give up a
+	// Vouched: routing reached the member once. Only for such a member,
+	// or while Input.UnvouchedRoom allows it and at least two members
+	// that are not vouched are lost, does a node at its maximum give up a
 	// link (WhyRoom): an unproven gossip member may be invented by anyone
-	// with the gossip key.
+	// with the gossip key, and a certificate holder that never speaks
+	// routing is lost at every node that is not linked to it, whatever
+	// handshake proved its address.
 	Vouched bool
 	// RTT is the round trip to the member measured by gossip's probes; 0
 	// when not measured yet. Unlike Coord it is not the member's own
@@ -693,11 +697,25 @@ func (p *planner) plan() Plan {
 			}
 		}
 		// At the maximum with a lost member to dial: give up a redundant
-		// idle link so that the next call can dial it.
-		if len(out.Add) == 0 && p.degree >= hardMax && !p.in.NoRoom && slices.ContainsFunc(lost, func(m Member) bool {
-			_, linked := p.linked[m.Name]
-			return !linked && !unavailable[m.Name] && m.Addr != "" && (m.Vouched || p.in.UnvouchedRoom)
-		}) {
+		// idle link so that the next call can dial it. For members none
+		// of which is vouched, only while UnvouchedRoom allows it and at
+		// least two are lost: two full groups whose gossip merged lose
+		// each other's members, while a lone lost member dials this node
+		// itself (admission makes room for it), and a lone member that
+		// routing cannot reach through the node it linked to (it speaks
+		// no routing) had every full node give up a link for it.
+		vouched, unvouched := 0, 0
+		for _, m := range lost {
+			if _, linked := p.linked[m.Name]; linked || unavailable[m.Name] || m.Addr == "" {
+				continue
+			}
+			if m.Vouched {
+				vouched++
+			} else {
+				unvouched++
+			}
+		}
+		if len(out.Add) == 0 && p.degree >= hardMax && !p.in.NoRoom && (vouched > 0 || p.in.UnvouchedRoom && unvouched >= 2) {
 			if victim, ok := room(p.cfg, p.in.Links, p.in.Unavailable); ok {
 				out.Drop = append(out.Drop, Drop{Peer: victim, Reason: "room for a link to a member routing cannot reach", Why: WhyRoom})
 				return out
@@ -842,14 +860,16 @@ func (p *planner) plan() Plan {
 	return out
 }
 
-// partitioned reports whether a member routing reached before, or whose
-// certificate a handshake proved (Member.Vouched), is among
-// Input.Unreachable: the mesh is split, and a link of this node may be
-// the bridge to the other side, so no link is replaced, swapped or added
-// as a shortcut until repair links it again. A member that routing never
-// reached and no link ever reached (a router whose link port a firewall
-// drops, a member that never accepts a link) splits nothing: no link of
-// this node leads to it. It is still dialled for repair as its back-off
+// partitioned reports whether a member routing reached before
+// (Member.Vouched) is among Input.Unreachable: the mesh is split, and a
+// link of this node may be the bridge to the other side, so no link is
+// replaced, swapped or added as a shortcut until repair links it again. A
+// member that routing never reached (a router whose link port a firewall
+// drops, a member that never accepts a link, or one linked to this node
+// or another that never speaks routing) splits nothing: no route of this
+// node leads to it. Before, a member whose address a handshake had proved
+// counted too, so a member linked to this node that never spoke routing
+// held the policy for as long as it stayed a member. It is still dialled for repair as its back-off
 // allows, but it does not hold the rest of the policy: before, one such
 // member kept every node of a mesh from replacing and shortcutting its
 // links for as long as it stayed a member.
