@@ -88,7 +88,11 @@ type discovery struct {
 	static  map[string]bool      // static link addresses
 	reached map[string]bool      // members routing reached once (they vouch for room-making)
 	granted map[string]time.Time // peer → when an admission made room for it (roomBackoff)
-	roomAt  time.Time            // last link given up for room (roomEvery)
+	// quiet is, per peer of a link, since when routing has heard nothing
+	// of it; muted the peers barred after a mute link (discoverymute.go).
+	quiet  map[string]time.Time
+	muted  map[string]*muteEntry
+	roomAt time.Time // last link given up for room (roomEvery)
 	// slowRTT is the largest RTT of this node's links at the last policy
 	// step, late how late the policy's timer fired lately (decaying): what
 	// lostGraceLocked scales with.
@@ -316,6 +320,7 @@ func startDiscovery(ctx context.Context, n *Node) (*discovery, error) {
 		coords:  map[string]*coordinate.Coordinate{}, rtts: map[string]probeRTT{}, asked: map[string]time.Time{}, dialing: map[string]bool{}, owned: map[string]bool{}, why: map[string]topology.Why{}, held: map[string]links.Link{},
 		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
 		proven: map[string]string{}, unproven: map[string]*addrBackoff{}, hosts: map[string]*hostBudget{}, reached: map[string]bool{}, granted: map[string]time.Time{},
+		quiet: map[string]time.Time{}, muted: map[string]*muteEntry{},
 		full: ratelog.New(n.log, time.Minute, 1024), bad: ratelog.New(n.log, time.Minute, 1024), verified: map[string]verifiedMeta{}, waiting: map[string]waitingMember{},
 	}
 	if d.stats, err = newDiscoveryMetrics(n.metrics.reg); err != nil {
@@ -1230,7 +1235,9 @@ func (d *discovery) step(now time.Time) int {
 			routes[name] = routeHop{cost: uint32(rt.Metric), next: rt.NextHop}
 		}
 	}
-	current := n.Links()
+	// Links over which routing heard nothing of their peer for the grace
+	// are closed first, so that this step may fill their slots.
+	current := d.muteLinks(n.Links(), n.router.heard, now)
 	route := routeLatency(sc.route, sc.excess, routes, current, uint32(n.router.drainPenalty))
 	// Peers of links that gossip does not list but routing reaches: the
 	// link, authenticated and live, outweighs gossip, which anyone with
@@ -1287,7 +1294,7 @@ func (d *discovery) step(now time.Time) int {
 			coord = d.members[name].coord
 		}
 		members = append(members, topology.Member{Name: mem.Name, Leaf: mem.Leaf, Addr: mem.LinkAddr, Coord: coord, RTT: d.rtts[mem.Name].rtt(),
-			Vouched: d.reached[name] || (mem.LinkAddr != "" && d.proven[mem.LinkAddr] == name), Route: route[name]})
+			Vouched: d.reached[name] && !d.mutedLocked(name, now), Route: route[name]})
 	}
 	sc.members = members
 	d.clearGrantsLocked(now, reachable, current)
@@ -1304,7 +1311,7 @@ func (d *discovery) step(now time.Time) int {
 			d.lost[name] = now
 		} else if now.Sub(since) >= grace {
 			lost = append(lost, name)
-			isLost = !mem.Leaf && mem.LinkAddr != ""
+			isLost = !mem.Leaf && mem.LinkAddr != "" && !d.mutedLocked(name, now)
 		}
 		if isLost {
 			lostRouters++
@@ -1319,6 +1326,11 @@ func (d *discovery) step(now time.Time) int {
 		}
 		switch {
 		case d.dialing[name] || len(d.dialing) >= maxDialing:
+			unavailable = append(unavailable, name)
+		case d.mutedLocked(name, now):
+			// Its last link carried no routing: not dialled, and no
+			// link is given up for it (the policy's room passes over
+			// members it may not dial), not even by an island's dial.
 			unavailable = append(unavailable, name)
 		case mem.LinkAddr != "" && d.hostHardBarLocked(name, mem.LinkAddr, now):
 			// Not even an island's dial (islandPickLocked) goes to a
@@ -1651,6 +1663,13 @@ func (d *discovery) admit(l links.Link, add func(evict links.Link) bool) (ok boo
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()
+	if d.mutedLocked(peer, now) {
+		// Its last link carried no routing (discoverymute.go): at any
+		// degree, so that a peer whose mute link was closed does not
+		// take the slot back before this node's own dials.
+		return false, nil, fmt.Sprintf("refused: routing heard nothing of %s over its last link; not linked again until %s",
+			peer, d.muted[peer].until.UTC().Format(time.RFC3339)), false
+	}
 	if repair && !d.lostLongLocked(peer, now) {
 		repair = false
 	}
@@ -1701,6 +1720,9 @@ func (d *discovery) lostLongLocked(member string, now time.Time) bool {
 // a link on every reconnect). The grant table is bounded: when it is full
 // of running back-offs, no room is made. d.mu is held.
 func (d *discovery) mayMakeRoomLocked(peer string, now time.Time) bool {
+	if d.mutedLocked(peer, now) {
+		return false
+	}
 	if !d.roomAt.IsZero() && now.Sub(d.roomAt) < roomEvery {
 		return false
 	}

@@ -1,0 +1,200 @@
+package node
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/node/topology"
+)
+
+// Mute links. A link over which routing hears nothing of its peer (no
+// route to the peer, not even one that is not feasible) carries nothing
+// the mesh can use: no route goes through it and none leads to the peer.
+// An honest peer sends its routing table as the link comes up, so its own
+// route is heard within a round trip or two; a peer that keeps a link and
+// never speaks routing is a certificate holder holding one of this node's
+// link slots for nothing. Before, such links were kept for good: incoming
+// links are never dropped as unwanted, room for a repair link is only made
+// in place of a link whose peer another neighbour reaches, and three of
+// them linking to a node as it started held all its slots
+// (TestAttackSilentLinksEclipseJoiner); and a gossip member that never
+// spoke routing was lost at every node, so every node dialled it for
+// repair or gave up an honest link to make room for it
+// (TestAttackSilentMemberTakesSlotsEverywhere).
+//
+// Once a link has lived muteGraceLocked with routing hearing nothing of
+// its peer (over that link or any other) all that time, the policy step
+// closes it if this node dialled it, or, if the peer did, while it keeps
+// this node at its maximum, and bars the peer: it is not
+// dialled, its links are refused at admission, and no link is given up to
+// make room for it, for muteBanMin, doubling with each further mute link
+// up to muteBanMax. A peer that routing reaches through other neighbours
+// is not mute: it routes, and holds a slot as any member may. Links the
+// operator configured (static) and links this node holds from routing
+// itself (flap damping) are not judged; nor are outgoing links discovery
+// did not dial (Node.Link).
+const (
+	muteBanMin = 5 * time.Minute
+	muteBanMax = time.Hour
+	// muteForget is how long after its ban ended a peer's count of mute
+	// links is forgotten.
+	muteForget = time.Hour
+	maxMuted   = 1024
+	// muteGraceMax bounds muteGraceLocked.
+	muteGraceMax = 2 * time.Minute
+)
+
+// muteEntry is a peer barred for mute links.
+type muteEntry struct {
+	n     int       // mute links so far
+	until time.Time // end of the bar
+}
+
+// muteBan is the bar after the n-th mute link of a peer.
+func muteBan(n int) time.Duration {
+	return min(muteBanMin<<min(max(n-1, 0), 16), muteBanMax)
+}
+
+// muteGraceLocked is how long routing may hear nothing of a link's peer
+// before the link counts as mute: goodLink, or twice the lost grace
+// (which grows with the links' RTTs and the policy timer's lateness on a
+// starved node, where the first routing message of an honest peer may
+// take seconds), whichever is longer, at most muteGraceMax. d.mu is held.
+func (d *discovery) muteGraceLocked() time.Duration {
+	return min(max(goodLink, 2*d.lostGraceLocked()), muteGraceMax)
+}
+
+// mutedLocked reports whether peer is barred for a mute link at now.
+// d.mu is held.
+func (d *discovery) mutedLocked(peer string, now time.Time) bool {
+	e := d.muted[peer]
+	return e != nil && now.Before(e.until)
+}
+
+// heardLocked notes whether routing hears peer at now, the peer of a link
+// up since since, and reports whether the link is mute: routing heard
+// nothing of the peer for the grace, since the link came up. d.mu is held.
+func (d *discovery) heardLocked(peer string, heard bool, since, now time.Time, grace time.Duration) bool {
+	if heard {
+		d.quiet[peer] = now
+		return false
+	}
+	last, ok := d.quiet[peer]
+	if !ok || last.Before(since) {
+		last = since
+		d.quiet[peer] = since
+	}
+	return now.Sub(last) >= grace
+}
+
+// muteLocked bars peer after a mute link, and returns how long. d.mu is
+// held.
+func (d *discovery) muteLocked(peer string, now time.Time) time.Duration {
+	e := d.muted[peer]
+	if e == nil {
+		if len(d.muted) >= maxMuted {
+			d.sweepMutedLocked(now)
+		}
+		if len(d.muted) >= maxMuted {
+			// Full of running bars: the one ending first goes.
+			var first string
+			for p, o := range d.muted {
+				if first == "" || o.until.Before(d.muted[first].until) {
+					first = p
+				}
+			}
+			delete(d.muted, first)
+		}
+		e = &muteEntry{}
+		d.muted[peer] = e
+	}
+	e.n++
+	ban := muteBan(e.n)
+	e.until = now.Add(ban)
+	return ban
+}
+
+// sweepMutedLocked forgets the peers whose bar ended muteForget ago.
+// d.mu is held.
+func (d *discovery) sweepMutedLocked(now time.Time) {
+	for p, e := range d.muted {
+		if now.Sub(e.until) >= muteForget {
+			delete(d.muted, p)
+		}
+	}
+}
+
+// muteLinks closes the links of current that are mute (heardLocked), bars
+// their peers, and returns current without them. heard reports whether
+// routing hears a peer. Called by the policy step before it describes the
+// links, so that the slots freed are the step's to fill.
+func (d *discovery) muteLinks(current []LinkInfo, heard func(peer string) bool, now time.Time) []LinkInfo {
+	n := d.n
+	type muteLink struct {
+		peer string
+		ban  time.Duration
+	}
+	var closing []muteLink
+	hear := make(map[string]bool, len(current))
+	for _, l := range current {
+		hear[l.Peer] = heard(l.Peer)
+	}
+	n.mu.Lock()
+	held := map[string]bool{}
+	for peer := range n.held {
+		held[peer] = true
+	}
+	n.mu.Unlock()
+	d.mu.Lock()
+	d.sweepMutedLocked(now)
+	grace := d.muteGraceLocked()
+	ls, pending := d.slotsLocked(now, nil)
+	full := topology.Slots(d.policyConfig(), ls, pending) == 0
+	linked := make(map[string]bool, len(current))
+	for _, l := range current {
+		linked[l.Peer] = true
+		static := d.static[l.Address] || d.static[l.Peer]
+		if static || held[l.Peer] || l.Outbound && !d.owned[l.Peer] && d.held[l.Peer] == nil {
+			delete(d.quiet, l.Peer)
+			continue
+		}
+		// An incoming mute link is closed only while it keeps this node
+		// at its maximum: below it the peer holds a slot it dialled
+		// itself, as any member may, and closing it would only send the
+		// peer to dial another node, which may be full and give up an
+		// honest link to admit it (a repair link).
+		if d.heardLocked(l.Peer, hear[l.Peer], l.Since, now, grace) && (l.Outbound || full) {
+			delete(d.quiet, l.Peer)
+			closing = append(closing, muteLink{peer: l.Peer, ban: d.muteLocked(l.Peer, now)})
+		}
+	}
+	for p := range d.quiet {
+		if !linked[p] {
+			delete(d.quiet, p)
+		}
+	}
+	d.mu.Unlock()
+	if len(closing) == 0 {
+		return current
+	}
+	for _, c := range closing {
+		reason := fmt.Sprintf("routing heard nothing of the peer over the link in %v; not linked again for %v", grace.Round(time.Second), c.ban)
+		n.log.Warn("discovery closes a link that carries no routing", "peer", c.peer, "grace", grace.Round(time.Second), "barred_for", c.ban)
+		d.drop(c.peer, whyMute, reason)
+	}
+	return slices.DeleteFunc(slices.Clone(current), func(l LinkInfo) bool {
+		return slices.ContainsFunc(closing, func(c muteLink) bool { return c.peer == l.Peer })
+	})
+}
+
+// heard reports whether routing heard of peer itself: the peer, a
+// neighbour, advertised its own route over its link (not only the
+// implicit route routing makes for a neighbour as its link comes up), or
+// another neighbour advertises a route to it (the peer routes, over other
+// links).
+func (r *router) heard(peer string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.eng.Announced(peer) || len(r.eng.Detours(peer)) > 0
+}
