@@ -33,3 +33,32 @@ func TestAnnounced(t *testing.T) {
 		t.Fatal("neighbours that exchanged their tables are not announced")
 	}
 }
+
+// A hello is a message: a neighbour that sent one spoke routing, though
+// it advertised nothing (a node holding the link from its engine sends
+// one), and so did one whose routes do not fit a full table. A new link
+// starts unannounced again.
+func TestAnnouncedByAnyMessage(t *testing.T) {
+	e, err := routing.New(routing.Config{Self: "a", MaxRoutes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(0, 0)
+	e.LinkUp(now, "m", 10, false)
+	e.LinkUp(now, "n", 10, false) // the table is full: no entry for n
+	if e.Announced("n") {
+		t.Fatal("a neighbour that sent nothing counts as announced")
+	}
+	for _, nb := range []string{"m", "n"} {
+		if err := e.Receive(now, nb, routing.Hello()); err != nil {
+			t.Fatal(err)
+		}
+		if !e.Announced(nb) {
+			t.Fatalf("%s sent a hello and does not count as announced", nb)
+		}
+	}
+	e.LinkUp(now, "n", 10, false) // a new link to n
+	if e.Announced("n") {
+		t.Fatal("a new link counts as announced before its peer sent anything on it")
+	}
+}

@@ -205,7 +205,7 @@ func (e *Engine) LinkUp(now time.Time, neighbour string, cost Metric, leaf bool)
 		// be another release: it gets attested updates again only once
 		// it sends a message of wireVersion.
 		nb.pendingAll = true
-		nb.reads4, nb.hello = false, true
+		nb.reads4, nb.hello, nb.spoke = false, true, false
 		e.flush(t)
 		return
 	}
@@ -344,7 +344,7 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 		if payload[0] == wireVersion {
 			// A hello: nb reads attested updates.
 			e.stats.MessagesIn++
-			nb.reads4 = true
+			nb.reads4, nb.spoke = true, true
 			return nil
 		}
 		if payload[0] == wireBase {
@@ -360,6 +360,7 @@ func (e *Engine) Receive(now time.Time, from string, payload []byte) error {
 		return fmt.Errorf("message from %q: %w", from, err)
 	}
 	e.stats.MessagesIn++
+	nb.spoke = true
 	if payload[0] == wireVersion {
 		nb.reads4 = true
 	}
@@ -694,14 +695,20 @@ func (e *Engine) Advertisers(dest string) []string {
 	})
 }
 
-// Announced reports whether neighbour, a neighbour of this node, has
-// advertised its own route over its link (feasible or not, retracted
-// since or not): until it does, its route is the implicit one LinkUp
-// made, and routing has learnt nothing from it.
+// Announced reports whether neighbour, a neighbour of this node, spoke
+// routing over its link: it sent a message this engine decoded (a hello,
+// which a node holding the link from its engine sends, included) since
+// the link came up, or advertised its own route (feasible or not,
+// retracted since or not). Until then its route is the implicit one
+// LinkUp made, and routing has learnt nothing from it. A message counts
+// though its routes do not fit a full table (MaxRoutes).
 func (e *Engine) Announced(neighbour string) bool {
 	nb, ok := e.nbrs[neighbour]
-	if !ok || nb.selfOrg == nil {
+	if !ok {
 		return false
+	}
+	if nb.spoke || nb.selfOrg == nil {
+		return nb.spoke
 	}
 	i := e.find(nb.selfOrg, nb)
 	return i >= 0 && e.routes(nb.selfOrg)[i].hasSeqno()

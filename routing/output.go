@@ -168,7 +168,7 @@ func (e *Engine) flush(t time.Duration) {
 			// from a sender of wireVersion. A receiver of another
 			// release refuses it (as malformed) and nothing else.
 			nb.hello = false
-			e.sendMessage(nb.name, []byte{wireVersion, 0, 0}, 0)
+			e.sendMessage(nb.name, Hello(), 0)
 			e.wBytes += headerLen
 			e.wMsgs++
 		}

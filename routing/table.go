@@ -33,6 +33,9 @@ type neighbour struct {
 	// so it reads attested updates; hello: our hello (a message of
 	// wireVersion without entries) is due to nb, before anything else.
 	reads4, hello bool
+	// spoke: nb sent a message this engine could decode (any version, a
+	// hello included) since its link came up.
+	spoke bool
 	// Origins to advertise, by id, each once (origin.pend, or pendSet
 	// from slot maskSlots on, says which are queued), and whether Self
 	// is. Ids, not pointers: half the bytes, and nothing the collector

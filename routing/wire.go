@@ -26,6 +26,12 @@ import (
 // (name, seqno, metric, hops), as kind 3 followed by kind 1 would be. A
 // message of version 4 without entries is a hello: its sender reads
 // version 4 (Engine.Receive).
+// Hello returns a hello message: it carries no entries and tells its
+// receiver that the sender speaks routing on the link (Engine.Announced)
+// and reads version 4. A node sends it on a link it keeps from its
+// engine for a while (the engine sends its own as a link comes up).
+func Hello() []byte { return []byte{wireVersion, 0, 0} }
+
 const (
 	// wireBase is the version every engine reads, sent to a neighbour
 	// not known to read wireVersion.
