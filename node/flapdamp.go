@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/routing"
 )
 
 // Link flap damping. Each time a neighbour's link comes up, routing sends
@@ -138,6 +139,11 @@ func (n *Node) holdLink(l links.Link, routed bool, wait time.Duration) {
 	// before the entry is in place.
 	n.held[peer] = &heldLink{l: l, timer: time.AfterFunc(wait, func() { n.releaseHeld(l) })}
 	n.mu.Unlock()
+	// The peer hears nothing of routing on the link while it is held: a
+	// hello tells it that this node speaks routing, so that it does not
+	// take the link for one that carries nothing and close it (mute
+	// links, discoverymute.go).
+	_ = l.SendRouting(routing.Hello())
 	n.flapLog.Warn(peer, "link held from routing: the peer's links came up and went down too often",
 		"peer", peer, "for", wait.Round(time.Second))
 }
