@@ -9,10 +9,11 @@ import (
 )
 
 // Mute links. A link over which routing hears nothing of its peer (no
-// route to the peer, not even one that is not feasible) carries nothing
-// the mesh can use: no route goes through it and none leads to the peer.
-// An honest peer sends its routing table as the link comes up, so its own
-// route is heard within a round trip or two; a peer that keeps a link and
+// message from it, a hello included, no route to it, not even one that is
+// not feasible) carries nothing the mesh can use: no route goes through it
+// and none leads to the peer. An honest peer sends its routing table as
+// the link comes up (or a hello while it holds the link from routing:
+// flap damping), so it is heard within a round trip or two; a peer that keeps a link and
 // never speaks routing is a certificate holder holding one of this node's
 // link slots for nothing. Before, such links were kept for good: incoming
 // links are never dropped as unwanted, room for a repair link is only made
@@ -189,10 +190,10 @@ func (d *discovery) muteLinks(current []LinkInfo, heard func(peer string) bool, 
 }
 
 // heard reports whether routing heard of peer itself: the peer, a
-// neighbour, advertised its own route over its link (not only the
-// implicit route routing makes for a neighbour as its link comes up), or
-// another neighbour advertises a route to it (the peer routes, over other
-// links).
+// neighbour, spoke routing over its link (routing.Engine.Announced: a
+// message, or its own route, not only the implicit route routing makes
+// for a neighbour as its link comes up), or another neighbour advertises
+// a route to it (the peer routes, over other links).
 func (r *router) heard(peer string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
