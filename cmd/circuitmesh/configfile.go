@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -48,11 +49,18 @@ func readConfig(path string) ([]configEntry, fs.FileInfo, error) {
 	return entries, fi, err
 }
 
+// maxConfigLine bounds a line of a config file: room for any flag value
+// or policy rule (policy.MaxLineLength) with its key. A longer line is
+// refused, naming it.
+const maxConfigLine = 64 << 10
+
 // scanConfig parses the config file path, read from r, fi its FileInfo.
 func scanConfig(path string, r io.Reader, fi fs.FileInfo) ([]configEntry, error) {
 	var out []configEntry
 	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
+	sc.Buffer(make([]byte, 0, 4<<10), maxConfigLine)
+	n := 1
+	for ; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
@@ -76,7 +84,9 @@ func scanConfig(path string, r io.Reader, fi fs.FileInfo) ([]configEntry, error)
 		}
 		out = append(out, configEntry{n, strings.TrimPrefix(k, "--"), v})
 	}
-	if err := sc.Err(); err != nil {
+	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
+		return nil, fmt.Errorf("%s:%d: line longer than %d KiB (a config line holds one flag and its value)", path, n, maxConfigLine>>10)
+	} else if err != nil {
 		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
 	for _, e := range out {
@@ -123,6 +133,7 @@ func applyConfig(c *cli.Context, strict bool) error {
 		}
 		first[canon[e.key]] = e.line
 	}
+	fromFile := &configLines{path: path}
 	explicit := map[string]bool{}
 	for _, e := range entries {
 		explicit[e.key] = explicit[e.key] || c.IsSet(e.key)
@@ -143,7 +154,70 @@ func applyConfig(c *cli.Context, strict bool) error {
 			if err := c.Set(e.key, e.value); err != nil {
 				return usagef("%s:%d: %s = %q: %v", path, e.line, e.key, e.value, err)
 			}
+			fromFile.set = append(fromFile.set, configEntry{e.line, canon[e.key], e.value})
 		}
 	}
+	c.App.Metadata[configLinesKey] = fromFile
 	return nil
+}
+
+// configLinesKey keys the *configLines of a command in its App.Metadata.
+const configLinesKey = "circuitmesh.configLines"
+
+// configLines remembers which line of the config file set which flag, so
+// that a check of the value names the line.
+type configLines struct {
+	path string
+	set  []configEntry // by the flag's first name
+}
+
+// atConfigLine prefixes err with FILE:LINE when one of the flags (by
+// their first names; the first of them found) got its value from a line
+// of the config file. Otherwise, or when err is nil, it returns err as it
+// is.
+func atConfigLine(c *cli.Context, err error, flags ...string) error {
+	for _, f := range flags {
+		if e, ok := configLine(c, func(e configEntry) bool { return e.key == f }); ok {
+			return prefixLine(err, e)
+		}
+	}
+	return err
+}
+
+// atConfigValue is atConfigLine for one value of a flag that takes
+// several: the line that gave that value.
+func atConfigValue(c *cli.Context, err error, flag, value string) error {
+	if e, ok := configLine(c, func(e configEntry) bool { return e.key == flag && e.value == value }); ok {
+		return prefixLine(err, e)
+	}
+	return err
+}
+
+// configLine finds the config line (with the file's path as key) that
+// set a flag and matches.
+func configLine(c *cli.Context, match func(configEntry) bool) (configEntry, bool) {
+	lines, _ := c.App.Metadata[configLinesKey].(*configLines)
+	if lines == nil {
+		return configEntry{}, false
+	}
+	for _, e := range lines.set {
+		if match(e) {
+			e.key = lines.path
+			return e, true
+		}
+	}
+	return configEntry{}, false
+}
+
+// prefixLine prefixes err (nil stays nil) with the FILE:LINE of e, whose
+// key is the file's path, keeping a usage error one.
+func prefixLine(err error, e configEntry) error {
+	var ue *usageError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ue):
+		return usagef("%s:%d: %w", e.key, e.line, err)
+	}
+	return fmt.Errorf("%s:%d: %w", e.key, e.line, err)
 }

@@ -178,10 +178,41 @@ func parseCost(v string) (uint32, error) {
 // identity (unless --insecure) so that a missing one is reported with the
 // command that creates it.
 func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
+	d, err := checkDaemonFlags(c)
+	if err != nil {
+		return d, err
+	}
+	if d.policy, d.node.Policy, err = daemonPolicy(c); err != nil {
+		return d, err
+	}
+	if d.node.Insecure {
+		return d, nil
+	}
+	id, err := loadNodeIdentity(c, d.node.DataDir)
+	if err != nil {
+		return d, err
+	}
+	// The node rereads these files on reload (SIGHUP, circuitmesh reload).
+	d.node.CertFile, d.node.KeyFile, d.node.CAFile = identityPaths(c, d.node.DataDir)
+	if d.node.Name != "" && d.node.Name != id.Node {
+		return d, atConfigLine(c, usagef("--name %q differs from the certificate's node name %q", d.node.Name, id.Node), "name")
+	}
+	if d.node.Mesh != "" && d.node.Mesh != id.Mesh {
+		return d, atConfigLine(c, usagef("--mesh %q differs from the certificate's mesh %q", d.node.Mesh, id.Mesh), "mesh")
+	}
+	d.node.Identity, d.node.Name, d.node.Mesh = id, id.Node, id.Mesh
+	return d, nil
+}
+
+// checkDaemonFlags is buildDaemonConfig without the policy and the
+// identity: it checks every value the flags hold, naming the config file's
+// line of a value that came from it. A reload runs it again on the config
+// file (see daemonNode.Reload).
+func checkDaemonFlags(c *cli.Context) (daemonConfig, error) {
 	var d daemonConfig
 	dataDir, err := filepath.Abs(c.Path("data-dir"))
 	if err != nil {
-		return d, fmt.Errorf("--data-dir: %w", err)
+		return d, atConfigLine(c, fmt.Errorf("--data-dir: %w", err), "data-dir")
 	}
 	d.admin = c.Path("admin")
 	if d.admin == "" {
@@ -190,35 +221,35 @@ func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 	d.metrics = c.String("metrics")
 	d.ui = c.String("ui")
 	if err := d.level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return d, usagef("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+		return d, atConfigLine(c, usagef("--log-level %q: want debug, info, warn or error", c.String("log-level")), "log-level")
 	}
 	switch c.String("log-format") {
 	case "text":
 	case "json":
 		d.json = true
 	default:
-		return d, usagef("--log-format %q: want text or json", c.String("log-format"))
+		return d, atConfigLine(c, usagef("--log-format %q: want text or json", c.String("log-format")), "log-format")
 	}
 	listen := c.String("listen")
 	if _, _, err := net.SplitHostPort(listen); err != nil {
-		return d, usagef("--listen %q: want HOST:PORT: %v", listen, err)
+		return d, atConfigLine(c, usagef("--listen %q: want HOST:PORT: %v", listen, err), "listen")
 	}
 	for _, l := range c.StringSlice("link") {
 		if _, _, err := net.SplitHostPort(l); err != nil {
-			return d, usagef("--link %q: want HOST:PORT: %v", l, err)
+			return d, atConfigValue(c, usagef("--link %q: want HOST:PORT: %v", l, err), "link", l)
 		}
 	}
 	for _, s := range c.StringSlice("expose") {
 		e, err := parseExposeFlag(s)
 		if err != nil {
-			return d, err
+			return d, atConfigValue(c, err, "expose", s)
 		}
 		d.exposes = append(d.exposes, e)
 	}
 	for _, s := range c.StringSlice("forward") {
 		f, err := parseForwardFlag(s)
 		if err != nil {
-			return d, err
+			return d, atConfigValue(c, err, "forward", s)
 		}
 		d.forwards = append(d.forwards, f)
 	}
@@ -226,7 +257,7 @@ func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 	for _, s := range c.StringSlice("link-cost") {
 		peer, cost, err := parseLinkCost(s)
 		if err != nil {
-			return d, usagef("--link-cost %q: %v", s, err)
+			return d, atConfigValue(c, usagef("--link-cost %q: %v", s, err), "link-cost", s)
 		}
 		if cost != 0 {
 			costs[peer] = cost
@@ -234,7 +265,7 @@ func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 	}
 	key, err := gossipKey(c)
 	if err != nil {
-		return d, err
+		return d, atConfigLine(c, err, "gossip-key-file", "gossip-key")
 	}
 	var e2e node.E2E
 	switch c.String("e2e") {
@@ -242,7 +273,7 @@ func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 	case "off":
 		e2e = node.E2EOff
 	default:
-		return d, usagef("--e2e: want on or off, got %q", c.String("e2e"))
+		return d, atConfigLine(c, usagef("--e2e: want on or off, got %q", c.String("e2e")), "e2e")
 	}
 	d.node = node.Config{
 		E2E:         e2e,
@@ -265,42 +296,23 @@ func buildDaemonConfig(c *cli.Context) (daemonConfig, error) {
 			StaticInLinks: c.Int("static-in-links"),
 		},
 	}
-	if d.policy, d.node.Policy, err = daemonPolicy(c); err != nil {
-		return d, err
-	}
 	if t, m := c.Int("target-links"), c.Int("max-links"); t < 0 || m < 0 || (m > 0 && m < max(t, 1)) {
-		return d, usagef("--max-links %d must be at least --target-links %d (both positive)", m, t)
+		return d, atConfigLine(c, usagef("--max-links %d must be at least --target-links %d (both positive)", m, t), "max-links", "target-links")
 	}
 	switch drain := c.Duration("drain-timeout"); {
 	case drain < 0:
-		return d, usagef("--drain-timeout %v: want a duration >= 0", drain)
+		return d, atConfigLine(c, usagef("--drain-timeout %v: want a duration >= 0", drain), "drain-timeout")
 	case drain == 0:
 		d.node.GracePeriod = -1 // close at once
 	default:
 		d.node.GracePeriod = drain
 	}
 	if len(d.node.Discovery.Join) > 0 && d.node.Discovery.BindAddr == "" {
-		return d, usagef("--join needs --gossip ADDR (the local gossip address)")
+		return d, atConfigLine(c, usagef("--join needs --gossip ADDR (the local gossip address)"), "join")
 	}
-	if d.node.Insecure {
-		if d.node.Name == "" {
-			return d, usagef("--insecure needs --name")
-		}
-		return d, nil
+	if d.node.Insecure && d.node.Name == "" {
+		return d, atConfigLine(c, usagef("--insecure needs --name"), "insecure")
 	}
-	id, err := loadNodeIdentity(c, dataDir)
-	if err != nil {
-		return d, err
-	}
-	// The node rereads these files on reload (SIGHUP, circuitmesh reload).
-	d.node.CertFile, d.node.KeyFile, d.node.CAFile = identityPaths(c, dataDir)
-	if d.node.Name != "" && d.node.Name != id.Node {
-		return d, usagef("--name %q differs from the certificate's node name %q", d.node.Name, id.Node)
-	}
-	if d.node.Mesh != "" && d.node.Mesh != id.Mesh {
-		return d, usagef("--mesh %q differs from the certificate's mesh %q", d.node.Mesh, id.Mesh)
-	}
-	d.node.Identity, d.node.Name, d.node.Mesh = id, id.Node, id.Mesh
 	return d, nil
 }
 
