@@ -72,9 +72,9 @@ Examples:
 			}
 			name, src := simulate.DefaultScriptName, simulate.DefaultScript
 			if c.NArg() == 1 {
-				b, err := os.ReadFile(c.Args().First())
+				b, err := readScenario(c.Args().First())
 				if err != nil {
-					return fmt.Errorf("read the scenario: %w", err)
+					return err
 				}
 				name, src = filepath.Base(c.Args().First()), string(b)
 			}
@@ -121,6 +121,31 @@ Examples:
 			return nil
 		},
 	}
+}
+
+// maxScenarioFile bounds the scenario file simulate reads: scenarios are
+// text of a few thousand lines at most (the largest in simulate/testdata
+// is under 1 KiB), so 4 MiB is far beyond any, and a file that never ends
+// (/dev/zero, a stream) or a huge one is refused at once instead of read
+// into memory without limit.
+const maxScenarioFile = 4 << 20
+
+// readScenario reads the scenario file name, refusing one larger than
+// maxScenarioFile.
+func readScenario(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("read the scenario: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxScenarioFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("read the scenario %s: %w", name, err)
+	}
+	if len(b) > maxScenarioFile {
+		return nil, fmt.Errorf("scenario %s is larger than %d MiB, the most simulate reads (is it the scenario script?)", name, maxScenarioFile>>20)
+	}
+	return b, nil
 }
 
 // setSimulateMemoryLimit sets the soft memory limit of a scenario of that
