@@ -39,6 +39,10 @@ CIRCUITMESH_<FLAG> environment variables (CIRCUITMESH_DATA_DIR, ...); the
 command line wins over the environment, which wins over the file.
 Tracing is exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT or
 OTEL_TRACES_EXPORTER is set (standard OTEL_* variables).
+On SIGTERM or SIGINT the daemon drains: open circuits and tunnels get
+--drain-timeout to finish, then it exits with status 0 (also when the
+signal comes while it starts). A second SIGTERM or SIGINT during the drain
+ends it at once: what is still open is cut and the exit status is 1.
 
 Example:
    circuitmesh run --data-dir /var/lib/circuitmesh --listen 0.0.0.0:4242 \
@@ -67,19 +71,36 @@ Example:
 				return err
 			}
 			cfg.hup = hup
-			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			return runDaemon(ctx, cfg, c.App.ErrWriter)
+			// Room for two: the stop, and a second signal that cuts
+			// the drain short.
+			stop := make(chan os.Signal, 2)
+			signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+			defer signal.Stop(stop)
+			cfg.stop = stop
+			return runDaemon(c.Context, cfg, c.App.ErrWriter)
 		},
 	}
 }
 
-// runDaemon runs the node until ctx ends, then shuts down in order: the
-// node drains (no new circuits or tunnel connections, neighbours route
-// around it, open circuits, tunnels included, get --drain-timeout; the
-// admin API answers meanwhile and status says "draining"), then the admin
-// API and tunnels, metrics, tracing.
+// runDaemon runs the node until ctx ends or a signal comes on d.stop,
+// then shuts down in order: the node drains (no new circuits or tunnel
+// connections, neighbours route around it, open circuits, tunnels
+// included, get --drain-timeout; the admin API answers meanwhile and
+// status says "draining"), then the admin API and tunnels, metrics,
+// tracing. A stop while the node starts ends the start and is no failure.
+// A second signal on d.stop while the node drains ends the drain at once:
+// the admin API and the tunnels close, the process is left to exit (its
+// links die with it) and runDaemon returns errDrainCut.
 func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case s := <-d.stop:
+			cancel(fmt.Errorf("%v signal received", s))
+		case <-ctx.Done():
+		}
+	}()
 	hup := d.hup
 	if hup == nil {
 		c := make(chan os.Signal, 1)
@@ -112,9 +133,19 @@ func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 		return err
 	}
 	if err := n.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			// Stopped (SIGTERM, SIGINT) while starting: what was asked.
+			log.Info("stopped while starting", "cause", context.Cause(ctx))
+			return nil
+		}
 		return explainStartError(err, d.node.ListenAddr)
 	}
-	defer n.Close()
+	drainCut := false
+	defer func() {
+		if !drainCut { // else the node is still draining: Close would wait for it
+			n.Close()
+		}
+	}()
 
 	dn := daemonNode{Node: n, policy: d.policy, reload: new(sync.Mutex)}
 	srv := admin.NewServer(dn, log)
@@ -179,13 +210,27 @@ wait:
 			break wait
 		}
 	}
-	if err := n.Close(); err != nil {
-		log.Warn("close", "err", err)
+	closed := make(chan error, 1)
+	go func() { closed <- n.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			log.Warn("close", "err", err)
+		}
+	case s := <-d.stop:
+		drainCut = true
+		log.Warn("second signal while draining: ending the drain now; open circuits and tunnels are cut", "signal", s.String())
+		srv.Close()
+		return fmt.Errorf("%w (%v signal received)", errDrainCut, s)
 	}
 	srv.Close()
 	log.Info("stopped")
 	return nil
 }
+
+// errDrainCut ends a daemon whose drain a second stop signal cut short:
+// the circuits still open were cut, so the exit status is 1.
+var errDrainCut = errors.New("stopped without finishing the drain: open circuits were cut")
 
 func addrString(a net.Addr) string {
 	if a == nil {

@@ -49,7 +49,7 @@ func runFlags() []cli.Flag {
 		&cli.IntFlag{Name: "target-links", Usage: "`N` links discovery aims for on a router", DefaultText: strconv.Itoa(topology.DefaultTarget), EnvVars: env("target-links")},
 		&cli.IntFlag{Name: "max-links", Usage: "hard bound `N` on links made or accepted, static links excluded (unset: max(" + strconv.Itoa(topology.DefaultMax) + ", 2×target-links))", DefaultText: strconv.Itoa(max(topology.DefaultMax, 2*topology.DefaultTarget)), EnvVars: env("max-links")},
 		&cli.IntFlag{Name: "static-in-links", Usage: "`N` incoming links that their dialler keeps as static are kept on top of --max-links, the oldest first (-1: none)", DefaultText: strconv.Itoa(topology.DefaultStatic), EnvVars: env("static-in-links")},
-		&cli.DurationFlag{Name: "drain-timeout", Usage: "on SIGTERM, let open circuits and tunnels finish for up to `DURATION` (0: close at once)", Value: 10 * time.Second, EnvVars: env("drain-timeout")},
+		&cli.DurationFlag{Name: "drain-timeout", Usage: "on SIGTERM or SIGINT, let open circuits and tunnels finish for up to `DURATION` (0: close at once; a second signal ends the drain at once, exit status 1)", Value: 10 * time.Second, EnvVars: env("drain-timeout")},
 		&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics on `ADDR` at /metrics, without authentication (:PORT listens on every interface)", EnvVars: env("metrics")},
 		&cli.StringFlag{Name: "ui", Usage: "serve the live mesh page on the TCP `ADDR` (off by default; it shows the topology to whoever reaches ADDR)", EnvVars: env("ui")},
 		&cli.BoolFlag{Name: "no-info", Usage: "do not answer the built-in info service (other nodes' graph then lists this node as unreachable)", EnvVars: env("no-info")},
@@ -73,6 +73,9 @@ type daemonConfig struct {
 	// hup gets SIGHUP (reload) from the start of `run` on; nil: runDaemon
 	// asks for it itself.
 	hup <-chan os.Signal
+	// stop gets SIGINT and SIGTERM: the first stops the daemon (it
+	// drains), a second cuts the drain short. nil: only ctx stops it.
+	stop <-chan os.Signal
 }
 
 type exposeSpec struct{ service, target string }
