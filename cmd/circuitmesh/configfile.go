@@ -106,6 +106,13 @@ func scanConfig(path string, r io.Reader, fi fs.FileInfo) ([]configEntry, error)
 // a flag of this command is an error; otherwise it is ignored (so that the
 // inspection commands can read the daemon's file for its data dir).
 func applyConfig(c *cli.Context, strict bool) error {
+	return applyConfigFile(c, strict, false)
+}
+
+// applyConfigFile is applyConfig; with fileWins, the file's values also
+// replace (or, for a flag that takes several, join) those of the command
+// line and the environment, so that every value of the file is checked.
+func applyConfigFile(c *cli.Context, strict, fileWins bool) error {
 	path := c.Path("config")
 	if path == "" {
 		return nil
@@ -136,7 +143,7 @@ func applyConfig(c *cli.Context, strict bool) error {
 	fromFile := &configLines{path: path}
 	explicit := map[string]bool{}
 	for _, e := range entries {
-		explicit[e.key] = explicit[e.key] || c.IsSet(e.key)
+		explicit[e.key] = !fileWins && (explicit[e.key] || c.IsSet(e.key))
 	}
 	for _, e := range entries {
 		switch {

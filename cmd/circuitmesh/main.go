@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -27,7 +28,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
 	err := refuseSecretArgs(args)
 	if err == nil {
-		err = app.Run(interspersed(app, args))
+		ctx := context.WithValue(context.Background(), argsKey{}, args)
+		err = app.RunContext(ctx, interspersed(app, args))
 	}
 	if err == nil {
 		return 0
@@ -44,6 +46,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	return 1
 }
+
+// argsKey keys the command line (os.Args) in the context of a command,
+// for `run` to check its config file again on reload as it did at start.
+type argsKey struct{}
 
 // errReported ends a command that has already told the user what went
 // wrong on its own output (ping's summary): exit status 1, nothing more.

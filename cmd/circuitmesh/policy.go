@@ -151,6 +151,9 @@ func daemonPolicy(c *cli.Context) (policySource, *policy.Policy, error) {
 type daemonNode struct {
 	*node.Node
 	policy policySource
+	// checkConfig, when the policy is the config file's lines, checks
+	// the whole file as the daemon does at start (checkRunConfig).
+	checkConfig func() error
 	// reload serializes reloads (SIGHUP, `circuitmesh reload`): each
 	// reads the files and applies them before the next reads them.
 	reload *sync.Mutex
@@ -171,8 +174,10 @@ func (d daemonNode) ReloadIdentity() error {
 // and applied only if both are good (node.ReloadIdentityAndPolicy), so a
 // failed reload leaves the identity and the policy in force as they were
 // and says so. A policy that does not parse is refused, as is one without
-// rules while one with rules is in force (see errEmpty), and a policy
-// file others may change (identity.ErrUnsafeFile). An --insecure daemon
+// rules while one with rules is in force (see errEmpty), a policy
+// file others may change (identity.ErrUnsafeFile), and a config file
+// holding the policy lines that the daemon would refuse at start
+// (checkRunConfig: an unknown flag, a value its checks refuse). An --insecure daemon
 // has no identity files: its reload is the policy's. Reloads at once are
 // applied one after the other, so the policy in force is the one read
 // last. The result says what happened to the policy (nil: no policy
@@ -185,6 +190,13 @@ func (d daemonNode) Reload() (*admin.PolicyReload, error) {
 			return nil, fmt.Errorf("%w (%s)", err, keptAll)
 		}
 		return nil, nil
+	}
+	if d.policy.config != "" && d.checkConfig != nil {
+		// The policy lines are good only in a file the daemon would
+		// start with: else the next restart fails.
+		if err := d.checkConfig(); err != nil {
+			return nil, fmt.Errorf("reload: the config file is refused as it would be at start: %w (%s)", err, keptAll)
+		}
 	}
 	p, err := d.policy.load()
 	if policyRead != nil {

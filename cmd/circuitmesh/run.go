@@ -71,6 +71,9 @@ Example:
 				return err
 			}
 			cfg.hup = hup
+			if args, ok := c.Context.Value(argsKey{}).([]string); ok && c.Path("config") != "" {
+				cfg.checkConfig = func() error { return checkRunConfig(args) }
+			}
 			// Room for two: the stop, and a second signal that cuts
 			// the drain short.
 			stop := make(chan os.Signal, 2)
@@ -147,7 +150,7 @@ func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 		}
 	}()
 
-	dn := daemonNode{Node: n, policy: d.policy, reload: new(sync.Mutex)}
+	dn := daemonNode{Node: n, policy: d.policy, checkConfig: d.checkConfig, reload: new(sync.Mutex)}
 	srv := admin.NewServer(dn, log)
 	defer srv.Close()
 	for _, e := range d.exposes {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -76,6 +77,38 @@ type daemonConfig struct {
 	// stop gets SIGINT and SIGTERM: the first stops the daemon (it
 	// drains), a second cuts the drain short. nil: only ctx stops it.
 	stop <-chan os.Signal
+	// checkConfig checks the --config file again as `run` did at start,
+	// with the same command line and environment (nil: no config file).
+	checkConfig func() error
+}
+
+// checkRunConfig checks the --config file that the `run` command line
+// args (os.Args, the program first) names as the daemon does at start:
+// every line of the file a known flag, once unless repeatable, every value
+// of the right type and passing checkDaemonFlags beside the other flags.
+// A value the command line or the environment overrides is checked too:
+// the file would be refused once they no longer do. It reads neither the
+// identity nor the policy, which a reload reads itself.
+func checkRunConfig(args []string) error {
+	app := &cli.App{
+		Name:           "circuitmesh",
+		Writer:         io.Discard,
+		ErrWriter:      io.Discard,
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError:   onUsageError,
+		Commands: []*cli.Command{{
+			Name:            "run",
+			Flags:           runFlags(),
+			OnUsageError:    onUsageError,
+			HideHelpCommand: true,
+			Before:          func(c *cli.Context) error { return applyConfigFile(c, true, true) },
+			Action: func(c *cli.Context) error {
+				_, err := checkDaemonFlags(c)
+				return err
+			},
+		}},
+	}
+	return app.Run(interspersed(app, args))
 }
 
 type exposeSpec struct{ service, target string }
