@@ -26,6 +26,10 @@ func (s *Server) handleDial(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	peer, service := q.Get("peer"), q.Get("service")
+	if err := validatePeer(peer); err != nil {
+		writeError(w, err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	// Early: the caller's first bytes travel with the open; a refusal
 	// further along arrives as an error frame after the upgrade.
@@ -81,8 +85,8 @@ func spliceHalves(client net.Conn, br *bufio.Reader, circ node.Conn) {
 	switch {
 	case err == nil:
 		if writeFrame(client, frameEnd, nil) == nil {
-			if uc, ok := client.(*net.UnixConn); ok {
-				uc.CloseWrite()
+			if cw, ok := client.(interface{ CloseWrite() error }); ok {
+				cw.CloseWrite()
 			}
 		}
 	default:

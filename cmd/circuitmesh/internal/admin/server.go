@@ -84,13 +84,14 @@ func NewServer(n Node, log *slog.Logger) *Server {
 		res.Status = n.Status()
 		writeJSON(w, res)
 	})
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: IdleTimeout}
 	return s
 }
 
-// Serve answers requests on ln until Close.
+// Serve answers requests on ln until Close, on at most MaxConns
+// connections at once.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.http.Serve(ln)
+	err := s.http.Serve(limitConns(ln, MaxConns, s.log))
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -262,6 +263,10 @@ func (s *Server) handleUnforward(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) {
 	peer := r.URL.Query().Get("peer")
+	if err := validatePeer(peer); err != nil {
+		writeError(w, err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
 	res, err := s.node.Ping(ctx, peer)

@@ -92,3 +92,14 @@ func ValidateForward(listen, peer, service string) error {
 	}
 	return ValidateService(service)
 }
+
+// validatePeer checks the name of a node to ping or dial by the node's
+// rules (identity.ValidateName) before anything is sent, so that a name no
+// node can have is answered 400 with a short error that quotes at most
+// its beginning. The error wraps ErrBadRequest.
+func validatePeer(name string) error {
+	if err := identity.ValidateName(name); err != nil {
+		return fmt.Errorf("peer: %w: %w", err, ErrBadRequest)
+	}
+	return nil
+}

@@ -1,0 +1,121 @@
+package admin
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPingAndDialRefuseNamesNoNodeCanHave: a peer name that breaks the
+// node's name rules (here 100 KB long) is answered 400 with a short
+// error before anything is sent, not with the node's error repeating it.
+func TestPingAndDialRefuseNamesNoNodeCanHave(t *testing.T) {
+	c, _ := startServer(t, newFake())
+	for _, peer := range []string{strings.Repeat("b", 100_000), "B", "b/c", ""} {
+		var p Ping
+		err := c.Get(context.Background(), PathPing, url.Values{"peer": {peer}}, &p)
+		if !errors.Is(err, ErrBadRequest) || len(err.Error()) > 300 {
+			t.Errorf("ping of the peer %.30q (%d bytes): %.400v; want a bad request of a short line", peer, len(peer), err)
+		}
+		_, err = c.Dial(context.Background(), peer, "echo")
+		if !errors.Is(err, ErrBadRequest) || len(err.Error()) > 300 {
+			t.Errorf("dial of the peer %.30q (%d bytes): %.400v; want a bad request of a short line", peer, len(peer), err)
+		}
+	}
+}
+
+// TestIdleAdminConnectionsAreClosed: a kept-alive connection that sends
+// no further request is closed after the idle timeout.
+func TestIdleAdminConnectionsAreClosed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "admin.sock")
+	ln, err := Listen(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(newFake(), slog.New(slog.DiscardHandler))
+	if got := s.http.IdleTimeout; got <= 0 || got > time.Minute {
+		t.Fatalf("admin API idle timeout %v, want one of at most a minute", got)
+	}
+	s.http.IdleTimeout = 200 * time.Millisecond
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	defer func() { s.Close(); <-done }()
+
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET "+PathStatus+" HTTP/1.1\r\nHost: circuitmesh\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("idle kept-alive connection: read %v, want EOF (closed by the server)", err)
+	}
+}
+
+// TestAdminConnectionsAreBounded: connections beyond the bound are closed
+// as soon as they are accepted, and a place freed is taken again.
+func TestAdminConnectionsAreBounded(t *testing.T) {
+	c, path := startServer(t, newFake())
+	// Well beyond the bound, made faster than the server's header
+	// timeout (10 s) frees them.
+	const most = 600
+	var held []net.Conn
+	defer func() {
+		for _, h := range held {
+			h.Close()
+		}
+	}()
+	for i := 0; i < most; i++ {
+		conn, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, conn)
+	}
+	time.Sleep(500 * time.Millisecond) // each accepted (and closed, if refused)
+	refused := 0
+	for _, h := range held {
+		h.SetReadDeadline(time.Now().Add(time.Millisecond))
+		if _, err := h.Read(make([]byte, 1)); errors.Is(err, io.EOF) {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Fatalf("%d idle admin connections open at once, none refused", most)
+	}
+	t.Logf("%d of %d connections refused", refused, most)
+	// Free places: requests are answered again.
+	for _, h := range held[:2] {
+		h.Close()
+	}
+	held = held[2:]
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var st any
+		err := c.Get(context.Background(), PathStatus, nil, &st)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status after connections were closed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
