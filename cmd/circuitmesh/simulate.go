@@ -24,8 +24,8 @@ partitions, isolation, crashes and restarts, latency and loss), checks its
 expectations and measures convergence, reroute, open time and throughput.
 Without SCRIPT it runs the built-in diamond failover demo. The language is
 described in docs/SIMULATE.md. The exit status is 1 when an expectation or
-step failed or the script does not parse (FILE:LINE: message), 2 for a bad
-command line. Time is real unless --virtual is given: then the scenario runs
+step failed or the script does not parse (FILE:LINE: message) or is larger
+than 4 MiB, 2 for a bad command line. Time is real unless --virtual is given: then the scenario runs
 on a fake clock that jumps whenever every node waits (testing/synctest), so
 "wait 60s" takes the computing it involves, not a minute, and the report
 gives virtual times with the wall times beside them. Above 300 nodes a soft
