@@ -10,12 +10,13 @@ import (
 )
 
 // Bounds of the admin API's connections. Its clients are the CLI's
-// commands, one connection each: a request and its answer, or a `dial`
-// circuit for as long as it is open. An idle kept-alive connection is
-// closed after IdleTimeout, and the connections open at once are bounded
-// (dial circuits included), so that a client holding or opening
-// connections without end cannot hold the daemon's goroutines, buffers
-// and file descriptors without end.
+// commands: a request and its answer on a connection the server closes
+// once it has answered (no keep-alive), or a `dial` circuit for as long
+// as it is open. IdleTimeout bounds an idle kept-alive connection should
+// keep-alives be enabled, and the connections open at once are bounded
+// (dial circuits included), so that a client opening connections without
+// end cannot hold the daemon's goroutines, buffers and file descriptors
+// without end.
 const (
 	IdleTimeout = 30 * time.Second
 	MaxConns    = 256

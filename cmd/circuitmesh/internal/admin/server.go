@@ -85,6 +85,11 @@ func NewServer(n Node, log *slog.Logger) *Server {
 		writeJSON(w, res)
 	})
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: IdleTimeout}
+	// One request a connection: a client that keeps its connections
+	// (one per command, or a program making a client per request) would
+	// otherwise hold places of MaxConns until IdleTimeout; connecting
+	// again to the local socket costs next to nothing.
+	s.http.SetKeepAlivesEnabled(false)
 	return s
 }
 
