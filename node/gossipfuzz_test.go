@@ -112,6 +112,14 @@ func FuzzGossipStream(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s []byte) {
 		for _, inbound := range []bool{false, true} {
 			c := g.guard(&byteConn{r: bytes.NewReader(s)}, inbound)
+			if inbound {
+				// As passStream admits it: the bytes memberlist is to
+				// hold are charged to a stream holding a slot.
+				if _, _, reason := g.slots.admit(c, time.Now()); reason != "" {
+					t.Fatalf("no slot for a stream: %s", reason)
+				}
+				defer g.slots.release(c)
+			}
 			r, reason, err := c.inspect()
 			if reason != "" {
 				if err == nil {

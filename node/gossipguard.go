@@ -11,9 +11,11 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/hashicorp/memberlist"
@@ -91,7 +93,39 @@ const (
 	// bytes; its address 4 or 16; its name at most 255; six version
 	// bytes; the field names).
 	gossipStateMax = 4 << 10
+	// gossipPushSlack is the states an inbound push-pull may announce
+	// beyond the members this node knows: a node that knows few (a seed
+	// restarted with nothing to join, the smaller side of a partition
+	// that healed) takes a larger mesh's state from the members that
+	// push it theirs.
+	gossipPushSlack = 1024
+	// gossipSealedState bounds what one member's state adds to an
+	// encrypted stream: an honest state is under 1 KiB encoded, and the
+	// LZW compression memberlist applies before it encrypts may expand
+	// what does not compress by half (12-bit codes for 8-bit bytes).
+	gossipSealedState = 1536
+	// gossipSealedExtra is what an encrypted stream carries besides its
+	// states: the push-pull's type and header, the compressed message's
+	// framing, the cipher's version, nonce and tag.
+	gossipSealedExtra = 4 << 10
+	// gossipHeld bounds the bytes memberlist holds at once for the
+	// inbound streams it reads: an encrypted stream's announced length
+	// (memberlist reads it whole before it decrypts it, so a stranger
+	// without the key has it held as surely as a key holder), and a
+	// plaintext push-pull's states (memberlist decodes all of them before
+	// it merges any) with the slice it allocates for them. A stream that
+	// would take the node beyond it takes the bytes of streams of a source
+	// prefix holding more than gossipHeldShare, or is refused (heldBytes).
+	gossipHeld = 16 << 20
+	// gossipHeldShare is the bytes of gossipHeld the inbound streams of
+	// one source prefix hold against other prefixes.
+	gossipHeldShare = gossipHeld / 4
 )
+
+// gossipPushStateSize is what memberlist allocates for each state a
+// push-pull header announces before it reads the first (its
+// pushNodeState, of which gossipPushState is a copy).
+const gossipPushStateSize = int64(unsafe.Sizeof(gossipPushState{}))
 
 // gossipGuard wraps memberlist's transport: it inspects each plaintext
 // packet and stream before memberlist decodes it, and refuses what no
@@ -119,9 +153,20 @@ const (
 // (pushReader), whose check NotifyAlive charges to it or skips once it
 // spent its budget.
 //
+// Inbound push-pulls announcing more states than the members this node
+// knows plus gossipPushSlack are refused, and what memberlist holds for
+// inbound streams is bounded node-wide, with a share per source prefix
+// (gossipHeld, heldBytes).
+//
 // Encrypted packets and streams (a gossip key is set) are passed on as
-// they are (only key holders make them; memberlist bounds an encrypted
-// stream to 20 MiB); the size and stream bounds still apply.
+// they are: the guard cannot read them. Anyone can send one, with the key
+// or without: memberlist checks the key only once it has read an
+// encrypted stream whole, into a buffer of the length the stream
+// announces (up to 20 MiB), and holds it until the stream ends or its TCP
+// timeout (10 s). So an inbound encrypted stream announcing more than the
+// members this node knows could send (sealedMax) is refused, and its
+// announced length is charged to gossipHeld until it ends; the size and
+// stream bounds apply as to plaintext.
 //
 // Its two goroutines move packets and streams from the inner transport to
 // memberlist; they end on Shutdown, which memberlist calls on its own.
@@ -158,9 +203,18 @@ const (
 	refuseShare     = "share"      // all slots taken, none giving way, the source prefix holding its share or more
 	refuseEvicted   = "evicted"    // its slot taken by a new stream of a prefix holding fewer
 	refuseSlow      = "slow"       // its slot taken by a new stream, its first bytes not come within gossipFirstBytes
-	refuseHeader    = "header"     // push-pull header beyond the member bound
+	refuseHeader    = "header"     // push-pull header beyond the member bound (inbound: the members known and gossipPushSlack), or with user state
 	refuseUser      = "user"       // a user message: discovery sends none
 	refuseState     = "state"      // a push-pull state beyond gossipStateMax
+	refuseLength    = "length"     // an encrypted stream announcing more than the members could send (sealedMax)
+	// refuseHeld: the bytes memberlist would hold for inbound streams
+	// beyond gossipHeld, none giving way, the source prefix within its
+	// share with the stream's; refuseHeldShare: the same, the prefix
+	// beyond its share with them; refuseHeldEvicted: the stream's bytes
+	// taken by a stream of a prefix within its share (heldBytes).
+	refuseHeld        = "held"
+	refuseHeldShare   = "held_share"
+	refuseHeldEvicted = "held_evicted"
 	// refuseSignatures: an alive message whose source spent its budget
 	// of failed signature checks (kind "alive": counted per message).
 	refuseSignatures = "signatures"
@@ -178,7 +232,7 @@ const (
 
 func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg prometheus.Registerer, log *ratelog.Log) (*gossipGuard, error) {
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_gossip_refused_total",
-		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user, state), alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures) or the node did, from all sources together, or they came beyond the node's bound of those from sources that are not members (kind alive, reason node_signatures) or refused because their link address is not a canonical IP:port (kind alive, reason link), and ping requests dropped because their target is not a member (kind ping, reason target)."},
+		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user, state, length, held, held_share, held_evicted), alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures) or the node did, from all sources together, or they came beyond the node's bound of those from sources that are not members (kind alive, reason node_signatures) or refused because their link address is not a canonical IP:port (kind alive, reason link), and ping requests dropped because their target is not a member (kind ping, reason target)."},
 		[]string{"kind", "reason"})
 	if err := reg.Register(m); err != nil {
 		var are prometheus.AlreadyRegisteredError
@@ -190,7 +244,7 @@ func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg pro
 	for _, r := range []string{refuseSize, refuseBomb, refuseCompound, refuseMalformed} {
 		m.WithLabelValues("packet", r) // from zero, so rate() sees the first
 	}
-	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseShare, refuseEvicted, refuseSlow, refuseHeader, refuseUser, refuseState} {
+	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseShare, refuseEvicted, refuseSlow, refuseHeader, refuseUser, refuseState, refuseLength, refuseHeld, refuseHeldShare, refuseHeldEvicted} {
 		m.WithLabelValues("stream", r)
 	}
 	m.WithLabelValues("alive", refuseSignatures)
@@ -484,6 +538,11 @@ type streamSlots struct {
 	mu       sync.Mutex
 	byPrefix map[netip.Prefix]int // prefixes holding streams: at most gossipStreams
 	held     []*guardConn         // the streams holding slots, oldest first: at most gossipStreams
+	// bytes is what memberlist holds for the streams holding slots, as
+	// charged (heldBytes): at most gossipHeld; bytesBy is it by source
+	// prefix (prefixes holding streams).
+	bytes   int64
+	bytesBy map[netip.Prefix]int64
 }
 
 // admit takes a slot for c at now, or says why not (reason); it may take
@@ -548,11 +607,81 @@ func (s *streamSlots) release(c *guardConn) {
 	s.releaseLocked(c)
 }
 
+// heldBytes charges n more bytes that memberlist will hold for stream c
+// (slotted) until it ends. While the node's streams hold at most
+// gossipHeld with them, they are charged whatever c's source prefix
+// holds: members on one host or behind one NAT share a prefix. Beyond
+// it, when c's prefix holds at most gossipHeldShare with them, streams of
+// prefixes holding more than that give their bytes (and slots) way, each
+// time the oldest of the prefix holding the most, until n fits: they are
+// returned released, for the caller to close (refuseHeldEvicted). Else
+// nothing is charged, and reason says why: refuseHeldShare when c's
+// prefix would hold more than its share, refuseHeld when not, and
+// refuseHeldEvicted when c gave its slot way already.
+func (s *streamSlots) heldBytes(c *guardConn, n int64) (evicted []*guardConn, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !c.slotted {
+		return nil, refuseHeldEvicted
+	}
+	if s.bytes+n > gossipHeld {
+		if s.bytesBy[c.prefix]+n > gossipHeldShare {
+			return nil, refuseHeldShare
+		}
+		// Pick the streams to give way on a copy of the prefixes' bytes,
+		// and release them only if they make room enough.
+		by := make(map[netip.Prefix]int64, len(s.bytesBy))
+		for p, b := range s.bytesBy {
+			by[p] = b
+		}
+		free := gossipHeld - s.bytes
+		for free < n {
+			var v *guardConn
+			for _, w := range s.held {
+				if k := by[w.prefix]; w.hold > 0 && !slices.Contains(evicted, w) && k > gossipHeldShare && (v == nil || k > by[v.prefix]) {
+					v = w
+				}
+			}
+			if v == nil {
+				return nil, refuseHeld
+			}
+			evicted = append(evicted, v)
+			by[v.prefix] -= v.hold
+			free += v.hold
+		}
+		for _, v := range evicted {
+			s.releaseLocked(v)
+		}
+	}
+	if s.bytesBy == nil {
+		s.bytesBy = make(map[netip.Prefix]int64)
+	}
+	c.hold += n
+	s.bytes += n
+	s.bytesBy[c.prefix] += n
+	return evicted, ""
+}
+
+// heldNow is what the inbound streams are charged for, all and of
+// prefix p.
+func (s *streamSlots) heldNow(p netip.Prefix) (all, of int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bytes, s.bytesBy[p]
+}
+
 func (s *streamSlots) releaseLocked(c *guardConn) {
 	if !c.slotted {
 		return
 	}
 	c.slotted = false
+	if c.hold > 0 {
+		s.bytes -= c.hold
+		if s.bytesBy[c.prefix] -= c.hold; s.bytesBy[c.prefix] <= 0 {
+			delete(s.bytesBy, c.prefix)
+		}
+		c.hold = 0
+	}
 	for i, w := range s.held {
 		if w == c {
 			s.held = append(s.held[:i], s.held[i+1:]...)
@@ -784,6 +913,7 @@ type guardConn struct {
 	// bytes the guard inspects have come.
 	slotted, waiting, arrived bool
 	at                        time.Time
+	hold                      int64 // bytes charged (heldBytes)
 	wrote                     atomic.Bool
 	// seen records the sources of a plaintext push-pull's signed
 	// states (nil for other streams).
@@ -824,6 +954,45 @@ func (c *guardConn) Close() error {
 	return c.Conn.Close()
 }
 
+// charge charges n bytes that memberlist will hold for inbound stream c
+// (what they are) until it ends (streamSlots.heldBytes), and closes the
+// streams that gave theirs way. When refused, it returns why and what
+// to log; a stream that gave its slot way already gets an error and no
+// reason (it was counted then).
+func (c *guardConn) charge(n int64, what string) (string, error) {
+	evicted, reason := c.g.slots.heldBytes(c, n)
+	for _, v := range evicted {
+		c.g.refuse("stream", refuseHeldEvicted, v.RemoteAddr(), fmt.Errorf("its bytes held taken by a stream from %s", c.prefix))
+		_ = v.Conn.Close() // memberlist's read fails; its Close is a no-op then
+	}
+	switch reason {
+	case "":
+		return "", nil
+	case refuseHeldEvicted:
+		return "", fmt.Errorf("%w: stream closed: its slot taken by another", ErrGossipRefused)
+	}
+	all, of := c.g.slots.heldNow(c.prefix)
+	return reason, fmt.Errorf("%s of %d bytes: inbound gossip streams hold %d of %d bytes, %d of them from %s (share %d)",
+		what, n, all, gossipHeld, of, c.prefix, gossipHeldShare)
+}
+
+// inboundStates is the most states an inbound push-pull may announce:
+// the members this node knows and gossipPushSlack, within the member
+// bound.
+func (g *gossipGuard) inboundStates() int {
+	return min(g.maxNodes, g.members.count()+gossipPushSlack)
+}
+
+// sealedMax is the longest encrypted stream the members this node knows
+// may send it (a push-pull of inboundStates states, each at most
+// gossipSealedState, and gossipSealedExtra; within memberlist's own
+// bound, gossipStreamMax), and how many members it knows.
+func (g *gossipGuard) sealedMax() (int64, int) {
+	n := g.members.count()
+	states := min(g.maxNodes, n+gossipPushSlack)
+	return min(gossipStreamMax, int64(states)*gossipSealedState+gossipSealedExtra), n
+}
+
 // inspect reads a stream's first message far enough to bound what
 // memberlist will allocate for it, and returns the reader to serve it
 // from. memberlist's deadline bounds the read; an inbound stream whose
@@ -847,6 +1016,20 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 		l[0] = t[0]
 		if _, err := io.ReadFull(c.Conn, l[1:]); err != nil {
 			return errReader{err}, "", nil
+		}
+		// memberlist reads the announced length whole before it checks
+		// the key (without a key it refuses the stream unread).
+		if c.inbound && c.g.encrypted {
+			n := int64(binary.BigEndian.Uint32(l[1:]))
+			if most, members := c.g.sealedMax(); n > most {
+				return nil, refuseLength, fmt.Errorf("encrypted stream of %d bytes, beyond %d for %d members known", n, most, members)
+			}
+			if reason, err := c.charge(n, "encrypted stream"); err != nil {
+				if reason == "" {
+					return errReader{err}, "", nil
+				}
+				return nil, reason, err
+			}
 		}
 		return io.MultiReader(bytes.NewReader(l[:]), c.Conn), "", nil
 	}
@@ -899,14 +1082,31 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 	if err := pr.dec.Decode(&hd); err != nil {
 		return nil, refuseMalformed, err
 	}
-	// discovery keeps no user state (LocalState is empty).
-	if hd.Nodes < 0 || hd.Nodes > c.g.maxNodes || hd.UserStateLen != 0 {
-		return nil, refuseHeader, fmt.Errorf("push-pull of %d states and %d bytes of user state", hd.Nodes, hd.UserStateLen)
+	// discovery keeps no user state (LocalState is empty). An inbound
+	// push-pull carries its sender's members, which this node knows too
+	// but for gossipPushSlack; the answer to one this node started may
+	// carry a mesh it is joining, up to the member bound.
+	most := c.g.maxNodes
+	if c.inbound {
+		most = c.g.inboundStates()
+	}
+	if hd.Nodes < 0 || hd.Nodes > most || hd.UserStateLen != 0 {
+		return nil, refuseHeader, fmt.Errorf("push-pull of %d states (at most %d) and %d bytes of user state", hd.Nodes, most, hd.UserStateLen)
+	}
+	if c.inbound {
+		// memberlist allocates the states announced before it reads them.
+		if reason, err := c.charge(int64(hd.Nodes)*gossipPushStateSize, fmt.Sprintf("push-pull header of %d states", hd.Nodes)); err != nil {
+			if reason == "" {
+				return errReader{err}, "", nil
+			}
+			return nil, reason, err
+		}
+		pr.charge = c.charge
 	}
 	// The states: each bounded to gossipStateMax (pushReader.Read).
 	pr.left = hd.Nodes
-	pr.refuse = func(err error) {
-		c.g.refuse("stream", refuseState, c.RemoteAddr(), err)
+	pr.refuse = func(reason string, err error) {
+		c.g.refuse("stream", reason, c.RemoteAddr(), err)
 	}
 	pr.budget = c.g.budget
 	pr.seen = c.g.budget.pushStarted(links.SourcePrefix(c.RemoteAddr()), c.inbound)
@@ -920,7 +1120,10 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 // (sigBudget.pushState), so that NotifyAlive charges a failed check of
 // one to the stream's source prefix. It holds one state's bytes at a
 // time, and fails the stream (refused: refuseState) once a state goes
-// beyond gossipStateMax, before memberlist reads any of it.
+// beyond gossipStateMax, before memberlist reads any of it. On an
+// inbound stream it charges each state's bytes to the bytes memberlist
+// holds for inbound streams (charge: guardConn.charge) before it serves
+// them, and fails the stream when they are refused.
 type pushReader struct {
 	lim    io.LimitedReader
 	dec    *codec.Decoder // reads lim through rec
@@ -929,7 +1132,8 @@ type pushReader struct {
 	err    error          // dec's, served after rec
 	budget *sigBudget
 	seen   *pushSeen
-	refuse func(error) // counts and logs a state beyond gossipStateMax
+	refuse func(reason string, err error) // counts and logs a refusal
+	charge func(n int64, what string) (reason string, err error)
 }
 
 func (r *pushReader) Read(p []byte) (int, error) {
@@ -949,8 +1153,19 @@ func (r *pushReader) Read(p []byte) (int, error) {
 			}
 			r.rec.Reset() // memberlist reads none of it
 			r.err = fmt.Errorf("%w: %s: push-pull state beyond %d bytes", ErrGossipRefused, refuseState, gossipStateMax)
-			r.refuse(r.err)
+			r.refuse(refuseState, r.err)
 			continue
+		}
+		if r.charge != nil {
+			if reason, err := r.charge(int64(r.rec.Len()), "push-pull state"); err != nil {
+				r.rec.Reset() // memberlist reads none of it
+				if reason != "" {
+					r.refuse(reason, err)
+					err = fmt.Errorf("%w: %s: %w", ErrGossipRefused, reason, err)
+				}
+				r.err = err
+				continue
+			}
 		}
 		r.left--
 		if s.State == 0 { // memberlist's StateAlive
@@ -1139,6 +1354,13 @@ func (m *memberAddrs) set(n *memberlist.Node) {
 	if verified {
 		an.ok++
 	}
+}
+
+// count is how many members memberlist holds alive or suspect.
+func (m *memberAddrs) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.byName)
 }
 
 func (m *memberAddrs) drop(n *memberlist.Node) {

@@ -1,0 +1,76 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+)
+
+// TestAttackGossipPushPullStatesHeld: a stranger with no certificate and
+// no gossip key opens the node's 16 gossip streams from one address and
+// on each pushes a push-pull of made-up states whose metadata is 3.5 KiB
+// each (every state under the guard's 4 KiB bound, the stream under its
+// 20 MiB), sends all but the last state and waits. memberlist decodes
+// every state into memory before it merges any (NotifyAlive, which
+// refuses metadata beyond 512 bytes, runs only after the last state) and
+// holds them until its TCP timeout (10 s). Nobody without a key or
+// certificate may make d hold more than a small bound: 5,000 states are
+// more than d, which knows only itself, takes in a push-pull, and 1,025
+// (as many as it takes) on each of 16 streams are more than the bytes it
+// holds for inbound streams.
+func TestAttackGossipPushPullStatesHeld(t *testing.T) {
+	for _, states := range []int{5000, 1025} {
+		t.Run(fmt.Sprintf("states=%d", states), func(t *testing.T) {
+			pushStatesHeld(t, states)
+		})
+	}
+}
+
+func pushStatesHeld(t *testing.T, states int) {
+	d := plainGossipNode(t, "d")
+	const metaSize = 3500
+	meta := bytes.Repeat([]byte("x"), metaSize)
+	var body bytes.Buffer
+	body.Write(pushPullHeader(t, states, 0))
+	enc := codec.NewEncoder(&body, &codec.MsgpackHandle{})
+	for i := range states - 1 { // the last never comes
+		if err := enc.Encode(gossipPushState{Name: fmt.Sprintf("ghost-%d", i), Addr: net.IPv4(127, 0, 0, 1).To4(), Port: 9,
+			Meta: meta, Incarnation: 1, Vsn: []uint8{1, 5, 2, 0, 0, 0}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msg := body.Bytes()
+	base := liveHeap()
+	var wg sync.WaitGroup
+	for range gossipStreams {
+		conn, err := net.DialTimeout("tcp", d.Status().GossipAddr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = conn.SetWriteDeadline(time.Now().Add(8 * time.Second))
+			w := bufio.NewWriterSize(conn, 1<<16)
+			_, _ = w.Write(msg)
+			_ = w.Flush()
+		}()
+	}
+	wg.Wait()
+	most := peakLiveHeap()
+	runtime.KeepAlive(msg) // counted in base: keep it there
+	grew := int64(most) - int64(base)
+	t.Logf("%d push-pulls of %d states of %d-byte metadata (%d MiB each), all but the last state sent: d's live heap grew by up to %d MiB while they wait; %d streams refused",
+		gossipStreams, states, metaSize, len(msg)>>20, grew>>20, gossipRefused(d))
+	if grew > 32<<20 {
+		t.Errorf("a stranger without key or certificate made d hold %d MiB with %d gossip streams (want at most 32 MiB)", grew>>20, gossipStreams)
+	}
+}
