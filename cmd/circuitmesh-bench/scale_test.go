@@ -28,7 +28,7 @@ func TestScalePartReportsPerCircuitFigures(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts six processes and holds a thousand circuits; skipped with -short")
 	}
-	s := &suite{o: options{Scale: minScale, Only: "scale"}, res: &results{}}
+	s := &suite{o: options{Scale: minScale, Only: "scale"}, res: &results{Parts: []string{partScale}}}
 	if err := s.scale(); err != nil {
 		t.Fatal(err)
 	}
