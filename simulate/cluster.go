@@ -179,7 +179,9 @@ func NewCluster(cfg Config) (*Cluster, error) {
 // twice the nodes a scenario may start.
 const clusterMaxRoutes = 2 * MaxNodes
 
-// AddNodes creates and starts the named nodes.
+// AddNodes creates and starts the named nodes. Once Close has begun it
+// fails with an error wrapping net.ErrClosed, and a node it was starting
+// then is closed before it returns.
 func (c *Cluster) AddNodes(ctx context.Context, names ...string) error {
 	for i, name := range names {
 		if err := identity.ValidateName(name); err != nil {
@@ -228,7 +230,7 @@ func (c *Cluster) start(ctx context.Context, name string) error {
 		if cfg.PacketConn != nil {
 			cfg.PacketConn.Close()
 		}
-		return fmt.Errorf("start node %s: %w", name, err)
+		return c.startFailed(name, err)
 	}
 	c.mu.Lock()
 	m := c.members[name]
@@ -255,17 +257,44 @@ func (c *Cluster) start(ctx context.Context, name string) error {
 		if cfg.PacketConn != nil {
 			cfg.PacketConn.Close()
 		}
-		return fmt.Errorf("start node %s: %w", name, err)
+		return c.startFailed(name, err)
 	}
+	// Close may have begun while the node started: it did not see the
+	// node, so the node is closed here and the cluster records nothing
+	// (Close releases the node's socket, as it does every member's).
+	// Recording the node and adding its sink to c.wg under c.mu while the
+	// cluster is open puts both before Close takes its list of nodes, so
+	// Close closes the node and waits for the sink.
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		stop()
+		if err := n.Close(); err != nil {
+			c.cfg.Logger.Debug("closing a node started during Close", "node", name, "err", err)
+		}
+		return fmt.Errorf("start node %s: cluster closed: %w", name, net.ErrClosed)
+	}
 	m.n, m.dead, m.stop, m.reach = n, nil, stop, reach
-	c.mu.Unlock()
 	c.wg.Add(1)
+	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
 		serveSink(n)
 	}()
 	return nil
+}
+
+// startFailed is the error of a start that failed with err: one that
+// also unwraps to net.ErrClosed when the cluster closed meanwhile (Close
+// releases a member's socket, which may be what failed the start).
+func (c *Cluster) startFailed(name string, err error) error {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("start node %s: cluster closed: %w: %w", name, net.ErrClosed, err)
+	}
+	return fmt.Errorf("start node %s: %w", name, err)
 }
 
 // Names lists the cluster's nodes in the order they were added.

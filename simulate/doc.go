@@ -47,7 +47,9 @@
 // The caller must Close the cluster; Close stops the simulated network
 // without telling the nodes (so none re-routes around another that
 // closes), closes the nodes 64 at a time and waits for every goroutine the
-// cluster started.
+// cluster started. A node still starting when Close begins is closed by
+// the AddNodes or Restart that started it, which then fails with an error
+// wrapping net.ErrClosed; so does Kill after Close.
 //
 // # Virtual time
 //

@@ -3,6 +3,7 @@ package simulate
 import (
 	"context"
 	"fmt"
+	"net"
 	"time"
 )
 
@@ -69,10 +70,16 @@ func (c *Cluster) redial(edges []*edge) {
 		if _, err := c.live(e.b); err != nil {
 			continue
 		}
+		// Added to c.wg under c.mu while the cluster is open, so before
+		// Close waits; after Close, nothing is redialled.
 		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return
+		}
 		addr := c.be.addr(e.b)
-		c.mu.Unlock()
 		c.wg.Add(1)
+		c.mu.Unlock()
 		go func() {
 			defer c.wg.Done()
 			ctx, cancel := context.WithTimeout(c.ctx, redialTimeout)
@@ -142,9 +149,13 @@ func (c *Cluster) known(names ...string) error {
 func (c *Cluster) Kill(name string) error {
 	c.mu.Lock()
 	m := c.members[name]
-	if m == nil || m.n == nil {
+	if closed := c.closed; closed || m == nil || m.n == nil {
 		c.mu.Unlock()
-		if m == nil {
+		switch {
+		case closed:
+			// Close closes every node it found running, this one too.
+			return fmt.Errorf("kill %s: cluster closed: %w", name, net.ErrClosed)
+		case m == nil:
 			return fmt.Errorf("kill %s: %w", name, ErrUnknownNode)
 		}
 		return fmt.Errorf("kill %s: %w", name, ErrNodeDown)
@@ -152,8 +163,10 @@ func (c *Cluster) Kill(name string) error {
 	c.be.setDown(name, true)
 	n, dead := m.n, make(chan struct{})
 	m.n, m.dead = nil, dead
-	c.mu.Unlock()
+	// Added under c.mu while the cluster is open, so before Close waits
+	// for the killed nodes.
 	c.kills.Add(1)
+	c.mu.Unlock()
 	go func() {
 		defer c.kills.Done()
 		defer close(dead)
