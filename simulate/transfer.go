@@ -64,14 +64,21 @@ func sink(ctx context.Context, conn net.Conn) {
 
 // TransferResult measures one verified transfer.
 type TransferResult struct {
-	From  string   `json:"from"`
-	To    string   `json:"to"`
-	Bytes int64    `json:"bytes"`
-	Path  []string `json:"path"` // nodes crossed, source first
+	From  string `json:"from"`
+	To    string `json:"to"`
+	Bytes int64  `json:"bytes"`
+	// Path is the nodes the circuit crossed, source first, as the relays
+	// recorded them (node.DialOptions.RecordPath): the path it ran on when
+	// the receiver's answer arrived, or when the transfer failed. A
+	// resumable circuit that moved to another path around a dead relay
+	// reports the path it moved to, not the one it was opened on.
+	Path []string `json:"path"`
 	// Open is how long Dial took: the open header's round trip.
 	Open time.Duration `json:"open_ns"`
 	// Duration runs from the end of Dial to the receiver's verified answer.
 	Duration time.Duration `json:"duration_ns"`
+	// openPath is the path at the end of Dial, the one Open crossed.
+	openPath []string
 }
 
 // Throughput is the transfer's payload rate in bytes per second.
@@ -91,7 +98,11 @@ var ErrCorrupted = errors.New("transfer corrupted")
 // hash of what it read.
 func (c *Cluster) Transfer(ctx context.Context, from, to string, size int64) (TransferResult, error) {
 	r := TransferResult{From: from, To: to, Bytes: size}
+	var conn node.Conn
 	fail := func(err error) (TransferResult, error) {
+		if conn != nil {
+			r.Path = conn.Path()
+		}
 		return r, fmt.Errorf("transfer %d bytes %s→%s: %w", size, from, to, err)
 	}
 	n, err := c.live(from)
@@ -99,13 +110,13 @@ func (c *Cluster) Transfer(ctx context.Context, from, to string, size int64) (Tr
 		return fail(err)
 	}
 	start := time.Now()
-	conn, err := n.DialWith(ctx, to, SinkService, node.DialOptions{RecordPath: true})
+	conn, err = n.DialWith(ctx, to, SinkService, node.DialOptions{RecordPath: true})
 	if err != nil {
 		return fail(err)
 	}
 	defer conn.Close()
 	r.Open = time.Since(start)
-	r.Path = conn.Path()
+	r.openPath = conn.Path()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
@@ -130,6 +141,8 @@ func (c *Cluster) Transfer(ctx context.Context, from, to string, size int64) (Tr
 		return fail(fmt.Errorf("read the receiver's answer: %w", orCtx(ctx, err)))
 	}
 	r.Duration = time.Since(start)
+	// Read at the end: a resumable circuit may have moved since Dial.
+	r.Path = conn.Path()
 	if got := int64(binary.BigEndian.Uint64(answer)); got != size {
 		return fail(fmt.Errorf("%w: receiver read %d bytes", ErrCorrupted, got))
 	}

@@ -77,12 +77,13 @@ type WorkloadResult struct {
 	Elapsed    time.Duration `json:"elapsed_ns"`
 	Throughput float64       `json:"throughput"`
 	// Open is the circuits' open times (Dial), OpenPerHop the open time
-	// divided by the hops the circuit crossed, Transfer the times from the
-	// end of Dial to the verified answer.
+	// divided by the hops of the path it was opened on, Transfer the
+	// times from the end of Dial to the verified answer.
 	Open       DurationDist `json:"open"`
 	OpenPerHop DurationDist `json:"open_per_hop"`
 	Transfer   DurationDist `json:"transfer"`
-	// CostStretch is each circuit's path cost over the cheapest path's
+	// CostStretch is each circuit's path cost (TransferResult.Path: the
+	// path it ran on at its end) over the cheapest path's
 	// (Dijkstra over the links' costs when the workload started),
 	// HopStretch its hop count over the cheapest path's; Longer counts the
 	// circuits whose path cost more than the cheapest. Circuits whose path
@@ -264,7 +265,7 @@ func summarise(outcomes []circuitOutcome, graph linkGraph) WorkloadResult {
 		res.Bytes += r.Bytes
 		open = append(open, r.Open)
 		transfer = append(transfer, r.Duration)
-		if h := len(r.Path) - 1; h > 0 {
+		if h := len(r.openPath) - 1; h > 0 { // the path the open crossed
 			perHop = append(perHop, r.Open/time.Duration(h))
 		}
 		cost, ok := graph.pathCost(r.Path)

@@ -91,7 +91,7 @@ func TestWorkloadSummary(t *testing.T) {
 		"c": {"a": 500, "b": 100},
 	}
 	ok := func(from, to string, open time.Duration, path ...string) circuitOutcome {
-		return circuitOutcome{res: TransferResult{From: from, To: to, Bytes: 10, Path: path, Open: open, Duration: open}}
+		return circuitOutcome{res: TransferResult{From: from, To: to, Bytes: 10, Path: path, openPath: path, Open: open, Duration: open}}
 	}
 	fail := func(from, to string) circuitOutcome {
 		return circuitOutcome{res: TransferResult{From: from, To: to}, err: fmt.Errorf("transfer 10 bytes %s→%s: %w", from, to, errors.New("reset"))}
