@@ -77,7 +77,8 @@
 // are key=value words after the other arguments; durations are Go
 // durations (5ms, 1.5s).
 //
-//	nodes a b c n1..n30            start nodes (n1..n30 is n1, n2, ... n30)
+//	nodes a b c n1..n30            start nodes (n1..n30 is n1, n2, ... n30;
+//	                               n007..n010 is n007, n008, n009, n010)
 //	link a-b c-d [latency=D] [loss=P]  link (a dials b) with one-way latency and loss 0..1
 //	random edges=N [seed=S] [latency=D] [loss=P]
 //	                               a random connected graph of N links over every node declared so far

@@ -300,7 +300,9 @@ func (p *parser) nodes(st *Step, args []string) error {
 }
 
 // expandRange expands "n1..n30"; other words are one name. At most limit
-// names are allowed.
+// names. As the shell's {007..009} does, a range whose first or last
+// number has a leading zero keeps its width: n007..n010 is n007, n008,
+// n009, n010, and n8..n010 is n008, n009, n010.
 func expandRange(word string, limit int) ([]string, error) {
 	lo, hi, ok := strings.Cut(word, "..")
 	if !ok {
@@ -313,19 +315,30 @@ func expandRange(word string, limit int) ([]string, error) {
 	if prefix == "" || !strings.HasPrefix(hi, prefix) {
 		return nil, fmt.Errorf("range %q: want PREFIX<from>..PREFIX<to>, as in n1..n30", word)
 	}
-	from, err1 := strconv.Atoi(lo[len(prefix):])
-	to, err2 := strconv.Atoi(hi[len(prefix):])
-	if err1 != nil || err2 != nil || from > to || from < 0 {
+	loDigits, hiDigits := lo[len(prefix):], hi[len(prefix):]
+	from, err1 := strconv.Atoi(loDigits)
+	to, err2 := strconv.Atoi(hiDigits)
+	// loDigits is digits only; hiDigits must be too (Atoi takes a sign).
+	if err1 != nil || err2 != nil || from > to || strings.TrimLeft(hiDigits, "0123456789") != "" {
 		return nil, fmt.Errorf("range %q: want increasing numbers, as in n1..n30", word)
 	}
 	if to-from+1 > limit {
 		return nil, fmt.Errorf("range %q: more than %d nodes", word, MaxNodes)
 	}
+	width := 0 // no padding
+	if padded(loDigits) || padded(hiDigits) {
+		width = max(len(loDigits), len(hiDigits))
+	}
 	names := make([]string, 0, to-from+1)
 	for i := from; i <= to; i++ {
-		names = append(names, prefix+strconv.Itoa(i))
+		names = append(names, fmt.Sprintf("%s%0*d", prefix, width, i))
 	}
 	return names, nil
+}
+
+// padded reports whether a range's number has a leading zero (007, not 0).
+func padded(digits string) bool {
+	return len(digits) > 1 && digits[0] == '0'
 }
 
 // scriptNamePattern is the node names scenarios accept: identity's names
