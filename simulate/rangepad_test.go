@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"errors"
 	"slices"
 	"testing"
 )
@@ -26,6 +27,23 @@ func TestZeroPaddedRangeKeepsItsNames(t *testing.T) {
 		}
 		if got := s.Steps[0].Nodes; !slices.Equal(got, want) {
 			t.Errorf("%q: declared %v, want %v", src, got, want)
+		}
+	}
+}
+
+// TestHugeRangeIsRefused: a range of more numbers than an int holds past
+// its first is refused at its line, like any range over MaxNodes (the
+// count overflowed and the parser panicked making a negative slice).
+func TestHugeRangeIsRefused(t *testing.T) {
+	for _, src := range []string{
+		"nodes n0..n9223372036854775807\n",
+		"nodes n1..n9223372036854775807\n",
+		"regions eu:n0..n9223372036854775807\n",
+	} {
+		_, err := Parse("huge.sim", src)
+		var pe *ParseError
+		if !errors.As(err, &pe) || pe.Line != 1 {
+			t.Errorf("%q: %v, want a ParseError at line 1", src, err)
 		}
 	}
 }

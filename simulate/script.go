@@ -322,7 +322,7 @@ func expandRange(word string, limit int) ([]string, error) {
 	if err1 != nil || err2 != nil || from > to || strings.TrimLeft(hiDigits, "0123456789") != "" {
 		return nil, fmt.Errorf("range %q: want increasing numbers, as in n1..n30", word)
 	}
-	if to-from+1 > limit {
+	if to-from >= limit { // not to-from+1 > limit: that overflows for n0..n<MaxInt>
 		return nil, fmt.Errorf("range %q: more than %d nodes", word, MaxNodes)
 	}
 	width := 0 // no padding
