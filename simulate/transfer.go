@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/node"
 )
 
@@ -68,10 +69,13 @@ type TransferResult struct {
 	To    string `json:"to"`
 	Bytes int64  `json:"bytes"`
 	// Path is the nodes the circuit crossed, source first, as the relays
-	// recorded them (node.DialOptions.RecordPath): the path it ran on when
-	// the receiver's answer arrived, or when the transfer failed. A
-	// resumable circuit that moved to another path around a dead relay
-	// reports the path it moved to, not the one it was opened on.
+	// recorded them (node.DialOptions.RecordPath): the path the circuit
+	// ran on the last time the transfer found it running on one, looking
+	// after Dial, after each write, after the half-close and after the
+	// receiver's answer (or the failure). A resumable circuit that moved
+	// to another path around a dead relay reports the path it moved to,
+	// not the one it was opened on; one that ended as the answer arrived
+	// reports the path of the last look before that.
 	Path []string `json:"path"`
 	// Open is how long Dial took: the open header's round trip.
 	Open time.Duration `json:"open_ns"`
@@ -99,9 +103,14 @@ var ErrCorrupted = errors.New("transfer corrupted")
 func (c *Cluster) Transfer(ctx context.Context, from, to string, size int64) (TransferResult, error) {
 	r := TransferResult{From: from, To: to, Bytes: size}
 	var conn node.Conn
+	look := func() {
+		if p, ok := runningPath(conn); ok {
+			r.Path = p
+		}
+	}
 	fail := func(err error) (TransferResult, error) {
 		if conn != nil {
-			r.Path = conn.Path()
+			look()
 		}
 		return r, fmt.Errorf("transfer %d bytes %s→%s: %w", size, from, to, err)
 	}
@@ -117,6 +126,7 @@ func (c *Cluster) Transfer(ctx context.Context, from, to string, size int64) (Tr
 	defer conn.Close()
 	r.Open = time.Since(start)
 	r.openPath = conn.Path()
+	r.Path = r.openPath
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
@@ -131,18 +141,19 @@ func (c *Cluster) Transfer(ctx context.Context, from, to string, size int64) (Tr
 		if _, err := conn.Write(chunk); err != nil {
 			return fail(fmt.Errorf("after %d bytes: %w", size-left, orCtx(ctx, err)))
 		}
+		look() // a resumable circuit may have moved since Dial
 		left -= int64(len(chunk))
 	}
 	if err := conn.CloseWrite(); err != nil {
 		return fail(fmt.Errorf("half-close: %w", orCtx(ctx, err)))
 	}
+	look()
 	answer := make([]byte, sinkAnswerSize)
 	if _, err := io.ReadFull(conn, answer); err != nil {
 		return fail(fmt.Errorf("read the receiver's answer: %w", orCtx(ctx, err)))
 	}
 	r.Duration = time.Since(start)
-	// Read at the end: a resumable circuit may have moved since Dial.
-	r.Path = conn.Path()
+	look()
 	if got := int64(binary.BigEndian.Uint64(answer)); got != size {
 		return fail(fmt.Errorf("%w: receiver read %d bytes", ErrCorrupted, got))
 	}
@@ -150,6 +161,23 @@ func (c *Cluster) Transfer(ctx context.Context, from, to string, size int64) (Tr
 		return fail(fmt.Errorf("%w: receiver's SHA-256 differs", ErrCorrupted))
 	}
 	return r, nil
+}
+
+// runningPath is the recorded path of the path conn runs on now, and
+// whether it runs on one. A resumable circuit (one with Current, as
+// circuit.Resumable has) runs on none between two paths and once it
+// ended, when its Path names the first path it had; any other circuit
+// runs on the path it opened.
+func runningPath(conn node.Conn) ([]string, bool) {
+	rc, ok := conn.(interface{ Current() circuit.Path })
+	if !ok {
+		return conn.Path(), true
+	}
+	p, ok := rc.Current().(interface{ Path() []string })
+	if !ok {
+		return nil, false
+	}
+	return p.Path(), true
 }
 
 // orCtx prefers the context's error when it ended the operation.
