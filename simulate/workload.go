@@ -83,7 +83,7 @@ type WorkloadResult struct {
 	OpenPerHop DurationDist `json:"open_per_hop"`
 	Transfer   DurationDist `json:"transfer"`
 	// CostStretch is each circuit's path cost (TransferResult.Path: the
-	// path it ran on at its end) over the cheapest path's
+	// path it ran on last) over the cheapest path's
 	// (Dijkstra over the links' costs when the workload started),
 	// HopStretch its hop count over the cheapest path's; Longer counts the
 	// circuits whose path cost more than the cheapest. Circuits whose path
