@@ -6,29 +6,31 @@ import (
 	"time"
 )
 
-// TestTransferPathAfterResume: in a diamond a–{b,c}–d, the relay a
-// transfer crosses is killed mid-way; the resumable circuit moves to the
-// other relay and the transfer completes. TransferResult.Path names the
-// path that carried the circuit at the end (the live relay), not the one
-// it was opened on, so the report's "path" and a workload's stretch
-// figures describe the path the data took last.
+// TestTransferPathAfterResume: in a diamond a–{b,c}–d whose b side is
+// the faster, b, the relay a transfer crosses, is killed mid-way; the
+// resumable circuit moves to c and the transfer completes.
+// TransferResult.Path names the path that carried the circuit last (through
+// c), not the one it was opened on, so the report's "path" and a
+// workload's stretch figures describe the path the data took last.
 func TestTransferPathAfterResume(t *testing.T) {
 	c := newTestCluster(t, "a", "b", "c", "d")
-	for _, e := range [][2]string{{"a", "b"}, {"a", "c"}, {"b", "d"}, {"c", "d"}} {
-		if err := c.Link(ctxT(t, patience), e[0], e[1], LinkParams{Latency: time.Millisecond}); err != nil {
+	// The c side slower, so that the transfer opens through b: with equal
+	// sides the route could move to c between Route and Dial, and b's
+	// death would not touch the transfer.
+	for _, e := range []struct {
+		a, b    string
+		latency time.Duration
+	}{{"a", "b", time.Millisecond}, {"b", "d", time.Millisecond}, {"a", "c", 20 * time.Millisecond}, {"c", "d", 20 * time.Millisecond}} {
+		if err := c.Link(ctxT(t, patience), e.a, e.b, LinkParams{Latency: e.latency}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.WaitConverged(ctxT(t, patience)); err != nil {
+	if _, err := c.waitOptimal(ctxT(t, patience)); err != nil {
 		t.Fatal(err)
 	}
-	p, ok, _ := c.Route("a", "d")
-	if !ok {
-		t.Fatal("a has no route to d")
-	}
-	relay, other := p.NextHop, "c"
-	if relay == "c" {
-		other = "b"
+	relay, other := "b", "c"
+	if p, ok, _ := c.Route("a", "d"); !ok || p.NextHop != relay {
+		t.Fatalf("a's route to d: %+v (reachable %v), want next hop %s", p, ok, relay)
 	}
 	type out struct {
 		r   TransferResult
