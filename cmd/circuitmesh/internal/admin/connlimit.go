@@ -3,10 +3,9 @@ package admin
 import (
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 
-	"github.com/circuitmesh/circuitmesh/links/ratelog"
+	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/httpserve"
 )
 
 // Bounds of the admin API's connections. Its clients are the CLI's
@@ -22,66 +21,8 @@ const (
 	MaxConns    = 256
 )
 
-// connLimiter is a listener that closes a connection beyond max open at
-// once as soon as it is accepted, logging it at most once a minute.
-type connLimiter struct {
-	net.Listener
-	max      int
-	refusals *ratelog.Log
-
-	mu   sync.Mutex
-	open int
-}
-
-func limitConns(ln net.Listener, max int, log *slog.Logger) *connLimiter {
-	return &connLimiter{Listener: ln, max: max, refusals: ratelog.New(log, time.Minute, 1)}
-}
-
-func (l *connLimiter) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		l.mu.Lock()
-		full := l.open >= l.max
-		if !full {
-			l.open++
-		}
-		l.mu.Unlock()
-		if full {
-			c.Close()
-			l.refusals.Warn("", "admin API: refused a connection: as many are open as it serves at once", "max", l.max)
-			continue
-		}
-		return &limitedConn{Conn: c, release: l.release}, nil
-	}
-}
-
-func (l *connLimiter) release() {
-	l.mu.Lock()
-	l.open--
-	l.mu.Unlock()
-}
-
-// limitedConn gives its place back once, on the first Close.
-type limitedConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
-}
-
-// CloseWrite half-closes the connection (a unix socket's), as a dial's
-// end of stream does.
-func (c *limitedConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
+// limitConns is ln with at most max connections open at once (a unix
+// socket's clients are one source).
+func limitConns(ln net.Listener, max int, log *slog.Logger) net.Listener {
+	return httpserve.Limit(ln, httpserve.Limits{MaxConns: max, MaxConnsPerSource: max}, "admin API", log)
 }

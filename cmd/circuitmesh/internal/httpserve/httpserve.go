@@ -74,11 +74,7 @@ var Default = Limits{
 // names the server in log lines; connections refused at a bound are
 // logged at WARN at most once per minute.
 func Serve(ln net.Listener, h http.Handler, lim Limits, what string, log *slog.Logger) (stop func()) {
-	cl := &connLimiter{
-		Listener: ln, lim: lim, what: what,
-		bySource: make(map[netip.Prefix]int),
-		refusals: ratelog.New(log, time.Minute, 1),
-	}
+	cl := Limit(ln, lim, what, log)
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: lim.ReadHeaderTimeout,
@@ -98,6 +94,19 @@ func Serve(ln net.Listener, h http.Handler, lim Limits, what string, log *slog.L
 	return func() {
 		srv.Close()
 		<-done
+	}
+}
+
+// Limit returns ln with lim's bounds on the connections open at once
+// (MaxConns, MaxConnsPerSource): a connection beyond them is closed as
+// soon as it is accepted, and logged at WARN at most once per minute,
+// what naming the server. A connection's place is given back at its
+// first Close.
+func Limit(ln net.Listener, lim Limits, what string, log *slog.Logger) net.Listener {
+	return &connLimiter{
+		Listener: ln, lim: lim, what: what,
+		bySource: make(map[netip.Prefix]int),
+		refusals: ratelog.New(log, time.Minute, 1),
 	}
 }
 
@@ -160,9 +169,10 @@ func (c *limitedConn) Close() error {
 	return err
 }
 
-// CloseWrite half-closes a TCP connection, as net/http does before
-// closing one whose request it refused, so that the client reads the
-// error answer instead of a reset.
+// CloseWrite half-closes the connection (TCP or a unix socket's), as
+// net/http does before closing one whose request it refused, so that the
+// client reads the error answer instead of a reset, and as a relayed
+// stream's end does.
 func (c *limitedConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
