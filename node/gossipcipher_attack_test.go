@@ -5,10 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"runtime"
-	"sync"
 	"testing"
-	"time"
 )
 
 // TestAttackGossipKeylessEncryptedStreamsHeld: a stranger without the
@@ -44,26 +41,10 @@ func keylessStreamsHeld(t *testing.T, announced int) {
 	head[0] = gmEncrypt
 	binary.BigEndian.PutUint32(head[1:], uint32(announced))
 
-	base := settledLiveHeap() // what an earlier test left may still be collected
-	var wg sync.WaitGroup
-	for range streams {
-		conn, err := net.DialTimeout("tcp", d.Status().GossipAddr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = conn.SetWriteDeadline(time.Now().Add(8 * time.Second))
-			_, _ = conn.Write(head[:])
-			_, _ = conn.Write(junk)
-		}()
-	}
-	wg.Wait()
-	most := settledLiveHeap()
-	runtime.KeepAlive(junk) // counted in base: keep it there
-	grew := int64(most) - int64(base)
+	grew := heldByStreams(t, d, streams, func(conn net.Conn) {
+		_, _ = conn.Write(head[:])
+		_, _ = conn.Write(junk)
+	})
 	t.Logf("%d keyless encrypted streams announcing %d KiB each, sent whole less a byte: d's live heap grew by up to %d MiB while they wait; %d streams refused",
 		streams, announced>>10, grew>>20, gossipRefused(d))
 	if grew > 32<<20 {

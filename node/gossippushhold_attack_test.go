@@ -47,32 +47,41 @@ func pushStatesHeld(t *testing.T, states int) {
 		}
 	}
 	msg := body.Bytes()
-	base := settledLiveHeap() // what an earlier test left may still be collected
-	var wg sync.WaitGroup
-	for range gossipStreams {
-		conn, err := net.DialTimeout("tcp", d.Status().GossipAddr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = conn.SetWriteDeadline(time.Now().Add(8 * time.Second))
-			w := bufio.NewWriterSize(conn, 1<<16)
-			_, _ = w.Write(msg)
-			_ = w.Flush()
-		}()
-	}
-	wg.Wait()
-	most := settledLiveHeap()
-	runtime.KeepAlive(msg) // counted in base: keep it there
-	grew := int64(most) - int64(base)
+	grew := heldByStreams(t, d, gossipStreams, func(conn net.Conn) {
+		w := bufio.NewWriterSize(conn, 1<<16)
+		_, _ = w.Write(msg)
+		_ = w.Flush()
+	})
 	t.Logf("%d push-pulls of %d states of %d-byte metadata (%d MiB each), all but the last state sent: d's live heap grew by up to %d MiB while they wait; %d streams refused",
 		gossipStreams, states, metaSize, len(msg)>>20, grew>>20, gossipRefused(d))
 	if grew > 32<<20 {
 		t.Errorf("a stranger without key or certificate made d hold %d MiB with %d gossip streams (want at most 32 MiB)", grew>>20, gossipStreams)
 	}
+}
+
+// heldByStreams opens n gossip streams to d, has write send what each
+// carries (the node never gets the rest) from a goroutine of its own, and
+// returns how far d's live heap grew once d is done reading, the streams
+// still open.
+func heldByStreams(t *testing.T, d *Node, n int, write func(conn net.Conn)) (grew int64) {
+	t.Helper()
+	base := settledLiveHeap() // what an earlier test left may still be collected
+	var wg sync.WaitGroup
+	for range n {
+		conn, err := net.DialTimeout("tcp", d.Status().GossipAddr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		wg.Go(func() {
+			_ = conn.SetWriteDeadline(time.Now().Add(8 * time.Second))
+			write(conn)
+		})
+	}
+	wg.Wait()
+	grew = int64(settledLiveHeap()) - int64(base)
+	runtime.KeepAlive(write) // what it sends was counted in base: keep it there
+	return grew
 }
 
 // settledLiveHeap is the live heap (liveHeap) once the node is done
