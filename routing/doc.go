@@ -70,8 +70,10 @@
 // dropped; a neighbour whose summaries came late (its timers running
 // behind on a starved machine) has its routes held in proportion, at
 // most twice as long. A next hop is replaced at once only by one better by more than
-// Config.Hysteresis, and by one better by less only once it has stayed
-// better for an update interval, so jittering link costs do not flap
+// Config.Hysteresis, and by one better by less only once the route
+// selected has stayed beaten within that margin for an update interval
+// (by whichever routes: one offered and withdrawn in turn does not
+// restart the wait), so jittering link costs do not flap
 // routes and routes still settle on the shortest paths. A route's next
 // hop is told the route has infinite metric (poison reverse) if it was
 // told a finite one.

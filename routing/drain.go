@@ -230,7 +230,7 @@ func (e *Engine) reselectDrain(t time.Duration, o *origin) bool {
 	if !drained {
 		return false
 	}
-	e.dropCand(o)
+	e.dropBeaten(o)
 	curDrained := cur != nil && (e.nbOf(cur).drainLocal || e.nbOf(cur).drainPeer)
 	switch {
 	case cur != nil && !curDrained:

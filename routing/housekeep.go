@@ -130,12 +130,12 @@ func (e *Engine) checkWatched(t time.Duration) {
 			continue
 		}
 		x := e.xOf(o)
-		if x.cand != nil && t >= x.candSince+e.cfg.UpdateInterval {
+		if x.beaten && t >= x.beatenSince+e.cfg.UpdateInterval {
 			e.reselect(t, o)
 		}
 		e.retryRequest(t, o)
-		if x.cand != nil {
-			e.watchOrigin(o, x.candSince+e.cfg.UpdateInterval)
+		if x.beaten {
+			e.watchOrigin(o, x.beatenSince+e.cfg.UpdateInterval)
 		}
 		if x.reqActive {
 			e.watchOrigin(o, x.reqRetry)

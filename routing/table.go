@@ -379,10 +379,10 @@ type originSpill struct {
 
 // originExt is the rarely used part of an origin.
 type originExt struct {
-	// A route better than the selected one by no more than the
-	// hysteresis: its next hop and since when it has stayed better.
-	cand      *neighbour
-	candSince time.Duration
+	// Some route has been better than the selected one, by no more than
+	// the hysteresis, since beatenSince (beaten), whichever route it was.
+	beaten      bool
+	beatenSince time.Duration
 
 	// The seqno request in progress (reqActive), and the ones forwarded
 	// (fwdValid): the oldest seqno asked for and not answered yet
@@ -479,18 +479,18 @@ func (o *origin) isSel(nb *neighbour) bool {
 	return o.rtReachable && o.selSlot == uint16(nb.slot)
 }
 
-// cand returns the candidate next hop (nil if none).
-func (e *Engine) cand(o *origin) *neighbour {
-	if x := e.xOf(o); x != nil {
-		return x.cand
-	}
-	return nil
+// isBeaten reports whether some route has been better than o's selected
+// one, by no more than the hysteresis, since it was last not.
+func (e *Engine) isBeaten(o *origin) bool {
+	x := e.xOf(o)
+	return x != nil && x.beaten
 }
 
-// dropCand forgets the candidate next hop.
-func (e *Engine) dropCand(o *origin) {
+// dropBeaten forgets that the selected route is beaten within the
+// hysteresis.
+func (e *Engine) dropBeaten(o *origin) {
 	if x := e.xOf(o); x != nil {
-		x.cand = nil
+		x.beaten = false
 	}
 }
 
@@ -782,31 +782,33 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 		// seqno: the nodes behind could not take it (a drain upstream
 		// penalised the newer route, drain.go). Keep the newer route and
 		// ask for its seqno through the better one's neighbour.
-		e.dropCand(o)
+		e.dropBeaten(o)
 		e.apply(t, o, cur)
 		e.sendRequest(t, o, cur.seqno, []*neighbour{e.nbOf(best)})
 		return
 	}
 	if cur != nil && best != cur && uint64(bestM)+uint64(e.cfg.Hysteresis) >= uint64(e.total(cur)) {
-		// Better, but within the margin: take it only once it has stayed
-		// better for an update interval, so that routes still settle on
-		// the shortest paths while jitter does not move them.
+		// Better, but within the margin: take the best route once the
+		// selected one has stayed beaten for an update interval, by
+		// whichever routes, so that routes still settle on the shortest
+		// paths while jitter does not move them, and a route offered and
+		// taken back in turn does not restart the wait.
 		switch {
 		case bestM >= e.total(cur):
-			e.dropCand(o)
+			e.dropBeaten(o)
 			best = cur
-		case e.cand(o) != e.nbOf(best):
+		case !e.isBeaten(o):
 			x := e.ext(o)
-			x.cand, x.candSince = e.nbOf(best), t
+			x.beaten, x.beatenSince = true, t
 			e.watchOrigin(o, t+e.cfg.UpdateInterval)
 			best = cur
-		case t < e.xOf(o).candSince+e.cfg.UpdateInterval:
+		case t < e.xOf(o).beatenSince+e.cfg.UpdateInterval:
 			best = cur
 		default:
-			e.dropCand(o)
+			e.dropBeaten(o)
 		}
 	} else {
-		e.dropCand(o)
+		e.dropBeaten(o)
 	}
 	e.apply(t, o, best)
 	// Better routes we cannot take because they are unfeasible, or the
