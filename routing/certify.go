@@ -80,7 +80,7 @@ func (e *Engine) handleAttest(t time.Duration, nb *neighbour, en *entry) *origin
 			return nil
 		}
 		// Forgotten unless a route follows.
-		o.lostAt = t
+		o.changedAt = t
 		e.scheduleHousekeep(t + 2*e.cfg.RouteExpiry)
 	}
 	e.side.at(o.id).ref = shared

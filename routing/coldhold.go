@@ -91,7 +91,7 @@ func (e *Engine) releaseDue(holds []coldHold, t time.Duration, release func(*ori
 }
 
 // unhold drops o, which leaves the table, from the held announcements,
-// hops and requests.
+// hops, requests and floors.
 func (e *Engine) unhold(o *origin) {
 	if o.coldHeld {
 		o.coldHeld = false
@@ -104,6 +104,9 @@ func (e *Engine) unhold(o *origin) {
 	if x := e.xOf(o); x != nil && x.reqHeld {
 		x.reqHeld, x.heldBy = false, nil
 		e.reqHolds = dropHold(e.reqHolds, o.id)
+	}
+	if x := e.xOf(o); x != nil && x.floorOn {
+		e.dropFloor(o, x)
 	}
 }
 

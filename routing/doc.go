@@ -51,7 +51,12 @@
 // out counting to infinity. The route selected stays when its next hop's
 // metric rises past that distance by less than half of it (at least a
 // link's cost; keeping a next hop cannot close a loop), while a seqno
-// request makes it feasible again. When a destination is lost, a retraction
+// request makes it feasible again. A neighbour whose route, selected,
+// was lost twice soon after it lowered that distance, leaving a better
+// route unfeasible, has its next improvements of that origin sent on at
+// the metric sent before until they held (damp.go): sending more than
+// the metric used is loop-free, and keeps the other routes feasible if
+// the improvement is withdrawn. When a destination is lost, a retraction
 // (infinite metric) goes out, and a seqno request travels toward the
 // destination so that it issues a newer seqno, making fresh routes feasible
 // without waiting for the periodic refresh. Updates are incremental: a

@@ -108,6 +108,7 @@ type Engine struct {
 	coldHolds  []coldHold
 	hopHolds   []coldHold // changes of hops alone held (hopsDue), in the order of their ends
 	reqHolds   []coldHold // seqno requests held (holdRequest), in the order of their ends
+	floorHolds []coldHold // routes sent at a floor (damp.go), in the order of their ends
 	cheap      bool
 	cheapValid bool
 
@@ -475,6 +476,7 @@ func (e *Engine) Tick(now time.Time) {
 	e.releaseHolds(t)
 	e.releaseHopHolds(t)
 	e.releaseRequests(t)
+	e.releaseFloors(t)
 	e.flush(t)
 }
 
@@ -503,6 +505,9 @@ func (e *Engine) NextTick() time.Time {
 	if len(e.reqHolds) > 0 && e.reqHolds[0].at < next {
 		next = e.reqHolds[0].at
 	}
+	if len(e.floorHolds) > 0 && e.floorHolds[0].at < next {
+		next = e.floorHolds[0].at
+	}
 	for _, nb := range e.nbrs {
 		if len(nb.requests) > 0 || len(nb.resends) > 0 || nb.ownAttDue {
 			next = min(next, e.last) // due now (flush)
@@ -519,11 +524,12 @@ func (e *Engine) NextTick() time.Time {
 // and what the triggered-update rate limit holds (at a later Tick), the
 // first announcements of new destinations held and changes of hops alone
 // held (coldhold.go), seqno requests held to the end of a window
-// (request.go), and a raise of our own seqno that a request asked for
-// within the gap after the last one.
+// (request.go), routes sent at the metric sent before an improvement
+// until it held (damp.go), and a raise of our own seqno that a request
+// asked for within the gap after the last one.
 // (Periodic refreshes, route expiry and request retries are not counted.)
 func (e *Engine) Pending() bool {
-	if e.raiseDue || len(e.coldHolds) > 0 || len(e.hopHolds) > 0 || len(e.reqHolds) > 0 {
+	if e.raiseDue || len(e.coldHolds) > 0 || len(e.hopHolds) > 0 || len(e.reqHolds) > 0 || len(e.floorHolds) > 0 {
 		return true
 	}
 	for _, nb := range e.nbrs {

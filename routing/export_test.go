@@ -34,3 +34,8 @@ func DecodeUpdates(payload []byte) ([]SentUpdate, error) {
 func RequestMessage(origin string, seqno uint16, hopcnt uint8) []byte {
 	return encodeMessage([]entry{{kind: kindRequest, origin: origin, seqno: seqno, hopcnt: hopcnt}})
 }
+
+// UpdateMessage encodes one update (no attestation) as a neighbour's message.
+func UpdateMessage(origin string, seqno uint16, metric Metric, hops uint16) []byte {
+	return encodeMessage([]entry{{kind: kindUpdate, origin: origin, seqno: seqno, metric: metric, hops: hops}})
+}

@@ -47,7 +47,7 @@ func (e *Engine) housekeep(t time.Duration) {
 			e.reselect(t, o)
 		}
 		if !o.rtReachable && len(e.routes(o)) == 0 {
-			gc := o.lostAt + 2*e.cfg.RouteExpiry
+			gc := o.changedAt + 2*e.cfg.RouteExpiry
 			if t >= gc {
 				e.removeOrigin(o)
 				continue

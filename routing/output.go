@@ -436,7 +436,7 @@ func (e *Engine) advert(t time.Duration, nb *neighbour, o *origin, repair bool) 
 		// A repair retracts for as long as a neighbour may hold the
 		// route (maxHoldScale expiry periods, hold.go) so lost messages
 		// do not leave neighbours with stale routes through us.
-		if repair && (!o.advertised || t >= o.lostAt+maxHoldScale*e.cfg.RouteExpiry) || !repair && !told {
+		if repair && (!o.advertised || t >= o.changedAt+maxHoldScale*e.cfg.RouteExpiry) || !repair && !told {
 			return
 		}
 		o.setTold(nb, false)
@@ -454,9 +454,12 @@ func (e *Engine) advert(t time.Duration, nb *neighbour, o *origin, repair bool) 
 		e.putUpdate(e.nameOf(o), o.rtSeqno, e.cfg.Infinity, 0)
 		return
 	}
-	s, m := o.rtSeqno, o.rtMetric
+	// The metric selected, or the floor of an improvement not held yet
+	// (damp.go).
+	s, m := o.rtSeqno, e.advertMetric(o)
 	if !o.fdValid || seqnoLess(o.fdSeqno, s) || (s == o.fdSeqno && m < o.fdMetric) {
 		o.fdValid, o.fdSeqno, o.fdMetric = true, s, m
+		o.changedAt = t
 	}
 	h := uint16(min(o.rtHops, 0xffff))
 	held := false

@@ -260,7 +260,7 @@ func (e *Engine) handleResends(nb *neighbour) {
 // such requests, so sending every one would flood each bump to every node.
 func (e *Engine) refreshDiffs() {
 	for _, name := range e.sortedOrigins() { // in order: see updates
-		if o := e.origins.get(name); o.rtReachable && o.selSeq && o.advertised && (o.advMetric != o.rtMetric || uint32(o.advHops) != min(o.rtHops, 0xffff)) {
+		if o := e.origins.get(name); o.rtReachable && o.selSeq && o.advertised && (o.advMetric != e.advertMetric(o) || uint32(o.advHops) != min(o.rtHops, 0xffff)) {
 			e.triggerAll(o, false)
 		}
 	}

@@ -218,7 +218,10 @@ type origin struct {
 	fdValid    bool
 	advertised bool // a finite route was ever advertised
 
-	lostAt time.Duration // when the route was last lost
+	// While unreachable, when the route was lost (or the entry made);
+	// while reachable, when the feasibility distance last moved
+	// (selectedLost reads it, damp.go).
+	changedAt time.Duration
 	// pend has bit i set if o is queued in the pending list of the
 	// neighbour in slot i.
 	pend slotMask
@@ -383,6 +386,17 @@ type originExt struct {
 	// the hysteresis, since beatenSince (beaten), whichever route it was.
 	beaten      bool
 	beatenSince time.Duration
+
+	// The neighbours whose routes of this origin, selected, were lost
+	// soon after they lowered the feasibility distance (marks), and the
+	// floor of the metric sent while one is damped (damp.go): floorOn while
+	// the route selected, through slot floorSlot, is sent at floor at
+	// least, until floorUntil (Engine.floorHolds).
+	marks      []dampMark
+	floor      Metric
+	floorUntil time.Duration
+	floorSlot  uint16
+	floorOn    bool
 
 	// The seqno request in progress (reqActive), and the ones forwarded
 	// (fwdValid): the oldest seqno asked for and not answered yet
@@ -752,6 +766,10 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 	unfeasible := false
 	var minUnf Metric
 	kept := false // the route selected went unfeasible, and competes still
+	// The least metric of the unfeasible routes from other neighbours
+	// than the one selected (unfOther: there is one), for selectedLost.
+	unfOther := false
+	var minUnfOther Metric
 	rs := e.routes(o)
 	for i := range rs {
 		r := &rs[i]
@@ -764,6 +782,9 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 				minUnf = m
 			}
 			unfeasible = true
+			if r.slot != o.selSlot && (!unfOther || m < minUnfOther) {
+				unfOther, minUnfOther = true, m
+			}
 			if !e.keepable(o, r) {
 				continue
 			}
@@ -786,6 +807,11 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 		e.apply(t, o, cur)
 		e.sendRequest(t, o, cur.seqno, []*neighbour{e.nbOf(best)})
 		return
+	}
+	if cur == nil && o.rtReachable && o.selSeq {
+		// The route selected is lost: did it leave a better one
+		// unfeasible (damp.go)?
+		e.selectedLost(t, o, e.sel(o), unfOther && (best == nil || minUnfOther < bestM))
 	}
 	if cur != nil && best != cur && uint64(bestM)+uint64(e.cfg.Hysteresis) >= uint64(e.total(cur)) {
 		// Better, but within the margin: take the best route once the
@@ -855,6 +881,9 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 	}
 	o.setSelected(nr)
 	x := e.xOf(o)
+	if x != nil && (x.floorOn || len(x.marks) > 0) {
+		e.dampApply(t, o, x, r, m)
+	}
 	// Retractions go out at once; they drive failover. So does a new
 	// seqno that answers a request we forwarded (RFC 8966 §3.8.1.2), but
 	// only to the neighbours that asked, and to every neighbour at most
@@ -877,7 +906,7 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 		kind := PeerUp
 		if !nr.reachable {
 			kind = PeerDown
-			o.lostAt = t
+			o.changedAt = t
 			e.scheduleHousekeep(t + 2*e.cfg.RouteExpiry)
 		}
 		rt := e.routeOf(o)

@@ -137,6 +137,11 @@ type Stats struct {
 	// it while it sent them to us, the two copies crossing on the link
 	// (neither end could know), otherwise ones it sent again.
 	AttestationsCrossed uint64
+	// Damped counts improvements of a route through a neighbour whose
+	// routes of its origin were lost, twice, soon after they lowered the
+	// feasibility distance, sent at the metric sent before until they
+	// held (damp.go).
+	Damped uint64
 	// Implausible counts updates for another origin claiming fewer hops
 	// than 1 or a metric below their hop count (each link costs at least
 	// 1), which no honest relay sends.
