@@ -17,20 +17,10 @@ import (
 // offers do not restart it: n moves off a within an update interval
 // (and to b, the shortest honest route, once m's offer is withdrawn).
 func TestAttackCandidateResetStarvesShorterRoute(t *testing.T) {
-	engines := map[string]*Engine{}
 	order := []string{"o", "a", "b", "n"}
-	for _, name := range order {
-		e, err := New(Config{Self: name, Certifier: hostCertifier{f: &fakeCertifier{}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		engines[name] = e
-	}
+	engines := certifiedEngines(t, order...)
 	now := ct0
-	link := func(x, y string, c Metric) {
-		engines[x].LinkUp(now, y, c, false)
-		engines[y].LinkUp(now, x, c, false)
-	}
+	link := func(x, y string, c Metric) { linkBoth(engines, now, x, y, c) }
 	link("o", "a", 100)
 	link("a", "n", 100)
 	link("o", "b", 100)

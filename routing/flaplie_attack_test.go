@@ -71,20 +71,10 @@ func (r flapLieResult) check(t *testing.T, most float64) {
 // flapLie runs attack a by m against n (o-a-n-v, n-m) for 20 s and
 // reports how long n and v had no route to o.
 func flapLie(t *testing.T, a flapLieAttack) flapLieResult {
-	engines := map[string]*Engine{}
 	order := []string{"o", "a", "n", "v"}
-	for _, name := range order {
-		e, err := New(Config{Self: name, Certifier: hostCertifier{f: &fakeCertifier{}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		engines[name] = e
-	}
+	engines := certifiedEngines(t, order...)
 	now := ct0
-	link := func(x, y string, c Metric) {
-		engines[x].LinkUp(now, y, c, false)
-		engines[y].LinkUp(now, x, c, false)
-	}
+	link := func(x, y string, c Metric) { linkBoth(engines, now, x, y, c) }
 	link("o", "a", 100)
 	link("a", "n", 100)
 	link("n", "v", 10)
@@ -158,4 +148,25 @@ func flapLie(t *testing.T, a flapLieAttack) flapLieResult {
 	res.downN, res.downV = float64(downN)/float64(steps), float64(downV)/float64(steps)
 	res.bumps = engines["o"].Stats().SeqnoBumps
 	return res
+}
+
+// certifiedEngines makes an engine named each of names, all of one mesh's
+// certifier.
+func certifiedEngines(t *testing.T, names ...string) map[string]*Engine {
+	t.Helper()
+	engines := map[string]*Engine{}
+	for _, name := range names {
+		e, err := New(Config{Self: name, Certifier: hostCertifier{f: &fakeCertifier{}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		engines[name] = e
+	}
+	return engines
+}
+
+// linkBoth brings the link between x and y up at both ends at now.
+func linkBoth(engines map[string]*Engine, now time.Time, x, y string, c Metric) {
+	engines[x].LinkUp(now, y, c, false)
+	engines[y].LinkUp(now, x, c, false)
 }
