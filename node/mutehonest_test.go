@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -15,34 +16,19 @@ import (
 // the honest peer ("discovery closes a link that carries no routing").
 func TestFullTableKeepsHonestNeighbours(t *testing.T) {
 	c := newCluster(t, true)
-	var seed string
-	c.tweak = func(cfg *Config) {
-		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 4, TargetLinks: 3,
-			Interval: 500 * time.Millisecond}
-		if seed != "" {
-			cfg.Discovery.Join = []string{seed}
-		}
+	seed := seededGossip(c, 4, 3, func(cfg *Config) {
 		if cfg.Name == "a" {
 			cfg.Limits.MaxRoutes = 2
 		}
-	}
+	})
 	log := c.captureLog("a")
 	a := c.add("a")
-	seed = a.Status().GossipAddr
+	seed(a)
 	for _, name := range []string{"b", "c", "d"} {
 		c.add(name)
 	}
-	deadline := time.Now().Add(16 * time.Second) // past the mute grace (10 s)
-	for time.Now().Before(deadline) {
-		if strings.Contains(log.String(), "carries no routing") {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	for _, line := range strings.Split(log.String(), "\n") {
-		if strings.Contains(line, "carries no routing") || strings.Contains(line, "routing heard nothing") {
-			t.Errorf("a, its table full, closed an honest link as mute: %s", line)
-		}
+	for _, line := range muteCloses(log) {
+		t.Errorf("a, its table full, closed an honest link as mute: %s", line)
 	}
 	var peers []string
 	for _, l := range a.Links() {
@@ -59,17 +45,10 @@ func TestFullTableKeepsHonestNeighbours(t *testing.T) {
 // b after the 10 s mute grace and barred b for 5 minutes.
 func TestPeerFlapHoldNotTakenForMute(t *testing.T) {
 	c := newCluster(t, true)
-	var seed string
-	c.tweak = func(cfg *Config) {
-		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: 3, TargetLinks: 2,
-			Interval: 500 * time.Millisecond}
-		if seed != "" {
-			cfg.Discovery.Join = []string{seed}
-		}
-	}
+	seed := seededGossip(c, 3, 2, nil)
 	log := c.captureLog("a")
 	b := c.add("b")
-	seed = b.Status().GossipAddr
+	seed(b)
 	// b's damping state for a, as a crash loop of a (links to b coming
 	// up every few seconds) leaves it.
 	b.linkEvents.Lock()
@@ -77,14 +56,8 @@ func TestPeerFlapHoldNotTakenForMute(t *testing.T) {
 	b.flaps.peers = map[string]*flapState{"a": {penalty: flapMaxPenalty, at: now, lastUp: now}}
 	b.linkEvents.Unlock()
 	a := c.add("a")
-	deadline := time.Now().Add(16 * time.Second) // past the mute grace (10 s)
-	for time.Now().Before(deadline) && !strings.Contains(log.String(), "carries no routing") {
-		time.Sleep(200 * time.Millisecond)
-	}
-	for _, line := range strings.Split(log.String(), "\n") {
-		if strings.Contains(line, "carries no routing") {
-			t.Errorf("a closed its link to b, held by b's flap damping, as mute: %s", line)
-		}
+	for _, line := range muteCloses(log) {
+		t.Errorf("a closed its link to b, held by b's flap damping, as mute: %s", line)
 	}
 	a.disco.mu.Lock()
 	barred := a.disco.mutedLocked("b", time.Now())
@@ -92,4 +65,41 @@ func TestPeerFlapHoldNotTakenForMute(t *testing.T) {
 	if barred {
 		t.Errorf("a bars b, an honest peer whose flap damping held the link")
 	}
+}
+
+// seededGossip gives the nodes c adds discovery with maxLinks and target
+// links, each joining the gossip address of the node passed to the
+// returned func (none before it is called), and applies more, if not nil,
+// to each node's configuration after that.
+func seededGossip(c *cluster, maxLinks, target int, more func(*Config)) (seed func(*Node)) {
+	var addr string
+	c.tweak = func(cfg *Config) {
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: make([]byte, 32), MaxLinks: maxLinks, TargetLinks: target,
+			Interval: 500 * time.Millisecond}
+		if addr != "" {
+			cfg.Discovery.Join = []string{addr}
+		}
+		if more != nil {
+			more(cfg)
+		}
+	}
+	return func(n *Node) { addr = n.Status().GossipAddr }
+}
+
+// muteCloses waits past the mute grace (10 s), or until log names a link
+// closed as mute, and returns the lines of log that do.
+func muteCloses(log fmt.Stringer) []string {
+	mute := func(line string) bool {
+		return strings.Contains(line, "carries no routing") || strings.Contains(line, "routing heard nothing")
+	}
+	for deadline := time.Now().Add(16 * time.Second); time.Now().Before(deadline) && !mute(log.String()); {
+		time.Sleep(200 * time.Millisecond)
+	}
+	var lines []string
+	for _, line := range strings.Split(log.String(), "\n") {
+		if mute(line) {
+			lines = append(lines, line)
+		}
+	}
+	return lines
 }
