@@ -4,28 +4,35 @@ import (
 	"context"
 	"errors"
 	"net"
+	"runtime"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/node"
 )
 
 // TestCloseDuringAddNodesLeavesNoNodeRunning: Close while AddNodes (or
-// Restart) is starting a node. The start checks again, once the node has
-// started, whether the cluster closed meanwhile: if so it closes the node
-// itself and fails with an error unwrapping to net.ErrClosed, so no node
-// outlives Close unseen. The NodeConfig hook (called between start's
-// first check and node.New) holds the start until Close has returned, to
-// hit the window every time.
+// Restart) is starting a node. Close cancels the start and waits for it:
+// the start checks again, once the node has started, whether the cluster
+// closed meanwhile, closes the node itself if so and fails with an error
+// unwrapping to net.ErrClosed, all before Close returns, so no node
+// outlives Close. The NodeConfig hook (called between start's first check
+// and node.New) holds the start until Close has begun, to hit the window
+// every time. Before, Close did not wait: it returned while the start
+// went on, and node late ran after it (until AddNodes closed it).
 func TestCloseDuringAddNodesLeavesNoNodeRunning(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	inStart, closed := make(chan struct{}), make(chan struct{})
+	var c *Cluster
+	inStart := make(chan struct{})
 	c, err := NewCluster(Config{Backend: BackendMem, NodeConfig: func(cfg *node.Config) {
 		if cfg.Name == "late" {
 			close(inStart)
-			<-closed
+			<-c.ctx.Done() // Close has begun
 		}
 	}})
 	if err != nil {
@@ -42,14 +49,85 @@ func TestCloseDuringAddNodesLeavesNoNodeRunning(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	close(closed)
-	err = <-added
+	select {
+	case err = <-added:
+	default:
+		t.Error("Close returned while AddNodes was still starting node late")
+		err = <-added
+	}
 	if n := c.Node("late"); n != nil {
 		t.Errorf("after Close, AddNodes returned %v and node late runs (Close never closes it)", err)
 		defer n.Close() // for the leak check: what Close should have done
 	}
 	if !errors.Is(err, net.ErrClosed) {
 		t.Errorf("AddNodes on a cluster closed meanwhile returned %v, want an error unwrapping to net.ErrClosed", err)
+	}
+}
+
+// TestCloseRacingAddNodes: AddNodes of eight nodes races Close, 45
+// times, Close starting after a different number of the nodes were added.
+// When Close returns, every node's transport is closed and no node makes
+// one later; the AddNodes started every node or fails with an error
+// unwrapping to net.ErrClosed; and no goroutine is left.
+func TestCloseRacingAddNodes(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	names := []string{"n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8"}
+	for i := range 45 {
+		var (
+			mu         sync.Mutex
+			transports []links.Transport
+			returned   bool // Close returned
+			late       []string
+		)
+		c, err := NewCluster(Config{Backend: BackendMem, NodeConfig: func(cfg *node.Config) {
+			newTransport := cfg.NewTransport
+			cfg.NewTransport = func(h links.Handler, role links.Role) (links.Transport, error) {
+				tr, err := newTransport(h, role)
+				mu.Lock()
+				defer mu.Unlock()
+				if returned {
+					late = append(late, cfg.Name)
+				}
+				if err == nil {
+					transports = append(transports, tr)
+				}
+				return tr, err
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		added := make(chan error, 1)
+		go func() { added <- c.AddNodes(ctx, names...) }()
+		for len(c.Names()) < i%(len(names)+1) {
+			runtime.Gosched()
+		}
+		if err := c.Close(); err != nil {
+			t.Errorf("run %d: close: %v", i, err)
+		}
+		mu.Lock()
+		returned = true
+		for _, tr := range transports {
+			// A transport dials itself only once closed.
+			if _, err := tr.Dial(ctx, tr.LocalAddr().String()); !errors.Is(err, links.ErrClosed) {
+				t.Errorf("run %d: after Close returned, the transport of node %s is open", i, tr.LocalAddr())
+			}
+		}
+		mu.Unlock()
+		err = <-added
+		cancel()
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			t.Errorf("run %d: AddNodes racing Close returned %v, want nil or an error unwrapping to net.ErrClosed", i, err)
+		}
+		mu.Lock()
+		if len(late) > 0 {
+			t.Errorf("run %d: nodes %v made their transport after Close returned", i, late)
+		}
+		mu.Unlock()
+		if t.Failed() {
+			return
+		}
 	}
 }
 
@@ -83,4 +161,68 @@ func TestKillAndRestartAfterCloseRefuse(t *testing.T) {
 		n.Close()
 		t.Errorf("Restart after Close left node b running")
 	}
+}
+
+// TestRestartOfNodeNeverStarted: a member whose first start failed (here
+// AddNodes with a cancelled context) is down, and Restart starts it; a
+// Restart while AddNodes is still starting a node fails at once with
+// ErrNodeUp. Before, both Restarts waited on the old instance's end, of
+// an instance that never ran: they hung until their context ended (a
+// minute of virtual time here).
+func TestRestartOfNodeNeverStarted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hold, held := make(chan struct{}), make(chan struct{})
+		c, err := NewCluster(Config{Backend: BackendMem, Ordered: true, NodeConfig: func(cfg *node.Config) {
+			if cfg.Name == "slow" {
+				close(held)
+				<-hold
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.AddNodes(context.Background(), "a"); err != nil {
+			t.Fatal(err)
+		}
+		cancelled, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := c.AddNodes(cancelled, "b"); err == nil {
+			t.Fatal("AddNodes with a cancelled context started b")
+		}
+		if err := c.Link(context.Background(), "a", "b", LinkParams{}); !errors.Is(err, ErrNodeDown) {
+			t.Fatalf("link to b, whose start failed: %v, want an error wrapping ErrNodeDown", err)
+		}
+		restart := func(name string) (time.Duration, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			start := time.Now()
+			err := c.Restart(ctx, name)
+			return time.Since(start), err
+		}
+		if took, err := restart("b"); err != nil || took > time.Second {
+			t.Fatalf("Restart of b, whose first start failed: %v after %v, want b started at once", err, took)
+		}
+		if err := c.Link(context.Background(), "a", "b", LinkParams{}); err != nil {
+			t.Fatalf("link to the restarted b: %v", err)
+		}
+		if _, err := c.WaitConverged(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+
+		added := make(chan error, 1)
+		go func() { added <- c.AddNodes(context.Background(), "slow") }()
+		<-held
+		took, err := restart("slow")
+		if !errors.Is(err, ErrNodeUp) || took > time.Second {
+			t.Errorf("Restart of slow while AddNodes starts it: %v after %v, want an error wrapping ErrNodeUp at once", err, took)
+		}
+		close(hold)
+		if err := <-added; err != nil {
+			t.Fatalf("AddNodes slow: %v", err)
+		}
+		if c.Node("slow") == nil {
+			t.Error("slow is not running after its AddNodes")
+		}
+	})
 }

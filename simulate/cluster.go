@@ -78,8 +78,12 @@ func (c Config) logger() *slog.Logger {
 var (
 	// ErrUnknownNode: the name is not a node of the cluster.
 	ErrUnknownNode = errors.New("no such node")
-	// ErrNodeDown: the node was killed and not restarted.
+	// ErrNodeDown: the node is not running: it was killed and not
+	// restarted, or its start failed.
 	ErrNodeDown = errors.New("node is down")
+	// ErrNodeUp: the node is running, or an AddNodes or Restart is
+	// starting it.
+	ErrNodeUp = errors.New("node is up")
 	// ErrNoEdge: the two nodes are not linked in the topology.
 	ErrNoEdge = errors.New("no such link")
 )
@@ -94,6 +98,9 @@ type Cluster struct {
 	end   context.CancelFunc
 	wg    sync.WaitGroup // background dials, service loops, event collectors
 	kills sync.WaitGroup // closing killed nodes
+	// starts counts the AddNodes and Restart calls under way: Close
+	// cancels their contexts and waits for them.
+	starts sync.WaitGroup
 
 	mu      sync.Mutex
 	order   []string // node names in creation order
@@ -121,11 +128,13 @@ type Cluster struct {
 
 // member is one named node across restarts.
 type member struct {
-	name   string
-	n      *node.Node // nil while down
-	dead   chan struct{}
-	events *eventLog
-	stop   func() // ends the recording of n's events
+	name string
+	n    *node.Node // nil while down
+	dead chan struct{}
+	// starting is set while an AddNodes or Restart starts the node.
+	starting bool
+	events   *eventLog
+	stop     func() // ends the recording of n's events
 	// reach counts the peers n reports reachable (its peer-up less its
 	// peer-down events): a convergence check that finds it wrong need not
 	// read n's routing table.
@@ -179,34 +188,67 @@ func NewCluster(cfg Config) (*Cluster, error) {
 // twice the nodes a scenario may start.
 const clusterMaxRoutes = 2 * MaxNodes
 
-// AddNodes creates and starts the named nodes. Once Close has begun it
-// fails with an error wrapping net.ErrClosed, and a node it was starting
-// then is closed before it returns.
+// AddNodes creates and starts the named nodes. A node whose start fails
+// stays a member, down (Restart starts it). Once Close has begun it fails
+// with an error wrapping net.ErrClosed: Close cancels the start under way,
+// and the node is closed before Close returns.
 func (c *Cluster) AddNodes(ctx context.Context, names ...string) error {
+	ctx, end, err := c.begin(ctx, "add nodes")
+	if err != nil {
+		return err
+	}
+	defer end()
 	for i, name := range names {
 		if err := identity.ValidateName(name); err != nil {
 			return fmt.Errorf("add node: %w", err)
 		}
 		c.mu.Lock()
-		_, dup := c.members[name]
+		m, dup := c.members[name]
 		if !dup {
 			limit := eventLimit(len(c.members) + len(names) - i)
-			c.members[name] = &member{name: name, events: newEventLog(name, &c.names, limit)}
+			m = &member{name: name, events: newEventLog(name, &c.names, limit), starting: true}
+			c.members[name] = m
 			c.order = append(c.order, name)
 		}
 		c.mu.Unlock()
 		if dup {
 			return fmt.Errorf("add node %s: already in the cluster", name)
 		}
-		if err := c.start(ctx, name); err != nil {
+		if err := c.start(ctx, m); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// start creates and starts the node of member name.
-func (c *Cluster) start(ctx context.Context, name string) error {
+// begin registers an AddNodes or Restart call (op), which Close waits
+// for, and returns ctx cancelled also when Close begins, and the end to
+// call as the call returns. Once Close has begun it fails.
+func (c *Cluster) begin(ctx context.Context, op string) (context.Context, func(), error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, nil, fmt.Errorf("%s: cluster closed: %w", op, net.ErrClosed)
+	}
+	c.starts.Add(1)
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(c.ctx, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+		c.starts.Done()
+	}, nil
+}
+
+// start creates and starts the node of member m, which its caller marked
+// starting.
+func (c *Cluster) start(ctx context.Context, m *member) error {
+	name := m.name
+	defer func() {
+		c.mu.Lock()
+		m.starting = false
+		c.mu.Unlock()
+	}()
 	cfg := node.Config{Name: name, Mesh: c.cfg.Mesh, GracePeriod: c.cfg.GracePeriod, Logger: c.cfg.Logger}
 	c.mu.Lock()
 	err := net.ErrClosed
@@ -232,9 +274,6 @@ func (c *Cluster) start(ctx context.Context, name string) error {
 		}
 		return c.startFailed(name, err)
 	}
-	c.mu.Lock()
-	m := c.members[name]
-	c.mu.Unlock()
 	// Subscribed before Start, so that the count of reachable peers
 	// misses no event.
 	reach := new(atomic.Int64)
@@ -260,11 +299,12 @@ func (c *Cluster) start(ctx context.Context, name string) error {
 		return c.startFailed(name, err)
 	}
 	// Close may have begun while the node started: it did not see the
-	// node, so the node is closed here and the cluster records nothing
-	// (Close releases the node's socket, as it does every member's).
-	// Recording the node and adding its sink to c.wg under c.mu while the
-	// cluster is open puts both before Close takes its list of nodes, so
-	// Close closes the node and waits for the sink.
+	// node, so the node is closed here, before Close (which waits for
+	// this call) goes on, and the cluster records nothing (Close releases
+	// the node's socket, as it does every member's). Recording the node
+	// and adding its sink to c.wg under c.mu while the cluster is open
+	// puts both before Close takes its list of nodes, so Close closes the
+	// node and waits for the sink.
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -284,17 +324,23 @@ func (c *Cluster) start(ctx context.Context, name string) error {
 	return nil
 }
 
-// startFailed is the error of a start that failed with err: one that
-// also unwraps to net.ErrClosed when the cluster closed meanwhile (Close
-// releases a member's socket, which may be what failed the start).
+// startFailed is the error of a start that failed with err.
 func (c *Cluster) startFailed(name string, err error) error {
+	return c.failed(fmt.Errorf("start node %s: %w", name, err))
+}
+
+// failed is err, of an AddNodes or Restart, made to unwrap to
+// net.ErrClosed too when the cluster closed meanwhile (Close cancels the
+// call and releases a member's socket, either of which may be what failed
+// it).
+func (c *Cluster) failed(err error) error {
 	c.mu.Lock()
 	closed := c.closed
 	c.mu.Unlock()
 	if closed && !errors.Is(err, net.ErrClosed) {
-		return fmt.Errorf("start node %s: cluster closed: %w: %w", name, net.ErrClosed, err)
+		return fmt.Errorf("cluster closed: %w: %w", net.ErrClosed, err)
 	}
-	return fmt.Errorf("start node %s: %w", name, err)
+	return err
 }
 
 // Names lists the cluster's nodes in the order they were added.
@@ -419,7 +465,10 @@ var closeWorkers = 64
 // as a whole: the network stops carrying traffic first without telling any
 // node (memlink.Network.Halt on mem; on QUIC packets stop), so no node
 // learns of another's departure and none re-routes around the nodes that
-// close before it; then the nodes close, closeWorkers at a time. Event
+// close before it; then the nodes close, closeWorkers at a time. An
+// AddNodes or Restart under way when Close begins is cancelled and Close
+// waits for it to return, its node closed (so Config.NodeConfig must not
+// wait for Close). Event
 // recording (Events) ends when Close begins. On an ordered cluster the
 // network stops only once the cluster is quiet at the current virtual
 // instant (memlink.Network.Quiesce): the ends of circuits a step left
@@ -445,6 +494,7 @@ func (c *Cluster) Close() error {
 	}
 	c.mu.Unlock()
 	c.end()
+	c.starts.Wait()
 	c.kills.Wait()
 	if c.quiesce != nil {
 		c.quiesce() // not under c.mu: the goroutines it waits for may take it

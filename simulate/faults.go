@@ -180,32 +180,48 @@ func (c *Cluster) Kill(name string) error {
 	return nil
 }
 
-// Restart starts a killed node again with the same name, identity and
-// address, and redials its edges that are not cut.
+// Restart starts a node that is down (killed, or whose start failed)
+// again with the same name, identity and address, a killed one once its
+// old instance has closed, and redials its edges that are not cut. It
+// fails with ErrNodeUp while the node runs or another AddNodes or Restart
+// is starting it.
 func (c *Cluster) Restart(ctx context.Context, name string) error {
+	ctx, end, err := c.begin(ctx, "restart "+name)
+	if err != nil {
+		return err
+	}
+	defer end()
 	c.mu.Lock()
 	m := c.members[name]
-	var dead chan struct{}
-	if m != nil {
-		dead = m.dead
-	}
-	up := m != nil && m.n != nil
-	c.mu.Unlock()
 	switch {
 	case m == nil:
+		c.mu.Unlock()
 		return fmt.Errorf("restart %s: %w", name, ErrUnknownNode)
-	case up:
-		return fmt.Errorf("restart %s: the node is running (kill it first)", name)
+	case m.n != nil:
+		c.mu.Unlock()
+		return fmt.Errorf("restart %s: %w: it is running (kill it first)", name, ErrNodeUp)
+	case m.starting:
+		c.mu.Unlock()
+		return fmt.Errorf("restart %s: %w: it is starting", name, ErrNodeUp)
 	}
-	select {
-	case <-dead:
-	case <-ctx.Done():
-		return fmt.Errorf("restart %s: waiting for the old instance to end: %w", name, ctx.Err())
+	// dead is nil if the node never ran: its first start failed.
+	m.starting = true
+	dead := m.dead
+	c.mu.Unlock()
+	if dead != nil {
+		select {
+		case <-dead:
+		case <-ctx.Done():
+			c.mu.Lock()
+			m.starting = false
+			c.mu.Unlock()
+			return c.failed(fmt.Errorf("restart %s: waiting for the old instance to end: %w", name, ctx.Err()))
+		}
 	}
 	c.mu.Lock()
 	c.be.setDown(name, false)
 	c.mu.Unlock()
-	if err := c.start(ctx, name); err != nil {
+	if err := c.start(ctx, m); err != nil {
 		return fmt.Errorf("restart: %w", err)
 	}
 	c.mu.Lock()
