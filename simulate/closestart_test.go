@@ -226,3 +226,41 @@ func TestRestartOfNodeNeverStarted(t *testing.T) {
 		}
 	})
 }
+
+// TestCloseTwiceWaitsForTheFirst: a second Close, called while the first
+// is still closing the nodes, returns only once the first has returned,
+// every node closed. Before, it returned nil at once, node a still
+// running.
+func TestCloseTwiceWaitsForTheFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := orderedCluster(t, "a", "b")
+		hold, held := make(chan struct{}), make(chan struct{})
+		c.closing = func(name string) {
+			if name == "a" {
+				close(held)
+				<-hold
+			}
+		}
+		first, second := make(chan error, 1), make(chan error, 1)
+		go func() { first <- c.Close() }()
+		<-held
+		go func() { second <- c.Close() }()
+		time.Sleep(time.Second) // virtual: the second Close has run as far as it can
+		select {
+		case err := <-second:
+			t.Errorf("the second Close returned %v while the first was still closing node a", err)
+			second <- err
+		default:
+		}
+		close(hold)
+		if err := <-first; err != nil {
+			t.Errorf("first close: %v", err)
+		}
+		if err := <-second; err != nil {
+			t.Errorf("second close: %v", err)
+		}
+		if err := c.Close(); err != nil {
+			t.Errorf("third close: %v", err)
+		}
+	})
+}

@@ -108,6 +108,8 @@ type Cluster struct {
 	names   nameTable // of the names the event logs record
 	edges   map[pair]*edge
 	closed  bool
+	// down is closed once Close has closed everything.
+	down chan struct{}
 	// unconverged is the node Converged last found not converged.
 	unconverged string
 
@@ -151,7 +153,7 @@ type edge struct {
 // NewCluster returns an empty cluster; add nodes with AddNodes.
 func NewCluster(cfg Config) (*Cluster, error) {
 	cfg.setDefaults()
-	c := &Cluster{cfg: cfg, members: map[string]*member{}, edges: map[pair]*edge{}}
+	c := &Cluster{cfg: cfg, members: map[string]*member{}, edges: map[pair]*edge{}, down: make(chan struct{})}
 	switch cfg.Backend {
 	case BackendQUIC:
 		be, err := newQUICBackend(cfg.Mesh, cfg.Seed)
@@ -474,14 +476,17 @@ var closeWorkers = 64
 // instant (memlink.Network.Quiesce): the ends of circuits a step left
 // crossing the relays have reached them, so what is left to close, and
 // how long that takes in virtual time, does not depend on how far the
-// goroutines had run when Close was called.
+// goroutines had run when Close was called. Close again returns nil once
+// the first Close has returned.
 func (c *Cluster) Close() error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
+		<-c.down
 		return nil
 	}
 	c.closed = true
+	defer close(c.down)
 	var nodes []*node.Node
 	for _, name := range c.order {
 		m := c.members[name]
