@@ -264,3 +264,37 @@ func TestCloseTwiceWaitsForTheFirst(t *testing.T) {
 		}
 	})
 }
+
+// TestWaitsEndWhenClosed: WaitConverged and WaitReachable on a closed
+// cluster cannot succeed any more, and fail at once with an error
+// unwrapping to net.ErrClosed.
+// Before, they re-checked the closed nodes until their context ended (a
+// minute of virtual time here; for ever with context.Background).
+func TestWaitsEndWhenClosed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := orderedCluster(t, "a", "b", "c")
+		for _, e := range [][2]string{{"a", "b"}, {"b", "c"}} {
+			if err := c.Link(context.Background(), e[0], e[1], LinkParams{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := c.WaitConverged(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range []struct {
+			name string
+			wait func(context.Context) (time.Duration, error)
+		}{{"WaitConverged", c.WaitConverged}, {"WaitReachable", c.WaitReachable}} {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			start := time.Now()
+			_, err := w.wait(ctx)
+			cancel()
+			if took := time.Since(start); !errors.Is(err, net.ErrClosed) || took > time.Second {
+				t.Errorf("%s after Close: %v after %v, want an error unwrapping to net.ErrClosed at once", w.name, err, took)
+			}
+		}
+	})
+}

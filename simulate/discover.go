@@ -429,6 +429,7 @@ func (c *Cluster) AllReachable() error {
 }
 
 // WaitMembers waits until MembersKnown holds and returns how long it took.
+// Once Close has begun it fails with an error wrapping net.ErrClosed.
 func (c *Cluster) WaitMembers(ctx context.Context) (time.Duration, error) {
 	return c.waitMembers(ctx, 0, nil)
 }
@@ -441,7 +442,7 @@ func (c *Cluster) waitMembers(ctx context.Context, every time.Duration, report f
 		count, err := c.membersKnown(true)
 		return count.String(), err
 	})
-	if err := pollEvery(ctx, c.widePoll(), check); err != nil {
+	if err := c.pollOpen(ctx, c.widePoll(), check); err != nil {
 		return time.Since(start), fmt.Errorf("gossip incomplete after %v: %w", time.Since(start).Round(time.Millisecond), err)
 	}
 	return time.Since(start), nil
@@ -471,7 +472,8 @@ func reporting(start time.Time, every time.Duration, report func(time.Duration, 
 }
 
 // WaitReachable waits until AllReachable holds and returns how long it
-// took.
+// took. Once Close has begun it fails with an error wrapping
+// net.ErrClosed.
 func (c *Cluster) WaitReachable(ctx context.Context) (time.Duration, error) {
 	return c.waitReachable(ctx, 0, nil)
 }
@@ -487,7 +489,7 @@ func (c *Cluster) waitReachable(ctx context.Context, every time.Duration, report
 		}
 		return "", nil
 	})
-	if err := pollEvery(ctx, c.widePoll(), check); err != nil {
+	if err := c.pollOpen(ctx, c.widePoll(), check); err != nil {
 		return time.Since(start), fmt.Errorf("not all reachable after %v: %w", time.Since(start).Round(time.Millisecond), err)
 	}
 	return time.Since(start), nil

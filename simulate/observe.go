@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -401,10 +402,11 @@ func (c *Cluster) convergedAt(from string, names []string, comp, size map[string
 const pollInterval = 10 * time.Millisecond
 
 // WaitConverged waits until Converged succeeds and returns how long that
-// took; on timeout the error names what was still wrong.
+// took; on timeout the error names what was still wrong. Once Close has
+// begun it fails with an error wrapping net.ErrClosed.
 func (c *Cluster) WaitConverged(ctx context.Context) (time.Duration, error) {
 	start := time.Now()
-	err := poll(ctx, c.Converged)
+	err := c.pollOpen(ctx, pollInterval, c.Converged)
 	if err != nil {
 		return time.Since(start), fmt.Errorf("not converged after %v: %w", time.Since(start).Round(time.Millisecond), err)
 	}
@@ -424,7 +426,7 @@ func (c *Cluster) waitConvergedStretch(ctx context.Context, report func(time.Dur
 	start := time.Now()
 	next := start.Add(convergedReportEvery)
 	var st *Stretch
-	err := poll(ctx, func() error {
+	err := c.pollOpen(ctx, pollInterval, func() error {
 		var err error
 		st, err = c.converged(true)
 		if now := time.Now(); err != nil && report != nil && !now.Before(next) {
@@ -446,6 +448,19 @@ func (c *Cluster) waitConvergedStretch(ctx context.Context, report func(time.Dur
 // error in the latter case.
 func poll(ctx context.Context, check func() error) error {
 	return pollEvery(ctx, pollInterval, check)
+}
+
+// pollOpen is pollEvery that also ends once Close has begun (the nodes it
+// checks are closing), then with an error wrapping net.ErrClosed too.
+func (c *Cluster) pollOpen(ctx context.Context, interval time.Duration, check func() error) error {
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(c.ctx, cancel)()
+	err := pollEvery(pctx, interval, check)
+	if err != nil && ctx.Err() == nil && c.ctx.Err() != nil {
+		return fmt.Errorf("cluster closed: %w: %w", net.ErrClosed, err)
+	}
+	return err
 }
 
 // pollEvery is poll checking every interval.
