@@ -88,6 +88,11 @@ const (
 	// gossipHeaderMax bounds a push-pull header (memberlist's is about
 	// 40 bytes).
 	gossipHeaderMax = 256
+	// gossipPingMax bounds a ping sent on a stream (memberlist's TCP
+	// ping), encoded: a member's is under 700 bytes (two node names of at
+	// most 255 bytes, an address of 4 or 16, a sequence number, a port and
+	// the field names).
+	gossipPingMax = 1 << 10
 	// gossipStateMax bounds one state of a plaintext push-pull, encoded:
 	// a member's is under 1 KiB (its metadata at most MetaMaxSize, 512
 	// bytes; its address 4 or 16; its name at most 255; six version
@@ -109,7 +114,8 @@ const (
 	// framing, the cipher's version, nonce and tag.
 	gossipSealedExtra = 4 << 10
 	// gossipHeld bounds the bytes memberlist holds at once for the
-	// inbound streams it reads: an encrypted stream's announced length
+	// streams it reads, inbound and the answers to the push-pulls this
+	// node starts: an encrypted stream's announced length
 	// (memberlist reads it whole before it decrypts it, so a stranger
 	// without the key has it held as surely as a key holder), and a
 	// plaintext push-pull's states (memberlist decodes all of them before
@@ -155,8 +161,9 @@ const gossipPushStateSize = int64(unsafe.Sizeof(gossipPushState{}))
 //
 // Inbound push-pulls announcing more states than the members this node
 // knows plus gossipPushSlack are refused, and what memberlist holds for
-// inbound streams is bounded node-wide, with a share per source prefix
-// (gossipHeld, heldBytes).
+// streams, inbound and the answers to push-pulls this node started, is
+// bounded node-wide, with a share per source prefix (gossipHeld,
+// heldBytes).
 //
 // Encrypted packets and streams (a gossip key is set) are passed on as
 // they are: the guard cannot read them. Anyone can send one, with the key
@@ -165,7 +172,8 @@ const gossipPushStateSize = int64(unsafe.Sizeof(gossipPushState{}))
 // announces (up to 20 MiB), and holds it until the stream ends or its TCP
 // timeout (10 s). So an inbound encrypted stream announcing more than the
 // members this node knows could send (sealedMax) is refused, and its
-// announced length is charged to gossipHeld until it ends; the size and
+// announced length, as that of an encrypted answer to a push-pull this
+// node started, is charged to gossipHeld until it ends; the size and
 // stream bounds apply as to plaintext.
 //
 // Its two goroutines move packets and streams from the inner transport to
@@ -207,8 +215,9 @@ const (
 	refuseUser      = "user"       // a user message: discovery sends none
 	refuseState     = "state"      // a push-pull state beyond gossipStateMax
 	refuseLength    = "length"     // an encrypted stream announcing more than the members could send (sealedMax)
-	// refuseHeld: the bytes memberlist would hold for inbound streams
-	// beyond gossipHeld, none giving way, the source prefix within its
+	refusePing      = "ping"       // a ping beyond gossipPingMax
+	// refuseHeld: the bytes memberlist would hold for streams beyond
+	// gossipHeld, none giving way, the source prefix within its
 	// share with the stream's; refuseHeldShare: the same, the prefix
 	// beyond its share with them; refuseHeldEvicted: the stream's bytes
 	// taken by a stream of a prefix within its share (heldBytes).
@@ -232,7 +241,7 @@ const (
 
 func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg prometheus.Registerer, log *ratelog.Log) (*gossipGuard, error) {
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_gossip_refused_total",
-		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user, state, length, held, held_share, held_evicted), alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures) or the node did, from all sources together, or they came beyond the node's bound of those from sources that are not members (kind alive, reason node_signatures) or refused because their link address is not a canonical IP:port (kind alive, reason link), and ping requests dropped because their target is not a member (kind ping, reason target)."},
+		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user, state, length, ping, held, held_share, held_evicted), alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures) or the node did, from all sources together, or they came beyond the node's bound of those from sources that are not members (kind alive, reason node_signatures) or refused because their link address is not a canonical IP:port (kind alive, reason link), and ping requests dropped because their target is not a member (kind ping, reason target)."},
 		[]string{"kind", "reason"})
 	if err := reg.Register(m); err != nil {
 		var are prometheus.AlreadyRegisteredError
@@ -244,7 +253,7 @@ func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg pro
 	for _, r := range []string{refuseSize, refuseBomb, refuseCompound, refuseMalformed} {
 		m.WithLabelValues("packet", r) // from zero, so rate() sees the first
 	}
-	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseShare, refuseEvicted, refuseSlow, refuseHeader, refuseUser, refuseState, refuseLength, refuseHeld, refuseHeldShare, refuseHeldEvicted} {
+	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseShare, refuseEvicted, refuseSlow, refuseHeader, refuseUser, refuseState, refuseLength, refusePing, refuseHeld, refuseHeldShare, refuseHeldEvicted} {
 		m.WithLabelValues("stream", r)
 	}
 	m.WithLabelValues("alive", refuseSignatures)
@@ -500,7 +509,6 @@ func (g *gossipGuard) dropAliveNode(n int, from any) {
 
 func (g *gossipGuard) passStream(c net.Conn) (net.Conn, bool) {
 	gc := g.guard(c, true)
-	gc.prefix = links.SourcePrefix(c.RemoteAddr())
 	evicted, why, reason := g.slots.admit(gc, time.Now())
 	if evicted != nil {
 		g.refuse("stream", why, evicted.RemoteAddr(), nil)
@@ -538,9 +546,13 @@ type streamSlots struct {
 	mu       sync.Mutex
 	byPrefix map[netip.Prefix]int // prefixes holding streams: at most gossipStreams
 	held     []*guardConn         // the streams holding slots, oldest first: at most gossipStreams
-	// bytes is what memberlist holds for the streams holding slots, as
-	// charged (heldBytes): at most gossipHeld; bytesBy is it by source
-	// prefix (prefixes holding streams).
+	// out are the streams this node opened whose answers memberlist
+	// holds bytes for (heldBytes): at most the push-pulls it runs at
+	// once (its periodic one and its joins).
+	out []*guardConn
+	// bytes is what memberlist holds for the streams holding slots and
+	// those of out, as charged (heldBytes): at most gossipHeld; bytesBy is
+	// it by source prefix (prefixes holding streams).
 	bytes   int64
 	bytesBy map[netip.Prefix]int64
 }
@@ -608,9 +620,11 @@ func (s *streamSlots) release(c *guardConn) {
 }
 
 // heldBytes charges n more bytes that memberlist will hold for stream c
-// (slotted) until it ends. While the node's streams hold at most
-// gossipHeld with them, they are charged whatever c's source prefix
-// holds: members on one host or behind one NAT share a prefix. Beyond
+// (inbound: slotted; outbound: the answer to a push-pull this node
+// started, which takes no slot) until it ends. While the node's streams
+// hold at most gossipHeld with them, they are charged whatever c's
+// source prefix holds: members on one host or behind one NAT share a
+// prefix. Beyond
 // it, when c's prefix holds at most gossipHeldShare with them, streams of
 // prefixes holding more than that give their bytes (and slots) way, each
 // time the oldest of the prefix holding the most, until n fits: they are
@@ -621,7 +635,7 @@ func (s *streamSlots) release(c *guardConn) {
 func (s *streamSlots) heldBytes(c *guardConn, n int64) (evicted []*guardConn, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !c.slotted {
+	if c.released || c.inbound && !c.slotted {
 		return nil, refuseHeldEvicted
 	}
 	if s.bytes+n > gossipHeld {
@@ -637,7 +651,7 @@ func (s *streamSlots) heldBytes(c *guardConn, n int64) (evicted []*guardConn, re
 		free := gossipHeld - s.bytes
 		for free < n {
 			var v *guardConn
-			for _, w := range s.held {
+			for _, w := range slices.Concat(s.held, s.out) {
 				if k := by[w.prefix]; w.hold > 0 && !slices.Contains(evicted, w) && k > gossipHeldShare && (v == nil || k > by[v.prefix]) {
 					v = w
 				}
@@ -655,6 +669,10 @@ func (s *streamSlots) heldBytes(c *guardConn, n int64) (evicted []*guardConn, re
 	}
 	if s.bytesBy == nil {
 		s.bytesBy = make(map[netip.Prefix]int64)
+	}
+	if !c.slotted { // outbound, first charged
+		c.slotted = true
+		s.out = append(s.out, c)
 	}
 	c.hold += n
 	s.bytes += n
@@ -674,7 +692,7 @@ func (s *streamSlots) releaseLocked(c *guardConn) {
 	if !c.slotted {
 		return
 	}
-	c.slotted = false
+	c.slotted, c.released = false, true
 	if c.hold > 0 {
 		s.bytes -= c.hold
 		if s.bytesBy[c.prefix] -= c.hold; s.bytesBy[c.prefix] <= 0 {
@@ -682,12 +700,11 @@ func (s *streamSlots) releaseLocked(c *guardConn) {
 		}
 		c.hold = 0
 	}
-	for i, w := range s.held {
-		if w == c {
-			s.held = append(s.held[:i], s.held[i+1:]...)
-			break
-		}
+	if !c.inbound {
+		s.out = slices.DeleteFunc(s.out, func(w *guardConn) bool { return w == c })
+		return
 	}
+	s.held = slices.DeleteFunc(s.held, func(w *guardConn) bool { return w == c })
 	if s.byPrefix[c.prefix]--; s.byPrefix[c.prefix] <= 0 {
 		delete(s.byPrefix, c.prefix)
 	}
@@ -907,21 +924,22 @@ type guardConn struct {
 	inbound bool
 	r       io.Reader // nil until inspected
 
-	prefix netip.Prefix // inbound: the source prefix
+	prefix netip.Prefix // the source prefix (outbound: the peer's)
 	// Under g.slots.mu: slotted while the stream holds a slot (taken
-	// at), waiting until memberlist first writes on it, arrived once the
+	// at; outbound: while it is charged bytes), released once it gave it
+	// up, waiting until memberlist first writes on it, arrived once the
 	// bytes the guard inspects have come.
-	slotted, waiting, arrived bool
-	at                        time.Time
-	hold                      int64 // bytes charged (heldBytes)
-	wrote                     atomic.Bool
+	slotted, released, waiting, arrived bool
+	at                                  time.Time
+	hold                                int64 // bytes charged (heldBytes)
+	wrote                               atomic.Bool
 	// seen records the sources of a plaintext push-pull's signed
 	// states (nil for other streams).
 	seen *pushSeen
 }
 
 func (g *gossipGuard) guard(c net.Conn, inbound bool) *guardConn {
-	return &guardConn{Conn: c, g: g, inbound: inbound}
+	return &guardConn{Conn: c, g: g, inbound: inbound, prefix: links.SourcePrefix(c.RemoteAddr())}
 }
 
 func (c *guardConn) Read(p []byte) (int, error) {
@@ -945,8 +963,8 @@ func (c *guardConn) Write(p []byte) (int, error) {
 }
 
 func (c *guardConn) Close() error {
+	c.g.slots.release(c)
 	if c.inbound {
-		c.g.slots.release(c)
 		if c.seen != nil {
 			c.g.budget.pushEnded(c.seen)
 		}
@@ -954,8 +972,8 @@ func (c *guardConn) Close() error {
 	return c.Conn.Close()
 }
 
-// charge charges n bytes that memberlist will hold for inbound stream c
-// (what they are) until it ends (streamSlots.heldBytes), and closes the
+// charge charges n bytes that memberlist will hold for stream c (what
+// they are) until it ends (streamSlots.heldBytes), and closes the
 // streams that gave theirs way. When refused, it returns why and what
 // to log; a stream that gave its slot way already gets an error and no
 // reason (it was counted then).
@@ -972,7 +990,7 @@ func (c *guardConn) charge(n int64, what string) (string, error) {
 		return "", fmt.Errorf("%w: stream closed: its slot taken by another", ErrGossipRefused)
 	}
 	all, of := c.g.slots.heldNow(c.prefix)
-	return reason, fmt.Errorf("%s of %d bytes: inbound gossip streams hold %d of %d bytes, %d of them from %s (share %d)",
+	return reason, fmt.Errorf("%s of %d bytes: gossip streams hold %d of %d bytes, %d of them from %s (share %d)",
 		what, n, all, gossipHeld, of, c.prefix, gossipHeldShare)
 }
 
@@ -1018,10 +1036,12 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 			return errReader{err}, "", nil
 		}
 		// memberlist reads the announced length whole before it checks
-		// the key (without a key it refuses the stream unread).
-		if c.inbound && c.g.encrypted {
+		// the key (without a key it refuses the stream unread). The
+		// answer to a push-pull this node started may carry a mesh it is
+		// joining: up to memberlist's own bound, charged all the same.
+		if c.g.encrypted {
 			n := int64(binary.BigEndian.Uint32(l[1:]))
-			if most, members := c.g.sealedMax(); n > most {
+			if most, members := c.g.sealedMax(); c.inbound && n > most {
 				return nil, refuseLength, fmt.Errorf("encrypted stream of %d bytes, beyond %d for %d members known", n, most, members)
 			}
 			if reason, err := c.charge(n, "encrypted stream"); err != nil {
@@ -1065,6 +1085,9 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 		return nil, refuseUser, errors.New("user message")
 	}
 	head := bytes.NewReader(t[:])
+	if t[0] == gmPing {
+		return inspectPing(head, src)
+	}
 	if t[0] != gmPushPull {
 		return io.MultiReader(head, src), "", nil
 	}
@@ -1093,16 +1116,14 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 	if hd.Nodes < 0 || hd.Nodes > most || hd.UserStateLen != 0 {
 		return nil, refuseHeader, fmt.Errorf("push-pull of %d states (at most %d) and %d bytes of user state", hd.Nodes, most, hd.UserStateLen)
 	}
-	if c.inbound {
-		// memberlist allocates the states announced before it reads them.
-		if reason, err := c.charge(int64(hd.Nodes)*gossipPushStateSize, fmt.Sprintf("push-pull header of %d states", hd.Nodes)); err != nil {
-			if reason == "" {
-				return errReader{err}, "", nil
-			}
-			return nil, reason, err
+	// memberlist allocates the states announced before it reads them.
+	if reason, err := c.charge(int64(hd.Nodes)*gossipPushStateSize, fmt.Sprintf("push-pull header of %d states", hd.Nodes)); err != nil {
+		if reason == "" {
+			return errReader{err}, "", nil
 		}
-		pr.charge = c.charge
+		return nil, reason, err
 	}
+	pr.charge = c.charge
 	// The states: each bounded to gossipStateMax (pushReader.Read).
 	pr.left = hd.Nodes
 	pr.refuse = func(reason string, err error) {
@@ -1112,6 +1133,25 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 	pr.seen = c.g.budget.pushStarted(links.SourcePrefix(c.RemoteAddr()), c.inbound)
 	c.seen = pr.seen
 	return io.MultiReader(head, pr), "", nil
+}
+
+// inspectPing reads a plaintext ping on a stream whole (src, after its
+// type: head), so that its slot counts it arrived only once it has, and
+// refuses one beyond gossipPingMax: memberlist decodes a ping's fields as
+// they come, holding what they announce (up to gossipStreamMax) until
+// they end or its TCP timeout. It returns what memberlist is to read:
+// the ping, then the rest of the stream; on a read error or a malformed
+// ping, memberlist meets the same.
+func inspectPing(head, src io.Reader) (io.Reader, string, error) {
+	lim := io.LimitedReader{R: src, N: gossipPingMax + 1}
+	var rec bytes.Buffer
+	h := &codec.MsgpackHandle{}
+	h.MaxInitLen = gossipPingMax // what the decoder allocates before it reads
+	var p gossipPing
+	if err := codec.NewDecoder(io.TeeReader(&lim, &rec), h).Decode(&p); err != nil && lim.N <= 0 {
+		return nil, refusePing, fmt.Errorf("ping beyond %d bytes", gossipPingMax)
+	}
+	return io.MultiReader(head, &rec, src), "", nil
 }
 
 // pushReader serves a plaintext push-pull's header and states as
@@ -1216,7 +1256,8 @@ func (g *gossipGuard) StreamCh() <-chan net.Conn           { return g.streams }
 
 // DialTimeout and DialAddressTimeout guard the answer memberlist reads
 // on a stream it opens (a push-pull's) as they guard inbound streams,
-// without counting it against gossipStreams.
+// charging what memberlist holds for it to gossipHeld, without counting
+// it against gossipStreams.
 func (g *gossipGuard) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
 	c, err := g.inner.DialTimeout(addr, timeout)
 	if err != nil {

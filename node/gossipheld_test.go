@@ -97,6 +97,16 @@ func TestGossipHeldBytesShared(t *testing.T) {
 // nothing to join gets from the members that push it their state; then,
 // knowing them, one of 2,000.
 func TestGossipHonestPushPullAtScale(t *testing.T) {
+	withEachGossipKey(t, func(t *testing.T, d *Node, key []byte) {
+		pushMembers(t, d, key, 1000)
+		pushMembers(t, d, key, 2000)
+	})
+}
+
+// withEachGossipKey runs f in a subtest on a node d whose gossip is
+// plaintext (key nil), then in another on one whose gossip is encrypted
+// under key.
+func withEachGossipKey(t *testing.T, f func(t *testing.T, d *Node, key []byte)) {
 	for _, encrypted := range []bool{false, true} {
 		t.Run(fmt.Sprintf("encrypted=%v", encrypted), func(t *testing.T) {
 			var key []byte
@@ -105,9 +115,7 @@ func TestGossipHonestPushPullAtScale(t *testing.T) {
 			}
 			c := newCluster(t, true)
 			c.tweak = func(cfg *Config) { cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0", Key: key} }
-			d := c.add("d")
-			pushMembers(t, d, key, 1000)
-			pushMembers(t, d, key, 2000)
+			f(t, c.add("d"), key)
 		})
 	}
 }
