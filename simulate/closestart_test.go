@@ -298,3 +298,44 @@ func TestWaitsEndWhenClosed(t *testing.T) {
 		}
 	})
 }
+
+// TestChangesAfterCloseRefused: once Close has returned, every call that
+// would change the network or open circuits fails with an error unwrapping
+// to net.ErrClosed, instead of reporting success for a change to a
+// network that no longer exists.
+func TestChangesAfterCloseRefused(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	c, err := NewCluster(Config{Backend: BackendMem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.AddNodes(ctx, "a", "b", "c"); err != nil {
+		t.Fatal(err)
+	}
+	for _, ab := range [][2]string{{"a", "b"}, {"b", "c"}} {
+		if err := c.Link(ctx, ab[0], ab[1], LinkParams{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	calls := map[string]func() error{
+		"Link":      func() error { return c.Link(ctx, "a", "c", LinkParams{}) },
+		"Unlink":    func() error { return c.Unlink("a", "b") },
+		"SetLink":   func() error { return c.SetLink("a", "b", LinkParams{}) },
+		"Cut":       func() error { return c.Cut("a", "b") },
+		"Heal":      func() error { return c.Heal() },
+		"Partition": func() error { return c.Partition([]string{"a"}, []string{"b", "c"}) },
+		"Isolate":   func() error { return c.Isolate("b") },
+		"Transfer":  func() error { _, err := c.Transfer(ctx, "a", "c", 1024); return err },
+		"Workload":  func() error { _, err := c.Workload(ctx, WorkloadSpec{Circuits: 3}); return err },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("%s after Close returned %v, want an error unwrapping to net.ErrClosed", name, err)
+		}
+	}
+}

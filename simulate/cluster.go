@@ -229,8 +229,8 @@ func (c *Cluster) AddNodes(ctx context.Context, names ...string) error {
 func (c *Cluster) begin(ctx context.Context, op string) (context.Context, func(), error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return nil, nil, fmt.Errorf("%s: cluster closed: %w", op, net.ErrClosed)
+	if err := c.openLocked(op); err != nil {
+		return nil, nil, err
 	}
 	c.starts.Add(1)
 	ctx, cancel := context.WithCancel(ctx)
@@ -362,12 +362,24 @@ func (c *Cluster) Node(name string) *node.Node {
 	return nil
 }
 
-// live returns the running node called name or an error saying why not.
+// openLocked fails, for op, once Close has begun: the cluster's nodes and
+// network are going or gone, so nothing op would change is left.
+func (c *Cluster) openLocked(op string) error {
+	if c.closed {
+		return fmt.Errorf("%s: cluster closed: %w", op, net.ErrClosed)
+	}
+	return nil
+}
+
+// live returns the running node called name or an error saying why not
+// (net.ErrClosed once Close has begun).
 func (c *Cluster) live(name string) (*node.Node, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m := c.members[name]
 	switch {
+	case c.closed:
+		return nil, c.openLocked("node " + name)
 	case m == nil:
 		return nil, fmt.Errorf("node %s: %w", name, ErrUnknownNode)
 	case m.n == nil:
@@ -421,6 +433,10 @@ func (c *Cluster) Link(ctx context.Context, a, b string, p LinkParams) error {
 // end hears of it at once) and Heal does not restore it (Link does).
 func (c *Cluster) Unlink(a, b string) error {
 	c.mu.Lock()
+	if err := c.openLocked(fmt.Sprintf("unlink %s-%s", a, b)); err != nil {
+		c.mu.Unlock()
+		return err
+	}
 	e := c.edges[mkpair(a, b)]
 	if e == nil {
 		c.mu.Unlock()
@@ -448,6 +464,9 @@ func (c *Cluster) SetLink(a, b string, p LinkParams) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.openLocked(fmt.Sprintf("set %s-%s", a, b)); err != nil {
+		return err
+	}
 	e := c.edges[mkpair(a, b)]
 	if e == nil {
 		return fmt.Errorf("set %s-%s: %w", a, b, ErrNoEdge)

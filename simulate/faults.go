@@ -15,6 +15,9 @@ const redialTimeout = 10 * time.Second
 func (c *Cluster) Cut(a, b string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.openLocked(fmt.Sprintf("cut %s-%s", a, b)); err != nil {
+		return err
+	}
 	e := c.edges[mkpair(a, b)]
 	if e == nil {
 		return fmt.Errorf("cut %s-%s: %w", a, b, ErrNoEdge)
@@ -30,6 +33,10 @@ func (c *Cluster) Cut(a, b string) error {
 // routing rather than the backoff.
 func (c *Cluster) Heal(edges ...[2]string) error {
 	c.mu.Lock()
+	if err := c.openLocked("heal"); err != nil {
+		c.mu.Unlock()
+		return err
+	}
 	var healed []*edge
 	for _, ab := range edges {
 		e := c.edges[mkpair(ab[0], ab[1])]
@@ -135,6 +142,9 @@ func (c *Cluster) Isolate(name string) error {
 func (c *Cluster) known(names ...string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.openLocked("cluster"); err != nil {
+		return err
+	}
 	for _, name := range names {
 		if c.members[name] == nil {
 			return fmt.Errorf("node %s: %w", name, ErrUnknownNode)

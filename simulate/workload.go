@@ -114,8 +114,15 @@ type circuitOutcome struct {
 // Workload opens the circuits spec describes, each a verified transfer
 // to the SinkService of its destination, and measures them. The error is
 // for a workload that cannot start (fewer than two running nodes); the
-// circuits' failures are counted in the result.
+// circuits' failures are counted in the result. Once Close has begun it
+// fails with an error wrapping net.ErrClosed.
 func (c *Cluster) Workload(ctx context.Context, spec WorkloadSpec) (WorkloadResult, error) {
+	c.mu.Lock()
+	err := c.openLocked("workload")
+	c.mu.Unlock()
+	if err != nil {
+		return WorkloadResult{}, err
+	}
 	var names []string
 	for _, name := range c.Names() {
 		if c.Node(name) != nil {
