@@ -1051,8 +1051,9 @@ func (s *circuitSet) relayed() int {
 	return s.relays
 }
 
-// waitEmpty waits until no circuit is open or d has passed.
-func (s *circuitSet) waitEmpty(d time.Duration) {
+// waitEmpty waits until no circuit is open, d has passed or cut is
+// closed.
+func (s *circuitSet) waitEmpty(d time.Duration, cut <-chan struct{}) {
 	s.mu.Lock()
 	if len(s.m) == 0 {
 		s.mu.Unlock()
@@ -1068,6 +1069,7 @@ func (s *circuitSet) waitEmpty(d time.Duration) {
 	select {
 	case <-drained:
 	case <-deadline.C:
+	case <-cut:
 	}
 }
 

@@ -118,6 +118,8 @@ type Node struct {
 	httpTr   atomic.Pointer[meshTransport] // HTTPTransport, made on first use
 	closeErr error
 	draining chan struct{} // closed when Close starts draining
+	drainCut chan struct{} // closed by CutDrain: Close stops waiting for circuits
+	cutOnce  sync.Once
 	closed   chan struct{}
 }
 
@@ -162,6 +164,7 @@ func New(cfg Config) (*Node, error) {
 		services:   make(map[string]*listener),
 		keeps:      make(map[string]func()),
 		draining:   make(chan struct{}),
+		drainCut:   make(chan struct{}),
 		closed:     make(chan struct{}),
 	}
 	for peer, c := range cfg.LinkCosts {
@@ -464,6 +467,14 @@ func (n *Node) Close() error {
 	return n.finishClose(c)
 }
 
+// CutDrain ends the drain of Close now, or of a Close to come: the
+// circuits still open are reset at once instead of getting GracePeriod,
+// and Close goes on with the quick part of its shutdown, the goodbye on
+// every link and the gossip leave, which neighbours learn of at once.
+func (n *Node) CutDrain() {
+	n.cutOnce.Do(func() { close(n.drainCut) })
+}
+
 // closing is what Close takes from the node as it starts draining.
 type closing struct {
 	services []*listener
@@ -505,7 +516,7 @@ func (n *Node) finishClose(c closing) error {
 	}
 	// Let open circuits finish, then reset the rest.
 	if n.circuits.len() > 0 {
-		n.circuits.waitEmpty(grace)
+		n.circuits.waitEmpty(grace, n.drainCut)
 		n.circuits.resetAll()
 		n.linger()
 	}

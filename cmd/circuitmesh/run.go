@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -42,7 +43,8 @@ OTEL_TRACES_EXPORTER is set (standard OTEL_* variables).
 On SIGTERM or SIGINT the daemon drains: open circuits and tunnels get
 --drain-timeout to finish, then it exits with status 0 (also when the
 signal comes while it starts). A second SIGTERM or SIGINT during the drain
-ends it at once: what is still open is cut and the exit status is 1.
+ends it at once: what is still open is cut, the node still says goodbye
+to its neighbours, and the exit status is 1.
 
 Example:
    circuitmesh run --data-dir /var/lib/circuitmesh --listen 0.0.0.0:4242 \
@@ -92,8 +94,9 @@ Example:
 // status says "draining"), then the admin API and tunnels, metrics,
 // tracing. A stop while the node starts ends the start and is no failure.
 // A second signal on d.stop while the node drains ends the drain at once:
-// the admin API and the tunnels close, the process is left to exit (its
-// links die with it) and runDaemon returns errDrainCut.
+// open circuits are reset, the admin API and the tunnels close, the node
+// says goodbye on its links and leaves the gossip (within goodbyeTimeout)
+// and runDaemon returns errDrainCut.
 func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -221,15 +224,30 @@ wait:
 			log.Warn("close", "err", err)
 		}
 	case s := <-d.stop:
-		drainCut = true
 		log.Warn("second signal while draining: ending the drain now; open circuits and tunnels are cut", "signal", s.String())
+		n.CutDrain()
 		srv.Close()
+		// The node still says goodbye on its links and leaves the
+		// gossip, so that neighbours learn of it now rather than
+		// after their lost grace; a close stuck past goodbyeTimeout
+		// is left to die with the process.
+		select {
+		case <-closed:
+		case <-time.After(goodbyeTimeout):
+			drainCut = true // Close is stuck: the deferred one would wait too
+			log.Warn("the node did not close within the goodbye timeout: exiting without it", "timeout", goodbyeTimeout)
+		}
 		return fmt.Errorf("%w (%v signal received)", errDrainCut, s)
 	}
 	srv.Close()
 	log.Info("stopped")
 	return nil
 }
+
+// goodbyeTimeout bounds the shutdown after a second stop signal: the
+// goodbye on every link (100 ms each, sent together), the last bytes of
+// cut circuits (500 ms at most) and the gossip shutdown.
+const goodbyeTimeout = 3 * time.Second
 
 // errDrainCut ends a daemon whose drain a second stop signal cut short:
 // the circuits still open were cut, so the exit status is 1.
