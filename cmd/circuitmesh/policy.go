@@ -118,23 +118,37 @@ func configPolicy(entries []configEntry) (string, bool) {
 	return strings.Join(lines, "\n"), len(lines) > 0
 }
 
+// daemonPolicySource finds the policy source of `run`: --policy-file, or
+// the config file's policy lines, never both.
+func daemonPolicySource(c *cli.Context) (policySource, error) {
+	src := policySource{file: c.Path("policy-file")}
+	path := c.Path("config")
+	if path == "" {
+		return src, nil
+	}
+	entries, err := parseConfig(path)
+	if err != nil {
+		return src, usagef("%v", err)
+	}
+	if src.file == "" {
+		// The config file's policy lines, even none yet: a reload
+		// takes lines added later.
+		src.config = path
+		return src, nil
+	}
+	for _, e := range entries {
+		if e.key == "policy" {
+			return src, usagef("%s:%d: a policy line, while --policy-file %s holds the policy: --policy-file and policy lines in the config file are exclusive", path, e.line, src.file)
+		}
+	}
+	return src, nil
+}
+
 // daemonPolicy finds the policy source of `run` and loads it.
 func daemonPolicy(c *cli.Context) (policySource, *policy.Policy, error) {
-	src := policySource{file: c.Path("policy-file")}
-	if path := c.Path("config"); path != "" {
-		entries, err := parseConfig(path)
-		if err != nil {
-			return src, nil, usagef("%v", err)
-		}
-		_, ok := configPolicy(entries)
-		switch {
-		case ok && src.file != "":
-			return src, nil, usagef("--policy-file and policy lines in the config file %s are exclusive", path)
-		case src.file == "":
-			// The config file's policy lines, even none yet: a reload
-			// takes lines added later.
-			src.config = path
-		}
+	src, err := daemonPolicySource(c)
+	if err != nil {
+		return src, nil, err
 	}
 	p, err := src.load()
 	if errors.Is(err, identity.ErrUnsafeFile) {
@@ -151,8 +165,8 @@ func daemonPolicy(c *cli.Context) (policySource, *policy.Policy, error) {
 type daemonNode struct {
 	*node.Node
 	policy policySource
-	// checkConfig, when the policy is the config file's lines, checks
-	// the whole file as the daemon does at start (checkRunConfig).
+	// checkConfig, when the daemon has a config file, checks the whole
+	// file as the daemon does at start (checkRunConfig).
 	checkConfig func() error
 	// reload serializes reloads (SIGHUP, `circuitmesh reload`): each
 	// reads the files and applies them before the next reads them.
@@ -176,8 +190,9 @@ func (d daemonNode) ReloadIdentity() error {
 // and says so. A policy that does not parse is refused, as is one without
 // rules while one with rules is in force (see errEmpty), a policy
 // file others may change (identity.ErrUnsafeFile), and a config file
-// holding the policy lines that the daemon would refuse at start
-// (checkRunConfig: an unknown flag, a value its checks refuse). An --insecure daemon
+// (holding the policy lines or beside --policy-file) that the daemon
+// would refuse at start (checkRunConfig: an unknown flag, a value its
+// checks refuse, policy lines beside --policy-file). An --insecure daemon
 // has no identity files: its reload is the policy's. Reloads at once are
 // applied one after the other, so the policy in force is the one read
 // last. The result says what happened to the policy (nil: no policy
@@ -191,9 +206,10 @@ func (d daemonNode) Reload() (*admin.PolicyReload, error) {
 		}
 		return nil, nil
 	}
-	if d.policy.config != "" && d.checkConfig != nil {
-		// The policy lines are good only in a file the daemon would
-		// start with: else the next restart fails.
+	if d.checkConfig != nil {
+		// The policy is good only with a config file the daemon would
+		// start with (whether the policy is in it or in --policy-file):
+		// else the next restart fails.
 		if err := d.checkConfig(); err != nil {
 			return nil, fmt.Errorf("reload: the config file is refused as it would be at start: %w (%s)", err, keptAll)
 		}

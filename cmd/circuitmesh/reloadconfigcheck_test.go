@@ -23,20 +23,53 @@ func TestReloadRefusesAConfigFileTheDaemonRefusesAtStart(t *testing.T) {
 
 	for _, bad := range []string{"bogus-flag = 1", "log-level = loud"} {
 		writeConfig(t, conf, "policy = allow dial from=* service=web", "policy = allow dial from=* service=ssh", bad)
-		// The same file at start: refused.
-		if out, err := l.try("run", "--config", conf, "--data-dir", filepath.Join(l.dir, "other"), "--insecure", "--name", "x", "--listen", "127.0.0.1:0"); err == nil {
-			t.Fatalf("a daemon started with %q in its config file:\n%s", bad, out)
-		}
-		out, err := l.try("reload", "--data-dir", d.dir)
-		if err == nil {
-			t.Errorf("reload of a config file holding %q (refused at start) succeeded: %s", bad, strings.TrimSpace(out))
-		} else if !strings.Contains(out, "d.conf:3") || !strings.Contains(out, "kept") {
-			t.Errorf("reload of a config file holding %q: %q, want it to name d.conf:3 and say the policy in force is kept", bad, strings.TrimSpace(out))
-		}
-		if out, err := l.try("policy", "check", "b", "ssh", "--data-dir", d.dir); err == nil {
-			t.Errorf("after the reload of a file holding %q, the new policy line is in force: %s", bad, strings.TrimSpace(out))
-		}
+		reloadRefused(t, d, bad, "--config", conf)
 		writeConfig(t, conf, "policy = allow dial from=* service=web")
 		d.cli("reload")
+	}
+}
+
+// TestReloadRefusesABadConfigFileBesidePolicyFile: with --policy-file
+// and --config both, a reload rechecks the config file too: one the
+// daemon would refuse at start (an unknown flag, a bad value, policy
+// lines beside --policy-file) is refused, naming its line, and the
+// policy in force is kept, though the policy file itself is good.
+func TestReloadRefusesABadConfigFileBesidePolicyFile(t *testing.T) {
+	l := newLab(t, "e2e")
+	conf, pf := filepath.Join(l.dir, "d.conf"), filepath.Join(l.dir, "d.policy")
+	writeConfig(t, conf, "# the daemon's flags", "log-level = debug")
+	writeConfig(t, pf, "allow dial from=* service=web")
+	d := l.start("d", "", "--config", conf, "--policy-file", pf)
+
+	for _, bad := range []string{"bogus-flag = 1", "log-level = loud", "policy = allow dial from=* service=ssh"} {
+		writeConfig(t, conf, "# the daemon's flags", "log-level = debug", bad)
+		writeConfig(t, pf, "allow dial from=* service=web", "allow dial from=* service=ssh")
+		reloadRefused(t, d, bad, "--config", conf, "--policy-file", pf)
+		writeConfig(t, conf, "# the daemon's flags", "log-level = debug")
+		writeConfig(t, pf, "allow dial from=* service=web")
+		d.cli("reload")
+	}
+}
+
+// reloadRefused checks what a reload of d does once its config file
+// holds bad on line 3 and a new policy line allows ssh: the daemon
+// would refuse the file at start (started with args), the reload is
+// refused naming d.conf:3 and saying the policy in force is kept, and
+// ssh is still not allowed.
+func reloadRefused(t *testing.T, d *daemon, bad string, args ...string) {
+	t.Helper()
+	l := d.lab
+	run := append([]string{"run", "--data-dir", filepath.Join(l.dir, "other"), "--insecure", "--name", "x", "--listen", "127.0.0.1:0"}, args...)
+	if out, err := l.try(run...); err == nil {
+		t.Fatalf("a daemon started with %q in its config file:\n%s", bad, out)
+	}
+	out, err := l.try("reload", "--data-dir", d.dir)
+	if err == nil {
+		t.Errorf("reload of a config file holding %q (refused at start) succeeded: %s", bad, strings.TrimSpace(out))
+	} else if !strings.Contains(out, "d.conf:3") || !strings.Contains(out, "kept") {
+		t.Errorf("reload of a config file holding %q: %q, want it to name d.conf:3 and say the policy in force is kept", bad, strings.TrimSpace(out))
+	}
+	if out, err := l.try("policy", "check", "b", "ssh", "--data-dir", d.dir); err == nil {
+		t.Errorf("after the reload of a config file holding %q, the new policy line is in force: %s", bad, strings.TrimSpace(out))
 	}
 }

@@ -85,8 +85,8 @@ type daemonConfig struct {
 // checkRunConfig checks the --config file that the `run` command line
 // args (os.Args, the program first) names as the daemon does at start:
 // every line of the file a known flag, once unless repeatable, every value
-// of the right type and passing checkDaemonFlags beside the other flags.
-// A value the command line or the environment overrides is checked too:
+// of the right type and passing checkDaemonFlags beside the other flags,
+// and no policy lines beside --policy-file (daemonPolicySource). A value the command line or the environment overrides is checked too:
 // the file would be refused once they no longer do. It reads neither the
 // identity nor the policy, which a reload reads itself.
 func checkRunConfig(args []string) error {
@@ -103,7 +103,10 @@ func checkRunConfig(args []string) error {
 			HideHelpCommand: true,
 			Before:          func(c *cli.Context) error { return applyConfigFile(c, true, true) },
 			Action: func(c *cli.Context) error {
-				_, err := checkDaemonFlags(c)
+				if _, err := checkDaemonFlags(c); err != nil {
+					return err
+				}
+				_, err := daemonPolicySource(c)
 				return err
 			},
 		}},
