@@ -45,9 +45,38 @@ func readConfig(path string) ([]configEntry, fs.FileInfo, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("config file: %w", err)
 	}
-	entries, err := scanConfig(path, f, fi)
+	if fi.Mode().IsRegular() && fi.Size() > maxConfigFile {
+		return nil, nil, &ConfigTooLargeError{Path: path, Limit: maxConfigFile}
+	}
+	// The size a regular file has now may grow, and other files (a
+	// FIFO, /dev/stdin of a stream) have none: the read is bounded too.
+	lr := &io.LimitedReader{R: f, N: maxConfigFile + 1}
+	entries, err := scanConfig(path, lr, fi)
+	if lr.N <= 0 {
+		return nil, nil, &ConfigTooLargeError{Path: path, Limit: maxConfigFile}
+	}
 	return entries, fi, err
 }
+
+// maxConfigFile bounds a config file: 1 MiB, room for thousands of flag
+// and policy lines. A larger file, or one that never ends, is refused at
+// once rather than read into memory without limit.
+const maxConfigFile = 1 << 20
+
+// ErrConfigTooLarge matches a *ConfigTooLargeError.
+var ErrConfigTooLarge = errors.New("config file too large")
+
+// ConfigTooLargeError refuses a config file larger than Limit bytes.
+type ConfigTooLargeError struct {
+	Path  string
+	Limit int64
+}
+
+func (e *ConfigTooLargeError) Error() string {
+	return fmt.Sprintf("config file %s is larger than %d MiB, the most the daemon reads (is it the config file?)", e.Path, e.Limit>>20)
+}
+
+func (e *ConfigTooLargeError) Is(target error) bool { return target == ErrConfigTooLarge }
 
 // maxConfigLine bounds a line of a config file: room for any flag value
 // or policy rule (policy.MaxLineLength) with its key. A longer line is

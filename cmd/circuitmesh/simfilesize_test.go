@@ -17,6 +17,21 @@ func TestSimulateBoundsTheScenarioItReads(t *testing.T) {
 		t.Skip("runs the binary")
 	}
 	cmd := exec.Command(binary(t), "simulate", "--backend", "mem", "/dev/zero")
+	out, err := exitsWithin(t, cmd, 1500*time.Millisecond, "simulate /dev/zero")
+	if err == nil {
+		t.Fatalf("simulate /dev/zero succeeded: %s", out)
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(out, "larger than") {
+		t.Fatalf("simulate /dev/zero: exit status %d, %q; want 1 and the file refused as too large", code, out)
+	}
+	t.Logf("refused: %v: %s", err, out)
+}
+
+// exitsWithin runs cmd, which should end of itself within d, and returns
+// its output and Wait's error; once d has passed it kills cmd and fails
+// the test: what is still reading reads without a bound.
+func exitsWithin(t *testing.T, cmd *exec.Cmd, d time.Duration, what string) (string, error) {
+	t.Helper()
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -26,16 +41,11 @@ func TestSimulateBoundsTheScenarioItReads(t *testing.T) {
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
-		if err == nil {
-			t.Fatalf("simulate /dev/zero succeeded: %s", out.String())
-		}
-		if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(out.String(), "larger than") {
-			t.Fatalf("simulate /dev/zero: exit status %d, %q; want 1 and the file refused as too large", code, out.String())
-		}
-		t.Logf("refused: %v: %s", err, out.String())
-	case <-time.After(1500 * time.Millisecond):
+		return out.String(), err
+	case <-time.After(d):
 		cmd.Process.Kill()
 		<-done
-		t.Fatalf("simulate /dev/zero still reading after 1.5 s (killed): the scenario file is read without a bound")
+		t.Fatalf("%s still reading after %v (killed): its input is read without a bound", what, d)
+		return "", nil
 	}
 }
