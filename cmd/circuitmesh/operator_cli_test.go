@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/cmd/circuitmesh/internal/admin"
 )
 
 // exitCode runs the binary and returns its exit status and output.
@@ -159,5 +165,44 @@ func TestControlCommandsDuringDrainSayTheDaemonIsShuttingDown(t *testing.T) {
 	case <-a.exited:
 	case <-time.After(time.Minute):
 		t.Fatal("a did not exit after its circuit ended")
+	}
+}
+
+// TestForwardToAPortTheKernelPicksTwice: `circuitmesh forward
+// 127.0.0.1:0 DEST` lets the kernel pick a free port, so a second one
+// binds another port and forwards too; it was refused as "127.0.0.1:0
+// is already forwarded", the forward being known by the address asked
+// for rather than the one bound.
+func TestForwardToAPortTheKernelPicksTwice(t *testing.T) {
+	l := newLab(t, "e2e")
+	a := l.start("a", "")
+	first, second := a.forward(t, "a/echo"), a.forward(t, "a/echo")
+	if first == second {
+		t.Fatalf("two forwards of 127.0.0.1:0 both report %s", first)
+	}
+	for _, addr := range []string{first, second} {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("forward %s: %v", addr, err)
+		}
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		line := "through " + addr + "\n"
+		if _, err := io.WriteString(c, line); err != nil {
+			t.Fatal(err)
+		}
+		got, err := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if got != line {
+			t.Fatalf("echo through the forward %s: %q, %v", addr, got, err)
+		}
+	}
+	// Each is unforwarded by its own bound address.
+	a.cli("unforward", second)
+	var svcs admin.Services
+	if err := a.client().Get(context.Background(), admin.PathServices, nil, &svcs); err != nil {
+		t.Fatal(err)
+	}
+	if len(svcs.Forwards) != 1 || svcs.Forwards[0].Listen != first {
+		t.Fatalf("after unforward %s: forwards %+v, want only %s", second, svcs.Forwards, first)
 	}
 }

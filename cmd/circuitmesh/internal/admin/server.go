@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -28,7 +29,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	exposed  map[string]exposed // by service
-	forwards map[string]forward // by requested listen address
+	forwards map[string]forward // by requested listen address, or bound when its port is 0
 	circuits map[net.Conn]struct{}
 	closed   bool
 }
@@ -176,7 +177,15 @@ func (s *Server) AddForward(listen, peer, service string) (string, error) {
 		return "", err // names the listen address and the destination
 	}
 	bound := addr.String()
-	s.forwards[listen] = forward{Forward{bound, peer, service}, stop}
+	// A port the kernel picked is known by the one it bound: a second
+	// forward of HOST:0 binds another.
+	key := listen
+	if _, port, err := net.SplitHostPort(listen); err == nil {
+		if p, err := strconv.Atoi(port); err == nil && p == 0 {
+			key = bound
+		}
+	}
+	s.forwards[key] = forward{Forward{bound, peer, service}, stop}
 	if !httpserve.Loopback(bound) {
 		s.log.Warn("the forward listens beyond loopback: whoever reaches it opens circuits to "+peer+"/"+service+" as this node",
 			"listen", bound)
