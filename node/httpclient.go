@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -29,7 +30,9 @@ var ErrHTTPRedirect = errors.New("mesh HTTP redirect to another peer refused")
 // HTTPClient returns an HTTP client whose requests travel over circuits.
 // The URL http://PEER/SERVICE/rest?q sends "GET /rest?q" (Host: PEER) to
 // the HTTP server behind service SERVICE on node PEER, for example one
-// serving n.Listen("web") or a TCP server published with Expose. Each
+// serving n.Listen("web") or a TCP server published with Expose. The
+// path after SERVICE keeps its escaping (a %2F stays one), and SERVICE is
+// unescaped (http://PEER/a%2Fb/ reaches service "a/b"). Each
 // peer/service pair has its own pool of keep-alive circuits; a cancelled
 // or timed-out request closes its circuit. The clients share one
 // transport per node, so calling HTTPClient again is cheap. Redirects
@@ -113,8 +116,12 @@ func (m *meshTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("%s: scheme %q: %w", req.URL.Redacted(), req.URL.Scheme, ErrHTTPURL)
 	}
 	peer := req.URL.Hostname()
-	service, rest, _ := strings.Cut(strings.TrimPrefix(req.URL.Path, "/"), "/")
-	if peer == "" || service == "" || req.URL.Port() != "" {
+	// Cut the escaped path, so that the rest keeps its encoding: a %2F
+	// in it stays one, not a "/" that moves the request to another path.
+	rawService, rawRest, _ := strings.Cut(strings.TrimPrefix(req.URL.EscapedPath(), "/"), "/")
+	service, err := url.PathUnescape(rawService)
+	rest, restErr := url.PathUnescape(rawRest)
+	if peer == "" || service == "" || req.URL.Port() != "" || err != nil || restErr != nil {
 		closeBody(req)
 		return nil, fmt.Errorf("%s: %w", req.URL.Redacted(), ErrHTTPURL)
 	}
@@ -127,7 +134,7 @@ func (m *meshTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	out := req.Clone(req.Context())
 	u := *req.URL
 	u.Host = hex.EncodeToString([]byte(peer+"/"+service)) + httpHostSuffix
-	u.Path, u.RawPath = "/"+rest, ""
+	u.Path, u.RawPath = "/"+rest, "/"+rawRest
 	out.URL = &u
 	if out.Host == "" || out.Host == req.URL.Host {
 		out.Host = peer
