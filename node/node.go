@@ -289,11 +289,7 @@ func (n *Node) Start(ctx context.Context) error {
 		err = context.Cause(sctx)
 	}
 	if n.transport == nil { // nothing started but the node's context
-		n.state = stateClosed
-		n.mu.Unlock()
-		n.cancel()
-		close(n.draining)
-		close(n.closed)
+		n.closeUnstartedLocked()
 	} else {
 		c := n.beginCloseLocked()
 		n.mu.Unlock()
@@ -436,7 +432,8 @@ type drainer interface{ Drain() }
 // every goroutine the node started. The Reads and Writes of a circuit it
 // reset fail at this end with an error matching circuit.ErrShuttingDown,
 // as at the other end. Called while Start runs, it stops the start, which
-// then undoes what it started and fails with ErrClosed.
+// then undoes what it started and fails with ErrClosed. On a node never
+// started it closes the listeners published before Start.
 func (n *Node) Close() error {
 	n.mu.Lock()
 	for n.state == stateStarting {
@@ -451,11 +448,7 @@ func (n *Node) Close() error {
 	}
 	switch n.state {
 	case stateNew:
-		n.state = stateClosed
-		n.mu.Unlock()
-		n.cancel()
-		close(n.draining)
-		close(n.closed)
+		n.closeUnstartedLocked()
 		return nil
 	case stateClosing, stateClosed:
 		n.mu.Unlock()
@@ -475,6 +468,30 @@ func (n *Node) CutDrain() {
 	n.cutOnce.Do(func() { close(n.drainCut) })
 }
 
+// closeUnstartedLocked closes a node whose transport never opened (n.mu
+// held, and released): nothing runs but its context, and the listeners
+// published before Start, which it closes so that their Accept returns.
+func (n *Node) closeUnstartedLocked() {
+	n.state = stateClosed
+	services := n.listenersLocked()
+	n.mu.Unlock()
+	for _, l := range services {
+		l.Close()
+	}
+	n.cancel()
+	close(n.draining)
+	close(n.closed)
+}
+
+// listenersLocked is the listeners of the published services (n.mu held).
+func (n *Node) listenersLocked() []*listener {
+	out := make([]*listener, 0, len(n.services))
+	for _, l := range n.services {
+		out = append(out, l)
+	}
+	return out
+}
+
 // closing is what Close takes from the node as it starts draining.
 type closing struct {
 	services []*listener
@@ -489,10 +506,7 @@ func (n *Node) beginCloseLocked() closing {
 	for _, h := range n.held {
 		h.timer.Stop()
 	}
-	c := closing{services: make([]*listener, 0, len(n.services)), keeps: n.keeps}
-	for _, l := range n.services {
-		c.services = append(c.services, l)
-	}
+	c := closing{services: n.listenersLocked(), keeps: n.keeps}
 	n.keeps = map[string]func(){}
 	return c
 }
