@@ -85,8 +85,11 @@ type QUICTransport struct {
 	mu      sync.Mutex
 	links   map[string]*quicLink
 	pending map[string][]*pending // verified handshakes not yet adopted, by peer
-	dials   map[*dialAttempt]struct{}
-	closed  bool
+	// accepting counts, per certificate name, the inbound handshakes
+	// past TLS that hold a gate slot (at most maxAcceptsPerName each).
+	accepting map[string]int
+	dials     map[*dialAttempt]struct{}
+	closed    bool
 
 	draining atomic.Bool
 	lost     map[string]time.Time // when a link to a peer was last lost (not closed), for flap damping
@@ -102,16 +105,17 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 		return nil, err
 	}
 	t := &QUICTransport{
-		cfg:      cfg,
-		quicConf: cfg.linkQUIC(),
-		instance: rand.Uint64(),
-		gate:     newGate(),
-		lag:      newSchedLag(cfg.HandshakeTimeout / 10),
-		paths:    newPeerAddrs(),
-		links:    make(map[string]*quicLink),
-		pending:  make(map[string][]*pending),
-		dials:    make(map[*dialAttempt]struct{}),
-		refusals: ratelog.New(cfg.Logger, refusalLogPeriod, maxRefusalKeys),
+		cfg:       cfg,
+		quicConf:  cfg.linkQUIC(),
+		instance:  rand.Uint64(),
+		gate:      newGate(),
+		lag:       newSchedLag(cfg.HandshakeTimeout / 10),
+		paths:     newPeerAddrs(),
+		links:     make(map[string]*quicLink),
+		pending:   make(map[string][]*pending),
+		accepting: make(map[string]int),
+		dials:     make(map[*dialAttempt]struct{}),
+		refusals:  ratelog.New(cfg.Logger, refusalLogPeriod, maxRefusalKeys),
 		inRefusals: ratelog.New(cfg.Logger, refusalLogPeriod, maxRefusalKeys).Total(maxRefusalLines,
 			"link refusals from more source prefixes than the log names: counted, not logged, until the period ends"),
 		floods:   ratelog.New(cfg.Logger, handshakeLogPeriod, 1),
@@ -249,6 +253,17 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 		s.accepted.Store(true)
 		defer s.release()
 	}
+	if name, ok := t.certified(conn); ok {
+		if !t.enterAccepting(name) {
+			if s != nil {
+				s.prove(name) // TLS proved it: refused for its count, not its certificate
+			}
+			t.refusedIn(conn.RemoteAddr(), fmt.Errorf("accept link from %s: %w", conn.RemoteAddr(), refuse(conn,
+				fmt.Errorf("%w: %s has %d link handshakes of %q in progress", ErrBusy, t.name(), maxAcceptsPerName, name))))
+			return
+		}
+		defer t.leaveAccepting(name)
+	}
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
 	defer cancel()
@@ -288,6 +303,34 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 		// handshakes while they wait to be adopted (awaitPreferred)
 		// would write one line for each (TestAttackLinksLostBeforeUpFloodTheLog).
 		t.lifeLog.At(slog.LevelInfo, "lost "+l.hello.Node, "link lost before it was up", "peer", l.hello.Node, "remote", conn.RemoteAddr().String(), "err", err)
+	}
+}
+
+// maxAcceptsPerName bounds the inbound handshakes of one certificate
+// name between TLS and the link (hello, ready, adoption), each holding a
+// gate slot until it ends: a holder that completes TLS from a few
+// addresses and then stalls, proven and so never counted as failed,
+// cannot hold the slots the other nodes need. An honest node has one or
+// two at once (a redial beside a simultaneous dial).
+const maxAcceptsPerName = handshakeShare / 2
+
+// enterAccepting counts one more inbound handshake of name past TLS,
+// unless name has maxAcceptsPerName; leaveAccepting ends it.
+func (t *QUICTransport) enterAccepting(name string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.accepting[name] >= maxAcceptsPerName {
+		return false
+	}
+	t.accepting[name]++
+	return true
+}
+
+func (t *QUICTransport) leaveAccepting(name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.accepting[name]--; t.accepting[name] <= 0 {
+		delete(t.accepting, name)
 	}
 }
 
