@@ -72,7 +72,7 @@ type demo struct {
 	size    int
 	nodes   map[string]*node.Node
 	sockets map[string]*net.UDPConn // each node's UDP socket, so a relay can crash
-	flush   []func()                // flush each node's pending spans
+	flush   []func(time.Duration)   // flush each node's pending spans
 }
 
 func (d *demo) run(ctx context.Context) error {
@@ -191,7 +191,7 @@ func (d *demo) close() {
 		delete(d.sockets, name)
 	}
 	for _, flush := range d.flush {
-		flush()
+		flush(traceFlushTimeout)
 	}
 	for _, pc := range d.sockets {
 		pc.Close()

@@ -120,7 +120,10 @@ func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer shutdownTracing()
+	// After a second stop signal the flush gets cutFlushTimeout at most,
+	// within what remains of the goodbye timeout.
+	flushWithin := traceFlushTimeout
+	defer func() { shutdownTracing(flushWithin) }()
 	if tp != nil {
 		d.node.TracerProvider = tp
 	}
@@ -225,6 +228,7 @@ wait:
 		}
 	case s := <-d.stop:
 		log.Warn("second signal while draining: ending the drain now; open circuits and tunnels are cut", "signal", s.String())
+		cutBy := time.Now().Add(goodbyeTimeout)
 		n.CutDrain()
 		srv.Close()
 		// The node still says goodbye on its links and leaves the
@@ -233,10 +237,11 @@ wait:
 		// is left to die with the process.
 		select {
 		case <-closed:
-		case <-time.After(goodbyeTimeout):
+		case <-time.After(time.Until(cutBy)):
 			drainCut = true // Close is stuck: the deferred one would wait too
 			log.Warn("the node did not close within the goodbye timeout: exiting without it", "timeout", goodbyeTimeout)
 		}
+		flushWithin = max(min(time.Until(cutBy), cutFlushTimeout), 0)
 		return fmt.Errorf("%w (%v signal received)", errDrainCut, s)
 	}
 	srv.Close()
@@ -246,8 +251,13 @@ wait:
 
 // goodbyeTimeout bounds the shutdown after a second stop signal: the
 // goodbye on every link (100 ms each, sent together), the last bytes of
-// cut circuits (500 ms at most) and the gossip shutdown.
+// cut circuits (500 ms at most), the gossip shutdown and the flush of
+// pending spans.
 const goodbyeTimeout = 3 * time.Second
+
+// cutFlushTimeout bounds the flush of pending spans after a second stop
+// signal: a collector that does not answer delays that exit by no more.
+const cutFlushTimeout = time.Second
 
 // errDrainCut ends a daemon whose drain a second stop signal cut short:
 // the circuits still open were cut, so the exit status is 1.

@@ -30,12 +30,13 @@ func tracingWanted() bool {
 
 // tracerProvider builds an SDK tracer provider exporting as the OTEL_*
 // variables say (autoexport), or returns nil when tracing is not asked
-// for. shutdown flushes pending spans.
+// for. shutdown flushes pending spans for at most within: a stalled
+// collector holds the daemon's exit no longer than that.
 // Exporter errors, and what the SDK logs, go to log instead of the
 // standard logger, so --log-format json holds for them too.
-func tracerProvider(ctx context.Context, nodeName string, log *slog.Logger) (trace.TracerProvider, func(), error) {
+func tracerProvider(ctx context.Context, nodeName string, log *slog.Logger) (trace.TracerProvider, func(within time.Duration), error) {
 	if !tracingWanted() {
-		return nil, func() {}, nil
+		return nil, func(time.Duration) {}, nil
 	}
 	// One line a minute, the next carrying how many were held back: each
 	// failed batch is an error, and the opens of the node's peers fill
@@ -64,12 +65,17 @@ func tracerProvider(ctx context.Context, nodeName string, log *slog.Logger) (tra
 		return nil, nil, fmt.Errorf("trace resource: %w", err)
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-	return tp, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	return tp, func(within time.Duration) {
+		ctx, cancel := context.WithTimeout(context.Background(), within)
 		defer cancel()
 		tp.Shutdown(ctx)
 	}, nil
 }
+
+// traceFlushTimeout bounds the flush of pending spans when the daemon
+// stops (after the drain and the node's close): deploy/systemd's
+// TimeoutStopSec leaves room for the default drain, the goodbye and it.
+const traceFlushTimeout = 5 * time.Second
 
 // otelLevels gives the OpenTelemetry SDK's messages slog's levels. The SDK
 // logs warnings at logr V(1), information at V(4) and debugging at V(8),
