@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/ed25519"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -39,6 +40,36 @@ func checkOwnCert(id *identity.Identity, now time.Time) error {
 			return fmt.Errorf("%w: %s is valid from %s to %s, now is %s", ErrCertificateExpired, c.whose,
 				c.cert.NotBefore.UTC().Format(time.RFC3339), c.cert.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 		}
+	}
+	return nil
+}
+
+// checkIdentity refuses an identity the node could not use: nil or
+// without a certificate or key (ErrInvalidConfig), a key that is not the
+// certificate's (identity.ErrKeyMismatch), a certificate its CA did not
+// sign or that names another node or mesh than the identity says, and
+// certificates not valid at now (checkOwnCert). Such an identity, once
+// set, failed every new link's handshake while the live ones stayed up.
+func checkIdentity(id *identity.Identity, now time.Time) error {
+	if id == nil || id.Cert == nil || len(id.Key) != ed25519.PrivateKeySize {
+		return fmt.Errorf("%w: an identity needs a certificate and its Ed25519 key", ErrInvalidConfig)
+	}
+	if pub, ok := id.Cert.PublicKey.(ed25519.PublicKey); !ok || !pub.Equal(id.Key.Public()) {
+		return fmt.Errorf("%w: the key of node %q is not its certificate's: %w", ErrInvalidConfig, id.Node, identity.ErrKeyMismatch)
+	}
+	if err := checkOwnCert(id, now); err != nil {
+		return err
+	}
+	if id.CA == nil && !id.Insecure {
+		return nil // fails its links' checks instead
+	}
+	p, err := id.VerifyPeer([][]byte{id.Cert.Raw}, now)
+	if err != nil {
+		return fmt.Errorf("%w: own certificate: %w", ErrInvalidConfig, err)
+	}
+	if p.Node != id.Node || p.Mesh != id.Mesh {
+		return fmt.Errorf("%w: the certificate names node %q in mesh %q, the identity %q in %q: %w",
+			ErrInvalidConfig, p.Node, p.Mesh, id.Node, id.Mesh, identity.ErrWrongName)
 	}
 	return nil
 }
@@ -152,8 +183,10 @@ func (n *Node) reloadIdentity(then func()) error {
 // same node and mesh, without dropping links or circuits: new links present
 // the new certificate, and the node announces a new seqno attested with it.
 // Each live link stays up until its peer's certificate expires. An expired
-// certificate is refused (ErrCertificateExpired). Calls at once are
-// applied one after the other.
+// certificate is refused (ErrCertificateExpired), and so are a nil
+// identity, a key that is not the certificate's and a certificate its CA
+// did not sign (ErrInvalidConfig): the node keeps the identity it has.
+// Calls at once are applied one after the other.
 func (n *Node) SetIdentity(id *identity.Identity) error {
 	n.setID.Lock()
 	defer n.setID.Unlock()
@@ -162,12 +195,12 @@ func (n *Node) SetIdentity(id *identity.Identity) error {
 
 // setIdentityLocked is SetIdentity, with n.setID held.
 func (n *Node) setIdentityLocked(id *identity.Identity) error {
+	if err := checkIdentity(id, time.Now()); err != nil {
+		return fmt.Errorf("set identity of %s: %w", n.cfg.Name, err)
+	}
 	cur := n.identity()
 	if id.Node != cur.Node || id.Mesh != cur.Mesh {
 		return fmt.Errorf("%w: new identity names node %q in mesh %q, want %q in %q", ErrInvalidConfig, id.Node, id.Mesh, cur.Node, cur.Mesh)
-	}
-	if err := checkOwnCert(id, time.Now()); err != nil {
-		return err
 	}
 	keys, err := seal.NewKeys(id) // a new key means a new end-to-end key record
 	if err != nil {

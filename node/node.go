@@ -143,7 +143,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkOwnCert(id, time.Now()); err != nil {
+	if err := checkIdentity(id, time.Now()); err != nil {
 		return nil, fmt.Errorf("new node %s: %w", id.Node, err)
 	}
 	cfg.Identity = id
