@@ -214,15 +214,23 @@ func decodeKey(data []byte, cert *x509.Certificate, what string) (ed25519.Privat
 	return key, nil
 }
 
-// readFile reads name; a private one only if CheckPrivate passes it.
+// maxFile bounds an identity file, 1 MiB: a certificate or key in PEM is
+// under 2 KiB, and only the first PEM block is read.
+const maxFile = 1 << 20
+
+// readFile reads name, of at most maxFile bytes (ErrMalformed); a private
+// one only if CheckPrivate passes it.
 func readFile(name string, private bool) ([]byte, error) {
-	read := os.ReadFile
+	check := func(string, fs.FileInfo) error { return nil }
 	if private {
-		read = ReadPrivate
+		check = CheckPrivate
 	}
-	b, err := read(name)
+	b, err := ReadChecked(name, maxFile, check)
 	if errors.Is(err, ErrUnsafeFile) {
 		return nil, err
+	}
+	if errors.Is(err, errTooLarge) {
+		return nil, fmt.Errorf("%w (an identity file holds one PEM block): %w", err, ErrMalformed)
 	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s is missing: %w", name, ErrNoIdentity)

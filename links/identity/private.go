@@ -106,6 +106,9 @@ func ReadPrivate(name string) ([]byte, error) {
 	return ReadChecked(name, 0, CheckPrivate)
 }
 
+// errTooLarge: ReadChecked refused a file above its limit.
+var errTooLarge = errors.New("larger than")
+
 // ReadChecked reads the file name once check has passed the file opened
 // (so the file checked is the file read). A limit above 0 refuses a file
 // larger than limit bytes, before check and while reading.
@@ -120,7 +123,7 @@ func ReadChecked(name string, limit int64, check func(path string, fi fs.FileInf
 		return nil, err
 	}
 	if limit > 0 && fi.Size() > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes", name, limit)
+		return nil, fmt.Errorf("%s: %w %d bytes", name, errTooLarge, limit)
 	}
 	if err := check(name, fi); err != nil {
 		return nil, err
@@ -133,7 +136,7 @@ func ReadChecked(name string, limit int64, check func(path string, fi fs.FileInf
 		return nil, err
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes", name, limit)
+		return nil, fmt.Errorf("%s: %w %d bytes", name, errTooLarge, limit)
 	}
 	return b, nil
 }
