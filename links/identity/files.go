@@ -154,7 +154,8 @@ func parseIdentity(data [3][]byte, what [3]string) (*Identity, error) {
 		return nil, err
 	}
 	if err := cert.CheckSignatureFrom(caCert); err != nil {
-		return nil, fmt.Errorf("certificate of %q is not signed by the CA %q: %w", p.Node, caCert.Subject.String(), ErrUntrusted)
+		return nil, fmt.Errorf("certificate of %q is not signed by the CA %q (key %s; the certificate's CA key is %s): %w",
+			p.Node, caCert.Subject.String(), keyID(caCert.SubjectKeyId), keyID(cert.AuthorityKeyId), ErrUntrusted)
 	}
 	caMesh, _, err := namesFromURIs(caCert.URIs)
 	if err != nil {

@@ -238,7 +238,7 @@ func TestVerifyPeer(t *testing.T) {
 		contains string
 	}{
 		{"other CA", [][]byte{foreign.Cert.Raw}, ErrUntrusted,
-			`peer certificate for "b" is not signed by the CA of mesh "prod" (signed by "CN=other-ca mesh CA,O=other-ca")`},
+			`peer certificate for "b" is not signed by the CA of mesh "prod" (signed by "CN=other-ca mesh CA,O=other-ca", key `},
 		{"expired", [][]byte{expired.Cert.Raw}, ErrExpired, `peer certificate for "b" expired at`},
 		{"not yet valid", [][]byte{future.Cert.Raw}, ErrExpired, "not valid before"},
 		{"other mesh", [][]byte{otherMesh.Cert.Raw}, ErrWrongMesh, `peer "b" belongs to mesh "staging", not "prod"`},
@@ -260,6 +260,30 @@ func TestVerifyPeer(t *testing.T) {
 	// The CA itself expiring is reported too.
 	if _, err := self.VerifyPeer([][]byte{b.Cert.Raw}, ca.Cert.NotAfter.Add(time.Hour)); !errors.Is(err, ErrExpired) {
 		t.Errorf("after CA expiry: %v, want ErrExpired", err)
+	}
+}
+
+// TestRotatedCARefusalNamesBothKeys: while a mesh rotates its CA, the old
+// and the new CA have the same subject, so a refusal must name their keys
+// for an operator to see which CA each side holds.
+func TestRotatedCARefusalNamesBothKeys(t *testing.T) {
+	oldCA, newCA := newCA(t, "prod"), newCA(t, "prod")
+	if oldCA.Cert.Subject.String() != newCA.Cert.Subject.String() {
+		t.Fatalf("the two CAs of mesh prod have subjects %q and %q, want the same", oldCA.Cert.Subject, newCA.Cert.Subject)
+	}
+	self, peer := issue(t, newCA, "a"), issue(t, oldCA, "b")
+	_, err := self.VerifyPeer([][]byte{peer.Cert.Raw}, time.Now())
+	if !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("VerifyPeer of an old-CA certificate = %v, want ErrUntrusted", err)
+	}
+	oldKey, newKey := keyID(oldCA.Cert.SubjectKeyId), keyID(newCA.Cert.SubjectKeyId)
+	if oldKey == newKey || len(oldCA.Cert.SubjectKeyId) == 0 {
+		t.Fatalf("CA key ids %s and %s do not tell the CAs apart", oldKey, newKey)
+	}
+	for _, want := range []string{"key " + oldKey, "trusts key " + newKey} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %q does not say %q", err, want)
+		}
 	}
 }
 

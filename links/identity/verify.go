@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"time"
 )
@@ -73,8 +74,8 @@ func (id *Identity) VerifyPeer(rawCerts [][]byte, now time.Time) (Peer, error) {
 		return Peer{}, fmt.Errorf("verify peer %q: identity has no CA and is not insecure: %w", p.Node, ErrUntrusted)
 	}
 	if err := leaf.CheckSignatureFrom(id.CA); err != nil {
-		return Peer{}, fmt.Errorf("peer certificate for %q is not signed by the CA of mesh %q (signed by %q): %w",
-			p.Node, id.Mesh, leaf.Issuer.String(), ErrUntrusted)
+		return Peer{}, fmt.Errorf("peer certificate for %q is not signed by the CA of mesh %q (signed by %q, key %s; this node trusts key %s): %w",
+			p.Node, id.Mesh, leaf.Issuer.String(), keyID(leaf.AuthorityKeyId), keyID(id.CA.SubjectKeyId), ErrUntrusted)
 	}
 	if err := checkValidity("peer certificate for "+quote(p.Node), leaf, now); err != nil {
 		return Peer{}, err
@@ -115,3 +116,15 @@ func checkValidity(what string, c *x509.Certificate, now time.Time) error {
 }
 
 func quote(s string) string { return fmt.Sprintf("%q", s) }
+
+// keyID names a CA key in messages by the first 8 bytes of its key
+// identifier (a CA certificate's SubjectKeyId, the AuthorityKeyId of the
+// certificates it signed), in hex: the old and the new CA of a mesh that
+// rotates its CA have the same subject, and only their keys tell them
+// apart.
+func keyID(id []byte) string {
+	if len(id) == 0 {
+		return "(no key id)"
+	}
+	return hex.EncodeToString(id[:min(len(id), 8)])
+}
