@@ -1663,6 +1663,9 @@ func (d *discovery) admit(l links.Link, add func(evict links.Link) bool) (ok boo
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()
+	if d.liftMuteLocked(peer, l, now) {
+		n.log.Info("discovery links a barred peer again: it restarted since its mute link", "peer", peer)
+	}
 	if d.mutedLocked(peer, now) {
 		// Its last link carried no routing (discoverymute.go): at any
 		// degree, so that a peer whose mute link was closed does not
@@ -1764,10 +1767,19 @@ func (d *discovery) clearGrantsLocked(now time.Time, reachable map[string]bool, 
 
 func (d *discovery) drop(peer string, why topology.Why, reason string) {
 	if l := d.n.link(peer); l != nil {
-		d.n.log.Debug("discovery closes a link", "peer", peer, "reason", reason)
-		d.stats.dropped.WithLabelValues(string(why)).Inc()
-		l.Close("discovery: " + reason)
+		d.dropLink(l, why, reason)
 	}
+}
+
+// dropLink closes l, if it is still its peer's link: a link that
+// replaced it is not closed.
+func (d *discovery) dropLink(l links.Link, why topology.Why, reason string) {
+	if d.n.link(l.Peer()) != l {
+		return
+	}
+	d.n.log.Debug("discovery closes a link", "peer", l.Peer(), "reason", reason)
+	d.stats.dropped.WithLabelValues(string(why)).Inc()
+	l.Close("discovery: " + reason)
 }
 
 // mayDialLocked reports whether member's address addr is out of

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/links"
 	"github.com/circuitmesh/circuitmesh/node/topology"
 )
 
@@ -30,7 +31,8 @@ import (
 // this node at its maximum, and bars the peer: it is not
 // dialled, its links are refused at admission, and no link is given up to
 // make room for it, for muteBanMin, doubling with each further mute link
-// up to muteBanMax. A peer that routing reaches through other neighbours
+// up to muteBanMax; a link the peer dials from a new instance ends the
+// running bar once (liftMuteLocked). A peer that routing reaches through other neighbours
 // is not mute: it routes, and holds a slot as any member may. Links the
 // operator configured (static) and links this node holds from routing
 // itself (flap damping) are not judged; nor are outgoing links discovery
@@ -50,6 +52,12 @@ const (
 type muteEntry struct {
 	n     int       // mute links so far
 	until time.Time // end of the bar
+	// inst is the instance of the peer whose link was the last mute one
+	// (links.QUICTransport's PeerInstance; 0 where the transport does not
+	// tell). lifted: a new instance of the peer ended a bar early once
+	// (liftMuteLocked).
+	inst   uint64
+	lifted bool
 }
 
 // muteBan is the bar after the n-th mute link of a peer.
@@ -89,9 +97,9 @@ func (d *discovery) heardLocked(peer string, heard bool, since, now time.Time, g
 	return now.Sub(last) >= grace
 }
 
-// muteLocked bars peer after a mute link, and returns how long. d.mu is
-// held.
-func (d *discovery) muteLocked(peer string, now time.Time) time.Duration {
+// muteLocked bars peer after a mute link to its instance inst, and
+// returns how long. d.mu is held.
+func (d *discovery) muteLocked(peer string, inst uint64, now time.Time) time.Duration {
 	e := d.muted[peer]
 	if e == nil {
 		if len(d.muted) >= maxMuted {
@@ -111,9 +119,37 @@ func (d *discovery) muteLocked(peer string, now time.Time) time.Duration {
 		d.muted[peer] = e
 	}
 	e.n++
+	e.inst = inst
 	ban := muteBan(e.n)
 	e.until = now.Add(ban)
 	return ban
+}
+
+// liftMuteLocked ends peer's running bar when l, a link the peer dialled,
+// comes from another instance of it than the mute link did (the peer
+// restarted: an honest node mute for a while, say one that started slowly
+// under load, is healthy again), once per entry: the count of mute links
+// is kept, so that the next mute link bars the peer for twice as long, and
+// a peer that restarts again and again is lifted only the first time
+// until its entry is forgotten (muteForget). It reports whether it lifted
+// the bar. d.mu is held.
+func (d *discovery) liftMuteLocked(peer string, l links.Link, now time.Time) bool {
+	e := d.muted[peer]
+	inst := peerInstance(l)
+	if e == nil || !now.Before(e.until) || e.lifted || inst == 0 || e.inst == 0 || inst == e.inst {
+		return false
+	}
+	e.until, e.lifted = now, true
+	return true
+}
+
+// peerInstance is the instance of l's peer (the number its transport drew
+// at its start), or 0 where the link does not tell it.
+func peerInstance(l links.Link) uint64 {
+	if il, ok := l.(interface{ PeerInstance() uint64 }); ok {
+		return il.PeerInstance()
+	}
+	return 0
 }
 
 // sweepMutedLocked forgets the peers whose bar ended muteForget ago.
@@ -129,12 +165,15 @@ func (d *discovery) sweepMutedLocked(now time.Time) {
 // muteLinks closes the links of current that are mute (heardLocked), bars
 // their peers, and returns current without them. heard reports whether
 // routing hears a peer. Called by the policy step before it describes the
-// links, so that the slots freed are the step's to fill.
+// links, so that the slots freed are the step's to fill. A link of current
+// that another link to its peer replaced meanwhile (the peer restarted,
+// or dialled again) is not judged: the link closed is the one that was
+// mute, never its replacement.
 func (d *discovery) muteLinks(current []LinkInfo, heard func(peer string) bool, now time.Time) []LinkInfo {
 	n := d.n
 	type muteLink struct {
-		peer string
-		ban  time.Duration
+		l   links.Link
+		ban time.Duration
 	}
 	var closing []muteLink
 	hear := make(map[string]bool, len(current))
@@ -145,6 +184,12 @@ func (d *discovery) muteLinks(current []LinkInfo, heard func(peer string) bool, 
 	held := map[string]bool{}
 	for peer := range n.held {
 		held[peer] = true
+	}
+	live := make(map[string]links.Link, len(current))
+	for _, l := range current {
+		if ll := n.links[l.Peer]; ll != nil && ll.Established().Equal(l.Since) {
+			live[l.Peer] = ll
+		}
 	}
 	n.mu.Unlock()
 	d.mu.Lock()
@@ -160,6 +205,10 @@ func (d *discovery) muteLinks(current []LinkInfo, heard func(peer string) bool, 
 			delete(d.quiet, l.Peer)
 			continue
 		}
+		ll := live[l.Peer]
+		if ll == nil {
+			continue // replaced or gone since current was taken
+		}
 		// An incoming mute link is closed only while it keeps this node
 		// at its maximum: below it the peer holds a slot it dialled
 		// itself, as any member may, and closing it would only send the
@@ -167,7 +216,7 @@ func (d *discovery) muteLinks(current []LinkInfo, heard func(peer string) bool, 
 		// honest link to admit it (a repair link).
 		if d.heardLocked(l.Peer, hear[l.Peer], l.Since, now, grace) && (l.Outbound || full) {
 			delete(d.quiet, l.Peer)
-			closing = append(closing, muteLink{peer: l.Peer, ban: d.muteLocked(l.Peer, now)})
+			closing = append(closing, muteLink{l: ll, ban: d.muteLocked(l.Peer, peerInstance(ll), now)})
 		}
 	}
 	for p := range d.quiet {
@@ -181,11 +230,11 @@ func (d *discovery) muteLinks(current []LinkInfo, heard func(peer string) bool, 
 	}
 	for _, c := range closing {
 		reason := fmt.Sprintf("routing heard nothing of the peer over the link in %v; not linked again for %v", grace.Round(time.Second), c.ban)
-		n.log.Warn("discovery closes a link that carries no routing", "peer", c.peer, "grace", grace.Round(time.Second), "barred_for", c.ban)
-		d.drop(c.peer, whyMute, reason)
+		n.log.Warn("discovery closes a link that carries no routing", "peer", c.l.Peer(), "grace", grace.Round(time.Second), "barred_for", c.ban)
+		d.dropLink(c.l, whyMute, reason)
 	}
 	return slices.DeleteFunc(slices.Clone(current), func(l LinkInfo) bool {
-		return slices.ContainsFunc(closing, func(c muteLink) bool { return c.peer == l.Peer })
+		return slices.ContainsFunc(closing, func(c muteLink) bool { return c.l.Peer() == l.Peer })
 	})
 }
 

@@ -33,6 +33,21 @@ func (h *holeConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	return h.PacketConn.WriteTo(p, addr)
 }
 
+// addHoled adds a node named name whose UDP socket can be cut (holeConn),
+// with no c.tweak.
+func addHoled(t *testing.T, c *cluster, name string) (*Node, *holeConn) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hole := &holeConn{PacketConn: pc}
+	c.tweak = func(cfg *Config) { cfg.PacketConn = hole }
+	n := c.add(name)
+	c.tweak = nil
+	return n, hole
+}
+
 // A circuit open sent on a link that is then replaced by a newer link to
 // the same neighbour (here: the neighbour restarted on the same address
 // and linked again) is made again on the new link rather than refused:
@@ -40,14 +55,8 @@ func (h *holeConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 func TestDialInFlightMovesToReplacementLink(t *testing.T) {
 	c := newCluster(t, true)
 	a := c.add("a")
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hole := &holeConn{PacketConn: pc}
-	c.tweak = func(cfg *Config) { cfg.PacketConn = hole }
-	b := c.add("b")
-	c.tweak = nil
+	b, hole := addHoled(t, c, "b")
+	pc := hole.PacketConn
 	c.link("b", "a")
 	c.waitRoute("a", "b", 1)
 	old := a.link("b")
