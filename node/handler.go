@@ -123,10 +123,8 @@ var errPeerRestarted = errors.New("link replaced by a link to the restarted peer
 // peerRestarted reports whether next is a link to another start of the
 // peer of prev (links that tell their peer's instance).
 func peerRestarted(prev, next links.Link) bool {
-	type instanced interface{ PeerInstance() uint64 }
-	a, ok1 := prev.(instanced)
-	b, ok2 := next.(instanced)
-	return ok1 && ok2 && a.PeerInstance() != b.PeerInstance()
+	a, b := peerInstance(prev), peerInstance(next)
+	return a != 0 && b != 0 && a != b
 }
 
 // routeLink gives routing the link and publishes it. n.linkEvents is held.
