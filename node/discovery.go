@@ -371,6 +371,16 @@ func startDiscovery(ctx context.Context, n *Node) (*discovery, error) {
 	if d.guard, err = guardGossip(mc, n); err != nil {
 		return nil, fmt.Errorf("start gossip on %s: %w", dc.BindAddr, err)
 	}
+	if dc.AdvertiseAddr == "" && dc.Transport == nil {
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+			jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if src := sourceToward(d.resolveJoin(jctx)); src != nil {
+				mc.AdvertiseAddr, mc.AdvertisePort = src.String(), mc.BindPort
+				n.log.Info("gossip bound to every address: announcing the one that reaches the members to join", "address", net.JoinHostPort(mc.AdvertiseAddr, strconv.Itoa(mc.BindPort)))
+			}
+			cancel()
+		}
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		_ = d.guard.Shutdown()
@@ -602,6 +612,28 @@ func resolveJoin(ctx context.Context, r *net.Resolver, join []string, defPort st
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// sourceToward is the local address the kernel sends from to the first
+// of addrs it routes to (a UDP "connect" sends nothing), loopback aside:
+// for gossip bound to every address, the address a member to join
+// reaches this node at. memberlist would take the first private address
+// of the interface holding the default route, which on a host with two
+// networks may be one no member can reach: they then declared the node
+// dead within seconds of its join.
+func sourceToward(addrs []string) net.IP {
+	for _, a := range addrs {
+		c, err := net.Dial("udp", a)
+		if err != nil {
+			continue
+		}
+		ua, _ := c.LocalAddr().(*net.UDPAddr)
+		c.Close()
+		if ua != nil && !ua.IP.IsLoopback() && !ua.IP.IsUnspecified() {
+			return ua.IP
+		}
+	}
+	return nil
 }
 
 func (d *discovery) addr() string {
