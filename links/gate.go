@@ -460,6 +460,19 @@ func (s *slot) proveAt(name string, now time.Time) {
 	}
 }
 
+// strike records that the handshake's peer did what no honest node does
+// (more handshakes of its name at once than maxAcceptsPerName): its
+// prefix counts as having failed a handshake now, so it draws on the
+// reserve no more and is held to failedBurst for failQuiet.
+func (s *slot) strike() {
+	g := s.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if ps := g.prefixes[s.prefix]; ps != nil {
+		ps.lastFail = time.Now()
+	}
+}
+
 // releaseAt is release at time now.
 func (s *slot) releaseAt(now time.Time) {
 	s.once.Do(func() {

@@ -256,7 +256,13 @@ func (t *QUICTransport) accept(conn *quic.Conn) {
 	if name, ok := t.certified(conn); ok {
 		if !t.enterAccepting(name) {
 			if s != nil {
-				s.prove(name) // TLS proved it: refused for its count, not its certificate
+				// TLS proved the certificate, but an honest node never
+				// has so many handshakes at once: the prefix is struck,
+				// so that these refusals do not leave it the reserve
+				// the other nodes need while its redials spend the
+				// node's handshake rate.
+				s.prove(name)
+				s.strike()
 			}
 			t.refusedIn(conn.RemoteAddr(), fmt.Errorf("accept link from %s: %w", conn.RemoteAddr(), refuse(conn,
 				fmt.Errorf("%w: %s has %d link handshakes of %q in progress", ErrBusy, t.name(), maxAcceptsPerName, name))))
