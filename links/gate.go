@@ -15,15 +15,24 @@ import (
 	"github.com/circuitmesh/circuitmesh/internal/bucket"
 )
 
-// Inbound link handshakes in progress (from a peer's first packet until its
-// hello proved a certificate of the mesh) are bounded in total and shared
+// Inbound link handshakes in progress (from a peer's first packet until
+// its link is up or the handshake ends) are bounded in total and shared
 // between source prefixes (an IPv4 address, an IPv6 /64), so that one
 // source that handshakes and never proves anything cannot hold the slots
 // the other nodes need:
 //   - a prefix holds at most handshakeShare slots, plus idle capacity: it
 //     may borrow beyond its share only while fewer than handshakeBorrow
 //     slots are taken in total, so at least maxPendingHandshakes −
-//     handshakeBorrow stay for the other prefixes;
+//     handshakeBorrow stay for the other prefixes; while a handshake of
+//     it failed within failQuiet, it holds at most failedBurst, idle
+//     capacity or not;
+//   - reserveSlots of the maxPendingHandshakes slots are for handshakes
+//     admitted from the reserve (below): a handshake admitted on the
+//     node's rate takes a slot only while fewer than
+//     maxPendingHandshakes − reserveSlots are taken, so strangers that
+//     stall their handshakes from a few prefixes, each at its share,
+//     hold at most those, and a validated member's or new peer's first
+//     contact still finds a slot (TestAttackStrangersStallFromTenAddresses);
 //   - a prefix starts at most handshakeRate new handshakes per second
 //     (burst handshakeBurst, or failedBurst while the prefix holds
 //     failedBurst slots or a handshake of it failed within failQuiet),
@@ -39,7 +48,8 @@ import (
 //     burst), so it takes nodeShareDiv prefixes to keep it spent, while a
 //     prefix with many honest nodes behind it links at its own rate on a
 //     quiet node. When a
-//     prefix cannot draw on it, a validated address (QUIC Retry) may
+//     prefix cannot draw on it, or the slots outside the reserve's are
+//     taken, a validated address (QUIC Retry) may
 //     still start one out of a reserve of reserveHandshakeRate per
 //     second, if its prefix has reserve tokens of its own
 //     (prefixReserveRate, prefixReserveBurst), failed no handshake for
@@ -88,11 +98,18 @@ import (
 //     handshakeShare/2 per prefix (spread), a new peer must first prove
 //     its address with a QUIC Retry, so spoofed sources cannot take slots;
 //     a prefix holding handshakeShare/2 slots must prove its addresses
-//     whatever the others do. See verifySource.
+//     whatever the others do, and so must a peer that only the reserve
+//     can admit (the node's rate spent, or only the reserve's slots
+//     free). See verifySource.
 //
 // A refused attempt costs one CONNECTION_REFUSED packet and no crypto.
 const (
-	maxPendingHandshakes  = 128
+	maxPendingHandshakes = 128
+	// reserveSlots: a handshake admitted on the node's rate takes a slot
+	// only while fewer than maxPendingHandshakes − reserveSlots are
+	// taken; the last reserveSlots are for handshakes admitted from the
+	// reserve.
+	reserveSlots          = maxPendingHandshakes / 4
 	handshakeShare        = 16
 	handshakeBorrow       = maxPendingHandshakes / 2
 	handshakeRetryAt      = maxPendingHandshakes / 4
@@ -163,13 +180,15 @@ const (
 // full, or its listener closing) wraps it too, and not ErrClosed.
 var ErrBusy = errors.New("too many link handshakes in progress")
 
-// HandshakeStats counts inbound link handshakes before the peer proved a
-// certificate (QUICTransport.HandshakeStats).
+// HandshakeStats counts inbound link handshakes, each holding a slot from
+// the peer's first packet until its link is up or the handshake ends
+// (QUICTransport.HandshakeStats).
 type HandshakeStats struct {
 	// InProgress is the number of handshakes holding a slot now.
 	InProgress int
 	// Refused counts handshakes refused at their first packet: the node's
-	// slots were taken (RefusedFull), the source prefix held its share
+	// slots were taken, or all but the reserve's and the peer could not
+	// draw on the reserve (RefusedFull), the source prefix held its share
 	// (RefusedShare) or started handshakes too fast or more than its
 	// share of the node's rate (RefusedRate), or the node started as many
 	// as it spends CPU on and the peer could not draw on the reserve
@@ -313,6 +332,25 @@ func (g *gate) tokensAt(ps *prefixState, now time.Time) float64 {
 // node. g.mu is held.
 func (g *gate) overShareLocked(ps *prefixState, now time.Time) bool {
 	return g.node.OverShare(&ps.nodeShare, now)
+}
+
+// atShareLocked says whether the prefix in state ps holds its share of
+// the slots at now: handshakeShare once handshakeBorrow slots are taken,
+// and failedBurst whatever the others hold while a handshake of it
+// failed within failQuiet. g.mu is held.
+func (g *gate) atShareLocked(ps *prefixState, now time.Time) bool {
+	if ps.failedWithin(now) && ps.n >= failedBurst {
+		return true
+	}
+	return ps.n >= handshakeShare && g.total >= handshakeBorrow
+}
+
+// onRateLocked says whether a handshake of the prefix in state ps may be
+// admitted on the node's rate at now, not from the reserve: a slot
+// outside the reserve's is free (reserveSlots), and the node's rate and
+// the prefix's share of it have a token. g.mu is held.
+func (g *gate) onRateLocked(ps *prefixState, now time.Time) bool {
+	return g.total < maxPendingHandshakes-reserveSlots && !g.overShareLocked(ps, now) && g.node.Refill(now).Tokens >= 1
 }
 
 // refillLocked brings the prefix's allowances up to now. g.mu is held.
@@ -530,7 +568,7 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 		ps = g.newPrefixLocked(now)
 	}
 	g.refillLocked(ps, now)
-	if ps.n >= handshakeShare && g.total >= handshakeBorrow {
+	if g.atShareLocked(ps, now) {
 		g.refusedShare.Add(1)
 		return nil, fmt.Errorf("%w: %d from %s, its share", ErrBusy, ps.n, p)
 	}
@@ -538,13 +576,17 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 		g.refusedRate.Add(1)
 		return nil, fmt.Errorf("%w: %s starts more than %v per second", ErrBusy, p, g.prefixRate)
 	}
-	// The prefix's share of the node's rate, or else the reserve for a
-	// validated address of a prefix that links.
+	// The prefix's share of the node's rate and a slot outside the
+	// reserve's, or else the reserve for a validated address of a prefix
+	// that links.
 	fromReserve := false
 	switch {
-	case !g.overShareLocked(ps, now) && g.node.Refill(now).Tokens >= 1:
+	case g.onRateLocked(ps, now):
 	case verified && g.mayReserveLocked(p, ps, now):
 		fromReserve = true
+	case g.total >= maxPendingHandshakes-reserveSlots:
+		g.refusedFull.Add(1)
+		return nil, fmt.Errorf("%w: %d in progress, all but the %d slots of the reserve", ErrBusy, g.total, reserveSlots)
 	case g.overShareLocked(ps, now):
 		g.refusedRate.Add(1)
 		rate, _ := g.node.ShareRate()
@@ -771,9 +813,10 @@ func (g *gate) forgetIdleLocked(now time.Time) {
 //     slots: then honest peers of other prefixes never queue for one;
 //   - a peer that enter refuses anyway is not sent a Retry but refused at
 //     once (connContext), at the cost of one small packet;
-//   - while the node's rate is spent, a peer that may draw on the reserve
-//     is sent a Retry (the reserve is for validated addresses); peers of
-//     prefixes whose handshakes failed are refused, so a flood of failing
+//   - while the node's rate is spent, or only the reserve's slots are
+//     free (reserveSlots), a peer that may draw on the reserve is sent a
+//     Retry (the reserve is for validated addresses); peers of prefixes
+//     whose handshakes failed are refused, so a flood of failing
 //     handshakes does not fill the Retry queue.
 func (g *gate) verifySource(addr net.Addr) bool { return g.verifySourceAt(addr, time.Now()) }
 
@@ -783,7 +826,7 @@ func (g *gate) verifySourceAt(addr net.Addr, now time.Time) bool {
 	g.mu.Lock()
 	ps := g.peekLocked(g.prefixes[p], now)
 	busy := g.spread >= handshakeRetryAt || ps.n >= handshakeShare/2 ||
-		g.node.Refill(now).Tokens < 1 || g.overShareLocked(ps, now) // only the reserve is left, for validated addresses
+		!g.onRateLocked(ps, now) // only the reserve is left, for validated addresses
 	busy = busy && !g.refusesLocked(p, ps, now)
 	g.mu.Unlock()
 	if busy {
@@ -809,10 +852,10 @@ func (g *gate) refusesLocked(p netip.Prefix, ps *prefixState, now time.Time) boo
 	if g.total >= maxPendingHandshakes {
 		return true
 	}
-	if ps.n >= handshakeShare && g.total >= handshakeBorrow || ps.tokens < 1 {
+	if g.atShareLocked(ps, now) || ps.tokens < 1 {
 		return true
 	}
-	return (g.overShareLocked(ps, now) || g.node.Refill(now).Tokens < 1) && !g.mayReserveLocked(p, ps, now)
+	return !g.onRateLocked(ps, now) && !g.mayReserveLocked(p, ps, now)
 }
 
 type slotKey struct{}

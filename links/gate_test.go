@@ -54,9 +54,10 @@ func TestGateShares(t *testing.T) {
 	if g.verifySourceAt(udp("10.0.3.1:1"), now) {
 		t.Fatal("one busy prefix makes peers of another validate their address")
 	}
-	// Other prefixes still get every remaining slot, each up to its share
-	// (the total is above the borrow mark now).
-	for i := range maxPendingHandshakes - handshakeBorrow {
+	// Other prefixes still get every remaining slot outside the
+	// reserve's, each up to its share (the total is above the borrow mark
+	// now).
+	for i := range maxPendingHandshakes - reserveSlots - handshakeBorrow {
 		ip := "10.0.1." + string(rune('1'+i/handshakeShare)) + ":1"
 		s, err := g.enter(udp(ip), false, next())
 		if err != nil {
@@ -64,7 +65,25 @@ func TestGateShares(t *testing.T) {
 		}
 		held = append(held, s)
 	}
+	// The reserve's slots are left: a new peer is asked to validate its
+	// address, refused without, and admitted from the reserve with it,
+	// up to the node's bound.
 	if _, err := g.enter(udp("10.0.2.1:1"), false, next()); !errors.Is(err, ErrBusy) {
+		t.Fatalf("an unvalidated address took one of the reserve's slots: %v", err)
+	}
+	if !g.verifySourceAt(udp("10.0.2.1:1"), now) {
+		t.Fatal("a new peer is not asked to validate its address when only the reserve's slots are free")
+	}
+	for i := range reserveSlots {
+		now = now.Add(time.Second / reserveHandshakeRate)
+		s, err := g.enter(udp(fmt.Sprintf("10.0.2.%d:1", i+1)), true, now)
+		if err != nil {
+			t.Fatalf("reserve slot %d: %v", i, err)
+		}
+		held = append(held, s)
+	}
+	now = now.Add(time.Second)
+	if _, err := g.enter(udp("10.0.3.2:1"), true, now); !errors.Is(err, ErrBusy) {
 		t.Fatalf("a slot beyond the node's bound: %v", err)
 	}
 	if g.verifySourceAt(udp("10.0.3.1:1"), now) {
@@ -74,11 +93,24 @@ func TestGateShares(t *testing.T) {
 		s.release()
 		s.release() // idempotent
 	}
-	if st := (&QUICTransport{gate: g}).HandshakeStats(); st.InProgress != 0 || st.Failed != uint64(len(held)) || st.RefusedFull == 0 || st.RefusedShare == 0 {
+	if st := (&QUICTransport{gate: g}).HandshakeStats(); st.InProgress != 0 || st.Failed != uint64(len(held)) || st.RefusedFull == 0 || st.RefusedShare == 0 || st.Reserved != reserveSlots {
 		t.Fatalf("stats after release: %+v", st)
 	}
 	if g.verifySourceAt(udp("10.0.3.1:1"), next()) {
 		t.Fatal("an idle node asks for address validation")
+	}
+	// A prefix whose handshake failed within failQuiet is held to
+	// failedBurst slots, even on an idle node.
+	failing := udp("10.0.1.1:2") // its handshakes above failed
+	taken, shareBefore := 0, g.refusedShare.Load()
+	for ; taken < handshakeShare; taken++ {
+		if _, err := g.enter(failing, false, next()); err != nil {
+			break
+		}
+	}
+	if taken != failedBurst || g.refusedShare.Load() != shareBefore+1 {
+		t.Fatalf("a prefix whose handshakes failed took %d slots, refused %d times for its share; want %d and 1",
+			taken, g.refusedShare.Load()-shareBefore, failedBurst)
 	}
 
 	// Many busy prefixes: a new peer validates its address.
@@ -93,8 +125,11 @@ func TestGateShares(t *testing.T) {
 			handshakeRetryAt, handshakeRetryAt/(handshakeShare/2))
 	}
 
-	// Rate: a burst, then handshakeRate per second.
+	// Rate: a burst, then handshakeRate per second. The handshakes below
+	// fail at the clock's time (release), so the test's time starts again
+	// from it.
 	g = unlimitedGate()
+	now = time.Now()
 	n := 0
 	for ; n < 2*handshakeBurst; n++ {
 		s, err := g.enter(udp("[2001:db8::1]:1"), false, now)
