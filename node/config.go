@@ -391,9 +391,21 @@ type DiscoveryConfig struct {
 	// BindAddr is the memberlist gossip address (TCP and UDP). Empty
 	// disables discovery.
 	BindAddr string
-	// AdvertiseAddr is the gossip address announced to others. Default
-	// BindAddr.
+	// AdvertiseAddr is the gossip address announced to others, an
+	// IP:PORT (memberlist takes no host name) at which the other members
+	// reach this node's gossip, TCP and UDP: for a node behind NAT or a
+	// port forward. Default BindAddr (with an unspecified IP, the
+	// address that reaches the members to join, else memberlist's pick).
+	// CheckAdvertiseAddr says which values are refused.
 	AdvertiseAddr string
+	// LinkAdvertiseAddr is the QUIC link address announced to others in
+	// this node's signed gossip metadata, an IP:PORT at which the other
+	// members reach its links: for a node behind NAT, a port forward
+	// (external port other than the local one) or in a container.
+	// Default: the transport's address, with an unspecified IP replaced
+	// by the announced gossip address's IP. Only for a transport of IP
+	// addresses (QUIC); CheckAdvertiseAddr says which values are refused.
+	LinkAdvertiseAddr string
 	// Join lists members to join: gossip addresses HOST:PORT, or
 	// "dns:NAME[:PORT]" (every A/AAAA record of NAME, port default the
 	// local gossip port) or "dns+srv:NAME" (the SRV records of NAME, e.g.
@@ -596,6 +608,14 @@ func (c *Config) validate() error {
 	}
 	if d := c.Discovery; d.TargetLinks < 1 || d.MaxLinks < d.TargetLinks {
 		return bad("Discovery.MaxLinks %d must be at least Discovery.TargetLinks %d (at least 1)", d.MaxLinks, d.TargetLinks)
+	}
+	for _, f := range [...]struct{ field, addr string }{{"Discovery.AdvertiseAddr", c.Discovery.AdvertiseAddr}, {"Discovery.LinkAdvertiseAddr", c.Discovery.LinkAdvertiseAddr}} {
+		if f.addr == "" {
+			continue
+		}
+		if _, err := ParseAdvertiseAddr(f.addr); err != nil {
+			return fmt.Errorf("%s: %w", f.field, err)
+		}
 	}
 	if k := len(c.Discovery.Key); k != 0 && k != 16 && k != 24 && k != 32 {
 		return bad("Discovery.Key must be 16, 24 or 32 bytes (got %d)", k)

@@ -125,6 +125,9 @@ type discovery struct {
 	// address it names (signedAddrLocked); false in a mesh without a CA
 	// (Insecure), where any key signs for any name.
 	vouch bool
+	// linkAdvert is Discovery.LinkAdvertiseAddr, spelled as checkLinkAddr
+	// wants it; empty: linkAddr announces the transport's address.
+	linkAdvert string
 }
 
 // PlainGossipTransport is implemented by a Discovery.Transport whose
@@ -328,6 +331,16 @@ func startDiscovery(ctx context.Context, n *Node) (*discovery, error) {
 	}
 	d.vouch = !n.identity().Insecure
 	_, d.ipLinks = n.Addr().(*net.UDPAddr)
+	if a := dc.LinkAdvertiseAddr; a != "" {
+		ap, err := ParseAdvertiseAddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("Discovery.LinkAdvertiseAddr: %w", err)
+		}
+		if !d.ipLinks {
+			return nil, fmt.Errorf("%w: Discovery.LinkAdvertiseAddr %q needs a transport of IP addresses (QUIC); this one's address is %q", ErrInvalidConfig, a, addrString(n.Addr()))
+		}
+		d.linkAdvert = ap.String()
+	}
 	d.resolveStatic(ctx)
 	if ctx.Err() != nil {
 		return nil, context.Cause(ctx)
@@ -347,14 +360,11 @@ func startDiscovery(ctx context.Context, n *Node) (*discovery, error) {
 		}
 	}
 	if dc.AdvertiseAddr != "" {
-		ah, ap, err := net.SplitHostPort(dc.AdvertiseAddr)
+		ap, err := ParseAdvertiseAddr(dc.AdvertiseAddr)
 		if err != nil {
-			return nil, fmt.Errorf("gossip advertise address %q: %w", dc.AdvertiseAddr, err)
+			return nil, fmt.Errorf("Discovery.AdvertiseAddr: %w", err)
 		}
-		mc.AdvertiseAddr = ah
-		if mc.AdvertisePort, err = strconv.Atoi(ap); err != nil {
-			return nil, fmt.Errorf("gossip advertise port %q: %w", ap, err)
-		}
+		mc.AdvertiseAddr, mc.AdvertisePort = ap.Addr().String(), int(ap.Port())
 	}
 	if len(dc.Key) > 0 {
 		mc.SecretKey = dc.Key
@@ -640,9 +650,13 @@ func (d *discovery) addr() string {
 	return d.self.String()
 }
 
-// linkAddr is the QUIC address announced to others: the transport's
-// address, with an unspecified IP replaced by the gossip address's IP.
+// linkAddr is the QUIC address announced to others:
+// Discovery.LinkAdvertiseAddr, else the transport's address with an
+// unspecified IP replaced by the gossip address's IP.
 func (d *discovery) linkAddr() string {
+	if d.linkAdvert != "" {
+		return d.linkAdvert
+	}
 	a, ok := d.n.Addr().(*net.UDPAddr)
 	if !ok {
 		return addrString(d.n.Addr())

@@ -1307,7 +1307,9 @@ func guardGossip(mc *memberlist.Config, n *Node) (*gossipGuard, error) {
 		}
 		if mc.BindPort == 0 {
 			mc.BindPort = nt.GetAutoBindPort()
-			mc.AdvertisePort = mc.BindPort
+			if mc.AdvertiseAddr == "" {
+				mc.AdvertisePort = mc.BindPort // else Discovery.AdvertiseAddr's
+			}
 		}
 		inner = nt
 	}
