@@ -41,6 +41,8 @@ func runFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "expose", Usage: "publish the local TCP service `NAME=HOST:PORT` (repeatable)", EnvVars: env("expose")},
 		&cli.StringSliceFlag{Name: "forward", Usage: "tunnel `LISTEN=PEER/SERVICE`: a local TCP port to a mesh service, opened as this node (repeatable; LISTEN is HOST:PORT, a bare PORT on 127.0.0.1, or :PORT on every interface)", EnvVars: env("forward")},
 		&cli.StringFlag{Name: "gossip", Usage: "memberlist gossip `ADDR` (TCP and UDP) for discovery; empty disables it", EnvVars: env("gossip")},
+		&cli.StringFlag{Name: "gossip-advertise", Usage: "gossip `IP:PORT` announced to the other members when they reach --gossip at another address or port (NAT, a port forward)", EnvVars: env("gossip-advertise")},
+		&cli.StringFlag{Name: "advertise", Usage: "QUIC link `IP:PORT` announced to the other members in this node's signed gossip metadata when they reach --listen at another address or port (NAT, a port forward)", EnvVars: env("advertise")},
 		&cli.StringSliceFlag{Name: "join", Usage: "gossip `ADDR` of a member to join (repeatable)", EnvVars: env("join")},
 		&cli.StringFlag{Name: "gossip-key", Usage: "base64 gossip encryption `KEY` (16, 24 or 32 bytes); only from the environment or the config file, never the command line", EnvVars: env("gossip-key")},
 		&cli.PathFlag{Name: "gossip-key-file", Usage: "`FILE` holding the base64 gossip encryption key", EnvVars: env("gossip-key-file")},
@@ -326,11 +328,13 @@ func checkDaemonFlags(c *cli.Context) (daemonConfig, error) {
 		DisableInfo: c.Bool("no-info"),
 		LinkCosts:   costs,
 		Discovery: node.DiscoveryConfig{
-			BindAddr:    c.String("gossip"),
-			Join:        c.StringSlice("join"),
-			Key:         key,
-			TargetLinks: c.Int("target-links"),
-			MaxLinks:    c.Int("max-links"),
+			BindAddr:          c.String("gossip"),
+			AdvertiseAddr:     c.String("gossip-advertise"),
+			LinkAdvertiseAddr: c.String("advertise"),
+			Join:              c.StringSlice("join"),
+			Key:               key,
+			TargetLinks:       c.Int("target-links"),
+			MaxLinks:          c.Int("max-links"),
 
 			StaticInLinks: c.Int("static-in-links"),
 		},
@@ -348,6 +352,18 @@ func checkDaemonFlags(c *cli.Context) (daemonConfig, error) {
 	}
 	if len(d.node.Discovery.Join) > 0 && d.node.Discovery.BindAddr == "" {
 		return d, atConfigLine(c, usagef("--join needs --gossip ADDR (the local gossip address)"), "join")
+	}
+	for _, flag := range []string{"gossip-advertise", "advertise"} {
+		a := c.String(flag)
+		if a == "" {
+			continue
+		}
+		if d.node.Discovery.BindAddr == "" {
+			return d, atConfigLine(c, usagef("--%s needs --gossip ADDR: the address is announced by gossip", flag), flag)
+		}
+		if _, err := node.ParseAdvertiseAddr(a); err != nil {
+			return d, atConfigLine(c, usagef("--%s: %w", flag, err), flag)
+		}
 	}
 	if d.node.Insecure && d.node.Name == "" {
 		return d, atConfigLine(c, usagef("--insecure needs --name"), "insecure")
