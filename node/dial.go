@@ -181,8 +181,19 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			}
 			continue
 		}
-		// Every known next hop failed: routing is withdrawing them; wait for
-		// it to offer a new one while the caller's deadline allows.
+		// Every next hop routing offers failed. Where the node still holds
+		// their links, the reset came from the path beyond them (a relay
+		// that lost its link onward, or one that resets the circuits it
+		// carries), which routing may never report: the neighbours
+		// advertising a route routing did not choose are tried first.
+		if hops = n.untriedAdvertisers(peer, failed); len(hops) > 0 {
+			for _, h := range hops {
+				fallback[h] = true
+			}
+			continue
+		}
+		// Then routing is withdrawing them; wait for it to offer a new
+		// one while the caller's deadline allows.
 		if hops = n.awaitNewHop(ctx, peer, failed.skip(n)); hops == nil {
 			return nil, refused(circuit.LinkLost, fmt.Sprintf("no next hop toward %s could carry the circuit: %v", peer, errors.Join(errs...)))
 		}
@@ -220,6 +231,18 @@ func (n *Node) avoidLast(dest string, hops, avoid []string, fallback map[string]
 	}
 	for _, h := range avoid {
 		if slices.Contains(cand, h) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// untriedAdvertisers are the neighbours advertising a route to dest that
+// a dial has not tried yet (failed) and the node holds a link to.
+func (n *Node) untriedAdvertisers(dest string, failed failedHops) []string {
+	var out []string
+	for _, h := range n.router.advertisers(dest) {
+		if _, tried := failed[h]; !tried && n.link(h) != nil {
 			out = append(out, h)
 		}
 	}

@@ -61,17 +61,9 @@ func TestAttackRelayResetLoopHoldsResumableCircuit(t *testing.T) {
 	size := 8 << 20
 	var armed atomic.Bool
 	var resets atomic.Int64
-	c := newCluster(t, true)
-	buildDiamondWith(t, c, func(cfg *Config) {
-		if cfg.Name == "b" {
-			cfg.hooks = &hooks{relay: func(in, out links.Stream) (links.Stream, links.Stream) {
-				return in, &resetAfterStream{Stream: out, in: in, armed: &armed, resets: &resets, budget: 2 << 10}
-			}}
-		}
+	c := diamondRelayedByB(t, func(in, out links.Stream) (links.Stream, links.Stream) {
+		return in, &resetAfterStream{Stream: out, in: in, armed: &armed, resets: &resets, budget: 2 << 10}
 	})
-	// c's own link to d, not a detour through a and b, is what the
-	// resume steered away from b can take.
-	c.waitNextHop("c", "d", "d")
 
 	a := c.nodes["a"]
 	conn, w, received, srvErr := sendAlongABD(t, c, size/4, size/8)
@@ -79,14 +71,7 @@ func TestAttackRelayResetLoopHoldsResumableCircuit(t *testing.T) {
 	armed.Store(true)
 	// Whatever b relays from now on, it resets; the writes go on in the
 	// background (they block once the window is full).
-	wrote := make(chan error, 1)
-	go func() {
-		if err := w.write(size - size/4); err != nil {
-			wrote <- err
-			return
-		}
-		wrote <- conn.CloseWrite()
-	}()
+	wrote := writeRest(conn, w, size-size/4)
 	at := received.Load()
 	deadline := time.Now().Add(40 * time.Second)
 	for time.Now().Before(deadline) && fmt.Sprint(conn.Path()) != "[a c d]" {
