@@ -65,14 +65,21 @@ const readPage = `(() => {
 	};
 })()`
 
-func TestBrowserMeshPageFollowsTheMesh(t *testing.T) {
-	bin := chromium()
-	if bin == "" {
+// meshPageLab finds Chromium (bin) and starts a lab whose daemon a serves
+// the mesh page on uiAddr.
+func meshPageLab(t *testing.T) (bin string, l *lab, a *daemon, uiAddr string) {
+	t.Helper()
+	if bin = chromium(); bin == "" {
 		toolMissing(t, "no Chromium: install Debian's chromium package (or set CIRCUITMESH_CHROMIUM) to run the mesh page in a headless browser")
 	}
-	l := newLab(t, "ui")
-	a := l.start("a", "", "--ui", "127.0.0.1:0")
-	uiAddr := strings.TrimSuffix(strings.TrimPrefix(a.logged(t, "serving the mesh page", "url"), "http://"), "/")
+	l = newLab(t, "ui")
+	a = l.start("a", "", "--ui", "127.0.0.1:0")
+	uiAddr = strings.TrimSuffix(strings.TrimPrefix(a.logged(t, "serving the mesh page", "url"), "http://"), "/")
+	return bin, l, a, uiAddr
+}
+
+func TestBrowserMeshPageFollowsTheMesh(t *testing.T) {
+	bin, l, a, uiAddr := meshPageLab(t)
 	b := l.start("b", "", "--link", a.addr)
 	c := l.start("c", "", "--link", b.addr)
 	d := l.start("d", "", "--link", c.addr, "--expose", "web=127.0.0.1:9")

@@ -2,7 +2,8 @@
 // page, a script and a style sheet embedded in the binary (nothing is
 // fetched from the internet), and a JSON endpoint the page polls.
 //
-// GET /api/view?to=PEER answers the mesh graph (node.Graph), its SVG
+// GET /api/view?to=PEER, asked with the header X-Circuitmesh-Page as the
+// page's script asks it, answers the mesh graph (node.Graph), its SVG
 // picture (package meshgraph) and, when PEER is given, the path a ping to
 // PEER took, highlighted in the picture. The graph is gathered at most
 // once per second whatever the number of pages polling, and encoded and
@@ -98,7 +99,7 @@ func Handler(src Source) http.Handler {
 // securityHeaders keeps the page from loading anything but its own files.
 func securityHeaders(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Cache-Control", "no-store")
 		h.ServeHTTP(w, r)
@@ -118,6 +119,27 @@ func literalHostOnly(h http.Handler) http.Handler {
 		}
 		if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err != nil && host != "localhost" {
 			http.Error(w, "the mesh page answers only to an IP address or localhost in the URL", http.StatusMisdirectedRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// pageHeader is the header the page's script sets on its API requests.
+// A page of another site cannot send it: a fetch of another origin with
+// it needs a CORS preflight, which the daemon never grants, and an image,
+// a form or a no-cors fetch cannot set it.
+const pageHeader = "X-Circuitmesh-Page"
+
+// pageRequestsOnly refuses API requests without pageHeader, before they
+// spend a view of the browser's address or ask for a ping. Without it,
+// any web site the operator visited could ask for views and pings with
+// the operator's browser, as fast as the browser sends them, and spend
+// the views the page's own address gets (viewsPerSource).
+func pageRequestsOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api") && r.Header.Get(pageHeader) == "" {
+			http.Error(w, "the mesh page's API answers the page's own requests only (header "+pageHeader+")", http.StatusForbidden)
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -278,7 +300,7 @@ func Serve(addr string, src Source, log *slog.Logger) (bound net.Addr, stop func
 	if !httpserve.Loopback(ln.Addr().String()) {
 		log.Warn("the mesh page has no authentication: anyone who reaches it sees the topology and can ask for pings", "addr", ln.Addr().String())
 	}
-	stop = httpserve.Serve(ln, literalHostOnly(Handler(src)), httpserve.Default, "mesh page", log)
+	stop = httpserve.Serve(ln, literalHostOnly(pageRequestsOnly(Handler(src))), httpserve.Default, "mesh page", log)
 	log.Info("serving the mesh page", "url", "http://"+ln.Addr().String()+"/")
 	return ln.Addr(), stop, nil
 }

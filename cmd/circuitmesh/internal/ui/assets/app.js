@@ -75,7 +75,7 @@ async function poll() {
   if (inFlight) return;
   inFlight = true;
   try {
-    const r = await fetch("api/view?to=" + encodeURIComponent(destEl.value), { cache: "no-store" });
+    const r = await fetch("api/view?to=" + encodeURIComponent(destEl.value), { cache: "no-store", headers: { "X-Circuitmesh-Page": "1" } });
     const v = await r.json();
     if (!r.ok) throw new Error(v.error || r.statusText);
     render(v);
