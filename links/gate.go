@@ -24,8 +24,10 @@ import (
 //     may borrow beyond its share only while fewer than handshakeBorrow
 //     slots are taken in total, so at least maxPendingHandshakes −
 //     handshakeBorrow stay for the other prefixes; while a handshake of
-//     it failed within failQuiet, it holds at most failedBurst, idle
-//     capacity or not;
+//     it failed within failQuiet, it holds at most failedBurst slots of
+//     handshakes that proved no certificate yet, idle capacity or not
+//     (honest nodes behind one NAT prove theirs within a round trip or
+//     two and keep linking at the prefix's rate);
 //   - reserveSlots of the maxPendingHandshakes slots are for handshakes
 //     admitted from the reserve (below): a handshake admitted on the
 //     node's rate takes a slot only while fewer than
@@ -297,6 +299,7 @@ type proof struct {
 
 type prefixState struct {
 	n        int // slots held
+	unproven int // of them, those whose peer proved no certificate yet
 	tokens   float64
 	last     time.Time
 	lastFail time.Time // when a handshake of the prefix last ended before it proved a certificate, not forgiven (forgivenLocked)
@@ -336,10 +339,11 @@ func (g *gate) overShareLocked(ps *prefixState, now time.Time) bool {
 
 // atShareLocked says whether the prefix in state ps holds its share of
 // the slots at now: handshakeShare once handshakeBorrow slots are taken,
-// and failedBurst whatever the others hold while a handshake of it
-// failed within failQuiet. g.mu is held.
+// and failedBurst slots of handshakes that proved nothing yet, whatever
+// the others hold, while a handshake of it failed within failQuiet. g.mu
+// is held.
 func (g *gate) atShareLocked(ps *prefixState, now time.Time) bool {
-	if ps.failedWithin(now) && ps.n >= failedBurst {
+	if ps.failedWithin(now) && ps.unproven >= failedBurst {
 		return true
 	}
 	return ps.n >= handshakeShare && g.total >= handshakeBorrow
@@ -433,6 +437,9 @@ type slot struct {
 	prefix netip.Prefix
 	source netip.AddrPort
 	once   sync.Once
+	// unproven: the slot counts in its prefix's unproven (under g.mu),
+	// until its peer proves a certificate or it is released.
+	unproven bool
 	// verified: the peer proved its address (a QUIC Retry token) before
 	// the handshake was admitted; else its source may be spoofed.
 	verified bool
@@ -495,13 +502,24 @@ func (s *slot) proveAt(name string, now time.Time) {
 			s.reserve = false
 			ps.reserving--
 		}
+		s.leaveUnprovenLocked(ps)
+	}
+}
+
+// leaveUnprovenLocked takes the slot out of its prefix's unproven count (ps),
+// once. g.mu is held.
+func (s *slot) leaveUnprovenLocked(ps *prefixState) {
+	if s.unproven {
+		s.unproven = false
+		ps.unproven--
 	}
 }
 
 // strike records that the handshake's peer did what no honest node does
 // (more handshakes of its name at once than maxAcceptsPerName): its
 // prefix counts as having failed a handshake now, so it draws on the
-// reserve no more and is held to failedBurst for failQuiet.
+// reserve no more and holds at most failedBurst handshakes that proved
+// nothing for failQuiet.
 func (s *slot) strike() {
 	g := s.g
 	g.mu.Lock()
@@ -524,6 +542,7 @@ func (s *slot) releaseAt(now time.Time) {
 		defer g.mu.Unlock()
 		g.total--
 		if ps := g.prefixes[s.prefix]; ps != nil {
+			s.leaveUnprovenLocked(ps)
 			switch {
 			case !unproven:
 			case !s.verified && ps.member(now):
@@ -620,7 +639,8 @@ func (g *gate) enter(addr net.Addr, verified bool, now time.Time) (*slot, error)
 	}
 	ps.n++
 	g.total++
-	return &slot{g: g, prefix: p, source: addrPort(addr), verified: verified, reserve: fromReserve}, nil
+	ps.unproven++
+	return &slot{g: g, prefix: p, source: addrPort(addr), verified: verified, reserve: fromReserve, unproven: true}, nil
 }
 
 // noteProofLocked records that a handshake from source proved a

@@ -112,6 +112,27 @@ func TestGateShares(t *testing.T) {
 		t.Fatalf("a prefix whose handshakes failed took %d slots, refused %d times for its share; want %d and 1",
 			taken, g.refusedShare.Load()-shareBefore, failedBurst)
 	}
+	// Not handshakes that proved a certificate: honest nodes behind one
+	// NAT address, one of whose handshakes failed, keep linking at the
+	// prefix's rate while theirs hold slots until their links are up.
+	// Before, the prefix was held to failedBurst slots of any kind.
+	nat := udp("10.0.5.1:1")
+	s, err := g.enter(nat, false, next())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.releaseAt(next()) // failed
+	proven := 0
+	for ; proven < handshakeShare; proven++ {
+		s, err := g.enter(nat, false, next())
+		if err != nil {
+			break
+		}
+		s.proveAt(fmt.Sprintf("n%d", proven), next())
+	}
+	if proven != handshakeShare {
+		t.Fatalf("a prefix with a failed handshake took %d slots for handshakes that proved a certificate, want %d (its share)", proven, handshakeShare)
+	}
 
 	// Many busy prefixes: a new peer validates its address.
 	g = unlimitedGate()
