@@ -384,7 +384,7 @@ func startDiscovery(ctx context.Context, n *Node) (*discovery, error) {
 	if dc.AdvertiseAddr == "" && dc.Transport == nil {
 		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 			jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			if src := sourceToward(d.resolveJoin(jctx)); src != nil {
+			if src := sourceToward(jctx, d.resolver(), d.resolveJoin(jctx)); src != nil {
 				mc.AdvertiseAddr, mc.AdvertisePort = src.String(), mc.BindPort
 				n.log.Info("gossip bound to every address: announcing the one that reaches the members to join", "address", net.JoinHostPort(mc.AdvertiseAddr, strconv.Itoa(mc.BindPort)))
 			}
@@ -440,10 +440,7 @@ func startDiscovery(ctx context.Context, n *Node) (*discovery, error) {
 // resolved, so that the policy recognises their links (whose remote
 // address is an IP) and never counts or drops them.
 func (d *discovery) resolveStatic(ctx context.Context) {
-	r := d.n.cfg.Discovery.Resolver
-	if r == nil {
-		r = net.DefaultResolver
-	}
+	r := d.resolver()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	for _, a := range d.n.cfg.StaticLinks {
@@ -549,10 +546,7 @@ const maxJoinAddrs = 256
 // dns+srv:NAME every SRV target and port; anything else is used as is.
 func (d *discovery) resolveJoin(ctx context.Context) []string {
 	dc := d.n.cfg.Discovery
-	r := dc.Resolver
-	if r == nil {
-		r = net.DefaultResolver
-	}
+	r := d.resolver()
 	_, defPort, _ := net.SplitHostPort(dc.BindAddr)
 	if d.ml != nil {
 		defPort = strconv.Itoa(d.self.Port)
@@ -624,16 +618,27 @@ func resolveJoin(ctx context.Context, r *net.Resolver, join []string, defPort st
 	return out, errors.Join(errs...)
 }
 
+// resolver is the resolver of the join addresses (Discovery.Resolver,
+// default net.DefaultResolver).
+func (d *discovery) resolver() *net.Resolver {
+	if r := d.n.cfg.Discovery.Resolver; r != nil {
+		return r
+	}
+	return net.DefaultResolver
+}
+
 // sourceToward is the local address the kernel sends from to the first
-// of addrs it routes to (a UDP "connect" sends nothing), loopback aside:
+// of addrs it routes to (a UDP "connect" sends nothing; a host name is
+// looked up with r within ctx), loopback aside:
 // for gossip bound to every address, the address a member to join
 // reaches this node at. memberlist would take the first private address
 // of the interface holding the default route, which on a host with two
 // networks may be one no member can reach: they then declared the node
 // dead within seconds of its join.
-func sourceToward(addrs []string) net.IP {
+func sourceToward(ctx context.Context, r *net.Resolver, addrs []string) net.IP {
+	dialer := net.Dialer{Resolver: r}
 	for _, a := range addrs {
-		c, err := net.Dial("udp", a)
+		c, err := dialer.DialContext(ctx, "udp", a)
 		if err != nil {
 			continue
 		}

@@ -409,3 +409,33 @@ func TestStatefulSetJoinsBySRV(t *testing.T) {
 	t.Logf("%d pods joined by SRV: every pair reachable %v after the last start; max degree %d (bound %d), mean %.1f, diameter %d",
 		n, took.Round(time.Millisecond), st.maxDegree, maxLinks, st.meanDegree, st.diameter)
 }
+
+// TestAnnouncedAddressLookupBoundedAndUsesResolver: a node whose gossip
+// binds every address picks the address it announces by the route to its
+// first join address; a join address that is a host name is looked up
+// with Discovery.Resolver within the start's bound, so a DNS server that
+// never answers holds Start for that bound at most. Before, the name went
+// to the system resolver with no deadline.
+func TestAnnouncedAddressLookupBoundedAndUsesResolver(t *testing.T) {
+	var asked atomic.Int64
+	stalled := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		asked.Add(1)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan net.IP, 1)
+	go func() { done <- sourceToward(ctx, stalled, []string{"seed.mesh.test:7946"}) }()
+	select {
+	case ip := <-done:
+		if ip != nil {
+			t.Errorf("announced %v for a join name nobody resolved", ip)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the lookup of the join name outlived its bound by 30 s")
+	}
+	if asked.Load() == 0 {
+		t.Error("the join name was not looked up with Discovery.Resolver")
+	}
+}
