@@ -24,7 +24,7 @@ type authz struct {
 type policed struct {
 	kind     policy.Kind
 	from, to policy.Subject // to: relay only
-	known    bool           // relay only: the groups of both are known (relaySubjects)
+	known    bool           // the groups of the subjects are known (relaySubjects, dialSource)
 	service  string         // dial only
 	deny     func()         // resets the circuit with CloseDenied
 }
@@ -42,7 +42,7 @@ func (p *policed) decide(pol *policy.Policy) policy.Decision {
 	if p.kind == policy.Relay {
 		return relayUnder(pol, p.from, p.to, p.known)
 	}
-	return pol.Dial(p.from, p.service)
+	return dialUnder(pol, p.from, p.known, p.service)
 }
 
 // watch decides p with the policy in force and, when allowed, registers
@@ -202,13 +202,29 @@ func (n *Node) precheckDial(o *circuit.Open) (policy.Decision, bool) {
 	if !p.Has(policy.Dial) {
 		return policy.Decision{Allowed: true}, true
 	}
-	from, known := n.subjectOf(o.Source)
-	sealed := o.Flags&circuit.FlagSealed != 0
-	if !known && sealed {
-		return policy.Decision{Allowed: true}, true // the groups come with the handshake
+	var from policy.Subject
+	var known bool
+	if o.Flags&circuit.FlagSealed != 0 {
+		if from, known = n.subjectOf(o.Source); !known {
+			return policy.Decision{Allowed: true}, true // the groups come with the handshake
+		}
+	} else {
+		from, known = n.PolicySubject(o.Source)
 	}
-	d := p.Dial(from, o.Service)
+	d := dialUnder(p, from, known, o.Service)
 	return d, d.Allowed
+}
+
+// dialUnder is the decision of policy p on from opening service here.
+// known says whether from's groups are known: when they are not (an
+// unsealed circuit from a name whose certificate this node cannot
+// verify), a policy whose dial rules select by group denies, since from
+// might be in a group a deny rule names.
+func dialUnder(p *policy.Policy, from policy.Subject, known bool, service string) policy.Decision {
+	if !known && p.NamesGroup(policy.Dial) {
+		return policy.Decision{Reason: "denied: " + from.Name + " to dial " + service + " (groups unknown here, and dial rules select by group)"}
+	}
+	return p.Dial(from, service)
 }
 
 // claimDenied is the reason a refusal of precheckDial's denial d gives:
@@ -275,13 +291,13 @@ func (n *Node) leafRefusal() string {
 // it: authenticated by the end-to-end handshake with the groups of its
 // verified certificate, or, unsealed (E2EOff), the source the header
 // claims (proven by the link only at hop 0) with the groups of the
-// certificate that attested its routes.
-func (n *Node) dialSource(o *circuit.Open, resp *seal.Responder) policy.Subject {
+// certificate that attested its routes (PolicySubject: known is false
+// when no attestation of it verifies).
+func (n *Node) dialSource(o *circuit.Open, resp *seal.Responder) (s policy.Subject, known bool) {
 	if resp != nil {
-		return policy.Subject{Name: o.Source, Groups: resp.PeerGroups()}
+		return policy.Subject{Name: o.Source, Groups: resp.PeerGroups()}, true
 	}
-	s, _ := n.subjectOf(o.Source)
-	return s
+	return n.PolicySubject(o.Source)
 }
 
 // policeDial decides a circuit accepted here, now that its source is
@@ -293,7 +309,8 @@ func (n *Node) dialSource(o *circuit.Open, resp *seal.Responder) policy.Subject 
 // record (circuit.Conn.Deny); an unsealed circuit is reset with
 // CloseDenied.
 func (n *Node) policeDial(tc *trackedConn, o *circuit.Open, resp *seal.Responder) bool {
-	p := &policed{kind: policy.Dial, from: n.dialSource(o, resp), service: o.Service, deny: tc.deny}
+	from, known := n.dialSource(o, resp)
+	p := &policed{kind: policy.Dial, from: from, known: known, service: o.Service, deny: tc.deny}
 	tc.police.Store(p)
 	if d := n.authz.watch(p); !d.Allowed {
 		// One line per source a minute, with the node's count: the

@@ -28,7 +28,9 @@ func mustPolicy(t *testing.T, text string) *policy.Policy {
 //	a ─┐
 //	   r ── d
 //	b ─┘
-func policyMesh(t *testing.T, policies map[string]string) (*cluster, map[string]*syncBuf) {
+//
+// more, if any, change every node's Config after the policy is set.
+func policyMesh(t *testing.T, policies map[string]string, more ...func(*Config)) (*cluster, map[string]*syncBuf) {
 	c := newCluster(t, true)
 	groups := map[string][]string{"a": {"ops"}, "b": {"web"}, "r": {"infra"}, "d": {"infra"}}
 	logs := map[string]*syncBuf{}
@@ -43,6 +45,9 @@ func policyMesh(t *testing.T, policies map[string]string) (*cluster, map[string]
 		}
 		logs[cfg.Name] = &syncBuf{}
 		cfg.Logger = slog.New(slog.NewTextHandler(logs[cfg.Name], nil))
+		for _, f := range more {
+			f(cfg)
+		}
 	}
 	c.build("a-r", "b-r", "r-d")
 	c.waitConverged()

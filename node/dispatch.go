@@ -303,7 +303,8 @@ func (n *Node) deliver(s links.Stream, o *circuit.Open, from string, key links.S
 	}
 	opened()
 	full := resp != nil && resp.Full()
-	if d := n.Policy().Dial(n.dialSource(o, resp), o.Service); !d.Allowed && !full {
+	subj, known := n.dialSource(o, resp)
+	if d := dialUnder(n.Policy(), subj, known, o.Service); !d.Allowed && !full {
 		refuse(circuit.Policy, d.Reason) // the full handshake authenticates the source later: policeDial
 		return
 	}
