@@ -293,12 +293,34 @@ func (s *avoidSet) order(now time.Time) []string {
 // resumableDest makes an accepted circuit (FlagResumable) resumable. Its
 // buffers and its waits for a resume are charged to its source's share of
 // the node's budget (Limits.ResumeBuffer, Limits.MaxParked).
+//
+// The policy decides the circuit, not only the path it runs on: its
+// entry, registered before the circuit can end (OnEnd forgets it), stands
+// for every path, so that a new policy denying its source also ends it
+// while it waits for a resume, and counts it once.
 func (n *Node) resumableDest(tc *trackedConn, o *circuit.Open) net.Conn {
 	acct := n.rbudget.open(o.Source)
 	cfg, entry := n.resumeConfig("accept", o.Source, acct)
+	var rcp atomic.Pointer[resumableConn]
+	police := *tc.police.Load()
+	police.deny = func() {
+		if rc := rcp.Load(); rc != nil {
+			rc.abortWith(circuit.CloseDenied)
+		} // else the path's own entry, still registered, ends it
+	}
+	if d := n.authz.watch(&police); !d.Allowed {
+		tc.deny()
+	}
+	end := cfg.OnEnd
+	cfg.OnEnd = func() {
+		n.authz.forget(&police)
+		end()
+	}
 	r := circuit.NewResumableDest(tc, tc.LocalAddr(), tc.RemoteAddr(), n.resumeTable, o.Source, o.Service, cfg)
 	acct.bind(r)
 	rc := &resumableConn{Resumable: r, first: tc}
+	rcp.Store(rc)
+	n.authz.forget(tc.police.Load())
 	if !n.resumables.bindWait(entry, rc.abort, r.Wait) {
 		rc.abort() // the node closed meanwhile: the circuit is handed over reset
 		r.Wait()
@@ -314,5 +336,7 @@ func (n *Node) resumePath(tc *trackedConn, o *circuit.Open) {
 	}
 	if _, err := n.resumeTable.Resume(tc, o.Source, o.Service, time.Now().Add(n.cfg.Limits.HeaderTimeout)); err != nil {
 		n.limits.badOpenLog.Debug("resume:"+o.Source, "refused to resume a circuit", "source", o.Source, "service", o.Service, "err", err)
+		return
 	}
+	n.authz.forget(tc.police.Load()) // the circuit's entry stands for its paths (resumableDest)
 }
