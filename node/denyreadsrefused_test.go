@@ -29,36 +29,8 @@ func TestPolicyReloadDenialReadsAsRefusedByPolicyAtBothEnds(t *testing.T) {
 func testPolicyReloadDenial(t *testing.T, noResume bool) {
 	c, _ := policyMesh(t, map[string]string{"d": "allow dial from=group:ops service=vault\n"})
 	d := c.node("d")
-	ln, err := d.Listen("vault")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		if conn, err := ln.Accept(); err == nil {
-			accepted <- conn
-		}
-	}()
-	src, err := c.node("a").DialWith(ctxT(t, 30*time.Second), "d", "vault", DialOptions{NoResume: noResume})
-	if err != nil {
-		t.Fatalf("a dials d/vault: %v", err)
-	}
-	defer src.Close()
-	if _, err := src.Write([]byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	var dst net.Conn
-	select {
-	case dst = <-accepted:
-	case <-time.After(20 * time.Second):
-		t.Fatal("d's service never got a's circuit")
-	}
-	defer dst.Close()
+	src, dst := vaultCircuit(t, c, DialOptions{NoResume: noResume})
 	b := make([]byte, 1)
-	if _, err := dst.Read(b); err != nil {
-		t.Fatalf("d's service reads a's byte: %v", err)
-	}
 	readErr := make(chan error, 1)
 	go func() {
 		_, err := dst.Read(b) // blocked until the circuit ends
@@ -88,4 +60,39 @@ func testPolicyReloadDenial(t *testing.T, noResume bool) {
 	if _, werr := dst.Write([]byte("y")); !errors.Is(werr, circuit.ErrRefusedByPolicy) {
 		t.Errorf("d's service's Write after the denial: %v, want circuit.ErrRefusedByPolicy", werr)
 	}
+}
+
+// vaultCircuit opens a circuit from a to d's service vault with opt and
+// returns both ends once d's service read a's first byte.
+func vaultCircuit(t *testing.T, c *cluster, opt DialOptions) (src Conn, dst net.Conn) {
+	t.Helper()
+	ln, err := c.node("d").Listen("vault")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if conn, err := ln.Accept(); err == nil {
+			accepted <- conn
+		}
+	}()
+	src, err = c.node("a").DialWith(ctxT(t, 30*time.Second), "d", "vault", opt)
+	if err != nil {
+		t.Fatalf("a dials d/vault: %v", err)
+	}
+	t.Cleanup(func() { src.Close() })
+	if _, err := src.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case dst = <-accepted:
+	case <-time.After(20 * time.Second):
+		t.Fatal("d's service never got a's circuit")
+	}
+	t.Cleanup(func() { dst.Close() })
+	if _, err := dst.Read(make([]byte, 1)); err != nil {
+		t.Fatalf("d's service reads a's byte: %v", err)
+	}
+	return src, dst
 }

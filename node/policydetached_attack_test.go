@@ -24,36 +24,8 @@ func TestPolicyReloadEndsCircuitWaitingForResume(t *testing.T) {
 		}
 	})
 	d := c.node("d")
-	ln, err := d.Listen("vault")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		if conn, err := ln.Accept(); err == nil {
-			accepted <- conn
-		}
-	}()
-	src, err := c.node("a").Dial(ctxT(t, 30*time.Second), "d", "vault")
-	if err != nil {
-		t.Fatalf("a dials d/vault: %v", err)
-	}
-	defer src.Close()
-	if _, err := src.Write([]byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	var dst net.Conn
-	select {
-	case dst = <-accepted:
-	case <-time.After(20 * time.Second):
-		t.Fatal("d's service never got a's circuit")
-	}
-	defer dst.Close()
+	_, dst := vaultCircuit(t, c, DialOptions{})
 	b := make([]byte, 1)
-	if _, err := dst.Read(b); err != nil {
-		t.Fatalf("d's service reads a's byte: %v", err)
-	}
 	rc, ok := dst.(*resumableConn)
 	if !ok {
 		t.Fatalf("d's end is a %T, want a resumable circuit", dst)
