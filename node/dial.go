@@ -117,7 +117,7 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 	for {
 		hops = n.avoidLast(peer, hops, opt.avoid, fallback)
 		for _, nh := range hops {
-			if failed.has(n, nh) {
+			if failed.has(n, nh) || fallback[nh] && failed[nh].fallback {
 				continue
 			}
 			if opt.tried != nil {
@@ -130,8 +130,9 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			}
 			if fallback[nh] && ctx.Err() == nil && !errors.Is(err, circuit.ErrAuth) {
 				// A route routing did not choose may lead nowhere: the
-				// next one is tried whatever the answer.
-				failed[nh] = failedHop{link: l, always: true}
+				// next one is tried whatever the answer. Tried again only
+				// once routing chooses it.
+				failed[nh] = failedHop{link: l, fallback: true}
 				errs = append(errs, err)
 				continue
 			}
@@ -186,14 +187,17 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 		// that lost its link onward, or one that resets the circuits it
 		// carries), which routing may never report: the neighbours
 		// advertising a route routing did not choose are tried first.
-		if hops = n.untriedAdvertisers(peer, failed); len(hops) > 0 {
-			for _, h := range hops {
-				fallback[h] = true
+		if failed.linksHeld(n) {
+			if hops = n.untriedAdvertisers(peer, failed); len(hops) > 0 {
+				for _, h := range hops {
+					fallback[h] = true
+				}
+				continue
 			}
-			continue
 		}
-		// Then routing is withdrawing them; wait for it to offer a new
-		// one while the caller's deadline allows.
+		// Else routing is withdrawing them; wait for it to offer a new
+		// one while the caller's deadline allows. A neighbour tried
+		// before as a fallback is tried again once routing chooses it.
 		if hops = n.awaitNewHop(ctx, peer, failed.skip(n)); hops == nil {
 			return nil, refused(circuit.LinkLost, fmt.Sprintf("no next hop toward %s could carry the circuit: %v", peer, errors.Join(errs...)))
 		}
@@ -253,10 +257,13 @@ func (n *Node) untriedAdvertisers(dest string, failed failedHops) []string {
 type failedHops map[string]failedHop
 
 // failedHop is the link a next hop failed on; always, when the failure
-// was the next hop's own (a refusal, an impostor) rather than its link's.
+// was the next hop's own (a refusal, an impostor) rather than its link's;
+// fallback, when it was tried as a neighbour advertising a route routing
+// did not choose (it is tried again if routing chooses it).
 type failedHop struct {
-	link   links.Link
-	always bool
+	link     links.Link
+	always   bool
+	fallback bool
 }
 
 // has reports whether next hop h failed and is not worth another try:
@@ -264,9 +271,21 @@ type failedHop struct {
 // failure came from. A link that lost to a duplicate (package links,
 // "Duplicate links") goes down as the new one to the same neighbour comes
 // up; an open that failed on the old link is made again on the new one.
+// A fallback's failure does not count: routing may choose it since.
 func (f failedHops) has(n *Node, h string) bool {
 	fh, ok := f[h]
-	return ok && (fh.always || n.link(h) == fh.link)
+	return ok && !fh.fallback && (fh.always || n.link(h) == fh.link)
+}
+
+// linksHeld reports whether the node still holds every link a next hop
+// failed on: the failures came from the paths beyond them.
+func (f failedHops) linksHeld(n *Node) bool {
+	for h, fh := range f {
+		if fh.link == nil || n.link(h) != fh.link {
+			return false
+		}
+	}
+	return true
 }
 
 // skip is has as the filter of awaitNewHop.
