@@ -396,7 +396,7 @@ type DiscoveryConfig struct {
 	// reach this node's gossip, TCP and UDP: for a node behind NAT or a
 	// port forward. Default BindAddr (with an unspecified IP, the
 	// address that reaches the members to join, else memberlist's pick).
-	// CheckAdvertiseAddr says which values are refused.
+	// ParseAdvertiseAddr says which values are refused.
 	AdvertiseAddr string
 	// LinkAdvertiseAddr is the QUIC link address announced to others in
 	// this node's signed gossip metadata, an IP:PORT at which the other
@@ -404,7 +404,7 @@ type DiscoveryConfig struct {
 	// (external port other than the local one) or in a container.
 	// Default: the transport's address, with an unspecified IP replaced
 	// by the announced gossip address's IP. Only for a transport of IP
-	// addresses (QUIC); CheckAdvertiseAddr says which values are refused.
+	// addresses (QUIC); ParseAdvertiseAddr says which values are refused.
 	LinkAdvertiseAddr string
 	// Join lists members to join: gossip addresses HOST:PORT, or
 	// "dns:NAME[:PORT]" (every A/AAAA record of NAME, port default the

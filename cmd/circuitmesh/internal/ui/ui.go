@@ -86,7 +86,8 @@ type handler struct {
 	drawn drawing // of the last graph
 }
 
-// Handler serves the page and its API for src.
+// Handler serves the page and its API for src. It checks neither the
+// Host header nor pageHeader: Serve puts both checks in front of it.
 func Handler(src Source) http.Handler {
 	h := &handler{src: src, pings: bucket.Full(pingRate.PerSecond, pingRate.Burst, time.Now())}
 	mux := http.NewServeMux()
