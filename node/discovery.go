@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"slices"
 	"sort"
 	"strconv"
@@ -637,6 +639,11 @@ func (d *discovery) resolver() *net.Resolver {
 // dead within seconds of its join.
 func sourceToward(ctx context.Context, r *net.Resolver, addrs []string) net.IP {
 	dialer := net.Dialer{Resolver: r}
+	// IPv4 first, as memberlist prefers: a join name with A and AAAA
+	// records on a dual-stack host would otherwise announce an IPv6
+	// address to members that may reach only IPv4.
+	addrs = slices.Clone(addrs)
+	slices.SortStableFunc(addrs, func(a, b string) int { return cmp.Compare(v6(a), v6(b)) })
 	for _, a := range addrs {
 		c, err := dialer.DialContext(ctx, "udp", a)
 		if err != nil {
@@ -649,6 +656,14 @@ func sourceToward(ctx context.Context, r *net.Resolver, addrs []string) net.IP {
 		}
 	}
 	return nil
+}
+
+// v6 is 1 for an IPv6 literal HOST:PORT, else 0.
+func v6(addr string) int {
+	if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().Unmap().Is6() {
+		return 1
+	}
+	return 0
 }
 
 func (d *discovery) addr() string {

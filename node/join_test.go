@@ -439,3 +439,21 @@ func TestAnnouncedAddressLookupBoundedAndUsesResolver(t *testing.T) {
 		t.Error("the join name was not looked up with Discovery.Resolver")
 	}
 }
+
+// TestAnnouncedAddressPrefersIPv4: of join addresses of both families,
+// the address announced is chosen by an IPv4 one first, as memberlist
+// chooses, so that members reaching only IPv4 are not told an IPv6
+// address because a join name listed its AAAA record first.
+func TestAnnouncedAddressPrefersIPv4(t *testing.T) {
+	// Documentation prefixes: routed by a default route, never sent to
+	// (a UDP connect sends nothing).
+	v4, v6 := "192.0.2.1:7946", "[2001:db8::1]:7946"
+	if sourceToward(context.Background(), net.DefaultResolver, []string{v4}) == nil ||
+		sourceToward(context.Background(), net.DefaultResolver, []string{v6}) == nil {
+		t.Skip("NOT RUN: this host lacks a route to 192.0.2.1 or to 2001:db8::1 (a default route of each family), so the choice cannot be seen")
+	}
+	ip := sourceToward(context.Background(), net.DefaultResolver, []string{v6, v4})
+	if ip.To4() == nil {
+		t.Fatalf("announced %v, chosen by the IPv6 join address before the IPv4 one", ip)
+	}
+}
