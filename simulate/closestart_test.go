@@ -339,3 +339,29 @@ func TestChangesAfterCloseRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestAddNodesBounded: a cluster holds at most MaxNodes nodes, as a
+// script does; AddNodes beyond fails with ErrTooManyNodes and starts
+// nothing more. Before, the Go API took any number, and a cluster larger
+// than its nodes' route tables hold could never converge.
+func TestAddNodesBounded(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	defer func(n int) { maxClusterNodes = n }(maxClusterNodes)
+	maxClusterNodes = 3
+	c, err := NewCluster(Config{Backend: BackendMem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.AddNodes(ctx, "a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddNodes(ctx, "c", "d"); !errors.Is(err, ErrTooManyNodes) {
+		t.Fatalf("AddNodes beyond the bound returned %v, want ErrTooManyNodes", err)
+	}
+	if got := c.Names(); len(got) != 3 || c.Node("d") != nil {
+		t.Fatalf("cluster holds %v after the refusal, want a, b and c", got)
+	}
+}

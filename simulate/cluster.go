@@ -86,6 +86,10 @@ var (
 	ErrNodeUp = errors.New("node is up")
 	// ErrNoEdge: the two nodes are not linked in the topology.
 	ErrNoEdge = errors.New("no such link")
+	// ErrTooManyNodes: the cluster holds MaxNodes nodes already (each
+	// node's route table holds twice that, so a larger cluster could not
+	// converge).
+	ErrTooManyNodes = errors.New("too many nodes")
 )
 
 // Cluster is a set of real nodes (package node) in one process, linked by
@@ -190,7 +194,11 @@ func NewCluster(cfg Config) (*Cluster, error) {
 // twice the nodes a scenario may start.
 const clusterMaxRoutes = 2 * MaxNodes
 
-// AddNodes creates and starts the named nodes. A node whose start fails
+// maxClusterNodes is MaxNodes (a variable for a test).
+var maxClusterNodes = MaxNodes
+
+// AddNodes creates and starts the named nodes, at most MaxNodes in all
+// (beyond, it fails with ErrTooManyNodes). A node whose start fails
 // stays a member, down (Restart starts it). Once Close has begun it fails
 // with an error wrapping net.ErrClosed: Close cancels the start under way,
 // and the node is closed before Close returns.
@@ -206,6 +214,10 @@ func (c *Cluster) AddNodes(ctx context.Context, names ...string) error {
 		}
 		c.mu.Lock()
 		m, dup := c.members[name]
+		if !dup && len(c.members) >= maxClusterNodes {
+			c.mu.Unlock()
+			return fmt.Errorf("add node %s: the cluster has %d nodes, its bound (MaxNodes): %w", name, maxClusterNodes, ErrTooManyNodes)
+		}
 		if !dup {
 			limit := eventLimit(len(c.members) + len(names) - i)
 			m = &member{name: name, events: newEventLog(name, &c.names, limit), starting: true}
