@@ -281,7 +281,10 @@ Examples:
 					if err := cl.Get(c.Context, admin.PathPolicyCheck, q, &res); err != nil {
 						return err
 					}
-					fmt.Fprint(c.App.Writer, res.String())
+					// The groups are those of a certificate another node
+					// presented: the CA signed them, but nothing checked
+					// them as names.
+					fmt.Fprint(c.App.Writer, termSafeLines(res.String()))
 					if !res.Allowed {
 						return errReported
 					}

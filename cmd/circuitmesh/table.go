@@ -97,4 +97,13 @@ func termSafe(s string) string {
 	}, s)
 }
 
+// termSafeLines is termSafe of each line of s, keeping its line feeds.
+func termSafeLines(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = termSafe(l)
+	}
+	return strings.Join(lines, "\n")
+}
+
 func notPrintable(r rune) bool { return r == utf8.RuneError || !unicode.IsPrint(r) }
