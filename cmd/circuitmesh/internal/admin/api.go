@@ -139,4 +139,7 @@ var (
 	ErrBadRequest = errors.New("bad request")
 	// ErrUnreachable: the mesh could not deliver (no route, refused, timeout).
 	ErrUnreachable = errors.New("unreachable")
+	// ErrAnswerTooLarge: the daemon's answer is longer than the client
+	// reads (MaxAnswer); the client stops reading it there.
+	ErrAnswerTooLarge = errors.New("answer too large")
 )

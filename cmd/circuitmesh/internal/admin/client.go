@@ -125,10 +125,30 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if out == nil {
 		return nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	limit := maxAnswer(path)
+	answer := &io.LimitedReader{R: resp.Body, N: limit + 1}
+	if err := json.NewDecoder(answer).Decode(out); err != nil {
+		if answer.N == 0 {
+			return fmt.Errorf("answer of %s: %w: more than %d bytes", path, ErrAnswerTooLarge, limit)
+		}
 		return fmt.Errorf("decode answer of %s: %w", path, err)
 	}
 	return nil
+}
+
+// Bounds of the JSON answer the client reads: MaxGraphAnswer for
+// PathGraph (an answer of at most node.MaxInfoSize from each of up to
+// Limits.MaxRoutes nodes, escaped again), MaxAnswer for every other path.
+const (
+	MaxAnswer      = 16 << 20
+	MaxGraphAnswer = 1 << 30
+)
+
+func maxAnswer(path string) int64 {
+	if path == PathGraph {
+		return MaxGraphAnswer
+	}
+	return MaxAnswer
 }
 
 // decodeError turns an error response into an error wrapping the sentinel

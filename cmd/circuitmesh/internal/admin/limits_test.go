@@ -8,9 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/node"
 )
 
 // TestPingAndDialRefuseNamesNoNodeCanHave: a peer name that breaks the
@@ -103,5 +106,53 @@ func TestAdminConnectionsAreBounded(t *testing.T) {
 			t.Fatalf("status after connections were closed: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestAttackAdminAnswerIsBounded: whatever answers on the admin socket
+// (a daemon gone wrong, or a process of this user holding the socket)
+// sends a status whose node name runs to 48 MiB. The client stops
+// reading at its bound and fails, instead of holding all of it in
+// memory (an endless answer would have grown until the request's
+// timeout).
+func TestAttackAdminAnswerIsBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "admin.sock")
+	ln, err := Listen(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 48 << 20
+	wrote := make(chan int64, 1)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.WriteString(w, `{"name":"`)
+		total := int64(n)
+		chunk := strings.Repeat("a", 64<<10)
+		for total < size {
+			n, err := io.WriteString(w, chunk)
+			total += int64(n)
+			if err != nil {
+				break
+			}
+		}
+		io.WriteString(w, `"}`)
+		wrote <- total
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	var st node.Status
+	err = NewClient(path).Get(context.Background(), PathStatus, nil, &st)
+	var n int64
+	select {
+	case n = <-wrote:
+	case <-time.After(time.Minute):
+		t.Fatal("the answer was still being written a minute later")
+	}
+	if err == nil || !strings.Contains(err.Error(), "more than 16777216 bytes") {
+		t.Errorf("status of %d bytes: name of %d bytes, error %v; want the answer refused at 16 MiB", n, len(st.Name), err)
+	}
+	t.Logf("the listener wrote %d bytes before the client stopped reading", n)
+	if n > 20<<20 {
+		t.Errorf("the client read %d bytes of the answer, want at most 16 MiB and the socket's buffers", n)
 	}
 }
