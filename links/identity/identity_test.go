@@ -2,6 +2,7 @@ package identity
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -421,6 +422,18 @@ func TestGroupsAreSignedIntoTheCertificate(t *testing.T) {
 	}
 	if _, err := ca.IssueWith("x", IssueOptions{Groups: []string{"Bad Group"}}); !errors.Is(err, ErrInvalidName) {
 		t.Fatalf("invalid group: %v", err)
+	}
+	// Nor does a peer take one the CA signed anyway: a group that is no
+	// valid name (a terminal escape, here) would reach logs, the mesh
+	// page and terminals.
+	tmpl := nodeTemplate("m", "x", time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
+	tmpl.Subject.OrganizationalUnit = []string{"ops", "\x1b]52;c;cHduZWQ=\a"}
+	bad, err := create(tmpl, ca.Cert, ops.Key.Public().(ed25519.PublicKey), ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.VerifyPeer([][]byte{bad.Raw}, time.Now()); !errors.Is(err, ErrInvalidName) {
+		t.Fatalf("a CA-signed certificate with a group that is no name: %v, want ErrInvalidName", err)
 	}
 	// A node cannot add groups to its own certificate: re-signing it with
 	// its own key breaks the CA's signature.

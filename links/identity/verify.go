@@ -102,6 +102,15 @@ func peerNames(leaf *x509.Certificate) (Peer, error) {
 	if leaf.Subject.CommonName != node {
 		return Peer{}, fmt.Errorf("peer certificate CN %q disagrees with its URI node %q: %w", leaf.Subject.CommonName, node, ErrInvalidName)
 	}
+	// The CA issues only groups that are valid names (ca issue checks
+	// them); a certificate carrying any other (control characters, say,
+	// which reach logs, pages and terminals) is refused, whoever signed
+	// it.
+	for _, g := range leaf.Subject.OrganizationalUnit {
+		if err := ValidateName(g); err != nil {
+			return Peer{}, fmt.Errorf("peer certificate for %q: group %q: %w", node, g, err)
+		}
+	}
 	return Peer{Node: node, Mesh: mesh, Groups: leaf.Subject.OrganizationalUnit, Cert: leaf}, nil
 }
 
