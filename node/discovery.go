@@ -91,7 +91,8 @@ type discovery struct {
 	reached map[string]bool      // members routing reached once (they vouch for room-making)
 	granted map[string]time.Time // peer → when an admission made room for it (roomBackoff)
 	// quiet is, per peer of a link, since when routing has heard nothing
-	// of it; muted the peers barred after a mute link (discoverymute.go).
+	// of it; muted the peers barred after a mute link or links that died
+	// young, and the counts of the latter (discoverymute.go).
 	quiet  map[string]time.Time
 	muted  map[string]*muteEntry
 	roomAt time.Time // last link given up for room (roomEvery)
@@ -1391,10 +1392,11 @@ func (d *discovery) step(now time.Time) int {
 			}
 		}
 		switch {
-		case d.dialing[name] || len(d.dialing) >= maxDialing:
+		case d.dialing[name] || d.endingLocked(name) || len(d.dialing) >= maxDialing:
 			unavailable = append(unavailable, name)
 		case d.mutedLocked(name, now):
-			// Its last link carried no routing: not dialled, and no
+			// Its last link carried no routing, or its links died
+			// young (discoverymute.go): not dialled, and no
 			// link is given up for it (the policy's room passes over
 			// members it may not dial), not even by an island's dial.
 			unavailable = append(unavailable, name)
@@ -1733,10 +1735,11 @@ func (d *discovery) admit(l links.Link, add func(evict links.Link) bool) (ok boo
 		n.log.Info("discovery links a barred peer again: it restarted since its mute link", "peer", peer)
 	}
 	if d.mutedLocked(peer, now) {
-		// Its last link carried no routing (discoverymute.go): at any
-		// degree, so that a peer whose mute link was closed does not
-		// take the slot back before this node's own dials.
-		return false, nil, fmt.Sprintf("refused: routing heard nothing of %s over its last link; not linked again until %s",
+		// Its last link carried no routing, or its links died young
+		// (discoverymute.go): at any degree, so that a peer whose mute
+		// link was closed does not take the slot back before this
+		// node's own dials.
+		return false, nil, fmt.Sprintf("refused: %s is barred, its last link carried no routing or its links died young; not linked again until %s",
 			peer, d.muted[peer].until.UTC().Format(time.RFC3339)), false
 	}
 	if repair && !d.lostLongLocked(peer, now) {
@@ -1962,16 +1965,6 @@ func (d *discovery) memberBannedLocked(member, addr string, now time.Time) bool 
 	return b != nil && now.Before(d.banEndLocked(b, member, addr))
 }
 
-// failed backs addr off: doubling from dialMinBackoff, or at least ban;
-// an address that never proved its member's certificate waits unprovenBan
-// (signedBan for a member whose verified signed metadata names it) after
-// unprovenDials failures.
-func (d *discovery) failed(addr string, ban time.Duration) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.failedLocked(addr, ban)
-}
-
 // dialFailedSignedLocked backs off from m's address after a dial to it failed
 // with err. An address that answered (dialAnswered) is no silent
 // address: it backs off without the ban of unproven addresses. d.mu is
@@ -1997,7 +1990,10 @@ func dialAnswered(err error) bool {
 	return errors.Is(err, links.ErrHandshakeSlow) || errors.Is(err, links.ErrBusy)
 }
 
-// failedLocked is failed with d.mu held.
+// failedLocked backs addr off: doubling from dialMinBackoff, or at least
+// ban; an address that never proved its member's certificate waits
+// unprovenBan (signedBan for a member whose verified signed metadata
+// names it) after unprovenDials failures. d.mu is held.
 func (d *discovery) failedLocked(addr string, ban time.Duration) {
 	d.backoffLocked(addr, ban, false)
 }
@@ -2099,11 +2095,21 @@ func (d *discovery) dial(m Member, why topology.Why) { d.dialMember(m, why, fals
 // node overrides (islandPickLocked).
 func (d *discovery) dialBarred(m Member, why topology.Why) { d.dialMember(m, why, true) }
 
+// endingLocked reports whether the link this node dialled to name ended
+// and its dial has not yet noted what the end means (back-off, links that
+// died young): name is not dialled until it has, which kicks the policy.
+// Before, a step at the instant the link ended dialled the member again
+// past the bar its end was about to set. d.mu is held.
+func (d *discovery) endingLocked(name string) bool {
+	l := d.held[name]
+	return l != nil && linkEnded(l)
+}
+
 func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 	n := d.n
 	d.mu.Lock()
 	now := time.Now()
-	if d.dialing[m.Name] || !barred && d.memberBannedLocked(m.Name, m.LinkAddr, now) {
+	if d.dialing[m.Name] || d.endingLocked(m.Name) || !barred && d.memberBannedLocked(m.Name, m.LinkAddr, now) {
 		d.mu.Unlock()
 		return
 	}
@@ -2195,7 +2201,12 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 		d.mu.Lock()
 		d.proveLocked(m.LinkAddr, m.Name, time.Now())
 		if b := d.backoff[m.LinkAddr]; b != nil {
-			b.fails, b.full = 0, false
+			// A member whose last links died young (diedYoungLocked)
+			// stays listed as failed while this one may die young too.
+			if d.youngLocked(m.Name) == 0 {
+				b.fails = 0
+			}
+			b.full = false
 		}
 		d.mu.Unlock()
 		up := time.Now()
@@ -2216,18 +2227,34 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 		// a bar on other members' claims of the address still runs
 		// (holder's exemption from until, claimed): the entry, its
 		// back-off included, then stays until that bar ends.
-		if b := d.backoff[m.LinkAddr]; b != nil && time.Since(up) >= goodLink && (b.holder == "" || !time.Now().Before(b.until)) && !time.Now().Before(b.claimed) {
+		now := time.Now()
+		lived := now.Sub(up)
+		if b := d.backoff[m.LinkAddr]; b != nil && lived >= goodLink && (b.holder == "" || !now.Before(b.until)) && !now.Before(b.claimed) {
 			delete(d.backoff, m.LinkAddr)
 		}
+		// The back-off is updated in the critical section that lets the
+		// member go (held, owned): before, a policy step between the two
+		// dialled it again at once, past the back-off of its last dial.
+		lerr := l.Err()
+		refused := lerr != nil && refusedAtMaximum(lerr)
+		var ban time.Duration
+		switch {
+		case refused:
+			d.refusedFullLocked(m.LinkAddr) // backed off before the warning that says so
+		case lived >= goodLink:
+			d.livedLocked(m.Name)
+		default:
+			d.failedLocked(m.LinkAddr, 0)
+			if n.ctx.Err() == nil && !errors.Is(lerr, links.ErrClosed) {
+				ban = d.diedYoungLocked(m.Name, peerInstance(l), now)
+			}
+		}
 		d.mu.Unlock()
-		if lerr := l.Err(); lerr != nil && refusedAtMaximum(lerr) {
-			// Backed off before the warning that says so is written.
-			d.mu.Lock()
-			d.refusedFullLocked(m.LinkAddr)
-			d.mu.Unlock()
+		switch {
+		case refused:
 			d.warnFull(m, lerr)
-		} else if time.Since(up) < goodLink {
-			d.failed(m.LinkAddr, 0)
+		case ban > 0:
+			n.log.Warn("discovery bars a member whose links die young", "member", m.Name, "links", youngLinks, "lived_under", goodLink, "barred_for", ban)
 		}
 	}()
 }

@@ -37,6 +37,19 @@ import (
 // operator configured (static) and links this node holds from routing
 // itself (flap damping) are not judged; nor are outgoing links discovery
 // did not dial (Node.Link).
+//
+// Links that die young bar their member the same way. A link this node
+// dialled that ends before it lived goodLink, neither refused at the
+// peer's maximum nor closed by this node, counts against the member's
+// name; youngLinks of them in a row bar it (muteLocked), and so does each
+// further one until a link to it lives goodLink, which forgets the count.
+// While the count runs, a link coming up does not end its address's count
+// of failed dials, so the policy keeps preferring other members. Before, a
+// young link only backed its address off (1 s doubling to 5 min) and a
+// link coming up ended the count: 3 members that accept every link and
+// close it 3 s later had a 30-node mesh at MaxLinks 4 link to them about
+// 250 times in 10 minutes, one node to the same one 6 times, and honest
+// nodes unreachable from others (TestDiscoverDroppersStopChurningTheMesh).
 const (
 	muteBanMin = 5 * time.Minute
 	muteBanMax = time.Hour
@@ -44,14 +57,20 @@ const (
 	// links is forgotten.
 	muteForget = time.Hour
 	maxMuted   = 1024
+	// youngLinks is how many links in a row dying young bar a member.
+	youngLinks = 3
 	// muteGraceMax bounds muteGraceLocked.
 	muteGraceMax = 2 * time.Minute
 )
 
-// muteEntry is a peer barred for mute links.
+// muteEntry is a peer barred for mute links, or links that died young.
 type muteEntry struct {
-	n     int       // mute links so far
+	n     int       // bars so far
 	until time.Time // end of the bar
+	// young counts the links this node dialled to the peer that died
+	// young in a row (diedYoungLocked), the last at youngAt.
+	young   int
+	youngAt time.Time
 	// inst is the instance of the peer whose link was the last mute one
 	// (links.QUICTransport's PeerInstance; 0 where the transport does not
 	// tell). lifted: a new instance of the peer ended a bar early once
@@ -100,6 +119,48 @@ func (d *discovery) heardLocked(peer string, heard bool, since, now time.Time, g
 // muteLocked bars peer after a mute link to its instance inst, and
 // returns how long. d.mu is held.
 func (d *discovery) muteLocked(peer string, inst uint64, now time.Time) time.Duration {
+	e := d.muteEntryLocked(peer, now)
+	e.n++
+	e.inst = inst
+	ban := muteBan(e.n)
+	e.until = now.Add(ban)
+	return ban
+}
+
+// diedYoungLocked counts a link this node dialled to peer's instance inst
+// that died young, and bars peer (muteLocked) from the youngLinks-th in a
+// row: it returns how long, or 0. d.mu is held.
+func (d *discovery) diedYoungLocked(peer string, inst uint64, now time.Time) time.Duration {
+	e := d.muteEntryLocked(peer, now)
+	e.young++
+	e.youngAt = now
+	if e.young < youngLinks {
+		return 0
+	}
+	return d.muteLocked(peer, inst, now)
+}
+
+// livedLocked forgets the young links of peer: a link to it lived
+// goodLink. d.mu is held.
+func (d *discovery) livedLocked(peer string) {
+	if e := d.muted[peer]; e != nil {
+		e.young = 0
+	}
+}
+
+// youngLocked is how many links to peer died young in a row. d.mu is
+// held.
+func (d *discovery) youngLocked(peer string) int {
+	if e := d.muted[peer]; e != nil {
+		return e.young
+	}
+	return 0
+}
+
+// muteEntryLocked returns peer's entry, made if it has none; a full
+// table first forgets ended entries, then the one whose bar ends first.
+// d.mu is held.
+func (d *discovery) muteEntryLocked(peer string, now time.Time) *muteEntry {
 	e := d.muted[peer]
 	if e == nil {
 		if len(d.muted) >= maxMuted {
@@ -118,11 +179,7 @@ func (d *discovery) muteLocked(peer string, inst uint64, now time.Time) time.Dur
 		e = &muteEntry{}
 		d.muted[peer] = e
 	}
-	e.n++
-	e.inst = inst
-	ban := muteBan(e.n)
-	e.until = now.Add(ban)
-	return ban
+	return e
 }
 
 // liftMuteLocked ends peer's running bar when l, a link the peer dialled,
@@ -152,11 +209,11 @@ func peerInstance(l links.Link) uint64 {
 	return 0
 }
 
-// sweepMutedLocked forgets the peers whose bar ended muteForget ago.
-// d.mu is held.
+// sweepMutedLocked forgets the peers whose bar ended, and whose last
+// link that died young ended, muteForget ago. d.mu is held.
 func (d *discovery) sweepMutedLocked(now time.Time) {
 	for p, e := range d.muted {
-		if now.Sub(e.until) >= muteForget {
+		if now.Sub(e.until) >= muteForget && now.Sub(e.youngAt) >= muteForget {
 			delete(d.muted, p)
 		}
 	}
