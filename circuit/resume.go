@@ -1658,10 +1658,11 @@ func putFrame(bp *[]byte) {
 	}
 }
 
-// unexpected is err of a path read inside a frame: an io.EOF there is
+// unexpected is err of a path read inside a frame: an io.EOF there, or
+// the io.ErrUnexpectedEOF of a frame's fields read in part, is
 // errEndInsideFrame.
 func unexpected(err error) error {
-	if err == io.EOF {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		return errEndInsideFrame
 	}
 	return err
