@@ -104,12 +104,14 @@ func scanConfig(path string, r io.Reader, fi fs.FileInfo) ([]configEntry, error)
 			if err != nil {
 				return nil, fmt.Errorf("%s:%d: bad quoted value %s: %v", path, n, v, err)
 			}
-			// One value a line: a policy line holding two rules would
-			// shift the line every later rule is named by.
-			if strings.ContainsAny(uq, "\r\n") {
-				return nil, fmt.Errorf("%s:%d: quoted value %s holds a line break: give one value a line", path, n, v)
-			}
 			v = uq
+		}
+		// One value a line: a policy line holding two rules would shift
+		// the line every later rule is named by. A bare carriage return
+		// (a file with CR line ends) would make one value of the lines
+		// after it.
+		if strings.ContainsAny(v, "\r\n") {
+			return nil, fmt.Errorf("%s:%d: value %q holds a line break: give one value a line", path, n, v)
 		}
 		out = append(out, configEntry{n, strings.TrimPrefix(k, "--"), v})
 	}
