@@ -138,15 +138,7 @@ func TestCloseRacingAddNodes(t *testing.T) {
 // starting a node behind Close's back.
 func TestKillAndRestartAfterCloseRefuse(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	c, err := NewCluster(Config{Backend: BackendMem})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.AddNodes(ctx, "a", "b"); err != nil {
-		t.Fatal(err)
-	}
+	c, ctx := startedMemCluster(t, "a", "b")
 	if err := c.Kill("b"); err != nil {
 		t.Fatal(err)
 	}
@@ -307,15 +299,7 @@ func TestWaitsEndWhenClosed(t *testing.T) {
 // network that no longer exists.
 func TestChangesAfterCloseRefused(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	c, err := NewCluster(Config{Backend: BackendMem})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.AddNodes(ctx, "a", "b", "c"); err != nil {
-		t.Fatal(err)
-	}
+	c, ctx := startedMemCluster(t, "a", "b", "c")
 	for _, ab := range [][2]string{{"a", "b"}, {"b", "c"}} {
 		if err := c.Link(ctx, ab[0], ab[1], LinkParams{}); err != nil {
 			t.Fatal(err)
@@ -350,20 +334,28 @@ func TestAddNodesBounded(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	defer func(n int) { maxClusterNodes = n }(maxClusterNodes)
 	maxClusterNodes = 3
-	c, err := NewCluster(Config{Backend: BackendMem})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, ctx := startedMemCluster(t, "a", "b")
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.AddNodes(ctx, "a", "b"); err != nil {
-		t.Fatal(err)
-	}
 	if err := c.AddNodes(ctx, "c", "d"); !errors.Is(err, ErrTooManyNodes) {
 		t.Fatalf("AddNodes beyond the bound returned %v, want ErrTooManyNodes", err)
 	}
 	if got := c.Names(); len(got) != 3 || c.Node("d") != nil {
 		t.Fatalf("cluster holds %v after the refusal, want a, b and c", got)
 	}
+}
+
+// startedMemCluster is a cluster on the mem backend with the named nodes
+// started, and a context for the calls on it (30 s).
+func startedMemCluster(t *testing.T, names ...string) (*Cluster, context.Context) {
+	t.Helper()
+	c, err := NewCluster(Config{Backend: BackendMem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	if err := c.AddNodes(ctx, names...); err != nil {
+		t.Fatal(err)
+	}
+	return c, ctx
 }
