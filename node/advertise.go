@@ -50,11 +50,8 @@ func ParseAdvertiseAddr(s string) (netip.AddrPort, error) {
 		return bad("has a zone, which names an interface of this host only")
 	}
 	a = a.Unmap()
-	switch {
-	case a.IsUnspecified():
-		return bad("is unspecified: give the IP the other members reach")
-	case a.IsMulticast(), a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		return bad("is a multicast or broadcast address, no node's")
+	if noNodesIP(a) {
+		return bad("is unspecified, multicast or broadcast, no node's: give the IP the other members reach")
 	}
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil || p == 0 {

@@ -35,10 +35,16 @@ func checkLinkAddr(s string) error {
 		return fmt.Errorf("%w: %q is an IPv4-mapped IPv6 address", errLinkAddr, s)
 	case ap.String() != s:
 		return fmt.Errorf("%w: %q is spelled %q", errLinkAddr, s, ap.String())
-	case ap.Port() == 0, a.IsUnspecified(), a.IsMulticast(), a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+	case ap.Port() == 0, noNodesIP(a):
 		return fmt.Errorf("%w: %q is no node's address", errLinkAddr, s)
 	}
 	return nil
+}
+
+// noNodesIP says whether a can be no node's address seen from elsewhere:
+// unspecified, multicast or the IPv4 broadcast address.
+func noNodesIP(a netip.Addr) bool {
+	return a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 // hostKey is the host of link address addr whose dials share one budget
