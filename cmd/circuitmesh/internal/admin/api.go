@@ -139,6 +139,11 @@ var (
 	ErrBadRequest = errors.New("bad request")
 	// ErrUnreachable: the mesh could not deliver (no route, refused, timeout).
 	ErrUnreachable = errors.New("unreachable")
+	// ErrBusy: the daemon's admin API is at a bound of what it holds at
+	// once (MaxConns connections, MaxDialCircuits dial circuits), or it
+	// closed the connection without answering as it does at that bound
+	// and when it stops.
+	ErrBusy = errors.New("admin API busy")
 	// ErrAnswerTooLarge: the daemon's answer is longer than the client
 	// reads (MaxAnswer); the client stops reading it there.
 	ErrAnswerTooLarge = errors.New("answer too large")

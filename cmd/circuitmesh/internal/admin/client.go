@@ -32,7 +32,7 @@ func NewClient(path string) *Client {
 				return c.dialSocket(ctx)
 			},
 		},
-		Timeout: requestTimeout + 5*time.Second,
+		Timeout: meshTimeout + 5*time.Second,
 	}
 	return c
 }
@@ -116,7 +116,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return err
+		return c.unanswered(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -135,6 +135,30 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	return nil
 }
+
+// unanswered says what err means when it is the daemon closing the
+// connection before its answer (EOF, a reset or a broken pipe, or
+// net/http's "server closed idle connection" when the close came before
+// the request was sent, as the request's size and the timing have it):
+// the daemon does that to the connections beyond MaxConns, and to all
+// when it stops. Other errors are returned as they are.
+func (c *Client) unanswered(err error) error {
+	if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, syscall.ECONNRESET) &&
+		!errors.Is(err, syscall.EPIPE) && err.Error() != errServerClosedIdle {
+		return err
+	}
+	cause := "EOF"
+	if errno := syscall.Errno(0); errors.As(err, &errno) {
+		cause = errno.Error()
+	}
+	return fmt.Errorf("%w: the daemon closed the connection on %s without answering (%s), as it does beyond the %d connections its admin API holds open at once (requests and dial circuits together), and when it stops: try again",
+		ErrBusy, c.Socket, cause, MaxConns)
+}
+
+// errServerClosedIdle is the text of the error net/http's client returns
+// when the server closed a connection before the request was written on
+// it (the error itself is not exported).
+const errServerClosedIdle = "http: server closed idle connection"
 
 // Bounds of the JSON answer the client reads: MaxGraphAnswer for
 // PathGraph (an answer of at most node.MaxInfoSize from each of up to
@@ -167,6 +191,8 @@ func decodeError(resp *http.Response) error {
 		sentinel = ErrNotFound
 	case http.StatusConflict:
 		sentinel = ErrConflict
+	case http.StatusServiceUnavailable:
+		sentinel = ErrBusy
 	default:
 		sentinel = ErrUnreachable
 	}
@@ -174,7 +200,7 @@ func decodeError(resp *http.Response) error {
 }
 
 // RemoteError is an error reported by the daemon. It unwraps to ErrNotFound,
-// ErrConflict, ErrBadRequest or ErrUnreachable.
+// ErrConflict, ErrBadRequest, ErrBusy or ErrUnreachable.
 type RemoteError struct {
 	Msg      string
 	Status   int
@@ -217,15 +243,20 @@ func (c *Client) Dial(ctx context.Context, peer, service string) (*Circuit, erro
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
-	if err := req.Write(conn); err != nil {
+	failed := func(err error) (*Circuit, error) {
 		conn.Close()
+		if u := c.unanswered(err); u != err {
+			return nil, u
+		}
 		return nil, fmt.Errorf("dial through %s: %w", c.Socket, err)
+	}
+	if err := req.Write(conn); err != nil {
+		return failed(err)
 	}
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("dial through %s: %w", c.Socket, err)
+		return failed(err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		defer conn.Close()

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"syscall"
+	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/node"
@@ -30,7 +31,13 @@ func (s *Server) handleDial(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	if !s.takeDialPlace() {
+		writeError(w, fmt.Errorf("%w: %d dial circuits are open through the admin socket, as many as it carries (its other %d places are kept for the other commands): close one, or tunnel many connections through one `circuitmesh forward`",
+			ErrBusy, MaxDialCircuits, MaxConns-MaxDialCircuits))
+		return
+	}
+	defer s.giveDialPlace()
+	ctx, cancel := context.WithTimeout(r.Context(), meshTimeout)
 	// Early: the caller's first bytes travel with the open; a refusal
 	// further along arrives as an error frame after the upgrade.
 	circ, err := s.node.DialWith(ctx, peer, service, node.DialOptions{Early: true})
@@ -50,6 +57,8 @@ func (s *Server) handleDial(w http.ResponseWriter, r *http.Request) {
 		circ.Close()
 		return
 	}
+	// The request's deadlines (RequestTimeout) do not bound the circuit.
+	conn.SetDeadline(time.Time{})
 	if !s.trackCircuit(conn, circ) {
 		conn.Close()
 		circ.Close()
@@ -112,6 +121,24 @@ func failReason(far string, err error) string {
 	return fmt.Sprintf("circuit to %s failed: %v", far, err)
 }
 
+// takeDialPlace takes one of the MaxDialCircuits places of dial
+// circuits, or says there is none left.
+func (s *Server) takeDialPlace() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dials >= MaxDialCircuits {
+		return false
+	}
+	s.dials++
+	return true
+}
+
+func (s *Server) giveDialPlace() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dials--
+}
+
 func (s *Server) trackCircuit(conns ...net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -142,6 +169,8 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, ErrConflict), errors.Is(err, syscall.EADDRINUSE):
 		return http.StatusConflict
+	case errors.Is(err, ErrBusy):
+		return http.StatusServiceUnavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
 	}

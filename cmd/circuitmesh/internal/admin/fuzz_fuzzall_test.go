@@ -61,7 +61,7 @@ func FuzzDecodeError(f *testing.F) {
 	f.Fuzz(func(t *testing.T, status int, body []byte) {
 		resp := &http.Response{StatusCode: status, Status: strconv.Itoa(status), Body: io.NopCloser(bytes.NewReader(body))}
 		err := decodeError(resp)
-		want := map[int]error{400: ErrBadRequest, 404: ErrNotFound, 409: ErrConflict}[status]
+		want := map[int]error{400: ErrBadRequest, 404: ErrNotFound, 409: ErrConflict, 503: ErrBusy}[status]
 		if want == nil {
 			want = ErrUnreachable
 		}

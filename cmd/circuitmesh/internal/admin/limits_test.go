@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -155,4 +157,115 @@ func TestAttackAdminAnswerIsBounded(t *testing.T) {
 	if n > 20<<20 {
 		t.Errorf("the client read %d bytes of the answer, want at most 16 MiB and the socket's buffers", n)
 	}
+}
+
+// TestConnectionRefusedAtTheBoundSaysWhy: the admin API holds MaxConns
+// connections (here idle ones, until the header timeout), and the CLI
+// asks for the status. The daemon closes the connection at once, and the
+// CLI said "EOF" (or "connection reset by peer", or "broken pipe", as the
+// request's size and the timing had it): nothing said the daemon runs,
+// nor why it did not answer. Now the error says it (ErrBusy), naming the
+// bound.
+func TestConnectionRefusedAtTheBoundSaysWhy(t *testing.T) {
+	c, path := startServer(t, newFake())
+	var held []net.Conn
+	defer func() {
+		for _, h := range held {
+			h.Close()
+		}
+	}()
+	for range MaxConns {
+		conn, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, conn)
+	}
+	// The server accepts in order: once one of these is closed at once,
+	// the ones before hold every place.
+	probe, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := probe.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("a connection beyond %d idle ones: read %v, want EOF (refused)", MaxConns, err)
+	}
+	probe.Close()
+	for _, do := range []func() error{
+		func() error { var st node.Status; return c.Get(context.Background(), PathStatus, nil, &st) },
+		func() error { return c.Post(context.Background(), PathLinkCost, LinkCost{Peer: "b", Cost: 10}, nil) },
+		func() error { _, err := c.Dial(context.Background(), "b", "echo"); return err },
+	} {
+		err := do()
+		if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "256 connections") {
+			t.Errorf("a request at the bound: %v; want %v naming the bound", err, ErrBusy)
+		}
+	}
+}
+
+// TestAttackUnreadAnswersHoldTheDaemonsMemory: a process of the daemon's
+// user asks, on 64 connections, for the peers of a node that knows 4,096
+// (an answer of about 1 MiB each) and never reads. Each handler waited on
+// its write without end, holding the encoded answer: 347 MiB for 255
+// connections, as long as they stayed open. Now an answer not taken
+// within RequestTimeout is dropped with its connection, and the memory
+// with it.
+func TestAttackUnreadAnswersHoldTheDaemonsMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out the request timeout")
+	}
+	f := newFake()
+	f.peers = nil
+	for i := range 4096 {
+		f.peers = append(f.peers, node.PeerInfo{Name: fmt.Sprintf("node-%04d.example", i), Reachable: true, NextHop: "b",
+			Cost: 1000, Hops: 5, Seqno: 100, Alternates: []string{"c", "d", "e"}})
+	}
+	_, path := startServer(t, f)
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	goroutines := runtime.NumGoroutine()
+	heap := func() float64 {
+		runtime.GC()
+		runtime.GC() // and what pools kept
+		var now runtime.MemStats
+		runtime.ReadMemStats(&now)
+		return float64(int64(now.HeapAlloc)-int64(before.HeapAlloc)) / (1 << 20)
+	}
+	const clients = 64
+	var held []net.Conn
+	defer func() {
+		for _, h := range held {
+			h.Close()
+		}
+	}()
+	start := time.Now()
+	for range clients {
+		conn, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, conn)
+		io.WriteString(conn, "GET "+PathPeers+" HTTP/1.1\r\nHost: circuitmesh\r\n\r\n")
+	}
+	// Each answer is being written once its first line arrives (its
+	// whole answer encoded, and far more than the socket's buffer).
+	for _, h := range held {
+		h.SetReadDeadline(time.Now().Add(time.Minute))
+		line, err := bufio.NewReaderSize(h, 16).ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "HTTP/1.1 200") {
+			t.Fatalf("answer of the peers: %q, %v", line, err)
+		}
+	}
+	t.Logf("%d clients not reading the peers: %d goroutines and %.1f MiB more heap", clients, runtime.NumGoroutine()-goroutines, heap())
+	deadline := start.Add(2 * RequestTimeout)
+	for runtime.NumGoroutine() > goroutines+2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v after %d clients asked for the peers and never read: %d goroutines and %.1f MiB of heap still held",
+				time.Since(start).Round(time.Second), clients, runtime.NumGoroutine()-goroutines, heap())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("after %v: %d goroutines and %.1f MiB more heap", time.Since(start).Round(time.Second), runtime.NumGoroutine()-goroutines, heap())
 }

@@ -17,8 +17,9 @@ import (
 	"github.com/circuitmesh/circuitmesh/node"
 )
 
-// requestTimeout bounds pings and circuit opens made for the CLI.
-const requestTimeout = 15 * time.Second
+// meshTimeout bounds pings, graph gatherings and circuit opens made for
+// the CLI, within RequestTimeout.
+const meshTimeout = 15 * time.Second
 
 // Server serves the admin API for one node and owns the exposes and
 // forwards made through it (from flags or at runtime).
@@ -31,6 +32,7 @@ type Server struct {
 	exposed  map[string]exposed // by service
 	forwards map[string]forward // by requested listen address, or bound when its port is 0
 	circuits map[net.Conn]struct{}
+	dials    int // dial requests and circuits, at most MaxDialCircuits
 	closed   bool
 }
 
@@ -85,7 +87,10 @@ func NewServer(n Node, log *slog.Logger) *Server {
 		res.Status = n.Status()
 		writeJSON(w, res)
 	})
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: IdleTimeout}
+	// ReadTimeout also ends the request's context: it must leave the
+	// handlers their meshTimeout.
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: RequestTimeout,
+		WriteTimeout: RequestTimeout, IdleTimeout: IdleTimeout}
 	// One request a connection: a client that keeps its connections
 	// (one per command, or a program making a client per request) would
 	// otherwise hold places of MaxConns until IdleTimeout; connecting
@@ -281,7 +286,7 @@ func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), meshTimeout)
 	defer cancel()
 	res, err := s.node.Ping(ctx, peer)
 	if err != nil {
@@ -295,13 +300,13 @@ func (s *Server) handleGraph(w http.ResponseWriter, r *http.Request) {
 	var opt node.TopologyOptions
 	if v := r.URL.Query().Get("timeout"); v != "" {
 		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 || d > requestTimeout {
-			writeError(w, fmt.Errorf("timeout %q: want a duration up to %v: %w", v, requestTimeout, ErrBadRequest))
+		if err != nil || d <= 0 || d > meshTimeout {
+			writeError(w, fmt.Errorf("timeout %q: want a duration up to %v: %w", v, meshTimeout, ErrBadRequest))
 			return
 		}
 		opt.Timeout = d
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), meshTimeout)
 	defer cancel()
 	g, err := s.node.Topology(ctx, opt)
 	if err != nil {
