@@ -44,6 +44,7 @@ const (
 	gmEncrypt      = 10
 	gmNack         = 11
 	gmHasCrc       = 12
+	gmErr          = 13
 	gmHasLabel     = 244
 	gmLZW          = 0 // compress.Algo: LZW, LSB order, literal width 8
 )
@@ -93,6 +94,16 @@ const (
 	// most 255 bytes, an address of 4 or 16, a sequence number, a port and
 	// the field names).
 	gossipPingMax = 1 << 10
+	// gossipAnswerMax bounds, encoded, an error answer (memberlist's
+	// errResp, in place of a push-pull's state) or a stream ping's ack
+	// on a stream this node opened: memberlist's error texts, and the
+	// guard's, are under 512 bytes, and an ack carries at most coordSize
+	// of payload. memberlist decodes either as it comes, growing the
+	// text or payload in steps of 256 KiB, each a copy of all before it:
+	// one of 20 MiB (its bound on a stream) had the node allocate over a
+	// GiB, and an error's text went whole into the join's error and the
+	// log line that reports it.
+	gossipAnswerMax = 4 << 10
 	// gossipStateMax bounds one state of a plaintext push-pull, encoded:
 	// a member's is under 1 KiB (its metadata at most MetaMaxSize, 512
 	// bytes; its address 4 or 16; its name at most 255; six version
@@ -141,7 +152,8 @@ const gossipPushStateSize = int64(unsafe.Sizeof(gossipPushState{}))
 // than the member bound (maxMembers), push-pulls with a state beyond
 // gossipStateMax, streams of user messages (discovery
 // sends none; memberlist allocates what their header announces before
-// reading it), and inbound streams beyond gossipStreams at once, a
+// reading it), error answers and acks beyond gossipAnswerMax on streams
+// this node opened, and inbound streams beyond gossipStreams at once, a
 // prefix holding more than gossipStreamShare of them or a stream whose
 // first bytes did not come within gossipFirstBytes giving way to new ones
 // (streamSlots). memberlist decompresses a message into memory
@@ -216,6 +228,7 @@ const (
 	refuseState     = "state"      // a push-pull state beyond gossipStateMax
 	refuseLength    = "length"     // an encrypted stream announcing more than the members could send (sealedMax)
 	refusePing      = "ping"       // a ping beyond gossipPingMax
+	refuseAnswer    = "answer"     // an error answer or a ping's ack beyond gossipAnswerMax, on a stream this node opened
 	// refuseHeld: the bytes memberlist would hold for streams beyond
 	// gossipHeld, none giving way, the source prefix within its
 	// share with the stream's; refuseHeldShare: the same, the prefix
@@ -241,7 +254,7 @@ const (
 
 func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg prometheus.Registerer, log *ratelog.Log) (*gossipGuard, error) {
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "circuitmesh_gossip_refused_total",
-		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user, state, length, ping, held, held_share, held_evicted), alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures) or the node did, from all sources together, or they came beyond the node's bound of those from sources that are not members (kind alive, reason node_signatures) or refused because their link address is not a canonical IP:port (kind alive, reason link), and ping requests dropped because their target is not a member (kind ping, reason target)."},
+		Help: "Gossip packets and streams refused before memberlist decoded them, by kind (packet, stream) and reason (size, decompress, compound, malformed, busy, share, evicted, slow, header, user, state, length, ping, answer, held, held_share, held_evicted), alive messages dropped before their signature check because their source failed too many (kind alive, reason signatures) or the node did, from all sources together, or they came beyond the node's bound of those from sources that are not members (kind alive, reason node_signatures) or refused because their link address is not a canonical IP:port (kind alive, reason link), and ping requests dropped because their target is not a member (kind ping, reason target)."},
 		[]string{"kind", "reason"})
 	if err := reg.Register(m); err != nil {
 		var are prometheus.AlreadyRegisteredError
@@ -253,7 +266,7 @@ func newGossipGuard(inner memberlist.NodeAwareTransport, encrypted bool, reg pro
 	for _, r := range []string{refuseSize, refuseBomb, refuseCompound, refuseMalformed} {
 		m.WithLabelValues("packet", r) // from zero, so rate() sees the first
 	}
-	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseShare, refuseEvicted, refuseSlow, refuseHeader, refuseUser, refuseState, refuseLength, refusePing, refuseHeld, refuseHeldShare, refuseHeldEvicted} {
+	for _, r := range []string{refuseBomb, refuseCompound, refuseMalformed, refuseBusy, refuseShare, refuseEvicted, refuseSlow, refuseHeader, refuseUser, refuseState, refuseLength, refusePing, refuseAnswer, refuseHeld, refuseHeldShare, refuseHeldEvicted} {
 		m.WithLabelValues("stream", r)
 	}
 	m.WithLabelValues("alive", refuseSignatures)
@@ -388,6 +401,18 @@ type gossipPing struct {
 	SourceAddr []byte `codec:",omitempty"`
 	SourcePort uint16 `codec:",omitempty"`
 	SourceNode string `codec:",omitempty"`
+}
+
+// gossipAck is memberlist's ackResp, a ping's answer.
+type gossipAck struct {
+	SeqNo   uint32
+	Payload []byte
+}
+
+// gossipErrAnswer is memberlist's errResp, the answer to a stream whose
+// first message it could not read.
+type gossipErrAnswer struct {
+	Error string
 }
 
 // gossipIndirectPing is memberlist's indirectPingReq, a ping request.
@@ -1088,6 +1113,10 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 	if t[0] == gmPing {
 		return inspectPing(head, src)
 	}
+	if !c.inbound && (t[0] == gmErr || t[0] == gmAck) {
+		// The answer to a push-pull or a ping this node sent.
+		return inspectAnswer(t[0], head, src)
+	}
 	if t[0] != gmPushPull {
 		return io.MultiReader(head, src), "", nil
 	}
@@ -1143,13 +1172,31 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 // the ping, then the rest of the stream; on a read error or a malformed
 // ping, memberlist meets the same.
 func inspectPing(head, src io.Reader) (io.Reader, string, error) {
-	lim := io.LimitedReader{R: src, N: gossipPingMax + 1}
+	return inspectWhole(head, src, new(gossipPing), gossipPingMax, refusePing, "ping")
+}
+
+// inspectAnswer reads a plaintext error answer or ack (of type t) on a
+// stream this node opened whole, as inspectPing reads a ping, and refuses
+// one beyond gossipAnswerMax.
+func inspectAnswer(t byte, head, src io.Reader) (io.Reader, string, error) {
+	if t == gmErr {
+		return inspectWhole(head, src, new(gossipErrAnswer), gossipAnswerMax, refuseAnswer, "error answer")
+	}
+	return inspectWhole(head, src, new(gossipAck), gossipAnswerMax, refuseAnswer, "ack")
+}
+
+// inspectWhole decodes the message msg (what follows its type, head)
+// from src, reading at most most bytes of it, and refuses it (reason)
+// when it goes beyond them. It returns what memberlist is to read: the
+// message, then the rest of the stream; on a read error or a malformed
+// message, memberlist meets the same.
+func inspectWhole(head, src io.Reader, msg any, most int, reason, what string) (io.Reader, string, error) {
+	lim := io.LimitedReader{R: src, N: int64(most) + 1}
 	var rec bytes.Buffer
 	h := &codec.MsgpackHandle{}
-	h.MaxInitLen = gossipPingMax // what the decoder allocates before it reads
-	var p gossipPing
-	if err := codec.NewDecoder(io.TeeReader(&lim, &rec), h).Decode(&p); err != nil && lim.N <= 0 {
-		return nil, refusePing, fmt.Errorf("ping beyond %d bytes", gossipPingMax)
+	h.MaxInitLen = most // what the decoder allocates before it reads
+	if err := codec.NewDecoder(io.TeeReader(&lim, &rec), h).Decode(msg); err != nil && lim.N <= 0 {
+		return nil, reason, fmt.Errorf("%s beyond %d bytes", what, most)
 	}
 	return io.MultiReader(head, &rec, src), "", nil
 }
