@@ -33,7 +33,9 @@
 // closed by this node, or ended by QUIC itself on an idle timeout or a
 // stateless reset; never a close the peer sent),
 // ErrQueueFull, ErrFrameTooLarge, ErrHandshakeSlow (the peer answered the
-// handshake but did not complete it in time) or ErrConfig; a link closed,
+// handshake but did not complete it in time), ErrPathMTU (a dial that got
+// no answer over a route whose MTU is too small for QUIC's 1,200-byte
+// datagrams) or ErrConfig; a link closed,
 // or refused, because its peer ended more streams without an open than
 // QUICConfig.StreamAborts allows also wraps ErrStreamAborts; stream resets
 // are a *StreamResetError; deadline errors match os.ErrDeadlineExceeded.

@@ -68,6 +68,14 @@ var (
 	// address where nothing listens does not (its dial fails after
 	// HandshakeTimeout without this error).
 	ErrHandshakeSlow = errors.New("link handshake answered but not completed in time")
+	// ErrPathMTU: a dial got no answer within HandshakeTimeout, and the
+	// kernel's route to the address has an MTU below what a QUIC datagram
+	// of 1,200 bytes needs (1,228 bytes over IPv4, 1,248 over IPv6): the
+	// outgoing interface's, or the lower one a router on the path
+	// reported. QUIC's handshake cannot cross such a path; the error says
+	// the MTU. A path narrow only towards this node (the answers lost)
+	// is a timeout without it.
+	ErrPathMTU = errors.New("path MTU too small for QUIC")
 	// ErrDuplicateName: a node refused a link because another live node
 	// with the same name is already linked to it (wrapped with ErrRefused
 	// on the refusing side; the dialler reads the reason text).

@@ -371,7 +371,14 @@ func (t *QUICTransport) Dial(ctx context.Context, addr string) (Link, error) {
 	conn, err := t.tr.Dial(ctx, ua, t.verifying(path, ua, false), t.quicConf)
 	if err != nil {
 		path.end()
-		return nil, fmt.Errorf("dial %s: %w", addr, t.dialErr(ctx, ua, time.Since(began), err))
+		err = fmt.Errorf("dial %s: %w", addr, t.dialErr(ctx, ua, time.Since(began), err))
+		if errors.Is(err, ErrPathMTU) {
+			// Whoever dialled (discovery logs its failed dials at
+			// DEBUG), the operator must learn of it: once a minute
+			// per address.
+			t.refusals.Warn("mtu:"+ua.IP.String(), "link dial crossed a path too narrow for QUIC", "addr", addr, "err", err)
+		}
+		return nil, err
 	}
 	context.AfterFunc(conn.Context(), path.end)
 	l, err := t.dialHandshake(ctx, conn)
@@ -414,6 +421,14 @@ func (t *QUICTransport) dialErr(ctx context.Context, remote net.Addr, took time.
 		// Out of time, but never idle for HandshakeTimeout: the address
 		// kept answering.
 		return fmt.Errorf("%w: %w", ErrHandshakeSlow, err)
+	}
+	if ua, ok := remote.(*net.UDPAddr); ok && errors.As(err, &idle) {
+		// Nothing came back: quic-go drops a datagram the kernel
+		// refuses as too large without a word, so the path's MTU is
+		// the one signal of why.
+		if narrow := narrowPath(ua); narrow != nil {
+			return fmt.Errorf("%w: %w", narrow, err)
+		}
 	}
 	return err
 }
