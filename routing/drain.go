@@ -266,8 +266,17 @@ func (e *Engine) reselectDrain(t time.Duration, o *origin) bool {
 // keeps it feasible for the nodes that route through this one: r
 // carries the seqno this node advertised last with a metric no higher
 // than the least it advertised with it (its feasibility distance, which
-// every node behind it holds a route above), or a newer seqno. The
-// metric selected now is no bound: it may not have been advertised.
+// every node behind it holds a route above), or a newer seqno; or r
+// carries the seqno of the route every neighbour holds from this node
+// (no newer one held from the others, seqhold.go) with a metric no
+// higher than that route's, which leaves no node behind worse off than
+// with the route it holds. The metric selected now is no bound: it may
+// not have been advertised. Without the last case a node whose route
+// took a newer seqno alone (not sent on) kept a longer route for good
+// once the route at the seqno sent became the shorter one, above its
+// feasibility distance: the seqno request then sent through the shorter
+// route's neighbour ends where a node holds the newer seqno on a route
+// it does not select (TestShorterRouteAtSeqnoHeldTaken).
 func (e *Engine) safeMove(o *origin, r *routeEntry, m Metric) bool {
 	if !r.hasSeqno() {
 		return !o.advertised // a fresh neighbour's own route, nothing to keep feasible
@@ -275,7 +284,10 @@ func (e *Engine) safeMove(o *origin, r *routeEntry, m Metric) bool {
 	if !o.fdValid || seqnoLess(o.fdSeqno, r.seqno) {
 		return true
 	}
-	return r.seqno == o.fdSeqno && m <= o.fdMetric
+	if r.seqno == o.fdSeqno && m <= o.fdMetric {
+		return true
+	}
+	return o.advertised && r.seqno == o.advSeqno && m <= o.advMetric && !e.heldNewer(o)
 }
 
 // askPastDrain asks the neighbours that hold a finite route to o for a

@@ -188,6 +188,19 @@ func (e *Engine) moved(o *origin) {
 	x.compactHolds()
 }
 
+// heldNewer reports whether some neighbour holds a newer seqno of o
+// from us than the route advertised to every neighbour.
+func (e *Engine) heldNewer(o *origin) bool {
+	if x := e.xOf(o); x != nil {
+		for i := range x.holds {
+			if x.holds[i].told {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // untold records that nb holds o's route as advertised to every
 // neighbour (or none).
 func (e *Engine) untold(o *origin, nb *neighbour) {

@@ -800,7 +800,8 @@ func (e *Engine) reselect(t time.Duration, o *origin) {
 	if cur != nil && best != cur && cur.hasSeqno() && best.hasSeqno() && seqnoLess(best.seqno, cur.seqno) && !e.safeMove(o, best, bestM) {
 		// The route selected carries a newer seqno than the better one,
 		// whose metric is above the least this node advertised at that
-		// seqno: the nodes behind could not take it (a drain upstream
+		// seqno and above the route the nodes behind hold at it
+		// (safeMove): they could not take it (a drain upstream
 		// penalised the newer route, drain.go). Keep the newer route and
 		// ask for its seqno through the better one's neighbour.
 		e.dropBeaten(o)
