@@ -289,7 +289,9 @@ type Limits struct {
 	MaxRoutes int
 	// HeaderTimeout bounds the time to receive an open header. Default 5s.
 	HeaderTimeout time.Duration
-	// RelayBuffer is the per-direction copy buffer of a relayed circuit.
+	// RelayBuffer is the per-direction copy buffer of a relayed circuit:
+	// at least 1 KiB and at most the stream window (StreamWindow or its
+	// default), more than a relay's read of a circuit ever returns.
 	// Default 32 KiB.
 	RelayBuffer int
 	// RelayStall bounds how long a relayed circuit may wait on a reader
@@ -304,7 +306,8 @@ type Limits struct {
 	RelayHalfClosed time.Duration
 	// LinkWindow bounds the bytes one link may hold in this node's
 	// receive buffers, all its circuits together (the QUIC connection
-	// window). Default the larger of 32 MiB and 4 × StreamWindow. The
+	// window). Default the larger of 32 MiB and 4 × StreamWindow; at
+	// most MaxLinkWindow. The
 	// circuits of one source, and those a relay carries from one
 	// neighbour whatever sources they name, may hold at most half of it
 	// unread: once they
@@ -412,7 +415,8 @@ type DiscoveryConfig struct {
 	// _gossip._udp.circuitmesh.ns.svc). Names are resolved again every
 	// JoinInterval and new addresses joined.
 	Join []string
-	// JoinInterval is how often Join is resolved and retried. Default 30s.
+	// JoinInterval is how often Join is resolved and retried. Default
+	// 30s; New refuses a negative one.
 	// While the node knows no other member it retries sooner: after 1 s,
 	// then twice as long each time, up to JoinInterval.
 	JoinInterval time.Duration
@@ -440,12 +444,15 @@ type DiscoveryConfig struct {
 	// negative means none.
 	StaticInLinks int
 	// LongLinks is how many of the TargetLinks are random long links
-	// (small-world shortcuts). Default 1; negative means none.
+	// (small-world shortcuts). Default 1 (none when TargetLinks is 1);
+	// negative means none. New refuses one of TargetLinks or more: a
+	// router keeps at least one near link.
 	LongLinks int
-	// LeafLinks is how many nearby routers a leaf links to. Default 2.
+	// LeafLinks is how many nearby routers a leaf links to. Default 2;
+	// New refuses a negative one.
 	LeafLinks int
 	// Interval is how often the link policy runs besides membership, link
-	// and route events. Default 2s.
+	// and route events. Default 2s; New refuses a negative one.
 	Interval time.Duration
 	// Transport, when set, carries gossip instead of memberlist's UDP and
 	// TCP sockets on BindAddr (package simulate gives one over its
@@ -466,6 +473,24 @@ type Member struct {
 var (
 	ErrInvalidConfig = errors.New("invalid node configuration")
 )
+
+// MaxLinkWindow is the largest Limits.LinkWindow, 2^62 - 1: QUIC sends
+// a link's window as a variable-length integer (RFC 9000, section 16)
+// and cannot send more. New refuses a larger one, and a StreamWindow
+// above a quarter of it.
+const MaxLinkWindow = 1<<62 - 1
+
+// streamWindow is the stream window of the node's QUIC links: StreamWindow,
+// or its default (links.QUICConfig.MaxStreamWindow).
+func (l Limits) streamWindow() uint64 {
+	switch {
+	case l.StreamWindow > 0:
+		return l.StreamWindow
+	case l.LinkWindow > 0:
+		return min(links.DefaultMaxStreamWindow, l.LinkWindow/4)
+	}
+	return links.DefaultMaxStreamWindow
+}
 
 func (c *Config) setDefaults() {
 	if c.Mesh == "" {
@@ -535,10 +560,10 @@ func (c *Config) setDefaults() {
 	def(&d.TargetLinks, topology.DefaultTarget)
 	def(&d.MaxLinks, max(topology.DefaultMax, 2*d.TargetLinks))
 	def(&d.LeafLinks, topology.DefaultLeaf)
-	if d.JoinInterval <= 0 {
+	if d.JoinInterval == 0 {
 		d.JoinInterval = 30 * time.Second
 	}
-	if d.Interval <= 0 {
+	if d.Interval == 0 {
 		d.Interval = 2 * time.Second
 	}
 }
@@ -589,11 +614,34 @@ func (c *Config) validate() error {
 	if l.LinkWindow > 0 && l.LinkWindow < 4*links.MinStreamWindow {
 		return bad("Limits.LinkWindow %d is below 4 × links.MinStreamWindow (%d)", l.LinkWindow, 4*links.MinStreamWindow)
 	}
+	if l.LinkWindow > MaxLinkWindow {
+		return bad("Limits.LinkWindow %d is above MaxLinkWindow (%d, the largest window QUIC can send)", l.LinkWindow, uint64(MaxLinkWindow))
+	}
+	if l.StreamWindow > MaxLinkWindow/4 {
+		return bad("Limits.StreamWindow %d is above a quarter of MaxLinkWindow (%d)", l.StreamWindow, uint64(MaxLinkWindow/4))
+	}
 	if l.RelayBuffer < 1024 {
 		return bad("Limits.RelayBuffer %d is below the 1024-byte minimum", l.RelayBuffer)
 	}
-	if c.DialTimeout < 0 || l.HeaderTimeout < 0 || l.ReaderStall < 0 {
-		return bad("durations must not be negative")
+	if w := l.streamWindow(); uint64(l.RelayBuffer) > w {
+		return bad("Limits.RelayBuffer %d is above the stream window %d (Limits.StreamWindow): a relay's read of a circuit never returns more", l.RelayBuffer, w)
+	}
+	for _, d := range [...]struct {
+		field string
+		v     time.Duration
+	}{
+		{"DialTimeout", c.DialTimeout}, {"Limits.HeaderTimeout", l.HeaderTimeout}, {"Limits.ReaderStall", l.ReaderStall},
+		{"Routing.UpdateInterval", c.Routing.UpdateInterval},
+		{"Discovery.JoinInterval", c.Discovery.JoinInterval}, {"Discovery.Interval", c.Discovery.Interval},
+	} {
+		if d.v < 0 {
+			return bad("%s must not be negative (got %v)", d.field, d.v)
+		}
+	}
+	if d := c.Discovery; d.LeafLinks < 0 {
+		return bad("Discovery.LeafLinks must not be negative (got %d)", d.LeafLinks)
+	} else if d.LongLinks > 0 && d.LongLinks >= d.TargetLinks {
+		return bad("Discovery.LongLinks %d must be below Discovery.TargetLinks %d: a router keeps at least one near link", d.LongLinks, d.TargetLinks)
 	}
 	if len(c.LinkCosts) > MaxLinkCostPins {
 		return bad("LinkCosts has %d peers, more than MaxLinkCostPins (%d)", len(c.LinkCosts), MaxLinkCostPins)

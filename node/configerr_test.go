@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,5 +83,76 @@ func TestLinkWindowAloneIsAWorkingConfig(t *testing.T) {
 	got := make([]byte, len(msg))
 	if _, err := io.ReadFull(conn, got); err != nil || !bytes.Equal(got, msg) {
 		t.Fatalf("echo through links of an 8 MiB window: %v", err)
+	}
+}
+
+// TestOutOfRangeValuesRefusedNamingTheField: a user sets a value no node
+// can run with and expects New to refuse it with an error matching
+// node.ErrInvalidConfig that names the field. Before, New took a
+// Limits.LinkWindow of 2^62 or more (or a StreamWindow of 2^61, whose
+// default link window, four times it, is), and the process panicked in
+// quic-go at the first link's handshake ("value doesn't fit into 62
+// bits"); took a RelayBuffer of 2^50, and the process panicked at the
+// first relayed circuit ("makeslice: len out of range"); replaced a
+// negative Discovery.JoinInterval, Interval or LeafLinks by its default
+// and a LongLinks of TargetLinks or more by TargetLinks - 1, without a
+// word; and refused a negative DialTimeout, HeaderTimeout or
+// ReaderStall with "durations must not be negative", and a negative
+// Routing.UpdateInterval with "negative interval", naming none.
+func TestOutOfRangeValuesRefusedNamingTheField(t *testing.T) {
+	for _, tc := range []struct {
+		field string
+		set   func(*Config)
+	}{
+		{"Limits.LinkWindow", func(c *Config) { c.Limits.LinkWindow = 1 << 62 }},
+		{"Limits.LinkWindow", func(c *Config) { c.Limits.LinkWindow = math.MaxUint64 }},
+		{"Limits.StreamWindow", func(c *Config) { c.Limits.StreamWindow = 1 << 61 }},
+		{"Limits.RelayBuffer", func(c *Config) { c.Limits.RelayBuffer = 1 << 50 }},
+		// A quarter of a 1 MiB link window: the stream window is 256 KiB.
+		{"Limits.RelayBuffer", func(c *Config) { c.Limits.LinkWindow = 1 << 20; c.Limits.RelayBuffer = 512 << 10 }},
+		{"DialTimeout", func(c *Config) { c.DialTimeout = -time.Second }},
+		{"Limits.HeaderTimeout", func(c *Config) { c.Limits.HeaderTimeout = -time.Second }},
+		{"Limits.ReaderStall", func(c *Config) { c.Limits.ReaderStall = -time.Second }},
+		{"Routing.UpdateInterval", func(c *Config) { c.Routing.UpdateInterval = -time.Second }},
+		{"Discovery.JoinInterval", func(c *Config) { c.Discovery.JoinInterval = -time.Second }},
+		{"Discovery.Interval", func(c *Config) { c.Discovery.Interval = -time.Second }},
+		{"Discovery.LeafLinks", func(c *Config) { c.Discovery.LeafLinks = -1 }},
+		{"Discovery.LongLinks", func(c *Config) { c.Discovery.LongLinks = 7 }}, // TargetLinks 7
+	} {
+		cfg := Config{Name: "a", Insecure: true, GracePeriod: -1}
+		tc.set(&cfg)
+		n, err := New(cfg)
+		if err == nil {
+			n.Close()
+			t.Errorf("%s: New took it", tc.field)
+			continue
+		}
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field+" ") {
+			t.Errorf("%s: New: %v; want an error matching node.ErrInvalidConfig naming %s", tc.field, err, tc.field)
+		}
+	}
+}
+
+// TestLargestWindowsCarryCircuits: the largest values New takes work. On
+// a-r-b, a's link window is MaxLinkWindow, b's stream window a quarter of
+// it (its link window four times that, by default), and r copies with a
+// relay buffer as large as its stream window: a 1 MiB echo from a to b
+// goes through r.
+func TestLargestWindowsCarryCircuits(t *testing.T) {
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) {
+		switch cfg.Name {
+		case "a":
+			cfg.Limits.LinkWindow = 1<<62 - 1 // MaxLinkWindow
+		case "r":
+			cfg.Limits.RelayBuffer = links.DefaultMaxStreamWindow
+		case "b":
+			cfg.Limits.StreamWindow = (1<<62 - 1) / 4
+		}
+	}
+	c.build("a-r", "r-b")
+	c.waitRoute("a", "b", 2)
+	if err := roundTrip(t, c.nodes["a"], "b", EchoService, bytes.Repeat([]byte("w"), 1<<20)); err != nil {
+		t.Fatalf("echo a-r-b with the largest windows: %v", err)
 	}
 }
