@@ -21,7 +21,10 @@ import (
 // relay's refusal for want of a route onward (its route changed while the
 // open travelled, as while a mesh converges) makes Dial try the other next
 // hops routing offers at once; the first such refusal is returned when
-// none is left. The Conn is a net.Conn with half-close, the recorded path
+// none is left. A next hop through which a circuit to peer made no
+// progress, or a dial got no answer, while this node kept its link to it
+// is tried last for 5 minutes (docs/SECURITY.md, A compromised relay).
+// The Conn is a net.Conn with half-close, the recorded path
 // and whether it is sealed end to end. Dial fails with ErrNotStarted
 // before Start has succeeded, is refused (ErrShuttingDown) once Close has
 // begun, and fails with ctx's error when ctx has ended, early or not.
@@ -114,8 +117,9 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 	// noRoute is the first refusal of a relay that had no route onward.
 	var noRoute error
 	fallback := map[string]bool{}
+	avoid := n.suspects.order(peer, time.Now(), opt.avoid)
 	for {
-		hops = n.avoidLast(peer, hops, opt.avoid, fallback)
+		hops = n.avoidLast(peer, hops, avoid, fallback)
 		for _, nh := range hops {
 			if failed.has(n, nh) || fallback[nh] && failed[nh].fallback {
 				continue
@@ -124,9 +128,20 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 				opt.tried(nh)
 			}
 			l := n.link(nh)
+			began := time.Now()
 			c, err := n.dialVia(ctx, nh, l, o, opt, span)
 			if err == nil {
 				return c, nil
+			}
+			// The path through nh, its link up, passed nothing back: the
+			// answer did not come within the header timeout the relays
+			// and the destination answer in before the dial's deadline,
+			// or the stream ended without it (a relay that drops what it
+			// carries; an honest one sends the answer or a reset).
+			silent := l != nil && n.link(nh) == l && (errors.Is(ctx.Err(), context.DeadlineExceeded) && time.Since(began) >= n.cfg.Limits.HeaderTimeout ||
+				ctx.Err() == nil && errors.Is(err, circuit.ErrMalformedHeader))
+			if silent {
+				n.suspects.add(peer, nh, time.Now())
 			}
 			if fallback[nh] && ctx.Err() == nil && !errors.Is(err, circuit.ErrAuth) {
 				// A route routing did not choose may lead nowhere: the

@@ -85,6 +85,7 @@ type Node struct {
 	resumables  *circuitSet
 	resumeTable *circuit.ResumeTable
 	rbudget     *resumeBudget // the buffers of the resumable circuits ending here
+	suspects    *hopSuspects  // next hops circuits made no progress through, per destination
 	events      *eventHub
 	disco       *discovery
 	bound       *discovery // admits links within MaxLinks; set before gossip starts (guarded by mu)
@@ -193,6 +194,7 @@ func New(cfg Config) (*Node, error) {
 	n.limits = newLimiter(cfg.Limits, n.log)
 	n.circuits = newCircuitSet()
 	n.resumables = newCircuitSet()
+	n.suspects = newHopSuspects()
 	// The table holds every resumable circuit the limits admit: a
 	// source's circuits and those waiting for a resume, which hold no
 	// circuit place. A circuit closed here stays in it until its end is

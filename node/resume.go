@@ -196,6 +196,11 @@ func (n *Node) resumableSource(tc *trackedConn, peer, service string, opt DialOp
 		n.log.Debug("resumable circuit's path failed", "peer", peer, "service", service, "via", via, "err", err)
 		if via != "" && errors.Is(err, circuit.ErrNoProgress) {
 			avoid.add(via, time.Now())
+			if n.link(via) != nil {
+				// Its links up, the relay is no less silent for the
+				// node's next circuits to peer.
+				n.suspects.add(peer, via, time.Now())
+			}
 		}
 	}
 	cfg.Redial = func(ctx context.Context) (circuit.Path, error) {
@@ -288,6 +293,17 @@ func (s *avoidSet) order(now time.Time) []string {
 		out[i] = a.name
 	}
 	return out
+}
+
+// last returns when a hop last failed, unless every entry is older than
+// ttl at now.
+func (s *avoidSet) last(now time.Time) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.hop) == 0 || now.Sub(s.hop[len(s.hop)-1].at) > s.ttl {
+		return time.Time{}, false
+	}
+	return s.hop[len(s.hop)-1].at, true
 }
 
 // resumableDest makes an accepted circuit (FlagResumable) resumable. Its

@@ -1,0 +1,44 @@
+package node
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+// The node's suspects keep, per destination, the next hops circuits made
+// no progress through, a resuming circuit's own last of all, and hold at
+// most maxSuspectDests destinations, forgetting the one whose last
+// failure is oldest.
+func TestHopSuspectsOrderAndBound(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	s := newHopSuspects()
+	if got := s.order("d", t0, []string{"x"}); !slices.Equal(got, []string{"x"}) {
+		t.Fatalf("no suspects: %v, want the circuit's own [x]", got)
+	}
+	s.add("d", "b", t0)
+	s.add("d", "c", t0.Add(time.Second))
+	s.add("e", "f", t0)
+	if got := s.order("d", t0.Add(2*time.Second), []string{"b"}); !slices.Equal(got, []string{"c", "b"}) {
+		t.Fatalf("suspects b, c and the circuit's own b: %v, want [c b]", got)
+	}
+	if got := s.order("d", t0.Add(time.Second+resumeAvoidFor+1), nil); len(got) != 0 {
+		t.Fatalf("after resumeAvoidFor: %v, want none", got)
+	}
+	for i := range maxSuspectDests + 10 {
+		s.add(fmt.Sprint("n", i), "b", t0.Add(time.Duration(2+i)*time.Millisecond))
+	}
+	if n := len(s.dest); n > maxSuspectDests {
+		t.Fatalf("%d destinations held, bound %d", n, maxSuspectDests)
+	}
+	now := t0.Add(time.Minute)
+	for _, d := range []string{"d", "e", "n0"} {
+		if got := s.order(d, now, nil); len(got) != 0 {
+			t.Errorf("%s, expired or among the oldest failures, still remembered: %v", d, got)
+		}
+	}
+	if got := s.order(fmt.Sprint("n", maxSuspectDests+9), now, nil); !slices.Equal(got, []string{"b"}) {
+		t.Errorf("the newest destination: %v, want [b]", got)
+	}
+}
