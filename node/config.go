@@ -335,6 +335,11 @@ type Limits struct {
 	// holds more than the asking one would; else the asking circuit is.
 	// Reset circuits fail with circuit.ErrBufferBudget here and
 	// circuit.ErrStalled at the source. Default 256 MiB.
+	//
+	// The resumable circuits this node dials have a budget of their own
+	// of the same size, with ResumeBufferPerSource the share of each
+	// destination: beyond either (less a sixteenth) their Writes wait for
+	// room; what they receive is counted but ends none of them.
 	ResumeBuffer int
 	// ResumeBufferPerSource is the most one source's resumable circuits
 	// may hold of ResumeBuffer; a circuit that would take its source

@@ -86,6 +86,7 @@ type Node struct {
 	resumeTable *circuit.ResumeTable
 	rbudget     *resumeBudget // the buffers of the resumable circuits ending here
 	suspects    *hopSuspects  // next hops circuits made no progress through, per destination
+	dbudget     *resumeBudget // the buffers of the resumable circuits this node dials
 	events      *eventHub
 	disco       *discovery
 	bound       *discovery // admits links within MaxLinks; set before gossip starts (guarded by mu)
@@ -211,6 +212,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.resumeTable = circuit.NewResumeTableSized(perSource, total)
 	n.rbudget = newResumeBudget(cfg.Limits, n.metrics.reg)
+	n.dbudget = newDialBudget(cfg.Limits, n.metrics.reg)
+	n.dbudget.waitLog = n.logSendWait
 	n.events = newEventHub(n.metrics)
 	n.router, err = newRouter(n)
 	if err != nil {
@@ -350,11 +353,13 @@ func (n *Node) start(ctx context.Context) error {
 	n.transport = tr
 	n.mu.Unlock()
 	n.router.start()
-	n.wg.Add(3)
-	go func() {
-		defer n.wg.Done()
-		n.rbudget.evictLoop(n.ctx.Done())
-	}()
+	n.wg.Add(4)
+	for _, b := range []*resumeBudget{n.rbudget, n.dbudget} {
+		go func() {
+			defer n.wg.Done()
+			b.evictLoop(n.ctx.Done())
+		}()
+	}
 	go n.watchCertificate()
 	go func() {
 		defer n.wg.Done()

@@ -54,6 +54,12 @@ const (
 // and the circuits refused room are woken (evictLoop, SendRoom) when
 // bytes come back.
 type resumeBudget struct {
+	// dial: the budget of the circuits this node dials, by destination
+	// (newDialBudget). Their Writes wait for room as above; what they
+	// receive is counted and never refused, and they do not park
+	// (resumeConfig).
+	dial                          bool
+	waitLog                       func(dest string, held, share, waiting int) // dial: a circuit's Writes began to wait
 	max, perSource                int
 	maxParked, maxParkedPerSource int
 	resendRate                    int
@@ -103,8 +109,9 @@ type budgetAccount struct {
 	why      error       // why the budget ends it
 }
 
-func newResumeBudget(l Limits, reg *prometheus.Registry) *resumeBudget {
-	b := &resumeBudget{
+// newBudget is a budget of l's bounds without metrics.
+func newBudget(l Limits) *resumeBudget {
+	return &resumeBudget{
 		max: l.ResumeBuffer, perSource: l.ResumeBufferPerSource,
 		maxParked: l.MaxParked, maxParkedPerSource: l.MaxParkedPerSource,
 		resendRate: l.ResumeResendPerSource,
@@ -116,22 +123,56 @@ func newResumeBudget(l Limits, reg *prometheus.Registry) *resumeBudget {
 		resendRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "circuitmesh_resume_resend_refused_total",
 			Help: "Resume opens refused overloaded because the budget of bytes sent again for the resumes of their source, proven by their handshake, was in debt."}),
 	}
+}
+
+// newDialBudget is the budget of the resumable circuits this node dials,
+// shared by destination as newResumeBudget's is by source, within the
+// same bounds (Limits.ResumeBuffer, ResumeBufferPerSource): a Write that
+// would take the retransmit buffers of a destination's circuits beyond
+// its share less a sixteenth, or the node's beyond the budget less a
+// sixteenth, waits for room (GrowSend), one record's buffer per circuit
+// granted always. Without it, each circuit kept up to a window (4 MiB)
+// its destination did not acknowledge, and a destination that never
+// acknowledged (or a path slower than the local clients) had a forwarder
+// of 370 connections hold 2.5 GiB
+// (TestAttackForwardToANodeThatNeverAcknowledges). What they
+// receive is counted, and slows their Writes as it fills the share, but
+// never ends them: an honest destination bounds what it sends by its own
+// budget.
+func newDialBudget(l Limits, reg *prometheus.Registry) *resumeBudget {
+	b := newBudget(l)
+	b.dial = true
+	reg.MustRegister(
+		b.gauge("circuitmesh_dial_buffered_bytes", "Memory held by the buffers of the resumable circuits this node dialled (receive queues and retransmit buffers).",
+			func(u budgetUsage) int { return u.bytes }),
+		b.gauge("circuitmesh_dial_send_waiting_circuits", "Resumable circuits this node dialled whose Writes wait for room in the budget of their retransmit buffers.",
+			func(u budgetUsage) int { return u.waiting }))
+	return b
+}
+
+func newResumeBudget(l Limits, reg *prometheus.Registry) *resumeBudget {
+	b := newBudget(l)
 	reg.MustRegister(b.drops, b.resendRefused,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "circuitmesh_resume_buffered_bytes",
-			Help: "Memory held by the buffers of the resumable circuits ending here (receive queues and retransmit buffers)."},
-			func() float64 { return float64(b.totals().bytes) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "circuitmesh_resume_parked_circuits",
-			Help: "Resumable circuits ending here that wait for a new path."},
-			func() float64 { return float64(b.totals().parked) }))
+		b.gauge("circuitmesh_resume_buffered_bytes", "Memory held by the buffers of the resumable circuits ending here (receive queues and retransmit buffers).",
+			func(u budgetUsage) int { return u.bytes }),
+		b.gauge("circuitmesh_resume_parked_circuits", "Resumable circuits ending here that wait for a new path.",
+			func(u budgetUsage) int { return u.parked }))
 	for _, r := range []string{dropSourceShare, dropNodeBudget, dropParkedSource, dropParkedNode} {
 		b.drops.WithLabelValues(r)
 	}
 	return b
 }
 
+// gauge is the gauge name of what f reads in b's totals.
+func (b *resumeBudget) gauge(name, help string, f func(budgetUsage) int) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+		func() float64 { return float64(f(b.totals())) })
+}
+
 // budgetUsage is what the resumable circuits ending at a node hold.
 type budgetUsage struct {
 	bytes, parked, circuits int
+	waiting                 int            // circuits whose Writes wait for room
 	perSource               map[string]int // bytes by source
 }
 
@@ -139,7 +180,7 @@ type budgetUsage struct {
 func (b *resumeBudget) totals() budgetUsage {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return budgetUsage{bytes: b.total, parked: b.parked}
+	return budgetUsage{bytes: b.total, parked: b.parked, waiting: b.waiting}
 }
 
 func (b *resumeBudget) usage() budgetUsage {
@@ -190,6 +231,12 @@ func (a *budgetAccount) Grow(n int) bool {
 	if a.dead {
 		return false
 	}
+	if b.dial {
+		a.bytes += n
+		a.src.bytes += n
+		b.total += n
+		return true
+	}
 	if a.src.bytes+n > b.perSource {
 		b.endLocked(a, dropSourceShare, fmt.Errorf("%w: source %s would hold more than its share of %d bytes",
 			circuit.ErrBufferBudget, a.src.name, b.perSource))
@@ -236,6 +283,9 @@ func (a *budgetAccount) GrowSend(n int, floor bool) bool {
 			a.waiting = true
 			a.src.waiting++
 			b.waiting++
+			if b.waitLog != nil {
+				b.waitLog(a.src.name, a.src.bytes, sendCap(b.perSource), a.src.waiting)
+			}
 		}
 		return false
 	}

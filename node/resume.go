@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"sync"
@@ -101,13 +102,14 @@ func (c *resumableConn) abortWith(code uint64) {
 // (the destination a source dialled, the authenticated source of a
 // destination's end); the node keeps the end in
 // its set of resumable circuits until it ends: Close resets them and waits
-// for their goroutines (circuitSet.endAll). A destination's end is charged
-// to acct (nil for a source): its hooks call the account themselves, as
-// hooks wrapped around these would cost three allocations per circuit.
+// for their goroutines (circuitSet.endAll). The end is charged to acct
+// (the destination's budget, or the dial budget for a source): its hooks
+// call the account themselves, as hooks wrapped around these would cost
+// three allocations per circuit.
 func (n *Node) resumeConfig(role, peer string, acct *budgetAccount) (circuit.ResumeConfig, *tracked) {
 	entry := n.resumables.add(false, nil)
 	onPathFailed := markPathFailed
-	if acct != nil {
+	if !acct.b.dial { // a destination's end waits for its resume in the budget
 		onPathFailed = func(p circuit.Path, err error) {
 			markPathFailed(p, err)
 			acct.park()
@@ -116,18 +118,14 @@ func (n *Node) resumeConfig(role, peer string, acct *budgetAccount) (circuit.Res
 	return circuit.ResumeConfig{
 		Timeout:   n.resumeTimeout(),
 		OpenSlack: n.cfg.Limits.HeaderTimeout,
-		Budget:    budgetOf(acct),
+		Budget:    acct,
 		OnEnd: func() {
-			if acct != nil {
-				n.closeAccount(acct, peer)
-			}
+			n.closeAccount(acct, peer)
 			n.resumables.remove(entry)
 		},
 		OnPathFailed: onPathFailed,
 		OnResume: func(ev circuit.ResumeEvent) {
-			if acct != nil {
-				acct.unpark()
-			}
+			acct.unpark()
 			if ev.Err != nil {
 				n.metrics.resume.failures.WithLabelValues(role).Inc()
 				// One line per peer and role a minute, with the node's
@@ -149,8 +147,8 @@ func (n *Node) resumeConfig(role, peer string, acct *budgetAccount) (circuit.Res
 	}, entry
 }
 
-// closeAccount gives back what a destination's circuit held in the
-// budget and, when the budget ended it, says so: once per source a
+// closeAccount gives back what a circuit held in the budget and, when
+// the budget ended it (a destination's), says so: once per source a
 // minute, as a source can have its circuits send here more than its
 // share as often as it likes.
 func (n *Node) closeAccount(acct *budgetAccount, source string) {
@@ -160,6 +158,15 @@ func (n *Node) closeAccount(acct *budgetAccount, source string) {
 	}
 }
 
+// logSendWait says that a circuit dialled to dest waits for room for its
+// retransmit buffer (newDialBudget): once per destination a minute, as a
+// destination that never acknowledges holds them there as long as it
+// likes.
+func (n *Node) logSendWait(dest string, held, share, waiting int) {
+	n.limits.floods.At(slog.LevelInfo, "sendwait:"+dest, "writes to a destination wait: the circuits dialled to it hold their share of the budget unacknowledged",
+		"peer", dest, "held_bytes", held, "share_bytes", share, "waiting_circuits", waiting)
+}
+
 // markPathFailed records a failed path's failure for its span.
 func markPathFailed(p circuit.Path, err error) {
 	if tc, ok := p.(*trackedConn); ok {
@@ -167,19 +174,13 @@ func markPathFailed(p circuit.Path, err error) {
 	}
 }
 
-// budgetOf is acct as a circuit.ResumeBudget: nil (no budget) for a nil
-// account, not an interface holding a nil pointer.
-func budgetOf(acct *budgetAccount) circuit.ResumeBudget {
-	if acct == nil {
-		return nil
-	}
-	return acct
-}
-
 // resumableSource makes a dialled circuit resumable: when its path fails,
-// it opens a new one toward peer along the current best route.
+// it opens a new one toward peer along the current best route. Its
+// buffers are charged to peer's share of the budget of the circuits this
+// node dials (newDialBudget): its Writes wait for room there.
 func (n *Node) resumableSource(tc *trackedConn, peer, service string, opt DialOptions) (Conn, error) {
-	cfg, entry := n.resumeConfig("dial", peer, nil)
+	acct := n.dbudget.open(peer)
+	cfg, entry := n.resumeConfig("dial", peer, acct)
 	cfg.Early = opt.Early
 	// A path that made no progress while its links stayed up (a relay
 	// that stopped forwarding) would be chosen again by routing, and so
@@ -231,10 +232,12 @@ func (n *Node) resumableSource(tc *trackedConn, peer, service string, opt DialOp
 	}
 	r, err := circuit.NewResumableSource(tc, tc.LocalAddr(), tc.RemoteAddr(), cfg)
 	if err != nil {
+		acct.close()
 		n.resumables.remove(entry)
 		tc.Close()
 		return nil, err
 	}
+	acct.bind(r)
 	rc := &resumableConn{Resumable: r, first: tc}
 	if !n.resumables.bindWait(entry, rc.abort, r.Wait) {
 		rc.abort() // the node closed meanwhile

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -104,12 +105,18 @@ func TestAttackSlowAdminClientsLockOutTheOperator(t *testing.T) {
 // procState is a process's open descriptors and resident memory.
 func procState(pid int) string {
 	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	return fmt.Sprintf("%d open descriptors, %d KiB resident", len(fds), residentBytes(pid)>>10)
+}
+
+// residentBytes is a process's resident memory (VmRSS), -1 if unknown.
+func residentBytes(pid int) int64 {
 	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	rss := "?"
 	for _, line := range strings.Split(string(status), "\n") {
 		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			rss = strings.TrimSpace(v)
+			if kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64); err == nil {
+				return kb << 10
+			}
 		}
 	}
-	return fmt.Sprintf("%d open descriptors, %s resident", len(fds), rss)
+	return -1
 }
