@@ -2210,10 +2210,25 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 		}
 		d.mu.Unlock()
 		up := time.Now()
-		select {
-		case <-l.Done():
-		case <-n.ctx.Done():
-			return
+		for {
+			select {
+			case <-l.Done():
+			case <-n.ctx.Done():
+				return
+			}
+			// A link the member dialled at the same moment may have
+			// replaced this one as its duplicate: the dial's link lives
+			// on as that one, and its end is that one's.
+			r := d.replacement(l, time.Since(up) < goodLink)
+			if r == nil {
+				break
+			}
+			d.mu.Lock()
+			if d.held[m.Name] == l {
+				d.held[m.Name] = r
+			}
+			d.mu.Unlock()
+			l = r
 		}
 		d.mu.Lock()
 		if d.held[m.Name] == l {
@@ -2257,6 +2272,52 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 			n.log.Warn("discovery bars a member whose links die young", "member", m.Name, "links", youngLinks, "lived_under", goodLink, "barred_for", ban)
 		}
 	}()
+}
+
+// dupWait bounds how long replacement waits for the link that replaced a
+// young link as its duplicate.
+const dupWait = time.Second
+
+// replacement returns the live link to l's peer, from the same instance
+// of it (links.QUICTransport's PeerInstance), that replaced l, which
+// ended: two nodes dialled each other at once, and the transport kept
+// the link the smaller name dialled, closing the other as its duplicate.
+// That is no end of the dial's link to the peer, which lives on as the
+// replacement. When the peer closed l as a duplicate, the replacement may
+// come up a moment after l ended: with wait, replacement looks for it
+// for up to dupWait (the member is not dialled meanwhile: endingLocked).
+// nil when there is none, or the transport does not tell instances.
+func (d *discovery) replacement(l links.Link, wait bool) links.Link {
+	inst, err := peerInstance(l), l.Err()
+	if inst == 0 || d.n.ctx.Err() != nil || err != nil && refusedAtMaximum(err) || errors.Is(err, links.ErrClosed) {
+		return nil
+	}
+	find := func() links.Link {
+		r := d.n.link(l.Peer())
+		if r == nil || r == l || linkEnded(r) || peerInstance(r) != inst {
+			return nil
+		}
+		return r
+	}
+	if r := find(); r != nil || !wait {
+		return r
+	}
+	tick := time.NewTicker(dupWait / 50)
+	defer tick.Stop()
+	deadline := time.NewTimer(dupWait)
+	defer deadline.Stop()
+	for {
+		select {
+		case <-d.n.ctx.Done():
+			return nil
+		case <-deadline.C:
+			return find()
+		case <-tick.C:
+		}
+		if r := find(); r != nil {
+			return r
+		}
+	}
 }
 
 // refusedAtMaximum reports whether err, a dial's or a link's end, is the

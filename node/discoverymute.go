@@ -50,6 +50,11 @@ import (
 // close it 3 s later had a 30-node mesh at MaxLinks 4 link to them about
 // 250 times in 10 minutes, one node to the same one 6 times, and honest
 // nodes unreachable from others (TestDiscoverDroppersStopChurningTheMesh).
+// A dialled link that a link of the same peer instance replaced as its
+// duplicate (the two nodes dialled each other at once) lives on as that
+// link (replacement), whose end is the dial's: before, the node whose
+// dial lost counted it, and three such crossings barred an honest member
+// (TestCrossedDialsDoNotBarMember).
 const (
 	muteBanMin = 5 * time.Minute
 	muteBanMax = time.Hour

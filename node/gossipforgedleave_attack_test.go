@@ -36,14 +36,15 @@ func listedAt(n *Node, member string, at *net.UDPAddr) bool {
 // when they met: the duplicate-link rule then keeps one of the two links
 // and closes the other, on a loaded machine a second or more after d
 // first held a link to b. It is settled once neither is dialling the
-// other and both hold the two ends of one link (one dialled, the other
-// not): a node does not dial a member it is linked to.
+// other (nor has yet to note the end of a link it dialled) and both hold
+// the two ends of one link (one dialled, the other not): a node does not
+// dial a member it is linked to.
 func settledLink(t *testing.T, d, b *Node) links.Link {
 	t.Helper()
 	dialing := func(n *Node, peer string) bool {
 		n.disco.mu.Lock()
 		defer n.disco.mu.Unlock()
-		return n.disco.dialing[peer]
+		return n.disco.dialing[peer] || n.disco.endingLocked(peer)
 	}
 	var l links.Link
 	waitFor(t, d.cfg.Name+"'s link to "+b.cfg.Name+" to settle", patience, func() bool {
