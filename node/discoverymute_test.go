@@ -2,10 +2,13 @@ package node
 
 import (
 	"context"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/node/topology"
 )
 
 // muteCount is how many mute links n counted of peer, and whether n bars
@@ -163,4 +166,94 @@ func TestAttackMuteRestartsKeepBar(t *testing.T) {
 	if n != 2 || !barred || linked > 0 {
 		t.Errorf("m's third instance reset its bar at a: %d mute links counted, barred %v, linked in %d samples", n, barred, linked)
 	}
+}
+
+// TestMemberNotDialledBeforeItsLinkEndIsNoted: b closes every link a's
+// discovery dials to it at once; the third such end bars b. A dial of b
+// decided at the instant that third link ended, before a's dial noted the
+// end, is not made: the member is not dialled until its dial has noted
+// what the end means. Here a's discovery mutex is held while the link
+// ends, so that the new dial (queued on it first) runs before the old
+// dial's goroutine notes the end. Before the guard, the new dial went out
+// past the bar the end was about to set.
+func TestMemberNotDialledBeforeItsLinkEndIsNoted(t *testing.T) {
+	c := newCluster(t, true)
+	relayed(c, func(cfg *Config) {
+		if cfg.Name == "b" {
+			cfg.Discovery = DiscoveryConfig{}
+		}
+	})
+	a, b := c.add("a"), c.add("b")
+	c.build("a-r", "b-r")
+	c.waitRoute("a", "b", 0)
+	member := Member{Name: "b", LinkAddr: b.Addr().String()}
+	var last, back links.Link
+	for i := 1; i <= youngLinks; i++ {
+		a.disco.dial(member, topology.WhyTarget)
+		waitFor(t, "a's link to b", patience, func() bool {
+			last, back = a.link("b"), b.link("a")
+			return last != nil && last.Outbound() && !linkEnded(last) && back != nil && !linkEnded(back)
+		})
+		if i == youngLinks {
+			break
+		}
+		back.Close("test: b closes every link at once")
+		waitFor(t, "a's dial to note its link's end", patience, func() bool { return linkEnded(last) && !ending(a, "b") })
+	}
+	d := a.disco
+	d.mu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			d.mu.Unlock()
+		}
+	}()
+	dialled := make(chan struct{})
+	go func() {
+		defer close(dialled)
+		d.dial(member, topology.WhyRepair)
+	}()
+	waitFor(t, "the new dial to wait for discovery's mutex", patience, func() bool { return waitsForMutex("(*discovery).dialMember(") })
+	if linkEnded(back) {
+		t.Fatalf("b's link from a ended before b closed it: %v", back.Err())
+	}
+	back.Close("test: b closes every link at once")
+	waitFor(t, "the old dial to wait for discovery's mutex", patience, func() bool {
+		return linkEnded(last) && waitsForMutex("(*discovery).dialMember.func")
+	})
+	d.mu.Unlock()
+	locked = false
+	<-dialled
+	d.mu.Lock()
+	again := d.dialing["b"]
+	d.mu.Unlock()
+	waitFor(t, "a's dial to note its link's end", patience, func() bool { return !ending(a, "b") })
+	n, barred := muteCount(a, "b")
+	t.Logf("a dialled b again at the instant its third link ended: %v; a bars b: %v (bar %d)", again, barred, n)
+	if again {
+		t.Errorf("a dialled b before noting the end of its link to it, past the bar that end set")
+	}
+	if !barred {
+		t.Errorf("a does not bar b after %d links to it ended at once", youngLinks)
+	}
+}
+
+// waitsForMutex reports whether a goroutine whose stack holds fn waits to
+// lock a mutex.
+func waitsForMutex(fn string) bool {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, fn) && strings.Contains(g, "sync.(*Mutex).Lock") {
+			return true
+		}
+	}
+	return false
 }
