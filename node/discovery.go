@@ -88,7 +88,11 @@ type discovery struct {
 	ipLinks bool
 	lost    map[string]time.Time // member → unreachable since
 	static  map[string]bool      // static link addresses
-	reached map[string]bool      // members routing reached once (they vouch for room-making)
+	// reached: members routing reached once over a route some node
+	// advertised, not only the one a link to the member implies; they
+	// vouch for room-making (topology.Member.Vouched) until barred
+	// (muteLocked).
+	reached map[string]bool
 	granted map[string]time.Time // peer → when an admission made room for it (roomBackoff)
 	// quiet is, per peer of a link, since when routing has heard nothing
 	// of it; muted the peers barred after a mute link or links that died
@@ -1294,12 +1298,22 @@ func (d *discovery) step(now time.Time) int {
 	d.mu.Unlock()
 	sc.names = names
 	sort.Strings(names)
+	// Neighbours routing reaches only by the route their link implies
+	// (they never spoke routing over it, as a mute member does) are not
+	// reached: they vouch for nothing (d.reached).
+	var implied map[string]bool
 	for _, name := range names {
 		// The route alone: Peer's alternates (every next hop) cost most
 		// of a step with hundreds of members and are not used here.
 		if rt, ok := n.router.lookup(name); ok && rt.Reachable {
 			reachable[name] = true
 			routes[name] = routeHop{cost: uint32(rt.Metric), next: rt.NextHop}
+			if rt.NextHop == name && !n.router.heard(name) {
+				if implied == nil {
+					implied = map[string]bool{}
+				}
+				implied[name] = true
+			}
 		}
 	}
 	// Links over which routing heard nothing of their peer for the grace
@@ -1342,7 +1356,7 @@ func (d *discovery) step(now time.Time) int {
 	d.slowRTT = slow
 	grace := d.lostGraceLocked()
 	for _, name := range names {
-		if reachable[name] && !d.reached[name] {
+		if reachable[name] && !d.reached[name] && !implied[name] {
 			if len(d.reached) >= maxReached {
 				// Forget one: it only gets less room, and, lost, holds
 				// no partition (topology.Member.Vouched).

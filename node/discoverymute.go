@@ -122,11 +122,15 @@ func (d *discovery) heardLocked(peer string, heard bool, since, now time.Time, g
 }
 
 // muteLocked bars peer after a mute link to its instance inst, and
-// returns how long. d.mu is held.
+// returns how long. The peer's vouch (d.reached) ends with it: before, a
+// member that routed once and then went mute was vouched for again at
+// every bar's end, and nodes at their maximum gave up honest links for it
+// again and again (TestDiscoverMuteMemberLosesItsVouch). d.mu is held.
 func (d *discovery) muteLocked(peer string, inst uint64, now time.Time) time.Duration {
 	e := d.muteEntryLocked(peer, now)
 	e.n++
 	e.inst = inst
+	delete(d.reached, peer)
 	ban := muteBan(e.n)
 	e.until = now.Add(ban)
 	return ban
