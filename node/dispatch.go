@@ -114,10 +114,11 @@ func (n *Node) handleStream(l links.Link, s links.Stream) {
 		n.deliver(s, o, l.Peer(), key, opened)
 		return
 	}
-	// Routes are loop-free (feasible), so an open that already crossed
-	// this node, or came from it, was sent round again by a member to
-	// make the relays on the loop carry its bytes once more per lap, up
-	// to the hop limit (TestAttackLoopedCircuitRefused).
+	// Routes are loop-free (feasible), and a relay sends no open to a
+	// node it crossed even while routes change (relay), so an open that
+	// already crossed this node, or came from it, was sent round again by
+	// a member to make the relays on the loop carry its bytes once more
+	// per lap, up to the hop limit (TestAttackLoopedCircuitRefused).
 	if o.Source == n.cfg.Name || slices.Contains(o.Path, n.cfg.Name) {
 		n.limits.opens.charge(o, key, time.Now())
 		n.refuse(s, circuit.Policy, fmt.Sprintf("circuit loops: %s is already on its path (source %s, path %s)", n.cfg.Name, o.Source, strings.Join(o.Path, ",")))

@@ -65,16 +65,29 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 		refuse(circuit.Policy, d.Reason)
 		return
 	}
+	// A next hop the circuit already crossed (the neighbour it came
+	// from, its source, a relay on its path) would refuse it as looping
+	// (dispatch). Routes are loop-free at every instant, but the circuit
+	// crosses them at different instants: while they change, a node that
+	// sent it this way may route through this node by the time it gets
+	// here. Such a next hop is passed over (openNext), and with none
+	// other the refusal is no route, which the source's Dial retries on
+	// another next hop (TestRelayPassesOverNextHopsTheCircuitCrossed).
+	onPath := func(h string) bool { return h == from || h == o.Source || slices.Contains(o.Path, h) }
 	hops := n.router.nextHops(o.Dest)
 	if len(hops) == 0 && n.recentlyKnown(o.Dest) {
 		// As in Dial: routing is replacing a route it just dropped (an
 		// unfeasible update awaiting a new seqno); wait for it briefly.
 		wctx, cancel := context.WithTimeout(ctx, n.cfg.RouteWait)
-		hops = n.awaitNewHop(wctx, o.Dest, func(h string) bool { return h == from })
+		hops = n.awaitNewHop(wctx, o.Dest, onPath)
 		cancel()
 	}
 	if len(hops) == 0 {
 		refuse(circuit.NoRoute, fmt.Sprintf("%s has no route to %s", n.cfg.Name, o.Dest))
+		return
+	}
+	if !slices.ContainsFunc(hops, func(h string) bool { return !onPath(h) }) {
+		refuse(circuit.NoRoute, fmt.Sprintf("%s has no route to %s except back through nodes the circuit crossed", n.cfg.Name, o.Dest))
 		return
 	}
 	fwd, err := o.Forward(n.cfg.Name)
@@ -130,7 +143,7 @@ func (n *Node) relay(s links.Stream, o *circuit.Open, from string, key links.Sou
 	ahead := int64(len(rest))
 	rest = nil
 	release()
-	out, via, t, err := n.openNext(ctx, hops, from, relaySource(o), hdr)
+	out, via, t, err := n.openNext(ctx, hops, from, onPath, relaySource(o), hdr)
 	if err != nil {
 		// No next hop took the circuit: the links to them failed or
 		// were full, which says nothing of the source, unless it was at
@@ -387,18 +400,19 @@ func reclaimEntry(o *circuit.Open, key links.SourceKey) links.SourceKey {
 	return key
 }
 
-// openNext opens a stream toward the first usable next hop, skipping the
-// neighbour the circuit came from, writes the header and admits the
+// openNext opens a stream toward the first usable next hop, skipping
+// those onPath (the neighbour the circuit came from, from, and the nodes
+// it crossed; one of hops is not), writes the header and admits the
 // circuit against the limits. It returns the stream, the neighbour it
 // goes through and the circuit's limit ticket. A next hop whose link is
 // at its limit, or at its reserve for this circuit, is passed over for
 // the next; a limit no next hop changes (the node's, the source's, the
 // incoming link's) refuses the circuit at once.
-func (n *Node) openNext(ctx context.Context, hops []string, from string, src limitSource, hdr []byte) (links.Stream, string, *ticket, error) {
+func (n *Node) openNext(ctx context.Context, hops []string, from string, onPath func(string) bool, src limitSource, hdr []byte) (links.Stream, string, *ticket, error) {
 	var errs []error
 	full := false
 	for _, nh := range hops {
-		if nh == from {
+		if onPath(nh) {
 			continue
 		}
 		l := n.link(nh)
@@ -422,9 +436,6 @@ func (n *Node) openNext(ctx context.Context, hops []string, from string, src lim
 			continue
 		}
 		return out, nh, t, nil
-	}
-	if len(errs) == 0 {
-		return nil, "", nil, fmt.Errorf("%s has no route to the destination except back", n.cfg.Name)
 	}
 	if full {
 		return nil, "", nil, fmt.Errorf("%w at %s: %v", errOverloaded, n.cfg.Name, errors.Join(errs...))
