@@ -63,8 +63,15 @@ func (l *lab) openDial(t *testing.T, from *daemon, peer, service string) *openDi
 // echo writes a line and waits for it to come back.
 func (o *openDial) echo(t *testing.T, line string) {
 	t.Helper()
+	if err := o.tryEcho(line, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryEcho writes a line and waits up to within for it to come back.
+func (o *openDial) tryEcho(line string, within time.Duration) error {
 	if _, err := fmt.Fprintln(o.in, line); err != nil {
-		t.Fatalf("write to dial: %v (stderr %q)", err, o.errb.String())
+		return fmt.Errorf("write to dial: %v (stderr %q)", err, o.errb.String())
 	}
 	got := make(chan string, 1)
 	go func() {
@@ -74,10 +81,11 @@ func (o *openDial) echo(t *testing.T, line string) {
 	select {
 	case s := <-got:
 		if s != line+"\n" {
-			t.Fatalf("echo of %q: %q (stderr %q)", line, s, o.errb.String())
+			return fmt.Errorf("echo of %q: %q (stderr %q)", line, s, o.errb.String())
 		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("no echo of %q (stderr %q)", line, o.errb.String())
+		return nil
+	case <-time.After(within):
+		return fmt.Errorf("no echo of %q in %v (stderr %q)", line, within, o.errb.String())
 	}
 }
 
