@@ -291,8 +291,8 @@ type Limits struct {
 	HeaderTimeout time.Duration
 	// RelayBuffer is the per-direction copy buffer of a relayed circuit:
 	// at least 1 KiB and at most the stream window (StreamWindow or its
-	// default), more than a relay's read of a circuit ever returns.
-	// Default 32 KiB.
+	// default), more than a relay's read of a circuit ever returns, or
+	// the default where that is larger. Default 32 KiB.
 	RelayBuffer int
 	// RelayStall bounds how long a relayed circuit may wait on a reader
 	// that stopped reading (a write with no progress). Default 2 min;
@@ -487,6 +487,9 @@ const MaxLinkWindow = 1<<62 - 1
 
 // streamWindow is the stream window of the node's QUIC links: StreamWindow,
 // or its default (links.QUICConfig.MaxStreamWindow).
+// defaultRelayBuffer is Limits.RelayBuffer's default.
+const defaultRelayBuffer = 32 << 10
+
 func (l Limits) streamWindow() uint64 {
 	switch {
 	case l.StreamWindow > 0:
@@ -543,7 +546,7 @@ func (c *Config) setDefaults() {
 	def(&l.OneMessageHandshakesPerSource, l.FullHandshakesPerLink)
 	def(&l.MaxHeaderSize, 4096)
 	def(&l.MaxRoutes, 4096)
-	def(&l.RelayBuffer, 32<<10)
+	def(&l.RelayBuffer, defaultRelayBuffer)
 	def(&l.ResumeBuffer, DefaultResumeBuffer)
 	def(&l.ResumeBufferPerSource, max(MinResumeBuffer, l.ResumeBuffer/4))
 	def(&l.ResumeResendPerSource, max(1, l.ResumeBufferPerSource/8))
@@ -628,7 +631,7 @@ func (c *Config) validate() error {
 	if l.RelayBuffer < 1024 {
 		return bad("Limits.RelayBuffer %d is below the 1024-byte minimum", l.RelayBuffer)
 	}
-	if w := l.streamWindow(); uint64(l.RelayBuffer) > w {
+	if w := max(l.streamWindow(), defaultRelayBuffer); uint64(l.RelayBuffer) > w {
 		return bad("Limits.RelayBuffer %d is above the stream window %d (Limits.StreamWindow): a relay's read of a circuit never returns more", l.RelayBuffer, w)
 	}
 	for _, d := range [...]struct {
