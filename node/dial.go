@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -26,8 +27,12 @@ import (
 // is tried last for 5 minutes (docs/SECURITY.md, A compromised relay).
 // The Conn is a net.Conn with half-close, the recorded path
 // and whether it is sealed end to end. Dial fails with ErrNotStarted
-// before Start has succeeded, is refused (ErrShuttingDown) once Close has
-// begun, and fails with ctx's error when ctx has ended, early or not.
+// before Start has succeeded, and is refused by this node
+// (ErrShuttingDown) once Close has begun, a Dial in flight then
+// included. It fails with an error matching ctx's error when ctx has
+// ended, early or not; one that ended while the dial waited for a route
+// also matches the refusal it would have returned (ErrNoRoute, or
+// ErrLinkLost once its next hops failed).
 func (n *Node) Dial(ctx context.Context, peer, service string) (Conn, error) {
 	return n.DialWith(ctx, peer, service, DialOptions{})
 }
@@ -39,6 +44,9 @@ func (n *Node) DialWith(ctx context.Context, peer, service string, opt DialOptio
 	if err == nil && n.resumeOn(peer, opt) {
 		c, err = n.resumableSource(c.(*trackedConn), peer, service, opt)
 	}
+	if err != nil {
+		err = n.dialFailed(ctx, peer, service, err)
+	}
 	if (!opt.Early || err != nil) && !errors.Is(err, ErrInvalidService) && !errors.Is(err, ErrNotStarted) {
 		n.metrics.observeOpen(start, err) // an early circuit's result comes later, with its first bytes
 	}
@@ -48,6 +56,30 @@ func (n *Node) DialWith(ctx context.Context, peer, service string, opt DialOptio
 	return c, nil
 }
 
+// dialFailed is the error of a Dial that failed with err. Once Close has
+// begun it is the refusal of a node shutting down, as for a Dial after
+// Close: a dial in flight failed because the node closed its links, or
+// stopped waiting for a route. Else, when ctx has ended, it matches ctx's
+// error too: the dial stopped waiting because of it (for a route, or for
+// the next hops' links) and failed with what it was waiting for.
+func (n *Node) dialFailed(ctx context.Context, peer, service string, err error) error {
+	switch cerr := ctx.Err(); {
+	case errors.Is(err, ErrInvalidService) || errors.Is(err, ErrNotStarted):
+		return err // refused before it began
+	case n.notRunning() == errShutDown && !errors.Is(err, circuit.ErrShuttingDown):
+		return n.shuttingDown(peer, service)
+	case cerr != nil && !errors.Is(err, cerr):
+		return fmt.Errorf("%w: %w", cerr, err)
+	}
+	return err
+}
+
+// shuttingDown is the refusal of a dial once Close has begun, the one
+// the node's neighbours would give.
+func (n *Node) shuttingDown(peer, service string) error {
+	return &circuit.RefusedError{Code: circuit.ShuttingDown, Node: n.cfg.Name, Dest: peer, Service: service, Reason: "node is closing"}
+}
+
 func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) (Conn, error) {
 	if !n.running() {
 		if err := n.notRunning(); err == ErrNotStarted {
@@ -55,7 +87,7 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 		}
 		// Closing or closed, started or not: the refusal of a node
 		// shutting down, as its neighbours would give.
-		return nil, &circuit.RefusedError{Code: circuit.ShuttingDown, Node: n.cfg.Name, Dest: peer, Service: service, Reason: "node is closing"}
+		return nil, n.shuttingDown(peer, service)
 	}
 	if err := circuit.ValidateService(service); err != nil {
 		return nil, err
@@ -106,7 +138,7 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 		// Routing is replacing a lost route (a seqno request is in flight):
 		// give it a moment rather than failing a dial that would work.
 		wctx, cancel := context.WithTimeout(ctx, n.cfg.RouteWait)
-		hops = n.awaitNewHop(wctx, peer, failed.skip(n))
+		hops = n.awaitNewHopUntil(wctx, peer, failed.skip(n), n.draining)
 		cancel()
 	}
 	if len(hops) == 0 {
@@ -213,7 +245,7 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 		// Else routing is withdrawing them; wait for it to offer a new
 		// one while the caller's deadline allows. A neighbour tried
 		// before as a fallback is tried again once routing chooses it.
-		if hops = n.awaitNewHop(ctx, peer, failed.skip(n)); hops == nil {
+		if hops = n.awaitNewHopUntil(ctx, peer, failed.skip(n), n.draining); hops == nil {
 			return nil, refused(circuit.LinkLost, fmt.Sprintf("no next hop toward %s could carry the circuit: %v", peer, errors.Join(errs...)))
 		}
 	}
@@ -334,10 +366,10 @@ func (n *Node) dialOn(ctx context.Context, l links.Link, o *circuit.Open, opt Di
 			defer done()
 		}
 	}
-	s, err := l.OpenStream(ctx)
+	s, err := openStream(ctx, l)
 	if err != nil {
 		t.release()
-		return nil, fmt.Errorf("open stream to %s: %w", nh, err)
+		return nil, err
 	}
 	setLinkAttrs(span, l)
 	openSent(span, nh)
@@ -348,7 +380,7 @@ func (n *Node) dialOn(ctx context.Context, l links.Link, o *circuit.Open, opt Di
 		if errors.As(err, &re) {
 			spanResult(span, codeLabel(re.Code), re.Node)
 		}
-		return nil, err
+		return nil, dialCause(o, err)
 	}
 	if !opt.Early {
 		spanResult(span, codeLabel(circuit.Accepted), o.Dest)
@@ -356,6 +388,33 @@ func (n *Node) dialOn(ctx context.Context, l links.Link, o *circuit.Open, opt Di
 	tc := n.track(c, "dial", span, t, nil)
 	tc.via = nh
 	return tc, nil
+}
+
+// openStream opens a circuit stream on l. The links of package links
+// name the operation and the peer in their errors ("open stream to b:
+// ..."); another transport's get them here, so that each error says it
+// once. Before, a dial on a link closing under it failed with "open
+// stream to b: open stream to b: link to b closed".
+func openStream(ctx context.Context, l links.Link) (links.Stream, error) {
+	s, err := l.OpenStream(ctx)
+	if err != nil {
+		if prefix := "open stream to " + l.Peer() + ":"; !strings.HasPrefix(err.Error(), prefix) {
+			return nil, fmt.Errorf("open stream to %s: %w", l.Peer(), err)
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// dialCause is err, the failure of package circuit's dial of o, without
+// the destination it names first ("circuit: dial c/echo: "), which
+// DialWith names: a Dial failed with "dial c/echo: circuit: dial c/echo:
+// context deadline exceeded".
+func dialCause(o *circuit.Open, err error) error {
+	if u := errors.Unwrap(err); u != nil && strings.HasPrefix(err.Error(), "circuit: dial "+o.Dest+"/"+o.Service+": ") {
+		return u
+	}
+	return err
 }
 
 // openCircuit writes the open header on s and, unless opt.Early, waits
@@ -389,6 +448,12 @@ func (n *Node) recentlyKnown(dest string) bool {
 // relayed opens waiting for a lost route had each take that lock 100
 // times a second (TestAttackRelayWaitsForALostRoute).
 func (n *Node) awaitNewHop(ctx context.Context, dest string, skip func(string) bool) []string {
+	return n.awaitNewHopUntil(ctx, dest, skip, nil)
+}
+
+// awaitNewHopUntil is awaitNewHop that also ends when stop is closed: a dial's
+// ends when Close begins (n.draining), which refuses it.
+func (n *Node) awaitNewHopUntil(ctx context.Context, dest string, skip func(string) bool, stop <-chan struct{}) []string {
 	var tick *time.Ticker // made at the first wait
 	defer func() {
 		if tick != nil {
@@ -409,6 +474,8 @@ func (n *Node) awaitNewHop(ctx context.Context, dest string, skip func(string) b
 		case <-ctx.Done():
 			return nil
 		case <-n.ctx.Done(): // the node closes: it waits for relays
+			return nil
+		case <-stop:
 			return nil
 		case <-changed:
 		case <-tick.C:

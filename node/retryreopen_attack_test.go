@@ -2,6 +2,7 @@ package node
 
 import (
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -94,11 +95,23 @@ func readAfterForgedRetry(t *testing.T, a *Node) {
 // reopening reports whether a goroutine is in an early conn's reopen
 // after a retry (circuit.Security.Reopen).
 func reopening() bool {
+	return goroutinesIn("circuit.(*Conn).reopenLocked") > 0
+}
+
+// goroutinesIn counts the goroutines of the process whose stack holds
+// every one of funcs.
+func goroutinesIn(funcs ...string) int {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
 		if n < len(buf) {
-			return strings.Contains(string(buf[:n]), "circuit.(*Conn).reopenLocked")
+			count := 0
+			for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+				if !slices.ContainsFunc(funcs, func(f string) bool { return !strings.Contains(g, f) }) {
+					count++
+				}
+			}
+			return count
 		}
 		buf = make([]byte, 2*len(buf))
 	}

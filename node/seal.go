@@ -137,7 +137,7 @@ func (n *Node) awaitKey(ctx context.Context, o *circuit.Open) (done func(), err 
 		select {
 		case <-wait:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("dial %s/%s: %w", o.Dest, o.Service, ctx.Err())
+			return nil, fmt.Errorf("waiting for another dial's handshake with %s: %w", o.Dest, ctx.Err())
 		}
 	}
 }
@@ -172,11 +172,7 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 			}
 			ctx, cancel := context.WithTimeout(ctx, n.cfg.DialTimeout)
 			defer cancel()
-			s, err := l.OpenStream(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("open stream to %s: %w", l.Peer(), err)
-			}
-			return s, nil
+			return openStream(ctx, l)
 		}
 		return circuit.DialEarlySecure(s, o, local, sec)
 	}
@@ -192,8 +188,8 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 		if n.cfg.hooks != nil && n.cfg.hooks.beforeRetry != nil {
 			n.cfg.hooks.beforeRetry()
 		}
-		if s, err = l.OpenStream(ctx); err != nil {
-			return nil, fmt.Errorf("open stream to %s: %w", l.Peer(), err)
+		if s, err = openStream(ctx, l); err != nil {
+			return nil, err
 		}
 		c, err = circuit.DialSecure(ctx, s, o, local, sec)
 	}
