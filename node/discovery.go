@@ -128,6 +128,12 @@ type discovery struct {
 	// waiting holds alive messages a full member table refused whose
 	// signature could not be checked yet (memberwait.go).
 	waiting map[string]waitingMember
+	// unverified holds the members memberlist took whose metadata this
+	// node did not verify, each with when memberlist dropped it (zero
+	// while it lists it), and deadTime and probeEvery memberlist's
+	// GossipToTheDeadTime and ProbeInterval (discoveryunverified.go).
+	unverified           map[string]time.Time
+	deadTime, probeEvery time.Duration
 	// vouch: a member's verified signed metadata vouches for the link
 	// address it names (signedAddrLocked); false in a mesh without a CA
 	// (Insecure), where any key signs for any name.
@@ -332,6 +338,7 @@ func startDiscovery(ctx context.Context, n *Node) (*discovery, error) {
 		proven: map[string]string{}, unproven: map[string]*addrBackoff{}, hosts: map[string]*hostBudget{}, reached: map[string]bool{}, granted: map[string]time.Time{},
 		quiet: map[string]time.Time{}, muted: map[string]*muteEntry{},
 		full: ratelog.New(n.log, time.Minute, 1024), bad: ratelog.New(n.log, time.Minute, 1024), verified: map[string]verifiedMeta{}, waiting: map[string]waitingMember{},
+		unverified: map[string]time.Time{},
 	}
 	if d.stats, err = newDiscoveryMetrics(n.metrics.reg); err != nil {
 		return nil, fmt.Errorf("discovery metrics: %w", err)
@@ -382,6 +389,7 @@ func startDiscovery(ctx context.Context, n *Node) (*discovery, error) {
 	mc.Events = d
 	mc.Ping = d
 	mc.Alive = d
+	d.deadTime, d.probeEvery = mc.GossipToTheDeadTime, mc.ProbeInterval
 	gl := n.log.With("component", "gossip")
 	d.logw = &slogWriter{l: gl, warns: newGossipLineLog(gl)}
 	mc.Logger = log.New(d.logw, "", 0)
@@ -746,6 +754,9 @@ func (d *discovery) NotifyUpdate(m *memberlist.Node) { d.record(m) }
 // older one at a higher incarnation (a replay at the largest incarnation,
 // which the member cannot outbid).
 func (d *discovery) record(m *memberlist.Node) {
+	d.mu.Lock()
+	d.unverifiedListedLocked(m.Name)
+	d.mu.Unlock()
 	d.setMember(m.Name, net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), m.Meta, fromMemberlist)
 }
 
@@ -823,6 +834,7 @@ func (d *discovery) setMember(name, gossip string, raw []byte, from int) {
 // and a member kept for its link goes once the link says it drains.
 func (d *discovery) NotifyLeave(m *memberlist.Node) {
 	d.mu.Lock()
+	d.unverifiedDroppedLocked(m.Name, time.Now())
 	gm, ok := d.members[m.Name]
 	d.mu.Unlock()
 	linked := ok && gm.ok && d.liveLink(m.Name)
@@ -984,18 +996,24 @@ func (d *discovery) NotifyAlive(m *memberlist.Node) error {
 	if err != nil {
 		return err
 	}
-	if full && !verified {
+	if !verified {
 		// Refused here, memberlist does not keep the name either: a
 		// push-pull of 70,000 made-up members left them all in
 		// memberlist, probed one a second, while the table stopped at
 		// maxMembers. Signed metadata waits for the member's
 		// certificate (memberwait.go).
-		if meta.sig != nil {
-			d.mu.Lock()
-			d.waitLocked(m, m.Meta, now)
-			d.mu.Unlock()
+		d.mu.Lock()
+		err := fmt.Errorf("member %s: %d members known: %w", m.Name, maxMembers, errMembersFull)
+		if !full {
+			err = d.admitUnverifiedLocked(m.Name)
 		}
-		return fmt.Errorf("member %s: %d members known: %w", m.Name, maxMembers, errMembersFull)
+		if err != nil && meta.sig != nil {
+			d.waitLocked(m, m.Meta, now)
+		}
+		d.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
 	if verified {
 		d.setMember(m.Name, "", m.Meta, fromVerified)
@@ -1285,6 +1303,7 @@ func (d *discovery) step(now time.Time) int {
 	d.checkPending(now)
 	d.checkWaiting(now)
 	d.expireHeld(now)
+	d.expireUnverified(now)
 	// Memberlist calls the delegates with its own locks held: never call
 	// it with d.mu held.
 	d.mu.Lock()

@@ -269,5 +269,6 @@ func (d *discovery) checkSigned(name string, raw []byte, p parsedMeta, now time.
 		ga, _ := p.gossipAddr()
 		d.verified[name] = verifiedMeta{raw: raw, ts: p.TS, ch: ch, gossip: ga}
 	}
+	delete(d.unverified, name) // verified members are not bounded
 	return true, nil
 }

@@ -1,0 +1,83 @@
+package node
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+	"github.com/hashicorp/memberlist"
+)
+
+// TestAttackGossipMadeUpMembersKeepJoinsOpen: without a gossip key, a
+// stranger with no certificate pushes d 32 push-pulls of 1,024 made-up
+// members with metadata of about 500 bytes, then an honest node j joins
+// the mesh through d. d must take at most maxUnverified of them, so that
+// its state fits in what j takes as its join's answer: j must list d's
+// honest members at once. Before, d took them all (the
+// member bound was 65,536) and j's join failed: its answer was beyond
+// the bytes a node takes (gossipHeld), and j listed only itself.
+func TestAttackGossipMadeUpMembersKeepJoinsOpen(t *testing.T) {
+	if testing.Short() {
+		t.Skip("32 push-pulls of 1,024 members take 30 s under the race detector")
+	}
+	c, honest := gossipNodes(t, "d", "a", "b")
+	d := honest[0]
+	const pushes, per = 32, 1024
+	pad := `"` + strings.Repeat("c", 440) + `"`
+	meta, _ := json.Marshal(memberMeta{Link: "127.0.0.1:9", Mesh: "test", Coord: json.RawMessage(pad)})
+	start := time.Now()
+	for p := range pushes {
+		pushMadeUp(t, d, meta, p*per, per)
+	}
+	t.Logf("%d push-pulls of %d made-up members (%d bytes of metadata each) in %v: d's memberlist lists %d members",
+		pushes, per, len(meta), time.Since(start).Round(time.Millisecond), d.disco.ml.NumMembers())
+	if n := d.disco.ml.NumMembers(); n > 4096+len(honest) {
+		t.Errorf("d's memberlist lists %d members, beyond 4,096 made up (maxUnverified) and its %d honest ones", n, len(honest))
+	}
+
+	var seed string
+	c.tweak = gossipJoining(&seed)
+	seed = d.Status().GossipAddr
+	j := c.add("j")
+	c.tweak = nil
+	lists := func(n *Node, name string) bool {
+		return slices.ContainsFunc(n.disco.ml.Members(), func(m *memberlist.Node) bool { return m.Name == name })
+	}
+	start = time.Now()
+	waitFor(t, "j to list d, a and b", 30*time.Second, func() bool {
+		return lists(j, "d") && lists(j, "a") && lists(j, "b")
+	})
+	t.Logf("j lists d, a and b %v after its join", time.Since(start).Round(time.Millisecond))
+}
+
+// pushMadeUp pushes d, as a stranger, one push-pull of n made-up members
+// named ghost-<from> on, with metadata meta, and reads d's answer.
+func pushMadeUp(t *testing.T, d *Node, meta []byte, from, n int) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", d.Status().GossipAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	w := bufio.NewWriterSize(conn, 1<<16)
+	_, _ = w.Write(pushPullHeader(t, n, 0))
+	enc := codec.NewEncoder(w, &codec.MsgpackHandle{})
+	for i := from; i < from+n; i++ {
+		if err := enc.Encode(gossipPushState{Name: fmt.Sprintf("ghost-%05d", i), Addr: net.IPv4(127, 0, 0, 1).To4(), Port: 9,
+			Meta: meta, Incarnation: 1, Vsn: []uint8{1, 5, 2, 0, 0, 0}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, conn) // d's answer, its own state
+}
