@@ -507,6 +507,23 @@ func (r *Resumable) Wait() {
 	r.wg.Wait()
 }
 
+// Done is closed once the circuit ended: cleanly (Err is nil) or
+// failed. A copy loop blocked on another connection learns from it that
+// the circuit is gone, which its Reads and Writes tell only once called.
+func (r *Resumable) Done() <-chan struct{} { return r.quit }
+
+// Err is nil while the circuit runs and once it ended cleanly (both
+// directions finished, or the other end closed after its end of stream);
+// after a failure or a Reset it is why the circuit ended.
+func (r *Resumable) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.ended || r.cleanClose {
+		return nil
+	}
+	return r.errLocked()
+}
+
 // Resumes is how many times a new path took the circuit over.
 func (r *Resumable) Resumes() int64 { return r.resumes.Load() }
 

@@ -235,17 +235,57 @@ func (p *pump) stop() error {
 }
 
 // splice copies a→b and b→a until both directions end, passing EOF on as
-// a half-close. An error in either direction (a reset) aborts both.
+// a half-close. An error in either direction (a reset) aborts both, and
+// so does a circuit that ends in failure while both copies wait on the
+// other side (a TCP peer that neither reads nor writes): before, a
+// circuit the resume budget reset kept its TCP connection, two goroutines
+// and its unread bytes, no longer counted, for as long as the peer hung
+// (TestExposeToHungServiceClosesResetCircuits).
 func splice(a, b net.Conn) {
 	done := make(chan struct{})
 	go func() {
 		copyHalf(b, a)
 		close(done)
 	}()
+	stop := abortOnFailure(a, b)
 	copyHalf(a, b)
 	<-done
+	stop()
 	a.Close()
 	b.Close()
+}
+
+// circuitEnd is a circuit that reports its end (circuit.Resumable).
+type circuitEnd interface {
+	Done() <-chan struct{}
+	Err() error
+}
+
+// abortOnFailure aborts both a and b once whichever of them is a
+// circuitEnd ends in failure; stop ends the watch and waits for it.
+func abortOnFailure(a, b net.Conn) (stop func()) {
+	e, ok := a.(circuitEnd)
+	if !ok {
+		if e, ok = b.(circuitEnd); !ok {
+			return func() {}
+		}
+	}
+	quit, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-e.Done():
+			if e.Err() != nil {
+				abort(a, circuit.CloseCancelled)
+				abort(b, circuit.CloseCancelled)
+			}
+		case <-quit:
+		}
+	}()
+	return func() {
+		close(quit)
+		<-watched
+	}
 }
 
 // copyHalf copies src to dst and then half-closes dst; if the copy fails

@@ -21,14 +21,15 @@ import (
 
 // resumeAttacker is a peer with a valid certificate that fills the
 // buffers a destination keeps for its resumable circuits: it opens
-// circuits to the destination's echo service and writes without ever
-// reading, so the echo's replies pile up in the destination's retransmit
+// circuits to a service of the destination (its echo) and writes without
+// ever reading, so the echo's replies pile up in the destination's retransmit
 // buffer (nothing acknowledges them) and, once the echo blocks, the
 // requests in its receive queue: up to a window each way per circuit.
 // A circuit the destination resets is dialled again.
 type resumeAttacker struct {
 	from     *Node
 	to       string
+	service  string
 	circuits int
 
 	stop   chan struct{}
@@ -38,8 +39,8 @@ type resumeAttacker struct {
 	opened atomic.Int64
 }
 
-func startResumeAttacker(t *testing.T, from *Node, to string, circuits int) *resumeAttacker {
-	a := &resumeAttacker{from: from, to: to, circuits: circuits, stop: make(chan struct{})}
+func startResumeAttacker(t *testing.T, from *Node, to, service string, circuits int) *resumeAttacker {
+	a := &resumeAttacker{from: from, to: to, service: service, circuits: circuits, stop: make(chan struct{})}
 	for range circuits {
 		a.wg.Add(1)
 		go a.run(t)
@@ -70,7 +71,7 @@ func (a *resumeAttacker) run(t *testing.T) {
 	defer a.wg.Done()
 	chunk := make([]byte, 256<<10)
 	for !a.stopped() {
-		conn, err := a.from.Dial(ctxT(t, 10*time.Second), a.to, EchoService)
+		conn, err := a.from.Dial(ctxT(t, 10*time.Second), a.to, a.service)
 		if err != nil {
 			if a.stopped() {
 				return
@@ -218,7 +219,7 @@ func TestAttackResumeBuffers(t *testing.T) {
 	peak := watchBudget(d.rbudget)
 	var attackers []*resumeAttacker
 	for _, m := range attackerNames {
-		attackers = append(attackers, startResumeAttacker(t, c.nodes[m], "d", circuits))
+		attackers = append(attackers, startResumeAttacker(t, c.nodes[m], "d", EchoService, circuits))
 	}
 	drops := func() float64 {
 		var sum float64
