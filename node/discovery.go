@@ -128,6 +128,10 @@ type discovery struct {
 	// waiting holds alive messages a full member table refused whose
 	// signature could not be checked yet (memberwait.go).
 	waiting map[string]waitingMember
+	// pushTo: gossip addresses pushLoop push-pulls with next (at most
+	// maxWaiting), pushc wakes it (memberwait.go).
+	pushTo []string
+	pushc  chan struct{}
 	// unverified holds the members memberlist took whose metadata this
 	// node did not verify, each with when memberlist dropped it (zero
 	// while it lists it), and deadTime and probeEvery memberlist's
@@ -331,7 +335,7 @@ func startDiscovery(ctx context.Context, n *Node) (*discovery, error) {
 		return nil, fmt.Errorf("network coordinates: %w", err)
 	}
 	d := &discovery{
-		n: n, vc: vc, kickc: make(chan struct{}, 1),
+		n: n, vc: vc, kickc: make(chan struct{}, 1), pushc: make(chan struct{}, 1),
 		members: map[string]gossipMember{},
 		coords:  map[string]*coordinate.Coordinate{}, rtts: map[string]probeRTT{}, asked: map[string]time.Time{}, dialing: map[string]bool{}, owned: map[string]bool{}, why: map[string]topology.Why{}, held: map[string]links.Link{},
 		backoff: map[string]*addrBackoff{}, lost: map[string]time.Time{}, static: map[string]bool{},
@@ -434,11 +438,15 @@ func startDiscovery(ctx context.Context, n *Node) (*discovery, error) {
 		ml.Shutdown()
 		return nil, fmt.Errorf("start gossip: %w", err)
 	}
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go func() {
 		defer n.wg.Done()
 		defer unsubscribe()
 		d.policyLoop(events)
+	}()
+	go func() {
+		defer n.wg.Done()
+		d.pushLoop()
 	}()
 	go func() {
 		defer n.wg.Done()

@@ -22,7 +22,10 @@ import (
 // its state fits in what j takes as its join's answer: j must list d's
 // honest members at once. Before, d took them all (the
 // member bound was 65,536) and j's join failed: its answer was beyond
-// the bytes a node takes (gossipHeld), and j listed only itself.
+// the bytes a node takes (gossipHeld), and j listed only itself. Then
+// d must list j, with its verified metadata, within a minute: before, d
+// kept j's alive message waiting for j's certificate, held j once
+// routing brought it, and its memberlist never listed j (not in 60 s).
 func TestAttackGossipMadeUpMembersKeepJoinsOpen(t *testing.T) {
 	if testing.Short() {
 		t.Skip("32 push-pulls of 1,024 members take 30 s under the race detector")
@@ -31,7 +34,9 @@ func TestAttackGossipMadeUpMembersKeepJoinsOpen(t *testing.T) {
 	d := honest[0]
 	const pushes, per = 32, 1024
 	pad := `"` + strings.Repeat("c", 440) + `"`
-	meta, _ := json.Marshal(memberMeta{Link: "127.0.0.1:9", Mesh: "test", Coord: json.RawMessage(pad)})
+	// At another host than the nodes' (127.0.0.1): j's two failed dials
+	// of made-up members ban their host for an hour (hostBudget).
+	meta, _ := json.Marshal(memberMeta{Link: "127.0.0.2:9", Mesh: "test", Coord: json.RawMessage(pad)})
 	start := time.Now()
 	for p := range pushes {
 		pushMadeUp(t, d, meta, p*per, per)
@@ -55,6 +60,21 @@ func TestAttackGossipMadeUpMembersKeepJoinsOpen(t *testing.T) {
 		return lists(j, "d") && lists(j, "a") && lists(j, "b")
 	})
 	t.Logf("j lists d, a and b %v after its join", time.Since(start).Round(time.Millisecond))
+
+	// j's alive message reached d while d's slots were full: d keeps it
+	// waiting for j's certificate, which routing brings once j links
+	// into the mesh. d must then list j, with its verified metadata, as
+	// a gossip member it gossips on.
+	listsVerified := func(n *Node) bool {
+		n.disco.mu.Lock()
+		gm := n.disco.members["j"]
+		n.disco.mu.Unlock()
+		return gm.verified && gm.ok && lists(n, "j")
+	}
+	start = time.Now()
+	waitFor(t, "d to list j with its verified metadata", time.Minute, func() bool { return listsVerified(d) })
+	t.Logf("d lists j %v after j listed it; a lists j: %v, b: %v", time.Since(start).Round(time.Millisecond),
+		listsVerified(honest[1]), listsVerified(honest[2]))
 }
 
 // pushMadeUp pushes d, as a stranger, one push-pull of n made-up members

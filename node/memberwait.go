@@ -2,6 +2,7 @@ package node
 
 import (
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -22,6 +23,16 @@ import (
 // leaves when it verifies, fails, or after waitingFor; while full, new
 // entries are dropped. A stranger who keeps it full of made-up names
 // delays such honest joiners until their next alive message finds room.
+//
+// Held, a member is not gossiped on: memberlist does not list it, and
+// takes it only from an alive message that comes again (the member's own
+// push-pull, every four minutes with thousands of members listed, to one
+// of them at random; or another member's gossip of it, when none lists
+// it). So once a waiting member verifies, this node push-pulls with it
+// (pushWaiting): the member's state carries its alive message, which
+// now verifies, and memberlist takes it and gossips it on. Only metadata
+// a certificate signed comes this far, once per waiting entry: a
+// stranger's made-up members never do.
 const (
 	maxWaiting = 1024
 	waitingFor = 2 * time.Minute
@@ -59,7 +70,8 @@ func (d *discovery) waitLocked(m *memberlist.Node, raw []byte, now time.Time) {
 // checkWaiting takes the waiting members whose certificate is now known
 // and whose metadata verifies, as held members (expireHeld forgets them
 // once routing stops reaching them; memberlist listing them makes them
-// ordinary members). It runs in the policy step.
+// ordinary members), and push-pulls with them (pushWaiting). It runs in
+// the policy step.
 func (d *discovery) checkWaiting(now time.Time) {
 	type wait struct {
 		name string
@@ -76,6 +88,7 @@ func (d *discovery) checkWaiting(now time.Time) {
 		}
 	}
 	d.mu.Unlock()
+	var taken []string
 	for _, w := range todo {
 		if _, known := d.memberKey(w.name, now); !known {
 			continue
@@ -91,5 +104,47 @@ func (d *discovery) checkWaiting(now time.Time) {
 			continue
 		}
 		d.setMember(w.name, w.gossip, w.raw, fromWaiting)
+		taken = append(taken, w.gossip)
+	}
+	if len(taken) > 0 {
+		d.pushWaiting(taken)
+	}
+}
+
+// pushWaiting has pushLoop push-pull with the gossip addresses of the
+// waiting members that verified (taken), at most maxWaiting pending.
+func (d *discovery) pushWaiting(taken []string) {
+	d.mu.Lock()
+	for _, a := range taken {
+		if len(d.pushTo) < maxWaiting && !slices.Contains(d.pushTo, a) {
+			d.pushTo = append(d.pushTo, a)
+		}
+	}
+	d.mu.Unlock()
+	select {
+	case d.pushc <- struct{}{}:
+	default:
+	}
+}
+
+// pushLoop push-pulls with the addresses pushWaiting left, until the
+// node closes.
+func (d *discovery) pushLoop() {
+	for {
+		select {
+		case <-d.n.ctx.Done():
+			return
+		case <-d.pushc:
+		}
+		d.mu.Lock()
+		to := d.pushTo
+		d.pushTo = nil
+		d.mu.Unlock()
+		if len(to) == 0 {
+			continue
+		}
+		if _, err := d.ml.Join(to); err != nil {
+			d.n.log.Debug("gossip push-pull with members whose metadata verified", "to", to, "err", err)
+		}
 	}
 }
