@@ -28,7 +28,13 @@ const maxSuspectDests = 1024
 func newHopSuspects() *hopSuspects { return &hopSuspects{dest: map[string]*avoidSet{}} }
 
 // add records that a circuit to dest made no progress through hop at now.
+// The destination itself, linked to this node, is no suspect: its silence
+// is its own, not a relay's, and every other path ends at it too
+// (TestDestinationIsNotItsOwnSuspect).
 func (s *hopSuspects) add(dest, hop string, now time.Time) {
+	if hop == dest {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	set := s.dest[dest]

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -41,4 +42,34 @@ func TestHopSuspectsOrderAndBound(t *testing.T) {
 	if got := s.order(fmt.Sprint("n", maxSuspectDests+9), now, nil); !slices.Equal(got, []string{"b"}) {
 		t.Errorf("the newest destination: %v, want [b]", got)
 	}
+}
+
+// A circuit that made no progress through a's own link to its
+// destination d (d itself was slow: starved, paused) says nothing of a
+// relay, and a path through another neighbour still ends at d: the next
+// dial to d goes over the direct link. Before, d was recorded as its own
+// suspect and every dial from a to d went through c for 5 minutes.
+func TestDestinationIsNotItsOwnSuspect(t *testing.T) {
+	c := newCluster(t, true)
+	c.build("a-d", "a-c", "c-d")
+	c.waitRoute("a", "d", 1)
+	c.waitNextHop("c", "d", "d")
+	a := c.nodes["a"]
+	waitFor(t, "c to advertise its route to d to a", patience, func() bool {
+		return slices.Contains(a.router.advertisers("d"), "c")
+	})
+	// What a resumable circuit whose path a-d fell silent, or a dial
+	// through it that got no answer, records (resume.go, dial.go).
+	a.suspects.add("d", "d", time.Now())
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	conn, err := a.DialWith(ctx, "d", EchoService, DialOptions{RecordPath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if got := fmt.Sprint(conn.Path()); got != "[a d]" {
+		t.Fatalf("dial to d after d was slow on a's link to it: path %s, want [a d]", got)
+	}
+	echoOnce(t, conn, "ping")
 }
