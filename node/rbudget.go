@@ -59,7 +59,7 @@ type resumeBudget struct {
 	// receive is counted and never refused, and they do not park
 	// (resumeConfig).
 	dial                          bool
-	waitLog                       func(dest string, held, share, waiting int) // dial: a circuit's Writes began to wait
+	waitLog                       func(dest string, held, share, waiting int) // dial: a circuit's Writes began to wait (called without mu)
 	max, perSource                int
 	maxParked, maxParkedPerSource int
 	resendRate                    int
@@ -273,6 +273,14 @@ func (a *budgetAccount) Grow(n int) bool {
 // buffer, so that every circuit moves and none waits for another.
 func (a *budgetAccount) GrowSend(n int, floor bool) bool {
 	b := a.b
+	// The wait is logged once b.mu is given back (deferred calls run last
+	// first): a log sink that blocks holds no other circuit's room.
+	var logWait func()
+	defer func() {
+		if logWait != nil {
+			logWait()
+		}
+	}()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if a.dead {
@@ -284,7 +292,8 @@ func (a *budgetAccount) GrowSend(n int, floor bool) bool {
 			a.src.waiting++
 			b.waiting++
 			if b.waitLog != nil {
-				b.waitLog(a.src.name, a.src.bytes, sendCap(b.perSource), a.src.waiting)
+				dest, held, share, waiting := a.src.name, a.src.bytes, sendCap(b.perSource), a.src.waiting
+				logWait = func() { b.waitLog(dest, held, share, waiting) }
 			}
 		}
 		return false

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // A destination that reads nothing, and keeps every window it grants,
@@ -86,4 +87,37 @@ func TestResumeDialBudgetHoldsWritesBack(t *testing.T) {
 		u := s.dbudget.usage()
 		return u.bytes == 0 && u.circuits == 0
 	})
+}
+
+// A circuit dialled to d whose Writes begin to wait for room says so in
+// the log (logSendWait). While that line is being written (a log sink
+// that blocks, as a full pipe to journald does), the circuits dialled to
+// other destinations go on: the budget's lock is not held across it.
+// Before, a circuit to e asking for room waited for d's log line.
+func TestDialBudgetWaitLogHoldsNoLock(t *testing.T) {
+	cfg := Config{Limits: Limits{ResumeBuffer: 4 * MinResumeBuffer, ResumeBufferPerSource: MinResumeBuffer}}
+	cfg.setDefaults()
+	b := newDialBudget(cfg.Limits, prometheus.NewRegistry())
+	logging, release := make(chan struct{}), make(chan struct{})
+	b.waitLog = func(string, int, int, int) {
+		close(logging)
+		<-release
+	}
+	defer close(release)
+	d, e := b.open("d"), b.open("e")
+	if !d.GrowSend(sendCap(MinResumeBuffer), false) {
+		t.Fatal("d's first retransmit buffer, within its share, refused")
+	}
+	go d.GrowSend(1<<20, false) // beyond d's share: waits, and logs it
+	<-logging
+	granted := make(chan bool, 1)
+	go func() { granted <- e.GrowSend(4096, false) }()
+	select {
+	case ok := <-granted:
+		if !ok {
+			t.Fatal("e's first 4 KiB refused")
+		}
+	case <-time.After(patience):
+		t.Fatalf("a circuit to e waited %v for the log line of a circuit to d", patience)
+	}
 }
