@@ -485,11 +485,11 @@ var (
 // above a quarter of it.
 const MaxLinkWindow = 1<<62 - 1
 
-// streamWindow is the stream window of the node's QUIC links: StreamWindow,
-// or its default (links.QUICConfig.MaxStreamWindow).
 // defaultRelayBuffer is Limits.RelayBuffer's default.
 const defaultRelayBuffer = 32 << 10
 
+// streamWindow is the stream window of the node's QUIC links: StreamWindow,
+// or its default (links.QUICConfig.MaxStreamWindow).
 func (l Limits) streamWindow() uint64 {
 	switch {
 	case l.StreamWindow > 0:
