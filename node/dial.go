@@ -22,7 +22,10 @@ import (
 // relay's refusal for want of a route onward (its route changed while the
 // open travelled, as while a mesh converges) makes Dial try the other next
 // hops routing offers at once; the first such refusal is returned when
-// none is left. A next hop through which a circuit to peer made no
+// none is left. A next hop whose link ends under the dial, lost or
+// closed by this node (to make room for another link, or as a
+// duplicate), makes Dial try the other next hops, then wait for routing
+// to offer one while ctx allows. A next hop through which a circuit to peer made no
 // progress, or a dial got no answer, while this node kept its link to it
 // is tried last for 5 minutes (docs/SECURITY.md, A compromised relay).
 // The Conn is a net.Conn with half-close, the recorded path
@@ -196,7 +199,7 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 				continue
 			}
 			impostor := errors.Is(err, circuit.ErrAuth)
-			if !impostor && (errors.As(err, &re) || ctx.Err() != nil || !errors.Is(err, links.ErrLinkLost)) {
+			if !impostor && (errors.As(err, &re) || ctx.Err() != nil || !n.linkLost(err)) {
 				endSpan(span, resultLabel(err), 0, 0, err)
 				return nil, err
 			}
@@ -208,10 +211,11 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 				n.limits.floods.Warn("impostor:"+nh, "circuit through next hop reached a node that could not prove it is the destination; trying another next hop",
 					"dest", peer, "next_hop", nh, "err", err, "node_impostor_total", total)
 			}
-			// The link died before the destination answered and nothing but
-			// the header was sent, or whoever answered was not the
-			// destination: another next hop may still work, and so may
-			// a link that replaces l to the same next hop.
+			// The link died (or this node closed it) before the destination
+			// answered and nothing but the header was sent, or whoever
+			// answered was not the destination: another next hop may
+			// still work, and so may a link that replaces l to the same
+			// next hop.
 			failed[nh] = failedHop{link: l, always: impostor}
 			errs = append(errs, err)
 		}
@@ -249,6 +253,17 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			return nil, refused(circuit.LinkLost, fmt.Sprintf("no next hop toward %s could carry the circuit: %v", peer, errors.Join(errs...)))
 		}
 	}
+}
+
+// linkLost reports whether err, a dial's failure on a next hop, is its
+// link's end: one lost (links.ErrLinkLost) or one this node closed
+// itself while running (links.ErrClosed: to make room for another link,
+// as a duplicate's loser). Before, the dial failed at once on the
+// latter, though another next hop reached the destination
+// (TestDialOnALinkTheNodeClosedTriesAnotherNextHop). Once Close has
+// begun it is not: the dial is refused, shutting down.
+func (n *Node) linkLost(err error) bool {
+	return errors.Is(err, links.ErrLinkLost) || errors.Is(err, links.ErrClosed) && n.running()
 }
 
 // avoidLast moves the next hops in avoid that are among hops to the end,

@@ -214,6 +214,46 @@ func (h heldDown) LinkDown(l links.Link, err error) {
 	h.Handler.LinkDown(l, err)
 }
 
+// holdLinkDowns makes node name of c (on c's memlink network) keep each
+// link that closes until the test ends (heldDown): a dial then finds the
+// closed link in the node's table.
+func holdLinkDowns(t *testing.T, c *cluster, name string) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) }) // before the cluster closes
+	prev := c.tweak
+	c.tweak = func(cfg *Config) {
+		if prev != nil {
+			prev(cfg)
+		}
+		if cfg.Name == name {
+			cfg.NewTransport = func(h links.Handler, role links.Role) (links.Transport, error) {
+				return c.memNet.Transport(memlink.TransportConfig{Name: name, Mesh: "test", Role: role, Handler: heldDown{h, release}})
+			}
+		}
+	}
+}
+
+// TestDialOnALinkTheNodeClosedTriesAnotherNextHop: in the square a-b-c,
+// a-d-c, a closes its link to its next hop toward c itself (as discovery
+// does to make room, or as a duplicate's close does) just as a Dial to c
+// takes it. Before, the dial failed at once with the link's error
+// ("link to b closed", matching links.ErrClosed), though d still
+// reached c, where the close of a peer made it try d. Now it tries d and
+// the circuit opens.
+func TestDialOnALinkTheNodeClosedTriesAnotherNextHop(t *testing.T) {
+	c := newCluster(t, false)
+	holdLinkDowns(t, c, "a")
+	c.build("a-b", "a-d", "b-c", "d-c")
+	p := c.waitRoute("a", "c", 2)
+	a := c.nodes["a"]
+	other := map[string]string{"b": "d", "d": "b"}[p.NextHop]
+	c.waitRoute("a", other, 1)
+	c.mustLink("a", p.NextHop).Close("test makes room")
+	if err := roundTrip(t, a, "c", EchoService, []byte("ping")); err != nil {
+		t.Fatalf("dial to c after a closed its link to next hop %s, %s up: %v", p.NextHop, other, err)
+	}
+}
+
 // TestDialErrorNamesEachContextOnce: the error of a Dial names the dial
 // and the stream it opened once. Before, a dial on a link that closed
 // under it (a's node not yet told) failed with "dial b/echo: open stream
@@ -232,20 +272,13 @@ func TestDialErrorNamesEachContextOnce(t *testing.T) {
 	}
 	t.Run("link closing under the dial", func(t *testing.T) {
 		c := newCluster(t, false)
-		release := make(chan struct{})
-		t.Cleanup(func() { close(release) }) // before the cluster closes
-		c.tweak = func(cfg *Config) {
-			if cfg.Name == "a" {
-				cfg.NewTransport = func(h links.Handler, role links.Role) (links.Transport, error) {
-					return c.memNet.Transport(memlink.TransportConfig{Name: "a", Mesh: "test", Role: role, Handler: heldDown{h, release}})
-				}
-			}
-		}
+		holdLinkDowns(t, c, "a")
 		c.build("a-b")
 		c.waitRoute("a", "b", 1)
 		a := c.nodes["a"]
 		c.mustLink("a", "b").Close("test closes a-b")
-		_, err := a.Dial(ctxT(t, patience), "b", EchoService)
+		// The dial waits for another next hop until its deadline.
+		_, err := a.Dial(ctxT(t, 2*time.Second), "b", EchoService)
 		if err == nil {
 			t.Fatal("dial on a closed link succeeded")
 		}
