@@ -216,8 +216,10 @@ func (h heldDown) LinkDown(l links.Link, err error) {
 
 // holdLinkDowns makes node name of c (on c's memlink network) keep each
 // link that closes until the test ends (heldDown): a dial then finds the
-// closed link in the node's table.
+// closed link in the node's table. Cuts are reported after an hour
+// (closeUnheard).
 func holdLinkDowns(t *testing.T, c *cluster, name string) {
+	c.memNet = memlink.NewNetwork(memlink.Config{DetectDelay: time.Hour})
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) }) // before the cluster closes
 	prev := c.tweak
@@ -231,6 +233,14 @@ func holdLinkDowns(t *testing.T, c *cluster, name string) {
 			}
 		}
 	}
+}
+
+// closeUnheard makes from close its link to to, which neither end dials
+// again: the network between them is cut first, to's end not told.
+func closeUnheard(c *cluster, from, to string) {
+	l := c.mustLink(from, to)
+	c.memNet.Cut(from, to)
+	l.Close("test closes " + from + "-" + to)
 }
 
 // TestDialOnALinkTheNodeClosedTriesAnotherNextHop: in the square a-b-c,
@@ -260,7 +270,9 @@ func TestDialOnALinkTheNodeClosedTriesAnotherNextHop(t *testing.T) {
 // to b: open stream to b: link to b closed", a dial that gave up on the
 // destination's answer with "dial c/echo: circuit: dial c/echo: context
 // canceled", and one that gave up waiting for another dial's handshake
-// with c with "dial c/echo: dial c/echo: context canceled".
+// with c with "dial c/echo: dial c/echo: context canceled"; a relay's
+// refusal, its link onward closed, said "open stream to c: open stream
+// to c: link to c closed".
 func TestDialErrorNamesEachContextOnce(t *testing.T) {
 	once := func(t *testing.T, err error, want ...string) {
 		t.Helper()
@@ -276,13 +288,28 @@ func TestDialErrorNamesEachContextOnce(t *testing.T) {
 		c.build("a-b")
 		c.waitRoute("a", "b", 1)
 		a := c.nodes["a"]
-		c.mustLink("a", "b").Close("test closes a-b")
+		closeUnheard(c, "a", "b")
 		// The dial waits for another next hop until its deadline.
 		_, err := a.Dial(ctxT(t, 2*time.Second), "b", EchoService)
 		if err == nil {
 			t.Fatal("dial on a closed link succeeded")
 		}
 		once(t, err, "dial b/echo", "open stream to b")
+	})
+	t.Run("relay's link onward closing under the circuit", func(t *testing.T) {
+		// b closed its link to c, not yet told: b refuses a's circuit to
+		// c, naming the stream it could not open. Before, the refusal
+		// said "open stream to c: open stream to c: link to c closed".
+		c := newCluster(t, false)
+		holdLinkDowns(t, c, "b")
+		c.build("a-b", "b-c")
+		c.waitRoute("a", "c", 2)
+		closeUnheard(c, "b", "c")
+		_, err := c.nodes["a"].Dial(ctxT(t, 2*time.Second), "c", EchoService)
+		if !errors.Is(err, circuit.ErrNoRoute) {
+			t.Fatalf("dial through a relay whose link onward closed: %v, want b's refusal, no route", err)
+		}
+		once(t, err, "dial c/echo", "open stream to c")
 	})
 	t.Run("giving up on the answer or another dial's handshake", func(t *testing.T) {
 		c, stuck, relayed := stuckLine(t, false)

@@ -443,13 +443,15 @@ func (n *Node) openNext(ctx context.Context, hops []string, from string, onPath 
 	return nil, "", nil, fmt.Errorf("%s could not open a stream on any next hop: %w", n.cfg.Name, errors.Join(errs...))
 }
 
-// openOn opens a stream on l and writes hdr on it.
+// openOn opens a stream on l (openStream: its error names the stream
+// once, where a refusal said "open stream to c: open stream to c") and
+// writes hdr on it.
 func (n *Node) openOn(ctx context.Context, l links.Link, hdr []byte) (links.Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.DialTimeout)
 	defer cancel()
-	out, err := l.OpenStream(ctx)
+	out, err := openStream(ctx, l)
 	if err != nil {
-		return nil, fmt.Errorf("open stream to %s: %w", l.Peer(), err)
+		return nil, err
 	}
 	if _, err := out.Write(hdr); err != nil {
 		out.Reset(circuit.CloseCancelled)
