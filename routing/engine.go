@@ -41,6 +41,9 @@ type Engine struct {
 	selfHash uint64       // nameHash(Self)
 
 	origins originIndex
+	// reachable counts the entries of origins whose selected route is
+	// reachable (Stats.Reachable), kept as selections change.
+	reachable int
 	// The parts of the table entries that hold pointers, by origin.id,
 	// and the ids of removed entries, for reuse.
 	side    sideTable
@@ -759,5 +762,6 @@ func (e *Engine) Neighbours() []string { return slices.Clone(e.sortedNbrs()) }
 func (e *Engine) Stats() Stats {
 	s := e.stats
 	s.Destinations = e.origins.len()
+	s.Reachable = e.reachable
 	return s
 }

@@ -349,3 +349,36 @@ func TestLinkUpAgainSendsTheTableAgain(t *testing.T) {
 		t.Fatalf("messages after a new link to b = %+v, want a hello and the table sent to b again", rd.Messages)
 	}
 }
+
+// TestStatsReachableCountsReachableRoutes: Stats.Reachable is the number
+// of Routes that are reachable as routes come, are withdrawn, are
+// forgotten and come back.
+func TestStatsReachableCountsReachableRoutes(t *testing.T) {
+	n := newNet(t, 1, routing.Config{}, "a", "b", "c", "d")
+	mustLink(t, n, "a", "b", 10)
+	mustLink(t, n, "b", "c", 10)
+	mustLink(t, n, "c", "d", 10)
+	for _, step := range []struct {
+		when        string
+		do          func() error
+		want, dests int
+	}{
+		{"line a-b-c-d", nil, 3, 3},
+		{"b-c down", func() error { return n.Unlink("b", "c") }, 1, 3},
+		{"c and d forgotten", func() error { n.RunFor(10 * time.Minute); return nil }, 1, 1},
+		{"b-c up again", func() error { return n.Relink("b", "c") }, 3, 3},
+		{"a alone", func() error { return n.Unlink("a", "b") }, 0, 3},
+	} {
+		if step.do != nil {
+			if err := step.do(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		quiet(t, n)
+		e := n.Engine("a")
+		got := reachableRoutes(e)
+		if st := e.Stats(); st.Reachable != got || got != step.want || st.Destinations != step.dests {
+			t.Fatalf("%s: Stats.Reachable %d, %d of %d routes reachable, want %d of %d", step.when, st.Reachable, got, st.Destinations, step.want, step.dests)
+		}
+	}
+}

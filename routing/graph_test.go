@@ -139,6 +139,10 @@ func checkShortest(t testing.TB, n *routingtest.Network, slack routing.Metric) {
 	for _, s := range n.Names() {
 		ref := routingtest.ShortestPaths(g, n.IsLeaf, s)
 		e := n.Engine(s)
+		if st, reachable := e.Stats(), reachableRoutes(e); st.Reachable != reachable {
+			t.Errorf("%s: Stats.Reachable %d, %d routes reachable", s, st.Reachable, reachable)
+			bad++
+		}
 		for _, d := range n.Names() {
 			if d == s {
 				continue
@@ -161,6 +165,17 @@ func checkShortest(t testing.TB, n *routingtest.Network, slack routing.Metric) {
 			}
 		}
 	}
+}
+
+// reachableRoutes counts the reachable routes of e's table.
+func reachableRoutes(e *routing.Engine) int {
+	n := 0
+	for _, r := range e.Routes() {
+		if r.Reachable {
+			n++
+		}
+	}
+	return n
 }
 
 func chainHops(n *routingtest.Network, s, d string) int {

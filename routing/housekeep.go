@@ -62,6 +62,9 @@ func (e *Engine) housekeep(t time.Duration) {
 // a pending or watch list is skipped before anything of its side is read.
 func (e *Engine) removeOrigin(o *origin) {
 	e.origins.remove(e.origins.hash(e.nameOf(o)), o)
+	if o.rtReachable {
+		e.reachable--
+	}
 	e.unhold(o)
 	e.forgetAttSent(o)
 	o.removed, o.hasExt = true, false

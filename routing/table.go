@@ -880,6 +880,12 @@ func (e *Engine) apply(t time.Duration, o *origin, r *routeEntry) {
 		o.selSlot, o.selSeq = r.slot, r.hasSeqno()
 		nr = selRoute{metric: m, hops: uint32(r.hops) + 1, seqno: r.seqno, reachable: true}
 	}
+	switch {
+	case nr.reachable && !old.reachable:
+		e.reachable++
+	case !nr.reachable && old.reachable:
+		e.reachable--
+	}
 	o.setSelected(nr)
 	x := e.xOf(o)
 	if x != nil && (x.floorOn || len(x.marks) > 0) {

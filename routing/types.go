@@ -148,4 +148,7 @@ type Stats struct {
 	Implausible uint64
 	// Destinations is the current number of table entries (excluding Self).
 	Destinations int
+	// Reachable is how many of them have a reachable selected route: what
+	// counting the Reachable routes of Routes gives, without building them.
+	Reachable int
 }
