@@ -28,6 +28,9 @@ var (
 	ErrNotStarted = errors.New("node not started")
 	// ErrClosed: the node is closed. It matches net.ErrClosed.
 	ErrClosed = net.ErrClosed
+	// ErrAlreadyStarted: Start called again while a Start runs or after
+	// one succeeded.
+	ErrAlreadyStarted = errors.New("node already started")
 	// ErrServiceInUse: Listen on a service that already has a listener.
 	ErrServiceInUse = errors.New("service already has a listener")
 	// ErrNotLinked: Unlink of an address that is not a static link.
@@ -259,7 +262,8 @@ func loadIdentity(cfg *Config) (*identity.Identity, error) {
 // routing. ctx bounds only the start itself: when it ends first (and when
 // Close is called meanwhile), Start undoes what it started, leaves the node
 // closed and returns an error wrapping ctx's (or ErrClosed). Start on a
-// closed node fails with ErrClosed.
+// closed node fails with ErrClosed; Start while a Start runs, or after one
+// succeeded, fails with ErrAlreadyStarted and changes nothing.
 func (n *Node) Start(ctx context.Context) error {
 	n.mu.Lock()
 	switch n.state {
@@ -269,7 +273,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("start node %s: %w", n.cfg.Name, ErrClosed)
 	default:
 		n.mu.Unlock()
-		return fmt.Errorf("start node %s: already started", n.cfg.Name)
+		return fmt.Errorf("start node %s: %w", n.cfg.Name, ErrAlreadyStarted)
 	}
 	sctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)

@@ -58,6 +58,20 @@ func closeWhileStarting(t *testing.T, n *Node, reached <-chan struct{}) {
 	}
 }
 
+// resolvingNode is a node whose Start looks up its static link's name on
+// a DNS server that never answers; resolving is closed at the lookup.
+func resolvingNode(t *testing.T) (n *Node, resolving <-chan struct{}) {
+	r, resolving := stallingResolver()
+	n, err := New(Config{Name: "a", Mesh: "test", Insecure: true, GracePeriod: -1, Logger: testLogger(t),
+		NewTransport: memTransport(memlink.NewNetwork(memlink.Config{}), "a"),
+		StaticLinks:  []string{"seed.example.invalid:4242"},
+		Discovery:    DiscoveryConfig{BindAddr: "127.0.0.1:0", Resolver: r}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, resolving
+}
+
 // TestCloseWhileStartMakesItsTransport: Close called while Start is still
 // creating the transport. Close took the node, marked running at the
 // start of Start, as fully started and called Close on the transport not
@@ -90,14 +104,7 @@ func TestCloseWhileStartMakesItsTransport(t *testing.T) {
 // stops at once, undoes what it started and fails with ErrClosed.
 func TestCloseWhileStartResolvesStopsTheStart(t *testing.T) {
 	defer goleak.VerifyNone(t, append(leakIgnores, goleak.IgnoreCurrent())...)
-	r, resolving := stallingResolver()
-	n, err := New(Config{Name: "a", Mesh: "test", Insecure: true, GracePeriod: -1, Logger: testLogger(t),
-		NewTransport: memTransport(memlink.NewNetwork(memlink.Config{}), "a"),
-		StaticLinks:  []string{"seed.example.invalid:4242"},
-		Discovery:    DiscoveryConfig{BindAddr: "127.0.0.1:0", Resolver: r}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, resolving := resolvingNode(t)
 	closeWhileStarting(t, n, resolving)
 }
 
@@ -189,5 +196,40 @@ func TestCallsDuringStartSeeItWhole(t *testing.T) {
 	}
 	if st := n.Status().State; st != "running" {
 		t.Errorf("state after Start: %q, want running", st)
+	}
+}
+
+// TestStartAgainFailsWithErrAlreadyStarted: Start called again while the
+// first Start runs, or after it succeeded, failed with a bare "already
+// started" that no sentinel matched. Now it fails with an error matching
+// ErrAlreadyStarted, and the node goes on as the first Start leaves it.
+func TestStartAgainFailsWithErrAlreadyStarted(t *testing.T) {
+	n, resolving := resolvingNode(t)
+	defer n.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() { first <- n.Start(ctx) }()
+	<-resolving
+	if err := n.Start(context.Background()); !errors.Is(err, ErrAlreadyStarted) {
+		t.Errorf("Start while the first Start runs: %v, want an error matching ErrAlreadyStarted", err)
+	}
+	cancel() // the lookup never ends: the first Start stops
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first Start, its ctx cancelled: %v", err)
+	}
+
+	n, err := New(Config{Name: "b", Mesh: "test", Insecure: true, GracePeriod: -1, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); !errors.Is(err, ErrAlreadyStarted) {
+		t.Errorf("Start after Start succeeded: %v, want an error matching ErrAlreadyStarted", err)
+	}
+	if st := n.Status().State; st != "running" {
+		t.Errorf("state after a second Start: %q, want running", st)
 	}
 }
