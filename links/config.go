@@ -41,7 +41,12 @@ const (
 	DefaultLinkWindow      = 32 << 20
 	// MinStreamWindow is the smallest MaxStreamWindow accepted, and a
 	// quarter of the smallest LinkWindow.
-	MinStreamWindow    = 16 << 10
+	MinStreamWindow = 16 << 10
+	// MaxLinkWindow is the largest LinkWindow accepted, 2^62 - 1, and
+	// MaxLinkWindow/4 the largest MaxStreamWindow: QUIC sends a window as
+	// a variable-length integer (RFC 9000, section 16) and cannot send
+	// more, and quic-go panicked at the handshake of a link with more.
+	MaxLinkWindow      = 1<<62 - 1
 	DefaultReaderStall = 2 * time.Second
 	// DefaultStalledCode is the reset code of a stream reclaimed from a
 	// stalled reader when QUICConfig.StalledCode is zero: the circuit
@@ -131,7 +136,8 @@ type QUICConfig struct {
 	// ControlBytes meanwhile. Default 30 s.
 	ControlStall time.Duration
 	// MaxStreamWindow is the QUIC flow-control receive window per stream
-	// (minimum MinStreamWindow, at most a quarter of LinkWindow; default
+	// (minimum MinStreamWindow, at most a quarter of LinkWindow and of
+	// MaxLinkWindow; default
 	// 4 MiB, or a quarter of a LinkWindow set below 16 MiB): a
 	// circuit may keep that much in flight. A stream starts at
 	// min(512 KiB, MaxStreamWindow) and grows only while its reader keeps
@@ -139,7 +145,8 @@ type QUICConfig struct {
 	MaxStreamWindow uint64
 	// LinkWindow is the QUIC connection receive window: the bytes the peer
 	// may have sent on the link and this node not yet read, all streams
-	// together, so the most receive buffer one link can pin. Default the
+	// together, so the most receive buffer one link can pin. At most
+	// MaxLinkWindow. Default the
 	// larger of 32 MiB and 4 × MaxStreamWindow. Streams whose readers
 	// stalled for ReaderStall are reclaimed once they may hold more than
 	// half of it (see ReaderStall), and the streams of one source
@@ -283,6 +290,10 @@ func (c *QUICConfig) validate() error {
 		return fmt.Errorf("%w: negative limit", ErrConfig)
 	case c.MaxStreamWindow < minStreamWindow:
 		return fmt.Errorf("%w: MaxStreamWindow %d below %d", ErrConfig, c.MaxStreamWindow, minStreamWindow)
+	case c.LinkWindow > MaxLinkWindow:
+		return fmt.Errorf("%w: LinkWindow %d above MaxLinkWindow (%d, the largest window QUIC can send)", ErrConfig, c.LinkWindow, uint64(MaxLinkWindow))
+	case c.MaxStreamWindow > MaxLinkWindow/4:
+		return fmt.Errorf("%w: MaxStreamWindow %d above a quarter of MaxLinkWindow (%d)", ErrConfig, c.MaxStreamWindow, uint64(MaxLinkWindow/4))
 	case c.LinkWindow < 4*c.MaxStreamWindow:
 		return fmt.Errorf("%w: LinkWindow %d below 4 × MaxStreamWindow (%d)", ErrConfig, c.LinkWindow, 4*c.MaxStreamWindow)
 	case c.Role != RoleRouter && c.Role != RoleLeaf:

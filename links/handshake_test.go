@@ -104,6 +104,40 @@ func TestConfigValidation(t *testing.T) {
 	}
 }
 
+// TestWindowsQUICCannotSendRefused: a LinkWindow above MaxLinkWindow
+// (2^62 - 1), or a MaxStreamWindow above a quarter of it, was taken by
+// NewQUICTransport, and quic-go panicked the process at the first link's
+// handshake. Now NewQUICTransport refuses them with ErrConfig naming the
+// field, and takes the largest.
+func TestWindowsQUICCannotSendRefused(t *testing.T) {
+	ca := testCA(t, "m")
+	id := issue(t, ca, "a")
+	for name, c := range map[string]struct {
+		stream, link uint64
+		field        string
+	}{
+		"link window 2^62":                         {0, 1 << 62, "LinkWindow"},
+		"link window 2^64 - 1":                     {0, 1<<64 - 1, "LinkWindow"},
+		"stream window 2^62, link window default":  {1 << 62, 0, "MaxStreamWindow"},
+		"stream window above a quarter of the max": {MaxLinkWindow/4 + 1, MaxLinkWindow, "MaxStreamWindow"},
+	} {
+		tr, err := NewQUICTransport(QUICConfig{Identity: id, Handler: newRecorder(), Logger: quietLogger(),
+			MaxStreamWindow: c.stream, LinkWindow: c.link})
+		if err == nil {
+			tr.Close()
+		}
+		if !errors.Is(err, ErrConfig) || !contains(err, c.field) {
+			t.Errorf("%s: %v, want ErrConfig naming %s", name, err, c.field)
+		}
+	}
+	tr, err := NewQUICTransport(QUICConfig{Identity: id, Handler: newRecorder(), Logger: quietLogger(),
+		MaxStreamWindow: MaxLinkWindow / 4, LinkWindow: MaxLinkWindow})
+	if err != nil {
+		t.Fatalf("the largest windows: %v", err)
+	}
+	tr.Close()
+}
+
 func TestDialClosedTransport(t *testing.T) {
 	ca := testCA(t, "m")
 	a := newNode(t, issue(t, ca, "a"), nil)

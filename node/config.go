@@ -483,7 +483,7 @@ var (
 // a link's window as a variable-length integer (RFC 9000, section 16)
 // and cannot send more. New refuses a larger one, and a StreamWindow
 // above a quarter of it.
-const MaxLinkWindow = 1<<62 - 1
+const MaxLinkWindow = links.MaxLinkWindow
 
 // defaultRelayBuffer is Limits.RelayBuffer's default.
 const defaultRelayBuffer = 32 << 10
