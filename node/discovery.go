@@ -82,6 +82,9 @@ type discovery struct {
 	// hosts bounds, per host, dials to addresses that never proved a
 	// certificate, whatever the port and member (linkaddr.go).
 	hosts map[string]*hostBudget
+	// joinHosts: the hosts (hostKey) of the gossip addresses Join last
+	// resolved to, which the operator names as the mesh's (joinedHostsLocked).
+	joinHosts map[string]bool
 	// ipLinks: the link transport's addresses are IP:port (QUIC), so a
 	// member's link address must be one, spelled canonically
 	// (checkLinkAddr); an in-memory transport's are node names.
@@ -427,6 +430,9 @@ func startDiscovery(ctx context.Context, n *Node) (*discovery, error) {
 		jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		addrs := d.resolveJoin(jctx)
 		cancel()
+		d.mu.Lock()
+		d.joinedHostsLocked(addrs, time.Now())
+		d.mu.Unlock()
 		if len(addrs) == 0 {
 			n.log.Warn("gossip join: no address yet; retrying", "join", dc.Join, "first_retry", min(joinRetryFirst, dc.JoinInterval), "every", dc.JoinInterval)
 		} else if _, err := ml.Join(addrs); err != nil {
@@ -529,6 +535,7 @@ func (d *discovery) joinAgain() {
 	cancel()
 	known := map[string]bool{}
 	d.mu.Lock()
+	d.joinedHostsLocked(addrs, time.Now())
 	for _, m := range d.members {
 		known[m.gossip] = true
 	}

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 )
@@ -141,5 +143,43 @@ func TestAttackMadeUpMemberEscalatesKnownHost(t *testing.T) {
 	d.noteHostLocked(v+":50000", now)
 	if got := d.hosts[v].until; !got.Equal(until) {
 		t.Fatalf("h3 proven again moved the host's ban from %v to %v", until.Sub(now), got.Sub(now))
+	}
+}
+
+// TestAttackMadeUpMembersOnHonestHostKeepJoinerOut: a stranger with no
+// certificate (no gossip key needed) pushes d made-up members whose link
+// address is the honest nodes' own host (127.0.0.1, at port 9 where
+// nothing listens), then a new node j joins the mesh through d. j cannot
+// verify d's, a's or b's signed metadata before it links to one of them,
+// and its dials of made-up members fail at their host. j must still link
+// to an honest node and reach d, a and b. Before, j's two failed dials
+// banned the host for the hour of a host where no certificate was ever
+// seen, hard, so that not even its dial as a node cut off from everyone
+// went there: j linked to none of them.
+func TestAttackMadeUpMembersOnHonestHostKeepJoinerOut(t *testing.T) {
+	c, honest := gossipNodes(t, "d", "a", "b")
+	d := honest[0]
+	meta, _ := json.Marshal(memberMeta{Link: "127.0.0.1:9", Mesh: "test"})
+	for p := range 5 {
+		pushMadeUp(t, d, meta, p*1024, 1024)
+	}
+
+	var seed string
+	c.tweak = gossipJoining(&seed)
+	seed = d.Status().GossipAddr
+	j := c.add("j")
+	c.tweak = nil
+	start := time.Now()
+	waitFor(t, "j to link to an honest node", time.Minute, func() bool {
+		return slices.ContainsFunc(j.Links(), func(l LinkInfo) bool { return slices.Contains([]string{"d", "a", "b"}, l.Peer) })
+	})
+	t.Logf("j linked to %v %v after its join", j.Links()[0].Peer, time.Since(start).Round(time.Millisecond))
+	for _, n := range honest {
+		waitFor(t, "j to verify "+n.cfg.Name+"'s metadata", 30*time.Second, func() bool {
+			j.disco.mu.Lock()
+			defer j.disco.mu.Unlock()
+			gm := j.disco.members[n.cfg.Name]
+			return gm.verified && gm.ok
+		})
 	}
 }

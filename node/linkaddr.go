@@ -87,8 +87,8 @@ type hostBudget struct {
 	pending int       // such dials in progress
 	until   time.Time // no such dial before
 	// known: a handshake at an address of the host proved a certificate,
-	// or a node linked to this one from it (knownHostLocked, noteHostLocked,
-	// provenHostLocked).
+	// or a node linked to this one from it, or Join names it
+	// (knownHostLocked, noteHostLocked, provenHostLocked, joinedHostsLocked).
 	known bool
 }
 
@@ -190,8 +190,12 @@ func (d *discovery) hostDoneLocked(addr string, failed bool, now time.Time) {
 }
 
 // knownHostLocked reports whether a handshake at an address of host key
-// proved a certificate (proven). d.mu is held.
+// proved a certificate (proven), or Join names it (joinedHostsLocked).
+// d.mu is held.
 func (d *discovery) knownHostLocked(key string) bool {
+	if d.joinHosts[key] {
+		return true
+	}
 	for a := range d.proven {
 		if hostKey(a) == key {
 			return true
@@ -211,6 +215,23 @@ func (d *discovery) noteHostLocked(addr string, now time.Time) {
 	if h := d.hosts[hostKey(addr)]; h != nil && !h.known {
 		h.known = true
 		h.lift(now)
+	}
+}
+
+// joinedHostsLocked records the hosts of addrs, the gossip addresses Join
+// resolved to, as known (noteHostLocked): the operator names them as the
+// mesh's, and a node joining through one of them dials that host's nodes,
+// whose signed metadata it cannot verify before it links to one. Before, a
+// stranger's made-up members at silent ports of the host a new node
+// joined through (its own nodes' host: several nodes on one machine, or
+// behind one NAT) failed twice and banned the host hard for the hour of a
+// host where no certificate was ever seen, and the new node, dialling no
+// node there, linked to none. d.mu is held.
+func (d *discovery) joinedHostsLocked(addrs []string, now time.Time) {
+	d.joinHosts = make(map[string]bool, len(addrs)) // at most maxJoinAddrs
+	for _, a := range addrs {
+		d.joinHosts[hostKey(a)] = true
+		d.noteHostLocked(a, now)
 	}
 }
 
