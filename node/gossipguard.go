@@ -172,7 +172,7 @@ const gossipPushStateSize = int64(unsafe.Sizeof(gossipPushState{}))
 // spent its budget.
 //
 // Inbound push-pulls announcing more states than the members this node
-// knows plus gossipPushSlack are refused, and what memberlist holds for
+// knows plus gossipPushSlack and maxUnverified are refused, and what memberlist holds for
 // streams, inbound and the answers to push-pulls this node started, is
 // bounded node-wide, with a share per source prefix (gossipHeld,
 // heldBytes).
@@ -223,7 +223,7 @@ const (
 	refuseShare     = "share"      // all slots taken, none giving way, the source prefix holding its share or more
 	refuseEvicted   = "evicted"    // its slot taken by a new stream of a prefix holding fewer
 	refuseSlow      = "slow"       // its slot taken by a new stream, its first bytes not come within gossipFirstBytes
-	refuseHeader    = "header"     // push-pull header beyond the member bound (inbound: the members known and gossipPushSlack), or with user state
+	refuseHeader    = "header"     // push-pull header beyond the member bound (inbound: the members known, gossipPushSlack and maxUnverified), or with user state
 	refuseUser      = "user"       // a user message: discovery sends none
 	refuseState     = "state"      // a push-pull state beyond gossipStateMax
 	refuseLength    = "length"     // an encrypted stream announcing more than the members could send (sealedMax)
@@ -1019,11 +1019,15 @@ func (c *guardConn) charge(n int64, what string) (string, error) {
 		what, n, all, gossipHeld, of, c.prefix, gossipHeldShare)
 }
 
-// inboundStates is the most states an inbound push-pull may announce:
-// the members this node knows and gossipPushSlack, within the member
-// bound.
-func (g *gossipGuard) inboundStates() int {
-	return min(g.maxNodes, g.members.count()+gossipPushSlack)
+// inboundStates is the most states an inbound push-pull may announce
+// when this node knows n members: n, gossipPushSlack and maxUnverified,
+// within the member bound. A member's state may hold up to
+// maxUnverified members whose metadata it did not verify (made up by a
+// stranger who pushed them to it) that this node does not know: an
+// honest node a stranger flooded pushes them to the nodes that know few.
+// NotifyAlive takes at most maxUnverified of them all the same.
+func (g *gossipGuard) inboundStates(n int) int {
+	return min(g.maxNodes, n+gossipPushSlack+maxUnverified)
 }
 
 // sealedMax is the longest encrypted stream the members this node knows
@@ -1032,8 +1036,7 @@ func (g *gossipGuard) inboundStates() int {
 // bound, gossipStreamMax), and how many members it knows.
 func (g *gossipGuard) sealedMax() (int64, int) {
 	n := g.members.count()
-	states := min(g.maxNodes, n+gossipPushSlack)
-	return min(gossipStreamMax, int64(states)*gossipSealedState+gossipSealedExtra), n
+	return min(gossipStreamMax, int64(g.inboundStates(n))*gossipSealedState+gossipSealedExtra), n
 }
 
 // inspect reads a stream's first message far enough to bound what
@@ -1136,11 +1139,12 @@ func (c *guardConn) inspectFirst() (io.Reader, string, error) {
 	}
 	// discovery keeps no user state (LocalState is empty). An inbound
 	// push-pull carries its sender's members, which this node knows too
-	// but for gossipPushSlack; the answer to one this node started may
+	// but for gossipPushSlack and the sender's unverified ones
+	// (inboundStates); the answer to one this node started may
 	// carry a mesh it is joining, up to the member bound.
 	most := c.g.maxNodes
 	if c.inbound {
-		most = c.g.inboundStates()
+		most = c.g.inboundStates(c.g.members.count())
 	}
 	if hd.Nodes < 0 || hd.Nodes > most || hd.UserStateLen != 0 {
 		return nil, refuseHeader, fmt.Errorf("push-pull of %d states (at most %d) and %d bytes of user state", hd.Nodes, most, hd.UserStateLen)

@@ -21,10 +21,10 @@ import (
 // every state into memory before it merges any (NotifyAlive, which
 // refuses metadata beyond 512 bytes, runs only after the last state) and
 // holds them until its TCP timeout (10 s). Nobody without a key or
-// certificate may make d hold more than a small bound: 5,000 states are
-// more than d, which knows only itself, takes in a push-pull, and 1,025
-// (as many as it takes) on each of 16 streams are more than the bytes it
-// holds for inbound streams.
+// certificate may make d hold more than a small bound: 5,000 and 1,025
+// states (d, which knows only itself, takes up to 5,121 in a push-pull)
+// on each of 16 streams are more than the bytes it holds for inbound
+// streams.
 func TestAttackGossipPushPullStatesHeld(t *testing.T) {
 	for _, states := range []int{5000, 1025} {
 		t.Run(fmt.Sprintf("states=%d", states), func(t *testing.T) {
