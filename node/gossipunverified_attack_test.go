@@ -38,8 +38,9 @@ func TestAttackGossipMadeUpMembersKeepJoinsOpen(t *testing.T) {
 	d := honest[0]
 	const pushes, per = 32, 1024
 	pad := `"` + strings.Repeat("c", 440) + `"`
-	// At another host than the nodes' (127.0.0.1): j's two failed dials
-	// of made-up members ban their host for an hour (hostBudget).
+	// At another host than the nodes' (127.0.0.1), so that this test is of
+	// the member bounds alone: made-up members on the nodes' own host are
+	// TestAttackMadeUpMembersOnHonestHostKeepJoinerOut's.
 	meta, _ := json.Marshal(memberMeta{Link: "127.0.0.2:9", Mesh: "test", Coord: json.RawMessage(pad)})
 	start := time.Now()
 	for p := range pushes {
