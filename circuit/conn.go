@@ -55,6 +55,12 @@ type Conn struct {
 	broken  atomic.Pointer[error]
 	path    atomic.Pointer[[]string]
 	in, out atomic.Int64
+
+	// stopped is closed once the other end stopped reading (see Done);
+	// stopErr is why, when it was not a clean end. Made by Done.
+	stopOnce sync.Once
+	stopped  chan struct{}
+	stopErr  atomic.Pointer[error]
 }
 
 var _ net.Conn = (*Conn)(nil)
@@ -502,6 +508,46 @@ func (c *Conn) Abort(code uint64) {
 	if c.markClosedBy(LocalReset(code)) {
 		c.s.Reset(code)
 	}
+}
+
+// Done is closed once the other end, or a relay on the path, stopped
+// reading the circuit: after its end of stream (Err is nil) or resetting
+// it (Err is why). A copy loop blocked on another connection learns from
+// it that the circuit is gone, which its Reads and Writes tell only once
+// called. It stays open on a stream that cannot tell (not links' QUIC
+// streams) and when this end closed the circuit first.
+func (c *Conn) Done() <-chan struct{} {
+	c.stopOnce.Do(func() {
+		c.stopped = make(chan struct{})
+		var once sync.Once
+		watchStop(c.s, func(err error) {
+			once.Do(func() {
+				if !isGracefulStop(err) {
+					err = c.opError("write", err)
+					c.stopErr.Store(&err)
+				}
+				close(c.stopped)
+			})
+		})
+	})
+	return c.stopped
+}
+
+// watchStop is s's OnStopSending, or nothing where s has none.
+func watchStop(s links.Stream, f func(error)) (stop func() bool) {
+	if sn, ok := s.(stopNotifier); ok {
+		return sn.OnStopSending(f)
+	}
+	return func() bool { return false }
+}
+
+// Err is nil until Done is closed and when the other end stopped reading
+// after its end of stream; after a reset it is the error a Write returns.
+func (c *Conn) Err() error {
+	if err := c.stopErr.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // markClosed flags the conn closed and interrupts pending calls. It reports

@@ -764,6 +764,10 @@ type reopenable struct {
 	rd, wd time.Time
 	reset  *uint64 // the code of a Reset made
 	closed bool    // Close, CloseWrite or CloseRead made
+	// onStop is what OnStopSending arranged (nil: nothing), unwatch
+	// ends its watch of cur; swap moves the watch to the new stream.
+	onStop  func(error)
+	unwatch func() bool
 }
 
 func (r *reopenable) stream() links.Stream {
@@ -785,9 +789,27 @@ func (r *reopenable) swap(ns links.Stream) error {
 	r.cur = ns
 	_ = ns.SetReadDeadline(r.rd)
 	_ = ns.SetWriteDeadline(r.wd)
+	if r.onStop != nil {
+		r.unwatch()
+		r.unwatch = watchStop(ns, r.onStop)
+	}
 	r.mu.Unlock()
 	old.Reset(CloseCancelled)
 	return nil
+}
+
+// OnStopSending is the current stream's (see stopNotifier), moved to the
+// stream a reopen swaps in.
+func (r *reopenable) OnStopSending(f func(error)) (stop func() bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onStop, r.unwatch = f, watchStop(r.cur, f)
+	return func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.onStop = nil
+		return r.unwatch()
+	}
 }
 
 func (r *reopenable) Read(p []byte) (int, error)  { return r.stream().Read(p) }

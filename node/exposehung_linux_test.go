@@ -125,6 +125,24 @@ func TestExposeToHungServiceClosesResetCircuits(t *testing.T) {
 // client to read and never learnt that the circuit had ended.
 func TestForwardClosesHungClientOfResetCircuit(t *testing.T) {
 	a, b := fwdPair(t)
+	forwardToHungClient(t, a, b)
+}
+
+// TestForwardClosesHungClientOfResetPlainCircuit is
+// TestForwardClosesHungClientOfResetCircuit with a circuit that does not
+// resume (a's ResumeTimeout is negative): the reset reaches a as the
+// circuit's far end stopping reading it. Before, a's copy loop learnt of
+// it only by writing to the circuit, which it never did while the client
+// neither read nor wrote.
+func TestForwardClosesHungClientOfResetPlainCircuit(t *testing.T) {
+	a, b := fwdPair(t, func(cfg *Config) { cfg.ResumeTimeout = -1 })
+	forwardToHungClient(t, a, b)
+}
+
+// forwardToHungClient forwards a local port of a to an endless source b
+// exposes, stops the client reading, withdraws the service at b and
+// waits for the client's connection to be reset and the copy loops to end.
+func forwardToHungClient(t *testing.T, a, b *Node) {
 	loops := copyLoops("")
 	c, stopExpose, _ := forwardTo(t, a, b, "source", tcpSource(t))
 	client := []*net.TCPConn{c.(*net.TCPConn)}

@@ -255,7 +255,10 @@ func splice(a, b net.Conn) {
 	b.Close()
 }
 
-// circuitEnd is a circuit that reports its end (circuit.Resumable).
+// circuitEnd is a circuit that reports its end (circuit.Resumable), or
+// its far end's reset (circuit.Conn: before, a plain circuit's reset went
+// unnoticed as a resumable one's did,
+// TestForwardClosesHungClientOfResetPlainCircuit).
 type circuitEnd interface {
 	Done() <-chan struct{}
 	Err() error
