@@ -85,6 +85,8 @@ type discovery struct {
 	// joinHosts: the hosts (hostKey) of the gossip addresses Join last
 	// resolved to, which the operator names as the mesh's (joinedHostsLocked).
 	joinHosts map[string]bool
+	// joinAddrs: those gossip addresses themselves (islandRankLocked).
+	joinAddrs map[string]bool
 	// ipLinks: the link transport's addresses are IP:port (QUIC), so a
 	// member's link address must be one, spelled canonically
 	// (checkLinkAddr); an in-memory transport's are node names.

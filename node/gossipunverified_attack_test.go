@@ -95,6 +95,13 @@ func TestAttackGossipMadeUpMembersKeepJoinsOpen(t *testing.T) {
 // named ghost-<from> on, with metadata meta, and reads d's answer.
 func pushMadeUp(t *testing.T, d *Node, meta []byte, from, n int) {
 	t.Helper()
+	pushMadeUpEach(t, d, from, n, func(i int) (string, []byte) { return fmt.Sprintf("ghost-%05d", i), meta })
+}
+
+// pushMadeUpEach is pushMadeUp with member i's name and metadata from
+// made.
+func pushMadeUpEach(t *testing.T, d *Node, from, n int, made func(i int) (name string, meta []byte)) {
+	t.Helper()
 	conn, err := net.DialTimeout("tcp", d.Status().GossipAddr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +112,8 @@ func pushMadeUp(t *testing.T, d *Node, meta []byte, from, n int) {
 	_, _ = w.Write(pushPullHeader(t, n, 0))
 	enc := codec.NewEncoder(w, &codec.MsgpackHandle{})
 	for i := from; i < from+n; i++ {
-		if err := enc.Encode(gossipPushState{Name: fmt.Sprintf("ghost-%05d", i), Addr: net.IPv4(127, 0, 0, 1).To4(), Port: 9,
+		name, meta := made(i)
+		if err := enc.Encode(gossipPushState{Name: name, Addr: net.IPv4(127, 0, 0, 1).To4(), Port: 9,
 			Meta: meta, Incarnation: 1, Vsn: []uint8{1, 5, 2, 0, 0, 0}}); err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -146,6 +147,23 @@ func TestAttackMadeUpMemberEscalatesKnownHost(t *testing.T) {
 	}
 }
 
+// joinerLinks adds node j to c, joining through d, and waits up to within
+// for j to link to d, a or b.
+func joinerLinks(t *testing.T, c *cluster, d *Node, within time.Duration) *Node {
+	t.Helper()
+	var seed string
+	c.tweak = gossipJoining(&seed)
+	seed = d.Status().GossipAddr
+	j := c.add("j")
+	c.tweak = nil
+	start := time.Now()
+	waitFor(t, "j to link to an honest node", within, func() bool {
+		return slices.ContainsFunc(j.Links(), func(l LinkInfo) bool { return slices.Contains([]string{"d", "a", "b"}, l.Peer) })
+	})
+	t.Logf("j linked to %v %v after its join", j.Links()[0].Peer, time.Since(start).Round(time.Millisecond))
+	return j
+}
+
 // TestAttackMadeUpMembersOnHonestHostKeepJoinerOut: a stranger with no
 // certificate (no gossip key needed) pushes d made-up members whose link
 // address is the honest nodes' own host (127.0.0.1, at port 9 where
@@ -164,16 +182,7 @@ func TestAttackMadeUpMembersOnHonestHostKeepJoinerOut(t *testing.T) {
 		pushMadeUp(t, d, meta, p*1024, 1024)
 	}
 
-	var seed string
-	c.tweak = gossipJoining(&seed)
-	seed = d.Status().GossipAddr
-	j := c.add("j")
-	c.tweak = nil
-	start := time.Now()
-	waitFor(t, "j to link to an honest node", time.Minute, func() bool {
-		return slices.ContainsFunc(j.Links(), func(l LinkInfo) bool { return slices.Contains([]string{"d", "a", "b"}, l.Peer) })
-	})
-	t.Logf("j linked to %v %v after its join", j.Links()[0].Peer, time.Since(start).Round(time.Millisecond))
+	j := joinerLinks(t, c, d, time.Minute)
 	for _, n := range honest {
 		waitFor(t, "j to verify "+n.cfg.Name+"'s metadata", 30*time.Second, func() bool {
 			j.disco.mu.Lock()
@@ -182,4 +191,22 @@ func TestAttackMadeUpMembersOnHonestHostKeepJoinerOut(t *testing.T) {
 			return gm.verified && gm.ok
 		})
 	}
+}
+
+// TestAttackMadeUpMembersSortFirstKeepJoinerOut is
+// TestAttackMadeUpMembersOnHonestHostKeepJoinerOut with 1,024 made-up
+// members at as many silent ports of the honest nodes' host, named to
+// sort before them. j, cut off from everyone, must link to an honest node
+// within 20 s. Before, its dial as a node cut off from everyone went to
+// the made-up member whose bar ended first, by name among equals: every
+// 30 s a made-up one, and j linked to none in 5 minutes.
+func TestAttackMadeUpMembersSortFirstKeepJoinerOut(t *testing.T) {
+	c, honest := gossipNodes(t, "d", "a", "b")
+	d := honest[0]
+	pushMadeUpEach(t, d, 0, 1024, func(i int) (string, []byte) {
+		meta, _ := json.Marshal(memberMeta{Link: fmt.Sprintf("127.0.0.1:%d", 40000+i), Mesh: "test"})
+		return fmt.Sprintf("0000-%05d", i), meta
+	})
+
+	joinerLinks(t, c, d, 20*time.Second)
 }

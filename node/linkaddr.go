@@ -229,8 +229,10 @@ func (d *discovery) noteHostLocked(addr string, now time.Time) {
 // node there, linked to none. d.mu is held.
 func (d *discovery) joinedHostsLocked(addrs []string, now time.Time) {
 	d.joinHosts = make(map[string]bool, len(addrs)) // at most maxJoinAddrs
+	d.joinAddrs = make(map[string]bool, len(addrs))
 	for _, a := range addrs {
 		d.joinHosts[hostKey(a)] = true
+		d.joinAddrs[a] = true
 		d.noteHostLocked(a, now)
 	}
 }
