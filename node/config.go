@@ -288,6 +288,8 @@ type Limits struct {
 	// MaxRoutes bounds the routing table. Default 4096.
 	MaxRoutes int
 	// HeaderTimeout bounds the time to receive an open header. Default 5s.
+	// A Dial waits as long for the answer through one next hop before it
+	// tries another one left (Node.Dial).
 	HeaderTimeout time.Duration
 	// RelayBuffer is the per-direction copy buffer of a relayed circuit:
 	// at least 1 KiB and at most the stream window (StreamWindow or its

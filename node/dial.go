@@ -25,7 +25,12 @@ import (
 // none is left. A next hop whose link ends under the dial, lost or
 // closed by this node (to make room for another link, or as a
 // duplicate), makes Dial try the other next hops, then wait for routing
-// to offer one while ctx allows. A next hop through which a circuit to peer made no
+// to offer one while ctx allows. An open through a next hop that passed
+// nothing back within Limits.HeaderTimeout, or whose stream ended before
+// the answer, while another next hop is left and ctx's deadline leaves
+// half as much again after it, is reset and the next hop tried; the one
+// passed over is tried again with the rest of the deadline once none
+// carried the circuit. A next hop through which a circuit to peer made no
 // progress, or a dial got no answer, while this node kept its link to it
 // is tried last for 5 minutes (docs/SECURITY.md, A compromised relay).
 // The Conn is a net.Conn with half-close, the recorded path
@@ -152,11 +157,14 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 	// noRoute is the first refusal of a relay that had no route onward.
 	var noRoute error
 	fallback := map[string]bool{}
+	// patient are the next hops tried again after no answer within
+	// their bound: they have the rest of the deadline.
+	patient := map[string]bool{}
 	avoid := n.suspects.order(peer, time.Now(), opt.avoid)
 	for {
 		hops = n.avoidLast(peer, hops, avoid, fallback)
-		for _, nh := range hops {
-			if failed.has(n, nh) || fallback[nh] && failed[nh].fallback {
+		for i, nh := range hops {
+			if failed.skipped(n, nh, fallback) {
 				continue
 			}
 			if opt.tried != nil {
@@ -164,7 +172,11 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			}
 			l := n.link(nh)
 			began := time.Now()
-			c, err := n.dialVia(ctx, nh, l, o, opt, span)
+			hopOpt := opt
+			if !patient[nh] {
+				hopOpt.answerWithin = n.answerBound(ctx, peer, nh, hops[i+1:], failed, fallback)
+			}
+			c, err := n.dialVia(ctx, nh, l, o, hopOpt, span)
 			if err == nil {
 				return c, nil
 			}
@@ -173,8 +185,9 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			// and the destination answer in before the dial's deadline,
 			// or the stream ended without it (a relay that drops what it
 			// carries; an honest one sends the answer or a reset).
+			noAnswer := ctx.Err() == nil && errors.Is(err, errNoAnswer)
 			silent := l != nil && n.link(nh) == l && (errors.Is(ctx.Err(), context.DeadlineExceeded) && time.Since(began) >= n.cfg.Limits.HeaderTimeout ||
-				ctx.Err() == nil && errors.Is(err, circuit.ErrMalformedHeader))
+				ctx.Err() == nil && errors.Is(err, circuit.ErrMalformedHeader) || noAnswer)
 			if silent {
 				n.suspects.add(peer, nh, time.Now())
 			}
@@ -183,6 +196,13 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 				// next one is tried whatever the answer. Tried again only
 				// once routing chooses it.
 				failed[nh] = failedHop{link: l, fallback: true}
+				errs = append(errs, err)
+				continue
+			}
+			if hopOpt.answerWithin > 0 && ctx.Err() == nil && (noAnswer || silent) {
+				// Passed over for the next hops left; tried again with
+				// the rest of the deadline once none of them answered.
+				failed[nh] = failedHop{link: l, slow: true}
 				errs = append(errs, err)
 				continue
 			}
@@ -228,6 +248,9 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			// The next hops routing offers now, without waiting for
 			// others: a relay said the destination may be unreachable.
 			if hops = n.router.nextHops(peer); !slices.ContainsFunc(hops, func(h string) bool { return !failed.has(n, h) && n.link(h) != nil }) {
+				if hops = failed.takeSlow(patient); len(hops) > 0 {
+					continue
+				}
 				endSpan(span, resultLabel(noRoute), 0, 0, noRoute)
 				return nil, noRoute
 			}
@@ -245,6 +268,13 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 				}
 				continue
 			}
+		}
+		// A next hop passed over for no answer within its bound is tried
+		// again, with the rest of the deadline, now that nothing else is
+		// left: a destination reached only through it is dialled through
+		// it for the whole deadline, as before the bound.
+		if hops = failed.takeSlow(patient); len(hops) > 0 {
+			continue
 		}
 		// Else routing is withdrawing them; wait for it to offer a new
 		// one while the caller's deadline allows. A neighbour tried
@@ -321,11 +351,36 @@ type failedHops map[string]failedHop
 // failedHop is the link a next hop failed on; always, when the failure
 // was the next hop's own (a refusal, an impostor) rather than its link's;
 // fallback, when it was tried as a neighbour advertising a route routing
-// did not choose (it is tried again if routing chooses it).
+// did not choose (it is tried again if routing chooses it); slow, when
+// it gave no answer within its bound (tried again once nothing else is
+// left, takeSlow).
 type failedHop struct {
 	link     links.Link
 	always   bool
 	fallback bool
+	slow     bool
+}
+
+// skipped reports whether a dial passes next hop h over in its current
+// round: it failed (has), or it failed as a fallback and is one again.
+func (f failedHops) skipped(n *Node, h string, fallback map[string]bool) bool {
+	return f.has(n, h) || fallback[h] && f[h].fallback
+}
+
+// takeSlow forgets the failures of the next hops that gave no answer
+// within their bound and returns them, marked patient: the dial tries
+// them again with the rest of its deadline.
+func (f failedHops) takeSlow(patient map[string]bool) []string {
+	var out []string
+	for h, fh := range f {
+		if fh.slow {
+			delete(f, h)
+			patient[h] = true
+			out = append(out, h)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // has reports whether next hop h failed and is not worth another try:
@@ -353,6 +408,53 @@ func (f failedHops) linksHeld(n *Node) bool {
 // skip is has as the filter of awaitNewHop.
 func (f failedHops) skip(n *Node) func(string) bool {
 	return func(h string) bool { return f.has(n, h) }
+}
+
+// errNoAnswer is the failure of an open through a next hop that passed
+// nothing back within its bound (DialOptions.answerWithin).
+var errNoAnswer = errors.New("no answer from the path")
+
+// answerBound is the time an open to dest through next hop nh gets for
+// its answer before the dial resets it, takes nh for a suspect and tries
+// the next hop left: Limits.HeaderTimeout, within which the relays and
+// the destination answer, when another next hop is left (one of rest,
+// the hops after nh in this round, or a neighbour advertising dest not
+// tried yet) and the dial's deadline leaves at least half as much again
+// after it; else 0, the dial's deadline alone. Before, a relay that
+// swallowed opens, its link and probes healthy, held the first dial
+// through it for its whole deadline and failed it, though another next
+// hop reached dest (TestAttackSwallowingRelayFirstDialMoves).
+func (n *Node) answerBound(ctx context.Context, dest, nh string, rest []string, failed failedHops, fallback map[string]bool) time.Duration {
+	bound := n.cfg.Limits.HeaderTimeout
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) < bound+bound/2 {
+		return 0
+	}
+	for _, h := range rest {
+		if !failed.skipped(n, h, fallback) && n.link(h) != nil {
+			return bound
+		}
+	}
+	if slices.ContainsFunc(n.untriedAdvertisers(dest, failed), func(h string) bool { return h != nh }) {
+		return bound
+	}
+	return 0
+}
+
+// answerWithin runs dial, a dial of package circuit that waits on its
+// stream for the answer, with ctx bounded by opt.answerWithin: past it
+// with no answer the dial ends as at ctx's end (its stream reset) and
+// fails with errNoAnswer.
+func answerWithin(ctx context.Context, opt DialOptions, dial func(context.Context) (*circuit.Conn, error)) (*circuit.Conn, error) {
+	if opt.answerWithin <= 0 {
+		return dial(ctx)
+	}
+	hctx, cancel := context.WithTimeoutCause(ctx, opt.answerWithin, errNoAnswer)
+	defer cancel()
+	c, err := dial(hctx)
+	if err != nil && ctx.Err() == nil && context.Cause(hctx) == errNoAnswer {
+		return nil, fmt.Errorf("%w within %v (%v)", errNoAnswer, opt.answerWithin, err)
+	}
+	return c, err
 }
 
 // dialVia opens the circuit through neighbour nh on l, the node's link to
@@ -443,7 +545,7 @@ func (n *Node) openCircuit(ctx context.Context, l links.Link, s links.Stream, o 
 	if opt.Early {
 		return circuit.DialEarly(s, o, local)
 	}
-	return circuit.Dial(ctx, s, o, local)
+	return answerWithin(ctx, opt, func(ctx context.Context) (*circuit.Conn, error) { return circuit.Dial(ctx, s, o, local) })
 }
 
 // recentlyKnown reports whether routing holds an entry for dest, reachable

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,15 +31,28 @@ func (s *answerResetStream) Write(p []byte) (int, error) {
 
 // diamondRelayedByB builds the diamond a–{b,c}–d with b, the preferred
 // relay, relaying through relay, and waits for c's own link to d: not a
-// detour through a and b is what a resume steered away from b can take.
+// detour through a and b is what a resume steered away from b can take;
+// and for c's route to d at a, the next hop a dial passes b over for.
 func diamondRelayedByB(t *testing.T, relay func(in, out links.Stream) (links.Stream, links.Stream)) *cluster {
+	return diamondRelayedByBWith(t, relay, nil)
+}
+
+// diamondRelayedByBWith is diamondRelayedByB with tweak applied to each
+// node's Config last.
+func diamondRelayedByBWith(t *testing.T, relay func(in, out links.Stream) (links.Stream, links.Stream), tweak func(*Config)) *cluster {
 	c := newCluster(t, true)
 	buildDiamondWith(t, c, func(cfg *Config) {
 		if cfg.Name == "b" {
 			cfg.hooks = &hooks{relay: relay}
 		}
+		if tweak != nil {
+			tweak(cfg)
+		}
 	})
 	c.waitNextHop("c", "d", "d")
+	waitFor(t, "c to advertise its route to d to a", patience, func() bool {
+		return slices.Contains(c.nodes["a"].router.advertisers("d"), "c")
+	})
 	return c
 }
 

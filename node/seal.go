@@ -177,7 +177,8 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 		return circuit.DialEarlySecure(s, o, local, sec)
 	}
 	resumed := sec.Keys.Resumable(o.Dest)
-	c, err := circuit.DialSecure(ctx, s, o, local, sec)
+	dial := func(ctx context.Context) (*circuit.Conn, error) { return circuit.DialSecure(ctx, s, o, local, sec) }
+	c, err := answerWithin(ctx, opt, dial)
 	for try := 0; try < 2 && err != nil && errIsRetry(err); try++ {
 		if !resumed {
 			sec.Peer = nil // refused: the key (which Config.Keys may still give)
@@ -191,7 +192,7 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 		if s, err = openStream(ctx, l); err != nil {
 			return nil, err
 		}
-		c, err = circuit.DialSecure(ctx, s, o, local, sec)
+		c, err = answerWithin(ctx, opt, dial)
 	}
 	return c, err
 }

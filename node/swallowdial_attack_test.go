@@ -1,0 +1,92 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// shortAnswerBound gives a a HeaderTimeout of 1 s (the time an open
+// through one next hop gets for its answer while another is left) and a
+// DialTimeout of 8 s; the other nodes keep theirs.
+func shortAnswerBound(cfg *Config) {
+	if cfg.Name == "a" {
+		cfg.Limits.HeaderTimeout = time.Second
+		cfg.DialTimeout = 8 * time.Second
+	}
+}
+
+// On the diamond a–{b,c}–d where routing prefers b, b swallows what it
+// relays from the start (it holds the answers, or drops every byte),
+// its certificate valid and its links and probes healthy. a's first
+// Dial to d must open through c, after a's header timeout (1 s) on b
+// and well within its DialTimeout (8 s), and leave b a suspect. Before,
+// it waited on b for the whole DialTimeout ("holds the answers") or d's
+// header timeout ("drops the bytes") and failed; only the next Dial went
+// through c.
+func TestAttackSwallowingRelayFirstDialMoves(t *testing.T) {
+	for _, tc := range swallowingRelays() {
+		t.Run(tc.name, func(t *testing.T) {
+			firstDialsThroughC(t, diamondRelayedByBWith(t, tc.relay, shortAnswerBound))
+		})
+	}
+}
+
+// b, the preferred relay, is honest but slow: it passes d's answer back
+// 3 s after a's header timeout (1 s) began, and c resets every circuit it
+// carries before d's answer gets back. d is reachable only through b:
+// a's Dial passes b over after 1 s, c fails, and b is tried again with
+// the rest of the deadline and carries the circuit, as it did before b
+// could be passed over.
+func TestDialPassedOverNextHopGetsTheRestOfTheDeadline(t *testing.T) {
+	var resets atomic.Int64
+	slow := &slowPath{first: 3 * time.Second, replied: make(chan struct{})}
+	c := diamondRelayedByBWith(t, func(in, out links.Stream) (links.Stream, links.Stream) {
+		return &slowIn{Stream: in, p: slow}, &slowOut{Stream: out, p: slow}
+	}, func(cfg *Config) {
+		shortAnswerBound(cfg)
+		if cfg.Name == "c" {
+			cfg.hooks = &hooks{relay: func(in, out links.Stream) (links.Stream, links.Stream) {
+				return &answerResetStream{Stream: in, out: out, resets: &resets}, out
+			}}
+		}
+	})
+	dialEchoVia(t, c.nodes["a"], "b", "the dial through a slow b, c resetting")
+	if resets.Load() == 0 {
+		t.Fatal("c reset no circuit: the dial did not try c, the test proves nothing")
+	}
+}
+
+// b and c both hold every answer: a's Dial passes b over after 1 s, then
+// waits on c for the rest of the deadline and fails with the deadline's
+// error at the deadline, no earlier.
+func TestDialThroughSwallowingRelaysFailsWithCtxErr(t *testing.T) {
+	hold := func(in, out links.Stream) (links.Stream, links.Stream) { return silentStream{in}, out }
+	c := diamondRelayedByBWith(t, hold, func(cfg *Config) {
+		shortAnswerBound(cfg)
+		if cfg.Name == "c" {
+			cfg.hooks = &hooks{relay: hold}
+		}
+	})
+	const deadline = 4 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	start := time.Now()
+	conn, err := c.nodes["a"].DialWith(ctx, "d", EchoService, DialOptions{RecordPath: true})
+	took := time.Since(start)
+	if err == nil {
+		conn.Close()
+		t.Fatalf("the dial opened through %v: b and c pass nothing back", conn.Path())
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || took < deadline {
+		t.Fatalf("the dial failed after %v with %v, want the deadline's error after %v", took.Round(time.Millisecond), err, deadline)
+	}
+	if avoid := c.nodes["a"].suspects.order("d", time.Now(), nil); fmt.Sprint(avoid) != "[b c]" {
+		t.Fatalf("a's suspects for d: %v, want [b c]", avoid)
+	}
+}
