@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // The node's suspects keep, per destination, the next hops circuits made
@@ -51,8 +53,17 @@ func TestHopSuspectsOrderAndBound(t *testing.T) {
 // suspect and every dial from a to d went through c for 5 minutes.
 func TestDestinationIsNotItsOwnSuspect(t *testing.T) {
 	c := newCluster(t, true)
+	// Fixed link costs: routing prefers the direct link a-d however the
+	// measured costs move on a loaded machine.
+	c.tweak = func(cfg *Config) {
+		cfg.LinkCosts = map[string]links.Cost{"a": 10, "c": 40, "d": 10}
+		if cfg.Name == "c" {
+			cfg.LinkCosts = map[string]links.Cost{"a": 40, "d": 40}
+		}
+	}
 	c.build("a-d", "a-c", "c-d")
 	c.waitRoute("a", "d", 1)
+	c.waitNextHop("a", "d", "d")
 	c.waitNextHop("c", "d", "d")
 	a := c.nodes["a"]
 	waitFor(t, "c to advertise its route to d to a", patience, func() bool {
