@@ -110,7 +110,9 @@ type Config struct {
 	// for routing to replace a lost route to a node it knows of or lost
 	// within the last minute (a retraction and its seqno request take a
 	// few round trips) before refusing with no route. A name routing
-	// never heard of is refused at once. Default 2s; negative disables the wait.
+	// never heard of is refused at once. It is also how long a lost route
+	// to a peer that a neighbour still advertises goes unreported
+	// (Subscribe). Default 2s; negative disables the wait.
 	RouteWait time.Duration
 
 	// ResumeTimeout is how long a circuit whose path broke (a relay died,

@@ -101,7 +101,11 @@ func (h *eventHub) publish(ev Event) {
 // channel. Events that do not fit are dropped for this subscriber; read
 // promptly. A peer's PeerUp and PeerDown come at most 8 at once, then one
 // a second: changes beyond are held back and the peer's state then is
-// reported once, if it differs from the last reported. The channel is closed when the node closes (and is returned
+// reported once, if it differs from the last reported. A PeerDown of a
+// peer that a neighbour still advertises (routing awaits a new seqno
+// from it) comes only if the route is not back within
+// Config.RouteWait, or once no neighbour advertises the peer; if it is
+// back, neither event comes. The channel is closed when the node closes (and is returned
 // already closed by a closed node). With MaxSubscribers subscribers already,
 // Subscribe returns an error wrapping ErrTooManySubscribers.
 func (n *Node) Subscribe(buf int) (<-chan Event, func(), error) {

@@ -1,9 +1,11 @@
 package node
 
 import (
+	"slices"
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/internal/bucket"
+	"github.com/circuitmesh/circuitmesh/routing"
 )
 
 // How often one peer's reachability changes are reported (PeerUp and
@@ -30,7 +32,22 @@ type reachDamper struct {
 	peers     map[string]*reachState
 	held      map[string]*reachState // peers with changes held back
 	lastSweep time.Time
+	// lost holds the PeerDown of routing for each peer that a neighbour
+	// still advertises (unfeasibly) until its deadline: routing asked
+	// for a new seqno, and the route usually comes back before (hold).
+	// At most maxLostHeld.
+	lost map[string]lostDown
 }
+
+// lostDown is a PeerDown of routing held back until at.
+type lostDown struct {
+	at time.Time
+	rt routing.Route
+}
+
+// maxLostHeld bounds the PeerDowns held at once: beyond, a loss is
+// reported at once (many peers lost together is no flap).
+const maxLostHeld = 64
 
 type reachState struct {
 	budget     bucket.Bucket
@@ -43,7 +60,7 @@ type reachState struct {
 const reachSweep = time.Duration(reachBurst / reachRate * float64(time.Second))
 
 func newReachDamper() *reachDamper {
-	return &reachDamper{peers: map[string]*reachState{}, held: map[string]*reachState{}}
+	return &reachDamper{peers: map[string]*reachState{}, held: map[string]*reachState{}, lost: map[string]lostDown{}}
 }
 
 // note reports whether routing's change of peer to up (reachable or not)
@@ -87,6 +104,43 @@ func (d *reachDamper) due(now time.Time, report func(peer string, up, changed bo
 	}
 }
 
+// hold holds routing's PeerDown of rt.Dest until at, and reports
+// whether it did (no room: report it now).
+func (d *reachDamper) hold(rt routing.Route, at time.Time) bool {
+	if _, ok := d.lost[rt.Dest]; !ok && len(d.lost) >= maxLostHeld {
+		return false
+	}
+	d.lost[rt.Dest] = lostDown{at: at, rt: rt}
+	return true
+}
+
+// back forgets the PeerDown held for peer, whose route came back, and
+// reports whether there was one.
+func (d *reachDamper) back(peer string) bool {
+	_, ok := d.lost[peer]
+	delete(d.lost, peer)
+	return ok
+}
+
+// lostDue calls report, and forgets, each PeerDown held whose deadline
+// is past at now or whose peer no neighbour advertises any more
+// (advertised), in the order of the peers' names (a simulation run
+// again publishes the same events in the same order).
+func (d *reachDamper) lostDue(now time.Time, advertised func(string) bool, report func(routing.Route)) {
+	var due []string
+	for peer, l := range d.lost {
+		if !now.Before(l.at) || !advertised(peer) {
+			due = append(due, peer)
+		}
+	}
+	slices.Sort(due)
+	for _, peer := range due {
+		l := d.lost[peer]
+		delete(d.lost, peer)
+		report(l.rt)
+	}
+}
+
 // next is when the first held change is due (zero: none held): a
 // millisecond after its token is earned, so that due, refilling at that
 // time, finds the token whatever the rounding (a loop woken for it must
@@ -101,6 +155,11 @@ func (d *reachDamper) next() time.Time {
 		}
 		if at.IsZero() || t.Before(at) {
 			at = t
+		}
+	}
+	for _, l := range d.lost {
+		if at.IsZero() || l.at.Before(at) {
+			at = l.at
 		}
 	}
 	return at

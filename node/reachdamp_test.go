@@ -1,8 +1,12 @@
 package node
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/circuitmesh/circuitmesh/routing"
 )
 
 // TestReachDamper: a peer's first reachBurst changes are reported at
@@ -60,5 +64,36 @@ func TestReachDamper(t *testing.T) {
 	d.note("y", false, t1.Add(time.Minute))
 	if _, ok := d.peers["x"]; ok {
 		t.Error("x's full, idle entry was not swept")
+	}
+}
+
+// TestReachDamperHoldsLostRoutes: a held PeerDown is reported at its
+// deadline, or before once no neighbour advertises the peer, and not at
+// all once the route came back; at most maxLostHeld are held, and the
+// tick loop wakes for the first deadline.
+func TestReachDamperHoldsLostRoutes(t *testing.T) {
+	d := newReachDamper()
+	t0 := time.Unix(1000, 0)
+	for i := range maxLostHeld {
+		if !d.hold(routing.Route{Dest: fmt.Sprintf("p%d", i)}, t0.Add(time.Duration(i+1)*time.Second)) {
+			t.Fatalf("PeerDown %d not held", i)
+		}
+	}
+	if d.hold(routing.Route{Dest: "one-more"}, t0.Add(time.Second)) {
+		t.Fatalf("a PeerDown held beyond the %d held", maxLostHeld)
+	}
+	if at := d.next(); !at.Equal(t0.Add(time.Second)) {
+		t.Fatalf("first held PeerDown due at %v, want %v", at, t0.Add(time.Second))
+	}
+	if !d.back("p0") || d.back("p0") {
+		t.Fatal("a route back did not forget its held PeerDown once")
+	}
+	var got []string
+	report := func(rt routing.Route) { got = append(got, rt.Dest) }
+	// At 2.5 s p1 is due; p5 is no longer advertised.
+	d.lostDue(t0.Add(2500*time.Millisecond), func(p string) bool { return p != "p5" }, report)
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"p1", "p5"}) || len(d.lost) != maxLostHeld-3 {
+		t.Fatalf("reported %v, %d still held; want p1 and p5, %d held", got, len(d.lost), maxLostHeld-3)
 	}
 }

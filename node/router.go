@@ -334,12 +334,26 @@ func (r *router) flushLocked() {
 		switch ev.Kind {
 		case routing.PeerUp:
 			kind = PeerUp
+			if r.reach.back(ev.Dest) {
+				r.n.log.Debug("route replaced", "peer", ev.Dest, "next_hop", ev.Route.NextHop, "cost", ev.Route.Metric)
+				continue
+			}
 		case routing.PeerDown:
 			kind = PeerDown
 			// It may be restarting, which drops the sessions it issued:
 			// the next circuit to it takes a one-message handshake rather
 			// than a refused resumption.
 			r.n.seal.Load().ForgetSession(ev.Dest)
+			// A neighbour still advertises it, unfeasibly: routing
+			// dropped the route as its metric rose too far (a link on
+			// the path slowed) and asked for a new seqno, which
+			// usually brings it back within a round trip. Report the
+			// loss only if it is not back within RouteWait, or once no
+			// neighbour advertises it (lostDue).
+			if wait := r.n.cfg.RouteWait; wait > 0 && len(r.eng.Advertisers(ev.Dest)) > 0 && r.reach.hold(ev.Route, time.Now().Add(wait)) {
+				r.n.log.Debug("route lost, awaiting a new seqno", "peer", ev.Dest)
+				continue
+			}
 		default:
 			r.n.log.Debug("next hop changed", "peer", ev.Dest, "next_hop", ev.Route.NextHop, "cost", ev.Route.Metric)
 			continue
@@ -347,6 +361,13 @@ func (r *router) flushLocked() {
 		if r.reach.note(ev.Dest, kind == PeerUp, time.Now()) {
 			r.publishReach(kind, ev.Route, 0)
 		}
+	}
+	if len(r.reach.lost) > 0 {
+		r.reach.lostDue(time.Now(), func(peer string) bool { return len(r.eng.Advertisers(peer)) > 0 }, func(rt routing.Route) {
+			if r.reach.note(rt.Dest, false, time.Now()) {
+				r.publishReach(PeerDown, rt, 0)
+			}
+		})
 	}
 	if len(r.reach.held) > 0 {
 		r.reach.due(time.Now(), func(peer string, up, changed bool, changes int) {

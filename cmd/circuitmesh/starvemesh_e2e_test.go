@@ -31,6 +31,10 @@ var starveWrongs = []string{
 	`as failed, suspect timeout`,
 }
 
+// maxStarvedDowns bounds the PeerDowns the healthy daemons of
+// TestE2EStarvedMemberOfGossipMesh report in all while s is starved.
+const maxStarvedDowns = 4
+
 // TestE2EStarvedMemberOfGossipMesh runs a mesh of daemons that find each
 // other by gossip, a, b, c and d at full speed and s, started under a CPU
 // quota of 20 ms per 100 ms beside a busy loop (about a tenth of a core;
@@ -41,10 +45,11 @@ var starveWrongs = []string{
 // holds one circuit a→e that echoes a line every 250 ms: none may fail,
 // and no daemon may declare a link dead (probes, idle timeout,
 // ControlStall), bar a member for links that die young or mute, have its
-// handshakes refused, or have gossip suspect a member. Then the quota is
-// lifted: a's pings to e must come back under a second within a minute,
-// and for half CIRCUITMESH_STARVE more the same holds. Needs root and the
-// cgroup v1 cpu controller.
+// handshakes refused, or have gossip suspect a member; and the healthy
+// daemons may report at most maxStarvedDowns peers down in all. Then the
+// quota is lifted: a's pings to e must come back under a second within a
+// minute, and for half CIRCUITMESH_STARVE more the same holds. Needs
+// root and the cgroup v1 cpu controller.
 func TestE2EStarvedMemberOfGossipMesh(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: minutes of a gossip mesh with a member starved of CPU")
@@ -172,6 +177,26 @@ func TestE2EStarvedMemberOfGossipMesh(t *testing.T) {
 		}
 	}
 
+	// downs fails the test when the healthy daemons logged more than
+	// maxStarvedDowns PeerDowns in all since mark: every peer stays
+	// reachable, and one that routing reaches again within RouteWait is
+	// not reported (30 in a run before it was not).
+	downs := func(phase string) {
+		t.Helper()
+		var lines []string
+		for _, d := range healthy {
+			for _, ln := range strings.Split(d.log.String()[offsets[d]:], "\n") {
+				if strings.Contains(ln, "msg="+node.PeerDown.String()) {
+					lines = append(lines, d.name+": "+ln)
+				}
+			}
+		}
+		t.Logf("%s, the healthy daemons reported %d peers down", phase, len(lines))
+		if len(lines) > maxStarvedDowns {
+			t.Errorf("%s, the healthy daemons reported %d peers down (at most %d), though every circuit succeeded:\n%s",
+				phase, len(lines), maxStarvedDowns, strings.Join(lines, "\n"))
+		}
+	}
 	mark()
 	cpu1, at1 := cpuTime(t, s.cmd.Process.Pid), time.Now()
 	exercise("starved", span)
@@ -179,6 +204,7 @@ func TestE2EStarvedMemberOfGossipMesh(t *testing.T) {
 		100*float64(cpuTime(t, s.cmd.Process.Pid)-cpu1)/float64(time.Since(at1)),
 		100*float64(cpuTime(t, s.cmd.Process.Pid)-cpu0)/float64(time.Since(began)))
 	check("starved")
+	downs("starved")
 
 	mark()
 	group.Lift()
