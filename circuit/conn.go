@@ -61,6 +61,7 @@ type Conn struct {
 	stopOnce sync.Once
 	stopped  chan struct{}
 	stopErr  atomic.Pointer[error]
+	unwatch  func() bool // ends Done's watches; under dlMu
 }
 
 var _ net.Conn = (*Conn)(nil)
@@ -512,15 +513,16 @@ func (c *Conn) Abort(code uint64) {
 
 // Done is closed once the other end, or a relay on the path, stopped
 // reading the circuit: after its end of stream (Err is nil) or resetting
-// it (Err is why). A copy loop blocked on another connection learns from
-// it that the circuit is gone, which its Reads and Writes tell only once
-// called. It stays open on a stream that cannot tell (not links' QUIC
-// streams) and when this end closed the circuit first.
+// it (Err is why), or once the link under the circuit is lost (Err wraps
+// links.ErrLinkLost), half-closed or not. A copy loop blocked on another
+// connection learns from it that the circuit is gone, which its Reads and
+// Writes tell only once called. It stays open on a stream that cannot
+// tell (not links' QUIC streams) and once this end closed the circuit.
 func (c *Conn) Done() <-chan struct{} {
 	c.stopOnce.Do(func() {
 		c.stopped = make(chan struct{})
 		var once sync.Once
-		watchStop(c.s, func(err error) {
+		end := func(err error) {
 			once.Do(func() {
 				if !isGracefulStop(err) {
 					err = c.opError("write", err)
@@ -528,17 +530,49 @@ func (c *Conn) Done() <-chan struct{} {
 				}
 				close(c.stopped)
 			})
-		})
+		}
+		c.dlMu.Lock()
+		defer c.dlMu.Unlock()
+		if !c.closed.Load() {
+			c.unwatch = watchEnd(c.s, end)
+		}
 	})
 	return c.stopped
 }
 
-// watchStop is s's OnStopSending, or nothing where s has none.
-func watchStop(s links.Stream, f func(error)) (stop func() bool) {
-	if sn, ok := s.(stopNotifier); ok {
-		return sn.OnStopSending(f)
+// endWatcher is a stream that says when its peer stops reading it or its
+// link is lost, as watchEnd does (a reopenable stream).
+type endWatcher interface {
+	watchEnd(f func(error)) (stop func() bool)
+}
+
+// linkNotifier is a stream that says when its link is lost (links' QUIC
+// streams).
+type linkNotifier interface {
+	OnLinkLost(f func(error)) (stop func() bool)
+}
+
+// watchEnd arranges for f to run when the other end stops reading s
+// (OnStopSending) and when s's link is lost (OnLinkLost), where s can
+// tell; stop ends both watches.
+func watchEnd(s links.Stream, f func(error)) (stop func() bool) {
+	if ew, ok := s.(endWatcher); ok {
+		return ew.watchEnd(f)
 	}
-	return func() bool { return false }
+	stops := make([]func() bool, 0, 2)
+	if sn, ok := s.(stopNotifier); ok {
+		stops = append(stops, sn.OnStopSending(f))
+	}
+	if ln, ok := s.(linkNotifier); ok {
+		stops = append(stops, ln.OnLinkLost(f))
+	}
+	return func() bool {
+		stopped := len(stops) > 0
+		for _, stop := range stops {
+			stopped = stop() && stopped
+		}
+		return stopped
+	}
 }
 
 // Err is nil until Done is closed and when the other end stopped reading
@@ -567,6 +601,9 @@ func (c *Conn) markClosedBy(reset *ResetError) bool {
 	}
 	if c.closed.Swap(true) {
 		return false
+	}
+	if c.unwatch != nil {
+		c.unwatch() // the link holds the watch Done arranged until then
 	}
 	past := time.Unix(1, 0)
 	_ = c.s.SetReadDeadline(past)

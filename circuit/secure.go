@@ -764,9 +764,9 @@ type reopenable struct {
 	rd, wd time.Time
 	reset  *uint64 // the code of a Reset made
 	closed bool    // Close, CloseWrite or CloseRead made
-	// onStop is what OnStopSending arranged (nil: nothing), unwatch
-	// ends its watch of cur; swap moves the watch to the new stream.
-	onStop  func(error)
+	// onEnd is what watchEnd arranged (nil: nothing), unwatch ends its
+	// watch of cur; swap moves the watch to the new stream.
+	onEnd   func(error)
 	unwatch func() bool
 }
 
@@ -789,25 +789,25 @@ func (r *reopenable) swap(ns links.Stream) error {
 	r.cur = ns
 	_ = ns.SetReadDeadline(r.rd)
 	_ = ns.SetWriteDeadline(r.wd)
-	if r.onStop != nil {
+	if r.onEnd != nil {
 		r.unwatch()
-		r.unwatch = watchStop(ns, r.onStop)
+		r.unwatch = watchEnd(ns, r.onEnd)
 	}
 	r.mu.Unlock()
 	old.Reset(CloseCancelled)
 	return nil
 }
 
-// OnStopSending is the current stream's (see stopNotifier), moved to the
-// stream a reopen swaps in.
-func (r *reopenable) OnStopSending(f func(error)) (stop func() bool) {
+// watchEnd is the current stream's (see watchEnd), moved to the stream
+// a reopen swaps in.
+func (r *reopenable) watchEnd(f func(error)) (stop func() bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.onStop, r.unwatch = f, watchStop(r.cur, f)
+	r.onEnd, r.unwatch = f, watchEnd(r.cur, f)
 	return func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		r.onStop = nil
+		r.onEnd = nil
 		return r.unwatch()
 	}
 }

@@ -245,6 +245,24 @@ func (s *quicStream) OnStopSending(f func(error)) (stop func() bool) {
 	})
 }
 
+// OnLinkLost arranges for f to run, once, in a goroutine of its own,
+// when the stream's link ends (the neighbour lost or gone silent, or
+// either side closed the link), with the error a Read or Write then
+// returns, which wraps ErrLinkLost. Unlike OnStopSending it still fires
+// after CloseWrite. stop ends the arrangement (false if f already
+// began); until then it is held by the link, so a caller that watches
+// stops once done with the stream.
+func (s *quicStream) OnLinkLost(f func(error)) (stop func() bool) {
+	ctx := s.link.conn.Context()
+	return context.AfterFunc(ctx, func() {
+		err := mapStreamErr(context.Cause(ctx))
+		if !errors.Is(err, ErrLinkLost) {
+			err = fmt.Errorf("stream: %w: %w", ErrLinkLost, err)
+		}
+		f(err)
+	})
+}
+
 func (s *quicStream) readErr(err error) error {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		s.finish(doneRead)

@@ -207,6 +207,16 @@ func (s *readFirst) OnStopSending(f func(error)) (stop func() bool) {
 	return onStopSending(s.Stream, f)
 }
 
+// OnLinkLost is the stream's own, for the Done of a circuit.Conn over it.
+func (s *readFirst) OnLinkLost(f func(error)) (stop func() bool) {
+	if ln, ok := s.Stream.(interface {
+		OnLinkLost(func(error)) func() bool
+	}); ok {
+		return ln.OnLinkLost(f)
+	}
+	return func() bool { return false }
+}
+
 // onStopSending is s's OnStopSending, or nothing where s has none.
 func onStopSending(s links.Stream, f func(error)) (stop func() bool) {
 	if sn, ok := s.(interface {

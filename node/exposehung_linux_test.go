@@ -1,6 +1,9 @@
 package node
 
 import (
+	"bytes"
+	"crypto/rand"
+	"errors"
 	"io"
 	"net"
 	"runtime/pprof"
@@ -10,6 +13,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links"
 )
 
 // tcpState is the state of c's socket (unix.BPF_TCP_*) and the bytes it
@@ -144,10 +150,22 @@ func TestForwardClosesHungClientOfResetPlainCircuit(t *testing.T) {
 // waits for the client's connection to be reset and the copy loops to end.
 func forwardToHungClient(t *testing.T, a, b *Node) {
 	loops := copyLoops("")
+	client, stopExpose := hangForwardClient(t, a, b)
+	if err := stopExpose(); err != nil {
+		t.Fatal(err)
+	}
+	waitHungClientReset(t, client, loops)
+}
+
+// hangForwardClient forwards a local port of a to an endless source b
+// exposes and returns the client's connection once it read a MiB and
+// stopped reading, with a's copy to it waiting for it to read and its
+// copy from it waiting for it to write.
+func hangForwardClient(t *testing.T, a, b *Node) (client *net.TCPConn, stopExpose func() error) {
 	c, stopExpose, _ := forwardTo(t, a, b, "source", tcpSource(t))
-	client := []*net.TCPConn{c.(*net.TCPConn)}
+	client = c.(*net.TCPConn)
 	// A fixed receive buffer: once full, it stays full.
-	if err := client[0].SetReadBuffer(64 << 10); err != nil {
+	if err := client.SetReadBuffer(64 << 10); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := io.ReadFull(c, make([]byte, 1<<20)); err != nil {
@@ -157,15 +175,164 @@ func forwardToHungClient(t *testing.T, a, b *Node) {
 	// waits until it can write again, which it never can.
 	last := -1
 	waitFor(t, "a's copy to the client to wait for it to read", 30*time.Second, func() bool {
-		_, unread := tcpState(t, client[0])
+		_, unread := tcpState(t, client)
 		stuck := unread == last && copyLoops("waitWrite") == 1
 		last = unread
 		time.Sleep(100 * time.Millisecond)
 		return stuck
 	})
-	if err := stopExpose(); err != nil {
+	return client, stopExpose
+}
+
+// waitHungClientReset waits for c, a hung TCP peer's connection (a
+// forward's client, an exposed service), to be reset (its socket closed
+// by a RST, not ended by a FIN, whether or not the peer half-closed it)
+// and for the copy loops to fall back to loops.
+func waitHungClientReset(t *testing.T, c *net.TCPConn, loops int) {
+	t.Helper()
+	waitFor(t, "the hung peer's connection to be reset", 30*time.Second, func() bool {
+		state, _ := tcpState(t, c)
+		return state == unix.BPF_TCP_CLOSE
+	})
+	waitFor(t, "the copy loops to end", 30*time.Second, func() bool { return copyLoops("") <= loops })
+}
+
+// TestForwardClosesHungClientWhenPlainCircuitLosesItsLink: a forwards a
+// local port to an endless source b exposes over a circuit that does not
+// resume; its client reads a MiB and then neither reads nor writes. When
+// b's process dies (its socket closed, no goodbye), a's end of the
+// circuit ends with an error wrapping links.ErrLinkLost (Done, Err), the
+// client's connection is reset and both copy loops end. Before, nothing
+// told a's copy loops, one waiting for the client to read and one for it
+// to write: the connection and both goroutines stayed until the client
+// moved.
+func TestForwardClosesHungClientWhenPlainCircuitLosesItsLink(t *testing.T) {
+	a, b, sockets := plainLinkPair(t)
+	loops := copyLoops("")
+	client, _ := hangForwardClient(t, a, b)
+	// A circuit of its own over the same link, not read: what its Done and
+	// Err say once the link is lost.
+	conn, err := a.DialWith(ctxT(t, 10*time.Second), "b", "source", DialOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the client's connection to be reset", 30*time.Second, func() bool { return establishedConns(t, client) == 0 })
+	defer conn.Close()
+	plain, ok := conn.(circuitEnd)
+	if _, resumable := conn.(*circuit.Resumable); !ok || resumable {
+		t.Fatalf("a dialled a %T, want a plain circuit", conn)
+	}
+	sockets["b"].Close() // b's process dies: no goodbye
+	waitHungClientReset(t, client, loops)
+	select {
+	case <-plain.Done():
+	case <-time.After(patience):
+		t.Fatalf("a's circuit still not done %v after b died", patience)
+	}
+	if err := plain.Err(); !errors.Is(err, links.ErrLinkLost) {
+		t.Fatalf("a's circuit ended with %v, want link lost", err)
+	}
+}
+
+// TestForwardClosesHalfClosedHungClientWhenPlainCircuitLosesItsLink is
+// TestForwardClosesHungClientWhenPlainCircuitLosesItsLink with a client
+// that half-closed (sent FIN, which a passed on as the circuit's end of
+// stream) before it stopped reading: the lost link still resets its
+// connection and ends the copy loop waiting for it to read. Before, the
+// circuit's own half-close had ended the only watch a had, and the loop
+// waited for the client to read.
+func TestForwardClosesHalfClosedHungClientWhenPlainCircuitLosesItsLink(t *testing.T) {
+	a, b, sockets := plainLinkPair(t)
+	loops := copyLoops("")
+	client, _ := hangForwardClient(t, a, b)
+	if err := client.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	// a's copy from the client ends, and so does b's copy to the source
+	// once the FIN reached it; b's copy from the source waits for a.
+	waitFor(t, "the copies of the FIN to end", 30*time.Second, func() bool {
+		return copyLoops("") == loops+2 && copyLoops("waitWrite") == 1
+	})
+	sockets["b"].Close() // b's process dies: no goodbye
+	waitHungClientReset(t, client, loops)
+}
+
+// plainLinkPair starts a and b, linked, on sockets the test owns (closing
+// b's is b's process dying), with circuits that do not resume.
+func plainLinkPair(t *testing.T) (a, b *Node, sockets map[string]*net.UDPConn) {
+	c := newCluster(t, true)
+	sockets = map[string]*net.UDPConn{}
+	c.tweak = func(cfg *Config) {
+		ownSocket(t, sockets, cfg)
+		cfg.ResumeTimeout = -1 // the circuit fails with its link
+	}
+	c.build("a-b")
+	c.waitRoute("a", "b", 1)
+	return c.nodes["a"], c.nodes["b"], sockets
+}
+
+// TestForwardDeliversCompleteDownloadWhenPlainCircuitLosesItsLink: a
+// forwards a local port to a service b exposes that sends 256 KiB and
+// closes, over a circuit that does not resume. The client reads none of
+// it and keeps its own direction open; a passes the whole download and
+// its end on to the client's connection, part of it still in a's socket
+// buffer, when b's process dies. The client still reads the 256 KiB and
+// a clean end, and the copy loops end: the circuit's end already went to
+// the client, so a closes its connection rather than resetting it, which
+// would drop what a's socket had not sent yet.
+func TestForwardDeliversCompleteDownloadWhenPlainCircuitLosesItsLink(t *testing.T) {
+	a, b, sockets := plainLinkPair(t)
+	body := make([]byte, 256<<10)
+	rand.Read(body)
+	loops := copyLoops("")
+	conn, _, _ := forwardTo(t, a, b, "download", tcpServer(t, func(c net.Conn) { c.Write(body) }))
+	client := conn.(*net.TCPConn)
+	// a's copy to the client ends once it handed the download and its end
+	// to a's socket; the copy from the client waits for it, and so does
+	// b's copy to the service, whose own copy from it ended.
+	last := -1
+	waitFor(t, "a to pass the whole download on while the client reads none", 30*time.Second, func() bool {
+		state, unread := tcpState(t, client)
+		passed := unread == last && unread > 0 && state == unix.BPF_TCP_ESTABLISHED &&
+			copyLoops("") == loops+2 && copyLoops("waitWrite") == 0
+		last = unread
+		time.Sleep(100 * time.Millisecond)
+		return passed
+	})
+	sockets["b"].Close() // b's process dies: no goodbye
 	waitFor(t, "the copy loops to end", 30*time.Second, func() bool { return copyLoops("") <= loops })
+	got, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatalf("the client read %d bytes of %d, then %v; want the whole download and a clean end", len(got), len(body), err)
+	}
+	if !bytes.Equal(got, body) {
+		t.Fatalf("the client read %d bytes that are not the %d sent", len(got), len(body))
+	}
+}
+
+// TestExposeClosesHungServiceWhenPlainCircuitLosesItsLink: b exposes a
+// TCP service that neither reads nor writes; a forwards a local port to
+// it over a circuit that does not resume, and a's client writes until
+// every buffer on the way is full. When a's process dies, b resets its
+// connection to the service and the copy loops end. Before, b's copies,
+// one waiting for the service to read and one for it to write, never
+// learnt that the circuit's link was gone.
+func TestExposeClosesHungServiceWhenPlainCircuitLosesItsLink(t *testing.T) {
+	a, b, sockets := plainLinkPair(t)
+	addr, conns := hungService(t)
+	loops := copyLoops("")
+	client, _, _ := forwardTo(t, a, b, "hung", addr)
+	go io.Copy(client, zeros{}) // ends when the test closes client
+	last := -1
+	waitFor(t, "b's copy to the service to wait for it to read", 30*time.Second, func() bool {
+		if len(conns()) != 1 {
+			return false
+		}
+		_, unread := tcpState(t, conns()[0])
+		stuck := unread == last && copyLoops("waitWrite") == 1
+		last = unread
+		time.Sleep(100 * time.Millisecond)
+		return stuck
+	})
+	sockets["a"].Close() // a's process dies: no goodbye
+	waitHungClientReset(t, conns()[0], loops)
 }

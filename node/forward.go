@@ -242,13 +242,15 @@ func (p *pump) stop() error {
 // and its unread bytes, no longer counted, for as long as the peer hung
 // (TestExposeToHungServiceClosesResetCircuits).
 func splice(a, b net.Conn) {
+	// ended[i]: the copy into a (i 0) or b (1) passed its end on.
+	var ended [2]atomic.Bool
 	done := make(chan struct{})
 	go func() {
-		copyHalf(b, a)
+		ended[1].Store(copyHalf(b, a))
 		close(done)
 	}()
-	stop := abortOnFailure(a, b)
-	copyHalf(a, b)
+	stop := abortOnFailure(a, b, &ended)
+	ended[0].Store(copyHalf(a, b))
 	<-done
 	stop()
 	a.Close()
@@ -256,17 +258,22 @@ func splice(a, b net.Conn) {
 }
 
 // circuitEnd is a circuit that reports its end (circuit.Resumable), or
-// its far end's reset (circuit.Conn: before, a plain circuit's reset went
-// unnoticed as a resumable one's did,
-// TestForwardClosesHungClientOfResetPlainCircuit).
+// its far end's reset or its link's loss (circuit.Conn: before, a plain
+// circuit's reset went unnoticed as a resumable one's did,
+// TestForwardClosesHungClientOfResetPlainCircuit, and so did the loss of
+// its link, TestForwardClosesHungClientWhenPlainCircuitLosesItsLink).
 type circuitEnd interface {
 	Done() <-chan struct{}
 	Err() error
 }
 
 // abortOnFailure aborts both a and b once whichever of them is a
-// circuitEnd ends in failure; stop ends the watch and waits for it.
-func abortOnFailure(a, b net.Conn) (stop func()) {
+// circuitEnd ends in failure; stop ends the watch and waits for it. A
+// connection whose copy into it already passed its end on (ended, as in
+// splice) is closed, not aborted: its peer has all the data and the FIN
+// and reads them to the end, where a reset would drop what it had not
+// read yet (TestForwardDeliversCompleteDownloadWhenPlainCircuitLosesItsLink).
+func abortOnFailure(a, b net.Conn, ended *[2]atomic.Bool) (stop func()) {
 	e, ok := a.(circuitEnd)
 	if !ok {
 		if e, ok = b.(circuitEnd); !ok {
@@ -279,8 +286,13 @@ func abortOnFailure(a, b net.Conn) (stop func()) {
 		select {
 		case <-e.Done():
 			if e.Err() != nil {
-				abort(a, circuit.CloseCancelled)
-				abort(b, circuit.CloseCancelled)
+				for i, c := range []net.Conn{a, b} {
+					if _, circ := c.(circuitEnd); ended[i].Load() && !circ {
+						c.Close()
+						continue
+					}
+					abort(c, circuit.CloseCancelled)
+				}
 			}
 		case <-quit:
 		}
@@ -292,19 +304,20 @@ func abortOnFailure(a, b net.Conn) (stop func()) {
 }
 
 // copyHalf copies src to dst and then half-closes dst; if the copy fails
-// it aborts both.
-func copyHalf(dst, src net.Conn) {
+// it aborts both. It reports whether dst got the whole copy and its end.
+func copyHalf(dst, src net.Conn) bool {
 	if _, err := io.Copy(dst, src); err != nil {
 		abort(dst, circuit.CloseCancelled)
 		abort(src, circuit.CloseCancelled)
-		return
+		return false
 	}
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 		if cw.CloseWrite() == nil {
-			return
+			return true
 		}
 	}
 	dst.Close()
+	return false
 }
 
 // abort ends c as an error its peer cannot mistake for a clean end: a TCP
