@@ -141,7 +141,7 @@ type discovery struct {
 	// node did not verify, each with when memberlist dropped it (zero
 	// while it lists it), and deadTime and probeEvery memberlist's
 	// GossipToTheDeadTime and ProbeInterval (discoveryunverified.go).
-	unverified           map[string]time.Time
+	unverified           map[string]unverifiedEntry
 	deadTime, probeEvery time.Duration
 	// vouch: a member's verified signed metadata vouches for the link
 	// address it names (signedAddrLocked); false in a mesh without a CA
@@ -347,7 +347,7 @@ func startDiscovery(ctx context.Context, n *Node) (*discovery, error) {
 		proven: map[string]string{}, unproven: map[string]*addrBackoff{}, hosts: map[string]*hostBudget{}, reached: map[string]bool{}, granted: map[string]time.Time{},
 		quiet: map[string]time.Time{}, muted: map[string]*muteEntry{},
 		full: ratelog.New(n.log, time.Minute, 1024), bad: ratelog.New(n.log, time.Minute, 1024), verified: map[string]verifiedMeta{}, waiting: map[string]waitingMember{},
-		unverified: map[string]time.Time{},
+		unverified: map[string]unverifiedEntry{},
 	}
 	if d.stats, err = newDiscoveryMetrics(n.metrics.reg); err != nil {
 		return nil, fmt.Errorf("discovery metrics: %w", err)
@@ -398,6 +398,11 @@ func startDiscovery(ctx context.Context, n *Node) (*discovery, error) {
 	mc.Events = d
 	mc.Ping = d
 	mc.Alive = d
+	// A member declared dead may be claimed at another address at once
+	// (a restart at a new address): NotifyAlive lets only metadata signed
+	// by the member's certificate naming that address move it, and
+	// NotifyLeave push-pulls with the address it names.
+	mc.DeadNodeReclaimTime = time.Nanosecond
 	d.deadTime, d.probeEvery = mc.GossipToTheDeadTime, mc.ProbeInterval
 	gl := n.log.With("component", "gossip")
 	d.logw = &slogWriter{l: gl, warns: newGossipLineLog(gl)}
@@ -771,10 +776,11 @@ func (d *discovery) NotifyUpdate(m *memberlist.Node) { d.record(m) }
 // older one at a higher incarnation (a replay at the largest incarnation,
 // which the member cannot outbid).
 func (d *discovery) record(m *memberlist.Node) {
+	gossip := net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
 	d.mu.Lock()
-	d.unverifiedListedLocked(m.Name)
+	d.unverifiedListedLocked(m.Name, gossip)
 	d.mu.Unlock()
-	d.setMember(m.Name, net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), m.Meta, fromMemberlist)
+	d.setMember(m.Name, gossip, m.Meta, fromMemberlist)
 }
 
 // How setMember came to be called: memberlist lists the member
@@ -833,6 +839,25 @@ func (d *discovery) setMember(name, gossip string, raw []byte, from int) {
 	}
 }
 
+// movedLocked is the gossip address that m's verified signed metadata
+// names when it is not the one memberlist dropped m at ("" if none): the
+// member restarted there (a rescheduled container, a new lease), and
+// memberlist refused its alive messages while it listed the old address.
+// memberlist learns of the new one in the next push-pull between them,
+// up to PushPullInterval later (30 s), unless this node push-pulls with it
+// now. d.mu is held.
+func (d *discovery) movedLocked(m *memberlist.Node) string {
+	v, ok := d.verified[m.Name]
+	if !ok || !v.gossip.IsValid() {
+		return ""
+	}
+	ip, _ := netip.AddrFromSlice(m.Addr)
+	if netip.AddrPortFrom(ip.Unmap(), m.Port) == netip.AddrPortFrom(v.gossip.Addr().Unmap(), v.gossip.Port()) {
+		return ""
+	}
+	return v.gossip.String()
+}
+
 // NotifyLeave implements memberlist.EventDelegate. A member whose
 // verified signed metadata this node holds and that routing reaches is
 // kept (held) while routing reaches it: memberlist takes a dead or left
@@ -853,7 +878,11 @@ func (d *discovery) NotifyLeave(m *memberlist.Node) {
 	d.mu.Lock()
 	d.unverifiedDroppedLocked(m.Name, time.Now())
 	gm, ok := d.members[m.Name]
+	moved := d.movedLocked(m)
 	d.mu.Unlock()
+	if moved != "" {
+		d.pushWaiting([]string{moved})
+	}
 	linked := ok && gm.ok && d.liveLink(m.Name)
 	if ok && gm.ok && gm.verified {
 		if rt, ok := d.n.router.lookup(m.Name); ok && rt.Reachable {
@@ -1020,7 +1049,12 @@ func (d *discovery) NotifyAlive(m *memberlist.Node) error {
 		// maxMembers. Signed metadata waits for the member's
 		// certificate (memberwait.go).
 		d.mu.Lock()
-		err := fmt.Errorf("member %s: %d members known: %w", m.Name, maxMembers, errMembersFull)
+		err := d.movedUnverifiedLocked(m.Name, net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))))
+		if err != nil {
+			d.mu.Unlock()
+			return err
+		}
+		err = fmt.Errorf("member %s: %d members known: %w", m.Name, maxMembers, errMembersFull)
 		if !full {
 			err = d.admitUnverifiedLocked(m.Name)
 		}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -22,6 +23,14 @@ import (
 // its death, and a stranger can declare its made-up members dead itself.
 const maxUnverified = 4096
 
+// unverifiedEntry is an unverified member memberlist took: when it
+// dropped it (zero while it lists it) and the gossip address it listed
+// it at.
+type unverifiedEntry struct {
+	dropped time.Time
+	gossip  string
+}
+
 // unverifiedGone is how long an unverified member memberlist dropped
 // still counts against maxUnverified: memberlist's GossipToTheDeadTime,
 // then a probe round of twice the members listed (members taken during
@@ -40,23 +49,46 @@ func (d *discovery) admitUnverifiedLocked(name string) error {
 	if len(d.unverified) >= maxUnverified {
 		return fmt.Errorf("member %s: %d members with unverified metadata known: %w", name, maxUnverified, errMembersFull)
 	}
-	d.unverified[name] = time.Time{}
+	d.unverified[name] = unverifiedEntry{}
 	return nil
 }
 
 // unverifiedListedLocked and unverifiedDroppedLocked note that
 // memberlist lists (NotifyJoin, NotifyUpdate) or dropped (NotifyLeave)
 // an unverified member. d.mu is held.
-func (d *discovery) unverifiedListedLocked(name string) {
+func (d *discovery) unverifiedListedLocked(name, gossip string) {
 	if _, ok := d.unverified[name]; ok {
-		d.unverified[name] = time.Time{}
+		d.unverified[name] = unverifiedEntry{gossip: gossip}
 	}
 }
 
 func (d *discovery) unverifiedDroppedLocked(name string, now time.Time) {
-	if at, ok := d.unverified[name]; ok && at.IsZero() {
-		d.unverified[name] = now
+	if e, ok := d.unverified[name]; ok && e.dropped.IsZero() {
+		e.dropped = now
+		d.unverified[name] = e
 	}
+}
+
+// errMovedUnverified is why NotifyAlive refuses an unverified member at
+// another gossip address while memberlist still holds its dropped entry.
+var errMovedUnverified = errors.New("dropped member claimed at another gossip address without verified metadata")
+
+// movedUnverifiedLocked refuses name's unverified alive message at
+// gossip when memberlist dropped name at another address and still
+// holds the entry (unverifiedGone): memberlist gives a dead member's
+// name to the first alive message at any address (DeadNodeReclaimTime),
+// and whoever declares a live member dead could otherwise claim its name
+// at an address of its own before the member refutes. Only metadata
+// signed by the member's certificate naming the new address moves it
+// (a restart at a new address). Without a CA (vouch false) any key
+// signs for any name, and memberlist moves a left member at once
+// anyway: nothing is refused there. d.mu is held.
+func (d *discovery) movedUnverifiedLocked(name, gossip string) error {
+	e, ok := d.unverified[name]
+	if !d.vouch || !ok || e.dropped.IsZero() || e.gossip == "" || e.gossip == gossip {
+		return nil
+	}
+	return fmt.Errorf("member %s at %s, dropped at %s: %w", name, gossip, e.gossip, errMovedUnverified)
 }
 
 // expireUnverified stops counting the unverified members memberlist
@@ -65,8 +97,8 @@ func (d *discovery) expireUnverified(now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	gone := d.unverifiedGone()
-	for name, at := range d.unverified {
-		if !at.IsZero() && now.Sub(at) >= gone {
+	for name, e := range d.unverified {
+		if !e.dropped.IsZero() && now.Sub(e.dropped) >= gone {
 			delete(d.unverified, name)
 		}
 	}
