@@ -291,7 +291,7 @@ type Limits struct {
 	MaxRoutes int
 	// HeaderTimeout bounds the time to receive an open header. Default 5s.
 	// A Dial waits as long for the answer through one next hop before it
-	// tries another one left (Node.Dial).
+	// tries another one left beside it (Node.Dial).
 	HeaderTimeout time.Duration
 	// RelayBuffer is the per-direction copy buffer of a relayed circuit:
 	// at least 1 KiB and at most the stream window (StreamWindow or its

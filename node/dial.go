@@ -26,11 +26,9 @@ import (
 // closed by this node (to make room for another link, or as a
 // duplicate), makes Dial try the other next hops, then wait for routing
 // to offer one while ctx allows. An open through a next hop that passed
-// nothing back within Limits.HeaderTimeout, or whose stream ended before
-// the answer, while another next hop is left and ctx's deadline leaves
-// half as much again after it, is reset and the next hop tried; the one
-// passed over is tried again with the rest of the deadline once none
-// carried the circuit. A next hop through which a circuit to peer made no
+// nothing back within Limits.HeaderTimeout while another next hop is left
+// keeps running while the next hop is tried: the first of them to carry
+// the circuit is the Dial's, and the others are reset. A next hop through which a circuit to peer made no
 // progress, or a dial got no answer, while this node kept its link to it
 // is tried last for 5 minutes (docs/SECURITY.md, A compromised relay).
 // The Conn is a net.Conn with half-close, the recorded path
@@ -157,9 +155,15 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 	// noRoute is the first refusal of a relay that had no route onward.
 	var noRoute error
 	fallback := map[string]bool{}
-	// patient are the next hops tried again after no answer within
-	// their bound: they have the rest of the deadline.
-	patient := map[string]bool{}
+	race := newHopRace()
+	defer race.stop()
+	// settled waits for the opens passed over (hopRace) before the dial
+	// gives up or waits for routing: one of them may still carry the
+	// circuit.
+	settled := func() (Conn, bool) {
+		c := race.await(ctx)
+		return c, c != nil
+	}
 	avoid := n.suspects.order(peer, time.Now(), opt.avoid)
 	for {
 		hops = n.avoidLast(peer, hops, avoid, fallback)
@@ -172,22 +176,30 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			}
 			l := n.link(nh)
 			began := time.Now()
+			bound := n.answerBound(peer, nh, hops[i+1:], failed, fallback)
 			hopOpt := opt
-			if !patient[nh] {
-				hopOpt.answerWithin = n.answerBound(ctx, peer, nh, hops[i+1:], failed, fallback)
-			}
-			c, err := n.dialVia(ctx, nh, l, o, hopOpt, span)
-			if err == nil {
+			hopOpt.raced = race.running > 0
+			c, err, pending := race.run(ctx, bound, func(ctx context.Context) (Conn, error) {
+				return n.dialVia(ctx, nh, l, o, hopOpt, span)
+			})
+			if c != nil {
 				return c, nil
+			}
+			if pending {
+				// No answer within the bound: the open keeps running
+				// while the next hops left are tried, and nh is tried
+				// last by the dials after this one.
+				n.suspects.add(peer, nh, time.Now())
+				failed[nh] = failedHop{link: l, always: true}
+				continue
 			}
 			// The path through nh, its link up, passed nothing back: the
 			// answer did not come within the header timeout the relays
 			// and the destination answer in before the dial's deadline,
 			// or the stream ended without it (a relay that drops what it
 			// carries; an honest one sends the answer or a reset).
-			noAnswer := ctx.Err() == nil && errors.Is(err, errNoAnswer)
 			silent := l != nil && n.link(nh) == l && (errors.Is(ctx.Err(), context.DeadlineExceeded) && time.Since(began) >= n.cfg.Limits.HeaderTimeout ||
-				ctx.Err() == nil && errors.Is(err, circuit.ErrMalformedHeader) || noAnswer)
+				ctx.Err() == nil && errors.Is(err, circuit.ErrMalformedHeader))
 			if silent {
 				n.suspects.add(peer, nh, time.Now())
 			}
@@ -196,13 +208,6 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 				// next one is tried whatever the answer. Tried again only
 				// once routing chooses it.
 				failed[nh] = failedHop{link: l, fallback: true}
-				errs = append(errs, err)
-				continue
-			}
-			if hopOpt.answerWithin > 0 && ctx.Err() == nil && (noAnswer || silent) {
-				// Passed over for the next hops left; tried again with
-				// the rest of the deadline once none of them answered.
-				failed[nh] = failedHop{link: l, slow: true}
 				errs = append(errs, err)
 				continue
 			}
@@ -220,6 +225,9 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			}
 			impostor := errors.Is(err, circuit.ErrAuth)
 			if !impostor && (errors.As(err, &re) || ctx.Err() != nil || !n.linkLost(err)) {
+				if c, ok := settled(); ok {
+					return c, nil
+				}
 				endSpan(span, resultLabel(err), 0, 0, err)
 				return nil, err
 			}
@@ -241,6 +249,9 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 		}
 		if authErr != nil {
 			// Routing will not fix a next hop that leads to an impostor.
+			if c, ok := settled(); ok {
+				return c, nil
+			}
 			endSpan(span, resultLabel(authErr), 0, 0, authErr)
 			return nil, authErr
 		}
@@ -248,8 +259,8 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			// The next hops routing offers now, without waiting for
 			// others: a relay said the destination may be unreachable.
 			if hops = n.router.nextHops(peer); !slices.ContainsFunc(hops, func(h string) bool { return !failed.has(n, h) && n.link(h) != nil }) {
-				if hops = failed.takeSlow(patient); len(hops) > 0 {
-					continue
+				if c, ok := settled(); ok {
+					return c, nil
 				}
 				endSpan(span, resultLabel(noRoute), 0, 0, noRoute)
 				return nil, noRoute
@@ -269,16 +280,13 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 				continue
 			}
 		}
-		// A next hop passed over for no answer within its bound is tried
-		// again, with the rest of the deadline, now that nothing else is
-		// left: a destination reached only through it is dialled through
-		// it for the whole deadline, as before the bound.
-		if hops = failed.takeSlow(patient); len(hops) > 0 {
-			continue
-		}
 		// Else routing is withdrawing them; wait for it to offer a new
 		// one while the caller's deadline allows. A neighbour tried
 		// before as a fallback is tried again once routing chooses it.
+		if c, ok := settled(); ok {
+			return c, nil
+		}
+		errs = append(errs, race.takeErrs()...)
 		if hops = n.awaitNewHopUntil(ctx, peer, failed.skip(n), n.draining); hops == nil {
 			return nil, refused(circuit.LinkLost, fmt.Sprintf("no next hop toward %s could carry the circuit: %v", peer, errors.Join(errs...)))
 		}
@@ -351,36 +359,17 @@ type failedHops map[string]failedHop
 // failedHop is the link a next hop failed on; always, when the failure
 // was the next hop's own (a refusal, an impostor) rather than its link's;
 // fallback, when it was tried as a neighbour advertising a route routing
-// did not choose (it is tried again if routing chooses it); slow, when
-// it gave no answer within its bound (tried again once nothing else is
-// left, takeSlow).
+// did not choose (it is tried again if routing chooses it).
 type failedHop struct {
 	link     links.Link
 	always   bool
 	fallback bool
-	slow     bool
 }
 
 // skipped reports whether a dial passes next hop h over in its current
 // round: it failed (has), or it failed as a fallback and is one again.
 func (f failedHops) skipped(n *Node, h string, fallback map[string]bool) bool {
 	return f.has(n, h) || fallback[h] && f[h].fallback
-}
-
-// takeSlow forgets the failures of the next hops that gave no answer
-// within their bound and returns them, marked patient: the dial tries
-// them again with the rest of its deadline.
-func (f failedHops) takeSlow(patient map[string]bool) []string {
-	var out []string
-	for h, fh := range f {
-		if fh.slow {
-			delete(f, h)
-			patient[h] = true
-			out = append(out, h)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 // has reports whether next hop h failed and is not worth another try:
@@ -410,25 +399,17 @@ func (f failedHops) skip(n *Node) func(string) bool {
 	return func(h string) bool { return f.has(n, h) }
 }
 
-// errNoAnswer is the failure of an open through a next hop that passed
-// nothing back within its bound (DialOptions.answerWithin).
-var errNoAnswer = errors.New("no answer from the path")
-
-// answerBound is the time an open to dest through next hop nh gets for
-// its answer before the dial resets it, takes nh for a suspect and tries
-// the next hop left: Limits.HeaderTimeout, within which the relays and
-// the destination answer, when another next hop is left (one of rest,
-// the hops after nh in this round, or a neighbour advertising dest not
-// tried yet) and the dial's deadline leaves at least half as much again
-// after it; else 0, the dial's deadline alone. Before, a relay that
-// swallowed opens, its link and probes healthy, held the first dial
-// through it for its whole deadline and failed it, though another next
-// hop reached dest (TestAttackSwallowingRelayFirstDialMoves).
-func (n *Node) answerBound(ctx context.Context, dest, nh string, rest []string, failed failedHops, fallback map[string]bool) time.Duration {
+// answerBound is the time an open to dest through next hop nh waits
+// for its answer alone: Limits.HeaderTimeout when another next hop is
+// left (one of rest, the hops after nh in this round, or a neighbour
+// advertising dest not tried yet), else 0, the dial's deadline. Past it
+// the open keeps running and the next hop is tried beside it (hopRace).
+// Before, a relay that swallowed opens, its link and probes healthy,
+// held the first dial through it for its whole deadline and failed it,
+// though another next hop reached dest
+// (TestAttackSwallowingRelayFirstDialMoves).
+func (n *Node) answerBound(dest, nh string, rest []string, failed failedHops, fallback map[string]bool) time.Duration {
 	bound := n.cfg.Limits.HeaderTimeout
-	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) < bound+bound/2 {
-		return 0
-	}
 	for _, h := range rest {
 		if !failed.skipped(n, h, fallback) && n.link(h) != nil {
 			return bound
@@ -438,23 +419,6 @@ func (n *Node) answerBound(ctx context.Context, dest, nh string, rest []string, 
 		return bound
 	}
 	return 0
-}
-
-// answerWithin runs dial, a dial of package circuit that waits on its
-// stream for the answer, with ctx bounded by opt.answerWithin: past it
-// with no answer the dial ends as at ctx's end (its stream reset) and
-// fails with errNoAnswer.
-func answerWithin(ctx context.Context, opt DialOptions, dial func(context.Context) (*circuit.Conn, error)) (*circuit.Conn, error) {
-	if opt.answerWithin <= 0 {
-		return dial(ctx)
-	}
-	hctx, cancel := context.WithTimeoutCause(ctx, opt.answerWithin, errNoAnswer)
-	defer cancel()
-	c, err := dial(hctx)
-	if err != nil && ctx.Err() == nil && context.Cause(hctx) == errNoAnswer {
-		return nil, fmt.Errorf("%w within %v (%v)", errNoAnswer, opt.answerWithin, err)
-	}
-	return c, err
 }
 
 // dialVia opens the circuit through neighbour nh on l, the node's link to
@@ -473,7 +437,7 @@ func (n *Node) dialOn(ctx context.Context, l links.Link, o *circuit.Open, opt Di
 	if err != nil {
 		return nil, &circuit.RefusedError{Code: circuit.Overloaded, Node: n.cfg.Name, Dest: o.Dest, Service: o.Service, Reason: err.Error()}
 	}
-	if n.cfg.E2E != E2EOff && !opt.Early {
+	if n.cfg.E2E != E2EOff && !opt.Early && !opt.raced {
 		done, err := n.awaitKey(ctx, o)
 		if err != nil {
 			t.release()
@@ -545,7 +509,7 @@ func (n *Node) openCircuit(ctx context.Context, l links.Link, s links.Stream, o 
 	if opt.Early {
 		return circuit.DialEarly(s, o, local)
 	}
-	return answerWithin(ctx, opt, func(ctx context.Context) (*circuit.Conn, error) { return circuit.Dial(ctx, s, o, local) })
+	return circuit.Dial(ctx, s, o, local)
 }
 
 // recentlyKnown reports whether routing holds an entry for dest, reachable
@@ -662,4 +626,114 @@ func (n *Node) Ping(ctx context.Context, peer string) (PingResult, error) {
 	}
 	res.RTT = time.Since(t0)
 	return res, nil
+}
+
+// hopRace runs a dial's opens through its next hops, each in a goroutine
+// of its own, so that an open with no answer within its bound keeps
+// running while the dial tries the next hop: whichever carries the
+// circuit first is the dial's, and stop cancels the others (one that
+// carries it after all is closed). Before, an open given up after its
+// bound was reset, and an honest path slower than the bound (a busy
+// relay, a starved destination) failed a dial it carried before the
+// deadline (TestDialPassedOverNextHopStillCarriesTheCircuit).
+type hopRace struct {
+	results chan hopResult // unbuffered: a result is taken, or closed after stop
+	done    chan struct{}  // closed by stop
+	cancels []context.CancelFunc
+	running int     // opens passed over, still running
+	errs    []error // failures of opens passed over
+}
+
+// hopResult is an open's outcome, id its place in hopRace.cancels.
+type hopResult struct {
+	id  int
+	c   Conn
+	err error
+}
+
+func newHopRace() *hopRace {
+	return &hopRace{results: make(chan hopResult), done: make(chan struct{})}
+}
+
+// run starts open and waits for its outcome for at most bound (0: until
+// it ends). It returns the outcome, or the circuit of an open passed over
+// before if that comes first (this one keeps running until stop), or
+// pending once bound passed: the open keeps running, and await or a later
+// run takes its outcome.
+func (r *hopRace) run(ctx context.Context, bound time.Duration, open func(context.Context) (Conn, error)) (c Conn, err error, pending bool) {
+	id := len(r.cancels)
+	octx, cancel := context.WithCancel(ctx)
+	r.cancels = append(r.cancels, cancel)
+	go func() {
+		c, err := open(octx)
+		select {
+		case r.results <- hopResult{id: id, c: c, err: err}:
+		case <-r.done:
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	var timeout <-chan time.Time
+	if bound > 0 {
+		t := time.NewTimer(bound)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for {
+		select {
+		case res := <-r.results:
+			if res.id == id {
+				return res.c, res.err, false
+			}
+			if c, ok := r.took(res); ok {
+				return c, nil, false
+			}
+		case <-timeout:
+			r.running++
+			return nil, nil, true
+		}
+	}
+}
+
+// await waits, while ctx allows, for the opens passed over: it returns
+// the first circuit one carries, or nil once none is left running.
+func (r *hopRace) await(ctx context.Context) Conn {
+	for r.running > 0 {
+		select {
+		case res := <-r.results:
+			if c, ok := r.took(res); ok {
+				return c
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return nil
+}
+
+// took notes the outcome of an open passed over.
+func (r *hopRace) took(res hopResult) (Conn, bool) {
+	r.running--
+	if res.err != nil {
+		r.errs = append(r.errs, res.err)
+		return nil, false
+	}
+	return res.c, true
+}
+
+// takeErrs returns the failures of the opens passed over noted so far.
+func (r *hopRace) takeErrs() []error {
+	errs := r.errs
+	r.errs = nil
+	return errs
+}
+
+// stop cancels the opens still running; their goroutines end as the
+// opens do.
+func (r *hopRace) stop() {
+	close(r.done)
+	for _, cancel := range r.cancels {
+		cancel()
+	}
 }

@@ -116,8 +116,8 @@ type DialOptions struct {
 	resume bool              // the open takes over a suspended circuit
 	avoid  []string          // next hops to try last, in this order: a path or a redial through them failed
 	tried  func(next string) // called before each next hop is tried
-	// answerWithin bounds the wait for the answer to an open through one
-	// next hop (0: the dial's deadline alone): the dial passes that next
-	// hop over for another (Node.answerBound).
-	answerWithin time.Duration
+	// raced: an open of the same dial through another next hop, passed
+	// over, still runs (hopRace), and may be the full handshake others
+	// wait for (awaitKey): this one does not wait for it.
+	raced bool
 }

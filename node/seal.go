@@ -177,8 +177,7 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 		return circuit.DialEarlySecure(s, o, local, sec)
 	}
 	resumed := sec.Keys.Resumable(o.Dest)
-	dial := func(ctx context.Context) (*circuit.Conn, error) { return circuit.DialSecure(ctx, s, o, local, sec) }
-	c, err := answerWithin(ctx, opt, dial)
+	c, err := circuit.DialSecure(ctx, s, o, local, sec)
 	for try := 0; try < 2 && err != nil && errIsRetry(err); try++ {
 		if !resumed {
 			sec.Peer = nil // refused: the key (which Config.Keys may still give)
@@ -192,7 +191,7 @@ func (n *Node) openSealed(ctx context.Context, l links.Link, s links.Stream, o *
 		if s, err = openStream(ctx, l); err != nil {
 			return nil, err
 		}
-		c, err = answerWithin(ctx, opt, dial)
+		c, err = circuit.DialSecure(ctx, s, o, local, sec)
 	}
 	return c, err
 }

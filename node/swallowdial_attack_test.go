@@ -37,28 +37,51 @@ func TestAttackSwallowingRelayFirstDialMoves(t *testing.T) {
 	}
 }
 
-// b, the preferred relay, is honest but slow: it passes d's answer back
-// 3 s after a's header timeout (1 s) began, and c resets every circuit it
-// carries before d's answer gets back. d is reachable only through b:
-// a's Dial passes b over after 1 s, c fails, and b is tried again with
-// the rest of the deadline and carries the circuit, as it did before b
-// could be passed over.
-func TestDialPassedOverNextHopGetsTheRestOfTheDeadline(t *testing.T) {
+// b, the preferred relay, is honest but slow: each open it carries
+// reaches d late (after 3.2 s), and c fails every circuit it carries
+// (it resets it before d's answer gets back, or drops its bytes so that
+// d's header timeout ends it). a has a header timeout of 1 s and a
+// DialTimeout of 4 s. a's Dial leaves b's open running after 1 s, tries
+// c beside it, and b's open carries the circuit within the deadline.
+// Before, b's open was reset after 1 s and tried again once c failed:
+// the second open through b needed 3.2 s more than the deadline left
+// ("resets"), or c's failure, not a reset of its link, ended the dial
+// before b was tried again ("drops the bytes").
+func TestDialPassedOverNextHopStillCarriesTheCircuit(t *testing.T) {
 	var resets atomic.Int64
-	slow := &slowPath{first: 3 * time.Second, replied: make(chan struct{})}
-	c := diamondRelayedByBWith(t, func(in, out links.Stream) (links.Stream, links.Stream) {
-		return &slowIn{Stream: in, p: slow}, &slowOut{Stream: out, p: slow}
-	}, func(cfg *Config) {
-		shortAnswerBound(cfg)
-		if cfg.Name == "c" {
-			cfg.hooks = &hooks{relay: func(in, out links.Stream) (links.Stream, links.Stream) {
-				return &answerResetStream{Stream: in, out: out, resets: &resets}, out
-			}}
-		}
-	})
-	dialEchoVia(t, c.nodes["a"], "b", "the dial through a slow b, c resetting")
-	if resets.Load() == 0 {
-		t.Fatal("c reset no circuit: the dial did not try c, the test proves nothing")
+	stuck := new(atomic.Bool)
+	stuck.Store(true)
+	for _, tc := range []struct {
+		name  string
+		relay func(in, out links.Stream) (links.Stream, links.Stream)
+	}{
+		{"resets", func(in, out links.Stream) (links.Stream, links.Stream) {
+			return &answerResetStream{Stream: in, out: out, resets: &resets}, out
+		}},
+		{"drops the bytes", func(in, out links.Stream) (links.Stream, links.Stream) {
+			resets.Add(1)
+			return stuckStream{in, stuck}, stuckStream{out, stuck}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resets.Store(0)
+			slow := &slowPath{first: 3200 * time.Millisecond, replied: make(chan struct{})}
+			c := diamondRelayedByBWith(t, func(in, out links.Stream) (links.Stream, links.Stream) {
+				return &slowIn{Stream: in, p: slow}, &slowOut{Stream: out, p: slow}
+			}, func(cfg *Config) {
+				shortAnswerBound(cfg)
+				switch cfg.Name {
+				case "a":
+					cfg.DialTimeout = 4 * time.Second
+				case "c":
+					cfg.hooks = &hooks{relay: tc.relay}
+				}
+			})
+			dialEchoVia(t, c.nodes["a"], "b", "the dial through a slow b, c failing")
+			if resets.Load() == 0 {
+				t.Fatal("c carried no circuit: the dial did not try c, the test proves nothing")
+			}
+		})
 	}
 }
 
