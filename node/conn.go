@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -111,6 +112,14 @@ func (c *trackedConn) CloseWrite() error {
 func (c *trackedConn) Reset(code uint64) {
 	c.Conn.Reset(code)
 	c.finish("reset", nil)
+}
+
+// discard resets a circuit a dial opened but did not return (an open
+// through another next hop carried it first): the dial's span is the
+// returned circuit's, and is left to it.
+func (c *trackedConn) discard() {
+	c.span = trace.SpanFromContext(context.Background())
+	c.Reset(circuit.CloseCancelled)
 }
 
 // abort resets the circuit (node shutdown or an undeliverable circuit).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -157,12 +158,84 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 	fallback := map[string]bool{}
 	race := newHopRace()
 	defer race.stop()
-	// settled waits for the opens passed over (hopRace) before the dial
-	// gives up or waits for routing: one of them may still carry the
-	// circuit.
-	settled := func() (Conn, bool) {
-		c := race.await(ctx)
-		return c, c != nil
+	// judge takes the failure of an open through a next hop, the one
+	// just made or one passed over (hopRace), and returns the error the
+	// dial ends with, or nil when another next hop may still carry it.
+	judge := func(f hopFail) error {
+		nh, l, err := f.nh, f.l, f.err
+		// The path through nh, its link up, passed nothing back: the
+		// answer did not come within the header timeout the relays
+		// and the destination answer in before the dial's deadline,
+		// or the stream ended without it (a relay that drops what it
+		// carries; an honest one sends the answer or a reset).
+		silent := l != nil && n.link(nh) == l && (errors.Is(ctx.Err(), context.DeadlineExceeded) && time.Since(f.began) >= n.cfg.Limits.HeaderTimeout ||
+			ctx.Err() == nil && errors.Is(err, circuit.ErrMalformedHeader))
+		if silent {
+			n.suspects.add(peer, nh, time.Now())
+		}
+		if fallback[nh] && ctx.Err() == nil && !errors.Is(err, circuit.ErrAuth) {
+			// A route routing did not choose may lead nowhere: the
+			// next one is tried whatever the answer. Tried again only
+			// once routing chooses it.
+			failed[nh] = failedHop{link: l, fallback: true}
+			errs = append(errs, err)
+			return nil
+		}
+		var re *circuit.RefusedError
+		if errors.As(err, &re) && re.Code == circuit.NoRoute && re.Node != n.cfg.Name && ctx.Err() == nil {
+			// The relay's route onward went away while the open
+			// travelled (routes changing, as while a mesh
+			// converges): another next hop may still reach.
+			if noRoute == nil {
+				noRoute = err
+			}
+			failed[nh] = failedHop{link: l, always: true}
+			errs = append(errs, err)
+			return nil
+		}
+		impostor := errors.Is(err, circuit.ErrAuth)
+		if !impostor && (errors.As(err, &re) || ctx.Err() != nil || !n.linkLost(err)) {
+			return err
+		}
+		if impostor {
+			authErr = err
+			// One line per next hop a minute, with the node's count:
+			// a router attracting the route answers every circuit.
+			total := n.limits.impostors.Add(1)
+			n.limits.floods.Warn("impostor:"+nh, "circuit through next hop reached a node that could not prove it is the destination; trying another next hop",
+				"dest", peer, "next_hop", nh, "err", err, "node_impostor_total", total)
+		}
+		// The link died (or this node closed it) before the destination
+		// answered and nothing but the header was sent, or whoever
+		// answered was not the destination: another next hop may
+		// still work, and so may a link that replaces l to the same
+		// next hop.
+		failed[nh] = failedHop{link: l, always: impostor}
+		errs = append(errs, err)
+		return nil
+	}
+	// judgePassedOver judges the failures of the opens passed over that
+	// ended since: the first that ends the dial, or nil.
+	judgePassedOver := func() error {
+		for _, f := range race.takeFails() {
+			if err := judge(f); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// end fails the dial with err once the opens passed over and still
+	// running had their chance to carry the circuit (unless the
+	// destination itself refused it).
+	end := func(err error) (Conn, error) {
+		var re *circuit.RefusedError
+		if !errors.As(err, &re) || re.Node != peer {
+			if c := race.await(ctx); c != nil {
+				return c, nil
+			}
+		}
+		endSpan(span, resultLabel(err), 0, 0, err)
+		return nil, err
 	}
 	avoid := n.suspects.order(peer, time.Now(), opt.avoid)
 	for {
@@ -179,7 +252,8 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			bound := n.answerBound(peer, nh, hops[i+1:], failed, fallback)
 			hopOpt := opt
 			hopOpt.raced = race.running > 0
-			c, err, pending := race.run(ctx, bound, func(ctx context.Context) (Conn, error) {
+			c, err, pending := race.run(ctx, nh, l, bound, func(ctx context.Context, sent func()) (Conn, error) {
+				hopOpt.sent = sent
 				return n.dialVia(ctx, nh, l, o, hopOpt, span)
 			})
 			if c != nil {
@@ -187,83 +261,27 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			}
 			if pending {
 				// No answer within the bound: the open keeps running
-				// while the next hops left are tried, and nh is tried
-				// last by the dials after this one.
+				// while the next hops left are tried (judged when it
+				// ends), and nh is tried last by the dials after this
+				// one.
 				n.suspects.add(peer, nh, time.Now())
 				failed[nh] = failedHop{link: l, always: true}
-				continue
+			} else if err := judge(hopFail{nh: nh, l: l, began: began, err: err}); err != nil {
+				return end(err)
 			}
-			// The path through nh, its link up, passed nothing back: the
-			// answer did not come within the header timeout the relays
-			// and the destination answer in before the dial's deadline,
-			// or the stream ended without it (a relay that drops what it
-			// carries; an honest one sends the answer or a reset).
-			silent := l != nil && n.link(nh) == l && (errors.Is(ctx.Err(), context.DeadlineExceeded) && time.Since(began) >= n.cfg.Limits.HeaderTimeout ||
-				ctx.Err() == nil && errors.Is(err, circuit.ErrMalformedHeader))
-			if silent {
-				n.suspects.add(peer, nh, time.Now())
+			if err := judgePassedOver(); err != nil {
+				return end(err)
 			}
-			if fallback[nh] && ctx.Err() == nil && !errors.Is(err, circuit.ErrAuth) {
-				// A route routing did not choose may lead nowhere: the
-				// next one is tried whatever the answer. Tried again only
-				// once routing chooses it.
-				failed[nh] = failedHop{link: l, fallback: true}
-				errs = append(errs, err)
-				continue
-			}
-			var re *circuit.RefusedError
-			if errors.As(err, &re) && re.Code == circuit.NoRoute && re.Node != n.cfg.Name && ctx.Err() == nil {
-				// The relay's route onward went away while the open
-				// travelled (routes changing, as while a mesh
-				// converges): another next hop may still reach.
-				if noRoute == nil {
-					noRoute = err
-				}
-				failed[nh] = failedHop{link: l, always: true}
-				errs = append(errs, err)
-				continue
-			}
-			impostor := errors.Is(err, circuit.ErrAuth)
-			if !impostor && (errors.As(err, &re) || ctx.Err() != nil || !n.linkLost(err)) {
-				if c, ok := settled(); ok {
-					return c, nil
-				}
-				endSpan(span, resultLabel(err), 0, 0, err)
-				return nil, err
-			}
-			if impostor {
-				authErr = err
-				// One line per next hop a minute, with the node's count:
-				// a router attracting the route answers every circuit.
-				total := n.limits.impostors.Add(1)
-				n.limits.floods.Warn("impostor:"+nh, "circuit through next hop reached a node that could not prove it is the destination; trying another next hop",
-					"dest", peer, "next_hop", nh, "err", err, "node_impostor_total", total)
-			}
-			// The link died (or this node closed it) before the destination
-			// answered and nothing but the header was sent, or whoever
-			// answered was not the destination: another next hop may
-			// still work, and so may a link that replaces l to the same
-			// next hop.
-			failed[nh] = failedHop{link: l, always: impostor}
-			errs = append(errs, err)
 		}
 		if authErr != nil {
 			// Routing will not fix a next hop that leads to an impostor.
-			if c, ok := settled(); ok {
-				return c, nil
-			}
-			endSpan(span, resultLabel(authErr), 0, 0, authErr)
-			return nil, authErr
+			return end(authErr)
 		}
 		if noRoute != nil {
 			// The next hops routing offers now, without waiting for
 			// others: a relay said the destination may be unreachable.
 			if hops = n.router.nextHops(peer); !slices.ContainsFunc(hops, func(h string) bool { return !failed.has(n, h) && n.link(h) != nil }) {
-				if c, ok := settled(); ok {
-					return c, nil
-				}
-				endSpan(span, resultLabel(noRoute), 0, 0, noRoute)
-				return nil, noRoute
+				return end(noRoute)
 			}
 			continue
 		}
@@ -280,13 +298,23 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 				continue
 			}
 		}
+		// The opens passed over may still carry the circuit; judged when
+		// they fail, as the others were.
+		if race.running > 0 {
+			if c := race.await(ctx); c != nil {
+				return c, nil
+			}
+			if err := judgePassedOver(); err != nil {
+				return end(err)
+			}
+			if authErr != nil || noRoute != nil {
+				hops = n.router.nextHops(peer)
+				continue
+			}
+		}
 		// Else routing is withdrawing them; wait for it to offer a new
 		// one while the caller's deadline allows. A neighbour tried
 		// before as a fallback is tried again once routing chooses it.
-		if c, ok := settled(); ok {
-			return c, nil
-		}
-		errs = append(errs, race.takeErrs()...)
 		if hops = n.awaitNewHopUntil(ctx, peer, failed.skip(n), n.draining); hops == nil {
 			return nil, refused(circuit.LinkLost, fmt.Sprintf("no next hop toward %s could carry the circuit: %v", peer, errors.Join(errs...)))
 		}
@@ -454,6 +482,9 @@ func (n *Node) dialOn(ctx context.Context, l links.Link, o *circuit.Open, opt Di
 	}
 	setLinkAttrs(span, l)
 	openSent(span, nh)
+	if opt.sent != nil {
+		opt.sent()
+	}
 	c, err := n.openCircuit(ctx, l, s, o, opt)
 	if err != nil {
 		t.release()
@@ -632,59 +663,80 @@ func (n *Node) Ping(ctx context.Context, peer string) (PingResult, error) {
 // of its own, so that an open with no answer within its bound keeps
 // running while the dial tries the next hop: whichever carries the
 // circuit first is the dial's, and stop cancels the others (one that
-// carries it after all is closed). Before, an open given up after its
-// bound was reset, and an honest path slower than the bound (a busy
-// relay, a starved destination) failed a dial it carried before the
-// deadline (TestDialPassedOverNextHopStillCarriesTheCircuit).
+// carries it after all is reset, the dial's span left to the winner).
+// Before, an open given up after its bound was reset, and an honest path
+// slower than the bound (a busy relay, a starved destination) failed a
+// dial it carried before the deadline
+// (TestDialPassedOverNextHopStillCarriesTheCircuit).
 type hopRace struct {
-	results chan hopResult // unbuffered: a result is taken, or closed after stop
+	results chan hopResult // unbuffered: a result is taken, or dropped after stop
 	done    chan struct{}  // closed by stop
 	cancels []context.CancelFunc
-	running int     // opens passed over, still running
-	errs    []error // failures of opens passed over
+	running int       // opens passed over, still running
+	fails   []hopFail // failures of opens passed over, not judged yet
+}
+
+// hopFail is the failure err of the open through next hop nh on link l,
+// begun at began.
+type hopFail struct {
+	nh    string
+	l     links.Link
+	began time.Time
+	err   error
 }
 
 // hopResult is an open's outcome, id its place in hopRace.cancels.
 type hopResult struct {
-	id  int
-	c   Conn
-	err error
+	id   int
+	c    Conn
+	fail hopFail
 }
 
 func newHopRace() *hopRace {
 	return &hopRace{results: make(chan hopResult), done: make(chan struct{})}
 }
 
-// run starts open and waits for its outcome for at most bound (0: until
-// it ends). It returns the outcome, or the circuit of an open passed over
-// before if that comes first (this one keeps running until stop), or
-// pending once bound passed: the open keeps running, and await or a later
-// run takes its outcome.
-func (r *hopRace) run(ctx context.Context, bound time.Duration, open func(context.Context) (Conn, error)) (c Conn, err error, pending bool) {
+// run starts open through next hop nh on l and waits for its outcome,
+// for at most bound (0: until it ends) after open calls sent (its header
+// written: the wait for a stream or another dial's handshake before
+// does not count). It returns the outcome, or the circuit of an open
+// passed over before if that comes first (this one keeps running until
+// stop), or pending once bound passed: the open keeps running, and await
+// or a later run takes its outcome.
+func (r *hopRace) run(ctx context.Context, nh string, l links.Link, bound time.Duration, open func(ctx context.Context, sent func()) (Conn, error)) (c Conn, err error, pending bool) {
 	id := len(r.cancels)
 	octx, cancel := context.WithCancel(ctx)
 	r.cancels = append(r.cancels, cancel)
+	sent := make(chan struct{})
+	var once sync.Once
+	began := time.Now()
 	go func() {
-		c, err := open(octx)
+		c, err := open(octx, func() { once.Do(func() { close(sent) }) })
 		select {
-		case r.results <- hopResult{id: id, c: c, err: err}:
+		case r.results <- hopResult{id: id, c: c, fail: hopFail{nh: nh, l: l, began: began, err: err}}:
 		case <-r.done:
-			if c != nil {
+			if tc, ok := c.(*trackedConn); ok {
+				tc.discard()
+			} else if c != nil {
 				c.Close()
 			}
 		}
 	}()
-	var timeout <-chan time.Time
+	var headerSent <-chan struct{}
 	if bound > 0 {
-		t := time.NewTimer(bound)
-		defer t.Stop()
-		timeout = t.C
+		headerSent = sent
 	}
+	var timeout <-chan time.Time
 	for {
 		select {
+		case <-headerSent:
+			headerSent = nil
+			t := time.NewTimer(bound)
+			defer t.Stop()
+			timeout = t.C
 		case res := <-r.results:
 			if res.id == id {
-				return res.c, res.err, false
+				return res.c, res.fail.err, false
 			}
 			if c, ok := r.took(res); ok {
 				return c, nil, false
@@ -715,18 +767,18 @@ func (r *hopRace) await(ctx context.Context) Conn {
 // took notes the outcome of an open passed over.
 func (r *hopRace) took(res hopResult) (Conn, bool) {
 	r.running--
-	if res.err != nil {
-		r.errs = append(r.errs, res.err)
+	if res.fail.err != nil {
+		r.fails = append(r.fails, res.fail)
 		return nil, false
 	}
 	return res.c, true
 }
 
-// takeErrs returns the failures of the opens passed over noted so far.
-func (r *hopRace) takeErrs() []error {
-	errs := r.errs
-	r.errs = nil
-	return errs
+// takeFails returns the failures of the opens passed over noted so far.
+func (r *hopRace) takeFails() []hopFail {
+	f := r.fails
+	r.fails = nil
+	return f
 }
 
 // stop cancels the opens still running; their goroutines end as the

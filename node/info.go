@@ -120,4 +120,7 @@ type DialOptions struct {
 	// over, still runs (hopRace), and may be the full handshake others
 	// wait for (awaitKey): this one does not wait for it.
 	raced bool
+	// sent, when set, is called once the open's header is written
+	// (hopRace.run bounds the wait for the answer from then on).
+	sent func()
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/links"
 )
 
@@ -112,4 +114,54 @@ func TestDialThroughSwallowingRelaysFailsWithCtxErr(t *testing.T) {
 	if avoid := c.nodes["a"].suspects.order("d", time.Now(), nil); fmt.Sprint(avoid) != "[b c]" {
 		t.Fatalf("a's suspects for d: %v, want [b c]", avoid)
 	}
+}
+
+// lateAnswers passes what comes back through a relay on only after delay
+// from the first of it.
+type lateAnswers struct {
+	links.Stream
+	delay time.Duration
+	once  sync.Once
+}
+
+func (s *lateAnswers) Write(b []byte) (int, error) {
+	s.once.Do(func() { time.Sleep(s.delay) })
+	return s.Stream.Write(b)
+}
+
+// b passes d's answers back 3.2 s late, so a passes it over after its header timeout
+// (1 s) and tries c, which resets every circuit it carries; d has no
+// service "nosuch". a's Dial must fail with d's refusal as soon as it
+// comes back through b, not wait for routing until its deadline (6 s)
+// and fail with "link lost" as it did when the failure of an open passed
+// over was not judged as the others are.
+func TestDialPassedOverNextHopRefusalEndsTheDial(t *testing.T) {
+	var resets atomic.Int64
+	c := diamondRelayedByBWith(t, func(in, out links.Stream) (links.Stream, links.Stream) {
+		return &lateAnswers{Stream: in, delay: 3200 * time.Millisecond}, out
+	}, func(cfg *Config) {
+		shortAnswerBound(cfg)
+		switch cfg.Name {
+		case "a":
+			cfg.DialTimeout = 6 * time.Second
+		case "c":
+			cfg.hooks = &hooks{relay: func(in, out links.Stream) (links.Stream, links.Stream) {
+				return &answerResetStream{Stream: in, out: out, resets: &resets}, out
+			}}
+		}
+	})
+	start := time.Now()
+	conn, err := c.nodes["a"].Dial(context.Background(), "d", "nosuch")
+	took := time.Since(start)
+	if err == nil {
+		conn.Close()
+		t.Fatal("the dial to d/nosuch opened")
+	}
+	if !errors.Is(err, circuit.ErrNoService) || took >= 5*time.Second {
+		t.Fatalf("the dial failed after %v with %v, want d's no-service refusal once b passed it back (about 3.2 s)", took.Round(time.Millisecond), err)
+	}
+	if resets.Load() == 0 {
+		t.Fatalf("c carried no circuit: the dial did not try c, the test proves nothing (%v after %v)", err, took)
+	}
+	t.Logf("refused after %v: %v", took.Round(time.Millisecond), err)
 }
