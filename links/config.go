@@ -46,7 +46,14 @@ const (
 	// MaxLinkWindow/4 the largest MaxStreamWindow: QUIC sends a window as
 	// a variable-length integer (RFC 9000, section 16) and cannot send
 	// more, and quic-go panicked at the handshake of a link with more.
-	MaxLinkWindow      = 1<<62 - 1
+	MaxLinkWindow = 1<<62 - 1
+	// MaxMaxStreams is the largest MaxStreams accepted, 2^60 - 1: QUIC
+	// cannot grant more than 2^60 streams (RFC 9000, section 4.6) and a
+	// link needs one more for its control stream. quic-go cut a larger
+	// limit down to 2^60 without a word, and the largest int overflowed
+	// the limit it was given to a negative one: no stream, so that no
+	// link came up ("open control stream: closed by peer").
+	MaxMaxStreams      = 1<<60 - 1
 	DefaultReaderStall = 2 * time.Second
 	// DefaultStalledCode is the reset code of a stream reclaimed from a
 	// stalled reader when QUICConfig.StalledCode is zero: the circuit
@@ -94,7 +101,8 @@ type QUICConfig struct {
 	Handler Handler
 	// MaxStreams bounds the circuit streams a peer may have open on one
 	// link (QUIC's limit is one more, for the control stream). Default
-	// 4096. OpenStream waits for the peer to grant more.
+	// 4096, at most MaxMaxStreams. OpenStream waits for the peer to grant
+	// more.
 	MaxStreams int
 	// ProbeInterval is the liveness probe period. Default 200 ms.
 	ProbeInterval time.Duration
@@ -285,9 +293,26 @@ func (c *QUICConfig) validate() error {
 		return fmt.Errorf("%w: mesh name longer than %d bytes", ErrConfig, maxNameLen)
 	case c.Handler == nil:
 		return fmt.Errorf("%w: Handler is required", ErrConfig)
+	case c.Role != RoleRouter && c.Role != RoleLeaf:
+		return fmt.Errorf("%w: unknown role %d", ErrConfig, c.Role)
+	}
+	for peer, cost := range c.StaticCost {
+		if cost < MinCost {
+			return fmt.Errorf("%w: static cost %d for %s below MinCost %d", ErrConfig, cost, peer, MinCost)
+		}
+	}
+	return c.validateLimits()
+}
+
+// validateLimits checks the limits and windows of a configuration with
+// defaults applied: what NewQUICTransport and QUIC both refuse.
+func (c *QUICConfig) validateLimits() error {
+	switch {
 	case c.MaxStreams < 0 || c.ProbeInterval < 0 || c.ProbeMisses < 0 ||
 		c.HandshakeTimeout < 0 || c.ControlQueue < 0 || c.ControlBytes < 0 || c.ControlStall < 0 || c.ReaderStall < 0 || c.StreamAborts < 0:
 		return fmt.Errorf("%w: negative limit", ErrConfig)
+	case c.MaxStreams > MaxMaxStreams:
+		return fmt.Errorf("%w: MaxStreams %d above MaxMaxStreams (%d, the most streams QUIC can grant less the control stream)", ErrConfig, c.MaxStreams, MaxMaxStreams)
 	case c.MaxStreamWindow < minStreamWindow:
 		return fmt.Errorf("%w: MaxStreamWindow %d below %d", ErrConfig, c.MaxStreamWindow, minStreamWindow)
 	case c.LinkWindow > MaxLinkWindow:
@@ -296,13 +321,6 @@ func (c *QUICConfig) validate() error {
 		return fmt.Errorf("%w: MaxStreamWindow %d above a quarter of MaxLinkWindow (%d)", ErrConfig, c.MaxStreamWindow, uint64(MaxLinkWindow/4))
 	case c.LinkWindow < 4*c.MaxStreamWindow:
 		return fmt.Errorf("%w: LinkWindow %d below 4 × MaxStreamWindow (%d)", ErrConfig, c.LinkWindow, 4*c.MaxStreamWindow)
-	case c.Role != RoleRouter && c.Role != RoleLeaf:
-		return fmt.Errorf("%w: unknown role %d", ErrConfig, c.Role)
-	}
-	for peer, cost := range c.StaticCost {
-		if cost < MinCost {
-			return fmt.Errorf("%w: static cost %d for %s below MinCost %d", ErrConfig, cost, peer, MinCost)
-		}
 	}
 	return nil
 }
@@ -316,12 +334,20 @@ func (c *QUICConfig) validate() error {
 // streams, so QUIC leaves it unset and quic-go gives credit back as each
 // stream completes.
 //
+// It fails with ErrConfig for the limits and windows NewQUICTransport
+// refuses (MaxStreams, MaxStreamWindow, LinkWindow out of range, a
+// negative limit); Identity, Handler, Role and StaticCost are not
+// checked, as the quic-go configuration does not use them.
+//
 // The connection receive window, initial and maximum, is LinkWindow: what
 // one link may pin in receive buffers. Streams whose readers stalled for
 // ReaderStall are reset while they may hold more than half of it
 // (quicLink.reclaim); see ReaderStall for what that does not bound.
-func (c QUICConfig) QUIC() *quic.Config {
+func (c QUICConfig) QUIC() (*quic.Config, error) {
 	c = c.withDefaults()
+	if err := c.validateLimits(); err != nil {
+		return nil, err
+	}
 	streams := uint64(c.MaxStreams) + 1 // + the control stream
 	initStream := min(initialStreamWindow, c.MaxStreamWindow)
 	return &quic.Config{
@@ -334,7 +360,7 @@ func (c QUICConfig) QUIC() *quic.Config {
 		MaxConnectionReceiveWindow:     c.LinkWindow,
 		MaxIncomingStreams:             int64(streams),
 		MaxIncomingUniStreams:          -1,
-	}
+	}, nil
 }
 
 // idleTimeout is QUIC's idle timeout: 10 s, or a quarter more than the
@@ -349,9 +375,12 @@ func (c QUICConfig) idleTimeout() time.Duration {
 
 // linkQUIC is the quic-go configuration of the transport's links: QUIC
 // with the stream credit of the peer's streams held until the link
-// releases it.
-func (c QUICConfig) linkQUIC() *quic.Config {
-	q := c.QUIC()
+// releases it. c has been validated.
+func (c QUICConfig) linkQUIC() (*quic.Config, error) {
+	q, err := c.QUIC()
+	if err != nil {
+		return nil, err
+	}
 	q.RequireStreamCreditRelease = !c.testCreditAtCompletion
-	return q
+	return q, nil
 }

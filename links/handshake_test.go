@@ -3,6 +3,7 @@ package links
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 	"time"
 )
@@ -97,7 +98,10 @@ func TestConfigValidation(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	q := QUICConfig{}.QUIC()
+	q, err := QUICConfig{}.QUIC()
+	if err != nil {
+		t.Fatalf("default quic config: %v", err)
+	}
 	if q.MaxIncomingStreams != DefaultMaxStreams+1 || q.MaxStreamReceiveWindow != DefaultMaxStreamWindow ||
 		q.MaxConnectionReceiveWindow != DefaultLinkWindow || q.KeepAlivePeriod == 0 {
 		t.Fatalf("default quic config %+v", q)
@@ -134,6 +138,61 @@ func TestWindowsQUICCannotSendRefused(t *testing.T) {
 		MaxStreamWindow: MaxLinkWindow / 4, LinkWindow: MaxLinkWindow})
 	if err != nil {
 		t.Fatalf("the largest windows: %v", err)
+	}
+	tr.Close()
+}
+
+// outOfRangeLimits are configurations whose limits or windows QUIC cannot
+// carry, each with the field its refusal names.
+var outOfRangeLimits = map[string]struct {
+	cfg   QUICConfig
+	field string
+}{
+	"link window 2^62":                   {QUICConfig{LinkWindow: 1 << 62}, "LinkWindow"},
+	"stream window 2^62":                 {QUICConfig{MaxStreamWindow: 1 << 62}, "MaxStreamWindow"},
+	"stream window below the minimum":    {QUICConfig{MaxStreamWindow: MinStreamWindow - 1}, "MaxStreamWindow"},
+	"link window below 4 stream windows": {QUICConfig{MaxStreamWindow: 1 << 20, LinkWindow: 3 << 20}, "LinkWindow"},
+	"max streams 2^60":                   {QUICConfig{MaxStreams: 1 << 60}, "MaxStreams"},
+	"max streams the largest int":        {QUICConfig{MaxStreams: math.MaxInt}, "MaxStreams"},
+	"negative max streams":               {QUICConfig{MaxStreams: -1}, "negative"},
+}
+
+// TestQUICConfigRefusesWhatTheTransportRefuses: QUICConfig.QUIC, the
+// quic-go configuration of a plain quic-go baseline, fails with ErrConfig
+// naming the field for the limits and windows NewQUICTransport refuses.
+// Before, it returned a configuration for any of them: with a LinkWindow
+// of 2^62 quic-go panicked the process at the handshake, and a
+// MaxStreams of the largest int became a negative stream limit, no
+// stream at all. NewQUICTransport refuses a MaxStreams above
+// MaxMaxStreams too (it took 2^60, which quic-go cut to 2^60 - 1 circuit
+// streams, and the largest int, with which no link came up), and both
+// take the largest values in range.
+func TestQUICConfigRefusesWhatTheTransportRefuses(t *testing.T) {
+	ca := testCA(t, "m")
+	id := issue(t, ca, "a")
+	for name, c := range outOfRangeLimits {
+		if q, err := c.cfg.QUIC(); !errors.Is(err, ErrConfig) || !contains(err, c.field) {
+			t.Errorf("%s: QUIC() = %v, %v; want ErrConfig naming %s", name, q != nil, err, c.field)
+		}
+		cfg := c.cfg
+		cfg.Identity, cfg.Handler, cfg.Logger = id, newRecorder(), quietLogger()
+		tr, err := NewQUICTransport(cfg)
+		if err == nil {
+			tr.Close()
+		}
+		if !errors.Is(err, ErrConfig) || !contains(err, c.field) {
+			t.Errorf("%s: NewQUICTransport: %v, want ErrConfig naming %s", name, err, c.field)
+		}
+	}
+	largest := QUICConfig{MaxStreams: MaxMaxStreams, MaxStreamWindow: MaxLinkWindow / 4, LinkWindow: MaxLinkWindow}
+	q, err := largest.QUIC()
+	if err != nil || q.MaxIncomingStreams != 1<<60 || q.MaxConnectionReceiveWindow != MaxLinkWindow {
+		t.Fatalf("the largest values: QUIC() = %+v, %v", q, err)
+	}
+	largest.Identity, largest.Handler, largest.Logger = id, newRecorder(), quietLogger()
+	tr, err := NewQUICTransport(largest)
+	if err != nil {
+		t.Fatalf("the largest values: NewQUICTransport: %v", err)
 	}
 	tr.Close()
 }

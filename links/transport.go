@@ -104,9 +104,13 @@ func NewQUICTransport(cfg QUICConfig) (*QUICTransport, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	quicConf, err := cfg.linkQUIC()
+	if err != nil {
+		return nil, err
+	}
 	t := &QUICTransport{
 		cfg:       cfg,
-		quicConf:  cfg.linkQUIC(),
+		quicConf:  quicConf,
 		instance:  rand.Uint64(),
 		gate:      newGate(),
 		lag:       newSchedLag(cfg.HandshakeTimeout / 10),

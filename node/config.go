@@ -193,7 +193,8 @@ type Limits struct {
 	// incoming stream limit). Its last sixteenth goes to a circuit relayed
 	// out on the link only from an incoming link of which fewer than a
 	// sixteenth of that reserve go out on it, so that one neighbour cannot
-	// take a next hop's whole limit. Default 4096.
+	// take a next hop's whole limit. Default 4096, at most
+	// links.MaxMaxStreams (2^60 - 1): New refuses more.
 	MaxCircuitsPerLink int
 	// MaxCircuitsPerSource bounds circuits from one source node through or
 	// to this node. A relay counts a circuit that a neighbour claims to
@@ -625,6 +626,9 @@ func (c *Config) validate() error {
 	}
 	if l.LinkWindow > 0 && l.LinkWindow < 4*links.MinStreamWindow {
 		return bad("Limits.LinkWindow %d is below 4 × links.MinStreamWindow (%d)", l.LinkWindow, 4*links.MinStreamWindow)
+	}
+	if l.MaxCircuitsPerLink > links.MaxMaxStreams {
+		return bad("Limits.MaxCircuitsPerLink %d is above links.MaxMaxStreams (%d, the most streams QUIC can grant a link less its control stream)", l.MaxCircuitsPerLink, links.MaxMaxStreams)
 	}
 	if l.LinkWindow > MaxLinkWindow {
 		return bad("Limits.LinkWindow %d is above MaxLinkWindow (%d, the largest window QUIC can send)", l.LinkWindow, uint64(MaxLinkWindow))

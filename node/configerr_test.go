@@ -93,7 +93,11 @@ func TestLinkWindowAloneIsAWorkingConfig(t *testing.T) {
 // default link window, four times it, is), and the process panicked in
 // quic-go at the first link's handshake ("value doesn't fit into 62
 // bits"); took a RelayBuffer of 2^50, and the process panicked at the
-// first relayed circuit ("makeslice: len out of range"); replaced a
+// first relayed circuit ("makeslice: len out of range"); took a
+// Limits.MaxCircuitsPerLink of 2^62, which quic-go cut to 2^60 streams
+// without a word, or of the largest int, which overflowed the link's
+// QUIC stream limit to a negative one, so that no link came up ("open
+// control stream: closed by peer with code 0x104"); replaced a
 // negative Discovery.JoinInterval, Interval or LeafLinks by its default
 // and a LongLinks of TargetLinks or more by TargetLinks - 1, without a
 // word; and refused a negative DialTimeout, HeaderTimeout or
@@ -108,6 +112,8 @@ func TestOutOfRangeValuesRefusedNamingTheField(t *testing.T) {
 		{"Limits.LinkWindow", func(c *Config) { c.Limits.LinkWindow = math.MaxUint64 }},
 		{"Limits.StreamWindow", func(c *Config) { c.Limits.StreamWindow = 1 << 61 }},
 		{"Limits.RelayBuffer", func(c *Config) { c.Limits.RelayBuffer = 1 << 50 }},
+		{"Limits.MaxCircuitsPerLink", func(c *Config) { c.Limits.MaxCircuitsPerLink = 1 << 62 }},
+		{"Limits.MaxCircuitsPerLink", func(c *Config) { c.Limits.MaxCircuitsPerLink = math.MaxInt }},
 		// A quarter of a 1 MiB link window: the stream window is 256 KiB.
 		{"Limits.RelayBuffer", func(c *Config) { c.Limits.LinkWindow = 1 << 20; c.Limits.RelayBuffer = 512 << 10 }},
 		{"DialTimeout", func(c *Config) { c.DialTimeout = -time.Second }},
@@ -136,7 +142,8 @@ func TestOutOfRangeValuesRefusedNamingTheField(t *testing.T) {
 // TestLargestWindowsCarryCircuits: the largest values New takes work. On
 // a-r-b, a's link window is MaxLinkWindow, b's stream window a quarter of
 // it (its link window four times that, by default), and r copies with a
-// relay buffer as large as its stream window: a 1 MiB echo from a to b
+// relay buffer as large as its stream window and takes the most circuits
+// per link New allows (links.MaxMaxStreams): a 1 MiB echo from a to b
 // goes through r.
 func TestLargestWindowsCarryCircuits(t *testing.T) {
 	c := newCluster(t, true)
@@ -146,6 +153,7 @@ func TestLargestWindowsCarryCircuits(t *testing.T) {
 			cfg.Limits.LinkWindow = 1<<62 - 1 // MaxLinkWindow
 		case "r":
 			cfg.Limits.RelayBuffer = links.DefaultMaxStreamWindow
+			cfg.Limits.MaxCircuitsPerLink = 1<<60 - 1 // links.MaxMaxStreams
 		case "b":
 			cfg.Limits.StreamWindow = (1<<62 - 1) / 4
 		}

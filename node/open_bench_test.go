@@ -339,6 +339,10 @@ func newBenchQUICOn(b *testing.B, wrap func(net.PacketConn) net.PacketConn) *ben
 	if err != nil {
 		b.Fatal(err)
 	}
+	conf, err := links.QUICConfig{}.QUIC()
+	if err != nil {
+		b.Fatal(err)
+	}
 	var pc net.PacketConn = udp
 	if wrap != nil {
 		pc = wrap(udp)
@@ -353,7 +357,7 @@ func newBenchQUICOn(b *testing.B, wrap func(net.PacketConn) net.PacketConn) *ben
 			NextProtos:         []string{"bench"},
 			ServerName:         "bench",
 		},
-		conf: links.QUICConfig{}.QUIC(),
+		conf: conf,
 	}
 	if e.ln, err = e.tr.Listen(e.tls, e.conf); err != nil {
 		b.Fatal(err)

@@ -53,6 +53,10 @@ func newQUICEndpoint(role string, rf *roleFlags) (*quicEndpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: identity: %w", role, err)
 	}
+	conf, err := rf.tune.quicConfig().QUIC()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", role, err)
+	}
 	e := &quicEndpoint{
 		tls: &tls.Config{
 			MinVersion:         tls.VersionTLS13,
@@ -62,7 +66,7 @@ func newQUICEndpoint(role string, rf *roleFlags) (*quicEndpoint, error) {
 			NextProtos:         []string{baselineALPN},
 			ServerName:         "circuitmesh",
 		},
-		conf: rf.tune.quicConfig().QUIC(),
+		conf: conf,
 	}
 	if e.udp, err = net.ListenPacket("udp", rf.listen); err != nil {
 		return nil, fmt.Errorf("%s: listen on %s: %w", role, rf.listen, err)
