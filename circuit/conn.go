@@ -21,6 +21,8 @@ import (
 // cause (os.ErrDeadlineExceeded, net.ErrClosed, links.ErrStreamReset with a
 // *links.StreamResetError carrying the close-reason code, links.ErrLinkLost),
 // except io.EOF, returned as is, and a refusal, returned as *RefusedError.
+// A Write after the other end's clean close fails with its reset
+// (CloseNormal), which also matches net.ErrClosed, as on a Resumable.
 type Conn struct {
 	s             links.Stream
 	local, remote Addr

@@ -40,6 +40,11 @@
 // links.ErrLinkLost at the ends attached to that link and with a reset
 // carrying CloseLinkLost elsewhere.
 //
+// A Write after the other end closed the circuit cleanly fails with a
+// *net.OpError wrapping a *ResetError from the other side with reason
+// CloseNormal, which matches net.ErrClosed and links.ErrStreamReset: on
+// a Conn, clear or sealed, and on a Resumable alike.
+//
 // # What the caller must do
 //
 //   - Bound the time a peer may take to send its header: ReadOpen blocks

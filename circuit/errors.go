@@ -2,6 +2,7 @@ package circuit
 
 import (
 	"errors"
+	"net"
 	"strconv"
 
 	"github.com/circuitmesh/circuitmesh/circuit/seal"
@@ -226,7 +227,10 @@ func atHop(code uint64, hop int) uint64 { return uint64(CloseCode(code).At(hop))
 // close code (reason and the hop that produced it) and whether it came from
 // the other side. errors.Is matches ErrLinkLost, ErrShuttingDown,
 // ErrStalled, ErrRefusedByPolicy and ErrBufferBudget by reason, wherever on the path the reset began; errors.As
-// also finds the underlying *links.StreamResetError.
+// also finds the underlying *links.StreamResetError. A reset from the
+// other side with reason CloseNormal, the other end's clean close seen
+// by a Write, also matches net.ErrClosed, on a plain and a resumable
+// circuit alike.
 type ResetError struct {
 	Code   CloseCode
 	Remote bool
@@ -259,6 +263,8 @@ func (e *ResetError) Is(target error) bool {
 		return e.Code.Reason() == CloseTimeout || e.Code.Reason() == CloseStalled
 	case ErrBufferBudget:
 		return e.Code.Reason() == CloseOverBudget
+	case net.ErrClosed:
+		return e.Remote && e.Code.Reason() == CloseNormal
 	}
 	return false
 }

@@ -1115,10 +1115,13 @@ func (r *Resumable) onEnd() {
 var errStale = errors.New("circuit: path replaced")
 
 // errPeerClosed is what a circuit's Reads and Writes fail with once it
-// ended cleanly because the other end closed it. One value for every
+// ended cleanly because the other end closed it: the reset from the other
+// side with CloseNormal that a plain circuit's Write fails with then
+// (matching net.ErrClosed and links.ErrStreamReset). One value for every
 // circuit: a clean end, which every circuit comes to, then costs no
 // allocation.
-var errPeerClosed = fmt.Errorf("circuit: the other end closed the circuit: %w", net.ErrClosed)
+var errPeerClosed = &ResetError{Code: CloseCode(CloseNormal), Remote: true,
+	cause: &links.StreamResetError{Code: CloseNormal, Remote: true}}
 
 // errEnded: the frame just read ended the circuit (cleanly); its path is
 // read no further.
@@ -2248,6 +2251,9 @@ func (r *Resumable) Read(b []byte) (int, error) {
 
 // Write queues b to be sent and kept until acknowledged; it blocks while
 // Window bytes are beyond what the other end's application read.
+// After the other end closed the circuit cleanly it fails as a Conn's
+// Write does then: a *net.OpError wrapping a *ResetError from the other
+// side with CloseNormal, matching net.ErrClosed and links.ErrStreamReset.
 func (r *Resumable) Write(b []byte) (n int, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
