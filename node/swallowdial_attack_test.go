@@ -39,6 +39,20 @@ func TestAttackSwallowingRelayFirstDialMoves(t *testing.T) {
 	}
 }
 
+// slowBFailingC is the diamond a–{b,c}–d with b relaying through slowB,
+// c through failC, and a's header timeout 1 s and DialTimeout dialTimeout.
+func slowBFailingC(t *testing.T, slowB, failC func(in, out links.Stream) (links.Stream, links.Stream), dialTimeout time.Duration) *cluster {
+	return diamondRelayedByBWith(t, slowB, func(cfg *Config) {
+		shortAnswerBound(cfg)
+		switch cfg.Name {
+		case "a":
+			cfg.DialTimeout = dialTimeout
+		case "c":
+			cfg.hooks = &hooks{relay: failC}
+		}
+	})
+}
+
 // b, the preferred relay, is honest but slow: each open it carries
 // reaches d late (after 3.2 s), and c fails every circuit it carries
 // (it resets it before d's answer gets back, or drops its bytes so that
@@ -68,17 +82,9 @@ func TestDialPassedOverNextHopStillCarriesTheCircuit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			resets.Store(0)
 			slow := &slowPath{first: 3200 * time.Millisecond, replied: make(chan struct{})}
-			c := diamondRelayedByBWith(t, func(in, out links.Stream) (links.Stream, links.Stream) {
+			c := slowBFailingC(t, func(in, out links.Stream) (links.Stream, links.Stream) {
 				return &slowIn{Stream: in, p: slow}, &slowOut{Stream: out, p: slow}
-			}, func(cfg *Config) {
-				shortAnswerBound(cfg)
-				switch cfg.Name {
-				case "a":
-					cfg.DialTimeout = 4 * time.Second
-				case "c":
-					cfg.hooks = &hooks{relay: tc.relay}
-				}
-			})
+			}, tc.relay, 4*time.Second)
 			dialEchoVia(t, c.nodes["a"], "b", "the dial through a slow b, c failing")
 			if resets.Load() == 0 {
 				t.Fatal("c carried no circuit: the dial did not try c, the test proves nothing")
@@ -129,27 +135,19 @@ func (s *lateAnswers) Write(b []byte) (int, error) {
 	return s.Stream.Write(b)
 }
 
-// b passes d's answers back 3.2 s late, so a passes it over after its header timeout
-// (1 s) and tries c, which resets every circuit it carries; d has no
+// b passes d's answers back 3.2 s late, so a passes it over after its
+// header timeout (1 s) and tries c, which resets every circuit it carries; d has no
 // service "nosuch". a's Dial must fail with d's refusal as soon as it
 // comes back through b, not wait for routing until its deadline (6 s)
 // and fail with "link lost" as it did when the failure of an open passed
 // over was not judged as the others are.
 func TestDialPassedOverNextHopRefusalEndsTheDial(t *testing.T) {
 	var resets atomic.Int64
-	c := diamondRelayedByBWith(t, func(in, out links.Stream) (links.Stream, links.Stream) {
+	c := slowBFailingC(t, func(in, out links.Stream) (links.Stream, links.Stream) {
 		return &lateAnswers{Stream: in, delay: 3200 * time.Millisecond}, out
-	}, func(cfg *Config) {
-		shortAnswerBound(cfg)
-		switch cfg.Name {
-		case "a":
-			cfg.DialTimeout = 6 * time.Second
-		case "c":
-			cfg.hooks = &hooks{relay: func(in, out links.Stream) (links.Stream, links.Stream) {
-				return &answerResetStream{Stream: in, out: out, resets: &resets}, out
-			}}
-		}
-	})
+	}, func(in, out links.Stream) (links.Stream, links.Stream) {
+		return &answerResetStream{Stream: in, out: out, resets: &resets}, out
+	}, 6*time.Second)
 	start := time.Now()
 	conn, err := c.nodes["a"].Dial(context.Background(), "d", "nosuch")
 	took := time.Since(start)
