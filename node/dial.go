@@ -29,9 +29,10 @@ import (
 // to offer one while ctx allows. An open through a next hop that passed
 // nothing back within Limits.HeaderTimeout while another next hop is left
 // keeps running while the next hop is tried: the first of them to carry
-// the circuit is the Dial's, and the others are reset. A next hop through which a circuit to peer made no
-// progress, or a dial got no answer, while this node kept its link to it
-// is tried last for 5 minutes (docs/SECURITY.md, A compromised relay).
+// the circuit is the Dial's, and the others are reset. A next hop
+// through which a circuit to peer made no progress, or a dial got no
+// answer, while this node kept its link to it is tried last for 5
+// minutes (docs/SECURITY.md, A compromised relay).
 // The Conn is a net.Conn with half-close, the recorded path
 // and whether it is sealed end to end. Dial fails with ErrNotStarted
 // before Start has succeeded, and is refused by this node
