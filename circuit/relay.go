@@ -355,6 +355,11 @@ func (sp *Splicer) copy(dir int, size int) {
 			if err := stopped.Load(); err != nil {
 				if isGracefulStop(*err) {
 					sp.endedCleanly(dir)
+					// dst's write side was stopped, and QUIC keeps the
+					// stream (and the credit of the link it came on)
+					// until its writer takes note: a Write that fails
+					// on it, Close or a reset.
+					_ = dst.CloseWrite()
 				}
 				return
 			}
