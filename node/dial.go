@@ -253,8 +253,8 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			bound := n.answerBound(peer, nh, hops[i+1:], failed, fallback)
 			hopOpt := opt
 			hopOpt.raced = race.running > 0
-			c, err, pending := race.run(ctx, nh, l, bound, func(ctx context.Context, sent func()) (Conn, error) {
-				hopOpt.sent = sent
+			c, err, pending := race.run(ctx, nh, l, bound, func(ctx context.Context, opening func()) (Conn, error) {
+				hopOpt.opening = opening
 				return n.dialVia(ctx, nh, l, o, hopOpt, span)
 			})
 			if c != nil {
@@ -476,6 +476,12 @@ func (n *Node) dialOn(ctx context.Context, l links.Link, o *circuit.Open, opt Di
 			defer done()
 		}
 	}
+	if opt.opening != nil {
+		// A link whose peer grants no more streams (every circuit it
+		// allows in use, or a peer withholding them) holds the open
+		// in openStream: that wait counts in the race's bound.
+		opt.opening()
+	}
 	s, err := openStream(ctx, l)
 	if err != nil {
 		t.release()
@@ -483,9 +489,6 @@ func (n *Node) dialOn(ctx context.Context, l links.Link, o *circuit.Open, opt Di
 	}
 	setLinkAttrs(span, l)
 	openSent(span, nh)
-	if opt.sent != nil {
-		opt.sent()
-	}
 	c, err := n.openCircuit(ctx, l, s, o, opt)
 	if err != nil {
 		t.release()
@@ -698,21 +701,21 @@ func newHopRace() *hopRace {
 }
 
 // run starts open through next hop nh on l and waits for its outcome,
-// for at most bound (0: until it ends) after open calls sent (its header
-// written: the wait for a stream or another dial's handshake before
-// does not count). It returns the outcome, or the circuit of an open
+// for at most bound (0: until it ends) after open calls opening (it
+// starts on its link: the wait for a stream counts, the wait for
+// another dial's handshake before does not). It returns the outcome, or the circuit of an open
 // passed over before if that comes first (this one keeps running until
 // stop), or pending once bound passed: the open keeps running, and await
 // or a later run takes its outcome.
-func (r *hopRace) run(ctx context.Context, nh string, l links.Link, bound time.Duration, open func(ctx context.Context, sent func()) (Conn, error)) (c Conn, err error, pending bool) {
+func (r *hopRace) run(ctx context.Context, nh string, l links.Link, bound time.Duration, open func(ctx context.Context, opening func()) (Conn, error)) (c Conn, err error, pending bool) {
 	id := len(r.cancels)
 	octx, cancel := context.WithCancel(ctx)
 	r.cancels = append(r.cancels, cancel)
-	sent := make(chan struct{})
+	started := make(chan struct{})
 	var once sync.Once
 	began := time.Now()
 	go func() {
-		c, err := open(octx, func() { once.Do(func() { close(sent) }) })
+		c, err := open(octx, func() { once.Do(func() { close(started) }) })
 		select {
 		case r.results <- hopResult{id: id, c: c, fail: hopFail{nh: nh, l: l, began: began, err: err}}:
 		case <-r.done:
@@ -723,15 +726,15 @@ func (r *hopRace) run(ctx context.Context, nh string, l links.Link, bound time.D
 			}
 		}
 	}()
-	var headerSent <-chan struct{}
+	var onLink <-chan struct{}
 	if bound > 0 {
-		headerSent = sent
+		onLink = started
 	}
 	var timeout <-chan time.Time
 	for {
 		select {
-		case <-headerSent:
-			headerSent = nil
+		case <-onLink:
+			onLink = nil
 			t := time.NewTimer(bound)
 			defer t.Stop()
 			timeout = t.C

@@ -120,7 +120,8 @@ type DialOptions struct {
 	// over, still runs (hopRace), and may be the full handshake others
 	// wait for (awaitKey): this one does not wait for it.
 	raced bool
-	// sent, when set, is called once the open's header is written
-	// (hopRace.run bounds the wait for the answer from then on).
-	sent func()
+	// opening, when set, is called once the open starts on its link,
+	// before it opens a stream there (hopRace.run bounds the wait for a
+	// stream and for the answer from then on).
+	opening func()
 }
