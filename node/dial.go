@@ -159,6 +159,10 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 	fallback := map[string]bool{}
 	race := newHopRace()
 	defer race.stop()
+	// A next hop passed over for no answer in time is a suspect (tried
+	// last by the next dials) unless its open carries the circuit after
+	// all: it was slow, not silent, and the others did worse.
+	race.carried = func(nh string) { n.suspects.forget(peer, nh) }
 	// judge takes the failure of an open through a next hop, the one
 	// just made or one passed over (hopRace), and returns the error the
 	// dial ends with, or nil when another next hop may still carry it.
@@ -676,8 +680,9 @@ type hopRace struct {
 	results chan hopResult // unbuffered: a result is taken, or dropped after stop
 	done    chan struct{}  // closed by stop
 	cancels []context.CancelFunc
-	running int       // opens passed over, still running
-	fails   []hopFail // failures of opens passed over, not judged yet
+	running int             // opens passed over, still running
+	fails   []hopFail       // failures of opens passed over, not judged yet
+	carried func(nh string) // called with the next hop of an open passed over that carries the circuit
 }
 
 // hopFail is the failure err of the open through next hop nh on link l,
@@ -774,6 +779,9 @@ func (r *hopRace) took(res hopResult) (Conn, bool) {
 	if res.fail.err != nil {
 		r.fails = append(r.fails, res.fail)
 		return nil, false
+	}
+	if r.carried != nil {
+		r.carried(res.fail.nh)
 	}
 	return res.c, true
 }

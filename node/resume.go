@@ -285,6 +285,13 @@ func (s *avoidSet) add(hop string, now time.Time) {
 	s.hop = append(s.hop, avoided{hop, now})
 }
 
+// remove forgets hop.
+func (s *avoidSet) remove(hop string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hop = slices.DeleteFunc(s.hop, func(a avoided) bool { return a.name == hop })
+}
+
 // order returns the next hops to try last at now, the one that failed
 // longest ago first, forgetting those that failed more than ttl ago.
 func (s *avoidSet) order(now time.Time) []string {

@@ -48,6 +48,16 @@ func (s *hopSuspects) add(dest, hop string, now time.Time) {
 	set.add(hop, now)
 }
 
+// forget clears hop as a suspect for dest: a circuit to dest went
+// through it after all.
+func (s *hopSuspects) forget(dest, hop string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if set := s.dest[dest]; set != nil {
+		set.remove(hop)
+	}
+}
+
 // evictLocked forgets the destinations whose suspects all expired, or
 // else the one whose last failure is oldest.
 func (s *hopSuspects) evictLocked(now time.Time) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -88,6 +89,11 @@ func TestDialPassedOverNextHopStillCarriesTheCircuit(t *testing.T) {
 			dialEchoVia(t, c.nodes["a"], "b", "the dial through a slow b, c failing")
 			if resets.Load() == 0 {
 				t.Fatal("c carried no circuit: the dial did not try c, the test proves nothing")
+			}
+			// b carried the circuit after all: the next dials do not
+			// try it last.
+			if avoid := c.nodes["a"].suspects.order("d", time.Now(), nil); slices.Contains(avoid, "b") {
+				t.Fatalf("a's suspects for d after b carried the dial: %v, want no b", avoid)
 			}
 		})
 	}
