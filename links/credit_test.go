@@ -306,3 +306,47 @@ func TestCreditBatcherStopsWithLink(t *testing.T) {
 		t.Errorf("link error %v, want ErrClosed", lb.Err())
 	}
 }
+
+// TestTryOpenStreamSaysNoCredit: with every stream the peer allows open,
+// TryOpenStream fails at once with ErrNoStreamCredit (where OpenStream
+// waits), and opens again once one of them completed.
+func TestTryOpenStreamSaysNoCredit(t *testing.T) {
+	const limit = 4
+	_, b, la := pairWith(t, both(tolerant, func(c *QUICConfig) { c.MaxStreams = limit }))
+	serve(t, peerLink(b, "a"), true)
+	trier, ok := la.(StreamTrier)
+	if !ok {
+		t.Fatalf("a QUIC link (%T) is no StreamTrier", la)
+	}
+	var held []Stream
+	for i := range limit {
+		s, err := trier.TryOpenStream()
+		if err != nil {
+			t.Fatalf("stream %d of %d: %v", i+1, limit, err)
+		}
+		if _, err := s.Write([]byte{'x'}); err != nil {
+			t.Fatalf("write on stream %d: %v", i+1, err)
+		}
+		held = append(held, s)
+	}
+	if s, err := trier.TryOpenStream(); !errors.Is(err, ErrNoStreamCredit) {
+		if s != nil {
+			s.Reset(0)
+		}
+		t.Fatalf("stream %d beyond the peer's limit of %d: err %v, want ErrNoStreamCredit", limit+1, limit, err)
+	}
+	if err := endOne(held[0], true); err != nil {
+		t.Fatal(err)
+	}
+	_ = held[0].Close()
+	waitFor(t, "a stream's credit back", patience, func() bool {
+		s, err := trier.TryOpenStream()
+		if err == nil {
+			s.Reset(0)
+		}
+		return err == nil
+	})
+	for _, s := range held[1:] {
+		s.Reset(0)
+	}
+}

@@ -93,7 +93,19 @@ var (
 	// allows (wrapped with ErrLinkLost on both sides: the side that
 	// closed and the peer, which reads close code 0x106).
 	ErrStreamAborts = errors.New("too many streams ended without an open")
+	// ErrNoStreamCredit: the link's peer grants no more streams now
+	// (every one it allows is open); see StreamTrier.
+	ErrNoStreamCredit = errors.New("no stream credit from the peer")
 )
+
+// StreamTrier is a Link that can open a stream without waiting for the
+// peer to grant one (QUIC links do).
+type StreamTrier interface {
+	// TryOpenStream is OpenStream failing at once, with an error
+	// wrapping ErrNoStreamCredit, when the peer grants no more streams
+	// now.
+	TryOpenStream() (Stream, error)
+}
 
 // StreamResetError reports a reset with the peer's application error code.
 // It unwraps to ErrStreamReset.

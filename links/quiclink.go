@@ -184,6 +184,20 @@ func (l *quicLink) OpenStream(ctx context.Context) (Stream, error) {
 	return newQUICStream(l, s, false), nil
 }
 
+func (l *quicLink) TryOpenStream() (Stream, error) {
+	if err := l.Err(); err != nil {
+		return nil, fmt.Errorf("open stream to %s: %w", l.hello.Node, err)
+	}
+	s, err := l.conn.OpenStream()
+	if err != nil {
+		if errors.As(err, new(*quic.StreamLimitReachedError)) {
+			return nil, fmt.Errorf("open stream to %s: %w", l.hello.Node, ErrNoStreamCredit)
+		}
+		return nil, l.opErr("open stream", err)
+	}
+	return newQUICStream(l, s, false), nil
+}
+
 func (l *quicLink) AcceptStream(ctx context.Context) (Stream, error) {
 	s, err := l.conn.AcceptStream(ctx)
 	if err != nil {

@@ -257,8 +257,8 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			bound := n.answerBound(peer, nh, hops[i+1:], failed, fallback)
 			hopOpt := opt
 			hopOpt.raced = race.running > 0
-			c, err, pending := race.run(ctx, nh, l, bound, func(ctx context.Context, opening func()) (Conn, error) {
-				hopOpt.opening = opening
+			c, err, pending := race.run(ctx, nh, l, bound, func(ctx context.Context, opening, full func()) (Conn, error) {
+				hopOpt.opening, hopOpt.full = opening, full
 				return n.dialVia(ctx, nh, l, o, hopOpt, span)
 			})
 			if c != nil {
@@ -486,7 +486,7 @@ func (n *Node) dialOn(ctx context.Context, l links.Link, o *circuit.Open, opt Di
 		// in openStream: that wait counts in the race's bound.
 		opt.opening()
 	}
-	s, err := openStream(ctx, l)
+	s, err := openStreamOrSay(ctx, l, opt.full)
 	if err != nil {
 		t.release()
 		return nil, err
@@ -524,6 +524,20 @@ func openStream(ctx context.Context, l links.Link) (links.Stream, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// openStreamOrSay is openStream calling full first, when set, if l's
+// peer grants no stream at once (links.StreamTrier): the dial then tries
+// its next hop left while this open waits for a stream.
+func openStreamOrSay(ctx context.Context, l links.Link, full func()) (links.Stream, error) {
+	if t, ok := l.(links.StreamTrier); ok && full != nil {
+		s, err := t.TryOpenStream()
+		if !errors.Is(err, links.ErrNoStreamCredit) {
+			return s, err
+		}
+		full()
+	}
+	return openStream(ctx, l)
 }
 
 // dialCause is err, the failure of package circuit's dial of o, without
@@ -708,19 +722,24 @@ func newHopRace() *hopRace {
 // run starts open through next hop nh on l and waits for its outcome,
 // for at most bound (0: until it ends) after open calls opening (it
 // starts on its link: the wait for a stream counts, the wait for
-// another dial's handshake before does not). It returns the outcome, or the circuit of an open
+// another dial's handshake before does not), or until open calls full
+// (its link grants no stream now; full is nil when bound is 0). It returns the outcome, or the circuit of an open
 // passed over before if that comes first (this one keeps running until
 // stop), or pending once bound passed: the open keeps running, and await
 // or a later run takes its outcome.
-func (r *hopRace) run(ctx context.Context, nh string, l links.Link, bound time.Duration, open func(ctx context.Context, opening func()) (Conn, error)) (c Conn, err error, pending bool) {
+func (r *hopRace) run(ctx context.Context, nh string, l links.Link, bound time.Duration, open func(ctx context.Context, opening, full func()) (Conn, error)) (c Conn, err error, pending bool) {
 	id := len(r.cancels)
 	octx, cancel := context.WithCancel(ctx)
 	r.cancels = append(r.cancels, cancel)
-	started := make(chan struct{})
+	started, noStream := make(chan struct{}), make(chan struct{})
 	var once sync.Once
+	var full func()
+	if bound > 0 {
+		full = sync.OnceFunc(func() { close(noStream) })
+	}
 	began := time.Now()
 	go func() {
-		c, err := open(octx, func() { once.Do(func() { close(started) }) })
+		c, err := open(octx, func() { once.Do(func() { close(started) }) }, full)
 		select {
 		case r.results <- hopResult{id: id, c: c, fail: hopFail{nh: nh, l: l, began: began, err: err}}:
 		case <-r.done:
@@ -751,6 +770,9 @@ func (r *hopRace) run(ctx context.Context, nh string, l links.Link, bound time.D
 				return c, nil, false
 			}
 		case <-timeout:
+			r.running++
+			return nil, nil, true
+		case <-noStream:
 			r.running++
 			return nil, nil, true
 		}

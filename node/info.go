@@ -124,4 +124,8 @@ type DialOptions struct {
 	// before it opens a stream there (hopRace.run bounds the wait for a
 	// stream and for the answer from then on).
 	opening func()
+	// full, when set, is called when the open's link grants no stream
+	// at once (its peer allows no more now): hopRace.run passes the
+	// open over at once, and the open waits for a stream meanwhile.
+	full func()
 }
