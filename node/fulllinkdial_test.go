@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -46,4 +48,58 @@ func TestDialPassesOverALinkWithNoStreamLeft(t *testing.T) {
 		t.Fatalf("a opened stream %d to b (err %v): b's limit of %d did not hold, the test proves nothing", perLink+1, err, perLink)
 	}
 	firstDialsThroughC(t, c)
+}
+
+// A relay does the same: r, between a and d with two next hops b and c
+// toward d, has its link to the one routing prefers holding every
+// circuit that neighbour lets r open on it (8). a's circuit to d, whose
+// only next hop is r, must open through r's other next hop at once.
+// Before, r waited for a stream on the full link for its DialTimeout
+// (10 s), past a's deadline (4 s here), and a's dial failed.
+func TestRelayPassesOverALinkWithNoStreamLeft(t *testing.T) {
+	const perLink = 8
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) {
+		if cfg.Name == "b" || cfg.Name == "c" {
+			cfg.Limits.MaxCircuitsPerLink = perLink
+		}
+	}
+	c.build("a-r", "r-b", "r-c", "b-d", "c-d")
+	c.waitRoute("a", "d", 3)
+	r := c.nodes["r"]
+	p, _ := r.Peer("d")
+	full, other := p.NextHop, map[string]string{"b": "c", "c": "b"}[p.NextHop]
+	if other == "" {
+		t.Fatalf("r's next hop to d is %q, want b or c", full)
+	}
+	waitFor(t, "r to hold a route to d through "+other+" too", patience, func() bool {
+		return slices.Contains(r.router.nextHops("d"), other)
+	})
+	for i := range perLink {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		conn, err := r.DialWith(ctx, full, EchoService, DialOptions{})
+		cancel()
+		if err != nil {
+			t.Fatalf("circuit %d of %d r holds to %s: %v", i+1, perLink, full, err)
+		}
+		defer conn.Close()
+	}
+	if s, err := c.mustLink("r", full).(links.StreamTrier).TryOpenStream(); !errors.Is(err, links.ErrNoStreamCredit) {
+		if s != nil {
+			s.Reset(0)
+		}
+		t.Fatalf("r opened stream %d to %s (err %v): the limit of %d did not hold, the test proves nothing", perLink+1, full, err, perLink)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	start := time.Now()
+	conn, err := c.nodes["a"].DialWith(ctx, "d", EchoService, DialOptions{RecordPath: true})
+	if err != nil {
+		t.Fatalf("a's dial to d through r, r's link to %s full: failed after %v: %v", full, time.Since(start).Round(time.Millisecond), err)
+	}
+	defer conn.Close()
+	if got, want := fmt.Sprint(conn.Path()), fmt.Sprintf("[a r %s d]", other); got != want {
+		t.Fatalf("path %s, want %s", got, want)
+	}
+	echoOnce(t, conn, "ping")
 }

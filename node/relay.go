@@ -406,36 +406,56 @@ func reclaimEntry(o *circuit.Open, key links.SourceKey) links.SourceKey {
 // circuit against the limits. It returns the stream, the neighbour it
 // goes through and the circuit's limit ticket. A next hop whose link is
 // at its limit, or at its reserve for this circuit, is passed over for
-// the next; a limit no next hop changes (the node's, the source's, the
-// incoming link's) refuses the circuit at once.
+// the next; so is one whose link's peer grants no stream at once
+// (links.StreamTrier), waited on only when no next hop opened at once.
+// A limit no next hop changes (the node's, the source's, the incoming
+// link's) refuses the circuit at once.
 func (n *Node) openNext(ctx context.Context, hops []string, from string, onPath func(string) bool, src limitSource, hdr []byte) (links.Stream, string, *ticket, error) {
 	var errs []error
 	full := false
+	var waiting []string // next hops that granted no stream at once
+	// open admits the circuit through nh and opens it there; wait says
+	// whether to wait for a stream. done is false when the next hop
+	// was passed over (the reason appended to errs).
+	open := func(nh string, wait bool) (out links.Stream, t *ticket, done bool, err error) {
+		l := n.link(nh)
+		if l == nil {
+			errs = append(errs, fmt.Errorf("no link to next hop %s", nh))
+			return nil, nil, false, nil
+		}
+		t, err = n.limits.admit(src, from, from, nh)
+		if errors.Is(err, errNextHopFull) {
+			full = true
+			errs = append(errs, err)
+			return nil, nil, false, nil
+		}
+		if err != nil {
+			return nil, nil, true, fmt.Errorf("%w at %s: %w", errOverloaded, n.cfg.Name, err)
+		}
+		out, err = n.openOn(ctx, l, hdr, wait)
+		if err != nil {
+			t.release()
+			if errors.Is(err, links.ErrNoStreamCredit) {
+				waiting = append(waiting, nh)
+			} else {
+				errs = append(errs, err)
+			}
+			return nil, nil, false, nil
+		}
+		return out, t, true, nil
+	}
 	for _, nh := range hops {
 		if onPath(nh) {
 			continue
 		}
-		l := n.link(nh)
-		if l == nil {
-			errs = append(errs, fmt.Errorf("no link to next hop %s", nh))
-			continue
+		if out, t, done, err := open(nh, false); done {
+			return out, nh, t, err
 		}
-		t, err := n.limits.admit(src, from, from, nh)
-		if errors.Is(err, errNextHopFull) {
-			full = true
-			errs = append(errs, err)
-			continue
+	}
+	for _, nh := range slices.Clone(waiting) {
+		if out, t, done, err := open(nh, true); done {
+			return out, nh, t, err
 		}
-		if err != nil {
-			return nil, "", nil, fmt.Errorf("%w at %s: %w", errOverloaded, n.cfg.Name, err)
-		}
-		out, err := n.openOn(ctx, l, hdr)
-		if err != nil {
-			t.release()
-			errs = append(errs, err)
-			continue
-		}
-		return out, nh, t, nil
 	}
 	if full {
 		return nil, "", nil, fmt.Errorf("%w at %s: %v", errOverloaded, n.cfg.Name, errors.Join(errs...))
@@ -445,11 +465,18 @@ func (n *Node) openNext(ctx context.Context, hops []string, from string, onPath 
 
 // openOn opens a stream on l (openStream: its error names the stream
 // once, where a refusal said "open stream to c: open stream to c") and
-// writes hdr on it.
-func (n *Node) openOn(ctx context.Context, l links.Link, hdr []byte) (links.Stream, error) {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.DialTimeout)
-	defer cancel()
-	out, err := openStream(ctx, l)
+// writes hdr on it. Unless wait, a link whose peer grants no stream now
+// fails it at once with links.ErrNoStreamCredit (links.StreamTrier).
+func (n *Node) openOn(ctx context.Context, l links.Link, hdr []byte, wait bool) (links.Stream, error) {
+	var out links.Stream
+	var err error
+	if t, ok := l.(links.StreamTrier); ok && !wait {
+		out, err = t.TryOpenStream()
+	} else {
+		ctx, cancel := context.WithTimeout(ctx, n.cfg.DialTimeout)
+		defer cancel()
+		out, err = openStream(ctx, l)
+	}
 	if err != nil {
 		return nil, err
 	}
