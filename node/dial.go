@@ -265,10 +265,11 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 				return c, nil
 			}
 			if pending {
-				// No answer within the bound: the open keeps running
-				// while the next hops left are tried (judged when it
-				// ends), and nh is tried last by the dials after this
-				// one.
+				// No answer within the bound, or no stream on nh's
+				// link at once: the open keeps running while the next
+				// hops left are tried (judged when it ends), and nh is
+				// tried last by the dials after this one unless the
+				// open carries the circuit (race.carried).
 				n.suspects.add(peer, nh, time.Now())
 				failed[nh] = failedHop{link: l, always: true}
 			} else if err := judge(hopFail{nh: nh, l: l, began: began, err: err}); err != nil {

@@ -47,7 +47,7 @@ func TestDialPassesOverALinkWithNoStreamLeft(t *testing.T) {
 		}
 		t.Fatalf("a opened stream %d to b (err %v): b's limit of %d did not hold, the test proves nothing", perLink+1, err, perLink)
 	}
-	firstDialsThroughC(t, c)
+	firstDialsThroughC(t, c, "grants a no stream")
 }
 
 // A relay does the same: r, between a and d with two next hops b and c

@@ -416,7 +416,8 @@ func (n *Node) openNext(ctx context.Context, hops []string, from string, onPath 
 	var waiting []string // next hops that granted no stream at once
 	// open admits the circuit through nh and opens it there; wait says
 	// whether to wait for a stream. done is false when the next hop
-	// was passed over (the reason appended to errs).
+	// was passed over: the reason appended to errs, or nh to waiting
+	// when its link granted no stream at once.
 	open := func(nh string, wait bool) (out links.Stream, t *ticket, done bool, err error) {
 		l := n.link(nh)
 		if l == nil {

@@ -83,7 +83,7 @@ func TestAttackSilentRelayKeepsNewCircuits(t *testing.T) {
 func TestAttackRelayHoldingOpensKeepsNewDials(t *testing.T) {
 	for _, tc := range swallowingRelays() {
 		t.Run(tc.name, func(t *testing.T) {
-			firstDialsThroughC(t, diamondRelayedByB(t, tc.relay))
+			firstDialsThroughC(t, diamondRelayedByB(t, tc.relay), "swallows")
 		})
 	}
 }
@@ -112,14 +112,14 @@ func swallowingRelays() []struct {
 // firstDialsThroughC checks, on c's diamond whose b swallows what it
 // relays while routing still prefers it, that a's first Dial to d (with
 // a's DialTimeout) opens through c and leaves b a suspect for d, and
-// that the next ones open through c too.
-func firstDialsThroughC(t *testing.T, c *cluster) {
+// that the next ones open through c too. why says what b does.
+func firstDialsThroughC(t *testing.T, c *cluster, why string) {
 	t.Helper()
 	a := c.nodes["a"]
 	if p, _ := a.Peer("d"); p.NextHop != "b" {
 		t.Fatalf("routing's next hop from a to d is %q: b not preferred, the test proves nothing", p.NextHop)
 	}
-	dialEchoVia(t, a, "c", "the first dial while b swallows")
+	dialEchoVia(t, a, "c", "the first dial while b "+why)
 	if avoid := a.suspects.order("d", time.Now(), nil); fmt.Sprint(avoid) != "[b]" {
 		t.Fatalf("a's suspects for d after the first dial: %v, want [b]", avoid)
 	}
@@ -127,6 +127,6 @@ func firstDialsThroughC(t *testing.T, c *cluster) {
 		t.Fatalf("routing's next hop from a to d is %q: b no longer preferred, the test proves nothing", p.NextHop)
 	}
 	for i := range 3 {
-		dialEchoVia(t, a, "c", fmt.Sprintf("dial %d after the one b swallowed", i+2))
+		dialEchoVia(t, a, "c", fmt.Sprintf("dial %d after the first while b %s", i+2, why))
 	}
 }

@@ -35,7 +35,7 @@ func shortAnswerBound(cfg *Config) {
 func TestAttackSwallowingRelayFirstDialMoves(t *testing.T) {
 	for _, tc := range swallowingRelays() {
 		t.Run(tc.name, func(t *testing.T) {
-			firstDialsThroughC(t, diamondRelayedByBWith(t, tc.relay, shortAnswerBound))
+			firstDialsThroughC(t, diamondRelayedByBWith(t, tc.relay, shortAnswerBound), "swallows")
 		})
 	}
 }
