@@ -724,10 +724,11 @@ func newHopRace() *hopRace {
 // for at most bound (0: until it ends) after open calls opening (it
 // starts on its link: the wait for a stream counts, the wait for
 // another dial's handshake before does not), or until open calls full
-// (its link grants no stream now; full is nil when bound is 0). It returns the outcome, or the circuit of an open
-// passed over before if that comes first (this one keeps running until
-// stop), or pending once bound passed: the open keeps running, and await
-// or a later run takes its outcome.
+// (its link grants no stream now; full is nil when bound is 0). It
+// returns the outcome, or the circuit of an open passed over before if
+// that comes first (this one keeps running until stop), or pending once
+// bound passed or full was called: the open keeps running, and await or
+// a later run takes its outcome.
 func (r *hopRace) run(ctx context.Context, nh string, l links.Link, bound time.Duration, open func(ctx context.Context, opening, full func()) (Conn, error)) (c Conn, err error, pending bool) {
 	id := len(r.cancels)
 	octx, cancel := context.WithCancel(ctx)

@@ -453,7 +453,7 @@ func (n *Node) openNext(ctx context.Context, hops []string, from string, onPath 
 			return out, nh, t, err
 		}
 	}
-	for _, nh := range slices.Clone(waiting) {
+	for _, nh := range waiting {
 		if out, t, done, err := open(nh, true); done {
 			return out, nh, t, err
 		}
