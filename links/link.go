@@ -99,7 +99,7 @@ var (
 )
 
 // StreamTrier is a Link that can open a stream without waiting for the
-// peer to grant one (QUIC links do).
+// peer to grant one (QUIC links and memlink's in-memory links do).
 type StreamTrier interface {
 	// TryOpenStream is OpenStream failing at once, with an error
 	// wrapping ErrNoStreamCredit, when the peer grants no more streams

@@ -129,6 +129,18 @@ func (ep *endpoint) SendRouting(payload []byte) error {
 // cut link it opens, never reaches the peer and fails when the cut is
 // detected; towards a dead peer it waits until its death is detected.
 func (ep *endpoint) OpenStream(ctx context.Context) (links.Stream, error) {
+	return ep.openStream(ctx)
+}
+
+// TryOpenStream is OpenStream failing at once, with an error wrapping
+// links.ErrNoStreamCredit, while the peer has MaxStreams of ours open (or
+// is dead and its end not yet told).
+func (ep *endpoint) TryOpenStream() (links.Stream, error) {
+	return ep.openStream(nil)
+}
+
+// openStream is OpenStream, or TryOpenStream when ctx is nil.
+func (ep *endpoint) openStream(ctx context.Context) (links.Stream, error) {
 	peer := ep.peer
 	for {
 		if err := ep.Err(); err != nil {
@@ -137,6 +149,10 @@ func (ep *endpoint) OpenStream(ctx context.Context) (links.Stream, error) {
 		peer.mu.Lock()
 		if peer.err == nil && peer.incoming < peer.maxIncoming {
 			break
+		}
+		if ctx == nil {
+			peer.mu.Unlock()
+			return nil, fmt.Errorf("open stream to %s: peer allows %d open streams: %w", ep.peerName, peer.maxIncoming, links.ErrNoStreamCredit)
 		}
 		// A dead peer grants no stream credit: wait for our end to learn
 		// of it, so that nothing piles up here meanwhile.

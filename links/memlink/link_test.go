@@ -276,6 +276,9 @@ func TestMaxStreams(t *testing.T) {
 	if _, err := l.OpenStream(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("third OpenStream = %v, want to wait until the deadline", err)
 	}
+	if _, err := l.(links.StreamTrier).TryOpenStream(); !errors.Is(err, links.ErrNoStreamCredit) {
+		t.Fatalf("third TryOpenStream = %v, want ErrNoStreamCredit at once", err)
+	}
 	opened := make(chan error, 1)
 	go func() {
 		_, err := l.OpenStream(context.Background())
