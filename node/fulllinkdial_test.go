@@ -31,22 +31,7 @@ func TestDialPassesOverALinkWithNoStreamLeft(t *testing.T) {
 			cfg.Limits.MaxCircuitsPerLink = perLink
 		}
 	})
-	a := c.nodes["a"]
-	for i := range perLink {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		conn, err := a.DialWith(ctx, "b", EchoService, DialOptions{})
-		cancel()
-		if err != nil {
-			t.Fatalf("circuit %d of %d a holds to b: %v", i+1, perLink, err)
-		}
-		defer conn.Close()
-	}
-	if s, err := c.mustLink("a", "b").(links.StreamTrier).TryOpenStream(); !errors.Is(err, links.ErrNoStreamCredit) {
-		if s != nil {
-			s.Reset(0)
-		}
-		t.Fatalf("a opened stream %d to b (err %v): b's limit of %d did not hold, the test proves nothing", perLink+1, err, perLink)
-	}
+	fillLink(t, c, "a", "b", perLink)
 	firstDialsThroughC(t, c, "grants a no stream")
 }
 
@@ -75,21 +60,7 @@ func TestRelayPassesOverALinkWithNoStreamLeft(t *testing.T) {
 	waitFor(t, "r to hold a route to d through "+other+" too", patience, func() bool {
 		return slices.Contains(r.router.nextHops("d"), other)
 	})
-	for i := range perLink {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		conn, err := r.DialWith(ctx, full, EchoService, DialOptions{})
-		cancel()
-		if err != nil {
-			t.Fatalf("circuit %d of %d r holds to %s: %v", i+1, perLink, full, err)
-		}
-		defer conn.Close()
-	}
-	if s, err := c.mustLink("r", full).(links.StreamTrier).TryOpenStream(); !errors.Is(err, links.ErrNoStreamCredit) {
-		if s != nil {
-			s.Reset(0)
-		}
-		t.Fatalf("r opened stream %d to %s (err %v): the limit of %d did not hold, the test proves nothing", perLink+1, full, err, perLink)
-	}
+	fillLink(t, c, "r", full, perLink)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -102,4 +73,26 @@ func TestRelayPassesOverALinkWithNoStreamLeft(t *testing.T) {
 		t.Fatalf("path %s, want %s", got, want)
 	}
 	echoOnce(t, conn, "ping")
+}
+
+// fillLink has from hold perLink echo circuits to its neighbour to (the
+// most to lets it open on their link), closed when the test ends, and
+// checks that the link grants no more.
+func fillLink(t *testing.T, c *cluster, from, to string, perLink int) {
+	t.Helper()
+	for i := range perLink {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		conn, err := c.nodes[from].DialWith(ctx, to, EchoService, DialOptions{})
+		cancel()
+		if err != nil {
+			t.Fatalf("circuit %d of %d %s holds to %s: %v", i+1, perLink, from, to, err)
+		}
+		t.Cleanup(func() { conn.Close() })
+	}
+	if s, err := c.mustLink(from, to).(links.StreamTrier).TryOpenStream(); !errors.Is(err, links.ErrNoStreamCredit) {
+		if s != nil {
+			s.Reset(0)
+		}
+		t.Fatalf("%s opened stream %d to %s (err %v): the limit of %d did not hold, the test proves nothing", from, perLink+1, to, err, perLink)
+	}
 }
