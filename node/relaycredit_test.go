@@ -8,6 +8,14 @@ import (
 	"time"
 )
 
+// plainKinds are the circuits that are not resumable: end-to-end security
+// off, and sealed with NoResume.
+var plainKinds = []struct {
+	name     string
+	e2e      E2E
+	noResume bool
+}{{"clear", E2EOff, false}, {"noresume", E2EOn, true}}
+
 // Plain circuits (end-to-end security off, or NoResume) opened one after
 // another through a relay, each echoing a byte and closed by the source
 // before the destination's end came back, keep opening past the per-link
@@ -19,11 +27,7 @@ import (
 // waited for good (with the default 4,096, a link's 4,097th plain circuit).
 func TestRelayedPlainCircuitsGiveBackTheirStreams(t *testing.T) {
 	const limit = 16
-	for _, k := range []struct {
-		name     string
-		e2e      E2E
-		noResume bool
-	}{{"clear", E2EOff, false}, {"noresume", E2EOn, true}} {
+	for _, k := range plainKinds {
 		t.Run(k.name, func(t *testing.T) {
 			c := newCluster(t, true)
 			c.tweak = func(cfg *Config) {
@@ -52,11 +56,7 @@ func TestRelayedPlainCircuitsGiveBackTheirStreams(t *testing.T) {
 // after 500, e2e off), against about 50 bytes once the stream is closed.
 func TestRelayedPlainCircuitsEndedByTheDestinationLeaveNoStreams(t *testing.T) {
 	const warm, n, perCircuit = 300, 1500, 1000 // bytes of heap a circuit may leave
-	for _, k := range []struct {
-		name     string
-		e2e      E2E
-		noResume bool
-	}{{"clear", E2EOff, false}, {"noresume", E2EOn, true}} {
+	for _, k := range plainKinds {
 		t.Run(k.name, func(t *testing.T) {
 			c := newCluster(t, true)
 			c.tweak = func(cfg *Config) { cfg.E2E = k.e2e }
