@@ -257,20 +257,27 @@ func (n *Node) dial(ctx context.Context, peer, service string, opt DialOptions) 
 			bound := n.answerBound(peer, nh, hops[i+1:], failed, fallback)
 			hopOpt := opt
 			hopOpt.raced = race.running > 0
-			c, err, pending := race.run(ctx, nh, l, bound, func(ctx context.Context, opening, full func()) (Conn, error) {
+			c, err, passed := race.run(ctx, nh, l, bound, func(ctx context.Context, opening, full func()) (Conn, error) {
 				hopOpt.opening, hopOpt.full = opening, full
 				return n.dialVia(ctx, nh, l, o, hopOpt, span)
 			})
 			if c != nil {
 				return c, nil
 			}
-			if pending {
+			if passed != notPassed {
 				// No answer within the bound, or no stream on nh's
 				// link at once: the open keeps running while the next
-				// hops left are tried (judged when it ends), and nh is
-				// tried last by the dials after this one unless the
-				// open carries the circuit (race.carried).
-				n.suspects.add(peer, nh, time.Now())
+				// hops left are tried (judged when it ends). A next hop
+				// that did not answer in time is tried last by the
+				// dials after this one unless the open carries the
+				// circuit (race.carried); one whose link was full is
+				// not: the next dial finds out at once whether the
+				// link has room again, and goes back to the route
+				// routing prefers as soon as it has
+				// (TestDialPassesOverALinkWithNoStreamLeft).
+				if passed == passedSlow {
+					n.suspects.add(peer, nh, time.Now())
+				}
 				failed[nh] = failedHop{link: l, always: true}
 			} else if err := judge(hopFail{nh: nh, l: l, began: began, err: err}); err != nil {
 				return end(err)
@@ -700,6 +707,15 @@ type hopRace struct {
 	carried func(nh string) // called with the next hop of an open passed over that carries the circuit
 }
 
+// passOver is why hopRace.run passed an open over, if it did.
+type passOver int
+
+const (
+	notPassed  passOver = iota
+	passedSlow          // no answer within the bound
+	passedFull          // the link granted no stream at once
+)
+
 // hopFail is the failure err of the open through next hop nh on link l,
 // begun at began.
 type hopFail struct {
@@ -728,8 +744,9 @@ func newHopRace() *hopRace {
 // returns the outcome, or the circuit of an open passed over before if
 // that comes first (this one keeps running until stop), or pending once
 // bound passed or full was called: the open keeps running, and await or
-// a later run takes its outcome.
-func (r *hopRace) run(ctx context.Context, nh string, l links.Link, bound time.Duration, open func(ctx context.Context, opening, full func()) (Conn, error)) (c Conn, err error, pending bool) {
+// a later run takes its outcome; passed says which (notPassed: the
+// outcome is returned).
+func (r *hopRace) run(ctx context.Context, nh string, l links.Link, bound time.Duration, open func(ctx context.Context, opening, full func()) (Conn, error)) (c Conn, err error, passed passOver) {
 	id := len(r.cancels)
 	octx, cancel := context.WithCancel(ctx)
 	r.cancels = append(r.cancels, cancel)
@@ -766,17 +783,17 @@ func (r *hopRace) run(ctx context.Context, nh string, l links.Link, bound time.D
 			timeout = t.C
 		case res := <-r.results:
 			if res.id == id {
-				return res.c, res.fail.err, false
+				return res.c, res.fail.err, notPassed
 			}
 			if c, ok := r.took(res); ok {
-				return c, nil, false
+				return c, nil, notPassed
 			}
 		case <-timeout:
 			r.running++
-			return nil, nil, true
+			return nil, nil, passedSlow
 		case <-noStream:
 			r.running++
-			return nil, nil, true
+			return nil, nil, passedFull
 		}
 	}
 }

@@ -20,6 +20,11 @@ import (
 // waited for a stream on b until the deadline and failed, though c was
 // free (the race's bound started at the header's write; counted from
 // the open's start it passed b over only after the header timeout).
+//
+// Once the link has room again, a's dials go through b again: a full
+// link is no suspect. Before, b was tried last by every dial to d for
+// five minutes, as a next hop that did not answer, and the circuits
+// took the route routing did not prefer.
 func TestDialPassesOverALinkWithNoStreamLeft(t *testing.T) {
 	const perLink = 8
 	c := diamondRelayedByBWith(t, nil, func(cfg *Config) {
@@ -31,8 +36,25 @@ func TestDialPassesOverALinkWithNoStreamLeft(t *testing.T) {
 			cfg.Limits.MaxCircuitsPerLink = perLink
 		}
 	})
-	fillLink(t, c, "a", "b", perLink)
-	firstDialsThroughC(t, c, "grants a no stream")
+	free := fillLink(t, c, "a", "b", perLink)
+	a := c.nodes["a"]
+	if p, _ := a.Peer("d"); p.NextHop != "b" {
+		t.Fatalf("routing's next hop from a to d is %q: b not preferred, the test proves nothing", p.NextHop)
+	}
+	dialEchoVia(t, a, "c", "the dial while b grants a no stream")
+	dialEchoVia(t, a, "c", "the next dial while b still grants a no stream")
+	free()
+	waitFor(t, "a's dials to d to go through b once its link has room", 5*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, err := a.DialWith(ctx, "d", EchoService, DialOptions{RecordPath: true})
+		if err != nil {
+			t.Fatalf("a's dial to d after b's link has room: %v", err)
+		}
+		defer conn.Close()
+		echoOnce(t, conn, "ping")
+		return fmt.Sprint(conn.Path()) == "[a b d]"
+	})
 }
 
 // A relay does the same: r, between a and d with two next hops b and c
@@ -76,10 +98,18 @@ func TestRelayPassesOverALinkWithNoStreamLeft(t *testing.T) {
 }
 
 // fillLink has from hold perLink echo circuits to its neighbour to (the
-// most to lets it open on their link), closed when the test ends, and
-// checks that the link grants no more.
-func fillLink(t *testing.T, c *cluster, from, to string, perLink int) {
+// most to lets it open on their link), closed by the function it returns
+// or when the test ends, and checks that the link grants no more.
+func fillLink(t *testing.T, c *cluster, from, to string, perLink int) (free func()) {
 	t.Helper()
+	var held []Conn
+	free = func() {
+		for _, conn := range held {
+			conn.Close()
+		}
+		held = nil
+	}
+	t.Cleanup(free)
 	for i := range perLink {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		conn, err := c.nodes[from].DialWith(ctx, to, EchoService, DialOptions{})
@@ -87,7 +117,7 @@ func fillLink(t *testing.T, c *cluster, from, to string, perLink int) {
 		if err != nil {
 			t.Fatalf("circuit %d of %d %s holds to %s: %v", i+1, perLink, from, to, err)
 		}
-		t.Cleanup(func() { conn.Close() })
+		held = append(held, conn)
 	}
 	if s, err := c.mustLink(from, to).(links.StreamTrier).TryOpenStream(); !errors.Is(err, links.ErrNoStreamCredit) {
 		if s != nil {
@@ -95,4 +125,5 @@ func fillLink(t *testing.T, c *cluster, from, to string, perLink int) {
 		}
 		t.Fatalf("%s opened stream %d to %s (err %v): the limit of %d did not hold, the test proves nothing", from, perLink+1, to, err, perLink)
 	}
+	return free
 }
