@@ -51,7 +51,8 @@ type Config struct {
 	ListenAddr string
 	// PacketConn, when set, carries the QUIC links instead of a UDP socket
 	// on ListenAddr (a simulated network, or a socket the caller owns).
-	// Close closes it.
+	// Close closes it, also on a node that never ran (Close before Start,
+	// or after a Start that failed).
 	PacketConn net.PacketConn
 	// StaticLinks are addresses this node keeps a link to, redialling with
 	// backoff while the peer is down.
@@ -468,7 +469,8 @@ type DiscoveryConfig struct {
 	// TCP sockets on BindAddr (package simulate gives one over its
 	// simulated network). BindAddr is still required: its port is the
 	// default port of Join addresses. One Transport serves one Start;
-	// Close shuts it down.
+	// Close shuts it down, also when gossip never started on it (Close
+	// before Start, a Start that failed, or an empty BindAddr).
 	Transport memberlist.NodeAwareTransport
 }
 

@@ -410,6 +410,11 @@ func startDiscovery(ctx context.Context, n *Node) (*discovery, error) {
 	if d.guard, err = guardGossip(mc, n); err != nil {
 		return nil, fmt.Errorf("start gossip on %s: %w", dc.BindAddr, err)
 	}
+	// The guard holds Discovery.Transport from now on: its Shutdown, or
+	// memberlist's, shuts it down.
+	n.mu.Lock()
+	n.gossipTr = nil
+	n.mu.Unlock()
 	if dc.AdvertiseAddr == "" && dc.Transport == nil {
 		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 			jctx, cancel := context.WithTimeout(ctx, 5*time.Second)

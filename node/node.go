@@ -95,6 +95,10 @@ type Node struct {
 	bound       *discovery // admits links within MaxLinks; set before gossip starts (guarded by mu)
 	loop        loopback
 
+	// gossipTr is Config.Discovery.Transport until gossip takes it over
+	// (guarded by mu): Close shuts it down if gossip never did.
+	gossipTr interface{ Shutdown() error }
+
 	linkEvents sync.Mutex // held by LinkUp and LinkDown (handler.go)
 
 	mu    sync.Mutex
@@ -171,6 +175,7 @@ func New(cfg Config) (*Node, error) {
 		draining:   make(chan struct{}),
 		drainCut:   make(chan struct{}),
 		closed:     make(chan struct{}),
+		gossipTr:   cfg.Discovery.Transport,
 	}
 	for peer, c := range cfg.LinkCosts {
 		n.pins[peer] = c
@@ -482,6 +487,7 @@ func (n *Node) CutDrain() {
 // closeUnstartedLocked closes a node whose transport never opened (n.mu
 // held, and released): nothing runs but its context, and the listeners
 // published before Start, which it closes so that their Accept returns.
+// The sockets Config gave it are closed as a node that ran closes them.
 func (n *Node) closeUnstartedLocked() {
 	n.state = stateClosed
 	services := n.listenersLocked()
@@ -489,6 +495,10 @@ func (n *Node) closeUnstartedLocked() {
 	for _, l := range services {
 		l.Close()
 	}
+	if n.cfg.PacketConn != nil {
+		n.cfg.PacketConn.Close()
+	}
+	n.shutdownUnusedGossip()
 	n.cancel()
 	close(n.draining)
 	close(n.closed)
@@ -560,6 +570,7 @@ func (n *Node) finishClose(c closing) error {
 	if n.disco != nil {
 		n.disco.shutdown()
 	}
+	n.shutdownUnusedGossip()
 	n.events.closeAll()
 
 	n.mu.Lock()
@@ -569,6 +580,19 @@ func (n *Node) finishClose(c closing) error {
 	close(n.closed)
 	n.log.Info("node closed")
 	return err
+}
+
+// shutdownUnusedGossip shuts down Config.Discovery.Transport unless
+// gossip took it over (startDiscovery), which then shuts it down: a
+// Start that ended before gossip, or none, left its sockets open.
+func (n *Node) shutdownUnusedGossip() {
+	n.mu.Lock()
+	tr := n.gossipTr
+	n.gossipTr = nil
+	n.mu.Unlock()
+	if tr != nil {
+		_ = tr.Shutdown()
+	}
 }
 
 // linger gives the last bytes of circuits that just ended time to reach
