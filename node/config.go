@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -26,6 +27,8 @@ const DefaultMesh = "circuitmesh"
 type Config struct {
 	// Name is this node's name in the mesh (required unless Identity is
 	// set, in which case it must match the certificate's node name).
+	// New refuses a Name or Mesh that breaks identity.ValidateName with
+	// ErrInvalidConfig.
 	Name string
 	// Mesh is the mesh name. Default DefaultMesh (or the identity's mesh).
 	Mesh string
@@ -47,7 +50,8 @@ type Config struct {
 	Insecure bool
 
 	// ListenAddr is the UDP address for QUIC links. Default
-	// "127.0.0.1:0" (an ephemeral loopback port; daemons set it).
+	// "127.0.0.1:0" (an ephemeral loopback port; daemons set it). New
+	// refuses one without a port or with a port out of range.
 	ListenAddr string
 	// PacketConn, when set, carries the QUIC links instead of a UDP socket
 	// on ListenAddr (a simulated network, or a socket the caller owns).
@@ -58,8 +62,8 @@ type Config struct {
 	// backoff while the peer is down.
 	StaticLinks []string
 	// LinkCosts pins the cost routing uses for the link to the named
-	// peers (MinCost to MaxLinkCost) instead of the measured cost, on any
-	// transport. SetLinkCost changes a pin at run time.
+	// peers (node names, MinCost to MaxLinkCost) instead of the measured
+	// cost, on any transport. SetLinkCost changes a pin at run time.
 	LinkCosts map[string]links.Cost
 	// Leaf nodes never forward circuits and advertise only themselves.
 	Leaf bool
@@ -402,8 +406,8 @@ type RoutingConfig struct {
 // DiscoveryConfig configures memberlist gossip discovery and the policy
 // that turns members into links (package node/topology).
 type DiscoveryConfig struct {
-	// BindAddr is the memberlist gossip address (TCP and UDP). Empty
-	// disables discovery.
+	// BindAddr is the memberlist gossip address (TCP and UDP), HOST:PORT
+	// with a port from 0 to 65535. Empty disables discovery.
 	BindAddr string
 	// AdvertiseAddr is the gossip address announced to others, an
 	// IP:PORT (memberlist takes no host name) at which the other members
@@ -583,12 +587,54 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// checkNames refuses a Name or Mesh that breaks identity.ValidateName,
+// before an identity is made or loaded with them.
+func (c *Config) checkNames() error {
+	for _, f := range [...]struct{ field, name string }{{"Name", c.Name}, {"Mesh", c.Mesh}} {
+		if f.name == "" {
+			continue // Name is required (validate); Mesh has its default
+		}
+		if err := identity.ValidateName(f.name); err != nil {
+			return fmt.Errorf("%w: %s is not a valid name: %w", ErrInvalidConfig, f.field, err)
+		}
+	}
+	return nil
+}
+
+// checkAddrs refuses a ListenAddr the node would listen on and a
+// Discovery.BindAddr that have no port, or one a socket cannot take:
+// Start failed on them.
+func (c *Config) checkAddrs() error {
+	if c.PacketConn == nil && c.NewTransport == nil {
+		_, port, err := net.SplitHostPort(c.ListenAddr)
+		if err == nil {
+			_, err = net.LookupPort("udp", port)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: ListenAddr %q is not a UDP HOST:PORT: %w", ErrInvalidConfig, c.ListenAddr, err)
+		}
+	}
+	if a := c.Discovery.BindAddr; a != "" {
+		_, port, err := net.SplitHostPort(a)
+		if err == nil {
+			_, err = strconv.ParseUint(port, 10, 16)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: Discovery.BindAddr %q is not a HOST:PORT with a port from 0 to 65535: %w", ErrInvalidConfig, a, err)
+		}
+	}
+	return nil
+}
+
 func (c *Config) validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 	}
 	if c.Name == "" {
 		return bad("Name is required")
+	}
+	if err := c.checkAddrs(); err != nil {
+		return err
 	}
 	if c.Identity != nil && c.Identity.Node != c.Name {
 		return bad("Name %q does not match the identity's node name %q", c.Name, c.Identity.Node)
@@ -665,6 +711,9 @@ func (c *Config) validate() error {
 		return bad("LinkCosts has %d peers, more than MaxLinkCostPins (%d)", len(c.LinkCosts), MaxLinkCostPins)
 	}
 	for peer, cost := range c.LinkCosts {
+		if err := identity.ValidateName(peer); err != nil {
+			return fmt.Errorf("%w: LinkCosts[%q] is not a node name: %w", ErrInvalidConfig, peer, err)
+		}
 		if cost < links.MinCost || cost > MaxLinkCost {
 			return bad("LinkCosts[%q] = %d: want %d to %d", peer, cost, links.MinCost, MaxLinkCost)
 		}

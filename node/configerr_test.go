@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/links"
+	"github.com/circuitmesh/circuitmesh/links/identity"
 )
 
 // newAndStart is what a user does with a Config: New, then Start. It
@@ -162,5 +163,57 @@ func TestLargestWindowsCarryCircuits(t *testing.T) {
 	c.waitRoute("a", "b", 2)
 	if err := roundTrip(t, c.nodes["a"], "b", EchoService, bytes.Repeat([]byte("w"), 1<<20)); err != nil {
 		t.Fatalf("echo a-r-b with the largest windows: %v", err)
+	}
+}
+
+// TestMalformedNamesAndAddressesRefusedByNew: a user sets a name no node
+// can have or an address no socket can bind, and expects New to refuse
+// it with an error matching node.ErrInvalidConfig that names the field,
+// as for the other fields. Before, an Insecure node's Name or Mesh that
+// breaks identity.ValidateName failed New with identity.ErrInvalidName
+// alone ("insecure identity: node: name ..."); a LinkCosts peer that no
+// node can be named was taken, though SetLinkCost refuses it; and New
+// took a ListenAddr or Discovery.BindAddr without a port or with one out
+// of range, which Start then failed on (`listen udp: address nonsense:
+// missing port in address`), leaving the node closed, or, for a gossip
+// port above 65535, which memberlist was left to refuse.
+func TestMalformedNamesAndAddressesRefusedByNew(t *testing.T) {
+	for _, tc := range []struct {
+		field string
+		name  bool // the error also matches identity.ErrInvalidName
+		set   func(*Config)
+	}{
+		{"Name", true, func(c *Config) { c.Name = "Billing-7" }},
+		{"Mesh", true, func(c *Config) { c.Mesh = "My Mesh" }},
+		{`LinkCosts["Bad Peer"]`, true, func(c *Config) { c.LinkCosts = map[string]links.Cost{"Bad Peer": 10} }},
+		{"ListenAddr", false, func(c *Config) { c.ListenAddr = "nonsense" }},
+		{"ListenAddr", false, func(c *Config) { c.ListenAddr = "127.0.0.1:99999" }},
+		{"Discovery.BindAddr", false, func(c *Config) { c.Discovery.BindAddr = "nonsense" }},
+		{"Discovery.BindAddr", false, func(c *Config) { c.Discovery.BindAddr = "127.0.0.1:gossip" }},
+		{"Discovery.BindAddr", false, func(c *Config) { c.Discovery.BindAddr = "127.0.0.1:70000" }},
+	} {
+		cfg := Config{Name: "a", Insecure: true, GracePeriod: -1, Logger: testLogger(t)}
+		tc.set(&cfg)
+		n, err := New(cfg)
+		if err == nil {
+			n.Close()
+			t.Errorf("%s: New took it; Start: %v", tc.field, newAndStart(t, cfg))
+			continue
+		}
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field+" ") {
+			t.Errorf("%s: New: %v; want an error matching node.ErrInvalidConfig naming %s", tc.field, err, tc.field)
+		}
+		if tc.name && !errors.Is(err, identity.ErrInvalidName) {
+			t.Errorf("%s: New: %v; want an error matching identity.ErrInvalidName too", tc.field, err)
+		}
+	}
+	// What the sockets take is still taken.
+	for _, addr := range []string{":0", "127.0.0.1:0", "[::1]:0", "localhost:4242"} {
+		n, err := New(Config{Name: "a", Insecure: true, ListenAddr: addr, Discovery: DiscoveryConfig{BindAddr: addr}})
+		if err != nil {
+			t.Errorf("ListenAddr and Discovery.BindAddr %q: New: %v", addr, err)
+			continue
+		}
+		n.Close()
 	}
 }

@@ -147,6 +147,9 @@ const (
 // brings it up.
 func New(cfg Config) (*Node, error) {
 	cfg.setDefaults()
+	if err := cfg.checkNames(); err != nil {
+		return nil, err
+	}
 	certFile, keyFile, caFile, fromFiles := identityFiles(&cfg)
 	id, err := loadIdentity(&cfg)
 	if err != nil {
