@@ -41,12 +41,13 @@ func TestAttackSwallowingRelayFirstDialMoves(t *testing.T) {
 }
 
 // slowBFailingC is the diamond a–{b,c}–d with b relaying through slowB,
-// c through failC, and a's header timeout 1 s and DialTimeout dialTimeout.
+// c through failC, and a's header timeout 2 s and DialTimeout
+// dialTimeout.
 func slowBFailingC(t *testing.T, slowB, failC func(in, out links.Stream) (links.Stream, links.Stream), dialTimeout time.Duration) *cluster {
 	return diamondRelayedByBWith(t, slowB, func(cfg *Config) {
-		shortAnswerBound(cfg)
 		switch cfg.Name {
 		case "a":
+			cfg.Limits.HeaderTimeout = 2 * time.Second
 			cfg.DialTimeout = dialTimeout
 		case "c":
 			cfg.hooks = &hooks{relay: failC}
@@ -57,13 +58,15 @@ func slowBFailingC(t *testing.T, slowB, failC func(in, out links.Stream) (links.
 // b, the preferred relay, is honest but slow: each open it carries
 // reaches d late (after 3.2 s), and c fails every circuit it carries
 // (it resets it before d's answer gets back, or drops its bytes so that
-// d's header timeout ends it). a has a header timeout of 1 s and a
-// DialTimeout of 4 s. a's Dial leaves b's open running after 1 s, tries
-// c beside it, and b's open carries the circuit within the deadline.
-// Before, b's open was reset after 1 s and tried again once c failed:
-// the second open through b needed 3.2 s more than the deadline left
-// ("resets"), or c's failure, not a reset of its link, ended the dial
-// before b was tried again ("drops the bytes").
+// d's header timeout ends it). a has a header timeout of 2 s and a
+// DialTimeout of 5 s. a's Dial leaves b's open running after 2 s, tries
+// c beside it, and b's open carries the circuit within the deadline
+// (1.8 s to spare, for a loaded machine: with 0.8 s, the open through b
+// took longer than that once, at a load average of 11). Before, b's
+// open was reset after the header timeout and tried again once c
+// failed: the second open through b needed 3.2 s more than the deadline
+// left ("resets"), or c's failure, not a reset of its link, ended the
+// dial before b was tried again ("drops the bytes").
 func TestDialPassedOverNextHopStillCarriesTheCircuit(t *testing.T) {
 	var resets atomic.Int64
 	stuck := new(atomic.Bool)
@@ -85,7 +88,7 @@ func TestDialPassedOverNextHopStillCarriesTheCircuit(t *testing.T) {
 			slow := &slowPath{first: 3200 * time.Millisecond, replied: make(chan struct{})}
 			c := slowBFailingC(t, func(in, out links.Stream) (links.Stream, links.Stream) {
 				return &slowIn{Stream: in, p: slow}, &slowOut{Stream: out, p: slow}
-			}, tc.relay, 4*time.Second)
+			}, tc.relay, 5*time.Second)
 			dialEchoVia(t, c.nodes["a"], "b", "the dial through a slow b, c failing")
 			if resets.Load() == 0 {
 				t.Fatal("c carried no circuit: the dial did not try c, the test proves nothing")
@@ -142,7 +145,7 @@ func (s *lateAnswers) Write(b []byte) (int, error) {
 }
 
 // b passes d's answers back 3.2 s late, so a passes it over after its
-// header timeout (1 s) and tries c, which resets every circuit it carries; d has no
+// header timeout (2 s) and tries c, which resets every circuit it carries; d has no
 // service "nosuch". a's Dial must fail with d's refusal as soon as it
 // comes back through b, not wait for routing until its deadline (6 s)
 // and fail with "link lost" as it did when the failure of an open passed
