@@ -59,7 +59,9 @@ type Config struct {
 	// or after a Start that failed).
 	PacketConn net.PacketConn
 	// StaticLinks are addresses this node keeps a link to, redialling with
-	// backoff while the peer is down.
+	// backoff while the peer is down. On QUIC links each is a HOST:PORT
+	// (New refuses one without a port, or with port 0); the host may be
+	// a name, looked up at each dial.
 	StaticLinks []string
 	// LinkCosts pins the cost routing uses for the link to the named
 	// peers (node names, MinCost to MaxLinkCost) instead of the measured
@@ -603,7 +605,10 @@ func (c *Config) checkNames() error {
 
 // checkAddrs refuses a ListenAddr the node would listen on and a
 // Discovery.BindAddr that have no port, or one a socket cannot take:
-// Start failed on them.
+// Start failed on them. On QUIC links it refuses a StaticLinks entry
+// with no port or port 0 too, which the node would redial forever
+// (another transport's addresses, such as in-memory links' node names,
+// are its own).
 func (c *Config) checkAddrs() error {
 	if c.PacketConn == nil && c.NewTransport == nil {
 		_, port, err := net.SplitHostPort(c.ListenAddr)
@@ -612,6 +617,20 @@ func (c *Config) checkAddrs() error {
 		}
 		if err != nil {
 			return fmt.Errorf("%w: ListenAddr %q is not a UDP HOST:PORT: %w", ErrInvalidConfig, c.ListenAddr, err)
+		}
+	}
+	if c.NewTransport == nil {
+		for i, a := range c.StaticLinks {
+			_, port, err := net.SplitHostPort(a)
+			if err == nil {
+				var p int
+				if p, err = net.LookupPort("udp", port); err == nil && p == 0 {
+					err = errors.New("port 0 is no node's")
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("%w: StaticLinks[%d] %q is not a UDP HOST:PORT: %w", ErrInvalidConfig, i, a, err)
+			}
 		}
 	}
 	if a := c.Discovery.BindAddr; a != "" {

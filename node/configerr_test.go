@@ -176,7 +176,9 @@ func TestLargestWindowsCarryCircuits(t *testing.T) {
 // took a ListenAddr or Discovery.BindAddr without a port or with one out
 // of range, which Start then failed on (`listen udp: address nonsense:
 // missing port in address`), leaving the node closed, or, for a gossip
-// port above 65535, which memberlist was left to refuse.
+// port above 65535, which memberlist was left to refuse; and a
+// StaticLinks entry without a port, or with port 0, which the node then
+// redialled for as long as it ran.
 func TestMalformedNamesAndAddressesRefusedByNew(t *testing.T) {
 	for _, tc := range []struct {
 		field string
@@ -191,6 +193,8 @@ func TestMalformedNamesAndAddressesRefusedByNew(t *testing.T) {
 		{"Discovery.BindAddr", false, func(c *Config) { c.Discovery.BindAddr = "nonsense" }},
 		{"Discovery.BindAddr", false, func(c *Config) { c.Discovery.BindAddr = "127.0.0.1:gossip" }},
 		{"Discovery.BindAddr", false, func(c *Config) { c.Discovery.BindAddr = "127.0.0.1:70000" }},
+		{"StaticLinks[0]", false, func(c *Config) { c.StaticLinks = []string{"10.0.0.2"} }},
+		{"StaticLinks[1]", false, func(c *Config) { c.StaticLinks = []string{"10.0.0.2:4242", "10.0.0.3:0"} }},
 	} {
 		cfg := Config{Name: "a", Insecure: true, GracePeriod: -1, Logger: testLogger(t)}
 		tc.set(&cfg)
@@ -212,6 +216,14 @@ func TestMalformedNamesAndAddressesRefusedByNew(t *testing.T) {
 		n, err := New(Config{Name: "a", Insecure: true, ListenAddr: addr, Discovery: DiscoveryConfig{BindAddr: addr}})
 		if err != nil {
 			t.Errorf("ListenAddr and Discovery.BindAddr %q: New: %v", addr, err)
+			continue
+		}
+		n.Close()
+	}
+	for _, addr := range []string{"localhost:4242", "10.0.0.2:4242", "[::1]:4242"} {
+		n, err := New(Config{Name: "a", Insecure: true, StaticLinks: []string{addr}})
+		if err != nil {
+			t.Errorf("StaticLinks %q: New: %v", addr, err)
 			continue
 		}
 		n.Close()
