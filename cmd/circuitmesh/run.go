@@ -315,7 +315,8 @@ var (
 	scrapesTotal     = httpserve.Rate{PerSecond: 10, Burst: 20}
 )
 
-// serveMetrics serves handler at /metrics on addr (nothing when empty).
+// serveMetrics serves handler at /metrics on addr (nothing when empty), to
+// no request a web page made (httpserve.NoWebPages).
 func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
@@ -325,7 +326,7 @@ func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), e
 		return nil, explainListenError(err, "--metrics", addr)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", httpserve.RateLimit(h, scrapesPerSource, scrapesTotal))
+	mux.Handle("/metrics", httpserve.NoWebPages(httpserve.RateLimit(h, scrapesPerSource, scrapesTotal)))
 	if !httpserve.Loopback(ln.Addr().String()) {
 		log.Warn("metrics listen beyond loopback and have no authentication: whoever reaches the port reads them", "address", ln.Addr().String())
 	}

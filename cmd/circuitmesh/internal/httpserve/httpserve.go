@@ -180,6 +180,44 @@ func (c *limitedConn) CloseWrite() error {
 	return nil
 }
 
+// NoWebPages answers with h only the requests no web page made: a
+// scraper's, and a browser's the user made by typing the URL or
+// following a link (a top-level navigation, whose answer another site
+// cannot read). A request a browser marks as made by a page (its Fetch
+// Metadata: Sec-Fetch-Site other than "none") is refused 403 before h
+// or any rate runs. Without it, a page of any site the operator's
+// browser visits could ask for the endpoint with no-cors fetches as fast
+// as the browser sends them, spending the rate of the browser's address,
+// which a scraper on the same host shares. Requests without Fetch
+// Metadata are not told apart: a browser sends none to a plain-HTTP
+// origin of a DNS name (such as a name rebound to the endpoint's
+// address), and old browsers none at all.
+func NoWebPages(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if madeByWebPage(r.Header) {
+			http.Error(w, "this endpoint answers no request a web page makes (Sec-Fetch-Site "+r.Header.Get("Sec-Fetch-Site")+
+				"): open its URL in the browser's address bar", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// madeByWebPage reports whether a browser says, in the Fetch Metadata
+// headers of a request, that a web page made it: anything but the user's
+// own navigation ("none") and a top-level navigation from another site,
+// whose answer that site cannot read. A page of the same site (another
+// port of this host) or origin is refused too.
+func madeByWebPage(h http.Header) bool {
+	switch h.Get("Sec-Fetch-Site") {
+	case "", "none":
+		return false
+	case "cross-site":
+		return h.Get("Sec-Fetch-Mode") != "navigate" || h.Get("Sec-Fetch-Dest") != "document"
+	}
+	return true
+}
+
 // Rate is a request rate: Burst requests at once, then PerSecond.
 type Rate struct {
 	PerSecond float64

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -132,5 +133,41 @@ func TestHeaderBound(t *testing.T) {
 	}
 	if got := status(Default.MaxHeaderBytes + 12<<10); got != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("a header 12 KiB past MaxHeaderBytes: status %d, want 431", got)
+	}
+}
+
+// TestNoWebPages: a scraper's request and the user's own navigation (a
+// typed URL, a link followed from another site) are answered; requests
+// a browser marks as made by a web page, of another site or of this one,
+// are refused 403 before the handler runs.
+func TestNoWebPages(t *testing.T) {
+	for _, c := range []struct {
+		what             string
+		site, mode, dest string
+		want             int
+	}{
+		{"a scraper (no Fetch Metadata)", "", "", "", http.StatusOK},
+		{"a URL typed in the address bar", "none", "navigate", "document", http.StatusOK},
+		{"a link followed from another site", "cross-site", "navigate", "document", http.StatusOK},
+		{"a no-cors fetch of another site's page", "cross-site", "no-cors", "empty", http.StatusForbidden},
+		{"an image of another site's page", "cross-site", "no-cors", "image", http.StatusForbidden},
+		{"a frame of another site's page", "cross-site", "navigate", "iframe", http.StatusForbidden},
+		{"a fetch of a page on another port of this host", "same-site", "cors", "empty", http.StatusForbidden},
+		{"a fetch of a page of this origin", "same-origin", "cors", "empty", http.StatusForbidden},
+		{"a window a page of this origin opened", "same-origin", "navigate", "document", http.StatusForbidden},
+	} {
+		served := false
+		h := NoWebPages(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served = true }))
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		for k, v := range map[string]string{"Sec-Fetch-Site": c.site, "Sec-Fetch-Mode": c.mode, "Sec-Fetch-Dest": c.dest} {
+			if v != "" {
+				req.Header.Set(k, v)
+			}
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != c.want || served != (c.want == http.StatusOK) {
+			t.Errorf("%s: status %d, handler ran: %v; want %d", c.what, rec.Code, served, c.want)
+		}
 	}
 }
