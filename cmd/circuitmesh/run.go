@@ -316,7 +316,11 @@ var (
 )
 
 // serveMetrics serves handler at /metrics on addr (nothing when empty), to
-// no request a web page made (httpserve.NoWebPages).
+// no request a web page made (httpserve.NoWebPages) and, on a loopback
+// address, to none naming a host other than an IP address or localhost
+// (httpserve.LiteralHostOnly), against a web page that rebinds a name of
+// its own to the address: a scraper on the same host asks 127.0.0.1 (or
+// ::1) or localhost.
 func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
@@ -325,11 +329,14 @@ func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), e
 	if err != nil {
 		return nil, explainListenError(err, "--metrics", addr)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", httpserve.NoWebPages(httpserve.RateLimit(h, scrapesPerSource, scrapesTotal)))
-	if !httpserve.Loopback(ln.Addr().String()) {
+	metrics := httpserve.NoWebPages(httpserve.RateLimit(h, scrapesPerSource, scrapesTotal))
+	if httpserve.Loopback(ln.Addr().String()) {
+		metrics = httpserve.LiteralHostOnly("/metrics on a loopback address", metrics)
+	} else {
 		log.Warn("metrics listen beyond loopback and have no authentication: whoever reaches the port reads them", "address", ln.Addr().String())
 	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics)
 	stop = httpserve.Serve(ln, mux, httpserve.Default, "metrics", log)
 	log.Info("serving metrics", "address", ln.Addr().String(), "path", "/metrics")
 	return stop, nil

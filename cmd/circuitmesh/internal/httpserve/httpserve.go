@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -178,6 +179,27 @@ func (c *limitedConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
+}
+
+// LiteralHostOnly refuses, with 421 Misdirected Request, requests whose
+// Host header is a DNS name other than localhost; what names the
+// endpoint in the refusal ("the mesh page"). Without the check, any web
+// site the browser visits could read the endpoint through a name it
+// re-points at this address (DNS rebinding): the browser takes the
+// answer as the site's own. A rebinding attack needs a name, so IP
+// literals are safe to serve.
+func LiteralHostOnly(what string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			host = hh
+		}
+		if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err != nil && host != "localhost" {
+			http.Error(w, what+" answers only to an IP address or localhost in the URL", http.StatusMisdirectedRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // NoWebPages answers with h only the requests no web page made: a

@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -103,25 +102,6 @@ func securityHeaders(h http.Handler) http.Handler {
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Cache-Control", "no-store")
-		h.ServeHTTP(w, r)
-	})
-}
-
-// literalHostOnly refuses requests whose Host header is a DNS name other
-// than localhost. Without the check, any web site the browser visits could
-// read the topology and drive pings through a name it re-points at this
-// address (DNS rebinding); a rebinding attack needs a name, so IP literals
-// are safe to serve.
-func literalHostOnly(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host := r.Host
-		if hh, _, err := net.SplitHostPort(host); err == nil {
-			host = hh
-		}
-		if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err != nil && host != "localhost" {
-			http.Error(w, "the mesh page answers only to an IP address or localhost in the URL", http.StatusMisdirectedRequest)
-			return
-		}
 		h.ServeHTTP(w, r)
 	})
 }
@@ -301,7 +281,7 @@ func Serve(addr string, src Source, log *slog.Logger) (bound net.Addr, stop func
 	if !httpserve.Loopback(ln.Addr().String()) {
 		log.Warn("the mesh page has no authentication: anyone who reaches it sees the topology and can ask for pings", "addr", ln.Addr().String())
 	}
-	stop = httpserve.Serve(ln, literalHostOnly(pageRequestsOnly(Handler(src))), httpserve.Default, "mesh page", log)
+	stop = httpserve.Serve(ln, httpserve.LiteralHostOnly("the mesh page", pageRequestsOnly(Handler(src))), httpserve.Default, "mesh page", log)
 	log.Info("serving the mesh page", "url", "http://"+ln.Addr().String()+"/")
 	return ln.Addr(), stop, nil
 }
