@@ -430,7 +430,9 @@ type DiscoveryConfig struct {
 	// "dns:NAME[:PORT]" (every A/AAAA record of NAME, port default the
 	// local gossip port) or "dns+srv:NAME" (the SRV records of NAME, e.g.
 	// _gossip._udp.circuitmesh.ns.svc). Names are resolved again every
-	// JoinInterval and new addresses joined.
+	// JoinInterval and new addresses joined. New refuses an entry with an
+	// empty name or a port not from 1 to 65535 (ErrInvalidConfig and
+	// ErrBadJoin).
 	Join []string
 	// JoinInterval is how often Join is resolved and retried. Default
 	// 30s; New refuses a negative one.
@@ -631,6 +633,11 @@ func (c *Config) checkAddrs() error {
 			if err != nil {
 				return fmt.Errorf("%w: StaticLinks[%d] %q is not a UDP HOST:PORT: %w", ErrInvalidConfig, i, a, err)
 			}
+		}
+	}
+	for i, j := range c.Discovery.Join {
+		if err := checkJoin(j); err != nil {
+			return fmt.Errorf("%w: Discovery.Join[%d] is not a join address: %w", ErrInvalidConfig, i, err)
 		}
 	}
 	if a := c.Discovery.BindAddr; a != "" {

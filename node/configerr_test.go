@@ -178,7 +178,9 @@ func TestLargestWindowsCarryCircuits(t *testing.T) {
 // missing port in address`), leaving the node closed, or, for a gossip
 // port above 65535, which memberlist was left to refuse; and a
 // StaticLinks entry without a port, or with port 0, which the node then
-// redialled for as long as it ran.
+// redialled for as long as it ran; and a Discovery.Join entry with an
+// empty name or a port out of range, which it retried every
+// JoinInterval.
 func TestMalformedNamesAndAddressesRefusedByNew(t *testing.T) {
 	for _, tc := range []struct {
 		field string
@@ -195,6 +197,10 @@ func TestMalformedNamesAndAddressesRefusedByNew(t *testing.T) {
 		{"Discovery.BindAddr", false, func(c *Config) { c.Discovery.BindAddr = "127.0.0.1:70000" }},
 		{"StaticLinks[0]", false, func(c *Config) { c.StaticLinks = []string{"10.0.0.2"} }},
 		{"StaticLinks[1]", false, func(c *Config) { c.StaticLinks = []string{"10.0.0.2:4242", "10.0.0.3:0"} }},
+		{"Discovery.Join[0]", false, func(c *Config) { c.Discovery.Join = []string{"dns:seed.example:0"} }},
+		{"Discovery.Join[1]", false, func(c *Config) { c.Discovery.Join = []string{"10.0.0.2", "10.0.0.3:70000"} }},
+		{"Discovery.Join[0]", false, func(c *Config) { c.Discovery.Join = []string{"dns+srv:"} }},
+		{"Discovery.Join[0]", false, func(c *Config) { c.Discovery.Join = []string{""} }},
 	} {
 		cfg := Config{Name: "a", Insecure: true, GracePeriod: -1, Logger: testLogger(t)}
 		tc.set(&cfg)
@@ -224,6 +230,15 @@ func TestMalformedNamesAndAddressesRefusedByNew(t *testing.T) {
 		n, err := New(Config{Name: "a", Insecure: true, StaticLinks: []string{addr}})
 		if err != nil {
 			t.Errorf("StaticLinks %q: New: %v", addr, err)
+			continue
+		}
+		n.Close()
+	}
+	join := []string{"10.0.0.2", "10.0.0.2:7946", "::1", "[::1]:7946", "seed.example", "dns:seed.example", "dns:seed.example:7946", "dns+srv:_gossip._udp.example"}
+	for _, j := range join {
+		n, err := New(Config{Name: "a", Insecure: true, Discovery: DiscoveryConfig{BindAddr: "127.0.0.1:0", Join: []string{j}}})
+		if err != nil {
+			t.Errorf("Discovery.Join %q: New: %v", j, err)
 			continue
 		}
 		n.Close()

@@ -603,6 +603,33 @@ func (d *discovery) resolveJoin(ctx context.Context) []string {
 // ErrBadJoin: a Join entry that cannot be resolved.
 var ErrBadJoin = errors.New("bad gossip join address")
 
+// checkJoinPort refuses Join entry j when its host is empty or its port
+// is not from 1 to 65535.
+func checkJoinPort(j, host, port string) error {
+	if pn, err := strconv.ParseUint(port, 10, 16); host == "" || err != nil || pn == 0 {
+		return fmt.Errorf("%w: %q: want HOST[:PORT], dns:NAME[:PORT] or dns+srv:NAME, PORT from 1 to 65535", ErrBadJoin, j)
+	}
+	return nil
+}
+
+// checkJoin refuses a Join entry that no resolution can make an address
+// of: an empty name, or a port not from 1 to 65535 (New, before the node
+// retried it every JoinInterval for as long as it ran).
+func checkJoin(j string) error {
+	addr := j
+	switch {
+	case strings.HasPrefix(j, "dns+srv:"):
+		return checkJoinPort(j, strings.TrimPrefix(j, "dns+srv:"), "1")
+	case strings.HasPrefix(j, "dns:"):
+		addr = strings.TrimPrefix(j, "dns:")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		host, port = addr, "1" // no port: the local gossip port
+	}
+	return checkJoinPort(j, host, port)
+}
+
 func resolveJoin(ctx context.Context, r *net.Resolver, join []string, defPort string) ([]string, error) {
 	var out []string
 	var errs []error
@@ -643,8 +670,8 @@ func resolveJoin(ctx context.Context, r *net.Resolver, join []string, defPort st
 			if h, p, err := net.SplitHostPort(host); err == nil {
 				host, port = h, p
 			}
-			if pn, err := strconv.ParseUint(port, 10, 16); host == "" || err != nil || pn == 0 {
-				errs = append(errs, fmt.Errorf("%w: %q: want dns:NAME[:PORT], PORT from 1 to 65535", ErrBadJoin, j))
+			if err := checkJoinPort(j, host, port); err != nil {
+				errs = append(errs, err)
 				continue
 			}
 			if err := addHost(host, port); err != nil {
