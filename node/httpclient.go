@@ -33,10 +33,12 @@ var ErrHTTPRedirect = errors.New("mesh HTTP redirect to another peer refused")
 // serving n.Listen("web") or a TCP server published with Expose. The
 // path after SERVICE keeps its escaping (a %2F stays one), and SERVICE is
 // unescaped (http://PEER/a%2Fb/ reaches service "a/b"). Each
-// peer/service pair has its own pool of keep-alive circuits; a cancelled
-// or timed-out request closes its circuit. The clients share one
-// transport per node, so calling HTTPClient again is cheap. Redirects
-// are followed as SamePeerRedirect allows: within the peer only.
+// peer/service pair has its own pool of keep-alive circuits (at most 4
+// idle), and all pools together keep at most MaxHTTPIdleCircuits idle,
+// the one idle longest closed first; a cancelled or timed-out request
+// closes its circuit. The clients share one transport per node, so
+// calling HTTPClient again is cheap. Redirects are followed as
+// SamePeerRedirect allows: within the peer only.
 func (n *Node) HTTPClient() *http.Client {
 	return &http.Client{Transport: n.HTTPTransport(), CheckRedirect: SamePeerRedirect}
 }
@@ -73,6 +75,15 @@ func SamePeerRedirect(req *http.Request, via []*http.Request) error {
 // circuit is closed.
 const MaxHTTPResponseHeaderBytes = http.DefaultMaxHeaderBytes
 
+// MaxHTTPIdleCircuits bounds the keep-alive circuits HTTPTransport keeps
+// idle, all peers and services together (a pool per peer/service keeps
+// at most 4). Without it, a peer that redirected each request through
+// services of its own that the client had not seen yet left an idle
+// circuit in a new pool at every hop, each open for the pool's idle
+// time (90 s) and counted against this node's circuit limits and, at
+// every relay on its path, against the limit of circuits from this node.
+const MaxHTTPIdleCircuits = 64
+
 // HTTPTransport is the round tripper behind HTTPClient, for callers that
 // build their own http.Client (timeouts, cookie jars). Whatever the
 // client's CheckRedirect, it refuses a redirect to another peer than the
@@ -96,6 +107,7 @@ func (n *Node) HTTPTransport() http.RoundTripper {
 			}
 			return n.Dial(ctx, peer, service)
 		},
+		MaxIdleConns:           MaxHTTPIdleCircuits,
 		MaxIdleConnsPerHost:    4,
 		IdleConnTimeout:        90 * time.Second,
 		MaxResponseHeaderBytes: MaxHTTPResponseHeaderBytes,
