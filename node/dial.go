@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -652,6 +653,18 @@ type PingResult struct {
 	Path []string      // nodes crossed, source first, destination last
 }
 
+// bindContext ends c's reads and writes at ctx's deadline, and at once
+// when ctx is done: a cancelled context has no deadline, so setting only
+// the deadline left a read blocked past the cancellation for as long as
+// the peer liked (TestPingEndsWhenCancelledAfterDial,
+// TestAttackInfoHangsPastItsCancel). stop ends the watch.
+func bindContext(ctx context.Context, c net.Conn) (stop func() bool) {
+	if d, ok := ctx.Deadline(); ok {
+		c.SetDeadline(d)
+	}
+	return context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+}
+
 // Ping opens a circuit to peer's echo service recording the path, then
 // times one byte echoed over it. ctx bounds the whole of it: once ctx is
 // done the echo's Write or Read ends, and Ping returns an error wrapping
@@ -664,13 +677,7 @@ func (n *Node) Ping(ctx context.Context, peer string) (PingResult, error) {
 	}
 	defer c.Close()
 	res := PingResult{Open: time.Since(start), Path: c.Path()}
-	if d, ok := ctx.Deadline(); ok {
-		c.SetDeadline(d)
-	}
-	// A cancelled context has no deadline: end the echo's Write or Read
-	// at the cancellation.
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
-	defer stop()
+	defer bindContext(ctx, c)()
 	fail := func(err error) (PingResult, error) {
 		if cerr := ctx.Err(); cerr != nil {
 			return res, fmt.Errorf("ping %s: %w (%w)", peer, cerr, err)

@@ -180,7 +180,9 @@ func DecodeInfo(b []byte) (NodeInfo, error) {
 }
 
 // Info asks peer's info service for its NodeInfo over a circuit (this
-// node's own answer when peer is this node's name).
+// node's own answer when peer is this node's name). ctx bounds the whole
+// of it: once ctx is done the read ends, and Info returns an error
+// wrapping ctx.Err().
 func (n *Node) Info(ctx context.Context, peer string) (NodeInfo, error) {
 	if peer == n.cfg.Name {
 		return n.LocalInfo(), nil
@@ -190,11 +192,12 @@ func (n *Node) Info(ctx context.Context, peer string) (NodeInfo, error) {
 		return NodeInfo{}, fmt.Errorf("info of %s: %w", peer, err)
 	}
 	defer c.Close()
-	if d, ok := ctx.Deadline(); ok {
-		c.SetDeadline(d)
-	}
+	defer bindContext(ctx, c)()
 	b, err := io.ReadAll(io.LimitReader(c, MaxInfoSize+1))
 	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return NodeInfo{}, fmt.Errorf("info of %s: read: %w (%w)", peer, cerr, err)
+		}
 		return NodeInfo{}, fmt.Errorf("info of %s: read: %w", peer, err)
 	}
 	info, err := DecodeInfo(b)

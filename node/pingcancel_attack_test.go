@@ -34,18 +34,26 @@ func TestPingEndsWhenCancelledAfterDial(t *testing.T) {
 		done <- err
 	}()
 	time.Sleep(time.Second)
+	wantEndsOnCancel(t, "Ping", cancel, done)
+}
+
+// wantEndsOnCancel cancels a call's context and checks that the call
+// (whose error done delivers) returns within 3 s, with an error wrapping
+// context.Canceled.
+func wantEndsOnCancel(t *testing.T, what string, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
 	cancel()
 	cancelled := time.Now()
 	select {
 	case err := <-done:
-		t.Logf("Ping returned %v after the cancel: %v", time.Since(cancelled).Round(time.Millisecond), err)
+		t.Logf("%s returned %v after the cancel: %v", what, time.Since(cancelled).Round(time.Millisecond), err)
 		if !errors.Is(err, context.Canceled) {
-			t.Errorf("Ping after its context was cancelled: %v, want context.Canceled", err)
+			t.Errorf("%s after its context was cancelled: %v, want context.Canceled", what, err)
 		}
 		if took := time.Since(cancelled); took > 3*time.Second {
-			t.Errorf("Ping returned %v after its context was cancelled", took.Round(time.Millisecond))
+			t.Errorf("%s returned %v after its context was cancelled", what, took.Round(time.Millisecond))
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatalf("Ping still blocked %v after its context was cancelled", time.Since(cancelled).Round(time.Millisecond))
+		t.Fatalf("%s still blocked %v after its context was cancelled", what, time.Since(cancelled).Round(time.Millisecond))
 	}
 }
