@@ -108,7 +108,7 @@ func metricsAddr(t *testing.T, logs *syncBuffer) string {
 func serveTestMetrics(t *testing.T, h http.Handler) string {
 	t.Helper()
 	var logs syncBuffer
-	stop, err := serveMetrics("127.0.0.1:0", h, newLogger(&logs, slog.LevelInfo, false))
+	stop, err := serveMetrics("127.0.0.1:0", nil, h, newLogger(&logs, slog.LevelInfo, false))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,9 +17,10 @@ import (
 // like a scraper's request: the page read the node's metrics, whose peer
 // labels name its live links. Now a loopback /metrics answers only a
 // Host that is an IP address or localhost (421 otherwise), which is how
-// a scraper on the same host asks.
+// a scraper on the same host asks, or a name given with --metrics-host,
+// which a reverse proxy in front that passes its clients' Host needs.
 func TestMetricsOnLoopbackRefuseReboundNames(t *testing.T) {
-	a := newLab(t, "metrics").start("a", "", "--metrics", "127.0.0.1:0")
+	a := newLab(t, "metrics").start("a", "", "--metrics", "127.0.0.1:0", "--metrics-host", "proxy.example")
 	addr := a.metricsAddr(t)
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -43,7 +44,7 @@ func TestMetricsOnLoopbackRefuseReboundNames(t *testing.T) {
 	if code, body := get("rebound.example:" + port); code != http.StatusMisdirectedRequest || strings.Contains(body, "circuitmesh_") {
 		t.Errorf("Host rebound.example:%s: status %d, body %.120q; want 421 and no metrics", port, code, body)
 	}
-	for _, host := range []string{addr, "localhost:" + port} {
+	for _, host := range []string{addr, "localhost:" + port, "proxy.example:" + port} {
 		if code, body := get(host); code != http.StatusOK || !strings.Contains(body, "circuitmesh_build_info") {
 			t.Errorf("Host %s: status %d, body %.120q; want the metrics", host, code, body)
 		}

@@ -169,7 +169,7 @@ func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 			return explainListenError(err, "--forward", f.listen)
 		}
 	}
-	stopMetrics, err := serveMetrics(d.metrics, n.MetricsHandler(), log)
+	stopMetrics, err := serveMetrics(d.metrics, d.metricsHosts, n.MetricsHandler(), log)
 	if err != nil {
 		return err
 	}
@@ -317,11 +317,11 @@ var (
 
 // serveMetrics serves handler at /metrics on addr (nothing when empty), to
 // no request a web page made (httpserve.NoWebPages) and, on a loopback
-// address, to none naming a host other than an IP address or localhost
-// (httpserve.LiteralHostOnly), against a web page that rebinds a name of
-// its own to the address: a scraper on the same host asks 127.0.0.1 (or
-// ::1) or localhost.
-func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+// address, to none naming a host other than an IP address, localhost or
+// one of hosts (--metrics-host: a reverse proxy in front that passes its
+// clients' Host) (httpserve.LiteralHostOnly), against a web page that
+// rebinds a name of its own to the address.
+func serveMetrics(addr string, hosts []string, h http.Handler, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -331,7 +331,7 @@ func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), e
 	}
 	metrics := httpserve.NoWebPages(httpserve.RateLimit(h, scrapesPerSource, scrapesTotal))
 	if httpserve.Loopback(ln.Addr().String()) {
-		metrics = httpserve.LiteralHostOnly("/metrics on a loopback address", metrics)
+		metrics = httpserve.LiteralHostOnly("/metrics on a loopback address answers only to an IP address, localhost or a name given with --metrics-host in the URL", hosts, metrics)
 	} else {
 		log.Warn("metrics listen beyond loopback and have no authentication: whoever reaches the port reads them", "address", ln.Addr().String())
 	}

@@ -54,6 +54,7 @@ func runFlags() []cli.Flag {
 		&cli.IntFlag{Name: "static-in-links", Usage: "`N` incoming links that their dialler keeps as static are kept on top of --max-links, the oldest first (-1: none)", DefaultText: strconv.Itoa(topology.DefaultStatic), EnvVars: env("static-in-links")},
 		&cli.DurationFlag{Name: "drain-timeout", Usage: "on SIGTERM or SIGINT, let open circuits and tunnels finish for up to `DURATION` (0: close at once; a second signal ends the drain at once, exit status 1)", Value: 10 * time.Second, EnvVars: env("drain-timeout")},
 		&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics on `ADDR` at /metrics, without authentication (:PORT listens on every interface)", EnvVars: env("metrics")},
+		&cli.StringSliceFlag{Name: "metrics-host", Usage: "on a loopback --metrics ADDR, answer requests naming host `NAME` too (repeatable; a reverse proxy in front that passes its clients' Host header); by default only an IP address or localhost, against web pages rebinding a name to the address", EnvVars: env("metrics-host")},
 		&cli.StringFlag{Name: "ui", Usage: "serve the live mesh page on the TCP `ADDR` (off by default; it shows the topology to whoever reaches ADDR)", EnvVars: env("ui")},
 		&cli.BoolFlag{Name: "no-info", Usage: "do not answer the built-in info service (other nodes' graph then lists this node as unreachable)", EnvVars: env("no-info")},
 		&cli.StringSliceFlag{Name: "link-cost", Usage: "pin the cost of the link to a peer, `PEER=COST` (repeatable; see `circuitmesh link-cost`)", EnvVars: env("link-cost")},
@@ -69,10 +70,13 @@ type daemonConfig struct {
 	exposes  []exposeSpec
 	forwards []forwardSpec
 	metrics  string
-	ui       string
-	policy   policySource
-	level    slog.Level
-	json     bool
+	// metricsHosts are the host names a loopback /metrics answers besides
+	// IP addresses and localhost.
+	metricsHosts []string
+	ui           string
+	policy       policySource
+	level        slog.Level
+	json         bool
 	// hup gets SIGHUP (reload) from the start of `run` on; nil: runDaemon
 	// asks for it itself.
 	hup <-chan os.Signal
@@ -260,6 +264,12 @@ func checkDaemonFlags(c *cli.Context) (daemonConfig, error) {
 		d.admin = filepath.Join(dataDir, adminSocketName)
 	}
 	d.metrics = c.String("metrics")
+	for _, h := range c.StringSlice("metrics-host") {
+		if h == "" || strings.ContainsAny(h, ":/[] ") {
+			return d, atConfigValue(c, usagef("--metrics-host %q: want a host name, without port", h), "metrics-host", h)
+		}
+		d.metricsHosts = append(d.metricsHosts, h)
+	}
 	d.ui = c.String("ui")
 	if err := d.level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return d, atConfigLine(c, usagef("--log-level %q: want debug, info, warn or error", c.String("log-level")), "log-level")

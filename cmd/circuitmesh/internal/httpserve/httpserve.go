@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -181,21 +182,22 @@ func (c *limitedConn) CloseWrite() error {
 	return nil
 }
 
-// LiteralHostOnly refuses, with 421 Misdirected Request, requests whose
-// Host header is a DNS name other than localhost; what names the
-// endpoint in the refusal ("the mesh page"). Without the check, any web
-// site the browser visits could read the endpoint through a name it
+// LiteralHostOnly refuses, with 421 Misdirected Request and the text
+// refusal, requests whose Host header is a DNS name other than localhost
+// and the names in also (compared without case). Without the check, any
+// web site the browser visits could read the endpoint through a name it
 // re-points at this address (DNS rebinding): the browser takes the
-// answer as the site's own. A rebinding attack needs a name, so IP
-// literals are safe to serve.
-func LiteralHostOnly(what string, h http.Handler) http.Handler {
+// answer as the site's own. A rebinding attack needs a name of its
+// own, so IP literals and names the operator chose are safe to serve.
+func LiteralHostOnly(refusal string, also []string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := r.Host
 		if hh, _, err := net.SplitHostPort(host); err == nil {
 			host = hh
 		}
-		if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err != nil && host != "localhost" {
-			http.Error(w, what+" answers only to an IP address or localhost in the URL", http.StatusMisdirectedRequest)
+		_, err := netip.ParseAddr(strings.Trim(host, "[]"))
+		if err != nil && host != "localhost" && !slices.ContainsFunc(also, func(a string) bool { return strings.EqualFold(a, host) }) {
+			http.Error(w, refusal, http.StatusMisdirectedRequest)
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -203,11 +205,13 @@ func LiteralHostOnly(what string, h http.Handler) http.Handler {
 }
 
 // NoWebPages answers with h only the requests no web page made: a
-// scraper's, and a browser's the user made by typing the URL or
-// following a link (a top-level navigation, whose answer another site
-// cannot read). A request a browser marks as made by a page (its Fetch
-// Metadata: Sec-Fetch-Site other than "none") is refused 403 before h
-// or any rate runs. Without it, a page of any site the operator's
+// scraper's, and a browser's the user made by typing the URL or by
+// clicking a link (a top-level navigation the user started,
+// Sec-Fetch-User "?1", whose answer the page linking cannot read). A
+// request a browser marks as made by a page (its Fetch Metadata:
+// Sec-Fetch-Site other than "none", and not such a navigation, so also a
+// window a page's script moves on its own) is refused 403 before h or
+// any rate runs. Without it, a page of any site the operator's
 // browser visits could ask for the endpoint with no-cors fetches as fast
 // as the browser sends them, spending the rate of the browser's address,
 // which a scraper on the same host shares. Requests without Fetch
@@ -227,15 +231,17 @@ func NoWebPages(h http.Handler) http.Handler {
 
 // madeByWebPage reports whether a browser says, in the Fetch Metadata
 // headers of a request, that a web page made it: anything but the user's
-// own navigation ("none") and a top-level navigation from another site,
-// whose answer that site cannot read. A page of the same site (another
-// port of this host) or origin is refused too.
+// own navigation ("none") and a top-level navigation the user started
+// from another page (a click: Sec-Fetch-User "?1"), whose answer that
+// page cannot read unless it is of this origin. Without the user's
+// click, a page that opened one window could move it to the endpoint in
+// a loop.
 func madeByWebPage(h http.Header) bool {
 	switch h.Get("Sec-Fetch-Site") {
 	case "", "none":
 		return false
-	case "cross-site":
-		return h.Get("Sec-Fetch-Mode") != "navigate" || h.Get("Sec-Fetch-Dest") != "document"
+	case "cross-site", "same-site":
+		return h.Get("Sec-Fetch-Mode") != "navigate" || h.Get("Sec-Fetch-Dest") != "document" || h.Get("Sec-Fetch-User") != "?1"
 	}
 	return true
 }

@@ -142,24 +142,26 @@ func TestHeaderBound(t *testing.T) {
 // are refused 403 before the handler runs.
 func TestNoWebPages(t *testing.T) {
 	for _, c := range []struct {
-		what             string
-		site, mode, dest string
-		want             int
+		what                   string
+		site, mode, dest, user string
+		want                   int
 	}{
-		{"a scraper (no Fetch Metadata)", "", "", "", http.StatusOK},
-		{"a URL typed in the address bar", "none", "navigate", "document", http.StatusOK},
-		{"a link followed from another site", "cross-site", "navigate", "document", http.StatusOK},
-		{"a no-cors fetch of another site's page", "cross-site", "no-cors", "empty", http.StatusForbidden},
-		{"an image of another site's page", "cross-site", "no-cors", "image", http.StatusForbidden},
-		{"a frame of another site's page", "cross-site", "navigate", "iframe", http.StatusForbidden},
-		{"a fetch of a page on another port of this host", "same-site", "cors", "empty", http.StatusForbidden},
-		{"a fetch of a page of this origin", "same-origin", "cors", "empty", http.StatusForbidden},
-		{"a window a page of this origin opened", "same-origin", "navigate", "document", http.StatusForbidden},
+		{"a scraper (no Fetch Metadata)", "", "", "", "", http.StatusOK},
+		{"a URL typed in the address bar", "none", "navigate", "document", "?1", http.StatusOK},
+		{"a link followed from another site", "cross-site", "navigate", "document", "?1", http.StatusOK},
+		{"a link followed from a page on another port of this host", "same-site", "navigate", "document", "?1", http.StatusOK},
+		{"a window another site's script moves, no click", "cross-site", "navigate", "document", "", http.StatusForbidden},
+		{"a no-cors fetch of another site's page", "cross-site", "no-cors", "empty", "", http.StatusForbidden},
+		{"an image of another site's page", "cross-site", "no-cors", "image", "", http.StatusForbidden},
+		{"a frame of another site's page", "cross-site", "navigate", "iframe", "?1", http.StatusForbidden},
+		{"a fetch of a page on another port of this host", "same-site", "cors", "empty", "", http.StatusForbidden},
+		{"a fetch of a page of this origin", "same-origin", "cors", "empty", "", http.StatusForbidden},
+		{"a window a page of this origin opened", "same-origin", "navigate", "document", "", http.StatusForbidden},
 	} {
 		served := false
 		h := NoWebPages(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served = true }))
 		req := httptest.NewRequest("GET", "/metrics", nil)
-		for k, v := range map[string]string{"Sec-Fetch-Site": c.site, "Sec-Fetch-Mode": c.mode, "Sec-Fetch-Dest": c.dest} {
+		for k, v := range map[string]string{"Sec-Fetch-Site": c.site, "Sec-Fetch-Mode": c.mode, "Sec-Fetch-Dest": c.dest, "Sec-Fetch-User": c.user} {
 			if v != "" {
 				req.Header.Set(k, v)
 			}
@@ -174,8 +176,11 @@ func TestNoWebPages(t *testing.T) {
 
 func TestLiteralHostOnlyRefusesHostNamesThatCouldBeRebound(t *testing.T) {
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
-	h := LiteralHostOnly("the endpoint", ok)
+	h := LiteralHostOnly("no such name here", []string{"Proxy.Example"}, ok)
 	for host, want := range map[string]int{
+		"proxy.example:9464":  http.StatusOK,
+		"PROXY.example":       http.StatusOK,
+		"proxy.example.evil":  http.StatusMisdirectedRequest,
 		"127.0.0.1:8080":      http.StatusOK,
 		"localhost:8080":      http.StatusOK,
 		"[::1]:8080":          http.StatusOK,

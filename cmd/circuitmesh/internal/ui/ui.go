@@ -281,7 +281,7 @@ func Serve(addr string, src Source, log *slog.Logger) (bound net.Addr, stop func
 	if !httpserve.Loopback(ln.Addr().String()) {
 		log.Warn("the mesh page has no authentication: anyone who reaches it sees the topology and can ask for pings", "addr", ln.Addr().String())
 	}
-	stop = httpserve.Serve(ln, httpserve.LiteralHostOnly("the mesh page", pageRequestsOnly(Handler(src))), httpserve.Default, "mesh page", log)
+	stop = httpserve.Serve(ln, httpserve.LiteralHostOnly("the mesh page answers only to an IP address or localhost in the URL", nil, pageRequestsOnly(Handler(src))), httpserve.Default, "mesh page", log)
 	log.Info("serving the mesh page", "url", "http://"+ln.Addr().String()+"/")
 	return ln.Addr(), stop, nil
 }
