@@ -51,7 +51,9 @@ type Config struct {
 
 	// ListenAddr is the UDP address for QUIC links. Default
 	// "127.0.0.1:0" (an ephemeral loopback port; daemons set it). New
-	// refuses one without a port or with a port out of range.
+	// refuses one without a port or with a port out of range, unless
+	// PacketConn or NewTransport is set (the node then listens on no
+	// ListenAddr).
 	ListenAddr string
 	// PacketConn, when set, carries the QUIC links instead of a UDP socket
 	// on ListenAddr (a simulated network, or a socket the caller owns).
@@ -613,22 +615,15 @@ func (c *Config) checkNames() error {
 // are its own).
 func (c *Config) checkAddrs() error {
 	if c.PacketConn == nil && c.NewTransport == nil {
-		_, port, err := net.SplitHostPort(c.ListenAddr)
-		if err == nil {
-			_, err = net.LookupPort("udp", port)
-		}
-		if err != nil {
+		if _, err := udpPort(c.ListenAddr); err != nil {
 			return fmt.Errorf("%w: ListenAddr %q is not a UDP HOST:PORT: %w", ErrInvalidConfig, c.ListenAddr, err)
 		}
 	}
 	if c.NewTransport == nil {
 		for i, a := range c.StaticLinks {
-			_, port, err := net.SplitHostPort(a)
-			if err == nil {
-				var p int
-				if p, err = net.LookupPort("udp", port); err == nil && p == 0 {
-					err = errors.New("port 0 is no node's")
-				}
+			p, err := udpPort(a)
+			if err == nil && p == 0 {
+				err = errors.New("port 0 is no node's")
 			}
 			if err != nil {
 				return fmt.Errorf("%w: StaticLinks[%d] %q is not a UDP HOST:PORT: %w", ErrInvalidConfig, i, a, err)
@@ -650,6 +645,16 @@ func (c *Config) checkAddrs() error {
 		}
 	}
 	return nil
+}
+
+// udpPort is the port of UDP address HOST:PORT addr (PORT a number or a
+// service name).
+func udpPort(addr string) (int, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, err
+	}
+	return net.LookupPort("udp", port)
 }
 
 func (c *Config) validate() error {

@@ -44,7 +44,7 @@ func TestDialPassesOverALinkWithNoStreamLeft(t *testing.T) {
 	dialEchoVia(t, a, "c", "the dial while b grants a no stream")
 	dialEchoVia(t, a, "c", "the next dial while b still grants a no stream")
 	free()
-	waitFor(t, "a's dials to d to go through b once its link has room", 5*time.Second, func() bool {
+	waitFor(t, "a's dials to d to go through b once its link has room", 20*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		conn, err := a.DialWith(ctx, "d", EchoService, DialOptions{RecordPath: true})
