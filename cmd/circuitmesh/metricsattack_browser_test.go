@@ -44,6 +44,28 @@ func evaluate[T any](page context.Context, js string) T {
 	return v
 }
 
+// crossSitePage serves a page of another site to the browser (at
+// http://localhost:PORT, while the daemon's endpoints are on 127.0.0.1)
+// whose script asks the URL the JavaScript expression url gives with
+// no-cors fetches from six loops, as fast as the browser lets it,
+// counting them in window.sent, and returns the page's URL. It cannot
+// read the answers, but the daemon serves them.
+func crossSitePage(t *testing.T, url string) string {
+	hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `<!doctype html><script>
+window.sent = 0;
+for (let i = 0; i < 6; i++) (async () => {
+  for (;;) {
+    try { await fetch(%s, {mode: "no-cors", cache: "no-store"}); } catch (e) {}
+    window.sent++;
+  }
+})();
+</script>`, url)
+	}))
+	t.Cleanup(hostile.Close)
+	return strings.Replace(hostile.URL, "127.0.0.1", "localhost", 1)
+}
+
 // TestBrowserAttackCrossSitePageSpendsScrapes: a's metrics listen on
 // 127.0.0.1, where a scraper on the same host (a Prometheus agent) asks
 // for them, and the operator's browser on that host has a page of
@@ -59,18 +81,7 @@ func evaluate[T any](page context.Context, js string) T {
 // the URL in the browser still reads the metrics.
 func TestBrowserAttackCrossSitePageSpendsScrapes(t *testing.T) {
 	bin, metrics := metricsLab(t)
-	hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, `<!doctype html><script>
-window.sent = 0;
-for (let i = 0; i < 6; i++) (async () => {
-  for (;;) {
-    try { await fetch("http://%s/metrics", {mode: "no-cors", cache: "no-store"}); } catch (e) {}
-    window.sent++;
-  }
-})();
-</script>`, metrics)
-	}))
-	defer hostile.Close()
+	hostile := crossSitePage(t, fmt.Sprintf(`"http://%s/metrics"`, metrics))
 	// The operator opens the metrics in a browser.
 	operator, closeOperator := browser(t, bin)
 	if _, err := chromedp.Run(operator, chromedp.Navigate("http://"+metrics+"/metrics")); err != nil {
@@ -82,7 +93,7 @@ for (let i = 0; i < 6; i++) (async () => {
 	closeOperator()
 
 	page, _ := browser(t, bin)
-	if _, err := chromedp.Run(page, chromedp.Navigate(strings.Replace(hostile.URL, "127.0.0.1", "localhost", 1))); err != nil {
+	if _, err := chromedp.Run(page, chromedp.Navigate(hostile)); err != nil {
 		t.Fatalf("load the other site's page: %v", err)
 	}
 	waitUntil(t, "the other site's page to send 100 requests", func() bool { return evaluate[int](page, `window.sent`) >= 100 })

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -38,24 +37,8 @@ func TestBrowserAttackCrossSitePageSpendsTheMeshPage(t *testing.T) {
 	l.start("b", "", "--link", a.addr, "--expose", hostileName+"=127.0.0.1:9")
 	a.waitRoute(t, "b", anyRoute)
 
-	hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, `<!doctype html><script>
-window.sent = 0;
-for (let i = 0; i < 6; i++) (async () => {
-  for (;;) {
-    try { await fetch("http://%s/api/view?to=n" + (window.sent++ %% 50), {mode: "no-cors", cache: "no-store"}); } catch (e) {}
-  }
-})();
-</script>`, uiAddr)
-	}))
-	defer hostile.Close()
-	hostileURL := strings.Replace(hostile.URL, "127.0.0.1", "localhost", 1)
-
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(bin), chromedp.NoSandbox)...)
-	defer cancelAlloc()
-	page, cancel := chromedp.NewContext(alloc)
-	defer cancel()
+	hostileURL := crossSitePage(t, fmt.Sprintf(`"http://%s/api/view?to=n" + (window.sent %% 50)`, uiAddr))
+	page, _ := browser(t, bin)
 	if _, err := chromedp.Run(page, chromedp.Navigate("http://"+uiAddr+"/")); err != nil {
 		t.Fatalf("load the mesh page: %v", err)
 	}
@@ -90,12 +73,7 @@ for (let i = 0; i < 6; i++) (async () => {
 	if _, err := chromedp.Run(other, chromedp.Navigate(hostileURL)); err != nil {
 		t.Fatalf("load the other site's page: %v", err)
 	}
-	sent := func() int {
-		rctx, rcancel := context.WithTimeout(other, 10*time.Second)
-		defer rcancel()
-		n, _ := chromedp.Run(rctx, chromedp.Evaluate[int](`window.sent`))
-		return n
-	}
+	sent := func() int { return evaluate[int](other, `window.sent`) }
 	waitUntil(t, "the other site's page to send 100 requests", func() bool { return sent() >= 100 })
 
 	// While the other site keeps asking, the operator's page asks ten
