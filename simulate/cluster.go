@@ -90,6 +90,10 @@ var (
 	// node's route table holds twice that, so a larger cluster could not
 	// converge).
 	ErrTooManyNodes = errors.New("too many nodes")
+	// ErrInvalidArgument: a value given to a cluster's method is out of
+	// its range (a negative size or count, a rate that is not a number);
+	// the error names the value. Nothing was started or changed.
+	ErrInvalidArgument = errors.New("invalid argument")
 )
 
 // Cluster is a set of real nodes (package node) in one process, linked by

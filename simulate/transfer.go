@@ -99,7 +99,8 @@ var ErrCorrupted = errors.New("transfer corrupted")
 
 // Transfer opens a circuit from from to to's SinkService, sends size
 // pseudo-random bytes, half-closes and checks the receiver's count and
-// hash of what it read.
+// hash of what it read. A negative size fails with ErrInvalidArgument
+// before any circuit opens.
 func (c *Cluster) Transfer(ctx context.Context, from, to string, size int64) (TransferResult, error) {
 	r := TransferResult{From: from, To: to, Bytes: size}
 	var conn node.Conn
@@ -113,6 +114,9 @@ func (c *Cluster) Transfer(ctx context.Context, from, to string, size int64) (Tr
 			look()
 		}
 		return r, fmt.Errorf("transfer %d bytes %s→%s: %w", size, from, to, err)
+	}
+	if size < 0 {
+		return fail(fmt.Errorf("size %d: want 0 or more: %w", size, ErrInvalidArgument))
 	}
 	n, err := c.live(from)
 	if err != nil {

@@ -113,9 +113,12 @@ type circuitOutcome struct {
 
 // Workload opens the circuits spec describes, each a verified transfer
 // to the SinkService of its destination, and measures them. The error is
-// for a workload that cannot start (fewer than two running nodes); the
-// circuits' failures are counted in the result. Once Close has begun it
-// fails with an error wrapping net.ErrClosed.
+// for a workload that cannot start: fewer than two running nodes, or a
+// spec out of range (a negative value, a rate that is not a number, more
+// than MaxWorkloadCircuits circuits, pairs=all included, or more than
+// MaxWorkloadBytes in all), which fails with ErrInvalidArgument before any
+// circuit opens. The circuits' failures are counted in the result. Once
+// Close has begun it fails with an error wrapping net.ErrClosed.
 func (c *Cluster) Workload(ctx context.Context, spec WorkloadSpec) (WorkloadResult, error) {
 	c.mu.Lock()
 	err := c.openLocked("workload")
@@ -132,10 +135,14 @@ func (c *Cluster) Workload(ctx context.Context, spec WorkloadSpec) (WorkloadResu
 	if len(names) < 2 {
 		return WorkloadResult{}, fmt.Errorf("workload: %d running nodes, want at least 2", len(names))
 	}
-	pairs := spec.pairs(names, c.cfg.Seed)
-	if len(pairs) == 0 {
-		return WorkloadResult{}, fmt.Errorf("workload: no circuits (give circuits=N, or rate= and duration=)")
+	n, err := spec.count(len(names))
+	if err != nil {
+		return WorkloadResult{}, fmt.Errorf("workload: %w: %w", ErrInvalidArgument, err)
 	}
+	if n == 0 {
+		return WorkloadResult{}, fmt.Errorf("workload: no circuits (give circuits=N, or rate= and duration=): %w", ErrInvalidArgument)
+	}
+	pairs := spec.pairs(names, c.cfg.Seed)
 	size, within := spec.Size, spec.Within
 	if size <= 0 {
 		size = DefaultWorkloadSize
@@ -184,6 +191,41 @@ func (c *Cluster) Workload(ctx context.Context, spec WorkloadSpec) (WorkloadResu
 		}
 	}
 	return res, nil
+}
+
+// count is how many circuits s opens among running nodes, or an error
+// saying why s is out of range: a value negative (or not a number), or
+// circuits that come to more than MaxWorkloadCircuits or
+// MaxWorkloadBytes.
+func (s WorkloadSpec) count(running int) (int, error) {
+	switch {
+	case s.Circuits < 0:
+		return 0, fmt.Errorf("%d circuits: want 0 or more", s.Circuits)
+	case !(s.Rate >= 0) || math.IsInf(s.Rate, 1):
+		return 0, fmt.Errorf("rate %v: want circuits per second, 0 or more", s.Rate)
+	case s.Size < 0:
+		return 0, fmt.Errorf("size %d: want 0 (the default) or more", s.Size)
+	case s.Duration < 0 || s.Within < 0:
+		return 0, fmt.Errorf("duration %v, within %v: want 0 or more", s.Duration, s.Within)
+	}
+	n := float64(s.Circuits)
+	if n == 0 && s.Rate > 0 && s.Duration > 0 {
+		n = math.Floor(s.Rate * s.Duration.Seconds())
+	}
+	if n == 0 && s.AllPairs {
+		n = float64(running) * float64(running-1)
+	}
+	if n > MaxWorkloadCircuits {
+		return 0, fmt.Errorf("workload of %.0f circuits: at most %d", n, MaxWorkloadCircuits)
+	}
+	size := s.Size
+	if size == 0 {
+		size = DefaultWorkloadSize
+	}
+	if n > 0 && size*int64(n) > MaxWorkloadBytes {
+		return 0, fmt.Errorf("workload of %.0f circuits × %s: at most %dGiB in all", n, sizeString(size), MaxWorkloadBytes>>30)
+	}
+	return int(n), nil
 }
 
 // pairs lists the (from, to) of each circuit.
@@ -390,26 +432,18 @@ func (p *parser) workload(st *Step, args []string) error {
 			return fmt.Errorf("%s=%s: %v", k, v, err)
 		}
 	}
-	n := w.Circuits
-	if n == 0 && w.Rate > 0 && w.Duration > 0 {
-		n = int(w.Rate * w.Duration.Seconds())
-	}
-	switch {
-	case n == 0 && !w.AllPairs:
-		return fmt.Errorf("workload needs circuits=N, or rate= and duration= (or pairs=all)")
-	case n > MaxWorkloadCircuits:
-		return fmt.Errorf("workload of %d circuits: at most %d", n, MaxWorkloadCircuits)
-	case w.Rate > 0 && w.Duration > 0 && w.Circuits > 0:
+	if w.Rate > 0 && w.Duration > 0 && w.Circuits > 0 {
 		return fmt.Errorf("workload: give two of circuits=, rate= and duration=, not all three")
 	}
-	size := w.Size
-	if size == 0 {
-		size = DefaultWorkloadSize
-	}
-	if n > 0 && size*int64(n) > MaxWorkloadBytes {
-		return fmt.Errorf("workload of %d circuits × %s: at most %dGiB in all", n, sizeString(size), MaxWorkloadBytes>>30)
-	}
-	if p.nnodes < 2 {
+	// pairs=all without circuits= is every ordered pair of the nodes
+	// running at this line.
+	n, err := w.count(p.nnodes - len(p.down))
+	switch {
+	case err != nil:
+		return err
+	case n == 0 && !w.AllPairs:
+		return fmt.Errorf("workload needs circuits=N, or rate= and duration= (or pairs=all)")
+	case p.nnodes < 2:
 		return fmt.Errorf("workload needs at least two declared nodes")
 	}
 	st.Op, st.Workload = OpWorkload, w

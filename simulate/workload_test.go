@@ -1,8 +1,10 @@
 package simulate
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +147,55 @@ func TestParseWorkload(t *testing.T) {
 		if _, err := Parse("bad.sim", "nodes a b\n"+bad); err == nil || !strings.HasPrefix(err.Error(), "bad.sim:2:") {
 			t.Errorf("%q: %v, want an error on line 2", bad, err)
 		}
+	}
+}
+
+// TestWorkloadRefusesBadSpec: a Transfer of a negative size and a Workload
+// whose spec is out of range fail with ErrInvalidArgument before any
+// circuit opens, and a script's pairs=all over more nodes than
+// MaxWorkloadCircuits pairs does not parse. Before, a negative size or
+// circuit count panicked (makeslice), a negative workload size ran the
+// default size, and a Workload of more circuits than MaxWorkloadCircuits
+// (pairs=all too) ran that many of them and reported them all.
+func TestWorkloadRefusesBadSpec(t *testing.T) {
+	c, ctx := startedMemCluster(t, "a", "b")
+	defer c.Close()
+	if err := c.Link(ctx, "a", "b", LinkParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitConverged(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Transfer(ctx, "a", "b", -1); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("Transfer of -1 bytes: %v, want ErrInvalidArgument", err)
+	}
+	for _, spec := range []WorkloadSpec{
+		{Circuits: -5},
+		{Circuits: MaxWorkloadCircuits + 1, Size: 1},
+		{Circuits: 2, Size: -1},
+		{Circuits: 2, Size: MaxWorkloadBytes},
+		{Rate: math.NaN(), Duration: time.Second},
+		{Rate: -1, Duration: time.Second},
+		{Circuits: 2, Within: -time.Second},
+	} {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		w, err := c.Workload(wctx, spec)
+		cancel()
+		if !errors.Is(err, ErrInvalidArgument) || w.Circuits != 0 {
+			t.Errorf("Workload(%+v): %d circuits, error %v; want none opened and ErrInvalidArgument", spec, w.Circuits, err)
+		}
+	}
+	for _, tc := range []struct{ src, msg string }{
+		{"nodes n1..n400\nworkload pairs=all", "159600 circuits: at most 100000"},
+		{"nodes n1..n100\nworkload pairs=all size=1MiB", "at most 4GiB in all"},
+	} {
+		_, err := Parse("all.sim", tc.src)
+		var pe *ParseError
+		if !errors.As(err, &pe) || pe.Line != 2 || !strings.Contains(pe.Msg, tc.msg) {
+			t.Errorf("%q: %v, want an error on line 2 containing %q", tc.src, err, tc.msg)
+		}
+	}
+	if _, err := Parse("all.sim", "nodes n1..n300\nworkload pairs=all"); err != nil {
+		t.Errorf("pairs=all over 300 nodes (89700 circuits): %v", err)
 	}
 }
