@@ -167,12 +167,52 @@ func (b *gossipBackend) close() {
 // gossipOf returns the cluster's gossip layer.
 func (c *Cluster) gossipOf() *gossipBackend { return c.be.(*gossipBackend) }
 
+// maxPos bounds a coordinate of Underlay.Pos, in ms: a distance on the
+// plane then stays a duration (MaxDuration from the centre, as a
+// scenario's spread= at most).
+const maxPos = float64(MaxDuration / time.Millisecond)
+
+// validate checks u before SetUnderlay applies it: at most maxNodes
+// placed nodes (ErrTooManyNodes: it sets a latency for every pair),
+// latencies not negative and places on the plane finite and within maxPos
+// of its centre (ErrInvalidArgument).
+func (u *Underlay) validate(maxNodes int) error {
+	switch {
+	case u == nil:
+		return fmt.Errorf("no underlay: %w", ErrInvalidArgument)
+	case len(u.Region) > maxNodes:
+		return fmt.Errorf("%d nodes placed, more than the cluster's %d: %w", len(u.Region), maxNodes, ErrTooManyNodes)
+	case u.Inside < 0:
+		return fmt.Errorf("inside latency %v is negative: %w", u.Inside, ErrInvalidArgument)
+	}
+	for r, l := range u.Between {
+		if l < 0 {
+			return fmt.Errorf("latency %v between %s and %s is negative: %w", l, r[0], r[1], ErrInvalidArgument)
+		}
+	}
+	for name, p := range u.Pos {
+		for _, x := range p {
+			if !(math.Abs(x) <= maxPos) {
+				return fmt.Errorf("place %v of %s: want coordinates from -%v to %v ms: %w", p, name, maxPos, maxPos, ErrInvalidArgument)
+			}
+		}
+	}
+	return nil
+}
+
 // SetUnderlay places nodes in regions: the latency between every two
 // placed nodes becomes the underlay's (on QUIC the one-way delay of their
 // packets, links and gossip alike; on mem the cost of links between them),
 // for links that exist and links made later. Link and SetLink override a
-// pair. The underlay is also what MeasureMesh compares routes with.
+// pair. The underlay is also what MeasureMesh compares routes with. An
+// underlay that is nil, places more than MaxNodes nodes, or has a
+// negative latency or a place on the plane that is not a number or lies
+// farther than MaxDuration (in ms) from its centre is refused, with
+// ErrTooManyNodes or ErrInvalidArgument, before anything changes.
 func (c *Cluster) SetUnderlay(u *Underlay) error {
+	if err := u.validate(maxClusterNodes); err != nil {
+		return fmt.Errorf("underlay: %w", err)
+	}
 	names := make([]string, 0, len(u.Region))
 	for name := range u.Region {
 		names = append(names, name)

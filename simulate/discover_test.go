@@ -2,7 +2,9 @@ package simulate
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -230,4 +232,54 @@ func TestWaitMembersReports(t *testing.T) {
 		}
 		t.Logf("%d reports in %v, the first %q, the last %q", len(reports), took, reports[0], reports[len(reports)-1])
 	})
+}
+
+// TestSetUnderlayRefusesBadValues: an underlay that is nil, has a
+// negative latency, a place on the plane that is not a number or too far
+// to give a duration, or more placed nodes than the cluster may hold is
+// refused with ErrInvalidArgument or ErrTooManyNodes, and the links keep
+// their cost. Before, nil panicked (a nil dereference), the others were
+// taken: a negative or overflowing latency wrapped the mem link's cost to
+// 4294967096 (an RTT of 11h55m), and the nodes beyond the bound each got
+// a latency to every other (5·10¹¹ pairs for a million).
+func TestSetUnderlayRefusesBadValues(t *testing.T) {
+	defer func(n int) { maxClusterNodes = n }(maxClusterNodes)
+	maxClusterNodes = 3
+	c, ctx := startedMemCluster(t, "a", "b")
+	defer c.Close()
+	if err := c.Link(ctx, "a", "b", LinkParams{Latency: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitConverged(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cost := func() uint32 {
+		links, err := c.Links("a")
+		if err != nil || len(links) != 1 {
+			t.Fatalf("links of a: %v, %v", links, err)
+		}
+		return links[0].Cost
+	}
+	before := cost()
+	eu := map[string]string{"a": "eu", "b": "eu"}
+	for _, tc := range []struct {
+		name string
+		u    *Underlay
+		want error
+	}{
+		{"nil", nil, ErrInvalidArgument},
+		{"negative inside", &Underlay{Region: eu, Inside: -time.Millisecond}, ErrInvalidArgument},
+		{"negative between", &Underlay{Region: map[string]string{"a": "eu", "b": "us"},
+			Between: map[[2]string]time.Duration{{"eu", "us"}: -time.Second}}, ErrInvalidArgument},
+		{"place not a number", &Underlay{Region: eu, Pos: map[string][2]float64{"a": {math.NaN(), 0}, "b": {0, 0}}}, ErrInvalidArgument},
+		{"place too far", &Underlay{Region: eu, Pos: map[string][2]float64{"a": {1e300, 0}, "b": {-1e300, 0}}}, ErrInvalidArgument},
+		{"too many nodes", &Underlay{Region: map[string]string{"a": "eu", "b": "eu", "c": "eu", "d": "eu"}}, ErrTooManyNodes},
+	} {
+		if err := c.SetUnderlay(tc.u); !errors.Is(err, tc.want) {
+			t.Errorf("%s: SetUnderlay returned %v, want %v", tc.name, err, tc.want)
+		}
+		if got := cost(); got != before {
+			t.Errorf("%s: link a-b costs %d after the refused underlay, want %d as before", tc.name, got, before)
+		}
+	}
 }
