@@ -91,9 +91,13 @@ var (
 	// converge).
 	ErrTooManyNodes = errors.New("too many nodes")
 	// ErrInvalidArgument: a value given to a cluster's method is out of
-	// its range (a negative size or count, a rate that is not a number);
-	// the error names the value. Nothing was started or changed.
+	// its range (a negative size, count or latency, a loss above 1, a
+	// rate that is not a number, a link from a node to itself); the error
+	// names the value. Nothing was started or changed.
 	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrDuplicateNode: AddNodes was given a name twice, or the name of
+	// a node of the cluster.
+	ErrDuplicateNode = errors.New("node already in the cluster")
 )
 
 // Cluster is a set of real nodes (package node) in one process, linked by
@@ -202,20 +206,22 @@ const clusterMaxRoutes = 2 * MaxNodes
 var maxClusterNodes = MaxNodes
 
 // AddNodes creates and starts the named nodes, at most MaxNodes in all
-// (beyond, it fails with ErrTooManyNodes). A node whose start fails
-// stays a member, down (Restart starts it). Once Close has begun it fails
-// with an error wrapping net.ErrClosed: Close cancels the start under way,
-// and the node is closed before Close returns.
+// (beyond, it fails with ErrTooManyNodes). A name that is not valid
+// (identity.ErrInvalidName) or given twice or already in the cluster
+// (ErrDuplicateNode) fails the call before any node starts. A node whose
+// start fails stays a member, down (Restart starts it). Once Close has
+// begun it fails with an error wrapping net.ErrClosed: Close cancels the
+// start under way, and the node is closed before Close returns.
 func (c *Cluster) AddNodes(ctx context.Context, names ...string) error {
 	ctx, end, err := c.begin(ctx, "add nodes")
 	if err != nil {
 		return err
 	}
 	defer end()
+	if err := c.checkNew(names); err != nil {
+		return err
+	}
 	for i, name := range names {
-		if err := identity.ValidateName(name); err != nil {
-			return fmt.Errorf("add node: %w", err)
-		}
 		c.mu.Lock()
 		m, dup := c.members[name]
 		if !dup && len(c.members) >= maxClusterNodes {
@@ -230,11 +236,30 @@ func (c *Cluster) AddNodes(ctx context.Context, names ...string) error {
 		}
 		c.mu.Unlock()
 		if dup {
-			return fmt.Errorf("add node %s: already in the cluster", name)
+			// Added by a call running beside this one since checkNew.
+			return fmt.Errorf("add node %s: %w", name, ErrDuplicateNode)
 		}
 		if err := c.start(ctx, m); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkNew checks the names of an AddNodes: each valid, given once and
+// not a node of the cluster.
+func (c *Cluster) checkNew(names []string) error {
+	seen := make(map[string]bool, len(names))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, name := range names {
+		if err := identity.ValidateName(name); err != nil {
+			return fmt.Errorf("add node: %w", err)
+		}
+		if seen[name] || c.members[name] != nil {
+			return fmt.Errorf("add node %s: %w", name, ErrDuplicateNode)
+		}
+		seen[name] = true
 	}
 	return nil
 }
@@ -410,7 +435,7 @@ func (c *Cluster) live(name string) (*node.Node, error) {
 // parameters.
 func (c *Cluster) Link(ctx context.Context, a, b string, p LinkParams) error {
 	if a == b {
-		return fmt.Errorf("link %s-%s: a node cannot link to itself", a, b)
+		return fmt.Errorf("link %s-%s: a node cannot link to itself: %w", a, b, ErrInvalidArgument)
 	}
 	if err := p.validate(); err != nil {
 		return fmt.Errorf("link %s-%s: %w", a, b, err)

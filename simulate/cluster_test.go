@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/circuitmesh/circuitmesh/node"
 )
 
@@ -289,5 +292,52 @@ func TestUnlinkStopsTheDialler(t *testing.T) {
 				t.Fatal("b does not reach a after Link")
 			}
 		})
+	}
+}
+
+// TestBadArgumentsAreTyped: AddNodes given a name twice, a node's name
+// again or a name that is not valid fails with ErrDuplicateNode or
+// identity.ErrInvalidName before starting any of its nodes, and Link and
+// SetLink with a negative latency, a loss outside 0..1 or a node's link
+// to itself fail with ErrInvalidArgument. Before, these errors wrapped
+// no sentinel (only their text told them apart) and AddNodes started the
+// nodes before the bad name, x and y of "x y x", then failed.
+func TestBadArgumentsAreTyped(t *testing.T) {
+	c, ctx := startedMemCluster(t, "a", "b")
+	defer c.Close()
+	for _, tc := range []struct {
+		names []string
+		want  error
+	}{
+		{[]string{"x", "y", "x"}, ErrDuplicateNode},
+		{[]string{"z", "a"}, ErrDuplicateNode},
+		{[]string{"w", "Bad"}, identity.ErrInvalidName},
+	} {
+		if err := c.AddNodes(ctx, tc.names...); !errors.Is(err, tc.want) {
+			t.Errorf("AddNodes%q: %v, want %v", tc.names, err, tc.want)
+		}
+		if got := c.Names(); !slices.Equal(got, []string{"a", "b"}) {
+			t.Errorf("after AddNodes%q the cluster holds %v, want a and b only", tc.names, got)
+		}
+	}
+	for _, p := range []LinkParams{
+		{Latency: -time.Millisecond},
+		{Loss: 1.5},
+		{Loss: -0.1},
+		{Loss: math.NaN()},
+		{Shape: Shape{Queue: 5000}},
+	} {
+		if err := c.Link(ctx, "a", "b", p); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("Link a-b %+v: %v, want ErrInvalidArgument", p, err)
+		}
+	}
+	if err := c.Link(ctx, "a", "a", LinkParams{}); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("Link a-a: %v, want ErrInvalidArgument", err)
+	}
+	if err := c.Link(ctx, "a", "b", LinkParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetLink("a", "b", LinkParams{Loss: 2}); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("SetLink a-b loss 2: %v, want ErrInvalidArgument", err)
 	}
 }

@@ -24,14 +24,21 @@ type LinkParams struct {
 	Shape
 }
 
+// validate checks p's values; its error wraps ErrInvalidArgument.
 func (p LinkParams) validate() error {
-	if p.Latency < 0 {
-		return fmt.Errorf("latency %v is negative", p.Latency)
+	var err error
+	switch {
+	case p.Latency < 0:
+		err = fmt.Errorf("latency %v is negative", p.Latency)
+	case !(p.Loss >= 0 && p.Loss <= 1):
+		err = fmt.Errorf("loss %v is not between 0 and 1", p.Loss)
+	default:
+		err = p.Shape.validate()
 	}
-	if !(p.Loss >= 0 && p.Loss <= 1) {
-		return fmt.Errorf("loss %v is not between 0 and 1", p.Loss)
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, ErrInvalidArgument)
 	}
-	return p.Shape.validate()
+	return nil
 }
 
 // inboxSize bounds the packets queued at a receiver (a socket buffer):
