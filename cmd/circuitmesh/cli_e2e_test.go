@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -150,5 +151,51 @@ func TestE2ELinkCostPinsAndReleasesARoute(t *testing.T) {
 
 	if code, _, stderr := a.run3("link-cost", "Not A Name", "50"); code == 0 || !strings.Contains(stderr, "Not A Name") {
 		t.Fatalf("link-cost with a bad peer name: exit %d %q", code, stderr)
+	}
+}
+
+// Ctrl-C stops ping as it stops ping(8): the replies so far are summed up
+// and the exit status is 0, since replies came back. Before, the process
+// died of the signal with no summary.
+func TestE2EPingInterruptedPrintsItsSummary(t *testing.T) {
+	l := newLab(t, "e2e")
+	a := l.start("a", "")
+	l.start("b", "", "--link", a.addr)
+	a.waitRoute(t, "b", anyRoute)
+
+	for _, form := range []struct {
+		flags   []string
+		summary *regexp.Regexp
+	}{
+		{nil, regexp.MustCompile(`\n--- b ping statistics ---\n(\d+) sent, (\d+) replies, 0% loss, rtt min/avg/max = \S+/\S+/\S+\n$`)},
+		{[]string{"--json"}, regexp.MustCompile(`\n\{"type":"summary","peer":"b","sent":(\d+),"replies":(\d+),"loss_percent":0,[^\n]*\}\n$`)},
+	} {
+		args := append([]string{"ping", "b", "-c", "1000", "-i", "100ms", "--data-dir", a.dir}, form.flags...)
+		cmd := exec.Command(l.bin, args...)
+		out, errb := &syncBuffer{}, &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = out, errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		t.Cleanup(func() { cmd.Process.Kill() })
+		waitUntil(t, "a first reply from b", func() bool {
+			return strings.Contains(out.String(), "pong from b") || strings.Contains(out.String(), `"type":"reply"`)
+		})
+		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("ping %v still runs 30 s after SIGINT:\n%s", form.flags, out.String())
+		}
+		m := form.summary.FindStringSubmatch(out.String())
+		if err != nil || errb.String() != "" || m == nil || m[1] != m[2] || m[1] == "0" {
+			t.Fatalf("ping %v after SIGINT: %v, stderr %q, stdout (want a summary of its replies last):\n%s",
+				form.flags, err, errb.String(), out.String())
+		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
+	"os/signal"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -21,10 +23,10 @@ func pingCommand() *cli.Command {
 		Description: `Each ping opens a circuit to the peer's built-in echo service, records the
 nodes it crossed and times one echo. "open" is the time to open the circuit
 (one round trip), "rtt" the echo over the open circuit. Like ping(8), it
-sends --count pings, prints a line per reply or failure and a summary, and
-exits 1 when no reply came back. With --json it prints one JSON object per
-line: {"type":"reply",...} or {"type":"error",...} per ping, then
-{"type":"summary",...}.
+sends --count pings, prints a line per reply or failure and a summary (also
+when Ctrl-C stops it early), and exits 1 when no reply came back. With
+--json it prints one JSON object per line: {"type":"reply",...} or
+{"type":"error",...} per ping, then {"type":"summary",...}.
 
 Example:
    circuitmesh ping d -c 3`,
@@ -78,7 +80,12 @@ type pingSummary struct {
 	RTTMaxNS int64   `json:"rtt_max_ns,omitempty"`
 }
 
+// pingLoop sends the pings and prints the summary. Like ping(8), an
+// interrupt (Ctrl-C) ends the pings and still prints the summary; a ping
+// it cut short counts neither as sent nor as lost.
 func pingLoop(c *cli.Context, cl *admin.Client, peer string) error {
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt)
+	defer stop()
 	w, asJSON := c.App.Writer, c.Bool("json")
 	enc := json.NewEncoder(w)
 	var got []time.Duration
@@ -89,14 +96,17 @@ loop:
 		if sent > 0 {
 			select {
 			case <-time.After(c.Duration("interval")):
-			case <-c.Context.Done():
+			case <-ctx.Done():
 				break loop
 			}
 		}
 		sent++
 		var p admin.Ping
-		err := cl.Get(c.Context, admin.PathPing, url.Values{"peer": {peer}}, &p)
+		err := cl.Get(ctx, admin.PathPing, url.Values{"peer": {peer}}, &p)
 		switch {
+		case err != nil && ctx.Err() != nil:
+			sent--
+			break loop
 		case err != nil && asJSON:
 			enc.Encode(pingReply{Type: "error", Seq: sent, Peer: peer, Error: err.Error()})
 		case err != nil:
@@ -108,9 +118,6 @@ loop:
 			got = append(got, time.Duration(p.RTTNS))
 			fmt.Fprintf(w, "pong from %s via %s: seq=%d open %s, rtt %s\n", peer, fmtPath(p.Path), sent,
 				fmtDuration(time.Duration(p.OpenNS)), fmtDuration(time.Duration(p.RTTNS)))
-		}
-		if err != nil && c.Context.Err() != nil {
-			break
 		}
 	}
 	s := summarize(peer, sent, got)
