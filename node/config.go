@@ -631,7 +631,7 @@ func (c *Config) checkAddrs() error {
 		}
 	}
 	for i, j := range c.Discovery.Join {
-		if err := checkJoin(j); err != nil {
+		if err := CheckJoin(j); err != nil {
 			return fmt.Errorf("%w: Discovery.Join[%d] is not a join address: %w", ErrInvalidConfig, i, err)
 		}
 	}

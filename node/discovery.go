@@ -612,10 +612,11 @@ func checkJoinPort(j, host, port string) error {
 	return nil
 }
 
-// checkJoin refuses a Join entry that no resolution can make an address
-// of: an empty name, or a port not from 1 to 65535 (New, before the node
-// retried it every JoinInterval for as long as it ran).
-func checkJoin(j string) error {
+// CheckJoin refuses, as New does, a Discovery.Join entry that no
+// resolution can make an address of: an empty name, or a port not from 1
+// to 65535 (before New refused it, the node retried it every JoinInterval
+// for as long as it ran). The error matches ErrBadJoin and quotes j.
+func CheckJoin(j string) error {
 	addr := j
 	switch {
 	case strings.HasPrefix(j, "dns+srv:"):

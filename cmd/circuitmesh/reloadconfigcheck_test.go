@@ -73,3 +73,40 @@ func reloadRefused(t *testing.T, d *daemon, bad string, args ...string) {
 		t.Errorf("after the reload of a config file holding %q, the new policy line is in force: %s", bad, strings.TrimSpace(out))
 	}
 }
+
+// TestAddressesTheNodeRefusesAreABadCommandLine: a --join entry with an
+// empty name or a port out of range (`--join 10.0.0.2:0`, `--join dns:`),
+// a --link to port 0 and a --listen or --gossip port above 65535 are
+// refused by the daemon's own checks, exit status 2, naming the flag, as
+// the README says of an invalid argument. Before, node.New refused them
+// and the daemon exited 1 naming the Go field (`Discovery.Join[0]`,
+// `StaticLinks[0]`), and a reload took a config file whose join line the
+// daemon refused at start.
+func TestAddressesTheNodeRefusesAreABadCommandLine(t *testing.T) {
+	l := newLab(t, "e2e")
+	run := []string{"run", "--data-dir", filepath.Join(l.dir, "x"), "--insecure", "--name", "x"}
+	for _, tc := range []struct {
+		flag, value string
+		rest        []string
+	}{
+		{"--join", "10.0.0.2:0", []string{"--listen", "127.0.0.1:0", "--gossip", "127.0.0.1:0"}},
+		{"--join", "dns:", []string{"--listen", "127.0.0.1:0", "--gossip", "127.0.0.1:0"}},
+		{"--join", "dns+srv:", []string{"--listen", "127.0.0.1:0", "--gossip", "127.0.0.1:0"}},
+		{"--link", "10.0.0.2:0", []string{"--listen", "127.0.0.1:0"}},
+		{"--listen", "127.0.0.1:99999", nil},
+		{"--gossip", "127.0.0.1:99999", []string{"--listen", "127.0.0.1:0"}},
+	} {
+		args := append(append(append([]string{}, run...), tc.rest...), tc.flag, tc.value)
+		code, out := l.exitCode(args...)
+		if code != 2 || !strings.Contains(out, tc.flag) || !strings.Contains(out, `"`+tc.value+`"`) {
+			t.Errorf("run %s %s: exit status %d, want 2 and the flag and its value named:\n%s", tc.flag, tc.value, code, out)
+		}
+	}
+
+	conf := filepath.Join(l.dir, "d.conf")
+	writeConfig(t, conf, "policy = allow dial from=* service=web")
+	d := l.start("d", "", "--config", conf, "--gossip", "127.0.0.1:0")
+	bad := "join = 10.0.0.2:0"
+	writeConfig(t, conf, "policy = allow dial from=* service=web", "policy = allow dial from=* service=ssh", bad)
+	reloadRefused(t, d, bad, "--config", conf, "--gossip", "127.0.0.1:0")
+}

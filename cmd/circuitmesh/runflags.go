@@ -282,12 +282,17 @@ func checkDaemonFlags(c *cli.Context) (daemonConfig, error) {
 		return d, atConfigLine(c, usagef("--log-format %q: want text or json", c.String("log-format")), "log-format")
 	}
 	listen := c.String("listen")
-	if _, _, err := net.SplitHostPort(listen); err != nil {
-		return d, atConfigLine(c, usagef("--listen %q: want HOST:PORT: %v", listen, err), "listen")
+	if err := checkAddrFlag("listen", listen, true); err != nil {
+		return d, atConfigLine(c, err, "listen")
 	}
 	for _, l := range c.StringSlice("link") {
-		if _, _, err := net.SplitHostPort(l); err != nil {
-			return d, atConfigValue(c, usagef("--link %q: want HOST:PORT: %v", l, err), "link", l)
+		if err := checkAddrFlag("link", l, false); err != nil {
+			return d, atConfigValue(c, err, "link", l)
+		}
+	}
+	if g := c.String("gossip"); g != "" {
+		if err := checkAddrFlag("gossip", g, true); err != nil {
+			return d, atConfigLine(c, err, "gossip")
 		}
 	}
 	for _, s := range c.StringSlice("expose") {
@@ -363,6 +368,11 @@ func checkDaemonFlags(c *cli.Context) (daemonConfig, error) {
 	if len(d.node.Discovery.Join) > 0 && d.node.Discovery.BindAddr == "" {
 		return d, atConfigLine(c, usagef("--join needs --gossip ADDR (the local gossip address)"), "join")
 	}
+	for _, j := range d.node.Discovery.Join {
+		if err := node.CheckJoin(j); err != nil {
+			return d, atConfigValue(c, usagef("--join: %w", err), "join", j)
+		}
+	}
 	for _, flag := range []string{"gossip-advertise", "advertise"} {
 		a := c.String(flag)
 		if a == "" {
@@ -379,6 +389,23 @@ func checkDaemonFlags(c *cli.Context) (daemonConfig, error) {
 		return d, atConfigLine(c, usagef("--insecure needs --name"), "insecure")
 	}
 	return d, nil
+}
+
+// checkAddrFlag refuses, as a bad command line naming flag, a HOST:PORT
+// value that node.New would refuse: no port, or one that is no UDP port
+// (port 0 too, unless zeroOK: a listener's port the kernel picks).
+func checkAddrFlag(flag, v string, zeroOK bool) error {
+	_, port, err := net.SplitHostPort(v)
+	if err == nil {
+		var p int
+		if p, err = net.LookupPort("udp", port); err == nil && p == 0 && !zeroOK {
+			err = errors.New("port 0 is no node's")
+		}
+	}
+	if err != nil {
+		return usagef("--%s %q: want HOST:PORT: %v", flag, v, err)
+	}
+	return nil
 }
 
 // identityPaths returns the certificate, key and CA files: the --cert,
