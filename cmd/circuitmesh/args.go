@@ -71,3 +71,46 @@ func findCommand(cmds []*cli.Command, name string) *cli.Command {
 	}
 	return nil
 }
+
+// flagBeforeCommand refuses a flag of a command given before the command
+// (`circuitmesh --data-dir DIR peers`) with the command line that works:
+// circuitmesh itself has no such flag, and urfave/cli's "flag provided but
+// not defined" pointed at `circuitmesh --help`, which does not list it.
+func flagBeforeCommand(app *cli.App, args []string) error {
+	at := 1
+	for at < len(args) && findCommand(app.Commands, args[at]) == nil {
+		at++
+	}
+	if at == 1 || at == len(args) {
+		return nil
+	}
+	cmd, end := findCommand(app.Commands, args[at]), at+1
+	for end < len(args) {
+		sub := findCommand(cmd.Subcommands, args[end])
+		if sub == nil {
+			break
+		}
+		cmd, end = sub, end+1
+	}
+	for _, a := range args[1:at] {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || hasFlag(app.Flags, name) || !hasFlag(cmd.Flags, name) {
+			continue
+		}
+		fixed := append(append(append([]string{"circuitmesh"}, args[at:end]...), args[1:at]...), args[end:]...)
+		return usagef("--%s is a flag of `circuitmesh %s` and goes after it: %s",
+			name, strings.Join(args[at:end], " "), strings.Join(fixed, " "))
+	}
+	return nil
+}
+
+func hasFlag(flags []cli.Flag, name string) bool {
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
+}

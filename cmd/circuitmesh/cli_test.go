@@ -274,6 +274,33 @@ func TestUnknownCommandsAndFlagsExitTwoWithOneLine(t *testing.T) {
 	}
 }
 
+// TestFlagBeforeTheCommandSaysWhereItGoes: `circuitmesh --data-dir DIR
+// peers` said "flag provided but not defined: -data-dir (see `circuitmesh
+// --help`)", and that help lists no --data-dir: the flag is the
+// command's. Now the error gives the command line that works, and it does.
+func TestFlagBeforeTheCommandSaysWhereItGoes(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ args, fixed []string }{
+		{[]string{"--data-dir", dir, "peers"}, []string{"peers", "--data-dir", dir}},
+		{[]string{"--data-dir=" + dir, "-json", "ping", "b", "-c", "1"}, []string{"ping", "--data-dir=" + dir, "-json", "b", "-c", "1"}},
+		{[]string{"--data-dir", dir, "keys", "list"}, []string{"keys", "list", "--data-dir", dir}},
+	} {
+		code, _, stderr := cm(t, tc.args...)
+		want := "circuitmesh " + strings.Join(tc.fixed, " ")
+		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.HasSuffix(strings.TrimSpace(stderr), want) {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and one line ending in %q", tc.args, code, stderr, want)
+			continue
+		}
+		// ping reports the failure on stdout, as its other failures.
+		if code, out, stderr := cm(t, tc.fixed...); code != 1 || !strings.Contains(out+stderr, "daemon not running") {
+			t.Errorf("the suggested %q: exit %d, output %q; want it to look for the daemon in %s", want, code, out+stderr, dir)
+		}
+	}
+	if code, _, stderr := cm(t, "--bogus", "peers"); code != 2 || !strings.Contains(stderr, "not defined: -bogus") {
+		t.Errorf("--bogus peers: exit %d, stderr %q; want 2 and the flag named as unknown", code, stderr)
+	}
+}
+
 func TestInspectionWithoutDaemonSaysItIsNotRunning(t *testing.T) {
 	dir := t.TempDir()
 	code, _, stderr := cm(t, "peers", "--data-dir", dir)

@@ -28,6 +28,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
 	err := refuseSecretArgs(args)
 	if err == nil {
+		err = flagBeforeCommand(app, args)
+	}
+	if err == nil {
 		ctx := context.WithValue(context.Background(), argsKey{}, args)
 		err = app.RunContext(ctx, interspersed(app, args))
 	}
