@@ -429,6 +429,20 @@ func (c *Cluster) live(name string) (*node.Node, error) {
 	return m.n, nil
 }
 
+// liveTo returns the running node from, as live does, once it has
+// checked that to is a node of the cluster (ErrUnknownNode), running or
+// not: the source and destination of a route or a transfer.
+func (c *Cluster) liveTo(from, to string) (*node.Node, error) {
+	n, err := c.live(from)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.known(to); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
 // Link adds the edge a–b to the topology with the given link parameters
 // and makes a dial b now; a keeps the link up (redialling while b is
 // unreachable). Linking an existing edge heals it and updates its

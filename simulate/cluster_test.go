@@ -341,3 +341,32 @@ func TestBadArgumentsAreTyped(t *testing.T) {
 		t.Errorf("SetLink a-b loss 2: %v, want ErrInvalidArgument", err)
 	}
 }
+
+// TestUnknownDestinationIsTyped: Route and Transfer to a name that is no
+// node of the cluster fail with an error wrapping ErrUnknownNode, as they
+// do for such a source, while Route to a node, running or down, answers
+// without an error. Before, Route returned ok false and a nil error, as
+// for a node merely unreachable, and Transfer failed with the node's "no
+// route".
+func TestUnknownDestinationIsTyped(t *testing.T) {
+	c, ctx := startedMemCluster(t, "a", "b")
+	defer c.Close()
+	if err := c.Link(ctx, "a", "b", LinkParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := c.Route("a", "zz"); ok || !errors.Is(err, ErrUnknownNode) {
+		t.Errorf("Route a→zz: ok %v, error %v, want an error wrapping ErrUnknownNode", ok, err)
+	}
+	if _, err := c.Transfer(ctx, "a", "zz", 1024); !errors.Is(err, ErrUnknownNode) {
+		t.Errorf("Transfer a→zz: %v, want an error wrapping ErrUnknownNode", err)
+	}
+	if _, _, err := c.Route("a", "b"); err != nil {
+		t.Errorf("Route a→b: %v, want no error (b is a node)", err)
+	}
+	if err := c.Kill("b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Route("a", "b"); err != nil {
+		t.Errorf("Route a→b, b killed: %v, want no error (b is a node, down)", err)
+	}
+}

@@ -187,8 +187,9 @@ func (c *Cluster) Links(name string) ([]node.LinkInfo, error) {
 }
 
 // Route returns from's route to to; ok is false when to is unreachable.
+// A from or to that is no node of the cluster fails with ErrUnknownNode.
 func (c *Cluster) Route(from, to string) (p node.PeerInfo, ok bool, err error) {
-	n, err := c.live(from)
+	n, err := c.liveTo(from, to)
 	if err != nil {
 		return p, false, fmt.Errorf("route %s→%s: %w", from, to, err)
 	}

@@ -99,8 +99,9 @@ var ErrCorrupted = errors.New("transfer corrupted")
 
 // Transfer opens a circuit from from to to's SinkService, sends size
 // pseudo-random bytes, half-closes and checks the receiver's count and
-// hash of what it read. A negative size fails with ErrInvalidArgument
-// before any circuit opens.
+// hash of what it read. A negative size fails with ErrInvalidArgument,
+// a from or to that is no node of the cluster with ErrUnknownNode, before
+// any circuit opens.
 func (c *Cluster) Transfer(ctx context.Context, from, to string, size int64) (TransferResult, error) {
 	r := TransferResult{From: from, To: to, Bytes: size}
 	var conn node.Conn
@@ -118,7 +119,7 @@ func (c *Cluster) Transfer(ctx context.Context, from, to string, size int64) (Tr
 	if size < 0 {
 		return fail(fmt.Errorf("size %d: want 0 or more: %w", size, ErrInvalidArgument))
 	}
-	n, err := c.live(from)
+	n, err := c.liveTo(from, to)
 	if err != nil {
 		return fail(err)
 	}
