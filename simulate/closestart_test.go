@@ -296,7 +296,8 @@ func TestWaitsEndWhenClosed(t *testing.T) {
 // TestChangesAfterCloseRefused: once Close has returned, every call that
 // would change the network or open circuits fails with an error unwrapping
 // to net.ErrClosed, instead of reporting success for a change to a
-// network that no longer exists.
+// network that no longer exists. Before, SetUnderlay returned nil and
+// recorded the underlay.
 func TestChangesAfterCloseRefused(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	c, ctx := startedMemCluster(t, "a", "b", "c")
@@ -318,6 +319,11 @@ func TestChangesAfterCloseRefused(t *testing.T) {
 		"Isolate":   func() error { return c.Isolate("b") },
 		"Transfer":  func() error { _, err := c.Transfer(ctx, "a", "c", 1024); return err },
 		"Workload":  func() error { _, err := c.Workload(ctx, WorkloadSpec{Circuits: 3}); return err },
+		"SetUnderlay": func() error {
+			return c.SetUnderlay(&Underlay{Region: map[string]string{"a": "eu", "b": "eu", "c": "eu"}, Inside: time.Millisecond})
+		},
+		"PartitionUnderlay": func() error { return c.PartitionUnderlay([]string{"a"}, []string{"b", "c"}) },
+		"Discover":          func() error { return c.Discover(ctx, "s", "x") },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, net.ErrClosed) {

@@ -208,7 +208,8 @@ func (u *Underlay) validate(maxNodes int) error {
 // underlay that is nil, places more than MaxNodes nodes, or has a
 // negative latency or a place on the plane that is not a number or lies
 // farther than MaxDuration (in ms) from its centre is refused, with
-// ErrTooManyNodes or ErrInvalidArgument, before anything changes.
+// ErrTooManyNodes or ErrInvalidArgument, before anything changes. Once
+// Close has begun it fails with an error wrapping net.ErrClosed.
 func (c *Cluster) SetUnderlay(u *Underlay) error {
 	if err := u.validate(maxClusterNodes); err != nil {
 		return fmt.Errorf("underlay: %w", err)
@@ -220,6 +221,9 @@ func (c *Cluster) SetUnderlay(u *Underlay) error {
 	sort.Strings(names)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.openLocked("underlay"); err != nil {
+		return err
+	}
 	for i, a := range names {
 		for _, b := range names[i+1:] {
 			if err := c.be.setParams(a, b, LinkParams{Latency: u.Latency(a, b)}); err != nil {
