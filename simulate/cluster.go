@@ -23,7 +23,11 @@ type Config struct {
 	Backend Backend
 	// Mesh is the mesh name. Default "sim".
 	Mesh string
-	// Seed makes packet loss and random graphs repeatable. Default 1.
+	// Seed makes packet loss (links and gossip), the gossip key, a
+	// script's discover order=random and the pairs of a workload without
+	// a seed of its own repeatable. Default 1. A script's random graph
+	// and regions underlay are drawn from their own seed= (default 0 and
+	// 1) when the script is parsed, not from this one.
 	Seed uint64
 	// Logger receives the nodes' logs. Default: discarded.
 	Logger *slog.Logger

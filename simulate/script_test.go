@@ -225,3 +225,31 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestRandomWithoutSeedIsSeedZero: a script's random without seed= draws
+// the graph of seed=0, not one of the run's seed (Config.Seed, --seed,
+// default 1): Parse draws it, with no run seed to hand, so the same
+// script gives the same graph under every run seed.
+func TestRandomWithoutSeedIsSeedZero(t *testing.T) {
+	graph := func(src string) [][2]string {
+		t.Helper()
+		s, err := Parse("random.sim", src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range s.Steps {
+			if st.Op == OpRandom {
+				return st.Edges
+			}
+		}
+		t.Fatalf("no random step in %q", src)
+		return nil
+	}
+	def := graph("nodes n1..n12\nrandom edges=20\n")
+	if !reflect.DeepEqual(def, graph("nodes n1..n12\nrandom edges=20 seed=0\n")) {
+		t.Error("random without seed= drew another graph than seed=0")
+	}
+	if reflect.DeepEqual(def, graph("nodes n1..n12\nrandom edges=20 seed=1\n")) {
+		t.Error("random without seed= drew the graph of seed=1, the run's default seed")
+	}
+}
