@@ -174,20 +174,20 @@ const maxPos = float64(MaxDuration / time.Millisecond)
 
 // validate checks u before SetUnderlay applies it: at most maxNodes
 // placed nodes (ErrTooManyNodes: it sets a latency for every pair),
-// latencies not negative and places on the plane finite and within maxPos
-// of its centre (ErrInvalidArgument).
+// latencies from 0 to MaxDuration and places on the plane finite and
+// within maxPos of its centre (ErrInvalidArgument).
 func (u *Underlay) validate(maxNodes int) error {
 	switch {
 	case u == nil:
 		return fmt.Errorf("no underlay: %w", ErrInvalidArgument)
 	case len(u.Region) > maxNodes:
 		return fmt.Errorf("%d nodes placed, more than the cluster's %d: %w", len(u.Region), maxNodes, ErrTooManyNodes)
-	case u.Inside < 0:
-		return fmt.Errorf("inside latency %v is negative: %w", u.Inside, ErrInvalidArgument)
+	case u.Inside < 0 || u.Inside > MaxDuration:
+		return fmt.Errorf("inside latency %v: want 0 to %v: %w", u.Inside, MaxDuration, ErrInvalidArgument)
 	}
 	for r, l := range u.Between {
-		if l < 0 {
-			return fmt.Errorf("latency %v between %s and %s is negative: %w", l, r[0], r[1], ErrInvalidArgument)
+		if l < 0 || l > MaxDuration {
+			return fmt.Errorf("latency %v between %s and %s: want 0 to %v: %w", l, r[0], r[1], MaxDuration, ErrInvalidArgument)
 		}
 	}
 	for name, p := range u.Pos {
@@ -206,8 +206,9 @@ func (u *Underlay) validate(maxNodes int) error {
 // for links that exist and links made later. Link and SetLink override a
 // pair. The underlay is also what MeasureMesh compares routes with. An
 // underlay that is nil, places more than MaxNodes nodes, or has a
-// negative latency or a place on the plane that is not a number or lies
-// farther than MaxDuration (in ms) from its centre is refused, with
+// latency that is negative or longer than MaxDuration, or a place on the
+// plane that is not a number or lies farther than MaxDuration (in ms)
+// from its centre is refused, with
 // ErrTooManyNodes or ErrInvalidArgument, before anything changes. Once
 // Close has begun it fails with an error wrapping net.ErrClosed.
 func (c *Cluster) SetUnderlay(u *Underlay) error {

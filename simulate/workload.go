@@ -222,7 +222,7 @@ func (s WorkloadSpec) count(running int) (int, error) {
 	if size == 0 {
 		size = DefaultWorkloadSize
 	}
-	if n > 0 && size*int64(n) > MaxWorkloadBytes {
+	if n > 0 && size > MaxWorkloadBytes/int64(n) { // size*n could overflow
 		return 0, fmt.Errorf("workload of %.0f circuits × %s: at most %dGiB in all", n, sizeString(size), MaxWorkloadBytes>>30)
 	}
 	return int(n), nil

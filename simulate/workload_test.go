@@ -174,6 +174,7 @@ func TestWorkloadRefusesBadSpec(t *testing.T) {
 		{Circuits: MaxWorkloadCircuits + 1, Size: 1},
 		{Circuits: 2, Size: -1},
 		{Circuits: 2, Size: MaxWorkloadBytes},
+		{Circuits: 2, Size: 1 << 62}, // circuits × size overflows
 		{Rate: math.NaN(), Duration: time.Second},
 		{Rate: -1, Duration: time.Second},
 		{Circuits: 2, Within: -time.Second},
