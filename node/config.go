@@ -615,18 +615,14 @@ func (c *Config) checkNames() error {
 // are its own).
 func (c *Config) checkAddrs() error {
 	if c.PacketConn == nil && c.NewTransport == nil {
-		if _, err := udpPort(c.ListenAddr); err != nil {
-			return fmt.Errorf("%w: ListenAddr %q is not a UDP HOST:PORT: %w", ErrInvalidConfig, c.ListenAddr, err)
+		if err := CheckLinkAddr(c.ListenAddr, true); err != nil {
+			return fmt.Errorf("%w: ListenAddr %w", ErrInvalidConfig, err)
 		}
 	}
 	if c.NewTransport == nil {
 		for i, a := range c.StaticLinks {
-			p, err := udpPort(a)
-			if err == nil && p == 0 {
-				err = errors.New("port 0 is no node's")
-			}
-			if err != nil {
-				return fmt.Errorf("%w: StaticLinks[%d] %q is not a UDP HOST:PORT: %w", ErrInvalidConfig, i, a, err)
+			if err := CheckLinkAddr(a, false); err != nil {
+				return fmt.Errorf("%w: StaticLinks[%d] %w", ErrInvalidConfig, i, err)
 			}
 		}
 	}
@@ -636,25 +632,43 @@ func (c *Config) checkAddrs() error {
 		}
 	}
 	if a := c.Discovery.BindAddr; a != "" {
-		_, port, err := net.SplitHostPort(a)
-		if err == nil {
-			_, err = strconv.ParseUint(port, 10, 16)
-		}
-		if err != nil {
-			return fmt.Errorf("%w: Discovery.BindAddr %q is not a HOST:PORT with a port from 0 to 65535: %w", ErrInvalidConfig, a, err)
+		if err := CheckGossipAddr(a); err != nil {
+			return fmt.Errorf("%w: Discovery.BindAddr %w", ErrInvalidConfig, err)
 		}
 	}
 	return nil
 }
 
-// udpPort is the port of UDP address HOST:PORT addr (PORT a number or a
-// service name).
-func udpPort(addr string) (int, error) {
+// CheckLinkAddr refuses, as New does on QUIC links, a ListenAddr (listen)
+// or StaticLinks entry addr that is no UDP HOST:PORT (PORT a number or a
+// service name), or, for a static link, has port 0, which is no node's.
+// A program building a Config from its own flags can name the flag.
+func CheckLinkAddr(addr string, listen bool) error {
 	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return 0, err
+	var p int
+	if err == nil {
+		p, err = net.LookupPort("udp", port)
 	}
-	return net.LookupPort("udp", port)
+	if err == nil && p == 0 && !listen {
+		err = errors.New("port 0 is no node's")
+	}
+	if err != nil {
+		return fmt.Errorf("%q is not a UDP HOST:PORT: %w", addr, err)
+	}
+	return nil
+}
+
+// CheckGossipAddr refuses, as New does, a Discovery.BindAddr that is no
+// HOST:PORT with a port number from 0 to 65535.
+func CheckGossipAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil {
+		return fmt.Errorf("%q is not a HOST:PORT with a port from 0 to 65535: %w", addr, err)
+	}
+	return nil
 }
 
 func (c *Config) validate() error {

@@ -95,6 +95,7 @@ func TestAddressesTheNodeRefusesAreABadCommandLine(t *testing.T) {
 		{"--link", "10.0.0.2:0", []string{"--listen", "127.0.0.1:0"}},
 		{"--listen", "127.0.0.1:99999", nil},
 		{"--gossip", "127.0.0.1:99999", []string{"--listen", "127.0.0.1:0"}},
+		{"--gossip", "127.0.0.1:domain", []string{"--listen", "127.0.0.1:0"}}, // a UDP service name, which gossip takes not
 	} {
 		args := append(append(append([]string{}, run...), tc.rest...), tc.flag, tc.value)
 		code, out := l.exitCode(args...)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -281,18 +280,19 @@ func checkDaemonFlags(c *cli.Context) (daemonConfig, error) {
 	default:
 		return d, atConfigLine(c, usagef("--log-format %q: want text or json", c.String("log-format")), "log-format")
 	}
+	// The addresses node.New would refuse, named as flags.
 	listen := c.String("listen")
-	if err := checkAddrFlag("listen", listen, true); err != nil {
-		return d, atConfigLine(c, err, "listen")
+	if err := node.CheckLinkAddr(listen, true); err != nil {
+		return d, atConfigLine(c, usagef("--listen %w", err), "listen")
 	}
 	for _, l := range c.StringSlice("link") {
-		if err := checkAddrFlag("link", l, false); err != nil {
-			return d, atConfigValue(c, err, "link", l)
+		if err := node.CheckLinkAddr(l, false); err != nil {
+			return d, atConfigValue(c, usagef("--link %w", err), "link", l)
 		}
 	}
 	if g := c.String("gossip"); g != "" {
-		if err := checkAddrFlag("gossip", g, true); err != nil {
-			return d, atConfigLine(c, err, "gossip")
+		if err := node.CheckGossipAddr(g); err != nil {
+			return d, atConfigLine(c, usagef("--gossip %w", err), "gossip")
 		}
 	}
 	for _, s := range c.StringSlice("expose") {
@@ -389,23 +389,6 @@ func checkDaemonFlags(c *cli.Context) (daemonConfig, error) {
 		return d, atConfigLine(c, usagef("--insecure needs --name"), "insecure")
 	}
 	return d, nil
-}
-
-// checkAddrFlag refuses, as a bad command line naming flag, a HOST:PORT
-// value that node.New would refuse: no port, or one that is no UDP port
-// (port 0 too, unless zeroOK: a listener's port the kernel picks).
-func checkAddrFlag(flag, v string, zeroOK bool) error {
-	_, port, err := net.SplitHostPort(v)
-	if err == nil {
-		var p int
-		if p, err = net.LookupPort("udp", port); err == nil && p == 0 && !zeroOK {
-			err = errors.New("port 0 is no node's")
-		}
-	}
-	if err != nil {
-		return usagef("--%s %q: want HOST:PORT: %v", flag, v, err)
-	}
-	return nil
 }
 
 // identityPaths returns the certificate, key and CA files: the --cert,
