@@ -93,6 +93,7 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stopUp()
+	held := m.peers(x) // x's links before it began to lose l
 	partitioned := time.Now()
 	if err := c.PartitionUnderlay([]string{x}, []string{l}); err != nil {
 		t.Fatal(err)
@@ -110,7 +111,7 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 	// once: between two polls it may already hold it again.
 	ls := m.peers(x)
 	redialled := slices.ContainsFunc(cands, func(p string) bool { li, ok := ls[p]; return ok && li.Outbound })
-	if taken := takenSince(ls, up, &upMu); len(ls) == maxLinks && !redialled && taken != "" {
+	if taken := takenSince(ls, held, up, &upMu); len(ls) == maxLinks && !redialled && taken != "" {
 		// By design too (above), one step earlier: the link another
 		// node dialled came up before x dialled its long link again.
 		t.Logf("%s is at its maximum with no long link after losing %s, by design: %s, which dialled %s, took its last slot first; links %v",
@@ -157,7 +158,7 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 		// its maximum, l after x lost its link, and a link x did not
 		// dial, up since, holds x's last slot.
 		ls := m.peers(x)
-		taken := takenSince(ls, up, &upMu)
+		taken := takenSince(ls, nil, up, &upMu)
 		all := !slices.ContainsFunc(cands, func(p string) bool { return refused.last(x, p).IsZero() })
 		if len(ls) == maxLinks && taken != "" && all && refused.last(x, l).After(partitioned) {
 			t.Logf("%s is at its maximum with no long link 3 minutes after the heal, by design: %v refused it at their maximum (%s after it lost its link) and %s, which dialled %s, took its last slot; links %v",
@@ -208,12 +209,23 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 }
 
 // takenSince is a link of ls that x did not dial and that came up since
-// up began to record (up guarded by mu), or "" when none did.
-func takenSince(ls map[string]node.LinkInfo, up map[string]time.Time, mu *sync.Mutex) string {
+// up began to record (up guarded by mu), or "" when none did. With held
+// (x's links before), it must be the one link of ls to a peer held did
+// not have.
+func takenSince(ls, held map[string]node.LinkInfo, up map[string]time.Time, mu *sync.Mutex) string {
+	var added []string
+	for p := range ls {
+		if _, ok := held[p]; held == nil || !ok {
+			added = append(added, p)
+		}
+	}
+	if held != nil && len(added) != 1 {
+		return ""
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	for p, li := range ls {
-		if _, ok := up[p]; ok && !li.Outbound {
+	for _, p := range added {
+		if _, ok := up[p]; ok && !ls[p].Outbound {
 			return p
 		}
 	}

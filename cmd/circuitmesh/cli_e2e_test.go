@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -167,8 +168,8 @@ func TestE2EPingInterruptedPrintsItsSummary(t *testing.T) {
 		flags   []string
 		summary *regexp.Regexp
 	}{
-		{nil, regexp.MustCompile(`\n--- b ping statistics ---\n(\d+) sent, (\d+) replies, 0% loss, rtt min/avg/max = \S+/\S+/\S+\n$`)},
-		{[]string{"--json"}, regexp.MustCompile(`\n\{"type":"summary","peer":"b","sent":(\d+),"replies":(\d+),"loss_percent":0,[^\n]*\}\n$`)},
+		{nil, regexp.MustCompile(`\n--- b ping statistics ---\n(\d+) sent, (\d+) replies, \d+% loss, rtt min/avg/max = \S+/\S+/\S+\n$`)},
+		{[]string{"--json"}, regexp.MustCompile(`\n\{"type":"summary","peer":"b","sent":(\d+),"replies":(\d+),"loss_percent":[\d.]+,[^\n]*\}\n$`)},
 	} {
 		args := append([]string{"ping", "b", "-c", "1000", "-i", "100ms", "--data-dir", a.dir}, form.flags...)
 		cmd := exec.Command(l.bin, args...)
@@ -192,8 +193,14 @@ func TestE2EPingInterruptedPrintsItsSummary(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatalf("ping %v still runs 30 s after SIGINT:\n%s", form.flags, out.String())
 		}
-		m := form.summary.FindStringSubmatch(out.String())
-		if err != nil || errb.String() != "" || m == nil || m[1] != m[2] || m[1] == "0" {
+		// A ping lost to a slow machine is no failure of the summary:
+		// it counts at least the reply seen, and no more than it sent.
+		var sent, replies int
+		if m := form.summary.FindStringSubmatch(out.String()); m != nil {
+			sent, _ = strconv.Atoi(m[1])
+			replies, _ = strconv.Atoi(m[2])
+		}
+		if err != nil || errb.String() != "" || replies < 1 || replies > sent {
 			t.Fatalf("ping %v after SIGINT: %v, stderr %q, stdout (want a summary of its replies last):\n%s",
 				form.flags, err, errb.String(), out.String())
 		}
