@@ -50,3 +50,13 @@ func TestMetricsOnLoopbackRefuseReboundNames(t *testing.T) {
 		}
 	}
 }
+
+// --metrics-host without --metrics is a bad command line: the name it
+// gives would be allowed nowhere.
+func TestMetricsHostNeedsMetrics(t *testing.T) {
+	l := newLab(t, "metrics")
+	code, out := l.exitCode("run", "--data-dir", t.TempDir(), "--insecure", "--name", "x", "--listen", "127.0.0.1:0", "--metrics-host", "proxy.example")
+	if code != 2 || !strings.Contains(out, "--metrics-host needs --metrics") {
+		t.Fatalf("run --metrics-host without --metrics: exit status %d, want 2 and the reason:\n%s", code, out)
+	}
+}

@@ -269,6 +269,9 @@ func checkDaemonFlags(c *cli.Context) (daemonConfig, error) {
 		}
 		d.metricsHosts = append(d.metricsHosts, h)
 	}
+	if len(d.metricsHosts) > 0 && d.metrics == "" {
+		return d, atConfigLine(c, usagef("--metrics-host needs --metrics ADDR: it names a host /metrics answers"), "metrics-host")
+	}
 	d.ui = c.String("ui")
 	if err := d.level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return d, atConfigLine(c, usagef("--log-level %q: want debug, info, warn or error", c.String("log-level")), "log-level")
