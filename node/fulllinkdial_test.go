@@ -70,6 +70,16 @@ func TestRelayPassesOverALinkWithNoStreamLeft(t *testing.T) {
 		if cfg.Name == "b" || cfg.Name == "c" {
 			cfg.Limits.MaxCircuitsPerLink = perLink
 		}
+		// Every link costs the same, so that r reaches b and c over
+		// their own links and d through both, whatever the round trips
+		// a loaded machine measures (with measured costs, 5 of the 8
+		// circuits r opened to b went through c and d once).
+		cfg.LinkCosts = map[string]links.Cost{}
+		for _, peer := range []string{"a", "b", "c", "d", "r"} {
+			if peer != cfg.Name {
+				cfg.LinkCosts[peer] = 10
+			}
+		}
 	}
 	c.build("a-r", "r-b", "r-c", "b-d", "c-d")
 	c.waitRoute("a", "d", 3)
@@ -110,14 +120,27 @@ func fillLink(t *testing.T, c *cluster, from, to string, perLink int) (free func
 		held = nil
 	}
 	t.Cleanup(free)
-	for i := range perLink {
+	// Each circuit must cross the link itself: on a loaded machine the
+	// measured costs can make routing send one round another way for a
+	// moment, and that one is opened again.
+	direct := fmt.Sprint([]string{from, to})
+	for i, tries := 0, 0; i < perLink; tries++ {
+		if tries == 10*perLink {
+			t.Fatalf("%d of %d circuits %s opened to %s crossed their link in %d tries", i, perLink, from, to, tries)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		conn, err := c.nodes[from].DialWith(ctx, to, EchoService, DialOptions{})
+		conn, err := c.nodes[from].DialWith(ctx, to, EchoService, DialOptions{RecordPath: true})
 		cancel()
 		if err != nil {
 			t.Fatalf("circuit %d of %d %s holds to %s: %v", i+1, perLink, from, to, err)
 		}
+		if got := fmt.Sprint(conn.Path()); got != direct {
+			t.Logf("circuit %d of %d %s holds to %s went %s; opening another", i+1, perLink, from, to, got)
+			conn.Close()
+			continue
+		}
 		held = append(held, conn)
+		i++
 	}
 	if s, err := c.mustLink(from, to).(links.StreamTrier).TryOpenStream(); !errors.Is(err, links.ErrNoStreamCredit) {
 		if s != nil {
