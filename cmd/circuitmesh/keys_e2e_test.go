@@ -71,3 +71,30 @@ func TestE2EGossipKeyRotationWithTheCLI(t *testing.T) {
 	x.waitRoute(t, "c", anyRoute)
 	a.waitRoute(t, "x", anyRoute)
 }
+
+// TestKeysOnANodeWithoutAKeyringExitOne: `keys` on a daemon that runs
+// without gossip, or gossips without a key, has a valid command line the
+// daemon cannot carry out (README: exit status 2 is a bad command line, 1
+// any other failure). It exited 2 with "bad request", so a script read
+// it as its own mistake; now 1, saying why.
+func TestKeysOnANodeWithoutAKeyringExitOne(t *testing.T) {
+	l := newLab(t, "e2e")
+	keyFile := filepath.Join(l.dir, "k.key")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		d    *daemon
+		says string
+	}{
+		{l.start("a", ""), "gossip is off"},
+		{l.start("b", "", "--gossip", "127.0.0.1:0"), "gossip is not encrypted"},
+	} {
+		for _, args := range [][]string{{"keys", "list"}, {"keys", "install", "--key-file", keyFile}} {
+			code, out := l.exitCode(append(args, "--data-dir", tc.d.dir)...)
+			if code != 1 || !strings.Contains(out, tc.says) || strings.Contains(out, "bad request") {
+				t.Errorf("%v on %s: exit status %d, want 1 saying %q (the command line is fine):\n%s", args, tc.d.name, code, tc.says, out)
+			}
+		}
+	}
+}

@@ -133,7 +133,10 @@ var (
 	ErrUntrustedSocket = errors.New("admin socket served by another user")
 	// ErrNotFound: the peer, service, expose or forward does not exist.
 	ErrNotFound = errors.New("not found")
-	// ErrConflict: the service or listen address is already in use.
+	// ErrConflict: the service or listen address is already in use, or
+	// the daemon's state forbids the request (the primary gossip key
+	// cannot be removed; a node without a gossip keyring has none to
+	// list or change).
 	ErrConflict = errors.New("already in use")
 	// ErrBadRequest: the daemon rejected the arguments.
 	ErrBadRequest = errors.New("bad request")

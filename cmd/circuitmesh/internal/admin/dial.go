@@ -167,7 +167,7 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, ErrNotFound), errors.Is(err, circuit.ErrNoRoute), errors.Is(err, circuit.ErrNoService):
 		return http.StatusNotFound
-	case errors.Is(err, ErrConflict), errors.Is(err, syscall.EADDRINUSE):
+	case errors.Is(err, ErrConflict), errors.Is(err, syscall.EADDRINUSE), errors.Is(err, node.ErrNoKeyring):
 		return http.StatusConflict
 	case errors.Is(err, ErrBusy):
 		return http.StatusServiceUnavailable

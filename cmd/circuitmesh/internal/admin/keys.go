@@ -83,8 +83,14 @@ func (s *Server) handleKeyOp(w http.ResponseWriter, r *http.Request) {
 	s.handleKeys(w, r)
 }
 
+// keyError maps a keyring error onto the admin API's statuses. A node
+// without a keyring (no gossip, or gossip without a key) is asked for
+// something it cannot do, not given a bad argument: 409, like a primary
+// key that cannot be removed, and its error says why without a suffix.
 func keyError(err error) error {
 	switch {
+	case errors.Is(err, node.ErrNoKeyring):
+		return err // statusOf: 409
 	case errors.Is(err, node.ErrKeyNotInstalled):
 		return fmt.Errorf("%w: %w", err, ErrNotFound)
 	case errors.Is(err, node.ErrKeyInUse):
