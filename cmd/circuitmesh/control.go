@@ -77,9 +77,9 @@ Example:
 func forwardCommand() *cli.Command {
 	return controlCommand("forward", "tunnel a local TCP port to a mesh service", "LISTEN PEER/SERVICE",
 		`Listens on the local TCP address LISTEN (a bare port means 127.0.0.1,
-:PORT every interface) and tunnels every connection over a fresh circuit
-to SERVICE on node PEER, opened as this node: whoever reaches LISTEN uses
-SERVICE as this node.
+:PORT every interface; HOST must resolve) and tunnels every connection
+over a fresh circuit to SERVICE on node PEER, opened as this node:
+whoever reaches LISTEN uses SERVICE as this node.
 
 Example:
    circuitmesh forward 127.0.0.1:8080 d/web && curl http://127.0.0.1:8080/`,
@@ -90,6 +90,9 @@ Example:
 			f, err := parseForward(c.Args().Get(0), c.Args().Get(1))
 			if err != nil {
 				return usagef("forward: %v", err)
+			}
+			if err := resolveForward("forward", f); err != nil {
+				return err
 			}
 			var got admin.Forward
 			if err := cl.Post(c.Context, admin.PathForward, admin.Forward{Listen: f.listen, Peer: f.peer, Service: f.service}, &got); err != nil {

@@ -206,3 +206,31 @@ func TestForwardToAPortTheKernelPicksTwice(t *testing.T) {
 		t.Fatalf("after unforward %s: forwards %+v, want only %s", second, svcs.Forwards, first)
 	}
 }
+
+// TestForwardToAListenHostThatDoesNotResolveExitsTwo: `forward
+// no-such-host.invalid:8080 a/echo` names a host that does not resolve,
+// the mistake `expose web no-such-host.invalid:8080` exits 2 for (README:
+// `expose` and `forward` check that a host resolves). forward passed it
+// to the daemon, whose listen failed: exit 1, and `run --forward` with it
+// failed at start, exit 1 too. Now both exit 2 like expose, saying the
+// host does not resolve, and nothing is forwarded.
+func TestForwardToAListenHostThatDoesNotResolveExitsTwo(t *testing.T) {
+	l := newLab(t, "e2e")
+	a := l.start("a", "")
+	const host = "no-such-host.invalid"
+	for _, args := range [][]string{
+		{"expose", "web", host + ":8080", "--data-dir", a.dir},
+		{"forward", host + ":8080", "a/echo", "--data-dir", a.dir},
+		{"run", "--data-dir", a.dir, "--admin", filepath.Join(l.dir, "other.sock"), "--listen", "127.0.0.1:0", "--expose", "web=" + host + ":8080"},
+		{"run", "--data-dir", a.dir, "--admin", filepath.Join(l.dir, "other.sock"), "--listen", "127.0.0.1:0", "--forward", host + ":8080=a/echo"},
+	} {
+		code, out := l.exitCode(args...)
+		if code != 2 || !strings.Contains(out, "does not resolve") {
+			t.Errorf("%v: exit status %d, want 2 saying the host does not resolve:\n%s", args, code, out)
+		}
+	}
+	var svcs admin.Services
+	if err := a.client().Get(context.Background(), admin.PathServices, nil, &svcs); err != nil || len(svcs.Forwards) != 0 || len(svcs.Exposed) != 0 {
+		t.Fatalf("services of a after the refusals: %+v, %v; want none", svcs, err)
+	}
+}

@@ -179,6 +179,17 @@ func parseForward(listen, dest string) (forwardSpec, error) {
 	return forwardSpec{listen, peer, service}, nil
 }
 
+// resolveForward checks that the listen host of a forward parseForward
+// took resolves, as parseExpose checks the host behind a service; what
+// names the argument in the usage error. parseForward leaves the lookup
+// out, so that fuzzing it queries no DNS.
+func resolveForward(what string, f forwardSpec) error {
+	if err := admin.ValidateListenHost(context.Background(), f.listen); err != nil {
+		return usagef("%s: %v", what, unwrapBadRequest(err))
+	}
+	return nil
+}
+
 // normalizeListen accepts HOST:PORT, :PORT or a bare PORT (loopback).
 func normalizeListen(s string) (string, error) {
 	if !strings.Contains(s, ":") {
@@ -307,6 +318,9 @@ func checkDaemonFlags(c *cli.Context) (daemonConfig, error) {
 	}
 	for _, s := range c.StringSlice("forward") {
 		f, err := parseForwardFlag(s)
+		if err == nil {
+			err = resolveForward(fmt.Sprintf("--forward %q", s), f)
+		}
 		if err != nil {
 			return d, atConfigValue(c, err, "forward", s)
 		}

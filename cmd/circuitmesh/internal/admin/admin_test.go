@@ -289,6 +289,7 @@ func TestExposeAndForwardArgumentsAreCheckedBeforeAnythingIsPublished(t *testing
 		{Listen: "127.0.0.1:0", Peer: "Bad Peer", Service: "web"},
 		{Listen: "127.0.0.1:0", Peer: "d", Service: "bad name"},
 		{Listen: "127.0.0.1:99999", Peer: "d", Service: "web"},
+		{Listen: "no-such-host.invalid:0", Peer: "d", Service: "web"},
 	} {
 		if err := c.Post(ctx, PathForward, fw, nil); !errors.Is(err, ErrBadRequest) {
 			t.Errorf("forward %+v: %v, want a bad request", fw, err)

@@ -172,6 +172,9 @@ func (s *Server) AddForward(listen, peer, service string) (string, error) {
 	if err := ValidateForward(listen, peer, service); err != nil {
 		return "", err
 	}
+	if err := ValidateListenHost(context.Background(), listen); err != nil {
+		return "", err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.forwards[listen]; ok {

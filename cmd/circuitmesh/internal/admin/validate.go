@@ -35,6 +35,24 @@ func ValidateTarget(ctx context.Context, hostport string) error {
 	if err != nil {
 		return err
 	}
+	return resolves(ctx, hostport, host)
+}
+
+// ValidateListenHost checks that the host of a forward's listen address
+// resolves, as the host behind an exposed service must: an IP literal, a
+// name that resolves, or none (:PORT, every address). It queries DNS, so
+// it is kept apart from ValidateForward. The error wraps ErrBadRequest.
+func ValidateListenHost(ctx context.Context, listen string) error {
+	host, err := ValidateHostPort(listen, true)
+	if err != nil || host == "" {
+		return err
+	}
+	return resolves(ctx, listen, host)
+}
+
+// resolves checks that host, the host of hostport, is an IP literal or a
+// name that resolves. The error wraps ErrBadRequest.
+func resolves(ctx context.Context, hostport, host string) error {
 	if net.ParseIP(host) != nil {
 		return nil
 	}
