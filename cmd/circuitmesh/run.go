@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -147,7 +148,7 @@ func runDaemon(ctx context.Context, d daemonConfig, logw io.Writer) error {
 			log.Info("stopped while starting", "cause", context.Cause(ctx))
 			return nil
 		}
-		return explainStartError(err, d.node.ListenAddr)
+		return explainStartError(err, d.node.ListenAddr, d.node.Discovery.BindAddr)
 	}
 	drainCut := false
 	defer func() {
@@ -278,20 +279,40 @@ func newLogger(w io.Writer, level slog.Level, json bool) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// explainStartError says when the UDP address is taken, whatever shape
-// the node's error has.
-func explainStartError(err error, listen string) error {
+// explainStartError says when the link address (--listen, UDP) or the
+// gossip address (--gossip, TCP and UDP; "" when off) is taken, whatever
+// shape the node's error has: memberlist's does not wrap the cause, so
+// the addresses are tried again.
+func explainStartError(err error, listen, gossip string) error {
+	if taken("udp", listen) {
+		return addrInUse("--listen", "UDP", listen)
+	}
+	for _, network := range []string{"tcp", "udp"} {
+		if gossip != "" && taken(network, gossip) {
+			return addrInUse("--gossip", strings.ToUpper(network), gossip)
+		}
+	}
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return addrInUse("--listen", "UDP", listen)
 	}
-	if pc, perr := net.ListenPacket("udp", listen); perr != nil {
-		if errors.Is(perr, syscall.EADDRINUSE) {
-			return addrInUse("--listen", "UDP", listen)
-		}
-	} else {
-		pc.Close()
-	}
 	return fmt.Errorf("start node: %w", err)
+}
+
+// taken reports whether another socket holds addr on network ("tcp" or
+// "udp"), by binding it and letting go at once.
+func taken(network, addr string) bool {
+	var c io.Closer
+	var err error
+	if network == "tcp" {
+		c, err = net.Listen(network, addr)
+	} else {
+		c, err = net.ListenPacket(network, addr)
+	}
+	if err != nil {
+		return errors.Is(err, syscall.EADDRINUSE)
+	}
+	c.Close()
+	return false
 }
 
 func explainListenError(err error, flag, addr string) error {
