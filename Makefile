@@ -9,7 +9,7 @@ PKGS    ?= ./...
 help:
 	@echo "build      build $(BIN)"
 	@echo "test       go test -race -short (the quick suite, includes end-to-end tests)"
-	@echo "test-long  go test without -short (long scenarios too), -race but for simulate"
+	@echo "test-long  go test without -short (long scenarios too), -race but for routing, simulate and the 100-node gossip mesh"
 	@echo "soak       5 CPU-starved daemons for 2 minutes: no false link-down, no failed ping"
 	@echo "stress     run the quick suite RUNS times, LOAD busy loops beside it (.ci/stress)"
 	@echo "fuzz       run every fuzz target of PKGS for FUZZTIME (default 60s) each (.ci/fuzz)"

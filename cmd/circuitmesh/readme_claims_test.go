@@ -182,3 +182,59 @@ func TestDefaultDataDirIsTheReadmes(t *testing.T) {
 		t.Errorf("without XDG_STATE_HOME the default data dir is %s, want %s", got, want)
 	}
 }
+
+// `make help` says what `make test-long` runs without the race detector
+// as its recipe does, and in README.md's words: every package the recipe
+// runs without -race and the N-node subtest it runs so, by "-race but for
+// ...". Its line said "-race but for simulate" after routing and the
+// 100-node gossip mesh had left the race detector too.
+func TestMakeHelpSaysWhatTestLongRuns(t *testing.T) {
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join("..", "..", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	mk, readme := read("Makefile"), read("README.md")
+	m := regexp.MustCompile(`(?m)^\t@echo "test-long +(.*)"$`).FindStringSubmatch(mk)
+	if m == nil {
+		t.Fatal("Makefile's help has no test-long line")
+	}
+	help := m[1]
+	_, recipe, ok := strings.Cut(mk, "\ntest-long:\n")
+	if !ok {
+		t.Fatal("Makefile has no test-long target")
+	}
+	recipe, _, _ = strings.Cut(recipe, "\n\n")
+	var without []string // what the recipe runs without -race
+	for _, line := range strings.Split(recipe, "\n") {
+		if !strings.Contains(line, "$(GO) test") || strings.Contains(line, "-race") {
+			continue
+		}
+		if sub := regexp.MustCompile(`-run '[^']*/([0-9]+)'`).FindStringSubmatch(line); sub != nil {
+			without = append(without, sub[1]+"-node")
+		} else if pkg := regexp.MustCompile(`\./([a-z]+)/`).FindStringSubmatch(line); pkg != nil {
+			without = append(without, pkg[1])
+		}
+	}
+	if len(without) < 3 {
+		t.Fatalf("found %v run without -race in test-long's recipe:\n%s", without, recipe)
+	}
+	_, clause, ok := strings.Cut(help, "-race but for ")
+	if !ok {
+		t.Fatalf("make help's test-long line %q does not say what runs without -race", help)
+	}
+	for _, w := range without {
+		if !strings.Contains(clause, w) {
+			t.Errorf("make help's test-long line %q does not name %s, which the recipe runs without -race", help, w)
+		}
+	}
+	m = regexp.MustCompile("(?m)^make test-long +# .*-race but for (.*)$").FindStringSubmatch(readme)
+	if m == nil {
+		t.Fatal("README.md has no make test-long line saying what runs without -race")
+	}
+	if !strings.HasPrefix(m[1], clause) {
+		t.Errorf("make help says test-long runs with -race but for %q; README.md says %q", clause, m[1])
+	}
+}
