@@ -615,13 +615,13 @@ func (c *Config) checkNames() error {
 // are its own).
 func (c *Config) checkAddrs() error {
 	if c.PacketConn == nil && c.NewTransport == nil {
-		if err := CheckLinkAddr(c.ListenAddr, true); err != nil {
+		if err := CheckQUICAddr(c.ListenAddr, true); err != nil {
 			return fmt.Errorf("%w: ListenAddr %w", ErrInvalidConfig, err)
 		}
 	}
 	if c.NewTransport == nil {
 		for i, a := range c.StaticLinks {
-			if err := CheckLinkAddr(a, false); err != nil {
+			if err := CheckQUICAddr(a, false); err != nil {
 				return fmt.Errorf("%w: StaticLinks[%d] %w", ErrInvalidConfig, i, err)
 			}
 		}
@@ -639,11 +639,11 @@ func (c *Config) checkAddrs() error {
 	return nil
 }
 
-// CheckLinkAddr refuses, as New does on QUIC links, a ListenAddr (listen)
+// CheckQUICAddr refuses, as New does on QUIC links, a ListenAddr (listen)
 // or StaticLinks entry addr that is no UDP HOST:PORT (PORT a number or a
 // service name), or, for a static link, has port 0, which is no node's.
 // A program building a Config from its own flags can name the flag.
-func CheckLinkAddr(addr string, listen bool) error {
+func CheckQUICAddr(addr string, listen bool) error {
 	_, port, err := net.SplitHostPort(addr)
 	var p int
 	if err == nil {

@@ -296,11 +296,11 @@ func checkDaemonFlags(c *cli.Context) (daemonConfig, error) {
 	}
 	// The addresses node.New would refuse, named as flags.
 	listen := c.String("listen")
-	if err := node.CheckLinkAddr(listen, true); err != nil {
+	if err := node.CheckQUICAddr(listen, true); err != nil {
 		return d, atConfigLine(c, usagef("--listen %w", err), "listen")
 	}
 	for _, l := range c.StringSlice("link") {
-		if err := node.CheckLinkAddr(l, false); err != nil {
+		if err := node.CheckQUICAddr(l, false); err != nil {
 			return d, atConfigValue(c, usagef("--link %w", err), "link", l)
 		}
 	}
