@@ -612,7 +612,8 @@ func (c *Config) checkNames() error {
 // Start failed on them. On QUIC links it refuses a StaticLinks entry
 // with no port or port 0 too, which the node would redial forever
 // (another transport's addresses, such as in-memory links' node names,
-// are its own).
+// are its own), and on any transport a Discovery.Join entry CheckJoin
+// refuses, which the node would retry every JoinInterval.
 func (c *Config) checkAddrs() error {
 	if c.PacketConn == nil && c.NewTransport == nil {
 		if err := CheckQUICAddr(c.ListenAddr, true); err != nil {
