@@ -45,6 +45,11 @@
 // CloseNormal, which matches net.ErrClosed and links.ErrStreamReset: on
 // a Conn, clear or sealed, and on a Resumable alike.
 //
+// After an end's Close or Reset (also one that follows the other end's
+// reset), its Reads, Writes, deadline setters, CloseWrite and a second
+// Close fail with a *net.OpError matching net.ErrClosed, as a
+// net.TCPConn's do: on a Conn, clear or sealed, and on a Resumable alike.
+//
 // # What the caller must do
 //
 //   - Bound the time a peer may take to send its header: ReadOpen blocks

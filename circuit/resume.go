@@ -2371,8 +2371,9 @@ func (r *Resumable) CloseWrite() error {
 
 // Close ends the circuit from this end: what was written is still
 // delivered (across resumes, for at most the resume timeout) and the other
-// end reads io.EOF after it; pending Reads and Writes fail with
-// net.ErrClosed, and bytes that arrive later are dropped. After a Write
+// end reads io.EOF after it; pending and later Reads and Writes, the
+// deadline setters, CloseWrite and a second Close fail with net.ErrClosed
+// (as on a Conn), and bytes that arrive later are dropped. After a Write
 // that ran into its deadline (none completed since, no CloseWrite) it
 // resets the circuit with CloseCancelled instead, as Conn.Close does:
 // the data stops short of what the application meant to send, which an
@@ -2445,7 +2446,8 @@ func (r *Resumable) LocalAddr() net.Addr { return r.local }
 // RemoteAddr is the other end's address.
 func (r *Resumable) RemoteAddr() net.Addr { return r.remote }
 
-// SetDeadline sets both deadlines.
+// SetDeadline sets both deadlines. After Close or Reset it fails with
+// net.ErrClosed, as the deadline setters of a Conn do.
 func (r *Resumable) SetDeadline(t time.Time) error { return r.setDeadlines(&t, &t) }
 
 // SetReadDeadline sets the read deadline; zero means none.
@@ -2457,6 +2459,9 @@ func (r *Resumable) SetWriteDeadline(t time.Time) error { return r.setDeadlines(
 func (r *Resumable) setDeadlines(read, write *time.Time) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.appClosed {
+		return r.opError("set deadline", net.ErrClosed)
+	}
 	if read != nil {
 		r.readDL = *read
 	}

@@ -1,0 +1,148 @@
+package circuit
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/circuitmesh/circuitmesh/links"
+)
+
+// circuitEnd is what every kind of circuit end offers its user: a
+// net.Conn with half-close and reset.
+type circuitEnd interface {
+	net.Conn
+	CloseWrite() error
+	Reset(code uint64)
+}
+
+// TestAfterCloseSameOnEveryCircuit: once an end is closed (Close; Reset;
+// or Close after the other end reset the circuit), Read, Write (of bytes
+// or none), SetDeadline, SetReadDeadline, SetWriteDeadline (to a time or
+// none), CloseWrite and a further Close fail alike on every kind of
+// circuit, at either end: plain (Dial, DialEarly), sealed (DialSecure,
+// DialEarlySecure, with and without Security.Reopen) and resumable (with
+// and without Early), with a *net.OpError matching net.ErrClosed, as on
+// a net.TCPConn. Before, a resumable circuit's deadline setters returned
+// nil after Close and after Reset while a Conn's failed with
+// net.ErrClosed.
+func TestAfterCloseSameOnEveryCircuit(t *testing.T) {
+	p := newPath(t, 1, nil)
+	k := newSealKeys(t)
+	o := basicOpen()
+	plain := func(early bool) func(t *testing.T) (circuitEnd, circuitEnd) {
+		return func(t *testing.T) (circuitEnd, circuitEnd) {
+			c := mustConnect(t, p, o, early)
+			return c.caller, c.dest
+		}
+	}
+	sealed := func(dial func(context.Context, links.Stream) (*Conn, error)) func(t *testing.T) (circuitEnd, circuitEnd) {
+		return func(t *testing.T) (circuitEnd, circuitEnd) {
+			c, err := p.connectWith(o, k.accept, dial)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(c.stop)
+			return c.caller, c.dest
+		}
+	}
+	// An early sealed dial that may open again after Retry: its Conn runs
+	// over a reopenable stream.
+	reopening := func(_ context.Context, s links.Stream) (*Conn, error) {
+		rec := k.d.Record()
+		c, err := DialEarlySecure(s, o, Addr{Node: "s", Service: o.Service}, Security{Keys: k.s, Peer: &rec,
+			Reopen: func(context.Context) (links.Stream, error) { return p.links[0].open() }})
+		if err != nil {
+			return nil, err
+		}
+		if c.sec.stream == nil {
+			return nil, errors.New("the conn does not run over a reopenable stream")
+		}
+		_, err = c.Write(nil) // send the first flight
+		return c, err
+	}
+	resumable := func(scfg ResumeConfig) func(t *testing.T) (circuitEnd, circuitEnd) {
+		return func(t *testing.T) (circuitEnd, circuitEnd) {
+			_, src, dst := newResumeRig(t).pair(scfg, ResumeConfig{})
+			return src, dst
+		}
+	}
+	kinds := []struct {
+		name string
+		pair func(t *testing.T) (caller, dest circuitEnd)
+	}{
+		{"plain", plain(false)},
+		{"plain early", plain(true)},
+		{"sealed", sealed(k.dial(o, false, false, false))},
+		{"sealed early", sealed(k.dial(o, false, true, false))},
+		{"sealed early reopenable", sealed(reopening)},
+		{"resumable", resumable(ResumeConfig{})},
+		{"resumable early", resumable(ResumeConfig{Early: true})},
+	}
+	endings := []struct {
+		name string
+		end  func(t *testing.T, end, peer circuitEnd)
+	}{
+		{"Close", func(t *testing.T, end, _ circuitEnd) {
+			if err := end.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+		}},
+		{"Reset", func(_ *testing.T, end, _ circuitEnd) { end.Reset(CloseCancelled) }},
+		{"peer Reset then Close", func(t *testing.T, end, peer circuitEnd) {
+			peer.Reset(CloseCancelled)
+			// A loaded machine is slow, not stuck: the reset arrives.
+			_ = end.SetReadDeadline(time.Now().Add(time.Minute))
+			if _, err := end.Read(make([]byte, 8)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("Read after the other end's Reset: %v, want the reset", err)
+			}
+			if err := end.Close(); err != nil {
+				t.Fatalf("Close after the other end's Reset: %v", err)
+			}
+		}},
+	}
+	calls := []struct {
+		name string
+		call func(c circuitEnd) error
+	}{
+		{"Read", func(c circuitEnd) error { _, err := c.Read(make([]byte, 8)); return err }},
+		{"Read of nothing", func(c circuitEnd) error { _, err := c.Read(nil); return err }},
+		{"Write", func(c circuitEnd) error { _, err := c.Write([]byte("x")); return err }},
+		{"Write of nothing", func(c circuitEnd) error { _, err := c.Write(nil); return err }},
+		{"SetDeadline", func(c circuitEnd) error { return c.SetDeadline(time.Now().Add(time.Hour)) }},
+		{"SetDeadline of none", func(c circuitEnd) error { return c.SetDeadline(time.Time{}) }},
+		{"SetReadDeadline", func(c circuitEnd) error { return c.SetReadDeadline(time.Now().Add(time.Hour)) }},
+		{"SetWriteDeadline", func(c circuitEnd) error { return c.SetWriteDeadline(time.Now().Add(time.Hour)) }},
+		{"CloseWrite", func(c circuitEnd) error { return c.CloseWrite() }},
+		{"Close", func(c circuitEnd) error { return c.Close() }},
+	}
+	for _, kind := range kinds {
+		for _, ending := range endings {
+			for _, caller := range []bool{true, false} {
+				name := kind.name + "/" + ending.name + "/"
+				if caller {
+					name += "caller"
+				} else {
+					name += "destination"
+				}
+				t.Run(name, func(t *testing.T) {
+					end, peer := kind.pair(t)
+					if !caller {
+						end, peer = peer, end
+					}
+					ending.end(t, end, peer)
+					for _, c := range calls {
+						err := c.call(end)
+						var oe *net.OpError
+						if !errors.Is(err, net.ErrClosed) || !errors.As(err, &oe) {
+							t.Errorf("%s after %s: %v (%T), want a *net.OpError matching net.ErrClosed", c.name, ending.name, err, err)
+						}
+					}
+				})
+			}
+		}
+	}
+}
