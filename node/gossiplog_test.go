@@ -74,3 +74,29 @@ func TestGossipErrorsRateLimited(t *testing.T) {
 		t.Errorf("errors naming 1000 nodes gave %d lines in a minute, want at most %d", n, gossipLinesMax)
 	}
 }
+
+// TestGossipWithoutKeySaysSoAtWarn: a node gossiping without a key takes
+// every gossip packet, an outsider's too (docs/SECURITY.md, "An
+// outsider"), and says so at WARN when it starts; one with a key does
+// not.
+func TestGossipWithoutKeySaysSoAtWarn(t *testing.T) {
+	c := newCluster(t, true)
+	keyless, keyed := c.captureLog("a"), c.captureLog("b")
+	prev := c.tweak
+	c.tweak = func(cfg *Config) {
+		prev(cfg)
+		cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0"}
+		if cfg.Name == "b" {
+			cfg.Discovery.Key = make([]byte, 32)
+		}
+	}
+	c.add("a")
+	c.add("b")
+	const warning = `level=WARN msg="gossip is NOT encrypted`
+	if !strings.Contains(keyless.String(), warning) {
+		t.Errorf("a node gossiping without a key logged no warning:\n%s", keyless.String())
+	}
+	if strings.Contains(keyed.String(), "NOT encrypted") {
+		t.Errorf("a node gossiping with a key warned it is not encrypted:\n%s", keyed.String())
+	}
+}
