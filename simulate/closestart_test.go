@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -158,7 +159,8 @@ func TestKillAndRestartAfterCloseRefuse(t *testing.T) {
 }
 
 // TestRestartOfNodeNeverStarted: a member whose first start failed (here
-// AddNodes with a cancelled context) is down, and Restart starts it; a
+// AddNodes with a cancelled context) is down, the names after it are not
+// added, and Restart starts it; a
 // Restart while AddNodes is still starting a node fails at once with
 // ErrNodeUp. Before, both Restarts waited on the old instance's end, of
 // an instance that never ran: they hung until their context ended (a
@@ -181,8 +183,11 @@ func TestRestartOfNodeNeverStarted(t *testing.T) {
 		}
 		cancelled, cancel := context.WithCancel(context.Background())
 		cancel()
-		if err := c.AddNodes(cancelled, "b"); err == nil {
+		if err := c.AddNodes(cancelled, "b", "z"); err == nil {
 			t.Fatal("AddNodes with a cancelled context started b")
+		}
+		if got := c.Names(); !slices.Equal(got, []string{"a", "b"}) {
+			t.Fatalf("after b's start failed the cluster holds %v, want a and b (down) only", got)
 		}
 		if err := c.Link(context.Background(), "a", "b", LinkParams{}); !errors.Is(err, ErrNodeDown) {
 			t.Fatalf("link to b, whose start failed: %v, want an error wrapping ErrNodeDown", err)
@@ -333,9 +338,12 @@ func TestChangesAfterCloseRefused(t *testing.T) {
 }
 
 // TestAddNodesBounded: a cluster holds at most MaxNodes nodes, as a
-// script does; AddNodes beyond fails with ErrTooManyNodes and starts
-// nothing more. Before, the Go API took any number, and a cluster larger
-// than its nodes' route tables hold could never converge.
+// script does; AddNodes of more names than the cluster has room for fails
+// with ErrTooManyNodes and starts none of them, and of two calls racing
+// for the last places one gets them all and the other none. Before, the
+// Go API took any number, and a cluster larger than its nodes' route
+// tables hold could never converge; then AddNodes("c", "d") with room for
+// one started c and failed at d, leaving the cluster half-grown.
 func TestAddNodesBounded(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	defer func(n int) { maxClusterNodes = n }(maxClusterNodes)
@@ -345,8 +353,67 @@ func TestAddNodesBounded(t *testing.T) {
 	if err := c.AddNodes(ctx, "c", "d"); !errors.Is(err, ErrTooManyNodes) {
 		t.Fatalf("AddNodes beyond the bound returned %v, want ErrTooManyNodes", err)
 	}
-	if got := c.Names(); len(got) != 3 || c.Node("d") != nil {
-		t.Fatalf("cluster holds %v after the refusal, want a, b and c", got)
+	if got := c.Names(); !slices.Equal(got, []string{"a", "b"}) || c.Node("c") != nil {
+		t.Fatalf("cluster holds %v after the refusal (c running: %v), want a and b only", got, c.Node("c") != nil)
+	}
+	maxClusterNodes = 4
+	errs := make(chan error, 2)
+	for _, pair := range [][]string{{"c", "d"}, {"e", "f"}} {
+		go func() { errs <- c.AddNodes(ctx, pair...) }()
+	}
+	var failed int
+	for range 2 {
+		if err := <-errs; errors.Is(err, ErrTooManyNodes) {
+			failed++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := c.Names()
+	if failed != 1 || !slices.Equal(got, []string{"a", "b", "c", "d"}) && !slices.Equal(got, []string{"a", "b", "e", "f"}) {
+		t.Fatalf("two AddNodes of two nodes racing for the last two places: %d refused, cluster holds %v; want one refused and a, b and one pair", failed, got)
+	}
+	for _, name := range got {
+		if c.Node(name) == nil {
+			t.Errorf("node %s is a member but does not run", name)
+		}
+	}
+}
+
+// TestRefusedDiscoverChangesNothing: Discover of more nodes than the
+// cluster has room for, or with a name given twice, fails with
+// ErrTooManyNodes or ErrDuplicateNode before any node starts, and leaves
+// no trace: the seed is not taken (Discover with another seed works) and
+// a name of the refused call added later runs without gossip. Before, the
+// seed started before the names were checked, so the cluster held it and
+// every later Discover with another seed failed.
+func TestRefusedDiscoverChangesNothing(t *testing.T) {
+	defer func(n int) { maxClusterNodes = n }(maxClusterNodes)
+	maxClusterNodes = 4
+	c, ctx := startedMemCluster(t, "a")
+	defer c.Close()
+	for _, tc := range []struct {
+		names []string
+		want  error
+	}{
+		{[]string{"x", "y", "z"}, ErrTooManyNodes},
+		{[]string{"x", "x"}, ErrDuplicateNode},
+	} {
+		if err := c.Discover(ctx, "s", tc.names...); !errors.Is(err, tc.want) {
+			t.Errorf("Discover s %q: %v, want %v", tc.names, err, tc.want)
+		}
+		if got := c.Names(); !slices.Equal(got, []string{"a"}) {
+			t.Errorf("after the refused Discover s %q the cluster holds %v, want a only", tc.names, got)
+		}
+	}
+	if err := c.AddNodes(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Members("x"); !errors.Is(err, ErrNoGossip) {
+		t.Errorf("members of x, added by AddNodes after a refused Discover named it: %v, want ErrNoGossip", err)
+	}
+	if err := c.Discover(ctx, "t", "y"); err != nil {
+		t.Errorf("Discover with seed t after the refused ones: %v", err)
 	}
 }
 

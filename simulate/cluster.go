@@ -209,61 +209,75 @@ const clusterMaxRoutes = 2 * MaxNodes
 // maxClusterNodes is MaxNodes (a variable for a test).
 var maxClusterNodes = MaxNodes
 
-// AddNodes creates and starts the named nodes, at most MaxNodes in all
-// (beyond, it fails with ErrTooManyNodes). A name that is not valid
-// (identity.ErrInvalidName) or given twice or already in the cluster
-// (ErrDuplicateNode) fails the call before any node starts. A node whose
-// start fails stays a member, down (Restart starts it). Once Close has
-// begun it fails with an error wrapping net.ErrClosed: Close cancels the
-// start under way, and the node is closed before Close returns.
+// AddNodes creates and starts the named nodes, in the order given. It
+// checks the whole request before it starts any node: a name that is not
+// valid (identity.ErrInvalidName), given twice or already in the cluster
+// (ErrDuplicateNode), or more names than the cluster has room for under
+// MaxNodes (ErrTooManyNodes) fails the call with nothing started or
+// added. A node whose start fails stays a member, down (Restart starts
+// it), and the names after it are not added. Once Close has begun it
+// fails with an error wrapping net.ErrClosed: Close cancels the start
+// under way, and the node is closed before Close returns.
 func (c *Cluster) AddNodes(ctx context.Context, names ...string) error {
 	ctx, end, err := c.begin(ctx, "add nodes")
 	if err != nil {
 		return err
 	}
 	defer end()
-	if err := c.checkNew(names); err != nil {
+	c.mu.Lock()
+	ms, err := c.reserveLocked(names)
+	c.mu.Unlock()
+	if err != nil {
 		return err
 	}
-	for i, name := range names {
-		c.mu.Lock()
-		m, dup := c.members[name]
-		if !dup && len(c.members) >= maxClusterNodes {
-			c.mu.Unlock()
-			return fmt.Errorf("add node %s: the cluster has %d nodes, its bound (MaxNodes): %w", name, maxClusterNodes, ErrTooManyNodes)
-		}
-		if !dup {
-			limit := eventLimit(len(c.members) + len(names) - i)
-			m = &member{name: name, events: newEventLog(name, &c.names, limit), starting: true}
-			c.members[name] = m
-			c.order = append(c.order, name)
-		}
-		c.mu.Unlock()
-		if dup {
-			// Added by a call running beside this one since checkNew.
-			return fmt.Errorf("add node %s: %w", name, ErrDuplicateNode)
-		}
-		if err := c.start(ctx, m); err != nil {
-			return err
-		}
-	}
-	return nil
+	return c.startAll(ctx, ms)
 }
 
-// checkNew checks the names of an AddNodes: each valid, given once and
-// not a node of the cluster.
-func (c *Cluster) checkNew(names []string) error {
+// reserveLocked checks the names of an AddNodes, each valid, given once,
+// not a node of the cluster and all within MaxNodes, and adds them as
+// members being started. c.mu is held, so the check and the additions
+// are one step for calls running beside this one.
+func (c *Cluster) reserveLocked(names []string) ([]*member, error) {
 	seen := make(map[string]bool, len(names))
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for _, name := range names {
 		if err := identity.ValidateName(name); err != nil {
-			return fmt.Errorf("add node: %w", err)
+			return nil, fmt.Errorf("add node: %w", err)
 		}
 		if seen[name] || c.members[name] != nil {
-			return fmt.Errorf("add node %s: %w", name, ErrDuplicateNode)
+			return nil, fmt.Errorf("add node %s: %w", name, ErrDuplicateNode)
 		}
 		seen[name] = true
+	}
+	if len(c.members)+len(names) > maxClusterNodes {
+		return nil, fmt.Errorf("add %d nodes: the cluster has %d of its bound of %d (MaxNodes): %w",
+			len(names), len(c.members), maxClusterNodes, ErrTooManyNodes)
+	}
+	limit := eventLimit(len(c.members) + len(names))
+	ms := make([]*member, len(names))
+	for i, name := range names {
+		ms[i] = &member{name: name, events: newEventLog(name, &c.names, limit), starting: true}
+		c.members[name] = ms[i]
+		c.order = append(c.order, name)
+	}
+	return ms, nil
+}
+
+// startAll starts the members reserveLocked added, in order. When a start
+// fails, the members after it, never started, leave the cluster.
+func (c *Cluster) startAll(ctx context.Context, ms []*member) error {
+	for i, m := range ms {
+		if err := c.start(ctx, m); err != nil {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			gone := make(map[string]bool, len(ms)-i-1)
+			for _, m := range ms[i+1:] {
+				gone[m.name] = true
+				delete(c.members, m.name)
+				delete(c.gossipOf().gossip, m.name)
+			}
+			c.order = slices.DeleteFunc(c.order, func(name string) bool { return gone[name] })
+			return err
+		}
 	}
 	return nil
 }

@@ -237,10 +237,19 @@ func (c *Cluster) SetUnderlay(u *Underlay) error {
 }
 
 // Discover starts nodes that find each other by gossip: seed first (unless
-// it already runs gossip), then names in the order given, each joining
-// the seed. No link is made by the cluster: the nodes' discovery (package
-// node, DiscoveryConfig) decides their links.
+// it is a node of the cluster already, which must run gossip), then names
+// in the order given, each joining the seed. No link is made by the
+// cluster: the nodes' discovery (package node, DiscoveryConfig) decides
+// their links. The request is checked whole before any node starts, as
+// AddNodes checks its names (ErrDuplicateNode, identity.ErrInvalidName,
+// ErrTooManyNodes), and a refused one changes nothing: neither the seed
+// nor any name is started, and they do not run gossip if added later.
 func (c *Cluster) Discover(ctx context.Context, seed string, names ...string) error {
+	ctx, end, err := c.begin(ctx, "discover")
+	if err != nil {
+		return err
+	}
+	defer end()
 	c.mu.Lock()
 	gb := c.gossipOf()
 	switch {
@@ -251,21 +260,24 @@ func (c *Cluster) Discover(ctx context.Context, seed string, names ...string) er
 		c.mu.Unlock()
 		return fmt.Errorf("discover: seed %s: %w", seed, ErrNoGossip)
 	}
-	startSeed := c.members[seed] == nil
-	gb.seed, gb.gossip[seed] = seed, true
-	for _, name := range names {
+	add := names
+	if c.members[seed] == nil {
+		add = append([]string{seed}, names...)
+	}
+	ms, err := c.reserveLocked(add)
+	if err != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("discover: %w", err)
+	}
+	gb.seed = seed
+	for _, name := range add {
 		gb.gossip[name] = true
 	}
 	if gb.window.IsZero() {
 		gb.window, gb.windowAt = time.Now(), gb.g.stats()
 	}
 	c.mu.Unlock()
-	if startSeed {
-		if err := c.AddNodes(ctx, seed); err != nil {
-			return fmt.Errorf("discover: %w", err)
-		}
-	}
-	if err := c.AddNodes(ctx, names...); err != nil {
+	if err := c.startAll(ctx, ms); err != nil {
 		return fmt.Errorf("discover: %w", err)
 	}
 	return nil

@@ -48,9 +48,9 @@
 // without telling the nodes (so none re-routes around another that
 // closes), closes the nodes 64 at a time and waits for every goroutine the
 // cluster started. A node still starting when Close begins is closed by
-// the AddNodes or Restart that started it, which Close cancels and waits
-// for and which then fails with an error wrapping net.ErrClosed; so do
-// AddNodes, Restart and Kill after Close.
+// the AddNodes, Discover or Restart that started it, which Close cancels
+// and waits for and which then fails with an error wrapping
+// net.ErrClosed; so do AddNodes, Restart and Kill after Close.
 //
 // # Virtual time
 //
