@@ -449,7 +449,7 @@ func (c *Cluster) live(name string) (*node.Node, error) {
 
 // liveTo returns the running node from, as live does, once it has
 // checked that to is a node of the cluster (ErrUnknownNode), running or
-// not: the source and destination of a route or a transfer.
+// not: the source and destination of a route.
 func (c *Cluster) liveTo(from, to string) (*node.Node, error) {
 	n, err := c.live(from)
 	if err != nil {

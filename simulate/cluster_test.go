@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/circuitmesh/circuitmesh/circuit"
 	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/circuitmesh/circuitmesh/node"
 )
@@ -368,5 +369,43 @@ func TestUnknownDestinationIsTyped(t *testing.T) {
 	}
 	if _, _, err := c.Route("a", "b"); err != nil {
 		t.Errorf("Route a→b, b killed: %v, want no error (b is a node, down)", err)
+	}
+}
+
+// TestTransferToDownNodeIsTyped: Transfer to or from a node that is down
+// (killed and not restarted) fails at once with an error wrapping
+// ErrNodeDown, before any circuit opens, while Transfer to a running node
+// that the source cannot reach still fails with circuit.ErrNoRoute, and
+// one to the node restarted works. Before, Transfer to the killed node
+// dialled it and failed only when its context ended (30 s here), with
+// the node's "link lost" or "no route".
+func TestTransferToDownNodeIsTyped(t *testing.T) {
+	c, ctx := startedMemCluster(t, "a", "b", "c")
+	defer c.Close()
+	if err := c.Link(ctx, "a", "b", LinkParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitConverged(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Transfer(ctx, "a", "c", 1024); !errors.Is(err, circuit.ErrNoRoute) || errors.Is(err, ErrNodeDown) {
+		t.Errorf("Transfer a→c, c running and not linked: %v, want an error wrapping circuit.ErrNoRoute", err)
+	}
+	if err := c.Kill("b"); err != nil {
+		t.Fatal(err)
+	}
+	for _, ab := range [][2]string{{"a", "b"}, {"b", "a"}} {
+		if _, err := c.Transfer(ctx, ab[0], ab[1], 1024); !errors.Is(err, ErrNodeDown) {
+			t.Errorf("Transfer %s→%s, b killed: %v, want an error wrapping ErrNodeDown", ab[0], ab[1], err)
+		}
+	}
+	if err := c.Restart(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitConverged(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Transfer(ctx, "a", "b", 1024); err != nil {
+		t.Errorf("Transfer a→b, b restarted: %v", err)
 	}
 }

@@ -100,8 +100,10 @@ var ErrCorrupted = errors.New("transfer corrupted")
 // Transfer opens a circuit from from to to's SinkService, sends size
 // pseudo-random bytes, half-closes and checks the receiver's count and
 // hash of what it read. A negative size fails with ErrInvalidArgument,
-// a from or to that is no node of the cluster with ErrUnknownNode, before
-// any circuit opens.
+// a from or to that is no node of the cluster with ErrUnknownNode, and
+// one that is down (killed and not restarted, or whose start failed) with
+// ErrNodeDown, before any circuit opens. A to that runs but that from
+// cannot reach fails with the node's error (circuit.ErrNoRoute).
 func (c *Cluster) Transfer(ctx context.Context, from, to string, size int64) (TransferResult, error) {
 	r := TransferResult{From: from, To: to, Bytes: size}
 	var conn node.Conn
@@ -119,7 +121,10 @@ func (c *Cluster) Transfer(ctx context.Context, from, to string, size int64) (Tr
 	if size < 0 {
 		return fail(fmt.Errorf("size %d: want 0 or more: %w", size, ErrInvalidArgument))
 	}
-	n, err := c.liveTo(from, to)
+	n, err := c.live(from)
+	if err == nil {
+		_, err = c.live(to)
+	}
 	if err != nil {
 		return fail(err)
 	}
