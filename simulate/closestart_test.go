@@ -302,7 +302,8 @@ func TestWaitsEndWhenClosed(t *testing.T) {
 // would change the network or open circuits fails with an error unwrapping
 // to net.ErrClosed, instead of reporting success for a change to a
 // network that no longer exists. Before, SetUnderlay returned nil and
-// recorded the underlay.
+// recorded the underlay, and HealUnderlay returned nothing, so it could
+// not report the closed cluster.
 func TestChangesAfterCloseRefused(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	c, ctx := startedMemCluster(t, "a", "b", "c")
@@ -328,6 +329,7 @@ func TestChangesAfterCloseRefused(t *testing.T) {
 			return c.SetUnderlay(&Underlay{Region: map[string]string{"a": "eu", "b": "eu", "c": "eu"}, Inside: time.Millisecond})
 		},
 		"PartitionUnderlay": func() error { return c.PartitionUnderlay([]string{"a"}, []string{"b", "c"}) },
+		"HealUnderlay":      c.HealUnderlay,
 		"Discover":          func() error { return c.Discover(ctx, "s", "x") },
 	}
 	for name, call := range calls {

@@ -308,10 +308,14 @@ func (c *Cluster) PartitionUnderlay(x, y []string) error {
 }
 
 // HealUnderlay undoes every PartitionUnderlay (links that are cut stay
-// cut).
-func (c *Cluster) HealUnderlay() {
+// cut). Once Close has begun it fails with an error wrapping
+// net.ErrClosed.
+func (c *Cluster) HealUnderlay() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.openLocked("heal underlay"); err != nil {
+		return err
+	}
 	gb := c.gossipOf()
 	for p := range gb.parted {
 		if e := c.edges[p]; e == nil || !e.cut {
@@ -319,6 +323,7 @@ func (c *Cluster) HealUnderlay() {
 		}
 		delete(gb.parted, p)
 	}
+	return nil
 }
 
 // sides labels every running node with its part of the underlay: nodes

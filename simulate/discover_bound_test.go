@@ -109,7 +109,9 @@ func testSmallMaximum(t *testing.T, target int, split bool) {
 		})
 		return time.Since(start), err
 	})
-	c.HealUnderlay()
+	if err := c.HealUnderlay(); err != nil {
+		t.Fatal(err)
+	}
 	wait("members known after the heal", 3*time.Minute, c.WaitMembers)
 	wait("all reachable after the heal", 3*time.Minute, c.WaitReachable)
 

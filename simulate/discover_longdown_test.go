@@ -55,7 +55,9 @@ func testLongLinkPassesUnreachableRouter(t *testing.T) {
 		}
 	}
 
-	c.HealUnderlay()
+	if err := c.HealUnderlay(); err != nil {
+		t.Fatal(err)
+	}
 	healed := time.Now()
 	err = pollFor(10*time.Minute, func() error {
 		ls := m.peers(x)

@@ -136,7 +136,9 @@ func testLongLinkAtMaxMinusOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
-	c.HealUnderlay()
+	if err := c.HealUnderlay(); err != nil {
+		t.Fatal(err)
+	}
 	healed := time.Now()
 	long := func() string {
 		ls := m.peers(x)

@@ -86,7 +86,9 @@ func testLongLinkLost(t *testing.T) {
 		t.Fatalf("%s holds %d links: below its target of %d it fills up with its long link first, which does not test a node at its target", x, left, target)
 	}
 	time.Sleep(30 * time.Second)
-	c.HealUnderlay()
+	if err := c.HealUnderlay(); err != nil {
+		t.Fatal(err)
+	}
 	healed := time.Now()
 	err := pollFor(3*time.Minute, func() error {
 		if li, ok := peers(x)[l]; !ok || !li.Outbound {

@@ -151,7 +151,9 @@ func testPartitionHeal(t *testing.T, be Backend) {
 	}
 	wait("each half reachable inside", 2*time.Minute, c.WaitReachable)
 
-	c.HealUnderlay()
+	if err := c.HealUnderlay(); err != nil {
+		t.Fatal(err)
+	}
 	wait("members known after the heal", 3*time.Minute, c.WaitMembers)
 	wait("all reachable after the heal", 3*time.Minute, c.WaitReachable)
 	ms, err := c.MeasureMesh()

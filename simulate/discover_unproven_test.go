@@ -73,7 +73,9 @@ func testDialsRouterCutAtJoin(t *testing.T) {
 		t.Fatalf("%s holds a link to %s across the failed underlay", x, l)
 	}
 	t.Logf("%s holds %v", x, slices.Sorted(maps.Keys(m.peers(x))))
-	c.HealUnderlay()
+	if err := c.HealUnderlay(); err != nil {
+		t.Fatal(err)
+	}
 	healed := time.Now()
 	err := pollFor(10*time.Minute, func() error {
 		if li, ok := m.peers(x)[l]; !ok || !li.Outbound {

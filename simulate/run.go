@@ -246,7 +246,9 @@ func (r *runner) do(ctx context.Context, st Step, res *StepResult) error {
 		}
 	case OpHeal:
 		if len(st.Edges) == 0 {
-			c.HealUnderlay()
+			if err := c.HealUnderlay(); err != nil {
+				return err
+			}
 		}
 		return c.Heal(st.Edges...)
 	case OpPartition:
