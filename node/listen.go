@@ -68,8 +68,13 @@ type backlogPlace struct {
 // listener unpublishes the service; circuits already accepted stay open.
 // A name that breaks circuit.ValidateService (1 to 63 bytes of UTF-8,
 // no spaces or control characters, no ',', '#' or '*') fails with
-// ErrInvalidService.
+// ErrInvalidService. The node's built-in services are its own from New
+// on: EchoService, and InfoService unless Config.DisableInfo is set, fail
+// with ErrServiceInUse, before Start as after it.
 func (n *Node) Listen(service string) (net.Listener, error) {
+	if service == EchoService || (service == InfoService && !n.cfg.DisableInfo) {
+		return nil, fmt.Errorf("listen %q: %w (the node's built-in service)", service, ErrServiceInUse)
+	}
 	l, err := n.listen(service, nil)
 	if err != nil {
 		return nil, err // not a nil *listener in a non-nil interface

@@ -59,3 +59,29 @@ func TestListenersOfANodeNeverStartedCloseWithIt(t *testing.T) {
 		})
 	}
 }
+
+// TestBuiltinServicesReservedBeforeStart: Listen on the echo service, or
+// on the info service of a node that answers it, fails with
+// ErrServiceInUse before Start as after it; with DisableInfo the info
+// service is the application's to serve. Before, a Listen("echo") before
+// Start took the name: Start logged "built-in service unavailable", and
+// every ping and echo to the node went to the application's listener.
+func TestBuiltinServicesReservedBeforeStart(t *testing.T) {
+	for _, disableInfo := range []bool{false, true} {
+		n, err := New(Config{Name: "x", Mesh: "test", Insecure: true, DisableInfo: disableInfo, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ln, err := n.Listen(EchoService); !errors.Is(err, ErrServiceInUse) {
+			t.Errorf("Listen(%q) before Start: listener %v, error %v; want ErrServiceInUse", EchoService, ln, err)
+		}
+		ln, err := n.Listen(InfoService)
+		switch {
+		case disableInfo && err != nil:
+			t.Errorf("Listen(%q) before Start with DisableInfo: %v", InfoService, err)
+		case !disableInfo && !errors.Is(err, ErrServiceInUse):
+			t.Errorf("Listen(%q) before Start: listener %v, error %v; want ErrServiceInUse", InfoService, ln, err)
+		}
+		n.Close()
+	}
+}
