@@ -3,6 +3,7 @@ package circuit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"testing"
@@ -144,5 +145,66 @@ func TestAfterCloseSameOnEveryCircuit(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestFailedHandshakeErrorsNameTheirOperation: when the destination
+// resets an early sealed circuit during its handshake (with and without
+// Security.Reopen), the source's Read fails with a *net.OpError whose Op
+// is "read", a Write (of bytes or none) with one whose Op is "write" and
+// CloseWrite with one whose Op is "close", each of the reset. Before, a
+// Write after the Read that saw the failure returned the handshake's
+// error as recorded, with Op "read", and CloseWrite one with Op "write".
+func TestFailedHandshakeErrorsNameTheirOperation(t *testing.T) {
+	for _, reopen := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reopen=%v", reopen), func(t *testing.T) {
+			p := newPath(t, 1, nil)
+			k := newSealKeys(t)
+			o := basicOpen()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			s, err := p.links[0].open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			wait := p.start(ctx, func(s links.Stream, _ *Open) (*Conn, error) {
+				s.Reset(CloseCancelled)
+				return nil, nil
+			})
+			rec := k.d.Record()
+			sec := Security{Keys: k.s, Peer: &rec}
+			if reopen {
+				sec.Reopen = func(context.Context) (links.Stream, error) { return p.links[0].open() }
+			}
+			c, err := DialEarlySecure(s, o, Addr{Node: "s", Service: o.Service}, sec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write([]byte("early")); err != nil { // the first flight
+				t.Fatalf("first Write: %v", err)
+			}
+			if _, _, err := wait(); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetDeadline(time.Now().Add(time.Minute)) // a loaded machine is slow, not stuck
+			calls := []struct {
+				name, op string
+				call     func() error
+			}{
+				{"Read", "read", func() error { _, err := c.Read(make([]byte, 8)); return err }},
+				{"Write", "write", func() error { _, err := c.Write([]byte("x")); return err }},
+				{"Write of nothing", "write", func() error { _, err := c.Write(nil); return err }},
+				{"Read again", "read", func() error { _, err := c.Read(make([]byte, 8)); return err }},
+				{"CloseWrite", "close", func() error { return c.CloseWrite() }},
+			}
+			for _, call := range calls {
+				err := call.call()
+				var oe *net.OpError
+				if !errors.As(err, &oe) || oe.Op != call.op || !errors.Is(err, links.ErrStreamReset) {
+					t.Errorf("%s after the destination's reset: %v (%T), want a *net.OpError of the reset with Op %q", call.name, err, err, call.op)
+				}
+			}
+		})
 	}
 }

@@ -52,8 +52,8 @@ type Conn struct {
 	refused atomic.Pointer[RefusedError]
 	// broken is the read error for which this end reset a sealed
 	// circuit (a record failed its integrity check): a Write the reset
-	// ends returns it, so that whichever side of the conn sees the end
-	// first learns it was tampering, not "reset by this end".
+	// ends returns it (as a write's), so that whichever side of the conn
+	// sees the end first learns it was tampering, not "reset by this end".
 	broken  atomic.Pointer[error]
 	path    atomic.Pointer[[]string]
 	in, out atomic.Int64
@@ -303,7 +303,7 @@ func (c *Conn) takeRefusal(reason string) error {
 // here, so that none of them reports "reset by this end" for tampering.
 func (c *Conn) refusalOr(err error) error {
 	if b := c.broken.Load(); err != nil && b != nil {
-		return *b
+		return withOp(*b, "write")
 	}
 	if err != nil && !isTimeout(err) {
 		if r := c.awaitRefusal(err); r != nil {
@@ -402,7 +402,7 @@ func (c *Conn) CloseWrite() error {
 		}
 		c.writeMu.Unlock()
 		if err != nil {
-			return err
+			return withOp(err, "close")
 		}
 	}
 	c.writeClosed.Store(true)

@@ -49,6 +49,9 @@
 // reset), its Reads, Writes, deadline setters, CloseWrite and a second
 // Close fail with a *net.OpError matching net.ErrClosed, as a
 // net.TCPConn's do: on a Conn, clear or sealed, and on a Resumable alike.
+// Each error names its own operation (Op "read", "write", "close" for
+// CloseWrite and Close), also a Write's on an early sealed source whose
+// handshake a Read saw fail.
 //
 // # What the caller must do
 //

@@ -390,7 +390,7 @@ func (c *Conn) SessionResumed() bool {
 // it carried. sec.mu held.
 func (c *Conn) firstFlightLocked(early []byte) (int, error) {
 	if c.sec.err != nil {
-		return 0, c.sec.err // the handshake ended without it
+		return 0, c.sec.errFor("write") // the handshake ended without it
 	}
 	if c.sec.hdr == nil {
 		return 0, nil
@@ -506,8 +506,12 @@ func (c *Conn) waitHandshake(op string, dl *atomic.Int64) error {
 // errFor is the handshake's failure (nil if it completed) as the error
 // of op: a Write waiting for the handshake reports its failure as a
 // write's.
-func (sec *secure) errFor(op string) error {
-	err := sec.err
+func (sec *secure) errFor(op string) error { return withOp(sec.err, op) }
+
+// withOp is err as the error of op: a *net.OpError another operation
+// made (a failure recorded by a read, returned to a Write) is copied
+// with op's name; any other err is returned as it is.
+func withOp(err error, op string) error {
 	if oe, ok := err.(*net.OpError); ok && oe.Op != op {
 		cp := *oe
 		cp.Op = op

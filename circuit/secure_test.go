@@ -306,15 +306,17 @@ func TestSealedRelayAttacks(t *testing.T) {
 				t.Fatal("destination got everything despite the attack")
 			}
 			// A Write the destination's reset ends says why, as the Read
-			// did: whichever of them a layer above (the resumable one)
-			// sees first decides the error the application gets.
-			if _, err := c.dest.Write([]byte("x")); !errors.Is(err, ErrIntegrity) {
-				t.Fatalf("destination Write after the integrity failure: %v, want ErrIntegrity", err)
+			// did (as a write's error): whichever of them a layer above
+			// (the resumable one) sees first decides the error the
+			// application gets.
+			var oe *net.OpError
+			if _, err := c.dest.Write([]byte("x")); !errors.Is(err, ErrIntegrity) || !errors.As(err, &oe) || oe.Op != "write" {
+				t.Fatalf("destination Write after the integrity failure: %v, want a write's error matching ErrIntegrity", err)
 			}
 			// So do the record writes of the resumable layer (its acks).
 			rec := make([]byte, seal.RecordHead+1, seal.RecordHead+1+seal.Overhead)
-			if ok, err := c.dest.writeDataRecord(rec); !ok || !errors.Is(err, ErrIntegrity) {
-				t.Fatalf("destination record write after the integrity failure: %v (sealed %v), want ErrIntegrity", err, ok)
+			if ok, err := c.dest.writeDataRecord(rec); !ok || !errors.Is(err, ErrIntegrity) || !errors.As(err, &oe) || oe.Op != "write" {
+				t.Fatalf("destination record write after the integrity failure: %v (sealed %v), want a write's error matching ErrIntegrity", err, ok)
 			}
 		})
 	}
