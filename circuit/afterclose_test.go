@@ -20,17 +20,16 @@ type circuitEnd interface {
 	Reset(code uint64)
 }
 
-// TestAfterCloseSameOnEveryCircuit: once an end is closed (Close; Reset;
-// or Close after the other end reset the circuit), Read, Write (of bytes
-// or none), SetDeadline, SetReadDeadline, SetWriteDeadline (to a time or
-// none), CloseWrite and a further Close fail alike on every kind of
-// circuit, at either end: plain (Dial, DialEarly), sealed (DialSecure,
-// DialEarlySecure, with and without Security.Reopen) and resumable (with
-// and without Early), with a *net.OpError matching net.ErrClosed, as on
-// a net.TCPConn. Before, a resumable circuit's deadline setters returned
-// nil after Close and after Reset while a Conn's failed with
-// net.ErrClosed.
-func TestAfterCloseSameOnEveryCircuit(t *testing.T) {
+// circuitKind makes a circuit of one kind and returns its two ends.
+type circuitKind struct {
+	name string
+	pair func(t *testing.T) (caller, dest circuitEnd)
+}
+
+// everyCircuitKind is every kind of circuit: plain (Dial, DialEarly),
+// sealed (DialSecure, DialEarlySecure, with and without Security.Reopen)
+// and resumable (with and without Early), over a path with one relay.
+func everyCircuitKind(t *testing.T) []circuitKind {
 	p := newPath(t, 1, nil)
 	k := newSealKeys(t)
 	o := basicOpen()
@@ -71,10 +70,7 @@ func TestAfterCloseSameOnEveryCircuit(t *testing.T) {
 			return src, dst
 		}
 	}
-	kinds := []struct {
-		name string
-		pair func(t *testing.T) (caller, dest circuitEnd)
-	}{
+	return []circuitKind{
 		{"plain", plain(false)},
 		{"plain early", plain(true)},
 		{"sealed", sealed(k.dial(o, false, false, false))},
@@ -83,16 +79,64 @@ func TestAfterCloseSameOnEveryCircuit(t *testing.T) {
 		{"resumable", resumable(ResumeConfig{})},
 		{"resumable early", resumable(ResumeConfig{Early: true})},
 	}
+}
+
+// eachEnd runs f in a subtest for each kind of circuit and each of its
+// ends (end), the other end being peer.
+func eachEnd(t *testing.T, f func(t *testing.T, end, peer circuitEnd)) {
+	for _, kind := range everyCircuitKind(t) {
+		for _, caller := range []bool{true, false} {
+			name := kind.name + "/caller"
+			if !caller {
+				name = kind.name + "/destination"
+			}
+			t.Run(name, func(t *testing.T) {
+				end, peer := kind.pair(t)
+				if !caller {
+					end, peer = peer, end
+				}
+				f(t, end, peer)
+			})
+		}
+	}
+}
+
+// abortEnd aborts end with code as its node does on shutdown.
+func abortEnd(t *testing.T, end circuitEnd, code uint64) {
+	switch c := end.(type) {
+	case *Conn:
+		c.Abort(code)
+	case *Resumable:
+		c.Abort(code, LocalReset(code))
+	default:
+		t.Fatalf("no Abort on a %T", end)
+	}
+}
+
+// TestAfterCloseSameOnEveryCircuit: once an end is closed (Close; Reset;
+// or Close after the other end reset the circuit), Read, Write (of bytes
+// or none), SetDeadline, SetReadDeadline, SetWriteDeadline (to a time or
+// none), CloseWrite and a further Close fail alike on every kind of
+// circuit, at either end, with a *net.OpError matching net.ErrClosed, as
+// on a net.TCPConn. After Abort (a node's shutdown) they fail alike too,
+// Read and Write with the abort's reset (matching ErrShuttingDown), the
+// others with net.ErrClosed, and a Resumable's AppClosed stays false.
+// Before, a resumable circuit's deadline setters returned nil after Close
+// and after Reset while a Conn's failed with net.ErrClosed; after Abort,
+// a Resumable's Close returned nil and its deadline setters succeeded
+// while a Conn's failed, and its Read returned the bytes it had queued.
+func TestAfterCloseSameOnEveryCircuit(t *testing.T) {
 	endings := []struct {
-		name string
-		end  func(t *testing.T, end, peer circuitEnd)
+		name  string
+		end   func(t *testing.T, end, peer circuitEnd)
+		abort bool // Read and Write report the abort's reset
 	}{
 		{"Close", func(t *testing.T, end, _ circuitEnd) {
 			if err := end.Close(); err != nil {
 				t.Fatalf("Close: %v", err)
 			}
-		}},
-		{"Reset", func(_ *testing.T, end, _ circuitEnd) { end.Reset(CloseCancelled) }},
+		}, false},
+		{"Reset", func(_ *testing.T, end, _ circuitEnd) { end.Reset(CloseCancelled) }, false},
 		{"peer Reset then Close", func(t *testing.T, end, peer circuitEnd) {
 			peer.Reset(CloseCancelled)
 			// A loaded machine is slow, not stuck: the reset arrives.
@@ -103,49 +147,81 @@ func TestAfterCloseSameOnEveryCircuit(t *testing.T) {
 			if err := end.Close(); err != nil {
 				t.Fatalf("Close after the other end's Reset: %v", err)
 			}
-		}},
+		}, false},
+		{"Abort", func(t *testing.T, end, peer circuitEnd) {
+			// Bytes left unread are not read after Abort, as on a Conn.
+			if _, err := peer.Write([]byte("queued")); err != nil {
+				t.Fatalf("the other end's Write: %v", err)
+			}
+			_ = end.SetReadDeadline(time.Now().Add(time.Minute)) // a loaded machine is slow, not stuck
+			if n, err := end.Read(make([]byte, 1)); n != 1 {
+				t.Fatalf("Read of the other end's bytes: %d, %v", n, err)
+			}
+			abortEnd(t, end, CloseShuttingDown)
+			if r, ok := end.(*Resumable); ok && r.AppClosed() {
+				t.Error("AppClosed after Abort, want false: the application did not close it")
+			}
+		}, true},
 	}
 	calls := []struct {
 		name string
 		call func(c circuitEnd) error
+		io   bool // a Read or a Write
 	}{
-		{"Read", func(c circuitEnd) error { _, err := c.Read(make([]byte, 8)); return err }},
-		{"Read of nothing", func(c circuitEnd) error { _, err := c.Read(nil); return err }},
-		{"Write", func(c circuitEnd) error { _, err := c.Write([]byte("x")); return err }},
-		{"Write of nothing", func(c circuitEnd) error { _, err := c.Write(nil); return err }},
-		{"SetDeadline", func(c circuitEnd) error { return c.SetDeadline(time.Now().Add(time.Hour)) }},
-		{"SetDeadline of none", func(c circuitEnd) error { return c.SetDeadline(time.Time{}) }},
-		{"SetReadDeadline", func(c circuitEnd) error { return c.SetReadDeadline(time.Now().Add(time.Hour)) }},
-		{"SetWriteDeadline", func(c circuitEnd) error { return c.SetWriteDeadline(time.Now().Add(time.Hour)) }},
-		{"CloseWrite", func(c circuitEnd) error { return c.CloseWrite() }},
-		{"Close", func(c circuitEnd) error { return c.Close() }},
+		{"Read", func(c circuitEnd) error { _, err := c.Read(make([]byte, 8)); return err }, true},
+		{"Read of nothing", func(c circuitEnd) error { _, err := c.Read(nil); return err }, true},
+		{"Write", func(c circuitEnd) error { _, err := c.Write([]byte("x")); return err }, true},
+		{"Write of nothing", func(c circuitEnd) error { _, err := c.Write(nil); return err }, true},
+		{"SetDeadline", func(c circuitEnd) error { return c.SetDeadline(time.Now().Add(time.Hour)) }, false},
+		{"SetDeadline of none", func(c circuitEnd) error { return c.SetDeadline(time.Time{}) }, false},
+		{"SetReadDeadline", func(c circuitEnd) error { return c.SetReadDeadline(time.Now().Add(time.Hour)) }, false},
+		{"SetWriteDeadline", func(c circuitEnd) error { return c.SetWriteDeadline(time.Now().Add(time.Hour)) }, false},
+		{"CloseWrite", func(c circuitEnd) error { return c.CloseWrite() }, false},
+		{"Close", func(c circuitEnd) error { return c.Close() }, false},
 	}
-	for _, kind := range kinds {
-		for _, ending := range endings {
-			for _, caller := range []bool{true, false} {
-				name := kind.name + "/" + ending.name + "/"
-				if caller {
-					name += "caller"
-				} else {
-					name += "destination"
+	for _, ending := range endings {
+		t.Run(ending.name, func(t *testing.T) {
+			eachEnd(t, func(t *testing.T, end, peer circuitEnd) {
+				ending.end(t, end, peer)
+				for _, c := range calls {
+					err := c.call(end)
+					want := net.ErrClosed
+					if ending.abort && c.io {
+						want = ErrShuttingDown
+					}
+					var oe *net.OpError
+					if !errors.Is(err, want) || !errors.As(err, &oe) {
+						t.Errorf("%s after %s: %v (%T), want a *net.OpError matching %v", c.name, ending.name, err, err, want)
+					}
 				}
-				t.Run(name, func(t *testing.T) {
-					end, peer := kind.pair(t)
-					if !caller {
-						end, peer = peer, end
-					}
-					ending.end(t, end, peer)
-					for _, c := range calls {
-						err := c.call(end)
-						var oe *net.OpError
-						if !errors.Is(err, net.ErrClosed) || !errors.As(err, &oe) {
-							t.Errorf("%s after %s: %v (%T), want a *net.OpError matching net.ErrClosed", c.name, ending.name, err, err)
-						}
-					}
-				})
+			})
+		})
+	}
+}
+
+// TestResetByTheOtherEndSameOnEveryCircuit: once the other end reset the
+// circuit (CloseShuttingDown, its node closing), this end's Read, Write
+// and CloseWrite, before any Close here, fail alike on every kind of
+// circuit with a *net.OpError of that reset: a *ResetError from the
+// other side matching ErrShuttingDown. Before, a Resumable's CloseWrite
+// failed with a bare net.ErrClosed, which lost the cause its Read and
+// Write reported and a Conn's CloseWrite reports.
+func TestResetByTheOtherEndSameOnEveryCircuit(t *testing.T) {
+	eachEnd(t, func(t *testing.T, end, peer circuitEnd) {
+		peer.Reset(CloseShuttingDown)
+		// A loaded machine is slow, not stuck: the reset arrives.
+		_ = end.SetReadDeadline(time.Now().Add(time.Minute))
+		_, rerr := end.Read(make([]byte, 8))
+		_, werr := end.Write([]byte("x"))
+		cerr := end.CloseWrite()
+		for op, err := range map[string]error{"Read": rerr, "Write": werr, "CloseWrite": cerr} {
+			var oe *net.OpError
+			var re *ResetError
+			if !errors.As(err, &oe) || !errors.As(err, &re) || !re.Remote || !errors.Is(err, ErrShuttingDown) {
+				t.Errorf("%s after the other end's Reset: %v (%T), want a *net.OpError of its reset matching ErrShuttingDown", op, err, err)
 			}
 		}
-	}
+	})
 }
 
 // TestFailedHandshakeErrorsNameTheirOperation: when the destination

@@ -49,9 +49,15 @@
 // reset), its Reads, Writes, deadline setters, CloseWrite and a second
 // Close fail with a *net.OpError matching net.ErrClosed, as a
 // net.TCPConn's do: on a Conn, clear or sealed, and on a Resumable alike.
-// Each error names its own operation (Op "read", "write", "close" for
-// CloseWrite and Close), also a Write's on an early sealed source whose
-// handshake a Read saw fail.
+// After Abort (a node closing its circuits) the end counts as closed
+// too: its Reads and Writes fail at once with the abort's reset, the
+// others with net.ErrClosed; a Resumable's AppClosed stays false until
+// the application's own Close or Reset. Before any Close, an end whose
+// circuit the other end reset fails its Reads, Writes and CloseWrite with
+// that reset (a *ResetError, matching its reason's sentinel), on every
+// kind alike. Each error names its own operation (Op "read", "write",
+// "close" for CloseWrite and Close), also a Write's on an early sealed
+// source whose handshake a Read saw fail.
 //
 // # What the caller must do
 //

@@ -270,6 +270,7 @@ type Resumable struct {
 	err         error // why the circuit ended, when it failed
 	appClosed   bool
 	closedByApp atomic.Bool // appClosed, read without mu (AppClosed)
+	aborted     bool        // Abort came before any Close or Reset (see closedErrLocked)
 	cut         bool        // the last Write ran into its deadline (see Close)
 	registered  bool
 	pending     bool   // destination: counted in its table as awaiting its hello
@@ -1827,10 +1828,20 @@ func (r *Resumable) budgetErr() error {
 
 // Abort ends the circuit with err (wrapped by the errors of its Reads and
 // Writes); its path, if any, is reset with code. It is never resumed.
+// As after Conn.Abort, the end then counts as closed: pending and later
+// Reads and Writes fail at once with err (or why the circuit had already
+// ended), and the deadline setters, CloseWrite and Close with
+// net.ErrClosed. AppClosed stays false until the application calls
+// Close or Reset (which then fail or do nothing). It does nothing to an
+// end closed by Close or Reset but end the delivery a Close left under
+// way.
 func (r *Resumable) Abort(code uint64, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.startLocked()
+	if !r.appClosed {
+		r.aborted = true
+	}
 	r.abortLocked(code, err)
 }
 
@@ -2207,8 +2218,8 @@ func (r *Resumable) Read(b []byte) (int, error) {
 	}
 	r.startLocked()
 	for {
-		if r.appClosed {
-			return 0, r.opError("read", net.ErrClosed)
+		if err := r.closedErrLocked("read"); err != nil {
+			return 0, err
 		}
 		if avail := r.queuedLocked(); avail > 0 || len(b) == 0 {
 			// Held records come before rq; a Read takes from both.
@@ -2267,9 +2278,10 @@ func (r *Resumable) Write(b []byte) (n int, err error) {
 			// this Write.
 			return n, nil
 		}
+		if err := r.closedErrLocked("write"); err != nil {
+			return n, err
+		}
 		switch {
-		case r.appClosed:
-			return n, r.opError("write", net.ErrClosed)
 		case r.finQueued:
 			return n, r.opError("write", net.ErrClosed)
 		case r.ended:
@@ -2318,6 +2330,20 @@ func (r *Resumable) errLocked() error {
 	return net.ErrClosed
 }
 
+// closedErrLocked is the error op fails with on an end its application
+// closed (Close, Reset) or Abort ended, nil on any other: net.ErrClosed,
+// but after Abort a Read's or Write's is why the circuit ended, as on a
+// Conn.
+func (r *Resumable) closedErrLocked(op string) error {
+	switch {
+	case r.aborted && (op == "read" || op == "write"):
+		return r.opError(op, r.errLocked())
+	case r.appClosed || r.aborted:
+		return r.opError(op, net.ErrClosed)
+	}
+	return nil
+}
+
 // waitLocked waits for a change, at most until dl.
 func (r *Resumable) waitLocked(dl time.Time, op string) error {
 	if dl.IsZero() {
@@ -2352,12 +2378,17 @@ func (r *Resumable) opError(op string, err error) error {
 }
 
 // CloseWrite ends this direction once everything written was sent; the
-// other end reads io.EOF. Reading continues.
+// other end reads io.EOF. Reading continues. On a circuit that failed
+// (the other end reset it, a resume that timed out, ...) it fails with
+// why, as Read and Write do and as Conn.CloseWrite does after a reset.
 func (r *Resumable) CloseWrite() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.appClosed || r.ended && !r.cleanClose {
-		return r.opError("close", net.ErrClosed)
+	if err := r.closedErrLocked("close"); err != nil {
+		return err
+	}
+	if r.ended && !r.cleanClose {
+		return r.opError("close", r.errLocked())
 	}
 	r.finQueued = true
 	r.cut = false // the application ended its data here itself
@@ -2381,8 +2412,9 @@ func (r *Resumable) CloseWrite() error {
 func (r *Resumable) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.appClosed {
-		return r.opError("close", net.ErrClosed)
+	if err := r.closedErrLocked("close"); err != nil {
+		r.closedByApp.Store(true) // AppClosed: the application closed it, after an Abort too
+		return err
 	}
 	if r.cut {
 		r.resetLocked(CloseCancelled)
@@ -2410,7 +2442,7 @@ func (r *Resumable) Close() error {
 }
 
 // AppClosed reports whether the application closed this end (Close or
-// Reset). An end closed but not ended only waits to deliver what it
+// Reset, also after Abort, when they fail or do nothing). An end closed but not ended only waits to deliver what it
 // wrote and its end (across resumes, for at most the resume timeout):
 // ending it costs the other end that tail, and no one else anything. It
 // takes no lock.
@@ -2424,8 +2456,13 @@ func (r *Resumable) Reset(code uint64) {
 	r.resetLocked(code)
 }
 
-// resetLocked is Reset with r.mu held.
+// resetLocked is Reset with r.mu held. After Abort it changes nothing
+// but AppClosed, as Conn.Reset after Conn.Abort changes nothing.
 func (r *Resumable) resetLocked(code uint64) {
+	if r.aborted {
+		r.closedByApp.Store(true)
+		return
+	}
 	r.appClosed = true
 	r.closedByApp.Store(true)
 	r.startLocked()
@@ -2459,8 +2496,8 @@ func (r *Resumable) SetWriteDeadline(t time.Time) error { return r.setDeadlines(
 func (r *Resumable) setDeadlines(read, write *time.Time) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.appClosed {
-		return r.opError("set deadline", net.ErrClosed)
+	if err := r.closedErrLocked("set deadline"); err != nil {
+		return err
 	}
 	if read != nil {
 		r.readDL = *read
