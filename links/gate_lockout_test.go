@@ -476,3 +476,32 @@ func TestGateStallingStrangerWhileBehind(t *testing.T) {
 		t.Fatalf("a stranger stalling while the node was behind was first barred after %v, want by %v", behindBar, want)
 	}
 }
+
+// TestGateRefusesANewPrefixWhileEveryPrefixIsBusy: with the prefix table
+// full of prefixes whose handshakes failed within the last 10 s (none
+// idle), a new prefix is refused as full and leaves no entry; once they
+// have been quiet for 10 s, it is admitted in place of one of them.
+func TestGateRefusesANewPrefixWhileEveryPrefixIsBusy(t *testing.T) {
+	g := unlimitedGate()
+	start := time.Now()
+	for i := range maxGatePrefixes {
+		s, err := g.enter(udp(fmt.Sprintf("10.16.%d.%d:1", i/256, i%256)), true, start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.releaseAt(start) // ended unproven: a failure
+	}
+	full := g.refusedFull.Load()
+	if _, err := g.enter(udp("10.17.0.1:1"), true, start.Add(time.Second)); !errors.Is(err, ErrBusy) || g.refusedFull.Load() != full+1 {
+		t.Fatalf("a new prefix with %d busy prefixes tracked: %v, want ErrBusy counted as full", maxGatePrefixes, err)
+	}
+	g.mu.Lock()
+	n, left := len(g.prefixes), g.prefixes[SourcePrefix(udp("10.17.0.1:1"))] != nil
+	g.mu.Unlock()
+	if n != maxGatePrefixes || left {
+		t.Fatalf("the refused prefix left the table at %d prefixes (its entry kept: %v)", n, left)
+	}
+	if _, err := g.enter(udp("10.17.0.1:1"), true, start.Add(failQuiet+time.Second)); err != nil {
+		t.Fatalf("a new prefix once the others were quiet for 10 s: %v", err)
+	}
+}
