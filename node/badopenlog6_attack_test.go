@@ -94,3 +94,36 @@ func TestAttackBadOpenHeadersFloodTheDebugLog(t *testing.T) {
 		t.Errorf("x wrote %d lines for %d failed handshakes from one neighbour within a minute, want 1", got, bad)
 	}
 }
+
+// TestOpenHeaderBeyondMaxHeaderSizeRefused: m, a neighbour of x with a
+// valid certificate, sends an open header of about 1,000 bytes, whole
+// and valid, to x, whose Limits.MaxHeaderSize is 512: x refuses it with
+// code Policy, saying it could not read the open header, instead of
+// opening the circuit.
+func TestOpenHeaderBeyondMaxHeaderSizeRefused(t *testing.T) {
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) {
+		if cfg.Name == "x" {
+			cfg.Limits.MaxHeaderSize = 512
+		}
+	}
+	c.build("m-x")
+	c.waitRoute("m", "x", 1)
+	s, err := c.nodes["m"].link("x").OpenStream(ctxT(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Reset(circuit.CloseCancelled)
+	o := &circuit.Open{Dest: "x", Source: "m", Service: EchoService, HopLimit: 15, TraceState: strings.Repeat("x", 1000)}
+	b, err := o.AppendTo(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	res, err := circuit.ReadResult(s, 0)
+	if err != nil || res.Code != circuit.Policy || !strings.Contains(res.Reason, "read open header") {
+		t.Fatalf("an open header of %d bytes to a node taking 512: %+v, %v; want a policy refusal reading the header", len(b), res, err)
+	}
+}
