@@ -264,11 +264,13 @@ func TestCloseTwiceWaitsForTheFirst(t *testing.T) {
 	})
 }
 
-// TestWaitsEndWhenClosed: WaitConverged and WaitReachable on a closed
-// cluster cannot succeed any more, and fail at once with an error
-// unwrapping to net.ErrClosed.
-// Before, they re-checked the closed nodes until their context ended (a
-// minute of virtual time here; for ever with context.Background).
+// TestWaitsEndWhenClosed: WaitConverged, WaitReachable and WaitMembers on
+// a closed cluster cannot succeed any more, and fail at once with an
+// error unwrapping to net.ErrClosed.
+// Before, the first two re-checked the closed nodes until their context
+// ended (a minute of virtual time here; for ever with
+// context.Background), and WaitMembers on a cluster without gossip nodes
+// returned nil: its check held for the none it found.
 func TestWaitsEndWhenClosed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := orderedCluster(t, "a", "b", "c")
@@ -286,7 +288,7 @@ func TestWaitsEndWhenClosed(t *testing.T) {
 		for _, w := range []struct {
 			name string
 			wait func(context.Context) (time.Duration, error)
-		}{{"WaitConverged", c.WaitConverged}, {"WaitReachable", c.WaitReachable}} {
+		}{{"WaitConverged", c.WaitConverged}, {"WaitReachable", c.WaitReachable}, {"WaitMembers", c.WaitMembers}} {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			start := time.Now()
 			_, err := w.wait(ctx)
@@ -331,6 +333,9 @@ func TestChangesAfterCloseRefused(t *testing.T) {
 		"PartitionUnderlay": func() error { return c.PartitionUnderlay([]string{"a"}, []string{"b", "c"}) },
 		"HealUnderlay":      c.HealUnderlay,
 		"Discover":          func() error { return c.Discover(ctx, "s", "x") },
+		"AddNodes":          func() error { return c.AddNodes(ctx, "d") },
+		"Kill":              func() error { return c.Kill("a") },
+		"Restart":           func() error { return c.Restart(ctx, "a") },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, net.ErrClosed) {

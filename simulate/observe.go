@@ -452,13 +452,22 @@ func poll(ctx context.Context, check func() error) error {
 }
 
 // pollOpen is pollEvery that also ends once Close has begun (the nodes it
-// checks are closing), then with an error wrapping net.ErrClosed too.
+// checks are closing), then with an error wrapping net.ErrClosed too. It
+// does not call check once Close has begun: a check over the running
+// nodes of a closing cluster (or over its gossip nodes, of which it may
+// have none) can hold for none at all, which is no success.
 func (c *Cluster) pollOpen(ctx context.Context, interval time.Duration, check func() error) error {
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(c.ctx, cancel)()
-	err := pollEvery(pctx, interval, check)
-	if err != nil && ctx.Err() == nil && c.ctx.Err() != nil {
+	closed := fmt.Errorf("cluster closed: %w", net.ErrClosed)
+	err := pollEvery(pctx, interval, func() error {
+		if c.ctx.Err() != nil {
+			return closed
+		}
+		return check()
+	})
+	if err != nil && err != closed && ctx.Err() == nil && c.ctx.Err() != nil {
 		return fmt.Errorf("cluster closed: %w: %w", net.ErrClosed, err)
 	}
 	return err
