@@ -139,6 +139,7 @@ func TestEarlyReadKeepsItsDeadlineBesideAWrite(t *testing.T) {
 // then sets a read deadline of 300 ms. The Write does not fail with a
 // deadline error, having none: it used to fail with the reader's.
 func TestEarlyWriteWithoutDeadlineOutlivesReadDeadline(t *testing.T) {
+	t.Parallel()
 	conn := dialHeld(t)
 	wrote := inBackground(conn.Write, 64<<10)
 	time.Sleep(100 * time.Millisecond) // the Write waits for the reply

@@ -26,6 +26,7 @@ import (
 // same relay behaviour moves the circuit to c within seconds
 // (TestResumeAroundRelayThatStopsForwarding).
 func TestEarlyResumableOpenNotHeldBySilentRelay(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, true)
 	buildDiamondWith(t, c, func(cfg *Config) {
 		if cfg.Name == "b" {

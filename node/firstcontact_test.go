@@ -91,6 +91,7 @@ func slowFirstContact(t *testing.T, slow *slowPath) (*cluster, *atomic.Int32) {
 // to arrive within HeaderTimeout of the first's read starting, and d
 // reset the circuit ("internal error").
 func TestFirstContactThroughASlowPath(t *testing.T) {
+	t.Parallel()
 	slow := &slowPath{first: 4 * time.Second, third: 4 * time.Second, replied: make(chan struct{})}
 	c, relayed := slowFirstContact(t, slow)
 	conn, err := c.nodes["a"].DialWith(ctxT(t, time.Minute), "d", "slowecho", DialOptions{NoResume: true})
@@ -112,6 +113,7 @@ func TestFirstContactThroughASlowPath(t *testing.T) {
 // one-message handshake, which has no third message, and carries its
 // bytes.
 func TestFirstContactTooSlowThenOneMessage(t *testing.T) {
+	t.Parallel()
 	slow := &slowPath{third: 8 * time.Second, replied: make(chan struct{})}
 	c, relayed := slowFirstContact(t, slow)
 	a := c.nodes["a"]

@@ -181,9 +181,13 @@ func transfer(t *testing.T, a *Node, noResume bool) ([]byte, error) {
 	return io.ReadAll(conn)
 }
 
-func TestAttackForgedRetryDuplicatesEarlyData(t *testing.T) { testForgedRetryEarly(t, true) }
+func TestAttackForgedRetryDuplicatesEarlyData(t *testing.T) {
+	t.Parallel()
+	testForgedRetryEarly(t, true)
+}
 
 func TestAttackForgedRetryDuplicatesEarlyDataResumable(t *testing.T) {
+	t.Parallel()
 	testForgedRetryEarly(t, false)
 }
 

@@ -42,8 +42,14 @@ func (s *heldStream) Close() error                { s.end(); return nil }
 // again names the flight as abandoned, b records the name when it reads
 // that first message, and answers the late flight with Retry as a replay.
 // b's service gets the bytes once, from the open made again.
-func TestAttackForgedRetryThenLateFlight(t *testing.T)          { testForgedRetryLateFlight(t, true) }
-func TestAttackForgedRetryThenLateFlightResumable(t *testing.T) { testForgedRetryLateFlight(t, false) }
+func TestAttackForgedRetryThenLateFlight(t *testing.T) {
+	t.Parallel()
+	testForgedRetryLateFlight(t, true)
+}
+func TestAttackForgedRetryThenLateFlightResumable(t *testing.T) {
+	t.Parallel()
+	testForgedRetryLateFlight(t, false)
+}
 
 func testForgedRetryLateFlight(t *testing.T, noResume bool) {
 	c := newCluster(t, true)

@@ -228,6 +228,7 @@ func FuzzDecodeInfo(f *testing.F) {
 // another name) or never answers is listed as unreachable with the reason;
 // the graph still comes back, within the per-node timeout.
 func TestTopologySurvivesBadInfoAnswers(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, false)
 	c.tweak = func(cfg *Config) { cfg.DisableInfo = cfg.Name != "a" }
 	c.build("a-huge", "a-liar", "a-mute")

@@ -1,15 +1,33 @@
 package node
 
 import (
+	"flag"
 	"os"
+	"strconv"
 	"testing"
 
 	"go.uber.org/goleak"
 )
 
+// parallelTests is how many tests run at once among those that call
+// t.Parallel, unless -test.parallel says otherwise. They are tests of
+// circuits and links that mostly wait (silent relays, stalled readers,
+// refused retries: a quarter of their time or less on the CPU, under the
+// race detector) and change no package-level state, nor measure the
+// process's CPU, heap or goroutines; they run once the others have run.
+// Tests of gossip and of the discovery policy stay serial: what they
+// assert depends on how fast a whole mesh converges.
+const parallelTests = 4
+
 func TestMain(m *testing.M) {
 	if target := os.Getenv(floodTargetEnv); target != "" {
 		os.Exit(runBadHandshakes(target))
+	}
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		flag.Set("test.parallel", strconv.Itoa(parallelTests))
 	}
 	goleak.VerifyTestMain(m, leakIgnores...)
 }

@@ -26,6 +26,7 @@ import (
 // paused, while a keeps opening new ones. The paused reader should keep
 // its circuit: a's flood should cost a's circuits, not h's.
 func TestAttackStallFloodSparesPausedReader(t *testing.T) {
+	t.Parallel()
 	c := pausedReaderCluster(t, nil, "a-r", "h-r", "r-d")
 	c.waitRoute("a", "d", 2)
 	a := c.nodes["a"]
@@ -58,6 +59,7 @@ func TestAttackStallFloodSparesPausedReader(t *testing.T) {
 // d itself, sealed, fails its handshake while d still reads it.) The
 // paused reader should keep its circuit.
 func TestAttackForgedSourceStallFloodSparesPausedReader(t *testing.T) {
+	t.Parallel()
 	c := pausedReaderCluster(t, func(cfg *Config) {
 		if cfg.Name == "x" {
 			cfg.E2E = E2EOff
@@ -218,6 +220,7 @@ func pausedReaderUnderFlood(t *testing.T, c *cluster, flood func() []func()) {
 // ("h as claimed by p"), and within it h's paused circuit has stalled
 // longest. The paused reader should keep its circuit.
 func TestAttackTwoHopForgedSourceStallFloodSparesPausedReader(t *testing.T) {
+	t.Parallel()
 	twoHopForgedFlood(t, "h")
 }
 
@@ -225,6 +228,7 @@ func TestAttackTwoHopForgedSourceStallFloodSparesPausedReader(t *testing.T) {
 // flood claiming a source no honest circuit has: the baseline, which the
 // reclaim already told apart from h's circuits.
 func TestTwoHopForgedOtherSourceStallFloodSparesPausedReader(t *testing.T) {
+	t.Parallel()
 	twoHopForgedFlood(t, "z")
 }
 

@@ -33,6 +33,7 @@ import (
 // (cancelled): r's splice ends at once, freeing h's count, and h's
 // circuit to x opens and echoes.
 func TestAttackUnreadDestinationKeepsClosedCircuitsCounted(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, true)
 	c.tweak = takesNothingBeyond("m", nil)
 	c.build("h-r", "r-m", "r-x")
@@ -113,6 +114,7 @@ func (s unreadStream) Close() error      { return nil }
 // h's Close resets each (its Write cut by the deadline), r's splice
 // ends at once, and h's circuit to x opens and echoes.
 func TestAttackUnreadingRelayKeepsClosedCircuitsCounted(t *testing.T) {
+	t.Parallel()
 	done := make(chan struct{})
 	c := newCluster(t, true)
 	c.tweak = takesNothingBeyond("n", &hooks{relay: func(in, out links.Stream) (links.Stream, links.Stream) {

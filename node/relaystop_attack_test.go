@@ -25,6 +25,7 @@ import (
 // circuits on every other path. Now a stop-sending from h ends the
 // splice's direction toward h at once, and the circuit with it.
 func TestAttackSilentNextHopKeepsClosedCircuitsCounted(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, true)
 	c.tweak = func(cfg *Config) {
 		switch cfg.Name {

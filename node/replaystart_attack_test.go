@@ -20,6 +20,7 @@ import (
 // now d waits for the data a would send again, which never comes, resets
 // the stream, and its service gets nothing.
 func TestAttackReplayedFirstFlightNearStartReachesNoService(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, true)
 	c.build("a-d", "m-d")
 	c.waitRoute("m", "d", 1)

@@ -100,6 +100,7 @@ func TestAttackRelayResetLoopHoldsResumableCircuit(t *testing.T) {
 // successful resume, the resume timeout never ran out, and the circuit
 // hung (575 to 2,060 resumes in 30 s, no byte moved, no error).
 func TestAttackRelayResetLoopNeverFails(t *testing.T) {
+	t.Parallel()
 	var armed atomic.Bool
 	var resets atomic.Int64
 	c := newCluster(t, true)

@@ -24,6 +24,7 @@ import (
 // 16th early circuit was refused with retry (failing on its first
 // read).
 func TestAttackRelayResetLoopFillsReplayRegister(t *testing.T) {
+	t.Parallel()
 	const register = 1024
 	var armed atomic.Bool
 	var resets atomic.Int64

@@ -119,6 +119,7 @@ func routeSeqno(n *Node, dest string) uint16 {
 // asked, so one request could move it half the 16-bit circle. Now x
 // raises at most once a second whatever asks, and by at most 4096.
 func TestSeqnoRequestsCannotDriveAnOrigin(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, true)
 	c.build("m-d", "d-x")
 	c.waitRoute("m", "x", 2)

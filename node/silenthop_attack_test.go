@@ -37,6 +37,7 @@ func dialEchoVia(t *testing.T, a *Node, via string, what string) {
 // stream ended before the result header": b dropped d's refusal and
 // passed on its end of the stream).
 func TestAttackSilentRelayKeepsNewCircuits(t *testing.T) {
+	t.Parallel()
 	const size = 4 << 20
 	var stuck atomic.Bool
 	c := diamondRelayedByB(t, func(in, out links.Stream) (links.Stream, links.Stream) {
@@ -81,6 +82,7 @@ func TestAttackSilentRelayKeepsNewCircuits(t *testing.T) {
 // TestAttackSwallowingRelayFirstDialMoves the first dial with a shorter
 // header timeout).
 func TestAttackRelayHoldingOpensKeepsNewDials(t *testing.T) {
+	t.Parallel()
 	for _, tc := range swallowingRelays() {
 		t.Run(tc.name, func(t *testing.T) {
 			firstDialsThroughC(t, diamondRelayedByB(t, tc.relay), "swallows")

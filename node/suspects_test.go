@@ -52,6 +52,7 @@ func TestHopSuspectsOrderAndBound(t *testing.T) {
 // dial to d goes over the direct link. Before, d was recorded as its own
 // suspect and every dial from a to d went through c for 5 minutes.
 func TestDestinationIsNotItsOwnSuspect(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, true)
 	// Fixed link costs: routing prefers the direct link a-d however the
 	// measured costs move on a loaded machine.

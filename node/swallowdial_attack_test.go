@@ -68,6 +68,7 @@ func slowBFailingC(t *testing.T, slowB, failC func(in, out links.Stream) (links.
 // left ("resets"), or c's failure, not a reset of its link, ended the
 // dial before b was tried again ("drops the bytes").
 func TestDialPassedOverNextHopStillCarriesTheCircuit(t *testing.T) {
+	t.Parallel()
 	var resets atomic.Int64
 	stuck := new(atomic.Bool)
 	stuck.Store(true)
@@ -106,6 +107,7 @@ func TestDialPassedOverNextHopStillCarriesTheCircuit(t *testing.T) {
 // waits on c for the rest of the deadline and fails with the deadline's
 // error at the deadline, no earlier.
 func TestDialThroughSwallowingRelaysFailsWithCtxErr(t *testing.T) {
+	t.Parallel()
 	hold := func(in, out links.Stream) (links.Stream, links.Stream) { return silentStream{in}, out }
 	c := diamondRelayedByBWith(t, hold, func(cfg *Config) {
 		shortAnswerBound(cfg)
@@ -151,6 +153,7 @@ func (s *lateAnswers) Write(b []byte) (int, error) {
 // and fail with "link lost" as it did when the failure of an open passed
 // over was not judged as the others are.
 func TestDialPassedOverNextHopRefusalEndsTheDial(t *testing.T) {
+	t.Parallel()
 	var resets atomic.Int64
 	c := slowBFailingC(t, func(in, out links.Stream) (links.Stream, links.Stream) {
 		return &lateAnswers{Stream: in, delay: 3200 * time.Millisecond}, out
