@@ -2230,6 +2230,13 @@ func (d *discovery) dialMember(m Member, why topology.Why, barred bool) {
 		d.mu.Unlock()
 		return
 	}
+	// The step lists members as unavailable only while maxDialing dials
+	// run at its start, and may then add several: the bound holds here.
+	if len(d.dialing) >= maxDialing {
+		d.mu.Unlock()
+		n.log.Debug("discovery dial deferred: dials in flight at their bound", "member", m.Name, "dialing", maxDialing)
+		return
+	}
 	// The host budget holds for a barred member too, unless its host
 	// proved a certificate (islandPickLocked).
 	if hb, hard := d.hostBarLocked(m.Name, m.LinkAddr, now); hb && (!barred || hard) {
