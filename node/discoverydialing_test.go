@@ -63,3 +63,57 @@ func TestDialsInFlightBounded(t *testing.T) {
 		t.Errorf("%d dials in flight, %d silent hosts dialled: want at most %d", inFlight, dialled, maxDialing)
 	}
 }
+
+// The host table holds maxHosts hosts. Full of running bans, it takes no
+// new host, and no unproven address of one is dialled; once the bans end,
+// the policy's step frees them and the new host is dialled.
+func TestHostTableFullOfBansDialsNoNewHost(t *testing.T) {
+	a := patientDialler(t)
+	sink := newUDPSinkAt(t, "127.0.0.30")
+	ghost := Member{Name: "ghost", LinkAddr: sink.pc.LocalAddr().String()}
+	d := a.disco
+	now := time.Now()
+	d.mu.Lock()
+	for i := range maxHosts {
+		d.hosts[fmt.Sprintf("198.18.%d.%d", i/256, i%256)] = &hostBudget{fails: unprovenDials, until: now.Add(unprovenBan)}
+	}
+	d.mu.Unlock()
+	d.dial(ghost, topology.WhyTarget)
+	d.mu.Lock()
+	dialling, hosts := d.dialing[ghost.Name], len(d.hosts)
+	d.mu.Unlock()
+	if dialling || hosts > maxHosts {
+		t.Errorf("host table full of running bans: dialled a new host %v, %d hosts held (bound %d)", dialling, hosts, maxHosts)
+	}
+	d.mu.Lock()
+	for _, h := range d.hosts {
+		h.until = now
+	}
+	d.mu.Unlock()
+	d.step(time.Now())
+	d.dial(ghost, topology.WhyTarget)
+	waitFor(t, "a handshake at the new host once the bans ended", patience, func() bool {
+		_, most := sink.counts()
+		return most > 0
+	})
+}
+
+// The link counts a node aims for and keeps by default: a target of 7
+// (or MaxLinks when that is set and smaller), a maximum of the larger of
+// 10 and twice the target.
+func TestDiscoveryLinkDefaults(t *testing.T) {
+	for _, tt := range []struct{ target, max, wantTarget, wantMax int }{
+		{0, 0, 7, 14},
+		{0, 3, 3, 3},
+		{0, 20, 7, 20},
+		{3, 0, 3, 10},
+		{8, 0, 8, 16},
+	} {
+		c := Config{Discovery: DiscoveryConfig{TargetLinks: tt.target, MaxLinks: tt.max}}
+		c.setDefaults()
+		if d := c.Discovery; d.TargetLinks != tt.wantTarget || d.MaxLinks != tt.wantMax {
+			t.Errorf("TargetLinks %d, MaxLinks %d: defaults to %d and %d, want %d and %d",
+				tt.target, tt.max, d.TargetLinks, d.MaxLinks, tt.wantTarget, tt.wantMax)
+		}
+	}
+}

@@ -164,6 +164,9 @@ func TestAttackGossipMembersReflectHandshakesAtOneHost(t *testing.T) {
 				}
 			}
 		}
+		if v := metricValue(t, n, "circuitmesh_gossip_refused_total", "reason", refuseLink); v < 1 {
+			t.Errorf("%s counted %v alive messages refused for their link address, want the made-up members at other spellings counted", n.Name(), v)
+		}
 	}
 
 	// Every node dials some made-up member, each dial failing after
