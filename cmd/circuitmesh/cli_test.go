@@ -137,6 +137,7 @@ func TestConfigFileErrorsNameTheLine(t *testing.T) {
 }
 
 func TestBadRunFlagsAreUsageErrors(t *testing.T) {
+	dir := t.TempDir()
 	for _, args := range [][]string{
 		{"--insecure"}, // no name
 		{"--insecure", "--name", "a", "--expose", "web"},
@@ -145,6 +146,9 @@ func TestBadRunFlagsAreUsageErrors(t *testing.T) {
 		{"--insecure", "--name", "a", "--log-format", "xml"},
 		{"--insecure", "--name", "a", "--gossip-key", "short"},
 		{"--insecure", "--name", "a", "--gossip-key-file", "/nonexistent/gossip.key"},
+		// An empty key file is no key: gossip would run in plaintext.
+		{"--insecure", "--name", "a", "--gossip-key-file", writeFile(t, dir, "empty.key", "")},
+		{"--insecure", "--name", "a", "--gossip-key-file", writeFile(t, dir, "blank.key", " \n")},
 		{"--insecure", "--name", "a", "--target-links", "6", "--max-links", "4"},
 		{"--insecure", "--name", "a", "--join", "10.0.0.1:7946"},
 	} {

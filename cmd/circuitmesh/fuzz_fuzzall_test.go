@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"encoding/base64"
 	"errors"
+	"flag"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 )
 
 // FuzzParseForwardFlag parses --forward values: an accepted one, written
@@ -123,6 +128,70 @@ func FuzzParseExposeFlag(f *testing.F) {
 		}
 		if _, err := net.ResolveTCPAddr("tcp", e.target); err != nil {
 			t.Fatalf("%q: target %q that net does not take: %v", s, e.target, err)
+		}
+	})
+}
+
+// keyContext is the context of a command whose flags are given: the
+// gossip key flags of run, and keys' --key-file, with stdin reading in.
+func keyContext(t *testing.T, in string, args ...string) *cli.Context {
+	set := flag.NewFlagSet("fuzz", flag.ContinueOnError)
+	for _, fl := range []cli.Flag{&cli.StringFlag{Name: "gossip-key"}, &cli.PathFlag{Name: "gossip-key-file"}, &cli.PathFlag{Name: "key-file"}} {
+		if err := fl.Apply(set); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := set.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return cli.NewContext(&cli.App{Reader: strings.NewReader(in)}, set, nil)
+}
+
+// FuzzGossipKey reads any gossip key file, as --gossip-key-file and as
+// keys' --key-file and stdin give it: the three agree; an accepted key is
+// the 16, 24 or 32 bytes the file's base64 decodes to; a refused one is
+// a usage error that says nothing of the file's text (a key, or part of
+// one): the same as for a file holding "!".
+func FuzzGossipKey(f *testing.F) {
+	for _, s := range []string{"MDEyMzQ1Njc4OWFiY2RlZg==\n", " MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3\r\n", base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xfe}, 32)),
+		"MDEyMzQ1Njc4OWFiY2RlZg", "MDEyMzQ1Njc4OWFiY2Rl", "c2hvcnQ=", "MDEyMzQ1Njc4OWFi\nY2RlZg=="} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		path := filepath.Join(t.TempDir(), "gossip.key")
+		read := func(text string) (keys [3]string, errs [3]error) {
+			if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var run []byte
+			run, errs[0] = gossipKey(keyContext(t, "", "--gossip-key-file", path))
+			keys[0] = base64.StdEncoding.EncodeToString(run)
+			keys[1], errs[1] = readKey(keyContext(t, "", "--key-file", path))
+			keys[2], errs[2] = readKey(keyContext(t, text))
+			return keys, errs
+		}
+		keys, errs := read(text)
+		_, other := read("!")
+		for i, err := range errs {
+			var ue *usageError
+			if err != nil && (!errors.As(err, &ue) || err.Error() != other[i].Error()) {
+				t.Fatalf("key %q: %v, not the usage error of any refused key: %v", text, err, other[i])
+			}
+		}
+		if (errs[0] == nil) != (errs[1] == nil) || (len(text) <= 4096 && (errs[1] == nil) != (errs[2] == nil)) {
+			t.Fatalf("key %q: --gossip-key-file %v, --key-file %v, stdin %v", text, errs[0], errs[1], errs[2])
+		}
+		if errs[0] != nil {
+			return
+		}
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(text))
+		if err != nil || (len(raw) != 16 && len(raw) != 24 && len(raw) != 32) {
+			t.Fatalf("key %q accepted: %d bytes (%v)", text, len(raw), err)
+		}
+		for i, k := range keys {
+			if got, err := base64.StdEncoding.DecodeString(k); (i < 2 || errs[2] == nil) && (err != nil || !bytes.Equal(got, raw)) {
+				t.Fatalf("key %q read as %q, not %x (%v)", text, keys, raw, err)
+			}
 		}
 	})
 }

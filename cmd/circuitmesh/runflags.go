@@ -436,7 +436,9 @@ func loadNodeIdentity(c *cli.Context, dataDir string) (*identity.Identity, error
 
 // gossipKey reads the gossip key from --gossip-key-file (which must be
 // private: identity.CheckPrivate) or --gossip-key (the environment or the
-// config file: see refuseSecretArgs).
+// config file: see refuseSecretArgs). A key file that holds no key (empty
+// or blank) is refused as a short key is, not taken as no key: the node
+// would gossip in plaintext.
 func gossipKey(c *cli.Context) ([]byte, error) {
 	k, from := c.String("gossip-key"), "--gossip-key"
 	if p := c.Path("gossip-key-file"); p != "" {
@@ -449,7 +451,7 @@ func gossipKey(c *cli.Context) ([]byte, error) {
 		}
 		k, from = strings.TrimSpace(string(b)), "--gossip-key-file "+p
 	}
-	if k == "" {
+	if k == "" && from == "--gossip-key" {
 		return nil, nil
 	}
 	b, err := base64.StdEncoding.DecodeString(k)
