@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit/seal"
 )
@@ -72,4 +73,95 @@ func TestReadHandshakeAllocatesWhatArrives(t *testing.T) {
 	if err != nil || !bytes.Equal(got, body) {
 		t.Fatalf("64 KiB message: %d bytes, %v", len(got), err)
 	}
+}
+
+// resumeSeed encodes the resumes FuzzResumeDest sends: each the offset
+// the source claims it received and what follows the resume frame on its
+// new path.
+func resumeSeed(resumes ...any) []byte {
+	var b []byte
+	for i := 0; i+1 < len(resumes); i += 2 {
+		rest := resumes[i+1].([]byte)
+		b = binary.BigEndian.AppendUint64(b, resumes[i].(uint64))
+		b = binary.BigEndian.AppendUint16(b, uint16(len(rest)))
+		b = append(b, rest...)
+	}
+	return b
+}
+
+// FuzzResumeDest hands a destination that holds a live circuit, having
+// received "abc" and sent "xyz", resume frames naming the circuit, each
+// on a new path with any offset and any frames after it (b: resumeSeed's
+// encoding), as a source or a relay that forges for it may send them.
+// Every resume is taken or refused with ErrIntegrity or ErrResumeRefused;
+// one claiming more than the 3 positions this end sent is refused, with
+// ErrIntegrity while the circuit lives; Reads return "abc" first and only the package's errors;
+// the circuit ends and leaves nothing in the table.
+func FuzzResumeDest(f *testing.F) {
+	f.Add(resumeSeed(uint64(0), []byte{frameData, 0, 1, 'd'}))
+	f.Add(resumeSeed(uint64(3), []byte{frameAck, 0, 0, 0, 0, 0, 0, 0, 3, frameFin}))
+	f.Add(resumeSeed(uint64(4), []byte(nil)))
+	f.Add(resumeSeed(uint64(1<<63), []byte(nil)))
+	f.Add(resumeSeed(uint64(0), []byte(nil), uint64(0), []byte(nil), uint64(0), []byte{framePing}))
+	f.Add(resumeSeed(uint64(2), []byte{frameAck, 0, 0, 0, 0, 0, 0, 0, 9}, uint64(1), []byte{frameData, 0, 0}))
+	var id [idLen]byte
+	id[0] = 7
+	f.Fuzz(func(t *testing.T, b []byte) {
+		table := NewResumeTable()
+		first := newRecPath(append(append([]byte{frameHello}, id[:]...), frameData, 0, 3, 'a', 'b', 'c'), 0)
+		defer first.Close()
+		r := NewResumableDest(first, Addr{"d", "echo"}, Addr{"s", "echo"}, table, "s", "echo",
+			ResumeConfig{Window: 1 << 10, Timeout: 50 * time.Millisecond, ProgressTimeout: time.Second})
+		waitRegistered(t, table, 1)
+		if _, err := r.Write([]byte("xyz")); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		waitFor(t, func() bool {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return r.sentMost == 3
+		})
+		for resumes := 0; len(b) >= 10 && resumes < 8; resumes++ {
+			off := binary.BigEndian.Uint64(b)
+			n := min(int(binary.BigEndian.Uint16(b[8:])), len(b)-10)
+			frame := binary.BigEndian.AppendUint64(append([]byte{frameResume}, id[:]...), off)
+			path := bytesPath{bytes.NewReader(append(frame, b[10:10+n]...))}
+			b = b[10+n:]
+			got, err := table.Resume(path, "s", "echo", time.Now().Add(time.Second))
+			r.mu.Lock()
+			ended := r.ended // a circuit that ended refuses every resume with ErrResumeRefused
+			r.mu.Unlock()
+			switch {
+			case err != nil && !errors.Is(err, ErrIntegrity) && !errors.Is(err, ErrResumeRefused):
+				t.Fatalf("resume from %d: %v is neither ErrIntegrity nor ErrResumeRefused", off, err)
+			case err == nil && got != r:
+				t.Fatalf("resume from %d took another circuit", off)
+			case err == nil && off > 3:
+				t.Fatalf("resume from %d taken, beyond the 3 positions sent", off)
+			case err != nil && off > 3 && !ended && !errors.Is(err, ErrIntegrity):
+				t.Fatalf("resume from %d, beyond the 3 positions sent: %v, want ErrIntegrity", off, err)
+			}
+		}
+		_ = r.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var read []byte
+		buf := make([]byte, 64)
+		for len(read) < 3 {
+			n, err := r.Read(buf)
+			read = append(read, buf[:n]...)
+			if err != nil {
+				if err != io.EOF && !circuitError(err) {
+					t.Fatalf("read: %v is none of the package's errors", err)
+				}
+				break
+			}
+		}
+		if !bytes.HasPrefix(read, []byte("abc")) && !bytes.HasPrefix([]byte("abc"), read) {
+			t.Fatalf("read %q, not what came before the resumes first", read)
+		}
+		r.Reset(CloseCancelled)
+		r.Wait()
+		if table.Len() != 0 {
+			t.Fatal("an ended circuit stayed in the table")
+		}
+	})
 }

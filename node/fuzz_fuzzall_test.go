@@ -1,14 +1,18 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"math"
 	"net"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +21,7 @@ import (
 	"time"
 
 	"github.com/circuitmesh/circuitmesh/circuit"
+	"github.com/circuitmesh/circuitmesh/links/identity"
 	"github.com/hashicorp/serf/coordinate"
 	"github.com/miekg/dns"
 	"go.opentelemetry.io/otel/trace"
@@ -281,6 +286,162 @@ func FuzzMetaCoord(f *testing.F) {
 		}
 		if metaCoord(b) == nil {
 			t.Fatalf("coordinate %v taken from %s: its wire form %s is refused", c, raw, b)
+		}
+	})
+}
+
+// FuzzParseAdvertiseAddr checks an address a node is to announce
+// (--advertise, --gossip-advertise, the config file): a refusal is an
+// *AdvertiseAddrError naming the address as given and matching
+// ErrAdvertiseAddr and ErrInvalidConfig; an accepted address reads back
+// from its own spelling, and the members take it as a link address
+// (checkLinkAddr), so what a node announces is never refused.
+func FuzzParseAdvertiseAddr(f *testing.F) {
+	for _, s := range []string{"203.0.113.7:4242", "[::ffff:10.0.0.1]:4242", "[2001:db8::1]:4242", "127.0.0.2:1",
+		"", "203.0.113.7", "example.com:4242", "0.0.0.0:4242", "[::]:4242", ":4242", "203.0.113.7:0",
+		"203.0.113.7:65536", "203.0.113.7:http", "224.0.0.1:4242", "255.255.255.255:4242", "[fe80::1%eth0]:4242",
+		"[::ffff:255.255.255.255]:1", "203.0.113.7:0080"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ap, err := ParseAdvertiseAddr(s)
+		if err != nil {
+			var ae *AdvertiseAddrError
+			if !errors.As(err, &ae) || ae.Addr != s || !errors.Is(err, ErrAdvertiseAddr) || !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("ParseAdvertiseAddr(%q): %v is no *AdvertiseAddrError naming it", s, err)
+			}
+			return
+		}
+		if again, err := ParseAdvertiseAddr(ap.String()); err != nil || again != ap {
+			t.Fatalf("%q accepted as %s, which reads back as %s (%v)", s, ap, again, err)
+		}
+		if err := checkLinkAddr(ap.String()); err != nil {
+			t.Fatalf("%q accepted as %s, which members refuse: %v", s, ap, err)
+		}
+	})
+}
+
+// FuzzCheckJoin checks a gossip join entry (--join, the config file): a
+// refusal wraps ErrBadJoin and quotes the entry; a dns: entry it accepts
+// has a host and a port resolveJoin takes, and a plain one a port
+// memberlist takes, from 1 to 65535, or none.
+func FuzzCheckJoin(f *testing.F) {
+	for _, s := range []string{"192.0.2.9:7946", "seed.mesh.test", "dns:seed.mesh.test.:7000", "dns:seed.mesh.test.",
+		"dns+srv:_gossip._tcp.mesh.test.", "dns+srv:", "dns:", "dns::7000", "dns:seed:gossip", "seed:0", "seed:65536",
+		"[2001:db8::1]:7946", "[2001:db8::1]", ":7946", "dns:[::1]:+1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, j string) {
+		err := CheckJoin(j)
+		if err != nil {
+			if !errors.Is(err, ErrBadJoin) || !strings.Contains(err.Error(), strconv.Quote(j)) {
+				t.Fatalf("CheckJoin(%q): %v does not wrap ErrBadJoin and quote the entry", j, err)
+			}
+			return
+		}
+		if strings.HasPrefix(j, "dns+srv:") {
+			if strings.TrimPrefix(j, "dns+srv:") == "" {
+				t.Fatalf("accepted %q, which names no SRV record", j)
+			}
+			return
+		}
+		addr := strings.TrimPrefix(j, "dns:")
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			host, port = addr, "7946" // the local gossip port
+		}
+		if checkJoinPort(j, host, port) != nil {
+			t.Fatalf("accepted %q, whose host %q and port %q resolveJoin refuses", j, host, port)
+		}
+		if !strings.HasPrefix(j, "dns:") && err == nil {
+			if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+				t.Fatalf("accepted %q, whose port %q memberlist does not take", j, port)
+			}
+		}
+	})
+}
+
+// FuzzCheckAddrs checks a QUIC listen or static link address and a gossip
+// bind address (--listen, --link, --gossip, the config file): a
+// refusal quotes the address; an accepted gossip bind address has the
+// port startDiscovery reads, an accepted static link address a port other
+// than 0, and an accepted address of an IP literal resolves as UDP.
+func FuzzCheckAddrs(f *testing.F) {
+	for _, s := range []string{"0.0.0.0:4242", ":0", "[::1]:4242", "127.0.0.1:quic", "127.0.0.1:domain", "host:4242",
+		"127.0.0.1", "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:+1", "[fe80::1%lo]:1", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		host, port, splitErr := net.SplitHostPort(addr)
+		_, hostErr := netip.ParseAddr(host)
+		literal := splitErr == nil && (host == "" || hostErr == nil) // resolves with no DNS query
+		for _, listen := range []bool{true, false} {
+			err := CheckQUICAddr(addr, listen)
+			if err != nil {
+				if !strings.Contains(err.Error(), strconv.Quote(addr)) {
+					t.Fatalf("CheckQUICAddr(%q, %v): %v does not quote the address", addr, listen, err)
+				}
+				continue
+			}
+			if splitErr != nil {
+				t.Fatalf("CheckQUICAddr(%q, %v) accepted no HOST:PORT: %v", addr, listen, splitErr)
+			}
+			p, err := net.LookupPort("udp", port)
+			if err != nil || (!listen && p == 0) {
+				t.Fatalf("CheckQUICAddr(%q, %v) accepted port %q (%d, %v)", addr, listen, port, p, err)
+			}
+			if literal {
+				if _, err := net.ResolveUDPAddr("udp", addr); err != nil {
+					t.Fatalf("CheckQUICAddr(%q, %v) accepted what does not resolve: %v", addr, listen, err)
+				}
+			}
+		}
+		if err := CheckGossipAddr(addr); err != nil {
+			if !strings.Contains(err.Error(), strconv.Quote(addr)) {
+				t.Fatalf("CheckGossipAddr(%q): %v does not quote the address", addr, err)
+			}
+			return
+		}
+		if p, err := strconv.Atoi(port); splitErr != nil || err != nil || p < 0 || p > 65535 {
+			t.Fatalf("CheckGossipAddr(%q) accepted port %q, which startDiscovery reads as %d (%v %v)", addr, port, p, splitErr, err)
+		}
+	})
+}
+
+// FuzzVerifyAttestation verifies any attestation of a route origin, as a
+// neighbour relays it, whole: framing, the certificate it carries (parsed
+// and checked against the mesh CA) and the signature. Only the
+// attestation the origin made verifies; any other fails with
+// errAttestation or one of identity's sentinels.
+func FuzzVerifyAttestation(f *testing.F) {
+	ca, other := twoCAs(f)
+	a, _ := certifierFor(f, ca, "a", slog.New(slog.DiscardHandler))
+	b, _ := certifierFor(f, ca, "b", slog.New(slog.DiscardHandler))
+	rogue, _ := certifierFor(f, other, "b", slog.New(slog.DiscardHandler))
+	good, err := b.Attest("b", 5, 7)
+	if err != nil {
+		f.Fatal(err)
+	}
+	forged, err := rogue.Attest("b", 5, 7)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(forged)
+	f.Add(append([]byte{attestV1}, good[9:]...))
+	f.Add(good[:len(good)-1])
+	f.Add([]byte{attestVersion, 0, 0, 0, 0, 0, 0, 0, 5})
+	sentinels := []error{errAttestation, identity.ErrUntrusted, identity.ErrExpired, identity.ErrMalformed, identity.ErrInvalidName, identity.ErrWrongMesh}
+	f.Fuzz(func(t *testing.T, att []byte) {
+		err := a.Verify("b", attestationEpoch(att), 7, att)
+		if err == nil {
+			if !bytes.Equal(att, good) {
+				t.Fatalf("verified an attestation b did not make: %x", att)
+			}
+			return
+		}
+		if !slices.ContainsFunc(sentinels, func(s error) bool { return errors.Is(err, s) }) {
+			t.Fatalf("attestation %x: %v wraps none of the sentinels", att, err)
 		}
 	})
 }

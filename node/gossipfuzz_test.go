@@ -108,6 +108,9 @@ func FuzzGossipStream(f *testing.F) {
 	}
 	f.Add([]byte{gmPushPull, 0x83, 0xa5, 'N', 'o', 'd', 'e', 's', 0x01, 0xac, 'U', 's', 'e', 'r', 'S', 't', 'a', 't', 'e', 'L', 'e', 'n', 0x00, 0xa4, 'J', 'o', 'i', 'n', 0xc2, 0x81, 0xa4, 'N', 'a', 'm', 'e', 0xa1, 'x'})
 	f.Add([]byte{gmUser, 0, 0, 0, 1})
+	// The answers to a stream this node opened: an ack and an error.
+	f.Add([]byte{gmAck, 0x82, 0xa5, 'S', 'e', 'q', 'N', 'o', 0x01, 0xa7, 'P', 'a', 'y', 'l', 'o', 'a', 'd', 0xc4, 0x00})
+	f.Add([]byte{gmErr, 0x81, 0xa5, 'E', 'r', 'r', 'o', 'r', 0xa1, 'x'})
 	g := fuzzGuard(f)
 	f.Fuzz(func(t *testing.T, s []byte) {
 		for _, inbound := range []bool{false, true} {
