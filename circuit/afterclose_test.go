@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"testing"
@@ -282,5 +283,37 @@ func TestFailedHandshakeErrorsNameTheirOperation(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAbortAfterCleanEndKeepsWhatArrived: a resumable circuit that ended
+// cleanly (both ends half-closed, every byte acknowledged) and is then
+// aborted, as a node's Close aborts the circuits it still lists, keeps
+// the bytes the other end sent: Read returns them, then io.EOF. Before,
+// the Abort marked the end aborted though it changed nothing else, and
+// Read failed with net.ErrClosed, losing "tail".
+func TestAbortAfterCleanEndKeepsWhatArrived(t *testing.T) {
+	_, src, dst := newResumeRig(t).pair(ResumeConfig{}, ResumeConfig{})
+	if _, err := dst.Write([]byte("tail")); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-src.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the circuit did not end after both ends half-closed")
+	}
+	if err := src.Err(); err != nil {
+		t.Fatalf("the circuit ended with %v, want a clean end", err)
+	}
+	src.Abort(CloseShuttingDown, LocalReset(CloseShuttingDown))
+	got, err := io.ReadAll(src)
+	if string(got) != "tail" || err != nil {
+		t.Fatalf("read after Abort of a cleanly ended circuit: %q, %v; want \"tail\" and no error", got, err)
 	}
 }

@@ -1834,12 +1834,13 @@ func (r *Resumable) budgetErr() error {
 // net.ErrClosed. AppClosed stays false until the application calls
 // Close or Reset (which then fail or do nothing). It does nothing to an
 // end closed by Close or Reset but end the delivery a Close left under
-// way.
+// way, and nothing to a circuit that had already ended: its Reads still
+// return what arrived before the end, then io.EOF or why it ended.
 func (r *Resumable) Abort(code uint64, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.startLocked()
-	if !r.appClosed {
+	if !r.appClosed && !r.ended {
 		r.aborted = true
 	}
 	r.abortLocked(code, err)

@@ -14,7 +14,6 @@ import (
 // routing (and v's subscribers) stop following m's cycles, and gives it
 // back once m stops.
 func TestAttackLinkCyclingIsDamped(t *testing.T) {
-	t.Parallel()
 	c := newCluster(t, true)
 	c.build("v-h", "h-w", "m-v")
 	c.waitRoute("w", "m", 3)
