@@ -3,6 +3,7 @@ package node
 import (
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,21 +96,29 @@ func TestAttackBadOpenHeadersFloodTheDebugLog(t *testing.T) {
 	}
 }
 
+// linkedToLimited is m and its neighbour x, x's limits set by limit, once
+// m has a route to x.
+func linkedToLimited(t *testing.T, limit func(*Limits)) (m, x *Node) {
+	t.Helper()
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) {
+		if cfg.Name == "x" {
+			limit(&cfg.Limits)
+		}
+	}
+	c.build("m-x")
+	c.waitRoute("m", "x", 1)
+	return c.nodes["m"], c.nodes["x"]
+}
+
 // TestOpenHeaderBeyondMaxHeaderSizeRefused: m, a neighbour of x with a
 // valid certificate, sends an open header of about 1,000 bytes, whole
 // and valid, to x, whose Limits.MaxHeaderSize is 512: x refuses it with
 // code Policy, saying it could not read the open header, instead of
 // opening the circuit.
 func TestOpenHeaderBeyondMaxHeaderSizeRefused(t *testing.T) {
-	c := newCluster(t, true)
-	c.tweak = func(cfg *Config) {
-		if cfg.Name == "x" {
-			cfg.Limits.MaxHeaderSize = 512
-		}
-	}
-	c.build("m-x")
-	c.waitRoute("m", "x", 1)
-	s, err := c.nodes["m"].link("x").OpenStream(ctxT(t, 10*time.Second))
+	m, _ := linkedToLimited(t, func(l *Limits) { l.MaxHeaderSize = 512 })
+	s, err := m.link("x").OpenStream(ctxT(t, 10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,5 +134,62 @@ func TestOpenHeaderBeyondMaxHeaderSizeRefused(t *testing.T) {
 	res, err := circuit.ReadResult(s, 0)
 	if err != nil || res.Code != circuit.Policy || !strings.Contains(res.Reason, "read open header") {
 		t.Fatalf("an open header of %d bytes to a node taking 512: %+v, %v; want a policy refusal reading the header", len(b), res, err)
+	}
+}
+
+// TestOpenHeaderTimeoutRefusedPolicy: m, a neighbour of x with a valid
+// certificate, sends a whole and valid open header one byte every
+// 100 ms, far more than x's Limits.HeaderTimeout (1 s here) in all, each
+// byte well within it. x refuses the stream with code Policy, saying it
+// could not read the open header, once the timeout has passed from the
+// stream's start and before the header is whole (the timeout bounds the
+// whole header, not each read), and counts the refusal
+// (circuitmesh_circuits_refused_total{code="policy"}).
+func TestOpenHeaderTimeoutRefusedPolicy(t *testing.T) {
+	const timeout = time.Second
+	m, x := linkedToLimited(t, func(l *Limits) { l.HeaderTimeout = timeout })
+	policy := x.metrics.circuitsRefused.WithLabelValues(codeLabel(circuit.Policy))
+	refused0 := counterValue(policy)
+	// A header of 100 bytes or so: whole after some 10 s, however late x
+	// starts reading it.
+	b, err := (&circuit.Open{Dest: "x", Source: "m", Service: EchoService, HopLimit: 15, TraceState: strings.Repeat("x", 75)}).AppendTo(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if trickle := time.Duration(len(b)) * 100 * time.Millisecond; trickle < 8*timeout {
+		t.Fatalf("a header of %d bytes takes %v at a byte per 100 ms, want 8 times the timeout", len(b), trickle)
+	}
+	s, err := m.link("x").OpenStream(ctxT(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var sent atomic.Int64
+	done := make(chan struct{})
+	defer func() {
+		s.Reset(circuit.CloseCancelled)
+		<-done
+	}()
+	go func() {
+		defer close(done)
+		for _, c := range b {
+			if _, err := s.Write([]byte{c}); err != nil {
+				return // x refused the stream, or the test reset it
+			}
+			sent.Add(1)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	res, err := circuit.ReadResult(s, 0)
+	took := time.Since(start)
+	t.Logf("an open header of %d bytes sent a byte per 100 ms: %d sent when x answered %+v, %v after %v", len(b), sent.Load(), res, err, took.Round(time.Millisecond))
+	if err != nil || res.Code != circuit.Policy || !strings.Contains(res.Reason, "read open header") {
+		t.Fatalf("an open header slower than x's HeaderTimeout: %+v, %v; want a policy refusal reading the header", res, err)
+	}
+	if took < timeout || sent.Load() >= int64(len(b)) {
+		t.Errorf("x refused after %v, %d of %d header bytes sent; want after its HeaderTimeout of %v and before the header was whole", took, sent.Load(), len(b), timeout)
+	}
+	if got := counterValue(policy) - refused0; got != 1 {
+		t.Errorf("x counted %v policy refusals, want 1", got)
 	}
 }

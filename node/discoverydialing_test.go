@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -115,5 +116,98 @@ func TestDiscoveryLinkDefaults(t *testing.T) {
 			t.Errorf("TargetLinks %d, MaxLinks %d: defaults to %d and %d, want %d and %d",
 				tt.target, tt.max, d.TargetLinks, d.MaxLinks, tt.wantTarget, tt.wantMax)
 		}
+	}
+}
+
+// lockedTables is a discovery with empty tables, its lock held until
+// the test ends.
+func lockedTables(t *testing.T) *discovery {
+	d := &discovery{backoff: map[string]*addrBackoff{}, proven: map[string]string{}, unproven: map[string]*addrBackoff{},
+		hosts: map[string]*hostBudget{}, members: map[string]gossipMember{}}
+	d.mu.Lock()
+	t.Cleanup(d.mu.Unlock)
+	return d
+}
+
+// tableMember is the i-th of up to 65,536 members, each at an address of
+// its own.
+func tableMember(i int) Member {
+	return Member{Name: fmt.Sprintf("m%d", i), LinkAddr: fmt.Sprintf("198.18.%d.%d:9", i/256, i%256)}
+}
+
+// failTwice has unprovenDials dials of m fail at now, its address silent.
+func failTwice(d *discovery, m Member, now time.Time) {
+	for range unprovenDials {
+		d.dialFailedLocked(m, context.DeadlineExceeded, now)
+	}
+}
+
+// The back-off tables hold at most 4,096 entries each: the link
+// addresses that failed a dial and the members that failed dials at
+// addresses that never proved them. Full of running bans (4,096 made-up
+// members at silent addresses, each failed twice), they take no new
+// entry: a new address is not dialled and its failed dial leaves the
+// tables as they are. Once the bans end, a new address evicts an ended
+// entry and is dialled, and the tables still hold 4,096.
+func TestBackoffTablesBounded(t *testing.T) {
+	const bound = 4096
+	d, now := lockedTables(t), time.Now()
+	for i := range bound + 100 {
+		failTwice(d, tableMember(i), now)
+	}
+	if len(d.backoff) != bound || len(d.unproven) != bound {
+		t.Fatalf("%d made-up members failed: %d addresses and %d members backed off, want %d each", bound+100, len(d.backoff), len(d.unproven), bound)
+	}
+	m := tableMember(bound + 100)
+	if d.mayDialLocked(m.Name, m.LinkAddr, now) {
+		t.Error("a new address is dialled while the back-off table is full of running bans")
+	}
+	if _, ok := d.unproven[tableMember(bound+99).Name]; ok {
+		t.Error("a member beyond the bound was recorded while the table was full of running bans")
+	}
+	later := now.Add(unprovenBan + time.Minute)
+	if !d.mayDialLocked(m.Name, m.LinkAddr, later) {
+		t.Fatal("a new address is not dialled once the bans ended")
+	}
+	failTwice(d, m, later)
+	if !d.memberBannedLocked(m.Name, m.LinkAddr, later) {
+		t.Error("a new member's failed dials were not counted once the bans ended")
+	}
+	if len(d.backoff) > bound || len(d.unproven) > bound {
+		t.Errorf("%d addresses and %d members backed off, want at most %d each", len(d.backoff), len(d.unproven), bound)
+	}
+}
+
+// The addresses where a handshake proved a member are remembered, 4,096
+// at most: a new one takes the place of one of them, and the address
+// forgotten is treated as unproven: two failed dials there ban its
+// member for the hour, where an address still remembered is backed off
+// a few seconds and its member stays dialled.
+func TestProvenAddressesBounded(t *testing.T) {
+	const bound = 4096
+	d, now := lockedTables(t), time.Now()
+	node := tableMember
+	for i := range bound + 1 {
+		d.proveLocked(node(i).LinkAddr, node(i).Name, now)
+	}
+	if len(d.proven) != bound || d.proven[node(bound).LinkAddr] != node(bound).Name {
+		t.Fatalf("%d addresses proven: %d remembered (the last %v), want %d with the last", bound+1, len(d.proven), d.proven[node(bound).LinkAddr] != "", bound)
+	}
+	forgotten, kept := -1, -1
+	for i := range bound {
+		if _, ok := d.proven[node(i).LinkAddr]; !ok {
+			forgotten = i
+		} else if kept < 0 {
+			kept = i
+		}
+	}
+	failTwice(d, node(forgotten), now)
+	failTwice(d, node(kept), now)
+	f, k := node(forgotten), node(kept)
+	if !d.memberBannedLocked(f.Name, f.LinkAddr, now.Add(unprovenBan-time.Minute)) {
+		t.Errorf("%s, its address forgotten, is dialled within the hour after %d failed dials there", f.Name, unprovenDials)
+	}
+	if d.memberBannedLocked(k.Name, k.LinkAddr, now) || !d.mayDialLocked(k.Name, k.LinkAddr, now.Add(4*dialMinBackoff)) {
+		t.Errorf("%s, its address remembered, is barred after %d failed dials there", k.Name, unprovenDials)
 	}
 }

@@ -470,3 +470,63 @@ func TestSigBudgetAdmitOneReplayingSource(t *testing.T) {
 		t.Errorf("%d alive messages from sources that are no members' handed on in %v, want at most %d", passed+ncPassed, d, limit)
 	}
 }
+
+// TestSigBudgetSourceDrawsItsShare: while the node's budget of failed
+// checks is contended (below half its burst), a source draws at most a
+// sixteenth of it (12.5 checks a second, burst 50) and the rest goes to
+// the other sources. 16 sources send forgeries every millisecond for
+// 10 s, the same one first each time, so that it would take every check
+// the node earns: it gets at most 50 + 12.5 × 10, and the other 15 the
+// rest of the node's 400 + 200 × 10; it is refused for its share while
+// the node still has checks that go to the others.
+func TestSigBudgetSourceDrawsItsShare(t *testing.T) {
+	const (
+		sources = 16
+		d       = 10 * time.Second
+	)
+	b := newSigBudget()
+	t0 := time.Now()
+	src := func(i int) netip.Prefix { return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), 32) }
+	got := make([]int, sources)
+	seq, leftToOthers := 0, 0
+	for at := time.Duration(0); at < d; at += time.Millisecond {
+		now := t0.Add(at)
+		firstRefused := false
+		for i := range sources {
+			seq++
+			forged := []byte(`{"ts":` + strconv.Itoa(seq) + metaSigField + `x"}`)
+			b.mu.Lock()
+			b.sawLocked("b", forged, src(i))
+			b.mu.Unlock()
+			_, why := b.check("b", forged, now)
+			if why == "" {
+				got[i]++
+				b.failed("b", forged, now)
+				if firstRefused {
+					leftToOthers++
+					firstRefused = false
+				}
+			}
+			if i == 0 {
+				firstRefused = why == sigRefuseSource
+			}
+		}
+	}
+	others := 0
+	for _, n := range got[1:] {
+		others += n
+	}
+	budget := sigFailNodeBurst + int(sigFailNodeRate*d.Seconds())
+	most := int(2*sigFailNodeBurst/16.0 + sigFailNodeRate/16.0*d.Seconds())
+	t.Logf("%d sources for %v: the first got %d failed checks (its share: at most %d), the other %d got %d of the node's %d; %d times the first was refused for its share and the check went to another",
+		sources, d, got[0], most, sources-1, others, budget, leftToOthers)
+	if got[0] > most+1 {
+		t.Errorf("one source got %d failed checks in %v of a contended node's, want at most a sixteenth: %d", got[0], d, most)
+	}
+	if others < budget-most-sources {
+		t.Errorf("the other %d sources got %d failed checks, want the rest of the node's %d: %d", sources-1, others, budget, budget-most)
+	}
+	if leftToOthers == 0 {
+		t.Error("the first source was never refused for its share while the node had checks left for others")
+	}
+}

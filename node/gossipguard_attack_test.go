@@ -6,6 +6,7 @@ import (
 	"compress/lzw"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -621,4 +622,98 @@ func refusedBesidesTargets(t *testing.T, n *Node) float64 {
 		}
 	}
 	return sum
+}
+
+// TestGossipInboundPushPullBound: a stranger opens a push-pull to d
+// whose header announces the states of the members d knows plus 5,120
+// (1,024, and the 4,096 members whose metadata the sender may hold
+// unverified), then one more. d takes the first, charging the states it
+// announces to the bytes held for gossip streams, and refuses the second
+// before memberlist allocates its states: it closes the stream, counts it
+// (circuitmesh_gossip_refused_total{kind="stream",reason="header"}) and
+// logs a WARN line naming the states announced and the bound.
+func TestGossipInboundPushPullBound(t *testing.T) {
+	c := newCluster(t, true)
+	c.tweak = func(cfg *Config) { cfg.Discovery = DiscoveryConfig{BindAddr: "127.0.0.1:0"} }
+	logs := c.captureLog("d")
+	d := c.add("d")
+	g := d.disco.guard
+	header := g.metric.WithLabelValues("stream", refuseHeader)
+	push := func(states int) net.Conn {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", d.Status().GossipAddr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if _, err := conn.Write(pushPullHeader(t, states, 0)); err != nil {
+			t.Fatal(err)
+		}
+		return conn
+	}
+	// held says whether d charged the states of push-pulls of that many
+	// states in all: it took their headers.
+	held := func(states int) bool {
+		all, _ := g.slots.heldNow(netip.MustParsePrefix("127.0.0.1/32"))
+		return all >= int64(states)*gossipPushStateSize
+	}
+	known := g.members.count()
+	most := known + 5120
+	push(most)
+	waitFor(t, "d to take or refuse the push-pull at the bound", time.Minute, func() bool { return held(most) || counterValue(header) > 0 })
+	if n := counterValue(header); n != 0 {
+		t.Fatalf("d knowing %d members refused %v push-pulls of %d states", known, n, most)
+	}
+	conn := push(most + 1)
+	waitFor(t, "d to take or refuse the push-pull beyond the bound", time.Minute, func() bool { return held(2*most+1) || counterValue(header) > 0 })
+	if n := counterValue(header); n != 1 {
+		t.Fatalf("d knowing %d members took a push-pull of %d states", known, most+1)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(time.Minute))
+	if _, err := conn.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("the push-pull of %d states: read %v, want d to close it", most+1, err)
+	}
+	want := fmt.Sprintf("push-pull of %d states (at most %d)", most+1, most)
+	var line string
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "gossip stream refused") {
+			line = l
+		}
+	}
+	t.Logf("d knowing %d members: a push-pull of %d states taken, one of %d refused: %s", known, most, most+1, line)
+	if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "reason=header") || !strings.Contains(line, want) {
+		t.Errorf("d's log line for the refused push-pull: %q, want a WARN with reason=header saying %q", line, want)
+	}
+}
+
+// TestGossipPlaintextStreamCapped: a stranger's plaintext gossip stream,
+// plain or compressed, that goes on beyond 20 MiB (memberlist's own bound
+// on an encrypted push-pull) after a message type the guard hands on
+// unread: memberlist is served 20 MiB of it and its type byte, then a
+// read error wrapping ErrGossipRefused, not the end of the stream, so it
+// does not act on a truncated message.
+func TestGossipPlaintextStreamCapped(t *testing.T) {
+	const limit = 20 << 20
+	g := fuzzGuard(t)
+	long := append([]byte{gmAlive}, make([]byte, limit+1<<20)...)
+	for _, tc := range []struct {
+		name   string
+		stream []byte
+	}{{"plain", long}, {"compressed", compressMsg(t, long)}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := g.guard(&byteConn{r: bytes.NewReader(tc.stream)}, true)
+			if _, _, reason := g.slots.admit(c, time.Now()); reason != "" {
+				t.Fatalf("no slot for the stream: %s", reason)
+			}
+			defer g.slots.release(c)
+			n, err := io.Copy(io.Discard, c)
+			t.Logf("a stream of %d bytes (%d once decompressed): %d served, then %v", len(tc.stream), len(long), n, err)
+			if n < limit || n > limit+1 {
+				t.Errorf("served %d bytes of a stream of %d, want 20 MiB and at most the type byte more", n, len(long))
+			}
+			if !errors.Is(err, ErrGossipRefused) {
+				t.Errorf("the stream beyond 20 MiB ends with %v, want an error wrapping ErrGossipRefused", err)
+			}
+		})
+	}
 }
