@@ -2443,10 +2443,10 @@ func (r *Resumable) Close() error {
 }
 
 // AppClosed reports whether the application closed this end (Close or
-// Reset, also after Abort, when they fail or do nothing). An end closed but not ended only waits to deliver what it
-// wrote and its end (across resumes, for at most the resume timeout):
-// ending it costs the other end that tail, and no one else anything. It
-// takes no lock.
+// Reset, also after Abort, when they fail or do nothing). An end closed
+// but not ended only waits to deliver what it wrote and its end (across
+// resumes, for at most the resume timeout): ending it costs the other
+// end that tail, and no one else anything. It takes no lock.
 func (r *Resumable) AppClosed() bool { return r.closedByApp.Load() }
 
 // Reset aborts the circuit in both directions with code; it is never
