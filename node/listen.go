@@ -72,9 +72,6 @@ type backlogPlace struct {
 // on: EchoService, and InfoService unless Config.DisableInfo is set, fail
 // with ErrServiceInUse, before Start as after it.
 func (n *Node) Listen(service string) (net.Listener, error) {
-	if service == EchoService || (service == InfoService && !n.cfg.DisableInfo) {
-		return nil, fmt.Errorf("listen %q: %w (the node's built-in service)", service, ErrServiceInUse)
-	}
 	l, err := n.listen(service, nil)
 	if err != nil {
 		return nil, err // not a nil *listener in a non-nil interface
@@ -94,6 +91,10 @@ func (n *Node) listen(service string, handle func(net.Conn)) (*listener, error) 
 	}
 	if n.services[service] != nil {
 		return nil, fmt.Errorf("listen %q: %w", service, ErrServiceInUse)
+	}
+	if handle == nil && (service == EchoService || service == InfoService && !n.cfg.DisableInfo) {
+		// Not started yet: the node's own handler takes it at Start.
+		return nil, fmt.Errorf("listen %q: %w (the node's built-in service)", service, ErrServiceInUse)
 	}
 	l := &listener{n: n, service: service, handle: handle, done: make(chan struct{}), bySource: make(map[links.SourceKey]int)}
 	if handle == nil {
